@@ -1,0 +1,96 @@
+//! The extension point for element implementations.
+//!
+//! The engine handles everything the model says about MediaObject and MediaElement
+//! (names, tags, properties, connections, events). An [`Element`] adds what is specific to
+//! one class; a [`Factory`] creates it. Crates further out (WebRTC, GStreamer, third-party
+//! modules) register factories with [`crate::Engine::register_factory`].
+
+use crate::graph::Edge;
+use fluo_api::KurentoError;
+use serde_json::{Map, Value};
+
+/// Context given to element hooks: who the element is and a way to raise events.
+pub struct ElementCx<'a> {
+    /// The element's id.
+    pub id: &'a str,
+    /// Wall-clock milliseconds since the UNIX epoch.
+    pub wall_ms: u64,
+    pub(crate) events: &'a mut Vec<(String, String, Map<String, Value>)>,
+}
+
+impl ElementCx<'_> {
+    /// Raises `event` on this element with its own fields (the base fields are added).
+    pub fn emit(&mut self, event: &str, fields: Map<String, Value>) {
+        self.events
+            .push((self.id.to_string(), event.to_string(), fields));
+    }
+}
+
+/// Class-specific behaviour of a media object.
+pub trait Element: Send {
+    /// Handles a model method; `None` lets the engine's generic handling run.
+    fn invoke(
+        &mut self,
+        _cx: &mut ElementCx<'_>,
+        _method: &str,
+        _params: &Map<String, Value>,
+    ) -> Option<Result<Value, KurentoError>> {
+        None
+    }
+
+    /// Reads a property the element computes itself; `None` = use the stored value.
+    fn get_property(&self, _name: &str) -> Option<Value> {
+        None
+    }
+
+    /// Called after a property was set (already type-checked); may reject the value.
+    fn property_set(
+        &mut self,
+        _cx: &mut ElementCx<'_>,
+        _name: &str,
+        _value: &Value,
+    ) -> Result<(), KurentoError> {
+        Ok(())
+    }
+
+    /// A connection to or from this element appeared.
+    fn connected(&mut self, _cx: &mut ElementCx<'_>, _edge: &Edge) {}
+
+    /// A connection to or from this element went away.
+    fn disconnected(&mut self, _cx: &mut ElementCx<'_>, _edge: &Edge) {}
+
+    /// The object is being destroyed.
+    fn released(&mut self) {}
+}
+
+/// What a factory gets to build an element.
+pub struct FactoryCx<'a> {
+    /// The new object's id.
+    pub id: &'a str,
+    /// Its pipeline's id (`None` for a MediaPipeline).
+    pub pipeline: Option<&'a str>,
+    /// Constructor parameters, checked against the model, defaults applied.
+    pub params: &'a Map<String, Value>,
+}
+
+/// Creates elements of one class.
+pub trait Factory: Send {
+    /// Builds the element's behaviour.
+    fn create(&self, cx: &FactoryCx<'_>) -> Result<Box<dyn Element>, KurentoError>;
+}
+
+/// An element with no behaviour of its own beyond the engine's bookkeeping (MediaPipeline,
+/// and classes whose media plane is handled elsewhere).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoMedia;
+
+impl Element for NoMedia {}
+
+impl<F> Factory for F
+where
+    F: Fn(&FactoryCx<'_>) -> Result<Box<dyn Element>, KurentoError> + Send,
+{
+    fn create(&self, cx: &FactoryCx<'_>) -> Result<Box<dyn Element>, KurentoError> {
+        self(cx)
+    }
+}

@@ -1,0 +1,499 @@
+//! The engine: request handling from text frame to response, connections and timers.
+
+use crate::element::Factory;
+use crate::graph::Graph;
+use crate::host::Host;
+use crate::registry::{Object, Registry};
+use crate::replay::ReplayCache;
+use crate::session::Sessions;
+use fluo_api::jsonrpc::{self, Incoming, Request, Response};
+use fluo_api::params::{parse_call, Call, Method};
+use fluo_api::{ErrorCode, KurentoError, Model};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Identifies one client connection (assigned by the shell).
+pub type ConnId = u64;
+
+/// The current time as the engine sees it: a monotonic instant for timers and the wall clock
+/// for timestamps that clients read.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// Monotonic time.
+    pub mono: Instant,
+    /// Milliseconds since the UNIX epoch.
+    pub wall_ms: u64,
+}
+
+impl Now {
+    /// This instant plus `d` (for virtual time in tests).
+    pub fn advanced(self, d: Duration) -> Now {
+        Now {
+            mono: self.mono + d,
+            wall_ms: self.wall_ms + d.as_millis() as u64,
+        }
+    }
+}
+
+/// Engine settings (see the server's configuration for where each comes from).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long a session whose connection went away keeps its objects.
+    pub session_grace: Duration,
+    /// How long a response is kept to answer a retried request id.
+    pub replay_ttl: Duration,
+    /// Whether the replay cache is on.
+    pub replay_enabled: bool,
+    /// The `metadata` JSON returned by `ServerManager.getMetadata` (empty: none).
+    pub metadata: String,
+    /// This server process's id (`connect` result).
+    pub server_id: String,
+    /// Most media pipelines alive at once.
+    pub max_pipelines: usize,
+    /// Most elements in one pipeline.
+    pub max_elements_per_pipeline: usize,
+    /// Most objects one session may reference.
+    pub max_objects_per_session: usize,
+    /// Most operations in one transaction.
+    pub max_transaction_ops: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            session_grace: Duration::from_secs(240),
+            replay_ttl: Duration::from_secs(20),
+            replay_enabled: true,
+            metadata: String::new(),
+            server_id: uuid::Uuid::new_v4().to_string(),
+            max_pipelines: 10_000,
+            max_elements_per_pipeline: 10_000,
+            max_objects_per_session: 100_000,
+            max_transaction_ops: 10_000,
+        }
+    }
+}
+
+/// Something for the shell to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send this text frame on this connection.
+    Send {
+        /// Target connection.
+        conn: ConnId,
+        /// JSON text.
+        text: String,
+    },
+}
+
+/// The engine. See the crate docs.
+pub struct Engine {
+    pub(crate) model: &'static Model,
+    pub(crate) config: EngineConfig,
+    pub(crate) host: Box<dyn Host>,
+    pub(crate) registry: Registry,
+    pub(crate) graph: Graph,
+    pub(crate) sessions: Sessions,
+    pub(crate) replay: ReplayCache,
+    pub(crate) factories: BTreeMap<String, Box<dyn Factory>>,
+    pub(crate) out: VecDeque<Output>,
+    /// Events raised while handling the current input: (source, event, own fields).
+    pub(crate) pending_events: Vec<(String, String, serde_json::Map<String, Value>)>,
+    pub(crate) now: Now,
+}
+
+/// How a request is being executed: directly, or as operation of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Direct,
+    InTransaction,
+}
+
+impl Engine {
+    /// A new engine with the built-in model and the built-in factories (MediaPipeline,
+    /// PassThrough).
+    pub fn new(config: EngineConfig, host: Box<dyn Host>, now: Now) -> Self {
+        let mut e = Self {
+            model: Model::builtin(),
+            config,
+            host,
+            registry: Registry::default(),
+            graph: Graph::default(),
+            sessions: Sessions::default(),
+            replay: ReplayCache::default(),
+            factories: BTreeMap::new(),
+            out: VecDeque::new(),
+            pending_events: vec![],
+            now,
+        };
+        e.registry.insert(Object::server_manager(now.wall_ms));
+        e.register_builtin_factories();
+        e
+    }
+
+    /// Registers (or replaces) the factory of a model class.
+    pub fn register_factory(&mut self, class: &str, factory: Box<dyn Factory>) {
+        self.factories.insert(class.to_string(), factory);
+    }
+
+    /// The names of the classes that can be created.
+    pub fn factories(&self) -> impl Iterator<Item = &str> {
+        self.factories.keys().map(String::as_str)
+    }
+
+    /// The interface model in use.
+    pub fn model(&self) -> &'static Model {
+        self.model
+    }
+
+    /// A connection opened.
+    pub fn connection_opened(&mut self, _now: Now, conn: ConnId) {
+        self.sessions.open_conn(conn);
+    }
+
+    /// A connection closed: its session keeps its objects for the grace period.
+    pub fn connection_closed(&mut self, now: Now, conn: ConnId) {
+        self.now = now;
+        self.sessions
+            .close_conn(conn, now.mono + self.config.session_grace);
+    }
+
+    /// Handles one text frame from a connection.
+    pub fn handle_text(&mut self, now: Now, conn: ConnId, text: &str) {
+        self.now = now;
+        let response = match jsonrpc::parse(text) {
+            Ok(Incoming::Request(req)) => self.handle_request(conn, req),
+            Ok(Incoming::Response) => None,
+            Err(resp) => Some(resp),
+        };
+        if let Some(resp) = response {
+            self.out.push_back(Output::Send {
+                conn,
+                text: resp.to_text(),
+            });
+        }
+        self.flush_events();
+    }
+
+    /// The next thing for the shell to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.sessions.next_deadline(), self.replay.next_expiry()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Expires sessions whose grace period ended and old replay entries.
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.now = now;
+        self.replay.expire(now.mono);
+        for session in self.sessions.expired(now.mono) {
+            tracing::info!(%session, "session expired; releasing what only it held");
+            self.unref_session(&session);
+            self.sessions.remove(&session);
+        }
+        self.flush_events();
+    }
+
+    /// Raises an event on an object from outside a request (media-plane notifications).
+    pub fn emit_event(
+        &mut self,
+        now: Now,
+        source: &str,
+        event: &str,
+        fields: serde_json::Map<String, Value>,
+    ) {
+        self.now = now;
+        self.pending_events
+            .push((source.to_string(), event.to_string(), fields));
+        self.flush_events();
+    }
+
+    /// Number of live objects (ServerManager included).
+    pub fn object_count(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Number of known sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    fn handle_request(&mut self, conn: ConnId, mut req: Request) -> Option<Response> {
+        // Inject the connection's session into requests that lack one.
+        let bound = self.sessions.session_of_conn(conn).map(str::to_string);
+        if let Some(s) = &bound {
+            match &mut req.params {
+                Some(Value::Object(p)) if !p.contains_key("sessionId") => {
+                    p.insert("sessionId".into(), Value::from(s.clone()));
+                }
+                None if req.method == "ping" => {
+                    req.params = Some(json!({"sessionId": s}));
+                }
+                _ => {}
+            }
+        }
+        let id = req.id.clone();
+        let call = match parse_call(&req.method, req.params.as_ref()) {
+            Ok(c) => c,
+            Err(e) => return id.map(|_| Response::error(req.id, e)),
+        };
+        let replay_key = match (&id, &call.session_id, &call.method) {
+            (_, _, Method::Ping) => None,
+            (Some(i), Some(s), _) if self.config.replay_enabled => Some((s.clone(), key_of(i))),
+            _ => None,
+        };
+        if let Some((s, k)) = &replay_key {
+            if let Some(cached) = self.replay.get(s, k) {
+                tracing::debug!(session = %s, id = %k, "answering a retried request from the replay cache");
+                self.bind(conn, s);
+                return Some(Response {
+                    id,
+                    outcome: cached,
+                });
+            }
+        }
+        let (session, outcome) = self.execute(Some(conn), call, Mode::Direct);
+        if let Some(s) = &session {
+            self.bind(conn, s);
+            if self.config.replay_enabled {
+                if let Some(i) = &id {
+                    if !matches!(req.method.as_str(), "ping") {
+                        self.replay.put(
+                            s,
+                            &key_of(i),
+                            outcome.clone(),
+                            self.now.mono + self.config.replay_ttl,
+                        );
+                    }
+                }
+            }
+        }
+        id.as_ref()?;
+        Some(Response { id, outcome })
+    }
+
+    fn bind(&mut self, conn: ConnId, session: &str) {
+        let grace = self.now.mono + self.config.session_grace;
+        self.sessions.bind(conn, session, grace);
+    }
+
+    /// Executes one call. Returns the session it ran in (if any) and the outcome.
+    pub(crate) fn execute(
+        &mut self,
+        conn: Option<ConnId>,
+        call: Call,
+        mode: Mode,
+    ) -> (Option<String>, Result<Value, KurentoError>) {
+        let Call { method, session_id } = call;
+        match method {
+            Method::Ping => {
+                let mut r = json!({"value": "pong"});
+                if let Some(s) = &session_id {
+                    r["sessionId"] = Value::from(s.clone());
+                }
+                (session_id, Ok(r))
+            }
+            Method::Connect => match session_id {
+                Some(s) if self.sessions.is_known(&s) => {
+                    let r = json!({"sessionId": s, "serverId": self.config.server_id});
+                    (Some(s), Ok(r))
+                }
+                Some(_) => (
+                    None,
+                    Err(KurentoError::new(
+                        ErrorCode::InvalidSession,
+                        "Invalid session",
+                    )),
+                ),
+                None => {
+                    let s = new_uuid();
+                    let r = json!({"sessionId": s, "serverId": self.config.server_id});
+                    (Some(s), Ok(r))
+                }
+            },
+            Method::KeepAlive => {
+                let s = session_id.expect("parse_call requires sessionId for keepAlive");
+                if self.sessions.is_known(&s) {
+                    (Some(s.clone()), Ok(json!({"sessionId": s})))
+                } else {
+                    (
+                        None,
+                        Err(KurentoError::new(
+                            ErrorCode::InvalidSession,
+                            "Invalid session",
+                        )),
+                    )
+                }
+            }
+            Method::CloseSession(release) => {
+                let s = session_id.expect("parse_call requires sessionId for closeSession");
+                if release {
+                    self.release_session(&s);
+                } else {
+                    self.unref_session(&s);
+                }
+                self.sessions.remove(&s);
+                if let Some(c) = conn {
+                    self.sessions.unbind_conn(c);
+                }
+                (None, Ok(Value::Null))
+            }
+            other => {
+                let s = session_id.unwrap_or_else(new_uuid);
+                self.sessions.ensure(&s);
+                let r = self.execute_in_session(&s, other, mode).map(|mut v| {
+                    if let Value::Object(m) = &mut v {
+                        m.insert("sessionId".into(), Value::from(s.clone()));
+                    }
+                    v
+                });
+                (Some(s), r)
+            }
+        }
+    }
+
+    fn execute_in_session(
+        &mut self,
+        session: &str,
+        method: Method,
+        mode: Mode,
+    ) -> Result<Value, KurentoError> {
+        match method {
+            Method::Create(c) => self.create(session, c, mode).map(|id| json!({"value": id})),
+            Method::Invoke(i) => self.invoke(session, i, mode).map(|v| json!({"value": v})),
+            Method::Subscribe(s) => self.subscribe(session, &s.object, &s.event, mode),
+            Method::Unsubscribe(u) => {
+                self.registry.unsubscribe(&u.object, &u.subscription);
+                Ok(json!({}))
+            }
+            Method::Release(id) => {
+                check_newref(&id, mode)?;
+                self.release(&id);
+                Ok(json!({}))
+            }
+            Method::Describe(id) => self.describe(session, &id, mode),
+            Method::Ref(id) => {
+                self.lookup(&id, mode)?;
+                self.reference(session, &id)?;
+                Ok(json!({}))
+            }
+            Method::Unref(id) => {
+                check_newref(&id, mode)?;
+                self.unref(session, &id);
+                Ok(json!({}))
+            }
+            Method::Transaction(ops) => {
+                if mode == Mode::InTransaction {
+                    return Err(KurentoError::new(
+                        ErrorCode::MalformedTransaction,
+                        "Transactions cannot be nested",
+                    ));
+                }
+                self.transaction(session, ops)
+            }
+            Method::Ping | Method::Connect | Method::KeepAlive | Method::CloseSession(_) => {
+                unreachable!("handled before a session is chosen")
+            }
+        }
+    }
+
+    fn describe(&mut self, session: &str, id: &str, mode: Mode) -> Result<Value, KurentoError> {
+        let class = self.lookup(id, mode)?.class.clone();
+        self.reference(session, id)?;
+        let model = self.model;
+        let c = model
+            .class(&class)
+            .expect("every object's class is in the model");
+        let hierarchy: Vec<String> = model
+            .lineage(c)
+            .skip(1)
+            .map(|a| format!("{}.{}", a.prefix, a.name))
+            .collect();
+        Ok(json!({
+            "type": c.name,
+            "qualifiedType": format!("{}.{}", c.prefix, c.name),
+            "hierarchy": hierarchy,
+        }))
+    }
+
+    fn subscribe(
+        &mut self,
+        session: &str,
+        id: &str,
+        event: &str,
+        mode: Mode,
+    ) -> Result<Value, KurentoError> {
+        let class = self.lookup(id, mode)?.class.clone();
+        let model = self.model;
+        let c = model
+            .class(&class)
+            .expect("object classes are in the model");
+        if !model.supports_event(c, event) {
+            return Err(KurentoError::new(
+                ErrorCode::MediaObjectEventNotSupported,
+                format!("Event '{event}' not supported"),
+            ));
+        }
+        self.reference(session, id)?;
+        let sub = new_uuid();
+        self.registry.subscribe(id, &sub, session, event);
+        Ok(json!({"value": sub}))
+    }
+
+    /// Resolves an id for a request: `newref:` outside a transaction, unknown ids and
+    /// objects no session holds are errors.
+    pub(crate) fn lookup(&self, id: &str, mode: Mode) -> Result<&Object, KurentoError> {
+        check_newref(id, mode)?;
+        self.registry
+            .get(id)
+            .filter(|o| o.is_server_manager() || !o.sessions.is_empty())
+            .ok_or_else(|| KurentoError::object_not_found(id))
+    }
+
+    pub(crate) fn push_event(
+        &mut self,
+        source: &str,
+        event: &str,
+        fields: serde_json::Map<String, Value>,
+    ) {
+        self.pending_events
+            .push((source.to_string(), event.to_string(), fields));
+    }
+
+    fn flush_events(&mut self) {
+        while !self.pending_events.is_empty() {
+            let batch = std::mem::take(&mut self.pending_events);
+            for (source, event, fields) in batch {
+                self.deliver(&source, &event, fields);
+            }
+        }
+    }
+}
+
+fn key_of(id: &Value) -> String {
+    match id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn check_newref(id: &str, mode: Mode) -> Result<(), KurentoError> {
+    if mode == Mode::Direct && id.starts_with("newref:") {
+        return Err(KurentoError::new(
+            ErrorCode::MediaObjectNotFoundTransactionNoCommit,
+            format!("Object '{id}' not found: 'newref:' references only work inside a transaction"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn new_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

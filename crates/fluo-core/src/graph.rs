@@ -1,0 +1,300 @@
+//! The pipeline graph: which element's output feeds which element's input, per media type.
+//!
+//! As in Kurento, an input (sink element, media type, sink description) has at most one
+//! source: connecting a new source to it replaces the old connection.
+
+use crate::engine::{Engine, Mode};
+use fluo_api::{ErrorCode, KurentoError};
+use serde_json::{json, Map, Value};
+
+/// One connection: `source`'s output of `media_type` feeds `sink`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    /// Source element id.
+    pub source: String,
+    /// Sink element id.
+    pub sink: String,
+    /// `AUDIO`, `VIDEO` or `DATA`.
+    pub media_type: String,
+    /// Source pad description (`default` unless given).
+    pub source_description: String,
+    /// Sink pad description (`default` unless given).
+    pub sink_description: String,
+}
+
+impl Edge {
+    fn to_json(&self) -> Value {
+        json!({
+            "__module__": "kurento",
+            "__type__": "ElementConnectionData",
+            "source": self.source,
+            "sink": self.sink,
+            "type": self.media_type,
+            "sourceDescription": self.source_description,
+            "sinkDescription": self.sink_description,
+        })
+    }
+}
+
+/// All connections of all pipelines.
+#[derive(Debug, Default)]
+pub(crate) struct Graph {
+    edges: Vec<Edge>,
+}
+
+const MEDIA_TYPES: [&str; 3] = ["AUDIO", "VIDEO", "DATA"];
+
+fn str_param<'a>(p: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    p.get(name).and_then(Value::as_str)
+}
+
+impl Engine {
+    /// Every connection of every pipeline.
+    pub fn edges(&self) -> &[Edge] {
+        &self.graph.edges
+    }
+
+    /// `MediaElement.connect`.
+    pub(crate) fn connect(
+        &mut self,
+        session: &str,
+        source: &str,
+        p: &Map<String, Value>,
+        mode: Mode,
+    ) -> Result<(), KurentoError> {
+        let (sink, types, sd, kd) = self.edge_params(source, p, mode)?;
+        self.reference(session, &sink)?;
+        for t in types {
+            let new = Edge {
+                source: source.to_string(),
+                sink: sink.clone(),
+                media_type: t.to_string(),
+                source_description: sd.clone(),
+                sink_description: kd.clone(),
+            };
+            if self.graph.edges.contains(&new) {
+                continue;
+            }
+            // The sink's input of this type has one source: replace the old one.
+            let old: Vec<Edge> = self
+                .graph
+                .edges
+                .iter()
+                .filter(|e| {
+                    e.sink == new.sink
+                        && e.media_type == new.media_type
+                        && e.sink_description == new.sink_description
+                })
+                .cloned()
+                .collect();
+            for e in old {
+                self.remove_edge(&e);
+            }
+            self.graph.edges.push(new.clone());
+            self.with_element(&new.source, |el, cx| el.connected(cx, &new));
+            if new.sink != new.source {
+                self.with_element(&new.sink, |el, cx| el.connected(cx, &new));
+            }
+            self.push_event(&new.source, "ElementConnected", edge_fields(&new));
+        }
+        Ok(())
+    }
+
+    /// `MediaElement.disconnect`.
+    pub(crate) fn disconnect(
+        &mut self,
+        source: &str,
+        p: &Map<String, Value>,
+        mode: Mode,
+    ) -> Result<(), KurentoError> {
+        let (sink, types, sd, kd) = self.edge_params(source, p, mode)?;
+        let gone: Vec<Edge> = self
+            .graph
+            .edges
+            .iter()
+            .filter(|e| {
+                e.source == source
+                    && e.sink == sink
+                    && types.contains(&e.media_type.as_str())
+                    && e.source_description == sd
+                    && e.sink_description == kd
+            })
+            .cloned()
+            .collect();
+        for e in gone {
+            self.remove_edge(&e);
+        }
+        Ok(())
+    }
+
+    fn edge_params(
+        &self,
+        source: &str,
+        p: &Map<String, Value>,
+        mode: Mode,
+    ) -> Result<(String, Vec<&'static str>, String, String), KurentoError> {
+        let sink = str_param(p, "sink").unwrap_or_default().to_string();
+        let sink_obj = self.lookup(&sink, mode)?;
+        if !self.model.is_a(&sink_obj.class, "MediaElement") {
+            return Err(KurentoError::marshall(
+                "'sink' parameter should be a MediaElement",
+            ));
+        }
+        let src_pipeline = self.registry.get(source).and_then(|o| o.pipeline.clone());
+        if sink_obj.pipeline != src_pipeline {
+            return Err(KurentoError::new(
+                ErrorCode::ConnectError,
+                "Cannot connect elements of different media pipelines",
+            ));
+        }
+        let types: Vec<&'static str> = match str_param(p, "mediaType") {
+            Some(t) => MEDIA_TYPES.iter().copied().filter(|m| *m == t).collect(),
+            None => MEDIA_TYPES.to_vec(),
+        };
+        let desc = |k: &str| str_param(p, k).unwrap_or("default").to_string();
+        Ok((
+            sink,
+            types,
+            desc("sourceMediaDescription"),
+            desc("sinkMediaDescription"),
+        ))
+    }
+
+    fn remove_edge(&mut self, e: &Edge) {
+        let before = self.graph.edges.len();
+        self.graph.edges.retain(|x| x != e);
+        if self.graph.edges.len() == before {
+            return;
+        }
+        self.with_element(&e.source, |el, cx| el.disconnected(cx, e));
+        if e.sink != e.source {
+            self.with_element(&e.sink, |el, cx| el.disconnected(cx, e));
+        }
+        if self.registry.get(&e.source).is_some() {
+            self.push_event(&e.source, "ElementDisconnected", edge_fields(e));
+        }
+    }
+
+    /// Removes every connection to or from an element that is going away.
+    pub(crate) fn disconnect_all(&mut self, id: &str) {
+        let gone: Vec<Edge> = self
+            .graph
+            .edges
+            .iter()
+            .filter(|e| e.source == id || e.sink == id)
+            .cloned()
+            .collect();
+        for e in gone {
+            self.remove_edge(&e);
+        }
+    }
+
+    /// `getSourceConnections` / `getSinkConnections`.
+    pub(crate) fn connections(&self, id: &str, as_sink: bool, p: &Map<String, Value>) -> Value {
+        let t = str_param(p, "mediaType");
+        let d = str_param(p, "description");
+        Value::Array(
+            self.graph
+                .edges
+                .iter()
+                .filter(|e| {
+                    if as_sink {
+                        e.sink == id
+                    } else {
+                        e.source == id
+                    }
+                })
+                .filter(|e| t.is_none_or(|t| e.media_type == t))
+                .filter(|e| {
+                    d.is_none_or(|d| {
+                        let mine = if as_sink {
+                            &e.sink_description
+                        } else {
+                            &e.source_description
+                        };
+                        mine == d
+                    })
+                })
+                .map(Edge::to_json)
+                .collect(),
+        )
+    }
+
+    /// A Graphviz DOT rendering of a pipeline (or of one element's neighbourhood).
+    pub(crate) fn dot(&self, pipeline: &str, only: Option<&str>) -> String {
+        let mut out = String::from("digraph pipeline {\n  rankdir=LR;\n");
+        let label = |id: &str| {
+            let o = self.registry.get(id);
+            let class = o.map(|o| o.class.as_str()).unwrap_or("?");
+            let name = o.and_then(|o| o.name.clone()).unwrap_or_default();
+            format!("{class} {}{name}", short(id))
+        };
+        out.push_str(&format!(
+            "  label=\"{}\";\n",
+            escape(&format!("MediaPipeline {}", short(pipeline)))
+        ));
+        let members: Vec<String> = self
+            .registry
+            .get(pipeline)
+            .map(|p| p.children.clone())
+            .unwrap_or_default();
+        for m in &members {
+            if only.is_some_and(|o| o != m && !self.adjacent(o, m)) {
+                continue;
+            }
+            out.push_str(&format!(
+                "  \"{}\" [shape=box,label=\"{}\"];\n",
+                escape(m),
+                escape(&label(m))
+            ));
+        }
+        for e in &self.graph.edges {
+            if !members.contains(&e.source) {
+                continue;
+            }
+            if only.is_some_and(|o| e.source != o && e.sink != o) {
+                continue;
+            }
+            out.push_str(&format!(
+                "  \"{}\" -> \"{}\" [label=\"{} {}->{}\"];\n",
+                escape(&e.source),
+                escape(&e.sink),
+                e.media_type,
+                escape(&e.source_description),
+                escape(&e.sink_description)
+            ));
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    fn adjacent(&self, a: &str, b: &str) -> bool {
+        self.graph
+            .edges
+            .iter()
+            .any(|e| (e.source == a && e.sink == b) || (e.source == b && e.sink == a))
+    }
+}
+
+fn edge_fields(e: &Edge) -> Map<String, Value> {
+    Map::from_iter([
+        ("sink".to_string(), Value::from(e.sink.clone())),
+        ("mediaType".to_string(), Value::from(e.media_type.clone())),
+        (
+            "sourceMediaDescription".to_string(),
+            Value::from(e.source_description.clone()),
+        ),
+        (
+            "sinkMediaDescription".to_string(),
+            Value::from(e.sink_description.clone()),
+        ),
+    ])
+}
+
+fn short(id: &str) -> &str {
+    id.rsplit('/').next().unwrap_or(id)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}

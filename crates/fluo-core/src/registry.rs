@@ -1,0 +1,416 @@
+//! The single owner of every media object, and the lifecycle operations on it: create,
+//! reference, unreference, release (cascading to children) and destroy.
+
+use crate::element::{Element, ElementCx, FactoryCx, NoMedia};
+use crate::engine::{new_uuid, Engine, Mode};
+use fluo_api::ids::{object_id, SERVER_MANAGER_ID};
+use fluo_api::model::check::bind_params;
+use fluo_api::params::Create;
+use fluo_api::{ErrorCode, KurentoError};
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet};
+
+/// One event subscription.
+#[derive(Debug, Clone)]
+pub(crate) struct Subscription {
+    pub id: String,
+    pub session: String,
+    pub event: String,
+}
+
+/// A media object.
+pub(crate) struct Object {
+    pub id: String,
+    pub class: String,
+    pub parent: Option<String>,
+    pub pipeline: Option<String>,
+    pub children: Vec<String>,
+    pub name: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub send_tags_in_events: bool,
+    pub creation_time: u64,
+    /// Values of model properties that were set (or given at construction).
+    pub props: Map<String, Value>,
+    pub sessions: HashSet<String>,
+    pub subscriptions: Vec<Subscription>,
+    pub behavior: Box<dyn Element>,
+}
+
+impl Object {
+    pub fn server_manager(wall_ms: u64) -> Object {
+        Object {
+            id: SERVER_MANAGER_ID.into(),
+            class: "ServerManager".into(),
+            parent: None,
+            pipeline: None,
+            children: vec![],
+            name: None,
+            tags: vec![],
+            send_tags_in_events: false,
+            creation_time: wall_ms / 1000,
+            props: Map::new(),
+            sessions: HashSet::new(),
+            subscriptions: vec![],
+            behavior: Box::new(NoMedia),
+        }
+    }
+
+    pub fn is_server_manager(&self) -> bool {
+        self.id == SERVER_MANAGER_ID
+    }
+}
+
+/// Objects by id.
+#[derive(Default)]
+pub(crate) struct Registry {
+    objects: HashMap<String, Object>,
+    pipelines: usize,
+}
+
+impl Registry {
+    pub fn insert(&mut self, o: Object) {
+        if o.class == "MediaPipeline" {
+            self.pipelines += 1;
+        }
+        self.objects.insert(o.id.clone(), o);
+    }
+    pub fn get(&self, id: &str) -> Option<&Object> {
+        self.objects.get(id)
+    }
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Object> {
+        self.objects.get_mut(id)
+    }
+    pub fn remove(&mut self, id: &str) -> Option<Object> {
+        let o = self.objects.remove(id)?;
+        if o.class == "MediaPipeline" {
+            self.pipelines -= 1;
+        }
+        Some(o)
+    }
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines
+    }
+    pub fn pipeline_ids(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .objects
+            .values()
+            .filter(|o| o.class == "MediaPipeline")
+            .map(|o| o.id.clone())
+            .collect();
+        v.sort();
+        v
+    }
+    pub fn subscribe(&mut self, id: &str, sub: &str, session: &str, event: &str) {
+        if let Some(o) = self.objects.get_mut(id) {
+            o.subscriptions.push(Subscription {
+                id: sub.into(),
+                session: session.into(),
+                event: event.into(),
+            });
+        }
+    }
+    pub fn unsubscribe(&mut self, id: &str, sub: &str) {
+        if let Some(o) = self.objects.get_mut(id) {
+            o.subscriptions.retain(|s| s.id != sub);
+        }
+    }
+}
+
+impl Engine {
+    pub(crate) fn register_builtin_factories(&mut self) {
+        self.register_factory(
+            "MediaPipeline",
+            Box::new(|_: &FactoryCx<'_>| Ok(Box::new(NoMedia) as Box<dyn Element>)),
+        );
+        self.register_factory(
+            "PassThrough",
+            Box::new(|_: &FactoryCx<'_>| Ok(Box::new(NoMedia) as Box<dyn Element>)),
+        );
+    }
+
+    /// `create`: checks the class and constructor parameters, builds the object, references
+    /// it from the calling session and from every session that sees its parent.
+    pub(crate) fn create(
+        &mut self,
+        session: &str,
+        c: Create,
+        mode: Mode,
+    ) -> Result<String, KurentoError> {
+        let model = self.model;
+        let not_found = || {
+            KurentoError::new(
+                ErrorCode::MediaObjectNotAvailable,
+                format!("Factory '{}' not found", c.type_name),
+            )
+        };
+        let class = model.class(&c.type_name).ok_or_else(not_found)?;
+        if class.is_abstract || class.ctor.is_none() {
+            return Err(not_found());
+        }
+        if !self.factories.contains_key(&class.name) {
+            return Err(KurentoError::new(
+                ErrorCode::MediaObjectNotAvailable,
+                format!(
+                    "Factory '{}' is not available: {}.{} is not implemented in this version of Fluo",
+                    c.type_name, class.prefix, class.name
+                ),
+            ));
+        }
+        let ctor = class.ctor.as_deref().unwrap_or_default();
+        let params = bind_params(model, ctor, &c.constructor_params)?;
+        // The parent is the object given for the first remote-class constructor parameter
+        // (the pipeline for elements, the hub for hub ports).
+        let mut parent: Option<String> = None;
+        for p in ctor {
+            let fluo_api::model::TypeRef::Named(t) = &p.ty else {
+                continue;
+            };
+            if model.class(t).is_none() {
+                continue;
+            }
+            let Some(Value::String(pid)) = params.get(&p.name) else {
+                continue;
+            };
+            let target = self.lookup(pid, mode)?;
+            if !model.is_a(&target.class, t) {
+                return Err(KurentoError::marshall(format!(
+                    "'{}' parameter should be a {t}",
+                    p.name
+                )));
+            }
+            if parent.is_none() {
+                parent = Some(pid.clone());
+            }
+        }
+        let pipeline = match &parent {
+            Some(p) => {
+                let po = self.registry.get(p).expect("looked up above");
+                Some(po.pipeline.clone().unwrap_or_else(|| po.id.clone()))
+            }
+            None => None,
+        };
+        self.check_limits(session, &class.name, pipeline.as_deref())?;
+        let id = object_id(&new_uuid(), &class.prefix, &class.name, parent.as_deref());
+        let behavior = self
+            .factories
+            .get(&class.name)
+            .expect("checked above")
+            .create(&FactoryCx {
+                id: &id,
+                pipeline: pipeline.as_deref(),
+                params: &params,
+            })?;
+        // Constructor parameters that are also properties become their initial values.
+        let mut props = Map::new();
+        for (k, v) in &params {
+            if model.property(class, k).is_some() {
+                props.insert(k.clone(), v.clone());
+            }
+        }
+        let obj = Object {
+            id: id.clone(),
+            class: class.name.clone(),
+            parent: parent.clone(),
+            pipeline,
+            children: vec![],
+            name: None,
+            tags: vec![],
+            send_tags_in_events: false,
+            creation_time: self.now.wall_ms / 1000,
+            props,
+            sessions: HashSet::new(),
+            subscriptions: vec![],
+            behavior,
+        };
+        self.registry.insert(obj);
+        let mut sessions: Vec<String> = vec![session.to_string()];
+        if let Some(p) = &parent {
+            let po = self.registry.get_mut(p).expect("parent exists");
+            po.children.push(id.clone());
+            sessions.extend(po.sessions.iter().cloned());
+        }
+        for s in sessions {
+            self.reference(&s, &id)?;
+        }
+        tracing::debug!(%id, %session, "created");
+        self.push_event(
+            SERVER_MANAGER_ID,
+            "ObjectCreated",
+            Map::from_iter([("object".to_string(), Value::from(id.clone()))]),
+        );
+        Ok(id)
+    }
+
+    fn check_limits(
+        &self,
+        session: &str,
+        class: &str,
+        pipeline: Option<&str>,
+    ) -> Result<(), KurentoError> {
+        let limit = |what: &str, n: usize| {
+            Err(KurentoError::new(
+                ErrorCode::NotEnoughResources,
+                format!("Limit reached: at most {n} {what}"),
+            ))
+        };
+        if self.sessions.ref_count(session) >= self.config.max_objects_per_session {
+            return limit("objects per session", self.config.max_objects_per_session);
+        }
+        if class == "MediaPipeline" && self.registry.pipeline_count() >= self.config.max_pipelines {
+            return limit("media pipelines", self.config.max_pipelines);
+        }
+        if let Some(p) = pipeline {
+            let n = self.registry.get(p).map_or(0, |o| o.children.len());
+            if n >= self.config.max_elements_per_pipeline {
+                return limit(
+                    "elements per pipeline",
+                    self.config.max_elements_per_pipeline,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a reference from `session` to the object and its parent chain.
+    pub(crate) fn reference(&mut self, session: &str, id: &str) -> Result<(), KurentoError> {
+        let mut cur = Some(id.to_string());
+        while let Some(oid) = cur {
+            let Some(o) = self.registry.get_mut(&oid) else {
+                break;
+            };
+            if o.is_server_manager() {
+                // Referencing the ServerManager makes the session known (resumable) but the
+                // manager itself is never collected.
+                self.sessions.add_ref(session, &oid);
+                break;
+            }
+            o.sessions.insert(session.to_string());
+            self.sessions.add_ref(session, &oid);
+            cur = o.parent.clone();
+        }
+        Ok(())
+    }
+
+    /// `unref`: drops this session's references to the object and its descendants; objects
+    /// left without sessions are destroyed.
+    pub(crate) fn unref(&mut self, session: &str, id: &str) {
+        if self.registry.get(id).is_none_or(|o| o.is_server_manager()) {
+            self.sessions.remove_ref(session, id);
+            return;
+        }
+        let mut doomed = vec![];
+        self.unref_tree(session, id, &mut doomed);
+        for d in doomed {
+            self.destroy(&d);
+        }
+    }
+
+    fn unref_tree(&mut self, session: &str, id: &str, doomed: &mut Vec<String>) {
+        let children = match self.registry.get(id) {
+            Some(o) => o.children.clone(),
+            None => return,
+        };
+        for c in children {
+            self.unref_tree(session, &c, doomed);
+        }
+        self.sessions.remove_ref(session, id);
+        if let Some(o) = self.registry.get_mut(id) {
+            o.sessions.remove(session);
+            o.subscriptions.retain(|s| s.session != session);
+            if o.sessions.is_empty() {
+                doomed.push(id.to_string());
+            }
+        }
+    }
+
+    /// `release`: removes the object (and its descendants) from every session and destroys it.
+    pub(crate) fn release(&mut self, id: &str) {
+        match self.registry.get(id) {
+            Some(o) if !o.is_server_manager() => {}
+            _ => return,
+        }
+        self.destroy(id);
+    }
+
+    /// Unreferences everything a session holds.
+    pub(crate) fn unref_session(&mut self, session: &str) {
+        for id in self.sessions.refs(session) {
+            self.unref(session, &id);
+        }
+        self.sessions.remove_ref(session, SERVER_MANAGER_ID);
+        if let Some(sm) = self.registry.get_mut(SERVER_MANAGER_ID) {
+            sm.subscriptions.retain(|s| s.session != session);
+        }
+    }
+
+    /// Releases everything a session holds.
+    pub(crate) fn release_session(&mut self, session: &str) {
+        for id in self.sessions.refs(session) {
+            self.release(&id);
+        }
+        self.unref_session(session);
+    }
+
+    /// Destroys an object and its descendants (children first): disconnects it, forgets it
+    /// in every session, raises ObjectDestroyed.
+    fn destroy(&mut self, id: &str) {
+        let Some(children) = self.registry.get(id).map(|o| o.children.clone()) else {
+            return;
+        };
+        for c in children.iter().rev() {
+            self.destroy(c);
+        }
+        self.disconnect_all(id);
+        let Some(mut o) = self.registry.remove(id) else {
+            return;
+        };
+        for s in &o.sessions {
+            self.sessions.remove_ref(s, id);
+        }
+        if let Some(p) = &o.parent {
+            if let Some(po) = self.registry.get_mut(p) {
+                po.children.retain(|c| c != id);
+            }
+        }
+        o.behavior.released();
+        tracing::debug!(%id, "destroyed");
+        self.push_event(
+            SERVER_MANAGER_ID,
+            "ObjectDestroyed",
+            Map::from_iter([("objectId".to_string(), Value::from(id))]),
+        );
+    }
+
+    /// Runs an element hook with a context, collecting the events it raises.
+    pub(crate) fn with_element<R>(
+        &mut self,
+        id: &str,
+        f: impl FnOnce(&mut dyn Element, &mut ElementCx<'_>) -> R,
+    ) -> Option<R> {
+        let wall_ms = self.now.wall_ms;
+        let o = self.registry.get_mut(id)?;
+        let mut cx = ElementCx {
+            id,
+            wall_ms,
+            events: &mut self.pending_events,
+        };
+        Some(f(o.behavior.as_mut(), &mut cx))
+    }
+
+    /// The `Tag` complex values of an object.
+    pub(crate) fn tags_json(&self, id: &str) -> Value {
+        let tags = self
+            .registry
+            .get(id)
+            .map(|o| o.tags.clone())
+            .unwrap_or_default();
+        Value::Array(
+            tags.into_iter()
+                .map(|(k, v)| json!({"__module__":"kurento","__type__":"Tag","key":k,"value":v}))
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,74 @@
+//! `fluo`: the media server binary. See `fluo --help`.
+
+use clap::Parser;
+use fluo_server::config::{Cli, Config};
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = match Config::from_cli(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fluo: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    match rt.block_on(serve(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fluo: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> std::io::Result<()> {
+    let addr = SocketAddr::new(config.bind, config.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        "Fluo {} listening on ws://{local}/{}",
+        env!("CARGO_PKG_VERSION"),
+        config.path
+    );
+    if let Some(f) = &config.port_file {
+        std::fs::write(f, local.port().to_string())?;
+    }
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down (a second signal exits at once)");
+        let _ = tx.send(true);
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+    fluo_server::run(listener, config, rx).await?;
+    // Give connection tasks a moment to send their close frames.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,290 @@
+//! Configuration: defaults, then the KMS-style config file (`kurento.conf.json`), then
+//! environment variables, then command-line flags.
+
+use clap::Parser;
+use serde_json::Value;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Command-line flags of `fluo`.
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "fluo",
+    version,
+    about = "Fluo: a Kurento-compatible media server",
+    long_about = "Fluo speaks the Kurento Protocol (JSON-RPC 2.0 over WebSocket) so that \
+                  kurento-client applications run against it unchanged.\n\n\
+                  Settings are read, later ones winning: built-in defaults, the config file \
+                  (same keys as KMS's kurento.conf.json, comments allowed), environment \
+                  variables, then these flags. Logging: RUST_LOG (e.g. RUST_LOG=debug or \
+                  RUST_LOG=fluo_core=trace)."
+)]
+pub struct Cli {
+    /// Config file in kurento.conf.json format (keys used: mediaServer.net.websocket.port,
+    /// .address, .path; mediaServer.resources.garbageCollectorPeriod, .disableRequestCache;
+    /// metadata; fluo.* for Fluo's own settings).
+    #[arg(
+        short = 'f',
+        long = "config",
+        visible_alias = "conf-file",
+        env = "KURENTO_CONF_FILE"
+    )]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0].
+    #[arg(long, env = "FLUO_BIND")]
+    pub bind: Option<IpAddr>,
+    /// WebSocket port; 0 picks a free port [default: 8888].
+    #[arg(long, env = "FLUO_PORT")]
+    pub port: Option<u16>,
+    /// WebSocket URL path [default: kurento].
+    #[arg(long, env = "FLUO_PATH")]
+    pub path: Option<String>,
+    /// Write the bound port number to this file once listening (for tests using port 0).
+    #[arg(long)]
+    pub port_file: Option<PathBuf>,
+    /// Seconds a session whose WebSocket went away keeps its objects [default: 240].
+    #[arg(long, env = "FLUO_SESSION_GRACE_SECS")]
+    pub session_grace_secs: Option<u64>,
+    /// Largest request accepted, in bytes; larger ones get an error reply [default: 1048576].
+    #[arg(long, env = "FLUO_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Turn off the 20 s request replay cache.
+    #[arg(long)]
+    pub disable_request_cache: bool,
+}
+
+/// Effective settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub bind: IpAddr,
+    /// Listen port.
+    pub port: u16,
+    /// URL path without the leading slash.
+    pub path: String,
+    /// Where to write the bound port.
+    pub port_file: Option<PathBuf>,
+    /// Session grace period.
+    pub session_grace: Duration,
+    /// Largest accepted message; bigger gets an error reply.
+    pub max_message_bytes: usize,
+    /// Replay cache on/off.
+    pub request_cache: bool,
+    /// `metadata` subtree as JSON text ("" when absent).
+    pub metadata: String,
+    /// Most pipelines.
+    pub max_pipelines: usize,
+    /// Most elements per pipeline.
+    pub max_elements_per_pipeline: usize,
+    /// Most objects referenced by one session.
+    pub max_objects_per_session: usize,
+    /// Most simultaneous WebSocket connections.
+    pub max_connections: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            port: 8888,
+            path: "kurento".into(),
+            port_file: None,
+            session_grace: Duration::from_secs(240),
+            max_message_bytes: 1 << 20,
+            request_cache: true,
+            metadata: String::new(),
+            max_pipelines: 10_000,
+            max_elements_per_pipeline: 10_000,
+            max_objects_per_session: 100_000,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// A configuration problem, reported before the server starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    /// The file is not valid JSON (after removing comments).
+    #[error("config file {0} is not valid JSON: {1}")]
+    Parse(PathBuf, serde_json::Error),
+    /// A key has the wrong type or value.
+    #[error("config file {0}: {1}")]
+    Value(PathBuf, String),
+}
+
+impl Config {
+    /// Builds the effective configuration from flags (and the file they name).
+    pub fn from_cli(cli: &Cli) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        if let Some(path) = &cli.config {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.clone(), e))?;
+            let v: Value = serde_json::from_str(&strip_json_comments(&text))
+                .map_err(|e| ConfigError::Parse(path.clone(), e))?;
+            c.apply_file(&v)
+                .map_err(|m| ConfigError::Value(path.clone(), m))?;
+        }
+        if let Some(b) = cli.bind {
+            c.bind = b;
+        }
+        if let Some(p) = cli.port {
+            c.port = p;
+        }
+        if let Some(p) = &cli.path {
+            c.path = p.trim_start_matches('/').to_string();
+        }
+        c.port_file = cli.port_file.clone();
+        if let Some(s) = cli.session_grace_secs {
+            c.session_grace = Duration::from_secs(s);
+        }
+        if let Some(m) = cli.max_message_bytes {
+            c.max_message_bytes = m.max(1024);
+        }
+        if cli.disable_request_cache {
+            c.request_cache = false;
+        }
+        Ok(c)
+    }
+
+    fn apply_file(&mut self, v: &Value) -> Result<(), String> {
+        let at = |p: &str| v.pointer(p).filter(|x| !x.is_null());
+        let uint = |p: &str| -> Result<Option<u64>, String> {
+            at(p).map_or(Ok(None), |x| {
+                x.as_u64()
+                    .map(Some)
+                    .ok_or_else(|| format!("{p} must be a non-negative integer"))
+            })
+        };
+        if let Some(p) = uint("/mediaServer/net/websocket/port")? {
+            self.port = u16::try_from(p).map_err(|_| "websocket port out of range".to_string())?;
+        }
+        if let Some(a) = at("/mediaServer/net/websocket/address") {
+            let s = a.as_str().ok_or("websocket address must be a string")?;
+            self.bind = s
+                .parse()
+                .map_err(|_| format!("websocket address '{s}' is not an IP address"))?;
+        }
+        if let Some(p) = at("/mediaServer/net/websocket/path") {
+            let s = p.as_str().ok_or("websocket path must be a string")?;
+            self.path = s.trim_start_matches('/').to_string();
+        }
+        if let Some(g) = uint("/mediaServer/resources/garbageCollectorPeriod")? {
+            self.session_grace = Duration::from_secs(g);
+        }
+        if let Some(d) = at("/mediaServer/resources/disableRequestCache") {
+            self.request_cache = !d.as_bool().ok_or("disableRequestCache must be a boolean")?;
+        }
+        if let Some(m) = at("/metadata") {
+            self.metadata = m.to_string();
+        }
+        if let Some(g) = uint("/fluo/sessionGraceSeconds")? {
+            self.session_grace = Duration::from_secs(g);
+        }
+        if let Some(m) = uint("/fluo/maxMessageBytes")? {
+            self.max_message_bytes = (m as usize).max(1024);
+        }
+        for (key, slot) in [
+            ("/fluo/maxPipelines", &mut self.max_pipelines),
+            (
+                "/fluo/maxElementsPerPipeline",
+                &mut self.max_elements_per_pipeline,
+            ),
+            (
+                "/fluo/maxObjectsPerSession",
+                &mut self.max_objects_per_session,
+            ),
+            ("/fluo/maxConnections", &mut self.max_connections),
+        ] {
+            if let Some(n) = uint(key)? {
+                *slot = n as usize;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Removes `//` and `/* */` comments outside JSON strings (KMS's shipped config has them).
+pub fn strip_json_comments(s: &str) -> String {
+    let mut out: Vec<u8> = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let (mut i, mut in_str) = (0, false);
+    while i < b.len() {
+        let c = b[i];
+        if in_str {
+            out.push(c);
+            if c == b'\\' && i + 1 < b.len() {
+                out.push(b[i + 1]);
+                i += 2;
+                continue;
+            }
+            if c == b'"' {
+                in_str = false;
+            }
+            i += 1;
+        } else if c == b'"' {
+            in_str = true;
+            out.push(b'"');
+            i += 1;
+        } else if c == b'/' && b.get(i + 1) == Some(&b'/') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            i += 2;
+            while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                i += 1;
+            }
+            i += 2;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    // Only whole ASCII comment bytes were removed, so the rest is still valid UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags() {
+        let dir = std::env::temp_dir().join(format!("fluo-conf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("kurento.conf.json");
+        std::fs::write(
+            &f,
+            r#"{ // KMS style
+              "metadata": {"site": "a/*b*/"},
+              "mediaServer": { "resources": { "garbageCollectorPeriod": 30 /* s */ },
+                "net": { "websocket": { "port": 9999, "path": "/custom" } } } }"#,
+        )
+        .unwrap();
+        let cli = Cli {
+            config: Some(f.clone()),
+            port: Some(1234),
+            ..Cli::default()
+        };
+        let c = Config::from_cli(&cli).unwrap();
+        assert_eq!(c.port, 1234);
+        assert_eq!(c.path, "custom");
+        assert_eq!(c.session_grace, Duration::from_secs(30));
+        assert_eq!(c.metadata, r#"{"site":"a/*b*/"}"#);
+        std::fs::write(&f, r#"{"mediaServer":{"net":{"websocket":{"port":"x"}}}}"#).unwrap();
+        assert!(Config::from_cli(&cli).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn comments_keep_utf8() {
+        assert_eq!(
+            strip_json_comments("{\"a\":\"é//\"}// x"),
+            "{\"a\":\"é//\"}"
+        );
+    }
+}

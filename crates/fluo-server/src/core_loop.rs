@@ -1,0 +1,120 @@
+//! The task that owns the engine. Connections send it frames; it sends back what the engine
+//! asks to send. One owner, no locks around the registry.
+
+use crate::config::Config;
+use crate::host::ProcHost;
+use fluo_core::{ConnId, Engine, EngineConfig, Now, Output};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+
+/// How many frames may wait for one slow client before it is disconnected.
+pub(crate) const OUTBOX: usize = 8192;
+
+/// A message to the core task.
+pub(crate) enum CoreMsg {
+    Opened {
+        conn: ConnId,
+        outbox: mpsc::Sender<String>,
+    },
+    Text {
+        conn: ConnId,
+        text: String,
+    },
+    Closed {
+        conn: ConnId,
+    },
+}
+
+/// Handle to the core task.
+#[derive(Clone)]
+pub(crate) struct Core {
+    pub tx: mpsc::Sender<CoreMsg>,
+}
+
+fn now() -> Now {
+    Now {
+        mono: Instant::now(),
+        wall_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    }
+}
+
+pub(crate) fn spawn(config: Arc<Config>, mut shutdown: watch::Receiver<bool>) -> Core {
+    let (tx, mut rx) = mpsc::channel::<CoreMsg>(4096);
+    let engine_config = EngineConfig {
+        session_grace: config.session_grace,
+        replay_enabled: config.request_cache,
+        metadata: config.metadata.clone(),
+        max_pipelines: config.max_pipelines,
+        max_elements_per_pipeline: config.max_elements_per_pipeline,
+        max_objects_per_session: config.max_objects_per_session,
+        ..EngineConfig::default()
+    };
+    let host = ProcHost::start();
+    tokio::spawn(async move {
+        let mut engine = Engine::new(engine_config, Box::new(host), now());
+        let mut outboxes: HashMap<ConnId, mpsc::Sender<String>> = HashMap::new();
+        loop {
+            let deadline = engine.poll_timeout();
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    handle(&mut engine, &mut outboxes, msg);
+                    // Drain what is already queued before flushing, to batch work.
+                    for _ in 0..256 {
+                        match rx.try_recv() {
+                            Ok(m) => handle(&mut engine, &mut outboxes, m),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = sleep_until(deadline) => engine.handle_timeout(now()),
+                _ = shutdown.changed() => break,
+            }
+            flush(&mut engine, &mut outboxes);
+        }
+        tracing::debug!("core loop stopped");
+    });
+    Core { tx }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn handle(engine: &mut Engine, outboxes: &mut HashMap<ConnId, mpsc::Sender<String>>, msg: CoreMsg) {
+    match msg {
+        CoreMsg::Opened { conn, outbox } => {
+            outboxes.insert(conn, outbox);
+            engine.connection_opened(now(), conn);
+        }
+        CoreMsg::Text { conn, text } => engine.handle_text(now(), conn, &text),
+        CoreMsg::Closed { conn } => {
+            outboxes.remove(&conn);
+            engine.connection_closed(now(), conn);
+        }
+    }
+}
+
+fn flush(engine: &mut Engine, outboxes: &mut HashMap<ConnId, mpsc::Sender<String>>) {
+    while let Some(out) = engine.poll_output() {
+        match out {
+            Output::Send { conn, text } => {
+                let Some(tx) = outboxes.get(&conn) else {
+                    continue;
+                };
+                if let Err(e) = tx.try_send(text) {
+                    // A client that does not read its replies must not grow our memory.
+                    tracing::warn!(conn, "dropping connection: {e}");
+                    outboxes.remove(&conn);
+                }
+            }
+        }
+    }
+}

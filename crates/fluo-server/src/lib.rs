@@ -1,0 +1,30 @@
+//! The async shell around Fluo's engine: the Kurento WebSocket endpoint, configuration,
+//! timers, machine readings and graceful shutdown.
+//!
+//! [`run`] serves on a listener that the caller bound, so tests start a server on
+//! `127.0.0.1:0`; `src/bin/fluo.rs` is a thin `main` over it.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+mod core_loop;
+mod host;
+mod ws;
+
+pub use config::Config;
+pub use host::ProcHost;
+
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Serves the Kurento Protocol on `listener` until `shutdown` turns `true`.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let config = Arc::new(config);
+    let core = core_loop::spawn(config.clone(), shutdown.clone());
+    ws::accept_loop(listener, config, core, shutdown).await
+}

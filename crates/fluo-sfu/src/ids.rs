@@ -1,0 +1,164 @@
+//! Small `Copy` identifiers and the generational slab they index.
+//!
+//! Ids are an index into a `Vec` plus a generation, so a stale id (of a removed and
+//! reused slot) is detected instead of silently reaching another object.
+
+use std::fmt;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name {
+            index: u32,
+            generation: u32,
+        }
+
+        impl $name {
+            /// The slot index, dense from 0: usable to index side tables kept by the caller.
+            pub fn index(self) -> usize {
+                self.index as usize
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({}v{})", stringify!($name), self.index, self.generation)
+            }
+        }
+
+        impl SlabKey for $name {
+            fn new(index: u32, generation: u32) -> Self {
+                $name { index, generation }
+            }
+            fn parts(self) -> (u32, u32) {
+                (self.index, self.generation)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifies a producer (one incoming RTP stream of a publisher) in a [`crate::Router`].
+    ProducerId
+);
+id_type!(
+    /// Identifies a consumer (one outgoing RTP stream to a subscriber) in a [`crate::Router`].
+    ConsumerId
+);
+
+/// The kind of media a producer or consumer carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    /// Audio: no keyframes, no retransmission cache by default.
+    Audio,
+    /// Video: keyframe requests and retransmissions.
+    Video,
+}
+
+pub(crate) trait SlabKey: Copy {
+    fn new(index: u32, generation: u32) -> Self;
+    fn parts(self) -> (u32, u32);
+}
+
+#[derive(Debug)]
+struct Entry<T> {
+    generation: u32,
+    value: Option<T>,
+}
+
+/// A `Vec` of slots with a free list; lookups are one bounds check and one compare.
+#[derive(Debug)]
+pub(crate) struct Slab<K, T> {
+    entries: Vec<Entry<T>>,
+    free: Vec<u32>,
+    _key: std::marker::PhantomData<K>,
+}
+
+impl<K: SlabKey, T> Slab<K, T> {
+    pub(crate) fn new() -> Self {
+        Slab {
+            entries: Vec::new(),
+            free: Vec::new(),
+            _key: std::marker::PhantomData,
+        }
+    }
+
+    pub(crate) fn insert(&mut self, value: T) -> K {
+        if let Some(index) = self.free.pop() {
+            let e = &mut self.entries[index as usize];
+            e.value = Some(value);
+            K::new(index, e.generation)
+        } else {
+            let index = u32::try_from(self.entries.len()).expect("fewer than 2^32 slab entries");
+            self.entries.push(Entry {
+                generation: 0,
+                value: Some(value),
+            });
+            K::new(index, 0)
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: K) -> Option<T> {
+        let (index, generation) = key.parts();
+        let e = self.entries.get_mut(index as usize)?;
+        if e.generation != generation {
+            return None;
+        }
+        let v = e.value.take()?;
+        e.generation = e.generation.wrapping_add(1);
+        self.free.push(index);
+        Some(v)
+    }
+
+    pub(crate) fn get(&self, key: K) -> Option<&T> {
+        let (index, generation) = key.parts();
+        let e = self.entries.get(index as usize)?;
+        if e.generation != generation {
+            return None;
+        }
+        e.value.as_ref()
+    }
+
+    pub(crate) fn get_mut(&mut self, key: K) -> Option<&mut T> {
+        let (index, generation) = key.parts();
+        let e = self.entries.get_mut(index as usize)?;
+        if e.generation != generation {
+            return None;
+        }
+        e.value.as_mut()
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (K, &mut T)> {
+        self.entries.iter_mut().enumerate().filter_map(|(i, e)| {
+            let generation = e.generation;
+            e.value.as_mut().map(|v| (K::new(i as u32, generation), v))
+        })
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (K, &T)> {
+        self.entries.iter().enumerate().filter_map(|(i, e)| {
+            e.value
+                .as_ref()
+                .map(|v| (K::new(i as u32, e.generation), v))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_ids_are_rejected() {
+        let mut s: Slab<ProducerId, &str> = Slab::new();
+        let a = s.insert("a");
+        assert_eq!(s.remove(a), Some("a"));
+        let b = s.insert("b");
+        assert_eq!(a.index(), b.index());
+        assert_eq!(s.get(a), None);
+        assert_eq!(s.get(b), Some(&"b"));
+        assert_eq!(s.remove(a), None);
+        assert_eq!(s.iter().count(), 1);
+    }
+}

@@ -1,0 +1,51 @@
+//! Fluo's sans-IO RTP forwarding plane.
+//!
+//! This crate decides what happens to every RTP packet between publishers and subscribers,
+//! without sockets, threads or clocks: the caller passes packets and the current
+//! [`Instant`](std::time::Instant) in, and takes packets, events and deadlines out.
+//!
+//! * [`rtp`] and [`rtcp`]: zero-copy, never-panicking views over RTP and RTCP bytes.
+//! * [`rewrite`]: per-consumer sequence / timestamp / SSRC rewriting across source switches.
+//! * [`keyframe`]: keyframe-request throttling.
+//! * [`nack`]: the retransmission cache.
+//! * [`router`]: the producer -> consumers table tying the above together.
+//!
+//! ```
+//! use std::time::Instant;
+//! use fluo_sfu::{ConsumerConfig, ProducerConfig, Router, rtp::write_rtp};
+//!
+//! let now = Instant::now();
+//! let mut router = Router::new();
+//! let cam = router.add_producer(ProducerConfig::video());
+//! let viewer = router.add_consumer(ConsumerConfig::video(0x1234));
+//! router.attach(now, viewer, cam).unwrap();
+//! let mut pkt = Vec::new();
+//! write_rtp(&mut pkt, 96, true, 500, 9000, 0xabcd, &[0; 100]);
+//! let mut sent = Vec::new();
+//! router.forward(now, cam, &pkt, |c, bytes| sent.push((c, bytes.to_vec()))).unwrap();
+//! assert_eq!(sent.len(), 1);
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod ids;
+pub mod keyframe;
+pub mod nack;
+pub mod rewrite;
+pub mod router;
+pub mod rtcp;
+pub mod rtp;
+
+pub use error::ParseError;
+pub use ids::{ConsumerId, MediaKind, ProducerId};
+pub use keyframe::KeyframeThrottle;
+pub use nack::RetransmitCache;
+pub use rewrite::{Rewriter, Rewritten};
+pub use router::{
+    ConsumerConfig, ForwardBatch, PayloadMap, ProducerConfig, Router, RouterError, RouterEvent,
+    RouterStats, TimeoutReason,
+};
+pub use rtcp::{RtcpCompound, RtcpPacket};
+pub use rtp::{RtpHeaderMut, RtpPacket};

@@ -1,0 +1,353 @@
+//! Per-consumer sequence number, timestamp and SSRC rewriting.
+//!
+//! A subscriber's decoder sees one RTP stream per consumer and media kind, with one SSRC,
+//! sequence numbers that go up by one and timestamps that go up with time. Behind it the
+//! source may change: the consumer is switched from producer A to producer B, or the
+//! publisher restarts with a new SSRC, sequence and timestamp base, or the consumer is
+//! paused and resumed. [`Rewriter`] hides every such change.
+//!
+//! # How it works
+//!
+//! For the current source the rewriter holds two offsets, added with wrapping arithmetic:
+//!
+//! ```text
+//! out_seq = in_seq + seq_offset   (mod 2^16)
+//! out_ts  = in_ts  + ts_offset    (mod 2^32)
+//! ```
+//!
+//! The first packet after a change (a new SSRC, or [`Rewriter::resync`]) is the *switch
+//! point*. Its offsets are chosen so that
+//!
+//! * `out_seq = last_out_seq + 1`: the receiver sees no gap, so it sends no NACK for
+//!   packets that never existed;
+//! * `out_ts = last_out_ts + max(1, elapsed × clock_rate)` where `elapsed` is the wall-clock
+//!   time since the last forwarded packet: the new frames play after the old ones with the
+//!   real pause between them, and never with the same or an earlier timestamp.
+//!
+//! Sequence numbers are compared as 64-bit *extended* numbers (the 16-bit value plus the
+//! number of wraps, chosen nearest to the highest seen), so reordering across a wrap works
+//! and "older than the switch point" stays correct however long the stream runs. Packets
+//! older than the switch point, and late packets of the previous SSRC, are dropped: their
+//! output numbers would collide with packets already sent.
+//!
+//! # Worked example (video, clock rate 90 000 Hz)
+//!
+//! Consumer C follows producer A. A's last packet forwarded to C had `in_seq = 5000`,
+//! `in_ts = 900 000`, and went out as `seq 1200`, `ts 30 000`, at wall time t = 10.000 s.
+//!
+//! C is switched to producer B (SSRC changes). B's first packet reaches C at t = 10.040 s with
+//! `in_seq = 40 000`, `in_ts = 3 000 000`:
+//!
+//! ```text
+//! out_seq    = 1200 + 1                           = 1201
+//! seq_offset = 1201 - 40 000          (mod 2^16)  = 26 737
+//! elapsed    = 40 ms -> 0.040 × 90 000            = 3 600 ticks
+//! out_ts     = 30 000 + 3 600                     = 33 600
+//! ts_offset  = 33 600 - 3 000 000     (mod 2^32)  = 4 292 000 896
+//! ```
+//!
+//! B's next packet, `in_seq = 40 001`, `in_ts = 3 003 000` (the next frame at 30 fps) goes
+//! out as `seq 1202`, `ts (3 003 000 + 4 292 000 896) mod 2^32 = 36 600`.
+//!
+//! A packet of B with `in_seq = 39 999` arriving late is older than the switch point and is
+//! dropped; a straggler of A (its old SSRC) is dropped too.
+//!
+//! Later B's sequence wraps: `in_seq = 65 535` goes out as `(65 535 + 26 737) mod 2^16 =
+//! 26 736`, and `in_seq = 0` as `26 737`: the output just counts on. Timestamps wrap the
+//! same way, modulo 2^32.
+//!
+//! If two sources switch within the same millisecond the timestamp still moves by at least
+//! one tick, so the decoder never sees two frames with one timestamp.
+//!
+//! Retransmissions (NACK) are mapped back with the same offsets: output sequence `s` came
+//! from `in_seq = s - seq_offset`, valid only between the switch point and the highest
+//! packet seen ([`Rewriter::original_seq`]).
+
+use std::time::Instant;
+
+/// The outgoing header fields for one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewritten {
+    /// Outgoing sequence number.
+    pub seq: u16,
+    /// Outgoing timestamp.
+    pub ts: u32,
+    /// Outgoing SSRC (fixed per consumer stream).
+    pub ssrc: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    ssrc: u32,
+    seq_offset: u16,
+    ts_offset: u32,
+    switch_ext: i64,
+    highest_ext: i64,
+}
+
+/// Start of the extended sequence space, far from zero so it never goes negative.
+const EXT_BASE: i64 = 1 << 40;
+
+/// Extends `seq` to the 64-bit value nearest to `highest`.
+fn extend(highest: i64, seq: u16) -> i64 {
+    let cand = (highest & !0xffff) | i64::from(seq);
+    if cand - highest > 0x8000 {
+        cand - 0x1_0000
+    } else if highest - cand > 0x8000 {
+        cand + 0x1_0000
+    } else {
+        cand
+    }
+}
+
+/// Sequence / timestamp / SSRC rewriter for one consumer and one media kind.
+///
+/// See the [module documentation](self) for the algorithm and a worked example.
+#[derive(Debug, Clone)]
+pub struct Rewriter {
+    clock_rate: u32,
+    out_ssrc: u32,
+    source: Option<Source>,
+    previous_ssrc: Option<u32>,
+    resync: bool,
+    started: bool,
+    last_out_seq: u16,
+    last_out_ts: u32,
+    last_time: Option<Instant>,
+}
+
+impl Rewriter {
+    /// A rewriter whose first packet goes out as `first_seq` / `first_ts` with `out_ssrc`.
+    ///
+    /// `clock_rate` is the RTP clock of the media (90 000 for video, 48 000 for Opus); 0 is
+    /// treated as 1.
+    pub fn new(clock_rate: u32, out_ssrc: u32, first_seq: u16, first_ts: u32) -> Self {
+        Rewriter {
+            clock_rate: clock_rate.max(1),
+            out_ssrc,
+            source: None,
+            previous_ssrc: None,
+            resync: false,
+            started: false,
+            last_out_seq: first_seq.wrapping_sub(1),
+            last_out_ts: first_ts,
+            last_time: None,
+        }
+    }
+
+    /// The SSRC every outgoing packet carries.
+    pub fn out_ssrc(&self) -> u32 {
+        self.out_ssrc
+    }
+
+    /// The last sequence number sent (meaningless before the first packet).
+    pub fn last_out_seq(&self) -> u16 {
+        self.last_out_seq
+    }
+
+    /// The last timestamp sent.
+    pub fn last_out_ts(&self) -> u32 {
+        self.last_out_ts
+    }
+
+    /// The SSRC of the source currently followed, if any.
+    pub fn source_ssrc(&self) -> Option<u32> {
+        self.source.map(|s| s.ssrc)
+    }
+
+    /// Makes the next packet a switch point even if its SSRC is unchanged: call it when the
+    /// consumer moves to another producer, on resume after a pause, or when the publisher
+    /// restarted its sequence space under the same SSRC.
+    pub fn resync(&mut self) {
+        self.resync = true;
+    }
+
+    /// Rewrites one packet of the source; `None` means drop it (older than the switch
+    /// point, or a straggler of the previous SSRC).
+    pub fn rewrite(&mut self, now: Instant, ssrc: u32, seq: u16, ts: u32) -> Option<Rewritten> {
+        let switch = match self.source {
+            None => true,
+            Some(src) if src.ssrc != ssrc => {
+                if self.previous_ssrc == Some(ssrc) && !self.resync {
+                    return None;
+                }
+                true
+            }
+            Some(_) => self.resync,
+        };
+        if switch {
+            return Some(self.switch_to(now, ssrc, seq, ts));
+        }
+        let src = self.source.as_mut().expect("source set when not switching");
+        let ext = extend(src.highest_ext, seq);
+        if ext < src.switch_ext {
+            return None;
+        }
+        let out = Rewritten {
+            seq: seq.wrapping_add(src.seq_offset),
+            ts: ts.wrapping_add(src.ts_offset),
+            ssrc: self.out_ssrc,
+        };
+        if ext > src.highest_ext {
+            src.highest_ext = ext;
+            self.last_out_seq = out.seq;
+            self.last_out_ts = out.ts;
+            self.last_time = Some(now);
+        }
+        Some(out)
+    }
+
+    fn switch_to(&mut self, now: Instant, ssrc: u32, seq: u16, ts: u32) -> Rewritten {
+        let out_seq = self.last_out_seq.wrapping_add(1);
+        let out_ts = if self.started {
+            let elapsed = self
+                .last_time
+                .map(|t| now.saturating_duration_since(t))
+                .unwrap_or_default();
+            let ticks = elapsed.as_nanos() * u128::from(self.clock_rate) / 1_000_000_000;
+            // Truncation is the modulo-2^32 arithmetic RTP timestamps use anyway.
+            self.last_out_ts.wrapping_add((ticks as u32).max(1))
+        } else {
+            self.last_out_ts
+        };
+        if let Some(old) = self.source {
+            if old.ssrc != ssrc {
+                self.previous_ssrc = Some(old.ssrc);
+            }
+        }
+        let ext = EXT_BASE + i64::from(seq);
+        self.source = Some(Source {
+            ssrc,
+            seq_offset: out_seq.wrapping_sub(seq),
+            ts_offset: out_ts.wrapping_sub(ts),
+            switch_ext: ext,
+            highest_ext: ext,
+        });
+        self.resync = false;
+        self.started = true;
+        self.last_out_seq = out_seq;
+        self.last_out_ts = out_ts;
+        self.last_time = Some(now);
+        Rewritten {
+            seq: out_seq,
+            ts: out_ts,
+            ssrc: self.out_ssrc,
+        }
+    }
+
+    /// Maps an outgoing sequence number (from a NACK) back to the current source's
+    /// sequence number, if it was sent since the last switch point.
+    pub fn original_seq(&self, out_seq: u16) -> Option<u16> {
+        let src = self.source?;
+        let seq = out_seq.wrapping_sub(src.seq_offset);
+        let ext = extend(src.highest_ext, seq);
+        (src.switch_ext <= ext && ext <= src.highest_ext).then_some(seq)
+    }
+
+    /// Rewrites a retransmitted packet of the current source without changing any state;
+    /// `None` if it does not belong to the stream since the last switch point.
+    pub fn rewrite_retransmission(&self, ssrc: u32, seq: u16, ts: u32) -> Option<Rewritten> {
+        let src = self.source?;
+        if src.ssrc != ssrc {
+            return None;
+        }
+        let ext = extend(src.highest_ext, seq);
+        (src.switch_ext <= ext && ext <= src.highest_ext).then(|| Rewritten {
+            seq: seq.wrapping_add(src.seq_offset),
+            ts: ts.wrapping_add(src.ts_offset),
+            ssrc: self.out_ssrc,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const A: u32 = 0xaaaa;
+    const B: u32 = 0xbbbb;
+
+    #[test]
+    fn worked_example_from_the_docs() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(90_000, 77, 1200, 30_000);
+        let first = r.rewrite(t0, A, 5000, 900_000).unwrap();
+        assert_eq!((first.seq, first.ts, first.ssrc), (1200, 30_000, 77));
+        let t1 = t0 + Duration::from_millis(40);
+        let b0 = r.rewrite(t1, B, 40_000, 3_000_000).unwrap();
+        assert_eq!((b0.seq, b0.ts), (1201, 33_600));
+        let b1 = r.rewrite(t1, B, 40_001, 3_003_000).unwrap();
+        assert_eq!((b1.seq, b1.ts), (1202, 36_600));
+        assert_eq!(r.rewrite(t1, B, 39_999, 2_997_000), None);
+        assert_eq!(r.rewrite(t1, A, 5001, 903_000), None);
+        assert_eq!(r.original_seq(1202), Some(40_001));
+        assert_eq!(r.original_seq(1200), None);
+        assert_eq!(r.original_seq(1203), None);
+    }
+
+    #[test]
+    fn sequence_and_timestamp_wrap() {
+        let t = Instant::now();
+        let mut r = Rewriter::new(90_000, 1, 10, 100);
+        let a = r.rewrite(t, A, 65_534, u32::MAX - 1000).unwrap();
+        assert_eq!((a.seq, a.ts), (10, 100));
+        let b = r.rewrite(t, A, 65_535, u32::MAX).unwrap();
+        let c = r.rewrite(t, A, 0, 2000).unwrap();
+        let d = r.rewrite(t, A, 1, 5000).unwrap();
+        assert_eq!((b.seq, c.seq, d.seq), (11, 12, 13));
+        assert_eq!((b.ts, c.ts, d.ts), (1100, 3101, 6101));
+        // reordered packet from before the wrap is still forwarded
+        assert_eq!(r.rewrite(t, A, 65_535, u32::MAX).unwrap().seq, 11);
+        assert_eq!(r.original_seq(11), Some(65_535));
+        assert_eq!(r.original_seq(13), Some(1));
+    }
+
+    #[test]
+    fn output_wraps_across_a_switch() {
+        let t = Instant::now();
+        let mut r = Rewriter::new(48_000, 1, 65_535, u32::MAX);
+        assert_eq!(r.rewrite(t, A, 7, 7).unwrap().seq, 65_535);
+        let b = r.rewrite(t, B, 9, 9).unwrap();
+        assert_eq!((b.seq, b.ts), (0, 0)); // u32::MAX + 1 tick wraps to 0
+    }
+
+    #[test]
+    fn same_ssrc_restart_with_resync_and_minimum_tick() {
+        let t = Instant::now();
+        let mut r = Rewriter::new(90_000, 1, 0, 0);
+        r.rewrite(t, A, 100, 1000).unwrap();
+        r.resync();
+        let x = r.rewrite(t, A, 3, 5).unwrap();
+        assert_eq!((x.seq, x.ts), (1, 1));
+        assert_eq!(r.rewrite(t, A, 4, 3005).unwrap().ts, 3001);
+        assert_eq!(r.rewrite(t, A, 2, 0), None);
+    }
+
+    #[test]
+    fn long_running_stream_keeps_switch_guard() {
+        let t = Instant::now();
+        let mut r = Rewriter::new(90_000, 1, 0, 0);
+        for i in 0..200_000u32 {
+            assert!(r.rewrite(t, A, i as u16, i).is_some());
+        }
+        // 200 000 packets later, a number from "half a wrap ago" is reordering, not new
+        assert_eq!(
+            r.rewrite(t, A, (199_990u32) as u16, 0).unwrap().seq,
+            199_990u32 as u16
+        );
+        assert_eq!(r.last_out_seq(), 199_999u32 as u16);
+    }
+
+    #[test]
+    fn switching_back_to_the_previous_ssrc_after_resync_is_allowed() {
+        let t = Instant::now();
+        let mut r = Rewriter::new(90_000, 1, 0, 0);
+        r.rewrite(t, A, 1, 1).unwrap();
+        r.rewrite(t, B, 1, 1).unwrap();
+        assert_eq!(r.rewrite(t, A, 2, 2), None);
+        r.resync();
+        assert_eq!(r.rewrite(t, A, 2, 2).unwrap().seq, 2);
+        assert_eq!(r.source_ssrc(), Some(A));
+    }
+}

@@ -1,0 +1,114 @@
+//! Arbitrary bytes fed to every parser and to the router never panic.
+
+use std::time::{Duration, Instant};
+
+use fluo_sfu::rtcp::{RtcpCompound, RtcpPacket};
+use fluo_sfu::rtp::{RtpHeaderMut, RtpPacket};
+use fluo_sfu::{ConsumerConfig, ProducerConfig, Rewriter, Router};
+use proptest::prelude::*;
+
+/// Touches every accessor of every RTCP packet kind.
+fn walk_rtcp(buf: &[u8]) -> usize {
+    let mut n = 0;
+    for p in RtcpCompound::new(buf) {
+        let Ok(p) = p else { break };
+        n += match p {
+            RtcpPacket::SenderReport(sr) => {
+                let _ = (
+                    sr.ssrc(),
+                    sr.ntp_time(),
+                    sr.rtp_time(),
+                    sr.packet_count(),
+                    sr.octet_count(),
+                );
+                sr.reports().count()
+            }
+            RtcpPacket::ReceiverReport(rr) => rr.reports().count() + rr.ssrc() as usize % 2,
+            RtcpPacket::Sdes(s) => s.items().count() + s.chunk_count(),
+            RtcpPacket::Bye(b) => b.ssrcs().count() + b.reason().map_or(0, <[u8]>::len),
+            RtcpPacket::Nack(n) => n.lost().count(),
+            RtcpPacket::Fir(f) => f.entries().count(),
+            RtcpPacket::Remb(r) => r.ssrcs().count() + (r.bitrate_bps % 2) as usize,
+            RtcpPacket::Pli { .. } => 1,
+            RtcpPacket::TransportCc { fci, .. } => fci.len(),
+            _ => 0,
+        };
+    }
+    n
+}
+
+/// Arbitrary bytes, biased to start like RTP/RTCP so parsing gets past the first checks.
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..200),
+        (0u8..64, proptest::collection::vec(any::<u8>(), 0..200)).prop_map(|(b0, mut v)| {
+            v.insert(0, 0x80 | b0);
+            v
+        }),
+        (
+            0u8..32,
+            200u8..=207,
+            0u8..8,
+            proptest::collection::vec(any::<u8>(), 0..120)
+        )
+            .prop_map(|(b0, pt, len, rest)| {
+                let mut v = vec![0x80 | b0, pt, 0, len];
+                v.extend(rest);
+                v
+            }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn rtp_parser_never_panics(buf in bytes()) {
+        if let Ok(p) = RtpPacket::parse(&buf) {
+            let _ = (p.marker(), p.payload_type(), p.sequence(), p.timestamp(), p.ssrc());
+            let _ = (p.extension(), p.padding_len(), p.csrc(0), p.csrc(15));
+            prop_assert!(p.payload_range().end <= buf.len());
+            prop_assert_eq!(p.payload().len(), p.payload_range().len());
+        }
+        let mut copy = buf.clone();
+        if let Ok(mut h) = RtpHeaderMut::new(&mut copy) {
+            h.set_sequence(1);
+            h.set_timestamp(2);
+            h.set_ssrc(3);
+            h.set_payload_type(200);
+            h.set_marker(true);
+        }
+    }
+
+    #[test]
+    fn rtcp_walker_never_panics(buf in bytes()) {
+        walk_rtcp(&buf);
+    }
+
+    #[test]
+    fn router_never_panics(bufs in proptest::collection::vec(bytes(), 1..20)) {
+        let t = Instant::now();
+        let mut r = Router::new();
+        let p = r.add_producer(ProducerConfig::video());
+        let c = r.add_consumer(ConsumerConfig::video(1));
+        r.attach(t, c, p).unwrap();
+        for (i, b) in bufs.iter().enumerate() {
+            let now = t + Duration::from_millis(i as u64);
+            let _ = r.forward(now, p, b, |_, out| assert!(RtpPacket::parse(out).is_ok()));
+            let _ = r.handle_consumer_rtcp(now, c, b, |_, _| {});
+        }
+    }
+
+    #[test]
+    fn rewriter_output_is_continuous_for_in_order_input(
+        start in any::<u16>(), ts0 in any::<u32>(), first in any::<u16>(), n in 1usize..300,
+    ) {
+        let t = Instant::now();
+        let mut r = Rewriter::new(90_000, 5, first, 0);
+        for i in 0..n {
+            let out = r.rewrite(t, 9, start.wrapping_add(i as u16), ts0.wrapping_add(3000 * i as u32)).unwrap();
+            prop_assert_eq!(out.seq, first.wrapping_add(i as u16));
+            prop_assert_eq!(out.ts, 3000u32.wrapping_mul(i as u32));
+        }
+    }
+}
