@@ -56,6 +56,11 @@
 //! 26 736`, and `in_seq = 0` as `26 737`: the output just counts on. Timestamps wrap the
 //! same way, modulo 2^32.
 //!
+//! A source that jumps its sequence numbers far ahead under the same SSRC without a
+//! [`Rewriter::resync`] would look "older than the switch point" forever; after
+//! [`MAX_CONSECUTIVE_OLD`] drops in a row the rewriter treats the source as restarted and
+//! makes the next packet a switch point.
+//!
 //! If two sources switch within the same millisecond the timestamp still moves by at least
 //! one tick, so the decoder never sees two frames with one timestamp.
 //!
@@ -85,6 +90,9 @@ struct Source {
     highest_ext: i64,
 }
 
+/// Packets dropped in a row as "old" after which the source is taken to have restarted.
+pub const MAX_CONSECUTIVE_OLD: u32 = 64;
+
 /// Start of the extended sequence space, far from zero so it never goes negative.
 const EXT_BASE: i64 = 1 << 40;
 
@@ -110,6 +118,7 @@ pub struct Rewriter {
     source: Option<Source>,
     previous_ssrc: Option<u32>,
     resync: bool,
+    consecutive_old: u32,
     started: bool,
     last_out_seq: u16,
     last_out_ts: u32,
@@ -128,6 +137,7 @@ impl Rewriter {
             source: None,
             previous_ssrc: None,
             resync: false,
+            consecutive_old: 0,
             started: false,
             last_out_seq: first_seq.wrapping_sub(1),
             last_out_ts: first_ts,
@@ -181,8 +191,13 @@ impl Rewriter {
         let src = self.source.as_mut().expect("source set when not switching");
         let ext = extend(src.highest_ext, seq);
         if ext < src.switch_ext {
+            self.consecutive_old += 1;
+            if self.consecutive_old >= MAX_CONSECUTIVE_OLD {
+                self.resync = true;
+            }
             return None;
         }
+        self.consecutive_old = 0;
         let out = Rewritten {
             seq: seq.wrapping_add(src.seq_offset),
             ts: ts.wrapping_add(src.ts_offset),
@@ -224,6 +239,7 @@ impl Rewriter {
             highest_ext: ext,
         });
         self.resync = false;
+        self.consecutive_old = 0;
         self.started = true;
         self.last_out_seq = out_seq;
         self.last_out_ts = out_ts;
@@ -337,6 +353,21 @@ mod tests {
             199_990u32 as u16
         );
         assert_eq!(r.last_out_seq(), 199_999u32 as u16);
+    }
+
+    #[test]
+    fn a_far_jump_under_the_same_ssrc_recovers_after_repeated_drops() {
+        let t = Instant::now();
+        let mut r = Rewriter::new(90_000, 1, 0, 0);
+        r.rewrite(t, A, 0, 0).unwrap();
+        // jump 40 000 ahead: nearest extension says "older than the switch point"
+        let mut seq = 40_000u16;
+        for _ in 0..MAX_CONSECUTIVE_OLD {
+            assert_eq!(r.rewrite(t, A, seq, 0), None);
+            seq += 1;
+        }
+        assert_eq!(r.rewrite(t, A, seq, 0).unwrap().seq, 1);
+        assert_eq!(r.rewrite(t, A, seq + 1, 0).unwrap().seq, 2);
     }
 
     #[test]

@@ -1,0 +1,135 @@
+//! connect / disconnect bookkeeping.
+mod common;
+use common::H;
+use serde_json::json;
+
+fn setup() -> (H, String, String, String) {
+    let mut h = H::new();
+    let p = h.create(1, "MediaPipeline", None);
+    let a = h.create(1, "PassThrough", Some(&p));
+    let b = h.create(1, "PassThrough", Some(&p));
+    (h, p, a, b)
+}
+
+#[test]
+fn connect_without_media_type_connects_audio_video_and_data() {
+    let (mut h, _, a, b) = setup();
+    h.ok(
+        1,
+        "subscribe",
+        json!({"object": a, "type": "ElementConnected"}),
+    );
+    h.invoke(1, &a, "connect", json!({"sink": b}));
+    let types: Vec<_> = h
+        .events(1)
+        .iter()
+        .map(|e| e["data"]["mediaType"].clone())
+        .collect();
+    assert_eq!(types, [json!("AUDIO"), json!("VIDEO"), json!("DATA")]);
+    let sinks = h.invoke(1, &a, "getSinkConnections", json!({}));
+    assert_eq!(sinks.as_array().unwrap().len(), 3);
+    assert_eq!(
+        sinks[1],
+        json!({"__module__":"kurento","__type__":"ElementConnectionData","source":a,"sink":b,"type":"VIDEO","sourceDescription":"default","sinkDescription":"default"})
+    );
+    let v = h.invoke(1, &b, "getSourceConnections", json!({"mediaType":"VIDEO"}));
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    // connecting again changes nothing and raises nothing
+    h.invoke(1, &a, "connect", json!({"sink": b}));
+    assert!(h.events(1).is_empty());
+}
+
+#[test]
+fn a_new_source_replaces_the_old_one_on_the_same_input() {
+    let (mut h, p, a, b) = setup();
+    let c = h.create(1, "PassThrough", Some(&p));
+    h.ok(
+        1,
+        "subscribe",
+        json!({"object": a, "type": "ElementDisconnected"}),
+    );
+    h.invoke(1, &a, "connect", json!({"sink": b, "mediaType": "VIDEO"}));
+    h.invoke(1, &c, "connect", json!({"sink": b, "mediaType": "VIDEO"}));
+    let ev = h.events(1);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0]["data"]["sink"], json!(b));
+    let src = h.invoke(1, &b, "getSourceConnections", json!({}));
+    assert_eq!(src.as_array().unwrap().len(), 1);
+    assert_eq!(src[0]["source"], json!(c));
+}
+
+#[test]
+fn disconnect_and_loopback() {
+    let (mut h, _, a, b) = setup();
+    h.invoke(1, &a, "connect", json!({"sink": a}));
+    assert_eq!(
+        h.invoke(1, &a, "getSinkConnections", json!({}))
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    h.invoke(1, &a, "connect", json!({"sink": b, "mediaType":"AUDIO"}));
+    h.ok(
+        1,
+        "subscribe",
+        json!({"object": a, "type": "ElementDisconnected"}),
+    );
+    h.invoke(1, &a, "disconnect", json!({"sink": b}));
+    assert_eq!(h.events(1).len(), 1);
+    h.invoke(1, &a, "disconnect", json!({"sink": a, "mediaType": "DATA"}));
+    assert_eq!(
+        h.invoke(1, &a, "getSinkConnections", json!({}))
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // releasing the sink removes its connections
+    h.ok(1, "release", json!({"object": a}));
+    assert_eq!(
+        h.invoke(1, &b, "getSourceConnections", json!({})),
+        json!([])
+    );
+}
+
+#[test]
+fn connect_errors() {
+    let (mut h, _, a, _) = setup();
+    let other = h.create(1, "MediaPipeline", None);
+    let x = h.create(1, "PassThrough", Some(&other));
+    let r = h.call(
+        1,
+        "invoke",
+        json!({"object": a, "operation":"connect","operationParams":{"sink": x}}),
+    );
+    assert_eq!(r["error"]["code"], 40004);
+    let r = h.call(
+        1,
+        "invoke",
+        json!({"object": a, "operation":"connect","operationParams":{"sink": other}}),
+    );
+    assert_eq!(
+        r["error"]["code"], 40001,
+        "a pipeline is not a MediaElement"
+    );
+    let r = h.call(
+        1,
+        "invoke",
+        json!({"object": a, "operation":"connect","operationParams":{"sink": "gone"}}),
+    );
+    assert_eq!(r["error"]["code"], 40101);
+    let r = h.call(1, "invoke", json!({"object": a, "operation":"connect","operationParams":{"sink": x, "mediaType":"SMELL"}}));
+    assert_eq!(r["error"]["code"], 40001);
+}
+
+#[test]
+fn dot_shows_elements_and_edges() {
+    let (mut h, p, a, b) = setup();
+    h.invoke(1, &a, "connect", json!({"sink": b, "mediaType":"VIDEO"}));
+    let dot = h.invoke(1, &p, "getGstreamerDot", json!({}));
+    let dot = dot.as_str().unwrap();
+    assert!(dot.starts_with("digraph"));
+    assert!(dot.contains(&format!("\"{a}\" -> \"{b}\"")));
+    assert!(dot.contains("VIDEO"));
+}

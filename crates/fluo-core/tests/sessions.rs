@@ -1,0 +1,153 @@
+//! Session semantics: binding, grace period, resume with `connect`, replay cache.
+mod common;
+use common::H;
+use fluo_core::EngineConfig;
+use serde_json::json;
+use std::time::Duration;
+
+fn cfg(grace: u64) -> EngineConfig {
+    EngineConfig {
+        session_grace: Duration::from_secs(grace),
+        ..EngineConfig::default()
+    }
+}
+
+#[test]
+fn session_is_assigned_echoed_and_injected() {
+    let mut h = H::new();
+    let r = h.raw(
+        1,
+        r#"{"jsonrpc":"2.0","id":0,"method":"ping","params":{"interval":5000}}"#,
+    );
+    assert_eq!(r[0]["result"], json!({"value":"pong"}));
+    let s = h.session(1);
+    let p = h.ok(1, "create", json!({"type":"MediaPipeline"}));
+    assert_eq!(p["sessionId"], s, "the connection's session is injected");
+    let r = h.raw(1, r#"{"jsonrpc":"2.0","id":"x","method":"ping"}"#);
+    assert_eq!(r[0]["result"], json!({"value":"pong","sessionId": s}));
+    assert_eq!(r[0]["id"], "x");
+}
+
+#[test]
+fn objects_survive_a_reconnect_within_the_grace_period() {
+    let mut h = H::with(cfg(10));
+    let s = h.session(1);
+    let p = h.create(1, "MediaPipeline", None);
+    h.close(1);
+    h.advance(Duration::from_secs(9));
+    h.open(2);
+    let r = h.ok(2, "connect", json!({"sessionId": s}));
+    assert_eq!(r["sessionId"], s);
+    assert!(r["serverId"].is_string());
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.invoke(2, &p, "getId", json!({})), json!(p));
+}
+
+#[test]
+fn objects_of_a_session_that_does_not_return_are_released_after_the_grace_period() {
+    let mut h = H::with(cfg(10));
+    h.open(2);
+    // An observer on another connection watches ObjectDestroyed.
+    h.ok(
+        2,
+        "subscribe",
+        json!({"object":"manager_ServerManager","type":"ObjectDestroyed"}),
+    );
+    let s = h.session(1);
+    let p = h.create(1, "MediaPipeline", None);
+    let e = h.create(1, "PassThrough", Some(&p));
+    h.close(1);
+    h.advance(Duration::from_secs(9));
+    assert!(
+        h.events(2).is_empty(),
+        "nothing released before the grace period ends"
+    );
+    h.advance(Duration::from_secs(2));
+    let destroyed: Vec<String> = h
+        .events(2)
+        .iter()
+        .map(|ev| ev["data"]["objectId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        destroyed,
+        [e.clone(), p.clone()],
+        "children first, then the pipeline"
+    );
+    assert_eq!(h.err(2, "describe", json!({"object": p})), 40101);
+    h.open(3);
+    assert_eq!(h.err(3, "connect", json!({"sessionId": s})), 40007);
+    assert_eq!(h.e.object_count(), 1, "only the ServerManager is left");
+}
+
+#[test]
+fn objects_shared_with_another_session_survive_the_first_sessions_expiry() {
+    let mut h = H::with(cfg(5));
+    h.open(2);
+    let p = h.create(1, "MediaPipeline", None);
+    let s2 = h.session(2);
+    h.ok(2, "ref", json!({"object": p, "sessionId": s2}));
+    h.close(1);
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.invoke(2, &p, "getId", json!({})), json!(p));
+}
+
+#[test]
+fn keep_alive_and_connect_need_a_known_session() {
+    let mut h = H::new();
+    assert_eq!(h.err(1, "keepAlive", json!({"sessionId":"nope"})), 40007);
+    assert_eq!(h.err(1, "connect", json!({"sessionId":"nope"})), 40007);
+    let fresh = h.ok(1, "connect", json!({}));
+    assert!(fresh["sessionId"].is_string());
+    let s = h.session(1);
+    h.create(1, "MediaPipeline", None);
+    assert_eq!(
+        h.ok(1, "keepAlive", json!({"sessionId": s}))["sessionId"],
+        s
+    );
+}
+
+#[test]
+fn a_retried_request_id_is_answered_from_the_cache_without_running_twice() {
+    let mut h = H::new();
+    let s = h.session(1);
+    let req = json!({"jsonrpc":"2.0","id":77,"method":"create","params":{"type":"MediaPipeline","sessionId": s}}).to_string();
+    let a = h.raw(1, &req);
+    let b = h.raw(1, &req);
+    assert_eq!(a, b, "same response verbatim");
+    let pipes = h.invoke(1, "manager_ServerManager", "getPipelines", json!({}));
+    assert_eq!(pipes.as_array().unwrap().len(), 1, "created once");
+    // After the TTL the id is executed again.
+    h.advance(Duration::from_secs(21));
+    let c = h.raw(1, &req);
+    assert_ne!(a, c);
+    let pipes = h.invoke(1, "manager_ServerManager", "getPipelines", json!({}));
+    assert_eq!(pipes.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn close_session_releases_or_unrefs() {
+    let mut h = H::new();
+    let s = h.session(1);
+    let p = h.create(1, "MediaPipeline", None);
+    let r = h.ok(1, "closeSession", json!({"sessionId": s, "release": true}));
+    assert!(r.is_null());
+    assert_eq!(h.e.object_count(), 1);
+    let _ = p;
+}
+
+#[test]
+fn events_go_to_the_connection_that_resumed_the_session() {
+    let mut h = H::with(cfg(60));
+    let s = h.session(1);
+    h.ok(
+        1,
+        "subscribe",
+        json!({"object":"manager_ServerManager","type":"ObjectCreated"}),
+    );
+    h.close(1);
+    h.open(2);
+    h.ok(2, "connect", json!({"sessionId": s}));
+    h.create(2, "MediaPipeline", None);
+    assert_eq!(h.events(2).len(), 1);
+    assert!(h.events(1).is_empty());
+}

@@ -1,0 +1,183 @@
+//! The real server on 127.0.0.1:0 over real WebSockets: path check, frames, limits,
+//! pipelining, vanishing clients, events.
+use fluo_server::{run, Config};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Server {
+    port: u16,
+    stop: watch::Sender<bool>,
+}
+
+async fn start(config: Config) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, rx) = watch::channel(false);
+    tokio::spawn(run(listener, config, rx));
+    Server { port, stop }
+}
+
+async fn open(port: u16, path: &str) -> Ws {
+    connect_async(format!("ws://127.0.0.1:{port}/{path}"))
+        .await
+        .unwrap()
+        .0
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a reply within 10 s")
+            .expect("stream open")
+            .expect("no error");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
+async fn call(ws: &mut Ws, v: Value) -> Value {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+    next_json(ws).await
+}
+
+#[tokio::test]
+async fn a_wrong_path_is_closed_with_1002() {
+    let s = start(Config::default()).await;
+    let mut ws = open(s.port, "other").await;
+    match ws.next().await {
+        Some(Ok(Message::Close(Some(f)))) => {
+            assert_eq!(u16::from(f.code), 1002);
+            assert_eq!(f.reason.as_str(), "Invalid path");
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    // query strings are ignored
+    let mut ws = open(s.port, "kurento?access_token=abc").await;
+    let r = call(&mut ws, json!({"jsonrpc":"2.0","id":1,"method":"ping"})).await;
+    assert_eq!(r["result"]["value"], "pong");
+    s.stop.send(true).unwrap();
+}
+
+#[tokio::test]
+async fn binary_and_oversized_frames_get_errors_and_the_socket_stays_usable() {
+    let s = start(Config {
+        max_message_bytes: 4096,
+        ..Config::default()
+    })
+    .await;
+    let mut ws = open(s.port, "kurento").await;
+    ws.send(Message::binary(b"{}".to_vec())).await.unwrap();
+    let r = next_json(&mut ws).await;
+    assert_eq!(r["error"]["code"], -32600);
+    let big = json!({"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"x".repeat(10_000)}});
+    let r = call(&mut ws, big).await;
+    assert_eq!(r["error"]["code"], -32600);
+    assert!(r["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("exceeds the limit"));
+    let r = call(&mut ws, json!({"jsonrpc":"2.0","id":2,"method":"ping"})).await;
+    assert_eq!(r["result"]["value"], "pong");
+    // Far beyond the hard limit the connection is closed, and the server keeps serving.
+    let huge = "y".repeat(1 << 20);
+    let _ = ws.send(Message::text(huge)).await;
+    let mut ws2 = open(s.port, "kurento").await;
+    let r = call(&mut ws2, json!({"jsonrpc":"2.0","id":3,"method":"ping"})).await;
+    assert_eq!(r["result"]["value"], "pong");
+    s.stop.send(true).unwrap();
+}
+
+#[tokio::test]
+async fn a_thousand_requests_in_flight_on_one_socket_are_all_answered() {
+    let s = start(Config::default()).await;
+    let mut ws = open(s.port, "kurento").await;
+    let p = call(
+        &mut ws,
+        json!({"jsonrpc":"2.0","id":"c","method":"create","params":{"type":"MediaPipeline"}}),
+    )
+    .await;
+    let pipe = p["result"]["value"].as_str().unwrap().to_string();
+    for i in 0..1000 {
+        let op = if i % 2 == 0 { "getName" } else { "bogus" };
+        let req = json!({"jsonrpc":"2.0","id":i,"method":"invoke","params":{"object":pipe,"operation":op}});
+        ws.send(Message::text(req.to_string())).await.unwrap();
+    }
+    let mut seen = vec![false; 1000];
+    for _ in 0..1000 {
+        let r = next_json(&mut ws).await;
+        let i = r["id"].as_u64().unwrap() as usize;
+        assert!(!seen[i], "duplicate reply {i}");
+        seen[i] = true;
+        if i.is_multiple_of(2) {
+            assert_eq!(r["result"]["value"], json!(pipe));
+        } else {
+            assert_eq!(r["error"]["code"], 40008);
+        }
+    }
+    s.stop.send(true).unwrap();
+}
+
+#[tokio::test]
+async fn clients_vanishing_mid_request_do_not_disturb_the_server() {
+    let s = start(Config::default()).await;
+    for _ in 0..20 {
+        let mut ws = open(s.port, "kurento").await;
+        for i in 0..50 {
+            let req =
+                json!({"jsonrpc":"2.0","id":i,"method":"create","params":{"type":"MediaPipeline"}});
+            ws.send(Message::text(req.to_string())).await.unwrap();
+        }
+        drop(ws); // no close handshake
+    }
+    let mut ws = open(s.port, "kurento").await;
+    let r = call(&mut ws, json!({"jsonrpc":"2.0","id":1,"method":"ping"})).await;
+    assert_eq!(r["result"]["value"], "pong");
+    s.stop.send(true).unwrap();
+}
+
+#[tokio::test]
+async fn events_reach_another_connection_of_a_subscribed_session() {
+    let s = start(Config::default()).await;
+    let mut watcher = open(s.port, "kurento").await;
+    let r = call(&mut watcher, json!({"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"object":"manager_ServerManager","type":"ObjectCreated"}})).await;
+    assert!(r["result"]["value"].is_string());
+    let mut actor = open(s.port, "kurento").await;
+    let r = call(
+        &mut actor,
+        json!({"jsonrpc":"2.0","id":1,"method":"create","params":{"type":"MediaPipeline"}}),
+    )
+    .await;
+    let id = r["result"]["value"].clone();
+    let ev = next_json(&mut watcher).await;
+    assert_eq!(ev["method"], "onEvent");
+    assert_eq!(ev["params"]["value"]["type"], "ObjectCreated");
+    assert_eq!(ev["params"]["value"]["data"]["object"], id);
+    s.stop.send(true).unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_closes_connections() {
+    let s = start(Config::default()).await;
+    let mut ws = open(s.port, "kurento").await;
+    let r = call(&mut ws, json!({"jsonrpc":"2.0","id":1,"method":"ping"})).await;
+    assert_eq!(r["result"]["value"], "pong");
+    s.stop.send(true).unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the connection ends within 5 s of shutdown");
+}
