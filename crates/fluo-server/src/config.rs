@@ -52,6 +52,16 @@ pub struct Cli {
     /// Turn off the 20 s request replay cache.
     #[arg(long)]
     pub disable_request_cache: bool,
+    /// Network interfaces whose addresses become WebRTC host candidates, comma-separated
+    /// (e.g. "eth0" or "lo") [default: every non-loopback interface].
+    #[arg(long, env = "KMS_NETWORK_INTERFACES", value_delimiter = ',')]
+    pub network_interfaces: Option<Vec<String>>,
+    /// Lowest UDP port for media [default: 1024].
+    #[arg(long, env = "KMS_MIN_PORT")]
+    pub min_port: Option<u16>,
+    /// Highest UDP port for media [default: 65535].
+    #[arg(long, env = "KMS_MAX_PORT")]
+    pub max_port: Option<u16>,
 }
 
 /// Effective settings.
@@ -81,6 +91,8 @@ pub struct Config {
     pub max_objects_per_session: usize,
     /// Most simultaneous WebSocket connections.
     pub max_connections: usize,
+    /// WebRTC network settings.
+    pub net: fluo_rtc::NetSettings,
 }
 
 impl Default for Config {
@@ -98,6 +110,7 @@ impl Default for Config {
             max_elements_per_pipeline: 10_000,
             max_objects_per_session: 100_000,
             max_connections: 10_000,
+            net: fluo_rtc::NetSettings::default(),
         }
     }
 }
@@ -146,6 +159,22 @@ impl Config {
         }
         if cli.disable_request_cache {
             c.request_cache = false;
+        }
+        if let Some(n) = &cli.network_interfaces {
+            let names: Vec<String> = n
+                .iter()
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect();
+            if !names.is_empty() {
+                c.net.network_interfaces = Some(names);
+            }
+        }
+        if let Some(p) = cli.min_port {
+            c.net.min_port = p;
+        }
+        if let Some(p) = cli.max_port {
+            c.net.max_port = p;
         }
         Ok(c)
     }

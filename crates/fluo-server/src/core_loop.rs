@@ -42,8 +42,18 @@ fn now() -> Now {
     }
 }
 
-pub(crate) fn spawn(config: Arc<Config>, mut shutdown: watch::Receiver<bool>) -> Core {
+type MediaEvent = (String, String, serde_json::Map<String, serde_json::Value>);
+
+pub(crate) fn spawn(
+    config: Arc<Config>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<Core> {
     let (tx, mut rx) = mpsc::channel::<CoreMsg>(4096);
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<MediaEvent>();
+    let sink: fluo_rtc::EventSink = Arc::new(move |id: &str, ev: &str, fields| {
+        let _ = ev_tx.send((id.to_string(), ev.to_string(), fields));
+    });
+    let webrtc = fluo_rtc::WebRtc::start(config.net.clone(), sink)?;
     let engine_config = EngineConfig {
         session_grace: config.session_grace,
         replay_enabled: config.request_cache,
@@ -56,6 +66,7 @@ pub(crate) fn spawn(config: Arc<Config>, mut shutdown: watch::Receiver<bool>) ->
     let host = ProcHost::start();
     tokio::spawn(async move {
         let mut engine = Engine::new(engine_config, Box::new(host), now());
+        engine.register_factory("WebRtcEndpoint", webrtc.factory());
         let mut outboxes: HashMap<ConnId, mpsc::Sender<String>> = HashMap::new();
         loop {
             let deadline = engine.poll_timeout();
@@ -71,6 +82,12 @@ pub(crate) fn spawn(config: Arc<Config>, mut shutdown: watch::Receiver<bool>) ->
                         }
                     }
                 }
+                Some((id, ev, fields)) = ev_rx.recv() => {
+                    engine.emit_event(now(), &id, &ev, fields);
+                    while let Ok((id, ev, fields)) = ev_rx.try_recv() {
+                        engine.emit_event(now(), &id, &ev, fields);
+                    }
+                }
                 _ = sleep_until(deadline) => engine.handle_timeout(now()),
                 _ = shutdown.changed() => break,
             }
@@ -78,7 +95,7 @@ pub(crate) fn spawn(config: Arc<Config>, mut shutdown: watch::Receiver<bool>) ->
         }
         tracing::debug!("core loop stopped");
     });
-    Core { tx }
+    Ok(Core { tx })
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -25,6 +25,6 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let config = Arc::new(config);
-    let core = core_loop::spawn(config.clone(), shutdown.clone());
+    let core = core_loop::spawn(config.clone(), shutdown.clone())?;
     ws::accept_loop(listener, config, core, shutdown).await
 }

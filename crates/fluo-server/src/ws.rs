@@ -118,32 +118,22 @@ async fn serve(
         };
         match msg {
             Some(Ok(Message::Text(t))) => {
-                if t.len() > config.max_message_bytes {
-                    let reply = too_big(t.len(), config.max_message_bytes);
-                    if out_tx.try_send(reply).is_err() {
-                        break Ok(());
-                    }
-                    continue;
-                }
-                if core
-                    .tx
-                    .send(CoreMsg::Text {
-                        conn,
-                        text: t.as_str().to_owned(),
-                    })
-                    .await
-                    .is_err()
-                {
+                if !forward(&core, &out_tx, &config, conn, t.as_str()).await {
                     break Ok(());
                 }
             }
             Some(Ok(Message::Binary(b))) => {
-                let reply = if b.len() > config.max_message_bytes {
-                    too_big(b.len(), config.max_message_bytes)
-                } else {
-                    error_reply(-32600, "Invalid JSON-RPC request: binary frames are not supported; send JSON as text frames")
+                // kurento-client in Node (websocket-stream) sends its JSON as binary frames.
+                let ok = match std::str::from_utf8(&b) {
+                    Ok(text) => forward(&core, &out_tx, &config, conn, text).await,
+                    Err(_) => out_tx
+                        .try_send(error_reply(
+                            -32700,
+                            "Parse error: binary frame is not UTF-8 JSON",
+                        ))
+                        .is_ok(),
                 };
-                if out_tx.try_send(reply).is_err() {
+                if !ok {
                     break Ok(());
                 }
             }
@@ -156,6 +146,29 @@ async fn serve(
     drop(out_tx);
     let _ = writer.await;
     result
+}
+
+/// Hands one frame's text to the core (or answers at once when it is too big). `false` when
+/// the connection should end.
+async fn forward(
+    core: &Core,
+    out_tx: &mpsc::Sender<String>,
+    config: &Config,
+    conn: u64,
+    text: &str,
+) -> bool {
+    if text.len() > config.max_message_bytes {
+        return out_tx
+            .try_send(too_big(text.len(), config.max_message_bytes))
+            .is_ok();
+    }
+    core.tx
+        .send(CoreMsg::Text {
+            conn,
+            text: text.to_owned(),
+        })
+        .await
+        .is_ok()
 }
 
 fn too_big(len: usize, limit: usize) -> String {

@@ -75,9 +75,19 @@ async fn binary_and_oversized_frames_get_errors_and_the_socket_stays_usable() {
     })
     .await;
     let mut ws = open(s.port, "kurento").await;
-    ws.send(Message::binary(b"{}".to_vec())).await.unwrap();
+    // Binary frames carrying JSON are requests (Node's kurento-client sends those).
+    ws.send(Message::binary(
+        br#"{"jsonrpc":"2.0","id":"b","method":"ping"}"#.to_vec(),
+    ))
+    .await
+    .unwrap();
     let r = next_json(&mut ws).await;
-    assert_eq!(r["error"]["code"], -32600);
+    assert_eq!(r["result"]["value"], "pong");
+    ws.send(Message::binary(vec![0xff, 0xfe, 0x00]))
+        .await
+        .unwrap();
+    let r = next_json(&mut ws).await;
+    assert_eq!(r["error"]["code"], -32700);
     let big = json!({"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"x".repeat(10_000)}});
     let r = call(&mut ws, big).await;
     assert_eq!(r["error"]["code"], -32600);

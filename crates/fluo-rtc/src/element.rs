@@ -1,0 +1,341 @@
+//! The WebRtcEndpoint as the engine sees it: negotiation and candidates on the signalling
+//! thread, routing changes passed to the media thread.
+
+use crate::media_loop::{kind_name, lock, obj, Ctl, Ep, EpRef, AUDIO, VIDEO};
+use crate::sdp::{first_mid, unify_msid};
+use crate::WebRtc;
+use fluo_api::{ErrorCode, KurentoError};
+use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
+use serde_json::{json, Map, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, MediaKind};
+use str0m::{Candidate, Rtc};
+
+pub(crate) struct WebRtcFactory {
+    pub rtc: WebRtc,
+}
+
+impl Factory for WebRtcFactory {
+    fn create(&self, cx: &FactoryCx<'_>) -> Result<Box<dyn Element>, KurentoError> {
+        let recvonly = cx.params.get("recvonly").and_then(Value::as_bool) == Some(true);
+        let sendonly = cx.params.get("sendonly").and_then(Value::as_bool) == Some(true);
+        if recvonly && sendonly {
+            return Err(KurentoError::illegal_param(
+                "'recvonly' and 'sendonly' cannot both be true",
+            ));
+        }
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
+        for addr in self.rtc.locals.iter() {
+            if let Ok(c) = Candidate::host(*addr, "udp") {
+                rtc.add_local_candidate(c);
+            }
+        }
+        let key = self.rtc.next_key();
+        let ep = Arc::new(Mutex::new(Ep::new(cx.id.to_string(), rtc)));
+        let _ = self.rtc.ctl.send(Ctl::Add {
+            key,
+            ep: ep.clone(),
+        });
+        Ok(Box::new(WebRtcEndpoint {
+            key,
+            ep,
+            rtc: self.rtc.clone(),
+            gathered: false,
+            direction: if recvonly {
+                Direction::RecvOnly
+            } else if sendonly {
+                Direction::SendOnly
+            } else {
+                Direction::SendRecv
+            },
+        }))
+    }
+}
+
+struct WebRtcEndpoint {
+    key: u64,
+    ep: EpRef,
+    rtc: WebRtc,
+    gathered: bool,
+    direction: Direction,
+}
+
+fn sdp_err(code: ErrorCode, what: &str, e: impl std::fmt::Display) -> KurentoError {
+    KurentoError::new(code, format!("{what}: {e}"))
+}
+
+impl WebRtcEndpoint {
+    fn wake(&self) {
+        let _ = self.rtc.ctl.send(Ctl::Wake { key: self.key });
+    }
+
+    fn process_offer(&mut self, offer: &str) -> Result<Value, KurentoError> {
+        let parsed = SdpOffer::from_sdp_string(offer)
+            .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot parse the SDP offer", e))?;
+        let mut ep = lock(&self.ep);
+        if ep.negotiated || ep.pending_offer.is_some() {
+            return Err(KurentoError::new(
+                ErrorCode::SdpEndPointAlreadyNegotiated,
+                "This endpoint has already negotiated a session",
+            ));
+        }
+        let answer = ep.rtc.sdp_api().accept_offer(parsed).map_err(|e| {
+            sdp_err(
+                ErrorCode::SdpEndPointProcessOfferError,
+                "Cannot process the SDP offer",
+                e,
+            )
+        })?;
+        let answer = unify_msid(&answer.to_sdp_string());
+        ep.negotiated = true;
+        ep.remote_sdp = Some(offer.to_string());
+        ep.local_sdp = Some(answer.clone());
+        for c in std::mem::take(&mut ep.early_candidates) {
+            ep.rtc.add_remote_candidate(c);
+        }
+        drop(ep);
+        self.wake();
+        Ok(Value::from(answer))
+    }
+
+    fn generate_offer(&mut self, options: Option<&Value>) -> Result<Value, KurentoError> {
+        let want = |k: &str| {
+            options
+                .and_then(|o| o.get(k))
+                .and_then(Value::as_bool)
+                .unwrap_or(true)
+        };
+        let mut ep = lock(&self.ep);
+        if ep.negotiated || ep.pending_offer.is_some() {
+            return Err(KurentoError::new(
+                ErrorCode::SdpEndPointAlreadyNegotiated,
+                "This endpoint has already negotiated a session",
+            ));
+        }
+        let mut api = ep.rtc.sdp_api();
+        for (kind, receive) in [
+            (MediaKind::Audio, want("offerToReceiveAudio")),
+            (MediaKind::Video, want("offerToReceiveVideo")),
+        ] {
+            let dir = match (self.direction, receive) {
+                (Direction::SendRecv, true) => Direction::SendRecv,
+                (Direction::SendRecv, false) | (Direction::SendOnly, _) => Direction::SendOnly,
+                _ => Direction::RecvOnly,
+            };
+            api.add_media(kind, dir, None, None, None);
+        }
+        let Some((offer, pending)) = api.apply() else {
+            return Err(KurentoError::new(
+                ErrorCode::SdpEndPointGenerateOfferError,
+                "Nothing to offer",
+            ));
+        };
+        let text = unify_msid(&offer.to_sdp_string());
+        ep.pending_offer = Some(pending);
+        ep.local_sdp = Some(text.clone());
+        Ok(Value::from(text))
+    }
+
+    fn process_answer(&mut self, answer: &str) -> Result<Value, KurentoError> {
+        let parsed = SdpAnswer::from_sdp_string(answer)
+            .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot parse the SDP answer", e))?;
+        let mut ep = lock(&self.ep);
+        let Some(pending) = ep.pending_offer.take() else {
+            return Err(KurentoError::new(
+                if ep.negotiated {
+                    ErrorCode::SdpEndPointAnswerAlreadyProcessed
+                } else {
+                    ErrorCode::SdpEndPointNotOfferGenerated
+                },
+                "processAnswer needs an offer from generateOffer first",
+            ));
+        };
+        ep.rtc
+            .sdp_api()
+            .accept_answer(pending, parsed)
+            .map_err(|e| {
+                sdp_err(
+                    ErrorCode::SdpEndPointProcessAnswerError,
+                    "Cannot process the SDP answer",
+                    e,
+                )
+            })?;
+        ep.negotiated = true;
+        ep.remote_sdp = Some(answer.to_string());
+        for c in std::mem::take(&mut ep.early_candidates) {
+            ep.rtc.add_remote_candidate(c);
+        }
+        let local = ep.local_sdp.clone().unwrap_or_default();
+        drop(ep);
+        self.wake();
+        Ok(Value::from(local))
+    }
+
+    fn add_ice_candidate(&mut self, cand: &Value) -> Result<Value, KurentoError> {
+        let text = cand
+            .get("candidate")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .trim();
+        let text = text.strip_prefix("a=").unwrap_or(text);
+        if text.is_empty() {
+            // End-of-candidates marker.
+            return Ok(Value::Null);
+        }
+        let c = Candidate::from_sdp_string(text).map_err(|e| {
+            KurentoError::new(
+                ErrorCode::IceAddCandidateError,
+                format!("Cannot parse ICE candidate '{text}': {e}"),
+            )
+        })?;
+        let mut ep = lock(&self.ep);
+        if ep.negotiated {
+            ep.rtc.add_remote_candidate(c);
+            drop(ep);
+            self.wake();
+        } else {
+            // Kurento tutorials send candidates before the offer: keep them for later.
+            ep.early_candidates.push(c);
+        }
+        Ok(Value::Null)
+    }
+
+    fn gather(&mut self, cx: &mut ElementCx<'_>) -> Result<Value, KurentoError> {
+        if self.gathered {
+            return Ok(Value::Null);
+        }
+        self.gathered = true;
+        let mid = lock(&self.ep)
+            .local_sdp
+            .as_deref()
+            .and_then(first_mid)
+            .unwrap_or_else(|| "0".to_string());
+        for addr in self.rtc.locals.iter() {
+            if let Ok(c) = Candidate::host(*addr, "udp") {
+                let line = c.to_sdp_string();
+                let line = line.strip_prefix("a=").unwrap_or(&line).to_string();
+                cx.emit(
+                    "IceCandidateFound",
+                    obj(json!({"candidate": {
+                        "__module__": "kurento",
+                        "__type__": "IceCandidate",
+                        "candidate": line,
+                        "sdpMid": mid,
+                        "sdpMLineIndex": 0,
+                    }})),
+                );
+            }
+        }
+        cx.emit("IceGatheringDone", Map::new());
+        Ok(Value::Null)
+    }
+}
+
+impl Element for WebRtcEndpoint {
+    fn invoke(
+        &mut self,
+        cx: &mut ElementCx<'_>,
+        method: &str,
+        params: &Map<String, Value>,
+    ) -> Option<Result<Value, KurentoError>> {
+        let s = |k: &str| params.get(k).and_then(Value::as_str).unwrap_or_default();
+        Some(match method {
+            "processOffer" => self.process_offer(s("offer")),
+            "generateOffer" => self.generate_offer(params.get("options")),
+            "processAnswer" => self.process_answer(s("answer")),
+            "addIceCandidate" => self.add_ice_candidate(params.get("candidate")?),
+            "gatherCandidates" => self.gather(cx),
+            "getLocalSessionDescriptor" => lock(&self.ep)
+                .local_sdp
+                .clone()
+                .map(Value::from)
+                .ok_or_else(|| {
+                    KurentoError::new(
+                        ErrorCode::SdpEndPointNoLocalSdpError,
+                        "No local session description yet",
+                    )
+                }),
+            "getRemoteSessionDescriptor" => lock(&self.ep)
+                .remote_sdp
+                .clone()
+                .map(Value::from)
+                .ok_or_else(|| {
+                    KurentoError::new(
+                        ErrorCode::SdpEndPointNoRemoteSdpError,
+                        "No remote session description yet",
+                    )
+                }),
+            "requestKeyframe" => {
+                let _ = self.rtc.ctl.send(Ctl::Keyframe { key: self.key });
+                Ok(Value::Null)
+            }
+            "isMediaFlowingIn" | "isMediaFlowingOut" => {
+                let ep = lock(&self.ep);
+                let flags = if method == "isMediaFlowingIn" {
+                    ep.flowing_in
+                } else {
+                    ep.flowing_out
+                };
+                Ok(Value::from(match s("mediaType") {
+                    "AUDIO" => flags[AUDIO],
+                    "VIDEO" => flags[VIDEO],
+                    _ => false,
+                }))
+            }
+            "createDataChannel" | "closeDataChannel" => Err(KurentoError::new(
+                ErrorCode::MediaObjectOperationNotSupported,
+                "Data channels are not implemented in this version of Fluo",
+            )),
+            _ => return None,
+        })
+    }
+
+    fn get_property(&self, name: &str) -> Option<Value> {
+        let ep = lock(&self.ep);
+        let state = if ep.connected {
+            "CONNECTED"
+        } else {
+            "DISCONNECTED"
+        };
+        match name {
+            "connectionState" | "mediaState" => Some(Value::from(state)),
+            "ICECandidatePairs" => Some(json!([])),
+            _ => None,
+        }
+    }
+
+    fn connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
+        self.route(edge, true);
+    }
+
+    fn disconnected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
+        self.route(edge, false);
+    }
+
+    fn released(&mut self) {
+        let _ = self.rtc.ctl.send(Ctl::Remove { key: self.key });
+        lock(&self.ep).rtc.disconnect();
+    }
+}
+
+impl WebRtcEndpoint {
+    fn route(&self, edge: &Edge, add: bool) {
+        if edge.source != lock(&self.ep).id {
+            return;
+        }
+        let kind = match edge.media_type.as_str() {
+            "AUDIO" => AUDIO,
+            "VIDEO" => VIDEO,
+            _ => return,
+        };
+        tracing::debug!(source = %edge.source, sink = %edge.sink, media = kind_name(kind), add, "route");
+        let _ = self.rtc.ctl.send(Ctl::Route {
+            src: self.key,
+            sink_id: edge.sink.clone(),
+            kind,
+            add,
+        });
+    }
+}

@@ -1,0 +1,66 @@
+//! WebRtcEndpoint on str0m.
+//!
+//! [`WebRtc::start`] binds the media sockets (one UDP port per local address, shared by every
+//! endpoint and demultiplexed with `Rtc::accepts`) and starts the media thread. Its
+//! [`WebRtc::factory`] is registered with the engine for the `WebRtcEndpoint` class.
+//!
+//! Signalling (processOffer, addIceCandidate, ...) runs on the engine's thread and touches an
+//! endpoint's `Rtc` under that endpoint's own lock, held only for the call; the media thread
+//! takes the same lock to feed packets and timers. No code holds two endpoint locks at once.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod element;
+mod media_loop;
+mod net;
+mod sdp;
+
+pub use net::NetSettings;
+
+use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Where endpoints raise their events: (object id, event name, event fields).
+pub type EventSink = Arc<dyn Fn(&str, &str, Map<String, Value>) + Send + Sync>;
+
+/// The running WebRTC media plane.
+#[derive(Clone)]
+pub struct WebRtc {
+    pub(crate) ctl: mpsc::UnboundedSender<media_loop::Ctl>,
+    pub(crate) locals: Arc<Vec<std::net::SocketAddr>>,
+    next_key: Arc<AtomicU64>,
+}
+
+impl WebRtc {
+    /// Binds the sockets and starts the media thread.
+    pub fn start(settings: NetSettings, events: EventSink) -> std::io::Result<WebRtc> {
+        let sockets = net::bind(&settings)?;
+        let locals: Vec<_> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+        for a in &locals {
+            tracing::info!("WebRTC media on udp {a}");
+        }
+        let (ctl, rx) = mpsc::unbounded_channel();
+        media_loop::spawn(sockets, rx, events)?;
+        Ok(WebRtc {
+            ctl,
+            locals: Arc::new(locals),
+            next_key: Arc::new(AtomicU64::new(1)),
+        })
+    }
+
+    /// The local media addresses (host candidates).
+    pub fn local_addrs(&self) -> &[std::net::SocketAddr] {
+        &self.locals
+    }
+
+    /// The factory for `WebRtcEndpoint`.
+    pub fn factory(&self) -> Box<dyn fluo_core::Factory> {
+        Box::new(element::WebRtcFactory { rtc: self.clone() })
+    }
+
+    pub(crate) fn next_key(&self) -> u64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,85 @@
+//! Local addresses and the media sockets.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+
+/// Network settings of the WebRTC endpoints (KMS: WebRtcEndpoint.conf.ini and
+/// BaseRtpEndpoint.conf.ini; env KMS_NETWORK_INTERFACES, KMS_MIN_PORT, KMS_MAX_PORT).
+#[derive(Debug, Clone)]
+pub struct NetSettings {
+    /// Interface names to gather host candidates on (`None`: every non-loopback interface,
+    /// or loopback when there is nothing else).
+    pub network_interfaces: Option<Vec<String>>,
+    /// Lowest UDP port.
+    pub min_port: u16,
+    /// Highest UDP port.
+    pub max_port: u16,
+}
+
+impl Default for NetSettings {
+    fn default() -> Self {
+        Self {
+            network_interfaces: None,
+            min_port: 1024,
+            max_port: 65535,
+        }
+    }
+}
+
+/// The IPv4 addresses to offer as host candidates.
+pub(crate) fn local_ips(settings: &NetSettings) -> std::io::Result<Vec<IpAddr>> {
+    let ifaces = if_addrs::get_if_addrs()?;
+    let mut ips: Vec<IpAddr> = ifaces
+        .iter()
+        .filter(|i| i.ip().is_ipv4())
+        .filter(|i| match &settings.network_interfaces {
+            Some(names) => names.iter().any(|n| n == &i.name),
+            None => !i.is_loopback(),
+        })
+        .map(|i| i.ip())
+        .collect();
+    if ips.is_empty() && settings.network_interfaces.is_none() {
+        ips.push(IpAddr::from([127, 0, 0, 1]));
+    }
+    ips.sort();
+    ips.dedup();
+    if ips.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "no IPv4 address on the configured networkInterfaces {:?}",
+                settings.network_interfaces
+            ),
+        ));
+    }
+    Ok(ips)
+}
+
+/// One non-blocking UDP socket per local address, on a port within the configured range.
+pub(crate) fn bind(settings: &NetSettings) -> std::io::Result<Vec<UdpSocket>> {
+    let mut out = vec![];
+    for ip in local_ips(settings)? {
+        let sock = bind_in_range(ip, settings.min_port, settings.max_port)?;
+        sock.set_nonblocking(true)?;
+        out.push(sock);
+    }
+    Ok(out)
+}
+
+fn bind_in_range(ip: IpAddr, min: u16, max: u16) -> std::io::Result<UdpSocket> {
+    if min <= 1024 && max == 65535 {
+        return UdpSocket::bind(SocketAddr::new(ip, 0));
+    }
+    let (min, max) = (min.min(max), max.max(min));
+    let span = u32::from(max - min) + 1;
+    let start = std::process::id() % span;
+    for i in 0..span {
+        let port = min + ((start + i) % span) as u16;
+        if let Ok(s) = UdpSocket::bind(SocketAddr::new(ip, port)) {
+            return Ok(s);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("no free UDP port on {ip} in {min}-{max}"),
+    ))
+}
