@@ -1,7 +1,7 @@
 //! The WebRtcEndpoint as the engine sees it: negotiation and candidates on the signalling
 //! thread, routing changes passed to the media thread.
 
-use crate::media_loop::{kind_name, lock, obj, Ctl, Ep, EpRef, AUDIO, VIDEO};
+use crate::core::{kind_name, lock, obj, Control, Ctl, Ep, EpRef, AUDIO, VIDEO};
 use crate::sdp::{first_mid, unify_msid};
 use crate::WebRtc;
 use fluo_api::{ErrorCode, KurentoError};
@@ -34,10 +34,10 @@ impl Factory for WebRtcFactory {
         }
         let key = self.rtc.next_key();
         let ep = Arc::new(Mutex::new(Ep::new(cx.id.to_string(), rtc)));
-        let _ = self.rtc.ctl.send(Ctl::Add {
+        let _ = self.rtc.ctl.send(Control(Ctl::Add {
             key,
             ep: ep.clone(),
-        });
+        }));
         Ok(Box::new(WebRtcEndpoint {
             key,
             ep,
@@ -68,7 +68,7 @@ fn sdp_err(code: ErrorCode, what: &str, e: impl std::fmt::Display) -> KurentoErr
 
 impl WebRtcEndpoint {
     fn wake(&self) {
-        let _ = self.rtc.ctl.send(Ctl::Wake { key: self.key });
+        let _ = self.rtc.ctl.send(Control(Ctl::Wake { key: self.key }));
     }
 
     fn process_offer(&mut self, offer: &str) -> Result<Value, KurentoError> {
@@ -268,7 +268,7 @@ impl Element for WebRtcEndpoint {
                     )
                 }),
             "requestKeyframe" => {
-                let _ = self.rtc.ctl.send(Ctl::Keyframe { key: self.key });
+                let _ = self.rtc.ctl.send(Control(Ctl::Keyframe { key: self.key }));
                 Ok(Value::Null)
             }
             "isMediaFlowingIn" | "isMediaFlowingOut" => {
@@ -315,7 +315,7 @@ impl Element for WebRtcEndpoint {
     }
 
     fn released(&mut self) {
-        let _ = self.rtc.ctl.send(Ctl::Remove { key: self.key });
+        let _ = self.rtc.ctl.send(Control(Ctl::Remove { key: self.key }));
         lock(&self.ep).rtc.disconnect();
     }
 }
@@ -331,11 +331,11 @@ impl WebRtcEndpoint {
             _ => return,
         };
         tracing::debug!(source = %edge.source, sink = %edge.sink, media = kind_name(kind), add, "route");
-        let _ = self.rtc.ctl.send(Ctl::Route {
+        let _ = self.rtc.ctl.send(Control(Ctl::Route {
             src: self.key,
             sink_id: edge.sink.clone(),
             kind,
             add,
-        });
+        }));
     }
 }

@@ -10,10 +10,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod core;
 mod element;
-mod media_loop;
 mod net;
 mod sdp;
+mod shell;
+
+pub use crate::core::{Control, Datagram, MediaCore, MediaEvent};
 
 pub use net::NetSettings;
 
@@ -28,7 +31,7 @@ pub type EventSink = Arc<dyn Fn(&str, &str, Map<String, Value>) + Send + Sync>;
 /// The running WebRTC media plane.
 #[derive(Clone)]
 pub struct WebRtc {
-    pub(crate) ctl: mpsc::UnboundedSender<media_loop::Ctl>,
+    pub(crate) ctl: mpsc::UnboundedSender<Control>,
     pub(crate) locals: Arc<Vec<std::net::SocketAddr>>,
     next_key: Arc<AtomicU64>,
 }
@@ -42,12 +45,27 @@ impl WebRtc {
             tracing::info!("WebRTC media on udp {a}");
         }
         let (ctl, rx) = mpsc::unbounded_channel();
-        media_loop::spawn(sockets, rx, events)?;
+        shell::spawn(sockets, rx, events)?;
         Ok(WebRtc {
             ctl,
             locals: Arc::new(locals),
             next_key: Arc::new(AtomicU64::new(1)),
         })
+    }
+
+    /// A media plane without sockets or threads, for tests: signalling sends its commands to
+    /// the returned receiver; feed them to a [`MediaCore`] with [`MediaCore::control`] and move
+    /// its datagrams yourself.
+    pub fn in_memory(
+        locals: Vec<std::net::SocketAddr>,
+    ) -> (WebRtc, mpsc::UnboundedReceiver<Control>) {
+        let (ctl, rx) = mpsc::unbounded_channel();
+        let w = WebRtc {
+            ctl,
+            locals: Arc::new(locals),
+            next_key: Arc::new(AtomicU64::new(1)),
+        };
+        (w, rx)
     }
 
     /// The local media addresses (host candidates).

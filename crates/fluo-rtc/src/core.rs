@@ -1,18 +1,20 @@
-//! The media thread: sockets in, timers, str0m outputs out, RTP forwarded along the routes.
+//! The sans-IO media core: every WebRTC endpoint's `Rtc`, the routes between them, and RTP
+//! forwarding. Driven by `handle_receive` / `handle_timeout` / `control` with the time passed
+//! in, drained by `poll_transmit` / `poll_event`; the shell (`shell.rs`) or an in-memory test
+//! network does the IO.
 
-use crate::EventSink;
+use fluo_sfu::{KeyframeThrottle, Rewriter};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 use str0m::format::CodecSpec;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
-use tokio::sync::mpsc;
 
 /// Audio or video, as an index.
 pub(crate) type Kind = usize;
@@ -35,16 +37,26 @@ pub(crate) fn kind_name(k: Kind) -> &'static str {
     }
 }
 
-/// Continuity of one outgoing stream across source changes.
-#[derive(Debug, Clone, Copy)]
-struct OutRewrite {
-    /// (source endpoint key, source SSRC) currently feeding this output.
-    source: (u64, u32),
-    seq_offset: i64,
-    ts_offset: u32,
-    last_seq: u64,
-    last_ts: u32,
-    last_at: Instant,
+/// One outgoing stream of an endpoint: the rewriter that keeps it continuous across source
+/// changes, and its extended sequence number for str0m.
+struct OutStream {
+    rewriter: Rewriter,
+    ext: u64,
+}
+
+/// Interval of keyframe requests to one source.
+const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Extends a 16-bit sequence number to the 64-bit value nearest to `last`.
+fn extend_seq(last: u64, seq: u16) -> u64 {
+    let cand = (last & !0xffff) | u64::from(seq);
+    if cand > last + 0x8000 && cand >= 0x1_0000 {
+        cand - 0x1_0000
+    } else if cand + 0x8000 < last {
+        cand + 0x1_0000
+    } else {
+        cand
+    }
 }
 
 /// The state of one endpoint shared between signalling and the media thread.
@@ -59,8 +71,8 @@ pub(crate) struct Ep {
     pub connected: bool,
     pub flowing_in: [bool; 2],
     pub flowing_out: [bool; 2],
-    out: [Option<OutRewrite>; 2],
-    last_keyframe_request: [Option<Instant>; 2],
+    out: [Option<OutStream>; 2],
+    pub keyframe_requests_sent: u64,
     mismatch_reported: [bool; 2],
 }
 
@@ -78,7 +90,7 @@ impl Ep {
             flowing_in: [false; 2],
             flowing_out: [false; 2],
             out: [None, None],
-            last_keyframe_request: [None, None],
+            keyframe_requests_sent: 0,
             mismatch_reported: [false; 2],
         }
     }
@@ -113,7 +125,10 @@ pub(crate) fn lock(ep: &EpRef) -> MutexGuard<'_, Ep> {
     ep.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Commands from signalling to the media thread.
+/// A command from signalling to the media core (opaque outside this crate).
+pub struct Control(pub(crate) Ctl);
+
+/// Commands from signalling to the media core.
 pub(crate) enum Ctl {
     Add {
         key: u64,
@@ -142,101 +157,78 @@ struct Entry {
     deadline: Instant,
 }
 
-struct Loop {
-    sockets: Vec<tokio::net::UdpSocket>,
-    locals: Vec<SocketAddr>,
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// Local address to send from.
+    pub source: SocketAddr,
+    /// Remote address.
+    pub destination: SocketAddr,
+    /// Bytes.
+    pub contents: Vec<u8>,
+}
+
+/// An event raised by an endpoint: (object id, event name, fields).
+pub type MediaEvent = (String, String, Map<String, Value>);
+
+/// The media core. See the module docs.
+pub struct MediaCore {
     eps: HashMap<u64, Entry>,
     by_id: HashMap<String, u64>,
-    by_remote: HashMap<(usize, SocketAddr), u64>,
+    by_remote: HashMap<(SocketAddr, SocketAddr), u64>,
     routes: HashMap<(u64, Kind), Vec<u64>>,
-    events: EventSink,
+    throttles: HashMap<u64, KeyframeThrottle>,
+    transmits: VecDeque<Datagram>,
+    events: VecDeque<MediaEvent>,
+    now: Instant,
 }
 
-pub(crate) fn spawn(
-    sockets: Vec<UdpSocket>,
-    ctl: mpsc::UnboundedReceiver<Ctl>,
-    events: EventSink,
-) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("fluo-media".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("the media runtime starts");
-            rt.block_on(async move {
-                let locals = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
-                let sockets = sockets
-                    .into_iter()
-                    .filter_map(|s| tokio::net::UdpSocket::from_std(s).ok())
-                    .collect();
-                let mut l = Loop {
-                    sockets,
-                    locals,
-                    eps: HashMap::new(),
-                    by_id: HashMap::new(),
-                    by_remote: HashMap::new(),
-                    routes: HashMap::new(),
-                    events,
-                };
-                l.run(ctl).await;
-            });
-        })?;
-    Ok(())
-}
-
-/// Receives one datagram from whichever socket has one.
-async fn recv_any(sockets: &[tokio::net::UdpSocket]) -> (usize, Vec<u8>, SocketAddr) {
-    let mut buf = [0u8; 2048];
-    std::future::poll_fn(|cx| {
-        for (i, s) in sockets.iter().enumerate() {
-            let mut rb = tokio::io::ReadBuf::new(&mut buf);
-            match s.poll_recv_from(cx, &mut rb) {
-                Poll::Ready(Ok(src)) => return Poll::Ready((i, rb.filled().to_vec(), src)),
-                Poll::Ready(Err(e)) => {
-                    tracing::debug!("udp receive error: {e}");
-                    cx.waker().wake_by_ref();
-                }
-                Poll::Pending => {}
-            }
-        }
-        Poll::Pending
-    })
-    .await
-}
-
-impl Loop {
-    async fn run(&mut self, mut ctl: mpsc::UnboundedReceiver<Ctl>) {
-        loop {
-            let next = self
-                .eps
-                .values()
-                .map(|e| e.deadline)
-                .min()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            tokio::select! {
-                c = ctl.recv() => match c {
-                    Some(c) => self.control(c),
-                    None => return,
-                },
-                (i, data, src) = recv_any(&self.sockets) => self.receive(i, &data, src),
-                _ = tokio::time::sleep_until(next.into()) => self.timeouts(),
-            }
+impl MediaCore {
+    /// An empty core.
+    pub fn new(now: Instant) -> MediaCore {
+        MediaCore {
+            eps: HashMap::new(),
+            by_id: HashMap::new(),
+            by_remote: HashMap::new(),
+            routes: HashMap::new(),
+            throttles: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            now,
         }
     }
 
-    fn control(&mut self, c: Ctl) {
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Datagram> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event to report.
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let eps = self.eps.values().map(|e| e.deadline);
+        let thr = self.throttles.values().filter_map(|t| t.poll_timeout());
+        eps.chain(thr).min()
+    }
+
+    /// Number of endpoints.
+    pub fn endpoint_count(&self) -> usize {
+        self.eps.len()
+    }
+
+    /// Applies a command from signalling.
+    pub fn control(&mut self, now: Instant, c: Control) {
+        self.now = now;
+        let c = c.0;
         match c {
             Ctl::Add { key, ep } => {
                 let id = lock(&ep).id.clone();
                 self.by_id.insert(id, key);
-                self.eps.insert(
-                    key,
-                    Entry {
-                        ep,
-                        deadline: Instant::now(),
-                    },
-                );
+                self.eps.insert(key, Entry { ep, deadline: now });
                 self.drive(key);
             }
             Ctl::Remove { key } => {
@@ -246,6 +238,7 @@ impl Loop {
                 }
                 self.by_remote.retain(|_, k| *k != key);
                 self.routes.retain(|(s, _), _| *s != key);
+                self.throttles.remove(&key);
                 for sinks in self.routes.values_mut() {
                     sinks.retain(|k| *k != key);
                 }
@@ -265,22 +258,29 @@ impl Loop {
                 if add {
                     sinks.push(sink);
                     // A new viewer needs a keyframe to start decoding.
-                    self.request_keyframe(src, kind, true);
+                    self.request_keyframe(src, kind);
                 }
             }
             Ctl::Keyframe { key } => {
-                self.request_keyframe(key, VIDEO, true);
+                self.request_keyframe(key, VIDEO);
             }
         }
     }
 
-    fn receive(&mut self, sock: usize, data: &[u8], source: SocketAddr) {
-        let destination = self.locals[sock];
+    /// A datagram arrived on local address `destination` from `source`.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        destination: SocketAddr,
+        source: SocketAddr,
+        data: &[u8],
+    ) {
+        self.now = now;
         let Ok(contents) = data.try_into() else {
             return;
         };
         let input = Input::Receive(
-            Instant::now(),
+            now,
             Receive {
                 proto: Protocol::Udp,
                 source,
@@ -288,7 +288,7 @@ impl Loop {
                 contents,
             },
         );
-        let key = match self.by_remote.get(&(sock, source)) {
+        let key = match self.by_remote.get(&(destination, source)) {
             Some(k)
                 if self
                     .eps
@@ -307,7 +307,7 @@ impl Loop {
                     tracing::trace!(%source, "no endpoint accepts this datagram");
                     return;
                 };
-                self.by_remote.insert((sock, source), k);
+                self.by_remote.insert((destination, source), k);
                 k
             }
         };
@@ -320,8 +320,18 @@ impl Loop {
         self.drive(key);
     }
 
-    fn timeouts(&mut self) {
-        let now = Instant::now();
+    /// Drives timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        let due: Vec<u64> = self
+            .throttles
+            .iter_mut()
+            .filter(|(_, t)| t.poll_timeout().is_some_and(|d| d <= now))
+            .filter_map(|(k, t)| t.handle_timeout(now).then_some(*k))
+            .collect();
+        for k in due {
+            self.send_keyframe_request(k);
+        }
         let due: Vec<u64> = self
             .eps
             .iter()
@@ -347,12 +357,13 @@ impl Loop {
         let ep_ref = entry.ep.clone();
         let mut forwards: Vec<Forward> = vec![];
         let mut keyframe_asks: Vec<Kind> = vec![];
+        let was_connected = lock(&ep_ref).connected;
         let deadline;
         {
             let mut ep = lock(&ep_ref);
             loop {
                 if !ep.rtc.is_alive() {
-                    deadline = Instant::now() + Duration::from_secs(3600);
+                    deadline = self.now + Duration::from_secs(3600);
                     break;
                 }
                 match ep.rtc.poll_output() {
@@ -361,13 +372,19 @@ impl Loop {
                         break;
                     }
                     Ok(Output::Transmit(t)) => {
-                        if let Some(i) = self.locals.iter().position(|a| *a == t.source) {
-                            let _ = self.sockets[i].try_send_to(&t.contents, t.destination);
-                        }
+                        self.transmits.push_back(Datagram {
+                            source: t.source,
+                            destination: t.destination,
+                            contents: t.contents.to_vec(),
+                        });
                     }
-                    Ok(Output::Event(ev)) => {
-                        self.event(&mut ep, ev, &mut forwards, &mut keyframe_asks)
-                    }
+                    Ok(Output::Event(ev)) => Self::event(
+                        &mut self.events,
+                        &mut ep,
+                        ev,
+                        &mut forwards,
+                        &mut keyframe_asks,
+                    ),
                     Err(e) => {
                         tracing::warn!(id = %ep.id, "endpoint failed: {e}");
                         ep.rtc.disconnect();
@@ -378,6 +395,11 @@ impl Loop {
         if let Some(e) = self.eps.get_mut(&key) {
             e.deadline = deadline;
         }
+        if !was_connected && lock(&ep_ref).connected {
+            // Media can flow to this endpoint now: whatever feeds its video must start with a
+            // keyframe (a request made when the route was added may predate the connection).
+            keyframe_asks.push(VIDEO);
+        }
         for kind in keyframe_asks {
             // A viewer asked for a keyframe: ask whoever feeds it.
             let sources: Vec<u64> = self
@@ -387,25 +409,28 @@ impl Loop {
                 .map(|((s, _), _)| *s)
                 .collect();
             for s in sources {
-                self.request_keyframe(s, kind, false);
+                self.request_keyframe(s, kind);
             }
         }
         for f in forwards {
             let sinks = self.routes.get(&(key, f.kind)).cloned().unwrap_or_default();
             for sink in sinks {
-                self.forward(key, sink, &f);
+                self.forward(sink, &f);
             }
         }
     }
 
     fn event(
-        &self,
+        events: &mut VecDeque<MediaEvent>,
         ep: &mut Ep,
         ev: Event,
         forwards: &mut Vec<Forward>,
         keyframe_asks: &mut Vec<Kind>,
     ) {
-        let emit = |name: &str, fields: Map<String, Value>| (self.events)(&ep.id, name, fields);
+        let id = ep.id.clone();
+        let mut emit = |name: &str, fields: Map<String, Value>| {
+            events.push_back((id.clone(), name.to_string(), fields))
+        };
         match ev {
             Event::IceConnectionStateChange(s) => {
                 let state = match s {
@@ -491,29 +516,32 @@ impl Loop {
         }
     }
 
-    fn request_keyframe(&mut self, src: u64, kind: Kind, force: bool) {
-        if kind != VIDEO {
+    /// Asks a source for a keyframe, at most once per throttle interval however many
+    /// viewers ask; a request inside the interval is sent when it ends.
+    fn request_keyframe(&mut self, src: u64, kind: Kind) {
+        if kind != VIDEO || !self.eps.contains_key(&src) {
             return;
         }
+        let now = self.now;
+        let t = self
+            .throttles
+            .entry(src)
+            .or_insert_with(|| KeyframeThrottle::new(KEYFRAME_INTERVAL));
+        if t.handle_request(now) {
+            self.send_keyframe_request(src);
+        }
+    }
+
+    fn send_keyframe_request(&mut self, src: u64) {
         let Some(e) = self.eps.get(&src) else {
             return;
         };
         {
             let mut ep = lock(&e.ep);
-            let now = Instant::now();
-            // At most one request per 500 ms per source, however many viewers ask.
-            if let Some(last) = ep.last_keyframe_request[kind] {
-                if !force && now.duration_since(last) < Duration::from_millis(500) {
-                    return;
-                }
-                if force && now.duration_since(last) < Duration::from_millis(100) {
-                    return;
-                }
-            }
-            let Some(mid) = ep.mid_of_kind(kind) else {
+            let Some(mid) = ep.mid_of_kind(VIDEO) else {
                 return;
             };
-            ep.last_keyframe_request[kind] = Some(now);
+            ep.keyframe_requests_sent += 1;
             if let Some(rx) = ep.rtc.direct_api().stream_rx_by_mid(mid, None) {
                 rx.request_keyframe(KeyframeRequestKind::Pli);
             }
@@ -521,7 +549,7 @@ impl Loop {
         self.drive(src);
     }
 
-    fn forward(&mut self, src: u64, sink: u64, f: &Forward) {
+    fn forward(&mut self, sink: u64, f: &Forward) {
         let (kind, pkt) = (f.kind, &f.pkt);
         let Some(e) = self.eps.get(&sink) else {
             return;
@@ -539,60 +567,30 @@ impl Loop {
                 if !ep.mismatch_reported[kind] {
                     ep.mismatch_reported[kind] = true;
                     tracing::warn!(id = %ep.id, codec = ?f.codec.codec, "sink did not negotiate the source's codec; transcoding is not available yet, media not forwarded");
-                    (self.events)(
-                        &ep.id,
-                        "Error",
-                        obj(json!({
-                            "description": format!("The {} codec {:?} of the source was not negotiated by this endpoint and transcoding is not available", kind_name(kind), f.codec.codec),
-                            "errorCode": 40005,
-                            "type": "CODEC_MISMATCH",
-                        })),
-                    );
+                    let fields = obj(json!({
+                        "description": format!("The {} codec {:?} of the source was not negotiated by this endpoint and transcoding is not available", kind_name(kind), f.codec.codec),
+                        "errorCode": 40005,
+                        "type": "CODEC_MISMATCH",
+                    }));
+                    self.events
+                        .push_back((ep.id.clone(), "Error".into(), fields));
                 }
                 return;
             };
-            let now = Instant::now();
-            let in_seq = *pkt.seq_no;
+            let now = self.now;
+            let in_seq = *pkt.seq_no as u16;
             let in_ts = pkt.header.timestamp;
-            let source = (src, *pkt.header.ssrc);
-            let clock = if kind == AUDIO { 48_000u64 } else { 90_000 };
-            let rw = match ep.out[kind] {
-                Some(r) if r.source == source => r,
-                prev => {
-                    // A new source: continue right after what this output last sent.
-                    let (next_seq, next_ts) = match prev {
-                        Some(p) => {
-                            let gap = now.duration_since(p.last_at).as_millis() as u64;
-                            (
-                                p.last_seq + 1,
-                                p.last_ts.wrapping_add(((gap * clock) / 1000).max(1) as u32),
-                            )
-                        }
-                        None => (u64::from(in_seq as u16 & 0x3fff) + 1, in_ts),
-                    };
-                    OutRewrite {
-                        source,
-                        seq_offset: next_seq as i64 - in_seq as i64,
-                        ts_offset: next_ts.wrapping_sub(in_ts),
-                        last_seq: 0,
-                        last_ts: 0,
-                        last_at: now,
-                    }
-                }
-            };
-            let out_seq = in_seq as i64 + rw.seq_offset;
-            if out_seq <= 0 {
+            let clock = if kind == AUDIO { 48_000 } else { 90_000 };
+            let out = ep.out[kind].get_or_insert_with(|| OutStream {
+                // Start low so the extended sequence never implies a rollover.
+                rewriter: Rewriter::new(clock, 0, in_seq & 0x3fff, in_ts),
+                ext: u64::from(in_seq & 0x3fff),
+            });
+            let Some(rw) = out.rewriter.rewrite(now, *pkt.header.ssrc, in_seq, in_ts) else {
                 return;
-            }
-            let out_seq = out_seq as u64;
-            let out_ts = in_ts.wrapping_add(rw.ts_offset);
-            let mut next = rw;
-            if out_seq >= rw.last_seq {
-                next.last_seq = out_seq;
-                next.last_ts = out_ts;
-                next.last_at = now;
-            }
-            ep.out[kind] = Some(next);
+            };
+            out.ext = extend_seq(out.ext, rw.seq);
+            let (out_seq, out_ts) = (out.ext, rw.ts);
             let mut api = ep.rtc.direct_api();
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 return;
@@ -604,7 +602,9 @@ impl Loop {
             tx.write_rtp(write);
             if !ep.flowing_out[kind] {
                 ep.flowing_out[kind] = true;
-                (self.events)(&ep.id, "MediaFlowOutStateChanged", flow(true, kind));
+                let fields = flow(true, kind);
+                self.events
+                    .push_back((ep.id.clone(), "MediaFlowOutStateChanged".into(), fields));
             }
         }
         self.drive(sink);

@@ -1,0 +1,245 @@
+//! An in-memory browser: a str0m peer that offers or answers audio+video, sends frames and
+//! records what it receives.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+/// One RTP packet as a receiving browser saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpSeen {
+    pub video: bool,
+    pub ssrc: u32,
+    pub seq: u64,
+    pub ts: u32,
+}
+
+pub struct Browser {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub rtc: Rtc,
+    pub rtp_mode: bool,
+    pending: Option<SdpPendingOffer>,
+    mids: Vec<Mid>,
+    pub connected: bool,
+    pub ice_state: Option<IceConnectionState>,
+    /// Frames (frame mode) received per kind: [audio, video].
+    pub frames_in: [u64; 2],
+    /// RTP packets received (RTP mode).
+    pub rtp_in: Vec<RtpSeen>,
+    /// Keyframe requests received from Fluo.
+    pub keyframe_requests: u64,
+    video_ts: u64,
+    audio_ts: u64,
+    /// Datagrams produced, to be moved by the world.
+    pub(crate) outbox: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    pub(crate) deadline: Instant,
+    /// Drop every datagram this browser would receive while true.
+    pub deaf: bool,
+}
+
+impl Browser {
+    pub fn new(name: &str, addr: SocketAddr, rtp_mode: bool, now: Instant) -> Browser {
+        let mut rtc = Rtc::builder().set_rtp_mode(rtp_mode).build(now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("host candidate"));
+        Browser {
+            name: name.into(),
+            addr,
+            rtc,
+            rtp_mode,
+            pending: None,
+            mids: vec![],
+            connected: false,
+            ice_state: None,
+            frames_in: [0; 2],
+            rtp_in: vec![],
+            keyframe_requests: 0,
+            video_ts: 0,
+            audio_ts: 0,
+            outbox: vec![],
+            deadline: now,
+            deaf: false,
+        }
+    }
+
+    /// An offer with one audio and one video m-line in the given directions.
+    pub fn offer(&mut self, dir: Direction) -> String {
+        let mut api = self.rtc.sdp_api();
+        let a = api.add_media(MediaKind::Audio, dir, None, None, None);
+        let v = api.add_media(MediaKind::Video, dir, None, None, None);
+        self.mids = vec![a, v];
+        let (offer, pending) = api.apply().expect("an offer");
+        self.pending = Some(pending);
+        offer.to_sdp_string()
+    }
+
+    pub fn accept_answer(&mut self, sdp: &str) {
+        let answer = SdpAnswer::from_sdp_string(sdp).expect("Fluo's answer parses");
+        let pending = self.pending.take().expect("an offer was made");
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .expect("Fluo's answer is accepted");
+    }
+
+    pub fn answer(&mut self, offer: &str) -> String {
+        self.mids = offer
+            .lines()
+            .filter_map(|l| l.trim_end().strip_prefix("a=mid:"))
+            .map(Mid::from)
+            .collect();
+        let offer = SdpOffer::from_sdp_string(offer).expect("Fluo's offer parses");
+        self.rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .expect("Fluo's offer is accepted")
+            .to_sdp_string()
+    }
+
+    /// This browser's host candidate as a Kurento IceCandidate.
+    pub fn candidate_json(&self) -> serde_json::Value {
+        let c = Candidate::host(self.addr, "udp").expect("host candidate");
+        let line = c.to_sdp_string();
+        serde_json::json!({
+            "__module__": "kurento", "__type__": "IceCandidate",
+            "candidate": line.strip_prefix("a=").unwrap_or(&line),
+            "sdpMid": "0", "sdpMLineIndex": 0,
+        })
+    }
+
+    fn mid(&self, kind: MediaKind) -> Option<Mid> {
+        self.mids
+            .iter()
+            .copied()
+            .find(|m| self.rtc.media(*m).is_some_and(|x| x.kind() == kind))
+    }
+
+    /// Sends one video frame (frame mode only). `size` bytes, split into RTP by str0m.
+    pub fn send_video_frame(&mut self, now: Instant, size: usize) -> bool {
+        self.video_ts += 3000;
+        let Some(mid) = self.mid(MediaKind::Video) else {
+            return false;
+        };
+        let Some(w) = self.rtc.writer(mid) else {
+            return false;
+        };
+        let Some(pt) = w
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt())
+        else {
+            return false;
+        };
+        // A VP8 payload header byte for a key frame (P bit clear), then filler.
+        let mut data = vec![0x10u8; size.max(16)];
+        data[0] = 0x00;
+        w.write(
+            pt,
+            now,
+            MediaTime::new(self.video_ts, Frequency::NINETY_KHZ),
+            data,
+        )
+        .is_ok()
+    }
+
+    /// Sends one 20 ms Opus frame (frame mode only).
+    pub fn send_audio_frame(&mut self, now: Instant) -> bool {
+        self.audio_ts += 960;
+        let Some(mid) = self.mid(MediaKind::Audio) else {
+            return false;
+        };
+        let Some(w) = self.rtc.writer(mid) else {
+            return false;
+        };
+        let Some(pt) = w
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt())
+        else {
+            return false;
+        };
+        w.write(
+            pt,
+            now,
+            MediaTime::new(self.audio_ts, Frequency::FORTY_EIGHT_KHZ),
+            vec![0xf8u8; 80],
+        )
+        .is_ok()
+    }
+
+    pub(crate) fn receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        if self.deaf {
+            return;
+        }
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let _ = self.rtc.handle_input(Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.addr,
+                contents,
+            },
+        ));
+        self.drain();
+    }
+
+    pub(crate) fn timeout(&mut self, now: Instant) {
+        if now >= self.deadline {
+            let _ = self.rtc.handle_input(Input::Timeout(now));
+        }
+        self.drain();
+    }
+
+    pub(crate) fn drain(&mut self) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.deadline = t;
+                    return;
+                }
+                Ok(Output::Transmit(t)) => {
+                    self.outbox
+                        .push((t.source, t.destination, t.contents.to_vec()));
+                }
+                Ok(Output::Event(e)) => self.event(e),
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Connected => self.connected = true,
+            Event::IceConnectionStateChange(s) => self.ice_state = Some(s),
+            Event::MediaData(d) => {
+                let video = self.rtc.media(d.mid).map(|m| m.kind()) == Some(MediaKind::Video);
+                self.frames_in[usize::from(video)] += 1;
+            }
+            Event::RtpPacket(p) => {
+                let video = self
+                    .rtc
+                    .direct_api()
+                    .stream_rx(&p.header.ssrc)
+                    .map(|s| s.mid())
+                    .and_then(|m| self.rtc.media(m))
+                    .map(|m| m.kind())
+                    == Some(MediaKind::Video);
+                self.rtp_in.push(RtpSeen {
+                    video,
+                    ssrc: *p.header.ssrc,
+                    seq: *p.seq_no,
+                    ts: p.header.timestamp,
+                });
+            }
+            Event::KeyframeRequest(_) => self.keyframe_requests += 1,
+            _ => {}
+        }
+    }
+}

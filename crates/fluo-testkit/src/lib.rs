@@ -1,0 +1,11 @@
+//! Test-only building blocks: [`Browser`], an in-memory WebRTC peer on str0m, and [`World`],
+//! Fluo's engine plus its media core wired to browsers by a virtual-time network. Nothing
+//! here opens a socket or sleeps; a test of many seconds of media runs in milliseconds.
+#![forbid(unsafe_code)]
+#![allow(missing_docs)]
+
+mod browser;
+mod world;
+
+pub use browser::{Browser, RtpSeen};
+pub use world::World;

@@ -1,0 +1,269 @@
+//! Fluo's engine and media core with in-memory browsers on a virtual-time network.
+
+use crate::browser::Browser;
+use fluo_core::{Engine, EngineConfig, FixedHost, Now, Output};
+use fluo_rtc::{Control, MediaCore, WebRtc};
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Decides whether the network drops a datagram to browser `i`.
+pub type DropRule = Box<dyn FnMut(usize, &[u8]) -> bool>;
+
+/// The whole server without sockets, threads or wall clock.
+pub struct World {
+    pub engine: Engine,
+    pub core: MediaCore,
+    ctl: UnboundedReceiver<Control>,
+    pub browsers: Vec<Browser>,
+    pub now: Now,
+    pub server: SocketAddr,
+    next_id: u64,
+    inbox: HashMap<u64, VecDeque<Value>>,
+    /// Datagrams from Fluo to browsers that the network dropped.
+    pub dropped: u64,
+    /// Drop a datagram from Fluo to a browser when this returns true.
+    pub drop_to: Option<DropRule>,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl World {
+    pub fn new() -> World {
+        let mono = Instant::now();
+        let now = Now {
+            mono,
+            wall_ms: 1_700_000_000_000,
+        };
+        let server: SocketAddr = "127.0.0.1:40000".parse().expect("address");
+        let (webrtc, ctl) = WebRtc::in_memory(vec![server]);
+        let mut engine = Engine::new(EngineConfig::default(), Box::new(FixedHost::default()), now);
+        engine.register_factory("WebRtcEndpoint", webrtc.factory());
+        engine.connection_opened(now, 1);
+        World {
+            engine,
+            core: MediaCore::new(mono),
+            ctl,
+            browsers: vec![],
+            now,
+            server,
+            next_id: 0,
+            inbox: HashMap::new(),
+            dropped: 0,
+            drop_to: None,
+        }
+    }
+
+    /// Adds a browser at 127.0.0.(2+i):5000; `rtp_mode` browsers record raw RTP.
+    pub fn add_browser(&mut self, name: &str, rtp_mode: bool) -> usize {
+        let i = self.browsers.len();
+        let addr: SocketAddr = format!("127.0.0.{}:5000", 2 + i).parse().expect("address");
+        self.browsers
+            .push(Browser::new(name, addr, rtp_mode, self.now.mono));
+        i
+    }
+
+    // ---- Kurento Protocol ----
+
+    fn pump_engine(&mut self) {
+        while let Some(Output::Send { conn, text }) = self.engine.poll_output() {
+            let v: Value = serde_json::from_str(&text).expect("engine writes JSON");
+            self.inbox.entry(conn).or_default().push_back(v);
+        }
+    }
+
+    pub fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let req = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
+        self.engine.handle_text(self.now, 1, &req.to_string());
+        self.pump_engine();
+        let q = self.inbox.entry(1).or_default();
+        let pos = q
+            .iter()
+            .position(|v| v["id"] == json!(id))
+            .expect("a response");
+        q.remove(pos).expect("present")
+    }
+
+    pub fn ok(&mut self, method: &str, params: Value) -> Value {
+        let r = self.call(method, params);
+        assert!(r.get("error").is_none(), "{method} failed: {r}");
+        r["result"].clone()
+    }
+
+    pub fn invoke(&mut self, object: &str, op: &str, params: Value) -> Value {
+        self.ok(
+            "invoke",
+            json!({"object": object, "operation": op, "operationParams": params}),
+        )["value"]
+            .clone()
+    }
+
+    pub fn invoke_err(&mut self, object: &str, op: &str, params: Value) -> Value {
+        let r = self.call(
+            "invoke",
+            json!({"object": object, "operation": op, "operationParams": params}),
+        );
+        r.get("error")
+            .cloned()
+            .unwrap_or_else(|| panic!("{op} should fail: {r}"))
+    }
+
+    pub fn create(&mut self, class: &str, pipeline: Option<&str>) -> String {
+        let mut p = json!({"type": class});
+        if let Some(pl) = pipeline {
+            p["constructorParams"] = json!({"mediaPipeline": pl});
+        }
+        self.ok("create", p)["value"]
+            .as_str()
+            .expect("an id")
+            .to_string()
+    }
+
+    pub fn subscribe(&mut self, object: &str, event: &str) {
+        self.ok("subscribe", json!({"object": object, "type": event}));
+    }
+
+    /// Events received so far (drained), as (type, data).
+    pub fn events(&mut self) -> Vec<(String, Value)> {
+        self.pump_engine();
+        let q = self.inbox.entry(1).or_default();
+        let (ev, rest): (Vec<Value>, Vec<Value>) =
+            q.drain(..).partition(|v| v["method"] == "onEvent");
+        q.extend(rest);
+        ev.into_iter()
+            .map(|v| {
+                let val = &v["params"]["value"];
+                (
+                    val["type"].as_str().unwrap_or_default().to_string(),
+                    val["data"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// A browser offers, Fluo answers (the browser's candidate is sent first, as the
+    /// tutorials do).
+    pub fn negotiate_browser_offer(
+        &mut self,
+        b: usize,
+        endpoint: &str,
+        dir: str0m::media::Direction,
+    ) {
+        let cand = self.browsers[b].candidate_json();
+        self.invoke(endpoint, "addIceCandidate", json!({"candidate": cand}));
+        let offer = self.browsers[b].offer(dir);
+        let answer = self.invoke(endpoint, "processOffer", json!({"offer": offer}));
+        self.browsers[b].accept_answer(answer.as_str().expect("an SDP answer"));
+        self.invoke(endpoint, "gatherCandidates", json!({}));
+    }
+
+    /// Fluo offers, the browser answers.
+    pub fn negotiate_server_offer(&mut self, b: usize, endpoint: &str) {
+        let offer = self.invoke(endpoint, "generateOffer", json!({}));
+        let answer = self.browsers[b].answer(offer.as_str().expect("an SDP offer"));
+        self.invoke(endpoint, "processAnswer", json!({"answer": answer}));
+        let cand = self.browsers[b].candidate_json();
+        self.invoke(endpoint, "addIceCandidate", json!({"candidate": cand}));
+    }
+
+    // ---- network and time ----
+
+    /// Moves every pending datagram until the network is quiet at the current instant.
+    pub fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            while let Ok(c) = self.ctl.try_recv() {
+                self.core.control(self.now.mono, c);
+                moved = true;
+            }
+            for i in 0..self.browsers.len() {
+                let out = std::mem::take(&mut self.browsers[i].outbox);
+                for (src, dst, data) in out {
+                    moved = true;
+                    if dst == self.server {
+                        self.core.handle_receive(self.now.mono, dst, src, &data);
+                    }
+                }
+            }
+            while let Some(d) = self.core.poll_transmit() {
+                moved = true;
+                if let Some(i) = self.browsers.iter().position(|b| b.addr == d.destination) {
+                    if let Some(f) = self.drop_to.as_mut() {
+                        if f(i, &d.contents) {
+                            self.dropped += 1;
+                            continue;
+                        }
+                    }
+                    self.browsers[i].receive(self.now.mono, d.source, &d.contents);
+                }
+            }
+            while let Some((id, ev, fields)) = self.core.poll_event() {
+                self.engine.emit_event(self.now, &id, &ev, fields);
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the network did not settle");
+    }
+
+    /// Advances virtual time by `d` in steps of `step`, firing timers and moving datagrams;
+    /// `each` runs at every step (to send media).
+    pub fn run(&mut self, d: Duration, step: Duration, mut each: impl FnMut(&mut World)) {
+        let end = self.now.mono + d;
+        while self.now.mono < end {
+            each(self);
+            self.settle();
+            self.now = self.now.advanced(step);
+            let now = self.now.mono;
+            for b in &mut self.browsers {
+                b.timeout(now);
+            }
+            if self.core.poll_timeout().is_some_and(|t| t <= now) {
+                self.core.handle_timeout(now);
+            }
+            if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+                self.engine.handle_timeout(self.now);
+            }
+            self.settle();
+        }
+    }
+
+    /// Runs until every browser is connected (or `max` passes).
+    pub fn connect_all(&mut self, max: Duration) -> bool {
+        let end = self.now.mono + max;
+        while self.now.mono < end {
+            self.run(Duration::from_millis(10), Duration::from_millis(1), |_| {});
+            if self.browsers.iter().all(|b| b.connected) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Sends ~30 fps video and 50 fps audio from the given browsers for `d`.
+    pub fn stream(&mut self, senders: &[usize], d: Duration) {
+        let senders = senders.to_vec();
+        let mut tick = 0u64;
+        self.run(d, Duration::from_millis(1), move |w| {
+            let now = w.now.mono;
+            for &s in &senders {
+                if tick.is_multiple_of(33) {
+                    w.browsers[s].send_video_frame(now, 3000);
+                }
+                if tick.is_multiple_of(20) {
+                    w.browsers[s].send_audio_frame(now);
+                }
+            }
+            tick += 1;
+        });
+    }
+}

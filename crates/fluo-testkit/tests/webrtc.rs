@@ -1,0 +1,324 @@
+//! WebRtcEndpoint end to end in memory: negotiation either way, forwarding, source switches,
+//! keyframe throttling, NACK repair, bad input, vanishing peers. Virtual time throughout.
+use fluo_testkit::World;
+use serde_json::json;
+use std::time::Duration;
+use str0m::media::Direction;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn pipeline_with_endpoints(w: &mut World, n: usize) -> (String, Vec<String>) {
+    let p = w.create("MediaPipeline", None);
+    let eps = (0..n)
+        .map(|_| w.create("WebRtcEndpoint", Some(&p)))
+        .collect();
+    (p, eps)
+}
+
+#[test]
+fn loopback_with_the_browser_offering_and_candidates_first() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 1);
+    let ep = &eps[0];
+    for ev in [
+        "IceCandidateFound",
+        "IceGatheringDone",
+        "ConnectionStateChanged",
+        "MediaFlowInStateChanged",
+        "MediaFlowOutStateChanged",
+    ] {
+        w.subscribe(ep, ev);
+    }
+    w.invoke(ep, "connect", json!({"sink": ep}));
+    let b = w.add_browser("alice", false);
+    w.negotiate_browser_offer(b, ep, Direction::SendRecv);
+    assert!(
+        w.connect_all(Duration::from_secs(5)),
+        "ICE + DTLS within 5 s"
+    );
+    w.stream(&[b], Duration::from_secs(2));
+    let [audio, video] = w.browsers[b].frames_in;
+    assert!(video >= 50, "video frames looped back: {video}");
+    assert!(audio >= 80, "audio frames looped back: {audio}");
+    let evs = w.events();
+    let names: Vec<&str> = evs.iter().map(|(t, _)| t.as_str()).collect();
+    for want in [
+        "IceCandidateFound",
+        "IceGatheringDone",
+        "ConnectionStateChanged",
+    ] {
+        assert!(names.contains(&want), "{want} missing in {names:?}");
+    }
+    let cand = &evs
+        .iter()
+        .find(|(t, _)| t == "IceCandidateFound")
+        .unwrap()
+        .1;
+    assert!(cand["candidate"]["candidate"]
+        .as_str()
+        .unwrap()
+        .contains("127.0.0.1 40000 typ host"));
+    let flowing = |t: &str, m: &str| {
+        evs.iter()
+            .any(|(n, d)| n == t && d["mediaType"] == m && d["state"] == "FLOWING")
+    };
+    assert!(flowing("MediaFlowInStateChanged", "VIDEO"));
+    assert!(flowing("MediaFlowInStateChanged", "AUDIO"));
+    assert!(flowing("MediaFlowOutStateChanged", "VIDEO"));
+    assert_eq!(w.invoke(ep, "getConnectionState", json!({})), "CONNECTED");
+    assert_eq!(
+        w.invoke(ep, "isMediaFlowingIn", json!({"mediaType": "VIDEO"})),
+        true
+    );
+    let local = w.invoke(ep, "getLocalSessionDescriptor", json!({}));
+    // One MediaStream for audio and video, as KMS sends.
+    let msids: std::collections::BTreeSet<&str> = local
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=msid:"))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(msids.len(), 1, "{local}");
+}
+
+#[test]
+fn fluo_offers_and_the_viewer_answers() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 2);
+    let publisher = w.add_browser("pub", false);
+    let viewer = w.add_browser("viewer", false);
+    w.negotiate_browser_offer(publisher, &eps[0], Direction::SendOnly);
+    w.negotiate_server_offer(viewer, &eps[1]);
+    w.invoke(&eps[0], "connect", json!({"sink": eps[1]}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], Duration::from_secs(2));
+    assert!(
+        w.browsers[viewer].frames_in[1] >= 50,
+        "{:?}",
+        w.browsers[viewer].frames_in
+    );
+    assert!(w.browsers[viewer].frames_in[0] >= 80);
+    assert_eq!(
+        w.browsers[publisher].frames_in,
+        [0, 0],
+        "nothing flows back"
+    );
+}
+
+#[test]
+fn fan_out_to_many_viewers_with_throttled_keyframe_requests() {
+    let mut w = World::new();
+    let n = 30;
+    let (_, eps) = pipeline_with_endpoints(&mut w, n + 1);
+    let publisher = w.add_browser("pub", false);
+    w.negotiate_browser_offer(publisher, &eps[0], Direction::SendOnly);
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], ms(500));
+    let before = w.browsers[publisher].keyframe_requests;
+    let mut viewers = vec![];
+    for (i, ep) in eps.iter().enumerate().skip(1) {
+        let v = w.add_browser(&format!("v{i}"), true);
+        w.negotiate_browser_offer(v, ep, Direction::RecvOnly);
+        w.invoke(&eps[0], "connect", json!({"sink": ep}));
+        viewers.push(v);
+    }
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], Duration::from_secs(1));
+    for &v in &viewers {
+        let video = w.browsers[v].rtp_in.iter().filter(|r| r.video).count();
+        assert!(video > 20, "viewer {v} got {video} video packets");
+    }
+    let asked = w.browsers[publisher].keyframe_requests - before;
+    println!("{n} viewers joined: the publisher got {asked} keyframe requests");
+    // 30 viewers joined and connected within a few hundred ms: the publisher is asked a
+    // handful of times (one per 300 ms window), not 30 or 60 times.
+    assert!(asked >= 1, "a keyframe was requested for the new viewers");
+    assert!(asked <= 8, "keyframe requests to the publisher: {asked}");
+}
+
+#[test]
+fn a_viewer_switched_between_sources_sees_one_continuous_stream() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 3);
+    let a = w.add_browser("a", false);
+    let b = w.add_browser("b", false);
+    let v = w.add_browser("viewer", true);
+    w.negotiate_browser_offer(a, &eps[0], Direction::SendOnly);
+    w.negotiate_browser_offer(b, &eps[1], Direction::SendOnly);
+    w.negotiate_browser_offer(v, &eps[2], Direction::RecvOnly);
+    w.invoke(&eps[0], "connect", json!({"sink": eps[2]}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[a, b], Duration::from_secs(1));
+    let switch_at = w.browsers[v].rtp_in.len();
+    // Connecting B to the viewer replaces A as its source.
+    w.invoke(&eps[1], "connect", json!({"sink": eps[2]}));
+    w.stream(&[a, b], Duration::from_secs(1));
+    let video: Vec<_> = w.browsers[v]
+        .rtp_in
+        .iter()
+        .filter(|r| r.video)
+        .copied()
+        .collect();
+    assert!(video.len() > 40 && switch_at > 10);
+    let ssrcs: std::collections::BTreeSet<u32> = video.iter().map(|r| r.ssrc).collect();
+    assert_eq!(ssrcs.len(), 1, "one SSRC for the viewer's video");
+    let mut seqs: Vec<u64> = video.iter().map(|r| r.seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    for pair in seqs.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "no gap or jump in sequence numbers: {pair:?}"
+        );
+    }
+    let mut by_seq = video.clone();
+    by_seq.sort_by_key(|r| r.seq);
+    for pair in by_seq.windows(2) {
+        let d = pair[1].ts.wrapping_sub(pair[0].ts);
+        assert!(
+            d < 90_000 * 2,
+            "timestamps move forward across the switch: {pair:?}"
+        );
+    }
+}
+
+#[test]
+fn lost_packets_are_repaired_by_retransmission() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 2);
+    let publisher = w.add_browser("pub", false);
+    let v = w.add_browser("viewer", true);
+    w.negotiate_browser_offer(publisher, &eps[0], Direction::SendOnly);
+    w.negotiate_browser_offer(v, &eps[1], Direction::RecvOnly);
+    w.invoke(&eps[0], "connect", json!({"sink": eps[1]}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], ms(500));
+    // Drop every 10th large datagram to the viewer (media, not ICE/DTLS).
+    let mut count = 0u64;
+    w.drop_to = Some(Box::new(move |i, data| {
+        if i != 1 || data.len() < 500 {
+            return false;
+        }
+        count += 1;
+        count.is_multiple_of(10)
+    }));
+    w.stream(&[publisher], Duration::from_secs(2));
+    w.drop_to = None;
+    w.stream(&[publisher], ms(500));
+    assert!(w.dropped > 10, "the network dropped {}", w.dropped);
+    let mut seqs: Vec<u64> = w.browsers[v]
+        .rtp_in
+        .iter()
+        .filter(|r| r.video)
+        .map(|r| r.seq)
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let (first, last) = (seqs[0], *seqs.last().unwrap());
+    let missing = (last - first + 1) as usize - seqs.len();
+    assert_eq!(
+        missing, 0,
+        "{missing} video packets never arrived after {} drops",
+        w.dropped
+    );
+}
+
+#[test]
+fn bad_sdp_and_candidates_get_kurento_errors() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 1);
+    let ep = &eps[0];
+    let e = w.invoke_err(ep, "getLocalSessionDescriptor", json!({}));
+    assert_eq!(e["code"], 40202);
+    let e = w.invoke_err(ep, "getRemoteSessionDescriptor", json!({}));
+    assert_eq!(e["code"], 40203);
+    let e = w.invoke_err(ep, "processOffer", json!({"offer": "hello"}));
+    assert_eq!(e["code"], 40201);
+    let e = w.invoke_err(ep, "processAnswer", json!({"answer": "v=0\r\n"}));
+    assert!(e["code"] == 40201 || e["code"] == 40209, "{e}");
+    let b = w.add_browser("x", false);
+    let offer = w.browsers[b].offer(Direction::SendRecv);
+    let no_bundle: String = offer
+        .split_inclusive("\r\n")
+        .filter(|l| !l.starts_with("a=group:BUNDLE"))
+        .collect();
+    let e = w.invoke_err(ep, "processOffer", json!({"offer": no_bundle}));
+    assert_eq!(e["code"], 40205, "{e}");
+    let e = w.invoke_err(
+        ep,
+        "addIceCandidate",
+        json!({"candidate": {"candidate": "candidate:garbage", "sdpMid": "0", "sdpMLineIndex": 0}}),
+    );
+    assert_eq!(e["code"], 40401);
+    let e = w.invoke_err(ep, "processAnswer", json!({"answer": offer}));
+    assert_eq!(e["code"], 40209, "processAnswer without generateOffer: {e}");
+    let answer = w.invoke(ep, "processOffer", json!({"offer": offer}));
+    assert!(answer.as_str().unwrap().starts_with("v=0"));
+    let e = w.invoke_err(ep, "processOffer", json!({"offer": offer}));
+    assert_eq!(e["code"], 40208);
+    // Data channels are not there yet: a clear error, not a crash.
+    let e = w.invoke_err(ep, "createDataChannel", json!({}));
+    assert_eq!(e["code"], 40111);
+}
+
+#[test]
+fn hostile_datagrams_do_not_disturb_media() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 1);
+    w.invoke(&eps[0], "connect", json!({"sink": eps[0]}));
+    let b = w.add_browser("b", false);
+    w.negotiate_browser_offer(b, &eps[0], Direction::SendRecv);
+    assert!(w.connect_all(Duration::from_secs(5)));
+    let server = w.server;
+    let now = w.now.mono;
+    let from_browser = w.browsers[b].addr;
+    let stranger: std::net::SocketAddr = "127.0.0.99:1".parse().unwrap();
+    let mut seed = 0x1234_5678u32;
+    for i in 0..2000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let len = (seed % 1400) as usize;
+        let mut data: Vec<u8> = (0..len).map(|k| (seed >> (k % 24)) as u8).collect();
+        if i % 3 == 0 && data.len() > 12 {
+            data[0] = 0x80; // looks like RTP
+        }
+        let src = if i % 2 == 0 { from_browser } else { stranger };
+        w.core.handle_receive(now, server, src, &data);
+    }
+    w.stream(&[b], Duration::from_secs(1));
+    assert!(
+        w.browsers[b].frames_in[1] >= 20,
+        "{:?}",
+        w.browsers[b].frames_in
+    );
+}
+
+#[test]
+fn a_vanished_peer_is_reported_and_released_endpoints_leave_the_media_core() {
+    let mut w = World::new();
+    let (p, eps) = pipeline_with_endpoints(&mut w, 1);
+    w.subscribe(&eps[0], "ConnectionStateChanged");
+    let b = w.add_browser("b", false);
+    w.negotiate_browser_offer(b, &eps[0], Direction::SendRecv);
+    assert!(w.connect_all(Duration::from_secs(5)));
+    let _ = w.events();
+    // The browser disappears without closing anything.
+    w.browsers[b].deaf = true;
+    w.browsers.pop();
+    w.run(Duration::from_secs(40), ms(50), |_| {});
+    let evs = w.events();
+    assert!(
+        evs.iter()
+            .any(|(t, d)| t == "ConnectionStateChanged" && d["newState"] == "DISCONNECTED"),
+        "{evs:?}"
+    );
+    assert_eq!(w.core.endpoint_count(), 1);
+    w.ok("release", json!({"object": p}));
+    w.settle();
+    assert_eq!(w.core.endpoint_count(), 0);
+}
