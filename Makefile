@@ -1,0 +1,64 @@
+# Fluo: drop-in replacement for the Kurento Media Server (Kurento Protocol over WebSocket).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+CARGO ?= cargo
+FLUO_ARGS ?=
+WEB_ARGS ?=
+
+.PHONY: run build fmt-check clippy unit compat e2e test bench-ping bench-sfu deps-run deps-test
+
+deps-run:
+	scripts/deps.sh run
+
+deps-test:
+	scripts/deps.sh test
+
+# Build the release server and run it on ws://0.0.0.0:8888/kurento, with the demo pages on
+# https://0.0.0.0:8443/ (self-signed certificate).
+run: deps-run
+	$(CARGO) build --release -p fluo-server
+	web/run.sh --ws-uri ws://127.0.0.1:8888/kurento $(WEB_ARGS) & web=$$!; \
+	trap 'kill $$web 2>/dev/null' EXIT INT TERM; \
+	target/release/fluo $(FLUO_ARGS)
+
+build:
+	$(CARGO) build --workspace
+
+fmt-check:
+	$(CARGO) fmt --all --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Unit and integration tests, including the property-based fuzzing of the request parser and
+# dispatch (FLUO_FUZZ_CASES sets its case count).
+unit:
+	$(CARGO) test --workspace
+
+# Node compatibility suite (official kurento-client 7.3.0) against the debug server.
+compat:
+	$(CARGO) build -p fluo-server
+	tests/compat/run.sh
+
+# Browser end-to-end suite (headless Chromium + web/ demo app) against the debug server.
+e2e:
+	$(CARGO) build -p fluo-server
+	tests/e2e/run.sh
+
+# Full check, fail fast, in this order.
+test:
+	$(MAKE) --no-print-directory deps-test
+	$(MAKE) --no-print-directory fmt-check
+	$(MAKE) --no-print-directory clippy
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory compat
+	$(MAKE) --no-print-directory e2e
+
+# Request throughput of the Kurento endpoint (pings/s over 1 and 100 connections).
+bench-ping:
+	$(CARGO) run --release -p fluo-server --bin fluo-pingbench
+
+# Forwarding hot path (criterion): time per forwarded packet at 10, 100, 1000 consumers.
+bench-sfu:
+	$(CARGO) bench -p fluo-sfu --bench forward

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Install what Fluo needs, and only what is missing.
+#   scripts/deps.sh run   -> build + runtime dependencies (GStreamer)
+#   scripts/deps.sh test  -> the above + test tools (Node.js, npm, Chromium, ffmpeg),
+#                            rustfmt/clippy and the npm modules of tests/compat
+set -euo pipefail
+
+MODE="${1:-run}"
+case "$MODE" in
+  run | test) ;;
+  *)
+    echo "usage: $0 run|test" >&2
+    exit 2
+    ;;
+esac
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export DEBIAN_FRONTEND=noninteractive
+
+BUILD_PKGS=(pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev)
+RUN_PKGS=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-opencv opencv-data
+  openssl)
+# Test tools: "package:command". A tool whose command already exists (e.g. Node.js from
+# another source, which bundles npm) is not reinstalled from Debian.
+TEST_TOOLS=(nodejs:node npm:npm chromium:chromium ffmpeg:ffmpeg)
+
+APT_UPDATED=0
+apt_install() {
+  local as_root=()
+  if [ "$(id -u)" -ne 0 ]; then as_root=(sudo); fi
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    "${as_root[@]}" apt-get update -qq
+    APT_UPDATED=1
+  fi
+  "${as_root[@]}" apt-get install -y -qq --no-install-recommends "$@"
+}
+
+pkg_installed() {
+  [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
+ensure_pkgs() {
+  local label="$1"
+  shift
+  local missing=() p
+  for p in "$@"; do
+    pkg_installed "$p" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "deps: installing ${missing[*]}"
+    apt_install "${missing[@]}"
+  else
+    echo "deps: ok ($label packages)"
+  fi
+}
+
+ensure_tools() {
+  local missing=() entry pkg cmd
+  for entry in "$@"; do
+    pkg="${entry%%:*}"
+    cmd="${entry##*:}"
+    command -v "$cmd" >/dev/null 2>&1 || pkg_installed "$pkg" || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "deps: installing ${missing[*]}"
+    apt_install "${missing[@]}"
+  else
+    echo "deps: ok (test tools)"
+  fi
+}
+
+ensure_rust_component() {
+  local sub="$1" comp="$2"
+  if cargo "$sub" --version >/dev/null 2>&1; then
+    echo "deps: ok ($comp)"
+  else
+    echo "deps: installing $comp"
+    rustup component add "$comp"
+  fi
+}
+
+ensure_npm_modules() {
+  local rel="$1"
+  local dir="$ROOT/$rel"
+  local stamp="$dir/node_modules/.package-lock.json"
+  local need=0
+  if [ ! -d "$dir/node_modules" ] || [ ! -f "$stamp" ]; then
+    need=1
+  elif [ "$dir/package.json" -nt "$stamp" ]; then
+    need=1
+  elif [ -f "$dir/package-lock.json" ] && [ "$dir/package-lock.json" -nt "$stamp" ]; then
+    need=1
+  fi
+  if [ "$need" -eq 1 ]; then
+    echo "deps: installing npm modules in $rel"
+    (cd "$dir" && npm install --ignore-scripts --no-audit --no-fund)
+    # npm leaves the hidden lockfile untouched when nothing changed: mark it fresh.
+    touch "$stamp"
+  else
+    echo "deps: ok (npm modules in $rel)"
+  fi
+}
+
+ensure_pkgs build "${BUILD_PKGS[@]}"
+ensure_pkgs run "${RUN_PKGS[@]}"
+# make run serves the demo pages too, so both modes need Node.js and the web app's modules.
+ensure_tools nodejs:node npm:npm
+ensure_npm_modules web
+if [ "$MODE" = test ]; then
+  ensure_tools "${TEST_TOOLS[@]}"
+  ensure_rust_component fmt rustfmt
+  ensure_rust_component clippy clippy
+  ensure_npm_modules tests/compat
+  ensure_npm_modules tests/e2e
+fi

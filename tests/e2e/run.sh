@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# End-to-end suite: headless Chromium drives the web/ demo app against the Fluo debug binary.
+#   tests/e2e/run.sh [test files...]      (default: all of test/)
+# Environment: FLUO_BIN, CHROMIUM_BIN, E2E_MEDIA_WS_URI, E2E_KEEP, RUST_LOG (see lib/env.js).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+export FLUO_BIN="${FLUO_BIN:-$ROOT/target/debug/fluo}"
+if [ -z "${E2E_MEDIA_WS_URI:-}" ] && [ ! -x "$FLUO_BIN" ]; then
+  echo "e2e: server binary not found at $FLUO_BIN (run: cargo build -p fluo-server)" >&2
+  exit 1
+fi
+if [ ! -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ]; then
+  echo "e2e: Chromium not found at ${CHROMIUM_BIN:-/usr/bin/chromium} (apt-get install chromium)" >&2
+  exit 1
+fi
+install_modules() {
+  local dir="$1"
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    echo "e2e: installing npm modules in ${dir#"$ROOT"/}" >&2
+    (cd "$dir" && npm install --ignore-scripts --no-audit --no-fund >&2)
+  fi
+}
+install_modules "$ROOT/web"
+install_modules "$HERE"
+cd "$HERE"
+if [ "$#" -gt 0 ]; then
+  exec node --test --test-concurrency=1 "$@"
+fi
+exec node --test --test-concurrency=1 test/

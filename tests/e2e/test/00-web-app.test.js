@@ -1,0 +1,94 @@
+'use strict';
+// The demo web app on its own (no media flows): static pages, signalling, and errors
+// shown to the user. The media server URI points at a closed port on purpose.
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const net = require('node:net');
+const { tmpDir, startWeb, launchBrowser, withDiagnostics, waitFor } = require('../lib/env');
+const { openPage } = require('../lib/pages');
+
+let env;
+
+async function closedPort() {
+  const srv = net.createServer();
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address();
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+before(async () => {
+  const dir = tmpDir('fluo-e2e-web-');
+  const deadUri = `ws://127.0.0.1:${await closedPort()}/kurento`;
+  const web = await startWeb(dir, deadUri);
+  const browser = await launchBrowser(dir);
+  env = {
+    dir,
+    deadUri,
+    web,
+    browser,
+    fluo: { logFile: '(none)', logTail: () => '(no media server in this file)' },
+  };
+});
+after(async () => {
+  if (!env) return;
+  await env.browser.close();
+  await env.web.stop();
+});
+
+const errorShown = (page, ms) =>
+  waitFor(async () => (await page.textContent('#error')) || null, ms, 'an error in #error');
+
+test('static pages are served; paths outside public/ are not', async () => {
+  const index = await fetch(`${env.web.base}/`);
+  assert.equal(index.status, 200);
+  const html = await index.text();
+  for (const page of ['hello-world.html', 'one2many.html', 'one2one.html']) {
+    assert.ok(html.includes(`href="${page}"`), `index links ${page}`);
+    const r = await fetch(`${env.web.base}/${page}`);
+    assert.equal(r.status, 200, page);
+    assert.match(r.headers.get('content-type'), /text\/html/);
+  }
+  assert.equal((await fetch(`${env.web.base}/common.js`)).status, 200);
+  assert.equal((await fetch(`${env.web.base}/nope.html`)).status, 404);
+  const escape = await fetch(`${env.web.base}/%2e%2e/server.js`);
+  assert.ok(escape.status === 403 || escape.status === 404, `../server.js gave ${escape.status}`);
+});
+
+test('hello-world: an unreachable media server is reported in #error', { timeout: 30000 }, () =>
+  withDiagnostics(env, async () => {
+    const page = await openPage(env, 'hello-world', '/hello-world.html');
+    const t0 = Date.now();
+    await page.click('#start');
+    const error = await errorShown(page, 15000);
+    assert.match(error, /Could not find media server at address ws:\/\/127\.0\.0\.1:\d+\/kurento/);
+    assert.equal(await page.textContent('#status'), 'failed');
+    assert.equal(await page.isEnabled('#start'), true, 'Start is enabled again');
+    console.log(`[e2e] web app: unreachable media server reported after ${Date.now() - t0} ms: "${error}"`);
+  }));
+
+test('one2many: a viewer without presenter gets an error', { timeout: 30000 }, () =>
+  withDiagnostics(env, async () => {
+    const page = await openPage(env, 'viewer', '/one2many.html');
+    await page.click('#viewer');
+    assert.match(await errorShown(page, 10000), /No active presenter/);
+  }));
+
+test('one2one: duplicate names and calls to unknown users are rejected', { timeout: 30000 }, () =>
+  withDiagnostics(env, async () => {
+    const a = await openPage(env, 'alice', '/one2one.html');
+    const b = await openPage(env, 'alice-again', '/one2one.html');
+    await a.fill('#name', 'alice');
+    await a.click('#register');
+    await waitFor(async () => (await a.textContent('#registeredName')) === 'alice', 5000, 'alice registered');
+    assert.equal(await a.isEnabled('#call'), true, 'Call enabled after registering');
+    await b.fill('#name', 'alice');
+    await b.click('#register');
+    assert.match(await errorShown(b, 5000), /already registered/);
+
+    await a.fill('#peer', 'carol');
+    await a.click('#call');
+    assert.match(await errorShown(a, 10000), /Call rejected: User carol is not registered/);
+    assert.equal(await a.isEnabled('#terminate'), false, 'no call in progress');
+  }));

@@ -1,0 +1,577 @@
+'use strict';
+// Fluo demo web app: static pages + a browser signalling WebSocket (/ws), and the
+// official kurento-client 7.3.0 talking to Fluo (or any Kurento Media Server 7).
+//
+//   node server.js [--port 8443] [--bind 0.0.0.0] [--ws-uri ws://127.0.0.1:8888/kurento]
+//                  [--http] [--port-file PATH]
+//
+// Environment: FLUO_WS_URI (like --ws-uri), WEB_PORT, WEB_BIND. Flags win.
+//
+// Three applications share the signalling socket; every message is JSON with an `id`:
+//   hello-world : one WebRtcEndpoint connected to itself (loopback)
+//   one2many    : one presenter, many viewers (presenter endpoint -> each viewer endpoint)
+//   one2one     : two registered users, two endpoints connected both ways
+
+const fs = require('node:fs');
+const http = require('node:http');
+const https = require('node:https');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+const WebSocket = require('ws');
+const kurento = require('kurento-client');
+
+// ---------------------------------------------------------------------------
+// Options
+
+function parseArgs(argv) {
+  const opts = {
+    port: process.env.WEB_PORT !== undefined ? Number(process.env.WEB_PORT) : 8443,
+    bind: process.env.WEB_BIND || '0.0.0.0',
+    wsUri: process.env.FLUO_WS_URI || 'ws://127.0.0.1:8888/kurento',
+    http: false,
+    portFile: null,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const eq = arg.indexOf('=');
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    const value = () => {
+      if (eq > 0) return arg.slice(eq + 1);
+      if (i + 1 >= argv.length) usage(`missing value for ${name}`);
+      return argv[++i];
+    };
+    switch (name) {
+      case '--port':
+        opts.port = Number(value());
+        break;
+      case '--bind':
+        opts.bind = value();
+        break;
+      case '--ws-uri':
+        opts.wsUri = value();
+        break;
+      case '--http':
+        opts.http = true;
+        break;
+      case '--port-file':
+        opts.portFile = value();
+        break;
+      case '-h':
+      case '--help':
+        usage();
+        break;
+      default:
+        usage(`unknown option ${arg}`);
+    }
+  }
+  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) {
+    usage(`invalid port ${opts.port}`);
+  }
+  return opts;
+}
+
+function usage(problem) {
+  const text =
+    'usage: node server.js [--port N (8443, 0 = any)] [--bind ADDR (0.0.0.0)]\n' +
+    '                      [--ws-uri URI (env FLUO_WS_URI, ws://127.0.0.1:8888/kurento)]\n' +
+    '                      [--http (plain HTTP instead of HTTPS)] [--port-file PATH]\n';
+  if (problem) {
+    process.stderr.write(`server.js: ${problem}\n${text}`);
+    process.exit(2);
+  }
+  process.stdout.write(text);
+  process.exit(0);
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const PUBLIC_DIR = path.join(__dirname, 'public');
+const CERT_DIR = path.join(__dirname, '.cert');
+
+function log(...args) {
+  console.log(new Date().toISOString(), ...args);
+}
+
+// ---------------------------------------------------------------------------
+// TLS: self-signed certificate made once with the openssl CLI
+
+function loadOrCreateCertificate() {
+  const keyFile = path.join(CERT_DIR, 'key.pem');
+  const certFile = path.join(CERT_DIR, 'cert.pem');
+  if (!fs.existsSync(keyFile) || !fs.existsSync(certFile)) {
+    fs.mkdirSync(CERT_DIR, { recursive: true, mode: 0o700 });
+    log(`generating a self-signed certificate in ${CERT_DIR}`);
+    execFileSync(
+      'openssl',
+      [
+        'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-sha256', '-days', '3650',
+        '-subj', '/CN=fluo-demo',
+        '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+        '-keyout', keyFile, '-out', certFile,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    fs.chmodSync(keyFile, 0o600);
+  }
+  return { key: fs.readFileSync(keyFile), cert: fs.readFileSync(certFile) };
+}
+
+// ---------------------------------------------------------------------------
+// Static files
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.ico': 'image/x-icon',
+  '.png': 'image/png',
+  '.svg': 'image/svg+xml',
+};
+
+function serveStatic(req, res) {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { Allow: 'GET, HEAD' });
+    res.end();
+    return;
+  }
+  let pathname;
+  try {
+    pathname = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+  } catch (_) {
+    res.writeHead(400);
+    res.end('bad request');
+    return;
+  }
+  if (pathname.endsWith('/')) pathname += 'index.html';
+  const file = path.normalize(path.join(PUBLIC_DIR, pathname));
+  if (!file.startsWith(PUBLIC_DIR + path.sep)) {
+    res.writeHead(403);
+    res.end('forbidden');
+    return;
+  }
+  fs.readFile(file, (err, data) => {
+    if (err) {
+      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('not found');
+      return;
+    }
+    res.writeHead(200, {
+      'Content-Type': MIME[path.extname(file)] || 'application/octet-stream',
+      'Cache-Control': 'no-store',
+    });
+    res.end(req.method === 'HEAD' ? undefined : data);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// kurento-client: one shared client per process, re-created after it gives up
+
+let clientPromise = null; // Promise<KurentoClient>, shared by all browser sessions
+let activeClient = null;
+
+function getKurentoClient() {
+  if (!clientPromise) {
+    const attempt = new Promise((resolve, reject) => {
+      // failAfter bounds the reconnection attempts, so a missing media server shows up
+      // in the browser as an error instead of a page waiting forever.
+      const client = kurento(opts.wsUri, { failAfter: 5 }, (error) => {
+        if (error) {
+          if (clientPromise === attempt) clientPromise = null;
+          client.close();
+          reject(new Error(`Could not find media server at address ${opts.wsUri}: ${errorText(error)}`));
+          return;
+        }
+        activeClient = client;
+        resolve(client);
+      });
+      // kurento-client's reconnecting socket (reconnect-core) emits 'error' on every
+      // failed attempt; without a listener Node would end the whole process.
+      if (client._re) client._re.on('error', (error) => log('kurento-client: connection error:', errorText(error)));
+      client.on('disconnect', () => {
+        log('kurento-client: gave up on', opts.wsUri);
+        if (clientPromise === attempt) clientPromise = null;
+        if (activeClient === client) activeClient = null;
+        // Not connected yet: fail now rather than when the first request times out.
+        reject(new Error(`Could not find media server at address ${opts.wsUri}`));
+      });
+      client.on('reconnected', (sameSession) => log('kurento-client: reconnected, same session:', sameSession));
+    });
+    attempt.catch(() => {});
+    clientPromise = attempt;
+  }
+  return clientPromise;
+}
+
+function IceCandidate(candidate) {
+  return kurento.getComplexType('IceCandidate')(candidate);
+}
+
+function errorText(error) {
+  if (!error) return 'unknown error';
+  if (typeof error === 'string') return error;
+  const code = error.code !== undefined ? ` (code ${error.code})` : '';
+  return `${error.message || String(error)}${code}`;
+}
+
+function releaseQuietly(object, what) {
+  if (!object) return;
+  object.release().catch((error) => log(`release ${what} failed:`, errorText(error)));
+}
+
+// ---------------------------------------------------------------------------
+// Browser sessions
+
+let nextSessionId = 1;
+const sessions = new Map(); // id -> Session
+
+class Session {
+  constructor(ws) {
+    this.id = nextSessionId++;
+    this.ws = ws;
+    this.app = null; // 'hello-world' | 'one2many' | 'one2one'
+    this.pipeline = null; // pipeline owned by this session (hello-world, presenter)
+    this.webRtcEndpoint = null;
+    this.candidatesQueue = []; // browser candidates received before the endpoint exists
+    this.generation = 0; // bumped by stop(); async work of an older start is discarded
+    this.name = null; // one2one
+  }
+
+  send(message) {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  sendError(message) {
+    log(`session ${this.id}: error: ${message}`);
+    this.send({ id: 'error', message });
+  }
+
+  // A browser candidate: straight to the endpoint once it exists (even before
+  // processOffer, as the Kurento tutorials do), queued until then.
+  onBrowserCandidate(candidate) {
+    const c = IceCandidate(candidate);
+    if (this.webRtcEndpoint) {
+      this.webRtcEndpoint.addIceCandidate(c).catch((error) =>
+        this.sendError(`addIceCandidate failed: ${errorText(error)}`));
+    } else {
+      this.candidatesQueue.push(c);
+    }
+  }
+
+  // Attach an endpoint to this session: forward its candidates to the browser and
+  // flush the browser candidates queued so far.
+  async adoptEndpoint(endpoint) {
+    this.webRtcEndpoint = endpoint;
+    endpoint.on('IceCandidateFound', (event) => {
+      this.send({ id: 'iceCandidate', candidate: event.candidate });
+    });
+    const queued = this.candidatesQueue.splice(0);
+    for (const c of queued) await endpoint.addIceCandidate(c);
+  }
+
+  // Drop media of this session. Owners release their pipeline (cascade), others
+  // their endpoint.
+  stop() {
+    this.generation++;
+    if (this.pipeline) releaseQuietly(this.pipeline, 'pipeline');
+    else if (this.webRtcEndpoint) releaseQuietly(this.webRtcEndpoint, 'endpoint');
+    this.pipeline = null;
+    this.webRtcEndpoint = null;
+    this.candidatesQueue = [];
+  }
+}
+
+// Run `work` for a start request; results of a start that was stopped meanwhile are
+// released instead of being used.
+function isCurrent(session, generation) {
+  return session.generation === generation && sessions.has(session.id);
+}
+
+// ---------------------------------------------------------------------------
+// hello-world: loopback
+
+async function helloWorldStart(session, sdpOffer) {
+  session.stop();
+  const generation = session.generation;
+  session.app = 'hello-world';
+  session.send({ id: 'status', message: 'connecting to media server' });
+  const client = await getKurentoClient();
+  const pipeline = await client.create('MediaPipeline');
+  if (!isCurrent(session, generation)) return releaseQuietly(pipeline, 'pipeline');
+  session.pipeline = pipeline;
+  session.send({ id: 'status', message: 'creating WebRtcEndpoint' });
+  const endpoint = await pipeline.create('WebRtcEndpoint');
+  if (!isCurrent(session, generation)) return;
+  await session.adoptEndpoint(endpoint);
+  await endpoint.connect(endpoint);
+  const sdpAnswer = await endpoint.processOffer(sdpOffer);
+  if (!isCurrent(session, generation)) return;
+  session.send({ id: 'startResponse', sdpAnswer });
+  await endpoint.gatherCandidates();
+}
+
+// ---------------------------------------------------------------------------
+// one2many
+
+let presenter = null; // Session
+const viewers = new Set(); // Session
+
+async function presenterStart(session, sdpOffer) {
+  if (presenter && presenter !== session) {
+    throw new Error('Another user is currently acting as presenter. Try again later.');
+  }
+  session.stop();
+  const generation = session.generation;
+  session.app = 'one2many';
+  presenter = session;
+  session.send({ id: 'status', message: 'connecting to media server' });
+  const client = await getKurentoClient();
+  const pipeline = await client.create('MediaPipeline');
+  if (!isCurrent(session, generation)) return releaseQuietly(pipeline, 'pipeline');
+  session.pipeline = pipeline;
+  session.send({ id: 'status', message: 'creating WebRtcEndpoint' });
+  const endpoint = await pipeline.create('WebRtcEndpoint');
+  if (!isCurrent(session, generation)) return;
+  await session.adoptEndpoint(endpoint);
+  const sdpAnswer = await endpoint.processOffer(sdpOffer);
+  if (!isCurrent(session, generation)) return;
+  session.send({ id: 'presenterResponse', sdpAnswer });
+  await endpoint.gatherCandidates();
+}
+
+async function viewerStart(session, sdpOffer) {
+  session.stop();
+  const generation = session.generation;
+  session.app = 'one2many';
+  const source = presenter;
+  if (!source || !source.webRtcEndpoint) {
+    throw new Error('No active presenter. Try again later.');
+  }
+  viewers.add(session);
+  session.send({ id: 'status', message: 'creating WebRtcEndpoint' });
+  const endpoint = await source.pipeline.create('WebRtcEndpoint');
+  if (!isCurrent(session, generation) || presenter !== source) return releaseQuietly(endpoint, 'endpoint');
+  await session.adoptEndpoint(endpoint);
+  await source.webRtcEndpoint.connect(endpoint);
+  const sdpAnswer = await endpoint.processOffer(sdpOffer);
+  if (!isCurrent(session, generation)) return;
+  session.send({ id: 'viewerResponse', sdpAnswer });
+  await endpoint.gatherCandidates();
+}
+
+function one2manyStop(session) {
+  if (presenter === session) {
+    for (const viewer of viewers) {
+      viewer.send({ id: 'stopCommunication' });
+      // The viewers' endpoints go with the presenter's pipeline.
+      viewer.webRtcEndpoint = null;
+      viewer.generation++;
+    }
+    viewers.clear();
+    presenter = null;
+  }
+  viewers.delete(session);
+  session.stop();
+}
+
+// ---------------------------------------------------------------------------
+// one2one
+
+const usersByName = new Map(); // name -> Session
+
+function one2oneRegister(session, name) {
+  name = typeof name === 'string' ? name.trim() : '';
+  if (!name) return session.send({ id: 'registerResponse', response: 'rejected', message: 'Empty user name' });
+  if (usersByName.has(name) && usersByName.get(name) !== session) {
+    return session.send({ id: 'registerResponse', response: 'rejected', message: `User ${name} is already registered` });
+  }
+  if (session.name) usersByName.delete(session.name);
+  session.app = 'one2one';
+  session.name = name;
+  usersByName.set(name, session);
+  session.send({ id: 'registerResponse', response: 'accepted' });
+}
+
+function one2oneCall(session, to, sdpOffer) {
+  if (!session.name) throw new Error('Register before calling');
+  const callee = usersByName.get(to);
+  if (!callee || callee === session) {
+    return session.send({ id: 'callResponse', response: 'rejected', message: `User ${to} is not registered` });
+  }
+  session.stop();
+  callee.stop();
+  session.peer = callee.name;
+  session.pendingOffer = sdpOffer;
+  callee.peer = session.name;
+  callee.send({ id: 'incomingCall', from: session.name });
+}
+
+async function one2oneIncomingCallResponse(callee, from, callResponse, sdpOffer) {
+  const caller = usersByName.get(from);
+  if (!caller || caller.peer !== callee.name || !caller.pendingOffer) {
+    throw new Error(`No pending call from ${from}`);
+  }
+  if (callResponse !== 'accept') {
+    caller.send({ id: 'callResponse', response: 'rejected', message: 'user declined' });
+    caller.pendingOffer = null;
+    caller.peer = callee.peer = null;
+    return;
+  }
+  const callerOffer = caller.pendingOffer;
+  caller.pendingOffer = null;
+  const gCaller = caller.generation;
+  const gCallee = callee.generation;
+  const current = () => isCurrent(caller, gCaller) && isCurrent(callee, gCallee);
+
+  const client = await getKurentoClient();
+  const pipeline = await client.create('MediaPipeline');
+  if (!current()) return releaseQuietly(pipeline, 'pipeline');
+  // The caller's session owns the pipeline; the callee's stop releases it too (see stop()).
+  caller.pipeline = pipeline;
+  callee.sharedPipeline = pipeline;
+  const callerEndpoint = await pipeline.create('WebRtcEndpoint');
+  const calleeEndpoint = await pipeline.create('WebRtcEndpoint');
+  if (!current()) return;
+  await caller.adoptEndpoint(callerEndpoint);
+  await callee.adoptEndpoint(calleeEndpoint);
+  await callerEndpoint.connect(calleeEndpoint);
+  await calleeEndpoint.connect(callerEndpoint);
+
+  const calleeAnswer = await calleeEndpoint.processOffer(sdpOffer);
+  if (!current()) return;
+  callee.send({ id: 'startCommunication', sdpAnswer: calleeAnswer });
+  await calleeEndpoint.gatherCandidates();
+
+  const callerAnswer = await callerEndpoint.processOffer(callerOffer);
+  if (!current()) return;
+  caller.send({ id: 'callResponse', response: 'accepted', sdpAnswer: callerAnswer });
+  await callerEndpoint.gatherCandidates();
+}
+
+function one2oneStop(session, notifyPeer) {
+  const peer = session.peer ? usersByName.get(session.peer) : null;
+  const pipeline = session.pipeline || session.sharedPipeline;
+  session.pipeline = pipeline;
+  session.sharedPipeline = null;
+  session.peer = null;
+  session.pendingOffer = null;
+  session.stop();
+  if (peer && peer.peer === session.name) {
+    peer.pipeline = null;
+    peer.sharedPipeline = null;
+    peer.webRtcEndpoint = null;
+    peer.peer = null;
+    peer.pendingOffer = null;
+    peer.stop();
+    if (notifyPeer) peer.send({ id: 'stopCommunication' });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Signalling socket
+
+function stopSession(session, notifyPeer) {
+  if (session.app === 'one2many') one2manyStop(session);
+  else if (session.app === 'one2one') one2oneStop(session, notifyPeer);
+  else session.stop();
+}
+
+function onMessage(session, message) {
+  // A failed start leaves nothing behind: its pipeline/endpoint are released.
+  const run = (work, cleanup) =>
+    Promise.resolve()
+      .then(work)
+      .catch((error) => {
+        session.sendError(errorText(error));
+        if (cleanup) cleanup(error);
+      });
+
+  switch (message.id) {
+    // hello-world
+    case 'start':
+      return run(() => helloWorldStart(session, message.sdpOffer), () => session.stop());
+    // one2many
+    case 'presenter':
+      return run(() => presenterStart(session, message.sdpOffer), () => one2manyStop(session));
+    case 'viewer':
+      return run(() => viewerStart(session, message.sdpOffer), () => one2manyStop(session));
+    // one2one
+    case 'register':
+      return one2oneRegister(session, message.name);
+    case 'call':
+      return run(() => one2oneCall(session, message.to, message.sdpOffer));
+    case 'incomingCallResponse':
+      return run(
+        () => one2oneIncomingCallResponse(session, message.from, message.callResponse, message.sdpOffer),
+        (error) => {
+          const caller = usersByName.get(message.from);
+          if (caller && caller.peer === session.name) caller.sendError(errorText(error));
+          one2oneStop(session, true);
+        },
+      );
+    // all
+    case 'onIceCandidate':
+      return run(() => session.onBrowserCandidate(message.candidate));
+    case 'stop':
+      return stopSession(session, true);
+    default:
+      return session.sendError(`Invalid message ${JSON.stringify(message.id)}`);
+  }
+}
+
+function onClose(session) {
+  stopSession(session, true);
+  if (session.name && usersByName.get(session.name) === session) usersByName.delete(session.name);
+  sessions.delete(session.id);
+}
+
+// ---------------------------------------------------------------------------
+// Start
+
+const server = opts.http ? http.createServer(serveStatic) : https.createServer(loadOrCreateCertificate(), serveStatic);
+const wss = new WebSocket.Server({ server, path: '/ws' });
+
+wss.on('connection', (ws) => {
+  const session = new Session(ws);
+  sessions.set(session.id, session);
+  log(`session ${session.id}: connected`);
+  ws.on('message', (data) => {
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch (_) {
+      session.sendError('Invalid JSON message');
+      return;
+    }
+    if (message.id !== 'onIceCandidate') log(`session ${session.id}: <- ${message.id}`);
+    onMessage(session, message);
+  });
+  ws.on('close', () => {
+    log(`session ${session.id}: closed`);
+    onClose(session);
+  });
+  ws.on('error', (error) => log(`session ${session.id}: socket error:`, errorText(error)));
+});
+
+server.listen(opts.port, opts.bind, () => {
+  const { port } = server.address();
+  const scheme = opts.http ? 'http' : 'https';
+  log(`Fluo demo on ${scheme}://${opts.bind}:${port}/ (media server ${opts.wsUri})`);
+  if (opts.portFile) fs.writeFileSync(opts.portFile, `${port}\n`);
+});
+
+function shutdown() {
+  for (const session of sessions.values()) onClose(session);
+  wss.close();
+  server.close();
+  // Let release() requests reach the media server before leaving.
+  const done = () => process.exit(0);
+  if (activeClient) {
+    setTimeout(() => {
+      activeClient.close();
+      done();
+    }, 300);
+  } else {
+    done();
+  }
+}
+process.on('SIGINT', shutdown);
+process.on('SIGTERM', shutdown);
