@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use str0m::channel::ChannelId;
 use str0m::format::CodecSpec;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
@@ -20,6 +21,7 @@ use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 pub(crate) type Kind = usize;
 pub(crate) const AUDIO: Kind = 0;
 pub(crate) const VIDEO: Kind = 1;
+pub(crate) const DATA: Kind = 2;
 
 pub(crate) fn kind_of(k: MediaKind) -> Kind {
     if k == MediaKind::Audio {
@@ -30,10 +32,10 @@ pub(crate) fn kind_of(k: MediaKind) -> Kind {
 }
 
 pub(crate) fn kind_name(k: Kind) -> &'static str {
-    if k == AUDIO {
-        "AUDIO"
-    } else {
-        "VIDEO"
+    match k {
+        AUDIO => "AUDIO",
+        VIDEO => "VIDEO",
+        _ => "DATA",
     }
 }
 
@@ -43,6 +45,9 @@ struct OutStream {
     rewriter: Rewriter,
     ext: u64,
 }
+
+/// How long without packets before an output is reported NOT_FLOWING.
+const FLOW_IDLE: Duration = Duration::from_secs(2);
 
 /// Interval of keyframe requests to one source.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
@@ -74,6 +79,26 @@ pub(crate) struct Ep {
     out: [Option<OutStream>; 2],
     pub keyframe_requests_sent: u64,
     mismatch_reported: [bool; 2],
+    /// Open data channels: label and SCTP stream id.
+    pub channels: HashMap<ChannelId, (String, u16)>,
+    /// Media counters for getStats, per kind.
+    pub stats: [StreamCounters; 2],
+    /// Data channels opened / closed so far.
+    pub channels_opened: u64,
+    pub channels_closed: u64,
+    /// Local and remote address of the path in use.
+    pub path: Option<(SocketAddr, SocketAddr)>,
+    last_out_at: [Option<Instant>; 2],
+}
+
+/// Per-kind packet and byte counters of an endpoint.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct StreamCounters {
+    pub in_ssrc: u32,
+    pub in_packets: u64,
+    pub in_bytes: u64,
+    pub out_packets: u64,
+    pub out_bytes: u64,
 }
 
 impl Ep {
@@ -92,6 +117,12 @@ impl Ep {
             out: [None, None],
             keyframe_requests_sent: 0,
             mismatch_reported: [false; 2],
+            channels: HashMap::new(),
+            stats: [StreamCounters::default(); 2],
+            channels_opened: 0,
+            channels_closed: 0,
+            path: None,
+            last_out_at: [None, None],
         }
     }
 
@@ -313,6 +344,7 @@ impl MediaCore {
         };
         if let Some(e) = self.eps.get(&key) {
             let mut ep = lock(&e.ep);
+            ep.path = Some((destination, source));
             if let Err(err) = ep.rtc.handle_input(input) {
                 tracing::debug!(id = %ep.id, "input rejected: {err}");
             }
@@ -344,6 +376,18 @@ impl MediaCore {
                 if ep.rtc.is_alive() {
                     let _ = ep.rtc.handle_input(Input::Timeout(now));
                 }
+                for kind in [AUDIO, VIDEO] {
+                    let idle = ep.last_out_at[kind]
+                        .is_some_and(|t| now.saturating_duration_since(t) > FLOW_IDLE);
+                    if ep.flowing_out[kind] && idle {
+                        ep.flowing_out[kind] = false;
+                        self.events.push_back((
+                            ep.id.clone(),
+                            "MediaFlowOutStateChanged".into(),
+                            flow(false, kind),
+                        ));
+                    }
+                }
             }
             self.drive(k);
         }
@@ -357,6 +401,7 @@ impl MediaCore {
         let ep_ref = entry.ep.clone();
         let mut forwards: Vec<Forward> = vec![];
         let mut keyframe_asks: Vec<Kind> = vec![];
+        let mut messages: Vec<DataMessage> = vec![];
         let was_connected = lock(&ep_ref).connected;
         let deadline;
         {
@@ -384,6 +429,7 @@ impl MediaCore {
                         ev,
                         &mut forwards,
                         &mut keyframe_asks,
+                        &mut messages,
                     ),
                     Err(e) => {
                         tracing::warn!(id = %ep.id, "endpoint failed: {e}");
@@ -412,6 +458,12 @@ impl MediaCore {
                 self.request_keyframe(s, kind);
             }
         }
+        if !messages.is_empty() {
+            let sinks = self.routes.get(&(key, DATA)).cloned().unwrap_or_default();
+            for sink in sinks {
+                self.relay(sink, &messages);
+            }
+        }
         for f in forwards {
             let sinks = self.routes.get(&(key, f.kind)).cloned().unwrap_or_default();
             for sink in sinks {
@@ -426,6 +478,7 @@ impl MediaCore {
         ev: Event,
         forwards: &mut Vec<Forward>,
         keyframe_asks: &mut Vec<Kind>,
+        messages: &mut Vec<DataMessage>,
     ) {
         let id = ep.id.clone();
         let mut emit = |name: &str, fields: Map<String, Value>| {
@@ -459,6 +512,16 @@ impl MediaCore {
             Event::Connected => {
                 ep.connected = true;
                 emit(
+                    "DtlsConnectionStateChange",
+                    obj(json!({"state": "CONNECTED"})),
+                );
+                if let Some(pair) = candidate_pair(ep) {
+                    emit(
+                        "NewCandidatePairSelected",
+                        obj(json!({"candidatePair": pair})),
+                    );
+                }
+                emit(
                     "ConnectionStateChanged",
                     obj(json!({"oldState": "DISCONNECTED", "newState": "CONNECTED"})),
                 );
@@ -478,6 +541,10 @@ impl MediaCore {
                 let Some(kind) = kind else {
                     return;
                 };
+                let c = &mut ep.stats[kind];
+                c.in_ssrc = *ssrc;
+                c.in_packets += 1;
+                c.in_bytes += pkt.payload.len() as u64;
                 if !ep.flowing_in[kind] {
                     ep.flowing_in[kind] = true;
                     emit("MediaFlowInStateChanged", flow(true, kind));
@@ -509,11 +576,65 @@ impl MediaCore {
                     keyframe_asks.push(kind);
                 }
             }
+            Event::ChannelOpen(cid, label) => {
+                let sid = ep
+                    .rtc
+                    .direct_api()
+                    .sctp_stream_id_by_channel_id(cid)
+                    .unwrap_or_default();
+                ep.channels.insert(cid, (label, sid));
+                ep.channels_opened += 1;
+                emit("DataChannelOpened", obj(json!({"channelId": sid})));
+            }
+            Event::ChannelClose(cid) => {
+                if let Some((_, sid)) = ep.channels.remove(&cid) {
+                    ep.channels_closed += 1;
+                    emit("DataChannelClosed", obj(json!({"channelId": sid})));
+                }
+            }
+            Event::ChannelData(d) => {
+                if let Some((label, _)) = ep.channels.get(&d.id) {
+                    messages.push(DataMessage {
+                        label: label.clone(),
+                        binary: d.binary,
+                        data: d.data,
+                    });
+                }
+            }
             Event::Closed => {
                 tracing::debug!(id = %ep.id, "peer closed the connection");
             }
             _ => {}
         }
+    }
+
+    /// Relays data-channel messages to a sink: on its open channel of the same label, else on
+    /// its first open channel.
+    fn relay(&mut self, sink: u64, messages: &[DataMessage]) {
+        let Some(e) = self.eps.get(&sink) else {
+            return;
+        };
+        {
+            let mut ep = lock(&e.ep);
+            for m in messages {
+                let target = ep
+                    .channels
+                    .iter()
+                    .find(|(_, (l, _))| *l == m.label)
+                    .or_else(|| ep.channels.iter().min_by_key(|(_, (_, sid))| *sid))
+                    .map(|(c, _)| *c);
+                let Some(cid) = target else {
+                    tracing::debug!(id = %ep.id, "no open data channel to relay to");
+                    continue;
+                };
+                if let Some(mut ch) = ep.rtc.channel(cid) {
+                    if !matches!(ch.write(m.binary, &m.data), Ok(true)) {
+                        tracing::debug!(id = %ep.id, "data channel full; message dropped");
+                    }
+                }
+            }
+        }
+        self.drive(sink);
     }
 
     /// Asks a source for a keyframe, at most once per throttle interval however many
@@ -600,6 +721,9 @@ impl MediaCore {
                 .ext_vals(pkt.header.ext_vals.clone())
                 .nackable(kind == VIDEO);
             tx.write_rtp(write);
+            ep.stats[kind].out_packets += 1;
+            ep.stats[kind].out_bytes += pkt.payload.len() as u64;
+            ep.last_out_at[kind] = Some(now);
             if !ep.flowing_out[kind] {
                 ep.flowing_out[kind] = true;
                 let fields = flow(true, kind);
@@ -609,6 +733,13 @@ impl MediaCore {
         }
         self.drive(sink);
     }
+}
+
+/// A data-channel message to relay along DATA connections.
+struct DataMessage {
+    label: String,
+    binary: bool,
+    data: Vec<u8>,
 }
 
 /// One incoming packet to forward, with the codec its payload type means at its source.
@@ -631,6 +762,27 @@ fn map_pt(sink: &Rtc, codec: &CodecSpec) -> Option<str0m::media::Pt> {
         a.profile_level_id == b.profile_level_id && a.packetization_mode == b.packetization_mode
     });
     exact.or_else(|| params.iter().find(same)).map(|p| p.pt())
+}
+
+/// The candidate pair in use, as Kurento's IceCandidatePair.
+pub(crate) fn candidate_pair(ep: &Ep) -> Option<Value> {
+    let (local, remote) = ep.path?;
+    let line = |a: SocketAddr| {
+        str0m::Candidate::host(a, "udp")
+            .map(|c| {
+                let s = c.to_sdp_string();
+                s.strip_prefix("a=").unwrap_or(&s).to_string()
+            })
+            .unwrap_or_default()
+    };
+    Some(json!({
+        "__module__": "kurento",
+        "__type__": "IceCandidatePair",
+        "streamId": "1",
+        "componentId": 1,
+        "localCandidate": line(local),
+        "remoteCandidate": line(remote),
+    }))
 }
 
 fn flow(flowing: bool, kind: Kind) -> Map<String, Value> {

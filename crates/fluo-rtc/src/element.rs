@@ -1,7 +1,9 @@
 //! The WebRtcEndpoint as the engine sees it: negotiation and candidates on the signalling
 //! thread, routing changes passed to the media thread.
 
-use crate::core::{kind_name, lock, obj, Control, Ctl, Ep, EpRef, AUDIO, VIDEO};
+use crate::core::{
+    candidate_pair, kind_name, lock, obj, Control, Ctl, Ep, EpRef, AUDIO, DATA, VIDEO,
+};
 use crate::sdp::{first_mid, unify_msid};
 use crate::WebRtc;
 use fluo_api::{ErrorCode, KurentoError};
@@ -10,6 +12,7 @@ use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::channel::{ChannelConfig, Reliability};
 use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, Rtc};
 
@@ -284,10 +287,11 @@ impl Element for WebRtcEndpoint {
                     _ => false,
                 }))
             }
-            "createDataChannel" | "closeDataChannel" => Err(KurentoError::new(
-                ErrorCode::MediaObjectOperationNotSupported,
-                "Data channels are not implemented in this version of Fluo",
-            )),
+            "getStats" => {
+                Ok(self.stats(cx.wall_ms, params.get("mediaType").and_then(Value::as_str)))
+            }
+            "createDataChannel" => self.create_channel(params),
+            "closeDataChannel" => self.close_channel(params),
             _ => return None,
         })
     }
@@ -301,7 +305,7 @@ impl Element for WebRtcEndpoint {
         };
         match name {
             "connectionState" | "mediaState" => Some(Value::from(state)),
-            "ICECandidatePairs" => Some(json!([])),
+            "ICECandidatePairs" => Some(Value::Array(candidate_pair(&ep).into_iter().collect())),
             _ => None,
         }
     }
@@ -321,6 +325,129 @@ impl Element for WebRtcEndpoint {
 }
 
 impl WebRtcEndpoint {
+    fn create_channel(&mut self, p: &Map<String, Value>) -> Result<Value, KurentoError> {
+        let int = |k: &str| p.get(k).and_then(Value::as_i64).unwrap_or(-1);
+        let reliability = match (int("maxPacketLifeTime"), int("maxRetransmits")) {
+            (t, _) if t >= 0 => Reliability::MaxPacketLifetime {
+                lifetime: t.min(i64::from(u16::MAX)) as u16,
+            },
+            (_, r) if r >= 0 => Reliability::MaxRetransmits {
+                retransmits: r.min(i64::from(u16::MAX)) as u16,
+            },
+            _ => Reliability::Reliable,
+        };
+        let config = ChannelConfig {
+            label: p
+                .get("label")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .into(),
+            ordered: p.get("ordered").and_then(Value::as_bool).unwrap_or(true),
+            reliability,
+            negotiated: None,
+            protocol: p
+                .get("protocol")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .into(),
+        };
+        let mut ep = lock(&self.ep);
+        if !ep.negotiated || !self.data_channels_negotiated(&ep) {
+            return Err(KurentoError::new(
+                ErrorCode::MediaObjectOperationNotSupported,
+                "createDataChannel needs a negotiated session with a data-channel (m=application) section",
+            ));
+        }
+        ep.rtc.direct_api().create_data_channel(config);
+        drop(ep);
+        self.wake();
+        Ok(Value::Null)
+    }
+
+    fn close_channel(&mut self, p: &Map<String, Value>) -> Result<Value, KurentoError> {
+        let sid = p.get("channelId").and_then(Value::as_i64).unwrap_or(-1);
+        let mut ep = lock(&self.ep);
+        let cid = u16::try_from(sid)
+            .ok()
+            .and_then(|s| ep.rtc.direct_api().channel_id_by_sctp_stream_id(s))
+            .ok_or_else(|| KurentoError::illegal_param(format!("No data channel with id {sid}")))?;
+        ep.rtc.direct_api().close_data_channel(cid);
+        drop(ep);
+        self.wake();
+        Ok(Value::Null)
+    }
+
+    /// Kurento-shaped statistics: the endpoint, the session, and one inbound and one outbound
+    /// RTP stream per media kind that carried packets.
+    fn stats(&self, wall_ms: u64, media: Option<&str>) -> Value {
+        let ep = lock(&self.ep);
+        let short = ep.id.rsplit('/').next().unwrap_or(&ep.id).to_string();
+        let mut out = Map::new();
+        let base = |id: &str, ty: &str, class: &str| json!({"__module__": "kurento", "__type__": class, "id": id, "type": ty, "timestampMillis": wall_ms});
+        let mut e = base(&format!("{short}_endpoint"), "endpoint", "EndpointStats");
+        e["inputLatency"] = json!([]);
+        e["E2ELatency"] = json!([]);
+        out.insert(format!("{short}_endpoint"), e);
+        let mut pc = base(
+            &format!("{short}_session"),
+            "session",
+            "RTCPeerConnectionStats",
+        );
+        pc["dataChannelsOpened"] = json!(ep.channels_opened);
+        pc["dataChannelsClosed"] = json!(ep.channels_closed);
+        out.insert(format!("{short}_session"), pc);
+        for kind in [AUDIO, VIDEO] {
+            let name = kind_name(kind);
+            if media.is_some_and(|m| m != name) {
+                continue;
+            }
+            let c = ep.stats[kind];
+            let rtp = |ty: &str, class: &str, dir: &str, ssrc: u32| {
+                let id = format!("{short}_{dir}_{}", name.to_lowercase());
+                let mut v = base(&id, ty, class);
+                v["ssrc"] = json!(ssrc.to_string());
+                v["isRemote"] = json!(false);
+                v["mediaTrackId"] = json!(name.to_lowercase());
+                v["transportId"] = json!(format!("{short}_transport"));
+                v["codecId"] = json!("");
+                v["associateStatsId"] = json!("");
+                for k in ["firCount", "nackCount", "sliCount", "remb", "packetsLost"] {
+                    v[k] = json!(0);
+                }
+                v["fractionLost"] = json!(0.0);
+                (id, v)
+            };
+            if c.in_packets > 0 {
+                let (id, mut v) = rtp("inboundrtp", "RTCInboundRTPStreamStats", "in", c.in_ssrc);
+                v["pliCount"] = json!(if kind == VIDEO {
+                    ep.keyframe_requests_sent
+                } else {
+                    0
+                });
+                v["packetsReceived"] = json!(c.in_packets);
+                v["bytesReceived"] = json!(c.in_bytes);
+                v["jitter"] = json!(0.0);
+                out.insert(id, v);
+            }
+            if c.out_packets > 0 {
+                let (id, mut v) = rtp("outboundrtp", "RTCOutboundRTPStreamStats", "out", 0);
+                v["pliCount"] = json!(0);
+                v["packetsSent"] = json!(c.out_packets);
+                v["bytesSent"] = json!(c.out_bytes);
+                v["targetBitrate"] = json!(0.0);
+                v["roundTripTime"] = json!(0.0);
+                out.insert(id, v);
+            }
+        }
+        Value::Object(out)
+    }
+
+    fn data_channels_negotiated(&self, ep: &Ep) -> bool {
+        ep.local_sdp
+            .as_deref()
+            .is_some_and(|s| s.contains("m=application"))
+    }
+
     fn route(&self, edge: &Edge, add: bool) {
         if edge.source != lock(&self.ep).id {
             return;
@@ -328,7 +455,7 @@ impl WebRtcEndpoint {
         let kind = match edge.media_type.as_str() {
             "AUDIO" => AUDIO,
             "VIDEO" => VIDEO,
-            _ => return,
+            _ => DATA,
         };
         tracing::debug!(source = %edge.source, sink = %edge.sink, media = kind_name(kind), add, "route");
         let _ = self.rtc.ctl.send(Control(Ctl::Route {

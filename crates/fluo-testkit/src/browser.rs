@@ -33,6 +33,10 @@ pub struct Browser {
     pub rtp_in: Vec<RtpSeen>,
     /// Keyframe requests received from Fluo.
     pub keyframe_requests: u64,
+    /// The open data channel, if any.
+    pub channel: Option<str0m::channel::ChannelId>,
+    /// Data-channel messages received.
+    pub channel_in: Vec<Vec<u8>>,
     video_ts: u64,
     audio_ts: u64,
     /// Datagrams produced, to be moved by the world.
@@ -58,6 +62,8 @@ impl Browser {
             frames_in: [0; 2],
             rtp_in: vec![],
             keyframe_requests: 0,
+            channel: None,
+            channel_in: vec![],
             video_ts: 0,
             audio_ts: 0,
             outbox: vec![],
@@ -68,7 +74,15 @@ impl Browser {
 
     /// An offer with one audio and one video m-line in the given directions.
     pub fn offer(&mut self, dir: Direction) -> String {
+        self.offer_with_channel(dir, None)
+    }
+
+    /// Like [`Browser::offer`], plus a data channel with this label.
+    pub fn offer_with_channel(&mut self, dir: Direction, label: Option<&str>) -> String {
         let mut api = self.rtc.sdp_api();
+        if let Some(l) = label {
+            api.add_channel(l.to_string());
+        }
         let a = api.add_media(MediaKind::Audio, dir, None, None, None);
         let v = api.add_media(MediaKind::Video, dir, None, None, None);
         self.mids = vec![a, v];
@@ -171,6 +185,19 @@ impl Browser {
         .is_ok()
     }
 
+    /// Sends a text message on the open data channel.
+    pub fn send_text(&mut self, text: &str) -> bool {
+        let Some(id) = self.channel else {
+            return false;
+        };
+        let ok = self
+            .rtc
+            .channel(id)
+            .is_some_and(|mut c| matches!(c.write(false, text.as_bytes()), Ok(true)));
+        self.drain();
+        ok
+    }
+
     pub(crate) fn receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
         if self.deaf {
             return;
@@ -239,6 +266,9 @@ impl Browser {
                 });
             }
             Event::KeyframeRequest(_) => self.keyframe_requests += 1,
+            Event::ChannelOpen(id, _) => self.channel = Some(id),
+            Event::ChannelData(d) => self.channel_in.push(d.data),
+            Event::ChannelClose(_) => self.channel = None,
             _ => {}
         }
     }

@@ -28,6 +28,7 @@ fn loopback_with_the_browser_offering_and_candidates_first() {
         "ConnectionStateChanged",
         "MediaFlowInStateChanged",
         "MediaFlowOutStateChanged",
+        "NewCandidatePairSelected",
     ] {
         w.subscribe(ep, ev);
     }
@@ -82,6 +83,54 @@ fn loopback_with_the_browser_offering_and_candidates_first() {
         .map(|l| l.split(' ').next().unwrap())
         .collect();
     assert_eq!(msids.len(), 1, "{local}");
+    let pair = &evs
+        .iter()
+        .find(|(t, _)| t == "NewCandidatePairSelected")
+        .expect("pair event")
+        .1;
+    assert!(pair["candidatePair"]["localCandidate"]
+        .as_str()
+        .unwrap()
+        .contains("127.0.0.1 40000"));
+    assert!(pair["candidatePair"]["remoteCandidate"]
+        .as_str()
+        .unwrap()
+        .contains("127.0.0.2 5000"));
+    assert_eq!(
+        w.invoke(ep, "getICECandidatePairs", json!({}))
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let stats = w.invoke(ep, "getStats", json!({"mediaType": "VIDEO"}));
+    let of = |ty: &str| {
+        stats
+            .as_object()
+            .unwrap()
+            .values()
+            .find(|v| v["type"] == ty)
+            .cloned()
+    };
+    let inbound = of("inboundrtp").expect("inbound video stats");
+    assert_eq!(inbound["__type__"], "RTCInboundRTPStreamStats");
+    assert!(inbound["packetsReceived"].as_u64().unwrap() > 100);
+    let outbound = of("outboundrtp").expect("outbound video stats");
+    assert!(outbound["packetsSent"].as_u64().unwrap() > 100);
+    assert!(of("endpoint").is_some());
+    assert!(stats
+        .as_object()
+        .unwrap()
+        .values()
+        .all(|v| v["mediaTrackId"] != "audio"));
+    // The browser stops sending: the output is reported NOT_FLOWING.
+    w.run(Duration::from_secs(4), ms(10), |_| {});
+    let evs = w.events();
+    assert!(
+        evs.iter()
+            .any(|(t, d)| t == "MediaFlowOutStateChanged" && d["state"] == "NOT_FLOWING"),
+        "{evs:?}"
+    );
 }
 
 #[test]
@@ -260,9 +309,11 @@ fn bad_sdp_and_candidates_get_kurento_errors() {
     assert!(answer.as_str().unwrap().starts_with("v=0"));
     let e = w.invoke_err(ep, "processOffer", json!({"offer": offer}));
     assert_eq!(e["code"], 40208);
-    // Data channels are not there yet: a clear error, not a crash.
+    // The session has no data-channel section: a clear error, not a crash.
     let e = w.invoke_err(ep, "createDataChannel", json!({}));
     assert_eq!(e["code"], 40111);
+    let e = w.invoke_err(ep, "closeDataChannel", json!({"channelId": 7}));
+    assert_eq!(e["code"], 40107);
 }
 
 #[test]
@@ -321,4 +372,48 @@ fn a_vanished_peer_is_reported_and_released_endpoints_leave_the_media_core() {
     w.ok("release", json!({"object": p}));
     w.settle();
     assert_eq!(w.core.endpoint_count(), 0);
+}
+
+#[test]
+fn data_channel_messages_are_relayed_between_connected_endpoints() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 2);
+    for ep in &eps {
+        w.subscribe(ep, "DataChannelOpened");
+    }
+    let a = w.add_browser("a", false);
+    let b = w.add_browser("b", false);
+    for (i, ep) in [(a, &eps[0]), (b, &eps[1])] {
+        let cand = w.browsers[i].candidate_json();
+        w.invoke(ep, "addIceCandidate", json!({"candidate": cand}));
+        let offer = w.browsers[i].offer_with_channel(Direction::SendRecv, Some("chat"));
+        let answer = w.invoke(ep, "processOffer", json!({"offer": offer}));
+        w.browsers[i].accept_answer(answer.as_str().unwrap());
+    }
+    // connect() without a media type connects AUDIO, VIDEO and DATA, both ways.
+    w.invoke(&eps[0], "connect", json!({"sink": eps[1]}));
+    w.invoke(&eps[1], "connect", json!({"sink": eps[0]}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.run(ms(500), ms(1), |_| {});
+    assert!(w.browsers[a].channel.is_some() && w.browsers[b].channel.is_some());
+    let opened = w
+        .events()
+        .iter()
+        .filter(|(t, _)| t == "DataChannelOpened")
+        .count();
+    assert_eq!(opened, 2);
+    assert!(w.browsers[a].send_text("hello from a"));
+    assert!(w.browsers[b].send_text("hello from b"));
+    w.run(ms(200), ms(1), |_| {});
+    assert_eq!(w.browsers[b].channel_in, vec![b"hello from a".to_vec()]);
+    assert_eq!(w.browsers[a].channel_in, vec![b"hello from b".to_vec()]);
+    // Fluo can open a channel of its own on a session that has the data section.
+    w.invoke(&eps[0], "createDataChannel", json!({"label": "server"}));
+    w.run(ms(200), ms(1), |_| {});
+    let more = w
+        .events()
+        .iter()
+        .filter(|(t, _)| t == "DataChannelOpened")
+        .count();
+    assert_eq!(more, 1);
 }
