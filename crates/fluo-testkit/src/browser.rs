@@ -185,6 +185,13 @@ impl Browser {
         .is_ok()
     }
 
+    /// Takes the datagrams this browser produced by `now` (for benches that feed them by hand).
+    pub fn take_outbox(&mut self, now: Instant) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
+        let _ = self.rtc.handle_input(Input::Timeout(now));
+        self.drain();
+        std::mem::take(&mut self.outbox)
+    }
+
     /// Sends a text message on the open data channel.
     pub fn send_text(&mut self, text: &str) -> bool {
         let Some(id) = self.channel else {

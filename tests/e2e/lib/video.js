@@ -3,8 +3,8 @@
 //
 //   await assertVideoPlaying(page, '#videoOutput', { label, timeoutMs })
 //
-// Within `timeoutMs` (default 20 s) the video must get videoWidth > 0; then two samples
-// are taken INTERVAL_MS apart, and between them:
+// Within `timeoutMs` (default 20 s) the video must get videoWidth > 0 and decode
+// SETTLE_FRAMES frames; then two samples are taken INTERVAL_MS apart, and between them:
 //   - currentTime advances,
 //   - getVideoPlaybackQuality().totalVideoFrames increases,
 //   - both pictures (drawn into a canvas, SAMPLE_W x SAMPLE_H) have a mean luma above
@@ -23,6 +23,9 @@ const SAMPLE_H = 120;
 const MIN_MEAN_LUMA = 20; // of 255
 const CHANGED_DELTA = 10; // of 255
 const MIN_CHANGED_FRACTION = 0.001;
+// The first sample is taken once the element has decoded this many frames: a decoder's very
+// first output can legitimately be a blank frame while the stream starts.
+const SETTLE_FRAMES = 10;
 
 // Runs in the page.
 function sampleInPage({ selector, w, h }) {
@@ -95,7 +98,7 @@ async function assertVideoPlaying(page, selector, { label = selector, timeoutMs 
     }
     s1 = await sample(page, selector);
     assert.ok(!s1.missing, `${label}: no element ${selector}`);
-    if (s1.videoWidth > 0 && s1.totalVideoFrames > 0) break;
+    if (s1.videoWidth > 0 && s1.totalVideoFrames >= SETTLE_FRAMES) break;
     if (Date.now() > deadline) {
       const { luma, ...rest } = s1;
       assert.fail(
