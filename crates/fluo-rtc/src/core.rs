@@ -49,6 +49,9 @@ struct OutStream {
 /// How long without packets before an output is reported NOT_FLOWING.
 const FLOW_IDLE: Duration = Duration::from_secs(2);
 
+/// How often a publisher is told its target bitrate.
+const REMB_EVERY: Duration = Duration::from_secs(1);
+
 /// Interval of keyframe requests to one source.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 
@@ -89,6 +92,20 @@ pub(crate) struct Ep {
     /// Local and remote address of the path in use.
     pub path: Option<(SocketAddr, SocketAddr)>,
     last_out_at: [Option<Instant>; 2],
+    /// Kurento bandwidth settings in kbps (0 = not set).
+    pub bandwidth: Bandwidth,
+    /// The latest bitrate this endpoint's browser said it can receive (REMB), in bps.
+    pub receive_estimate: Option<u64>,
+    last_remb_at: Option<Instant>,
+}
+
+/// Kurento's bandwidth properties of an endpoint, in kbps; 0 means "not set".
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Bandwidth {
+    pub min_video_recv: u64,
+    pub max_video_recv: u64,
+    pub min_video_send: u64,
+    pub max_video_send: u64,
 }
 
 /// Per-kind packet and byte counters of an endpoint.
@@ -123,6 +140,9 @@ impl Ep {
             channels_closed: 0,
             path: None,
             last_out_at: [None, None],
+            bandwidth: Bandwidth::default(),
+            receive_estimate: None,
+            last_remb_at: None,
         }
     }
 
@@ -389,7 +409,55 @@ impl MediaCore {
                     }
                 }
             }
+            self.update_remb(k);
             self.drive(k);
+        }
+    }
+
+    /// Tells a publisher how much video to send (REMB), once per second: the least of its
+    /// own `maxVideoRecvBandwidth` and what each of its viewers can take (their REMB, capped
+    /// by their `maxVideoSendBandwidth`), never below `minVideoRecvBandwidth`.
+    fn update_remb(&mut self, key: u64) {
+        let now = self.now;
+        let sinks = self.routes.get(&(key, VIDEO)).cloned().unwrap_or_default();
+        let mut limits: Vec<u64> = vec![];
+        for s in sinks {
+            if let Some(e) = self.eps.get(&s) {
+                let ep = lock(&e.ep);
+                let cap = ep.bandwidth.max_video_send * 1000;
+                match (ep.receive_estimate, cap) {
+                    (Some(est), 0) => limits.push(est),
+                    (Some(est), cap) => limits.push(est.min(cap)),
+                    (None, 0) => {}
+                    (None, cap) => limits.push(cap),
+                }
+            }
+        }
+        let Some(e) = self.eps.get(&key) else {
+            return;
+        };
+        let mut ep = lock(&e.ep);
+        if !ep.flowing_in[VIDEO]
+            || ep
+                .last_remb_at
+                .is_some_and(|t| now.duration_since(t) < REMB_EVERY)
+        {
+            return;
+        }
+        let own = ep.bandwidth.max_video_recv * 1000;
+        if own > 0 {
+            limits.push(own);
+        }
+        let Some(mut target) = limits.into_iter().min() else {
+            return;
+        };
+        target = target.max(ep.bandwidth.min_video_recv * 1000);
+        let Some(mid) = ep.mid_of_kind(VIDEO) else {
+            return;
+        };
+        ep.last_remb_at = Some(now);
+        if let Some(rx) = ep.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            rx.request_remb(str0m::bwe::Bitrate::bps(target));
         }
     }
 
@@ -571,6 +639,9 @@ impl MediaCore {
                     }
                 }
             }
+            Event::EgressBitrateEstimate(str0m::bwe::BweKind::Remb { estimate, .. }) => {
+                ep.receive_estimate = Some(estimate.as_u64());
+            }
             Event::KeyframeRequest(r) => {
                 if let Some(kind) = ep.rtc.media(r.mid).map(|m| kind_of(m.kind())) {
                     keyframe_asks.push(kind);
@@ -684,7 +755,7 @@ impl MediaCore {
                 return;
             };
             // Map the payload type by codec: the two sides may number them differently.
-            let Some(pt) = map_pt(&ep.rtc, &f.codec) else {
+            let Some(pt) = map_pt(&ep.rtc, mid, &f.codec) else {
                 if !ep.mismatch_reported[kind] {
                     ep.mismatch_reported[kind] = true;
                     tracing::warn!(id = %ep.id, codec = ?f.codec.codec, "sink did not negotiate the source's codec; transcoding is not available yet, media not forwarded");
@@ -751,11 +822,13 @@ struct Forward {
 
 /// The sink's payload type for a codec (matched by name, clock rate and, for H.264, profile
 /// and packetization mode), never by number: the two sides may number codecs differently.
-fn map_pt(sink: &Rtc, codec: &CodecSpec) -> Option<str0m::media::Pt> {
+/// Only payload types the sink's browser accepted on that m-line count.
+fn map_pt(sink: &Rtc, mid: Mid, codec: &CodecSpec) -> Option<str0m::media::Pt> {
     let params = sink.codec_config().params();
+    let accepted = sink.media(mid).map(|m| m.remote_pts()).unwrap_or_default();
     let same = |p: &&str0m::format::PayloadParams| {
         let s = p.spec();
-        s.codec == codec.codec && s.clock_rate == codec.clock_rate
+        s.codec == codec.codec && s.clock_rate == codec.clock_rate && accepted.contains(&p.pt())
     };
     let exact = params.iter().filter(same).find(|p| {
         let (a, b) = (p.spec().format, codec.format);

@@ -310,6 +310,29 @@ impl Element for WebRtcEndpoint {
         }
     }
 
+    fn property_set(
+        &mut self,
+        _cx: &mut ElementCx<'_>,
+        name: &str,
+        value: &Value,
+    ) -> Result<(), KurentoError> {
+        let kbps = || -> Result<u64, KurentoError> {
+            value
+                .as_i64()
+                .and_then(|v| u64::try_from(v).ok())
+                .ok_or_else(|| KurentoError::illegal_param(format!("'{name}' must be >= 0 (kbps)")))
+        };
+        let mut ep = lock(&self.ep);
+        match name {
+            "minVideoRecvBandwidth" => ep.bandwidth.min_video_recv = kbps()?,
+            "maxVideoRecvBandwidth" => ep.bandwidth.max_video_recv = kbps()?,
+            "minVideoSendBandwidth" => ep.bandwidth.min_video_send = kbps()?,
+            "maxVideoSendBandwidth" => ep.bandwidth.max_video_send = kbps()?,
+            _ => {}
+        }
+        Ok(())
+    }
+
     fn connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
         self.route(edge, true);
     }

@@ -33,6 +33,8 @@ pub struct Browser {
     pub rtp_in: Vec<RtpSeen>,
     /// Keyframe requests received from Fluo.
     pub keyframe_requests: u64,
+    /// Bitrates Fluo asked this browser to send at most (REMB), in bps.
+    pub remb_in: Vec<u64>,
     /// The open data channel, if any.
     pub channel: Option<str0m::channel::ChannelId>,
     /// Data-channel messages received.
@@ -48,7 +50,18 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(name: &str, addr: SocketAddr, rtp_mode: bool, now: Instant) -> Browser {
-        let mut rtc = Rtc::builder().set_rtp_mode(rtp_mode).build(now);
+        Self::with_config(name, addr, rtp_mode, now, |c| c)
+    }
+
+    /// A browser whose str0m configuration is adjusted first (e.g. to limit its codecs).
+    pub fn with_config(
+        name: &str,
+        addr: SocketAddr,
+        rtp_mode: bool,
+        now: Instant,
+        f: impl FnOnce(str0m::RtcConfig) -> str0m::RtcConfig,
+    ) -> Browser {
+        let mut rtc = f(Rtc::builder().set_rtp_mode(rtp_mode)).build(now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("host candidate"));
         Browser {
             name: name.into(),
@@ -62,6 +75,7 @@ impl Browser {
             frames_in: [0; 2],
             rtp_in: vec![],
             keyframe_requests: 0,
+            remb_in: vec![],
             channel: None,
             channel_in: vec![],
             video_ts: 0,
@@ -192,6 +206,17 @@ impl Browser {
         std::mem::take(&mut self.outbox)
     }
 
+    /// Tells the sender of this browser's incoming video to send at most `bps` (REMB).
+    pub fn ask_for_bitrate(&mut self, bps: u64) {
+        let Some(mid) = self.mid(MediaKind::Video) else {
+            return;
+        };
+        if let Some(rx) = self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            rx.request_remb(str0m::bwe::Bitrate::bps(bps));
+        }
+        self.drain();
+    }
+
     /// Sends a text message on the open data channel.
     pub fn send_text(&mut self, text: &str) -> bool {
         let Some(id) = self.channel else {
@@ -273,6 +298,9 @@ impl Browser {
                 });
             }
             Event::KeyframeRequest(_) => self.keyframe_requests += 1,
+            Event::EgressBitrateEstimate(str0m::bwe::BweKind::Remb { estimate, .. }) => {
+                self.remb_in.push(estimate.as_u64())
+            }
             Event::ChannelOpen(id, _) => self.channel = Some(id),
             Event::ChannelData(d) => self.channel_in.push(d.data),
             Event::ChannelClose(_) => self.channel = None,

@@ -60,12 +60,25 @@ impl World {
         }
     }
 
-    /// Adds a browser at 127.0.0.(2+i):5000; `rtp_mode` browsers record raw RTP.
+    /// Adds a browser at 127.0.0.(2 + i % 250):(5000 + i / 250); `rtp_mode` browsers record
+    /// raw RTP.
     pub fn add_browser(&mut self, name: &str, rtp_mode: bool) -> usize {
+        self.add_browser_with(name, rtp_mode, |c| c)
+    }
+
+    /// Like [`World::add_browser`] with an adjusted str0m configuration.
+    pub fn add_browser_with(
+        &mut self,
+        name: &str,
+        rtp_mode: bool,
+        f: impl FnOnce(str0m::RtcConfig) -> str0m::RtcConfig,
+    ) -> usize {
         let i = self.browsers.len();
-        let addr: SocketAddr = format!("127.0.0.{}:5000", 2 + i).parse().expect("address");
+        let addr: SocketAddr = format!("127.0.0.{}:{}", 2 + i % 250, 5000 + i / 250)
+            .parse()
+            .expect("address");
         self.browsers
-            .push(Browser::new(name, addr, rtp_mode, self.now.mono));
+            .push(Browser::with_config(name, addr, rtp_mode, self.now.mono, f));
         i
     }
 

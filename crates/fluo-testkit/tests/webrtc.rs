@@ -417,3 +417,91 @@ fn data_channel_messages_are_relayed_between_connected_endpoints() {
         .count();
     assert_eq!(more, 1);
 }
+
+#[test]
+fn the_publisher_is_asked_for_the_least_its_viewers_and_settings_allow() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 3);
+    let publisher = w.add_browser("pub", false);
+    let v1 = w.add_browser("v1", false);
+    let v2 = w.add_browser("v2", false);
+    w.negotiate_browser_offer(publisher, &eps[0], Direction::SendOnly);
+    w.negotiate_browser_offer(v1, &eps[1], Direction::RecvOnly);
+    w.negotiate_browser_offer(v2, &eps[2], Direction::RecvOnly);
+    w.invoke(&eps[0], "connect", json!({"sink": eps[1]}));
+    w.invoke(&eps[0], "connect", json!({"sink": eps[2]}));
+    w.invoke(
+        &eps[0],
+        "setMaxVideoRecvBandwidth",
+        json!({"maxVideoRecvBandwidth": 800}),
+    );
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], Duration::from_secs(2));
+    let last = *w.browsers[publisher]
+        .remb_in
+        .last()
+        .expect("REMB sent to the publisher");
+    assert_eq!(
+        last, 800_000,
+        "capped by the publisher's maxVideoRecvBandwidth"
+    );
+    // One viewer can only take 300 kbps: the publisher is asked for that.
+    w.browsers[v1].ask_for_bitrate(300_000);
+    w.stream(&[publisher], Duration::from_secs(2));
+    let last = *w.browsers[publisher].remb_in.last().unwrap();
+    assert_eq!(last, 300_000, "folded from the slowest viewer");
+    // A viewer's maxVideoSendBandwidth also caps what the publisher is asked for.
+    w.invoke(
+        &eps[2],
+        "setMaxVideoSendBandwidth",
+        json!({"maxVideoSendBandwidth": 150}),
+    );
+    w.stream(&[publisher], Duration::from_secs(2));
+    assert_eq!(*w.browsers[publisher].remb_in.last().unwrap(), 150_000);
+    // ... but never below the publisher's minVideoRecvBandwidth.
+    w.invoke(
+        &eps[0],
+        "setMinVideoRecvBandwidth",
+        json!({"minVideoRecvBandwidth": 200}),
+    );
+    w.stream(&[publisher], Duration::from_secs(2));
+    assert_eq!(*w.browsers[publisher].remb_in.last().unwrap(), 200_000);
+    let e = w.invoke_err(
+        &eps[0],
+        "setMaxVideoRecvBandwidth",
+        json!({"maxVideoRecvBandwidth": -5}),
+    );
+    assert_eq!(e["code"], 40107);
+}
+
+#[test]
+fn a_viewer_without_the_publishers_codec_gets_an_error_event_not_garbage() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 2);
+    w.subscribe(&eps[1], "Error");
+    let publisher = w.add_browser("pub", false);
+    // This viewer only speaks H.264 (and Opus); the publisher sends VP8.
+    let v = w.add_browser_with("h264-only", true, |c| {
+        c.clear_codecs().enable_h264(true).enable_opus(true, false)
+    });
+    w.negotiate_browser_offer(publisher, &eps[0], Direction::SendOnly);
+    w.negotiate_browser_offer(v, &eps[1], Direction::RecvOnly);
+    w.invoke(&eps[0], "connect", json!({"sink": eps[1]}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], Duration::from_secs(1));
+    let video = w.browsers[v].rtp_in.iter().filter(|r| r.video).count();
+    let audio = w.browsers[v].rtp_in.iter().filter(|r| !r.video).count();
+    assert_eq!(video, 0, "VP8 must not reach an H.264-only viewer");
+    assert!(
+        audio > 20,
+        "audio (Opus on both sides) still flows: {audio}"
+    );
+    let errors: Vec<_> = w
+        .events()
+        .into_iter()
+        .filter(|(t, _)| t == "Error")
+        .collect();
+    assert_eq!(errors.len(), 1, "reported once: {errors:?}");
+    assert_eq!(errors[0].1["type"], "CODEC_MISMATCH");
+    assert!(errors[0].1["description"].as_str().unwrap().contains("Vp8"));
+}
