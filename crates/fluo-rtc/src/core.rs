@@ -308,6 +308,12 @@ impl MediaCore {
                 sinks.retain(|k| *k != sink);
                 if add {
                     sinks.push(sink);
+                    // Whatever reaches this output next continues its sequence without a gap.
+                    if let (Some(e), true) = (self.eps.get(&sink), kind < DATA) {
+                        if let Some(o) = lock(&e.ep).out[kind].as_mut() {
+                            o.rewriter.resync();
+                        }
+                    }
                     // A new viewer needs a keyframe to start decoding.
                     self.request_keyframe(src, kind);
                 }
@@ -488,7 +494,7 @@ impl MediaCore {
                         self.transmits.push_back(Datagram {
                             source: t.source,
                             destination: t.destination,
-                            contents: t.contents.to_vec(),
+                            contents: t.contents.into(),
                         });
                     }
                     Ok(Output::Event(ev)) => Self::event(

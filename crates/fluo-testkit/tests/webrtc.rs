@@ -505,3 +505,50 @@ fn a_viewer_without_the_publishers_codec_gets_an_error_event_not_garbage() {
     assert_eq!(errors[0].1["type"], "CODEC_MISMATCH");
     assert!(errors[0].1["description"].as_str().unwrap().contains("Vp8"));
 }
+
+#[test]
+fn disconnect_stops_media_and_reconnect_resumes_it_continuously() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 2);
+    let publisher = w.add_browser("pub", false);
+    let v = w.add_browser("viewer", true);
+    w.negotiate_browser_offer(publisher, &eps[0], Direction::SendOnly);
+    w.negotiate_browser_offer(v, &eps[1], Direction::RecvOnly);
+    w.invoke(&eps[0], "connect", json!({"sink": eps[1]}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], Duration::from_secs(1));
+    let count = |w: &World| w.browsers[v].rtp_in.iter().filter(|r| r.video).count();
+    let before = count(&w);
+    assert!(before > 20);
+    w.invoke(&eps[0], "disconnect", json!({"sink": eps[1]}));
+    w.stream(&[publisher], Duration::from_secs(1));
+    let during = count(&w);
+    assert!(
+        during - before <= 2,
+        "media stopped after disconnect: {} more",
+        during - before
+    );
+    w.invoke(
+        &eps[0],
+        "connect",
+        json!({"sink": eps[1], "mediaType": "VIDEO"}),
+    );
+    w.stream(&[publisher], Duration::from_secs(1));
+    let after = count(&w);
+    assert!(after - during > 20, "media resumed after reconnect");
+    let mut seqs: Vec<u64> = w.browsers[v]
+        .rtp_in
+        .iter()
+        .filter(|r| r.video)
+        .map(|r| r.seq)
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    for pair in seqs.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "the viewer sees no gap across the pause: {pair:?}"
+        );
+    }
+}
