@@ -215,6 +215,16 @@ impl Engine {
         self.flush_events();
     }
 
+    /// Releases every object (graceful shutdown): elements close their sessions and
+    /// ObjectDestroyed events go out to whoever still listens.
+    pub fn release_all(&mut self, now: Now) {
+        self.now = now;
+        for p in self.registry.pipeline_ids() {
+            self.release(&p);
+        }
+        self.flush_events();
+    }
+
     /// Number of live objects (ServerManager included).
     pub fn object_count(&self) -> usize {
         self.registry.len()

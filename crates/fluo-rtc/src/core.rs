@@ -283,6 +283,8 @@ impl MediaCore {
                 self.drive(key);
             }
             Ctl::Remove { key } => {
+                // Send what closing queued (BYE, close_notify) before forgetting it.
+                self.drive(key);
                 if let Some(e) = self.eps.remove(&key) {
                     let id = lock(&e.ep).id.clone();
                     self.by_id.remove(&id);

@@ -342,8 +342,12 @@ impl Element for WebRtcEndpoint {
     }
 
     fn released(&mut self) {
+        // RTCP BYE, SCTP shutdown and DTLS close_notify: the browser learns at once that the
+        // session is over. The media core sends them, then forgets the endpoint.
+        if let Err(e) = lock(&self.ep).rtc.close() {
+            tracing::debug!("closing the WebRTC session: {e}");
+        }
         let _ = self.rtc.ctl.send(Control(Ctl::Remove { key: self.key }));
-        lock(&self.ep).rtc.disconnect();
     }
 }
 

@@ -62,6 +62,11 @@ pub struct Cli {
     /// Highest UDP port for media [default: 65535].
     #[arg(long, env = "KMS_MAX_PORT")]
     pub max_port: Option<u16>,
+    /// Require this token from every client at the WebSocket upgrade, as
+    /// `Authorization: Bearer <token>` or `?access_token=<token>` (what kurento-client sends
+    /// with its `access_token` option). Off by default, as in KMS.
+    #[arg(long, env = "FLUO_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
 }
 
 /// Effective settings.
@@ -93,6 +98,8 @@ pub struct Config {
     pub max_connections: usize,
     /// WebRTC network settings.
     pub net: fluo_rtc::NetSettings,
+    /// Token required at the WebSocket upgrade (`None`: anyone may connect).
+    pub auth_token: Option<String>,
 }
 
 impl Default for Config {
@@ -111,6 +118,7 @@ impl Default for Config {
             max_objects_per_session: 100_000,
             max_connections: 10_000,
             net: fluo_rtc::NetSettings::default(),
+            auth_token: None,
         }
     }
 }
@@ -176,6 +184,9 @@ impl Config {
         if let Some(p) = cli.max_port {
             c.net.max_port = p;
         }
+        if let Some(t) = cli.auth_token.as_deref().filter(|t| !t.is_empty()) {
+            c.auth_token = Some(t.to_string());
+        }
         Ok(c)
     }
 
@@ -209,6 +220,10 @@ impl Config {
         }
         if let Some(m) = at("/metadata") {
             self.metadata = m.to_string();
+        }
+        if let Some(t) = at("/fluo/authToken") {
+            let t = t.as_str().ok_or("fluo.authToken must be a string")?;
+            self.auth_token = (!t.is_empty()).then(|| t.to_string());
         }
         if let Some(g) = uint("/fluo/sessionGraceSeconds")? {
             self.session_grace = Duration::from_secs(g);

@@ -89,7 +89,12 @@ pub(crate) fn spawn(
                     }
                 }
                 _ = sleep_until(deadline) => engine.handle_timeout(now()),
-                _ = shutdown.changed() => break,
+                _ = shutdown.changed() => {
+                    // Close every media session so peers learn at once, then stop.
+                    engine.release_all(now());
+                    flush(&mut engine, &mut outboxes);
+                    break;
+                }
             }
             flush(&mut engine, &mut outboxes);
         }

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
@@ -67,6 +68,20 @@ async fn serve(
     let callback = |req: &Request, resp: Response| {
         let path = req.uri().path().trim_start_matches('/');
         path_ok = path == config.path;
+        if let Some(token) = &config.auth_token {
+            if !authorized(req, token) {
+                tracing::warn!("refused a WebSocket upgrade without a valid token");
+                let mut refusal = ErrorResponse::new(Some(
+                    "401 Unauthorized: this Fluo server requires a token (Authorization: Bearer <token> or ?access_token=<token>)\n".into(),
+                ));
+                *refusal.status_mut() = StatusCode::UNAUTHORIZED;
+                refusal.headers_mut().insert(
+                    "WWW-Authenticate",
+                    HeaderValue::from_static("Bearer realm=\"fluo\""),
+                );
+                return Err(refusal);
+            }
+        }
         Ok(resp)
     };
     // Frames above the soft limit get an error reply; the hard limit protects memory.
@@ -146,6 +161,58 @@ async fn serve(
     drop(out_tx);
     let _ = writer.await;
     result
+}
+
+/// Whether the upgrade request carries the token, in the Authorization header or the
+/// `access_token` query parameter. Compared in constant time.
+fn authorized(req: &Request, token: &str) -> bool {
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let query = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("access_token="))
+            .map(percent_decode)
+    });
+    [header.map(str::to_string), query]
+        .into_iter()
+        .flatten()
+        .any(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], b.get(i + 1..i + 3)) {
+            (b'%', Some(hex)) => match std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(v) => {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+                None => out.push(b'%'),
+            },
+            (b'+', _) => out.push(b' '),
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Hands one frame's text to the core (or answers at once when it is too big). `false` when

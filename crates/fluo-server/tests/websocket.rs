@@ -191,3 +191,35 @@ async fn shutdown_closes_connections() {
     .await;
     assert!(end.is_ok(), "the connection ends within 5 s of shutdown");
 }
+
+#[tokio::test]
+async fn with_a_token_configured_clients_without_it_get_401() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let s = start(Config {
+        auth_token: Some("s3cret/+x".into()),
+        ..Config::default()
+    })
+    .await;
+    let url = format!("ws://127.0.0.1:{}/kurento", s.port);
+    match connect_async(url.clone()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 401);
+        }
+        other => panic!("expected HTTP 401, got {:?}", other.map(|_| ())),
+    }
+    let wrong = format!("{url}?access_token=nope");
+    assert!(connect_async(wrong).await.is_err());
+    // kurento-client's access_token option: ?access_token=..., percent-encoded
+    let (mut ws, _) = connect_async(format!("{url}?access_token=s3cret%2F%2Bx"))
+        .await
+        .expect("token in the query");
+    let r = call(&mut ws, json!({"jsonrpc":"2.0","id":1,"method":"ping"})).await;
+    assert_eq!(r["result"]["value"], "pong");
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Authorization", "Bearer s3cret/+x".parse().unwrap());
+    let (mut ws, _) = connect_async(req).await.expect("token in the header");
+    let r = call(&mut ws, json!({"jsonrpc":"2.0","id":2,"method":"ping"})).await;
+    assert_eq!(r["result"]["value"], "pong");
+    s.stop.send(true).unwrap();
+}

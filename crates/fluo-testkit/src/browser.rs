@@ -26,6 +26,8 @@ pub struct Browser {
     pending: Option<SdpPendingOffer>,
     mids: Vec<Mid>,
     pub connected: bool,
+    /// The remote closed the session (DTLS close_notify).
+    pub closed: bool,
     pub ice_state: Option<IceConnectionState>,
     /// Frames (frame mode) received per kind: [audio, video].
     pub frames_in: [u64; 2],
@@ -71,6 +73,7 @@ impl Browser {
             pending: None,
             mids: vec![],
             connected: false,
+            closed: false,
             ice_state: None,
             frames_in: [0; 2],
             rtp_in: vec![],
@@ -276,6 +279,7 @@ impl Browser {
     fn event(&mut self, e: Event) {
         match e {
             Event::Connected => self.connected = true,
+            Event::Closed => self.closed = true,
             Event::IceConnectionStateChange(s) => self.ice_state = Some(s),
             Event::MediaData(d) => {
                 let video = self.rtc.media(d.mid).map(|m| m.kind()) == Some(MediaKind::Video);

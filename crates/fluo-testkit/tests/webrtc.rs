@@ -552,3 +552,20 @@ fn disconnect_stops_media_and_reconnect_resumes_it_continuously() {
         );
     }
 }
+
+#[test]
+fn releasing_an_endpoint_closes_the_browsers_session_at_once() {
+    let mut w = World::new();
+    let (p, eps) = pipeline_with_endpoints(&mut w, 1);
+    let b = w.add_browser("b", false);
+    w.negotiate_browser_offer(b, &eps[0], Direction::SendRecv);
+    assert!(w.connect_all(Duration::from_secs(5)));
+    assert!(!w.browsers[b].closed);
+    w.ok("release", json!({"object": p}));
+    w.run(ms(50), ms(1), |_| {});
+    assert!(
+        w.browsers[b].closed,
+        "DTLS close_notify reached the browser within 50 ms"
+    );
+    assert_eq!(w.core.endpoint_count(), 0);
+}
