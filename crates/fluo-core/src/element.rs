@@ -61,6 +61,19 @@ pub trait Element: Send {
 
     /// The object is being destroyed.
     fn released(&mut self) {}
+
+    /// Whether media passes through this element unchanged (PassThrough): the engine then
+    /// reports media connections across it, from the element feeding it to the ones it feeds.
+    fn is_transparent(&self) -> bool {
+        false
+    }
+
+    /// Media of `edge.media_type` now flows from `edge.source` to `edge.sink`, directly or
+    /// across transparent elements. Called on both ends.
+    fn media_connected(&mut self, _cx: &mut ElementCx<'_>, _edge: &Edge) {}
+
+    /// The media flow reported by `media_connected` ended.
+    fn media_disconnected(&mut self, _cx: &mut ElementCx<'_>, _edge: &Edge) {}
 }
 
 /// What a factory gets to build an element.
@@ -85,6 +98,17 @@ pub trait Factory: Send {
 pub struct NoMedia;
 
 impl Element for NoMedia {}
+
+/// PassThrough: media goes through unchanged, so the engine connects what feeds it to what
+/// it feeds.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Transparent;
+
+impl Element for Transparent {
+    fn is_transparent(&self) -> bool {
+        true
+    }
+}
 
 impl<F> Factory for F
 where

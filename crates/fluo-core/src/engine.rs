@@ -94,6 +94,8 @@ pub struct Engine {
     pub(crate) host: Box<dyn Host>,
     pub(crate) registry: Registry,
     pub(crate) graph: Graph,
+    /// Media connections between non-transparent elements (across PassThroughs).
+    pub(crate) media_edges: Vec<crate::graph::Edge>,
     pub(crate) sessions: Sessions,
     pub(crate) replay: ReplayCache,
     pub(crate) factories: BTreeMap<String, Box<dyn Factory>>,
@@ -120,6 +122,7 @@ impl Engine {
             host,
             registry: Registry::default(),
             graph: Graph::default(),
+            media_edges: vec![],
             sessions: Sessions::default(),
             replay: ReplayCache::default(),
             factories: BTreeMap::new(),

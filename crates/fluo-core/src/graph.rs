@@ -97,6 +97,7 @@ impl Engine {
             }
             self.push_event(&new.source, "ElementConnected", edge_fields(&new));
         }
+        self.update_media_edges();
         Ok(())
     }
 
@@ -172,6 +173,79 @@ impl Engine {
         }
         if self.registry.get(&e.source).is_some() {
             self.push_event(&e.source, "ElementDisconnected", edge_fields(e));
+        }
+        self.update_media_edges();
+    }
+
+    /// Media connections as media sees them: PassThrough-like elements are looked through,
+    /// so a source feeding a PassThrough that feeds a sink is connected to that sink.
+    pub fn media_edges(&self) -> &[Edge] {
+        &self.media_edges
+    }
+
+    fn is_transparent(&self, id: &str) -> bool {
+        self.registry
+            .get(id)
+            .is_some_and(|o| o.behavior.is_transparent())
+    }
+
+    /// Recomputes the media connections and tells the elements at both ends what changed.
+    fn update_media_edges(&mut self) {
+        let mut next: Vec<Edge> = vec![];
+        for e in &self.graph.edges {
+            if self.is_transparent(&e.source) {
+                continue;
+            }
+            // Walk through transparent elements, same media type, no loops.
+            let mut stack = vec![(e.sink.clone(), e.sink_description.clone())];
+            let mut seen = std::collections::HashSet::new();
+            while let Some((node, desc)) = stack.pop() {
+                if !seen.insert(node.clone()) {
+                    continue;
+                }
+                if !self.is_transparent(&node) {
+                    let m = Edge {
+                        source: e.source.clone(),
+                        sink: node,
+                        media_type: e.media_type.clone(),
+                        source_description: e.source_description.clone(),
+                        sink_description: desc,
+                    };
+                    if !next.contains(&m) {
+                        next.push(m);
+                    }
+                    continue;
+                }
+                for f in &self.graph.edges {
+                    if f.source == node && f.media_type == e.media_type {
+                        stack.push((f.sink.clone(), f.sink_description.clone()));
+                    }
+                }
+            }
+        }
+        let gone: Vec<Edge> = self
+            .media_edges
+            .iter()
+            .filter(|e| !next.contains(e))
+            .cloned()
+            .collect();
+        let added: Vec<Edge> = next
+            .iter()
+            .filter(|e| !self.media_edges.contains(e))
+            .cloned()
+            .collect();
+        self.media_edges = next;
+        for e in &gone {
+            self.with_element(&e.source, |el, cx| el.media_disconnected(cx, e));
+            if e.sink != e.source {
+                self.with_element(&e.sink, |el, cx| el.media_disconnected(cx, e));
+            }
+        }
+        for e in &added {
+            self.with_element(&e.source, |el, cx| el.media_connected(cx, e));
+            if e.sink != e.source {
+                self.with_element(&e.sink, |el, cx| el.media_connected(cx, e));
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! The single owner of every media object, and the lifecycle operations on it: create,
 //! reference, unreference, release (cascading to children) and destroy.
 
-use crate::element::{Element, ElementCx, FactoryCx, NoMedia};
+use crate::element::{Element, ElementCx, FactoryCx, NoMedia, Transparent};
 use crate::engine::{new_uuid, Engine, Mode};
 use fluo_api::ids::{object_id, SERVER_MANAGER_ID};
 use fluo_api::model::check::bind_params;
@@ -127,7 +127,7 @@ impl Engine {
         );
         self.register_factory(
             "PassThrough",
-            Box::new(|_: &FactoryCx<'_>| Ok(Box::new(NoMedia) as Box<dyn Element>)),
+            Box::new(|_: &FactoryCx<'_>| Ok(Box::new(Transparent) as Box<dyn Element>)),
         );
     }
 

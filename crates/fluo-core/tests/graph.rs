@@ -133,3 +133,50 @@ fn dot_shows_elements_and_edges() {
     assert!(dot.contains(&format!("\"{a}\" -> \"{b}\"")));
     assert!(dot.contains("VIDEO"));
 }
+
+#[test]
+fn media_connections_look_through_pass_throughs() {
+    let (mut h, p, _, _) = setup();
+    // Endpoints with no media of their own stand in for real ones.
+    h.e.register_factory(
+        "WebRtcEndpoint",
+        Box::new(|_: &fluo_core::FactoryCx<'_>| {
+            Ok(Box::new(fluo_core::NoMedia) as Box<dyn fluo_core::Element>)
+        }),
+    );
+    let a = h.create(1, "WebRtcEndpoint", Some(&p));
+    let b = h.create(1, "WebRtcEndpoint", Some(&p));
+    let pt1 = h.create(1, "PassThrough", Some(&p));
+    let pt2 = h.create(1, "PassThrough", Some(&p));
+    let pairs = |h: &H| -> Vec<(String, String, String)> {
+        let mut v: Vec<_> =
+            h.e.media_edges()
+                .iter()
+                .map(|e| (e.source.clone(), e.sink.clone(), e.media_type.clone()))
+                .collect();
+        v.sort();
+        v
+    };
+    // a -> pt1 -> pt2 -> b carries VIDEO end to end; AUDIO only reaches pt1.
+    h.invoke(1, &a, "connect", json!({"sink": pt1}));
+    h.invoke(
+        1,
+        &pt1,
+        "connect",
+        json!({"sink": pt2, "mediaType": "VIDEO"}),
+    );
+    assert!(pairs(&h).is_empty(), "nothing reaches a real sink yet");
+    h.invoke(1, &pt2, "connect", json!({"sink": b, "mediaType": "VIDEO"}));
+    assert_eq!(pairs(&h), vec![(a.clone(), b.clone(), "VIDEO".to_string())]);
+    // a loop through the pass-throughs (on a second input of pt1) does not hang
+    h.invoke(
+        1,
+        &pt2,
+        "connect",
+        json!({"sink": pt1, "mediaType": "VIDEO", "sinkMediaDescription": "loop"}),
+    );
+    assert_eq!(pairs(&h).len(), 1);
+    // releasing the middle breaks the media connection
+    h.ok(1, "release", json!({"object": pt2}));
+    assert!(pairs(&h).is_empty());
+}

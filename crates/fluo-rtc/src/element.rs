@@ -333,11 +333,11 @@ impl Element for WebRtcEndpoint {
         Ok(())
     }
 
-    fn connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
+    fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
         self.route(edge, true);
     }
 
-    fn disconnected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
+    fn media_disconnected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
         self.route(edge, false);
     }
 

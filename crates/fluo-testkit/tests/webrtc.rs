@@ -569,3 +569,23 @@ fn releasing_an_endpoint_closes_the_browsers_session_at_once() {
     );
     assert_eq!(w.core.endpoint_count(), 0);
 }
+
+#[test]
+fn media_flows_through_a_pass_through() {
+    let mut w = World::new();
+    let (p, eps) = pipeline_with_endpoints(&mut w, 2);
+    let pt = w.create("PassThrough", Some(&p));
+    let publisher = w.add_browser("pub", false);
+    let v = w.add_browser("viewer", false);
+    w.negotiate_browser_offer(publisher, &eps[0], Direction::SendOnly);
+    w.negotiate_browser_offer(v, &eps[1], Direction::RecvOnly);
+    w.invoke(&eps[0], "connect", json!({"sink": pt}));
+    w.invoke(&pt, "connect", json!({"sink": eps[1]}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], Duration::from_secs(1));
+    let [audio, video] = w.browsers[v].frames_in;
+    assert!(
+        video >= 20 && audio >= 30,
+        "{audio} audio, {video} video frames"
+    );
+}
