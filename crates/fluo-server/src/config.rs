@@ -67,6 +67,17 @@ pub struct Cli {
     /// with its `access_token` option). Off by default, as in KMS.
     #[arg(long, env = "FLUO_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+    /// Also serve wss:// on this port (KMS: mediaServer.net.websocket.secure.port); needs
+    /// --certificate.
+    #[arg(long)]
+    pub secure_port: Option<u16>,
+    /// PEM file with the certificate chain and its private key, as KMS's
+    /// mediaServer.net.websocket.secure.certificate.
+    #[arg(long)]
+    pub certificate: Option<PathBuf>,
+    /// With --secure-port 0: write the bound wss port to this file (tests).
+    #[arg(long)]
+    pub secure_port_file: Option<PathBuf>,
 }
 
 /// Effective settings.
@@ -100,6 +111,12 @@ pub struct Config {
     pub net: fluo_rtc::NetSettings,
     /// Token required at the WebSocket upgrade (`None`: anyone may connect).
     pub auth_token: Option<String>,
+    /// wss:// port (`None`: no secure listener).
+    pub secure_port: Option<u16>,
+    /// PEM with the certificate chain and private key for wss://.
+    pub certificate: Option<PathBuf>,
+    /// Where to write the bound wss port.
+    pub secure_port_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -119,6 +136,9 @@ impl Default for Config {
             max_connections: 10_000,
             net: fluo_rtc::NetSettings::default(),
             auth_token: None,
+            secure_port: None,
+            certificate: None,
+            secure_port_file: None,
         }
     }
 }
@@ -148,6 +168,12 @@ impl Config {
                 .map_err(|e| ConfigError::Parse(path.clone(), e))?;
             c.apply_file(&v)
                 .map_err(|m| ConfigError::Value(path.clone(), m))?;
+            // KMS resolves a relative certificate path against the config file's folder.
+            if let (Some(cert), Some(dir)) = (&c.certificate, path.parent()) {
+                if cert.is_relative() {
+                    c.certificate = Some(dir.join(cert));
+                }
+            }
         }
         if let Some(b) = cli.bind {
             c.bind = b;
@@ -187,6 +213,13 @@ impl Config {
         if let Some(t) = cli.auth_token.as_deref().filter(|t| !t.is_empty()) {
             c.auth_token = Some(t.to_string());
         }
+        if let Some(p) = cli.secure_port {
+            c.secure_port = Some(p);
+        }
+        if let Some(f) = &cli.certificate {
+            c.certificate = Some(f.clone());
+        }
+        c.secure_port_file = cli.secure_port_file.clone();
         Ok(c)
     }
 
@@ -220,6 +253,19 @@ impl Config {
         }
         if let Some(m) = at("/metadata") {
             self.metadata = m.to_string();
+        }
+        if let Some(p) = uint("/mediaServer/net/websocket/secure/port")? {
+            self.secure_port =
+                Some(u16::try_from(p).map_err(|_| "secure port out of range".to_string())?);
+        }
+        if let Some(c) = at("/mediaServer/net/websocket/secure/certificate") {
+            let c = c.as_str().ok_or("secure.certificate must be a string")?;
+            self.certificate = Some(PathBuf::from(c));
+        }
+        if at("/mediaServer/net/websocket/secure/password").is_some() {
+            return Err("secure.password (an encrypted private key) is not supported: \
+                        give an unencrypted key in the certificate file"
+                .into());
         }
         if let Some(t) = at("/fluo/authToken") {
             let t = t.as_str().ok_or("fluo.authToken must be a string")?;

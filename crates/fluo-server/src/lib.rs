@@ -9,6 +9,7 @@
 pub mod config;
 mod core_loop;
 mod host;
+pub mod tls;
 mod ws;
 
 pub use config::Config;
@@ -24,7 +25,22 @@ pub async fn run(
     config: Config,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    run_with_tls(listener, None, config, shutdown).await
+}
+
+/// Like [`run`], also serving `wss://` on `secure` when given (listener and TLS settings).
+pub async fn run_with_tls(
+    listener: TcpListener,
+    secure: Option<(TcpListener, tls::TlsSettings)>,
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let config = Arc::new(config);
     let core = core_loop::spawn(config.clone(), shutdown.clone())?;
-    ws::accept_loop(listener, config, core, shutdown).await
+    if let Some((l, settings)) = secure {
+        let acceptor = ws::Acceptor::Tls(settings.acceptor());
+        let (config, core, shutdown) = (config.clone(), core.clone(), shutdown.clone());
+        tokio::spawn(async move { ws::accept_loop(l, acceptor, config, core, shutdown).await });
+    }
+    ws::accept_loop(listener, ws::Acceptor::Plain, config, core, shutdown).await
 }

@@ -6,7 +6,7 @@ use crate::core_loop::{Core, CoreMsg, OUTBOX};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
@@ -16,8 +16,19 @@ use tokio_tungstenite::tungstenite::Message;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// How a listener's connections start: plain, or with a TLS handshake.
+#[derive(Clone)]
+pub(crate) enum Acceptor {
+    Plain,
+    Tls(tokio_rustls::TlsAcceptor),
+}
+
+/// How long a client gets for its TLS handshake.
+const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub(crate) async fn accept_loop(
     listener: TcpListener,
+    acceptor: Acceptor,
     config: Arc<Config>,
     core: Core,
     mut shutdown: watch::Receiver<bool>,
@@ -41,9 +52,26 @@ pub(crate) async fn accept_loop(
                 }
                 let _ = stream.set_nodelay(true);
                 let (config, core, shutdown, live) = (config.clone(), core.clone(), shutdown.clone(), live.clone());
+                let acceptor = acceptor.clone();
                 live.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
-                    if let Err(e) = serve(stream, config, core, shutdown).await {
+                    let result = match acceptor {
+                        Acceptor::Plain => serve(stream, config, core, shutdown).await,
+                        Acceptor::Tls(tls) => {
+                            match tokio::time::timeout(TLS_HANDSHAKE, tls.accept(stream)).await {
+                                Ok(Ok(s)) => serve(s, config, core, shutdown).await,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                    Ok(())
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                    Ok(())
+                                }
+                            }
+                        }
+                    };
+                    if let Err(e) = result {
                         tracing::debug!(%peer, "connection ended: {e}");
                     }
                     live.fetch_sub(1, Ordering::Relaxed);
@@ -58,12 +86,15 @@ pub(crate) async fn accept_loop(
 }
 
 #[allow(clippy::result_large_err)] // the handshake callback's error type is tungstenite's
-async fn serve(
-    stream: TcpStream,
+async fn serve<S>(
+    stream: S,
     config: Arc<Config>,
     core: Core,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut path_ok = false;
     let callback = |req: &Request, resp: Response| {
         let path = req.uri().path().trim_start_matches('/');

@@ -223,3 +223,66 @@ async fn with_a_token_configured_clients_without_it_get_401() {
     assert_eq!(r["result"]["value"], "pong");
     s.stop.send(true).unwrap();
 }
+
+#[tokio::test]
+async fn wss_serves_the_same_protocol_and_shrugs_off_bad_handshakes() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("fluo-wss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("cert.pem");
+    std::fs::write(&path, format!("{}{}", ck.cert.pem(), ck.signing_key.serialize_pem())).unwrap();
+    let settings = fluo_server::tls::TlsSettings::from_pem_file(&path).unwrap();
+    // A file without a key is refused with a clear error.
+    std::fs::write(dir.join("nokey.pem"), ck.cert.pem()).unwrap();
+    let err = fluo_server::tls::TlsSettings::from_pem_file(&dir.join("nokey.pem"))
+        .err()
+        .expect("a certificate without a key is refused");
+    assert!(err.to_string().contains("private key"), "{err}");
+
+    let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let secure = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = secure.local_addr().unwrap().port();
+    let (stop, rx) = watch::channel(false);
+    tokio::spawn(fluo_server::run_with_tls(
+        plain,
+        Some((secure, settings)),
+        Config::default(),
+        rx,
+    ));
+    // Junk instead of a TLS handshake does not disturb the listener.
+    let mut junk = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut junk, b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    drop(junk);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(format!("wss://localhost:{port}/kurento"), tls)
+            .await
+            .expect("WebSocket over TLS");
+    ws.send(Message::text(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#))
+        .await
+        .unwrap();
+    let reply = loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => break serde_json::from_str::<Value>(&t).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("no reply: {other:?}"),
+        }
+    };
+    assert_eq!(reply["result"]["value"], "pong");
+    stop.send(true).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}

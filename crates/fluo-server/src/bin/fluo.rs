@@ -48,6 +48,28 @@ async fn serve(config: Config) -> std::io::Result<()> {
     if let Some(f) = &config.port_file {
         std::fs::write(f, local.port().to_string())?;
     }
+    let secure = match (config.secure_port, &config.certificate) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a secure port needs a certificate (--certificate or secure.certificate)",
+            ))
+        }
+        (Some(port), Some(cert)) => {
+            let settings = fluo_server::tls::TlsSettings::from_pem_file(cert)?;
+            let addr = SocketAddr::new(config.bind, port);
+            let l = TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+            })?;
+            let local = l.local_addr()?;
+            tracing::info!("also listening on wss://{local}/{}", config.path);
+            if let Some(f) = &config.secure_port_file {
+                std::fs::write(f, local.port().to_string())?;
+            }
+            Some((l, settings))
+        }
+    };
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -57,7 +79,7 @@ async fn serve(config: Config) -> std::io::Result<()> {
         tracing::warn!("second signal: exiting now");
         std::process::exit(130);
     });
-    fluo_server::run(listener, config, rx).await?;
+    fluo_server::run_with_tls(listener, secure, config, rx).await?;
     // Give connection tasks a moment to send their close frames.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     tracing::info!("stopped");
