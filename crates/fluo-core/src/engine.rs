@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+/// Most subscriptions one session may hold on one object.
+const MAX_SUBSCRIPTIONS: usize = 1000;
+
 /// Identifies one client connection (assigned by the shell).
 pub type ConnId = u64;
 
@@ -455,6 +458,18 @@ impl Engine {
             ));
         }
         self.reference(session, id)?;
+        let held = self.registry.get(id).map_or(0, |o| {
+            o.subscriptions
+                .iter()
+                .filter(|s| s.session == session)
+                .count()
+        });
+        if held >= MAX_SUBSCRIPTIONS {
+            return Err(KurentoError::new(
+                ErrorCode::NotEnoughResources,
+                format!("Limit reached: at most {MAX_SUBSCRIPTIONS} subscriptions per object and session"),
+            ));
+        }
         let sub = new_uuid();
         self.registry.subscribe(id, &sub, session, event);
         Ok(json!({"value": sub}))

@@ -8,7 +8,7 @@ use fluo_api::{ErrorCode, KurentoError};
 use serde_json::{json, Map, Value};
 
 /// One connection: `source`'s output of `media_type` feeds `sink`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Edge {
     /// Source element id.
     pub source: String,
@@ -88,7 +88,7 @@ impl Engine {
                 .cloned()
                 .collect();
             for e in old {
-                self.remove_edge(&e);
+                self.remove_edge_quietly(&e);
             }
             self.graph.edges.push(new.clone());
             self.with_element(&new.source, |el, cx| el.connected(cx, &new));
@@ -123,8 +123,9 @@ impl Engine {
             .cloned()
             .collect();
         for e in gone {
-            self.remove_edge(&e);
+            self.remove_edge_quietly(&e);
         }
+        self.update_media_edges();
         Ok(())
     }
 
@@ -161,7 +162,9 @@ impl Engine {
         ))
     }
 
-    fn remove_edge(&mut self, e: &Edge) {
+    /// Removes one connection and tells its ends; the caller updates the media edges once
+    /// after all its removals.
+    fn remove_edge_quietly(&mut self, e: &Edge) {
         let before = self.graph.edges.len();
         self.graph.edges.retain(|x| x != e);
         if self.graph.edges.len() == before {
@@ -174,7 +177,6 @@ impl Engine {
         if self.registry.get(&e.source).is_some() {
             self.push_event(&e.source, "ElementDisconnected", edge_fields(e));
         }
-        self.update_media_edges();
     }
 
     /// Media connections as media sees them: PassThrough-like elements are looked through,
@@ -192,6 +194,7 @@ impl Engine {
     /// Recomputes the media connections and tells the elements at both ends what changed.
     fn update_media_edges(&mut self) {
         let mut next: Vec<Edge> = vec![];
+        let mut next_set: std::collections::HashSet<Edge> = std::collections::HashSet::new();
         for e in &self.graph.edges {
             if self.is_transparent(&e.source) {
                 continue;
@@ -211,7 +214,7 @@ impl Engine {
                         source_description: e.source_description.clone(),
                         sink_description: desc,
                     };
-                    if !next.contains(&m) {
+                    if next_set.insert(m.clone()) {
                         next.push(m);
                     }
                     continue;
@@ -223,17 +226,15 @@ impl Engine {
                 }
             }
         }
+        let old: std::collections::HashSet<&Edge> = self.media_edges.iter().collect();
         let gone: Vec<Edge> = self
             .media_edges
             .iter()
-            .filter(|e| !next.contains(e))
+            .filter(|e| !next_set.contains(*e))
             .cloned()
             .collect();
-        let added: Vec<Edge> = next
-            .iter()
-            .filter(|e| !self.media_edges.contains(e))
-            .cloned()
-            .collect();
+        let added: Vec<Edge> = next.iter().filter(|e| !old.contains(e)).cloned().collect();
+        drop(old);
         self.media_edges = next;
         for e in &gone {
             self.with_element(&e.source, |el, cx| el.media_disconnected(cx, e));
@@ -258,9 +259,13 @@ impl Engine {
             .filter(|e| e.source == id || e.sink == id)
             .cloned()
             .collect();
-        for e in gone {
-            self.remove_edge(&e);
+        if gone.is_empty() {
+            return;
         }
+        for e in gone {
+            self.remove_edge_quietly(&e);
+        }
+        self.update_media_edges();
     }
 
     /// `getSourceConnections` / `getSinkConnections`.

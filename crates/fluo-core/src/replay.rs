@@ -8,6 +8,9 @@ use std::time::Instant;
 
 type Outcome = Result<Value, KurentoError>;
 
+/// Most answers kept at once (all sessions together).
+const MAX_ENTRIES: usize = 50_000;
+
 #[derive(Debug, Default)]
 pub(crate) struct ReplayCache {
     entries: HashMap<(String, String), (Outcome, Instant)>,
@@ -23,6 +26,14 @@ impl ReplayCache {
     }
 
     pub fn put(&mut self, session: &str, id: &str, outcome: Outcome, expires: Instant) {
+        // Bounded: past MAX_ENTRIES the oldest answers are forgotten first.
+        while self.order.len() >= MAX_ENTRIES {
+            if let Some((t, key)) = self.order.pop_front() {
+                if self.entries.get(&key).is_some_and(|(_, e)| *e == t) {
+                    self.entries.remove(&key);
+                }
+            }
+        }
         let key = (session.to_string(), id.to_string());
         self.entries.insert(key.clone(), (outcome, expires));
         self.order.push_back((expires, key));

@@ -48,7 +48,13 @@ impl Sessions {
         };
         if s.conn == Some(conn) {
             s.conn = None;
-            self.set_expiry(session, Some(deadline));
+            if !s.known && s.refs.is_empty() {
+                // A session that never held anything has nothing to keep for a returning
+                // client: forget it now (random session ids cannot pile up).
+                self.sessions.remove(session);
+            } else {
+                self.set_expiry(session, Some(deadline));
+            }
         }
     }
 

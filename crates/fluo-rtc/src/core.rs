@@ -77,6 +77,10 @@ pub(crate) struct Ep {
     pub remote_sdp: Option<String>,
     pub early_candidates: Vec<str0m::Candidate>,
     pub connected: bool,
+    /// DTLS completed once (so an ICE recovery means media can flow again).
+    pub was_connected: bool,
+    /// The m-line of each kind carrying Kurento's audio / video track (set at negotiation).
+    pub mids: [Option<Mid>; 2],
     pub flowing_in: [bool; 2],
     pub flowing_out: [bool; 2],
     out: [Option<OutStream>; 2],
@@ -129,6 +133,8 @@ impl Ep {
             remote_sdp: None,
             early_candidates: vec![],
             connected: false,
+            was_connected: false,
+            mids: [None, None],
             flowing_in: [false; 2],
             flowing_out: [false; 2],
             out: [None, None],
@@ -147,12 +153,19 @@ impl Ep {
     }
 
     fn mid_of_kind(&self, kind: Kind) -> Option<Mid> {
-        // The first negotiated m-line of that kind carries Kurento's single audio/video track.
-        let sdp = self.local_sdp.as_deref()?;
-        let mut cur_kind: Option<Kind> = None;
+        self.mids.get(kind).copied().flatten()
+    }
+
+    /// Records which m-line carries audio and which video, from the local description.
+    pub fn learn_mids(&mut self) {
+        let Some(sdp) = self.local_sdp.as_deref() else {
+            return;
+        };
+        let mut mids = [None, None];
+        let mut cur: Option<Kind> = None;
         for l in sdp.lines() {
             if let Some(m) = l.strip_prefix("m=") {
-                cur_kind = if m.starts_with("audio") {
+                cur = if m.starts_with("audio") {
                     Some(AUDIO)
                 } else if m.starts_with("video") {
                     Some(VIDEO)
@@ -160,12 +173,12 @@ impl Ep {
                     None
                 };
             } else if let Some(mid) = l.trim_end().strip_prefix("a=mid:") {
-                if cur_kind == Some(kind) {
-                    return Some(Mid::from(mid));
+                if let Some(k) = cur.filter(|k| mids[*k].is_none()) {
+                    mids[k] = Some(Mid::from(mid));
                 }
             }
         }
-        None
+        self.mids = mids;
     }
 }
 
@@ -306,9 +319,15 @@ impl MediaCore {
                 let Some(&sink) = self.by_id.get(&sink_id) else {
                     return;
                 };
+                if !add {
+                    if let Some(sinks) = self.routes.get_mut(&(src, kind)) {
+                        sinks.retain(|k| *k != sink);
+                    }
+                    return;
+                }
                 let sinks = self.routes.entry((src, kind)).or_default();
                 sinks.retain(|k| *k != sink);
-                if add {
+                {
                     sinks.push(sink);
                     // Whatever reaches this output next continues its sequence without a gap.
                     if let (Some(e), true) = (self.eps.get(&sink), kind < DATA) {
@@ -510,6 +529,15 @@ impl MediaCore {
                     Err(e) => {
                         tracing::warn!(id = %ep.id, "endpoint failed: {e}");
                         ep.rtc.disconnect();
+                        if std::mem::take(&mut ep.connected) {
+                            for name in ["ConnectionStateChanged", "MediaStateChanged"] {
+                                self.events.push_back((
+                                    ep.id.clone(),
+                                    name.into(),
+                                    obj(json!({"oldState": "CONNECTED", "newState": "DISCONNECTED"})),
+                                ));
+                            }
+                        }
                     }
                 }
             }
@@ -567,12 +595,28 @@ impl MediaCore {
                     IceConnectionState::Checking => "CONNECTING",
                     IceConnectionState::Connected => "CONNECTED",
                     IceConnectionState::Completed => "READY",
-                    IceConnectionState::Disconnected => "FAILED",
+                    IceConnectionState::Disconnected => "DISCONNECTED",
                 };
                 emit(
                     "IceComponentStateChanged",
                     obj(json!({"streamId": 1, "componentId": 1, "state": state})),
                 );
+                let up = matches!(
+                    s,
+                    IceConnectionState::Connected | IceConnectionState::Completed
+                );
+                if up && !ep.connected && ep.rtc.is_connected() && ep.was_connected {
+                    // ICE came back after a drop: media flows again.
+                    ep.connected = true;
+                    emit(
+                        "ConnectionStateChanged",
+                        obj(json!({"oldState": "DISCONNECTED", "newState": "CONNECTED"})),
+                    );
+                    emit(
+                        "MediaStateChanged",
+                        obj(json!({"oldState": "DISCONNECTED", "newState": "CONNECTED"})),
+                    );
+                }
                 if s == IceConnectionState::Disconnected && ep.connected {
                     ep.connected = false;
                     emit(
@@ -587,6 +631,7 @@ impl MediaCore {
             }
             Event::Connected => {
                 ep.connected = true;
+                ep.was_connected = true;
                 emit(
                     "DtlsConnectionStateChange",
                     obj(json!({"state": "CONNECTED"})),

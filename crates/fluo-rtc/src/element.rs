@@ -29,7 +29,12 @@ impl Factory for WebRtcFactory {
                 "'recvonly' and 'sendonly' cannot both be true",
             ));
         }
-        let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
+        let mut builder = Rtc::builder().set_rtp_mode(true);
+        if let Some(cert) = &self.rtc.cert {
+            // One certificate for the process: generating one per endpoint costs milliseconds.
+            builder = builder.set_dtls_cert(cert.clone());
+        }
+        let mut rtc = builder.build(Instant::now());
         for addr in self.rtc.locals.iter() {
             if let Ok(c) = Candidate::host(*addr, "udp") {
                 rtc.add_local_candidate(c);
@@ -42,6 +47,8 @@ impl Factory for WebRtcFactory {
             ep: ep.clone(),
         }));
         Ok(Box::new(WebRtcEndpoint {
+            remote_candidates: 0,
+            server_channels: 0,
             key,
             ep,
             rtc: self.rtc.clone(),
@@ -57,7 +64,14 @@ impl Factory for WebRtcFactory {
     }
 }
 
+/// Most remote ICE candidates one endpoint accepts.
+const MAX_REMOTE_CANDIDATES: usize = 100;
+/// Most data channels Fluo opens on one endpoint.
+const MAX_SERVER_CHANNELS: usize = 256;
+
 struct WebRtcEndpoint {
+    remote_candidates: usize,
+    server_channels: usize,
     key: u64,
     ep: EpRef,
     rtc: WebRtc,
@@ -95,6 +109,7 @@ impl WebRtcEndpoint {
         ep.negotiated = true;
         ep.remote_sdp = Some(offer.to_string());
         ep.local_sdp = Some(answer.clone());
+        ep.learn_mids();
         for c in std::mem::take(&mut ep.early_candidates) {
             ep.rtc.add_remote_candidate(c);
         }
@@ -138,6 +153,7 @@ impl WebRtcEndpoint {
         let text = unify_msid(&offer.to_sdp_string());
         ep.pending_offer = Some(pending);
         ep.local_sdp = Some(text.clone());
+        ep.learn_mids();
         Ok(Value::from(text))
     }
 
@@ -187,6 +203,15 @@ impl WebRtcEndpoint {
             // End-of-candidates marker.
             return Ok(Value::Null);
         }
+        // Browsers hide their addresses behind mDNS names (`<uuid>.local`) when the page has
+        // no camera permission; those cannot be resolved here. Like KMS, accept and ignore
+        // them: the browser's checks reach us anyway and show up as peer-reflexive.
+        if text.split_whitespace().nth(4).is_some_and(|addr| {
+            addr.parse::<std::net::IpAddr>().is_err() && addr.ends_with(".local")
+        }) {
+            tracing::debug!("ignoring an mDNS ICE candidate: {text}");
+            return Ok(Value::Null);
+        }
         let c = Candidate::from_sdp_string(text).map_err(|e| {
             KurentoError::new(
                 ErrorCode::IceAddCandidateError,
@@ -194,6 +219,13 @@ impl WebRtcEndpoint {
             )
         })?;
         let mut ep = lock(&self.ep);
+        if self.remote_candidates >= MAX_REMOTE_CANDIDATES {
+            return Err(KurentoError::new(
+                ErrorCode::IceAddCandidateError,
+                format!("Too many ICE candidates (at most {MAX_REMOTE_CANDIDATES} per endpoint)"),
+            ));
+        }
+        self.remote_candidates += 1;
         if ep.negotiated {
             ep.rtc.add_remote_candidate(c);
             drop(ep);
@@ -385,6 +417,13 @@ impl WebRtcEndpoint {
                 "createDataChannel needs a negotiated session with a data-channel (m=application) section",
             ));
         }
+        if self.server_channels >= MAX_SERVER_CHANNELS {
+            return Err(KurentoError::new(
+                ErrorCode::NotEnoughResources,
+                format!("At most {MAX_SERVER_CHANNELS} data channels per endpoint"),
+            ));
+        }
+        self.server_channels += 1;
         ep.rtc.direct_api().create_data_channel(config);
         drop(ep);
         self.wake();

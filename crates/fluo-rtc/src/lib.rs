@@ -34,6 +34,20 @@ pub struct WebRtc {
     pub(crate) ctl: mpsc::UnboundedSender<Control>,
     pub(crate) locals: Arc<Vec<std::net::SocketAddr>>,
     next_key: Arc<AtomicU64>,
+    pub(crate) cert: Option<str0m::config::DtlsCert>,
+}
+
+fn generate_cert() -> Option<str0m::config::DtlsCert> {
+    match str0m::crypto::from_feature_flags()
+        .dtls_provider
+        .generate_certificate()
+    {
+        Some(c) => Some(c),
+        None => {
+            tracing::warn!("could not generate a shared DTLS certificate; one per endpoint");
+            None
+        }
+    }
 }
 
 impl WebRtc {
@@ -50,6 +64,7 @@ impl WebRtc {
             ctl,
             locals: Arc::new(locals),
             next_key: Arc::new(AtomicU64::new(1)),
+            cert: generate_cert(),
         })
     }
 
@@ -64,6 +79,7 @@ impl WebRtc {
             ctl,
             locals: Arc::new(locals),
             next_key: Arc::new(AtomicU64::new(1)),
+            cert: generate_cert(),
         };
         (w, rx)
     }

@@ -20,12 +20,14 @@ pub(crate) fn spawn(
                 .build()
                 .expect("the media runtime starts");
             rt.block_on(async move {
-                let locals: Vec<SocketAddr> =
-                    sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
-                let sockets: Vec<tokio::net::UdpSocket> = sockets
+                // Keep addresses and sockets index-aligned: drop a socket as a pair.
+                let (locals, sockets): (Vec<SocketAddr>, Vec<tokio::net::UdpSocket>) = sockets
                     .into_iter()
-                    .filter_map(|s| tokio::net::UdpSocket::from_std(s).ok())
-                    .collect();
+                    .filter_map(|s| {
+                        let addr = s.local_addr().ok()?;
+                        Some((addr, tokio::net::UdpSocket::from_std(s).ok()?))
+                    })
+                    .unzip();
                 let mut core = MediaCore::new(Instant::now());
                 let mut buf = vec![0u8; 2048];
                 loop {

@@ -263,9 +263,11 @@ impl Config {
             self.certificate = Some(PathBuf::from(c));
         }
         if at("/mediaServer/net/websocket/secure/password").is_some() {
-            return Err("secure.password (an encrypted private key) is not supported: \
+            return Err(
+                "secure.password (an encrypted private key) is not supported: \
                         give an unencrypted key in the certificate file"
-                .into());
+                    .into(),
+            );
         }
         if let Some(t) = at("/fluo/authToken") {
             let t = t.as_str().ok_or("fluo.authToken must be a string")?;

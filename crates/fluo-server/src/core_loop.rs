@@ -10,13 +10,21 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
 /// How many frames may wait for one slow client before it is disconnected.
-pub(crate) const OUTBOX: usize = 8192;
+pub(crate) const OUTBOX: usize = 1024;
+
+/// Where the core task sends a connection's frames, and how it ends a connection.
+pub(crate) struct Outbox {
+    tx: mpsc::Sender<String>,
+    kill: Option<tokio::sync::oneshot::Sender<()>>,
+}
 
 /// A message to the core task.
 pub(crate) enum CoreMsg {
     Opened {
         conn: ConnId,
         outbox: mpsc::Sender<String>,
+        /// Fired when the connection must end (it does not read its replies).
+        kill: tokio::sync::oneshot::Sender<()>,
     },
     Text {
         conn: ConnId,
@@ -33,6 +41,9 @@ pub(crate) struct Core {
     pub tx: mpsc::Sender<CoreMsg>,
 }
 
+/// Resolves when the core task ended (normally only at shutdown).
+pub(crate) type CoreDone = tokio::task::JoinHandle<()>;
+
 fn now() -> Now {
     Now {
         mono: Instant::now(),
@@ -47,7 +58,7 @@ type MediaEvent = (String, String, serde_json::Map<String, serde_json::Value>);
 pub(crate) fn spawn(
     config: Arc<Config>,
     mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<Core> {
+) -> std::io::Result<(Core, CoreDone)> {
     let (tx, mut rx) = mpsc::channel::<CoreMsg>(4096);
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<MediaEvent>();
     let sink: fluo_rtc::EventSink = Arc::new(move |id: &str, ev: &str, fields| {
@@ -64,10 +75,10 @@ pub(crate) fn spawn(
         ..EngineConfig::default()
     };
     let host = ProcHost::start();
-    tokio::spawn(async move {
+    let done = tokio::spawn(async move {
         let mut engine = Engine::new(engine_config, Box::new(host), now());
         engine.register_factory("WebRtcEndpoint", webrtc.factory());
-        let mut outboxes: HashMap<ConnId, mpsc::Sender<String>> = HashMap::new();
+        let mut outboxes: HashMap<ConnId, Outbox> = HashMap::new();
         loop {
             let deadline = engine.poll_timeout();
             tokio::select! {
@@ -100,7 +111,7 @@ pub(crate) fn spawn(
         }
         tracing::debug!("core loop stopped");
     });
-    Ok(Core { tx })
+    Ok((Core { tx }, done))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -110,10 +121,16 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn handle(engine: &mut Engine, outboxes: &mut HashMap<ConnId, mpsc::Sender<String>>, msg: CoreMsg) {
+fn handle(engine: &mut Engine, outboxes: &mut HashMap<ConnId, Outbox>, msg: CoreMsg) {
     match msg {
-        CoreMsg::Opened { conn, outbox } => {
-            outboxes.insert(conn, outbox);
+        CoreMsg::Opened { conn, outbox, kill } => {
+            outboxes.insert(
+                conn,
+                Outbox {
+                    tx: outbox,
+                    kill: Some(kill),
+                },
+            );
             engine.connection_opened(now(), conn);
         }
         CoreMsg::Text { conn, text } => engine.handle_text(now(), conn, &text),
@@ -124,16 +141,20 @@ fn handle(engine: &mut Engine, outboxes: &mut HashMap<ConnId, mpsc::Sender<Strin
     }
 }
 
-fn flush(engine: &mut Engine, outboxes: &mut HashMap<ConnId, mpsc::Sender<String>>) {
+fn flush(engine: &mut Engine, outboxes: &mut HashMap<ConnId, Outbox>) {
     while let Some(out) = engine.poll_output() {
         match out {
             Output::Send { conn, text } => {
-                let Some(tx) = outboxes.get(&conn) else {
+                let Some(o) = outboxes.get_mut(&conn) else {
                     continue;
                 };
-                if let Err(e) = tx.try_send(text) {
-                    // A client that does not read its replies must not grow our memory.
+                if let Err(e) = o.tx.try_send(text) {
+                    // A client that does not read its replies must not grow our memory:
+                    // end its connection (its session then starts its grace period).
                     tracing::warn!(conn, "dropping connection: {e}");
+                    if let Some(kill) = o.kill.take() {
+                        let _ = kill.send(());
+                    }
                     outboxes.remove(&conn);
                 }
             }

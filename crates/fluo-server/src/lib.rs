@@ -36,11 +36,29 @@ pub async fn run_with_tls(
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let config = Arc::new(config);
-    let core = core_loop::spawn(config.clone(), shutdown.clone())?;
+    let (core, done) = core_loop::spawn(config.clone(), shutdown.clone())?;
     if let Some((l, settings)) = secure {
         let acceptor = ws::Acceptor::Tls(settings.acceptor());
         let (config, core, shutdown) = (config.clone(), core.clone(), shutdown.clone());
         tokio::spawn(async move { ws::accept_loop(l, acceptor, config, core, shutdown).await });
     }
-    ws::accept_loop(listener, ws::Acceptor::Plain, config, core, shutdown).await
+    let serving = ws::accept_loop(
+        listener,
+        ws::Acceptor::Plain,
+        config,
+        core,
+        shutdown.clone(),
+    );
+    tokio::pin!(serving);
+    tokio::select! {
+        r = &mut serving => r,
+        end = done => {
+            if *shutdown.borrow() {
+                // Normal shutdown: the core finished first; let the listener wind down too.
+                return serving.await;
+            }
+            // The engine is gone (a bug): do not pretend to serve.
+            Err(std::io::Error::other(format!("the engine task stopped: {end:?}")))
+        }
+    }
 }

@@ -23,6 +23,9 @@ pub(crate) enum Acceptor {
     Tls(tokio_rustls::TlsAcceptor),
 }
 
+/// How long a client gets for its WebSocket handshake.
+const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long a client gets for its TLS handshake.
 const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -51,6 +54,12 @@ pub(crate) async fn accept_loop(
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
+                // Half-open TCP connections (a peer that vanished) are found by keepalive, so
+                // their sessions start their grace period instead of living forever.
+                let keepalive = socket2::TcpKeepalive::new()
+                    .with_time(std::time::Duration::from_secs(60))
+                    .with_interval(std::time::Duration::from_secs(10));
+                let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
                 let (config, core, shutdown, live) = (config.clone(), core.clone(), shutdown.clone(), live.clone());
                 let acceptor = acceptor.clone();
                 live.fetch_add(1, Ordering::Relaxed);
@@ -120,8 +129,13 @@ where
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(hard))
         .max_frame_size(Some(hard));
-    let mut ws =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config)).await?;
+    let handshake =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config));
+    let Ok(ws) = tokio::time::timeout(HANDSHAKE, handshake).await else {
+        tracing::debug!("WebSocket handshake timed out");
+        return Ok(());
+    };
+    let mut ws = ws?;
     if !path_ok {
         ws.close(Some(CloseFrame {
             code: CloseCode::Protocol,
@@ -132,11 +146,13 @@ where
     }
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTBOX);
+    let (kill_tx, mut kill_rx) = tokio::sync::oneshot::channel::<()>();
     if core
         .tx
         .send(CoreMsg::Opened {
             conn,
             outbox: out_tx.clone(),
+            kill: kill_tx,
         })
         .await
         .is_err()
@@ -161,6 +177,10 @@ where
         let msg = tokio::select! {
             m = source.next() => m,
             _ = shutdown.changed() => break Ok(()),
+            _ = &mut kill_rx => {
+                tracing::warn!(conn, "closing a connection that does not read its replies");
+                break Ok(());
+            }
         };
         match msg {
             Some(Ok(Message::Text(t))) => {

@@ -232,7 +232,11 @@ async fn wss_serves_the_same_protocol_and_shrugs_off_bad_handshakes() {
     let dir = std::env::temp_dir().join(format!("fluo-wss-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("cert.pem");
-    std::fs::write(&path, format!("{}{}", ck.cert.pem(), ck.signing_key.serialize_pem())).unwrap();
+    std::fs::write(
+        &path,
+        format!("{}{}", ck.cert.pem(), ck.signing_key.serialize_pem()),
+    )
+    .unwrap();
     let settings = fluo_server::tls::TlsSettings::from_pem_file(&path).unwrap();
     // A file without a key is refused with a clear error.
     std::fs::write(dir.join("nokey.pem"), ck.cert.pem()).unwrap();
@@ -252,8 +256,12 @@ async fn wss_serves_the_same_protocol_and_shrugs_off_bad_handshakes() {
         rx,
     ));
     // Junk instead of a TLS handshake does not disturb the listener.
-    let mut junk = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut junk, b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut junk = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut junk, b"GET / HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
     drop(junk);
 
     let mut roots = rustls::RootCertStore::empty();
@@ -265,7 +273,9 @@ async fn wss_serves_the_same_protocol_and_shrugs_off_bad_handshakes() {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let tls = connector.connect(name, tcp).await.expect("TLS handshake");
     let (mut ws, _) =
@@ -285,4 +295,42 @@ async fn wss_serves_the_same_protocol_and_shrugs_off_bad_handshakes() {
     assert_eq!(reply["result"]["value"], "pong");
     stop.send(true).unwrap();
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_its_replies_is_disconnected() {
+    let s = start(Config::default()).await;
+    let mut ws = open(s.port, "kurento").await;
+    // ~30 KB per reply, never read: the outbox fills and the server hangs up.
+    let mut sent = 0;
+    for i in 0..20_000 {
+        let req = json!({"jsonrpc":"2.0","id":i,"method":"invoke","params":{"object":"manager_ServerManager","operation":"getKmd","operationParams":{"moduleName":"core"}}});
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            ws.send(Message::text(req.to_string())),
+        )
+        .await;
+        match r {
+            Ok(Ok(())) => sent += 1,
+            _ => break,
+        }
+    }
+    assert!(sent > 1000, "sent {sent}");
+    // Now read: the stream ends (close or error) instead of delivering 20 000 replies.
+    let mut replies = 0;
+    let end = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_text() {
+                replies += 1;
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the server ended the connection");
+    assert!(replies < sent, "{replies} replies for {sent} requests");
+    // The server still serves others.
+    let mut ws2 = open(s.port, "kurento").await;
+    let r = call(&mut ws2, json!({"jsonrpc":"2.0","id":1,"method":"ping"})).await;
+    assert_eq!(r["result"]["value"], "pong");
+    s.stop.send(true).unwrap();
 }
