@@ -6,7 +6,7 @@ CARGO ?= cargo
 FLUO_ARGS ?=
 WEB_ARGS ?=
 
-.PHONY: run build fmt-check clippy unit compat e2e test bench-ping bench-sfu deps-run deps-test
+.PHONY: run build fmt-check clippy unit compat e2e test bench-ping bench-sfu bench-fanout storm deps-run deps-test
 
 deps-run:
 	scripts/deps.sh run
@@ -62,3 +62,11 @@ bench-ping:
 # Forwarding hot path (criterion): time per forwarded packet at 10, 100, 1000 consumers.
 bench-sfu:
 	$(CARGO) bench -p fluo-sfu --bench forward
+
+# Full forwarding path (media core + str0m SRTP): time per forwarded packet at 10/100/1000.
+bench-fanout:
+	$(CARGO) bench -p fluo-testkit --bench fanout -- 10 100 1000
+
+# Negotiation storm: 1000 WebRtcEndpoints over 100 WebSocket connections, figures printed.
+storm:
+	$(CARGO) bench -p fluo-testkit --bench storm -- 1000 100

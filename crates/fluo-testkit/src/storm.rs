@@ -1,0 +1,221 @@
+//! Negotiation storm: many WebRtcEndpoints created and negotiated at once over many
+//! WebSocket connections against a real Fluo server on 127.0.0.1:0, while a separate
+//! connection measures how fast the server still answers pings.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use str0m::media::{Direction, MediaKind};
+use tokio_tungstenite::{connect_async, tungstenite::Message};
+
+/// What a storm measured.
+#[derive(Debug, Clone)]
+pub struct StormReport {
+    pub endpoints: usize,
+    pub connections: usize,
+    pub succeeded: usize,
+    pub failures: Vec<String>,
+    /// create + processOffer, per endpoint, sorted (ms).
+    pub negotiation_ms: Vec<f64>,
+    /// ping round trips on an idle connection during the storm, sorted (ms).
+    pub ping_ms: Vec<f64>,
+    pub wall: Duration,
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+impl StormReport {
+    /// One line per figure.
+    pub fn print(&self) {
+        println!(
+            "storm: {} WebRtcEndpoints over {} connections: {} negotiated, {} failed, {:.2} s",
+            self.endpoints,
+            self.connections,
+            self.succeeded,
+            self.failures.len(),
+            self.wall.as_secs_f64()
+        );
+        println!(
+            "  create+processOffer per endpoint: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            pct(&self.negotiation_ms, 0.5),
+            pct(&self.negotiation_ms, 0.99),
+            self.negotiation_ms.last().copied().unwrap_or(f64::NAN)
+        );
+        println!(
+            "  ping during the storm ({} samples): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            self.ping_ms.len(),
+            pct(&self.ping_ms, 0.5),
+            pct(&self.ping_ms, 0.99),
+            self.ping_ms.last().copied().unwrap_or(f64::NAN)
+        );
+        for f in self.failures.iter().take(5) {
+            println!("  failure: {f}");
+        }
+    }
+}
+
+/// A browser-like offer (audio + video, BUNDLE) from str0m.
+fn offer() -> String {
+    let mut rtc = str0m::Rtc::builder().build(Instant::now());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+    api.apply().expect("an offer").0.to_sdp_string()
+}
+
+/// Starts Fluo on its own thread and runtime; returns its port.
+fn start_server() -> u16 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(l.local_addr().expect("addr").port()).expect("port");
+            let config = fluo_server::Config {
+                net: fluo_rtc::NetSettings {
+                    network_interfaces: Some(vec!["lo".into()]),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let (_stop, srx) = tokio::sync::watch::channel(false);
+            let _ = fluo_server::run(l, config, srx).await;
+        });
+    });
+    rx.recv().expect("server port")
+}
+
+async fn rpc(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    id: u64,
+    method: &str,
+    params: Value,
+) -> Result<Value, String> {
+    let req = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
+    ws.send(Message::text(req.to_string()))
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
+                if v["id"] != json!(id) {
+                    continue; // an event
+                }
+                return match v.get("result") {
+                    Some(r) => Ok(r.clone()),
+                    None => Err(v["error"].to_string()),
+                };
+            }
+            Some(Ok(_)) => continue,
+            other => return Err(format!("connection ended: {other:?}")),
+        }
+    }
+}
+
+/// Runs a storm of `endpoints` spread over `connections`.
+pub fn run(endpoints: usize, connections: usize) -> StormReport {
+    let port = start_server();
+    let url = format!("ws://127.0.0.1:{port}/kurento");
+    let per_conn = endpoints.div_ceil(connections.max(1));
+    let offers: Vec<String> = (0..per_conn.min(8)).map(|_| offer()).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    rt.block_on(async move {
+        let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
+        let ping_url = url.clone();
+        let pinger = tokio::spawn(async move {
+            let (mut ws, _) = connect_async(ping_url).await.expect("ping connection");
+            let mut samples = vec![];
+            let mut id = 0u64;
+            loop {
+                id += 1;
+                let t = Instant::now();
+                if rpc(&mut ws, id, "ping", json!({})).await.is_err() {
+                    break;
+                }
+                samples.push(t.elapsed().as_secs_f64() * 1e3);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                    _ = done_rx.changed() => break,
+                }
+            }
+            samples
+        });
+        let t0 = Instant::now();
+        let mut tasks = vec![];
+        for c in 0..connections {
+            let url = url.clone();
+            let offers = offers.clone();
+            let n = per_conn.min(endpoints.saturating_sub(c * per_conn));
+            tasks.push(tokio::spawn(async move {
+                let mut times = vec![];
+                let mut failures = vec![];
+                let (mut ws, _) = match connect_async(url).await {
+                    Ok(x) => x,
+                    Err(e) => return (times, vec![format!("connect: {e}")]),
+                };
+                let p = match rpc(&mut ws, 0, "create", json!({"type":"MediaPipeline"})).await {
+                    Ok(r) => r["value"].as_str().unwrap_or_default().to_string(),
+                    Err(e) => return (times, vec![format!("pipeline: {e}")]),
+                };
+                for i in 0..n {
+                    let t = Instant::now();
+                    let id = 1 + 2 * i as u64;
+                    let ep = match rpc(&mut ws, id, "create", json!({"type":"WebRtcEndpoint","constructorParams":{"mediaPipeline": p}})).await {
+                        Ok(r) => r["value"].as_str().unwrap_or_default().to_string(),
+                        Err(e) => {
+                            failures.push(format!("create: {e}"));
+                            continue;
+                        }
+                    };
+                    let offer = &offers[i % offers.len()];
+                    match rpc(&mut ws, id + 1, "invoke", json!({"object": ep, "operation":"processOffer","operationParams":{"offer": offer}})).await {
+                        Ok(r) if r["value"].as_str().is_some_and(|a| a.starts_with("v=0")) => {
+                            times.push(t.elapsed().as_secs_f64() * 1e3)
+                        }
+                        Ok(r) => failures.push(format!("processOffer answered {r}")),
+                        Err(e) => failures.push(format!("processOffer: {e}")),
+                    }
+                }
+                let _ = rpc(&mut ws, u64::MAX / 2, "release", json!({"object": p})).await;
+                (times, failures)
+            }));
+        }
+        let mut negotiation_ms = vec![];
+        let mut failures = vec![];
+        for t in tasks {
+            let (times, f) = t.await.expect("storm task");
+            negotiation_ms.extend(times);
+            failures.extend(f);
+        }
+        let wall = t0.elapsed();
+        let _ = done_tx.send(true);
+        let mut ping_ms = pinger.await.expect("pinger");
+        negotiation_ms.sort_by(f64::total_cmp);
+        ping_ms.sort_by(f64::total_cmp);
+        StormReport {
+            endpoints,
+            connections,
+            succeeded: negotiation_ms.len(),
+            failures,
+            negotiation_ms,
+            ping_ms,
+            wall,
+        }
+    })
+}
