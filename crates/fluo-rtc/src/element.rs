@@ -10,11 +10,10 @@ use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::channel::{ChannelConfig, Reliability};
 use str0m::media::{Direction, MediaKind};
-use str0m::{Candidate, Rtc};
+use str0m::Candidate;
 
 pub(crate) struct WebRtcFactory {
     pub rtc: WebRtc,
@@ -29,12 +28,8 @@ impl Factory for WebRtcFactory {
                 "'recvonly' and 'sendonly' cannot both be true",
             ));
         }
-        let mut builder = Rtc::builder().set_rtp_mode(true);
-        if let Some(cert) = &self.rtc.cert {
-            // One certificate for the process: generating one per endpoint costs milliseconds.
-            builder = builder.set_dtls_cert(cert.clone());
-        }
-        let mut rtc = builder.build(Instant::now());
+        // Ready-made (DTLS keys generated on another thread), sharing the process certificate.
+        let mut rtc = self.rtc.pool.take();
         for addr in self.rtc.locals.iter() {
             if let Ok(c) = Candidate::host(*addr, "udp") {
                 rtc.add_local_candidate(c);

@@ -13,6 +13,7 @@
 mod core;
 mod element;
 mod net;
+mod pool;
 mod sdp;
 mod shell;
 
@@ -34,7 +35,7 @@ pub struct WebRtc {
     pub(crate) ctl: mpsc::UnboundedSender<Control>,
     pub(crate) locals: Arc<Vec<std::net::SocketAddr>>,
     next_key: Arc<AtomicU64>,
-    pub(crate) cert: Option<str0m::config::DtlsCert>,
+    pub(crate) pool: Arc<pool::RtcPool>,
 }
 
 fn generate_cert() -> Option<str0m::config::DtlsCert> {
@@ -64,7 +65,7 @@ impl WebRtc {
             ctl,
             locals: Arc::new(locals),
             next_key: Arc::new(AtomicU64::new(1)),
-            cert: generate_cert(),
+            pool: Arc::new(pool::RtcPool::new(generate_cert(), true)),
         })
     }
 
@@ -79,7 +80,7 @@ impl WebRtc {
             ctl,
             locals: Arc::new(locals),
             next_key: Arc::new(AtomicU64::new(1)),
-            cert: generate_cert(),
+            pool: Arc::new(pool::RtcPool::new(generate_cert(), false)),
         };
         (w, rx)
     }

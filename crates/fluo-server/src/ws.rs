@@ -3,6 +3,8 @@
 
 use crate::config::Config;
 use crate::core_loop::{Core, CoreMsg, OUTBOX};
+use fluo_api::jsonrpc::{Incoming, Response as RpcResponse};
+use fluo_api::{ErrorCode, KurentoError};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -160,8 +162,11 @@ where
         return Ok(());
     }
     let (mut sink, mut source) = ws.split();
+    let seen: SessionSeen = Arc::default();
+    let seen_by_writer = seen.clone();
     let writer = tokio::spawn(async move {
         while let Some(text) = out_rx.recv().await {
+            learn_session(&seen_by_writer, &text);
             if sink.send(Message::text(text)).await.is_err() {
                 break;
             }
@@ -184,17 +189,17 @@ where
         };
         match msg {
             Some(Ok(Message::Text(t))) => {
-                if !forward(&core, &out_tx, &config, conn, t.as_str()).await {
+                if !forward(&core, &out_tx, &config, &seen, conn, t.as_str()).await {
                     break Ok(());
                 }
             }
             Some(Ok(Message::Binary(b))) => {
                 // kurento-client in Node (websocket-stream) sends its JSON as binary frames.
                 let ok = match std::str::from_utf8(&b) {
-                    Ok(text) => forward(&core, &out_tx, &config, conn, text).await,
+                    Ok(text) => forward(&core, &out_tx, &config, &seen, conn, text).await,
                     Err(_) => out_tx
                         .try_send(error_reply(
-                            -32700,
+                            ErrorCode::ParseError,
                             "Parse error: binary frame is not UTF-8 JSON",
                         ))
                         .is_ok(),
@@ -272,6 +277,7 @@ async fn forward(
     core: &Core,
     out_tx: &mpsc::Sender<String>,
     config: &Config,
+    seen: &SessionSeen,
     conn: u64,
     text: &str,
 ) -> bool {
@@ -279,6 +285,9 @@ async fn forward(
         return out_tx
             .try_send(too_big(text.len(), config.max_message_bytes))
             .is_ok();
+    }
+    if let Some(pong) = local_pong(seen, text) {
+        return out_tx.try_send(pong).is_ok();
     }
     core.tx
         .send(CoreMsg::Text {
@@ -291,14 +300,55 @@ async fn forward(
 
 fn too_big(len: usize, limit: usize) -> String {
     error_reply(
-        -32600,
+        ErrorCode::InvalidRequest,
         &format!(
             "Invalid JSON-RPC request: message of {len} bytes exceeds the limit of {limit} bytes"
         ),
     )
 }
 
-fn error_reply(code: i64, message: &str) -> String {
-    serde_json::json!({"id": null, "jsonrpc": "2.0", "error": {"code": code, "message": message}})
-        .to_string()
+fn error_reply(code: ErrorCode, message: &str) -> String {
+    RpcResponse::error(None, KurentoError::new(code, message)).to_text()
+}
+
+/// The session this connection speaks for, as last seen in a response sent on it.
+type SessionSeen = Arc<std::sync::Mutex<Option<String>>>;
+
+/// Remembers the `sessionId` of a response (results list their keys in order, and the
+/// pattern cannot occur inside a JSON string, where quotes are escaped).
+fn learn_session(seen: &SessionSeen, text: &str) {
+    if !text.starts_with("{\"id\"") {
+        return;
+    }
+    const KEY: &str = "\"sessionId\":\"";
+    if let Some(i) = text.find(KEY) {
+        let rest = &text[i + KEY.len()..];
+        if let Some(j) = rest.find('"') {
+            *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(rest[..j].to_string());
+        }
+    }
+}
+
+/// Answers a plain keep-alive `ping` on the connection itself, so that pings stay fast
+/// however busy the engine is (kurento-client gives up on a server whose ping takes 20 s).
+/// Pings naming a session go to the engine, which binds it.
+fn local_pong(seen: &SessionSeen, text: &str) -> Option<String> {
+    if text.len() > 256 || !text.contains("\"ping\"") {
+        return None;
+    }
+    let Ok(Incoming::Request(req)) = fluo_api::jsonrpc::parse(text) else {
+        return None;
+    };
+    let names_session = req
+        .params
+        .as_ref()
+        .is_some_and(|p| p.get("sessionId").is_some());
+    if req.method != "ping" || req.id.is_none() || names_session {
+        return None;
+    }
+    let mut result = serde_json::json!({"value": "pong"});
+    if let Some(s) = seen.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        result["sessionId"] = serde_json::Value::from(s);
+    }
+    Some(RpcResponse::result(req.id, result).to_text())
 }

@@ -334,3 +334,28 @@ async fn a_client_that_does_not_read_its_replies_is_disconnected() {
     assert_eq!(r["result"]["value"], "pong");
     s.stop.send(true).unwrap();
 }
+
+#[tokio::test]
+async fn pings_are_answered_with_the_connections_session() {
+    let s = start(Config::default()).await;
+    let mut ws = open(s.port, "kurento").await;
+    let r = call(
+        &mut ws,
+        json!({"jsonrpc":"2.0","id":0,"method":"ping","params":{"interval":5000}}),
+    )
+    .await;
+    assert_eq!(r["result"], json!({"value":"pong"}), "no session yet");
+    let d = call(&mut ws, json!({"jsonrpc":"2.0","id":1,"method":"describe","params":{"object":"manager_ServerManager"}})).await;
+    let session = d["result"]["sessionId"].clone();
+    assert!(session.is_string());
+    let r = call(&mut ws, json!({"jsonrpc":"2.0","id":2,"method":"ping"})).await;
+    assert_eq!(r["result"], json!({"value":"pong","sessionId": session}));
+    // A ping naming another session is answered with that one (by the engine).
+    let r = call(
+        &mut ws,
+        json!({"jsonrpc":"2.0","id":3,"method":"ping","params":{"sessionId":"other"}}),
+    )
+    .await;
+    assert_eq!(r["result"]["sessionId"], "other");
+    s.stop.send(true).unwrap();
+}
