@@ -240,6 +240,7 @@ pub struct MediaCore {
     eps: HashMap<u64, Entry>,
     by_id: HashMap<String, u64>,
     by_remote: HashMap<(SocketAddr, SocketAddr), u64>,
+    by_ufrag: HashMap<String, u64>,
     routes: HashMap<(u64, Kind), Vec<u64>>,
     throttles: HashMap<u64, KeyframeThrottle>,
     transmits: VecDeque<Datagram>,
@@ -254,6 +255,7 @@ impl MediaCore {
             eps: HashMap::new(),
             by_id: HashMap::new(),
             by_remote: HashMap::new(),
+            by_ufrag: HashMap::new(),
             routes: HashMap::new(),
             throttles: HashMap::new(),
             transmits: VecDeque::new(),
@@ -290,8 +292,13 @@ impl MediaCore {
         let c = c.0;
         match c {
             Ctl::Add { key, ep } => {
-                let id = lock(&ep).id.clone();
+                let (id, ufrag) = {
+                    let mut e = lock(&ep);
+                    let ufrag = e.rtc.direct_api().local_ice_credentials().ufrag;
+                    (e.id.clone(), ufrag)
+                };
                 self.by_id.insert(id, key);
+                self.by_ufrag.insert(ufrag, key);
                 self.eps.insert(key, Entry { ep, deadline: now });
                 self.drive(key);
             }
@@ -303,6 +310,7 @@ impl MediaCore {
                     self.by_id.remove(&id);
                 }
                 self.by_remote.retain(|_, k| *k != key);
+                self.by_ufrag.retain(|_, k| *k != key);
                 self.routes.retain(|(s, _), _| *s != key);
                 self.throttles.remove(&key);
                 for sinks in self.routes.values_mut() {
@@ -376,11 +384,15 @@ impl MediaCore {
                 *k
             }
             _ => {
-                let found = self
-                    .eps
-                    .iter()
-                    .find(|(_, e)| lock(&e.ep).rtc.accepts(&input))
-                    .map(|(k, _)| *k);
+                // A new remote address must introduce itself with an ICE check, whose
+                // USERNAME names our endpoint: one lookup, no scan over all endpoints.
+                let found = stun_local_ufrag(data)
+                    .and_then(|u| self.by_ufrag.get(u).copied())
+                    .filter(|k| {
+                        self.eps
+                            .get(k)
+                            .is_some_and(|e| lock(&e.ep).rtc.accepts(&input))
+                    });
                 let Some(k) = found else {
                     tracing::trace!(%source, "no endpoint accepts this datagram");
                     return;
@@ -859,6 +871,29 @@ impl MediaCore {
     }
 }
 
+/// The local ufrag named by a STUN message's USERNAME (`<our ufrag>:<their ufrag>`), if the
+/// datagram is a well-formed STUN message that has one.
+fn stun_local_ufrag(d: &[u8]) -> Option<&str> {
+    const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+    if d.len() < 20 || d[0] & 0xc0 != 0 || d[4..8] != MAGIC {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([d[2], d[3]]));
+    let body = d.get(20..20 + len)?;
+    let mut i = 0;
+    while i + 4 <= body.len() {
+        let ty = u16::from_be_bytes([body[i], body[i + 1]]);
+        let alen = usize::from(u16::from_be_bytes([body[i + 2], body[i + 3]]));
+        let value = body.get(i + 4..i + 4 + alen)?;
+        if ty == 0x0006 {
+            let user = std::str::from_utf8(value).ok()?;
+            return user.split(':').next();
+        }
+        i += 4 + alen.div_ceil(4) * 4;
+    }
+    None
+}
+
 /// A data-channel message to relay along DATA connections.
 struct DataMessage {
     label: String,
@@ -923,5 +958,47 @@ pub(crate) fn obj(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
         _ => Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stun_local_ufrag;
+
+    fn stun(attrs: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut body = vec![];
+        for (ty, v) in attrs {
+            body.extend_from_slice(&ty.to_be_bytes());
+            body.extend_from_slice(&(v.len() as u16).to_be_bytes());
+            body.extend_from_slice(v);
+            while body.len() % 4 != 0 {
+                body.push(0);
+            }
+        }
+        let mut d = vec![0x00, 0x01];
+        d.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        d.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        d.extend_from_slice(&[7; 12]);
+        d.extend_from_slice(&body);
+        d
+    }
+
+    #[test]
+    fn finds_the_local_ufrag_and_survives_garbage() {
+        let d = stun(&[(0x8022, b"x"), (0x0006, b"ours:theirs")]);
+        assert_eq!(stun_local_ufrag(&d), Some("ours"));
+        assert_eq!(stun_local_ufrag(&stun(&[(0x8022, b"abc")])), None);
+        // truncated, wrong cookie, lying lengths, RTP-looking data
+        for cut in 0..d.len() {
+            let _ = stun_local_ufrag(&d[..cut]);
+        }
+        let mut bad = d.clone();
+        bad[4] = 0;
+        assert_eq!(stun_local_ufrag(&bad), None);
+        let mut lying = d.clone();
+        lying[22] = 0xff;
+        lying[23] = 0xff;
+        assert_eq!(stun_local_ufrag(&lying), None);
+        assert_eq!(stun_local_ufrag(&[0x80; 40]), None);
     }
 }
