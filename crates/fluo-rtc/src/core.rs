@@ -542,12 +542,8 @@ impl MediaCore {
                         tracing::warn!(id = %ep.id, "endpoint failed: {e}");
                         ep.rtc.disconnect();
                         if std::mem::take(&mut ep.connected) {
-                            for name in ["ConnectionStateChanged", "MediaStateChanged"] {
-                                self.events.push_back((
-                                    ep.id.clone(),
-                                    name.into(),
-                                    obj(json!({"oldState": "CONNECTED", "newState": "DISCONNECTED"})),
-                                ));
+                            for (name, fields) in state_change(false) {
+                                self.events.push_back((ep.id.clone(), name.into(), fields));
                             }
                         }
                     }
@@ -620,25 +616,15 @@ impl MediaCore {
                 if up && !ep.connected && ep.rtc.is_connected() && ep.was_connected {
                     // ICE came back after a drop: media flows again.
                     ep.connected = true;
-                    emit(
-                        "ConnectionStateChanged",
-                        obj(json!({"oldState": "DISCONNECTED", "newState": "CONNECTED"})),
-                    );
-                    emit(
-                        "MediaStateChanged",
-                        obj(json!({"oldState": "DISCONNECTED", "newState": "CONNECTED"})),
-                    );
+                    for (name, fields) in state_change(true) {
+                        emit(name, fields);
+                    }
                 }
                 if s == IceConnectionState::Disconnected && ep.connected {
                     ep.connected = false;
-                    emit(
-                        "ConnectionStateChanged",
-                        obj(json!({"oldState": "CONNECTED", "newState": "DISCONNECTED"})),
-                    );
-                    emit(
-                        "MediaStateChanged",
-                        obj(json!({"oldState": "CONNECTED", "newState": "DISCONNECTED"})),
-                    );
+                    for (name, fields) in state_change(false) {
+                        emit(name, fields);
+                    }
                 }
             }
             Event::Connected => {
@@ -646,7 +632,12 @@ impl MediaCore {
                 ep.was_connected = true;
                 emit(
                     "DtlsConnectionStateChange",
-                    obj(json!({"state": "CONNECTED"})),
+                    obj(json!({
+                        "streamId": "1",
+                        "componentId": "1",
+                        "connectionId": "1",
+                        "state": "CONNECTED",
+                    })),
                 );
                 if let Some(pair) = candidate_pair(ep) {
                     emit(
@@ -654,14 +645,9 @@ impl MediaCore {
                         obj(json!({"candidatePair": pair})),
                     );
                 }
-                emit(
-                    "ConnectionStateChanged",
-                    obj(json!({"oldState": "DISCONNECTED", "newState": "CONNECTED"})),
-                );
-                emit(
-                    "MediaStateChanged",
-                    obj(json!({"oldState": "DISCONNECTED", "newState": "CONNECTED"})),
-                );
+                for (name, fields) in state_change(true) {
+                    emit(name, fields);
+                }
             }
             Event::RtpPacket(pkt) => {
                 let ssrc = pkt.header.ssrc;
@@ -923,6 +909,20 @@ fn map_pt(sink: &Rtc, mid: Mid, codec: &CodecSpec) -> Option<str0m::media::Pt> {
         a.profile_level_id == b.profile_level_id && a.packetization_mode == b.packetization_mode
     });
     exact.or_else(|| params.iter().find(same)).map(|p| p.pt())
+}
+
+/// ConnectionStateChanged and MediaStateChanged for a session that came up or went down.
+fn state_change(up: bool) -> [(&'static str, Map<String, Value>); 2] {
+    let (old, new) = if up {
+        ("DISCONNECTED", "CONNECTED")
+    } else {
+        ("CONNECTED", "DISCONNECTED")
+    };
+    let fields = obj(json!({"oldState": old, "newState": new}));
+    [
+        ("ConnectionStateChanged", fields.clone()),
+        ("MediaStateChanged", fields),
+    ]
 }
 
 /// The candidate pair in use, as Kurento's IceCandidatePair.
