@@ -151,13 +151,30 @@ impl World {
         let (ev, rest): (Vec<Value>, Vec<Value>) =
             q.drain(..).partition(|v| v["method"] == "onEvent");
         q.extend(rest);
+        let model = self.engine.model();
         ev.into_iter()
             .map(|v| {
                 let val = &v["params"]["value"];
-                (
-                    val["type"].as_str().unwrap_or_default().to_string(),
-                    val["data"].clone(),
-                )
+                let name = val["type"].as_str().unwrap_or_default().to_string();
+                let data = val["data"].clone();
+                // Every event must have the shape the Kurento model gives it.
+                assert!(model.event(&name).is_some(), "unknown event {name}");
+                for f in model.event_fields(&name) {
+                    match data.get(&f.name) {
+                        Some(x) => {
+                            if let Err(e) =
+                                fluo_api::model::check::check_value(model, x, &f.ty, &f.name)
+                            {
+                                panic!(
+                                    "event {name}: field {} is not a {}: {e} in {data}",
+                                    f.name, f.ty
+                                );
+                            }
+                        }
+                        None => assert!(f.optional, "event {name} lacks {} in {data}", f.name),
+                    }
+                }
+                (name, data)
             })
             .collect()
     }

@@ -29,6 +29,9 @@ fn loopback_with_the_browser_offering_and_candidates_first() {
         "MediaFlowInStateChanged",
         "MediaFlowOutStateChanged",
         "NewCandidatePairSelected",
+        "DtlsConnectionStateChange",
+        "IceComponentStateChanged",
+        "MediaStateChanged",
     ] {
         w.subscribe(ep, ev);
     }
