@@ -79,6 +79,8 @@ pub(crate) struct Ep {
     pub connected: bool,
     /// DTLS completed once (so an ICE recovery means media can flow again).
     pub was_connected: bool,
+    /// The last ICE component state reported (Kurento's IceComponentState).
+    pub ice_state: &'static str,
     /// The m-line of each kind carrying Kurento's audio / video track (set at negotiation).
     pub mids: [Option<Mid>; 2],
     pub flowing_in: [bool; 2],
@@ -134,6 +136,7 @@ impl Ep {
             early_candidates: vec![],
             connected: false,
             was_connected: false,
+            ice_state: "DISCONNECTED",
             mids: [None, None],
             flowing_in: [false; 2],
             flowing_out: [false; 2],
@@ -605,6 +608,7 @@ impl MediaCore {
                     IceConnectionState::Completed => "READY",
                     IceConnectionState::Disconnected => "DISCONNECTED",
                 };
+                ep.ice_state = state;
                 emit(
                     "IceComponentStateChanged",
                     obj(json!({"streamId": 1, "componentId": 1, "state": state})),

@@ -333,6 +333,22 @@ impl Element for WebRtcEndpoint {
         match name {
             "connectionState" | "mediaState" => Some(Value::from(state)),
             "ICECandidatePairs" => Some(Value::Array(candidate_pair(&ep).into_iter().collect())),
+            "IceConnectionState" => Some(json!([{
+                "__module__": "kurento", "__type__": "IceConnection",
+                "streamId": "1", "componentId": 1, "state": ep.ice_state,
+            }])),
+            "DtlsConnectionState" => {
+                let dtls = match (ep.connected, ep.was_connected, ep.negotiated) {
+                    (true, _, _) => "CONNECTED",
+                    (false, true, _) => "CLOSED",
+                    (false, false, true) => "CONNECTING",
+                    _ => "NEW",
+                };
+                Some(json!([{
+                    "__module__": "kurento", "__type__": "DtlsConnection",
+                    "streamId": "1", "componentId": "1", "connectionId": "1", "state": dtls,
+                }]))
+            }
             _ => None,
         }
     }

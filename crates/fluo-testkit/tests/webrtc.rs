@@ -106,6 +106,13 @@ fn loopback_with_the_browser_offering_and_candidates_first() {
             .len(),
         1
     );
+    let ice = w.invoke(ep, "getIceConnectionState", json!({}));
+    assert!(
+        ["CONNECTED", "READY"].contains(&ice[0]["state"].as_str().unwrap()),
+        "{ice}"
+    );
+    let dtls = w.invoke(ep, "getDtlsConnectionState", json!({}));
+    assert_eq!(dtls[0]["state"], "CONNECTED");
     let stats = w.invoke(ep, "getStats", json!({"mediaType": "VIDEO"}));
     let of = |ty: &str| {
         stats
