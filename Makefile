@@ -6,7 +6,7 @@ CARGO ?= cargo
 FLUO_ARGS ?=
 WEB_ARGS ?=
 
-.PHONY: run build fmt-check clippy unit compat e2e test bench-ping bench-sfu bench-fanout storm deps-run deps-test
+.PHONY: run build fmt-check clippy unit compat e2e test bench-ping bench-sfu bench-fanout storm soak deps-run deps-test
 
 deps-run:
 	scripts/deps.sh run
@@ -70,3 +70,9 @@ bench-fanout:
 # Negotiation storm: 1000 WebRtcEndpoints over 100 WebSocket connections, figures printed.
 storm:
 	$(CARGO) bench -p fluo-testkit --bench storm -- 1000 100
+
+# Churn soak: 10 000 cycles of two WebRtcEndpoints with real UDP peers, three teardown styles;
+# RSS, descriptors, threads, pipelines and sessions before and after. CYCLES=N to change.
+CYCLES ?= 10000
+soak:
+	$(CARGO) bench -p fluo-testkit --bench soak -- $(CYCLES)

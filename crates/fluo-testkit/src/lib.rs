@@ -5,6 +5,7 @@
 #![allow(missing_docs)]
 
 mod browser;
+pub mod soak;
 pub mod storm;
 mod world;
 

@@ -6,7 +6,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use str0m::media::{Direction, MediaKind};
-use tokio_tungstenite::{connect_async, tungstenite::Message};
+use tokio_tungstenite::{connect_async_with_config, tungstenite::Message};
 
 /// What a storm measured.
 #[derive(Debug, Clone)]
@@ -139,7 +139,7 @@ pub fn run(endpoints: usize, connections: usize) -> StormReport {
         let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
         let ping_url = url.clone();
         let pinger = tokio::spawn(async move {
-            let (mut ws, _) = connect_async(ping_url).await.expect("ping connection");
+            let (mut ws, _) = connect_async_with_config(ping_url, None, true).await.expect("ping connection");
             let mut samples = vec![];
             let mut id = 0u64;
             loop {
@@ -165,7 +165,7 @@ pub fn run(endpoints: usize, connections: usize) -> StormReport {
             tasks.push(tokio::spawn(async move {
                 let mut times = vec![];
                 let mut failures = vec![];
-                let (mut ws, _) = match connect_async(url).await {
+                let (mut ws, _) = match connect_async_with_config(url, None, true).await {
                     Ok(x) => x,
                     Err(e) => return (times, vec![format!("connect: {e}")]),
                 };
