@@ -1,7 +1,8 @@
-//! `fluo-pingbench`: request throughput of the Kurento endpoint, in pings per second over one
-//! connection and over 100 connections, against a server started in this process on
-//! 127.0.0.1:0 (or an external one with `--url`). Each connection keeps a window of requests
-//! in flight. Prints one line per scenario.
+//! `fluo-pingbench`: request throughput of the Kurento endpoint over one connection and over
+//! 100 connections, against a server started in this process on 127.0.0.1:0 (or an external
+//! one with `--url`), for two requests: `ping` (answered by the connection task) and
+//! `describe` of the ServerManager (a full trip through the engine). Each connection keeps a
+//! window of requests in flight. Prints one line per scenario.
 
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
@@ -11,13 +12,18 @@ use tokio_tungstenite::{connect_async, tungstenite::Message};
 
 const WINDOW: usize = 64;
 
-async fn conn_loop(url: String, until: Instant) -> u64 {
+async fn conn_loop(url: String, until: Instant, method: &'static str) -> u64 {
     let (mut ws, _) = connect_async(url).await.expect("connect");
     let (mut done, mut sent, mut id) = (0u64, 0usize, 0u64);
     loop {
         while sent < WINDOW && Instant::now() < until {
             id += 1;
-            let req = format!(r#"{{"jsonrpc":"2.0","method":"ping","id":{id}}}"#);
+            let req = match method {
+                "ping" => format!(r#"{{"jsonrpc":"2.0","method":"ping","id":{id}}}"#),
+                _ => format!(
+                    r#"{{"jsonrpc":"2.0","method":"describe","params":{{"object":"manager_ServerManager"}},"id":{id}}}"#
+                ),
+            };
             ws.send(Message::text(req)).await.expect("send");
             sent += 1;
         }
@@ -36,11 +42,11 @@ async fn conn_loop(url: String, until: Instant) -> u64 {
     done
 }
 
-async fn scenario(url: &str, conns: usize, secs: u64) -> f64 {
+async fn scenario(url: &str, conns: usize, secs: u64, method: &'static str) -> f64 {
     let until = Instant::now() + Duration::from_secs(secs);
     let start = Instant::now();
     let tasks: Vec<_> = (0..conns)
-        .map(|_| tokio::spawn(conn_loop(url.to_string(), until)))
+        .map(|_| tokio::spawn(conn_loop(url.to_string(), until, method)))
         .collect();
     let mut total = 0;
     for t in tasks {
@@ -78,9 +84,11 @@ fn main() {
             }
         };
         println!("fluo-pingbench: {url}, {secs} s per scenario, {WINDOW} requests in flight per connection");
-        for conns in [1usize, 100] {
-            let rate = scenario(&url, conns, secs).await;
-            println!("  {conns:>3} connection(s): {rate:>10.0} pings/s");
+        for method in ["ping", "describe"] {
+            for conns in [1usize, 100] {
+                let rate = scenario(&url, conns, secs, method).await;
+                println!("  {method:<8} {conns:>3} connection(s): {rate:>10.0} requests/s");
+            }
         }
     });
 }
