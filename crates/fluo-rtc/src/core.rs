@@ -378,14 +378,10 @@ impl MediaCore {
             },
         );
         let key = match self.by_remote.get(&(destination, source)) {
-            Some(k)
-                if self
-                    .eps
-                    .get(k)
-                    .is_some_and(|e| lock(&e.ep).rtc.accepts(&input)) =>
-            {
-                *k
-            }
+            // This address already passed an ICE check for that endpoint: its DTLS may arrive
+            // before the endpoint's own checks made the pair viable (str0m's `accepts` would
+            // say no and the handshake would wait for a retransmission), so hand it over.
+            Some(k) if self.eps.contains_key(k) => *k,
             _ => {
                 // A new remote address must introduce itself with an ICE check, whose
                 // USERNAME names our endpoint: one lookup, no scan over all endpoints.
