@@ -3,7 +3,7 @@
 //! release, WebSocket dropped, peer vanished without DTLS close), against a real Fluo server in
 //! this process. Before and after: RSS, file descriptors, threads, pipelines and sessions.
 
-use futures_util::{SinkExt, StreamExt};
+use crate::live::{rpc, start_server, Ws};
 use serde_json::{json, Value};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -12,10 +12,7 @@ use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
-use tokio_tungstenite::{connect_async_with_config, tungstenite::Message};
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use tokio_tungstenite::connect_async_with_config;
 
 /// Process figures read from /proc.
 #[derive(Debug, Clone, Copy, Default)]
@@ -190,56 +187,10 @@ impl Peer {
     }
 }
 
-async fn rpc(ws: &mut Ws, id: &mut u64, method: &str, params: Value) -> Result<Value, String> {
+/// The next request on a cycle's connection; returns `result.value`.
+async fn call(ws: &mut Ws, id: &mut u64, method: &str, params: Value) -> Result<Value, String> {
     *id += 1;
-    let req = json!({"jsonrpc":"2.0","id":*id,"method":method,"params":params});
-    ws.send(Message::text(req.to_string()))
-        .await
-        .map_err(|e| e.to_string())?;
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => {
-                let v: Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
-                if v["id"] != json!(*id) {
-                    continue;
-                }
-                return match v.get("result") {
-                    Some(r) => Ok(r["value"].clone()),
-                    None => Err(v["error"].to_string()),
-                };
-            }
-            Ok(Some(Ok(_))) => continue,
-            other => return Err(format!("no answer to {method}: {other:?}")),
-        }
-    }
-}
-
-fn start_server(grace_secs: u64) -> u16 {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("server runtime");
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(l.local_addr().expect("addr").port()).expect("port");
-            let config = fluo_server::Config {
-                session_grace: Duration::from_secs(grace_secs),
-                net: fluo_rtc::NetSettings {
-                    network_interfaces: Some(vec!["lo".into()]),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            let (_stop, srx) = tokio::sync::watch::channel(false);
-            let _ = fluo_server::run(l, config, srx).await;
-        });
-    });
-    rx.recv().expect("server port")
+    Ok(rpc(ws, *id, method, params).await?["value"].clone())
 }
 
 /// One cycle; `mode` 0 = clean release, 1 = WebSocket dropped, 2 = peers vanish.
@@ -248,10 +199,10 @@ async fn cycle(url: &str, mode: usize, media_for: Duration) -> Result<bool, Stri
         .await
         .map_err(|e| e.to_string())?;
     let mut id = 0;
-    let p = rpc(&mut ws, &mut id, "create", json!({"type":"MediaPipeline"})).await?;
+    let p = call(&mut ws, &mut id, "create", json!({"type":"MediaPipeline"})).await?;
     let mut eps = vec![];
     for _ in 0..2 {
-        let e = rpc(
+        let e = call(
             &mut ws,
             &mut id,
             "create",
@@ -267,7 +218,7 @@ async fn cycle(url: &str, mode: usize, media_for: Duration) -> Result<bool, Stri
         (&mut b, &eps[1], Direction::RecvOnly),
     ] {
         let offer = peer.offer(dir);
-        let answer = rpc(
+        let answer = call(
             &mut ws,
             &mut id,
             "invoke",
@@ -276,7 +227,7 @@ async fn cycle(url: &str, mode: usize, media_for: Duration) -> Result<bool, Stri
         .await?;
         peer.accept(answer.as_str().unwrap_or_default())?;
     }
-    rpc(
+    call(
         &mut ws,
         &mut id,
         "invoke",
@@ -300,7 +251,7 @@ async fn cycle(url: &str, mode: usize, media_for: Duration) -> Result<bool, Stri
     let flowed = b.frames_in > 0;
     match mode {
         0 => {
-            rpc(&mut ws, &mut id, "release", json!({"object": p})).await?;
+            call(&mut ws, &mut id, "release", json!({"object": p})).await?;
             let _ = ws.close(None).await;
         }
         1 => drop(ws), // no release, no close: the session's grace period cleans up
@@ -308,7 +259,7 @@ async fn cycle(url: &str, mode: usize, media_for: Duration) -> Result<bool, Stri
             // The peers vanish without DTLS close; the app releases later.
             drop(a);
             drop(b);
-            rpc(&mut ws, &mut id, "release", json!({"object": p})).await?;
+            call(&mut ws, &mut id, "release", json!({"object": p})).await?;
             let _ = ws.close(None).await;
         }
     }
@@ -318,7 +269,7 @@ async fn cycle(url: &str, mode: usize, media_for: Duration) -> Result<bool, Stri
 /// Runs `cycles` cycles (modes in turn); figures are taken after `warmup` cycles.
 pub fn run(cycles: usize, warmup: usize, media_for: Duration) -> SoakReport {
     let grace = 1;
-    let port = start_server(grace);
+    let port = start_server(Duration::from_secs(grace));
     let url = format!("ws://127.0.0.1:{port}/kurento");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -351,7 +302,7 @@ pub fn run(cycles: usize, warmup: usize, media_for: Duration) -> SoakReport {
             .await
             .expect("final connection");
         let mut id = 0;
-        let pipes = rpc(
+        let pipes = call(
             &mut ws,
             &mut id,
             "invoke",
@@ -359,7 +310,7 @@ pub fn run(cycles: usize, warmup: usize, media_for: Duration) -> SoakReport {
         )
         .await
         .unwrap_or_default();
-        let sessions = rpc(
+        let sessions = call(
             &mut ws,
             &mut id,
             "invoke",

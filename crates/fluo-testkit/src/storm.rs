@@ -2,11 +2,11 @@
 //! WebSocket connections against a real Fluo server on 127.0.0.1:0, while a separate
 //! connection measures how fast the server still answers pings.
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use crate::live::{rpc, start_server};
+use serde_json::json;
 use std::time::{Duration, Instant};
 use str0m::media::{Direction, MediaKind};
-use tokio_tungstenite::{connect_async_with_config, tungstenite::Message};
+use tokio_tungstenite::connect_async_with_config;
 
 /// What a storm measured.
 #[derive(Debug, Clone)]
@@ -68,66 +68,9 @@ fn offer() -> String {
     api.apply().expect("an offer").0.to_sdp_string()
 }
 
-/// Starts Fluo on its own thread and runtime; returns its port.
-fn start_server() -> u16 {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("server runtime");
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(l.local_addr().expect("addr").port()).expect("port");
-            let config = fluo_server::Config {
-                net: fluo_rtc::NetSettings {
-                    network_interfaces: Some(vec!["lo".into()]),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            let (_stop, srx) = tokio::sync::watch::channel(false);
-            let _ = fluo_server::run(l, config, srx).await;
-        });
-    });
-    rx.recv().expect("server port")
-}
-
-async fn rpc(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    id: u64,
-    method: &str,
-    params: Value,
-) -> Result<Value, String> {
-    let req = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
-    ws.send(Message::text(req.to_string()))
-        .await
-        .map_err(|e| e.to_string())?;
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => {
-                let v: Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
-                if v["id"] != json!(id) {
-                    continue; // an event
-                }
-                return match v.get("result") {
-                    Some(r) => Ok(r.clone()),
-                    None => Err(v["error"].to_string()),
-                };
-            }
-            Some(Ok(_)) => continue,
-            other => return Err(format!("connection ended: {other:?}")),
-        }
-    }
-}
-
 /// Runs a storm of `endpoints` spread over `connections`.
 pub fn run(endpoints: usize, connections: usize) -> StormReport {
-    let port = start_server();
+    let port = start_server(Duration::from_secs(240));
     let url = format!("ws://127.0.0.1:{port}/kurento");
     let per_conn = endpoints.div_ceil(connections.max(1));
     let offers: Vec<String> = (0..per_conn.min(8)).map(|_| offer()).collect();
