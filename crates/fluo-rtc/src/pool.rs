@@ -53,7 +53,11 @@ impl RtcPool {
 }
 
 fn build(cert: &Option<str0m::config::DtlsCert>) -> Rtc {
-    let mut builder = Rtc::builder().set_rtp_mode(true);
+    // ICE-lite, as servers on reachable addresses do (mediasoup, Jitsi): Fluo answers the
+    // browser's checks and follows its nomination instead of running its own paced checks, so
+    // DTLS starts as soon as the browser has a working pair (a full agent waited for its
+    // next 50 ms pacing tick first).
+    let mut builder = Rtc::builder().set_rtp_mode(true).set_ice_lite(true);
     if let Some(cert) = cert {
         builder = builder.set_dtls_cert(cert.clone());
     }
