@@ -178,10 +178,16 @@ where
             })))
             .await;
     });
+    let mut shutting_down = false;
     let result = loop {
         let msg = tokio::select! {
             m = source.next() => m,
-            _ = shutdown.changed() => break Ok(()),
+            _ = shutdown.changed() => {
+                // Stop reading; the core releases everything, sends the last events to our
+                // outbox and then drops it, which ends the writer with a close frame.
+                shutting_down = true;
+                break Ok(());
+            }
             _ = &mut kill_rx => {
                 tracing::warn!(conn, "closing a connection that does not read its replies");
                 break Ok(());
@@ -213,9 +219,12 @@ where
             Some(Err(e)) => break Err(e),
         }
     };
-    let _ = core.tx.send(CoreMsg::Closed { conn }).await;
+    if !shutting_down {
+        let _ = core.tx.send(CoreMsg::Closed { conn }).await;
+    }
     drop(out_tx);
-    let _ = writer.await;
+    // Bounded: the core drops its sender when it stops.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
     result
 }
 
