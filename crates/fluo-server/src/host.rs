@@ -98,14 +98,19 @@ impl Host for ProcHost {
     }
 
     fn used_memory_kib(&self) -> i64 {
-        std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|n| n.parse().ok())
-            })
-            .unwrap_or(0)
+        i64::try_from(rss_kib()).unwrap_or(i64::MAX)
     }
+}
+
+/// Resident memory of this process in KiB (0 when /proc cannot be read).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
 }

@@ -13,7 +13,7 @@ pub mod tls;
 mod ws;
 
 pub use config::Config;
-pub use host::ProcHost;
+pub use host::{rss_kib, ProcHost};
 
 use std::sync::Arc;
 use tokio::net::TcpListener;

@@ -24,15 +24,7 @@ pub struct ProcFigures {
 
 impl ProcFigures {
     pub fn read() -> ProcFigures {
-        let rss_kib = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|n| n.parse().ok())
-            })
-            .unwrap_or(0);
+        let rss_kib = fluo_server::rss_kib();
         let count = |p: &str| std::fs::read_dir(p).map(|d| d.count()).unwrap_or(0);
         ProcFigures {
             rss_kib,

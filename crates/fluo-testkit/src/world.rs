@@ -195,6 +195,19 @@ impl World {
         self.invoke(endpoint, "gatherCandidates", json!({}));
     }
 
+    /// Adds a browser and negotiates it with `endpoint`, the browser offering.
+    pub fn join(
+        &mut self,
+        name: &str,
+        rtp_mode: bool,
+        endpoint: &str,
+        dir: str0m::media::Direction,
+    ) -> usize {
+        let b = self.add_browser(name, rtp_mode);
+        self.negotiate_browser_offer(b, endpoint, dir);
+        b
+    }
+
     /// Fluo offers, the browser answers.
     pub fn negotiate_server_offer(&mut self, b: usize, endpoint: &str) {
         let offer = self.invoke(endpoint, "generateOffer", json!({}));

@@ -36,8 +36,7 @@ fn loopback_with_the_browser_offering_and_candidates_first() {
         w.subscribe(ep, ev);
     }
     w.invoke(ep, "connect", json!({"sink": ep}));
-    let b = w.add_browser("alice", false);
-    w.negotiate_browser_offer(b, ep, Direction::SendRecv);
+    let b = w.join("alice", false, ep, Direction::SendRecv);
     assert!(
         w.connect_all(Duration::from_secs(5)),
         "ICE + DTLS within 5 s"
@@ -172,15 +171,13 @@ fn fan_out_to_many_viewers_with_throttled_keyframe_requests() {
     let mut w = World::new();
     let n = 30;
     let (_, eps) = pipeline_with_endpoints(&mut w, n + 1);
-    let publisher = w.add_browser("pub", false);
-    w.negotiate_browser_offer(publisher, &eps[0], Direction::SendOnly);
+    let publisher = w.join("pub", false, &eps[0], Direction::SendOnly);
     assert!(w.connect_all(Duration::from_secs(5)));
     w.stream(&[publisher], ms(500));
     let before = w.browsers[publisher].keyframe_requests;
     let mut viewers = vec![];
     for (i, ep) in eps.iter().enumerate().skip(1) {
-        let v = w.add_browser(&format!("v{i}"), true);
-        w.negotiate_browser_offer(v, ep, Direction::RecvOnly);
+        let v = w.join(&format!("v{i}"), true, ep, Direction::RecvOnly);
         w.invoke(&eps[0], "connect", json!({"sink": ep}));
         viewers.push(v);
     }
@@ -202,12 +199,9 @@ fn fan_out_to_many_viewers_with_throttled_keyframe_requests() {
 fn a_viewer_switched_between_sources_sees_one_continuous_stream() {
     let mut w = World::new();
     let (_, eps) = pipeline_with_endpoints(&mut w, 3);
-    let a = w.add_browser("a", false);
-    let b = w.add_browser("b", false);
-    let v = w.add_browser("viewer", true);
-    w.negotiate_browser_offer(a, &eps[0], Direction::SendOnly);
-    w.negotiate_browser_offer(b, &eps[1], Direction::SendOnly);
-    w.negotiate_browser_offer(v, &eps[2], Direction::RecvOnly);
+    let a = w.join("a", false, &eps[0], Direction::SendOnly);
+    let b = w.join("b", false, &eps[1], Direction::SendOnly);
+    let v = w.join("viewer", true, &eps[2], Direction::RecvOnly);
     w.invoke(&eps[0], "connect", json!({"sink": eps[2]}));
     assert!(w.connect_all(Duration::from_secs(5)));
     w.stream(&[a, b], Duration::from_secs(1));
@@ -249,10 +243,8 @@ fn a_viewer_switched_between_sources_sees_one_continuous_stream() {
 fn lost_packets_are_repaired_by_retransmission() {
     let mut w = World::new();
     let (_, eps) = pipeline_with_endpoints(&mut w, 2);
-    let publisher = w.add_browser("pub", false);
-    let v = w.add_browser("viewer", true);
-    w.negotiate_browser_offer(publisher, &eps[0], Direction::SendOnly);
-    w.negotiate_browser_offer(v, &eps[1], Direction::RecvOnly);
+    let publisher = w.join("pub", false, &eps[0], Direction::SendOnly);
+    let v = w.join("viewer", true, &eps[1], Direction::RecvOnly);
     w.invoke(&eps[0], "connect", json!({"sink": eps[1]}));
     assert!(w.connect_all(Duration::from_secs(5)));
     w.stream(&[publisher], ms(500));
@@ -331,8 +323,7 @@ fn hostile_datagrams_do_not_disturb_media() {
     let mut w = World::new();
     let (_, eps) = pipeline_with_endpoints(&mut w, 1);
     w.invoke(&eps[0], "connect", json!({"sink": eps[0]}));
-    let b = w.add_browser("b", false);
-    w.negotiate_browser_offer(b, &eps[0], Direction::SendRecv);
+    let b = w.join("b", false, &eps[0], Direction::SendRecv);
     assert!(w.connect_all(Duration::from_secs(5)));
     let server = w.server;
     let now = w.now.mono;
@@ -364,8 +355,7 @@ fn a_vanished_peer_is_reported_and_released_endpoints_leave_the_media_core() {
     let mut w = World::new();
     let (p, eps) = pipeline_with_endpoints(&mut w, 1);
     w.subscribe(&eps[0], "ConnectionStateChanged");
-    let b = w.add_browser("b", false);
-    w.negotiate_browser_offer(b, &eps[0], Direction::SendRecv);
+    let b = w.join("b", false, &eps[0], Direction::SendRecv);
     assert!(w.connect_all(Duration::from_secs(5)));
     let _ = w.events();
     // The browser disappears without closing anything.
@@ -432,12 +422,9 @@ fn data_channel_messages_are_relayed_between_connected_endpoints() {
 fn the_publisher_is_asked_for_the_least_its_viewers_and_settings_allow() {
     let mut w = World::new();
     let (_, eps) = pipeline_with_endpoints(&mut w, 3);
-    let publisher = w.add_browser("pub", false);
-    let v1 = w.add_browser("v1", false);
-    let v2 = w.add_browser("v2", false);
-    w.negotiate_browser_offer(publisher, &eps[0], Direction::SendOnly);
-    w.negotiate_browser_offer(v1, &eps[1], Direction::RecvOnly);
-    w.negotiate_browser_offer(v2, &eps[2], Direction::RecvOnly);
+    let publisher = w.join("pub", false, &eps[0], Direction::SendOnly);
+    let v1 = w.join("v1", false, &eps[1], Direction::RecvOnly);
+    w.join("v2", false, &eps[2], Direction::RecvOnly);
     w.invoke(&eps[0], "connect", json!({"sink": eps[1]}));
     w.invoke(&eps[0], "connect", json!({"sink": eps[2]}));
     w.invoke(
@@ -520,10 +507,8 @@ fn a_viewer_without_the_publishers_codec_gets_an_error_event_not_garbage() {
 fn disconnect_stops_media_and_reconnect_resumes_it_continuously() {
     let mut w = World::new();
     let (_, eps) = pipeline_with_endpoints(&mut w, 2);
-    let publisher = w.add_browser("pub", false);
-    let v = w.add_browser("viewer", true);
-    w.negotiate_browser_offer(publisher, &eps[0], Direction::SendOnly);
-    w.negotiate_browser_offer(v, &eps[1], Direction::RecvOnly);
+    let publisher = w.join("pub", false, &eps[0], Direction::SendOnly);
+    let v = w.join("viewer", true, &eps[1], Direction::RecvOnly);
     w.invoke(&eps[0], "connect", json!({"sink": eps[1]}));
     assert!(w.connect_all(Duration::from_secs(5)));
     w.stream(&[publisher], Duration::from_secs(1));
@@ -567,8 +552,7 @@ fn disconnect_stops_media_and_reconnect_resumes_it_continuously() {
 fn releasing_an_endpoint_closes_the_browsers_session_at_once() {
     let mut w = World::new();
     let (p, eps) = pipeline_with_endpoints(&mut w, 1);
-    let b = w.add_browser("b", false);
-    w.negotiate_browser_offer(b, &eps[0], Direction::SendRecv);
+    let b = w.join("b", false, &eps[0], Direction::SendRecv);
     assert!(w.connect_all(Duration::from_secs(5)));
     assert!(!w.browsers[b].closed);
     w.ok("release", json!({"object": p}));
@@ -585,10 +569,8 @@ fn media_flows_through_a_pass_through() {
     let mut w = World::new();
     let (p, eps) = pipeline_with_endpoints(&mut w, 2);
     let pt = w.create("PassThrough", Some(&p));
-    let publisher = w.add_browser("pub", false);
-    let v = w.add_browser("viewer", false);
-    w.negotiate_browser_offer(publisher, &eps[0], Direction::SendOnly);
-    w.negotiate_browser_offer(v, &eps[1], Direction::RecvOnly);
+    let publisher = w.join("pub", false, &eps[0], Direction::SendOnly);
+    let v = w.join("viewer", false, &eps[1], Direction::RecvOnly);
     w.invoke(&eps[0], "connect", json!({"sink": pt}));
     w.invoke(&pt, "connect", json!({"sink": eps[1]}));
     assert!(w.connect_all(Duration::from_secs(5)));
