@@ -3,10 +3,13 @@
 //! in, drained by `poll_transmit` / `poll_event`; the shell (`shell.rs`) or an in-memory test
 //! network does the IO.
 
-use fluo_sfu::{KeyframeThrottle, Rewriter};
+use fluo_sfu::{
+    Codec, CodecName, KeyframeThrottle, MediaKind as SfuKind, MediaPacket, Port, PortOutput,
+    Rewriter, TranscoderFactory,
+};
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
 use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -29,6 +32,44 @@ pub(crate) fn kind_of(k: MediaKind) -> Kind {
     } else {
         VIDEO
     }
+}
+
+pub(crate) fn sfu_kind(k: Kind) -> SfuKind {
+    if k == AUDIO {
+        SfuKind::Audio
+    } else {
+        SfuKind::Video
+    }
+}
+
+pub(crate) fn kind_of_sfu(k: SfuKind) -> Kind {
+    match k {
+        SfuKind::Audio => AUDIO,
+        SfuKind::Video => VIDEO,
+    }
+}
+
+/// Fluo's codec for a str0m codec, when Fluo can route it.
+pub(crate) fn codec_of(spec: &CodecSpec) -> Option<Codec> {
+    use str0m::format::Codec as C;
+    let name = match spec.codec {
+        C::Opus => CodecName::Opus,
+        C::PCMU => CodecName::Pcmu,
+        C::PCMA => CodecName::Pcma,
+        C::G722 => CodecName::G722,
+        C::H264 => CodecName::H264,
+        C::Vp8 => CodecName::Vp8,
+        C::Vp9 => CodecName::Vp9,
+        C::Av1 => CodecName::Av1,
+        _ => return None,
+    };
+    Some(Codec {
+        name,
+        clock_rate: spec.clock_rate.get(),
+        channels: spec.channels.unwrap_or(1),
+        profile_level_id: spec.format.profile_level_id,
+        packetization_mode: spec.format.packetization_mode,
+    })
 }
 
 pub(crate) fn kind_name(k: Kind) -> &'static str {
@@ -87,7 +128,6 @@ pub(crate) struct Ep {
     pub flowing_out: [bool; 2],
     out: [Option<OutStream>; 2],
     pub keyframe_requests_sent: u64,
-    mismatch_reported: [bool; 2],
     /// Open data channels: label and SCTP stream id.
     pub channels: HashMap<ChannelId, (String, u16)>,
     /// Media counters for getStats, per kind.
@@ -142,7 +182,6 @@ impl Ep {
             flowing_out: [false; 2],
             out: [None, None],
             keyframe_requests_sent: 0,
-            mismatch_reported: [false; 2],
             channels: HashMap::new(),
             stats: [StreamCounters::default(); 2],
             channels_opened: 0,
@@ -217,7 +256,37 @@ pub(crate) enum Ctl {
     Keyframe {
         key: u64,
     },
+    /// A port (player, recorder, plain RTP, ...) joins the router.
+    AddPort {
+        key: u64,
+        id: String,
+        port: Box<dyn Port>,
+    },
+    /// A packet produced by the port `key`.
+    Inject {
+        key: u64,
+        pkt: MediaPacket,
+    },
+    /// Whatever feeds `key` must send a keyframe.
+    KeyframeFor {
+        key: u64,
+    },
+    /// Transcoders become available.
+    Transcoders(Arc<dyn TranscoderFactory>),
+    /// How transcoders created by the core deliver their packets.
+    Output(Arc<dyn Fn(u64, MediaPacket) + Send + Sync>),
 }
+
+/// A port in the router.
+struct PortEntry {
+    id: String,
+    port: Box<dyn Port>,
+    /// For a transcoder: the source it transcodes, and the kind.
+    upstream: Option<(u64, Kind)>,
+}
+
+/// First key of the transcoders the core creates itself (elements use small keys).
+const TRANSCODER_KEYS: u64 = 1 << 48;
 
 struct Entry {
     ep: EpRef,
@@ -249,6 +318,16 @@ pub struct MediaCore {
     transmits: VecDeque<Datagram>,
     events: VecDeque<MediaEvent>,
     now: Instant,
+    ports: HashMap<u64, PortEntry>,
+    /// Transcoders in use: (source, kind, target codec) -> transcoder key.
+    transcoders: HashMap<(u64, Kind, Codec), u64>,
+    /// Sinks fed through a transcoder: (source, kind, sink) -> transcoder key.
+    via: HashMap<(u64, Kind, u64), u64>,
+    factory: Option<Arc<dyn TranscoderFactory>>,
+    output: Option<Arc<dyn Fn(u64, MediaPacket) + Send + Sync>>,
+    next_transcoder: u64,
+    /// Ports already told that a source's codec cannot reach them: (sink, kind).
+    mismatch_reported: HashSet<(u64, Kind)>,
 }
 
 impl MediaCore {
@@ -264,7 +343,24 @@ impl MediaCore {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             now,
+            ports: HashMap::new(),
+            transcoders: HashMap::new(),
+            via: HashMap::new(),
+            factory: None,
+            output: None,
+            next_transcoder: TRANSCODER_KEYS,
+            mismatch_reported: HashSet::new(),
         }
+    }
+
+    /// Number of transcoders running.
+    pub fn transcoder_count(&self) -> usize {
+        self.transcoders.len()
+    }
+
+    /// Number of ports (transcoders included).
+    pub fn port_count(&self) -> usize {
+        self.ports.len()
     }
 
     /// The next datagram to send.
@@ -284,9 +380,83 @@ impl MediaCore {
         eps.chain(thr).min()
     }
 
-    /// Number of endpoints.
+    /// Number of WebRTC endpoints.
     pub fn endpoint_count(&self) -> usize {
         self.eps.len()
+    }
+
+    /// The element id of a key.
+    fn id_of(&self, key: u64) -> Option<String> {
+        if let Some(p) = self.ports.get(&key) {
+            return Some(p.id.clone());
+        }
+        self.eps.get(&key).map(|e| lock(&e.ep).id.clone())
+    }
+
+    fn forget(&mut self, key: u64) {
+        self.by_remote.retain(|_, k| *k != key);
+        self.by_ufrag.retain(|_, k| *k != key);
+        self.by_id.retain(|_, k| *k != key);
+        self.throttles.remove(&key);
+        self.mismatch_reported.retain(|(k, _)| *k != key);
+        // Transcoders that fed this sink lose it; those transcoding this source go.
+        let fed: Vec<(u64, Kind, u64)> = self
+            .via
+            .keys()
+            .filter(|(s, _, sink)| *sink == key || *s == key)
+            .copied()
+            .collect();
+        for (src, kind, sink) in fed {
+            self.unroute_via(src, kind, sink);
+        }
+        self.routes.retain(|(s, _), _| *s != key);
+        for sinks in self.routes.values_mut() {
+            sinks.retain(|k| *k != key);
+        }
+        self.ports.remove(&key);
+    }
+
+    /// Stops feeding `sink` through the transcoder it gets `src`'s media from; the
+    /// transcoder goes when nobody needs it.
+    fn unroute_via(&mut self, src: u64, kind: Kind, sink: u64) {
+        let Some(t) = self.via.remove(&(src, kind, sink)) else {
+            return;
+        };
+        let empty = match self.routes.get_mut(&(t, kind)) {
+            Some(sinks) => {
+                sinks.retain(|k| *k != sink);
+                sinks.is_empty()
+            }
+            None => true,
+        };
+        if empty {
+            self.drop_transcoder(t);
+        }
+    }
+
+    fn drop_transcoder(&mut self, t: u64) {
+        let Some(entry) = self.ports.remove(&t) else {
+            return;
+        };
+        self.transcoders.retain(|_, k| *k != t);
+        self.via.retain(|_, k| *k != t);
+        self.routes.retain(|(s, _), _| *s != t);
+        for sinks in self.routes.values_mut() {
+            sinks.retain(|k| *k != t);
+        }
+        self.throttles.remove(&t);
+        if let Some((src, kind)) = entry.upstream {
+            tracing::info!(transcoder = %entry.id, "transcoder removed: no sink needs it");
+            if let Some(src_id) = self.id_of(src) {
+                self.events.push_back((
+                    src_id,
+                    "MediaTranscodingStateChanged".into(),
+                    transcoding(false, &entry.id, kind),
+                ));
+            }
+        }
+        // Dropping the port stops its pipeline.
+        drop(entry);
     }
 
     /// Applies a command from signalling.
@@ -308,17 +478,8 @@ impl MediaCore {
             Ctl::Remove { key } => {
                 // Send what closing queued (BYE, close_notify) before forgetting it.
                 self.drive(key);
-                if let Some(e) = self.eps.remove(&key) {
-                    let id = lock(&e.ep).id.clone();
-                    self.by_id.remove(&id);
-                }
-                self.by_remote.retain(|_, k| *k != key);
-                self.by_ufrag.retain(|_, k| *k != key);
-                self.routes.retain(|(s, _), _| *s != key);
-                self.throttles.remove(&key);
-                for sinks in self.routes.values_mut() {
-                    sinks.retain(|k| *k != key);
-                }
+                self.eps.remove(&key);
+                self.forget(key);
             }
             Ctl::Wake { key } => self.drive(key),
             Ctl::Route {
@@ -334,6 +495,12 @@ impl MediaCore {
                     if let Some(sinks) = self.routes.get_mut(&(src, kind)) {
                         sinks.retain(|k| *k != sink);
                     }
+                    self.unroute_via(src, kind, sink);
+                    self.mismatch_reported.remove(&(sink, kind));
+                    return;
+                }
+                if self.via.contains_key(&(src, kind, sink)) {
+                    // Already fed through a transcoder.
                     return;
                 }
                 let sinks = self.routes.entry((src, kind)).or_default();
@@ -353,6 +520,57 @@ impl MediaCore {
             Ctl::Keyframe { key } => {
                 self.request_keyframe(key, VIDEO);
             }
+            Ctl::AddPort { key, id, port } => {
+                self.by_id.insert(id.clone(), key);
+                self.ports.insert(
+                    key,
+                    PortEntry {
+                        id,
+                        port,
+                        upstream: None,
+                    },
+                );
+            }
+            Ctl::Inject { key, pkt } => {
+                if !self.ports.contains_key(&key) {
+                    return;
+                }
+                let f = Forward {
+                    kind: kind_of_sfu(pkt.kind),
+                    codec: pkt.codec,
+                    seq: pkt.seq,
+                    ts: pkt.timestamp,
+                    ssrc: pkt.ssrc,
+                    marker: pkt.marker,
+                    payload: pkt.payload.into(),
+                    ext_vals: None,
+                };
+                self.dispatch(key, &f);
+            }
+            Ctl::KeyframeFor { key } => self.keyframe_for(key, VIDEO),
+            Ctl::Transcoders(f) => self.factory = Some(f),
+            Ctl::Output(o) => self.output = Some(o),
+        }
+    }
+
+    /// Asks every source feeding `key` with `kind` for a keyframe.
+    fn keyframe_for(&mut self, key: u64, kind: Kind) {
+        let sources: Vec<u64> = self
+            .routes
+            .iter()
+            .filter(|((_, k), sinks)| *k == kind && sinks.contains(&key))
+            .map(|((s, _), _)| *s)
+            .collect();
+        for s in sources {
+            self.request_keyframe(s, kind);
+        }
+    }
+
+    /// Sends a packet from `src` to every sink of its kind.
+    fn dispatch(&mut self, src: u64, f: &Forward) {
+        let sinks = self.routes.get(&(src, f.kind)).cloned().unwrap_or_default();
+        for sink in sinks {
+            self.forward(src, sink, f);
         }
     }
 
@@ -559,15 +777,7 @@ impl MediaCore {
         }
         for kind in keyframe_asks {
             // A viewer asked for a keyframe: ask whoever feeds it.
-            let sources: Vec<u64> = self
-                .routes
-                .iter()
-                .filter(|((_, k), sinks)| *k == kind && sinks.contains(&key))
-                .map(|((s, _), _)| *s)
-                .collect();
-            for s in sources {
-                self.request_keyframe(s, kind);
-            }
+            self.keyframe_for(key, kind);
         }
         if !messages.is_empty() {
             let sinks = self.routes.get(&(key, DATA)).cloned().unwrap_or_default();
@@ -576,10 +786,7 @@ impl MediaCore {
             }
         }
         for f in forwards {
-            let sinks = self.routes.get(&(key, f.kind)).cloned().unwrap_or_default();
-            for sink in sinks {
-                self.forward(sink, &f);
-            }
+            self.dispatch(key, &f);
         }
     }
 
@@ -676,11 +883,20 @@ impl MediaCore {
                     .iter()
                     .find(|p| p.pt() == pt)
                     .map(|p| p.spec());
-                let Some(codec) = codec else {
+                let Some(codec) = codec.as_ref().and_then(codec_of) else {
                     tracing::trace!(id = %ep.id, %pt, "RTP with an unknown payload type dropped");
                     return;
                 };
-                forwards.push(Forward { kind, codec, pkt });
+                forwards.push(Forward {
+                    kind,
+                    codec,
+                    seq: *pkt.seq_no as u16,
+                    ts: pkt.header.timestamp,
+                    ssrc: *pkt.header.ssrc,
+                    marker: pkt.header.marker,
+                    payload: pkt.payload,
+                    ext_vals: Some(pkt.header.ext_vals),
+                });
             }
             Event::StreamPaused(p) => {
                 if let Some(kind) = ep.rtc.media(p.mid).map(|m| kind_of(m.kind())) {
@@ -762,7 +978,7 @@ impl MediaCore {
     /// Asks a source for a keyframe, at most once per throttle interval however many
     /// viewers ask; a request inside the interval is sent when it ends.
     fn request_keyframe(&mut self, src: u64, kind: Kind) {
-        if kind != VIDEO || !self.eps.contains_key(&src) {
+        if kind != VIDEO || !(self.eps.contains_key(&src) || self.ports.contains_key(&src)) {
             return;
         }
         let now = self.now;
@@ -776,6 +992,10 @@ impl MediaCore {
     }
 
     fn send_keyframe_request(&mut self, src: u64) {
+        if let Some(p) = self.ports.get_mut(&src) {
+            p.port.request_keyframe();
+            return;
+        }
         let Some(e) = self.eps.get(&src) else {
             return;
         };
@@ -792,13 +1012,22 @@ impl MediaCore {
         self.drive(src);
     }
 
-    fn forward(&mut self, sink: u64, f: &Forward) {
-        let (kind, pkt) = (f.kind, &f.pkt);
+    fn forward(&mut self, src: u64, sink: u64, f: &Forward) {
+        let kind = f.kind;
+        if let Some(p) = self.ports.get_mut(&sink) {
+            if p.port.accepts(sfu_kind(kind), &f.codec) {
+                p.port.push(&f.packet());
+            } else {
+                self.transcode(src, sink, f);
+            }
+            return;
+        }
         let Some(e) = self.eps.get(&sink) else {
             return;
         };
+        let ep_ref = e.ep.clone();
         {
-            let mut ep = lock(&e.ep);
+            let mut ep = lock(&ep_ref);
             if !ep.connected {
                 return;
             }
@@ -807,29 +1036,18 @@ impl MediaCore {
             };
             // Map the payload type by codec: the two sides may number them differently.
             let Some(pt) = map_pt(&ep.rtc, mid, &f.codec) else {
-                if !ep.mismatch_reported[kind] {
-                    ep.mismatch_reported[kind] = true;
-                    tracing::warn!(id = %ep.id, codec = ?f.codec.codec, "sink did not negotiate the source's codec; transcoding is not available yet, media not forwarded");
-                    let fields = obj(json!({
-                        "description": format!("The {} codec {:?} of the source was not negotiated by this endpoint and transcoding is not available", kind_name(kind), f.codec.codec),
-                        "errorCode": 40005,
-                        "type": "CODEC_MISMATCH",
-                    }));
-                    self.events
-                        .push_back((ep.id.clone(), "Error".into(), fields));
-                }
+                drop(ep);
+                self.transcode(src, sink, f);
                 return;
             };
             let now = self.now;
-            let in_seq = *pkt.seq_no as u16;
-            let in_ts = pkt.header.timestamp;
             let clock = if kind == AUDIO { 48_000 } else { 90_000 };
             let out = ep.out[kind].get_or_insert_with(|| OutStream {
                 // Start low so the extended sequence never implies a rollover.
-                rewriter: Rewriter::new(clock, 0, in_seq & 0x3fff, in_ts),
-                ext: u64::from(in_seq & 0x3fff),
+                rewriter: Rewriter::new(clock, 0, f.seq & 0x3fff, f.ts),
+                ext: u64::from(f.seq & 0x3fff),
             });
-            let Some(rw) = out.rewriter.rewrite(now, *pkt.header.ssrc, in_seq, in_ts) else {
+            let Some(rw) = out.rewriter.rewrite(now, f.ssrc, f.seq, f.ts) else {
                 return;
             };
             out.ext = extend_seq(out.ext, rw.seq);
@@ -838,13 +1056,15 @@ impl MediaCore {
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 return;
             };
-            let write = RtpWrite::new(pt, SeqNo::from(out_seq), out_ts, now, pkt.payload.clone())
-                .marker(pkt.header.marker)
-                .ext_vals(pkt.header.ext_vals.clone())
+            let mut write = RtpWrite::new(pt, SeqNo::from(out_seq), out_ts, now, f.payload.clone())
+                .marker(f.marker)
                 .nackable(kind == VIDEO);
+            if let Some(ext) = &f.ext_vals {
+                write = write.ext_vals(ext.clone());
+            }
             tx.write_rtp(write);
             ep.stats[kind].out_packets += 1;
-            ep.stats[kind].out_bytes += pkt.payload.len() as u64;
+            ep.stats[kind].out_bytes += f.payload.len() as u64;
             ep.last_out_at[kind] = Some(now);
             if !ep.flowing_out[kind] {
                 ep.flowing_out[kind] = true;
@@ -855,6 +1075,133 @@ impl MediaCore {
         }
         self.drive(sink);
     }
+
+    /// The codecs a sink takes for `kind`, best first.
+    fn wants(&self, sink: u64, kind: Kind) -> Vec<Codec> {
+        if let Some(p) = self.ports.get(&sink) {
+            return p.port.wants(sfu_kind(kind));
+        }
+        let Some(e) = self.eps.get(&sink) else {
+            return vec![];
+        };
+        let ep = lock(&e.ep);
+        let Some(mid) = ep.mid_of_kind(kind) else {
+            return vec![];
+        };
+        let accepted = ep
+            .rtc
+            .media(mid)
+            .map(|m| m.remote_pts())
+            .unwrap_or_default();
+        ep.rtc
+            .codec_config()
+            .params()
+            .iter()
+            .filter(|p| accepted.contains(&p.pt()))
+            .filter_map(|p| codec_of(&p.spec()))
+            .collect()
+    }
+
+    /// `sink` cannot take `src`'s codec: feed it through a transcoder to a codec it takes,
+    /// shared with every other sink of `src` that needs the same codec.
+    fn transcode(&mut self, src: u64, sink: u64, f: &Forward) {
+        let kind = f.kind;
+        let wants = self.wants(sink, kind);
+        let target = self.factory.as_ref().and_then(|fac| {
+            wants
+                .iter()
+                .copied()
+                .find(|t| t.name.kind() == sfu_kind(kind) && fac.can(&f.codec, t))
+        });
+        let existing = target.and_then(|t| self.transcoders.get(&(src, kind, t)).copied());
+        let t = match (existing, target, self.factory.clone(), self.output.clone()) {
+            (Some(t), _, _, _) => t,
+            (None, Some(target), Some(factory), Some(output)) => {
+                let t = self.next_transcoder;
+                self.next_transcoder += 1;
+                let src_id = self.id_of(src).unwrap_or_default();
+                let name = format!(
+                    "transcoder_{}_{}_{}",
+                    kind_name(kind).to_lowercase(),
+                    f.codec.name.sdp_name(),
+                    target.name.sdp_name()
+                );
+                match factory.create(
+                    sfu_kind(kind),
+                    &f.codec,
+                    &target,
+                    PortOutput::new(t, output),
+                ) {
+                    Ok(port) => {
+                        tracing::info!(source = %src_id, from = %f.codec, to = %target, "transcoder inserted");
+                        self.ports.insert(
+                            t,
+                            PortEntry {
+                                id: name.clone(),
+                                port,
+                                upstream: Some((src, kind)),
+                            },
+                        );
+                        self.transcoders.insert((src, kind, target), t);
+                        self.routes.entry((src, kind)).or_default().push(t);
+                        self.events.push_back((
+                            src_id,
+                            "MediaTranscodingStateChanged".into(),
+                            transcoding(true, &name, kind),
+                        ));
+                        t
+                    }
+                    Err(e) => {
+                        self.report_mismatch(sink, kind, &f.codec, &format!(": {e}"));
+                        return;
+                    }
+                }
+            }
+            _ => {
+                self.report_mismatch(sink, kind, &f.codec, "");
+                return;
+            }
+        };
+        if let Some(sinks) = self.routes.get_mut(&(src, kind)) {
+            sinks.retain(|k| *k != sink);
+        }
+        let fed = self.routes.entry((t, kind)).or_default();
+        if !fed.contains(&sink) {
+            fed.push(sink);
+        }
+        self.via.insert((src, kind, sink), t);
+        if let Some(p) = self.ports.get_mut(&t) {
+            p.port.push(&f.packet());
+        }
+        // The decoder starts at a keyframe.
+        self.request_keyframe(src, kind);
+        self.request_keyframe(t, kind);
+    }
+
+    /// Tells a sink, once, that it cannot get a source's codec.
+    fn report_mismatch(&mut self, sink: u64, kind: Kind, codec: &Codec, why: &str) {
+        if !self.mismatch_reported.insert((sink, kind)) {
+            return;
+        }
+        let Some(id) = self.id_of(sink) else {
+            return;
+        };
+        tracing::warn!(%id, %codec, "sink did not negotiate the source's codec and no transcoder can convert it{why}");
+        let fields = obj(json!({
+            "description": format!("The {} codec {codec} of the source was not negotiated by this element and cannot be transcoded{why}", kind_name(kind)),
+            "errorCode": 40005,
+            "type": "CODEC_MISMATCH",
+        }));
+        self.events.push_back((id, "Error".into(), fields));
+    }
+}
+
+fn transcoding(on: bool, bin: &str, kind: Kind) -> Map<String, Value> {
+    obj(json!({
+        "state": if on { "TRANSCODING" } else { "NOT_TRANSCODING" },
+        "binName": bin,
+        "mediaType": kind_name(kind),
+    }))
 }
 
 /// The local ufrag named by a STUN message's USERNAME (`<our ufrag>:<their ufrag>`), if the
@@ -890,23 +1237,43 @@ struct DataMessage {
 /// One incoming packet to forward, with the codec its payload type means at its source.
 struct Forward {
     kind: Kind,
-    codec: CodecSpec,
-    pkt: str0m::rtp::RtpPacket,
+    codec: Codec,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    marker: bool,
+    payload: Arc<[u8]>,
+    /// Header extensions, for packets from a WebRTC peer.
+    ext_vals: Option<str0m::rtp::ExtensionValues>,
+}
+
+impl Forward {
+    fn packet(&self) -> MediaPacket {
+        MediaPacket {
+            kind: sfu_kind(self.kind),
+            codec: self.codec,
+            seq: self.seq,
+            timestamp: self.ts,
+            ssrc: self.ssrc,
+            marker: self.marker,
+            payload: self.payload.to_vec(),
+        }
+    }
 }
 
 /// The sink's payload type for a codec (matched by name, clock rate and, for H.264, profile
 /// and packetization mode), never by number: the two sides may number codecs differently.
 /// Only payload types the sink's browser accepted on that m-line count.
-fn map_pt(sink: &Rtc, mid: Mid, codec: &CodecSpec) -> Option<str0m::media::Pt> {
+fn map_pt(sink: &Rtc, mid: Mid, codec: &Codec) -> Option<str0m::media::Pt> {
     let params = sink.codec_config().params();
     let accepted = sink.media(mid).map(|m| m.remote_pts()).unwrap_or_default();
     let same = |p: &&str0m::format::PayloadParams| {
-        let s = p.spec();
-        s.codec == codec.codec && s.clock_rate == codec.clock_rate && accepted.contains(&p.pt())
+        accepted.contains(&p.pt()) && codec_of(&p.spec()).is_some_and(|c| c.compatible(codec))
     };
     let exact = params.iter().filter(same).find(|p| {
-        let (a, b) = (p.spec().format, codec.format);
-        a.profile_level_id == b.profile_level_id && a.packetization_mode == b.packetization_mode
+        let f = p.spec().format;
+        f.profile_level_id == codec.profile_level_id
+            && f.packetization_mode == codec.packetization_mode
     });
     exact.or_else(|| params.iter().find(same)).map(|p| p.pt())
 }

@@ -21,6 +21,8 @@ pub use crate::core::{Control, Datagram, MediaCore, MediaEvent};
 
 pub use net::NetSettings;
 
+use crate::core::Ctl;
+use fluo_sfu::{MediaBus, MediaKind, MediaPacket, Port, PortOutput, TranscoderFactory};
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -61,12 +63,14 @@ impl WebRtc {
         }
         let (ctl, rx) = mpsc::unbounded_channel();
         shell::spawn(sockets, rx, events)?;
-        Ok(WebRtc {
+        let w = WebRtc {
             ctl,
             locals: Arc::new(locals),
             next_key: Arc::new(AtomicU64::new(1)),
             pool: Arc::new(pool::RtcPool::new(generate_cert(), true)),
-        })
+        };
+        w.send(Ctl::Output(w.output()));
+        Ok(w)
     }
 
     /// A media plane without sockets or threads, for tests: signalling sends its commands to
@@ -82,6 +86,7 @@ impl WebRtc {
             next_key: Arc::new(AtomicU64::new(1)),
             pool: Arc::new(pool::RtcPool::new(generate_cert(), false)),
         };
+        w.send(Ctl::Output(w.output()));
         (w, rx)
     }
 
@@ -97,5 +102,54 @@ impl WebRtc {
 
     pub(crate) fn next_key(&self) -> u64 {
         self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn send(&self, c: Ctl) {
+        // The media thread only ends with the process.
+        let _ = self.ctl.send(Control(c));
+    }
+
+    /// How ports deliver their packets to the media thread.
+    fn output(&self) -> Arc<dyn Fn(u64, MediaPacket) + Send + Sync> {
+        let ctl = self.ctl.clone();
+        Arc::new(move |key, pkt| {
+            let _ = ctl.send(Control(Ctl::Inject { key, pkt }));
+        })
+    }
+
+    /// Makes transcoders available to the router: a sink that cannot take a source's codec
+    /// is then fed through one instead of getting nothing.
+    pub fn set_transcoders(&self, factory: Arc<dyn TranscoderFactory>) {
+        self.send(Ctl::Transcoders(factory));
+    }
+}
+
+impl MediaBus for WebRtc {
+    fn add_port(&self, id: &str, make: Box<dyn FnOnce(PortOutput) -> Box<dyn Port> + Send>) -> u64 {
+        let key = self.next_key();
+        let port = make(PortOutput::new(key, self.output()));
+        self.send(Ctl::AddPort {
+            key,
+            id: id.to_string(),
+            port,
+        });
+        key
+    }
+
+    fn remove_port(&self, key: u64) {
+        self.send(Ctl::Remove { key });
+    }
+
+    fn route(&self, src: u64, sink_id: &str, kind: MediaKind, add: bool) {
+        self.send(Ctl::Route {
+            src,
+            sink_id: sink_id.to_string(),
+            kind: core::kind_of_sfu(kind),
+            add,
+        });
+    }
+
+    fn request_keyframe(&self, key: u64) {
+        self.send(Ctl::KeyframeFor { key });
     }
 }

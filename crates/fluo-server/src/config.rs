@@ -117,6 +117,8 @@ pub struct Config {
     pub certificate: Option<PathBuf>,
     /// Where to write the bound wss port.
     pub secure_port_file: Option<PathBuf>,
+    /// Video bitrate of transcoders, in kbps.
+    pub transcode_video_kbps: u32,
 }
 
 impl Default for Config {
@@ -139,6 +141,7 @@ impl Default for Config {
             secure_port: None,
             certificate: None,
             secure_port_file: None,
+            transcode_video_kbps: 1000,
         }
     }
 }

@@ -64,7 +64,14 @@ pub(crate) fn spawn(
     let sink: fluo_rtc::EventSink = Arc::new(move |id: &str, ev: &str, fields| {
         let _ = ev_tx.send((id.to_string(), ev.to_string(), fields));
     });
-    let webrtc = fluo_rtc::WebRtc::start(config.net.clone(), sink)?;
+    let webrtc = fluo_rtc::WebRtc::start(config.net.clone(), sink.clone())?;
+    webrtc.set_transcoders(Arc::new(fluo_gst::Transcoders::new(
+        config.transcode_video_kbps,
+    )));
+    let gst_media = fluo_gst::Media {
+        bus: Arc::new(webrtc.clone()),
+        events: sink,
+    };
     let engine_config = EngineConfig {
         session_grace: config.session_grace,
         replay_enabled: config.request_cache,
@@ -78,6 +85,9 @@ pub(crate) fn spawn(
     let done = tokio::spawn(async move {
         let mut engine = Engine::new(engine_config, Box::new(host), now());
         engine.register_factory("WebRtcEndpoint", webrtc.factory());
+        for (class, factory) in gst_media.factories() {
+            engine.register_factory(class, factory);
+        }
         let mut outboxes: HashMap<ConnId, Outbox> = HashMap::new();
         loop {
             let deadline = engine.poll_timeout();

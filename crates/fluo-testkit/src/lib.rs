@@ -5,7 +5,7 @@
 #![allow(missing_docs)]
 
 mod browser;
-mod live;
+pub mod live;
 pub mod soak;
 pub mod storm;
 mod world;

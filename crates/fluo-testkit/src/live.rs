@@ -7,11 +7,11 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
 /// A client WebSocket.
-pub(crate) type Ws =
+pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Starts Fluo on 127.0.0.1:0 with host candidates on `lo`; returns its port.
-pub(crate) fn start_server(session_grace: Duration) -> u16 {
+pub fn start_server(session_grace: Duration) -> u16 {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -40,12 +40,7 @@ pub(crate) fn start_server(session_grace: Duration) -> u16 {
 }
 
 /// One request; returns its `result` (events arriving meanwhile are skipped).
-pub(crate) async fn rpc(
-    ws: &mut Ws,
-    id: u64,
-    method: &str,
-    params: Value,
-) -> Result<Value, String> {
+pub async fn rpc(ws: &mut Ws, id: u64, method: &str, params: Value) -> Result<Value, String> {
     let req = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
     ws.send(Message::text(req.to_string()))
         .await
@@ -64,6 +59,127 @@ pub(crate) async fn rpc(
             }
             Ok(Some(Ok(_))) => continue,
             other => return Err(format!("no answer to {method}: {other:?}")),
+        }
+    }
+}
+
+/// A Kurento client for tests: requests by name, events kept until asked for.
+pub struct Client {
+    ws: Ws,
+    id: u64,
+    /// `onEvent` notifications not yet taken: (event type, value.data).
+    pub events: Vec<(String, Value)>,
+}
+
+impl Client {
+    /// Connects to `ws://127.0.0.1:{port}/kurento`.
+    pub async fn connect(port: u16) -> Result<Client, String> {
+        let url = format!("ws://127.0.0.1:{port}/kurento");
+        let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Client {
+            ws,
+            id: 0,
+            events: vec![],
+        })
+    }
+
+    /// Sends a request; returns the whole response (`result` or `error`).
+    pub async fn request(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        self.id += 1;
+        let id = self.id;
+        let req = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
+        self.ws
+            .send(Message::text(req.to_string()))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            let v = self.next(Duration::from_secs(15)).await?;
+            if !v.is_null() && v["id"] == json!(id) {
+                return Ok(v);
+            }
+        }
+    }
+
+    async fn next(&mut self, wait: Duration) -> Result<Value, String> {
+        loop {
+            match tokio::time::timeout(wait, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
+                    if v["method"] == "onEvent" {
+                        let d = &v["params"]["value"];
+                        self.events.push((
+                            d["type"].as_str().unwrap_or_default().into(),
+                            d["data"].clone(),
+                        ));
+                        return Ok(Value::Null);
+                    }
+                    return Ok(v);
+                }
+                Ok(Some(Ok(_))) => continue,
+                Err(_) => return Err("timeout".into()),
+                other => return Err(format!("connection ended: {other:?}")),
+            }
+        }
+    }
+
+    /// `create`; returns the new object's id.
+    pub async fn create(&mut self, class: &str, params: Value) -> Result<String, String> {
+        let r = self
+            .request(
+                "create",
+                json!({"type": class, "constructorParams": params}),
+            )
+            .await?;
+        r["result"]["value"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("create {class} failed: {r}"))
+    }
+
+    /// `invoke`; returns `result.value` or the error object.
+    pub async fn invoke(&mut self, object: &str, op: &str, params: Value) -> Result<Value, Value> {
+        let r = self
+            .request(
+                "invoke",
+                json!({"object": object, "operation": op, "operationParams": params}),
+            )
+            .await
+            .map_err(Value::from)?;
+        match r.get("error") {
+            Some(e) => Err(e.clone()),
+            None => Ok(r["result"]["value"].clone()),
+        }
+    }
+
+    /// `subscribe` to an event of an object.
+    pub async fn subscribe(&mut self, object: &str, event: &str) -> Result<(), String> {
+        let r = self
+            .request("subscribe", json!({"object": object, "type": event}))
+            .await?;
+        match r.get("error") {
+            Some(e) => Err(e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until an event of type `ty` from `source` arrived (or was kept); returns its data.
+    pub async fn wait_event(&mut self, ty: &str, source: &str, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(i) = self
+                .events
+                .iter()
+                .position(|(t, d)| t == ty && d["source"] == source)
+            {
+                return Some(self.events.remove(i).1);
+            }
+            let left = deadline.checked_duration_since(tokio::time::Instant::now())?;
+            match self.next(left).await {
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
         }
     }
 }

@@ -500,7 +500,7 @@ fn a_viewer_without_the_publishers_codec_gets_an_error_event_not_garbage() {
         .collect();
     assert_eq!(errors.len(), 1, "reported once: {errors:?}");
     assert_eq!(errors[0].1["type"], "CODEC_MISMATCH");
-    assert!(errors[0].1["description"].as_str().unwrap().contains("Vp8"));
+    assert!(errors[0].1["description"].as_str().unwrap().contains("VP8"));
 }
 
 #[test]

@@ -1,0 +1,111 @@
+//! The appsrc/appsink bridge between the router's packets and GStreamer buffers.
+
+use crate::codecs::PT;
+use fluo_sfu::rtp::write_rtp;
+use fluo_sfu::{Codec, MediaKind, MediaPacket, PortOutput, RtpPacket};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+/// Builds a pipeline from a description.
+pub(crate) fn launch(desc: &str) -> Result<gst::Pipeline, String> {
+    let e = gst::parse::launch(desc).map_err(|e| format!("{e} (pipeline: {desc})"))?;
+    e.downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_string())
+}
+
+/// The appsrc named `name` in `bin`.
+pub(crate) fn appsrc(bin: &gst::Pipeline, name: &str) -> Result<gst_app::AppSrc, String> {
+    bin.by_name(name)
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        .ok_or_else(|| format!("no appsrc {name}"))
+}
+
+/// The appsink named `name` in `bin`.
+pub(crate) fn appsink(bin: &gst::Pipeline, name: &str) -> Result<gst_app::AppSink, String> {
+    bin.by_name(name)
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| format!("no appsink {name}"))
+}
+
+/// An appsrc fragment taking RTP of `codec`: live, timestamped on arrival, never blocking
+/// the router (a full queue drops the oldest data).
+pub(crate) fn appsrc_desc(name: &str, codec: &Codec) -> String {
+    format!(
+        "appsrc name={name} format=time is-live=true do-timestamp=true block=false \
+         max-bytes=4000000 leaky-type=downstream caps=\"{}\"",
+        crate::codecs::rtp_caps(codec)
+    )
+}
+
+/// Pushes a routed packet into an appsrc as one RTP packet.
+pub(crate) fn push(src: &gst_app::AppSrc, pkt: &MediaPacket) {
+    let mut bytes = Vec::with_capacity(12 + pkt.payload.len());
+    write_rtp(
+        &mut bytes,
+        PT,
+        pkt.marker,
+        pkt.seq,
+        pkt.timestamp,
+        pkt.ssrc,
+        &pkt.payload,
+    );
+    // A full or flushing appsrc drops the packet, as a network would.
+    let _ = src.push_buffer(gst::Buffer::from_mut_slice(bytes));
+}
+
+/// Sends every RTP packet the appsink gets into the router as `codec` media.
+pub(crate) fn forward_appsink(
+    sink: &gst_app::AppSink,
+    kind: MediaKind,
+    codec: Codec,
+    out: PortOutput,
+) {
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if let Some(buf) = sample.buffer() {
+                    if let Ok(map) = buf.map_readable() {
+                        if let Ok(p) = RtpPacket::parse(map.as_slice()) {
+                            out.send(MediaPacket {
+                                kind,
+                                codec,
+                                seq: p.sequence(),
+                                timestamp: p.timestamp(),
+                                ssrc: p.ssrc(),
+                                marker: p.marker(),
+                                payload: p.payload().to_vec(),
+                            });
+                        }
+                    }
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
+/// Asks the encoders upstream of `sink` for a keyframe.
+pub(crate) fn force_keyframe(sink: &gst::Element) {
+    let s = gst::Structure::builder("GstForceKeyUnit")
+        .field("all-headers", true)
+        .build();
+    sink.send_event(gst::event::CustomUpstream::new(s));
+}
+
+/// Stops a pipeline without blocking the caller: the state change to NULL joins the
+/// pipeline's streaming threads.
+pub(crate) fn stop_in_background(p: gst::Pipeline) {
+    let spawned = std::thread::Builder::new()
+        .name("fluo-gst-stop".into())
+        .spawn({
+            let p = p.clone();
+            move || {
+                let _ = p.set_state(gst::State::Null);
+            }
+        });
+    if spawned.is_err() {
+        let _ = p.set_state(gst::State::Null);
+    }
+}

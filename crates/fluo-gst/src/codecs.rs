@@ -1,0 +1,139 @@
+//! What GStreamer elements carry each codec: RTP caps, depayloader, decoder, encoder and
+//! payloader, as pipeline-description fragments.
+
+use fluo_sfu::{Codec, CodecName, MediaKind};
+
+/// The payload type Fluo uses inside its own pipelines (never seen by peers: the router maps
+/// payload types by codec).
+pub(crate) const PT: u8 = 96;
+
+/// RTP caps for appsrc.
+pub(crate) fn rtp_caps(c: &Codec) -> String {
+    let media = match c.name.kind() {
+        MediaKind::Audio => "audio",
+        MediaKind::Video => "video",
+    };
+    let name = match c.name {
+        CodecName::Opus => "OPUS",
+        CodecName::Vp8 => "VP8",
+        CodecName::Vp9 => "VP9",
+        other => other.sdp_name(),
+    };
+    let mut caps = format!(
+        "application/x-rtp,media={media},encoding-name={name},clock-rate={},payload={PT}",
+        c.clock_rate
+    );
+    if c.name == CodecName::H264 {
+        caps.push_str(&format!(
+            ",packetization-mode=(string){}",
+            c.packetization_mode.unwrap_or(1)
+        ));
+    }
+    caps
+}
+
+/// Depayloader (RTP -> encoded).
+pub(crate) fn depay(c: &Codec) -> Option<&'static str> {
+    Some(match c.name {
+        CodecName::Vp8 => "rtpvp8depay",
+        CodecName::Vp9 => "rtpvp9depay",
+        CodecName::H264 => "rtph264depay ! h264parse",
+        CodecName::Opus => "rtpopusdepay",
+        CodecName::Pcmu => "rtppcmudepay",
+        CodecName::Pcma => "rtppcmadepay",
+        CodecName::G722 => "rtpg722depay",
+        _ => return None,
+    })
+}
+
+/// Decoder (encoded -> raw).
+pub(crate) fn decoder(c: &Codec) -> Option<&'static str> {
+    Some(match c.name {
+        CodecName::Vp8 => "vp8dec",
+        CodecName::Vp9 => "vp9dec",
+        CodecName::H264 => "avdec_h264",
+        CodecName::Opus => "opusdec plc=true",
+        CodecName::Pcmu => "mulawdec",
+        CodecName::Pcma => "alawdec",
+        CodecName::G722 => "avdec_g722",
+        _ => return None,
+    })
+}
+
+/// Encoder and payloader (raw -> RTP), with the conversion in front, tuned for real time.
+pub(crate) fn encoder(c: &Codec, video_kbps: u32) -> Option<String> {
+    let bps = video_kbps * 1000;
+    Some(match c.name {
+        CodecName::Vp8 => format!(
+            "videoconvert ! vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={bps} \
+             keyframe-max-dist=60 lag-in-frames=0 threads=2 error-resilient=partitions \
+             ! rtpvp8pay pt={PT} mtu=1200 picture-id-mode=15-bit"
+        ),
+        CodecName::Vp9 => format!(
+            "videoconvert ! vp9enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={bps} \
+             keyframe-max-dist=60 lag-in-frames=0 threads=2 row-mt=true \
+             ! rtpvp9pay pt={PT} mtu=1200 picture-id-mode=15-bit"
+        ),
+        CodecName::H264 => {
+            // profile_idc 0x42 = (constrained) baseline, 0x4d = main, 0x64 = high.
+            let profile = match c.profile_level_id.map(|p| p >> 16) {
+                Some(0x4d) => "main",
+                Some(0x64) => "high",
+                _ => "constrained-baseline",
+            };
+            format!(
+                "videoconvert ! video/x-raw,format=I420 ! x264enc tune=zerolatency speed-preset=ultrafast \
+                 bitrate={video_kbps} key-int-max=60 threads=2 ! video/x-h264,profile={profile} \
+                 ! h264parse ! rtph264pay pt={PT} mtu=1200 config-interval=-1 aggregate-mode=zero-latency"
+            )
+        }
+        CodecName::Opus => format!(
+            "audioconvert ! audioresample ! opusenc bitrate=64000 frame-size=20 ! rtpopuspay pt={PT}"
+        ),
+        CodecName::Pcmu => format!(
+            "audioconvert ! audioresample ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay pt={PT}"
+        ),
+        CodecName::Pcma => format!(
+            "audioconvert ! audioresample ! audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay pt={PT}"
+        ),
+        CodecName::G722 => format!(
+            "audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 ! avenc_g722 ! rtpg722pay pt={PT}"
+        ),
+        _ => return None,
+    })
+}
+
+/// Payloader for already-encoded media (PlayerEndpoint with useEncodedMedia).
+pub(crate) fn payloader(c: &Codec) -> Option<String> {
+    Some(match c.name {
+        CodecName::Vp8 => format!("rtpvp8pay pt={PT} mtu=1200 picture-id-mode=15-bit"),
+        CodecName::Vp9 => format!("rtpvp9pay pt={PT} mtu=1200 picture-id-mode=15-bit"),
+        CodecName::H264 => format!(
+            "h264parse ! rtph264pay pt={PT} mtu=1200 config-interval=-1 aggregate-mode=zero-latency"
+        ),
+        CodecName::Opus => format!("rtpopuspay pt={PT}"),
+        _ => return None,
+    })
+}
+
+/// Whether this GStreamer build has every element a codec needs.
+pub(crate) fn available(c: &Codec) -> bool {
+    let names: Vec<String> = [
+        depay(c).map(str::to_string),
+        decoder(c).map(str::to_string),
+        encoder(c, 500),
+    ]
+    .into_iter()
+    .flatten()
+    .flat_map(|frag| {
+        frag.split('!')
+            .filter_map(|e| e.split_whitespace().next().map(str::to_string))
+            .filter(|e| !e.contains('/'))
+            .collect::<Vec<_>>()
+    })
+    .collect();
+    names.len() >= 3
+        && names
+            .iter()
+            .all(|n| gstreamer::ElementFactory::find(n).is_some())
+}

@@ -1,0 +1,87 @@
+//! Fluo's GStreamer media plane: transcoders for the router, and the elements whose media is
+//! processed rather than forwarded (PlayerEndpoint, RecorderEndpoint, RtpEndpoint).
+//!
+//! Elements reach the router only through [`fluo_sfu::MediaBus`]: each one is a
+//! [`fluo_sfu::Port`] that takes RTP from an appsrc-fed pipeline or gives RTP from an appsink.
+//! GStreamer runs its own streaming threads; the router's thread only pushes into appsrcs
+//! (never blocking) and the appsinks send packets back as messages.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod bridge;
+mod codecs;
+mod player;
+mod recorder;
+mod transcoder;
+mod uri;
+
+pub use transcoder::Transcoders;
+
+use fluo_core::{Edge, Factory};
+use fluo_sfu::{MediaBus, MediaKind};
+
+use gstreamer as gst;
+use serde_json::{Map, Value};
+use std::sync::{Arc, OnceLock};
+
+/// Where elements raise their events: (object id, event name, event fields).
+pub type EventSink = Arc<dyn Fn(&str, &str, Map<String, Value>) + Send + Sync>;
+
+/// Initialises GStreamer once.
+pub fn init() -> Result<(), String> {
+    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
+    INIT.get_or_init(|| gst::init().map_err(|e| format!("GStreamer does not start: {e}")))
+        .clone()
+}
+
+/// The GStreamer media plane: where its elements reach the router and raise events.
+#[derive(Clone)]
+pub struct Media {
+    /// The router.
+    pub bus: Arc<dyn MediaBus>,
+    /// Asynchronous events (from GStreamer threads).
+    pub events: EventSink,
+}
+
+impl Media {
+    /// The factories of the elements this crate implements, by Kurento class name.
+    pub fn factories(&self) -> Vec<(&'static str, Box<dyn Factory>)> {
+        vec![
+            (
+                "PlayerEndpoint",
+                Box::new(player::PlayerFactory {
+                    media: self.clone(),
+                }) as Box<dyn Factory>,
+            ),
+            (
+                "RecorderEndpoint",
+                Box::new(recorder::RecorderFactory {
+                    media: self.clone(),
+                }),
+            ),
+        ]
+    }
+
+    /// Starts or stops routing `edge`'s media when this element (`key`, `id`) is its source.
+    pub(crate) fn route(&self, key: u64, id: &str, edge: &Edge, add: bool) {
+        if edge.source != id {
+            return;
+        }
+        let kind = match edge.media_type.as_str() {
+            "AUDIO" => MediaKind::Audio,
+            "VIDEO" => MediaKind::Video,
+            _ => return,
+        };
+        self.bus.route(key, &edge.sink, kind, add);
+    }
+}
+
+/// Kurento Error event fields for a GStreamer error.
+pub(crate) fn error_fields(e: &gst::glib::Error, ty: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("description".into(), Value::from(e.to_string()));
+    m.insert("errorCode".into(), Value::from(40003));
+    m.insert("type".into(), Value::from(ty));
+    m
+}

@@ -1,0 +1,412 @@
+//! PlayerEndpoint: a file or stream decoded by GStreamer and encoded once (VP8 and Opus) for
+//! every sink, or, with useEncodedMedia, payloaded without decoding when the source is
+//! already VP8, VP9, H.264 or Opus.
+
+use crate::bridge;
+use crate::codecs;
+use crate::uri::{self, MediaUri};
+use crate::{error_fields, Media};
+use fluo_api::{ErrorCode, KurentoError};
+use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
+use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, Port, PortOutput};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use serde_json::{json, Map, Value};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Video bitrate of the player's encoder, kbps.
+const VIDEO_KBPS: u32 = 1500;
+
+pub(crate) struct PlayerFactory {
+    pub media: Media,
+}
+
+/// What the element and its pipeline's threads share.
+#[derive(Default)]
+struct Shared {
+    state: &'static str,
+    pipeline: Option<gst::Pipeline>,
+    /// The appsinks, to ask their encoders for keyframes.
+    sinks: Vec<gst::Element>,
+    out: Option<PortOutput>,
+}
+
+type SharedRef = Arc<Mutex<Shared>>;
+
+fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Factory for PlayerFactory {
+    fn create(&self, cx: &FactoryCx<'_>) -> Result<Box<dyn Element>, KurentoError> {
+        crate::init().map_err(|e| KurentoError::new(ErrorCode::UnexpectedError, e))?;
+        let uri_s = cx
+            .params
+            .get("uri")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let uri = uri::parse(uri_s, &["http", "https", "rtsp", "rtsps"])?;
+        let shared: SharedRef = Arc::new(Mutex::new(Shared {
+            state: "STOP",
+            ..Default::default()
+        }));
+        let port = PlayerPort {
+            shared: shared.clone(),
+        };
+        let for_port = shared.clone();
+        let key = self.media.bus.add_port(
+            cx.id,
+            Box::new(move |out| {
+                lock(&for_port).out = Some(out);
+                Box::new(port) as Box<dyn Port>
+            }),
+        );
+        Ok(Box::new(Player {
+            id: cx.id.to_string(),
+            key,
+            uri,
+            use_encoded: cx
+                .params
+                .get("useEncodedMedia")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            network_cache: cx
+                .params
+                .get("networkCache")
+                .and_then(Value::as_i64)
+                .unwrap_or(2000)
+                .clamp(0, 60_000) as u32,
+            shared,
+            media: self.media.clone(),
+        }))
+    }
+}
+
+struct Player {
+    id: String,
+    key: u64,
+    uri: MediaUri,
+    use_encoded: bool,
+    network_cache: u32,
+    shared: SharedRef,
+    media: Media,
+}
+
+fn state_event(state: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("state".into(), json!(state));
+    m
+}
+
+impl Player {
+    fn build(&self) -> Result<gst::Pipeline, KurentoError> {
+        if let MediaUri::File(p) = &self.uri {
+            if !p.is_file() {
+                return Err(KurentoError::new(
+                    ErrorCode::UriPathFileNotFound,
+                    format!("The file {} does not exist", p.display()),
+                ));
+            }
+        }
+        let pipeline = gst::Pipeline::with_name(&format!("player-{}", self.key));
+        let dec = gst::ElementFactory::make("uridecodebin")
+            .property("uri", self.uri.gst_uri())
+            .build()
+            .map_err(|e| KurentoError::new(ErrorCode::UnexpectedError, e.to_string()))?;
+        if self.use_encoded {
+            let caps: gst::Caps =
+                "video/x-raw;audio/x-raw;video/x-vp8;video/x-vp9;video/x-h264;audio/x-opus"
+                    .parse()
+                    .map_err(|_| KurentoError::new(ErrorCode::UnexpectedError, "caps"))?;
+            dec.set_property("caps", &caps);
+        }
+        let cache = self.network_cache;
+        dec.connect("source-setup", false, move |args| {
+            if let Some(src) = args.get(1).and_then(|v| v.get::<gst::Element>().ok()) {
+                if src.has_property("latency")
+                    && src.property_type("latency") == Some(u32::static_type())
+                {
+                    src.set_property("latency", cache);
+                }
+            }
+            None
+        });
+        pipeline
+            .add(&dec)
+            .map_err(|e| KurentoError::new(ErrorCode::UnexpectedError, e.to_string()))?;
+        let weak = pipeline.downgrade();
+        let shared = self.shared.clone();
+        let id = self.id.clone();
+        dec.connect_pad_added(move |_, pad| {
+            let Some(pipeline) = weak.upgrade() else {
+                return;
+            };
+            if let Err(e) = add_branch(&pipeline, pad, &shared) {
+                tracing::warn!(%id, "player: {e}");
+            }
+        });
+        let id = self.id.clone();
+        let events = self.media.events.clone();
+        let shared = self.shared.clone();
+        if let Some(bus) = pipeline.bus() {
+            bus.set_sync_handler(move |_, msg| {
+                match msg.view() {
+                    gst::MessageView::Eos(_) => {
+                        tracing::info!(%id, "end of stream");
+                        lock(&shared).state = "STOP";
+                        events(&id, "EndOfStream", Map::new());
+                    }
+                    gst::MessageView::Error(e) => {
+                        tracing::warn!(%id, "player error: {} ({:?})", e.error(), e.debug());
+                        events(&id, "Error", error_fields(&e.error(), "PLAYER_ERROR"));
+                    }
+                    _ => {}
+                }
+                gst::BusSyncReply::Drop
+            });
+        }
+        Ok(pipeline)
+    }
+
+    fn play(&mut self, cx: &mut ElementCx<'_>) -> Result<Value, KurentoError> {
+        let existing = lock(&self.shared).pipeline.clone();
+        let eos_restart = existing.is_some() && lock(&self.shared).state == "STOP";
+        let p = match existing {
+            Some(p) if !eos_restart => p,
+            other => {
+                if let Some(old) = other {
+                    bridge::stop_in_background(old);
+                }
+                let p = self.build()?;
+                let mut s = lock(&self.shared);
+                s.sinks.clear();
+                s.pipeline = Some(p.clone());
+                p
+            }
+        };
+        p.set_state(gst::State::Playing).map_err(|e| {
+            KurentoError::new(
+                ErrorCode::UnexpectedError,
+                format!("The player does not start: {e}"),
+            )
+        })?;
+        lock(&self.shared).state = "START";
+        cx.emit("UriEndpointStateChanged", state_event("START"));
+        Ok(Value::Null)
+    }
+
+    fn pause(&mut self, cx: &mut ElementCx<'_>) -> Result<Value, KurentoError> {
+        let p = lock(&self.shared).pipeline.clone();
+        if let Some(p) = p {
+            let _ = p.set_state(gst::State::Paused);
+            lock(&self.shared).state = "PAUSE";
+            cx.emit("UriEndpointStateChanged", state_event("PAUSE"));
+        }
+        Ok(Value::Null)
+    }
+
+    fn stop(&mut self, cx: &mut ElementCx<'_>) -> Result<Value, KurentoError> {
+        let p = {
+            let mut s = lock(&self.shared);
+            s.state = "STOP";
+            s.sinks.clear();
+            s.pipeline.take()
+        };
+        if let Some(p) = p {
+            bridge::stop_in_background(p);
+            cx.emit("UriEndpointStateChanged", state_event("STOP"));
+        }
+        Ok(Value::Null)
+    }
+
+    fn seek(&mut self, params: &Map<String, Value>) -> Result<Value, KurentoError> {
+        let ms = params
+            .get("position")
+            .and_then(Value::as_i64)
+            .filter(|v| *v >= 0)
+            .ok_or_else(|| {
+                KurentoError::illegal_param(
+                    "'position' must be a non-negative number of milliseconds",
+                )
+            })?;
+        let p = lock(&self.shared).pipeline.clone().ok_or_else(|| {
+            KurentoError::new(ErrorCode::PlayerSeekFail, "The player is not playing")
+        })?;
+        p.seek_simple(
+            gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+            gst::ClockTime::from_mseconds(ms as u64),
+        )
+        .map_err(|e| KurentoError::new(ErrorCode::PlayerSeekFail, format!("Seek failed: {e}")))?;
+        Ok(Value::Null)
+    }
+
+    fn video_info(&self) -> Value {
+        let p = lock(&self.shared).pipeline.clone();
+        let (mut seekable, mut start, mut end, mut duration) = (false, 0i64, 0i64, 0i64);
+        if let Some(p) = p {
+            if let Some(d) = p.query_duration::<gst::ClockTime>() {
+                duration = d.mseconds() as i64;
+            }
+            let mut q = gst::query::Seeking::new(gst::Format::Time);
+            if p.query(&mut q) {
+                let (s, a, b) = q.result();
+                seekable = s;
+                start = a.value().max(0) / 1_000_000;
+                end = b.value().max(0) / 1_000_000;
+            }
+        }
+        json!({
+            "__module__": "kurento",
+            "__type__": "VideoInfo",
+            "isSeekable": seekable,
+            "seekableInit": start,
+            "seekableEnd": end,
+            "duration": duration,
+        })
+    }
+}
+
+/// Links a new decoded (or, with useEncodedMedia, encoded) stream to an encoder, payloader
+/// and appsink that sends its RTP into the router.
+fn add_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, shared: &SharedRef) -> Result<(), String> {
+    let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+    let name = caps
+        .structure(0)
+        .map(|s| s.name().to_string())
+        .unwrap_or_default();
+    let (kind, codec, chain) = match name.as_str() {
+        "video/x-raw" => {
+            let c = Codec::new(CodecName::Vp8);
+            (MediaKind::Video, c, format!("queue max-size-time=1000000000 ! videoconvert ! videoscale ! videorate ! video/x-raw,framerate=[1/1,30/1] ! {}", codecs::encoder(&c, VIDEO_KBPS).ok_or("no VP8 encoder")?))
+        }
+        "audio/x-raw" => {
+            let c = Codec::new(CodecName::Opus);
+            (
+                MediaKind::Audio,
+                c,
+                format!(
+                    "queue max-size-time=1000000000 ! {}",
+                    codecs::encoder(&c, 0).ok_or("no Opus encoder")?
+                ),
+            )
+        }
+        other => {
+            let n = match other {
+                "video/x-vp8" => CodecName::Vp8,
+                "video/x-vp9" => CodecName::Vp9,
+                "video/x-h264" => CodecName::H264,
+                "audio/x-opus" => CodecName::Opus,
+                _ => return Err(format!("the stream {other} cannot be played")),
+            };
+            let c = Codec::new(n);
+            (
+                n.kind(),
+                c,
+                format!(
+                    "queue max-size-time=1000000000 ! {}",
+                    codecs::payloader(&c).ok_or("no payloader")?
+                ),
+            )
+        }
+    };
+    let desc = format!("{chain} ! appsink name=out sync=true max-buffers=500 drop=false");
+    let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| e.to_string())?;
+    let sink = bin
+        .by_name("out")
+        .and_then(|e| e.downcast::<gstreamer_app::AppSink>().ok())
+        .ok_or("no appsink")?;
+    let out = lock(shared)
+        .out
+        .clone()
+        .ok_or("the player is not in the router")?;
+    bridge::forward_appsink(&sink, kind, codec, out);
+    pipeline.add(&bin).map_err(|e| e.to_string())?;
+    bin.sync_state_with_parent().map_err(|e| e.to_string())?;
+    let sinkpad = bin.static_pad("sink").ok_or("no sink pad")?;
+    pad.link(&sinkpad).map_err(|e| format!("{e:?}"))?;
+    lock(shared).sinks.push(sink.upcast());
+    tracing::debug!(stream = %name, codec = %codec, "player stream linked");
+    Ok(())
+}
+
+impl Element for Player {
+    fn invoke(
+        &mut self,
+        cx: &mut ElementCx<'_>,
+        method: &str,
+        params: &Map<String, Value>,
+    ) -> Option<Result<Value, KurentoError>> {
+        Some(match method {
+            "play" => self.play(cx),
+            "pause" => self.pause(cx),
+            "stop" => self.stop(cx),
+            "setPosition" => self.seek(params),
+            "getPosition" => Ok(self.position()),
+            "getVideoInfo" => Ok(self.video_info()),
+            "getState" => Ok(json!(lock(&self.shared).state)),
+            _ => return None,
+        })
+    }
+
+    fn get_property(&self, name: &str) -> Option<Value> {
+        match name {
+            "state" => Some(json!(lock(&self.shared).state)),
+            "position" => Some(self.position()),
+            "videoInfo" => Some(self.video_info()),
+            "uri" => Some(json!(match &self.uri {
+                MediaUri::File(_) => self.uri.gst_uri(),
+                MediaUri::Remote(u) => u.clone(),
+            })),
+            _ => None,
+        }
+    }
+
+    fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
+        self.media.route(self.key, &self.id, edge, true);
+    }
+
+    fn media_disconnected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
+        self.media.route(self.key, &self.id, edge, false);
+    }
+
+    fn released(&mut self) {
+        if let Some(p) = lock(&self.shared).pipeline.take() {
+            bridge::stop_in_background(p);
+        }
+        self.media.bus.remove_port(self.key);
+    }
+}
+
+impl Player {
+    fn position(&self) -> Value {
+        let p = lock(&self.shared).pipeline.clone();
+        let ms = p
+            .and_then(|p| p.query_position::<gst::ClockTime>())
+            .map_or(0, |t| t.mseconds());
+        json!(ms)
+    }
+}
+
+/// The player as the router sees it: a source only.
+struct PlayerPort {
+    shared: SharedRef,
+}
+
+impl Port for PlayerPort {
+    fn accepts(&self, _kind: MediaKind, _codec: &Codec) -> bool {
+        false
+    }
+
+    fn wants(&self, _kind: MediaKind) -> Vec<Codec> {
+        vec![]
+    }
+
+    fn push(&mut self, _pkt: &MediaPacket) {}
+
+    fn request_keyframe(&mut self) {
+        let sinks = lock(&self.shared).sinks.clone();
+        for s in sinks {
+            bridge::force_keyframe(&s);
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! RecorderEndpoint: RTP from the router, depayloaded and muxed to a file without decoding
+//! (a transcoder is inserted by the router when the source's codec does not fit the
+//! profile).
+//!
+//! Files stay playable if the server dies: Matroska/WebM clusters are at most one second
+//! long and MP4 is fragmented every second, and the file sink does not buffer in user space,
+//! so a kill -9 loses at most the last second.
+
+use crate::bridge;
+use crate::uri::{self, MediaUri};
+use crate::{EventSink, Media};
+use fluo_api::{ErrorCode, KurentoError};
+use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
+use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, Port};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use serde_json::{json, Map, Value};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How long the recorder waits for the second kind of media before it starts the file
+/// with what it has.
+const WAIT_FOR_ALL: Duration = Duration::from_millis(1500);
+
+/// Packets kept while the file's tracks are being decided.
+const MAX_PENDING: usize = 3000;
+
+/// A media profile: container and codecs.
+#[derive(Debug, Clone, Copy)]
+struct Profile {
+    mux: &'static str,
+    ext_ok: &'static [&'static str],
+    audio: &'static [CodecName],
+    video: &'static [CodecName],
+}
+
+fn profile(name: &str) -> Option<Profile> {
+    const WEBM_V: &[CodecName] = &[CodecName::Vp8, CodecName::Vp9];
+    const MKV_V: &[CodecName] = &[CodecName::Vp8, CodecName::Vp9, CodecName::H264];
+    const MP4_V: &[CodecName] = &[CodecName::H264];
+    const OPUS: &[CodecName] = &[CodecName::Opus];
+    const NONE: &[CodecName] = &[];
+    let webm = "webmmux max-cluster-duration=1000000000";
+    let mkv = "matroskamux max-cluster-duration=1000000000";
+    let mp4 = "mp4mux fragment-duration=1000";
+    let (mux, audio, video) = match name {
+        "WEBM" => (webm, OPUS, WEBM_V),
+        "WEBM_AUDIO_ONLY" => (webm, OPUS, NONE),
+        "WEBM_VIDEO_ONLY" => (webm, NONE, WEBM_V),
+        "MKV" => (mkv, OPUS, MKV_V),
+        "MKV_AUDIO_ONLY" => (mkv, OPUS, NONE),
+        "MKV_VIDEO_ONLY" => (mkv, NONE, MKV_V),
+        "MP4" => (mp4, OPUS, MP4_V),
+        "MP4_AUDIO_ONLY" => (mp4, OPUS, NONE),
+        "MP4_VIDEO_ONLY" => (mp4, NONE, MP4_V),
+        _ => return None,
+    };
+    Some(Profile {
+        mux,
+        ext_ok: &[],
+        audio,
+        video,
+    })
+}
+
+impl Profile {
+    fn codecs(&self, kind: MediaKind) -> &'static [CodecName] {
+        match kind {
+            MediaKind::Audio => self.audio,
+            MediaKind::Video => self.video,
+        }
+    }
+
+    fn kinds(&self) -> usize {
+        usize::from(!self.audio.is_empty()) + usize::from(!self.video.is_empty())
+    }
+}
+
+/// Kurento's UriEndpointState.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecState {
+    Stop,
+    Start,
+    Pause,
+}
+
+impl RecState {
+    fn name(self) -> &'static str {
+        match self {
+            RecState::Stop => "STOP",
+            RecState::Start => "START",
+            RecState::Pause => "PAUSE",
+        }
+    }
+}
+
+/// What the element (engine thread) and the port (router thread) share.
+struct Shared {
+    state: RecState,
+    pipeline: Option<gst::Pipeline>,
+    srcs: [Option<gst_app::AppSrc>; 2],
+    codecs: [Option<Codec>; 2],
+    pending: Vec<MediaPacket>,
+    first_at: Option<Instant>,
+    /// Pipelines whose file is being finalised.
+    finishing: Vec<gst::Pipeline>,
+}
+
+fn idx(k: MediaKind) -> usize {
+    match k {
+        MediaKind::Audio => 0,
+        MediaKind::Video => 1,
+    }
+}
+
+type SharedRef = Arc<Mutex<Shared>>;
+
+fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) struct RecorderFactory {
+    pub media: Media,
+}
+
+impl Factory for RecorderFactory {
+    fn create(&self, cx: &FactoryCx<'_>) -> Result<Box<dyn Element>, KurentoError> {
+        crate::init().map_err(|e| KurentoError::new(ErrorCode::UnexpectedError, e))?;
+        let uri_s = cx
+            .params
+            .get("uri")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let path = match uri::parse(uri_s, &[])? {
+            MediaUri::File(p) => p,
+            MediaUri::Remote(_) => unreachable!("only file:// is accepted"),
+        };
+        let pname = cx
+            .params
+            .get("mediaProfile")
+            .and_then(Value::as_str)
+            .unwrap_or("WEBM");
+        let profile = profile(pname).ok_or_else(|| {
+            KurentoError::new(
+                ErrorCode::NotImplemented,
+                format!("The media profile {pname} is not supported by Fluo (supported: WEBM, MKV, MP4 and their _AUDIO_ONLY / _VIDEO_ONLY variants)"),
+            )
+        })?;
+        let _ = profile.ext_ok;
+        let shared = Arc::new(Mutex::new(Shared {
+            state: RecState::Stop,
+            pipeline: None,
+            srcs: [None, None],
+            codecs: [None, None],
+            pending: vec![],
+            first_at: None,
+            finishing: vec![],
+        }));
+        let port = RecorderPort {
+            shared: shared.clone(),
+            profile,
+            path: path.clone(),
+            id: cx.id.to_string(),
+            events: self.media.events.clone(),
+        };
+        let key = self
+            .media
+            .bus
+            .add_port(cx.id, Box::new(move |_out| Box::new(port) as Box<dyn Port>));
+        Ok(Box::new(Recorder {
+            id: cx.id.to_string(),
+            key,
+            shared,
+            media: self.media.clone(),
+            path,
+            stop_on_eos: cx
+                .params
+                .get("stopOnEndOfStream")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        }))
+    }
+}
+
+struct Recorder {
+    id: String,
+    key: u64,
+    shared: SharedRef,
+    media: Media,
+    path: std::path::PathBuf,
+    #[allow(dead_code)]
+    stop_on_eos: bool,
+}
+
+fn state_event(state: RecState) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("state".into(), json!(state.name()));
+    m
+}
+
+impl Recorder {
+    fn record(&mut self, cx: &mut ElementCx<'_>) -> Result<Value, KurentoError> {
+        let mut s = lock(&self.shared);
+        if s.state == RecState::Start {
+            return Ok(Value::Null);
+        }
+        if s.state == RecState::Stop {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    KurentoError::new(
+                        ErrorCode::UriPathFileNotFound,
+                        format!("Cannot create {}: {e}", dir.display()),
+                    )
+                })?;
+            }
+            // Fail now, not later on a streaming thread.
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&self.path)
+                .map_err(|e| {
+                    KurentoError::new(
+                        ErrorCode::UriPathFileNotFound,
+                        format!("Cannot write {}: {e}", self.path.display()),
+                    )
+                })?;
+        }
+        s.state = RecState::Start;
+        drop(s);
+        cx.emit("UriEndpointStateChanged", state_event(RecState::Start));
+        cx.emit("Recording", Map::new());
+        self.media.bus.request_keyframe(self.key);
+        tracing::info!(id = %self.id, path = %self.path.display(), "recording");
+        Ok(Value::Null)
+    }
+
+    fn pause(&mut self, cx: &mut ElementCx<'_>) -> Result<Value, KurentoError> {
+        let mut s = lock(&self.shared);
+        if s.state != RecState::Start {
+            return Ok(Value::Null);
+        }
+        s.state = RecState::Pause;
+        drop(s);
+        cx.emit("UriEndpointStateChanged", state_event(RecState::Pause));
+        cx.emit("Paused", Map::new());
+        Ok(Value::Null)
+    }
+
+    /// Ends the file. With `wait`, returns once it is finalised (at most 5 s).
+    fn stop(&mut self, cx: &mut ElementCx<'_>, wait: bool) -> Result<Value, KurentoError> {
+        let mut s = lock(&self.shared);
+        if s.state == RecState::Stop {
+            return Ok(Value::Null);
+        }
+        s.state = RecState::Stop;
+        let pipeline = s.pipeline.take();
+        let srcs = std::mem::take(&mut s.srcs);
+        s.codecs = [None, None];
+        s.pending.clear();
+        s.first_at = None;
+        if let Some(p) = &pipeline {
+            s.finishing.push(p.clone());
+        }
+        drop(s);
+        cx.emit("UriEndpointStateChanged", state_event(RecState::Stop));
+        let Some(p) = pipeline else {
+            cx.emit("Stopped", Map::new());
+            return Ok(Value::Null);
+        };
+        let done = finish(
+            p,
+            srcs,
+            self.shared.clone(),
+            self.id.clone(),
+            self.media.events.clone(),
+        );
+        if wait {
+            let _ = done.recv_timeout(Duration::from_secs(5));
+        }
+        Ok(Value::Null)
+    }
+}
+
+/// Sends EOS through a recording pipeline so the muxer writes its index, then stops it, on
+/// a thread of its own; raises `Stopped` when done. The receiver fires then.
+fn finish(
+    p: gst::Pipeline,
+    srcs: [Option<gst_app::AppSrc>; 2],
+    shared: SharedRef,
+    id: String,
+    events: EventSink,
+) -> std::sync::mpsc::Receiver<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let run = move || {
+        for s in srcs.iter().flatten() {
+            let _ = s.end_of_stream();
+        }
+        if let Some(bus) = p.bus() {
+            let deadline = gst::ClockTime::from_seconds(5);
+            let msg =
+                bus.timed_pop_filtered(deadline, &[gst::MessageType::Eos, gst::MessageType::Error]);
+            if let Some(gst::MessageView::Error(e)) = msg.as_ref().map(|m| m.view()) {
+                tracing::warn!(%id, "finishing the recording: {}", e.error());
+            }
+        }
+        let _ = p.set_state(gst::State::Null);
+        lock(&shared).finishing.retain(|x| x != &p);
+        tracing::info!(%id, "recording finalised");
+        events(&id, "Stopped", Map::new());
+        let _ = tx.send(());
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("fluo-rec-stop".into())
+        .spawn(run)
+    {
+        tracing::warn!("cannot start the finishing thread: {e}");
+    }
+    rx
+}
+
+impl Element for Recorder {
+    fn invoke(
+        &mut self,
+        cx: &mut ElementCx<'_>,
+        method: &str,
+        _params: &Map<String, Value>,
+    ) -> Option<Result<Value, KurentoError>> {
+        Some(match method {
+            "record" => self.record(cx),
+            "pause" => self.pause(cx),
+            "stop" => self.stop(cx, false),
+            "stopAndWait" => self.stop(cx, true),
+            _ => return None,
+        })
+    }
+
+    fn get_property(&self, name: &str) -> Option<Value> {
+        match name {
+            "state" => Some(json!(lock(&self.shared).state.name())),
+            _ => None,
+        }
+    }
+
+    fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
+        self.media.route(self.key, &self.id, edge, true);
+    }
+
+    fn media_disconnected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
+        self.media.route(self.key, &self.id, edge, false);
+    }
+
+    fn released(&mut self) {
+        let mut s = lock(&self.shared);
+        s.state = RecState::Stop;
+        let pipeline = s.pipeline.take();
+        let srcs = std::mem::take(&mut s.srcs);
+        drop(s);
+        if let Some(p) = pipeline {
+            // Released while recording: the file is still finalised.
+            let _ = finish(
+                p,
+                srcs,
+                self.shared.clone(),
+                self.id.clone(),
+                self.media.events.clone(),
+            );
+        }
+        self.media.bus.remove_port(self.key);
+    }
+}
+
+/// The recorder as the router sees it.
+struct RecorderPort {
+    shared: SharedRef,
+    profile: Profile,
+    path: std::path::PathBuf,
+    id: String,
+    events: EventSink,
+}
+
+impl RecorderPort {
+    /// Builds the pipeline for the codecs seen so far.
+    fn build(&self, s: &mut Shared) {
+        let mut desc = format!(
+            "{} name=mux ! filesink buffer-mode=unbuffered location=\"{}\"",
+            self.profile.mux,
+            self.path.display().to_string().replace('"', "")
+        );
+        for k in [MediaKind::Audio, MediaKind::Video] {
+            let Some(c) = s.codecs[idx(k)] else { continue };
+            let depay = crate::codecs::depay(&c).unwrap_or("identity");
+            let parse = match c.name {
+                CodecName::Opus => " ! opusparse",
+                _ => "",
+            };
+            desc.push_str(&format!(
+                " {} ! rtpjitterbuffer latency=200 ! {depay}{parse} ! queue max-size-time=3000000000 ! mux.",
+                bridge::appsrc_desc(if k == MediaKind::Audio { "a" } else { "v" }, &c)
+            ));
+        }
+        let p = match bridge::launch(&desc) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(id = %self.id, "recorder pipeline: {e}");
+                return self.fail(s, &e);
+            }
+        };
+        let srcs = [bridge::appsrc(&p, "a").ok(), bridge::appsrc(&p, "v").ok()];
+        {
+            let id = self.id.clone();
+            let events = self.events.clone();
+            if let Some(bus) = p.bus() {
+                bus.set_sync_handler(move |_, msg| {
+                    if let gst::MessageView::Error(e) = msg.view() {
+                        tracing::warn!(%id, "recorder error: {} ({:?})", e.error(), e.debug());
+                        events(
+                            &id,
+                            "Error",
+                            crate::error_fields(&e.error(), "RECORDER_ERROR"),
+                        );
+                    }
+                    gst::BusSyncReply::Pass
+                });
+            }
+        }
+        if let Err(e) = p.set_state(gst::State::Playing) {
+            return self.fail(s, &e.to_string());
+        }
+        tracing::debug!(id = %self.id, codecs = ?s.codecs, "recording pipeline playing");
+        s.pipeline = Some(p);
+        s.srcs = srcs;
+        for pkt in std::mem::take(&mut s.pending) {
+            if let Some(src) = &s.srcs[idx(pkt.kind)] {
+                bridge::push(src, &pkt);
+            }
+        }
+    }
+
+    fn fail(&self, s: &mut Shared, why: &str) {
+        s.state = RecState::Stop;
+        s.pending.clear();
+        let mut f = Map::new();
+        f.insert(
+            "description".into(),
+            json!(format!("Recording failed: {why}")),
+        );
+        f.insert("errorCode".into(), json!(40003));
+        f.insert("type".into(), json!("RECORDER_ERROR"));
+        (self.events)(&self.id, "Error", f);
+    }
+}
+
+impl Port for RecorderPort {
+    fn accepts(&self, kind: MediaKind, codec: &Codec) -> bool {
+        if self.profile.codecs(kind).is_empty() {
+            // A kind the profile does not record is taken and dropped.
+            return true;
+        }
+        let ok = self.profile.codecs(kind).contains(&codec.name);
+        // Once a track started, it keeps its codec.
+        ok && lock(&self.shared).codecs[idx(kind)].is_none_or(|c| c.compatible(codec))
+    }
+
+    fn wants(&self, kind: MediaKind) -> Vec<Codec> {
+        let fixed = lock(&self.shared).codecs[idx(kind)];
+        match fixed {
+            Some(c) => vec![c],
+            None => self
+                .profile
+                .codecs(kind)
+                .iter()
+                .map(|n| Codec::new(*n))
+                .collect(),
+        }
+    }
+
+    fn push(&mut self, pkt: &MediaPacket) {
+        let mut s = lock(&self.shared);
+        if s.state != RecState::Start {
+            return;
+        }
+        let k = idx(pkt.kind);
+        if s.pipeline.is_some() {
+            let src = s.srcs[k].clone();
+            drop(s);
+            // No lock across the push.
+            if let Some(src) = src {
+                bridge::push(&src, pkt);
+            }
+            return;
+        }
+        if self.profile.codecs(pkt.kind).is_empty() {
+            return;
+        }
+        if s.codecs[k].is_none() {
+            s.codecs[k] = Some(pkt.codec);
+        }
+        let first = *s.first_at.get_or_insert_with(Instant::now);
+        if s.pending.len() < MAX_PENDING {
+            s.pending.push(pkt.clone());
+        }
+        let have = s.codecs.iter().flatten().count();
+        if have >= self.profile.kinds() || first.elapsed() >= WAIT_FOR_ALL {
+            self.build(&mut s);
+        }
+    }
+}

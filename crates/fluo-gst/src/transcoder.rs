@@ -1,0 +1,135 @@
+//! Transcoders: RTP of one codec in, RTP of another out, inserted by the router only while a
+//! sink needs them.
+
+use crate::bridge;
+use crate::codecs;
+use fluo_sfu::{Codec, MediaKind, MediaPacket, Port, PortOutput, TranscoderFactory};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Builds GStreamer transcoders for the router.
+#[derive(Debug, Default)]
+pub struct Transcoders {
+    /// Transcoders alive now (for tests and stats).
+    live: Arc<AtomicUsize>,
+    /// Target video bitrate in kbps.
+    video_kbps: u32,
+}
+
+impl Transcoders {
+    /// A factory encoding video at `video_kbps`.
+    pub fn new(video_kbps: u32) -> Transcoders {
+        Transcoders {
+            live: Arc::new(AtomicUsize::new(0)),
+            video_kbps,
+        }
+    }
+
+    /// How many transcoders run now.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// A handle on the live count.
+    pub fn live_counter(&self) -> Arc<AtomicUsize> {
+        self.live.clone()
+    }
+}
+
+impl TranscoderFactory for Transcoders {
+    fn can(&self, from: &Codec, to: &Codec) -> bool {
+        crate::init().is_ok()
+            && from.name.kind() == to.name.kind()
+            && codecs::available(from)
+            && codecs::available(to)
+    }
+
+    fn create(
+        &self,
+        kind: MediaKind,
+        from: &Codec,
+        to: &Codec,
+        out: PortOutput,
+    ) -> Result<Box<dyn Port>, String> {
+        crate::init()?;
+        let depay = codecs::depay(from).ok_or("no depayloader")?;
+        let dec = codecs::decoder(from).ok_or("no decoder")?;
+        let enc = codecs::encoder(to, self.video_kbps).ok_or("no encoder")?;
+        let desc = format!(
+            "{} ! rtpjitterbuffer latency=20 ! {depay} ! {dec} ! queue max-size-time=200000000 leaky=downstream ! {enc} ! appsink name=out sync=false max-buffers=200 drop=true",
+            bridge::appsrc_desc("in", from)
+        );
+        let pipeline = bridge::launch(&desc)?;
+        let input = bridge::appsrc(&pipeline, "in")?;
+        let sink = bridge::appsink(&pipeline, "out")?;
+        bridge::forward_appsink(&sink, kind, *to, out);
+        let name = format!("{from} -> {to}");
+        watch_errors(&pipeline, name.clone());
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| format!("the transcoder {name} does not start: {e}"))?;
+        self.live.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%name, "transcoder pipeline playing");
+        Ok(Box::new(Transcoder {
+            pipeline,
+            input,
+            sink: sink.upcast(),
+            from: *from,
+            live: self.live.clone(),
+        }))
+    }
+}
+
+/// Logs a pipeline's errors and warnings.
+fn watch_errors(p: &gst::Pipeline, name: String) {
+    if let Some(bus) = p.bus() {
+        bus.set_sync_handler(move |_, msg| {
+            match msg.view() {
+                gst::MessageView::Error(e) => {
+                    tracing::warn!(%name, "transcoder error: {} ({:?})", e.error(), e.debug())
+                }
+                gst::MessageView::Warning(w) => {
+                    tracing::debug!(%name, "transcoder warning: {}", w.error())
+                }
+                _ => {}
+            }
+            gst::BusSyncReply::Drop
+        });
+    }
+}
+
+struct Transcoder {
+    pipeline: gst::Pipeline,
+    input: gst_app::AppSrc,
+    sink: gst::Element,
+    from: Codec,
+    live: Arc<AtomicUsize>,
+}
+
+impl Port for Transcoder {
+    fn accepts(&self, _kind: MediaKind, codec: &Codec) -> bool {
+        self.from.compatible(codec)
+    }
+
+    fn wants(&self, _kind: MediaKind) -> Vec<Codec> {
+        vec![self.from]
+    }
+
+    fn push(&mut self, pkt: &MediaPacket) {
+        bridge::push(&self.input, pkt);
+    }
+
+    fn request_keyframe(&mut self) {
+        bridge::force_keyframe(&self.sink);
+    }
+}
+
+impl Drop for Transcoder {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        bridge::stop_in_background(self.pipeline.clone());
+    }
+}

@@ -1,0 +1,127 @@
+//! URIs of PlayerEndpoint and RecorderEndpoint: parsing and checks.
+
+use fluo_api::{ErrorCode, KurentoError};
+use std::path::PathBuf;
+
+/// A URI Fluo can play from or record to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MediaUri {
+    /// A local file (absolute path, percent-decoded).
+    File(PathBuf),
+    /// http(s):// or rtsp(s)://, handed to GStreamer as is.
+    Remote(String),
+}
+
+fn bad(msg: String) -> KurentoError {
+    KurentoError::new(ErrorCode::MediaObjectIllegalParamError, msg)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Parses a URI; `schemes` are those the element takes besides file://.
+pub(crate) fn parse(uri: &str, schemes: &[&str]) -> Result<MediaUri, KurentoError> {
+    if uri.len() > 4096 || uri.chars().any(|c| c.is_control()) {
+        return Err(bad(
+            "The URI is too long or contains control characters".into()
+        ));
+    }
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return Err(bad(format!("'{uri}' is not a URI (expected scheme://...)")));
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme == "file" {
+        // file:///abs/path (an empty authority) or file://localhost/abs/path
+        let path = rest.strip_prefix("localhost").unwrap_or(rest);
+        if !path.starts_with('/') {
+            return Err(bad(format!("'{uri}': a file URI needs an absolute path")));
+        }
+        let path = percent_decode(path).ok_or_else(|| bad(format!("'{uri}': bad escape")))?;
+        if path.contains('\0') {
+            return Err(bad(format!("'{uri}': bad path")));
+        }
+        // No '..' components: what the URI names is what is opened.
+        if std::path::Path::new(&path)
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(bad(format!("'{uri}': '..' is not allowed in paths")));
+        }
+        return Ok(MediaUri::File(PathBuf::from(path)));
+    }
+    if !schemes.contains(&scheme.as_str()) {
+        return Err(bad(format!(
+            "'{uri}': the scheme '{scheme}' is not supported here (use file://{})",
+            schemes
+                .iter()
+                .map(|s| format!(", {s}://"))
+                .collect::<String>()
+        )));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(bad(format!("'{uri}': no host")));
+    }
+    Ok(MediaUri::Remote(uri.to_string()))
+}
+
+impl MediaUri {
+    /// The URI GStreamer gets.
+    pub(crate) fn gst_uri(&self) -> String {
+        match self {
+            MediaUri::File(p) => {
+                let mut s = String::from("file://");
+                for b in p.to_string_lossy().bytes() {
+                    if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+                        s.push(b as char);
+                    } else {
+                        s.push_str(&format!("%{b:02X}"));
+                    }
+                }
+                s
+            }
+            MediaUri::Remote(u) => u.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_and_remote_uris() {
+        assert_eq!(
+            parse("file:///tmp/a%20b.webm", &[]).unwrap(),
+            MediaUri::File("/tmp/a b.webm".into())
+        );
+        assert_eq!(
+            parse("file:///tmp/a b.webm", &[]).unwrap().gst_uri(),
+            "file:///tmp/a%20b.webm"
+        );
+        assert!(parse("file://relative/x", &[]).is_err());
+        assert!(parse("file:///tmp/../etc/passwd", &[]).is_err());
+        assert!(parse("file:///tmp/%2e%2e/etc/passwd", &[]).is_err());
+        assert!(parse("file:///tmp/x%zz", &[]).is_err());
+        assert!(parse("/tmp/x.webm", &[]).is_err());
+        assert!(parse("http://h/x", &[]).is_err());
+        assert!(parse("http://h/x", &["http"]).is_ok());
+        assert!(parse("http:///x", &["http"]).is_err());
+        assert!(parse("rtsp://cam:554/s", &["http", "rtsp"]).is_ok());
+        assert!(parse("file:///tmp/a\nb", &[]).is_err());
+    }
+}
