@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn call(ws: &mut Ws, id: u64, method: &str, params: Value) -> Value {
     let req = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
@@ -30,7 +31,11 @@ async fn call(ws: &mut Ws, id: u64, method: &str, params: Value) -> Value {
 fn probe(file: &Path) -> (Vec<String>, f64, usize) {
     let o = Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-show_entries"])
-        .args(["stream=codec_name,nb_read_frames:format=duration", "-of", "json"])
+        .args([
+            "stream=codec_name,nb_read_frames:format=duration",
+            "-of",
+            "json",
+        ])
         .arg(file)
         .output()
         .expect("ffprobe runs (a test dependency)");
@@ -61,7 +66,15 @@ async fn recordings_stay_playable_after_kill_9() {
     std::fs::create_dir_all(&dir).unwrap();
     let clip = dir.join("in.webm");
     let st = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=30"])
+        .args([
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=640x360:rate=30",
+        ])
         .args(["-f", "lavfi", "-i", "sine=frequency=440", "-t", "20"])
         .args(["-c:v", "libvpx", "-b:v", "1M", "-c:a", "libopus"])
         .arg(&clip)
@@ -99,22 +112,48 @@ async fn recordings_stay_playable_after_kill_9() {
     for (profile, ext) in [("WEBM", "webm"), ("MKV", "mkv"), ("MP4", "mp4")] {
         let file = dir.join(format!("killed.{ext}"));
         let rec = call(&mut ws, id, "create", json!({"type":"RecorderEndpoint","constructorParams":{"mediaPipeline":p,"uri":format!("file://{}", file.display()),"mediaProfile":profile}})).await;
-        call(&mut ws, id + 1, "invoke", json!({"object":player,"operation":"connect","operationParams":{"sink":rec}})).await;
-        call(&mut ws, id + 2, "invoke", json!({"object":rec,"operation":"record"})).await;
+        call(
+            &mut ws,
+            id + 1,
+            "invoke",
+            json!({"object":player,"operation":"connect","operationParams":{"sink":rec}}),
+        )
+        .await;
+        call(
+            &mut ws,
+            id + 2,
+            "invoke",
+            json!({"object":rec,"operation":"record"}),
+        )
+        .await;
         id += 3;
         files.push((profile, file));
     }
-    call(&mut ws, id, "invoke", json!({"object":player,"operation":"play"})).await;
+    call(
+        &mut ws,
+        id,
+        "invoke",
+        json!({"object":player,"operation":"play"}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     for (profile, file) in files {
         let (codecs, dur, frames) = probe(&file);
-        println!("{profile} after kill -9: {codecs:?}, {dur:.2} s, {frames} decodable video frames");
-        assert!(codecs.len() == 2, "{profile}: both tracks are there: {codecs:?}");
+        println!(
+            "{profile} after kill -9: {codecs:?}, {dur:.2} s, {frames} decodable video frames"
+        );
+        assert!(
+            codecs.len() == 2,
+            "{profile}: both tracks are there: {codecs:?}"
+        );
         // An unfinished Matroska file has no duration in its header (ffprobe says 0); the
         // frames it decodes tell how much survived: at least 2 of the 4 s at 30 fps.
-        assert!(frames >= 60, "{profile}: {frames} decodable frames, {dur} s");
+        assert!(
+            frames >= 60,
+            "{profile}: {frames} decodable frames, {dur} s"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
