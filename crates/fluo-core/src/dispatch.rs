@@ -198,7 +198,15 @@ impl Engine {
                 Ok(Value::Null)
             }
             "isMediaFlowingIn" | "isMediaFlowingOut" | "isMediaTranscoding" => {
-                Ok(Value::from(false))
+                let event = match method {
+                    "isMediaFlowingIn" => "MediaFlowInStateChanged",
+                    "isMediaFlowingOut" => "MediaFlowOutStateChanged",
+                    _ => "MediaTranscodingStateChanged",
+                };
+                let media = s("mediaType");
+                let o = self.registry.get(id).expect("looked up");
+                let on = o.media_states.get(&format!("{event}/{media}")).copied();
+                Ok(Value::from(on.unwrap_or(false)))
             }
             "getStats" => Ok(self.element_stats(id)),
             "getGstreamerDot" => {

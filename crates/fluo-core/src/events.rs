@@ -8,9 +8,20 @@ use std::collections::BTreeSet;
 
 impl Engine {
     pub(crate) fn deliver(&mut self, source: &str, event: &str, fields: Map<String, Value>) {
-        let Some(obj) = self.registry.get(source) else {
+        let Some(obj) = self.registry.get_mut(source) else {
             return;
         };
+        let on = match (event, fields.get("state").and_then(Value::as_str)) {
+            ("MediaFlowInStateChanged" | "MediaFlowOutStateChanged", Some(s)) => {
+                Some(s == "FLOWING")
+            }
+            ("MediaTranscodingStateChanged", Some(s)) => Some(s == "TRANSCODING"),
+            _ => None,
+        };
+        if let (Some(on), Some(media)) = (on, fields.get("mediaType").and_then(Value::as_str)) {
+            obj.media_states.insert(format!("{event}/{media}"), on);
+        }
+        let obj = &*obj;
         let sessions: BTreeSet<&str> = obj
             .subscriptions
             .iter()

@@ -34,6 +34,10 @@ pub(crate) struct Object {
     pub sessions: HashSet<String>,
     pub subscriptions: Vec<Subscription>,
     pub behavior: Box<dyn Element>,
+    /// Media states learnt from this object's own events, by "Event/MEDIA_TYPE" (flowing in,
+    /// flowing out, transcoding), for isMediaFlowingIn / isMediaFlowingOut /
+    /// isMediaTranscoding.
+    pub media_states: std::collections::BTreeMap<String, bool>,
 }
 
 impl Object {
@@ -51,6 +55,7 @@ impl Object {
             props: Map::new(),
             sessions: HashSet::new(),
             subscriptions: vec![],
+            media_states: Default::default(),
             behavior: Box::new(NoMedia),
         }
     }
@@ -223,6 +228,7 @@ impl Engine {
             props,
             sessions: HashSet::new(),
             subscriptions: vec![],
+            media_states: Default::default(),
             behavior,
         };
         self.registry.insert(obj);

@@ -412,6 +412,24 @@ fn a_vp8_publisher_reaches_an_h264_only_viewer_through_a_transcoder_that_goes_wh
         assert_eq!(t["state"], "TRANSCODING");
         assert_eq!(t["mediaType"], "VIDEO");
         tokio::time::sleep(Duration::from_secs(4)).await;
+        let q = json!({"mediaType": "VIDEO"});
+        assert_eq!(
+            c.invoke(&e_pub, "isMediaTranscoding", q.clone()).await,
+            Ok(json!(true))
+        );
+        assert_eq!(
+            c.invoke(&e_pub, "isMediaFlowingIn", q.clone()).await,
+            Ok(json!(true))
+        );
+        assert_eq!(
+            c.invoke(&e_view, "isMediaFlowingOut", q.clone()).await,
+            Ok(json!(true))
+        );
+        let audio = json!({"mediaType": "AUDIO"});
+        assert_eq!(
+            c.invoke(&e_pub, "isMediaTranscoding", audio).await,
+            Ok(json!(false))
+        );
         stop.store(true, Ordering::Relaxed);
         driver.join().expect("driver");
         let got = std::mem::take(&mut *got.lock().unwrap());
