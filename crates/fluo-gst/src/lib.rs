@@ -13,6 +13,7 @@ mod bridge;
 mod codecs;
 mod player;
 mod recorder;
+mod rtp_endpoint;
 mod transcoder;
 mod uri;
 
@@ -57,6 +58,12 @@ impl Media {
             (
                 "RecorderEndpoint",
                 Box::new(recorder::RecorderFactory {
+                    media: self.clone(),
+                }),
+            ),
+            (
+                "RtpEndpoint",
+                Box::new(rtp_endpoint::RtpFactory {
                     media: self.clone(),
                 }),
             ),

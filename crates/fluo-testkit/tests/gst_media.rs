@@ -466,3 +466,127 @@ fn a_vp8_publisher_reaches_an_h264_only_viewer_through_a_transcoder_that_goes_wh
             .expect("release");
     });
 }
+
+/// The port of the first m= line of `kind` in an SDP.
+fn sdp_port(sdp: &str, kind: &str) -> u16 {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix(&format!("m={kind} ")))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("an m= line with a port")
+}
+
+fn free_udp_port() -> u16 {
+    // Even, with the next one free too (RTP, RTCP).
+    loop {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let p = s.local_addr().expect("addr").port();
+        if p.is_multiple_of(2) && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+#[test]
+fn rtp_endpoints_interoperate_with_gst_launch_and_ffmpeg_both_ways() {
+    let dir = tmpdir("rtp");
+    let input = clip(&dir, "in.webm", 10);
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let mut c = Client::connect(port).await.expect("connect");
+        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let pp = json!({"mediaPipeline": pipe});
+
+        // 1. gst-launch and ffmpeg send VP8 to two RtpEndpoints; recorders keep what arrives.
+        let offer_from = |port: u16| {
+            format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video {port} RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\na=sendonly\r\n")
+        };
+        let mut senders = vec![];
+        for tool in ["gst-launch", "ffmpeg"] {
+            let rtp = c.create("RtpEndpoint", pp.clone()).await.expect("rtp endpoint");
+            let answer = c
+                .invoke(&rtp, "processOffer", json!({"offer": offer_from(free_udp_port())}))
+                .await
+                .expect("processOffer");
+            let answer = answer.as_str().expect("sdp").to_string();
+            assert!(answer.contains("a=rtpmap:96 VP8/90000") && answer.contains("a=recvonly"), "{answer}");
+            let fluo_port = sdp_port(&answer, "video");
+            let file = dir.join(format!("from-{tool}.webm"));
+            let rec = c
+                .create("RecorderEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", file.display()), "mediaProfile": "WEBM_VIDEO_ONLY"}))
+                .await
+                .expect("recorder");
+            c.invoke(&rtp, "connect", json!({"sink": rec})).await.expect("connect");
+            c.invoke(&rec, "record", json!({})).await.expect("record");
+            let child = if tool == "gst-launch" {
+                Command::new("gst-launch-1.0")
+                    .args(["-q", "videotestsrc", "is-live=true", "num-buffers=150", "!", "video/x-raw,width=320,height=240,framerate=30/1", "!", "vp8enc", "deadline=1", "keyframe-max-dist=30", "!", "rtpvp8pay", "pt=96", "!", "udpsink", "host=127.0.0.1"])
+                    .arg(format!("port={fluo_port}"))
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("gst-launch runs")
+            } else {
+                Command::new("ffmpeg")
+                    .args(["-loglevel", "error", "-re", "-i"])
+                    .arg(&input)
+                    .args(["-t", "5", "-an", "-c:v", "libvpx", "-deadline", "realtime", "-g", "30", "-f", "rtp", "-payload_type", "96"])
+                    .arg(format!("rtp://127.0.0.1:{fluo_port}"))
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("ffmpeg runs")
+            };
+            senders.push((tool, child, rec, file));
+        }
+        for (_, child, _, _) in &mut senders {
+            let _ = child.wait();
+        }
+        for (tool, _, rec, file) in &senders {
+            c.invoke(rec, "stopAndWait", json!({})).await.expect("stopAndWait");
+            let (codecs, _) = probe(file);
+            let frames = decoded_frames(file);
+            println!("{tool} -> RtpEndpoint -> recorder: {codecs:?}, {frames} frames");
+            assert_eq!(codecs, vec!["vp8"], "{tool}");
+            assert!(frames >= 90, "{tool}: {frames} of ~150 frames recorded");
+        }
+
+        // 2. A player sends through an RtpEndpoint to gst-launch, which records what it gets.
+        let listen = free_udp_port();
+        let out_file = dir.join("to-gst.webm");
+        let mut receiver = Command::new("gst-launch-1.0")
+            .args(["-q", "-e", "udpsrc"])
+            .arg(format!("port={listen}"))
+            .arg("caps=application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload=96")
+            .args(["!", "rtpjitterbuffer", "latency=100", "!", "rtpvp8depay", "!", "webmmux", "!", "filesink"])
+            .arg(format!("location={}", out_file.display()))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("gst-launch runs");
+        let rtp = c.create("RtpEndpoint", pp.clone()).await.expect("rtp endpoint");
+        let offer = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video {listen} RTP/AVP 100 96\r\na=rtpmap:100 H263-1998/90000\r\na=rtpmap:96 VP8/90000\r\na=recvonly\r\n");
+        let answer = c.invoke(&rtp, "processOffer", json!({"offer": offer})).await.expect("processOffer");
+        assert!(answer.as_str().unwrap_or_default().contains("a=sendonly"), "{answer}");
+        let player = c
+            .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", input.display())}))
+            .await
+            .expect("player");
+        c.invoke(&player, "connect", json!({"sink": rtp})).await.expect("connect");
+        c.invoke(&player, "play", json!({})).await.expect("play");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let _ = Command::new("kill").args(["-INT", &receiver.id().to_string()]).status();
+        let _ = receiver.wait();
+        let frames = decoded_frames(&out_file);
+        println!("player -> RtpEndpoint -> gst-launch: {frames} frames");
+        assert!(frames >= 60, "{frames} frames reached gst-launch in ~4 s");
+
+        // 3. Bad SDP gets an SDP error, not a crash.
+        let bad = c.create("RtpEndpoint", pp.clone()).await.expect("rtp endpoint");
+        let e = c.invoke(&bad, "processOffer", json!({"offer": "hello"})).await.expect_err("bad sdp");
+        assert_eq!(e["code"], 40201, "{e}");
+        let e = c
+            .invoke(&bad, "processOffer", json!({"offer": "v=0\r\nm=video 5000 RTP/AVP 34\r\n"}))
+            .await
+            .expect_err("no usable codec");
+        assert!(e["message"].as_str().unwrap_or_default().contains("codec"), "{e}");
+        c.request("release", json!({"object": pipe})).await.expect("release");
+    });
+}
