@@ -14,6 +14,7 @@ mod codecs;
 mod player;
 mod recorder;
 mod rtp_endpoint;
+mod srtp;
 mod transcoder;
 mod uri;
 

@@ -7,9 +7,11 @@
 //! keyframe; a keyframe request from whoever this endpoint feeds is sent to the remote as
 //! a PLI.
 //!
-//! SDES-SRTP (the `crypto` constructor parameter) is not implemented: creating an endpoint
-//! with it fails with a clear error rather than sending media in the clear.
+//! With the `crypto` constructor parameter (Kurento's SDES) the media sections are
+//! RTP/SAVP with an `a=crypto` line carrying our key; packets are protected and checked by
+//! GStreamer's srtpenc / srtpdec (libsrtp), RTCP included.
 
+use crate::srtp::{self, Sdes, Transform};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
@@ -48,6 +50,8 @@ struct Section {
     remote_rtcp: Option<SocketAddr>,
     send: bool,
     recv: bool,
+    /// The remote's SRTP key (SDES).
+    remote_key: Option<Vec<u8>>,
 }
 
 /// Sockets of one media.
@@ -66,6 +70,8 @@ struct Shared {
     remote_ssrc: [u32; 2],
     sockets: [Option<Arc<UdpSocket>>; 2],
     rtcp_sockets: [Option<Arc<UdpSocket>>; 2],
+    /// SRTP protection of what we send, per media.
+    enc: [Option<Arc<Transform>>; 2],
 }
 
 type SharedRef = Arc<Mutex<Shared>>;
@@ -87,12 +93,9 @@ fn sdp_err(code: ErrorCode, msg: impl Into<String>) -> KurentoError {
 
 impl Factory for RtpFactory {
     fn create(&self, cx: &FactoryCx<'_>) -> Result<Box<dyn Element>, KurentoError> {
-        let crypto = cx.params.get("crypto");
-        if crypto.is_some_and(|c| c.as_object().is_some_and(|o| !o.is_empty())) {
-            return Err(KurentoError::new(
-                ErrorCode::NotImplemented,
-                "RtpEndpoint with SDES-SRTP (crypto) is not implemented by Fluo yet",
-            ));
+        let sdes = srtp::from_param(cx.params.get("crypto"))?;
+        if sdes.is_some() {
+            crate::init().map_err(|e| KurentoError::new(ErrorCode::UnexpectedError, e))?;
         }
         if cx.params.get("useIpv6").and_then(Value::as_bool) == Some(true) {
             return Err(KurentoError::new(
@@ -134,6 +137,7 @@ impl Factory for RtpFactory {
             offered: None,
             version: 0,
             session: u64::from(rand_u32(3)),
+            sdes,
         }))
     }
 }
@@ -160,6 +164,7 @@ struct RtpEndpoint {
     offered: Option<(Vec<Section>, [Option<Sockets>; 2])>,
     version: u64,
     session: u64,
+    sdes: Option<Sdes>,
 }
 
 /// The address to put in our SDP: the local address that routes to `remote`, else the
@@ -222,6 +227,8 @@ struct RemoteMedia {
     /// (pt, codec) in the remote's order of preference.
     codecs: Vec<(u8, Codec)>,
     dir: &'static str,
+    /// `a=crypto` values.
+    crypto: Vec<String>,
 }
 
 fn static_codec(pt: u8) -> Option<Codec> {
@@ -275,6 +282,7 @@ fn parse_sdp(sdp: &str) -> Result<Vec<RemoteMedia>, KurentoError> {
                 rtcp_port: None,
                 codecs,
                 dir: "sendrecv",
+                crypto: vec![],
             });
             continue;
         }
@@ -321,6 +329,8 @@ fn parse_sdp(sdp: &str) -> Result<Vec<RemoteMedia>, KurentoError> {
                         }
                     }
                 }
+            } else if let Some(c) = a.strip_prefix("crypto:") {
+                m.crypto.push(c.to_string());
             } else if let Some(p) = a.strip_prefix("rtcp:") {
                 m.rtcp_port = p.split_whitespace().next().and_then(|p| p.parse().ok());
             } else {
@@ -356,9 +366,28 @@ fn pick(m: &RemoteMedia) -> Option<(u8, Codec)> {
         .copied()
 }
 
-fn write_section(sdp: &mut String, kind: &str, port: u16, pt_codecs: &[(u8, Codec)], dir: &str) {
+fn write_section(
+    sdp: &mut String,
+    kind: &str,
+    port: u16,
+    pt_codecs: &[(u8, Codec)],
+    dir: &str,
+    sdes: Option<&Sdes>,
+) {
     let pts: Vec<String> = pt_codecs.iter().map(|(p, _)| p.to_string()).collect();
-    sdp.push_str(&format!("m={kind} {port} RTP/AVP {}\r\n", pts.join(" ")));
+    let proto = if sdes.is_some() {
+        "RTP/SAVP"
+    } else {
+        "RTP/AVP"
+    };
+    sdp.push_str(&format!("m={kind} {port} {proto} {}\r\n", pts.join(" ")));
+    if let Some(sd) = sdes {
+        sdp.push_str(&format!(
+            "a=crypto:1 {} inline:{}\r\n",
+            sd.suite.sdp_name(),
+            srtp::b64_encode(&sd.key)
+        ));
+    }
     for (pt, c) in pt_codecs {
         let chans = if c.channels > 1 {
             format!("/{}", c.channels)
@@ -436,10 +465,28 @@ impl RtpEndpoint {
                 sdp.push_str(&format!("m={kname} 0 RTP/AVP {pt}\r\n"));
                 continue;
             }
+            let remote_key = match &self.sdes {
+                Some(sd) => match srtp::remote_key(&m.crypto, sd.suite) {
+                    Some(k) => Some(k),
+                    None => {
+                        // Without the remote's key for our suite this section cannot work.
+                        sdp.push_str(&format!("m={kname} 0 RTP/SAVP {pt}\r\n"));
+                        continue;
+                    }
+                },
+                None => None,
+            };
             let s = bind_pair()?;
             let port = s.rtp.local_addr().map(|a| a.port()).unwrap_or(0);
             let dir = mirror(m.dir);
-            write_section(&mut sdp, kname, port, &[(pt, codec)], dir);
+            write_section(
+                &mut sdp,
+                kname,
+                port,
+                &[(pt, codec)],
+                dir,
+                self.sdes.as_ref(),
+            );
             let addr = m.addr.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
             sections.push(Section {
                 kind,
@@ -452,13 +499,18 @@ impl RtpEndpoint {
                 )),
                 send: dir == "sendrecv" || dir == "sendonly",
                 recv: dir == "sendrecv" || dir == "recvonly",
+                remote_key,
             });
             sockets[idx(kind)] = Some(s);
         }
         if sections.is_empty() {
             return Err(sdp_err(
                 ErrorCode::SdpEndPointProcessOfferError,
-                "No media section of the offer has a codec Fluo can use (audio: opus, PCMU, PCMA; video: VP8, H264, VP9)",
+                if self.sdes.is_some() {
+                    "No media section of the offer has both a codec Fluo can use (audio: opus, PCMU, PCMA; video: VP8, H264, VP9) and an a=crypto line with this endpoint's crypto suite"
+                } else {
+                    "No media section of the offer has a codec Fluo can use (audio: opus, PCMU, PCMA; video: VP8, H264, VP9)"
+                },
             ));
         }
         self.start(sections, sockets);
@@ -486,7 +538,14 @@ impl RtpEndpoint {
             let port = s.rtp.local_addr().map(|a| a.port()).unwrap_or(0);
             let codecs: Vec<(u8, Codec)> =
                 list.iter().map(|(pt, n)| (*pt, Codec::new(*n))).collect();
-            write_section(&mut sdp, kname, port, &codecs, "sendrecv");
+            write_section(
+                &mut sdp,
+                kname,
+                port,
+                &codecs,
+                "sendrecv",
+                self.sdes.as_ref(),
+            );
             let (pt, codec) = codecs[0];
             sections.push(Section {
                 kind,
@@ -496,6 +555,7 @@ impl RtpEndpoint {
                 remote_rtcp: None,
                 send: true,
                 recv: true,
+                remote_key: None,
             });
             sockets[idx(kind)] = Some(s);
         }
@@ -532,6 +592,13 @@ impl RtpEndpoint {
                 sockets[idx(s.kind)] = None;
                 continue;
             };
+            if let Some(sd) = &self.sdes {
+                let Some(k) = srtp::remote_key(&m.crypto, sd.suite) else {
+                    sockets[idx(s.kind)] = None;
+                    continue;
+                };
+                s.remote_key = Some(k);
+            }
             let addr = m.addr.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
             s.pt = pt;
             s.codec = codec;
@@ -568,58 +635,112 @@ impl RtpEndpoint {
             let _ = sk.rtp.set_read_timeout(Some(Duration::from_millis(200)));
             let _ = sk.rtcp.set_read_timeout(Some(Duration::from_millis(200)));
             let (rtp, rtcp) = (sk.rtp.clone(), sk.rtcp.clone());
-            let (stop, out, shared, sec) = (
-                self.stop.clone(),
-                self.out.clone(),
-                self.shared.clone(),
-                s.clone(),
-            );
-            let id = self.id.clone();
+            let rx = Rx {
+                out: self.out.clone(),
+                shared: self.shared.clone(),
+                section: s.clone(),
+                id: self.id.clone(),
+                bus: self.media.bus.clone(),
+                key: self.key,
+            };
+            let mut dec = None;
+            if let (Some(sd), Some(rk)) = (&self.sdes, &s.remote_key) {
+                let (r1, r2) = (rx.clone(), rx.clone());
+                let (events, id) = (self.media.events.clone(), self.id.clone());
+                let media = if s.kind == MediaKind::Audio {
+                    "AUDIO"
+                } else {
+                    "VIDEO"
+                };
+                let soft = move || {
+                    let mut f = Map::new();
+                    f.insert("mediaType".into(), json!(media));
+                    events(&id, "OnKeySoftLimit", f);
+                };
+                match Transform::decrypt(
+                    sd.suite,
+                    rk,
+                    move |b| r1.rtp(b),
+                    move |b| r2.rtcp(b),
+                    soft,
+                ) {
+                    Ok(t) => dec = Some(Arc::new(t)),
+                    Err(e) => tracing::warn!(id = %self.id, "SRTP: {e}"),
+                }
+                if let (Some(to), Some(to_rtcp)) = (s.remote, s.remote_rtcp) {
+                    let (a, b) = (sk.rtp.clone(), sk.rtcp.clone());
+                    let enc = Transform::encrypt(
+                        sd,
+                        move |bytes| {
+                            let _ = a.send_to(bytes, to);
+                        },
+                        move |bytes| {
+                            let _ = b.send_to(bytes, to_rtcp);
+                        },
+                    );
+                    match enc {
+                        Ok(t) => sh.enc[idx(s.kind)] = Some(Arc::new(t)),
+                        Err(e) => tracing::warn!(id = %self.id, "SRTP: {e}"),
+                    }
+                }
+            }
+            let stop = self.stop.clone();
+            let (rx1, dec1) = (rx.clone(), dec.clone());
             let spawned = std::thread::Builder::new()
                 .name("fluo-rtp-rx".into())
-                .spawn(move || receive_rtp(&rtp, &stop, &out, &shared, &sec, &id));
+                .spawn(move || {
+                    receive(&rtp, &stop, |b| match &dec1 {
+                        Some(d) => d.push_rtp(b.to_vec()),
+                        None => rx1.rtp(b),
+                    })
+                });
             if let Err(e) = spawned {
                 tracing::warn!("RTP receive thread: {e}");
             }
-            let (stop, bus, key) = (self.stop.clone(), self.media.bus.clone(), self.key);
-            let kind = s.kind;
-            let _ = std::thread::Builder::new()
+            let stop = self.stop.clone();
+            let spawned = std::thread::Builder::new()
                 .name("fluo-rtcp-rx".into())
-                .spawn(move || receive_rtcp(&rtcp, &stop, &*bus, key, kind));
+                .spawn(move || {
+                    receive(&rtcp, &stop, |b| match &dec {
+                        Some(d) => d.push_rtcp(b.to_vec()),
+                        None => rx.rtcp(b),
+                    })
+                });
+            if let Err(e) = spawned {
+                tracing::warn!("RTCP receive thread: {e}");
+            }
         }
         sh.sections = sections;
     }
 }
 
-fn receive_rtp(
-    sock: &UdpSocket,
-    stop: &AtomicBool,
-    out: &PortOutput,
-    shared: &SharedRef,
-    s: &Section,
-    id: &str,
-) {
-    let mut buf = [0u8; 2048];
-    let mut wrong_pt = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let Ok((n, _from)) = sock.recv_from(&mut buf) else {
-            continue;
-        };
+/// Context for handling what one media's sockets receive.
+#[derive(Clone)]
+struct Rx {
+    out: PortOutput,
+    shared: SharedRef,
+    section: Section,
+    id: String,
+    bus: Arc<dyn fluo_sfu::MediaBus>,
+    key: u64,
+}
+
+impl Rx {
+    /// An RTP packet (already decrypted) for the router.
+    fn rtp(&self, bytes: &[u8]) {
+        let s = &self.section;
         if !s.recv {
-            continue;
+            return;
         }
-        let Ok(p) = RtpPacket::parse(&buf[..n]) else {
-            continue;
+        let Ok(p) = RtpPacket::parse(bytes) else {
+            return;
         };
         if p.payload_type() != s.pt {
-            wrong_pt += 1;
-            if wrong_pt == 1 {
-                tracing::debug!(%id, pt = p.payload_type(), "RTP with a payload type that was not negotiated dropped");
-            }
-            continue;
+            tracing::trace!(id = %self.id, pt = p.payload_type(), "RTP with a payload type that was not negotiated dropped");
+            return;
         }
-        lock(shared).remote_ssrc[idx(s.kind)] = p.ssrc();
-        out.send(MediaPacket {
+        lock(&self.shared).remote_ssrc[idx(s.kind)] = p.ssrc();
+        self.out.send(MediaPacket {
             kind: s.kind,
             codec: s.codec,
             seq: p.sequence(),
@@ -629,25 +750,24 @@ fn receive_rtp(
             payload: p.payload().to_vec(),
         });
     }
-}
 
-fn receive_rtcp(
-    sock: &UdpSocket,
-    stop: &AtomicBool,
-    bus: &dyn fluo_sfu::MediaBus,
-    key: u64,
-    kind: MediaKind,
-) {
-    let mut buf = [0u8; 2048];
-    while !stop.load(Ordering::Relaxed) {
-        let Ok((n, _)) = sock.recv_from(&mut buf) else {
-            continue;
-        };
-        let wants_keyframe = RtcpCompound::new(&buf[..n])
+    /// An RTCP packet (already decrypted): a PLI or FIR asks our sources for a keyframe.
+    fn rtcp(&self, bytes: &[u8]) {
+        let wants_keyframe = RtcpCompound::new(bytes)
             .flatten()
             .any(|p| matches!(p, RtcpPacket::Pli { .. } | RtcpPacket::Fir(_)));
-        if wants_keyframe && kind == MediaKind::Video {
-            bus.request_keyframe(key);
+        if wants_keyframe && self.section.kind == MediaKind::Video {
+            self.bus.request_keyframe(self.key);
+        }
+    }
+}
+
+/// Reads a socket until `stop`; hands datagrams to `f`.
+fn receive(sock: &UdpSocket, stop: &AtomicBool, f: impl Fn(&[u8])) {
+    let mut buf = [0u8; 2048];
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok((n, _from)) = sock.recv_from(&mut buf) {
+            f(&buf[..n]);
         }
     }
 }
@@ -761,6 +881,7 @@ impl Port for RtpPort {
             return;
         };
         let sock = sh.sockets[k].clone();
+        let enc = sh.enc[k].clone();
         drop(sh);
         let mut bytes = Vec::with_capacity(12 + pkt.payload.len());
         write_rtp(
@@ -772,8 +893,12 @@ impl Port for RtpPort {
             ssrc,
             &pkt.payload,
         );
-        if let Some(sock) = sock {
-            let _ = sock.send_to(&bytes, remote);
+        match (enc, sock) {
+            (Some(enc), _) => enc.push_rtp(bytes),
+            (None, Some(sock)) => {
+                let _ = sock.send_to(&bytes, remote);
+            }
+            _ => {}
         }
     }
 
@@ -788,8 +913,14 @@ impl Port for RtpPort {
         };
         let mut pli = vec![];
         write_pli(&mut pli, sh.ssrc[k], sh.remote_ssrc[k]);
+        let enc = sh.enc[k].clone();
         drop(sh);
-        let _ = sock.send_to(&pli, to);
+        match enc {
+            Some(enc) => enc.push_rtcp(pli),
+            None => {
+                let _ = sock.send_to(&pli, to);
+            }
+        }
     }
 }
 

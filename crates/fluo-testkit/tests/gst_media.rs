@@ -590,3 +590,113 @@ fn rtp_endpoints_interoperate_with_gst_launch_and_ffmpeg_both_ways() {
         c.request("release", json!({"object": pipe})).await.expect("release");
     });
 }
+
+#[test]
+fn sdes_srtp_rtp_endpoints_decrypt_gst_launch_and_talk_to_each_other() {
+    let dir = tmpdir("srtp");
+    let input = clip(&dir, "in.webm", 10);
+    let port = start_server(Duration::from_secs(30));
+    let key: Vec<u8> = (0..30u8)
+        .map(|i| i.wrapping_mul(7).wrapping_add(3))
+        .collect();
+    let wrong: Vec<u8> = key.iter().map(|b| b ^ 0x5a).collect();
+    let hex = |k: &[u8]| k.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let b64 = |k: &[u8]| {
+        let t = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut s = String::new();
+        for c in k.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                s.push(if i <= c.len() {
+                    t[(n >> (18 - 6 * i)) as usize & 63] as char
+                } else {
+                    '='
+                });
+            }
+        }
+        s
+    };
+    rt().block_on(async {
+        let mut c = Client::connect(port).await.expect("connect");
+        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let sdes = json!({"mediaPipeline": pipe, "crypto": {"crypto": "AES_128_CM_HMAC_SHA1_80", "keyBase64": b64(&[9u8; 30])}});
+
+        // gst-launch encrypts with the key its SDP announced (and a second sender with a
+        // different key than it announced: nothing of it may get through).
+        let mut runs = vec![];
+        for (name, announced, used) in [("right-key", &key, &key), ("wrong-key", &key, &wrong)] {
+            let rtp = c.create("RtpEndpoint", sdes.clone()).await.expect("rtp endpoint");
+            let offer = format!(
+                "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video {} RTP/SAVP 96\r\na=rtpmap:96 VP8/90000\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{}\r\na=sendonly\r\n",
+                free_udp_port(),
+                b64(announced)
+            );
+            let answer = c.invoke(&rtp, "processOffer", json!({"offer": offer})).await.expect("processOffer");
+            let answer = answer.as_str().expect("sdp").to_string();
+            assert!(answer.contains("RTP/SAVP") && answer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), "{answer}");
+            let file = dir.join(format!("{name}.webm"));
+            let rec = c
+                .create("RecorderEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", file.display()), "mediaProfile": "WEBM_VIDEO_ONLY"}))
+                .await
+                .expect("recorder");
+            c.invoke(&rtp, "connect", json!({"sink": rec})).await.expect("connect");
+            c.invoke(&rec, "record", json!({})).await.expect("record");
+            let child = Command::new("gst-launch-1.0")
+                .args(["-q", "videotestsrc", "is-live=true", "num-buffers=120", "!", "video/x-raw,width=320,height=240,framerate=30/1", "!", "vp8enc", "deadline=1", "keyframe-max-dist=30", "!", "rtpvp8pay", "pt=96", "!", "srtpenc"])
+                .arg(format!("key={}", hex(used)))
+                .args(["rtp-cipher=aes-128-icm", "rtp-auth=hmac-sha1-80", "rtcp-cipher=aes-128-icm", "rtcp-auth=hmac-sha1-80", "!", "udpsink", "host=127.0.0.1"])
+                .arg(format!("port={}", sdp_port(&answer, "video")))
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("gst-launch runs");
+            runs.push((name, child, rec, file));
+        }
+        for (_, child, _, _) in &mut runs {
+            let _ = child.wait();
+        }
+        for (name, _, rec, file) in &runs {
+            c.invoke(rec, "stopAndWait", json!({})).await.expect("stopAndWait");
+            let frames = decoded_frames(file);
+            println!("gst-launch SRTP ({name}) -> RtpEndpoint -> recorder: {frames} frames");
+            if *name == "right-key" {
+                assert!(frames >= 80, "{frames} of 120 frames decrypted and recorded");
+            } else {
+                assert_eq!(frames, 0, "packets that fail authentication are dropped");
+            }
+        }
+
+        // Two SRTP RtpEndpoints negotiate with each other (generateOffer / processOffer /
+        // processAnswer) and a player's media crosses the encrypted hop.
+        let a = c.create("RtpEndpoint", sdes.clone()).await.expect("a");
+        let b = c
+            .create("RtpEndpoint", json!({"mediaPipeline": pipe, "crypto": {"crypto": "AES_128_CM_HMAC_SHA1_80"}}))
+            .await
+            .expect("b");
+        let offer = c.invoke(&a, "generateOffer", json!({})).await.expect("offer");
+        let answer = c.invoke(&b, "processOffer", json!({"offer": offer})).await.expect("answer");
+        c.invoke(&a, "processAnswer", json!({"answer": answer})).await.expect("processAnswer");
+        let file = dir.join("hop.webm");
+        let rec = c
+            .create("RecorderEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", file.display()), "mediaProfile": "WEBM"}))
+            .await
+            .expect("recorder");
+        let player = c
+            .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", input.display())}))
+            .await
+            .expect("player");
+        c.invoke(&player, "connect", json!({"sink": a})).await.expect("connect");
+        c.invoke(&b, "connect", json!({"sink": rec})).await.expect("connect");
+        c.invoke(&rec, "record", json!({})).await.expect("record");
+        c.invoke(&player, "play", json!({})).await.expect("play");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        c.invoke(&rec, "stopAndWait", json!({})).await.expect("stopAndWait");
+        let (codecs, _) = probe(&file);
+        let frames = decoded_frames(&file);
+        println!("player -> SRTP -> SRTP -> recorder: {codecs:?}, {frames} frames");
+        assert_eq!(codecs, vec!["opus", "vp8"]);
+        assert!(frames >= 60, "{frames} frames crossed the SRTP hop");
+        c.request("release", json!({"object": pipe})).await.expect("release");
+    });
+}
