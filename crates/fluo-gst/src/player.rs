@@ -29,6 +29,8 @@ struct Shared {
     /// The appsinks, to ask their encoders for keyframes.
     sinks: Vec<gst::Element>,
     out: Option<PortOutput>,
+    /// An Error event was raised for the current run (later errors are only logged).
+    failed: bool,
 }
 
 type SharedRef = Arc<Mutex<Shared>>;
@@ -148,6 +150,7 @@ impl Player {
         let id = self.id.clone();
         let events = self.media.events.clone();
         let shared = self.shared.clone();
+        let (router, key) = (self.media.bus.clone(), self.key);
         if let Some(bus) = pipeline.bus() {
             bus.set_sync_handler(move |_, msg| {
                 match msg.view() {
@@ -155,10 +158,24 @@ impl Player {
                         tracing::info!(%id, "end of stream");
                         lock(&shared).state = "STOP";
                         events(&id, "EndOfStream", Map::new());
+                        router.end_of_stream(key);
                     }
                     gst::MessageView::Error(e) => {
                         tracing::warn!(%id, "player error: {} ({:?})", e.error(), e.debug());
-                        events(&id, "Error", error_fields(&e.error(), "PLAYER_ERROR"));
+                        let first = !std::mem::replace(&mut lock(&shared).failed, true);
+                        if first {
+                            let from = e.src().map(|s| s.name().to_string()).unwrap_or_default();
+                            let mut f = error_fields(&e.error(), "PLAYER_ERROR");
+                            f.insert(
+                                "description".into(),
+                                Value::from(format!(
+                                    "{} (in {from}: {})",
+                                    e.error(),
+                                    e.debug().unwrap_or_default()
+                                )),
+                            );
+                            events(&id, "Error", f);
+                        }
                     }
                     _ => {}
                 }
@@ -190,7 +207,11 @@ impl Player {
                 format!("The player does not start: {e}"),
             )
         })?;
-        lock(&self.shared).state = "START";
+        {
+            let mut s = lock(&self.shared);
+            s.state = "START";
+            s.failed = false;
+        }
         cx.emit("UriEndpointStateChanged", state_event("START"));
         Ok(Value::Null)
     }
@@ -233,7 +254,7 @@ impl Player {
             KurentoError::new(ErrorCode::PlayerSeekFail, "The player is not playing")
         })?;
         p.seek_simple(
-            gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+            gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
             gst::ClockTime::from_mseconds(ms as u64),
         )
         .map_err(|e| KurentoError::new(ErrorCode::PlayerSeekFail, format!("Seek failed: {e}")))?;
@@ -359,6 +380,20 @@ impl Element for Player {
             })),
             _ => None,
         }
+    }
+
+    fn property_set(
+        &mut self,
+        _cx: &mut ElementCx<'_>,
+        name: &str,
+        value: &Value,
+    ) -> Result<(), KurentoError> {
+        if name == "position" {
+            let mut p = Map::new();
+            p.insert("position".into(), value.clone());
+            self.seek(&p)?;
+        }
+        Ok(())
     }
 
     fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {

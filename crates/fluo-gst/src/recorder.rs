@@ -157,7 +157,13 @@ impl Factory for RecorderFactory {
             first_at: None,
             finishing: vec![],
         }));
+        let stop_on_eos = cx
+            .params
+            .get("stopOnEndOfStream")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let port = RecorderPort {
+            stop_on_eos,
             shared: shared.clone(),
             profile,
             path: path.clone(),
@@ -174,11 +180,6 @@ impl Factory for RecorderFactory {
             shared,
             media: self.media.clone(),
             path,
-            stop_on_eos: cx
-                .params
-                .get("stopOnEndOfStream")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
         }))
     }
 }
@@ -189,8 +190,6 @@ struct Recorder {
     shared: SharedRef,
     media: Media,
     path: std::path::PathBuf,
-    #[allow(dead_code)]
-    stop_on_eos: bool,
 }
 
 fn state_event(state: RecState) -> Map<String, Value> {
@@ -249,38 +248,51 @@ impl Recorder {
     }
 
     /// Ends the file. With `wait`, returns once it is finalised (at most 5 s).
-    fn stop(&mut self, cx: &mut ElementCx<'_>, wait: bool) -> Result<Value, KurentoError> {
-        let mut s = lock(&self.shared);
-        if s.state == RecState::Stop {
-            return Ok(Value::Null);
-        }
-        s.state = RecState::Stop;
-        let pipeline = s.pipeline.take();
-        let srcs = std::mem::take(&mut s.srcs);
-        s.codecs = [None, None];
-        s.pending.clear();
-        s.first_at = None;
-        if let Some(p) = &pipeline {
-            s.finishing.push(p.clone());
-        }
-        drop(s);
-        cx.emit("UriEndpointStateChanged", state_event(RecState::Stop));
-        let Some(p) = pipeline else {
-            cx.emit("Stopped", Map::new());
-            return Ok(Value::Null);
-        };
-        let done = finish(
-            p,
-            srcs,
-            self.shared.clone(),
-            self.id.clone(),
-            self.media.events.clone(),
-        );
-        if wait {
-            let _ = done.recv_timeout(Duration::from_secs(5));
+    fn stop(&mut self, _cx: &mut ElementCx<'_>, wait: bool) -> Result<Value, KurentoError> {
+        if let Some(done) = stop_recording(&self.shared, &self.id, &self.media.events) {
+            if wait {
+                let _ = done.recv_timeout(Duration::from_secs(5));
+            }
         }
         Ok(Value::Null)
     }
+}
+
+/// Stops recording: raises UriEndpointStateChanged(STOP) now and `Stopped` once the file is
+/// finalised; the receiver fires then. `None` when it was not recording.
+fn stop_recording(
+    shared: &SharedRef,
+    id: &str,
+    events: &EventSink,
+) -> Option<std::sync::mpsc::Receiver<()>> {
+    let mut s = lock(shared);
+    if s.state == RecState::Stop {
+        return None;
+    }
+    s.state = RecState::Stop;
+    let pipeline = s.pipeline.take();
+    let srcs = std::mem::take(&mut s.srcs);
+    s.codecs = [None, None];
+    s.pending.clear();
+    s.first_at = None;
+    if let Some(p) = &pipeline {
+        s.finishing.push(p.clone());
+    }
+    drop(s);
+    events(id, "UriEndpointStateChanged", state_event(RecState::Stop));
+    let Some(p) = pipeline else {
+        events(id, "Stopped", Map::new());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _ = tx.send(());
+        return Some(rx);
+    };
+    Some(finish(
+        p,
+        srcs,
+        shared.clone(),
+        id.to_string(),
+        events.clone(),
+    ))
 }
 
 /// Sends EOS through a recording pipeline so the muxer writes its index, then stops it, on
@@ -373,6 +385,7 @@ impl Element for Recorder {
 
 /// The recorder as the router sees it.
 struct RecorderPort {
+    stop_on_eos: bool,
     shared: SharedRef,
     profile: Profile,
     path: std::path::PathBuf,
@@ -395,9 +408,10 @@ impl RecorderPort {
                 CodecName::Opus => " ! opusparse",
                 _ => "",
             };
+            let name = if k == MediaKind::Audio { "a" } else { "v" };
             desc.push_str(&format!(
-                " {} ! rtpjitterbuffer latency=200 ! {depay}{parse} ! queue max-size-time=3000000000 ! mux.",
-                bridge::appsrc_desc(if k == MediaKind::Audio { "a" } else { "v" }, &c)
+                " {} ! rtpjitterbuffer latency=200 ! {depay}{parse} ! queue name=q{name} max-size-time=3000000000 ! mux.",
+                bridge::appsrc_desc(name, &c)
             ));
         }
         let p = match bridge::launch(&desc) {
@@ -408,6 +422,16 @@ impl RecorderPort {
             }
         };
         let srcs = [bridge::appsrc(&p, "a").ok(), bridge::appsrc(&p, "v").ok()];
+        // A muxer fails on a buffer without a timestamp (a depayloader can emit one when
+        // packets were lost under load); such a buffer is dropped instead.
+        for q in ["qa", "qv"] {
+            if let Some(pad) = p.by_name(q).and_then(|q| q.static_pad("src")) {
+                pad.add_probe(gst::PadProbeType::BUFFER, |_, info| match info.buffer() {
+                    Some(b) if b.pts().is_none() => gst::PadProbeReturn::Drop,
+                    _ => gst::PadProbeReturn::Ok,
+                });
+            }
+        }
         {
             let id = self.id.clone();
             let events = self.events.clone();
@@ -415,11 +439,17 @@ impl RecorderPort {
                 bus.set_sync_handler(move |_, msg| {
                     if let gst::MessageView::Error(e) = msg.view() {
                         tracing::warn!(%id, "recorder error: {} ({:?})", e.error(), e.debug());
-                        events(
-                            &id,
-                            "Error",
-                            crate::error_fields(&e.error(), "RECORDER_ERROR"),
+                        let mut f = crate::error_fields(&e.error(), "RECORDER_ERROR");
+                        let from = e.src().map(|s| s.name().to_string()).unwrap_or_default();
+                        f.insert(
+                            "description".into(),
+                            Value::from(format!(
+                                "{} (in {from}: {})",
+                                e.error(),
+                                e.debug().unwrap_or_default()
+                            )),
                         );
+                        events(&id, "Error", f);
                     }
                     gst::BusSyncReply::Pass
                 });
@@ -473,6 +503,13 @@ impl Port for RecorderPort {
                 .iter()
                 .map(|n| Codec::new(*n))
                 .collect(),
+        }
+    }
+
+    fn end_of_stream(&mut self) {
+        if self.stop_on_eos {
+            tracing::info!(id = %self.id, "the source ended: stopping the recording");
+            let _ = stop_recording(&self.shared, &self.id, &self.events);
         }
     }
 

@@ -271,6 +271,10 @@ pub(crate) enum Ctl {
     KeyframeFor {
         key: u64,
     },
+    /// The port `key` ended its stream.
+    EndOfStream {
+        key: u64,
+    },
     /// Transcoders become available.
     Transcoders(Arc<dyn TranscoderFactory>),
     /// How transcoders created by the core deliver their packets.
@@ -548,8 +552,37 @@ impl MediaCore {
                 self.dispatch(key, &f);
             }
             Ctl::KeyframeFor { key } => self.keyframe_for(key, VIDEO),
+            Ctl::EndOfStream { key } => self.end_of_stream(key),
             Ctl::Transcoders(f) => self.factory = Some(f),
             Ctl::Output(o) => self.output = Some(o),
+        }
+    }
+
+    /// Tells the ports that `src` feeds (directly or through its transcoders) that its
+    /// stream ended; each is told once.
+    fn end_of_stream(&mut self, src: u64) {
+        let mut fed: Vec<u64> = vec![];
+        let transcoders: Vec<u64> = self
+            .ports
+            .iter()
+            .filter(|(_, p)| p.upstream.is_some_and(|(s, _)| s == src))
+            .map(|(k, _)| *k)
+            .collect();
+        for from in std::iter::once(src).chain(transcoders) {
+            for kind in [AUDIO, VIDEO] {
+                for sink in self.routes.get(&(from, kind)).into_iter().flatten() {
+                    if !fed.contains(sink)
+                        && self.ports.get(sink).is_some_and(|p| p.upstream.is_none())
+                    {
+                        fed.push(*sink);
+                    }
+                }
+            }
+        }
+        for k in fed {
+            if let Some(p) = self.ports.get_mut(&k) {
+                p.port.end_of_stream();
+            }
         }
     }
 

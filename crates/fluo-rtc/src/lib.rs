@@ -152,4 +152,8 @@ impl MediaBus for WebRtc {
     fn request_keyframe(&self, key: u64) {
         self.send(Ctl::KeyframeFor { key });
     }
+
+    fn end_of_stream(&self, key: u64) {
+        self.send(Ctl::EndOfStream { key });
+    }
 }

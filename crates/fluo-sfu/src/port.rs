@@ -169,6 +169,9 @@ pub trait Port: Send {
 
     /// Someone that this port feeds needs a keyframe.
     fn request_keyframe(&mut self) {}
+
+    /// A source feeding this port ended its stream (a player reached the end of its file).
+    fn end_of_stream(&mut self) {}
 }
 
 /// Where a port sends the packets it produces: into the router, as the port's own output.
@@ -234,6 +237,9 @@ pub trait MediaBus: Send + Sync {
 
     /// Asks whoever feeds the port `key` for a keyframe.
     fn request_keyframe(&self, key: u64);
+
+    /// The port `key` ended its stream: the ports it feeds are told.
+    fn end_of_stream(&self, key: u64);
 }
 
 #[cfg(test)]

@@ -99,6 +99,13 @@ fn decoded_frames(file: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// These tests encode and decode real video: run one at a time so that none starves the
+/// others of CPU on a small machine (their assertions include real-time figures).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -108,6 +115,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 #[test]
 fn a_player_feeds_recorders_in_every_profile_and_mp4_gets_a_transcoder() {
+    let _serial = serial();
     let dir = tmpdir("profiles");
     let input = clip(&dir, "in.webm", 4);
     let port = start_server(Duration::from_secs(30));
@@ -311,6 +319,7 @@ mod udp_peer {
 
 #[test]
 fn a_vp8_publisher_reaches_an_h264_only_viewer_through_a_transcoder_that_goes_when_it_leaves() {
+    let _serial = serial();
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     use str0m::media::Direction;
@@ -489,6 +498,7 @@ fn free_udp_port() -> u16 {
 
 #[test]
 fn rtp_endpoints_interoperate_with_gst_launch_and_ffmpeg_both_ways() {
+    let _serial = serial();
     let dir = tmpdir("rtp");
     let input = clip(&dir, "in.webm", 10);
     let port = start_server(Duration::from_secs(30));
@@ -593,6 +603,7 @@ fn rtp_endpoints_interoperate_with_gst_launch_and_ffmpeg_both_ways() {
 
 #[test]
 fn sdes_srtp_rtp_endpoints_decrypt_gst_launch_and_talk_to_each_other() {
+    let _serial = serial();
     let dir = tmpdir("srtp");
     let input = clip(&dir, "in.webm", 10);
     let port = start_server(Duration::from_secs(30));
@@ -697,6 +708,137 @@ fn sdes_srtp_rtp_endpoints_decrypt_gst_launch_and_talk_to_each_other() {
         println!("player -> SRTP -> SRTP -> recorder: {codecs:?}, {frames} frames");
         assert_eq!(codecs, vec!["opus", "vp8"]);
         assert!(frames >= 60, "{frames} frames crossed the SRTP hop");
+        c.request("release", json!({"object": pipe})).await.expect("release");
+    });
+}
+
+/// Serves one file over HTTP/1.1 on 127.0.0.1:0 (whole file, any path); returns the port.
+fn http_server(file: PathBuf) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let file = file.clone();
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut req = [0u8; 4096];
+                let _ = s.read(&mut req);
+                let body = std::fs::read(&file).unwrap_or_default();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: video/webm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes());
+                let _ = s.write_all(&body);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn players_take_files_http_and_mp4_seek_and_report_bad_sources() {
+    let _serial = serial();
+    let dir = tmpdir("player");
+    let webm = clip(&dir, "in.webm", 4);
+    let mp4 = clip(&dir, "in.mp4", 4);
+    let text = dir.join("not-media.webm");
+    std::fs::write(&text, "this is not a video").expect("write");
+    let web = http_server(webm.clone());
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let mut c = Client::connect(port).await.expect("connect");
+        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        // Bad URIs are refused at once.
+        for bad in ["relative.webm", "file://x/y.webm", "file:///tmp/../etc/passwd", "ftp://host/x.webm"] {
+            let r = c
+                .request("create", json!({"type": "PlayerEndpoint", "constructorParams": {"mediaPipeline": pipe, "uri": bad}}))
+                .await
+                .expect("answer");
+            assert_eq!(r["error"]["code"], 40107, "{bad}: {r}");
+        }
+        // A missing file fails at play(), with Kurento's code.
+        let missing = c
+            .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}/missing.webm", dir.display())}))
+            .await
+            .expect("player");
+        let e = c.invoke(&missing, "play", json!({})).await.expect_err("missing file");
+        assert_eq!(e["code"], 40600, "{e}");
+        // Unreachable hosts and files that are not media give an Error event.
+        for uri in [format!("file://{}", text.display()), "http://127.0.0.1:9/nothing.webm".to_string()] {
+            let p = c.create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": uri})).await.expect("player");
+            c.subscribe(&p, "Error").await.expect("subscribe");
+            c.invoke(&p, "play", json!({})).await.expect("play starts");
+            let err = c.wait_event("Error", &p, Duration::from_secs(10)).await;
+            assert!(err.is_some(), "{uri}: an Error event");
+            println!("{uri}: {}", err.unwrap_or_default()["description"]);
+        }
+
+        // Sources that work: WebM over HTTP, MP4 (H.264 + AAC) from a file, and WebM with
+        // useEncodedMedia (VP8 passed through, nothing decoded or transcoded). Recorders stop
+        // themselves at the end of the stream.
+        let sources = [
+            ("http", format!("http://127.0.0.1:{web}/clip.webm"), false),
+            ("mp4", format!("file://{}", mp4.display()), false),
+            ("encoded", format!("file://{}", webm.display()), true),
+        ];
+        let mut runs = vec![];
+        for (name, uri, encoded) in &sources {
+            let p = c
+                .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": uri, "useEncodedMedia": encoded}))
+                .await
+                .expect("player");
+            let file = dir.join(format!("from-{name}.webm"));
+            let r = c
+                .create("RecorderEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", file.display()), "stopOnEndOfStream": true}))
+                .await
+                .expect("recorder");
+            for (o, ev) in [(&p, "EndOfStream"), (&p, "MediaTranscodingStateChanged"), (&p, "Error"), (&r, "Stopped")] {
+                c.subscribe(o, ev).await.expect("subscribe");
+            }
+            c.invoke(&p, "connect", json!({"sink": r})).await.expect("connect");
+            c.invoke(&r, "record", json!({})).await.expect("record");
+            c.invoke(&p, "play", json!({})).await.expect("play");
+            runs.push((name, p, r, file));
+        }
+        for (name, p, r, file) in &runs {
+            assert!(c.wait_event("EndOfStream", p, Duration::from_secs(15)).await.is_some(), "{name}: end of stream");
+            assert!(c.wait_event("Stopped", r, Duration::from_secs(5)).await.is_some(), "{name}: the recorder stopped itself");
+            let (codecs, dur) = probe(file);
+            let frames = decoded_frames(file);
+            println!("{name}: {codecs:?} {dur:.2} s, {frames} frames");
+            assert_eq!(codecs, vec!["opus", "vp8"], "{name}");
+            assert!(frames >= 90, "{name}: {frames} frames");
+        }
+        let good: Vec<&String> = runs.iter().map(|(_, p, _, _)| p).collect();
+        let bad: Vec<_> = c
+            .events
+            .iter()
+            .filter(|(t, d)| {
+                (t == "MediaTranscodingStateChanged" || t == "Error")
+                    && good.iter().any(|p| d["source"] == p.as_str())
+            })
+            .collect();
+        assert!(bad.is_empty(), "no transcoding, no errors: {bad:?}");
+
+        // Video info, seeking and position.
+        let p = c
+            .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", webm.display())}))
+            .await
+            .expect("player");
+        c.invoke(&p, "play", json!({})).await.expect("play");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let info = c.invoke(&p, "getVideoInfo", json!({})).await.expect("video info");
+        assert_eq!(info["isSeekable"], true, "{info}");
+        let d = info["duration"].as_i64().unwrap_or(0);
+        assert!((3900..=4100).contains(&d), "duration {d} ms");
+        c.invoke(&p, "setPosition", json!({"position": 3000})).await.expect("seek");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pos = c.invoke(&p, "getPosition", json!({})).await.expect("position");
+        assert!(pos.as_i64().unwrap_or(0) >= 2900, "position after seeking to 3000: {pos}");
+        let e = c.invoke(&p, "setPosition", json!({"position": -5})).await.expect_err("negative");
+        assert_eq!(e["code"], 40107, "{e}");
         c.request("release", json!({"object": pipe})).await.expect("release");
     });
 }
