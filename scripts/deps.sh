@@ -24,6 +24,8 @@ RUN_PKGS=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugi
 # Test tools: "package:command". A tool whose command already exists (e.g. Node.js from
 # another source, which bundles npm) is not reinstalled from Debian.
 TEST_TOOLS=(nodejs:node npm:npm chromium:chromium ffmpeg:ffmpeg)
+# Test packages: the RTSP server the player tests play from (Debian's python3 with GI).
+TEST_PKGS=(python3-gi gir1.2-gst-rtsp-server-1.0)
 
 APT_UPDATED=0
 apt_install() {
@@ -109,6 +111,7 @@ ensure_tools nodejs:node npm:npm
 ensure_npm_modules web
 if [ "$MODE" = test ]; then
   ensure_tools "${TEST_TOOLS[@]}"
+  ensure_pkgs test "${TEST_PKGS[@]}"
   ensure_rust_component fmt rustfmt
   ensure_rust_component clippy clippy
   ensure_npm_modules tests/compat

@@ -842,3 +842,52 @@ fn players_take_files_http_and_mp4_seek_and_report_bad_sources() {
         c.request("release", json!({"object": pipe})).await.expect("release");
     });
 }
+
+#[test]
+fn a_player_plays_an_rtsp_stream() {
+    let _serial = serial();
+    use std::io::BufRead;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rtsp_server.py");
+    let mut server = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("Debian's python3 runs the RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0)");
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the RTSP server prints its port");
+    let rtsp_port: u16 = line.trim().parse().expect("a port");
+    let dir = tmpdir("rtsp");
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let mut c = Client::connect(port).await.expect("connect");
+        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let p = c
+            .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("rtsp://127.0.0.1:{rtsp_port}/test"), "networkCache": 200}))
+            .await
+            .expect("player");
+        c.subscribe(&p, "Error").await.expect("subscribe");
+        let file = dir.join("from-rtsp.webm");
+        let r = c
+            .create("RecorderEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", file.display())}))
+            .await
+            .expect("recorder");
+        c.invoke(&p, "connect", json!({"sink": r})).await.expect("connect");
+        c.invoke(&r, "record", json!({})).await.expect("record");
+        c.invoke(&p, "play", json!({})).await.expect("play");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        c.invoke(&r, "stopAndWait", json!({})).await.expect("stop");
+        let (codecs, _) = probe(&file);
+        let frames = decoded_frames(&file);
+        println!("rtsp -> player -> recorder: {codecs:?}, {frames} frames");
+        assert!(!c.events.iter().any(|(t, _)| t == "Error"), "{:?}", c.events);
+        assert_eq!(codecs, vec!["opus", "vp8"]);
+        assert!(frames >= 60, "{frames} frames from the RTSP stream in 5 s");
+        c.request("release", json!({"object": pipe})).await.expect("release");
+    });
+    drop(server.stdin.take());
+    let _ = server.kill();
+    let _ = server.wait();
+}
