@@ -17,12 +17,16 @@ pub(crate) fn rtp_caps(c: &Codec) -> String {
         CodecName::Opus => "OPUS",
         CodecName::Vp8 => "VP8",
         CodecName::Vp9 => "VP9",
+        CodecName::Speex => "SPEEX",
         other => other.sdp_name(),
     };
     let mut caps = format!(
         "application/x-rtp,media={media},encoding-name={name},clock-rate={},payload={PT}",
         c.clock_rate
     );
+    if c.name == CodecName::Amr {
+        caps.push_str(",encoding-params=(string)1,octet-align=(string)1");
+    }
     if c.name == CodecName::H264 {
         caps.push_str(&format!(
             ",packetization-mode=(string){}",
@@ -42,6 +46,9 @@ pub(crate) fn depay(c: &Codec) -> Option<&'static str> {
         CodecName::Pcmu => "rtppcmudepay",
         CodecName::Pcma => "rtppcmadepay",
         CodecName::G722 => "rtpg722depay",
+        CodecName::H263 => "rtph263pdepay",
+        CodecName::Amr => "rtpamrdepay",
+        CodecName::Speex => "rtpspeexdepay",
         _ => return None,
     })
 }
@@ -56,6 +63,9 @@ pub(crate) fn decoder(c: &Codec) -> Option<&'static str> {
         CodecName::Pcmu => "mulawdec",
         CodecName::Pcma => "alawdec",
         CodecName::G722 => "avdec_g722",
+        CodecName::H263 => "avdec_h263",
+        CodecName::Amr => "amrnbdec",
+        CodecName::Speex => "speexdec",
         _ => return None,
     })
 }
@@ -98,6 +108,18 @@ pub(crate) fn encoder(c: &Codec, video_kbps: u32) -> Option<String> {
         ),
         CodecName::G722 => format!(
             "audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 ! avenc_g722 ! rtpg722pay pt={PT}"
+        ),
+        // H.263 takes only its standard picture sizes: CIF here.
+        CodecName::H263 => format!(
+            "videoconvert ! videoscale ! video/x-raw,width=352,height=288 ! avenc_h263p bitrate={bps} gop-size=60 \
+             ! rtph263ppay pt={PT} mtu=1200"
+        ),
+        CodecName::Amr => format!(
+            "audioconvert ! audioresample ! audio/x-raw,rate=8000,channels=1 ! amrnbenc ! rtpamrpay pt={PT}"
+        ),
+        CodecName::Speex => format!(
+            "audioconvert ! audioresample ! audio/x-raw,rate={},channels=1 ! speexenc ! rtpspeexpay pt={PT}",
+            c.clock_rate
         ),
         _ => return None,
     })

@@ -29,11 +29,14 @@ const OFFER_AUDIO: &[(u8, CodecName)] = &[
     (96, CodecName::Opus),
     (0, CodecName::Pcmu),
     (8, CodecName::Pcma),
+    (101, CodecName::Amr),
+    (102, CodecName::Speex),
 ];
 const OFFER_VIDEO: &[(u8, CodecName)] = &[
     (97, CodecName::Vp8),
     (98, CodecName::H264),
     (99, CodecName::Vp9),
+    (100, CodecName::H263),
 ];
 
 pub(crate) struct RtpFactory {
@@ -405,6 +408,9 @@ fn write_section(
                 c.packetization_mode.unwrap_or(1),
                 c.profile_level_id.unwrap_or(0x42e01f)
             ));
+        }
+        if c.name == CodecName::Amr {
+            sdp.push_str(&format!("a=fmtp:{pt} octet-align=1\r\n"));
         }
         if c.name.kind() == MediaKind::Video {
             sdp.push_str(&format!(

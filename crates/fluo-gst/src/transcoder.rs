@@ -59,7 +59,7 @@ impl TranscoderFactory for Transcoders {
         let dec = codecs::decoder(from).ok_or("no decoder")?;
         let enc = codecs::encoder(to, self.video_kbps).ok_or("no encoder")?;
         let desc = format!(
-            "{} ! rtpjitterbuffer latency=20 ! {depay} ! {dec} ! queue max-size-time=200000000 leaky=downstream ! {enc} ! appsink name=out sync=false max-buffers=200 drop=true",
+            "{} ! rtpjitterbuffer latency=20 ! {depay} ! {dec} ! queue max-size-buffers=30 max-size-time=0 max-size-bytes=0 leaky=downstream ! {enc} ! appsink name=out sync=false max-buffers=200 drop=true",
             bridge::appsrc_desc("in", from)
         );
         let pipeline = bridge::launch(&desc)?;

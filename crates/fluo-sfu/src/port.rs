@@ -29,6 +29,12 @@ pub enum CodecName {
     Pcma,
     /// G.722.
     G722,
+    /// H.263 (RFC 4629, `H263-1998`).
+    H263,
+    /// AMR narrowband (octet-aligned).
+    Amr,
+    /// Speex.
+    Speex,
 }
 
 impl CodecName {
@@ -43,6 +49,9 @@ impl CodecName {
             CodecName::Pcmu => "PCMU",
             CodecName::Pcma => "PCMA",
             CodecName::G722 => "G722",
+            CodecName::H263 => "H263-1998",
+            CodecName::Amr => "AMR",
+            CodecName::Speex => "speex",
         }
     }
 
@@ -57,6 +66,9 @@ impl CodecName {
             CodecName::Pcmu,
             CodecName::Pcma,
             CodecName::G722,
+            CodecName::H263,
+            CodecName::Amr,
+            CodecName::Speex,
         ];
         all.into_iter()
             .find(|c| c.sdp_name().eq_ignore_ascii_case(name))
@@ -65,7 +77,11 @@ impl CodecName {
     /// Audio or video.
     pub fn kind(self) -> MediaKind {
         match self {
-            CodecName::Vp8 | CodecName::Vp9 | CodecName::H264 | CodecName::Av1 => MediaKind::Video,
+            CodecName::Vp8
+            | CodecName::Vp9
+            | CodecName::H264
+            | CodecName::Av1
+            | CodecName::H263 => MediaKind::Video,
             _ => MediaKind::Audio,
         }
     }
@@ -92,7 +108,8 @@ impl Codec {
     pub fn new(name: CodecName) -> Codec {
         let (clock_rate, channels) = match name {
             CodecName::Opus => (48_000, 2),
-            CodecName::Pcmu | CodecName::Pcma | CodecName::G722 => (8_000, 1),
+            CodecName::Pcmu | CodecName::Pcma | CodecName::G722 | CodecName::Amr => (8_000, 1),
+            CodecName::Speex => (16_000, 1),
             _ => (90_000, 1),
         };
         let h264 = name == CodecName::H264;

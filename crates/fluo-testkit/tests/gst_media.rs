@@ -891,3 +891,104 @@ fn a_player_plays_an_rtsp_stream() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn legacy_codecs_h263_amr_speex_cross_rtp_endpoints_through_transcoders() {
+    let _serial = serial();
+    let dir = tmpdir("legacy");
+    let input = clip(&dir, "in.webm", 10);
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let mut c = Client::connect(port).await.expect("connect");
+        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let pp = json!({"mediaPipeline": pipe});
+        // gst-launch sends H.263+ video with AMR or Speex audio; a WebM recorder needs VP8 and
+        // Opus, so the router transcodes both.
+        let cases = [
+            ("speex", "speex/16000", "", "audiotestsrc is-live=true samplesperbuffer=320 num-buffers=300 ! audio/x-raw,rate=16000,channels=1 ! speexenc ! rtpspeexpay pt=101"),
+            ("amr", "AMR/8000", "a=fmtp:101 octet-align=1\r\n", "audiotestsrc is-live=true samplesperbuffer=160 num-buffers=300 ! audio/x-raw,rate=8000,channels=1 ! amrnbenc ! rtpamrpay pt=101"),
+        ];
+        let mut runs = vec![];
+        for (name, rtpmap, fmtp, audio) in cases {
+            let rtp = c.create("RtpEndpoint", pp.clone()).await.expect("rtp endpoint");
+            c.subscribe(&rtp, "MediaTranscodingStateChanged").await.expect("subscribe");
+            let offer = format!(
+                "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio {} RTP/AVP 101\r\na=rtpmap:101 {rtpmap}\r\n{fmtp}a=sendonly\r\n\
+                 m=video {} RTP/AVP 100\r\na=rtpmap:100 H263-1998/90000\r\na=sendonly\r\n",
+                free_udp_port(),
+                free_udp_port()
+            );
+            let answer = c.invoke(&rtp, "processOffer", json!({"offer": offer})).await.expect("processOffer");
+            let answer = answer.as_str().expect("sdp").to_string();
+            assert!(answer.contains(&format!("a=rtpmap:101 {rtpmap}")) && answer.contains("H263-1998/90000"), "{answer}");
+            let file = dir.join(format!("{name}.webm"));
+            let rec = c
+                .create("RecorderEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", file.display())}))
+                .await
+                .expect("recorder");
+            c.invoke(&rtp, "connect", json!({"sink": rec})).await.expect("connect");
+            c.invoke(&rec, "record", json!({})).await.expect("record");
+            let desc = format!(
+                "videotestsrc is-live=true num-buffers=180 ! video/x-raw,width=352,height=288,framerate=30/1 ! avenc_h263p gop-size=30 ! rtph263ppay pt=100 ! udpsink host=127.0.0.1 port={} {audio} ! udpsink host=127.0.0.1 port={}",
+                sdp_port(&answer, "video"),
+                sdp_port(&answer, "audio")
+            );
+            // One sender at a time: four codecs are encoded and decoded per case.
+            let st = Command::new("gst-launch-1.0")
+                .arg("-q")
+                .args(desc.split_whitespace())
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("gst-launch");
+            assert!(st.success(), "gst-launch sent {name}");
+            runs.push((name, rtp, rec, file));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for (name, rtp, rec, file) in &runs {
+            c.invoke(rec, "stopAndWait", json!({})).await.expect("stop");
+            let (codecs, _) = probe(file);
+            let frames = decoded_frames(file);
+            let mut transcoded = vec![];
+            while let Some(t) = c.wait_event("MediaTranscodingStateChanged", rtp, Duration::from_millis(200)).await {
+                transcoded.push(format!("{} {}", t["mediaType"].as_str().unwrap_or(""), t["state"].as_str().unwrap_or("")));
+            }
+            transcoded.sort();
+            println!("{name}: {codecs:?}, {frames} frames, {transcoded:?}");
+            assert_eq!(codecs, vec!["opus", "vp8"], "{name}");
+            // The first second or so goes to starting the transcoder and waiting for an
+            // H.263 keyframe (gst-launch ignores PLI); the rest must arrive.
+            assert!(frames >= 110, "{name}: {frames} of 180 H.263 frames arrived as VP8");
+            assert_eq!(transcoded, vec!["AUDIO TRANSCODING", "VIDEO TRANSCODING"], "{name}");
+        }
+
+        // The other way: a player's VP8 goes out as H.263 to a peer that only takes H.263.
+        let listen = free_udp_port();
+        let out_file = dir.join("h263-out.mkv");
+        let mut receiver = Command::new("gst-launch-1.0")
+            .args(["-q", "-e", "udpsrc"])
+            .arg(format!("port={listen}"))
+            .arg("caps=application/x-rtp,media=video,encoding-name=H263-1998,clock-rate=90000,payload=100")
+            .args(["!", "rtpjitterbuffer", "latency=100", "!", "rtph263pdepay", "!", "avdec_h263", "!", "videoconvert", "!", "vp8enc", "deadline=1", "!", "matroskamux", "!", "filesink"])
+            .arg(format!("location={}", out_file.display()))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("gst-launch");
+        let rtp = c.create("RtpEndpoint", pp.clone()).await.expect("rtp");
+        let offer = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video {listen} RTP/AVP 100\r\na=rtpmap:100 H263-1998/90000\r\na=recvonly\r\n");
+        c.invoke(&rtp, "processOffer", json!({"offer": offer})).await.expect("processOffer");
+        let player = c
+            .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", input.display())}))
+            .await
+            .expect("player");
+        c.invoke(&player, "connect", json!({"sink": rtp})).await.expect("connect");
+        c.invoke(&player, "play", json!({})).await.expect("play");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let _ = Command::new("kill").args(["-INT", &receiver.id().to_string()]).status();
+        let _ = receiver.wait();
+        let frames = decoded_frames(&out_file);
+        println!("player -> H.263 -> gst-launch: {frames} frames");
+        assert!(frames >= 60, "{frames} H.263 frames decoded by gst-launch");
+        c.request("release", json!({"object": pipe})).await.expect("release");
+    });
+}
