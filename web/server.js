@@ -4,19 +4,28 @@
 //
 //   node server.js [--port 8443] [--bind 0.0.0.0] [--ws-uri ws://127.0.0.1:8888/kurento]
 //                  [--http] [--port-file PATH]
+//                  [--recordings-dir /tmp/fluo-recordings]
+//                  [--media-dir web/media] [--media-port 0] [--media-bind 127.0.0.1]
 //
 // Environment: FLUO_WS_URI (like --ws-uri), WEB_PORT, WEB_BIND. Flags win.
 //
-// Three applications share the signalling socket; every message is JSON with an `id`:
+// Five applications share the signalling socket; every message is JSON with an `id`:
 //   hello-world : one WebRtcEndpoint connected to itself (loopback)
 //   one2many    : one presenter, many viewers (presenter endpoint -> each viewer endpoint)
 //   one2one     : two registered users, two endpoints connected both ways
+//   recorder    : loopback + RecorderEndpoint (WebM file), then PlayerEndpoint of that file
+//   player      : PlayerEndpoint of any URI -> WebRtcEndpoint, with pause and seek
+//
+// Sample clips for the player (sample.webm: VP8 + Opus, sample.mp4: H.264 + AAC) are made with
+// ffmpeg in the media dir the first time they are asked for, and served at /media/<name>, both
+// here and on a plain-HTTP listener (--media-bind/--media-port): the media server fetches
+// http(s) URIs itself and need not trust this app's self-signed certificate.
 
 const fs = require('node:fs');
 const http = require('node:http');
 const https = require('node:https');
 const path = require('node:path');
-const { execFileSync } = require('node:child_process');
+const { execFile, execFileSync } = require('node:child_process');
 const WebSocket = require('ws');
 const kurento = require('kurento-client');
 
@@ -30,6 +39,10 @@ function parseArgs(argv) {
     wsUri: process.env.FLUO_WS_URI || 'ws://127.0.0.1:8888/kurento',
     http: false,
     portFile: null,
+    recordingsDir: '/tmp/fluo-recordings',
+    mediaDir: path.join(__dirname, 'media'),
+    mediaPort: 0,
+    mediaBind: '127.0.0.1',
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -56,6 +69,18 @@ function parseArgs(argv) {
       case '--port-file':
         opts.portFile = value();
         break;
+      case '--recordings-dir':
+        opts.recordingsDir = path.resolve(value());
+        break;
+      case '--media-dir':
+        opts.mediaDir = path.resolve(value());
+        break;
+      case '--media-port':
+        opts.mediaPort = Number(value());
+        break;
+      case '--media-bind':
+        opts.mediaBind = value();
+        break;
       case '-h':
       case '--help':
         usage();
@@ -64,8 +89,8 @@ function parseArgs(argv) {
         usage(`unknown option ${arg}`);
     }
   }
-  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) {
-    usage(`invalid port ${opts.port}`);
+  for (const port of [opts.port, opts.mediaPort]) {
+    if (!Number.isInteger(port) || port < 0 || port > 65535) usage(`invalid port ${port}`);
   }
   return opts;
 }
@@ -74,7 +99,10 @@ function usage(problem) {
   const text =
     'usage: node server.js [--port N (8443, 0 = any)] [--bind ADDR (0.0.0.0)]\n' +
     '                      [--ws-uri URI (env FLUO_WS_URI, ws://127.0.0.1:8888/kurento)]\n' +
-    '                      [--http (plain HTTP instead of HTTPS)] [--port-file PATH]\n';
+    '                      [--http (plain HTTP instead of HTTPS)] [--port-file PATH]\n' +
+    '                      [--recordings-dir DIR (/tmp/fluo-recordings, on the media server)]\n' +
+    '                      [--media-dir DIR (web/media: sample clips)]\n' +
+    '                      [--media-port N (0 = any)] [--media-bind ADDR (127.0.0.1)]\n';
   if (problem) {
     process.stderr.write(`server.js: ${problem}\n${text}`);
     process.exit(2);
@@ -141,6 +169,10 @@ function serveStatic(req, res) {
     res.end('bad request');
     return;
   }
+  if (pathname.startsWith('/media/')) {
+    serveMedia(req, res, pathname.slice('/media/'.length));
+    return;
+  }
   if (pathname.endsWith('/')) pathname += 'index.html';
   const file = path.normalize(path.join(PUBLIC_DIR, pathname));
   if (!file.startsWith(PUBLIC_DIR + path.sep)) {
@@ -160,6 +192,175 @@ function serveStatic(req, res) {
     });
     res.end(req.method === 'HEAD' ? undefined : data);
   });
+}
+
+// ---------------------------------------------------------------------------
+// Sample clips (player page): made with ffmpeg on first use, served with byte ranges
+
+const SAMPLE_SOURCE = [
+  '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=30',
+  '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+  '-t', '10',
+];
+const SAMPLES = [
+  {
+    name: 'sample.webm',
+    label: 'WebM (VP8 + Opus)',
+    args: ['-c:v', 'libvpx', '-b:v', '1M', '-deadline', 'realtime', '-cpu-used', '8', '-g', '30',
+      '-c:a', 'libopus', '-b:a', '64k', '-f', 'webm'],
+  },
+  {
+    name: 'sample.mp4',
+    label: 'MP4 (H.264 + AAC)',
+    args: ['-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', '-g', '30',
+      '-c:a', 'aac', '-b:a', '96k', '-movflags', '+faststart', '-f', 'mp4'],
+  },
+];
+const MEDIA_MIME = { '.webm': 'video/webm', '.mp4': 'video/mp4', '.mkv': 'video/x-matroska' };
+const MEDIA_NAME = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*\.(webm|mp4|mkv)$/;
+
+let samplesPromise = null; // Promise<void> of the generation under way or done
+let samplesError = null;
+let mediaServer = null; // plain-HTTP listener for the media server
+
+function runFfmpeg(args) {
+  return new Promise((resolve, reject) => {
+    execFile('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', ...args], (error, _stdout, stderr) => {
+      if (error) reject(new Error(`ffmpeg failed: ${(stderr || error.message).trim()}`));
+      else resolve();
+    });
+  });
+}
+
+// Makes the missing sample clips (once per process).
+function ensureSamples() {
+  if (!samplesPromise) {
+    samplesPromise = (async () => {
+      fs.mkdirSync(opts.mediaDir, { recursive: true });
+      for (const sample of SAMPLES) {
+        const file = path.join(opts.mediaDir, sample.name);
+        if (fs.existsSync(file)) continue;
+        log(`generating ${file} with ffmpeg`);
+        const tmp = `${file}.${process.pid}.tmp`;
+        try {
+          await runFfmpeg([...SAMPLE_SOURCE, ...sample.args, tmp]);
+          fs.renameSync(tmp, file);
+        } finally {
+          fs.rmSync(tmp, { force: true });
+        }
+      }
+    })();
+    samplesPromise.catch((error) => {
+      samplesError = error.message;
+      samplesPromise = null;
+      log('sample clips:', samplesError);
+    });
+  }
+  return samplesPromise;
+}
+
+function mediaHttpBase() {
+  if (!mediaServer || !mediaServer.listening) return null;
+  const { port } = mediaServer.address();
+  const host = opts.mediaBind === '0.0.0.0' || opts.mediaBind === '::' ? '127.0.0.1' : opts.mediaBind;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+function fileUri(file) {
+  return `file://${file.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+// GET /media/list.json: the sample clips and their URIs (http for the media server's own
+// fetch, file for a media server on this machine, browser for this page's origin).
+function mediaList() {
+  const ready = SAMPLES.every((s) => fs.existsSync(path.join(opts.mediaDir, s.name)));
+  // After a failure (no ffmpeg?) the error stays until a restart: no retry on every poll.
+  if (!ready && !samplesError) ensureSamples().catch(() => {});
+  const base = mediaHttpBase();
+  const clips = SAMPLES.filter((s) => fs.existsSync(path.join(opts.mediaDir, s.name))).map((s) => ({
+    name: s.name,
+    label: s.label,
+    http: base ? `${base}/media/${s.name}` : null,
+    file: fileUri(path.join(opts.mediaDir, s.name)),
+    browser: `/media/${s.name}`,
+  }));
+  return { state: ready ? 'ready' : samplesError ? 'failed' : 'generating', error: samplesError, clips };
+}
+
+function serveMedia(req, res, name) {
+  if (name === 'list.json') {
+    res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
+    res.end(req.method === 'HEAD' ? undefined : JSON.stringify(mediaList()));
+    return;
+  }
+  if (!MEDIA_NAME.test(name)) {
+    res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
+    res.end('not found');
+    return;
+  }
+  const file = path.join(opts.mediaDir, name);
+  fs.stat(file, (err, st) => {
+    if (err || !st.isFile()) {
+      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('not found');
+      return;
+    }
+    const headers = {
+      'Content-Type': MEDIA_MIME[path.extname(name)],
+      'Accept-Ranges': 'bytes',
+      'Cache-Control': 'no-store',
+    };
+    let start = 0;
+    let end = st.size - 1;
+    let status = 200;
+    const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range || '');
+    if (range && (range[1] !== '' || range[2] !== '')) {
+      if (range[1] === '') {
+        start = Math.max(0, st.size - Number(range[2]));
+      } else {
+        start = Number(range[1]);
+        if (range[2] !== '') end = Math.min(end, Number(range[2]));
+      }
+      if (start > end) {
+        res.writeHead(416, { 'Content-Range': `bytes */${st.size}` });
+        res.end();
+        return;
+      }
+      status = 206;
+      headers['Content-Range'] = `bytes ${start}-${end}/${st.size}`;
+    }
+    headers['Content-Length'] = end - start + 1;
+    res.writeHead(status, headers);
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    const stream = fs.createReadStream(file, { start, end });
+    stream.on('error', () => res.destroy());
+    res.on('close', () => stream.destroy());
+    stream.pipe(res);
+  });
+}
+
+// The plain-HTTP listener: /media/* only.
+function serveMediaOnly(req, res) {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { Allow: 'GET, HEAD' });
+    res.end();
+    return;
+  }
+  let pathname;
+  try {
+    pathname = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+  } catch (_) {
+    pathname = '';
+  }
+  if (!pathname.startsWith('/media/')) {
+    res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
+    res.end('not found');
+    return;
+  }
+  serveMedia(req, res, pathname.slice('/media/'.length));
 }
 
 // ---------------------------------------------------------------------------
@@ -217,6 +418,34 @@ function releaseQuietly(object, what) {
   object.release().catch((error) => log(`release ${what} failed:`, errorText(error)));
 }
 
+// Calls a remote method and rejects on a server error. (A kurento-client 7.3.0 method called
+// without a callback only logs the error and resolves to undefined.)
+function invoke(object, method, ...args) {
+  return new Promise((resolve, reject) => {
+    object[method](...args, (error, result) => (error ? reject(error) : resolve(result)));
+  });
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Resolves once the endpoint's media is up (MediaStateChanged -> CONNECTED), or after `ms`.
+// Subscribe before processOffer so the event cannot be missed.
+function whenConnected(endpoint, ms) {
+  return new Promise((resolve) => {
+    let timer = null;
+    const onState = (event) => {
+      if (event.newState === 'CONNECTED') finish(true);
+    };
+    function finish(connected) {
+      clearTimeout(timer);
+      endpoint.removeListener('MediaStateChanged', onState);
+      resolve(connected);
+    }
+    timer = setTimeout(() => finish(false), ms);
+    endpoint.on('MediaStateChanged', onState);
+  });
+}
+
 // ---------------------------------------------------------------------------
 // Browser sessions
 
@@ -233,6 +462,10 @@ class Session {
     this.candidatesQueue = []; // browser candidates received before the endpoint exists
     this.generation = 0; // bumped by stop(); async work of an older start is discarded
     this.name = null; // one2one
+    this.recorder = null; // recorder: the RecorderEndpoint while recording
+    this.recordingUri = null; // recorder: file being recorded
+    this.lastRecordingUri = null; // recorder: last finished recording, for Play
+    this.player = null; // recorder (playback), player: the PlayerEndpoint
   }
 
   send(message) {
@@ -276,6 +509,8 @@ class Session {
     this.pipeline = null;
     this.webRtcEndpoint = null;
     this.candidatesQueue = [];
+    this.recorder = null;
+    this.player = null;
   }
 }
 
@@ -466,12 +701,195 @@ function one2oneStop(session, notifyPeer) {
 }
 
 // ---------------------------------------------------------------------------
+// Players (recorder playback and the player page)
+
+// Media path: PlayerEndpoint -> WebRtcEndpoint -> browser (receive only). play() waits
+// until the browser's media connection is up, so a short clip is not half over before the
+// first frame arrives. Replies `responseId` with the SDP answer, then `playing`, then
+// `videoInfo` (once the player knows its duration), `playEnd` on EndOfStream.
+async function startPlayback(session, generation, uri, sdpOffer, responseId) {
+  session.send({ id: 'status', message: 'connecting to media server' });
+  const client = await getKurentoClient();
+  const pipeline = await client.create('MediaPipeline');
+  if (!isCurrent(session, generation)) return releaseQuietly(pipeline, 'pipeline');
+  session.pipeline = pipeline;
+  session.send({ id: 'status', message: 'creating PlayerEndpoint and WebRtcEndpoint' });
+  const player = await pipeline.create('PlayerEndpoint', { uri });
+  const endpoint = await pipeline.create('WebRtcEndpoint');
+  if (!isCurrent(session, generation)) return;
+  session.player = player;
+  player.on('EndOfStream', () => {
+    if (isCurrent(session, generation)) session.send({ id: 'playEnd' });
+  });
+  player.on('Error', (event) => {
+    if (!isCurrent(session, generation)) return;
+    session.sendError(`Player error: ${event.description} (${event.type}, code ${event.errorCode})`);
+    session.stop();
+  });
+  await session.adoptEndpoint(endpoint);
+  await player.connect(endpoint);
+  const connected = whenConnected(endpoint, 10000);
+  const sdpAnswer = await endpoint.processOffer(sdpOffer);
+  if (!isCurrent(session, generation)) return;
+  session.send({ id: responseId, sdpAnswer });
+  await endpoint.gatherCandidates();
+  if (!(await connected)) log(`session ${session.id}: no MediaStateChanged CONNECTED within 10 s; playing anyway`);
+  if (!isCurrent(session, generation)) return;
+  await invoke(player, 'play');
+  if (!isCurrent(session, generation)) return;
+  session.send({ id: 'playing' });
+  // The duration is known once the file's headers are read.
+  let info = null;
+  for (let i = 0; i < 20 && isCurrent(session, generation); i++) {
+    info = await invoke(player, 'getVideoInfo');
+    if (info && (Number(info.duration) > 0 || info.isSeekable)) break;
+    await sleep(250);
+  }
+  if (!isCurrent(session, generation) || !info) return;
+  session.send({
+    id: 'videoInfo',
+    videoInfo: {
+      isSeekable: Boolean(info.isSeekable),
+      seekableInit: Number(info.seekableInit),
+      seekableEnd: Number(info.seekableEnd),
+      duration: Number(info.duration),
+    },
+  });
+}
+
+// ---------------------------------------------------------------------------
+// recorder: loopback recorded to a WebM file on the media server, then played back
+
+function newRecordingUri(session) {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  return fileUri(path.join(opts.recordingsDir, `${stamp}-${session.id}.webm`));
+}
+
+// Size of a file:// recording, when the media server shares this machine's disk.
+function recordingBytes(uri) {
+  try {
+    return fs.statSync(decodeURIComponent(new URL(uri).pathname)).size;
+  } catch (_) {
+    return null;
+  }
+}
+
+async function recorderStart(session, sdpOffer) {
+  session.stop();
+  const generation = session.generation;
+  session.app = 'recorder';
+  session.send({ id: 'status', message: 'connecting to media server' });
+  const client = await getKurentoClient();
+  const pipeline = await client.create('MediaPipeline');
+  if (!isCurrent(session, generation)) return releaseQuietly(pipeline, 'pipeline');
+  session.pipeline = pipeline;
+  session.send({ id: 'status', message: 'creating WebRtcEndpoint and RecorderEndpoint' });
+  const uri = newRecordingUri(session);
+  const endpoint = await pipeline.create('WebRtcEndpoint');
+  const recorder = await pipeline.create('RecorderEndpoint', { uri, mediaProfile: 'WEBM' });
+  if (!isCurrent(session, generation)) return;
+  session.recorder = recorder;
+  session.recordingUri = uri;
+  recorder.on('Error', (event) => {
+    if (!isCurrent(session, generation)) return;
+    session.sendError(`Recorder error: ${event.description} (${event.type}, code ${event.errorCode})`);
+    session.stop();
+  });
+  await session.adoptEndpoint(endpoint);
+  await endpoint.connect(endpoint);
+  await endpoint.connect(recorder);
+  const sdpAnswer = await endpoint.processOffer(sdpOffer);
+  if (!isCurrent(session, generation)) return;
+  session.send({ id: 'recorderStartResponse', sdpAnswer });
+  await endpoint.gatherCandidates();
+  await invoke(recorder, 'record');
+  if (!isCurrent(session, generation)) return;
+  session.send({ id: 'recording', uri });
+}
+
+// Stop while recording: the file is finished (stopAndWait) before the pipeline goes.
+async function recorderStop(session) {
+  const { recorder, recordingUri: uri, pipeline } = session;
+  if (!recorder) {
+    // Stopped before the recorder existed.
+    session.stop();
+    session.send({ id: 'recorderStopped', uri: null, bytes: null });
+    return;
+  }
+  // Detach everything from the session first: a Start arriving meanwhile begins afresh.
+  session.pipeline = null;
+  session.webRtcEndpoint = null;
+  session.stop();
+  session.recordingUri = null;
+  session.send({ id: 'status', message: 'finishing the recording' });
+  try {
+    await invoke(recorder, 'stopAndWait');
+  } catch (error) {
+    session.sendError(`stopAndWait failed: ${errorText(error)}`);
+    return;
+  } finally {
+    releaseQuietly(pipeline, 'pipeline');
+  }
+  session.lastRecordingUri = uri;
+  session.send({ id: 'recorderStopped', uri, bytes: recordingBytes(uri) });
+}
+
+async function recorderPlay(session, sdpOffer) {
+  const uri = session.lastRecordingUri;
+  if (!uri) throw new Error('Nothing recorded yet: Start and Stop a recording first');
+  session.stop();
+  session.app = 'recorder';
+  await startPlayback(session, session.generation, uri, sdpOffer, 'recorderPlayResponse');
+}
+
+// ---------------------------------------------------------------------------
+// player: any URI the media server can read
+
+async function playerStart(session, sdpOffer, uri) {
+  uri = typeof uri === 'string' ? uri.trim() : '';
+  if (!uri) throw new Error('Enter the URI of a file or stream to play');
+  session.stop();
+  session.app = 'player';
+  await startPlayback(session, session.generation, uri, sdpOffer, 'playerStartResponse');
+}
+
+async function playerControl(session, action, message) {
+  const player = session.player;
+  if (!player) {
+    if (action === 'position') return; // a poll that crossed a stop
+    throw new Error('Nothing is playing');
+  }
+  switch (action) {
+    case 'pause':
+      await invoke(player, 'pause');
+      return session.player === player && session.send({ id: 'paused' });
+    case 'resume':
+      await invoke(player, 'play');
+      return session.player === player && session.send({ id: 'playing' });
+    case 'seek': {
+      const position = Math.round(Number(message.position));
+      if (!Number.isFinite(position) || position < 0) throw new Error(`Bad position ${message.position}`);
+      await invoke(player, 'setPosition', position);
+      break;
+    }
+    case 'position':
+      break;
+    default:
+      throw new Error(`Unknown player action ${action}`);
+  }
+  const position = await invoke(player, 'getPosition');
+  if (session.player === player) session.send({ id: 'position', position: Number(position) });
+}
+
+// ---------------------------------------------------------------------------
 // Signalling socket
 
 function stopSession(session, notifyPeer) {
   if (session.app === 'one2many') one2manyStop(session);
   else if (session.app === 'one2one') one2oneStop(session, notifyPeer);
-  else session.stop();
+  else if (session.app === 'recorder' && session.recorder) {
+    recorderStop(session).catch((error) => session.sendError(errorText(error)));
+  } else session.stop();
 }
 
 function onMessage(session, message) {
@@ -507,6 +925,24 @@ function onMessage(session, message) {
           one2oneStop(session, true);
         },
       );
+    // recorder
+    case 'recorderStart':
+      return run(() => recorderStart(session, message.sdpOffer), () => session.stop());
+    case 'recorderStop':
+      return run(() => recorderStop(session));
+    case 'recorderPlay':
+      return run(() => recorderPlay(session, message.sdpOffer), () => session.stop());
+    // player
+    case 'playerStart':
+      return run(() => playerStart(session, message.sdpOffer, message.uri), () => session.stop());
+    case 'playerPause':
+      return run(() => playerControl(session, 'pause', message));
+    case 'playerResume':
+      return run(() => playerControl(session, 'resume', message));
+    case 'playerSeek':
+      return run(() => playerControl(session, 'seek', message));
+    case 'playerGetPosition':
+      return run(() => playerControl(session, 'position', message));
     // all
     case 'onIceCandidate':
       return run(() => session.onBrowserCandidate(message.candidate));
@@ -541,7 +977,7 @@ wss.on('connection', (ws) => {
       session.sendError('Invalid JSON message');
       return;
     }
-    if (message.id !== 'onIceCandidate') log(`session ${session.id}: <- ${message.id}`);
+    if (message.id !== 'onIceCandidate' && message.id !== 'playerGetPosition') log(`session ${session.id}: <- ${message.id}`);
     onMessage(session, message);
   });
   ws.on('close', () => {
@@ -558,10 +994,18 @@ server.listen(opts.port, opts.bind, () => {
   if (opts.portFile) fs.writeFileSync(opts.portFile, `${port}\n`);
 });
 
+// Without it the player page still works with file:// URIs.
+mediaServer = http.createServer(serveMediaOnly);
+mediaServer.on('error', (error) => log(`media listener on ${opts.mediaBind}:${opts.mediaPort}:`, errorText(error)));
+mediaServer.listen(opts.mediaPort, opts.mediaBind, () => {
+  log(`sample clips for the media server on ${mediaHttpBase()}/media/ (from ${opts.mediaDir})`);
+});
+
 function shutdown() {
   for (const session of sessions.values()) onClose(session);
   wss.close();
   server.close();
+  mediaServer.close();
   // Let release() requests reach the media server before leaving.
   const done = () => process.exit(0);
   if (activeClient) {
