@@ -1,7 +1,7 @@
 'use strict';
 // Process and browser set-up for the end-to-end suite.
 //   startFluo()            -> {port, url, logFile, logTail(), stop()}
-//   startWeb(fluoUrl)      -> {port, base, logFile, logTail(), stop()}
+//   startWeb(dir, fluoUrl, extraArgs) -> {port, base, logFile, logTail(), stop()}
 //   launchBrowser()        -> {context, newPage(name), consoleTail(name), close()}
 //   listPipelines(fluoUrl) -> ids of the pipelines alive in Fluo (raw JSON-RPC)
 //   withDiagnostics(env, fn) runs fn and, if it throws, prints the logs of all parties
@@ -147,13 +147,13 @@ async function startFluo(dir) {
   return p;
 }
 
-async function startWeb(dir, fluoUrl) {
+async function startWeb(dir, fluoUrl, extraArgs = []) {
   const portFile = path.join(dir, 'web.port');
   const logFile = path.join(dir, 'web.log');
   const p = await spawnWithPortFile(
     'web app',
     process.execPath,
-    [WEB_SERVER, '--http', '--bind', '127.0.0.1', '--port', '0', '--port-file', portFile, '--ws-uri', fluoUrl],
+    [WEB_SERVER, '--http', '--bind', '127.0.0.1', '--port', '0', '--port-file', portFile, '--ws-uri', fluoUrl, ...extraArgs],
     { ...process.env },
     portFile,
     logFile,
@@ -225,10 +225,11 @@ async function listPipelines(fluoUrl) {
 }
 
 // Full environment of one test file: Fluo + web app + browser, in a temp dir.
-async function setup(label) {
+// `webArgs(dir)` gives extra web app arguments.
+async function setup(label, { webArgs = () => [] } = {}) {
   const dir = tmpDir(`fluo-e2e-${label}-`);
   const fluo = await startFluo(dir);
-  const web = await startWeb(dir, fluo.url);
+  const web = await startWeb(dir, fluo.url, webArgs(dir));
   const browser = await launchBrowser(dir);
   const env = { dir, fluo, web, browser };
   env.teardown = async () => {

@@ -4,6 +4,7 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const net = require('node:net');
 const { tmpDir, startWeb, launchBrowser, withDiagnostics, waitFor } = require('../lib/env');
 const { openPage } = require('../lib/pages');
@@ -35,6 +36,7 @@ after(async () => {
   if (!env) return;
   await env.browser.close();
   await env.web.stop();
+  if (!env.failed && !process.env.E2E_KEEP) fs.rmSync(env.dir, { recursive: true, force: true });
 });
 
 const errorShown = (page, ms) =>
@@ -44,7 +46,7 @@ test('static pages are served; paths outside public/ are not', async () => {
   const index = await fetch(`${env.web.base}/`);
   assert.equal(index.status, 200);
   const html = await index.text();
-  for (const page of ['hello-world.html', 'one2many.html', 'one2one.html']) {
+  for (const page of ['hello-world.html', 'one2many.html', 'one2one.html', 'recorder.html', 'player.html']) {
     assert.ok(html.includes(`href="${page}"`), `index links ${page}`);
     const r = await fetch(`${env.web.base}/${page}`);
     assert.equal(r.status, 200, page);
@@ -54,6 +56,10 @@ test('static pages are served; paths outside public/ are not', async () => {
   assert.equal((await fetch(`${env.web.base}/nope.html`)).status, 404);
   const escape = await fetch(`${env.web.base}/%2e%2e/server.js`);
   assert.ok(escape.status === 403 || escape.status === 404, `../server.js gave ${escape.status}`);
+  // /media/ serves clips only (by name, from the media dir).
+  for (const p of ['/media/%2e%2e%2fserver.js', '/media/..%2fpackage.json', '/media/nope.webm', '/media/server.js']) {
+    assert.equal((await fetch(`${env.web.base}${p}`)).status, 404, p);
+  }
 });
 
 test('hello-world: an unreachable media server is reported in #error', { timeout: 30000 }, () =>
