@@ -30,6 +30,47 @@ use std::sync::{Arc, OnceLock};
 /// Where elements raise their events: (object id, event name, event fields).
 pub type EventSink = Arc<dyn Fn(&str, &str, Map<String, Value>) + Send + Sync>;
 
+/// Recordings being finalised now (see [`wait_idle`]).
+static FINISHING: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// Counts a recording being finalised while it lives.
+pub(crate) struct FinishGuard;
+
+impl FinishGuard {
+    pub(crate) fn new() -> FinishGuard {
+        *FINISHING.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        FinishGuard
+    }
+}
+
+impl Drop for FinishGuard {
+    fn drop(&mut self) {
+        let mut n = FINISHING.0.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+        FINISHING.1.notify_all();
+    }
+}
+
+/// Waits (at most `max`) until every recording being stopped has its file finalised; the
+/// server calls it at shutdown, after releasing everything. Returns how many are left.
+pub fn wait_idle(max: std::time::Duration) -> usize {
+    let deadline = std::time::Instant::now() + max;
+    let mut n = FINISHING.0.lock().unwrap_or_else(|p| p.into_inner());
+    while *n > 0 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        n = FINISHING
+            .1
+            .wait_timeout(n, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    *n
+}
+
 /// Initialises GStreamer once.
 pub fn init() -> Result<(), String> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();

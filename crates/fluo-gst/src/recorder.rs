@@ -305,7 +305,9 @@ fn finish(
     events: EventSink,
 ) -> std::sync::mpsc::Receiver<()> {
     let (tx, rx) = std::sync::mpsc::channel();
+    let guard = crate::FinishGuard::new();
     let run = move || {
+        let _guard = guard;
         for s in srcs.iter().flatten() {
             let _ = s.end_of_stream();
         }

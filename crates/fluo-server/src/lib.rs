@@ -54,7 +54,16 @@ pub async fn run_with_tls(
         r = &mut serving => r,
         end = done => {
             if *shutdown.borrow() {
-                // Normal shutdown: the core finished first; let the listener wind down too.
+                // Normal shutdown: the core finished first. Recordings stopped by the release
+                // get their files finalised (bounded), then the listener winds down too.
+                let left = tokio::task::spawn_blocking(|| {
+                    fluo_gst::wait_idle(std::time::Duration::from_secs(5))
+                })
+                .await
+                .unwrap_or(0);
+                if left > 0 {
+                    tracing::warn!(left, "recordings not finalised at shutdown");
+                }
                 return serving.await;
             }
             // The engine is gone (a bug): do not pretend to serve.

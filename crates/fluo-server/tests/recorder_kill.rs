@@ -59,9 +59,10 @@ fn probe(file: &Path) -> (Vec<String>, f64, usize) {
     (codecs, dur, frames)
 }
 
-#[tokio::test]
-async fn recordings_stay_playable_after_kill_9() {
-    let dir = std::env::temp_dir().join(format!("fluo-kill9-{}", std::process::id()));
+/// Starts fluo, records a playing clip into WEBM, MKV and MP4 for 4 s, ends fluo with
+/// `signal`; returns (profile, file) pairs and how long fluo took to exit.
+async fn record_then(signal: &str) -> (Vec<(&'static str, std::path::PathBuf)>, Duration) {
+    let dir = std::env::temp_dir().join(format!("fluo-rec{signal}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let clip = dir.join("in.webm");
@@ -137,8 +138,20 @@ async fn recordings_stay_playable_after_kill_9() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    child.kill().expect("SIGKILL");
+    let t = Instant::now();
+    let ok = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
     let _ = child.wait();
+    (files, t.elapsed())
+}
+
+#[tokio::test]
+async fn recordings_stay_playable_after_kill_9() {
+    let (files, _) = record_then("-KILL").await;
     for (profile, file) in files {
         let (codecs, dur, frames) = probe(&file);
         println!(
@@ -155,5 +168,24 @@ async fn recordings_stay_playable_after_kill_9() {
             "{profile}: {frames} decodable frames, {dur} s"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn sigterm_finalises_recordings_before_exiting() {
+    let (files, took) = record_then("-TERM").await;
+    println!("fluo exited {took:?} after SIGTERM");
+    assert!(took < Duration::from_secs(8), "bounded shutdown: {took:?}");
+    for (profile, file) in files {
+        let (codecs, dur, frames) = probe(&file);
+        println!(
+            "{profile} after SIGTERM: {codecs:?}, {dur:.2} s, {frames} decodable video frames"
+        );
+        assert_eq!(codecs.len(), 2, "{profile}: {codecs:?}");
+        // A finalised file knows its duration (an unfinished Matroska file does not).
+        assert!(
+            dur >= 3.0,
+            "{profile}: duration {dur} s in the finalised file"
+        );
+        assert!(frames >= 90, "{profile}: {frames} decodable frames");
+    }
 }
