@@ -55,12 +55,18 @@ pub(crate) fn push(src: &gst_app::AppSrc, pkt: &MediaPacket) {
 }
 
 /// Sends every RTP packet the appsink gets into the router as `codec` media.
+///
+/// When the timestamps jump back (a player seeking backwards) the packets go on under a new
+/// SSRC, so that the router treats them as a new source and keeps what each sink receives
+/// continuous; a receiver would drop media whose timestamps go back in time.
 pub(crate) fn forward_appsink(
     sink: &gst_app::AppSink,
     kind: MediaKind,
     codec: Codec,
     out: PortOutput,
 ) {
+    let mut last_ts: Option<u32> = None;
+    let mut generation: u32 = 0;
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |s| {
@@ -68,12 +74,19 @@ pub(crate) fn forward_appsink(
                 if let Some(buf) = sample.buffer() {
                     if let Ok(map) = buf.map_readable() {
                         if let Ok(p) = RtpPacket::parse(map.as_slice()) {
+                            let ts = p.timestamp();
+                            // More than half a second back: a seek, not B-frame reordering.
+                            let back = -((codec.clock_rate / 2) as i32);
+                            if last_ts.is_some_and(|l| (ts.wrapping_sub(l) as i32) < back) {
+                                generation = generation.wrapping_add(1);
+                            }
+                            last_ts = Some(ts);
                             out.send(MediaPacket {
                                 kind,
                                 codec,
                                 seq: p.sequence(),
-                                timestamp: p.timestamp(),
-                                ssrc: p.ssrc(),
+                                timestamp: ts,
+                                ssrc: p.ssrc() ^ generation.wrapping_mul(0x9e37_79b9),
                                 marker: p.marker(),
                                 payload: p.payload().to_vec(),
                             });

@@ -298,7 +298,7 @@ fn add_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, shared: &SharedRef) -> R
     let (kind, codec, chain) = match name.as_str() {
         "video/x-raw" => {
             let c = Codec::new(CodecName::Vp8);
-            (MediaKind::Video, c, format!("queue max-size-time=1000000000 ! videoconvert ! videoscale ! videorate ! video/x-raw,framerate=[1/1,30/1] ! {}", codecs::encoder(&c, VIDEO_KBPS).ok_or("no VP8 encoder")?))
+            (MediaKind::Video, c, format!("queue max-size-time=1000000000 ! videoconvert !  videoscale ! videorate max-rate=30 ! {}", codecs::encoder(&c, VIDEO_KBPS).ok_or("no VP8 encoder")?))
         }
         "audio/x-raw" => {
             let c = Codec::new(CodecName::Opus);

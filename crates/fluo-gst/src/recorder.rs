@@ -412,7 +412,7 @@ impl RecorderPort {
             };
             let name = if k == MediaKind::Audio { "a" } else { "v" };
             desc.push_str(&format!(
-                " {} ! rtpjitterbuffer latency=200 ! {depay}{parse} ! queue name=q{name} max-size-time=3000000000 ! mux.",
+                " {} ! rtpjitterbuffer latency=200 mode=none ! {depay}{parse} ! queue name=q{name} max-size-time=3000000000 ! mux.",
                 bridge::appsrc_desc(name, &c)
             ));
         }

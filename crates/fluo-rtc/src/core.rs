@@ -332,6 +332,8 @@ pub struct MediaCore {
     next_transcoder: u64,
     /// Ports already told that a source's codec cannot reach them: (sink, kind).
     mismatch_reported: HashSet<(u64, Kind)>,
+    /// What a port receives is one continuous stream per kind, whatever source feeds it.
+    port_out: HashMap<(u64, Kind), Rewriter>,
 }
 
 impl MediaCore {
@@ -354,6 +356,7 @@ impl MediaCore {
             output: None,
             next_transcoder: TRANSCODER_KEYS,
             mismatch_reported: HashSet::new(),
+            port_out: HashMap::new(),
         }
     }
 
@@ -403,6 +406,7 @@ impl MediaCore {
         self.by_id.retain(|_, k| *k != key);
         self.throttles.remove(&key);
         self.mismatch_reported.retain(|(k, _)| *k != key);
+        self.port_out.retain(|(k, _), _| *k != key);
         // Transcoders that fed this sink lose it; those transcoding this source go.
         let fed: Vec<(u64, Kind, u64)> = self
             .via
@@ -506,6 +510,9 @@ impl MediaCore {
                 if self.via.contains_key(&(src, kind, sink)) {
                     // Already fed through a transcoder.
                     return;
+                }
+                if let Some(rw) = self.port_out.get_mut(&(sink, kind)) {
+                    rw.resync();
                 }
                 let sinks = self.routes.entry((src, kind)).or_default();
                 sinks.retain(|k| *k != sink);
@@ -1049,7 +1056,27 @@ impl MediaCore {
         let kind = f.kind;
         if let Some(p) = self.ports.get_mut(&sink) {
             if p.port.accepts(sfu_kind(kind), &f.codec) {
-                p.port.push(&f.packet());
+                let mut pkt = f.packet();
+                if p.upstream.is_none() {
+                    // One continuous SSRC / sequence / timestamp line per kind, across
+                    // source switches and a player's seeks.
+                    let rw = self.port_out.entry((sink, kind)).or_insert_with(|| {
+                        let clock = f.codec.clock_rate;
+                        Rewriter::new(
+                            clock,
+                            (sink as u32) ^ 0x5f10_0000 ^ kind as u32,
+                            f.seq & 0x3fff,
+                            f.ts,
+                        )
+                    });
+                    let Some(r) = rw.rewrite(self.now, f.ssrc, f.seq, f.ts) else {
+                        return;
+                    };
+                    pkt.ssrc = rw.out_ssrc();
+                    pkt.seq = r.seq;
+                    pkt.timestamp = r.ts;
+                }
+                p.port.push(&pkt);
             } else {
                 self.transcode(src, sink, f);
             }

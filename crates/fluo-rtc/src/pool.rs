@@ -3,23 +3,45 @@
 //! Building an `Rtc` generates DTLS key material (a few milliseconds of elliptic-curve work).
 //! Done inside `create WebRtcEndpoint` it would run on the engine's thread and delay every
 //! other client's requests during a burst of joins; the pool moves it to another core.
+//!
+//! An `Rtc` counts its DTLS handshake timeout from the instant it was built, so a stocked
+//! one goes stale: entries older than [`TTL`] are thrown away and rebuilt. While nobody
+//! creates endpoints the pool keeps only [`IDLE_STOCK`] fresh ones, so an idle server does
+//! almost no work.
 
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use str0m::Rtc;
 
-/// How many ready `Rtc`s the pool keeps.
+/// How many ready `Rtc`s the pool keeps while endpoints are being created.
 const STOCK: usize = 32;
 
+/// How many it keeps when no endpoint was created for [`BUSY_FOR`].
+const IDLE_STOCK: usize = 4;
+
+/// How long after the last creation the pool keeps the full stock.
+const BUSY_FOR: Duration = Duration::from_secs(60);
+
+/// Age after which a stocked `Rtc` is not handed out (str0m's DTLS timeout runs from its
+/// build instant).
+const TTL: Duration = Duration::from_secs(15);
+
+#[derive(Default)]
+struct Stock {
+    /// Oldest first.
+    items: Vec<(Instant, Rtc)>,
+    last_take: Option<Instant>,
+}
+
 pub(crate) struct RtcPool {
-    shared: Arc<(Mutex<Vec<Rtc>>, Condvar)>,
+    shared: Arc<(Mutex<Stock>, Condvar)>,
     cert: Option<str0m::config::DtlsCert>,
 }
 
 impl RtcPool {
     /// Starts the builder thread (or none when `background` is false, for tests).
     pub fn new(cert: Option<str0m::config::DtlsCert>, background: bool) -> RtcPool {
-        let shared = Arc::new((Mutex::new(Vec::with_capacity(STOCK)), Condvar::new()));
+        let shared = Arc::new((Mutex::new(Stock::default()), Condvar::new()));
         if background {
             let (s, c) = (shared.clone(), cert.clone());
             let spawned = std::thread::Builder::new()
@@ -28,13 +50,32 @@ impl RtcPool {
                     {
                         let (lock, cv) = &*s;
                         let mut stock = lock.lock().unwrap_or_else(|p| p.into_inner());
-                        while stock.len() >= STOCK {
-                            stock = cv.wait(stock).unwrap_or_else(|p| p.into_inner());
+                        loop {
+                            let now = Instant::now();
+                            stock.items.retain(|(t, _)| now.duration_since(*t) < TTL);
+                            let busy = stock
+                                .last_take
+                                .is_some_and(|t| now.duration_since(t) < BUSY_FOR);
+                            let target = if busy { STOCK } else { IDLE_STOCK };
+                            if stock.items.len() < target {
+                                break;
+                            }
+                            // Wake when an entry goes stale, or when one is taken.
+                            let oldest = stock.items.first().map_or(now, |(t, _)| *t);
+                            let wait = (oldest + TTL).saturating_duration_since(now)
+                                + Duration::from_millis(10);
+                            stock = cv
+                                .wait_timeout(stock, wait)
+                                .unwrap_or_else(|p| p.into_inner())
+                                .0;
                         }
                     }
                     // Build without holding the lock.
                     let rtc = build(&c);
-                    s.0.lock().unwrap_or_else(|p| p.into_inner()).push(rtc);
+                    s.0.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .items
+                        .push((Instant::now(), rtc));
                 });
             if let Err(e) = spawned {
                 tracing::warn!("no Rtc pool thread ({e}); endpoints are built inline");
@@ -43,10 +84,16 @@ impl RtcPool {
         RtcPool { shared, cert }
     }
 
-    /// A ready `Rtc`, or one built now when the stock is empty.
+    /// A fresh ready `Rtc`, or one built now when the stock has none.
     pub fn take(&self) -> Rtc {
         let (lock, cv) = &*self.shared;
-        let ready = lock.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let ready = {
+            let mut stock = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            stock.last_take = Some(now);
+            stock.items.retain(|(t, _)| now.duration_since(*t) < TTL);
+            stock.items.pop().map(|(_, r)| r)
+        };
         cv.notify_one();
         ready.unwrap_or_else(|| build(&self.cert))
     }
@@ -62,4 +109,44 @@ fn build(cert: &Option<str0m::config::DtlsCert>) -> Rtc {
         builder = builder.set_dtls_cert(cert.clone());
     }
     builder.build(Instant::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_entries_are_never_handed_out() {
+        let pool = RtcPool::new(None, false);
+        let now = Instant::now();
+        {
+            let mut st = pool.shared.0.lock().unwrap();
+            st.items
+                .push((now - TTL - Duration::from_secs(1), build(&None)));
+            st.items.push((now - TTL * 2, build(&None)));
+        }
+        let _rtc = pool.take();
+        let st = pool.shared.0.lock().unwrap();
+        assert!(
+            st.items.is_empty(),
+            "stale entries were dropped, a fresh Rtc was built"
+        );
+        assert!(st.last_take.is_some());
+        drop(st);
+        pool.shared
+            .0
+            .lock()
+            .unwrap()
+            .items
+            .push((Instant::now(), build(&None)));
+        pool.shared
+            .0
+            .lock()
+            .unwrap()
+            .items
+            .push((now - TTL * 3, build(&None)));
+        // The newest entry is stale here: it is dropped and the fresh one returned.
+        let _rtc = pool.take();
+        assert!(pool.shared.0.lock().unwrap().items.is_empty());
+    }
 }

@@ -572,7 +572,7 @@ fn rtp_endpoints_interoperate_with_gst_launch_and_ffmpeg_both_ways() {
             .spawn()
             .expect("gst-launch runs");
         let rtp = c.create("RtpEndpoint", pp.clone()).await.expect("rtp endpoint");
-        let offer = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video {listen} RTP/AVP 100 96\r\na=rtpmap:100 H263-1998/90000\r\na=rtpmap:96 VP8/90000\r\na=recvonly\r\n");
+        let offer = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video {listen} RTP/AVP 100 96\r\na=rtpmap:100 MP4V-ES/90000\r\na=rtpmap:96 VP8/90000\r\na=recvonly\r\n");
         let answer = c.invoke(&rtp, "processOffer", json!({"offer": offer})).await.expect("processOffer");
         assert!(answer.as_str().unwrap_or_default().contains("a=sendonly"), "{answer}");
         let player = c

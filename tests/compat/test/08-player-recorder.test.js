@@ -285,7 +285,6 @@ test('profiles MP4, MKV and the _ONLY variants give the expected streams; MP4 tr
   for (const { profile, file, check } of recs) {
     const info = await probe(file);
     assert.ok(check(info.streams), `${profile}: streams ${JSON.stringify(info.streams)}`);
-    // Loose: recorded media is timed on arrival (see the todo test below).
     assert.ok(info.duration >= 1.2 && info.duration < 4, `${profile}: duration ${info.duration}`);
   }
   const t = plog.of('MediaTranscodingStateChanged');
@@ -297,14 +296,11 @@ test('profiles MP4, MKV and the _ONLY variants give the expected streams; MP4 tr
   for (const { r } of recs) await r.release();
 });
 
-// Server bug, intermittent (1 run in 12 on an idle machine, 1 in 3 on a busy one): the
-// recorders' and transcoders' appsrc timestamps RTP on arrival (do-timestamp=true) instead of
-// following the RTP timestamps, so a recording follows the arrival jitter: the video track of
-// a 2 s clip lasted 2.6 to 3.4 s (MP4 through the VP8 -> H.264 transcoder, and MKV / WebM
-// copies of VP8 as well), with frame intervals of 23 to 78 ms, while Opus stayed at 2 s.
+// Recordings follow the RTP timestamps of the source, not the arrival times of packets: the
+// video track of a 2 s clip lasts 2 s, through the VP8 -> H.264 transcoder too (it used to
+// follow the arrival jitter: 2.6 to 3.4 s, frame intervals of 23 to 78 ms).
 test('a transcoded (MP4) recording is complete and keeps the timing of the source', {
   ...T,
-  todo: 'server bug: recorded and transcoded media is timed on arrival (stretched, jittery video track)',
 }, async () => {
   const p = await player(fileUri(clip.short));
   const log = await eventLog(p, ['EndOfStream']);

@@ -110,5 +110,4 @@ test('recorder: Play streams the recording to the page until EndOfStream', { tim
 // stream: Chromium decodes 5 frames from a 3 s recording.
 test('recorder: the played-back recording really plays (moving picture)', {
   timeout: 60000,
-  todo: 'server bug: PlayerEndpoint plays variable-frame-rate files (WebRTC recordings) at 1 fps',
 }, () => playToTheEnd('moving picture', true));

@@ -174,7 +174,6 @@ test('player: seeking forward with the slider jumps there and the picture moves 
 // no new frame (seen: 0 decoded frames in 2 s after seeking from 5.1 s back to 1 s).
 test('player: seeking backward with the slider jumps there and the picture moves on', {
   timeout: 60000,
-  todo: 'server bug: no new frame reaches the browser after a PlayerEndpoint seek backwards',
 }, () => seekScenario('player-seek-backward', [6000, 1000]));
 
 test('player: MP4 file (H.264 + AAC) plays to EndOfStream', { timeout: 90000 }, () =>
