@@ -6,7 +6,7 @@ CARGO ?= cargo
 FLUO_ARGS ?=
 WEB_ARGS ?=
 
-.PHONY: run build fmt-check clippy unit compat e2e test bench-ping bench-sfu bench-fanout storm soak deps-run deps-test
+.PHONY: run build fmt-check clippy unit compat e2e test bench-ping bench-sfu bench-fanout bench-media storm soak deps-run deps-test
 
 deps-run:
 	scripts/deps.sh run
@@ -66,6 +66,10 @@ bench-sfu:
 # Full forwarding path (media core + str0m SRTP): time per forwarded packet at 10/100/1000.
 bench-fanout:
 	$(CARGO) bench -p fluo-testkit --bench fanout -- 10 100 1000
+
+# GStreamer media plane: transcoding CPU against gst-launch-1.0, one player to 1/10/100 viewers.
+bench-media:
+	$(CARGO) bench -p fluo-testkit --bench media
 
 # Negotiation storm: 1000 WebRtcEndpoints over 100 WebSocket connections, figures printed.
 storm:

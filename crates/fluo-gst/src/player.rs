@@ -158,6 +158,7 @@ impl Player {
                         tracing::info!(%id, "end of stream");
                         lock(&shared).state = "STOP";
                         events(&id, "EndOfStream", Map::new());
+                        events(&id, "UriEndpointStateChanged", state_event("STOP"));
                         router.end_of_stream(key);
                     }
                     gst::MessageView::Error(e) => {

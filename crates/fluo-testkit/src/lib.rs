@@ -8,6 +8,7 @@ mod browser;
 pub mod live;
 pub mod soak;
 pub mod storm;
+pub mod udp_peer;
 mod world;
 
 pub use browser::{Browser, RtpSeen};

@@ -191,140 +191,136 @@ fn a_player_feeds_recorders_in_every_profile_and_mp4_gets_a_transcoder() {
     });
 }
 
-mod udp_peer {
-    //! A WebRTC peer on a real UDP socket (str0m, frame mode) that sends real VP8 frames.
-    use std::net::{SocketAddr, UdpSocket};
-    use std::time::Instant;
-    use str0m::change::{SdpAnswer, SdpPendingOffer};
-    use str0m::format::Codec;
-    use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
-    use str0m::net::{Protocol, Receive};
-    use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
-
-    pub struct Peer {
-        pub rtc: Rtc,
-        sock: UdpSocket,
-        addr: SocketAddr,
-        video: Option<Mid>,
-        pending: Option<SdpPendingOffer>,
-        pub connected: bool,
-        /// Video frames received: (codec, bytes).
-        pub frames: Vec<(Codec, Vec<u8>)>,
-        ts: u64,
+/// A publisher peer sending `frames` as `send` to a viewer peer that only takes what
+/// `viewer_cfg` enables, through Fluo: returns the client, the two endpoint ids and the video
+/// frames the viewer received in about 4 s of media. Checks that the publisher reports
+/// video transcoding and the flow / transcoding queries while it runs.
+async fn transcode_between_peers(
+    port: u16,
+    frames: Vec<Vec<u8>>,
+    send: str0m::format::Codec,
+    pub_cfg: str0m::RtcConfig,
+    viewer_cfg: str0m::RtcConfig,
+) -> (Client, String, String, Vec<(str0m::format::Codec, Vec<u8>)>) {
+    use fluo_testkit::udp_peer::Peer;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use str0m::media::Direction;
+    let mut c = Client::connect(port).await.expect("connect");
+    let pipe = c
+        .create("MediaPipeline", json!({}))
+        .await
+        .expect("pipeline");
+    let params = json!({"mediaPipeline": pipe});
+    let e_pub = c
+        .create("WebRtcEndpoint", params.clone())
+        .await
+        .expect("endpoint");
+    let e_view = c.create("WebRtcEndpoint", params).await.expect("endpoint");
+    c.subscribe(&e_pub, "MediaTranscodingStateChanged")
+        .await
+        .expect("sub");
+    let mut publisher = Peer::new(pub_cfg);
+    publisher.send_codec = send;
+    let mut viewer = Peer::new(viewer_cfg);
+    for (peer, e, d) in [
+        (&mut publisher, &e_pub, Direction::SendOnly),
+        (&mut viewer, &e_view, Direction::RecvOnly),
+    ] {
+        let offer = peer.offer(d);
+        let answer = c
+            .invoke(e, "processOffer", json!({"offer": offer}))
+            .await
+            .expect("processOffer");
+        peer.accept(answer.as_str().expect("sdp"));
     }
-
-    impl Peer {
-        pub fn new(cfg: RtcConfig) -> Peer {
-            let sock = UdpSocket::bind("127.0.0.1:0").expect("udp");
-            sock.set_nonblocking(true).expect("nonblocking");
-            let addr = sock.local_addr().expect("addr");
-            let mut rtc = cfg.build(Instant::now());
-            rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
-            Peer {
-                rtc,
-                sock,
-                addr,
-                video: None,
-                pending: None,
-                connected: false,
-                frames: vec![],
-                ts: 0,
-            }
-        }
-
-        pub fn offer(&mut self, dir: Direction) -> String {
-            let mut api = self.rtc.sdp_api();
-            api.add_media(MediaKind::Audio, dir, None, None, None);
-            self.video = Some(api.add_media(MediaKind::Video, dir, None, None, None));
-            let (offer, pending) = api.apply().expect("an offer");
-            self.pending = Some(pending);
-            offer.to_sdp_string()
-        }
-
-        pub fn accept(&mut self, answer: &str) {
-            let a = SdpAnswer::from_sdp_string(answer).expect("answer parses");
-            let p = self.pending.take().expect("an offer");
-            self.rtc
-                .sdp_api()
-                .accept_answer(p, a)
-                .expect("answer accepted");
-        }
-
-        /// Reads, sends, fires timers; sends `frame` (VP8) if given.
-        pub fn drive(&mut self, frame: Option<&[u8]>) {
-            let mut buf = [0u8; 2048];
-            let now = Instant::now();
-            while let Ok((n, src)) = self.sock.recv_from(&mut buf) {
-                if let Ok(contents) = buf[..n].try_into() {
-                    let _ = self.rtc.handle_input(Input::Receive(
-                        now,
-                        Receive {
-                            proto: Protocol::Udp,
-                            source: src,
-                            destination: self.addr,
-                            contents,
-                        },
-                    ));
+    c.invoke(&e_pub, "connect", json!({"sink": e_view}))
+        .await
+        .expect("connect");
+    let stop = Arc::new(AtomicBool::new(false));
+    let got = Arc::new(Mutex::new(vec![]));
+    let driver = {
+        let (stop, got) = (stop.clone(), got.clone());
+        std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            let mut n = 0usize;
+            let mut next = t0;
+            while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(20) {
+                let now = std::time::Instant::now();
+                let send = now >= next;
+                if send && publisher.connected {
+                    next += Duration::from_millis(33);
+                    n += 1;
+                } else if send {
+                    next = now;
                 }
+                let f = (send && publisher.connected).then(|| frames[n % frames.len()].as_slice());
+                publisher.drive(f);
+                viewer.drive(None);
+                std::thread::sleep(Duration::from_millis(2));
             }
-            if let (Some(data), true) = (frame, self.connected) {
-                self.ts += 3000;
-                if let Some(w) = self.video.and_then(|m| self.rtc.writer(m)) {
-                    let pt = w
-                        .payload_params()
-                        .find(|p| p.spec().codec == Codec::Vp8)
-                        .map(|p| p.pt());
-                    if let Some(pt) = pt {
-                        let t = MediaTime::new(self.ts, Frequency::NINETY_KHZ);
-                        let _ = w.write(pt, now, t, data.to_vec());
-                    }
-                }
-            }
-            let _ = self.rtc.handle_input(Input::Timeout(now));
-            loop {
-                match self.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => {
-                        let _ = self.sock.send_to(&t.contents, t.destination);
-                    }
-                    Ok(Output::Event(Event::Connected)) => self.connected = true,
-                    Ok(Output::Event(Event::MediaData(d))) => {
-                        let codec = d.params.spec().codec;
-                        if codec.is_video() {
-                            self.frames.push((codec, d.data.to_vec()));
-                        }
-                    }
-                    Ok(Output::Event(_)) => {}
-                    Ok(Output::Timeout(_)) | Err(_) => break,
-                }
-            }
-        }
-    }
+            *got.lock().unwrap() = std::mem::take(&mut viewer.frames);
+        })
+    };
+    let t = c
+        .wait_event(
+            "MediaTranscodingStateChanged",
+            &e_pub,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("transcoding starts");
+    assert_eq!(t["state"], "TRANSCODING");
+    assert_eq!(t["mediaType"], "VIDEO");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let q = json!({"mediaType": "VIDEO"});
+    assert_eq!(
+        c.invoke(&e_pub, "isMediaTranscoding", q.clone()).await,
+        Ok(json!(true))
+    );
+    assert_eq!(
+        c.invoke(&e_pub, "isMediaFlowingIn", q.clone()).await,
+        Ok(json!(true))
+    );
+    assert_eq!(
+        c.invoke(&e_view, "isMediaFlowingOut", q).await,
+        Ok(json!(true))
+    );
+    let audio = json!({"mediaType": "AUDIO"});
+    assert_eq!(
+        c.invoke(&e_pub, "isMediaTranscoding", audio).await,
+        Ok(json!(false))
+    );
+    stop.store(true, Ordering::Relaxed);
+    driver.join().expect("driver");
+    let got = std::mem::take(&mut *got.lock().unwrap());
+    (c, e_pub, e_view, got)
+}
 
-    /// The frames of an IVF file.
-    pub fn ivf_frames(bytes: &[u8]) -> Vec<Vec<u8>> {
-        let mut out = vec![];
-        let Some(h) = bytes.get(6..8) else { return out };
-        let mut i = usize::from(u16::from_le_bytes([h[0], h[1]]));
-        while let Some(sz) = bytes.get(i..i + 4) {
-            let n = u32::from_le_bytes([sz[0], sz[1], sz[2], sz[3]]) as usize;
-            let Some(f) = bytes.get(i + 12..i + 12 + n) else {
-                break;
-            };
-            out.push(f.to_vec());
-            i += 12 + n;
-        }
-        out
-    }
+/// The viewer leaves: nobody needs the transcoder any more and it goes.
+async fn viewer_leaves_and_transcoder_goes(c: &mut Client, e_pub: &str, e_view: &str) {
+    c.request("release", json!({"object": e_view}))
+        .await
+        .expect("release");
+    let t = c
+        .wait_event(
+            "MediaTranscodingStateChanged",
+            e_pub,
+            Duration::from_secs(3),
+        )
+        .await
+        .expect("transcoding stops");
+    assert_eq!(t["state"], "NOT_TRANSCODING");
+    let q = json!({"mediaType": "VIDEO"});
+    assert_eq!(
+        c.invoke(e_pub, "isMediaTranscoding", q).await,
+        Ok(json!(false))
+    );
 }
 
 #[test]
 fn a_vp8_publisher_reaches_an_h264_only_viewer_through_a_transcoder_that_goes_when_it_leaves() {
     let _serial = serial();
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
-    use str0m::media::Direction;
-    use udp_peer::{ivf_frames, Peer};
-
     let dir = tmpdir("transcode");
     let ivf = dir.join("in.ivf");
     let st = Command::new("ffmpeg")
@@ -344,135 +340,114 @@ fn a_vp8_publisher_reaches_an_h264_only_viewer_through_a_transcoder_that_goes_wh
         .status()
         .expect("ffmpeg");
     assert!(st.success());
-    let frames = ivf_frames(&std::fs::read(&ivf).expect("ivf"));
+    let frames = fluo_testkit::udp_peer::ivf_frames(&std::fs::read(&ivf).expect("ivf"));
     assert!(frames.len() >= 60, "{} VP8 frames", frames.len());
-
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c
-            .create("MediaPipeline", json!({}))
-            .await
-            .expect("pipeline");
-        let params = json!({"mediaPipeline": pipe});
-        let e_pub = c
-            .create("WebRtcEndpoint", params.clone())
-            .await
-            .expect("endpoint");
-        let e_view = c.create("WebRtcEndpoint", params).await.expect("endpoint");
-        c.subscribe(&e_pub, "MediaTranscodingStateChanged")
-            .await
-            .expect("sub");
-        let mut publisher = Peer::new(str0m::RtcConfig::new());
-        let mut viewer = Peer::new(
+        let (mut c, e_pub, e_view, got) = transcode_between_peers(
+            port,
+            frames,
+            str0m::format::Codec::Vp8,
+            str0m::RtcConfig::new(),
             str0m::RtcConfig::new()
                 .clear_codecs()
                 .enable_h264(true)
                 .enable_opus(true, false),
-        );
-        for (peer, e, d) in [
-            (&mut publisher, &e_pub, Direction::SendOnly),
-            (&mut viewer, &e_view, Direction::RecvOnly),
-        ] {
-            let offer = peer.offer(d);
-            let answer = c
-                .invoke(e, "processOffer", json!({"offer": offer}))
-                .await
-                .expect("processOffer");
-            peer.accept(answer.as_str().expect("sdp"));
-        }
-        c.invoke(&e_pub, "connect", json!({"sink": e_view}))
-            .await
-            .expect("connect");
-        let stop = Arc::new(AtomicBool::new(false));
-        let got = Arc::new(Mutex::new(vec![]));
-        let driver = {
-            let (stop, got) = (stop.clone(), got.clone());
-            std::thread::spawn(move || {
-                let t0 = std::time::Instant::now();
-                let mut n = 0usize;
-                let mut next = t0;
-                while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(20) {
-                    let now = std::time::Instant::now();
-                    let send = now >= next;
-                    if send && publisher.connected {
-                        next += Duration::from_millis(33);
-                        n += 1;
-                    } else if send {
-                        next = now;
-                    }
-                    let f =
-                        (send && publisher.connected).then(|| frames[n % frames.len()].as_slice());
-                    publisher.drive(f);
-                    viewer.drive(None);
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                *got.lock().unwrap() = std::mem::take(&mut viewer.frames);
-            })
-        };
-        let t = c
-            .wait_event(
-                "MediaTranscodingStateChanged",
-                &e_pub,
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("transcoding starts");
-        assert_eq!(t["state"], "TRANSCODING");
-        assert_eq!(t["mediaType"], "VIDEO");
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        let q = json!({"mediaType": "VIDEO"});
-        assert_eq!(
-            c.invoke(&e_pub, "isMediaTranscoding", q.clone()).await,
-            Ok(json!(true))
-        );
-        assert_eq!(
-            c.invoke(&e_pub, "isMediaFlowingIn", q.clone()).await,
-            Ok(json!(true))
-        );
-        assert_eq!(
-            c.invoke(&e_view, "isMediaFlowingOut", q.clone()).await,
-            Ok(json!(true))
-        );
-        let audio = json!({"mediaType": "AUDIO"});
-        assert_eq!(
-            c.invoke(&e_pub, "isMediaTranscoding", audio).await,
-            Ok(json!(false))
-        );
-        stop.store(true, Ordering::Relaxed);
-        driver.join().expect("driver");
-        let got = std::mem::take(&mut *got.lock().unwrap());
+        )
+        .await;
         assert!(
             got.iter().all(|(c, _)| *c == str0m::format::Codec::H264),
             "only H.264 reaches the viewer"
         );
         // The received access units decode as H.264.
         let h264 = dir.join("got.h264");
-        let mut bytes = vec![];
-        for (_, f) in &got {
-            bytes.extend_from_slice(f);
-        }
+        let bytes: Vec<u8> = got.iter().flat_map(|(_, f)| f.iter().copied()).collect();
         std::fs::write(&h264, bytes).expect("write");
         let decoded = decoded_frames(&h264);
         println!("viewer got {} H.264 frames, {decoded} decode", got.len());
         assert!(got.len() >= 60, "{} frames in ~4 s", got.len());
         assert!(decoded >= 60, "{decoded} frames decode");
-        // The viewer leaves: nobody needs H.264 any more and the transcoder goes.
-        c.request("release", json!({"object": e_view}))
-            .await
-            .expect("release");
-        let t = c
-            .wait_event(
-                "MediaTranscodingStateChanged",
-                &e_pub,
-                Duration::from_secs(3),
-            )
-            .await
-            .expect("transcoding stops");
-        assert_eq!(t["state"], "NOT_TRANSCODING");
-        c.request("release", json!({"object": pipe}))
-            .await
-            .expect("release");
+        viewer_leaves_and_transcoder_goes(&mut c, &e_pub, &e_view).await;
+    });
+}
+
+#[test]
+fn an_h264_publisher_reaches_a_vp8_only_viewer_through_a_transcoder() {
+    let _serial = serial();
+    let dir = tmpdir("transcode-back");
+    let annexb = dir.join("in.h264");
+    let st = Command::new("ffmpeg")
+        .args([
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=640x360:rate=30",
+            "-t",
+            "2",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-pix_fmt",
+            "yuv420p",
+            "-x264-params",
+            "aud=1:keyint=30",
+            "-bsf:v",
+            "h264_mp4toannexb",
+            "-f",
+            "h264",
+        ])
+        .arg(&annexb)
+        .status()
+        .expect("ffmpeg");
+    assert!(st.success());
+    let frames = fluo_testkit::udp_peer::h264_access_units(&std::fs::read(&annexb).expect("h264"));
+    assert!(frames.len() >= 60, "{} H.264 access units", frames.len());
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let (mut c, e_pub, e_view, got) = transcode_between_peers(
+            port,
+            frames,
+            str0m::format::Codec::H264,
+            str0m::RtcConfig::new()
+                .clear_codecs()
+                .enable_h264(true)
+                .enable_opus(true, false),
+            str0m::RtcConfig::new()
+                .clear_codecs()
+                .enable_vp8(true)
+                .enable_opus(true, false),
+        )
+        .await;
+        assert!(
+            got.iter().all(|(c, _)| *c == str0m::format::Codec::Vp8),
+            "only VP8 reaches the viewer"
+        );
+        // The received frames decode as VP8 (written as IVF for ffprobe).
+        let ivf = dir.join("got.ivf");
+        let mut bytes = b"DKIF\0\0\x20\0VP80".to_vec();
+        for v in [640u16, 360] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [30u32, 1, got.len() as u32, 0] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        for (i, (_, f)) in got.iter().enumerate() {
+            bytes.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&(i as u64).to_le_bytes());
+            bytes.extend_from_slice(f);
+        }
+        std::fs::write(&ivf, bytes).expect("write");
+        let decoded = decoded_frames(&ivf);
+        println!("viewer got {} VP8 frames, {decoded} decode", got.len());
+        assert!(got.len() >= 60, "{} frames in ~4 s", got.len());
+        assert!(decoded >= 60, "{decoded} frames decode");
+        viewer_leaves_and_transcoder_goes(&mut c, &e_pub, &e_view).await;
     });
 }
 

@@ -1,0 +1,154 @@
+//! A WebRTC peer on a real UDP socket (str0m, frame mode) that sends real VP8 frames and
+//! keeps the video frames it receives (tests and benches of the media plane).
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Instant;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+
+pub struct Peer {
+    pub rtc: Rtc,
+    sock: UdpSocket,
+    addr: SocketAddr,
+    video: Option<Mid>,
+    pending: Option<SdpPendingOffer>,
+    pub connected: bool,
+    /// Video frames received: (codec, bytes), while `keep_frames` is set.
+    pub frames: Vec<(Codec, Vec<u8>)>,
+    /// Keep received frames (else only count them).
+    pub keep_frames: bool,
+    /// Video frames received.
+    pub frames_in: u64,
+    /// The codec `drive` sends frames as.
+    pub send_codec: Codec,
+    ts: u64,
+}
+
+impl Peer {
+    pub fn new(cfg: RtcConfig) -> Peer {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("udp");
+        sock.set_nonblocking(true).expect("nonblocking");
+        let addr = sock.local_addr().expect("addr");
+        let mut rtc = cfg.build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+        Peer {
+            rtc,
+            sock,
+            addr,
+            video: None,
+            pending: None,
+            connected: false,
+            frames: vec![],
+            keep_frames: true,
+            frames_in: 0,
+            send_codec: Codec::Vp8,
+            ts: 0,
+        }
+    }
+
+    pub fn offer(&mut self, dir: Direction) -> String {
+        let mut api = self.rtc.sdp_api();
+        api.add_media(MediaKind::Audio, dir, None, None, None);
+        self.video = Some(api.add_media(MediaKind::Video, dir, None, None, None));
+        let (offer, pending) = api.apply().expect("an offer");
+        self.pending = Some(pending);
+        offer.to_sdp_string()
+    }
+
+    pub fn accept(&mut self, answer: &str) {
+        let a = SdpAnswer::from_sdp_string(answer).expect("answer parses");
+        let p = self.pending.take().expect("an offer");
+        self.rtc
+            .sdp_api()
+            .accept_answer(p, a)
+            .expect("answer accepted");
+    }
+
+    /// Reads, sends, fires timers; sends `frame` (as `send_codec`) if given.
+    pub fn drive(&mut self, frame: Option<&[u8]>) {
+        let mut buf = [0u8; 2048];
+        let now = Instant::now();
+        while let Ok((n, src)) = self.sock.recv_from(&mut buf) {
+            if let Ok(contents) = buf[..n].try_into() {
+                let _ = self.rtc.handle_input(Input::Receive(
+                    now,
+                    Receive {
+                        proto: Protocol::Udp,
+                        source: src,
+                        destination: self.addr,
+                        contents,
+                    },
+                ));
+            }
+        }
+        if let (Some(data), true) = (frame, self.connected) {
+            self.ts += 3000;
+            if let Some(w) = self.video.and_then(|m| self.rtc.writer(m)) {
+                let pt = w
+                    .payload_params()
+                    .find(|p| p.spec().codec == self.send_codec)
+                    .map(|p| p.pt());
+                if let Some(pt) = pt {
+                    let t = MediaTime::new(self.ts, Frequency::NINETY_KHZ);
+                    let _ = w.write(pt, now, t, data.to_vec());
+                }
+            }
+        }
+        let _ = self.rtc.handle_input(Input::Timeout(now));
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => {
+                    let _ = self.sock.send_to(&t.contents, t.destination);
+                }
+                Ok(Output::Event(Event::Connected)) => self.connected = true,
+                Ok(Output::Event(Event::MediaData(d))) => {
+                    let codec = d.params.spec().codec;
+                    if codec.is_video() {
+                        self.frames_in += 1;
+                        if self.keep_frames {
+                            self.frames.push((codec, d.data.to_vec()));
+                        }
+                    }
+                }
+                Ok(Output::Event(_)) => {}
+                Ok(Output::Timeout(_)) | Err(_) => break,
+            }
+        }
+    }
+}
+
+/// The frames of an IVF file.
+pub fn ivf_frames(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![];
+    let Some(h) = bytes.get(6..8) else { return out };
+    let mut i = usize::from(u16::from_le_bytes([h[0], h[1]]));
+    while let Some(sz) = bytes.get(i..i + 4) {
+        let n = u32::from_le_bytes([sz[0], sz[1], sz[2], sz[3]]) as usize;
+        let Some(f) = bytes.get(i + 12..i + 12 + n) else {
+            break;
+        };
+        out.push(f.to_vec());
+        i += 12 + n;
+    }
+    out
+}
+
+/// The access units of an H.264 Annex-B stream written with access unit delimiters
+/// (x264 `aud=1`): each starts at a delimiter NAL (type 9).
+pub fn h264_access_units(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut starts = vec![];
+    let mut i = 0;
+    while i + 4 < bytes.len() {
+        if bytes[i..i + 4] == [0, 0, 0, 1] && bytes[i + 4] & 0x1f == 9 {
+            starts.push(i);
+        }
+        i += 1;
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &a)| bytes[a..*starts.get(k + 1).unwrap_or(&bytes.len())].to_vec())
+        .collect()
+}
