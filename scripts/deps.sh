@@ -108,6 +108,8 @@ ensure_pkgs build "${BUILD_PKGS[@]}"
 ensure_pkgs run "${RUN_PKGS[@]}"
 # make run serves the demo pages too, so both modes need Node.js and the web app's modules.
 ensure_tools nodejs:node npm:npm
+# The player demo makes its sample clips with ffmpeg on first use.
+ensure_tools ffmpeg:ffmpeg
 ensure_npm_modules web
 if [ "$MODE" = test ]; then
   ensure_tools "${TEST_TOOLS[@]}"

@@ -30,7 +30,7 @@ const MAX_PENDING: usize = 3000;
 #[derive(Debug, Clone, Copy)]
 struct Profile {
     mux: &'static str,
-    ext_ok: &'static [&'static str],
+    mime: &'static str,
     audio: &'static [CodecName],
     video: &'static [CodecName],
 }
@@ -44,21 +44,22 @@ fn profile(name: &str) -> Option<Profile> {
     let webm = "webmmux max-cluster-duration=1000000000";
     let mkv = "matroskamux max-cluster-duration=1000000000";
     let mp4 = "mp4mux fragment-duration=1000";
-    let (mux, audio, video) = match name {
-        "WEBM" => (webm, OPUS, WEBM_V),
-        "WEBM_AUDIO_ONLY" => (webm, OPUS, NONE),
-        "WEBM_VIDEO_ONLY" => (webm, NONE, WEBM_V),
-        "MKV" => (mkv, OPUS, MKV_V),
-        "MKV_AUDIO_ONLY" => (mkv, OPUS, NONE),
-        "MKV_VIDEO_ONLY" => (mkv, NONE, MKV_V),
-        "MP4" => (mp4, OPUS, MP4_V),
-        "MP4_AUDIO_ONLY" => (mp4, OPUS, NONE),
-        "MP4_VIDEO_ONLY" => (mp4, NONE, MP4_V),
+    let (w, k, m) = ("video/webm", "video/x-matroska", "video/mp4");
+    let (mux, mime, audio, video) = match name {
+        "WEBM" => (webm, w, OPUS, WEBM_V),
+        "WEBM_AUDIO_ONLY" => (webm, w, OPUS, NONE),
+        "WEBM_VIDEO_ONLY" => (webm, w, NONE, WEBM_V),
+        "MKV" => (mkv, k, OPUS, MKV_V),
+        "MKV_AUDIO_ONLY" => (mkv, k, OPUS, NONE),
+        "MKV_VIDEO_ONLY" => (mkv, k, NONE, MKV_V),
+        "MP4" => (mp4, m, OPUS, MP4_V),
+        "MP4_AUDIO_ONLY" => (mp4, m, OPUS, NONE),
+        "MP4_VIDEO_ONLY" => (mp4, m, NONE, MP4_V),
         _ => return None,
     };
     Some(Profile {
         mux,
-        ext_ok: &[],
+        mime,
         audio,
         video,
     })
@@ -132,10 +133,7 @@ impl Factory for RecorderFactory {
             .get("uri")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let path = match uri::parse(uri_s, &[])? {
-            MediaUri::File(p) => p,
-            MediaUri::Remote(_) => unreachable!("only file:// is accepted"),
-        };
+        let path = uri::parse(uri_s, &["http", "https"])?;
         let pname = cx
             .params
             .get("mediaProfile")
@@ -147,7 +145,6 @@ impl Factory for RecorderFactory {
                 format!("The media profile {pname} is not supported by Fluo (supported: WEBM, MKV, MP4 and their _AUDIO_ONLY / _VIDEO_ONLY variants)"),
             )
         })?;
-        let _ = profile.ext_ok;
         let shared = Arc::new(Mutex::new(Shared {
             state: RecState::Stop,
             pipeline: None,
@@ -189,7 +186,7 @@ struct Recorder {
     key: u64,
     shared: SharedRef,
     media: Media,
-    path: std::path::PathBuf,
+    path: MediaUri,
 }
 
 fn state_event(state: RecState) -> Map<String, Value> {
@@ -204,8 +201,8 @@ impl Recorder {
         if s.state == RecState::Start {
             return Ok(Value::Null);
         }
-        if s.state == RecState::Stop {
-            if let Some(dir) = self.path.parent() {
+        if let (RecState::Stop, MediaUri::File(path)) = (s.state, &self.path) {
+            if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     KurentoError::new(
                         ErrorCode::UriPathFileNotFound,
@@ -218,11 +215,11 @@ impl Recorder {
                 .create(true)
                 .truncate(true)
                 .write(true)
-                .open(&self.path)
+                .open(path)
                 .map_err(|e| {
                     KurentoError::new(
                         ErrorCode::UriPathFileNotFound,
-                        format!("Cannot write {}: {e}", self.path.display()),
+                        format!("Cannot write {}: {e}", path.display()),
                     )
                 })?;
         }
@@ -231,7 +228,7 @@ impl Recorder {
         cx.emit("UriEndpointStateChanged", state_event(RecState::Start));
         cx.emit("Recording", Map::new());
         self.media.bus.request_keyframe(self.key);
-        tracing::info!(id = %self.id, path = %self.path.display(), "recording");
+        tracing::info!(id = %self.id, uri = %self.path.gst_uri(), "recording");
         Ok(Value::Null)
     }
 
@@ -390,7 +387,7 @@ struct RecorderPort {
     stop_on_eos: bool,
     shared: SharedRef,
     profile: Profile,
-    path: std::path::PathBuf,
+    path: MediaUri,
     id: String,
     events: EventSink,
 }
@@ -398,11 +395,21 @@ struct RecorderPort {
 impl RecorderPort {
     /// Builds the pipeline for the codecs seen so far.
     fn build(&self, s: &mut Shared) {
-        let mut desc = format!(
-            "{} name=mux ! filesink buffer-mode=unbuffered location=\"{}\"",
-            self.profile.mux,
-            self.path.display().to_string().replace('"', "")
-        );
+        let mut desc = match &self.path {
+            MediaUri::File(path) => format!(
+                "{} name=mux ! filesink buffer-mode=unbuffered location=\"{}\"",
+                self.profile.mux,
+                path.display().to_string().replace('"', "")
+            ),
+            // An upload: one chunked POST that lasts the recording (the muxer cannot seek
+            // back, so it writes a streamable file).
+            MediaUri::Remote(uri) => format!(
+                "{} name=mux streamable=true ! curlhttpsink location=\"{}\" content-type={}",
+                self.profile.mux,
+                uri.replace('"', ""),
+                self.profile.mime
+            ),
+        };
         for k in [MediaKind::Audio, MediaKind::Video] {
             let Some(c) = s.codecs[idx(k)] else { continue };
             let depay = crate::codecs::depay(&c).unwrap_or("identity");

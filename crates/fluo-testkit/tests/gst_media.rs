@@ -871,7 +871,7 @@ fn a_player_plays_an_rtsp_stream() {
 fn legacy_codecs_h263_amr_speex_cross_rtp_endpoints_through_transcoders() {
     let _serial = serial();
     let dir = tmpdir("legacy");
-    let input = clip(&dir, "in.webm", 10);
+    let input = clip(&dir, "in.webm", 20);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
         let mut c = Client::connect(port).await.expect("connect");
@@ -964,6 +964,167 @@ fn legacy_codecs_h263_amr_speex_cross_rtp_endpoints_through_transcoders() {
         let frames = decoded_frames(&out_file);
         println!("player -> H.263 -> gst-launch: {frames} frames");
         assert!(frames >= 60, "{frames} H.263 frames decoded by gst-launch");
+
+        // And to a peer that takes only VP9 and G.711 mu-law: two transcoders from the player.
+        let (va, vv) = (free_udp_port(), free_udp_port());
+        let out_file = dir.join("vp9-pcmu-out.mkv");
+        let desc = format!(
+            "matroskamux name=m ! filesink location={} \
+             udpsrc port={vv} caps=application/x-rtp,media=video,encoding-name=VP9,clock-rate=90000,payload=99 ! rtpjitterbuffer latency=100 ! rtpvp9depay ! m. \
+             udpsrc port={va} caps=application/x-rtp,media=audio,encoding-name=PCMU,clock-rate=8000,payload=0 ! rtpjitterbuffer latency=100 ! rtppcmudepay ! mulawdec ! audioconvert ! audioresample ! opusenc ! m.",
+            out_file.display()
+        );
+        let mut receiver = Command::new("gst-launch-1.0")
+            .args(["-q", "-e"])
+            .args(desc.split_whitespace())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("gst-launch");
+        let rtp = c.create("RtpEndpoint", pp.clone()).await.expect("rtp");
+        let offer = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {va} RTP/AVP 0\r\na=recvonly\r\nm=video {vv} RTP/AVP 99\r\na=rtpmap:99 VP9/90000\r\na=recvonly\r\n");
+        c.invoke(&rtp, "processOffer", json!({"offer": offer})).await.expect("processOffer");
+        c.invoke(&player, "connect", json!({"sink": rtp})).await.expect("connect");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let _ = Command::new("kill").args(["-INT", &receiver.id().to_string()]).status();
+        let _ = receiver.wait();
+        let (codecs, _) = probe(&out_file);
+        let frames = decoded_frames(&out_file);
+        println!("player -> VP9 + PCMU -> gst-launch: {codecs:?}, {frames} frames");
+        assert_eq!(codecs, vec!["opus", "vp9"], "both tracks reached gst-launch");
+        assert!(frames >= 60, "{frames} VP9 frames decoded by gst-launch");
+        c.request("release", json!({"object": pipe})).await.expect("release");
+    });
+}
+
+/// Accepts uploads (POST or PUT, chunked or with a length) on 127.0.0.1:0 and stores each
+/// body under `dir` by the request path's last segment; returns the port.
+fn upload_server(dir: PathBuf) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().expect("clone"));
+                let mut line = String::new();
+                if r.read_line(&mut line).is_err() {
+                    return;
+                }
+                let name = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.rsplit('/').next())
+                    .unwrap_or("upload")
+                    .to_string();
+                let (mut chunked, mut len, mut expect) = (false, 0usize, false);
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    let h = h.to_ascii_lowercase();
+                    chunked |= h.starts_with("transfer-encoding:") && h.contains("chunked");
+                    expect |= h.starts_with("expect:") && h.contains("100-continue");
+                    if let Some(v) = h.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut w = s;
+                if expect {
+                    let _ = w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+                let mut body = vec![];
+                if chunked {
+                    loop {
+                        let mut size = String::new();
+                        if r.read_line(&mut size).unwrap_or(0) == 0 {
+                            break;
+                        }
+                        let n =
+                            usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                                .unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        let mut chunk = vec![0u8; n + 2];
+                        if r.read_exact(&mut chunk).is_err() {
+                            break;
+                        }
+                        body.extend_from_slice(&chunk[..n]);
+                        // Keep what arrived so far, as a server streaming to disk would.
+                        let _ = std::fs::write(dir.join(&name), &body);
+                    }
+                } else {
+                    body.resize(len, 0);
+                    let _ = r.read_exact(&mut body);
+                }
+                let _ = std::fs::write(dir.join(&name), &body);
+                let _ = w.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn recorders_upload_to_http_and_players_read_mkv() {
+    let _serial = serial();
+    let dir = tmpdir("upload");
+    let mkv = clip(&dir, "in.mkv", 4);
+    let received = dir.join("received");
+    std::fs::create_dir_all(&received).expect("dir");
+    let up = upload_server(received.clone());
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let mut c = Client::connect(port).await.expect("connect");
+        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let p = c
+            .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", mkv.display())}))
+            .await
+            .expect("player");
+        c.subscribe(&p, "EndOfStream").await.expect("subscribe");
+        let mut recs = vec![];
+        for (profile, name) in [("WEBM", "up.webm"), ("MP4", "up.mp4")] {
+            let r = c
+                .create("RecorderEndpoint", json!({"mediaPipeline": pipe, "uri": format!("http://127.0.0.1:{up}/rec/{name}"), "mediaProfile": profile, "stopOnEndOfStream": true}))
+                .await
+                .expect("recorder");
+            for ev in ["Stopped", "Error"] {
+                c.subscribe(&r, ev).await.expect("subscribe");
+            }
+            c.invoke(&p, "connect", json!({"sink": r})).await.expect("connect");
+            c.invoke(&r, "record", json!({})).await.expect("record");
+            recs.push((profile, r, received.join(name)));
+        }
+        c.invoke(&p, "play", json!({})).await.expect("play");
+        assert!(c.wait_event("EndOfStream", &p, Duration::from_secs(15)).await.is_some(), "the MKV clip plays to its end");
+        for (profile, r, file) in &recs {
+            assert!(c.wait_event("Stopped", r, Duration::from_secs(10)).await.is_some(), "{profile}: stopped at the end of the stream");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let (codecs, _) = probe(file);
+            let frames = decoded_frames(file);
+            println!("MKV player -> {profile} upload: {codecs:?}, {frames} frames, {} bytes", std::fs::metadata(file).map(|m| m.len()).unwrap_or(0));
+            assert_eq!(codecs.len(), 2, "{profile}: {codecs:?}");
+            assert!(frames >= 90, "{profile}: {frames} frames uploaded");
+        }
+        assert!(!c.events.iter().any(|(t, _)| t == "Error"), "{:?}", c.events);
+        // Uploads to a host that is not there give an Error event, not a hang.
+        let r = c
+            .create("RecorderEndpoint", json!({"mediaPipeline": pipe, "uri": "http://127.0.0.1:9/nowhere.webm"}))
+            .await
+            .expect("recorder");
+        c.subscribe(&r, "Error").await.expect("subscribe");
+        let p2 = c
+            .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", mkv.display())}))
+            .await
+            .expect("player");
+        c.invoke(&p2, "connect", json!({"sink": r})).await.expect("connect");
+        c.invoke(&r, "record", json!({})).await.expect("record");
+        c.invoke(&p2, "play", json!({})).await.expect("play");
+        assert!(c.wait_event("Error", &r, Duration::from_secs(10)).await.is_some(), "an unreachable upload target raises Error");
         c.request("release", json!({"object": pipe})).await.expect("release");
     });
 }
