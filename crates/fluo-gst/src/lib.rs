@@ -19,6 +19,7 @@ mod transcoder;
 mod uri;
 
 pub use transcoder::Transcoders;
+pub use uri::UriPolicy;
 
 use fluo_core::{Edge, Factory};
 use fluo_sfu::{MediaBus, MediaKind};
@@ -85,6 +86,8 @@ pub struct Media {
     pub bus: Arc<dyn MediaBus>,
     /// Asynchronous events (from GStreamer threads).
     pub events: EventSink,
+    /// Which URIs players and recorders may use.
+    pub uris: Arc<UriPolicy>,
 }
 
 impl Media {

@@ -48,6 +48,7 @@ impl Factory for PlayerFactory {
             .and_then(Value::as_str)
             .unwrap_or_default();
         let uri = uri::parse(uri_s, &["http", "https", "rtsp", "rtsps"])?;
+        self.media.uris.check(&uri)?;
         let shared: SharedRef = Arc::new(Mutex::new(Shared {
             state: "STOP",
             ..Default::default()

@@ -134,6 +134,7 @@ impl Factory for RecorderFactory {
             .and_then(Value::as_str)
             .unwrap_or_default();
         let path = uri::parse(uri_s, &["http", "https"])?;
+        self.media.uris.check(&path)?;
         let pname = cx
             .params
             .get("mediaProfile")

@@ -79,6 +79,72 @@ pub(crate) fn parse(uri: &str, schemes: &[&str]) -> Result<MediaUri, KurentoErro
     Ok(MediaUri::Remote(uri.to_string()))
 }
 
+/// Which URIs players and recorders may use (Fluo's `uriAllowList`; KMS has none). Empty:
+/// every URI, as in KMS.
+#[derive(Debug, Clone, Default)]
+pub struct UriPolicy {
+    entries: Vec<String>,
+}
+
+impl UriPolicy {
+    /// A policy from its entries: `scheme://` allows a whole scheme (`http://`),
+    /// `file:///dir/` a directory and everything under it (compared by path components, so
+    /// `/srv/media` does not allow `/srv/media2`), anything else is a URI prefix
+    /// (`https://cdn.example.com/`).
+    pub fn new(entries: impl IntoIterator<Item = String>) -> UriPolicy {
+        UriPolicy {
+            entries: entries
+                .into_iter()
+                .map(|e| e.trim().to_string())
+                .filter(|e| !e.is_empty())
+                .collect(),
+        }
+    }
+
+    /// Whether no list is set (everything allowed).
+    pub fn is_open(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(crate) fn check(&self, uri: &MediaUri) -> Result<(), KurentoError> {
+        if self.is_open() || self.entries.iter().any(|e| allows(e, uri)) {
+            return Ok(());
+        }
+        Err(KurentoError::new(
+            ErrorCode::MediaObjectIllegalParamError,
+            format!(
+                "The URI '{}' is not allowed by this server's URI allow-list",
+                uri.gst_uri()
+            ),
+        ))
+    }
+}
+
+fn allows(entry: &str, uri: &MediaUri) -> bool {
+    let Some((scheme, rest)) = entry.split_once("://") else {
+        return false;
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    match uri {
+        MediaUri::File(path) => {
+            if scheme != "file" {
+                return false;
+            }
+            let dir = rest.strip_prefix("localhost").unwrap_or(rest);
+            dir.is_empty()
+                || percent_decode(dir).is_some_and(|d| {
+                    d.starts_with('/') && path.starts_with(std::path::Path::new(&d))
+                })
+        }
+        MediaUri::Remote(u) => {
+            let Some((us, urest)) = u.split_once("://") else {
+                return false;
+            };
+            us.eq_ignore_ascii_case(&scheme) && (rest.is_empty() || urest.starts_with(rest))
+        }
+    }
+}
+
 impl MediaUri {
     /// The URI GStreamer gets.
     pub(crate) fn gst_uri(&self) -> String {
@@ -123,5 +189,40 @@ mod tests {
         assert!(parse("http:///x", &["http"]).is_err());
         assert!(parse("rtsp://cam:554/s", &["http", "rtsp"]).is_ok());
         assert!(parse("file:///tmp/a\nb", &[]).is_err());
+    }
+
+    #[test]
+    fn allow_list() {
+        let open = UriPolicy::new(vec![]);
+        assert!(open
+            .check(&parse("file:///etc/passwd", &[]).unwrap())
+            .is_ok());
+        let p = UriPolicy::new(
+            [
+                "file:///srv/media/",
+                "https://cdn.example.com/clips/",
+                "rtsp://",
+            ]
+            .map(String::from),
+        );
+        let ok = |u: &str| {
+            p.check(&parse(u, &["http", "https", "rtsp"]).unwrap())
+                .is_ok()
+        };
+        assert!(ok("file:///srv/media/a.webm"));
+        assert!(ok("file:///srv/media/sub/b.mp4"));
+        assert!(
+            !ok("file:///srv/media2/a.webm"),
+            "a sibling directory with the same prefix"
+        );
+        assert!(!ok("file:///etc/passwd"));
+        assert!(ok("https://cdn.example.com/clips/x.webm"));
+        assert!(!ok("https://cdn.example.com.evil.net/clips/x.webm"));
+        assert!(!ok("http://cdn.example.com/clips/x.webm"), "another scheme");
+        assert!(ok("rtsp://camera:554/live"));
+        let e = p
+            .check(&parse("file:///tmp/x.webm", &[]).unwrap())
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::MediaObjectIllegalParamError);
     }
 }

@@ -78,6 +78,11 @@ pub struct Cli {
     /// With --secure-port 0: write the bound wss port to this file (tests).
     #[arg(long)]
     pub secure_port_file: Option<PathBuf>,
+    /// URIs that PlayerEndpoint and RecorderEndpoint may use, comma-separated: `scheme://`
+    /// for a whole scheme, `file:///dir/` for a directory tree, else a URI prefix
+    /// [default: any URI, as KMS].
+    #[arg(long, env = "FLUO_URI_ALLOW", value_delimiter = ',')]
+    pub uri_allow: Option<Vec<String>>,
 }
 
 /// Effective settings.
@@ -119,6 +124,8 @@ pub struct Config {
     pub secure_port_file: Option<PathBuf>,
     /// Video bitrate of transcoders, in kbps.
     pub transcode_video_kbps: u32,
+    /// Allowed player/recorder URIs (empty: any).
+    pub uri_allow: Vec<String>,
 }
 
 impl Default for Config {
@@ -142,6 +149,7 @@ impl Default for Config {
             certificate: None,
             secure_port_file: None,
             transcode_video_kbps: 1000,
+            uri_allow: vec![],
         }
     }
 }
@@ -223,6 +231,13 @@ impl Config {
             c.certificate = Some(f.clone());
         }
         c.secure_port_file = cli.secure_port_file.clone();
+        if let Some(u) = &cli.uri_allow {
+            c.uri_allow = u
+                .iter()
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect();
+        }
         Ok(c)
     }
 
@@ -275,6 +290,16 @@ impl Config {
         if let Some(t) = at("/fluo/authToken") {
             let t = t.as_str().ok_or("fluo.authToken must be a string")?;
             self.auth_token = (!t.is_empty()).then(|| t.to_string());
+        }
+        if let Some(l) = at("/fluo/uriAllowList") {
+            let items = l
+                .as_array()
+                .ok_or("fluo.uriAllowList must be an array of strings")?;
+            self.uri_allow = items
+                .iter()
+                .map(|x| x.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or("fluo.uriAllowList must be an array of strings")?;
         }
         if let Some(g) = uint("/fluo/sessionGraceSeconds")? {
             self.session_grace = Duration::from_secs(g);
@@ -372,6 +397,34 @@ mod tests {
         assert_eq!(c.metadata, r#"{"site":"a/*b*/"}"#);
         std::fs::write(&f, r#"{"mediaServer":{"net":{"websocket":{"port":"x"}}}}"#).unwrap();
         assert!(Config::from_cli(&cli).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn uri_allow_list_from_file_and_flag() {
+        let dir = std::env::temp_dir().join(format!("fluo-conf-uri-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("kurento.conf.json");
+        std::fs::write(
+            &f,
+            r#"{"fluo": {"uriAllowList": ["file:///srv/media/", "https://"]}}"#,
+        )
+        .unwrap();
+        let mut cli = Cli {
+            config: Some(f.clone()),
+            ..Cli::default()
+        };
+        let c = Config::from_cli(&cli).unwrap();
+        assert_eq!(c.uri_allow, vec!["file:///srv/media/", "https://"]);
+        cli.uri_allow = Some(vec!["rtsp://".into(), " ".into()]);
+        assert_eq!(Config::from_cli(&cli).unwrap().uri_allow, vec!["rtsp://"]);
+        std::fs::write(&f, r#"{"fluo": {"uriAllowList": "file:///"}}"#).unwrap();
+        cli.uri_allow = None;
+        assert!(Config::from_cli(&cli).is_err(), "a string is not a list");
+        assert!(
+            Config::default().uri_allow.is_empty(),
+            "open by default, as KMS"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -71,6 +71,7 @@ pub(crate) fn spawn(
     let gst_media = fluo_gst::Media {
         bus: Arc::new(webrtc.clone()),
         events: sink,
+        uris: Arc::new(fluo_gst::UriPolicy::new(config.uri_allow.clone())),
     };
     let engine_config = EngineConfig {
         session_grace: config.session_grace,

@@ -59,6 +59,10 @@ fn probe(file: &Path) -> (Vec<String>, f64, usize) {
     (codecs, dur, frames)
 }
 
+/// Both tests encode and decode real video in a server of their own: one at a time, so that
+/// neither starves the other of CPU on a small machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Starts fluo, records a playing clip into WEBM, MKV and MP4 for 4 s, ends fluo with
 /// `signal`; returns (profile, file) pairs and how long fluo took to exit.
 async fn record_then(signal: &str) -> (Vec<(&'static str, std::path::PathBuf)>, Duration) {
@@ -151,6 +155,7 @@ async fn record_then(signal: &str) -> (Vec<(&'static str, std::path::PathBuf)>, 
 
 #[tokio::test]
 async fn recordings_stay_playable_after_kill_9() {
+    let _serial = SERIAL.lock().await;
     let (files, _) = record_then("-KILL").await;
     for (profile, file) in files {
         let (codecs, dur, frames) = probe(&file);
@@ -172,6 +177,7 @@ async fn recordings_stay_playable_after_kill_9() {
 
 #[tokio::test]
 async fn sigterm_finalises_recordings_before_exiting() {
+    let _serial = SERIAL.lock().await;
     let (files, took) = record_then("-TERM").await;
     println!("fluo exited {took:?} after SIGTERM");
     assert!(took < Duration::from_secs(8), "bounded shutdown: {took:?}");
