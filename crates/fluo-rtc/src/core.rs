@@ -143,6 +143,9 @@ pub(crate) struct Ep {
     /// The latest bitrate this endpoint's browser said it can receive (REMB), in bps.
     pub receive_estimate: Option<u64>,
     last_remb_at: Option<Instant>,
+    /// (local socket, announced address) where externalIPv4/6 differ from the socket: str0m
+    /// sees the announced address, the sockets the local one.
+    pub nat: Vec<(SocketAddr, SocketAddr)>,
 }
 
 /// Kurento's bandwidth properties of an endpoint, in kbps; 0 means "not set".
@@ -191,6 +194,7 @@ impl Ep {
             bandwidth: Bandwidth::default(),
             receive_estimate: None,
             last_remb_at: None,
+            nat: vec![],
         }
     }
 
@@ -623,18 +627,25 @@ impl MediaCore {
         data: &[u8],
     ) {
         self.now = now;
-        let Ok(contents) = data.try_into() else {
-            return;
+        // The endpoint's view of the local address (its announced external address, if any).
+        let seen_as = |ep: &Ep| {
+            ep.nat
+                .iter()
+                .find(|(local, _)| *local == destination)
+                .map_or(destination, |(_, public)| *public)
         };
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source,
-                destination,
-                contents,
-            },
-        );
+        let input_for = |dest: SocketAddr| {
+            let contents = data.try_into().ok()?;
+            Some(Input::Receive(
+                now,
+                Receive {
+                    proto: Protocol::Udp,
+                    source,
+                    destination: dest,
+                    contents,
+                },
+            ))
+        };
         let key = match self.by_remote.get(&(destination, source)) {
             // This address already passed an ICE check for that endpoint: its DTLS may arrive
             // before the endpoint's own checks made the pair viable (str0m's `accepts` would
@@ -646,9 +657,10 @@ impl MediaCore {
                 let found = stun_local_ufrag(data)
                     .and_then(|u| self.by_ufrag.get(u).copied())
                     .filter(|k| {
-                        self.eps
-                            .get(k)
-                            .is_some_and(|e| lock(&e.ep).rtc.accepts(&input))
+                        self.eps.get(k).is_some_and(|e| {
+                            let ep = lock(&e.ep);
+                            input_for(seen_as(&ep)).is_some_and(|i| ep.rtc.accepts(&i))
+                        })
                     });
                 let Some(k) = found else {
                     tracing::trace!(%source, "no endpoint accepts this datagram");
@@ -661,8 +673,10 @@ impl MediaCore {
         if let Some(e) = self.eps.get(&key) {
             let mut ep = lock(&e.ep);
             ep.path = Some((destination, source));
-            if let Err(err) = ep.rtc.handle_input(input) {
-                tracing::debug!(id = %ep.id, "input rejected: {err}");
+            if let Some(input) = input_for(seen_as(&ep)) {
+                if let Err(err) = ep.rtc.handle_input(input) {
+                    tracing::debug!(id = %ep.id, "input rejected: {err}");
+                }
             }
         }
         self.drive(key);
@@ -781,8 +795,14 @@ impl MediaCore {
                         break;
                     }
                     Ok(Output::Transmit(t)) => {
+                        // Back from the announced address to the local socket.
+                        let source = ep
+                            .nat
+                            .iter()
+                            .find(|(_, public)| *public == t.source)
+                            .map_or(t.source, |(local, _)| *local);
                         self.transmits.push_back(Datagram {
-                            source: t.source,
+                            source,
                             destination: t.destination,
                             contents: t.contents.into(),
                         });

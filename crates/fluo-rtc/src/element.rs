@@ -29,12 +29,7 @@ impl Factory for WebRtcFactory {
             ));
         }
         // Ready-made (DTLS keys generated on another thread), sharing the process certificate.
-        let mut rtc = self.rtc.pool.take();
-        for addr in self.rtc.locals.iter() {
-            if let Ok(c) = Candidate::host(*addr, "udp") {
-                rtc.add_local_candidate(c);
-            }
-        }
+        let rtc = self.rtc.pool.take();
         let key = self.rtc.next_key();
         let ep = Arc::new(Mutex::new(Ep::new(cx.id.to_string(), rtc)));
         let _ = self.rtc.ctl.send(Control(Ctl::Add {
@@ -48,6 +43,8 @@ impl Factory for WebRtcFactory {
             ep,
             rtc: self.rtc.clone(),
             gathered: false,
+            external: self.rtc.external,
+            candidates_added: false,
             direction: if recvonly {
                 Direction::RecvOnly
             } else if sendonly {
@@ -72,6 +69,9 @@ struct WebRtcEndpoint {
     rtc: WebRtc,
     gathered: bool,
     direction: Direction,
+    /// externalIPv4 / externalIPv6 of this endpoint.
+    external: (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
+    candidates_added: bool,
 }
 
 fn sdp_err(code: ErrorCode, what: &str, e: impl std::fmt::Display) -> KurentoError {
@@ -83,16 +83,60 @@ impl WebRtcEndpoint {
         let _ = self.rtc.ctl.send(Control(Ctl::Wake { key: self.key }));
     }
 
+    /// Our addresses as announced: each local address, or, where an external address is set
+    /// for its IP family, that address on the same port (KMS: "forces all local candidates
+    /// to have the given address"). Pairs of (local socket, announced address).
+    fn announced(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
+        self.rtc
+            .locals
+            .iter()
+            .map(|addr| {
+                let ext: Option<std::net::IpAddr> = match addr {
+                    std::net::SocketAddr::V4(_) => self.external.0.map(Into::into),
+                    std::net::SocketAddr::V6(_) => self.external.1.map(Into::into),
+                };
+                let public = ext.map_or(*addr, |ip| std::net::SocketAddr::new(ip, addr.port()));
+                (*addr, public)
+            })
+            .collect()
+    }
+
+    /// Our ICE candidates (host candidates: the endpoints run ICE-lite).
+    fn local_candidates(&self) -> Vec<Candidate> {
+        self.announced()
+            .into_iter()
+            .filter_map(|(_, public)| Candidate::host(public, "udp").ok())
+            .collect()
+    }
+
+    /// Adds our candidates to the session before its first SDP is written; the media core
+    /// translates between the announced addresses and the local sockets.
+    fn add_candidates(&mut self, ep: &mut Ep) {
+        if std::mem::replace(&mut self.candidates_added, true) {
+            return;
+        }
+        for c in self.local_candidates() {
+            ep.rtc.add_local_candidate(c);
+        }
+        ep.nat = self
+            .announced()
+            .into_iter()
+            .filter(|(local, public)| local != public)
+            .collect();
+    }
+
     fn process_offer(&mut self, offer: &str) -> Result<Value, KurentoError> {
         let parsed = SdpOffer::from_sdp_string(offer)
             .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot parse the SDP offer", e))?;
-        let mut ep = lock(&self.ep);
+        let ep_ref = self.ep.clone();
+        let mut ep = lock(&ep_ref);
         if ep.negotiated || ep.pending_offer.is_some() {
             return Err(KurentoError::new(
                 ErrorCode::SdpEndPointAlreadyNegotiated,
                 "This endpoint has already negotiated a session",
             ));
         }
+        self.add_candidates(&mut ep);
         let answer = ep.rtc.sdp_api().accept_offer(parsed).map_err(|e| {
             sdp_err(
                 ErrorCode::SdpEndPointProcessOfferError,
@@ -120,13 +164,15 @@ impl WebRtcEndpoint {
                 .and_then(Value::as_bool)
                 .unwrap_or(true)
         };
-        let mut ep = lock(&self.ep);
+        let ep_ref = self.ep.clone();
+        let mut ep = lock(&ep_ref);
         if ep.negotiated || ep.pending_offer.is_some() {
             return Err(KurentoError::new(
                 ErrorCode::SdpEndPointAlreadyNegotiated,
                 "This endpoint has already negotiated a session",
             ));
         }
+        self.add_candidates(&mut ep);
         let mut api = ep.rtc.sdp_api();
         for (kind, receive) in [
             (MediaKind::Audio, want("offerToReceiveAudio")),
@@ -242,8 +288,8 @@ impl WebRtcEndpoint {
             .as_deref()
             .and_then(first_mid)
             .unwrap_or_else(|| "0".to_string());
-        for addr in self.rtc.locals.iter() {
-            if let Ok(c) = Candidate::host(*addr, "udp") {
+        for c in self.local_candidates() {
+            {
                 let line = c.to_sdp_string();
                 let line = line.strip_prefix("a=").unwrap_or(&line).to_string();
                 cx.emit(
@@ -332,6 +378,16 @@ impl Element for WebRtcEndpoint {
         };
         match name {
             "connectionState" | "mediaState" => Some(Value::from(state)),
+            "externalIPv4" => Some(json!(self
+                .external
+                .0
+                .map(|i| i.to_string())
+                .unwrap_or_default())),
+            "externalIPv6" => Some(json!(self
+                .external
+                .1
+                .map(|i| i.to_string())
+                .unwrap_or_default())),
             "ICECandidatePairs" => Some(Value::Array(candidate_pair(&ep).into_iter().collect())),
             "IceConnectionState" => Some(json!([{
                 "__module__": "kurento", "__type__": "IceConnection",
@@ -365,6 +421,31 @@ impl Element for WebRtcEndpoint {
                 .and_then(|v| u64::try_from(v).ok())
                 .ok_or_else(|| KurentoError::illegal_param(format!("'{name}' must be >= 0 (kbps)")))
         };
+        if let ("externalIPv4" | "externalIPv6", Some(text)) = (name, value.as_str()) {
+            let text = text.trim();
+            let bad = || {
+                KurentoError::illegal_param(format!(
+                    "'{name}' must be an IP address of its family, not '{text}'"
+                ))
+            };
+            if name == "externalIPv4" {
+                self.external.0 = if text.is_empty() {
+                    None
+                } else {
+                    Some(text.parse().map_err(|_| bad())?)
+                };
+            } else {
+                self.external.1 = if text.is_empty() {
+                    None
+                } else {
+                    Some(text.parse().map_err(|_| bad())?)
+                };
+            }
+            if self.candidates_added {
+                tracing::warn!(%name, "set after negotiation: it applies to no candidate of this session");
+            }
+            return Ok(());
+        }
         let mut ep = lock(&self.ep);
         match name {
             "minVideoRecvBandwidth" => ep.bandwidth.min_video_recv = kbps()?,

@@ -36,6 +36,8 @@ pub type EventSink = Arc<dyn Fn(&str, &str, Map<String, Value>) + Send + Sync>;
 pub struct WebRtc {
     pub(crate) ctl: mpsc::UnboundedSender<Control>,
     pub(crate) locals: Arc<Vec<std::net::SocketAddr>>,
+    /// Default external addresses (externalIPv4 / externalIPv6) of new endpoints.
+    pub(crate) external: (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
     next_key: Arc<AtomicU64>,
     pub(crate) pool: Arc<pool::RtcPool>,
 }
@@ -66,6 +68,7 @@ impl WebRtc {
         let w = WebRtc {
             ctl,
             locals: Arc::new(locals),
+            external: (settings.external_ipv4, settings.external_ipv6),
             next_key: Arc::new(AtomicU64::new(1)),
             pool: Arc::new(pool::RtcPool::new(generate_cert(), true)),
         };
@@ -83,6 +86,7 @@ impl WebRtc {
         let w = WebRtc {
             ctl,
             locals: Arc::new(locals),
+            external: (None, None),
             next_key: Arc::new(AtomicU64::new(1)),
             pool: Arc::new(pool::RtcPool::new(generate_cert(), false)),
         };

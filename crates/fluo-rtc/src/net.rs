@@ -1,6 +1,6 @@
 //! Local addresses and the media sockets.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
 /// Network settings of the WebRTC endpoints (KMS: WebRtcEndpoint.conf.ini and
 /// BaseRtpEndpoint.conf.ini; env KMS_NETWORK_INTERFACES, KMS_MIN_PORT, KMS_MAX_PORT).
@@ -13,6 +13,11 @@ pub struct NetSettings {
     pub min_port: u16,
     /// Highest UDP port.
     pub max_port: u16,
+    /// KMS's externalIPv4 (KMS_EXTERNAL_IPV4): every local IPv4 candidate is announced with
+    /// this address (same port), for a server behind a 1:1 NAT with a known public address.
+    pub external_ipv4: Option<Ipv4Addr>,
+    /// KMS's externalIPv6 (KMS_EXTERNAL_IPV6), the same for IPv6 candidates.
+    pub external_ipv6: Option<Ipv6Addr>,
 }
 
 impl Default for NetSettings {
@@ -21,6 +26,8 @@ impl Default for NetSettings {
             network_interfaces: None,
             min_port: 1024,
             max_port: 65535,
+            external_ipv4: None,
+            external_ipv6: None,
         }
     }
 }

@@ -62,6 +62,13 @@ pub struct Cli {
     /// Highest UDP port for media [default: 65535].
     #[arg(long, env = "KMS_MAX_PORT")]
     pub max_port: Option<u16>,
+    /// Announce every local IPv4 ICE candidate with this address (KMS's externalIPv4), for a
+    /// server behind a 1:1 NAT with a known public address [default: none].
+    #[arg(long = "external-ipv4", env = "KMS_EXTERNAL_IPV4")]
+    pub external_ipv4: Option<std::net::Ipv4Addr>,
+    /// The same for IPv6 candidates (KMS's externalIPv6) [default: none].
+    #[arg(long = "external-ipv6", env = "KMS_EXTERNAL_IPV6")]
+    pub external_ipv6: Option<std::net::Ipv6Addr>,
     /// Require this token from every client at the WebSocket upgrade, as
     /// `Authorization: Bearer <token>` or `?access_token=<token>` (what kurento-client sends
     /// with its `access_token` option). Off by default, as in KMS.
@@ -221,6 +228,12 @@ impl Config {
         if let Some(p) = cli.max_port {
             c.net.max_port = p;
         }
+        if let Some(ip) = cli.external_ipv4 {
+            c.net.external_ipv4 = Some(ip);
+        }
+        if let Some(ip) = cli.external_ipv6 {
+            c.net.external_ipv6 = Some(ip);
+        }
         if let Some(t) = cli.auth_token.as_deref().filter(|t| !t.is_empty()) {
             c.auth_token = Some(t.to_string());
         }
@@ -300,6 +313,27 @@ impl Config {
                 .map(|x| x.as_str().map(str::to_string))
                 .collect::<Option<Vec<_>>>()
                 .ok_or("fluo.uriAllowList must be an array of strings")?;
+        }
+        for (key, v6) in [("/fluo/externalIPv4", false), ("/fluo/externalIPv6", true)] {
+            if let Some(a) = at(key) {
+                let s = a
+                    .as_str()
+                    .ok_or_else(|| format!("{key} must be a string"))?;
+                if s.is_empty() {
+                    continue;
+                }
+                if v6 {
+                    self.net.external_ipv6 = Some(
+                        s.parse()
+                            .map_err(|_| format!("{key}: '{s}' is not an IPv6 address"))?,
+                    );
+                } else {
+                    self.net.external_ipv4 = Some(
+                        s.parse()
+                            .map_err(|_| format!("{key}: '{s}' is not an IPv4 address"))?,
+                    );
+                }
+            }
         }
         if let Some(g) = uint("/fluo/sessionGraceSeconds")? {
             self.session_grace = Duration::from_secs(g);

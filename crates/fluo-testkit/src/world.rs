@@ -26,6 +26,8 @@ pub struct World {
     pub dropped: u64,
     /// Drop a datagram from Fluo to a browser when this returns true.
     pub drop_to: Option<DropRule>,
+    /// A 1:1 NAT in front of Fluo: browsers reach the server at this public address.
+    pub public_addr: Option<SocketAddr>,
 }
 
 impl Default for World {
@@ -57,6 +59,7 @@ impl World {
             inbox: HashMap::new(),
             dropped: 0,
             drop_to: None,
+            public_addr: None,
         }
     }
 
@@ -231,8 +234,14 @@ impl World {
                 let out = std::mem::take(&mut self.browsers[i].outbox);
                 for (src, dst, data) in out {
                     moved = true;
-                    if dst == self.server {
-                        self.core.handle_receive(self.now.mono, dst, src, &data);
+                    // Behind the NAT only the public address reaches the server.
+                    let to_server = match self.public_addr {
+                        Some(public) => dst == public,
+                        None => dst == self.server,
+                    };
+                    if to_server {
+                        self.core
+                            .handle_receive(self.now.mono, self.server, src, &data);
                     }
                 }
             }
@@ -245,7 +254,11 @@ impl World {
                             continue;
                         }
                     }
-                    self.browsers[i].receive(self.now.mono, d.source, &d.contents);
+                    let from = match self.public_addr {
+                        Some(public) if d.source == self.server => public,
+                        _ => d.source,
+                    };
+                    self.browsers[i].receive(self.now.mono, from, &d.contents);
                 }
             }
             while let Some((id, ev, fields)) = self.core.poll_event() {

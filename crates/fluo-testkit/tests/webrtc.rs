@@ -581,3 +581,74 @@ fn media_flows_through_a_pass_through() {
         "{audio} audio, {video} video frames"
     );
 }
+
+#[test]
+fn external_ipv4_replaces_the_host_address_and_media_crosses_a_one_to_one_nat() {
+    let mut w = World::new();
+    let public: std::net::SocketAddr = "198.51.100.7:40000".parse().unwrap();
+    w.public_addr = Some(public);
+    let (_, eps) = pipeline_with_endpoints(&mut w, 2);
+    for ep in &eps {
+        w.invoke(
+            ep,
+            "setExternalIPv4",
+            json!({"externalIPv4": "198.51.100.7"}),
+        );
+        w.subscribe(ep, "IceCandidateFound");
+    }
+    assert_eq!(
+        w.invoke(&eps[0], "getExternalIPv4", json!({})),
+        "198.51.100.7"
+    );
+    let bad = w.call(
+        "invoke",
+        json!({"object": eps[0], "operation": "setExternalIPv4", "operationParams": {"externalIPv4": "not-an-ip"}}),
+    );
+    assert_eq!(bad["error"]["code"], 40107, "{bad}");
+    let probe = w.add_browser("probe", false);
+    let offer = w.browsers[probe].offer(Direction::SendRecv);
+    let answer = w.invoke(&eps[0], "processOffer", json!({"offer": offer}));
+    let answer = answer.as_str().unwrap().to_string();
+    w.browsers[probe].accept_answer(&answer);
+    let cands: Vec<&str> = answer
+        .lines()
+        .filter(|l| l.starts_with("a=candidate"))
+        .collect();
+    assert!(!cands.is_empty(), "{answer}");
+    for c in &cands {
+        assert!(
+            c.contains("198.51.100.7 40000"),
+            "every candidate carries the external address: {c}"
+        );
+        assert!(!c.contains("127.0.0.1 40000 typ host"), "{c}");
+    }
+    w.invoke(&eps[0], "gatherCandidates", json!({}));
+    let found = w.events();
+    let found: Vec<String> = found
+        .iter()
+        .filter(|(t, _)| t == "IceCandidateFound")
+        .map(|(_, d)| {
+            d["candidate"]["candidate"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        !found.is_empty() && found.iter().all(|c| c.contains("198.51.100.7")),
+        "{found:?}"
+    );
+    // Media crosses the NAT: browsers only know the public address.
+    w.invoke(&eps[1], "connect", json!({"sink": eps[1]}));
+    let b = w.join("alice", false, &eps[1], Direction::SendRecv);
+    assert!(
+        w.connect_all(Duration::from_secs(5)),
+        "ICE + DTLS through the NAT"
+    );
+    w.stream(&[b], Duration::from_secs(2));
+    let [audio, video] = w.browsers[b].frames_in;
+    assert!(
+        video >= 50 && audio >= 80,
+        "looped back through the NAT: {video} video, {audio} audio frames"
+    );
+}
