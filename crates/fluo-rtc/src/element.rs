@@ -101,10 +101,23 @@ impl WebRtcEndpoint {
             .collect()
     }
 
-    /// Our ICE candidates (host candidates: the endpoints run ICE-lite).
+    /// Public addresses learnt from STUN for sockets without an external address.
+    fn reflexive(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
+        let announced = self.announced();
+        self.rtc
+            .srflx
+            .iter()
+            .filter(|(local, _)| announced.iter().any(|(l, p)| l == local && l == p))
+            .copied()
+            .collect()
+    }
+
+    /// Our ICE candidates: the announced addresses, then the STUN-learnt ones (all as host
+    /// candidates: the endpoints run ICE-lite, which announces no other kind).
     fn local_candidates(&self) -> Vec<Candidate> {
         self.announced()
             .into_iter()
+            .chain(self.reflexive())
             .filter_map(|(_, public)| Candidate::host(public, "udp").ok())
             .collect()
     }
@@ -121,6 +134,7 @@ impl WebRtcEndpoint {
         ep.nat = self
             .announced()
             .into_iter()
+            .chain(self.reflexive())
             .filter(|(local, public)| local != public)
             .collect();
     }
@@ -421,6 +435,10 @@ impl Element for WebRtcEndpoint {
                 .and_then(|v| u64::try_from(v).ok())
                 .ok_or_else(|| KurentoError::illegal_param(format!("'{name}' must be >= 0 (kbps)")))
         };
+        if matches!(name, "stunServerAddress" | "stunServerPort") {
+            tracing::warn!(%name, "a STUN server per endpoint is not supported: the server-wide one (KMS_STUN_IP / KMS_STUN_PORT) is used");
+            return Ok(());
+        }
         if let ("externalIPv4" | "externalIPv6", Some(text)) = (name, value.as_str()) {
             let text = text.trim();
             let bad = || {

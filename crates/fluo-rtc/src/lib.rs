@@ -16,6 +16,7 @@ mod net;
 mod pool;
 mod sdp;
 mod shell;
+mod stun;
 
 pub use crate::core::{Control, Datagram, MediaCore, MediaEvent};
 
@@ -38,6 +39,8 @@ pub struct WebRtc {
     pub(crate) locals: Arc<Vec<std::net::SocketAddr>>,
     /// Default external addresses (externalIPv4 / externalIPv6) of new endpoints.
     pub(crate) external: (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
+    /// Public addresses of the sockets, learnt from the STUN server: (local, mapped).
+    pub(crate) srflx: Arc<Vec<(std::net::SocketAddr, std::net::SocketAddr)>>,
     next_key: Arc<AtomicU64>,
     pub(crate) pool: Arc<pool::RtcPool>,
 }
@@ -63,12 +66,21 @@ impl WebRtc {
         for a in &locals {
             tracing::info!("WebRTC media on udp {a}");
         }
+        // At most 3 requests 500 ms apart per socket: a missing STUN server delays the start
+        // by 1.5 s and leaves host candidates only.
+        let srflx = match settings.stun_server {
+            Some(server) => {
+                stun::discover(&sockets, server, 3, std::time::Duration::from_millis(500))
+            }
+            None => vec![],
+        };
         let (ctl, rx) = mpsc::unbounded_channel();
         shell::spawn(sockets, rx, events)?;
         let w = WebRtc {
             ctl,
             locals: Arc::new(locals),
             external: (settings.external_ipv4, settings.external_ipv6),
+            srflx: Arc::new(srflx),
             next_key: Arc::new(AtomicU64::new(1)),
             pool: Arc::new(pool::RtcPool::new(generate_cert(), true)),
         };
@@ -87,6 +99,7 @@ impl WebRtc {
             ctl,
             locals: Arc::new(locals),
             external: (None, None),
+            srflx: Arc::new(vec![]),
             next_key: Arc::new(AtomicU64::new(1)),
             pool: Arc::new(pool::RtcPool::new(generate_cert(), false)),
         };

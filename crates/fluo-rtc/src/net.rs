@@ -18,6 +18,9 @@ pub struct NetSettings {
     pub external_ipv4: Option<Ipv4Addr>,
     /// KMS's externalIPv6 (KMS_EXTERNAL_IPV6), the same for IPv6 candidates.
     pub external_ipv6: Option<Ipv6Addr>,
+    /// STUN server (KMS_STUN_IP / KMS_STUN_PORT) asked at start for each media socket's
+    /// public address, announced as an extra candidate.
+    pub stun_server: Option<SocketAddr>,
 }
 
 impl Default for NetSettings {
@@ -28,6 +31,7 @@ impl Default for NetSettings {
             max_port: 65535,
             external_ipv4: None,
             external_ipv6: None,
+            stun_server: None,
         }
     }
 }

@@ -69,6 +69,13 @@ pub struct Cli {
     /// The same for IPv6 candidates (KMS's externalIPv6) [default: none].
     #[arg(long = "external-ipv6", env = "KMS_EXTERNAL_IPV6")]
     pub external_ipv6: Option<std::net::Ipv6Addr>,
+    /// STUN server asked at start for the public address of each media socket (KMS's
+    /// stunServerAddress) [default: none].
+    #[arg(long = "stun-address", env = "KMS_STUN_IP")]
+    pub stun_address: Option<IpAddr>,
+    /// Its port (KMS's stunServerPort) [default: 3478].
+    #[arg(long = "stun-port", env = "KMS_STUN_PORT")]
+    pub stun_port: Option<u16>,
     /// Require this token from every client at the WebSocket upgrade, as
     /// `Authorization: Bearer <token>` or `?access_token=<token>` (what kurento-client sends
     /// with its `access_token` option). Off by default, as in KMS.
@@ -234,6 +241,11 @@ impl Config {
         if let Some(ip) = cli.external_ipv6 {
             c.net.external_ipv6 = Some(ip);
         }
+        if let Some(ip) = cli.stun_address {
+            c.net.stun_server = Some(std::net::SocketAddr::new(ip, cli.stun_port.unwrap_or(3478)));
+        } else if let (Some(p), Some(s)) = (cli.stun_port, c.net.stun_server.as_mut()) {
+            s.set_port(p);
+        }
         if let Some(t) = cli.auth_token.as_deref().filter(|t| !t.is_empty()) {
             c.auth_token = Some(t.to_string());
         }
@@ -313,6 +325,20 @@ impl Config {
                 .map(|x| x.as_str().map(str::to_string))
                 .collect::<Option<Vec<_>>>()
                 .ok_or("fluo.uriAllowList must be an array of strings")?;
+        }
+        if let Some(a) = at("/fluo/stunServerAddress") {
+            let s = a
+                .as_str()
+                .ok_or("fluo.stunServerAddress must be a string")?;
+            if !s.is_empty() {
+                let ip: IpAddr = s
+                    .parse()
+                    .map_err(|_| format!("fluo.stunServerAddress: '{s}' is not an IP address"))?;
+                let port = uint("/fluo/stunServerPort")?.unwrap_or(3478);
+                let port = u16::try_from(port)
+                    .map_err(|_| "fluo.stunServerPort out of range".to_string())?;
+                self.net.stun_server = Some(std::net::SocketAddr::new(ip, port));
+            }
         }
         for (key, v6) in [("/fluo/externalIPv4", false), ("/fluo/externalIPv6", true)] {
             if let Some(a) = at(key) {

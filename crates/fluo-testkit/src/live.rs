@@ -12,6 +12,18 @@ pub type Ws =
 
 /// Starts Fluo on 127.0.0.1:0 with host candidates on `lo`; returns its port.
 pub fn start_server(session_grace: Duration) -> u16 {
+    start_server_with(fluo_server::Config {
+        session_grace,
+        net: fluo_rtc::NetSettings {
+            network_interfaces: Some(vec!["lo".into()]),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+/// Starts Fluo on 127.0.0.1:0 with `config` (its bind address and port are ignored).
+pub fn start_server_with(config: fluo_server::Config) -> u16 {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -24,14 +36,6 @@ pub fn start_server(session_grace: Duration) -> u16 {
                 .await
                 .expect("bind");
             tx.send(l.local_addr().expect("addr").port()).expect("port");
-            let config = fluo_server::Config {
-                session_grace,
-                net: fluo_rtc::NetSettings {
-                    network_interfaces: Some(vec!["lo".into()]),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
             let (_stop, srx) = tokio::sync::watch::channel(false);
             let _ = fluo_server::run(l, config, srx).await;
         });
