@@ -21,6 +21,41 @@ mod uri;
 pub use transcoder::Transcoders;
 pub use uri::UriPolicy;
 
+/// Entry points for the fuzz targets in `fuzz/` (not an API): the parsers of what a client
+/// controls, without GStreamer.
+#[doc(hidden)]
+pub mod fuzzing {
+    use fluo_api::KurentoError;
+
+    /// Parses `s` as a PlayerEndpoint and as a RecorderEndpoint URI and checks what parses
+    /// against an allow-list; returns whether the player URI parsed.
+    pub fn uri(s: &str) -> bool {
+        let policy = crate::UriPolicy::new(
+            ["file:///srv/media/", "https://cdn.example.com/", "rtsp://"].map(String::from),
+        );
+        let mut ok = false;
+        for (i, schemes) in [
+            &["http", "https", "rtsp", "rtsps"][..],
+            &["http", "https"][..],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if let Ok(u) = crate::uri::parse(s, schemes) {
+                let _ = u.gst_uri();
+                let _ = policy.check(&u);
+                ok |= i == 0;
+            }
+        }
+        ok
+    }
+
+    /// Parses `s` as the remote SDP of an RtpEndpoint; returns its number of media.
+    pub fn plain_sdp(s: &str) -> Result<usize, KurentoError> {
+        crate::rtp_endpoint::parse_sdp_count(s)
+    }
+}
+
 use fluo_core::{Edge, Factory};
 use fluo_sfu::{MediaBus, MediaKind};
 

@@ -243,6 +243,11 @@ fn static_codec(pt: u8) -> Option<Codec> {
     }
 }
 
+/// [`parse_sdp`] for the fuzz targets: the number of media it found.
+pub(crate) fn parse_sdp_count(sdp: &str) -> Result<usize, KurentoError> {
+    parse_sdp(sdp).map(|m| m.len())
+}
+
 /// Parses the parts of an SDP that plain RTP needs.
 fn parse_sdp(sdp: &str) -> Result<Vec<RemoteMedia>, KurentoError> {
     if sdp.len() > 64 * 1024 || !sdp.trim_start().starts_with("v=0") {
