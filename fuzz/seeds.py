@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora in fuzz/corpus/ (run from anywhere; the files are committed).
+
+Regression seeds (inputs that once crashed) are kept in the same folders under names
+starting with `regress-`; this script leaves them alone."""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def put(target, name, data):
+    path = os.path.join(HERE, "corpus", target, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def req(i, method, params, sid=None):
+    import json
+    if sid is not None:
+        params = dict(params, sessionId=sid)
+    return json.dumps({"id": i, "method": method, "params": params, "jsonrpc": "2.0"},
+                      separators=(",", ":"))
+
+
+# ---- jsonrpc: frames separated by '\n' ----
+put("jsonrpc", "ping", req(1, "ping", {"interval": 240000}))
+put("jsonrpc", "pipeline-passthrough", "\n".join([
+    req(1, "ping", {"interval": 240000}),
+    req(2, "describe", {"object": "manager_ServerManager"}),
+    req(3, "create", {"type": "MediaPipeline", "constructorParams": {}, "properties": {}}),
+    req(4, "create", {"type": "PassThrough", "constructorParams": {"mediaPipeline": "newref:3"}}),
+    req(5, "invoke", {"object": "manager_ServerManager", "operation": "getPipelines"}),
+    req(6, "subscribe", {"object": "manager_ServerManager", "type": "ObjectCreated"}),
+    req(7, "release", {"object": "nope"}),
+]))
+put("jsonrpc", "transaction", req(1, "transaction", {"operations": [
+    {"jsonrpc": "2.0", "id": 0, "method": "create",
+     "params": {"type": "MediaPipeline", "constructorParams": {}}},
+    {"jsonrpc": "2.0", "id": 1, "method": "create",
+     "params": {"type": "PassThrough", "constructorParams": {"mediaPipeline": "newref:0"}}},
+    {"jsonrpc": "2.0", "id": 2, "method": "invoke",
+     "params": {"object": "newref:1", "operation": "connect",
+                "operationParams": {"sink": "newref:1", "mediaType": "VIDEO"}}},
+    {"jsonrpc": "2.0", "id": 3, "method": "invoke",
+     "params": {"object": "newref:1", "operation": "setName",
+                "operationParams": {"name": "x"}}},
+]}))
+put("jsonrpc", "session-reconnect", "\n".join([
+    req(1, "create", {"type": "MediaPipeline"}),
+    "#close",
+    "#open",
+    req(2, "connect", {}),
+    "#tick",
+    "2>" + req(3, "ping", {}),
+    req(4, "invoke", {"object": "manager_ServerManager", "operation": "getInfo"}),
+    req(5, "closeSession", {}),
+    "not json",
+    '{"jsonrpc":"2.0","method":"onEvent","params":{}}',
+]))
+
+# ---- sdp: a Chrome-like offer (audio, video, data channel) ----
+CHROME = "\r\n".join([
+    "v=0",
+    "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
+    "s=-",
+    "t=0 0",
+    "a=group:BUNDLE 0 1 2",
+    "a=extmap-allow-mixed",
+    "a=msid-semantic: WMS stream",
+    "m=audio 9 UDP/TLS/RTP/SAVPF 111 63 0 8 126",
+    "c=IN IP4 0.0.0.0",
+    "a=rtcp:9 IN IP4 0.0.0.0",
+    "a=ice-ufrag:8hhY",
+    "a=ice-pwd:asd88fgpdd777uzjYhagZg",
+    "a=ice-options:trickle",
+    "a=fingerprint:sha-256 D2:FA:0E:C3:22:59:5E:14:95:69:92:3D:13:B4:84:24:2C:C2:A2:C0:3E:FD:34:8E:5E:EA:6F:AF:52:CE:E6:0F",
+    "a=setup:actpass",
+    "a=mid:0",
+    "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+    "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+    "a=sendrecv",
+    "a=msid:stream audio0",
+    "a=rtcp-mux",
+    "a=rtpmap:111 opus/48000/2",
+    "a=rtcp-fb:111 transport-cc",
+    "a=fmtp:111 minptime=10;useinbandfec=1",
+    "a=rtpmap:63 red/48000/2",
+    "a=fmtp:63 111/111",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:8 PCMA/8000",
+    "a=rtpmap:126 telephone-event/8000",
+    "a=ssrc:1001 cname:fuzz",
+    "m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103 45",
+    "c=IN IP4 0.0.0.0",
+    "a=rtcp:9 IN IP4 0.0.0.0",
+    "a=ice-ufrag:8hhY",
+    "a=ice-pwd:asd88fgpdd777uzjYhagZg",
+    "a=ice-options:trickle",
+    "a=fingerprint:sha-256 D2:FA:0E:C3:22:59:5E:14:95:69:92:3D:13:B4:84:24:2C:C2:A2:C0:3E:FD:34:8E:5E:EA:6F:AF:52:CE:E6:0F",
+    "a=setup:actpass",
+    "a=mid:1",
+    "a=extmap:2 urn:ietf:params:rtp-hdrext:toffset",
+    "a=extmap:4 urn:3gpp:video-orientation",
+    "a=extmap:9 urn:ietf:params:rtp-hdrext:sdes:mid",
+    "a=sendrecv",
+    "a=msid:stream video0",
+    "a=rtcp-mux",
+    "a=rtcp-rsize",
+    "a=rtpmap:96 VP8/90000",
+    "a=rtcp-fb:96 goog-remb",
+    "a=rtcp-fb:96 transport-cc",
+    "a=rtcp-fb:96 ccm fir",
+    "a=rtcp-fb:96 nack",
+    "a=rtcp-fb:96 nack pli",
+    "a=rtpmap:97 rtx/90000",
+    "a=fmtp:97 apt=96",
+    "a=rtpmap:102 H264/90000",
+    "a=rtcp-fb:102 nack pli",
+    "a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+    "a=rtpmap:103 rtx/90000",
+    "a=fmtp:103 apt=102",
+    "a=rtpmap:45 AV1/90000",
+    "a=ssrc-group:FID 2001 2002",
+    "a=ssrc:2001 cname:fuzz",
+    "a=ssrc:2002 cname:fuzz",
+    "m=application 9 UDP/DTLS/SCTP webrtc-datachannel",
+    "c=IN IP4 0.0.0.0",
+    "a=ice-ufrag:8hhY",
+    "a=ice-pwd:asd88fgpdd777uzjYhagZg",
+    "a=fingerprint:sha-256 D2:FA:0E:C3:22:59:5E:14:95:69:92:3D:13:B4:84:24:2C:C2:A2:C0:3E:FD:34:8E:5E:EA:6F:AF:52:CE:E6:0F",
+    "a=setup:actpass",
+    "a=mid:2",
+    "a=sctp-port:5000",
+    "a=max-message-size:262144",
+    "",
+])
+put("sdp", "chrome-offer", CHROME)
+put("sdp", "answer-active", CHROME.replace("a=setup:actpass", "a=setup:active")
+    .replace("a=group:BUNDLE 0 1 2", "a=group:BUNDLE 0 1").split("m=application")[0])
+put("sdp", "recvonly-audio", "\r\n".join([
+    "v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0",
+    "m=audio 9 UDP/TLS/RTP/SAVPF 0", "c=IN IP4 0.0.0.0", "a=mid:a",
+    "a=ice-ufrag:abcd", "a=ice-pwd:0123456789abcdef012345",
+    "a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF",
+    "a=setup:passive", "a=recvonly", "a=rtcp-mux", "a=rtpmap:0 PCMU/8000",
+    "a=candidate:1 1 udp 2122260223 192.168.1.2 54321 typ host", "",
+]))
+
+# ---- rtp_rtcp: records [flags][len u16][bytes] ----
+
+
+def rec(flags, data):
+    return bytes([flags]) + struct.pack(">H", len(data)) + data
+
+
+rtp = bytes([0x90, 0x60]) + struct.pack(">HII", 4711, 90000, 0x11223344) \
+    + struct.pack(">HH", 0xBEDE, 1) + bytes([0x10, 0x01, 0, 0]) + b"\x90\x80\x00" + b"\x00" * 40
+rtp_pad = bytes([0xA0 | 2, 111]) + struct.pack(">HII", 1, 960, 0x55667788) + bytes([0x42, 0x43, 0, 0, 0, 0, 4]) + b"\x00\x00\x00\x04"
+sr = bytes([0x81, 200]) + struct.pack(">H", 12) + struct.pack(">IQIII", 0x11223344, 0xE0000000_00000000, 90000, 10, 1000) \
+    + struct.pack(">IIIIII", 0x99, 0x01000005, 4711, 20, 0, 0)
+sdes = bytes([0x81, 202]) + struct.pack(">H", 3) + struct.pack(">I", 0x11223344) + bytes([1, 4]) + b"fuzz" + b"\x00\x00"
+nack = bytes([0x81, 205]) + struct.pack(">HIIHH", 3, 1, 0x11223344, 4700, 0x0005)
+pli = bytes([0x81, 206]) + struct.pack(">HII", 2, 1, 0x11223344)
+fir = bytes([0x84, 206]) + struct.pack(">HIIIB3x", 4, 1, 0, 0x11223344, 7)
+remb = bytes([0x8F, 206]) + struct.pack(">HII", 5, 1, 0) + b"REMB" + bytes([1, 0x0A, 0x12, 0x34]) + struct.pack(">I", 0x11223344)
+bye = bytes([0x81, 203]) + struct.pack(">HI", 1, 0x11223344)
+stun = struct.pack(">HHI", 0x0001, 0, 0x2112A442) + b"\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c"
+user = b"srvufrag:8hhY"
+attr = struct.pack(">HH", 0x0006, len(user)) + user + b"\x00" * ((4 - len(user) % 4) % 4)
+prio = struct.pack(">HHI", 0x0024, 4, 0x6E7F00FF)
+stun = struct.pack(">HHI", 0x0001, len(attr) + len(prio), 0x2112A442) + stun[8:20] + attr + prio
+dtls = bytes([22, 0xFE, 0xFD, 0, 0]) + b"\x00" * 6 + struct.pack(">H", 12) + bytes([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+put("rtp_rtcp", "rtp-ext", rec(0, rtp) + rec(1, rtp))
+put("rtp_rtcp", "rtp-padding", rec(1, rtp_pad))
+put("rtp_rtcp", "rtcp-sr-sdes", rec(1, sr + sdes))
+put("rtp_rtcp", "rtcp-feedback", rec(1, nack + pli) + rec(3, fir + remb + bye))
+put("rtp_rtcp", "stun-binding", rec(0, stun) + rec(1, stun))
+put("rtp_rtcp", "dtls-hello", rec(1, dtls) + rec(2, b""))
+
+# ---- uri_sdp_plain: URIs and plain RTP SDP ----
+put("uri_sdp_plain", "file", "file:///srv/media/clip%20one.webm")
+put("uri_sdp_plain", "http", "https://cdn.example.com/a/b.mp4?x=1#y")
+put("uri_sdp_plain", "rtsp", "rtsp://user:pw@[::1]:8554/live")
+put("uri_sdp_plain", "bad-file", "file://host/../etc/passwd")
+put("uri_sdp_plain", "plain-sdp", "\r\n".join([
+    "v=0", "o=- 0 0 IN IP4 10.0.0.1", "s=-", "c=IN IP4 10.0.0.1", "t=0 0",
+    "m=audio 5004 RTP/AVP 0 96", "a=rtpmap:96 opus/48000/2", "a=sendrecv", "a=rtcp:5005",
+    "m=video 5006 RTP/SAVP 97", "c=IN IP6 ::1", "a=rtpmap:97 H264/90000",
+    "a=fmtp:97 packetization-mode=1;profile-level-id=42e01f",
+    "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz",
+    "a=recvonly", "",
+]))
