@@ -164,7 +164,12 @@ impl Player {
                     }
                     gst::MessageView::Error(e) => {
                         tracing::warn!(%id, "player error: {} ({:?})", e.error(), e.debug());
-                        let first = !std::mem::replace(&mut lock(&shared).failed, true);
+                        let first = {
+                            let mut s = lock(&shared);
+                            // The next play() builds a new pipeline.
+                            s.state = "STOP";
+                            !std::mem::replace(&mut s.failed, true)
+                        };
                         if first {
                             let from = e.src().map(|s| s.name().to_string()).unwrap_or_default();
                             let mut f = error_fields(&e.error(), "PLAYER_ERROR");
@@ -203,12 +208,18 @@ impl Player {
                 p
             }
         };
-        p.set_state(gst::State::Playing).map_err(|e| {
-            KurentoError::new(
+        if let Err(e) = p.set_state(gst::State::Playing) {
+            {
+                let mut s = lock(&self.shared);
+                s.state = "STOP";
+                s.pipeline = None;
+            }
+            bridge::stop_in_background(p);
+            return Err(KurentoError::new(
                 ErrorCode::UnexpectedError,
                 format!("The player does not start: {e}"),
-            )
-        })?;
+            ));
+        }
         {
             let mut s = lock(&self.shared);
             s.state = "START";
@@ -246,7 +257,7 @@ impl Player {
         let ms = params
             .get("position")
             .and_then(Value::as_i64)
-            .filter(|v| *v >= 0)
+            .filter(|v| (0..=i64::from(u32::MAX) * 1000).contains(v))
             .ok_or_else(|| {
                 KurentoError::illegal_param(
                     "'position' must be a non-negative number of milliseconds",

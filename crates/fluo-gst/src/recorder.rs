@@ -198,11 +198,22 @@ fn state_event(state: RecState) -> Map<String, Value> {
 
 impl Recorder {
     fn record(&mut self, cx: &mut ElementCx<'_>) -> Result<Value, KurentoError> {
-        let mut s = lock(&self.shared);
-        if s.state == RecState::Start {
+        let (state, finishing) = {
+            let s = lock(&self.shared);
+            (s.state, !s.finishing.is_empty())
+        };
+        if state == RecState::Start {
             return Ok(Value::Null);
         }
-        if let (RecState::Stop, MediaUri::File(path)) = (s.state, &self.path) {
+        if let (RecState::Stop, MediaUri::File(path)) = (state, &self.path) {
+            if finishing {
+                // The previous recording of this file is still being finalised.
+                return Err(KurentoError::new(
+                    ErrorCode::MediaObjectOperationNotSupported,
+                    "The previous recording is still being finalised: wait for Stopped (or use stopAndWait) before recording again",
+                ));
+            }
+            // File-system work without the lock the media thread takes for every packet.
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     KurentoError::new(
@@ -224,6 +235,7 @@ impl Recorder {
                     )
                 })?;
         }
+        let mut s = lock(&self.shared);
         s.state = RecState::Start;
         drop(s);
         cx.emit("UriEndpointStateChanged", state_event(RecState::Start));
@@ -396,19 +408,18 @@ struct RecorderPort {
 impl RecorderPort {
     /// Builds the pipeline for the codecs seen so far.
     fn build(&self, s: &mut Shared) {
+        // The location is set as a property after parsing, never written into the pipeline
+        // description (whose parser would interpret quotes and escapes in it).
         let mut desc = match &self.path {
-            MediaUri::File(path) => format!(
-                "{} name=mux ! filesink buffer-mode=unbuffered location=\"{}\"",
-                self.profile.mux,
-                path.display().to_string().replace('"', "")
+            MediaUri::File(_) => format!(
+                "{} name=mux ! filesink name=out buffer-mode=unbuffered",
+                self.profile.mux
             ),
             // An upload: one chunked POST that lasts the recording (the muxer cannot seek
             // back, so it writes a streamable file).
-            MediaUri::Remote(uri) => format!(
-                "{} name=mux streamable=true ! curlhttpsink location=\"{}\" content-type={}",
-                self.profile.mux,
-                uri.replace('"', ""),
-                self.profile.mime
+            MediaUri::Remote(_) => format!(
+                "{} name=mux streamable=true ! curlhttpsink name=out content-type={}",
+                self.profile.mux, self.profile.mime
             ),
         };
         for k in [MediaKind::Audio, MediaKind::Video] {
@@ -431,6 +442,14 @@ impl RecorderPort {
                 return self.fail(s, &e);
             }
         };
+        let location = match &self.path {
+            MediaUri::File(path) => path.to_string_lossy().into_owned(),
+            MediaUri::Remote(uri) => uri.clone(),
+        };
+        match p.by_name("out") {
+            Some(out) => out.set_property("location", location),
+            None => return self.fail(s, "no sink in the recording pipeline"),
+        }
         let srcs = [bridge::appsrc(&p, "a").ok(), bridge::appsrc(&p, "v").ok()];
         // A muxer fails on a buffer without a timestamp (a depayloader can emit one when
         // packets were lost under load); such a buffer is dropped instead.
@@ -461,11 +480,18 @@ impl RecorderPort {
                         );
                         events(&id, "Error", f);
                     }
-                    gst::BusSyncReply::Pass
+                    // Only what `finish` waits for stays on the bus (nobody reads the rest).
+                    match msg.view() {
+                        gst::MessageView::Eos(_) | gst::MessageView::Error(_) => {
+                            gst::BusSyncReply::Pass
+                        }
+                        _ => gst::BusSyncReply::Drop,
+                    }
                 });
             }
         }
         if let Err(e) = p.set_state(gst::State::Playing) {
+            bridge::stop_in_background(p);
             return self.fail(s, &e.to_string());
         }
         tracing::debug!(id = %self.id, codecs = ?s.codecs, "recording pipeline playing");

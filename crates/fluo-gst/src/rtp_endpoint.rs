@@ -75,6 +75,8 @@ struct Shared {
     rtcp_sockets: [Option<Arc<UdpSocket>>; 2],
     /// SRTP protection of what we send, per media.
     enc: [Option<Arc<Transform>>; 2],
+    /// SDES was asked for: nothing goes out or comes in unprotected.
+    srtp: bool,
 }
 
 type SharedRef = Arc<Mutex<Shared>>;
@@ -108,6 +110,7 @@ impl Factory for RtpFactory {
         }
         let shared: SharedRef = Arc::new(Mutex::new(Shared {
             ssrc: [rand_u32(1), rand_u32(2)],
+            srtp: sdes.is_some(),
             ..Default::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -203,12 +206,18 @@ fn bind_pair() -> Result<Sockets, KurentoError> {
         let (rtp, port) = if port % 2 == 0 {
             (rtp, port)
         } else {
-            match UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port + 1)) {
-                Ok(s) => (s, port + 1),
+            let Some(even) = port.checked_add(1) else {
+                continue;
+            };
+            match UdpSocket::bind((Ipv4Addr::UNSPECIFIED, even)) {
+                Ok(s) => (s, even),
                 Err(_) => continue,
             }
         };
-        if let Ok(rtcp) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port + 1)) {
+        let Some(rtcp_port) = port.checked_add(1) else {
+            continue;
+        };
+        if let Ok(rtcp) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, rtcp_port)) {
             return Ok(Sockets {
                 rtp: Arc::new(rtp),
                 rtcp: Arc::new(rtcp),
@@ -634,6 +643,21 @@ impl RtpEndpoint {
         Ok(Value::from(self.local_sdp.clone().unwrap_or_default()))
     }
 
+    /// SRTP could not be set up: the media of that section stays off (never in the clear).
+    fn srtp_failed(&self, e: &str) {
+        tracing::error!(id = %self.id, "SRTP: {e}");
+        let mut f = Map::new();
+        f.insert(
+            "description".into(),
+            json!(format!(
+                "SRTP could not be set up, media of this section is off: {e}"
+            )),
+        );
+        f.insert("errorCode".into(), json!(40003));
+        f.insert("type".into(), json!("SRTP_ERROR"));
+        (self.media.events)(&self.id, "Error", f);
+    }
+
     /// Starts receiving on the sockets of the negotiated sections.
     fn start(&mut self, sections: Vec<Section>, sockets: [Option<Sockets>; 2]) {
         let mut sh = lock(&self.shared);
@@ -676,7 +700,7 @@ impl RtpEndpoint {
                     soft,
                 ) {
                     Ok(t) => dec = Some(Arc::new(t)),
-                    Err(e) => tracing::warn!(id = %self.id, "SRTP: {e}"),
+                    Err(e) => self.srtp_failed(&e),
                 }
                 if let (Some(to), Some(to_rtcp)) = (s.remote, s.remote_rtcp) {
                     let (a, b) = (sk.rtp.clone(), sk.rtcp.clone());
@@ -691,17 +715,22 @@ impl RtpEndpoint {
                     );
                     match enc {
                         Ok(t) => sh.enc[idx(s.kind)] = Some(Arc::new(t)),
-                        Err(e) => tracing::warn!(id = %self.id, "SRTP: {e}"),
+                        Err(e) => self.srtp_failed(&e),
                     }
                 }
             }
             let stop = self.stop.clone();
             let (rx1, dec1) = (rx.clone(), dec.clone());
+            let protected = self.sdes.is_some();
+            // Media only from the address the SDP named (any port: NATs change it).
+            let peer_ip = s.remote.map(|a| a.ip());
             let spawned = std::thread::Builder::new()
                 .name("fluo-rtp-rx".into())
                 .spawn(move || {
-                    receive(&rtp, &stop, |b| match &dec1 {
+                    receive(&rtp, &stop, peer_ip, |b| match &dec1 {
                         Some(d) => d.push_rtp(b.to_vec()),
+                        // SDES without a working decryptor: nothing unchecked gets in.
+                        None if protected => {}
                         None => rx1.rtp(b),
                     })
                 });
@@ -712,8 +741,9 @@ impl RtpEndpoint {
             let spawned = std::thread::Builder::new()
                 .name("fluo-rtcp-rx".into())
                 .spawn(move || {
-                    receive(&rtcp, &stop, |b| match &dec {
+                    receive(&rtcp, &stop, peer_ip, |b| match &dec {
                         Some(d) => d.push_rtcp(b.to_vec()),
+                        None if protected => {}
                         None => rx.rtcp(b),
                     })
                 });
@@ -773,12 +803,21 @@ impl Rx {
     }
 }
 
-/// Reads a socket until `stop`; hands datagrams to `f`.
-fn receive(sock: &UdpSocket, stop: &AtomicBool, f: impl Fn(&[u8])) {
+/// Reads a socket until `stop`; hands datagrams from `peer` (when known) to `f`.
+fn receive(sock: &UdpSocket, stop: &AtomicBool, peer: Option<IpAddr>, f: impl Fn(&[u8])) {
     let mut buf = [0u8; 2048];
     while !stop.load(Ordering::Relaxed) {
-        if let Ok((n, _from)) = sock.recv_from(&mut buf) {
-            f(&buf[..n]);
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) if peer.is_none_or(|p| p == from.ip()) => f(&buf[..n]),
+            Ok(_) => {}
+            // Timeouts wake us to look at `stop`; other errors (ICMP port unreachable
+            // reported on the socket) must not spin.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
 }
@@ -893,6 +932,7 @@ impl Port for RtpPort {
         };
         let sock = sh.sockets[k].clone();
         let enc = sh.enc[k].clone();
+        let srtp = sh.srtp;
         drop(sh);
         let mut bytes = Vec::with_capacity(12 + pkt.payload.len());
         write_rtp(
@@ -906,7 +946,7 @@ impl Port for RtpPort {
         );
         match (enc, sock) {
             (Some(enc), _) => enc.push_rtp(bytes),
-            (None, Some(sock)) => {
+            (None, Some(sock)) if !srtp => {
                 let _ = sock.send_to(&bytes, remote);
             }
             _ => {}

@@ -76,6 +76,16 @@ pub(crate) fn parse(uri: &str, schemes: &[&str]) -> Result<MediaUri, KurentoErro
     if host.is_empty() {
         return Err(bad(format!("'{uri}': no host")));
     }
+    // No dot segments (HTTP clients would remove them, so the URI would not name what an
+    // allow-list compared), escaped or not.
+    let path = &rest[host.len()..];
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let decoded = percent_decode(path).unwrap_or_else(|| path.to_string());
+    if decoded.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(bad(format!(
+            "'{uri}': '.' and '..' are not allowed in paths"
+        )));
+    }
     Ok(MediaUri::Remote(uri.to_string()))
 }
 
@@ -140,7 +150,21 @@ fn allows(entry: &str, uri: &MediaUri) -> bool {
             let Some((us, urest)) = u.split_once("://") else {
                 return false;
             };
-            us.eq_ignore_ascii_case(&scheme) && (rest.is_empty() || urest.starts_with(rest))
+            if !us.eq_ignore_ascii_case(&scheme) {
+                return false;
+            }
+            if rest.is_empty() {
+                return true;
+            }
+            // An entry naming only a host allows that host exactly (not `host.evil` or
+            // `host@evil`); otherwise the URI must start with the entry.
+            let entry_host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let uri_host = urest.split(['/', '?', '#']).next().unwrap_or_default();
+            if entry_host.len() == rest.len() {
+                uri_host.eq_ignore_ascii_case(entry_host)
+            } else {
+                uri_host.eq_ignore_ascii_case(entry_host) && urest.starts_with(rest)
+            }
         }
     }
 }
@@ -220,6 +244,13 @@ mod tests {
         assert!(!ok("https://cdn.example.com.evil.net/clips/x.webm"));
         assert!(!ok("http://cdn.example.com/clips/x.webm"), "another scheme");
         assert!(ok("rtsp://camera:554/live"));
+        assert!(parse("https://cdn.example.com/clips/../x", &["https"]).is_err());
+        assert!(parse("https://cdn.example.com/clips/%2e%2e/x", &["https"]).is_err());
+        let host_only = UriPolicy::new(["https://cdn.example.com".to_string()]);
+        let allowed = |u: &str| host_only.check(&parse(u, &["https"]).unwrap()).is_ok();
+        assert!(allowed("https://cdn.example.com/a.webm"));
+        assert!(!allowed("https://cdn.example.com.evil.net/a.webm"));
+        assert!(!allowed("https://cdn.example.com@evil.net/a.webm"));
         let e = p
             .check(&parse("file:///tmp/x.webm", &[]).unwrap())
             .unwrap_err();

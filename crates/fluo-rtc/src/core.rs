@@ -338,6 +338,8 @@ pub struct MediaCore {
     mismatch_reported: HashSet<(u64, Kind)>,
     /// What a port receives is one continuous stream per kind, whatever source feeds it.
     port_out: HashMap<(u64, Kind), Rewriter>,
+    /// Routes for which no transcoder could be made: (source, kind, sink).
+    no_transcoder: HashSet<(u64, Kind, u64)>,
 }
 
 impl MediaCore {
@@ -361,6 +363,7 @@ impl MediaCore {
             next_transcoder: TRANSCODER_KEYS,
             mismatch_reported: HashSet::new(),
             port_out: HashMap::new(),
+            no_transcoder: HashSet::new(),
         }
     }
 
@@ -411,6 +414,8 @@ impl MediaCore {
         self.throttles.remove(&key);
         self.mismatch_reported.retain(|(k, _)| *k != key);
         self.port_out.retain(|(k, _), _| *k != key);
+        self.no_transcoder
+            .retain(|(s, _, k)| *s != key && *k != key);
         // Transcoders that fed this sink lose it; those transcoding this source go.
         let fed: Vec<(u64, Kind, u64)> = self
             .via
@@ -509,8 +514,10 @@ impl MediaCore {
                     }
                     self.unroute_via(src, kind, sink);
                     self.mismatch_reported.remove(&(sink, kind));
+                    self.no_transcoder.remove(&(src, kind, sink));
                     return;
                 }
+                self.no_transcoder.remove(&(src, kind, sink));
                 if self.via.contains_key(&(src, kind, sink)) {
                     // Already fed through a transcoder.
                     return;
@@ -795,12 +802,14 @@ impl MediaCore {
                         break;
                     }
                     Ok(Output::Transmit(t)) => {
-                        // Back from the announced address to the local socket.
-                        let source = ep
-                            .nat
-                            .iter()
-                            .find(|(_, public)| *public == t.source)
-                            .map_or(t.source, |(local, _)| *local);
+                        // Back from the announced address to the local socket: the one the
+                        // peer's packets arrive on when several share the announced address.
+                        let path_local = ep.path.filter(|(_, r)| *r == t.destination).map(|p| p.0);
+                        let mut locals = ep.nat.iter().filter(|(_, public)| *public == t.source);
+                        let source = match path_local {
+                            Some(l) if ep.nat.iter().any(|(x, p)| *x == l && *p == t.source) => l,
+                            _ => locals.next().map_or(t.source, |(local, _)| *local),
+                        };
                         self.transmits.push_back(Datagram {
                             source,
                             destination: t.destination,
@@ -1097,6 +1106,11 @@ impl MediaCore {
                     pkt.timestamp = r.ts;
                 }
                 p.port.push(&pkt);
+            } else if p.upstream.is_some() {
+                // The source changed codec under a transcoder: never transcode for a
+                // transcoder (that chains them, and can loop). Undo it: its sinks go back to
+                // the source and are matched again from this packet on.
+                self.unwind_transcoder(src, sink, f);
             } else {
                 self.transcode(src, sink, f);
             }
@@ -1186,6 +1200,10 @@ impl MediaCore {
     /// shared with every other sink of `src` that needs the same codec.
     fn transcode(&mut self, src: u64, sink: u64, f: &Forward) {
         let kind = f.kind;
+        if self.no_transcoder.contains(&(src, kind, sink)) {
+            // Tried and failed for this route: not again on every packet.
+            return;
+        }
         let wants = self.wants(sink, kind);
         let target = self.factory.as_ref().and_then(|fac| {
             wants
@@ -1232,12 +1250,14 @@ impl MediaCore {
                         t
                     }
                     Err(e) => {
+                        self.no_transcoder.insert((src, kind, sink));
                         self.report_mismatch(sink, kind, &f.codec, &format!(": {e}"));
                         return;
                     }
                 }
             }
             _ => {
+                self.no_transcoder.insert((src, kind, sink));
                 self.report_mismatch(sink, kind, &f.codec, "");
                 return;
             }
@@ -1256,6 +1276,27 @@ impl MediaCore {
         // The decoder starts at a keyframe.
         self.request_keyframe(src, kind);
         self.request_keyframe(t, kind);
+    }
+
+    /// Removes transcoder `t` (fed by `src`, which now sends another codec), puts its sinks
+    /// back on `src`'s route and forwards `f` to them afresh.
+    fn unwind_transcoder(&mut self, src: u64, t: u64, f: &Forward) {
+        let kind = f.kind;
+        let sinks = self.routes.get(&(t, kind)).cloned().unwrap_or_default();
+        tracing::info!(%src, codec = %f.codec, "the source changed codec: transcoder removed, sinks matched again");
+        self.drop_transcoder(t);
+        let route = self.routes.entry((src, kind)).or_default();
+        for s in &sinks {
+            if !route.contains(s) {
+                route.push(*s);
+            }
+        }
+        for s in sinks {
+            self.no_transcoder.remove(&(src, kind, s));
+            self.mismatch_reported.remove(&(s, kind));
+            // A sink that is itself a transcoder is never reached here (see `forward`).
+            self.forward(src, s, f);
+        }
     }
 
     /// Tells a sink, once, that it cannot get a source's codec.
