@@ -1128,3 +1128,105 @@ fn recorders_upload_to_http_and_players_read_mkv() {
         c.request("release", json!({"object": pipe})).await.expect("release");
     });
 }
+
+#[test]
+fn a_publisher_switching_codecs_gets_its_transcoder_undone_and_redone_never_chained() {
+    let _serial = serial();
+    use fluo_testkit::udp_peer::{h264_access_units, ivf_frames, Peer};
+    use str0m::format::Codec;
+    use str0m::media::Direction;
+    let dir = tmpdir("switch");
+    let ivf = dir.join("in.ivf");
+    let annexb = dir.join("in.h264");
+    let ff = |args: &[&str], out: &Path| {
+        let st = Command::new("ffmpeg")
+            .args([
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=320x240:rate=30",
+                "-t",
+                "2",
+            ])
+            .args(args)
+            .arg(out)
+            .status()
+            .expect("ffmpeg");
+        assert!(st.success());
+    };
+    ff(&["-c:v", "libvpx", "-g", "30", "-f", "ivf"], &ivf);
+    ff(
+        &[
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-pix_fmt",
+            "yuv420p",
+            "-x264-params",
+            "aud=1:keyint=30",
+            "-bsf:v",
+            "h264_mp4toannexb",
+            "-f",
+            "h264",
+        ],
+        &annexb,
+    );
+    let vp8 = ivf_frames(&std::fs::read(&ivf).expect("ivf"));
+    let h264 = h264_access_units(&std::fs::read(&annexb).expect("h264"));
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let mut c = Client::connect(port).await.expect("connect");
+        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let pp = json!({"mediaPipeline": pipe});
+        let e_pub = c.create("WebRtcEndpoint", pp.clone()).await.expect("endpoint");
+        let e_view = c.create("WebRtcEndpoint", pp).await.expect("endpoint");
+        c.subscribe(&e_pub, "MediaTranscodingStateChanged").await.expect("sub");
+        // The publisher negotiates VP8 and H.264; the viewer only H.264.
+        let mut publisher = Peer::new(str0m::RtcConfig::new().clear_codecs().enable_vp8(true).enable_h264(true));
+        let mut viewer = Peer::new(str0m::RtcConfig::new().clear_codecs().enable_h264(true));
+        viewer.keep_frames = false;
+        for (peer, e, d) in [(&mut publisher, &e_pub, Direction::SendOnly), (&mut viewer, &e_view, Direction::RecvOnly)] {
+            let offer = peer.offer(d);
+            let answer = c.invoke(e, "processOffer", json!({"offer": offer})).await.expect("processOffer");
+            peer.accept(answer.as_str().expect("sdp"));
+        }
+        c.invoke(&e_pub, "connect", json!({"sink": e_view})).await.expect("connect");
+        // VP8 (3 s), H.264 (1.5 s), VP8 again (2.5 s).
+        let driver = std::thread::spawn(move || {
+            let mut per_phase = vec![];
+            for (phase, codec) in [Codec::Vp8, Codec::H264, Codec::Vp8].into_iter().enumerate() {
+                publisher.send_codec = codec;
+                let frames = if codec == Codec::Vp8 { &vp8 } else { &h264 };
+                let before = viewer.frames_in;
+                let t0 = std::time::Instant::now();
+                let (mut n, mut next) = (0usize, t0);
+                while t0.elapsed() < Duration::from_millis([3000, 1500, 2500][phase]) {
+                    let now = std::time::Instant::now();
+                    let send = publisher.connected && now >= next;
+                    if send {
+                        next += Duration::from_millis(33);
+                        n += 1;
+                    }
+                    publisher.drive(send.then(|| frames[n % frames.len()].as_slice()));
+                    viewer.drive(None);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                per_phase.push(viewer.frames_in - before);
+            }
+            per_phase
+        });
+        let per_phase = tokio::task::spawn_blocking(move || driver.join().expect("driver")).await.expect("join");
+        let mut states = vec![];
+        while let Some(t) = c.wait_event("MediaTranscodingStateChanged", &e_pub, Duration::from_millis(300)).await {
+            states.push(t["state"].as_str().unwrap_or_default().to_string());
+        }
+        println!("frames at the viewer per phase (VP8, H.264, VP8): {per_phase:?}; transcoding: {states:?}");
+        assert_eq!(states, vec!["TRANSCODING", "NOT_TRANSCODING", "TRANSCODING"], "one transcoder at a time, undone while the source sends H.264");
+        assert!(per_phase.iter().all(|n| *n >= 15), "the viewer gets video in every phase: {per_phase:?}");
+        c.request("release", json!({"object": pipe})).await.expect("release");
+    });
+}
