@@ -46,12 +46,25 @@ e2e:
 	$(CARGO) build -p fluo-server
 	tests/e2e/run.sh
 
+# Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of the JSON-RPC dispatch, SDP offers and
+# answers, RTP/RTCP/STUN/DTLS datagrams into the media core, element URIs and plain-RTP SDP:
+# FUZZ_SECS per target (nightly when installed, else stable with RUSTC_BOOTSTRAP=1; prints
+# SKIPPED when neither builds). fuzz-smoke runs each target for 15 s.
+.PHONY: fuzz fuzz-smoke
+FUZZ_SECS ?= 1800
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECS)
+
+fuzz-smoke:
+	scripts/fuzz.sh 15
+
 # Full check, fail fast, in this order.
 test:
 	$(MAKE) --no-print-directory deps-test
 	$(MAKE) --no-print-directory fmt-check
 	$(MAKE) --no-print-directory clippy
 	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory fuzz-smoke
 	$(MAKE) --no-print-directory compat
 	$(MAKE) --no-print-directory e2e
 
