@@ -140,6 +140,8 @@ impl WebRtcEndpoint {
     }
 
     fn process_offer(&mut self, offer: &str) -> Result<Value, KurentoError> {
+        crate::sdp::check_payload_types(offer)
+            .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot use the SDP offer", e))?;
         let parsed = SdpOffer::from_sdp_string(offer)
             .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot parse the SDP offer", e))?;
         let ep_ref = self.ep.clone();
@@ -213,6 +215,8 @@ impl WebRtcEndpoint {
     }
 
     fn process_answer(&mut self, answer: &str) -> Result<Value, KurentoError> {
+        crate::sdp::check_payload_types(answer)
+            .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot use the SDP answer", e))?;
         let parsed = SdpAnswer::from_sdp_string(answer)
             .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot parse the SDP answer", e))?;
         let mut ep = lock(&self.ep);

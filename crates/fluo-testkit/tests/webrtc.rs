@@ -652,3 +652,34 @@ fn external_ipv4_replaces_the_host_address_and_media_crosses_a_one_to_one_nat() 
         "looped back through the NAT: {video} video, {audio} audio frames"
     );
 }
+
+#[test]
+fn an_offer_giving_one_payload_type_two_codecs_is_refused_not_a_crash() {
+    // Found by `fuzz/` (target sdp): str0m 0.25 panics on it, which would end the server.
+    let offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:8hhY\r\na=ice-pwd:asd88fgpdd777uzjYhagZg\r\n\
+a=fingerprint:sha-256 D2:FA:0E:C3:22:59:5E:14:95:69:92:3D:13:B4:84:24:2C:C2:A2:C0:3E:FD:34:8E:5E:EA:6F:AF:52:CE:E6:0F\r\n\
+a=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:102 H264/90000\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:8hhY\r\na=ice-pwd:asd88fgpdd777uzjYhagZg\r\n\
+a=fingerprint:sha-256 D2:FA:0E:C3:22:59:5E:14:95:69:92:3D:13:B4:84:24:2C:C2:A2:C0:3E:FD:34:8E:5E:EA:6F:AF:52:CE:E6:0F\r\n\
+a=setup:actpass\r\na=mid:1\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:102 H264/90000\r\n\
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n";
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 1);
+    let r = w.call(
+        "invoke",
+        json!({"object": eps[0], "operation": "processOffer", "operationParams": {"offer": offer}}),
+    );
+    assert_eq!(r["error"]["code"], 40201, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("payload type 102"),
+        "{r}"
+    );
+    // The endpoint still negotiates a proper offer afterwards.
+    let b = w.join("after", false, &eps[0], Direction::SendRecv);
+    assert!(w.connect_all(Duration::from_secs(5)), "still works");
+    let _ = b;
+}
