@@ -10,7 +10,8 @@
 # git). A crash listed in fuzz/known-crashes.txt (a third-party bug) is reported, not
 # counted. Uses nightly when rustup has it, otherwise stable with RUSTC_BOOTSTRAP=1 and no
 # sanitizer; prints "SKIPPED: ..." and exits 0 when neither can build the targets. Installs
-# cargo-fuzz when it is missing. Exits 1 if a target crashed. FUZZ_ARGS adds libFuzzer flags.
+# cargo-fuzz when it is missing. Exits 1 if a target crashed. FUZZ_ARGS adds libFuzzer flags;
+# FUZZ_TOOLCHAIN=nightly|stable|default forces one toolchain (default: plain cargo).
 set -euo pipefail
 
 SECS="${1:-}"
@@ -43,7 +44,9 @@ fi
 # Toolchains to try, in order: nightly (AddressSanitizer), then stable with RUSTC_BOOTSTRAP=1
 # (cargo-fuzz's flags are unstable ones) and no sanitizer: panics and aborts are still found.
 CANDIDATES=()
-if command -v rustup >/dev/null 2>&1; then
+if [ -n "${FUZZ_TOOLCHAIN:-}" ]; then
+  CANDIDATES+=("$FUZZ_TOOLCHAIN")
+elif command -v rustup >/dev/null 2>&1; then
   if rustup toolchain list | grep -q '^nightly'; then
     CANDIDATES+=(nightly)
   fi
@@ -54,6 +57,7 @@ fi
 
 BUILD_LOG="$FUZZ/target/fuzz-build.log"
 mkdir -p "$FUZZ/target"
+: >"$BUILD_LOG"
 CARGO=()
 SAN=()
 for tc in "${CANDIDATES[@]}"; do
@@ -61,6 +65,10 @@ for tc in "${CANDIDATES[@]}"; do
     nightly) try_cargo=(cargo +nightly) try_san=() ;;
     stable) try_cargo=(env RUSTC_BOOTSTRAP=1 cargo +stable) try_san=(--sanitizer none) ;;
     default) try_cargo=(env RUSTC_BOOTSTRAP=1 cargo) try_san=(--sanitizer none) ;;
+    *)
+      echo "FUZZ_TOOLCHAIN must be nightly, stable or default" >&2
+      exit 2
+      ;;
   esac
   echo "fuzz: building ${TARGETS[*]} with $tc${try_san[*]:+ (${try_san[*]})}"
   start=$SECONDS
