@@ -105,12 +105,12 @@ for t in "${TARGETS[@]}"; do
   "${CARGO[@]}" fuzz run -O "${SAN[@]}" "$t" "$work" "$FUZZ/corpus/$t" -- \
     -max_total_time="$SECS" -timeout=60 -rss_limit_mb=4096 -print_final_stats=1 \
     ${FUZZ_ARGS:-} >"$log" 2>&1 || rc=$?
-  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1)
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1 || true)
   if [ -z "$runs" ]; then
-    runs=$(grep -oE '^#[0-9]+' "$log" | tr -d '#' | tail -n 1)
+    runs=$(grep -oE '^#[0-9]+' "$log" | tr -d '#' | tail -n 1 || true)
   fi
   runs=${runs:-0}
-  rate=$(grep -oE 'exec/s: [0-9]+' "$log" | grep -oE '[0-9]+' | tail -n 1)
+  rate=$(grep -oE 'exec/s: [0-9]+' "$log" | grep -oE '[0-9]+' | tail -n 1 || true)
   new=$(($(find "$FUZZ/artifacts/$t" -type f | wc -l) - before))
   RUNS[$t]=$runs
   RATE[$t]=${rate:-?}
