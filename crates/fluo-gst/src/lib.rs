@@ -60,6 +60,7 @@ use fluo_core::{Edge, Factory};
 use fluo_sfu::{MediaBus, MediaKind};
 
 use gstreamer as gst;
+use gstreamer::prelude::*;
 use serde_json::{Map, Value};
 use std::sync::{Arc, OnceLock};
 
@@ -164,10 +165,19 @@ impl Media {
     }
 }
 
-/// Kurento Error event fields for a GStreamer error.
-pub(crate) fn error_fields(e: &gst::glib::Error, ty: &str) -> Map<String, Value> {
+/// Kurento Error event fields for a GStreamer error message: what failed, in which element,
+/// and GStreamer's details.
+pub(crate) fn error_fields(e: &gst::message::Error, ty: &str) -> Map<String, Value> {
+    let from = e.src().map(|s| s.name().to_string()).unwrap_or_default();
     let mut m = Map::new();
-    m.insert("description".into(), Value::from(e.to_string()));
+    m.insert(
+        "description".into(),
+        Value::from(format!(
+            "{} (in {from}: {})",
+            e.error(),
+            e.debug().unwrap_or_default()
+        )),
+    );
     m.insert("errorCode".into(), Value::from(40003));
     m.insert("type".into(), Value::from(ty));
     m

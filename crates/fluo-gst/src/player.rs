@@ -5,7 +5,7 @@
 use crate::bridge;
 use crate::codecs;
 use crate::uri::{self, MediaUri};
-use crate::{error_fields, Media};
+use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
 use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, Port, PortOutput};
@@ -171,16 +171,7 @@ impl Player {
                             !std::mem::replace(&mut s.failed, true)
                         };
                         if first {
-                            let from = e.src().map(|s| s.name().to_string()).unwrap_or_default();
-                            let mut f = error_fields(&e.error(), "PLAYER_ERROR");
-                            f.insert(
-                                "description".into(),
-                                Value::from(format!(
-                                    "{} (in {from}: {})",
-                                    e.error(),
-                                    e.debug().unwrap_or_default()
-                                )),
-                            );
+                            let f = crate::error_fields(e, "PLAYER_ERROR");
                             events(&id, "Error", f);
                         }
                     }

@@ -468,16 +468,7 @@ impl RecorderPort {
                 bus.set_sync_handler(move |_, msg| {
                     if let gst::MessageView::Error(e) = msg.view() {
                         tracing::warn!(%id, "recorder error: {} ({:?})", e.error(), e.debug());
-                        let mut f = crate::error_fields(&e.error(), "RECORDER_ERROR");
-                        let from = e.src().map(|s| s.name().to_string()).unwrap_or_default();
-                        f.insert(
-                            "description".into(),
-                            Value::from(format!(
-                                "{} (in {from}: {})",
-                                e.error(),
-                                e.debug().unwrap_or_default()
-                            )),
-                        );
+                        let f = crate::error_fields(e, "RECORDER_ERROR");
                         events(&id, "Error", f);
                     }
                     // Only what `finish` waits for stays on the bus (nobody reads the rest).
