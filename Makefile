@@ -88,8 +88,10 @@ bench-media:
 storm:
 	$(CARGO) bench -p fluo-testkit --bench storm -- 1000 100
 
-# Churn soak: 10 000 cycles of two WebRtcEndpoints with real UDP peers, three teardown styles;
-# RSS, descriptors, threads, pipelines and sessions before and after. CYCLES=N to change.
+# Churn soak: 10 000 cycles of two WebRtcEndpoints with real UDP peers and a WebM recorder,
+# three teardown styles, LANES cycles at once; RSS, descriptors, threads, UDP sockets,
+# GStreamer objects, pipelines and sessions before and after, CPU once all have left.
 CYCLES ?= 10000
+LANES ?= 8
 soak:
-	$(CARGO) bench -p fluo-testkit --bench soak -- $(CYCLES)
+	$(CARGO) bench -p fluo-testkit --bench soak -- $(CYCLES) $(LANES)

@@ -10,8 +10,11 @@ use gstreamer_app as gst_app;
 /// Builds a pipeline from a description.
 pub(crate) fn launch(desc: &str) -> Result<gst::Pipeline, String> {
     let e = gst::parse::launch(desc).map_err(|e| format!("{e} (pipeline: {desc})"))?;
-    e.downcast::<gst::Pipeline>()
-        .map_err(|_| "not a pipeline".to_string())
+    let p = e
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_string())?;
+    crate::live::track(&p);
+    Ok(p)
 }
 
 /// The appsrc named `name` in `bin`.

@@ -11,6 +11,8 @@
 
 mod bridge;
 mod codecs;
+mod filter;
+mod live;
 mod player;
 mod recorder;
 mod rtp_endpoint;
@@ -18,6 +20,8 @@ mod srtp;
 mod transcoder;
 mod uri;
 
+pub use filter::FilterPolicy;
+pub use live::{live_elements, live_pipelines};
 pub use transcoder::Transcoders;
 pub use uri::UriPolicy;
 
@@ -124,6 +128,8 @@ pub struct Media {
     pub events: EventSink,
     /// Which URIs players and recorders may use.
     pub uris: Arc<UriPolicy>,
+    /// Which elements GStreamerFilter commands may use.
+    pub filters: Arc<FilterPolicy>,
 }
 
 impl Media {
@@ -139,6 +145,12 @@ impl Media {
             (
                 "RecorderEndpoint",
                 Box::new(recorder::RecorderFactory {
+                    media: self.clone(),
+                }),
+            ),
+            (
+                "GStreamerFilter",
+                Box::new(filter::FilterFactory {
                     media: self.clone(),
                 }),
             ),

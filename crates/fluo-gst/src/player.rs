@@ -112,6 +112,7 @@ impl Player {
             }
         }
         let pipeline = gst::Pipeline::with_name(&format!("player-{}", self.key));
+        crate::live::track(&pipeline);
         let dec = gst::ElementFactory::make("uridecodebin")
             .property("uri", self.uri.gst_uri())
             .build()

@@ -291,7 +291,14 @@ struct PortEntry {
     port: Box<dyn Port>,
     /// For a transcoder: the source it transcodes, and the kind.
     upstream: Option<(u64, Kind)>,
+    /// Media flow of an element's port, per direction (in, out) and kind (audio, video):
+    /// when the last packet passed, and whether FLOWING was reported.
+    flow: [[(Option<Instant>, bool); 2]; 2],
 }
+
+/// Directions of [`PortEntry::flow`].
+const FLOW_IN: usize = 0;
+const FLOW_OUT: usize = 1;
 
 /// First key of the transcoders the core creates itself (elements use small keys).
 const TRANSCODER_KEYS: u64 = 1 << 48;
@@ -391,7 +398,57 @@ impl MediaCore {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let eps = self.eps.values().map(|e| e.deadline);
         let thr = self.throttles.values().filter_map(|t| t.poll_timeout());
-        eps.chain(thr).min()
+        let flows = self.ports.values().flat_map(|p| p.flow.iter().flatten());
+        let idle = flows
+            .filter(|(_, flowing)| *flowing)
+            .filter_map(|(last, _)| last.map(|t| t + FLOW_IDLE + Duration::from_millis(1)));
+        eps.chain(thr).chain(idle).min()
+    }
+
+    /// Media of `kind` passed an element's port in direction `dir` (not a transcoder's):
+    /// reports FLOWING when it starts, as for endpoints.
+    fn port_flowed(&mut self, key: u64, dir: usize, kind: Kind) {
+        let now = self.now;
+        let Some(p) = self.ports.get_mut(&key) else {
+            return;
+        };
+        if p.upstream.is_some() || kind > VIDEO {
+            return;
+        }
+        let f = &mut p.flow[dir][kind];
+        f.0 = Some(now);
+        if !f.1 {
+            f.1 = true;
+            let name = if dir == FLOW_IN {
+                "MediaFlowInStateChanged"
+            } else {
+                "MediaFlowOutStateChanged"
+            };
+            self.events
+                .push_back((p.id.clone(), name.into(), flow(true, kind)));
+        }
+    }
+
+    /// Reports NOT_FLOWING for ports that have seen no media for [`FLOW_IDLE`].
+    fn ports_idle(&mut self, now: Instant) {
+        for p in self.ports.values_mut() {
+            for (dir, kinds) in p.flow.iter_mut().enumerate() {
+                for (kind, f) in kinds.iter_mut().enumerate() {
+                    let idle =
+                        f.0.is_some_and(|t| now.saturating_duration_since(t) > FLOW_IDLE);
+                    if f.1 && idle {
+                        f.1 = false;
+                        let name = if dir == FLOW_IN {
+                            "MediaFlowInStateChanged"
+                        } else {
+                            "MediaFlowOutStateChanged"
+                        };
+                        self.events
+                            .push_back((p.id.clone(), name.into(), flow(false, kind)));
+                    }
+                }
+            }
+        }
     }
 
     /// Number of WebRTC endpoints.
@@ -550,6 +607,7 @@ impl MediaCore {
                         id,
                         port,
                         upstream: None,
+                        flow: Default::default(),
                     },
                 );
             }
@@ -567,6 +625,7 @@ impl MediaCore {
                     payload: pkt.payload.into(),
                     ext_vals: None,
                 };
+                self.port_flowed(key, FLOW_OUT, f.kind);
                 self.dispatch(key, &f);
             }
             Ctl::KeyframeFor { key } => self.keyframe_for(key, VIDEO),
@@ -692,6 +751,7 @@ impl MediaCore {
     /// Drives timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
+        self.ports_idle(now);
         let due: Vec<u64> = self
             .throttles
             .iter_mut()
@@ -1106,6 +1166,7 @@ impl MediaCore {
                     pkt.timestamp = r.ts;
                 }
                 p.port.push(&pkt);
+                self.port_flowed(sink, FLOW_IN, kind);
             } else if p.upstream.is_some() {
                 // The source changed codec under a transcoder: never transcode for a
                 // transcoder (that chains them, and can loop). Undo it: its sinks go back to
@@ -1238,6 +1299,7 @@ impl MediaCore {
                                 id: name.clone(),
                                 port,
                                 upstream: Some((src, kind)),
+                                flow: Default::default(),
                             },
                         );
                         self.transcoders.insert((src, kind, target), t);

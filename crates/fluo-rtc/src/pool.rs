@@ -6,7 +6,7 @@
 //!
 //! An `Rtc` counts its DTLS handshake timeout from the instant it was built, so a stocked
 //! one goes stale: entries older than [`TTL`] are thrown away and rebuilt. While nobody
-//! creates endpoints the pool keeps only [`IDLE_STOCK`] fresh ones, so an idle server does
+//! creates endpoints the pool renews only [`IDLE_STOCK`] of them, so an idle server does
 //! almost no work.
 
 use std::sync::{Arc, Condvar, Mutex};
@@ -19,8 +19,11 @@ const STOCK: usize = 32;
 /// How many it keeps when no endpoint was created for [`BUSY_FOR`].
 const IDLE_STOCK: usize = 4;
 
-/// How long after the last creation the pool keeps the full stock.
-const BUSY_FOR: Duration = Duration::from_secs(60);
+/// How long after the last creation the pool builds up to the full stock. Longer keeps a
+/// second burst fast but costs the CPU of rebuilding stale entries: 32 every [`TTL`] is about
+/// 2 % of a core, which an idle server should not spend (the churn soak checks < 1 % two
+/// seconds after the last client left). Entries built while busy stay until they expire.
+const BUSY_FOR: Duration = Duration::from_secs(2);
 
 /// Age after which a stocked `Rtc` is not handed out (str0m's DTLS timeout runs from its
 /// build instant).

@@ -97,6 +97,10 @@ pub struct Cli {
     /// [default: any URI, as KMS].
     #[arg(long, env = "FLUO_URI_ALLOW", value_delimiter = ',')]
     pub uri_allow: Option<Vec<String>>,
+    /// GStreamer element factories that GStreamerFilter commands may use, comma-separated
+    /// (`*`: any, as KMS) [default: any element except sources and sinks].
+    #[arg(long, env = "FLUO_GST_FILTER_ALLOW", value_delimiter = ',')]
+    pub gst_filter_allow: Option<Vec<String>>,
 }
 
 /// Effective settings.
@@ -140,6 +144,8 @@ pub struct Config {
     pub transcode_video_kbps: u32,
     /// Allowed player/recorder URIs (empty: any).
     pub uri_allow: Vec<String>,
+    /// Element factories GStreamerFilter may use (`None`: all but sources and sinks).
+    pub gst_filter_allow: Option<Vec<String>>,
 }
 
 impl Default for Config {
@@ -164,6 +170,7 @@ impl Default for Config {
             secure_port_file: None,
             transcode_video_kbps: 1000,
             uri_allow: vec![],
+            gst_filter_allow: None,
         }
     }
 }
@@ -263,6 +270,14 @@ impl Config {
                 .filter(|x| !x.is_empty())
                 .collect();
         }
+        if let Some(g) = &cli.gst_filter_allow {
+            c.gst_filter_allow = Some(
+                g.iter()
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect(),
+            );
+        }
         Ok(c)
     }
 
@@ -325,6 +340,18 @@ impl Config {
                 .map(|x| x.as_str().map(str::to_string))
                 .collect::<Option<Vec<_>>>()
                 .ok_or("fluo.uriAllowList must be an array of strings")?;
+        }
+        if let Some(l) = at("/fluo/gstFilterAllowList") {
+            let items = l
+                .as_array()
+                .ok_or("fluo.gstFilterAllowList must be an array of strings")?;
+            self.gst_filter_allow = Some(
+                items
+                    .iter()
+                    .map(|x| x.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or("fluo.gstFilterAllowList must be an array of strings")?,
+            );
         }
         if let Some(a) = at("/fluo/stunServerAddress") {
             let s = a
@@ -461,6 +488,27 @@ mod tests {
     }
 
     #[test]
+    fn gst_filter_allow_list_from_file_and_flag() {
+        let dir = std::env::temp_dir().join(format!("fluo-conf-gf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("kurento.conf.json");
+        std::fs::write(&f, r#"{"fluo": {"gstFilterAllowList": ["videoflip"]}}"#).unwrap();
+        let mut cli = Cli {
+            config: Some(f.clone()),
+            ..Cli::default()
+        };
+        let c = Config::from_cli(&cli).unwrap();
+        assert_eq!(c.gst_filter_allow, Some(vec!["videoflip".to_string()]));
+        cli.gst_filter_allow = Some(vec!["*".into(), " ".into()]);
+        let c = Config::from_cli(&cli).unwrap();
+        assert_eq!(c.gst_filter_allow, Some(vec!["*".to_string()]));
+        std::fs::write(&f, r#"{"fluo": {"gstFilterAllowList": "videoflip"}}"#).unwrap();
+        cli.gst_filter_allow = None;
+        assert!(Config::from_cli(&cli).is_err(), "a string is not a list");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn uri_allow_list_from_file_and_flag() {
         let dir = std::env::temp_dir().join(format!("fluo-conf-uri-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -476,6 +524,10 @@ mod tests {
         };
         let c = Config::from_cli(&cli).unwrap();
         assert_eq!(c.uri_allow, vec!["file:///srv/media/", "https://"]);
+        assert_eq!(
+            c.gst_filter_allow, None,
+            "sources and sinks refused by default"
+        );
         cli.uri_allow = Some(vec!["rtsp://".into(), " ".into()]);
         assert_eq!(Config::from_cli(&cli).unwrap().uri_allow, vec!["rtsp://"]);
         std::fs::write(&f, r#"{"fluo": {"uriAllowList": "file:///"}}"#).unwrap();

@@ -72,6 +72,7 @@ pub(crate) fn spawn(
         bus: Arc::new(webrtc.clone()),
         events: sink,
         uris: Arc::new(fluo_gst::UriPolicy::new(config.uri_allow.clone())),
+        filters: Arc::new(fluo_gst::FilterPolicy::new(config.gst_filter_allow.clone())),
     };
     let engine_config = EngineConfig {
         session_grace: config.session_grace,

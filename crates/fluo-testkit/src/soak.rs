@@ -1,25 +1,33 @@
 //! Churn soak: cycles of pipeline + two WebRtcEndpoints negotiated with real str0m peers over
-//! real UDP on 127.0.0.1, media for a moment, then teardown in one of three ways (clean
-//! release, WebSocket dropped, peer vanished without DTLS close), against a real Fluo server in
-//! this process. Before and after: RSS, file descriptors, threads, pipelines and sessions.
+//! real UDP on 127.0.0.1, real VP8 for a moment (recorded to WebM in two cycles out of three),
+//! then teardown in one of three ways (clean release, WebSocket dropped, peer vanished without
+//! DTLS close), against a real Fluo server in this process. Several cycles run at once
+//! (`lanes`). Before and after: RSS, file descriptors, threads, UDP sockets, GStreamer
+//! pipelines and elements, pipelines and sessions; then the CPU once everyone has left.
 
 use crate::live::{rpc, start_server, Ws};
+use crate::udp_peer::{ivf_frames, Peer};
 use serde_json::{json, Value};
-use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use str0m::change::SdpAnswer;
-use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc};
+use str0m::media::Direction;
+use str0m::RtcConfig;
 use tokio_tungstenite::connect_async_with_config;
 
-/// Process figures read from /proc.
+/// Process figures read from /proc, and GStreamer's live objects.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProcFigures {
     pub rss_kib: u64,
     pub fds: usize,
     pub threads: usize,
+    /// UDP sockets this process holds (its descriptors found in /proc/net/udp and udp6).
+    pub udp_sockets: usize,
+    /// GStreamer pipelines Fluo made that GLib has not finalised.
+    pub gst_pipelines: usize,
+    /// Elements inside them, at any depth.
+    pub gst_elements: usize,
 }
 
 impl ProcFigures {
@@ -30,151 +38,130 @@ impl ProcFigures {
             rss_kib,
             fds: count("/proc/self/fd"),
             threads: count("/proc/self/task"),
+            udp_sockets: udp_sockets(),
+            gst_pipelines: fluo_gst::live_pipelines(),
+            gst_elements: fluo_gst::live_elements(),
         }
     }
+}
+
+/// The UDP sockets among this process's descriptors.
+fn udp_sockets() -> usize {
+    let mut inodes = std::collections::HashSet::new();
+    for table in ["/proc/self/net/udp", "/proc/self/net/udp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            if let Some(inode) = line.split_whitespace().nth(9) {
+                inodes.insert(inode.to_string());
+            }
+        }
+    }
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .filter(|i| inodes.contains(i))
+        .count()
+}
+
+/// CPU time (user + system) this process has used, in seconds.
+pub fn process_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11) // state .. cmajflt: utime is field 14
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // Linux reports these in USER_HZ, 100 on every architecture Fluo builds for.
+    f.iter().sum::<u64>() as f64 / 100.0
 }
 
 /// What a soak measured.
 #[derive(Debug, Clone)]
 pub struct SoakReport {
     pub cycles: usize,
+    pub lanes: usize,
     pub media_ok: usize,
     pub failures: Vec<String>,
     pub warm: ProcFigures,
     pub end: ProcFigures,
     pub pipelines_left: usize,
     pub sessions_left: usize,
+    /// Recordings started, and the files found non-empty at the end.
+    pub recordings: usize,
+    pub recordings_written: usize,
+    /// The recording files kept for checks (deleted with the report's folder).
+    pub recordings_dir: PathBuf,
+    /// The process's CPU, in % of one core, over 5 s starting 2 s after the last client left
+    /// (dropped WebSockets count as left when their grace period ends).
+    pub idle_cpu_percent: f64,
+    /// The most GStreamer pipelines and elements seen alive at the end of a cycle's media.
+    pub gst_peak: (usize, usize),
     pub wall: Duration,
 }
 
 impl SoakReport {
+    pub fn rss_growth_percent(&self) -> f64 {
+        if self.warm.rss_kib == 0 {
+            return f64::NAN;
+        }
+        (self.end.rss_kib as f64 / self.warm.rss_kib as f64 - 1.0) * 100.0
+    }
+
+    /// Deletes the recordings.
+    pub fn cleanup(&self) {
+        let _ = std::fs::remove_dir_all(&self.recordings_dir);
+    }
+
     pub fn print(&self) {
         println!(
-            "soak: {} cycles in {:.1} s, media flowed in {}, {} failures",
+            "soak: {} cycles ({} at once) in {:.1} s, media reached the viewer in {}, {} failures",
             self.cycles,
+            self.lanes,
             self.wall.as_secs_f64(),
             self.media_ok,
             self.failures.len()
         );
-        let growth = if self.warm.rss_kib > 0 {
-            (self.end.rss_kib as f64 / self.warm.rss_kib as f64 - 1.0) * 100.0
-        } else {
-            f64::NAN
-        };
         println!(
-            "  RSS after warm-up {} KiB -> end {} KiB ({growth:+.1}%)",
-            self.warm.rss_kib, self.end.rss_kib
+            "  RSS after warm-up {} KiB -> end {} KiB ({:+.1}%)",
+            self.warm.rss_kib,
+            self.end.rss_kib,
+            self.rss_growth_percent()
+        );
+        let (w, e) = (self.warm, self.end);
+        println!(
+            "  file descriptors {} -> {}, threads {} -> {}, UDP sockets {} -> {}",
+            w.fds, e.fds, w.threads, e.threads, w.udp_sockets, e.udp_sockets
         );
         println!(
-            "  file descriptors {} -> {}, threads {} -> {}",
-            self.warm.fds, self.end.fds, self.warm.threads, self.end.threads
+            "  GStreamer pipelines {} -> {}, elements {} -> {}",
+            w.gst_pipelines, e.gst_pipelines, w.gst_elements, e.gst_elements
         );
         println!(
-            "  pipelines left {}, sessions left {}",
+            "  GStreamer peak during the soak: {} pipelines, {} elements",
+            self.gst_peak.0, self.gst_peak.1
+        );
+        println!(
+            "  Kurento pipelines left {}, sessions left {}",
             self.pipelines_left, self.sessions_left
+        );
+        println!(
+            "  recordings: {} started, {} files written",
+            self.recordings, self.recordings_written
+        );
+        println!(
+            "  CPU 2-7 s after the last client left: {:.2} % of one core",
+            self.idle_cpu_percent
         );
         for f in self.failures.iter().take(5) {
             println!("  failure: {f}");
-        }
-    }
-}
-
-/// A browser stand-in on a real UDP socket.
-struct Peer {
-    rtc: Rtc,
-    sock: UdpSocket,
-    addr: SocketAddr,
-    video: Option<Mid>,
-    pending: Option<str0m::change::SdpPendingOffer>,
-    connected: bool,
-    frames_in: u64,
-    ts: u64,
-}
-
-impl Peer {
-    fn new() -> std::io::Result<Peer> {
-        let sock = UdpSocket::bind("127.0.0.1:0")?;
-        sock.set_nonblocking(true)?;
-        let addr = sock.local_addr()?;
-        let mut rtc = Rtc::builder().build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(addr, "udp").map_err(std::io::Error::other)?);
-        Ok(Peer {
-            rtc,
-            sock,
-            addr,
-            video: None,
-            pending: None,
-            connected: false,
-            frames_in: 0,
-            ts: 0,
-        })
-    }
-
-    fn offer(&mut self, dir: Direction) -> String {
-        let mut api = self.rtc.sdp_api();
-        api.add_media(MediaKind::Audio, dir, None, None, None);
-        self.video = Some(api.add_media(MediaKind::Video, dir, None, None, None));
-        let (offer, pending) = api.apply().expect("an offer");
-        self.pending = Some(pending);
-        offer.to_sdp_string()
-    }
-
-    fn accept(&mut self, answer: &str) -> Result<(), String> {
-        let a = SdpAnswer::from_sdp_string(answer).map_err(|e| e.to_string())?;
-        let p = self.pending.take().ok_or("no offer")?;
-        self.rtc
-            .sdp_api()
-            .accept_answer(p, a)
-            .map_err(|e| e.to_string())
-    }
-
-    /// Reads what arrived, sends what is due, fires timers.
-    fn drive(&mut self, send_frame: bool) {
-        let mut buf = [0u8; 2048];
-        let now = Instant::now();
-        while let Ok((n, src)) = self.sock.recv_from(&mut buf) {
-            if let Ok(contents) = buf[..n].try_into() {
-                let _ = self.rtc.handle_input(Input::Receive(
-                    now,
-                    Receive {
-                        proto: Protocol::Udp,
-                        source: src,
-                        destination: self.addr,
-                        contents,
-                    },
-                ));
-            }
-        }
-        if send_frame && self.connected {
-            self.ts += 3000;
-            if let Some(w) = self.video.and_then(|m| self.rtc.writer(m)) {
-                let pt = w
-                    .payload_params()
-                    .find(|p| p.spec().codec == Codec::Vp8)
-                    .map(|p| p.pt());
-                if let Some(pt) = pt {
-                    let mut data = vec![0x10u8; 1000];
-                    data[0] = 0;
-                    let _ = w.write(
-                        pt,
-                        now,
-                        MediaTime::new(self.ts, Frequency::NINETY_KHZ),
-                        data,
-                    );
-                }
-            }
-        }
-        let _ = self.rtc.handle_input(Input::Timeout(now));
-        loop {
-            match self.rtc.poll_output() {
-                Ok(Output::Transmit(t)) => {
-                    let _ = self.sock.send_to(&t.contents, t.destination);
-                }
-                Ok(Output::Event(Event::Connected)) => self.connected = true,
-                Ok(Output::Event(Event::MediaData(_))) => self.frames_in += 1,
-                Ok(Output::Event(_)) => {}
-                Ok(Output::Timeout(_)) | Err(_) => break,
-            }
         }
     }
 }
@@ -185,8 +172,25 @@ async fn call(ws: &mut Ws, id: &mut u64, method: &str, params: Value) -> Result<
     Ok(rpc(ws, *id, method, params).await?["value"].clone())
 }
 
-/// One cycle; `mode` 0 = clean release, 1 = WebSocket dropped, 2 = peers vanish.
-async fn cycle(url: &str, mode: usize, media_for: Duration) -> Result<bool, String> {
+/// Does cycle `i` record (modes 0 and 1)?
+fn records(i: usize) -> bool {
+    i % 3 != 2
+}
+
+fn recording_path(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("cycle-{i}.webm"))
+}
+
+/// One cycle; `i % 3` picks the teardown: 0 = clean release, 1 = WebSocket dropped,
+/// 2 = peers vanish.
+async fn cycle(
+    url: &str,
+    i: usize,
+    media_for: Duration,
+    frames: &[Vec<u8>],
+    dir: &Path,
+    peak: &Mutex<(usize, usize)>,
+) -> Result<bool, String> {
     let (mut ws, _) = connect_async_with_config(url, None, true)
         .await
         .map_err(|e| e.to_string())?;
@@ -203,8 +207,35 @@ async fn cycle(url: &str, mode: usize, media_for: Duration) -> Result<bool, Stri
         .await?;
         eps.push(e);
     }
-    let mut a = Peer::new().map_err(|e| e.to_string())?;
-    let mut b = Peer::new().map_err(|e| e.to_string())?;
+    if records(i) {
+        let uri = format!("file://{}", recording_path(dir, i).display());
+        let rec = call(
+            &mut ws,
+            &mut id,
+            "create",
+            json!({"type":"RecorderEndpoint","constructorParams":{
+                "mediaPipeline": p, "uri": uri, "mediaProfile": "WEBM_VIDEO_ONLY"}}),
+        )
+        .await?;
+        call(
+            &mut ws,
+            &mut id,
+            "invoke",
+            json!({"object": eps[0], "operation":"connect","operationParams":{"sink": rec}}),
+        )
+        .await?;
+        call(
+            &mut ws,
+            &mut id,
+            "invoke",
+            json!({"object": rec, "operation":"record"}),
+        )
+        .await?;
+    }
+    let mut a = Peer::new(RtcConfig::new());
+    let mut b = Peer::new(RtcConfig::new());
+    a.keep_frames = false;
+    b.keep_frames = false;
     for (peer, ep, dir) in [
         (&mut a, &eps[0], Direction::SendOnly),
         (&mut b, &eps[1], Direction::RecvOnly),
@@ -217,7 +248,7 @@ async fn cycle(url: &str, mode: usize, media_for: Duration) -> Result<bool, Stri
             json!({"object": ep, "operation":"processOffer","operationParams":{"offer": offer}}),
         )
         .await?;
-        peer.accept(answer.as_str().unwrap_or_default())?;
+        peer.try_accept(answer.as_str().unwrap_or_default())?;
     }
     call(
         &mut ws,
@@ -227,21 +258,32 @@ async fn cycle(url: &str, mode: usize, media_for: Duration) -> Result<bool, Stri
     )
     .await?;
     let t0 = Instant::now();
-    let mut tick = 0u64;
     while t0.elapsed() < Duration::from_secs(5) && !(a.connected && b.connected) {
-        a.drive(false);
-        b.drive(false);
+        a.drive(None);
+        b.drive(None);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    // Frames at 30 fps from the first (a keyframe), until `media_for` has passed and the
+    // viewer has had one, at most 5 s.
     let t1 = Instant::now();
-    while t1.elapsed() < media_for {
-        a.drive(tick.is_multiple_of(15));
-        b.drive(false);
-        tick += 1;
+    let mut sent = 0;
+    while t1.elapsed() < media_for || (b.frames_in == 0 && t1.elapsed() < Duration::from_secs(5)) {
+        let due = (t1.elapsed().as_millis() / 33) as usize + 1;
+        let frame = (sent < due).then(|| frames[sent % frames.len()].as_slice());
+        if frame.is_some() {
+            sent += 1;
+        }
+        a.drive(frame);
+        b.drive(None);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let flowed = b.frames_in > 0;
-    match mode {
+    {
+        let mut p = peak.lock().unwrap();
+        p.0 = p.0.max(fluo_gst::live_pipelines());
+        p.1 = p.1.max(fluo_gst::live_elements());
+    }
+    match i % 3 {
         0 => {
             call(&mut ws, &mut id, "release", json!({"object": p})).await?;
             let _ = ws.close(None).await;
@@ -258,8 +300,38 @@ async fn cycle(url: &str, mode: usize, media_for: Duration) -> Result<bool, Stri
     Ok(flowed)
 }
 
-/// Runs `cycles` cycles (modes in turn); figures are taken after `warmup` cycles.
-pub fn run(cycles: usize, warmup: usize, media_for: Duration) -> SoakReport {
+/// VP8 frames of a 320x180 test pattern with a keyframe every 10 frames, made by ffmpeg.
+fn vp8_frames(dir: &Path) -> Vec<Vec<u8>> {
+    let ivf = dir.join("clip.ivf");
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc=size=320x180:rate=30")
+        .args(["-t", "2", "-c:v", "libvpx", "-g", "10", "-b:v", "300k"])
+        .arg(&ivf)
+        .status()
+        .expect("ffmpeg runs (a test dependency)");
+    assert!(st.success(), "ffmpeg made the soak's VP8 clip");
+    let frames = ivf_frames(&std::fs::read(&ivf).expect("the clip"));
+    assert!(!frames.is_empty(), "the clip has frames");
+    frames
+}
+
+/// Runs `cycles` cycles, `lanes` at a time. The baseline is taken after a warm-up of at
+/// least `warmup` cycles and at least `warmup_min` (at most half the cycles): the server's
+/// time-bounded state, such as the 20 s request replay cache, must have reached its steady
+/// size first, or its filling would count as growth.
+pub fn run(
+    cycles: usize,
+    warmup: usize,
+    warmup_min: Duration,
+    media_for: Duration,
+    lanes: usize,
+) -> SoakReport {
+    let lanes = lanes.max(1);
+    let dir = std::env::temp_dir().join(format!("fluo-soak-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("soak folder");
+    let frames = vp8_frames(&dir);
     let grace = 1;
     let port = start_server(Duration::from_secs(grace));
     let url = format!("ws://127.0.0.1:{port}/kurento");
@@ -269,56 +341,98 @@ pub fn run(cycles: usize, warmup: usize, media_for: Duration) -> SoakReport {
         .expect("client runtime");
     rt.block_on(async move {
         let t0 = Instant::now();
-        let mut warm = ProcFigures::read();
-        let mut failures = vec![];
-        let mut media_ok = 0;
-        for i in 0..cycles {
-            if i == warmup {
-                // Let the warm-up's dropped sessions expire before the baseline.
-                tokio::time::sleep(Duration::from_secs(grace + 1)).await;
-                warm = ProcFigures::read();
+        let failures = Mutex::new(vec![]);
+        let media_ok = AtomicUsize::new(0);
+        let done = AtomicUsize::new(0);
+        let peak = Mutex::new((0, 0));
+        // Cycles from `from` on over `lanes` concurrent lanes, while `more(i)`; returns
+        // where the next phase starts.
+        let phase = |from: usize, more: Box<dyn Fn(usize) -> bool>| {
+            let next = AtomicUsize::new(from);
+            let (url, frames, dir) = (&url, &frames, &dir);
+            let (failures, media_ok, done, peak) = (&failures, &media_ok, &done, &peak);
+            async move {
+                let more = &more;
+                let lane = || async {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if !more(i) {
+                            return;
+                        }
+                        match cycle(url, i, media_for, frames, dir, peak).await {
+                            Ok(true) => {
+                                media_ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(false) => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("cycle {i}: no media reached the viewer")),
+                            Err(e) => failures.lock().unwrap().push(format!("cycle {i}: {e}")),
+                        }
+                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        if cycles >= 100 && n % (cycles / 10) == 0 {
+                            eprintln!(
+                                "soak: {n}/{cycles} cycles, {:.0} s, RSS {} KiB",
+                                t0.elapsed().as_secs_f64(),
+                                fluo_server::rss_kib()
+                            );
+                        }
+                    }
+                };
+                futures_util::future::join_all((0..lanes).map(|_| lane())).await;
+                // Each lane stopped at the first index refused, so this one was not run.
+                next.load(Ordering::Relaxed) - lanes
             }
-            match cycle(&url, i % 3, media_for).await {
-                Ok(true) => media_ok += 1,
-                Ok(false) => failures.push(format!("cycle {i}: no media reached the viewer")),
-                Err(e) => failures.push(format!("cycle {i}: {e}")),
-            }
-            if cycles >= 100 && (i + 1) % (cycles / 10) == 0 {
-                eprintln!("soak: {}/{} cycles", i + 1, cycles);
-            }
-        }
+        };
+        let warm_until = t0 + warmup_min;
+        let warmed = phase(
+            0,
+            Box::new(move |i| i < cycles / 2 && (i < warmup || Instant::now() < warm_until)),
+        )
+        .await;
+        // Let the warm-up's dropped sessions expire and recordings finish before the baseline.
+        tokio::time::sleep(Duration::from_secs(grace + 2)).await;
+        let warm = ProcFigures::read();
+        eprintln!("soak: baseline after {warmed} warm-up cycles: {warm:?}");
+        phase(warmed, Box::new(move |i| i < cycles)).await;
         // Sessions dropped in the last cycles expire after the grace period.
         tokio::time::sleep(Duration::from_secs(grace + 2)).await;
+        let cpu0 = process_cpu_secs();
+        let w0 = Instant::now();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let idle_cpu_percent = (process_cpu_secs() - cpu0) / w0.elapsed().as_secs_f64() * 100.0;
         let end = ProcFigures::read();
         let (mut ws, _) = connect_async_with_config(url, None, true)
             .await
             .expect("final connection");
         let mut id = 0;
-        let pipes = call(
-            &mut ws,
-            &mut id,
-            "invoke",
-            json!({"object":"manager_ServerManager","operation":"getPipelines"}),
-        )
-        .await
-        .unwrap_or_default();
-        let sessions = call(
-            &mut ws,
-            &mut id,
-            "invoke",
-            json!({"object":"manager_ServerManager","operation":"getSessions"}),
-        )
-        .await
-        .unwrap_or_default();
+        let ask = |op: &'static str| json!({"object":"manager_ServerManager","operation": op});
+        let pipes = call(&mut ws, &mut id, "invoke", ask("getPipelines"))
+            .await
+            .unwrap_or_default();
+        let sessions = call(&mut ws, &mut id, "invoke", ask("getSessions"))
+            .await
+            .unwrap_or_default();
+        let recordings = (0..cycles).filter(|&i| records(i)).count();
+        let recordings_written = (0..cycles)
+            .filter(|&i| records(i))
+            .filter(|&i| std::fs::metadata(recording_path(&dir, i)).is_ok_and(|m| m.len() > 0))
+            .count();
         SoakReport {
             cycles,
-            media_ok,
-            failures,
+            lanes,
+            media_ok: media_ok.into_inner(),
+            failures: failures.into_inner().unwrap(),
             warm,
             end,
             pipelines_left: pipes.as_array().map_or(0, |a| a.len()),
             // The final connection's own session may appear once it references something.
             sessions_left: sessions.as_array().map_or(0, |a| a.len()),
+            recordings,
+            recordings_written,
+            recordings_dir: dir.clone(),
+            idle_cpu_percent,
+            gst_peak: peak.into_inner().unwrap(),
             wall: t0.elapsed(),
         }
     })

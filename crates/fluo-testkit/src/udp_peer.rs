@@ -58,12 +58,19 @@ impl Peer {
     }
 
     pub fn accept(&mut self, answer: &str) {
-        let a = SdpAnswer::from_sdp_string(answer).expect("answer parses");
-        let p = self.pending.take().expect("an offer");
+        if let Err(e) = self.try_accept(answer) {
+            panic!("answer not accepted: {e}");
+        }
+    }
+
+    /// Applies the server's answer to the pending offer.
+    pub fn try_accept(&mut self, answer: &str) -> Result<(), String> {
+        let a = SdpAnswer::from_sdp_string(answer).map_err(|e| e.to_string())?;
+        let p = self.pending.take().ok_or("no offer is pending")?;
         self.rtc
             .sdp_api()
             .accept_answer(p, a)
-            .expect("answer accepted");
+            .map_err(|e| e.to_string())
     }
 
     /// Reads, sends, fires timers; sends `frame` (as `send_codec`) if given.

@@ -1,0 +1,338 @@
+//! GStreamerFilter against a real server: a WebRTC publisher's VP8 goes through a client's
+//! command to a WebRTC viewer and comes out changed as the command says (and changed again by
+//! setElementProperty while it flows); commands that could read or write files or reach the
+//! network are refused, and an allow-list narrows the elements further.
+
+use fluo_testkit::live::{start_server, start_server_with, Client};
+use fluo_testkit::udp_peer::{ivf_frames, Peer};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use str0m::media::Direction;
+use str0m::RtcConfig;
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fluo-gst-filter-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Writes VP8 frames as an IVF file.
+fn write_ivf(path: &Path, frames: &[Vec<u8>]) {
+    let mut b = b"DKIF\0\0\x20\0VP80".to_vec();
+    b.extend_from_slice(&640u16.to_le_bytes());
+    b.extend_from_slice(&360u16.to_le_bytes());
+    b.extend_from_slice(&30u32.to_le_bytes());
+    b.extend_from_slice(&1u32.to_le_bytes());
+    b.extend_from_slice(&(frames.len() as u32).to_le_bytes());
+    b.extend_from_slice(&[0; 4]);
+    for (i, f) in frames.iter().enumerate() {
+        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(i as u64).to_le_bytes());
+        b.extend_from_slice(f);
+    }
+    std::fs::write(path, b).expect("write ivf");
+}
+
+/// Decodes a VP8 IVF file with ffmpeg; per decoded frame, the mean distance of its chroma
+/// samples from grey (128): 0 for a black-and-white picture.
+fn chroma_per_frame(ivf: &Path) -> Vec<f64> {
+    let out = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-i"])
+        .arg(ivf)
+        .args([
+            "-vf",
+            "scale=64:36",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg runs (a test dependency)");
+    let (y, c) = (64 * 36, 32 * 18);
+    out.stdout
+        .chunks_exact(y + 2 * c)
+        .map(|f| {
+            let chroma = &f[y..];
+            chroma
+                .iter()
+                .map(|&v| (f64::from(v) - 128.0).abs())
+                .sum::<f64>()
+                / chroma.len() as f64
+        })
+        .collect()
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// A video frame the viewer got, and when.
+type Received = (Instant, Vec<u8>);
+
+fn code(e: &Value) -> i64 {
+    e["code"].as_i64().unwrap_or(0)
+}
+
+#[test]
+fn a_filter_changes_the_video_between_two_peers_and_takes_new_properties_while_it_flows() {
+    let dir = tmpdir("media");
+    let ivf = dir.join("in.ivf");
+    let st = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc=size=640x360:rate=30")
+        .args([
+            "-t", "2", "-c:v", "libvpx", "-b:v", "800k", "-g", "30", "-f", "ivf",
+        ])
+        .arg(&ivf)
+        .status()
+        .expect("ffmpeg");
+    assert!(st.success());
+    let source_chroma = mean(&chroma_per_frame(&ivf));
+    let frames = ivf_frames(&std::fs::read(&ivf).expect("ivf"));
+    assert!(
+        source_chroma > 20.0,
+        "the test pattern is colourful: {source_chroma:.1}"
+    );
+
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let mut c = Client::connect(port).await.expect("connect");
+        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let p = json!({"mediaPipeline": pipe});
+        let e_pub = c.create("WebRtcEndpoint", p.clone()).await.expect("ep");
+        let e_view = c.create("WebRtcEndpoint", p.clone()).await.expect("ep");
+        let cmd = "videobalance saturation=0.0";
+        let filter = c
+            .create(
+                "GStreamerFilter",
+                json!({"mediaPipeline": pipe, "command": cmd, "filterType": "VIDEO"}),
+            )
+            .await
+            .expect("GStreamerFilter");
+        assert_eq!(c.invoke(&filter, "getCommand", json!({})).await, Ok(json!(cmd)));
+        let mut publisher = Peer::new(RtcConfig::new());
+        let mut viewer = Peer::new(RtcConfig::new());
+        for (peer, e, d) in [
+            (&mut publisher, &e_pub, Direction::SendOnly),
+            (&mut viewer, &e_view, Direction::RecvOnly),
+        ] {
+            let offer = peer.offer(d);
+            let answer = c
+                .invoke(e, "processOffer", json!({"offer": offer}))
+                .await
+                .expect("processOffer");
+            peer.accept(answer.as_str().expect("sdp"));
+        }
+        c.invoke(&e_pub, "connect", json!({"sink": filter}))
+            .await
+            .expect("connect");
+        c.invoke(&filter, "connect", json!({"sink": e_view}))
+            .await
+            .expect("connect");
+        let stop = Arc::new(AtomicBool::new(false));
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let driver = {
+            let (stop, got) = (stop.clone(), got.clone());
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                let (mut n, mut next) = (0usize, t0);
+                while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(30) {
+                    let now = Instant::now();
+                    let due = publisher.connected && now >= next;
+                    if due {
+                        next = now.max(next) + Duration::from_millis(33);
+                        n += 1;
+                    }
+                    publisher.drive(due.then(|| frames[n % frames.len()].as_slice()));
+                    viewer.drive(None);
+                    let mut g = got.lock().unwrap();
+                    g.extend(viewer.frames.drain(..).map(|(_, f)| (now, f)));
+                    drop(g);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let first: Vec<Vec<u8>> = got.lock().unwrap().drain(..).map(|(_, f)| f).collect();
+        // While media flows: wrong values are refused, then the colour comes back.
+        let bad = c
+            .invoke(&filter, "setElementProperty", json!({"propertyName": "saturation", "propertyValue": "lots"}))
+            .await
+            .expect_err("a value that is not a number");
+        assert_eq!(code(&bad), 40107, "{bad}");
+        let bad = c
+            .invoke(&filter, "setElementProperty", json!({"propertyName": "nosuch", "propertyValue": "1"}))
+            .await
+            .expect_err("a property no element has");
+        assert_eq!(code(&bad), 40107, "{bad}");
+        c.invoke(&filter, "setElementProperty", json!({"propertyName": "saturation", "propertyValue": "1.0"}))
+            .await
+            .expect("saturation 1.0");
+        let changed = Instant::now();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // While media flows: the source is marked as flowing into the filter, the filter out.
+        let q = json!({"mediaType": "VIDEO"});
+        assert_eq!(c.invoke(&filter, "isMediaFlowingIn", q.clone()).await, Ok(json!(true)));
+        assert_eq!(c.invoke(&filter, "isMediaFlowingOut", q.clone()).await, Ok(json!(true)));
+        let audio = json!({"mediaType": "AUDIO"});
+        assert_eq!(c.invoke(&filter, "isMediaFlowingIn", audio).await, Ok(json!(false)));
+        stop.store(true, Ordering::Relaxed);
+        driver.join().expect("driver");
+        let later: Vec<Vec<u8>> = got
+            .lock()
+            .unwrap()
+            .drain(..)
+            .filter(|(at, _)| *at > changed + Duration::from_millis(500))
+            .map(|(_, f)| f)
+            .collect();
+
+        // The keyframe that starts each decode: from the first one the viewer got.
+        let from_key = |v: &[Vec<u8>]| {
+            let k = v.iter().position(|f| f.first().is_some_and(|b| b & 1 == 0));
+            v[k.unwrap_or(v.len())..].to_vec()
+        };
+        let a = dir.join("grey.ivf");
+        write_ivf(&a, &first);
+        let grey = chroma_per_frame(&a);
+        println!(
+            "filtered (saturation 0): {} frames received, {} decode, chroma {:.2} (source {source_chroma:.1})",
+            first.len(),
+            grey.len(),
+            mean(&grey)
+        );
+        assert!(first.len() >= 20, "{} frames in 4 s", first.len());
+        assert!(grey.len() + 5 >= first.len(), "they decode: {}", grey.len());
+        assert!(mean(&grey) < 2.0, "saturation 0 gives grey: {:.2}", mean(&grey));
+        let b = dir.join("colour.ivf");
+        let later = from_key(&later);
+        write_ivf(&b, &later);
+        let colour = chroma_per_frame(&b);
+        println!(
+            "after setElementProperty saturation 1.0: {} frames, {} decode, chroma {:.2}",
+            later.len(),
+            colour.len(),
+            mean(&colour)
+        );
+        assert!(colour.len() >= 30, "{} frames decode", colour.len());
+        assert!(
+            mean(&colour) > source_chroma * 0.7,
+            "the colour came back: {:.2}",
+            mean(&colour)
+        );
+        c.request("release", json!({"object": pipe})).await.expect("release");
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn commands_that_reach_files_or_the_network_are_refused_and_an_allow_list_narrows_elements() {
+    let port = start_server(Duration::from_secs(30));
+    let narrow = start_server_with(fluo_server::Config {
+        gst_filter_allow: Some(vec!["videoflip".into(), "videobalance".into()]),
+        ..Default::default()
+    });
+    let any = start_server_with(fluo_server::Config {
+        gst_filter_allow: Some(vec!["*".into()]),
+        ..Default::default()
+    });
+    rt().block_on(async {
+        let try_create = |port: u16, command: &'static str| async move {
+            let mut c = Client::connect(port).await.expect("connect");
+            let pipe = c
+                .create("MediaPipeline", json!({}))
+                .await
+                .expect("pipeline");
+            c.create(
+                "GStreamerFilter",
+                json!({"mediaPipeline": pipe, "command": command}),
+            )
+            .await
+        };
+        let refused = [
+            "filesink location=/tmp/fluo-should-not-exist",
+            "filesrc location=/etc/passwd ! decodebin",
+            "tee name=t t. ! queue ! multifilesink location=/tmp/x%d t. ! queue",
+            "videoflip ! udpsink host=127.0.0.1 port=9",
+            "( souphttpsrc location=http://127.0.0.1:9/ ! fakesink ) videoflip",
+            "videoflip ! (",
+            "nosuchelement",
+            "",
+            "videotestsrc",
+        ];
+        for cmd in refused {
+            let e = try_create(port, cmd).await.expect_err(cmd);
+            assert!(e.contains("40107"), "{cmd:?}: {e}");
+            println!("refused {cmd:?}: {e}");
+        }
+        assert!(!Path::new("/tmp/fluo-should-not-exist").exists());
+        for cmd in [
+            "videoflip method=horizontal-flip",
+            "videoconvert ! videobalance saturation=0.0 ! videoflip method=vertical-flip",
+            "capsfilter caps=video/x-raw,format=I420",
+            "volume volume=0.5",
+        ] {
+            try_create(port, cmd)
+                .await
+                .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        }
+        // The allow-list: only what it names (and caps filters).
+        try_create(
+            narrow,
+            "videoflip method=clockwise ! video/x-raw ! videobalance",
+        )
+        .await
+        .expect("listed");
+        let e = try_create(narrow, "edgetv").await.expect_err("not listed");
+        assert!(e.contains("40107") && e.contains("allow-list"), "{e}");
+        // "*" is KMS's behaviour: anything goes (created, not run), sinks included.
+        let with_sink = "videoflip ! tee name=t ! queue ! fakesink t. ! queue";
+        let e = try_create(port, with_sink)
+            .await
+            .expect_err("a sink, by default");
+        assert!(e.contains("fakesink"), "{e}");
+        try_create(any, with_sink).await.expect("anything with *");
+        // getCommand and setElementProperty checks on an element with an enum property.
+        let mut c = Client::connect(port).await.expect("connect");
+        let pipe = c
+            .create("MediaPipeline", json!({}))
+            .await
+            .expect("pipeline");
+        let f = c
+            .create(
+                "GStreamerFilter",
+                json!({"mediaPipeline": pipe, "command": "videoflip"}),
+            )
+            .await
+            .expect("filter");
+        c.invoke(
+            &f,
+            "setElementProperty",
+            json!({"propertyName": "method", "propertyValue": "vertical-flip"}),
+        )
+        .await
+        .expect("an enum nick");
+        let e = c
+            .invoke(
+                &f,
+                "setElementProperty",
+                json!({"propertyName": "method", "propertyValue": "sideways"}),
+            )
+            .await
+            .expect_err("not a nick");
+        assert_eq!(code(&e), 40107, "{e}");
+    });
+}
