@@ -266,10 +266,12 @@ pub(crate) enum Ctl {
         id: String,
         port: Box<dyn Port>,
     },
-    /// A packet produced by the port `key`.
+    /// A packet produced by the port `key`; `slot` frees its place in the bounded queue of
+    /// port packets when the message is handled (or dropped).
     Inject {
         key: u64,
         pkt: MediaPacket,
+        slot: crate::InFlight,
     },
     /// Whatever feeds `key` must send a keyframe.
     KeyframeFor {
@@ -611,7 +613,8 @@ impl MediaCore {
                     },
                 );
             }
-            Ctl::Inject { key, pkt } => {
+            Ctl::Inject { key, pkt, slot } => {
+                drop(slot);
                 if !self.ports.contains_key(&key) {
                     return;
                 }

@@ -25,7 +25,7 @@ pub use net::NetSettings;
 use crate::core::Ctl;
 use fluo_sfu::{MediaBus, MediaKind, MediaPacket, Port, PortOutput, TranscoderFactory};
 use serde_json::{Map, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -43,6 +43,8 @@ pub struct WebRtc {
     pub(crate) srflx: Arc<Vec<(std::net::SocketAddr, std::net::SocketAddr)>>,
     next_key: Arc<AtomicU64>,
     pub(crate) pool: Arc<pool::RtcPool>,
+    /// Port packets waiting for the media thread.
+    port_packets: Arc<AtomicUsize>,
 }
 
 fn generate_cert() -> Option<str0m::config::DtlsCert> {
@@ -83,6 +85,7 @@ impl WebRtc {
             srflx: Arc::new(srflx),
             next_key: Arc::new(AtomicU64::new(1)),
             pool: Arc::new(pool::RtcPool::new(generate_cert(), true)),
+            port_packets: Arc::default(),
         };
         w.send(Ctl::Output(w.output()));
         Ok(w)
@@ -102,6 +105,7 @@ impl WebRtc {
             srflx: Arc::new(vec![]),
             next_key: Arc::new(AtomicU64::new(1)),
             pool: Arc::new(pool::RtcPool::new(generate_cert(), false)),
+            port_packets: Arc::default(),
         };
         w.send(Ctl::Output(w.output()));
         (w, rx)
@@ -126,11 +130,28 @@ impl WebRtc {
         let _ = self.ctl.send(Control(c));
     }
 
-    /// How ports deliver their packets to the media thread.
+    /// How ports deliver their packets to the media thread: through the control queue, but
+    /// at most [`MAX_PORT_PACKETS_QUEUED`] at a time. Past that (the media thread is behind,
+    /// or an RtpEndpoint is flooded) packets are dropped, as a congested network would, and
+    /// memory stays bounded.
     fn output(&self) -> Arc<dyn Fn(u64, MediaPacket) + Send + Sync> {
         let ctl = self.ctl.clone();
+        let queued = self.port_packets.clone();
+        let dropped = Arc::new(AtomicU64::new(0));
         Arc::new(move |key, pkt| {
-            let _ = ctl.send(Control(Ctl::Inject { key, pkt }));
+            if queued.fetch_add(1, Ordering::AcqRel) >= MAX_PORT_PACKETS_QUEUED {
+                queued.fetch_sub(1, Ordering::AcqRel);
+                let n = dropped.fetch_add(1, Ordering::Relaxed);
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        dropped = n + 1,
+                        "the media thread is behind: port packets dropped"
+                    );
+                }
+                return;
+            }
+            let slot = InFlight(queued.clone());
+            let _ = ctl.send(Control(Ctl::Inject { key, pkt, slot }));
         })
     }
 
@@ -138,6 +159,20 @@ impl WebRtc {
     /// is then fed through one instead of getting nothing.
     pub fn set_transcoders(&self, factory: Arc<dyn TranscoderFactory>) {
         self.send(Ctl::Transcoders(factory));
+    }
+}
+
+/// Port packets (players, transcoders, filters, RtpEndpoints) that may wait for the media
+/// thread at once: about 20 MB of 1200-byte packets, seconds of media at any real rate.
+pub const MAX_PORT_PACKETS_QUEUED: usize = 16_384;
+
+/// A port packet's place in the bounded queue, freed when dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -172,5 +207,57 @@ impl MediaBus for WebRtc {
 
     fn end_of_stream(&self, key: u64) {
         self.send(Ctl::EndOfStream { key });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fluo_sfu::{Codec, CodecName};
+
+    fn packet(seq: u16) -> MediaPacket {
+        MediaPacket {
+            kind: MediaKind::Video,
+            codec: Codec::new(CodecName::Vp8),
+            seq,
+            timestamp: 0,
+            ssrc: 1,
+            marker: false,
+            payload: vec![0; 1200],
+        }
+    }
+
+    /// A port that produces faster than the media thread takes (a flooded RtpEndpoint) fills
+    /// a bounded queue; what is taken frees room again.
+    #[test]
+    fn port_packets_queue_is_bounded() {
+        let (w, mut rx) = WebRtc::in_memory(vec![]);
+        while rx.try_recv().is_ok() {}
+        let out = w.output();
+        for i in 0..(MAX_PORT_PACKETS_QUEUED + 5000) {
+            out(7, packet(i as u16));
+        }
+        let mut queued = vec![];
+        while let Ok(c) = rx.try_recv() {
+            queued.push(c);
+        }
+        assert_eq!(
+            queued.len(),
+            MAX_PORT_PACKETS_QUEUED,
+            "the rest were dropped"
+        );
+        // The media thread handles (drops) 100 of them: 100 more fit, not 101.
+        queued.truncate(queued.len() - 100);
+        for i in 0..101 {
+            out(7, packet(i));
+        }
+        let mut more = 0;
+        while rx.try_recv().is_ok() {
+            more += 1;
+        }
+        assert_eq!(more, 100);
+        // Everything handled: the queue is empty again.
+        drop(queued);
+        assert_eq!(w.port_packets.load(Ordering::Acquire), 0);
     }
 }

@@ -36,19 +36,28 @@ impl Default for NetSettings {
     }
 }
 
-/// The IPv4 addresses to offer as host candidates.
+/// Whether `ip` can be a host candidate: IPv4, or IPv6 that is not link-local (those need a
+/// scope id that SDP candidates cannot carry portably).
+fn usable(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(_) => true,
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80 && !v6.is_multicast(),
+    }
+}
+
+/// The IPv4 and IPv6 addresses to offer as host candidates.
 pub(crate) fn local_ips(settings: &NetSettings) -> std::io::Result<Vec<IpAddr>> {
     let ifaces = if_addrs::get_if_addrs()?;
     let mut ips: Vec<IpAddr> = ifaces
         .iter()
-        .filter(|i| i.ip().is_ipv4())
+        .filter(|i| usable(i.ip()))
         .filter(|i| match &settings.network_interfaces {
             Some(names) => names.iter().any(|n| n == &i.name),
             None => !i.is_loopback(),
         })
         .map(|i| i.ip())
         .collect();
-    if ips.is_empty() && settings.network_interfaces.is_none() {
+    if !ips.iter().any(IpAddr::is_ipv4) && settings.network_interfaces.is_none() {
         ips.push(IpAddr::from([127, 0, 0, 1]));
     }
     ips.sort();
@@ -57,7 +66,7 @@ pub(crate) fn local_ips(settings: &NetSettings) -> std::io::Result<Vec<IpAddr>> 
         return Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             format!(
-                "no IPv4 address on the configured networkInterfaces {:?}",
+                "no address on the configured networkInterfaces {:?}",
                 settings.network_interfaces
             ),
         ));
@@ -65,13 +74,28 @@ pub(crate) fn local_ips(settings: &NetSettings) -> std::io::Result<Vec<IpAddr>> 
     Ok(ips)
 }
 
-/// One non-blocking UDP socket per local address, on a port within the configured range.
+/// One non-blocking UDP socket per local address, on a port within the configured range. An
+/// IPv6 address that cannot be bound (IPv6 disabled, a tentative address) is skipped with a
+/// warning; an IPv4 one is an error.
 pub(crate) fn bind(settings: &NetSettings) -> std::io::Result<Vec<UdpSocket>> {
     let mut out = vec![];
     for ip in local_ips(settings)? {
-        let sock = bind_in_range(ip, settings.min_port, settings.max_port)?;
+        let sock = match bind_in_range(ip, settings.min_port, settings.max_port) {
+            Ok(s) => s,
+            Err(e) if ip.is_ipv6() => {
+                tracing::warn!(%ip, "no IPv6 candidate on this address: {e}");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         sock.set_nonblocking(true)?;
         out.push(sock);
+    }
+    if out.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            "no media socket could be bound",
+        ));
     }
     Ok(out)
 }
@@ -93,4 +117,20 @@ fn bind_in_range(ip: IpAddr, min: u16, max: u16) -> std::io::Result<UdpSocket> {
         std::io::ErrorKind::AddrInUse,
         format!("no free UDP port on {ip} in {min}-{max}"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_local_and_multicast_ipv6_are_not_candidates() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(usable(ip("127.0.0.1")));
+        assert!(usable(ip("::1")));
+        assert!(usable(ip("fd00::2")));
+        assert!(usable(ip("2001:db8::1")));
+        assert!(!usable(ip("fe80::fc:ff:fe00:1")));
+        assert!(!usable(ip("ff02::1")));
+    }
 }

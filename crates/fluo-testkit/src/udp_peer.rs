@@ -28,7 +28,12 @@ pub struct Peer {
 
 impl Peer {
     pub fn new(cfg: RtcConfig) -> Peer {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("udp");
+        Peer::bind("127.0.0.1:0".parse().expect("an address"), cfg)
+    }
+
+    /// A peer whose one host candidate is a socket bound to `addr` (e.g. `[::1]:0`).
+    pub fn bind(addr: SocketAddr, cfg: RtcConfig) -> Peer {
+        let sock = UdpSocket::bind(addr).expect("udp");
         sock.set_nonblocking(true).expect("nonblocking");
         let addr = sock.local_addr().expect("addr");
         let mut rtc = cfg.build(Instant::now());

@@ -1,6 +1,6 @@
 //! WebRTC against a real server on 127.0.0.1 with real UDP: STUN discovery of the
 //! server-reflexive address at start (with a STUN server the test runs, one that answers
-//! garbage first, and one that never answers).
+//! garbage first, and one that never answers), and IPv6 host candidates.
 use fluo_testkit::live::{start_server_with, Client};
 use fluo_testkit::udp_peer::Peer;
 use serde_json::json;
@@ -153,11 +153,67 @@ fn a_silent_stun_server_delays_the_start_boundedly_and_leaves_host_candidates() 
             .collect();
         assert!(
             !cands.is_empty()
-                && cands
-                    .iter()
-                    .all(|c| c.contains("127.0.0.1") && c.contains("typ host")),
+                && cands.iter().all(|c| {
+                    (c.contains(" 127.0.0.1 ") || c.contains(" ::1 ")) && c.contains("typ host")
+                }),
             "{cands:?}"
         );
     });
     drop(silent);
+}
+
+#[test]
+fn ipv6_host_candidates_carry_media_to_a_peer_that_has_only_ipv6() {
+    let port = start_server_with(config(None));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = Client::connect(port).await.unwrap();
+        let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
+        let ep = c
+            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
+            .await
+            .unwrap();
+        c.subscribe(&ep, "NewCandidatePairSelected").await.unwrap();
+        c.invoke(&ep, "connect", json!({"sink": ep})).await.unwrap();
+        let mut peer = Peer::bind("[::1]:0".parse().unwrap(), str0m::RtcConfig::new());
+        let offer = peer.offer(str0m::media::Direction::SendRecv);
+        let answer = c
+            .invoke(&ep, "processOffer", json!({"offer": offer}))
+            .await
+            .unwrap();
+        let answer = answer.as_str().unwrap().to_string();
+        let cands: Vec<&str> = answer
+            .lines()
+            .filter(|l| l.starts_with("a=candidate"))
+            .collect();
+        println!("candidates: {cands:?}");
+        assert!(
+            cands
+                .iter()
+                .any(|c| c.contains(" ::1 ") && c.contains("typ host")),
+            "an IPv6 host candidate on lo: {cands:?}"
+        );
+        assert!(cands.iter().any(|c| c.contains(" 127.0.0.1 ")), "{cands:?}");
+        peer.accept(&answer);
+        let t0 = Instant::now();
+        let frame = vec![0u8; 800];
+        while t0.elapsed() < Duration::from_secs(5) && peer.frames_in < 20 {
+            peer.drive(Some(&frame));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            peer.frames_in >= 20,
+            "media loops back over IPv6: {} frames",
+            peer.frames_in
+        );
+        let pair = c
+            .wait_event("NewCandidatePairSelected", &ep, Duration::from_secs(2))
+            .await
+            .expect("a selected pair");
+        println!("selected pair: {pair}");
+        assert!(pair.to_string().contains("::1"), "{pair}");
+    });
 }
