@@ -137,6 +137,8 @@ pub(crate) struct Ep {
     pub channels_closed: u64,
     /// Local and remote address of the path in use.
     pub path: Option<(SocketAddr, SocketAddr)>,
+    /// Its transport: UDP, or TCP (ICE-TCP).
+    pub path_proto: Protocol,
     last_out_at: [Option<Instant>; 2],
     /// Kurento bandwidth settings in kbps (0 = not set).
     pub bandwidth: Bandwidth,
@@ -190,6 +192,7 @@ impl Ep {
             channels_opened: 0,
             channels_closed: 0,
             path: None,
+            path_proto: Protocol::Udp,
             last_out_at: [None, None],
             bandwidth: Bandwidth::default(),
             receive_estimate: None,
@@ -313,6 +316,8 @@ struct Entry {
 /// A datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datagram {
+    /// UDP, or TCP for an ICE-TCP connection (RFC 4571 framing is the shell's).
+    pub proto: Protocol,
     /// Local address to send from.
     pub source: SocketAddr,
     /// Remote address.
@@ -687,10 +692,23 @@ impl MediaCore {
         }
     }
 
-    /// A datagram arrived on local address `destination` from `source`.
+    /// A UDP datagram arrived on local address `destination` from `source`.
     pub fn handle_receive(
         &mut self,
         now: Instant,
+        destination: SocketAddr,
+        source: SocketAddr,
+        data: &[u8],
+    ) {
+        self.handle_receive_on(now, Protocol::Udp, destination, source, data);
+    }
+
+    /// A datagram (UDP) or a frame of an ICE-TCP connection (TCP) arrived on local address
+    /// `destination` from `source`.
+    pub fn handle_receive_on(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
         destination: SocketAddr,
         source: SocketAddr,
         data: &[u8],
@@ -708,7 +726,7 @@ impl MediaCore {
             Some(Input::Receive(
                 now,
                 Receive {
-                    proto: Protocol::Udp,
+                    proto,
                     source,
                     destination: dest,
                     contents,
@@ -742,6 +760,7 @@ impl MediaCore {
         if let Some(e) = self.eps.get(&key) {
             let mut ep = lock(&e.ep);
             ep.path = Some((destination, source));
+            ep.path_proto = proto;
             if let Some(input) = input_for(seen_as(&ep)) {
                 if let Err(err) = ep.rtc.handle_input(input) {
                     tracing::debug!(id = %ep.id, "input rejected: {err}");
@@ -874,6 +893,7 @@ impl MediaCore {
                             _ => locals.next().map_or(t.source, |(local, _)| *local),
                         };
                         self.transmits.push_back(Datagram {
+                            proto: t.proto,
                             source,
                             destination: t.destination,
                             contents: t.contents.into(),
@@ -1481,21 +1501,30 @@ fn state_change(up: bool) -> [(&'static str, Map<String, Value>); 2] {
 /// The candidate pair in use, as Kurento's IceCandidatePair.
 pub(crate) fn candidate_pair(ep: &Ep) -> Option<Value> {
     let (local, remote) = ep.path?;
-    let line = |a: SocketAddr| {
-        str0m::Candidate::host(a, "udp")
-            .map(|c| {
-                let s = c.to_sdp_string();
-                s.strip_prefix("a=").unwrap_or(&s).to_string()
-            })
-            .unwrap_or_default()
+    let tcp = ep.path_proto != Protocol::Udp;
+    let line = |a: SocketAddr, tcptype: str0m::net::TcpType| {
+        let c = if tcp {
+            str0m::Candidate::builder()
+                .tcp()
+                .host(a)
+                .tcptype(tcptype)
+                .build()
+        } else {
+            str0m::Candidate::host(a, "udp")
+        };
+        c.map(|c| {
+            let s = c.to_sdp_string();
+            s.strip_prefix("a=").unwrap_or(&s).to_string()
+        })
+        .unwrap_or_default()
     };
     Some(json!({
         "__module__": "kurento",
         "__type__": "IceCandidatePair",
         "streamId": "1",
         "componentId": 1,
-        "localCandidate": line(local),
-        "remoteCandidate": line(remote),
+        "localCandidate": line(local, str0m::net::TcpType::Passive),
+        "remoteCandidate": line(remote, str0m::net::TcpType::Active),
     }))
 }
 

@@ -44,6 +44,7 @@ impl Factory for WebRtcFactory {
             rtc: self.rtc.clone(),
             gathered: false,
             external: self.rtc.external,
+            ice_tcp: !self.rtc.tcp_locals.is_empty(),
             candidates_added: false,
             direction: if recvonly {
                 Direction::RecvOnly
@@ -71,6 +72,8 @@ struct WebRtcEndpoint {
     direction: Direction,
     /// externalIPv4 / externalIPv6 of this endpoint.
     external: (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
+    /// iceTcp: offer passive ICE-TCP candidates (when the server has listeners).
+    ice_tcp: bool,
     candidates_added: bool,
 }
 
@@ -87,8 +90,15 @@ impl WebRtcEndpoint {
     /// for its IP family, that address on the same port (KMS: "forces all local candidates
     /// to have the given address"). Pairs of (local socket, announced address).
     fn announced(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
-        self.rtc
-            .locals
+        self.announce(&self.rtc.locals)
+    }
+
+    /// [`Self::announced`] for any local addresses (the ICE-TCP listeners too).
+    fn announce(
+        &self,
+        locals: &[std::net::SocketAddr],
+    ) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
+        locals
             .iter()
             .map(|addr| {
                 let ext: Option<std::net::IpAddr> = match addr {
@@ -112,14 +122,33 @@ impl WebRtcEndpoint {
             .collect()
     }
 
+    /// The ICE-TCP listeners as announced, when this endpoint uses ICE-TCP.
+    fn announced_tcp(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
+        if self.ice_tcp {
+            self.announce(&self.rtc.tcp_locals)
+        } else {
+            vec![]
+        }
+    }
+
     /// Our ICE candidates: the announced addresses, then the STUN-learnt ones (all as host
-    /// candidates: the endpoints run ICE-lite, which announces no other kind).
+    /// candidates: the endpoints run ICE-lite, which announces no other kind), then passive
+    /// ICE-TCP ones.
     fn local_candidates(&self) -> Vec<Candidate> {
-        self.announced()
+        let udp = self
+            .announced()
             .into_iter()
             .chain(self.reflexive())
-            .filter_map(|(_, public)| Candidate::host(public, "udp").ok())
-            .collect()
+            .filter_map(|(_, public)| Candidate::host(public, "udp").ok());
+        let tcp = self.announced_tcp().into_iter().filter_map(|(_, public)| {
+            Candidate::builder()
+                .tcp()
+                .host(public)
+                .tcptype(str0m::net::TcpType::Passive)
+                .build()
+                .ok()
+        });
+        udp.chain(tcp).collect()
     }
 
     /// Adds our candidates to the session before its first SDP is written; the media core
@@ -135,6 +164,7 @@ impl WebRtcEndpoint {
             .announced()
             .into_iter()
             .chain(self.reflexive())
+            .chain(self.announced_tcp())
             .filter(|(local, public)| local != public)
             .collect();
     }
@@ -406,6 +436,7 @@ impl Element for WebRtcEndpoint {
                 .1
                 .map(|i| i.to_string())
                 .unwrap_or_default())),
+            "iceTcp" => Some(json!(self.ice_tcp)),
             "ICECandidatePairs" => Some(Value::Array(candidate_pair(&ep).into_iter().collect())),
             "IceConnectionState" => Some(json!([{
                 "__module__": "kurento", "__type__": "IceConnection",
@@ -441,6 +472,19 @@ impl Element for WebRtcEndpoint {
         };
         if matches!(name, "stunServerAddress" | "stunServerPort") {
             tracing::warn!(%name, "a STUN server per endpoint is not supported: the server-wide one (KMS_STUN_IP / KMS_STUN_PORT) is used");
+            return Ok(());
+        }
+        if name == "iceTcp" {
+            let on = value
+                .as_bool()
+                .ok_or_else(|| KurentoError::illegal_param("'iceTcp' must be a boolean"))?;
+            self.ice_tcp = on && !self.rtc.tcp_locals.is_empty();
+            if on && !self.ice_tcp {
+                tracing::warn!("iceTcp: the server has no ICE-TCP listener (KMS_ICE_TCP=0)");
+            }
+            if self.candidates_added {
+                tracing::warn!(%name, "set after negotiation: it applies to no candidate of this session");
+            }
             return Ok(());
         }
         if let ("externalIPv4" | "externalIPv6", Some(text)) = (name, value.as_str()) {

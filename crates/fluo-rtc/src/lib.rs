@@ -37,6 +37,8 @@ pub type EventSink = Arc<dyn Fn(&str, &str, Map<String, Value>) + Send + Sync>;
 pub struct WebRtc {
     pub(crate) ctl: mpsc::UnboundedSender<Control>,
     pub(crate) locals: Arc<Vec<std::net::SocketAddr>>,
+    /// Local addresses of the ICE-TCP listeners (passive candidates).
+    pub(crate) tcp_locals: Arc<Vec<std::net::SocketAddr>>,
     /// Default external addresses (externalIPv4 / externalIPv6) of new endpoints.
     pub(crate) external: (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
     /// Public addresses of the sockets, learnt from the STUN server: (local, mapped).
@@ -68,6 +70,14 @@ impl WebRtc {
         for a in &locals {
             tracing::info!("WebRTC media on udp {a}");
         }
+        let listeners = net::bind_tcp(&settings, &sockets);
+        let tcp_locals: Vec<_> = listeners
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect();
+        for a in &tcp_locals {
+            tracing::info!("WebRTC media on tcp {a} (ICE-TCP, passive)");
+        }
         // At most 3 requests 500 ms apart per socket: a missing STUN server delays the start
         // by 1.5 s and leaves host candidates only.
         let srflx = match settings.stun_server {
@@ -77,10 +87,11 @@ impl WebRtc {
             None => vec![],
         };
         let (ctl, rx) = mpsc::unbounded_channel();
-        shell::spawn(sockets, rx, events)?;
+        shell::spawn(sockets, listeners, rx, events)?;
         let w = WebRtc {
             ctl,
             locals: Arc::new(locals),
+            tcp_locals: Arc::new(tcp_locals),
             external: (settings.external_ipv4, settings.external_ipv6),
             srflx: Arc::new(srflx),
             next_key: Arc::new(AtomicU64::new(1)),
@@ -101,6 +112,7 @@ impl WebRtc {
         let w = WebRtc {
             ctl,
             locals: Arc::new(locals),
+            tcp_locals: Arc::new(vec![]),
             external: (None, None),
             srflx: Arc::new(vec![]),
             next_key: Arc::new(AtomicU64::new(1)),

@@ -1,6 +1,6 @@
 //! Local addresses and the media sockets.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 
 /// Network settings of the WebRTC endpoints (KMS: WebRtcEndpoint.conf.ini and
 /// BaseRtpEndpoint.conf.ini; env KMS_NETWORK_INTERFACES, KMS_MIN_PORT, KMS_MAX_PORT).
@@ -21,6 +21,9 @@ pub struct NetSettings {
     /// STUN server (KMS_STUN_IP / KMS_STUN_PORT) asked at start for each media socket's
     /// public address, announced as an extra candidate.
     pub stun_server: Option<SocketAddr>,
+    /// KMS's iceTcp (KMS_ICE_TCP, default on): also offer passive ICE-TCP host candidates
+    /// (RFC 6544, RFC 4571 framing), for browsers whose UDP is blocked.
+    pub ice_tcp: bool,
 }
 
 impl Default for NetSettings {
@@ -32,6 +35,7 @@ impl Default for NetSettings {
             external_ipv4: None,
             external_ipv6: None,
             stun_server: None,
+            ice_tcp: true,
         }
     }
 }
@@ -100,22 +104,56 @@ pub(crate) fn bind(settings: &NetSettings) -> std::io::Result<Vec<UdpSocket>> {
     Ok(out)
 }
 
+/// One non-blocking TCP listener per address of `udp` (the media sockets), on a port within
+/// the configured range, for passive ICE-TCP candidates. An address that cannot listen is
+/// skipped with a warning: ICE-TCP is an extra path, UDP stays.
+pub(crate) fn bind_tcp(settings: &NetSettings, udp: &[UdpSocket]) -> Vec<TcpListener> {
+    if !settings.ice_tcp {
+        return vec![];
+    }
+    let mut out = vec![];
+    for ip in udp
+        .iter()
+        .filter_map(|s| s.local_addr().ok())
+        .map(|a| a.ip())
+    {
+        let bound = bind_port_in_range(ip, settings.min_port, settings.max_port, |a| {
+            TcpListener::bind(a)
+        })
+        .and_then(|l| l.set_nonblocking(true).map(|()| l));
+        match bound {
+            Ok(l) => out.push(l),
+            Err(e) => tracing::warn!(%ip, "no ICE-TCP candidate on this address: {e}"),
+        }
+    }
+    out
+}
+
 fn bind_in_range(ip: IpAddr, min: u16, max: u16) -> std::io::Result<UdpSocket> {
+    bind_port_in_range(ip, min, max, UdpSocket::bind)
+}
+
+fn bind_port_in_range<S>(
+    ip: IpAddr,
+    min: u16,
+    max: u16,
+    bind: impl Fn(SocketAddr) -> std::io::Result<S>,
+) -> std::io::Result<S> {
     if min <= 1024 && max == 65535 {
-        return UdpSocket::bind(SocketAddr::new(ip, 0));
+        return bind(SocketAddr::new(ip, 0));
     }
     let (min, max) = (min.min(max), max.max(min));
     let span = u32::from(max - min) + 1;
     let start = std::process::id() % span;
     for i in 0..span {
         let port = min + ((start + i) % span) as u16;
-        if let Ok(s) = UdpSocket::bind(SocketAddr::new(ip, port)) {
+        if let Ok(s) = bind(SocketAddr::new(ip, port)) {
             return Ok(s);
         }
     }
     Err(std::io::Error::new(
         std::io::ErrorKind::AddrInUse,
-        format!("no free UDP port on {ip} in {min}-{max}"),
+        format!("no free port on {ip} in {min}-{max}"),
     ))
 }
 

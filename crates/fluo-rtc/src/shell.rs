@@ -1,14 +1,47 @@
 //! The media thread: real sockets and the real clock around [`MediaCore`].
+//!
+//! UDP sockets carry datagrams as they are. ICE-TCP listeners (passive candidates) accept
+//! connections whose frames (RFC 4571: a 16-bit length, then the packet) go to the core as
+//! TCP input; what the core sends to such a remote is framed onto its connection.
 
-use crate::core::{Control, MediaCore};
+use crate::core::{Control, Datagram, MediaCore};
 use crate::EventSink;
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::task::Poll;
 use std::time::{Duration, Instant};
+use str0m::net::Protocol;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+
+/// ICE-TCP connections open at once; more are refused (closed at once).
+const MAX_TCP_CONNECTIONS: usize = 2048;
+/// A connection must send its first frame (an ICE check) within this time.
+const TCP_FIRST_FRAME: Duration = Duration::from_secs(10);
+/// A connection silent for this long is closed (ICE consent checks come every few seconds
+/// on a live one).
+const TCP_IDLE: Duration = Duration::from_secs(30);
+/// Largest frame taken from a peer (a packet never comes near; RFC 4571 allows 65535).
+const MAX_TCP_FRAME: usize = 4096;
+/// Frames queued for one connection's writer; past that they are dropped, as UDP would.
+const TCP_SEND_QUEUE: usize = 1024;
+
+/// What the connection tasks tell the media loop.
+enum TcpEvent {
+    Frame {
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: Vec<u8>,
+    },
+    Closed {
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+}
 
 pub(crate) fn spawn(
     sockets: Vec<UdpSocket>,
+    listeners: Vec<TcpListener>,
     mut ctl: mpsc::UnboundedReceiver<Control>,
     events: EventSink,
 ) -> std::io::Result<()> {
@@ -28,6 +61,17 @@ pub(crate) fn spawn(
                         Some((addr, tokio::net::UdpSocket::from_std(s).ok()?))
                     })
                     .unzip();
+                let (tcp_locals, listeners): (Vec<SocketAddr>, Vec<tokio::net::TcpListener>) =
+                    listeners
+                        .into_iter()
+                        .filter_map(|l| {
+                            let addr = l.local_addr().ok()?;
+                            Some((addr, tokio::net::TcpListener::from_std(l).ok()?))
+                        })
+                        .unzip();
+                let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(4096);
+                let mut conns: HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>> =
+                    HashMap::new();
                 let mut core = MediaCore::new(Instant::now());
                 let mut buf = vec![0u8; 2048];
                 loop {
@@ -45,13 +89,32 @@ pub(crate) fn spawn(
                         (i, n, src) = recv_any(&sockets, &mut buf) => {
                             core.handle_receive(Instant::now(), locals[i], src, &buf[..n]);
                         }
+                        (i, stream, remote) = accept_any(&listeners) => {
+                            let local = tcp_locals[i];
+                            if conns.len() >= MAX_TCP_CONNECTIONS {
+                                tracing::warn!(%remote, "too many ICE-TCP connections: refused");
+                            } else {
+                                let (wtx, wrx) = mpsc::channel(TCP_SEND_QUEUE);
+                                conns.insert((local, remote), wtx);
+                                tokio::spawn(tcp_connection(stream, local, remote, tcp_tx.clone(), wrx));
+                            }
+                        }
+                        Some(ev) = tcp_rx.recv() => match ev {
+                            TcpEvent::Frame { local, remote, data } => core.handle_receive_on(
+                                Instant::now(),
+                                Protocol::Tcp,
+                                local,
+                                remote,
+                                &data,
+                            ),
+                            TcpEvent::Closed { local, remote } => {
+                                conns.remove(&(local, remote));
+                            }
+                        },
                         _ = tokio::time::sleep_until(next.into()) => core.handle_timeout(Instant::now()),
                     }
                     while let Some(d) = core.poll_transmit() {
-                        if let Some(i) = locals.iter().position(|a| *a == d.source) {
-                            // UDP: a full send buffer drops the packet, as the network would.
-                            let _ = sockets[i].try_send_to(&d.contents, d.destination);
-                        }
+                        send(&d, &locals, &sockets, &conns);
                     }
                     while let Some((id, ev, fields)) = core.poll_event() {
                         events(&id, &ev, fields);
@@ -60,6 +123,109 @@ pub(crate) fn spawn(
             });
         })?;
     Ok(())
+}
+
+fn send(
+    d: &Datagram,
+    locals: &[SocketAddr],
+    sockets: &[tokio::net::UdpSocket],
+    conns: &HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>>,
+) {
+    match d.proto {
+        Protocol::Udp => {
+            if let Some(i) = locals.iter().position(|a| *a == d.source) {
+                // UDP: a full send buffer drops the packet, as the network would.
+                let _ = sockets[i].try_send_to(&d.contents, d.destination);
+            }
+        }
+        _ => {
+            // The peer's connection (ICE-TCP is passive here: we never connect out). A full
+            // queue drops the frame; a closed connection is forgotten by its task.
+            if let Some(w) = conns.get(&(d.source, d.destination)) {
+                let _ = w.try_send(d.contents.clone());
+            }
+        }
+    }
+}
+
+/// One ICE-TCP connection: reads RFC 4571 frames into the media loop and writes what the
+/// loop queues for it; ends on close, error, an oversized frame, or silence before the first
+/// frame.
+async fn tcp_connection(
+    stream: tokio::net::TcpStream,
+    local: SocketAddr,
+    remote: SocketAddr,
+    to_core: mpsc::Sender<TcpEvent>,
+    mut outgoing: mpsc::Receiver<Vec<u8>>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = outgoing.recv().await {
+            let Ok(len) = u16::try_from(frame.len()) else {
+                continue;
+            };
+            let mut out = Vec::with_capacity(frame.len() + 2);
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&frame);
+            if wr.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut first = true;
+    loop {
+        let mut len = [0u8; 2];
+        let wait = if first { TCP_FIRST_FRAME } else { TCP_IDLE };
+        match tokio::time::timeout(wait, rd.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                tracing::debug!(%remote, "ICE-TCP connection silent: closed");
+                break;
+            }
+        }
+        let n = usize::from(u16::from_be_bytes(len));
+        if n > MAX_TCP_FRAME {
+            tracing::debug!(%remote, n, "ICE-TCP frame too large: connection closed");
+            break;
+        }
+        let mut data = vec![0u8; n];
+        if rd.read_exact(&mut data).await.is_err() {
+            break;
+        }
+        first = false;
+        let ev = TcpEvent::Frame {
+            local,
+            remote,
+            data,
+        };
+        if to_core.send(ev).await.is_err() {
+            break;
+        }
+    }
+    writer.abort();
+    let _ = to_core.send(TcpEvent::Closed { local, remote }).await;
+}
+
+/// Accepts one connection on whichever listener has one: (listener index, stream, remote).
+async fn accept_any(
+    listeners: &[tokio::net::TcpListener],
+) -> (usize, tokio::net::TcpStream, SocketAddr) {
+    std::future::poll_fn(|cx| {
+        for (i, l) in listeners.iter().enumerate() {
+            match l.poll_accept(cx) {
+                Poll::Ready(Ok((s, remote))) => return Poll::Ready((i, s, remote)),
+                Poll::Ready(Err(e)) => {
+                    // Out of descriptors, a connection reset before accept: keep listening.
+                    tracing::debug!("ICE-TCP accept error: {e}");
+                }
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Receives one datagram from whichever socket has one: (socket index, length, source).

@@ -69,6 +69,9 @@ pub struct Cli {
     /// The same for IPv6 candidates (KMS's externalIPv6) [default: none].
     #[arg(long = "external-ipv6", env = "KMS_EXTERNAL_IPV6")]
     pub external_ipv6: Option<std::net::Ipv6Addr>,
+    /// Offer passive ICE-TCP candidates too, 1 or 0 (KMS's iceTcp) [default: 1].
+    #[arg(long = "ice-tcp", env = "KMS_ICE_TCP", value_parser = parse_flag)]
+    pub ice_tcp: Option<bool>,
     /// STUN server asked at start for the public address of each media socket (KMS's
     /// stunServerAddress) [default: none].
     #[arg(long = "stun-address", env = "KMS_STUN_IP")]
@@ -101,6 +104,15 @@ pub struct Cli {
     /// (`*`: any, as KMS) [default: any element except sources and sinks].
     #[arg(long, env = "FLUO_GST_FILTER_ALLOW", value_delimiter = ',')]
     pub gst_filter_allow: Option<Vec<String>>,
+}
+
+/// A KMS-style boolean: 1/0, true/false.
+fn parse_flag(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!("'{other}' is not 1 or 0")),
+    }
 }
 
 /// Effective settings.
@@ -248,6 +260,9 @@ impl Config {
         if let Some(ip) = cli.external_ipv6 {
             c.net.external_ipv6 = Some(ip);
         }
+        if let Some(on) = cli.ice_tcp {
+            c.net.ice_tcp = on;
+        }
         if let Some(ip) = cli.stun_address {
             c.net.stun_server = Some(std::net::SocketAddr::new(ip, cli.stun_port.unwrap_or(3478)));
         } else if let (Some(p), Some(s)) = (cli.stun_port, c.net.stun_server.as_mut()) {
@@ -367,6 +382,14 @@ impl Config {
                 self.net.stun_server = Some(std::net::SocketAddr::new(ip, port));
             }
         }
+        if let Some(v) = at("/fluo/iceTcp") {
+            self.net.ice_tcp = match v {
+                Value::Bool(b) => *b,
+                Value::Number(n) if n.as_u64() == Some(0) => false,
+                Value::Number(n) if n.as_u64() == Some(1) => true,
+                _ => return Err("fluo.iceTcp must be true, false, 1 or 0".into()),
+            };
+        }
         for (key, v6) in [("/fluo/externalIPv4", false), ("/fluo/externalIPv6", true)] {
             if let Some(a) = at(key) {
                 let s = a
@@ -483,6 +506,29 @@ mod tests {
         assert_eq!(c.session_grace, Duration::from_secs(30));
         assert_eq!(c.metadata, r#"{"site":"a/*b*/"}"#);
         std::fs::write(&f, r#"{"mediaServer":{"net":{"websocket":{"port":"x"}}}}"#).unwrap();
+        assert!(Config::from_cli(&cli).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn ice_tcp_is_on_by_default_and_takes_kms_style_values() {
+        assert!(Config::default().net.ice_tcp, "KMS's default: iceTcp=1");
+        assert_eq!(parse_flag("0"), Ok(false));
+        assert_eq!(parse_flag(" 1"), Ok(true));
+        assert_eq!(parse_flag("FALSE"), Ok(false));
+        assert!(parse_flag("maybe").is_err());
+        let dir = std::env::temp_dir().join(format!("fluo-conf-tcp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("kurento.conf.json");
+        std::fs::write(&f, r#"{"fluo": {"iceTcp": 0}}"#).unwrap();
+        let mut cli = Cli {
+            config: Some(f.clone()),
+            ..Cli::default()
+        };
+        assert!(!Config::from_cli(&cli).unwrap().net.ice_tcp);
+        cli.ice_tcp = Some(true);
+        assert!(Config::from_cli(&cli).unwrap().net.ice_tcp, "the flag wins");
+        std::fs::write(&f, r#"{"fluo": {"iceTcp": "yes"}}"#).unwrap();
         assert!(Config::from_cli(&cli).is_err());
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -7,8 +7,9 @@ fn main() {
         .collect();
     let cycles = nums.first().copied().unwrap_or(10_000);
     let lanes = nums.get(1).copied().unwrap_or(8);
-    let warmup = (cycles / 10).clamp(3, 1000);
-    // Longer than the 20 s request replay cache, so that its filling is not counted as growth.
+    // A fifth of the run and at least 30 s: longer than the 20 s request replay cache, and
+    // long enough for the allocator's high-water mark under 8 lanes (RSS levels off by then).
+    let warmup = (cycles / 5).max(3);
     let warmup_min = std::time::Duration::from_secs(30);
     let media_for = std::time::Duration::from_millis(150);
     let r = fluo_testkit::soak::run(cycles, warmup, warmup_min, media_for, lanes);

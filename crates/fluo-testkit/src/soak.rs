@@ -83,6 +83,32 @@ pub fn process_cpu_secs() -> f64 {
     f.iter().sum::<u64>() as f64 / 100.0
 }
 
+/// CPU ticks (user + system, 1/100 s) of each live thread of this process, by name.
+fn thread_ticks() -> std::collections::HashMap<String, u64> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map_or("", |(_, n)| n).to_string();
+        let ticks: u64 = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|x| x.parse::<u64>().ok())
+            .sum();
+        *out.entry(format!("{name} ({})", t.file_name().to_string_lossy()))
+            .or_default() += ticks;
+    }
+    out
+}
+
 /// What a soak measured.
 #[derive(Debug, Clone)]
 pub struct SoakReport {
@@ -102,6 +128,10 @@ pub struct SoakReport {
     /// The process's CPU, in % of one core, over 5 s starting 2 s after the last client left
     /// (dropped WebSockets count as left when their grace period ends).
     pub idle_cpu_percent: f64,
+    /// The threads that used CPU in that window: (name (tid), ticks of 10 ms).
+    pub idle_threads: Vec<(String, u64)>,
+    /// RSS at each tenth of the cycles (under load), in KiB.
+    pub rss_steps: Vec<u64>,
     /// The most GStreamer pipelines and elements seen alive at the end of a cycle's media.
     pub gst_peak: (usize, usize),
     pub wall: Duration,
@@ -157,9 +187,31 @@ impl SoakReport {
             self.recordings, self.recordings_written
         );
         println!(
-            "  CPU 2-7 s after the last client left: {:.2} % of one core",
-            self.idle_cpu_percent
+            "  CPU 2-7 s after the last client left: {:.2} % of one core{}",
+            self.idle_cpu_percent,
+            if self.idle_threads.is_empty() {
+                String::new()
+            } else {
+                let top: Vec<String> = self
+                    .idle_threads
+                    .iter()
+                    .take(4)
+                    .map(|(n, t)| format!("{n}: {} ms", t * 10))
+                    .collect();
+                format!(" ({})", top.join(", "))
+            }
         );
+        if let (Some(mid), Some(last)) = (
+            self.rss_steps
+                .get((self.rss_steps.len() / 2).saturating_sub(1)),
+            self.rss_steps.last(),
+        ) {
+            println!(
+                "  RSS under load at each tenth: {:?} KiB; second half {:+.1}%",
+                self.rss_steps,
+                (*last as f64 / *mid as f64 - 1.0) * 100.0
+            );
+        }
         for f in self.failures.iter().take(5) {
             println!("  failure: {f}");
         }
@@ -345,12 +397,14 @@ pub fn run(
         let media_ok = AtomicUsize::new(0);
         let done = AtomicUsize::new(0);
         let peak = Mutex::new((0, 0));
+        let rss_steps = Mutex::new(vec![]);
         // Cycles from `from` on over `lanes` concurrent lanes, while `more(i)`; returns
         // where the next phase starts.
         let phase = |from: usize, more: Box<dyn Fn(usize) -> bool>| {
             let next = AtomicUsize::new(from);
             let (url, frames, dir) = (&url, &frames, &dir);
             let (failures, media_ok, done, peak) = (&failures, &media_ok, &done, &peak);
+            let rss_steps = &rss_steps;
             async move {
                 let more = &more;
                 let lane = || async {
@@ -371,10 +425,11 @@ pub fn run(
                         }
                         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                         if cycles >= 100 && n % (cycles / 10) == 0 {
+                            let rss = fluo_server::rss_kib();
+                            rss_steps.lock().unwrap().push(rss);
                             eprintln!(
-                                "soak: {n}/{cycles} cycles, {:.0} s, RSS {} KiB",
+                                "soak: {n}/{cycles} cycles, {:.0} s, RSS {rss} KiB",
                                 t0.elapsed().as_secs_f64(),
-                                fluo_server::rss_kib()
                             );
                         }
                     }
@@ -398,9 +453,19 @@ pub fn run(
         // Sessions dropped in the last cycles expire after the grace period.
         tokio::time::sleep(Duration::from_secs(grace + 2)).await;
         let cpu0 = process_cpu_secs();
+        let threads0 = thread_ticks();
         let w0 = Instant::now();
         tokio::time::sleep(Duration::from_secs(5)).await;
         let idle_cpu_percent = (process_cpu_secs() - cpu0) / w0.elapsed().as_secs_f64() * 100.0;
+        let mut idle_threads: Vec<(String, u64)> = thread_ticks()
+            .into_iter()
+            .map(|(name, t)| {
+                let before = threads0.get(&name).copied().unwrap_or(0);
+                (name, t.saturating_sub(before))
+            })
+            .filter(|(_, t)| *t > 0)
+            .collect();
+        idle_threads.sort_by_key(|t| std::cmp::Reverse(t.1));
         let end = ProcFigures::read();
         let (mut ws, _) = connect_async_with_config(url, None, true)
             .await
@@ -432,6 +497,8 @@ pub fn run(
             recordings_written,
             recordings_dir: dir.clone(),
             idle_cpu_percent,
+            idle_threads,
+            rss_steps: rss_steps.into_inner().unwrap(),
             gst_peak: peak.into_inner().unwrap(),
             wall: t0.elapsed(),
         }

@@ -217,3 +217,327 @@ fn ipv6_host_candidates_carry_media_to_a_peer_that_has_only_ipv6() {
         assert!(pair.to_string().contains("::1"), "{pair}");
     });
 }
+
+/// A WebRTC peer whose only candidate is an active ICE-TCP one (its UDP is "blocked"): it
+/// connects to the server's passive candidates and speaks RFC 4571 frames.
+struct TcpPeer {
+    rtc: str0m::Rtc,
+    /// The candidate str0m sends from; the real connection has an ephemeral port.
+    local: SocketAddr,
+    conns: Vec<(SocketAddr, std::net::TcpStream, Vec<u8>)>,
+    video: Option<str0m::media::Mid>,
+    pending: Option<str0m::change::SdpPendingOffer>,
+    connected: bool,
+    frames_in: u64,
+    ts: u64,
+}
+
+impl TcpPeer {
+    fn new() -> TcpPeer {
+        let local: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut rtc = str0m::RtcConfig::new().build(Instant::now());
+        let cand = str0m::Candidate::builder()
+            .tcp()
+            .host(local)
+            .tcptype(str0m::net::TcpType::Active)
+            .build()
+            .unwrap();
+        rtc.add_local_candidate(cand);
+        TcpPeer {
+            rtc,
+            local,
+            conns: vec![],
+            video: None,
+            pending: None,
+            connected: false,
+            frames_in: 0,
+            ts: 0,
+        }
+    }
+
+    fn offer(&mut self) -> String {
+        use str0m::media::{Direction, MediaKind};
+        let mut api = self.rtc.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        self.video = Some(api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
+        let (offer, pending) = api.apply().unwrap();
+        self.pending = Some(pending);
+        offer.to_sdp_string()
+    }
+
+    fn accept(&mut self, answer: &str) {
+        let a = str0m::change::SdpAnswer::from_sdp_string(answer).unwrap();
+        let p = self.pending.take().unwrap();
+        self.rtc.sdp_api().accept_answer(p, a).unwrap();
+    }
+
+    fn drive(&mut self, frame: Option<&[u8]>) {
+        use std::io::{Read, Write};
+        use str0m::net::{Protocol, Receive};
+        use str0m::{Event, Input, Output};
+        let now = Instant::now();
+        let mut frames = vec![];
+        for (server, conn, buf) in &mut self.conns {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = conn.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            while buf.len() >= 2 {
+                let len = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
+                if buf.len() < 2 + len {
+                    break;
+                }
+                frames.push((*server, buf[2..2 + len].to_vec()));
+                buf.drain(..2 + len);
+            }
+        }
+        for (server, f) in frames {
+            if let Ok(contents) = f.as_slice().try_into() {
+                let _ = self.rtc.handle_input(Input::Receive(
+                    now,
+                    Receive {
+                        proto: Protocol::Tcp,
+                        source: server,
+                        destination: self.local,
+                        contents,
+                    },
+                ));
+            }
+        }
+        if let (Some(data), true) = (frame, self.connected) {
+            self.ts += 3000;
+            if let Some(w) = self.video.and_then(|m| self.rtc.writer(m)) {
+                let pt = w
+                    .payload_params()
+                    .find(|p| p.spec().codec == str0m::format::Codec::Vp8)
+                    .map(|p| p.pt());
+                if let Some(pt) = pt {
+                    let t =
+                        str0m::media::MediaTime::new(self.ts, str0m::media::Frequency::NINETY_KHZ);
+                    let _ = w.write(pt, now, t, data.to_vec());
+                }
+            }
+        }
+        let _ = self.rtc.handle_input(Input::Timeout(now));
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => {
+                    assert_eq!(t.proto, Protocol::Tcp, "this peer has no UDP");
+                    if !self.conns.iter().any(|(a, _, _)| *a == t.destination) {
+                        if let Ok(c) = std::net::TcpStream::connect(t.destination) {
+                            c.set_nonblocking(true).unwrap();
+                            self.conns.push((t.destination, c, vec![]));
+                        }
+                    }
+                    if let Some((_, c, _)) =
+                        self.conns.iter_mut().find(|(a, _, _)| *a == t.destination)
+                    {
+                        let mut out = (t.contents.len() as u16).to_be_bytes().to_vec();
+                        out.extend_from_slice(&t.contents);
+                        c.set_nonblocking(false).unwrap();
+                        let _ = c.write_all(&out);
+                        c.set_nonblocking(true).unwrap();
+                    }
+                }
+                Ok(Output::Event(Event::Connected)) => self.connected = true,
+                Ok(Output::Event(Event::MediaData(d))) if d.params.spec().codec.is_video() => {
+                    self.frames_in += 1
+                }
+                Ok(Output::Event(_)) => {}
+                Ok(Output::Timeout(_)) | Err(_) => break,
+            }
+        }
+    }
+}
+
+#[test]
+fn a_peer_without_udp_connects_over_ice_tcp_and_ice_tcp_can_be_switched_off() {
+    let port = start_server_with(config(None));
+    let off = start_server_with(fluo_server::Config {
+        net: fluo_rtc::NetSettings {
+            network_interfaces: Some(vec!["lo".into()]),
+            ice_tcp: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = Client::connect(port).await.unwrap();
+        let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
+        let ep = c
+            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
+            .await
+            .unwrap();
+        assert_eq!(c.invoke(&ep, "getIceTcp", json!({})).await, Ok(json!(true)));
+        c.subscribe(&ep, "NewCandidatePairSelected").await.unwrap();
+        c.invoke(&ep, "connect", json!({"sink": ep})).await.unwrap();
+        let mut peer = TcpPeer::new();
+        let offer = peer.offer();
+        let answer = c
+            .invoke(&ep, "processOffer", json!({"offer": offer}))
+            .await
+            .unwrap();
+        let answer = answer.as_str().unwrap().to_string();
+        let cands: Vec<&str> = answer
+            .lines()
+            .filter(|l| l.starts_with("a=candidate"))
+            .collect();
+        println!("candidates: {cands:?}");
+        assert!(
+            cands.iter().any(|c| c.contains(" tcp ")
+                && c.contains("127.0.0.1")
+                && c.contains("tcptype passive")),
+            "a passive ICE-TCP candidate: {cands:?}"
+        );
+        peer.accept(&answer);
+        let t0 = Instant::now();
+        let frame = vec![0u8; 800];
+        while t0.elapsed() < Duration::from_secs(8) && peer.frames_in < 20 {
+            peer.drive(Some(&frame));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        println!(
+            "ICE-TCP: connected {} after {:?}, {} frames back",
+            peer.connected,
+            t0.elapsed(),
+            peer.frames_in
+        );
+        assert!(peer.connected, "ICE and DTLS over TCP");
+        assert!(
+            peer.frames_in >= 20,
+            "media loops back over TCP: {} frames",
+            peer.frames_in
+        );
+        let pair = c
+            .wait_event("NewCandidatePairSelected", &ep, Duration::from_secs(2))
+            .await
+            .expect("a selected pair");
+        println!("selected pair: {pair}");
+        assert!(
+            pair["candidatePair"]["localCandidate"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(" tcp "),
+            "{pair}"
+        );
+
+        // iceTcp=false on an endpoint, and KMS_ICE_TCP=0 on a server: UDP candidates only.
+        let ep2 = c
+            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
+            .await
+            .unwrap();
+        c.invoke(&ep2, "setIceTcp", json!({"iceTcp": false}))
+            .await
+            .unwrap();
+        let mut c_off = Client::connect(off).await.unwrap();
+        let pipe_off = c_off.create("MediaPipeline", json!({})).await.unwrap();
+        let ep3 = c_off
+            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe_off}))
+            .await
+            .unwrap();
+        assert_eq!(
+            c_off.invoke(&ep3, "getIceTcp", json!({})).await,
+            Ok(json!(false))
+        );
+        for (cl, e) in [(&mut c, &ep2), (&mut c_off, &ep3)] {
+            let a = cl
+                .invoke(e, "processOffer", json!({"offer": TcpPeer::new().offer()}))
+                .await
+                .unwrap();
+            let a = a.as_str().unwrap();
+            let cands: Vec<&str> = a.lines().filter(|l| l.starts_with("a=candidate")).collect();
+            assert!(
+                !cands.is_empty() && cands.iter().all(|l| l.contains(" udp ")),
+                "{cands:?}"
+            );
+        }
+    });
+}
+
+#[test]
+fn hostile_ice_tcp_connections_are_closed_and_do_not_disturb_the_server() {
+    use std::io::{Read, Write};
+    let port = start_server_with(config(None));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = Client::connect(port).await.unwrap();
+        let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
+        let ep = c
+            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
+            .await
+            .unwrap();
+        let answer = c
+            .invoke(
+                &ep,
+                "processOffer",
+                json!({"offer": TcpPeer::new().offer()}),
+            )
+            .await
+            .unwrap();
+        let tcp: SocketAddr = answer
+            .as_str()
+            .unwrap()
+            .lines()
+            .find(|l| l.contains(" tcp ") && l.contains(" 127.0.0.1 "))
+            .and_then(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                format!("{}:{}", f[4], f[5]).parse().ok()
+            })
+            .expect("a TCP candidate");
+        // Garbage frames (not STUN, no endpoint): ignored, the connection stays.
+        let mut g = std::net::TcpStream::connect(tcp).unwrap();
+        for n in [0usize, 1, 20, 1500] {
+            let mut f = (n as u16).to_be_bytes().to_vec();
+            f.extend(std::iter::repeat_n(0xab, n));
+            g.write_all(&f).unwrap();
+        }
+        // A frame longer than any packet: the connection is closed at once.
+        let mut big = std::net::TcpStream::connect(tcp).unwrap();
+        big.write_all(&[0xff, 0xff, 1, 2, 3]).unwrap();
+        big.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut b = [0u8; 16];
+        assert!(
+            matches!(big.read(&mut b), Ok(0)),
+            "an oversized frame ends the connection"
+        );
+        // Many connections that send half a frame.
+        let half: Vec<_> = (0..50)
+            .map(|_| {
+                let mut s = std::net::TcpStream::connect(tcp).unwrap();
+                s.write_all(&[0x05]).unwrap();
+                s
+            })
+            .collect();
+        // The server still answers, and a real ICE-TCP peer still connects.
+        let ep2 = c
+            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
+            .await
+            .unwrap();
+        c.invoke(&ep2, "connect", json!({"sink": ep2}))
+            .await
+            .unwrap();
+        let mut peer = TcpPeer::new();
+        let a = c
+            .invoke(&ep2, "processOffer", json!({"offer": peer.offer()}))
+            .await
+            .unwrap();
+        peer.accept(a.as_str().unwrap());
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(8) && peer.frames_in < 10 {
+            peer.drive(Some(&[0u8; 500]));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(peer.frames_in >= 10, "{} frames", peer.frames_in);
+        drop((g, half));
+    });
+}
