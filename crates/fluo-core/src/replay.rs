@@ -8,6 +8,9 @@ use std::time::Instant;
 
 type Outcome = Result<Value, KurentoError>;
 
+/// How late expired answers may be dropped, to expire them in batches.
+const EXPIRY_BATCH: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Most answers kept at once (all sessions together).
 const MAX_ENTRIES: usize = 50_000;
 
@@ -39,8 +42,11 @@ impl ReplayCache {
         self.order.push_back((expires, key));
     }
 
+    /// When to call [`Self::expire`] next: one second after the oldest answer's expiry, so
+    /// that a busy past is forgotten in one pass per second instead of one wake-up per answer
+    /// (answers live up to a second longer than the TTL).
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.order.front().map(|(t, _)| *t)
+        self.order.front().map(|(t, _)| *t + EXPIRY_BATCH)
     }
 
     pub fn expire(&mut self, now: Instant) {

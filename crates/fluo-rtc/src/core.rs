@@ -90,6 +90,9 @@ struct OutStream {
 /// How long without packets before an output is reported NOT_FLOWING.
 const FLOW_IDLE: Duration = Duration::from_secs(2);
 
+/// How often an endpoint whose peer is gone (ICE lost after DTLS) is woken up.
+const LOST_PEER_TICK: Duration = Duration::from_secs(5);
+
 /// How often a publisher is told its target bitrate.
 const REMB_EVERY: Duration = Duration::from_secs(1);
 
@@ -276,6 +279,10 @@ pub(crate) enum Ctl {
         pkt: MediaPacket,
         slot: crate::InFlight,
     },
+    /// Remote candidate addresses of an endpoint: TURN permissions are made for them.
+    Permit {
+        ips: Vec<std::net::IpAddr>,
+    },
     /// Whatever feeds `key` must send a keyframe.
     KeyframeFor {
         key: u64,
@@ -339,6 +346,8 @@ pub struct MediaCore {
     throttles: HashMap<u64, KeyframeThrottle>,
     transmits: VecDeque<Datagram>,
     events: VecDeque<MediaEvent>,
+    /// Peer addresses that TURN relays must let in (the shell takes them).
+    permits: VecDeque<std::net::IpAddr>,
     now: Instant,
     ports: HashMap<u64, PortEntry>,
     /// Transcoders in use: (source, kind, target codec) -> transcoder key.
@@ -368,6 +377,7 @@ impl MediaCore {
             throttles: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            permits: VecDeque::new(),
             now,
             ports: HashMap::new(),
             transcoders: HashMap::new(),
@@ -394,6 +404,11 @@ impl MediaCore {
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Datagram> {
         self.transmits.pop_front()
+    }
+
+    /// A peer IP the TURN relays must give a permission to.
+    pub fn poll_permit(&mut self) -> Option<std::net::IpAddr> {
+        self.permits.pop_front()
     }
 
     /// The next event to report.
@@ -637,6 +652,13 @@ impl MediaCore {
                 self.dispatch(key, &f);
             }
             Ctl::KeyframeFor { key } => self.keyframe_for(key, VIDEO),
+            Ctl::Permit { ips } => {
+                for ip in ips {
+                    if !self.permits.contains(&ip) && self.permits.len() < 4096 {
+                        self.permits.push_back(ip);
+                    }
+                }
+            }
             Ctl::EndOfStream { key } => self.end_of_stream(key),
             Ctl::Transcoders(f) => self.factory = Some(f),
             Ctl::Output(o) => self.output = Some(o),
@@ -884,6 +906,13 @@ impl MediaCore {
                         break;
                     }
                     Ok(Output::Transmit(t)) => {
+                        // A peer that went away (ICE lost after DTLS had completed) gets no
+                        // more RTP or RTCP (str0m keeps writing sender reports): only ICE and
+                        // DTLS, which is how it can come back.
+                        let lost = ep.was_connected && !ep.connected;
+                        if lost && matches!(t.contents.first(), Some(128..=191)) {
+                            continue;
+                        }
                         // Back from the announced address to the local socket: the one the
                         // peer's packets arrive on when several share the announced address.
                         let path_local = ep.path.filter(|(_, r)| *r == t.destination).map(|p| p.0);
@@ -919,6 +948,17 @@ impl MediaCore {
                 }
             }
         }
+        // A lost peer costs a timer every few seconds, not every few milliseconds; a datagram
+        // from it drives the endpoint at once.
+        let lost = {
+            let ep = lock(&ep_ref);
+            ep.was_connected && !ep.connected && ep.rtc.is_alive()
+        };
+        let deadline = if lost {
+            deadline.max(self.now + LOST_PEER_TICK)
+        } else {
+            deadline
+        };
         if let Some(e) = self.eps.get_mut(&key) {
             e.deadline = deadline;
         }

@@ -122,6 +122,25 @@ impl WebRtcEndpoint {
             .collect()
     }
 
+    /// Asks the TURN relays to let the addresses of these remote candidates (SDP candidate
+    /// lines or attribute values) through.
+    fn permit<'a>(&self, lines: impl Iterator<Item = &'a str>) {
+        if self.rtc.relayed.is_empty() {
+            return;
+        }
+        let ips: Vec<std::net::IpAddr> = lines
+            .filter_map(|l| {
+                let l = l.trim().strip_prefix("a=").unwrap_or(l.trim());
+                l.starts_with("candidate:")
+                    .then(|| l.split_whitespace().nth(4)?.parse().ok())
+                    .flatten()
+            })
+            .collect();
+        if !ips.is_empty() {
+            let _ = self.rtc.ctl.send(Control(Ctl::Permit { ips }));
+        }
+    }
+
     /// The ICE-TCP listeners as announced, when this endpoint uses ICE-TCP.
     fn announced_tcp(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
         if self.ice_tcp {
@@ -135,10 +154,13 @@ impl WebRtcEndpoint {
     /// candidates: the endpoints run ICE-lite, which announces no other kind), then passive
     /// ICE-TCP ones.
     fn local_candidates(&self) -> Vec<Candidate> {
+        // TURN-relayed addresses, like STUN-learnt ones, are announced as host candidates.
+        let relayed = self.rtc.relayed.iter().copied();
         let udp = self
             .announced()
             .into_iter()
             .chain(self.reflexive())
+            .chain(relayed)
             .filter_map(|(_, public)| Candidate::host(public, "udp").ok());
         let tcp = self.announced_tcp().into_iter().filter_map(|(_, public)| {
             Candidate::builder()
@@ -183,6 +205,7 @@ impl WebRtcEndpoint {
             ));
         }
         self.add_candidates(&mut ep);
+        self.permit(offer.lines());
         let answer = ep.rtc.sdp_api().accept_offer(parsed).map_err(|e| {
             sdp_err(
                 ErrorCode::SdpEndPointProcessOfferError,
@@ -272,6 +295,7 @@ impl WebRtcEndpoint {
             })?;
         ep.negotiated = true;
         ep.remote_sdp = Some(answer.to_string());
+        self.permit(answer.lines());
         for c in std::mem::take(&mut ep.early_candidates) {
             ep.rtc.add_remote_candidate(c);
         }
@@ -315,6 +339,7 @@ impl WebRtcEndpoint {
             ));
         }
         self.remote_candidates += 1;
+        self.permit(std::iter::once(text));
         if ep.negotiated {
             ep.rtc.add_remote_candidate(c);
             drop(ep);
@@ -472,6 +497,10 @@ impl Element for WebRtcEndpoint {
         };
         if matches!(name, "stunServerAddress" | "stunServerPort") {
             tracing::warn!(%name, "a STUN server per endpoint is not supported: the server-wide one (KMS_STUN_IP / KMS_STUN_PORT) is used");
+            return Ok(());
+        }
+        if name == "turnUrl" {
+            tracing::warn!("a TURN server per endpoint is not supported: the server-wide one (KMS_TURN_URL) is used");
             return Ok(());
         }
         if name == "iceTcp" {

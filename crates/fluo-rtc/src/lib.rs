@@ -17,10 +17,12 @@ mod pool;
 mod sdp;
 mod shell;
 mod stun;
+mod turn;
 
 pub use crate::core::{Control, Datagram, MediaCore, MediaEvent};
 
 pub use net::NetSettings;
+pub use turn::TurnUrl;
 
 use crate::core::Ctl;
 use fluo_sfu::{MediaBus, MediaKind, MediaPacket, Port, PortOutput, TranscoderFactory};
@@ -39,6 +41,8 @@ pub struct WebRtc {
     pub(crate) locals: Arc<Vec<std::net::SocketAddr>>,
     /// Local addresses of the ICE-TCP listeners (passive candidates).
     pub(crate) tcp_locals: Arc<Vec<std::net::SocketAddr>>,
+    /// TURN allocations: (local socket, relayed address).
+    pub(crate) relayed: Arc<Vec<(std::net::SocketAddr, std::net::SocketAddr)>>,
     /// Default external addresses (externalIPv4 / externalIPv6) of new endpoints.
     pub(crate) external: (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
     /// Public addresses of the sockets, learnt from the STUN server: (local, mapped).
@@ -86,12 +90,23 @@ impl WebRtc {
             }
             None => vec![],
         };
+        let clock = turn::Clock::new();
+        // At most 3 s for the TURN allocations; without them, no relay candidates.
+        let relays = match &settings.turn {
+            Some(url) => turn::allocate(&sockets, url, std::time::Duration::from_secs(3), clock),
+            None => vec![],
+        };
+        let relayed: Vec<_> = relays
+            .iter()
+            .map(|r| (locals[r.socket], r.relayed))
+            .collect();
         let (ctl, rx) = mpsc::unbounded_channel();
-        shell::spawn(sockets, listeners, rx, events)?;
+        shell::spawn(sockets, listeners, relays, clock, rx, events)?;
         let w = WebRtc {
             ctl,
             locals: Arc::new(locals),
             tcp_locals: Arc::new(tcp_locals),
+            relayed: Arc::new(relayed),
             external: (settings.external_ipv4, settings.external_ipv6),
             srflx: Arc::new(srflx),
             next_key: Arc::new(AtomicU64::new(1)),
@@ -113,6 +128,7 @@ impl WebRtc {
             ctl,
             locals: Arc::new(locals),
             tcp_locals: Arc::new(vec![]),
+            relayed: Arc::new(vec![]),
             external: (None, None),
             srflx: Arc::new(vec![]),
             next_key: Arc::new(AtomicU64::new(1)),

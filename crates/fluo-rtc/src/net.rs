@@ -24,6 +24,9 @@ pub struct NetSettings {
     /// KMS's iceTcp (KMS_ICE_TCP, default on): also offer passive ICE-TCP host candidates
     /// (RFC 6544, RFC 4571 framing), for browsers whose UDP is blocked.
     pub ice_tcp: bool,
+    /// KMS's turnURL (KMS_TURN_URL): a TURN server to allocate relayed addresses on at start,
+    /// announced as extra candidates.
+    pub turn: Option<crate::turn::TurnUrl>,
 }
 
 impl Default for NetSettings {
@@ -36,6 +39,7 @@ impl Default for NetSettings {
             external_ipv6: None,
             stun_server: None,
             ice_tcp: true,
+            turn: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! TCP input; what the core sends to such a remote is framed onto its connection.
 
 use crate::core::{Control, Datagram, MediaCore};
+use crate::turn::{Clock, Relay};
 use crate::EventSink;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -42,6 +43,8 @@ enum TcpEvent {
 pub(crate) fn spawn(
     sockets: Vec<UdpSocket>,
     listeners: Vec<TcpListener>,
+    mut relays: Vec<Relay>,
+    clock: Clock,
     mut ctl: mpsc::UnboundedReceiver<Control>,
     events: EventSink,
 ) -> std::io::Result<()> {
@@ -74,9 +77,13 @@ pub(crate) fn spawn(
                     HashMap::new();
                 let mut core = MediaCore::new(Instant::now());
                 let mut buf = vec![0u8; 2048];
+                let mut relay_next: Option<Instant> = None;
                 loop {
                     let next = core
                         .poll_timeout()
+                        .into_iter()
+                        .chain(relay_next)
+                        .min()
                         .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
                     tokio::select! {
                         c = ctl.recv() => {
@@ -87,7 +94,17 @@ pub(crate) fn spawn(
                             }
                         }
                         (i, n, src) = recv_any(&sockets, &mut buf) => {
-                            core.handle_receive(Instant::now(), locals[i], src, &buf[..n]);
+                            let now = Instant::now();
+                            match relays.iter_mut().find(|r| r.socket == i && r.server == src) {
+                                // Relayed for a peer: as if received on the relayed address.
+                                Some(r) => {
+                                    let relayed = r.relayed;
+                                    for (peer, data) in r.receive(clock, now, locals[i], &buf[..n]) {
+                                        core.handle_receive(now, relayed, peer, &data);
+                                    }
+                                }
+                                None => core.handle_receive(now, locals[i], src, &buf[..n]),
+                            }
                         }
                         (i, stream, remote) = accept_any(&listeners) => {
                             let local = tcp_locals[i];
@@ -113,8 +130,29 @@ pub(crate) fn spawn(
                         },
                         _ = tokio::time::sleep_until(next.into()) => core.handle_timeout(Instant::now()),
                     }
+                    let now = Instant::now();
+                    while let Some(ip) = core.poll_permit() {
+                        for r in relays.iter_mut() {
+                            r.permit(clock, now, ip);
+                        }
+                    }
                     while let Some(d) = core.poll_transmit() {
-                        send(&d, &locals, &sockets, &conns);
+                        match relays.iter_mut().find(|r| r.relayed == d.source) {
+                            Some(r) => {
+                                if let Some(bytes) = r.send(clock, now, d.destination, &d.contents) {
+                                    let _ = sockets[r.socket].try_send_to(&bytes, r.server);
+                                }
+                            }
+                            None => send(&d, &locals, &sockets, &conns),
+                        }
+                    }
+                    relay_next = None;
+                    for r in relays.iter_mut() {
+                        let (out, next) = r.poll(clock, now);
+                        for bytes in out {
+                            let _ = sockets[r.socket].try_send_to(&bytes, r.server);
+                        }
+                        relay_next = relay_next.into_iter().chain(next).min();
                     }
                     while let Some((id, ev, fields)) = core.poll_event() {
                         events(&id, &ev, fields);

@@ -69,6 +69,10 @@ pub struct Cli {
     /// The same for IPv6 candidates (KMS's externalIPv6) [default: none].
     #[arg(long = "external-ipv6", env = "KMS_EXTERNAL_IPV6")]
     pub external_ipv6: Option<std::net::Ipv6Addr>,
+    /// TURN server for relay candidates, user:password@host:port[?transport=udp] (KMS's
+    /// turnURL) [default: none].
+    #[arg(long = "turn-url", env = "KMS_TURN_URL")]
+    pub turn_url: Option<String>,
     /// Offer passive ICE-TCP candidates too, 1 or 0 (KMS's iceTcp) [default: 1].
     #[arg(long = "ice-tcp", env = "KMS_ICE_TCP", value_parser = parse_flag)]
     pub ice_tcp: Option<bool>,
@@ -202,6 +206,22 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Takes a turnURL; a malformed one is logged and ignored (as KMS does): the server runs,
+    /// without relay candidates. An empty one clears it.
+    fn set_turn_url(&mut self, u: &str) {
+        if u.trim().is_empty() {
+            self.net.turn = None;
+            return;
+        }
+        match fluo_rtc::TurnUrl::parse(u) {
+            Ok(t) => self.net.turn = Some(t),
+            Err(e) => {
+                tracing::error!("{e}: no TURN relay candidates");
+                self.net.turn = None;
+            }
+        }
+    }
+
     /// Builds the effective configuration from flags (and the file they name).
     pub fn from_cli(cli: &Cli) -> Result<Config, ConfigError> {
         let mut c = Config::default();
@@ -262,6 +282,9 @@ impl Config {
         }
         if let Some(on) = cli.ice_tcp {
             c.net.ice_tcp = on;
+        }
+        if let Some(u) = &cli.turn_url {
+            c.set_turn_url(u);
         }
         if let Some(ip) = cli.stun_address {
             c.net.stun_server = Some(std::net::SocketAddr::new(ip, cli.stun_port.unwrap_or(3478)));
@@ -381,6 +404,10 @@ impl Config {
                     .map_err(|_| "fluo.stunServerPort out of range".to_string())?;
                 self.net.stun_server = Some(std::net::SocketAddr::new(ip, port));
             }
+        }
+        if let Some(v) = at("/fluo/turnUrl") {
+            let u = v.as_str().ok_or("fluo.turnUrl must be a string")?;
+            self.set_turn_url(u);
         }
         if let Some(v) = at("/fluo/iceTcp") {
             self.net.ice_tcp = match v {

@@ -33,7 +33,11 @@ impl Peer {
 
     /// A peer whose one host candidate is a socket bound to `addr` (e.g. `[::1]:0`).
     pub fn bind(addr: SocketAddr, cfg: RtcConfig) -> Peer {
-        let sock = UdpSocket::bind(addr).expect("udp");
+        Peer::from_socket(UdpSocket::bind(addr).expect("udp"), cfg)
+    }
+
+    /// A peer on a socket made elsewhere (e.g. inside another network namespace).
+    pub fn from_socket(sock: UdpSocket, cfg: RtcConfig) -> Peer {
         sock.set_nonblocking(true).expect("nonblocking");
         let addr = sock.local_addr().expect("addr");
         let mut rtc = cfg.build(Instant::now());

@@ -24,6 +24,8 @@ pub struct World {
     inbox: HashMap<u64, VecDeque<Value>>,
     /// Datagrams from Fluo to browsers that the network dropped.
     pub dropped: u64,
+    /// Datagrams from Fluo to addresses where no browser is (any more).
+    pub to_nobody: u64,
     /// Drop a datagram from Fluo to a browser when this returns true.
     pub drop_to: Option<DropRule>,
     /// A 1:1 NAT in front of Fluo: browsers reach the server at this public address.
@@ -58,6 +60,7 @@ impl World {
             next_id: 0,
             inbox: HashMap::new(),
             dropped: 0,
+            to_nobody: 0,
             drop_to: None,
             public_addr: None,
         }
@@ -259,6 +262,8 @@ impl World {
                         _ => d.source,
                     };
                     self.browsers[i].receive(self.now.mono, from, &d.contents);
+                } else {
+                    self.to_nobody += 1;
                 }
             }
             while let Some((id, ev, fields)) = self.core.poll_event() {

@@ -368,6 +368,25 @@ fn a_vanished_peer_is_reported_and_released_endpoints_leave_the_media_core() {
             .any(|(t, d)| t == "ConnectionStateChanged" && d["newState"] == "DISCONNECTED"),
         "{evs:?}"
     );
+    // Once the peer is known gone, the endpoint stops sending to it and stops waking up.
+    let sent_before = w.to_nobody;
+    w.run(Duration::from_secs(60), ms(50), |_| {});
+    let next = w
+        .core
+        .poll_timeout()
+        .map(|t| t.saturating_duration_since(w.now.mono));
+    println!(
+        "to the vanished peer: {sent_before} datagrams until DISCONNECTED, {} in the next 60 s; next timer in {next:?}",
+        w.to_nobody - sent_before,
+    );
+    assert_eq!(
+        w.to_nobody, sent_before,
+        "nothing more is sent to a peer that is gone"
+    );
+    assert!(
+        next.is_some_and(|d| d >= Duration::from_secs(1)),
+        "its timer is slow: {next:?}"
+    );
     assert_eq!(w.core.endpoint_count(), 1);
     w.ok("release", json!({"object": p}));
     w.settle();

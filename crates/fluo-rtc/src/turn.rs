@@ -1,0 +1,340 @@
+//! TURN relay candidates (KMS's turnURL): one UDP allocation per media socket of the TURN
+//! server's address family, through the sans-IO client of `turn-client-proto`.
+//!
+//! The endpoints run ICE-lite, which announces host candidates only, so the relayed address
+//! is announced as a host candidate, as the STUN-learnt one is. What the TURN server relays
+//! from a peer reaches the media core as a datagram received on the relayed address; what
+//! the core sends from the relayed address goes to the TURN server (a Send indication, then
+//! a ChannelData once the channel is bound). A peer's packets pass the TURN server only with
+//! a permission for its IP: the endpoints ask for one for every remote candidate they learn.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::time::{Duration, Instant};
+use turn_client_proto::api::{TurnClientApi, TurnConfig, TurnEvent, TurnPollRet, TurnRecvRet};
+use turn_client_proto::stun::agent::Transmit;
+use turn_client_proto::types::{TransportType, TurnCredentials};
+use turn_client_proto::udp::TurnClientUdp;
+
+/// A parsed turnURL: `user:password@host:port[?transport=udp|tcp]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TurnUrl {
+    /// Long-term credential user name.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// The TURN server.
+    pub server: SocketAddr,
+    /// The transport to the TURN server (`?transport=`): only UDP is supported.
+    pub tcp: bool,
+}
+
+impl std::fmt::Debug for TurnUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password in logs.
+        write!(
+            f,
+            "{}:***@{}{}",
+            self.user,
+            self.server,
+            if self.tcp { "?transport=tcp" } else { "" }
+        )
+    }
+}
+
+impl TurnUrl {
+    /// Parses KMS's turnURL format; the host may be a name (resolved now).
+    pub fn parse(s: &str) -> Result<TurnUrl, String> {
+        let s = s.trim();
+        let s = s
+            .strip_prefix("turn:")
+            .or_else(|| s.strip_prefix("turn://"))
+            .unwrap_or(s);
+        let (rest, query) = match s.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (s, None),
+        };
+        let (creds, hostport) = rest
+            .rsplit_once('@')
+            .ok_or("turnURL must be user:password@host:port")?;
+        let (user, password) = creds
+            .split_once(':')
+            .ok_or("turnURL must be user:password@host:port")?;
+        if user.is_empty() {
+            return Err("turnURL has an empty user name".into());
+        }
+        let tcp = match query {
+            None => false,
+            Some(q) => match q.strip_prefix("transport=") {
+                Some(t) if t.eq_ignore_ascii_case("udp") => false,
+                Some(t) if t.eq_ignore_ascii_case("tcp") => true,
+                _ => return Err(format!("turnURL: unknown query '{q}' (transport=udp|tcp)")),
+            },
+        };
+        if !hostport.contains(':') || hostport.ends_with(':') {
+            return Err("turnURL needs a port: user:password@host:port".into());
+        }
+        let server = hostport
+            .to_socket_addrs()
+            .map_err(|e| format!("turnURL: cannot resolve {hostport}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("turnURL: {hostport} has no address"))?;
+        Ok(TurnUrl {
+            user: user.to_string(),
+            password: password.to_string(),
+            server,
+            tcp,
+        })
+    }
+}
+
+/// An allocation on the TURN server, made from the media socket `socket`.
+#[derive(Debug)]
+pub(crate) struct Relay {
+    /// Index of the media socket it uses.
+    pub socket: usize,
+    /// The TURN server.
+    pub server: SocketAddr,
+    /// The relayed address (announced as a candidate).
+    pub relayed: SocketAddr,
+    client: TurnClientUdp,
+    /// Peers a channel was asked for.
+    channels: HashSet<SocketAddr>,
+}
+
+/// Converts between the std clock and the client's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock(Instant);
+
+impl Clock {
+    pub fn new() -> Clock {
+        Clock(Instant::now())
+    }
+    fn to(self, t: Instant) -> turn_client_proto::stun::Instant {
+        let n = t.saturating_duration_since(self.0).as_nanos();
+        turn_client_proto::stun::Instant::from_nanos(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+    fn from(self, t: turn_client_proto::stun::Instant) -> Instant {
+        self.0 + Duration::from_nanos(u64::try_from(t.as_nanos()).unwrap_or(0))
+    }
+}
+
+/// Allocates a relay on `url`'s server from each socket of its address family, waiting at
+/// most `wait` in all; sockets whose allocation fails (unreachable server, wrong
+/// credentials) get none, with a warning.
+pub(crate) fn allocate(
+    sockets: &[UdpSocket],
+    url: &TurnUrl,
+    wait: Duration,
+    clock: Clock,
+) -> Vec<Relay> {
+    if url.tcp {
+        tracing::warn!(turn = ?url, "TURN over TCP is not supported yet: no relay candidates");
+        return vec![];
+    }
+    let mut pending: Vec<(usize, TurnClientUdp)> = sockets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let local = s.local_addr().ok()?;
+            (local.is_ipv4() == url.server.is_ipv4()).then(|| {
+                let creds = TurnCredentials::new(&url.user, &url.password);
+                (
+                    i,
+                    TurnClientUdp::allocate(local, url.server, TurnConfig::new(creds)),
+                )
+            })
+        })
+        .collect();
+    let mut done = vec![];
+    let deadline = Instant::now() + wait;
+    let mut buf = [0u8; 2048];
+    while !pending.is_empty() && Instant::now() < deadline {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < pending.len() {
+            let (si, client) = &mut pending[i];
+            let sock = &sockets[*si];
+            let _ = client.poll(clock.to(now));
+            while let Some(t) = client.poll_transmit(clock.to(now)) {
+                let _ = sock.send_to(t.data.as_ref(), t.to);
+            }
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                if from != url.server {
+                    continue;
+                }
+                let local = sock.local_addr().unwrap_or(url.server);
+                let t = Transmit {
+                    data: &buf[..n],
+                    transport: TransportType::Udp,
+                    from,
+                    to: local,
+                };
+                let _ = client.recv(t, clock.to(now));
+            }
+            let mut outcome = None;
+            while let Some(ev) = client.poll_event() {
+                match ev {
+                    TurnEvent::AllocationCreated(TransportType::Udp, addr) => {
+                        outcome = Some(Ok(addr))
+                    }
+                    TurnEvent::AllocationCreateFailed(f) => {
+                        outcome = Some(Err(format!("allocation failed ({f:?})")))
+                    }
+                    _ => {}
+                }
+            }
+            match outcome {
+                Some(Ok(relayed)) => {
+                    let (si, client) = pending.swap_remove(i);
+                    tracing::info!(turn = ?url, %relayed, "TURN relay allocated");
+                    done.push(Relay {
+                        socket: si,
+                        server: url.server,
+                        relayed,
+                        client,
+                        channels: HashSet::new(),
+                    });
+                }
+                Some(Err(e)) => {
+                    pending.swap_remove(i);
+                    tracing::warn!(turn = ?url, "TURN: {e} (wrong credentials?): no relay candidate");
+                }
+                None => i += 1,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if !pending.is_empty() {
+        tracing::warn!(turn = ?url, "no TURN allocation within {wait:?} (server unreachable, or credentials refused): no relay candidate");
+    }
+    done
+}
+
+impl Relay {
+    /// A datagram from the TURN server: a peer's data (`Some((peer, data))`) or the
+    /// client's own business.
+    pub fn receive(
+        &mut self,
+        clock: Clock,
+        now: Instant,
+        local: SocketAddr,
+        data: &[u8],
+    ) -> Vec<(SocketAddr, Vec<u8>)> {
+        let t = Transmit {
+            data,
+            transport: TransportType::Udp,
+            from: self.server,
+            to: local,
+        };
+        let mut out = vec![];
+        match self.client.recv(t, clock.to(now)) {
+            TurnRecvRet::PeerData(d) => out.push((d.peer, d.data().to_vec())),
+            TurnRecvRet::Handled | TurnRecvRet::Ignored(_) | TurnRecvRet::PeerIcmp { .. } => {}
+        }
+        while let Some(d) = self.client.poll_recv(clock.to(now)) {
+            out.push((d.peer, d.data().to_vec()));
+        }
+        out
+    }
+
+    /// Wraps `data` for `peer`: the datagram to send to the TURN server, if any.
+    pub fn send(
+        &mut self,
+        clock: Clock,
+        now: Instant,
+        peer: SocketAddr,
+        data: &[u8],
+    ) -> Option<Vec<u8>> {
+        let t = clock.to(now);
+        if !self.client.have_permission(TransportType::Udp, peer.ip()) {
+            self.permit(clock, now, peer.ip());
+            return None;
+        }
+        let built = match self.client.send_to(TransportType::Udp, peer, data, t) {
+            Ok(Some(b)) => Some(b.build().data),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::trace!(%peer, "TURN send: {e}");
+                None
+            }
+        };
+        // A channel costs 4 bytes per packet instead of a 36-byte Send indication.
+        if self.channels.len() < 4000 && self.channels.insert(peer) {
+            let _ = self.client.bind_channel(TransportType::Udp, peer, t);
+        }
+        built
+    }
+
+    /// Lets `ip` send to us through the relay.
+    pub fn permit(&mut self, clock: Clock, now: Instant, ip: IpAddr) {
+        if ip.is_ipv4() != self.relayed.is_ipv4()
+            || self.client.have_permission(TransportType::Udp, ip)
+        {
+            return;
+        }
+        if let Err(e) = self
+            .client
+            .create_permission(TransportType::Udp, ip, clock.to(now))
+        {
+            tracing::debug!(%ip, "TURN permission: {e}");
+        }
+    }
+
+    /// Refreshes, retransmissions: datagrams for the TURN server, and when to come back.
+    pub fn poll(&mut self, clock: Clock, now: Instant) -> (Vec<Vec<u8>>, Option<Instant>) {
+        let t = clock.to(now);
+        // TCP allocations' requests cannot happen on a UDP client: wait for the next time.
+        let next = loop {
+            if let TurnPollRet::WaitUntil(w) = self.client.poll(t) {
+                break Some(clock.from(w));
+            }
+        };
+        let mut out = vec![];
+        while let Some(tr) = self.client.poll_transmit(t) {
+            out.push(tr.data.as_ref().to_vec());
+        }
+        while let Some(ev) = self.client.poll_event() {
+            match ev {
+                TurnEvent::PermissionCreateFailed(_, ip) => {
+                    tracing::warn!(%ip, relayed = %self.relayed, "TURN permission refused")
+                }
+                TurnEvent::AllocationCreateFailed(_) => {
+                    tracing::warn!(relayed = %self.relayed, "TURN allocation lost")
+                }
+                other => tracing::debug!(relayed = %self.relayed, "TURN: {other:?}"),
+            }
+        }
+        (out, next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turn_urls_parse_as_kms_writes_them() {
+        let u = TurnUrl::parse("fluo:s3cr:et@127.0.0.1:3478").unwrap();
+        assert_eq!(u.user, "fluo");
+        assert_eq!(u.password, "s3cr:et");
+        assert_eq!(u.server, "127.0.0.1:3478".parse().unwrap());
+        assert!(!u.tcp);
+        assert!(!format!("{u:?}").contains("s3cr"), "no password in logs");
+        let u = TurnUrl::parse("a:b@10.0.0.1:3479?transport=tcp").unwrap();
+        assert!(u.tcp);
+        assert!(TurnUrl::parse("a:b@10.0.0.1:3479?transport=UDP").is_ok());
+        for bad in [
+            "",
+            "10.0.0.1:3478",
+            "user@10.0.0.1:3478",
+            ":pw@10.0.0.1:3478",
+            "a:b@10.0.0.1",
+            "a:b@10.0.0.1:",
+            "a:b@10.0.0.1:99999",
+            "a:b@10.0.0.1:3478?transport=sctp",
+        ] {
+            assert!(TurnUrl::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! TURN relay candidates against a real coturn, across network namespaces this test makes:
+//!
+//! ```text
+//!   this process (Fluo)          netns T (coturn)                 netns P (peer)
+//!   veth A0 10.N.1.1  <------>  A1 10.N.1.2   B1 10.N.2.1  <------>  B2 10.N.2.2
+//! ```
+//!
+//! The peer can reach only coturn's relay side (10.N.2.1): media flows only through the
+//! relayed address Fluo allocated. Wrong credentials and an unreachable TURN server leave
+//! the host candidates and a server that starts within its bound. Needs root, `ip netns`
+//! and coturn's `turnserver` (`make test` installs it); without them the test says SKIPPED.
+
+use fluo_testkit::live::{start_server_with, Client};
+use fluo_testkit::udp_peer::Peer;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn sh(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The namespaces, links and coturn; all removed on drop.
+struct Net {
+    t: String,
+    p: String,
+    a0: String,
+    n: u32,
+    coturn: Option<Child>,
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.coturn.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = sh(&["ip", "link", "del", &self.a0]);
+        let _ = sh(&["ip", "netns", "del", &self.t]);
+        let _ = sh(&["ip", "netns", "del", &self.p]);
+    }
+}
+
+impl Net {
+    fn ip(&self, side: u32, host: u32) -> String {
+        format!("10.{}.{side}.{host}", self.n)
+    }
+
+    fn setup() -> Result<Net, String> {
+        let pid = std::process::id();
+        let tag = pid % 100_000;
+        let mut net = Net {
+            t: format!("fluo{tag}t"),
+            p: format!("fluo{tag}p"),
+            a0: format!("fv{tag}a0"),
+            n: 200 + pid % 50,
+            coturn: None,
+        };
+        let (t, p) = (net.t.clone(), net.p.clone());
+        let (a0, a1, b1, b2) = (
+            net.a0.clone(),
+            format!("fv{tag}a1"),
+            format!("fv{tag}b1"),
+            format!("fv{tag}b2"),
+        );
+        let cidr = |side, host| format!("{}/24", net.ip(side, host));
+        for cmd in [
+            vec!["ip", "netns", "add", &t],
+            vec!["ip", "netns", "add", &p],
+            vec![
+                "ip", "link", "add", &a0, "type", "veth", "peer", "name", &a1,
+            ],
+            vec!["ip", "link", "set", &a1, "netns", &t],
+            vec!["ip", "addr", "add", &cidr(1, 1), "dev", &a0],
+            vec!["ip", "link", "set", &a0, "up"],
+            vec!["ip", "-n", &t, "addr", "add", &cidr(1, 2), "dev", &a1],
+            vec!["ip", "-n", &t, "link", "set", &a1, "up"],
+            vec!["ip", "-n", &t, "link", "set", "lo", "up"],
+            vec![
+                "ip", "link", "add", &b1, "type", "veth", "peer", "name", &b2,
+            ],
+            vec!["ip", "link", "set", &b1, "netns", &t],
+            vec!["ip", "link", "set", &b2, "netns", &p],
+            vec!["ip", "-n", &t, "addr", "add", &cidr(2, 1), "dev", &b1],
+            vec!["ip", "-n", &t, "link", "set", &b1, "up"],
+            vec!["ip", "-n", &p, "addr", "add", &cidr(2, 2), "dev", &b2],
+            vec!["ip", "-n", &p, "link", "set", &b2, "up"],
+            vec!["ip", "-n", &p, "link", "set", "lo", "up"],
+        ] {
+            sh(&cmd)?;
+        }
+        let (listen, relay) = (net.ip(1, 2), net.ip(2, 1));
+        let coturn = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &t,
+                "turnserver",
+                "-n",
+                "--no-cli",
+                "--no-tls",
+                "--no-dtls",
+            ])
+            .args([
+                "--listening-ip",
+                &listen,
+                "--relay-ip",
+                &relay,
+                "--listening-port",
+                "3478",
+            ])
+            .args([
+                "--min-port",
+                "50000",
+                "--max-port",
+                "50100",
+                "--fingerprint",
+            ])
+            .args([
+                "--lt-cred-mech",
+                "--user",
+                "fluo:secret",
+                "--realm",
+                "fluo.test",
+            ])
+            .args([
+                "--log-file",
+                "stdout",
+                "--simple-log",
+                "--pidfile",
+                "/dev/null",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("turnserver: {e}"))?;
+        net.coturn = Some(coturn);
+        // Wait until coturn listens (its STUN answers a Binding request).
+        let probe =
+            std::net::UdpSocket::bind(format!("{}:0", net.ip(1, 1))).map_err(|e| e.to_string())?;
+        probe
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .ok();
+        let req = [
+            0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+        ];
+        let server: SocketAddr = format!("{listen}:3478").parse().unwrap();
+        let t0 = Instant::now();
+        loop {
+            let _ = probe.send_to(&req, server);
+            let mut b = [0u8; 512];
+            if probe.recv_from(&mut b).is_ok() {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                return Err("coturn did not start within 10 s".into());
+            }
+        }
+        Ok(net)
+    }
+
+    /// A UDP socket bound to `addr` inside the peer's namespace.
+    fn peer_socket(&self, addr: SocketAddr) -> std::net::UdpSocket {
+        let ns = format!("/var/run/netns/{}", self.p);
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&ns).expect("the peer namespace");
+            // SAFETY: setns(2) on a valid descriptor; it changes this thread's network
+            // namespace only, and the thread ends right after binding the socket.
+            let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            std::net::UdpSocket::bind(addr).expect("a socket in the peer namespace")
+        })
+        .join()
+        .expect("the setns thread")
+    }
+}
+
+fn missing_prerequisite() -> Option<String> {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root (network namespaces need CAP_NET_ADMIN)".into());
+    }
+    if Command::new("turnserver").arg("--help").output().is_err() {
+        return Some("coturn's turnserver is not installed (scripts/deps.sh test)".into());
+    }
+    sh(&["ip", "netns", "list"]).err()
+}
+
+fn candidates(sdp: &str) -> Vec<String> {
+    sdp.lines()
+        .filter(|l| l.starts_with("a=candidate"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn media_flows_through_a_coturn_relay_when_the_peer_reaches_nothing_else() {
+    if let Some(why) = missing_prerequisite() {
+        println!("SKIPPED: TURN over network namespaces: {why}");
+        return;
+    }
+    let net = Net::setup().expect("namespaces and coturn");
+    let turn = |creds: &str, host: &str| {
+        fluo_rtc::TurnUrl::parse(&format!("{creds}@{host}:3478")).expect("a turn URL")
+    };
+    let server = |turn: fluo_rtc::TurnUrl| {
+        start_server_with(fluo_server::Config {
+            net: fluo_rtc::NetSettings {
+                network_interfaces: Some(vec![net.a0.clone()]),
+                ice_tcp: false,
+                turn: Some(turn),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    };
+    let (host, relay_ip) = (net.ip(1, 1), net.ip(2, 1));
+    let port = server(turn("fluo:secret", &net.ip(1, 2)));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = Client::connect(port).await.unwrap();
+        let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
+        let ep = c
+            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
+            .await
+            .unwrap();
+        c.subscribe(&ep, "NewCandidatePairSelected").await.unwrap();
+        c.invoke(&ep, "connect", json!({"sink": ep})).await.unwrap();
+        let sock = net.peer_socket(format!("{}:0", net.ip(2, 2)).parse().unwrap());
+        let mut peer = Peer::from_socket(sock, str0m::RtcConfig::new());
+        let offer = peer.offer(str0m::media::Direction::SendRecv);
+        let answer = c
+            .invoke(&ep, "processOffer", json!({"offer": offer}))
+            .await
+            .unwrap();
+        let answer = answer.as_str().unwrap().to_string();
+        let cands = candidates(&answer);
+        println!("relay scenario, Fluo's candidates: {cands:#?}");
+        assert!(cands.iter().any(|c| c.contains(&format!(" {host} "))), "host: {cands:?}");
+        assert!(
+            cands.iter().any(|c| c.contains(&format!(" {relay_ip} "))),
+            "the relayed address on coturn: {cands:?}"
+        );
+        peer.accept(&answer);
+        let t0 = Instant::now();
+        let frame = vec![0u8; 800];
+        while t0.elapsed() < Duration::from_secs(10) && peer.frames_in < 20 {
+            peer.drive(Some(&frame));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        println!(
+            "relay: connected {} after {:?}, {} frames back",
+            peer.connected,
+            t0.elapsed(),
+            peer.frames_in
+        );
+        assert!(peer.frames_in >= 20, "media through the relay: {} frames", peer.frames_in);
+        let pair = c
+            .wait_event("NewCandidatePairSelected", &ep, Duration::from_secs(2))
+            .await
+            .expect("a selected pair");
+        println!("selected pair: {pair}");
+        assert!(pair.to_string().contains(&relay_ip), "{pair}");
+
+        // Wrong credentials and an unreachable server: host candidates only, and the server
+        // is ready (its first answer given) within a bound.
+        for (what, url) in [
+            ("wrong credentials", turn("fluo:wrong", &net.ip(1, 2))),
+            ("an unreachable TURN server", turn("fluo:secret", &net.ip(1, 99))),
+        ] {
+            let t0 = Instant::now();
+            let p = server(url);
+            let mut c = Client::connect(p).await.unwrap();
+            let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
+            let ep = c
+                .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
+                .await
+                .unwrap();
+            let a = c
+                .invoke(&ep, "processOffer", json!({"offer": Peer::new(str0m::RtcConfig::new()).offer(str0m::media::Direction::SendRecv)}))
+                .await
+                .unwrap();
+            let cands = candidates(a.as_str().unwrap());
+            println!("{what}: first answer after {:?}, candidates {cands:?}", t0.elapsed());
+            assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
+            assert!(!cands.is_empty(), "gathering completes with what is possible");
+            assert!(cands.iter().all(|c| !c.contains(&relay_ip)), "{cands:?}");
+        }
+    });
+    drop(net);
+}
