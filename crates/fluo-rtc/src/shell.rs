@@ -5,7 +5,7 @@
 //! TCP input; what the core sends to such a remote is framed onto its connection.
 
 use crate::core::{Control, Datagram, MediaCore};
-use crate::turn::{Clock, Relay};
+use crate::turn::{Clock, Io, Relay};
 use crate::EventSink;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -38,6 +38,8 @@ enum TcpEvent {
         local: SocketAddr,
         remote: SocketAddr,
     },
+    /// Bytes from the TCP connection of the TURN allocation `relay`.
+    Turn { relay: usize, data: Vec<u8> },
 }
 
 pub(crate) fn spawn(
@@ -75,6 +77,17 @@ pub(crate) fn spawn(
                 let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(4096);
                 let mut conns: HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>> =
                     HashMap::new();
+                // TURN allocations over TCP: a reader task each, and a writer queue.
+                let mut turn_writers: HashMap<usize, mpsc::Sender<Vec<u8>>> = HashMap::new();
+                for (idx, r) in relays.iter_mut().enumerate() {
+                    if let Io::Tcp(stream) = &mut r.io {
+                        let Some(st) = stream.take() else { continue };
+                        let Ok(st) = tokio::net::TcpStream::from_std(st) else { continue };
+                        let (wtx, wrx) = mpsc::channel(TCP_SEND_QUEUE);
+                        turn_writers.insert(idx, wtx);
+                        tokio::spawn(turn_connection(st, idx, tcp_tx.clone(), wrx));
+                    }
+                }
                 let mut core = MediaCore::new(Instant::now());
                 let mut buf = vec![0u8; 2048];
                 let mut relay_next: Option<Instant> = None;
@@ -95,11 +108,14 @@ pub(crate) fn spawn(
                         }
                         (i, n, src) = recv_any(&sockets, &mut buf) => {
                             let now = Instant::now();
-                            match relays.iter_mut().find(|r| r.socket == i && r.server == src) {
+                            let udp_relay = relays
+                                .iter_mut()
+                                .find(|r| matches!(r.io, Io::Udp(s) if s == i) && r.server == src);
+                            match udp_relay {
                                 // Relayed for a peer: as if received on the relayed address.
                                 Some(r) => {
                                     let relayed = r.relayed;
-                                    for (peer, data) in r.receive(clock, now, locals[i], &buf[..n]) {
+                                    for (peer, data) in r.receive(clock, now, &buf[..n]) {
                                         core.handle_receive(now, relayed, peer, &data);
                                     }
                                 }
@@ -127,6 +143,14 @@ pub(crate) fn spawn(
                             TcpEvent::Closed { local, remote } => {
                                 conns.remove(&(local, remote));
                             }
+                            TcpEvent::Turn { relay, data } => {
+                                if let Some(r) = relays.get_mut(relay) {
+                                    let relayed = r.relayed;
+                                    for (peer, data) in r.receive(clock, Instant::now(), &data) {
+                                        core.handle_receive(Instant::now(), relayed, peer, &data);
+                                    }
+                                }
+                            }
                         },
                         _ = tokio::time::sleep_until(next.into()) => core.handle_timeout(Instant::now()),
                     }
@@ -137,20 +161,21 @@ pub(crate) fn spawn(
                         }
                     }
                     while let Some(d) = core.poll_transmit() {
-                        match relays.iter_mut().find(|r| r.relayed == d.source) {
-                            Some(r) => {
+                        match relays.iter().position(|r| r.relayed == d.source) {
+                            Some(idx) => {
+                                let r = &mut relays[idx];
                                 if let Some(bytes) = r.send(clock, now, d.destination, &d.contents) {
-                                    let _ = sockets[r.socket].try_send_to(&bytes, r.server);
+                                    to_turn(r, idx, bytes, &sockets, &turn_writers);
                                 }
                             }
                             None => send(&d, &locals, &sockets, &conns),
                         }
                     }
                     relay_next = None;
-                    for r in relays.iter_mut() {
+                    for (idx, r) in relays.iter_mut().enumerate() {
                         let (out, next) = r.poll(clock, now);
                         for bytes in out {
-                            let _ = sockets[r.socket].try_send_to(&bytes, r.server);
+                            to_turn(r, idx, bytes, &sockets, &turn_writers);
                         }
                         relay_next = relay_next.into_iter().chain(next).min();
                     }
@@ -161,6 +186,65 @@ pub(crate) fn spawn(
             });
         })?;
     Ok(())
+}
+
+/// Bytes for the TURN server of allocation `idx`: on its media socket, or its TCP connection
+/// (where the client already framed them).
+fn to_turn(
+    r: &Relay,
+    idx: usize,
+    bytes: Vec<u8>,
+    sockets: &[tokio::net::UdpSocket],
+    writers: &HashMap<usize, mpsc::Sender<Vec<u8>>>,
+) {
+    match r.io {
+        Io::Udp(i) => {
+            let _ = sockets[i].try_send_to(&bytes, r.server);
+        }
+        Io::Tcp(_) => {
+            if let Some(w) = writers.get(&idx) {
+                let _ = w.try_send(bytes);
+            }
+        }
+    }
+}
+
+/// The TCP connection of a TURN allocation: bytes read go to the media loop, queued bytes
+/// are written.
+async fn turn_connection(
+    stream: tokio::net::TcpStream,
+    relay: usize,
+    to_core: mpsc::Sender<TcpEvent>,
+    mut outgoing: mpsc::Receiver<Vec<u8>>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = outgoing.recv().await {
+            if wr.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let ev = TcpEvent::Turn {
+                    relay,
+                    data: buf[..n].to_vec(),
+                };
+                if to_core.send(ev).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::warn!(
+        relay,
+        "the TCP connection to the TURN server closed: its relay is gone"
+    );
+    writer.abort();
 }
 
 fn send(

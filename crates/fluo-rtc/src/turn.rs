@@ -13,8 +13,11 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
 use turn_client_proto::api::{TurnClientApi, TurnConfig, TurnEvent, TurnPollRet, TurnRecvRet};
 use turn_client_proto::stun::agent::Transmit;
+use turn_client_proto::tcp::TurnClientTcp;
 use turn_client_proto::types::{TransportType, TurnCredentials};
 use turn_client_proto::udp::TurnClientUdp;
+
+turn_client_proto::impl_client!(Client, (Udp, TurnClientUdp), (Tcp, TurnClientTcp));
 
 /// A parsed turnURL: `user:password@host:port[?transport=udp|tcp]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -25,7 +28,7 @@ pub struct TurnUrl {
     pub password: String,
     /// The TURN server.
     pub server: SocketAddr,
-    /// The transport to the TURN server (`?transport=`): only UDP is supported.
+    /// The transport to the TURN server (`?transport=tcp`); the relayed side is UDP.
     pub tcp: bool,
 }
 
@@ -88,16 +91,29 @@ impl TurnUrl {
     }
 }
 
-/// An allocation on the TURN server, made from the media socket `socket`.
+/// How an allocation talks to its TURN server.
+#[derive(Debug)]
+pub(crate) enum Io {
+    /// Through the media socket with this index.
+    Udp(usize),
+    /// Over its own TCP connection (taken by the media thread when it starts).
+    Tcp(Option<std::net::TcpStream>),
+}
+
+/// An allocation on the TURN server, made for the media socket `socket`.
 #[derive(Debug)]
 pub(crate) struct Relay {
-    /// Index of the media socket it uses.
+    /// Index of the media socket it belongs to (its address family).
     pub socket: usize,
     /// The TURN server.
     pub server: SocketAddr,
     /// The relayed address (announced as a candidate).
     pub relayed: SocketAddr,
-    client: TurnClientUdp,
+    /// The transport to the TURN server.
+    pub io: Io,
+    /// The client's address towards the TURN server.
+    local: SocketAddr,
+    client: Client,
     /// Peers a channel was asked for.
     channels: HashSet<SocketAddr>,
 }
@@ -119,61 +135,132 @@ impl Clock {
     }
 }
 
-/// Allocates a relay on `url`'s server from each socket of its address family, waiting at
-/// most `wait` in all; sockets whose allocation fails (unreachable server, wrong
-/// credentials) get none, with a warning.
+/// One allocation being made: the client, its I/O, and bytes read but not yet given.
+struct Pending {
+    socket: usize,
+    client: Client,
+    io: Io,
+    local: SocketAddr,
+}
+
+impl Pending {
+    fn send(&mut self, sockets: &[UdpSocket], to: SocketAddr, data: &[u8]) {
+        match &mut self.io {
+            Io::Udp(i) => {
+                let _ = sockets[*i].send_to(data, to);
+            }
+            Io::Tcp(Some(s)) => {
+                use std::io::Write;
+                let _ = s.set_nonblocking(false);
+                let _ = s.write_all(data);
+                let _ = s.set_nonblocking(true);
+            }
+            Io::Tcp(None) => {}
+        }
+    }
+
+    /// What arrived from the TURN server.
+    fn read(&mut self, sockets: &[UdpSocket], server: SocketAddr, buf: &mut [u8]) -> Vec<Vec<u8>> {
+        let mut out = vec![];
+        match &mut self.io {
+            Io::Udp(i) => {
+                while let Ok((n, from)) = sockets[*i].recv_from(buf) {
+                    if from == server {
+                        out.push(buf[..n].to_vec());
+                    }
+                }
+            }
+            Io::Tcp(Some(s)) => {
+                use std::io::Read;
+                while let Ok(n) = s.read(buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    out.push(buf[..n].to_vec());
+                }
+            }
+            Io::Tcp(None) => {}
+        }
+        out
+    }
+}
+
+/// Allocates a relay on `url`'s server for each socket of its address family (from the
+/// socket itself over UDP, or over a TCP connection of its own), waiting at most `wait` in
+/// all; sockets whose allocation fails (unreachable server, wrong credentials) get none,
+/// with a warning.
 pub(crate) fn allocate(
     sockets: &[UdpSocket],
     url: &TurnUrl,
     wait: Duration,
     clock: Clock,
 ) -> Vec<Relay> {
-    if url.tcp {
-        tracing::warn!(turn = ?url, "TURN over TCP is not supported yet: no relay candidates");
-        return vec![];
-    }
-    let mut pending: Vec<(usize, TurnClientUdp)> = sockets
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            let local = s.local_addr().ok()?;
-            (local.is_ipv4() == url.server.is_ipv4()).then(|| {
-                let creds = TurnCredentials::new(&url.user, &url.password);
-                (
-                    i,
-                    TurnClientUdp::allocate(local, url.server, TurnConfig::new(creds)),
-                )
-            })
-        })
-        .collect();
-    let mut done = vec![];
     let deadline = Instant::now() + wait;
-    let mut buf = [0u8; 2048];
+    let transport = if url.tcp {
+        TransportType::Tcp
+    } else {
+        TransportType::Udp
+    };
+    let mut pending: Vec<Pending> = vec![];
+    for (i, s) in sockets.iter().enumerate() {
+        let Ok(local) = s.local_addr() else { continue };
+        if local.is_ipv4() != url.server.is_ipv4() {
+            continue;
+        }
+        let creds = TurnCredentials::new(&url.user, &url.password);
+        let config = TurnConfig::new(creds);
+        if url.tcp {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let stream = match std::net::TcpStream::connect_timeout(&url.server, left) {
+                Ok(st) => st,
+                Err(e) => {
+                    tracing::warn!(turn = ?url, "TURN server unreachable over TCP: {e}: no relay candidate");
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let _ = stream.set_nonblocking(true);
+            let Ok(tcp_local) = stream.local_addr() else {
+                continue;
+            };
+            pending.push(Pending {
+                socket: i,
+                client: Client::Tcp(TurnClientTcp::allocate(tcp_local, url.server, config)),
+                io: Io::Tcp(Some(stream)),
+                local: tcp_local,
+            });
+        } else {
+            pending.push(Pending {
+                socket: i,
+                client: Client::Udp(TurnClientUdp::allocate(local, url.server, config)),
+                io: Io::Udp(i),
+                local,
+            });
+        }
+    }
+    let mut done = vec![];
+    let mut buf = [0u8; 4096];
     while !pending.is_empty() && Instant::now() < deadline {
         let now = Instant::now();
         let mut i = 0;
         while i < pending.len() {
-            let (si, client) = &mut pending[i];
-            let sock = &sockets[*si];
-            let _ = client.poll(clock.to(now));
-            while let Some(t) = client.poll_transmit(clock.to(now)) {
-                let _ = sock.send_to(t.data.as_ref(), t.to);
+            let p = &mut pending[i];
+            let _ = p.client.poll(clock.to(now));
+            while let Some(t) = p.client.poll_transmit(clock.to(now)) {
+                let data = t.data.as_ref().to_vec();
+                p.send(sockets, t.to, &data);
             }
-            while let Ok((n, from)) = sock.recv_from(&mut buf) {
-                if from != url.server {
-                    continue;
-                }
-                let local = sock.local_addr().unwrap_or(url.server);
+            for data in p.read(sockets, url.server, &mut buf) {
                 let t = Transmit {
-                    data: &buf[..n],
-                    transport: TransportType::Udp,
-                    from,
-                    to: local,
+                    data: data.as_slice(),
+                    transport,
+                    from: url.server,
+                    to: p.local,
                 };
-                let _ = client.recv(t, clock.to(now));
+                let _ = p.client.recv(t, clock.to(now));
             }
             let mut outcome = None;
-            while let Some(ev) = client.poll_event() {
+            while let Some(ev) = p.client.poll_event() {
                 match ev {
                     TurnEvent::AllocationCreated(TransportType::Udp, addr) => {
                         outcome = Some(Ok(addr))
@@ -186,13 +273,15 @@ pub(crate) fn allocate(
             }
             match outcome {
                 Some(Ok(relayed)) => {
-                    let (si, client) = pending.swap_remove(i);
+                    let p = pending.swap_remove(i);
                     tracing::info!(turn = ?url, %relayed, "TURN relay allocated");
                     done.push(Relay {
-                        socket: si,
+                        socket: p.socket,
                         server: url.server,
                         relayed,
-                        client,
+                        io: p.io,
+                        local: p.local,
+                        client: p.client,
                         channels: HashSet::new(),
                     });
                 }
@@ -218,14 +307,13 @@ impl Relay {
         &mut self,
         clock: Clock,
         now: Instant,
-        local: SocketAddr,
         data: &[u8],
     ) -> Vec<(SocketAddr, Vec<u8>)> {
         let t = Transmit {
             data,
-            transport: TransportType::Udp,
+            transport: self.client.transport(),
             from: self.server,
-            to: local,
+            to: self.local,
         };
         let mut out = vec![];
         match self.client.recv(t, clock.to(now)) {
@@ -259,8 +347,11 @@ impl Relay {
                 None
             }
         };
-        // A channel costs 4 bytes per packet instead of a 36-byte Send indication.
-        if self.channels.len() < 4000 && self.channels.insert(peer) {
+        // A channel costs 4 bytes per packet instead of a 36-byte Send indication. Not over TCP:
+        // turn-client-proto 0.7.3 drops the ChannelData it receives on a TCP connection (seen
+        // with coturn 4.6: media stopped once the channel was bound), so TCP keeps indications.
+        let udp = matches!(self.io, Io::Udp(_));
+        if udp && self.channels.len() < 4000 && self.channels.insert(peer) {
             let _ = self.client.bind_channel(TransportType::Udp, peer, t);
         }
         built

@@ -6,7 +6,7 @@
 //! ```
 //!
 //! The peer can reach only coturn's relay side (10.N.2.1): media flows only through the
-//! relayed address Fluo allocated. Wrong credentials and an unreachable TURN server leave
+//! relayed address Fluo allocated, with Fluo reaching coturn over UDP and over TCP. Wrong credentials and an unreachable TURN server leave
 //! the host candidates and a server that starts within its bound. Needs root, `ip netns`
 //! and coturn's `turnserver` (`make test` installs it); without them the test says SKIPPED.
 
@@ -229,55 +229,67 @@ fn media_flows_through_a_coturn_relay_when_the_peer_reaches_nothing_else() {
         })
     };
     let (host, relay_ip) = (net.ip(1, 1), net.ip(2, 1));
-    let port = server(turn("fluo:secret", &net.ip(1, 2)));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut c = Client::connect(port).await.unwrap();
-        let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
-        let ep = c
-            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
-            .await
-            .unwrap();
-        c.subscribe(&ep, "NewCandidatePairSelected").await.unwrap();
-        c.invoke(&ep, "connect", json!({"sink": ep})).await.unwrap();
-        let sock = net.peer_socket(format!("{}:0", net.ip(2, 2)).parse().unwrap());
-        let mut peer = Peer::from_socket(sock, str0m::RtcConfig::new());
-        let offer = peer.offer(str0m::media::Direction::SendRecv);
-        let answer = c
-            .invoke(&ep, "processOffer", json!({"offer": offer}))
-            .await
-            .unwrap();
-        let answer = answer.as_str().unwrap().to_string();
-        let cands = candidates(&answer);
-        println!("relay scenario, Fluo's candidates: {cands:#?}");
-        assert!(cands.iter().any(|c| c.contains(&format!(" {host} "))), "host: {cands:?}");
-        assert!(
-            cands.iter().any(|c| c.contains(&format!(" {relay_ip} "))),
-            "the relayed address on coturn: {cands:?}"
-        );
-        peer.accept(&answer);
-        let t0 = Instant::now();
-        let frame = vec![0u8; 800];
-        while t0.elapsed() < Duration::from_secs(10) && peer.frames_in < 20 {
-            peer.drive(Some(&frame));
-            std::thread::sleep(Duration::from_millis(20));
+        // Fluo reaches coturn over UDP, then over TCP; the relayed side is UDP both times.
+        for transport in ["udp", "tcp"] {
+            let url = fluo_rtc::TurnUrl::parse(&format!(
+                "fluo:secret@{}:3478?transport={transport}",
+                net.ip(1, 2)
+            ))
+            .expect("a turn URL");
+            let port = server(url);
+            let mut c = Client::connect(port).await.unwrap();
+            let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
+            let ep = c
+                .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
+                .await
+                .unwrap();
+            c.subscribe(&ep, "NewCandidatePairSelected").await.unwrap();
+            c.invoke(&ep, "connect", json!({"sink": ep})).await.unwrap();
+            let sock = net.peer_socket(format!("{}:0", net.ip(2, 2)).parse().unwrap());
+            let mut peer = Peer::from_socket(sock, str0m::RtcConfig::new());
+            let offer = peer.offer(str0m::media::Direction::SendRecv);
+            let answer = c
+                .invoke(&ep, "processOffer", json!({"offer": offer}))
+                .await
+                .unwrap();
+            let answer = answer.as_str().unwrap().to_string();
+            let cands = candidates(&answer);
+            println!("TURN over {transport}, Fluo's candidates: {cands:#?}");
+            assert!(cands.iter().any(|c| c.contains(&format!(" {host} "))), "host: {cands:?}");
+            assert!(
+                cands.iter().any(|c| c.contains(&format!(" {relay_ip} "))),
+                "the relayed address on coturn: {cands:?}"
+            );
+            peer.accept(&answer);
+            let t0 = Instant::now();
+            let frame = vec![0u8; 800];
+            while t0.elapsed() < Duration::from_secs(10) && peer.frames_in < 20 {
+                peer.drive(Some(&frame));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            println!(
+                "TURN over {transport}: connected {} after {:?}, {} frames back",
+                peer.connected,
+                t0.elapsed(),
+                peer.frames_in
+            );
+            assert!(
+                peer.frames_in >= 20,
+                "media through the relay ({transport}): {} frames",
+                peer.frames_in
+            );
+            let pair = c
+                .wait_event("NewCandidatePairSelected", &ep, Duration::from_secs(2))
+                .await
+                .expect("a selected pair");
+            println!("selected pair: {pair}");
+            assert!(pair.to_string().contains(&relay_ip), "{pair}");
         }
-        println!(
-            "relay: connected {} after {:?}, {} frames back",
-            peer.connected,
-            t0.elapsed(),
-            peer.frames_in
-        );
-        assert!(peer.frames_in >= 20, "media through the relay: {} frames", peer.frames_in);
-        let pair = c
-            .wait_event("NewCandidatePairSelected", &ep, Duration::from_secs(2))
-            .await
-            .expect("a selected pair");
-        println!("selected pair: {pair}");
-        assert!(pair.to_string().contains(&relay_ip), "{pair}");
 
         // Wrong credentials and an unreachable server: host candidates only, and the server
         // is ready (its first answer given) within a bound.
