@@ -23,7 +23,7 @@ RUN_PKGS=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugi
   openssl)
 # Test tools: "package:command". A tool whose command already exists (e.g. Node.js from
 # another source, which bundles npm) is not reinstalled from Debian.
-TEST_TOOLS=(nodejs:node npm:npm chromium:chromium ffmpeg:ffmpeg coturn:turnserver iproute2:ip)
+TEST_TOOLS=(nodejs:node npm:npm chromium:chromium ffmpeg:ffmpeg coturn:turnserver iproute2:ip nftables:nft)
 # Test packages: the RTSP server the player tests play from (Debian's python3 with GI).
 TEST_PKGS=(python3-gi gir1.2-gst-rtsp-server-1.0)
 

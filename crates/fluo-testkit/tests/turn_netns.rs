@@ -3,12 +3,18 @@
 //! ```text
 //!   this process (Fluo)          netns T (coturn)                 netns P (peer)
 //!   veth A0 10.N.1.1  <------>  A1 10.N.1.2   B1 10.N.2.1  <------>  B2 10.N.2.2
+//!
+//!   veth C0 10.N.3.1  <------>  C1 10.N.3.2 [netns R: NAT] D1 10.N.4.1  <------>  D2 10.N.4.2 (T)
 //! ```
+//!
+//! Through R (a masquerading router), coturn's STUN sees Fluo as 10.N.4.1: a server-reflexive
+//! address, gathered and announced beside the host one.
 //!
 //! The peer can reach only coturn's relay side (10.N.2.1): media flows only through the
 //! relayed address Fluo allocated, with Fluo reaching coturn over UDP and over TCP. Wrong credentials and an unreachable TURN server leave
-//! the host candidates and a server that starts within its bound. Needs root, `ip netns`
-//! and coturn's `turnserver` (`make test` installs it); without them the test says SKIPPED.
+//! the host candidates and a server that starts within its bound. Needs root, `ip netns`,
+//! `nft` and coturn's `turnserver` (`make test` installs them); without them the test says
+//! SKIPPED.
 
 use fluo_testkit::live::{start_server_with, Client};
 use fluo_testkit::udp_peer::Peer;
@@ -38,7 +44,9 @@ fn sh(args: &[&str]) -> Result<(), String> {
 struct Net {
     t: String,
     p: String,
+    r: String,
     a0: String,
+    c0: String,
     n: u32,
     coturn: Option<Child>,
 }
@@ -50,8 +58,10 @@ impl Drop for Net {
             let _ = c.wait();
         }
         let _ = sh(&["ip", "link", "del", &self.a0]);
-        let _ = sh(&["ip", "netns", "del", &self.t]);
-        let _ = sh(&["ip", "netns", "del", &self.p]);
+        let _ = sh(&["ip", "link", "del", &self.c0]);
+        for ns in [&self.t, &self.p, &self.r] {
+            let _ = sh(&["ip", "netns", "del", ns]);
+        }
     }
 }
 
@@ -66,10 +76,19 @@ impl Net {
         let mut net = Net {
             t: format!("fluo{tag}t"),
             p: format!("fluo{tag}p"),
+            r: format!("fluo{tag}r"),
             a0: format!("fv{tag}a0"),
+            c0: format!("fv{tag}c0"),
             n: 200 + pid % 50,
             coturn: None,
         };
+        let (r, c0, c1, d1, d2) = (
+            net.r.clone(),
+            net.c0.clone(),
+            format!("fv{tag}c1"),
+            format!("fv{tag}d1"),
+            format!("fv{tag}d2"),
+        );
         let (t, p) = (net.t.clone(), net.p.clone());
         let (a0, a1, b1, b2) = (
             net.a0.clone(),
@@ -100,10 +119,56 @@ impl Net {
             vec!["ip", "-n", &p, "addr", "add", &cidr(2, 2), "dev", &b2],
             vec!["ip", "-n", &p, "link", "set", &b2, "up"],
             vec!["ip", "-n", &p, "link", "set", "lo", "up"],
+            // The NAT path: this process -> R (masquerade) -> T.
+            vec!["ip", "netns", "add", &r],
+            vec![
+                "ip", "link", "add", &c0, "type", "veth", "peer", "name", &c1,
+            ],
+            vec!["ip", "link", "set", &c1, "netns", &r],
+            vec!["ip", "addr", "add", &cidr(3, 1), "dev", &c0],
+            vec!["ip", "link", "set", &c0, "up"],
+            vec!["ip", "-n", &r, "addr", "add", &cidr(3, 2), "dev", &c1],
+            vec!["ip", "-n", &r, "link", "set", &c1, "up"],
+            vec![
+                "ip", "link", "add", &d1, "type", "veth", "peer", "name", &d2,
+            ],
+            vec!["ip", "link", "set", &d1, "netns", &r],
+            vec!["ip", "link", "set", &d2, "netns", &t],
+            vec!["ip", "-n", &r, "addr", "add", &cidr(4, 1), "dev", &d1],
+            vec!["ip", "-n", &r, "link", "set", &d1, "up"],
+            vec!["ip", "-n", &t, "addr", "add", &cidr(4, 2), "dev", &d2],
+            vec!["ip", "-n", &t, "link", "set", &d2, "up"],
         ] {
             sh(&cmd)?;
         }
-        let (listen, relay) = (net.ip(1, 2), net.ip(2, 1));
+        let net4 = format!("{}/24", net.ip(4, 0));
+        let via = net.ip(3, 2);
+        let nft = ["ip", "netns", "exec", &r, "nft"];
+        let hook = "{ type nat hook postrouting priority 100 ; }";
+        let forward = ["ip", "netns", "exec", &r, "sysctl", "-q", "-w"];
+        for cmd in [
+            vec!["ip", "route", "add", &net4, "via", &via, "dev", &c0],
+            [&forward[..], &["net.ipv4.ip_forward=1"]].concat(),
+            [&nft[..], &["add", "table", "ip", "nat"]].concat(),
+            [&nft[..], &["add", "chain", "ip", "nat", "post", hook]].concat(),
+            [
+                &nft[..],
+                &[
+                    "add",
+                    "rule",
+                    "ip",
+                    "nat",
+                    "post",
+                    "oifname",
+                    &d1,
+                    "masquerade",
+                ],
+            ]
+            .concat(),
+        ] {
+            sh(&cmd)?;
+        }
+        let (listen, relay, behind_nat) = (net.ip(1, 2), net.ip(2, 1), net.ip(4, 2));
         let coturn = Command::new("ip")
             .args([
                 "netns",
@@ -118,6 +183,8 @@ impl Net {
             .args([
                 "--listening-ip",
                 &listen,
+                "--listening-ip",
+                &behind_nat,
                 "--relay-ip",
                 &relay,
                 "--listening-port",
@@ -197,6 +264,9 @@ fn missing_prerequisite() -> Option<String> {
     if Command::new("turnserver").arg("--help").output().is_err() {
         return Some("coturn's turnserver is not installed (scripts/deps.sh test)".into());
     }
+    if Command::new("nft").arg("--version").output().is_err() {
+        return Some("nft (nftables) is not installed (scripts/deps.sh test)".into());
+    }
     sh(&["ip", "netns", "list"]).err()
 }
 
@@ -208,7 +278,7 @@ fn candidates(sdp: &str) -> Vec<String> {
 }
 
 #[test]
-fn media_flows_through_a_coturn_relay_when_the_peer_reaches_nothing_else() {
+fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive_candidate() {
     if let Some(why) = missing_prerequisite() {
         println!("SKIPPED: TURN over network namespaces: {why}");
         return;
@@ -315,6 +385,37 @@ fn media_flows_through_a_coturn_relay_when_the_peer_reaches_nothing_else() {
             assert!(!cands.is_empty(), "gathering completes with what is possible");
             assert!(cands.iter().all(|c| !c.contains(&relay_ip)), "{cands:?}");
         }
+
+        // STUN through a NAT: coturn sees Fluo at R's address, announced beside the host one.
+        let stun: SocketAddr = format!("{}:3478", net.ip(4, 2)).parse().unwrap();
+        let p = start_server_with(fluo_server::Config {
+            net: fluo_rtc::NetSettings {
+                network_interfaces: Some(vec![net.c0.clone()]),
+                ice_tcp: false,
+                stun_server: Some(stun),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let mut c = Client::connect(p).await.unwrap();
+        let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
+        let ep = c
+            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
+            .await
+            .unwrap();
+        let offer = Peer::new(str0m::RtcConfig::new()).offer(str0m::media::Direction::SendRecv);
+        let a = c
+            .invoke(&ep, "processOffer", json!({"offer": offer}))
+            .await
+            .unwrap();
+        let cands = candidates(a.as_str().unwrap());
+        println!("STUN behind a NAT, Fluo's candidates: {cands:#?}");
+        let (inside, outside) = (net.ip(3, 1), net.ip(4, 1));
+        assert!(cands.iter().any(|c| c.contains(&format!(" {inside} "))), "host: {cands:?}");
+        assert!(
+            cands.iter().any(|c| c.contains(&format!(" {outside} "))),
+            "the server-reflexive address (the NAT's): {cands:?}"
+        );
     });
     drop(net);
 }
