@@ -279,6 +279,11 @@ pub(crate) enum Ctl {
         pkt: MediaPacket,
         slot: crate::InFlight,
     },
+    /// An endpoint's own STUN server: the media thread asks it for the sockets' public
+    /// addresses.
+    Discover {
+        server: SocketAddr,
+    },
     /// Remote candidate addresses of an endpoint: TURN permissions are made for them.
     Permit {
         ips: Vec<std::net::IpAddr>,
@@ -348,6 +353,8 @@ pub struct MediaCore {
     events: VecDeque<MediaEvent>,
     /// Peer addresses that TURN relays must let in (the shell takes them).
     permits: VecDeque<std::net::IpAddr>,
+    /// STUN servers to ask (the shell takes them).
+    discover: VecDeque<SocketAddr>,
     now: Instant,
     ports: HashMap<u64, PortEntry>,
     /// Transcoders in use: (source, kind, target codec) -> transcoder key.
@@ -378,6 +385,7 @@ impl MediaCore {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             permits: VecDeque::new(),
+            discover: VecDeque::new(),
             now,
             ports: HashMap::new(),
             transcoders: HashMap::new(),
@@ -404,6 +412,11 @@ impl MediaCore {
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Datagram> {
         self.transmits.pop_front()
+    }
+
+    /// A STUN server an endpoint wants the public addresses from.
+    pub fn poll_discover(&mut self) -> Option<SocketAddr> {
+        self.discover.pop_front()
     }
 
     /// A peer IP the TURN relays must give a permission to.
@@ -652,6 +665,7 @@ impl MediaCore {
                 self.dispatch(key, &f);
             }
             Ctl::KeyframeFor { key } => self.keyframe_for(key, VIDEO),
+            Ctl::Discover { server } => self.discover.push_back(server),
             Ctl::Permit { ips } => {
                 for ip in ips {
                     if !self.permits.contains(&ip) && self.permits.len() < 4096 {

@@ -45,6 +45,7 @@ impl Factory for WebRtcFactory {
             gathered: false,
             external: self.rtc.external,
             ice_tcp: !self.rtc.tcp_locals.is_empty(),
+            stun: (None, 3478),
             candidates_added: false,
             direction: if recvonly {
                 Direction::RecvOnly
@@ -74,6 +75,8 @@ struct WebRtcEndpoint {
     external: (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
     /// iceTcp: offer passive ICE-TCP candidates (when the server has listeners).
     ice_tcp: bool,
+    /// stunServerAddress / stunServerPort of this endpoint (KMS's default port: 3478).
+    stun: (Option<std::net::IpAddr>, u16),
     candidates_added: bool,
 }
 
@@ -111,14 +114,22 @@ impl WebRtcEndpoint {
             .collect()
     }
 
-    /// Public addresses learnt from STUN for sockets without an external address.
+    /// Public addresses learnt from STUN (the server-wide server's, or this endpoint's own,
+    /// waiting for it at most a moment) for sockets without an external address.
     fn reflexive(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
         let announced = self.announced();
-        self.rtc
-            .srflx
-            .iter()
+        let own = self
+            .own_stun()
+            .map(|s| self.rtc.stun_cache.wait(s, crate::stun::ENDPOINT_WAIT))
+            .unwrap_or_default();
+        let learnt = if self.own_stun().is_some() {
+            own
+        } else {
+            self.rtc.srflx.to_vec()
+        };
+        learnt
+            .into_iter()
             .filter(|(local, _)| announced.iter().any(|(l, p)| l == local && l == p))
-            .copied()
             .collect()
     }
 
@@ -138,6 +149,26 @@ impl WebRtcEndpoint {
             .collect();
         if !ips.is_empty() {
             let _ = self.rtc.ctl.send(Control(Ctl::Permit { ips }));
+        }
+    }
+
+    /// This endpoint's own STUN server (stunServerAddress / stunServerPort), when it differs
+    /// from the server-wide one.
+    fn own_stun(&self) -> Option<std::net::SocketAddr> {
+        let server = std::net::SocketAddr::new(self.stun.0?, self.stun.1);
+        (Some(server) != self.rtc.stun_server).then_some(server)
+    }
+
+    /// Starts asking this endpoint's STUN server (once per server, for every endpoint), so
+    /// that the answer is there by the time the candidates are written.
+    fn ask_stun(&self) {
+        if let Some(server) = self.own_stun() {
+            if self.candidates_added {
+                tracing::warn!("stunServerAddress set after negotiation: it applies to no candidate of this session");
+            }
+            if self.rtc.stun_cache.request(server) {
+                let _ = self.rtc.ctl.send(Control(Ctl::Discover { server }));
+            }
         }
     }
 
@@ -495,8 +526,29 @@ impl Element for WebRtcEndpoint {
                 .and_then(|v| u64::try_from(v).ok())
                 .ok_or_else(|| KurentoError::illegal_param(format!("'{name}' must be >= 0 (kbps)")))
         };
-        if matches!(name, "stunServerAddress" | "stunServerPort") {
-            tracing::warn!(%name, "a STUN server per endpoint is not supported: the server-wide one (KMS_STUN_IP / KMS_STUN_PORT) is used");
+        if name == "stunServerAddress" {
+            let text = value.as_str().unwrap_or_default().trim();
+            self.stun.0 = if text.is_empty() {
+                None
+            } else {
+                Some(text.parse().map_err(|_| {
+                    KurentoError::illegal_param(format!(
+                        "'stunServerAddress' must be an IP address, not '{text}'"
+                    ))
+                })?)
+            };
+            self.ask_stun();
+            return Ok(());
+        }
+        if name == "stunServerPort" {
+            self.stun.1 = value
+                .as_i64()
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p > 0)
+                .ok_or_else(|| {
+                    KurentoError::illegal_param("'stunServerPort' must be a port (1-65535)")
+                })?;
+            self.ask_stun();
             return Ok(());
         }
         if name == "turnUrl" {

@@ -43,6 +43,10 @@ pub struct WebRtc {
     pub(crate) tcp_locals: Arc<Vec<std::net::SocketAddr>>,
     /// TURN allocations: (local socket, relayed address).
     pub(crate) relayed: Arc<Vec<(std::net::SocketAddr, std::net::SocketAddr)>>,
+    /// Public addresses learnt from endpoints' own STUN servers.
+    pub(crate) stun_cache: Arc<stun::StunCache>,
+    /// The server-wide STUN server (its answers are in `srflx`).
+    pub(crate) stun_server: Option<std::net::SocketAddr>,
     /// Default external addresses (externalIPv4 / externalIPv6) of new endpoints.
     pub(crate) external: (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
     /// Public addresses of the sockets, learnt from the STUN server: (local, mapped).
@@ -101,12 +105,23 @@ impl WebRtc {
             .map(|r| (locals[r.socket], r.relayed))
             .collect();
         let (ctl, rx) = mpsc::unbounded_channel();
-        shell::spawn(sockets, listeners, relays, clock, rx, events)?;
+        let stun_cache = Arc::new(stun::StunCache::default());
+        shell::spawn(
+            sockets,
+            listeners,
+            relays,
+            clock,
+            stun_cache.clone(),
+            rx,
+            events,
+        )?;
         let w = WebRtc {
             ctl,
             locals: Arc::new(locals),
             tcp_locals: Arc::new(tcp_locals),
             relayed: Arc::new(relayed),
+            stun_cache,
+            stun_server: settings.stun_server,
             external: (settings.external_ipv4, settings.external_ipv6),
             srflx: Arc::new(srflx),
             next_key: Arc::new(AtomicU64::new(1)),
@@ -129,6 +144,8 @@ impl WebRtc {
             locals: Arc::new(locals),
             tcp_locals: Arc::new(vec![]),
             relayed: Arc::new(vec![]),
+            stun_cache: Arc::default(),
+            stun_server: None,
             external: (None, None),
             srflx: Arc::new(vec![]),
             next_key: Arc::new(AtomicU64::new(1)),

@@ -5,6 +5,7 @@
 //! TCP input; what the core sends to such a remote is framed onto its connection.
 
 use crate::core::{Control, Datagram, MediaCore};
+use crate::stun::{Discoveries, StunCache};
 use crate::turn::{Clock, Io, Relay};
 use crate::EventSink;
 use std::collections::HashMap;
@@ -47,6 +48,7 @@ pub(crate) fn spawn(
     listeners: Vec<TcpListener>,
     mut relays: Vec<Relay>,
     clock: Clock,
+    stun_cache: std::sync::Arc<StunCache>,
     mut ctl: mpsc::UnboundedReceiver<Control>,
     events: EventSink,
 ) -> std::io::Result<()> {
@@ -91,11 +93,14 @@ pub(crate) fn spawn(
                 let mut core = MediaCore::new(Instant::now());
                 let mut buf = vec![0u8; 2048];
                 let mut relay_next: Option<Instant> = None;
+                let mut discoveries = Discoveries::default();
+                let mut stun_next: Option<Instant> = None;
                 loop {
                     let next = core
                         .poll_timeout()
                         .into_iter()
                         .chain(relay_next)
+                        .chain(stun_next)
                         .min()
                         .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
                     tokio::select! {
@@ -112,6 +117,8 @@ pub(crate) fn spawn(
                                 .iter_mut()
                                 .find(|r| matches!(r.io, Io::Udp(s) if s == i) && r.server == src);
                             match udp_relay {
+                                // An answer to an endpoint's STUN server.
+                                _ if discoveries.receive(i, src, &buf[..n]) => {}
                                 // Relayed for a peer: as if received on the relayed address.
                                 Some(r) => {
                                     let relayed = r.relayed;
@@ -155,6 +162,12 @@ pub(crate) fn spawn(
                         _ = tokio::time::sleep_until(next.into()) => core.handle_timeout(Instant::now()),
                     }
                     let now = Instant::now();
+                    while let Some(server) = core.poll_discover() {
+                        discoveries.start(server, &locals, now);
+                    }
+                    stun_next = discoveries.poll(now, &stun_cache, &mut |i, to, bytes| {
+                        let _ = sockets[i].try_send_to(bytes, to);
+                    });
                     while let Some(ip) = core.poll_permit() {
                         for r in relays.iter_mut() {
                             r.permit(clock, now, ip);

@@ -215,3 +215,165 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(1));
     }
 }
+
+/// How long an endpoint waits for a discovery it asked for (its own stunServerAddress).
+pub(crate) const ENDPOINT_WAIT: Duration = Duration::from_secs(2);
+
+/// Per STUN server: the (local, mapped) pairs, `None` while asking.
+type Learnt = std::collections::HashMap<SocketAddr, Option<Vec<(SocketAddr, SocketAddr)>>>;
+
+/// Server-reflexive addresses learnt on demand (endpoints' own stunServerAddress/Port), per
+/// STUN server: `None` while the media thread is still asking. Shared by every endpoint:
+/// the media sockets are too, so one answer serves them all.
+#[derive(Default)]
+pub(crate) struct StunCache {
+    map: std::sync::Mutex<Learnt>,
+    done: std::sync::Condvar,
+}
+
+impl StunCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Learnt> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks `server` as asked; true if nobody had asked yet (the caller starts it). At most
+    /// 64 servers are remembered.
+    pub fn request(&self, server: SocketAddr) -> bool {
+        let mut m = self.lock();
+        if m.contains_key(&server) || m.len() >= 64 {
+            return false;
+        }
+        m.insert(server, None);
+        true
+    }
+
+    /// The (local, mapped) pairs learnt from `server`, waiting at most `max` for an answer
+    /// in progress.
+    pub fn wait(&self, server: SocketAddr, max: Duration) -> Vec<(SocketAddr, SocketAddr)> {
+        let deadline = Instant::now() + max;
+        let mut m = self.lock();
+        loop {
+            match m.get(&server) {
+                Some(Some(v)) => return v.clone(),
+                None => return vec![],
+                Some(None) => {}
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return vec![];
+            }
+            m = self
+                .done
+                .wait_timeout(m, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Records what the media thread found for `server`.
+    pub fn finish(&self, server: SocketAddr, found: Vec<(SocketAddr, SocketAddr)>) {
+        self.lock().insert(server, Some(found));
+        self.done.notify_all();
+    }
+}
+
+/// One Binding request in flight from a media socket of the media thread.
+struct Ask {
+    server: SocketAddr,
+    socket: usize,
+    local: SocketAddr,
+    tid: [u8; 12],
+    sent: u32,
+    next: Instant,
+    found: Option<SocketAddr>,
+}
+
+/// Discoveries run by the media thread on its own sockets: 3 requests 500 ms apart per
+/// socket, answers picked out of the socket's traffic by transaction id.
+#[derive(Default)]
+pub(crate) struct Discoveries {
+    asks: Vec<Ask>,
+}
+
+impl Discoveries {
+    /// Starts asking `server` from every socket of its family.
+    pub fn start(&mut self, server: SocketAddr, locals: &[SocketAddr], now: Instant) {
+        for (socket, local) in locals.iter().enumerate() {
+            if local.is_ipv4() != server.is_ipv4() {
+                continue;
+            }
+            // Unpredictable transaction ids (SipHash keyed from the OS's randomness), so that
+            // an answer cannot be forged without seeing the request.
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_usize(socket);
+            let a = h.finish();
+            h.write_u64(a);
+            let b = h.finish();
+            let mut tid = [0u8; 12];
+            tid[..8].copy_from_slice(&a.to_le_bytes());
+            tid[8..].copy_from_slice(&b.to_le_bytes()[..4]);
+            self.asks.push(Ask {
+                server,
+                socket,
+                local: *local,
+                tid,
+                sent: 0,
+                next: now,
+                found: None,
+            });
+        }
+    }
+
+    /// A datagram from `from` on socket `socket`: true if it answered one of our requests
+    /// (and is not for the endpoints).
+    pub fn receive(&mut self, socket: usize, from: SocketAddr, data: &[u8]) -> bool {
+        for a in &mut self.asks {
+            if a.socket == socket && a.server == from && a.found.is_none() {
+                if let Some(m) = mapped_address(data, &a.tid) {
+                    a.found = Some(m);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Requests due now (socket, server, bytes); finished servers go to `cache`. Returns
+    /// when to come back.
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        cache: &StunCache,
+        send: &mut dyn FnMut(usize, SocketAddr, &[u8]),
+    ) -> Option<Instant> {
+        for a in &mut self.asks {
+            if a.found.is_none() && a.sent < 3 && a.next <= now {
+                send(a.socket, a.server, &binding_request(a.tid));
+                a.sent += 1;
+                a.next = now + Duration::from_millis(500);
+            }
+        }
+        let finished = |a: &Ask| a.found.is_some() || (a.sent >= 3 && a.next <= now);
+        let servers: Vec<SocketAddr> = self.asks.iter().map(|a| a.server).collect();
+        for server in servers {
+            let mine = || self.asks.iter().filter(|a| a.server == server);
+            if mine().all(finished) {
+                let found: Vec<_> = mine().filter_map(|a| Some((a.local, a.found?))).collect();
+                for (l, m) in &found {
+                    tracing::info!(local = %l, mapped = %m, "server-reflexive address from an endpoint's STUN server {server}");
+                }
+                if found.is_empty() {
+                    tracing::warn!(%server, "no answer from an endpoint's STUN server");
+                }
+                cache.finish(server, found);
+                self.asks.retain(|a| a.server != server);
+            }
+        }
+        self.asks
+            .iter()
+            .filter(|a| a.found.is_none())
+            .map(|a| a.next)
+            .min()
+    }
+}

@@ -416,6 +416,44 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
             cands.iter().any(|c| c.contains(&format!(" {outside} "))),
             "the server-reflexive address (the NAT's): {cands:?}"
         );
+
+        // The same from an endpoint's own stunServerAddress / stunServerPort, on a server
+        // without a STUN server of its own.
+        let p = start_server_with(fluo_server::Config {
+            net: fluo_rtc::NetSettings {
+                network_interfaces: Some(vec![net.c0.clone()]),
+                ice_tcp: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let mut c = Client::connect(p).await.unwrap();
+        let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
+        let ep = c
+            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
+            .await
+            .unwrap();
+        let bad = c
+            .invoke(&ep, "setStunServerAddress", json!({"stunServerAddress": "stun.example"}))
+            .await;
+        assert!(bad.is_err(), "an IP address is needed: {bad:?}");
+        c.invoke(&ep, "setStunServerAddress", json!({"stunServerAddress": net.ip(4, 2)}))
+            .await
+            .unwrap();
+        c.invoke(&ep, "setStunServerPort", json!({"stunServerPort": 3478}))
+            .await
+            .unwrap();
+        let offer = Peer::new(str0m::RtcConfig::new()).offer(str0m::media::Direction::SendRecv);
+        let a = c
+            .invoke(&ep, "processOffer", json!({"offer": offer}))
+            .await
+            .unwrap();
+        let cands = candidates(a.as_str().unwrap());
+        println!("an endpoint's own STUN server behind a NAT: {cands:#?}");
+        assert!(
+            cands.iter().any(|c| c.contains(&format!(" {outside} "))),
+            "the endpoint's STUN server gave the NAT's address: {cands:?}"
+        );
     });
     drop(net);
 }
