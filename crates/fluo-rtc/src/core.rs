@@ -279,6 +279,11 @@ pub(crate) enum Ctl {
         pkt: MediaPacket,
         slot: crate::InFlight,
     },
+    /// An allocation made for an endpoint's own turnUrl (with its socket, for UDP).
+    AddRelay {
+        socket: Option<std::net::UdpSocket>,
+        relay: Box<crate::turn::Relay>,
+    },
     /// An endpoint's own STUN server: the media thread asks it for the sockets' public
     /// addresses.
     Discover {
@@ -355,6 +360,8 @@ pub struct MediaCore {
     permits: VecDeque<std::net::IpAddr>,
     /// STUN servers to ask (the shell takes them).
     discover: VecDeque<SocketAddr>,
+    /// TURN allocations for the shell to take over.
+    new_relays: VecDeque<(Option<std::net::UdpSocket>, Box<crate::turn::Relay>)>,
     now: Instant,
     ports: HashMap<u64, PortEntry>,
     /// Transcoders in use: (source, kind, target codec) -> transcoder key.
@@ -386,6 +393,7 @@ impl MediaCore {
             events: VecDeque::new(),
             permits: VecDeque::new(),
             discover: VecDeque::new(),
+            new_relays: VecDeque::new(),
             now,
             ports: HashMap::new(),
             transcoders: HashMap::new(),
@@ -412,6 +420,13 @@ impl MediaCore {
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Datagram> {
         self.transmits.pop_front()
+    }
+
+    /// An allocation made for an endpoint, for the shell to run.
+    pub(crate) fn poll_new_relay(
+        &mut self,
+    ) -> Option<(Option<std::net::UdpSocket>, Box<crate::turn::Relay>)> {
+        self.new_relays.pop_front()
     }
 
     /// A STUN server an endpoint wants the public addresses from.
@@ -666,6 +681,7 @@ impl MediaCore {
             }
             Ctl::KeyframeFor { key } => self.keyframe_for(key, VIDEO),
             Ctl::Discover { server } => self.discover.push_back(server),
+            Ctl::AddRelay { socket, relay } => self.new_relays.push_back((socket, relay)),
             Ctl::Permit { ips } => {
                 for ip in ips {
                     if !self.permits.contains(&ip) && self.permits.len() < 4096 {

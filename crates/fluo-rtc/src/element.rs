@@ -46,6 +46,7 @@ impl Factory for WebRtcFactory {
             external: self.rtc.external,
             ice_tcp: !self.rtc.tcp_locals.is_empty(),
             stun: (None, 3478),
+            turn: None,
             candidates_added: false,
             direction: if recvonly {
                 Direction::RecvOnly
@@ -77,6 +78,8 @@ struct WebRtcEndpoint {
     ice_tcp: bool,
     /// stunServerAddress / stunServerPort of this endpoint (KMS's default port: 3478).
     stun: (Option<std::net::IpAddr>, u16),
+    /// turnUrl of this endpoint.
+    turn: Option<crate::turn::TurnUrl>,
     candidates_added: bool,
 }
 
@@ -136,7 +139,7 @@ impl WebRtcEndpoint {
     /// Asks the TURN relays to let the addresses of these remote candidates (SDP candidate
     /// lines or attribute values) through.
     fn permit<'a>(&self, lines: impl Iterator<Item = &'a str>) {
-        if self.rtc.relayed.is_empty() {
+        if self.rtc.relayed.is_empty() && self.turn.is_none() {
             return;
         }
         let ips: Vec<std::net::IpAddr> = lines
@@ -172,6 +175,69 @@ impl WebRtcEndpoint {
         }
     }
 
+    /// The key of this endpoint's own turnUrl in the relay cache.
+    fn own_turn(&self) -> Option<String> {
+        self.turn.as_ref().map(|t| {
+            format!(
+                "{}:{}@{}{}",
+                t.user,
+                t.password,
+                t.server,
+                if t.tcp { "?transport=tcp" } else { "" }
+            )
+        })
+    }
+
+    /// Starts allocating on this endpoint's TURN server (once per URL, for every endpoint),
+    /// on a thread of its own: the engine's thread never waits for a network round trip.
+    fn ask_turn(&self) {
+        let (Some(url), Some(key)) = (self.turn.clone(), self.own_turn()) else {
+            return;
+        };
+        if self.candidates_added {
+            tracing::warn!(
+                "turnUrl set after negotiation: it applies to no candidate of this session"
+            );
+        }
+        if !self.rtc.relay_cache.request(&key) {
+            return;
+        }
+        let (cache, ctl, clock) = (
+            self.rtc.relay_cache.clone(),
+            self.rtc.ctl.clone(),
+            self.rtc.clock,
+        );
+        let ips: Vec<std::net::IpAddr> = self.rtc.locals.iter().map(|a| a.ip()).collect();
+        let spawned = std::thread::Builder::new()
+            .name("fluo-turn-alloc".into())
+            .spawn(move || {
+                let mut pairs = vec![];
+                for (sock, relay) in crate::turn::allocate_extra(&url, &ips, clock) {
+                    let local = sock.as_ref().and_then(|s| s.local_addr().ok());
+                    pairs.push((local.unwrap_or(relay.relayed), relay.relayed));
+                    let relay = Box::new(relay);
+                    let _ = ctl.send(Control(Ctl::AddRelay {
+                        socket: sock,
+                        relay,
+                    }));
+                }
+                cache.finish(&key, pairs);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("no thread for the TURN allocation: {e}");
+        }
+    }
+
+    /// Relayed addresses: the server-wide TURN server's, and this endpoint's own (waiting
+    /// for its allocation at most a moment).
+    fn relayed(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
+        let mut all = self.rtc.relayed.to_vec();
+        if let Some(key) = self.own_turn() {
+            all.extend(self.rtc.relay_cache.wait(&key, crate::turn::ENDPOINT_WAIT));
+        }
+        all
+    }
+
     /// The ICE-TCP listeners as announced, when this endpoint uses ICE-TCP.
     fn announced_tcp(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
         if self.ice_tcp {
@@ -186,7 +252,7 @@ impl WebRtcEndpoint {
     /// ICE-TCP ones.
     fn local_candidates(&self) -> Vec<Candidate> {
         // TURN-relayed addresses, like STUN-learnt ones, are announced as host candidates.
-        let relayed = self.rtc.relayed.iter().copied();
+        let relayed = self.relayed();
         let udp = self
             .announced()
             .into_iter()
@@ -552,7 +618,16 @@ impl Element for WebRtcEndpoint {
             return Ok(());
         }
         if name == "turnUrl" {
-            tracing::warn!("a TURN server per endpoint is not supported: the server-wide one (KMS_TURN_URL) is used");
+            let text = value.as_str().unwrap_or_default().trim();
+            self.turn = if text.is_empty() {
+                None
+            } else {
+                Some(
+                    crate::turn::TurnUrl::parse_ip(text)
+                        .map_err(|e| KurentoError::illegal_param(format!("turnUrl: {e}")))?,
+                )
+            };
+            self.ask_turn();
             return Ok(());
         }
         if name == "iceTcp" {

@@ -45,6 +45,10 @@ pub struct WebRtc {
     pub(crate) relayed: Arc<Vec<(std::net::SocketAddr, std::net::SocketAddr)>>,
     /// Public addresses learnt from endpoints' own STUN servers.
     pub(crate) stun_cache: Arc<stun::StunCache>,
+    /// Relayed addresses allocated for endpoints' own turnUrl.
+    pub(crate) relay_cache: Arc<turn::RelayCache>,
+    /// The TURN clients' clock.
+    pub(crate) clock: turn::Clock,
     /// The server-wide STUN server (its answers are in `srflx`).
     pub(crate) stun_server: Option<std::net::SocketAddr>,
     /// Default external addresses (externalIPv4 / externalIPv6) of new endpoints.
@@ -122,6 +126,8 @@ impl WebRtc {
             relayed: Arc::new(relayed),
             stun_cache,
             stun_server: settings.stun_server,
+            relay_cache: Arc::default(),
+            clock,
             external: (settings.external_ipv4, settings.external_ipv6),
             srflx: Arc::new(srflx),
             next_key: Arc::new(AtomicU64::new(1)),
@@ -146,6 +152,8 @@ impl WebRtc {
             relayed: Arc::new(vec![]),
             stun_cache: Arc::default(),
             stun_server: None,
+            relay_cache: Arc::default(),
+            clock: turn::Clock::new(),
             external: (None, None),
             srflx: Arc::new(vec![]),
             next_key: Arc::new(AtomicU64::new(1)),

@@ -61,7 +61,7 @@ pub(crate) fn spawn(
                 .expect("the media runtime starts");
             rt.block_on(async move {
                 // Keep addresses and sockets index-aligned: drop a socket as a pair.
-                let (locals, sockets): (Vec<SocketAddr>, Vec<tokio::net::UdpSocket>) = sockets
+                let (mut locals, mut sockets): (Vec<SocketAddr>, Vec<tokio::net::UdpSocket>) = sockets
                     .into_iter()
                     .filter_map(|s| {
                         let addr = s.local_addr().ok()?;
@@ -162,6 +162,30 @@ pub(crate) fn spawn(
                         _ = tokio::time::sleep_until(next.into()) => core.handle_timeout(Instant::now()),
                     }
                     let now = Instant::now();
+                    // Allocations made for endpoints: their UDP socket joins the others.
+                    while let Some((sock, relay)) = core.poll_new_relay() {
+                        let mut relay = *relay;
+                        let idx = relays.len();
+                        if let Some(sock) = sock {
+                            let addr = sock.local_addr();
+                            match (addr, tokio::net::UdpSocket::from_std(sock)) {
+                                (Ok(addr), Ok(s)) => {
+                                    locals.push(addr);
+                                    sockets.push(s);
+                                    relay.socket = sockets.len() - 1;
+                                    relay.io = Io::Udp(sockets.len() - 1);
+                                }
+                                _ => continue,
+                            }
+                        } else if let Io::Tcp(stream) = &mut relay.io {
+                            let Some(st) = stream.take() else { continue };
+                            let Ok(st) = tokio::net::TcpStream::from_std(st) else { continue };
+                            let (wtx, wrx) = mpsc::channel(TCP_SEND_QUEUE);
+                            turn_writers.insert(idx, wtx);
+                            tokio::spawn(turn_connection(st, idx, tcp_tx.clone(), wrx));
+                        }
+                        relays.push(relay);
+                    }
                     while let Some(server) = core.poll_discover() {
                         discoveries.start(server, &locals, now);
                     }

@@ -46,8 +46,19 @@ impl std::fmt::Debug for TurnUrl {
 }
 
 impl TurnUrl {
-    /// Parses KMS's turnURL format; the host may be a name (resolved now).
+    /// Parses KMS's turnURL format; the host may be a name (resolved now, which may block on
+    /// DNS: server configuration only).
     pub fn parse(s: &str) -> Result<TurnUrl, String> {
+        Self::parse_with(s, true)
+    }
+
+    /// [`Self::parse`] for an IP address only (never a DNS query), as KMS wants it in the
+    /// per-endpoint property.
+    pub fn parse_ip(s: &str) -> Result<TurnUrl, String> {
+        Self::parse_with(s, false)
+    }
+
+    fn parse_with(s: &str, resolve: bool) -> Result<TurnUrl, String> {
         let s = s.trim();
         let s = s
             .strip_prefix("turn:")
@@ -76,6 +87,11 @@ impl TurnUrl {
         };
         if !hostport.contains(':') || hostport.ends_with(':') {
             return Err("turnURL needs a port: user:password@host:port".into());
+        }
+        if !resolve && hostport.parse::<SocketAddr>().is_err() {
+            return Err(format!(
+                "turnURL: '{hostport}' is not an IP address and port"
+            ));
         }
         let server = hostport
             .to_socket_addrs()
@@ -415,6 +431,9 @@ mod tests {
         let u = TurnUrl::parse("a:b@10.0.0.1:3479?transport=tcp").unwrap();
         assert!(u.tcp);
         assert!(TurnUrl::parse("a:b@10.0.0.1:3479?transport=UDP").is_ok());
+        assert!(TurnUrl::parse_ip("a:b@10.0.0.1:3479").is_ok());
+        assert!(TurnUrl::parse_ip("a:b@[::1]:3479").is_ok());
+        assert!(TurnUrl::parse_ip("a:b@localhost:3479").is_err(), "no DNS");
         for bad in [
             "",
             "10.0.0.1:3478",
@@ -428,4 +447,88 @@ mod tests {
             assert!(TurnUrl::parse(bad).is_err(), "{bad:?}");
         }
     }
+}
+
+/// Per turnURL: the (local, relayed) pairs, `None` while allocating.
+type Allocated = std::collections::HashMap<String, Option<Vec<(SocketAddr, SocketAddr)>>>;
+
+/// Relayed addresses of TURN servers that endpoints named themselves (their `turnUrl`), per
+/// URL: `None` while allocating. Shared by every endpoint: one allocation per URL serves all.
+#[derive(Default)]
+pub(crate) struct RelayCache {
+    map: std::sync::Mutex<Allocated>,
+    done: std::sync::Condvar,
+}
+
+/// How long an endpoint waits for an allocation it asked for.
+pub(crate) const ENDPOINT_WAIT: Duration = Duration::from_millis(3500);
+
+impl RelayCache {
+    /// Marks `key` as being allocated; true if it was not yet (the caller allocates). At
+    /// most 16 URLs are remembered.
+    pub fn request(&self, key: &str) -> bool {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if m.contains_key(key) || m.len() >= 16 {
+            return false;
+        }
+        m.insert(key.to_string(), None);
+        true
+    }
+
+    /// (local, relayed) pairs for `key`, waiting at most `max` for an allocation underway.
+    pub fn wait(&self, key: &str, max: Duration) -> Vec<(SocketAddr, SocketAddr)> {
+        let deadline = Instant::now() + max;
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match m.get(key) {
+                Some(Some(v)) => return v.clone(),
+                None => return vec![],
+                Some(None) => {}
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return vec![];
+            }
+            m = self
+                .done
+                .wait_timeout(m, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    pub fn finish(&self, key: &str, found: Vec<(SocketAddr, SocketAddr)>) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), Some(found));
+        self.done.notify_all();
+    }
+}
+
+/// Allocates on `url` for an endpoint, off the engine's thread: a new UDP socket on each of
+/// `ips` of the server's family (so the relayed traffic has a socket of its own), or a TCP
+/// connection. Returns the relays with their new sockets (index 0 of `sockets` for each).
+pub(crate) fn allocate_extra(
+    url: &TurnUrl,
+    ips: &[IpAddr],
+    clock: Clock,
+) -> Vec<(Option<UdpSocket>, Relay)> {
+    let mut out = vec![];
+    for ip in ips.iter().filter(|ip| ip.is_ipv4() == url.server.is_ipv4()) {
+        let Ok(sock) = UdpSocket::bind(SocketAddr::new(*ip, 0)) else {
+            continue;
+        };
+        let _ = sock.set_nonblocking(true);
+        let socks = [sock];
+        let relays = allocate(&socks, url, Duration::from_secs(3), clock);
+        let [sock] = socks;
+        for r in relays {
+            let s = matches!(r.io, Io::Udp(_))
+                .then(|| sock.try_clone().ok())
+                .flatten();
+            out.push((s, r));
+        }
+    }
+    out
 }

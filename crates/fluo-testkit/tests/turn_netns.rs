@@ -287,12 +287,12 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
     let turn = |creds: &str, host: &str| {
         fluo_rtc::TurnUrl::parse(&format!("{creds}@{host}:3478")).expect("a turn URL")
     };
-    let server = |turn: fluo_rtc::TurnUrl| {
+    let server = |turn: Option<fluo_rtc::TurnUrl>| {
         start_server_with(fluo_server::Config {
             net: fluo_rtc::NetSettings {
                 network_interfaces: Some(vec![net.a0.clone()]),
                 ice_tcp: false,
-                turn: Some(turn),
+                turn,
                 ..Default::default()
             },
             ..Default::default()
@@ -305,19 +305,32 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
         .unwrap();
     rt.block_on(async {
         // Fluo reaches coturn over UDP, then over TCP; the relayed side is UDP both times.
-        for transport in ["udp", "tcp"] {
-            let url = fluo_rtc::TurnUrl::parse(&format!(
-                "fluo:secret@{}:3478?transport={transport}",
-                net.ip(1, 2)
-            ))
-            .expect("a turn URL");
-            let port = server(url);
+        // Then an endpoint names the TURN server itself (turnUrl) on a server without one.
+        for (transport, per_endpoint) in [("udp", false), ("tcp", false), ("udp", true)] {
+            let text = format!("fluo:secret@{}:3478?transport={transport}", net.ip(1, 2));
+            let url = fluo_rtc::TurnUrl::parse(&text).expect("a turn URL");
+            let port = server((!per_endpoint).then_some(url));
             let mut c = Client::connect(port).await.unwrap();
             let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
             let ep = c
                 .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
                 .await
                 .unwrap();
+            let transport = if per_endpoint {
+                for bad in ["fluo@10.0.0.1:3478", "fluo:secret@turn.example:3478"] {
+                    let e = c
+                        .invoke(&ep, "setTurnUrl", json!({"turnUrl": bad}))
+                        .await
+                        .expect_err(bad);
+                    assert_eq!(e["code"], 40107, "{bad}: {e}");
+                }
+                c.invoke(&ep, "setTurnUrl", json!({"turnUrl": text}))
+                    .await
+                    .unwrap();
+                "udp, the endpoint's turnUrl"
+            } else {
+                transport
+            };
             c.subscribe(&ep, "NewCandidatePairSelected").await.unwrap();
             c.invoke(&ep, "connect", json!({"sink": ep})).await.unwrap();
             let sock = net.peer_socket(format!("{}:0", net.ip(2, 2)).parse().unwrap());
@@ -368,7 +381,7 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
             ("an unreachable TURN server", turn("fluo:secret", &net.ip(1, 99))),
         ] {
             let t0 = Instant::now();
-            let p = server(url);
+            let p = server(Some(url));
             let mut c = Client::connect(p).await.unwrap();
             let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
             let ep = c
