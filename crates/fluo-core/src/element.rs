@@ -8,6 +8,56 @@
 use crate::graph::Edge;
 use fluo_api::KurentoError;
 use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// Where deferred replies are completed (from any thread); the shell feeds them to
+/// [`crate::Engine::complete`].
+pub type CompletionSink = Arc<dyn Fn(u64, Result<Value, KurentoError>) + Send + Sync>;
+
+/// A reply an element gives later instead of blocking the engine (see
+/// [`ElementCx::defer`]). Completing it answers the request; dropping it without completing
+/// answers with an error.
+pub struct Completer {
+    token: u64,
+    sink: Option<CompletionSink>,
+}
+
+impl Completer {
+    /// Answers the deferred request with `outcome`.
+    pub fn complete(mut self, outcome: Result<Value, KurentoError>) {
+        if let Some(sink) = self.sink.take() {
+            sink(self.token, outcome);
+        }
+    }
+}
+
+impl Drop for Completer {
+    fn drop(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            sink(
+                self.token,
+                Err(KurentoError::new(
+                    fluo_api::ErrorCode::UnexpectedError,
+                    "The operation ended without an answer",
+                )),
+            );
+        }
+    }
+}
+
+impl std::fmt::Debug for Completer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Completer({})", self.token)
+    }
+}
+
+/// The engine's side of deferral while one request runs.
+pub(crate) struct DeferState {
+    pub sink: CompletionSink,
+    pub next: u64,
+    /// Set when the running request was deferred.
+    pub taken: Option<u64>,
+}
 
 /// Context given to element hooks: who the element is and a way to raise events.
 pub struct ElementCx<'a> {
@@ -16,9 +66,29 @@ pub struct ElementCx<'a> {
     /// Wall-clock milliseconds since the UNIX epoch.
     pub wall_ms: u64,
     pub(crate) events: &'a mut Vec<(String, String, Map<String, Value>)>,
+    /// Present when the running request may be answered later.
+    pub(crate) defer: Option<&'a mut DeferState>,
 }
 
 impl ElementCx<'_> {
+    /// Answers the running request later: the engine sends no reply now (whatever the hook
+    /// returns), and the returned [`Completer`] answers it when done, from any thread, while
+    /// the engine goes on serving others. `None` when the request cannot wait (inside a
+    /// transaction, a notification, or a shell that does not complete replies): then do the
+    /// work before returning.
+    pub fn defer(&mut self) -> Option<Completer> {
+        let d = self.defer.as_mut()?;
+        if d.taken.is_some() {
+            return None;
+        }
+        d.next += 1;
+        d.taken = Some(d.next);
+        Some(Completer {
+            token: d.next,
+            sink: Some(d.sink.clone()),
+        })
+    }
+
     /// Raises `event` on this element with its own fields (the base fields are added).
     pub fn emit(&mut self, event: &str, fields: Map<String, Value>) {
         self.events

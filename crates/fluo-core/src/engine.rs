@@ -106,6 +106,12 @@ pub struct Engine {
     /// Events raised while handling the current input: (source, event, own fields).
     pub(crate) pending_events: Vec<(String, String, serde_json::Map<String, Value>)>,
     pub(crate) now: Now,
+    /// Deferred replies: set up by [`Engine::set_completion_sink`].
+    pub(crate) defer: Option<crate::element::DeferState>,
+    /// Whether the request running now may be deferred.
+    pub(crate) defer_ok: bool,
+    /// Requests answered later: token -> (connection, request id, session).
+    pub(crate) deferred: std::collections::HashMap<u64, (ConnId, Value, Option<String>)>,
 }
 
 /// How a request is being executed: directly, or as operation of a transaction.
@@ -132,6 +138,9 @@ impl Engine {
             out: VecDeque::new(),
             pending_events: vec![],
             now,
+            defer: None,
+            defer_ok: false,
+            deferred: std::collections::HashMap::new(),
         };
         e.registry.insert(Object::server_manager(now.wall_ms));
         e.register_builtin_factories();
@@ -179,6 +188,44 @@ impl Engine {
                 text: resp.to_text(),
             });
         }
+        self.flush_events();
+    }
+
+    /// Lets elements answer requests later (see [`crate::ElementCx::defer`]): `sink` must
+    /// bring each completion back to [`Engine::complete`].
+    pub fn set_completion_sink(&mut self, sink: crate::CompletionSink) {
+        self.defer = Some(crate::element::DeferState {
+            sink,
+            next: 0,
+            taken: None,
+        });
+    }
+
+    /// Answers a deferred request (a `value` for `invoke`), on the connection it came from.
+    pub fn complete(&mut self, now: Now, token: u64, outcome: Result<Value, KurentoError>) {
+        self.now = now;
+        let Some((conn, id, session)) = self.deferred.remove(&token) else {
+            return;
+        };
+        let outcome = outcome.map(|v| {
+            let mut r = json!({ "value": v });
+            if let Some(s) = &session {
+                r["sessionId"] = Value::from(s.clone());
+            }
+            r
+        });
+        if let (Some(s), true) = (&session, self.config.replay_enabled) {
+            let expires = self.now.mono + self.config.replay_ttl;
+            self.replay.put(s, &key_of(&id), outcome.clone(), expires);
+        }
+        let resp = Response {
+            id: Some(id),
+            outcome,
+        };
+        self.out.push_back(Output::Send {
+            conn,
+            text: resp.to_text(),
+        });
         self.flush_events();
     }
 
@@ -275,7 +322,19 @@ impl Engine {
                 });
             }
         }
+        // Only a direct invoke with an id can be answered later (never inside a transaction).
+        self.defer_ok =
+            id.is_some() && self.defer.is_some() && matches!(call.method, Method::Invoke(_));
         let (session, outcome) = self.execute(Some(conn), call, Mode::Direct);
+        self.defer_ok = false;
+        if let Some(token) = self.defer.as_mut().and_then(|d| d.taken.take()) {
+            if let (Some(s), Some(i)) = (&session, &id) {
+                self.bind(conn, s);
+                self.deferred
+                    .insert(token, (conn, i.clone(), session.clone()));
+                return None;
+            }
+        }
         if let Some(s) = &session {
             self.bind(conn, s);
             if self.config.replay_enabled {

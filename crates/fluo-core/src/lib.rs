@@ -19,7 +19,9 @@ mod replay;
 mod session;
 mod transaction;
 
-pub use element::{Element, ElementCx, Factory, FactoryCx, NoMedia, Transparent};
+pub use element::{
+    Completer, CompletionSink, Element, ElementCx, Factory, FactoryCx, NoMedia, Transparent,
+};
 pub use engine::{ConnId, Engine, EngineConfig, Now, Output};
 pub use graph::Edge;
 pub use host::{FixedHost, Host};

@@ -398,10 +398,16 @@ impl Engine {
     ) -> Option<R> {
         let wall_ms = self.now.wall_ms;
         let o = self.registry.get_mut(id)?;
+        let defer = if self.defer_ok {
+            self.defer.as_mut()
+        } else {
+            None
+        };
         let mut cx = ElementCx {
             id,
             wall_ms,
             events: &mut self.pending_events,
+            defer,
         };
         Some(f(o.behavior.as_mut(), &mut cx))
     }

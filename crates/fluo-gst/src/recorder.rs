@@ -257,12 +257,29 @@ impl Recorder {
         Ok(Value::Null)
     }
 
-    /// Ends the file. With `wait`, returns once it is finalised (at most 5 s).
-    fn stop(&mut self, _cx: &mut ElementCx<'_>, wait: bool) -> Result<Value, KurentoError> {
-        if let Some(done) = stop_recording(&self.shared, &self.id, &self.media.events) {
-            if wait {
+    /// Ends the file. With `wait`, answers once it is finalised (at most 5 s): later, from a
+    /// thread, so that the engine serves other requests meanwhile; inline where the request
+    /// cannot be answered later (inside a transaction).
+    fn stop(&mut self, cx: &mut ElementCx<'_>, wait: bool) -> Result<Value, KurentoError> {
+        let Some(done) = stop_recording(&self.shared, &self.id, &self.media.events) else {
+            return Ok(Value::Null);
+        };
+        if !wait {
+            return Ok(Value::Null);
+        }
+        let Some(reply) = cx.defer() else {
+            let _ = done.recv_timeout(Duration::from_secs(5));
+            return Ok(Value::Null);
+        };
+        let spawned = std::thread::Builder::new()
+            .name("fluo-stop-wait".into())
+            .spawn(move || {
                 let _ = done.recv_timeout(Duration::from_secs(5));
-            }
+                reply.complete(Ok(Value::Null));
+            });
+        if let Err(e) = spawned {
+            // The Completer went with the closure and answered with an error when dropped.
+            tracing::warn!("stopAndWait: no thread to wait on: {e}");
         }
         Ok(Value::Null)
     }

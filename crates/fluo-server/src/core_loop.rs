@@ -84,8 +84,14 @@ pub(crate) fn spawn(
         ..EngineConfig::default()
     };
     let host = ProcHost::start();
+    // Replies elements give later (a recorder's stopAndWait), without blocking this task.
+    type Completion = (u64, Result<serde_json::Value, fluo_api::KurentoError>);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
     let done = tokio::spawn(async move {
         let mut engine = Engine::new(engine_config, Box::new(host), now());
+        engine.set_completion_sink(Arc::new(move |token, outcome| {
+            let _ = done_tx.send((token, outcome));
+        }));
         engine.register_factory("WebRtcEndpoint", webrtc.factory());
         for (class, factory) in gst_media.factories() {
             engine.register_factory(class, factory);
@@ -111,6 +117,7 @@ pub(crate) fn spawn(
                         engine.emit_event(now(), &id, &ev, fields);
                     }
                 }
+                Some((token, outcome)) = done_rx.recv() => engine.complete(now(), token, outcome),
                 _ = sleep_until(deadline) => engine.handle_timeout(now()),
                 _ = shutdown.changed() => {
                     // Close every media session so peers learn at once, then stop.

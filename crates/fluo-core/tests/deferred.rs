@@ -1,0 +1,129 @@
+//! Deferred replies: an element answers an invoke later (a recorder's stopAndWait) while
+//! the engine serves everyone else; inside a transaction it cannot defer; a reply dropped
+//! without an answer becomes an error, not a request that hangs.
+mod common;
+
+use common::H;
+use fluo_api::KurentoError;
+use fluo_core::{Completer, Element, ElementCx, FactoryCx};
+use serde_json::{json, Map, Value};
+use std::sync::{Arc, Mutex};
+
+type Completions = Arc<Mutex<Vec<(u64, Result<Value, KurentoError>)>>>;
+
+/// A RecorderEndpoint stand-in whose stopAndWait waits for the test.
+struct Slow {
+    waiting: Arc<Mutex<Vec<Completer>>>,
+}
+
+impl Element for Slow {
+    fn invoke(
+        &mut self,
+        cx: &mut ElementCx<'_>,
+        method: &str,
+        _params: &Map<String, Value>,
+    ) -> Option<Result<Value, KurentoError>> {
+        (method == "stopAndWait").then(|| match cx.defer() {
+            Some(c) => {
+                self.waiting.lock().unwrap().push(c);
+                Ok(Value::Null)
+            }
+            None => Ok(json!("inline")),
+        })
+    }
+}
+
+fn setup() -> (H, String, Arc<Mutex<Vec<Completer>>>, Completions) {
+    let mut h = H::new();
+    let done: Completions = Arc::default();
+    let d = done.clone();
+    h.e.set_completion_sink(Arc::new(move |t, o| d.lock().unwrap().push((t, o))));
+    let waiting: Arc<Mutex<Vec<Completer>>> = Arc::default();
+    let w = waiting.clone();
+    h.e.register_factory(
+        "RecorderEndpoint",
+        Box::new(move |_: &FactoryCx<'_>| {
+            Ok(Box::new(Slow { waiting: w.clone() }) as Box<dyn Element>)
+        }),
+    );
+    let p = h.create(1, "MediaPipeline", None);
+    let r = h.ok(
+        1,
+        "create",
+        json!({"type": "RecorderEndpoint",
+               "constructorParams": {"mediaPipeline": p, "uri": "file:///tmp/x.webm"}}),
+    )["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (h, r, waiting, done)
+}
+
+fn stop_and_wait(id: u64, r: &str) -> String {
+    json!({"jsonrpc":"2.0","id":id,"method":"invoke",
+           "params":{"object": r, "operation":"stopAndWait"}})
+    .to_string()
+}
+
+#[test]
+fn a_deferred_reply_comes_later_and_others_are_served_meanwhile() {
+    let (mut h, r, waiting, done) = setup();
+    assert!(
+        h.raw(1, &stop_and_wait(100, &r)).is_empty(),
+        "no answer yet"
+    );
+    assert_eq!(waiting.lock().unwrap().len(), 1);
+    // Other requests, on this and another connection, are answered at once.
+    h.open(2);
+    assert_eq!(h.ok(2, "ping", json!({}))["value"], "pong");
+    let name = h.invoke(1, &r, "getName", json!({}));
+    assert!(name.is_string());
+    // The element finishes: the answer goes to the right connection with the right id.
+    waiting
+        .lock()
+        .unwrap()
+        .pop()
+        .unwrap()
+        .complete(Ok(Value::Null));
+    let (token, outcome) = done.lock().unwrap().pop().unwrap();
+    h.e.complete(h.now, token, outcome);
+    let got = h.raw(1, "");
+    let resp = got
+        .iter()
+        .find(|v| v["id"] == json!(100))
+        .unwrap_or_else(|| panic!("the deferred answer: {got:?}"));
+    assert!(resp["result"]["value"].is_null(), "{resp}");
+    assert!(resp["result"]["sessionId"].is_string(), "{resp}");
+    // A retry of the same id is answered from the replay cache, not run again.
+    let again = h.raw(1, &stop_and_wait(100, &r));
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(waiting.lock().unwrap().is_empty());
+    // A completion that comes twice, or for nothing, is ignored.
+    h.e.complete(h.now, token, Ok(Value::Null));
+    h.e.complete(h.now, 999, Ok(Value::Null));
+    assert!(h.raw(1, "").iter().all(|v| v["id"] != json!(100)));
+}
+
+#[test]
+fn a_reply_dropped_unanswered_is_an_error_and_transactions_never_defer() {
+    let (mut h, r, waiting, done) = setup();
+    assert!(h.raw(1, &stop_and_wait(7, &r)).is_empty());
+    drop(waiting.lock().unwrap().pop());
+    let (token, outcome) = done.lock().unwrap().pop().unwrap();
+    assert!(outcome.is_err());
+    h.e.complete(h.now, token, outcome);
+    let got = h.raw(1, "");
+    let resp = got.iter().find(|v| v["id"] == json!(7)).expect("an answer");
+    assert!(resp["error"]["code"].is_i64(), "{resp}");
+
+    let t = h.ok(
+        1,
+        "transaction",
+        json!({"operations": [
+            {"jsonrpc":"2.0","id":0,"method":"invoke",
+             "params":{"object": r, "operation":"stopAndWait"}}
+        ]}),
+    );
+    assert_eq!(t["value"][0]["result"]["value"], "inline", "{t}");
+    assert!(waiting.lock().unwrap().is_empty());
+}
