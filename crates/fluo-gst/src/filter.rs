@@ -50,23 +50,61 @@ impl FilterPolicy {
         }
     }
 
-    /// Why the element made by `factory` is refused, if it is.
-    fn refuses(&self, factory: &gst::ElementFactory) -> Option<String> {
+    /// Why the element `e` is refused, if it is.
+    ///
+    /// The default rule refuses what can reach files, devices or the network, or load more
+    /// elements later (which this check would not see): sources, sinks, muxers, demuxers,
+    /// decoders, players and network elements by their class; bins other than plain `bin`
+    /// (uridecodebin, splitmuxsink, playbin... build their children at run time); URI
+    /// handlers; and anything with a file, URI or device property.
+    fn refuses(&self, e: &gst::Element) -> Option<String> {
+        let Some(factory) = e.factory() else {
+            return Some(format!("the element {} has no factory", e.name()));
+        };
         let name = factory.name();
-        match &self.allow {
-            Some(list) => {
-                let listed = list.iter().any(|a| a == "*" || a == name.as_str())
-                    || matches!(name.as_str(), "capsfilter" | "bin");
-                (!listed).then(|| format!("the element {name} is not in the GStreamerFilter allow-list (fluo.gstFilterAllowList)"))
-            }
-            None => {
-                let klass = factory.metadata("klass").unwrap_or_default();
-                let io = klass.split('/').any(|k| k == "Source" || k == "Sink");
-                io.then(|| format!("the element {name} ({klass}) is a source or sink; GStreamerFilter commands may only transform media (allow it with fluo.gstFilterAllowList)"))
-            }
+        if let Some(list) = &self.allow {
+            let listed = list.iter().any(|a| a == "*" || a == name.as_str())
+                || matches!(name.as_str(), "capsfilter" | "bin");
+            return (!listed).then(|| format!("the element {name} is not in the GStreamerFilter allow-list (fluo.gstFilterAllowList)"));
         }
+        let klass = factory.metadata("klass").unwrap_or_default();
+        const CLASSES: [&str; 8] = [
+            "Source", "Sink", "Muxer", "Demuxer", "Decoder", "Player", "Network", "Bin",
+        ];
+        let class = klass
+            .split('/')
+            .find(|k| CLASSES.contains(k))
+            .filter(|_| name.as_str() != "bin");
+        let why = if let Some(k) = class {
+            Some(format!(
+                "the element {name} ({klass}) is a {}",
+                k.to_lowercase()
+            ))
+        } else if e.is::<gst::URIHandler>() {
+            Some(format!("the element {name} opens URIs"))
+        } else {
+            e.list_properties()
+                .iter()
+                .map(|p| p.name())
+                .find(|p| IO_PROPERTIES.contains(p))
+                .map(|p| {
+                    format!("the element {name} has a '{p}' property (files, URIs or devices)")
+                })
+        };
+        why.map(|w| format!("{w}; GStreamerFilter commands may only transform media (allow it with fluo.gstFilterAllowList)"))
+    }
+
+    /// Whether setElementProperty may set `property` (the default rule keeps file, URI and
+    /// device properties out of reach; an allow-list trusts the elements it names).
+    fn refuses_property(&self, property: &str) -> bool {
+        self.allow.is_none() && IO_PROPERTIES.contains(&property)
     }
 }
+
+/// Property names that point at files, URIs, devices or hosts.
+const IO_PROPERTIES: [&str; 9] = [
+    "location", "uri", "device", "file", "filename", "path", "host", "address", "socket",
+];
 
 fn illegal(msg: String) -> KurentoError {
     KurentoError::new(ErrorCode::MediaObjectIllegalParamError, msg)
@@ -81,10 +119,7 @@ fn parse_command(command: &str, policy: &FilterPolicy) -> Result<gst::Bin, Kuren
         .map_err(|e| illegal(format!("GStreamerFilter: the command does not parse: {e}")))?;
     let mut refused = vec![];
     for e in bin.iterate_recurse().into_iter().flatten() {
-        match e.factory() {
-            Some(f) => refused.extend(policy.refuses(&f)),
-            None => refused.push(format!("the element {} has no factory", e.name())),
-        }
+        refused.extend(policy.refuses(&e));
     }
     if let Some(why) = refused.into_iter().next() {
         return Err(illegal(format!("GStreamerFilter: {why}")));
@@ -163,6 +198,7 @@ impl Factory for FilterFactory {
                     out,
                     branch: None,
                     failed: None,
+                    built_at: None,
                     id,
                     events,
                 }) as Box<dyn Port>
@@ -246,6 +282,11 @@ impl Filter {
             .get("propertyValue")
             .and_then(Value::as_str)
             .unwrap_or_default();
+        if self.media.filters.refuses_property(name) {
+            return Err(illegal(format!(
+                "GStreamerFilter: the property {name} (files, URIs or devices) cannot be set (allow the element with fluo.gstFilterAllowList)"
+            )));
+        }
         // Checked on a fresh parse of the command, so that a wrong name or value fails now.
         let probe = parse_command(&self.command, &self.media.filters)?;
         match set_property(&probe, name, value) {
@@ -325,6 +366,9 @@ struct FilterPort {
     branch: Option<Branch>,
     /// The codec whose pipeline failed to build (not retried for every packet).
     failed: Option<Codec>,
+    /// When the pipeline was last (re)built: a source flapping between codecs rebuilds it
+    /// at most once a second.
+    built_at: Option<std::time::Instant>,
     id: String,
     events: EventSink,
 }
@@ -413,6 +457,13 @@ impl Port for FilterPort {
             .as_ref()
             .is_some_and(|b| b.codec.compatible(&pkt.codec))
         {
+            let recent = self
+                .built_at
+                .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1));
+            if self.branch.is_some() && recent {
+                return;
+            }
+            self.built_at = Some(std::time::Instant::now());
             self.branch = None;
             self.failed = None;
             lock(&self.shared).bin = None;

@@ -90,6 +90,9 @@ struct OutStream {
 /// How long without packets before an output is reported NOT_FLOWING.
 const FLOW_IDLE: Duration = Duration::from_secs(2);
 
+/// Most distinct peer addresses TURN relays give a permission to (they refresh them).
+const MAX_PERMITS: usize = 4096;
+
 /// How often an endpoint whose peer is gone (ICE lost after DTLS) is woken up.
 const LOST_PEER_TICK: Duration = Duration::from_secs(5);
 
@@ -289,9 +292,11 @@ pub(crate) enum Ctl {
     Discover {
         server: SocketAddr,
     },
-    /// Remote candidate addresses of an endpoint: TURN permissions are made for them.
+    /// Remote candidate addresses of an endpoint: TURN permissions are made for them on
+    /// the server-wide relays and on the relays of the endpoint's own turnUrl (`owner`).
     Permit {
         ips: Vec<std::net::IpAddr>,
+        owner: Option<String>,
     },
     /// Whatever feeds `key` must send a keyframe.
     KeyframeFor {
@@ -356,8 +361,11 @@ pub struct MediaCore {
     throttles: HashMap<u64, KeyframeThrottle>,
     transmits: VecDeque<Datagram>,
     events: VecDeque<MediaEvent>,
-    /// Peer addresses that TURN relays must let in (the shell takes them).
-    permits: VecDeque<std::net::IpAddr>,
+    /// Peer addresses that TURN relays must let in (the shell takes them), with the
+    /// endpoint turnUrl they are for.
+    permits: VecDeque<(std::net::IpAddr, Option<String>)>,
+    /// Every permission ever asked (relays refresh them; bounded by [`MAX_PERMITS`]).
+    permitted: HashSet<(std::net::IpAddr, Option<String>)>,
     /// STUN servers to ask (the shell takes them).
     discover: VecDeque<SocketAddr>,
     /// TURN allocations for the shell to take over.
@@ -392,6 +400,7 @@ impl MediaCore {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             permits: VecDeque::new(),
+            permitted: HashSet::new(),
             discover: VecDeque::new(),
             new_relays: VecDeque::new(),
             now,
@@ -435,7 +444,7 @@ impl MediaCore {
     }
 
     /// A peer IP the TURN relays must give a permission to.
-    pub fn poll_permit(&mut self) -> Option<std::net::IpAddr> {
+    pub fn poll_permit(&mut self) -> Option<(std::net::IpAddr, Option<String>)> {
         self.permits.pop_front()
     }
 
@@ -682,10 +691,11 @@ impl MediaCore {
             Ctl::KeyframeFor { key } => self.keyframe_for(key, VIDEO),
             Ctl::Discover { server } => self.discover.push_back(server),
             Ctl::AddRelay { socket, relay } => self.new_relays.push_back((socket, relay)),
-            Ctl::Permit { ips } => {
+            Ctl::Permit { ips, owner } => {
                 for ip in ips {
-                    if !self.permits.contains(&ip) && self.permits.len() < 4096 {
-                        self.permits.push_back(ip);
+                    let key = (ip, owner.clone());
+                    if self.permitted.len() < MAX_PERMITS && self.permitted.insert(key.clone()) {
+                        self.permits.push_back(key);
                     }
                 }
             }

@@ -59,6 +59,12 @@ impl Factory for WebRtcFactory {
     }
 }
 
+/// Candidates and address translations (local, announced) for a first negotiation.
+type Prepared = (
+    Vec<Candidate>,
+    Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
+);
+
 /// Most remote ICE candidates one endpoint accepts.
 const MAX_REMOTE_CANDIDATES: usize = 100;
 /// Most data channels Fluo opens on one endpoint.
@@ -149,9 +155,11 @@ impl WebRtcEndpoint {
                     .then(|| l.split_whitespace().nth(4)?.parse().ok())
                     .flatten()
             })
+            .take(MAX_REMOTE_CANDIDATES)
             .collect();
         if !ips.is_empty() {
-            let _ = self.rtc.ctl.send(Control(Ctl::Permit { ips }));
+            let owner = self.own_turn();
+            let _ = self.rtc.ctl.send(Control(Ctl::Permit { ips, owner }));
         }
     }
 
@@ -208,22 +216,36 @@ impl WebRtcEndpoint {
             self.rtc.clock,
         );
         let ips: Vec<std::net::IpAddr> = self.rtc.locals.iter().map(|a| a.ip()).collect();
+        /// Forgets the URL if the allocating thread ends without an answer (a panic).
+        struct Unanswered(Option<(Arc<crate::turn::RelayCache>, String)>);
+        impl Drop for Unanswered {
+            fn drop(&mut self) {
+                if let Some((cache, key)) = self.0.take() {
+                    cache.finish(&key, vec![]);
+                }
+            }
+        }
+        let guard = Unanswered(Some((cache.clone(), key.clone())));
         let spawned = std::thread::Builder::new()
             .name("fluo-turn-alloc".into())
             .spawn(move || {
+                let mut guard = guard;
                 let mut pairs = vec![];
-                for (sock, relay) in crate::turn::allocate_extra(&url, &ips, clock) {
+                for (sock, mut relay) in crate::turn::allocate_extra(&url, &ips, clock) {
                     let local = sock.as_ref().and_then(|s| s.local_addr().ok());
                     pairs.push((local.unwrap_or(relay.relayed), relay.relayed));
+                    relay.owner = Some(key.clone());
                     let relay = Box::new(relay);
                     let _ = ctl.send(Control(Ctl::AddRelay {
                         socket: sock,
                         relay,
                     }));
                 }
+                guard.0 = None;
                 cache.finish(&key, pairs);
             });
         if let Err(e) = spawned {
+            // The closure, and the guard in it, were dropped: the URL is forgotten.
             tracing::warn!("no thread for the TURN allocation: {e}");
         }
     }
@@ -270,22 +292,36 @@ impl WebRtcEndpoint {
         udp.chain(tcp).collect()
     }
 
-    /// Adds our candidates to the session before its first SDP is written; the media core
-    /// translates between the announced addresses and the local sockets.
-    fn add_candidates(&mut self, ep: &mut Ep) {
-        if std::mem::replace(&mut self.candidates_added, true) {
-            return;
+    /// The candidates and address translations to add at the first negotiation, computed
+    /// before the endpoint is locked: an endpoint's own STUN/TURN answer may take a moment,
+    /// and the media thread must not wait for it behind the endpoint's lock.
+    fn prepare_candidates(&self) -> Option<Prepared> {
+        if self.candidates_added {
+            return None;
         }
-        for c in self.local_candidates() {
-            ep.rtc.add_local_candidate(c);
-        }
-        ep.nat = self
+        let nat = self
             .announced()
             .into_iter()
             .chain(self.reflexive())
             .chain(self.announced_tcp())
             .filter(|(local, public)| local != public)
             .collect();
+        Some((self.local_candidates(), nat))
+    }
+
+    /// Adds our candidates to the session before its first SDP is written; the media core
+    /// translates between the announced addresses and the local sockets.
+    fn add_candidates(&mut self, ep: &mut Ep, prepared: Option<Prepared>) {
+        let Some((candidates, nat)) = prepared else {
+            return;
+        };
+        if std::mem::replace(&mut self.candidates_added, true) {
+            return;
+        }
+        for c in candidates {
+            ep.rtc.add_local_candidate(c);
+        }
+        ep.nat = nat;
     }
 
     fn process_offer(&mut self, offer: &str) -> Result<Value, KurentoError> {
@@ -294,6 +330,7 @@ impl WebRtcEndpoint {
         let parsed = SdpOffer::from_sdp_string(offer)
             .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot parse the SDP offer", e))?;
         let ep_ref = self.ep.clone();
+        let prepared = self.prepare_candidates();
         let mut ep = lock(&ep_ref);
         if ep.negotiated || ep.pending_offer.is_some() {
             return Err(KurentoError::new(
@@ -301,7 +338,7 @@ impl WebRtcEndpoint {
                 "This endpoint has already negotiated a session",
             ));
         }
-        self.add_candidates(&mut ep);
+        self.add_candidates(&mut ep, prepared);
         self.permit(offer.lines());
         let answer = ep.rtc.sdp_api().accept_offer(parsed).map_err(|e| {
             sdp_err(
@@ -331,6 +368,7 @@ impl WebRtcEndpoint {
                 .unwrap_or(true)
         };
         let ep_ref = self.ep.clone();
+        let prepared = self.prepare_candidates();
         let mut ep = lock(&ep_ref);
         if ep.negotiated || ep.pending_offer.is_some() {
             return Err(KurentoError::new(
@@ -338,7 +376,7 @@ impl WebRtcEndpoint {
                 "This endpoint has already negotiated a session",
             ));
         }
-        self.add_candidates(&mut ep);
+        self.add_candidates(&mut ep, prepared);
         let mut api = ep.rtc.sdp_api();
         for (kind, receive) in [
             (MediaKind::Audio, want("offerToReceiveAudio")),

@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 
 /// ICE-TCP connections open at once; more are refused (closed at once).
 const MAX_TCP_CONNECTIONS: usize = 2048;
+/// ICE-TCP connections open at once from one IP address.
+const MAX_TCP_PER_IP: usize = 64;
 /// A connection must send its first frame (an ICE check) within this time.
 const TCP_FIRST_FRAME: Duration = Duration::from_secs(10);
 /// A connection silent for this long is closed (ICE consent checks come every few seconds
@@ -41,6 +43,8 @@ enum TcpEvent {
     },
     /// Bytes from the TCP connection of the TURN allocation `relay`.
     Turn { relay: usize, data: Vec<u8> },
+    /// That connection ended: the allocation is gone.
+    TurnClosed { relay: usize },
 }
 
 pub(crate) fn spawn(
@@ -79,6 +83,7 @@ pub(crate) fn spawn(
                 let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(4096);
                 let mut conns: HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>> =
                     HashMap::new();
+                let mut tcp_per_ip: HashMap<std::net::IpAddr, usize> = HashMap::new();
                 // TURN allocations over TCP: a reader task each, and a writer queue.
                 let mut turn_writers: HashMap<usize, mpsc::Sender<Vec<u8>>> = HashMap::new();
                 for (idx, r) in relays.iter_mut().enumerate() {
@@ -131,9 +136,11 @@ pub(crate) fn spawn(
                         }
                         (i, stream, remote) = accept_any(&listeners) => {
                             let local = tcp_locals[i];
-                            if conns.len() >= MAX_TCP_CONNECTIONS {
+                            let from_ip = tcp_per_ip.get(&remote.ip()).copied().unwrap_or(0);
+                            if conns.len() >= MAX_TCP_CONNECTIONS || from_ip >= MAX_TCP_PER_IP {
                                 tracing::warn!(%remote, "too many ICE-TCP connections: refused");
                             } else {
+                                *tcp_per_ip.entry(remote.ip()).or_default() += 1;
                                 let (wtx, wrx) = mpsc::channel(TCP_SEND_QUEUE);
                                 conns.insert((local, remote), wtx);
                                 tokio::spawn(tcp_connection(stream, local, remote, tcp_tx.clone(), wrx));
@@ -149,6 +156,17 @@ pub(crate) fn spawn(
                             ),
                             TcpEvent::Closed { local, remote } => {
                                 conns.remove(&(local, remote));
+                                if let Some(n) = tcp_per_ip.get_mut(&remote.ip()) {
+                                    *n = n.saturating_sub(1);
+                                    if *n == 0 {
+                                        tcp_per_ip.remove(&remote.ip());
+                                    }
+                                }
+                            }
+                            TcpEvent::TurnClosed { relay } => {
+                                if let Some(r) = relays.get_mut(relay) {
+                                    r.dead = true;
+                                }
                             }
                             TcpEvent::Turn { relay, data } => {
                                 if let Some(r) = relays.get_mut(relay) {
@@ -187,14 +205,21 @@ pub(crate) fn spawn(
                         relays.push(relay);
                     }
                     while let Some(server) = core.poll_discover() {
-                        discoveries.start(server, &locals, now);
+                        if !discoveries.start(server, &locals, now) {
+                            tracing::warn!(%server, "no media socket of this STUN server's address family");
+                            stun_cache.finish(server, vec![]);
+                        }
                     }
                     stun_next = discoveries.poll(now, &stun_cache, &mut |i, to, bytes| {
                         let _ = sockets[i].try_send_to(bytes, to);
                     });
-                    while let Some(ip) = core.poll_permit() {
+                    // A peer's address goes only to the relays its endpoint announces: the
+                    // server-wide ones and the endpoint's own turnUrl, never another client's.
+                    while let Some((ip, owner)) = core.poll_permit() {
                         for r in relays.iter_mut() {
-                            r.permit(clock, now, ip);
+                            if r.owner.is_none() || r.owner == owner {
+                                r.permit(clock, now, ip);
+                            }
                         }
                     }
                     while let Some(d) = core.poll_transmit() {
@@ -282,6 +307,7 @@ async fn turn_connection(
         "the TCP connection to the TURN server closed: its relay is gone"
     );
     writer.abort();
+    let _ = to_core.send(TcpEvent::TurnClosed { relay }).await;
 }
 
 fn send(
@@ -350,7 +376,15 @@ async fn tcp_connection(
             break;
         }
         let mut data = vec![0u8; n];
-        if rd.read_exact(&mut data).await.is_err() {
+        if !matches!(
+            tokio::time::timeout(TCP_IDLE, rd.read_exact(&mut data)).await,
+            Ok(Ok(_))
+        ) {
+            break;
+        }
+        // The first frame of an ICE-TCP connection is an ICE check (a STUN request).
+        if first && (n < 20 || data[0] > 1) {
+            tracing::debug!(%remote, "ICE-TCP connection that does not start with STUN: closed");
             break;
         }
         first = false;

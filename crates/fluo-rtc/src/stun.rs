@@ -270,9 +270,14 @@ impl StunCache {
         }
     }
 
-    /// Records what the media thread found for `server`.
+    /// Records what the media thread found for `server`; nothing found forgets the server,
+    /// so that a later endpoint asks again (the server may have been down a moment).
     pub fn finish(&self, server: SocketAddr, found: Vec<(SocketAddr, SocketAddr)>) {
-        self.lock().insert(server, Some(found));
+        if found.is_empty() {
+            self.lock().remove(&server);
+        } else {
+            self.lock().insert(server, Some(found));
+        }
         self.done.notify_all();
     }
 }
@@ -296,8 +301,9 @@ pub(crate) struct Discoveries {
 }
 
 impl Discoveries {
-    /// Starts asking `server` from every socket of its family.
-    pub fn start(&mut self, server: SocketAddr, locals: &[SocketAddr], now: Instant) {
+    /// Starts asking `server` from every socket of its family; false if there is none.
+    pub fn start(&mut self, server: SocketAddr, locals: &[SocketAddr], now: Instant) -> bool {
+        let before = self.asks.len();
         for (socket, local) in locals.iter().enumerate() {
             if local.is_ipv4() != server.is_ipv4() {
                 continue;
@@ -323,6 +329,7 @@ impl Discoveries {
                 found: None,
             });
         }
+        self.asks.len() > before
     }
 
     /// A datagram from `from` on socket `socket`: true if it answered one of our requests

@@ -132,6 +132,10 @@ pub(crate) struct Relay {
     client: Client,
     /// Peers a channel was asked for.
     channels: HashSet<SocketAddr>,
+    /// The allocation is gone (closed by the server, or its TCP connection ended).
+    pub dead: bool,
+    /// The endpoint turnUrl it was made for (`None`: the server-wide one).
+    pub owner: Option<String>,
 }
 
 /// Converts between the std clock and the client's.
@@ -299,6 +303,8 @@ pub(crate) fn allocate(
                         local: p.local,
                         client: p.client,
                         channels: HashSet::new(),
+                        dead: false,
+                        owner: None,
                     });
                 }
                 Some(Err(e)) => {
@@ -351,6 +357,9 @@ impl Relay {
         data: &[u8],
     ) -> Option<Vec<u8>> {
         let t = clock.to(now);
+        if self.dead {
+            return None;
+        }
         if !self.client.have_permission(TransportType::Udp, peer.ip()) {
             self.permit(clock, now, peer.ip());
             return None;
@@ -375,7 +384,8 @@ impl Relay {
 
     /// Lets `ip` send to us through the relay.
     pub fn permit(&mut self, clock: Clock, now: Instant, ip: IpAddr) {
-        if ip.is_ipv4() != self.relayed.is_ipv4()
+        if self.dead
+            || ip.is_ipv4() != self.relayed.is_ipv4()
             || self.client.have_permission(TransportType::Udp, ip)
         {
             return;
@@ -391,12 +401,27 @@ impl Relay {
     /// Refreshes, retransmissions: datagrams for the TURN server, and when to come back.
     pub fn poll(&mut self, clock: Clock, now: Instant) -> (Vec<Vec<u8>>, Option<Instant>) {
         let t = clock.to(now);
-        // TCP allocations' requests cannot happen on a UDP client: wait for the next time.
-        let next = loop {
-            if let TurnPollRet::WaitUntil(w) = self.client.poll(t) {
-                break Some(clock.from(w));
+        if self.dead {
+            return (vec![], None);
+        }
+        // WaitUntil is the normal answer; a few others (TCP allocation business, which a UDP
+        // allocation never has) ask to be polled again; Closed means the allocation is gone
+        // (expired, refused on refresh, server restarted): the relay stays dead.
+        let mut next = None;
+        for _ in 0..16 {
+            match self.client.poll(t) {
+                TurnPollRet::WaitUntil(w) => {
+                    next = Some(clock.from(w));
+                    break;
+                }
+                TurnPollRet::Closed => {
+                    tracing::warn!(relayed = %self.relayed, server = %self.server, "TURN allocation closed: this relay is gone");
+                    self.dead = true;
+                    return (vec![], None);
+                }
+                _ => {}
             }
-        };
+        }
         let mut out = vec![];
         while let Some(tr) = self.client.poll_transmit(t) {
             out.push(tr.data.as_ref().to_vec());
@@ -497,11 +522,16 @@ impl RelayCache {
         }
     }
 
+    /// Records the allocations made for `key`; none forgets the URL, so that a later endpoint
+    /// tries again (the server may have been down a moment).
     pub fn finish(&self, key: &str, found: Vec<(SocketAddr, SocketAddr)>) {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_string(), Some(found));
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if found.is_empty() {
+            m.remove(key);
+        } else {
+            m.insert(key.to_string(), Some(found));
+        }
+        drop(m);
         self.done.notify_all();
     }
 }

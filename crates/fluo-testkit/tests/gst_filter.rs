@@ -268,6 +268,10 @@ fn commands_that_reach_files_or_the_network_are_refused_and_an_allow_list_narrow
             "tee name=t t. ! queue ! multifilesink location=/tmp/x%d t. ! queue",
             "videoflip ! udpsink host=127.0.0.1 port=9",
             "( souphttpsrc location=http://127.0.0.1:9/ ! fakesink ) videoflip",
+            "uridecodebin uri=file:///etc/passwd",
+            "tee name=t ! queue ! splitmuxsink location=/tmp/fluo-should-not-exist%02d.mp4 t. ! queue",
+            "videoflip ! decodebin",
+            "videoconvert ! matroskamux ! matroskademux",
             "videoflip ! (",
             "nosuchelement",
             "",
@@ -333,6 +337,16 @@ fn commands_that_reach_files_or_the_network_are_refused_and_an_allow_list_narrow
             )
             .await
             .expect_err("not a nick");
+        assert_eq!(code(&e), 40107, "{e}");
+        // File, URI and device properties are out of reach of setElementProperty.
+        let e = c
+            .invoke(
+                &f,
+                "setElementProperty",
+                json!({"propertyName": "location", "propertyValue": "/etc/passwd"}),
+            )
+            .await
+            .expect_err("a file property");
         assert_eq!(code(&e), 40107, "{e}");
     });
 }

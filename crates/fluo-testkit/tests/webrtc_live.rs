@@ -494,13 +494,19 @@ fn hostile_ice_tcp_connections_are_closed_and_do_not_disturb_the_server() {
                 format!("{}:{}", f[4], f[5]).parse().ok()
             })
             .expect("a TCP candidate");
-        // Garbage frames (not STUN, no endpoint): ignored, the connection stays.
+        // A connection that does not start with an ICE check (STUN) is closed.
         let mut g = std::net::TcpStream::connect(tcp).unwrap();
         for n in [0usize, 1, 20, 1500] {
             let mut f = (n as u16).to_be_bytes().to_vec();
             f.extend(std::iter::repeat_n(0xab, n));
-            g.write_all(&f).unwrap();
+            let _ = g.write_all(&f);
         }
+        g.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut b = [0u8; 16];
+        assert!(
+            matches!(g.read(&mut b), Ok(0) | Err(_)),
+            "a connection without STUN is closed"
+        );
         // A frame longer than any packet: the connection is closed at once.
         let mut big = std::net::TcpStream::connect(tcp).unwrap();
         big.write_all(&[0xff, 0xff, 1, 2, 3]).unwrap();
