@@ -222,6 +222,11 @@ impl Engine {
             id: Some(id),
             outcome,
         };
+        // To the connection the session is on now (it may have reconnected meanwhile).
+        let conn = session
+            .as_deref()
+            .and_then(|s| self.sessions.conn_of(s))
+            .unwrap_or(conn);
         self.out.push_back(Output::Send {
             conn,
             text: resp.to_text(),

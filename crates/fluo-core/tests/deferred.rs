@@ -127,3 +127,31 @@ fn a_reply_dropped_unanswered_is_an_error_and_transactions_never_defer() {
     assert_eq!(t["value"][0]["result"]["value"], "inline", "{t}");
     assert!(waiting.lock().unwrap().is_empty());
 }
+
+#[test]
+fn a_deferred_reply_follows_its_session_to_a_new_connection() {
+    let (mut h, r, waiting, done) = setup();
+    assert!(h.raw(1, &stop_and_wait(42, &r)).is_empty());
+    let session = h.ok(1, "ping", json!({}))["sessionId"]
+        .as_str()
+        .map(str::to_string);
+    // The client reconnects on connection 2 with its session before the answer is ready.
+    h.close(1);
+    h.open(2);
+    let s = session.expect("a session id");
+    h.ok(2, "connect", json!({"sessionId": s}));
+    waiting
+        .lock()
+        .unwrap()
+        .pop()
+        .unwrap()
+        .complete(Ok(Value::Null));
+    let (token, outcome) = done.lock().unwrap().pop().unwrap();
+    h.e.complete(h.now, token, outcome);
+    let got = h.raw(2, "");
+    assert!(
+        got.iter()
+            .any(|v| v["id"] == json!(42) && v["result"].is_object()),
+        "the answer reached the new connection: {got:?}"
+    );
+}
