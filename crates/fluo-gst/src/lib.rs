@@ -112,53 +112,6 @@ pub fn wait_idle(max: std::time::Duration) -> usize {
     *n
 }
 
-/// Loads GStreamer and the plugins of the codecs Fluo transcodes, on a thread of its own, so
-/// that the first transcoder or filter does not pay for loading them on the media thread
-/// (measured: 17-58 ms for the first VP8/H.264 transcoder, 1.2 ms once loaded).
-pub fn prewarm() {
-    let spawned = std::thread::Builder::new()
-        .name("fluo-gst-prewarm".into())
-        .spawn(|| {
-            if init().is_err() {
-                return;
-            }
-            let t0 = std::time::Instant::now();
-            let mut loaded = 0;
-            for name in [
-                "vp8enc",
-                "vp8dec",
-                "vp9enc",
-                "vp9dec",
-                "x264enc",
-                "avdec_h264",
-                "opusenc",
-                "opusdec",
-                "rtpvp8pay",
-                "rtpvp8depay",
-                "rtph264pay",
-                "rtph264depay",
-                "rtpopuspay",
-                "rtpopusdepay",
-                "rtpjitterbuffer",
-                "videoconvert",
-                "audioconvert",
-                "audioresample",
-                "appsrc",
-                "appsink",
-                "webmmux",
-                "mp4mux",
-            ] {
-                if gst::ElementFactory::make(name).build().is_ok() {
-                    loaded += 1;
-                }
-            }
-            tracing::debug!(loaded, "GStreamer plugins loaded in {:?}", t0.elapsed());
-        });
-    if let Err(e) = spawned {
-        tracing::debug!("no prewarm thread: {e}");
-    }
-}
-
 /// Initialises GStreamer once.
 pub fn init() -> Result<(), String> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();

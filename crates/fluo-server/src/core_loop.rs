@@ -65,7 +65,6 @@ pub(crate) fn spawn(
         let _ = ev_tx.send((id.to_string(), ev.to_string(), fields));
     });
     let webrtc = fluo_rtc::WebRtc::start(config.net.clone(), sink.clone())?;
-    fluo_gst::prewarm();
     webrtc.set_transcoders(Arc::new(fluo_gst::Transcoders::new(
         config.transcode_video_kbps,
     )));
