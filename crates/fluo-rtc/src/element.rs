@@ -129,7 +129,7 @@ impl WebRtcEndpoint {
         let announced = self.announced();
         let own = self
             .own_stun()
-            .map(|s| self.rtc.stun_cache.wait(s, crate::stun::ENDPOINT_WAIT))
+            .map(|s| self.rtc.stun_cache.wait(&s, crate::stun::ENDPOINT_WAIT))
             .unwrap_or_default();
         let learnt = if self.own_stun().is_some() {
             own
@@ -177,7 +177,7 @@ impl WebRtcEndpoint {
             if self.candidates_added {
                 tracing::warn!("stunServerAddress set after negotiation: it applies to no candidate of this session");
             }
-            if self.rtc.stun_cache.request(server) {
+            if self.rtc.stun_cache.request(&server) {
                 let _ = self.rtc.ctl.send(Control(Ctl::Discover { server }));
             }
         }

@@ -12,6 +12,7 @@
 
 mod core;
 mod element;
+mod learnt;
 mod net;
 mod pool;
 mod sdp;
@@ -109,7 +110,7 @@ impl WebRtc {
             .map(|r| (locals[r.socket], r.relayed))
             .collect();
         let (ctl, rx) = mpsc::unbounded_channel();
-        let stun_cache = Arc::new(stun::StunCache::default());
+        let stun_cache = Arc::new(stun::StunCache::new(64));
         shell::spawn(
             sockets,
             listeners,
@@ -126,7 +127,7 @@ impl WebRtc {
             relayed: Arc::new(relayed),
             stun_cache,
             stun_server: settings.stun_server,
-            relay_cache: Arc::default(),
+            relay_cache: Arc::new(turn::RelayCache::new(16)),
             clock,
             external: (settings.external_ipv4, settings.external_ipv6),
             srflx: Arc::new(srflx),
@@ -150,9 +151,9 @@ impl WebRtc {
             locals: Arc::new(locals),
             tcp_locals: Arc::new(vec![]),
             relayed: Arc::new(vec![]),
-            stun_cache: Arc::default(),
+            stun_cache: Arc::new(stun::StunCache::new(64)),
             stun_server: None,
-            relay_cache: Arc::default(),
+            relay_cache: Arc::new(turn::RelayCache::new(16)),
             clock: turn::Clock::new(),
             external: (None, None),
             srflx: Arc::new(vec![]),

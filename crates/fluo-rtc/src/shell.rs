@@ -207,7 +207,7 @@ pub(crate) fn spawn(
                     while let Some(server) = core.poll_discover() {
                         if !discoveries.start(server, &locals, now) {
                             tracing::warn!(%server, "no media socket of this STUN server's address family");
-                            stun_cache.finish(server, vec![]);
+                            stun_cache.finish(&server, vec![]);
                         }
                     }
                     stun_next = discoveries.poll(now, &stun_cache, &mut |i, to, bytes| {

@@ -219,68 +219,8 @@ mod tests {
 /// How long an endpoint waits for a discovery it asked for (its own stunServerAddress).
 pub(crate) const ENDPOINT_WAIT: Duration = Duration::from_secs(2);
 
-/// Per STUN server: the (local, mapped) pairs, `None` while asking.
-type Learnt = std::collections::HashMap<SocketAddr, Option<Vec<(SocketAddr, SocketAddr)>>>;
-
-/// Server-reflexive addresses learnt on demand (endpoints' own stunServerAddress/Port), per
-/// STUN server: `None` while the media thread is still asking. Shared by every endpoint:
-/// the media sockets are too, so one answer serves them all.
-#[derive(Default)]
-pub(crate) struct StunCache {
-    map: std::sync::Mutex<Learnt>,
-    done: std::sync::Condvar,
-}
-
-impl StunCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Learnt> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Marks `server` as asked; true if nobody had asked yet (the caller starts it). At most
-    /// 64 servers are remembered.
-    pub fn request(&self, server: SocketAddr) -> bool {
-        let mut m = self.lock();
-        if m.contains_key(&server) || m.len() >= 64 {
-            return false;
-        }
-        m.insert(server, None);
-        true
-    }
-
-    /// The (local, mapped) pairs learnt from `server`, waiting at most `max` for an answer
-    /// in progress.
-    pub fn wait(&self, server: SocketAddr, max: Duration) -> Vec<(SocketAddr, SocketAddr)> {
-        let deadline = Instant::now() + max;
-        let mut m = self.lock();
-        loop {
-            match m.get(&server) {
-                Some(Some(v)) => return v.clone(),
-                None => return vec![],
-                Some(None) => {}
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return vec![];
-            }
-            m = self
-                .done
-                .wait_timeout(m, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-    }
-
-    /// Records what the media thread found for `server`; nothing found forgets the server,
-    /// so that a later endpoint asks again (the server may have been down a moment).
-    pub fn finish(&self, server: SocketAddr, found: Vec<(SocketAddr, SocketAddr)>) {
-        if found.is_empty() {
-            self.lock().remove(&server);
-        } else {
-            self.lock().insert(server, Some(found));
-        }
-        self.done.notify_all();
-    }
-}
+/// Public addresses learnt from endpoints' own STUN servers, per server (at most 64).
+pub(crate) type StunCache = crate::learnt::Learnt<SocketAddr>;
 
 /// One Binding request in flight from a media socket of the media thread.
 struct Ask {
@@ -373,7 +313,7 @@ impl Discoveries {
                 if found.is_empty() {
                     tracing::warn!(%server, "no answer from an endpoint's STUN server");
                 }
-                cache.finish(server, found);
+                cache.finish(&server, found);
                 self.asks.retain(|a| a.server != server);
             }
         }

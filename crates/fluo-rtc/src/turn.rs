@@ -441,6 +441,39 @@ impl Relay {
     }
 }
 
+/// Relayed addresses allocated for endpoints' own turnURL, per URL (at most 16).
+pub(crate) type RelayCache = crate::learnt::Learnt<String>;
+
+/// How long an endpoint waits for an allocation it asked for.
+pub(crate) const ENDPOINT_WAIT: Duration = Duration::from_millis(3500);
+
+/// Allocates on `url` for an endpoint, off the engine's thread: a new UDP socket on each of
+/// `ips` of the server's family (so the relayed traffic has a socket of its own), or a TCP
+/// connection. Returns the relays with their new sockets (index 0 of `sockets` for each).
+pub(crate) fn allocate_extra(
+    url: &TurnUrl,
+    ips: &[IpAddr],
+    clock: Clock,
+) -> Vec<(Option<UdpSocket>, Relay)> {
+    let mut out = vec![];
+    for ip in ips.iter().filter(|ip| ip.is_ipv4() == url.server.is_ipv4()) {
+        let Ok(sock) = UdpSocket::bind(SocketAddr::new(*ip, 0)) else {
+            continue;
+        };
+        let _ = sock.set_nonblocking(true);
+        let socks = [sock];
+        let relays = allocate(&socks, url, Duration::from_secs(3), clock);
+        let [sock] = socks;
+        for r in relays {
+            let s = matches!(r.io, Io::Udp(_))
+                .then(|| sock.try_clone().ok())
+                .flatten();
+            out.push((s, r));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,93 +505,4 @@ mod tests {
             assert!(TurnUrl::parse(bad).is_err(), "{bad:?}");
         }
     }
-}
-
-/// Per turnURL: the (local, relayed) pairs, `None` while allocating.
-type Allocated = std::collections::HashMap<String, Option<Vec<(SocketAddr, SocketAddr)>>>;
-
-/// Relayed addresses of TURN servers that endpoints named themselves (their `turnUrl`), per
-/// URL: `None` while allocating. Shared by every endpoint: one allocation per URL serves all.
-#[derive(Default)]
-pub(crate) struct RelayCache {
-    map: std::sync::Mutex<Allocated>,
-    done: std::sync::Condvar,
-}
-
-/// How long an endpoint waits for an allocation it asked for.
-pub(crate) const ENDPOINT_WAIT: Duration = Duration::from_millis(3500);
-
-impl RelayCache {
-    /// Marks `key` as being allocated; true if it was not yet (the caller allocates). At
-    /// most 16 URLs are remembered.
-    pub fn request(&self, key: &str) -> bool {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if m.contains_key(key) || m.len() >= 16 {
-            return false;
-        }
-        m.insert(key.to_string(), None);
-        true
-    }
-
-    /// (local, relayed) pairs for `key`, waiting at most `max` for an allocation underway.
-    pub fn wait(&self, key: &str, max: Duration) -> Vec<(SocketAddr, SocketAddr)> {
-        let deadline = Instant::now() + max;
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            match m.get(key) {
-                Some(Some(v)) => return v.clone(),
-                None => return vec![],
-                Some(None) => {}
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return vec![];
-            }
-            m = self
-                .done
-                .wait_timeout(m, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-    }
-
-    /// Records the allocations made for `key`; none forgets the URL, so that a later endpoint
-    /// tries again (the server may have been down a moment).
-    pub fn finish(&self, key: &str, found: Vec<(SocketAddr, SocketAddr)>) {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if found.is_empty() {
-            m.remove(key);
-        } else {
-            m.insert(key.to_string(), Some(found));
-        }
-        drop(m);
-        self.done.notify_all();
-    }
-}
-
-/// Allocates on `url` for an endpoint, off the engine's thread: a new UDP socket on each of
-/// `ips` of the server's family (so the relayed traffic has a socket of its own), or a TCP
-/// connection. Returns the relays with their new sockets (index 0 of `sockets` for each).
-pub(crate) fn allocate_extra(
-    url: &TurnUrl,
-    ips: &[IpAddr],
-    clock: Clock,
-) -> Vec<(Option<UdpSocket>, Relay)> {
-    let mut out = vec![];
-    for ip in ips.iter().filter(|ip| ip.is_ipv4() == url.server.is_ipv4()) {
-        let Ok(sock) = UdpSocket::bind(SocketAddr::new(*ip, 0)) else {
-            continue;
-        };
-        let _ = sock.set_nonblocking(true);
-        let socks = [sock];
-        let relays = allocate(&socks, url, Duration::from_secs(3), clock);
-        let [sock] = socks;
-        for r in relays {
-            let s = matches!(r.io, Io::Udp(_))
-                .then(|| sock.try_clone().ok())
-                .flatten();
-            out.push((s, r));
-        }
-    }
-    out
 }
