@@ -20,6 +20,8 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
+mod ports;
+
 /// Audio or video, as an index.
 pub(crate) type Kind = usize;
 pub(crate) const AUDIO: Kind = 0;
@@ -464,52 +466,6 @@ impl MediaCore {
         eps.chain(thr).chain(idle).min()
     }
 
-    /// Media of `kind` passed an element's port in direction `dir` (not a transcoder's):
-    /// reports FLOWING when it starts, as for endpoints.
-    fn port_flowed(&mut self, key: u64, dir: usize, kind: Kind) {
-        let now = self.now;
-        let Some(p) = self.ports.get_mut(&key) else {
-            return;
-        };
-        if p.upstream.is_some() || kind > VIDEO {
-            return;
-        }
-        let f = &mut p.flow[dir][kind];
-        f.0 = Some(now);
-        if !f.1 {
-            f.1 = true;
-            let name = if dir == FLOW_IN {
-                "MediaFlowInStateChanged"
-            } else {
-                "MediaFlowOutStateChanged"
-            };
-            self.events
-                .push_back((p.id.clone(), name.into(), flow(true, kind)));
-        }
-    }
-
-    /// Reports NOT_FLOWING for ports that have seen no media for [`FLOW_IDLE`].
-    fn ports_idle(&mut self, now: Instant) {
-        for p in self.ports.values_mut() {
-            for (dir, kinds) in p.flow.iter_mut().enumerate() {
-                for (kind, f) in kinds.iter_mut().enumerate() {
-                    let idle =
-                        f.0.is_some_and(|t| now.saturating_duration_since(t) > FLOW_IDLE);
-                    if f.1 && idle {
-                        f.1 = false;
-                        let name = if dir == FLOW_IN {
-                            "MediaFlowInStateChanged"
-                        } else {
-                            "MediaFlowOutStateChanged"
-                        };
-                        self.events
-                            .push_back((p.id.clone(), name.into(), flow(false, kind)));
-                    }
-                }
-            }
-        }
-    }
-
     /// Number of WebRTC endpoints.
     pub fn endpoint_count(&self) -> usize {
         self.eps.len()
@@ -547,49 +503,6 @@ impl MediaCore {
             sinks.retain(|k| *k != key);
         }
         self.ports.remove(&key);
-    }
-
-    /// Stops feeding `sink` through the transcoder it gets `src`'s media from; the
-    /// transcoder goes when nobody needs it.
-    fn unroute_via(&mut self, src: u64, kind: Kind, sink: u64) {
-        let Some(t) = self.via.remove(&(src, kind, sink)) else {
-            return;
-        };
-        let empty = match self.routes.get_mut(&(t, kind)) {
-            Some(sinks) => {
-                sinks.retain(|k| *k != sink);
-                sinks.is_empty()
-            }
-            None => true,
-        };
-        if empty {
-            self.drop_transcoder(t);
-        }
-    }
-
-    fn drop_transcoder(&mut self, t: u64) {
-        let Some(entry) = self.ports.remove(&t) else {
-            return;
-        };
-        self.transcoders.retain(|_, k| *k != t);
-        self.via.retain(|_, k| *k != t);
-        self.routes.retain(|(s, _), _| *s != t);
-        for sinks in self.routes.values_mut() {
-            sinks.retain(|k| *k != t);
-        }
-        self.throttles.remove(&t);
-        if let Some((src, kind)) = entry.upstream {
-            tracing::info!(transcoder = %entry.id, "transcoder removed: no sink needs it");
-            if let Some(src_id) = self.id_of(src) {
-                self.events.push_back((
-                    src_id,
-                    "MediaTranscodingStateChanged".into(),
-                    transcoding(false, &entry.id, kind),
-                ));
-            }
-        }
-        // Dropping the port stops its pipeline.
-        drop(entry);
     }
 
     /// Applies a command from signalling.
@@ -702,34 +615,6 @@ impl MediaCore {
             Ctl::EndOfStream { key } => self.end_of_stream(key),
             Ctl::Transcoders(f) => self.factory = Some(f),
             Ctl::Output(o) => self.output = Some(o),
-        }
-    }
-
-    /// Tells the ports that `src` feeds (directly or through its transcoders) that its
-    /// stream ended; each is told once.
-    fn end_of_stream(&mut self, src: u64) {
-        let mut fed: Vec<u64> = vec![];
-        let transcoders: Vec<u64> = self
-            .ports
-            .iter()
-            .filter(|(_, p)| p.upstream.is_some_and(|(s, _)| s == src))
-            .map(|(k, _)| *k)
-            .collect();
-        for from in std::iter::once(src).chain(transcoders) {
-            for kind in [AUDIO, VIDEO] {
-                for sink in self.routes.get(&(from, kind)).into_iter().flatten() {
-                    if !fed.contains(sink)
-                        && self.ports.get(sink).is_some_and(|p| p.upstream.is_none())
-                    {
-                        fed.push(*sink);
-                    }
-                }
-            }
-        }
-        for k in fed {
-            if let Some(p) = self.ports.get_mut(&k) {
-                p.port.end_of_stream();
-            }
         }
     }
 
@@ -1333,161 +1218,6 @@ impl MediaCore {
         }
         self.drive(sink);
     }
-
-    /// The codecs a sink takes for `kind`, best first.
-    fn wants(&self, sink: u64, kind: Kind) -> Vec<Codec> {
-        if let Some(p) = self.ports.get(&sink) {
-            return p.port.wants(sfu_kind(kind));
-        }
-        let Some(e) = self.eps.get(&sink) else {
-            return vec![];
-        };
-        let ep = lock(&e.ep);
-        let Some(mid) = ep.mid_of_kind(kind) else {
-            return vec![];
-        };
-        let accepted = ep
-            .rtc
-            .media(mid)
-            .map(|m| m.remote_pts())
-            .unwrap_or_default();
-        ep.rtc
-            .codec_config()
-            .params()
-            .iter()
-            .filter(|p| accepted.contains(&p.pt()))
-            .filter_map(|p| codec_of(&p.spec()))
-            .collect()
-    }
-
-    /// `sink` cannot take `src`'s codec: feed it through a transcoder to a codec it takes,
-    /// shared with every other sink of `src` that needs the same codec.
-    fn transcode(&mut self, src: u64, sink: u64, f: &Forward) {
-        let kind = f.kind;
-        if self.no_transcoder.contains(&(src, kind, sink)) {
-            // Tried and failed for this route: not again on every packet.
-            return;
-        }
-        let wants = self.wants(sink, kind);
-        let target = self.factory.as_ref().and_then(|fac| {
-            wants
-                .iter()
-                .copied()
-                .find(|t| t.name.kind() == sfu_kind(kind) && fac.can(&f.codec, t))
-        });
-        let existing = target.and_then(|t| self.transcoders.get(&(src, kind, t)).copied());
-        let t = match (existing, target, self.factory.clone(), self.output.clone()) {
-            (Some(t), _, _, _) => t,
-            (None, Some(target), Some(factory), Some(output)) => {
-                let t = self.next_transcoder;
-                self.next_transcoder += 1;
-                let src_id = self.id_of(src).unwrap_or_default();
-                let name = format!(
-                    "transcoder_{}_{}_{}",
-                    kind_name(kind).to_lowercase(),
-                    f.codec.name.sdp_name(),
-                    target.name.sdp_name()
-                );
-                match factory.create(
-                    sfu_kind(kind),
-                    &f.codec,
-                    &target,
-                    PortOutput::new(t, output),
-                ) {
-                    Ok(port) => {
-                        tracing::info!(source = %src_id, from = %f.codec, to = %target, "transcoder inserted");
-                        self.ports.insert(
-                            t,
-                            PortEntry {
-                                id: name.clone(),
-                                port,
-                                upstream: Some((src, kind)),
-                                flow: Default::default(),
-                            },
-                        );
-                        self.transcoders.insert((src, kind, target), t);
-                        self.routes.entry((src, kind)).or_default().push(t);
-                        self.events.push_back((
-                            src_id,
-                            "MediaTranscodingStateChanged".into(),
-                            transcoding(true, &name, kind),
-                        ));
-                        t
-                    }
-                    Err(e) => {
-                        self.no_transcoder.insert((src, kind, sink));
-                        self.report_mismatch(sink, kind, &f.codec, &format!(": {e}"));
-                        return;
-                    }
-                }
-            }
-            _ => {
-                self.no_transcoder.insert((src, kind, sink));
-                self.report_mismatch(sink, kind, &f.codec, "");
-                return;
-            }
-        };
-        if let Some(sinks) = self.routes.get_mut(&(src, kind)) {
-            sinks.retain(|k| *k != sink);
-        }
-        let fed = self.routes.entry((t, kind)).or_default();
-        if !fed.contains(&sink) {
-            fed.push(sink);
-        }
-        self.via.insert((src, kind, sink), t);
-        if let Some(p) = self.ports.get_mut(&t) {
-            p.port.push(&f.packet());
-        }
-        // The decoder starts at a keyframe.
-        self.request_keyframe(src, kind);
-        self.request_keyframe(t, kind);
-    }
-
-    /// Removes transcoder `t` (fed by `src`, which now sends another codec), puts its sinks
-    /// back on `src`'s route and forwards `f` to them afresh.
-    fn unwind_transcoder(&mut self, src: u64, t: u64, f: &Forward) {
-        let kind = f.kind;
-        let sinks = self.routes.get(&(t, kind)).cloned().unwrap_or_default();
-        tracing::info!(%src, codec = %f.codec, "the source changed codec: transcoder removed, sinks matched again");
-        self.drop_transcoder(t);
-        let route = self.routes.entry((src, kind)).or_default();
-        for s in &sinks {
-            if !route.contains(s) {
-                route.push(*s);
-            }
-        }
-        for s in sinks {
-            self.no_transcoder.remove(&(src, kind, s));
-            self.mismatch_reported.remove(&(s, kind));
-            // A sink that is itself a transcoder is never reached here (see `forward`).
-            self.forward(src, s, f);
-        }
-    }
-
-    /// Tells a sink, once, that it cannot get a source's codec.
-    fn report_mismatch(&mut self, sink: u64, kind: Kind, codec: &Codec, why: &str) {
-        if !self.mismatch_reported.insert((sink, kind)) {
-            return;
-        }
-        let Some(id) = self.id_of(sink) else {
-            return;
-        };
-        tracing::warn!(%id, %codec, "sink did not negotiate the source's codec and no transcoder can convert it{why}");
-        let fields = obj(json!({
-            "description": format!("The {} codec {codec} of the source was not negotiated by this element and cannot be transcoded{why}", kind_name(kind)),
-            "errorCode": 40005,
-            "type": "CODEC_MISMATCH",
-        }));
-        self.events.push_back((id, "Error".into(), fields));
-    }
-}
-
-fn transcoding(on: bool, bin: &str, kind: Kind) -> Map<String, Value> {
-    obj(json!({
-        "state": if on { "TRANSCODING" } else { "NOT_TRANSCODING" },
-        "binName": bin,
-        "mediaType": kind_name(kind),
-    }))
 }
 
 /// The local ufrag named by a STUN message's USERNAME (`<our ufrag>:<their ufrag>`), if the
