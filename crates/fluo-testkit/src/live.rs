@@ -76,6 +76,17 @@ pub struct Client {
 }
 
 impl Client {
+    /// Connects to `ws://127.0.0.1:{port}/kurento` and creates a pipeline with one
+    /// WebRtcEndpoint: (client, pipeline, endpoint).
+    pub async fn with_endpoint(port: u16) -> Result<(Client, String, String), String> {
+        let mut c = Client::connect(port).await?;
+        let pipe = c.create("MediaPipeline", json!({})).await?;
+        let ep = c
+            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
+            .await?;
+        Ok((c, pipe, ep))
+    }
+
     /// Connects to `ws://127.0.0.1:{port}/kurento`.
     pub async fn connect(port: u16) -> Result<Client, String> {
         let url = format!("ws://127.0.0.1:{port}/kurento");

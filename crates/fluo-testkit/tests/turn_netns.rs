@@ -310,12 +310,7 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
             let text = format!("fluo:secret@{}:3478?transport={transport}", net.ip(1, 2));
             let url = fluo_rtc::TurnUrl::parse(&text).expect("a turn URL");
             let port = server((!per_endpoint).then_some(url));
-            let mut c = Client::connect(port).await.unwrap();
-            let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
-            let ep = c
-                .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
-                .await
-                .unwrap();
+            let (mut c, _, ep) = Client::with_endpoint(port).await.unwrap();
             let transport = if per_endpoint {
                 for bad in ["fluo@10.0.0.1:3478", "fluo:secret@turn.example:3478"] {
                     let e = c
@@ -382,12 +377,7 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
         ] {
             let t0 = Instant::now();
             let p = server(Some(url));
-            let mut c = Client::connect(p).await.unwrap();
-            let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
-            let ep = c
-                .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
-                .await
-                .unwrap();
+            let (mut c, _, ep) = Client::with_endpoint(p).await.unwrap();
             let a = c
                 .invoke(&ep, "processOffer", json!({"offer": Peer::new(str0m::RtcConfig::new()).offer(str0m::media::Direction::SendRecv)}))
                 .await
@@ -410,12 +400,7 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
             },
             ..Default::default()
         });
-        let mut c = Client::connect(p).await.unwrap();
-        let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
-        let ep = c
-            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
-            .await
-            .unwrap();
+        let (mut c, _, ep) = Client::with_endpoint(p).await.unwrap();
         let offer = Peer::new(str0m::RtcConfig::new()).offer(str0m::media::Direction::SendRecv);
         let a = c
             .invoke(&ep, "processOffer", json!({"offer": offer}))
@@ -440,12 +425,7 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
             },
             ..Default::default()
         });
-        let mut c = Client::connect(p).await.unwrap();
-        let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
-        let ep = c
-            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
-            .await
-            .unwrap();
+        let (mut c, _, ep) = Client::with_endpoint(p).await.unwrap();
         let bad = c
             .invoke(&ep, "setStunServerAddress", json!({"stunServerAddress": "stun.example"}))
             .await;

@@ -54,12 +54,7 @@ fn stun_adds_the_public_address_and_media_still_flows_on_the_local_path() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut c = Client::connect(port).await.unwrap();
-        let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
-        let ep = c
-            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
-            .await
-            .unwrap();
+        let (mut c, _, ep) = Client::with_endpoint(port).await.unwrap();
         c.subscribe(&ep, "IceCandidateFound").await.unwrap();
         c.invoke(&ep, "connect", json!({"sink": ep})).await.unwrap();
         let mut peer = Peer::new(str0m::RtcConfig::new());
@@ -124,12 +119,7 @@ fn a_silent_stun_server_delays_the_start_boundedly_and_leaves_host_candidates() 
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut c = Client::connect(port).await.unwrap();
-        let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
-        let ep = c
-            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
-            .await
-            .unwrap();
+        let (mut c, _, ep) = Client::with_endpoint(port).await.unwrap();
         println!(
             "ready {:?} after start with a silent STUN server",
             t0.elapsed()
@@ -170,12 +160,7 @@ fn ipv6_host_candidates_carry_media_to_a_peer_that_has_only_ipv6() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut c = Client::connect(port).await.unwrap();
-        let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
-        let ep = c
-            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
-            .await
-            .unwrap();
+        let (mut c, _, ep) = Client::with_endpoint(port).await.unwrap();
         c.subscribe(&ep, "NewCandidatePairSelected").await.unwrap();
         c.invoke(&ep, "connect", json!({"sink": ep})).await.unwrap();
         let mut peer = Peer::bind("[::1]:0".parse().unwrap(), str0m::RtcConfig::new());
@@ -369,12 +354,7 @@ fn a_peer_without_udp_connects_over_ice_tcp_and_ice_tcp_can_be_switched_off() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut c = Client::connect(port).await.unwrap();
-        let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
-        let ep = c
-            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
-            .await
-            .unwrap();
+        let (mut c, pipe, ep) = Client::with_endpoint(port).await.unwrap();
         assert_eq!(c.invoke(&ep, "getIceTcp", json!({})).await, Ok(json!(true)));
         c.subscribe(&ep, "NewCandidatePairSelected").await.unwrap();
         c.invoke(&ep, "connect", json!({"sink": ep})).await.unwrap();
@@ -436,12 +416,7 @@ fn a_peer_without_udp_connects_over_ice_tcp_and_ice_tcp_can_be_switched_off() {
         c.invoke(&ep2, "setIceTcp", json!({"iceTcp": false}))
             .await
             .unwrap();
-        let mut c_off = Client::connect(off).await.unwrap();
-        let pipe_off = c_off.create("MediaPipeline", json!({})).await.unwrap();
-        let ep3 = c_off
-            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe_off}))
-            .await
-            .unwrap();
+        let (mut c_off, _, ep3) = Client::with_endpoint(off).await.unwrap();
         assert_eq!(
             c_off.invoke(&ep3, "getIceTcp", json!({})).await,
             Ok(json!(false))
@@ -470,12 +445,7 @@ fn hostile_ice_tcp_connections_are_closed_and_do_not_disturb_the_server() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut c = Client::connect(port).await.unwrap();
-        let pipe = c.create("MediaPipeline", json!({})).await.unwrap();
-        let ep = c
-            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
-            .await
-            .unwrap();
+        let (mut c, pipe, ep) = Client::with_endpoint(port).await.unwrap();
         let answer = c
             .invoke(
                 &ep,
