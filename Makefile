@@ -6,13 +6,16 @@ CARGO ?= cargo
 FLUO_ARGS ?=
 WEB_ARGS ?=
 
-.PHONY: run build fmt-check clippy unit compat e2e test bench-ping bench-sfu bench-fanout bench-media storm soak deps-run deps-test
+.PHONY: run build fmt-check clippy unit compat e2e test bench-ping bench-sfu bench-fanout bench-media storm soak deps-run deps-test deps-bench bench bench-smoke
 
 deps-run:
 	scripts/deps.sh run
 
 deps-test:
 	scripts/deps.sh test
+
+deps-bench:
+	scripts/deps.sh bench
 
 # Build the release server and run it on ws://0.0.0.0:8888/kurento, with the demo pages on
 # https://0.0.0.0:8443/ (self-signed certificate).
@@ -67,6 +70,22 @@ test:
 	$(MAKE) --no-print-directory fuzz-smoke
 	$(MAKE) --no-print-directory compat
 	$(MAKE) --no-print-directory e2e
+	$(MAKE) --no-print-directory bench-smoke
+
+# Fluo against Janus side by side (bench/, docs/perf.md): one WebRTC publisher, N viewers, the
+# server pinned to CPU 0 and the load tool to CPU 1 in a private network namespace (root).
+# Results in bench/results/<date>.json and .md, plots in docs/img/. BENCH_ARGS adds flags,
+# e.g. BENCH_ARGS="--viewers 100 --reps 1".
+BENCH_ARGS ?=
+bench: deps-bench
+	$(CARGO) build --release -p fluo-server -p fluo-bench
+	target/release/fluo-bench --fluo-bin target/release/fluo --plots docs/img $(BENCH_ARGS)
+
+# The same for 10 viewers and a few seconds, Fluo and (when installed) Janus, debug builds:
+# fails when a viewer gets no media, loses packets or a figure is missing.
+bench-smoke:
+	$(CARGO) build -p fluo-server -p fluo-bench
+	target/debug/fluo-bench --smoke --fluo-bin target/debug/fluo
 
 # Request throughput of the Kurento endpoint (pings/s over 1 and 100 connections).
 bench-ping:

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Install what Fluo needs, and only what is missing.
 #   scripts/deps.sh run   -> build + runtime dependencies (GStreamer)
-#   scripts/deps.sh test  -> the above + test tools (Node.js, npm, Chromium, ffmpeg, coturn),
-#                            rustfmt/clippy and the npm modules of tests/compat
+#   scripts/deps.sh test  -> the above + test tools (Node.js, npm, Chromium, ffmpeg, coturn,
+#                            Janus for the benchmark's smoke run), rustfmt/clippy and the npm
+#                            modules of tests/compat
+#   scripts/deps.sh bench -> build + runtime dependencies, Janus, iproute2 (make bench)
 set -euo pipefail
 
 MODE="${1:-run}"
 case "$MODE" in
-  run | test) ;;
+  run | test | bench) ;;
   *)
-    echo "usage: $0 run|test" >&2
+    echo "usage: $0 run|test|bench" >&2
     exit 2
     ;;
 esac
@@ -23,7 +25,10 @@ RUN_PKGS=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugi
   openssl)
 # Test tools: "package:command". A tool whose command already exists (e.g. Node.js from
 # another source, which bundles npm) is not reinstalled from Debian.
-TEST_TOOLS=(nodejs:node npm:npm chromium:chromium ffmpeg:ffmpeg coturn:turnserver iproute2:ip nftables:nft)
+TEST_TOOLS=(nodejs:node npm:npm chromium:chromium ffmpeg:ffmpeg coturn:turnserver iproute2:ip nftables:nft
+  janus:janus)
+# The benchmark's peer (Janus 1.1.2 from Debian), its namespace (ip) and CPU pinning (taskset).
+BENCH_TOOLS=(janus:janus iproute2:ip util-linux:taskset)
 # Test packages: the RTSP server the player tests play from (Debian's python3 with GI).
 TEST_PKGS=(python3-gi gir1.2-gst-rtsp-server-1.0)
 
@@ -111,6 +116,9 @@ ensure_tools nodejs:node npm:npm
 # The player demo makes its sample clips with ffmpeg on first use.
 ensure_tools ffmpeg:ffmpeg
 ensure_npm_modules web
+if [ "$MODE" = bench ]; then
+  ensure_tools "${BENCH_TOOLS[@]}"
+fi
 if [ "$MODE" = test ]; then
   ensure_tools "${TEST_TOOLS[@]}"
   ensure_pkgs test "${TEST_PKGS[@]}"

@@ -1,0 +1,218 @@
+//! The publisher's media, encoded once with GStreamer and replayed to every server: VP8
+//! 640x360@30 at about 1 Mbit/s with a keyframe every 60 frames, and Opus 64 kbit/s in 20 ms
+//! frames, as RTP payloads with their send offsets. The same bytes go to every server.
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::path::Path;
+use std::time::Duration;
+
+/// One RTP packet of the feed.
+#[derive(Clone)]
+pub struct FeedPacket {
+    /// When it is sent, from the start of the loop.
+    pub at: Duration,
+    pub video: bool,
+    pub marker: bool,
+    /// RTP timestamp from the start of the loop (90 kHz video, 48 kHz audio).
+    pub ts: u32,
+    pub payload: std::sync::Arc<[u8]>,
+}
+
+/// The whole loop, ordered by send time.
+pub struct Feed {
+    pub packets: Vec<FeedPacket>,
+    /// Length of one loop.
+    pub period: Duration,
+}
+
+const SECONDS: u32 = 10;
+const MAGIC: &[u8; 8] = b"FLUOFD02";
+
+impl Feed {
+    /// Loads the feed cached at `cache`, or encodes it (a few seconds) and caches it there.
+    pub fn load_or_encode(cache: &Path) -> Result<Feed, String> {
+        if let Ok(bytes) = std::fs::read(cache) {
+            if let Some(f) = Feed::decode(&bytes) {
+                return Ok(f);
+            }
+        }
+        let f = Feed::encode()?;
+        if let Some(dir) = cache.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(cache, f.to_bytes()).map_err(|e| format!("{}: {e}", cache.display()))?;
+        Ok(f)
+    }
+
+    fn encode() -> Result<Feed, String> {
+        gst::init().map_err(|e| e.to_string())?;
+        let frames = SECONDS * 30;
+        let video = run_pipeline(&format!(
+            "videotestsrc pattern=zone-plate kx2=12 ky2=8 kt=2 num-buffers={frames} \
+             ! video/x-raw,width=640,height=360,framerate=30/1 \
+             ! vp8enc target-bitrate=1000000 end-usage=cbr keyframe-max-dist=60 keyframe-mode=disabled \
+               deadline=1 cpu-used=4 threads=2 \
+             ! rtpvp8pay mtu=1200 pt=96 picture-id-mode=15-bit ! appsink name=out sync=false"
+        ))?;
+        let audio = run_pipeline(&format!(
+            "audiotestsrc wave=ticks num-buffers={} samplesperbuffer=960 \
+             ! audio/x-raw,rate=48000,channels=2 ! opusenc bitrate=64000 frame-size=20 \
+             ! rtpopuspay pt=111 ! appsink name=out sync=false",
+            SECONDS * 50
+        ))?;
+        let mut packets = vec![];
+        for (list, video, clock) in [(video, true, 90_000u64), (audio, false, 48_000)] {
+            let Some(first) = list.first().map(|p| p.1) else {
+                return Err("the encoder produced nothing".into());
+            };
+            for (marker, ts, payload) in list {
+                let rel = ts.wrapping_sub(first);
+                packets.push(FeedPacket {
+                    at: Duration::from_micros(u64::from(rel) * 1_000_000 / clock),
+                    video,
+                    marker,
+                    ts: rel,
+                    payload: payload.into(),
+                });
+            }
+        }
+        packets.sort_by_key(|p| (p.at, !p.video));
+        Ok(Feed {
+            packets,
+            period: Duration::from_secs(u64::from(SECONDS)),
+        })
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        for p in &self.packets {
+            out.extend_from_slice(&(p.at.as_micros() as u64).to_le_bytes());
+            out.push(u8::from(p.video) | (u8::from(p.marker) << 1));
+            out.extend_from_slice(&p.ts.to_le_bytes());
+            out.extend_from_slice(&(p.payload.len() as u32).to_le_bytes());
+            out.extend_from_slice(&p.payload);
+        }
+        out
+    }
+
+    fn decode(b: &[u8]) -> Option<Feed> {
+        let mut rest = b.strip_prefix(MAGIC)?;
+        let mut packets = vec![];
+        while !rest.is_empty() {
+            let at = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+            let flags = *rest.get(8)?;
+            let ts = u32::from_le_bytes(rest.get(9..13)?.try_into().ok()?);
+            let len = u32::from_le_bytes(rest.get(13..17)?.try_into().ok()?) as usize;
+            let payload = rest.get(17..17 + len)?;
+            packets.push(FeedPacket {
+                at: Duration::from_micros(at),
+                video: flags & 1 != 0,
+                marker: flags & 2 != 0,
+                ts,
+                payload: payload.into(),
+            });
+            rest = &rest[17 + len..];
+        }
+        (!packets.is_empty()).then_some(Feed {
+            packets,
+            period: Duration::from_secs(u64::from(SECONDS)),
+        })
+    }
+
+    /// Packets per second of one viewer's stream: (video, audio).
+    pub fn rates(&self) -> (f64, f64) {
+        let s = self.period.as_secs_f64();
+        let v = self.packets.iter().filter(|p| p.video).count() as f64;
+        (v / s, (self.packets.len() as f64 - v) / s)
+    }
+
+    /// Average bitrate of the payloads, bits per second.
+    pub fn bitrate(&self) -> f64 {
+        let bytes: usize = self.packets.iter().map(|p| p.payload.len()).sum();
+        bytes as f64 * 8.0 / self.period.as_secs_f64()
+    }
+}
+
+/// Runs a pipeline ending in an appsink named `out` to EOS; returns each RTP packet's
+/// (marker, timestamp, payload).
+fn run_pipeline(desc: &str) -> Result<Vec<(bool, u32, Vec<u8>)>, String> {
+    let pipeline = gst::parse::launch(desc)
+        .map_err(|e| format!("{desc}: {e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_string())?;
+    let sink = pipeline
+        .by_name("out")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or("no appsink")?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| e.to_string())?;
+    let mut out = vec![];
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
+        let Some(buf) = sample.buffer() else { continue };
+        let Ok(map) = buf.map_readable() else {
+            continue;
+        };
+        let d = map.as_slice();
+        if d.len() < 12 {
+            continue;
+        }
+        let cc = usize::from(d[0] & 0x0f);
+        let mut off = 12 + 4 * cc;
+        if d[0] & 0x10 != 0 {
+            let Some(h) = d.get(off..off + 4) else {
+                continue;
+            };
+            off += 4 + 4 * usize::from(u16::from_be_bytes([h[2], h[3]]));
+        }
+        let Some(payload) = d.get(off..) else {
+            continue;
+        };
+        let ts = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
+        out.push((d[1] & 0x80 != 0, ts, payload.to_vec()));
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    if out.is_empty() {
+        return Err(format!("{desc}: no packets"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_format_round_trips_and_refuses_garbage() {
+        let f = Feed {
+            packets: vec![
+                FeedPacket {
+                    at: Duration::from_micros(0),
+                    video: true,
+                    marker: false,
+                    ts: 0,
+                    payload: vec![1u8, 2, 3].into(),
+                },
+                FeedPacket {
+                    at: Duration::from_micros(20_000),
+                    video: false,
+                    marker: true,
+                    ts: 960,
+                    payload: vec![9u8; 100].into(),
+                },
+            ],
+            period: Duration::from_secs(u64::from(SECONDS)),
+        };
+        let b = f.to_bytes();
+        let g = Feed::decode(&b).expect("decodes");
+        assert_eq!(g.packets.len(), 2);
+        assert_eq!(g.packets[1].at, Duration::from_micros(20_000));
+        assert!(g.packets[1].marker && !g.packets[1].video);
+        assert_eq!(g.packets[1].ts, 960);
+        assert_eq!(&*g.packets[1].payload, &[9u8; 100][..]);
+        assert!(Feed::decode(&b[..b.len() - 1]).is_none(), "truncated");
+        assert!(Feed::decode(b"FLUOFD00").is_none(), "another version");
+    }
+}

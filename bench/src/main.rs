@@ -1,0 +1,460 @@
+//! fluo-bench: Fluo against Janus, side by side, on one machine. One publisher replays an
+//! encoded VP8 + Opus feed; N viewers (real WebRTC peers, many per thread) receive it through
+//! the server under test. Per server and N it measures the server's CPU per forwarded packet,
+//! loss, frame rate, join time, latency, memory and threads, and the tool's own CPU.
+//!
+//! As root it runs everything in a network namespace of its own (Janus needs an interface
+//! other than `lo` carrying 127.0.0.1), the server pinned to CPU 0 and the tool to CPU 1.
+//! See docs/perf.md for the method and the figures.
+
+mod drive;
+mod feed;
+mod janus;
+mod peer;
+mod report;
+mod server;
+mod sys;
+
+use serde_json::{json, Value};
+use server::Kind;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Args {
+    servers: Vec<Kind>,
+    viewers: Vec<usize>,
+    reps: usize,
+    warmup: Duration,
+    window: Duration,
+    out: Option<PathBuf>,
+    plots: Option<PathBuf>,
+    fluo_bin: PathBuf,
+    smoke: bool,
+    netns: bool,
+    groups: Option<usize>,
+}
+
+const USAGE: &str = "usage: fluo-bench [--smoke] [--servers fluo,janus-tuned,janus-packaged] \
+[--viewers 1,10,50,100,200,500,1000] [--reps 3] [--warmup SECS] [--window SECS] \
+[--out FILE.json] [--plots DIR] [--fluo-bin PATH] [--groups N] [--no-netns]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        servers: vec![Kind::Fluo, Kind::JanusTuned, Kind::JanusPackaged],
+        viewers: vec![1, 10, 50, 100, 200, 500, 1000],
+        reps: 3,
+        warmup: Duration::from_secs(3),
+        window: Duration::from_secs(10),
+        out: None,
+        plots: None,
+        fluo_bin: PathBuf::from("target/release/fluo"),
+        smoke: false,
+        netns: true,
+        groups: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
+        let secs = |v: String| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|s| *s > 0.0 && *s < 3600.0)
+                .map(Duration::from_secs_f64)
+                .ok_or(format!("not a duration in seconds: {v}"))
+        };
+        match flag.as_str() {
+            "--smoke" => {
+                a.smoke = true;
+                a.viewers = vec![10];
+                a.reps = 1;
+                a.warmup = Duration::from_secs(1);
+                a.window = Duration::from_secs(3);
+            }
+            "--servers" => {
+                a.servers = val()?
+                    .split(',')
+                    .map(|s| Kind::parse(s).ok_or(format!("unknown server {s}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--viewers" => {
+                a.viewers = val()?
+                    .split(',')
+                    .map(|s| {
+                        s.parse()
+                            .ok()
+                            .filter(|n| (1..=5000).contains(n))
+                            .ok_or(format!("bad count {s}"))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--reps" => {
+                a.reps = val()?
+                    .parse()
+                    .ok()
+                    .filter(|r| (1..=20).contains(r))
+                    .ok_or("bad --reps")?
+            }
+            "--warmup" => a.warmup = secs(val()?)?,
+            "--window" => a.window = secs(val()?)?,
+            "--out" => a.out = Some(val()?.into()),
+            "--plots" => a.plots = Some(val()?.into()),
+            "--fluo-bin" => a.fluo_bin = val()?.into(),
+            "--groups" => {
+                a.groups = Some(
+                    val()?
+                        .parse()
+                        .ok()
+                        .filter(|g| (1..=64).contains(g))
+                        .ok_or("bad --groups")?,
+                )
+            }
+            "--no-netns" => a.netns = false,
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    Ok(a)
+}
+
+/// The private network namespace of a run, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn create() -> Result<Netns, String> {
+        // Namespaces left by runs that were killed.
+        if let Ok(o) = Command::new("ip").args(["netns", "list"]).output() {
+            for line in String::from_utf8_lossy(&o.stdout).lines() {
+                let name = line.split_whitespace().next().unwrap_or_default();
+                if let Some(pid) = name.strip_prefix("fluo-bench-") {
+                    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                        let _ = Command::new("ip").args(["netns", "del", name]).status();
+                    }
+                }
+            }
+        }
+        let name = format!("fluo-bench-{}", std::process::id());
+        let ns = Netns(name.clone());
+        for args in [
+            vec!["netns", "add", &name],
+            vec!["-n", &name, "link", "set", "lo", "up"],
+            vec!["-n", &name, "link", "add", "bl0", "type", "ifb"],
+            vec!["-n", &name, "addr", "add", "127.0.0.1/32", "dev", "bl0"],
+            vec!["-n", &name, "link", "set", "bl0", "up"],
+        ] {
+            let st = Command::new("ip")
+                .args(&args)
+                .output()
+                .map_err(|e| format!("ip: {e}"))?;
+            if !st.status.success() {
+                return Err(format!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&st.stderr).trim()
+                ));
+            }
+        }
+        sys::enter_netns(&name)?;
+        Ok(ns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn command_line(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn main() {
+    match real_main() {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("fluo-bench: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn real_main() -> Result<bool, String> {
+    let args = parse_args()?;
+    if !args.fluo_bin.exists() && args.servers.contains(&Kind::Fluo) {
+        return Err(format!("no Fluo binary at {}", args.fluo_bin.display()));
+    }
+    // SAFETY: geteuid takes no arguments and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let ns = if args.netns && root {
+        match Netns::create() {
+            Ok(ns) => Some(ns),
+            Err(e) => {
+                println!("fluo-bench: no private network namespace ({e}); running on the host's loopback");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut servers = args.servers.clone();
+    if servers.iter().any(|k| k.is_janus()) {
+        let why = if !server::janus_installed() {
+            Some("Janus is not installed (apt-get install janus)")
+        } else if ns.is_none() {
+            Some("Janus needs the private network namespace, which needs root")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            println!("fluo-bench: SKIPPED Janus: {why}");
+            servers.retain(|k| !k.is_janus());
+        }
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server_cpu = (cpus >= 2).then_some(0);
+    if cpus >= 2 {
+        sys::pin_to_cpu(1);
+    }
+    let plan = drive::Plan {
+        warmup: args.warmup,
+        window: args.window,
+        join_concurrency: 100,
+        groups: args.groups.unwrap_or(2),
+        server_cpu,
+    };
+    let tmp = std::env::temp_dir().join(format!("fluo-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let feed = Arc::new(feed::Feed::load_or_encode(&PathBuf::from(
+        "target/bench-feed.bin",
+    ))?);
+    let (vpps, apps) = feed.rates();
+    println!(
+        "feed: {} packets per {} s loop, {:.1} video + {:.1} audio packets/s, {:.0} kbit/s of payload (ready in {:.1} s)",
+        feed.packets.len(),
+        feed.period.as_secs(),
+        vpps,
+        apps,
+        feed.bitrate() / 1e3,
+        t.elapsed().as_secs_f64()
+    );
+    println!(
+        "servers: {}; viewers: {:?}; {} repetition(s); warm-up {:.0} s, window {:.0} s; server on CPU {:?}, tool on CPU {}; namespace: {}",
+        servers.iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
+        args.viewers,
+        args.reps,
+        args.warmup.as_secs_f64(),
+        args.window.as_secs_f64(),
+        server_cpu,
+        if cpus >= 2 { "1" } else { "any" },
+        ns.as_ref().map_or("none (loopback)", |n| n.0.as_str()),
+    );
+
+    let total = args.viewers.len() * args.reps * servers.len();
+    let mut done = 0;
+    let mut runs: Vec<(Kind, usize, usize, Value)> = vec![];
+    let mut saturated: Vec<(Kind, usize)> = vec![];
+    let mut ok = true;
+    for &n in &args.viewers {
+        for rep in 0..args.reps {
+            for &kind in &servers {
+                done += 1;
+                if let Some((_, at)) = saturated.iter().find(|s| s.0 == kind) {
+                    println!(
+                        "[{done}/{total}] {} N={n} rep {}: skipped (saturated at N={at})",
+                        kind.name(),
+                        rep + 1
+                    );
+                    continue;
+                }
+                let started = Instant::now();
+                let fig = match drive::run(kind, n, &plan, &feed, &args.fluo_bin, &tmp) {
+                    Ok(o) => report::figures(&o),
+                    Err(e) => json!({"viewers": n, "errors": [e]}),
+                };
+                println!(
+                    "[{done}/{total}] {} N={n} rep {}: {} µs/packet, server CPU {}%, loss {}%, fps {}, joined {}/{n}, join p50 {} / p99 {} ms, latency p50 {} ms, RSS/viewer {} KiB, tool CPU {}% ({:.0} s)",
+                    kind.name(),
+                    rep + 1,
+                    show(&fig, "server_cpu_us_per_packet", 2),
+                    show(&fig, "server_cpu_pct", 1),
+                    show(&fig, "loss_pct", 2),
+                    show(&fig, "fps_p50", 1),
+                    show(&fig, "joined", 0),
+                    show(&fig, "join_ms_p50", 1),
+                    show(&fig, "join_ms_p99", 1),
+                    show(&fig, "latency_ms_p50", 2),
+                    show(&fig, "rss_per_viewer_kib", 0),
+                    show(&fig, "tool_cpu_pct", 1),
+                    started.elapsed().as_secs_f64(),
+                );
+                if let Some(errs) = fig["errors"].as_array().filter(|e| !e.is_empty()) {
+                    println!(
+                        "    errors: {}",
+                        errs.iter()
+                            .take(3)
+                            .map(Value::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    );
+                }
+                let loss = fig["loss_pct"].as_f64().unwrap_or(100.0);
+                let joined = fig["joined"].as_u64().unwrap_or(0) as usize;
+                if loss > 20.0 || joined * 2 < n {
+                    saturated.push((kind, n));
+                }
+                if args.smoke {
+                    ok &= smoke_check(kind, n, &fig);
+                }
+                runs.push((kind, n, rep, fig));
+            }
+        }
+    }
+
+    let mut medians: Vec<(String, usize, Value)> = vec![];
+    for &n in &args.viewers {
+        for &kind in &servers {
+            let reps: Vec<Value> = runs
+                .iter()
+                .filter(|r| {
+                    r.0 == kind && r.1 == n && r.3.get("server_cpu_us_per_packet").is_some()
+                })
+                .map(|r| r.3.clone())
+                .collect();
+            if !reps.is_empty() {
+                medians.push((kind.name().into(), n, report::median(&reps)));
+            }
+        }
+    }
+    if args.smoke {
+        println!("(smoke run: a few seconds, possibly of debug builds; its figures only show that the tool works)");
+    }
+    let table = report::table(&medians);
+    println!("\nmedians over {} repetition(s):\n{table}", args.reps);
+    for &n in &args.viewers {
+        let get = |k: Kind| {
+            medians
+                .iter()
+                .find(|m| m.0 == k.name() && m.1 == n)
+                .and_then(|m| m.2["server_cpu_us_per_packet"].as_f64())
+        };
+        if let Some(f) = get(Kind::Fluo) {
+            for j in [Kind::JanusTuned, Kind::JanusPackaged] {
+                if let Some(x) = get(j) {
+                    println!("N={n}: Fluo / {} CPU per packet = {:.2}", j.name(), f / x);
+                }
+            }
+        }
+    }
+
+    let date = command_line("date", &["-u", "+%F"]);
+    let result = json!({
+        "date": date,
+        "fluo_commit": command_line("git", &["rev-parse", "HEAD"]),
+        "janus_version": command_line("sh", &["-c", "janus --version 2>/dev/null | head -1"]),
+        "kernel": command_line("uname", &["-r"]),
+        "cpu": command_line("sh", &["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"]),
+        "cpus": cpus,
+        "namespace": ns.is_some(),
+        "feed": {"video_pps": vpps, "audio_pps": apps, "payload_bps": feed.bitrate(), "loop_secs": feed.period.as_secs()},
+        "plan": {"warmup_secs": args.warmup.as_secs_f64(), "window_secs": args.window.as_secs_f64(),
+                 "repetitions": args.reps, "join_concurrency": plan.join_concurrency,
+                 "viewer_threads": plan.groups, "server_cpu": server_cpu},
+        "runs": runs.iter().map(|(k, n, rep, f)| json!({"server": k.name(), "viewers": n, "rep": rep + 1, "figures": f})).collect::<Vec<_>>(),
+        "medians": medians.iter().map(|(s, n, m)| json!({"server": s, "viewers": n, "figures": m})).collect::<Vec<_>>(),
+        "saturated": saturated.iter().map(|(k, n)| json!({"server": k.name(), "at_viewers": n})).collect::<Vec<_>>(),
+    });
+    let out = args.out.clone().unwrap_or_else(|| {
+        if args.smoke {
+            PathBuf::from("target/bench-smoke.json")
+        } else {
+            PathBuf::from(format!("bench/results/{date}.json"))
+        }
+    });
+    if let Some(d) = out.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    let text = serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?;
+    std::fs::write(&out, text + "\n").map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::write(out.with_extension("md"), &table).map_err(|e| e.to_string())?;
+    println!(
+        "results: {} and {}",
+        out.display(),
+        out.with_extension("md").display()
+    );
+    if let Some(dir) = &args.plots {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        for (file, key, title, label) in [
+            (
+                "bench-cpu-per-packet.svg",
+                "server_cpu_us_per_packet",
+                "Server CPU per forwarded packet",
+                "CPU-µs per packet",
+            ),
+            (
+                "bench-loss.svg",
+                "loss_pct",
+                "Packet loss at the viewers",
+                "loss %",
+            ),
+            (
+                "bench-join.svg",
+                "join_ms_p99",
+                "Join time, p99 (create + negotiate -> first packet)",
+                "ms",
+            ),
+        ] {
+            let p = dir.join(file);
+            std::fs::write(&p, report::svg_plot(&medians, key, title, label))
+                .map_err(|e| e.to_string())?;
+            println!("plot: {}", p.display());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    drop(ns);
+    Ok(ok)
+}
+
+fn show(v: &Value, key: &str, digits: usize) -> String {
+    v[key]
+        .as_f64()
+        .map_or("-".into(), |x| format!("{x:.digits$}"))
+}
+
+/// What the smoke run in `make test` insists on: every viewer gets media without loss, the
+/// figures are there.
+fn smoke_check(kind: Kind, n: usize, fig: &Value) -> bool {
+    let mut bad = vec![];
+    if fig["joined"].as_u64() != Some(n as u64) {
+        bad.push(format!("{} of {n} viewers received media", fig["joined"]));
+    }
+    if !fig["loss_pct"].as_f64().is_some_and(|l| l < 1.0) {
+        bad.push(format!("loss {}%", fig["loss_pct"]));
+    }
+    if !fig["server_cpu_us_per_packet"]
+        .as_f64()
+        .is_some_and(|x| x > 0.0)
+    {
+        bad.push("no CPU per packet".into());
+    }
+    if !fig["fps_p50"].as_f64().is_some_and(|f| f > 20.0) {
+        bad.push(format!("fps {}", fig["fps_p50"]));
+    }
+    if !fig["latency_ms_p50"].as_f64().is_some_and(|l| l >= 0.0) {
+        bad.push("no latency sample".into());
+    }
+    if bad.is_empty() {
+        println!("smoke {}: OK", kind.name());
+        true
+    } else {
+        println!("smoke {}: FAILED: {}", kind.name(), bad.join(", "));
+        false
+    }
+}

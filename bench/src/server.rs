@@ -1,0 +1,272 @@
+//! The servers under test as child processes, pinned to one CPU, and what /proc says of them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Fluo,
+    /// Janus 1.1.2 with `event_loops = 2`.
+    JanusTuned,
+    /// Janus 1.1.2 as Debian packages it (its own thread per handle).
+    JanusPackaged,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Fluo => "fluo",
+            Kind::JanusTuned => "janus-tuned",
+            Kind::JanusPackaged => "janus-packaged",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        [Kind::Fluo, Kind::JanusTuned, Kind::JanusPackaged]
+            .into_iter()
+            .find(|k| k.name() == s)
+    }
+
+    pub fn is_janus(self) -> bool {
+        self != Kind::Fluo
+    }
+}
+
+/// A started server.
+pub struct Server {
+    pub kind: Kind,
+    child: Child,
+    pub pid: u32,
+    /// Fluo: the WebSocket port. Janus: the HTTP API port.
+    pub port: u16,
+    dir: PathBuf,
+}
+
+/// CPU time, memory and threads of a process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcSample {
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+    pub rss_kib: u64,
+    pub threads: u64,
+    pub at: Option<Instant>,
+}
+
+impl ProcSample {
+    pub fn read(pid: u32) -> ProcSample {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or_default();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        ProcSample {
+            cpu_ticks: num(11) + num(12),
+            rss_kib: field("VmRSS:"),
+            threads: field("Threads:"),
+            at: Some(Instant::now()),
+        }
+    }
+
+    /// CPU seconds spent between `earlier` and `self`.
+    pub fn cpu_secs_since(&self, earlier: &ProcSample) -> f64 {
+        self.cpu_ticks.saturating_sub(earlier.cpu_ticks) as f64 / crate::sys::clock_ticks()
+    }
+
+    /// Wall seconds between the two samples.
+    pub fn wall_secs_since(&self, earlier: &ProcSample) -> f64 {
+        match (self.at, earlier.at) {
+            (Some(a), Some(b)) => a.saturating_duration_since(b).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+}
+
+/// Where the Janus binary and its plugins are, when installed.
+pub fn janus_installed() -> bool {
+    Path::new("/usr/bin/janus").exists()
+        && Path::new("/usr/lib/x86_64-linux-gnu/janus/plugins/libjanus_videoroom.so").exists()
+}
+
+impl Server {
+    /// Starts `kind`, pinned to `cpu` when given, and waits until it answers.
+    pub fn start(
+        kind: Kind,
+        fluo_bin: &Path,
+        cpu: Option<usize>,
+        tmp: &Path,
+    ) -> Result<Server, String> {
+        let dir = tmp.join(format!("{}-{}", kind.name(), std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?;
+        let mut cmd = match cpu {
+            Some(c) => {
+                let mut t = Command::new("taskset");
+                t.args(["-c", &c.to_string()]);
+                t
+            }
+            None => Command::new("env"),
+        };
+        let port = match kind {
+            Kind::Fluo => {
+                let port_file = dir.join("port");
+                cmd.arg(fluo_bin)
+                    .args([
+                        "--bind",
+                        "127.0.0.1",
+                        "--port",
+                        "0",
+                        "--network-interfaces",
+                        "lo",
+                    ])
+                    .args(["--ice-tcp", "0", "--port-file"])
+                    .arg(&port_file)
+                    .env(
+                        "RUST_LOG",
+                        std::env::var("FLUO_BENCH_LOG").unwrap_or("warn".into()),
+                    );
+                None
+            }
+            _ => {
+                write_janus_config(&dir, kind == Kind::JanusTuned)?;
+                cmd.arg("janus")
+                    .arg("-F")
+                    .arg(&dir)
+                    .arg("-C")
+                    .arg(dir.join("janus.jcfg"));
+                Some(8088)
+            }
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", kind.name()))?;
+        let pid = child.id();
+        let mut s = Server {
+            kind,
+            child,
+            pid,
+            port: port.unwrap_or(0),
+            dir: dir.clone(),
+        };
+        let t0 = Instant::now();
+        loop {
+            if t0.elapsed() > Duration::from_secs(20) {
+                return Err(format!(
+                    "{} did not start: see {}",
+                    kind.name(),
+                    s.log_tail()
+                ));
+            }
+            if let Ok(Some(st)) = s.child.try_wait() {
+                return Err(format!("{} exited ({st}): {}", kind.name(), s.log_tail()));
+            }
+            if kind == Kind::Fluo && s.port == 0 {
+                if let Some(p) = std::fs::read_to_string(dir.join("port"))
+                    .ok()
+                    .and_then(|p| p.trim().parse().ok())
+                {
+                    s.port = p;
+                }
+            }
+            if s.port != 0 && std::net::TcpStream::connect(("127.0.0.1", s.port)).is_ok() {
+                return Ok(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last lines of the server's output.
+    pub fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(8)..].join("\n")
+    }
+
+    pub fn sample(&self) -> ProcSample {
+        ProcSample::read(self.pid)
+    }
+
+    /// SIGTERM, then SIGKILL after 5 s.
+    pub fn stop(mut self) {
+        // SAFETY: kill takes no pointers; the pid is our own child's.
+        unsafe {
+            libc::kill(self.pid as i32, libc::SIGTERM);
+        }
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Janus's configuration: Debian's defaults for what matters to the measure, plus what it
+/// needs to run here (an address to gather on, no STUN, only the VideoRoom plugin and the
+/// HTTP transport, one room for the bench). `tuned` adds `event_loops = 2`.
+fn write_janus_config(dir: &Path, tuned: bool) -> Result<(), String> {
+    let lib = "/usr/lib/x86_64-linux-gnu/janus";
+    let others = |sub: &str, keep: &str| -> String {
+        let mut v: Vec<String> = std::fs::read_dir(format!("{lib}/{sub}"))
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.ends_with(".so") && n != keep)
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v.join(",")
+    };
+    let loops = if tuned { "\tevent_loops = 2\n" } else { "" };
+    let main = format!(
+        "general: {{\n\tconfigs_folder = \"{d}\"\n\tplugins_folder = \"{lib}/plugins\"\n\
+         \ttransports_folder = \"{lib}/transports\"\n\tevents_folder = \"{lib}/events\"\n\
+         \tloggers_folder = \"{lib}/loggers\"\n\tdebug_level = 3\n\tadmin_secret = \"bench\"\n{loops}}}\n\
+         certificates: {{\n}}\n\
+         media: {{\n\tipv6 = false\n\trtp_port_range = \"20000-29999\"\n}}\n\
+         nat: {{\n\tnice_debug = false\n\tignore_mdns = true\n\tinterface = \"127.0.0.1\"\n\
+         \tice_enforce_list = \"127.0.0.1\"\n}}\n\
+         plugins: {{\n\tdisable = \"{p}\"\n}}\n\
+         transports: {{\n\tdisable = \"{t}\"\n}}\n\
+         loggers: {{\n\tdisable = \"{l}\"\n}}\n\
+         events: {{\n\tbroadcast = false\n\tdisable = \"{e}\"\n}}\n",
+        d = dir.display(),
+        p = others("plugins", "libjanus_videoroom.so"),
+        t = others("transports", "libjanus_http.so"),
+        l = others("loggers", ""),
+        e = others("events", ""),
+    );
+    let http = "general: {\n\tjson = \"indented\"\n\tbase_path = \"/janus\"\n\thttp = true\n\
+                \tport = 8088\n\tip = \"127.0.0.1\"\n\thttps = false\n}\n\
+                admin: {\n\tadmin_base_path = \"/admin\"\n\tadmin_http = false\n}\n\
+                cors: {\n}\n";
+    let room = "general: {\n}\n\
+                room-1234: {\n\tdescription = \"bench\"\n\tpublishers = 1\n\tbitrate = 2000000\n\
+                \tfir_freq = 0\n\taudiocodec = \"opus\"\n\tvideocodec = \"vp8\"\n}\n";
+    for (name, text) in [
+        ("janus.jcfg", main.as_str()),
+        ("janus.transport.http.jcfg", http),
+        ("janus.plugin.videoroom.jcfg", room),
+    ] {
+        std::fs::write(dir.join(name), text).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
