@@ -34,11 +34,14 @@ struct Args {
     smoke: bool,
     netns: bool,
     groups: Option<usize>,
+    /// Only redraw the plots (and table) of an earlier results file.
+    replot: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: fluo-bench [--smoke] [--servers fluo,janus-tuned,janus-packaged] \
 [--viewers 1,10,50,100,200,500,1000] [--reps 3] [--warmup SECS] [--window SECS] \
-[--out FILE.json] [--plots DIR] [--fluo-bin PATH] [--groups N] [--no-netns]";
+[--out FILE.json] [--plots DIR] [--fluo-bin PATH] [--groups N] [--no-netns] \
+[--replot FILE.json --plots DIR]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -53,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         smoke: false,
         netns: true,
         groups: None,
+        replot: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -111,6 +115,7 @@ fn parse_args() -> Result<Args, String> {
                 )
             }
             "--no-netns" => a.netns = false,
+            "--replot" => a.replot = Some(val()?.into()),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -187,6 +192,26 @@ fn main() {
 
 fn real_main() -> Result<bool, String> {
     let args = parse_args()?;
+    if let Some(file) = &args.replot {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let medians: Vec<(String, usize, Value)> = v["medians"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| {
+                let n = m["viewers"].as_u64()? as usize;
+                Some((m["server"].as_str()?.to_string(), n, m["figures"].clone()))
+            })
+            .collect();
+        println!("{}", report::table(&medians));
+        let dir = args
+            .plots
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("docs/img"));
+        write_plots(&medians, &dir)?;
+        return Ok(true);
+    }
     if !args.fluo_bin.exists() && args.servers.contains(&Kind::Fluo) {
         return Err(format!("no Fluo binary at {}", args.fluo_bin.display()));
     }
@@ -390,36 +415,41 @@ fn real_main() -> Result<bool, String> {
         out.with_extension("md").display()
     );
     if let Some(dir) = &args.plots {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        for (file, key, title, label) in [
-            (
-                "bench-cpu-per-packet.svg",
-                "server_cpu_us_per_packet",
-                "Server CPU per forwarded packet",
-                "CPU-µs per packet",
-            ),
-            (
-                "bench-loss.svg",
-                "loss_pct",
-                "Packet loss at the viewers",
-                "loss %",
-            ),
-            (
-                "bench-join.svg",
-                "join_ms_p99",
-                "Join time, p99 (create + negotiate -> first packet)",
-                "ms",
-            ),
-        ] {
-            let p = dir.join(file);
-            std::fs::write(&p, report::svg_plot(&medians, key, title, label))
-                .map_err(|e| e.to_string())?;
-            println!("plot: {}", p.display());
-        }
+        write_plots(&medians, dir)?;
     }
     let _ = std::fs::remove_dir_all(&tmp);
     drop(ns);
     Ok(ok)
+}
+
+fn write_plots(medians: &[(String, usize, Value)], dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    for (file, key, title, label) in [
+        (
+            "bench-cpu-per-packet.svg",
+            "server_cpu_us_per_packet",
+            "Server CPU per forwarded packet",
+            "CPU-µs per packet",
+        ),
+        (
+            "bench-loss.svg",
+            "loss_pct",
+            "Packet loss at the viewers",
+            "loss %",
+        ),
+        (
+            "bench-join.svg",
+            "join_ms_p99",
+            "Join time, p99 (create + negotiate -> first packet)",
+            "ms",
+        ),
+    ] {
+        let p = dir.join(file);
+        std::fs::write(&p, report::svg_plot(medians, key, title, label))
+            .map_err(|e| e.to_string())?;
+        println!("plot: {}", p.display());
+    }
+    Ok(())
 }
 
 fn show(v: &Value, key: &str, digits: usize) -> String {

@@ -124,11 +124,13 @@ pub fn svg_plot(
     servers.dedup();
     servers.sort_unstable();
     servers.dedup();
-    let pts: Vec<(usize, f64, f64)> = medians
+    // (server, viewers, value, lossy)
+    let pts: Vec<(usize, f64, f64, bool)> = medians
         .iter()
         .filter_map(|(s, n, m)| {
             let i = servers.iter().position(|x| x == s)?;
-            Some((i, *n as f64, m[key].as_f64()?))
+            let lossy = m["loss_pct"].as_f64().is_some_and(|l| l > 1.0);
+            Some((i, *n as f64, m[key].as_f64()?, lossy))
         })
         .collect();
     let (w, h, l, r, t, b) = (720.0, 420.0, 70.0, 170.0, 40.0, 50.0);
@@ -192,9 +194,11 @@ pub fn svg_plot(
             line.join(" ")
         );
         for p in pts.iter().filter(|p| p.0 == i) {
+            // Hollow: the server lost more than 1 % of the packets there (saturated).
+            let fill = if p.3 { "white" } else { c };
             let _ = writeln!(
                 s,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{c}\"/>",
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{fill}\" stroke=\"{c}\" stroke-width=\"2\"/>",
                 x(p.1),
                 y(p.2)
             );
@@ -209,6 +213,12 @@ pub fn svg_plot(
             ly + 4.0
         );
     }
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"{}\" font-size=\"11\">hollow: loss &gt; 1 %</text>",
+        w - r + 12.0,
+        t + 30.0 + 22.0 * servers.len() as f64
+    );
     s.push_str("</svg>\n");
     s
 }
