@@ -8,7 +8,8 @@ use fluo_sfu::{
     Rewriter, TranscoderFactory,
 };
 use serde_json::{json, Map, Value};
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -335,6 +336,9 @@ const TRANSCODER_KEYS: u64 = 1 << 48;
 struct Entry {
     ep: EpRef,
     deadline: Instant,
+    /// The earliest time this endpoint is queued at in `MediaCore::timers` (never later than
+    /// `deadline`), if it is queued.
+    queued: Option<Instant>,
 }
 
 /// A datagram to send.
@@ -387,6 +391,10 @@ pub struct MediaCore {
     port_out: HashMap<(u64, Kind), Rewriter>,
     /// Routes for which no transcoder could be made: (source, kind, sink).
     no_transcoder: HashSet<(u64, Kind, u64)>,
+    /// Endpoints by the time their timer fires, earliest first. An endpoint whose deadline
+    /// moved later keeps its earlier entry, which re-queues it when it comes up: finding the
+    /// due endpoints costs a heap operation each, not a scan of all of them.
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
 }
 
 impl MediaCore {
@@ -415,6 +423,7 @@ impl MediaCore {
             mismatch_reported: HashSet::new(),
             port_out: HashMap::new(),
             no_transcoder: HashSet::new(),
+            timers: BinaryHeap::new(),
         }
     }
 
@@ -457,13 +466,13 @@ impl MediaCore {
 
     /// When `handle_timeout` must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let eps = self.eps.values().map(|e| e.deadline);
+        let eps = self.timers.peek().map(|Reverse((t, _))| *t);
         let thr = self.throttles.values().filter_map(|t| t.poll_timeout());
         let flows = self.ports.values().flat_map(|p| p.flow.iter().flatten());
         let idle = flows
             .filter(|(_, flowing)| *flowing)
             .filter_map(|(last, _)| last.map(|t| t + FLOW_IDLE + Duration::from_millis(1)));
-        eps.chain(thr).chain(idle).min()
+        eps.into_iter().chain(thr).chain(idle).min()
     }
 
     /// Number of WebRTC endpoints.
@@ -518,7 +527,13 @@ impl MediaCore {
                 };
                 self.by_id.insert(id, key);
                 self.by_ufrag.insert(ufrag, key);
-                self.eps.insert(key, Entry { ep, deadline: now });
+                let entry = Entry {
+                    ep,
+                    deadline: now,
+                    queued: None,
+                };
+                self.eps.insert(key, entry);
+                self.set_deadline(key, now);
                 self.drive(key);
             }
             Ctl::Remove { key } => {
@@ -730,12 +745,27 @@ impl MediaCore {
         for k in due {
             self.send_keyframe_request(k);
         }
-        let due: Vec<u64> = self
-            .eps
-            .iter()
-            .filter(|(_, e)| e.deadline <= now)
-            .map(|(k, _)| *k)
-            .collect();
+        let mut due: Vec<u64> = vec![];
+        while let Some(Reverse((t, key))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(e) = self.eps.get_mut(&key) else {
+                continue;
+            };
+            if e.queued == Some(t) {
+                e.queued = None;
+            }
+            if e.deadline <= now {
+                due.push(key);
+            } else if e.queued.is_none() {
+                e.queued = Some(e.deadline);
+                self.timers.push(Reverse((e.deadline, key)));
+            }
+        }
+        due.sort_unstable();
+        due.dedup();
         for k in due {
             if let Some(e) = self.eps.get(&k) {
                 let mut ep = lock(&e.ep);
@@ -804,6 +834,18 @@ impl MediaCore {
         ep.last_remb_at = Some(now);
         if let Some(rx) = ep.rtc.direct_api().stream_rx_by_mid(mid, None) {
             rx.request_remb(str0m::bwe::Bitrate::bps(target));
+        }
+    }
+
+    /// When endpoint `key`'s timer must fire next.
+    fn set_deadline(&mut self, key: u64, deadline: Instant) {
+        let Some(e) = self.eps.get_mut(&key) else {
+            return;
+        };
+        e.deadline = deadline;
+        if e.queued.is_none_or(|q| deadline < q) {
+            e.queued = Some(deadline);
+            self.timers.push(Reverse((deadline, key)));
         }
     }
 
@@ -884,9 +926,7 @@ impl MediaCore {
         } else {
             deadline
         };
-        if let Some(e) = self.eps.get_mut(&key) {
-            e.deadline = deadline;
-        }
+        self.set_deadline(key, deadline);
         if !was_connected && lock(&ep_ref).connected {
             // Media can flow to this endpoint now: whatever feeds its video must start with a
             // keyframe (a request made when the route was added may predate the connection).
@@ -1206,6 +1246,12 @@ impl MediaCore {
                 write = write.ext_vals(ext.clone());
             }
             tx.write_rtp(write);
+            // str0m sends what was written on its next timer tick: run it now, so the packet
+            // leaves in this drive rather than after a round trip through the shell's timer
+            // (a second drive of this endpoint, and up to a millisecond of timer resolution).
+            if let Err(e) = ep.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(id = %ep.id, "timeout rejected: {e}");
+            }
             ep.stats[kind].out_packets += 1;
             ep.stats[kind].out_bytes += f.payload.len() as u64;
             ep.last_out_at[kind] = Some(now);

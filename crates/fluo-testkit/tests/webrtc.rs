@@ -196,6 +196,40 @@ fn fan_out_to_many_viewers_with_throttled_keyframe_requests() {
 }
 
 #[test]
+fn a_forwarded_packet_leaves_while_its_input_is_handled() {
+    // No wait for a timer between a publisher's packet and the viewers' copies: the shell's
+    // timer resolution (a millisecond) would add to every packet's latency.
+    let mut w = World::new();
+    let n = 5;
+    let (_, eps) = pipeline_with_endpoints(&mut w, n + 1);
+    let publisher = w.join("pub", false, &eps[0], Direction::SendOnly);
+    for (i, ep) in eps.iter().enumerate().skip(1) {
+        w.join(&format!("v{i}"), true, ep, Direction::RecvOnly);
+        w.invoke(&eps[0], "connect", json!({"sink": ep}));
+    }
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], ms(500));
+    while w.core.poll_transmit().is_some() {}
+    let now = w.now.mono;
+    assert!(w.browsers[publisher].send_video_frame(now, 1000));
+    let server = w.server;
+    let mut out = 0;
+    for (src, dst, data) in w.browsers[publisher].take_outbox(now) {
+        if dst == server {
+            w.core.handle_receive(now, dst, src, &data);
+            // What the core sends right away, without handle_timeout.
+            while let Some(d) = w.core.poll_transmit() {
+                out += usize::from(d.contents.len() > 900);
+            }
+        }
+    }
+    assert_eq!(
+        out, n,
+        "one SRTP copy per viewer, sent while the input was handled"
+    );
+}
+
+#[test]
 fn a_viewer_switched_between_sources_sees_one_continuous_stream() {
     let mut w = World::new();
     let (_, eps) = pipeline_with_endpoints(&mut w, 3);
