@@ -54,6 +54,10 @@ pub struct Outcome {
     /// Server CPU, % of one core, from 2 s to 5 s after everyone left.
     pub idle_cpu_pct: f64,
     pub errors: Vec<String>,
+    /// Datagrams the kernel dropped in the window for a full receive buffer: on the server's
+    /// sockets, and on the tool's (all others in the namespace).
+    pub udp_drops_server: u64,
+    pub udp_drops_tool: u64,
 }
 
 /// The signalling of one server: publisher in, viewers in, everyone out.
@@ -427,6 +431,7 @@ fn run_on(server: &Server, n: usize, plan: &Plan, feed: &Arc<Feed>) -> Result<Ou
     std::thread::sleep(plan.warmup);
 
     let (a, _) = collect(&groups);
+    let drops_a = crate::server::udp_drops(server.pid);
     let (sa, ta, pa) = (
         server.sample(),
         ProcSample::read(std::process::id()),
@@ -434,6 +439,9 @@ fn run_on(server: &Server, n: usize, plan: &Plan, feed: &Arc<Feed>) -> Result<Ou
     );
     std::thread::sleep(plan.window);
     let (b, lat) = collect(&groups);
+    let drops_b = crate::server::udp_drops(server.pid);
+    out.udp_drops_server = drops_b.0.saturating_sub(drops_a.0);
+    out.udp_drops_tool = (drops_b.1 - drops_b.0).saturating_sub(drops_a.1 - drops_a.0);
     let (sb, tb, pb) = (
         server.sample(),
         ProcSample::read(std::process::id()),

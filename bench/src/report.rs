@@ -50,6 +50,8 @@ pub fn figures(o: &Outcome) -> Value {
         "rss_kib": o.rss_kib,
         "rss_per_viewer_kib": (o.rss_kib as f64 - o.rss_base_kib as f64) / o.viewers.max(1) as f64,
         "threads": o.threads,
+        "udp_rcvbuf_drops_server": o.udp_drops_server,
+        "udp_rcvbuf_drops_tool": o.udp_drops_tool,
         "tool_cpu_pct": 100.0 * o.tool_cpu_secs / o.window_secs.max(1e-3),
         "idle_cpu_pct_2s_after": o.idle_cpu_pct,
         "window_secs": o.window_secs,

@@ -270,3 +270,36 @@ fn write_janus_config(dir: &Path, tuned: bool) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Datagrams the kernel dropped on UDP sockets of this network namespace because their
+/// receive buffer was full: (on sockets of process `pid`, on all sockets).
+pub fn udp_drops(pid: u32) -> (u64, u64) {
+    let mut inodes = std::collections::HashSet::new();
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in dir.flatten() {
+            if let Ok(l) = std::fs::read_link(e.path()) {
+                let l = l.to_string_lossy().to_string();
+                if let Some(i) = l.strip_prefix("socket:[").and_then(|x| x.strip_suffix(']')) {
+                    inodes.insert(i.to_string());
+                }
+            }
+        }
+    }
+    let (mut mine, mut all) = (0, 0);
+    for file in ["/proc/net/udp", "/proc/net/udp6"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(inode), Some(drops)) =
+                (f.get(9), f.last().and_then(|d| d.parse::<u64>().ok()))
+            else {
+                continue;
+            };
+            all += drops;
+            if inodes.contains(*inode) {
+                mine += drops;
+            }
+        }
+    }
+    (mine, all)
+}
