@@ -97,6 +97,7 @@ pub(crate) fn bind(settings: &NetSettings) -> std::io::Result<Vec<UdpSocket>> {
             Err(e) => return Err(e),
         };
         sock.set_nonblocking(true)?;
+        size_buffers(&sock);
         out.push(sock);
     }
     if out.is_empty() {
@@ -106,6 +107,29 @@ pub(crate) fn bind(settings: &NetSettings) -> std::io::Result<Vec<UdpSocket>> {
         ));
     }
     Ok(out)
+}
+
+/// Bytes of kernel buffer asked for each media socket, each way.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Every endpoint shares the media socket of its address: its receive buffer takes the
+/// peers' feedback (RTCP, ICE) and the publishers' media while the media thread is busy
+/// forwarding a frame to hundreds of viewers. The kernel's default (about 208 KiB) overflows
+/// at a few hundred viewers; ask for 4 MiB, which the kernel caps at `net.core.rmem_max` /
+/// `wmem_max`.
+fn size_buffers(sock: &UdpSocket) {
+    let s = socket2::SockRef::from(sock);
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    // Linux reports twice the size asked for (the other half is its bookkeeping).
+    let got = s.recv_buffer_size().unwrap_or(0) / 2;
+    if got < SOCKET_BUFFER {
+        tracing::warn!(
+            "media socket receive buffer is {} KiB (net.core.rmem_max caps it); with hundreds \
+             of viewers raise it: sysctl -w net.core.rmem_max={SOCKET_BUFFER}",
+            got / 1024
+        );
+    }
 }
 
 /// One non-blocking TCP listener per address of `udp` (the media sockets), on a port within
