@@ -133,6 +133,8 @@ pub(crate) struct Ep {
     pub ice_state: &'static str,
     /// The m-line of each kind carrying Kurento's audio / video track (set at negotiation).
     pub mids: [Option<Mid>; 2],
+    /// The payload type last mapped for a codec on each kind's m-line (see `forward`).
+    pt_cache: [Option<(Codec, str0m::media::Pt)>; 2],
     pub flowing_in: [bool; 2],
     pub flowing_out: [bool; 2],
     out: [Option<OutStream>; 2],
@@ -192,6 +194,7 @@ impl Ep {
             was_connected: false,
             ice_state: "DISCONNECTED",
             mids: [None, None],
+            pt_cache: [None, None],
             flowing_in: [false; 2],
             flowing_out: [false; 2],
             out: [None, None],
@@ -237,6 +240,7 @@ impl Ep {
             }
         }
         self.mids = mids;
+        self.pt_cache = [None, None];
     }
 }
 
@@ -339,6 +343,8 @@ struct Entry {
     /// The earliest time this endpoint is queued at in `MediaCore::timers` (never later than
     /// `deadline`), if it is queued.
     queued: Option<Instant>,
+    /// Media was written to it that str0m has not sent yet (see `MediaCore::dirty`).
+    dirty: bool,
 }
 
 /// A datagram to send.
@@ -395,6 +401,12 @@ pub struct MediaCore {
     /// moved later keeps its earlier entry, which re-queues it when it comes up: finding the
     /// due endpoints costs a heap operation each, not a scan of all of them.
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Endpoints media was written to since the last flush. str0m sends what was written on
+    /// its next tick: one tick and one drain per endpoint after a batch of input (a video
+    /// frame is several packets) costs less than one per packet.
+    dirty: Vec<u64>,
+    /// Inside `receive_batch`: flush once at its end, not after every datagram.
+    batching: bool,
 }
 
 impl MediaCore {
@@ -424,6 +436,8 @@ impl MediaCore {
             port_out: HashMap::new(),
             no_transcoder: HashSet::new(),
             timers: BinaryHeap::new(),
+            dirty: vec![],
+            batching: false,
         }
     }
 
@@ -531,6 +545,7 @@ impl MediaCore {
                     ep,
                     deadline: now,
                     queued: None,
+                    dirty: false,
                 };
                 self.eps.insert(key, entry);
                 self.set_deadline(key, now);
@@ -631,6 +646,7 @@ impl MediaCore {
             Ctl::Transcoders(f) => self.factory = Some(f),
             Ctl::Output(o) => self.output = Some(o),
         }
+        self.flush();
     }
 
     /// Asks every source feeding `key` with `kind` for a keyframe.
@@ -730,6 +746,9 @@ impl MediaCore {
             }
         }
         self.drive(key);
+        if !self.batching {
+            self.flush();
+        }
     }
 
     /// Drives timers.
@@ -788,6 +807,7 @@ impl MediaCore {
             self.update_remb(k);
             self.drive(k);
         }
+        self.flush();
     }
 
     /// Tells a publisher how much video to send (REMB), once per second: the least of its
@@ -858,10 +878,10 @@ impl MediaCore {
         let mut forwards: Vec<Forward> = vec![];
         let mut keyframe_asks: Vec<Kind> = vec![];
         let mut messages: Vec<DataMessage> = vec![];
-        let was_connected = lock(&ep_ref).connected;
-        let deadline;
+        let (was_connected, deadline, lost, connected);
         {
             let mut ep = lock(&ep_ref);
+            was_connected = ep.connected;
             loop {
                 if !ep.rtc.is_alive() {
                     deadline = self.now + Duration::from_secs(3600);
@@ -914,20 +934,19 @@ impl MediaCore {
                     }
                 }
             }
+            // A lost peer costs a timer every few seconds, not every few milliseconds; a
+            // datagram from it drives the endpoint at once.
+            lost = ep.was_connected && !ep.connected && ep.rtc.is_alive();
+            connected = ep.connected;
         }
-        // A lost peer costs a timer every few seconds, not every few milliseconds; a datagram
-        // from it drives the endpoint at once.
-        let lost = {
-            let ep = lock(&ep_ref);
-            ep.was_connected && !ep.connected && ep.rtc.is_alive()
-        };
+
         let deadline = if lost {
             deadline.max(self.now + LOST_PEER_TICK)
         } else {
             deadline
         };
         self.set_deadline(key, deadline);
-        if !was_connected && lock(&ep_ref).connected {
+        if !was_connected && connected {
             // Media can flow to this endpoint now: whatever feeds its video must start with a
             // keyframe (a request made when the route was added may predate the connection).
             keyframe_asks.push(VIDEO);
@@ -1217,8 +1236,15 @@ impl MediaCore {
             let Some(mid) = ep.mid_of_kind(kind) else {
                 return;
             };
-            // Map the payload type by codec: the two sides may number them differently.
-            let Some(pt) = map_pt(&ep.rtc, mid, &f.codec) else {
+            // Map the payload type by codec: the two sides may number them differently. The
+            // answer for the codec last seen is kept (a lookup through str0m's codec list per
+            // packet and viewer was a visible part of the fan-out's cost).
+            let cached = ep.pt_cache[kind].filter(|(c, _)| *c == f.codec);
+            let Some(pt) = cached.map(|(_, pt)| pt).or_else(|| {
+                let pt = map_pt(&ep.rtc, mid, &f.codec)?;
+                ep.pt_cache[kind] = Some((f.codec, pt));
+                Some(pt)
+            }) else {
                 drop(ep);
                 self.transcode(src, sink, f);
                 return;
@@ -1246,12 +1272,6 @@ impl MediaCore {
                 write = write.ext_vals(ext.clone());
             }
             tx.write_rtp(write);
-            // str0m sends what was written on its next timer tick: run it now, so the packet
-            // leaves in this drive rather than after a round trip through the shell's timer
-            // (a second drive of this endpoint, and up to a millisecond of timer resolution).
-            if let Err(e) = ep.rtc.handle_input(Input::Timeout(now)) {
-                tracing::debug!(id = %ep.id, "timeout rejected: {e}");
-            }
             ep.stats[kind].out_packets += 1;
             ep.stats[kind].out_bytes += f.payload.len() as u64;
             ep.last_out_at[kind] = Some(now);
@@ -1262,7 +1282,41 @@ impl MediaCore {
                     .push_back((ep.id.clone(), "MediaFlowOutStateChanged".into(), fields));
             }
         }
-        self.drive(sink);
+        if let Some(e) = self.eps.get_mut(&sink) {
+            if !std::mem::replace(&mut e.dirty, true) {
+                self.dirty.push(sink);
+            }
+        }
+    }
+
+    /// Sends what was written to endpoints: str0m releases written RTP on its next tick, run
+    /// here at once, so that a packet leaves while its input is handled rather than after a
+    /// round trip through the shell's timer (a millisecond of resolution).
+    fn flush(&mut self) {
+        while let Some(key) = self.dirty.pop() {
+            let Some(e) = self.eps.get_mut(&key) else {
+                continue;
+            };
+            e.dirty = false;
+            let ep_ref = e.ep.clone();
+            {
+                let mut ep = lock(&ep_ref);
+                if ep.rtc.is_alive() {
+                    if let Err(err) = ep.rtc.handle_input(Input::Timeout(self.now)) {
+                        tracing::debug!(id = %ep.id, "timeout rejected: {err}");
+                    }
+                }
+            }
+            self.drive(key);
+        }
+    }
+
+    /// Handles several datagrams (those waiting on a socket) with one flush at the end.
+    pub fn receive_batch(&mut self, f: impl FnOnce(&mut MediaCore)) {
+        self.batching = true;
+        f(self);
+        self.batching = false;
+        self.flush();
     }
 }
 

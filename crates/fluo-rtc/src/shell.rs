@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 
 /// ICE-TCP connections open at once; more are refused (closed at once).
 const MAX_TCP_CONNECTIONS: usize = 2048;
+/// Most datagrams read from one socket before what they forwarded is sent.
+const RECV_BATCH: usize = 32;
 /// ICE-TCP connections open at once from one IP address.
 const MAX_TCP_PER_IP: usize = 64;
 /// A connection must send its first frame (an ICE check) within this time.
@@ -117,22 +119,35 @@ pub(crate) fn spawn(
                             }
                         }
                         (i, n, src) = recv_any(&sockets, &mut buf) => {
-                            let now = Instant::now();
-                            let udp_relay = relays
-                                .iter_mut()
-                                .find(|r| matches!(r.io, Io::Udp(s) if s == i) && r.server == src);
-                            match udp_relay {
-                                // An answer to an endpoint's STUN server.
-                                _ if discoveries.receive(i, src, &buf[..n]) => {}
-                                // Relayed for a peer: as if received on the relayed address.
-                                Some(r) => {
-                                    let relayed = r.relayed;
-                                    for (peer, data) in r.receive(clock, now, &buf[..n]) {
-                                        core.handle_receive(now, relayed, peer, &data);
+                            // This datagram and those waiting behind it on the same socket (a
+                            // video frame is several), with one flush of what they forwarded.
+                            core.receive_batch(|core| {
+                                let mut next = Some((n, src));
+                                let mut count = 0;
+                                while let Some((n, src)) = next {
+                                    let now = Instant::now();
+                                    let udp_relay = relays.iter_mut().find(|r| {
+                                        matches!(r.io, Io::Udp(s) if s == i) && r.server == src
+                                    });
+                                    match udp_relay {
+                                        // An answer to an endpoint's STUN server.
+                                        _ if discoveries.receive(i, src, &buf[..n]) => {}
+                                        // Relayed for a peer: as if received on the relayed
+                                        // address.
+                                        Some(r) => {
+                                            let relayed = r.relayed;
+                                            for (peer, data) in r.receive(clock, now, &buf[..n]) {
+                                                core.handle_receive(now, relayed, peer, &data);
+                                            }
+                                        }
+                                        None => core.handle_receive(now, locals[i], src, &buf[..n]),
                                     }
+                                    count += 1;
+                                    next = (count < RECV_BATCH)
+                                        .then(|| sockets[i].try_recv_from(&mut buf).ok())
+                                        .flatten();
                                 }
-                                None => core.handle_receive(now, locals[i], src, &buf[..n]),
-                            }
+                            });
                         }
                         (i, stream, remote) = accept_any(&listeners) => {
                             let local = tcp_locals[i];
