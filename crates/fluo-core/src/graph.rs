@@ -64,6 +64,7 @@ impl Engine {
     ) -> Result<(), KurentoError> {
         let (sink, types, sd, kd) = self.edge_params(source, p, mode)?;
         self.reference(session, &sink)?;
+        let (mut added, mut removed) = (vec![], vec![]);
         for t in types {
             let new = Edge {
                 source: source.to_string(),
@@ -89,15 +90,17 @@ impl Engine {
                 .collect();
             for e in old {
                 self.remove_edge_quietly(&e);
+                removed.push(e);
             }
             self.graph.edges.push(new.clone());
+            added.push(new.clone());
             self.with_element(&new.source, |el, cx| el.connected(cx, &new));
             if new.sink != new.source {
                 self.with_element(&new.sink, |el, cx| el.connected(cx, &new));
             }
             self.push_event(&new.source, "ElementConnected", edge_fields(&new));
         }
-        self.update_media_edges();
+        self.update_media_edges_after(&added, &removed);
         Ok(())
     }
 
@@ -122,10 +125,10 @@ impl Engine {
             })
             .cloned()
             .collect();
-        for e in gone {
-            self.remove_edge_quietly(&e);
+        for e in &gone {
+            self.remove_edge_quietly(e);
         }
-        self.update_media_edges();
+        self.update_media_edges_after(&[], &gone);
         Ok(())
     }
 
@@ -191,6 +194,36 @@ impl Engine {
             .is_some_and(|o| o.behavior.is_transparent())
     }
 
+    /// Brings the media connections up to date after graph edges were `added` and `removed`.
+    /// An edge between two elements that are not transparent is a media connection of its
+    /// own and lies on no other one's path (paths only continue through transparent
+    /// elements), so such changes apply directly; anything else recomputes them all. A join
+    /// of a viewer to a publisher is the first kind: it costs the same with a thousand
+    /// viewers as with one.
+    fn update_media_edges_after(&mut self, added: &[Edge], removed: &[Edge]) {
+        let simple = |e: &Edge| !self.is_transparent(&e.source) && !self.is_transparent(&e.sink);
+        if !(added.iter().all(simple) && removed.iter().all(simple)) {
+            self.update_media_edges();
+            return;
+        }
+        let gone: Vec<Edge> = removed
+            .iter()
+            .filter(|e| !self.graph.edges.contains(e) && self.media_edges.contains(e))
+            .cloned()
+            .collect();
+        if !gone.is_empty() {
+            self.media_edges.retain(|m| !gone.contains(m));
+        }
+        let mut new: Vec<Edge> = vec![];
+        for e in added {
+            if self.graph.edges.contains(e) && !self.media_edges.contains(e) && !new.contains(e) {
+                new.push(e.clone());
+            }
+        }
+        self.media_edges.extend(new.iter().cloned());
+        self.notify_media_edges(&gone, &new);
+    }
+
     /// Recomputes the media connections and tells the elements at both ends what changed.
     fn update_media_edges(&mut self) {
         let mut next: Vec<Edge> = vec![];
@@ -236,13 +269,18 @@ impl Engine {
         let added: Vec<Edge> = next.iter().filter(|e| !old.contains(e)).cloned().collect();
         drop(old);
         self.media_edges = next;
-        for e in &gone {
+        self.notify_media_edges(&gone, &added);
+    }
+
+    /// Tells the elements at both ends of media connections that went or came.
+    fn notify_media_edges(&mut self, gone: &[Edge], added: &[Edge]) {
+        for e in gone {
             self.with_element(&e.source, |el, cx| el.media_disconnected(cx, e));
             if e.sink != e.source {
                 self.with_element(&e.sink, |el, cx| el.media_disconnected(cx, e));
             }
         }
-        for e in &added {
+        for e in added {
             self.with_element(&e.source, |el, cx| el.media_connected(cx, e));
             if e.sink != e.source {
                 self.with_element(&e.sink, |el, cx| el.media_connected(cx, e));
@@ -262,10 +300,10 @@ impl Engine {
         if gone.is_empty() {
             return;
         }
-        for e in gone {
-            self.remove_edge_quietly(&e);
+        for e in &gone {
+            self.remove_edge_quietly(e);
         }
-        self.update_media_edges();
+        self.update_media_edges_after(&[], &gone);
     }
 
     /// `getSourceConnections` / `getSinkConnections`.

@@ -180,3 +180,74 @@ fn media_connections_look_through_pass_throughs() {
     h.ok(1, "release", json!({"object": pt2}));
     assert!(pairs(&h).is_empty());
 }
+
+#[test]
+fn media_connections_stay_right_through_many_joins_replacements_and_releases() {
+    // Connections between elements that are not transparent are applied one by one (a
+    // viewer joining a publisher must not cost a recomputation of every connection); the
+    // result must be what a full recomputation gives, also once a PassThrough is involved.
+    let (mut h, p, _, _) = setup();
+    h.e.register_factory(
+        "WebRtcEndpoint",
+        Box::new(|_: &fluo_core::FactoryCx<'_>| {
+            Ok(Box::new(fluo_core::NoMedia) as Box<dyn fluo_core::Element>)
+        }),
+    );
+    let a = h.create(1, "WebRtcEndpoint", Some(&p));
+    let c = h.create(1, "WebRtcEndpoint", Some(&p));
+    let v: Vec<String> = (0..6)
+        .map(|_| h.create(1, "WebRtcEndpoint", Some(&p)))
+        .collect();
+    let pairs = |h: &H| -> Vec<(String, String, String)> {
+        let mut x: Vec<_> =
+            h.e.media_edges()
+                .iter()
+                .map(|e| (e.source.clone(), e.sink.clone(), e.media_type.clone()))
+                .collect();
+        x.sort();
+        x
+    };
+    let edge = |s: &str, k: &str, t: &str| (s.to_string(), k.to_string(), t.to_string());
+    for x in &v[..5] {
+        h.invoke(1, &a, "connect", json!({"sink": x}));
+    }
+    let mut want: Vec<_> = v[..5]
+        .iter()
+        .flat_map(|x| ["AUDIO", "VIDEO", "DATA"].map(|t| edge(&a, x, t)))
+        .collect();
+    want.sort();
+    assert_eq!(pairs(&h), want);
+    // A new source replaces the old one on v0's video input.
+    h.invoke(
+        1,
+        &c,
+        "connect",
+        json!({"sink": v[0], "mediaType": "VIDEO"}),
+    );
+    want.retain(|e| *e != edge(&a, &v[0], "VIDEO"));
+    want.push(edge(&c, &v[0], "VIDEO"));
+    want.sort();
+    assert_eq!(pairs(&h), want);
+    // Disconnecting and releasing remove theirs.
+    h.invoke(1, &a, "disconnect", json!({"sink": v[1]}));
+    want.retain(|e| e.1 != v[1]);
+    h.ok(1, "release", json!({"object": v[2]}));
+    want.retain(|e| e.1 != v[2]);
+    assert_eq!(pairs(&h), want);
+    // Through a PassThrough: a -> pt -> v5 (VIDEO).
+    let pt = h.create(1, "PassThrough", Some(&p));
+    h.invoke(1, &a, "connect", json!({"sink": pt, "mediaType": "VIDEO"}));
+    h.invoke(
+        1,
+        &pt,
+        "connect",
+        json!({"sink": v[5], "mediaType": "VIDEO"}),
+    );
+    want.push(edge(&a, &v[5], "VIDEO"));
+    want.sort();
+    assert_eq!(pairs(&h), want);
+    // Releasing the PassThrough takes that one away, and only that one.
+    h.ok(1, "release", json!({"object": pt}));
+    want.retain(|e| e.1 != v[5]);
+    assert_eq!(pairs(&h), want);
+}
