@@ -88,7 +88,17 @@ pub(crate) fn kind_name(k: Kind) -> &'static str {
 struct OutStream {
     rewriter: Rewriter,
     ext: u64,
+    /// The stream's resend cache was sized (see `RTX_HISTORY`).
+    rtx_sized: bool,
 }
+
+/// How long sent video stays available for retransmission on a NACK. str0m keeps 3 s by
+/// default; one second covers round trips up to several hundred milliseconds with retries,
+/// as Janus's default of 500 ms does, at a third of the memory per viewer.
+const RTX_HISTORY: Duration = Duration::from_secs(1);
+
+/// Most packets kept for retransmission per video stream.
+const RTX_PACKETS: usize = 512;
 
 /// How long without packets before an output is reported NOT_FLOWING.
 const FLOW_IDLE: Duration = Duration::from_secs(2);
@@ -1255,16 +1265,21 @@ impl MediaCore {
                 // Start low so the extended sequence never implies a rollover.
                 rewriter: Rewriter::new(clock, 0, f.seq & 0x3fff, f.ts),
                 ext: u64::from(f.seq & 0x3fff),
+                rtx_sized: false,
             });
             let Some(rw) = out.rewriter.rewrite(now, f.ssrc, f.seq, f.ts) else {
                 return;
             };
             out.ext = extend_seq(out.ext, rw.seq);
             let (out_seq, out_ts) = (out.ext, rw.ts);
+            let size_rtx = kind == VIDEO && !std::mem::replace(&mut out.rtx_sized, true);
             let mut api = ep.rtc.direct_api();
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 return;
             };
+            if size_rtx {
+                tx.set_rtx_cache(RTX_PACKETS, RTX_HISTORY, Some(0.15));
+            }
             let mut write = RtpWrite::new(pt, SeqNo::from(out_seq), out_ts, now, f.payload.clone())
                 .marker(f.marker)
                 .nackable(kind == VIDEO);
