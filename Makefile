@@ -74,7 +74,7 @@ test:
 
 # Fluo against Janus side by side (bench/, docs/perf.md): one WebRTC publisher, N viewers, the
 # server pinned to CPU 0 and the load tool to CPU 1 in a private network namespace (root).
-# Results in bench/results/<date>.json and .md, plots in docs/img/. BENCH_ARGS adds flags,
+# Results in bench/results/<date>-<commit>.json and .md, plots in docs/img/. BENCH_ARGS adds flags,
 # e.g. BENCH_ARGS="--viewers 100 --reps 1".
 BENCH_ARGS ?=
 bench: deps-bench

@@ -400,7 +400,8 @@ fn real_main() -> Result<bool, String> {
         if args.smoke {
             PathBuf::from("target/bench-smoke.json")
         } else {
-            PathBuf::from(format!("bench/results/{date}.json"))
+            let commit = command_line("git", &["rev-parse", "--short=7", "HEAD"]);
+            PathBuf::from(format!("bench/results/{date}-{commit}.json"))
         }
     });
     if let Some(d) = out.parent() {
