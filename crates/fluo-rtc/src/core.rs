@@ -98,8 +98,9 @@ struct OutStream {
 /// as Janus's default of 500 ms does, at a third of the memory per viewer.
 const RTX_HISTORY: Duration = Duration::from_secs(1);
 
-/// Most packets kept for retransmission per video stream.
-const RTX_PACKETS: usize = 512;
+/// Most packets kept for retransmission per video stream: the age limit above is the one
+/// that applies (2000 is a second of about 20 Mbit/s).
+const RTX_PACKETS: usize = 2000;
 
 /// How long without packets before an output is reported NOT_FLOWING.
 const FLOW_IDLE: Duration = Duration::from_secs(2);
@@ -870,6 +871,17 @@ impl MediaCore {
 
     /// When endpoint `key`'s timer must fire next.
     fn set_deadline(&mut self, key: u64, deadline: Instant) {
+        // Entries of removed endpoints, and entries left behind by deadlines that moved
+        // later, stay until they come up; some never would (a dead session's timer is far
+        // away). When they outnumber the live endpoints, rebuild the heap from each
+        // endpoint's earliest queued time, which is all it needs (amortised O(1) per call).
+        if self.timers.len() > 2 * self.eps.len() + 64 {
+            self.timers = self
+                .eps
+                .iter()
+                .filter_map(|(k, e)| e.queued.map(|q| Reverse((q, *k))))
+                .collect();
+        }
         let Some(e) = self.eps.get_mut(&key) else {
             return;
         };

@@ -118,17 +118,23 @@ const SOCKET_BUFFER: usize = 4 << 20;
 /// at a few hundred viewers; ask for 4 MiB, which the kernel caps at `net.core.rmem_max` /
 /// `wmem_max`.
 fn size_buffers(sock: &UdpSocket) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
     let s = socket2::SockRef::from(sock);
     let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = s.set_send_buffer_size(SOCKET_BUFFER);
-    // Linux reports twice the size asked for (the other half is its bookkeeping).
-    let got = s.recv_buffer_size().unwrap_or(0) / 2;
-    if got < SOCKET_BUFFER {
-        tracing::warn!(
-            "media socket receive buffer is {} KiB (net.core.rmem_max caps it); with hundreds \
-             of viewers raise it: sysctl -w net.core.rmem_max={SOCKET_BUFFER}",
-            got / 1024
-        );
+    // Linux reports twice the size set (the other half is its bookkeeping).
+    let rcv = s.recv_buffer_size().unwrap_or(0) / 2;
+    let snd = s.send_buffer_size().unwrap_or(0) / 2;
+    if rcv < SOCKET_BUFFER || snd < SOCKET_BUFFER {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "media socket buffers are {} KiB in, {} KiB out (net.core.rmem_max and \
+                 wmem_max cap them); with hundreds of viewers raise them: sysctl -w \
+                 net.core.rmem_max={SOCKET_BUFFER} net.core.wmem_max={SOCKET_BUFFER}",
+                rcv / 1024,
+                snd / 1024
+            );
+        });
     }
 }
 

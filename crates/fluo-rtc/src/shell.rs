@@ -20,6 +20,8 @@ use tokio::sync::mpsc;
 const MAX_TCP_CONNECTIONS: usize = 2048;
 /// Most datagrams read from one socket before what they forwarded is sent.
 const RECV_BATCH: usize = 32;
+/// Longest a batch of received datagrams is worked on before what it forwarded is sent.
+const RECV_BATCH_TIME: Duration = Duration::from_millis(1);
 /// ICE-TCP connections open at once from one IP address.
 const MAX_TCP_PER_IP: usize = 64;
 /// A connection must send its first frame (an ICE check) within this time.
@@ -121,6 +123,7 @@ pub(crate) fn spawn(
                         (i, n, src) = recv_any(&sockets, &mut buf) => {
                             // This datagram and those waiting behind it on the same socket (a
                             // video frame is several), with one flush of what they forwarded.
+                            let batch_began = Instant::now();
                             core.receive_batch(|core| {
                                 let mut next = Some((n, src));
                                 let mut count = 0;
@@ -143,7 +146,11 @@ pub(crate) fn spawn(
                                         None => core.handle_receive(now, locals[i], src, &buf[..n]),
                                     }
                                     count += 1;
-                                    next = (count < RECV_BATCH)
+                                    // At most RECV_BATCH datagrams or 1 ms of work: the first
+                                    // one's copies wait for the batch's flush.
+                                    let more = count < RECV_BATCH
+                                        && batch_began.elapsed() < RECV_BATCH_TIME;
+                                    next = more
                                         .then(|| sockets[i].try_recv_from(&mut buf).ok())
                                         .flatten();
                                 }
@@ -334,8 +341,12 @@ fn send(
     match d.proto {
         Protocol::Udp => {
             if let Some(i) = locals.iter().position(|a| *a == d.source) {
-                // UDP: a full send buffer drops the packet, as the network would.
-                let _ = sockets[i].try_send_to(&d.contents, d.destination);
+                // UDP: a full send buffer drops this packet, as the network would, and only
+                // this one: the kernel is asked every time (tokio's `try_send_to` stops asking
+                // after one WouldBlock until its reactor sees the socket writable again, which
+                // would drop the rest of a fan-out burst).
+                let to = socket2::SockAddr::from(d.destination);
+                let _ = socket2::SockRef::from(&sockets[i]).send_to(&d.contents, &to);
             }
         }
         _ => {

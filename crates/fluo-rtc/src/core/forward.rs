@@ -81,7 +81,7 @@ impl MediaCore {
             };
             out.ext = extend_seq(out.ext, rw.seq);
             let (out_seq, out_ts) = (out.ext, rw.ts);
-            let size_rtx = kind == VIDEO && !std::mem::replace(&mut out.rtx_sized, true);
+            let size_rtx = kind == VIDEO && !out.rtx_sized;
             let mut api = ep.rtc.direct_api();
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 return;
@@ -96,6 +96,11 @@ impl MediaCore {
                 write = write.ext_vals(ext.clone());
             }
             tx.write_rtp(write);
+            if size_rtx {
+                if let Some(o) = ep.out[kind].as_mut() {
+                    o.rtx_sized = true;
+                }
+            }
             ep.stats[kind].out_packets += 1;
             ep.stats[kind].out_bytes += f.payload.len() as u64;
             ep.last_out_at[kind] = Some(now);
