@@ -332,6 +332,9 @@ fn real_main() -> Result<bool, String> {
                 }
                 let loss = fig["loss_pct"].as_f64().unwrap_or(100.0);
                 let joined = fig["joined"].as_u64().unwrap_or(0) as usize;
+                if fig["tool_saturated"] == json!(true) {
+                    println!("    the tool's own CPU was above 85 %: this run measures the tool as much as the server");
+                }
                 if loss > 20.0 || joined * 2 < n {
                     saturated.push((kind, n));
                 }

@@ -48,11 +48,14 @@ pub fn figures(o: &Outcome) -> Value {
         "latency_ms_p99": pct(&lat, 0.99),
         "rss_base_kib": o.rss_base_kib,
         "rss_kib": o.rss_kib,
-        "rss_per_viewer_kib": (o.rss_kib as f64 - o.rss_base_kib as f64) / o.viewers.max(1) as f64,
+        "rss_per_viewer_kib": (o.rss_kib as f64 - o.rss_base_kib as f64) / o.joined.max(1) as f64,
         "threads": o.threads,
         "udp_rcvbuf_drops_server": o.udp_drops_server,
         "udp_rcvbuf_drops_tool": o.udp_drops_tool,
         "tool_cpu_pct": 100.0 * o.tool_cpu_secs / o.window_secs.max(1e-3),
+        // Above this the tool's own core may be what loses packets: the run says little of
+        // the server.
+        "tool_saturated": 100.0 * o.tool_cpu_secs / o.window_secs.max(1e-3) > 85.0,
         "idle_cpu_pct_2s_after": o.idle_cpu_pct,
         "window_secs": o.window_secs,
         "errors": o.errors,
