@@ -163,25 +163,21 @@ impl Janus {
 
     /// Tells Janus this handle has no more candidates than those in its SDP.
     pub fn trickle_done(&self, handle: u64) -> Result<(), String> {
-        let body = json!({"janus":"trickle","candidate":{"completed":true},"transaction": self.transaction()});
-        http(
-            self.port,
-            "POST",
-            &format!("/janus/{}/{handle}", self.session),
-            Some(&body),
+        self.to_handle(
+            handle,
+            json!({"janus":"trickle","candidate":{"completed":true}}),
         )
-        .map(|_| ())
     }
 
     pub fn detach(&self, handle: u64) -> Result<(), String> {
-        let body = json!({"janus":"detach","transaction": self.transaction()});
-        http(
-            self.port,
-            "POST",
-            &format!("/janus/{}/{handle}", self.session),
-            Some(&body),
-        )
-        .map(|_| ())
+        self.to_handle(handle, json!({"janus":"detach"}))
+    }
+
+    /// Posts a request to a handle, with a transaction of its own; its answer is not needed.
+    fn to_handle(&self, handle: u64, mut body: Value) -> Result<(), String> {
+        body["transaction"] = json!(self.transaction());
+        let path = format!("/janus/{}/{handle}", self.session);
+        http(self.port, "POST", &path, Some(&body)).map(|_| ())
     }
 
     /// Joins the room as its publisher with `offer`; returns (publisher id, answer SDP).

@@ -3,6 +3,27 @@ mod common;
 use common::H;
 use serde_json::json;
 
+/// WebRtcEndpoints with no media of their own stand in for real ones.
+fn endpoints_without_media(h: &mut H) {
+    h.e.register_factory(
+        "WebRtcEndpoint",
+        Box::new(|_: &fluo_core::FactoryCx<'_>| {
+            Ok(Box::new(fluo_core::NoMedia) as Box<dyn fluo_core::Element>)
+        }),
+    );
+}
+
+/// The media connections, sorted: (source, sink, media type).
+fn pairs(h: &H) -> Vec<(String, String, String)> {
+    let mut v: Vec<_> =
+        h.e.media_edges()
+            .iter()
+            .map(|e| (e.source.clone(), e.sink.clone(), e.media_type.clone()))
+            .collect();
+    v.sort();
+    v
+}
+
 fn setup() -> (H, String, String, String) {
     let mut h = H::new();
     let p = h.create(1, "MediaPipeline", None);
@@ -138,25 +159,11 @@ fn dot_shows_elements_and_edges() {
 fn media_connections_look_through_pass_throughs() {
     let (mut h, p, _, _) = setup();
     // Endpoints with no media of their own stand in for real ones.
-    h.e.register_factory(
-        "WebRtcEndpoint",
-        Box::new(|_: &fluo_core::FactoryCx<'_>| {
-            Ok(Box::new(fluo_core::NoMedia) as Box<dyn fluo_core::Element>)
-        }),
-    );
+    endpoints_without_media(&mut h);
     let a = h.create(1, "WebRtcEndpoint", Some(&p));
     let b = h.create(1, "WebRtcEndpoint", Some(&p));
     let pt1 = h.create(1, "PassThrough", Some(&p));
     let pt2 = h.create(1, "PassThrough", Some(&p));
-    let pairs = |h: &H| -> Vec<(String, String, String)> {
-        let mut v: Vec<_> =
-            h.e.media_edges()
-                .iter()
-                .map(|e| (e.source.clone(), e.sink.clone(), e.media_type.clone()))
-                .collect();
-        v.sort();
-        v
-    };
     // a -> pt1 -> pt2 -> b carries VIDEO end to end; AUDIO only reaches pt1.
     h.invoke(1, &a, "connect", json!({"sink": pt1}));
     h.invoke(
@@ -187,26 +194,12 @@ fn media_connections_stay_right_through_many_joins_replacements_and_releases() {
     // viewer joining a publisher must not cost a recomputation of every connection); the
     // result must be what a full recomputation gives, also once a PassThrough is involved.
     let (mut h, p, _, _) = setup();
-    h.e.register_factory(
-        "WebRtcEndpoint",
-        Box::new(|_: &fluo_core::FactoryCx<'_>| {
-            Ok(Box::new(fluo_core::NoMedia) as Box<dyn fluo_core::Element>)
-        }),
-    );
+    endpoints_without_media(&mut h);
     let a = h.create(1, "WebRtcEndpoint", Some(&p));
     let c = h.create(1, "WebRtcEndpoint", Some(&p));
     let v: Vec<String> = (0..6)
         .map(|_| h.create(1, "WebRtcEndpoint", Some(&p)))
         .collect();
-    let pairs = |h: &H| -> Vec<(String, String, String)> {
-        let mut x: Vec<_> =
-            h.e.media_edges()
-                .iter()
-                .map(|e| (e.source.clone(), e.sink.clone(), e.media_type.clone()))
-                .collect();
-        x.sort();
-        x
-    };
     let edge = |s: &str, k: &str, t: &str| (s.to_string(), k.to_string(), t.to_string());
     for x in &v[..5] {
         h.invoke(1, &a, "connect", json!({"sink": x}));
