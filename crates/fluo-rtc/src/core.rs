@@ -89,14 +89,32 @@ pub(crate) fn kind_name(k: Kind) -> &'static str {
 struct OutStream {
     rewriter: Rewriter,
     ext: u64,
-    /// The stream's resend cache was sized (see `RTX_HISTORY`).
-    rtx_sized: bool,
+    /// How long the stream's resend cache keeps video (see `rtx_history`); `None` until the
+    /// first packet sizes it.
+    rtx_history: Option<Duration>,
 }
 
-/// How long sent video stays available for retransmission on a NACK. str0m keeps 3 s by
-/// default; one second covers round trips up to several hundred milliseconds with retries,
-/// as Janus's default of 500 ms does, at a third of the memory per viewer.
-const RTX_HISTORY: Duration = Duration::from_secs(1);
+/// How long sent video stays available for retransmission on a NACK, before the first
+/// round-trip estimate: str0m keeps 3 s by default, and one second covers round trips of
+/// several hundred milliseconds with a retry.
+const RTX_HISTORY_START: Duration = Duration::from_secs(1);
+
+/// The history once the round trip is known, as Janus sizes its NACK queue: the round trip
+/// plus 100 ms, at least 200 ms, at most 1 s (a viewer's NACK comes one round trip after the
+/// loss at the earliest; the margin covers the receiver's wait before asking). On a LAN that
+/// is 200 ms of video instead of a second: the cache holds a copy of every packet sent to
+/// that viewer, the largest part of a viewer's memory.
+pub(crate) fn rtx_history(rtt: Duration) -> Duration {
+    let ms = (rtt.as_millis() as u64 + 100).clamp(200, 1000);
+    // In steps of 50 ms, so that jitter in the estimate does not resize the cache.
+    Duration::from_millis(ms.div_ceil(50) * 50)
+}
+
+/// Whether the cache is resized for a new estimate: at once when it is too short, when it is
+/// less than half as long as kept (resizing drops what it held, so not for small changes).
+pub(crate) fn resize_rtx(kept: Duration, wanted: Duration) -> bool {
+    wanted > kept || wanted * 2 <= kept
+}
 
 /// Most packets kept for retransmission per video stream: the age limit above is the one
 /// that applies (2000 is a second of about 20 Mbit/s).
@@ -1105,6 +1123,24 @@ impl MediaCore {
                     }
                 }
             }
+            Event::MediaEgressStats(st) => {
+                // A round-trip estimate from the viewer's receiver reports: the video resend
+                // cache follows it.
+                let video = ep.rtc.media(st.mid).map(|m| kind_of(m.kind())) == Some(VIDEO);
+                let kept = ep.out[VIDEO].as_ref().and_then(|o| o.rtx_history);
+                if let (true, Some(rtt), Some(kept)) = (video, st.rtt, kept) {
+                    let wanted = rtx_history(rtt);
+                    if resize_rtx(kept, wanted) {
+                        if let Some(tx) = ep.rtc.direct_api().stream_tx_by_mid(st.mid, None) {
+                            tx.set_rtx_cache(RTX_PACKETS, wanted, Some(0.15));
+                            if let Some(o) = ep.out[VIDEO].as_mut() {
+                                o.rtx_history = Some(wanted);
+                            }
+                            tracing::debug!(id = %ep.id, ?rtt, ?wanted, "video resend history");
+                        }
+                    }
+                }
+            }
             Event::EgressBitrateEstimate(str0m::bwe::BweKind::Remb { estimate, .. }) => {
                 ep.receive_estimate = Some(estimate.as_u64());
             }
@@ -1330,7 +1366,23 @@ pub(crate) fn obj(v: Value) -> Map<String, Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::stun_local_ufrag;
+    use super::{resize_rtx, rtx_history, stun_local_ufrag};
+    use std::time::Duration;
+
+    #[test]
+    fn video_resend_history_follows_the_round_trip_within_bounds() {
+        let ms = Duration::from_millis;
+        // A LAN keeps the floor, a long round trip adds 100 ms, the ceiling holds.
+        assert_eq!(rtx_history(Duration::from_micros(300)), ms(200));
+        assert_eq!(rtx_history(ms(180)), ms(300));
+        assert_eq!(rtx_history(ms(230)), ms(350));
+        assert_eq!(rtx_history(ms(5000)), ms(1000));
+        // Larger when needed at once; smaller only when halved (a resize drops the cache).
+        assert!(resize_rtx(ms(200), ms(250)));
+        assert!(!resize_rtx(ms(400), ms(250)));
+        assert!(!resize_rtx(ms(300), ms(300)));
+        assert!(resize_rtx(ms(1000), ms(200)));
+    }
 
     fn stun(attrs: &[(u16, &[u8])]) -> Vec<u8> {
         let mut body = vec![];

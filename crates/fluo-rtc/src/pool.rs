@@ -102,12 +102,20 @@ impl RtcPool {
     }
 }
 
+/// How often str0m reports statistics of each session.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
 fn build(cert: &Option<str0m::config::DtlsCert>) -> Rtc {
     // ICE-lite, as servers on reachable addresses do (mediasoup, Jitsi): Fluo answers the
     // browser's checks and follows its nomination instead of running its own paced checks, so
     // DTLS starts as soon as the browser has a working pair (a full agent waited for its
     // next 50 ms pacing tick first).
-    let mut builder = Rtc::builder().set_rtp_mode(true).set_ice_lite(true);
+    // Statistics every second: their round-trip estimate sizes each viewer's video resend
+    // cache (see `core::rtx_history`).
+    let mut builder = Rtc::builder()
+        .set_rtp_mode(true)
+        .set_ice_lite(true)
+        .set_stats_interval(Some(STATS_INTERVAL));
     if let Some(cert) = cert {
         builder = builder.set_dtls_cert(cert.clone());
     }

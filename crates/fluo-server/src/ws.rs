@@ -28,6 +28,9 @@ pub(crate) enum Acceptor {
 /// How long a client gets for its WebSocket handshake.
 const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Bytes read from a WebSocket at a time.
+const WS_READ_BUFFER: usize = 8 * 1024;
+
 /// How long a client gets for its TLS handshake.
 const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -128,7 +131,11 @@ where
     };
     // Frames above the soft limit get an error reply; the hard limit protects memory.
     let hard = config.max_message_bytes.saturating_mul(4).max(64 * 1024);
+    // A small read buffer: tungstenite's default is 128 KiB per connection, held for the
+    // connection's life, while JSON-RPC messages are a few KiB (larger ones are read in
+    // several chunks).
     let ws_config = WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
         .max_message_size(Some(hard))
         .max_frame_size(Some(hard));
     let handshake =

@@ -74,20 +74,20 @@ impl MediaCore {
                 // Start low so the extended sequence never implies a rollover.
                 rewriter: Rewriter::new(clock, 0, f.seq & 0x3fff, f.ts),
                 ext: u64::from(f.seq & 0x3fff),
-                rtx_sized: false,
+                rtx_history: None,
             });
             let Some(rw) = out.rewriter.rewrite(now, f.ssrc, f.seq, f.ts) else {
                 return;
             };
             out.ext = extend_seq(out.ext, rw.seq);
             let (out_seq, out_ts) = (out.ext, rw.ts);
-            let size_rtx = kind == VIDEO && !out.rtx_sized;
+            let size_rtx = kind == VIDEO && out.rtx_history.is_none();
             let mut api = ep.rtc.direct_api();
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 return;
             };
             if size_rtx {
-                tx.set_rtx_cache(RTX_PACKETS, RTX_HISTORY, Some(0.15));
+                tx.set_rtx_cache(RTX_PACKETS, RTX_HISTORY_START, Some(0.15));
             }
             let mut write = RtpWrite::new(pt, SeqNo::from(out_seq), out_ts, now, f.payload.clone())
                 .marker(f.marker)
@@ -98,7 +98,7 @@ impl MediaCore {
             tx.write_rtp(write);
             if size_rtx {
                 if let Some(o) = ep.out[kind].as_mut() {
-                    o.rtx_sized = true;
+                    o.rtx_history = Some(RTX_HISTORY_START);
                 }
             }
             ep.stats[kind].out_packets += 1;
