@@ -115,7 +115,8 @@ fn build(cert: &Option<str0m::config::DtlsCert>) -> Rtc {
     let mut builder = Rtc::builder()
         .set_rtp_mode(true)
         .set_ice_lite(true)
-        .set_stats_interval(Some(STATS_INTERVAL));
+        .set_stats_interval(Some(STATS_INTERVAL))
+        .set_crypto_provider(crate::dtls::provider());
     if let Some(cert) = cert {
         builder = builder.set_dtls_cert(cert.clone());
     }
