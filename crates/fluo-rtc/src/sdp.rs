@@ -30,6 +30,49 @@ pub(crate) fn unify_msid(sdp: &str) -> String {
     out
 }
 
+/// The header extension of transport-wide congestion control (TWCC).
+const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
+/// Declines transport-wide congestion control on the m-sections where the peer only
+/// receives (`a=recvonly`): media Fluo sends there is forwarded, never paced by a send-side
+/// estimate, so the sequence number on every packet, the per-packet send record (str0m keeps
+/// the last 1000, about 64 KiB per viewer) and the feedback the viewer returns every few
+/// milliseconds would all be spent for nothing. The viewer's REMB still reports its
+/// bandwidth, as with KMS, which congestion-controls with REMB. Sections where the peer
+/// sends keep TWCC: its own bandwidth estimate needs the feedback.
+pub(crate) fn without_egress_twcc(sdp: &str) -> std::borrow::Cow<'_, str> {
+    if !sdp.contains(TWCC_URI) {
+        return sdp.into();
+    }
+    let mut out = String::with_capacity(sdp.len());
+    // The lines of one section (the session part, then each m-section), and whether the
+    // section is receive-only.
+    let mut section: Vec<&str> = vec![];
+    let flush = |section: &mut Vec<&str>, out: &mut String| {
+        let is_media = section.first().is_some_and(|l| l.starts_with("m="));
+        let recvonly = is_media
+            && section
+                .iter()
+                .any(|l| l.trim_end_matches(['\r', '\n']) == "a=recvonly");
+        for line in section.drain(..) {
+            let body = line.trim_end_matches(['\r', '\n']);
+            let twcc = (body.starts_with("a=extmap:") && body.ends_with(TWCC_URI))
+                || (body.starts_with("a=rtcp-fb:") && body.ends_with(" transport-cc"));
+            if !(recvonly && twcc) {
+                out.push_str(line);
+            }
+        }
+    };
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("m=") {
+            flush(&mut section, &mut out);
+        }
+        section.push(line);
+    }
+    flush(&mut section, &mut out);
+    out.into()
+}
+
 /// The first `a=mid:` of a description.
 /// Refuses a description that gives one payload type different codec parameters in two
 /// m-sections: str0m 0.25 panics on it ("Pt locked multiple times"), which would end the
@@ -88,6 +131,39 @@ pub(crate) fn first_mid(sdp: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn twcc_is_declined_only_where_the_peer_only_receives() {
+        let twcc = "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n";
+        let offer = format!(
+            "v=0\r\na=group:BUNDLE 0 1 2\r\n\
+             m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n{twcc}a=recvonly\r\na=rtcp-fb:111 transport-cc\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n{twcc}a=recvonly\r\na=rtcp-fb:96 transport-cc\r\na=rtcp-fb:96 goog-remb\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 98\r\na=mid:2\r\n{twcc}a=sendrecv\r\na=rtcp-fb:98 transport-cc\r\n"
+        );
+        let out = without_egress_twcc(&offer);
+        let sections: Vec<&str> = out.split("m=").collect();
+        assert_eq!(sections.len(), 4);
+        for recvonly in &sections[1..3] {
+            assert!(!recvonly.contains("transport-cc"), "{recvonly}");
+            assert!(!recvonly.contains("holmer"), "{recvonly}");
+            assert!(recvonly.contains("a=recvonly\r\n"));
+        }
+        assert!(sections[2].contains("a=rtcp-fb:96 goog-remb\r\n"));
+        assert!(sections[3].contains(twcc));
+        assert!(sections[3].contains("a=rtcp-fb:98 transport-cc\r\n"));
+        // Nothing else changes.
+        let removed = 2 * twcc.len()
+            + "a=rtcp-fb:111 transport-cc\r\n".len()
+            + "a=rtcp-fb:96 transport-cc\r\n".len();
+        assert_eq!(out.len(), offer.len() - removed);
+        // Without TWCC the description is returned as it is.
+        let plain = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=recvonly\r\n";
+        assert!(matches!(
+            without_egress_twcc(plain),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn one_stream_for_audio_and_video() {
