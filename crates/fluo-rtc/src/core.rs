@@ -92,6 +92,8 @@ struct OutStream {
     /// How long the stream's resend cache keeps video (see `rtx_history`); `None` until the
     /// first packet sizes it.
     rtx_history: Option<Duration>,
+    /// Round-trip reports in a row that would let that cache halve (see `resize_rtx`).
+    rtx_short_reports: u8,
 }
 
 /// How long sent video stays available for retransmission on a NACK, before the first
@@ -99,21 +101,34 @@ struct OutStream {
 /// several hundred milliseconds with a retry.
 const RTX_HISTORY_START: Duration = Duration::from_secs(1);
 
-/// The history once the round trip is known, as Janus sizes its NACK queue: the round trip
-/// plus 100 ms, at least 200 ms, at most 1 s (a viewer's NACK comes one round trip after the
+/// The history the round trip calls for, as Janus sizes its NACK queue: the round trip plus
+/// 100 ms, at least 200 ms, at most 1 s (a viewer's NACK comes one round trip after the
 /// loss at the earliest; the margin covers the receiver's wait before asking). On a LAN that
 /// is 200 ms of video instead of a second: the cache holds a copy of every packet sent to
 /// that viewer, the largest part of a viewer's memory.
 pub(crate) fn rtx_history(rtt: Duration) -> Duration {
     let ms = (rtt.as_millis() as u64 + 100).clamp(200, 1000);
-    // In steps of 50 ms, so that jitter in the estimate does not resize the cache.
+    // In steps of 50 ms.
     Duration::from_millis(ms.div_ceil(50) * 50)
 }
 
-/// Whether the cache is resized for a new estimate: at once when it is too short, when it is
-/// less than half as long as kept (resizing drops what it held, so not for small changes).
-pub(crate) fn resize_rtx(kept: Duration, wanted: Duration) -> bool {
-    wanted > kept || wanted * 2 <= kept
+/// Reports in a row (one a second) that must allow a cache half as long before it shrinks.
+const RTX_SHRINK_AFTER: u8 = 5;
+
+/// The new length of a resend cache that keeps `kept`, after a report calling for `wanted`,
+/// given `short` earlier reports in a row that would have let it halve; `None` keeps it.
+/// Resizing drops what the cache held, so it is rare: it grows at once, with headroom (to
+/// twice its length, within 1 s), since a longer round trip makes a NACK for an old packet
+/// likely; it shrinks only after `RTX_SHRINK_AFTER` reports in a row allow half the length
+/// (the first time about five seconds after the start, long after the first keyframe).
+pub(crate) fn resize_rtx(kept: Duration, wanted: Duration, short: u8) -> Option<Duration> {
+    if wanted > kept {
+        Some(wanted.max(kept * 2).min(RTX_HISTORY_START.max(wanted)))
+    } else if wanted * 2 <= kept && short + 1 >= RTX_SHRINK_AFTER {
+        Some(wanted)
+    } else {
+        None
+    }
 }
 
 /// Most packets kept for retransmission per video stream: the age limit above is the one
@@ -1124,20 +1139,27 @@ impl MediaCore {
                 }
             }
             Event::MediaEgressStats(st) => {
-                // A round-trip estimate from the viewer's receiver reports: the video resend
-                // cache follows it.
-                let video = ep.rtc.media(st.mid).map(|m| kind_of(m.kind())) == Some(VIDEO);
-                let kept = ep.out[VIDEO].as_ref().and_then(|o| o.rtx_history);
-                if let (true, Some(rtt), Some(kept)) = (video, st.rtt, kept) {
+                // A round-trip estimate from the viewer's receiver reports on the video this
+                // endpoint forwards: its resend cache follows it.
+                let forwarded = ep.mid_of_kind(VIDEO) == Some(st.mid);
+                let kept = ep.out[VIDEO]
+                    .as_ref()
+                    .and_then(|o| Some((o.rtx_history?, o.rtx_short_reports)));
+                if let (true, Some(rtt), Some((kept, short))) = (forwarded, st.rtt, kept) {
                     let wanted = rtx_history(rtt);
-                    if resize_rtx(kept, wanted) {
+                    let resized = resize_rtx(kept, wanted, short);
+                    if let Some(len) = resized {
                         if let Some(tx) = ep.rtc.direct_api().stream_tx_by_mid(st.mid, None) {
-                            tx.set_rtx_cache(RTX_PACKETS, wanted, Some(0.15));
-                            if let Some(o) = ep.out[VIDEO].as_mut() {
-                                o.rtx_history = Some(wanted);
-                            }
-                            tracing::debug!(id = %ep.id, ?rtt, ?wanted, "video resend history");
+                            tx.set_rtx_cache(RTX_PACKETS, len, Some(0.15));
+                            tracing::debug!(id = %ep.id, ?rtt, ?len, "video resend history");
                         }
+                    }
+                    if let Some(o) = ep.out[VIDEO].as_mut() {
+                        o.rtx_history = Some(resized.unwrap_or(kept));
+                        o.rtx_short_reports = match resized {
+                            None if wanted * 2 <= kept => short.saturating_add(1),
+                            _ => 0,
+                        };
                     }
                 }
             }
@@ -1377,11 +1399,35 @@ mod tests {
         assert_eq!(rtx_history(ms(180)), ms(300));
         assert_eq!(rtx_history(ms(230)), ms(350));
         assert_eq!(rtx_history(ms(5000)), ms(1000));
-        // Larger when needed at once; smaller only when halved (a resize drops the cache).
-        assert!(resize_rtx(ms(200), ms(250)));
-        assert!(!resize_rtx(ms(400), ms(250)));
-        assert!(!resize_rtx(ms(300), ms(300)));
-        assert!(resize_rtx(ms(1000), ms(200)));
+    }
+
+    #[test]
+    fn the_resend_cache_grows_at_once_with_headroom_and_shrinks_only_when_steadily_short() {
+        let ms = Duration::from_millis;
+        // Longer: at once, to twice the length, within a second unless more is wanted.
+        assert_eq!(resize_rtx(ms(200), ms(250), 0), Some(ms(400)));
+        assert_eq!(resize_rtx(ms(600), ms(650), 0), Some(ms(1000)));
+        assert_eq!(resize_rtx(ms(1000), ms(1000), 0), None);
+        // Shorter: only to half or less, and only on the fifth report in a row.
+        assert_eq!(resize_rtx(ms(400), ms(250), 4), None);
+        for short in 0..4 {
+            assert_eq!(resize_rtx(ms(1000), ms(200), short), None);
+        }
+        assert_eq!(resize_rtx(ms(1000), ms(200), 4), Some(ms(200)));
+        // A round trip swinging between 90 and 310 ms: one growth, then never a resize.
+        let (mut kept, mut short) = (ms(200), 0u8);
+        let mut resizes = 0;
+        for i in 0..60 {
+            let wanted = rtx_history(ms(if i % 2 == 0 { 90 } else { 310 }));
+            let r = resize_rtx(kept, wanted, short);
+            resizes += u32::from(r.is_some());
+            short = match r {
+                None if wanted * 2 <= kept => short + 1,
+                _ => 0,
+            };
+            kept = r.unwrap_or(kept);
+        }
+        assert_eq!((resizes, kept), (1, ms(450)));
     }
 
     fn stun(attrs: &[(u16, &[u8])]) -> Vec<u8> {

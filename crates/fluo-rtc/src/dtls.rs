@@ -187,8 +187,10 @@ mod tests {
             }
         }
         assert!(client_done && server_done, "handshake incomplete");
-        // One configuration for that MTU, whatever the number of sessions.
-        let configs = PROVIDER_DTLS.configs.lock().unwrap();
-        assert_eq!(configs.iter().filter(|(m, _)| *m == Some(1150)).count(), 1);
+        // Every session of one MTU gets the same configuration, built once.
+        let a = PROVIDER_DTLS.config(Some(1150)).unwrap();
+        let b = PROVIDER_DTLS.config(Some(1150)).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &PROVIDER_DTLS.config(Some(1200)).unwrap()));
     }
 }

@@ -327,7 +327,7 @@ impl WebRtcEndpoint {
     fn process_offer(&mut self, offer: &str) -> Result<Value, KurentoError> {
         crate::sdp::check_payload_types(offer)
             .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot use the SDP offer", e))?;
-        let parsed = SdpOffer::from_sdp_string(&crate::sdp::without_egress_twcc(offer))
+        let parsed = SdpOffer::from_sdp_string(&crate::sdp::without_egress_feedback(offer))
             .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot parse the SDP offer", e))?;
         let ep_ref = self.ep.clone();
         let prepared = self.prepare_candidates();

@@ -33,15 +33,18 @@ pub(crate) fn unify_msid(sdp: &str) -> String {
 /// The header extension of transport-wide congestion control (TWCC).
 const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 
-/// Declines transport-wide congestion control on the m-sections where the peer only
-/// receives (`a=recvonly`): media Fluo sends there is forwarded, never paced by a send-side
-/// estimate, so the sequence number on every packet, the per-packet send record (str0m keeps
-/// the last 1000, about 64 KiB per viewer) and the feedback the viewer returns every few
-/// milliseconds would all be spent for nothing. The viewer's REMB still reports its
-/// bandwidth, as with KMS, which congestion-controls with REMB. Sections where the peer
-/// sends keep TWCC: its own bandwidth estimate needs the feedback.
-pub(crate) fn without_egress_twcc(sdp: &str) -> std::borrow::Cow<'_, str> {
-    if !sdp.contains(TWCC_URI) {
+/// Declines congestion feedback, transport-wide (TWCC) and REMB, on the m-sections where the
+/// peer only receives (`a=recvonly`). Media Fluo sends there is forwarded, never paced by a
+/// send-side estimate. So the sequence number on every packet, the per-packet send record
+/// (str0m keeps the last 1000, about 64 KiB per viewer) and the feedback the viewer returns
+/// every few milliseconds would all be spent for nothing.
+///
+/// REMB goes too. A browser that loses TWCC would fall back to REMB, and the publisher would
+/// then be held to its slowest viewer's estimate, ramping up from a low start. Before this
+/// change Chromium never sent REMB beside TWCC, so publishers keep their behaviour. Sections
+/// where the peer sends keep both: its own bandwidth estimate needs the feedback.
+pub(crate) fn without_egress_feedback(sdp: &str) -> std::borrow::Cow<'_, str> {
+    if !sdp.contains(TWCC_URI) && !sdp.contains(" goog-remb") {
         return sdp.into();
     }
     let mut out = String::with_capacity(sdp.len());
@@ -56,9 +59,10 @@ pub(crate) fn without_egress_twcc(sdp: &str) -> std::borrow::Cow<'_, str> {
                 .any(|l| l.trim_end_matches(['\r', '\n']) == "a=recvonly");
         for line in section.drain(..) {
             let body = line.trim_end_matches(['\r', '\n']);
-            let twcc = (body.starts_with("a=extmap:") && body.ends_with(TWCC_URI))
-                || (body.starts_with("a=rtcp-fb:") && body.ends_with(" transport-cc"));
-            if !(recvonly && twcc) {
+            let feedback = (body.starts_with("a=extmap:") && body.ends_with(TWCC_URI))
+                || (body.starts_with("a=rtcp-fb:")
+                    && (body.ends_with(" transport-cc") || body.ends_with(" goog-remb")));
+            if !(recvonly && feedback) {
                 out.push_str(line);
             }
         }
@@ -133,34 +137,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn twcc_is_declined_only_where_the_peer_only_receives() {
+    fn congestion_feedback_is_declined_only_where_the_peer_only_receives() {
         let twcc = "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n";
         let offer = format!(
             "v=0\r\na=group:BUNDLE 0 1 2\r\n\
              m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n{twcc}a=recvonly\r\na=rtcp-fb:111 transport-cc\r\n\
-             m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n{twcc}a=recvonly\r\na=rtcp-fb:96 transport-cc\r\na=rtcp-fb:96 goog-remb\r\n\
-             m=video 9 UDP/TLS/RTP/SAVPF 98\r\na=mid:2\r\n{twcc}a=sendrecv\r\na=rtcp-fb:98 transport-cc\r\n"
+             m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n{twcc}a=recvonly\r\na=rtcp-fb:96 transport-cc\r\na=rtcp-fb:96 goog-remb\r\na=rtcp-fb:96 nack\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 98\r\na=mid:2\r\n{twcc}a=sendrecv\r\na=rtcp-fb:98 transport-cc\r\na=rtcp-fb:98 goog-remb\r\n"
         );
-        let out = without_egress_twcc(&offer);
+        let out = without_egress_feedback(&offer);
         let sections: Vec<&str> = out.split("m=").collect();
         assert_eq!(sections.len(), 4);
         for recvonly in &sections[1..3] {
             assert!(!recvonly.contains("transport-cc"), "{recvonly}");
             assert!(!recvonly.contains("holmer"), "{recvonly}");
+            assert!(!recvonly.contains("goog-remb"), "{recvonly}");
             assert!(recvonly.contains("a=recvonly\r\n"));
         }
-        assert!(sections[2].contains("a=rtcp-fb:96 goog-remb\r\n"));
+        assert!(sections[2].contains("a=rtcp-fb:96 nack\r\n"));
         assert!(sections[3].contains(twcc));
         assert!(sections[3].contains("a=rtcp-fb:98 transport-cc\r\n"));
+        assert!(sections[3].contains("a=rtcp-fb:98 goog-remb\r\n"));
         // Nothing else changes.
         let removed = 2 * twcc.len()
             + "a=rtcp-fb:111 transport-cc\r\n".len()
-            + "a=rtcp-fb:96 transport-cc\r\n".len();
+            + "a=rtcp-fb:96 transport-cc\r\n".len()
+            + "a=rtcp-fb:96 goog-remb\r\n".len();
         assert_eq!(out.len(), offer.len() - removed);
-        // Without TWCC the description is returned as it is.
+        // Bare line feeds and an extmap with a direction work the same way.
+        let lf = "v=0\nm=video 9 UDP/TLS/RTP/SAVPF 96\na=extmap:5/recvonly http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\na=recvonly\na=rtcp-fb:96 goog-remb\na=rtcp-fb:96 nack pli\n";
+        assert_eq!(
+            without_egress_feedback(lf),
+            "v=0\nm=video 9 UDP/TLS/RTP/SAVPF 96\na=recvonly\na=rtcp-fb:96 nack pli\n"
+        );
+        // Without any of it the description is returned as it is.
         let plain = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=recvonly\r\n";
         assert!(matches!(
-            without_egress_twcc(plain),
+            without_egress_feedback(plain),
             std::borrow::Cow::Borrowed(_)
         ));
     }

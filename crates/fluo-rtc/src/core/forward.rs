@@ -75,6 +75,7 @@ impl MediaCore {
                 rewriter: Rewriter::new(clock, 0, f.seq & 0x3fff, f.ts),
                 ext: u64::from(f.seq & 0x3fff),
                 rtx_history: None,
+                rtx_short_reports: 0,
             });
             let Some(rw) = out.rewriter.rewrite(now, f.ssrc, f.seq, f.ts) else {
                 return;
