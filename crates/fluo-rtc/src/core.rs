@@ -89,11 +89,37 @@ pub(crate) fn kind_name(k: Kind) -> &'static str {
 struct OutStream {
     rewriter: Rewriter,
     ext: u64,
-    /// How long the stream's resend cache keeps video (see `rtx_history`); `None` until the
-    /// first packet sizes it.
-    rtx_history: Option<Duration>,
-    /// Round-trip reports in a row that would let that cache halve (see `resize_rtx`).
-    rtx_short_reports: u8,
+    /// The stream's resend cache; `None` until the first packet sizes it.
+    rtx: Option<RtxCache>,
+}
+
+/// A video stream's resend cache: how long it keeps video, and the round-trip reports in a
+/// row that would have let it halve.
+#[derive(Debug, Clone, Copy)]
+struct RtxCache {
+    len: Duration,
+    short: u8,
+}
+
+impl RtxCache {
+    fn new() -> RtxCache {
+        RtxCache {
+            len: RTX_HISTORY_START,
+            short: 0,
+        }
+    }
+
+    /// A round-trip report calling for `wanted` (see `rtx_history`): the length to give the
+    /// cache when it changes (see `resize_rtx`).
+    fn report(&mut self, wanted: Duration) -> Option<Duration> {
+        let resized = resize_rtx(self.len, wanted, self.short);
+        self.short = match resized {
+            None if wanted * 2 <= self.len => self.short.saturating_add(1),
+            _ => 0,
+        };
+        self.len = resized.unwrap_or(self.len);
+        resized
+    }
 }
 
 /// How long sent video stays available for retransmission on a NACK, before the first
@@ -1142,24 +1168,13 @@ impl MediaCore {
                 // A round-trip estimate from the viewer's receiver reports on the video this
                 // endpoint forwards: its resend cache follows it.
                 let forwarded = ep.mid_of_kind(VIDEO) == Some(st.mid);
-                let kept = ep.out[VIDEO]
-                    .as_ref()
-                    .and_then(|o| Some((o.rtx_history?, o.rtx_short_reports)));
-                if let (true, Some(rtt), Some((kept, short))) = (forwarded, st.rtt, kept) {
-                    let wanted = rtx_history(rtt);
-                    let resized = resize_rtx(kept, wanted, short);
-                    if let Some(len) = resized {
+                let cache = ep.out[VIDEO].as_mut().and_then(|o| o.rtx.as_mut());
+                if let (true, Some(rtt), Some(cache)) = (forwarded, st.rtt, cache) {
+                    if let Some(len) = cache.report(rtx_history(rtt)) {
                         if let Some(tx) = ep.rtc.direct_api().stream_tx_by_mid(st.mid, None) {
                             tx.set_rtx_cache(RTX_PACKETS, len, Some(0.15));
                             tracing::debug!(id = %ep.id, ?rtt, ?len, "video resend history");
                         }
-                    }
-                    if let Some(o) = ep.out[VIDEO].as_mut() {
-                        o.rtx_history = Some(resized.unwrap_or(kept));
-                        o.rtx_short_reports = match resized {
-                            None if wanted * 2 <= kept => short.saturating_add(1),
-                            _ => 0,
-                        };
                     }
                 }
             }
@@ -1388,7 +1403,7 @@ pub(crate) fn obj(v: Value) -> Map<String, Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::{resize_rtx, rtx_history, stun_local_ufrag};
+    use super::{resize_rtx, rtx_history, stun_local_ufrag, RtxCache};
     use std::time::Duration;
 
     #[test]
@@ -1415,18 +1430,16 @@ mod tests {
         }
         assert_eq!(resize_rtx(ms(1000), ms(200), 4), Some(ms(200)));
         // A round trip swinging between 90 and 310 ms: one growth, then never a resize.
-        let (mut kept, mut short) = (ms(200), 0u8);
+        let mut cache = RtxCache {
+            len: ms(200),
+            short: 0,
+        };
         let mut resizes = 0;
         for i in 0..60 {
             let wanted = rtx_history(ms(if i % 2 == 0 { 90 } else { 310 }));
-            let r = resize_rtx(kept, wanted, short);
-            resizes += u32::from(r.is_some());
-            short = match r {
-                None if wanted * 2 <= kept => short + 1,
-                _ => 0,
-            };
-            kept = r.unwrap_or(kept);
+            resizes += u32::from(cache.report(wanted).is_some());
         }
+        let kept = cache.len;
         assert_eq!((resizes, kept), (1, ms(450)));
     }
 

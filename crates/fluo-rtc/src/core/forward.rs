@@ -74,15 +74,14 @@ impl MediaCore {
                 // Start low so the extended sequence never implies a rollover.
                 rewriter: Rewriter::new(clock, 0, f.seq & 0x3fff, f.ts),
                 ext: u64::from(f.seq & 0x3fff),
-                rtx_history: None,
-                rtx_short_reports: 0,
+                rtx: None,
             });
             let Some(rw) = out.rewriter.rewrite(now, f.ssrc, f.seq, f.ts) else {
                 return;
             };
             out.ext = extend_seq(out.ext, rw.seq);
             let (out_seq, out_ts) = (out.ext, rw.ts);
-            let size_rtx = kind == VIDEO && out.rtx_history.is_none();
+            let size_rtx = kind == VIDEO && out.rtx.is_none();
             let mut api = ep.rtc.direct_api();
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 return;
@@ -99,7 +98,7 @@ impl MediaCore {
             tx.write_rtp(write);
             if size_rtx {
                 if let Some(o) = ep.out[kind].as_mut() {
-                    o.rtx_history = Some(RTX_HISTORY_START);
+                    o.rtx = Some(RtxCache::new());
                 }
             }
             ep.stats[kind].out_packets += 1;
