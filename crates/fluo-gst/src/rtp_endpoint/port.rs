@@ -1,0 +1,126 @@
+//! The endpoint as the router sees it, and the state it shares with the element.
+
+use super::sdp::Section;
+use crate::srtp::Transform;
+use fluo_sfu::rtcp::write_pli;
+use fluo_sfu::rtp::write_rtp;
+use fluo_sfu::{Codec, MediaKind, MediaPacket, Port, Rewriter};
+use std::net::UdpSocket;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+#[derive(Default)]
+pub(super) struct Shared {
+    pub(super) sections: Vec<Section>,
+    /// Per media: rewriter and the SSRC we send with.
+    pub(super) out: [Option<Rewriter>; 2],
+    pub(super) ssrc: [u32; 2],
+    /// The remote's SSRC per media (for PLI).
+    pub(super) remote_ssrc: [u32; 2],
+    pub(super) sockets: [Option<Arc<UdpSocket>>; 2],
+    pub(super) rtcp_sockets: [Option<Arc<UdpSocket>>; 2],
+    /// SRTP protection of what we send, per media.
+    pub(super) enc: [Option<Arc<Transform>>; 2],
+    /// SDES was asked for: nothing goes out or comes in unprotected.
+    pub(super) srtp: bool,
+}
+
+pub(super) type SharedRef = Arc<Mutex<Shared>>;
+
+pub(super) fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(super) fn idx(k: MediaKind) -> usize {
+    match k {
+        MediaKind::Audio => 0,
+        MediaKind::Video => 1,
+    }
+}
+
+/// The endpoint as the router sees it.
+pub(super) struct RtpPort {
+    pub(super) shared: SharedRef,
+}
+
+impl Port for RtpPort {
+    fn accepts(&self, kind: MediaKind, codec: &Codec) -> bool {
+        let sh = lock(&self.shared);
+        match sh.sections.iter().find(|s| s.kind == kind) {
+            Some(s) => !s.send || s.codec.compatible(codec),
+            // Not negotiated (yet): nothing to send, nothing to transcode for.
+            None => true,
+        }
+    }
+
+    fn wants(&self, kind: MediaKind) -> Vec<Codec> {
+        let sh = lock(&self.shared);
+        sh.sections
+            .iter()
+            .filter(|s| s.kind == kind)
+            .map(|s| s.codec)
+            .collect()
+    }
+
+    fn push(&mut self, pkt: &MediaPacket) {
+        let k = idx(pkt.kind);
+        let mut sh = lock(&self.shared);
+        let Some(s) = sh.sections.iter().find(|s| s.kind == pkt.kind).cloned() else {
+            return;
+        };
+        let (Some(remote), true) = (s.remote, s.send) else {
+            return;
+        };
+        if !s.codec.compatible(&pkt.codec) {
+            return;
+        }
+        let ssrc = sh.ssrc[k];
+        let rw = sh.out[k]
+            .get_or_insert_with(|| Rewriter::new(s.codec.clock_rate, ssrc, pkt.seq, pkt.timestamp));
+        let Some(r) = rw.rewrite(Instant::now(), pkt.ssrc, pkt.seq, pkt.timestamp) else {
+            return;
+        };
+        let sock = sh.sockets[k].clone();
+        let enc = sh.enc[k].clone();
+        let srtp = sh.srtp;
+        drop(sh);
+        let mut bytes = Vec::with_capacity(12 + pkt.payload.len());
+        write_rtp(
+            &mut bytes,
+            s.pt,
+            pkt.marker,
+            r.seq,
+            r.ts,
+            ssrc,
+            &pkt.payload,
+        );
+        match (enc, sock) {
+            (Some(enc), _) => enc.push_rtp(bytes),
+            (None, Some(sock)) if !srtp => {
+                let _ = sock.send_to(&bytes, remote);
+            }
+            _ => {}
+        }
+    }
+
+    fn request_keyframe(&mut self) {
+        let sh = lock(&self.shared);
+        let k = idx(MediaKind::Video);
+        let Some(s) = sh.sections.iter().find(|s| s.kind == MediaKind::Video) else {
+            return;
+        };
+        let (Some(to), Some(sock)) = (s.remote_rtcp, sh.rtcp_sockets[k].clone()) else {
+            return;
+        };
+        let mut pli = vec![];
+        write_pli(&mut pli, sh.ssrc[k], sh.remote_ssrc[k]);
+        let enc = sh.enc[k].clone();
+        drop(sh);
+        match enc {
+            Some(enc) => enc.push_rtcp(pli),
+            None => {
+                let _ = sock.send_to(&pli, to);
+            }
+        }
+    }
+}
