@@ -1,5 +1,9 @@
 //! The WebRtcEndpoint as the engine sees it: negotiation and candidates on the signalling
-//! thread, routing changes passed to the media thread.
+//! thread, routing changes passed to the media thread. Its ICE candidates are in
+//! `candidates`, its data channels in `channels`.
+
+mod candidates;
+mod channels;
 
 use crate::core::{
     candidate_pair, kind_name, lock, obj, Control, Ctl, Ep, EpRef, AUDIO, DATA, VIDEO,
@@ -11,7 +15,6 @@ use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::channel::{ChannelConfig, Reliability};
 use str0m::media::{Direction, MediaKind};
 use str0m::Candidate;
 
@@ -97,233 +100,9 @@ impl WebRtcEndpoint {
     fn wake(&self) {
         let _ = self.rtc.ctl.send(Control(Ctl::Wake { key: self.key }));
     }
+}
 
-    /// Our addresses as announced: each local address, or, where an external address is set
-    /// for its IP family, that address on the same port (KMS: "forces all local candidates
-    /// to have the given address"). Pairs of (local socket, announced address).
-    fn announced(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
-        self.announce(&self.rtc.locals)
-    }
-
-    /// [`Self::announced`] for any local addresses (the ICE-TCP listeners too).
-    fn announce(
-        &self,
-        locals: &[std::net::SocketAddr],
-    ) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
-        locals
-            .iter()
-            .map(|addr| {
-                let ext: Option<std::net::IpAddr> = match addr {
-                    std::net::SocketAddr::V4(_) => self.external.0.map(Into::into),
-                    std::net::SocketAddr::V6(_) => self.external.1.map(Into::into),
-                };
-                let public = ext.map_or(*addr, |ip| std::net::SocketAddr::new(ip, addr.port()));
-                (*addr, public)
-            })
-            .collect()
-    }
-
-    /// Public addresses learnt from STUN (the server-wide server's, or this endpoint's own,
-    /// waiting for it at most a moment) for sockets without an external address.
-    fn reflexive(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
-        let announced = self.announced();
-        let own = self
-            .own_stun()
-            .map(|s| self.rtc.stun_cache.wait(&s, crate::stun::ENDPOINT_WAIT))
-            .unwrap_or_default();
-        let learnt = if self.own_stun().is_some() {
-            own
-        } else {
-            self.rtc.srflx.to_vec()
-        };
-        learnt
-            .into_iter()
-            .filter(|(local, _)| announced.iter().any(|(l, p)| l == local && l == p))
-            .collect()
-    }
-
-    /// Asks the TURN relays to let the addresses of these remote candidates (SDP candidate
-    /// lines or attribute values) through.
-    fn permit<'a>(&self, lines: impl Iterator<Item = &'a str>) {
-        if self.rtc.relayed.is_empty() && self.turn.is_none() {
-            return;
-        }
-        let ips: Vec<std::net::IpAddr> = lines
-            .filter_map(|l| {
-                let l = l.trim().strip_prefix("a=").unwrap_or(l.trim());
-                l.starts_with("candidate:")
-                    .then(|| l.split_whitespace().nth(4)?.parse().ok())
-                    .flatten()
-            })
-            .take(MAX_REMOTE_CANDIDATES)
-            .collect();
-        if !ips.is_empty() {
-            let owner = self.own_turn();
-            let _ = self.rtc.ctl.send(Control(Ctl::Permit { ips, owner }));
-        }
-    }
-
-    /// This endpoint's own STUN server (stunServerAddress / stunServerPort), when it differs
-    /// from the server-wide one.
-    fn own_stun(&self) -> Option<std::net::SocketAddr> {
-        let server = std::net::SocketAddr::new(self.stun.0?, self.stun.1);
-        (Some(server) != self.rtc.stun_server).then_some(server)
-    }
-
-    /// Starts asking this endpoint's STUN server (once per server, for every endpoint), so
-    /// that the answer is there by the time the candidates are written.
-    fn ask_stun(&self) {
-        if let Some(server) = self.own_stun() {
-            if self.candidates_added {
-                tracing::warn!("stunServerAddress set after negotiation: it applies to no candidate of this session");
-            }
-            if self.rtc.stun_cache.request(&server) {
-                let _ = self.rtc.ctl.send(Control(Ctl::Discover { server }));
-            }
-        }
-    }
-
-    /// The key of this endpoint's own turnUrl in the relay cache.
-    fn own_turn(&self) -> Option<String> {
-        self.turn.as_ref().map(|t| {
-            format!(
-                "{}:{}@{}{}",
-                t.user,
-                t.password,
-                t.server,
-                if t.tcp { "?transport=tcp" } else { "" }
-            )
-        })
-    }
-
-    /// Starts allocating on this endpoint's TURN server (once per URL, for every endpoint),
-    /// on a thread of its own: the engine's thread never waits for a network round trip.
-    fn ask_turn(&self) {
-        let (Some(url), Some(key)) = (self.turn.clone(), self.own_turn()) else {
-            return;
-        };
-        if self.candidates_added {
-            tracing::warn!(
-                "turnUrl set after negotiation: it applies to no candidate of this session"
-            );
-        }
-        if !self.rtc.relay_cache.request(&key) {
-            return;
-        }
-        let (cache, ctl, clock) = (
-            self.rtc.relay_cache.clone(),
-            self.rtc.ctl.clone(),
-            self.rtc.clock,
-        );
-        let ips: Vec<std::net::IpAddr> = self.rtc.locals.iter().map(|a| a.ip()).collect();
-        /// Forgets the URL if the allocating thread ends without an answer (a panic).
-        struct Unanswered(Option<(Arc<crate::turn::RelayCache>, String)>);
-        impl Drop for Unanswered {
-            fn drop(&mut self) {
-                if let Some((cache, key)) = self.0.take() {
-                    cache.finish(&key, vec![]);
-                }
-            }
-        }
-        let guard = Unanswered(Some((cache.clone(), key.clone())));
-        let spawned = std::thread::Builder::new()
-            .name("fluo-turn-alloc".into())
-            .spawn(move || {
-                let mut guard = guard;
-                let mut pairs = vec![];
-                for (sock, mut relay) in crate::turn::allocate_extra(&url, &ips, clock) {
-                    let local = sock.as_ref().and_then(|s| s.local_addr().ok());
-                    pairs.push((local.unwrap_or(relay.relayed), relay.relayed));
-                    relay.owner = Some(key.clone());
-                    let relay = Box::new(relay);
-                    let _ = ctl.send(Control(Ctl::AddRelay {
-                        socket: sock,
-                        relay,
-                    }));
-                }
-                guard.0 = None;
-                cache.finish(&key, pairs);
-            });
-        if let Err(e) = spawned {
-            // The closure, and the guard in it, were dropped: the URL is forgotten.
-            tracing::warn!("no thread for the TURN allocation: {e}");
-        }
-    }
-
-    /// Relayed addresses: the server-wide TURN server's, and this endpoint's own (waiting
-    /// for its allocation at most a moment).
-    fn relayed(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
-        let mut all = self.rtc.relayed.to_vec();
-        if let Some(key) = self.own_turn() {
-            all.extend(self.rtc.relay_cache.wait(&key, crate::turn::ENDPOINT_WAIT));
-        }
-        all
-    }
-
-    /// The ICE-TCP listeners as announced, when this endpoint uses ICE-TCP.
-    fn announced_tcp(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
-        if self.ice_tcp {
-            self.announce(&self.rtc.tcp_locals)
-        } else {
-            vec![]
-        }
-    }
-
-    /// Our ICE candidates: the announced addresses, then the STUN-learnt ones (all as host
-    /// candidates: the endpoints run ICE-lite, which announces no other kind), then passive
-    /// ICE-TCP ones.
-    fn local_candidates(&self) -> Vec<Candidate> {
-        // TURN-relayed addresses, like STUN-learnt ones, are announced as host candidates.
-        let relayed = self.relayed();
-        let udp = self
-            .announced()
-            .into_iter()
-            .chain(self.reflexive())
-            .chain(relayed)
-            .filter_map(|(_, public)| Candidate::host(public, "udp").ok());
-        let tcp = self.announced_tcp().into_iter().filter_map(|(_, public)| {
-            Candidate::builder()
-                .tcp()
-                .host(public)
-                .tcptype(str0m::net::TcpType::Passive)
-                .build()
-                .ok()
-        });
-        udp.chain(tcp).collect()
-    }
-
-    /// The candidates and address translations to add at the first negotiation, computed
-    /// before the endpoint is locked: an endpoint's own STUN/TURN answer may take a moment,
-    /// and the media thread must not wait for it behind the endpoint's lock.
-    fn prepare_candidates(&self) -> Option<Prepared> {
-        if self.candidates_added {
-            return None;
-        }
-        let nat = self
-            .announced()
-            .into_iter()
-            .chain(self.reflexive())
-            .chain(self.announced_tcp())
-            .filter(|(local, public)| local != public)
-            .collect();
-        Some((self.local_candidates(), nat))
-    }
-
-    /// Adds our candidates to the session before its first SDP is written; the media core
-    /// translates between the announced addresses and the local sockets.
-    fn add_candidates(&mut self, ep: &mut Ep, prepared: Option<Prepared>) {
-        let Some((candidates, nat)) = prepared else {
-            return;
-        };
-        if std::mem::replace(&mut self.candidates_added, true) {
-            return;
-        }
-        for c in candidates {
-            ep.rtc.add_local_candidate(c);
-        }
-        ep.nat = nat;
-    }
-
+impl WebRtcEndpoint {
     fn process_offer(&mut self, offer: &str) -> Result<Value, KurentoError> {
         crate::sdp::check_payload_types(offer)
             .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot use the SDP offer", e))?;
@@ -630,81 +409,8 @@ impl Element for WebRtcEndpoint {
                 .and_then(|v| u64::try_from(v).ok())
                 .ok_or_else(|| KurentoError::illegal_param(format!("'{name}' must be >= 0 (kbps)")))
         };
-        if name == "stunServerAddress" {
-            let text = value.as_str().unwrap_or_default().trim();
-            self.stun.0 = if text.is_empty() {
-                None
-            } else {
-                Some(text.parse().map_err(|_| {
-                    KurentoError::illegal_param(format!(
-                        "'stunServerAddress' must be an IP address, not '{text}'"
-                    ))
-                })?)
-            };
-            self.ask_stun();
-            return Ok(());
-        }
-        if name == "stunServerPort" {
-            self.stun.1 = value
-                .as_i64()
-                .and_then(|p| u16::try_from(p).ok())
-                .filter(|p| *p > 0)
-                .ok_or_else(|| {
-                    KurentoError::illegal_param("'stunServerPort' must be a port (1-65535)")
-                })?;
-            self.ask_stun();
-            return Ok(());
-        }
-        if name == "turnUrl" {
-            let text = value.as_str().unwrap_or_default().trim();
-            self.turn = if text.is_empty() {
-                None
-            } else {
-                Some(
-                    crate::turn::TurnUrl::parse_ip(text)
-                        .map_err(|e| KurentoError::illegal_param(format!("turnUrl: {e}")))?,
-                )
-            };
-            self.ask_turn();
-            return Ok(());
-        }
-        if name == "iceTcp" {
-            let on = value
-                .as_bool()
-                .ok_or_else(|| KurentoError::illegal_param("'iceTcp' must be a boolean"))?;
-            self.ice_tcp = on && !self.rtc.tcp_locals.is_empty();
-            if on && !self.ice_tcp {
-                tracing::warn!("iceTcp: the server has no ICE-TCP listener (KMS_ICE_TCP=0)");
-            }
-            if self.candidates_added {
-                tracing::warn!(%name, "set after negotiation: it applies to no candidate of this session");
-            }
-            return Ok(());
-        }
-        if let ("externalIPv4" | "externalIPv6", Some(text)) = (name, value.as_str()) {
-            let text = text.trim();
-            let bad = || {
-                KurentoError::illegal_param(format!(
-                    "'{name}' must be an IP address of its family, not '{text}'"
-                ))
-            };
-            if name == "externalIPv4" {
-                self.external.0 = if text.is_empty() {
-                    None
-                } else {
-                    Some(text.parse().map_err(|_| bad())?)
-                };
-            } else {
-                self.external.1 = if text.is_empty() {
-                    None
-                } else {
-                    Some(text.parse().map_err(|_| bad())?)
-                };
-            }
-            if self.candidates_added {
-                tracing::warn!(%name, "set after negotiation: it applies to no candidate of this session");
-            }
-            return Ok(());
+        if let Some(done) = self.set_network_property(name, value) {
+            return done;
         }
         let mut ep = lock(&self.ep);
         match name {
@@ -736,67 +442,6 @@ impl Element for WebRtcEndpoint {
 }
 
 impl WebRtcEndpoint {
-    fn create_channel(&mut self, p: &Map<String, Value>) -> Result<Value, KurentoError> {
-        let int = |k: &str| p.get(k).and_then(Value::as_i64).unwrap_or(-1);
-        let reliability = match (int("maxPacketLifeTime"), int("maxRetransmits")) {
-            (t, _) if t >= 0 => Reliability::MaxPacketLifetime {
-                lifetime: t.min(i64::from(u16::MAX)) as u16,
-            },
-            (_, r) if r >= 0 => Reliability::MaxRetransmits {
-                retransmits: r.min(i64::from(u16::MAX)) as u16,
-            },
-            _ => Reliability::Reliable,
-        };
-        let config = ChannelConfig {
-            label: p
-                .get("label")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .into(),
-            ordered: p.get("ordered").and_then(Value::as_bool).unwrap_or(true),
-            reliability,
-            negotiated: None,
-            protocol: p
-                .get("protocol")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .into(),
-        };
-        let mut ep = lock(&self.ep);
-        if !ep.negotiated || !self.data_channels_negotiated(&ep) {
-            return Err(KurentoError::new(
-                ErrorCode::MediaObjectOperationNotSupported,
-                "createDataChannel needs a negotiated session with a data-channel (m=application) section",
-            ));
-        }
-        if self.server_channels >= MAX_SERVER_CHANNELS {
-            return Err(KurentoError::new(
-                ErrorCode::NotEnoughResources,
-                format!("At most {MAX_SERVER_CHANNELS} data channels per endpoint"),
-            ));
-        }
-        self.server_channels += 1;
-        ep.rtc.direct_api().create_data_channel(config);
-        drop(ep);
-        self.wake();
-        Ok(Value::Null)
-    }
-
-    fn close_channel(&mut self, p: &Map<String, Value>) -> Result<Value, KurentoError> {
-        let sid = p.get("channelId").and_then(Value::as_i64).unwrap_or(-1);
-        let mut ep = lock(&self.ep);
-        let cid = u16::try_from(sid)
-            .ok()
-            .and_then(|s| ep.rtc.direct_api().channel_id_by_sctp_stream_id(s))
-            .ok_or_else(|| KurentoError::illegal_param(format!("No data channel with id {sid}")))?;
-        ep.rtc.direct_api().close_data_channel(cid);
-        drop(ep);
-        self.wake();
-        Ok(Value::Null)
-    }
-
-    /// Kurento-shaped statistics: the endpoint, the session, and one inbound and one outbound
-    /// RTP stream per media kind that carried packets.
     fn stats(&self, wall_ms: u64, media: Option<&str>) -> Value {
         let ep = lock(&self.ep);
         let short = ep.id.rsplit('/').next().unwrap_or(&ep.id).to_string();
@@ -858,12 +503,6 @@ impl WebRtcEndpoint {
             }
         }
         Value::Object(out)
-    }
-
-    fn data_channels_negotiated(&self, ep: &Ep) -> bool {
-        ep.local_sdp
-            .as_deref()
-            .is_some_and(|s| s.contains("m=application"))
     }
 
     fn route(&self, edge: &Edge, add: bool) {

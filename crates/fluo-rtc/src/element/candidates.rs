@@ -1,0 +1,332 @@
+//! A WebRtcEndpoint's ICE candidates: its addresses as announced (externalIPv4/6), the
+//! STUN-learnt and TURN-relayed ones, passive ICE-TCP, and the properties that set them.
+
+use super::{Prepared, WebRtcEndpoint, MAX_REMOTE_CANDIDATES};
+use crate::core::{Control, Ctl, Ep};
+use fluo_api::KurentoError;
+use serde_json::Value;
+use std::sync::Arc;
+use str0m::Candidate;
+
+impl WebRtcEndpoint {
+    /// Our addresses as announced: each local address, or, where an external address is set
+    /// for its IP family, that address on the same port (KMS: "forces all local candidates
+    /// to have the given address"). Pairs of (local socket, announced address).
+    fn announced(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
+        self.announce(&self.rtc.locals)
+    }
+
+    /// [`Self::announced`] for any local addresses (the ICE-TCP listeners too).
+    fn announce(
+        &self,
+        locals: &[std::net::SocketAddr],
+    ) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
+        locals
+            .iter()
+            .map(|addr| {
+                let ext: Option<std::net::IpAddr> = match addr {
+                    std::net::SocketAddr::V4(_) => self.external.0.map(Into::into),
+                    std::net::SocketAddr::V6(_) => self.external.1.map(Into::into),
+                };
+                let public = ext.map_or(*addr, |ip| std::net::SocketAddr::new(ip, addr.port()));
+                (*addr, public)
+            })
+            .collect()
+    }
+
+    /// Public addresses learnt from STUN (the server-wide server's, or this endpoint's own,
+    /// waiting for it at most a moment) for sockets without an external address.
+    fn reflexive(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
+        let announced = self.announced();
+        let own = self
+            .own_stun()
+            .map(|s| self.rtc.stun_cache.wait(&s, crate::stun::ENDPOINT_WAIT))
+            .unwrap_or_default();
+        let learnt = if self.own_stun().is_some() {
+            own
+        } else {
+            self.rtc.srflx.to_vec()
+        };
+        learnt
+            .into_iter()
+            .filter(|(local, _)| announced.iter().any(|(l, p)| l == local && l == p))
+            .collect()
+    }
+
+    /// Asks the TURN relays to let the addresses of these remote candidates (SDP candidate
+    /// lines or attribute values) through.
+    pub(super) fn permit<'a>(&self, lines: impl Iterator<Item = &'a str>) {
+        if self.rtc.relayed.is_empty() && self.turn.is_none() {
+            return;
+        }
+        let ips: Vec<std::net::IpAddr> = lines
+            .filter_map(|l| {
+                let l = l.trim().strip_prefix("a=").unwrap_or(l.trim());
+                l.starts_with("candidate:")
+                    .then(|| l.split_whitespace().nth(4)?.parse().ok())
+                    .flatten()
+            })
+            .take(MAX_REMOTE_CANDIDATES)
+            .collect();
+        if !ips.is_empty() {
+            let owner = self.own_turn();
+            let _ = self.rtc.ctl.send(Control(Ctl::Permit { ips, owner }));
+        }
+    }
+
+    /// This endpoint's own STUN server (stunServerAddress / stunServerPort), when it differs
+    /// from the server-wide one.
+    fn own_stun(&self) -> Option<std::net::SocketAddr> {
+        let server = std::net::SocketAddr::new(self.stun.0?, self.stun.1);
+        (Some(server) != self.rtc.stun_server).then_some(server)
+    }
+
+    /// Starts asking this endpoint's STUN server (once per server, for every endpoint), so
+    /// that the answer is there by the time the candidates are written.
+    fn ask_stun(&self) {
+        if let Some(server) = self.own_stun() {
+            if self.candidates_added {
+                tracing::warn!("stunServerAddress set after negotiation: it applies to no candidate of this session");
+            }
+            if self.rtc.stun_cache.request(&server) {
+                let _ = self.rtc.ctl.send(Control(Ctl::Discover { server }));
+            }
+        }
+    }
+
+    /// The key of this endpoint's own turnUrl in the relay cache.
+    fn own_turn(&self) -> Option<String> {
+        self.turn.as_ref().map(|t| {
+            format!(
+                "{}:{}@{}{}",
+                t.user,
+                t.password,
+                t.server,
+                if t.tcp { "?transport=tcp" } else { "" }
+            )
+        })
+    }
+
+    /// Starts allocating on this endpoint's TURN server (once per URL, for every endpoint),
+    /// on a thread of its own: the engine's thread never waits for a network round trip.
+    fn ask_turn(&self) {
+        let (Some(url), Some(key)) = (self.turn.clone(), self.own_turn()) else {
+            return;
+        };
+        if self.candidates_added {
+            tracing::warn!(
+                "turnUrl set after negotiation: it applies to no candidate of this session"
+            );
+        }
+        if !self.rtc.relay_cache.request(&key) {
+            return;
+        }
+        let (cache, ctl, clock) = (
+            self.rtc.relay_cache.clone(),
+            self.rtc.ctl.clone(),
+            self.rtc.clock,
+        );
+        let ips: Vec<std::net::IpAddr> = self.rtc.locals.iter().map(|a| a.ip()).collect();
+        /// Forgets the URL if the allocating thread ends without an answer (a panic).
+        struct Unanswered(Option<(Arc<crate::turn::RelayCache>, String)>);
+        impl Drop for Unanswered {
+            fn drop(&mut self) {
+                if let Some((cache, key)) = self.0.take() {
+                    cache.finish(&key, vec![]);
+                }
+            }
+        }
+        let guard = Unanswered(Some((cache.clone(), key.clone())));
+        let spawned = std::thread::Builder::new()
+            .name("fluo-turn-alloc".into())
+            .spawn(move || {
+                let mut guard = guard;
+                let mut pairs = vec![];
+                for (sock, mut relay) in crate::turn::allocate_extra(&url, &ips, clock) {
+                    let local = sock.as_ref().and_then(|s| s.local_addr().ok());
+                    pairs.push((local.unwrap_or(relay.relayed), relay.relayed));
+                    relay.owner = Some(key.clone());
+                    let relay = Box::new(relay);
+                    let _ = ctl.send(Control(Ctl::AddRelay {
+                        socket: sock,
+                        relay,
+                    }));
+                }
+                guard.0 = None;
+                cache.finish(&key, pairs);
+            });
+        if let Err(e) = spawned {
+            // The closure, and the guard in it, were dropped: the URL is forgotten.
+            tracing::warn!("no thread for the TURN allocation: {e}");
+        }
+    }
+
+    /// Relayed addresses: the server-wide TURN server's, and this endpoint's own (waiting
+    /// for its allocation at most a moment).
+    fn relayed(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
+        let mut all = self.rtc.relayed.to_vec();
+        if let Some(key) = self.own_turn() {
+            all.extend(self.rtc.relay_cache.wait(&key, crate::turn::ENDPOINT_WAIT));
+        }
+        all
+    }
+
+    /// The ICE-TCP listeners as announced, when this endpoint uses ICE-TCP.
+    fn announced_tcp(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
+        if self.ice_tcp {
+            self.announce(&self.rtc.tcp_locals)
+        } else {
+            vec![]
+        }
+    }
+
+    /// Our ICE candidates: the announced addresses, then the STUN-learnt ones (all as host
+    /// candidates: the endpoints run ICE-lite, which announces no other kind), then passive
+    /// ICE-TCP ones.
+    pub(super) fn local_candidates(&self) -> Vec<Candidate> {
+        // TURN-relayed addresses, like STUN-learnt ones, are announced as host candidates.
+        let relayed = self.relayed();
+        let udp = self
+            .announced()
+            .into_iter()
+            .chain(self.reflexive())
+            .chain(relayed)
+            .filter_map(|(_, public)| Candidate::host(public, "udp").ok());
+        let tcp = self.announced_tcp().into_iter().filter_map(|(_, public)| {
+            Candidate::builder()
+                .tcp()
+                .host(public)
+                .tcptype(str0m::net::TcpType::Passive)
+                .build()
+                .ok()
+        });
+        udp.chain(tcp).collect()
+    }
+
+    /// The candidates and address translations to add at the first negotiation, computed
+    /// before the endpoint is locked: an endpoint's own STUN/TURN answer may take a moment,
+    /// and the media thread must not wait for it behind the endpoint's lock.
+    pub(super) fn prepare_candidates(&self) -> Option<Prepared> {
+        if self.candidates_added {
+            return None;
+        }
+        let nat = self
+            .announced()
+            .into_iter()
+            .chain(self.reflexive())
+            .chain(self.announced_tcp())
+            .filter(|(local, public)| local != public)
+            .collect();
+        Some((self.local_candidates(), nat))
+    }
+
+    /// Adds our candidates to the session before its first SDP is written; the media core
+    /// translates between the announced addresses and the local sockets.
+    pub(super) fn add_candidates(&mut self, ep: &mut Ep, prepared: Option<Prepared>) {
+        let Some((candidates, nat)) = prepared else {
+            return;
+        };
+        if std::mem::replace(&mut self.candidates_added, true) {
+            return;
+        }
+        for c in candidates {
+            ep.rtc.add_local_candidate(c);
+        }
+        ep.nat = nat;
+    }
+
+    /// Sets an ICE / network property (stunServerAddress, stunServerPort, turnUrl, iceTcp,
+    /// externalIPv4/6); `None` when `name` is none of them.
+    pub(super) fn set_network_property(
+        &mut self,
+        name: &str,
+        value: &Value,
+    ) -> Option<Result<(), KurentoError>> {
+        match self.set_network(name, value) {
+            Ok(true) => Some(Ok(())),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// [`Self::set_network_property`]: whether `name` was one of them.
+    fn set_network(&mut self, name: &str, value: &Value) -> Result<bool, KurentoError> {
+        if name == "stunServerAddress" {
+            let text = value.as_str().unwrap_or_default().trim();
+            self.stun.0 = if text.is_empty() {
+                None
+            } else {
+                Some(text.parse().map_err(|_| {
+                    KurentoError::illegal_param(format!(
+                        "'stunServerAddress' must be an IP address, not '{text}'"
+                    ))
+                })?)
+            };
+            self.ask_stun();
+            return Ok(true);
+        }
+        if name == "stunServerPort" {
+            self.stun.1 = value
+                .as_i64()
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p > 0)
+                .ok_or_else(|| {
+                    KurentoError::illegal_param("'stunServerPort' must be a port (1-65535)")
+                })?;
+            self.ask_stun();
+            return Ok(true);
+        }
+        if name == "turnUrl" {
+            let text = value.as_str().unwrap_or_default().trim();
+            self.turn = if text.is_empty() {
+                None
+            } else {
+                Some(
+                    crate::turn::TurnUrl::parse_ip(text)
+                        .map_err(|e| KurentoError::illegal_param(format!("turnUrl: {e}")))?,
+                )
+            };
+            self.ask_turn();
+            return Ok(true);
+        }
+        if name == "iceTcp" {
+            let on = value
+                .as_bool()
+                .ok_or_else(|| KurentoError::illegal_param("'iceTcp' must be a boolean"))?;
+            self.ice_tcp = on && !self.rtc.tcp_locals.is_empty();
+            if on && !self.ice_tcp {
+                tracing::warn!("iceTcp: the server has no ICE-TCP listener (KMS_ICE_TCP=0)");
+            }
+            if self.candidates_added {
+                tracing::warn!(%name, "set after negotiation: it applies to no candidate of this session");
+            }
+            return Ok(true);
+        }
+        if let ("externalIPv4" | "externalIPv6", Some(text)) = (name, value.as_str()) {
+            let text = text.trim();
+            let bad = || {
+                KurentoError::illegal_param(format!(
+                    "'{name}' must be an IP address of its family, not '{text}'"
+                ))
+            };
+            if name == "externalIPv4" {
+                self.external.0 = if text.is_empty() {
+                    None
+                } else {
+                    Some(text.parse().map_err(|_| bad())?)
+                };
+            } else {
+                self.external.1 = if text.is_empty() {
+                    None
+                } else {
+                    Some(text.parse().map_err(|_| bad())?)
+                };
+            }
+            if self.candidates_added {
+                tracing::warn!(%name, "set after negotiation: it applies to no candidate of this session");
+            }
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
