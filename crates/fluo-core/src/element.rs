@@ -154,6 +154,9 @@ pub struct FactoryCx<'a> {
     pub pipeline: Option<&'a str>,
     /// Constructor parameters, checked against the model, defaults applied.
     pub params: &'a Map<String, Value>,
+    /// The constructor parameters as the client sent them (before defaults): tells a value
+    /// asked for from a default.
+    pub given: &'a Map<String, Value>,
 }
 
 /// Creates elements of one class.

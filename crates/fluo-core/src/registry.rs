@@ -207,6 +207,7 @@ impl Engine {
                 id: &id,
                 pipeline: pipeline.as_deref(),
                 params: &params,
+                given: &c.constructor_params,
             })?;
         // Constructor parameters that are also properties become their initial values.
         let mut props = Map::new();

@@ -227,6 +227,12 @@ pub(crate) struct Ep {
     /// The latest bitrate this endpoint's browser said it can receive (REMB), in bps.
     pub receive_estimate: Option<u64>,
     last_remb_at: Option<Instant>,
+    /// rembParams.rembOnConnect and whether its bound is in force (see `settings`).
+    pub remb_start: crate::settings::RembStart,
+    /// The TOS byte of this endpoint's datagrams (qosDscp; 0: none).
+    pub tos: u8,
+    /// useDataChannels: data channels are negotiated and relayed.
+    pub data_channels: bool,
     /// (local socket, announced address) where externalIPv4/6 differ from the socket: str0m
     /// sees the announced address, the sockets the local one.
     pub nat: Vec<(SocketAddr, SocketAddr)>,
@@ -280,6 +286,9 @@ impl Ep {
             bandwidth: Bandwidth::default(),
             receive_estimate: None,
             last_remb_at: None,
+            remb_start: Default::default(),
+            tos: 0,
+            data_channels: false,
             nat: vec![],
         }
     }
@@ -429,6 +438,8 @@ pub struct Datagram {
     pub destination: SocketAddr,
     /// Bytes.
     pub contents: Vec<u8>,
+    /// IPv4 TOS / IPv6 traffic class byte to send it with (the endpoint's qosDscp); 0: none.
+    pub tos: u8,
 }
 
 /// An event raised by an endpoint: (object id, event name, fields).
@@ -915,7 +926,9 @@ impl MediaCore {
         if own > 0 {
             limits.push(own);
         }
-        let Some(mut target) = limits.into_iter().min() else {
+        let first = ep.last_remb_at.is_none();
+        let lowest = limits.into_iter().min();
+        let Some(mut target) = ep.remb_start.target(lowest, first) else {
             return;
         };
         target = target.max(ep.bandwidth.min_video_recv * 1000);
@@ -995,6 +1008,7 @@ impl MediaCore {
                             source,
                             destination: t.destination,
                             contents: t.contents.into(),
+                            tos: ep.tos,
                         });
                     }
                     Ok(Output::Event(ev)) => Self::event(
@@ -1186,7 +1200,8 @@ impl MediaCore {
                     keyframe_asks.push(kind);
                 }
             }
-            Event::ChannelOpen(cid, label) => {
+            // A peer that opens a channel the answer declined (useDataChannels unset) is ignored.
+            Event::ChannelOpen(cid, label) if ep.data_channels => {
                 let sid = ep
                     .rtc
                     .direct_api()

@@ -17,6 +17,7 @@ mod learnt;
 mod net;
 mod pool;
 mod sdp;
+mod settings;
 mod shell;
 mod stun;
 mod turn;
@@ -61,6 +62,8 @@ pub struct WebRtc {
     pub(crate) pool: Arc<pool::RtcPool>,
     /// Port packets waiting for the media thread.
     port_packets: Arc<AtomicUsize>,
+    /// The network interface of each media socket (networkInterfaces per endpoint).
+    pub(crate) interfaces: Arc<Vec<(std::net::SocketAddr, String)>>,
 }
 
 fn generate_cert() -> Option<str0m::config::DtlsCert> {
@@ -81,6 +84,7 @@ impl WebRtc {
     pub fn start(settings: NetSettings, events: EventSink) -> std::io::Result<WebRtc> {
         let sockets = net::bind(&settings)?;
         let locals: Vec<_> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+        let interfaces = net::interfaces_of(&locals);
         for a in &locals {
             tracing::info!("WebRTC media on udp {a}");
         }
@@ -135,6 +139,7 @@ impl WebRtc {
             next_key: Arc::new(AtomicU64::new(1)),
             pool: Arc::new(pool::RtcPool::new(generate_cert(), true)),
             port_packets: Arc::default(),
+            interfaces: Arc::new(interfaces),
         };
         w.send(Ctl::Output(w.output()));
         Ok(w)
@@ -146,6 +151,15 @@ impl WebRtc {
     pub fn in_memory(
         locals: Vec<std::net::SocketAddr>,
     ) -> (WebRtc, mpsc::UnboundedReceiver<Control>) {
+        let named = locals.iter().map(|a| (*a, "lo".to_string())).collect();
+        Self::in_memory_on(named)
+    }
+
+    /// [`WebRtc::in_memory`] with local addresses on the named network interfaces.
+    pub fn in_memory_on(
+        interfaces: Vec<(std::net::SocketAddr, String)>,
+    ) -> (WebRtc, mpsc::UnboundedReceiver<Control>) {
+        let locals = interfaces.iter().map(|(a, _)| *a).collect();
         let (ctl, rx) = mpsc::unbounded_channel();
         let w = WebRtc {
             ctl,
@@ -161,6 +175,7 @@ impl WebRtc {
             next_key: Arc::new(AtomicU64::new(1)),
             pool: Arc::new(pool::RtcPool::new(generate_cert(), false)),
             port_packets: Arc::default(),
+            interfaces: Arc::new(interfaces),
         };
         w.send(Ctl::Output(w.output()));
         (w, rx)

@@ -82,6 +82,19 @@ pub(crate) fn local_ips(settings: &NetSettings) -> std::io::Result<Vec<IpAddr>> 
     Ok(ips)
 }
 
+/// The interface name of each local address (an address no interface has any more is
+/// left out).
+pub(crate) fn interfaces_of(locals: &[SocketAddr]) -> Vec<(SocketAddr, String)> {
+    let ifaces = if_addrs::get_if_addrs().unwrap_or_default();
+    locals
+        .iter()
+        .filter_map(|a| {
+            let i = ifaces.iter().find(|i| i.ip() == a.ip())?;
+            Some((*a, i.name.clone()))
+        })
+        .collect()
+}
+
 /// One non-blocking UDP socket per local address, on a port within the configured range. An
 /// IPv6 address that cannot be bound (IPv6 disabled, a tentative address) is skipped with a
 /// warning; an IPv4 one is an error.
@@ -163,6 +176,47 @@ pub(crate) fn bind_tcp(settings: &NetSettings, udp: &[UdpSocket]) -> Vec<TcpList
     out
 }
 
+/// Sends one datagram with its IPv4 TOS / IPv6 traffic class set to `tos` (an `IP_TOS` or
+/// `IPV6_TCLASS` control message on `sendmsg`): every endpoint shares the socket, so the
+/// socket's own TOS cannot carry one endpoint's DSCP. Errors drop the datagram, as a full
+/// send buffer does.
+pub(crate) fn send_marked(
+    sock: &socket2::SockRef<'_>,
+    contents: &[u8],
+    to: &socket2::SockAddr,
+    tos: u8,
+) {
+    let (level, kind) = if to.is_ipv6() {
+        (libc::IPPROTO_IPV6, libc::IPV6_TCLASS)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_TOS)
+    };
+    let control = tos_control(level, kind, i32::from(tos));
+    let bufs = [std::io::IoSlice::new(contents)];
+    let msg = socket2::MsgHdr::new()
+        .with_addr(to)
+        .with_buffers(&bufs)
+        .with_control(&control);
+    if let Err(e) = sock.sendmsg(&msg, 0) {
+        tracing::trace!("marked datagram not sent: {e}");
+    }
+}
+
+/// One control message holding an `int` (Linux's `struct cmsghdr`: a `size_t` length, two
+/// `int`s, then the data, each padded to the alignment of `size_t`), as `CMSG_SPACE` sizes
+/// it.
+fn tos_control(level: i32, kind: i32, value: i32) -> Vec<u8> {
+    const ALIGN: usize = std::mem::size_of::<usize>();
+    let header = std::mem::size_of::<libc::cmsghdr>().div_ceil(ALIGN) * ALIGN;
+    let data = std::mem::size_of::<i32>();
+    let mut buf = vec![0u8; header + data.div_ceil(ALIGN) * ALIGN];
+    buf[..ALIGN].copy_from_slice(&(header + data).to_ne_bytes());
+    buf[ALIGN..ALIGN + 4].copy_from_slice(&level.to_ne_bytes());
+    buf[ALIGN + 4..ALIGN + 8].copy_from_slice(&kind.to_ne_bytes());
+    buf[header..header + data].copy_from_slice(&value.to_ne_bytes());
+    buf
+}
+
 fn bind_in_range(ip: IpAddr, min: u16, max: u16) -> std::io::Result<UdpSocket> {
     bind_port_in_range(ip, min, max, UdpSocket::bind)
 }
@@ -194,6 +248,18 @@ fn bind_port_in_range<S>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn tos_control_message_has_linux_cmsg_layout() {
+        let c = tos_control(libc::IPPROTO_IP, libc::IP_TOS, 0xb8);
+        // CMSG_SPACE(sizeof(int)) = 24, CMSG_LEN(sizeof(int)) = 20 on 64-bit Linux.
+        assert_eq!(c.len(), 24);
+        assert_eq!(&c[..8], &20usize.to_ne_bytes());
+        assert_eq!(&c[8..12], &libc::IPPROTO_IP.to_ne_bytes());
+        assert_eq!(&c[12..16], &libc::IP_TOS.to_ne_bytes());
+        assert_eq!(&c[16..20], &0xb8i32.to_ne_bytes());
+    }
 
     #[test]
     fn link_local_and_multicast_ipv6_are_not_candidates() {

@@ -100,19 +100,35 @@ impl RtcPool {
         cv.notify_one();
         ready.unwrap_or_else(|| build(&self.cert))
     }
+
+    /// A new `Rtc` like the stocked ones but sized for `mtu` and keeping the ICE credentials
+    /// `creds` (the media core knows the endpoint by its ufrag), for an endpoint whose `mtu`
+    /// was set before it negotiated.
+    pub fn build_for_mtu(&self, mtu: usize, creds: str0m::IceCreds) -> Rtc {
+        configure(&self.cert, mtu)
+            .set_local_ice_credentials(creds)
+            .build(Instant::now())
+    }
 }
 
 /// How often str0m reports statistics of each session.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 fn build(cert: &Option<str0m::config::DtlsCert>) -> Rtc {
+    configure(cert, crate::settings::DEFAULT_MTU).build(Instant::now())
+}
+
+fn configure(cert: &Option<str0m::config::DtlsCert>, mtu: usize) -> str0m::RtcConfig {
     // ICE-lite, as servers on reachable addresses do (mediasoup, Jitsi): Fluo answers the
     // browser's checks and follows its nomination instead of running its own paced checks, so
     // DTLS starts as soon as the browser has a working pair (a full agent waited for its
     // next 50 ms pacing tick first).
     // Statistics every second: their round-trip estimate sizes each viewer's video resend
     // cache (see `core::rtx_history`).
+    // The MTU is the largest datagram str0m makes (DTLS records, SCTP packets): Kurento's
+    // default is 1200 (str0m's 1150).
     let mut builder = Rtc::builder()
+        .set_mtu(mtu..=mtu.max(str0m::DATAGRAM_MTU_WARN))
         .set_rtp_mode(true)
         .set_ice_lite(true)
         .set_stats_interval(Some(STATS_INTERVAL))
@@ -120,7 +136,7 @@ fn build(cert: &Option<str0m::config::DtlsCert>) -> Rtc {
     if let Some(cert) = cert {
         builder = builder.set_dtls_cert(cert.clone());
     }
-    builder.build(Instant::now())
+    builder
 }
 
 #[cfg(test)]

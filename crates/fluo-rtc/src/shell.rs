@@ -346,7 +346,13 @@ fn send(
                 // after one WouldBlock until its reactor sees the socket writable again, which
                 // would drop the rest of a fan-out burst).
                 let to = socket2::SockAddr::from(d.destination);
-                let _ = socket2::SockRef::from(&sockets[i]).send_to(&d.contents, &to);
+                let sock = socket2::SockRef::from(&sockets[i]);
+                if d.tos == 0 {
+                    let _ = sock.send_to(&d.contents, &to);
+                } else {
+                    // qosDscp: the mark goes with this datagram only (the socket is shared).
+                    crate::net::send_marked(&sock, &d.contents, &to, d.tos);
+                }
             }
         }
         _ => {

@@ -30,6 +30,11 @@ pub struct World {
     pub drop_to: Option<DropRule>,
     /// A 1:1 NAT in front of Fluo: browsers reach the server at this public address.
     pub public_addr: Option<SocketAddr>,
+    /// More local addresses of the server (see [`World::with_interfaces`]).
+    pub other_servers: Vec<SocketAddr>,
+    /// Every datagram Fluo sent to a browser, (browser, size, TOS byte), while `record_sent`.
+    pub sent: Vec<(usize, usize, u8)>,
+    pub record_sent: bool,
 }
 
 impl Default for World {
@@ -40,13 +45,21 @@ impl Default for World {
 
 impl World {
     pub fn new() -> World {
+        let server: SocketAddr = "127.0.0.1:40000".parse().expect("address");
+        Self::with_interfaces(vec![(server, "lo".into())])
+    }
+
+    /// A server whose media sockets are at these addresses, on these network interfaces (the
+    /// first is [`World::server`]).
+    pub fn with_interfaces(interfaces: Vec<(SocketAddr, String)>) -> World {
         let mono = Instant::now();
         let now = Now {
             mono,
             wall_ms: 1_700_000_000_000,
         };
-        let server: SocketAddr = "127.0.0.1:40000".parse().expect("address");
-        let (webrtc, ctl) = WebRtc::in_memory(vec![server]);
+        let server = interfaces[0].0;
+        let other_servers = interfaces[1..].iter().map(|(a, _)| *a).collect();
+        let (webrtc, ctl) = WebRtc::in_memory_on(interfaces);
         let mut engine = Engine::new(EngineConfig::default(), Box::new(FixedHost::default()), now);
         engine.register_factory("WebRtcEndpoint", webrtc.factory());
         engine.connection_opened(now, 1);
@@ -63,6 +76,9 @@ impl World {
             to_nobody: 0,
             drop_to: None,
             public_addr: None,
+            other_servers,
+            sent: vec![],
+            record_sent: false,
         }
     }
 
@@ -141,6 +157,17 @@ impl World {
             p["constructorParams"] = json!({"mediaPipeline": pl});
         }
         self.ok("create", p)["value"]
+            .as_str()
+            .expect("an id")
+            .to_string()
+    }
+
+    /// Creates an object with these constructor parameters.
+    pub fn create_with(&mut self, class: &str, params: Value) -> String {
+        self.ok(
+            "create",
+            json!({"type": class, "constructorParams": params}),
+        )["value"]
             .as_str()
             .expect("an id")
             .to_string()
@@ -245,12 +272,17 @@ impl World {
                     if to_server {
                         self.core
                             .handle_receive(self.now.mono, self.server, src, &data);
+                    } else if self.other_servers.contains(&dst) {
+                        self.core.handle_receive(self.now.mono, dst, src, &data);
                     }
                 }
             }
             while let Some(d) = self.core.poll_transmit() {
                 moved = true;
                 if let Some(i) = self.browsers.iter().position(|b| b.addr == d.destination) {
+                    if self.record_sent {
+                        self.sent.push((i, d.contents.len(), d.tos));
+                    }
                     if let Some(f) = self.drop_to.as_mut() {
                         if f(i, &d.contents) {
                             self.dropped += 1;

@@ -430,7 +430,16 @@ fn a_vanished_peer_is_reported_and_released_endpoints_leave_the_media_core() {
 #[test]
 fn data_channel_messages_are_relayed_between_connected_endpoints() {
     let mut w = World::new();
-    let (_, eps) = pipeline_with_endpoints(&mut w, 2);
+    let p = w.create("MediaPipeline", None);
+    // Data channels are negotiated only by endpoints created with useDataChannels (as KMS).
+    let eps: Vec<String> = (0..2)
+        .map(|_| {
+            w.create_with(
+                "WebRtcEndpoint",
+                json!({"mediaPipeline": p, "useDataChannels": true}),
+            )
+        })
+        .collect();
     for ep in &eps {
         w.subscribe(ep, "DataChannelOpened");
     }

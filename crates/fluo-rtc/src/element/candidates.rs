@@ -23,6 +23,7 @@ impl WebRtcEndpoint {
     ) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
         locals
             .iter()
+            .filter(|addr| self.on_interfaces(addr))
             .map(|addr| {
                 let ext: Option<std::net::IpAddr> = match addr {
                     std::net::SocketAddr::V4(_) => self.external.0.map(Into::into),
@@ -168,6 +169,8 @@ impl WebRtcEndpoint {
         if let Some(key) = self.own_turn() {
             all.extend(self.rtc.relay_cache.wait(&key, crate::turn::ENDPOINT_WAIT));
         }
+        // Relayed through a socket on one of this endpoint's networkInterfaces only.
+        all.retain(|(local, _)| self.on_interfaces(local));
         all
     }
 

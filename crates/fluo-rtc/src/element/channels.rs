@@ -70,8 +70,11 @@ impl WebRtcEndpoint {
     /// Kurento-shaped statistics: the endpoint, the session, and one inbound and one outbound
     /// RTP stream per media kind that carried packets.
     pub(super) fn data_channels_negotiated(&self, ep: &Ep) -> bool {
-        ep.local_sdp
-            .as_deref()
-            .is_some_and(|s| s.contains("m=application"))
+        // Declined without useDataChannels (the answer keeps a rejected m=application).
+        self.options.data_channels
+            && ep
+                .local_sdp
+                .as_deref()
+                .is_some_and(|s| s.contains("m=application"))
     }
 }

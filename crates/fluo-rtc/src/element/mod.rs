@@ -4,11 +4,13 @@
 
 mod candidates;
 mod channels;
+mod session;
 
 use crate::core::{
     candidate_pair, kind_name, lock, obj, Control, Ctl, Ep, EpRef, AUDIO, DATA, VIDEO,
 };
 use crate::sdp::{first_mid, unify_msid};
+use crate::settings::{self, CtorOptions};
 use crate::WebRtc;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
@@ -31,10 +33,14 @@ impl Factory for WebRtcFactory {
                 "'recvonly' and 'sendonly' cannot both be true",
             ));
         }
+        let options = CtorOptions::parse(cx.params, cx.given)?;
         // Ready-made (DTLS keys generated on another thread), sharing the process certificate.
         let rtc = self.rtc.pool.take();
         let key = self.rtc.next_key();
-        let ep = Arc::new(Mutex::new(Ep::new(cx.id.to_string(), rtc)));
+        let mut ep = Ep::new(cx.id.to_string(), rtc);
+        ep.tos = options.tos();
+        ep.data_channels = options.data_channels;
+        let ep = Arc::new(Mutex::new(ep));
         let _ = self.rtc.ctl.send(Control(Ctl::Add {
             key,
             ep: ep.clone(),
@@ -51,6 +57,9 @@ impl Factory for WebRtcFactory {
             stun: (None, 3478),
             turn: None,
             candidates_added: false,
+            options,
+            interfaces: None,
+            mtu: None,
             direction: if recvonly {
                 Direction::RecvOnly
             } else if sendonly {
@@ -90,6 +99,12 @@ struct WebRtcEndpoint {
     /// turnUrl of this endpoint.
     turn: Option<crate::turn::TurnUrl>,
     candidates_added: bool,
+    /// useDataChannels and qosDscp.
+    options: CtorOptions,
+    /// networkInterfaces of this endpoint (`None`: every interface of the media sockets).
+    interfaces: Option<Vec<String>>,
+    /// mtu, when set.
+    mtu: Option<usize>,
 }
 
 fn sdp_err(code: ErrorCode, what: &str, e: impl std::fmt::Display) -> KurentoError {
@@ -106,7 +121,13 @@ impl WebRtcEndpoint {
     fn process_offer(&mut self, offer: &str) -> Result<Value, KurentoError> {
         crate::sdp::check_payload_types(offer)
             .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot use the SDP offer", e))?;
-        let parsed = SdpOffer::from_sdp_string(&crate::sdp::without_egress_feedback(offer))
+        // Without useDataChannels, as KMS: the data-channel section is declined (port 0).
+        let (offered, declined) = if self.options.data_channels {
+            (offer.to_string(), None)
+        } else {
+            crate::sdp::without_data_channels(offer)
+        };
+        let parsed = SdpOffer::from_sdp_string(&crate::sdp::without_egress_feedback(&offered))
             .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot parse the SDP offer", e))?;
         let ep_ref = self.ep.clone();
         let prepared = self.prepare_candidates();
@@ -126,7 +147,10 @@ impl WebRtcEndpoint {
                 e,
             )
         })?;
-        let answer = unify_msid(&answer.to_sdp_string());
+        let mut answer = unify_msid(&answer.to_sdp_string());
+        if let Some(d) = &declined {
+            answer = crate::sdp::with_declined(&answer, d);
+        }
         ep.negotiated = true;
         ep.remote_sdp = Some(offer.to_string());
         ep.local_sdp = Some(answer.clone());
@@ -305,9 +329,14 @@ impl Element for WebRtcEndpoint {
     ) -> Option<Result<Value, KurentoError>> {
         let s = |k: &str| params.get(k).and_then(Value::as_str).unwrap_or_default();
         Some(match method {
-            "processOffer" => self.process_offer(s("offer")),
+            // KMS raises MediaSessionStarted when processOffer or processAnswer succeeded.
+            "processOffer" => self
+                .process_offer(s("offer"))
+                .inspect(|_| cx.emit("MediaSessionStarted", Map::new())),
             "generateOffer" => self.generate_offer(params.get("options")),
-            "processAnswer" => self.process_answer(s("answer")),
+            "processAnswer" => self
+                .process_answer(s("answer"))
+                .inspect(|_| cx.emit("MediaSessionStarted", Map::new())),
             "addIceCandidate" => self.add_ice_candidate(params.get("candidate")?),
             "gatherCandidates" => self.gather(cx),
             "getLocalSessionDescriptor" => lock(&self.ep)
@@ -376,6 +405,12 @@ impl Element for WebRtcEndpoint {
                 .map(|i| i.to_string())
                 .unwrap_or_default())),
             "iceTcp" => Some(json!(self.ice_tcp)),
+            "mtu" => Some(json!(self.mtu.unwrap_or(settings::DEFAULT_MTU))),
+            "rembParams" => Some(settings::remb_params_value(
+                ep.remb_start
+                    .on_connect
+                    .unwrap_or(settings::DEFAULT_REMB_ON_CONNECT),
+            )),
             "ICECandidatePairs" => Some(Value::Array(candidate_pair(&ep).into_iter().collect())),
             "IceConnectionState" => Some(json!([{
                 "__module__": "kurento", "__type__": "IceConnection",
@@ -410,6 +445,9 @@ impl Element for WebRtcEndpoint {
                 .ok_or_else(|| KurentoError::illegal_param(format!("'{name}' must be >= 0 (kbps)")))
         };
         if let Some(done) = self.set_network_property(name, value) {
+            return done;
+        }
+        if let Some(done) = self.set_session_property(name, value) {
             return done;
         }
         let mut ep = lock(&self.ep);
