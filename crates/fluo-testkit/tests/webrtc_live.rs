@@ -517,3 +517,89 @@ fn hostile_ice_tcp_connections_are_closed_and_do_not_disturb_the_server() {
         drop((g, half));
     });
 }
+
+/// qosDscp on real sockets: every datagram the endpoint sends carries the DSCP in its IP
+/// header (the shared media socket marks it per datagram), and another endpoint's do not. A
+/// raw socket (root) sees the IP headers of the UDP datagrams arriving on loopback.
+#[test]
+fn qos_dscp_marks_the_ip_header_of_the_endpoint_datagrams() {
+    let raw = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::UDP),
+    )
+    .expect("a raw socket (the tests run as root)");
+    raw.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let port = start_server_with(config(None));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = Client::connect(port).await.unwrap();
+        let p = c.create("MediaPipeline", json!({})).await.unwrap();
+        let mut peers = vec![];
+        for dscp in ["EF", "NO_VALUE"] {
+            let ep = c
+                .create(
+                    "WebRtcEndpoint",
+                    json!({"mediaPipeline": p, "qosDscp": dscp}),
+                )
+                .await
+                .unwrap();
+            c.invoke(&ep, "connect", json!({"sink": ep})).await.unwrap();
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let at = sock.local_addr().unwrap().port();
+            let mut peer = Peer::from_socket(sock, str0m::RtcConfig::new());
+            let offer = peer.offer(str0m::media::Direction::SendRecv);
+            let answer = c
+                .invoke(&ep, "processOffer", json!({"offer": offer}))
+                .await
+                .unwrap();
+            peer.accept(answer.as_str().unwrap());
+            peers.push((at, peer));
+        }
+        // TOS bytes seen per peer port, from the server's media port.
+        let mut tos: std::collections::HashMap<u16, std::collections::BTreeSet<u8>> =
+            Default::default();
+        let mut counts: std::collections::HashMap<u16, usize> = Default::default();
+        let frame = vec![0u8; 800];
+        let t0 = Instant::now();
+        let mut buf = [0u8; 2048];
+        while t0.elapsed() < Duration::from_secs(4) {
+            for (_, peer) in peers.iter_mut() {
+                peer.drive(Some(&frame));
+            }
+            while let Ok(n) = std::io::Read::read(&mut &raw, &mut buf) {
+                let ihl = usize::from(buf[0] & 0x0f) * 4;
+                if n < ihl + 8 {
+                    continue;
+                }
+                let dst = u16::from_be_bytes([buf[ihl + 2], buf[ihl + 3]]);
+                if peers.iter().any(|(at, _)| *at == dst) {
+                    tos.entry(dst).or_default().insert(buf[1]);
+                    *counts.entry(dst).or_default() += 1;
+                }
+            }
+            if peers.iter().all(|(_, p)| p.frames_in >= 20) {
+                break;
+            }
+        }
+        let (ef, plain) = (peers[0].0, peers[1].0);
+        println!(
+            "TOS to the EF peer: {:?} ({} datagrams); to the other: {:?} ({})",
+            tos.get(&ef),
+            counts.get(&ef).copied().unwrap_or(0),
+            tos.get(&plain),
+            counts.get(&plain).copied().unwrap_or(0)
+        );
+        assert!(
+            peers.iter().all(|(_, p)| p.frames_in >= 20),
+            "media flowed both"
+        );
+        assert_eq!(tos.get(&ef).cloned().unwrap_or_default(), [0xb8].into());
+        assert_eq!(tos.get(&plain).cloned().unwrap_or_default(), [0].into());
+        assert!(counts.get(&ef).copied().unwrap_or(0) > 20);
+    });
+}
