@@ -660,9 +660,16 @@ fn sdes_srtp_rtp_endpoints_decrypt_gst_launch_and_talk_to_each_other() {
             .create("RtpEndpoint", json!({"mediaPipeline": pipe, "crypto": {"crypto": "AES_128_CM_HMAC_SHA1_80"}}))
             .await
             .expect("b");
+        for ep in [&a, &b] {
+            c.subscribe(ep, "MediaSessionStarted").await.expect("subscribe");
+        }
         let offer = c.invoke(&a, "generateOffer", json!({})).await.expect("offer");
         let answer = c.invoke(&b, "processOffer", json!({"offer": offer})).await.expect("answer");
+        let started = c.wait_event("MediaSessionStarted", &b, Duration::from_secs(2)).await;
+        assert!(started.is_some(), "MediaSessionStarted after processOffer");
         c.invoke(&a, "processAnswer", json!({"answer": answer})).await.expect("processAnswer");
+        let started = c.wait_event("MediaSessionStarted", &a, Duration::from_secs(2)).await;
+        assert!(started.is_some(), "MediaSessionStarted after processAnswer");
         let file = dir.join("hop.webm");
         let rec = c
             .create("RecorderEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", file.display()), "mediaProfile": "WEBM"}))

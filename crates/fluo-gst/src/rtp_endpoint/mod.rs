@@ -427,7 +427,7 @@ impl RtpEndpoint {
 impl Element for RtpEndpoint {
     fn invoke(
         &mut self,
-        _cx: &mut ElementCx<'_>,
+        cx: &mut ElementCx<'_>,
         method: &str,
         params: &Map<String, Value>,
     ) -> Option<Result<Value, KurentoError>> {
@@ -439,9 +439,14 @@ impl Element for RtpEndpoint {
                 .to_string()
         };
         Some(match method {
-            "processOffer" => self.process_offer(&sdp("offer")),
+            // KMS raises MediaSessionStarted when processOffer or processAnswer succeeded.
+            "processOffer" => self
+                .process_offer(&sdp("offer"))
+                .inspect(|_| cx.emit("MediaSessionStarted", Map::new())),
             "generateOffer" => self.generate_offer(),
-            "processAnswer" => self.process_answer(&sdp("answer")),
+            "processAnswer" => self
+                .process_answer(&sdp("answer"))
+                .inspect(|_| cx.emit("MediaSessionStarted", Map::new())),
             "getLocalSessionDescriptor" => {
                 self.local_sdp.clone().map(Value::from).ok_or_else(|| {
                     sdp_err(ErrorCode::SdpEndPointNoLocalSdpError, "No local SDP yet")
