@@ -81,8 +81,9 @@ bench: deps-bench
 	$(CARGO) build --release -p fluo-server -p fluo-bench
 	target/release/fluo-bench --fluo-bin target/release/fluo --plots docs/img $(BENCH_ARGS)
 
-# The same for 10 viewers and a few seconds, Fluo and (when installed) Janus, debug builds:
-# fails when a viewer gets no media, loses packets or a figure is missing.
+# The same for 10 viewers and a few seconds, Fluo and (when installed) the four Janus rows, debug
+# builds: fails when a viewer gets no media, loses packets, a figure is missing, a row lacks its
+# repetition, TWCC is not what the row's name says or a join opened a signalling connection.
 bench-smoke:
 	$(CARGO) build -p fluo-server -p fluo-bench
 	target/debug/fluo-bench --smoke --fluo-bin target/debug/fluo

@@ -3,7 +3,9 @@
 
 use crate::feed::Feed;
 use crate::janus::Janus;
-use crate::peer::{Group, GroupAdder, Publisher, PublisherHandle, SendLog, Viewer, ViewerSnap};
+use crate::peer::{
+    sdp_has_twcc, Group, GroupAdder, Publisher, PublisherHandle, SendLog, Viewer, ViewerSnap,
+};
 use crate::server::{Kind, ProcSample, Server};
 use fluo_testkit::live::Client;
 use serde_json::{json, Value};
@@ -35,6 +37,14 @@ pub struct Outcome {
     pub join_signalling_ms: Vec<f64>,
     pub join_connect_ms: Vec<f64>,
     pub join_media_ms: Vec<f64>,
+    /// The tool's SDP work inside each join's clock (making or applying the answer).
+    pub join_tool_sdp_ms: Vec<f64>,
+    /// Viewers with media whose negotiated answer maps TWCC.
+    pub viewers_with_twcc: usize,
+    /// Signalling connections open before the first join's clock started, and those the
+    /// tool had to open while viewers were joining (none, when the pool was large enough).
+    pub signalling_connections: u64,
+    pub connections_opened_in_joins: u64,
     pub latency_ms: Vec<f64>,
     pub server_cpu_secs: f64,
     pub window_secs: f64,
@@ -77,6 +87,8 @@ enum Signal {
         publisher_handle: u64,
         feed: u64,
         viewers: Vec<u64>,
+        /// Whether the viewers accept the TWCC that Janus offers.
+        twcc: bool,
     },
 }
 
@@ -100,12 +112,12 @@ impl Signal {
             let h = janus.attach()?;
             let (feed, answer) = janus.publish(h, &offer)?;
             p.session.accept_answer(&answer)?;
-            janus.trickle_done(h)?;
             return Ok(Signal::Janus {
                 janus: Arc::new(janus),
                 publisher_handle: h,
                 feed,
                 viewers: vec![],
+                twcc: kind.viewers_accept_twcc(),
             });
         }
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -133,16 +145,31 @@ impl Signal {
         })
     }
 
-    /// Joins `n` viewers, `conc` at a time, handing each to a group as soon as it is set up.
+    /// Joins `n` viewers, `conc` at a time, handing each to a group as soon as it is set up;
+    /// returns (signalling connections open before the first clock started, connections
+    /// opened while viewers were joining).
     ///
-    /// The viewers' peers (str0m sessions with their DTLS certificates, and for Fluo their
-    /// offers) are made before the clock starts: a join measures the server, not the tool.
-    fn join(&mut self, n: usize, conc: usize, adders: &[GroupAdder], errors: &mut Vec<String>) {
+    /// The same for both servers: `conc` signalling connections (Fluo: WebSockets; Janus:
+    /// persistent HTTP/1.1 connections, plus the session's long poll) and the viewers' peers
+    /// (str0m sessions with their DTLS certificates, and for Fluo their offers) are made
+    /// before any clock starts: a join measures the server, not the tool. A viewer's clock
+    /// starts when its first request is about to be written (`take_spare`) and stops when
+    /// it has read its first RTP packet.
+    fn join(
+        &mut self,
+        n: usize,
+        conc: usize,
+        adders: &[GroupAdder],
+        errors: &mut Vec<String>,
+    ) -> (u64, u64) {
         let conc = conc.clamp(1, n.max(1));
-        let fluo = matches!(self, Signal::Fluo { .. });
+        let (fluo, twcc) = match self {
+            Signal::Fluo { .. } => (true, true),
+            Signal::Janus { twcc, .. } => (false, *twcc),
+        };
         let mut made = Vec::with_capacity(n);
         for _ in 0..n {
-            let spare = Viewer::new(Instant::now()).and_then(|mut v| {
+            let spare = Viewer::new(Instant::now(), twcc).and_then(|mut v| {
                 let offer = if fluo {
                     Some(v.session.offer(Direction::RecvOnly)?)
                 } else {
@@ -161,6 +188,10 @@ impl Signal {
                 viewers,
                 ..
             } => {
+                if let Err(e) = janus.open_pool(conc) {
+                    errors.push(e);
+                }
+                let before = janus.connections_opened();
                 let results: Vec<Vec<Result<u64, String>>> = std::thread::scope(|s| {
                     let hs: Vec<_> = (0..conc)
                         .map(|w| {
@@ -183,6 +214,7 @@ impl Signal {
                 for r in results.into_iter().flatten() {
                     viewers.extend(first_error(errors, r));
                 }
+                (before, janus.connections_opened() - before)
             }
             Signal::Fluo {
                 rt,
@@ -194,10 +226,12 @@ impl Signal {
                 ..
             } => {
                 let (port, pipeline, publisher) = (*port, pipeline.clone(), publisher.clone());
-                let results = rt.block_on(async {
+                let (results, open) = rt.block_on(async {
                     // The signalling connections first, then every join at once.
                     let conns = (0..conc).map(|_| Client::connect(port));
                     let conns = futures_util::future::join_all(conns).await;
+                    // The publisher's connection and the viewers' (a join opens none).
+                    let open = 1 + conns.iter().filter(|c| c.is_ok()).count() as u64;
                     let tasks = conns.into_iter().enumerate().map(|(w, c)| {
                         let (pipeline, publisher) = (pipeline.clone(), publisher.clone());
                         async move {
@@ -214,7 +248,7 @@ impl Signal {
                             (Some(c), out)
                         }
                     });
-                    futures_util::future::join_all(tasks).await
+                    (futures_util::future::join_all(tasks).await, open)
                 });
                 for (c, rs) in results {
                     clients.extend(c);
@@ -222,6 +256,7 @@ impl Signal {
                         viewers.extend(first_error(errors, r));
                     }
                 }
+                (open, 0)
             }
         }
     }
@@ -338,8 +373,11 @@ async fn join_fluo(
         .invoke(&ep, "processOffer", json!({ "offer": offer }))
         .await
         .map_err(err)?;
-    v.session
-        .accept_answer(answer.as_str().unwrap_or_default())?;
+    let answer = answer.as_str().unwrap_or_default();
+    let t = Instant::now();
+    v.session.accept_answer(answer)?;
+    v.sdp_work = t.elapsed();
+    v.twcc = Some(sdp_has_twcc(answer));
     adder.add(v);
     Ok(ep)
 }
@@ -353,9 +391,11 @@ fn join_janus(
     let (mut v, _) = take_spare(spares)?;
     let h = janus.attach()?;
     let offer = janus.subscribe(h, feed)?;
+    let t = Instant::now();
     let answer = v.session.answer(&offer)?;
+    v.sdp_work = t.elapsed();
+    v.twcc = Some(sdp_has_twcc(&answer));
     janus.start(h, &answer)?;
-    janus.trickle_done(h)?;
     adder.add(v);
     Ok(h)
 }
@@ -417,7 +457,8 @@ fn run_on(server: &Server, n: usize, plan: &Plan, feed: &Arc<Feed>) -> Result<Ou
         .collect();
     let adders: Vec<GroupAdder> = groups.iter().map(Group::adder).collect();
     let mut signal = signal;
-    signal.join(n, plan.join_concurrency, &adders, &mut out.errors);
+    (out.signalling_connections, out.connections_opened_in_joins) =
+        signal.join(n, plan.join_concurrency, &adders, &mut out.errors);
     // Until every viewer that joined has media, at most 15 s.
     let t1 = Instant::now();
     loop {
@@ -468,6 +509,8 @@ fn run_on(server: &Server, n: usize, plan: &Plan, feed: &Arc<Feed>) -> Result<Ou
                 .extend(s.signalled.and_then(|x| ms(x, s.connected)));
             out.join_media_ms
                 .extend(s.connected.and_then(|x| ms(x, Some(f))));
+            out.join_tool_sdp_ms.push(s.sdp_work.as_secs_f64() * 1e3);
+            out.viewers_with_twcc += usize::from(s.twcc == Some(true));
         }
     }
     for (x, y) in a.iter().zip(&b) {

@@ -1,10 +1,14 @@
-//! Janus's HTTP API, enough for the VideoRoom: one publisher and its subscribers. Requests
-//! are plain HTTP/1.1 over a new connection each; the asynchronous answers of the plugin
-//! arrive on a long poll that one thread keeps open and hands out by transaction.
+//! Janus's HTTP API, enough for the VideoRoom: one publisher and its subscribers.
+//!
+//! Requests go over persistent HTTP/1.1 connections (keep-alive), taken from a pool that
+//! [`Janus::open_pool`] fills before a join's clock starts, as Fluo's WebSockets are opened
+//! before it: a join measures the server, not TCP handshakes. The asynchronous answers of
+//! the plugin arrive on a long poll that one thread keeps open on a connection of its own
+//! and hands out by transaction. Every TCP connection the client opens is counted.
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -13,50 +17,155 @@ use std::time::Duration;
 
 pub const ROOM: u64 = 1234;
 
-fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("janus: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(40)))
-        .map_err(|e| e.to_string())?;
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut resp = vec![];
-    s.read_to_end(&mut resp)
-        .map_err(|e| format!("janus: {e}"))?;
-    let text = String::from_utf8_lossy(&resp);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("janus: no HTTP body")?;
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        return Err(format!(
-            "janus: {}",
-            head.lines().next().unwrap_or_default()
-        ));
-    }
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body).ok_or_else(|| format!("janus: bad chunked body: {body}"))?
-    } else {
-        body.to_string()
-    };
-    serde_json::from_str(body.trim()).map_err(|e| format!("janus: {e}: {body}"))
+/// One persistent HTTP/1.1 connection to Janus.
+struct Conn {
+    r: BufReader<TcpStream>,
 }
 
-/// The payload of a chunked HTTP/1.1 body.
-fn dechunk(mut rest: &str) -> Option<String> {
-    let mut out = String::new();
-    loop {
-        let (size, after) = rest.split_once("\r\n")?;
-        let n = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
-        if n == 0 {
-            return Some(out);
+impl Conn {
+    fn open(port: u16, opened: &AtomicU64) -> Result<Conn, String> {
+        let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("janus: {e}"))?;
+        opened.fetch_add(1, Ordering::Relaxed);
+        s.set_nodelay(true).map_err(|e| e.to_string())?;
+        // The long poll returns within 30 s (Janus's keep-alive event).
+        s.set_read_timeout(Some(Duration::from_secs(40)))
+            .map_err(|e| e.to_string())?;
+        Ok(Conn {
+            r: BufReader::new(s),
+        })
+    }
+
+    /// One request and its answer; `Ok((json, reusable))`, `reusable` false when the
+    /// server said it closes the connection.
+    fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(Value, bool), String> {
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.r
+            .get_mut()
+            .write_all(req.as_bytes())
+            .map_err(|e| format!("janus: {e}"))?;
+        let (status, body, keep) = read_response(&mut self.r)?;
+        if !status.starts_with("HTTP/1.1 200") && !status.starts_with("HTTP/1.0 200") {
+            return Err(format!("janus: {status}"));
         }
-        out.push_str(after.get(..n)?);
-        rest = after.get(n..)?.strip_prefix("\r\n")?;
+        let v = serde_json::from_str(body.trim()).map_err(|e| format!("janus: {e}: {body}"))?;
+        Ok((v, keep))
+    }
+}
+
+/// Reads one HTTP/1.1 response: (status line, body, whether the connection stays open).
+/// The body is delimited by Content-Length or chunked transfer coding; without either it
+/// runs to the end of the connection.
+fn read_response(r: &mut impl BufRead) -> Result<(String, String, bool), String> {
+    fn read_line(r: &mut impl BufRead, line: &mut String) -> Result<(), String> {
+        line.clear();
+        match r.read_line(line) {
+            Ok(0) => Err("janus: connection closed".to_string()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("janus: {e}")),
+        }
+    }
+    let mut line = String::new();
+    read_line(r, &mut line)?;
+    let status = line.trim_end().to_string();
+    let (mut length, mut chunked, mut keep) = (None, false, status.starts_with("HTTP/1.1"));
+    loop {
+        read_line(r, &mut line)?;
+        let h = line.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let Some((name, value)) = h.split_once(':') else {
+            return Err(format!("janus: bad header {h:?}"));
+        };
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+        match name.as_str() {
+            "content-length" => {
+                length = Some(
+                    value
+                        .parse::<usize>()
+                        .map_err(|_| format!("janus: bad Content-Length {value:?}"))?,
+                )
+            }
+            "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
+            "connection" => {
+                let v = value.to_ascii_lowercase();
+                if v.contains("close") {
+                    keep = false;
+                } else if v.contains("keep-alive") {
+                    keep = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut body = vec![];
+    if chunked {
+        loop {
+            read_line(r, &mut line)?;
+            let size = line.trim_end().split(';').next().unwrap_or_default().trim();
+            let n = usize::from_str_radix(size, 16)
+                .map_err(|_| format!("janus: bad chunk size {size:?}"))?;
+            if n == 0 {
+                // Trailers, up to the empty line.
+                loop {
+                    read_line(r, &mut line)?;
+                    if line.trim_end().is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let at = body.len();
+            body.resize(at + n, 0);
+            r.read_exact(&mut body[at..])
+                .map_err(|e| format!("janus: chunk: {e}"))?;
+            read_line(r, &mut line)?;
+            if !line.trim_end().is_empty() {
+                return Err("janus: no line end after a chunk".into());
+            }
+        }
+    } else if let Some(n) = length {
+        body.resize(n, 0);
+        r.read_exact(&mut body)
+            .map_err(|e| format!("janus: body: {e}"))?;
+    } else {
+        r.read_to_end(&mut body)
+            .map_err(|e| format!("janus: body: {e}"))?;
+        keep = false;
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned(), keep))
+}
+
+/// Idle persistent connections and the count of every connection opened.
+struct Pool {
+    port: u16,
+    idle: Mutex<Vec<Conn>>,
+    opened: Arc<AtomicU64>,
+}
+
+impl Pool {
+    /// A request over an idle connection, or a new one when none is idle (counted).
+    fn http(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+        let idle = self.idle.lock().expect("janus pool").pop();
+        let mut conn = match idle {
+            Some(c) => c,
+            None => Conn::open(self.port, &self.opened)?,
+        };
+        let (v, keep) = conn.request(method, path, body)?;
+        if keep {
+            self.idle.lock().expect("janus pool").push(conn);
+        }
+        Ok(v)
     }
 }
 
@@ -64,7 +173,7 @@ type Waiters = Arc<Mutex<HashMap<String, Sender<Value>>>>;
 
 /// One Janus session with its long-poll thread.
 pub struct Janus {
-    port: u16,
+    pool: Arc<Pool>,
     session: u64,
     waiters: Waiters,
     stop: Arc<AtomicBool>,
@@ -74,8 +183,12 @@ pub struct Janus {
 
 impl Janus {
     pub fn connect(port: u16) -> Result<Janus, String> {
-        let r = http(
+        let pool = Arc::new(Pool {
             port,
+            idle: Mutex::default(),
+            opened: Arc::default(),
+        });
+        let r = pool.http(
             "POST",
             "/janus",
             Some(&json!({"janus":"create","transaction":"c"})),
@@ -85,16 +198,27 @@ impl Janus {
             .ok_or(format!("janus create: {r}"))?;
         let waiters: Waiters = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (w, st) = (waiters.clone(), stop.clone());
+        let (w, st, opened) = (waiters.clone(), stop.clone(), pool.opened.clone());
+        // The long poll's own connection, open before this returns.
+        let mut conn = Some(Conn::open(port, &opened)?);
         let poller = std::thread::Builder::new()
             .name("janus-poll".into())
             .spawn(move || {
+                let path = format!("/janus/{session}?maxev=50");
                 while !st.load(Ordering::Relaxed) {
-                    let path = format!("/janus/{session}?maxev=50");
-                    let Ok(v) = http(port, "GET", &path, None) else {
+                    let r = match conn.take() {
+                        Some(c) => Ok(c),
+                        None => Conn::open(port, &opened),
+                    }
+                    .and_then(|mut c| {
+                        let (v, keep) = c.request("GET", &path, None)?;
+                        Ok((v, keep.then_some(c)))
+                    });
+                    let Ok((v, c)) = r else {
                         std::thread::sleep(Duration::from_millis(50));
                         continue;
                     };
+                    conn = c;
                     let list = match v {
                         Value::Array(a) => a,
                         other => vec![other],
@@ -111,13 +235,27 @@ impl Janus {
             })
             .map_err(|e| e.to_string())?;
         Ok(Janus {
-            port,
+            pool,
             session,
             waiters,
             stop,
             poller: Some(poller),
             next: AtomicU64::new(1),
         })
+    }
+
+    /// Opens persistent connections until `n` are idle in the pool (before a clock starts).
+    pub fn open_pool(&self, n: usize) -> Result<(), String> {
+        let mut idle = self.pool.idle.lock().expect("janus pool");
+        while idle.len() < n {
+            idle.push(Conn::open(self.pool.port, &self.pool.opened)?);
+        }
+        Ok(())
+    }
+
+    /// TCP connections this client has opened so far (requests and long poll).
+    pub fn connections_opened(&self) -> u64 {
+        self.pool.opened.load(Ordering::Relaxed)
     }
 
     fn transaction(&self) -> String {
@@ -127,12 +265,9 @@ impl Janus {
     /// Attaches a VideoRoom handle; returns its id.
     pub fn attach(&self) -> Result<u64, String> {
         let body = json!({"janus":"attach","plugin":"janus.plugin.videoroom","transaction": self.transaction()});
-        let r = http(
-            self.port,
-            "POST",
-            &format!("/janus/{}", self.session),
-            Some(&body),
-        )?;
+        let r = self
+            .pool
+            .http("POST", &format!("/janus/{}", self.session), Some(&body))?;
         r["data"]["id"].as_u64().ok_or(format!("janus attach: {r}"))
     }
 
@@ -146,7 +281,7 @@ impl Janus {
         let (tx, rx) = mpsc::channel();
         self.waiters.lock().expect("waiters").insert(tr.clone(), tx);
         let path = format!("/janus/{}/{handle}", self.session);
-        let r = http(self.port, "POST", &path, Some(&req));
+        let r = self.pool.http("POST", &path, Some(&req));
         let r = match r {
             Ok(r) if r["janus"] == "ack" => rx
                 .recv_timeout(Duration::from_secs(20))
@@ -161,23 +296,10 @@ impl Janus {
         Ok(r)
     }
 
-    /// Tells Janus this handle has no more candidates than those in its SDP.
-    pub fn trickle_done(&self, handle: u64) -> Result<(), String> {
-        self.to_handle(
-            handle,
-            json!({"janus":"trickle","candidate":{"completed":true}}),
-        )
-    }
-
     pub fn detach(&self, handle: u64) -> Result<(), String> {
-        self.to_handle(handle, json!({"janus":"detach"}))
-    }
-
-    /// Posts a request to a handle, with a transaction of its own; its answer is not needed.
-    fn to_handle(&self, handle: u64, mut body: Value) -> Result<(), String> {
-        body["transaction"] = json!(self.transaction());
+        let body = json!({"janus":"detach","transaction": self.transaction()});
         let path = format!("/janus/{}/{handle}", self.session);
-        http(self.port, "POST", &path, Some(&body)).map(|_| ())
+        self.pool.http("POST", &path, Some(&body)).map(|_| ())
     }
 
     /// Joins the room as its publisher with `offer`; returns (publisher id, answer SDP).
@@ -190,7 +312,8 @@ impl Janus {
         let id = r["plugindata"]["data"]["id"]
             .as_u64()
             .ok_or(format!("janus join: {r}"))?;
-        let jsep = json!({"type":"offer","sdp": offer});
+        // All candidates are in the SDP: no trickle to wait for.
+        let jsep = json!({"type":"offer","sdp": offer,"trickle": false});
         let r = self.message(
             handle,
             json!({"request":"publish","audio":true,"video":true}),
@@ -213,9 +336,9 @@ impl Janus {
             .ok_or(format!("janus subscribe: {r}"))
     }
 
-    /// Answers a subscription's offer.
+    /// Answers a subscription's offer (all candidates in the SDP, no trickle).
     pub fn start(&self, handle: u64, answer: &str) -> Result<(), String> {
-        let jsep = json!({"type":"answer","sdp": answer});
+        let jsep = json!({"type":"answer","sdp": answer,"trickle": false});
         self.message(handle, json!({"request":"start","room": ROOM}), Some(jsep))
             .map(|_| ())
     }
@@ -225,28 +348,13 @@ impl Drop for Janus {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         let body = json!({"janus":"destroy","transaction":"d"});
-        let _ = http(
-            self.port,
-            "POST",
-            &format!("/janus/{}", self.session),
-            Some(&body),
-        );
+        let _ = self
+            .pool
+            .http("POST", &format!("/janus/{}", self.session), Some(&body));
         // The long poll returns within its 30 s keepalive at worst; do not wait for it.
         drop(self.poller.take());
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::dechunk;
-
-    #[test]
-    fn dechunks_janus_answers() {
-        let body = "3e\r\n{\n   \"janus\": \"success\",\n   \"transaction\": \"c\",\n   \"data\": {}}\r\n0\r\n\r\n";
-        let got = dechunk(body).expect("a chunked body");
-        assert!(got.starts_with("{\n   \"janus\": \"success\""), "{got}");
-        assert_eq!(got.len(), 0x3e);
-        assert_eq!(dechunk("5\r\nab"), None, "a chunk shorter than its size");
-        assert_eq!(dechunk("zz\r\n"), None, "a size that is not hex");
-    }
-}
+mod tests;

@@ -12,6 +12,7 @@ mod feed;
 mod janus;
 mod peer;
 mod report;
+mod rows;
 mod server;
 mod sys;
 
@@ -38,14 +39,15 @@ struct Args {
     replot: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: fluo-bench [--smoke] [--servers fluo,janus-tuned,janus-packaged] \
+const USAGE: &str = "usage: fluo-bench [--smoke] \
+[--servers fluo,janus-tuned-no-twcc,janus-tuned,janus-packaged-no-twcc,janus-packaged] \
 [--viewers 1,10,50,100,200,500,1000] [--reps 3] [--warmup SECS] [--window SECS] \
 [--out FILE.json] [--plots DIR] [--fluo-bin PATH] [--groups N] [--no-netns] \
 [--replot FILE.json --plots DIR]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
-        servers: vec![Kind::Fluo, Kind::JanusTuned, Kind::JanusPackaged],
+        servers: Kind::ALL.to_vec(),
         viewers: vec![1, 10, 50, 100, 200, 500, 1000],
         reps: 3,
         warmup: Duration::from_secs(3),
@@ -194,22 +196,19 @@ fn real_main() -> Result<bool, String> {
     let args = parse_args()?;
     if let Some(file) = &args.replot {
         let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-        let medians: Vec<(String, usize, Value)> = v["medians"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| {
-                let n = m["viewers"].as_u64()? as usize;
-                Some((m["server"].as_str()?.to_string(), n, m["figures"].clone()))
-            })
-            .collect();
-        println!("{}", report::table(&medians));
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        let (rows, notes) =
+            rows::from_file(&v).map_err(|e| format!("cannot replot {}: {e}", file.display()))?;
+        for n in notes {
+            println!("note: {n}");
+        }
+        println!("{}", rows::markdown(&rows, &rows::ratios(&rows)));
         let dir = args
             .plots
             .clone()
             .unwrap_or_else(|| PathBuf::from("docs/img"));
-        write_plots(&medians, &dir)?;
+        write_plots(&rows::plotted(&rows), &dir)?;
         return Ok(true);
     }
     if !args.fluo_bin.exists() && args.servers.contains(&Kind::Fluo) {
@@ -284,19 +283,22 @@ fn real_main() -> Result<bool, String> {
 
     let total = args.viewers.len() * args.reps * servers.len();
     let mut done = 0;
-    let mut runs: Vec<(Kind, usize, usize, Value)> = vec![];
-    let mut saturated: Vec<(Kind, usize)> = vec![];
+    // (server, viewers, figures), and the repetition of each.
+    let mut runs: Vec<rows::Run> = vec![];
+    let mut rep_of: Vec<usize> = vec![];
+    let mut saturation = rows::Saturation::default();
     let mut ok = true;
     for &n in &args.viewers {
         for rep in 0..args.reps {
             for &kind in &servers {
                 done += 1;
-                if let Some((_, at)) = saturated.iter().find(|s| s.0 == kind) {
-                    println!(
-                        "[{done}/{total}] {} N={n} rep {}: skipped (saturated at N={at})",
-                        kind.name(),
-                        rep + 1
-                    );
+                if let Some(at) = saturation.not_run_at(kind.name(), n) {
+                    if rep == 0 {
+                        println!(
+                            "[{done}/{total}] {} N={n}: not run (saturated at N={at})",
+                            kind.name()
+                        );
+                    }
                     continue;
                 }
                 let started = Instant::now();
@@ -305,19 +307,23 @@ fn real_main() -> Result<bool, String> {
                     Err(e) => json!({"viewers": n, "errors": [e]}),
                 };
                 println!(
-                    "[{done}/{total}] {} N={n} rep {}: {} µs/packet, server CPU {}%, loss {}%, fps {}, joined {}/{n}, join p50 {} / p99 {} ms, latency p50 {} ms, RSS/viewer {} KiB, tool CPU {}% ({:.0} s)",
+                    "[{done}/{total}] {} N={n} rep {}/{}: {} µs/packet, server CPU {}%, loss {}%, fps {}, joined {}/{n}, viewers with TWCC {}, join p50 {} / p99 {} ms, latency p50 {} ms, RSS/viewer {} KiB, tool CPU {}%, signalling connections {} (+{} during the joins) ({:.0} s)",
                     kind.name(),
                     rep + 1,
+                    args.reps,
                     show(&fig, "server_cpu_us_per_packet", 2),
                     show(&fig, "server_cpu_pct", 1),
                     show(&fig, "loss_pct", 2),
                     show(&fig, "fps_p50", 1),
                     show(&fig, "joined", 0),
+                    show(&fig, "viewers_with_twcc", 0),
                     show(&fig, "join_ms_p50", 1),
                     show(&fig, "join_ms_p99", 1),
                     show(&fig, "latency_ms_p50", 2),
                     show(&fig, "rss_per_viewer_kib", 0),
                     show(&fig, "tool_cpu_pct", 1),
+                    show(&fig, "signalling_connections", 0),
+                    show(&fig, "connections_opened_in_joins", 0),
                     started.elapsed().as_secs_f64(),
                 );
                 if let Some(errs) = fig["errors"].as_array().filter(|e| !e.is_empty()) {
@@ -330,57 +336,30 @@ fn real_main() -> Result<bool, String> {
                             .join("; ")
                     );
                 }
-                let loss = fig["loss_pct"].as_f64().unwrap_or(100.0);
-                let joined = fig["joined"].as_u64().unwrap_or(0) as usize;
                 if fig["tool_saturated"] == json!(true) {
                     println!("    the tool's own CPU was above 85 %: this run measures the tool as much as the server");
-                }
-                if loss > 20.0 || joined * 2 < n {
-                    saturated.push((kind, n));
                 }
                 if args.smoke {
                     ok &= smoke_check(kind, n, &fig);
                 }
-                runs.push((kind, n, rep, fig));
+                runs.push((kind.name().to_string(), n, fig));
+                rep_of.push(rep + 1);
             }
+        }
+        for server in saturation.after(n, &runs) {
+            println!("{server} saturated at N={n}: not run at larger N");
         }
     }
 
-    let mut medians: Vec<(String, usize, Value)> = vec![];
-    for &n in &args.viewers {
-        for &kind in &servers {
-            let reps: Vec<Value> = runs
-                .iter()
-                .filter(|r| {
-                    r.0 == kind && r.1 == n && r.3.get("server_cpu_us_per_packet").is_some()
-                })
-                .map(|r| r.3.clone())
-                .collect();
-            if !reps.is_empty() {
-                medians.push((kind.name().into(), n, report::median(&reps)));
-            }
-        }
-    }
+    let names: Vec<String> = servers.iter().map(|k| k.name().to_string()).collect();
+    let rows = rows::build(&runs, &names, &args.viewers, args.reps, None);
+    let ratios = rows::ratios(&rows);
     if args.smoke {
         println!("(smoke run: a few seconds, possibly of debug builds; its figures only show that the tool works)");
+        ok &= smoke_rows(&rows);
     }
-    let table = report::table(&medians);
-    println!("\nmedians over {} repetition(s):\n{table}", args.reps);
-    for &n in &args.viewers {
-        let get = |k: Kind| {
-            medians
-                .iter()
-                .find(|m| m.0 == k.name() && m.1 == n)
-                .and_then(|m| m.2["server_cpu_us_per_packet"].as_f64())
-        };
-        if let Some(f) = get(Kind::Fluo) {
-            for j in [Kind::JanusTuned, Kind::JanusPackaged] {
-                if let Some(x) = get(j) {
-                    println!("N={n}: Fluo / {} CPU per packet = {:.2}", j.name(), f / x);
-                }
-            }
-        }
-    }
+    let table = rows::markdown(&rows, &ratios);
+    println!("\n{table}");
 
     let date = command_line("date", &["-u", "+%F"]);
     let result = json!({
@@ -392,12 +371,18 @@ fn real_main() -> Result<bool, String> {
         "cpus": cpus,
         "namespace": ns.is_some(),
         "feed": {"video_pps": vpps, "audio_pps": apps, "payload_bps": feed.bitrate(), "loop_secs": feed.period.as_secs()},
+        "format": rows::FORMAT,
         "plan": {"warmup_secs": args.warmup.as_secs_f64(), "window_secs": args.window.as_secs_f64(),
-                 "repetitions": args.reps, "join_concurrency": plan.join_concurrency,
-                 "viewer_threads": plan.groups, "server_cpu": server_cpu},
-        "runs": runs.iter().map(|(k, n, rep, f)| json!({"server": k.name(), "viewers": n, "rep": rep + 1, "figures": f})).collect::<Vec<_>>(),
-        "medians": medians.iter().map(|(s, n, m)| json!({"server": s, "viewers": n, "figures": m})).collect::<Vec<_>>(),
-        "saturated": saturated.iter().map(|(k, n)| json!({"server": k.name(), "at_viewers": n})).collect::<Vec<_>>(),
+                 "repetitions": args.reps, "viewers": args.viewers, "servers": names,
+                 "join_concurrency": plan.join_concurrency,
+                 "viewer_threads": plan.groups, "server_cpu": server_cpu,
+                 "saturation_rule": rows::SATURATION_RULE,
+                 "join_clock": "from just before a viewer's first request is written, on a signalling connection opened earlier, to the viewer reading its first RTP packet",
+                 "janus_http": "persistent HTTP/1.1 connections (keep-alive), join_concurrency of them opened before the first join's clock, plus one for the session's long poll"},
+        "runs": runs.iter().zip(&rep_of).map(|((s, n, f), rep)| json!({"server": s, "viewers": n, "rep": rep, "figures": f})).collect::<Vec<_>>(),
+        "rows": rows,
+        "ratios": ratios,
+        "saturated": saturation.to_json(),
     });
     let out = args.out.clone().unwrap_or_else(|| {
         if args.smoke {
@@ -419,7 +404,7 @@ fn real_main() -> Result<bool, String> {
         out.with_extension("md").display()
     );
     if let Some(dir) = &args.plots {
-        write_plots(&medians, dir)?;
+        write_plots(&rows::plotted(&rows), dir)?;
     }
     let _ = std::fs::remove_dir_all(&tmp);
     drop(ns);
@@ -463,7 +448,7 @@ fn show(v: &Value, key: &str, digits: usize) -> String {
 }
 
 /// What the smoke run in `make test` insists on: every viewer gets media without loss, the
-/// figures are there.
+/// figures are there, TWCC is what the configuration says and no join opened a connection.
 fn smoke_check(kind: Kind, n: usize, fig: &Value) -> bool {
     let mut bad = vec![];
     if fig["joined"].as_u64() != Some(n as u64) {
@@ -484,6 +469,23 @@ fn smoke_check(kind: Kind, n: usize, fig: &Value) -> bool {
     if !fig["latency_ms_p50"].as_f64().is_some_and(|l| l >= 0.0) {
         bad.push("no latency sample".into());
     }
+    // The viewers negotiated what the row says: Fluo declines TWCC for them; Janus offers it
+    // and the viewers accept or decline it as the configuration's name says.
+    let want_twcc = if kind.viewers_accept_twcc() { n } else { 0 };
+    if fig["viewers_with_twcc"].as_u64() != Some(want_twcc as u64) {
+        bad.push(format!(
+            "{} viewers negotiated TWCC, not {want_twcc}",
+            fig["viewers_with_twcc"]
+        ));
+    }
+    // Every join ran on a signalling connection opened before its clock started.
+    let before = fig["signalling_connections"].as_u64().unwrap_or(0) as usize;
+    if fig["connections_opened_in_joins"].as_u64() != Some(0) || before <= n.min(100) {
+        bad.push(format!(
+            "signalling connections {} before the joins, {} opened during them",
+            fig["signalling_connections"], fig["connections_opened_in_joins"]
+        ));
+    }
     if bad.is_empty() {
         println!("smoke {}: OK", kind.name());
         true
@@ -491,4 +493,32 @@ fn smoke_check(kind: Kind, n: usize, fig: &Value) -> bool {
         println!("smoke {}: FAILED: {}", kind.name(), bad.join(", "));
         false
     }
+}
+
+/// The smoke run's rows: each has its one planned repetition, all viewers joined, nothing
+/// saturated.
+fn smoke_rows(rows: &[Value]) -> bool {
+    let mut ok = true;
+    for r in rows {
+        let whole = r["reps_run"] == r["reps_planned"]
+            && r["reps_run"].as_u64() >= Some(1)
+            && r["saturated"] == json!(false)
+            && r["joined_per_rep"]
+                .as_array()
+                .is_some_and(|j| j.iter().all(|x| *x == r["viewers"]));
+        if !whole {
+            println!(
+                "smoke {} N={}: FAILED: reps {}/{}, joined {}, saturated {}, not run: {}",
+                r["server"],
+                r["viewers"],
+                r["reps_run"],
+                r["reps_planned"],
+                r["joined_per_rep"],
+                r["saturated"],
+                r["not_run"]
+            );
+            ok = false;
+        }
+    }
+    ok
 }

@@ -17,7 +17,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::rtp::{Extension, ExtensionMap, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 /// A str0m session on its own UDP socket on 127.0.0.1.
@@ -34,13 +34,43 @@ pub struct Session {
     pub connected: bool,
 }
 
+/// The URI of the transport-wide sequence number header extension (TWCC).
+const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
+/// Whether an SDP maps the TWCC header extension: for an answer, whether TWCC was
+/// negotiated.
+pub fn sdp_has_twcc(sdp: &str) -> bool {
+    sdp.lines()
+        .any(|l| l.starts_with("a=extmap:") && l.trim_end().ends_with(TWCC_URI))
+}
+
+/// str0m's standard header extensions without TWCC.
+fn extensions_without_twcc() -> ExtensionMap {
+    let mut map = ExtensionMap::empty();
+    for (id, ext) in ExtensionMap::standard().iter() {
+        if *ext != Extension::TransportSequenceNumber {
+            map.set(id, ext.clone());
+        }
+    }
+    map
+}
+
 impl Session {
     pub fn new() -> Result<Session, String> {
+        Session::with_twcc(true)
+    }
+
+    /// A session whose SDP maps TWCC only when `twcc` is true.
+    pub fn with_twcc(twcc: bool) -> Result<Session, String> {
         let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         sock.set_nonblocking(true).map_err(|e| e.to_string())?;
         let addr = sock.local_addr().map_err(|e| e.to_string())?;
         let now = Instant::now();
-        let mut rtc = Rtc::builder().set_rtp_mode(true).build(now);
+        let mut builder = Rtc::builder().set_rtp_mode(true);
+        if !twcc {
+            builder = builder.set_extension_map(extensions_without_twcc());
+        }
+        let mut rtc = builder.build(now);
         let cand = Candidate::host(addr, "udp").map_err(|e| e.to_string())?;
         rtc.add_local_candidate(cand);
         Ok(Session {
@@ -315,22 +345,30 @@ pub struct Counts {
 /// One viewer.
 pub struct Viewer {
     pub session: Session,
-    /// When its join began (before the server was asked for anything).
+    /// When its join began: just before the tool wrote its first request, on a signalling
+    /// connection already open.
     pub join_began: Instant,
     /// When the signalling of its join was over (answer applied).
     pub signalled: Option<Instant>,
     pub first_rtp: Option<Instant>,
+    /// The tool's own SDP work inside the join's clock (making or applying the answer).
+    pub sdp_work: Duration,
+    /// Whether the answer of its negotiation maps TWCC.
+    pub twcc: Option<bool>,
     pub counts: Counts,
     kinds: Vec<(u32, usize)>,
 }
 
 impl Viewer {
-    pub fn new(join_began: Instant) -> Result<Viewer, String> {
+    /// A viewer whose SDP offers or accepts TWCC when `twcc` is true.
+    pub fn new(join_began: Instant, twcc: bool) -> Result<Viewer, String> {
         Ok(Viewer {
-            session: Session::new()?,
+            session: Session::with_twcc(twcc)?,
             join_began,
             signalled: None,
             first_rtp: None,
+            sdp_work: Duration::ZERO,
+            twcc: None,
             counts: Counts::default(),
             kinds: vec![],
         })
@@ -374,6 +412,8 @@ pub struct ViewerSnap {
     pub signalled: Option<Instant>,
     pub connected: Option<Instant>,
     pub first_rtp: Option<Instant>,
+    pub sdp_work: Duration,
+    pub twcc: Option<bool>,
     pub counts: Counts,
 }
 
@@ -466,6 +506,8 @@ fn group_loop(rx: &Receiver<Cmd>, log: &SendLog, stop: &AtomicBool) {
                             signalled: v.signalled,
                             connected: v.session.connected_at,
                             first_rtp: v.first_rtp,
+                            sdp_work: v.sdp_work,
+                            twcc: v.twcc,
                             counts: v.counts,
                         })
                         .collect();

@@ -1,4 +1,4 @@
-//! Medians over repetitions, the JSON results, a Markdown table and SVG plots.
+//! The figures of a run, medians over repetitions, and SVG plots.
 
 use crate::drive::Outcome;
 use serde_json::{json, Value};
@@ -44,6 +44,10 @@ pub fn figures(o: &Outcome) -> Value {
         "join_signalling_ms_p50": pct(&sorted(&o.join_signalling_ms), 0.5),
         "join_ice_dtls_ms_p50": pct(&sorted(&o.join_connect_ms), 0.5),
         "join_first_media_ms_p50": pct(&sorted(&o.join_media_ms), 0.5),
+        "join_tool_sdp_ms_p50": pct(&sorted(&o.join_tool_sdp_ms), 0.5),
+        "viewers_with_twcc": o.viewers_with_twcc,
+        "signalling_connections": o.signalling_connections,
+        "connections_opened_in_joins": o.connections_opened_in_joins,
         "latency_ms_p50": pct(&lat, 0.5),
         "latency_ms_p99": pct(&lat, 0.99),
         "rss_base_kib": o.rss_base_kib,
@@ -62,6 +66,16 @@ pub fn figures(o: &Outcome) -> Value {
     })
 }
 
+/// The median of sorted values: the middle one, or the mean of the middle two.
+fn median_of(sorted: &[f64]) -> Option<f64> {
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
 /// The median of each numeric figure over the repetitions.
 pub fn median(reps: &[Value]) -> Value {
     let mut out = serde_json::Map::new();
@@ -75,7 +89,7 @@ pub fn median(reps: &[Value]) -> Value {
                 .filter_map(|r| r[key].as_f64())
                 .collect::<Vec<_>>(),
         );
-        if let Some(m) = pct(&nums, 0.5) {
+        if let Some(m) = median_of(&nums) {
             out.insert(key.clone(), json!(m));
         }
     }
@@ -83,40 +97,19 @@ pub fn median(reps: &[Value]) -> Value {
     Value::Object(out)
 }
 
-fn cell(v: &Value, key: &str, digits: usize) -> String {
-    v[key]
-        .as_f64()
-        .map_or("-".into(), |x| format!("{x:.digits$}"))
-}
-
-/// The Markdown table of the medians: one row per (viewers, server).
-pub fn table(medians: &[(String, usize, Value)]) -> String {
-    let mut t = String::from(
-        "| viewers | server | CPU-µs/packet | server CPU % | loss % | fps | join p50/p99 ms | latency p50/p99 ms | RSS/viewer KiB | threads | tool CPU % | idle CPU % |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for (server, n, m) in medians {
-        let _ = writeln!(
-            t,
-            "| {n} | {server} | {} | {} | {} | {} | {} / {} | {} / {} | {} | {} | {} | {} |",
-            cell(m, "server_cpu_us_per_packet", 2),
-            cell(m, "server_cpu_pct", 1),
-            cell(m, "loss_pct", 2),
-            cell(m, "fps_p50", 1),
-            cell(m, "join_ms_p50", 1),
-            cell(m, "join_ms_p99", 1),
-            cell(m, "latency_ms_p50", 2),
-            cell(m, "latency_ms_p99", 2),
-            cell(m, "rss_per_viewer_kib", 0),
-            cell(m, "threads", 0),
-            cell(m, "tool_cpu_pct", 1),
-            cell(m, "idle_cpu_pct_2s_after", 2),
-        );
+/// Colour, dash pattern and legend of a server's line. The TWCC variants of a Janus
+/// configuration share its hue: solid without TWCC (like Fluo's viewers), dashed with it.
+fn style(server: &str, i: usize) -> (&'static str, &'static str, String) {
+    const OTHERS: [&str; 3] = ["#8c510a", "#01665e", "#762a83"];
+    match server {
+        "fluo" => ("#1b7837", "", "fluo".into()),
+        "janus-tuned-no-twcc" => ("#c51b7d", "", "janus-tuned, TWCC off".into()),
+        "janus-tuned" => ("#e9a3c9", "6,4", "janus-tuned, TWCC on".into()),
+        "janus-packaged-no-twcc" => ("#2166ac", "", "janus-packaged, TWCC off".into()),
+        "janus-packaged" => ("#92c5de", "6,4", "janus-packaged, TWCC on".into()),
+        other => (OTHERS[i % OTHERS.len()], "2,3", other.to_string()),
     }
-    t
 }
-
-const COLORS: [&str; 4] = ["#1b7837", "#c51b7d", "#2166ac", "#8c510a"];
 
 /// A line chart of `key` against the number of viewers (log scale), one line per server.
 pub fn svg_plot(
@@ -125,10 +118,13 @@ pub fn svg_plot(
     title: &str,
     y_label: &str,
 ) -> String {
-    let mut servers: Vec<&str> = medians.iter().map(|m| m.0.as_str()).collect();
-    servers.dedup();
-    servers.sort_unstable();
-    servers.dedup();
+    // In the order of the rows (the plan's order of servers).
+    let mut servers: Vec<&str> = vec![];
+    for m in medians {
+        if !servers.contains(&m.0.as_str()) {
+            servers.push(&m.0);
+        }
+    }
     // (server, viewers, value, lossy)
     let pts: Vec<(usize, f64, f64, bool)> = medians
         .iter()
@@ -138,7 +134,7 @@ pub fn svg_plot(
             Some((i, *n as f64, m[key].as_f64()?, lossy))
         })
         .collect();
-    let (w, h, l, r, t, b) = (720.0, 420.0, 70.0, 170.0, 40.0, 50.0);
+    let (w, h, l, r, t, b) = (780.0, 420.0, 70.0, 230.0, 40.0, 50.0);
     let xmax = pts.iter().map(|p| p.1).fold(1.0f64, f64::max).max(10.0);
     let ymax = nice(pts.iter().map(|p| p.2).fold(0.0f64, f64::max));
     let x = |n: f64| l + (w - l - r) * (n.max(1.0).log10() / xmax.log10());
@@ -187,7 +183,12 @@ pub fn svg_plot(
         h - b
     );
     for (i, name) in servers.iter().enumerate() {
-        let c = COLORS[i % COLORS.len()];
+        let (c, dash, label) = style(name, i);
+        let dash = if dash.is_empty() {
+            String::new()
+        } else {
+            format!(" stroke-dasharray=\"{dash}\"")
+        };
         let line: Vec<String> = pts
             .iter()
             .filter(|p| p.0 == i)
@@ -195,7 +196,7 @@ pub fn svg_plot(
             .collect();
         let _ = writeln!(
             s,
-            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>",
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\"{dash} points=\"{}\"/>",
             line.join(" ")
         );
         for p in pts.iter().filter(|p| p.0 == i) {
@@ -211,7 +212,7 @@ pub fn svg_plot(
         let ly = t + 20.0 + 22.0 * i as f64;
         let _ = writeln!(
             s,
-            "<line x1=\"{}\" x2=\"{}\" y1=\"{ly}\" y2=\"{ly}\" stroke=\"{c}\" stroke-width=\"3\"/><text x=\"{}\" y=\"{}\">{name}</text>",
+            "<line x1=\"{}\" x2=\"{}\" y1=\"{ly}\" y2=\"{ly}\" stroke=\"{c}\" stroke-width=\"3\"{dash}/><text x=\"{}\" y=\"{}\">{label}</text>",
             w - r + 12.0,
             w - r + 36.0,
             w - r + 42.0,
@@ -259,8 +260,8 @@ mod tests {
         ];
         let m = median(&reps);
         assert_eq!(m["a"], json!(2.0));
-        // Only the repetitions that have the figure count.
-        assert!(m["b"] == json!(10.0) || m["b"] == json!(30.0));
+        // Only the repetitions that have the figure count; of two, the mean.
+        assert_eq!(m["b"], json!(20.0));
         assert!(m.get("s").is_none());
         assert_eq!(m["repetitions"], json!(3));
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
@@ -280,5 +281,23 @@ mod tests {
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert_eq!(svg.matches("<circle").count(), 3);
         assert!(svg.contains(">janus</text>"));
+    }
+
+    /// Tuned Janus with and without TWCC at its viewers are two lines that a reader tells
+    /// apart: their own legends, the TWCC one dashed.
+    #[test]
+    fn plot_tells_twcc_on_from_off() {
+        let m = vec![
+            ("fluo".to_string(), 10, json!({"k": 5.0})),
+            ("janus-tuned-no-twcc".to_string(), 10, json!({"k": 18.0})),
+            ("janus-tuned".to_string(), 10, json!({"k": 20.0})),
+        ];
+        let svg = svg_plot(&m, "k", "t", "y");
+        assert!(svg.contains(">janus-tuned, TWCC off</text>"), "{svg}");
+        assert!(svg.contains(">janus-tuned, TWCC on</text>"), "{svg}");
+        let lines: Vec<&str> = svg.lines().filter(|l| l.starts_with("<polyline")).collect();
+        assert_eq!(lines.len(), 3);
+        assert!(!lines[1].contains("dasharray") && lines[2].contains("dasharray"));
+        assert_ne!(style("janus-tuned", 0).0, style("janus-tuned-no-twcc", 0).0);
     }
 }

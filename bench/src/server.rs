@@ -7,29 +7,54 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Fluo,
-    /// Janus 1.1.2 with `event_loops = 2`.
+    /// Janus 1.1.2 with `event_loops = 2`; its viewers accept transport-wide congestion
+    /// control (TWCC), which the VideoRoom offers by default.
     JanusTuned,
-    /// Janus 1.1.2 as Debian packages it (its own thread per handle).
+    /// The same Janus, its viewers declining TWCC in their answers, as Fluo declines it for
+    /// viewers (the publisher keeps it with both servers).
+    JanusTunedNoTwcc,
+    /// Janus 1.1.2 as Debian packages it (its own thread per handle), viewers with TWCC.
     JanusPackaged,
+    /// Packaged Janus, viewers without TWCC.
+    JanusPackagedNoTwcc,
 }
 
 impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Fluo,
+        Kind::JanusTunedNoTwcc,
+        Kind::JanusTuned,
+        Kind::JanusPackagedNoTwcc,
+        Kind::JanusPackaged,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Fluo => "fluo",
             Kind::JanusTuned => "janus-tuned",
+            Kind::JanusTunedNoTwcc => "janus-tuned-no-twcc",
             Kind::JanusPackaged => "janus-packaged",
+            Kind::JanusPackagedNoTwcc => "janus-packaged-no-twcc",
         }
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
-        [Kind::Fluo, Kind::JanusTuned, Kind::JanusPackaged]
-            .into_iter()
-            .find(|k| k.name() == s)
+        Kind::ALL.into_iter().find(|k| k.name() == s)
     }
 
     pub fn is_janus(self) -> bool {
         self != Kind::Fluo
+    }
+
+    /// Janus with `event_loops = 2`.
+    pub fn tuned(self) -> bool {
+        matches!(self, Kind::JanusTuned | Kind::JanusTunedNoTwcc)
+    }
+
+    /// Whether the viewers' answers to Janus accept TWCC (Fluo's viewers offer it and Fluo
+    /// declines it: the run records what was negotiated).
+    pub fn viewers_accept_twcc(self) -> bool {
+        matches!(self, Kind::JanusTuned | Kind::JanusPackaged)
     }
 }
 
@@ -138,7 +163,7 @@ impl Server {
                 None
             }
             _ => {
-                write_janus_config(&dir, kind == Kind::JanusTuned)?;
+                write_janus_config(&dir, kind.tuned())?;
                 cmd.arg("janus")
                     .arg("-F")
                     .arg(&dir)
@@ -221,7 +246,8 @@ impl Server {
 
 /// Janus's configuration: Debian's defaults for what matters to the measure, plus what it
 /// needs to run here (an address to gather on, no STUN, only the VideoRoom plugin and the
-/// HTTP transport, one room for the bench). `tuned` adds `event_loops = 2`.
+/// HTTP transport, one room for the bench, its TWCC left on as by default: whether a viewer
+/// uses it is the viewer's answer). `tuned` adds `event_loops = 2`.
 fn write_janus_config(dir: &Path, tuned: bool) -> Result<(), String> {
     let lib = "/usr/lib/x86_64-linux-gnu/janus";
     let others = |sub: &str, keep: &str| -> String {
@@ -260,7 +286,8 @@ fn write_janus_config(dir: &Path, tuned: bool) -> Result<(), String> {
                 cors: {\n}\n";
     let room = "general: {\n}\n\
                 room-1234: {\n\tdescription = \"bench\"\n\tpublishers = 1\n\tbitrate = 2000000\n\
-                \tfir_freq = 0\n\taudiocodec = \"opus\"\n\tvideocodec = \"vp8\"\n}\n";
+                \tfir_freq = 0\n\taudiocodec = \"opus\"\n\tvideocodec = \"vp8\"\n\
+                \ttransport_wide_cc_ext = true\n}\n";
     for (name, text) in [
         ("janus.jcfg", main.as_str()),
         ("janus.transport.http.jcfg", http),

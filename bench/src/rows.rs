@@ -1,0 +1,432 @@
+//! The rows of a report, one per (viewers, server) of the plan, and what each row is: how
+//! many repetitions it has of how many planned, how many viewers joined, whether the server
+//! was saturated, whether the viewers used TWCC, or why it was not run. Then the Markdown
+//! table, the ratios Fluo / Janus, and the reading of results files, old ones included.
+
+use crate::report::median;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+
+/// Loss above which a repetition counts as saturated.
+pub const SATURATION_LOSS_PCT: f64 = 20.0;
+
+/// The rule, as the results file and the table state it.
+pub const SATURATION_RULE: &str = "a repetition is saturated when the viewers lost more than \
+20 % of the packets, fewer than half of them received media, or it failed; every planned \
+repetition of that N is still run, and the server is not run at larger N";
+
+/// The results file format written by this version (older files have no `format`).
+pub const FORMAT: u64 = 2;
+
+/// Whether one repetition's figures meet the saturation rule.
+pub fn rep_saturated(fig: &Value, n: usize) -> bool {
+    if fig.get("server_cpu_us_per_packet").is_none() {
+        return true; // failed
+    }
+    let loss = fig["loss_pct"].as_f64().unwrap_or(100.0);
+    let joined = fig["joined"].as_u64().unwrap_or(0) as usize;
+    loss > SATURATION_LOSS_PCT || joined * 2 < n
+}
+
+/// Where each server saturated, and so which runs are not made.
+#[derive(Debug, Default)]
+pub struct Saturation(Vec<(String, usize)>);
+
+impl Saturation {
+    /// The N at which `server` saturated, if smaller than `n`: then it is not run at `n`.
+    /// Never at the N where it saturated: every planned repetition of that N is run.
+    pub fn not_run_at(&self, server: &str, n: usize) -> Option<usize> {
+        self.0
+            .iter()
+            .find(|(s, at)| s == server && *at < n)
+            .map(|s| s.1)
+    }
+
+    /// After every repetition of `n`: notes the servers that one of them saturated; returns
+    /// those newly saturated.
+    pub fn after(&mut self, n: usize, runs: &[Run]) -> Vec<String> {
+        let mut new = vec![];
+        for r in runs.iter().filter(|r| r.1 == n && rep_saturated(&r.2, n)) {
+            if !self.0.iter().any(|s| s.0 == r.0) && !new.contains(&r.0) {
+                new.push(r.0.clone());
+            }
+        }
+        self.0.extend(new.iter().map(|s| (s.clone(), n)));
+        new
+    }
+
+    /// For the results file.
+    pub fn to_json(&self) -> Value {
+        self.0
+            .iter()
+            .map(|(s, n)| json!({"server": s, "at_viewers": n}))
+            .collect()
+    }
+}
+
+/// One run as the results file keeps it: (server, viewers, figures).
+pub type Run = (String, usize, Value);
+
+/// The rows of `viewers` x `servers`. `stored` gives the figures of a row when a file
+/// already has them (old files: kept as they were published); otherwise they are the
+/// medians of the repetitions that produced figures.
+pub fn build(
+    runs: &[Run],
+    servers: &[String],
+    viewers: &[usize],
+    planned: usize,
+    stored: Option<&[Run]>,
+) -> Vec<Value> {
+    let mut rows: Vec<Value> = vec![];
+    for &n in viewers {
+        for server in servers {
+            let reps: Vec<&Value> = runs
+                .iter()
+                .filter(|r| &r.0 == server && r.1 == n)
+                .map(|r| &r.2)
+                .collect();
+            if reps.is_empty() {
+                let at = rows
+                    .iter()
+                    .filter(|r| r["server"] == json!(server) && r["saturated"] == json!(true))
+                    .filter_map(|r| r["viewers"].as_u64())
+                    .min();
+                rows.push(json!({
+                    "server": server, "viewers": n, "reps_planned": planned, "reps_run": 0,
+                    "reps_failed": 0, "joined_per_rep": [], "saturated": false,
+                    "saturated_reps": 0, "tool_saturated_reps": 0, "viewer_twcc": null,
+                    "stopped_early": false, "errors": [], "figures": null,
+                    "not_run": match at {
+                        Some(at) => format!("saturated at N={at}"),
+                        None => "not run".to_string(),
+                    },
+                }));
+                continue;
+            }
+            let ok: Vec<Value> = reps
+                .iter()
+                .filter(|f| f.get("server_cpu_us_per_packet").is_some())
+                .map(|f| (*f).clone())
+                .collect();
+            let saturated_reps = reps.iter().filter(|f| rep_saturated(f, n)).count();
+            let errors: Vec<Value> = reps
+                .iter()
+                .filter_map(|f| f["errors"].as_array()?.first().cloned())
+                .take(3)
+                .collect();
+            let twcc: Vec<Option<bool>> = ok
+                .iter()
+                .map(|f| {
+                    let with = f["viewers_with_twcc"].as_u64()?;
+                    let joined = f["joined"].as_u64()?;
+                    match with {
+                        0 => Some(false),
+                        w if w == joined => Some(true),
+                        _ => None,
+                    }
+                })
+                .collect();
+            let viewer_twcc =
+                if ok.is_empty() || ok.iter().any(|f| f.get("viewers_with_twcc").is_none()) {
+                    Value::Null
+                } else if twcc.iter().all(|t| *t == Some(true)) {
+                    json!("on")
+                } else if twcc.iter().all(|t| *t == Some(false)) {
+                    json!("off")
+                } else {
+                    json!("mixed")
+                };
+            let figures = stored
+                .and_then(|st| st.iter().find(|m| &m.0 == server && m.1 == n))
+                .map(|m| m.2.clone())
+                .unwrap_or_else(|| {
+                    if ok.is_empty() {
+                        Value::Null
+                    } else {
+                        median(&ok)
+                    }
+                });
+            rows.push(json!({
+                "server": server,
+                "viewers": n,
+                "reps_planned": planned,
+                "reps_run": ok.len(),
+                "reps_failed": reps.len() - ok.len(),
+                "joined_per_rep": ok.iter().map(|f| f["joined"].as_u64().unwrap_or(0)).collect::<Vec<_>>(),
+                "saturated": saturated_reps > 0,
+                "saturated_reps": saturated_reps,
+                "tool_saturated_reps": ok.iter().filter(|f| f["tool_saturated"] == json!(true)).count(),
+                "viewer_twcc": viewer_twcc,
+                // Repetitions skipped after a saturated one (what the rule did before
+                // format 2).
+                "stopped_early": reps.len() < planned && saturated_reps > 0,
+                "errors": errors,
+                "not_run": null,
+                "figures": figures,
+            }));
+        }
+    }
+    rows
+}
+
+/// Whether a server's viewers declined TWCC, going by its name (Fluo declines it for
+/// viewers since 56ec72c; older runs of Fluo did not, which their files do not record).
+fn like_for_like(server: &str) -> bool {
+    server.ends_with("-no-twcc")
+}
+
+/// Fluo's CPU per packet over each Janus row's, per N.
+pub fn ratios(rows: &[Value]) -> Vec<Value> {
+    let cpu = |r: &Value| r["figures"]["server_cpu_us_per_packet"].as_f64();
+    let mut out = vec![];
+    for fluo in rows.iter().filter(|r| r["server"] == "fluo") {
+        let Some(f) = cpu(fluo) else { continue };
+        for j in rows.iter().filter(|r| {
+            r["viewers"] == fluo["viewers"]
+                && r["server"].as_str().is_some_and(|s| s.starts_with("janus"))
+        }) {
+            let Some(x) = cpu(j).filter(|x| *x > 0.0) else {
+                continue;
+            };
+            let server = j["server"].as_str().unwrap_or_default();
+            out.push(json!({
+                "viewers": fluo["viewers"],
+                "against": server,
+                "fluo_over_janus": f / x,
+                "like_for_like": like_for_like(server),
+                "janus_saturated": j["saturated"],
+                "fluo_saturated": fluo["saturated"],
+            }));
+        }
+    }
+    out
+}
+
+fn cell(v: &Value, key: &str, digits: usize) -> String {
+    v[key]
+        .as_f64()
+        .map_or("-".into(), |x| format!("{x:.digits$}"))
+}
+
+/// "N/N", or the fewest and most viewers that joined over the repetitions.
+fn joined_cell(r: &Value) -> String {
+    let n = r["viewers"].as_u64().unwrap_or(0);
+    let j: Vec<u64> = r["joined_per_rep"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    match (j.iter().min(), j.iter().max()) {
+        (Some(lo), Some(hi)) if lo == hi => format!("{lo}/{n}"),
+        (Some(lo), Some(hi)) => format!("{lo}-{hi}/{n}"),
+        _ => "-".into(),
+    }
+}
+
+/// What a row is, beyond its figures.
+fn note(r: &Value) -> String {
+    if let Some(why) = r["not_run"].as_str() {
+        return format!("**not run**: {why}");
+    }
+    let mut notes = vec![];
+    let (run, failed) = (
+        r["reps_run"].as_u64().unwrap_or(0),
+        r["reps_failed"].as_u64().unwrap_or(0),
+    );
+    let tried = run + failed;
+    if r["saturated"] == json!(true) {
+        notes.push(format!(
+            "**saturated** in {} of {tried} reps: larger N not run",
+            r["saturated_reps"]
+        ));
+    }
+    if r["stopped_early"] == json!(true) {
+        notes.push(format!(
+            "stopped early: {tried} of {} planned reps run, the rest skipped once saturated",
+            r["reps_planned"]
+        ));
+    }
+    if failed > 0 {
+        let first = r["errors"]
+            .as_array()
+            .and_then(|e| e.first())
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let first: String = first.chars().take(80).collect();
+        notes.push(format!("{failed} rep(s) failed ({first})"));
+    }
+    let tool = r["tool_saturated_reps"].as_u64().unwrap_or(0);
+    if tool > 0 {
+        notes.push(format!("tool CPU > 85 % in {tool} of {run} reps"));
+    }
+    notes.join("; ")
+}
+
+/// The Markdown table of the rows, then the ratios Fluo / Janus.
+pub fn markdown(rows: &[Value], ratios: &[Value]) -> String {
+    let mut t = String::from(
+        "| viewers | server | viewer TWCC | reps | joined | CPU-µs/packet | server CPU % | loss % | fps | join p50/p99 ms | latency p50/p99 ms | RSS/viewer KiB | threads | tool CPU % | idle CPU % | note |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let m = &r["figures"];
+        let twcc = r["viewer_twcc"].as_str().unwrap_or("?");
+        let _ = writeln!(
+            t,
+            "| {} | {} | {twcc} | {}/{} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} | {} | {} | {} | {} |",
+            r["viewers"],
+            r["server"].as_str().unwrap_or_default(),
+            r["reps_run"],
+            r["reps_planned"],
+            joined_cell(r),
+            cell(m, "server_cpu_us_per_packet", 2),
+            cell(m, "server_cpu_pct", 1),
+            cell(m, "loss_pct", 2),
+            cell(m, "fps_p50", 1),
+            cell(m, "join_ms_p50", 1),
+            cell(m, "join_ms_p99", 1),
+            cell(m, "latency_ms_p50", 2),
+            cell(m, "latency_ms_p99", 2),
+            cell(m, "rss_per_viewer_kib", 0),
+            cell(m, "threads", 0),
+            cell(m, "tool_cpu_pct", 1),
+            cell(m, "idle_cpu_pct_2s_after", 2),
+            note(r),
+        );
+    }
+    t.push_str(
+        "\nreps: repetitions with figures / planned; joined: viewers that received media / N \
+         (fewest-most over the repetitions); viewer TWCC: whether the viewers' negotiated \
+         answers carried transport-wide congestion control (? = not recorded); figures: median \
+         over the repetitions (mean of the middle two when even). Saturation: ",
+    );
+    t.push_str(SATURATION_RULE);
+    t.push_str(".\n");
+    // In the order of the rows: each Janus configuration without TWCC, then with it.
+    let mut against: Vec<&str> = vec![];
+    for a in ratios.iter().filter_map(|r| r["against"].as_str()) {
+        if !against.contains(&a) {
+            against.push(a);
+        }
+    }
+    if against.is_empty() {
+        return t;
+    }
+    if against.iter().any(|a| like_for_like(a)) {
+        t.push_str("\nFluo / Janus, CPU per packet (like for like: the `-no-twcc` columns, whose viewers decline TWCC as Fluo's do):\n\n| viewers |");
+    } else {
+        t.push_str("\nFluo / Janus, CPU per packet (Janus's viewers with TWCC: no like-for-like column):\n\n| viewers |");
+    }
+    for a in &against {
+        let _ = write!(t, " / {a} |");
+    }
+    t.push_str("\n|---|");
+    t.push_str(&"---|".repeat(against.len()));
+    t.push('\n');
+    let mut ns: Vec<u64> = ratios
+        .iter()
+        .filter_map(|r| r["viewers"].as_u64())
+        .collect();
+    ns.dedup();
+    for n in ns {
+        let _ = write!(t, "| {n} |");
+        for a in &against {
+            let r = ratios
+                .iter()
+                .find(|r| r["viewers"] == json!(n) && r["against"] == json!(a));
+            let c = r.map_or("-".to_string(), |r| {
+                let mut c = format!("{:.2}", r["fluo_over_janus"].as_f64().unwrap_or(f64::NAN));
+                if r["janus_saturated"] == json!(true) {
+                    c.push_str(" (Janus saturated)");
+                }
+                if r["fluo_saturated"] == json!(true) {
+                    c.push_str(" (Fluo saturated)");
+                }
+                c
+            });
+            let _ = write!(t, " {c} |");
+        }
+        t.push('\n');
+    }
+    t
+}
+
+/// The rows with figures, as the plots take them: (server, viewers, figures).
+pub fn plotted(rows: &[Value]) -> Vec<Run> {
+    rows.iter()
+        .filter(|r| r["figures"].is_object())
+        .filter_map(|r| {
+            Some((
+                r["server"].as_str()?.to_string(),
+                r["viewers"].as_u64()? as usize,
+                r["figures"].clone(),
+            ))
+        })
+        .collect()
+}
+
+/// The rows of a results file, and what the reader should know of it. Files before format
+/// 2 have no rows: they are rebuilt from their runs, with the medians as the file stored
+/// them (with two repetitions, the larger value then).
+pub fn from_file(v: &Value) -> Result<(Vec<Value>, Vec<String>), String> {
+    if v["format"].as_u64() == Some(FORMAT) {
+        let rows = v["rows"]
+            .as_array()
+            .cloned()
+            .ok_or("a format 2 results file without rows")?;
+        return Ok((rows, vec![]));
+    }
+    if let Some(f) = v["format"].as_u64() {
+        return Err(format!(
+            "results file format {f}: this fluo-bench reads formats up to {FORMAT}"
+        ));
+    }
+    let runs: Vec<Run> = v["runs"]
+        .as_array()
+        .ok_or("neither rows nor runs in this file: not a fluo-bench results file")?
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r["server"].as_str()?.to_string(),
+                r["viewers"].as_u64()? as usize,
+                r["figures"].clone(),
+            ))
+        })
+        .collect();
+    let stored: Vec<Run> = v["medians"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            Some((
+                m["server"].as_str()?.to_string(),
+                m["viewers"].as_u64()? as usize,
+                m["figures"].clone(),
+            ))
+        })
+        .collect();
+    let mut servers: Vec<String> = vec![];
+    let mut viewers: Vec<usize> = vec![];
+    for r in runs.iter().chain(&stored) {
+        if !servers.contains(&r.0) {
+            servers.push(r.0.clone());
+        }
+        if !viewers.contains(&r.1) {
+            viewers.push(r.1);
+        }
+    }
+    viewers.sort_unstable();
+    let planned = v["plan"]["repetitions"].as_u64().unwrap_or(3) as usize;
+    let rows = build(&runs, &servers, &viewers, planned, Some(&stored));
+    let notes = vec![
+        "results file of the older format: the medians are as it stored them (with two \
+         repetitions, the larger value); a saturated server skipped its remaining \
+         repetitions; Janus's HTTP client opened a TCP connection per request inside the \
+         join clock; Janus's viewers used TWCC, and whether Fluo's did depends on its commit \
+         (declined for viewers from 56ec72c on)"
+            .to_string(),
+    ];
+    Ok((rows, notes))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,220 @@
+use super::*;
+
+fn fig(cpu: f64, loss: f64, joined: u64, twcc: u64) -> Value {
+    json!({"server_cpu_us_per_packet": cpu, "loss_pct": loss, "joined": joined,
+           "viewers_with_twcc": twcc, "tool_saturated": false, "errors": []})
+}
+
+fn run(server: &str, n: usize, f: Value) -> Run {
+    (server.to_string(), n, f)
+}
+
+fn row<'a>(rows: &'a [Value], server: &str, n: u64) -> &'a Value {
+    rows.iter()
+        .find(|r| r["server"] == server && r["viewers"] == n)
+        .unwrap_or_else(|| panic!("no row {server} {n}"))
+}
+
+/// Every planned repetition of the N where a server saturates is run and counted, the row
+/// says it is saturated, and the larger N says why it was not run.
+#[test]
+fn saturated_rows_and_rows_not_run_say_so() {
+    let runs = vec![
+        run("fluo", 100, fig(11.0, 0.0, 100, 0)),
+        run("fluo", 100, fig(12.0, 0.0, 100, 0)),
+        run("fluo", 100, fig(13.0, 0.0, 100, 0)),
+        run("janus-tuned", 100, fig(20.0, 0.0, 100, 100)),
+        run("janus-tuned", 100, fig(40.0, 30.0, 90, 90)),
+        run("janus-tuned", 100, fig(22.0, 0.0, 100, 100)),
+    ];
+    let servers = vec!["fluo".to_string(), "janus-tuned".to_string()];
+    let rows = build(&runs, &servers, &[100, 200], 3, None);
+    let j = row(&rows, "janus-tuned", 100);
+    assert_eq!(j["reps_run"], 3);
+    assert_eq!(j["reps_planned"], 3);
+    assert_eq!(j["saturated"], true);
+    assert_eq!(j["saturated_reps"], 1);
+    assert_eq!(j["stopped_early"], false);
+    assert_eq!(j["viewer_twcc"], "on");
+    assert_eq!(j["figures"]["server_cpu_us_per_packet"], 22.0);
+    assert_eq!(joined_cell(j), "90-100/100");
+    assert_eq!(
+        row(&rows, "janus-tuned", 200)["not_run"],
+        "saturated at N=100"
+    );
+    let f = row(&rows, "fluo", 200);
+    assert_eq!(
+        f["not_run"], "not run",
+        "no run, and nothing saturated before"
+    );
+    assert_eq!(row(&rows, "fluo", 100)["viewer_twcc"], "off");
+    assert_eq!(joined_cell(row(&rows, "fluo", 100)), "100/100");
+
+    let md = markdown(&rows, &ratios(&rows));
+    assert!(md.contains("| viewer TWCC | reps | joined |"), "{md}");
+    assert!(
+        md.contains("| 100 | janus-tuned | on | 3/3 | 90-100/100 | 22.00 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("**saturated** in 1 of 3 reps: larger N not run |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 200 | janus-tuned | ? | 0/3 | - | - |"),
+        "{md}"
+    );
+    assert!(md.contains("**not run**: saturated at N=100 |"), "{md}");
+    assert!(md.contains("| 100 | 0.55 (Janus saturated) |"), "{md}");
+}
+
+/// A repetition that failed is not a figure: the row counts it and says why.
+#[test]
+fn failed_repetitions_are_counted_apart() {
+    let runs = vec![
+        run("fluo", 10, fig(20.0, 0.0, 10, 0)),
+        run(
+            "fluo",
+            10,
+            json!({"viewers": 10, "errors": ["no publisher"]}),
+        ),
+        run("fluo", 10, fig(30.0, 0.0, 10, 0)),
+    ];
+    let rows = build(&runs, &["fluo".to_string()], &[10], 3, None);
+    let r = &rows[0];
+    assert_eq!(
+        (r["reps_run"].clone(), r["reps_failed"].clone()),
+        (json!(2), json!(1))
+    );
+    // Median of two: the mean of both, not the larger.
+    assert_eq!(r["figures"]["server_cpu_us_per_packet"], 25.0);
+    assert_eq!(r["saturated"], true, "a failed repetition stops larger N");
+    assert!(
+        note(r).contains("1 rep(s) failed (no publisher)"),
+        "{}",
+        note(r)
+    );
+}
+
+/// The like-for-like ratio is the one against the Janus whose viewers decline TWCC.
+#[test]
+fn ratios_mark_the_like_for_like_one() {
+    let runs = vec![
+        run("fluo", 50, fig(10.0, 0.0, 50, 0)),
+        run("janus-tuned", 50, fig(25.0, 0.0, 50, 50)),
+        run("janus-tuned-no-twcc", 50, fig(20.0, 0.0, 50, 0)),
+    ];
+    let servers: Vec<String> = ["fluo", "janus-tuned-no-twcc", "janus-tuned"]
+        .map(String::from)
+        .to_vec();
+    let rows = build(&runs, &servers, &[50], 1, None);
+    let r = ratios(&rows);
+    assert_eq!(r.len(), 2);
+    let l = r
+        .iter()
+        .find(|x| x["like_for_like"] == true)
+        .expect("like for like");
+    assert_eq!(l["against"], "janus-tuned-no-twcc");
+    assert_eq!(l["fluo_over_janus"], 0.5);
+    let md = markdown(&rows, &r);
+    assert!(
+        md.contains("(like for like: the `-no-twcc` columns"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| viewers | / janus-tuned-no-twcc | / janus-tuned |\n|---|---|---|\n| 50 | 0.50 | 0.40 |"),
+        "{md}"
+    );
+}
+
+/// The results file published with docs/perf.md before format 2 still reads: its medians
+/// as stored, and what each row was (janus-packaged at 200: the worse of two runs; tuned
+/// Janus at 500: one run with 468 of 500 viewers).
+#[test]
+fn reads_an_old_results_file() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/results/2026-11-27-3cc9b04.json"
+    );
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("file")).expect("json");
+    let (rows, notes) = from_file(&v).expect("old format");
+    assert_eq!(notes.len(), 1);
+    let p = row(&rows, "janus-packaged", 200);
+    assert_eq!(
+        (p["reps_run"].clone(), p["reps_planned"].clone()),
+        (json!(2), json!(3))
+    );
+    assert_eq!(p["stopped_early"], true);
+    assert_eq!(p["viewer_twcc"], Value::Null, "not recorded then");
+    let loss = p["figures"]["loss_pct"].as_f64().expect("stored median");
+    assert!((loss - 44.596).abs() < 0.01, "{loss}");
+    let t = row(&rows, "janus-tuned", 500);
+    assert_eq!(t["reps_run"], 1);
+    assert_eq!(joined_cell(t), "468/500");
+    assert_eq!(
+        row(&rows, "janus-tuned", 1000)["not_run"],
+        "saturated at N=500"
+    );
+    assert_eq!(
+        row(&rows, "janus-packaged", 500)["not_run"],
+        "saturated at N=200"
+    );
+    let md = markdown(&rows, &ratios(&rows));
+    assert!(
+        md.contains("| 500 | janus-tuned | ? | 1/3 | 468/500 | 37.20 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("stopped early: 1 of 3 planned reps run"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 200 | 0.44 | 0.20 (Janus saturated) |"),
+        "{md}"
+    );
+
+    assert!(from_file(&json!({"format": 9})).is_err());
+    assert!(from_file(&json!({"medians": []})).is_err());
+}
+
+/// A server that saturates in its first repetition at some N still runs the other planned
+/// repetitions of that N (before, it skipped them, which made rows of one or two runs
+/// printed as medians of three), and no larger N.
+#[test]
+fn saturation_skips_larger_n_only() {
+    let mut sat = Saturation::default();
+    let mut runs = vec![run("janus-packaged", 100, fig(30.0, 0.0, 100, 100))];
+    assert!(sat.after(100, &runs).is_empty());
+    // Repetition 1 of 200 loses 44 %: repetitions 2 and 3 of 200 are still run.
+    runs.push(run("janus-packaged", 200, fig(55.0, 44.0, 200, 200)));
+    assert_eq!(sat.not_run_at("janus-packaged", 200), None);
+    runs.push(run("janus-packaged", 200, fig(50.0, 10.0, 200, 200)));
+    runs.push(run("janus-packaged", 200, fig(52.0, 30.0, 200, 200)));
+    assert_eq!(sat.after(200, &runs), vec!["janus-packaged".to_string()]);
+    assert_eq!(sat.not_run_at("janus-packaged", 500), Some(200));
+    assert_eq!(sat.not_run_at("fluo", 500), None);
+    // Fewer than half joined is saturated too.
+    runs.push(run("fluo", 500, fig(10.0, 0.0, 240, 0)));
+    assert_eq!(sat.after(500, &runs), vec!["fluo".to_string()]);
+    assert!(sat.after(500, &runs).is_empty(), "noted once");
+    assert_eq!(
+        sat.to_json(),
+        json!([{"server": "janus-packaged", "at_viewers": 200},
+               {"server": "fluo", "at_viewers": 500}])
+    );
+    let rows = build(
+        &runs,
+        &["janus-packaged".to_string()],
+        &[100, 200, 500],
+        3,
+        None,
+    );
+    let r = row(&rows, "janus-packaged", 200);
+    assert_eq!(
+        (r["reps_run"].clone(), r["saturated_reps"].clone()),
+        (json!(3), json!(2))
+    );
+    assert_eq!(r["figures"]["server_cpu_us_per_packet"], 52.0);
+    assert_eq!(r["stopped_early"], false);
+}
