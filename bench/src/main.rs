@@ -522,3 +522,45 @@ fn smoke_rows(rows: &[Value]) -> bool {
     }
     ok
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good(twcc: u64) -> Value {
+        json!({"joined": 10, "loss_pct": 0.0, "server_cpu_us_per_packet": 20.0, "fps_p50": 30.0,
+               "latency_ms_p50": 1.0, "viewers_with_twcc": twcc,
+               "signalling_connections": 11, "connections_opened_in_joins": 0})
+    }
+
+    /// The smoke run fails a row whose TWCC is not what its name says, or whose joins
+    /// opened a signalling connection (as the per-request Janus client did).
+    #[test]
+    fn smoke_check_holds_twcc_and_connections() {
+        assert!(smoke_check(Kind::Fluo, 10, &good(0)));
+        assert!(smoke_check(Kind::JanusTuned, 10, &good(10)));
+        assert!(smoke_check(Kind::JanusPackagedNoTwcc, 10, &good(0)));
+        assert!(
+            !smoke_check(Kind::Fluo, 10, &good(10)),
+            "Fluo declines TWCC"
+        );
+        assert!(!smoke_check(Kind::JanusTunedNoTwcc, 10, &good(10)));
+        assert!(!smoke_check(Kind::JanusPackaged, 10, &good(3)));
+        let mut f = good(10);
+        f["connections_opened_in_joins"] = json!(40);
+        assert!(!smoke_check(Kind::JanusTuned, 10, &f));
+        let mut f = good(10);
+        f.as_object_mut()
+            .map(|o| o.remove("signalling_connections"));
+        assert!(!smoke_check(Kind::JanusTuned, 10, &f));
+        let rows = rows::build(
+            &[("fluo".into(), 10, good(0))],
+            &["fluo".into(), "janus-tuned".into()],
+            &[10],
+            1,
+            None,
+        );
+        assert!(smoke_rows(&rows[..1]));
+        assert!(!smoke_rows(&rows), "janus-tuned has no repetition");
+    }
+}
