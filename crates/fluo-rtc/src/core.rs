@@ -1193,6 +1193,7 @@ impl MediaCore {
                 }
             }
             Event::EgressBitrateEstimate(str0m::bwe::BweKind::Remb { estimate, .. }) => {
+                tracing::trace!(id = %ep.id, bps = estimate.as_u64(), "REMB from the peer");
                 ep.receive_estimate = Some(estimate.as_u64());
             }
             Event::KeyframeRequest(r) => {

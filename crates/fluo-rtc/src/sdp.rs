@@ -39,10 +39,13 @@ const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide
 /// (str0m keeps the last 1000, about 64 KiB per viewer) and the feedback the viewer returns
 /// every few milliseconds would all be spent for nothing.
 ///
-/// REMB goes too. A browser that loses TWCC would fall back to REMB, and the publisher would
-/// then be held to its slowest viewer's estimate, ramping up from a low start. Before this
-/// change Chromium never sent REMB beside TWCC, so publishers keep their behaviour. Sections
-/// where the peer sends keep both: its own bandwidth estimate needs the feedback.
+/// `goog-remb` goes from what str0m reads too, but that declines nothing: str0m's answer
+/// carries the feedback its codecs are configured with (`goog-remb` on video) whatever the
+/// offer had, and Chromium sends REMB for video that arrives without TWCC sequence numbers
+/// whether or not `goog-remb` was agreed (Chromium 156, measured with and without it in the
+/// answer). So receive-only viewers send REMB, and the publisher is held to the lowest of
+/// their estimates (`MediaCore::update_remb`), as KMS holds it. Sections where the peer sends
+/// keep both: its own bandwidth estimate needs the feedback.
 pub(crate) fn without_egress_feedback(sdp: &str) -> std::borrow::Cow<'_, str> {
     if !sdp.contains(TWCC_URI) && !sdp.contains(" goog-remb") {
         return sdp.into();

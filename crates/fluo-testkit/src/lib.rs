@@ -11,5 +11,5 @@ pub mod storm;
 pub mod udp_peer;
 mod world;
 
-pub use browser::{Browser, RtpSeen};
+pub use browser::{agreed_feedback, Browser, FeedbackSent, RtpSeen};
 pub use world::World;

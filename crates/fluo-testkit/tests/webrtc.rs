@@ -480,15 +480,30 @@ fn data_channel_messages_are_relayed_between_connected_endpoints() {
     assert_eq!(more, 1);
 }
 
+/// A viewer's str0m configured as a peer without transport-wide congestion control (no TWCC
+/// header extension).
+fn without_twcc(c: str0m::RtcConfig) -> str0m::RtcConfig {
+    let mut exts = str0m::rtp::ExtensionMap::empty();
+    for (id, e) in str0m::rtp::ExtensionMap::standard().iter() {
+        if *e != str0m::rtp::Extension::TransportSequenceNumber {
+            exts.set(id, e.clone());
+        }
+    }
+    c.set_extension_map(exts)
+}
+
 #[test]
-fn the_publisher_is_asked_for_the_least_its_viewers_and_settings_allow() {
+fn the_publisher_is_asked_for_the_least_its_settings_and_its_receive_only_viewers_allow() {
     let mut w = World::new();
-    let (_, eps) = pipeline_with_endpoints(&mut w, 3);
+    let (_, eps) = pipeline_with_endpoints(&mut w, 4);
     let publisher = w.join("pub", false, &eps[0], Direction::SendOnly);
     let v1 = w.join("v1", false, &eps[1], Direction::RecvOnly);
     w.join("v2", false, &eps[2], Direction::RecvOnly);
-    w.invoke(&eps[0], "connect", json!({"sink": eps[1]}));
-    w.invoke(&eps[0], "connect", json!({"sink": eps[2]}));
+    // A viewer that also sends (one-to-one): TWCC agreed.
+    let v3 = w.join("v3", false, &eps[3], Direction::SendRecv);
+    for v in &eps[1..] {
+        w.invoke(&eps[0], "connect", json!({"sink": v}));
+    }
     w.invoke(
         &eps[0],
         "setMaxVideoRecvBandwidth",
@@ -504,11 +519,19 @@ fn the_publisher_is_asked_for_the_least_its_viewers_and_settings_allow() {
         last, 800_000,
         "capped by the publisher's maxVideoRecvBandwidth"
     );
-    // One viewer can only take 300 kbps: the publisher is asked for that.
-    w.browsers[v1].ask_for_bitrate(300_000);
+    // A receive-only viewer gets no TWCC, so (like Chromium) it sends REMB: when it can only
+    // take 300 kbps, the publisher is asked for that.
+    assert!(w.browsers[v1].sends_remb());
+    assert!(w.browsers[v1].ask_for_bitrate(300_000));
     w.stream(&[publisher], Duration::from_secs(2));
     let last = *w.browsers[publisher].remb_in.last().unwrap();
     assert_eq!(last, 300_000, "folded from the slowest viewer");
+    // A viewer with TWCC agreed sends no REMB (Chromium estimates from TWCC feedback then):
+    // its estimate never reaches the publisher.
+    assert!(!w.browsers[v3].sends_remb());
+    assert!(!w.browsers[v3].ask_for_bitrate(50_000));
+    w.stream(&[publisher], Duration::from_secs(2));
+    assert_eq!(*w.browsers[publisher].remb_in.last().unwrap(), 300_000);
     // A viewer's maxVideoSendBandwidth also caps what the publisher is asked for.
     w.invoke(
         &eps[2],
@@ -531,6 +554,49 @@ fn the_publisher_is_asked_for_the_least_its_viewers_and_settings_allow() {
         json!({"maxVideoRecvBandwidth": -5}),
     );
     assert_eq!(e["code"], 40107);
+}
+
+#[test]
+fn the_in_memory_browser_sends_remb_only_without_twcc_and_twcc_feedback_only_where_agreed() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 4);
+    let tap = |c: str0m::RtcConfig| c.enable_raw_packets(true);
+    let publisher = w.join("pub", false, &eps[0], Direction::SendOnly);
+    // A receive-only viewer: Fluo's answer declines TWCC on its sections.
+    let recvonly = w.add_browser_with("recvonly", false, tap);
+    w.negotiate_browser_offer(recvonly, &eps[1], Direction::RecvOnly);
+    // Send-receive: TWCC agreed.
+    let both = w.add_browser_with("sendrecv", false, tap);
+    w.negotiate_browser_offer(both, &eps[2], Direction::SendRecv);
+    // Send-receive from a peer without TWCC.
+    let no_twcc = w.add_browser_with("no-twcc", false, |c| tap(without_twcc(c)));
+    w.negotiate_browser_offer(no_twcc, &eps[3], Direction::SendRecv);
+    for v in &eps[1..] {
+        w.invoke(&eps[0], "connect", json!({"sink": v}));
+    }
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], Duration::from_secs(1));
+    let asked: Vec<bool> = [recvonly, both, no_twcc]
+        .iter()
+        .map(|b| w.browsers[*b].ask_for_bitrate(500_000))
+        .collect();
+    assert_eq!(asked, [true, false, true]);
+    w.stream(&[publisher], Duration::from_secs(2));
+    let sent = |w: &World, b: usize| w.browsers[b].feedback_sent;
+    for b in [recvonly, both, no_twcc] {
+        let f = w.browsers[b].frames_in;
+        assert!(f[1] >= 50, "{}: {f:?}", w.browsers[b].name);
+    }
+    assert!(sent(&w, recvonly).remb >= 1, "{:?}", sent(&w, recvonly));
+    assert_eq!(
+        sent(&w, recvonly).twcc,
+        0,
+        "TWCC declined: no TWCC feedback"
+    );
+    assert_eq!(sent(&w, both).remb, 0, "TWCC agreed: no REMB");
+    assert!(sent(&w, both).twcc > 10, "{:?}", sent(&w, both));
+    assert!(sent(&w, no_twcc).remb >= 1, "{:?}", sent(&w, no_twcc));
+    assert_eq!(sent(&w, no_twcc).twcc, 0);
 }
 
 #[test]
