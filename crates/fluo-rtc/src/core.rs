@@ -306,7 +306,11 @@ impl Ep {
         let mut cur: Option<Kind> = None;
         for l in sdp.lines() {
             if let Some(m) = l.strip_prefix("m=") {
-                cur = if m.starts_with("audio") {
+                // A rejected section (port 0) carries nothing.
+                let rejected = m.split_whitespace().nth(1) == Some("0");
+                cur = if rejected {
+                    None
+                } else if m.starts_with("audio") {
                     Some(AUDIO)
                 } else if m.starts_with("video") {
                     Some(VIDEO)

@@ -17,6 +17,7 @@ mod learnt;
 mod net;
 mod pool;
 mod sdp;
+mod sections;
 mod settings;
 mod shell;
 mod stun;

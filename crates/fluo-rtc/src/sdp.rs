@@ -135,87 +135,6 @@ pub(crate) fn first_mid(sdp: &str) -> Option<String> {
         .find_map(|l| l.trim_end().strip_prefix("a=mid:").map(str::to_string))
 }
 
-/// An offer's data-channel section that an endpoint without `useDataChannels` declines.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Declined {
-    /// Its place among the offer's m-sections.
-    index: usize,
-    /// Its m-line's protocol and format (`UDP/DTLS/SCTP webrtc-datachannel`).
-    proto: String,
-    mid: Option<String>,
-}
-
-/// The offer without its `m=application` (data channel) section, and that section, so that
-/// the answer can decline it (as KMS does without `useDataChannels`). The section's mid
-/// leaves the BUNDLE group too.
-pub(crate) fn without_data_channels(offer: &str) -> (String, Option<Declined>) {
-    let mut out = String::with_capacity(offer.len());
-    let mut declined: Option<Declined> = None;
-    let (mut index, mut skipping) = (0usize, false);
-    for line in offer.split_inclusive('\n') {
-        let body = line.trim_end_matches(['\r', '\n']);
-        if let Some(m) = body.strip_prefix("m=") {
-            skipping = declined.is_none() && m.starts_with("application ");
-            if skipping {
-                let proto = m.splitn(3, ' ').nth(2).unwrap_or_default().to_string();
-                declined = Some(Declined {
-                    index,
-                    proto,
-                    mid: None,
-                });
-            }
-            index += 1;
-        }
-        if skipping {
-            if let (Some(mid), Some(d)) = (body.strip_prefix("a=mid:"), declined.as_mut()) {
-                d.mid = Some(mid.to_string());
-            }
-            continue;
-        }
-        out.push_str(line);
-    }
-    let Some(mid) = declined.as_ref().and_then(|d| d.mid.clone()) else {
-        return (out, declined);
-    };
-    let mut regrouped = String::with_capacity(out.len());
-    for line in out.split_inclusive('\n') {
-        let body = line.trim_end_matches(['\r', '\n']);
-        match body.strip_prefix("a=group:BUNDLE") {
-            Some(mids) => {
-                let kept: Vec<&str> = mids.split_whitespace().filter(|m| *m != mid).collect();
-                regrouped.push_str(&format!("a=group:BUNDLE {}\r\n", kept.join(" ")));
-            }
-            None => regrouped.push_str(line),
-        }
-    }
-    (regrouped, declined)
-}
-
-/// The answer with the declined data-channel section back in its place, rejected (port 0).
-pub(crate) fn with_declined(answer: &str, d: &Declined) -> String {
-    let mut rejected = format!("m=application 0 {}\r\nc=IN IP4 0.0.0.0\r\n", d.proto);
-    if let Some(mid) = &d.mid {
-        rejected.push_str(&format!("a=mid:{mid}\r\n"));
-    }
-    let mut out = String::with_capacity(answer.len() + rejected.len());
-    let mut index = 0usize;
-    let mut placed = false;
-    for line in answer.split_inclusive('\n') {
-        if line.starts_with("m=") {
-            if index == d.index {
-                out.push_str(&rejected);
-                placed = true;
-            }
-            index += 1;
-        }
-        out.push_str(line);
-    }
-    if !placed {
-        out.push_str(&rejected);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,33 +189,6 @@ mod tests {
         assert!(out.contains("a=ssrc:2 msid:aaa t2\r\n"));
         assert!(!out.contains("bbb"));
         assert_eq!(first_mid(&out).as_deref(), Some("0"));
-    }
-
-    #[test]
-    fn a_declined_data_channel_section_leaves_the_offer_and_returns_rejected() {
-        let offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1 2\r\n\
-            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
-            m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:1\r\na=sctp-port:5000\r\n\
-            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\n";
-        let (stripped, d) = without_data_channels(offer);
-        let d = d.expect("a data-channel section");
-        assert!(!stripped.contains("m=application"));
-        assert!(!stripped.contains("sctp-port"));
-        assert!(stripped.contains("a=group:BUNDLE 0 2\r\n"), "{stripped}");
-        let answer = "v=0\r\na=group:BUNDLE 0 2\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:2\r\n";
-        let full = with_declined(answer, &d);
-        let mlines: Vec<&str> = full.lines().filter(|l| l.starts_with("m=")).collect();
-        assert_eq!(
-            mlines,
-            [
-                "m=audio 9 X 111",
-                "m=application 0 UDP/DTLS/SCTP webrtc-datachannel",
-                "m=video 9 X 96"
-            ]
-        );
-        assert!(full.contains("m=application 0 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\nm=video"));
-        let (same, none) = without_data_channels(answer);
-        assert_eq!((same.as_str(), none), (answer, None));
     }
 }
 

@@ -811,3 +811,106 @@ a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01
     assert!(w.connect_all(Duration::from_secs(5)), "still works");
     let _ = b;
 }
+
+/// The offer of a plain RTP client (no ICE, no DTLS), as seen in the field.
+const PLAIN_RTP_OFFER: &str = "v=0\r\no=- 1400 1400 IN IP4 192.0.2.10\r\ns=-\r\n\
+    c=IN IP4 192.0.2.10\r\nt=0 0\r\nm=video 52126 RTP/AVP 96 97 98\r\nb=AS:384\r\n\
+    a=rtpmap:96 H264/90000\r\na=fmtp:96 profile-level-id=42e01f;packetization-mode=1\r\n\
+    a=rtpmap:97 MP4V-ES/90000\r\na=rtpmap:98 H263-1998/90000\r\na=recvonly\r\n";
+
+fn m_lines(sdp: &str) -> Vec<&str> {
+    sdp.lines().filter(|l| l.starts_with("m=")).collect()
+}
+
+#[test]
+fn an_offer_of_plain_rtp_is_answered_with_its_m_line_rejected_as_kms_does() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 2);
+    let ep = &eps[0];
+    w.subscribe(ep, "IceCandidateFound");
+    w.subscribe(ep, "IceGatheringDone");
+    let answer = w.invoke(ep, "processOffer", json!({ "offer": PLAIN_RTP_OFFER }));
+    let answer = answer.as_str().expect("an SDP answer").to_string();
+    assert_eq!(m_lines(&answer), ["m=video 0 RTP/AVP 96 97 98"], "{answer}");
+    assert!(answer.starts_with("v=0\r\no=- "), "{answer}");
+    assert_eq!(
+        w.invoke(ep, "getRemoteSessionDescriptor", json!({})),
+        PLAIN_RTP_OFFER
+    );
+    assert_eq!(
+        w.invoke(ep, "getLocalSessionDescriptor", json!({})),
+        answer.as_str()
+    );
+    // Negotiated: later offers are refused, as KMS refuses a second one.
+    for (op, params) in [
+        ("processOffer", json!({ "offer": PLAIN_RTP_OFFER })),
+        ("generateOffer", json!({})),
+    ] {
+        let e = w.invoke_err(ep, op, params);
+        assert_eq!(e["code"], 40208, "{op}: {e}");
+    }
+    // Nothing to gather for, nothing stuck: a source connected to it, time passing, release.
+    w.invoke(ep, "gatherCandidates", json!({}));
+    let evs = w.events();
+    assert!(evs.iter().all(|(t, _)| t != "IceCandidateFound"), "{evs:?}");
+    assert_eq!(
+        evs.iter().filter(|(t, _)| t == "IceGatheringDone").count(),
+        1
+    );
+    let publisher = w.join("pub", false, &eps[1], Direction::SendOnly);
+    w.invoke(&eps[1], "connect", json!({"sink": ep}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], Duration::from_secs(1));
+    assert_eq!(
+        w.invoke(ep, "isMediaFlowingOut", json!({"mediaType": "VIDEO"})),
+        false
+    );
+    assert_eq!(w.core.endpoint_count(), 2);
+    w.ok("release", json!({ "object": ep }));
+    w.settle();
+    assert_eq!(w.core.endpoint_count(), 1);
+}
+
+#[test]
+fn a_plain_rtp_section_among_webrtc_ones_is_rejected_in_its_place_and_the_rest_works() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 1);
+    let ep = &eps[0];
+    w.invoke(ep, "connect", json!({"sink": ep}));
+    let b = w.add_browser("alice", false);
+    let cand = w.browsers[b].candidate_json();
+    w.invoke(ep, "addIceCandidate", json!({ "candidate": cand }));
+    let offer = w.browsers[b].offer(Direction::SendRecv);
+    // A plain RTP section between the browser's audio and video.
+    let video_at = offer.find("m=video").expect("a video section");
+    let plain = "m=video 5004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=mid:plain\r\n";
+    let mixed = format!("{}{plain}{}", &offer[..video_at], &offer[video_at..]);
+    let answer = w.invoke(ep, "processOffer", json!({ "offer": mixed }));
+    let answer = answer.as_str().unwrap().to_string();
+    let m = m_lines(&answer);
+    assert_eq!(m.len(), 3, "{answer}");
+    assert!(m[0].starts_with("m=audio 9 UDP/TLS/RTP/SAVPF "), "{m:?}");
+    assert_eq!(m[1], "m=video 0 RTP/AVP 96");
+    assert!(m[2].starts_with("m=video 9 UDP/TLS/RTP/SAVPF "), "{m:?}");
+    let mids: Vec<&str> = answer
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=mid:"))
+        .collect();
+    assert_eq!(mids[1], "plain", "{mids:?}");
+    // The browser never offered that section: it takes the answer without it.
+    let plain_answer = "m=video 0 RTP/AVP 96\r\nc=IN IP4 0.0.0.0\r\na=mid:plain\r\n";
+    assert!(answer.contains(plain_answer), "{answer}");
+    w.browsers[b].accept_answer(&answer.replace(plain_answer, ""));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[b], Duration::from_secs(2));
+    assert!(
+        w.browsers[b].frames_in[1] >= 50,
+        "{:?}",
+        w.browsers[b].frames_in
+    );
+    assert!(
+        w.browsers[b].frames_in[0] >= 80,
+        "{:?}",
+        w.browsers[b].frames_in
+    );
+}

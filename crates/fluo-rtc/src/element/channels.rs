@@ -72,9 +72,9 @@ impl WebRtcEndpoint {
     pub(super) fn data_channels_negotiated(&self, ep: &Ep) -> bool {
         // Declined without useDataChannels (the answer keeps a rejected m=application).
         self.options.data_channels
-            && ep
-                .local_sdp
-                .as_deref()
-                .is_some_and(|s| s.contains("m=application"))
+            && ep.local_sdp.as_deref().is_some_and(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("m=application ") && !l.starts_with("m=application 0 "))
+            })
     }
 }

@@ -1,23 +1,23 @@
 //! The WebRtcEndpoint as the engine sees it: negotiation and candidates on the signalling
-//! thread, routing changes passed to the media thread. Its ICE candidates are in
-//! `candidates`, its data channels in `channels`.
+//! thread, routing changes passed to the media thread. Offer and answer are in `negotiate`,
+//! its ICE candidates in `candidates`, its data channels in `channels`.
 
 mod candidates;
 mod channels;
+mod negotiate;
 mod session;
 
 use crate::core::{
     candidate_pair, kind_name, lock, obj, Control, Ctl, Ep, EpRef, AUDIO, DATA, VIDEO,
 };
-use crate::sdp::{first_mid, unify_msid};
+use crate::sdp::first_mid;
 use crate::settings::{self, CtorOptions};
 use crate::WebRtc;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
-use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{Direction, MediaKind};
+use str0m::media::Direction;
 use str0m::Candidate;
 
 pub(crate) struct WebRtcFactory {
@@ -118,131 +118,6 @@ impl WebRtcEndpoint {
 }
 
 impl WebRtcEndpoint {
-    fn process_offer(&mut self, offer: &str) -> Result<Value, KurentoError> {
-        crate::sdp::check_payload_types(offer)
-            .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot use the SDP offer", e))?;
-        // Without useDataChannels, as KMS: the data-channel section is declined (port 0).
-        let (offered, declined) = if self.options.data_channels {
-            (offer.to_string(), None)
-        } else {
-            crate::sdp::without_data_channels(offer)
-        };
-        let parsed = SdpOffer::from_sdp_string(&crate::sdp::without_egress_feedback(&offered))
-            .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot parse the SDP offer", e))?;
-        let ep_ref = self.ep.clone();
-        let prepared = self.prepare_candidates();
-        let mut ep = lock(&ep_ref);
-        if ep.negotiated || ep.pending_offer.is_some() {
-            return Err(KurentoError::new(
-                ErrorCode::SdpEndPointAlreadyNegotiated,
-                "This endpoint has already negotiated a session",
-            ));
-        }
-        self.add_candidates(&mut ep, prepared);
-        self.permit(offer.lines());
-        let answer = ep.rtc.sdp_api().accept_offer(parsed).map_err(|e| {
-            sdp_err(
-                ErrorCode::SdpEndPointProcessOfferError,
-                "Cannot process the SDP offer",
-                e,
-            )
-        })?;
-        let mut answer = unify_msid(&answer.to_sdp_string());
-        if let Some(d) = &declined {
-            answer = crate::sdp::with_declined(&answer, d);
-        }
-        ep.negotiated = true;
-        ep.remote_sdp = Some(offer.to_string());
-        ep.local_sdp = Some(answer.clone());
-        ep.learn_mids();
-        for c in std::mem::take(&mut ep.early_candidates) {
-            ep.rtc.add_remote_candidate(c);
-        }
-        drop(ep);
-        self.wake();
-        Ok(Value::from(answer))
-    }
-
-    fn generate_offer(&mut self, options: Option<&Value>) -> Result<Value, KurentoError> {
-        let want = |k: &str| {
-            options
-                .and_then(|o| o.get(k))
-                .and_then(Value::as_bool)
-                .unwrap_or(true)
-        };
-        let ep_ref = self.ep.clone();
-        let prepared = self.prepare_candidates();
-        let mut ep = lock(&ep_ref);
-        if ep.negotiated || ep.pending_offer.is_some() {
-            return Err(KurentoError::new(
-                ErrorCode::SdpEndPointAlreadyNegotiated,
-                "This endpoint has already negotiated a session",
-            ));
-        }
-        self.add_candidates(&mut ep, prepared);
-        let mut api = ep.rtc.sdp_api();
-        for (kind, receive) in [
-            (MediaKind::Audio, want("offerToReceiveAudio")),
-            (MediaKind::Video, want("offerToReceiveVideo")),
-        ] {
-            let dir = match (self.direction, receive) {
-                (Direction::SendRecv, true) => Direction::SendRecv,
-                (Direction::SendRecv, false) | (Direction::SendOnly, _) => Direction::SendOnly,
-                _ => Direction::RecvOnly,
-            };
-            api.add_media(kind, dir, None, None, None);
-        }
-        let Some((offer, pending)) = api.apply() else {
-            return Err(KurentoError::new(
-                ErrorCode::SdpEndPointGenerateOfferError,
-                "Nothing to offer",
-            ));
-        };
-        let text = unify_msid(&offer.to_sdp_string());
-        ep.pending_offer = Some(pending);
-        ep.local_sdp = Some(text.clone());
-        ep.learn_mids();
-        Ok(Value::from(text))
-    }
-
-    fn process_answer(&mut self, answer: &str) -> Result<Value, KurentoError> {
-        crate::sdp::check_payload_types(answer)
-            .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot use the SDP answer", e))?;
-        let parsed = SdpAnswer::from_sdp_string(answer)
-            .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot parse the SDP answer", e))?;
-        let mut ep = lock(&self.ep);
-        let Some(pending) = ep.pending_offer.take() else {
-            return Err(KurentoError::new(
-                if ep.negotiated {
-                    ErrorCode::SdpEndPointAnswerAlreadyProcessed
-                } else {
-                    ErrorCode::SdpEndPointNotOfferGenerated
-                },
-                "processAnswer needs an offer from generateOffer first",
-            ));
-        };
-        ep.rtc
-            .sdp_api()
-            .accept_answer(pending, parsed)
-            .map_err(|e| {
-                sdp_err(
-                    ErrorCode::SdpEndPointProcessAnswerError,
-                    "Cannot process the SDP answer",
-                    e,
-                )
-            })?;
-        ep.negotiated = true;
-        ep.remote_sdp = Some(answer.to_string());
-        self.permit(answer.lines());
-        for c in std::mem::take(&mut ep.early_candidates) {
-            ep.rtc.add_remote_candidate(c);
-        }
-        let local = ep.local_sdp.clone().unwrap_or_default();
-        drop(ep);
-        self.wake();
-        Ok(Value::from(local))
-    }
-
     fn add_ice_candidate(&mut self, cand: &Value) -> Result<Value, KurentoError> {
         let text = cand
             .get("candidate")
@@ -299,7 +174,17 @@ impl WebRtcEndpoint {
             .as_deref()
             .and_then(first_mid)
             .unwrap_or_else(|| "0".to_string());
-        for c in self.local_candidates() {
+        // An offer with nothing it could take negotiated no media: nothing to gather for.
+        let nothing = lock(&self.ep)
+            .local_sdp
+            .as_deref()
+            .is_some_and(|s| !crate::sections::has_media(s));
+        let candidates = if nothing {
+            vec![]
+        } else {
+            self.local_candidates()
+        };
+        for c in candidates {
             {
                 let line = c.to_sdp_string();
                 let line = line.strip_prefix("a=").unwrap_or(&line).to_string();
