@@ -22,7 +22,10 @@ use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
 mod forward;
+mod ice;
 mod ports;
+
+pub(crate) use ice::SocketChange;
 
 /// Audio or video, as an index.
 pub(crate) type Kind = usize;
@@ -378,6 +381,11 @@ pub(crate) enum Ctl {
         socket: Option<std::net::UdpSocket>,
         relay: Box<crate::turn::Relay>,
     },
+    /// Sockets bound for endpoint `key` alone (their addresses only, in memory).
+    OwnSockets {
+        key: u64,
+        sockets: Vec<(Option<std::net::UdpSocket>, SocketAddr)>,
+    },
     /// An endpoint's own STUN server: the media thread asks it for the sockets' public
     /// addresses.
     Discover {
@@ -493,6 +501,10 @@ pub struct MediaCore {
     dirty: Vec<u64>,
     /// Inside `receive_batch`: flush once at its end, not after every datagram.
     batching: bool,
+    /// Local addresses of the sockets bound for one endpoint alone (see `ice`).
+    own_sockets: HashMap<u64, Vec<SocketAddr>>,
+    /// Sockets for the shell to open or close.
+    socket_changes: VecDeque<ice::SocketChange>,
 }
 
 impl MediaCore {
@@ -524,6 +536,8 @@ impl MediaCore {
             timers: BinaryHeap::new(),
             dirty: vec![],
             batching: false,
+            own_sockets: HashMap::new(),
+            socket_changes: VecDeque::new(),
         }
     }
 
@@ -642,6 +656,7 @@ impl MediaCore {
                 self.drive(key);
                 self.eps.remove(&key);
                 self.forget(key);
+                self.close_own_sockets(key);
             }
             Ctl::Wake { key } => self.drive(key),
             Ctl::Route {
@@ -720,6 +735,7 @@ impl MediaCore {
             Ctl::KeyframeFor { key } => self.keyframe_for(key, VIDEO),
             Ctl::Discover { server } => self.discover.push_back(server),
             Ctl::AddRelay { socket, relay } => self.new_relays.push_back((socket, relay)),
+            Ctl::OwnSockets { key, sockets } => self.add_own_sockets(key, sockets),
             Ctl::Permit { ips, owner } => {
                 for ip in ips {
                     let key = (ip, owner.clone());
@@ -805,7 +821,7 @@ impl MediaCore {
             _ => {
                 // A new remote address must introduce itself with an ICE check, whose
                 // USERNAME names our endpoint: one lookup, no scan over all endpoints.
-                let found = stun_local_ufrag(data)
+                let found = ice::stun_local_ufrag(data)
                     .and_then(|u| self.by_ufrag.get(u).copied())
                     .filter(|k| {
                         self.eps.get(k).is_some_and(|e| {
@@ -1007,11 +1023,15 @@ impl MediaCore {
                             Some(l) if ep.nat.iter().any(|(x, p)| *x == l && *p == t.source) => l,
                             _ => locals.next().map_or(t.source, |(local, _)| *local),
                         };
+                        let contents: Vec<u8> = t.contents.into();
+                        if ice::is_binding_request(&contents) {
+                            self.note_check(key, source, t.destination);
+                        }
                         self.transmits.push_back(Datagram {
                             proto: t.proto,
                             source,
                             destination: t.destination,
-                            contents: t.contents.into(),
+                            contents,
                             tos: ep.tos,
                         });
                     }
@@ -1305,29 +1325,6 @@ impl MediaCore {
     }
 }
 
-/// The local ufrag named by a STUN message's USERNAME (`<our ufrag>:<their ufrag>`), if the
-/// datagram is a well-formed STUN message that has one.
-fn stun_local_ufrag(d: &[u8]) -> Option<&str> {
-    const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
-    if d.len() < 20 || d[0] & 0xc0 != 0 || d[4..8] != MAGIC {
-        return None;
-    }
-    let len = usize::from(u16::from_be_bytes([d[2], d[3]]));
-    let body = d.get(20..20 + len)?;
-    let mut i = 0;
-    while i + 4 <= body.len() {
-        let ty = u16::from_be_bytes([body[i], body[i + 1]]);
-        let alen = usize::from(u16::from_be_bytes([body[i + 2], body[i + 3]]));
-        let value = body.get(i + 4..i + 4 + alen)?;
-        if ty == 0x0006 {
-            let user = std::str::from_utf8(value).ok()?;
-            return user.split(':').next();
-        }
-        i += 4 + alen.div_ceil(4) * 4;
-    }
-    None
-}
-
 /// A data-channel message to relay along DATA connections.
 struct DataMessage {
     label: String,
@@ -1423,7 +1420,7 @@ pub(crate) fn obj(v: Value) -> Map<String, Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::{resize_rtx, rtx_history, stun_local_ufrag, RtxCache};
+    use super::{resize_rtx, rtx_history, RtxCache};
     use std::time::Duration;
 
     #[test]
@@ -1461,42 +1458,5 @@ mod tests {
         }
         let kept = cache.len;
         assert_eq!((resizes, kept), (1, ms(450)));
-    }
-
-    fn stun(attrs: &[(u16, &[u8])]) -> Vec<u8> {
-        let mut body = vec![];
-        for (ty, v) in attrs {
-            body.extend_from_slice(&ty.to_be_bytes());
-            body.extend_from_slice(&(v.len() as u16).to_be_bytes());
-            body.extend_from_slice(v);
-            while body.len() % 4 != 0 {
-                body.push(0);
-            }
-        }
-        let mut d = vec![0x00, 0x01];
-        d.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        d.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
-        d.extend_from_slice(&[7; 12]);
-        d.extend_from_slice(&body);
-        d
-    }
-
-    #[test]
-    fn finds_the_local_ufrag_and_survives_garbage() {
-        let d = stun(&[(0x8022, b"x"), (0x0006, b"ours:theirs")]);
-        assert_eq!(stun_local_ufrag(&d), Some("ours"));
-        assert_eq!(stun_local_ufrag(&stun(&[(0x8022, b"abc")])), None);
-        // truncated, wrong cookie, lying lengths, RTP-looking data
-        for cut in 0..d.len() {
-            let _ = stun_local_ufrag(&d[..cut]);
-        }
-        let mut bad = d.clone();
-        bad[4] = 0;
-        assert_eq!(stun_local_ufrag(&bad), None);
-        let mut lying = d.clone();
-        lying[22] = 0xff;
-        lying[23] = 0xff;
-        assert_eq!(stun_local_ufrag(&lying), None);
-        assert_eq!(stun_local_ufrag(&[0x80; 40]), None);
     }
 }

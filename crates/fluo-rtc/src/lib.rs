@@ -60,6 +60,8 @@ pub struct WebRtc {
     /// Public addresses of the sockets, learnt from the STUN server: (local, mapped).
     pub(crate) srflx: Arc<Vec<(std::net::SocketAddr, std::net::SocketAddr)>>,
     next_key: Arc<AtomicU64>,
+    /// Where endpoints get sockets of their own.
+    pub(crate) own_ports: net::OwnPorts,
     pub(crate) pool: Arc<pool::RtcPool>,
     /// Port packets waiting for the media thread.
     port_packets: Arc<AtomicUsize>,
@@ -138,6 +140,10 @@ impl WebRtc {
             external: (settings.external_ipv4, settings.external_ipv6),
             srflx: Arc::new(srflx),
             next_key: Arc::new(AtomicU64::new(1)),
+            own_ports: net::OwnPorts::Bind {
+                min: settings.min_port,
+                max: settings.max_port,
+            },
             pool: Arc::new(pool::RtcPool::new(generate_cert(), true)),
             port_packets: Arc::default(),
             interfaces: Arc::new(interfaces),
@@ -174,6 +180,9 @@ impl WebRtc {
             external: (None, None),
             srflx: Arc::new(vec![]),
             next_key: Arc::new(AtomicU64::new(1)),
+            own_ports: net::OwnPorts::Virtual(Arc::new(std::sync::atomic::AtomicU16::new(
+                IN_MEMORY_OWN_PORTS,
+            ))),
             pool: Arc::new(pool::RtcPool::new(generate_cert(), false)),
             port_packets: Arc::default(),
             interfaces: Arc::new(interfaces),
@@ -232,6 +241,10 @@ impl WebRtc {
         self.send(Ctl::Transcoders(factory));
     }
 }
+
+/// In memory, the first port of the addresses endpoints get for themselves (on the IP
+/// addresses given to [`WebRtc::in_memory`]).
+pub const IN_MEMORY_OWN_PORTS: u16 = 50_000;
 
 /// Port packets (players, transcoders, filters, RtpEndpoints) that may wait for the media
 /// thread at once: about 20 MB of 1200-byte packets, seconds of media at any real rate.

@@ -217,6 +217,47 @@ fn tos_control(level: i32, kind: i32, value: i32) -> Vec<u8> {
     buf
 }
 
+/// Where an endpoint gets sockets of its own: an endpoint that runs full ICE against an
+/// ICE-lite peer (another server: Fluo, mediasoup, Janus in lite mode) must not share its
+/// transport address with other sessions to that same peer address, or their DTLS and media
+/// could not be told apart (see `element::negotiate`).
+#[derive(Debug, Clone)]
+pub(crate) enum OwnPorts {
+    /// Bound within the configured port range.
+    Bind { min: u16, max: u16 },
+    /// In memory (tests): addresses only, ports counted up from the one given.
+    Virtual(std::sync::Arc<std::sync::atomic::AtomicU16>),
+}
+
+impl OwnPorts {
+    /// One socket for each IP address of `locals` (the shared media sockets): the socket (none
+    /// in memory) and its address. An address that cannot be bound is skipped with a warning.
+    pub fn bind(&self, locals: &[SocketAddr]) -> Vec<(Option<UdpSocket>, SocketAddr)> {
+        let mut ips: Vec<IpAddr> = locals.iter().map(SocketAddr::ip).collect();
+        ips.sort();
+        ips.dedup();
+        let mut out = vec![];
+        for ip in ips {
+            match self {
+                OwnPorts::Bind { min, max } => {
+                    let bound = bind_in_range(ip, *min, *max)
+                        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                        .and_then(|s| s.local_addr().map(|a| (s, a)));
+                    match bound {
+                        Ok((s, a)) => out.push((Some(s), a)),
+                        Err(e) => tracing::warn!(%ip, "no socket of its own for an endpoint: {e}"),
+                    }
+                }
+                OwnPorts::Virtual(next) => {
+                    let port = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    out.push((None, SocketAddr::new(ip, port)));
+                }
+            }
+        }
+        out
+    }
+}
+
 fn bind_in_range(ip: IpAddr, min: u16, max: u16) -> std::io::Result<UdpSocket> {
     bind_port_in_range(ip, min, max, UdpSocket::bind)
 }

@@ -30,6 +30,26 @@ pub(crate) fn unify_msid(sdp: &str) -> String {
     out
 }
 
+/// Whether a description announces an ICE-lite agent (`a=ice-lite`, a session-level attribute).
+pub(crate) fn is_ice_lite(sdp: &str) -> bool {
+    sdp.lines()
+        .map(str::trim_end)
+        .take_while(|l| !l.starts_with("m="))
+        .any(|l| l == "a=ice-lite")
+}
+
+/// A description without its `a=ice-lite` line: str0m writes it from the configuration the
+/// `Rtc` was built with (every endpoint starts as ICE-lite), also for an endpoint that switched
+/// to full ICE.
+pub(crate) fn without_ice_lite(sdp: String) -> String {
+    if !is_ice_lite(&sdp) {
+        return sdp;
+    }
+    sdp.split_inclusive('\n')
+        .filter(|l| l.trim_end() != "a=ice-lite")
+        .collect()
+}
+
 /// The header extension of transport-wide congestion control (TWCC).
 const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 
@@ -179,6 +199,19 @@ mod tests {
             without_egress_feedback(plain),
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn ice_lite_is_found_at_session_level_and_removed() {
+        let lite = "v=0\r\na=ice-lite\r\nt=0 0\r\nm=audio 9 X 0\r\na=mid:0\r\n";
+        assert!(is_ice_lite(lite));
+        assert!(is_ice_lite("v=0\na=ice-lite\n"));
+        let out = without_ice_lite(lite.to_string());
+        assert_eq!(out, "v=0\r\nt=0 0\r\nm=audio 9 X 0\r\na=mid:0\r\n");
+        assert!(!is_ice_lite(&out));
+        // Only the session part counts.
+        assert!(!is_ice_lite("v=0\r\nm=audio 9 X 0\r\na=ice-lite\r\n"));
+        assert!(!is_ice_lite("v=0\r\na=ice-lite-ish\r\n"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! connections whose frames (RFC 4571: a 16-bit length, then the packet) go to the core as
 //! TCP input; what the core sends to such a remote is framed onto its connection.
 
-use crate::core::{Control, Datagram, MediaCore};
+use crate::core::{Control, Datagram, MediaCore, SocketChange};
 use crate::stun::{Discoveries, StunCache};
 use crate::turn::{Clock, Io, Relay};
 use crate::EventSink;
@@ -68,12 +68,14 @@ pub(crate) fn spawn(
                 .build()
                 .expect("the media runtime starts");
             rt.block_on(async move {
-                // Keep addresses and sockets index-aligned: drop a socket as a pair.
-                let (mut locals, mut sockets): (Vec<SocketAddr>, Vec<tokio::net::UdpSocket>) = sockets
+                // Keep addresses and sockets index-aligned: drop a socket as a pair. A slot
+                // is empty once the endpoint a socket was bound for is gone (relays keep
+                // the index of theirs).
+                let (mut locals, mut sockets): (Vec<SocketAddr>, Vec<Option<tokio::net::UdpSocket>>) = sockets
                     .into_iter()
                     .filter_map(|s| {
                         let addr = s.local_addr().ok()?;
-                        Some((addr, tokio::net::UdpSocket::from_std(s).ok()?))
+                        Some((addr, Some(tokio::net::UdpSocket::from_std(s).ok()?)))
                     })
                     .unzip();
                 let (tcp_locals, listeners): (Vec<SocketAddr>, Vec<tokio::net::TcpListener>) =
@@ -151,7 +153,7 @@ pub(crate) fn spawn(
                                     let more = count < RECV_BATCH
                                         && batch_began.elapsed() < RECV_BATCH_TIME;
                                     next = more
-                                        .then(|| sockets[i].try_recv_from(&mut buf).ok())
+                                        .then(|| sockets[i].as_ref()?.try_recv_from(&mut buf).ok())
                                         .flatten();
                                 }
                             });
@@ -211,7 +213,7 @@ pub(crate) fn spawn(
                             match (addr, tokio::net::UdpSocket::from_std(sock)) {
                                 (Ok(addr), Ok(s)) => {
                                     locals.push(addr);
-                                    sockets.push(s);
+                                    sockets.push(Some(s));
                                     relay.socket = sockets.len() - 1;
                                     relay.io = Io::Udp(sockets.len() - 1);
                                 }
@@ -233,7 +235,9 @@ pub(crate) fn spawn(
                         }
                     }
                     stun_next = discoveries.poll(now, &stun_cache, &mut |i, to, bytes| {
-                        let _ = sockets[i].try_send_to(bytes, to);
+                        if let Some(s) = &sockets[i] {
+                            let _ = s.try_send_to(bytes, to);
+                        }
                     });
                     // A peer's address goes only to the relays its endpoint announces: the
                     // server-wide ones and the endpoint's own turnUrl, never another client's.
@@ -242,6 +246,15 @@ pub(crate) fn spawn(
                             if r.owner.is_none() || r.owner == owner {
                                 r.permit(clock, now, ip);
                             }
+                        }
+                    }
+                    // Sockets of endpoints that run full ICE with an ICE-lite peer, before
+                    // their first checks leave.
+                    let mut closing = vec![];
+                    while let Some(change) = core.poll_socket_change() {
+                        match change {
+                            SocketChange::Open(s) => open_socket(s, &mut locals, &mut sockets),
+                            SocketChange::Close(addr) => closing.push(addr),
                         }
                     }
                     while let Some(d) = core.poll_transmit() {
@@ -253,6 +266,13 @@ pub(crate) fn spawn(
                                 }
                             }
                             None => send(&d, &locals, &sockets, &conns),
+                        }
+                    }
+                    // After what the endpoint sent on its way out (DTLS close_notify).
+                    for addr in closing {
+                        if let Some(i) = locals.iter().position(|a| *a == addr) {
+                            sockets[i] = None;
+                            locals[i] = CLOSED;
                         }
                     }
                     relay_next = None;
@@ -278,12 +298,14 @@ fn to_turn(
     r: &Relay,
     idx: usize,
     bytes: Vec<u8>,
-    sockets: &[tokio::net::UdpSocket],
+    sockets: &[Option<tokio::net::UdpSocket>],
     writers: &HashMap<usize, mpsc::Sender<Vec<u8>>>,
 ) {
     match r.io {
         Io::Udp(i) => {
-            let _ = sockets[i].try_send_to(&bytes, r.server);
+            if let Some(s) = &sockets[i] {
+                let _ = s.try_send_to(&bytes, r.server);
+            }
         }
         Io::Tcp(_) => {
             if let Some(w) = writers.get(&idx) {
@@ -332,21 +354,50 @@ async fn turn_connection(
     let _ = to_core.send(TcpEvent::TurnClosed { relay }).await;
 }
 
+/// The address of a closed slot: never a socket's.
+const CLOSED: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// A socket bound for one endpoint joins the others, in a free slot if there is one.
+fn open_socket(
+    s: UdpSocket,
+    locals: &mut Vec<SocketAddr>,
+    sockets: &mut Vec<Option<tokio::net::UdpSocket>>,
+) {
+    let (Ok(addr), Ok(s)) = (s.local_addr(), tokio::net::UdpSocket::from_std(s)) else {
+        return;
+    };
+    match sockets.iter().position(Option::is_none) {
+        Some(i) => {
+            locals[i] = addr;
+            sockets[i] = Some(s);
+        }
+        None => {
+            locals.push(addr);
+            sockets.push(Some(s));
+        }
+    }
+}
+
 fn send(
     d: &Datagram,
     locals: &[SocketAddr],
-    sockets: &[tokio::net::UdpSocket],
+    sockets: &[Option<tokio::net::UdpSocket>],
     conns: &HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>>,
 ) {
     match d.proto {
         Protocol::Udp => {
-            if let Some(i) = locals.iter().position(|a| *a == d.source) {
+            if let Some(Some(socket)) = locals
+                .iter()
+                .position(|a| *a == d.source)
+                .map(|i| &sockets[i])
+            {
                 // UDP: a full send buffer drops this packet, as the network would, and only
                 // this one: the kernel is asked every time (tokio's `try_send_to` stops asking
                 // after one WouldBlock until its reactor sees the socket writable again, which
                 // would drop the rest of a fan-out burst).
                 let to = socket2::SockAddr::from(d.destination);
-                let sock = socket2::SockRef::from(&sockets[i]);
+                let sock = socket2::SockRef::from(socket);
                 if d.tos == 0 {
                     let _ = sock.send_to(&d.contents, &to);
                 } else {
@@ -454,9 +505,13 @@ async fn accept_any(
 }
 
 /// Receives one datagram from whichever socket has one: (socket index, length, source).
-async fn recv_any(sockets: &[tokio::net::UdpSocket], buf: &mut [u8]) -> (usize, usize, SocketAddr) {
+async fn recv_any(
+    sockets: &[Option<tokio::net::UdpSocket>],
+    buf: &mut [u8],
+) -> (usize, usize, SocketAddr) {
     std::future::poll_fn(|cx| {
         for (i, s) in sockets.iter().enumerate() {
+            let Some(s) = s else { continue };
             let mut rb = tokio::io::ReadBuf::new(buf);
             match s.poll_recv_from(cx, &mut rb) {
                 Poll::Ready(Ok(src)) => return Poll::Ready((i, rb.filled().len(), src)),

@@ -245,7 +245,8 @@ impl Discoveries {
     pub fn start(&mut self, server: SocketAddr, locals: &[SocketAddr], now: Instant) -> bool {
         let before = self.asks.len();
         for (socket, local) in locals.iter().enumerate() {
-            if local.is_ipv4() != server.is_ipv4() {
+            // Not from a closed slot of the shell (an endpoint's own socket that went).
+            if local.is_ipv4() != server.is_ipv4() || local.ip().is_unspecified() {
                 continue;
             }
             // Unpredictable transaction ids (SipHash keyed from the OS's randomness), so that

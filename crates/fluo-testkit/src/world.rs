@@ -252,6 +252,15 @@ impl World {
 
     // ---- network and time ----
 
+    /// Whether `addr` is the server's: one of its media sockets, or a port on one of their IP
+    /// addresses (the addresses it gives endpoints of their own, see
+    /// [`fluo_rtc::IN_MEMORY_OWN_PORTS`]).
+    fn serves(&self, addr: SocketAddr) -> bool {
+        std::iter::once(&self.server)
+            .chain(&self.other_servers)
+            .any(|s| s.ip() == addr.ip())
+    }
+
     /// Moves every pending datagram until the network is quiet at the current instant.
     pub fn settle(&mut self) {
         for _ in 0..10_000 {
@@ -264,21 +273,29 @@ impl World {
                 let out = std::mem::take(&mut self.browsers[i].outbox);
                 for (src, dst, data) in out {
                     moved = true;
-                    // Behind the NAT only the public address reaches the server.
-                    let to_server = match self.public_addr {
-                        Some(public) => dst == public,
-                        None => dst == self.server,
+                    // Behind the NAT only the public address reaches the server's shared
+                    // socket; without, any of its addresses (those it gives endpoints of
+                    // their own too).
+                    let local = match self.public_addr {
+                        Some(public) if dst == public => Some(self.server),
+                        Some(_) => self.other_servers.contains(&dst).then_some(dst),
+                        None => self.serves(dst).then_some(dst),
                     };
-                    if to_server {
-                        self.core
-                            .handle_receive(self.now.mono, self.server, src, &data);
-                    } else if self.other_servers.contains(&dst) {
-                        self.core.handle_receive(self.now.mono, dst, src, &data);
+                    if let Some(local) = local {
+                        self.core.handle_receive(self.now.mono, local, src, &data);
                     }
                 }
             }
+            // Datagrams from one of Fluo's endpoints to another (back to back, across
+            // pipelines), to the server's own addresses.
+            let mut to_self = vec![];
             while let Some(d) = self.core.poll_transmit() {
                 moved = true;
+                let browser = self.browsers.iter().any(|b| b.addr == d.destination);
+                if !browser && self.serves(d.destination) {
+                    to_self.push(d);
+                    continue;
+                }
                 if let Some(i) = self.browsers.iter().position(|b| b.addr == d.destination) {
                     if self.record_sent {
                         self.sent.push((i, d.contents.len(), d.tos));
@@ -297,6 +314,10 @@ impl World {
                 } else {
                     self.to_nobody += 1;
                 }
+            }
+            for d in to_self {
+                self.core
+                    .handle_receive(self.now.mono, d.destination, d.source, &d.contents);
             }
             while let Some((id, ev, fields)) = self.core.poll_event() {
                 self.engine.emit_event(self.now, &id, &ev, fields);

@@ -306,12 +306,21 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
     rt.block_on(async {
         // Fluo reaches coturn over UDP, then over TCP; the relayed side is UDP both times.
         // Then an endpoint names the TURN server itself (turnUrl) on a server without one.
-        for (transport, per_endpoint) in [("udp", false), ("tcp", false), ("udp", true)] {
+        // Last, an ICE-lite peer (as mediasoup): it sends no checks, so Fluo's own checks
+        // (full ICE, as every endpoint with relayed candidates runs) must go through coturn.
+        for (transport, per_endpoint, lite_peer) in [
+            ("udp", false, false),
+            ("tcp", false, false),
+            ("udp", true, false),
+            ("udp", false, true),
+        ] {
             let text = format!("fluo:secret@{}:3478?transport={transport}", net.ip(1, 2));
             let url = fluo_rtc::TurnUrl::parse(&text).expect("a turn URL");
             let port = server((!per_endpoint).then_some(url));
             let (mut c, _, ep) = Client::with_endpoint(port).await.unwrap();
-            let transport = if per_endpoint {
+            let transport = if lite_peer {
+                "udp, an ICE-lite peer"
+            } else if per_endpoint {
                 for bad in ["fluo@10.0.0.1:3478", "fluo:secret@turn.example:3478"] {
                     let e = c
                         .invoke(&ep, "setTurnUrl", json!({"turnUrl": bad}))
@@ -329,7 +338,7 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
             c.subscribe(&ep, "NewCandidatePairSelected").await.unwrap();
             c.invoke(&ep, "connect", json!({"sink": ep})).await.unwrap();
             let sock = net.peer_socket(format!("{}:0", net.ip(2, 2)).parse().unwrap());
-            let mut peer = Peer::from_socket(sock, str0m::RtcConfig::new());
+            let mut peer = Peer::from_socket(sock, str0m::RtcConfig::new().set_ice_lite(lite_peer));
             let offer = peer.offer(str0m::media::Direction::SendRecv);
             let answer = c
                 .invoke(&ep, "processOffer", json!({"offer": offer}))
@@ -340,9 +349,12 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
             println!("TURN over {transport}, Fluo's candidates: {cands:#?}");
             assert!(cands.iter().any(|c| c.contains(&format!(" {host} "))), "host: {cands:?}");
             assert!(
-                cands.iter().any(|c| c.contains(&format!(" {relay_ip} "))),
+                cands
+                    .iter()
+                    .any(|c| c.contains(&format!(" {relay_ip} ")) && c.contains(" typ relay")),
                 "the relayed address on coturn: {cands:?}"
             );
+            assert!(!answer.contains("a=ice-lite"), "full ICE with relayed candidates");
             peer.accept(&answer);
             let t0 = Instant::now();
             let frame = vec![0u8; 800];

@@ -914,3 +914,156 @@ fn a_plain_rtp_section_among_webrtc_ones_is_rejected_in_its_place_and_the_rest_w
         w.browsers[b].frames_in
     );
 }
+
+/// Candidate lines of a description.
+fn candidate_lines(sdp: &str) -> Vec<&str> {
+    sdp.lines()
+        .filter(|l| l.starts_with("a=candidate"))
+        .collect()
+}
+
+#[test]
+fn two_endpoints_negotiate_back_to_back_across_pipelines_and_media_flows() {
+    let mut w = World::new();
+    // Pipeline 1: a browser publishes into `input`, which feeds `a`.
+    let (_, p1) = pipeline_with_endpoints(&mut w, 2);
+    let (input, a) = (&p1[0], &p1[1]);
+    // Pipeline 2: `b` feeds `output`, which a browser watches.
+    let (_, p2) = pipeline_with_endpoints(&mut w, 2);
+    let (b, output) = (&p2[0], &p2[1]);
+    for ep in [a, b] {
+        for ev in [
+            "IceComponentStateChanged",
+            "NewCandidatePairSelected",
+            "MediaFlowInStateChanged",
+            "IceCandidateFound",
+        ] {
+            w.subscribe(ep, ev);
+        }
+    }
+    let publisher = w.join("pub", false, input, Direction::SendOnly);
+    let viewer = w.join("viewer", false, output, Direction::RecvOnly);
+    w.invoke(input, "connect", json!({ "sink": a }));
+    w.invoke(b, "connect", json!({ "sink": output }));
+    // A offers (ICE-lite, as every endpoint starts); B answers as the full, controlling
+    // agent from a socket of its own; A takes the answer.
+    let offer = w.invoke(a, "generateOffer", json!({}));
+    let offer = offer.as_str().unwrap().to_string();
+    assert!(offer.contains("a=ice-lite\r\n"), "{offer}");
+    let answer = w.invoke(b, "processOffer", json!({ "offer": offer }));
+    let answer = answer.as_str().unwrap().to_string();
+    assert!(!answer.contains("a=ice-lite"), "{answer}");
+    let shared = w.server.to_string().replace(':', " ");
+    let cands = candidate_lines(&answer);
+    assert!(!cands.is_empty(), "{answer}");
+    assert!(
+        cands.iter().all(|c| !c.contains(&shared)),
+        "B announces its own socket, not the shared one: {cands:?}"
+    );
+    w.settle();
+    assert_eq!(w.core.own_socket_count(), 1);
+    w.invoke(a, "processAnswer", json!({ "answer": answer }));
+    // Trickled candidates, as applications pass them, change nothing.
+    w.invoke(a, "gatherCandidates", json!({}));
+    w.invoke(b, "gatherCandidates", json!({}));
+    let found: Vec<(String, serde_json::Value)> = w
+        .events()
+        .into_iter()
+        .filter(|(t, _)| t == "IceCandidateFound")
+        .map(|(_, d)| {
+            (
+                d["source"].as_str().unwrap().to_string(),
+                d["candidate"].clone(),
+            )
+        })
+        .collect();
+    assert!(found.iter().any(|(s, _)| s == a) && found.iter().any(|(s, _)| s == b));
+    for (source, cand) in found {
+        let to = if &source == a { b } else { a };
+        w.invoke(to, "addIceCandidate", json!({ "candidate": cand }));
+    }
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], Duration::from_secs(3));
+    assert!(
+        w.browsers[viewer].frames_in[1] >= 60,
+        "video across the back-to-back link: {:?}",
+        w.browsers[viewer].frames_in
+    );
+    assert!(
+        w.browsers[viewer].frames_in[0] >= 100,
+        "{:?}",
+        w.browsers[viewer].frames_in
+    );
+    // The link outlives ICE's timeouts: B's consent checks keep A's (lite) side alive.
+    w.run(Duration::from_secs(40), ms(10), |_| {});
+    let before = w.browsers[viewer].frames_in[1];
+    w.stream(&[publisher], Duration::from_secs(1));
+    assert!(
+        w.browsers[viewer].frames_in[1] >= before + 20,
+        "after 40 s: {before} -> {}",
+        w.browsers[viewer].frames_in[1]
+    );
+    let evs = w.events();
+    for ep in [a, b] {
+        let of = |t: &str| {
+            evs.iter()
+                .any(|(e, d)| e == t && d["source"] == ep.as_str())
+        };
+        assert!(of("NewCandidatePairSelected"), "{ep}: {evs:?}");
+        assert!(
+            evs.iter().any(|(e, d)| e == "IceComponentStateChanged"
+                && d["source"] == ep.as_str()
+                && d["state"] == "READY"),
+            "{ep}: {evs:?}"
+        );
+    }
+    assert!(evs.iter().any(|(e, d)| e == "MediaFlowInStateChanged"
+        && d["source"] == b.as_str()
+        && d["state"] == "FLOWING"));
+    // B's own socket closes with it.
+    w.ok("release", json!({ "object": b }));
+    w.settle();
+    assert_eq!(w.core.own_socket_count(), 0);
+}
+
+#[test]
+fn fluo_and_an_ice_lite_peer_connect_whichever_offers() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 2);
+    for ep in &eps {
+        w.invoke(ep, "connect", json!({ "sink": ep }));
+    }
+    let lite = |c: str0m::RtcConfig| c.set_ice_lite(true);
+    // The lite peer offers (as mediasoup or Janus in lite mode would): Fluo answers as the
+    // full, controlling agent, without a=ice-lite.
+    let offering = w.add_browser_with("lite-offers", false, lite);
+    let cand = w.browsers[offering].candidate_json();
+    w.invoke(&eps[0], "addIceCandidate", json!({ "candidate": cand }));
+    let offer = w.browsers[offering].offer(Direction::SendRecv);
+    assert!(offer.contains("a=ice-lite"));
+    let answer = w.invoke(&eps[0], "processOffer", json!({ "offer": offer }));
+    let answer = answer.as_str().unwrap().to_string();
+    assert!(!answer.contains("a=ice-lite"), "{answer}");
+    w.browsers[offering].accept_answer(&answer);
+    // Fluo offers (lite) and the lite peer answers: Fluo, the offerer, turns full and
+    // controlling. (str0m refuses a lite offer when it is lite itself; RFC 8445 allows it, so
+    // the peer is given the offer without the attribute, as a lite peer that takes it would.)
+    let answering = w.add_browser_with("lite-answers", false, lite);
+    let offer = w.invoke(&eps[1], "generateOffer", json!({}));
+    let offer = offer.as_str().unwrap().replace("a=ice-lite\r\n", "");
+    let answer = w.browsers[answering].answer(&offer);
+    assert!(answer.contains("a=ice-lite"));
+    w.invoke(&eps[1], "processAnswer", json!({ "answer": answer }));
+    let cand = w.browsers[answering].candidate_json();
+    w.invoke(&eps[1], "addIceCandidate", json!({ "candidate": cand }));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[offering, answering], Duration::from_secs(2));
+    for b in [offering, answering] {
+        assert!(
+            w.browsers[b].frames_in[1] >= 50,
+            "{}: {:?}",
+            w.browsers[b].name,
+            w.browsers[b].frames_in
+        );
+    }
+}

@@ -603,3 +603,136 @@ fn qos_dscp_marks_the_ip_header_of_the_endpoint_datagrams() {
         assert!(counts.get(&ef).copied().unwrap_or(0) > 20);
     });
 }
+
+/// Ports of the UDP candidates of a description.
+fn udp_ports(sdp: &str) -> Vec<u16> {
+    sdp.lines()
+        .filter(|l| l.starts_with("a=candidate") && l.contains(" udp "))
+        .filter_map(|l| l.split_whitespace().nth(5)?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn two_fluo_servers_connect_back_to_back_and_two_links_between_them_carry_media() {
+    // Server X: a peer publishes into `input`, which feeds two endpoints `a`; server Y: each
+    // `a` is negotiated with an endpoint `b` there (X offers, Y answers), which feeds an
+    // `output` a viewer watches. Two sessions between the same two servers.
+    let (x, y) = (
+        start_server_with(config(None)),
+        start_server_with(config(None)),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (mut cx, px, input) = Client::with_endpoint(x).await.unwrap();
+        let mut cy = Client::connect(y).await.unwrap();
+        let py = cy.create("MediaPipeline", json!({})).await.unwrap();
+        let mut outputs = vec![];
+        let mut ports = vec![];
+        for _ in 0..2 {
+            let a = cx
+                .create("WebRtcEndpoint", json!({"mediaPipeline": px}))
+                .await
+                .unwrap();
+            let b = cy
+                .create("WebRtcEndpoint", json!({"mediaPipeline": py}))
+                .await
+                .unwrap();
+            let output = cy
+                .create("WebRtcEndpoint", json!({"mediaPipeline": py}))
+                .await
+                .unwrap();
+            cy.subscribe(&b, "NewCandidatePairSelected").await.unwrap();
+            cx.invoke(&input, "connect", json!({"sink": a}))
+                .await
+                .unwrap();
+            cy.invoke(&b, "connect", json!({"sink": output}))
+                .await
+                .unwrap();
+            let offer = cx.invoke(&a, "generateOffer", json!({})).await.unwrap();
+            let offer = offer.as_str().unwrap().to_string();
+            assert!(offer.contains("a=ice-lite"), "{offer}");
+            let answer = cy
+                .invoke(&b, "processOffer", json!({"offer": offer}))
+                .await
+                .unwrap();
+            let answer = answer.as_str().unwrap().to_string();
+            assert!(!answer.contains("a=ice-lite"), "{answer}");
+            println!("B's candidates: {:?}", udp_ports(&answer));
+            ports.extend(udp_ports(&answer));
+            cx.invoke(&a, "processAnswer", json!({"answer": answer}))
+                .await
+                .unwrap();
+            outputs.push((b, output));
+        }
+        // Each B answers from sockets of its own: no two share a port, nor Y's shared one.
+        let browser_facing = cy
+            .create("WebRtcEndpoint", json!({"mediaPipeline": py}))
+            .await
+            .unwrap();
+        let offer = Peer::new(str0m::RtcConfig::new()).offer(str0m::media::Direction::SendRecv);
+        let shared = cy
+            .invoke(&browser_facing, "processOffer", json!({ "offer": offer }))
+            .await
+            .unwrap();
+        let shared = udp_ports(shared.as_str().unwrap());
+        let mut all = ports.clone();
+        all.extend(&shared);
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(
+            all.len(),
+            ports.len() + shared.len(),
+            "own ports {ports:?}, shared {shared:?}"
+        );
+
+        let mut publisher = Peer::new(str0m::RtcConfig::new());
+        let answer = cx
+            .invoke(
+                &input,
+                "processOffer",
+                json!({"offer": publisher.offer(str0m::media::Direction::SendOnly)}),
+            )
+            .await
+            .unwrap();
+        publisher.accept(answer.as_str().unwrap());
+        let mut viewers = vec![];
+        for (_, output) in &outputs {
+            let mut v = Peer::new(str0m::RtcConfig::new());
+            let answer = cy
+                .invoke(
+                    output,
+                    "processOffer",
+                    json!({"offer": v.offer(str0m::media::Direction::RecvOnly)}),
+                )
+                .await
+                .unwrap();
+            v.accept(answer.as_str().unwrap());
+            viewers.push(v);
+        }
+        let t0 = Instant::now();
+        let frame = vec![0u8; 800];
+        while t0.elapsed() < Duration::from_secs(10) && viewers.iter().any(|v| v.frames_in < 30) {
+            publisher.drive(Some(&frame));
+            for v in &mut viewers {
+                v.drive(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let got: Vec<u64> = viewers.iter().map(|v| v.frames_in).collect();
+        println!(
+            "frames through the two links after {:?}: {got:?}",
+            t0.elapsed()
+        );
+        assert!(got.iter().all(|n| *n >= 30), "{got:?}");
+        for (b, _) in &outputs {
+            let pair = cy
+                .wait_event("NewCandidatePairSelected", b, Duration::from_secs(2))
+                .await
+                .expect("a selected pair");
+            println!("B's selected pair: {pair}");
+        }
+    });
+}

@@ -49,3 +49,54 @@ test('an offer of plain RTP is answered with its m-line rejected, and the descri
   await h.rejectsWithCode(h.callback(ep, 'processOffer', PLAIN_RTP), 40208, assert);
   await pipeline.release();
 });
+
+test('two WebRtcEndpoints negotiate with each other across pipelines and media flows through both', T, async () => {
+  const clip = await makeClip(path.join(dir, 'clip.webm'), { seconds: 10 });
+  const p1 = await client.create('MediaPipeline');
+  const p2 = await client.create('MediaPipeline');
+  const player = await p1.create('PlayerEndpoint', { uri: fileUri(clip) });
+  const a = await p1.create('WebRtcEndpoint');
+  const b = await p2.create('WebRtcEndpoint');
+  const file = path.join(dir, 'through-both.webm');
+  const recorder = await p2.create('RecorderEndpoint', { uri: fileUri(file), mediaProfile: 'WEBM_VIDEO_ONLY' });
+  await player.connect(a);
+  await b.connect(recorder);
+  const logA = await eventLog(a, ['IceCandidateFound', 'IceComponentStateChanged', 'NewCandidatePairSelected']);
+  const logB = await eventLog(b, ['IceCandidateFound', 'IceComponentStateChanged', 'NewCandidatePairSelected', 'MediaFlowInStateChanged']);
+  // Candidates are passed on as applications do.
+  a.on('IceCandidateFound', (e) => b.addIceCandidate(e.candidate));
+  b.on('IceCandidateFound', (e) => a.addIceCandidate(e.candidate));
+
+  const offer = await a.generateOffer();
+  assert.match(offer, /\r\na=ice-lite\r\n/, 'every endpoint starts as ICE-lite');
+  const answer = await b.processOffer(offer);
+  assert.doesNotMatch(answer, /a=ice-lite/, 'B answers an ICE-lite offer as a full agent');
+  await a.processAnswer(answer);
+  assert.equal(await a.getRemoteSessionDescriptor(), answer);
+  assert.equal(await b.getRemoteSessionDescriptor(), offer);
+  await a.gatherCandidates();
+  await b.gatherCandidates();
+
+  await player.play();
+  await logB.wait('MediaFlowInStateChanged', 20000, (d) => d.mediaType === 'VIDEO' && d.state === 'FLOWING');
+  await recorder.record();
+  await h.sleep(3000);
+  const stats = await b.getStats('VIDEO');
+  const inbound = Object.values(stats).find((s) => s.type === 'inboundrtp');
+  assert.ok(inbound && inbound.packetsReceived > 50, JSON.stringify(stats));
+  await recorder.stopAndWait();
+  const info = await probe(file);
+  assert.deepEqual(info.streams, ['video:vp8'], JSON.stringify(info));
+  assert.ok(info.duration >= 2, `duration ${info.duration} s for 3 s recorded`);
+
+  for (const [name, log] of [['A', logA], ['B', logB]]) {
+    assert.ok(log.of('IceCandidateFound').length > 0, `${name} gathered`);
+    assert.ok(log.of('NewCandidatePairSelected').length > 0, `${name}: a selected pair`);
+    // A full agent reports CONNECTED while pairs other than the selected one are still being
+    // checked, READY once none is left.
+    const states = log.of('IceComponentStateChanged').map((e) => e.data.state);
+    assert.ok(states.some((s) => s === 'CONNECTED' || s === 'READY'), `${name}: ${states}`);
+  }
+  await p1.release();
+  await p2.release();
+});

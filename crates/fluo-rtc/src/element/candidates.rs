@@ -1,12 +1,23 @@
 //! A WebRtcEndpoint's ICE candidates: its addresses as announced (externalIPv4/6), the
-//! STUN-learnt and TURN-relayed ones, passive ICE-TCP, and the properties that set them.
+//! STUN-learnt and TURN-relayed ones, passive ICE-TCP, sockets of its own facing an ICE-lite
+//! peer (see `negotiate`), and the properties that set them.
 
-use super::{Prepared, WebRtcEndpoint, MAX_REMOTE_CANDIDATES};
-use crate::core::{Control, Ctl, Ep};
+use super::{WebRtcEndpoint, MAX_REMOTE_CANDIDATES};
+use crate::core::{lock, Control, Ctl, Ep};
 use fluo_api::KurentoError;
 use serde_json::Value;
 use std::sync::Arc;
 use str0m::Candidate;
+
+/// What the first negotiation adds to the session.
+pub(super) struct Prepared {
+    /// Local candidates.
+    candidates: Vec<Candidate>,
+    /// Address translations (local socket, announced address).
+    nat: Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
+    /// The endpoint runs full ICE.
+    full: bool,
+}
 
 impl WebRtcEndpoint {
     /// Our addresses as announced: each local address, or, where an external address is set
@@ -183,59 +194,107 @@ impl WebRtcEndpoint {
         }
     }
 
-    /// Our ICE candidates: the announced addresses, then the STUN-learnt ones (all as host
-    /// candidates: the endpoints run ICE-lite, which announces no other kind), then passive
-    /// ICE-TCP ones.
-    pub(super) fn local_candidates(&self) -> Vec<Candidate> {
-        // TURN-relayed addresses, like STUN-learnt ones, are announced as host candidates.
-        let relayed = self.relayed();
-        let udp = self
-            .announced()
-            .into_iter()
-            .chain(self.reflexive())
-            .chain(relayed)
-            .filter_map(|(_, public)| Candidate::host(public, "udp").ok());
-        let tcp = self.announced_tcp().into_iter().filter_map(|(_, public)| {
-            Candidate::builder()
-                .tcp()
-                .host(public)
-                .tcptype(str0m::net::TcpType::Passive)
-                .build()
-                .ok()
-        });
-        udp.chain(tcp).collect()
+    /// The candidates gatherCandidates reports: those of the session once negotiated (none
+    /// when the offer had nothing usable), else those a first negotiation would add.
+    pub(super) fn candidates_to_report(&self) -> Vec<Candidate> {
+        if self.candidates_added {
+            return self.candidates.clone();
+        }
+        let negotiated_nothing = lock(&self.ep)
+            .local_sdp
+            .as_deref()
+            .is_some_and(|s| !crate::sections::has_media(s));
+        if negotiated_nothing {
+            return vec![];
+        }
+        self.prepare_candidates(false)
+            .map(|p| p.candidates)
+            .unwrap_or_default()
     }
 
     /// The candidates and address translations to add at the first negotiation, computed
     /// before the endpoint is locked: an endpoint's own STUN/TURN answer may take a moment,
     /// and the media thread must not wait for it behind the endpoint's lock.
-    pub(super) fn prepare_candidates(&self) -> Option<Prepared> {
+    ///
+    /// The announced addresses, then the STUN-learnt ones (as host candidates: str0m's
+    /// ICE-lite agent takes no other kind, and the media core translates them to the local
+    /// socket), then TURN-relayed ones (`typ relay`; they make the endpoint a full agent), then
+    /// passive ICE-TCP ones. Facing an ICE-lite peer (`peer_lite`), sockets of the endpoint's
+    /// own instead of the shared ones, and no ICE-TCP (neither side would connect).
+    pub(super) fn prepare_candidates(&self, peer_lite: bool) -> Option<Prepared> {
         if self.candidates_added {
             return None;
         }
-        let nat = self
-            .announced()
-            .into_iter()
-            .chain(self.reflexive())
-            .chain(self.announced_tcp())
+        let relayed = self.relayed();
+        let full = peer_lite || !relayed.is_empty();
+        let own = if peer_lite {
+            self.rtc.own_ports.bind(&self.rtc.locals)
+        } else {
+            vec![]
+        };
+        let (udp, tcp) = if own.is_empty() {
+            let udp: Vec<_> = self
+                .announced()
+                .into_iter()
+                .chain(self.reflexive())
+                .collect();
+            (udp, self.announced_tcp())
+        } else {
+            let addrs: Vec<std::net::SocketAddr> = own.iter().map(|(_, a)| *a).collect();
+            (self.announce(&addrs), vec![])
+        };
+        if !own.is_empty() {
+            let _ = self.rtc.ctl.send(Control(Ctl::OwnSockets {
+                key: self.key,
+                sockets: own,
+            }));
+        }
+        let nat = udp
+            .iter()
+            .chain(&tcp)
             .filter(|(local, public)| local != public)
+            .copied()
             .collect();
-        Some((self.local_candidates(), nat))
+        let udp = udp
+            .iter()
+            .filter_map(|(_, public)| Candidate::host(*public, "udp").ok());
+        let relay = relayed
+            .iter()
+            .filter_map(|(local, relay)| Candidate::relayed(*relay, *local, "udp").ok());
+        let tcp = tcp.iter().filter_map(|(_, public)| {
+            Candidate::builder()
+                .tcp()
+                .host(*public)
+                .tcptype(str0m::net::TcpType::Passive)
+                .build()
+                .ok()
+        });
+        Some(Prepared {
+            candidates: udp.chain(relay).chain(tcp).collect(),
+            nat,
+            full,
+        })
     }
 
-    /// Adds our candidates to the session before its first SDP is written; the media core
-    /// translates between the announced addresses and the local sockets.
+    /// Adds our candidates to the session before its first SDP is written (switching the
+    /// session to full ICE first when it must: str0m's ICE-lite agent refuses relayed
+    /// candidates); the media core translates between the announced addresses and the local
+    /// sockets.
     pub(super) fn add_candidates(&mut self, ep: &mut Ep, prepared: Option<Prepared>) {
-        let Some((candidates, nat)) = prepared else {
+        let Some(p) = prepared else {
             return;
         };
         if std::mem::replace(&mut self.candidates_added, true) {
             return;
         }
-        for c in candidates {
-            ep.rtc.add_local_candidate(c);
+        if p.full {
+            self.full_ice(ep);
         }
-        ep.nat = nat;
+        for c in &p.candidates {
+            ep.rtc.add_local_candidate(c.clone());
+        }
+        self.candidates = p.candidates;
+        ep.nat = p.nat;
     }
 
     /// Sets an ICE / network property (stunServerAddress, stunServerPort, turnUrl, iceTcp,

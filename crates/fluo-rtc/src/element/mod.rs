@@ -1,6 +1,7 @@
 //! The WebRtcEndpoint as the engine sees it: negotiation and candidates on the signalling
-//! thread, routing changes passed to the media thread. Offer and answer are in `negotiate`,
-//! its ICE candidates in `candidates`, its data channels in `channels`.
+//! thread, routing changes passed to the media thread. Offer and answer (and whether the
+//! endpoint runs ICE-lite or full ICE) are in `negotiate`, its ICE candidates in
+//! `candidates`, its data channels in `channels`.
 
 mod candidates;
 mod channels;
@@ -57,6 +58,8 @@ impl Factory for WebRtcFactory {
             stun: (None, 3478),
             turn: None,
             candidates_added: false,
+            candidates: vec![],
+            full_ice: false,
             options,
             interfaces: None,
             mtu: None,
@@ -70,12 +73,6 @@ impl Factory for WebRtcFactory {
         }))
     }
 }
-
-/// Candidates and address translations (local, announced) for a first negotiation.
-type Prepared = (
-    Vec<Candidate>,
-    Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
-);
 
 /// Most remote ICE candidates one endpoint accepts.
 const MAX_REMOTE_CANDIDATES: usize = 100;
@@ -99,6 +96,10 @@ struct WebRtcEndpoint {
     /// turnUrl of this endpoint.
     turn: Option<crate::turn::TurnUrl>,
     candidates_added: bool,
+    /// The candidates added at the first negotiation (what gatherCandidates reports).
+    candidates: Vec<Candidate>,
+    /// The endpoint runs full ICE (see `negotiate`), else ICE-lite.
+    full_ice: bool,
     /// useDataChannels and qosDscp.
     options: CtorOptions,
     /// networkInterfaces of this endpoint (`None`: every interface of the media sockets).
@@ -174,17 +175,7 @@ impl WebRtcEndpoint {
             .as_deref()
             .and_then(first_mid)
             .unwrap_or_else(|| "0".to_string());
-        // An offer with nothing it could take negotiated no media: nothing to gather for.
-        let nothing = lock(&self.ep)
-            .local_sdp
-            .as_deref()
-            .is_some_and(|s| !crate::sections::has_media(s));
-        let candidates = if nothing {
-            vec![]
-        } else {
-            self.local_candidates()
-        };
-        for c in candidates {
+        for c in self.candidates_to_report() {
             {
                 let line = c.to_sdp_string();
                 let line = line.strip_prefix("a=").unwrap_or(&line).to_string();

@@ -1,14 +1,36 @@
-//! Offer and answer of a WebRtcEndpoint.
+//! Offer and answer of a WebRtcEndpoint, and how it takes part in ICE.
 //!
 //! **m-sections**: an offer's sections str0m cannot take (plain `RTP/AVP` and the like) are
 //! rejected in the answer as KMS does (see `sections`); an offer with nothing usable gets an
 //! answer with every section rejected, and the endpoint is negotiated (a later offer is refused,
-//! as KMS refuses a second one). Without `useDataChannels` the data-channel section is
-//! rejected the same way, as KMS does.
+//! as KMS refuses a second one).
+//!
+//! **ICE-lite or full ICE.** An endpoint starts as ICE-lite: it answers the peer's checks and
+//! follows its nomination, which is all a browser (always a full agent) needs. RFC 8445 §6.1.1:
+//! a full agent facing a lite one is controlling; two full agents, the offerer is; two lite
+//! agents cannot check at all. So an endpoint runs full ICE, with its own paced checks,
+//! nomination and consent refresh (str0m's agent with ice-lite off), when:
+//!
+//! - its peer announced `a=ice-lite` (another Fluo endpoint, mediasoup, Janus in lite mode):
+//!   answering such an offer it is the controlling agent and its answer announces no
+//!   `a=ice-lite`; getting such an answer to its own (lite) offer, it turns full and
+//!   controlling then (both announced lite: the offerer controls);
+//! - it has TURN-relayed candidates: a relayed address only passes what the TURN server lets
+//!   through, so the endpoint sends its own checks through the allocation (announced `typ
+//!   relay`); its role follows the offer/answer (controlling when it offers).
+//!
+//! KMS (libnice) always runs full ICE, so Fluo facing KMS is the lite side either way; a
+//! browser facing Fluo is the full, controlling side, as before.
+//!
+//! **Sockets.** A full endpoint answering an ICE-lite peer binds UDP sockets of its own (one per
+//! address family of the media sockets) and announces only those: every Fluo endpoint of a
+//! server shares one socket per address, so two sessions between the same two Fluo servers
+//! would otherwise share one pair of addresses, and their DTLS and media could not be told
+//! apart. The sockets close with the endpoint.
 
 use super::{sdp_err, WebRtcEndpoint};
 use crate::core::{lock, Ep};
-use crate::sdp::unify_msid;
+use crate::sdp::{is_ice_lite, unify_msid, without_ice_lite};
 use crate::sections::Offer;
 use fluo_api::{ErrorCode, KurentoError};
 use serde_json::Value;
@@ -16,6 +38,25 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind};
 
 impl WebRtcEndpoint {
+    /// The session runs full ICE from now on.
+    pub(super) fn full_ice(&mut self, ep: &mut Ep) {
+        if !std::mem::replace(&mut self.full_ice, true) {
+            ep.rtc.direct_api().set_ice_lite(false);
+            tracing::debug!(id = %ep.id, "full ICE");
+        }
+    }
+
+    /// Our description as sent: one media stream id, and no `a=ice-lite` when the endpoint
+    /// runs full ICE.
+    fn written(&self, sdp: &str) -> String {
+        let sdp = unify_msid(sdp);
+        if self.full_ice {
+            without_ice_lite(sdp)
+        } else {
+            sdp
+        }
+    }
+
     fn already_negotiated(ep: &Ep) -> Result<(), KurentoError> {
         if ep.negotiated || ep.pending_offer.is_some() {
             return Err(KurentoError::new(
@@ -41,8 +82,11 @@ impl WebRtcEndpoint {
         let parsed = SdpOffer::from_sdp_string(&crate::sdp::without_egress_feedback(&usable))
             .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot parse the SDP offer", e))?;
         let ep_ref = self.ep.clone();
-        let prepared = self.prepare_candidates();
+        let prepared = self.prepare_candidates(is_ice_lite(&usable));
         let mut ep = lock(&ep_ref);
+        if is_ice_lite(&usable) {
+            self.full_ice(&mut ep);
+        }
         self.add_candidates(&mut ep, prepared);
         self.permit(offer.lines());
         let answer = ep.rtc.sdp_api().accept_offer(parsed).map_err(|e| {
@@ -52,7 +96,7 @@ impl WebRtcEndpoint {
                 e,
             )
         })?;
-        let answer = sections.answer(Some(&unify_msid(&answer.to_sdp_string())));
+        let answer = sections.answer(Some(&self.written(&answer.to_sdp_string())));
         ep.negotiated = true;
         ep.remote_sdp = Some(offer.to_string());
         ep.local_sdp = Some(answer.clone());
@@ -90,7 +134,7 @@ impl WebRtcEndpoint {
         };
         Self::already_negotiated(&lock(&self.ep))?;
         let ep_ref = self.ep.clone();
-        let prepared = self.prepare_candidates();
+        let prepared = self.prepare_candidates(false);
         let mut ep = lock(&ep_ref);
         self.add_candidates(&mut ep, prepared);
         let mut api = ep.rtc.sdp_api();
@@ -111,7 +155,7 @@ impl WebRtcEndpoint {
                 "Nothing to offer",
             ));
         };
-        let text = unify_msid(&offer.to_sdp_string());
+        let text = self.written(&offer.to_sdp_string());
         ep.pending_offer = Some(pending);
         ep.local_sdp = Some(text.clone());
         ep.learn_mids();
@@ -135,6 +179,12 @@ impl WebRtcEndpoint {
                 "processAnswer needs an offer from generateOffer first",
             ));
         };
+        if is_ice_lite(answer) && !self.full_ice {
+            // Both sides announced ICE-lite: the offerer (this endpoint) turns full and
+            // controlling, as RFC 8445 §6.1.1 has the initiating agent control.
+            self.full_ice(&mut ep);
+            ep.rtc.direct_api().set_ice_controlling(true);
+        }
         ep.rtc
             .sdp_api()
             .accept_answer(pending, parsed)

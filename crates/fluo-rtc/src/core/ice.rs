@@ -1,0 +1,146 @@
+//! ICE around str0m: which endpoint a datagram from a new address belongs to, the addresses
+//! an endpoint running full ICE sends its checks to (their answers carry no USERNAME naming the
+//! endpoint), and the UDP sockets bound for one endpoint alone.
+
+use super::*;
+
+const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+
+/// A change to the shell's sockets.
+pub(crate) enum SocketChange {
+    /// A socket bound for one endpoint: receive on it too.
+    Open(std::net::UdpSocket),
+    /// That endpoint is gone: close the socket of this local address.
+    Close(SocketAddr),
+}
+
+/// Whether a datagram is a STUN Binding request (an ICE check).
+pub(super) fn is_binding_request(d: &[u8]) -> bool {
+    d.len() >= 20 && d[0..2] == [0x00, 0x01] && d[4..8] == MAGIC
+}
+
+/// The local ufrag named by a STUN message's USERNAME (`<our ufrag>:<their ufrag>`), if the
+/// datagram is a well-formed STUN message that has one.
+pub(super) fn stun_local_ufrag(d: &[u8]) -> Option<&str> {
+    if d.len() < 20 || d[0] & 0xc0 != 0 || d[4..8] != MAGIC {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([d[2], d[3]]));
+    let body = d.get(20..20 + len)?;
+    let mut i = 0;
+    while i + 4 <= body.len() {
+        let ty = u16::from_be_bytes([body[i], body[i + 1]]);
+        let alen = usize::from(u16::from_be_bytes([body[i + 2], body[i + 3]]));
+        let value = body.get(i + 4..i + 4 + alen)?;
+        if ty == 0x0006 {
+            let user = std::str::from_utf8(value).ok()?;
+            return user.split(':').next();
+        }
+        i += 4 + alen.div_ceil(4) * 4;
+    }
+    None
+}
+
+impl MediaCore {
+    /// Endpoint `key` sends an ICE check from `local` to `remote` (it runs full ICE). The
+    /// answer comes back from `remote` with nothing naming the endpoint, and so does what
+    /// follows (DTLS, media): that address is the endpoint's from now on, unless another live
+    /// endpoint has it already.
+    pub(super) fn note_check(&mut self, key: u64, local: SocketAddr, remote: SocketAddr) {
+        let other = self.by_remote.get(&(local, remote)).copied();
+        let taken = other.is_some_and(|k| k != key && self.eps.contains_key(&k));
+        if !taken {
+            self.by_remote.insert((local, remote), key);
+        }
+    }
+
+    /// Sockets bound for endpoint `key` alone (in memory: their addresses only): the shell
+    /// receives on them until the endpoint goes.
+    pub(super) fn add_own_sockets(
+        &mut self,
+        key: u64,
+        sockets: Vec<(Option<std::net::UdpSocket>, SocketAddr)>,
+    ) {
+        if !self.eps.contains_key(&key) {
+            // The endpoint is gone already: the sockets close here.
+            return;
+        }
+        for (sock, addr) in sockets {
+            self.own_sockets.entry(key).or_default().push(addr);
+            if let Some(s) = sock {
+                self.socket_changes.push_back(SocketChange::Open(s));
+            }
+        }
+    }
+
+    /// Endpoint `key` is gone: its own sockets close.
+    pub(super) fn close_own_sockets(&mut self, key: u64) {
+        for addr in self.own_sockets.remove(&key).unwrap_or_default() {
+            self.socket_changes.push_back(SocketChange::Close(addr));
+        }
+    }
+
+    /// The next change to the shell's sockets.
+    pub(crate) fn poll_socket_change(&mut self) -> Option<SocketChange> {
+        self.socket_changes.pop_front()
+    }
+
+    /// Local addresses of the sockets bound for endpoints alone.
+    pub fn own_socket_count(&self) -> usize {
+        self.own_sockets.values().map(Vec::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_binding_request, stun_local_ufrag};
+
+    fn stun(attrs: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut body = vec![];
+        for (ty, v) in attrs {
+            body.extend_from_slice(&ty.to_be_bytes());
+            body.extend_from_slice(&(v.len() as u16).to_be_bytes());
+            body.extend_from_slice(v);
+            while body.len() % 4 != 0 {
+                body.push(0);
+            }
+        }
+        let mut d = vec![0x00, 0x01];
+        d.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        d.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        d.extend_from_slice(&[7; 12]);
+        d.extend_from_slice(&body);
+        d
+    }
+
+    #[test]
+    fn finds_the_local_ufrag_and_survives_garbage() {
+        let d = stun(&[(0x8022, b"x"), (0x0006, b"ours:theirs")]);
+        assert_eq!(stun_local_ufrag(&d), Some("ours"));
+        assert_eq!(stun_local_ufrag(&stun(&[(0x8022, b"abc")])), None);
+        // truncated, wrong cookie, lying lengths, RTP-looking data
+        for cut in 0..d.len() {
+            let _ = stun_local_ufrag(&d[..cut]);
+        }
+        let mut bad = d.clone();
+        bad[4] = 0;
+        assert_eq!(stun_local_ufrag(&bad), None);
+        let mut lying = d.clone();
+        lying[22] = 0xff;
+        lying[23] = 0xff;
+        assert_eq!(stun_local_ufrag(&lying), None);
+        assert_eq!(stun_local_ufrag(&[0x80; 40]), None);
+    }
+
+    #[test]
+    fn binding_requests_are_told_from_answers_and_media() {
+        let req = stun(&[(0x0006, b"a:b")]);
+        assert!(is_binding_request(&req));
+        let mut answer = req.clone();
+        answer[0] = 0x01;
+        answer[1] = 0x01;
+        assert!(!is_binding_request(&answer));
+        assert!(!is_binding_request(&req[..19]));
+        assert!(!is_binding_request(&[0x80; 40]));
+    }
+}
