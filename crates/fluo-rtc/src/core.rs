@@ -501,6 +501,9 @@ pub struct MediaCore {
     dirty: Vec<u64>,
     /// Inside `receive_batch`: flush once at its end, not after every datagram.
     batching: bool,
+    /// Remote addresses endpoints running full ICE send checks to, by (local, remote): where
+    /// their answers go when no check from that address named an endpoint (see `ice`).
+    checked: HashMap<(SocketAddr, SocketAddr), u64>,
     /// Local addresses of the sockets bound for one endpoint alone (see `ice`).
     own_sockets: HashMap<u64, Vec<SocketAddr>>,
     /// Sockets for the shell to open or close.
@@ -536,6 +539,7 @@ impl MediaCore {
             timers: BinaryHeap::new(),
             dirty: vec![],
             batching: false,
+            checked: HashMap::new(),
             own_sockets: HashMap::new(),
             socket_changes: VecDeque::new(),
         }
@@ -604,6 +608,7 @@ impl MediaCore {
 
     fn forget(&mut self, key: u64) {
         self.by_remote.retain(|_, k| *k != key);
+        self.checked.retain(|_, k| *k != key);
         self.by_ufrag.retain(|_, k| *k != key);
         self.by_id.retain(|_, k| *k != key);
         self.throttles.remove(&key);
@@ -813,14 +818,21 @@ impl MediaCore {
                 },
             ))
         };
-        let key = match self.by_remote.get(&(destination, source)) {
+        let known = self
+            .by_remote
+            .get(&(destination, source))
+            .copied()
+            .filter(|k| self.eps.contains_key(k));
+        let key = match known {
             // This address already passed an ICE check for that endpoint: its DTLS may arrive
             // before the endpoint's own checks made the pair viable (str0m's `accepts` would
-            // say no and the handshake would wait for a retransmission), so hand it over.
-            Some(k) if self.eps.contains_key(k) => *k,
+            // say no and the handshake would wait for a retransmission), so hand it over. A
+            // check itself names its endpoint (below).
+            Some(k) if !ice::is_binding_request(data) => k,
             _ => {
                 // A new remote address must introduce itself with an ICE check, whose
-                // USERNAME names our endpoint: one lookup, no scan over all endpoints.
+                // USERNAME names our endpoint (and whose integrity its password proves): one
+                // lookup, no scan over all endpoints.
                 let found = ice::stun_local_ufrag(data)
                     .and_then(|u| self.by_ufrag.get(u).copied())
                     .filter(|k| {
@@ -829,12 +841,21 @@ impl MediaCore {
                             input_for(seen_as(&ep)).is_some_and(|i| ep.rtc.accepts(&i))
                         })
                     });
-                let Some(k) = found else {
-                    tracing::trace!(%source, "no endpoint accepts this datagram");
-                    return;
-                };
-                self.by_remote.insert((destination, source), k);
-                k
+                match found {
+                    Some(k) => {
+                        self.by_remote.insert((destination, source), k);
+                        k
+                    }
+                    // Else the endpoint that checks this address (full ICE): the answers to
+                    // its checks, and what follows, carry nothing that names it.
+                    None => match known.or_else(|| self.checked_by(destination, source)) {
+                        Some(k) => k,
+                        None => {
+                            tracing::trace!(%source, "no endpoint accepts this datagram");
+                            return;
+                        }
+                    },
+                }
             }
         };
         if let Some(e) = self.eps.get(&key) {

@@ -1067,3 +1067,34 @@ fn fluo_and_an_ice_lite_peer_connect_whichever_offers() {
         );
     }
 }
+
+#[test]
+fn an_address_a_full_ice_endpoint_checks_stays_the_peer_s_that_proves_it_owns_it() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 2);
+    let (a, v) = (&eps[0], &eps[1]);
+    w.invoke(v, "connect", json!({ "sink": v }));
+    // A's peer is ICE-lite (A turns full on its answer) and hands A another client's address
+    // as a candidate: A's checks go there from the shared socket before that client connects.
+    let lite = w.add_browser_with("lite", false, |c| c.set_ice_lite(true));
+    let victim = w.add_browser("victim", false);
+    let offer = w.invoke(a, "generateOffer", json!({}));
+    let offer = offer.as_str().unwrap().replace("a=ice-lite\r\n", "");
+    let answer = w.browsers[lite].answer(&offer);
+    for b in [victim, lite] {
+        let cand = w.browsers[b].candidate_json();
+        w.invoke(a, "addIceCandidate", json!({ "candidate": cand }));
+    }
+    w.invoke(a, "processAnswer", json!({ "answer": answer }));
+    w.run(ms(500), ms(1), |_| {});
+    assert!(w.browsers[lite].connected);
+    // The client then connects to its own endpoint, V: its checks prove whose it is.
+    w.negotiate_browser_offer(victim, v, Direction::SendRecv);
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[victim], Duration::from_secs(2));
+    assert!(
+        w.browsers[victim].frames_in[1] >= 50,
+        "{:?}",
+        w.browsers[victim].frames_in
+    );
+}

@@ -1,6 +1,11 @@
 //! ICE around str0m: which endpoint a datagram from a new address belongs to, the addresses
 //! an endpoint running full ICE sends its checks to (their answers carry no USERNAME naming the
 //! endpoint), and the UDP sockets bound for one endpoint alone.
+//!
+//! An address that sent a check naming an endpoint (`by_remote`, proven by the endpoint's ICE
+//! password) is that endpoint's. An address an endpoint merely sends checks to (`checked`) is
+//! only a fallback, for what comes from it without such a check: a peer cannot make Fluo claim
+//! another client's address by announcing it as a candidate.
 
 use super::*;
 
@@ -44,14 +49,23 @@ pub(super) fn stun_local_ufrag(d: &[u8]) -> Option<&str> {
 impl MediaCore {
     /// Endpoint `key` sends an ICE check from `local` to `remote` (it runs full ICE). The
     /// answer comes back from `remote` with nothing naming the endpoint, and so does what
-    /// follows (DTLS, media): that address is the endpoint's from now on, unless another live
-    /// endpoint has it already.
+    /// follows when that peer sends no checks itself (an ICE-lite peer): what comes from that
+    /// address goes to the endpoint, unless a check from it named another (or another live
+    /// endpoint checks it already).
     pub(super) fn note_check(&mut self, key: u64, local: SocketAddr, remote: SocketAddr) {
-        let other = self.by_remote.get(&(local, remote)).copied();
+        let other = self.checked.get(&(local, remote)).copied();
         let taken = other.is_some_and(|k| k != key && self.eps.contains_key(&k));
         if !taken {
-            self.by_remote.insert((local, remote), key);
+            self.checked.insert((local, remote), key);
         }
+    }
+
+    /// The live endpoint that checks `remote` from `local`, if any.
+    pub(super) fn checked_by(&self, local: SocketAddr, remote: SocketAddr) -> Option<u64> {
+        self.checked
+            .get(&(local, remote))
+            .copied()
+            .filter(|k| self.eps.contains_key(k))
     }
 
     /// Sockets bound for endpoint `key` alone (in memory: their addresses only): the shell
