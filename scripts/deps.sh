@@ -22,6 +22,7 @@ export DEBIAN_FRONTEND=noninteractive
 BUILD_PKGS=(pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev)
 RUN_PKGS=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-opencv opencv-data
+  gstreamer1.0-x
   openssl)
 # Test tools: "package:command". A tool whose command already exists (e.g. Node.js from
 # another source, which bundles npm) is not reinstalled from Debian.

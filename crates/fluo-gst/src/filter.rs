@@ -6,12 +6,13 @@
 //! filterType VIDEO or AUDIO). The pipeline is built when the first packet arrives, since
 //! only then is the codec known, and again if the source changes codec.
 //!
-//! The command is parsed on its own into a bin, checked against the [`FilterPolicy`] and
-//! linked to Fluo's own elements by pads, never spliced into a pipeline string: a command can
-//! add elements only inside its bin.
+//! The command is checked against the [`FilterPolicy`] as text, before any element exists,
+//! built into a bin element by element and linked to Fluo's own elements by pads, never
+//! spliced into a pipeline string: a command can add elements only inside its bin.
 
 use crate::bridge;
 use crate::codecs;
+use crate::filter_policy::{value_of, Checked, FilterPolicy};
 use crate::{error_fields, EventSink, Media};
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
@@ -25,112 +26,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// Video bitrate of the filter's encoder, in kbps.
 const VIDEO_KBPS: u32 = 1500;
 
-/// Which elements a GStreamerFilter command may use.
-///
-/// By default every element except sources and sinks (their factory class says `Source` or
-/// `Sink`: files, sockets, devices), so that a client cannot read or write files or reach
-/// the network through a command. An allow-list replaces that rule: only the listed factory
-/// names (plus `capsfilter` and `bin`, which caps strings and parentheses create) are
-/// allowed; `*` allows everything, as KMS does.
-#[derive(Debug, Clone, Default)]
-pub struct FilterPolicy {
-    allow: Option<Vec<String>>,
-}
-
-impl FilterPolicy {
-    /// A policy from an allow-list (`None`: the default rule).
-    pub fn new(allow: Option<Vec<String>>) -> FilterPolicy {
-        FilterPolicy {
-            allow: allow.map(|v| {
-                v.into_iter()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            }),
-        }
-    }
-
-    /// Why the element `e` is refused, if it is.
-    ///
-    /// The default rule refuses what can reach files, devices or the network, or load more
-    /// elements later (which this check would not see): sources, sinks, muxers, demuxers,
-    /// decoders, players and network elements by their class; bins other than plain `bin`
-    /// (uridecodebin, splitmuxsink, playbin... build their children at run time); URI
-    /// handlers; and anything with a file, URI or device property.
-    fn refuses(&self, e: &gst::Element) -> Option<String> {
-        let Some(factory) = e.factory() else {
-            return Some(format!("the element {} has no factory", e.name()));
-        };
-        let name = factory.name();
-        if let Some(list) = &self.allow {
-            let listed = list.iter().any(|a| a == "*" || a == name.as_str())
-                || matches!(name.as_str(), "capsfilter" | "bin");
-            return (!listed).then(|| format!("the element {name} is not in the GStreamerFilter allow-list (fluo.gstFilterAllowList)"));
-        }
-        let klass = factory.metadata("klass").unwrap_or_default();
-        const CLASSES: [&str; 8] = [
-            "Source", "Sink", "Muxer", "Demuxer", "Decoder", "Player", "Network", "Bin",
-        ];
-        let class = klass
-            .split('/')
-            .find(|k| CLASSES.contains(k))
-            .filter(|_| name.as_str() != "bin");
-        let why = if let Some(k) = class {
-            Some(format!(
-                "the element {name} ({klass}) is a {}",
-                k.to_lowercase()
-            ))
-        } else if e.is::<gst::URIHandler>() {
-            Some(format!("the element {name} opens URIs"))
-        } else {
-            e.list_properties()
-                .iter()
-                .map(|p| p.name())
-                .find(|p| IO_PROPERTIES.contains(p))
-                .map(|p| {
-                    format!("the element {name} has a '{p}' property (files, URIs or devices)")
-                })
-        };
-        why.map(|w| format!("{w}; GStreamerFilter commands may only transform media (allow it with fluo.gstFilterAllowList)"))
-    }
-
-    /// Whether setElementProperty may set `property` (the default rule keeps file, URI and
-    /// device properties out of reach; an allow-list trusts the elements it names).
-    fn refuses_property(&self, property: &str) -> bool {
-        self.allow.is_none() && IO_PROPERTIES.contains(&property)
-    }
-}
-
-/// Property names that point at files, URIs, devices or hosts.
-const IO_PROPERTIES: [&str; 9] = [
-    "location", "uri", "device", "file", "filename", "path", "host", "address", "socket",
-];
-
 fn illegal(msg: String) -> KurentoError {
     KurentoError::new(ErrorCode::MediaObjectIllegalParamError, msg)
 }
 
-/// Parses `command` into a bin with one sink and one source pad, checked against `policy`.
-fn parse_command(command: &str, policy: &FilterPolicy) -> Result<gst::Bin, KurentoError> {
-    if command.trim().is_empty() {
-        return Err(illegal("GStreamerFilter: the command is empty".into()));
-    }
-    let bin = gst::parse::bin_from_description(command, true)
-        .map_err(|e| illegal(format!("GStreamerFilter: the command does not parse: {e}")))?;
-    let mut refused = vec![];
-    for e in bin.iterate_recurse().into_iter().flatten() {
-        refused.extend(policy.refuses(&e));
-    }
-    if let Some(why) = refused.into_iter().next() {
-        return Err(illegal(format!("GStreamerFilter: {why}")));
-    }
-    if bin.static_pad("sink").is_none() || bin.static_pad("src").is_none() {
-        return Err(illegal(
-            "GStreamerFilter: the command must leave exactly one sink pad and one source pad unlinked"
-                .into(),
-        ));
-    }
-    Ok(bin)
+/// Checks `command` against `policy` (before any element exists) and builds its bin once,
+/// with one sink and one source pad.
+fn parse_command(
+    command: &str,
+    policy: &FilterPolicy,
+) -> Result<(Checked, gst::Bin), KurentoError> {
+    let checked = policy
+        .check(command)
+        .map_err(|e| illegal(format!("GStreamerFilter: {e}")))?;
+    let bin = checked
+        .build()
+        .map_err(|e| illegal(format!("GStreamerFilter: {e}")))?;
+    Ok((checked, bin))
 }
 
 /// The kind of media a command filters: from filterType, or from the caps of its sink pad.
@@ -175,7 +87,8 @@ impl Factory for FilterFactory {
             .get("filterType")
             .and_then(Value::as_str)
             .unwrap_or("AUTODETECT");
-        let bin = parse_command(&command, &self.media.filters)?;
+        let (checked, bin) = parse_command(&command, &self.media.filters)?;
+        let checked = Arc::new(checked);
         let kind = filter_kind(&bin, filter_type)?;
         tracing::info!(id = %cx.id, %command, ?kind, "GStreamerFilter created");
         let shared = Arc::new(Mutex::new(Shared {
@@ -183,10 +96,11 @@ impl Factory for FilterFactory {
             props: vec![],
         }));
         let port_shared = shared.clone();
+        let policy = self.media.filters.clone();
         let (id, events, cmd) = (
             cx.id.to_string(),
             self.media.events.clone(),
-            command.clone(),
+            checked.clone(),
         );
         let key = self.media.bus.add_port(
             cx.id,
@@ -194,6 +108,7 @@ impl Factory for FilterFactory {
                 Box::new(FilterPort {
                     kind,
                     command: cmd,
+                    policy,
                     shared: port_shared,
                     out,
                     branch: None,
@@ -208,6 +123,7 @@ impl Factory for FilterFactory {
             id: cx.id.to_string(),
             key,
             command,
+            checked,
             shared,
             media: self.media.clone(),
         }))
@@ -226,36 +142,25 @@ fn lock(s: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// `value` as the property `name` of `e`, if `e` has such a writable property and the text
-/// is a valid value of it (GStreamer's own syntax: numbers, enum nicks, caps...).
-fn property_value(e: &gst::Element, name: &str, value: &str) -> Result<glib::Value, String> {
-    let pspec = e
-        .find_property(name)
-        .ok_or_else(|| format!("{} has no property {name}", e.name()))?;
-    let f = pspec.flags();
-    if !f.contains(glib::ParamFlags::WRITABLE) || f.contains(glib::ParamFlags::CONSTRUCT_ONLY) {
-        return Err(format!("the property {name} of {} cannot be set", e.name()));
-    }
-    let v = glib::Value::deserialize_with_pspec(value, &pspec).map_err(|_| {
-        format!(
-            "{value:?} is not a value of {name} ({})",
-            pspec.value_type()
-        )
-    })?;
-    if !v.type_().is_a(pspec.value_type()) || !pspec.value_is_valid(&v) {
-        return Err(format!("{value:?} is out of range for {name}"));
-    }
-    Ok(v)
-}
-
 /// Sets `name` to `value` on every element of `bin` that has such a property; how many
-/// elements took it. Refuses (setting nothing) if one of them cannot take it.
-fn set_property(bin: &gst::Bin, name: &str, value: &str) -> Result<usize, String> {
+/// elements took it. Refuses (setting nothing) if one of them may not or cannot take it.
+fn set_property(
+    bin: &gst::Bin,
+    policy: &FilterPolicy,
+    name: &str,
+    value: &str,
+) -> Result<usize, String> {
     let mut set = vec![];
     for e in bin.iterate_recurse().into_iter().flatten() {
-        if e.find_property(name).is_some() {
-            let v = property_value(&e, name, value)?;
-            set.push((e, v));
+        if let Some(pspec) = e.find_property(name) {
+            let factory = e
+                .factory()
+                .map(|f| f.name().to_string())
+                .unwrap_or_else(|| e.name().to_string());
+            if let Some(why) = policy.property_refusal(&factory, &pspec, false) {
+                return Err(why);
+            }
+            set.push((e, value_of(&pspec, &factory, value, false)?));
         }
     }
     for (e, v) in &set {
@@ -268,6 +173,7 @@ struct Filter {
     id: String,
     key: u64,
     command: String,
+    checked: Arc<Checked>,
     shared: Arc<Mutex<Shared>>,
     media: Media,
 }
@@ -282,14 +188,13 @@ impl Filter {
             .get("propertyValue")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if self.media.filters.refuses_property(name) {
-            return Err(illegal(format!(
-                "GStreamerFilter: the property {name} (files, URIs or devices) cannot be set (allow the element with fluo.gstFilterAllowList)"
-            )));
-        }
-        // Checked on a fresh parse of the command, so that a wrong name or value fails now.
-        let probe = parse_command(&self.command, &self.media.filters)?;
-        match set_property(&probe, name, value) {
+        // Checked on a fresh build of the command, so that a wrong name or value fails now.
+        let probe = self
+            .checked
+            .build()
+            .map_err(|e| illegal(format!("GStreamerFilter: {e}")))?;
+        let policy = &self.media.filters;
+        match set_property(&probe, policy, name, value) {
             Ok(0) => {
                 return Err(illegal(format!(
                     "GStreamerFilter: no element of \"{}\" has a property {name}",
@@ -303,7 +208,7 @@ impl Filter {
         s.props.retain(|(n, _)| n != name);
         s.props.push((name.to_string(), value.to_string()));
         if let Some(bin) = &s.bin {
-            let _ = set_property(bin, name, value);
+            let _ = set_property(bin, policy, name, value);
         }
         tracing::debug!(id = %self.id, %name, %value, "GStreamerFilter property set");
         Ok(Value::Null)
@@ -360,7 +265,8 @@ impl Drop for Branch {
 
 struct FilterPort {
     kind: MediaKind,
-    command: String,
+    command: Arc<Checked>,
+    policy: Arc<FilterPolicy>,
     shared: Arc<Mutex<Shared>>,
     out: PortOutput,
     branch: Option<Branch>,
@@ -389,11 +295,10 @@ impl FilterPort {
             bridge::appsrc_desc("in", codec)
         );
         let pipeline = bridge::launch(&desc)?;
-        // The command was accepted at create; parse it again for this pipeline.
-        let bin = gst::parse::bin_from_description(&self.command, true)
-            .map_err(|e| format!("the command does not parse: {e}"))?;
+        // The command was checked at create; built again for this pipeline.
+        let bin = self.command.build()?;
         for (name, value) in &lock(&self.shared).props {
-            let _ = set_property(&bin, name, value);
+            let _ = set_property(&bin, &self.policy, name, value);
         }
         pipeline
             .add(&bin)

@@ -12,6 +12,7 @@
 mod bridge;
 mod codecs;
 mod filter;
+mod filter_policy;
 mod live;
 mod player;
 mod recorder;
@@ -20,7 +21,7 @@ mod srtp;
 mod transcoder;
 mod uri;
 
-pub use filter::FilterPolicy;
+pub use filter_policy::{FilterPolicy, STRING_PAIRS, TRANSFORMS};
 pub use live::{live_elements, live_pipelines};
 pub use transcoder::Transcoders;
 pub use uri::UriPolicy;
@@ -52,6 +53,34 @@ pub mod fuzzing {
             }
         }
         ok
+    }
+
+    /// Checks a GStreamerFilter command against the policy with the operator's list `allow`,
+    /// creating no element; the factories of its chain, in order (empty with `*`).
+    pub fn gst_filter_check(
+        allow: Option<Vec<String>>,
+        command: &str,
+    ) -> Result<Vec<String>, String> {
+        crate::init()?;
+        Ok(match crate::FilterPolicy::new(allow).check(command)? {
+            crate::filter_policy::Checked::Launch(_) => vec![],
+            crate::filter_policy::Checked::Chain(steps) => steps
+                .iter()
+                .map(|s| match s {
+                    crate::filter_policy::Step::Element { factory, .. } => factory.clone(),
+                    crate::filter_policy::Step::Caps(_) => "capsfilter".to_string(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Checks a GStreamerFilter command as [`gst_filter_check`] does and builds its bin.
+    pub fn gst_filter_build(
+        allow: Option<Vec<String>>,
+        command: &str,
+    ) -> Result<gstreamer::Bin, String> {
+        crate::init()?;
+        crate::FilterPolicy::new(allow).check(command)?.build()
     }
 
     /// Parses `s` as the remote SDP of an RtpEndpoint; returns its number of media.

@@ -1,7 +1,8 @@
 //! GStreamerFilter against a real server: a WebRTC publisher's VP8 goes through a client's
 //! command to a WebRTC viewer and comes out changed as the command says (and changed again by
 //! setElementProperty while it flows); commands that could read or write files or reach the
-//! network are refused, and an allow-list narrows the elements further.
+//! network are refused (before any element exists: one that aborts the process in its
+//! constructor leaves the server up), and the operator's allow-list adds elements.
 
 use fluo_testkit::live::{start_server, start_server_with, Client};
 use fluo_testkit::udp_peer::{ivf_frames, Peer};
@@ -239,10 +240,10 @@ fn a_filter_changes_the_video_between_two_peers_and_takes_new_properties_while_i
 }
 
 #[test]
-fn commands_that_reach_files_or_the_network_are_refused_and_an_allow_list_narrows_elements() {
+fn commands_that_reach_files_or_the_network_are_refused_and_an_allow_list_adds_elements() {
     let port = start_server(Duration::from_secs(30));
     let narrow = start_server_with(fluo_server::Config {
-        gst_filter_allow: Some(vec!["videoflip".into(), "videobalance".into()]),
+        gst_filter_allow: Some(vec!["queue2".into()]),
         ..Default::default()
     });
     let any = start_server_with(fluo_server::Config {
@@ -293,15 +294,21 @@ fn commands_that_reach_files_or_the_network_are_refused_and_an_allow_list_narrow
                 .await
                 .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
         }
-        // The allow-list: only what it names (and caps filters).
+        // The operator's list adds to the built-in one: edgetv is built in, queue2 is not.
         try_create(
             narrow,
-            "videoflip method=clockwise ! video/x-raw ! videobalance",
+            "videoflip method=clockwise ! video/x-raw ! videobalance ! edgetv",
         )
         .await
-        .expect("listed");
-        let e = try_create(narrow, "edgetv").await.expect_err("not listed");
-        assert!(e.contains("40107") && e.contains("allow-list"), "{e}");
+        .expect("built in");
+        try_create(narrow, "queue2 max-size-buffers=10")
+            .await
+            .expect("listed");
+        let e = try_create(port, "queue2").await.expect_err("not listed");
+        assert!(
+            e.contains("40107") && e.contains("queue2") && e.contains("--gst-filter-allow"),
+            "{e}"
+        );
         // "*" is KMS's behaviour: anything goes (created, not run), sinks included.
         let with_sink = "videoflip ! tee name=t ! queue ! fakesink t. ! queue";
         let e = try_create(port, with_sink)
@@ -349,4 +356,114 @@ fn commands_that_reach_files_or_the_network_are_refused_and_an_allow_list_narrow
             .expect_err("a file property");
         assert_eq!(code(&e), 40107, "{e}");
     });
+}
+
+/// The three commands of issue 14 and their setElementProperty forms: each refused with
+/// 40107 naming the element and the property, nothing written, and the server still answers
+/// (facedetect with a file that is not a cascade aborts the process as soon as GStreamer's
+/// parser creates it).
+#[test]
+fn commands_and_properties_that_name_files_are_refused_and_the_server_stays_up() {
+    let dir = tmpdir("hostile");
+    let port = start_server(Duration::from_secs(30));
+    // An operator who listed queue2 and motioncells (but none of their file properties).
+    let extended = start_server_with(fluo_server::Config {
+        gst_filter_allow: Some(vec!["queue2".into(), "motioncells".into()]),
+        ..Default::default()
+    });
+    let d = dir.display();
+    rt().block_on(async {
+        let mut c = Client::connect(port).await.expect("connect");
+        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        for (command, element, property) in [
+            (
+                format!("queue2 temp-template={d}/XXXXXX temp-remove=false"),
+                "queue2",
+                "temp-template",
+            ),
+            (
+                format!("videoconvert ! motioncells datafile={d}/x datafileextension=y ! videoconvert"),
+                "motioncells",
+                "datafile",
+            ),
+            ("facedetect profile=/etc/hostname".to_string(), "facedetect", "profile"),
+        ] {
+            let e = c
+                .create(
+                    "GStreamerFilter",
+                    json!({"mediaPipeline": pipe, "command": command}),
+                )
+                .await
+                .expect_err(&command);
+            assert!(
+                e.contains("40107") && e.contains(element) && e.contains(property),
+                "{command:?}: {e}"
+            );
+            println!("refused {command:?}: {e}");
+        }
+        // The server is up: the same connection still creates objects.
+        let face = c
+            .create(
+                "GStreamerFilter",
+                json!({"mediaPipeline": pipe, "command": "videoconvert ! facedetect ! videoconvert"}),
+            )
+            .await
+            .expect("facedetect with its own cascades");
+        for name in ["profile", "eyes-profile"] {
+            let e = c
+                .invoke(
+                    &face,
+                    "setElementProperty",
+                    json!({"propertyName": name, "propertyValue": "/etc/hostname"}),
+                )
+                .await
+                .expect_err(name);
+            assert_eq!(code(&e), 40107, "{e}");
+            let msg = e["message"].as_str().unwrap_or_default();
+            assert!(msg.contains("facedetect") && msg.contains(name), "{e}");
+        }
+        c.invoke(
+            &face,
+            "setElementProperty",
+            json!({"propertyName": "display", "propertyValue": "false"}),
+        )
+        .await
+        .expect("a boolean property");
+
+        let mut x = Client::connect(extended).await.expect("connect");
+        let pipe2 = x.create("MediaPipeline", json!({})).await.expect("pipeline");
+        for (command, element, property, value) in [
+            ("queue2", "queue2", "temp-template", format!("{d}/XXXXXX")),
+            (
+                "videoconvert ! motioncells ! videoconvert",
+                "motioncells",
+                "datafile",
+                format!("{d}/x"),
+            ),
+        ] {
+            let f = x
+                .create(
+                    "GStreamerFilter",
+                    json!({"mediaPipeline": pipe2, "command": command}),
+                )
+                .await
+                .expect(command);
+            let e = x
+                .invoke(
+                    &f,
+                    "setElementProperty",
+                    json!({"propertyName": property, "propertyValue": value}),
+                )
+                .await
+                .expect_err(property);
+            assert_eq!(code(&e), 40107, "{e}");
+            let msg = e["message"].as_str().unwrap_or_default();
+            assert!(msg.contains(property) && msg.contains(element), "{e}");
+        }
+        c.create("MediaPipeline", json!({})).await.expect("still up");
+        c.request("release", json!({"object": pipe})).await.expect("release");
+    });
+    let left: Vec<_> = std::fs::read_dir(&dir).expect("dir").flatten().collect();
+    assert!(left.is_empty(), "files written: {left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
