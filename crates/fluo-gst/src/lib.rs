@@ -211,14 +211,11 @@ impl Media {
 pub(crate) fn error_fields(e: &gst::message::Error, ty: &str) -> Map<String, Value> {
     let from = e.src().map(|s| s.name().to_string()).unwrap_or_default();
     let mut m = Map::new();
-    m.insert(
-        "description".into(),
-        Value::from(format!(
-            "{} (in {from}: {})",
-            e.error(),
-            e.debug().unwrap_or_default()
-        )),
-    );
+    let description = match e.debug().filter(|d| !d.is_empty()) {
+        Some(d) => format!("{} (in {from}: {d})", e.error()),
+        None => format!("{} (in {from})", e.error()),
+    };
+    m.insert("description".into(), Value::from(description));
     m.insert("errorCode".into(), Value::from(40003));
     m.insert("type".into(), Value::from(ty));
     m

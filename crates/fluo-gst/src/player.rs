@@ -125,6 +125,11 @@ impl Player {
             dec.set_property("caps", &caps);
         }
         let cache = self.network_cache;
+        // With a URI allow-list, only the checked URI is opened: HTTP redirects are not
+        // followed (the bus handler names the target in an Error event) and streams whose
+        // demuxer would fetch URIs of its own (HLS, DASH and Smooth Streaming playlists, SDP
+        // files) are not played.
+        let guarded = !self.media.uris.is_open();
         dec.connect("source-setup", false, move |args| {
             if let Some(src) = args.get(1).and_then(|v| v.get::<gst::Element>().ok()) {
                 if src.has_property("latency")
@@ -132,9 +137,33 @@ impl Player {
                 {
                     src.set_property("latency", cache);
                 }
+                if guarded && src.has_property("automatic-redirect") {
+                    src.set_property("automatic-redirect", false);
+                }
             }
             None
         });
+        if guarded {
+            let uri = self.uri.gst_uri();
+            dec.connect("autoplug-continue", false, move |args| {
+                let dec = args.first().and_then(|v| v.get::<gst::Element>().ok());
+                let caps = args.get(2).and_then(|v| v.get::<gst::Caps>().ok());
+                let Some((factory, media_type)) = caps.as_ref().and_then(fetching_demuxer) else {
+                    return Some(true.to_value());
+                };
+                let text = format!(
+                    "{uri} is a stream of type {media_type}, whose demuxer ({factory}) opens URIs of its own that this server's URI allow-list cannot check: it is not played while an allow-list is set"
+                );
+                tracing::warn!("player: {text}");
+                if let Some(dec) = dec {
+                    let msg = gst::message::Error::builder(gst::ResourceError::NotAuthorized, &text)
+                        .src(&dec)
+                        .build();
+                    let _ = dec.post_message(msg);
+                }
+                Some(false.to_value())
+            });
+        }
         pipeline
             .add(&dec)
             .map_err(|e| KurentoError::new(ErrorCode::UnexpectedError, e.to_string()))?;
@@ -165,15 +194,21 @@ impl Player {
                     }
                     gst::MessageView::Error(e) => {
                         tracing::warn!(%id, "player error: {} ({:?})", e.error(), e.debug());
-                        let first = {
-                            let mut s = lock(&shared);
-                            // The next play() builds a new pipeline.
-                            s.state = "STOP";
-                            !std::mem::replace(&mut s.failed, true)
-                        };
-                        if first {
+                        if first_failure(&shared) {
                             let f = crate::error_fields(e, "PLAYER_ERROR");
                             events(&id, "Error", f);
+                        }
+                    }
+                    gst::MessageView::Element(m) if guarded => {
+                        if let Some(text) = m.structure().and_then(redirect) {
+                            tracing::warn!(%id, "player: {text}");
+                            if first_failure(&shared) {
+                                let mut f = Map::new();
+                                f.insert("description".into(), json!(text));
+                                f.insert("errorCode".into(), json!(40003));
+                                f.insert("type".into(), json!("PLAYER_ERROR"));
+                                events(&id, "Error", f);
+                            }
                         }
                     }
                     _ => {}
@@ -290,6 +325,52 @@ impl Player {
             "duration": duration,
         })
     }
+}
+
+/// Marks the current run failed (the next play() builds a new pipeline); whether it is the
+/// run's first failure, the one an Error event reports.
+fn first_failure(shared: &SharedRef) -> bool {
+    let mut s = lock(shared);
+    s.state = "STOP";
+    !std::mem::replace(&mut s.failed, true)
+}
+
+/// The text of an Error event for an HTTP source's response headers that redirect.
+fn redirect(s: &gst::StructureRef) -> Option<String> {
+    if s.name() != "http-headers" {
+        return None;
+    }
+    let status = s.get::<u32>("http-status-code").ok()?;
+    if !(300..400).contains(&status) {
+        return None;
+    }
+    let from = s.get::<String>("uri").unwrap_or_default();
+    let to = s
+        .get::<gst::Structure>("response-headers")
+        .ok()
+        .and_then(|h| {
+            h.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("location"))
+                .and_then(|(_, v)| v.get::<String>().ok())
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "{from} redirects ({status}) to {to}: redirects are not followed while this server has a URI allow-list (ask for the target URI itself if the list allows it)"
+    ))
+}
+
+/// A demuxer that decodebin could plug for `caps` and that opens URIs or sockets of its own
+/// (its class says Adaptive or Network: hlsdemux, dashdemux, sdpdemux...), and the caps'
+/// media type.
+fn fetching_demuxer(caps: &gst::Caps) -> Option<(String, String)> {
+    let media_type = caps.structure(0)?.name().to_string();
+    gst::ElementFactory::factories_with_type(gst::ElementFactoryType::DEMUXER, gst::Rank::NONE)
+        .iter()
+        .find(|f| {
+            let klass = f.metadata("klass").unwrap_or_default();
+            klass.split('/').any(|k| k == "Adaptive" || k == "Network") && f.can_sink_any_caps(caps)
+        })
+        .map(|f| (f.name().to_string(), media_type))
 }
 
 /// Links a new decoded (or, with useEncodedMedia, encoded) stream to an encoder, payloader

@@ -99,8 +99,9 @@ pub struct UriPolicy {
 impl UriPolicy {
     /// A policy from its entries: `scheme://` allows a whole scheme (`http://`),
     /// `file:///dir/` a directory and everything under it (compared by path components, so
-    /// `/srv/media` does not allow `/srv/media2`), anything else is a URI prefix
-    /// (`https://cdn.example.com/`).
+    /// `/srv/media` does not allow `/srv/media2`), anything else is a URI prefix that ends at
+    /// a path-segment boundary (`https://cdn.example.com/clips` allows `.../clips/a.webm`,
+    /// not `.../clips-private/`).
     pub fn new(entries: impl IntoIterator<Item = String>) -> UriPolicy {
         UriPolicy {
             entries: entries
@@ -160,10 +161,17 @@ fn allows(entry: &str, uri: &MediaUri) -> bool {
             // `host@evil`); otherwise the URI must start with the entry.
             let entry_host = rest.split(['/', '?', '#']).next().unwrap_or_default();
             let uri_host = urest.split(['/', '?', '#']).next().unwrap_or_default();
+            // A path in the entry matches at a segment boundary: `.../clips` allows
+            // `.../clips/a.webm` and `.../clips?x`, not `.../clips-private/`.
+            let boundary = |after: &str| {
+                rest.ends_with('/') || after.is_empty() || after.starts_with(['/', '?', '#'])
+            };
             if entry_host.len() == rest.len() {
                 uri_host.eq_ignore_ascii_case(entry_host)
             } else {
-                uri_host.eq_ignore_ascii_case(entry_host) && urest.starts_with(rest)
+                uri_host.eq_ignore_ascii_case(entry_host)
+                    && urest.starts_with(rest)
+                    && boundary(&urest[rest.len()..])
             }
         }
     }
@@ -246,6 +254,16 @@ mod tests {
         assert!(ok("rtsp://camera:554/live"));
         assert!(parse("https://cdn.example.com/clips/../x", &["https"]).is_err());
         assert!(parse("https://cdn.example.com/clips/%2e%2e/x", &["https"]).is_err());
+        let no_slash = UriPolicy::new(["https://cdn.example.com/clips".to_string()]);
+        let allowed = |u: &str| no_slash.check(&parse(u, &["https"]).unwrap()).is_ok();
+        assert!(allowed("https://cdn.example.com/clips"));
+        assert!(allowed("https://cdn.example.com/clips/a.webm"));
+        assert!(allowed("https://cdn.example.com/clips?x=1"));
+        assert!(
+            !allowed("https://cdn.example.com/clips-private/a.webm"),
+            "entries match at path-segment boundaries"
+        );
+        assert!(!allowed("https://cdn.example.com/clipsa.webm"));
         let host_only = UriPolicy::new(["https://cdn.example.com".to_string()]);
         let allowed = |u: &str| host_only.check(&parse(u, &["https"]).unwrap()).is_ok();
         assert!(allowed("https://cdn.example.com/a.webm"));
