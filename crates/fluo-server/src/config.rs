@@ -100,12 +100,15 @@ pub struct Cli {
     #[arg(long)]
     pub secure_port_file: Option<PathBuf>,
     /// URIs that PlayerEndpoint and RecorderEndpoint may use, comma-separated: `scheme://`
-    /// for a whole scheme, `file:///dir/` for a directory tree, else a URI prefix
-    /// [default: any URI, as KMS].
+    /// for a whole scheme, `file:///dir/` for a directory tree, else a URI prefix ending at a
+    /// path-segment boundary; with a list, players follow no HTTP redirect and play no
+    /// HLS/DASH playlist [default: any URI, as KMS].
     #[arg(long, env = "FLUO_URI_ALLOW", value_delimiter = ',')]
     pub uri_allow: Option<Vec<String>>,
-    /// GStreamer element factories that GStreamerFilter commands may use, comma-separated
-    /// (`*`: any, as KMS) [default: any element except sources and sinks].
+    /// What GStreamerFilter commands may use besides the built-in pure transforms,
+    /// comma-separated: factory names, `factory.property` for a string property (a file or
+    /// URI on some elements), `*` for anything, parsed by GStreamer as in KMS
+    /// [default: the built-in transforms only].
     #[arg(long, env = "FLUO_GST_FILTER_ALLOW", value_delimiter = ',')]
     pub gst_filter_allow: Option<Vec<String>>,
 }
@@ -160,8 +163,28 @@ pub struct Config {
     pub transcode_video_kbps: u32,
     /// Allowed player/recorder URIs (empty: any).
     pub uri_allow: Vec<String>,
-    /// Element factories GStreamerFilter may use (`None`: all but sources and sinks).
+    /// What GStreamerFilter commands may use besides the built-in transforms (`None`: only
+    /// those).
     pub gst_filter_allow: Option<Vec<String>>,
+}
+
+impl Config {
+    /// The warning to print at start when anyone on the network can drive this server: it
+    /// listens beyond loopback and asks for no token (KMS's default, kept for compatibility).
+    pub fn exposure_warning(&self) -> Option<String> {
+        if self.bind.is_loopback() || self.auth_token.is_some() {
+            return None;
+        }
+        Some(format!(
+            "listening on {} without a token: anyone who reaches this port can create pipelines, play and record URIs and files on this machine{}; set --auth-token (FLUO_AUTH_TOKEN) or --bind 127.0.0.1",
+            self.bind,
+            if self.uri_allow.is_empty() {
+                " (no --uri-allow list)"
+            } else {
+                ""
+            }
+        ))
+    }
 }
 
 impl Default for Config {

@@ -45,6 +45,9 @@ async fn serve(config: Config) -> std::io::Result<()> {
         env!("CARGO_PKG_VERSION"),
         config.path
     );
+    if let Some(w) = config.exposure_warning() {
+        tracing::warn!("{w}");
+    }
     if let Some(f) = &config.port_file {
         std::fs::write(f, local.port().to_string())?;
     }
