@@ -3,18 +3,23 @@
 // official kurento-client 7.3.0 talking to Fluo (or any Kurento Media Server 7).
 //
 //   node server.js [--port 8443] [--bind 0.0.0.0] [--ws-uri ws://127.0.0.1:8888/kurento]
+//                  [--access-token TOKEN] [--player-any-uri]
 //                  [--http] [--port-file PATH]
 //                  [--recordings-dir /tmp/fluo-recordings]
 //                  [--media-dir web/media] [--media-port 0] [--media-bind 127.0.0.1]
 //
-// Environment: FLUO_WS_URI (like --ws-uri), WEB_PORT, WEB_BIND. Flags win.
+// Environment: FLUO_WS_URI (like --ws-uri), FLUO_AUTH_TOKEN (like --access-token: the token
+// the media server was started with, sent by kurento-client as access_token), WEB_PORT,
+// WEB_BIND. Flags win.
 //
 // Five applications share the signalling socket; every message is JSON with an `id`:
 //   hello-world : one WebRtcEndpoint connected to itself (loopback)
 //   one2many    : one presenter, many viewers (presenter endpoint -> each viewer endpoint)
 //   one2one     : two registered users, two endpoints connected both ways
 //   recorder    : loopback + RecorderEndpoint (WebM file), then PlayerEndpoint of that file
-//   player      : PlayerEndpoint of any URI -> WebRtcEndpoint, with pause and seek
+//   player      : PlayerEndpoint of a sample clip -> WebRtcEndpoint, with pause and seek
+//                 (any URI the browser sends only with --player-any-uri: the media server
+//                 opens it, files and internal hosts included)
 //
 // Sample clips for the player (sample.webm: VP8 + Opus, sample.mp4: H.264 + AAC) are made with
 // ffmpeg in the media dir the first time they are asked for, and served at /media/<name>, both
@@ -43,6 +48,8 @@ function parseArgs(argv) {
     mediaDir: path.join(__dirname, 'media'),
     mediaPort: 0,
     mediaBind: '127.0.0.1',
+    accessToken: process.env.FLUO_AUTH_TOKEN || null,
+    playerAnyUri: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -65,6 +72,12 @@ function parseArgs(argv) {
         break;
       case '--http':
         opts.http = true;
+        break;
+      case '--access-token':
+        opts.accessToken = value() || null;
+        break;
+      case '--player-any-uri':
+        opts.playerAnyUri = true;
         break;
       case '--port-file':
         opts.portFile = value();
@@ -99,6 +112,8 @@ function usage(problem) {
   const text =
     'usage: node server.js [--port N (8443, 0 = any)] [--bind ADDR (0.0.0.0)]\n' +
     '                      [--ws-uri URI (env FLUO_WS_URI, ws://127.0.0.1:8888/kurento)]\n' +
+    '                      [--access-token TOKEN (env FLUO_AUTH_TOKEN: the media server\'s token)]\n' +
+    '                      [--player-any-uri (the player page plays any URI, not only the samples)]\n' +
     '                      [--http (plain HTTP instead of HTTPS)] [--port-file PATH]\n' +
     '                      [--recordings-dir DIR (/tmp/fluo-recordings, on the media server)]\n' +
     '                      [--media-dir DIR (web/media: sample clips)]\n' +
@@ -374,7 +389,10 @@ function getKurentoClient() {
     const attempt = new Promise((resolve, reject) => {
       // failAfter bounds the reconnection attempts, so a missing media server shows up
       // in the browser as an error instead of a page waiting forever.
-      const client = kurento(opts.wsUri, { failAfter: 5 }, (error) => {
+      const options = { failAfter: 5 };
+      // kurento-client sends it as ?access_token= at the WebSocket upgrade.
+      if (opts.accessToken) options.access_token = opts.accessToken;
+      const client = kurento(opts.wsUri, options, (error) => {
         if (error) {
           if (clientPromise === attempt) clientPromise = null;
           client.close();
@@ -843,11 +861,21 @@ async function recorderPlay(session, sdpOffer) {
 }
 
 // ---------------------------------------------------------------------------
-// player: any URI the media server can read
+// player: the sample clips (any URI the media server can read with --player-any-uri)
+
+// Whether `uri` is one of the sample clips as this app lists them (file:// or http://).
+function isSampleUri(uri) {
+  const base = mediaHttpBase();
+  return SAMPLES.some((s) => uri === fileUri(path.join(opts.mediaDir, s.name)) || (base && uri === `${base}/media/${s.name}`));
+}
 
 async function playerStart(session, sdpOffer, uri) {
   uri = typeof uri === 'string' ? uri.trim() : '';
   if (!uri) throw new Error('Enter the URI of a file or stream to play');
+  if (!opts.playerAnyUri && !isSampleUri(uri)) {
+    throw new Error(`This demo plays only its sample clips (${SAMPLES.map((s) => s.name).join(', ')}): ` +
+      'start the web app with --player-any-uri to play other URIs');
+  }
   session.stop();
   session.app = 'player';
   await startPlayback(session, session.generation, uri, sdpOffer, 'playerStartResponse');
@@ -990,7 +1018,9 @@ wss.on('connection', (ws) => {
 server.listen(opts.port, opts.bind, () => {
   const { port } = server.address();
   const scheme = opts.http ? 'http' : 'https';
-  log(`Fluo demo on ${scheme}://${opts.bind}:${port}/ (media server ${opts.wsUri})`);
+  log(`Fluo demo on ${scheme}://${opts.bind}:${port}/ (media server ${opts.wsUri}` +
+    `${opts.accessToken ? ', with an access token' : ''})`);
+  if (opts.playerAnyUri) log('--player-any-uri: the player page plays any URI a browser sends (the media server opens it)');
   if (opts.portFile) fs.writeFileSync(opts.portFile, `${port}\n`);
 });
 

@@ -117,12 +117,14 @@ function tmpDir(prefix) {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-async function startFluo(dir) {
+// `token`: started with --auth-token (p.url stays without it, as a client is given it;
+// p.authUrl carries it for the suite's own JSON-RPC calls).
+async function startFluo(dir, { token = null } = {}) {
   if (process.env.E2E_MEDIA_WS_URI) {
     // An already running media server (a real KMS for comparison, or a Fluo started by hand).
     const url = process.env.E2E_MEDIA_WS_URI;
     log(`external media server ${url} (E2E_MEDIA_WS_URI; no Fluo started)`);
-    return { url, logFile: '(external)', logTail: () => '(external media server: no log)', stop: async () => {} };
+    return { url, authUrl: url, logFile: '(external)', logTail: () => '(external media server: no log)', stop: async () => {} };
   }
   if (!fs.existsSync(FLUO_BIN)) {
     throw new Error(`Fluo binary not found: ${FLUO_BIN} (cargo build -p fluo-server)`);
@@ -137,12 +139,13 @@ async function startFluo(dir) {
   const p = await spawnWithPortFile(
     'fluo',
     FLUO_BIN,
-    ['--bind', '127.0.0.1', '--port', '0', '--port-file', portFile],
+    ['--bind', '127.0.0.1', '--port', '0', '--port-file', portFile, ...(token ? ['--auth-token', token] : [])],
     env,
     portFile,
     logFile,
   );
   p.url = `ws://127.0.0.1:${p.port}/kurento`;
+  p.authUrl = token ? `${p.url}?access_token=${encodeURIComponent(token)}` : p.url;
   log(`fluo ${FLUO_BIN} on ${p.url} (log ${logFile})`);
   return p;
 }
@@ -226,9 +229,9 @@ async function listPipelines(fluoUrl) {
 
 // Full environment of one test file: Fluo + web app + browser, in a temp dir.
 // `webArgs(dir)` gives extra web app arguments.
-async function setup(label, { webArgs = () => [] } = {}) {
+async function setup(label, { webArgs = () => [], token = null } = {}) {
   const dir = tmpDir(`fluo-e2e-${label}-`);
-  const fluo = await startFluo(dir);
+  const fluo = await startFluo(dir, { token });
   const web = await startWeb(dir, fluo.url, webArgs(dir));
   const browser = await launchBrowser(dir);
   const env = { dir, fluo, web, browser };

@@ -98,3 +98,15 @@ test('one2one: duplicate names and calls to unknown users are rejected', { timeo
     assert.match(await errorShown(a, 10000), /Call rejected: User carol is not registered/);
     assert.equal(await a.isEnabled('#terminate'), false, 'no call in progress');
   }));
+
+test('player: a URI that is not a sample clip is refused by the app itself, before the media server', { timeout: 30000 }, () =>
+  withDiagnostics(env, async () => {
+    for (const uri of ['file:///etc/passwd', 'http://127.0.0.1:9/elsewhere.webm']) {
+      const page = await openPage(env, 'player-not-a-sample', `/player.html?uri=${encodeURIComponent(uri)}`);
+      await page.click('#play');
+      const error = await errorShown(page, 10000);
+      assert.match(error, /This demo plays only its sample clips \(sample\.webm, sample\.mp4\): start the web app with --player-any-uri/, `${uri}: ${error}`);
+      assert.equal(await page.isEnabled('#play'), true, 'Play is enabled again');
+      await page.close();
+    }
+  }));

@@ -1,13 +1,17 @@
 'use strict';
 // player: a PlayerEndpoint -> WebRtcEndpoint -> page, for clips made here with ffmpeg: WebM
 // (VP8 + Opus) and MP4 (H.264 + AAC) from file:// paths, and the WebM over http:// from a
-// local HTTP server. The web app gets the same clips as its samples (--media-dir).
+// local HTTP server. The web app gets the same clips as its samples (--media-dir) and
+// --player-any-uri for the other URIs. Fluo runs with --auth-token and the web app passes it
+// (--access-token, kurento-client's access_token); a second web app without
+// --player-any-uri plays its samples and refuses other URIs.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { setup, tmpDir, withDiagnostics, waitFor, listPipelines, log, sleep } = require('../lib/env');
+const WebSocket = require('ws');
+const { setup, tmpDir, startWeb, withDiagnostics, waitFor, listPipelines, log, sleep } = require('../lib/env');
 const { assertVideoPlaying, pageState, sample, pageTimings, logTimings } = require('../lib/video');
 const { openPage, remoteStreamsCheck } = require('../lib/pages');
 const { makeClip, serveDir, fileUri } = require('../lib/media');
@@ -21,6 +25,7 @@ let http;
 const clip = {};
 
 let media;
+const TOKEN = 'e2e-player-token';
 
 before(async () => {
   // The clips first: Fluo starts once they are ready.
@@ -31,7 +36,10 @@ before(async () => {
   clip.mp4 = await makeClip(path.join(media, 'sample.mp4'), { seconds: MP4_S, codecs: 'h264' });
   log(`player: clips made in ${Date.now() - t0} ms in ${media}`);
   http = await serveDir(media);
-  env = await setup('player', { webArgs: () => ['--media-dir', media] });
+  env = await setup('player', {
+    token: TOKEN,
+    webArgs: () => ['--media-dir', media, '--player-any-uri', '--access-token', TOKEN],
+  });
 });
 after(async () => {
   if (http) await http.close();
@@ -49,7 +57,7 @@ async function waitEvent(page, id, ms, count = 1) {
 
 // The pipelines of the page are released (those left by an earlier failed test aside).
 async function noPipelinesLeft(page) {
-  const left = async () => (await listPipelines(env.fluo.url)).filter((id) => !page.pipelinesBefore.includes(id));
+  const left = async () => (await listPipelines(env.fluo.authUrl)).filter((id) => !page.pipelinesBefore.includes(id));
   await waitFor(async () => (await left()).length === 0, 5000, 'the pipeline to be released')
     .catch(async (e) => {
       throw new Error(`${e.message}: still ${JSON.stringify(await left())}`);
@@ -58,7 +66,7 @@ async function noPipelinesLeft(page) {
 
 async function openPlayer(name, uri) {
   const page = await openPage(env, name, `/player.html?uri=${encodeURIComponent(uri)}`);
-  page.pipelinesBefore = await listPipelines(env.fluo.url);
+  page.pipelinesBefore = await listPipelines(env.fluo.authUrl);
   assert.equal(await page.inputValue('#uri'), uri);
   return page;
 }
@@ -219,4 +227,51 @@ test('player: a bad URI and a missing file are reported in #error', { timeout: 3
     await page.click('#play');
     assert.match(await errorShown(), /code 40600/);
     await noPipelinesLeft(page);
+  }));
+
+test('player: the media server refuses a client without its token; the web app passes --access-token', { timeout: 30000 }, () =>
+  withDiagnostics(env, async () => {
+    const status = await new Promise((resolve) => {
+      const ws = new WebSocket(env.fluo.url);
+      ws.on('open', () => {
+        ws.close();
+        resolve('open');
+      });
+      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode));
+      ws.on('error', () => resolve('error'));
+    });
+    assert.equal(status, 401, 'no token: HTTP 401 at the upgrade');
+    // The app's own client got in (every test above played through it); one more play.
+    const page = await openPlayer('player-token', fileUri(clip.webm));
+    await page.click('#play');
+    await assertVideoPlaying(page, '#video', { label: 'player with a token #video' });
+    await page.click('#stop');
+    await noPipelinesLeft(page);
+  }));
+
+test('player: without --player-any-uri the app plays its sample clips and refuses other URIs', { timeout: 60000 }, () =>
+  withDiagnostics(env, async () => {
+    const dir = tmpDir('fluo-e2e-player-samples-only-');
+    const web = await startWeb(dir, env.fluo.url, ['--media-dir', media, '--access-token', TOKEN]);
+    const only = { ...env, web };
+    try {
+      for (const uri of [fileUri(clip.long), `${http.base}/sample.webm`, 'file:///etc/passwd']) {
+        const page = await openPage(only, 'player-samples-only-refused', `/player.html?uri=${encodeURIComponent(uri)}`);
+        const before = await listPipelines(env.fluo.authUrl);
+        await page.click('#play');
+        const error = await waitFor(async () => (await page.textContent('#error')) || null, 10000, 'an error in #error');
+        assert.match(error, /plays only its sample clips .*--player-any-uri/, `${uri}: ${error}`);
+        assert.deepEqual(await listPipelines(env.fluo.authUrl), before, `${uri}: no pipeline was created`);
+        await page.close();
+      }
+      const page = await openPage(only, 'player-samples-only', `/player.html?uri=${encodeURIComponent(fileUri(clip.webm))}`);
+      page.pipelinesBefore = await listPipelines(env.fluo.authUrl);
+      await page.click('#play');
+      await assertVideoPlaying(page, '#video', { label: 'player sample only #video' });
+      await page.click('#stop');
+      await noPipelinesLeft(page);
+    } finally {
+      await web.stop();
+      if (!env.failed && !process.env.E2E_KEEP) fs.rmSync(dir, { recursive: true, force: true });
+    }
   }));
