@@ -175,6 +175,10 @@ pub(crate) enum Step {
 
 const FLAG: &str = "--gst-filter-allow";
 
+/// Most elements in one command: each may hold buffers or a thread (queue), and no filter
+/// needs more.
+pub const MAX_ELEMENTS: usize = 64;
+
 impl FilterPolicy {
     /// A policy from the operator's list (`None`: the built-in list only). Entries are
     /// factory names, `factory.property` pairs (which allow the factory too) or `*`.
@@ -242,7 +246,15 @@ impl FilterPolicy {
         }
         let mut steps = vec![];
         let mut problems = vec![];
-        for seg in segments(&lex(command)?)? {
+        let tokens = lex(command)?;
+        let segments = segments(&tokens)?;
+        if segments.len() > MAX_ELEMENTS {
+            return Err(format!(
+                "the command has {} elements (at most {MAX_ELEMENTS})",
+                segments.len()
+            ));
+        }
+        for seg in segments {
             match self.check_segment(&seg) {
                 Ok(s) => steps.push(s),
                 Err(e) => problems.push(e),
@@ -374,6 +386,9 @@ pub(crate) fn value_of(
         || (!at_construction && f.contains(glib::ParamFlags::CONSTRUCT_ONLY))
     {
         return Err(format!("the property {name} of {owner} cannot be set"));
+    }
+    if pspec.value_type() == gst::Caps::static_type() && !caps_text(value) {
+        return Err(format!("{value:?} is not caps ({name})"));
     }
     let v = glib::Value::deserialize_with_pspec(value, pspec).map_err(|_| {
         format!(
@@ -587,6 +602,9 @@ fn is_property_name(s: &str) -> bool {
 /// Caps written in a link: media types only (`video/x-raw,...`).
 fn caps(text: &str) -> Result<gst::Caps, String> {
     let bad = || format!("'{text}' is not caps");
+    if !caps_text(text) {
+        return Err(bad());
+    }
     let caps: gst::Caps = text.parse().map_err(|_| bad())?;
     let media_type = |n: &str| {
         n.split_once('/').is_some_and(|(a, b)| {
@@ -600,4 +618,22 @@ fn caps(text: &str) -> Result<gst::Caps, String> {
         return Err(bad());
     }
     Ok(caps)
+}
+
+/// Whether each structure of a caps text starts with a valid media type name: GStreamer's
+/// caps parser logs a CRITICAL on one that does not (`1e400`, `-1`), so that text never
+/// reaches it.
+fn caps_text(text: &str) -> bool {
+    text.split(';').all(|part| {
+        let name = part
+            .trim()
+            .split([',', '('])
+            .next()
+            .unwrap_or_default()
+            .trim();
+        name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/-_.:+".contains(c))
+    })
 }
