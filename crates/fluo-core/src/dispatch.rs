@@ -29,6 +29,9 @@ impl Engine {
         let id = inv.object.as_str();
         if let Some(m) = model.method(class, &inv.operation) {
             let params = bind_params(model, &m.params, &inv.operation_params)?;
+            if m.name == "getStats" {
+                return Ok(self.stats(id, &params));
+            }
             let own = self.with_element(id, |el, cx| el.invoke(cx, &m.name, &params));
             if let Some(Some(r)) = own {
                 return r;
@@ -208,7 +211,6 @@ impl Engine {
                 let on = o.media_states.get(&format!("{event}/{media}")).copied();
                 Ok(Value::from(on.unwrap_or(false)))
             }
-            "getStats" => Ok(self.element_stats(id)),
             "getGstreamerDot" => {
                 let o = self.registry.get(id).expect("looked up");
                 let dot = match (&o.pipeline, o.class.as_str()) {
@@ -254,18 +256,31 @@ impl Engine {
         }
     }
 
-    fn element_stats(&self, id: &str) -> Value {
-        let stats_id = format!("{}_element", id.rsplit('/').next().unwrap_or(id));
-        json!({
-            stats_id.clone(): {
-                "__module__": "kurento",
-                "__type__": "ElementStats",
-                "id": stats_id,
-                "type": "element",
-                "timestampMillis": self.now.wall_ms,
-                "inputLatency": [],
-            }
-        })
+    /// getStats: the element's own report, or (for elements that measure nothing) an
+    /// ElementStats entry without latencies while the pipeline's latencyStats is on.
+    fn stats(&mut self, id: &str, p: &Map<String, Value>) -> Value {
+        let latency = self
+            .registry
+            .get(id)
+            .and_then(|o| o.pipeline.as_deref())
+            .and_then(|pl| self.registry.get(pl))
+            .and_then(|pl| pl.props.get("latencyStats"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let media = p.get("mediaType").and_then(Value::as_str).map(String::from);
+        let wall_ms = self.now.wall_ms;
+        let q = crate::StatsQuery {
+            id,
+            wall_ms,
+            media: media.as_deref(),
+            latency,
+        };
+        let own = self.with_element(id, |el, _| el.stats(&q)).flatten();
+        Value::Object(own.unwrap_or_else(|| {
+            let mut report = Map::new();
+            q.element_entry(&mut report, &[None, None]);
+            report
+        }))
     }
 
     /// The ServerInfo complex value.

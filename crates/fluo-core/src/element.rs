@@ -6,6 +6,7 @@
 //! modules) register factories with [`crate::Engine::register_factory`].
 
 use crate::graph::Edge;
+use crate::stats::StatsQuery;
 use fluo_api::KurentoError;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -121,6 +122,12 @@ pub trait Element: Send {
         _value: &Value,
     ) -> Result<(), KurentoError> {
         Ok(())
+    }
+
+    /// getStats: this element's Kurento Stats values by id. `None` leaves it to the engine,
+    /// which reports an ElementStats entry without measurements while `latencyStats` is on.
+    fn stats(&mut self, _q: &StatsQuery<'_>) -> Option<Map<String, Value>> {
+        None
     }
 
     /// A connection to or from this element appeared.

@@ -17,6 +17,7 @@ mod host;
 mod registry;
 mod replay;
 mod session;
+mod stats;
 mod transaction;
 
 pub use element::{
@@ -25,3 +26,4 @@ pub use element::{
 pub use engine::{ConnId, Engine, EngineConfig, Now, Output};
 pub use graph::Edge;
 pub use host::{FixedHost, Host};
+pub use stats::{Latencies, StatsQuery};

@@ -212,11 +212,12 @@ pub(crate) struct Ep {
     pub flowing_in: [bool; 2],
     pub flowing_out: [bool; 2],
     out: [Option<OutStream>; 2],
-    pub keyframe_requests_sent: u64,
     /// Open data channels: label and SCTP stream id.
     pub channels: HashMap<ChannelId, (String, u16)>,
-    /// Media counters for getStats, per kind.
-    pub stats: [StreamCounters; 2],
+    /// getStats' counters and reports, and the media state.
+    pub stats: crate::stats::EpStats,
+    /// The peer's candidates as it sent them (see `pair`).
+    pub remote_candidates: Vec<String>,
     /// Data channels opened / closed so far.
     pub channels_opened: u64,
     pub channels_closed: u64,
@@ -250,16 +251,6 @@ pub(crate) struct Bandwidth {
     pub max_video_send: u64,
 }
 
-/// Per-kind packet and byte counters of an endpoint.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct StreamCounters {
-    pub in_ssrc: u32,
-    pub in_packets: u64,
-    pub in_bytes: u64,
-    pub out_packets: u64,
-    pub out_bytes: u64,
-}
-
 impl Ep {
     pub fn new(id: String, rtc: Rtc) -> Ep {
         Ep {
@@ -278,9 +269,9 @@ impl Ep {
             flowing_in: [false; 2],
             flowing_out: [false; 2],
             out: [None, None],
-            keyframe_requests_sent: 0,
             channels: HashMap::new(),
-            stats: [StreamCounters::default(); 2],
+            stats: Default::default(),
+            remote_candidates: vec![],
             channels_opened: 0,
             channels_closed: 0,
             path: None,
@@ -296,7 +287,7 @@ impl Ep {
         }
     }
 
-    fn mid_of_kind(&self, kind: Kind) -> Option<Mid> {
+    pub(crate) fn mid_of_kind(&self, kind: Kind) -> Option<Mid> {
         self.mids.get(kind).copied().flatten()
     }
 
@@ -409,6 +400,8 @@ pub(crate) enum Ctl {
     Transcoders(Arc<dyn TranscoderFactory>),
     /// How transcoders created by the core deliver their packets.
     Output(Arc<dyn Fn(u64, MediaPacket) + Send + Sync>),
+    /// Where the input latencies of ports are kept.
+    Latency(Arc<fluo_sfu::LatencyBoard>),
 }
 
 /// A port in the router.
@@ -508,6 +501,7 @@ pub struct MediaCore {
     own_sockets: HashMap<u64, Vec<SocketAddr>>,
     /// Sockets for the shell to open or close.
     socket_changes: VecDeque<ice::SocketChange>,
+    latency: Arc<fluo_sfu::LatencyBoard>,
 }
 
 impl MediaCore {
@@ -542,6 +536,7 @@ impl MediaCore {
             checked: HashMap::new(),
             own_sockets: HashMap::new(),
             socket_changes: VecDeque::new(),
+            latency: Arc::default(),
         }
     }
 
@@ -630,7 +625,9 @@ impl MediaCore {
         for sinks in self.routes.values_mut() {
             sinks.retain(|k| *k != key);
         }
-        self.ports.remove(&key);
+        if let Some(p) = self.ports.remove(&key) {
+            self.latency.forget(&p.id);
+        }
     }
 
     /// Applies a command from signalling.
@@ -731,6 +728,7 @@ impl MediaCore {
                     ts: pkt.timestamp,
                     ssrc: pkt.ssrc,
                     marker: pkt.marker,
+                    entered: fluo_sfu::latency::sampled(pkt.seq).then(Instant::now),
                     payload: pkt.payload.into(),
                     ext_vals: None,
                 };
@@ -752,6 +750,7 @@ impl MediaCore {
             Ctl::EndOfStream { key } => self.end_of_stream(key),
             Ctl::Transcoders(f) => self.factory = Some(f),
             Ctl::Output(o) => self.output = Some(o),
+            Ctl::Latency(board) => self.latency = board,
         }
         self.flush();
     }
@@ -865,6 +864,11 @@ impl MediaCore {
             if let Some(input) = input_for(seen_as(&ep)) {
                 if let Err(err) = ep.rtc.handle_input(input) {
                     tracing::debug!(id = %ep.id, "input rejected: {err}");
+                } else if crate::stats::is_report(data) && crate::stats::rtcp_arrived(&mut ep, now)
+                {
+                    let fields = crate::stats::media_state(true);
+                    self.events
+                        .push_back((ep.id.clone(), "MediaStateChanged".into(), fields));
                 }
             }
         }
@@ -913,6 +917,11 @@ impl MediaCore {
                 let mut ep = lock(&e.ep);
                 if ep.rtc.is_alive() {
                     let _ = ep.rtc.handle_input(Input::Timeout(now));
+                }
+                if crate::stats::media_lost(&mut ep, now) {
+                    let f = crate::stats::media_state(false);
+                    self.events
+                        .push_back((ep.id.clone(), "MediaStateChanged".into(), f));
                 }
                 for kind in [AUDIO, VIDEO] {
                     let idle = ep.last_out_at[kind]
@@ -977,6 +986,7 @@ impl MediaCore {
             return;
         };
         ep.last_remb_at = Some(now);
+        ep.stats.kinds[VIDEO].remb_sent = target;
         if let Some(rx) = ep.rtc.direct_api().stream_rx_by_mid(mid, None) {
             rx.request_remb(str0m::bwe::Bitrate::bps(target));
         }
@@ -1068,7 +1078,7 @@ impl MediaCore {
                         tracing::warn!(id = %ep.id, "endpoint failed: {e}");
                         ep.rtc.disconnect();
                         if std::mem::take(&mut ep.connected) {
-                            for (name, fields) in state_change(false) {
+                            for (name, fields) in state_change(&mut ep, false) {
                                 self.events.push_back((ep.id.clone(), name.into(), fields));
                             }
                         }
@@ -1140,13 +1150,13 @@ impl MediaCore {
                 if up && !ep.connected && ep.rtc.is_connected() && ep.was_connected {
                     // ICE came back after a drop: media flows again.
                     ep.connected = true;
-                    for (name, fields) in state_change(true) {
+                    for (name, fields) in state_change(ep, true) {
                         emit(name, fields);
                     }
                 }
                 if s == IceConnectionState::Disconnected && ep.connected {
                     ep.connected = false;
-                    for (name, fields) in state_change(false) {
+                    for (name, fields) in state_change(ep, false) {
                         emit(name, fields);
                     }
                 }
@@ -1163,13 +1173,13 @@ impl MediaCore {
                         "state": "CONNECTED",
                     })),
                 );
-                if let Some(pair) = candidate_pair(ep) {
+                if let Some(pair) = crate::pair::candidate_pair(ep) {
                     emit(
                         "NewCandidatePairSelected",
                         obj(json!({"candidatePair": pair})),
                     );
                 }
-                for (name, fields) in state_change(true) {
+                for (name, fields) in state_change(ep, true) {
                     emit(name, fields);
                 }
             }
@@ -1184,10 +1194,9 @@ impl MediaCore {
                 let Some(kind) = kind else {
                     return;
                 };
-                let c = &mut ep.stats[kind];
-                c.in_ssrc = *ssrc;
-                c.in_packets += 1;
-                c.in_bytes += pkt.payload.len() as u64;
+                let clock = pkt.time.frequency().get();
+                let c = &mut ep.stats.kinds[kind];
+                c.received(*ssrc, *pkt.seq_no, pkt.payload.len(), clock);
                 if !ep.flowing_in[kind] {
                     ep.flowing_in[kind] = true;
                     emit("MediaFlowInStateChanged", flow(true, kind));
@@ -1207,6 +1216,7 @@ impl MediaCore {
                 forwards.push(Forward {
                     kind,
                     codec,
+                    entered: fluo_sfu::latency::sampled(*pkt.seq_no as u16).then(Instant::now),
                     seq: *pkt.seq_no as u16,
                     ts: pkt.header.timestamp,
                     ssrc: *pkt.header.ssrc,
@@ -1223,7 +1233,10 @@ impl MediaCore {
                     }
                 }
             }
+            Event::MediaIngressStats(st) => crate::stats::ingress(ep, &st),
+            Event::PeerStats(st) => crate::stats::peer(ep, &st),
             Event::MediaEgressStats(st) => {
+                crate::stats::egress(ep, &st);
                 // A round-trip estimate from the viewer's receiver reports on the video this
                 // endpoint forwards: its resend cache follows it.
                 let forwarded = ep.mid_of_kind(VIDEO) == Some(st.mid);
@@ -1337,7 +1350,6 @@ impl MediaCore {
             let Some(mid) = ep.mid_of_kind(VIDEO) else {
                 return;
             };
-            ep.keyframe_requests_sent += 1;
             if let Some(rx) = ep.rtc.direct_api().stream_rx_by_mid(mid, None) {
                 rx.request_keyframe(KeyframeRequestKind::Pli);
             }
@@ -1357,6 +1369,8 @@ struct DataMessage {
 struct Forward {
     kind: Kind,
     codec: Codec,
+    /// When a timed packet entered the router (see `fluo_sfu::latency`).
+    entered: Option<Instant>,
     seq: u16,
     ts: u32,
     ssrc: u32,
@@ -1380,48 +1394,15 @@ impl Forward {
     }
 }
 
-/// ConnectionStateChanged and MediaStateChanged for a session that came up or went down.
-fn state_change(up: bool) -> [(&'static str, Map<String, Value>); 2] {
-    let (old, new) = if up {
-        ("DISCONNECTED", "CONNECTED")
-    } else {
-        ("CONNECTED", "DISCONNECTED")
-    };
-    let fields = obj(json!({"oldState": old, "newState": new}));
-    [
-        ("ConnectionStateChanged", fields.clone()),
-        ("MediaStateChanged", fields),
-    ]
-}
-
-/// The candidate pair in use, as Kurento's IceCandidatePair.
-pub(crate) fn candidate_pair(ep: &Ep) -> Option<Value> {
-    let (local, remote) = ep.path?;
-    let tcp = ep.path_proto != Protocol::Udp;
-    let line = |a: SocketAddr, tcptype: str0m::net::TcpType| {
-        let c = if tcp {
-            str0m::Candidate::builder()
-                .tcp()
-                .host(a)
-                .tcptype(tcptype)
-                .build()
-        } else {
-            str0m::Candidate::host(a, "udp")
-        };
-        c.map(|c| {
-            let s = c.to_sdp_string();
-            s.strip_prefix("a=").unwrap_or(&s).to_string()
-        })
-        .unwrap_or_default()
-    };
-    Some(json!({
-        "__module__": "kurento",
-        "__type__": "IceCandidatePair",
-        "streamId": "1",
-        "componentId": 1,
-        "localCandidate": line(local, str0m::net::TcpType::Passive),
-        "remoteCandidate": line(remote, str0m::net::TcpType::Active),
-    }))
+/// ConnectionStateChanged for a session that came up or went down, and MediaStateChanged if
+/// media was connected (media comes up later, with the peer's RTCP: see `stats`).
+fn state_change(ep: &mut Ep, up: bool) -> Vec<(&'static str, Map<String, Value>)> {
+    let fields = crate::stats::media_state(up);
+    let mut out = vec![("ConnectionStateChanged", fields)];
+    if !up && std::mem::take(&mut ep.stats.media_connected) {
+        out.push(("MediaStateChanged", crate::stats::media_state(false)));
+    }
+    out
 }
 
 fn flow(flowing: bool, kind: Kind) -> Map<String, Value> {

@@ -15,11 +15,13 @@ mod dtls;
 mod element;
 mod learnt;
 mod net;
+mod pair;
 mod pool;
 mod sdp;
 mod sections;
 mod settings;
 mod shell;
+mod stats;
 mod stun;
 mod turn;
 
@@ -67,6 +69,8 @@ pub struct WebRtc {
     port_packets: Arc<AtomicUsize>,
     /// The network interface of each media socket (networkInterfaces per endpoint).
     pub(crate) interfaces: Arc<Vec<(std::net::SocketAddr, String)>>,
+    /// Input latencies of ports, measured by the media thread.
+    latency: Arc<fluo_sfu::LatencyBoard>,
 }
 
 fn generate_cert() -> Option<str0m::config::DtlsCert> {
@@ -147,8 +151,10 @@ impl WebRtc {
             pool: Arc::new(pool::RtcPool::new(generate_cert(), true)),
             port_packets: Arc::default(),
             interfaces: Arc::new(interfaces),
+            latency: Arc::default(),
         };
         w.send(Ctl::Output(w.output()));
+        w.send(Ctl::Latency(w.latency.clone()));
         Ok(w)
     }
 
@@ -186,8 +192,10 @@ impl WebRtc {
             pool: Arc::new(pool::RtcPool::new(generate_cert(), false)),
             port_packets: Arc::default(),
             interfaces: Arc::new(interfaces),
+            latency: Arc::default(),
         };
         w.send(Ctl::Output(w.output()));
+        w.send(Ctl::Latency(w.latency.clone()));
         (w, rx)
     }
 
@@ -291,6 +299,10 @@ impl MediaBus for WebRtc {
 
     fn end_of_stream(&self, key: u64) {
         self.send(Ctl::EndOfStream { key });
+    }
+
+    fn input_latency(&self, id: &str) -> [Option<f64>; 2] {
+        self.latency.get(id)
     }
 }
 

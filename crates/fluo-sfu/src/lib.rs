@@ -8,6 +8,7 @@
 //! * [`rewrite`]: per-consumer sequence / timestamp / SSRC rewriting across source switches.
 //! * [`keyframe`]: keyframe-request throttling.
 //! * [`nack`]: the retransmission cache.
+//! * [`latency`]: latency statistics (a pipeline's `latencyStats`).
 //! * [`port`]: players, recorders, plain RTP and transcoders as the router sees them.
 //! * [`router`]: the producer -> consumers table tying the above together.
 //!
@@ -33,6 +34,7 @@
 mod error;
 mod ids;
 pub mod keyframe;
+pub mod latency;
 pub mod nack;
 pub mod port;
 pub mod rewrite;
@@ -43,6 +45,7 @@ pub mod rtp;
 pub use error::ParseError;
 pub use ids::{ConsumerId, MediaKind, ProducerId};
 pub use keyframe::KeyframeThrottle;
+pub use latency::{LatencyAvg, LatencyBoard};
 pub use nack::RetransmitCache;
 pub use port::{Codec, CodecName, MediaBus, MediaPacket, Port, PortOutput, TranscoderFactory};
 pub use rewrite::{Rewriter, Rewritten};

@@ -257,6 +257,12 @@ pub trait MediaBus: Send + Sync {
 
     /// The port `key` ended its stream: the ports it feeds are told.
     fn end_of_stream(&self, key: u64);
+
+    /// The average time media of each kind (`[audio, video]`) took from entering the router
+    /// to reaching the element `id`'s port, in nanoseconds (see [`crate::latency`]).
+    fn input_latency(&self, _id: &str) -> [Option<f64>; 2] {
+        [None, None]
+    }
 }
 
 #[cfg(test)]

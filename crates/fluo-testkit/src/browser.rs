@@ -286,6 +286,17 @@ impl Browser {
         sent
     }
 
+    /// Asks the sender of this browser's incoming video for a keyframe (RTCP PLI).
+    pub fn request_keyframe(&mut self) {
+        let Some(mid) = self.mid(MediaKind::Video) else {
+            return;
+        };
+        if let Some(rx) = self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+        }
+        self.drain();
+    }
+
     /// Sends a text message on the open data channel.
     pub fn send_text(&mut self, text: &str) -> bool {
         let Some(id) = self.channel else {

@@ -22,12 +22,18 @@ pub struct World {
     pub server: SocketAddr,
     next_id: u64,
     inbox: HashMap<u64, VecDeque<Value>>,
-    /// Datagrams from Fluo to browsers that the network dropped.
+    /// Datagrams the network dropped (by `drop_to` or `drop_from`).
     pub dropped: u64,
     /// Datagrams from Fluo to addresses where no browser is (any more).
     pub to_nobody: u64,
     /// Drop a datagram from Fluo to a browser when this returns true.
     pub drop_to: Option<DropRule>,
+    /// Drop a datagram from browser `i` to Fluo when this returns true.
+    pub drop_from: Option<DropRule>,
+    /// One-way network delay, each way (datagrams wait for `run` to reach their time).
+    pub delay: Duration,
+    /// Datagrams on the way: (due, towards the server, source, destination, bytes).
+    in_flight: VecDeque<(Instant, bool, SocketAddr, SocketAddr, Vec<u8>)>,
     /// A 1:1 NAT in front of Fluo: browsers reach the server at this public address.
     pub public_addr: Option<SocketAddr>,
     /// More local addresses of the server (see [`World::with_interfaces`]).
@@ -75,6 +81,9 @@ impl World {
             dropped: 0,
             to_nobody: 0,
             drop_to: None,
+            drop_from: None,
+            delay: Duration::ZERO,
+            in_flight: VecDeque::new(),
             public_addr: None,
             other_servers,
             sent: vec![],
@@ -261,7 +270,9 @@ impl World {
             .any(|s| s.ip() == addr.ip())
     }
 
-    /// Moves every pending datagram until the network is quiet at the current instant.
+    /// Moves every pending datagram until the network is quiet at the current instant (with
+    /// a [`World::delay`], datagrams between browsers and the server sent now arrive when
+    /// `run` reaches their time).
     pub fn settle(&mut self) {
         for _ in 0..10_000 {
             let mut moved = false;
@@ -269,20 +280,30 @@ impl World {
                 self.core.control(self.now.mono, c);
                 moved = true;
             }
+            while self
+                .in_flight
+                .front()
+                .is_some_and(|(due, ..)| *due <= self.now.mono)
+            {
+                let Some((_, to_server, src, dst, data)) = self.in_flight.pop_front() else {
+                    break;
+                };
+                moved = true;
+                if to_server {
+                    self.deliver_to_server(src, dst, &data);
+                } else {
+                    self.deliver_to_browser(src, dst, &data);
+                }
+            }
             for i in 0..self.browsers.len() {
                 let out = std::mem::take(&mut self.browsers[i].outbox);
                 for (src, dst, data) in out {
                     moved = true;
-                    // Behind the NAT only the public address reaches the server's shared
-                    // socket; without, any of its addresses (those it gives endpoints of
-                    // their own too).
-                    let local = match self.public_addr {
-                        Some(public) if dst == public => Some(self.server),
-                        Some(_) => self.other_servers.contains(&dst).then_some(dst),
-                        None => self.serves(dst).then_some(dst),
-                    };
-                    if let Some(local) = local {
-                        self.core.handle_receive(self.now.mono, local, src, &data);
+                    if self.delay.is_zero() {
+                        self.deliver_to_server(src, dst, &data);
+                    } else {
+                        let due = self.now.mono + self.delay;
+                        self.in_flight.push_back((due, true, src, dst, data));
                     }
                 }
             }
@@ -291,28 +312,20 @@ impl World {
             let mut to_self = vec![];
             while let Some(d) = self.core.poll_transmit() {
                 moved = true;
-                let browser = self.browsers.iter().any(|b| b.addr == d.destination);
-                if !browser && self.serves(d.destination) {
+                let browser = self.browsers.iter().position(|b| b.addr == d.destination);
+                if browser.is_none() && self.serves(d.destination) {
                     to_self.push(d);
                     continue;
                 }
-                if let Some(i) = self.browsers.iter().position(|b| b.addr == d.destination) {
-                    if self.record_sent {
-                        self.sent.push((i, d.contents.len(), d.tos));
-                    }
-                    if let Some(f) = self.drop_to.as_mut() {
-                        if f(i, &d.contents) {
-                            self.dropped += 1;
-                            continue;
-                        }
-                    }
-                    let from = match self.public_addr {
-                        Some(public) if d.source == self.server => public,
-                        _ => d.source,
-                    };
-                    self.browsers[i].receive(self.now.mono, from, &d.contents);
+                if let (Some(i), true) = (browser, self.record_sent) {
+                    self.sent.push((i, d.contents.len(), d.tos));
+                }
+                if self.delay.is_zero() {
+                    self.deliver_to_browser(d.source, d.destination, &d.contents);
                 } else {
-                    self.to_nobody += 1;
+                    let due = self.now.mono + self.delay;
+                    self.in_flight
+                        .push_back((due, false, d.source, d.destination, d.contents));
                 }
             }
             for d in to_self {
@@ -327,6 +340,49 @@ impl World {
             }
         }
         panic!("the network did not settle");
+    }
+
+    /// A datagram from a browser reaches the server (unless dropped).
+    fn deliver_to_server(&mut self, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
+        // Behind the NAT only the public address reaches the server's shared socket;
+        // without, any of its addresses (those it gives endpoints of their own too).
+        let local = match self.public_addr {
+            Some(public) if dst == public => Some(self.server),
+            Some(_) => self.other_servers.contains(&dst).then_some(dst),
+            None => self.serves(dst).then_some(dst),
+        };
+        let Some(local) = local else {
+            return;
+        };
+        if let (Some(f), Some(i)) = (
+            self.drop_from.as_mut(),
+            self.browsers.iter().position(|b| b.addr == src),
+        ) {
+            if f(i, data) {
+                self.dropped += 1;
+                return;
+            }
+        }
+        self.core.handle_receive(self.now.mono, local, src, data);
+    }
+
+    /// A datagram from the server reaches a browser (unless dropped).
+    fn deliver_to_browser(&mut self, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
+        let Some(i) = self.browsers.iter().position(|b| b.addr == dst) else {
+            self.to_nobody += 1;
+            return;
+        };
+        if let Some(f) = self.drop_to.as_mut() {
+            if f(i, data) {
+                self.dropped += 1;
+                return;
+            }
+        }
+        let from = match self.public_addr {
+            Some(public) if src == self.server => public,
+            _ => src,
+        };
+        self.browsers[i].receive(self.now.mono, from, data);
     }
 
     /// Advances virtual time by `d` in steps of `step`, firing timers and moving datagrams;

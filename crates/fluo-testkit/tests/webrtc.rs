@@ -126,7 +126,8 @@ fn loopback_with_the_browser_offering_and_candidates_first() {
     assert!(inbound["packetsReceived"].as_u64().unwrap() > 100);
     let outbound = of("outboundrtp").expect("outbound video stats");
     assert!(outbound["packetsSent"].as_u64().unwrap() > 100);
-    assert!(of("endpoint").is_some());
+    // As with KMS, the endpoint's latency entry only while the pipeline's latencyStats is on.
+    assert!(of("endpoint").is_none());
     assert!(stats
         .as_object()
         .unwrap()
@@ -140,6 +141,232 @@ fn loopback_with_the_browser_offering_and_candidates_first() {
             .any(|(t, d)| t == "MediaFlowOutStateChanged" && d["state"] == "NOT_FLOWING"),
         "{evs:?}"
     );
+}
+
+/// Whether a datagram is RTP (not RTCP, STUN or DTLS).
+fn is_rtp(d: &[u8]) -> bool {
+    d.len() > 12 && (128..192).contains(&d[0]) && !(192..224).contains(&d[1])
+}
+
+/// The SSRCs of the first `m=video` section of an SDP.
+fn video_ssrcs(sdp: &str) -> Vec<u32> {
+    let video = sdp
+        .split("m=")
+        .find(|m| m.starts_with("video"))
+        .unwrap_or("");
+    video
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=ssrc:"))
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// The first entry of a getStats report with this `type`.
+fn entry(stats: &serde_json::Value, ty: &str, track: &str) -> serde_json::Value {
+    stats
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|v| v["type"] == ty && (track.is_empty() || v["mediaTrackId"] == track))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {ty} {track} entry in {stats:#}"))
+}
+
+#[test]
+fn get_stats_reports_loss_feedback_round_trip_and_the_ssrc_really_sent() {
+    let mut w = World::new();
+    // 20 ms each way: a 40 ms round trip.
+    w.delay = ms(20);
+    let (p, eps) = pipeline_with_endpoints(&mut w, 2);
+    let (publisher, viewer) = (eps[0].clone(), eps[1].clone());
+    w.invoke(&publisher, "connect", json!({"sink": viewer}));
+    w.invoke(
+        &publisher,
+        "setMaxVideoRecvBandwidth",
+        json!({"maxVideoRecvBandwidth": 500}),
+    );
+    let a = w.join("pub", false, &publisher, Direction::SendOnly);
+    let b = w.join("viewer", true, &viewer, Direction::RecvOnly);
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[a], ms(500));
+    // Every 10th RTP packet is lost, both from the publisher and to the viewer.
+    let (mut up, mut down) = (0u64, 0u64);
+    w.drop_from = Some(Box::new(move |_, d| {
+        up += u64::from(is_rtp(d));
+        is_rtp(d) && up.is_multiple_of(10)
+    }));
+    w.drop_to = Some(Box::new(move |_, d| {
+        down += u64::from(is_rtp(d));
+        is_rtp(d) && down.is_multiple_of(10)
+    }));
+    w.stream(&[a], Duration::from_secs(3));
+    w.browsers[b].request_keyframe();
+    // Receiver reports on audio come every few seconds: time for two of them.
+    w.stream(&[a], Duration::from_secs(9));
+    assert!(w.dropped > 100, "the network dropped {}", w.dropped);
+
+    let stats = w.invoke(&publisher, "getStats", json!({}));
+    let audio_in = entry(&stats, "inboundrtp", "audio");
+    let video_in = entry(&stats, "inboundrtp", "video");
+    println!("publisher's endpoint: {audio_in:#} {video_in:#}");
+    // Audio is not retransmitted: a tenth of the publisher's packets lost.
+    let received = audio_in["packetsReceived"].as_i64().unwrap();
+    let lost = audio_in["packetsLost"].as_i64().unwrap();
+    let ratio = lost as f64 / (received + lost) as f64;
+    assert!(
+        (0.05..0.15).contains(&ratio),
+        "audio lost {lost} of {}",
+        received + lost
+    );
+    // RTCP's 8-bit fraction, as KMS reports it: about 26 for 10 %.
+    let fraction = audio_in["fractionLost"].as_f64().unwrap();
+    assert!(
+        (10.0..45.0).contains(&fraction),
+        "audio fractionLost {fraction}"
+    );
+    // Video losses are asked again (NACK); keyframes were asked for the viewer (PLI); the
+    // publisher was told its maxVideoRecvBandwidth (REMB).
+    assert!(video_in["nackCount"].as_u64().unwrap() > 0, "{video_in}");
+    assert!(video_in["pliCount"].as_u64().unwrap() >= 1, "{video_in}");
+    assert_eq!(video_in["remb"], 500_000, "{video_in}");
+    assert!(video_in["jitter"].as_f64().unwrap() >= 0.0);
+
+    let stats = w.invoke(&viewer, "getStats", json!({}));
+    let audio_out = entry(&stats, "outboundrtp", "audio");
+    let video_out = entry(&stats, "outboundrtp", "video");
+    println!("viewer's endpoint: {audio_out:#} {video_out:#}");
+    // What the viewer's receiver reports say.
+    assert!(
+        audio_out["packetsLost"].as_i64().unwrap() > 10,
+        "{audio_out}"
+    );
+    assert!(
+        audio_out["fractionLost"].as_f64().unwrap() > 5.0,
+        "{audio_out}"
+    );
+    assert!(video_out["nackCount"].as_u64().unwrap() > 0, "{video_out}");
+    assert!(video_out["pliCount"].as_u64().unwrap() >= 1, "{video_out}");
+    let rtt = video_out["roundTripTime"].as_f64().unwrap();
+    assert!(
+        (0.035..0.08).contains(&rtt),
+        "round trip {rtt} s for 2 x 20 ms"
+    );
+    assert!(
+        video_out["targetBitrate"].as_f64().unwrap() > 10_000.0,
+        "{video_out}"
+    );
+    // The SSRC reported is the one the answer announced and the viewer receives.
+    let ssrc: u32 = video_out["ssrc"].as_str().unwrap().parse().unwrap();
+    let local = w.invoke(&viewer, "getLocalSessionDescriptor", json!({}));
+    let announced = video_ssrcs(local.as_str().unwrap());
+    assert_eq!(announced.first(), Some(&ssrc), "{local}");
+    let seen = w.browsers[b].rtp_in.iter().rev().find(|r| r.video).unwrap();
+    assert_eq!(seen.ssrc, ssrc);
+    let transport = entry(&stats, "transport", "");
+    assert!(
+        transport["bytesSent"].as_u64().unwrap() > 100_000,
+        "{transport}"
+    );
+
+    // mediaType filters as with KMS; latencies only with the pipeline's latencyStats.
+    let audio_only = w.invoke(&viewer, "getStats", json!({"mediaType": "AUDIO"}));
+    assert!(audio_only
+        .as_object()
+        .unwrap()
+        .values()
+        .all(|v| v["mediaTrackId"] != "video" && v["type"] != "session"));
+    w.invoke(&p, "setLatencyStats", json!({"latencyStats": true}));
+    w.stream(&[a], ms(500));
+    let stats = w.invoke(&viewer, "getStats", json!({"mediaType": "VIDEO"}));
+    let e = &stats[viewer.as_str()];
+    assert_eq!(e["__type__"], "EndpointStats", "{stats:#}");
+    let e2e = &e["E2ELatency"][0];
+    assert_eq!(
+        (&e2e["type"], &e2e["name"]),
+        (&json!("VIDEO"), &json!("sink_video_default"))
+    );
+    let avg = e2e["avg"].as_f64().unwrap();
+    assert!(
+        avg > 0.0 && avg < 1e8,
+        "nanoseconds through the router: {avg}"
+    );
+    assert_eq!(e["inputLatency"].as_array().unwrap().len(), 1, "video only");
+}
+
+#[test]
+fn media_state_changes_when_the_peers_rtcp_arrives_after_a_late_subscription() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 1);
+    let ep = &eps[0];
+    w.invoke(ep, "connect", json!({"sink": ep}));
+    let b = w.add_browser("alice", false);
+    // What an application subscribes to before negotiating.
+    for ev in [
+        "IceCandidateFound",
+        "IceGatheringDone",
+        "IceComponentStateChanged",
+        "NewCandidatePairSelected",
+        "ConnectionStateChanged",
+        "MediaFlowInStateChanged",
+        "MediaFlowOutStateChanged",
+    ] {
+        w.subscribe(ep, ev);
+    }
+    w.negotiate_browser_offer(b, ep, Direction::SendRecv);
+    assert!(w.connect_all(Duration::from_secs(5)));
+    // Connected: no RTCP yet, so no media yet; the application subscribes only now.
+    assert_eq!(w.invoke(ep, "getMediaState", json!({})), "DISCONNECTED");
+    w.subscribe(ep, "MediaStateChanged");
+    w.stream(&[b], Duration::from_secs(3));
+    assert_eq!(w.invoke(ep, "getMediaState", json!({})), "CONNECTED");
+    let evs = w.events();
+    let names: Vec<String> = evs
+        .iter()
+        .map(|(t, d)| match d.get("state").or(d.get("newState")) {
+            Some(s) => format!("{t}:{}", s.as_str().unwrap_or_default()),
+            None => t.clone(),
+        })
+        .collect();
+    println!("events: {names:#?}");
+    let at = |name: &str| {
+        names
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("{name} missing: {names:?}"))
+    };
+    let last = |name: &str| names.iter().rposition(|n| n == name).unwrap();
+    let media = at("MediaStateChanged:CONNECTED");
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("MediaState")).count(),
+        1
+    );
+    // The order KMS gives: candidates, gathering done, ICE checks, the pair, the DTLS
+    // connection, media flowing, and the media state when the peer's RTCP arrives.
+    assert!(last("IceCandidateFound") < at("IceGatheringDone"));
+    assert!(at("IceGatheringDone") < at("IceComponentStateChanged:CONNECTING"));
+    let ice_up = names
+        .iter()
+        .position(|n| n.ends_with(":CONNECTED") || n.ends_with(":READY"))
+        .unwrap();
+    assert!(
+        names[ice_up].starts_with("IceComponentStateChanged"),
+        "{names:?}"
+    );
+    assert!(ice_up < at("NewCandidatePairSelected"));
+    assert!(at("NewCandidatePairSelected") < at("ConnectionStateChanged:CONNECTED"));
+    assert!(at("ConnectionStateChanged:CONNECTED") < at("MediaFlowInStateChanged:FLOWING"));
+    assert!(at("MediaFlowInStateChanged:FLOWING") < media);
+    assert!(at("MediaFlowOutStateChanged:FLOWING") < media);
+    // The browser goes away: the connection and the media go down.
+    w.browsers[b].deaf = true;
+    w.run(Duration::from_secs(40), ms(50), |_| {});
+    let evs = w.events();
+    assert!(
+        evs.iter()
+            .any(|(t, d)| t == "MediaStateChanged" && d["newState"] == "DISCONNECTED"),
+        "{evs:?}"
+    );
+    assert_eq!(w.invoke(ep, "getMediaState", json!({})), "DISCONNECTED");
 }
 
 #[test]

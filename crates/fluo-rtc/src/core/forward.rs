@@ -32,6 +32,9 @@ impl MediaCore {
                     pkt.timestamp = r.ts;
                 }
                 p.port.push(&pkt);
+                if let (Some(t), None) = (f.entered, p.upstream) {
+                    self.latency.record(&p.id, sfu_kind(kind), t.elapsed());
+                }
                 self.port_flowed(sink, FLOW_IN, kind);
             } else if p.upstream.is_some() {
                 // The source changed codec under a transcoder: never transcode for a
@@ -101,8 +104,13 @@ impl MediaCore {
                     o.rtx = Some(RtxCache::new());
                 }
             }
-            ep.stats[kind].out_packets += 1;
-            ep.stats[kind].out_bytes += f.payload.len() as u64;
+            let c = &mut ep.stats.kinds[kind];
+            c.out_packets += 1;
+            c.out_first.get_or_insert(out_seq);
+            c.out_bytes += f.payload.len() as u64;
+            if let Some(t) = f.entered {
+                c.latency.add(t.elapsed());
+            }
             ep.last_out_at[kind] = Some(now);
             if !ep.flowing_out[kind] {
                 ep.flowing_out[kind] = true;

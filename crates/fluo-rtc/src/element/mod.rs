@@ -8,14 +8,13 @@ mod channels;
 mod negotiate;
 mod session;
 
-use crate::core::{
-    candidate_pair, kind_name, lock, obj, Control, Ctl, Ep, EpRef, AUDIO, DATA, VIDEO,
-};
+use crate::core::{kind_name, lock, obj, Control, Ctl, Ep, EpRef, AUDIO, DATA, VIDEO};
+use crate::pair::candidate_pair;
 use crate::sdp::first_mid;
 use crate::settings::{self, CtorOptions};
 use crate::WebRtc;
 use fluo_api::{ErrorCode, KurentoError};
-use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
+use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, StatsQuery};
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
 use str0m::media::Direction;
@@ -154,6 +153,7 @@ impl WebRtcEndpoint {
         }
         self.remote_candidates += 1;
         self.permit(std::iter::once(text));
+        crate::pair::remember(&mut ep, std::iter::once(text));
         if ep.negotiated {
             ep.rtc.add_remote_candidate(c);
             drop(ep);
@@ -252,9 +252,6 @@ impl Element for WebRtcEndpoint {
                     _ => false,
                 }))
             }
-            "getStats" => {
-                Ok(self.stats(cx.wall_ms, params.get("mediaType").and_then(Value::as_str)))
-            }
             "createDataChannel" => self.create_channel(params),
             "closeDataChannel" => self.close_channel(params),
             _ => return None,
@@ -269,7 +266,12 @@ impl Element for WebRtcEndpoint {
             "DISCONNECTED"
         };
         match name {
-            "connectionState" | "mediaState" => Some(Value::from(state)),
+            "connectionState" => Some(Value::from(state)),
+            "mediaState" => Some(Value::from(if ep.stats.media_connected {
+                "CONNECTED"
+            } else {
+                "DISCONNECTED"
+            })),
             "externalIPv4" => Some(json!(self
                 .external
                 .0
@@ -337,6 +339,10 @@ impl Element for WebRtcEndpoint {
         Ok(())
     }
 
+    fn stats(&mut self, q: &StatsQuery<'_>) -> Option<Map<String, Value>> {
+        Some(crate::stats::report(&mut lock(&self.ep), q))
+    }
+
     fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
         self.route(edge, true);
     }
@@ -356,69 +362,6 @@ impl Element for WebRtcEndpoint {
 }
 
 impl WebRtcEndpoint {
-    fn stats(&self, wall_ms: u64, media: Option<&str>) -> Value {
-        let ep = lock(&self.ep);
-        let short = ep.id.rsplit('/').next().unwrap_or(&ep.id).to_string();
-        let mut out = Map::new();
-        let base = |id: &str, ty: &str, class: &str| json!({"__module__": "kurento", "__type__": class, "id": id, "type": ty, "timestampMillis": wall_ms});
-        let mut e = base(&format!("{short}_endpoint"), "endpoint", "EndpointStats");
-        e["inputLatency"] = json!([]);
-        e["E2ELatency"] = json!([]);
-        out.insert(format!("{short}_endpoint"), e);
-        let mut pc = base(
-            &format!("{short}_session"),
-            "session",
-            "RTCPeerConnectionStats",
-        );
-        pc["dataChannelsOpened"] = json!(ep.channels_opened);
-        pc["dataChannelsClosed"] = json!(ep.channels_closed);
-        out.insert(format!("{short}_session"), pc);
-        for kind in [AUDIO, VIDEO] {
-            let name = kind_name(kind);
-            if media.is_some_and(|m| m != name) {
-                continue;
-            }
-            let c = ep.stats[kind];
-            let rtp = |ty: &str, class: &str, dir: &str, ssrc: u32| {
-                let id = format!("{short}_{dir}_{}", name.to_lowercase());
-                let mut v = base(&id, ty, class);
-                v["ssrc"] = json!(ssrc.to_string());
-                v["isRemote"] = json!(false);
-                v["mediaTrackId"] = json!(name.to_lowercase());
-                v["transportId"] = json!(format!("{short}_transport"));
-                v["codecId"] = json!("");
-                v["associateStatsId"] = json!("");
-                for k in ["firCount", "nackCount", "sliCount", "remb", "packetsLost"] {
-                    v[k] = json!(0);
-                }
-                v["fractionLost"] = json!(0.0);
-                (id, v)
-            };
-            if c.in_packets > 0 {
-                let (id, mut v) = rtp("inboundrtp", "RTCInboundRTPStreamStats", "in", c.in_ssrc);
-                v["pliCount"] = json!(if kind == VIDEO {
-                    ep.keyframe_requests_sent
-                } else {
-                    0
-                });
-                v["packetsReceived"] = json!(c.in_packets);
-                v["bytesReceived"] = json!(c.in_bytes);
-                v["jitter"] = json!(0.0);
-                out.insert(id, v);
-            }
-            if c.out_packets > 0 {
-                let (id, mut v) = rtp("outboundrtp", "RTCOutboundRTPStreamStats", "out", 0);
-                v["pliCount"] = json!(0);
-                v["packetsSent"] = json!(c.out_packets);
-                v["bytesSent"] = json!(c.out_bytes);
-                v["targetBitrate"] = json!(0.0);
-                v["roundTripTime"] = json!(0.0);
-                out.insert(id, v);
-            }
-        }
-        Value::Object(out)
-    }
-
     fn route(&self, edge: &Edge, add: bool) {
         if edge.source != lock(&self.ep).id {
             return;

@@ -89,6 +89,7 @@ impl WebRtcEndpoint {
         }
         self.add_candidates(&mut ep, prepared);
         self.permit(offer.lines());
+        crate::pair::remember(&mut ep, offer.lines());
         let answer = ep.rtc.sdp_api().accept_offer(parsed).map_err(|e| {
             sdp_err(
                 ErrorCode::SdpEndPointProcessOfferError,
@@ -198,6 +199,7 @@ impl WebRtcEndpoint {
         ep.negotiated = true;
         ep.remote_sdp = Some(answer.to_string());
         self.permit(answer.lines());
+        crate::pair::remember(&mut ep, answer.lines());
         for c in std::mem::take(&mut ep.early_candidates) {
             ep.rtc.add_remote_candidate(c);
         }

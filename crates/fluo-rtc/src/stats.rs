@@ -1,0 +1,369 @@
+//! A WebRtcEndpoint's statistics and media state: counters kept as media passes, what str0m
+//! reports every second (its MediaIngressStats, MediaEgressStats and PeerStats, from the RTCP
+//! both sides send), and getStats in Kurento's shapes.
+//!
+//! Units and sources follow KMS: `fractionLost` is RTCP's 8-bit fraction (0-255, as KMS copies
+//! it from the report block), `jitter` and `roundTripTime` are in seconds, `remb` and
+//! `targetBitrate` in bits per second; inbound entries describe what Fluo receives and
+//! reports back (its receiver reports, the NACKs, PLIs and REMB it sends), outbound entries
+//! what it sends and what the peer reports about it.
+
+use crate::core::{kind_name, kind_of, obj, Ep, Kind, AUDIO, VIDEO};
+use fluo_core::StatsQuery;
+use fluo_sfu::LatencyAvg;
+use serde_json::{json, Map, Value};
+use std::time::{Duration, Instant};
+use str0m::media::Mid;
+use str0m::stats::{MediaEgressStats, MediaIngressStats, PeerStats};
+
+/// How long without RTCP from the peer before the media state goes back to DISCONNECTED
+/// (browsers send reports every second or so; five missed reports of a 5 s interval).
+pub(crate) const RTCP_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// Everything getStats reports about an endpoint, and its media state.
+#[derive(Debug, Default)]
+pub(crate) struct EpStats {
+    pub kinds: [KindStats; 2],
+    /// Bytes over the connection (every datagram: ICE, DTLS, RTP, RTCP, SCTP), as str0m last
+    /// reported them: (received, sent).
+    transport: (u64, u64),
+    /// Kurento's MediaState: CONNECTED once RTCP from the peer arrived.
+    pub media_connected: bool,
+    /// When RTCP from the peer last arrived.
+    last_rtcp: Option<Instant>,
+}
+
+/// One media kind of an endpoint.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct KindStats {
+    pub in_ssrc: u32,
+    pub in_packets: u64,
+    pub in_bytes: u64,
+    /// Extended sequence numbers of the incoming stream: the first and the highest seen, and
+    /// the packets received since that stream began.
+    seq: Option<(u64, u64)>,
+    stream_packets: u64,
+    /// The clock rate of the incoming codec (jitter is counted in its units).
+    in_clock: u32,
+    pub out_packets: u64,
+    pub out_bytes: u64,
+    /// The extended sequence number of the first packet sent.
+    pub out_first: Option<u64>,
+    ingress: Option<Ingress>,
+    egress: Option<Egress>,
+    /// The rate sent over the last report interval (bps), and where it was measured from.
+    out_rate: f64,
+    rate_mark: Option<(Instant, u64)>,
+    /// The last REMB sent to the peer for this stream (bps).
+    pub remb_sent: u64,
+    /// From entering the router to this endpoint (handed to its session, which sends it).
+    pub latency: LatencyAvg,
+}
+
+/// What str0m last reported about an incoming stream (our own receiver reports).
+#[derive(Debug, Clone, Copy)]
+struct Ingress {
+    plis: u64,
+    firs: u64,
+    nacks: u64,
+    jitter: u32,
+    loss: Option<f32>,
+}
+
+/// What str0m last reported about an outgoing stream (the peer's receiver reports).
+#[derive(Debug, Clone, Copy)]
+struct Egress {
+    plis: u64,
+    firs: u64,
+    nacks: u64,
+    rtt: Option<Duration>,
+    loss: Option<f32>,
+    /// The peer's last report: cumulative packets lost, highest sequence number received.
+    report: Option<(u64, u64)>,
+}
+
+impl KindStats {
+    /// An RTP packet arrived (extended sequence number `seq`, codec clock rate `clock`).
+    pub fn received(&mut self, ssrc: u32, seq: u64, bytes: usize, clock: u32) {
+        if ssrc != self.in_ssrc {
+            // A new stream (the peer restarted its sender): loss counts from here.
+            self.in_ssrc = ssrc;
+            self.seq = None;
+            self.stream_packets = 0;
+        }
+        self.in_packets += 1;
+        self.stream_packets += 1;
+        self.in_bytes += bytes as u64;
+        self.in_clock = clock;
+        self.seq = Some(match self.seq {
+            None => (seq, seq),
+            Some((first, max)) => (first.min(seq), max.max(seq)),
+        });
+    }
+
+    /// Packets lost so far, as RFC 3550 counts them: expected minus received (retransmitted
+    /// packets that arrived count as received).
+    fn lost(&self) -> i64 {
+        let Some((first, max)) = self.seq else {
+            return 0;
+        };
+        let expected = max - first + 1;
+        // Duplicates would make it negative.
+        expected.saturating_sub(self.stream_packets) as i64
+    }
+}
+
+/// An 8-bit RTCP loss fraction, from str0m's fraction (which divides it by 255).
+fn fraction_255(loss: Option<f32>) -> f64 {
+    f64::from((loss.unwrap_or(0.0) * 255.0).round())
+}
+
+fn kind_of_mid(ep: &Ep, mid: Mid) -> Option<Kind> {
+    ep.rtc.media(mid).map(|m| kind_of(m.kind()))
+}
+
+/// str0m's report on an incoming stream.
+pub(crate) fn ingress(ep: &mut Ep, st: &MediaIngressStats) {
+    if let Some(k) = kind_of_mid(ep, st.mid) {
+        ep.stats.kinds[k].ingress = Some(Ingress {
+            plis: st.plis,
+            firs: st.firs,
+            nacks: st.nacks,
+            jitter: st.jitter,
+            loss: st.loss,
+        });
+    }
+}
+
+/// str0m's report on an outgoing stream.
+pub(crate) fn egress(ep: &mut Ep, st: &MediaEgressStats) {
+    if let Some(k) = kind_of_mid(ep, st.mid) {
+        let previous = ep.stats.kinds[k].egress;
+        let report = st
+            .remote
+            .as_ref()
+            .map(|r| (r.packets_lost, *r.maximum_sequence_number));
+        // The fraction lost between the peer's last two reports (RFC 3550 6.4.1), the first
+        // one counting from the first packet sent.
+        let start = ep.stats.kinds[k]
+            .out_first
+            .map(|s| (0, s.saturating_sub(1)));
+        let before = previous.and_then(|p| p.report).or(start);
+        let loss = match (before, report) {
+            (Some((l0, s0)), Some((l1, s1))) if s1 > s0 => {
+                Some(l1.saturating_sub(l0) as f32 / (s1 - s0) as f32)
+            }
+            _ => None,
+        };
+        ep.stats.kinds[k].egress = Some(Egress {
+            plis: st.plis,
+            firs: st.firs,
+            nacks: st.nacks,
+            // An interval without a receiver report keeps the last figures.
+            rtt: st.rtt.or(previous.and_then(|p| p.rtt)),
+            loss: loss.or(previous.and_then(|p| p.loss)),
+            report: report.or(previous.and_then(|p| p.report)),
+        });
+    }
+}
+
+/// str0m's report on the whole connection (once per interval): transport bytes, and the
+/// rate each kind was sent at since the last one.
+pub(crate) fn peer(ep: &mut Ep, st: &PeerStats) {
+    ep.stats.transport = (st.peer_bytes_rx, st.peer_bytes_tx);
+    for k in &mut ep.stats.kinds {
+        if let Some((t, bytes)) = k.rate_mark {
+            let secs = st.timestamp.saturating_duration_since(t).as_secs_f64();
+            if secs > 0.0 {
+                k.out_rate = (k.out_bytes - bytes) as f64 * 8.0 / secs;
+            }
+        }
+        k.rate_mark = Some((st.timestamp, k.out_bytes));
+    }
+}
+
+/// Whether a datagram is an RTCP sender or receiver report (RTP version 2, packet type 200 or
+/// 201 first, as a compound packet starts; the first bytes of SRTCP are not encrypted).
+/// Feedback alone (NACK, PLI, transport-wide reports) is not: KMS counts reports only.
+pub(crate) fn is_report(d: &[u8]) -> bool {
+    d.len() >= 8 && (128..192).contains(&d[0]) && (200..=201).contains(&d[1])
+}
+
+/// An RTCP report from the peer arrived on a connected endpoint: true when that makes the
+/// media state CONNECTED (KMS raises MediaStateChanged when the peer's first report arrives,
+/// and DISCONNECTED when its reports stop or the session goes down).
+pub(crate) fn rtcp_arrived(ep: &mut Ep, now: Instant) -> bool {
+    if !ep.connected {
+        return false;
+    }
+    ep.stats.last_rtcp = Some(now);
+    !std::mem::replace(&mut ep.stats.media_connected, true)
+}
+
+/// Whether the media state goes back to DISCONNECTED because no RTCP came for
+/// [`RTCP_TIMEOUT`] (a session that goes down takes it down too: see `core`).
+pub(crate) fn media_lost(ep: &mut Ep, now: Instant) -> bool {
+    let quiet = ep
+        .stats
+        .last_rtcp
+        .is_some_and(|t| now.saturating_duration_since(t) > RTCP_TIMEOUT);
+    if ep.stats.media_connected && quiet {
+        ep.stats.media_connected = false;
+        return true;
+    }
+    false
+}
+
+/// MediaStateChanged's fields.
+pub(crate) fn media_state(up: bool) -> Map<String, Value> {
+    let (old, new) = if up {
+        ("DISCONNECTED", "CONNECTED")
+    } else {
+        ("CONNECTED", "DISCONNECTED")
+    };
+    obj(json!({"oldState": old, "newState": new}))
+}
+
+/// getStats in Kurento's shapes: one inbound and one outbound RTP entry per media kind that
+/// carried packets, the transport, the session (data channels) and, with latencyStats, the
+/// endpoint's latencies.
+pub(crate) fn report(ep: &mut Ep, q: &StatsQuery<'_>) -> Map<String, Value> {
+    let short = ep.id.rsplit('/').next().unwrap_or(&ep.id).to_string();
+    let mut out = Map::new();
+    let transport_id = format!("{short}_transport");
+    for kind in [AUDIO, VIDEO] {
+        let name = kind_name(kind);
+        if !q.wants(name) {
+            continue;
+        }
+        let out_ssrc = ep.mid_of_kind(kind).and_then(|mid| {
+            ep.rtc
+                .direct_api()
+                .stream_tx_by_mid(mid, None)
+                .map(|s| *s.ssrc())
+        });
+        let c = &ep.stats.kinds[kind];
+        let rtp = |dir: &str, ty: &str, class: &str, ssrc: u32| {
+            let id = format!("{short}_{dir}_{}", name.to_lowercase());
+            let mut v = q.base(&id, ty, class);
+            v["ssrc"] = json!(ssrc.to_string());
+            v["isRemote"] = json!(false);
+            v["mediaTrackId"] = json!(name.to_lowercase());
+            v["transportId"] = json!(transport_id);
+            v["codecId"] = json!("");
+            v["associateStatsId"] = json!("");
+            v["sliCount"] = json!(0);
+            (id, v)
+        };
+        if c.in_packets > 0 {
+            let (id, mut v) = rtp("in", "inboundrtp", "RTCInboundRTPStreamStats", c.in_ssrc);
+            let i = c.ingress;
+            v["packetsReceived"] = json!(c.in_packets);
+            v["bytesReceived"] = json!(c.in_bytes);
+            v["packetsLost"] = json!(c.lost());
+            v["fractionLost"] = json!(fraction_255(i.and_then(|i| i.loss)));
+            let jitter = i.map_or(0, |i| i.jitter);
+            v["jitter"] = json!(if c.in_clock > 0 {
+                f64::from(jitter) / f64::from(c.in_clock)
+            } else {
+                0.0
+            });
+            v["pliCount"] = json!(i.map_or(0, |i| i.plis));
+            v["firCount"] = json!(i.map_or(0, |i| i.firs));
+            v["nackCount"] = json!(i.map_or(0, |i| i.nacks));
+            v["remb"] = json!(c.remb_sent);
+            out.insert(id, v);
+        }
+        if c.out_packets > 0 {
+            let ssrc = out_ssrc.unwrap_or_default();
+            let (id, mut v) = rtp("out", "outboundrtp", "RTCOutboundRTPStreamStats", ssrc);
+            let e = c.egress;
+            // The round trip of the connection, from the peer's reports on this stream or,
+            // without one yet, on the other.
+            let rtt = e
+                .and_then(|e| e.rtt)
+                .or(ep.stats.kinds[1 - kind].egress.and_then(|e| e.rtt));
+            v["packetsSent"] = json!(c.out_packets);
+            v["bytesSent"] = json!(c.out_bytes);
+            v["packetsLost"] = json!(e.and_then(|e| e.report).map_or(0, |r| r.0));
+            v["fractionLost"] = json!(fraction_255(e.and_then(|e| e.loss)));
+            v["roundTripTime"] = json!(rtt.map_or(0.0, |r| r.as_secs_f64()));
+            v["targetBitrate"] = json!(c.out_rate);
+            v["pliCount"] = json!(e.map_or(0, |e| e.plis));
+            v["firCount"] = json!(e.map_or(0, |e| e.firs));
+            v["nackCount"] = json!(e.map_or(0, |e| e.nacks));
+            v["remb"] = json!(if kind == VIDEO {
+                ep.receive_estimate.unwrap_or(0)
+            } else {
+                0
+            });
+            out.insert(id, v);
+        }
+    }
+    let mut t = q.base(&transport_id, "transport", "RTCTransportStats");
+    t["bytesReceived"] = json!(ep.stats.transport.0);
+    t["bytesSent"] = json!(ep.stats.transport.1);
+    t["activeConnection"] = json!(ep.connected);
+    for k in [
+        "rtcpTransportStatsId",
+        "selectedCandidatePairId",
+        "localCertificateId",
+        "remoteCertificateId",
+    ] {
+        t[k] = json!("");
+    }
+    out.insert(transport_id, t);
+    if q.wants("DATA") {
+        let id = format!("{short}_session");
+        let mut pc = q.base(&id, "session", "RTCPeerConnectionStats");
+        pc["dataChannelsOpened"] = json!(ep.channels_opened);
+        pc["dataChannelsClosed"] = json!(ep.channels_closed);
+        out.insert(id, pc);
+    }
+    let lat = |k: Kind| ep.stats.kinds[k].latency.get();
+    let lat = [lat(AUDIO), lat(VIDEO)];
+    // Media is handed to the session, which sends it, when it reaches the endpoint: the end
+    // to end latency is the input latency.
+    q.endpoint_entry(&mut out, &lat, &lat);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_is_expected_minus_received_and_restarts_with_a_new_stream() {
+        let mut k = KindStats::default();
+        for seq in [100, 101, 103, 104, 107] {
+            k.received(7, seq, 10, 90_000);
+        }
+        assert_eq!(k.lost(), 3, "102, 105 and 106 missing");
+        // 102 comes back (a retransmission): one fewer lost.
+        k.received(7, 102, 10, 90_000);
+        assert_eq!(k.lost(), 2);
+        // A new SSRC: counting starts again.
+        k.received(8, 5000, 10, 90_000);
+        k.received(8, 5001, 10, 90_000);
+        assert_eq!((k.lost(), k.in_ssrc), (0, 8));
+        assert_eq!(fraction_255(Some(25.0 / 255.0)), 25.0);
+        assert_eq!(fraction_255(None), 0.0);
+    }
+
+    #[test]
+    fn reports_are_told_from_rtp_and_feedback_by_their_packet_type() {
+        assert!(is_report(&[0x80, 200, 0, 6, 1, 2, 3, 4]), "SR");
+        assert!(is_report(&[0x81, 201, 0, 7, 1, 2, 3, 4]), "RR");
+        assert!(
+            !is_report(&[0x81, 205, 0, 4, 1, 2, 3, 4]),
+            "transport feedback alone"
+        );
+        assert!(
+            !is_report(&[0x80, 96, 0, 1, 1, 2, 3, 4]),
+            "RTP, payload type 96"
+        );
+        assert!(!is_report(&[0x80, 0xc8, 0, 1, 1, 2, 3, 4][..4]));
+        assert!(!is_report(&[0x00, 200, 0, 1, 1, 2, 3, 4]), "STUN");
+        assert!(!is_report(&[0x80, 200]));
+    }
+}
