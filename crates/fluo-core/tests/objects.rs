@@ -187,9 +187,18 @@ fn properties_read_defaults_and_keep_what_was_set() {
         json!({"object": e, "operation":"setId","operationParams":{"id":"x"}}),
     );
     assert_eq!(r["error"]["code"], 40008);
-    let stats = h.invoke(1, &e, "getStats", json!({}));
-    let first = stats.as_object().unwrap().values().next().unwrap().clone();
-    assert_eq!(first["__type__"], "ElementStats");
+    // As with KMS, an element's ElementStats only while its pipeline's latencyStats is on,
+    // under the element's id; a PassThrough measures nothing (media does not cross it).
+    assert_eq!(h.invoke(1, &e, "getStats", json!({})), json!({}));
+    h.invoke(1, &p, "setLatencyStats", json!({"latencyStats": true}));
+    let stats = h.invoke(1, &e, "getStats", json!({"mediaType": "VIDEO"}));
+    let entry = &stats[e.as_str()];
+    assert_eq!(entry["__type__"], "ElementStats");
+    assert_eq!(
+        (&entry["id"], &entry["type"]),
+        (&json!(e), &json!("element"))
+    );
+    assert_eq!(entry["inputLatency"], json!([]));
     assert_eq!(
         h.invoke(1, &e, "isMediaFlowingIn", json!({"mediaType":"VIDEO"})),
         false

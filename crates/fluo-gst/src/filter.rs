@@ -216,6 +216,10 @@ impl Filter {
 }
 
 impl Element for Filter {
+    fn stats(&mut self, q: &fluo_core::StatsQuery<'_>) -> Option<Map<String, Value>> {
+        self.media.element_stats(q)
+    }
+
     fn invoke(
         &mut self,
         _cx: &mut ElementCx<'_>,

@@ -192,6 +192,18 @@ impl Media {
         ]
     }
 
+    /// getStats of an element that media reaches through its port (recorders, filters): its
+    /// ElementStats with the input latencies the router measured, while the pipeline's
+    /// latencyStats is on (KMS reports nothing else for them).
+    pub(crate) fn element_stats(
+        &self,
+        q: &fluo_core::StatsQuery<'_>,
+    ) -> Option<Map<String, Value>> {
+        let mut out = Map::new();
+        q.element_entry(&mut out, &self.bus.input_latency(q.id));
+        Some(out)
+    }
+
     /// Starts or stops routing `edge`'s media when this element (`key`, `id`) is its source.
     pub(crate) fn route(&self, key: u64, id: &str, edge: &Edge, add: bool) {
         if edge.source != id {

@@ -362,6 +362,10 @@ fn finish(
 }
 
 impl Element for Recorder {
+    fn stats(&mut self, q: &fluo_core::StatsQuery<'_>) -> Option<Map<String, Value>> {
+        self.media.element_stats(q)
+    }
+
     fn invoke(
         &mut self,
         cx: &mut ElementCx<'_>,

@@ -1237,3 +1237,134 @@ fn a_publisher_switching_codecs_gets_its_transcoder_undone_and_redone_never_chai
         c.request("release", json!({"object": pipe})).await.expect("release");
     });
 }
+
+/// The latency entries of a getStats report: {(entry type, list, media type): avg ns}.
+fn latencies(stats: &Value) -> Vec<(String, String, String, f64)> {
+    let mut out = vec![];
+    for e in stats.as_object().into_iter().flat_map(|m| m.values()) {
+        for list in ["inputLatency", "E2ELatency"] {
+            for l in e[list].as_array().into_iter().flatten() {
+                out.push((
+                    e["type"].as_str().unwrap_or_default().to_string(),
+                    list.to_string(),
+                    l["type"].as_str().unwrap_or_default().to_string(),
+                    l["avg"].as_f64().unwrap_or(-1.0),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn stats_of_players_filters_recorders_and_pass_throughs_follow_latency_stats() {
+    let _serial = serial();
+    let dir = tmpdir("stats");
+    let input = clip(&dir, "in.webm", 6);
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let mut c = Client::connect(port).await.expect("connect");
+        let pipe = c
+            .create("MediaPipeline", json!({}))
+            .await
+            .expect("pipeline");
+        let pp = json!({"mediaPipeline": pipe});
+        let player = c
+            .create(
+                "PlayerEndpoint",
+                json!({"mediaPipeline": pipe, "uri": format!("file://{}", input.display())}),
+            )
+            .await
+            .expect("player");
+        let filter = c
+            .create(
+                "GStreamerFilter",
+                json!({"mediaPipeline": pipe, "command": "videoflip method=horizontal-flip"}),
+            )
+            .await
+            .expect("filter");
+        let file = dir.join("out.webm");
+        let rec = c
+            .create(
+                "RecorderEndpoint",
+                json!({"mediaPipeline": pipe, "uri": format!("file://{}", file.display())}),
+            )
+            .await
+            .expect("recorder");
+        let pass = c
+            .create("PassThrough", pp.clone())
+            .await
+            .expect("pass through");
+        c.invoke(&player, "connect", json!({"sink": filter}))
+            .await
+            .expect("connect");
+        c.invoke(&filter, "connect", json!({"sink": rec}))
+            .await
+            .expect("connect");
+        c.invoke(&player, "connect", json!({"sink": pass}))
+            .await
+            .expect("connect");
+        c.invoke(&rec, "record", json!({})).await.expect("record");
+        c.invoke(&player, "play", json!({})).await.expect("play");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // As with KMS: without the pipeline's latencyStats, these elements report nothing.
+        for e in [&player, &filter, &rec, &pass] {
+            let s = c.invoke(e, "getStats", json!({})).await.expect("getStats");
+            assert_eq!(s, json!({}), "{e}");
+        }
+        c.invoke(&pipe, "setLatencyStats", json!({"latencyStats": true}))
+            .await
+            .expect("latencyStats");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut all = vec![];
+        for (name, e) in [
+            ("player", &player),
+            ("filter", &filter),
+            ("recorder", &rec),
+            ("pass", &pass),
+        ] {
+            let s = c.invoke(e, "getStats", json!({})).await.expect("getStats");
+            println!("{name}: {s}");
+            let entry = &s[e.as_str()];
+            assert_eq!(entry["__type__"], "ElementStats", "{name}: {s}");
+            assert_eq!(entry["type"], "element", "{name}");
+            all.push((name, latencies(&s)));
+        }
+        let of = |name: &str| {
+            all.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, l)| l.clone())
+                .unwrap()
+        };
+        // What reaches the filter (video) and the recorder (audio from the player, video from
+        // the filter), measured from where it entered the router: positive, and well under
+        // a second.
+        let filter_in = of("filter");
+        let rec_in = of("recorder");
+        for (what, list) in [("filter", &filter_in), ("recorder", &rec_in)] {
+            for (_, l, _, avg) in list.iter() {
+                assert_eq!(l, "inputLatency", "{what}");
+                assert!(*avg > 0.0 && *avg < 1e9, "{what}: {avg} ns");
+            }
+        }
+        let kinds =
+            |l: &[(String, String, String, f64)]| l.iter().map(|x| x.2.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            kinds(&filter_in),
+            vec!["AUDIO", "VIDEO"],
+            "the filter takes both, filters video"
+        );
+        assert_eq!(kinds(&rec_in), vec!["AUDIO", "VIDEO"]);
+        // A player has no input; nothing crosses a PassThrough in Fluo's router.
+        assert!(of("player").is_empty() && of("pass").is_empty());
+        // mediaType filters the lists.
+        let s = c
+            .invoke(&rec, "getStats", json!({"mediaType": "AUDIO"}))
+            .await
+            .expect("getStats");
+        assert_eq!(kinds(&latencies(&s)), vec!["AUDIO"]);
+        c.request("release", json!({"object": pipe}))
+            .await
+            .expect("release");
+    });
+}
