@@ -1,6 +1,6 @@
 'use strict';
 // Process and browser set-up for the end-to-end suite.
-//   startFluo()            -> {port, url, logFile, logTail(), stop()}
+//   startFluo(dir, {token, args}) -> {port, url, logFile, logTail(), stop()} (args: extra flags)
 //   startWeb(dir, fluoUrl, extraArgs) -> {port, base, logFile, logTail(), stop()}
 //   launchBrowser()        -> {context, newPage(name), consoleTail(name), close()}
 //   listPipelines(fluoUrl) -> ids of the pipelines alive in Fluo (raw JSON-RPC)
@@ -118,8 +118,8 @@ function tmpDir(prefix) {
 }
 
 // `token`: started with --auth-token (p.url stays without it, as a client is given it;
-// p.authUrl carries it for the suite's own JSON-RPC calls).
-async function startFluo(dir, { token = null } = {}) {
+// p.authUrl carries it for the suite's own JSON-RPC calls). `args`: more flags.
+async function startFluo(dir, { token = null, args = [] } = {}) {
   if (process.env.E2E_MEDIA_WS_URI) {
     // An already running media server (a real KMS for comparison, or a Fluo started by hand).
     const url = process.env.E2E_MEDIA_WS_URI;
@@ -139,7 +139,7 @@ async function startFluo(dir, { token = null } = {}) {
   const p = await spawnWithPortFile(
     'fluo',
     FLUO_BIN,
-    ['--bind', '127.0.0.1', '--port', '0', '--port-file', portFile, ...(token ? ['--auth-token', token] : [])],
+    ['--bind', '127.0.0.1', '--port', '0', '--port-file', portFile, ...(token ? ['--auth-token', token] : []), ...args],
     env,
     portFile,
     logFile,
@@ -228,10 +228,10 @@ async function listPipelines(fluoUrl) {
 }
 
 // Full environment of one test file: Fluo + web app + browser, in a temp dir.
-// `webArgs(dir)` gives extra web app arguments.
-async function setup(label, { webArgs = () => [], token = null } = {}) {
+// `webArgs(dir)` and `fluoArgs(dir)` give extra web app and Fluo arguments.
+async function setup(label, { webArgs = () => [], fluoArgs = () => [], token = null } = {}) {
   const dir = tmpDir(`fluo-e2e-${label}-`);
-  const fluo = await startFluo(dir, { token });
+  const fluo = await startFluo(dir, { token, args: fluoArgs(dir) });
   const web = await startWeb(dir, fluo.url, webArgs(dir));
   const browser = await launchBrowser(dir);
   const env = { dir, fluo, web, browser };
