@@ -15,6 +15,29 @@ mod ws;
 pub use config::Config;
 pub use host::{rss_kib, ProcHost};
 
+/// Libraries whose `info` lines are per packet or per poll, not for an operator
+/// (turn-client-proto logs the result of every event poll at `info`: about 145 lines a second
+/// per relayed call): they log warnings and errors only unless `RUST_LOG` names them.
+const QUIET_LIBRARIES: [&str; 3] = ["turn_client_proto", "turn_types", "stun_proto"];
+
+/// The log filter for `RUST_LOG` (`info` when unset or invalid), with
+/// [`QUIET_LIBRARIES`] at `warn` unless the filter names them.
+pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    let spec = rust_log.map(str::trim).filter(|s| !s.is_empty());
+    let mut filter = spec
+        .and_then(|s| EnvFilter::try_new(s).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    for lib in QUIET_LIBRARIES {
+        if !spec.is_some_and(|s| s.contains(lib)) {
+            if let Ok(d) = format!("{lib}=warn").parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
+    filter
+}
+
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -69,5 +92,51 @@ pub async fn run_with_tls(
             // The engine is gone (a bug): do not pretend to serve.
             Err(std::io::Error::other(format!("the engine task stopped: {end:?}")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use std::sync::{Arc, Mutex};
+
+    /// The lines logged through `log_filter(rust_log)` by `f`.
+    fn logged(rust_log: Option<&str>, f: impl FnOnce()) -> String {
+        #[derive(Clone)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf(Arc::default());
+        let out = buf.0.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_env_filter(log_filter(rust_log))
+            .with_writer(move || buf.clone())
+            .finish();
+        tracing::subscriber::with_default(sub, f);
+        let text = String::from_utf8_lossy(&out.lock().unwrap()).to_string();
+        text
+    }
+
+    #[test]
+    fn chatty_libraries_log_warnings_only_unless_named() {
+        let emit = || {
+            tracing::info!(target: "turn_client_proto::protocol", "return=None");
+            tracing::warn!(target: "turn_client_proto::protocol", "permission refused");
+            tracing::info!(target: "fluo_rtc::turn", "TURN relay allocated");
+        };
+        for rust_log in [None, Some("info"), Some("debug"), Some("not a [filter")] {
+            let text = logged(rust_log, emit);
+            assert!(!text.contains("return=None"), "{rust_log:?}: {text}");
+            assert!(text.contains("permission refused") && text.contains("relay allocated"));
+        }
+        let text = logged(Some("info,turn_client_proto=info"), emit);
+        assert!(text.contains("return=None"), "named: {text}");
     }
 }

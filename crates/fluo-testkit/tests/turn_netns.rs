@@ -11,10 +11,14 @@
 //! address, gathered and announced beside the host one.
 //!
 //! The peer can reach only coturn's relay side (10.N.2.1): media flows only through the
-//! relayed address Fluo allocated, with Fluo reaching coturn over UDP and over TCP. Wrong credentials and an unreachable TURN server leave
-//! the host candidates and a server that starts within its bound. Needs root, `ip netns`,
-//! `nft` and coturn's `turnserver` (`make test` installs them); without them the test says
-//! SKIPPED.
+//! relayed address Fluo allocated, with Fluo reaching coturn over UDP and over TCP; the server's
+//! log at its default level stays a few lines for such a call. A peer that is relayed itself
+//! (its one candidate allocated on coturn) is reported in NewCandidatePairSelected with that
+//! relay candidate. Wrong credentials and an unreachable TURN server leave the host candidates
+//! and a server that starts within its bound. Needs root, `ip netns`, `nft` and coturn's
+//! `turnserver` (`make test` installs them); without them the test says SKIPPED.
+
+mod turn_peer;
 
 use fluo_testkit::live::{start_server_with, Client};
 use fluo_testkit::udp_peer::Peer;
@@ -185,6 +189,9 @@ impl Net {
                 &listen,
                 "--listening-ip",
                 &behind_nat,
+                // For the peer's own allocation (it reaches nothing else).
+                "--listening-ip",
+                &relay,
                 "--relay-ip",
                 &relay,
                 "--listening-port",
@@ -270,6 +277,36 @@ fn missing_prerequisite() -> Option<String> {
     sh(&["ip", "netns", "list"]).err()
 }
 
+/// The server's log as an operator gets it (fluo's default filter), captured from here on.
+fn capture_log() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    #[derive(Clone)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf(Default::default());
+    let out = buf.0.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter(fluo_server::log_filter(None))
+        .with_ansi(false)
+        .with_writer(move || buf.clone())
+        .init();
+    out
+}
+
+fn log_lines(log: &std::sync::Mutex<Vec<u8>>) -> Vec<String> {
+    String::from_utf8_lossy(&log.lock().unwrap())
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
 fn candidates(sdp: &str) -> Vec<String> {
     sdp.lines()
         .filter(|l| l.starts_with("a=candidate"))
@@ -284,6 +321,7 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
         return;
     }
     let net = Net::setup().expect("namespaces and coturn");
+    let log = capture_log();
     let turn = |creds: &str, host: &str| {
         fluo_rtc::TurnUrl::parse(&format!("{creds}@{host}:3478")).expect("a turn URL")
     };
@@ -314,6 +352,7 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
             ("udp", true, false),
             ("udp", false, true),
         ] {
+            let logged = log_lines(&log).len();
             let text = format!("fluo:secret@{}:3478?transport={transport}", net.ip(1, 2));
             let url = fluo_rtc::TurnUrl::parse(&text).expect("a turn URL");
             let port = server((!per_endpoint).then_some(url));
@@ -379,7 +418,47 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
                 .expect("a selected pair");
             println!("selected pair: {pair}");
             assert!(pair.to_string().contains(&relay_ip), "{pair}");
+            // What an operator reads at the default level: the start, the allocation, not a
+            // line per packet or per poll of the TURN client.
+            let lines = log_lines(&log)[logged..].to_vec();
+            println!("TURN over {transport}: {} log lines for the server and its call:\n{}", lines.len(), lines.join("\n"));
+            assert!(lines.len() <= 30, "{} log lines at the default level", lines.len());
         }
+
+        // A peer that is relayed itself: its only candidate is on coturn, which it reaches on
+        // the relay side; Fluo reaches it through its own relayed address on the same coturn.
+        // The selected pair names the peer's candidate as the peer sent it: typ relay.
+        let url = fluo_rtc::TurnUrl::parse(&format!("fluo:secret@{}:3478", net.ip(1, 2))).unwrap();
+        let (mut c, _, ep) = Client::with_endpoint(server(Some(url))).await.unwrap();
+        c.subscribe(&ep, "NewCandidatePairSelected").await.unwrap();
+        c.invoke(&ep, "connect", json!({"sink": ep})).await.unwrap();
+        let sock = net.peer_socket(format!("{}:0", net.ip(2, 2)).parse().unwrap());
+        let coturn_inside: SocketAddr = format!("{relay_ip}:3478").parse().unwrap();
+        let mut peer = turn_peer::TurnPeer::allocate(sock, coturn_inside, "fluo", "secret")
+            .expect("the peer's own allocation");
+        let offer = peer.offer();
+        let theirs: Vec<String> = candidates(&offer);
+        println!("the relayed peer's candidates: {theirs:#?}");
+        assert!(theirs.len() == 1 && theirs[0].contains(" typ relay"), "{theirs:?}");
+        let answer = c.invoke(&ep, "processOffer", json!({"offer": offer})).await.unwrap();
+        peer.accept(answer.as_str().unwrap());
+        let t0 = Instant::now();
+        let frame = vec![0u8; 800];
+        while t0.elapsed() < Duration::from_secs(10) && peer.frames_in < 20 {
+            peer.drive(Some(&frame));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        println!("relayed peer: connected {} after {:?}, {} frames back", peer.connected, t0.elapsed(), peer.frames_in);
+        assert!(peer.frames_in >= 20, "media with a relayed peer: {} frames", peer.frames_in);
+        let pair = c
+            .wait_event("NewCandidatePairSelected", &ep, Duration::from_secs(2))
+            .await
+            .expect("a selected pair");
+        println!("selected pair with a relayed peer: {pair}");
+        let remote = pair["candidatePair"]["remoteCandidate"].as_str().unwrap_or_default();
+        let sent = theirs[0].strip_prefix("a=").unwrap_or(&theirs[0]);
+        assert_eq!(remote, sent, "the peer's candidate as it sent it");
+        assert!(remote.contains(&format!(" {} typ relay", peer.relayed.port())), "{remote}");
 
         // Wrong credentials and an unreachable server: host candidates only, and the server
         // is ready (its first answer given) within a bound.

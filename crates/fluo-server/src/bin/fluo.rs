@@ -5,13 +5,11 @@ use fluo_server::config::{Cli, Config};
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
+    let rust_log = std::env::var("RUST_LOG").ok();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(fluo_server::log_filter(rust_log.as_deref()))
         .init();
     let cli = Cli::parse();
     let config = match Config::from_cli(&cli) {
