@@ -41,6 +41,33 @@ impl StatsQuery<'_> {
         })
     }
 
+    /// An RTP stream entry (`inbound` or outbound) with the fields every one carries: the
+    /// element fills in its figures. `media` is `AUDIO` or `VIDEO`.
+    pub fn rtp_entry(
+        &self,
+        id: &str,
+        inbound: bool,
+        ssrc: u32,
+        media: &str,
+        transport: &str,
+    ) -> Value {
+        let (ty, class) = if inbound {
+            ("inboundrtp", "RTCInboundRTPStreamStats")
+        } else {
+            ("outboundrtp", "RTCOutboundRTPStreamStats")
+        };
+        let mut v = self.base(id, ty, class);
+        v["ssrc"] = json!(ssrc.to_string());
+        v["isRemote"] = json!(false);
+        v["mediaTrackId"] = json!(media.to_lowercase());
+        v["transportId"] = json!(transport);
+        v["codecId"] = json!("");
+        v["associateStatsId"] = json!("");
+        // Slice loss indications: no browser or tool sends them.
+        v["sliCount"] = json!(0);
+        v
+    }
+
     /// The `MediaLatencyStat[]` of `lat`, named after the element's input of each kind (the
     /// sink pad names KMS reports), for the kinds asked for.
     pub fn latency_list(&self, lat: &Latencies) -> Value {

@@ -113,7 +113,8 @@ impl KindStats {
     }
 }
 
-/// An 8-bit RTCP loss fraction, from str0m's fraction (which divides it by 255).
+/// An 8-bit RTCP loss fraction (as KMS reports it), from str0m's fraction (which divides it
+/// by 255).
 fn fraction_255(loss: Option<f32>) -> f64 {
     f64::from((loss.unwrap_or(0.0) * 255.0).round())
 }
@@ -243,20 +244,13 @@ pub(crate) fn report(ep: &mut Ep, q: &StatsQuery<'_>) -> Map<String, Value> {
                 .map(|s| *s.ssrc())
         });
         let c = &ep.stats.kinds[kind];
-        let rtp = |dir: &str, ty: &str, class: &str, ssrc: u32| {
+        let rtp = |dir: &str, inbound: bool, ssrc: u32| {
             let id = format!("{short}_{dir}_{}", name.to_lowercase());
-            let mut v = q.base(&id, ty, class);
-            v["ssrc"] = json!(ssrc.to_string());
-            v["isRemote"] = json!(false);
-            v["mediaTrackId"] = json!(name.to_lowercase());
-            v["transportId"] = json!(transport_id);
-            v["codecId"] = json!("");
-            v["associateStatsId"] = json!("");
-            v["sliCount"] = json!(0);
+            let v = q.rtp_entry(&id, inbound, ssrc, name, &transport_id);
             (id, v)
         };
         if c.in_packets > 0 {
-            let (id, mut v) = rtp("in", "inboundrtp", "RTCInboundRTPStreamStats", c.in_ssrc);
+            let (id, mut v) = rtp("in", true, c.in_ssrc);
             let i = c.ingress;
             v["packetsReceived"] = json!(c.in_packets);
             v["bytesReceived"] = json!(c.in_bytes);
@@ -276,7 +270,7 @@ pub(crate) fn report(ep: &mut Ep, q: &StatsQuery<'_>) -> Map<String, Value> {
         }
         if c.out_packets > 0 {
             let ssrc = out_ssrc.unwrap_or_default();
-            let (id, mut v) = rtp("out", "outboundrtp", "RTCOutboundRTPStreamStats", ssrc);
+            let (id, mut v) = rtp("out", false, ssrc);
             let e = c.egress;
             // The round trip of the connection, from the peer's reports on this stream or,
             // without one yet, on the other.

@@ -1368,3 +1368,112 @@ fn stats_of_players_filters_recorders_and_pass_throughs_follow_latency_stats() {
             .expect("release");
     });
 }
+
+/// The first entry of a getStats report with this `type`.
+fn stats_entry(stats: &Value, ty: &str) -> Option<Value> {
+    stats
+        .as_object()?
+        .values()
+        .find(|v| v["type"] == ty)
+        .cloned()
+}
+
+#[test]
+fn rtp_endpoint_stats_and_media_state_follow_rtcp_with_gst_launch_rtpbin() {
+    let _serial = serial();
+    let dir = tmpdir("rtp-stats");
+    let input = clip(&dir, "in.webm", 8);
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let mut c = Client::connect(port).await.expect("connect");
+        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let pp = json!({"mediaPipeline": pipe});
+        c.invoke(&pipe, "setLatencyStats", json!({"latencyStats": true})).await.expect("latencyStats");
+
+        // 1. gst-launch's rtpbin sends VP8 with its RTCP and reads ours.
+        let (their_rtp, their_rtcp) = {
+            let p = free_udp_port();
+            (p, p + 1)
+        };
+        let offer = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video {their_rtp} RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\na=sendonly\r\n");
+        let inbound = c.create("RtpEndpoint", pp.clone()).await.expect("rtp endpoint");
+        let answer = c.invoke(&inbound, "processOffer", json!({"offer": offer})).await.expect("processOffer");
+        // Subscribed after processOffer, as applications do: the media state comes with
+        // the sender's first RTCP report, later.
+        c.subscribe(&inbound, "MediaStateChanged").await.expect("subscribe");
+        assert_eq!(c.invoke(&inbound, "getMediaState", json!({})).await, Ok(json!("DISCONNECTED")));
+        let fluo = sdp_port(answer.as_str().unwrap(), "video");
+        let sender = Command::new("gst-launch-1.0")
+            .args(["-q", "rtpbin", "name=rb", "videotestsrc", "is-live=true", "num-buffers=150", "!", "video/x-raw,width=320,height=240,framerate=30/1", "!", "vp8enc", "deadline=1", "!", "rtpvp8pay", "pt=96", "!", "rb.send_rtp_sink_0", "rb.send_rtp_src_0", "!", "udpsink", "host=127.0.0.1"])
+            .arg(format!("port={fluo}"))
+            .args(["rb.send_rtcp_src_0", "!", "udpsink", "host=127.0.0.1", "sync=false", "async=false"])
+            .arg(format!("port={}", fluo + 1))
+            .args(["udpsrc"])
+            .arg(format!("port={their_rtcp}"))
+            .args(["!", "rb.recv_rtcp_sink_0"])
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        let mut sender = sender.expect("gst-launch runs");
+        let up = c.wait_event("MediaStateChanged", &inbound, Duration::from_secs(8)).await;
+        println!("inbound media state: {up:?}");
+        assert_eq!(up.as_ref().map(|e| e["newState"].clone()), Some(json!("CONNECTED")));
+        assert_eq!(c.invoke(&inbound, "getMediaState", json!({})).await, Ok(json!("CONNECTED")));
+        let _ = sender.wait();
+        let s = c.invoke(&inbound, "getStats", json!({})).await.expect("getStats");
+        println!("inbound RtpEndpoint: {s}");
+        let i = stats_entry(&s, "inboundrtp").expect("an inbound entry");
+        assert_eq!(i["__type__"], "RTCInboundRTPStreamStats");
+        let received = i["packetsReceived"].as_u64().unwrap();
+        assert!(received > 150, "{received} packets for 150 frames");
+        assert_eq!(i["packetsLost"], 0, "loopback loses nothing: {i}");
+        let jitter = i["jitter"].as_f64().unwrap();
+        assert!((0.0..0.1).contains(&jitter), "jitter {jitter} s");
+        assert!(stats_entry(&s, "outboundrtp").is_none(), "it sends nothing");
+        assert_eq!(s[inbound.as_str()]["type"], "endpoint", "{s}");
+
+        // 2. A player sends through an RtpEndpoint to gst-launch's rtpbin, whose receiver
+        // reports give the round trip and the loss.
+        let listen = free_udp_port();
+        let rtp = c.create("RtpEndpoint", pp.clone()).await.expect("rtp endpoint");
+        let offer = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video {listen} RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\na=recvonly\r\n");
+        let answer = c.invoke(&rtp, "processOffer", json!({"offer": offer})).await.expect("processOffer");
+        c.subscribe(&rtp, "MediaStateChanged").await.expect("subscribe");
+        let fluo = sdp_port(answer.as_str().unwrap(), "video");
+        let mut receiver = Command::new("gst-launch-1.0")
+            .args(["-q", "rtpbin", "name=rb", "udpsrc"])
+            .arg(format!("port={listen}"))
+            .arg("caps=application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload=96")
+            .args(["!", "rb.recv_rtp_sink_0", "rb.", "!", "rtpvp8depay", "!", "fakesink", "udpsrc"])
+            .arg(format!("port={}", listen + 1))
+            .args(["!", "rb.recv_rtcp_sink_0", "rb.send_rtcp_src_0", "!", "udpsink", "host=127.0.0.1", "sync=false", "async=false"])
+            .arg(format!("port={}", fluo + 1))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("gst-launch runs");
+        let player = c
+            .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", input.display())}))
+            .await
+            .expect("player");
+        c.invoke(&player, "connect", json!({"sink": rtp})).await.expect("connect");
+        c.invoke(&player, "play", json!({})).await.expect("play");
+        let up = c.wait_event("MediaStateChanged", &rtp, Duration::from_secs(8)).await;
+        assert_eq!(up.as_ref().map(|e| e["newState"].clone()), Some(json!("CONNECTED")), "{up:?}");
+        // Reports come every few seconds each way: time for the receiver to answer ours.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let s = c.invoke(&rtp, "getStats", json!({"mediaType": "VIDEO"})).await.expect("getStats");
+        let _ = Command::new("kill").args(["-INT", &receiver.id().to_string()]).status();
+        let _ = receiver.wait();
+        println!("outbound RtpEndpoint: {s}");
+        let o = stats_entry(&s, "outboundrtp").expect("an outbound entry");
+        assert!(o["packetsSent"].as_u64().unwrap() > 100, "{o}");
+        let rtt = o["roundTripTime"].as_f64().unwrap();
+        assert!(rtt > 0.0 && rtt < 0.5, "round trip {rtt} s on loopback, from rtpbin's reports");
+        // rtpbin counts duplicates as negative loss (RFC 3550): none lost on loopback.
+        assert!(o["packetsLost"].as_i64().unwrap().abs() <= 2, "{o}");
+        assert!(o["targetBitrate"].as_f64().unwrap() > 10_000.0, "{o}");
+        let e2e = &s[rtp.as_str()]["E2ELatency"];
+        assert_eq!(e2e[0]["type"], "VIDEO", "{s}");
+        assert!(e2e[0]["avg"].as_f64().unwrap() > 0.0, "{s}");
+        c.request("release", json!({"object": pipe})).await.expect("release");
+    });
+}

@@ -14,6 +14,7 @@
 mod net;
 mod port;
 mod sdp;
+mod stats;
 
 use self::net::{bind_pair, local_ip, receive, Rx, Sockets};
 use self::port::{idx, lock, RtpPort, Shared, SharedRef};
@@ -24,7 +25,7 @@ use self::sdp::{
 use crate::srtp::{self, Sdes, Transform};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
-use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
+use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, StatsQuery};
 use fluo_sfu::{Codec, MediaKind, Port, PortOutput};
 use serde_json::{json, Map, Value};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -346,6 +347,7 @@ impl RtpEndpoint {
                 id: self.id.clone(),
                 bus: self.media.bus.clone(),
                 key: self.key,
+                events: self.media.events.clone(),
             };
             let mut dec = None;
             if let (Some(sd), Some(rk)) = (&self.sdes, &s.remote_key) {
@@ -396,12 +398,13 @@ impl RtpEndpoint {
             let spawned = std::thread::Builder::new()
                 .name("fluo-rtp-rx".into())
                 .spawn(move || {
-                    receive(&rtp, &stop, peer_ip, |b| match &dec1 {
+                    let f = |b: &[u8]| match &dec1 {
                         Some(d) => d.push_rtp(b.to_vec()),
                         // SDES without a working decryptor: nothing unchecked gets in.
                         None if protected => {}
                         None => rx1.rtp(b),
-                    })
+                    };
+                    receive(&rtp, &stop, peer_ip, f, || {})
                 });
             if let Err(e) = spawned {
                 tracing::warn!("RTP receive thread: {e}");
@@ -410,11 +413,13 @@ impl RtpEndpoint {
             let spawned = std::thread::Builder::new()
                 .name("fluo-rtcp-rx".into())
                 .spawn(move || {
-                    receive(&rtcp, &stop, peer_ip, |b| match &dec {
+                    let f = |b: &[u8]| match &dec {
                         Some(d) => d.push_rtcp(b.to_vec()),
                         None if protected => {}
                         None => rx.rtcp(b),
-                    })
+                    };
+                    // Our reports go out from this thread too.
+                    receive(&rtcp, &stop, peer_ip, f, || rx.tick())
                 });
             if let Err(e) = spawned {
                 tracing::warn!("RTCP receive thread: {e}");
@@ -469,16 +474,37 @@ impl Element for RtpEndpoint {
     }
 
     fn get_property(&self, name: &str) -> Option<Value> {
-        let negotiated = !lock(&self.shared).sections.is_empty();
-        let st = if negotiated {
-            "CONNECTED"
-        } else {
-            "DISCONNECTED"
-        };
+        let sh = lock(&self.shared);
+        let state = |up: bool| json!(if up { "CONNECTED" } else { "DISCONNECTED" });
         match name {
-            "mediaState" | "connectionState" => Some(json!(st)),
+            "connectionState" => Some(state(!sh.sections.is_empty())),
+            // As KMS: media is connected once the peer's RTCP reports arrive.
+            "mediaState" => Some(state(sh.media_connected)),
             _ => None,
         }
+    }
+
+    fn stats(&mut self, q: &StatsQuery<'_>) -> Option<Map<String, Value>> {
+        let short = self.id.rsplit('/').next().unwrap_or(&self.id);
+        let mut out = Map::new();
+        let sh = lock(&self.shared);
+        for s in &sh.sections {
+            let media = if s.kind == MediaKind::Audio {
+                "AUDIO"
+            } else {
+                "VIDEO"
+            };
+            if q.wants(media) {
+                let k = idx(s.kind);
+                let ours = (sh.ssrc[k], s.codec.clock_rate);
+                sh.stats[k].entries(q, &mut out, short, media, ours);
+            }
+        }
+        drop(sh);
+        // What reaches the endpoint leaves at once: its end-to-end latency is its input's.
+        let lat = self.media.bus.input_latency(q.id);
+        q.endpoint_entry(&mut out, &lat, &lat);
+        Some(out)
     }
 
     fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {

@@ -23,6 +23,11 @@ pub(super) struct Shared {
     pub(super) enc: [Option<Arc<Transform>>; 2],
     /// SDES was asked for: nothing goes out or comes in unprotected.
     pub(super) srtp: bool,
+    /// Counters and RTCP of each media (see `stats`).
+    pub(super) stats: [super::stats::MediaStats; 2],
+    /// Kurento's MediaState: a report from the peer arrived (and when the last did).
+    pub(super) media_connected: bool,
+    pub(super) last_report: Option<Instant>,
 }
 
 pub(super) type SharedRef = Arc<Mutex<Shared>>;
@@ -83,6 +88,7 @@ impl Port for RtpPort {
         let sock = sh.sockets[k].clone();
         let enc = sh.enc[k].clone();
         let srtp = sh.srtp;
+        sh.stats[k].sent(Instant::now(), r.ts, pkt.payload.len());
         drop(sh);
         let mut bytes = Vec::with_capacity(12 + pkt.payload.len());
         write_rtp(
@@ -104,7 +110,7 @@ impl Port for RtpPort {
     }
 
     fn request_keyframe(&mut self) {
-        let sh = lock(&self.shared);
+        let mut sh = lock(&self.shared);
         let k = idx(MediaKind::Video);
         let Some(s) = sh.sections.iter().find(|s| s.kind == MediaKind::Video) else {
             return;
@@ -114,6 +120,7 @@ impl Port for RtpPort {
         };
         let mut pli = vec![];
         write_pli(&mut pli, sh.ssrc[k], sh.remote_ssrc[k]);
+        sh.stats[k].plis_sent += 1;
         let enc = sh.enc[k].clone();
         drop(sh);
         match enc {
