@@ -216,8 +216,8 @@ pub(crate) struct Ep {
     pub channels: HashMap<ChannelId, (String, u16)>,
     /// getStats' counters and reports, and the media state.
     pub stats: crate::stats::EpStats,
-    /// The peer's candidates as it sent them (see `pair`).
-    pub remote_candidates: Vec<String>,
+    /// Our candidates as announced and the peer's as it sent them (see `pair`).
+    pub candidates: crate::pair::Known,
     /// Data channels opened / closed so far.
     pub channels_opened: u64,
     pub channels_closed: u64,
@@ -271,7 +271,7 @@ impl Ep {
             out: [None, None],
             channels: HashMap::new(),
             stats: Default::default(),
-            remote_candidates: vec![],
+            candidates: Default::default(),
             channels_opened: 0,
             channels_closed: 0,
             path: None,

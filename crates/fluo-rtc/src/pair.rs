@@ -1,6 +1,7 @@
 //! The candidate pair in use, as Kurento's IceCandidatePair (NewCandidatePairSelected,
-//! ICECandidatePairs): our candidate as we announced it, and the peer's as the peer sent it
-//! (type, foundation, priority, related address...), as KMS reports them.
+//! ICECandidatePairs): our candidate as we announced it (host, or relay for a TURN-relayed
+//! address), and the peer's as the peer sent it (type, foundation, priority, related
+//! address...), as KMS reports them.
 
 use crate::core::Ep;
 use serde_json::{json, Value};
@@ -11,15 +12,34 @@ use str0m::Candidate;
 /// Most candidate lines of the peer kept per endpoint.
 const MAX_KEPT: usize = 128;
 
+/// An endpoint's candidates as SDP lines (without `a=`).
+#[derive(Debug, Default)]
+pub(crate) struct Known {
+    /// Ours, as announced.
+    local: Vec<String>,
+    /// The peer's, as it sent them.
+    remote: Vec<String>,
+}
+
 /// Keeps the peer's candidate lines (SDP `a=candidate:` lines or addIceCandidate values).
 pub(crate) fn remember<'a>(ep: &mut Ep, lines: impl Iterator<Item = &'a str>) {
     for l in lines {
         let l = l.trim();
         let l = l.strip_prefix("a=").unwrap_or(l);
-        if l.starts_with("candidate:") && ep.remote_candidates.len() < MAX_KEPT {
-            ep.remote_candidates.push(l.to_string());
+        if l.starts_with("candidate:") && ep.candidates.remote.len() < MAX_KEPT {
+            ep.candidates.remote.push(l.to_string());
         }
     }
+}
+
+/// Keeps our candidates as announced.
+pub(crate) fn announced(ep: &mut Ep, ours: &[Candidate]) {
+    ep.candidates.local = ours.iter().map(line).collect();
+}
+
+fn line(c: &Candidate) -> String {
+    let s = c.to_sdp_string();
+    s.strip_prefix("a=").unwrap_or(&s).to_string()
 }
 
 /// The candidate pair in use, as Kurento's IceCandidatePair.
@@ -32,44 +52,50 @@ pub(crate) fn candidate_pair(ep: &Ep) -> Option<Value> {
         .iter()
         .find(|(l, _)| *l == local)
         .map_or(local, |(_, public)| *public);
-    let ours = if tcp {
-        Candidate::builder()
-            .tcp()
-            .host(announced)
-            .tcptype(TcpType::Passive)
-            .build()
-    } else {
-        Candidate::host(announced, "udp")
-    };
-    let ours = ours
-        .map(|c| {
-            let s = c.to_sdp_string();
-            s.strip_prefix("a=").unwrap_or(&s).to_string()
-        })
-        .unwrap_or_default();
+    // Ours as announced: host, or relay for a TURN-relayed address (what the shell reports as
+    // the local address of what came through a relay); a host line if none matches.
+    let ours = find(&ep.candidates.local, announced, tcp, false).unwrap_or_else(|| {
+        let c = if tcp {
+            Candidate::builder()
+                .tcp()
+                .host(announced)
+                .tcptype(TcpType::Passive)
+                .build()
+        } else {
+            Candidate::host(announced, "udp")
+        };
+        c.map(|c| line(&c)).unwrap_or_default()
+    });
     Some(json!({
         "__module__": "kurento",
         "__type__": "IceCandidatePair",
         "streamId": "1",
         "componentId": 1,
         "localCandidate": ours,
-        "remoteCandidate": theirs(&ep.remote_candidates, remote, tcp),
+        "remoteCandidate": theirs(&ep.candidates.remote, remote, tcp),
     }))
+}
+
+/// The line among `lines` for `addr` (for TCP, when `any_port`, by address only: an active
+/// TCP candidate announces port 9, its connections come from any port).
+fn find(lines: &[String], addr: SocketAddr, tcp: bool, any_port: bool) -> Option<String> {
+    lines
+        .iter()
+        .find(|l| {
+            Candidate::from_sdp_string(l).is_ok_and(|c| {
+                (c.proto() != Protocol::Udp) == tcp
+                    && c.addr().ip() == addr.ip()
+                    && ((tcp && any_port) || c.addr().port() == addr.port())
+            })
+        })
+        .cloned()
 }
 
 /// The peer's candidate for `remote` as the peer sent it; an address it never announced
 /// (its checks came from elsewhere: a NAT, an mDNS-hidden host) is peer-reflexive.
 fn theirs(sent: &[String], remote: SocketAddr, tcp: bool) -> String {
-    let found = sent.iter().find(|l| {
-        Candidate::from_sdp_string(l).is_ok_and(|c| {
-            // An active TCP candidate announces port 9: its connections come from any port.
-            (c.proto() != Protocol::Udp) == tcp
-                && c.addr().ip() == remote.ip()
-                && (tcp || c.addr().port() == remote.port())
-        })
-    });
-    if let Some(l) = found {
-        return l.clone();
+    if let Some(l) = find(sent, remote, tcp, true) {
+        return l;
     }
     // RFC 8445 5.1.2.1: type preference 110 for peer-reflexive, full local preference.
     let priority: u32 = (110 << 24) | (65535 << 8) | 255;

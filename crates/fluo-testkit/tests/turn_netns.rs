@@ -459,6 +459,11 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
         let sent = theirs[0].strip_prefix("a=").unwrap_or(&theirs[0]);
         assert_eq!(remote, sent, "the peer's candidate as it sent it");
         assert!(remote.contains(&format!(" {} typ relay", peer.relayed.port())), "{remote}");
+        // Fluo's side: the relayed candidate it announced, as it announced it.
+        let local = pair["candidatePair"]["localCandidate"].as_str().unwrap_or_default();
+        let ours = candidates(answer.as_str().unwrap());
+        assert!(local.contains(" typ relay") && local.contains(&relay_ip), "{local}");
+        assert!(ours.iter().any(|c| c.strip_prefix("a=") == Some(local)), "{local} in {ours:?}");
 
         // Wrong credentials and an unreachable server: host candidates only, and the server
         // is ready (its first answer given) within a bound.

@@ -290,9 +290,12 @@ impl WebRtcEndpoint {
         if p.full {
             self.full_ice(ep);
         }
+        // As the session keeps them (its priority, foundation and ufrag), for the pair events.
+        let mut added = vec![];
         for c in &p.candidates {
-            ep.rtc.add_local_candidate(c.clone());
+            added.extend(ep.rtc.add_local_candidate(c.clone()).cloned());
         }
+        crate::pair::announced(ep, &added);
         self.candidates = p.candidates;
         ep.nat = p.nat;
     }
