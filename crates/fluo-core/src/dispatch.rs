@@ -99,6 +99,9 @@ impl Engine {
         if let Some(v) = o.props.get(&prop.name) {
             return v.clone();
         }
+        if prop.name == "encoderBitrate" && o.pipeline.is_some() {
+            return Value::from(crate::output::DEFAULT_ENCODER_BITRATE);
+        }
         if let Some(v) = &prop.default {
             return v.clone();
         }
@@ -131,6 +134,10 @@ impl Engine {
         match prop.name.as_str() {
             "name" => o.name = v.as_str().map(String::from),
             "sendTagsInEvents" => o.send_tags_in_events = v.as_bool().unwrap_or(false),
+            n if crate::output::is_bitrate(n) && o.pipeline.is_some() => {
+                crate::output::set_bitrate(&mut o.props, n, &v)?;
+                self.settings_changed(id);
+            }
             _ => {
                 o.props.insert(prop.name.clone(), v);
             }
@@ -190,14 +197,26 @@ impl Engine {
             "getSourceConnections" => Ok(self.connections(id, true, p)),
             "getSinkConnections" => Ok(self.connections(id, false, p)),
             "setAudioFormat" | "setVideoFormat" => {
-                let key = if method == "setAudioFormat" {
-                    "audioFormat"
+                let caps = p.get("caps").cloned().unwrap_or_default();
+                let audio = method == "setAudioFormat";
+                if audio {
+                    crate::output::check_audio_caps(&caps)?;
                 } else {
-                    "videoFormat"
-                };
+                    crate::output::check_video_caps(&caps)?;
+                }
+                let has_output = self.with_element(id, |el, _| el.has_output());
+                if has_output != Some(true) {
+                    let class = self.registry.get(id).map(|o| o.class.clone());
+                    return Err(KurentoError::illegal_param(format!(
+                        "{} sends no media of its own: its {} format cannot be set (set it on the element that feeds it)",
+                        class.unwrap_or_default(),
+                        if audio { "audio" } else { "video" }
+                    )));
+                }
+                let key = if audio { "audioFormat" } else { "videoFormat" };
                 let o = self.registry.get_mut(id).expect("looked up");
-                o.props
-                    .insert(key.into(), p.get("caps").cloned().unwrap_or_default());
+                o.props.insert(key.into(), caps);
+                self.settings_changed(id);
                 Ok(Value::Null)
             }
             "isMediaFlowingIn" | "isMediaFlowingOut" | "isMediaTranscoding" => {
@@ -211,16 +230,8 @@ impl Engine {
                 let on = o.media_states.get(&format!("{event}/{media}")).copied();
                 Ok(Value::from(on.unwrap_or(false)))
             }
-            "getGstreamerDot" => {
-                let o = self.registry.get(id).expect("looked up");
-                let dot = match (&o.pipeline, o.class.as_str()) {
-                    (_, "MediaPipeline") => self.dot(id, None),
-                    (Some(pl), _) => self.dot(pl, Some(id)),
-                    (None, _) => "digraph pipeline {\n}\n".to_string(),
-                };
-                Ok(Value::from(dot))
-            }
-            "dumpGstreamerDot" => Ok(Value::Null),
+            "getGstreamerDot" => Ok(Value::from(self.gst_dot(id, &dot_details(p)))),
+            "dumpGstreamerDot" => self.dump_gst_dot(id, &dot_details(p)),
             // ServerManager
             "getKmd" => {
                 let name = s("moduleName");
@@ -314,6 +325,15 @@ impl Engine {
             "modules": modules,
         })
     }
+}
+
+/// The `details` of getGstreamerDot / dumpGstreamerDot: SHOW_ALL when not given (KMS draws
+/// its default, SHOW_VERBOSE, as SHOW_ALL).
+fn dot_details(p: &Map<String, Value>) -> String {
+    p.get("details")
+        .and_then(Value::as_str)
+        .unwrap_or("SHOW_ALL")
+        .to_string()
 }
 
 /// The property an accessor names: `getFooBar` -> `fooBar`, `getICECandidatePairs` ->

@@ -145,6 +145,13 @@ pub trait Element: Send {
         false
     }
 
+    /// Whether the element sends media of its own that output settings (forced formats) can
+    /// act on: not a PassThrough (it forwards what feeds it) nor an element that only
+    /// receives (RecorderEndpoint).
+    fn has_output(&self) -> bool {
+        !self.is_transparent()
+    }
+
     /// Media of `edge.media_type` now flows from `edge.source` to `edge.sink`, directly or
     /// across transparent elements. Called on both ends.
     fn media_connected(&mut self, _cx: &mut ElementCx<'_>, _edge: &Edge) {}

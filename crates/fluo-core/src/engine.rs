@@ -112,6 +112,10 @@ pub struct Engine {
     pub(crate) defer_ok: bool,
     /// Requests answered later: token -> (connection, request id, session).
     pub(crate) deferred: std::collections::HashMap<u64, (ConnId, Value, Option<String>)>,
+    /// Where elements' output settings go (see [`Engine::set_settings_sink`]).
+    pub(crate) settings_sink: Option<crate::SettingsSink>,
+    /// The GStreamer pipelines' graphs (see [`Engine::set_pipeline_dot`]).
+    pub(crate) pipeline_dot: Option<std::sync::Arc<dyn crate::PipelineDot>>,
 }
 
 /// How a request is being executed: directly, or as operation of a transaction.
@@ -141,6 +145,8 @@ impl Engine {
             defer: None,
             defer_ok: false,
             deferred: std::collections::HashMap::new(),
+            settings_sink: None,
+            pipeline_dot: None,
         };
         e.registry.insert(Object::server_manager(now.wall_ms));
         e.register_builtin_factories();

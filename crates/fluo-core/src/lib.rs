@@ -13,7 +13,9 @@ mod element;
 mod engine;
 mod events;
 mod graph;
+mod gstdot;
 mod host;
+mod output;
 mod registry;
 mod replay;
 mod session;
@@ -25,5 +27,7 @@ pub use element::{
 };
 pub use engine::{ConnId, Engine, EngineConfig, Now, Output};
 pub use graph::Edge;
+pub use gstdot::PipelineDot;
 pub use host::{FixedHost, Host};
+pub use output::{OutputProps, SettingsSink, DEFAULT_ENCODER_BITRATE};
 pub use stats::{Latencies, StatsQuery};

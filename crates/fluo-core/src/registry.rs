@@ -383,6 +383,7 @@ impl Engine {
             }
         }
         o.behavior.released();
+        self.settings_released(id);
         tracing::debug!(%id, "destroyed");
         self.push_event(
             SERVER_MANAGER_ID,

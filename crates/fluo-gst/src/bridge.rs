@@ -7,13 +7,15 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-/// Builds a pipeline from a description.
-pub(crate) fn launch(desc: &str) -> Result<gst::Pipeline, String> {
+/// Builds a pipeline from a description, run for element `owner` and named `name` (as the
+/// DOT graphs show it).
+pub(crate) fn launch(desc: &str, owner: &str, name: &str) -> Result<gst::Pipeline, String> {
     let e = gst::parse::launch(desc).map_err(|e| format!("{e} (pipeline: {desc})"))?;
     let p = e
         .downcast::<gst::Pipeline>()
         .map_err(|_| "not a pipeline".to_string())?;
-    crate::live::track(&p);
+    p.set_property("name", name);
+    crate::live::track(&p, owner);
     Ok(p)
 }
 

@@ -1,7 +1,7 @@
 //! What GStreamer elements carry each codec: RTP caps, depayloader, decoder, encoder and
 //! payloader, as pipeline-description fragments.
 
-use fluo_sfu::{Codec, CodecName, MediaKind};
+use fluo_sfu::{Codec, CodecName, MediaKind, OutputSettings};
 
 /// The payload type Fluo uses inside its own pipelines (never seen by peers: the router maps
 /// payload types by codec).
@@ -70,17 +70,31 @@ pub(crate) fn decoder(c: &Codec) -> Option<&'static str> {
     })
 }
 
-/// Encoder and payloader (raw -> RTP), with the conversion in front, tuned for real time.
-pub(crate) fn encoder(c: &Codec, video_kbps: u32) -> Option<String> {
-    let bps = video_kbps * 1000;
+/// Encoder and payloader (raw -> RTP), with the conversion in front, tuned for real time,
+/// following the output settings `out` of the element whose media it encodes: video starts
+/// at its target bitrate within its bounds, at the forced frame rate if there is one; Opus
+/// at the forced audio bitrate if there is one.
+pub(crate) fn encoder(c: &Codec, out: &OutputSettings) -> Option<String> {
+    let bps = out.video_bps().max(1000);
+    let kbps = bps / 1000;
+    let rate = match out.video.and_then(|v| v.framerate) {
+        Some((n, d)) if c.name.kind() == MediaKind::Video => {
+            format!("videorate ! video/x-raw,framerate={n}/{d} ! ")
+        }
+        _ => String::new(),
+    };
+    let opus_bps = out
+        .audio
+        .filter(|a| a.codec == CodecName::Opus && a.bitrate != 0)
+        .map_or(64_000, |a| a.bitrate);
     Some(match c.name {
         CodecName::Vp8 => format!(
-            "videoconvert ! vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={bps} \
+            "{rate}videoconvert ! vp8enc name=venc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={bps} \
              keyframe-max-dist=60 lag-in-frames=0 threads=2 error-resilient=partitions \
              ! rtpvp8pay pt={PT} mtu=1200 picture-id-mode=15-bit"
         ),
         CodecName::Vp9 => format!(
-            "videoconvert ! vp9enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={bps} \
+            "{rate}videoconvert ! vp9enc name=venc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={bps} \
              keyframe-max-dist=60 lag-in-frames=0 threads=2 row-mt=true \
              ! rtpvp9pay pt={PT} mtu=1200 picture-id-mode=15-bit"
         ),
@@ -92,13 +106,13 @@ pub(crate) fn encoder(c: &Codec, video_kbps: u32) -> Option<String> {
                 _ => "constrained-baseline",
             };
             format!(
-                "videoconvert ! video/x-raw,format=I420 ! x264enc tune=zerolatency speed-preset=ultrafast \
-                 bitrate={video_kbps} key-int-max=60 threads=2 ! video/x-h264,profile={profile} \
+                "{rate}videoconvert ! video/x-raw,format=I420 ! x264enc name=venc tune=zerolatency speed-preset=ultrafast \
+                 bitrate={kbps} key-int-max=60 threads=2 ! video/x-h264,profile={profile} \
                  ! h264parse ! rtph264pay pt={PT} mtu=1200 config-interval=-1 aggregate-mode=zero-latency"
             )
         }
         CodecName::Opus => format!(
-            "audioconvert ! audioresample ! opusenc bitrate=64000 frame-size=20 ! rtpopuspay pt={PT}"
+            "audioconvert ! audioresample ! opusenc bitrate={opus_bps} frame-size=20 ! rtpopuspay pt={PT}"
         ),
         CodecName::Pcmu => format!(
             "audioconvert ! audioresample ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay pt={PT}"
@@ -111,7 +125,7 @@ pub(crate) fn encoder(c: &Codec, video_kbps: u32) -> Option<String> {
         ),
         // H.263 takes only its standard picture sizes: CIF here.
         CodecName::H263 => format!(
-            "videoconvert ! videoscale ! video/x-raw,width=352,height=288 ! avenc_h263p bitrate={bps} gop-size=60 \
+            "{rate}videoconvert ! videoscale ! video/x-raw,width=352,height=288 ! avenc_h263p name=venc bitrate={bps} gop-size=60 \
              ! rtph263ppay pt={PT} mtu=1200"
         ),
         CodecName::Amr => format!(
@@ -143,7 +157,7 @@ pub(crate) fn available(c: &Codec) -> bool {
     let names: Vec<String> = [
         depay(c).map(str::to_string),
         decoder(c).map(str::to_string),
-        encoder(c, 500),
+        encoder(c, &OutputSettings::new(500_000)),
     ]
     .into_iter()
     .flatten()

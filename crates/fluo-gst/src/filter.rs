@@ -1,8 +1,9 @@
 //! GStreamerFilter: a client-given GStreamer bin description applied to decoded media.
 //!
 //! The port decodes the routed media of the filtered kind, runs it through the command's bin
-//! and encodes it again to the codec it came in, so the sinks that took the source take the
-//! filter's output too. The other kind passes through untouched (as KMS does with
+//! and encodes it again to the codec it came in (or the one the filter's setVideoFormat /
+//! setAudioFormat force, at its encoder bitrate), so the sinks that took the source take
+//! the filter's output too. The other kind passes through untouched (as KMS does with
 //! filterType VIDEO or AUDIO). The pipeline is built when the first packet arrives, since
 //! only then is the codec known, and again if the source changes codec.
 //!
@@ -16,15 +17,12 @@ use crate::filter_policy::{value_of, Checked, FilterPolicy};
 use crate::{error_fields, EventSink, Media};
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
-use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, Port, PortOutput};
+use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, Port, PortOutput, SettingsTable};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-/// Video bitrate of the filter's encoder, in kbps.
-const VIDEO_KBPS: u32 = 1500;
 
 fn illegal(msg: String) -> KurentoError {
     KurentoError::new(ErrorCode::MediaObjectIllegalParamError, msg)
@@ -97,10 +95,11 @@ impl Factory for FilterFactory {
         }));
         let port_shared = shared.clone();
         let policy = self.media.filters.clone();
-        let (id, events, cmd) = (
+        let (id, events, cmd, settings) = (
             cx.id.to_string(),
             self.media.events.clone(),
             checked.clone(),
+            self.media.settings.clone(),
         );
         let key = self.media.bus.add_port(
             cx.id,
@@ -116,6 +115,7 @@ impl Factory for FilterFactory {
                     built_at: None,
                     id,
                     events,
+                    settings,
                 }) as Box<dyn Port>
             }),
         );
@@ -281,13 +281,25 @@ struct FilterPort {
     built_at: Option<std::time::Instant>,
     id: String,
     events: EventSink,
+    /// Elements' output settings: the filter encodes with its own.
+    settings: Arc<SettingsTable>,
 }
 
 impl FilterPort {
     fn build(&self, codec: &Codec) -> Result<Branch, String> {
         let depay = codecs::depay(codec).ok_or("no depayloader")?;
         let dec = codecs::decoder(codec).ok_or("no decoder")?;
-        let enc = codecs::encoder(codec, VIDEO_KBPS).ok_or("no encoder")?;
+        let settings = self.settings.get(&self.id);
+        // The codec it came in, unless the filter's output format forces another.
+        let forced = match self.kind {
+            MediaKind::Video => settings.video.map(|v| v.codec),
+            MediaKind::Audio => settings.audio.map(|a| a.codec),
+        };
+        let out_codec = match forced {
+            Some(n) if n != codec.name => Codec::new(n),
+            _ => *codec,
+        };
+        let enc = codecs::encoder(&out_codec, &settings).ok_or("no encoder")?;
         let convert = match self.kind {
             MediaKind::Video => "videoconvert",
             MediaKind::Audio => "audioconvert ! audioresample",
@@ -298,7 +310,7 @@ impl FilterPort {
              ! {enc} ! appsink name=out sync=false max-buffers=200 drop=true",
             bridge::appsrc_desc("in", codec)
         );
-        let pipeline = bridge::launch(&desc)?;
+        let pipeline = bridge::launch(&desc, &self.id, &format!("GStreamerFilter {codec}"))?;
         // The command was checked at create; built again for this pipeline.
         let bin = self.command.build()?;
         for (name, value) in &lock(&self.shared).props {
@@ -315,7 +327,7 @@ impl FilterPort {
             .map_err(|e| format!("the command's output does not link: {e}"))?;
         let input = bridge::appsrc(&pipeline, "in")?;
         let sink = bridge::appsink(&pipeline, "out")?;
-        bridge::forward_appsink(&sink, self.kind, *codec, self.out.clone());
+        bridge::forward_appsink(&sink, self.kind, out_codec, self.out.clone());
         if let Some(bus) = pipeline.bus() {
             let (id, events) = (self.id.clone(), self.events.clone());
             bus.set_sync_handler(move |_, msg| {
@@ -403,5 +415,9 @@ impl Port for FilterPort {
         if let Some(b) = &self.branch {
             bridge::force_keyframe(&b.sink);
         }
+    }
+
+    fn applies_format(&self, kind: MediaKind) -> bool {
+        kind == self.kind
     }
 }

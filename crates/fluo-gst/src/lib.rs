@@ -11,18 +11,22 @@
 
 mod bridge;
 mod codecs;
+mod dot;
 mod filter;
 mod filter_policy;
 mod live;
 mod player;
 mod recorder;
 mod rtp_endpoint;
+mod settings;
 mod srtp;
 mod transcoder;
 mod uri;
 
+pub use dot::GstDot;
 pub use filter_policy::{FilterPolicy, STRING_PAIRS, TRANSFORMS};
 pub use live::{live_elements, live_pipelines};
+pub use settings::{output_settings, settings_sink, settings_table};
 pub use transcoder::Transcoders;
 pub use uri::UriPolicy;
 
@@ -141,11 +145,18 @@ pub fn wait_idle(max: std::time::Duration) -> usize {
     *n
 }
 
+/// When GStreamer was initialised (dumped DOT files are named by the time since, as
+/// GStreamer names its own).
+static STARTED: OnceLock<std::time::Instant> = OnceLock::new();
+
 /// Initialises GStreamer once.
 pub fn init() -> Result<(), String> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();
-    INIT.get_or_init(|| gst::init().map_err(|e| format!("GStreamer does not start: {e}")))
-        .clone()
+    INIT.get_or_init(|| {
+        STARTED.get_or_init(std::time::Instant::now);
+        gst::init().map_err(|e| format!("GStreamer does not start: {e}"))
+    })
+    .clone()
 }
 
 /// The GStreamer media plane: where its elements reach the router and raise events.
@@ -159,6 +170,8 @@ pub struct Media {
     pub uris: Arc<UriPolicy>,
     /// Which elements GStreamerFilter commands may use.
     pub filters: Arc<FilterPolicy>,
+    /// Elements' output settings (encoder bitrates, forced formats).
+    pub settings: Arc<fluo_sfu::SettingsTable>,
 }
 
 impl Media {

@@ -2,13 +2,31 @@
 //! and leak checks: every pipeline is tracked from its creation, and every element that is or
 //! later gets added anywhere inside it (decodebin's children included), until GLib finalises
 //! it. A pipeline or element that outlives its Fluo object shows up here.
+//!
+//! Each pipeline is also noted with the element it runs for (its owner: the player,
+//! recorder, filter or RtpEndpoint, or the source a transcoder encodes), for the DOT graphs.
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 static PIPELINES: AtomicUsize = AtomicUsize::new(0);
 static ELEMENTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Live pipelines by owner element id.
+static OWNED: Mutex<Vec<(String, glib::WeakRef<gst::Pipeline>)>> = Mutex::new(Vec::new());
+
+/// The pipelines alive now that run for the elements `owners`, in creation order.
+pub(crate) fn pipelines_of(owners: &[String]) -> Vec<gst::Pipeline> {
+    let mut owned = OWNED.lock().unwrap_or_else(|p| p.into_inner());
+    owned.retain(|(_, w)| w.upgrade().is_some());
+    owned
+        .iter()
+        .filter(|(o, _)| owners.contains(o))
+        .filter_map(|(_, w)| w.upgrade())
+        .collect()
+}
 
 /// Pipelines created by Fluo and not yet finalised.
 pub fn live_pipelines() -> usize {
@@ -28,8 +46,14 @@ fn count_element(e: &gst::Element) {
     });
 }
 
-/// Starts counting `p` and its elements; call once, right after creating it.
-pub(crate) fn track(p: &gst::Pipeline) {
+/// Starts counting `p` and its elements, and notes that it runs for element `owner`; call
+/// once, right after creating it.
+pub(crate) fn track(p: &gst::Pipeline, owner: &str) {
+    {
+        let mut owned = OWNED.lock().unwrap_or_else(|p| p.into_inner());
+        owned.retain(|(_, w)| w.upgrade().is_some());
+        owned.push((owner.to_string(), p.downgrade()));
+    }
     PIPELINES.fetch_add(1, Ordering::Relaxed);
     let _ = p.add_weak_ref_notify(|| {
         PIPELINES.fetch_sub(1, Ordering::Relaxed);

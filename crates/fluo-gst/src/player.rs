@@ -1,6 +1,7 @@
-//! PlayerEndpoint: a file or stream decoded by GStreamer and encoded once (VP8 and Opus) for
-//! every sink, or, with useEncodedMedia, payloaded without decoding when the source is
-//! already VP8, VP9, H.264 or Opus.
+//! PlayerEndpoint: a file or stream decoded by GStreamer and encoded once (VP8 and Opus, or
+//! the codecs its setVideoFormat / setAudioFormat force, at its encoder bitrate) for every
+//! sink, or, with useEncodedMedia, payloaded without decoding when the source is already
+//! VP8, VP9, H.264 or Opus.
 
 use crate::bridge;
 use crate::codecs;
@@ -8,14 +9,11 @@ use crate::uri::{self, MediaUri};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
-use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, Port, PortOutput};
+use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, OutputSettings, Port, PortOutput};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-/// Video bitrate of the player's encoder, kbps.
-const VIDEO_KBPS: u32 = 1500;
 
 pub(crate) struct PlayerFactory {
     pub media: Media,
@@ -31,6 +29,11 @@ struct Shared {
     out: Option<PortOutput>,
     /// An Error event was raised for the current run (later errors are only logged).
     failed: bool,
+    /// Per kind (audio, video): the player encodes that stream itself, with its output
+    /// settings applied.
+    encoded: [bool; 2],
+    /// The output settings the branches encode with (read when the pipeline is built).
+    settings: Option<OutputSettings>,
 }
 
 type SharedRef = Arc<Mutex<Shared>>;
@@ -112,7 +115,7 @@ impl Player {
             }
         }
         let pipeline = gst::Pipeline::with_name(&format!("player-{}", self.key));
-        crate::live::track(&pipeline);
+        crate::live::track(&pipeline, &self.id);
         let dec = gst::ElementFactory::make("uridecodebin")
             .property("uri", self.uri.gst_uri())
             .build()
@@ -231,6 +234,8 @@ impl Player {
                 let p = self.build()?;
                 let mut s = lock(&self.shared);
                 s.sinks.clear();
+                s.encoded = [false; 2];
+                s.settings = Some(self.media.settings.get(&self.id));
                 s.pipeline = Some(p.clone());
                 p
             }
@@ -374,26 +379,32 @@ fn fetching_demuxer(caps: &gst::Caps) -> Option<(String, String)> {
 }
 
 /// Links a new decoded (or, with useEncodedMedia, encoded) stream to an encoder, payloader
-/// and appsink that sends its RTP into the router.
+/// and appsink that sends its RTP into the router. Decoded streams are encoded to the codec
+/// the player's output settings force (VP8 and Opus when none), at their frame rate and
+/// bitrates.
 fn add_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, shared: &SharedRef) -> Result<(), String> {
     let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
     let name = caps
         .structure(0)
         .map(|s| s.name().to_string())
         .unwrap_or_default();
+    let settings = lock(shared)
+        .settings
+        .ok_or("the player has no output settings")?;
     let (kind, codec, chain) = match name.as_str() {
         "video/x-raw" => {
-            let c = Codec::new(CodecName::Vp8);
-            (MediaKind::Video, c, format!("queue max-size-time=1000000000 ! videoconvert !  videoscale ! videorate max-rate=30 ! {}", codecs::encoder(&c, VIDEO_KBPS).ok_or("no VP8 encoder")?))
+            let c = Codec::new(settings.video.map_or(CodecName::Vp8, |v| v.codec));
+            let enc = codecs::encoder(&c, &settings).ok_or("no video encoder")?;
+            (MediaKind::Video, c, format!("queue max-size-time=1000000000 ! videoconvert !  videoscale ! videorate max-rate=30 ! {enc}"))
         }
         "audio/x-raw" => {
-            let c = Codec::new(CodecName::Opus);
+            let c = Codec::new(settings.audio.map_or(CodecName::Opus, |a| a.codec));
             (
                 MediaKind::Audio,
                 c,
                 format!(
                     "queue max-size-time=1000000000 ! {}",
-                    codecs::encoder(&c, 0).ok_or("no Opus encoder")?
+                    codecs::encoder(&c, &settings).ok_or("no audio encoder")?
                 ),
             )
         }
@@ -416,6 +427,7 @@ fn add_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, shared: &SharedRef) -> R
             )
         }
     };
+    let encodes = name.ends_with("/x-raw");
     let desc = format!("{chain} ! appsink name=out sync=true max-buffers=500 drop=false");
     let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| e.to_string())?;
     let sink = bin
@@ -431,8 +443,12 @@ fn add_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, shared: &SharedRef) -> R
     bin.sync_state_with_parent().map_err(|e| e.to_string())?;
     let sinkpad = bin.static_pad("sink").ok_or("no sink pad")?;
     pad.link(&sinkpad).map_err(|e| format!("{e:?}"))?;
-    lock(shared).sinks.push(sink.upcast());
-    tracing::debug!(stream = %name, codec = %codec, "player stream linked");
+    {
+        let mut s = lock(shared);
+        s.sinks.push(sink.upcast());
+        s.encoded[usize::from(kind == MediaKind::Video)] = encodes;
+    }
+    tracing::debug!(stream = %name, codec = %codec, video_bps = settings.video_bps(), "player stream linked");
     Ok(())
 }
 
@@ -460,6 +476,11 @@ impl Element for Player {
             "state" => Some(json!(lock(&self.shared).state)),
             "position" => Some(self.position()),
             "videoInfo" => Some(self.video_info()),
+            "elementGstreamerDot" => Some(json!(lock(&self.shared)
+                .pipeline
+                .as_ref()
+                .map(|p| p.debug_to_dot_data(gst::DebugGraphDetails::ALL).to_string())
+                .unwrap_or_default())),
             "uri" => Some(json!(match &self.uri {
                 MediaUri::File(_) => self.uri.gst_uri(),
                 MediaUri::Remote(u) => u.clone(),
@@ -529,5 +550,9 @@ impl Port for PlayerPort {
         for s in sinks {
             bridge::force_keyframe(&s);
         }
+    }
+
+    fn applies_format(&self, kind: MediaKind) -> bool {
+        lock(&self.shared).encoded[usize::from(kind == MediaKind::Video)]
     }
 }

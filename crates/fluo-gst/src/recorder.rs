@@ -362,6 +362,11 @@ fn finish(
 }
 
 impl Element for Recorder {
+    fn has_output(&self) -> bool {
+        // A recorder only takes media: no format of its output to force.
+        false
+    }
+
     fn stats(&mut self, q: &fluo_core::StatsQuery<'_>) -> Option<Map<String, Value>> {
         self.media.element_stats(q)
     }
@@ -456,7 +461,7 @@ impl RecorderPort {
                 bridge::appsrc_desc(name, &c)
             ));
         }
-        let p = match bridge::launch(&desc) {
+        let p = match bridge::launch(&desc, &self.id, "recorder") {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(id = %self.id, "recorder pipeline: {e}");

@@ -189,6 +189,7 @@ pub(crate) struct Transform {
 impl Transform {
     /// Protects outgoing packets with our key; `on_rtp` / `on_rtcp` get SRTP / SRTCP bytes.
     pub(crate) fn encrypt(
+        owner: &str,
         sdes: &Sdes,
         on_rtp: impl Fn(&[u8]) + Send + Sync + 'static,
         on_rtcp: impl Fn(&[u8]) + Send + Sync + 'static,
@@ -200,12 +201,13 @@ impl Transform {
              appsrc name=rtcp format=time is-live=true caps=application/x-rtcp ! enc.rtcp_sink_0 enc.rtcp_src_0 ! appsink name=rtcpout sync=false async=false",
             hex(&sdes.key)
         );
-        Self::build(&desc, on_rtp, on_rtcp, None)
+        Self::build(owner, "srtpenc", &desc, on_rtp, on_rtcp, None)
     }
 
     /// Checks and decrypts incoming packets with the remote's key; `on_soft_limit` runs when
     /// the key is near the end of its life.
     pub(crate) fn decrypt(
+        owner: &str,
         suite: Suite,
         key: &[u8],
         on_rtp: impl Fn(&[u8]) + Send + Sync + 'static,
@@ -227,7 +229,7 @@ impl Transform {
                 .field("srtcp-auth", a)
                 .build()
         };
-        let t = Self::build(desc, on_rtp, on_rtcp, Some(()))?;
+        let t = Self::build(owner, "srtpdec", desc, on_rtp, on_rtcp, Some(()))?;
         if let Some(dec) = t.pipeline.by_name("dec") {
             let caps_for = std::sync::Arc::new(caps_for);
             let c2 = caps_for.clone();
@@ -244,13 +246,15 @@ impl Transform {
     }
 
     fn build(
+        owner: &str,
+        name: &str,
         desc: &str,
         on_rtp: impl Fn(&[u8]) + Send + Sync + 'static,
         on_rtcp: impl Fn(&[u8]) + Send + Sync + 'static,
         defer_play: Option<()>,
     ) -> Result<Transform, String> {
         crate::init()?;
-        let pipeline = bridge::launch(desc)?;
+        let pipeline = bridge::launch(desc, owner, name)?;
         for (name, f) in [
             (
                 "rtpout",

@@ -3,7 +3,7 @@
 
 use crate::bridge;
 use crate::codecs;
-use fluo_sfu::{Codec, MediaKind, MediaPacket, Port, PortOutput, TranscoderFactory};
+use fluo_sfu::{Codec, MediaKind, MediaPacket, Port, PortOutput, SettingsTable, TranscoderFactory};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -11,20 +11,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Builds GStreamer transcoders for the router.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Transcoders {
     /// Transcoders alive now (for tests and stats).
     live: Arc<AtomicUsize>,
-    /// Target video bitrate in kbps.
-    video_kbps: u32,
+    /// Elements' output settings: a transcoder encodes with its source's.
+    settings: Arc<SettingsTable>,
 }
 
 impl Transcoders {
-    /// A factory encoding video at `video_kbps`.
-    pub fn new(video_kbps: u32) -> Transcoders {
+    /// A factory whose transcoders encode as the output settings of their source in
+    /// `settings` say.
+    pub fn new(settings: Arc<SettingsTable>) -> Transcoders {
         Transcoders {
             live: Arc::new(AtomicUsize::new(0)),
-            video_kbps,
+            settings,
         }
     }
 
@@ -52,17 +53,24 @@ impl TranscoderFactory for Transcoders {
         kind: MediaKind,
         from: &Codec,
         to: &Codec,
+        source: &str,
         out: PortOutput,
     ) -> Result<Box<dyn Port>, String> {
         crate::init()?;
         let depay = codecs::depay(from).ok_or("no depayloader")?;
         let dec = codecs::decoder(from).ok_or("no decoder")?;
-        let enc = codecs::encoder(to, self.video_kbps).ok_or("no encoder")?;
+        let settings = self.settings.get(source);
+        let enc = codecs::encoder(to, &settings).ok_or("no encoder")?;
         let desc = format!(
             "{} ! rtpjitterbuffer latency=20 ! {depay} ! {dec} ! queue max-size-buffers=30 max-size-time=0 max-size-bytes=0 leaky=downstream ! {enc} ! appsink name=out sync=false max-buffers=200 drop=true",
             bridge::appsrc_desc("in", from)
         );
-        let pipeline = bridge::launch(&desc)?;
+        let label = format!(
+            "transcoder {} -> {}",
+            from.name.sdp_name(),
+            to.name.sdp_name()
+        );
+        let pipeline = bridge::launch(&desc, source, &label)?;
         let input = bridge::appsrc(&pipeline, "in")?;
         let sink = bridge::appsink(&pipeline, "out")?;
         bridge::forward_appsink(&sink, kind, *to, out);
@@ -72,7 +80,7 @@ impl TranscoderFactory for Transcoders {
             .set_state(gst::State::Playing)
             .map_err(|e| format!("the transcoder {name} does not start: {e}"))?;
         self.live.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(%name, "transcoder pipeline playing");
+        tracing::debug!(%name, %source, video_bps = settings.video_bps(), "transcoder pipeline playing");
         Ok(Box::new(Transcoder {
             pipeline,
             input,

@@ -21,6 +21,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
+mod formats;
 mod forward;
 mod ice;
 mod ports;
@@ -402,6 +403,8 @@ pub(crate) enum Ctl {
     Output(Arc<dyn Fn(u64, MediaPacket) + Send + Sync>),
     /// Where the input latencies of ports are kept.
     Latency(Arc<fluo_sfu::LatencyBoard>),
+    /// Elements' output settings (forced formats, encoder bitrates) are in this table.
+    Settings(Arc<fluo_sfu::SettingsTable>),
 }
 
 /// A port in the router.
@@ -502,6 +505,14 @@ pub struct MediaCore {
     /// Sockets for the shell to open or close.
     socket_changes: VecDeque<ice::SocketChange>,
     latency: Arc<fluo_sfu::LatencyBoard>,
+    /// Elements' output settings (see `formats.rs`), the table's generation last taken in,
+    /// the settings of each element then, those of sources with a forced format, and the
+    /// codec each (source, kind, sink) must be re-encoded to for it, by source codec.
+    settings: Option<Arc<fluo_sfu::SettingsTable>>,
+    settings_seen: u64,
+    outputs: HashMap<u64, fluo_sfu::OutputSettings>,
+    forced: HashMap<u64, fluo_sfu::OutputSettings>,
+    reformat: HashMap<(u64, Kind, u64), (Codec, Option<Codec>)>,
 }
 
 impl MediaCore {
@@ -537,6 +548,11 @@ impl MediaCore {
             own_sockets: HashMap::new(),
             socket_changes: VecDeque::new(),
             latency: Arc::default(),
+            settings: None,
+            settings_seen: 0,
+            outputs: HashMap::new(),
+            forced: HashMap::new(),
+            reformat: HashMap::new(),
         }
     }
 
@@ -628,6 +644,9 @@ impl MediaCore {
         if let Some(p) = self.ports.remove(&key) {
             self.latency.forget(&p.id);
         }
+        self.outputs.remove(&key);
+        self.forced.remove(&key);
+        self.reformat.retain(|(s, _, k), _| *s != key && *k != key);
     }
 
     /// Applies a command from signalling.
@@ -650,6 +669,8 @@ impl MediaCore {
                     dirty: false,
                 };
                 self.eps.insert(key, entry);
+                // Its output settings are read on the next look at the table.
+                self.settings_seen = u64::MAX;
                 self.set_deadline(key, now);
                 self.drive(key);
             }
@@ -715,6 +736,7 @@ impl MediaCore {
                         flow: Default::default(),
                     },
                 );
+                self.settings_seen = u64::MAX;
             }
             Ctl::Inject { key, pkt, slot } => {
                 drop(slot);
@@ -751,6 +773,7 @@ impl MediaCore {
             Ctl::Transcoders(f) => self.factory = Some(f),
             Ctl::Output(o) => self.output = Some(o),
             Ctl::Latency(board) => self.latency = board,
+            Ctl::Settings(t) => self.set_settings(t),
         }
         self.flush();
     }
@@ -770,6 +793,8 @@ impl MediaCore {
 
     /// Sends a packet from `src` to every sink of its kind.
     fn dispatch(&mut self, src: u64, f: &Forward) {
+        // Settings that changed may move sinks between routes: before they are looked at.
+        self.refresh_settings();
         let sinks = self.routes.get(&(src, f.kind)).cloned().unwrap_or_default();
         for sink in sinks {
             self.forward(src, sink, f);

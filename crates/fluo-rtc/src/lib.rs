@@ -248,6 +248,12 @@ impl WebRtc {
     pub fn set_transcoders(&self, factory: Arc<dyn TranscoderFactory>) {
         self.send(Ctl::Transcoders(factory));
     }
+
+    /// Makes the router follow elements' output settings (forced formats; the transcoders
+    /// of an element's output are remade when its settings change).
+    pub fn set_output_settings(&self, table: Arc<fluo_sfu::SettingsTable>) {
+        self.send(Ctl::Settings(table));
+    }
 }
 
 /// In memory, the first port of the addresses endpoints get for themselves (on the IP

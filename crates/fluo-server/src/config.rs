@@ -159,8 +159,6 @@ pub struct Config {
     pub certificate: Option<PathBuf>,
     /// Where to write the bound wss port.
     pub secure_port_file: Option<PathBuf>,
-    /// Video bitrate of transcoders, in kbps.
-    pub transcode_video_kbps: u32,
     /// Allowed player/recorder URIs (empty: any).
     pub uri_allow: Vec<String>,
     /// What GStreamerFilter commands may use besides the built-in transforms (`None`: only
@@ -207,7 +205,6 @@ impl Default for Config {
             secure_port: None,
             certificate: None,
             secure_port_file: None,
-            transcode_video_kbps: 1000,
             uri_allow: vec![],
             gst_filter_allow: None,
         }

@@ -65,14 +65,16 @@ pub(crate) fn spawn(
         let _ = ev_tx.send((id.to_string(), ev.to_string(), fields));
     });
     let webrtc = fluo_rtc::WebRtc::start(config.net.clone(), sink.clone())?;
-    webrtc.set_transcoders(Arc::new(fluo_gst::Transcoders::new(
-        config.transcode_video_kbps,
-    )));
+    // Elements' output settings: the engine writes them, the router and encoders read them.
+    let settings = fluo_gst::settings_table();
+    webrtc.set_transcoders(Arc::new(fluo_gst::Transcoders::new(settings.clone())));
+    webrtc.set_output_settings(settings.clone());
     let gst_media = fluo_gst::Media {
         bus: Arc::new(webrtc.clone()),
         events: sink,
         uris: Arc::new(fluo_gst::UriPolicy::new(config.uri_allow.clone())),
         filters: Arc::new(fluo_gst::FilterPolicy::new(config.gst_filter_allow.clone())),
+        settings: settings.clone(),
     };
     let engine_config = EngineConfig {
         session_grace: config.session_grace,
@@ -92,6 +94,8 @@ pub(crate) fn spawn(
         engine.set_completion_sink(Arc::new(move |token, outcome| {
             let _ = done_tx.send((token, outcome));
         }));
+        engine.set_settings_sink(fluo_gst::settings_sink(settings));
+        engine.set_pipeline_dot(Arc::new(fluo_gst::GstDot));
         engine.register_factory("WebRtcEndpoint", webrtc.factory());
         for (class, factory) in gst_media.factories() {
             engine.register_factory(class, factory);

@@ -10,6 +10,7 @@
 //! * [`nack`]: the retransmission cache.
 //! * [`latency`]: latency statistics (a pipeline's `latencyStats`).
 //! * [`port`]: players, recorders, plain RTP and transcoders as the router sees them.
+//! * [`settings`]: what an element's encoder settings and forced formats ask of its output.
 //! * [`router`]: the producer -> consumers table tying the above together.
 //!
 //! ```
@@ -41,6 +42,7 @@ pub mod rewrite;
 pub mod router;
 pub mod rtcp;
 pub mod rtp;
+pub mod settings;
 
 pub use error::ParseError;
 pub use ids::{ConsumerId, MediaKind, ProducerId};
@@ -55,3 +57,4 @@ pub use router::{
 };
 pub use rtcp::{RtcpCompound, RtcpPacket};
 pub use rtp::{RtpHeaderMut, RtpPacket};
+pub use settings::{AudioFormat, OutputSettings, SettingsTable, VideoFormat};

@@ -189,6 +189,13 @@ pub trait Port: Send {
 
     /// A source feeding this port ended its stream (a player reached the end of its file).
     fn end_of_stream(&mut self) {}
+
+    /// Whether the media of `kind` this port sends was encoded by the port itself with its
+    /// element's [`OutputSettings`](crate::OutputSettings) (frame rate, audio bitrate) applied, so
+    /// that the router need not re-encode it for them.
+    fn applies_format(&self, _kind: MediaKind) -> bool {
+        false
+    }
 }
 
 /// Where a port sends the packets it produces: into the router, as the port's own output.
@@ -224,14 +231,17 @@ impl fmt::Debug for PortOutput {
 }
 
 /// Builds transcoders: a port that takes `from` and produces `to`, for the router to insert
-/// between a source and the sinks that cannot take the source's codec.
+/// between a source and the sinks that cannot take the source's codec (or that must get it
+/// in the format the source's settings force).
 pub trait TranscoderFactory: Send + Sync {
-    /// A transcoder, or why not.
+    /// A transcoder of the media of the element `source` (whose output settings its encoder
+    /// follows), or why not.
     fn create(
         &self,
         kind: MediaKind,
         from: &Codec,
         to: &Codec,
+        source: &str,
         out: PortOutput,
     ) -> Result<Box<dyn Port>, String>;
 

@@ -364,6 +364,7 @@ impl RtpEndpoint {
                     events(&id, "OnKeySoftLimit", f);
                 };
                 match Transform::decrypt(
+                    &self.id,
                     sd.suite,
                     rk,
                     move |b| r1.rtp(b),
@@ -376,6 +377,7 @@ impl RtpEndpoint {
                 if let (Some(to), Some(to_rtcp)) = (s.remote, s.remote_rtcp) {
                     let (a, b) = (sk.rtp.clone(), sk.rtcp.clone());
                     let enc = Transform::encrypt(
+                        &self.id,
                         sd,
                         move |bytes| {
                             let _ = a.send_to(bytes, to);

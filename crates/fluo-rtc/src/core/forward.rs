@@ -9,6 +9,11 @@ impl MediaCore {
     /// transcoder when the codec does not fit) or written to its WebRTC session.
     pub(super) fn forward(&mut self, src: u64, sink: u64, f: &Forward) {
         let kind = f.kind;
+        if let Some(target) = self.reformat_for(src, sink, f) {
+            // The source's output settings force another format on its media.
+            self.transcode_to(src, sink, f, Some(target));
+            return;
+        }
         if let Some(p) = self.ports.get_mut(&sink) {
             if p.port.accepts(sfu_kind(kind), &f.codec) {
                 let mut pkt = f.packet();

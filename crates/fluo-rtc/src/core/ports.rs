@@ -151,17 +151,25 @@ impl MediaCore {
     /// `sink` cannot take `src`'s codec: feed it through a transcoder to a codec it takes,
     /// shared with every other sink of `src` that needs the same codec.
     pub(super) fn transcode(&mut self, src: u64, sink: u64, f: &Forward) {
+        self.transcode_to(src, sink, f, None);
+    }
+
+    /// Feeds `sink` through a transcoder of `src`'s media to `target` (`None`: the first
+    /// codec the sink takes that can be made from the source's).
+    pub(super) fn transcode_to(&mut self, src: u64, sink: u64, f: &Forward, target: Option<Codec>) {
         let kind = f.kind;
         if self.no_transcoder.contains(&(src, kind, sink)) {
             // Tried and failed for this route: not again on every packet.
             return;
         }
-        let wants = self.wants(sink, kind);
-        let target = self.factory.as_ref().and_then(|fac| {
-            wants
-                .iter()
-                .copied()
-                .find(|t| t.name.kind() == sfu_kind(kind) && fac.can(&f.codec, t))
+        let target = target.or_else(|| {
+            let wants = self.wants(sink, kind);
+            self.factory.as_ref().and_then(|fac| {
+                wants
+                    .iter()
+                    .copied()
+                    .find(|t| t.name.kind() == sfu_kind(kind) && fac.can(&f.codec, t))
+            })
         });
         let existing = target.and_then(|t| self.transcoders.get(&(src, kind, t)).copied());
         let t = match (existing, target, self.factory.clone(), self.output.clone()) {
@@ -180,6 +188,7 @@ impl MediaCore {
                     sfu_kind(kind),
                     &f.codec,
                     &target,
+                    &src_id,
                     PortOutput::new(t, output),
                 ) {
                     Ok(port) => {
