@@ -26,6 +26,7 @@ mod uri;
 pub use dot::GstDot;
 pub use filter_policy::{FilterPolicy, STRING_PAIRS, TRANSFORMS};
 pub use live::{live_elements, live_pipelines};
+pub use rtp_endpoint::RtpNet;
 pub use settings::{output_settings, settings_sink, settings_table};
 pub use transcoder::Transcoders;
 pub use uri::UriPolicy;
@@ -172,6 +173,8 @@ pub struct Media {
     pub filters: Arc<FilterPolicy>,
     /// Elements' output settings (encoder bitrates, forced formats).
     pub settings: Arc<fluo_sfu::SettingsTable>,
+    /// Where RtpEndpoints bind and what they announce.
+    pub rtp_net: Arc<RtpNet>,
 }
 
 impl Media {

@@ -44,6 +44,14 @@ impl Default for NetSettings {
     }
 }
 
+impl NetSettings {
+    /// The addresses media binds on: the IPv4 and IPv6 (not link-local) addresses of the
+    /// configured interfaces (every non-loopback one by default, else loopback).
+    pub fn local_addresses(&self) -> std::io::Result<Vec<IpAddr>> {
+        local_ips(self)
+    }
+}
+
 /// Whether `ip` can be a host candidate: IPv4, or IPv6 that is not link-local (those need a
 /// scope id that SDP candidates cannot carry portably).
 fn usable(ip: IpAddr) -> bool {

@@ -75,6 +75,13 @@ pub(crate) fn spawn(
         uris: Arc::new(fluo_gst::UriPolicy::new(config.uri_allow.clone())),
         filters: Arc::new(fluo_gst::FilterPolicy::new(config.gst_filter_allow.clone())),
         settings: settings.clone(),
+        rtp_net: Arc::new(fluo_gst::RtpNet {
+            addresses: config.net.local_addresses()?,
+            min_port: config.net.min_port,
+            max_port: config.net.max_port,
+            external_ipv4: config.net.external_ipv4,
+            external_ipv6: config.net.external_ipv6,
+        }),
     };
     let engine_config = EngineConfig {
         session_grace: config.session_grace,

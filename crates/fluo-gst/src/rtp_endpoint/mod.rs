@@ -16,7 +16,8 @@ mod port;
 mod sdp;
 mod stats;
 
-use self::net::{bind_pair, local_ip, receive, Rx, Sockets};
+pub use self::net::RtpNet;
+use self::net::{receive, Rx, Sockets};
 use self::port::{idx, lock, RtpPort, Shared, SharedRef};
 pub(crate) use self::sdp::parse_sdp_count;
 use self::sdp::{
@@ -28,7 +29,7 @@ use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, StatsQuery};
 use fluo_sfu::{Codec, MediaKind, Port, PortOutput};
 use serde_json::{json, Map, Value};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,11 +44,12 @@ impl Factory for RtpFactory {
         if sdes.is_some() {
             crate::init().map_err(|e| KurentoError::new(ErrorCode::UnexpectedError, e))?;
         }
-        if cx.params.get("useIpv6").and_then(Value::as_bool) == Some(true) {
-            return Err(KurentoError::new(
-                ErrorCode::NotImplemented,
-                "RtpEndpoint over IPv6 is not implemented by Fluo yet",
-            ));
+        let v6 = cx.params.get("useIpv6").and_then(Value::as_bool) == Some(true);
+        if self.media.rtp_net.local_for(v6, None).is_none() {
+            return Err(KurentoError::illegal_param(format!(
+                "RtpEndpoint: no {} address on the configured network interfaces (--network-interfaces)",
+                if v6 { "IPv6" } else { "IPv4" }
+            )));
         }
         let shared: SharedRef = Arc::new(Mutex::new(Shared {
             ssrc: [rand_u32(1), rand_u32(2)],
@@ -85,7 +87,17 @@ impl Factory for RtpFactory {
             version: 0,
             session: u64::from(rand_u32(3)),
             sdes,
+            v6,
         }))
+    }
+}
+
+/// Where media goes when an SDP names no address: this host, in the endpoint's family.
+fn loopback(v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
     }
 }
 
@@ -112,15 +124,34 @@ struct RtpEndpoint {
     version: u64,
     session: u64,
     sdes: Option<Sdes>,
+    /// useIpv6: sockets on the interfaces' IPv6 addresses, `c=IN IP6`.
+    v6: bool,
 }
 
 impl RtpEndpoint {
-    fn header(&mut self, ip: IpAddr) -> String {
+    /// The session lines of our SDP for media on local address `local` (the external
+    /// address of its family, if configured, is what is announced).
+    fn header(&mut self, local: IpAddr) -> String {
         self.version += 1;
+        let ip = self.media.rtp_net.announced(local);
+        let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
         format!(
-            "v=0\r\no=- {} {} IN IP4 {ip}\r\ns=Fluo\r\nc=IN IP4 {ip}\r\nt=0 0\r\n",
+            "v=0\r\no=- {} {} IN {family} {ip}\r\ns=Fluo\r\nc=IN {family} {ip}\r\nt=0 0\r\n",
             self.session, self.version
         )
+    }
+
+    /// The local address media of this endpoint binds on (for a remote at `remote`).
+    fn local(&self, remote: Option<IpAddr>) -> Result<IpAddr, KurentoError> {
+        self.media
+            .rtp_net
+            .local_for(self.v6, remote)
+            .ok_or_else(|| {
+                KurentoError::new(
+                    ErrorCode::NotEnoughResources,
+                    "RtpEndpoint: no address to bind on the configured network interfaces",
+                )
+            })
     }
 
     fn process_offer(&mut self, offer: &str) -> Result<Value, KurentoError> {
@@ -131,7 +162,7 @@ impl RtpEndpoint {
             ));
         }
         let remote = parse_sdp(offer)?;
-        let ip = local_ip(remote.iter().find_map(|m| m.addr));
+        let ip = self.local(remote.iter().find_map(|m| m.addr))?;
         let mut sdp = self.header(ip);
         let mut sections = vec![];
         let mut sockets: [Option<Sockets>; 2] = [None, None];
@@ -151,6 +182,11 @@ impl RtpEndpoint {
                 continue;
             };
             let kind = m.kind.expect("picked");
+            if m.addr.is_some_and(|a| a.is_ipv6() != self.v6) {
+                // Another address family than this endpoint's (useIpv6): refused.
+                sdp.push_str(&format!("m={kname} 0 RTP/AVP {pt}\r\n"));
+                continue;
+            }
             if sockets[idx(kind)].is_some() {
                 sdp.push_str(&format!("m={kname} 0 RTP/AVP {pt}\r\n"));
                 continue;
@@ -166,7 +202,7 @@ impl RtpEndpoint {
                 },
                 None => None,
             };
-            let s = bind_pair()?;
+            let s = self.media.rtp_net.bind_pair(ip)?;
             let port = s.rtp.local_addr().map(|a| a.port()).unwrap_or(0);
             let dir = mirror(m.dir);
             write_section(
@@ -177,7 +213,7 @@ impl RtpEndpoint {
                 dir,
                 self.sdes.as_ref(),
             );
-            let addr = m.addr.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            let addr = m.addr.unwrap_or(loopback(self.v6));
             sections.push(Section {
                 kind,
                 pt,
@@ -192,6 +228,20 @@ impl RtpEndpoint {
                 remote_key,
             });
             sockets[idx(kind)] = Some(s);
+        }
+        if sections.is_empty()
+            && remote
+                .iter()
+                .any(|m| m.addr.is_some_and(|a| a.is_ipv6() != self.v6))
+        {
+            return Err(sdp_err(
+                ErrorCode::SdpEndPointProcessOfferError,
+                if self.v6 {
+                    "The offer's addresses are IPv4 and this RtpEndpoint was created with useIpv6"
+                } else {
+                    "The offer's addresses are IPv6: create the RtpEndpoint with useIpv6"
+                },
+            ));
         }
         if sections.is_empty() {
             return Err(sdp_err(
@@ -216,7 +266,7 @@ impl RtpEndpoint {
                 "This endpoint already negotiated",
             ));
         }
-        let ip = local_ip(None);
+        let ip = self.local(None)?;
         let mut sdp = self.header(ip);
         let mut sections = vec![];
         let mut sockets: [Option<Sockets>; 2] = [None, None];
@@ -224,7 +274,7 @@ impl RtpEndpoint {
             (MediaKind::Audio, "audio", OFFER_AUDIO),
             (MediaKind::Video, "video", OFFER_VIDEO),
         ] {
-            let s = bind_pair()?;
+            let s = self.media.rtp_net.bind_pair(ip)?;
             let port = s.rtp.local_addr().map(|a| a.port()).unwrap_or(0);
             let codecs: Vec<(u8, Codec)> =
                 list.iter().map(|(pt, n)| (*pt, Codec::new(*n))).collect();
@@ -289,7 +339,11 @@ impl RtpEndpoint {
                 };
                 s.remote_key = Some(k);
             }
-            let addr = m.addr.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            if m.addr.is_some_and(|a| a.is_ipv6() != self.v6) {
+                sockets[idx(s.kind)] = None;
+                continue;
+            }
+            let addr = m.addr.unwrap_or(loopback(self.v6));
             s.pt = pt;
             s.codec = codec;
             s.remote = Some(SocketAddr::new(addr, m.port));

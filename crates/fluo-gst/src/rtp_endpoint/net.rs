@@ -6,8 +6,8 @@ use fluo_api::{ErrorCode, KurentoError};
 use fluo_sfu::rtcp::{RtcpCompound, RtcpPacket};
 use fluo_sfu::{MediaKind, MediaPacket, PortOutput, RtpPacket};
 use serde_json::{json, Map};
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,61 +17,103 @@ pub(super) struct Sockets {
     pub(super) rtcp: Arc<UdpSocket>,
 }
 
-/// The address to put in our SDP: the local address that routes to `remote`, else the
-/// first non-loopback IPv4 address, else 127.0.0.1.
-pub(super) fn local_ip(remote: Option<IpAddr>) -> IpAddr {
-    if let Some(r) = remote {
-        if let Ok(s) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) {
-            if s.connect((r, 9)).is_ok() {
-                if let Ok(a) = s.local_addr() {
-                    return a.ip();
-                }
-            }
-        }
-    }
-    if let Ok(s) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) {
-        if s.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).is_ok() {
-            if let Ok(a) = s.local_addr() {
-                return a.ip();
-            }
-        }
-    }
-    IpAddr::V4(Ipv4Addr::LOCALHOST)
+/// Where RtpEndpoints bind and what their SDP announces: KMS's BaseRtpEndpoint network
+/// settings, server-wide (the RtpEndpoint's kmd has no per-endpoint ones).
+#[derive(Debug, Clone)]
+pub struct RtpNet {
+    /// The addresses sockets are bound on: those of the configured interfaces
+    /// (`--network-interfaces` / `KMS_NETWORK_INTERFACES`), IPv4 and IPv6.
+    pub addresses: Vec<IpAddr>,
+    /// Lowest UDP port (`KMS_MIN_PORT`).
+    pub min_port: u16,
+    /// Highest UDP port (`KMS_MAX_PORT`).
+    pub max_port: u16,
+    /// Announced instead of a local IPv4 address (`KMS_EXTERNAL_IPV4`).
+    pub external_ipv4: Option<Ipv4Addr>,
+    /// Announced instead of a local IPv6 address (`KMS_EXTERNAL_IPV6`).
+    pub external_ipv6: Option<Ipv6Addr>,
 }
 
-/// Binds an even RTP port and the RTCP port above it.
-pub(super) fn bind_pair() -> Result<Sockets, KurentoError> {
-    for _ in 0..64 {
-        let Ok(rtp) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else {
-            continue;
-        };
-        let Ok(a) = rtp.local_addr() else { continue };
-        let port = a.port();
-        let (rtp, port) = if port % 2 == 0 {
-            (rtp, port)
-        } else {
-            let Some(even) = port.checked_add(1) else {
-                continue;
+impl RtpNet {
+    /// The local address of the family asked (`v6`) for media with `remote`: the configured
+    /// address the system would send from to reach it, else the first of that family.
+    pub(super) fn local_for(&self, v6: bool, remote: Option<IpAddr>) -> Option<IpAddr> {
+        let ours: Vec<IpAddr> = self
+            .addresses
+            .iter()
+            .copied()
+            .filter(|a| a.is_ipv6() == v6)
+            .collect();
+        let routed = remote.filter(|r| r.is_ipv6() == v6).and_then(|r| {
+            let any: IpAddr = if v6 {
+                Ipv6Addr::UNSPECIFIED.into()
+            } else {
+                Ipv4Addr::UNSPECIFIED.into()
             };
-            match UdpSocket::bind((Ipv4Addr::UNSPECIFIED, even)) {
-                Ok(s) => (s, even),
-                Err(_) => continue,
-            }
-        };
-        let Some(rtcp_port) = port.checked_add(1) else {
-            continue;
-        };
-        if let Ok(rtcp) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, rtcp_port)) {
-            return Ok(Sockets {
-                rtp: Arc::new(rtp),
-                rtcp: Arc::new(rtcp),
-            });
+            let s = UdpSocket::bind((any, 0)).ok()?;
+            s.connect((r, 9)).ok()?;
+            Some(s.local_addr().ok()?.ip())
+        });
+        routed
+            .filter(|a| ours.contains(a))
+            .or_else(|| ours.first().copied())
+    }
+
+    /// What the SDP says for local address `ip`: the external address of its family, if one
+    /// is configured.
+    pub(super) fn announced(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(_) => self.external_ipv4.map_or(ip, IpAddr::V4),
+            IpAddr::V6(_) => self.external_ipv6.map_or(ip, IpAddr::V6),
         }
     }
-    Err(KurentoError::new(
-        ErrorCode::NotEnoughResources,
-        "No free UDP port pair for RTP",
-    ))
+
+    /// Binds an even RTP port and the RTCP port above it on `ip`, both within the
+    /// configured range.
+    pub(super) fn bind_pair(&self, ip: IpAddr) -> Result<Sockets, KurentoError> {
+        let (lo, hi) = (
+            self.min_port.min(self.max_port),
+            self.max_port.max(self.min_port),
+        );
+        let pair = |p: u16| -> Option<Sockets> {
+            let rtp = UdpSocket::bind(SocketAddr::new(ip, p)).ok()?;
+            let rtcp = UdpSocket::bind(SocketAddr::new(ip, p.checked_add(1)?)).ok()?;
+            Some(Sockets {
+                rtp: Arc::new(rtp),
+                rtcp: Arc::new(rtcp),
+            })
+        };
+        let found = if lo <= 1024 && hi == 65535 {
+            // The whole range: let the system pick, then pair it up.
+            (0..64).find_map(|_| {
+                let probe = UdpSocket::bind(SocketAddr::new(ip, 0)).ok()?;
+                let p = probe.local_addr().ok()?.port();
+                drop(probe);
+                pair(p & !1).or_else(|| pair((p | 1).checked_add(1)?))
+            })
+        } else {
+            let first = lo.saturating_add(lo % 2);
+            let pairs = if first < hi {
+                u32::from(hi - first).div_ceil(2)
+            } else {
+                0
+            };
+            // Start somewhere new each time: endpoints made together do not all try the
+            // same ports first.
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let start = NEXT.fetch_add(1, Ordering::Relaxed) ^ std::process::id();
+            (0..pairs).find_map(|i| {
+                let k = (start.wrapping_add(i)) % pairs;
+                pair(first + 2 * k as u16)
+            })
+        };
+        found.ok_or_else(|| {
+            KurentoError::new(
+                ErrorCode::NotEnoughResources,
+                format!("No free UDP port pair for RTP on {ip} in {lo}-{hi}"),
+            )
+        })
+    }
 }
 
 /// Context for handling what one media's sockets receive.
