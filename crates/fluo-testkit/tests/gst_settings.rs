@@ -657,6 +657,16 @@ fn dot_graphs_show_the_gstreamer_pipelines_and_dumps_go_only_to_the_dump_dir() {
         assert_eq!(e.expect_err("a bad details value")["code"], 40001);
         let prop = c.invoke(&player, "getElementGstreamerDot", json!({})).await.expect("prop");
         assert!(has(prop.as_str().unwrap_or_default(), "uridecodebin"));
+        // An SDES RtpEndpoint's SRTP transforms are its pipelines.
+        let sdes = json!({"mediaPipeline": pipe, "crypto": {"crypto": "AES_128_CM_HMAC_SHA1_80"}});
+        let a = c.create("RtpEndpoint", sdes.clone()).await.expect("a");
+        let b = c.create("RtpEndpoint", sdes).await.expect("b");
+        let offer = c.invoke(&a, "generateOffer", json!({})).await.expect("offer");
+        c.invoke(&b, "processOffer", json!({"offer": offer})).await.expect("answer");
+        let srtp = c.invoke(&b, "getGstreamerDot", json!({})).await.expect("dot");
+        let srtp = srtp.as_str().expect("a string");
+        assert!(has(srtp, "srtpdec") && has(srtp, "srtpenc"), "the RtpEndpoint's SRTP");
+        assert!(graphviz_takes(srtp));
 
         // dumpGstreamerDot: nothing written without GST_DEBUG_DUMP_DOT_DIR (as KMS), one file
         // in that directory with it.
