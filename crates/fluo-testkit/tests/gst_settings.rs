@@ -676,6 +676,11 @@ fn dot_graphs_show_the_gstreamer_pipelines_and_dumps_go_only_to_the_dump_dir() {
         std::env::set_var("GST_DEBUG_DUMP_DOT_DIR", &dumps);
         c.invoke(&pipe, "dumpGstreamerDot", json!({})).await.expect("dump");
         c.invoke(&player, "dumpGstreamerDot", json!({"details": "SHOW_STATES"})).await.expect("dump");
+        // A directory that is not there: an error naming the file, nothing written.
+        std::env::set_var("GST_DEBUG_DUMP_DOT_DIR", dumps.join("missing"));
+        let e = c.invoke(&pipe, "dumpGstreamerDot", json!({})).await.expect_err("no such dir");
+        assert_eq!(e["code"], 40003, "{e}");
+        assert!(e["message"].as_str().unwrap_or_default().contains("missing"), "{e}");
         std::env::remove_var("GST_DEBUG_DUMP_DOT_DIR");
         let files = dot_files(&dumps);
         println!("dumped: {files:?}");
