@@ -660,8 +660,9 @@ impl MediaCore {
                     let ufrag = e.rtc.direct_api().local_ice_credentials().ufrag;
                     (e.id.clone(), ufrag)
                 };
-                self.by_id.insert(id, key);
+                self.by_id.insert(id.clone(), key);
                 self.by_ufrag.insert(ufrag, key);
+                self.settings_of_new(key, &id);
                 let entry = Entry {
                     ep,
                     deadline: now,
@@ -669,8 +670,6 @@ impl MediaCore {
                     dirty: false,
                 };
                 self.eps.insert(key, entry);
-                // Its output settings are read on the next look at the table.
-                self.settings_seen = u64::MAX;
                 self.set_deadline(key, now);
                 self.drive(key);
             }
@@ -727,6 +726,7 @@ impl MediaCore {
             }
             Ctl::AddPort { key, id, port } => {
                 self.by_id.insert(id.clone(), key);
+                self.settings_of_new(key, &id);
                 self.ports.insert(
                     key,
                     PortEntry {
@@ -736,7 +736,6 @@ impl MediaCore {
                         flow: Default::default(),
                     },
                 );
-                self.settings_seen = u64::MAX;
             }
             Ctl::Inject { key, pkt, slot } => {
                 drop(slot);

@@ -10,6 +10,7 @@ impl MediaCore {
     /// Follows `table` for elements' output settings.
     pub(super) fn set_settings(&mut self, table: Arc<SettingsTable>) {
         self.settings = Some(table);
+        // Taken in at the first look, whatever the generation.
         self.settings_seen = u64::MAX;
         self.refresh_settings();
     }
@@ -26,29 +27,35 @@ impl MediaCore {
             return;
         }
         self.settings_seen = generation;
-        let keys: Vec<(u64, String)> = self
-            .ports
-            .iter()
-            .filter(|(_, p)| p.upstream.is_none())
-            .map(|(k, p)| (*k, p.id.clone()))
-            .chain(self.eps.iter().map(|(k, e)| (*k, lock(&e.ep).id.clone())))
-            .collect();
+        let keys: Vec<(u64, String)> = self.by_id.iter().map(|(id, k)| (*k, id.clone())).collect();
         let mut changed = vec![];
         for (key, id) in keys {
             let s = table.get(&id);
             if self.outputs.get(&key).is_some_and(|old| *old != s) {
                 changed.push(key);
             }
-            self.outputs.insert(key, s);
+            self.note_settings(key, s);
         }
-        self.forced = self
-            .outputs
-            .iter()
-            .filter(|(_, s)| s.audio.is_some() || s.video.is_some())
-            .map(|(k, s)| (*k, *s))
-            .collect();
         for src in changed {
             self.remake_transcoders(src);
+        }
+    }
+
+    /// Reads the settings of an element just added (`key`, `id`): a change made before
+    /// this may have been taken in while it was not known yet.
+    pub(super) fn settings_of_new(&mut self, key: u64, id: &str) {
+        if let Some(table) = &self.settings {
+            let s = table.get(id);
+            self.note_settings(key, s);
+        }
+    }
+
+    fn note_settings(&mut self, key: u64, s: fluo_sfu::OutputSettings) {
+        self.outputs.insert(key, s);
+        if s.audio.is_some() || s.video.is_some() {
+            self.forced.insert(key, s);
+        } else {
+            self.forced.remove(&key);
         }
     }
 
