@@ -65,28 +65,41 @@ fn noisy_clip(dir: &Path, secs: u32) -> PathBuf {
     out
 }
 
-/// ffprobe's view of a file's first stream of `kind` ("v" or "a"): (codec, frames per second).
+/// ffprobe's view of a file's first stream of `kind` ("v" or "a"): (codec, frames per second
+/// of media: its packets over the time their timestamps span, so that a slow start of the
+/// recording does not count).
 fn stream(file: &Path, kind: &str) -> (String, f64) {
     let o = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", &format!("{kind}:0")])
-        .args(["-count_frames", "-show_entries"])
-        .arg("stream=codec_name,nb_read_frames:format=duration")
-        .args(["-of", "json"])
+        .args(["-show_entries", "stream=codec_name", "-of", "json"])
         .arg(file)
         .output()
         .expect("ffprobe runs");
     let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
-    let s = &v["streams"][0];
-    let frames: f64 = s["nb_read_frames"]
+    let codec = v["streams"][0]["codec_name"]
         .as_str()
-        .and_then(|f| f.parse().ok())
-        .unwrap_or(0.0);
-    let dur: f64 = v["format"]["duration"]
-        .as_str()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(0.0);
-    let codec = s["codec_name"].as_str().unwrap_or_default().to_string();
-    (codec, if dur > 0.0 { frames / dur } else { 0.0 })
+        .unwrap_or_default()
+        .to_string();
+    let o = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", &format!("{kind}:0")])
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    let times: Vec<f64> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let (first, last) = (
+        times.iter().copied().fold(f64::MAX, f64::min),
+        times.iter().copied().fold(f64::MIN, f64::max),
+    );
+    let fps = if times.len() > 1 && last > first {
+        (times.len() - 1) as f64 / (last - first)
+    } else {
+        0.0
+    };
+    (codec, fps)
 }
 
 /// A UDP socket on an even port of 127.0.0.1 counting the RTP bytes it receives, and the
@@ -537,6 +550,33 @@ fn forced_formats_reach_the_recorded_files() {
         println!("RtpEndpoint with H.264 at 15 fps forced: {v:?}");
         assert_eq!(v.0, "h264");
         assert!(v.1 > 10.0 && v.1 < 17.5, "{v:?}");
+
+        // 3. A GStreamerFilter with VP9 at 12 fps forced encodes its output so itself.
+        let file = dir.join("filter-forced.mkv");
+        let rec = mkv_recorder(&mut c, &pipe, &file).await;
+        let player = c
+            .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", input.display())}))
+            .await
+            .expect("player");
+        let filter = c
+            .create("GStreamerFilter", json!({"mediaPipeline": pipe, "command": "videobalance saturation=0.0", "filterType": "VIDEO"}))
+            .await
+            .expect("filter");
+        c.subscribe(&filter, "MediaTranscodingStateChanged").await.expect("subscribe");
+        let video = json!({"codec": "VP9", "framerate": {"numerator": 12, "denominator": 1}});
+        c.invoke(&filter, "setVideoFormat", json!({"caps": video})).await.expect("setVideoFormat");
+        c.invoke(&player, "connect", json!({"sink": filter, "mediaType": "VIDEO"})).await.expect("connect");
+        c.invoke(&filter, "connect", json!({"sink": rec, "mediaType": "VIDEO"})).await.expect("connect");
+        c.invoke(&rec, "record", json!({})).await.expect("record");
+        c.invoke(&player, "play", json!({})).await.expect("play");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        c.invoke(&rec, "stopAndWait", json!({})).await.expect("stopAndWait");
+        let t = c.wait_event("MediaTranscodingStateChanged", &filter, Duration::from_millis(200)).await;
+        assert!(t.is_none(), "the filter encodes the forced format itself: {t:?}");
+        let v = stream(&file, "v");
+        println!("GStreamerFilter with VP9 at 12 fps forced: {v:?}");
+        assert_eq!(v.0, "vp9");
+        assert!(v.1 > 8.0 && v.1 < 14.5, "{v:?}");
         c.request("release", json!({"object": pipe}))
             .await
             .expect("release");
