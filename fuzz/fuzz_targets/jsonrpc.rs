@@ -24,12 +24,13 @@ fuzz_target!(|data: &[u8]| {
         wall_ms: 1_700_000_000_000,
     };
     let mut e = Engine::new(EngineConfig::default(), Box::new(FixedHost::default()), now);
-    e.connection_opened(now, 1);
-    e.connection_opened(now, 2);
+    let local = std::net::IpAddr::from([127, 0, 0, 1]);
+    e.connection_opened(now, 1, local);
+    e.connection_opened(now, 2, local);
     for frame in text.split('\n') {
         match frame {
             "#close" => e.connection_closed(now, 1),
-            "#open" => e.connection_opened(now, 1),
+            "#open" => e.connection_opened(now, 1, local),
             "#tick" => {
                 now = now.advanced(Duration::from_secs(60));
                 if e.poll_timeout().is_some_and(|t| t <= now.mono) {

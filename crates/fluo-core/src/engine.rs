@@ -3,6 +3,7 @@
 use crate::element::Factory;
 use crate::graph::Graph;
 use crate::host::Host;
+use crate::limits::{Origin, Usage};
 use crate::registry::{Object, Registry};
 use crate::replay::ReplayCache;
 use crate::session::Sessions;
@@ -11,10 +12,8 @@ use fluo_api::params::{parse_call, Call, Method};
 use fluo_api::{ErrorCode, KurentoError, Model};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
-
-/// Most subscriptions one session may hold on one object.
-const MAX_SUBSCRIPTIONS: usize = 1000;
 
 /// Identifies one client connection (assigned by the shell).
 pub type ConnId = u64;
@@ -52,12 +51,26 @@ pub struct EngineConfig {
     pub metadata: String,
     /// This server process's id (`connect` result).
     pub server_id: String,
+    /// Most media objects (pipelines and elements) alive at once on the server.
+    pub max_objects: usize,
     /// Most media pipelines alive at once.
     pub max_pipelines: usize,
     /// Most elements in one pipeline.
     pub max_elements_per_pipeline: usize,
     /// Most objects one session may reference.
     pub max_objects_per_session: usize,
+    /// Most live objects created by requests on one connection.
+    pub max_objects_per_connection: usize,
+    /// Most live objects created from one client address (an IPv6 /64 counts as one).
+    pub max_objects_per_address: usize,
+    /// Most sessions at once on the server.
+    pub max_sessions: usize,
+    /// Most live sessions created from one client address.
+    pub max_sessions_per_address: usize,
+    /// Most event subscriptions held at once on the server.
+    pub max_subscriptions: usize,
+    /// Most event subscriptions held by the sessions one client address created.
+    pub max_subscriptions_per_address: usize,
     /// Most operations in one transaction.
     pub max_transaction_ops: usize,
 }
@@ -70,9 +83,17 @@ impl Default for EngineConfig {
             replay_enabled: true,
             metadata: String::new(),
             server_id: uuid::Uuid::new_v4().to_string(),
-            max_pipelines: 10_000,
-            max_elements_per_pipeline: 10_000,
-            max_objects_per_session: 100_000,
+            // README.md, Security, has the arithmetic behind these figures.
+            max_objects: 20_000,
+            max_pipelines: 2_000,
+            max_elements_per_pipeline: 2_000,
+            max_objects_per_session: 2_000,
+            max_objects_per_connection: 2_000,
+            max_objects_per_address: 5_000,
+            max_sessions: 10_000,
+            max_sessions_per_address: 2_000,
+            max_subscriptions: 500_000,
+            max_subscriptions_per_address: 100_000,
             max_transaction_ops: 10_000,
         }
     }
@@ -100,6 +121,10 @@ pub struct Engine {
     /// Media connections between non-transparent elements (across PassThroughs).
     pub(crate) media_edges: Vec<crate::graph::Edge>,
     pub(crate) sessions: Sessions,
+    /// Objects by the connection and address that created them.
+    pub(crate) usage: Usage,
+    /// Where the request being handled came from.
+    pub(crate) origin: Option<Origin>,
     pub(crate) replay: ReplayCache,
     pub(crate) factories: BTreeMap<String, Box<dyn Factory>>,
     pub(crate) out: VecDeque<Output>,
@@ -137,6 +162,8 @@ impl Engine {
             graph: Graph::default(),
             media_edges: vec![],
             sessions: Sessions::default(),
+            usage: Usage::default(),
+            origin: None,
             replay: ReplayCache::default(),
             factories: BTreeMap::new(),
             out: VecDeque::new(),
@@ -168,14 +195,17 @@ impl Engine {
         self.model
     }
 
-    /// A connection opened.
-    pub fn connection_opened(&mut self, _now: Now, conn: ConnId) {
+    /// A connection from `peer` opened: objects and sessions its requests create count
+    /// against it and against that address (see the limits in [`EngineConfig`]).
+    pub fn connection_opened(&mut self, _now: Now, conn: ConnId, peer: IpAddr) {
+        self.usage.open(conn, peer);
         self.sessions.open_conn(conn);
     }
 
     /// A connection closed: its session keeps its objects for the grace period.
     pub fn connection_closed(&mut self, now: Now, conn: ConnId) {
         self.now = now;
+        self.usage.close(conn);
         self.sessions
             .close_conn(conn, now.mono + self.config.session_grace);
     }
@@ -183,11 +213,19 @@ impl Engine {
     /// Handles one text frame from a connection.
     pub fn handle_text(&mut self, now: Now, conn: ConnId, text: &str) {
         self.now = now;
+        // A connection the shell did not announce counts as one from an unknown address.
+        self.origin = Some(match self.usage.origin(conn) {
+            Some(o) => o,
+            None => self
+                .usage
+                .open(conn, IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED)),
+        });
         let response = match jsonrpc::parse(text) {
             Ok(Incoming::Request(req)) => self.handle_request(conn, req),
             Ok(Incoming::Response) => None,
             Err(resp) => Some(resp),
         };
+        self.origin = None;
         if let Some(resp) = response {
             self.out.push_back(Output::Send {
                 conn,
@@ -367,7 +405,8 @@ impl Engine {
 
     fn bind(&mut self, conn: ConnId, session: &str) {
         let grace = self.now.mono + self.config.session_grace;
-        self.sessions.bind(conn, session, grace);
+        let addr = self.origin.map(|o| o.addr);
+        self.sessions.bind(conn, session, grace, addr);
     }
 
     /// Executes one call. Returns the session it ran in (if any) and the outcome.
@@ -433,7 +472,10 @@ impl Engine {
             }
             other => {
                 let s = session_id.unwrap_or_else(new_uuid);
-                self.sessions.ensure(&s);
+                if let Err(e) = self.admit_session(&s) {
+                    // Not bound either: the connection stays with the session it had.
+                    return (None, Err(e));
+                }
                 let r = self.execute_in_session(&s, other, mode).map(|mut v| {
                     if let Value::Object(m) = &mut v {
                         m.insert("sessionId".into(), Value::from(s.clone()));
@@ -456,7 +498,9 @@ impl Engine {
             Method::Invoke(i) => self.invoke(session, i, mode).map(|v| json!({"value": v})),
             Method::Subscribe(s) => self.subscribe(session, &s.object, &s.event, mode),
             Method::Unsubscribe(u) => {
-                self.registry.unsubscribe(&u.object, &u.subscription);
+                if let Some(s) = self.registry.unsubscribe(&u.object, &u.subscription) {
+                    self.sessions.subs_removed(&s, 1);
+                }
                 Ok(json!({}))
             }
             Method::Release(id) => {
@@ -528,20 +572,10 @@ impl Engine {
             ));
         }
         self.reference(session, id)?;
-        let held = self.registry.get(id).map_or(0, |o| {
-            o.subscriptions
-                .iter()
-                .filter(|s| s.session == session)
-                .count()
-        });
-        if held >= MAX_SUBSCRIPTIONS {
-            return Err(KurentoError::new(
-                ErrorCode::NotEnoughResources,
-                format!("Limit reached: at most {MAX_SUBSCRIPTIONS} subscriptions per object and session"),
-            ));
-        }
+        self.check_subscription_limits(session, id)?;
         let sub = new_uuid();
         self.registry.subscribe(id, &sub, session, event);
+        self.sessions.subs_added(session);
         Ok(json!({"value": sub}))
     }
 

@@ -15,6 +15,7 @@ mod events;
 mod graph;
 mod gstdot;
 mod host;
+mod limits;
 mod output;
 mod registry;
 mod replay;

@@ -38,6 +38,8 @@ pub(crate) struct Object {
     /// flowing out, transcoding), for isMediaFlowingIn / isMediaFlowingOut /
     /// isMediaTranscoding.
     pub media_states: std::collections::BTreeMap<String, bool>,
+    /// The connection and address whose request created the object (limits count it there).
+    pub origin: Option<crate::limits::Origin>,
 }
 
 impl Object {
@@ -56,6 +58,7 @@ impl Object {
             sessions: HashSet::new(),
             subscriptions: vec![],
             media_states: Default::default(),
+            origin: None,
             behavior: Box::new(NoMedia),
         }
     }
@@ -117,10 +120,21 @@ impl Registry {
             });
         }
     }
-    pub fn unsubscribe(&mut self, id: &str, sub: &str) {
-        if let Some(o) = self.objects.get_mut(id) {
-            o.subscriptions.retain(|s| s.id != sub);
-        }
+    /// Removes the subscriptions `session` holds on an object; returns how many there were.
+    pub fn drop_subscriptions(&mut self, id: &str, session: &str) -> usize {
+        let Some(o) = self.objects.get_mut(id) else {
+            return 0;
+        };
+        let before = o.subscriptions.len();
+        o.subscriptions.retain(|s| s.session != session);
+        before - o.subscriptions.len()
+    }
+
+    /// Removes a subscription; returns the session that held it.
+    pub fn unsubscribe(&mut self, id: &str, sub: &str) -> Option<String> {
+        let o = self.objects.get_mut(id)?;
+        let i = o.subscriptions.iter().position(|s| s.id == sub)?;
+        Some(o.subscriptions.remove(i).session)
     }
 }
 
@@ -197,7 +211,7 @@ impl Engine {
             }
             None => None,
         };
-        self.check_limits(session, &class.name, pipeline.as_deref())?;
+        self.check_object_limits(session, &class.name, pipeline.as_deref())?;
         let id = object_id(&new_uuid(), &class.prefix, &class.name, parent.as_deref());
         let behavior = self
             .factories
@@ -230,8 +244,12 @@ impl Engine {
             sessions: HashSet::new(),
             subscriptions: vec![],
             media_states: Default::default(),
+            origin: self.origin,
             behavior,
         };
+        if let Some(o) = &self.origin {
+            self.usage.object_created(o);
+        }
         self.registry.insert(obj);
         let mut sessions: Vec<String> = vec![session.to_string()];
         if let Some(p) = &parent {
@@ -249,36 +267,6 @@ impl Engine {
             Map::from_iter([("object".to_string(), Value::from(id.clone()))]),
         );
         Ok(id)
-    }
-
-    fn check_limits(
-        &self,
-        session: &str,
-        class: &str,
-        pipeline: Option<&str>,
-    ) -> Result<(), KurentoError> {
-        let limit = |what: &str, n: usize| {
-            Err(KurentoError::new(
-                ErrorCode::NotEnoughResources,
-                format!("Limit reached: at most {n} {what}"),
-            ))
-        };
-        if self.sessions.ref_count(session) >= self.config.max_objects_per_session {
-            return limit("objects per session", self.config.max_objects_per_session);
-        }
-        if class == "MediaPipeline" && self.registry.pipeline_count() >= self.config.max_pipelines {
-            return limit("media pipelines", self.config.max_pipelines);
-        }
-        if let Some(p) = pipeline {
-            let n = self.registry.get(p).map_or(0, |o| o.children.len());
-            if n >= self.config.max_elements_per_pipeline {
-                return limit(
-                    "elements per pipeline",
-                    self.config.max_elements_per_pipeline,
-                );
-            }
-        }
-        Ok(())
     }
 
     /// Adds a reference from `session` to the object and its parent chain.
@@ -324,9 +312,10 @@ impl Engine {
             self.unref_tree(session, &c, doomed);
         }
         self.sessions.remove_ref(session, id);
+        let gone = self.registry.drop_subscriptions(id, session);
+        self.sessions.subs_removed(session, gone);
         if let Some(o) = self.registry.get_mut(id) {
             o.sessions.remove(session);
-            o.subscriptions.retain(|s| s.session != session);
             if o.sessions.is_empty() {
                 doomed.push(id.to_string());
             }
@@ -348,9 +337,8 @@ impl Engine {
             self.unref(session, &id);
         }
         self.sessions.remove_ref(session, SERVER_MANAGER_ID);
-        if let Some(sm) = self.registry.get_mut(SERVER_MANAGER_ID) {
-            sm.subscriptions.retain(|s| s.session != session);
-        }
+        let gone = self.registry.drop_subscriptions(SERVER_MANAGER_ID, session);
+        self.sessions.subs_removed(session, gone);
     }
 
     /// Releases everything a session holds.
@@ -376,6 +364,12 @@ impl Engine {
         };
         for s in &o.sessions {
             self.sessions.remove_ref(s, id);
+        }
+        for sub in &o.subscriptions {
+            self.sessions.subs_removed(&sub.session, 1);
+        }
+        if let Some(origin) = &o.origin {
+            self.usage.object_destroyed(origin);
         }
         if let Some(p) = &o.parent {
             if let Some(po) = self.registry.get_mut(p) {

@@ -2,6 +2,7 @@
 //! session whose connection went away expires.
 
 use crate::engine::ConnId;
+use crate::limits::AddrKey;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
@@ -15,6 +16,10 @@ struct Session {
     expires: Option<Instant>,
     /// The session has referenced at least one object (so `connect` may resume it).
     known: bool,
+    /// The address of the connection whose request created the session (it counts there).
+    addr: Option<AddrKey>,
+    /// Event subscriptions the session holds, on any object.
+    subs: usize,
 }
 
 /// All sessions and the connection bindings.
@@ -23,6 +28,11 @@ pub(crate) struct Sessions {
     sessions: HashMap<String, Session>,
     conns: HashMap<ConnId, Option<String>>,
     deadlines: BTreeSet<(Instant, String)>,
+    /// Sessions by the address that created them.
+    by_addr: HashMap<AddrKey, usize>,
+    /// Subscriptions by the address that created their session, and in all.
+    subs_by_addr: HashMap<AddrKey, usize>,
+    subs: usize,
 }
 
 impl Sessions {
@@ -51,7 +61,7 @@ impl Sessions {
             if !s.known && s.refs.is_empty() {
                 // A session that never held anything has nothing to keep for a returning
                 // client: forget it now (random session ids cannot pile up).
-                self.sessions.remove(session);
+                self.forget(session);
             } else {
                 self.set_expiry(session, Some(deadline));
             }
@@ -62,13 +72,20 @@ impl Sessions {
         self.conns.get(&conn)?.as_deref()
     }
 
-    /// Binds a connection to a session (the session of its latest request).
-    pub fn bind(&mut self, conn: ConnId, session: &str, deadline_for_previous: Instant) {
+    /// Binds a connection to a session (the session of its latest request), creating the
+    /// session for `addr` if it is new.
+    pub fn bind(
+        &mut self,
+        conn: ConnId,
+        session: &str,
+        deadline_for_previous: Instant,
+        addr: Option<AddrKey>,
+    ) {
         let prev = self.conns.insert(conn, Some(session.to_string())).flatten();
         if let Some(p) = prev.filter(|p| p != session) {
             self.release_conn_of(&p, conn, deadline_for_previous);
         }
-        self.ensure(session);
+        self.ensure(session, addr);
         if let Some(s) = self.sessions.get_mut(session) {
             s.conn = Some(conn);
         }
@@ -88,8 +105,79 @@ impl Sessions {
         }
     }
 
-    pub fn ensure(&mut self, session: &str) {
-        self.sessions.entry(session.to_string()).or_default();
+    /// Creates the session if it does not exist, counting it for `addr`.
+    pub fn ensure(&mut self, session: &str, addr: Option<AddrKey>) {
+        if self.sessions.contains_key(session) {
+            return;
+        }
+        if let Some(a) = addr {
+            *self.by_addr.entry(a).or_default() += 1;
+        }
+        self.sessions.insert(
+            session.to_string(),
+            Session {
+                addr,
+                ..Session::default()
+            },
+        );
+    }
+
+    pub fn exists(&self, session: &str) -> bool {
+        self.sessions.contains_key(session)
+    }
+
+    /// The address whose request created the session.
+    pub fn addr_of(&self, session: &str) -> Option<AddrKey> {
+        self.sessions.get(session)?.addr
+    }
+
+    /// Live sessions created from `addr`.
+    pub fn count_for(&self, addr: AddrKey) -> usize {
+        self.by_addr.get(&addr).copied().unwrap_or(0)
+    }
+
+    /// Drops a session from the table (no deadline or connection bookkeeping).
+    fn forget(&mut self, session: &str) -> Option<Session> {
+        self.subs_removed(session, usize::MAX);
+        let s = self.sessions.remove(session)?;
+        if let Some(a) = s.addr {
+            take(&mut self.by_addr, a, 1);
+        }
+        Some(s)
+    }
+
+    /// Subscriptions held by sessions that `addr` created.
+    pub fn subs_for(&self, addr: AddrKey) -> usize {
+        self.subs_by_addr.get(&addr).copied().unwrap_or(0)
+    }
+
+    /// Subscriptions held by all sessions.
+    pub fn subs_total(&self) -> usize {
+        self.subs
+    }
+
+    pub fn subs_added(&mut self, session: &str) {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        s.subs += 1;
+        self.subs += 1;
+        if let Some(a) = s.addr {
+            *self.subs_by_addr.entry(a).or_default() += 1;
+        }
+    }
+
+    /// `n` of the session's subscriptions are gone (`usize::MAX`: all of them).
+    pub fn subs_removed(&mut self, session: &str, n: usize) {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        let n = n.min(s.subs);
+        s.subs -= n;
+        self.subs -= n;
+        if let Some(a) = s.addr {
+            take(&mut self.subs_by_addr, a, n);
+        }
     }
 
     pub fn is_known(&self, session: &str) -> bool {
@@ -98,7 +186,7 @@ impl Sessions {
 
     pub fn remove(&mut self, session: &str) {
         self.set_expiry(session, None);
-        if let Some(s) = self.sessions.remove(session) {
+        if let Some(s) = self.forget(session) {
             if let Some(c) = s.conn {
                 if let Some(slot) = self.conns.get_mut(&c) {
                     if slot.as_deref() == Some(session) {
@@ -115,7 +203,10 @@ impl Sessions {
     }
 
     pub fn add_ref(&mut self, session: &str, id: &str) {
-        let s = self.sessions.entry(session.to_string()).or_default();
+        self.ensure(session, None);
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
         s.known = true;
         s.refs.insert(id.to_string());
     }
@@ -171,5 +262,15 @@ impl Sessions {
 
     pub fn len(&self) -> usize {
         self.sessions.len()
+    }
+}
+
+/// Lowers a count kept by address, dropping the entry at zero.
+fn take(m: &mut HashMap<AddrKey, usize>, a: AddrKey, n: usize) {
+    if let Some(c) = m.get_mut(&a) {
+        *c = c.saturating_sub(n);
+        if *c == 0 {
+            m.remove(&a);
+        }
     }
 }

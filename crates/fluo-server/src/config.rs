@@ -111,6 +111,37 @@ pub struct Cli {
     /// [default: the built-in transforms only].
     #[arg(long, env = "FLUO_GST_FILTER_ALLOW", value_delimiter = ',')]
     pub gst_filter_allow: Option<Vec<String>>,
+    /// Most sessions at once (fluo.maxSessions) [default: 10000].
+    #[arg(long)]
+    pub max_sessions: Option<usize>,
+    /// Most live sessions created from one client address, an IPv6 /64 counting as one
+    /// address (fluo.maxSessionsPerAddress) [default: 2000].
+    #[arg(long)]
+    pub max_sessions_per_address: Option<usize>,
+    /// Most media objects (pipelines and elements) at once (fluo.maxObjects)
+    /// [default: 20000].
+    #[arg(long)]
+    pub max_objects: Option<usize>,
+    /// Most objects one session may reference (fluo.maxObjectsPerSession) [default: 2000].
+    #[arg(long)]
+    pub max_objects_per_session: Option<usize>,
+    /// Most live objects created on one WebSocket connection
+    /// (fluo.maxObjectsPerConnection) [default: 2000].
+    #[arg(long)]
+    pub max_objects_per_connection: Option<usize>,
+    /// Most live objects created from one client address (fluo.maxObjectsPerAddress)
+    /// [default: 5000].
+    #[arg(long)]
+    pub max_objects_per_address: Option<usize>,
+    /// Most media pipelines at once (fluo.maxPipelines) [default: 2000].
+    #[arg(long)]
+    pub max_pipelines: Option<usize>,
+    /// Most elements in one pipeline (fluo.maxElementsPerPipeline) [default: 2000].
+    #[arg(long)]
+    pub max_elements_per_pipeline: Option<usize>,
+    /// Most WebSocket connections at once (fluo.maxConnections) [default: 10000].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
 }
 
 /// A KMS-style boolean: 1/0, true/false.
@@ -141,12 +172,22 @@ pub struct Config {
     pub request_cache: bool,
     /// `metadata` subtree as JSON text ("" when absent).
     pub metadata: String,
+    /// Most media objects on the server.
+    pub max_objects: usize,
     /// Most pipelines.
     pub max_pipelines: usize,
     /// Most elements per pipeline.
     pub max_elements_per_pipeline: usize,
     /// Most objects referenced by one session.
     pub max_objects_per_session: usize,
+    /// Most live objects created on one connection.
+    pub max_objects_per_connection: usize,
+    /// Most live objects created from one client address.
+    pub max_objects_per_address: usize,
+    /// Most sessions on the server.
+    pub max_sessions: usize,
+    /// Most live sessions created from one client address.
+    pub max_sessions_per_address: usize,
     /// Most simultaneous WebSocket connections.
     pub max_connections: usize,
     /// WebRTC network settings.
@@ -187,6 +228,8 @@ impl Config {
 
 impl Default for Config {
     fn default() -> Self {
+        // The engine's limits have one set of defaults, in fluo-core.
+        let e = fluo_core::EngineConfig::default();
         Self {
             bind: IpAddr::from([0, 0, 0, 0]),
             port: 8888,
@@ -196,9 +239,14 @@ impl Default for Config {
             max_message_bytes: 1 << 20,
             request_cache: true,
             metadata: String::new(),
-            max_pipelines: 10_000,
-            max_elements_per_pipeline: 10_000,
-            max_objects_per_session: 100_000,
+            max_objects: e.max_objects,
+            max_pipelines: e.max_pipelines,
+            max_elements_per_pipeline: e.max_elements_per_pipeline,
+            max_objects_per_session: e.max_objects_per_session,
+            max_objects_per_connection: e.max_objects_per_connection,
+            max_objects_per_address: e.max_objects_per_address,
+            max_sessions: e.max_sessions,
+            max_sessions_per_address: e.max_sessions_per_address,
             max_connections: 10_000,
             net: fluo_rtc::NetSettings::default(),
             auth_token: None,
@@ -327,6 +375,30 @@ impl Config {
                 .map(|x| x.trim().to_string())
                 .filter(|x| !x.is_empty())
                 .collect();
+        }
+        for (flag, slot) in [
+            (cli.max_sessions, &mut c.max_sessions),
+            (
+                cli.max_sessions_per_address,
+                &mut c.max_sessions_per_address,
+            ),
+            (cli.max_objects, &mut c.max_objects),
+            (cli.max_objects_per_session, &mut c.max_objects_per_session),
+            (
+                cli.max_objects_per_connection,
+                &mut c.max_objects_per_connection,
+            ),
+            (cli.max_objects_per_address, &mut c.max_objects_per_address),
+            (cli.max_pipelines, &mut c.max_pipelines),
+            (
+                cli.max_elements_per_pipeline,
+                &mut c.max_elements_per_pipeline,
+            ),
+            (cli.max_connections, &mut c.max_connections),
+        ] {
+            if let Some(n) = flag {
+                *slot = n;
+            }
         }
         if let Some(g) = &cli.gst_filter_allow {
             c.gst_filter_allow = Some(
@@ -465,6 +537,20 @@ impl Config {
             self.max_message_bytes = (m as usize).max(1024);
         }
         for (key, slot) in [
+            ("/fluo/maxSessions", &mut self.max_sessions),
+            (
+                "/fluo/maxSessionsPerAddress",
+                &mut self.max_sessions_per_address,
+            ),
+            ("/fluo/maxObjects", &mut self.max_objects),
+            (
+                "/fluo/maxObjectsPerConnection",
+                &mut self.max_objects_per_connection,
+            ),
+            (
+                "/fluo/maxObjectsPerAddress",
+                &mut self.max_objects_per_address,
+            ),
             ("/fluo/maxPipelines", &mut self.max_pipelines),
             (
                 "/fluo/maxElementsPerPipeline",
@@ -630,6 +716,50 @@ mod tests {
             Config::default().uri_allow.is_empty(),
             "open by default, as KMS"
         );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn limits_from_file_and_flags() {
+        let d = Config::default();
+        assert_eq!(
+            (d.max_sessions, d.max_objects, d.max_objects_per_address),
+            (10_000, 20_000, 5_000),
+            "the engine's defaults"
+        );
+        let dir = std::env::temp_dir().join(format!("fluo-conf-lim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("kurento.conf.json");
+        std::fs::write(
+            &f,
+            r#"{"fluo": {"maxSessions": 7, "maxSessionsPerAddress": 3, "maxObjects": 99,
+                "maxObjectsPerConnection": 11, "maxObjectsPerAddress": 22}}"#,
+        )
+        .unwrap();
+        let mut cli = Cli {
+            config: Some(f.clone()),
+            ..Cli::default()
+        };
+        let c = Config::from_cli(&cli).unwrap();
+        assert_eq!(
+            (
+                c.max_sessions,
+                c.max_sessions_per_address,
+                c.max_objects,
+                c.max_objects_per_connection,
+                c.max_objects_per_address
+            ),
+            (7, 3, 99, 11, 22)
+        );
+        cli.max_sessions = Some(8);
+        cli.max_objects_per_address = Some(33);
+        let c = Config::from_cli(&cli).unwrap();
+        assert_eq!((c.max_sessions, c.max_objects_per_address), (8, 33));
+        let parsed = Cli::try_parse_from(["fluo", "--max-sessions", "12"]).unwrap();
+        assert_eq!(parsed.max_sessions, Some(12));
+        std::fs::write(&f, r#"{"fluo": {"maxSessions": -1}}"#).unwrap();
+        cli.max_sessions = None;
+        assert!(Config::from_cli(&cli).is_err());
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -22,6 +22,8 @@ pub(crate) struct Outbox {
 pub(crate) enum CoreMsg {
     Opened {
         conn: ConnId,
+        /// The client's address (limits are kept per address too).
+        peer: std::net::IpAddr,
         outbox: mpsc::Sender<String>,
         /// Fired when the connection must end (it does not read its replies).
         kill: tokio::sync::oneshot::Sender<()>,
@@ -87,9 +89,14 @@ pub(crate) fn spawn(
         session_grace: config.session_grace,
         replay_enabled: config.request_cache,
         metadata: config.metadata.clone(),
+        max_objects: config.max_objects,
         max_pipelines: config.max_pipelines,
         max_elements_per_pipeline: config.max_elements_per_pipeline,
         max_objects_per_session: config.max_objects_per_session,
+        max_objects_per_connection: config.max_objects_per_connection,
+        max_objects_per_address: config.max_objects_per_address,
+        max_sessions: config.max_sessions,
+        max_sessions_per_address: config.max_sessions_per_address,
         ..EngineConfig::default()
     };
     let host = ProcHost::start();
@@ -153,7 +160,12 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 fn handle(engine: &mut Engine, outboxes: &mut HashMap<ConnId, Outbox>, msg: CoreMsg) {
     match msg {
-        CoreMsg::Opened { conn, outbox, kill } => {
+        CoreMsg::Opened {
+            conn,
+            peer,
+            outbox,
+            kill,
+        } => {
             outboxes.insert(
                 conn,
                 Outbox {
@@ -161,7 +173,7 @@ fn handle(engine: &mut Engine, outboxes: &mut HashMap<ConnId, Outbox>, msg: Core
                     kill: Some(kill),
                 },
             );
-            engine.connection_opened(now(), conn);
+            engine.connection_opened(now(), conn, peer);
         }
         CoreMsg::Text { conn, text } => engine.handle_text(now(), conn, &text),
         CoreMsg::Closed { conn } => {

@@ -70,10 +70,10 @@ pub(crate) async fn accept_loop(
                 live.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
                     let result = match acceptor {
-                        Acceptor::Plain => serve(stream, config, core, shutdown).await,
+                        Acceptor::Plain => serve(stream, peer.ip(), config, core, shutdown).await,
                         Acceptor::Tls(tls) => {
                             match tokio::time::timeout(TLS_HANDSHAKE, tls.accept(stream)).await {
-                                Ok(Ok(s)) => serve(s, config, core, shutdown).await,
+                                Ok(Ok(s)) => serve(s, peer.ip(), config, core, shutdown).await,
                                 Ok(Err(e)) => {
                                     tracing::debug!(%peer, "TLS handshake failed: {e}");
                                     Ok(())
@@ -102,6 +102,7 @@ pub(crate) async fn accept_loop(
 #[allow(clippy::result_large_err)] // the handshake callback's error type is tungstenite's
 async fn serve<S>(
     stream: S,
+    peer: std::net::IpAddr,
     config: Arc<Config>,
     core: Core,
     mut shutdown: watch::Receiver<bool>,
@@ -160,6 +161,7 @@ where
         .tx
         .send(CoreMsg::Opened {
             conn,
+            peer,
             outbox: out_tx.clone(),
             kill: kill_tx,
         })

@@ -359,3 +359,174 @@ async fn pings_are_answered_with_the_connections_session() {
     assert_eq!(r["result"]["sessionId"], "other");
     s.stop.send(true).unwrap();
 }
+
+/// A WebSocket to the server from the local address `from` (any 127.0.0.0/8 address reaches
+/// a listener on 127.0.0.1 on Linux), so that tests can be several client hosts.
+async fn open_from(port: u16, from: &str) -> Ws {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let tcp = sock
+        .connect(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{port}/kurento");
+    tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+        .await
+        .unwrap()
+        .0
+}
+
+/// Sends every request at once, then collects the replies by id.
+async fn burst(ws: &mut Ws, reqs: Vec<Value>) -> Vec<Value> {
+    let n = reqs.len();
+    for r in reqs {
+        ws.send(Message::text(r.to_string())).await.unwrap();
+    }
+    let mut out = vec![Value::Null; n];
+    for _ in 0..n {
+        let r = next_json(ws).await;
+        let i = r["id"].as_u64().expect("a reply with an id") as usize;
+        out[i] = r;
+    }
+    out
+}
+
+#[tokio::test]
+async fn limits_hold_per_connection_and_address_whatever_session_ids_a_client_makes_up() {
+    let s = start(Config {
+        max_objects_per_connection: 10,
+        max_objects_per_address: 25,
+        ..Config::default()
+    })
+    .await;
+    let mut made = vec![];
+    let mut refused = vec![];
+    for c in 0..3 {
+        // Three connections from 127.0.0.1, each making up 1000 session ids.
+        let mut ws = open_from(s.port, "127.0.0.1").await;
+        let reqs = (0..1000)
+            .map(|i| {
+                json!({"jsonrpc":"2.0","id":i,"method":"create","params":{
+                    "type":"MediaPipeline","sessionId": uuid_like(c * 1000 + i)}})
+            })
+            .collect();
+        for r in burst(&mut ws, reqs).await {
+            match r["result"]["value"].as_str() {
+                Some(id) => made.push(id.to_string()),
+                None => refused.push(r["error"].clone()),
+            }
+        }
+        // The connection is still served (not disconnected).
+        let r = call(&mut ws, json!({"jsonrpc":"2.0","id":"p","method":"ping"})).await;
+        assert_eq!(r["result"]["value"], "pong");
+    }
+    made.sort();
+    made.dedup();
+    assert_eq!(
+        made.len(),
+        25,
+        "10 + 10 + 5 objects from 3000 made-up sessions"
+    );
+    let per_conn = refused
+        .iter()
+        .filter(|e| e["message"] == "Limit reached: at most 10 objects per connection")
+        .count();
+    let per_addr = refused
+        .iter()
+        .filter(|e| e["message"] == "Limit reached: at most 25 objects per client address")
+        .count();
+    assert_eq!((per_conn, per_addr), (1980, 995), "{:?}", refused.first());
+    assert!(refused
+        .iter()
+        .all(|e| e["code"] == 40009 && e["data"]["type"] == "NOT_ENOUGH_RESOURCES"));
+
+    // A well-behaved client on another address works as usual, and sees every object the
+    // other one made.
+    let mut good = open_from(s.port, "127.0.0.2").await;
+    let p = call(
+        &mut good,
+        json!({"jsonrpc":"2.0","id":1,"method":"create","params":{"type":"MediaPipeline"}}),
+    )
+    .await;
+    let pipe = p["result"]["value"]
+        .as_str()
+        .expect("a pipeline")
+        .to_string();
+    for i in 2..7 {
+        let r = call(
+            &mut good,
+            json!({"jsonrpc":"2.0","id":i,"method":"create","params":{
+            "type":"WebRtcEndpoint","constructorParams":{"mediaPipeline": pipe}}}),
+        )
+        .await;
+        assert!(r["result"]["value"].is_string(), "{r}");
+    }
+    let r = call(
+        &mut good,
+        json!({"jsonrpc":"2.0","id":9,"method":"invoke","params":{
+        "object":"manager_ServerManager","operation":"getPipelines"}}),
+    )
+    .await;
+    let listed: Vec<String> = serde_json::from_value(r["result"]["value"].clone()).unwrap();
+    for id in &made {
+        assert!(listed.contains(id), "{id} was lost");
+    }
+    assert_eq!(listed.len(), 26);
+    s.stop.send(true).unwrap();
+}
+
+fn uuid_like(i: u64) -> String {
+    format!("{i:08x}-0000-4000-8000-{:012x}", i * 7919)
+}
+
+#[tokio::test]
+async fn max_sessions_holds_and_known_sessions_keep_working() {
+    let s = start(Config {
+        max_sessions: 5,
+        ..Config::default()
+    })
+    .await;
+    let mut ws = open_from(s.port, "127.0.0.3").await;
+    let reqs = (0..50)
+        .map(|i| {
+            json!({"jsonrpc":"2.0","id":i,"method":"create","params":{
+                "type":"MediaPipeline","sessionId": format!("s-{i}")}})
+        })
+        .collect();
+    let replies = burst(&mut ws, reqs).await;
+    let ok: Vec<&Value> = replies
+        .iter()
+        .filter(|r| r["result"]["value"].is_string())
+        .collect();
+    assert_eq!(ok.len(), 5, "{:?}", replies.last());
+    for r in replies.iter().filter(|r| r.get("error").is_some()) {
+        assert_eq!(r["error"]["code"], 40009);
+        assert_eq!(
+            r["error"]["message"],
+            "Limit reached: at most 5 sessions on this server"
+        );
+    }
+    // Another client (on the session limit too) is refused the same way, not disconnected,
+    // and a client reconnecting with one of the five sessions is served.
+    let mut other = open_from(s.port, "127.0.0.4").await;
+    let r = call(
+        &mut other,
+        json!({"jsonrpc":"2.0","id":1,"method":"create","params":{"type":"MediaPipeline"}}),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], 40009, "{r}");
+    let r = call(
+        &mut other,
+        json!({"jsonrpc":"2.0","id":2,"method":"connect","params":{"sessionId":"s-0"}}),
+    )
+    .await;
+    assert_eq!(r["result"]["sessionId"], "s-0", "{r}");
+    let r = call(
+        &mut other,
+        json!({"jsonrpc":"2.0","id":3,"method":"invoke","params":{
+            "object": ok[0]["result"]["value"], "operation": "getName"}}),
+    )
+    .await;
+    assert!(r["result"]["value"].is_string(), "{r}");
+    s.stop.send(true).unwrap();
+}

@@ -68,7 +68,7 @@ impl World {
         let (webrtc, ctl) = WebRtc::in_memory_on(interfaces);
         let mut engine = Engine::new(EngineConfig::default(), Box::new(FixedHost::default()), now);
         engine.register_factory("WebRtcEndpoint", webrtc.factory());
-        engine.connection_opened(now, 1);
+        engine.connection_opened(now, 1, std::net::Ipv4Addr::LOCALHOST.into());
         World {
             engine,
             core: MediaCore::new(mono),

@@ -33,8 +33,15 @@ impl H {
         h
     }
 
+    /// Opens a connection from 127.0.0.1.
     pub fn open(&mut self, conn: u64) {
-        self.e.connection_opened(self.now, conn);
+        self.open_from(conn, "127.0.0.1");
+    }
+
+    /// Opens a connection from `addr`.
+    pub fn open_from(&mut self, conn: u64, addr: &str) {
+        let ip = addr.parse().expect("an IP address");
+        self.e.connection_opened(self.now, conn, ip);
     }
 
     pub fn close(&mut self, conn: u64) {
