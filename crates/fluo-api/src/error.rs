@@ -258,6 +258,12 @@ impl KurentoError {
         Self::new(ErrorCode::MarshallError, message)
     }
 
+    /// `what` failed because of a library (str0m, GStreamer, the OS): the library's reason
+    /// in client-safe text (see [`crate::text::foreign`]).
+    pub fn foreign(code: ErrorCode, what: &str, e: impl fmt::Display) -> Self {
+        Self::new(code, format!("{what}: {}", crate::text::foreign(e)))
+    }
+
     /// A bad argument value (40107).
     pub fn illegal_param(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::MediaObjectIllegalParamError, message)

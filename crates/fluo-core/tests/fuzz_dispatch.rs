@@ -1,9 +1,11 @@
 //! Property-based fuzzing of the request parser and dispatch: arbitrary text and arbitrary
 //! well-formed-looking requests never panic, always get exactly one reply when they carry an
-//! id, and leave the engine answering pings. Runs in `make test` with a bounded case count
-//! (FLUO_FUZZ_CASES overrides it).
+//! id, and leave the engine answering pings; no error text carries a memory address or a Rust
+//! `Debug` dump. Runs in `make test` with a bounded case count (FLUO_FUZZ_CASES overrides
+//! it).
 mod common;
 use common::H;
+use fluo_api::text::leaks;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -75,6 +77,10 @@ proptest! {
         let mut h = H::new();
         let replies = h.raw(1, &text);
         prop_assert!(replies.len() <= 1);
+        for r in &replies {
+            let msg = r["error"]["message"].as_str().unwrap_or_default();
+            prop_assert!(!leaks(msg), "the error text leaks: {}", msg);
+        }
         let pong = h.raw(1, r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#);
         prop_assert_eq!(&pong[0]["result"]["value"], "pong");
     }
@@ -106,6 +112,14 @@ proptest! {
             prop_assert_eq!(replies.len(), 1, "{}", req);
             let r = &replies[0];
             prop_assert!(r.get("result").is_some() != r.get("error").is_some());
+            // Every error text, also those inside a transaction's answers.
+            let mut texts = vec![r["error"]["message"].clone()];
+            for sub in r["result"]["value"].as_array().into_iter().flatten() {
+                texts.push(sub["error"]["message"].clone());
+            }
+            for msg in texts.iter().filter_map(Value::as_str) {
+                prop_assert!(!leaks(msg), "the error text leaks: {} (for {})", msg, req);
+            }
         }
         let pong = h.raw(1, r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#);
         prop_assert_eq!(&pong[0]["result"]["value"], "pong");

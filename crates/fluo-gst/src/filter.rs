@@ -39,7 +39,7 @@ fn parse_command(
         .map_err(|e| illegal(format!("GStreamerFilter: {e}")))?;
     let bin = checked
         .build()
-        .map_err(|e| illegal(format!("GStreamerFilter: {e}")))?;
+        .map_err(|e| illegal(format!("GStreamerFilter: {}", fluo_api::text::foreign(&e))))?;
     Ok((checked, bin))
 }
 
@@ -192,7 +192,7 @@ impl Filter {
         let probe = self
             .checked
             .build()
-            .map_err(|e| illegal(format!("GStreamerFilter: {e}")))?;
+            .map_err(|e| illegal(format!("GStreamerFilter: {}", fluo_api::text::foreign(&e))))?;
         let policy = &self.media.filters;
         match set_property(&probe, policy, name, value) {
             Ok(0) => {
@@ -202,7 +202,12 @@ impl Filter {
                 )))
             }
             Ok(_) => {}
-            Err(e) => return Err(illegal(format!("GStreamerFilter: {e}"))),
+            Err(e) => {
+                return Err(illegal(format!(
+                    "GStreamerFilter: {}",
+                    fluo_api::text::foreign(&e)
+                )))
+            }
         }
         let mut s = lock(&self.shared);
         s.props.retain(|(n, _)| n != name);
@@ -395,7 +400,7 @@ impl Port for FilterPort {
                     let mut m = Map::new();
                     m.insert(
                         "description".into(),
-                        Value::from(format!("GStreamerFilter: {e}")),
+                        Value::from(format!("GStreamerFilter: {}", fluo_api::text::foreign(&e))),
                     );
                     m.insert("errorCode".into(), Value::from(40003));
                     m.insert("type".into(), Value::from("GSTREAMER_FILTER_ERROR"));

@@ -243,7 +243,10 @@ pub(crate) fn error_fields(e: &gst::message::Error, ty: &str) -> Map<String, Val
         Some(d) => format!("{} (in {from}: {d})", e.error()),
         None => format!("{} (in {from})", e.error()),
     };
-    m.insert("description".into(), Value::from(description));
+    m.insert(
+        "description".into(),
+        Value::from(fluo_api::text::foreign(description)),
+    );
     m.insert("errorCode".into(), Value::from(40003));
     m.insert("type".into(), Value::from(ty));
     m

@@ -119,7 +119,9 @@ impl Player {
         let dec = gst::ElementFactory::make("uridecodebin")
             .property("uri", self.uri.gst_uri())
             .build()
-            .map_err(|e| KurentoError::new(ErrorCode::UnexpectedError, e.to_string()))?;
+            .map_err(|e| {
+                KurentoError::foreign(ErrorCode::UnexpectedError, "Cannot build the player", e)
+            })?;
         if self.use_encoded {
             let caps: gst::Caps =
                 "video/x-raw;audio/x-raw;video/x-vp8;video/x-vp9;video/x-h264;audio/x-opus"
@@ -167,9 +169,9 @@ impl Player {
                 Some(false.to_value())
             });
         }
-        pipeline
-            .add(&dec)
-            .map_err(|e| KurentoError::new(ErrorCode::UnexpectedError, e.to_string()))?;
+        pipeline.add(&dec).map_err(|e| {
+            KurentoError::foreign(ErrorCode::UnexpectedError, "Cannot build the player", e)
+        })?;
         let weak = pipeline.downgrade();
         let shared = self.shared.clone();
         let id = self.id.clone();
@@ -247,9 +249,10 @@ impl Player {
                 s.pipeline = None;
             }
             bridge::stop_in_background(p);
-            return Err(KurentoError::new(
+            return Err(KurentoError::foreign(
                 ErrorCode::UnexpectedError,
-                format!("The player does not start: {e}"),
+                "The player does not start",
+                e,
             ));
         }
         {
@@ -302,7 +305,7 @@ impl Player {
             gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
             gst::ClockTime::from_mseconds(ms as u64),
         )
-        .map_err(|e| KurentoError::new(ErrorCode::PlayerSeekFail, format!("Seek failed: {e}")))?;
+        .map_err(|e| KurentoError::foreign(ErrorCode::PlayerSeekFail, "Seek failed", e))?;
         Ok(Value::Null)
     }
 
@@ -442,7 +445,7 @@ fn add_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, shared: &SharedRef) -> R
     pipeline.add(&bin).map_err(|e| e.to_string())?;
     bin.sync_state_with_parent().map_err(|e| e.to_string())?;
     let sinkpad = bin.static_pad("sink").ok_or("no sink pad")?;
-    pad.link(&sinkpad).map_err(|e| format!("{e:?}"))?;
+    pad.link(&sinkpad).map_err(|e| e.to_string())?;
     {
         let mut s = lock(shared);
         s.sinks.push(sink.upcast());

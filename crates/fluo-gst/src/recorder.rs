@@ -218,7 +218,11 @@ impl Recorder {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     KurentoError::new(
                         ErrorCode::UriPathFileNotFound,
-                        format!("Cannot create {}: {e}", dir.display()),
+                        format!(
+                            "Cannot create {}: {}",
+                            dir.display(),
+                            fluo_api::text::foreign(&e)
+                        ),
                     )
                 })?;
             }
@@ -231,7 +235,11 @@ impl Recorder {
                 .map_err(|e| {
                     KurentoError::new(
                         ErrorCode::UriPathFileNotFound,
-                        format!("Cannot write {}: {e}", path.display()),
+                        format!(
+                            "Cannot write {}: {}",
+                            path.display(),
+                            fluo_api::text::foreign(&e)
+                        ),
                     )
                 })?;
         }
@@ -527,7 +535,10 @@ impl RecorderPort {
         let mut f = Map::new();
         f.insert(
             "description".into(),
-            json!(format!("Recording failed: {why}")),
+            json!(format!(
+                "Recording failed: {}",
+                fluo_api::text::foreign(why)
+            )),
         );
         f.insert("errorCode".into(), json!(40003));
         f.insert("type".into(), json!("RECORDER_ERROR"));

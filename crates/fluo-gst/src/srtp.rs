@@ -118,7 +118,10 @@ fn random_key(n: usize) -> Result<Vec<u8>, KurentoError> {
         .map_err(|e| {
             KurentoError::new(
                 ErrorCode::UnexpectedError,
-                format!("No randomness for an SRTP key: {e}"),
+                format!(
+                    "No randomness for an SRTP key: {}",
+                    fluo_api::text::foreign(&e)
+                ),
             )
         })?;
     Ok(k)

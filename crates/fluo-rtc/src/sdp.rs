@@ -1,4 +1,8 @@
-//! SDP touch-ups Kurento applications rely on.
+//! SDP touch-ups Kurento applications rely on, and parsing with client-readable errors.
+
+use fluo_api::text::{sdp_line, sdp_line_at};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::error::SdpError;
 
 /// Makes every `a=msid` / `a=ssrc ... msid:` line of a description use one stream id, so the
 /// browser puts audio and video in one MediaStream (as KMS does).
@@ -110,30 +114,37 @@ pub(crate) fn check_payload_types(sdp: &str) -> Result<(), String> {
     // pt -> (m-section index, rtpmap, fmtp) as first seen
     let mut seen: HashMap<String, (usize, String, String)> = HashMap::new();
     let mut section = 0usize;
+    // The m= line (number) of the section being read.
+    let mut m_line = 0usize;
     let mut current: HashMap<String, (String, String)> = HashMap::new();
-    let mut flush =
-        |current: &mut HashMap<String, (String, String)>, section: usize| -> Result<(), String> {
-            for (pt, (map, fmtp)) in current.drain() {
-                match seen.get(&pt) {
-                    Some((s, m, f)) if *s != section && (*m != map || *f != fmtp) => {
-                        return Err(format!(
-                        "payload type {pt} is given different codecs in two m-sections ({} and {})",
+    let mut flush = |current: &mut HashMap<String, (String, String)>,
+                     section: usize,
+                     m_line: usize|
+     -> Result<(), String> {
+        let mut pts: Vec<_> = current.drain().collect();
+        pts.sort();
+        for (pt, (map, fmtp)) in pts {
+            match seen.get(&pt) {
+                Some((s, m, f)) if *s != section && (*m != map || *f != fmtp) => {
+                    return Err(format!(
+                        "line {m_line}: payload type {pt} is given different codecs in two m-sections ({} and {})",
                         if m.is_empty() { "-" } else { m },
                         if map.is_empty() { "-" } else { &map }
                     ));
-                    }
-                    Some(_) => {}
-                    None => {
-                        seen.insert(pt, (section, map, fmtp));
-                    }
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(pt, (section, map, fmtp));
                 }
             }
-            Ok(())
-        };
-    for line in sdp.lines().map(str::trim) {
+        }
+        Ok(())
+    };
+    for (i, line) in sdp.lines().map(str::trim).enumerate() {
         if line.starts_with("m=") {
-            flush(&mut current, section)?;
+            flush(&mut current, section, m_line)?;
             section += 1;
+            m_line = i + 1;
             continue;
         }
         if section == 0 {
@@ -147,7 +158,118 @@ pub(crate) fn check_payload_types(sdp: &str) -> Result<(), String> {
             current.entry(pt.to_string()).or_default().1 = rest.trim().to_string();
         }
     }
-    flush(&mut current, section)
+    flush(&mut current, section, m_line)
+}
+
+/// Parses an offer for str0m: `usable` is the client's `offer` without the sections Fluo
+/// rejects, checked with [`check_payload_types`] and filtered by [`without_egress_feedback`].
+/// A bad one is described by line number (of the client's text where str0m finds the same
+/// fault there) and expected form.
+pub(crate) fn parse_offer(offer: &str, usable: &str) -> Result<SdpOffer, String> {
+    check_payload_types(usable)?;
+    let filtered = without_egress_feedback(usable);
+    SdpOffer::from_sdp_string(&filtered).map_err(|e| {
+        if std::ptr::eq(filtered.as_ref(), offer) {
+            return parse_error(offer, &e);
+        }
+        // Line numbers of the client's text, which has lines the parsed one has not.
+        match SdpOffer::from_sdp_string(offer) {
+            Err(e) => parse_error(offer, &e),
+            Ok(_) => parse_error(&filtered, &e),
+        }
+    })
+}
+
+/// Parses an answer for str0m (after [`check_payload_types`]); a bad one is described by
+/// line number and expected form.
+pub(crate) fn parse_answer(sdp: &str) -> Result<SdpAnswer, String> {
+    check_payload_types(sdp)?;
+    SdpAnswer::from_sdp_string(sdp).map_err(|e| parse_error(sdp, &e))
+}
+
+/// str0m's parse error as "line N: expected ...". Its text names the failing position as the
+/// address of a byte in `sdp` (`Parse error at PointerOffset(0x...)`), which is never shown:
+/// it becomes a line number, and the form comes from the line's type or from the type of line
+/// the parser wanted there. Checks of a whole m-section (str0m's "Missing a=rtp_map:96 for
+/// mid: 0" and the like) keep their own words, at the section's m= line.
+fn parse_error(sdp: &str, e: &SdpError) -> String {
+    let text = match e {
+        SdpError::ParseError(t) => t.as_str(),
+        SdpError::Inconsistent(t) => t.as_str(),
+    };
+    let offset = text
+        .split_once("PointerOffset(0x")
+        .and_then(|(_, rest)| rest.split(')').next())
+        .and_then(|hex| usize::from_str_radix(hex, 16).ok())
+        .and_then(|addr| addr.checked_sub(sdp.as_ptr() as usize))
+        .filter(|off| *off <= sdp.len());
+    let details: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("Parse error at") && *l != "sdp line")
+        .map(|l| l.strip_prefix("SDP inconsistent: ").unwrap_or(l))
+        .collect();
+    // combine's own lines quote tokens (`v`) or name classes of input; str0m's messages do not.
+    let parser_words = |l: &str| {
+        l.starts_with("Unexpected")
+            || (l.starts_with("Expected")
+                && (l.contains('`') || l.contains("end of input") || l.contains("newline")))
+    };
+    if let Some(message) = details.iter().find(|l| !parser_words(l)) {
+        let message = fluo_api::text::foreign(message);
+        // These checks run on a whole m-section, from the end of the line before it.
+        let section_at = |o: usize| {
+            let ends_line = matches!(sdp.as_bytes().get(o), Some(b'\r' | b'\n'));
+            sdp_line_at(sdp, o) + usize::from(ends_line)
+        };
+        let n = message
+            .rsplit_once("mid: ")
+            .and_then(|(_, mid)| m_line_of_mid(sdp, mid.trim()))
+            .or_else(|| offset.map(section_at))
+            .unwrap_or(1);
+        let mut chars = message.chars();
+        let first = chars.next().map(|c| c.to_lowercase().to_string());
+        return format!("line {n}: {}{}", first.unwrap_or_default(), chars.as_str());
+    }
+    // The type of line the parser wanted, if it names one (`Expected `s``).
+    let wanted = details
+        .iter()
+        .filter(|l| l.starts_with("Expected"))
+        .flat_map(|l| l.split('`').skip(1).step_by(2))
+        .find_map(|tok| {
+            let mut c = tok.chars();
+            match (c.next(), c.next()) {
+                (Some(t), None) if "vosiuepcbtrzkma".contains(t) => Some(t),
+                _ => None,
+            }
+        });
+    let Some(off) = offset else {
+        // No position (not expected from str0m 0.25): the first line that is not
+        // <type>=<value>, else the end.
+        let n = sdp
+            .lines()
+            .position(|l| l.as_bytes().get(1) != Some(&b'='))
+            .map_or(sdp.lines().count() + 1, |i| i + 1);
+        return sdp_line(sdp, n, wanted);
+    };
+    let n = sdp_line_at(sdp, off);
+    // Where a line starts, the parser wanted another type of line there; inside a line, the
+    // line itself is malformed.
+    let line_start = off == 0 || matches!(sdp.as_bytes().get(off - 1), Some(b'\n'));
+    let at_end = !matches!(sdp.as_bytes().get(off), Some(b) if *b != b'\r' && *b != b'\n');
+    sdp_line(sdp, n, wanted.filter(|_| line_start || at_end))
+}
+
+/// The number of the m= line of the section whose `a=mid:` is `mid`.
+fn m_line_of_mid(sdp: &str, mid: &str) -> Option<usize> {
+    let mut m_line = None;
+    for (i, l) in sdp.lines().map(str::trim).enumerate() {
+        if l.starts_with("m=") {
+            m_line = Some(i + 1);
+        } else if l.strip_prefix("a=mid:") == Some(mid) {
+            return m_line;
+        }
+    }
+    m_line
 }
 
 pub(crate) fn first_mid(sdp: &str) -> Option<String> {

@@ -1,13 +1,30 @@
 //! Property-based fuzzing of what a remote peer controls: SDP offers and answers (mutations of
 //! real ones, line by line and byte by byte) into processOffer / processAnswer, ICE candidate
 //! strings into addIceCandidate, and mutated real datagrams (STUN, DTLS, SRTP) into the media
-//! core. Nothing may panic; every SDP gets an answer or a Kurento SDP error; media still
-//! flows afterwards. FLUO_FUZZ_CASES sets the case count.
+//! core. Nothing may panic; every SDP gets an answer or a Kurento SDP error, whose text names
+//! the line at fault when the SDP does not parse and never carries a memory address or a
+//! Rust `Debug` dump; media still flows afterwards. FLUO_FUZZ_CASES sets the case count.
+use fluo_api::text::leaks;
 use fluo_testkit::World;
 use proptest::prelude::*;
 use serde_json::json;
 use std::time::Duration;
 use str0m::media::Direction;
+
+/// Checks an error's text: nothing leaked, and a parse error (40201) names a line.
+fn check_text(e: &serde_json::Value) -> Result<(), TestCaseError> {
+    let msg = e["message"].as_str().unwrap_or_default();
+    prop_assert!(!leaks(msg), "the error text leaks: {}", msg);
+    if e["code"] == 40201 {
+        let names_line = msg.split("line ").skip(1).any(|rest| {
+            rest.split(':')
+                .next()
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+        prop_assert!(names_line, "a parse error without a line: {}", msg);
+    }
+    Ok(())
+}
 
 fn cases() -> u32 {
     std::env::var("FLUO_FUZZ_CASES")
@@ -84,6 +101,7 @@ proptest! {
             Some(e) => {
                 let code = e["code"].as_i64().unwrap();
                 prop_assert!((40200..=40211).contains(&code), "unexpected error {e}");
+                check_text(e)?;
             }
         }
         // The engine still works.
@@ -106,10 +124,12 @@ proptest! {
         if let Some(e) = r.get("error") {
             let code = e["code"].as_i64().unwrap();
             prop_assert!((40200..=40211).contains(&code), "unexpected error {e}");
+            check_text(e)?;
         }
         let r = w.call("invoke", json!({"object": ep, "operation":"addIceCandidate","operationParams":{"candidate":{"candidate": cand, "sdpMid":"0","sdpMLineIndex":0}}}));
         if let Some(e) = r.get("error") {
             prop_assert_eq!(e["code"].as_i64().unwrap(), 40401, "{}", e);
+            check_text(e)?;
         }
     }
 }

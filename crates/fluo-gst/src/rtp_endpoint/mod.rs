@@ -374,7 +374,8 @@ impl RtpEndpoint {
         f.insert(
             "description".into(),
             json!(format!(
-                "SRTP could not be set up, media of this section is off: {e}"
+                "SRTP could not be set up, media of this section is off: {}",
+                fluo_api::text::foreign(e)
             )),
         );
         f.insert("errorCode".into(), json!(40003));

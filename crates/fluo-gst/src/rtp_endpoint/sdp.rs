@@ -67,22 +67,34 @@ pub(crate) fn parse_sdp_count(sdp: &str) -> Result<usize, KurentoError> {
 
 /// Parses the parts of an SDP that plain RTP needs.
 pub(super) fn parse_sdp(sdp: &str) -> Result<Vec<RemoteMedia>, KurentoError> {
-    if sdp.len() > 64 * 1024 || !sdp.trim_start().starts_with("v=0") {
+    // "Cannot parse the SDP: line N: expected <form>".
+    let bad = |n: usize, wanted: Option<char>| {
+        sdp_err(
+            ErrorCode::SdpParseError,
+            format!(
+                "Cannot parse the SDP: {}",
+                fluo_api::text::sdp_line(sdp, n, wanted)
+            ),
+        )
+    };
+    if sdp.len() > 64 * 1024 {
         return Err(sdp_err(
             ErrorCode::SdpParseError,
-            "Not an SDP (it must start with v=0)",
+            "Cannot parse the SDP: longer than 64 KiB",
         ));
+    }
+    // The first line that is not blank must be v=0.
+    let first = sdp.lines().position(|l| !l.trim().is_empty());
+    if first.is_none_or(|i| sdp.lines().nth(i).map(str::trim) != Some("v=0")) {
+        return Err(bad(first.unwrap_or(0) + 1, Some('v')));
     }
     let mut session_addr: Option<IpAddr> = None;
     let mut out: Vec<RemoteMedia> = vec![];
-    for line in sdp.lines().map(str::trim) {
+    for (i, line) in sdp.lines().map(str::trim).enumerate() {
         if let Some(m) = line.strip_prefix("m=") {
             let f: Vec<&str> = m.split_whitespace().collect();
             if f.len() < 4 {
-                return Err(sdp_err(
-                    ErrorCode::SdpParseError,
-                    format!("Bad m= line: {line}"),
-                ));
+                return Err(bad(i + 1, None));
             }
             let kind = match f[0] {
                 "audio" => Some(MediaKind::Audio),
@@ -94,7 +106,7 @@ pub(super) fn parse_sdp(sdp: &str) -> Result<Vec<RemoteMedia>, KurentoError> {
                 .next()
                 .unwrap_or("")
                 .parse::<u16>()
-                .map_err(|_| sdp_err(ErrorCode::SdpParseError, format!("Bad port in: {line}")))?;
+                .map_err(|_| bad(i + 1, None))?;
             let codecs = f[3..]
                 .iter()
                 .filter_map(|p| p.parse::<u8>().ok())
@@ -118,7 +130,7 @@ pub(super) fn parse_sdp(sdp: &str) -> Result<Vec<RemoteMedia>, KurentoError> {
                 .nth(2)
                 .and_then(|a| a.split('/').next())
                 .and_then(|a| a.parse::<IpAddr>().ok())
-                .ok_or_else(|| sdp_err(ErrorCode::SdpParseError, format!("Bad c= line: {line}")))?;
+                .ok_or_else(|| bad(i + 1, None))?;
             match cur {
                 Some(m) => m.addr = Some(addr),
                 None => session_addr = Some(addr),
@@ -173,7 +185,13 @@ pub(super) fn parse_sdp(sdp: &str) -> Result<Vec<RemoteMedia>, KurentoError> {
         }
     }
     if out.is_empty() {
-        return Err(sdp_err(ErrorCode::SdpParseError, "The SDP has no media"));
+        return Err(sdp_err(
+            ErrorCode::SdpParseError,
+            format!(
+                "Cannot parse the SDP: {} (it has no media)",
+                fluo_api::text::sdp_line(sdp, sdp.lines().count() + 1, Some('m'))
+            ),
+        ));
     }
     Ok(out)
 }

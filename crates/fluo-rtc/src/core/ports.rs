@@ -213,7 +213,8 @@ impl MediaCore {
                     }
                     Err(e) => {
                         self.no_transcoder.insert((src, kind, sink));
-                        self.report_mismatch(sink, kind, &f.codec, &format!(": {e}"));
+                        let why = format!(": {}", fluo_api::text::foreign(&e));
+                        self.report_mismatch(sink, kind, &f.codec, &why);
                         return;
                     }
                 }

@@ -346,10 +346,13 @@ impl WebRtcEndpoint {
             self.turn = if text.is_empty() {
                 None
             } else {
-                Some(
-                    crate::turn::TurnUrl::parse_ip(text)
-                        .map_err(|e| KurentoError::illegal_param(format!("turnUrl: {e}")))?,
-                )
+                Some(crate::turn::TurnUrl::parse_ip(text).map_err(|e| {
+                    KurentoError::foreign(
+                        fluo_api::ErrorCode::MediaObjectIllegalParamError,
+                        "turnUrl",
+                        e,
+                    )
+                })?)
             };
             self.ask_turn();
             return Ok(true);

@@ -107,10 +107,6 @@ struct WebRtcEndpoint {
     mtu: Option<usize>,
 }
 
-fn sdp_err(code: ErrorCode, what: &str, e: impl std::fmt::Display) -> KurentoError {
-    KurentoError::new(code, format!("{what}: {e}"))
-}
-
 impl WebRtcEndpoint {
     fn wake(&self) {
         let _ = self.rtc.ctl.send(Control(Ctl::Wake { key: self.key }));
@@ -139,9 +135,10 @@ impl WebRtcEndpoint {
             return Ok(Value::Null);
         }
         let c = Candidate::from_sdp_string(text).map_err(|e| {
-            KurentoError::new(
+            KurentoError::foreign(
                 ErrorCode::IceAddCandidateError,
-                format!("Cannot parse ICE candidate '{text}': {e}"),
+                "Cannot parse the ICE candidate",
+                e,
             )
         })?;
         let mut ep = lock(&self.ep);

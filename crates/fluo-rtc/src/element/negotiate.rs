@@ -28,13 +28,12 @@
 //! would otherwise share one pair of addresses, and their DTLS and media could not be told
 //! apart. The sockets close with the endpoint.
 
-use super::{sdp_err, WebRtcEndpoint};
+use super::WebRtcEndpoint;
 use crate::core::{lock, Ep};
 use crate::sdp::{is_ice_lite, unify_msid, without_ice_lite};
 use crate::sections::Offer;
 use fluo_api::{ErrorCode, KurentoError};
 use serde_json::Value;
-use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind};
 
 impl WebRtcEndpoint {
@@ -77,10 +76,12 @@ impl WebRtcEndpoint {
         }
         let usable = sections.usable(offer);
         // What str0m reads (rejected sections never reach it).
-        crate::sdp::check_payload_types(&usable)
-            .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot use the SDP offer", e))?;
-        let parsed = SdpOffer::from_sdp_string(&crate::sdp::without_egress_feedback(&usable))
-            .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot parse the SDP offer", e))?;
+        let parsed = crate::sdp::parse_offer(offer, &usable).map_err(|e| {
+            KurentoError::new(
+                ErrorCode::SdpParseError,
+                format!("Cannot parse the SDP offer: {e}"),
+            )
+        })?;
         let ep_ref = self.ep.clone();
         let prepared = self.prepare_candidates(is_ice_lite(&usable));
         let mut ep = lock(&ep_ref);
@@ -91,7 +92,7 @@ impl WebRtcEndpoint {
         self.permit(offer.lines());
         crate::pair::remember(&mut ep, offer.lines());
         let answer = ep.rtc.sdp_api().accept_offer(parsed).map_err(|e| {
-            sdp_err(
+            KurentoError::foreign(
                 ErrorCode::SdpEndPointProcessOfferError,
                 "Cannot process the SDP offer",
                 e,
@@ -164,10 +165,12 @@ impl WebRtcEndpoint {
     }
 
     pub(super) fn process_answer(&mut self, answer: &str) -> Result<Value, KurentoError> {
-        crate::sdp::check_payload_types(answer)
-            .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot use the SDP answer", e))?;
-        let parsed = SdpAnswer::from_sdp_string(answer)
-            .map_err(|e| sdp_err(ErrorCode::SdpParseError, "Cannot parse the SDP answer", e))?;
+        let parsed = crate::sdp::parse_answer(answer).map_err(|e| {
+            KurentoError::new(
+                ErrorCode::SdpParseError,
+                format!("Cannot parse the SDP answer: {e}"),
+            )
+        })?;
         let ep_ref = self.ep.clone();
         let mut ep = lock(&ep_ref);
         let Some(pending) = ep.pending_offer.take() else {
@@ -190,7 +193,7 @@ impl WebRtcEndpoint {
             .sdp_api()
             .accept_answer(pending, parsed)
             .map_err(|e| {
-                sdp_err(
+                KurentoError::foreign(
                     ErrorCode::SdpEndPointProcessAnswerError,
                     "Cannot process the SDP answer",
                     e,
