@@ -2,8 +2,11 @@
 # Install what Fluo needs, and only what is missing.
 #   scripts/deps.sh run   -> build + runtime dependencies (GStreamer)
 #   scripts/deps.sh test  -> the above + test tools (Node.js, npm, Chromium, ffmpeg, coturn,
-#                            Janus for the benchmark's smoke run), rustfmt/clippy and the npm
-#                            modules of tests/compat
+#                            nft, Janus for the benchmark's smoke run, g++ for libFuzzer),
+#                            rustfmt/clippy, cargo-fuzz and the npm modules of tests/compat
+#                            (whose kurento-client modules also hold the kmd files that
+#                            crates/fluo-core/tests/kmd_coverage.rs reads). Under CI=true a
+#                            test that finds something missing fails, so this installs all.
 #   scripts/deps.sh bench -> build + runtime dependencies, Janus, iproute2 (make bench)
 set -euo pipefail
 
@@ -27,7 +30,7 @@ RUN_PKGS=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugi
 # Test tools: "package:command". A tool whose command already exists (e.g. Node.js from
 # another source, which bundles npm) is not reinstalled from Debian.
 TEST_TOOLS=(nodejs:node npm:npm chromium:chromium ffmpeg:ffmpeg coturn:turnserver iproute2:ip nftables:nft
-  janus:janus util-linux:taskset graphviz:dot)
+  janus:janus util-linux:taskset graphviz:dot g++:g++)
 # The benchmark's peer (Janus 1.1.2 from Debian), its namespace (ip) and CPU pinning (taskset).
 BENCH_TOOLS=(janus:janus iproute2:ip util-linux:taskset)
 # Test packages: the RTSP server the player tests play from (Debian's python3 with GI).
@@ -88,6 +91,17 @@ ensure_rust_component() {
   fi
 }
 
+# cargo-fuzz for `make fuzz-smoke` (scripts/fuzz.sh builds with stable and RUSTC_BOOTSTRAP=1
+# when there is no nightly).
+ensure_cargo_fuzz() {
+  if cargo fuzz --version >/dev/null 2>&1; then
+    echo "deps: ok (cargo-fuzz)"
+  else
+    echo "deps: installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+  fi
+}
+
 ensure_npm_modules() {
   local rel="$1"
   local dir="$ROOT/$rel"
@@ -125,6 +139,7 @@ if [ "$MODE" = test ]; then
   ensure_pkgs test "${TEST_PKGS[@]}"
   ensure_rust_component fmt rustfmt
   ensure_rust_component clippy clippy
+  ensure_cargo_fuzz
   ensure_npm_modules tests/compat
   ensure_npm_modules tests/e2e
 fi

@@ -6,6 +6,7 @@
 
 mod browser;
 pub mod live;
+pub mod skip;
 pub mod soak;
 pub mod storm;
 pub mod udp_peer;

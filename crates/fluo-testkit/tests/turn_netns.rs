@@ -16,7 +16,8 @@
 //! (its one candidate allocated on coturn) is reported in NewCandidatePairSelected with that
 //! relay candidate. Wrong credentials and an unreachable TURN server leave the host candidates
 //! and a server that starts within its bound. Needs root, `ip netns`, `nft` and coturn's
-//! `turnserver` (`make test` installs them); without them the test says SKIPPED.
+//! `turnserver` (`make test` installs them); without them the test fails under `CI=true` and
+//! otherwise says what it did not check (fluo_testkit::skip).
 
 mod turn_peer;
 
@@ -317,7 +318,10 @@ fn candidates(sdp: &str) -> Vec<String> {
 #[test]
 fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive_candidate() {
     if let Some(why) = missing_prerequisite() {
-        println!("SKIPPED: TURN over network namespaces: {why}");
+        fluo_testkit::skip::or_fail(
+            "TURN relay over UDP and TCP and STUN through a NAT (coturn in network namespaces)",
+            &why,
+        );
         return;
     }
     let net = Net::setup().expect("namespaces and coturn");
