@@ -1,6 +1,8 @@
 //! Negotiation storm: many WebRtcEndpoints created and negotiated at once over many
 //! WebSocket connections against a real Fluo server on 127.0.0.1:0, while a separate
-//! connection measures how fast the server still answers pings.
+//! connection measures how fast the engine still answers a request (a `describe` of the
+//! ServerManager: plain pings are answered by the connection task, never reaching the
+//! engine, so they would show nothing).
 
 use crate::live::{rpc, start_server};
 use serde_json::json;
@@ -17,8 +19,11 @@ pub struct StormReport {
     pub failures: Vec<String>,
     /// create + processOffer, per endpoint, sorted (ms).
     pub negotiation_ms: Vec<f64>,
-    /// ping round trips on an idle connection during the storm, sorted (ms).
-    pub ping_ms: Vec<f64>,
+    /// Round trips of a request through the engine (`describe` of the ServerManager) on a
+    /// connection of its own during the storm, sorted (ms).
+    pub probe_ms: Vec<f64>,
+    /// Probe answers that were not the engine's `describe` result.
+    pub probe_errors: Vec<String>,
     pub wall: Duration,
 }
 
@@ -47,12 +52,15 @@ impl StormReport {
             self.negotiation_ms.last().copied().unwrap_or(f64::NAN)
         );
         println!(
-            "  ping during the storm ({} samples): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            self.ping_ms.len(),
-            pct(&self.ping_ms, 0.5),
-            pct(&self.ping_ms, 0.99),
-            self.ping_ms.last().copied().unwrap_or(f64::NAN)
+            "  engine round trip (describe) during the storm ({} samples): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            self.probe_ms.len(),
+            pct(&self.probe_ms, 0.5),
+            pct(&self.probe_ms, 0.99),
+            self.probe_ms.last().copied().unwrap_or(f64::NAN)
         );
+        for e in self.probe_errors.iter().take(3) {
+            println!("  probe: {e}");
+        }
         for f in self.failures.iter().take(5) {
             println!("  failure: {f}");
         }
@@ -80,24 +88,32 @@ pub fn run(endpoints: usize, connections: usize) -> StormReport {
         .expect("client runtime");
     rt.block_on(async move {
         let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
-        let ping_url = url.clone();
-        let pinger = tokio::spawn(async move {
-            let (mut ws, _) = connect_async_with_config(ping_url, None, true).await.expect("ping connection");
-            let mut samples = vec![];
+        let probe_url = url.clone();
+        let prober = tokio::spawn(async move {
+            let (mut ws, _) = connect_async_with_config(probe_url, None, true).await.expect("probe connection");
+            let (mut samples, mut errors) = (vec![], vec![]);
             let mut id = 0u64;
             loop {
                 id += 1;
                 let t = Instant::now();
-                if rpc(&mut ws, id, "ping", json!({})).await.is_err() {
-                    break;
+                let r = rpc(&mut ws, id, "describe", json!({"object": "manager_ServerManager"})).await;
+                match r {
+                    // Only the engine answers describe (with the type and a session).
+                    Ok(v) if v["type"] == "ServerManager" && v["sessionId"].is_string() => {
+                        samples.push(t.elapsed().as_secs_f64() * 1e3)
+                    }
+                    Ok(v) => errors.push(format!("unexpected answer {v}")),
+                    Err(e) => {
+                        errors.push(e);
+                        break;
+                    }
                 }
-                samples.push(t.elapsed().as_secs_f64() * 1e3);
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(10)) => {}
                     _ = done_rx.changed() => break,
                 }
             }
-            samples
+            (samples, errors)
         });
         let t0 = Instant::now();
         let mut tasks = vec![];
@@ -148,16 +164,17 @@ pub fn run(endpoints: usize, connections: usize) -> StormReport {
         }
         let wall = t0.elapsed();
         let _ = done_tx.send(true);
-        let mut ping_ms = pinger.await.expect("pinger");
+        let (mut probe_ms, probe_errors) = prober.await.expect("prober");
         negotiation_ms.sort_by(f64::total_cmp);
-        ping_ms.sort_by(f64::total_cmp);
+        probe_ms.sort_by(f64::total_cmp);
         StormReport {
             endpoints,
             connections,
             succeeded: negotiation_ms.len(),
             failures,
             negotiation_ms,
-            ping_ms,
+            probe_ms,
+            probe_errors,
             wall,
         }
     })
