@@ -387,6 +387,10 @@ pub(crate) fn value_of(
     {
         return Err(format!("the property {name} of {owner} cannot be set"));
     }
+    // GStreamer reads an empty number as 0: a value left out is a mistake, not a zero.
+    if value.trim().is_empty() && pspec.value_type() != glib::Type::STRING {
+        return Err(format!("no value given for {name} of {owner}"));
+    }
     if pspec.value_type() == gst::Caps::static_type() && !caps_text(value) {
         return Err(format!("{value:?} is not caps ({name})"));
     }

@@ -138,6 +138,8 @@ fn syntax_the_policy_cannot_classify_is_refused() {
         "videoflip nosuchproperty=1",
         "videoflip method=sideways",
         "videobalance saturation=7",
+        "videobalance saturation=",
+        "videoflip method=",
         "videoflip name=x ! videoflip name=x",
         "videoflip parent=x",
         "filesrc location=/etc/passwd ! decodebin",
