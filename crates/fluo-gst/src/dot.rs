@@ -37,6 +37,122 @@ fn file_name(name: &str) -> String {
         .collect()
 }
 
+/// A GStreamer graph as any client of the server may read it: without memory addresses
+/// (GStreamer names nodes and draws pointer-typed values with them: each distinct address
+/// becomes `p1`, `p2`... so the graph keeps its shape), without the user and password of a
+/// URI (`rtsp://user:pass@host` -> `rtsp://***@host`), and without the values of properties
+/// and caps fields that hold secrets (SRTP keys, passwords, tokens, cookies).
+pub fn without_secrets(dot: &str) -> String {
+    hide_secret_values(&hide_userinfo(&number_addresses(dot)))
+}
+
+/// Each distinct `0x` + six or more hexadecimal digits becomes `p<n>`.
+fn number_addresses(s: &str) -> String {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while !rest.is_empty() {
+        let b = rest.as_bytes();
+        if b.len() > 2 && b[0] == b'0' && (b[1] == b'x' || b[1] == b'X') {
+            let digits = rest[2..].bytes().take_while(u8::is_ascii_hexdigit).count();
+            if digits >= 6 {
+                let next = seen.len() + 1;
+                let n = *seen.entry(&rest[..2 + digits]).or_insert(next);
+                out.push_str(&format!("p{n}"));
+                rest = &rest[2 + digits..];
+                continue;
+            }
+        }
+        let c = rest.chars().next().unwrap_or(' ');
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// `scheme://user:pass@host...` -> `scheme://***@host...`.
+fn hide_userinfo(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let end = rest
+            .find(['/', '"', '\\', ' ', '\n', '?', '#', ';', ','])
+            .unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
+            out.push_str("***");
+            rest = &rest[at..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Property and caps-field names whose values are secrets.
+fn is_secret(name: &str) -> bool {
+    name == "key"
+        || name.ends_with("-key")
+        || name.ends_with("-pw")
+        || name.contains("passw")
+        || name.contains("token")
+        || matches!(name, "user-id" | "proxy-id" | "cookies" | "extra-headers")
+}
+
+/// The value after `name=` (element properties in a node's label) or `name: ` (caps fields
+/// on an edge) of a secret name, up to the label's next line (`\n`, `\l`) or its end, is
+/// replaced by `***`.
+fn hide_secret_values(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut from = 0;
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let sep = match bytes[i] {
+            b'=' => 1,
+            b':' if bytes.get(i + 1) == Some(&b' ') => 2,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        // The name before the separator: letters, digits, '-' and '_'; a label's line
+        // break `\n` before it is not part of it.
+        let mut start = i;
+        while start > 0
+            && (bytes[start - 1].is_ascii_alphanumeric() || matches!(bytes[start - 1], b'-' | b'_'))
+        {
+            start -= 1;
+        }
+        if start >= 1 && bytes[start - 1] == b'\\' {
+            start += 1;
+        }
+        let name = &s[start.min(i)..i];
+        let mut value_start = i + sep;
+        while bytes.get(value_start) == Some(&b' ') {
+            value_start += 1;
+        }
+        if !is_secret(name) {
+            i += sep;
+            continue;
+        }
+        let mut end = value_start;
+        while end < bytes.len()
+            && bytes[end] != b'"'
+            && bytes[end] != b'\n'
+            && !(bytes[end] == b'\\' && matches!(bytes.get(end + 1), Some(b'n' | b'l' | b'"')))
+        {
+            end += 1;
+        }
+        out.push_str(&s[from..value_start]);
+        out.push_str("***");
+        from = end;
+        i = end.max(i + sep);
+    }
+    out.push_str(&s[from..]);
+    out
+}
+
 /// Where GStreamer writes its graphs, if it is configured.
 fn dump_dir() -> Option<PathBuf> {
     std::env::var_os("GST_DEBUG_DUMP_DOT_DIR")
@@ -52,7 +168,7 @@ impl fluo_core::PipelineDot for GstDot {
         let flags = details(d);
         live::pipelines_of(owners)
             .iter()
-            .map(|p| p.debug_to_dot_data(flags).to_string())
+            .map(|p| without_secrets(&p.debug_to_dot_data(flags)))
             .collect()
     }
 
@@ -88,6 +204,44 @@ impl fluo_core::PipelineDot for GstDot {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn graphs_lose_addresses_credentials_and_keys() {
+        // As GStreamer 1.22 draws an SRTP encoder and a player (from real dumps).
+        let dot = concat!(
+            "  subgraph cluster_srtpenc0_0x562fbb6d9000 {\n",
+            "    label=\"GstSrtpEnc\\nsrtpenc0\\n[=]\\nkey=((GstBuffer*) 0x562fbb6d8000)\";\n",
+            "      srtpenc0_0x562fbb6d9000_pad0_0x562fbb6aca40 [label=\"pad0\"];\n",
+            "  srtpenc0_0x562fbb6d9000_rtp_src_0_0x562fbb6acc90 -> fakesink0_0x562fbb6c50b0_sink ",
+            "[label=\"application/x-srtp\\l          ssrc: 2717921277\\l            srtp-key: 3031323334353637383961...\\l         srtp-cipher: aes-128-icm\\l           srtp-auth: hmac-sha1-80\\l\"]\n",
+            "    label=\"GstRTSPSrc\\nsource\\n[>]\\nlocation=\\\"rtsp://admin:s3cret@127.0.0.1:9/cam\\\"\\nuser-pw=hunter2\\nproxy=\\\"http://u@proxy:3128\\\"\";\n",
+        );
+        let clean = super::without_secrets(dot);
+        println!("{clean}");
+        assert!(!fluo_api::text::leaks(&clean), "{clean}");
+        for secret in [
+            "s3cret", "admin", "hunter2", "30313233", "0x562f", "u@proxy",
+        ] {
+            assert!(!clean.contains(secret), "{secret} in {clean}");
+        }
+        // The graph keeps its shape: one name per address, the same wherever it appears.
+        assert!(clean.contains("subgraph cluster_srtpenc0_p1 {"), "{clean}");
+        assert!(clean.contains("srtpenc0_p1_pad0_p3 [label"), "{clean}");
+        assert!(
+            clean.contains("srtpenc0_p1_rtp_src_0_p4 -> fakesink0_p5_sink"),
+            "{clean}"
+        );
+        // What is not secret stays.
+        for kept in [
+            "ssrc: 2717921277",
+            "srtp-cipher: aes-128-icm",
+            "srtp-auth: hmac-sha1-80",
+            "rtsp://***@127.0.0.1:9/cam",
+            "srtp-key: ***",
+        ] {
+            assert!(clean.contains(kept), "{kept} in {clean}");
+        }
+    }
+
     #[test]
     fn ids_make_plain_file_names() {
         assert_eq!(

@@ -707,6 +707,21 @@ fn dot_graphs_show_the_gstreamer_pipelines_and_dumps_go_only_to_the_dump_dir() {
         let srtp = srtp.as_str().expect("a string");
         assert!(has(srtp, "srtpdec") && has(srtp, "srtpenc"), "the RtpEndpoint's SRTP");
         assert!(graphviz_takes(srtp));
+        // Any client may read these graphs: no memory addresses, no SRTP key, no URI
+        // credentials (GStreamer draws all three).
+        for g in [whole, own, rec_dot, small, srtp] {
+            assert!(!fluo_api::text::leaks(g), "an address in {g}");
+        }
+        assert!(srtp.contains("srtp-key: ***"), "the SRTP key hidden: {srtp}");
+        let rtsp = c
+            .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": "rtsp://admin:s3cret@127.0.0.1:9/cam"}))
+            .await
+            .expect("rtsp player");
+        c.invoke(&rtsp, "play", json!({})).await.expect("play");
+        let rtsp_dot = c.invoke(&rtsp, "getGstreamerDot", json!({})).await.expect("dot");
+        let rtsp_dot = rtsp_dot.as_str().expect("a string");
+        assert!(!rtsp_dot.contains("s3cret") && !rtsp_dot.contains("admin"), "{rtsp_dot}");
+        assert!(rtsp_dot.contains("rtsp://***@127.0.0.1:9/cam"), "the URI drawn without its user: {rtsp_dot}");
 
         // dumpGstreamerDot: nothing written without GST_DEBUG_DUMP_DOT_DIR (as KMS), one file
         // in that directory with it.
