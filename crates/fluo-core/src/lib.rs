@@ -30,5 +30,6 @@ pub use engine::{ConnId, Engine, EngineConfig, Now, Output};
 pub use graph::Edge;
 pub use gstdot::PipelineDot;
 pub use host::{FixedHost, Host};
+pub use limits::AddrKey;
 pub use output::{OutputProps, SettingsSink, DEFAULT_ENCODER_BITRATE};
 pub use stats::{Latencies, StatsQuery};

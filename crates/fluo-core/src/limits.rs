@@ -25,13 +25,16 @@ const MAX_SUBSCRIPTIONS_PER_OBJECT: usize = 10_000;
 /// (one host usually holds a whole /64 and can pick any address in it). IPv4-mapped IPv6
 /// addresses count as their IPv4 address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum AddrKey {
+pub enum AddrKey {
+    /// An IPv4 address.
     V4([u8; 4]),
+    /// The first 64 bits of an IPv6 address.
     V6Prefix([u8; 8]),
 }
 
 impl AddrKey {
-    pub(crate) fn of(ip: IpAddr) -> AddrKey {
+    /// The key `ip` counts under.
+    pub fn of(ip: IpAddr) -> AddrKey {
         match ip {
             IpAddr::V4(v4) => AddrKey::V4(v4.octets()),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -142,6 +142,10 @@ pub struct Cli {
     /// Most WebSocket connections at once (fluo.maxConnections) [default: 10000].
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Most WebSocket connections at once from one client address, an IPv6 /64 counting as
+    /// one (fluo.maxConnectionsPerAddress) [default: 2500].
+    #[arg(long)]
+    pub max_connections_per_address: Option<usize>,
 }
 
 /// A KMS-style boolean: 1/0, true/false.
@@ -190,6 +194,8 @@ pub struct Config {
     pub max_sessions_per_address: usize,
     /// Most simultaneous WebSocket connections.
     pub max_connections: usize,
+    /// Most simultaneous WebSocket connections from one client address (IPv6: one /64).
+    pub max_connections_per_address: usize,
     /// WebRTC network settings.
     pub net: fluo_rtc::NetSettings,
     /// Token required at the WebSocket upgrade (`None`: anyone may connect).
@@ -248,6 +254,7 @@ impl Default for Config {
             max_sessions: e.max_sessions,
             max_sessions_per_address: e.max_sessions_per_address,
             max_connections: 10_000,
+            max_connections_per_address: 2_500,
             net: fluo_rtc::NetSettings::default(),
             auth_token: None,
             secure_port: None,
@@ -395,6 +402,10 @@ impl Config {
                 &mut c.max_elements_per_pipeline,
             ),
             (cli.max_connections, &mut c.max_connections),
+            (
+                cli.max_connections_per_address,
+                &mut c.max_connections_per_address,
+            ),
         ] {
             if let Some(n) = flag {
                 *slot = n;
@@ -561,6 +572,10 @@ impl Config {
                 &mut self.max_objects_per_session,
             ),
             ("/fluo/maxConnections", &mut self.max_connections),
+            (
+                "/fluo/maxConnectionsPerAddress",
+                &mut self.max_connections_per_address,
+            ),
         ] {
             if let Some(n) = uint(key)? {
                 *slot = n as usize;

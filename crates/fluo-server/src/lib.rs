@@ -38,6 +38,33 @@ pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
     filter
 }
 
+/// Raises the soft limit on open files to the hard limit, as servers do at start: every
+/// WebRTC, RtpEndpoint and ICE-TCP socket and every WebSocket is a descriptor, and the usual
+/// soft limit of 1024 is reached by about 250 RtpEndpoints, after which connections can no
+/// longer be accepted. Returns the soft limit before and after.
+pub fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let before = getrlimit(Resource::Nofile);
+    let soft = before.current.unwrap_or(u64::MAX);
+    let Some(hard) = before.maximum else {
+        // No hard limit: leave the soft one alone rather than asking for "unlimited",
+        // which the kernel refuses for open files.
+        return Ok((soft, soft));
+    };
+    if soft >= hard {
+        return Ok((soft, soft));
+    }
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(hard),
+            maximum: Some(hard),
+        },
+    )
+    .map_err(std::io::Error::from)?;
+    Ok((soft, hard))
+}
+
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -97,6 +124,26 @@ pub async fn run_with_tls(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let now = getrlimit(Resource::Nofile);
+        let hard = now.maximum.expect("a hard limit on open files");
+        // A low soft limit as a login shell may give (the hard one stays).
+        let low = 256.min(hard);
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(low),
+                maximum: Some(hard),
+            },
+        )
+        .expect("lower");
+        let (before, after) = super::raise_open_files_limit().expect("raise");
+        assert_eq!((before, after), (low, hard));
+        assert_eq!(getrlimit(Resource::Nofile).current, Some(hard));
+    }
+
     use super::log_filter;
     use std::sync::{Arc, Mutex};
 

@@ -5,9 +5,11 @@ use crate::config::Config;
 use crate::core_loop::{Core, CoreMsg, OUTBOX};
 use fluo_api::jsonrpc::{Incoming, Response as RpcResponse};
 use fluo_api::{ErrorCode, KurentoError};
+use fluo_core::AddrKey;
 use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -34,6 +36,46 @@ const WS_READ_BUFFER: usize = 8 * 1024;
 /// How long a client gets for its TLS handshake.
 const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// One connection counted against its client address (an IPv6 /64 counts as one, as for the
+/// engine's limits per address); the count goes down when the slot is dropped.
+struct AddressSlot {
+    counts: Arc<Mutex<HashMap<AddrKey, usize>>>,
+    key: AddrKey,
+}
+
+impl AddressSlot {
+    /// A slot for `ip`, or `None` when `max` connections from its address are open.
+    fn take(
+        counts: &Arc<Mutex<HashMap<AddrKey, usize>>>,
+        ip: std::net::IpAddr,
+        max: usize,
+    ) -> Option<AddressSlot> {
+        let key = AddrKey::of(ip);
+        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = c.entry(key).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            counts: counts.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.remove(&self.key);
+            }
+        }
+    }
+}
+
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     acceptor: Acceptor,
@@ -42,6 +84,7 @@ pub(crate) async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let live = Arc::new(AtomicUsize::new(0));
+    let per_address: Arc<Mutex<HashMap<AddrKey, usize>>> = Arc::default();
     loop {
         tokio::select! {
             r = listener.accept() => {
@@ -58,6 +101,10 @@ pub(crate) async fn accept_loop(
                     tracing::warn!(%peer, "refusing connection: {} connections open", config.max_connections);
                     continue;
                 }
+                let Some(slot) = AddressSlot::take(&per_address, peer.ip(), config.max_connections_per_address) else {
+                    tracing::warn!(%peer, "refusing connection: {} connections open from {}", config.max_connections_per_address, AddrKey::of(peer.ip()));
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 // Half-open TCP connections (a peer that vanished) are found by keepalive, so
                 // their sessions start their grace period instead of living forever.
@@ -88,6 +135,7 @@ pub(crate) async fn accept_loop(
                     if let Err(e) = result {
                         tracing::debug!(%peer, "connection ended: {e}");
                     }
+                    drop(slot);
                     live.fetch_sub(1, Ordering::Relaxed);
                 });
             }

@@ -530,3 +530,72 @@ async fn max_sessions_holds_and_known_sessions_keep_working() {
     assert!(r["result"]["value"].is_string(), "{r}");
     s.stop.send(true).unwrap();
 }
+
+/// Like [`open_from`], but a refused connection is an error rather than a panic.
+async fn try_open_from(port: u16, from: &str) -> Result<Ws, String> {
+    let sock = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    sock.bind(format!("{from}:0").parse().unwrap())
+        .map_err(|e| e.to_string())?;
+    let tcp = sock
+        .connect(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .map_err(|e| e.to_string())?;
+    let url = format!("ws://127.0.0.1:{port}/kurento");
+    let ws = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp)),
+    )
+    .await
+    .map_err(|_| "no handshake in 5 s".to_string())?
+    .map_err(|e| e.to_string())?
+    .0;
+    Ok(ws)
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection() {
+    let s = start(Config {
+        max_connections: 5,
+        max_connections_per_address: 3,
+        ..Config::default()
+    })
+    .await;
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {}});
+    // Three from one address serve; the fourth from it is refused.
+    let mut a = vec![];
+    for _ in 0..3 {
+        let mut ws = try_open_from(s.port, "127.0.0.2")
+            .await
+            .expect("within the address's share");
+        assert_eq!(call(&mut ws, ping.clone()).await["result"]["value"], "pong");
+        a.push(ws);
+    }
+    assert!(
+        try_open_from(s.port, "127.0.0.2").await.is_err(),
+        "a fourth from 127.0.0.2 is refused"
+    );
+    // Other addresses still get in, up to the server's limit.
+    let mut b = vec![];
+    for from in ["127.0.0.3", "127.0.0.4"] {
+        let mut ws = try_open_from(s.port, from).await.expect("another address");
+        assert_eq!(call(&mut ws, ping.clone()).await["result"]["value"], "pong");
+        b.push(ws);
+    }
+    assert!(
+        try_open_from(s.port, "127.0.0.5").await.is_err(),
+        "the server's limit (5) holds"
+    );
+    // A connection that closes gives its address its slot back.
+    drop(a.pop());
+    let mut back = None;
+    for _ in 0..50 {
+        if let Ok(ws) = try_open_from(s.port, "127.0.0.2").await {
+            back = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut ws = back.expect("127.0.0.2 gets a slot again once one of its connections closed");
+    assert_eq!(call(&mut ws, ping).await["result"]["value"], "pong");
+    s.stop.send(true).unwrap();
+}

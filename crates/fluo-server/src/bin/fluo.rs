@@ -12,6 +12,13 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(fluo_server::log_filter(rust_log.as_deref()))
         .init();
     let cli = Cli::parse();
+    match fluo_server::raise_open_files_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!("open files limit raised from {before} to {after}")
+        }
+        Ok((n, _)) => tracing::info!("open files limit: {n}"),
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
     let config = match Config::from_cli(&cli) {
         Ok(c) => c,
         Err(e) => {
