@@ -75,9 +75,20 @@ impl RtpNet {
             self.min_port.min(self.max_port),
             self.max_port.max(self.min_port),
         );
+        // Out of descriptors is not out of ports: remember it to say so.
+        let no_fds = std::cell::Cell::new(false);
+        let bind = |a: SocketAddr| {
+            UdpSocket::bind(a)
+                .inspect_err(|e| {
+                    if matches!(e.raw_os_error(), Some(23 | 24)) {
+                        no_fds.set(true);
+                    }
+                })
+                .ok()
+        };
         let pair = |p: u16| -> Option<Sockets> {
-            let rtp = UdpSocket::bind(SocketAddr::new(ip, p)).ok()?;
-            let rtcp = UdpSocket::bind(SocketAddr::new(ip, p.checked_add(1)?)).ok()?;
+            let rtp = bind(SocketAddr::new(ip, p))?;
+            let rtcp = bind(SocketAddr::new(ip, p.checked_add(1)?))?;
             Some(Sockets {
                 rtp: Arc::new(rtp),
                 rtcp: Arc::new(rtcp),
@@ -86,7 +97,7 @@ impl RtpNet {
         let found = if lo <= 1024 && hi == 65535 {
             // The whole range: let the system pick, then pair it up.
             (0..64).find_map(|_| {
-                let probe = UdpSocket::bind(SocketAddr::new(ip, 0)).ok()?;
+                let probe = bind(SocketAddr::new(ip, 0))?;
                 let p = probe.local_addr().ok()?.port();
                 drop(probe);
                 pair(p & !1).or_else(|| pair((p | 1).checked_add(1)?))
@@ -108,9 +119,14 @@ impl RtpNet {
             })
         };
         found.ok_or_else(|| {
+            let why = if no_fds.get() {
+                "the server has as many files and sockets open as its limit allows".to_string()
+            } else {
+                format!("no free UDP port pair for RTP on {ip} in {lo}-{hi}")
+            };
             KurentoError::new(
                 ErrorCode::NotEnoughResources,
-                format!("No free UDP port pair for RTP on {ip} in {lo}-{hi}"),
+                format!("Cannot bind RTP ports: {why}"),
             )
         })
     }
@@ -254,5 +270,61 @@ pub(super) fn receive(
                 ) => {}
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RtpNet;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// Run out of descriptors (in a child of this test run under `prlimit --nofile`): the
+    /// error says so instead of blaming the port range.
+    #[test]
+    fn out_of_descriptors_is_not_called_out_of_ports() {
+        let net = RtpNet {
+            addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            min_port: 1024,
+            max_port: 65535,
+            external_ipv4: None,
+            external_ipv6: None,
+        };
+        if std::env::var_os("FLUO_TEST_FEW_FDS").is_some() {
+            let mut held = vec![];
+            let e = loop {
+                match net.bind_pair(IpAddr::V4(Ipv4Addr::LOCALHOST)) {
+                    Ok(s) => held.push(s),
+                    Err(e) => break e,
+                }
+                assert!(held.len() < 100, "a limit of 64 descriptors never ran out");
+            };
+            let text = e.to_string();
+            assert!(
+                text.contains("as many files and sockets open as its limit allows"),
+                "{text}"
+            );
+            assert!(!text.contains("1024-65535"), "{text}");
+            return;
+        }
+        let exe = std::env::current_exe().expect("the test binary");
+        let out = std::process::Command::new("prlimit")
+            .arg("--nofile=64")
+            .arg(exe)
+            .args([
+                "--exact",
+                "rtp_endpoint::net::tests::out_of_descriptors_is_not_called_out_of_ports",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("FLUO_TEST_FEW_FDS", "1")
+            .output()
+            .expect("prlimit (util-linux) runs");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{all}");
+        assert!(all.contains("1 passed"), "{all}");
     }
 }
