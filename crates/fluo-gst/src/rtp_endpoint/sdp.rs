@@ -142,7 +142,12 @@ pub(super) fn parse_sdp(sdp: &str) -> Result<Vec<RemoteMedia>, KurentoError> {
                 let enc = it.next().unwrap_or("");
                 let mut parts = enc.split('/');
                 let name = parts.next().and_then(CodecName::from_sdp_name);
-                let rate = parts.next().and_then(|r| r.parse::<u32>().ok());
+                // A clock rate of 0 is no clock: such a format is not taken (RTCP jitter and
+                // timestamps divide by it).
+                let rate = parts
+                    .next()
+                    .and_then(|r| r.parse::<u32>().ok())
+                    .filter(|r| *r > 0);
                 if let (Some(pt), Some(name), Some(rate)) = (pt, name, rate) {
                     let mut c = Codec::new(name);
                     c.clock_rate = rate;
@@ -300,6 +305,19 @@ mod tests {
         ] {
             assert!(parse_sdp(bad).is_err(), "{bad:?}");
         }
+        // A format with a clock rate of 0 is not taken (the review's `VP8/0` was answered and
+        // its RTCP jitter came out as NaN).
+        let zero = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                    m=video 5002 RTP/AVP 96 97\r\na=rtpmap:96 VP8/0\r\na=rtpmap:97 VP8/90000\r\n";
+        let m = parse_sdp(zero).unwrap();
+        assert_eq!(
+            m[0].codecs.iter().map(|(pt, _)| *pt).collect::<Vec<_>>(),
+            vec![97]
+        );
+        assert_eq!(
+            pick(&m[0]).map(|(pt, c)| (pt, c.clock_rate)),
+            Some((97, 90000))
+        );
         // Every prefix of a good SDP parses or fails cleanly.
         for cut in 0..sdp.len() {
             if sdp.is_char_boundary(cut) {
