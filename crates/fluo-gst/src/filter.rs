@@ -13,7 +13,7 @@
 
 use crate::bridge;
 use crate::codecs;
-use crate::filter_policy::{value_of, Checked, FilterPolicy};
+use crate::filter_policy::{set_property, Checked, FilterPolicy};
 use crate::{error_fields, EventSink, Media};
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
@@ -88,7 +88,13 @@ impl Factory for FilterFactory {
         let (checked, bin) = parse_command(&command, &self.media.filters)?;
         let checked = Arc::new(checked);
         let kind = filter_kind(&bin, filter_type)?;
-        tracing::info!(id = %cx.id, %command, ?kind, "GStreamerFilter created");
+        let shown: String = command.chars().take(200).collect();
+        let more = if shown.len() < command.len() {
+            "..."
+        } else {
+            ""
+        };
+        tracing::info!(id = %cx.id, command = %format_args!("{shown}{more}"), ?kind, "GStreamerFilter created");
         let shared = Arc::new(Mutex::new(Shared {
             bin: None,
             props: vec![],
@@ -142,33 +148,6 @@ fn lock(s: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Sets `name` to `value` on every element of `bin` that has such a property; how many
-/// elements took it. Refuses (setting nothing) if one of them may not or cannot take it.
-fn set_property(
-    bin: &gst::Bin,
-    policy: &FilterPolicy,
-    name: &str,
-    value: &str,
-) -> Result<usize, String> {
-    let mut set = vec![];
-    for e in bin.iterate_recurse().into_iter().flatten() {
-        if let Some(pspec) = e.find_property(name) {
-            let factory = e
-                .factory()
-                .map(|f| f.name().to_string())
-                .unwrap_or_else(|| e.name().to_string());
-            if let Some(why) = policy.property_refusal(&factory, &pspec, false) {
-                return Err(why);
-            }
-            set.push((e, value_of(&pspec, &factory, value, false)?));
-        }
-    }
-    for (e, v) in &set {
-        e.set_property_from_value(name, v);
-    }
-    Ok(set.len())
-}
-
 struct Filter {
     id: String,
     key: u64,
@@ -188,13 +167,10 @@ impl Filter {
             .get("propertyValue")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        // Checked on a fresh build of the command, so that a wrong name or value fails now.
-        let probe = self
-            .checked
-            .build()
-            .map_err(|e| illegal(format!("GStreamerFilter: {}", fluo_api::text::foreign(&e))))?;
+        // Checked now against the command's factories (no element is made), so that a wrong
+        // name or value fails now.
         let policy = &self.media.filters;
-        match set_property(&probe, policy, name, value) {
+        match self.checked.property_targets(policy, name, value) {
             Ok(0) => {
                 return Err(illegal(format!(
                     "GStreamerFilter: no element of \"{}\" has a property {name}",
@@ -213,7 +189,7 @@ impl Filter {
         s.props.retain(|(n, _)| n != name);
         s.props.push((name.to_string(), value.to_string()));
         if let Some(bin) = &s.bin {
-            let _ = set_property(bin, policy, name, value);
+            let _ = set_property(bin, policy, name, value, true);
         }
         tracing::debug!(id = %self.id, %name, %value, "GStreamerFilter property set");
         Ok(Value::Null)
@@ -319,7 +295,7 @@ impl FilterPort {
         // The command was checked at create; built again for this pipeline.
         let bin = self.command.build()?;
         for (name, value) in &lock(&self.shared).props {
-            let _ = set_property(&bin, &self.policy, name, value);
+            let _ = set_property(&bin, &self.policy, name, value, true);
         }
         pipeline
             .add(&bin)

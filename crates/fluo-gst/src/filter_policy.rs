@@ -16,13 +16,18 @@
 //! late. The bin is then built element by element from this parse; GStreamer's parser never
 //! sees the text.
 
+use crate::filter_guard as guard;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
 /// The factories any command may use: transforms of raw video or audio with one input and
-/// one output that open nothing. facedetect, faceblur and handdetect read the cascade files
-/// their plugin was built with (OpenCV's data, installed with it) and are listed; their
-/// `profile` properties, which choose another file, are not.
+/// one output that open nothing. facedetect reads the cascade files its plugin was built with
+/// (OpenCV's data, installed with it) and is listed; its `profile` properties, which choose
+/// another file, are not. Some numeric properties are bounded ([`guard::BOUNDS`]). Left out
+/// although they are transforms: cvsobel (OpenCV aborts the process on ordinary orders, and
+/// on x-order=0 y-order=0 together), faceblur (its default cascade path is wrong on Debian 12:
+/// it blurs nothing) and handdetect (it opens its cascades relative to the server's working
+/// directory); the operator can add them with `--gst-filter-allow`.
 pub const TRANSFORMS: &[&str] = &[
     // Plumbing and caps.
     "capsfilter",
@@ -91,15 +96,12 @@ pub const TRANSFORMS: &[&str] = &[
     "dilate",
     // Video: OpenCV filters.
     "facedetect",
-    "faceblur",
-    "handdetect",
     "edgedetect",
     "cvsmooth",
     "cvdilate",
     "cverode",
     "cvequalizehist",
     "cvlaplace",
-    "cvsobel",
     "retinex",
     "segmentation",
     "skindetect",
@@ -236,6 +238,31 @@ impl FilterPolicy {
         ))
     }
 
+    /// `value` as a value of `factory`'s property `pspec` ([`value_of`]), within the bounds
+    /// of [`guard::BOUNDS`] and, for caps, the media bounds (unless the operator listed the
+    /// pair or `*`).
+    pub(crate) fn value(
+        &self,
+        factory: &str,
+        pspec: &glib::ParamSpec,
+        value: &str,
+        at_construction: bool,
+    ) -> Result<glib::Value, String> {
+        let v = value_of(pspec, factory, value, at_construction)?;
+        if self.allows_pair(factory, pspec.name()) {
+            return Ok(v);
+        }
+        if let Some(why) = guard::value_refusal(factory, pspec.name(), &v) {
+            return Err(why);
+        }
+        if let Ok(Some(caps)) = v.get::<Option<gst::Caps>>() {
+            if let Some(why) = guard::caps_refusal(&caps) {
+                return Err(format!("{} of {factory}: {why}", pspec.name()));
+            }
+        }
+        Ok(v)
+    }
+
     /// Checks `command` without creating any element; what to build, or why not.
     pub(crate) fn check(&self, command: &str) -> Result<Checked, String> {
         if command.trim().is_empty() {
@@ -276,6 +303,9 @@ impl FilterPolicy {
         let media_type = &first.text[..first.eq.unwrap_or(first.text.len())];
         if media_type.contains('/') {
             let caps = caps(&first.text)?;
+            if let Some(why) = guard::caps_refusal(&caps) {
+                return Err(why);
+            }
             if let Some(w) = seg.get(1) {
                 return Err(format!(
                     "unexpected '{}' after the caps {}",
@@ -333,8 +363,13 @@ impl FilterPolicy {
             };
             if let Some(why) = self.property_refusal(factory, &pspec, true) {
                 problems.push(why);
-            } else if let Err(e) = value_of(&pspec, factory, value, true) {
+            } else if let Err(e) = self.value(factory, &pspec, value, true) {
                 problems.push(e);
+            } else if name == "name" && RESERVED_NAMES.contains(&value.as_str()) {
+                problems.push(format!(
+                    "the name {value} of {factory} is Fluo's own (the names {} are reserved)",
+                    RESERVED_NAMES.join(", ")
+                ));
             }
         }
         if problems.is_empty() {
@@ -396,12 +431,14 @@ pub(crate) fn value_of(
     }
     let v = glib::Value::deserialize_with_pspec(value, pspec).map_err(|_| {
         format!(
-            "{value:?} is not a value of {name} ({})",
+            "{value:?} is not a value of the property '{name}' of {owner} ({})",
             pspec.value_type()
         )
     })?;
     if !v.type_().is_a(pspec.value_type()) || !pspec.value_is_valid(&v) {
-        return Err(format!("{value:?} is out of range for {name}"));
+        return Err(format!(
+            "{value:?} is out of range for the property '{name}' of {owner}"
+        ));
     }
     Ok(v)
 }
@@ -419,9 +456,81 @@ impl Checked {
                 "the command must leave exactly one sink pad and one source pad unlinked".into(),
             );
         }
+        guard::guard(&bin);
         Ok(bin)
     }
+
+    /// How many elements of the command have a property `name` that may take `value`
+    /// (setElementProperty's check), judged on the factories' class property specs without
+    /// creating any element; with `*`, on a fresh build of the command.
+    pub(crate) fn property_targets(
+        &self,
+        policy: &FilterPolicy,
+        name: &str,
+        value: &str,
+    ) -> Result<usize, String> {
+        let steps = match self {
+            Checked::Launch(_) => return set_property(&self.build()?, policy, name, value, false),
+            Checked::Chain(steps) => steps,
+        };
+        let mut n = 0;
+        for step in steps {
+            let factory = match step {
+                Step::Element { factory, .. } => factory.as_str(),
+                Step::Caps(_) => "capsfilter",
+            };
+            let class = gst::ElementFactory::find(factory)
+                .and_then(|f| f.load().ok())
+                .and_then(|f| glib::Class::<gst::Element>::from_type(f.element_type()))
+                .ok_or_else(|| format!("the element {factory} cannot be loaded"))?;
+            if let Some(pspec) = class.find_property(name) {
+                if let Some(why) = policy.property_refusal(factory, &pspec, false) {
+                    return Err(why);
+                }
+                policy.value(factory, &pspec, value, false)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
 }
+
+/// Sets `name` to `value` on every element of `bin` that has such a property; how many
+/// elements took it. Refuses (setting nothing) if one of them may not or cannot take it
+/// (`apply` false: only checks).
+pub(crate) fn set_property(
+    bin: &gst::Bin,
+    policy: &FilterPolicy,
+    name: &str,
+    value: &str,
+    apply: bool,
+) -> Result<usize, String> {
+    let mut set = vec![];
+    for e in bin.iterate_recurse().into_iter().flatten() {
+        if let Some(pspec) = e.find_property(name) {
+            let factory = e
+                .factory()
+                .map(|f| f.name().to_string())
+                .unwrap_or_else(|| e.name().to_string());
+            if let Some(why) = policy.property_refusal(&factory, &pspec, false) {
+                return Err(why);
+            }
+            set.push((e, policy.value(&factory, &pspec, value, false)?));
+        }
+    }
+    if apply {
+        for (e, v) in &set {
+            e.set_property_from_value(name, v);
+        }
+    }
+    Ok(set.len())
+}
+
+/// Names of Fluo's own elements in a filter's pipeline, which a command's elements may not
+/// take (Fluo finds its elements by name).
+pub const RESERVED_NAMES: &[&str] = &["in", "out", "pre", "post"];
+
+impl Checked {}
 
 fn build_chain(steps: &[Step]) -> Result<gst::Bin, String> {
     let bin = gst::Bin::new();

@@ -13,6 +13,7 @@ mod bridge;
 mod codecs;
 mod dot;
 mod filter;
+mod filter_guard;
 mod filter_policy;
 mod live;
 mod player;
@@ -24,7 +25,8 @@ mod transcoder;
 mod uri;
 
 pub use dot::GstDot;
-pub use filter_policy::{FilterPolicy, STRING_PAIRS, TRANSFORMS};
+pub use filter_guard::{Bound, BOUNDS};
+pub use filter_policy::{FilterPolicy, RESERVED_NAMES, STRING_PAIRS, TRANSFORMS};
 pub use live::{live_elements, live_pipelines};
 pub use rtp_endpoint::RtpNet;
 pub use settings::{output_settings, settings_sink, settings_table};
@@ -86,6 +88,21 @@ pub mod fuzzing {
     ) -> Result<gstreamer::Bin, String> {
         crate::init()?;
         crate::FilterPolicy::new(allow).check(command)?.build()
+    }
+
+    /// setElementProperty's check on a filter made of `command`: how many of its elements
+    /// would take `name` = `value`, judged without creating any element.
+    pub fn gst_filter_property(
+        allow: Option<Vec<String>>,
+        command: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<usize, String> {
+        crate::init()?;
+        let policy = crate::FilterPolicy::new(allow);
+        policy
+            .check(command)?
+            .property_targets(&policy, name, value)
     }
 
     /// Parses `s` as the remote SDP of an RtpEndpoint; returns its number of media.

@@ -366,3 +366,102 @@ fn random_commands_of_every_installed_factory_never_set_a_path_property() {
     );
     assert!(refused >= cases / 4, "only {refused} of {cases} refused");
 }
+
+/// What `make gst-filter-sweep` found (docs/gst-filter-sweep.md): in-range values of the
+/// default list's factories that abort the process (OpenCV assertions), allocate gigabytes,
+/// hang or dump every buffer to stdout. Each is refused at create and by setElementProperty,
+/// with a text naming the element, the property and what is allowed.
+const DANGEROUS: &[(&str, &str, &str)] = &[
+    ("cvdilate", "iterations", "100000"),
+    ("cvdilate", "iterations", "2147483647"),
+    ("cverode", "iterations", "100000"),
+    ("cverode", "iterations", "2147483646"),
+    ("cvsmooth", "kernel-width", "2147483647"),
+    ("cvsmooth", "kernel-height", "2147483647"),
+    ("cvsmooth", "type", "median"),
+    ("cvsmooth", "type", "bilateral"),
+    ("edgedetect", "aperture", "4"),
+    ("edgedetect", "aperture", "6"),
+    ("identity", "dump", "true"),
+    ("identity", "sleep-time", "4294967294"),
+    ("identity", "sleep-time", "4294967295"),
+    ("retinex", "sigma", "1e9"),
+    ("retinex", "sigma", "1e308"),
+    ("smooth", "filter-size", "-2147483647"),
+    ("smooth", "filter-size", "1000"),
+    ("smooth", "filter-size", "100000"),
+    ("spectrum", "bands", "1073741823"),
+    ("spectrum", "bands", "1073741824"),
+    ("videorate", "rate", "0"),
+    ("videorate", "rate", "1e308"),
+];
+
+#[test]
+fn values_the_sweep_found_dangerous_are_refused_at_create_and_by_set_element_property() {
+    for &(factory, property, value) in DANGEROUS {
+        let command = format!("{factory} {property}={value}");
+        let e = gst_filter_check(None, &command).expect_err(&command);
+        assert!(
+            e.contains(factory) && e.contains(property),
+            "{command:?}: the error names {factory} and {property}: {e}"
+        );
+        println!("refused {command:?}: {e}");
+        // setElementProperty on a filter made of the factory alone.
+        let e = fluo_gst::fuzzing::gst_filter_property(None, factory, property, value)
+            .expect_err(&command);
+        assert!(
+            e.contains(factory) && e.contains(property),
+            "{command:?}: {e}"
+        );
+    }
+    // Together, x-order=0 y-order=0 abort the process whatever the bounds: cvsobel is off the
+    // default list, as are faceblur and handdetect (their default cascades do not load).
+    for command in [
+        "cvsobel x-order=0 y-order=0",
+        "cvsobel x-order=-1 y-order=1",
+        "faceblur",
+        "handdetect",
+    ] {
+        let e = gst_filter_check(None, command).expect_err(command);
+        assert!(e.contains("--gst-filter-allow"), "{command:?}: {e}");
+    }
+    gst_filter_check(list(&["cvsobel"]), "cvsobel x-order=1 y-order=1").expect("listed");
+    // Every bound's edges are allowed (the sweep ran them); an operator-listed pair lifts it.
+    for b in fluo_gst::BOUNDS {
+        if !fluo_gst::TRANSFORMS.contains(&b.factory) {
+            continue;
+        }
+        for x in [b.min, b.max] {
+            let v = match b.property {
+                "dump" => "false".to_string(),
+                "type" => if x == 1.0 { "blur" } else { "gaussian" }.to_string(),
+                _ => format!("{x}"),
+            };
+            let command = format!("{} {}={v}", b.factory, b.property);
+            gst_filter_check(None, &command).unwrap_or_else(|e| panic!("{command:?}: {e}"));
+            assert_eq!(
+                fluo_gst::fuzzing::gst_filter_property(None, b.factory, b.property, &v),
+                Ok(1),
+                "{command:?}"
+            );
+        }
+    }
+    gst_filter_check(
+        list(&["identity.sleep-time"]),
+        "identity sleep-time=1000000",
+    )
+    .expect("the operator lifts a bound");
+    // A bound names the allowed range.
+    let e = gst_filter_check(None, "videoconvert ! edgedetect aperture=4").expect_err("4");
+    assert!(e.contains("odd values from 3 to 7"), "{e}");
+}
+
+#[test]
+fn fluo_s_own_element_names_are_refused() {
+    for name in fluo_gst::RESERVED_NAMES {
+        let command = format!("videoconvert ! videoflip name={name}");
+        let e = gst_filter_check(None, &command).expect_err(&command);
+        assert!(e.contains(name) && e.contains("reserved"), "{e}");
+    }
+    gst_filter_build(None, "videoflip name=preview").expect("another name");
+}
