@@ -467,3 +467,74 @@ fn commands_and_properties_that_name_files_are_refused_and_the_server_stays_up()
     assert!(left.is_empty(), "files written: {left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Values issue 14's review found crashing, hanging or dumping (an OpenCV assertion aborts
+/// the whole server when media flows through cvsobel x-order=0 y-order=0), picture sizes
+/// that allocate gigabytes, and Fluo's own element names: refused at create and by
+/// setElementProperty with 40107 naming the element and property, and the server keeps
+/// serving.
+#[test]
+fn values_that_crash_or_exhaust_the_server_are_refused_and_it_keeps_serving() {
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let mut c = Client::connect(port).await.expect("connect");
+        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        for (command, element, property) in [
+            ("videoconvert ! cvsobel x-order=0 y-order=0 ! videoconvert", "cvsobel", "--gst-filter-allow"),
+            ("videoconvert ! edgedetect aperture=4 ! videoconvert", "edgedetect", "aperture"),
+            ("videoconvert ! cvdilate iterations=100000 ! videoconvert", "cvdilate", "iterations"),
+            ("videoconvert ! retinex sigma=1e308 ! videoconvert", "retinex", "sigma"),
+            ("identity dump=true", "identity", "dump"),
+            ("identity sleep-time=4294967295", "identity", "sleep-time"),
+            ("videoscale ! video/x-raw,width=16383,height=16383", "width", "16383"),
+            ("videoflip name=pre", "pre", "reserved"),
+        ] {
+            let e = c
+                .create(
+                    "GStreamerFilter",
+                    json!({"mediaPipeline": pipe, "command": command}),
+                )
+                .await
+                .expect_err(command);
+            assert!(
+                e.contains("40107") && e.contains(element) && e.contains(property),
+                "{command:?}: {e}"
+            );
+            println!("refused {command:?}: {e}");
+        }
+        let f = c
+            .create(
+                "GStreamerFilter",
+                json!({"mediaPipeline": pipe, "command": "videoconvert ! edgedetect ! videoconvert"}),
+            )
+            .await
+            .expect("edgedetect");
+        for (name, value) in [("aperture", "4"), ("aperture", "9")] {
+            let e = c
+                .invoke(
+                    &f,
+                    "setElementProperty",
+                    json!({"propertyName": name, "propertyValue": value}),
+                )
+                .await
+                .expect_err(value);
+            assert_eq!(code(&e), 40107, "{e}");
+            let msg = e["message"].as_str().unwrap_or_default();
+            assert!(msg.contains("edgedetect") && msg.contains(name), "{e}");
+        }
+        c.invoke(
+            &f,
+            "setElementProperty",
+            json!({"propertyName": "aperture", "propertyValue": "5"}),
+        )
+        .await
+        .expect("an allowed aperture");
+        // Still serving: a new pipeline and filter on the same connection and another one.
+        c.create("GStreamerFilter", json!({"mediaPipeline": pipe, "command": "videoflip"}))
+            .await
+            .expect("still up");
+        let mut d = Client::connect(port).await.expect("connect again");
+        d.create("MediaPipeline", json!({})).await.expect("another client");
+        c.request("release", json!({"object": pipe})).await.expect("release");
+    });
+}
