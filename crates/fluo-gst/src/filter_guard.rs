@@ -279,11 +279,12 @@ fn guard_pad(pad: &gst::Pad) {
             .unwrap_or_default();
         tracing::warn!(%element, "GStreamerFilter: {why}");
         if let Some(e) = pad.parent_element() {
-            gst::element_error!(
-                e,
-                gst::CoreError::Negotiation,
-                ("GStreamerFilter: {element} would output {why}")
-            );
+            // Without GStreamer's debug text (a source file and function of Fluo's).
+            let text = format!("GStreamerFilter: {element} would output {why}");
+            let msg = gst::message::Error::builder(gst::CoreError::Negotiation, &text)
+                .src(&e)
+                .build();
+            let _ = e.post_message(msg);
         }
         info.data = None;
         info.flow_res = Err(gst::FlowError::NotNegotiated);

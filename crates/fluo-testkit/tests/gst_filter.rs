@@ -538,3 +538,111 @@ fn values_that_crash_or_exhaust_the_server_are_refused_and_it_keeps_serving() {
         c.request("release", json!({"object": pipe})).await.expect("release");
     });
 }
+
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        >> 10
+}
+
+/// A command that grows the picture beyond the media bounds while media flows (videobox
+/// adds 10 000 lines: 10 MB frames, which the filter's 30-frame queue would hold) gets an
+/// Error event naming the bound, and the server's memory stays bounded.
+#[test]
+fn a_filter_that_grows_the_picture_beyond_the_bounds_raises_an_error_instead_of_allocating() {
+    let dir = tmpdir("grow");
+    let ivf = dir.join("in.ivf");
+    let st = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc=size=640x360:rate=30")
+        .args([
+            "-t", "2", "-c:v", "libvpx", "-b:v", "800k", "-g", "30", "-f", "ivf",
+        ])
+        .arg(&ivf)
+        .status()
+        .expect("ffmpeg");
+    assert!(st.success());
+    let frames = ivf_frames(&std::fs::read(&ivf).expect("ivf"));
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let mut c = Client::connect(port).await.expect("connect");
+        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let p = json!({"mediaPipeline": pipe});
+        let e_pub = c.create("WebRtcEndpoint", p.clone()).await.expect("ep");
+        let e_view = c.create("WebRtcEndpoint", p.clone()).await.expect("ep");
+        let filter = c
+            .create(
+                "GStreamerFilter",
+                json!({"mediaPipeline": pipe, "command": "videobox top=-10000 ! videoconvert", "filterType": "VIDEO"}),
+            )
+            .await
+            .expect("videobox is allowed; its output size is known only at run time");
+        c.subscribe(&filter, "Error").await.expect("subscribe");
+        let mut publisher = Peer::new(RtcConfig::new());
+        let mut viewer = Peer::new(RtcConfig::new());
+        for (peer, e, d) in [
+            (&mut publisher, &e_pub, Direction::SendOnly),
+            (&mut viewer, &e_view, Direction::RecvOnly),
+        ] {
+            let offer = peer.offer(d);
+            let answer = c
+                .invoke(e, "processOffer", json!({"offer": offer}))
+                .await
+                .expect("processOffer");
+            peer.accept(answer.as_str().expect("sdp"));
+        }
+        c.invoke(&e_pub, "connect", json!({"sink": filter}))
+            .await
+            .expect("connect");
+        c.invoke(&filter, "connect", json!({"sink": e_view}))
+            .await
+            .expect("connect");
+        let before = rss_mib();
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(Mutex::new(before));
+        let driver = {
+            let (stop, peak) = (stop.clone(), peak.clone());
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                let (mut n, mut next) = (0usize, t0);
+                while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(30) {
+                    let now = Instant::now();
+                    let due = publisher.connected && now >= next;
+                    if due {
+                        next = now.max(next) + Duration::from_millis(33);
+                        n += 1;
+                    }
+                    publisher.drive(due.then(|| frames[n % frames.len()].as_slice()));
+                    viewer.drive(None);
+                    let mut p = peak.lock().unwrap();
+                    *p = (*p).max(rss_mib());
+                    drop(p);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        let error = c
+            .wait_event("Error", &filter, Duration::from_secs(10))
+            .await;
+        // Media keeps coming for a while: nothing may pile up.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stop.store(true, Ordering::Relaxed);
+        driver.join().expect("driver");
+        let peak = *peak.lock().unwrap();
+        println!("Error event: {error:?}; RSS {before} MiB before media, peak {peak} MiB");
+        let error = error.expect("an Error event within 10 s of media");
+        let text = error.to_string();
+        assert!(text.contains("height 10360") && text.contains("bound"), "{text}");
+        assert!(
+            peak < before + 150,
+            "RSS grew from {before} to {peak} MiB"
+        );
+        c.create("MediaPipeline", json!({})).await.expect("still serving");
+        c.request("release", json!({"object": pipe})).await.expect("release");
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
