@@ -25,9 +25,9 @@ use gstreamer::prelude::*;
 /// (OpenCV's data, installed with it) and is listed; its `profile` properties, which choose
 /// another file, are not. Some numeric properties are bounded ([`guard::BOUNDS`]). Left out
 /// although they are transforms: cvsobel (OpenCV aborts the process on ordinary orders, and
-/// on x-order=0 y-order=0 together), faceblur (its default cascade path is wrong on Debian 12:
-/// it blurs nothing) and handdetect (it opens its cascades relative to the server's working
-/// directory); the operator can add them with `--gst-filter-allow`.
+/// on x-order=0 y-order=0 together), faceblur (its default cascade path is wrong on Debian
+/// 12: it cannot load a cascade) and handdetect (it opens its cascades relative to the
+/// server's working directory); the operator can add them with `--gst-filter-allow`.
 pub const TRANSFORMS: &[&str] = &[
     // Plumbing and caps.
     "capsfilter",
