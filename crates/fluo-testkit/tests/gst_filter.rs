@@ -646,3 +646,61 @@ fn a_filter_that_grows_the_picture_beyond_the_bounds_raises_an_error_instead_of_
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The server's log at fluo's default level, captured from here on (this test binary's only
+/// subscriber).
+fn capture_log() -> Arc<Mutex<Vec<u8>>> {
+    #[derive(Clone)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf(Default::default());
+    let out = buf.0.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter(fluo_server::log_filter(None))
+        .with_ansi(false)
+        .with_writer(move || buf.clone())
+        .init();
+    out
+}
+
+/// A long command (an overlay text of 200 000 characters) is logged at create in a line of
+/// at most a few hundred characters, not in full.
+#[test]
+fn a_long_command_is_logged_shortened() {
+    let log = capture_log();
+    let port = start_server(Duration::from_secs(30));
+    let text = "x".repeat(200_000);
+    rt().block_on(async {
+        let mut c = Client::connect(port).await.expect("connect");
+        let pipe = c
+            .create("MediaPipeline", json!({}))
+            .await
+            .expect("pipeline");
+        c.create(
+            "GStreamerFilter",
+            json!({"mediaPipeline": pipe, "command": format!("textoverlay text={text}")}),
+        )
+        .await
+        .expect("a long text is allowed");
+    });
+    let log = String::from_utf8_lossy(&log.lock().unwrap()).to_string();
+    let line = log
+        .lines()
+        .find(|l| l.contains("GStreamerFilter created"))
+        .expect("the create is logged");
+    println!(
+        "{} characters: {}",
+        line.len(),
+        &line[..line.len().min(300)]
+    );
+    assert!(line.len() < 500, "a log line of {} characters", line.len());
+    assert!(line.contains("textoverlay text=xxx"), "{line}");
+}
