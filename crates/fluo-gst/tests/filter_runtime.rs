@@ -130,9 +130,15 @@ fn a_picture_grown_beyond_the_bounds_fails_with_an_error_instead_of_allocating()
     gst_filter_build(None, "audioresample ! audio/x-raw,rate=48000,channels=2").expect("48 kHz");
 
     // Grown by a property, 20 000 lines taller than its input: stopped when the caps leave
-    // the element, with an error on the bus.
+    // the element, with an error on the bus; with the operator's "*" too.
+    for allow in [None, Some(vec!["*".to_string()])] {
+        grown_beyond_the_bounds(allow);
+    }
+}
+
+fn grown_beyond_the_bounds(allow: Option<Vec<String>>) {
     let command = "videobox top=-20000 ! videoconvert";
-    let bin = gst_filter_build(None, command).expect("videobox");
+    let bin = gst_filter_build(allow.clone(), command).expect("videobox");
     let before = rss_kib();
     let p = pipeline(&bin, false, Some(30));
     let bus = p.bus().expect("bus");
@@ -146,10 +152,10 @@ fn a_picture_grown_beyond_the_bounds_fails_with_an_error_instead_of_allocating()
     let peak = rss_kib();
     let _ = p.set_state(gst::State::Null);
     let gst::MessageView::Error(e) = msg.view() else {
-        panic!("{command:?} ran to its end: no bound held it");
+        panic!("{command:?} ({allow:?}) ran to its end: no bound held it");
     };
     let text = e.error().to_string();
-    println!("{command:?}: error {text:?}, RSS {before} -> {peak} KiB");
+    println!("{command:?} ({allow:?}): error {text:?}, RSS {before} -> {peak} KiB");
     assert!(
         text.contains("height 20240") && text.contains("bound"),
         "{text}"
