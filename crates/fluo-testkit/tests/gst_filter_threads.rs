@@ -1,0 +1,154 @@
+//! GStreamerFilter create/release cycles with media flowing leave no thread behind (a test
+//! binary of its own: it counts this process's threads, the server's included). Issue 14's
+//! review saw `identity sleep-time=4294967295` add 5 threads per cycle that never ended.
+
+use fluo_testkit::live::{start_server, Client};
+use fluo_testkit::udp_peer::{ivf_frames, Peer};
+use serde_json::json;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use str0m::media::Direction;
+use str0m::RtcConfig;
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Waits up to `secs` for the thread count to come down to `baseline`; the count seen.
+async fn settle(baseline: usize, secs: u64) -> usize {
+    let until = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let n = threads();
+        if n <= baseline || Instant::now() > until {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Creates a filter of `command`, connects the publisher to it, lets media flow 1.5 s and
+/// releases it; the process's threads while it ran.
+async fn cycle(c: &mut Client, pipe: &str, e_pub: &str, command: &str) -> Result<usize, String> {
+    let f = c
+        .create(
+            "GStreamerFilter",
+            json!({"mediaPipeline": pipe, "command": command, "filterType": "VIDEO"}),
+        )
+        .await?;
+    c.invoke(e_pub, "connect", json!({"sink": f}))
+        .await
+        .expect("connect");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let running = threads();
+    c.request("release", json!({"object": f}))
+        .await
+        .expect("release");
+    Ok(running)
+}
+
+#[test]
+fn filter_create_release_cycles_with_media_return_to_the_thread_baseline() {
+    let dir = std::env::temp_dir().join(format!("fluo-gst-filter-threads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let ivf = dir.join("in.ivf");
+    let st = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc=size=320x240:rate=30")
+        .args([
+            "-t", "2", "-c:v", "libvpx", "-b:v", "400k", "-g", "30", "-f", "ivf",
+        ])
+        .arg(&ivf)
+        .status()
+        .expect("ffmpeg");
+    assert!(st.success());
+    let frames = ivf_frames(&std::fs::read(&ivf).expect("ivf"));
+    let port = start_server(Duration::from_secs(30));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut c = Client::connect(port).await.expect("connect");
+        let pipe = c
+            .create("MediaPipeline", json!({}))
+            .await
+            .expect("pipeline");
+        let e_pub = c
+            .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
+            .await
+            .expect("ep");
+        let mut publisher = Peer::new(RtcConfig::new());
+        let offer = publisher.offer(Direction::SendOnly);
+        let answer = c
+            .invoke(&e_pub, "processOffer", json!({"offer": offer}))
+            .await
+            .expect("processOffer");
+        publisher.accept(answer.as_str().expect("sdp"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let driver = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                let (mut n, mut next) = (0usize, t0);
+                while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(120) {
+                    let now = Instant::now();
+                    let due = publisher.connected && now >= next;
+                    if due {
+                        next = now.max(next) + Duration::from_millis(33);
+                        n += 1;
+                    }
+                    publisher.drive(due.then(|| frames[n % frames.len()].as_slice()));
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        // GStreamer's and the decoders' own threads exist after a first filter.
+        cycle(&mut c, &pipe, &e_pub, "videoflip")
+            .await
+            .expect("videoflip");
+        let baseline = settle(0, 3).await;
+        println!("baseline: {baseline} threads");
+        for command in [
+            "identity sleep-time=4294967295",
+            "videoconvert ! cvsmooth type=blur kernel-width=2147483647 ! videoconvert",
+            "identity sleep-time=100000",
+            "videoconvert ! cvsmooth type=blur kernel-width=63 kernel-height=63 ! videoconvert",
+        ] {
+            let mut refused = None;
+            for _ in 0..4 {
+                match cycle(&mut c, &pipe, &e_pub, command).await {
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                    // The filter's pipeline ran (its streaming threads existed).
+                    Ok(running) => assert!(
+                        running > baseline,
+                        "{command:?}: {running} threads while it ran, {baseline} before"
+                    ),
+                }
+            }
+            if let Some(e) = refused {
+                println!("refused {command:?}: {e}");
+                assert!(e.contains("40107") && e.contains("out of the range"), "{e}");
+                continue;
+            }
+            let n = settle(baseline, 5).await;
+            println!("{command:?}: {n} threads 5 s after 4 create/release cycles");
+            assert!(
+                n <= baseline,
+                "{command:?}: {n} threads after 4 cycles, {baseline} before"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        driver.join().expect("driver");
+        c.request("release", json!({"object": pipe}))
+            .await
+            .expect("release");
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
