@@ -61,8 +61,11 @@ impl TranscoderFactory for Transcoders {
         let dec = codecs::decoder(from).ok_or("no decoder")?;
         let settings = self.settings.get(source);
         let enc = codecs::encoder(to, &settings).ok_or("no encoder")?;
+        // The jitter buffer times packets by their RTP timestamps only (mode=none): in its
+        // default mode it follows their arrival times, so a transcoder starved of CPU for a
+        // moment stretched its output's timeline (a 2 s clip recorded as 2.1-2.3 s).
         let desc = format!(
-            "{} ! rtpjitterbuffer latency=20 ! {depay} ! {dec} ! queue max-size-buffers=30 max-size-time=0 max-size-bytes=0 leaky=downstream ! {enc} ! appsink name=out sync=false max-buffers=200 drop=true",
+            "{} ! rtpjitterbuffer latency=20 mode=none ! {depay} ! {dec} ! queue max-size-buffers=30 max-size-time=0 max-size-bytes=0 leaky=downstream ! {enc} ! appsink name=out sync=false max-buffers=200 drop=true",
             bridge::appsrc_desc("in", from)
         );
         let label = format!(
