@@ -95,6 +95,11 @@ impl ElementCx<'_> {
         self.events
             .push((self.id.to_string(), event.to_string(), fields));
     }
+
+    /// Raises a media-plane event on this element (see [`crate::MediaEvent`]).
+    pub fn raise(&mut self, event: crate::MediaEvent) {
+        self.emit(crate::event_name(&event), crate::event_fields(&event));
+    }
 }
 
 /// Class-specific behaviour of a media object.

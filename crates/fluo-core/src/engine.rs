@@ -4,6 +4,7 @@ use crate::element::Factory;
 use crate::graph::Graph;
 use crate::host::Host;
 use crate::limits::{Origin, Usage};
+use crate::media_event::{event_fields, event_name};
 use crate::registry::{Object, Registry};
 use crate::replay::ReplayCache;
 use crate::session::Sessions;
@@ -304,16 +305,13 @@ impl Engine {
     }
 
     /// Raises an event on an object from outside a request (media-plane notifications).
-    pub fn emit_event(
-        &mut self,
-        now: Now,
-        source: &str,
-        event: &str,
-        fields: serde_json::Map<String, Value>,
-    ) {
+    pub fn emit_event(&mut self, now: Now, source: &str, event: crate::MediaEvent) {
         self.now = now;
-        self.pending_events
-            .push((source.to_string(), event.to_string(), fields));
+        self.pending_events.push((
+            source.to_string(),
+            event_name(&event).to_string(),
+            event_fields(&event),
+        ));
         self.flush_events();
     }
 

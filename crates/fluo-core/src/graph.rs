@@ -23,6 +23,11 @@ pub struct Edge {
 }
 
 impl Edge {
+    /// The media kind the edge carries; `None` for `DATA` (data channels).
+    pub fn media_kind(&self) -> Option<fluo_sfu::MediaKind> {
+        fluo_sfu::MediaKind::from_wire(&self.media_type)
+    }
+
     fn to_json(&self) -> Value {
         json!({
             "__module__": "kurento",

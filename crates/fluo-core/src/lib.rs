@@ -16,6 +16,7 @@ mod graph;
 mod gstdot;
 mod host;
 mod limits;
+mod media_event;
 mod output;
 mod registry;
 mod replay;
@@ -27,9 +28,11 @@ pub use element::{
     Completer, CompletionSink, Element, ElementCx, Factory, FactoryCx, NoMedia, Transparent,
 };
 pub use engine::{ConnId, Engine, EngineConfig, Now, Output};
+pub use fluo_sfu::{EventSink, FlowDir, MediaError, MediaEvent};
 pub use graph::Edge;
 pub use gstdot::PipelineDot;
 pub use host::{FixedHost, Host};
 pub use limits::AddrKey;
+pub use media_event::{candidate_pair_json, error_code, event_fields, event_name};
 pub use output::{OutputProps, SettingsSink, DEFAULT_ENCODER_BITRATE};
 pub use stats::{Latencies, StatsQuery};

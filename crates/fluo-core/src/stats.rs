@@ -72,10 +72,11 @@ impl StatsQuery<'_> {
     /// sink pad names KMS reports), for the kinds asked for.
     pub fn latency_list(&self, lat: &Latencies) -> Value {
         let mut out = vec![];
-        for (i, kind) in ["AUDIO", "VIDEO"].into_iter().enumerate() {
-            let (Some(avg), true) = (lat[i], self.wants(kind)) else {
+        for kind in fluo_sfu::MediaKind::ALL {
+            let (Some(avg), true) = (lat[kind], self.wants(kind.wire_name())) else {
                 continue;
             };
+            let kind = kind.wire_name();
             out.push(json!({
                 "__module__": "kurento",
                 "__type__": "MediaLatencyStat",

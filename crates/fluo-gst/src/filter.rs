@@ -14,9 +14,9 @@
 use crate::bridge;
 use crate::codecs;
 use crate::filter_policy::{set_property, Checked, FilterPolicy};
-use crate::{error_fields, EventSink, Media};
+use crate::{gst_error, Media};
 use fluo_api::{ErrorCode, KurentoError};
-use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
+use fluo_core::{Edge, Element, ElementCx, EventSink, Factory, FactoryCx};
 use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, Port, PortOutput, SettingsTable};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -314,7 +314,7 @@ impl FilterPort {
             bus.set_sync_handler(move |_, msg| {
                 if let gst::MessageView::Error(e) = msg.view() {
                     tracing::warn!(%id, "GStreamerFilter error: {} ({:?})", e.error(), e.debug());
-                    events(&id, "Error", error_fields(e, "GSTREAMER_FILTER_ERROR"));
+                    events(&id, gst_error(e, fluo_core::MediaError::Filter));
                 }
                 gst::BusSyncReply::Drop
             });
@@ -373,14 +373,9 @@ impl Port for FilterPort {
                 Ok(b) => self.branch = Some(b),
                 Err(e) => {
                     tracing::warn!(id = %self.id, "GStreamerFilter: {e}");
-                    let mut m = Map::new();
-                    m.insert(
-                        "description".into(),
-                        Value::from(format!("GStreamerFilter: {}", fluo_api::text::foreign(&e))),
-                    );
-                    m.insert("errorCode".into(), Value::from(40003));
-                    m.insert("type".into(), Value::from("GSTREAMER_FILTER_ERROR"));
-                    (self.events)(&self.id, "Error", m);
+                    let description = format!("GStreamerFilter: {}", fluo_api::text::foreign(&e));
+                    let ev = crate::error_event(fluo_core::MediaError::Filter, description);
+                    (self.events)(&self.id, ev);
                     // Not again for every packet: wait for another codec.
                     self.failed = Some(pkt.codec);
                     return;

@@ -111,16 +111,13 @@ pub mod fuzzing {
     }
 }
 
-use fluo_core::{Edge, Factory};
-use fluo_sfu::{MediaBus, MediaKind};
+use fluo_core::{Edge, EventSink, Factory, MediaError, MediaEvent};
+use fluo_sfu::MediaBus;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use serde_json::{Map, Value};
 use std::sync::{Arc, OnceLock};
-
-/// Where elements raise their events: (object id, event name, event fields).
-pub type EventSink = Arc<dyn Fn(&str, &str, Map<String, Value>) + Send + Sync>;
 
 /// Recordings being finalised now (see [`wait_idle`]).
 static FINISHING: (std::sync::Mutex<usize>, std::sync::Condvar) =
@@ -242,29 +239,24 @@ impl Media {
         if edge.source != id {
             return;
         }
-        let kind = match edge.media_type.as_str() {
-            "AUDIO" => MediaKind::Audio,
-            "VIDEO" => MediaKind::Video,
-            _ => return,
-        };
-        self.bus.route(key, &edge.sink, kind, add);
+        if let Some(kind) = edge.media_kind() {
+            self.bus.route(key, &edge.sink, kind, add);
+        }
     }
 }
 
-/// Kurento Error event fields for a GStreamer error message: what failed, in which element,
-/// and GStreamer's details.
-pub(crate) fn error_fields(e: &gst::message::Error, ty: &str) -> Map<String, Value> {
+/// An Error event of `error` saying `description`.
+pub(crate) fn error_event(error: MediaError, description: String) -> MediaEvent {
+    MediaEvent::Error { error, description }
+}
+
+/// The Error event for a GStreamer error message: what failed, in which element, and
+/// GStreamer's details.
+pub(crate) fn gst_error(e: &gst::message::Error, error: MediaError) -> MediaEvent {
     let from = e.src().map(|s| s.name().to_string()).unwrap_or_default();
-    let mut m = Map::new();
     let description = match e.debug().filter(|d| !d.is_empty()) {
         Some(d) => format!("{} (in {from}: {d})", e.error()),
         None => format!("{} (in {from})", e.error()),
     };
-    m.insert(
-        "description".into(),
-        Value::from(fluo_api::text::foreign(description)),
-    );
-    m.insert("errorCode".into(), Value::from(40003));
-    m.insert("type".into(), Value::from(ty));
-    m
+    error_event(error, fluo_api::text::foreign(description))
 }

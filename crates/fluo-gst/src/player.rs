@@ -8,7 +8,7 @@ use crate::codecs;
 use crate::uri::{self, MediaUri};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
-use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
+use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, MediaEvent};
 use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, OutputSettings, Port, PortOutput};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -98,10 +98,8 @@ struct Player {
     media: Media,
 }
 
-fn state_event(state: &str) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("state".into(), json!(state));
-    m
+fn state_event(state: &'static str) -> MediaEvent {
+    MediaEvent::UriEndpointState { state }
 }
 
 impl Player {
@@ -193,26 +191,24 @@ impl Player {
                     gst::MessageView::Eos(_) => {
                         tracing::info!(%id, "end of stream");
                         lock(&shared).state = "STOP";
-                        events(&id, "EndOfStream", Map::new());
-                        events(&id, "UriEndpointStateChanged", state_event("STOP"));
+                        events(&id, MediaEvent::EndOfStream);
+                        events(&id, state_event("STOP"));
                         router.end_of_stream(key);
                     }
                     gst::MessageView::Error(e) => {
                         tracing::warn!(%id, "player error: {} ({:?})", e.error(), e.debug());
                         if first_failure(&shared) {
-                            let f = crate::error_fields(e, "PLAYER_ERROR");
-                            events(&id, "Error", f);
+                            events(&id, crate::gst_error(e, fluo_core::MediaError::Player));
                         }
                     }
                     gst::MessageView::Element(m) if guarded => {
                         if let Some(text) = m.structure().and_then(redirect) {
                             tracing::warn!(%id, "player: {text}");
                             if first_failure(&shared) {
-                                let mut f = Map::new();
-                                f.insert("description".into(), json!(text));
-                                f.insert("errorCode".into(), json!(40003));
-                                f.insert("type".into(), json!("PLAYER_ERROR"));
-                                events(&id, "Error", f);
+                                events(
+                                    &id,
+                                    crate::error_event(fluo_core::MediaError::Player, text),
+                                );
                             }
                         }
                     }
@@ -260,7 +256,7 @@ impl Player {
             s.state = "START";
             s.failed = false;
         }
-        cx.emit("UriEndpointStateChanged", state_event("START"));
+        cx.raise(state_event("START"));
         Ok(Value::Null)
     }
 
@@ -269,7 +265,7 @@ impl Player {
         if let Some(p) = p {
             let _ = p.set_state(gst::State::Paused);
             lock(&self.shared).state = "PAUSE";
-            cx.emit("UriEndpointStateChanged", state_event("PAUSE"));
+            cx.raise(state_event("PAUSE"));
         }
         Ok(Value::Null)
     }
@@ -283,7 +279,7 @@ impl Player {
         };
         if let Some(p) = p {
             bridge::stop_in_background(p);
-            cx.emit("UriEndpointStateChanged", state_event("STOP"));
+            cx.raise(state_event("STOP"));
         }
         Ok(Value::Null)
     }
@@ -449,7 +445,7 @@ fn add_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, shared: &SharedRef) -> R
     {
         let mut s = lock(shared);
         s.sinks.push(sink.upcast());
-        s.encoded[usize::from(kind == MediaKind::Video)] = encodes;
+        s.encoded[kind] = encodes;
     }
     tracing::debug!(stream = %name, codec = %codec, video_bps = settings.video_bps(), "player stream linked");
     Ok(())
@@ -556,6 +552,6 @@ impl Port for PlayerPort {
     }
 
     fn applies_format(&self, kind: MediaKind) -> bool {
-        lock(&self.shared).encoded[usize::from(kind == MediaKind::Video)]
+        lock(&self.shared).encoded[kind]
     }
 }

@@ -8,9 +8,9 @@
 
 use crate::bridge;
 use crate::uri::{self, MediaUri};
-use crate::{EventSink, Media};
+use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
-use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx};
+use fluo_core::{Edge, Element, ElementCx, EventSink, Factory, FactoryCx, MediaEvent};
 use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, Port};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -108,13 +108,6 @@ struct Shared {
     finishing: Vec<gst::Pipeline>,
 }
 
-fn idx(k: MediaKind) -> usize {
-    match k {
-        MediaKind::Audio => 0,
-        MediaKind::Video => 1,
-    }
-}
-
 type SharedRef = Arc<Mutex<Shared>>;
 
 fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
@@ -190,10 +183,10 @@ struct Recorder {
     path: MediaUri,
 }
 
-fn state_event(state: RecState) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("state".into(), json!(state.name()));
-    m
+fn state_event(state: RecState) -> MediaEvent {
+    MediaEvent::UriEndpointState {
+        state: state.name(),
+    }
 }
 
 impl Recorder {
@@ -246,8 +239,8 @@ impl Recorder {
         let mut s = lock(&self.shared);
         s.state = RecState::Start;
         drop(s);
-        cx.emit("UriEndpointStateChanged", state_event(RecState::Start));
-        cx.emit("Recording", Map::new());
+        cx.raise(state_event(RecState::Start));
+        cx.raise(MediaEvent::Recording);
         self.media.bus.request_keyframe(self.key);
         tracing::info!(id = %self.id, uri = %self.path.gst_uri(), "recording");
         Ok(Value::Null)
@@ -260,8 +253,8 @@ impl Recorder {
         }
         s.state = RecState::Pause;
         drop(s);
-        cx.emit("UriEndpointStateChanged", state_event(RecState::Pause));
-        cx.emit("Paused", Map::new());
+        cx.raise(state_event(RecState::Pause));
+        cx.raise(MediaEvent::Paused);
         Ok(Value::Null)
     }
 
@@ -314,9 +307,9 @@ fn stop_recording(
         s.finishing.push(p.clone());
     }
     drop(s);
-    events(id, "UriEndpointStateChanged", state_event(RecState::Stop));
+    events(id, state_event(RecState::Stop));
     let Some(p) = pipeline else {
-        events(id, "Stopped", Map::new());
+        events(id, MediaEvent::Stopped);
         let (tx, rx) = std::sync::mpsc::channel();
         let _ = tx.send(());
         return Some(rx);
@@ -357,7 +350,7 @@ fn finish(
         let _ = p.set_state(gst::State::Null);
         lock(&shared).finishing.retain(|x| x != &p);
         tracing::info!(%id, "recording finalised");
-        events(&id, "Stopped", Map::new());
+        events(&id, MediaEvent::Stopped);
         let _ = tx.send(());
     };
     if let Err(e) = std::thread::Builder::new()
@@ -457,7 +450,7 @@ impl RecorderPort {
             ),
         };
         for k in [MediaKind::Audio, MediaKind::Video] {
-            let Some(c) = s.codecs[idx(k)] else { continue };
+            let Some(c) = s.codecs[k] else { continue };
             let depay = crate::codecs::depay(&c).unwrap_or("identity");
             let parse = match c.name {
                 CodecName::Opus => " ! opusparse",
@@ -502,8 +495,7 @@ impl RecorderPort {
                 bus.set_sync_handler(move |_, msg| {
                     if let gst::MessageView::Error(e) = msg.view() {
                         tracing::warn!(%id, "recorder error: {} ({:?})", e.error(), e.debug());
-                        let f = crate::error_fields(e, "RECORDER_ERROR");
-                        events(&id, "Error", f);
+                        events(&id, crate::gst_error(e, fluo_core::MediaError::Recorder));
                     }
                     // Only what `finish` waits for stays on the bus (nobody reads the rest).
                     match msg.view() {
@@ -523,7 +515,7 @@ impl RecorderPort {
         s.pipeline = Some(p);
         s.srcs = srcs;
         for pkt in std::mem::take(&mut s.pending) {
-            if let Some(src) = &s.srcs[idx(pkt.kind)] {
+            if let Some(src) = &s.srcs[pkt.kind] {
                 bridge::push(src, &pkt);
             }
         }
@@ -532,17 +524,11 @@ impl RecorderPort {
     fn fail(&self, s: &mut Shared, why: &str) {
         s.state = RecState::Stop;
         s.pending.clear();
-        let mut f = Map::new();
-        f.insert(
-            "description".into(),
-            json!(format!(
-                "Recording failed: {}",
-                fluo_api::text::foreign(why)
-            )),
+        let description = format!("Recording failed: {}", fluo_api::text::foreign(why));
+        (self.events)(
+            &self.id,
+            crate::error_event(fluo_core::MediaError::Recorder, description),
         );
-        f.insert("errorCode".into(), json!(40003));
-        f.insert("type".into(), json!("RECORDER_ERROR"));
-        (self.events)(&self.id, "Error", f);
     }
 }
 
@@ -554,11 +540,11 @@ impl Port for RecorderPort {
         }
         let ok = self.profile.codecs(kind).contains(&codec.name);
         // Once a track started, it keeps its codec.
-        ok && lock(&self.shared).codecs[idx(kind)].is_none_or(|c| c.compatible(codec))
+        ok && lock(&self.shared).codecs[kind].is_none_or(|c| c.compatible(codec))
     }
 
     fn wants(&self, kind: MediaKind) -> Vec<Codec> {
-        let fixed = lock(&self.shared).codecs[idx(kind)];
+        let fixed = lock(&self.shared).codecs[kind];
         match fixed {
             Some(c) => vec![c],
             None => self
@@ -582,7 +568,7 @@ impl Port for RecorderPort {
         if s.state != RecState::Start {
             return;
         }
-        let k = idx(pkt.kind);
+        let k = pkt.kind;
         if s.pipeline.is_some() {
             let src = s.srcs[k].clone();
             drop(s);

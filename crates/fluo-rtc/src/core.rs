@@ -4,10 +4,10 @@
 //! network does the IO.
 
 use fluo_sfu::{
-    Codec, CodecName, KeyframeThrottle, MediaKind as SfuKind, MediaPacket, Port, PortOutput,
-    Rewriter, TranscoderFactory,
+    Codec, CodecName, KeyframeThrottle, MediaKind, MediaPacket, Port, PortOutput, Rewriter,
+    TranscoderFactory,
 };
-use serde_json::{json, Map, Value};
+use fluo_sfu::{FlowDir, MediaEvent};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::collections::{HashMap, HashSet};
@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use str0m::channel::ChannelId;
 use str0m::format::CodecSpec;
-use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
+use str0m::media::{KeyframeRequestKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
@@ -28,32 +28,11 @@ mod ports;
 
 pub(crate) use ice::SocketChange;
 
-/// Audio or video, as an index.
-pub(crate) type Kind = usize;
-pub(crate) const AUDIO: Kind = 0;
-pub(crate) const VIDEO: Kind = 1;
-pub(crate) const DATA: Kind = 2;
-
-pub(crate) fn kind_of(k: MediaKind) -> Kind {
-    if k == MediaKind::Audio {
-        AUDIO
-    } else {
-        VIDEO
-    }
-}
-
-pub(crate) fn sfu_kind(k: Kind) -> SfuKind {
-    if k == AUDIO {
-        SfuKind::Audio
-    } else {
-        SfuKind::Video
-    }
-}
-
-pub(crate) fn kind_of_sfu(k: SfuKind) -> Kind {
+/// Fluo's media kind for str0m's: the one place str0m's kind is converted.
+pub(crate) fn kind_of(k: str0m::media::MediaKind) -> MediaKind {
     match k {
-        SfuKind::Audio => AUDIO,
-        SfuKind::Video => VIDEO,
+        str0m::media::MediaKind::Audio => MediaKind::Audio,
+        str0m::media::MediaKind::Video => MediaKind::Video,
     }
 }
 
@@ -78,14 +57,6 @@ pub(crate) fn codec_of(spec: &CodecSpec) -> Option<Codec> {
         profile_level_id: spec.format.profile_level_id,
         packetization_mode: spec.format.packetization_mode,
     })
-}
-
-pub(crate) fn kind_name(k: Kind) -> &'static str {
-    match k {
-        AUDIO => "AUDIO",
-        VIDEO => "VIDEO",
-        _ => "DATA",
-    }
 }
 
 /// One outgoing stream of an endpoint: the rewriter that keeps it continuous across source
@@ -179,18 +150,6 @@ const REMB_EVERY: Duration = Duration::from_secs(1);
 
 /// Interval of keyframe requests to one source.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
-
-/// Extends a 16-bit sequence number to the 64-bit value nearest to `last`.
-fn extend_seq(last: u64, seq: u16) -> u64 {
-    let cand = (last & !0xffff) | u64::from(seq);
-    if cand > last + 0x8000 && cand >= 0x1_0000 {
-        cand - 0x1_0000
-    } else if cand + 0x8000 < last {
-        cand + 0x1_0000
-    } else {
-        cand
-    }
-}
 
 /// The state of one endpoint shared between signalling and the media thread.
 pub(crate) struct Ep {
@@ -288,8 +247,8 @@ impl Ep {
         }
     }
 
-    pub(crate) fn mid_of_kind(&self, kind: Kind) -> Option<Mid> {
-        self.mids.get(kind).copied().flatten()
+    pub(crate) fn mid_of_kind(&self, kind: MediaKind) -> Option<Mid> {
+        self.mids[kind]
     }
 
     /// Records which m-line carries audio and which video, from the local description.
@@ -298,7 +257,7 @@ impl Ep {
             return;
         };
         let mut mids = [None, None];
-        let mut cur: Option<Kind> = None;
+        let mut cur: Option<MediaKind> = None;
         for l in sdp.lines() {
             if let Some(m) = l.strip_prefix("m=") {
                 // A rejected section (port 0) carries nothing.
@@ -306,9 +265,9 @@ impl Ep {
                 cur = if rejected {
                     None
                 } else if m.starts_with("audio") {
-                    Some(AUDIO)
+                    Some(MediaKind::Audio)
                 } else if m.starts_with("video") {
-                    Some(VIDEO)
+                    Some(MediaKind::Video)
                 } else {
                     None
                 };
@@ -346,10 +305,11 @@ pub(crate) enum Ctl {
     Wake {
         key: u64,
     },
+    /// Starts or stops `src`'s media of `kind` (`None`: its data channels) to `sink_id`.
     Route {
         src: u64,
         sink_id: String,
-        kind: Kind,
+        kind: Option<MediaKind>,
         add: bool,
     },
     Keyframe {
@@ -412,15 +372,11 @@ struct PortEntry {
     id: String,
     port: Box<dyn Port>,
     /// For a transcoder: the source it transcodes, and the kind.
-    upstream: Option<(u64, Kind)>,
+    upstream: Option<(u64, MediaKind)>,
     /// Media flow of an element's port, per direction (in, out) and kind (audio, video):
     /// when the last packet passed, and whether FLOWING was reported.
     flow: [[(Option<Instant>, bool); 2]; 2],
 }
-
-/// Directions of [`PortEntry::flow`].
-const FLOW_IN: usize = 0;
-const FLOW_OUT: usize = 1;
 
 /// First key of the transcoders the core creates itself (elements use small keys).
 const TRANSCODER_KEYS: u64 = 1 << 48;
@@ -450,8 +406,8 @@ pub struct Datagram {
     pub tos: u8,
 }
 
-/// An event raised by an endpoint: (object id, event name, fields).
-pub type MediaEvent = (String, String, Map<String, Value>);
+/// An event raised on an element: its id and the event.
+pub type Raised = (String, MediaEvent);
 
 /// The media core. See the module docs.
 pub struct MediaCore {
@@ -459,10 +415,12 @@ pub struct MediaCore {
     by_id: HashMap<String, u64>,
     by_remote: HashMap<(SocketAddr, SocketAddr), u64>,
     by_ufrag: HashMap<String, u64>,
-    routes: HashMap<(u64, Kind), Vec<u64>>,
+    routes: HashMap<(u64, MediaKind), Vec<u64>>,
+    /// Data-channel messages of an endpoint go to these endpoints.
+    data_routes: HashMap<u64, Vec<u64>>,
     throttles: HashMap<u64, KeyframeThrottle>,
     transmits: VecDeque<Datagram>,
-    events: VecDeque<MediaEvent>,
+    events: VecDeque<Raised>,
     /// Peer addresses that TURN relays must let in (the shell takes them), with the
     /// endpoint turnUrl they are for.
     permits: VecDeque<(std::net::IpAddr, Option<String>)>,
@@ -475,18 +433,18 @@ pub struct MediaCore {
     now: Instant,
     ports: HashMap<u64, PortEntry>,
     /// Transcoders in use: (source, kind, target codec) -> transcoder key.
-    transcoders: HashMap<(u64, Kind, Codec), u64>,
+    transcoders: HashMap<(u64, MediaKind, Codec), u64>,
     /// Sinks fed through a transcoder: (source, kind, sink) -> transcoder key.
-    via: HashMap<(u64, Kind, u64), u64>,
+    via: HashMap<(u64, MediaKind, u64), u64>,
     factory: Option<Arc<dyn TranscoderFactory>>,
     output: Option<Arc<dyn Fn(u64, MediaPacket) + Send + Sync>>,
     next_transcoder: u64,
     /// Ports already told that a source's codec cannot reach them: (sink, kind).
-    mismatch_reported: HashSet<(u64, Kind)>,
+    mismatch_reported: HashSet<(u64, MediaKind)>,
     /// What a port receives is one continuous stream per kind, whatever source feeds it.
-    port_out: HashMap<(u64, Kind), Rewriter>,
+    port_out: HashMap<(u64, MediaKind), Rewriter>,
     /// Routes for which no transcoder could be made: (source, kind, sink).
-    no_transcoder: HashSet<(u64, Kind, u64)>,
+    no_transcoder: HashSet<(u64, MediaKind, u64)>,
     /// Endpoints by the time their timer fires, earliest first. An endpoint whose deadline
     /// moved later keeps its earlier entry, which re-queues it when it comes up: finding the
     /// due endpoints costs a heap operation each, not a scan of all of them.
@@ -512,7 +470,7 @@ pub struct MediaCore {
     settings_seen: u64,
     outputs: HashMap<u64, fluo_sfu::OutputSettings>,
     forced: HashMap<u64, fluo_sfu::OutputSettings>,
-    reformat: HashMap<(u64, Kind, u64), (Codec, Option<Codec>)>,
+    reformat: HashMap<(u64, MediaKind, u64), (Codec, Option<Codec>)>,
 }
 
 impl MediaCore {
@@ -524,6 +482,7 @@ impl MediaCore {
             by_remote: HashMap::new(),
             by_ufrag: HashMap::new(),
             routes: HashMap::new(),
+            data_routes: HashMap::new(),
             throttles: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -589,7 +548,7 @@ impl MediaCore {
     }
 
     /// The next event to report.
-    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+    pub fn poll_event(&mut self) -> Option<Raised> {
         self.events.pop_front()
     }
 
@@ -628,7 +587,7 @@ impl MediaCore {
         self.no_transcoder
             .retain(|(s, _, k)| *s != key && *k != key);
         // Transcoders that fed this sink lose it; those transcoding this source go.
-        let fed: Vec<(u64, Kind, u64)> = self
+        let fed: Vec<(u64, MediaKind, u64)> = self
             .via
             .keys()
             .filter(|(s, _, sink)| *sink == key || *s == key)
@@ -639,6 +598,10 @@ impl MediaCore {
         }
         self.routes.retain(|(s, _), _| *s != key);
         for sinks in self.routes.values_mut() {
+            sinks.retain(|k| *k != key);
+        }
+        self.data_routes.remove(&key);
+        for sinks in self.data_routes.values_mut() {
             sinks.retain(|k| *k != key);
         }
         if let Some(p) = self.ports.remove(&key) {
@@ -690,39 +653,19 @@ impl MediaCore {
                 let Some(&sink) = self.by_id.get(&sink_id) else {
                     return;
                 };
-                if !add {
-                    if let Some(sinks) = self.routes.get_mut(&(src, kind)) {
+                match kind {
+                    Some(kind) => self.set_route(src, kind, sink, add),
+                    None => {
+                        let sinks = self.data_routes.entry(src).or_default();
                         sinks.retain(|k| *k != sink);
-                    }
-                    self.unroute_via(src, kind, sink);
-                    self.mismatch_reported.remove(&(sink, kind));
-                    self.no_transcoder.remove(&(src, kind, sink));
-                    return;
-                }
-                self.no_transcoder.remove(&(src, kind, sink));
-                if self.via.contains_key(&(src, kind, sink)) {
-                    // Already fed through a transcoder.
-                    return;
-                }
-                if let Some(rw) = self.port_out.get_mut(&(sink, kind)) {
-                    rw.resync();
-                }
-                let sinks = self.routes.entry((src, kind)).or_default();
-                sinks.retain(|k| *k != sink);
-                {
-                    sinks.push(sink);
-                    // Whatever reaches this output next continues its sequence without a gap.
-                    if let (Some(e), true) = (self.eps.get(&sink), kind < DATA) {
-                        if let Some(o) = lock(&e.ep).out[kind].as_mut() {
-                            o.rewriter.resync();
+                        if add {
+                            sinks.push(sink);
                         }
                     }
-                    // A new viewer needs a keyframe to start decoding.
-                    self.request_keyframe(src, kind);
                 }
             }
             Ctl::Keyframe { key } => {
-                self.request_keyframe(key, VIDEO);
+                self.request_keyframe(key, MediaKind::Video);
             }
             Ctl::AddPort { key, id, port } => {
                 self.by_id.insert(id.clone(), key);
@@ -743,7 +686,7 @@ impl MediaCore {
                     return;
                 }
                 let f = Forward {
-                    kind: kind_of_sfu(pkt.kind),
+                    kind: pkt.kind,
                     codec: pkt.codec,
                     seq: pkt.seq,
                     ts: pkt.timestamp,
@@ -753,10 +696,10 @@ impl MediaCore {
                     payload: pkt.payload.into(),
                     ext_vals: None,
                 };
-                self.port_flowed(key, FLOW_OUT, f.kind);
+                self.port_flowed(key, FlowDir::Out, f.kind);
                 self.dispatch(key, &f);
             }
-            Ctl::KeyframeFor { key } => self.keyframe_for(key, VIDEO),
+            Ctl::KeyframeFor { key } => self.keyframe_for(key, MediaKind::Video),
             Ctl::Discover { server } => self.discover.push_back(server),
             Ctl::AddRelay { socket, relay } => self.new_relays.push_back((socket, relay)),
             Ctl::OwnSockets { key, sockets } => self.add_own_sockets(key, sockets),
@@ -777,8 +720,40 @@ impl MediaCore {
         self.flush();
     }
 
+    /// Starts (`add`) or stops `src`'s media of `kind` to `sink`.
+    fn set_route(&mut self, src: u64, kind: MediaKind, sink: u64, add: bool) {
+        if !add {
+            if let Some(sinks) = self.routes.get_mut(&(src, kind)) {
+                sinks.retain(|k| *k != sink);
+            }
+            self.unroute_via(src, kind, sink);
+            self.mismatch_reported.remove(&(sink, kind));
+            self.no_transcoder.remove(&(src, kind, sink));
+            return;
+        }
+        self.no_transcoder.remove(&(src, kind, sink));
+        if self.via.contains_key(&(src, kind, sink)) {
+            // Already fed through a transcoder.
+            return;
+        }
+        if let Some(rw) = self.port_out.get_mut(&(sink, kind)) {
+            rw.resync();
+        }
+        let sinks = self.routes.entry((src, kind)).or_default();
+        sinks.retain(|k| *k != sink);
+        sinks.push(sink);
+        // Whatever reaches this output next continues its sequence without a gap.
+        if let Some(e) = self.eps.get(&sink) {
+            if let Some(o) = lock(&e.ep).out[kind].as_mut() {
+                o.rewriter.resync();
+            }
+        }
+        // A new viewer needs a keyframe to start decoding.
+        self.request_keyframe(src, kind);
+    }
+
     /// Asks every source feeding `key` with `kind` for a keyframe.
-    fn keyframe_for(&mut self, key: u64, kind: Kind) {
+    fn keyframe_for(&mut self, key: u64, kind: MediaKind) {
         let sources: Vec<u64> = self
             .routes
             .iter()
@@ -890,9 +865,8 @@ impl MediaCore {
                     tracing::debug!(id = %ep.id, "input rejected: {err}");
                 } else if crate::stats::is_report(data) && crate::stats::rtcp_arrived(&mut ep, now)
                 {
-                    let fields = crate::stats::media_state(true);
-                    self.events
-                        .push_back((ep.id.clone(), "MediaStateChanged".into(), fields));
+                    let ev = MediaEvent::MediaState { connected: true };
+                    self.events.push_back((ep.id.clone(), ev));
                 }
             }
         }
@@ -943,20 +917,16 @@ impl MediaCore {
                     let _ = ep.rtc.handle_input(Input::Timeout(now));
                 }
                 if crate::stats::media_lost(&mut ep, now) {
-                    let f = crate::stats::media_state(false);
-                    self.events
-                        .push_back((ep.id.clone(), "MediaStateChanged".into(), f));
+                    let ev = MediaEvent::MediaState { connected: false };
+                    self.events.push_back((ep.id.clone(), ev));
                 }
-                for kind in [AUDIO, VIDEO] {
+                for kind in MediaKind::ALL {
                     let idle = ep.last_out_at[kind]
                         .is_some_and(|t| now.saturating_duration_since(t) > FLOW_IDLE);
                     if ep.flowing_out[kind] && idle {
                         ep.flowing_out[kind] = false;
-                        self.events.push_back((
-                            ep.id.clone(),
-                            "MediaFlowOutStateChanged".into(),
-                            flow(false, kind),
-                        ));
+                        self.events
+                            .push_back((ep.id.clone(), flow(FlowDir::Out, false, kind)));
                     }
                 }
             }
@@ -971,7 +941,11 @@ impl MediaCore {
     /// by their `maxVideoSendBandwidth`), never below `minVideoRecvBandwidth`.
     fn update_remb(&mut self, key: u64) {
         let now = self.now;
-        let sinks = self.routes.get(&(key, VIDEO)).cloned().unwrap_or_default();
+        let sinks = self
+            .routes
+            .get(&(key, MediaKind::Video))
+            .cloned()
+            .unwrap_or_default();
         let mut limits: Vec<u64> = vec![];
         for s in sinks {
             if let Some(e) = self.eps.get(&s) {
@@ -989,7 +963,7 @@ impl MediaCore {
             return;
         };
         let mut ep = lock(&e.ep);
-        if !ep.flowing_in[VIDEO]
+        if !ep.flowing_in[MediaKind::Video]
             || ep
                 .last_remb_at
                 .is_some_and(|t| now.duration_since(t) < REMB_EVERY)
@@ -1006,11 +980,11 @@ impl MediaCore {
             return;
         };
         target = target.max(ep.bandwidth.min_video_recv * 1000);
-        let Some(mid) = ep.mid_of_kind(VIDEO) else {
+        let Some(mid) = ep.mid_of_kind(MediaKind::Video) else {
             return;
         };
         ep.last_remb_at = Some(now);
-        ep.stats.kinds[VIDEO].remb_sent = target;
+        ep.stats.kinds[MediaKind::Video].remb_sent = target;
         if let Some(rx) = ep.rtc.direct_api().stream_rx_by_mid(mid, None) {
             rx.request_remb(str0m::bwe::Bitrate::bps(target));
         }
@@ -1046,7 +1020,7 @@ impl MediaCore {
         };
         let ep_ref = entry.ep.clone();
         let mut forwards: Vec<Forward> = vec![];
-        let mut keyframe_asks: Vec<Kind> = vec![];
+        let mut keyframe_asks: Vec<MediaKind> = vec![];
         let mut messages: Vec<DataMessage> = vec![];
         let (was_connected, deadline, lost, connected);
         {
@@ -1102,8 +1076,8 @@ impl MediaCore {
                         tracing::warn!(id = %ep.id, "endpoint failed: {e}");
                         ep.rtc.disconnect();
                         if std::mem::take(&mut ep.connected) {
-                            for (name, fields) in state_change(&mut ep, false) {
-                                self.events.push_back((ep.id.clone(), name.into(), fields));
+                            for ev in state_change(&mut ep, false) {
+                                self.events.push_back((ep.id.clone(), ev));
                             }
                         }
                     }
@@ -1124,14 +1098,14 @@ impl MediaCore {
         if !was_connected && connected {
             // Media can flow to this endpoint now: whatever feeds its video must start with a
             // keyframe (a request made when the route was added may predate the connection).
-            keyframe_asks.push(VIDEO);
+            keyframe_asks.push(MediaKind::Video);
         }
         for kind in keyframe_asks {
             // A viewer asked for a keyframe: ask whoever feeds it.
             self.keyframe_for(key, kind);
         }
         if !messages.is_empty() {
-            let sinks = self.routes.get(&(key, DATA)).cloned().unwrap_or_default();
+            let sinks = self.data_routes.get(&key).cloned().unwrap_or_default();
             for sink in sinks {
                 self.relay(sink, &messages);
             }
@@ -1142,17 +1116,15 @@ impl MediaCore {
     }
 
     fn event(
-        events: &mut VecDeque<MediaEvent>,
+        events: &mut VecDeque<Raised>,
         ep: &mut Ep,
         ev: Event,
         forwards: &mut Vec<Forward>,
-        keyframe_asks: &mut Vec<Kind>,
+        keyframe_asks: &mut Vec<MediaKind>,
         messages: &mut Vec<DataMessage>,
     ) {
         let id = ep.id.clone();
-        let mut emit = |name: &str, fields: Map<String, Value>| {
-            events.push_back((id.clone(), name.to_string(), fields))
-        };
+        let mut emit = |ev: MediaEvent| events.push_back((id.clone(), ev));
         match ev {
             Event::IceConnectionStateChange(s) => {
                 let state = match s {
@@ -1163,10 +1135,7 @@ impl MediaCore {
                     IceConnectionState::Disconnected => "DISCONNECTED",
                 };
                 ep.ice_state = state;
-                emit(
-                    "IceComponentStateChanged",
-                    obj(json!({"streamId": 1, "componentId": 1, "state": state})),
-                );
+                emit(MediaEvent::IceComponentState { state });
                 let up = matches!(
                     s,
                     IceConnectionState::Connected | IceConnectionState::Completed
@@ -1174,38 +1143,21 @@ impl MediaCore {
                 if up && !ep.connected && ep.rtc.is_connected() && ep.was_connected {
                     // ICE came back after a drop: media flows again.
                     ep.connected = true;
-                    for (name, fields) in state_change(ep, true) {
-                        emit(name, fields);
-                    }
+                    state_change(ep, true).into_iter().for_each(&mut emit);
                 }
                 if s == IceConnectionState::Disconnected && ep.connected {
                     ep.connected = false;
-                    for (name, fields) in state_change(ep, false) {
-                        emit(name, fields);
-                    }
+                    state_change(ep, false).into_iter().for_each(&mut emit);
                 }
             }
             Event::Connected => {
                 ep.connected = true;
                 ep.was_connected = true;
-                emit(
-                    "DtlsConnectionStateChange",
-                    obj(json!({
-                        "streamId": "1",
-                        "componentId": "1",
-                        "connectionId": "1",
-                        "state": "CONNECTED",
-                    })),
-                );
-                if let Some(pair) = crate::pair::candidate_pair(ep) {
-                    emit(
-                        "NewCandidatePairSelected",
-                        obj(json!({"candidatePair": pair})),
-                    );
+                emit(MediaEvent::DtlsConnected);
+                if let Some((local, remote)) = crate::pair::selected(ep) {
+                    emit(MediaEvent::CandidatePairSelected { local, remote });
                 }
-                for (name, fields) in state_change(ep, true) {
-                    emit(name, fields);
-                }
+                state_change(ep, true).into_iter().for_each(&mut emit);
             }
             Event::RtpPacket(pkt) => {
                 let ssrc = pkt.header.ssrc;
@@ -1223,7 +1175,7 @@ impl MediaCore {
                 c.received(*ssrc, *pkt.seq_no, pkt.payload.len(), clock);
                 if !ep.flowing_in[kind] {
                     ep.flowing_in[kind] = true;
-                    emit("MediaFlowInStateChanged", flow(true, kind));
+                    emit(flow(FlowDir::In, true, kind));
                 }
                 let pt = pkt.header.payload_type;
                 let codec = ep
@@ -1253,7 +1205,7 @@ impl MediaCore {
                 if let Some(kind) = ep.rtc.media(p.mid).map(|m| kind_of(m.kind())) {
                     if p.paused && ep.flowing_in[kind] {
                         ep.flowing_in[kind] = false;
-                        emit("MediaFlowInStateChanged", flow(false, kind));
+                        emit(flow(FlowDir::In, false, kind));
                     }
                 }
             }
@@ -1263,8 +1215,10 @@ impl MediaCore {
                 crate::stats::egress(ep, &st);
                 // A round-trip estimate from the viewer's receiver reports on the video this
                 // endpoint forwards: its resend cache follows it.
-                let forwarded = ep.mid_of_kind(VIDEO) == Some(st.mid);
-                let cache = ep.out[VIDEO].as_mut().and_then(|o| o.rtx.as_mut());
+                let forwarded = ep.mid_of_kind(MediaKind::Video) == Some(st.mid);
+                let cache = ep.out[MediaKind::Video]
+                    .as_mut()
+                    .and_then(|o| o.rtx.as_mut());
                 if let (true, Some(rtt), Some(cache)) = (forwarded, st.rtt, cache) {
                     if let Some(len) = cache.report(rtx_history(rtt)) {
                         if let Some(tx) = ep.rtc.direct_api().stream_tx_by_mid(st.mid, None) {
@@ -1292,12 +1246,12 @@ impl MediaCore {
                     .unwrap_or_default();
                 ep.channels.insert(cid, (label, sid));
                 ep.channels_opened += 1;
-                emit("DataChannelOpened", obj(json!({"channelId": sid})));
+                emit(MediaEvent::DataChannelOpened { channel: sid });
             }
             Event::ChannelClose(cid) => {
                 if let Some((_, sid)) = ep.channels.remove(&cid) {
                     ep.channels_closed += 1;
-                    emit("DataChannelClosed", obj(json!({"channelId": sid})));
+                    emit(MediaEvent::DataChannelClosed { channel: sid });
                 }
             }
             Event::ChannelData(d) => {
@@ -1347,8 +1301,10 @@ impl MediaCore {
 
     /// Asks a source for a keyframe, at most once per throttle interval however many
     /// viewers ask; a request inside the interval is sent when it ends.
-    fn request_keyframe(&mut self, src: u64, kind: Kind) {
-        if kind != VIDEO || !(self.eps.contains_key(&src) || self.ports.contains_key(&src)) {
+    fn request_keyframe(&mut self, src: u64, kind: MediaKind) {
+        if kind != MediaKind::Video
+            || !(self.eps.contains_key(&src) || self.ports.contains_key(&src))
+        {
             return;
         }
         let now = self.now;
@@ -1371,7 +1327,7 @@ impl MediaCore {
         };
         {
             let mut ep = lock(&e.ep);
-            let Some(mid) = ep.mid_of_kind(VIDEO) else {
+            let Some(mid) = ep.mid_of_kind(MediaKind::Video) else {
                 return;
             };
             if let Some(rx) = ep.rtc.direct_api().stream_rx_by_mid(mid, None) {
@@ -1391,7 +1347,7 @@ struct DataMessage {
 
 /// One incoming packet to forward, with the codec its payload type means at its source.
 struct Forward {
-    kind: Kind,
+    kind: MediaKind,
     codec: Codec,
     /// When a timed packet entered the router (see `fluo_sfu::latency`).
     entered: Option<Instant>,
@@ -1407,7 +1363,7 @@ struct Forward {
 impl Forward {
     fn packet(&self) -> MediaPacket {
         MediaPacket {
-            kind: sfu_kind(self.kind),
+            kind: self.kind,
             codec: self.codec,
             seq: self.seq,
             timestamp: self.ts,
@@ -1420,28 +1376,16 @@ impl Forward {
 
 /// ConnectionStateChanged for a session that came up or went down, and MediaStateChanged if
 /// media was connected (media comes up later, with the peer's RTCP: see `stats`).
-fn state_change(ep: &mut Ep, up: bool) -> Vec<(&'static str, Map<String, Value>)> {
-    let fields = crate::stats::media_state(up);
-    let mut out = vec![("ConnectionStateChanged", fields)];
+fn state_change(ep: &mut Ep, up: bool) -> Vec<MediaEvent> {
+    let mut out = vec![MediaEvent::ConnectionState { connected: up }];
     if !up && std::mem::take(&mut ep.stats.media_connected) {
-        out.push(("MediaStateChanged", crate::stats::media_state(false)));
+        out.push(MediaEvent::MediaState { connected: false });
     }
     out
 }
 
-fn flow(flowing: bool, kind: Kind) -> Map<String, Value> {
-    obj(json!({
-        "state": if flowing { "FLOWING" } else { "NOT_FLOWING" },
-        "padName": "default",
-        "mediaType": kind_name(kind),
-    }))
-}
-
-pub(crate) fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
+pub(crate) fn flow(dir: FlowDir, flowing: bool, kind: MediaKind) -> MediaEvent {
+    MediaEvent::Flow { dir, kind, flowing }
 }
 
 #[cfg(test)]

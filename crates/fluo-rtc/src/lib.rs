@@ -25,20 +25,17 @@ mod stats;
 mod stun;
 mod turn;
 
-pub use crate::core::{Control, Datagram, MediaCore, MediaEvent};
+pub use crate::core::{Control, Datagram, MediaCore, Raised};
 
 pub use net::NetSettings;
 pub use turn::TurnUrl;
 
 use crate::core::Ctl;
+use fluo_core::EventSink;
 use fluo_sfu::{MediaBus, MediaKind, MediaPacket, Port, PortOutput, TranscoderFactory};
-use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
-
-/// Where endpoints raise their events: (object id, event name, event fields).
-pub type EventSink = Arc<dyn Fn(&str, &str, Map<String, Value>) + Send + Sync>;
 
 /// The running WebRTC media plane.
 #[derive(Clone)]
@@ -294,7 +291,7 @@ impl MediaBus for WebRtc {
         self.send(Ctl::Route {
             src,
             sink_id: sink_id.to_string(),
-            kind: core::kind_of_sfu(kind),
+            kind: Some(kind),
             add,
         });
     }

@@ -4,7 +4,7 @@
 //! address...), as KMS reports them.
 
 use crate::core::Ep;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::net::SocketAddr;
 use str0m::net::{Protocol, TcpType};
 use str0m::Candidate;
@@ -44,6 +44,12 @@ fn line(c: &Candidate) -> String {
 
 /// The candidate pair in use, as Kurento's IceCandidatePair.
 pub(crate) fn candidate_pair(ep: &Ep) -> Option<Value> {
+    let (local, remote) = selected(ep)?;
+    Some(fluo_core::candidate_pair_json(&local, &remote))
+}
+
+/// The candidate pair in use: our candidate line as announced, the peer's as it sent it.
+pub(crate) fn selected(ep: &Ep) -> Option<(String, String)> {
     let (local, remote) = ep.path?;
     let tcp = ep.path_proto != Protocol::Udp;
     // Our side as announced (externalIPv4/6 replace the socket's address).
@@ -66,14 +72,7 @@ pub(crate) fn candidate_pair(ep: &Ep) -> Option<Value> {
         };
         c.map(|c| line(&c)).unwrap_or_default()
     });
-    Some(json!({
-        "__module__": "kurento",
-        "__type__": "IceCandidatePair",
-        "streamId": "1",
-        "componentId": 1,
-        "localCandidate": ours,
-        "remoteCandidate": theirs(&ep.candidates.remote, remote, tcp),
-    }))
+    Some((ours, theirs(&ep.candidates.remote, remote, tcp)))
 }
 
 /// The line among `lines` for `addr` (for TCP, when `any_port`, by address only: an active

@@ -7,7 +7,7 @@
 use crate::core::{Control, Datagram, MediaCore, SocketChange};
 use crate::stun::{Discoveries, StunCache};
 use crate::turn::{Clock, Io, Relay};
-use crate::EventSink;
+use fluo_core::EventSink;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::task::Poll;
@@ -283,8 +283,8 @@ pub(crate) fn spawn(
                         }
                         relay_next = relay_next.into_iter().chain(next).min();
                     }
-                    while let Some((id, ev, fields)) = core.poll_event() {
-                        events(&id, &ev, fields);
+                    while let Some((id, ev)) = core.poll_event() {
+                        events(&id, ev);
                     }
                 }
             });

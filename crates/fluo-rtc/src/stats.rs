@@ -8,9 +8,10 @@
 //! reports back (its receiver reports, the NACKs, PLIs and REMB it sends), outbound entries
 //! what it sends and what the peer reports about it.
 
-use crate::core::{kind_name, kind_of, obj, Ep, Kind, AUDIO, VIDEO};
+use crate::core::{kind_of, Ep};
 use fluo_core::StatsQuery;
 use fluo_sfu::LatencyAvg;
+use fluo_sfu::MediaKind;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
 use str0m::media::Mid;
@@ -119,7 +120,7 @@ fn fraction_255(loss: Option<f32>) -> f64 {
     f64::from((loss.unwrap_or(0.0) * 255.0).round())
 }
 
-fn kind_of_mid(ep: &Ep, mid: Mid) -> Option<Kind> {
+fn kind_of_mid(ep: &Ep, mid: Mid) -> Option<MediaKind> {
     ep.rtc.media(mid).map(|m| kind_of(m.kind()))
 }
 
@@ -215,16 +216,6 @@ pub(crate) fn media_lost(ep: &mut Ep, now: Instant) -> bool {
     false
 }
 
-/// MediaStateChanged's fields.
-pub(crate) fn media_state(up: bool) -> Map<String, Value> {
-    let (old, new) = if up {
-        ("DISCONNECTED", "CONNECTED")
-    } else {
-        ("CONNECTED", "DISCONNECTED")
-    };
-    obj(json!({"oldState": old, "newState": new}))
-}
-
 /// getStats in Kurento's shapes: one inbound and one outbound RTP entry per media kind that
 /// carried packets, the transport, the session (data channels) and, with latencyStats, the
 /// endpoint's latencies.
@@ -232,8 +223,8 @@ pub(crate) fn report(ep: &mut Ep, q: &StatsQuery<'_>) -> Map<String, Value> {
     let short = ep.id.rsplit('/').next().unwrap_or(&ep.id).to_string();
     let mut out = Map::new();
     let transport_id = format!("{short}_transport");
-    for kind in [AUDIO, VIDEO] {
-        let name = kind_name(kind);
+    for kind in MediaKind::ALL {
+        let name = kind.wire_name();
         if !q.wants(name) {
             continue;
         }
@@ -276,7 +267,7 @@ pub(crate) fn report(ep: &mut Ep, q: &StatsQuery<'_>) -> Map<String, Value> {
             // without one yet, on the other.
             let rtt = e
                 .and_then(|e| e.rtt)
-                .or(ep.stats.kinds[1 - kind].egress.and_then(|e| e.rtt));
+                .or(ep.stats.kinds[kind.other()].egress.and_then(|e| e.rtt));
             v["packetsSent"] = json!(c.out_packets);
             v["bytesSent"] = json!(c.out_bytes);
             v["packetsLost"] = json!(e.and_then(|e| e.report).map_or(0, |r| r.0));
@@ -286,7 +277,7 @@ pub(crate) fn report(ep: &mut Ep, q: &StatsQuery<'_>) -> Map<String, Value> {
             v["pliCount"] = json!(e.map_or(0, |e| e.plis));
             v["firCount"] = json!(e.map_or(0, |e| e.firs));
             v["nackCount"] = json!(e.map_or(0, |e| e.nacks));
-            v["remb"] = json!(if kind == VIDEO {
+            v["remb"] = json!(if kind == MediaKind::Video {
                 ep.receive_estimate.unwrap_or(0)
             } else {
                 0
@@ -314,8 +305,7 @@ pub(crate) fn report(ep: &mut Ep, q: &StatsQuery<'_>) -> Map<String, Value> {
         pc["dataChannelsClosed"] = json!(ep.channels_closed);
         out.insert(id, pc);
     }
-    let lat = |k: Kind| ep.stats.kinds[k].latency.get();
-    let lat = [lat(AUDIO), lat(VIDEO)];
+    let lat = MediaKind::ALL.map(|k| ep.stats.kinds[k].latency.get());
     // Media is handed to the session, which sends it, when it reaches the endpoint: the end
     // to end latency is the input latency.
     q.endpoint_entry(&mut out, &lat, &lat);

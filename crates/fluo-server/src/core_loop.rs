@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::host::ProcHost;
-use fluo_core::{ConnId, Engine, EngineConfig, Now, Output};
+use fluo_core::{ConnId, Engine, EngineConfig, EventSink, MediaEvent, Now, Output};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -55,16 +55,14 @@ fn now() -> Now {
     }
 }
 
-type MediaEvent = (String, String, serde_json::Map<String, serde_json::Value>);
-
 pub(crate) fn spawn(
     config: Arc<Config>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(Core, CoreDone)> {
     let (tx, mut rx) = mpsc::channel::<CoreMsg>(4096);
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<MediaEvent>();
-    let sink: fluo_rtc::EventSink = Arc::new(move |id: &str, ev: &str, fields| {
-        let _ = ev_tx.send((id.to_string(), ev.to_string(), fields));
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(String, MediaEvent)>();
+    let sink: EventSink = Arc::new(move |id: &str, ev| {
+        let _ = ev_tx.send((id.to_string(), ev));
     });
     let webrtc = fluo_rtc::WebRtc::start(config.net.clone(), sink.clone())?;
     // Elements' output settings: the engine writes them, the router and encoders read them.
@@ -129,10 +127,10 @@ pub(crate) fn spawn(
                         }
                     }
                 }
-                Some((id, ev, fields)) = ev_rx.recv() => {
-                    engine.emit_event(now(), &id, &ev, fields);
-                    while let Ok((id, ev, fields)) = ev_rx.try_recv() {
-                        engine.emit_event(now(), &id, &ev, fields);
+                Some((id, ev)) = ev_rx.recv() => {
+                    engine.emit_event(now(), &id, ev);
+                    while let Ok((id, ev)) = ev_rx.try_recv() {
+                        engine.emit_event(now(), &id, ev);
                     }
                 }
                 Some((token, outcome)) = done_rx.recv() => engine.complete(now(), token, outcome),

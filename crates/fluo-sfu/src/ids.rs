@@ -47,13 +47,73 @@ id_type!(
     ConsumerId
 );
 
-/// The kind of media a producer or consumer carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The kind of media a stream carries: Fluo's one media kind (str0m's is converted once, where
+/// packets enter; Kurento's `AUDIO` / `VIDEO` strings only on the wire).
+///
+/// Per-kind state is a `[T; 2]` indexed by the kind itself (`flowing[kind]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MediaKind {
     /// Audio: no keyframes, no retransmission cache by default.
     Audio,
     /// Video: keyframe requests and retransmissions.
     Video,
+}
+
+impl MediaKind {
+    /// Both kinds, audio first (the order of per-kind arrays).
+    pub const ALL: [MediaKind; 2] = [MediaKind::Audio, MediaKind::Video];
+
+    /// The kind's place in a per-kind array: 0 for audio, 1 for video.
+    pub const fn index(self) -> usize {
+        match self {
+            MediaKind::Audio => 0,
+            MediaKind::Video => 1,
+        }
+    }
+
+    /// The other kind.
+    pub const fn other(self) -> MediaKind {
+        match self {
+            MediaKind::Audio => MediaKind::Video,
+            MediaKind::Video => MediaKind::Audio,
+        }
+    }
+
+    /// Kurento's name of the kind (its `MediaType`): `AUDIO` or `VIDEO`.
+    pub const fn wire_name(self) -> &'static str {
+        match self {
+            MediaKind::Audio => "AUDIO",
+            MediaKind::Video => "VIDEO",
+        }
+    }
+
+    /// The kind Kurento's `MediaType` names, if it is one (`DATA` is not a media kind).
+    pub fn from_wire(name: &str) -> Option<MediaKind> {
+        match name {
+            "AUDIO" => Some(MediaKind::Audio),
+            "VIDEO" => Some(MediaKind::Video),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for MediaKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.wire_name())
+    }
+}
+
+impl<T> std::ops::Index<MediaKind> for [T; 2] {
+    type Output = T;
+    fn index(&self, kind: MediaKind) -> &T {
+        &self[kind.index()]
+    }
+}
+
+impl<T> std::ops::IndexMut<MediaKind> for [T; 2] {
+    fn index_mut(&mut self, kind: MediaKind) -> &mut T {
+        &mut self[kind.index()]
+    }
 }
 
 pub(crate) trait SlabKey: Copy {
@@ -160,5 +220,20 @@ mod tests {
         assert_eq!(s.get(b), Some(&"b"));
         assert_eq!(s.remove(a), None);
         assert_eq!(s.iter().count(), 1);
+    }
+
+    #[test]
+    fn per_kind_arrays_are_indexed_by_the_kind() {
+        let mut flowing = [false; 2];
+        flowing[MediaKind::Video] = true;
+        assert_eq!(flowing, [false, true]);
+        assert!(!flowing[MediaKind::Audio]);
+        for k in MediaKind::ALL {
+            assert_eq!(MediaKind::from_wire(k.wire_name()), Some(k));
+            assert_eq!(MediaKind::ALL[k.index()], k);
+            assert_ne!(k.other(), k);
+        }
+        assert_eq!(MediaKind::from_wire("DATA"), None);
+        assert_eq!(MediaKind::Video.to_string(), "VIDEO");
     }
 }

@@ -48,13 +48,12 @@ impl LatencyBoard {
 
     /// A sample: media of `kind` took `d` to reach the element `id`.
     pub fn record(&self, id: &str, kind: MediaKind, d: Duration) {
-        let i = usize::from(kind == MediaKind::Video);
         let mut m = self.map();
         match m.get_mut(id) {
-            Some(avgs) => avgs[i].add(d),
+            Some(avgs) => avgs[kind].add(d),
             None => {
                 let mut avgs = [LatencyAvg::default(); 2];
-                avgs[i].add(d);
+                avgs[kind].add(d);
                 m.insert(id.to_string(), avgs);
             }
         }

@@ -12,6 +12,7 @@
 //! * [`port`]: players, recorders, plain RTP and transcoders as the router sees them.
 //! * [`settings`]: what an element's encoder settings and forced formats ask of its output.
 //! * [`router`]: the producer -> consumers table tying the above together.
+//! * [`event`]: the typed events the media plane raises on elements.
 //!
 //! ```
 //! use std::time::Instant;
@@ -33,6 +34,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod event;
 mod ids;
 pub mod keyframe;
 pub mod latency;
@@ -45,12 +47,13 @@ pub mod rtp;
 pub mod settings;
 
 pub use error::ParseError;
+pub use event::{EventSink, FlowDir, MediaError, MediaEvent};
 pub use ids::{ConsumerId, MediaKind, ProducerId};
 pub use keyframe::KeyframeThrottle;
 pub use latency::{LatencyAvg, LatencyBoard};
 pub use nack::RetransmitCache;
 pub use port::{Codec, CodecName, MediaBus, MediaPacket, Port, PortOutput, TranscoderFactory};
-pub use rewrite::{Rewriter, Rewritten};
+pub use rewrite::{extend_seq, Rewriter, Rewritten};
 pub use router::{
     ConsumerConfig, ForwardBatch, PayloadMap, ProducerConfig, Router, RouterError, RouterEvent,
     RouterStats, TimeoutReason,

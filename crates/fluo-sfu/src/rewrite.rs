@@ -96,16 +96,23 @@ pub const MAX_CONSECUTIVE_OLD: u32 = 64;
 /// Start of the extended sequence space, far from zero so it never goes negative.
 const EXT_BASE: i64 = 1 << 40;
 
-/// Extends `seq` to the 64-bit value nearest to `highest`.
-fn extend(highest: i64, seq: u16) -> i64 {
-    let cand = (highest & !0xffff) | i64::from(seq);
-    if cand - highest > 0x8000 {
+/// Extends the 16-bit sequence number `seq` to the 64-bit value nearest to `last` (an
+/// extended number seen before): reordering across a wrap lands on the right side of it.
+/// Never below zero: near the start a number that would be is taken as ahead.
+pub fn extend_seq(last: u64, seq: u16) -> u64 {
+    let cand = (last & !0xffff) | u64::from(seq);
+    if cand > last + 0x8000 && cand >= 0x1_0000 {
         cand - 0x1_0000
-    } else if highest - cand > 0x8000 {
+    } else if cand + 0x8000 < last {
         cand + 0x1_0000
     } else {
         cand
     }
+}
+
+/// [`extend_seq`] in the rewriter's signed space (which starts at `EXT_BASE`, far from 0).
+fn extend(highest: i64, seq: u16) -> i64 {
+    extend_seq(highest.max(0) as u64, seq) as i64
 }
 
 /// Sequence / timestamp / SSRC rewriter for one consumer and one media kind.
@@ -283,6 +290,19 @@ mod tests {
 
     const A: u32 = 0xaaaa;
     const B: u32 = 0xbbbb;
+
+    #[test]
+    fn extended_sequence_numbers_follow_wraps_and_reordering() {
+        assert_eq!(extend_seq(0, 5), 5);
+        // Near 0, a number "behind" stays ahead rather than going below zero.
+        assert_eq!(extend_seq(3, 65_535), 65_535);
+        assert_eq!(extend_seq(65_535, 0), 65_536);
+        assert_eq!(extend_seq(65_536, 65_534), 65_534);
+        assert_eq!(extend_seq(0x3_0010, 0xfff0), 0x2_fff0);
+        assert_eq!(extend_seq(0x2_fff0, 0x0010), 0x3_0010);
+        assert_eq!(extend_seq(0x1_0000, 0x8000), 0x1_8000);
+        assert_eq!(extend(EXT_BASE + 0xfffe, 1), EXT_BASE + 0x1_0001);
+    }
 
     #[test]
     fn worked_example_from_the_docs() {

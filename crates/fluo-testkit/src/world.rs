@@ -332,8 +332,8 @@ impl World {
                 self.core
                     .handle_receive(self.now.mono, d.destination, d.source, &d.contents);
             }
-            while let Some((id, ev, fields)) = self.core.poll_event() {
-                self.engine.emit_event(self.now, &id, &ev, fields);
+            while let Some((id, ev)) = self.core.poll_event() {
+                self.engine.emit_event(self.now, &id, ev);
             }
             if !moved {
                 return;

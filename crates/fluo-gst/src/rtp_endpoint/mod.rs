@@ -18,7 +18,7 @@ mod stats;
 
 pub use self::net::RtpNet;
 use self::net::{receive, Rx, Sockets};
-use self::port::{idx, lock, RtpPort, Shared, SharedRef};
+use self::port::{lock, RtpPort, Shared, SharedRef};
 pub(crate) use self::sdp::parse_sdp_count;
 use self::sdp::{
     mirror, parse_sdp, pick, sdp_err, write_section, Section, OFFER_AUDIO, OFFER_VIDEO,
@@ -187,7 +187,7 @@ impl RtpEndpoint {
                 sdp.push_str(&format!("m={kname} 0 RTP/AVP {pt}\r\n"));
                 continue;
             }
-            if sockets[idx(kind)].is_some() {
+            if sockets[kind].is_some() {
                 sdp.push_str(&format!("m={kname} 0 RTP/AVP {pt}\r\n"));
                 continue;
             }
@@ -227,7 +227,7 @@ impl RtpEndpoint {
                 recv: dir == "sendrecv" || dir == "recvonly",
                 remote_key,
             });
-            sockets[idx(kind)] = Some(s);
+            sockets[kind] = Some(s);
         }
         if sections.is_empty()
             && remote
@@ -297,7 +297,7 @@ impl RtpEndpoint {
                 recv: true,
                 remote_key: None,
             });
-            sockets[idx(kind)] = Some(s);
+            sockets[kind] = Some(s);
         }
         self.offered = Some((sections, sockets));
         self.local_sdp = Some(sdp.clone());
@@ -325,22 +325,22 @@ impl RtpEndpoint {
                 .iter()
                 .find(|m| m.kind == Some(s.kind) && m.port != 0);
             let Some(m) = m else {
-                sockets[idx(s.kind)] = None;
+                sockets[s.kind] = None;
                 continue;
             };
             let Some((pt, codec)) = pick(m) else {
-                sockets[idx(s.kind)] = None;
+                sockets[s.kind] = None;
                 continue;
             };
             if let Some(sd) = &self.sdes {
                 let Some(k) = srtp::remote_key(&m.crypto, sd.suite) else {
-                    sockets[idx(s.kind)] = None;
+                    sockets[s.kind] = None;
                     continue;
                 };
                 s.remote_key = Some(k);
             }
             if m.addr.is_some_and(|a| a.is_ipv6() != self.v6) {
-                sockets[idx(s.kind)] = None;
+                sockets[s.kind] = None;
                 continue;
             }
             let addr = m.addr.unwrap_or(loopback(self.v6));
@@ -370,28 +370,25 @@ impl RtpEndpoint {
     /// SRTP could not be set up: the media of that section stays off (never in the clear).
     fn srtp_failed(&self, e: &str) {
         tracing::error!(id = %self.id, "SRTP: {e}");
-        let mut f = Map::new();
-        f.insert(
-            "description".into(),
-            json!(format!(
-                "SRTP could not be set up, media of this section is off: {}",
-                fluo_api::text::foreign(e)
-            )),
+        let description = format!(
+            "SRTP could not be set up, media of this section is off: {}",
+            fluo_api::text::foreign(e)
         );
-        f.insert("errorCode".into(), json!(40003));
-        f.insert("type".into(), json!("SRTP_ERROR"));
-        (self.media.events)(&self.id, "Error", f);
+        (self.media.events)(
+            &self.id,
+            crate::error_event(fluo_core::MediaError::Srtp, description),
+        );
     }
 
     /// Starts receiving on the sockets of the negotiated sections.
     fn start(&mut self, sections: Vec<Section>, sockets: [Option<Sockets>; 2]) {
         let mut sh = lock(&self.shared);
         for s in &sections {
-            let Some(sk) = &sockets[idx(s.kind)] else {
+            let Some(sk) = &sockets[s.kind] else {
                 continue;
             };
-            sh.sockets[idx(s.kind)] = Some(sk.rtp.clone());
-            sh.rtcp_sockets[idx(s.kind)] = Some(sk.rtcp.clone());
+            sh.sockets[s.kind] = Some(sk.rtp.clone());
+            sh.rtcp_sockets[s.kind] = Some(sk.rtcp.clone());
             let _ = sk.rtp.set_read_timeout(Some(Duration::from_millis(200)));
             let _ = sk.rtcp.set_read_timeout(Some(Duration::from_millis(200)));
             let (rtp, rtcp) = (sk.rtp.clone(), sk.rtcp.clone());
@@ -408,16 +405,8 @@ impl RtpEndpoint {
             if let (Some(sd), Some(rk)) = (&self.sdes, &s.remote_key) {
                 let (r1, r2) = (rx.clone(), rx.clone());
                 let (events, id) = (self.media.events.clone(), self.id.clone());
-                let media = if s.kind == MediaKind::Audio {
-                    "AUDIO"
-                } else {
-                    "VIDEO"
-                };
-                let soft = move || {
-                    let mut f = Map::new();
-                    f.insert("mediaType".into(), json!(media));
-                    events(&id, "OnKeySoftLimit", f);
-                };
+                let kind = s.kind;
+                let soft = move || events(&id, fluo_core::MediaEvent::KeySoftLimit { kind });
                 match Transform::decrypt(
                     &self.id,
                     sd.suite,
@@ -442,7 +431,7 @@ impl RtpEndpoint {
                         },
                     );
                     match enc {
-                        Ok(t) => sh.enc[idx(s.kind)] = Some(Arc::new(t)),
+                        Ok(t) => sh.enc[s.kind] = Some(Arc::new(t)),
                         Err(e) => self.srtp_failed(&e),
                     }
                 }
@@ -546,13 +535,9 @@ impl Element for RtpEndpoint {
         let mut out = Map::new();
         let sh = lock(&self.shared);
         for s in &sh.sections {
-            let media = if s.kind == MediaKind::Audio {
-                "AUDIO"
-            } else {
-                "VIDEO"
-            };
+            let media = s.kind.wire_name();
             if q.wants(media) {
-                let k = idx(s.kind);
+                let k = s.kind;
                 let ours = (sh.ssrc[k], s.codec.clock_rate);
                 sh.stats[k].entries(q, &mut out, short, media, ours);
             }

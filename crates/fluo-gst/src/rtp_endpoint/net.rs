@@ -1,11 +1,10 @@
 //! The sockets of one RtpEndpoint and the threads that read them.
 
-use super::port::{idx, lock, SharedRef};
+use super::port::{lock, SharedRef};
 use super::sdp::Section;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_sfu::rtcp::{RtcpCompound, RtcpPacket};
 use fluo_sfu::{MediaKind, MediaPacket, PortOutput, RtpPacket};
-use serde_json::{json, Map};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -141,7 +140,7 @@ pub(super) struct Rx {
     pub(super) id: String,
     pub(super) bus: Arc<dyn fluo_sfu::MediaBus>,
     pub(super) key: u64,
-    pub(super) events: crate::EventSink,
+    pub(super) events: fluo_core::EventSink,
 }
 
 impl Rx {
@@ -160,7 +159,7 @@ impl Rx {
         }
         {
             let mut sh = lock(&self.shared);
-            let k = idx(s.kind);
+            let k = s.kind;
             sh.remote_ssrc[k] = p.ssrc();
             let pkt = (p.ssrc(), p.sequence(), p.timestamp(), p.payload().len());
             sh.stats[k].received(Instant::now(), pkt, s.codec.clock_rate);
@@ -188,7 +187,7 @@ impl Rx {
         let now = Instant::now();
         let changed = {
             let mut sh = lock(&self.shared);
-            let k = idx(self.section.kind);
+            let k = self.section.kind;
             let ssrc = sh.ssrc[k];
             let (report, bye) = sh.stats[k].peer_rtcp(now, ssrc, bytes);
             if report {
@@ -203,15 +202,8 @@ impl Rx {
     }
 
     fn media_state(&self, up: bool) {
-        let (old, new) = if up {
-            ("DISCONNECTED", "CONNECTED")
-        } else {
-            ("CONNECTED", "DISCONNECTED")
-        };
-        let mut f = Map::new();
-        f.insert("oldState".into(), json!(old));
-        f.insert("newState".into(), json!(new));
-        (self.events)(&self.id, "MediaStateChanged", f);
+        let ev = fluo_core::MediaEvent::MediaState { connected: up };
+        (self.events)(&self.id, ev);
     }
 
     /// Every wakeup of the RTCP thread: our report when it is due, and the media state back
@@ -219,7 +211,7 @@ impl Rx {
     pub(super) fn tick(&self) {
         let now = Instant::now();
         let mut sh = lock(&self.shared);
-        let k = idx(self.section.kind);
+        let k = self.section.kind;
         let due = sh.stats[k]
             .reported_at
             .is_none_or(|t| now.saturating_duration_since(t) >= super::stats::REPORT_EVERY);

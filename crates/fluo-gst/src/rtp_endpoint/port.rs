@@ -36,13 +36,6 @@ pub(super) fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub(super) fn idx(k: MediaKind) -> usize {
-    match k {
-        MediaKind::Audio => 0,
-        MediaKind::Video => 1,
-    }
-}
-
 /// The endpoint as the router sees it.
 pub(super) struct RtpPort {
     pub(super) shared: SharedRef,
@@ -68,7 +61,7 @@ impl Port for RtpPort {
     }
 
     fn push(&mut self, pkt: &MediaPacket) {
-        let k = idx(pkt.kind);
+        let k = pkt.kind;
         let mut sh = lock(&self.shared);
         let Some(s) = sh.sections.iter().find(|s| s.kind == pkt.kind).cloned() else {
             return;
@@ -111,7 +104,7 @@ impl Port for RtpPort {
 
     fn request_keyframe(&mut self) {
         let mut sh = lock(&self.shared);
-        let k = idx(MediaKind::Video);
+        let k = MediaKind::Video;
         let Some(s) = sh.sections.iter().find(|s| s.kind == MediaKind::Video) else {
             return;
         };

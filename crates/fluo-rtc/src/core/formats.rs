@@ -77,7 +77,7 @@ impl MediaCore {
                 return *target;
             }
         }
-        let kind = sfu_kind(f.kind);
+        let kind = f.kind;
         let applied = self
             .ports
             .get(&src)
@@ -100,7 +100,7 @@ impl MediaCore {
         want: CodecName,
         applied: bool,
     ) -> Option<Codec> {
-        let kind = sfu_kind(f.kind);
+        let kind = f.kind;
         let wants = self.wants(sink, f.kind);
         let fac = self.factory.clone()?;
         let usable = |t: &&Codec| t.name.kind() == kind && fac.can(&f.codec, t);
@@ -119,7 +119,7 @@ impl MediaCore {
     /// Removes the transcoders of `src`'s output; their sinks go back to `src`'s route and
     /// are matched again (with `src`'s current settings) from its next packet on.
     fn remake_transcoders(&mut self, src: u64) {
-        let ts: Vec<(u64, Kind)> = self
+        let ts: Vec<(u64, MediaKind)> = self
             .ports
             .iter()
             .filter_map(|(k, p)| {
@@ -144,7 +144,7 @@ impl MediaCore {
         self.reformat.retain(|(s, _, _), _| *s != src);
         self.no_transcoder.retain(|(s, _, _)| *s != src);
         tracing::info!(%src, "output settings changed: the source's media is matched again");
-        self.request_keyframe(src, VIDEO);
+        self.request_keyframe(src, MediaKind::Video);
     }
 }
 
@@ -164,10 +164,10 @@ mod tests {
     }
 
     impl Port for Sink {
-        fn accepts(&self, _: SfuKind, codec: &Codec) -> bool {
+        fn accepts(&self, _: MediaKind, codec: &Codec) -> bool {
             self.takes.iter().any(|t| t.compatible(codec))
         }
-        fn wants(&self, _: SfuKind) -> Vec<Codec> {
+        fn wants(&self, _: MediaKind) -> Vec<Codec> {
             self.takes.clone()
         }
         fn push(&mut self, pkt: &MediaPacket) {
@@ -182,7 +182,7 @@ mod tests {
     impl TranscoderFactory for Factory {
         fn create(
             &self,
-            _: SfuKind,
+            _: MediaKind,
             from: &Codec,
             to: &Codec,
             source: &str,
@@ -211,7 +211,7 @@ mod tests {
 
     fn inject(core: &mut MediaCore, key: u64, codec: CodecName) {
         let pkt = MediaPacket {
-            kind: SfuKind::Video,
+            kind: MediaKind::Video,
             codec: Codec::new(codec),
             seq: 1,
             timestamp: 0,
@@ -262,7 +262,7 @@ mod tests {
                 Ctl::Route {
                     src: 1,
                     sink_id,
-                    kind: VIDEO,
+                    kind: Some(MediaKind::Video),
                     add: true,
                 },
             );

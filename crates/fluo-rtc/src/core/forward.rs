@@ -15,7 +15,7 @@ impl MediaCore {
             return;
         }
         if let Some(p) = self.ports.get_mut(&sink) {
-            if p.port.accepts(sfu_kind(kind), &f.codec) {
+            if p.port.accepts(kind, &f.codec) {
                 let mut pkt = f.packet();
                 if p.upstream.is_none() {
                     // One continuous SSRC / sequence / timestamp line per kind, across
@@ -24,7 +24,7 @@ impl MediaCore {
                         let clock = f.codec.clock_rate;
                         Rewriter::new(
                             clock,
-                            (sink as u32) ^ 0x5f10_0000 ^ kind as u32,
+                            (sink as u32) ^ 0x5f10_0000 ^ kind.index() as u32,
                             f.seq & 0x3fff,
                             f.ts,
                         )
@@ -38,9 +38,9 @@ impl MediaCore {
                 }
                 p.port.push(&pkt);
                 if let (Some(t), None) = (f.entered, p.upstream) {
-                    self.latency.record(&p.id, sfu_kind(kind), t.elapsed());
+                    self.latency.record(&p.id, kind, t.elapsed());
                 }
-                self.port_flowed(sink, FLOW_IN, kind);
+                self.port_flowed(sink, FlowDir::In, kind);
             } else if p.upstream.is_some() {
                 // The source changed codec under a transcoder: never transcode for a
                 // transcoder (that chains them, and can loop). Undo it: its sinks go back to
@@ -77,7 +77,10 @@ impl MediaCore {
                 return;
             };
             let now = self.now;
-            let clock = if kind == AUDIO { 48_000 } else { 90_000 };
+            let clock = match kind {
+                MediaKind::Audio => 48_000,
+                MediaKind::Video => 90_000,
+            };
             let out = ep.out[kind].get_or_insert_with(|| OutStream {
                 // Start low so the extended sequence never implies a rollover.
                 rewriter: Rewriter::new(clock, 0, f.seq & 0x3fff, f.ts),
@@ -87,9 +90,9 @@ impl MediaCore {
             let Some(rw) = out.rewriter.rewrite(now, f.ssrc, f.seq, f.ts) else {
                 return;
             };
-            out.ext = extend_seq(out.ext, rw.seq);
+            out.ext = fluo_sfu::extend_seq(out.ext, rw.seq);
             let (out_seq, out_ts) = (out.ext, rw.ts);
-            let size_rtx = kind == VIDEO && out.rtx.is_none();
+            let size_rtx = kind == MediaKind::Video && out.rtx.is_none();
             let mut api = ep.rtc.direct_api();
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 return;
@@ -99,7 +102,7 @@ impl MediaCore {
             }
             let mut write = RtpWrite::new(pt, SeqNo::from(out_seq), out_ts, now, f.payload.clone())
                 .marker(f.marker)
-                .nackable(kind == VIDEO);
+                .nackable(kind == MediaKind::Video);
             if let Some(ext) = &f.ext_vals {
                 write = write.ext_vals(ext.clone());
             }
@@ -119,9 +122,8 @@ impl MediaCore {
             ep.last_out_at[kind] = Some(now);
             if !ep.flowing_out[kind] {
                 ep.flowing_out[kind] = true;
-                let fields = flow(true, kind);
-                self.events
-                    .push_back((ep.id.clone(), "MediaFlowOutStateChanged".into(), fields));
+                let ev = flow(FlowDir::Out, true, kind);
+                self.events.push_back((ep.id.clone(), ev));
             }
         }
         if let Some(e) = self.eps.get_mut(&sink) {

@@ -7,44 +7,34 @@ use super::*;
 impl MediaCore {
     /// Media of `kind` passed an element's port in direction `dir` (not a transcoder's):
     /// reports FLOWING when it starts, as for endpoints.
-    pub(super) fn port_flowed(&mut self, key: u64, dir: usize, kind: Kind) {
+    pub(super) fn port_flowed(&mut self, key: u64, dir: FlowDir, kind: MediaKind) {
         let now = self.now;
         let Some(p) = self.ports.get_mut(&key) else {
             return;
         };
-        if p.upstream.is_some() || kind > VIDEO {
+        if p.upstream.is_some() {
             return;
         }
-        let f = &mut p.flow[dir][kind];
+        let f = &mut p.flow[dir as usize][kind];
         f.0 = Some(now);
         if !f.1 {
             f.1 = true;
-            let name = if dir == FLOW_IN {
-                "MediaFlowInStateChanged"
-            } else {
-                "MediaFlowOutStateChanged"
-            };
-            self.events
-                .push_back((p.id.clone(), name.into(), flow(true, kind)));
+            self.events.push_back((p.id.clone(), flow(dir, true, kind)));
         }
     }
 
     /// Reports NOT_FLOWING for ports that have seen no media for [`FLOW_IDLE`].
     pub(super) fn ports_idle(&mut self, now: Instant) {
         for p in self.ports.values_mut() {
-            for (dir, kinds) in p.flow.iter_mut().enumerate() {
-                for (kind, f) in kinds.iter_mut().enumerate() {
+            for dir in FlowDir::ALL {
+                for kind in MediaKind::ALL {
+                    let f = &mut p.flow[dir as usize][kind];
                     let idle =
                         f.0.is_some_and(|t| now.saturating_duration_since(t) > FLOW_IDLE);
                     if f.1 && idle {
                         f.1 = false;
-                        let name = if dir == FLOW_IN {
-                            "MediaFlowInStateChanged"
-                        } else {
-                            "MediaFlowOutStateChanged"
-                        };
                         self.events
-                            .push_back((p.id.clone(), name.into(), flow(false, kind)));
+                            .push_back((p.id.clone(), flow(dir, false, kind)));
                     }
                 }
             }
@@ -53,7 +43,7 @@ impl MediaCore {
 
     /// Stops feeding `sink` through the transcoder it gets `src`'s media from; the
     /// transcoder goes when nobody needs it.
-    pub(super) fn unroute_via(&mut self, src: u64, kind: Kind, sink: u64) {
+    pub(super) fn unroute_via(&mut self, src: u64, kind: MediaKind, sink: u64) {
         let Some(t) = self.via.remove(&(src, kind, sink)) else {
             return;
         };
@@ -83,11 +73,12 @@ impl MediaCore {
         if let Some((src, kind)) = entry.upstream {
             tracing::info!(transcoder = %entry.id, "transcoder removed: no sink needs it");
             if let Some(src_id) = self.id_of(src) {
-                self.events.push_back((
-                    src_id,
-                    "MediaTranscodingStateChanged".into(),
-                    transcoding(false, &entry.id, kind),
-                ));
+                let ev = MediaEvent::Transcoding {
+                    kind,
+                    on: false,
+                    bin: entry.id.clone(),
+                };
+                self.events.push_back((src_id, ev));
             }
         }
         // Dropping the port stops its pipeline.
@@ -105,7 +96,7 @@ impl MediaCore {
             .map(|(k, _)| *k)
             .collect();
         for from in std::iter::once(src).chain(transcoders) {
-            for kind in [AUDIO, VIDEO] {
+            for kind in MediaKind::ALL {
                 for sink in self.routes.get(&(from, kind)).into_iter().flatten() {
                     if !fed.contains(sink)
                         && self.ports.get(sink).is_some_and(|p| p.upstream.is_none())
@@ -123,9 +114,9 @@ impl MediaCore {
     }
 
     /// The codecs a sink takes for `kind`, best first.
-    pub(super) fn wants(&self, sink: u64, kind: Kind) -> Vec<Codec> {
+    pub(super) fn wants(&self, sink: u64, kind: MediaKind) -> Vec<Codec> {
         if let Some(p) = self.ports.get(&sink) {
-            return p.port.wants(sfu_kind(kind));
+            return p.port.wants(kind);
         }
         let Some(e) = self.eps.get(&sink) else {
             return vec![];
@@ -168,7 +159,7 @@ impl MediaCore {
                 wants
                     .iter()
                     .copied()
-                    .find(|t| t.name.kind() == sfu_kind(kind) && fac.can(&f.codec, t))
+                    .find(|t| t.name.kind() == kind && fac.can(&f.codec, t))
             })
         });
         let existing = target.and_then(|t| self.transcoders.get(&(src, kind, t)).copied());
@@ -180,17 +171,11 @@ impl MediaCore {
                 let src_id = self.id_of(src).unwrap_or_default();
                 let name = format!(
                     "transcoder_{}_{}_{}",
-                    kind_name(kind).to_lowercase(),
+                    kind.wire_name().to_lowercase(),
                     f.codec.name.sdp_name(),
                     target.name.sdp_name()
                 );
-                match factory.create(
-                    sfu_kind(kind),
-                    &f.codec,
-                    &target,
-                    &src_id,
-                    PortOutput::new(t, output),
-                ) {
+                match factory.create(kind, &f.codec, &target, &src_id, PortOutput::new(t, output)) {
                     Ok(port) => {
                         tracing::info!(source = %src_id, from = %f.codec, to = %target, "transcoder inserted");
                         self.ports.insert(
@@ -204,11 +189,12 @@ impl MediaCore {
                         );
                         self.transcoders.insert((src, kind, target), t);
                         self.routes.entry((src, kind)).or_default().push(t);
-                        self.events.push_back((
-                            src_id,
-                            "MediaTranscodingStateChanged".into(),
-                            transcoding(true, &name, kind),
-                        ));
+                        let ev = MediaEvent::Transcoding {
+                            kind,
+                            on: true,
+                            bin: name,
+                        };
+                        self.events.push_back((src_id, ev));
                         t
                     }
                     Err(e) => {
@@ -263,7 +249,7 @@ impl MediaCore {
     }
 
     /// Tells a sink, once, that it cannot get a source's codec.
-    pub(super) fn report_mismatch(&mut self, sink: u64, kind: Kind, codec: &Codec, why: &str) {
+    pub(super) fn report_mismatch(&mut self, sink: u64, kind: MediaKind, codec: &Codec, why: &str) {
         if !self.mismatch_reported.insert((sink, kind)) {
             return;
         }
@@ -271,19 +257,10 @@ impl MediaCore {
             return;
         };
         tracing::warn!(%id, %codec, "sink did not negotiate the source's codec and no transcoder can convert it{why}");
-        let fields = obj(json!({
-            "description": format!("The {} codec {codec} of the source was not negotiated by this element and cannot be transcoded{why}", kind_name(kind)),
-            "errorCode": 40005,
-            "type": "CODEC_MISMATCH",
-        }));
-        self.events.push_back((id, "Error".into(), fields));
+        let ev = MediaEvent::Error {
+            error: fluo_sfu::MediaError::CodecMismatch,
+            description: format!("The {kind} codec {codec} of the source was not negotiated by this element and cannot be transcoded{why}"),
+        };
+        self.events.push_back((id, ev));
     }
-}
-
-fn transcoding(on: bool, bin: &str, kind: Kind) -> Map<String, Value> {
-    obj(json!({
-        "state": if on { "TRANSCODING" } else { "NOT_TRANSCODING" },
-        "binName": bin,
-        "mediaType": kind_name(kind),
-    }))
 }

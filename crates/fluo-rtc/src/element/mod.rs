@@ -8,13 +8,14 @@ mod channels;
 mod negotiate;
 mod session;
 
-use crate::core::{kind_name, lock, obj, Control, Ctl, Ep, EpRef, AUDIO, DATA, VIDEO};
+use crate::core::{lock, Control, Ctl, Ep, EpRef};
 use crate::pair::candidate_pair;
 use crate::sdp::first_mid;
 use crate::settings::{self, CtorOptions};
 use crate::WebRtc;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, StatsQuery};
+use fluo_sfu::MediaKind;
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
 use str0m::media::Direction;
@@ -173,20 +174,20 @@ impl WebRtcEndpoint {
             .and_then(first_mid)
             .unwrap_or_else(|| "0".to_string());
         for c in self.candidates_to_report() {
-            {
-                let line = c.to_sdp_string();
-                let line = line.strip_prefix("a=").unwrap_or(&line).to_string();
-                cx.emit(
-                    "IceCandidateFound",
-                    obj(json!({"candidate": {
-                        "__module__": "kurento",
-                        "__type__": "IceCandidate",
-                        "candidate": line,
-                        "sdpMid": mid,
-                        "sdpMLineIndex": 0,
-                    }})),
-                );
-            }
+            let line = c.to_sdp_string();
+            let line = line.strip_prefix("a=").unwrap_or(&line).to_string();
+            let mut fields = Map::new();
+            fields.insert(
+                "candidate".into(),
+                json!({
+                    "__module__": "kurento",
+                    "__type__": "IceCandidate",
+                    "candidate": line,
+                    "sdpMid": mid,
+                    "sdpMLineIndex": 0,
+                }),
+            );
+            cx.emit("IceCandidateFound", fields);
         }
         cx.emit("IceGatheringDone", Map::new());
         Ok(Value::Null)
@@ -243,11 +244,8 @@ impl Element for WebRtcEndpoint {
                 } else {
                     ep.flowing_out
                 };
-                Ok(Value::from(match s("mediaType") {
-                    "AUDIO" => flags[AUDIO],
-                    "VIDEO" => flags[VIDEO],
-                    _ => false,
-                }))
+                let kind = MediaKind::from_wire(s("mediaType"));
+                Ok(Value::from(kind.is_some_and(|k| flags[k])))
             }
             "createDataChannel" => self.create_channel(params),
             "closeDataChannel" => self.close_channel(params),
@@ -363,12 +361,8 @@ impl WebRtcEndpoint {
         if edge.source != lock(&self.ep).id {
             return;
         }
-        let kind = match edge.media_type.as_str() {
-            "AUDIO" => AUDIO,
-            "VIDEO" => VIDEO,
-            _ => DATA,
-        };
-        tracing::debug!(source = %edge.source, sink = %edge.sink, media = kind_name(kind), add, "route");
+        let kind = edge.media_kind();
+        tracing::debug!(source = %edge.source, sink = %edge.sink, media = %edge.media_type, add, "route");
         let _ = self.rtc.ctl.send(Control(Ctl::Route {
             src: self.key,
             sink_id: edge.sink.clone(),
