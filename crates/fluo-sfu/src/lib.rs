@@ -11,6 +11,7 @@
 //! * [`latency`]: latency statistics (a pipeline's `latencyStats`).
 //! * [`port`]: players, recorders, plain RTP and transcoders as the router sees them.
 //! * [`settings`]: what an element's encoder settings and forced formats ask of its output.
+//! * [`negotiate`]: forward, transcode or neither, for one source and one sink.
 //! * [`router`]: the producer -> consumers table tying the above together.
 //! * [`event`]: the typed events the media plane raises on elements.
 //!
@@ -39,6 +40,7 @@ mod ids;
 pub mod keyframe;
 pub mod latency;
 pub mod nack;
+pub mod negotiate;
 pub mod port;
 pub mod rewrite;
 pub mod router;
@@ -52,6 +54,7 @@ pub use ids::{ConsumerId, MediaKind, ProducerId};
 pub use keyframe::KeyframeThrottle;
 pub use latency::{LatencyAvg, LatencyBoard};
 pub use nack::RetransmitCache;
+pub use negotiate::{Decision, Forced, Impossible, SinkCaps, SinkCodec, Takes};
 pub use port::{Codec, CodecName, MediaBus, MediaPacket, Port, PortOutput, TranscoderFactory};
 pub use rewrite::{extend_seq, Rewriter, Rewritten};
 pub use router::{

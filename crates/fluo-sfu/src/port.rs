@@ -38,6 +38,21 @@ pub enum CodecName {
 }
 
 impl CodecName {
+    /// Every codec Fluo knows.
+    pub const ALL: [CodecName; 11] = [
+        CodecName::Vp8,
+        CodecName::Vp9,
+        CodecName::H264,
+        CodecName::Av1,
+        CodecName::Opus,
+        CodecName::Pcmu,
+        CodecName::Pcma,
+        CodecName::G722,
+        CodecName::H263,
+        CodecName::Amr,
+        CodecName::Speex,
+    ];
+
     /// The encoding name used in SDP `a=rtpmap`.
     pub fn sdp_name(self) -> &'static str {
         match self {
@@ -57,20 +72,8 @@ impl CodecName {
 
     /// The codec for an SDP encoding name (case-insensitive).
     pub fn from_sdp_name(name: &str) -> Option<CodecName> {
-        let all = [
-            CodecName::Vp8,
-            CodecName::Vp9,
-            CodecName::H264,
-            CodecName::Av1,
-            CodecName::Opus,
-            CodecName::Pcmu,
-            CodecName::Pcma,
-            CodecName::G722,
-            CodecName::H263,
-            CodecName::Amr,
-            CodecName::Speex,
-        ];
-        all.into_iter()
+        CodecName::ALL
+            .into_iter()
             .find(|c| c.sdp_name().eq_ignore_ascii_case(name))
     }
 
