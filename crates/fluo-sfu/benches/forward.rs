@@ -63,5 +63,57 @@ fn forward(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, forward);
+/// A sink that only touches what it is given.
+struct Sink(usize);
+
+impl fluo_sfu::Node for Sink {
+    fn caps(&self, _: fluo_sfu::MediaKind) -> fluo_sfu::SinkCaps {
+        let vp8 = fluo_sfu::Codec::new(fluo_sfu::CodecName::Vp8);
+        fluo_sfu::SinkCaps::codecs([fluo_sfu::SinkCodec::with_pt(vp8, 96)])
+    }
+    fn push(&mut self, pkt: &fluo_sfu::Packet<'_>, h: fluo_sfu::Header) {
+        self.0 = self
+            .0
+            .wrapping_add(black_box(pkt.payload.len()) + usize::from(h.seq));
+    }
+}
+
+fn media_router(c: &mut Criterion) {
+    use fluo_sfu::{Codec, CodecName, MediaKind, MediaRouter, Packet};
+    use std::sync::Arc;
+    let payload: Arc<[u8]> = Arc::from(vec![7u8; 1188]);
+    let mut g = c.benchmark_group("media_router_1200B");
+    for n in [10usize, 100, 1000] {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("forward", n), &n, |b, &n| {
+            let t0 = Instant::now();
+            let mut r = MediaRouter::new();
+            let cam = r.add_node("cam", Box::new(Sink(0)));
+            for _ in 0..n {
+                let s = r.add_node("viewer", Box::new(Sink(0)));
+                r.connect(t0, cam, MediaKind::Video, s).unwrap();
+            }
+            let mut seq = 0u16;
+            b.iter(|| {
+                seq = seq.wrapping_add(1);
+                let pkt = Packet {
+                    kind: MediaKind::Video,
+                    codec: Codec::new(CodecName::Vp8),
+                    seq,
+                    ts: u32::from(seq) * 3000,
+                    ssrc: 0xabc,
+                    marker: false,
+                    payload: &payload,
+                    entered: None,
+                    extensions: None,
+                };
+                let now = t0 + Duration::from_micros(u64::from(seq));
+                r.forward(now, cam, &pkt)
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, forward, media_router);
 criterion_main!(benches);

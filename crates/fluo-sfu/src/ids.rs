@@ -46,6 +46,10 @@ id_type!(
     /// Identifies a consumer (one outgoing RTP stream to a subscriber) in a [`crate::Router`].
     ConsumerId
 );
+id_type!(
+    /// Identifies a node (an element's media face) in a [`crate::MediaRouter`].
+    NodeId
+);
 
 /// The kind of media a stream carries: Fluo's one media kind (str0m's is converted once, where
 /// packets enter; Kurento's `AUDIO` / `VIDEO` strings only on the wire).
@@ -159,6 +163,14 @@ impl<K: SlabKey, T> Slab<K, T> {
         }
     }
 
+    /// The key the next [`insert`](Self::insert) returns.
+    pub(crate) fn next_key(&self) -> K {
+        match self.free.last() {
+            Some(&index) => K::new(index, self.entries[index as usize].generation),
+            None => K::new(self.entries.len() as u32, 0),
+        }
+    }
+
     pub(crate) fn remove(&mut self, key: K) -> Option<T> {
         let (index, generation) = key.parts();
         let e = self.entries.get_mut(index as usize)?;
@@ -214,7 +226,9 @@ mod tests {
         let mut s: Slab<ProducerId, &str> = Slab::new();
         let a = s.insert("a");
         assert_eq!(s.remove(a), Some("a"));
+        let next = s.next_key();
         let b = s.insert("b");
+        assert_eq!(next, b);
         assert_eq!(a.index(), b.index());
         assert_eq!(s.get(a), None);
         assert_eq!(s.get(b), Some(&"b"));

@@ -13,6 +13,7 @@
 //! * [`settings`]: what an element's encoder settings and forced formats ask of its output.
 //! * [`negotiate`]: forward, transcode or neither, for one source and one sink.
 //! * [`router`]: the producer -> consumers table tying the above together.
+//! * [`media_router`]: the router of element nodes (to replace the above and fluo-rtc's tables).
 //! * [`event`]: the typed events the media plane raises on elements.
 //!
 //! ```
@@ -39,6 +40,7 @@ pub mod event;
 mod ids;
 pub mod keyframe;
 pub mod latency;
+pub mod media_router;
 pub mod nack;
 pub mod negotiate;
 pub mod port;
@@ -50,9 +52,10 @@ pub mod settings;
 
 pub use error::ParseError;
 pub use event::{EventSink, FlowDir, MediaError, MediaEvent};
-pub use ids::{ConsumerId, MediaKind, ProducerId};
+pub use ids::{ConsumerId, MediaKind, NodeId, ProducerId};
 pub use keyframe::KeyframeThrottle;
 pub use latency::{LatencyAvg, LatencyBoard};
+pub use media_router::{Header, MediaRouter, Node, NodeError, Packet, TranscoderMaker};
 pub use nack::RetransmitCache;
 pub use negotiate::{Decision, Forced, Impossible, SinkCaps, SinkCodec, Takes};
 pub use port::{Codec, CodecName, MediaBus, MediaPacket, Port, PortOutput, TranscoderFactory};

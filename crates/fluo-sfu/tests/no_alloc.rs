@@ -112,3 +112,78 @@ fn forwarding_allocates_nothing_per_packet_per_consumer_after_warm_up() {
     );
     assert!(r.stats().retransmitted > 0);
 }
+
+/// A sink that only counts what it is given.
+struct Counter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl fluo_sfu::Node for Counter {
+    fn caps(&self, _: fluo_sfu::MediaKind) -> fluo_sfu::SinkCaps {
+        let vp8 = fluo_sfu::Codec::new(fluo_sfu::CodecName::Vp8);
+        fluo_sfu::SinkCaps::codecs([fluo_sfu::SinkCodec::with_pt(vp8, 96)])
+    }
+    fn push(&mut self, pkt: &fluo_sfu::Packet<'_>, h: fluo_sfu::Header) {
+        let n = pkt.payload.len() + usize::from(h.seq & 1);
+        self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn the_media_router_allocates_nothing_per_packet_per_sink_after_warm_up() {
+    use fluo_sfu::{Codec, CodecName, MediaKind, MediaRouter, Packet};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const SINKS: usize = 100;
+    const WARM: u16 = 2000;
+    const MEASURED: u16 = 5000;
+
+    let t0 = Instant::now();
+    let bytes = Arc::new(AtomicUsize::new(0));
+    let mut r = MediaRouter::new();
+    let cam = r.add_node("cam", Box::new(Counter(bytes.clone())));
+    let cam2 = r.add_node("cam2", Box::new(Counter(bytes.clone())));
+    let sinks: Vec<_> = (0..SINKS)
+        .map(|_| {
+            let s = r.add_node("viewer", Box::new(Counter(bytes.clone())));
+            r.connect(t0, cam, MediaKind::Video, s).unwrap();
+            s
+        })
+        .collect();
+    let payload: Arc<[u8]> = Arc::from(vec![7u8; 1188]);
+    let run = |r: &mut MediaRouter, seq: u16| {
+        let now = t0 + Duration::from_millis(u64::from(seq));
+        let pkt = Packet {
+            kind: MediaKind::Video,
+            codec: Codec::new(CodecName::Vp8),
+            seq,
+            ts: u32::from(seq) * 3000,
+            ssrc: 0xabc,
+            marker: false,
+            payload: &payload,
+            entered: None,
+            extensions: None,
+        };
+        assert_eq!(r.forward(now, cam, &pkt), SINKS);
+        r.request_keyframe(now, sinks[seq as usize % SINKS], MediaKind::Video);
+        r.handle_timeout(now);
+        while r.poll_event().is_some() {}
+    };
+    for seq in 0..WARM {
+        run(&mut r, seq);
+    }
+    // A switch away and back (a change: decided again, then quiet).
+    r.disconnect(cam, MediaKind::Video, sinks[0]).unwrap();
+    r.connect(t0, cam2, MediaKind::Video, sinks[0]).unwrap();
+    r.disconnect(cam2, MediaKind::Video, sinks[0]).unwrap();
+    r.connect(t0, cam, MediaKind::Video, sinks[0]).unwrap();
+    run(&mut r, WARM);
+    let before = allocs();
+    for seq in WARM + 1..WARM + MEASURED {
+        run(&mut r, seq);
+    }
+    let during = allocs() - before;
+    assert!(bytes.load(Ordering::Relaxed) > 0);
+    assert_eq!(
+        during, 0,
+        "{during} allocations for {MEASURED} packets x {SINKS} sinks"
+    );
+}

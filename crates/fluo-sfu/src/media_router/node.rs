@@ -1,0 +1,121 @@
+//! What the router sees of an element: one [`Node`] trait for every kind (WebRTC endpoint,
+//! RtpEndpoint, player, recorder, filter, transcoder; hub ports, worker-process proxies and
+//! cross-node relays to come), the [`Packet`] a node produces and the [`Header`] of the line
+//! the router keeps for each sink.
+
+use crate::negotiate::SinkCaps;
+use crate::port::Codec;
+use crate::{MediaKind, NodeId};
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One RTP packet a node produced, parsed, as it crosses the router: borrowed, never copied
+/// per sink.
+#[derive(Clone, Copy)]
+pub struct Packet<'a> {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// What its payload type means at its source.
+    pub codec: Codec,
+    /// RTP sequence number at the source.
+    pub seq: u16,
+    /// RTP timestamp at the source.
+    pub ts: u32,
+    /// RTP SSRC at the source.
+    pub ssrc: u32,
+    /// RTP marker bit.
+    pub marker: bool,
+    /// The payload (no RTP header), shared by every sink.
+    pub payload: &'a Arc<[u8]>,
+    /// When a timed packet entered the router (see [`crate::latency`]).
+    pub entered: Option<Instant>,
+    /// What the source's transport parsed that a sink of the same transport may carry on (a
+    /// WebRTC peer's header extensions). The router never looks at it.
+    pub extensions: Option<&'a (dyn Any + Send + Sync)>,
+}
+
+impl fmt::Debug for Packet<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Packet")
+            .field("kind", &self.kind)
+            .field("codec", &self.codec)
+            .field("seq", &self.seq)
+            .field("ts", &self.ts)
+            .field("ssrc", &self.ssrc)
+            .field("len", &self.payload.len())
+            .finish()
+    }
+}
+
+/// The header a packet goes to one sink with: the sink's continuous line (one SSRC, sequence
+/// numbers and timestamps that go on across source switches and seeks) and the payload type
+/// negotiation chose for it. A transcoder gets its source's own numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Sequence number on the line.
+    pub seq: u16,
+    /// Timestamp on the line.
+    pub ts: u32,
+    /// The line's SSRC (a WebRTC sink uses its session's own).
+    pub ssrc: u32,
+    /// The sink's payload type for the codec, when it numbers codecs.
+    pub pt: Option<u8>,
+}
+
+/// An element's media face in the router: its sink side (what the router pushes to it) and
+/// its source side (what it is asked for). What a node produces enters the router through
+/// [`MediaRouter::forward`](super::MediaRouter::forward) with the node's id.
+///
+/// Called only from the router's thread. A node living elsewhere (another process, another
+/// server) is a proxy that sends what it is given on and returns at once.
+pub trait Node: Send {
+    /// What this node takes of `kind` as a sink. Asked when a route to it is decided (a new
+    /// route, a source's new codec, forced formats or its negotiated codecs changed), never per
+    /// packet.
+    fn caps(&self, kind: MediaKind) -> SinkCaps;
+
+    /// A packet routed to this node, with its line's header.
+    fn push(&mut self, pkt: &Packet<'_>, header: Header);
+
+    /// A sink of this node's media needs a keyframe of `kind` (throttled by the router): a
+    /// WebRTC peer gets a PLI, an encoder (player, transcoder, filter) is forced to make one.
+    fn request_keyframe(&mut self, _kind: MediaKind) {}
+
+    /// A source feeding this node ended its stream (a player reached its end).
+    fn end_of_stream(&mut self) {}
+
+    /// Whether this node encodes its own output of `kind` and applied its element's forced
+    /// frame rate or bitrate while doing so (the router then need not re-encode it).
+    fn applies_format(&self, _kind: MediaKind) -> bool {
+        false
+    }
+
+    /// Whether the router raises this element's media-flow events and measures its input
+    /// latency: media it produces flows out of the element, media pushed to it flows in.
+    /// `false` for nodes that report their own (a WebRTC endpoint, whose in and out face the
+    /// network).
+    fn reports_flow(&self) -> bool {
+        true
+    }
+}
+
+/// Makes transcoders: nodes that take `from` and produce `to`, which the router inserts
+/// between a source and the sinks that need them.
+pub trait TranscoderMaker: Send + Sync {
+    /// Whether `to` can be made from `from`.
+    fn can(&self, from: &Codec, to: &Codec) -> bool;
+
+    /// A transcoder that will be node `id` (its output enters the router with that id), of
+    /// the media of `kind` of the element `source` (whose output settings its encoder
+    /// follows), or why not.
+    fn make(
+        &self,
+        id: NodeId,
+        kind: MediaKind,
+        from: &Codec,
+        to: &Codec,
+        source: &str,
+    ) -> Result<Box<dyn Node>, String>;
+}
