@@ -84,6 +84,10 @@ pub struct Browser {
     pub(crate) deadline: Instant,
     /// Drop every datagram this browser would receive while true.
     pub deaf: bool,
+    /// str0m's receive statistics (with `set_stats_interval`), oldest first.
+    pub ingress_stats: Vec<str0m::stats::MediaIngressStats>,
+    /// Sender reports received (with `enable_raw_packets`), oldest first.
+    pub sender_reports: Vec<str0m::rtp::rtcp::SenderInfo>,
 }
 
 impl Browser {
@@ -124,6 +128,8 @@ impl Browser {
             outbox: vec![],
             deadline: now,
             deaf: false,
+            ingress_stats: vec![],
+            sender_reports: vec![],
         }
     }
 
@@ -310,7 +316,8 @@ impl Browser {
         ok
     }
 
-    pub(crate) fn receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+    /// A datagram from `source` arrives.
+    pub fn receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
         if self.deaf {
             return;
         }
@@ -385,14 +392,16 @@ impl Browser {
             Event::ChannelOpen(id, _) => self.channel = Some(id),
             Event::ChannelData(d) => self.channel_in.push(d.data),
             Event::ChannelClose(_) => self.channel = None,
+            Event::MediaIngressStats(s) => self.ingress_stats.push(s),
             Event::RawPacket(p) => {
                 use str0m::rtp::rtcp::Rtcp;
-                if let str0m::rtp::RawPacket::RtcpTx(fb) = *p {
-                    match fb {
-                        Rtcp::Remb(_) => self.feedback_sent.remb += 1,
-                        Rtcp::Twcc(_) => self.feedback_sent.twcc += 1,
-                        _ => {}
+                match *p {
+                    str0m::rtp::RawPacket::RtcpTx(Rtcp::Remb(_)) => self.feedback_sent.remb += 1,
+                    str0m::rtp::RawPacket::RtcpTx(Rtcp::Twcc(_)) => self.feedback_sent.twcc += 1,
+                    str0m::rtp::RawPacket::RtcpRx(Rtcp::SenderReport(sr)) => {
+                        self.sender_reports.push(sr.sender_info);
                     }
+                    _ => {}
                 }
             }
             _ => {}
