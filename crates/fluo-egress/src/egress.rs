@@ -349,10 +349,10 @@ impl Viewer {
                         }
                     }
                     RtcpPacket::Nack(n) => {
-                        let lost: Vec<u16> = n.lost().collect();
-                        seen.nacked += lost.len();
-                        seen.resent +=
-                            self.answer_nack(now, n.media_ssrc, &lost, video_source, batch);
+                        let (asked, resent) =
+                            self.answer_nack(now, n.media_ssrc, n.lost(), video_source, batch);
+                        seen.nacked += asked;
+                        seen.resent += resent;
                     }
                     RtcpPacket::Pli { .. } | RtcpPacket::Fir(_) => seen.keyframe_requests += 1,
                     _ => {}
@@ -391,25 +391,24 @@ impl Viewer {
         &mut self,
         now: Instant,
         media_ssrc: u32,
-        lost: &[u16],
+        lost: impl Iterator<Item = u16>,
         source: Option<&Source>,
         batch: &mut Batch,
-    ) -> usize {
+    ) -> (usize, usize) {
         let Some(s) = self.streams[VIDEO]
             .as_mut()
             .filter(|s| s.ssrc == media_ssrc)
         else {
-            return 0;
+            return (0, 0);
         };
-        s.nacked += lost.len() as u64;
-        let (Some(source), Some(rw)) = (source, s.rewriter.as_ref()) else {
-            return 0;
-        };
-        let Some(mut rtx) = s.rtx else {
-            return 0;
-        };
-        let mut n = 0;
-        for &out_seq in lost {
+        let (mut asked, mut n) = (0, 0);
+        for out_seq in lost {
+            asked += 1;
+            s.nacked += 1;
+            let (Some(source), Some(rw), Some(mut rtx)) = (source, s.rewriter.as_ref(), s.rtx)
+            else {
+                continue;
+            };
             let Some(orig) = rw.original_seq(out_seq) else {
                 continue;
             };
@@ -446,10 +445,10 @@ impl Viewer {
             s.packets += 1;
             s.octets += p.payload.len() as u64 + 2;
             s.resent += 1;
+            s.rtx = Some(rtx);
             n += 1;
         }
-        s.rtx = Some(rtx);
-        n
+        (asked, n)
     }
 
     /// Takes an SRTCP datagram str0m wrote for this viewer and returns it in `out` as Fluo

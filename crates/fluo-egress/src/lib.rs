@@ -11,6 +11,7 @@
 
 pub mod batch;
 pub mod egress;
+pub mod harness;
 pub mod keys;
 pub mod srtp;
 

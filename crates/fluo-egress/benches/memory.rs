@@ -1,0 +1,118 @@
+//! Live heap per viewer endpoint on the server side after a few seconds of video, media sent
+//! (a) through str0m's `write_rtp` as Fluo's media core does today (video resend history 200
+//! ms, its value on a LAN, and 1 s, its starting value), (b) through the egress (str0m keeps
+//! ICE, DTLS and RTCP; the resend cache is per source and not counted here).
+//!
+//! Each viewer is a str0m `Rtc` connected to an in-memory str0m browser; once it has streamed,
+//! the browser and the test network are dropped and only the server's `Rtc` (and, for (b),
+//! its egress state) are kept. A counting allocator gives the live bytes.
+//!
+//! `cargo bench -p fluo-egress --bench memory [-- VIEWERS SECONDS]`
+
+use fluo_egress::harness::{Pair, AUDIO, VIDEO};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+struct Counting;
+
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
+// SAFETY: defers to the system allocator; only adds up sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Live heap bytes per viewer kept, for `n` viewers streamed for `secs`.
+/// `connect`: false keeps the viewers negotiated but not connected.
+fn run(n: usize, secs: u64, via_str0m: Option<Duration>, connect: bool) -> f64 {
+    let base = LIVE.load(Ordering::Relaxed);
+    let mut kept = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut p = Pair::new();
+        p.via_str0m = via_str0m;
+        if !connect {
+            kept.push((p.server, None));
+            continue;
+        }
+        p.connect();
+        for i in 0..secs * 100 {
+            p.send(VIDEO);
+            if i % 2 == 0 {
+                p.send(AUDIO);
+            }
+            p.run(Duration::from_millis(10));
+        }
+        assert!(
+            p.browser.rtp_in.len() as u64 >= secs * 140 * u64::from(secs > 0),
+            "media arrived: {}",
+            p.browser.rtp_in.len()
+        );
+        p.settle();
+        let Pair { server, egress, .. } = p;
+        let egress = if via_str0m.is_some() { None } else { egress };
+        kept.push((server, egress));
+    }
+    let live = LIVE.load(Ordering::Relaxed) - base - (n * std::mem::size_of_val(&kept[0])) as i64;
+    let per = live as f64 / n as f64 + std::mem::size_of_val(&kept[0]) as f64;
+    drop(kept);
+    per
+}
+
+fn main() {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let n = args.first().copied().unwrap_or(50) as usize;
+    let secs = args.get(1).copied().unwrap_or(3);
+    println!("live heap per viewer (server side), {n} viewers, {secs} s of ~0.9 Mbit/s video + Opus each");
+    for (name, mode) in [
+        (
+            "str0m write_rtp, resend history 200 ms",
+            Some(Duration::from_millis(200)),
+        ),
+        (
+            "str0m write_rtp, resend history 1 s",
+            Some(Duration::from_secs(1)),
+        ),
+        ("egress (str0m: ICE, DTLS, RTCP only)", None),
+    ] {
+        if std::env::var("ONLY_EGRESS").is_ok() && mode.is_some() {
+            continue;
+        }
+        let per = run(n, secs, mode, true);
+        println!("{name:<45} | {:>8.1} KiB", per / 1024.0);
+    }
+    if std::env::var("ONLY_EGRESS").is_ok() {
+        // Hold the viewers for a heap profiler's peak.
+        return;
+    }
+    // Where the egress case's bytes are: str0m's Rtc before and after DTLS.
+    let per = run(n, 0, None, false);
+    println!(
+        "{:<45} | {:>8.1} KiB",
+        "  of which: Rtc negotiated, not connected",
+        per / 1024.0
+    );
+    let per = run(n, 0, None, true);
+    println!(
+        "{:<45} | {:>8.1} KiB",
+        "  of which: Rtc + egress connected, no media",
+        per / 1024.0
+    );
+}

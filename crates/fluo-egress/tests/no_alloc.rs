@@ -1,0 +1,116 @@
+//! The egress path allocates nothing per packet per viewer once its buffers are warm:
+//! forwarding (rewrite, header, protect, queue) and answering a NACK from the shared cache.
+
+use fluo_egress::{
+    Batch, Clock, ExtPlan, Profile, Rtx, Source, SourcePacket, SrtpContext, StreamOut, Viewer,
+};
+use fluo_sfu::nack::RetransmitCache;
+use fluo_sfu::rtcp::write_nack;
+use fluo_sfu::rtp::write_rtp;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: defers to the system allocator; only counts calls in a const-initialised
+// thread-local (which itself never allocates).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
+}
+
+const VIDEO: usize = 1;
+
+#[test]
+fn forwarding_and_nack_answers_allocate_nothing_after_warm_up() {
+    let p = Profile::AeadAes256Gcm;
+    let material: Vec<u8> = (0..p.material_len() as u8).collect();
+    let clock = Clock::new();
+    let mut viewers: Vec<Viewer> = (0..50)
+        .map(|i| {
+            let mut v = Viewer::new(
+                SrtpContext::from_dtls(p, &material, false).unwrap(),
+                SrtpContext::from_dtls(p, &material, true).unwrap(),
+                format!("127.0.0.2:{}", 5000 + i).parse().unwrap(),
+                clock,
+            );
+            let plan = ExtPlan {
+                mid: Some((4, b"1".to_vec())),
+                abs_send_time: Some(3),
+                copy: [0; 15],
+            };
+            v.streams[VIDEO] = Some(StreamOut::new(
+                0x100 + i,
+                96,
+                90_000,
+                Some(Rtx::new(0x900 + i, 97)),
+                plan,
+            ));
+            v
+        })
+        .collect();
+    // The viewer's side, to write NACKs it would send.
+    let mut viewer_side = SrtpContext::from_dtls(p, &material, true).unwrap();
+    let mut source = Source {
+        cache: RetransmitCache::new(1024, Duration::from_secs(1)),
+    };
+    let mut batch = Batch::new();
+    let mut pkt = Vec::with_capacity(1500);
+    let mut nack = Vec::with_capacity(256);
+    let payload = vec![0x10u8; 1100];
+    let t0 = Instant::now();
+    let mut measured_from = None;
+    for i in 0..3000u32 {
+        if i == 1000 {
+            measured_from = Some(allocs());
+        }
+        let now = t0 + Duration::from_millis(u64::from(i) * 9);
+        let seq = 60_000u16.wrapping_add(i as u16);
+        write_rtp(&mut pkt, 96, true, seq, i * 3000, 0xabcd, &payload);
+        source.cache.insert(now, seq, &pkt);
+        let sp = SourcePacket::parse(&pkt).unwrap();
+        for v in viewers.iter_mut() {
+            assert!(v.forward(now, VIDEO, &sp, &mut batch));
+        }
+        if i % 10 == 5 {
+            // Viewer 0 loses the packet before last: a NACK, answered from the cache.
+            let v = &mut viewers[0];
+            let s = v.streams[VIDEO].as_ref().unwrap();
+            let lost = (s.ext_seq() as u16).wrapping_sub(1);
+            nack.clear();
+            write_nack(&mut nack, 1, s.ssrc, &[lost]);
+            viewer_side.protect_rtcp(&mut nack).unwrap();
+            let seen = v
+                .read_viewer_rtcp(now, &nack, Some(&source), &mut batch)
+                .unwrap();
+            assert_eq!(seen.resent, 1);
+        }
+        batch.clear();
+    }
+    let used = allocs() - measured_from.unwrap();
+    assert_eq!(
+        used, 0,
+        "allocations in 2000 packets x 50 viewers and 200 NACKs"
+    );
+}
