@@ -5,42 +5,26 @@
 //!
 //! Each viewer is a str0m `Rtc` connected to an in-memory str0m browser; once it has streamed,
 //! the browser and the test network are dropped and only the server's `Rtc` (and, for (b),
-//! its egress state) are kept. A counting allocator gives the live bytes.
+//! its egress state) are kept. glibc's `mallinfo2` gives the live bytes: Rust's allocations
+//! and aws-lc's own (C `malloc`: DTLS and SRTP key state), which a Rust global allocator
+//! would not see.
 //!
 //! `cargo bench -p fluo-egress --bench memory [-- VIEWERS SECONDS]`
 
 use fluo_egress::harness::{Pair, AUDIO, VIDEO};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-struct Counting;
-
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-// SAFETY: defers to the system allocator; only adds up sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
+/// Bytes in use in glibc's allocator (small blocks and mmapped ones).
+fn live() -> i64 {
+    // SAFETY: no arguments; returns a plain struct.
+    let m = unsafe { libc::mallinfo2() };
+    (m.uordblks + m.hblkhd) as i64
 }
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 /// Live heap bytes per viewer kept, for `n` viewers streamed for `secs`.
 /// `connect`: false keeps the viewers negotiated but not connected.
 fn run(n: usize, secs: u64, via_str0m: Option<Duration>, connect: bool) -> f64 {
-    let base = LIVE.load(Ordering::Relaxed);
+    let base = live();
     let mut kept = Vec::with_capacity(n);
     for _ in 0..n {
         let mut p = Pair::new();
@@ -67,7 +51,7 @@ fn run(n: usize, secs: u64, via_str0m: Option<Duration>, connect: bool) -> f64 {
         let egress = if via_str0m.is_some() { None } else { egress };
         kept.push((server, egress));
     }
-    let live = LIVE.load(Ordering::Relaxed) - base - (n * std::mem::size_of_val(&kept[0])) as i64;
+    let live = live() - base - (n * std::mem::size_of_val(&kept[0])) as i64;
     let per = live as f64 / n as f64 + std::mem::size_of_val(&kept[0]) as f64;
     drop(kept);
     per
@@ -101,6 +85,40 @@ fn main() {
     if std::env::var("ONLY_EGRESS").is_ok() {
         // Hold the viewers for a heap profiler's peak.
         return;
+    }
+    // The egress state alone: keys (two directions), two streams with RTX, scratch.
+    {
+        use fluo_egress::{Clock, ExtPlan, Profile, Rtx, SrtpContext, StreamOut, Viewer};
+        let p = Profile::AeadAes256Gcm;
+        let material: Vec<u8> = (0..p.material_len() as u8).collect();
+        let base = live();
+        let vs: Vec<Viewer> = (0..1000u32)
+            .map(|i| {
+                let mut v = Viewer::new(
+                    SrtpContext::from_dtls(p, &material, false).unwrap(),
+                    SrtpContext::from_dtls(p, &material, true).unwrap(),
+                    "127.0.0.2:5000".parse().unwrap(),
+                    Clock::new(),
+                );
+                for kind in [AUDIO, VIDEO] {
+                    let plan = ExtPlan {
+                        mid: Some((4, b"1".to_vec())),
+                        abs_send_time: Some(2),
+                        copy: [0; 15],
+                    };
+                    let rtx = (kind == VIDEO).then(|| Rtx::new(i + 7, 97));
+                    v.streams[kind] = Some(StreamOut::new(i, 96, 90_000, rtx, plan));
+                }
+                v
+            })
+            .collect();
+        let per = (live() - base) as f64 / 1000.0;
+        println!(
+            "{:<45} | {:>8.1} KiB",
+            "  of which: the egress state alone",
+            per / 1024.0
+        );
+        drop(vs);
     }
     // Where the egress case's bytes are: str0m's Rtc before and after DTLS.
     let per = run(n, 0, None, false);

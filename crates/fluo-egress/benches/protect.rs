@@ -199,6 +199,52 @@ fn libsrtp(which: u32) -> impl FnMut(u64) {
     }
 }
 
+/// An RR with one report block and a NACK (what a viewer sends), 48 bytes.
+fn viewer_rtcp() -> Vec<u8> {
+    let mut v = vec![0x81, 201, 0, 7, 0, 0, 0, 1];
+    v.extend_from_slice(&[0xca, 0xfe, 0xf0, 0x0d]);
+    v.extend_from_slice(&[0; 20]);
+    v.extend_from_slice(&[
+        0x81, 205, 0, 3, 0, 0, 0, 1, 0xca, 0xfe, 0xf0, 0x0d, 0, 7, 0, 0,
+    ]);
+    v
+}
+
+/// The viewer's RTCP read by the egress before str0m reads it too: one more decrypt.
+fn rtcp_read() -> impl FnMut(u64) {
+    let p = Profile::AeadAes256Gcm;
+    let material: Vec<u8> = (0..p.material_len() as u8).collect();
+    let mut viewer = SrtpContext::from_dtls(p, &material, true).unwrap();
+    let reader = SrtpContext::from_dtls(p, &material, true).unwrap();
+    let mut sealed = viewer_rtcp();
+    viewer.protect_rtcp(&mut sealed).unwrap();
+    let mut out = Vec::with_capacity(1500);
+    move |_| {
+        black_box(reader.unprotect_rtcp(&sealed, &mut out));
+    }
+}
+
+/// str0m's SR + SDES (56 bytes) re-indexed: decrypt, patch, encrypt.
+fn rtcp_reindex() -> impl FnMut(u64) {
+    let p = Profile::AeadAes256Gcm;
+    let material: Vec<u8> = (0..p.material_len() as u8).collect();
+    let mut str0m = SrtpContext::from_dtls(p, &material, false).unwrap();
+    let mut fluo = SrtpContext::from_dtls(p, &material, false).unwrap();
+    let mut sr = vec![0x80, 200, 0, 6, 0xca, 0xfe, 0xf0, 0x0d];
+    sr.extend_from_slice(&[0; 20]);
+    sr.extend_from_slice(&[0x81, 202, 0, 6, 0xca, 0xfe, 0xf0, 0x0d, 1, 16]);
+    sr.extend_from_slice(b"0123456789abcdef");
+    sr.extend_from_slice(&[0, 0]);
+    str0m.protect_rtcp(&mut sr).unwrap();
+    let mut out = Vec::with_capacity(1500);
+    move |_| {
+        fluo.unprotect_rtcp(&sr, &mut out).unwrap();
+        out[20..24].copy_from_slice(&[1, 2, 3, 4]);
+        fluo.protect_rtcp(&mut out).unwrap();
+        black_box(&out);
+    }
+}
+
 fn copy_only() -> impl FnMut(u64) {
     let plain = plain_packet();
     let mut buf = Vec::with_capacity(1500);
@@ -246,6 +292,14 @@ fn main() {
             Box::new(|| Box::new(str0m_trait(false, false))),
         ),
     ];
+    cases.push((
+        "RTCP: a viewer's RR + NACK (48 B) decrypted by the egress, GCM-256",
+        Box::new(|| Box::new(rtcp_read())),
+    ));
+    cases.push((
+        "RTCP: str0m's SR + SDES (56 B) decrypted, patched, encrypted, GCM-256",
+        Box::new(|| Box::new(rtcp_reindex())),
+    ));
     #[cfg(feature = "libsrtp")]
     {
         cases.push((

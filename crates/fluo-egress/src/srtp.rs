@@ -112,15 +112,16 @@ pub fn derive(master_key: &[u8], master_salt: &[u8], label: u8, out: &mut [u8]) 
     Some(())
 }
 
-// One cipher per direction and kind of packet: the size difference does not matter.
-#[allow(clippy::large_enum_variant)]
 enum Cipher {
     Gcm(LessSafeKey),
-    Cm {
-        enc: EncryptingKey,
-        dec: DecryptingKey,
-        auth: hmac::Key,
-    },
+    /// Boxed: an HMAC key is 1.2 KB inline, and GCM (what browsers and str0m pick) needs none.
+    Cm(Box<CmKeys>),
+}
+
+struct CmKeys {
+    enc: EncryptingKey,
+    dec: DecryptingKey,
+    auth: hmac::Key,
 }
 
 /// One derived key set (RTP or RTCP) of a direction.
@@ -146,11 +147,11 @@ impl Keys {
             Profile::Aes128CmSha1_80 => {
                 let mut a = [0u8; 20];
                 derive(key, salt, labels[1], &mut a)?;
-                Cipher::Cm {
+                Cipher::Cm(Box::new(CmKeys {
                     enc: EncryptingKey::ctr(UnboundCipherKey::new(&AES_128, k).ok()?).ok()?,
                     dec: DecryptingKey::ctr(UnboundCipherKey::new(&AES_128, k).ok()?).ok()?,
                     auth: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &a),
-                }
+                }))
             }
         };
         Some(Keys { cipher, salt: s })
@@ -262,14 +263,15 @@ impl SrtpContext {
                     .ok()?;
                 buf.extend_from_slice(tag.as_ref());
             }
-            Cipher::Cm { enc, auth, .. } => {
+            Cipher::Cm(cm) => {
                 let iv = self.rtp.cm_iv(ssrc, index);
-                enc.less_safe_encrypt(
-                    &mut buf[header_len..],
-                    EncryptionContext::Iv128(FixedLength::from(iv)),
-                )
-                .ok()?;
-                let mut ctx = hmac::Context::with_key(auth);
+                cm.enc
+                    .less_safe_encrypt(
+                        &mut buf[header_len..],
+                        EncryptionContext::Iv128(FixedLength::from(iv)),
+                    )
+                    .ok()?;
+                let mut ctx = hmac::Context::with_key(&cm.auth);
                 ctx.update(buf);
                 ctx.update(&((index >> 16) as u32).to_be_bytes());
                 let tag = ctx.sign();
@@ -297,9 +299,9 @@ impl SrtpContext {
                     .len();
                 buf.truncate(header_len + n);
             }
-            Cipher::Cm { dec, auth, .. } => {
+            Cipher::Cm(cm) => {
                 let end = buf.len() - tag_len;
-                let mut ctx = hmac::Context::with_key(auth);
+                let mut ctx = hmac::Context::with_key(&cm.auth);
                 ctx.update(&buf[..end]);
                 ctx.update(&((index >> 16) as u32).to_be_bytes());
                 if !ct_eq(&ctx.sign().as_ref()[..10], &buf[end..]) {
@@ -308,7 +310,7 @@ impl SrtpContext {
                 buf.truncate(end);
                 let iv = self.rtp.cm_iv(ssrc, index);
                 let ctx = DecryptionContext::Iv128(FixedLength::from(iv));
-                dec.decrypt(&mut buf[header_len..], ctx).ok()?;
+                cm.dec.decrypt(&mut buf[header_len..], ctx).ok()?;
             }
         }
         Some(())
@@ -341,15 +343,16 @@ impl SrtpContext {
                 buf.extend_from_slice(tag.as_ref());
                 buf.extend_from_slice(&e_index);
             }
-            Cipher::Cm { enc, auth, .. } => {
+            Cipher::Cm(cm) => {
                 let iv = self.rtcp.cm_iv(ssrc, u64::from(index));
-                enc.less_safe_encrypt(
-                    &mut buf[8..],
-                    EncryptionContext::Iv128(FixedLength::from(iv)),
-                )
-                .ok()?;
+                cm.enc
+                    .less_safe_encrypt(
+                        &mut buf[8..],
+                        EncryptionContext::Iv128(FixedLength::from(iv)),
+                    )
+                    .ok()?;
                 buf.extend_from_slice(&e_index);
-                let tag = hmac::sign(auth, buf);
+                let tag = hmac::sign(&cm.auth, buf);
                 buf.extend_from_slice(&tag.as_ref()[..10]);
             }
         }
@@ -391,10 +394,10 @@ impl SrtpContext {
                 out.truncate(8 + plain);
                 Some(index)
             }
-            Cipher::Cm { dec, auth, .. } => {
+            Cipher::Cm(cm) => {
                 let n = buf.len();
                 let signed = &buf[..n - 10];
-                let tag = hmac::sign(auth, signed);
+                let tag = hmac::sign(&cm.auth, signed);
                 if !ct_eq(&tag.as_ref()[..10], &buf[n - 10..]) {
                     return None;
                 }
@@ -407,7 +410,7 @@ impl SrtpContext {
                 out.extend_from_slice(&buf[..n - 14]);
                 let iv = self.rtcp.cm_iv(ssrc, u64::from(index));
                 let ctx = DecryptionContext::Iv128(FixedLength::from(iv));
-                dec.decrypt(&mut out[8..], ctx).ok()?;
+                cm.dec.decrypt(&mut out[8..], ctx).ok()?;
                 Some(index)
             }
         }

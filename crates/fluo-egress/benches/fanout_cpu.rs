@@ -1,0 +1,107 @@
+//! fluo-testkit's `fanout` bench measured in thread CPU time instead of wall time (the machine
+//! is shared; the egress benches of this crate use CPU time too), otherwise unchanged.
+//!
+//! Cost of Fluo's real forwarding path: one publisher's video RTP packet in, SRTP-decrypted,
+//! rewritten and SRTP-encrypted once per viewer, datagrams out. Measured on the sans-IO media
+//! core with in-memory str0m browsers, so sockets and the browsers' own work are excluded.
+//!
+//! `cargo bench -p fluo-egress --bench fanout_cpu [-- 10 100 1000]`
+use fluo_testkit::World;
+use serde_json::json;
+use std::time::Duration;
+
+fn thread_cpu_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+use str0m::media::Direction;
+
+fn run(n: usize, packets: usize) -> (f64, f64) {
+    let mut w = World::new();
+    let p = w.create("MediaPipeline", None);
+    let publisher_ep = w.create("WebRtcEndpoint", Some(&p));
+    let publisher = w.add_browser("pub", false);
+    w.negotiate_browser_offer(publisher, &publisher_ep, Direction::SendOnly);
+    for i in 0..n {
+        let ep = w.create("WebRtcEndpoint", Some(&p));
+        let b = w.add_browser(&format!("v{i}"), true);
+        w.negotiate_browser_offer(b, &ep, Direction::RecvOnly);
+        w.invoke(
+            &publisher_ep,
+            "connect",
+            json!({"sink": ep, "mediaType": "VIDEO"}),
+        );
+    }
+    assert!(w.connect_all(Duration::from_secs(30)), "all peers connect");
+    w.stream(&[publisher], Duration::from_millis(300));
+    let server = w.server;
+    let mut busy = Duration::ZERO;
+    let mut sent = 0u64;
+    for _ in 0..packets {
+        let now = w.now.mono;
+        // ~1100-byte frame: one RTP packet.
+        w.browsers[publisher].send_video_frame(now, 1100);
+        let out = w.browsers[publisher].take_outbox(now + Duration::from_millis(1));
+        let t0 = thread_cpu_ns();
+        for (src, dst, data) in &out {
+            if *dst == server {
+                w.core.handle_receive(now, *dst, *src, data);
+            }
+        }
+        // str0m queues written RTP and releases it on the next timer tick, which the shell
+        // runs at once (the deadline is "now").
+        let mut ticks = 0;
+        while let Some(t) = w.core.poll_timeout() {
+            if t > now + Duration::from_millis(1) || ticks > 3 {
+                break;
+            }
+            w.core.handle_timeout(t.max(now));
+            ticks += 1;
+        }
+        while w.core.poll_transmit().is_some() {
+            sent += 1;
+        }
+        busy += Duration::from_nanos(thread_cpu_ns() - t0);
+        while w.core.poll_event().is_some() {}
+        w.now = w.now.advanced(Duration::from_millis(2));
+    }
+    if std::env::var("FANOUT_DEBUG").is_ok() {
+        eprintln!(
+            "next timeout in {:?}",
+            w.core
+                .poll_timeout()
+                .map(|t| t.saturating_duration_since(w.now.mono))
+        );
+    }
+    let per_packet = busy.as_secs_f64() * 1e6 / sent.max(1) as f64;
+    (per_packet, sent as f64 / packets as f64)
+}
+
+fn main() {
+    let ns: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let ns = if ns.is_empty() {
+        vec![10, 100, 1000]
+    } else {
+        ns
+    };
+    println!(
+        "fanout (thread CPU time): Fluo media core, one VP8 publisher -> N viewers, SRTP both ways"
+    );
+    println!(
+        "{:>6} | {:>22} | {:>18}",
+        "N", "us per forwarded packet", "datagrams per input"
+    );
+    for n in ns {
+        let packets = (20_000 / n).clamp(20, 400);
+        let (us, fan) = run(n, packets);
+        println!("{n:>6} | {us:>22.2} | {fan:>18.1}");
+    }
+}
