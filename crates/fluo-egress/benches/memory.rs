@@ -24,6 +24,17 @@ fn live() -> i64 {
 /// Live heap bytes per viewer kept, for `n` viewers streamed for `secs`.
 /// `connect`: false keeps the viewers negotiated but not connected.
 fn run(n: usize, secs: u64, via_str0m: Option<Duration>, connect: bool) -> f64 {
+    // One viewer first, dropped, so that what is allocated once per process (crypto
+    // provider, thread-locals, lazily built tables) is not counted per viewer.
+    {
+        let mut p = Pair::new();
+        p.via_str0m = via_str0m;
+        p.connect();
+        for _ in 0..10 {
+            p.send(VIDEO);
+            p.run(Duration::from_millis(10));
+        }
+    }
     let base = live();
     let mut kept = Vec::with_capacity(n);
     for _ in 0..n {

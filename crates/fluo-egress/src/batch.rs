@@ -159,3 +159,44 @@ pub mod mmsg {
         }
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    #[test]
+    fn one_sendmmsg_delivers_each_datagram_to_its_own_destination() {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rx: Vec<UdpSocket> = (0..2)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for s in &rx {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        }
+        let mut batch = Batch::new();
+        for (i, d) in [0usize, 1, 0].iter().enumerate() {
+            batch
+                .next(rx[*d].local_addr().unwrap())
+                .extend_from_slice(&[i as u8; 100]);
+        }
+        batch.next(rx[1].local_addr().unwrap());
+        batch.undo();
+        let mut sender = mmsg::Sender::default();
+        assert_eq!(sender.send(&tx, &batch).unwrap(), 3);
+        let mut buf = [0u8; 200];
+        let mut got = |s: &UdpSocket| {
+            let n = s.recv(&mut buf).unwrap();
+            buf[..n].to_vec()
+        };
+        assert_eq!(got(&rx[0]), vec![0u8; 100]);
+        assert_eq!(got(&rx[0]), vec![2u8; 100]);
+        assert_eq!(got(&rx[1]), vec![1u8; 100]);
+        rx[1].set_nonblocking(true).unwrap();
+        assert!(
+            rx[1].recv(&mut buf).is_err(),
+            "the undone datagram was not sent"
+        );
+    }
+}

@@ -77,7 +77,13 @@ impl Pair {
         let config = Rtc::builder()
             .set_rtp_mode(true)
             .set_ice_lite(true)
-            .set_stats_interval(Some(Duration::from_secs(1)))
+            // As Fluo's pool (its getStats needs them); STATS_OFF=1 turns them off, to show
+            // what they keep (docs/egress-fast-path.md, "Risks").
+            .set_stats_interval(
+                std::env::var_os("STATS_OFF")
+                    .is_none()
+                    .then_some(Duration::from_secs(1)),
+            )
             // As Fluo answers a receive-only viewer: no transport-wide congestion control
             // (fluo-rtc's sdp::without_egress_feedback declines it there).
             .clear_extension_map()
