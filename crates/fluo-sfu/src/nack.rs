@@ -7,6 +7,12 @@
 //! very packet and it is younger than the age limit. Storing copies the bytes into the
 //! slot's `Vec`, reusing its capacity: once every slot has held a packet of full size,
 //! storing allocates nothing.
+//!
+//! A cache made with [`RetransmitCache::sized_by_age`] keeps its age limit's worth of packets
+//! whatever the rate: it doubles when a packet younger than the limit is about to be
+//! overwritten by the one `capacity` sequence numbers after it, and halves when a whole lap
+//! of the ring only overwrote packets older than four times the limit. Growing allocates
+//! (rarely: once per doubling); storing into a ring of the right size does not.
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +38,22 @@ pub struct RetransmitCache {
     slots: Vec<Slot>,
     mask: usize,
     max_age: Duration,
+    /// Slot counts the ring may take when sized by age (equal: a fixed size).
+    min_slots: usize,
+    max_slots: usize,
+    /// The youngest packet overwritten in this lap of the ring (sized by age only).
+    lap_youngest: Option<Duration>,
+}
+
+/// Most slots a cache has (half the sequence space).
+const MAX_SLOTS: usize = 1 << 15;
+
+fn empty_slot() -> Slot {
+    Slot {
+        seq: 0,
+        stored_at: None,
+        data: Vec::with_capacity(SLOT_RESERVE),
+    }
 }
 
 impl RetransmitCache {
@@ -43,18 +65,55 @@ impl RetransmitCache {
         } else {
             capacity.min(1 << 15).next_power_of_two()
         };
-        let slots = (0..n)
-            .map(|_| Slot {
-                seq: 0,
-                stored_at: None,
-                data: Vec::with_capacity(SLOT_RESERVE),
-            })
-            .collect();
         RetransmitCache {
-            slots,
+            slots: (0..n).map(|_| empty_slot()).collect(),
             mask: n.saturating_sub(1),
             max_age,
+            min_slots: n,
+            max_slots: n,
+            lap_youngest: None,
         }
+    }
+
+    /// A cache that keeps `max_age` of packets whatever their rate, between `min_slots` and
+    /// `max_slots` slots (each rounded up to a power of two, at most 32 768; see the module).
+    pub fn sized_by_age(max_age: Duration, min_slots: usize, max_slots: usize) -> Self {
+        let min = min_slots.clamp(1, MAX_SLOTS).next_power_of_two();
+        let max = max_slots.clamp(min, MAX_SLOTS).next_power_of_two();
+        let mut c = RetransmitCache::new(min, max_age);
+        c.max_slots = max;
+        c
+    }
+
+    /// Changes the age limit (a cache sized by age follows it as packets come).
+    pub fn set_max_age(&mut self, max_age: Duration) {
+        self.max_age = max_age;
+    }
+
+    fn grow(&mut self) {
+        let old = self.slots.len();
+        self.slots.extend((0..old).map(|_| empty_slot()));
+        self.mask = 2 * old - 1;
+        // Each stored packet belongs at `seq & mask`: where it is, or `old` further on.
+        for i in 0..old {
+            let home = usize::from(self.slots[i].seq) & self.mask;
+            if self.slots[i].stored_at.is_some() && home != i {
+                self.slots.swap(i, home);
+            }
+        }
+    }
+
+    fn shrink(&mut self) {
+        let half = self.slots.len() / 2;
+        for i in 0..half {
+            // Keep the younger of the two packets that share a slot in the smaller ring.
+            let (low, high) = self.slots.split_at_mut(half);
+            if high[i].stored_at > low[i].stored_at {
+                std::mem::swap(&mut low[i], &mut high[i]);
+            }
+        }
+        self.slots.truncate(half);
+        self.mask = half - 1;
     }
 
     /// Number of slots (0 when disabled).
@@ -69,6 +128,9 @@ impl RetransmitCache {
 
     /// Stores a copy of `packet` (whose original sequence number is `seq`).
     pub fn insert(&mut self, now: Instant, seq: u16, packet: &[u8]) {
+        if self.max_slots > self.min_slots {
+            self.follow_age(now, seq);
+        }
         let Some(slot) = self.slots.get_mut(usize::from(seq) & self.mask) else {
             return;
         };
@@ -76,6 +138,33 @@ impl RetransmitCache {
         slot.stored_at = Some(now);
         slot.data.clear();
         slot.data.extend_from_slice(packet);
+    }
+
+    /// Sizing by age, before `seq` is stored: grow when it would overwrite the packet one lap
+    /// before it while that one is younger than the age limit; shrink after a lap that only
+    /// overwrote packets older than four times the limit.
+    fn follow_age(&mut self, now: Instant, seq: u16) {
+        loop {
+            let slot = &self.slots[usize::from(seq) & self.mask];
+            let Some(at) = slot.stored_at else {
+                break;
+            };
+            let age = now.saturating_duration_since(at);
+            let one_lap = usize::from(seq.wrapping_sub(slot.seq)) == self.slots.len();
+            if one_lap && age <= self.max_age && self.slots.len() < self.max_slots {
+                self.grow();
+                self.lap_youngest = None;
+                continue;
+            }
+            self.lap_youngest = Some(self.lap_youngest.map_or(age, |y| y.min(age)));
+            break;
+        }
+        if usize::from(seq) & self.mask == 0 {
+            let idle = self.lap_youngest.take();
+            if idle.is_some_and(|y| y > self.max_age * 4) && self.slots.len() > self.min_slots {
+                self.shrink();
+            }
+        }
     }
 
     /// The stored packet with original sequence number `seq`, if present and younger than
@@ -134,6 +223,58 @@ mod tests {
         c.insert(t, 1, b"x");
         assert_eq!(c.get(t, 1), None);
         assert_eq!(c.capacity(), 0);
+    }
+
+    #[test]
+    fn a_cache_sized_by_age_keeps_its_age_limit_of_packets_at_any_rate() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = RetransmitCache::sized_by_age(ms(500), 16, 4096);
+        assert_eq!(c.capacity(), 16);
+        // 200 packets a second: 100 in 500 ms, so 128 slots.
+        let mut seq = 65_000u16;
+        let mut t = t0;
+        for _ in 0..1000 {
+            seq = seq.wrapping_add(1);
+            t += ms(5);
+            c.insert(t, seq, &seq.to_be_bytes());
+        }
+        assert_eq!(c.capacity(), 128);
+        let old = seq.wrapping_sub(99);
+        assert_eq!(c.get(t, old), Some(&old.to_be_bytes()[..]), "495 ms old");
+        for back in 0..100u16 {
+            let s = seq.wrapping_sub(back);
+            assert_eq!(c.get(t, s), Some(&s.to_be_bytes()[..]), "{back} back");
+        }
+        // The rate drops to 20 a second: after a few laps the ring halves, keeping 500 ms.
+        for _ in 0..400 {
+            seq = seq.wrapping_add(1);
+            t += ms(50);
+            c.insert(t, seq, &seq.to_be_bytes());
+        }
+        assert!(c.capacity() < 128, "{}", c.capacity());
+        for back in 0..10u16 {
+            let s = seq.wrapping_sub(back);
+            assert_eq!(c.get(t, s), Some(&s.to_be_bytes()[..]), "{back} back");
+        }
+        // A longer age limit grows it again.
+        c.set_max_age(ms(2000));
+        for _ in 0..100 {
+            seq = seq.wrapping_add(1);
+            t += ms(50);
+            c.insert(t, seq, &seq.to_be_bytes());
+        }
+        assert!(c.capacity() >= 40, "{}", c.capacity());
+        let s = seq.wrapping_sub(39);
+        assert_eq!(c.get(t, s), Some(&s.to_be_bytes()[..]), "1950 ms old");
+        // Never past the maximum, and a fixed cache never changes.
+        let mut capped = RetransmitCache::sized_by_age(ms(1000), 16, 64);
+        let mut fixed = RetransmitCache::new(16, ms(1000));
+        for i in 0..1000u16 {
+            capped.insert(t0, i, b"x");
+            fixed.insert(t0, i, b"x");
+        }
+        assert_eq!((capped.capacity(), fixed.capacity()), (64, 16));
     }
 
     #[test]
