@@ -7,13 +7,14 @@
 //! `cargo bench -p fluo-egress --bench egress [-- RUNS N...]`
 
 use fluo_egress::{
-    Batch, Clock, ExtPlan, Profile, Rtx, Source, SourcePacket, SrtpContext, StreamOut, Viewer,
+    Batch, Clock, ExtPlan, Path, Profile, Rtx, SocketId, Source, SourcePacket, SrtpContext,
+    StreamOut, Viewer,
 };
-use fluo_sfu::nack::RetransmitCache;
 use fluo_sfu::rtp::write_rtp;
+use fluo_sfu::MediaKind;
 use std::time::{Duration, Instant};
 
-const VIDEO: usize = 1;
+const VIDEO: MediaKind = MediaKind::Video;
 
 fn thread_cpu_ns() -> u64 {
     let mut t = libc::timespec {
@@ -36,22 +37,26 @@ fn viewers(n: usize) -> Vec<Viewer> {
                 .collect();
             let tx = SrtpContext::from_dtls(p, &material, false).unwrap();
             let rx = SrtpContext::from_dtls(p, &material, true).unwrap();
-            let dest = format!("127.0.{}.{}:{}", 1 + i / 250, 2 + i % 250, 5000 + i)
-                .parse()
-                .unwrap();
-            let mut v = Viewer::new(tx, rx, dest, clock);
-            let plan = ExtPlan {
-                mid: None,
-                abs_send_time: Some(3),
-                copy: [0; 15],
+            let path = Path {
+                socket: SocketId(0),
+                to: format!("127.0.{}.{}:{}", 1 + i / 250, 2 + i % 250, 5000 + i)
+                    .parse()
+                    .unwrap(),
+                tos: 0,
             };
-            v.streams[VIDEO] = Some(StreamOut::new(
+            let mut v = Viewer::new(tx, rx, path, clock);
+            let plan = ExtPlan {
+                abs_send_time: Some(3),
+                ..ExtPlan::default()
+            };
+            let stream = StreamOut::new(
                 0x1000 + i as u32,
                 96,
                 90_000,
                 Some(Rtx::new(0x9000 + i as u32, 97)),
                 plan,
-            ));
+            );
+            v.set_stream(VIDEO, Some(stream));
             v
         })
         .collect()
@@ -60,9 +65,7 @@ fn viewers(n: usize) -> Vec<Viewer> {
 /// Thread CPU ns per forwarded packet.
 fn run(n: usize, packets: usize) -> f64 {
     let mut vs = viewers(n);
-    let mut source = Source {
-        cache: RetransmitCache::new(1024, Duration::from_millis(500)),
-    };
+    let mut source = Source::new();
     let mut batch = Batch::new();
     let payload = vec![0x10u8; 1160];
     let mut pkt = Vec::with_capacity(1500);
@@ -81,7 +84,7 @@ fn run(n: usize, packets: usize) -> f64 {
             &payload,
         );
         let start = thread_cpu_ns();
-        source.cache.insert(now, seq, &pkt);
+        source.insert(now, seq, &pkt);
         let p = SourcePacket::parse(&pkt).unwrap();
         for v in vs.iter_mut() {
             v.forward(now, VIDEO, &p, &mut batch);

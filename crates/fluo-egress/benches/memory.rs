@@ -11,7 +11,10 @@
 //!
 //! `cargo bench -p fluo-egress --bench memory [-- VIEWERS SECONDS]`
 
-use fluo_egress::harness::{Pair, AUDIO, VIDEO};
+#[path = "../tests/support/harness.rs"]
+mod harness;
+
+use harness::{Pair, AUDIO, VIDEO};
 use std::time::Duration;
 
 /// Bytes in use in glibc's allocator (small blocks and mmapped ones).
@@ -99,26 +102,34 @@ fn main() {
     }
     // The egress state alone: keys (two directions), two streams with RTX, scratch.
     {
-        use fluo_egress::{Clock, ExtPlan, Profile, Rtx, SrtpContext, StreamOut, Viewer};
+        use fluo_egress::{
+            Clock, ExtPlan, Path, Profile, Rtx, SocketId, SrtpContext, StreamOut, Viewer,
+        };
         let p = Profile::AeadAes256Gcm;
         let material: Vec<u8> = (0..p.material_len() as u8).collect();
         let base = live();
         let vs: Vec<Viewer> = (0..1000u32)
             .map(|i| {
+                let path = Path {
+                    socket: SocketId(0),
+                    to: "127.0.0.2:5000".parse().unwrap(),
+                    tos: 0,
+                };
                 let mut v = Viewer::new(
                     SrtpContext::from_dtls(p, &material, false).unwrap(),
                     SrtpContext::from_dtls(p, &material, true).unwrap(),
-                    "127.0.0.2:5000".parse().unwrap(),
+                    path,
                     Clock::new(),
                 );
                 for kind in [AUDIO, VIDEO] {
                     let plan = ExtPlan {
                         mid: Some((4, b"1".to_vec())),
                         abs_send_time: Some(2),
-                        copy: [0; 15],
+                        ..ExtPlan::default()
                     };
                     let rtx = (kind == VIDEO).then(|| Rtx::new(i + 7, 97));
-                    v.streams[kind] = Some(StreamOut::new(i, 96, 90_000, rtx, plan));
+                    let stream = StreamOut::new(i, 96, 90_000, rtx, plan);
+                    v.set_stream(harness::media_kind(kind), Some(stream));
                 }
                 v
             })

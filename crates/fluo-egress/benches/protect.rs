@@ -220,7 +220,7 @@ fn rtcp_read() -> impl FnMut(u64) {
     viewer.protect_rtcp(&mut sealed).unwrap();
     let mut out = Vec::with_capacity(1500);
     move |_| {
-        black_box(reader.unprotect_rtcp(&sealed, &mut out));
+        let _ = black_box(reader.unprotect_rtcp(&sealed, &mut out));
     }
 }
 
@@ -278,6 +278,14 @@ fn main() {
         (
             "fluo-egress aws-lc-rs in place, AES_CM_128_HMAC_SHA1_80",
             Box::new(|| Box::new(fluo(Profile::Aes128CmSha1_80))),
+        ),
+        (
+            "fluo-egress aws-lc-rs in place, AES_CM_128_HMAC_SHA1_32 (SDES)",
+            Box::new(|| Box::new(fluo(Profile::Aes128CmSha1_32))),
+        ),
+        (
+            "fluo-egress aws-lc-rs in place, AES_256_CM_HMAC_SHA1_80 (SDES)",
+            Box::new(|| Box::new(fluo(Profile::Aes256CmSha1_80))),
         ),
         (
             "str0m cipher trait, reused output, AEAD_AES_256_GCM",

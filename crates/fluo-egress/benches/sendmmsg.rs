@@ -7,9 +7,21 @@
 //!
 //! `cargo bench -p fluo-egress --bench sendmmsg [-- RUNS N...]`
 
-use fluo_egress::batch::mmsg::Sender;
-use fluo_egress::Batch;
+use fluo_egress::{Batch, Path, Sender, SocketId, Transport};
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd};
+
+struct One<'a>(&'a UdpSocket);
+
+impl Transport for One<'_> {
+    fn udp(&self, _: SocketId) -> Option<BorrowedFd<'_>> {
+        Some(self.0.as_fd())
+    }
+
+    fn send_other(&mut self, _: &Path, _: &[u8]) {
+        unreachable!("one UDP socket")
+    }
+}
 
 fn thread_cpu_ns() -> u64 {
     let mut t = libc::timespec {
@@ -48,7 +60,12 @@ fn run(n: usize) -> (f64, f64) {
     let dests: Vec<SocketAddr> = rx.iter().map(|s| s.local_addr().unwrap()).collect();
     let payload = vec![0x55u8; SIZE];
     let mut batch = Batch::new();
-    let mut sender = Sender::default();
+    let mut sender = Sender::new();
+    // TOS_MARK=184 marks every datagram (DSCP 46, as qosDscp EF does) with a control message.
+    let tos = std::env::var("TOS_MARK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0u8);
     let (mut t_sendto, mut t_mmsg) = (0u64, 0u64);
     let (mut got_a, mut got_b) = (0, 0);
     for round in 0..ROUNDS + 10 {
@@ -60,12 +77,17 @@ fn run(n: usize) -> (f64, f64) {
         got_a += drain(&rx);
         batch.clear();
         for d in &dests {
-            batch.next(*d).extend_from_slice(&payload);
+            let path = Path {
+                socket: SocketId(0),
+                to: *d,
+                tos,
+            };
+            batch.next(path).extend_from_slice(&payload);
         }
         let t2 = thread_cpu_ns();
-        let sent = sender.send(&tx, &batch).unwrap();
+        let report = sender.send(&batch, &mut One(&tx));
         let t3 = thread_cpu_ns();
-        assert_eq!(sent, n);
+        assert_eq!(report.sent, n);
         got_b += drain(&rx);
         if round >= 10 {
             t_sendto += t1 - t0;

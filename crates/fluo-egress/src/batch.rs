@@ -1,31 +1,56 @@
-//! Datagrams queued for one batched send: buffers reused from batch to batch (no allocation
-//! once each has held a full packet), sent with `sendmmsg(2)` in one system call per batch.
+//! Datagrams queued for one batched send, each with its [`Path`]: the source socket, the
+//! destination and the IP TOS / traffic class byte. Buffers are reused from batch to batch (no
+//! allocation once each has held a full packet).
+//!
+//! The egress only produces bytes and paths; the network shell sends them. [`Sender`] sends
+//! the datagrams of UDP sockets with `sendmmsg(2)` (one system call per run of datagrams on
+//! the same socket, the TOS as a control message per datagram, as fluo-rtc's `send_marked`
+//! marks one datagram) and hands every other path (TURN-relayed, ICE-TCP) to the shell,
+//! which wraps or frames them itself.
 
 use std::net::SocketAddr;
 
 /// Room reserved per datagram: an MTU-sized packet plus the SRTP tag.
 const SLOT: usize = 1500;
 
-/// Datagrams to send, each with its destination.
+/// Which of the shell's sockets or transports a datagram leaves by: an opaque number the
+/// shell gives each (a UDP socket, a TURN allocation, an ICE-TCP connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SocketId(pub u32);
+
+/// Where a viewer's datagrams go: the shell's socket, the peer's address and the TOS byte
+/// (DSCP << 2; 0 leaves the socket's own marking).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Path {
+    /// The source socket or transport.
+    pub socket: SocketId,
+    /// The peer's address (for a TURN-relayed path, the peer as the relay sees it).
+    pub to: SocketAddr,
+    /// The IPv4 TOS / IPv6 traffic class byte of each datagram (qosDscp), 0 for none.
+    pub tos: u8,
+}
+
+/// Datagrams to send, each with its path.
 #[derive(Debug, Default)]
 pub struct Batch {
     bufs: Vec<Vec<u8>>,
-    dests: Vec<SocketAddr>,
+    paths: Vec<Path>,
     len: usize,
 }
 
 impl Batch {
+    /// An empty batch.
     pub fn new() -> Batch {
         Batch::default()
     }
 
-    /// A cleared buffer for the next datagram, to `dest`.
-    pub fn next(&mut self, dest: SocketAddr) -> &mut Vec<u8> {
+    /// A cleared buffer for the next datagram, on `path`.
+    pub fn next(&mut self, path: Path) -> &mut Vec<u8> {
         if self.len == self.bufs.len() {
             self.bufs.push(Vec::with_capacity(SLOT));
-            self.dests.push(dest);
+            self.paths.push(path);
         }
-        self.dests[self.len] = dest;
+        self.paths[self.len] = path;
         let b = &mut self.bufs[self.len];
         b.clear();
         self.len += 1;
@@ -37,166 +62,108 @@ impl Batch {
         self.len = self.len.saturating_sub(1);
     }
 
+    /// Datagrams queued.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// Forgets the queued datagrams (their buffers stay for the next batch).
     pub fn clear(&mut self) {
         self.len = 0;
     }
 
     /// The queued datagrams.
-    pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
-        self.dests[..self.len]
+    pub fn iter(&self) -> impl Iterator<Item = (Path, &[u8])> {
+        self.paths[..self.len]
             .iter()
             .copied()
             .zip(self.bufs[..self.len].iter().map(Vec::as_slice))
     }
+
+    pub(crate) fn paths(&self) -> &[Path] {
+        &self.paths[..self.len]
+    }
+
+    pub(crate) fn bufs(&self) -> &[Vec<u8>] {
+        &self.bufs[..self.len]
+    }
 }
 
-/// Sends batches on one UDP socket with `sendmmsg`, its headers kept between calls.
+/// The network shell as the [`Sender`] sees it.
 #[cfg(target_os = "linux")]
-pub mod mmsg {
-    use super::Batch;
-    use std::net::SocketAddr;
-    use std::os::fd::AsRawFd;
+pub trait Transport {
+    /// The UDP socket behind `socket`, or `None` when the shell sends that path's datagrams
+    /// itself (TURN-relayed, ICE-TCP).
+    fn udp(&self, socket: SocketId) -> Option<std::os::fd::BorrowedFd<'_>>;
 
-    /// Most datagrams per system call (the kernel's UIO_MAXIOV is 1024).
-    pub const MAX: usize = 1024;
-
-    #[derive(Default)]
-    pub struct Sender {
-        hdrs: Vec<libc::mmsghdr>,
-        iovs: Vec<libc::iovec>,
-        addrs: Vec<libc::sockaddr_storage>,
-    }
-
-    fn write_addr(a: SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
-        // SAFETY: sockaddr_storage is large enough and aligned for both address families.
-        unsafe {
-            match a {
-                SocketAddr::V4(v4) => {
-                    let s = &mut *(out as *mut _ as *mut libc::sockaddr_in);
-                    s.sin_family = libc::AF_INET as libc::sa_family_t;
-                    s.sin_port = v4.port().to_be();
-                    s.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
-                }
-                SocketAddr::V6(v6) => {
-                    let s = &mut *(out as *mut _ as *mut libc::sockaddr_in6);
-                    s.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-                    s.sin6_port = v6.port().to_be();
-                    s.sin6_addr.s6_addr = v6.ip().octets();
-                    s.sin6_flowinfo = v6.flowinfo();
-                    s.sin6_scope_id = v6.scope_id();
-                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
-                }
-            }
-        }
-    }
-
-    impl Sender {
-        /// Sends every datagram of `batch` (in calls of at most [`MAX`]); returns how many the
-        /// kernel took. Stops at the first error that is not a partial send.
-        pub fn send(&mut self, sock: &impl AsRawFd, batch: &Batch) -> std::io::Result<usize> {
-            let n = batch.len();
-            // SAFETY: all-zero is a valid value of these plain C structs.
-            let zero_hdr: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            let zero_addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-            self.hdrs.resize(n, zero_hdr);
-            self.addrs.resize(n, zero_addr);
-            self.iovs.resize(
-                n,
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                },
-            );
-            for (i, (dest, data)) in batch.iter().enumerate() {
-                let alen = write_addr(dest, &mut self.addrs[i]);
-                self.iovs[i] = libc::iovec {
-                    iov_base: data.as_ptr() as *mut _,
-                    iov_len: data.len(),
-                };
-                let h = &mut self.hdrs[i].msg_hdr;
-                h.msg_name = &mut self.addrs[i] as *mut _ as *mut libc::c_void;
-                h.msg_namelen = alen;
-                h.msg_iov = &mut self.iovs[i];
-                h.msg_iovlen = 1;
-                h.msg_control = std::ptr::null_mut();
-                h.msg_controllen = 0;
-                h.msg_flags = 0;
-            }
-            let mut sent = 0;
-            while sent < n {
-                let chunk = (n - sent).min(MAX);
-                // SAFETY: hdrs[sent..sent + chunk] point into buffers that outlive the call.
-                let r = unsafe {
-                    libc::sendmmsg(
-                        sock.as_raw_fd(),
-                        self.hdrs[sent..].as_mut_ptr(),
-                        chunk as libc::c_uint,
-                        0,
-                    )
-                };
-                if r < 0 {
-                    let e = std::io::Error::last_os_error();
-                    if sent > 0 {
-                        return Ok(sent);
-                    }
-                    return Err(e);
-                }
-                sent += r as usize;
-                if (r as usize) < chunk {
-                    break;
-                }
-            }
-            Ok(sent)
-        }
-    }
+    /// A datagram on a path that is not a plain UDP socket: the shell wraps it (TURN) or
+    /// frames it (ICE-TCP, RFC 4571) and sends it.
+    fn send_other(&mut self, path: &Path, datagram: &[u8]);
 }
 
-#[cfg(all(test, target_os = "linux"))]
-mod tests {
-    use super::*;
-    use std::net::UdpSocket;
-    use std::time::Duration;
+/// What one [`Sender::send`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendReport {
+    /// Datagrams the kernel took.
+    pub sent: usize,
+    /// Datagrams dropped: a full send buffer drops the rest of its run, another error the
+    /// one datagram (a route gone, a destination refused).
+    pub dropped: usize,
+    /// Datagrams handed to [`Transport::send_other`].
+    pub other: usize,
+    /// System calls made.
+    pub calls: usize,
+}
 
-    #[test]
-    fn one_sendmmsg_delivers_each_datagram_to_its_own_destination() {
-        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let rx: Vec<UdpSocket> = (0..2)
-            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-            .collect();
-        for s in &rx {
-            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+/// Sends batches: runs of datagrams on one UDP socket with `sendmmsg`, the rest through the
+/// shell. Its system-call headers are kept between calls (no allocation once warm).
+#[cfg(target_os = "linux")]
+#[derive(Debug, Default)]
+pub struct Sender {
+    mmsg: crate::sys::Mmsg,
+}
+
+#[cfg(target_os = "linux")]
+impl Sender {
+    /// A sender.
+    pub fn new() -> Sender {
+        Sender::default()
+    }
+
+    /// Sends every datagram of `batch`. Datagrams on the same UDP socket go out in one
+    /// `sendmmsg` per consecutive run (the caller keeps viewers of one socket together for the
+    /// fewest calls); order is kept within each socket.
+    pub fn send(&mut self, batch: &Batch, transport: &mut impl Transport) -> SendReport {
+        let paths = batch.paths();
+        let bufs = batch.bufs();
+        let mut report = SendReport::default();
+        let mut at = 0;
+        while at < paths.len() {
+            let socket = paths[at].socket;
+            let end = at
+                + paths[at..]
+                    .iter()
+                    .take_while(|p| p.socket == socket)
+                    .count();
+            if let Some(fd) = transport.udp(socket) {
+                let r = self.mmsg.send(fd, &paths[at..end], &bufs[at..end]);
+                report.sent += r.sent;
+                report.dropped += r.dropped;
+                report.calls += r.calls;
+                at = end;
+                continue;
+            }
+            for (path, buf) in paths[at..end].iter().zip(&bufs[at..end]) {
+                transport.send_other(path, buf);
+            }
+            report.other += end - at;
+            at = end;
         }
-        let mut batch = Batch::new();
-        for (i, d) in [0usize, 1, 0].iter().enumerate() {
-            batch
-                .next(rx[*d].local_addr().unwrap())
-                .extend_from_slice(&[i as u8; 100]);
-        }
-        batch.next(rx[1].local_addr().unwrap());
-        batch.undo();
-        let mut sender = mmsg::Sender::default();
-        assert_eq!(sender.send(&tx, &batch).unwrap(), 3);
-        let mut buf = [0u8; 200];
-        let mut got = |s: &UdpSocket| {
-            let n = s.recv(&mut buf).unwrap();
-            buf[..n].to_vec()
-        };
-        assert_eq!(got(&rx[0]), vec![0u8; 100]);
-        assert_eq!(got(&rx[0]), vec![2u8; 100]);
-        assert_eq!(got(&rx[1]), vec![1u8; 100]);
-        rx[1].set_nonblocking(true).unwrap();
-        assert!(
-            rx[1].recv(&mut buf).is_err(),
-            "the undone datagram was not sent"
-        );
+        report
     }
 }

@@ -11,6 +11,7 @@
 //! ([`build_capturing`]): Fluo's pool thread builds its `Rtc`s one at a time, and `build` is
 //! synchronous.
 
+use crate::srtp::{Profile, SrtpContext, SrtpError};
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -24,11 +25,24 @@ use str0m::{Rtc, RtcConfig};
 /// What the DTLS handshake of one endpoint exported for SRTP.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ExportedKeys {
+    /// The negotiated SRTP protection profile.
     pub profile: SrtpProfile,
     /// RFC 5764 §4.2: client key | server key | client salt | server salt.
     pub material: Vec<u8>,
     /// This side was the DTLS client.
     pub client: bool,
+}
+
+impl ExportedKeys {
+    /// The SRTP contexts of the session: `(what this side writes with, what the peer writes
+    /// with)`. An error for a profile Fluo does not implement or material of the wrong length.
+    pub fn contexts(&self) -> Result<(SrtpContext, SrtpContext), SrtpError> {
+        let profile = Profile::from_dtls(self.profile).ok_or(SrtpError::KeyLength)?;
+        Ok((
+            SrtpContext::from_dtls(profile, &self.material, self.client)?,
+            SrtpContext::from_dtls(profile, &self.material, !self.client)?,
+        ))
+    }
 }
 
 impl std::fmt::Debug for ExportedKeys {
@@ -61,6 +75,7 @@ pub fn build_capturing(config: RtcConfig, now: Instant) -> (Rtc, KeySlot) {
 }
 
 /// `base` with its DTLS sessions wrapped so that they report their keys (see the module).
+/// Make one per process (str0m wants a `&'static` DTLS provider: the wrapper is leaked).
 pub fn capturing_provider(base: CryptoProvider) -> Arc<CryptoProvider> {
     let inner = base.dtls_provider;
     let wrapper: &'static Capturing = Box::leak(Box::new(Capturing { inner }));

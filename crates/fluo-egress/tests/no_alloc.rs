@@ -1,14 +1,17 @@
 //! The egress path allocates nothing per packet per viewer once its buffers are warm:
-//! forwarding (rewrite, header, protect, queue) and answering a NACK from the shared cache.
+//! forwarding (rewrite, header with extensions, protect, queue), answering a NACK from the
+//! shared cache, and sending the batch with `sendmmsg`.
 
 use fluo_egress::{
-    Batch, Clock, ExtPlan, Profile, Rtx, Source, SourcePacket, SrtpContext, StreamOut, Viewer,
+    Batch, Clock, ExtPlan, Path, Profile, Rtx, Sender, SocketId, Source, SourcePacket, SrtpContext,
+    StreamOut, Transport, Viewer,
 };
-use fluo_sfu::nack::RetransmitCache;
 use fluo_sfu::rtcp::write_nack;
-use fluo_sfu::rtp::write_rtp;
+use fluo_sfu::MediaKind;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::net::UdpSocket;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 struct Counting;
@@ -40,7 +43,19 @@ fn allocs() -> u64 {
     ALLOCS.with(Cell::get)
 }
 
-const VIDEO: usize = 1;
+const VIDEO: MediaKind = MediaKind::Video;
+
+struct Loopback(UdpSocket);
+
+impl Transport for Loopback {
+    fn udp(&self, _: SocketId) -> Option<BorrowedFd<'_>> {
+        Some(self.0.as_fd())
+    }
+
+    fn send_other(&mut self, _: &Path, _: &[u8]) {
+        panic!("every path is the UDP socket");
+    }
+}
 
 #[test]
 fn forwarding_and_nack_answers_allocate_nothing_after_warm_up() {
@@ -49,35 +64,39 @@ fn forwarding_and_nack_answers_allocate_nothing_after_warm_up() {
     let clock = Clock::new();
     let mut viewers: Vec<Viewer> = (0..50)
         .map(|i| {
+            let path = Path {
+                socket: SocketId(0),
+                to: format!("127.0.0.2:{}", 5000 + i).parse().unwrap(),
+                tos: 0xb8,
+            };
             let mut v = Viewer::new(
                 SrtpContext::from_dtls(p, &material, false).unwrap(),
                 SrtpContext::from_dtls(p, &material, true).unwrap(),
-                format!("127.0.0.2:{}", 5000 + i).parse().unwrap(),
+                path,
                 clock,
             );
-            let plan = ExtPlan {
+            let mut plan = ExtPlan {
                 mid: Some((4, b"1".to_vec())),
                 abs_send_time: Some(3),
-                copy: [0; 15],
+                ..ExtPlan::default()
             };
-            v.streams[VIDEO] = Some(StreamOut::new(
-                0x100 + i,
-                96,
-                90_000,
-                Some(Rtx::new(0x900 + i, 97)),
-                plan,
-            ));
+            plan.copy_extension(1, 5);
+            let mut s = StreamOut::new(0x100 + i, 96, 90_000, Some(Rtx::new(0x900 + i, 97)), plan);
+            // Every NACK answered: the bound on resends is tested elsewhere.
+            s.rtx_ratio_cap = None;
+            v.set_stream(VIDEO, Some(s));
             v
         })
         .collect();
     // The viewer's side, to write NACKs it would send.
     let mut viewer_side = SrtpContext::from_dtls(p, &material, true).unwrap();
-    let mut source = Source {
-        cache: RetransmitCache::new(1024, Duration::from_secs(1)),
-    };
+    let mut source = Source::new();
     let mut batch = Batch::new();
     let mut pkt = Vec::with_capacity(1500);
     let mut nack = Vec::with_capacity(256);
+    let mut for_str0m = Vec::with_capacity(256);
+    let mut sender = Sender::new();
+    let mut transport = Loopback(UdpSocket::bind("127.0.0.1:0").unwrap());
     let payload = vec![0x10u8; 1100];
     let t0 = Instant::now();
     let mut measured_from = None;
@@ -87,8 +106,15 @@ fn forwarding_and_nack_answers_allocate_nothing_after_warm_up() {
         }
         let now = t0 + Duration::from_millis(u64::from(i) * 9);
         let seq = 60_000u16.wrapping_add(i as u16);
-        write_rtp(&mut pkt, 96, true, seq, i * 3000, 0xabcd, &payload);
-        source.cache.insert(now, seq, &pkt);
+        // RTP with a one-byte extension block: an element (id 1) the viewers copy.
+        pkt.clear();
+        pkt.extend_from_slice(&[0x90, 0x80 | 96]);
+        pkt.extend_from_slice(&seq.to_be_bytes());
+        pkt.extend_from_slice(&(i * 3000).to_be_bytes());
+        pkt.extend_from_slice(&0xabcdu32.to_be_bytes());
+        pkt.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x10, 0x85, 0, 0]);
+        pkt.extend_from_slice(&payload);
+        source.insert(now, seq, &pkt);
         let sp = SourcePacket::parse(&pkt).unwrap();
         for v in viewers.iter_mut() {
             assert!(v.forward(now, VIDEO, &sp, &mut batch));
@@ -96,16 +122,19 @@ fn forwarding_and_nack_answers_allocate_nothing_after_warm_up() {
         if i % 10 == 5 {
             // Viewer 0 loses the packet before last: a NACK, answered from the cache.
             let v = &mut viewers[0];
-            let s = v.streams[VIDEO].as_ref().unwrap();
-            let lost = (s.ext_seq() as u16).wrapping_sub(1);
+            let s = v.stream(VIDEO).unwrap();
+            let lost = (s.ext_seq().unwrap() as u16).wrapping_sub(1);
             nack.clear();
             write_nack(&mut nack, 1, s.ssrc, &[lost]);
             viewer_side.protect_rtcp(&mut nack).unwrap();
             let seen = v
-                .read_viewer_rtcp(now, &nack, Some(&source), &mut batch)
+                .read_viewer_rtcp(now, &nack, Some(&mut source), &mut batch, &mut for_str0m)
                 .unwrap();
             assert_eq!(seen.resent, 1);
         }
+        // Out through sendmmsg, TOS-marked, to loopback addresses nobody listens on.
+        let r = sender.send(&batch, &mut transport);
+        assert_eq!(r.sent + r.dropped, batch.len());
         batch.clear();
     }
     let used = allocs() - measured_from.unwrap();

@@ -1,32 +1,85 @@
-//! SRTP and SRTCP of one direction of a DTLS-SRTP session, written for the egress path:
-//! session keys derived once (RFC 3711 §4.3, AES-CM PRF, key derivation rate 0), packets
-//! protected in place in the caller's buffer (no allocation), AES-GCM (RFC 7714) and
-//! AES_CM_128_HMAC_SHA1_80 (RFC 3711) on aws-lc-rs.
+//! SRTP and SRTCP of one direction, protected and checked in place in the caller's buffer (no
+//! allocation once the buffer has room for the tag), on aws-lc-rs:
+//!
+//! - the DTLS-SRTP profiles str0m negotiates: AEAD_AES_256_GCM, AEAD_AES_128_GCM (RFC 7714)
+//!   and AES_CM_128_HMAC_SHA1_80 (RFC 3711), keys from the DTLS keying material
+//!   ([`SrtpContext::from_dtls`]);
+//! - Kurento's SDES suites for RtpEndpoint: AES_CM_128_HMAC_SHA1_80 / _32 (RFC 4568) and
+//!   AES_256_CM_HMAC_SHA1_80 / _32 (RFC 6188), keys from the SDES inline key
+//!   ([`SrtpContext::from_inline`]); [`crate::sdes`] adds the per-SSRC state a receiver needs.
 //!
 //! The DTLS-SRTP keying material (RFC 5764 §4.2) is `client key | server key | client salt |
 //! server salt`; the side that was DTLS client writes with the client half.
+//!
+//! SRTCP authentication tags of the `_32` suites: Kurento configures GStreamer's srtpenc with
+//! the suite's RTP tag length for RTCP too (a 4-byte tag), where RFC 4568 §6.2.2 and RFC 6188
+//! ask for 10 bytes. Fluo writes what Kurento writes and reads both.
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM};
-use aws_lc_rs::cipher::{
-    DecryptingKey, DecryptionContext, EncryptingKey, EncryptionContext, UnboundCipherKey, AES_128,
-    AES_256,
-};
-use aws_lc_rs::hmac;
-use aws_lc_rs::iv::FixedLength;
+mod cipher;
+#[cfg(test)]
+mod tests;
 
-/// The SRTP protection profiles str0m negotiates (RFC 5764, RFC 7714).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub use cipher::derive;
+use cipher::{ct_eq, Cipher, Keys};
+
+/// An SRTP protection profile (DTLS-SRTP) or crypto suite (SDES).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Profile {
-    /// SRTP_AES128_CM_HMAC_SHA1_80.
+    /// AES_CM_128_HMAC_SHA1_80 (DTLS-SRTP and SDES).
     Aes128CmSha1_80,
-    /// SRTP_AEAD_AES_128_GCM.
+    /// AES_CM_128_HMAC_SHA1_32 (SDES).
+    Aes128CmSha1_32,
+    /// AES_256_CM_HMAC_SHA1_80 (SDES, RFC 6188).
+    Aes256CmSha1_80,
+    /// AES_256_CM_HMAC_SHA1_32 (SDES, RFC 6188).
+    Aes256CmSha1_32,
+    /// SRTP_AEAD_AES_128_GCM (DTLS-SRTP, RFC 7714).
     AeadAes128Gcm,
-    /// SRTP_AEAD_AES_256_GCM (what str0m's DTLS server picks first).
+    /// SRTP_AEAD_AES_256_GCM (DTLS-SRTP, RFC 7714): what str0m's DTLS server picks first.
     AeadAes256Gcm,
 }
 
+/// Why a packet was not protected or not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SrtpError {
+    /// A master key or salt of the wrong length for the profile.
+    KeyLength,
+    /// Too short, or not an RTP / RTCP packet.
+    Malformed,
+    /// The authentication tag does not match: not from the peer, or altered.
+    Auth,
+    /// An SRTCP packet sent unencrypted (E bit clear): neither str0m, browsers nor KMS send
+    /// them.
+    NotEncrypted,
+    /// A packet index already seen or older than the replay window.
+    Replayed,
+    /// The key has protected as many packets as its index allows (2^48 RTP, 2^31 RTCP).
+    Exhausted,
+    /// A sender asked to protect more SSRCs than it keeps state for.
+    TooManySsrcs,
+    /// The crypto library refused (a buffer too large for one call).
+    Crypto,
+}
+
+impl std::fmt::Display for SrtpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SrtpError::KeyLength => "SRTP master key or salt of the wrong length",
+            SrtpError::Malformed => "not an RTP or RTCP packet",
+            SrtpError::Auth => "SRTP authentication failed",
+            SrtpError::NotEncrypted => "unencrypted SRTCP is not accepted",
+            SrtpError::Replayed => "SRTP packet replayed or too old",
+            SrtpError::Exhausted => "SRTP key exhausted",
+            SrtpError::TooManySsrcs => "too many SSRCs on one SRTP session",
+            SrtpError::Crypto => "SRTP transform failed",
+        })
+    }
+}
+
+impl std::error::Error for SrtpError {}
+
 impl Profile {
-    /// The profile of a DTLS handshake's export, if it is one of the three.
+    /// The profile of a DTLS handshake's export, if it is one str0m negotiates.
     pub fn from_dtls(p: str0m::crypto::dtls::SrtpProfile) -> Option<Profile> {
         use str0m::crypto::dtls::SrtpProfile as P;
         match p {
@@ -37,31 +90,62 @@ impl Profile {
         }
     }
 
-    /// Master key length in bytes.
+    /// The suite of an SDP `a=crypto` line (RFC 4568 §6.2, RFC 6188 §6), for SDES.
+    pub fn from_sdes_name(name: &str) -> Option<Profile> {
+        Self::SDES.into_iter().find(|p| p.sdes_name() == Some(name))
+    }
+
+    /// The SDES suites, Kurento's four.
+    pub const SDES: [Profile; 4] = [
+        Profile::Aes128CmSha1_80,
+        Profile::Aes128CmSha1_32,
+        Profile::Aes256CmSha1_80,
+        Profile::Aes256CmSha1_32,
+    ];
+
+    /// The suite's name in SDP `a=crypto`; `None` for the GCM profiles (DTLS-SRTP only here).
+    pub fn sdes_name(self) -> Option<&'static str> {
+        Some(match self {
+            Profile::Aes128CmSha1_80 => "AES_CM_128_HMAC_SHA1_80",
+            Profile::Aes128CmSha1_32 => "AES_CM_128_HMAC_SHA1_32",
+            Profile::Aes256CmSha1_80 => "AES_256_CM_HMAC_SHA1_80",
+            Profile::Aes256CmSha1_32 => "AES_256_CM_HMAC_SHA1_32",
+            Profile::AeadAes128Gcm | Profile::AeadAes256Gcm => return None,
+        })
+    }
+
+    /// Whether this is an AEAD (AES-GCM) profile.
+    pub fn is_gcm(self) -> bool {
+        matches!(self, Profile::AeadAes128Gcm | Profile::AeadAes256Gcm)
+    }
+
+    /// Master (and session) key length in bytes.
     pub fn key_len(self) -> usize {
         match self {
-            Profile::AeadAes256Gcm => 32,
+            Profile::AeadAes256Gcm | Profile::Aes256CmSha1_80 | Profile::Aes256CmSha1_32 => 32,
             _ => 16,
         }
     }
 
     /// Master (and session) salt length in bytes.
     pub fn salt_len(self) -> usize {
-        match self {
-            Profile::Aes128CmSha1_80 => 14,
-            _ => 12,
+        if self.is_gcm() {
+            12
+        } else {
+            14
         }
     }
 
-    /// Bytes an RTP packet grows by.
+    /// Bytes an SRTP packet grows by: the authentication tag.
     pub fn rtp_overhead(self) -> usize {
         match self {
-            Profile::Aes128CmSha1_80 => 10,
-            _ => 16,
+            Profile::Aes128CmSha1_32 | Profile::Aes256CmSha1_32 => 4,
+            Profile::Aes128CmSha1_80 | Profile::Aes256CmSha1_80 => 10,
+            Profile::AeadAes128Gcm | Profile::AeadAes256Gcm => 16,
         }
     }
 
-    /// Bytes an RTCP packet grows by (tag and E+index word).
+    /// Bytes an SRTCP packet grows by (tag and E+index word), as Fluo writes it.
     pub fn rtcp_overhead(self) -> usize {
         self.rtp_overhead() + 4
     }
@@ -69,6 +153,11 @@ impl Profile {
     /// Length of the DTLS-SRTP keying material for this profile.
     pub fn material_len(self) -> usize {
         2 * (self.key_len() + self.salt_len())
+    }
+
+    /// Length of an SDES inline key (master key then master salt).
+    pub fn inline_len(self) -> usize {
+        self.key_len() + self.salt_len()
     }
 }
 
@@ -83,119 +172,23 @@ pub fn master_for(profile: Profile, material: &[u8], client: bool) -> Option<(&[
     Some((&material[ko..ko + k], &material[so..so + s]))
 }
 
-const LABEL_RTP_KEY: u8 = 0;
-const LABEL_RTP_AUTH: u8 = 1;
-const LABEL_RTP_SALT: u8 = 2;
-const LABEL_RTCP_KEY: u8 = 3;
-const LABEL_RTCP_AUTH: u8 = 4;
-const LABEL_RTCP_SALT: u8 = 5;
+/// Largest SRTP packet index (48 bits).
+const MAX_RTP_INDEX: u64 = (1 << 48) - 1;
+/// Largest SRTCP index (31 bits).
+const MAX_RTCP_INDEX: u32 = 0x7fff_ffff;
 
-/// RFC 3711 §4.3.1 with a key derivation rate of 0: the PRF is the AES-CM keystream under the
-/// master key with IV `(master_salt XOR label << 48) << 16` (RFC 6188 for 256-bit keys; a
-/// 96-bit GCM salt is padded with zeros, RFC 7714 §11).
-pub fn derive(master_key: &[u8], master_salt: &[u8], label: u8, out: &mut [u8]) -> Option<()> {
-    let alg = match master_key.len() {
-        16 => &AES_128,
-        32 => &AES_256,
-        _ => return None,
-    };
-    if master_salt.len() > 14 {
-        return None;
-    }
-    let mut iv = [0u8; 16];
-    iv[..master_salt.len()].copy_from_slice(master_salt);
-    iv[7] ^= label;
-    let key = EncryptingKey::ctr(UnboundCipherKey::new(alg, master_key).ok()?).ok()?;
-    out.fill(0);
-    key.less_safe_encrypt(out, EncryptionContext::Iv128(FixedLength::from(iv)))
-        .ok()?;
-    Some(())
-}
-
-enum Cipher {
-    Gcm(LessSafeKey),
-    /// Boxed: an HMAC key is 1.2 KB inline, and GCM (what browsers and str0m pick) needs none.
-    Cm(Box<CmKeys>),
-}
-
-struct CmKeys {
-    enc: EncryptingKey,
-    dec: DecryptingKey,
-    auth: hmac::Key,
-}
-
-/// One derived key set (RTP or RTCP) of a direction.
-struct Keys {
-    cipher: Cipher,
-    salt: [u8; 14],
-}
-
-impl Keys {
-    fn new(profile: Profile, key: &[u8], salt: &[u8], labels: [u8; 3]) -> Option<Keys> {
-        let mut k = [0u8; 32];
-        let k = &mut k[..profile.key_len()];
-        derive(key, salt, labels[0], k)?;
-        let mut s = [0u8; 14];
-        derive(key, salt, labels[2], &mut s[..profile.salt_len()])?;
-        let cipher = match profile {
-            Profile::AeadAes128Gcm => {
-                Cipher::Gcm(LessSafeKey::new(UnboundKey::new(&AES_128_GCM, k).ok()?))
-            }
-            Profile::AeadAes256Gcm => {
-                Cipher::Gcm(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, k).ok()?))
-            }
-            Profile::Aes128CmSha1_80 => {
-                let mut a = [0u8; 20];
-                derive(key, salt, labels[1], &mut a)?;
-                Cipher::Cm(Box::new(CmKeys {
-                    enc: EncryptingKey::ctr(UnboundCipherKey::new(&AES_128, k).ok()?).ok()?,
-                    dec: DecryptingKey::ctr(UnboundCipherKey::new(&AES_128, k).ok()?).ok()?,
-                    auth: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &a),
-                }))
-            }
-        };
-        Some(Keys { cipher, salt: s })
-    }
-
-    fn gcm_iv(&self, ssrc: u32, index: u64) -> [u8; 12] {
-        // RFC 7714 §8.1 / §9.1: 0x0000 | SSRC | ROC | SEQ for RTP (the 48-bit packet index),
-        // 0x0000 | SSRC | 0x0000 | SRTCP index for RTCP; XOR the salt.
-        let mut iv = [0u8; 12];
-        iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
-        iv[6..12].copy_from_slice(&index.to_be_bytes()[2..]);
-        for (a, b) in iv.iter_mut().zip(&self.salt[..12]) {
-            *a ^= b;
-        }
-        iv
-    }
-
-    fn cm_iv(&self, ssrc: u32, index: u64) -> [u8; 16] {
-        // RFC 3711 §4.1.1: (salt << 16) XOR (SSRC << 64) XOR (index << 16).
-        let mut iv = [0u8; 16];
-        iv[4..8].copy_from_slice(&ssrc.to_be_bytes());
-        for (i, b) in (index & 0xffff_ffff_ffff).to_be_bytes()[2..]
-            .iter()
-            .enumerate()
-        {
-            iv[8 + i] ^= b;
-        }
-        for (a, b) in iv.iter_mut().zip(&self.salt) {
-            *a ^= b;
-        }
-        iv
-    }
-}
-
-/// SRTP and SRTCP of one direction (what one side writes).
+/// SRTP and SRTCP of one direction (what one side writes, or what a receiver checks).
 pub struct SrtpContext {
     profile: Profile,
     rtp: Keys,
     rtcp: Keys,
-    srtcp_index: u32,
+    /// The SRTCP index of the next packet protected; `None` once all are used.
+    srtcp_index: Option<u32>,
 }
 
 impl std::fmt::Debug for SrtpContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the keys.
         f.debug_struct("SrtpContext")
             .field("profile", &self.profile)
             .field("srtcp_index", &self.srtcp_index)
@@ -205,125 +198,146 @@ impl std::fmt::Debug for SrtpContext {
 
 impl SrtpContext {
     /// Session keys from a master key and salt of `profile`'s lengths.
-    pub fn new(profile: Profile, master_key: &[u8], master_salt: &[u8]) -> Option<SrtpContext> {
+    pub fn new(
+        profile: Profile,
+        master_key: &[u8],
+        master_salt: &[u8],
+    ) -> Result<SrtpContext, SrtpError> {
         if master_key.len() != profile.key_len() || master_salt.len() != profile.salt_len() {
-            return None;
+            return Err(SrtpError::KeyLength);
         }
-        Some(SrtpContext {
+        use cipher::{LABEL_RTCP_AUTH, LABEL_RTCP_KEY, LABEL_RTCP_SALT};
+        use cipher::{LABEL_RTP_AUTH, LABEL_RTP_KEY, LABEL_RTP_SALT};
+        let rtp = [LABEL_RTP_KEY, LABEL_RTP_AUTH, LABEL_RTP_SALT];
+        let rtcp = [LABEL_RTCP_KEY, LABEL_RTCP_AUTH, LABEL_RTCP_SALT];
+        Ok(SrtpContext {
             profile,
-            rtp: Keys::new(
-                profile,
-                master_key,
-                master_salt,
-                [LABEL_RTP_KEY, LABEL_RTP_AUTH, LABEL_RTP_SALT],
-            )?,
-            rtcp: Keys::new(
-                profile,
-                master_key,
-                master_salt,
-                [LABEL_RTCP_KEY, LABEL_RTCP_AUTH, LABEL_RTCP_SALT],
-            )?,
-            srtcp_index: 0,
+            rtp: Keys::derive(profile, master_key, master_salt, rtp)?,
+            rtcp: Keys::derive(profile, master_key, master_salt, rtcp)?,
+            srtcp_index: Some(0),
         })
     }
 
     /// The context one side writes with, from DTLS-SRTP keying material.
-    pub fn from_dtls(profile: Profile, material: &[u8], client: bool) -> Option<SrtpContext> {
-        let (k, s) = master_for(profile, material, client)?;
+    pub fn from_dtls(
+        profile: Profile,
+        material: &[u8],
+        client: bool,
+    ) -> Result<SrtpContext, SrtpError> {
+        let (k, s) = master_for(profile, material, client).ok_or(SrtpError::KeyLength)?;
         Self::new(profile, k, s)
     }
 
+    /// The context of an SDES inline key (RFC 4568 §6.1: master key, then master salt;
+    /// decoded from base64 by the caller).
+    pub fn from_inline(profile: Profile, inline: &[u8]) -> Result<SrtpContext, SrtpError> {
+        if inline.len() != profile.inline_len() {
+            return Err(SrtpError::KeyLength);
+        }
+        let (k, s) = inline.split_at(profile.key_len());
+        Self::new(profile, k, s)
+    }
+
+    /// The profile.
     pub fn profile(&self) -> Profile {
         self.profile
     }
 
-    /// The SRTCP index the next protected RTCP packet gets.
-    pub fn srtcp_index(&self) -> u32 {
+    /// The SRTCP index the next protected RTCP packet gets (`None`: the key is used up).
+    pub fn srtcp_index(&self) -> Option<u32> {
         self.srtcp_index
     }
 
     /// Protects the RTP packet in `buf` (its header is `header_len` bytes) in place and
-    /// appends the tag. `index` is the packet's 48-bit SRTP index, `ROC << 16 | SEQ`.
-    /// Nothing is allocated when `buf` has room for the tag.
-    pub fn protect_rtp(&self, buf: &mut Vec<u8>, header_len: usize, index: u64) -> Option<()> {
+    /// appends the tag. `index` is the packet's 48-bit SRTP index, `ROC << 16 | SEQ`; the
+    /// caller never protects one index twice (keystream reuse). Nothing is allocated when
+    /// `buf` has room for the tag.
+    pub fn protect_rtp(
+        &self,
+        buf: &mut Vec<u8>,
+        header_len: usize,
+        index: u64,
+    ) -> Result<(), SrtpError> {
         if buf.len() < header_len || header_len < 12 {
-            return None;
+            return Err(SrtpError::Malformed);
+        }
+        if index > MAX_RTP_INDEX {
+            return Err(SrtpError::Exhausted);
         }
         let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
         match &self.rtp.cipher {
             Cipher::Gcm(key) => {
                 let iv = self.rtp.gcm_iv(ssrc, index);
                 let (hdr, body) = buf.split_at_mut(header_len);
-                let tag = key
-                    .seal_in_place_separate_tag(
-                        Nonce::assume_unique_for_key(iv),
-                        Aad::from(&*hdr),
-                        body,
-                    )
-                    .ok()?;
-                buf.extend_from_slice(tag.as_ref());
+                let tag = Keys::gcm_seal(key, iv, hdr, body)?;
+                buf.extend_from_slice(&tag);
             }
             Cipher::Cm(cm) => {
-                let iv = self.rtp.cm_iv(ssrc, index);
-                cm.enc
-                    .less_safe_encrypt(
-                        &mut buf[header_len..],
-                        EncryptionContext::Iv128(FixedLength::from(iv)),
-                    )
-                    .ok()?;
-                let mut ctx = hmac::Context::with_key(&cm.auth);
-                ctx.update(buf);
-                ctx.update(&((index >> 16) as u32).to_be_bytes());
-                let tag = ctx.sign();
-                buf.extend_from_slice(&tag.as_ref()[..10]);
+                cm.encrypt(self.rtp.cm_iv(ssrc, index), &mut buf[header_len..])?;
+                let roc = ((index >> 16) as u32).to_be_bytes();
+                let tag = cm.mac(&[buf.as_slice(), &roc]);
+                buf.extend_from_slice(&tag[..self.profile.rtp_overhead()]);
             }
         }
-        Some(())
+        Ok(())
     }
 
-    /// Checks and decrypts an SRTP packet in place (tests: what a receiver does); the tag
-    /// is removed. `index` as for [`SrtpContext::protect_rtp`].
-    pub fn unprotect_rtp(&self, buf: &mut Vec<u8>, header_len: usize, index: u64) -> Option<()> {
+    /// Checks and decrypts an SRTP packet in place; the tag is removed. `index` as for
+    /// [`SrtpContext::protect_rtp`] (a receiver estimates it: see [`crate::sdes`]).
+    pub fn unprotect_rtp(
+        &self,
+        buf: &mut Vec<u8>,
+        header_len: usize,
+        index: u64,
+    ) -> Result<(), SrtpError> {
         let tag_len = self.profile.rtp_overhead();
         if buf.len() < header_len + tag_len || header_len < 12 {
-            return None;
+            return Err(SrtpError::Malformed);
+        }
+        if index > MAX_RTP_INDEX {
+            return Err(SrtpError::Exhausted);
         }
         let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
         match &self.rtp.cipher {
             Cipher::Gcm(key) => {
                 let iv = self.rtp.gcm_iv(ssrc, index);
                 let (hdr, body) = buf.split_at_mut(header_len);
-                let n = key
-                    .open_in_place(Nonce::assume_unique_for_key(iv), Aad::from(&*hdr), body)
-                    .ok()?
-                    .len();
+                let n = Keys::gcm_open(key, iv, hdr, body)?;
                 buf.truncate(header_len + n);
             }
             Cipher::Cm(cm) => {
                 let end = buf.len() - tag_len;
-                let mut ctx = hmac::Context::with_key(&cm.auth);
-                ctx.update(&buf[..end]);
-                ctx.update(&((index >> 16) as u32).to_be_bytes());
-                if !ct_eq(&ctx.sign().as_ref()[..10], &buf[end..]) {
-                    return None;
+                let roc = ((index >> 16) as u32).to_be_bytes();
+                let tag = cm.mac(&[&buf[..end], &roc]);
+                if !ct_eq(&tag[..tag_len], &buf[end..]) {
+                    return Err(SrtpError::Auth);
                 }
                 buf.truncate(end);
-                let iv = self.rtp.cm_iv(ssrc, index);
-                let ctx = DecryptionContext::Iv128(FixedLength::from(iv));
-                cm.dec.decrypt(&mut buf[header_len..], ctx).ok()?;
+                cm.decrypt(self.rtp.cm_iv(ssrc, index), &mut buf[header_len..])?;
             }
         }
-        Some(())
+        Ok(())
     }
 
     /// Protects the compound RTCP packet in `buf` in place with the next SRTCP index
     /// (encrypted, E bit set) and appends tag and index as the profile orders them.
-    pub fn protect_rtcp(&mut self, buf: &mut Vec<u8>) -> Option<()> {
+    pub fn protect_rtcp(&mut self, buf: &mut Vec<u8>) -> Result<(), SrtpError> {
+        let index = self.srtcp_index.ok_or(SrtpError::Exhausted)?;
+        self.seal_rtcp_at(buf, index)?;
+        self.srtcp_index = index.checked_add(1).filter(|i| *i <= MAX_RTCP_INDEX);
+        Ok(())
+    }
+
+    /// Protects `buf` as SRTCP under a given `index`, without touching the context's counter.
+    /// Only for a packet that never leaves the process (the viewer's RTCP handed to str0m with
+    /// report blocks removed): sent on the wire, it would reuse a nonce.
+    pub(crate) fn seal_rtcp_at(&self, buf: &mut Vec<u8>, index: u32) -> Result<(), SrtpError> {
         if buf.len() < 8 {
-            return None;
+            return Err(SrtpError::Malformed);
         }
-        let index = self.srtcp_index;
-        self.srtcp_index = (index + 1) & 0x7fff_ffff;
+        if index > MAX_RTCP_INDEX {
+            return Err(SrtpError::Exhausted);
+        }
         let e_index = (0x8000_0000 | index).to_be_bytes();
         let ssrc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
         match &self.rtcp.cipher {
@@ -333,184 +347,105 @@ impl SrtpContext {
                 let mut aad = [0u8; 12];
                 aad[..8].copy_from_slice(&buf[..8]);
                 aad[8..].copy_from_slice(&e_index);
-                let tag = key
-                    .seal_in_place_separate_tag(
-                        Nonce::assume_unique_for_key(iv),
-                        Aad::from(aad),
-                        &mut buf[8..],
-                    )
-                    .ok()?;
-                buf.extend_from_slice(tag.as_ref());
+                let tag = Keys::gcm_seal(key, iv, &aad, &mut buf[8..])?;
+                buf.extend_from_slice(&tag);
                 buf.extend_from_slice(&e_index);
             }
             Cipher::Cm(cm) => {
-                let iv = self.rtcp.cm_iv(ssrc, u64::from(index));
-                cm.enc
-                    .less_safe_encrypt(
-                        &mut buf[8..],
-                        EncryptionContext::Iv128(FixedLength::from(iv)),
-                    )
-                    .ok()?;
+                cm.encrypt(self.rtcp.cm_iv(ssrc, u64::from(index)), &mut buf[8..])?;
                 buf.extend_from_slice(&e_index);
-                let tag = hmac::sign(&cm.auth, buf);
-                buf.extend_from_slice(&tag.as_ref()[..10]);
+                let tag = cm.mac(&[buf.as_slice()]);
+                buf.extend_from_slice(&tag[..self.profile.rtp_overhead()]);
             }
         }
-        Some(())
+        Ok(())
     }
 
-    /// Checks and decrypts an SRTCP packet written with this direction's keys into `out`
-    /// (replaced); returns its SRTCP index. Packets sent unencrypted (E bit clear) are
-    /// refused: neither str0m nor browsers send them.
-    pub fn unprotect_rtcp(&self, buf: &[u8], out: &mut Vec<u8>) -> Option<u32> {
-        let tag_len = self.profile.rtp_overhead();
-        if buf.len() < 8 + tag_len + 4 {
-            return None;
-        }
-        let ssrc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    /// Checks and decrypts an SRTCP packet into `out` (replaced); returns its SRTCP index.
+    /// Packets sent unencrypted (E bit clear) are refused. Replay is the caller's to check
+    /// (see [`crate::ReplayWindow`]).
+    pub fn unprotect_rtcp(&self, buf: &[u8], out: &mut Vec<u8>) -> Result<u32, SrtpError> {
+        let ssrc = match buf {
+            [_, _, _, _, a, b, c, d, ..] => u32::from_be_bytes([*a, *b, *c, *d]),
+            _ => return Err(SrtpError::Malformed),
+        };
         match &self.rtcp.cipher {
             Cipher::Gcm(key) => {
                 let n = buf.len();
-                let e_index: [u8; 4] = buf[n - 4..].try_into().ok()?;
-                let word = u32::from_be_bytes(e_index);
-                if word & 0x8000_0000 == 0 {
-                    return None;
+                if n < 8 + 16 + 4 {
+                    return Err(SrtpError::Malformed);
                 }
-                let index = word & 0x7fff_ffff;
+                let e_index = [buf[n - 4], buf[n - 3], buf[n - 2], buf[n - 1]];
+                let index = index_of(e_index)?;
                 let iv = self.rtcp.gcm_iv(ssrc, u64::from(index));
                 let mut aad = [0u8; 12];
                 aad[..8].copy_from_slice(&buf[..8]);
                 aad[8..].copy_from_slice(&e_index);
                 out.clear();
                 out.extend_from_slice(&buf[..n - 4]);
-                let plain = key
-                    .open_in_place(
-                        Nonce::assume_unique_for_key(iv),
-                        Aad::from(aad),
-                        &mut out[8..],
-                    )
-                    .ok()?
-                    .len();
+                let plain = Keys::gcm_open(key, iv, &aad, &mut out[8..])?;
                 out.truncate(8 + plain);
-                Some(index)
+                Ok(index)
             }
             Cipher::Cm(cm) => {
-                let n = buf.len();
-                let signed = &buf[..n - 10];
-                let tag = hmac::sign(&cm.auth, signed);
-                if !ct_eq(&tag.as_ref()[..10], &buf[n - 10..]) {
-                    return None;
+                // The suite's own tag length first, then the other one a `_32` peer may use.
+                let own = self.profile.rtp_overhead();
+                let mut result = self.open_cm_rtcp(cm, ssrc, buf, own, out);
+                if result == Err(SrtpError::Auth) && own == 4 {
+                    result = self.open_cm_rtcp(cm, ssrc, buf, 10, out);
                 }
-                let word = u32::from_be_bytes(buf[n - 14..n - 10].try_into().ok()?);
-                if word & 0x8000_0000 == 0 {
-                    return None;
-                }
-                let index = word & 0x7fff_ffff;
-                out.clear();
-                out.extend_from_slice(&buf[..n - 14]);
-                let iv = self.rtcp.cm_iv(ssrc, u64::from(index));
-                let ctx = DecryptionContext::Iv128(FixedLength::from(iv));
-                cm.dec.decrypt(&mut out[8..], ctx).ok()?;
-                Some(index)
-            }
-        }
-    }
-}
-
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
-
-    /// RFC 3711 appendix B.3: key derivation test vectors (AES-128).
-    #[test]
-    fn key_derivation_matches_rfc_3711_b3() {
-        let key = hex("E1F97A0D3E018BE0D64FA32C06DE4139");
-        let salt = hex("0EC675AD498AFEEBB6960B3AABE6");
-        let mut k = [0u8; 16];
-        derive(&key, &salt, LABEL_RTP_KEY, &mut k).unwrap();
-        assert_eq!(k.to_vec(), hex("C61E7A93744F39EE10734AFE3FF7A087"));
-        let mut s = [0u8; 14];
-        derive(&key, &salt, LABEL_RTP_SALT, &mut s).unwrap();
-        assert_eq!(s.to_vec(), hex("30CBBC08863D8C85D49DB34A9AE1"));
-        let mut a = [0u8; 20];
-        derive(&key, &salt, LABEL_RTP_AUTH, &mut a).unwrap();
-        assert_eq!(a.to_vec(), hex("CEBE321F6FF7716B6FD4AB49AF256A156D38BAA4"));
-    }
-
-    fn rtp(seq: u16, len: usize) -> Vec<u8> {
-        let mut v = vec![0x80, 96];
-        v.extend_from_slice(&seq.to_be_bytes());
-        v.extend_from_slice(&1234u32.to_be_bytes());
-        v.extend_from_slice(&0xcafe_f00du32.to_be_bytes());
-        v.extend((0..len).map(|i| i as u8));
-        v
-    }
-
-    #[test]
-    fn every_profile_round_trips_rtp_and_rtcp_and_rejects_a_flipped_bit() {
-        for profile in [
-            Profile::Aes128CmSha1_80,
-            Profile::AeadAes128Gcm,
-            Profile::AeadAes256Gcm,
-        ] {
-            let material: Vec<u8> = (0..profile.material_len() as u8).collect();
-            let mut tx = SrtpContext::from_dtls(profile, &material, false).unwrap();
-            let rx = SrtpContext::from_dtls(profile, &material, false).unwrap();
-            let other = SrtpContext::from_dtls(profile, &material, true).unwrap();
-            let plain = rtp(7, 1200);
-            let mut p = plain.clone();
-            p.reserve(16);
-            tx.protect_rtp(&mut p, 12, (3 << 16) | 7).unwrap();
-            assert_eq!(p.len(), plain.len() + profile.rtp_overhead());
-            assert_ne!(p[12..plain.len()], plain[12..]);
-            let mut q = p.clone();
-            rx.unprotect_rtp(&mut q, 12, (3 << 16) | 7).unwrap();
-            assert_eq!(q, plain, "{profile:?}");
-            // Wrong ROC, other side's keys, or a flipped bit: refused.
-            assert!(rx.unprotect_rtp(&mut p.clone(), 12, 7).is_none());
-            assert!(other
-                .unprotect_rtp(&mut p.clone(), 12, (3 << 16) | 7)
-                .is_none());
-            let mut bad = p.clone();
-            bad[40] ^= 1;
-            assert!(rx.unprotect_rtp(&mut bad, 12, (3 << 16) | 7).is_none());
-
-            let rr = hex("81C90007 11111111 22222222 00000001 00000002 00000003 00000004 00000005");
-            for expected in 0..3u32 {
-                let mut c = rr.clone();
-                tx.protect_rtcp(&mut c).unwrap();
-                assert_eq!(c.len(), rr.len() + profile.rtcp_overhead());
-                let mut out = vec![];
-                assert_eq!(rx.unprotect_rtcp(&c, &mut out), Some(expected));
-                assert_eq!(out, rr, "{profile:?}");
-                c[10] ^= 1;
-                assert_eq!(rx.unprotect_rtcp(&c, &mut out), None);
+                result
             }
         }
     }
 
-    /// RFC 7714 §16.1.1 / §17.1.1 fixtures are what str0m's own tests use; here the cross
-    /// check is str0m's receiver itself (tests/viewer.rs). This one pins the GCM IV layout.
-    #[test]
-    fn gcm_iv_layout_follows_rfc_7714() {
-        let k = Keys::new(Profile::AeadAes128Gcm, &[1; 16], &[0; 12], [0, 1, 2]).unwrap();
-        let mut zero_salt = k;
-        zero_salt.salt = [0; 14];
-        let iv = zero_salt.gcm_iv(0x0102_0304, (0x0a0b_0c0d << 16) | 0xeeff);
-        assert_eq!(iv, [0, 0, 1, 2, 3, 4, 0x0a, 0x0b, 0x0c, 0x0d, 0xee, 0xff]);
-        let iv = zero_salt.gcm_iv(0x0102_0304, 0x7fff_ffff);
-        assert_eq!(iv, [0, 0, 1, 2, 3, 4, 0, 0, 0x7f, 0xff, 0xff, 0xff]);
+    fn open_cm_rtcp(
+        &self,
+        cm: &cipher::CmKeys,
+        ssrc: u32,
+        buf: &[u8],
+        tag_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<u32, SrtpError> {
+        let n = buf.len();
+        if n < 8 + 4 + tag_len {
+            return Err(SrtpError::Malformed);
+        }
+        let signed = &buf[..n - tag_len];
+        let tag = cm.mac(&[signed]);
+        if !ct_eq(&tag[..tag_len], &buf[n - tag_len..]) {
+            return Err(SrtpError::Auth);
+        }
+        let w = n - tag_len - 4;
+        let index = index_of([buf[w], buf[w + 1], buf[w + 2], buf[w + 3]])?;
+        out.clear();
+        out.extend_from_slice(&buf[..w]);
+        cm.decrypt(self.rtcp.cm_iv(ssrc, u64::from(index)), &mut out[8..])?;
+        Ok(index)
     }
+}
+
+/// The SRTCP index of an `E | index` word; unencrypted packets are refused.
+fn index_of(e_index: [u8; 4]) -> Result<u32, SrtpError> {
+    let word = u32::from_be_bytes(e_index);
+    if word & 0x8000_0000 == 0 {
+        return Err(SrtpError::NotEncrypted);
+    }
+    Ok(word & MAX_RTCP_INDEX)
+}
+
+/// The length of an RTP header (fixed part, CSRCs, extension) in `buf`, read without
+/// touching the payload (which SRTP encrypts, padding count included); `None` if `buf` is not
+/// RTP version 2 or is shorter than its header says.
+pub fn rtp_header_len(buf: &[u8]) -> Option<usize> {
+    let (&b0, _) = buf.split_first()?;
+    if b0 >> 6 != 2 || buf.len() < 12 {
+        return None;
+    }
+    let mut len = 12 + 4 * usize::from(b0 & 0x0f);
+    if b0 & 0x10 != 0 {
+        let ext = buf.get(len + 2..len + 4)?;
+        len += 4 + 4 * usize::from(u16::from_be_bytes([ext[0], ext[1]]));
+    }
+    (len <= buf.len()).then_some(len)
 }

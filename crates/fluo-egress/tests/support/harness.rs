@@ -1,15 +1,18 @@
-//! Test and bench support: a str0m `Rtc` configured as Fluo's pool builds them (RTP mode,
-//! ICE lite, key capture) facing fluo-testkit's in-memory `Browser` as a receive-only
-//! viewer, wired by a zero-delay in-memory network, with the egress between them. Media goes
-//! either through the egress (str0m never sees it) or, for comparison, through str0m's
-//! `write_rtp` as Fluo's media core does today.
+//! Test and bench support (included by tests/*.rs and benches/memory.rs with `#[path]`): a
+//! str0m `Rtc` configured as Fluo's pool builds them (RTP mode, ICE lite, key capture) facing
+//! fluo-testkit's in-memory `Browser` as a receive-only viewer, wired by a zero-delay
+//! in-memory network, with the egress between them. Media goes either through the egress
+//! (str0m never sees it) or, for comparison, through str0m's `write_rtp` as Fluo's media core
+//! does today.
 
-use crate::{
-    build_capturing, capturing_provider, Batch, Clock, ExtPlan, KeySlot, Profile, Rtx, Source,
-    SourcePacket, SrtpContext, StreamOut, Viewer,
+#![allow(dead_code)]
+
+use fluo_egress::{
+    build_capturing, capturing_provider, Batch, Clock, ExtPlan, KeySlot, Path, Rtx, SocketId,
+    Source, SourcePacket, SrtpContext, StreamOut, Viewer,
 };
-use fluo_sfu::nack::RetransmitCache;
 use fluo_sfu::rtp::write_rtp;
+use fluo_sfu::MediaKind;
 use fluo_testkit::Browser;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -21,6 +24,15 @@ use str0m::{Event, Input, Output, Rtc};
 
 pub const AUDIO: usize = 0;
 pub const VIDEO: usize = 1;
+
+/// The media kind of an index of the harness's arrays.
+pub fn media_kind(i: usize) -> MediaKind {
+    if i == VIDEO {
+        MediaKind::Video
+    } else {
+        MediaKind::Audio
+    }
+}
 
 /// The publisher's SSRCs (the egress rewrites them).
 const SRC_SSRC: [u32; 2] = [0x000a_0d10, 0x000f_1de0];
@@ -39,6 +51,9 @@ pub struct Pair {
     pub batch: Batch,
     pub source: Source,
     pub keyframe_requests: Vec<(Mid, KeyframeRequestKind)>,
+    /// The viewer's SRTCP datagrams as they came, and as Fluo passed them on to str0m.
+    pub viewer_rtcp: Vec<Vec<u8>>,
+    pub viewer_rtcp_to_str0m: Vec<Vec<u8>>,
     /// SRTCP datagrams str0m wrote, and what they said before Fluo fixed them: (SSRC,
     /// packet count, RTP time) of each sender report.
     pub str0m_rtcp: usize,
@@ -117,10 +132,10 @@ impl Pair {
             mids,
             egress: None,
             batch: Batch::new(),
-            source: Source {
-                cache: RetransmitCache::new(1024, Duration::from_secs(1)),
-            },
+            source: Source::new(),
             keyframe_requests: vec![],
+            viewer_rtcp: vec![],
+            viewer_rtcp_to_str0m: vec![],
             str0m_rtcp: 0,
             str0m_srs: vec![],
             str0m_rtp: 0,
@@ -146,22 +161,20 @@ impl Pair {
                             self.str0m_rtp += 1;
                         }
                         let egress = self.egress.as_mut().filter(|_| self.via_str0m.is_none());
-                        let data = match (egress, is_rtcp(&data)) {
+                        match (egress, is_rtcp(&data)) {
                             (Some(v), true) => {
                                 self.str0m_rtcp += 1;
-                                let mut out = Vec::new();
                                 // What str0m wrote, as str0m wrote it (for the assertions).
                                 let tx = tx_keys(&self.slot);
                                 let mut plain = vec![];
                                 tx.unprotect_rtcp(&data, &mut plain).expect("str0m's SRTCP");
                                 self.str0m_srs.extend(sender_reports(&plain));
-                                v.reindex_str0m_rtcp(&data, &mut out)
+                                // Re-indexed into the batch, sent with the media.
+                                v.reindex_str0m_rtcp(&data, &mut self.batch)
                                     .expect("str0m's SRTCP under the captured keys");
-                                out
                             }
-                            _ => data,
-                        };
-                        self.browser.receive(self.now, self.server_addr, &data);
+                            _ => self.browser.receive(self.now, self.server_addr, &data),
+                        }
                     }
                     Ok(Output::Event(e)) => match e {
                         Event::KeyframeRequest(r) => self.keyframe_requests.push((r.mid, r.kind)),
@@ -179,10 +192,29 @@ impl Pair {
             for (src, dst, data) in self.browser.take_outbox(self.now) {
                 moved = true;
                 let egress = self.egress.as_mut().filter(|_| self.via_str0m.is_none());
-                if let (Some(v), true) = (egress, is_rtcp(&data)) {
-                    v.read_viewer_rtcp(self.now, &data, Some(&self.source), &mut self.batch)
+                let data = match (egress, is_rtcp(&data)) {
+                    (Some(v), true) => {
+                        self.viewer_rtcp.push(data.clone());
+                        let mut for_str0m = vec![];
+                        v.read_viewer_rtcp(
+                            self.now,
+                            &data,
+                            Some(&mut self.source),
+                            &mut self.batch,
+                            &mut for_str0m,
+                        )
                         .expect("the viewer's SRTCP under the captured keys");
-                }
+                        self.viewer_rtcp_to_str0m.push(for_str0m.clone());
+                        // KEEP_REPORTS=1 hands str0m the datagram as it came (the report
+                        // blocks on Fluo's streams included), to measure what they cost it.
+                        if std::env::var_os("KEEP_REPORTS").is_some() {
+                            data
+                        } else {
+                            for_str0m
+                        }
+                    }
+                    _ => data,
+                };
                 let input = Input::Receive(
                     self.now,
                     Receive {
@@ -214,11 +246,10 @@ impl Pair {
     }
 
     pub fn flush_egress(&mut self) -> bool {
-        let out: Vec<(SocketAddr, Vec<u8>)> =
-            self.batch.iter().map(|(d, b)| (d, b.to_vec())).collect();
+        let out: Vec<(Path, Vec<u8>)> = self.batch.iter().map(|(d, b)| (d, b.to_vec())).collect();
         self.batch.clear();
-        for (dest, data) in &out {
-            assert_eq!(*dest, self.browser.addr);
+        for (path, data) in &out {
+            assert_eq!(path.to, self.browser.addr);
             if !(self.drop_egress)(data) {
                 self.browser.receive(self.now, self.server_addr, data);
             }
@@ -232,10 +263,13 @@ impl Pair {
         let Some(keys) = self.slot.lock().unwrap().clone() else {
             return;
         };
-        let profile = Profile::from_dtls(keys.profile).expect("a known profile");
-        let tx = SrtpContext::from_dtls(profile, &keys.material, keys.client).unwrap();
-        let rx = SrtpContext::from_dtls(profile, &keys.material, !keys.client).unwrap();
-        let mut v = Viewer::new(tx, rx, self.browser.addr, Clock::new());
+        let (tx, rx) = keys.contexts().expect("a profile Fluo implements");
+        let path = Path {
+            socket: SocketId(0),
+            to: self.browser.addr,
+            tos: 0,
+        };
+        let mut v = Viewer::new(tx, rx, path, Clock::new());
         for (kind, codec, clock) in [(AUDIO, Codec::Opus, 48_000), (VIDEO, Codec::Vp8, 90_000)] {
             let mid = self.mids[kind];
             let media = self.server.media(mid).expect("negotiated media");
@@ -246,7 +280,7 @@ impl Pair {
                     .id_of(Extension::RtpMid)
                     .map(|id| (id, mid.to_string().into_bytes())),
                 abs_send_time: exts.id_of(Extension::AbsoluteSendTime),
-                copy: [0; 15],
+                ..ExtPlan::default()
             };
             let params = self
                 .server
@@ -262,7 +296,8 @@ impl Pair {
                 .rtx()
                 .zip(params.resend())
                 .map(|(s, pt)| Rtx::new(*s, *pt));
-            v.streams[kind] = Some(StreamOut::new(*tx.ssrc(), *params.pt(), clock, rtx, plan));
+            let stream = StreamOut::new(*tx.ssrc(), *params.pt(), clock, rtx, plan);
+            v.set_stream(media_kind(kind), Some(stream));
         }
         self.egress = Some(v);
     }
@@ -301,8 +336,11 @@ impl Pair {
         );
         if let Some(history) = self.via_str0m {
             // As fluo-rtc's core/forward.rs writes a packet for one viewer.
-            let s = self.egress.as_ref().expect("streams known").streams[kind]
+            let s = self
+                .egress
                 .as_ref()
+                .expect("streams known")
+                .stream(media_kind(kind))
                 .expect("a stream");
             let pt = s.pt.into();
             let mut api = self.server.direct_api();
@@ -322,18 +360,17 @@ impl Pair {
             return;
         }
         if kind == VIDEO {
-            self.source.cache.insert(self.now, seq, &pkt);
+            self.source.insert(self.now, seq, &pkt);
         }
         let p = SourcePacket::parse(&pkt).unwrap();
         let v = self.egress.as_mut().expect("egress started");
-        assert!(v.forward(self.now, kind, &p, &mut self.batch));
+        assert!(v.forward(self.now, media_kind(kind), &p, &mut self.batch));
     }
 }
 
 pub fn tx_keys(slot: &KeySlot) -> SrtpContext {
     let k = slot.lock().unwrap().clone().unwrap();
-    let p = Profile::from_dtls(k.profile).unwrap();
-    SrtpContext::from_dtls(p, &k.material, k.client).unwrap()
+    k.contexts().unwrap().0
 }
 
 /// (SSRC, packet count, RTP time) of the sender reports in a plain compound packet.
@@ -364,9 +401,11 @@ pub fn mids_of(sdp: &str) -> [Mid; 2] {
     [mids[0].unwrap(), mids[1].unwrap()]
 }
 
-pub fn stream_ssrc(p: &Pair, kind: usize) -> u32 {
-    p.egress.as_ref().unwrap().streams[kind]
+pub fn stream_ssrc(p: &Pair, k: usize) -> u32 {
+    p.egress
         .as_ref()
+        .unwrap()
+        .stream(media_kind(k))
         .unwrap()
         .ssrc
 }
