@@ -181,6 +181,19 @@ put("rtp_rtcp", "rtcp-feedback", rec(1, nack + pli) + rec(3, fir + remb + bye))
 put("rtp_rtcp", "stun-binding", rec(0, stun) + rec(1, stun))
 put("rtp_rtcp", "dtls-hello", rec(1, dtls) + rec(2, b""))
 
+# ---- egress_rtcp: [flags][bytes], flags 1 viewer SRTCP, 2 str0m SRTCP, 4 SDES ----
+# Plaintext the readers see once the target protects it: a viewer's RR on Fluo's streams
+# (0x100 video, 0x200 audio) with a NACK of video packets and a PLI; str0m's SR + SDES.
+rr2 = bytes([0x82, 201]) + struct.pack(">HI", 13, 1) + \
+    struct.pack(">IIIIII", 0x100, 0, 0x1234, 0, 0, 0) + struct.pack(">IIIIII", 0x200, 0, 77, 0, 0, 0)
+nack_v = bytes([0x81, 205]) + struct.pack(">HIIHH", 3, 1, 0x100, 0x0150, 0x00FF)
+pli_v = bytes([0x81, 206]) + struct.pack(">HII", 2, 1, 0x100)
+sr_v = bytes([0x80, 200]) + struct.pack(">HIIIIII", 6, 0x100, 0xE000_0000, 0, 0, 0, 0)
+put("egress_rtcp", "viewer-rr-nack-pli", bytes([1]) + rr2 + nack_v + pli_v)
+put("egress_rtcp", "str0m-sr-sdes", bytes([2]) + sr_v + sdes)
+put("egress_rtcp", "sdes-rtp", bytes([4]) + rtp)
+put("egress_rtcp", "all", bytes([7]) + rr2 + nack_v)
+
 # ---- uri_sdp_plain: URIs and plain RTP SDP ----
 put("uri_sdp_plain", "file", "file:///srv/media/clip%20one.webm")
 put("uri_sdp_plain", "http", "https://cdn.example.com/a/b.mp4?x=1#y")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing with cargo-fuzz (libFuzzer) of what peers and clients control:
 # Kurento Protocol frames (jsonrpc), WebRTC SDP offers and answers (sdp), RTP/RTCP/STUN/DTLS
-# datagrams into the media core (rtp_rtcp), element URIs and plain-RTP SDP (uri_sdp_plain).
+# datagrams into the media core (rtp_rtcp), element URIs and plain-RTP SDP (uri_sdp_plain),
+# SRTP/SRTCP and the viewer's RTCP into the egress fast path (egress_rtcp).
 #
 #   scripts/fuzz.sh SECS [TARGET...]   run each target (all by default) for SECS seconds
 #
@@ -28,7 +29,7 @@ FUZZ="$ROOT/fuzz"
 cd "$FUZZ"
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(jsonrpc sdp rtp_rtcp uri_sdp_plain)
+  TARGETS=(jsonrpc sdp rtp_rtcp uri_sdp_plain egress_rtcp)
 fi
 
 in_ci() {
