@@ -93,11 +93,13 @@ bench: deps-bench
 	$(CARGO) build --release -p fluo-server -p fluo-bench
 	target/release/fluo-bench --fluo-bin target/release/fluo --plots docs/img $(BENCH_ARGS)
 
-# The same for 10 viewers and a few seconds, Fluo and the four Janus rows, debug builds: fails
-# when a viewer gets no media, loses packets, a figure is missing, a row lacks its repetition,
-# TWCC is not what the row's name says or a join opened a signalling connection. Without Janus
-# (or root for its network namespace) it runs Fluo alone and says so; under CI=true that is a
-# failure.
+# The same for 10 viewers and a few seconds, Fluo and the four Janus rows, thin and full viewers,
+# 10 more joining while they watch, 2 % of the video dropped at the viewers so that their NACKs
+# must repair it; debug builds: fails when a viewer gets no media, loses packets after repair, a
+# figure is missing, a row lacks its repetition, TWCC is not what the row's name says, a join
+# opened a signalling connection, a thin viewer fails to decrypt or to exchange reports, or
+# Fluo's getStats shows no round trip, NACK or PLI from the viewers. Without Janus (or root for
+# its network namespace) it runs Fluo alone and says so; under CI=true that is a failure.
 bench-smoke:
 	$(CARGO) build -p fluo-server -p fluo-bench
 	target/debug/fluo-bench --smoke --fluo-bin target/debug/fluo

@@ -1,14 +1,19 @@
 //! One measured run: a server, its publisher, N viewers joining at once, a warm-up, a
-//! measured window, everyone leaving, and the server's CPU once they have left.
+//! measured window, then the join storm (more viewers joining while the N watch, the
+//! latency of the N's packets measured meanwhile), everyone leaving, and the server's CPU
+//! once they have left.
 
 use crate::feed::Feed;
 use crate::janus::Janus;
 use crate::peer::{
-    sdp_has_twcc, Group, GroupAdder, Publisher, PublisherHandle, SendLog, Viewer, ViewerSnap,
+    sdp_has_twcc, Group, GroupAdder, Mode, Publisher, PublisherHandle, SendLog, Viewer, ViewerSnap,
+    ViewerSpec,
 };
 use crate::server::{Kind, ProcSample, Server};
+use crate::thin::ThinStats;
 use fluo_testkit::live::Client;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +28,11 @@ pub struct Plan {
     pub join_concurrency: usize,
     pub groups: usize,
     pub server_cpu: Option<usize>,
+    /// Viewers that join while the run's viewers watch, after the window (0: none).
+    pub storm: usize,
+    /// Each viewer drops one video packet in this many on arrival (0: none), so that the
+    /// loss measured after NACK repair shows the repair working.
+    pub drop_every: u32,
 }
 
 /// Everything a run measured.
@@ -61,6 +71,8 @@ pub struct Outcome {
     pub rss_kib: u64,
     pub threads: u64,
     pub tool_cpu_secs: f64,
+    /// CPU of the viewers' threads alone (not the publisher's or the signalling's).
+    pub viewer_threads_cpu_secs: f64,
     /// Server CPU, % of one core, from 2 s to 5 s after everyone left.
     pub idle_cpu_pct: f64,
     pub errors: Vec<String>,
@@ -68,6 +80,33 @@ pub struct Outcome {
     /// sockets, and on the tool's (all others in the namespace).
     pub udp_drops_server: u64,
     pub udp_drops_tool: u64,
+    /// The viewers' implementation.
+    pub viewer: Option<Mode>,
+    /// The thin path's counters over the window, summed over the viewers.
+    pub thin: Option<ThinStats>,
+    /// str0m timer runs per viewer and second in the window.
+    pub ticks_per_viewer_sec: f64,
+    /// Video packets the viewers dropped on purpose in the window.
+    pub dropped_on_purpose: u64,
+    /// What the server reports of one viewer (Fluo: getStats of its WebRtcEndpoint).
+    pub server_view: Option<Value>,
+    pub storm: Option<Storm>,
+}
+
+/// The join storm: `joiners` viewers joining at once while the run's viewers watch.
+#[derive(Debug, Clone, Default)]
+pub struct Storm {
+    pub joiners: usize,
+    pub joined: usize,
+    pub join_ms: Vec<f64>,
+    /// From the first join's clock until every joiner had media (or 15 s).
+    pub secs: f64,
+    /// Latencies of the packets of the viewers that were already in, meanwhile.
+    pub latency_ms: Vec<f64>,
+    /// Their packets expected and lost meanwhile.
+    pub expected: u64,
+    pub lost: u64,
+    pub connections_opened_in_joins: u64,
 }
 
 /// The signalling of one server: publisher in, viewers in, everyone out.
@@ -145,9 +184,8 @@ impl Signal {
         })
     }
 
-    /// Joins `n` viewers, `conc` at a time, handing each to a group as soon as it is set up;
-    /// returns (signalling connections open before the first clock started, connections
-    /// opened while viewers were joining).
+    /// Makes `n` viewers of `spec` (numbered from `first_id`) and the signalling connections
+    /// for joining them `conc` at a time: everything a join needs before its clock starts.
     ///
     /// The same for both servers: `conc` signalling connections (Fluo: WebSockets; Janus:
     /// persistent HTTP/1.1 connections, plus the session's long poll) and the viewers' peers
@@ -155,21 +193,23 @@ impl Signal {
     /// before any clock starts: a join measures the server, not the tool. A viewer's clock
     /// starts when its first request is about to be written (`take_spare`) and stops when
     /// it has read its first RTP packet.
-    fn join(
+    fn prepare(
         &mut self,
         n: usize,
         conc: usize,
-        adders: &[GroupAdder],
+        spec: ViewerSpec,
+        first_id: usize,
         errors: &mut Vec<String>,
-    ) -> (u64, u64) {
+    ) -> Prepared {
         let conc = conc.clamp(1, n.max(1));
         let (fluo, twcc) = match self {
             Signal::Fluo { .. } => (true, true),
             Signal::Janus { twcc, .. } => (false, *twcc),
         };
+        let spec = ViewerSpec { twcc, ..spec };
         let mut made = Vec::with_capacity(n);
-        for _ in 0..n {
-            let spare = Viewer::new(Instant::now(), twcc).and_then(|mut v| {
+        for id in first_id..first_id + n {
+            let spare = Viewer::new(Instant::now(), id, spec).and_then(|mut v| {
                 let offer = if fluo {
                     Some(v.session.offer(Direction::RecvOnly)?)
                 } else {
@@ -179,7 +219,48 @@ impl Signal {
             });
             made.extend(first_error(errors, spare));
         }
-        let spares = Mutex::new(made);
+        let mut p = Prepared {
+            spares: Mutex::new(made),
+            n,
+            conc,
+            conns: vec![],
+            open_before: 0,
+        };
+        match self {
+            Signal::Janus { janus, .. } => {
+                if let Err(e) = janus.open_pool(conc) {
+                    errors.push(e);
+                }
+                p.open_before = janus.connections_opened();
+            }
+            Signal::Fluo {
+                rt, port, clients, ..
+            } => {
+                let port = *port;
+                let conns = rt.block_on(futures_util::future::join_all(
+                    (0..conc).map(|_| Client::connect(port)),
+                ));
+                for c in conns {
+                    p.conns.extend(first_error(errors, c));
+                }
+                // The publisher's connection, those of earlier joins, and these.
+                p.open_before = (1 + clients.len() + p.conns.len()) as u64;
+            }
+        }
+        p
+    }
+
+    /// Joins the viewers of `p`, `p.conc` at a time, handing each to a group as soon as it
+    /// is set up; returns the signalling connections opened while viewers were joining
+    /// (none, when the prepared ones were enough).
+    fn join(&mut self, p: Prepared, adders: &[GroupAdder], errors: &mut Vec<String>) -> u64 {
+        let Prepared {
+            spares,
+            n,
+            conc,
+            conns,
+            open_before,
+        } = p;
         let spares = &spares;
         match self {
             Signal::Janus {
@@ -188,10 +269,6 @@ impl Signal {
                 viewers,
                 ..
             } => {
-                if let Err(e) = janus.open_pool(conc) {
-                    errors.push(e);
-                }
-                let before = janus.connections_opened();
                 let results: Vec<Vec<Result<u64, String>>> = std::thread::scope(|s| {
                     let hs: Vec<_> = (0..conc)
                         .map(|w| {
@@ -214,51 +291,77 @@ impl Signal {
                 for r in results.into_iter().flatten() {
                     viewers.extend(first_error(errors, r));
                 }
-                (before, janus.connections_opened() - before)
+                janus.connections_opened() - open_before
             }
             Signal::Fluo {
                 rt,
-                port,
                 pipeline,
                 publisher,
                 viewers,
                 clients,
                 ..
             } => {
-                let (port, pipeline, publisher) = (*port, pipeline.clone(), publisher.clone());
-                let (results, open) = rt.block_on(async {
-                    // The signalling connections first, then every join at once.
-                    let conns = (0..conc).map(|_| Client::connect(port));
-                    let conns = futures_util::future::join_all(conns).await;
-                    // The publisher's connection and the viewers' (a join opens none).
-                    let open = 1 + conns.iter().filter(|c| c.is_ok()).count() as u64;
-                    let tasks = conns.into_iter().enumerate().map(|(w, c)| {
+                let (pipeline, publisher) = (pipeline.clone(), publisher.clone());
+                let conc = conns.len();
+                if conc == 0 {
+                    errors.push("no signalling connection to join over".into());
+                    return 0;
+                }
+                let results = rt.block_on(async {
+                    let tasks = conns.into_iter().enumerate().map(|(w, mut c)| {
                         let (pipeline, publisher) = (pipeline.clone(), publisher.clone());
                         async move {
-                            let mut c = match c {
-                                Ok(c) => c,
-                                Err(e) => return (None, vec![Err(e)]),
-                            };
                             let mut out = vec![];
                             for i in (w..n).step_by(conc) {
                                 let a = &adders[i % adders.len()];
                                 let r = join_fluo(&mut c, &pipeline, &publisher, spares, a);
                                 out.push(r.await);
                             }
-                            (Some(c), out)
+                            (c, out)
                         }
                     });
-                    (futures_util::future::join_all(tasks).await, open)
+                    futures_util::future::join_all(tasks).await
                 });
                 for (c, rs) in results {
-                    clients.extend(c);
+                    clients.push(c);
                     for r in rs {
                         viewers.extend(first_error(errors, r));
                     }
                 }
-                (open, 0)
+                0
             }
         }
+    }
+
+    /// What the server itself reports of the first viewer: Fluo's getStats of its
+    /// WebRtcEndpoint (video sent), the figures that come from the viewer's RTCP.
+    fn server_view(&mut self) -> Option<Value> {
+        let Signal::Fluo {
+            rt,
+            viewers,
+            clients,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        // The first viewer's endpoint, on the connection that created it.
+        let ep = viewers.first()?.clone();
+        let client = clients.first_mut()?;
+        let stats = rt
+            .block_on(client.invoke(&ep, "getStats", json!({"mediaType": "VIDEO"})))
+            .ok()?;
+        let out = stats
+            .as_object()?
+            .values()
+            .find(|v| v["type"] == "outboundrtp")?;
+        Some(json!({
+            "round_trip_ms": out["roundTripTime"].as_f64().map(|s| s * 1e3),
+            "nacks": out["nackCount"],
+            "plis": out["pliCount"],
+            "packets_lost_reported": out["packetsLost"],
+            "packets_sent": out["packetsSent"],
+        }))
     }
 
     /// Every viewer leaves, then the publisher.
@@ -342,6 +445,17 @@ async fn release(c: &mut Client, object: &str) -> Result<(), String> {
 
 type Spares = Mutex<Vec<(Viewer, Option<String>)>>;
 
+/// Viewers and signalling connections made before the joins' clocks start.
+struct Prepared {
+    spares: Spares,
+    n: usize,
+    conc: usize,
+    /// Fluo: the WebSockets the joins go over.
+    conns: Vec<Client>,
+    /// Signalling connections open before the first clock.
+    open_before: u64,
+}
+
 /// A viewer made beforehand, its join starting now.
 fn take_spare(spares: &Spares) -> Result<(Viewer, Option<String>), String> {
     let (mut v, offer) = spares
@@ -375,7 +489,7 @@ async fn join_fluo(
         .map_err(err)?;
     let answer = answer.as_str().unwrap_or_default();
     let t = Instant::now();
-    v.session.accept_answer(answer)?;
+    v.accept_answer(answer)?;
     v.sdp_work = t.elapsed();
     v.twcc = Some(sdp_has_twcc(answer));
     adder.add(v);
@@ -392,7 +506,7 @@ fn join_janus(
     let h = janus.attach()?;
     let offer = janus.subscribe(h, feed)?;
     let t = Instant::now();
-    let answer = v.session.answer(&offer)?;
+    let answer = v.answer(&offer)?;
     v.sdp_work = t.elapsed();
     v.twcc = Some(sdp_has_twcc(&answer));
     janus.start(h, &answer)?;
@@ -411,9 +525,10 @@ fn collect(groups: &[Group]) -> (Vec<ViewerSnap>, Vec<f32>) {
     (snaps, lat)
 }
 
-/// Runs `n` viewers against a fresh `kind` server.
+/// Runs `n` viewers of `mode` against a fresh `kind` server.
 pub fn run(
     kind: Kind,
+    mode: Mode,
     n: usize,
     plan: &Plan,
     feed: &Arc<Feed>,
@@ -421,14 +536,83 @@ pub fn run(
     tmp: &Path,
 ) -> Result<Outcome, String> {
     let server = Server::start(kind, fluo_bin, plan.server_cpu, tmp)?;
-    let r = run_on(&server, n, plan, feed);
+    let r = run_on(&server, mode, n, plan, feed);
     server.stop();
     r
 }
 
-fn run_on(server: &Server, n: usize, plan: &Plan, feed: &Arc<Feed>) -> Result<Outcome, String> {
+/// Waits until every viewer of `cohort` that joined has media, at most 15 s; returns the
+/// latencies the groups gave meanwhile.
+fn wait_for_media(groups: &[Group], cohort: u8) -> Vec<f32> {
+    let t = Instant::now();
+    let mut lat = vec![];
+    loop {
+        let (snaps, l) = collect(groups);
+        lat.extend(l);
+        let mine = snaps.iter().filter(|s| s.cohort == cohort);
+        let (all, with_media) = mine.fold((0, 0), |(a, m), s| {
+            (a + 1, m + usize::from(s.first_rtp.is_some()))
+        });
+        if with_media >= all || t.elapsed() > Duration::from_secs(15) {
+            return lat;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Packets expected and received between two snapshots, per kind, over the viewers of
+/// cohort 0 that had media at the first.
+fn delivered(a: &[ViewerSnap], b: &[ViewerSnap]) -> ([u64; 2], [u64; 2], Vec<(u64, usize)>) {
+    let before: HashMap<usize, &ViewerSnap> = a.iter().map(|s| (s.id, s)).collect();
+    let (mut got, mut expected, mut frames) = ([0; 2], [0; 2], vec![]);
+    for y in b.iter().filter(|s| s.cohort == 0) {
+        let Some(x) = before.get(&y.id).filter(|x| x.first_rtp.is_some()) else {
+            continue;
+        };
+        for k in 0..2 {
+            got[k] += y.counts.packets[k] - x.counts.packets[k];
+            expected[k] += y.counts.top_seq[k].saturating_sub(x.counts.top_seq[k]);
+        }
+        frames.push((y.counts.frames - x.counts.frames, y.id));
+    }
+    (got, expected, frames)
+}
+
+fn thin_delta(a: &[ViewerSnap], b: &[ViewerSnap]) -> Option<ThinStats> {
+    let before: HashMap<usize, ThinStats> =
+        a.iter().filter_map(|s| Some((s.id, s.thin?))).collect();
+    let mut sum = ThinStats::default();
+    let mut any = false;
+    for y in b {
+        let (Some(t), Some(x)) = (y.thin, before.get(&y.id)) else {
+            continue;
+        };
+        any = true;
+        sum.decrypt_failures += t.decrypt_failures - x.decrypt_failures;
+        sum.unknown += t.unknown - x.unknown;
+        sum.duplicates += t.duplicates - x.duplicates;
+        sum.repaired += t.repaired - x.repaired;
+        sum.dropped += t.dropped - x.dropped;
+        sum.rtcp_sent += t.rtcp_sent - x.rtcp_sent;
+        sum.rtcp_received += t.rtcp_received - x.rtcp_received;
+        sum.receiver_reports += t.receiver_reports - x.receiver_reports;
+        sum.nacked += t.nacked - x.nacked;
+        sum.plis += t.plis - x.plis;
+        sum.sender_reports += t.sender_reports - x.sender_reports;
+    }
+    any.then_some(sum)
+}
+
+fn run_on(
+    server: &Server,
+    mode: Mode,
+    n: usize,
+    plan: &Plan,
+    feed: &Arc<Feed>,
+) -> Result<Outcome, String> {
     let mut out = Outcome {
         viewers: n,
+        viewer: Some(mode),
         ..Default::default()
     };
     let log = Arc::new(SendLog::default());
@@ -457,21 +641,20 @@ fn run_on(server: &Server, n: usize, plan: &Plan, feed: &Arc<Feed>) -> Result<Ou
         .collect();
     let adders: Vec<GroupAdder> = groups.iter().map(Group::adder).collect();
     let mut signal = signal;
-    (out.signalling_connections, out.connections_opened_in_joins) =
-        signal.join(n, plan.join_concurrency, &adders, &mut out.errors);
-    // Until every viewer that joined has media, at most 15 s.
-    let t1 = Instant::now();
-    loop {
-        let (snaps, _) = collect(&groups);
-        let with_media = snaps.iter().filter(|s| s.first_rtp.is_some()).count();
-        if with_media >= snaps.len() || t1.elapsed() > Duration::from_secs(15) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let spec = ViewerSpec {
+        mode,
+        twcc: true,
+        cohort: 0,
+        drop_every: plan.drop_every,
+    };
+    let prepared = signal.prepare(n, plan.join_concurrency, spec, 0, &mut out.errors);
+    out.signalling_connections = prepared.open_before;
+    out.connections_opened_in_joins = signal.join(prepared, &adders, &mut out.errors);
+    let _ = wait_for_media(&groups, 0);
     std::thread::sleep(plan.warmup);
 
     let (a, _) = collect(&groups);
+    let viewer_ticks_a = crate::server::own_threads_cpu_ticks("viewers-");
     let drops_a = crate::server::udp_drops(server.pid);
     let (sa, ta, pa) = (
         server.sample(),
@@ -480,6 +663,9 @@ fn run_on(server: &Server, n: usize, plan: &Plan, feed: &Arc<Feed>) -> Result<Ou
     );
     std::thread::sleep(plan.window);
     let (b, lat) = collect(&groups);
+    let viewer_ticks =
+        crate::server::own_threads_cpu_ticks("viewers-").saturating_sub(viewer_ticks_a);
+    out.viewer_threads_cpu_secs = viewer_ticks as f64 / crate::sys::clock_ticks();
     let drops_b = crate::server::udp_drops(server.pid);
     out.udp_drops_server = drops_b.0.saturating_sub(drops_a.0);
     out.udp_drops_tool = (drops_b.1 - drops_b.0).saturating_sub(drops_a.1 - drops_a.0);
@@ -513,21 +699,44 @@ fn run_on(server: &Server, n: usize, plan: &Plan, feed: &Arc<Feed>) -> Result<Ou
             out.viewers_with_twcc += usize::from(s.twcc == Some(true));
         }
     }
-    for (x, y) in a.iter().zip(&b) {
-        if x.first_rtp.is_none() {
-            continue;
+    let (got, expected, frames) = delivered(&a, &b);
+    out.packets_by_kind = got;
+    out.expected_by_kind = expected;
+    for (g, e) in got.iter().zip(&expected) {
+        out.packets += g;
+        out.expected += e;
+        out.lost += e.saturating_sub(*g);
+    }
+    out.fps = frames
+        .iter()
+        .map(|(f, _)| *f as f64 / out.window_secs.max(1e-3))
+        .collect();
+    out.thin = thin_delta(&a, &b);
+    let before: HashMap<usize, &ViewerSnap> = a.iter().map(|s| (s.id, s)).collect();
+    let (mut ticks, mut with) = (0, 0);
+    for y in &b {
+        if let Some(x) = before.get(&y.id) {
+            ticks += y.counts.ticks - x.counts.ticks;
+            out.dropped_on_purpose += y.counts.dropped - x.counts.dropped;
+            with += 1;
         }
-        for k in 0..2 {
-            let got = y.counts.packets[k] - x.counts.packets[k];
-            let expected = y.counts.top_seq[k].saturating_sub(x.counts.top_seq[k]);
-            out.packets += got;
-            out.packets_by_kind[k] += got;
-            out.expected_by_kind[k] += expected;
-            out.expected += expected;
-            out.lost += expected.saturating_sub(got);
-        }
-        out.fps
-            .push((y.counts.frames - x.counts.frames) as f64 / out.window_secs.max(1e-3));
+    }
+    out.ticks_per_viewer_sec = ticks as f64 / f64::from(with.max(1)) / out.window_secs.max(1e-3);
+    if let Some(t) = out.thin {
+        out.dropped_on_purpose += t.dropped;
+    }
+    out.server_view = signal.server_view();
+
+    if plan.storm > 0 {
+        out.storm = Some(storm(
+            &mut signal,
+            &groups,
+            &adders,
+            mode,
+            n,
+            plan,
+            &mut out.errors,
+        ));
     }
 
     signal.leave(&mut out.errors);
@@ -542,4 +751,50 @@ fn run_on(server: &Server, n: usize, plan: &Plan, feed: &Arc<Feed>) -> Result<Ou
     let i1 = server.sample();
     out.idle_cpu_pct = 100.0 * i1.cpu_secs_since(&i0) / i1.wall_secs_since(&i0).max(1e-3);
     Ok(out)
+}
+
+/// `plan.storm` more viewers join at once while the `n` of the run watch: how long their
+/// joins take, and the latency and loss of the packets of those already in meanwhile.
+fn storm(
+    signal: &mut Signal,
+    groups: &[Group],
+    adders: &[GroupAdder],
+    mode: Mode,
+    n: usize,
+    plan: &Plan,
+    errors: &mut Vec<String>,
+) -> Storm {
+    let spec = ViewerSpec {
+        mode,
+        twcc: true,
+        cohort: 1,
+        drop_every: plan.drop_every,
+    };
+    let prepared = signal.prepare(plan.storm, plan.join_concurrency, spec, n, errors);
+    // The latencies so far are not the storm's.
+    let (a, _) = collect(groups);
+    let t = Instant::now();
+    let opened = signal.join(prepared, adders, errors);
+    let mut lat = wait_for_media(groups, 1);
+    let secs = t.elapsed().as_secs_f64();
+    let (b, l) = collect(groups);
+    lat.extend(l);
+    let (got, expected, _) = delivered(&a, &b);
+    let mut s = Storm {
+        joiners: plan.storm,
+        secs,
+        latency_ms: lat.iter().map(|x| f64::from(*x)).collect(),
+        expected: expected[0] + expected[1],
+        connections_opened_in_joins: opened,
+        ..Default::default()
+    };
+    s.lost = s.expected.saturating_sub(got[0] + got[1]);
+    for v in b.iter().filter(|v| v.cohort == 1) {
+        if let Some(f) = v.first_rtp {
+            s.joined += 1;
+            s.join_ms
+                .push(f.saturating_duration_since(v.join_began).as_secs_f64() * 1e3);
+        }
+    }
+    s
 }

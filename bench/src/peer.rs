@@ -1,11 +1,14 @@
 //! The load: a publisher that replays the feed and viewers that receive it, each a real
-//! WebRTC peer (str0m in RTP mode: ICE, DTLS, SRTP decrypt) on its own UDP socket. Viewers
-//! live in a few [`Group`] threads, each waiting on all its sockets with one epoll and
-//! reading them with `recvmmsg`, so that a thousand viewers cost the tool less than the
-//! servers they measure.
+//! WebRTC peer on its own UDP socket. A *full* viewer is a str0m session in RTP mode (ICE,
+//! DTLS, SRTP, its RTCP and NACKs); a *thin* one (crate::thin) leaves str0m ICE and DTLS
+//! only and decrypts, counts and reports itself. Viewers live in a few [`Group`] threads,
+//! each waiting on all its sockets with one epoll and reading them with `recvmmsg`, so that a
+//! thousand viewers cost the tool less than the servers they measure.
 
 use crate::feed::Feed;
-use crate::sys::{Epoll, RecvBatch};
+use crate::keys::{self, KeySlot};
+use crate::sys::{self, Epoll, RecvBatch};
+use crate::thin::{is_rtcp, is_rtp_or_rtcp, Delivered, PtMap, Thin, ThinStats};
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,6 +35,11 @@ pub struct Session {
     /// The m-lines of our offer: [audio, video].
     mids: Vec<Mid>,
     pub connected: bool,
+    /// The payload types of the remote SDP (its offer or answer).
+    pub pts: PtMap,
+    /// A thin viewer's str0m sends ICE and DTLS only: its RTP/RTCP output is dropped (the
+    /// thin path writes the viewer's RTCP, with the SRTCP index of its own).
+    block_media_out: bool,
 }
 
 /// The URI of the transport-wide sequence number header extension (TWCC).
@@ -62,18 +70,29 @@ impl Session {
 
     /// A session whose SDP maps TWCC only when `twcc` is true.
     pub fn with_twcc(twcc: bool) -> Result<Session, String> {
+        Session::build(twcc, false).map(|s| s.0)
+    }
+
+    /// A session whose SDP maps TWCC only when `twcc` is true; with `capture`, its DTLS
+    /// keys land in the returned slot (a thin viewer's).
+    fn build(twcc: bool, capture: bool) -> Result<(Session, Option<KeySlot>), String> {
         let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         sock.set_nonblocking(true).map_err(|e| e.to_string())?;
         let addr = sock.local_addr().map_err(|e| e.to_string())?;
         let now = Instant::now();
-        let mut builder = Rtc::builder().set_rtp_mode(true);
+        let mut config = Rtc::builder().set_rtp_mode(true);
         if !twcc {
-            builder = builder.set_extension_map(extensions_without_twcc());
+            config = config.set_extension_map(extensions_without_twcc());
         }
-        let mut rtc = builder.build(now);
+        let (mut rtc, slot) = if capture {
+            let (rtc, slot) = keys::build_capturing(config, now);
+            (rtc, Some(slot))
+        } else {
+            (config.build(now), None)
+        };
         let cand = Candidate::host(addr, "udp").map_err(|e| e.to_string())?;
         rtc.add_local_candidate(cand);
-        Ok(Session {
+        let session = Session {
             rtc,
             sock,
             addr,
@@ -82,7 +101,10 @@ impl Session {
             connected_at: None,
             mids: vec![],
             connected: false,
-        })
+            pts: PtMap::default(),
+            block_media_out: capture,
+        };
+        Ok((session, slot))
     }
 
     /// An offer with one audio and one video m-line.
@@ -102,7 +124,9 @@ impl Session {
         self.rtc
             .sdp_api()
             .accept_answer(p, a)
-            .map_err(|e| format!("answer: {e}"))
+            .map_err(|e| format!("answer: {e}"))?;
+        self.pts = PtMap::parse(sdp);
+        Ok(())
     }
 
     pub fn answer(&mut self, offer: &str) -> Result<String, String> {
@@ -112,6 +136,7 @@ impl Session {
             .sdp_api()
             .accept_offer(o)
             .map_err(|e| format!("offer: {e}"))?;
+        self.pts = PtMap::parse(offer);
         Ok(a.to_sdp_string())
     }
 
@@ -138,7 +163,9 @@ impl Session {
                     return;
                 }
                 Ok(Output::Transmit(t)) => {
-                    let _ = self.sock.send_to(&t.contents, t.destination);
+                    if !(self.block_media_out && is_rtp_or_rtcp(&t.contents)) {
+                        let _ = self.sock.send_to(&t.contents, t.destination);
+                    }
                 }
                 Ok(Output::Event(Event::Connected)) => {
                     self.connected = true;
@@ -155,24 +182,29 @@ impl Session {
     }
 }
 
-/// Send times of the feed's video frames, by a hash of their last packet's payload (which
-/// servers forward untouched), for the end-to-end latency seen by viewers.
+/// Send times of the feed's video frames (wall clock, ns since the epoch: the clock of the
+/// kernel's receive timestamps), by a hash of their last packet's payload (which servers
+/// forward untouched), for the end-to-end latency seen by viewers.
 #[derive(Default)]
 pub struct SendLog {
-    map: Mutex<HashMap<u64, Instant>>,
+    map: Mutex<HashMap<u64, u64>>,
 }
 
 impl SendLog {
-    fn put(&self, key: u64, at: Instant) {
-        let mut m = self.map.lock().expect("send log");
+    fn put(&self, key: u64, at_ns: u64) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() > 4096 {
-            m.retain(|_, t| at.duration_since(*t) < Duration::from_secs(3));
+            m.retain(|_, t| at_ns.saturating_sub(*t) < 3_000_000_000);
         }
-        m.insert(key, at);
+        m.insert(key, at_ns);
     }
 
-    fn get(&self, key: u64) -> Option<Instant> {
-        self.map.lock().expect("send log").get(&key).copied()
+    fn get(&self, key: u64) -> Option<u64> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .copied()
     }
 }
 
@@ -311,7 +343,7 @@ impl Publisher {
                     sent += 1;
                     count.store(sent, Ordering::Relaxed);
                     if p.video && p.marker {
-                        log.put(payload_key(&p.payload), now);
+                        log.put(payload_key(&p.payload), sys::wall_ns());
                     }
                 }
                 next += 1;
@@ -334,17 +366,59 @@ impl Publisher {
 /// What a viewer has received, per kind [audio, video].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counts {
+    /// Distinct packets received (for the full viewer: the packets str0m handed over).
     pub packets: [u64; 2],
     /// Highest extended sequence number seen, per kind.
     pub top_seq: [u64; 2],
     pub frames: u64,
     /// UDP datagrams read from the socket (RTP, RTCP, STUN, DTLS).
     pub datagrams: u64,
+    /// Times str0m was driven by its timer.
+    pub ticks: u64,
+    /// Video packets dropped on purpose (`--drop-every`), before str0m or the thin path.
+    pub dropped: u64,
+}
+
+/// The viewer's implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// ICE and DTLS by str0m, then decrypt-and-count and its own RTCP (crate::thin).
+    Thin,
+    /// A str0m session that receives, reports and NACKs by itself.
+    Full,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Thin => "thin",
+            Mode::Full => "full",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mode> {
+        [Mode::Thin, Mode::Full].into_iter().find(|m| m.name() == s)
+    }
+}
+
+/// How a viewer is made.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewerSpec {
+    pub mode: Mode,
+    /// Whether its SDP offers or accepts TWCC.
+    pub twcc: bool,
+    /// 0: joined with the run; 1: joined while the others were watching (the join storm).
+    pub cohort: u8,
+    /// Drop one video packet in this many on arrival, so that NACK repair is exercised (0:
+    /// none).
+    pub drop_every: u32,
 }
 
 /// One viewer.
 pub struct Viewer {
     pub session: Session,
+    pub id: usize,
+    pub spec: ViewerSpec,
     /// When its join began: just before the tool wrote its first request, on a signalling
     /// connection already open.
     pub join_began: Instant,
@@ -357,13 +431,43 @@ pub struct Viewer {
     pub twcc: Option<bool>,
     pub counts: Counts,
     kinds: Vec<(u32, usize)>,
+    thin: Option<Box<Thin>>,
+    video_seen: u64,
+}
+
+/// Counts a received packet; a video frame's last packet gives a latency sample (not a
+/// retransmission's, which is late by design) when `lat` is given.
+fn count(
+    counts: &mut Counts,
+    first: &mut Option<Instant>,
+    now: Instant,
+    arrival_ns: u64,
+    d: &Delivered<'_>,
+    log: &SendLog,
+    lat: Option<&mut Vec<f32>>,
+) {
+    first.get_or_insert(now);
+    counts.packets[d.kind] += 1;
+    counts.top_seq[d.kind] = counts.top_seq[d.kind].max(d.ext);
+    if d.kind == 1 && d.marker {
+        counts.frames += 1;
+        if let (Some(lat), false) = (lat, d.repair) {
+            if let Some(sent) = log.get(payload_key(d.payload)) {
+                lat.push(arrival_ns.saturating_sub(sent) as f32 / 1e6);
+            }
+        }
+    }
 }
 
 impl Viewer {
-    /// A viewer whose SDP offers or accepts TWCC when `twcc` is true.
-    pub fn new(join_began: Instant, twcc: bool) -> Result<Viewer, String> {
+    pub fn new(join_began: Instant, id: usize, spec: ViewerSpec) -> Result<Viewer, String> {
+        let (session, slot) = Session::build(spec.twcc, spec.mode == Mode::Thin)?;
+        sys::enable_timestamps(&session.sock).map_err(|e| format!("SO_TIMESTAMPNS: {e}"))?;
+        let thin = slot.map(|s| Box::new(Thin::new(s, spec.drop_every)));
         Ok(Viewer {
-            session: Session::with_twcc(twcc)?,
+            session,
+            id,
+            spec,
             join_began,
             signalled: None,
             first_rtp: None,
@@ -371,11 +475,108 @@ impl Viewer {
             twcc: None,
             counts: Counts::default(),
             kinds: vec![],
+            thin,
+            video_seen: 0,
         })
     }
 
-    fn on_event(&mut self, now: Instant, log: &SendLog, lat: &mut Vec<f32>) {
+    /// Applies the server's answer to our offer.
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<(), String> {
+        self.session.accept_answer(sdp)?;
+        self.negotiated();
+        Ok(())
+    }
+
+    /// Our answer to the server's offer.
+    pub fn answer(&mut self, offer: &str) -> Result<String, String> {
+        let a = self.session.answer(offer)?;
+        self.negotiated();
+        Ok(a)
+    }
+
+    fn negotiated(&mut self) {
+        if let Some(t) = &mut self.thin {
+            t.set_payload_types(self.session.pts.clone());
+        }
+    }
+
+    /// The next time [`Viewer::on_timer`] has work.
+    fn deadline(&self) -> Instant {
+        let d = self.session.deadline;
+        match self.thin.as_deref().and_then(Thin::next_timer) {
+            Some(t) => t.min(d),
+            None => d,
+        }
+    }
+
+    /// Whether a datagram is a video packet (not a retransmission) by its clear header.
+    fn is_video_media(&self, data: &[u8]) -> bool {
+        is_rtp_or_rtcp(data)
+            && !is_rtcp(data)
+            && self
+                .session
+                .pts
+                .get(data[1] & 0x7f)
+                .is_some_and(|i| i.kind == 1 && !i.rtx)
+    }
+
+    /// One datagram from `src`, received at `arrival_ns`.
+    fn on_datagram(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        data: &mut [u8],
+        arrival_ns: u64,
+        log: &SendLog,
+        lat: &mut Vec<f32>,
+    ) {
+        self.counts.datagrams += 1;
+        let record = (self.spec.cohort == 0).then_some(lat);
+        if let Some(t) = self.thin.as_deref_mut() {
+            t.remote = Some(src);
+            if is_rtp_or_rtcp(data) && t.keys(now) {
+                if let Some(d) = t.on_datagram(now, arrival_ns, data) {
+                    count(
+                        &mut self.counts,
+                        &mut self.first_rtp,
+                        now,
+                        arrival_ns,
+                        &d,
+                        log,
+                        record,
+                    );
+                }
+                return;
+            }
+            // ICE and DTLS (and media before the keys are in hand: dropped by str0m's
+            // session output below).
+            self.session.receive(now, src, data);
+            self.session.drain(|_, _| {});
+            t.keys(now);
+            return;
+        }
+        if self.spec.drop_every > 0 && self.is_video_media(data) {
+            self.video_seen += 1;
+            let k = u64::from(self.spec.drop_every);
+            if self.video_seen % k == k / 2 {
+                self.counts.dropped += 1;
+                return;
+            }
+        }
+        self.session.receive(now, src, data);
+        self.on_event(now, arrival_ns, log, record);
+    }
+
+    /// Takes str0m's output (a full viewer's packets are counted here).
+    fn on_event(
+        &mut self,
+        now: Instant,
+        arrival_ns: u64,
+        log: &SendLog,
+        lat: Option<&mut Vec<f32>>,
+    ) {
         let (counts, kinds, first) = (&mut self.counts, &mut self.kinds, &mut self.first_rtp);
+        let mut lat = lat;
         self.session.drain(|rtc, e| {
             let Event::RtpPacket(p) = e else { return };
             let ssrc = *p.header.ssrc;
@@ -392,22 +593,49 @@ impl Viewer {
                     usize::from(video)
                 }
             };
-            first.get_or_insert(now);
-            counts.packets[k] += 1;
-            counts.top_seq[k] = counts.top_seq[k].max(*p.seq_no);
-            if k == 1 && p.header.marker {
-                counts.frames += 1;
-                if let Some(sent) = log.get(payload_key(&p.payload)) {
-                    lat.push(now.saturating_duration_since(sent).as_secs_f32() * 1e3);
-                }
-            }
+            let d = Delivered {
+                kind: k,
+                ext: *p.seq_no,
+                marker: p.header.marker,
+                payload: &p.payload,
+                repair: false,
+            };
+            count(counts, first, now, arrival_ns, &d, log, lat.as_deref_mut());
         });
+    }
+
+    /// str0m's timer when due; a thin viewer's RTCP when due.
+    fn on_timer(&mut self, now: Instant, log: &SendLog, lat: &mut Vec<f32>) {
+        if now >= self.session.deadline {
+            self.counts.ticks += 1;
+            let _ = self.session.rtc.handle_input(Input::Timeout(now));
+            if self.thin.is_some() {
+                self.session.drain(|_, _| {});
+            } else {
+                let record = (self.spec.cohort == 0).then_some(lat);
+                self.on_event(now, sys::wall_ns(), log, record);
+            }
+            // str0m may ask to be driven again at the very instant it was driven (while it
+            // connects, and now and then after): once per millisecond is enough, and the
+            // group does not spin.
+            self.session.deadline = self.session.deadline.max(now + Duration::from_millis(1));
+        }
+        if let Some(t) = self.thin.as_deref_mut() {
+            if let (true, Some(dst)) = (t.keys(now), t.remote) {
+                let sock = &self.session.sock;
+                t.poll_rtcp(now, |p| {
+                    let _ = sock.send_to(p, dst);
+                });
+            }
+        }
     }
 }
 
 /// A viewer's figures as a group reports them.
 #[derive(Debug, Clone, Copy)]
 pub struct ViewerSnap {
+    pub id: usize,
+    pub cohort: u8,
     pub join_began: Instant,
     pub signalled: Option<Instant>,
     pub connected: Option<Instant>,
@@ -415,11 +643,14 @@ pub struct ViewerSnap {
     pub sdp_work: Duration,
     pub twcc: Option<bool>,
     pub counts: Counts,
+    /// The thin path's own counters (thin viewers).
+    pub thin: Option<ThinStats>,
 }
 
 enum Cmd {
     Add(Box<Viewer>),
-    /// Reply with every viewer's figures and the latencies (ms) seen since the last snapshot.
+    /// Reply with every viewer's figures and the latencies (ms) of the viewers of cohort 0
+    /// seen since the last snapshot.
     Snapshot(Sender<(Vec<ViewerSnap>, Vec<f32>)>),
     /// Drop every viewer.
     Clear(Sender<()>),
@@ -485,32 +716,46 @@ impl GroupAdder {
     }
 }
 
+fn snap(v: &Viewer) -> ViewerSnap {
+    ViewerSnap {
+        id: v.id,
+        cohort: v.spec.cohort,
+        join_began: v.join_began,
+        signalled: v.signalled,
+        connected: v.session.connected_at,
+        first_rtp: v.first_rtp,
+        sdp_work: v.sdp_work,
+        twcc: v.twcc,
+        counts: v.counts,
+        thin: v.thin.as_deref().map(|t| t.stats),
+    }
+}
+
+/// The shortest time between two reads of a group's sockets. Datagrams wait in their
+/// sockets meanwhile (their latency is the kernel's receive time, which this does not
+/// change): fewer wake-ups, more datagrams per `recvmmsg`.
+const MIN_WAKE: Duration = Duration::from_millis(1);
+
 fn group_loop(rx: &Receiver<Cmd>, log: &SendLog, stop: &AtomicBool) {
     let Ok(mut epoll) = Epoll::new() else { return };
     let mut viewers: Vec<Viewer> = vec![];
     let mut batch = RecvBatch::new(32);
     let mut lat: Vec<f32> = vec![];
     let mut ready = vec![];
+    // The earliest timer of any viewer: the viewers' timers are scanned only then (and a
+    // viewer's after its datagrams), not at every wake-up.
+    let mut next_timer = Instant::now();
+    let mut woke = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         while let Ok(cmd) = rx.try_recv() {
             match cmd {
                 Cmd::Add(v) => {
                     let _ = epoll.add(&v.session.sock, viewers.len() as u64);
+                    next_timer = next_timer.min(v.deadline());
                     viewers.push(*v);
                 }
                 Cmd::Snapshot(reply) => {
-                    let snaps = viewers
-                        .iter()
-                        .map(|v| ViewerSnap {
-                            join_began: v.join_began,
-                            signalled: v.signalled,
-                            connected: v.session.connected_at,
-                            first_rtp: v.first_rtp,
-                            sdp_work: v.sdp_work,
-                            twcc: v.twcc,
-                            counts: v.counts,
-                        })
-                        .collect();
+                    let snaps = viewers.iter().map(snap).collect();
                     let _ = reply.send((snaps, std::mem::take(&mut lat)));
                 }
                 Cmd::Clear(reply) => {
@@ -522,38 +767,45 @@ fn group_loop(rx: &Receiver<Cmd>, log: &SendLog, stop: &AtomicBool) {
             }
         }
         let now = Instant::now();
-        let next = viewers
-            .iter()
-            .map(|v| v.session.deadline)
-            .min()
-            .unwrap_or(now + Duration::from_millis(5));
-        let wait = next
+        let pace = (woke + MIN_WAKE).min(next_timer);
+        if let Some(d) = pace.checked_duration_since(now) {
+            std::thread::sleep(d);
+        }
+        let now = Instant::now();
+        let wait = next_timer
             .saturating_duration_since(now)
             .min(Duration::from_millis(5));
         epoll.wait(&mut ready, wait);
-        let now = Instant::now();
+        woke = Instant::now();
         for &i in &ready {
             let Some(v) = viewers.get_mut(i as usize) else {
                 continue;
             };
             while let Some(n) = batch.recv(&v.session.sock) {
-                v.counts.datagrams += n as u64;
+                let now = Instant::now();
                 for k in 0..n {
-                    let (src, data) = batch.get(k);
-                    v.session.receive(now, src, data);
-                    // str0m wants its output taken after every input.
-                    v.on_event(now, log, &mut lat);
+                    let (src, data, arrival) = batch.get_mut(k);
+                    v.on_datagram(now, src, data, arrival, log, &mut lat);
                 }
                 if n < batch.capacity() {
                     break;
                 }
             }
+            next_timer = next_timer.min(v.deadline());
         }
-        for v in &mut viewers {
-            if now >= v.session.deadline {
-                let _ = v.session.rtc.handle_input(Input::Timeout(now));
-                v.on_event(now, log, &mut lat);
+        let now = Instant::now();
+        if now >= next_timer {
+            let mut next = now + Duration::from_millis(5);
+            for v in &mut viewers {
+                if now >= v.deadline() {
+                    v.on_timer(now, log, &mut lat);
+                }
+                next = next.min(v.deadline());
             }
+            next_timer = next;
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

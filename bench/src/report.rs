@@ -23,9 +23,11 @@ pub fn figures(o: &Outcome) -> Value {
     let lat = sorted(&o.latency_ms);
     let fps = sorted(&o.fps);
     let per_pkt = (o.packets > 0).then(|| o.server_cpu_secs * 1e6 / o.packets as f64);
+    let tool_per_pkt = (o.packets > 0).then(|| o.tool_cpu_secs * 1e6 / o.packets as f64);
     let cpu_pct = 100.0 * o.server_cpu_secs / o.window_secs.max(1e-3);
-    json!({
+    let mut v = json!({
         "viewers": o.viewers,
+        "viewer": o.viewer.map(|m| m.name()),
         "joined": o.joined,
         "server_cpu_us_per_packet": per_pkt,
         "server_cpu_pct": cpu_pct,
@@ -59,12 +61,59 @@ pub fn figures(o: &Outcome) -> Value {
         "tool_cpu_pct": 100.0 * o.tool_cpu_secs / o.window_secs.max(1e-3),
         // Above this the tool's own core may be what loses packets: the run says little of
         // the server.
-        "tool_saturated": 100.0 * o.tool_cpu_secs / o.window_secs.max(1e-3) > 85.0,
+        "tool_saturated": 100.0 * o.tool_cpu_secs / o.window_secs.max(1e-3) > TOOL_SATURATED_PCT,
         "idle_cpu_pct_2s_after": o.idle_cpu_pct,
         "window_secs": o.window_secs,
         "errors": o.errors,
-    })
+    });
+    let thin = o.thin.map(|t| {
+        json!({
+            "decrypt_failures": t.decrypt_failures, "unknown_packets": t.unknown,
+            "duplicates": t.duplicates, "repaired": t.repaired, "dropped": t.dropped,
+            "rtcp_sent": t.rtcp_sent, "rtcp_received": t.rtcp_received,
+            "receiver_reports": t.receiver_reports, "nacked": t.nacked, "plis": t.plis,
+            "sender_reports": t.sender_reports,
+        })
+    });
+    let viewers = json!({
+        // The tool's whole process (viewers, publisher, signalling) per packet received.
+        "tool_cpu_us_per_packet": tool_per_pkt,
+        // Its viewers' threads alone.
+        "viewer_threads_cpu_us_per_packet": (o.packets > 0)
+            .then(|| o.viewer_threads_cpu_secs * 1e6 / o.packets as f64),
+        "viewer_str0m_ticks_per_sec": o.ticks_per_viewer_sec,
+        "dropped_on_purpose": o.dropped_on_purpose,
+        "thin": thin,
+        "server_view": o.server_view,
+    });
+    if let (Some(v), Some(x)) = (v.as_object_mut(), viewers.as_object()) {
+        v.extend(x.clone());
+    }
+    if let Some(s) = &o.storm {
+        let join = sorted(&s.join_ms);
+        let lat = sorted(&s.latency_ms);
+        let storm = json!({
+            "storm_joiners": s.joiners,
+            "storm_joined": s.joined,
+            "storm_secs": s.secs,
+            "storm_join_ms_p50": pct(&join, 0.5),
+            "storm_join_ms_p99": pct(&join, 0.99),
+            "storm_latency_samples": lat.len(),
+            "storm_latency_ms_p50": pct(&lat, 0.5),
+            "storm_latency_ms_p99": pct(&lat, 0.99),
+            "storm_latency_ms_max": lat.last(),
+            "storm_loss_pct": if s.expected > 0 { 100.0 * s.lost as f64 / s.expected as f64 } else { 0.0 },
+            "storm_connections_opened_in_joins": s.connections_opened_in_joins,
+        });
+        if let (Some(v), Some(st)) = (v.as_object_mut(), storm.as_object()) {
+            v.extend(st.clone());
+        }
+    }
+    v
 }
+
+/// The tool's own CPU (% of its core) above which a run is flagged.
+pub const TOOL_SATURATED_PCT: f64 = 85.0;
 
 /// The median of sorted values: the middle one, or the mean of the middle two.
 fn median_of(sorted: &[f64]) -> Option<f64> {

@@ -15,8 +15,28 @@ pub const SATURATION_RULE: &str = "a repetition is saturated when the viewers lo
 20 % of the packets, fewer than half of them received media, or it failed; every planned \
 repetition of that N is still run, and the server is not run at larger N";
 
-/// The results file format written by this version (older files have no `format`).
-pub const FORMAT: u64 = 2;
+/// The results file format written by this version (older files have no `format`). Format 3
+/// adds the viewer's implementation (`viewer`: thin or full) to runs and rows, the tool's CPU
+/// per received packet and the join storm's figures; format 2 files had full viewers only.
+pub const FORMAT: u64 = 3;
+
+/// What a row label adds to the server's name when its viewers were full str0m peers.
+const FULL_SUFFIX: &str = " (full viewer)";
+
+/// The label of the rows of `server` measured with `viewer` viewers (`thin`, the default,
+/// or `full`).
+pub fn label(server: &str, viewer: &str) -> String {
+    if viewer == "full" {
+        format!("{server}{FULL_SUFFIX}")
+    } else {
+        server.to_string()
+    }
+}
+
+/// The server's name in a row label.
+fn server_of(label: &str) -> &str {
+    label.strip_suffix(FULL_SUFFIX).unwrap_or(label)
+}
 
 /// Whether one repetition's figures meet the saturation rule.
 pub fn rep_saturated(fig: &Value, n: usize) -> bool {
@@ -93,6 +113,7 @@ pub fn build(
                     .min();
                 rows.push(json!({
                     "server": server, "viewers": n, "reps_planned": planned, "reps_run": 0,
+                    "viewer": if server.ends_with(FULL_SUFFIX) { "full" } else { "thin" },
                     "reps_failed": 0, "joined_per_rep": [], "saturated": false,
                     "saturated_reps": 0, "tool_saturated_reps": 0, "viewer_twcc": null,
                     "stopped_early": false, "errors": [], "figures": null,
@@ -146,9 +167,15 @@ pub fn build(
                         median(&ok)
                     }
                 });
+            // Runs before format 3 had full str0m viewers and did not say so.
+            let viewer = reps
+                .iter()
+                .find_map(|f| f["viewer"].as_str())
+                .unwrap_or("full");
             rows.push(json!({
                 "server": server,
                 "viewers": n,
+                "viewer": viewer,
                 "reps_planned": planned,
                 "reps_run": ok.len(),
                 "reps_failed": reps.len() - ok.len(),
@@ -172,18 +199,20 @@ pub fn build(
 /// Whether a server's viewers declined TWCC, going by its name (Fluo declines it for
 /// viewers since 56ec72c; older runs of Fluo did not, which their files do not record).
 fn like_for_like(server: &str) -> bool {
-    server.ends_with("-no-twcc")
+    server_of(server).ends_with("-no-twcc")
 }
 
-/// Fluo's CPU per packet over each Janus row's, per N.
+/// Fluo's CPU per packet over each Janus row's, per N, among rows of the same viewers.
 pub fn ratios(rows: &[Value]) -> Vec<Value> {
     let cpu = |r: &Value| r["figures"]["server_cpu_us_per_packet"].as_f64();
+    let name = |r: &Value| server_of(r["server"].as_str().unwrap_or_default()).to_string();
     let mut out = vec![];
-    for fluo in rows.iter().filter(|r| r["server"] == "fluo") {
+    for fluo in rows.iter().filter(|r| name(r) == "fluo") {
         let Some(f) = cpu(fluo) else { continue };
         for j in rows.iter().filter(|r| {
             r["viewers"] == fluo["viewers"]
-                && r["server"].as_str().is_some_and(|s| s.starts_with("janus"))
+                && r["viewer"] == fluo["viewer"]
+                && name(r).starts_with("janus")
         }) {
             let Some(x) = cpu(j).filter(|x| *x > 0.0) else {
                 continue;
@@ -264,15 +293,15 @@ fn note(r: &Value) -> String {
 /// The Markdown table of the rows, then the ratios Fluo / Janus.
 pub fn markdown(rows: &[Value], ratios: &[Value]) -> String {
     let mut t = String::from(
-        "| viewers | server | viewer TWCC | reps | joined | CPU-µs/packet | server CPU % | loss % | fps | join p50/p99 ms | latency p50/p99 ms | RSS/viewer KiB | threads | tool CPU % | idle CPU % | note |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| viewers | server | viewer TWCC | reps | joined | CPU-µs/packet | server CPU % | loss % | fps | join p50/p99 ms | latency p50/p99 ms | RSS/viewer KiB | threads | tool CPU % | tool CPU-µs/packet | idle CPU % | note |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let m = &r["figures"];
         let twcc = r["viewer_twcc"].as_str().unwrap_or("?");
         let _ = writeln!(
             t,
-            "| {} | {} | {twcc} | {}/{} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {twcc} | {}/{} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} | {} | {} | {} | {} | {} |",
             r["viewers"],
             r["server"].as_str().unwrap_or_default(),
             r["reps_run"],
@@ -289,6 +318,7 @@ pub fn markdown(rows: &[Value], ratios: &[Value]) -> String {
             cell(m, "rss_per_viewer_kib", 0),
             cell(m, "threads", 0),
             cell(m, "tool_cpu_pct", 1),
+            cell(m, "tool_cpu_us_per_packet", 2),
             cell(m, "idle_cpu_pct_2s_after", 2),
             note(r),
         );
@@ -296,11 +326,17 @@ pub fn markdown(rows: &[Value], ratios: &[Value]) -> String {
     t.push_str(
         "\nreps: repetitions with figures / planned; joined: viewers that received media / N \
          (fewest-most over the repetitions); viewer TWCC: whether the viewers' negotiated \
-         answers carried transport-wide congestion control (? = not recorded); figures: median \
-         over the repetitions (mean of the middle two when even). Saturation: ",
+         answers carried transport-wide congestion control (? = not recorded); tool CPU: the \
+         load tool's own process, % of its core and µs per packet the viewers received \
+         (flagged above 85 %); figures: median over the repetitions (mean of the middle two \
+         when even). Viewers: thin (str0m for ICE and DTLS only, then decrypt, count and \
+         their own RTCP) unless the server's name says \"(full viewer)\" (str0m sessions). \
+         Saturation: ",
     );
     t.push_str(SATURATION_RULE);
     t.push_str(".\n");
+    t.push_str(&storm_table(rows));
+    t.push_str(&viewer_comparison(rows));
     // In the order of the rows: each Janus configuration without TWCC, then with it.
     let mut against: Vec<&str> = vec![];
     for a in ratios.iter().filter_map(|r| r["against"].as_str()) {
@@ -350,6 +386,91 @@ pub fn markdown(rows: &[Value], ratios: &[Value]) -> String {
     t
 }
 
+/// "Forwarding while viewers join": per row with a join storm, the latency of the packets
+/// of the viewers already in while more joined at once, beside their latency in the steady
+/// window; the joins' own times. Empty when no row has one.
+pub fn storm_table(rows: &[Value]) -> String {
+    let with: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["figures"]["storm_joiners"].is_number())
+        .collect();
+    if with.is_empty() {
+        return String::new();
+    }
+    let mut t = String::from(
+        "\nForwarding while viewers join: the viewers of the row watch; then `joiners` more \
+         join at once (create + negotiate, as above). Latency of the packets of those already \
+         in, from the first join's clock until every joiner had media, beside their latency in \
+         the window before:\n\n\
+         | viewers in | server | joiners | joined | join p50/p99 ms | latency while joining p50/p99/max ms | latency before p50/p99 ms | loss while joining % |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for r in with {
+        let m = &r["figures"];
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} / {} | {} / {} / {} | {} / {} | {} |",
+            r["viewers"],
+            r["server"].as_str().unwrap_or_default(),
+            cell(m, "storm_joiners", 0),
+            cell(m, "storm_joined", 0),
+            cell(m, "storm_join_ms_p50", 1),
+            cell(m, "storm_join_ms_p99", 1),
+            cell(m, "storm_latency_ms_p50", 2),
+            cell(m, "storm_latency_ms_p99", 2),
+            cell(m, "storm_latency_ms_max", 2),
+            cell(m, "latency_ms_p50", 2),
+            cell(m, "latency_ms_p99", 2),
+            cell(m, "storm_loss_pct", 2),
+        );
+    }
+    t
+}
+
+/// "Thin and full viewers": for each server and N measured with both, the server's figures
+/// as each kind of viewer saw them and what each cost the tool. Empty without such pairs.
+pub fn viewer_comparison(rows: &[Value]) -> String {
+    let mut t = String::new();
+    for full in rows.iter().filter(|r| r["viewer"] == "full") {
+        let name = full["server"].as_str().unwrap_or_default();
+        let Some(thin) = rows.iter().find(|r| {
+            r["viewers"] == full["viewers"]
+                && r["viewer"] == "thin"
+                && r["server"].as_str() == Some(server_of(name))
+        }) else {
+            continue;
+        };
+        let (a, b) = (&thin["figures"], &full["figures"]);
+        if !(a.is_object() && b.is_object()) {
+            continue;
+        }
+        if t.is_empty() {
+            t.push_str(
+                "\nThin and full viewers, the same server and N (thin / full): what the server \
+                 did as each measured it, and what each cost the tool:\n\n\
+                 | viewers | server | CPU-µs/packet | loss % | fps | latency p50 ms | latency p99 ms | tool CPU-µs per received packet | its viewers' threads | tool CPU % |\n\
+                 |---|---|---|---|---|---|---|---|---|---|\n",
+            );
+        }
+        let pair = |k: &str, d: usize| format!("{} / {}", cell(a, k, d), cell(b, k, d));
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            full["viewers"],
+            server_of(name),
+            pair("server_cpu_us_per_packet", 2),
+            pair("loss_pct", 2),
+            pair("fps_p50", 1),
+            pair("latency_ms_p50", 2),
+            pair("latency_ms_p99", 2),
+            pair("tool_cpu_us_per_packet", 2),
+            pair("viewer_threads_cpu_us_per_packet", 2),
+            pair("tool_cpu_pct", 1),
+        );
+    }
+    t
+}
+
 /// The rows with figures, as the plots take them: (server, viewers, figures).
 pub fn plotted(rows: &[Value]) -> Vec<Run> {
     rows.iter()
@@ -372,8 +493,22 @@ pub fn from_file(v: &Value) -> Result<(Vec<Value>, Vec<String>), String> {
         let rows = v["rows"]
             .as_array()
             .cloned()
-            .ok_or("a format 2 results file without rows")?;
+            .ok_or("a results file without rows")?;
         return Ok((rows, vec![]));
+    }
+    if v["format"].as_u64() == Some(2) {
+        let mut rows = v["rows"]
+            .as_array()
+            .cloned()
+            .ok_or("a format 2 results file without rows")?;
+        for r in &mut rows {
+            r["viewer"] = json!("full");
+        }
+        let note = "results file of format 2: its viewers were full str0m peers (str0m's receive \
+                    path for every packet, about 6-8 µs of the tool's CPU each), the latency \
+                    clock stopped when the tool read the packet, and it had no join storm"
+            .to_string();
+        return Ok((rows, vec![note]));
     }
     if let Some(f) = v["format"].as_u64() {
         return Err(format!(

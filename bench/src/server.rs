@@ -116,6 +116,26 @@ impl ProcSample {
     }
 }
 
+/// CPU ticks (utime + stime) of this process's threads whose name starts with `prefix`.
+pub fn own_threads_cpu_ticks(prefix: &str) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    let mut ticks = 0;
+    for t in dir.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or_default();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+        ticks += num(11) + num(12);
+    }
+    ticks
+}
+
 /// Where the Janus binary and its plugins are, when installed.
 pub fn janus_installed() -> bool {
     Path::new("/usr/bin/janus").exists()

@@ -218,3 +218,94 @@ fn saturation_skips_larger_n_only() {
     assert_eq!(r["figures"]["server_cpu_us_per_packet"], 52.0);
     assert_eq!(r["stopped_early"], false);
 }
+
+fn fig_of(viewer: &str, cpu: f64, tool: f64) -> Value {
+    json!({"viewer": viewer, "server_cpu_us_per_packet": cpu, "loss_pct": 0.0, "joined": 100,
+           "viewers_with_twcc": 0, "tool_saturated": false, "errors": [], "fps_p50": 30.0,
+           "tool_cpu_us_per_packet": tool, "tool_cpu_pct": tool * 1.7,
+           "viewer_threads_cpu_us_per_packet": tool / 2.0,
+           "latency_ms_p50": 1.5, "latency_ms_p99": 4.0,
+           "storm_joiners": 100, "storm_joined": 100, "storm_join_ms_p50": 40.0,
+           "storm_join_ms_p99": 90.0, "storm_latency_ms_p50": 2.0,
+           "storm_latency_ms_p99": 9.5, "storm_latency_ms_max": 12.0, "storm_loss_pct": 0.0})
+}
+
+/// Runs of both viewers make rows of their own, labelled by the viewer; ratios pair Fluo
+/// and Janus rows of the same viewers; the Markdown shows the thin / full comparison and
+/// the join storm's table.
+#[test]
+fn thin_and_full_viewer_rows_and_their_tables() {
+    assert_eq!(label("fluo", "thin"), "fluo");
+    assert_eq!(label("fluo", "full"), "fluo (full viewer)");
+    assert_eq!(
+        server_of("janus-tuned-no-twcc (full viewer)"),
+        "janus-tuned-no-twcc"
+    );
+    let runs = vec![
+        run("fluo", 100, fig_of("thin", 5.0, 2.0)),
+        run("fluo (full viewer)", 100, fig_of("full", 5.5, 7.0)),
+        run("janus-tuned-no-twcc", 100, fig_of("thin", 20.0, 2.1)),
+        run(
+            "janus-tuned-no-twcc (full viewer)",
+            100,
+            fig_of("full", 27.5, 7.5),
+        ),
+    ];
+    let names: Vec<String> = runs.iter().map(|r| r.0.clone()).collect();
+    let rows = build(&runs, &names, &[100], 1, None);
+    assert_eq!(row(&rows, "fluo", 100)["viewer"], "thin");
+    assert_eq!(row(&rows, "fluo (full viewer)", 100)["viewer"], "full");
+    let r = ratios(&rows);
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert!(r.iter().all(|x| x["like_for_like"] == true));
+    let thin = r
+        .iter()
+        .find(|x| x["against"] == "janus-tuned-no-twcc")
+        .expect("thin ratio");
+    assert_eq!(thin["fluo_over_janus"], 0.25);
+    let full = r
+        .iter()
+        .find(|x| x["against"] == "janus-tuned-no-twcc (full viewer)")
+        .expect("full ratio");
+    assert_eq!(full["fluo_over_janus"], 0.2);
+    let md = markdown(&rows, &r);
+    assert!(
+        md.contains("| 100 | fluo | 5.00 / 5.50 | 0.00 / 0.00 | 30.0 / 30.0 | 1.50 / 1.50 | 4.00 / 4.00 | 2.00 / 7.00 | 1.00 / 3.50 | 3.4 / 11.9 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 100 | janus-tuned-no-twcc (full viewer) | 100 | 100 | 40.0 / 90.0 | 2.00 / 9.50 / 12.00 | 1.50 / 4.00 | 0.00 |"),
+        "{md}"
+    );
+    assert!(md.contains("| tool CPU % | tool CPU-µs/packet |"), "{md}");
+    // Rows of one viewer only: neither table pairs anything.
+    let one = build(&runs[..1], &names[..1], &[100], 1, None);
+    assert!(viewer_comparison(&one).is_empty());
+    let mut no_storm = runs[0].clone();
+    no_storm
+        .2
+        .as_object_mut()
+        .map(|o| o.remove("storm_joiners"));
+    assert!(storm_table(&build(&[no_storm], &names[..1], &[100], 1, None)).is_empty());
+}
+
+/// A format 2 file (full viewers, no storm) replots, its rows marked as full viewers; a
+/// format 3 file's rows are taken as they are.
+#[test]
+fn reads_format_2_and_3_files() {
+    let rows2 = build(
+        &[run("fluo", 10, fig(20.0, 0.0, 10, 0))],
+        &["fluo".to_string()],
+        &[10],
+        1,
+        None,
+    );
+    let v = json!({"format": 2, "rows": rows2});
+    let (rows, notes) = from_file(&v).expect("format 2");
+    assert_eq!(rows[0]["viewer"], "full");
+    assert!(notes[0].contains("full str0m peers"), "{notes:?}");
+    let v = json!({"format": 3, "rows": [{"server": "fluo", "viewer": "thin"}]});
+    let (rows, notes) = from_file(&v).expect("format 3");
+    assert_eq!(rows[0]["viewer"], "thin");
+    assert!(notes.is_empty());
+}
