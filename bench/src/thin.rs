@@ -23,8 +23,12 @@ const NACK_RETRY: Duration = Duration::from_millis(25);
 const NACK_TRIES: u8 = 10;
 /// A missing packet older than this is given up.
 const NACK_MAX_AGE: Duration = Duration::from_secs(1);
-/// Missing packets tracked per stream; a larger gap is a discontinuity, not loss to repair.
-const MAX_MISSING: u64 = 256;
+/// Missing packets asked for at once per stream. A gap that does not fit is not NACKed: the
+/// viewer asks for a keyframe instead, as a browser does when its NACK list overflows (a
+/// saturated server is not sent a flood of NACKs by every viewer).
+const MAX_MISSING: u64 = 64;
+/// Between two keyframe requests for overflowing gaps.
+const PLI_INTERVAL: Duration = Duration::from_secs(1);
 /// The window of sequence numbers that duplicates are recognized in.
 const SEEN_BITS: u64 = 4096;
 
@@ -231,18 +235,18 @@ impl Stream {
         };
         if self.stats.received > 0 && ext > self.stats.max + 1 && self.kind == VIDEO {
             let first = self.stats.max + 1;
-            if ext - first <= MAX_MISSING {
+            if self.missing.len() as u64 + (ext - first) <= MAX_MISSING {
                 for s in first..ext {
-                    if (self.missing.len() as u64) < MAX_MISSING {
-                        self.missing.push(Missing {
-                            ext: s,
-                            since: now,
-                            next: now,
-                            tries: 0,
-                        });
-                        a.gap = true;
-                    }
+                    self.missing.push(Missing {
+                        ext: s,
+                        since: now,
+                        next: now,
+                        tries: 0,
+                    });
                 }
+                a.gap = true;
+            } else {
+                a.overflow = true;
             }
         } else if ext < self.stats.max {
             let before = self.missing.len();
@@ -258,6 +262,8 @@ impl Stream {
 struct Accepted {
     new: bool,
     gap: bool,
+    /// A gap too large to NACK.
+    overflow: bool,
     filled: bool,
 }
 
@@ -332,6 +338,7 @@ pub struct Thin {
     nack_at: Option<Instant>,
     /// Video SSRC to send a PLI for, and since when.
     pli: Option<(u32, Instant)>,
+    last_keyframe_request: Option<Instant>,
     /// (SSRC, LSR, when) of each sender's last report.
     srs: Vec<(u32, u32, Instant)>,
     out: Vec<u8>,
@@ -365,6 +372,7 @@ impl Thin {
             next_rr: None,
             nack_at: None,
             pli: None,
+            last_keyframe_request: None,
             srs: vec![],
             out: Vec::with_capacity(1500),
             scratch: Vec::with_capacity(1500),
@@ -522,8 +530,13 @@ impl Thin {
         if a.gap {
             self.nack_at = Some(self.nack_at.map_or(now, |t| t.min(now)));
         }
-        if first && info.kind == VIDEO {
+        let overflow_pli = a.overflow
+            && self
+                .last_keyframe_request
+                .is_none_or(|t| now.saturating_duration_since(t) >= PLI_INTERVAL);
+        if (first && info.kind == VIDEO) || overflow_pli {
             self.pli = Some((ssrc, now));
+            self.last_keyframe_request = Some(now);
         }
         Some(Opened {
             payload: (hl, end),

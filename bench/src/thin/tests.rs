@@ -346,3 +346,33 @@ fn drop_every_drops_video_only() {
     assert_eq!(t.stats.dropped, 2);
     assert!(t.nack_at.is_some(), "the gaps are to be NACKed");
 }
+
+/// A gap too large for the NACK list (a saturated server dropping runs of packets) is not
+/// NACKed packet by packet: the viewer asks for a keyframe, at most once a second.
+#[test]
+fn an_overflowing_gap_asks_for_a_keyframe_instead() {
+    let (mut t, tx, server_rx) = pair(Profile::AeadAes128Gcm, 0);
+    let t0 = Instant::now();
+    assert!(t.keys(t0));
+    t.next_rr = Some(t0 + Duration::from_secs(60));
+    let send = |t: &mut Thin, seq: u16, now: Instant| {
+        let mut p = rtp(96, seq, 0, 0xabc, false, b"v");
+        tx.protect_rtp(&mut p, 20, u64::from(seq)).expect("protect");
+        assert!(t.on_datagram(now, 0, &mut p).is_some());
+    };
+    send(&mut t, 1, t0);
+    let _ = poll_one(&mut t, t0); // the PLI of the start
+    send(&mut t, 1 + MAX_MISSING as u16 + 2, t0 + PLI_INTERVAL);
+    let c = read_compound(&server_rx, &poll_one(&mut t, t0 + PLI_INTERVAL));
+    let kinds: Vec<u8> = c.iter().map(|p| p.0).collect();
+    assert_eq!(kinds, vec![201, 202, 206], "a PLI, no NACK");
+    assert!(t.nack_at.is_none());
+    send(&mut t, 200, t0 + PLI_INTERVAL);
+    assert!(poll(&mut t, t0 + PLI_INTERVAL).is_empty(), "one a second");
+    // A small gap is NACKed as before.
+    send(&mut t, 203, t0 + PLI_INTERVAL);
+    let c = read_compound(&server_rx, &poll_one(&mut t, t0 + PLI_INTERVAL));
+    let nack = &c.iter().find(|p| p.0 == 205).expect("NACK").2;
+    assert_eq!(&nack[12..16], &[0, 201, 0, 1], "201 and 202");
+    assert_eq!(t.stats.plis, 2);
+}
