@@ -6,7 +6,7 @@ CARGO ?= cargo
 FLUO_ARGS ?=
 WEB_ARGS ?=
 
-.PHONY: run build fmt-check clippy unit compat e2e test bench-ping bench-sfu bench-fanout bench-media storm soak deps-run deps-test deps-bench bench bench-smoke
+.PHONY: run build fmt-check clippy unit compat e2e test bench-ping bench-sfu bench-fanout bench-media bench-workers storm soak deps-run deps-test deps-bench bench bench-smoke
 
 deps-run:
 	scripts/deps.sh run
@@ -119,6 +119,11 @@ bench-fanout:
 # GStreamer media plane: transcoding CPU against gst-launch-1.0, one player to 1/10/100 viewers.
 bench-media:
 	$(CARGO) bench -p fluo-testkit --bench media
+
+# Worker processes (crates/fluo-worker, docs/workers.md): start-up time and memory of a worker,
+# latency and CPU per packet across the process boundary against an in-process channel.
+bench-workers:
+	$(CARGO) bench -p fluo-worker --bench transport
 
 # Negotiation storm: 1000 WebRtcEndpoints over 100 WebSocket connections, figures printed.
 storm:
