@@ -92,6 +92,20 @@ pub struct JobCtx {
 
 thread_local! {
     static BATCH: std::cell::RefCell<Batch> = std::cell::RefCell::new(Batch::new());
+    /// Set on the media thread while it hands one datagram's records to the jobs: what they
+    /// send meanwhile is gathered into one datagram, sent when the datagram is done.
+    static GATHER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Sends the gathered batch of this thread, if any (blocking: a worker waits for the server
+/// rather than drop its own output; the server never blocks on a worker, it drops instead).
+fn flush(media: &MediaSocket, b: &mut Batch) {
+    if !b.is_empty() {
+        if let Err(e) = media.send(b.bytes(), true) {
+            tracing::debug!("worker: media send failed: {e}");
+        }
+        b.clear();
+    }
 }
 
 impl JobCtx {
@@ -101,15 +115,24 @@ impl JobCtx {
     }
 
     fn send_record(&self, push: impl Fn(&mut Batch) -> Result<(), media::BatchError>) {
+        let gather = GATHER.with(|g| g.get());
         BATCH.with(|b| {
             let mut b = b.borrow_mut();
-            b.clear();
-            if push(&mut b).is_ok() {
-                // Blocking: a worker waits for the server rather than drop its own output
-                // (the server never blocks on a worker; it drops instead).
-                if let Err(e) = self.out.media.send(b.bytes(), true) {
-                    tracing::debug!("worker: media send failed: {e}");
+            if !gather {
+                b.clear();
+            }
+            match push(&mut b) {
+                Ok(()) => {}
+                Err(media::BatchError::Full) => {
+                    flush(&self.out.media, &mut b);
+                    if push(&mut b).is_err() {
+                        return;
+                    }
                 }
+                Err(media::BatchError::Unsupported) => return,
+            }
+            if !gather {
+                flush(&self.out.media, &mut b);
             }
         });
     }
@@ -121,24 +144,14 @@ impl JobCtx {
 
     /// Sends several packets in as few datagrams as fit.
     pub fn send_packets<'a>(&self, pkts: impl IntoIterator<Item = PacketRef<'a>>) {
-        BATCH.with(|b| {
-            let mut b = b.borrow_mut();
-            b.clear();
-            for p in pkts {
-                match b.push_packet(self.job, &p) {
-                    Ok(()) => {}
-                    Err(media::BatchError::Full) => {
-                        let _ = self.out.media.send(b.bytes(), true);
-                        b.clear();
-                        let _ = b.push_packet(self.job, &p);
-                    }
-                    Err(media::BatchError::Unsupported) => {}
-                }
-            }
-            if !b.is_empty() {
-                let _ = self.out.media.send(b.bytes(), true);
-            }
-        });
+        let was = GATHER.with(|g| g.replace(true));
+        for p in pkts {
+            self.send_record(|b| b.push_packet(self.job, &p));
+        }
+        if !was {
+            GATHER.with(|g| g.set(false));
+            BATCH.with(|b| flush(&self.out.media, &mut b.borrow_mut()));
+        }
     }
 
     /// Asks the job's sources for a keyframe.
@@ -298,6 +311,7 @@ fn control_loop(out: &Arc<Out>, jobs: &Arc<Jobs>, registry: &Registry) {
 
 fn media_loop(out: &Arc<Out>, jobs: &Arc<Jobs>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    GATHER.with(|g| g.set(true));
     loop {
         // The end of the media socket means the server is gone or stopping this worker: the
         // control loop sees its own end and stops the jobs in order.
@@ -323,5 +337,7 @@ fn media_loop(out: &Arc<Out>, jobs: &Arc<Jobs>) {
                 Record::EndOfStream(_) => job.end_of_stream(),
             }
         }
+        // What the jobs sent while handling this datagram leaves in one.
+        BATCH.with(|b| flush(&out.media, &mut b.borrow_mut()));
     }
 }
