@@ -36,11 +36,12 @@ pub struct SupervisorConfig {
 }
 
 impl SupervisorConfig {
-    /// Defaults for `command`: one worker per core, the default limits, a full sandbox.
+    /// Defaults for `command`: two workers per core (at least two), the default limits, a
+    /// full sandbox.
     pub fn new(command: WorkerCommand) -> SupervisorConfig {
         SupervisorConfig {
             command,
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            workers: default_workers(),
             limits: Limits::default(),
             sandbox: SandboxPolicy {
                 landlock: true,
@@ -55,6 +56,12 @@ impl SupervisorConfig {
             start_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// Two workers per core, at least two (see docs/workers.md for why a pool and not one worker
+/// per pipeline).
+pub fn default_workers() -> usize {
+    (2 * std::thread::available_parallelism().map_or(1, |n| n.get())).max(2)
 }
 
 /// When a dead worker is started again.

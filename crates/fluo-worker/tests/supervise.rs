@@ -298,6 +298,7 @@ async fn the_memory_limit_holds() {
             .unwrap_or(0)
     });
     // It got close to the limit and never past it.
+    eprintln!("the allocating job reached {most} MiB of its 256 MiB limit");
     assert!((128..=256).contains(&most), "allocated {most} MiB");
     assert!(
         rss_of_self() < rss_before + (64 << 20),
