@@ -1,7 +1,8 @@
 //! What the process boundary costs, printed (`cargo bench -p fluo-worker --bench transport`):
 //!
-//! * worker start-up time and memory (RSS and PSS of an idle worker), and for comparison a
-//!   fresh GStreamer process (`gst-launch-1.0`), the cost each extra worker would carry;
+//! * worker start-up time and memory (RSS, PSS and private memory of an idle worker, then
+//!   after its first GStreamer job), and for comparison a fresh `gst-launch-1.0` process,
+//!   the cost each extra worker would carry;
 //! * round-trip latency p50/p99 of one 1200-byte packet, server -> worker -> server, against
 //!   the same through an in-process channel and thread (the current design's hop);
 //! * CPU per packet (server and worker together) for a stream of 1200-byte packets, one per
@@ -75,6 +76,16 @@ impl JobSink for Back {
     fn worker_died(&self, death: &Death) {
         eprintln!("worker died during the bench: {}", death.cause);
         std::process::exit(1);
+    }
+}
+
+/// A sink for jobs whose output is not measured.
+struct Quiet;
+
+impl JobSink for Quiet {
+    fn packet(&self, _: &PacketRef<'_>) {}
+    fn worker_died(&self, death: &Death) {
+        eprintln!("worker died during the bench: {}", death.cause);
     }
 }
 
@@ -224,6 +235,7 @@ fn main() {
 
     println!("## worker start-up and memory ({runs} runs)");
     let mut starts = Vec::new();
+    let mut gst_starts = Vec::new();
     for run in 0..runs {
         let (tx, rx) = mpsc::channel();
         let t0 = Instant::now();
@@ -243,9 +255,39 @@ fn main() {
             st[0].rss_bytes / 1024
         );
         starts.push(took.as_secs_f64() * 1000.0);
+        // The same worker's first GStreamer job: GStreamer initialised inside the sandbox,
+        // plugins loaded, a pipeline run to its end.
+        let t1 = Instant::now();
+        let gst = rt.block_on(async {
+            let job = sup
+                .start_job_async(
+                    1,
+                    "test.gst",
+                    b"videotestsrc num-buffers=1 ! vp8enc ! vp8dec ! fakesink".to_vec(),
+                    Arc::new(Quiet),
+                )
+                .await?;
+            job.call_async("run", vec![]).await
+        });
+        let gst_ms = t1.elapsed().as_secs_f64() * 1000.0;
+        let private = rollup_kib(pid, "Private_Clean:").unwrap_or(0)
+            + rollup_kib(pid, "Private_Dirty:").unwrap_or(0);
+        match gst {
+            Ok(_) => println!(
+                "run {run}: its first GStreamer job (init, plugins, videotestsrc ! vp8enc ! vp8dec ! fakesink, 1 frame) took {gst_ms:.1} ms; then RSS {} KiB, PSS {} KiB, private {private} KiB",
+                rollup_kib(pid, "Rss:").unwrap_or(0),
+                pss_kib(pid).unwrap_or(0)
+            ),
+            Err(e) => println!("run {run}: the GStreamer job failed: {e}"),
+        }
+        gst_starts.push(gst_ms);
         rt.block_on(sup.shutdown(Duration::from_secs(5)));
     }
-    println!("median ready time {:.2} ms", median(starts));
+    println!(
+        "median ready time {:.2} ms, median first GStreamer job {:.1} ms",
+        median(starts),
+        median(gst_starts)
+    );
     for run in 0..runs {
         match gst_launch_cost() {
             Some((ms, maxrss)) => println!(

@@ -1,5 +1,6 @@
 //! Jobs for tests and benches only (feature `test-jobs`): media echo, crashes of every kind,
-//! unbounded allocation, a hang, CPU burn, and a probe of the worker's own sandbox.
+//! unbounded allocation, a hang, CPU burn, a probe of the worker's own sandbox, and a
+//! GStreamer pipeline run to its end.
 
 use crate::media::PacketRef;
 use crate::worker::{Job, JobCtx, Registry};
@@ -21,6 +22,48 @@ pub fn register(reg: &mut Registry) {
         Ok(Box::new(Crash { ctx }) as Box<dyn Job>)
     });
     reg.register("test.probe", |_, _| Ok(Box::new(Probe) as Box<dyn Job>));
+    reg.register("test.gst", |_, params| {
+        // Initialised here, inside the sandbox (the real worker does it in its start hook;
+        // the other test jobs need no GStreamer, and the probe counts descriptors).
+        gstreamer::init().map_err(|e| format!("GStreamer did not initialise: {e}"))?;
+        let desc = std::str::from_utf8(params).map_err(|_| "not UTF-8".to_string())?;
+        Ok(Box::new(Gst {
+            desc: desc.to_owned(),
+        }) as Box<dyn Job>)
+    });
+}
+
+/// Runs a gst-launch pipeline description to its end: `run` answers once it reached end of
+/// stream, or with GStreamer's error.
+struct Gst {
+    desc: String,
+}
+
+impl Job for Gst {
+    fn call(&mut self, method: &str, _args: &[u8]) -> Result<Vec<u8>, String> {
+        use gstreamer as gst;
+        use gstreamer::prelude::*;
+        if method != "run" {
+            return Err(format!("unknown method '{method}'"));
+        }
+        let p = gst::parse::launch(&self.desc)
+            .map_err(|e| e.to_string())?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| "not a pipeline".to_string())?;
+        let bus = p.bus().ok_or("no bus")?;
+        let started = p.set_state(gst::State::Playing);
+        let msg = bus.timed_pop_filtered(
+            gst::ClockTime::from_seconds(20),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        let _ = p.set_state(gst::State::Null);
+        match msg.as_ref().map(|m| m.view()) {
+            Some(gst::MessageView::Eos(_)) => Ok(Vec::new()),
+            Some(gst::MessageView::Error(e)) => Err(e.error().to_string()),
+            _ if started.is_err() => Err("the pipeline did not start".into()),
+            _ => Err("no end of stream within 20 s".into()),
+        }
+    }
 }
 
 /// Sends back every packet it gets, as its own output; answers `ping` with its arguments.
