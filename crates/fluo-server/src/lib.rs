@@ -12,6 +12,23 @@ mod host;
 pub mod tls;
 mod ws;
 
+/// The hidden `fluo worker` subcommand: a media worker process, started and supervised by a
+/// fluo server (crates/fluo-worker, docs/workers.md), never by hand.
+pub const WORKER_SUBCOMMAND: &str = "worker";
+
+/// Runs this process as a media worker: the worker machinery with the job kinds the fluo
+/// binary hosts, GStreamer initialised inside the worker's sandbox. Never returns.
+pub fn run_worker() -> ! {
+    // No job kind yet: the GStreamer elements register theirs when they move into workers
+    // (they wait for the media-plane router's sink/source trait).
+    let registry = fluo_worker::worker::Registry::new();
+    fluo_worker::worker::run(registry, || {
+        if let Err(e) = fluo_gst::init() {
+            tracing::error!("media worker: {e}");
+        }
+    })
+}
+
 pub use config::Config;
 pub use host::{rss_kib, ProcHost};
 

@@ -11,6 +11,9 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(fluo_server::log_filter(rust_log.as_deref()))
         .init();
+    if std::env::args_os().nth(1).as_deref() == Some(fluo_server::WORKER_SUBCOMMAND.as_ref()) {
+        fluo_server::run_worker();
+    }
     let cli = Cli::parse();
     match fluo_server::raise_open_files_limit() {
         Ok((before, after)) if after > before => {
