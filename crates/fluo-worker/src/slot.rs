@@ -331,6 +331,8 @@ async fn handshake(
         cmd: cmd_tx,
         dead: AtomicBool::new(false),
         dropped: AtomicU64::new(0),
+        full_since: AtomicU64::new(0),
+        born: Instant::now(),
         death: Mutex::new(None),
     });
     let media_task = tokio::spawn(media_reader(conn.clone()));
@@ -563,6 +565,14 @@ async fn serve(
                 }
             }
             _ = ping.tick() => {
+                let full = live.conn.full_since.load(Ordering::Relaxed);
+                if full != 0 {
+                    let now = live.conn.born.elapsed().as_millis() as u64 + 1;
+                    if now.saturating_sub(full) >= cfg.ping_timeout.as_millis() as u64 {
+                        // Its media socket has stayed full: it no longer reads its media.
+                        break Some(DeathCause::Unresponsive);
+                    }
+                }
                 if let Some(since) = ping_since {
                     if since.elapsed() >= cfg.ping_timeout {
                         break Some(DeathCause::Unresponsive);

@@ -302,6 +302,12 @@ pub(crate) struct Conn {
     pub cmd: mpsc::UnboundedSender<Cmd>,
     pub dead: AtomicBool,
     pub dropped: AtomicU64,
+    /// When the media socket was first found full in the current run of full sends (ms since
+    /// `born`, plus one; 0: not full). A worker whose socket stays full for `ping_timeout`
+    /// does not read its media any more and is killed as unresponsive.
+    pub full_since: AtomicU64,
+    /// When the process was ready.
+    pub born: std::time::Instant,
     /// Set once the process is dead and reported.
     pub death: Mutex<Option<Death>>,
 }
@@ -555,11 +561,23 @@ impl Job {
             return Err(PushError::Gone);
         }
         match self.conn.media.send(batch.bytes(), false) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if self.conn.full_since.load(Ordering::Relaxed) != 0 {
+                    self.conn.full_since.store(0, Ordering::Relaxed);
+                }
+                Ok(())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 self.conn
                     .dropped
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let now = self.conn.born.elapsed().as_millis() as u64 + 1;
+                let _ = self.conn.full_since.compare_exchange(
+                    0,
+                    now,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
                 Err(PushError::Full)
             }
             Err(_) => Err(PushError::Gone),

@@ -19,7 +19,10 @@ pub fn register(reg: &mut Registry) {
             b"segv" => segfault(),
             _ => {}
         }
-        Ok(Box::new(Crash { ctx }) as Box<dyn Job>)
+        Ok(Box::new(Crash {
+            ctx,
+            stall_media: false,
+        }) as Box<dyn Job>)
     });
     reg.register("test.probe", |_, _| Ok(Box::new(Probe) as Box<dyn Job>));
     reg.register("test.gst", |_, params| {
@@ -103,8 +106,11 @@ impl Job for Echo {
 /// Dies on request: `abort`, `segv`, `alloc` (without bound on a thread of its own, reporting
 /// each 16 MiB as an `allocated` event with the MiB so far), `hang` (stops answering), `exit`
 /// (status 7), or burns CPU: `spin` for the CPU milliseconds given as a little-endian u64.
+/// `stall_media` makes its next packet stop the worker's media thread (a stuck decoder).
 struct Crash {
     ctx: JobCtx,
+    /// Set by `stall_media`: the next packet stops the worker's media thread for good.
+    stall_media: bool,
 }
 
 fn segfault() -> ! {
@@ -171,8 +177,20 @@ impl Job for Crash {
                 }
                 Ok(x.to_le_bytes().to_vec())
             }
+            "stall_media" => {
+                self.stall_media = true;
+                Ok(Vec::new())
+            }
             "ping" => Ok(args.to_vec()),
             _ => Err(format!("unknown method '{method}'")),
+        }
+    }
+
+    fn packet(&mut self, _pkt: &PacketRef<'_>) {
+        if self.stall_media {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
         }
     }
 }

@@ -185,6 +185,10 @@ impl JobCtx {
 
 type Jobs = Mutex<HashMap<JobId, Arc<Mutex<Box<dyn Job>>>>>;
 
+/// How long a worker whose server went away (or asked it to stop) gives its jobs to stop
+/// (recorders to finalise their files) before it ends regardless.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(6);
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
@@ -237,6 +241,16 @@ pub fn run(registry: Registry, start: impl FnOnce()) -> ! {
     }
     control_loop(&out, &jobs, &registry);
     // The server closed its end or asked to stop: stop the jobs (recorders finalise), exit.
+    // A job stuck in a plugin must not keep the process alive without its server: the process
+    // ends after STOP_GRACE whatever the jobs are doing.
+    let _ = std::thread::Builder::new()
+        .name("fluo-worker-exit".into())
+        .spawn(|| {
+            std::thread::sleep(STOP_GRACE);
+            // SAFETY: _exit ends the process at once, running nothing that could wait on the
+            // stuck job's locks.
+            unsafe { libc::_exit(0) }
+        });
     let all: Vec<_> = lock(&jobs).drain().map(|(_, j)| j).collect();
     for j in all {
         lock(&j).stop();

@@ -1,6 +1,6 @@
 //! A worker never outlives its server: when the server's ends of its sockets close (the server
-//! died, even by kill -9), the worker stops its jobs and exits. And a worker started by hand
-//! (without its sockets) refuses to run.
+//! died, even by kill -9), the worker stops its jobs and exits, within its stop grace even when
+//! a job is stuck. And a worker started by hand (without its sockets) refuses to run.
 
 use fluo_worker::proto::{self, FromWorker, SandboxPolicy, ToWorker};
 use std::os::fd::AsRawFd;
@@ -11,8 +11,15 @@ use std::time::{Duration, Instant};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_fluo-test-worker");
 
-#[test]
-fn a_worker_exits_when_its_server_goes_away() {
+struct Started {
+    child: std::process::Child,
+    ctl: UnixStream,
+    media: fluo_worker::media::MediaSocket,
+}
+
+/// Starts the test worker as the supervisor would (sockets on 3 and 4, plus two inherited
+/// copies on 13 and 14), says Init, reads Ready, starts job 1 of `kind`.
+fn start_by_hand(kind: &str) -> Started {
     let (server_ctl, worker_ctl) = UnixStream::pair().unwrap();
     let (server_media, worker_media) = fluo_worker::media::MediaSocket::pair().unwrap();
     let (c, m) = (worker_ctl.as_raw_fd(), worker_media.as_raw_fd());
@@ -30,7 +37,7 @@ fn a_worker_exits_when_its_server_goes_away() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap();
+    let child = cmd.spawn().unwrap();
     drop((worker_ctl, worker_media));
     let mut ctl = server_ctl;
     proto::write_msg(
@@ -48,42 +55,96 @@ fn a_worker_exits_when_its_server_goes_away() {
         }
         other => panic!("{other:?}"),
     }
-    proto::write_msg(
+    call(
         &mut ctl,
-        &ToWorker::Start {
+        ToWorker::Start {
             req: 1,
             job: 1,
-            kind: "test.echo".into(),
+            kind: kind.into(),
             params: vec![],
         },
-    )
-    .unwrap();
+    );
+    Started {
+        child,
+        ctl,
+        media: server_media,
+    }
+}
+
+fn call(ctl: &mut UnixStream, msg: ToWorker) {
+    proto::write_msg(ctl, &msg).unwrap();
     assert!(matches!(
-        proto::read_msg::<FromWorker>(&mut ctl).unwrap(),
-        Some(FromWorker::Reply {
-            req: 1,
-            result: Ok(_)
-        })
+        proto::read_msg::<FromWorker>(ctl).unwrap(),
+        Some(FromWorker::Reply { result: Ok(_), .. })
     ));
-    // The server "dies": its ends close.
+}
+
+/// The server "dies" (its ends close); returns how long the worker took to exit, and its
+/// status code.
+fn server_goes_away(w: Started, limit: Duration) -> (Duration, Option<i32>) {
+    let Started {
+        mut child,
+        ctl,
+        media,
+    } = w;
     let t0 = Instant::now();
     drop(ctl);
-    drop(server_media);
+    drop(media);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            assert_eq!(status.code(), Some(0));
-            break;
+            return (t0.elapsed(), status.code());
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(2),
-            "the worker outlived its server"
-        );
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the worker outlived its server by {limit:?}");
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
-    eprintln!(
-        "the worker exited {:?} after its server's sockets closed",
-        t0.elapsed()
+}
+
+#[test]
+fn a_worker_exits_when_its_server_goes_away() {
+    let w = start_by_hand("test.echo");
+    let (took, code) = server_goes_away(w, Duration::from_secs(2));
+    assert_eq!(code, Some(0));
+    eprintln!("the worker exited {took:?} after its server's sockets closed");
+}
+
+/// Even with a job stuck in its media thread (a plugin call that never returns), the worker
+/// ends within its stop grace once its server is gone.
+#[test]
+fn a_worker_with_a_stuck_job_still_exits_when_its_server_goes_away() {
+    let mut w = start_by_hand("test.crash");
+    call(
+        &mut w.ctl,
+        ToWorker::Call {
+            req: 2,
+            job: 1,
+            method: "stall_media".into(),
+            args: vec![],
+        },
     );
+    let pkt = fluo_sfu::MediaPacket {
+        kind: fluo_sfu::MediaKind::Audio,
+        codec: fluo_sfu::Codec::new(fluo_sfu::CodecName::Opus),
+        seq: 1,
+        timestamp: 1,
+        ssrc: 1,
+        marker: false,
+        payload: vec![0; 100],
+    };
+    let mut batch = fluo_worker::Batch::new();
+    batch
+        .push_packet(1, &fluo_worker::PacketRef::from(&pkt))
+        .unwrap();
+    w.media.send(batch.bytes(), true).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let grace = fluo_worker::worker::STOP_GRACE;
+    let (took, code) = server_goes_away(w, grace + Duration::from_secs(3));
+    assert_eq!(code, Some(0));
+    assert!(took >= grace - Duration::from_millis(500), "{took:?}");
+    eprintln!("the worker with a stuck job exited {took:?} after its server went away");
 }
 
 #[test]

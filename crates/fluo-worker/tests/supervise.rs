@@ -234,6 +234,54 @@ async fn a_crash_during_start_fails_the_start_with_the_death() {
     sup.shutdown(5 * SEC).await;
 }
 
+/// A worker that stops reading its media never blocks the server: pushes fail at once with
+/// `Full` and are counted; once its socket has stayed full for `ping_timeout` it is killed as
+/// unresponsive, although its control thread still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_worker_never_blocks_the_server_and_is_killed() {
+    let (sup, _) = start(config(1));
+    let rec = Rec::new();
+    let job = sup
+        .start_job_async(1, "test.crash", vec![], rec.clone())
+        .await
+        .unwrap();
+    let other = sup
+        .start_job_async(1, "test.echo", vec![], Rec::new())
+        .await
+        .unwrap();
+    job.call_async("stall_media", vec![]).await.unwrap();
+    let pkt = packet(1, 1200);
+    let t0 = Instant::now();
+    let (mut ok, mut full) = (0u32, 0u32);
+    for _ in 0..20_000 {
+        match job.push(&PacketRef::from(&pkt)) {
+            Ok(()) => ok += 1,
+            Err(fluo_worker::PushError::Full) => full += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let took = t0.elapsed();
+    eprintln!("20 000 pushes to a stuck worker in {took:?}: {ok} queued, {full} dropped");
+    assert!(full > 0 && ok > 0, "{ok} queued, {full} dropped");
+    assert!(took < 5 * SEC, "{took:?}");
+    assert_eq!(sup.stats()[0].media_dropped, full as u64);
+    // Its control thread still answers.
+    assert_eq!(other.call_async("ping", vec![3]).await.unwrap(), vec![3]);
+    // Media keeps coming and finds the socket full: after ping_timeout (800 ms) the worker is
+    // declared unresponsive.
+    let t1 = Instant::now();
+    while rec.with(|h| h.died.is_none()) && t1.elapsed() < 10 * SEC {
+        let _ = job.push(&PacketRef::from(&pkt));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let death = rec
+        .with(|h| h.died.clone())
+        .expect("the stuck worker is killed");
+    assert_eq!(death.cause, DeathCause::Unresponsive);
+    eprintln!("killed {:?} after media stopped flowing", t1.elapsed());
+    sup.shutdown(SEC).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_worker_is_killed_as_unresponsive() {
     let (sup, _) = start(config(1));
