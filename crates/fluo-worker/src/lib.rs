@@ -16,6 +16,8 @@
 //!
 //! Design notes and measurements: docs/workers.md.
 
+#![warn(missing_docs)]
+
 pub mod media;
 pub mod proto;
 pub mod sandbox;
