@@ -2,7 +2,7 @@
 //! once (its pidfd becomes readable; its sockets close), report it, start the next one.
 
 use crate::media::{self, Record, MAX_DATAGRAM};
-use crate::proto::{self, FromWorker, JobId, ToWorker};
+use crate::proto::{self, FromWorker, JobId, SandboxReport, ToWorker};
 use crate::spawn::{self, CpuTime, ExitStatus};
 use crate::supervisor::{
     lock, Cmd, Conn, Death, DeathCause, Done, Job, JobError, JobSink, Shared, SinkEntry, StartReq,
@@ -293,33 +293,11 @@ async fn handshake(
         reader.abort();
         return Err("the worker did not take its start message".into());
     }
-    let first = tokio::time::timeout(cfg.start_timeout, async {
-        tokio::select! {
-            f = frames.recv() => f,
-            _ = pidfd.readable() => None,
-        }
-    })
-    .await;
-    let sandbox = match first {
-        Ok(Some(Ok(FromWorker::Ready { sandbox, .. }))) => sandbox,
-        Ok(Some(Ok(other))) => {
+    let sandbox = match wait_ready(&mut frames, pidfd, cfg.start_timeout).await {
+        Ok(sandbox) => sandbox,
+        Err(e) => {
             reader.abort();
-            return Err(format!("the worker said {other:?} before it was ready"));
-        }
-        Ok(Some(Err(e))) => {
-            reader.abort();
-            return Err(format!("the worker sent a bad message: {e}"));
-        }
-        Ok(None) => {
-            reader.abort();
-            return Err("the worker ended before it was ready".into());
-        }
-        Err(_) => {
-            reader.abort();
-            return Err(format!(
-                "the worker was not ready within {} ms",
-                cfg.start_timeout.as_millis()
-            ));
+            return Err(e);
         }
     };
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -358,6 +336,31 @@ async fn handshake(
         sandbox,
     });
     Ok((conn, frames, writer, cmd_rx, [reader, media_task]))
+}
+
+/// Waits for a new worker's `Ready` and what its sandbox came to.
+async fn wait_ready(
+    frames: &mut mpsc::Receiver<Result<FromWorker, String>>,
+    pidfd: &AsyncFd<OwnedFd>,
+    limit: Duration,
+) -> Result<SandboxReport, String> {
+    let first = tokio::time::timeout(limit, async {
+        tokio::select! {
+            f = frames.recv() => f,
+            _ = pidfd.readable() => None,
+        }
+    })
+    .await;
+    match first {
+        Ok(Some(Ok(FromWorker::Ready { sandbox, .. }))) => Ok(sandbox),
+        Ok(Some(Ok(other))) => Err(format!("the worker said {other:?} before it was ready")),
+        Ok(Some(Err(e))) => Err(format!("the worker sent a bad message: {e}")),
+        Ok(None) => Err("the worker ended before it was ready".into()),
+        Err(_) => Err(format!(
+            "the worker was not ready within {} ms",
+            limit.as_millis()
+        )),
+    }
 }
 
 /// Kills the process (harmless if it already exited), waits for its exit and reaps it.
@@ -483,6 +486,86 @@ fn dispatch(conn: &Conn, datagram: &[u8]) {
     }
 }
 
+/// The bookkeeping of a ready process: requests in flight, pings, whether it hosted a job.
+struct Serving {
+    pending: HashMap<u64, Pending>,
+    next_req: u64,
+    ping_seq: u64,
+    ping_since: Option<Instant>,
+    hosted_jobs: bool,
+}
+
+impl Serving {
+    fn req_id(&mut self) -> u64 {
+        self.next_req += 1;
+        self.next_req
+    }
+
+    /// The message for a request of a job handle.
+    fn command(&mut self, c: Cmd) -> ToWorker {
+        match c {
+            Cmd::Call {
+                job,
+                method,
+                args,
+                done,
+            } => {
+                let req = self.req_id();
+                self.pending.insert(req, Pending::Call(done));
+                ToWorker::Call {
+                    req,
+                    job,
+                    method,
+                    args,
+                }
+            }
+            Cmd::Stop { job } => ToWorker::Stop { job },
+        }
+    }
+
+    /// The message for a job start.
+    fn start(&mut self, mut start: StartReq) -> ToWorker {
+        let req = self.req_id();
+        let msg = ToWorker::Start {
+            req,
+            job: start.job,
+            kind: start.kind.clone(),
+            params: std::mem::take(&mut start.params),
+        };
+        self.pending.insert(req, Pending::Start(start));
+        msg
+    }
+
+    /// At each ping tick: the worker is unresponsive (a ping unanswered, or its media socket
+    /// full, for `ping_timeout`), or the next ping to send, if none is out.
+    fn tick(&mut self, conn: &Conn, limit: Duration) -> Result<Option<ToWorker>, DeathCause> {
+        let full = conn.full_since.load(Ordering::Relaxed);
+        let now = conn.born.elapsed().as_millis() as u64 + 1;
+        if full != 0 && now.saturating_sub(full) >= limit.as_millis() as u64 {
+            // Its media socket has stayed full: it no longer reads its media.
+            return Err(DeathCause::Unresponsive);
+        }
+        match self.ping_since {
+            Some(since) if since.elapsed() >= limit => Err(DeathCause::Unresponsive),
+            Some(_) => Ok(None),
+            None => {
+                self.ping_seq += 1;
+                self.ping_since = Some(Instant::now());
+                Ok(Some(ToWorker::Ping { seq: self.ping_seq }))
+            }
+        }
+    }
+}
+
+/// Writes a message; a write that does not complete within `limit` means the worker no longer
+/// reads its control socket. (A failed write means it is dying: its pidfd says so next.)
+async fn send(w: &mut OwnedWriteHalf, msg: &ToWorker, limit: Duration) -> Result<(), DeathCause> {
+    match write_frame(w, msg, limit).await {
+        Err(WriteFail::Timeout) => Err(DeathCause::Unresponsive),
+        _ => Ok(()),
+    }
+}
+
 /// Serves a ready process until it dies (or must be killed).
 async fn serve(
     shared: &Arc<Shared>,
@@ -490,104 +573,76 @@ async fn serve(
     starts: &mut mpsc::UnboundedReceiver<StartReq>,
     closing: &mut watch::Receiver<Option<Duration>>,
 ) -> Ended {
-    let cfg = &shared.config;
-    let mut pending: HashMap<u64, Pending> = HashMap::new();
-    let mut next_req: u64 = 1;
-    let mut ping = tokio::time::interval(cfg.ping_interval);
+    let limit = shared.config.ping_timeout;
+    let mut st = Serving {
+        pending: HashMap::new(),
+        next_req: 0,
+        ping_seq: 0,
+        ping_since: None,
+        hosted_jobs: false,
+    };
+    let mut ping = tokio::time::interval(shared.config.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
-    let mut ping_seq: u64 = 0;
-    let mut ping_since: Option<Instant> = None;
-    let mut hosted_jobs = false;
     let mut stop_deadline: Option<tokio::time::Instant> = None;
     let mut starts_open = true;
     let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
     let cause: Option<DeathCause> = loop {
-        let closing_now = closing_grace(closing);
-        if let (Some(grace), None) = (closing_now, stop_deadline) {
+        if let (Some(grace), None) = (closing_grace(closing), stop_deadline) {
             // Shutdown: ask the worker to stop its jobs and exit; kill it after the grace.
             stop_deadline = Some(tokio::time::Instant::now() + grace);
             let _ = write_frame(&mut live.writer, &ToWorker::Shutdown, grace).await;
         }
-        tokio::select! {
+        let sent = tokio::select! {
             biased;
             _ = live.pidfd.readable() => break None,
             _ = tokio::time::sleep_until(stop_deadline.unwrap_or(far)), if stop_deadline.is_some() => {
                 break Some(DeathCause::Stopped);
             }
             f = live.frames.recv() => match f {
-                Some(Ok(msg)) => {
-                    if let Err(e) = handle(shared, &live, msg, &mut pending, &mut hosted_jobs, ping_seq, &mut ping_since) {
-                        break Some(DeathCause::ProtocolError(e));
-                    }
-                }
+                Some(Ok(msg)) => match st.handle(shared, &live.conn, msg) {
+                    Ok(()) => Ok(()),
+                    Err(e) => break Some(DeathCause::ProtocolError(e)),
+                },
                 Some(Err(e)) => break Some(DeathCause::ProtocolError(e)),
+                // The control socket closed: the process is ending (or broke it on purpose);
+                // give it a moment to exit on its own.
+                None => match tokio::time::timeout(Duration::from_secs(1), live.pidfd.readable()).await {
+                    Ok(_) => break None,
+                    Err(_) => break Some(DeathCause::ProtocolError("closed its control socket".into())),
+                },
+            },
+            Some(c) = live.cmd_rx.recv() => {
+                let msg = st.command(c);
+                send(&mut live.writer, &msg, limit).await
+            }
+            s = starts.recv(), if stop_deadline.is_none() && starts_open => match s {
+                Some(req) => {
+                    let msg = st.start(req);
+                    send(&mut live.writer, &msg, limit).await
+                }
                 None => {
-                    // The control socket closed: the process is ending (or broke it on
-                    // purpose); give it a moment to exit on its own.
-                    match tokio::time::timeout(Duration::from_secs(1), live.pidfd.readable()).await {
-                        Ok(_) => break None,
-                        Err(_) => break Some(DeathCause::ProtocolError("closed its control socket".into())),
-                    }
+                    starts_open = false;
+                    Ok(())
                 }
             },
-            c = live.cmd_rx.recv() => {
-                let Some(c) = c else { continue };
-                let msg = match c {
-                    Cmd::Call { job, method, args, done } => {
-                        let req = next_req;
-                        next_req += 1;
-                        pending.insert(req, Pending::Call(done));
-                        ToWorker::Call { req, job, method, args }
-                    }
-                    Cmd::Stop { job } => ToWorker::Stop { job },
-                };
-                if let Err(WriteFail::Timeout) = write_frame(&mut live.writer, &msg, cfg.ping_timeout).await {
-                    break Some(DeathCause::Unresponsive);
-                }
-            }
-            s = starts.recv(), if stop_deadline.is_none() && starts_open => {
-                let Some(mut req) = s else {
-                    starts_open = false;
-                    continue;
-                };
-                let id = next_req;
-                next_req += 1;
-                let msg = ToWorker::Start {
-                    req: id,
-                    job: req.job,
-                    kind: req.kind.clone(),
-                    params: std::mem::take(&mut req.params),
-                };
-                pending.insert(id, Pending::Start(req));
-                if let Err(WriteFail::Timeout) = write_frame(&mut live.writer, &msg, cfg.ping_timeout).await {
-                    break Some(DeathCause::Unresponsive);
-                }
-            }
-            _ = ping.tick() => {
-                let full = live.conn.full_since.load(Ordering::Relaxed);
-                if full != 0 {
-                    let now = live.conn.born.elapsed().as_millis() as u64 + 1;
-                    if now.saturating_sub(full) >= cfg.ping_timeout.as_millis() as u64 {
-                        // Its media socket has stayed full: it no longer reads its media.
-                        break Some(DeathCause::Unresponsive);
-                    }
-                }
-                if let Some(since) = ping_since {
-                    if since.elapsed() >= cfg.ping_timeout {
-                        break Some(DeathCause::Unresponsive);
-                    }
-                } else {
-                    ping_seq += 1;
-                    ping_since = Some(Instant::now());
-                    if let Err(WriteFail::Timeout) = write_frame(&mut live.writer, &ToWorker::Ping { seq: ping_seq }, cfg.ping_timeout).await {
-                        break Some(DeathCause::Unresponsive);
-                    }
-                }
-            }
-            _ = closing.changed(), if stop_deadline.is_none() => {}
+            _ = ping.tick() => match st.tick(&live.conn, limit) {
+                Ok(Some(msg)) => send(&mut live.writer, &msg, limit).await,
+                Ok(None) => Ok(()),
+                Err(cause) => Err(cause),
+            },
+            _ = closing.changed(), if stop_deadline.is_none() => Ok(()),
+        };
+        if let Err(cause) = sent {
+            break Some(cause);
         }
     };
+    finish(live, st, cause, stop_deadline.is_some()).await
+}
+
+/// Makes sure the process is dead, reaps it and says why it ended: `cause` when the supervisor
+/// decided it, else a shutdown's stop or the exit status.
+async fn finish(live: Live, st: Serving, cause: Option<DeathCause>, stopping: bool) -> Ended {
     live.conn.dead.store(true, Ordering::Release);
     let (status, cpu) = bury(&live.pidfd, live.pid).await;
     live.conn.media.shutdown();
@@ -596,74 +651,72 @@ async fn serve(
     }
     let cause = match cause {
         Some(c) => c,
-        None if stop_deadline.is_some() => DeathCause::Stopped,
+        None if stopping => DeathCause::Stopped,
         None => DeathCause::from_status(status),
     };
     Ended {
         conn: live.conn,
         cause,
         cpu,
-        pending,
+        pending: st.pending,
         cmd_rx: live.cmd_rx,
-        hosted_jobs,
+        hosted_jobs: st.hosted_jobs,
     }
 }
 
-/// One message from a ready worker.
-fn handle(
-    shared: &Arc<Shared>,
-    live: &Live,
-    msg: FromWorker,
-    pending: &mut HashMap<u64, Pending>,
-    hosted_jobs: &mut bool,
-    ping_seq: u64,
-    ping_since: &mut Option<Instant>,
-) -> Result<(), String> {
-    let sink_of = |job: JobId| -> Option<Arc<dyn JobSink>> {
-        live.conn
-            .sinks
-            .read()
-            .ok()
-            .and_then(|s| s.get(&job).map(|(_, s)| s.clone()))
-    };
-    match msg {
-        FromWorker::Ready { .. } => return Err("said it was ready twice".into()),
-        FromWorker::Pong { seq } => {
-            if seq == ping_seq {
-                *ping_since = None;
-            }
-        }
-        FromWorker::Reply { req, result } => match pending.remove(&req) {
-            Some(Pending::Call(done)) => done(result.map_err(JobError::Failed)),
-            Some(Pending::Start(start)) => match result {
-                Ok(_) => {
-                    *hosted_jobs = true;
-                    if let Ok(mut s) = live.conn.sinks.write() {
-                        s.insert(start.job, (start.group, start.sink.clone()));
-                    }
-                    let job = Job {
-                        id: start.job,
-                        group: start.group,
-                        conn: live.conn.clone(),
-                        shared: shared.clone(),
-                        stopped: AtomicBool::new(false),
-                    };
-                    (start.done)(Ok(job));
+impl Serving {
+    /// One message from a ready worker.
+    fn handle(
+        &mut self,
+        shared: &Arc<Shared>,
+        conn: &Arc<Conn>,
+        msg: FromWorker,
+    ) -> Result<(), String> {
+        let sink_of = |job: JobId| -> Option<Arc<dyn JobSink>> {
+            conn.sinks
+                .read()
+                .ok()
+                .and_then(|s| s.get(&job).map(|(_, s)| s.clone()))
+        };
+        match msg {
+            FromWorker::Ready { .. } => return Err("said it was ready twice".into()),
+            FromWorker::Pong { seq } => {
+                if seq == self.ping_seq {
+                    self.ping_since = None;
                 }
-                Err(e) => fail_start(shared, start, JobError::Failed(e)),
+            }
+            FromWorker::Reply { req, result } => match self.pending.remove(&req) {
+                Some(Pending::Call(done)) => done(result.map_err(JobError::Failed)),
+                Some(Pending::Start(start)) => match result {
+                    Ok(_) => {
+                        self.hosted_jobs = true;
+                        if let Ok(mut s) = conn.sinks.write() {
+                            s.insert(start.job, (start.group, start.sink.clone()));
+                        }
+                        let job = Job {
+                            id: start.job,
+                            group: start.group,
+                            conn: conn.clone(),
+                            shared: shared.clone(),
+                            stopped: AtomicBool::new(false),
+                        };
+                        (start.done)(Ok(job));
+                    }
+                    Err(e) => fail_start(shared, start, JobError::Failed(e)),
+                },
+                None => return Err(format!("answered request {req}, which it was not asked")),
             },
-            None => return Err(format!("answered request {req}, which it was not asked")),
-        },
-        FromWorker::Event { job, name, data } => {
-            if let Some(s) = sink_of(job) {
-                s.event(&name, &data);
+            FromWorker::Event { job, name, data } => {
+                if let Some(s) = sink_of(job) {
+                    s.event(&name, &data);
+                }
+            }
+            FromWorker::JobFailed { job, error } => {
+                if let Some(s) = sink_of(job) {
+                    s.failed(&error);
+                }
             }
         }
-        FromWorker::JobFailed { job, error } => {
-            if let Some(s) = sink_of(job) {
-                s.failed(&error);
-            }
-        }
+        Ok(())
     }
-    Ok(())
 }
