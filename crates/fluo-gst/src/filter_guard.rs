@@ -81,9 +81,9 @@ pub const BOUNDS: &[Bound] = &[
     b(
         "cvsmooth",
         "type",
-        1.0,
         2.0,
-        "blur or gaussian: median and bilateral fail on the stream and can hang its stop",
+        2.0,
+        "gaussian only: blur crashes OpenCV's box filter within seconds on live video, median and bilateral fail on the stream and can hang its stop",
     ),
     b("cvsmooth", "kernel-width", 1.0, 63.0, ALLOCATES),
     b("cvsmooth", "kernel-height", 1.0, 63.0, ALLOCATES),

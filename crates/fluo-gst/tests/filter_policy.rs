@@ -378,6 +378,7 @@ const DANGEROUS: &[(&str, &str, &str)] = &[
     ("cverode", "iterations", "2147483646"),
     ("cvsmooth", "kernel-width", "2147483647"),
     ("cvsmooth", "kernel-height", "2147483647"),
+    ("cvsmooth", "type", "blur"),
     ("cvsmooth", "type", "median"),
     ("cvsmooth", "type", "bilateral"),
     ("edgedetect", "aperture", "4"),

@@ -106,17 +106,27 @@ fn filter_create_release_cycles_with_media_return_to_the_thread_baseline() {
                 }
             })
         };
-        // GStreamer's and the decoders' own threads exist after a first filter.
+        // GStreamer's and the decoders' own threads exist after a first filter, OpenCV's
+        // worker pool (one per process, made at its first parallel filter) after a first
+        // OpenCV filter.
         cycle(&mut c, &pipe, &e_pub, "videoflip")
             .await
             .expect("videoflip");
+        cycle(
+            &mut c,
+            &pipe,
+            &e_pub,
+            "videoconvert ! cvsmooth kernel-width=31 kernel-height=31 ! videoconvert",
+        )
+        .await
+        .expect("cvsmooth");
         let baseline = settle(0, 3).await;
         println!("baseline: {baseline} threads");
         for command in [
             "identity sleep-time=4294967295",
-            "videoconvert ! cvsmooth type=blur kernel-width=2147483647 ! videoconvert",
+            "videoconvert ! cvsmooth kernel-width=2147483647 ! videoconvert",
             "identity sleep-time=100000",
-            "videoconvert ! cvsmooth type=blur kernel-width=63 kernel-height=63 ! videoconvert",
+            "videoconvert ! cvsmooth type=gaussian kernel-width=63 kernel-height=63 ! videoconvert",
         ] {
             let mut refused = None;
             for _ in 0..4 {
