@@ -25,10 +25,17 @@ fn start_by_hand(kind: &str) -> Started {
     let (c, m) = (worker_ctl.as_raw_fd(), worker_media.as_raw_fd());
     let mut cmd = Command::new(WORKER);
     cmd.stdin(Stdio::null());
-    // SAFETY: dup2 only, between fork and exec.
+    // SAFETY: fcntl and dup2 only, between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(c, 13) < 0 || libc::dup2(m, 14) < 0 {
+            // Copies above 100 first (as the supervisor's spawn does above 10): the tests run in
+            // parallel, so `c` or `m` may themselves be 13 or 14, and placing one would
+            // overwrite the other (the worker then had no media socket: a flaky BrokenPipe).
+            let (c, m) = (
+                libc::fcntl(c, libc::F_DUPFD, 100),
+                libc::fcntl(m, libc::F_DUPFD, 100),
+            );
+            if c < 0 || m < 0 || libc::dup2(c, 13) < 0 || libc::dup2(m, 14) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             if libc::dup2(13, 3) < 0 || libc::dup2(14, 4) < 0 {
