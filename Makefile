@@ -6,7 +6,7 @@ CARGO ?= cargo
 FLUO_ARGS ?=
 WEB_ARGS ?=
 
-.PHONY: run build fmt-check clippy unit compat e2e test bench-ping bench-sfu bench-fanout bench-media bench-workers storm soak deps-run deps-test deps-bench bench bench-smoke
+.PHONY: run build fmt-check layout clippy unit compat e2e test bench-ping bench-sfu bench-fanout bench-media bench-workers storm soak deps-run deps-test deps-bench bench bench-smoke
 
 deps-run:
 	scripts/deps.sh run
@@ -30,6 +30,10 @@ build:
 
 fmt-check:
 	$(CARGO) fmt --all --check
+
+# File and function sizes (docs/architecture.md, "Layout rules, checked").
+layout:
+	python3 scripts/layout.py
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -77,6 +81,7 @@ gst-filter-sweep:
 test:
 	$(MAKE) --no-print-directory deps-test
 	$(MAKE) --no-print-directory fmt-check
+	$(MAKE) --no-print-directory layout
 	$(MAKE) --no-print-directory clippy
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory fuzz-smoke
