@@ -12,8 +12,16 @@ pub const SATURATION_LOSS_PCT: f64 = 20.0;
 
 /// The rule, as the results file and the table state it.
 pub const SATURATION_RULE: &str = "a repetition is saturated when the viewers lost more than \
-20 % of the packets, fewer than half of them received media, or it failed; every planned \
-repetition of that N is still run, and the server is not run at larger N";
+20 % of the packets, fewer than half of them received media, the median viewer got under 90 % \
+of the feed's 30 fps, the median latency passed 1 s, or it failed; every planned repetition of \
+that N is still run, and the server is not run at larger N";
+
+/// The feed's frame rate (bench/src/feed.rs).
+const FEED_FPS: f64 = 30.0;
+/// Saturated below this share of the feed's frame rate (median viewer)...
+const SATURATION_FPS_SHARE: f64 = 0.9;
+/// ... or above this median latency: a server that queues instead of dropping loses nothing.
+const SATURATION_LATENCY_MS: f64 = 1000.0;
 
 /// The results file format written by this version (older files have no `format`). Format 3
 /// adds the viewer's implementation (`viewer`: thin or full) to runs and rows, the tool's CPU
@@ -45,7 +53,13 @@ pub fn rep_saturated(fig: &Value, n: usize) -> bool {
     }
     let loss = fig["loss_pct"].as_f64().unwrap_or(100.0);
     let joined = fig["joined"].as_u64().unwrap_or(0) as usize;
-    loss > SATURATION_LOSS_PCT || joined * 2 < n
+    let slow = fig["fps_p50"]
+        .as_f64()
+        .is_some_and(|f| f < SATURATION_FPS_SHARE * FEED_FPS);
+    let late = fig["latency_ms_p50"]
+        .as_f64()
+        .is_some_and(|l| l > SATURATION_LATENCY_MS);
+    loss > SATURATION_LOSS_PCT || joined * 2 < n || slow || late
 }
 
 /// Where each server saturated, and so which runs are not made.

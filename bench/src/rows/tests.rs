@@ -309,3 +309,21 @@ fn reads_format_2_and_3_files() {
     assert_eq!(rows[0]["viewer"], "thin");
     assert!(notes.is_empty());
 }
+
+/// A server that queues instead of dropping loses nothing but falls behind: Fluo at N=500 on
+/// 2026-12-03 had 0 % loss, 22.7 fps and 2.7 s latency. Under 90 % of the feed's frame rate or
+/// past 1 s of median latency, the repetition is saturated; at 28 fps and 40 ms it is not.
+#[test]
+fn a_repetition_that_falls_behind_without_loss_is_saturated() {
+    let with = |fps: f64, latency: f64| {
+        let mut f = fig(13.0, 0.0, 500, 0);
+        f["fps_p50"] = json!(fps);
+        f["latency_ms_p50"] = json!(latency);
+        f
+    };
+    assert!(rep_saturated(&with(22.7, 2700.0), 500));
+    assert!(rep_saturated(&with(22.7, 40.0), 500));
+    assert!(rep_saturated(&with(30.0, 1500.0), 500));
+    assert!(!rep_saturated(&with(28.0, 40.0), 500));
+    assert!(!rep_saturated(&fig(13.0, 0.0, 500, 0), 500));
+}
