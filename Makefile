@@ -38,20 +38,24 @@ layout:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The test suites below run with TMPDIR set to a fresh target/test-tmp/NAME and fail, naming
+# them, when they leave a file or folder there (scripts/tmp-check.sh).
+TMP_CHECK := scripts/tmp-check.sh
+
 # Unit and integration tests, including the property-based fuzzing of the request parser and
 # dispatch (FLUO_FUZZ_CASES sets its case count).
 unit:
-	$(CARGO) test --workspace
+	$(TMP_CHECK) unit $(CARGO) test --workspace
 
 # Node compatibility suite (official kurento-client 7.3.0) against the debug server.
 compat:
 	$(CARGO) build -p fluo-server
-	tests/compat/run.sh
+	$(TMP_CHECK) compat tests/compat/run.sh
 
 # Browser end-to-end suite (headless Chromium + web/ demo app) against the debug server.
 e2e:
 	$(CARGO) build -p fluo-server
-	tests/e2e/run.sh
+	$(TMP_CHECK) e2e tests/e2e/run.sh
 
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of the JSON-RPC dispatch, SDP offers and
 # answers, RTP/RTCP/STUN/DTLS datagrams into the media core, element URIs and plain-RTP SDP:
@@ -65,7 +69,7 @@ fuzz:
 	scripts/fuzz.sh $(FUZZ_SECS)
 
 fuzz-smoke:
-	scripts/fuzz.sh 15
+	$(TMP_CHECK) fuzz-smoke scripts/fuzz.sh 15
 
 # GStreamerFilter sweep (outside make test, about 10 minutes): every writable non-string property
 # of every factory on the default list, at its minimum, maximum and edge values, in a child
@@ -107,7 +111,7 @@ bench: deps-bench
 # its network namespace) it runs Fluo alone and says so; under CI=true that is a failure.
 bench-smoke:
 	$(CARGO) build -p fluo-server -p fluo-bench
-	target/debug/fluo-bench --smoke --fluo-bin target/debug/fluo
+	$(TMP_CHECK) bench-smoke target/debug/fluo-bench --smoke --fluo-bin target/debug/fluo
 
 # Request throughput of the Kurento endpoint (pings/s over 1 and 100 connections).
 bench-ping:

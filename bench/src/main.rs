@@ -297,8 +297,8 @@ fn real_main() -> Result<bool, String> {
         storm: args.storm,
         drop_every: args.drop_every,
     };
-    let tmp = std::env::temp_dir().join(format!("fluo-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+    // The servers' folders (logs, Janus's configuration): removed on every way out.
+    let tmp = fluo_testkit::tmp::dir("bench");
     let t = Instant::now();
     let feed = Arc::new(feed::Feed::load_or_encode(&PathBuf::from(
         "target/bench-feed.bin",
@@ -437,7 +437,6 @@ fn real_main() -> Result<bool, String> {
     if let Some(dir) = &args.plots {
         write_plots(&rows::plotted(&rows), dir)?;
     }
-    let _ = std::fs::remove_dir_all(&tmp);
     drop(ns);
     Ok(ok)
 }

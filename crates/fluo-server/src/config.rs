@@ -630,11 +630,19 @@ pub fn strip_json_comments(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A kurento.conf.json path in a fresh folder (removed when the guard is dropped).
+    fn conf_file() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix("fluo-conf-")
+            .tempdir()
+            .expect("temp dir");
+        let f = dir.path().join("kurento.conf.json");
+        (dir, f)
+    }
+
     #[test]
     fn file_then_flags() {
-        let dir = std::env::temp_dir().join(format!("fluo-conf-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("kurento.conf.json");
+        let (_dir, f) = conf_file();
         std::fs::write(
             &f,
             r#"{ // KMS style
@@ -655,7 +663,6 @@ mod tests {
         assert_eq!(c.metadata, r#"{"site":"a/*b*/"}"#);
         std::fs::write(&f, r#"{"mediaServer":{"net":{"websocket":{"port":"x"}}}}"#).unwrap();
         assert!(Config::from_cli(&cli).is_err());
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
@@ -665,9 +672,7 @@ mod tests {
         assert_eq!(parse_flag(" 1"), Ok(true));
         assert_eq!(parse_flag("FALSE"), Ok(false));
         assert!(parse_flag("maybe").is_err());
-        let dir = std::env::temp_dir().join(format!("fluo-conf-tcp-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("kurento.conf.json");
+        let (_dir, f) = conf_file();
         std::fs::write(&f, r#"{"fluo": {"iceTcp": 0}}"#).unwrap();
         let mut cli = Cli {
             config: Some(f.clone()),
@@ -678,14 +683,11 @@ mod tests {
         assert!(Config::from_cli(&cli).unwrap().net.ice_tcp, "the flag wins");
         std::fs::write(&f, r#"{"fluo": {"iceTcp": "yes"}}"#).unwrap();
         assert!(Config::from_cli(&cli).is_err());
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
     fn gst_filter_allow_list_from_file_and_flag() {
-        let dir = std::env::temp_dir().join(format!("fluo-conf-gf-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("kurento.conf.json");
+        let (_dir, f) = conf_file();
         std::fs::write(&f, r#"{"fluo": {"gstFilterAllowList": ["videoflip"]}}"#).unwrap();
         let mut cli = Cli {
             config: Some(f.clone()),
@@ -699,14 +701,11 @@ mod tests {
         std::fs::write(&f, r#"{"fluo": {"gstFilterAllowList": "videoflip"}}"#).unwrap();
         cli.gst_filter_allow = None;
         assert!(Config::from_cli(&cli).is_err(), "a string is not a list");
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
     fn uri_allow_list_from_file_and_flag() {
-        let dir = std::env::temp_dir().join(format!("fluo-conf-uri-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("kurento.conf.json");
+        let (_dir, f) = conf_file();
         std::fs::write(
             &f,
             r#"{"fluo": {"uriAllowList": ["file:///srv/media/", "https://"]}}"#,
@@ -731,7 +730,6 @@ mod tests {
             Config::default().uri_allow.is_empty(),
             "open by default, as KMS"
         );
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
@@ -742,9 +740,7 @@ mod tests {
             (10_000, 20_000, 5_000),
             "the engine's defaults"
         );
-        let dir = std::env::temp_dir().join(format!("fluo-conf-lim-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("kurento.conf.json");
+        let (_dir, f) = conf_file();
         std::fs::write(
             &f,
             r#"{"fluo": {"maxSessions": 7, "maxSessionsPerAddress": 3, "maxObjects": 99,
@@ -775,7 +771,6 @@ mod tests {
         std::fs::write(&f, r#"{"fluo": {"maxSessions": -1}}"#).unwrap();
         cli.max_sessions = None;
         assert!(Config::from_cli(&cli).is_err());
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -64,11 +64,20 @@ fn probe(file: &Path) -> (Vec<String>, f64, usize) {
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Starts fluo, records a playing clip into WEBM, MKV and MP4 for 4 s, ends fluo with
-/// `signal`; returns (profile, file) pairs and how long fluo took to exit.
-async fn record_then(signal: &str) -> (Vec<(&'static str, std::path::PathBuf)>, Duration) {
-    let dir = std::env::temp_dir().join(format!("fluo-rec{signal}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// `signal`; returns the folder (removed when dropped), (profile, file) pairs in it and how
+/// long fluo took to exit.
+async fn record_then(
+    signal: &str,
+) -> (
+    tempfile::TempDir,
+    Vec<(&'static str, std::path::PathBuf)>,
+    Duration,
+) {
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("fluo-rec{signal}-"))
+        .tempdir()
+        .expect("temp dir");
+    let dir = tmp.path();
     let clip = dir.join("in.webm");
     let st = Command::new("ffmpeg")
         .args([
@@ -150,13 +159,14 @@ async fn record_then(signal: &str) -> (Vec<(&'static str, std::path::PathBuf)>, 
         .success();
     assert!(ok);
     let _ = child.wait();
-    (files, t.elapsed())
+    let took = t.elapsed();
+    (tmp, files, took)
 }
 
 #[tokio::test]
 async fn recordings_stay_playable_after_kill_9() {
     let _serial = SERIAL.lock().await;
-    let (files, _) = record_then("-KILL").await;
+    let (_dir, files, _) = record_then("-KILL").await;
     for (profile, file) in files {
         let (codecs, dur, frames) = probe(&file);
         println!(
@@ -178,7 +188,7 @@ async fn recordings_stay_playable_after_kill_9() {
 #[tokio::test]
 async fn sigterm_finalises_recordings_before_exiting() {
     let _serial = SERIAL.lock().await;
-    let (files, took) = record_then("-TERM").await;
+    let (_dir, files, took) = record_then("-TERM").await;
     println!("fluo exited {took:?} after SIGTERM");
     assert!(took < Duration::from_secs(8), "bounded shutdown: {took:?}");
     for (profile, file) in files {

@@ -7,14 +7,13 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
-fn start() -> (std::process::Child, u16, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!(
-        "fluo-shutdown-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port_file = dir.join("port");
+/// The server, its port and its folder (removed when dropped).
+fn start() -> (std::process::Child, u16, tempfile::TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("fluo-shutdown-")
+        .tempdir()
+        .expect("temp dir");
+    let port_file = dir.path().join("port");
     let child = Command::new(env!("CARGO_BIN_EXE_fluo"))
         .args(["--bind", "127.0.0.1", "--port", "0", "--port-file"])
         .arg(&port_file)
@@ -62,7 +61,7 @@ fn wait_exit(child: &mut std::process::Child, max: Duration) -> std::process::Ex
 
 #[tokio::test]
 async fn sigterm_releases_objects_closes_clients_and_exits_cleanly() {
-    let (mut child, port, dir) = start();
+    let (mut child, port, _dir) = start();
     let (mut ws, _) = connect_async(format!("ws://127.0.0.1:{port}/kurento"))
         .await
         .unwrap();
@@ -105,15 +104,13 @@ async fn sigterm_releases_objects_closes_clients_and_exits_cleanly() {
     let status = wait_exit(&mut child, Duration::from_secs(5));
     assert!(status.success(), "clean exit: {status:?}");
     println!("SIGTERM -> exit in {:?}", t0.elapsed());
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn a_second_signal_exits_at_once() {
-    let (mut child, _, dir) = start();
+    let (mut child, _, _dir) = start();
     signal(child.id(), "-TERM");
     signal(child.id(), "-TERM");
     let status = wait_exit(&mut child, Duration::from_secs(3));
     assert!(status.code().is_some(), "exited by itself: {status:?}");
-    std::fs::remove_dir_all(dir).ok();
 }

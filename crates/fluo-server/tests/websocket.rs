@@ -229,8 +229,11 @@ async fn wss_serves_the_same_protocol_and_shrugs_off_bad_handshakes() {
     use std::sync::Arc;
     use tokio_rustls::rustls;
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let dir = std::env::temp_dir().join(format!("fluo-wss-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("fluo-wss-")
+        .tempdir()
+        .expect("temp dir");
+    let dir = tmp.path();
     let path = dir.join("cert.pem");
     std::fs::write(
         &path,
@@ -294,7 +297,6 @@ async fn wss_serves_the_same_protocol_and_shrugs_off_bad_handshakes() {
     };
     assert_eq!(reply["result"]["value"], "pong");
     stop.send(true).unwrap();
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]

@@ -258,8 +258,7 @@ fn bar(v: f64, max: f64) -> String {
 }
 
 fn main() {
-    let dir = std::env::temp_dir().join("fluo-bench-media");
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = fluo_testkit::tmp::dir("bench-media");
     let clip = clip_720p(&dir);
     let port = start_server(Duration::from_secs(60));
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -14,7 +14,6 @@ fn main() {
     let media_for = std::time::Duration::from_millis(150);
     let r = fluo_testkit::soak::run(cycles, warmup, warmup_min, media_for, lanes);
     r.print();
-    r.cleanup();
     let growth = r.rss_growth_percent();
     let ok = r.failures.is_empty()
         && growth < 5.0
@@ -32,6 +31,7 @@ fn main() {
         if ok { "MET" } else { "NOT MET" }
     );
     if !ok {
+        drop(r); // the recordings' folder: exit runs no destructor
         std::process::exit(1);
     }
 }

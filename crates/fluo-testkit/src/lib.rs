@@ -9,6 +9,7 @@ pub mod live;
 pub mod skip;
 pub mod soak;
 pub mod storm;
+pub mod tmp;
 pub mod udp_peer;
 mod world;
 

@@ -110,7 +110,7 @@ fn thread_ticks() -> std::collections::HashMap<String, u64> {
 }
 
 /// What a soak measured.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SoakReport {
     pub cycles: usize,
     pub lanes: usize,
@@ -123,8 +123,8 @@ pub struct SoakReport {
     /// Recordings started, and the files found non-empty at the end.
     pub recordings: usize,
     pub recordings_written: usize,
-    /// The recording files kept for checks (deleted with the report's folder).
-    pub recordings_dir: PathBuf,
+    /// The recording files kept for checks: the folder goes when the report is dropped.
+    pub recordings_dir: crate::tmp::TmpDir,
     /// The process's CPU, in % of one core, over 5 s starting 2 s after the last client left
     /// (dropped WebSockets count as left when their grace period ends).
     pub idle_cpu_percent: f64,
@@ -143,11 +143,6 @@ impl SoakReport {
             return f64::NAN;
         }
         (self.end.rss_kib as f64 / self.warm.rss_kib as f64 - 1.0) * 100.0
-    }
-
-    /// Deletes the recordings.
-    pub fn cleanup(&self) {
-        let _ = std::fs::remove_dir_all(&self.recordings_dir);
     }
 
     pub fn print(&self) {
@@ -380,9 +375,7 @@ pub fn run(
     lanes: usize,
 ) -> SoakReport {
     let lanes = lanes.max(1);
-    let dir = std::env::temp_dir().join(format!("fluo-soak-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("soak folder");
+    let dir = crate::tmp::dir("soak");
     let frames = vp8_frames(&dir);
     let grace = 1;
     let port = start_server(Duration::from_secs(grace));
@@ -495,7 +488,7 @@ pub fn run(
             sessions_left: sessions.as_array().map_or(0, |a| a.len()),
             recordings,
             recordings_written,
-            recordings_dir: dir.clone(),
+            recordings_dir: dir,
             idle_cpu_percent,
             idle_threads,
             rss_steps: rss_steps.into_inner().unwrap(),

@@ -176,7 +176,8 @@ fn other_bad_input_reaching_error_texts_leaks_nothing() {
             error_of(r, &format!("setElementProperty {name}"));
         }
         // A player of something that is not media, and of nothing.
-        let junk = std::env::temp_dir().join(format!("fluo-junk-{}.webm", std::process::id()));
+        let tmp = fluo_testkit::tmp::dir("junk");
+        let junk = tmp.join("junk.webm");
         std::fs::write(&junk, b"not a webm file \x00\x01\x02").expect("junk file");
         for uri in [format!("file://{}", junk.display()), "file:///nonexistent/x.webm".into()] {
             let p = c
@@ -199,6 +200,5 @@ fn other_bad_input_reaching_error_texts_leaks_nothing() {
                 }
             }
         }
-        std::fs::remove_file(&junk).ok();
     });
 }

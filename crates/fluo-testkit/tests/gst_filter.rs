@@ -5,22 +5,16 @@
 //! constructor leaves the server up), and the operator's allow-list adds elements.
 
 use fluo_testkit::live::{start_server, start_server_with, Client};
+use fluo_testkit::tmp;
 use fluo_testkit::udp_peer::{ivf_frames, Peer};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use str0m::media::Direction;
 use str0m::RtcConfig;
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fluo-gst-filter-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -90,7 +84,7 @@ fn code(e: &Value) -> i64 {
 
 #[test]
 fn a_filter_changes_the_video_between_two_peers_and_takes_new_properties_while_it_flows() {
-    let dir = tmpdir("media");
+    let dir = tmp::dir("gst-filter-media");
     let ivf = dir.join("in.ivf");
     let st = Command::new("ffmpeg")
         .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
@@ -236,7 +230,6 @@ fn a_filter_changes_the_video_between_two_peers_and_takes_new_properties_while_i
         );
         c.request("release", json!({"object": pipe})).await.expect("release");
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -364,7 +357,7 @@ fn commands_that_reach_files_or_the_network_are_refused_and_an_allow_list_adds_e
 /// parser creates it).
 #[test]
 fn commands_and_properties_that_name_files_are_refused_and_the_server_stays_up() {
-    let dir = tmpdir("hostile");
+    let dir = tmp::dir("gst-filter-hostile");
     let port = start_server(Duration::from_secs(30));
     // An operator who listed queue2 and motioncells (but none of their file properties).
     let extended = start_server_with(fluo_server::Config {
@@ -465,7 +458,6 @@ fn commands_and_properties_that_name_files_are_refused_and_the_server_stays_up()
     });
     let left: Vec<_> = std::fs::read_dir(&dir).expect("dir").flatten().collect();
     assert!(left.is_empty(), "files written: {left:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Values issue 14's review found crashing, hanging or dumping (an OpenCV assertion aborts
@@ -554,7 +546,7 @@ fn rss_mib() -> u64 {
 /// Error event naming the bound, and the server's memory stays bounded.
 #[test]
 fn a_filter_that_grows_the_picture_beyond_the_bounds_raises_an_error_instead_of_allocating() {
-    let dir = tmpdir("grow");
+    let dir = tmp::dir("gst-filter-grow");
     let ivf = dir.join("in.ivf");
     let st = Command::new("ffmpeg")
         .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
@@ -644,7 +636,6 @@ fn a_filter_that_grows_the_picture_beyond_the_bounds_raises_an_error_instead_of_
         c.create("MediaPipeline", json!({})).await.expect("still serving");
         c.request("release", json!({"object": pipe})).await.expect("release");
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The server's log at fluo's default level, captured from here on (this test binary's only

@@ -52,8 +52,7 @@ async fn cycle(c: &mut Client, pipe: &str, e_pub: &str, command: &str) -> Result
 
 #[test]
 fn filter_create_release_cycles_with_media_return_to_the_thread_baseline() {
-    let dir = std::env::temp_dir().join(format!("fluo-gst-filter-threads-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = fluo_testkit::tmp::dir("gst-filter-threads");
     let ivf = dir.join("in.ivf");
     let st = Command::new("ffmpeg")
         .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
@@ -160,5 +159,4 @@ fn filter_create_release_cycles_with_media_return_to_the_thread_baseline() {
             .await
             .expect("release");
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }

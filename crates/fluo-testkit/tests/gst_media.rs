@@ -5,17 +5,11 @@
 //! ffprobe (both are test dependencies that `make test` installs).
 
 use fluo_testkit::live::{start_server, Client};
+use fluo_testkit::tmp;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fluo-gst-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
 
 /// A 640x360 30 fps test pattern with a 440 Hz tone, `secs` long, VP8 + Opus in WebM (or
 /// H.264 + AAC in MP4 when the name ends in .mp4).
@@ -116,7 +110,7 @@ fn rt() -> tokio::runtime::Runtime {
 #[test]
 fn a_player_feeds_recorders_in_every_profile_and_mp4_gets_a_transcoder() {
     let _serial = serial();
-    let dir = tmpdir("profiles");
+    let dir = tmp::dir("gst-profiles");
     let input = clip(&dir, "in.webm", 4);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
@@ -321,7 +315,7 @@ async fn viewer_leaves_and_transcoder_goes(c: &mut Client, e_pub: &str, e_view: 
 #[test]
 fn a_vp8_publisher_reaches_an_h264_only_viewer_through_a_transcoder_that_goes_when_it_leaves() {
     let _serial = serial();
-    let dir = tmpdir("transcode");
+    let dir = tmp::dir("gst-transcode");
     let ivf = dir.join("in.ivf");
     let st = Command::new("ffmpeg")
         .args([
@@ -374,7 +368,7 @@ fn a_vp8_publisher_reaches_an_h264_only_viewer_through_a_transcoder_that_goes_wh
 #[test]
 fn an_h264_publisher_reaches_a_vp8_only_viewer_through_a_transcoder() {
     let _serial = serial();
-    let dir = tmpdir("transcode-back");
+    let dir = tmp::dir("gst-transcode-back");
     let annexb = dir.join("in.h264");
     let st = Command::new("ffmpeg")
         .args([
@@ -474,7 +468,7 @@ fn free_udp_port() -> u16 {
 #[test]
 fn rtp_endpoints_interoperate_with_gst_launch_and_ffmpeg_both_ways() {
     let _serial = serial();
-    let dir = tmpdir("rtp");
+    let dir = tmp::dir("gst-rtp");
     let input = clip(&dir, "in.webm", 10);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
@@ -579,7 +573,7 @@ fn rtp_endpoints_interoperate_with_gst_launch_and_ffmpeg_both_ways() {
 #[test]
 fn sdes_srtp_rtp_endpoints_decrypt_gst_launch_and_talk_to_each_other() {
     let _serial = serial();
-    let dir = tmpdir("srtp");
+    let dir = tmp::dir("gst-srtp");
     let input = clip(&dir, "in.webm", 10);
     let port = start_server(Duration::from_secs(30));
     let key: Vec<u8> = (0..30u8)
@@ -722,7 +716,7 @@ fn http_server(file: PathBuf) -> u16 {
 #[test]
 fn players_take_files_http_and_mp4_seek_and_report_bad_sources() {
     let _serial = serial();
-    let dir = tmpdir("player");
+    let dir = tmp::dir("gst-player");
     let webm = clip(&dir, "in.webm", 4);
     let mp4 = clip(&dir, "in.mp4", 4);
     let text = dir.join("not-media.webm");
@@ -841,7 +835,7 @@ fn a_player_plays_an_rtsp_stream() {
         .read_line(&mut line)
         .expect("the RTSP server prints its port");
     let rtsp_port: u16 = line.trim().parse().expect("a port");
-    let dir = tmpdir("rtsp");
+    let dir = tmp::dir("gst-rtsp");
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
         let mut c = Client::connect(port).await.expect("connect");
@@ -877,7 +871,7 @@ fn a_player_plays_an_rtsp_stream() {
 #[test]
 fn legacy_codecs_h263_amr_speex_cross_rtp_endpoints_through_transcoders() {
     let _serial = serial();
-    let dir = tmpdir("legacy");
+    let dir = tmp::dir("gst-legacy");
     let input = clip(&dir, "in.webm", 20);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
@@ -1079,7 +1073,7 @@ fn upload_server(dir: PathBuf) -> u16 {
 #[test]
 fn recorders_upload_to_http_and_players_read_mkv() {
     let _serial = serial();
-    let dir = tmpdir("upload");
+    let dir = tmp::dir("gst-upload");
     let mkv = clip(&dir, "in.mkv", 4);
     let received = dir.join("received");
     std::fs::create_dir_all(&received).expect("dir");
@@ -1142,7 +1136,7 @@ fn a_publisher_switching_codecs_gets_its_transcoder_undone_and_redone_never_chai
     use fluo_testkit::udp_peer::{h264_access_units, ivf_frames, Peer};
     use str0m::format::Codec;
     use str0m::media::Direction;
-    let dir = tmpdir("switch");
+    let dir = tmp::dir("gst-switch");
     let ivf = dir.join("in.ivf");
     let annexb = dir.join("in.h264");
     let ff = |args: &[&str], out: &Path| {
@@ -1259,7 +1253,7 @@ fn latencies(stats: &Value) -> Vec<(String, String, String, f64)> {
 #[test]
 fn stats_of_players_filters_recorders_and_pass_throughs_follow_latency_stats() {
     let _serial = serial();
-    let dir = tmpdir("stats");
+    let dir = tmp::dir("gst-stats");
     let input = clip(&dir, "in.webm", 6);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
@@ -1398,7 +1392,7 @@ async fn finish(child: &mut std::process::Child, limit: Duration) {
 #[test]
 fn rtp_endpoint_stats_and_media_state_follow_rtcp_with_gst_launch_rtpbin() {
     let _serial = serial();
-    let dir = tmpdir("rtp-stats");
+    let dir = tmp::dir("gst-rtp-stats");
     let input = clip(&dir, "in.webm", 8);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {

@@ -3,18 +3,11 @@
 //! media over ::1 to and from gst-launch-1.0.
 
 use fluo_testkit::live::{start_server_with, Client};
+use fluo_testkit::tmp;
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fluo-rtp-net-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -234,7 +227,7 @@ fn decoded_frames(file: &std::path::Path) -> usize {
 
 #[test]
 fn use_ipv6_carries_media_over_ipv6_to_and_from_gst_launch() {
-    let dir = tmpdir("ipv6");
+    let dir = tmp::dir("rtp-net-ipv6");
     let port = server(None, None);
     rt().block_on(async {
         let mut c = Client::connect(port).await.expect("connect");

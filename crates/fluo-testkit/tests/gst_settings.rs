@@ -4,6 +4,7 @@
 //! DOT graphs of a pipeline (parsed by graphviz) and where dumpGstreamerDot writes them.
 
 use fluo_testkit::live::{start_server, Client};
+use fluo_testkit::tmp;
 use serde_json::{json, Value};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -11,13 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fluo-gst-settings-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -247,7 +241,7 @@ async fn to_meter(c: &mut Client, pipe: &str, meter: &Meter, rtpmap: &str) -> St
 #[test]
 fn a_player_encodes_within_its_bitrate_bounds() {
     let _serial = serial();
-    let dir = tmpdir("player-rate");
+    let dir = tmp::dir("gst-settings-player-rate");
     let clip = noisy_clip(&dir, 12);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
@@ -447,7 +441,7 @@ async fn mkv_recorder(c: &mut Client, pipe: &str, file: &Path) -> String {
 #[test]
 fn forced_formats_reach_the_recorded_files() {
     let _serial = serial();
-    let dir = tmpdir("formats");
+    let dir = tmp::dir("gst-settings-formats");
     let input = clip(&dir, 6);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
@@ -638,7 +632,7 @@ fn dot_files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn dot_graphs_show_the_gstreamer_pipelines_and_dumps_go_only_to_the_dump_dir() {
     let _serial = serial();
-    let dir = tmpdir("dot");
+    let dir = tmp::dir("gst-settings-dot");
     let input = clip(&dir, 8);
     let dumps = dir.join("dumps");
     std::fs::create_dir_all(&dumps).expect("dump dir");

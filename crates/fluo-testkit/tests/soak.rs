@@ -71,5 +71,4 @@ fn churn_leaves_nothing_behind() {
         "CPU after the last client left: {:.2} %",
         r.idle_cpu_percent
     );
-    r.cleanup();
 }

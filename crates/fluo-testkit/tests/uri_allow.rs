@@ -5,19 +5,13 @@
 //! path-segment boundaries. Without a list, redirects are followed as in KMS.
 
 use fluo_testkit::live::{start_server, start_server_with, Client};
+use fluo_testkit::tmp;
 use serde_json::json;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fluo-uri-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -127,7 +121,7 @@ fn outside(log: &Log) -> Vec<String> {
 
 #[test]
 fn with_an_allow_list_players_and_recorders_open_no_uri_outside_it() {
-    let dir = tmpdir("allow");
+    let dir = tmp::dir("uri-allow");
     let clip = clip(&dir);
     let (web, log) = http_server(clip.clone());
     let base = format!("http://127.0.0.1:{web}");
@@ -215,12 +209,11 @@ fn with_an_allow_list_players_and_recorders_open_no_uri_outside_it() {
         assert!(outside(&log).is_empty(), "upload followed to {:?}", outside(&log));
         c.request("release", json!({"object": pipe})).await.expect("release");
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn without_an_allow_list_redirects_are_followed_as_in_kms() {
-    let dir = tmpdir("open");
+    let dir = tmp::dir("uri-open");
     let clip = clip(&dir);
     let (web, log) = http_server(clip);
     let port = start_server(Duration::from_secs(30));
@@ -240,5 +233,4 @@ fn without_an_allow_list_redirects_are_followed_as_in_kms() {
         assert!(!outside(&log).is_empty(), "followed: {:?}", log.lock().unwrap());
         c.request("release", json!({"object": pipe})).await.expect("release");
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -89,6 +89,7 @@ async function startServer(extraArgs = []) {
     );
   } catch (err) {
     child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
     throw err;
   }
 

@@ -8,7 +8,8 @@
 //
 // Environment: FLUO_BIN (default ../../target/debug/fluo), CHROMIUM_BIN (/usr/bin/chromium),
 // E2E_MEDIA_WS_URI (use that media server instead of starting Fluo), E2E_KEEP=1 (keep
-// the temp dir with the logs), RUST_LOG (Fluo's, default info).
+// the temp dirs with the logs; otherwise they are removed, pass or fail: withDiagnostics has
+// printed the logs' tails of a failure), RUST_LOG (Fluo's, default info).
 
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -115,6 +116,13 @@ async function spawnWithPortFile(label, cmd, args, env, portFile, logFile) {
 
 function tmpDir(prefix) {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+// Removes a dir made by tmpDir, pass or fail (E2E_KEEP=1 keeps it and says where).
+function removeTmpDir(dir) {
+  if (!dir) return;
+  if (process.env.E2E_KEEP) log(`kept ${dir} (E2E_KEEP)`);
+  else fs.rmSync(dir, { recursive: true, force: true });
 }
 
 // `token`: started with --auth-token (p.url stays without it, as a client is given it;
@@ -231,18 +239,27 @@ async function listPipelines(fluoUrl) {
 // `webArgs(dir)` and `fluoArgs(dir)` give extra web app and Fluo arguments.
 async function setup(label, { webArgs = () => [], fluoArgs = () => [], token = null } = {}) {
   const dir = tmpDir(`fluo-e2e-${label}-`);
-  const fluo = await startFluo(dir, { token, args: fluoArgs(dir) });
-  const web = await startWeb(dir, fluo.url, webArgs(dir));
-  const browser = await launchBrowser(dir);
-  const env = { dir, fluo, web, browser };
-  env.teardown = async () => {
-    await browser.close();
-    await web.stop();
-    await fluo.stop();
-    if (!env.failed && !process.env.E2E_KEEP) fs.rmSync(dir, { recursive: true, force: true });
-    else log(`kept ${dir}`);
-  };
-  return env;
+  const started = [];
+  try {
+    const fluo = await startFluo(dir, { token, args: fluoArgs(dir) });
+    started.push(fluo);
+    const web = await startWeb(dir, fluo.url, webArgs(dir));
+    started.push(web);
+    const browser = await launchBrowser(dir);
+    const env = { dir, fluo, web, browser };
+    env.teardown = async () => {
+      await browser.close();
+      await web.stop();
+      await fluo.stop();
+      removeTmpDir(dir);
+    };
+    return env;
+  } catch (err) {
+    // What did start is stopped, and the dir goes with it.
+    for (const p of started.reverse()) await p.stop();
+    removeTmpDir(dir);
+    throw err;
+  }
 }
 
 async function withDiagnostics(env, fn) {
@@ -267,6 +284,7 @@ module.exports = {
   log,
   waitFor,
   tmpDir,
+  removeTmpDir,
   startFluo,
   startWeb,
   launchBrowser,

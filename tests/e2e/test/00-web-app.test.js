@@ -4,9 +4,8 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const fs = require('node:fs');
 const net = require('node:net');
-const { tmpDir, startWeb, launchBrowser, withDiagnostics, waitFor } = require('../lib/env');
+const { tmpDir, removeTmpDir, startWeb, launchBrowser, withDiagnostics, waitFor } = require('../lib/env');
 const { openPage } = require('../lib/pages');
 
 let env;
@@ -22,8 +21,16 @@ async function closedPort() {
 before(async () => {
   const dir = tmpDir('fluo-e2e-web-');
   const deadUri = `ws://127.0.0.1:${await closedPort()}/kurento`;
-  const web = await startWeb(dir, deadUri);
-  const browser = await launchBrowser(dir);
+  let web;
+  let browser;
+  try {
+    web = await startWeb(dir, deadUri);
+    browser = await launchBrowser(dir);
+  } catch (err) {
+    if (web) await web.stop();
+    removeTmpDir(dir);
+    throw err;
+  }
   env = {
     dir,
     deadUri,
@@ -36,7 +43,7 @@ after(async () => {
   if (!env) return;
   await env.browser.close();
   await env.web.stop();
-  if (!env.failed && !process.env.E2E_KEEP) fs.rmSync(env.dir, { recursive: true, force: true });
+  removeTmpDir(env.dir);
 });
 
 const errorShown = (page, ms) =>

@@ -8,10 +8,9 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const fs = require('node:fs');
 const path = require('node:path');
 const WebSocket = require('ws');
-const { setup, tmpDir, startWeb, withDiagnostics, waitFor, listPipelines, log, sleep } = require('../lib/env');
+const { setup, tmpDir, removeTmpDir, startWeb, withDiagnostics, waitFor, listPipelines, log, sleep } = require('../lib/env');
 const { assertVideoPlaying, pageState, sample, pageTimings, logTimings } = require('../lib/video');
 const { openPage, remoteStreamsCheck } = require('../lib/pages');
 const { makeClip, serveDir, fileUri } = require('../lib/media');
@@ -44,7 +43,7 @@ before(async () => {
 after(async () => {
   if (http) await http.close();
   if (env) await env.teardown();
-  if (media && env && !env.failed && !process.env.E2E_KEEP) fs.rmSync(media, { recursive: true, force: true });
+  removeTmpDir(media);
 });
 
 async function waitEvent(page, id, ms, count = 1) {
@@ -272,6 +271,6 @@ test('player: without --player-any-uri the app plays its sample clips and refuse
       await noPipelinesLeft(page);
     } finally {
       await web.stop();
-      if (!env.failed && !process.env.E2E_KEEP) fs.rmSync(dir, { recursive: true, force: true });
+      removeTmpDir(dir);
     }
   }));
