@@ -42,20 +42,10 @@ const fn b(
     }
 }
 
-const fn odd(
-    factory: &'static str,
-    property: &'static str,
-    min: f64,
-    max: f64,
-    why: &'static str,
-) -> Bound {
-    Bound {
-        factory,
-        property,
-        min,
-        max,
-        odd: true,
-        why,
+impl Bound {
+    /// The same bound, odd values only.
+    const fn odd_only(self) -> Bound {
+        Bound { odd: true, ..self }
     }
 }
 
@@ -77,7 +67,7 @@ pub const BOUNDS: &[Bound] = &[
         "other rates never finish a frame",
     ),
     b("smooth", "filter-size", 1.0, 15.0, STALLS),
-    odd("edgedetect", "aperture", 3.0, 7.0, ABORTS),
+    b("edgedetect", "aperture", 3.0, 7.0, ABORTS).odd_only(),
     b(
         "cvsmooth",
         "type",

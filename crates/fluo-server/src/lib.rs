@@ -9,6 +9,8 @@
 pub mod config;
 mod core_loop;
 mod host;
+#[cfg(any(test, feature = "test-support"))]
+pub mod log_capture;
 pub mod tls;
 mod ws;
 
@@ -162,30 +164,16 @@ mod tests {
     }
 
     use super::log_filter;
-    use std::sync::{Arc, Mutex};
 
     /// The lines logged through `log_filter(rust_log)` by `f`.
     fn logged(rust_log: Option<&str>, f: impl FnOnce()) -> String {
-        #[derive(Clone)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Buf(Arc::default());
-        let out = buf.0.clone();
+        let buf = super::log_capture::LogBuffer::default();
         let sub = tracing_subscriber::fmt()
             .with_env_filter(log_filter(rust_log))
-            .with_writer(move || buf.clone())
+            .with_writer(buf.clone())
             .finish();
         tracing::subscriber::with_default(sub, f);
-        let text = String::from_utf8_lossy(&out.lock().unwrap()).to_string();
-        text
+        buf.text()
     }
 
     #[test]

@@ -5,6 +5,7 @@
 #![allow(missing_docs)]
 
 mod browser;
+pub mod clips;
 pub mod live;
 pub mod skip;
 pub mod soak;

@@ -10,6 +10,22 @@ use tokio_tungstenite::tungstenite::Message;
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// A single-threaded runtime for a test's client side (the server has its own).
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Holds the tests of one test binary that encode or decode real video to one at a time, so
+/// that none starves the others of CPU on a small machine (their assertions include
+/// real-time figures): hold the guard for the whole test.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Starts Fluo on 127.0.0.1:0 with host candidates on `lo`; returns its port.
 pub fn start_server(session_grace: Duration) -> u16 {
     start_server_with(fluo_server::Config {
@@ -79,12 +95,19 @@ impl Client {
     /// Connects to `ws://127.0.0.1:{port}/kurento` and creates a pipeline with one
     /// WebRtcEndpoint: (client, pipeline, endpoint).
     pub async fn with_endpoint(port: u16) -> Result<(Client, String, String), String> {
-        let mut c = Client::connect(port).await?;
-        let pipe = c.create("MediaPipeline", json!({})).await?;
+        let (mut c, pipe) = Client::with_pipeline(port).await?;
         let ep = c
             .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
             .await?;
         Ok((c, pipe, ep))
+    }
+
+    /// Connects to `ws://127.0.0.1:{port}/kurento` and creates a pipeline: (client,
+    /// pipeline).
+    pub async fn with_pipeline(port: u16) -> Result<(Client, String), String> {
+        let mut c = Client::connect(port).await?;
+        let pipe = c.create("MediaPipeline", json!({})).await?;
+        Ok((c, pipe))
     }
 
     /// Connects to `ws://127.0.0.1:{port}/kurento`.

@@ -5,8 +5,9 @@
 //! (`lanes`). Before and after: RSS, file descriptors, threads, UDP sockets, GStreamer
 //! pipelines and elements, pipelines and sessions; then the CPU once everyone has left.
 
+use crate::clips::testsrc_vp8;
 use crate::live::{rpc, start_server, Ws};
-use crate::udp_peer::{ivf_frames, Peer};
+use crate::udp_peer::Peer;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -349,18 +350,7 @@ async fn cycle(
 
 /// VP8 frames of a 320x180 test pattern with a keyframe every 10 frames, made by ffmpeg.
 fn vp8_frames(dir: &Path) -> Vec<Vec<u8>> {
-    let ivf = dir.join("clip.ivf");
-    let st = std::process::Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc=size=320x180:rate=30")
-        .args(["-t", "2", "-c:v", "libvpx", "-g", "10", "-b:v", "300k"])
-        .arg(&ivf)
-        .status()
-        .expect("ffmpeg runs (a test dependency)");
-    assert!(st.success(), "ffmpeg made the soak's VP8 clip");
-    let frames = ivf_frames(&std::fs::read(&ivf).expect("the clip"));
-    assert!(!frames.is_empty(), "the clip has frames");
-    frames
+    testsrc_vp8(&dir.join("clip.ivf"), "320x180", 2, "300k", 10)
 }
 
 /// Runs `cycles` cycles, `lanes` at a time. The baseline is taken after a warm-up of at

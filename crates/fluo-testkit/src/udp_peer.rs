@@ -66,6 +66,41 @@ impl Peer {
         offer.to_sdp_string()
     }
 
+    /// Offers `dir` to a WebRtcEndpoint of `c` (processOffer) and applies its answer.
+    pub async fn negotiate(
+        &mut self,
+        c: &mut crate::live::Client,
+        endpoint: &str,
+        dir: Direction,
+    ) -> Result<(), String> {
+        let offer = self.offer(dir);
+        let answer = c
+            .invoke(
+                endpoint,
+                "processOffer",
+                serde_json::json!({"offer": offer}),
+            )
+            .await
+            .map_err(|e| format!("processOffer: {e}"))?;
+        self.try_accept(answer.as_str().ok_or("processOffer gave no SDP")?)
+    }
+
+    /// A publisher (`pub_cfg`) sending to `e_pub` and a viewer (`viewer_cfg`) receiving from
+    /// `e_view`, two WebRtcEndpoints of `c`, both negotiated.
+    pub async fn publisher_and_viewer(
+        c: &mut crate::live::Client,
+        e_pub: &str,
+        e_view: &str,
+        pub_cfg: RtcConfig,
+        viewer_cfg: RtcConfig,
+    ) -> Result<(Peer, Peer), String> {
+        let mut publisher = Peer::new(pub_cfg);
+        publisher.negotiate(c, e_pub, Direction::SendOnly).await?;
+        let mut viewer = Peer::new(viewer_cfg);
+        viewer.negotiate(c, e_view, Direction::RecvOnly).await?;
+        Ok((publisher, viewer))
+    }
+
     pub fn accept(&mut self, answer: &str) {
         if let Err(e) = self.try_accept(answer) {
             panic!("answer not accepted: {e}");
@@ -132,6 +167,36 @@ impl Peer {
                 Ok(Output::Timeout(_)) | Err(_) => break,
             }
         }
+    }
+}
+
+/// Paces a publisher's frames at 30 fps: the next frame (in a loop over `frames`) when one is
+/// due and the publisher is connected, else `None`; for [`Peer::drive`] called every few ms.
+#[derive(Debug)]
+pub struct Pacer {
+    next: Instant,
+    n: usize,
+}
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Pacer {
+            next: Instant::now(),
+            n: 0,
+        }
+    }
+}
+
+impl Pacer {
+    /// The frame to send now, if any.
+    pub fn frame<'a>(&mut self, connected: bool, frames: &'a [Vec<u8>]) -> Option<&'a [u8]> {
+        let now = Instant::now();
+        if !connected || now < self.next || frames.is_empty() {
+            return None;
+        }
+        self.next = now.max(self.next) + std::time::Duration::from_millis(33);
+        self.n += 1;
+        Some(frames[self.n % frames.len()].as_slice())
     }
 }
 

@@ -3,7 +3,7 @@
 //! at fault and the form it should have. Over a real WebSocket to a real server, so that
 //! every layer (str0m, GStreamer, Fluo's own parsers) is the one a client meets.
 use fluo_api::text::leaks;
-use fluo_testkit::live::{start_server, Client};
+use fluo_testkit::live::{rt, start_server, Client};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -40,22 +40,11 @@ fn error_of(r: Result<Value, Value>, what: &str) -> (i64, String) {
     (e["code"].as_i64().unwrap_or_default(), msg)
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 #[test]
 fn garbage_sdp_is_described_by_line_without_addresses() {
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c
-            .create("MediaPipeline", json!({}))
-            .await
-            .expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         for (sdp, want) in garbage() {
             let ep = c
                 .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
@@ -124,8 +113,7 @@ fn garbage_sdp_is_described_by_line_without_addresses() {
 fn other_bad_input_reaching_error_texts_leaks_nothing() {
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let ep = c
             .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
             .await

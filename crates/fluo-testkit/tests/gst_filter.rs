@@ -4,24 +4,17 @@
 //! network are refused (before any element exists: one that aborts the process in its
 //! constructor leaves the server up), and the operator's allow-list adds elements.
 
-use fluo_testkit::live::{start_server, start_server_with, Client};
+use fluo_testkit::clips::testsrc_vp8;
+use fluo_testkit::live::{rt, start_server, start_server_with, Client};
 use fluo_testkit::tmp;
-use fluo_testkit::udp_peer::{ivf_frames, Peer};
+use fluo_testkit::udp_peer::{Pacer, Peer};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use str0m::media::Direction;
 use str0m::RtcConfig;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// Writes VP8 frames as an IVF file.
 fn write_ivf(path: &Path, frames: &[Vec<u8>]) {
@@ -86,18 +79,8 @@ fn code(e: &Value) -> i64 {
 fn a_filter_changes_the_video_between_two_peers_and_takes_new_properties_while_it_flows() {
     let dir = tmp::dir("gst-filter-media");
     let ivf = dir.join("in.ivf");
-    let st = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc=size=640x360:rate=30")
-        .args([
-            "-t", "2", "-c:v", "libvpx", "-b:v", "800k", "-g", "30", "-f", "ivf",
-        ])
-        .arg(&ivf)
-        .status()
-        .expect("ffmpeg");
-    assert!(st.success());
+    let frames = testsrc_vp8(&ivf, "640x360", 2, "800k", 30);
     let source_chroma = mean(&chroma_per_frame(&ivf));
-    let frames = ivf_frames(&std::fs::read(&ivf).expect("ivf"));
     assert!(
         source_chroma > 20.0,
         "the test pattern is colourful: {source_chroma:.1}"
@@ -105,8 +88,7 @@ fn a_filter_changes_the_video_between_two_peers_and_takes_new_properties_while_i
 
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let p = json!({"mediaPipeline": pipe});
         let e_pub = c.create("WebRtcEndpoint", p.clone()).await.expect("ep");
         let e_view = c.create("WebRtcEndpoint", p.clone()).await.expect("ep");
@@ -119,19 +101,10 @@ fn a_filter_changes_the_video_between_two_peers_and_takes_new_properties_while_i
             .await
             .expect("GStreamerFilter");
         assert_eq!(c.invoke(&filter, "getCommand", json!({})).await, Ok(json!(cmd)));
-        let mut publisher = Peer::new(RtcConfig::new());
-        let mut viewer = Peer::new(RtcConfig::new());
-        for (peer, e, d) in [
-            (&mut publisher, &e_pub, Direction::SendOnly),
-            (&mut viewer, &e_view, Direction::RecvOnly),
-        ] {
-            let offer = peer.offer(d);
-            let answer = c
-                .invoke(e, "processOffer", json!({"offer": offer}))
+        let (mut publisher, mut viewer) =
+            Peer::publisher_and_viewer(&mut c, &e_pub, &e_view, RtcConfig::new(), RtcConfig::new())
                 .await
-                .expect("processOffer");
-            peer.accept(answer.as_str().expect("sdp"));
-        }
+                .expect("negotiated");
         c.invoke(&e_pub, "connect", json!({"sink": filter}))
             .await
             .expect("connect");
@@ -144,15 +117,10 @@ fn a_filter_changes_the_video_between_two_peers_and_takes_new_properties_while_i
             let (stop, got) = (stop.clone(), got.clone());
             std::thread::spawn(move || {
                 let t0 = Instant::now();
-                let (mut n, mut next) = (0usize, t0);
+                let mut pace = Pacer::default();
                 while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(30) {
                     let now = Instant::now();
-                    let due = publisher.connected && now >= next;
-                    if due {
-                        next = now.max(next) + Duration::from_millis(33);
-                        n += 1;
-                    }
-                    publisher.drive(due.then(|| frames[n % frames.len()].as_slice()));
+                    publisher.drive(pace.frame(publisher.connected, &frames));
                     viewer.drive(None);
                     let mut g = got.lock().unwrap();
                     g.extend(viewer.frames.drain(..).map(|(_, f)| (now, f)));
@@ -245,11 +213,7 @@ fn commands_that_reach_files_or_the_network_are_refused_and_an_allow_list_adds_e
     });
     rt().block_on(async {
         let try_create = |port: u16, command: &'static str| async move {
-            let mut c = Client::connect(port).await.expect("connect");
-            let pipe = c
-                .create("MediaPipeline", json!({}))
-                .await
-                .expect("pipeline");
+            let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
             c.create(
                 "GStreamerFilter",
                 json!({"mediaPipeline": pipe, "command": command}),
@@ -310,11 +274,7 @@ fn commands_that_reach_files_or_the_network_are_refused_and_an_allow_list_adds_e
         assert!(e.contains("fakesink"), "{e}");
         try_create(any, with_sink).await.expect("anything with *");
         // getCommand and setElementProperty checks on an element with an enum property.
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c
-            .create("MediaPipeline", json!({}))
-            .await
-            .expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let f = c
             .create(
                 "GStreamerFilter",
@@ -366,8 +326,7 @@ fn commands_and_properties_that_name_files_are_refused_and_the_server_stays_up()
     });
     let d = dir.display();
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         for (command, element, property) in [
             (
                 format!("queue2 temp-template={d}/XXXXXX temp-remove=false"),
@@ -469,8 +428,7 @@ fn commands_and_properties_that_name_files_are_refused_and_the_server_stays_up()
 fn values_that_crash_or_exhaust_the_server_are_refused_and_it_keeps_serving() {
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         for (command, element, property) in [
             ("videoconvert ! cvsobel x-order=0 y-order=0 ! videoconvert", "cvsobel", "--gst-filter-allow"),
             ("videoconvert ! edgedetect aperture=4 ! videoconvert", "edgedetect", "aperture"),
@@ -547,22 +505,10 @@ fn rss_mib() -> u64 {
 #[test]
 fn a_filter_that_grows_the_picture_beyond_the_bounds_raises_an_error_instead_of_allocating() {
     let dir = tmp::dir("gst-filter-grow");
-    let ivf = dir.join("in.ivf");
-    let st = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc=size=640x360:rate=30")
-        .args([
-            "-t", "2", "-c:v", "libvpx", "-b:v", "800k", "-g", "30", "-f", "ivf",
-        ])
-        .arg(&ivf)
-        .status()
-        .expect("ffmpeg");
-    assert!(st.success());
-    let frames = ivf_frames(&std::fs::read(&ivf).expect("ivf"));
+    let frames = testsrc_vp8(&dir.join("in.ivf"), "640x360", 2, "800k", 30);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let p = json!({"mediaPipeline": pipe});
         let e_pub = c.create("WebRtcEndpoint", p.clone()).await.expect("ep");
         let e_view = c.create("WebRtcEndpoint", p.clone()).await.expect("ep");
@@ -574,19 +520,10 @@ fn a_filter_that_grows_the_picture_beyond_the_bounds_raises_an_error_instead_of_
             .await
             .expect("videobox is allowed; its output size is known only at run time");
         c.subscribe(&filter, "Error").await.expect("subscribe");
-        let mut publisher = Peer::new(RtcConfig::new());
-        let mut viewer = Peer::new(RtcConfig::new());
-        for (peer, e, d) in [
-            (&mut publisher, &e_pub, Direction::SendOnly),
-            (&mut viewer, &e_view, Direction::RecvOnly),
-        ] {
-            let offer = peer.offer(d);
-            let answer = c
-                .invoke(e, "processOffer", json!({"offer": offer}))
+        let (mut publisher, mut viewer) =
+            Peer::publisher_and_viewer(&mut c, &e_pub, &e_view, RtcConfig::new(), RtcConfig::new())
                 .await
-                .expect("processOffer");
-            peer.accept(answer.as_str().expect("sdp"));
-        }
+                .expect("negotiated");
         c.invoke(&e_pub, "connect", json!({"sink": filter}))
             .await
             .expect("connect");
@@ -600,15 +537,9 @@ fn a_filter_that_grows_the_picture_beyond_the_bounds_raises_an_error_instead_of_
             let (stop, peak) = (stop.clone(), peak.clone());
             std::thread::spawn(move || {
                 let t0 = Instant::now();
-                let (mut n, mut next) = (0usize, t0);
+                let mut pace = Pacer::default();
                 while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(30) {
-                    let now = Instant::now();
-                    let due = publisher.connected && now >= next;
-                    if due {
-                        next = now.max(next) + Duration::from_millis(33);
-                        n += 1;
-                    }
-                    publisher.drive(due.then(|| frames[n % frames.len()].as_slice()));
+                    publisher.drive(pace.frame(publisher.connected, &frames));
                     viewer.drive(None);
                     let mut p = peak.lock().unwrap();
                     *p = (*p).max(rss_mib());
@@ -638,43 +569,15 @@ fn a_filter_that_grows_the_picture_beyond_the_bounds_raises_an_error_instead_of_
     });
 }
 
-/// The server's log at fluo's default level, captured from here on (this test binary's only
-/// subscriber).
-fn capture_log() -> Arc<Mutex<Vec<u8>>> {
-    #[derive(Clone)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf(Default::default());
-    let out = buf.0.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(fluo_server::log_filter(None))
-        .with_ansi(false)
-        .with_writer(move || buf.clone())
-        .init();
-    out
-}
-
 /// A long command (an overlay text of 200 000 characters) is logged at create in a line of
 /// at most a few hundred characters, not in full.
 #[test]
 fn a_long_command_is_logged_shortened() {
-    let log = capture_log();
+    let log = fluo_server::log_capture::capture_operator_log();
     let port = start_server(Duration::from_secs(30));
     let text = "x".repeat(200_000);
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c
-            .create("MediaPipeline", json!({}))
-            .await
-            .expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         c.create(
             "GStreamerFilter",
             json!({"mediaPipeline": pipe, "command": format!("textoverlay text={text}")}),
@@ -682,7 +585,7 @@ fn a_long_command_is_logged_shortened() {
         .await
         .expect("a long text is allowed");
     });
-    let log = String::from_utf8_lossy(&log.lock().unwrap()).to_string();
+    let log = log.text();
     let line = log
         .lines()
         .find(|l| l.contains("GStreamerFilter created"))

@@ -2,10 +2,10 @@
 //! binary of its own: it counts this process's threads, the server's included). Issue 14's
 //! review saw `identity sleep-time=4294967295` add 5 threads per cycle that never ended.
 
-use fluo_testkit::live::{start_server, Client};
-use fluo_testkit::udp_peer::{ivf_frames, Peer};
+use fluo_testkit::clips::testsrc_vp8;
+use fluo_testkit::live::{rt, start_server, Client};
+use fluo_testkit::udp_peer::{Pacer, Peer};
 use serde_json::json;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,54 +53,27 @@ async fn cycle(c: &mut Client, pipe: &str, e_pub: &str, command: &str) -> Result
 #[test]
 fn filter_create_release_cycles_with_media_return_to_the_thread_baseline() {
     let dir = fluo_testkit::tmp::dir("gst-filter-threads");
-    let ivf = dir.join("in.ivf");
-    let st = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc=size=320x240:rate=30")
-        .args([
-            "-t", "2", "-c:v", "libvpx", "-b:v", "400k", "-g", "30", "-f", "ivf",
-        ])
-        .arg(&ivf)
-        .status()
-        .expect("ffmpeg");
-    assert!(st.success());
-    let frames = ivf_frames(&std::fs::read(&ivf).expect("ivf"));
+    let frames = testsrc_vp8(&dir.join("in.ivf"), "320x240", 2, "400k", 30);
     let port = start_server(Duration::from_secs(30));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c
-            .create("MediaPipeline", json!({}))
-            .await
-            .expect("pipeline");
+    rt().block_on(async {
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let e_pub = c
             .create("WebRtcEndpoint", json!({"mediaPipeline": pipe}))
             .await
             .expect("ep");
         let mut publisher = Peer::new(RtcConfig::new());
-        let offer = publisher.offer(Direction::SendOnly);
-        let answer = c
-            .invoke(&e_pub, "processOffer", json!({"offer": offer}))
+        publisher
+            .negotiate(&mut c, &e_pub, Direction::SendOnly)
             .await
-            .expect("processOffer");
-        publisher.accept(answer.as_str().expect("sdp"));
+            .expect("negotiated");
         let stop = Arc::new(AtomicBool::new(false));
         let driver = {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let t0 = Instant::now();
-                let (mut n, mut next) = (0usize, t0);
+                let mut pace = Pacer::default();
                 while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(120) {
-                    let now = Instant::now();
-                    let due = publisher.connected && now >= next;
-                    if due {
-                        next = now.max(next) + Duration::from_millis(33);
-                        n += 1;
-                    }
-                    publisher.drive(due.then(|| frames[n % frames.len()].as_slice()));
+                    publisher.drive(pace.frame(publisher.connected, &frames));
                     std::thread::sleep(Duration::from_millis(2));
                 }
             })

@@ -4,40 +4,13 @@
 //! Fixtures are generated with ffmpeg into a temporary folder; results are checked with
 //! ffprobe (both are test dependencies that `make test` installs).
 
-use fluo_testkit::live::{start_server, Client};
+use fluo_testkit::clips::{av_clip, testsrc_vp8};
+use fluo_testkit::live::{rt, serial, start_server, Client};
 use fluo_testkit::tmp;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A 640x360 30 fps test pattern with a 440 Hz tone, `secs` long, VP8 + Opus in WebM (or
-/// H.264 + AAC in MP4 when the name ends in .mp4).
-fn clip(dir: &Path, name: &str, secs: u32) -> PathBuf {
-    let out = dir.join(name);
-    let codecs: &[&str] = if name.ends_with(".mp4") {
-        &["-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac"]
-    } else {
-        &["-c:v", "libvpx", "-b:v", "1M", "-c:a", "libopus"]
-    };
-    let st = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc=size=640x360:rate=30")
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440",
-            "-t",
-            &secs.to_string(),
-        ])
-        .args(codecs)
-        .arg(&out)
-        .status()
-        .expect("ffmpeg runs (a test dependency)");
-    assert!(st.success(), "ffmpeg made {name}");
-    out
-}
 
 /// (codec names of the streams, duration in seconds) as ffprobe reads them.
 fn probe(file: &Path) -> (Vec<String>, f64) {
@@ -93,29 +66,14 @@ fn decoded_frames(file: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// These tests encode and decode real video: run one at a time so that none starves the
-/// others of CPU on a small machine (their assertions include real-time figures).
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 #[test]
 fn a_player_feeds_recorders_in_every_profile_and_mp4_gets_a_transcoder() {
     let _serial = serial();
     let dir = tmp::dir("gst-profiles");
-    let input = clip(&dir, "in.webm", 4);
+    let input = av_clip(&dir, "in.webm", 4);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let player = c
             .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", input.display())}))
             .await
@@ -199,12 +157,7 @@ async fn transcode_between_peers(
     use fluo_testkit::udp_peer::Peer;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
-    use str0m::media::Direction;
-    let mut c = Client::connect(port).await.expect("connect");
-    let pipe = c
-        .create("MediaPipeline", json!({}))
-        .await
-        .expect("pipeline");
+    let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
     let params = json!({"mediaPipeline": pipe});
     let e_pub = c
         .create("WebRtcEndpoint", params.clone())
@@ -214,20 +167,11 @@ async fn transcode_between_peers(
     c.subscribe(&e_pub, "MediaTranscodingStateChanged")
         .await
         .expect("sub");
-    let mut publisher = Peer::new(pub_cfg);
-    publisher.send_codec = send;
-    let mut viewer = Peer::new(viewer_cfg);
-    for (peer, e, d) in [
-        (&mut publisher, &e_pub, Direction::SendOnly),
-        (&mut viewer, &e_view, Direction::RecvOnly),
-    ] {
-        let offer = peer.offer(d);
-        let answer = c
-            .invoke(e, "processOffer", json!({"offer": offer}))
+    let (mut publisher, mut viewer) =
+        Peer::publisher_and_viewer(&mut c, &e_pub, &e_view, pub_cfg, viewer_cfg)
             .await
-            .expect("processOffer");
-        peer.accept(answer.as_str().expect("sdp"));
-    }
+            .expect("negotiated");
+    publisher.send_codec = send;
     c.invoke(&e_pub, "connect", json!({"sink": e_view}))
         .await
         .expect("connect");
@@ -316,25 +260,7 @@ async fn viewer_leaves_and_transcoder_goes(c: &mut Client, e_pub: &str, e_view: 
 fn a_vp8_publisher_reaches_an_h264_only_viewer_through_a_transcoder_that_goes_when_it_leaves() {
     let _serial = serial();
     let dir = tmp::dir("gst-transcode");
-    let ivf = dir.join("in.ivf");
-    let st = Command::new("ffmpeg")
-        .args([
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=640x360:rate=30",
-            "-t",
-            "2",
-        ])
-        .args(["-c:v", "libvpx", "-b:v", "800k", "-g", "30", "-f", "ivf"])
-        .arg(&ivf)
-        .status()
-        .expect("ffmpeg");
-    assert!(st.success());
-    let frames = fluo_testkit::udp_peer::ivf_frames(&std::fs::read(&ivf).expect("ivf"));
+    let frames = testsrc_vp8(&dir.join("in.ivf"), "640x360", 2, "800k", 30);
     assert!(frames.len() >= 60, "{} VP8 frames", frames.len());
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
@@ -469,11 +395,10 @@ fn free_udp_port() -> u16 {
 fn rtp_endpoints_interoperate_with_gst_launch_and_ffmpeg_both_ways() {
     let _serial = serial();
     let dir = tmp::dir("gst-rtp");
-    let input = clip(&dir, "in.webm", 10);
+    let input = av_clip(&dir, "in.webm", 10);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let pp = json!({"mediaPipeline": pipe});
 
         // 1. gst-launch and ffmpeg send VP8 to two RtpEndpoints; recorders keep what arrives.
@@ -574,7 +499,7 @@ fn rtp_endpoints_interoperate_with_gst_launch_and_ffmpeg_both_ways() {
 fn sdes_srtp_rtp_endpoints_decrypt_gst_launch_and_talk_to_each_other() {
     let _serial = serial();
     let dir = tmp::dir("gst-srtp");
-    let input = clip(&dir, "in.webm", 10);
+    let input = av_clip(&dir, "in.webm", 10);
     let port = start_server(Duration::from_secs(30));
     let key: Vec<u8> = (0..30u8)
         .map(|i| i.wrapping_mul(7).wrapping_add(3))
@@ -599,8 +524,7 @@ fn sdes_srtp_rtp_endpoints_decrypt_gst_launch_and_talk_to_each_other() {
         s
     };
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let sdes = json!({"mediaPipeline": pipe, "crypto": {"crypto": "AES_128_CM_HMAC_SHA1_80", "keyBase64": b64(&[9u8; 30])}});
 
         // gst-launch encrypts with the key its SDP announced (and a second sender with a
@@ -717,15 +641,14 @@ fn http_server(file: PathBuf) -> u16 {
 fn players_take_files_http_and_mp4_seek_and_report_bad_sources() {
     let _serial = serial();
     let dir = tmp::dir("gst-player");
-    let webm = clip(&dir, "in.webm", 4);
-    let mp4 = clip(&dir, "in.mp4", 4);
+    let webm = av_clip(&dir, "in.webm", 4);
+    let mp4 = av_clip(&dir, "in.mp4", 4);
     let text = dir.join("not-media.webm");
     std::fs::write(&text, "this is not a video").expect("write");
     let web = http_server(webm.clone());
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         // Bad URIs are refused at once.
         for bad in ["relative.webm", "file://x/y.webm", "file:///tmp/../etc/passwd", "ftp://host/x.webm"] {
             let r = c
@@ -838,8 +761,7 @@ fn a_player_plays_an_rtsp_stream() {
     let dir = tmp::dir("gst-rtsp");
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let p = c
             .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("rtsp://127.0.0.1:{rtsp_port}/test"), "networkCache": 200}))
             .await
@@ -872,11 +794,10 @@ fn a_player_plays_an_rtsp_stream() {
 fn legacy_codecs_h263_amr_speex_cross_rtp_endpoints_through_transcoders() {
     let _serial = serial();
     let dir = tmp::dir("gst-legacy");
-    let input = clip(&dir, "in.webm", 20);
+    let input = av_clip(&dir, "in.webm", 20);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let pp = json!({"mediaPipeline": pipe});
         // gst-launch sends H.263+ video with AMR or Speex audio; a WebM recorder needs VP8 and
         // Opus, so the router transcodes both.
@@ -1074,14 +995,13 @@ fn upload_server(dir: PathBuf) -> u16 {
 fn recorders_upload_to_http_and_players_read_mkv() {
     let _serial = serial();
     let dir = tmp::dir("gst-upload");
-    let mkv = clip(&dir, "in.mkv", 4);
+    let mkv = av_clip(&dir, "in.mkv", 4);
     let received = dir.join("received");
     std::fs::create_dir_all(&received).expect("dir");
     let up = upload_server(received.clone());
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let p = c
             .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", mkv.display())}))
             .await
@@ -1135,7 +1055,6 @@ fn a_publisher_switching_codecs_gets_its_transcoder_undone_and_redone_never_chai
     let _serial = serial();
     use fluo_testkit::udp_peer::{h264_access_units, ivf_frames, Peer};
     use str0m::format::Codec;
-    use str0m::media::Direction;
     let dir = tmp::dir("gst-switch");
     let ivf = dir.join("in.ivf");
     let annexb = dir.join("in.h264");
@@ -1180,21 +1099,22 @@ fn a_publisher_switching_codecs_gets_its_transcoder_undone_and_redone_never_chai
     let h264 = h264_access_units(&std::fs::read(&annexb).expect("h264"));
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let pp = json!({"mediaPipeline": pipe});
         let e_pub = c.create("WebRtcEndpoint", pp.clone()).await.expect("endpoint");
         let e_view = c.create("WebRtcEndpoint", pp).await.expect("endpoint");
         c.subscribe(&e_pub, "MediaTranscodingStateChanged").await.expect("sub");
         // The publisher negotiates VP8 and H.264; the viewer only H.264.
-        let mut publisher = Peer::new(str0m::RtcConfig::new().clear_codecs().enable_vp8(true).enable_h264(true));
-        let mut viewer = Peer::new(str0m::RtcConfig::new().clear_codecs().enable_h264(true));
+        let (mut publisher, mut viewer) = Peer::publisher_and_viewer(
+            &mut c,
+            &e_pub,
+            &e_view,
+            str0m::RtcConfig::new().clear_codecs().enable_vp8(true).enable_h264(true),
+            str0m::RtcConfig::new().clear_codecs().enable_h264(true),
+        )
+        .await
+        .expect("negotiated");
         viewer.keep_frames = false;
-        for (peer, e, d) in [(&mut publisher, &e_pub, Direction::SendOnly), (&mut viewer, &e_view, Direction::RecvOnly)] {
-            let offer = peer.offer(d);
-            let answer = c.invoke(e, "processOffer", json!({"offer": offer})).await.expect("processOffer");
-            peer.accept(answer.as_str().expect("sdp"));
-        }
         c.invoke(&e_pub, "connect", json!({"sink": e_view})).await.expect("connect");
         // VP8 (3 s), H.264 (1.5 s), VP8 again (2.5 s).
         let driver = std::thread::spawn(move || {
@@ -1254,14 +1174,10 @@ fn latencies(stats: &Value) -> Vec<(String, String, String, f64)> {
 fn stats_of_players_filters_recorders_and_pass_throughs_follow_latency_stats() {
     let _serial = serial();
     let dir = tmp::dir("gst-stats");
-    let input = clip(&dir, "in.webm", 6);
+    let input = av_clip(&dir, "in.webm", 6);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c
-            .create("MediaPipeline", json!({}))
-            .await
-            .expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let pp = json!({"mediaPipeline": pipe});
         let player = c
             .create(
@@ -1393,11 +1309,10 @@ async fn finish(child: &mut std::process::Child, limit: Duration) {
 fn rtp_endpoint_stats_and_media_state_follow_rtcp_with_gst_launch_rtpbin() {
     let _serial = serial();
     let dir = tmp::dir("gst-rtp-stats");
-    let input = clip(&dir, "in.webm", 8);
+    let input = av_clip(&dir, "in.webm", 8);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let pp = json!({"mediaPipeline": pipe});
         c.invoke(&pipe, "setLatencyStats", json!({"latencyStats": true})).await.expect("latencyStats");
 

@@ -2,19 +2,12 @@
 //! externalIPv4 decide where its sockets are bound and what its SDP says; useIpv6 carries
 //! media over ::1 to and from gst-launch-1.0.
 
-use fluo_testkit::live::{start_server_with, Client};
+use fluo_testkit::live::{rt, start_server_with, Client};
 use fluo_testkit::tmp;
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// A server with media on `lo`, in `ports` (min, max), announcing `external` for IPv4.
 fn server(ports: Option<(u16, u16)>, external: Option<Ipv4Addr>) -> u16 {
@@ -101,11 +94,7 @@ fn rtp_endpoints_bind_in_the_port_range_on_the_interfaces_and_announce_external_
     let port = server(Some((min, max)), None);
     let external = server(None, Some(Ipv4Addr::new(198, 51, 100, 7)));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c
-            .create("MediaPipeline", json!({}))
-            .await
-            .expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let pp = json!({"mediaPipeline": pipe});
         // The remote is elsewhere; the address announced is lo's, as configured.
         let media =
@@ -230,8 +219,7 @@ fn use_ipv6_carries_media_over_ipv6_to_and_from_gst_launch() {
     let dir = tmp::dir("rtp-net-ipv6");
     let port = server(None, None);
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let v6 = json!({"mediaPipeline": pipe, "useIpv6": true});
         let video = "m=video 9 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
 

@@ -3,7 +3,8 @@
 //! with setVideoFormat / setAudioFormat (checked in the recorded files), and the GStreamer
 //! DOT graphs of a pipeline (parsed by graphviz) and where dumpGstreamerDot writes them.
 
-use fluo_testkit::live::{start_server, Client};
+use fluo_testkit::clips::av_clip;
+use fluo_testkit::live::{rt, serial, start_server, Client};
 use fluo_testkit::tmp;
 use serde_json::{json, Value};
 use std::net::UdpSocket;
@@ -12,19 +13,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-/// These tests encode real video and measure rates: one at a time.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// A 320x240 30 fps clip of moving noise (nothing an encoder can squeeze below its target)
 /// with a tone, VP8 + Opus in WebM.
@@ -238,6 +226,27 @@ async fn to_meter(c: &mut Client, pipe: &str, meter: &Meter, rtpmap: &str) -> St
     rtp
 }
 
+/// `set{setting}` (EncoderBitrate, MaxEncoderBitrate...) of `object` to `value`.
+async fn set_bitrate(c: &mut Client, object: &str, setting: &str, value: i64) {
+    let prop = format!("{}{}", setting[..1].to_lowercase(), &setting[1..]);
+    c.invoke(
+        object,
+        &format!("set{setting}"),
+        json!({ prop.as_str(): value }),
+    )
+    .await
+    .expect("set bitrate");
+}
+
+/// Releases `objects`, in that order.
+async fn release(c: &mut Client, objects: &[&str]) {
+    for o in objects {
+        c.request("release", json!({ "object": o }))
+            .await
+            .expect("release");
+    }
+}
+
 #[test]
 fn a_player_encodes_within_its_bitrate_bounds() {
     let _serial = serial();
@@ -245,11 +254,7 @@ fn a_player_encodes_within_its_bitrate_bounds() {
     let clip = noisy_clip(&dir, 12);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c
-            .create("MediaPipeline", json!({}))
-            .await
-            .expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let mut rates = vec![];
         for (setting, value) in [("MaxEncoderBitrate", 150_000), ("EncoderBitrate", 600_000)] {
             let meter = Meter::new();
@@ -261,14 +266,7 @@ fn a_player_encodes_within_its_bitrate_bounds() {
                 )
                 .await
                 .expect("player");
-            let prop = format!("{}{}", setting[..1].to_lowercase(), &setting[1..]);
-            c.invoke(
-                &player,
-                &format!("set{setting}"),
-                json!({ prop.as_str(): value }),
-            )
-            .await
-            .expect("set bitrate");
+            set_bitrate(&mut c, &player, setting, value).await;
             assert_eq!(
                 c.invoke(&player, &format!("get{setting}"), json!({})).await,
                 Ok(json!(value))
@@ -288,12 +286,7 @@ fn a_player_encodes_within_its_bitrate_bounds() {
                 bps / 1000.0
             );
             rates.push(bps);
-            c.request("release", json!({"object": player}))
-                .await
-                .expect("release");
-            c.request("release", json!({"object": sink}))
-                .await
-                .expect("release");
+            release(&mut c, &[&player, &sink]).await;
         }
         // Within the maximum (RTP headers included); at the target when only that is set.
         assert!(
@@ -315,11 +308,7 @@ fn a_transcoder_encodes_within_its_source_bitrate_bounds() {
     let _serial = serial();
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c
-            .create("MediaPipeline", json!({}))
-            .await
-            .expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let mut rates = vec![];
         for (setting, value) in [("MaxEncoderBitrate", 200_000), ("EncoderBitrate", 800_000)] {
             let meter = Meter::new();
@@ -329,14 +318,7 @@ fn a_transcoder_encodes_within_its_source_bitrate_bounds() {
             c.subscribe(&src, "MediaTranscodingStateChanged")
                 .await
                 .expect("subscribe");
-            let prop = format!("{}{}", setting[..1].to_lowercase(), &setting[1..]);
-            c.invoke(
-                &src,
-                &format!("set{setting}"),
-                json!({ prop.as_str(): value }),
-            )
-            .await
-            .expect("set bitrate");
+            set_bitrate(&mut c, &src, setting, value).await;
             c.invoke(&src, "connect", json!({"sink": sink, "mediaType": "VIDEO"}))
                 .await
                 .expect("connect");
@@ -354,12 +336,7 @@ fn a_transcoder_encodes_within_its_source_bitrate_bounds() {
             rates.push(bps);
             let _ = sender.kill();
             let _ = sender.wait();
-            c.request("release", json!({"object": src}))
-                .await
-                .expect("release");
-            c.request("release", json!({"object": sink}))
-                .await
-                .expect("release");
+            release(&mut c, &[&src, &sink]).await;
         }
         assert!(
             rates[0] > 60_000.0 && rates[0] < 200_000.0 * 1.25,
@@ -373,28 +350,6 @@ fn a_transcoder_encodes_within_its_source_bitrate_bounds() {
             .await
             .expect("release");
     });
-}
-
-/// A 640x360 30 fps test pattern with a tone, `secs` long, VP8 + Opus in WebM.
-fn clip(dir: &Path, secs: u32) -> PathBuf {
-    let out = dir.join("clip.webm");
-    let st = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc=size=640x360:rate=30")
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440",
-            "-t",
-            &secs.to_string(),
-        ])
-        .args(["-c:v", "libvpx", "-b:v", "1M", "-c:a", "libopus"])
-        .arg(&out)
-        .status()
-        .expect("ffmpeg runs");
-    assert!(st.success(), "ffmpeg made the clip");
-    out
 }
 
 /// Bits per second of a file's audio stream (its packets over its duration).
@@ -442,14 +397,10 @@ async fn mkv_recorder(c: &mut Client, pipe: &str, file: &Path) -> String {
 fn forced_formats_reach_the_recorded_files() {
     let _serial = serial();
     let dir = tmp::dir("gst-settings-formats");
-    let input = clip(&dir, 6);
+    let input = av_clip(&dir, "clip.webm", 6);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c
-            .create("MediaPipeline", json!({}))
-            .await
-            .expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         // 1. Players as they are, and with H.264 at 10 fps and Opus at 16 kbps forced: the
         //    player encodes so itself (no transcoder).
         let mut files = vec![];
@@ -633,13 +584,12 @@ fn dot_files(dir: &Path) -> Vec<PathBuf> {
 fn dot_graphs_show_the_gstreamer_pipelines_and_dumps_go_only_to_the_dump_dir() {
     let _serial = serial();
     let dir = tmp::dir("gst-settings-dot");
-    let input = clip(&dir, 8);
+    let input = av_clip(&dir, "clip.webm", 8);
     let dumps = dir.join("dumps");
     std::fs::create_dir_all(&dumps).expect("dump dir");
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let player = c
             .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", input.display())}))
             .await

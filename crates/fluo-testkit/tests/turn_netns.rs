@@ -278,36 +278,6 @@ fn missing_prerequisite() -> Option<String> {
     sh(&["ip", "netns", "list"]).err()
 }
 
-/// The server's log as an operator gets it (fluo's default filter), captured from here on.
-fn capture_log() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
-    #[derive(Clone)]
-    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf(Default::default());
-    let out = buf.0.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(fluo_server::log_filter(None))
-        .with_ansi(false)
-        .with_writer(move || buf.clone())
-        .init();
-    out
-}
-
-fn log_lines(log: &std::sync::Mutex<Vec<u8>>) -> Vec<String> {
-    String::from_utf8_lossy(&log.lock().unwrap())
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
 fn candidates(sdp: &str) -> Vec<String> {
     sdp.lines()
         .filter(|l| l.starts_with("a=candidate"))
@@ -325,7 +295,7 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
         return;
     }
     let net = Net::setup().expect("namespaces and coturn");
-    let log = capture_log();
+    let log = fluo_server::log_capture::capture_operator_log();
     let turn = |creds: &str, host: &str| {
         fluo_rtc::TurnUrl::parse(&format!("{creds}@{host}:3478")).expect("a turn URL")
     };
@@ -356,7 +326,7 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
             ("udp", true, false),
             ("udp", false, true),
         ] {
-            let logged = log_lines(&log).len();
+            let logged = log.lines().len();
             let text = format!("fluo:secret@{}:3478?transport={transport}", net.ip(1, 2));
             let url = fluo_rtc::TurnUrl::parse(&text).expect("a turn URL");
             let port = server((!per_endpoint).then_some(url));
@@ -424,7 +394,7 @@ fn coturn_relays_media_over_udp_and_tcp_and_stun_through_a_nat_gives_a_reflexive
             assert!(pair.to_string().contains(&relay_ip), "{pair}");
             // What an operator reads at the default level: the start, the allocation, not a
             // line per packet or per poll of the TURN client.
-            let lines = log_lines(&log)[logged..].to_vec();
+            let lines = log.lines()[logged..].to_vec();
             println!("TURN over {transport}: {} log lines for the server and its call:\n{}", lines.len(), lines.join("\n"));
             assert!(lines.len() <= 30, "{} log lines at the default level", lines.len());
         }

@@ -4,7 +4,7 @@
 //! clear Error event; an upload that is redirected does not follow either; entries match at
 //! path-segment boundaries. Without a list, redirects are followed as in KMS.
 
-use fluo_testkit::live::{start_server, start_server_with, Client};
+use fluo_testkit::live::{rt, start_server, start_server_with, Client};
 use fluo_testkit::tmp;
 use serde_json::json;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,13 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// A 2 s VP8 + Opus WebM test pattern.
 fn clip(dir: &Path) -> PathBuf {
@@ -138,8 +131,7 @@ fn with_an_allow_list_players_and_recorders_open_no_uri_outside_it() {
         ..Default::default()
     });
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let e = c
             .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("{base}/allowed-private/clip.webm")}))
             .await
@@ -218,8 +210,7 @@ fn without_an_allow_list_redirects_are_followed_as_in_kms() {
     let (web, log) = http_server(clip);
     let port = start_server(Duration::from_secs(30));
     rt().block_on(async {
-        let mut c = Client::connect(port).await.expect("connect");
-        let pipe = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let p = c
             .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("http://127.0.0.1:{web}/allowed/redirect.webm")}))
             .await
