@@ -16,8 +16,9 @@ pub trait PipelineDot: Send + Sync {
 
     /// Writes `dot` where GStreamer writes its graphs (`GST_DEBUG_DUMP_DOT_DIR`) under a
     /// file name made from `name`; returns the file written, or `None` when that directory
-    /// is not configured (nothing is written, as with GStreamer).
-    fn dump(&self, name: &str, dot: &str) -> Result<Option<String>, String>;
+    /// is not configured (nothing is written, as with GStreamer). The error is the client's
+    /// answer (a file that cannot be written, the bound on dumps reached).
+    fn dump(&self, name: &str, dot: &str) -> Result<Option<String>, KurentoError>;
 }
 
 /// `digraph` text `g` as cluster number `n` of another graph.
@@ -89,10 +90,7 @@ impl Engine {
                 tracing::debug!(%id, "dumpGstreamerDot: GST_DEBUG_DUMP_DOT_DIR is not set, nothing written");
                 Ok(Value::Null)
             }
-            Err(e) => Err(KurentoError::new(
-                fluo_api::ErrorCode::UnexpectedError,
-                format!("The DOT graph could not be written: {e}"),
-            )),
+            Err(e) => Err(e),
         }
     }
 }

@@ -167,7 +167,7 @@ impl PipelineDot for FakeDot {
             .collect()
     }
 
-    fn dump(&self, name: &str, dot: &str) -> Result<Option<String>, String> {
+    fn dump(&self, name: &str, dot: &str) -> Result<Option<String>, fluo_api::KurentoError> {
         self.dumped
             .lock()
             .unwrap()

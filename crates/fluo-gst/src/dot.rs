@@ -2,10 +2,11 @@
 //! GStreamer draws them, and graphs written where GStreamer writes its own.
 
 use crate::live;
+use fluo_api::{ErrorCode, KurentoError};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Draws the pipelines of elements for the engine (see [`fluo_core::PipelineDot`]).
 #[derive(Debug, Default, Clone, Copy)]
@@ -172,7 +173,7 @@ impl fluo_core::PipelineDot for GstDot {
             .collect()
     }
 
-    fn dump(&self, name: &str, dot: &str) -> Result<Option<String>, String> {
+    fn dump(&self, name: &str, dot: &str) -> Result<Option<String>, KurentoError> {
         let Some(dir) = dump_dir() else {
             return Ok(None);
         };
@@ -189,21 +190,144 @@ impl fluo_core::PipelineDot for GstDot {
             ns % 1_000_000_000,
             file_name(name)
         );
-        let path = dir.join(file);
+        let mut written = WRITTEN.lock().unwrap_or_else(|p| p.into_inner());
+        written.write(&dir.join(file), dot, DUMP_BOUND).map(Some)
+    }
+}
+
+/// How many DOT files, and how many bytes in all, dumpGstreamerDot keeps in
+/// `GST_DEBUG_DUMP_DOT_DIR` at most: a client that calls it in a loop cannot fill the
+/// operator's disk. Files the operator removed no longer count.
+pub const DUMP_BOUND: DumpBound = DumpBound {
+    files: 100,
+    bytes: 64 << 20,
+};
+
+/// See [`DUMP_BOUND`].
+#[derive(Debug, Clone, Copy)]
+pub struct DumpBound {
+    /// Files.
+    pub files: usize,
+    /// Bytes, all files together.
+    pub bytes: u64,
+}
+
+/// The DOT files this process wrote: (path, size).
+static WRITTEN: std::sync::Mutex<Dumps> = std::sync::Mutex::new(Dumps(Vec::new()));
+
+struct Dumps(Vec<(PathBuf, u64)>);
+
+impl Dumps {
+    /// Writes `dot` to the new file `path` unless that would pass `bound` (counting the
+    /// files written before that are still there); returns the path written.
+    fn write(&mut self, path: &Path, dot: &str, bound: DumpBound) -> Result<String, KurentoError> {
+        self.0.retain(|(p, _)| p.symlink_metadata().is_ok());
+        let bytes: u64 = self.0.iter().map(|(_, n)| n).sum();
+        let size = dot.len() as u64;
+        if self.0.len() >= bound.files || bytes + size > bound.bytes {
+            return Err(KurentoError::new(
+                ErrorCode::NotEnoughResources,
+                format!(
+                    "dumpGstreamerDot: the DOT files written to GST_DEBUG_DUMP_DOT_DIR reached \
+                     their bound ({} files, {} MiB in all; this one has {} bytes): remove some \
+                     to write more",
+                    bound.files,
+                    bound.bytes >> 20,
+                    size
+                ),
+            ));
+        }
+        let io = |e: std::io::Error| {
+            KurentoError::new(
+                ErrorCode::UnexpectedError,
+                format!(
+                    "The DOT graph could not be written: {}: {e}",
+                    path.display()
+                ),
+            )
+        };
         // A new file only: never through a link or over a file someone left there.
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        f.write_all(dot.as_bytes())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Some(path.display().to_string()))
+            .open(path)
+            .map_err(io)?;
+        self.0.push((path.to_path_buf(), size));
+        f.write_all(dot.as_bytes()).map_err(io)?;
+        Ok(path.display().to_string())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dumps_stop_at_their_bound_with_a_clear_error_until_files_are_removed() {
+        let tmp = tempfile::Builder::new()
+            .prefix("fluo-dot-bound-")
+            .tempdir()
+            .expect("temp dir");
+        let dir = tmp.path();
+        let count = || dir.read_dir().map(|d| d.count()).unwrap_or(0);
+        let bound = super::DumpBound {
+            files: 3,
+            bytes: 100,
+        };
+        let mut dumps = super::Dumps(vec![]);
+        for i in 0..3 {
+            let p = dir.join(format!("{i}.dot"));
+            let written = dumps
+                .write(&p, "digraph {}", bound)
+                .expect("under the bound");
+            assert_eq!(written, p.display().to_string());
+            assert_eq!(
+                std::fs::read_to_string(&p).ok().as_deref(),
+                Some("digraph {}")
+            );
+        }
+        // A fourth file would pass the count: a clear error, nothing written.
+        let e = dumps
+            .write(&dir.join("3.dot"), "digraph {}", bound)
+            .expect_err("past the bound");
+        assert_eq!(e.code.code(), 40009, "{e:?}");
+        assert!(
+            e.message.contains("GST_DEBUG_DUMP_DOT_DIR")
+                && e.message.contains("3 files")
+                && e.message.contains("remove some"),
+            "{}",
+            e.message
+        );
+        assert!(!fluo_api::text::leaks(&e.message), "{}", e.message);
+        assert_eq!(count(), 3);
+        // A file the operator removed no longer counts.
+        std::fs::remove_file(dir.join("0.dot")).expect("remove");
+        dumps
+            .write(&dir.join("3.dot"), "digraph {}", bound)
+            .expect("room again");
+        assert_eq!(count(), 3);
+        // The byte bound: two files of 10 bytes are there, 81 more would pass 100, 80 reach it.
+        std::fs::remove_file(dir.join("1.dot")).expect("remove");
+        let e = dumps
+            .write(&dir.join("4.dot"), &"x".repeat(81), bound)
+            .expect_err("past the byte bound");
+        assert_eq!(e.code.code(), 40009);
+        assert!(!dir.join("4.dot").exists());
+        dumps
+            .write(&dir.join("4.dot"), &"x".repeat(80), bound)
+            .expect("at the bound");
+        assert_eq!(count(), 3);
+        // Never over a file that is there (a link or one left by someone else).
+        std::fs::remove_file(dir.join("2.dot")).expect("remove");
+        std::fs::write(dir.join("5.dot"), "theirs").expect("someone's file");
+        let e = dumps
+            .write(&dir.join("5.dot"), "", bound)
+            .expect_err("exists");
+        assert_eq!(e.code.code(), 40003, "{e:?}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("5.dot")).ok().as_deref(),
+            Some("theirs")
+        );
+    }
+
     #[test]
     fn graphs_lose_addresses_credentials_and_keys() {
         // As GStreamer 1.22 draws an SRTP encoder and a player (from real dumps).

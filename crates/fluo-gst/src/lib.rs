@@ -24,7 +24,7 @@ mod srtp;
 mod transcoder;
 mod uri;
 
-pub use dot::GstDot;
+pub use dot::{DumpBound, GstDot, DUMP_BOUND};
 pub use filter_guard::{Bound, BOUNDS};
 pub use filter_policy::{FilterPolicy, RESERVED_NAMES, STRING_PAIRS, TRANSFORMS};
 pub use live::{live_elements, live_pipelines};

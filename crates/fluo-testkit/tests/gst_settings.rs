@@ -691,6 +691,24 @@ fn dot_graphs_show_the_gstreamer_pipelines_and_dumps_go_only_to_the_dump_dir() {
             assert!(has(&text, "uridecodebin"), "{f:?}");
             assert!(graphviz_takes(&text));
         }
+        // A client dumping in a loop stops at the bound (files Fluo wrote that are still
+        // there), with NOT_ENOUGH_RESOURCES; a file the operator removes makes room again.
+        std::env::set_var("GST_DEBUG_DUMP_DOT_DIR", &dumps);
+        let empty = c.create("MediaPipeline", json!({})).await.expect("pipeline");
+        for n in files.len()..fluo_gst::DUMP_BOUND.files {
+            c.invoke(&empty, "dumpGstreamerDot", json!({}))
+                .await
+                .unwrap_or_else(|e| panic!("dump {n} under the bound: {e}"));
+        }
+        let e = c.invoke(&empty, "dumpGstreamerDot", json!({})).await.expect_err("the bound");
+        assert_eq!(e["code"], 40009, "{e}");
+        let msg = e["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("GST_DEBUG_DUMP_DOT_DIR") && msg.contains("remove some"), "{msg}");
+        assert_eq!(dot_files(&dumps).len(), fluo_gst::DUMP_BOUND.files);
+        std::fs::remove_file(&files[0]).expect("the operator removes one");
+        c.invoke(&empty, "dumpGstreamerDot", json!({})).await.expect("room for one more");
+        assert_eq!(dot_files(&dumps).len(), fluo_gst::DUMP_BOUND.files);
+        std::env::remove_var("GST_DEBUG_DUMP_DOT_DIR");
         c.request("release", json!({"object": pipe})).await.expect("release");
     });
 }
