@@ -102,6 +102,29 @@ impl ElementCx<'_> {
     }
 }
 
+/// Held by the work that goes on after an element's release (a GStreamer pipeline stopping,
+/// a recording being finalised): while a clone of it lives, the released element still
+/// counts against the object limit of the client address that created it, so a client that
+/// creates and releases in a loop cannot hold more than its share while they stop.
+#[derive(Debug, Clone, Default)]
+pub struct Stopping(Arc<()>);
+
+impl Stopping {
+    /// A new token; give clones to the work that outlives the release.
+    pub fn new() -> Stopping {
+        Stopping::default()
+    }
+
+    /// How many clones live (this one included).
+    pub fn holders(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
+
+    pub(crate) fn watch(&self) -> std::sync::Weak<()> {
+        Arc::downgrade(&self.0)
+    }
+}
+
 /// Class-specific behaviour of a media object.
 pub trait Element: Send {
     /// Handles a model method; `None` lets the engine's generic handling run.
@@ -143,6 +166,12 @@ pub trait Element: Send {
 
     /// The object is being destroyed.
     fn released(&mut self) {}
+
+    /// After [`Element::released`]: the token that the work still stopping this element's
+    /// media holds (see [`Stopping`]); `None` when nothing goes on after the release.
+    fn stopping(&self) -> Option<Stopping> {
+        None
+    }
 
     /// Whether media passes through this element unchanged (PassThrough): the engine then
     /// reports media connections across it, from the element feeding it to the ones it feeds.

@@ -25,7 +25,8 @@ mod stats;
 mod transaction;
 
 pub use element::{
-    Completer, CompletionSink, Element, ElementCx, Factory, FactoryCx, NoMedia, Transparent,
+    Completer, CompletionSink, Element, ElementCx, Factory, FactoryCx, NoMedia, Stopping,
+    Transparent,
 };
 pub use engine::{ConnId, Engine, EngineConfig, Now, Output};
 pub use fluo_sfu::{EventSink, FlowDir, MediaError, MediaEvent};

@@ -7,12 +7,16 @@
 //! from, and against server-wide totals. Counts follow objects and sessions until they are
 //! destroyed or forgotten, whichever connection speaks for them meanwhile (a client that
 //! reconnects with its old session keeps its objects, and they still count for the address
-//! that created them). A refused request changes nothing: objects already made stay.
+//! that created them); a released object whose media is still stopping (see
+//! [`crate::Stopping`]) counts for its address until it has stopped. A refused request
+//! changes nothing: objects already made stay.
 
+use crate::element::Stopping;
 use crate::engine::{ConnId, Engine};
 use fluo_api::{ErrorCode, KurentoError};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Weak;
 
 /// Most subscriptions one session may hold on one object.
 const MAX_SUBSCRIPTIONS_PER_OBJECT_AND_SESSION: usize = 1000;
@@ -79,11 +83,12 @@ struct ConnUsage {
 }
 
 /// Live objects by connection and by address (sessions by address are counted by the
-/// session table).
+/// session table), and released objects whose media is still stopping, by address.
 #[derive(Debug, Default)]
 pub(crate) struct Usage {
     conns: HashMap<ConnId, ConnUsage>,
     objects_by_addr: HashMap<AddrKey, usize>,
+    stopping: Vec<(AddrKey, Weak<()>)>,
     next_serial: u64,
 }
 
@@ -123,8 +128,21 @@ impl Usage {
             .map_or(0, |c| c.objects)
     }
 
+    /// The objects of address `a`: live ones and released ones still stopping.
     fn addr_objects(&self, a: AddrKey) -> usize {
-        self.objects_by_addr.get(&a).copied().unwrap_or(0)
+        let stopping = self
+            .stopping
+            .iter()
+            .filter(|(k, w)| *k == a && w.strong_count() > 0)
+            .count();
+        self.objects_by_addr.get(&a).copied().unwrap_or(0) + stopping
+    }
+
+    /// A released object of `o`'s address whose media may still be stopping: it counts for
+    /// the address while a clone of `token` lives (the element's own goes with it).
+    pub fn object_stopping(&mut self, o: &Origin, token: &Stopping) {
+        self.stopping.retain(|(_, w)| w.strong_count() > 0);
+        self.stopping.push((o.addr, token.watch()));
     }
 
     pub fn object_created(&mut self, o: &Origin) {

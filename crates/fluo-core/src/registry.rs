@@ -377,6 +377,9 @@ impl Engine {
             }
         }
         o.behavior.released();
+        if let (Some(origin), Some(token)) = (&o.origin, o.behavior.stopping()) {
+            self.usage.object_stopping(origin, &token);
+        }
         self.settings_released(id);
         tracing::debug!(%id, "destroyed");
         self.push_event(

@@ -360,3 +360,83 @@ fn subscriptions_per_object_are_bounded_per_session_and_in_all() {
     let p = h.create(1, "MediaPipeline", None);
     h.ok(1, "subscribe", json!({"object": p, "type": "Error"}));
 }
+
+/// An element whose media goes on stopping after its release while a clone of its token
+/// is held (here by the test, as by a GStreamer stopping thread).
+struct Lingers(fluo_core::Stopping);
+
+impl fluo_core::Element for Lingers {
+    fn stopping(&self) -> Option<fluo_core::Stopping> {
+        Some(self.0.clone())
+    }
+}
+
+#[test]
+fn released_objects_still_stopping_count_for_their_address_until_they_have_stopped() {
+    use std::sync::{Arc, Mutex};
+    let mut h = H::with(EngineConfig {
+        max_objects_per_address: 4,
+        ..EngineConfig::default()
+    });
+    let stopping: Arc<Mutex<Vec<fluo_core::Stopping>>> = Arc::default();
+    let s = stopping.clone();
+    h.e.register_factory(
+        "PassThrough",
+        Box::new(move |_: &fluo_core::FactoryCx<'_>| {
+            let token = fluo_core::Stopping::new();
+            s.lock().unwrap().push(token.clone());
+            Ok(Box::new(Lingers(token)) as Box<dyn fluo_core::Element>)
+        }),
+    );
+    h.open_from(2, "192.0.2.7");
+    let p = h.create(2, "MediaPipeline", None);
+    let create = |h: &mut H| {
+        h.call(
+            2,
+            "create",
+            json!({"type": "PassThrough", "constructorParams": {"mediaPipeline": p}}),
+        )
+    };
+    // Create and release in a loop: the released elements are still stopping.
+    for _ in 0..3 {
+        let e = create(&mut h)["result"]["value"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        h.ok(2, "release", json!({"object": e}));
+    }
+    assert_eq!(
+        h.invoke(2, &p, "getChildren", json!({})),
+        json!([]),
+        "released"
+    );
+    assert_limit(
+        &create(&mut h),
+        "Limit reached: at most 4 objects per client address",
+    );
+    // Another address is not held to them.
+    h.open_from(3, "192.0.2.8");
+    h.create(3, "MediaPipeline", None);
+    // One has stopped: room for one more.
+    stopping.lock().unwrap().remove(0);
+    let e = create(&mut h)["result"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_limit(
+        &create(&mut h),
+        "Limit reached: at most 4 objects per client address",
+    );
+    // All have stopped: the pipeline and `e` are what the address holds.
+    stopping.lock().unwrap().clear();
+    assert!(create(&mut h)["result"]["value"].is_string());
+    assert!(create(&mut h)["result"]["value"].is_string());
+    assert_limit(
+        &create(&mut h),
+        "Limit reached: at most 4 objects per client address",
+    );
+    // An element that has nothing stopping counts no longer than it lives.
+    h.ok(2, "release", json!({"object": e}));
+    stopping.lock().unwrap().clear();
+    assert!(create(&mut h)["result"]["value"].is_string());
+}

@@ -113,17 +113,70 @@ pub(crate) fn force_keyframe(sink: &gst::Element) {
 }
 
 /// Stops a pipeline without blocking the caller: the state change to NULL joins the
-/// pipeline's streaming threads.
-pub(crate) fn stop_in_background(p: gst::Pipeline) {
+/// pipeline's streaming threads. `hold` (the owning element's token) lives until it has
+/// stopped, so the element counts against its client's limits until then.
+pub(crate) fn stop_in_background(p: gst::Pipeline, hold: fluo_core::Stopping) {
     let spawned = std::thread::Builder::new()
         .name("fluo-gst-stop".into())
         .spawn({
             let p = p.clone();
             move || {
                 let _ = p.set_state(gst::State::Null);
+                drop(hold);
             }
         });
     if spawned.is_err() {
         let _ = p.set_state(gst::State::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    /// The element's token lives until the pipeline's streaming threads have stopped: a
+    /// streaming thread held in a probe keeps the stop (and the token) waiting.
+    #[test]
+    fn a_stopping_pipeline_holds_its_elements_token_until_it_has_stopped() {
+        crate::init().expect("GStreamer");
+        let p = gst::parse::launch("videotestsrc ! identity name=i ! fakesink")
+            .expect("pipeline")
+            .downcast::<gst::Pipeline>()
+            .expect("a pipeline");
+        let (entered_tx, entered) = mpsc::sync_channel::<()>(1);
+        let (go, go_rx) = mpsc::channel::<()>();
+        let go_rx = std::sync::Mutex::new(Some(go_rx));
+        let pad = p
+            .by_name("i")
+            .and_then(|i| i.static_pad("src"))
+            .expect("pad");
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            if let Some(rx) = go_rx.lock().unwrap().take() {
+                let _ = entered_tx.send(());
+                let _ = rx.recv_timeout(Duration::from_secs(10));
+            }
+            gst::PadProbeReturn::Ok
+        });
+        p.set_state(gst::State::Playing).expect("playing");
+        entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a buffer reached the probe");
+        let token = fluo_core::Stopping::new();
+        stop_in_background(p.clone(), token.clone());
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            token.holders(),
+            2,
+            "held while the streaming thread is busy"
+        );
+        go.send(()).expect("release the probe");
+        let t0 = Instant::now();
+        while token.holders() > 1 && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(token.holders(), 1, "let go once stopped");
+        assert_eq!(p.current_state(), gst::State::Null);
     }
 }

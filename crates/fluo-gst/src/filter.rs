@@ -16,7 +16,7 @@ use crate::codecs;
 use crate::filter_policy::{set_property, Checked, FilterPolicy};
 use crate::{gst_error, Media};
 use fluo_api::{ErrorCode, KurentoError};
-use fluo_core::{Edge, Element, ElementCx, EventSink, Factory, FactoryCx};
+use fluo_core::{Edge, Element, ElementCx, EventSink, Factory, FactoryCx, Stopping};
 use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, Port, PortOutput, SettingsTable};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -98,6 +98,7 @@ impl Factory for FilterFactory {
         let shared = Arc::new(Mutex::new(Shared {
             bin: None,
             props: vec![],
+            stopping: Stopping::new(),
         }));
         let port_shared = shared.clone();
         let policy = self.media.filters.clone();
@@ -142,6 +143,8 @@ struct Shared {
     bin: Option<gst::Bin>,
     /// Properties set with setElementProperty, applied again to each new pipeline.
     props: Vec<(String, String)>,
+    /// Held while a pipeline of this filter is stopping (see [`fluo_core::Stopping`]).
+    stopping: Stopping,
 }
 
 fn lock(s: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -232,6 +235,10 @@ impl Element for Filter {
     fn released(&mut self) {
         self.media.bus.remove_port(self.key);
     }
+
+    fn stopping(&self) -> Option<Stopping> {
+        Some(lock(&self.shared).stopping.clone())
+    }
 }
 
 /// The running decode -> command -> encode pipeline for one input codec.
@@ -240,11 +247,12 @@ struct Branch {
     pipeline: gst::Pipeline,
     input: gst_app::AppSrc,
     sink: gst::Element,
+    stopping: Stopping,
 }
 
 impl Drop for Branch {
     fn drop(&mut self) {
-        bridge::stop_in_background(self.pipeline.clone());
+        bridge::stop_in_background(self.pipeline.clone(), self.stopping.clone());
     }
 }
 
@@ -322,13 +330,18 @@ impl FilterPort {
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| format!("the filter pipeline does not start: {e}"))?;
-        lock(&self.shared).bin = Some(bin);
+        let stopping = {
+            let mut s = lock(&self.shared);
+            s.bin = Some(bin);
+            s.stopping.clone()
+        };
         tracing::debug!(id = %self.id, %codec, "GStreamerFilter pipeline playing");
         Ok(Branch {
             codec: *codec,
             pipeline,
             input,
             sink: sink.upcast(),
+            stopping,
         })
     }
 }

@@ -8,7 +8,7 @@ use crate::codecs;
 use crate::uri::{self, MediaUri};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
-use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, MediaEvent};
+use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, MediaEvent, Stopping};
 use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, OutputSettings, Port, PortOutput};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -34,6 +34,8 @@ struct Shared {
     encoded: [bool; 2],
     /// The output settings the branches encode with (read when the pipeline is built).
     settings: Option<OutputSettings>,
+    /// Held while a pipeline of this player is stopping (see [`fluo_core::Stopping`]).
+    stopping: Stopping,
 }
 
 type SharedRef = Arc<Mutex<Shared>>;
@@ -103,6 +105,11 @@ fn state_event(state: &'static str) -> MediaEvent {
 }
 
 impl Player {
+    /// A clone of the token the player's stopping pipelines hold.
+    fn hold(&self) -> Stopping {
+        lock(&self.shared).stopping.clone()
+    }
+
     fn build(&self) -> Result<gst::Pipeline, KurentoError> {
         if let MediaUri::File(p) = &self.uri {
             if !p.is_file() {
@@ -227,7 +234,7 @@ impl Player {
             Some(p) if !eos_restart => p,
             other => {
                 if let Some(old) = other {
-                    bridge::stop_in_background(old);
+                    bridge::stop_in_background(old, self.hold());
                 }
                 let p = self.build()?;
                 let mut s = lock(&self.shared);
@@ -244,7 +251,7 @@ impl Player {
                 s.state = "STOP";
                 s.pipeline = None;
             }
-            bridge::stop_in_background(p);
+            bridge::stop_in_background(p, self.hold());
             return Err(KurentoError::foreign(
                 ErrorCode::UnexpectedError,
                 "The player does not start",
@@ -278,7 +285,7 @@ impl Player {
             s.pipeline.take()
         };
         if let Some(p) = p {
-            bridge::stop_in_background(p);
+            bridge::stop_in_background(p, self.hold());
             cx.raise(state_event("STOP"));
         }
         Ok(Value::Null)
@@ -511,10 +518,15 @@ impl Element for Player {
     }
 
     fn released(&mut self) {
-        if let Some(p) = lock(&self.shared).pipeline.take() {
-            bridge::stop_in_background(p);
+        let p = lock(&self.shared).pipeline.take();
+        if let Some(p) = p {
+            bridge::stop_in_background(p, self.hold());
         }
         self.media.bus.remove_port(self.key);
+    }
+
+    fn stopping(&self) -> Option<Stopping> {
+        Some(self.hold())
     }
 }
 

@@ -10,7 +10,7 @@ use crate::bridge;
 use crate::uri::{self, MediaUri};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
-use fluo_core::{Edge, Element, ElementCx, EventSink, Factory, FactoryCx, MediaEvent};
+use fluo_core::{Edge, Element, ElementCx, EventSink, Factory, FactoryCx, MediaEvent, Stopping};
 use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, Port};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -106,6 +106,9 @@ struct Shared {
     first_at: Option<Instant>,
     /// Pipelines whose file is being finalised.
     finishing: Vec<gst::Pipeline>,
+    /// Held while a pipeline of this recorder is stopping or finalising its file (the
+    /// finishing thread holds this whole struct; see [`fluo_core::Stopping`]).
+    stopping: Stopping,
 }
 
 type SharedRef = Arc<Mutex<Shared>>;
@@ -147,6 +150,7 @@ impl Factory for RecorderFactory {
             pending: vec![],
             first_at: None,
             finishing: vec![],
+            stopping: Stopping::new(),
         }));
         let stop_on_eos = cx
             .params
@@ -420,6 +424,10 @@ impl Element for Recorder {
         }
         self.media.bus.remove_port(self.key);
     }
+
+    fn stopping(&self) -> Option<Stopping> {
+        Some(lock(&self.shared).stopping.clone())
+    }
 }
 
 /// The recorder as the router sees it.
@@ -508,7 +516,7 @@ impl RecorderPort {
             }
         }
         if let Err(e) = p.set_state(gst::State::Playing) {
-            bridge::stop_in_background(p);
+            bridge::stop_in_background(p, s.stopping.clone());
             return self.fail(s, &e.to_string());
         }
         tracing::debug!(id = %self.id, codecs = ?s.codecs, "recording pipeline playing");

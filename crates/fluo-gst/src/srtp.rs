@@ -303,7 +303,8 @@ impl Transform {
 
 impl Drop for Transform {
     fn drop(&mut self) {
-        bridge::stop_in_background(self.pipeline.clone());
+        // Dropped by the endpoint's receive threads, which hold its token until then.
+        bridge::stop_in_background(self.pipeline.clone(), fluo_core::Stopping::new());
     }
 }
 

@@ -141,6 +141,7 @@ impl Port for Transcoder {
 impl Drop for Transcoder {
     fn drop(&mut self) {
         self.live.fetch_sub(1, Ordering::Relaxed);
-        bridge::stop_in_background(self.pipeline.clone());
+        // The router's: counted for no client (see fluo_core::Stopping).
+        bridge::stop_in_background(self.pipeline.clone(), fluo_core::Stopping::new());
     }
 }

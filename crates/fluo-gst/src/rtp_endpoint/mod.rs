@@ -26,7 +26,7 @@ use self::sdp::{
 use crate::srtp::{self, Sdes, Transform};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
-use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, StatsQuery};
+use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, StatsQuery, Stopping};
 use fluo_sfu::{Codec, MediaKind, Port, PortOutput};
 use serde_json::{json, Map, Value};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -88,6 +88,7 @@ impl Factory for RtpFactory {
             session: u64::from(rand_u32(3)),
             sdes,
             v6,
+            stopping: Stopping::new(),
         }))
     }
 }
@@ -126,6 +127,8 @@ struct RtpEndpoint {
     sdes: Option<Sdes>,
     /// useIpv6: sockets on the interfaces' IPv6 addresses, `c=IN IP6`.
     v6: bool,
+    /// Held by the receive threads until they end (see [`fluo_core::Stopping`]).
+    stopping: Stopping,
 }
 
 impl RtpEndpoint {
@@ -441,9 +444,11 @@ impl RtpEndpoint {
             let protected = self.sdes.is_some();
             // Media only from the address the SDP named (any port: NATs change it).
             let peer_ip = s.remote.map(|a| a.ip());
+            let hold = self.stopping.clone();
             let spawned = std::thread::Builder::new()
                 .name("fluo-rtp-rx".into())
                 .spawn(move || {
+                    let _hold = hold;
                     let f = |b: &[u8]| match &dec1 {
                         Some(d) => d.push_rtp(b.to_vec()),
                         // SDES without a working decryptor: nothing unchecked gets in.
@@ -456,9 +461,11 @@ impl RtpEndpoint {
                 tracing::warn!("RTP receive thread: {e}");
             }
             let stop = self.stop.clone();
+            let hold = self.stopping.clone();
             let spawned = std::thread::Builder::new()
                 .name("fluo-rtcp-rx".into())
                 .spawn(move || {
+                    let _hold = hold;
                     let f = |b: &[u8]| match &dec {
                         Some(d) => d.push_rtcp(b.to_vec()),
                         None if protected => {}
@@ -560,5 +567,9 @@ impl Element for RtpEndpoint {
     fn released(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.media.bus.remove_port(self.key);
+    }
+
+    fn stopping(&self) -> Option<Stopping> {
+        Some(self.stopping.clone())
     }
 }
