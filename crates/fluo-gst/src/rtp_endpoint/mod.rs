@@ -384,6 +384,53 @@ impl RtpEndpoint {
     }
 
     /// Starts receiving on the sockets of the negotiated sections.
+    /// The SDES transforms of one media section, when it is keyed: the decryptor that feeds
+    /// `rx`, and the encryptor that sends to the peer's addresses (each `None` when it cannot
+    /// be made; the element then raises its SRTP error).
+    fn srtp_transforms(
+        &self,
+        s: &Section,
+        sk: &Sockets,
+        rx: &Rx,
+    ) -> (Option<Arc<Transform>>, Option<Arc<Transform>>) {
+        let (mut dec, mut enc) = (None, None);
+        if let (Some(sd), Some(rk)) = (&self.sdes, &s.remote_key) {
+            let (r1, r2) = (rx.clone(), rx.clone());
+            let (events, id) = (self.media.events.clone(), self.id.clone());
+            let kind = s.kind;
+            let soft = move || events(&id, fluo_core::MediaEvent::KeySoftLimit { kind });
+            match Transform::decrypt(
+                &self.id,
+                sd.suite,
+                rk,
+                move |b| r1.rtp(b),
+                move |b| r2.rtcp(b),
+                soft,
+            ) {
+                Ok(t) => dec = Some(Arc::new(t)),
+                Err(e) => self.srtp_failed(&e),
+            }
+            if let (Some(to), Some(to_rtcp)) = (s.remote, s.remote_rtcp) {
+                let (a, b) = (sk.rtp.clone(), sk.rtcp.clone());
+                let made = Transform::encrypt(
+                    &self.id,
+                    sd,
+                    move |bytes| {
+                        let _ = a.send_to(bytes, to);
+                    },
+                    move |bytes| {
+                        let _ = b.send_to(bytes, to_rtcp);
+                    },
+                );
+                match made {
+                    Ok(t) => enc = Some(Arc::new(t)),
+                    Err(e) => self.srtp_failed(&e),
+                }
+            }
+        }
+        (dec, enc)
+    }
+
     fn start(&mut self, sections: Vec<Section>, sockets: [Option<Sockets>; 2]) {
         let mut sh = lock(&self.shared);
         for s in &sections {
@@ -404,40 +451,9 @@ impl RtpEndpoint {
                 key: self.key,
                 events: self.media.events.clone(),
             };
-            let mut dec = None;
-            if let (Some(sd), Some(rk)) = (&self.sdes, &s.remote_key) {
-                let (r1, r2) = (rx.clone(), rx.clone());
-                let (events, id) = (self.media.events.clone(), self.id.clone());
-                let kind = s.kind;
-                let soft = move || events(&id, fluo_core::MediaEvent::KeySoftLimit { kind });
-                match Transform::decrypt(
-                    &self.id,
-                    sd.suite,
-                    rk,
-                    move |b| r1.rtp(b),
-                    move |b| r2.rtcp(b),
-                    soft,
-                ) {
-                    Ok(t) => dec = Some(Arc::new(t)),
-                    Err(e) => self.srtp_failed(&e),
-                }
-                if let (Some(to), Some(to_rtcp)) = (s.remote, s.remote_rtcp) {
-                    let (a, b) = (sk.rtp.clone(), sk.rtcp.clone());
-                    let enc = Transform::encrypt(
-                        &self.id,
-                        sd,
-                        move |bytes| {
-                            let _ = a.send_to(bytes, to);
-                        },
-                        move |bytes| {
-                            let _ = b.send_to(bytes, to_rtcp);
-                        },
-                    );
-                    match enc {
-                        Ok(t) => sh.enc[s.kind] = Some(Arc::new(t)),
-                        Err(e) => self.srtp_failed(&e),
-                    }
-                }
+            let (dec, enc) = self.srtp_transforms(s, sk, &rx);
+            if enc.is_some() {
+                sh.enc[s.kind] = enc;
             }
             let stop = self.stop.clone();
             let (rx1, dec1) = (rx.clone(), dec.clone());
