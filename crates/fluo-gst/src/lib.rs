@@ -15,6 +15,7 @@ mod dot;
 mod filter;
 mod filter_guard;
 mod filter_policy;
+pub mod jobs;
 mod live;
 mod player;
 mod recorder;

@@ -8,7 +8,7 @@ use crate::codecs;
 use crate::uri::{self, MediaUri};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
-use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, MediaEvent, Stopping};
+use fluo_core::{Edge, Element, ElementCx, EventSink, Factory, FactoryCx, MediaEvent, Stopping};
 use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, OutputSettings, Port, PortOutput};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -21,7 +21,7 @@ pub(crate) struct PlayerFactory {
 
 /// What the element and its pipeline's threads share.
 #[derive(Default)]
-struct Shared {
+pub(crate) struct Shared {
     state: &'static str,
     pipeline: Option<gst::Pipeline>,
     /// The appsinks, to ask their encoders for keyframes.
@@ -38,7 +38,7 @@ struct Shared {
     stopping: Stopping,
 }
 
-type SharedRef = Arc<Mutex<Shared>>;
+pub(crate) type SharedRef = Arc<Mutex<Shared>>;
 
 fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(|p| p.into_inner())
@@ -54,10 +54,7 @@ impl Factory for PlayerFactory {
             .unwrap_or_default();
         let uri = uri::parse(uri_s, &["http", "https", "rtsp", "rtsps"])?;
         self.media.uris.check(&uri)?;
-        let shared: SharedRef = Arc::new(Mutex::new(Shared {
-            state: "STOP",
-            ..Default::default()
-        }));
+        let shared = new_shared(None);
         let port = PlayerPort {
             shared: shared.clone(),
         };
@@ -69,42 +66,75 @@ impl Factory for PlayerFactory {
                 Box::new(port) as Box<dyn Port>
             }),
         );
+        let router = self.media.bus.clone();
         Ok(Box::new(Player {
-            id: cx.id.to_string(),
-            key,
-            uri,
-            use_encoded: cx
-                .params
-                .get("useEncodedMedia")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            network_cache: cx
-                .params
-                .get("networkCache")
-                .and_then(Value::as_i64)
-                .unwrap_or(2000)
-                .clamp(0, 60_000) as u32,
-            shared,
+            core: PlayerCore {
+                id: cx.id.to_string(),
+                key,
+                uri,
+                use_encoded: cx
+                    .params
+                    .get("useEncodedMedia")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                network_cache: cx
+                    .params
+                    .get("networkCache")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(2000)
+                    .clamp(0, 60_000) as u32,
+                guarded: !self.media.uris.is_open(),
+                shared,
+                events: self.media.events.clone(),
+                on_eos: Arc::new(move || router.end_of_stream(key)),
+            },
             media: self.media.clone(),
         }))
     }
 }
 
+/// The PlayerEndpoint element: its pipeline, and its place in the router.
 struct Player {
-    id: String,
-    key: u64,
-    uri: MediaUri,
-    use_encoded: bool,
-    network_cache: u32,
-    shared: SharedRef,
+    core: PlayerCore,
     media: Media,
+}
+
+/// A player's pipeline and what drives it, shared by the PlayerEndpoint element (in the
+/// server's process) and the player job (in a media worker, `jobs::player`).
+pub(crate) struct PlayerCore {
+    pub(crate) id: String,
+    /// Names the pipeline.
+    pub(crate) key: u64,
+    pub(crate) uri: MediaUri,
+    pub(crate) use_encoded: bool,
+    pub(crate) network_cache: u32,
+    /// With a URI allow-list, only the checked URI is opened: HTTP redirects are not
+    /// followed (the bus handler names the target in an Error event) and streams whose
+    /// demuxer would fetch URIs of its own (HLS, DASH and Smooth Streaming playlists, SDP
+    /// files) are not played.
+    pub(crate) guarded: bool,
+    pub(crate) shared: SharedRef,
+    /// Where the pipeline's events go (from its threads).
+    pub(crate) events: EventSink,
+    /// Called when the file or stream ends.
+    pub(crate) on_eos: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// A new player's shared state; `out` is where its appsinks send RTP (the router's port
+/// output, or a job's way back to the server).
+pub(crate) fn new_shared(out: Option<PortOutput>) -> SharedRef {
+    Arc::new(Mutex::new(Shared {
+        state: "STOP",
+        out,
+        ..Default::default()
+    }))
 }
 
 fn state_event(state: &'static str) -> MediaEvent {
     MediaEvent::UriEndpointState { state }
 }
 
-impl Player {
+impl PlayerCore {
     /// A clone of the token the player's stopping pipelines hold.
     fn hold(&self) -> Stopping {
         lock(&self.shared).stopping.clone()
@@ -135,11 +165,7 @@ impl Player {
             dec.set_property("caps", &caps);
         }
         let cache = self.network_cache;
-        // With a URI allow-list, only the checked URI is opened: HTTP redirects are not
-        // followed (the bus handler names the target in an Error event) and streams whose
-        // demuxer would fetch URIs of its own (HLS, DASH and Smooth Streaming playlists, SDP
-        // files) are not played.
-        let guarded = !self.media.uris.is_open();
+        let guarded = self.guarded;
         dec.connect("source-setup", false, move |args| {
             if let Some(src) = args.get(1).and_then(|v| v.get::<gst::Element>().ok()) {
                 if src.has_property("latency")
@@ -189,9 +215,9 @@ impl Player {
             }
         });
         let id = self.id.clone();
-        let events = self.media.events.clone();
+        let events = self.events.clone();
         let shared = self.shared.clone();
-        let (router, key) = (self.media.bus.clone(), self.key);
+        let on_eos = self.on_eos.clone();
         if let Some(bus) = pipeline.bus() {
             bus.set_sync_handler(move |_, msg| {
                 match msg.view() {
@@ -200,7 +226,7 @@ impl Player {
                         lock(&shared).state = "STOP";
                         events(&id, MediaEvent::EndOfStream);
                         events(&id, state_event("STOP"));
-                        router.end_of_stream(key);
+                        on_eos();
                     }
                     gst::MessageView::Error(e) => {
                         tracing::warn!(%id, "player error: {} ({:?})", e.error(), e.debug());
@@ -227,7 +253,13 @@ impl Player {
         Ok(pipeline)
     }
 
-    fn play(&mut self, cx: &mut ElementCx<'_>) -> Result<Value, KurentoError> {
+    /// Plays (building a new pipeline when there is none, or it ended), encoding with
+    /// `settings`; raises UriEndpointStateChanged through `raise`.
+    pub(crate) fn play(
+        &mut self,
+        settings: OutputSettings,
+        raise: &mut dyn FnMut(MediaEvent),
+    ) -> Result<(), KurentoError> {
         let existing = lock(&self.shared).pipeline.clone();
         let eos_restart = existing.is_some() && lock(&self.shared).state == "STOP";
         let p = match existing {
@@ -240,7 +272,7 @@ impl Player {
                 let mut s = lock(&self.shared);
                 s.sinks.clear();
                 s.encoded = [false; 2];
-                s.settings = Some(self.media.settings.get(&self.id));
+                s.settings = Some(settings);
                 s.pipeline = Some(p.clone());
                 p
             }
@@ -263,21 +295,20 @@ impl Player {
             s.state = "START";
             s.failed = false;
         }
-        cx.raise(state_event("START"));
-        Ok(Value::Null)
+        raise(state_event("START"));
+        Ok(())
     }
 
-    fn pause(&mut self, cx: &mut ElementCx<'_>) -> Result<Value, KurentoError> {
+    pub(crate) fn pause(&mut self, raise: &mut dyn FnMut(MediaEvent)) {
         let p = lock(&self.shared).pipeline.clone();
         if let Some(p) = p {
             let _ = p.set_state(gst::State::Paused);
             lock(&self.shared).state = "PAUSE";
-            cx.raise(state_event("PAUSE"));
+            raise(state_event("PAUSE"));
         }
-        Ok(Value::Null)
     }
 
-    fn stop(&mut self, cx: &mut ElementCx<'_>) -> Result<Value, KurentoError> {
+    pub(crate) fn stop(&mut self, raise: &mut dyn FnMut(MediaEvent)) {
         let p = {
             let mut s = lock(&self.shared);
             s.state = "STOP";
@@ -286,33 +317,24 @@ impl Player {
         };
         if let Some(p) = p {
             bridge::stop_in_background(p, self.hold());
-            cx.raise(state_event("STOP"));
+            raise(state_event("STOP"));
         }
-        Ok(Value::Null)
     }
 
-    fn seek(&mut self, params: &Map<String, Value>) -> Result<Value, KurentoError> {
-        let ms = params
-            .get("position")
-            .and_then(Value::as_i64)
-            .filter(|v| (0..=i64::from(u32::MAX) * 1000).contains(v))
-            .ok_or_else(|| {
-                KurentoError::illegal_param(
-                    "'position' must be a non-negative number of milliseconds",
-                )
-            })?;
+    /// Seeks to `ms` milliseconds.
+    pub(crate) fn seek(&mut self, ms: u64) -> Result<(), KurentoError> {
         let p = lock(&self.shared).pipeline.clone().ok_or_else(|| {
             KurentoError::new(ErrorCode::PlayerSeekFail, "The player is not playing")
         })?;
         p.seek_simple(
             gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
-            gst::ClockTime::from_mseconds(ms as u64),
+            gst::ClockTime::from_mseconds(ms),
         )
         .map_err(|e| KurentoError::foreign(ErrorCode::PlayerSeekFail, "Seek failed", e))?;
-        Ok(Value::Null)
+        Ok(())
     }
 
-    fn video_info(&self) -> Value {
+    pub(crate) fn video_info(&self) -> Value {
         let p = lock(&self.shared).pipeline.clone();
         let (mut seekable, mut start, mut end, mut duration) = (false, 0i64, 0i64, 0i64);
         if let Some(p) = p {
@@ -458,6 +480,16 @@ fn add_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, shared: &SharedRef) -> R
     Ok(())
 }
 
+/// The `position` of setPosition and of the property, in milliseconds.
+fn position_param(v: Option<&Value>) -> Result<u64, KurentoError> {
+    v.and_then(Value::as_i64)
+        .filter(|v| (0..=i64::from(u32::MAX) * 1000).contains(v))
+        .map(|v| v as u64)
+        .ok_or_else(|| {
+            KurentoError::illegal_param("'position' must be a non-negative number of milliseconds")
+        })
+}
+
 impl Element for Player {
     fn invoke(
         &mut self,
@@ -465,30 +497,40 @@ impl Element for Player {
         method: &str,
         params: &Map<String, Value>,
     ) -> Option<Result<Value, KurentoError>> {
+        let core = &mut self.core;
+        let mut raise = |e| cx.raise(e);
         Some(match method {
-            "play" => self.play(cx),
-            "pause" => self.pause(cx),
-            "stop" => self.stop(cx),
-            "setPosition" => self.seek(params),
-            "getPosition" => Ok(self.position()),
-            "getVideoInfo" => Ok(self.video_info()),
-            "getState" => Ok(json!(lock(&self.shared).state)),
+            "play" => {
+                let settings = self.media.settings.get(&core.id);
+                core.play(settings, &mut raise).map(|()| Value::Null)
+            }
+            "pause" => {
+                core.pause(&mut raise);
+                Ok(Value::Null)
+            }
+            "stop" => {
+                core.stop(&mut raise);
+                Ok(Value::Null)
+            }
+            "setPosition" => position_param(params.get("position"))
+                .and_then(|ms| core.seek(ms))
+                .map(|()| Value::Null),
+            "getPosition" => Ok(core.position()),
+            "getVideoInfo" => Ok(core.video_info()),
+            "getState" => Ok(json!(core.state())),
             _ => return None,
         })
     }
 
     fn get_property(&self, name: &str) -> Option<Value> {
+        let core = &self.core;
         match name {
-            "state" => Some(json!(lock(&self.shared).state)),
-            "position" => Some(self.position()),
-            "videoInfo" => Some(self.video_info()),
-            "elementGstreamerDot" => Some(json!(lock(&self.shared)
-                .pipeline
-                .as_ref()
-                .map(|p| p.debug_to_dot_data(gst::DebugGraphDetails::ALL).to_string())
-                .unwrap_or_default())),
-            "uri" => Some(json!(match &self.uri {
-                MediaUri::File(_) => self.uri.gst_uri(),
+            "state" => Some(json!(core.state())),
+            "position" => Some(core.position()),
+            "videoInfo" => Some(core.video_info()),
+            "elementGstreamerDot" => Some(json!(core.dot())),
+            "uri" => Some(json!(match &core.uri {
+                MediaUri::File(_) => core.uri.gst_uri(),
                 MediaUri::Remote(u) => u.clone(),
             })),
             _ => None,
@@ -502,41 +544,66 @@ impl Element for Player {
         value: &Value,
     ) -> Result<(), KurentoError> {
         if name == "position" {
-            let mut p = Map::new();
-            p.insert("position".into(), value.clone());
-            self.seek(&p)?;
+            self.core.seek(position_param(Some(value))?)?;
         }
         Ok(())
     }
 
     fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
-        self.media.route(self.key, &self.id, edge, true);
+        self.media.route(self.core.key, &self.core.id, edge, true);
     }
 
     fn media_disconnected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
-        self.media.route(self.key, &self.id, edge, false);
+        self.media.route(self.core.key, &self.core.id, edge, false);
     }
 
     fn released(&mut self) {
-        let p = lock(&self.shared).pipeline.take();
-        if let Some(p) = p {
-            bridge::stop_in_background(p, self.hold());
-        }
-        self.media.bus.remove_port(self.key);
+        self.core.release();
+        self.media.bus.remove_port(self.core.key);
     }
 
     fn stopping(&self) -> Option<Stopping> {
-        Some(self.hold())
+        Some(self.core.hold())
     }
 }
 
-impl Player {
-    fn position(&self) -> Value {
+impl PlayerCore {
+    pub(crate) fn position(&self) -> Value {
         let p = lock(&self.shared).pipeline.clone();
         let ms = p
             .and_then(|p| p.query_position::<gst::ClockTime>())
             .map_or(0, |t| t.mseconds());
         json!(ms)
+    }
+
+    /// Kurento's UriEndpointState.
+    pub(crate) fn state(&self) -> &'static str {
+        lock(&self.shared).state
+    }
+
+    /// The pipeline as a DOT graph (empty when there is none).
+    pub(crate) fn dot(&self) -> String {
+        lock(&self.shared)
+            .pipeline
+            .as_ref()
+            .map(|p| p.debug_to_dot_data(gst::DebugGraphDetails::ALL).to_string())
+            .unwrap_or_default()
+    }
+
+    /// Asks the encoders for a keyframe.
+    pub(crate) fn request_keyframe(&self) {
+        let sinks = lock(&self.shared).sinks.clone();
+        for s in sinks {
+            bridge::force_keyframe(&s);
+        }
+    }
+
+    /// Stops the pipeline (in the background) for good.
+    pub(crate) fn release(&mut self) {
+        let p = lock(&self.shared).pipeline.take();
+        if let Some(p) = p {
+            bridge::stop_in_background(p, self.hold());
+        }
     }
 }
 

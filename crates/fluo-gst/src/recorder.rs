@@ -28,7 +28,7 @@ const MAX_PENDING: usize = 3000;
 
 /// A media profile: container and codecs.
 #[derive(Debug, Clone, Copy)]
-struct Profile {
+pub(crate) struct Profile {
     mux: &'static str,
     mime: &'static str,
     audio: &'static [CodecName],
@@ -97,7 +97,7 @@ impl RecState {
 }
 
 /// What the element (engine thread) and the port (router thread) share.
-struct Shared {
+pub(crate) struct Shared {
     state: RecState,
     pipeline: Option<gst::Pipeline>,
     srcs: [Option<gst_app::AppSrc>; 2],
@@ -111,7 +111,7 @@ struct Shared {
     stopping: Stopping,
 }
 
-type SharedRef = Arc<Mutex<Shared>>;
+pub(crate) type SharedRef = Arc<Mutex<Shared>>;
 
 fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(|p| p.into_inner())
@@ -136,22 +136,8 @@ impl Factory for RecorderFactory {
             .get("mediaProfile")
             .and_then(Value::as_str)
             .unwrap_or("WEBM");
-        let profile = profile(pname).ok_or_else(|| {
-            KurentoError::new(
-                ErrorCode::NotImplemented,
-                format!("The media profile {pname} is not supported by Fluo (supported: WEBM, MKV, MP4 and their _AUDIO_ONLY / _VIDEO_ONLY variants)"),
-            )
-        })?;
-        let shared = Arc::new(Mutex::new(Shared {
-            state: RecState::Stop,
-            pipeline: None,
-            srcs: [None, None],
-            codecs: [None, None],
-            pending: vec![],
-            first_at: None,
-            finishing: vec![],
-            stopping: Stopping::new(),
-        }));
+        let profile = profile_named(pname)?;
+        let shared = new_shared();
         let stop_on_eos = cx
             .params
             .get("stopOnEndOfStream")
@@ -179,6 +165,30 @@ impl Factory for RecorderFactory {
     }
 }
 
+/// The media profile named `name`, or Kurento's error for one Fluo does not record.
+pub(crate) fn profile_named(name: &str) -> Result<Profile, KurentoError> {
+    profile(name).ok_or_else(|| {
+        KurentoError::new(
+            ErrorCode::NotImplemented,
+            format!("The media profile {name} is not supported by Fluo (supported: WEBM, MKV, MP4 and their _AUDIO_ONLY / _VIDEO_ONLY variants)"),
+        )
+    })
+}
+
+/// A new recorder's shared state: stopped, no pipeline.
+pub(crate) fn new_shared() -> SharedRef {
+    Arc::new(Mutex::new(Shared {
+        state: RecState::Stop,
+        pipeline: None,
+        srcs: [None, None],
+        codecs: [None, None],
+        pending: vec![],
+        first_at: None,
+        finishing: vec![],
+        stopping: Stopping::new(),
+    }))
+}
+
 struct Recorder {
     id: String,
     key: u64,
@@ -195,70 +205,14 @@ fn state_event(state: RecState) -> MediaEvent {
 
 impl Recorder {
     fn record(&mut self, cx: &mut ElementCx<'_>) -> Result<Value, KurentoError> {
-        let (state, finishing) = {
-            let s = lock(&self.shared);
-            (s.state, !s.finishing.is_empty())
-        };
-        if state == RecState::Start {
-            return Ok(Value::Null);
+        if start_recording(&self.shared, &self.path, &self.id, &mut |e| cx.raise(e))? {
+            self.media.bus.request_keyframe(self.key);
         }
-        if let (RecState::Stop, MediaUri::File(path)) = (state, &self.path) {
-            if finishing {
-                // The previous recording of this file is still being finalised.
-                return Err(KurentoError::new(
-                    ErrorCode::MediaObjectOperationNotSupported,
-                    "The previous recording is still being finalised: wait for Stopped (or use stopAndWait) before recording again",
-                ));
-            }
-            // File-system work without the lock the media thread takes for every packet.
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    KurentoError::new(
-                        ErrorCode::UriPathFileNotFound,
-                        format!(
-                            "Cannot create {}: {}",
-                            dir.display(),
-                            fluo_api::text::foreign(&e)
-                        ),
-                    )
-                })?;
-            }
-            // Fail now, not later on a streaming thread.
-            std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .open(path)
-                .map_err(|e| {
-                    KurentoError::new(
-                        ErrorCode::UriPathFileNotFound,
-                        format!(
-                            "Cannot write {}: {}",
-                            path.display(),
-                            fluo_api::text::foreign(&e)
-                        ),
-                    )
-                })?;
-        }
-        let mut s = lock(&self.shared);
-        s.state = RecState::Start;
-        drop(s);
-        cx.raise(state_event(RecState::Start));
-        cx.raise(MediaEvent::Recording);
-        self.media.bus.request_keyframe(self.key);
-        tracing::info!(id = %self.id, uri = %self.path.gst_uri(), "recording");
         Ok(Value::Null)
     }
 
     fn pause(&mut self, cx: &mut ElementCx<'_>) -> Result<Value, KurentoError> {
-        let mut s = lock(&self.shared);
-        if s.state != RecState::Start {
-            return Ok(Value::Null);
-        }
-        s.state = RecState::Pause;
-        drop(s);
-        cx.raise(state_event(RecState::Pause));
-        cx.raise(MediaEvent::Paused);
+        pause_recording(&self.shared, &mut |e| cx.raise(e));
         Ok(Value::Null)
     }
 
@@ -290,9 +244,110 @@ impl Recorder {
     }
 }
 
+/// Starts (or resumes) recording into `path`: the file is created now so that a bad path
+/// fails the request, not a streaming thread later. Raises UriEndpointStateChanged(START) and
+/// Recording through `raise`; whether it started (the caller asks its sources for a
+/// keyframe then).
+pub(crate) fn start_recording(
+    shared: &SharedRef,
+    path: &MediaUri,
+    id: &str,
+    raise: &mut dyn FnMut(MediaEvent),
+) -> Result<bool, KurentoError> {
+    let (state, finishing) = {
+        let s = lock(shared);
+        (s.state, !s.finishing.is_empty())
+    };
+    if state == RecState::Start {
+        return Ok(false);
+    }
+    if let (RecState::Stop, MediaUri::File(path)) = (state, path) {
+        if finishing {
+            // The previous recording of this file is still being finalised.
+            return Err(KurentoError::new(
+                ErrorCode::MediaObjectOperationNotSupported,
+                "The previous recording is still being finalised: wait for Stopped (or use stopAndWait) before recording again",
+            ));
+        }
+        create_file(path)?;
+    }
+    lock(shared).state = RecState::Start;
+    raise(state_event(RecState::Start));
+    raise(MediaEvent::Recording);
+    tracing::info!(%id, uri = %path.gst_uri(), "recording");
+    Ok(true)
+}
+
+/// Creates (or truncates) the file to record into, and its folder.
+fn create_file(path: &std::path::Path) -> Result<(), KurentoError> {
+    // File-system work without the lock the media thread takes for every packet.
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            KurentoError::new(
+                ErrorCode::UriPathFileNotFound,
+                format!(
+                    "Cannot create {}: {}",
+                    dir.display(),
+                    fluo_api::text::foreign(&e)
+                ),
+            )
+        })?;
+    }
+    // Fail now, not later on a streaming thread.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| {
+            KurentoError::new(
+                ErrorCode::UriPathFileNotFound,
+                format!(
+                    "Cannot write {}: {}",
+                    path.display(),
+                    fluo_api::text::foreign(&e)
+                ),
+            )
+        })?;
+    Ok(())
+}
+
+/// Pauses a recording; raises UriEndpointStateChanged(PAUSE) and Paused through `raise`.
+pub(crate) fn pause_recording(shared: &SharedRef, raise: &mut dyn FnMut(MediaEvent)) {
+    let mut s = lock(shared);
+    if s.state != RecState::Start {
+        return;
+    }
+    s.state = RecState::Pause;
+    drop(s);
+    raise(state_event(RecState::Pause));
+    raise(MediaEvent::Paused);
+}
+
+/// The recorder goes away: a recording in progress is still finalised; the receiver fires
+/// when it is.
+pub(crate) fn release_recording(
+    shared: &SharedRef,
+    id: &str,
+    events: &EventSink,
+) -> Option<std::sync::mpsc::Receiver<()>> {
+    let mut s = lock(shared);
+    s.state = RecState::Stop;
+    let pipeline = s.pipeline.take();
+    let srcs = std::mem::take(&mut s.srcs);
+    drop(s);
+    // Released while recording: the file is still finalised.
+    pipeline.map(|p| finish(p, srcs, shared.clone(), id.to_string(), events.clone()))
+}
+
+/// The recorder's UriEndpointState.
+pub(crate) fn state_name(shared: &SharedRef) -> &'static str {
+    lock(shared).state.name()
+}
+
 /// Stops recording: raises UriEndpointStateChanged(STOP) now and `Stopped` once the file is
 /// finalised; the receiver fires then. `None` when it was not recording.
-fn stop_recording(
+pub(crate) fn stop_recording(
     shared: &SharedRef,
     id: &str,
     events: &EventSink,
@@ -393,7 +448,7 @@ impl Element for Recorder {
 
     fn get_property(&self, name: &str) -> Option<Value> {
         match name {
-            "state" => Some(json!(lock(&self.shared).state.name())),
+            "state" => Some(json!(state_name(&self.shared))),
             _ => None,
         }
     }
@@ -407,21 +462,7 @@ impl Element for Recorder {
     }
 
     fn released(&mut self) {
-        let mut s = lock(&self.shared);
-        s.state = RecState::Stop;
-        let pipeline = s.pipeline.take();
-        let srcs = std::mem::take(&mut s.srcs);
-        drop(s);
-        if let Some(p) = pipeline {
-            // Released while recording: the file is still finalised.
-            let _ = finish(
-                p,
-                srcs,
-                self.shared.clone(),
-                self.id.clone(),
-                self.media.events.clone(),
-            );
-        }
+        let _ = release_recording(&self.shared, &self.id, &self.media.events);
         self.media.bus.remove_port(self.key);
     }
 
@@ -430,14 +471,15 @@ impl Element for Recorder {
     }
 }
 
-/// The recorder as the router sees it.
-struct RecorderPort {
-    stop_on_eos: bool,
-    shared: SharedRef,
-    profile: Profile,
-    path: MediaUri,
-    id: String,
-    events: EventSink,
+/// The recorder as the router sees it (and the recorder job, in a worker, as it gets
+/// packets).
+pub(crate) struct RecorderPort {
+    pub(crate) stop_on_eos: bool,
+    pub(crate) shared: SharedRef,
+    pub(crate) profile: Profile,
+    pub(crate) path: MediaUri,
+    pub(crate) id: String,
+    pub(crate) events: EventSink,
 }
 
 impl RecorderPort {
@@ -565,13 +607,26 @@ impl Port for RecorderPort {
     }
 
     fn end_of_stream(&mut self) {
+        self.source_ended();
+    }
+
+    fn push(&mut self, pkt: &MediaPacket) {
+        self.take(pkt);
+    }
+}
+
+impl RecorderPort {
+    /// The source ended: with stopOnEndOfStream, the recording stops.
+    pub(crate) fn source_ended(&mut self) {
         if self.stop_on_eos {
             tracing::info!(id = %self.id, "the source ended: stopping the recording");
             let _ = stop_recording(&self.shared, &self.id, &self.events);
         }
     }
 
-    fn push(&mut self, pkt: &MediaPacket) {
+    /// A packet to record: the pipeline is built once the tracks are known (every kind of the
+    /// profile seen, or [`WAIT_FOR_ALL`] after the first packet).
+    pub(crate) fn take(&mut self, pkt: &MediaPacket) {
         let mut s = lock(&self.shared);
         if s.state != RecState::Start {
             return;

@@ -21,9 +21,10 @@ pub const WORKER_SUBCOMMAND: &str = "worker";
 /// Runs this process as a media worker: the worker machinery with the job kinds the fluo
 /// binary hosts, GStreamer initialised inside the worker's sandbox. Never returns.
 pub fn run_worker() -> ! {
-    // No job kind yet: the GStreamer elements register theirs when they move into workers
-    // (they wait for the media-plane router's sink/source trait).
-    let registry = fluo_worker::worker::Registry::new();
+    // The GStreamer jobs (player, recorder, transcoder); the server's elements start using
+    // them once they are proxies on the media router (docs/workers.md, "Next").
+    let mut registry = fluo_worker::worker::Registry::new();
+    fluo_gst::jobs::register(&mut registry);
     fluo_worker::worker::run(registry, || {
         if let Err(e) = fluo_gst::init() {
             tracing::error!("media worker: {e}");

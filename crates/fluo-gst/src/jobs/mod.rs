@@ -1,0 +1,159 @@
+//! The GStreamer elements' media work as jobs of a media worker (crates/fluo-worker,
+//! docs/workers.md): `player`, `recorder` and `transcoder`, each the same pipeline code as
+//! the element that runs in the server's process, behind [`fluo_worker::worker::Job`].
+//!
+//! The jobs live here, in fluo-gst, rather than in fluo-worker: fluo-worker is the process
+//! machinery and knows nothing of GStreamer's pipelines (it builds without GStreamer), and the
+//! pipelines' builders are this crate's own; so fluo-gst depends on fluo-worker's `Job` trait
+//! and wire encoding, and the fluo binary registers [`register`]'s kinds in its worker.
+//!
+//! Parameters, method arguments and replies are encoded with [`fluo_worker::wire::Wire`];
+//! events cross as Kurento's event name with their fields encoded the same way
+//! ([`encode_event`], [`decode_event`]).
+
+mod player;
+mod recorder;
+mod transcoder;
+
+pub use player::{PlayParams, PlayerParams, VideoInfo};
+pub use recorder::RecorderParams;
+pub use transcoder::TranscoderParams;
+
+use fluo_sfu::{CodecName, MediaEvent};
+use fluo_worker::wire::{self, Reader, Wire, WireError, Writer};
+use fluo_worker::worker::{JobCtx, Registry};
+use std::sync::Arc;
+
+/// The player job's kind.
+pub const PLAYER: &str = "gst.player";
+/// The recorder job's kind.
+pub const RECORDER: &str = "gst.recorder";
+/// The transcoder job's kind.
+pub const TRANSCODER: &str = "gst.transcoder";
+
+/// Registers the GStreamer job kinds in a worker's registry.
+pub fn register(registry: &mut Registry) {
+    registry.register(PLAYER, player::start);
+    registry.register(RECORDER, recorder::start);
+    registry.register(TRANSCODER, transcoder::start);
+}
+
+/// Decodes a job's parameters, or says why not.
+fn params<T: Wire>(bytes: &[u8]) -> Result<T, String> {
+    wire::decode(bytes).map_err(|e| format!("bad job parameters: {e}"))
+}
+
+/// An event sink that sends a job's events to the server.
+fn event_sink(ctx: &JobCtx) -> fluo_sfu::EventSink {
+    let ctx = ctx.clone();
+    Arc::new(move |_id: &str, ev: MediaEvent| emit(&ctx, &ev))
+}
+
+/// Sends one event of a job to the server: an Error event as the job's failure
+/// (`JobCtx::fail`, whose text the server's element raises as its Error event, of the
+/// element's own type), the others as events.
+fn emit(ctx: &JobCtx, ev: &MediaEvent) {
+    if let MediaEvent::Error { description, .. } = ev {
+        ctx.fail(description);
+    } else if let Some((name, data)) = encode_event(ev) {
+        ctx.emit(name, data);
+    }
+}
+
+const STATES: [&str; 3] = ["STOP", "START", "PAUSE"];
+
+/// A job's event as it crosses to the server: Kurento's event name and its fields (`None`
+/// for the events no job raises as an event; Error events go as the job's failure).
+pub fn encode_event(ev: &MediaEvent) -> Option<(&'static str, Vec<u8>)> {
+    let mut data = Vec::new();
+    let mut w = Writer::new(&mut data);
+    match ev {
+        MediaEvent::UriEndpointState { state } => w.str(state),
+        MediaEvent::EndOfStream
+        | MediaEvent::Recording
+        | MediaEvent::Paused
+        | MediaEvent::Stopped => {}
+        _ => return None,
+    }
+    Some((fluo_core::event_name(ev), data))
+}
+
+/// A job's event from its name and fields; `None` for what no job sends (a worker is not
+/// trusted: anything else is dropped).
+pub fn decode_event(name: &str, data: &[u8]) -> Option<MediaEvent> {
+    let mut r = Reader::new(data);
+    let ev = match name {
+        "UriEndpointStateChanged" => {
+            let s = r.str().ok()?;
+            MediaEvent::UriEndpointState {
+                state: STATES.into_iter().find(|x| *x == s)?,
+            }
+        }
+        "EndOfStream" => MediaEvent::EndOfStream,
+        "Recording" => MediaEvent::Recording,
+        "Paused" => MediaEvent::Paused,
+        "Stopped" => MediaEvent::Stopped,
+        _ => return None,
+    };
+    r.finish().ok()?;
+    Some(ev)
+}
+
+const CODEC_NAMES: [CodecName; 11] = [
+    CodecName::Vp8,
+    CodecName::Vp9,
+    CodecName::H264,
+    CodecName::Av1,
+    CodecName::Opus,
+    CodecName::Pcmu,
+    CodecName::Pcma,
+    CodecName::G722,
+    CodecName::H263,
+    CodecName::Amr,
+    CodecName::Speex,
+];
+
+fn put_codec(w: &mut Writer<'_>, c: CodecName) {
+    w.str(c.sdp_name());
+}
+
+fn get_codec(r: &mut Reader<'_>) -> Result<CodecName, WireError> {
+    let s = r.str()?;
+    CODEC_NAMES
+        .into_iter()
+        .find(|c| c.sdp_name().eq_ignore_ascii_case(s))
+        .ok_or(WireError::BadTag(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fluo_sfu::MediaError;
+
+    #[test]
+    fn job_events_round_trip_and_hostile_ones_are_dropped() {
+        let error = MediaEvent::Error {
+            error: MediaError::Recorder,
+            description: "Recording failed: disk full".into(),
+        };
+        assert_eq!(encode_event(&error), None);
+        let evs = [
+            MediaEvent::UriEndpointState { state: "PAUSE" },
+            MediaEvent::EndOfStream,
+            MediaEvent::Recording,
+            MediaEvent::Paused,
+            MediaEvent::Stopped,
+        ];
+        for ev in evs {
+            let (name, data) = encode_event(&ev).unwrap();
+            assert_eq!(decode_event(name, &data), Some(ev));
+        }
+        assert_eq!(
+            decode_event("UriEndpointStateChanged", b"\x04\0\0\0PLAY"),
+            None
+        );
+        assert_eq!(decode_event("Error", b""), None);
+        assert_eq!(decode_event("Stopped", b"x"), None);
+        assert_eq!(decode_event("OnKeySoftLimit", b""), None);
+    }
+}

@@ -1,0 +1,78 @@
+//! The transcoder job: the router's GStreamer transcoder (`crate::Transcoders`) in a worker:
+//! RTP of one codec in, RTP of another sent back.
+
+use super::{get_codec, params, put_codec};
+use crate::Transcoders;
+use fluo_sfu::{
+    Codec, CodecName, OutputSettings, Port, PortOutput, SettingsTable, TranscoderFactory,
+};
+use fluo_worker::wire::{Reader, Wire, WireError, Writer};
+use fluo_worker::worker::{Job, JobCtx};
+use fluo_worker::PacketRef;
+use std::sync::Arc;
+
+/// What a transcoder job converts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TranscoderParams {
+    /// The codec of the packets it gets.
+    pub from: CodecName,
+    /// The codec of the packets it sends.
+    pub to: CodecName,
+    /// The encoder's bitrate, in bps (the source's encoderBitrate).
+    pub target_bps: u32,
+}
+
+impl Wire for TranscoderParams {
+    fn put(&self, w: &mut Writer<'_>) {
+        put_codec(w, self.from);
+        put_codec(w, self.to);
+        w.u32(self.target_bps);
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(TranscoderParams {
+            from: get_codec(r)?,
+            to: get_codec(r)?,
+            target_bps: r.u32()?,
+        })
+    }
+}
+
+struct TranscoderJob {
+    port: Box<dyn Port>,
+}
+
+pub(super) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
+    let p: TranscoderParams = params(bytes)?;
+    crate::init()?;
+    let (from, to) = (Codec::new(p.from), Codec::new(p.to));
+    let factory = Transcoders::new(Arc::new(SettingsTable::new(OutputSettings::new(
+        p.target_bps,
+    ))));
+    if !factory.can(&from, &to) {
+        return Err(format!(
+            "no transcoder from {} to {}",
+            from.name.sdp_name(),
+            to.name.sdp_name()
+        ));
+    }
+    let out = {
+        let ctx = ctx.clone();
+        PortOutput::new(
+            ctx.id(),
+            Arc::new(move |_, pkt| ctx.send_packet(&PacketRef::from(&pkt))),
+        )
+    };
+    let source = format!("job-{}", ctx.id());
+    let port = factory.create(p.from.kind(), &from, &to, &source, out)?;
+    Ok(Box::new(TranscoderJob { port }))
+}
+
+impl Job for TranscoderJob {
+    fn packet(&mut self, pkt: &PacketRef<'_>) {
+        self.port.push(&pkt.to_packet());
+    }
+
+    fn keyframe_request(&mut self) {
+        self.port.request_keyframe();
+    }
+}
