@@ -30,7 +30,7 @@ fn illegal(msg: String) -> KurentoError {
 
 /// Checks `command` against `policy` (before any element exists) and builds its bin once,
 /// with one sink and one source pad.
-fn parse_command(
+pub(crate) fn parse_command(
     command: &str,
     policy: &FilterPolicy,
 ) -> Result<(Checked, gst::Bin), KurentoError> {
@@ -44,7 +44,7 @@ fn parse_command(
 }
 
 /// The kind of media a command filters: from filterType, or from the caps of its sink pad.
-fn filter_kind(bin: &gst::Bin, filter_type: &str) -> Result<MediaKind, KurentoError> {
+pub(crate) fn filter_kind(bin: &gst::Bin, filter_type: &str) -> Result<MediaKind, KurentoError> {
     match filter_type {
         "VIDEO" => return Ok(MediaKind::Video),
         "AUDIO" => return Ok(MediaKind::Audio),
@@ -95,11 +95,7 @@ impl Factory for FilterFactory {
             ""
         };
         tracing::info!(id = %cx.id, command = %format_args!("{shown}{more}"), ?kind, "GStreamerFilter created");
-        let shared = Arc::new(Mutex::new(Shared {
-            bin: None,
-            props: vec![],
-            stopping: Stopping::new(),
-        }));
+        let shared = new_shared();
         let port_shared = shared.clone();
         let policy = self.media.filters.clone();
         let (id, events, cmd, settings) = (
@@ -111,19 +107,15 @@ impl Factory for FilterFactory {
         let key = self.media.bus.add_port(
             cx.id,
             Box::new(move |out| {
-                Box::new(FilterPort {
+                Box::new(FilterPort::new(
                     kind,
-                    command: cmd,
+                    cmd,
                     policy,
-                    shared: port_shared,
+                    port_shared,
                     out,
-                    branch: None,
-                    failed: None,
-                    built_at: None,
-                    id,
-                    events,
+                    (id, events),
                     settings,
-                }) as Box<dyn Port>
+                )) as Box<dyn Port>
             }),
         );
         Ok(Box::new(Filter {
@@ -138,13 +130,22 @@ impl Factory for FilterFactory {
 }
 
 /// What the element (engine thread) and its port (router thread) share.
-struct Shared {
+pub(crate) struct Shared {
     /// The command's bin in the running pipeline.
     bin: Option<gst::Bin>,
     /// Properties set with setElementProperty, applied again to each new pipeline.
     props: Vec<(String, String)>,
     /// Held while a pipeline of this filter is stopping (see [`fluo_core::Stopping`]).
     stopping: Stopping,
+}
+
+/// A new filter's shared state: no pipeline, no property set.
+pub(crate) fn new_shared() -> Arc<Mutex<Shared>> {
+    Arc::new(Mutex::new(Shared {
+        bin: None,
+        props: vec![],
+        stopping: Stopping::new(),
+    }))
 }
 
 fn lock(s: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -170,33 +171,51 @@ impl Filter {
             .get("propertyValue")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        // Checked now against the command's factories (no element is made), so that a wrong
-        // name or value fails now.
-        let policy = &self.media.filters;
-        match self.checked.property_targets(policy, name, value) {
-            Ok(0) => {
-                return Err(illegal(format!(
-                    "GStreamerFilter: no element of \"{}\" has a property {name}",
-                    self.command
-                )))
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return Err(illegal(format!(
-                    "GStreamerFilter: {}",
-                    fluo_api::text::foreign(&e)
-                )))
-            }
-        }
-        let mut s = lock(&self.shared);
-        s.props.retain(|(n, _)| n != name);
-        s.props.push((name.to_string(), value.to_string()));
-        if let Some(bin) = &s.bin {
-            let _ = set_property(bin, policy, name, value, true);
-        }
+        let (checked, command) = (&*self.checked, self.command.as_str());
+        set_element_property(
+            (checked, command),
+            &self.media.filters,
+            &self.shared,
+            name,
+            value,
+        )?;
         tracing::debug!(id = %self.id, %name, %value, "GStreamerFilter property set");
         Ok(Value::Null)
     }
+}
+
+/// setElementProperty: checked now against the command's factories (no element is made), so
+/// that a wrong name or value fails now; kept for the pipelines built later and set on the
+/// running one.
+pub(crate) fn set_element_property(
+    (checked, command): (&Checked, &str),
+    policy: &FilterPolicy,
+    shared: &Mutex<Shared>,
+    name: &str,
+    value: &str,
+) -> Result<(), KurentoError> {
+    match checked.property_targets(policy, name, value) {
+        Ok(0) => {
+            return Err(illegal(format!(
+                "GStreamerFilter: no element of \"{}\" has a property {name}",
+                command
+            )))
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return Err(illegal(format!(
+                "GStreamerFilter: {}",
+                fluo_api::text::foreign(&e)
+            )))
+        }
+    }
+    let mut s = lock(shared);
+    s.props.retain(|(n, _)| n != name);
+    s.props.push((name.to_string(), value.to_string()));
+    if let Some(bin) = &s.bin {
+        let _ = set_property(bin, policy, name, value, true);
+    }
+    Ok(())
 }
 
 impl Element for Filter {
@@ -256,7 +275,8 @@ impl Drop for Branch {
     }
 }
 
-struct FilterPort {
+/// The filter as the router sees it (and the filter job, in a worker, as it gets packets).
+pub(crate) struct FilterPort {
     kind: MediaKind,
     command: Arc<Checked>,
     policy: Arc<FilterPolicy>,
@@ -275,6 +295,32 @@ struct FilterPort {
 }
 
 impl FilterPort {
+    /// A filter of `kind` media running `command`, sending into `out`; `who` is its id and
+    /// where its events go.
+    pub(crate) fn new(
+        kind: MediaKind,
+        command: Arc<Checked>,
+        policy: Arc<FilterPolicy>,
+        shared: Arc<Mutex<Shared>>,
+        out: PortOutput,
+        who: (String, EventSink),
+        settings: Arc<SettingsTable>,
+    ) -> FilterPort {
+        FilterPort {
+            kind,
+            command,
+            policy,
+            shared,
+            out,
+            branch: None,
+            failed: None,
+            built_at: None,
+            id: who.0,
+            events: who.1,
+            settings,
+        }
+    }
+
     fn build(&self, codec: &Codec) -> Result<Branch, String> {
         let depay = codecs::depay(codec).ok_or("no depayloader")?;
         let dec = codecs::decoder(codec).ok_or("no decoder")?;
@@ -360,6 +406,22 @@ impl Port for FilterPort {
     }
 
     fn push(&mut self, pkt: &MediaPacket) {
+        self.take(pkt);
+    }
+
+    fn request_keyframe(&mut self) {
+        self.keyframe();
+    }
+
+    fn applies_format(&self, kind: MediaKind) -> bool {
+        kind == self.kind
+    }
+}
+
+impl FilterPort {
+    /// A packet: the other kind passes, the filtered kind goes through the pipeline of its
+    /// codec (built now if there is none for it).
+    pub(crate) fn take(&mut self, pkt: &MediaPacket) {
         if pkt.kind != self.kind {
             self.out.send(pkt.clone());
             return;
@@ -400,13 +462,10 @@ impl Port for FilterPort {
         }
     }
 
-    fn request_keyframe(&mut self) {
+    /// Asks the filter's encoder for a keyframe.
+    pub(crate) fn keyframe(&mut self) {
         if let Some(b) = &self.branch {
             bridge::force_keyframe(&b.sink);
         }
-    }
-
-    fn applies_format(&self, kind: MediaKind) -> bool {
-        kind == self.kind
     }
 }

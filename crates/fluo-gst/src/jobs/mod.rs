@@ -1,5 +1,5 @@
 //! The GStreamer elements' media work as jobs of a media worker (crates/fluo-worker,
-//! docs/workers.md): `player`, `recorder` and `transcoder`, each the same pipeline code as
+//! docs/workers.md): `player`, `recorder`, `transcoder` and `filter` (GStreamerFilter), each the same pipeline code as
 //! the element that runs in the server's process, behind [`fluo_worker::worker::Job`].
 //!
 //! The jobs live here, in fluo-gst, rather than in fluo-worker: fluo-worker is the process
@@ -11,10 +11,12 @@
 //! events cross as Kurento's event name with their fields encoded the same way
 //! ([`encode_event`], [`decode_event`]).
 
+mod filter;
 mod player;
 mod recorder;
 mod transcoder;
 
+pub use filter::{FilterParams, PropertyArgs};
 pub use player::{PlayParams, PlayerParams, VideoInfo};
 pub use recorder::RecorderParams;
 pub use transcoder::TranscoderParams;
@@ -28,6 +30,8 @@ use std::sync::Arc;
 pub const PLAYER: &str = "gst.player";
 /// The recorder job's kind.
 pub const RECORDER: &str = "gst.recorder";
+/// The GStreamerFilter job's kind.
+pub const FILTER: &str = "gst.filter";
 /// The transcoder job's kind.
 pub const TRANSCODER: &str = "gst.transcoder";
 
@@ -36,6 +40,7 @@ pub fn register(registry: &mut Registry) {
     registry.register(PLAYER, player::start);
     registry.register(RECORDER, recorder::start);
     registry.register(TRANSCODER, transcoder::start);
+    registry.register(FILTER, filter::start);
 }
 
 /// Decodes a job's parameters, or says why not.
