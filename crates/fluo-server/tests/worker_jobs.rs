@@ -593,3 +593,43 @@ async fn a_filter_job_runs_a_listed_command_and_refuses_an_unlisted_one() {
     drop((player, f));
     sup.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_job_refuses_a_missing_file_and_reports_a_broken_one_as_its_failure() {
+    let _serial = SERIAL.lock().await;
+    let dir = TempDir::new("broken");
+    let sup = supervisor(&dir.0);
+    let missing = start_player(
+        &sup,
+        12,
+        &dir.0.join("none.webm"),
+        Arc::new(Sink::default()),
+    )
+    .await;
+    let err = missing.call_async("play", play_args()).await.unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    let broken = dir.0.join("broken.webm");
+    std::fs::write(&broken, vec![0x5a; 64 * 1024]).unwrap();
+    let sink = Arc::new(Sink::default());
+    let job = start_player(&sup, 12, &broken, sink.clone()).await;
+    job.call_async("play", play_args())
+        .await
+        .expect("play starts");
+    // GStreamer's bus error reaches the sink as the job's failure, once, with no address.
+    until(Duration::from_secs(10), "the failure", || {
+        !sink.failures.lock().unwrap().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let failures = sink.failures.lock().unwrap().clone();
+    eprintln!("broken file: {failures:?}");
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].contains("in "), "{failures:?}");
+    assert!(!failures[0].contains("0x"), "{failures:?}");
+    let state: String = wire::decode(&job.call_async("getState", vec![]).await.unwrap()).unwrap();
+    assert_eq!(state, "STOP");
+    // The worker goes on: the job answers, and nothing died.
+    assert!(job.is_alive() && sink.died.lock().unwrap().is_none());
+    drop((missing, job));
+    sup.shutdown(Duration::from_secs(5)).await;
+}
