@@ -17,7 +17,10 @@ use crate::filter_policy::{set_property, Checked, FilterPolicy};
 use crate::{gst_error, Media};
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, EventSink, Factory, FactoryCx, Stopping};
-use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, Port, PortOutput, SettingsTable};
+use fluo_sfu::{
+    Codec, CodecName, Header, MediaKind, MediaPacket, Node, Packet, PortOutput, SettingsTable,
+    SinkCaps, SinkCodec, Takes,
+};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -115,7 +118,7 @@ impl Factory for FilterFactory {
                     out,
                     (id, events),
                     settings,
-                )) as Box<dyn Port>
+                )) as Box<dyn Node>
             }),
         );
         Ok(Box::new(Filter {
@@ -392,24 +395,40 @@ impl FilterPort {
     }
 }
 
-impl Port for FilterPort {
-    fn accepts(&self, kind: MediaKind, codec: &Codec) -> bool {
-        kind != self.kind || codecs::available(codec)
-    }
-
-    fn wants(&self, kind: MediaKind) -> Vec<Codec> {
-        let name = match kind {
+impl Node for FilterPort {
+    /// The filtered kind in any codec it can decode (an H.264 of any profile), transcoded to
+    /// VP8 or Opus otherwise; the other kind as it comes.
+    fn caps(&self, kind: MediaKind) -> SinkCaps {
+        if kind != self.kind {
+            return SinkCaps::anything();
+        }
+        let decodable = CodecName::ALL
+            .into_iter()
+            .filter(|n| n.kind() == kind)
+            .map(|n| Codec {
+                profile_level_id: None,
+                packetization_mode: None,
+                ..Codec::new(n)
+            })
+            .filter(codecs::available)
+            .map(SinkCodec::new)
+            .collect();
+        let target = match kind {
             MediaKind::Video => CodecName::Vp8,
             MediaKind::Audio => CodecName::Opus,
         };
-        vec![Codec::new(name)]
+        SinkCaps {
+            takes: Takes::Codecs(decodable),
+            targets: vec![Codec::new(target)],
+            transcoder: false,
+        }
     }
 
-    fn push(&mut self, pkt: &MediaPacket) {
-        self.take(pkt);
+    fn push(&mut self, _now: std::time::Instant, pkt: &Packet<'_>, header: Header) {
+        self.take(&MediaPacket::routed(pkt, header));
     }
 
-    fn request_keyframe(&mut self) {
+    fn request_keyframe(&mut self, _kind: MediaKind) {
         self.keyframe();
     }
 

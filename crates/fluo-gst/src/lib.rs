@@ -2,7 +2,8 @@
 //! processed rather than forwarded (PlayerEndpoint, RecorderEndpoint, RtpEndpoint).
 //!
 //! Elements reach the router only through [`fluo_sfu::MediaBus`]: each one is a
-//! [`fluo_sfu::Port`] that takes RTP from an appsrc-fed pipeline or gives RTP from an appsink.
+//! router node ([`fluo_sfu::Node`]: a port) that takes RTP into an appsrc-fed pipeline or
+//! gives RTP from an appsink.
 //! GStreamer runs its own streaming threads; the router's thread only pushes into appsrcs
 //! (never blocking) and the appsinks send packets back as messages.
 

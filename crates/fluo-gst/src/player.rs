@@ -9,7 +9,9 @@ use crate::uri::{self, MediaUri};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, EventSink, Factory, FactoryCx, MediaEvent, Stopping};
-use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, OutputSettings, Port, PortOutput};
+use fluo_sfu::{
+    Codec, CodecName, Header, MediaKind, Node, OutputSettings, Packet, PortOutput, SinkCaps,
+};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use serde_json::{json, Map, Value};
@@ -63,7 +65,7 @@ impl Factory for PlayerFactory {
             cx.id,
             Box::new(move |out| {
                 lock(&for_port).out = Some(out);
-                Box::new(port) as Box<dyn Port>
+                Box::new(port) as Box<dyn Node>
             }),
         );
         let router = self.media.bus.clone();
@@ -612,18 +614,15 @@ struct PlayerPort {
     shared: SharedRef,
 }
 
-impl Port for PlayerPort {
-    fn accepts(&self, _kind: MediaKind, _codec: &Codec) -> bool {
-        false
+impl Node for PlayerPort {
+    fn caps(&self, _kind: MediaKind) -> SinkCaps {
+        // A source only: it takes nothing.
+        SinkCaps::codecs([])
     }
 
-    fn wants(&self, _kind: MediaKind) -> Vec<Codec> {
-        vec![]
-    }
+    fn push(&mut self, _now: std::time::Instant, _pkt: &Packet<'_>, _header: Header) {}
 
-    fn push(&mut self, _pkt: &MediaPacket) {}
-
-    fn request_keyframe(&mut self) {
+    fn request_keyframe(&mut self, _kind: MediaKind) {
         let sinks = lock(&self.shared).sinks.clone();
         for s in sinks {
             bridge::force_keyframe(&s);

@@ -11,7 +11,9 @@ use crate::uri::{self, MediaUri};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, EventSink, Factory, FactoryCx, MediaEvent, Stopping};
-use fluo_sfu::{Codec, CodecName, MediaKind, MediaPacket, Port};
+use fluo_sfu::{
+    Codec, CodecName, Header, MediaKind, MediaPacket, Node, Packet, SinkCaps, SinkCodec, Takes,
+};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -154,7 +156,7 @@ impl Factory for RecorderFactory {
         let key = self
             .media
             .bus
-            .add_port(cx.id, Box::new(move |_out| Box::new(port) as Box<dyn Port>));
+            .add_port(cx.id, Box::new(move |_out| Box::new(port) as Box<dyn Node>));
         Ok(Box::new(Recorder {
             id: cx.id.to_string(),
             key,
@@ -582,27 +584,26 @@ impl RecorderPort {
     }
 }
 
-impl Port for RecorderPort {
-    fn accepts(&self, kind: MediaKind, codec: &Codec) -> bool {
-        if self.profile.codecs(kind).is_empty() {
-            // A kind the profile does not record is taken and dropped.
-            return true;
+impl Node for RecorderPort {
+    /// The profile's codecs of `kind` (any H.264 profile), or, once its track started, the
+    /// codec it started in; a kind the profile does not record is taken and dropped.
+    fn caps(&self, kind: MediaKind) -> SinkCaps {
+        let names = self.profile.codecs(kind);
+        if names.is_empty() {
+            return SinkCaps::anything();
         }
-        let ok = self.profile.codecs(kind).contains(&codec.name);
-        // Once a track started, it keeps its codec.
-        ok && lock(&self.shared).codecs[kind].is_none_or(|c| c.compatible(codec))
-    }
-
-    fn wants(&self, kind: MediaKind) -> Vec<Codec> {
-        let fixed = lock(&self.shared).codecs[kind];
-        match fixed {
-            Some(c) => vec![c],
-            None => self
-                .profile
-                .codecs(kind)
-                .iter()
-                .map(|n| Codec::new(*n))
-                .collect(),
+        if let Some(c) = lock(&self.shared).codecs[kind] {
+            return SinkCaps::codecs([SinkCodec::new(c)]);
+        }
+        let any_profile = |n: &CodecName| Codec {
+            profile_level_id: None,
+            packetization_mode: None,
+            ..Codec::new(*n)
+        };
+        SinkCaps {
+            takes: Takes::Codecs(names.iter().map(any_profile).map(SinkCodec::new).collect()),
+            targets: names.iter().map(|n| Codec::new(*n)).collect(),
+            transcoder: false,
         }
     }
 
@@ -610,8 +611,8 @@ impl Port for RecorderPort {
         self.source_ended();
     }
 
-    fn push(&mut self, pkt: &MediaPacket) {
-        self.take(pkt);
+    fn push(&mut self, _now: Instant, pkt: &Packet<'_>, header: Header) {
+        self.take(&MediaPacket::routed(pkt, header));
     }
 }
 

@@ -3,12 +3,16 @@
 
 use crate::bridge;
 use crate::codecs;
-use fluo_sfu::{Codec, MediaKind, MediaPacket, Port, PortOutput, SettingsTable, TranscoderFactory};
+use fluo_sfu::{
+    Codec, Header, MediaKind, MediaPacket, Node, Packet, PortOutput, SettingsTable, SinkCaps,
+    SinkCodec, TranscoderFactory,
+};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Builds GStreamer transcoders for the router.
 #[derive(Debug)]
@@ -55,7 +59,7 @@ impl TranscoderFactory for Transcoders {
         to: &Codec,
         source: &str,
         out: PortOutput,
-    ) -> Result<Box<dyn Port>, String> {
+    ) -> Result<Box<dyn Node>, String> {
         crate::init()?;
         let depay = codecs::depay(from).ok_or("no depayloader")?;
         let dec = codecs::decoder(from).ok_or("no decoder")?;
@@ -120,20 +124,16 @@ struct Transcoder {
     live: Arc<AtomicUsize>,
 }
 
-impl Port for Transcoder {
-    fn accepts(&self, _kind: MediaKind, codec: &Codec) -> bool {
-        self.from.compatible(codec)
+impl Node for Transcoder {
+    fn caps(&self, _kind: MediaKind) -> SinkCaps {
+        SinkCaps::codecs([SinkCodec::new(self.from)])
     }
 
-    fn wants(&self, _kind: MediaKind) -> Vec<Codec> {
-        vec![self.from]
+    fn push(&mut self, _now: Instant, pkt: &Packet<'_>, header: Header) {
+        bridge::push(&self.input, &MediaPacket::routed(pkt, header));
     }
 
-    fn push(&mut self, pkt: &MediaPacket) {
-        bridge::push(&self.input, pkt);
-    }
-
-    fn request_keyframe(&mut self) {
+    fn request_keyframe(&mut self, _kind: MediaKind) {
         bridge::force_keyframe(&self.sink);
     }
 }

@@ -32,7 +32,7 @@ pub use turn::TurnUrl;
 
 use crate::core::Ctl;
 use fluo_core::EventSink;
-use fluo_sfu::{MediaBus, MediaKind, MediaPacket, Port, PortOutput, TranscoderFactory};
+use fluo_sfu::{MediaBus, MediaKind, MediaPacket, Node, PortOutput, TranscoderFactory};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -272,7 +272,7 @@ impl Drop for InFlight {
 }
 
 impl MediaBus for WebRtc {
-    fn add_port(&self, id: &str, make: Box<dyn FnOnce(PortOutput) -> Box<dyn Port> + Send>) -> u64 {
+    fn add_port(&self, id: &str, make: Box<dyn FnOnce(PortOutput) -> Box<dyn Node> + Send>) -> u64 {
         let key = self.next_key();
         let port = make(PortOutput::new(key, self.output()));
         self.send(Ctl::AddPort {
@@ -302,6 +302,10 @@ impl MediaBus for WebRtc {
 
     fn end_of_stream(&self, key: u64) {
         self.send(Ctl::EndOfStream { key });
+    }
+
+    fn caps_changed(&self, key: u64) {
+        self.send(Ctl::CapsChanged { key });
     }
 
     fn input_latency(&self, id: &str) -> [Option<f64>; 2] {

@@ -71,7 +71,7 @@ impl fluo_sfu::Node for Sink {
         let vp8 = fluo_sfu::Codec::new(fluo_sfu::CodecName::Vp8);
         fluo_sfu::SinkCaps::codecs([fluo_sfu::SinkCodec::with_pt(vp8, 96)])
     }
-    fn push(&mut self, pkt: &fluo_sfu::Packet<'_>, h: fluo_sfu::Header) {
+    fn push(&mut self, _: std::time::Instant, pkt: &fluo_sfu::Packet<'_>, h: fluo_sfu::Header) {
         self.0 = self
             .0
             .wrapping_add(black_box(pkt.payload.len()) + usize::from(h.seq));

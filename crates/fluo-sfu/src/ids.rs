@@ -19,6 +19,21 @@ macro_rules! id_type {
             pub fn index(self) -> usize {
                 self.index as usize
             }
+
+            /// The id as one number (generation in the high half), for a caller that must
+            /// name it in a `u64` key.
+            pub fn to_bits(self) -> u64 {
+                (u64::from(self.generation) << 32) | u64::from(self.index)
+            }
+
+            /// The id [`to_bits`](Self::to_bits) made. Any number makes an id: one that
+            /// names no live slot is found nowhere.
+            pub fn from_bits(bits: u64) -> Self {
+                $name {
+                    index: bits as u32,
+                    generation: (bits >> 32) as u32,
+                }
+            }
         }
 
         impl fmt::Debug for $name {

@@ -59,6 +59,17 @@ impl LatencyBoard {
         }
     }
 
+    /// The averages of the element `id`, as its router measured them.
+    pub fn set(&self, id: &str, avgs: [LatencyAvg; 2]) {
+        let mut m = self.map();
+        match m.get_mut(id) {
+            Some(a) => *a = avgs,
+            None => {
+                m.insert(id.to_string(), avgs);
+            }
+        }
+    }
+
     /// The element's average input latency per kind (`[audio, video]`), in ns.
     pub fn get(&self, id: &str) -> [Option<f64>; 2] {
         self.map()

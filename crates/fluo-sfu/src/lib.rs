@@ -9,7 +9,7 @@
 //! * [`keyframe`]: keyframe-request throttling.
 //! * [`nack`]: the retransmission cache.
 //! * [`latency`]: latency statistics (a pipeline's `latencyStats`).
-//! * [`port`]: players, recorders, plain RTP and transcoders as the router sees them.
+//! * [`port`]: codecs; players, recorders, plain RTP and transcoders as the router sees them.
 //! * [`settings`]: what an element's encoder settings and forced formats ask of its output.
 //! * [`negotiate`]: forward, transcode or neither, for one source and one sink.
 //! * [`router`]: the producer -> consumers table tying the above together.
@@ -58,7 +58,7 @@ pub use latency::{LatencyAvg, LatencyBoard};
 pub use media_router::{Header, MediaRouter, Node, NodeError, Packet, TranscoderMaker};
 pub use nack::RetransmitCache;
 pub use negotiate::{Decision, Forced, Impossible, SinkCaps, SinkCodec, Takes};
-pub use port::{Codec, CodecName, MediaBus, MediaPacket, Port, PortOutput, TranscoderFactory};
+pub use port::{Codec, CodecName, MediaBus, MediaPacket, PortOutput, TranscoderFactory};
 pub use rewrite::{extend_seq, Rewriter, Rewritten};
 pub use router::{
     ConsumerConfig, ForwardBatch, PayloadMap, ProducerConfig, Router, RouterError, RouterEvent,

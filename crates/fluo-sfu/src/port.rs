@@ -1,10 +1,13 @@
-//! Media ports: sources and sinks of RTP that are not WebRTC peers (players, recorders, plain
-//! RTP endpoints, transcoders), as the media router sees them.
+//! Codecs, and the media faces of elements that are not WebRTC peers (players, recorders, plain
+//! RTP endpoints, filters, transcoders): ports.
 //!
-//! A port is owned by the media router and called only from its thread: [`Port::push`] hands
-//! it a packet routed to it; a port that produces media sends its packets back through the
-//! [`PortOutput`] it was given. Ports never see sockets or other ports.
+//! A port is a router [`Node`] like any other, owned by the router and called only from its
+//! thread: [`Node::push`] hands it a packet routed to it. What a port produces comes from
+//! another thread (a GStreamer streaming thread, a socket): it sends its packets back through
+//! the [`PortOutput`] it was given, which queues them to the router's thread. Ports never see
+//! sockets or other ports.
 
+use crate::media_router::{Header, Node, Packet};
 use crate::MediaKind;
 use std::fmt;
 use std::sync::Arc;
@@ -157,7 +160,7 @@ impl fmt::Display for Codec {
     }
 }
 
-/// One RTP packet between the router and a port, with what its payload is.
+/// One RTP packet a port produced (or, owned, one routed to it), with what its payload is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaPacket {
     /// Audio or video.
@@ -176,28 +179,43 @@ pub struct MediaPacket {
     pub payload: Vec<u8>,
 }
 
-/// A source or sink of media that the router feeds or is fed by.
-pub trait Port: Send {
-    /// Whether packets of `codec` can be pushed unchanged.
-    fn accepts(&self, kind: MediaKind, codec: &Codec) -> bool;
+impl MediaPacket {
+    /// A routed packet with the header of the sink's line, owned (its payload copied).
+    pub fn routed(pkt: &Packet<'_>, header: Header) -> MediaPacket {
+        MediaPacket {
+            kind: pkt.kind,
+            codec: pkt.codec,
+            seq: header.seq,
+            timestamp: header.ts,
+            ssrc: header.ssrc,
+            marker: pkt.marker,
+            payload: pkt.payload.to_vec(),
+        }
+    }
 
-    /// The codecs this port would take, best first, when the router must transcode for it.
-    fn wants(&self, kind: MediaKind) -> Vec<Codec>;
-
-    /// A packet routed to this port.
-    fn push(&mut self, pkt: &MediaPacket);
-
-    /// Someone that this port feeds needs a keyframe.
-    fn request_keyframe(&mut self) {}
-
-    /// A source feeding this port ended its stream (a player reached the end of its file).
-    fn end_of_stream(&mut self) {}
-
-    /// Whether the media of `kind` this port sends was encoded by the port itself with its
-    /// element's [`OutputSettings`](crate::OutputSettings) (frame rate, audio bitrate) applied, so
-    /// that the router need not re-encode it for them.
-    fn applies_format(&self, _kind: MediaKind) -> bool {
-        false
+    /// Pushes this packet into `node` as the router would, under its own header (no payload
+    /// type rewrite): for nodes driven outside a router, such as a worker's transcoder job.
+    /// Copies the payload once.
+    pub fn push_to(&self, node: &mut dyn Node) {
+        let payload: Arc<[u8]> = Arc::from(self.payload.as_slice());
+        let pkt = Packet {
+            kind: self.kind,
+            codec: self.codec,
+            seq: self.seq,
+            ts: self.timestamp,
+            ssrc: self.ssrc,
+            marker: self.marker,
+            payload: &payload,
+            entered: None,
+            extensions: None,
+        };
+        let header = Header {
+            seq: self.seq,
+            ts: self.timestamp,
+            ssrc: self.ssrc,
+            pt: None,
+        };
+        node.push(std::time::Instant::now(), &pkt, header);
     }
 }
 
@@ -233,9 +251,10 @@ impl fmt::Debug for PortOutput {
     }
 }
 
-/// Builds transcoders: a port that takes `from` and produces `to`, for the router to insert
-/// between a source and the sinks that cannot take the source's codec (or that must get it
-/// in the format the source's settings force).
+/// Builds transcoders outside the router's crate: a port that takes `from` and produces `to`
+/// and sends what it makes through `out`. The router's thread wraps it as its
+/// [`TranscoderMaker`](crate::TranscoderMaker) (the output's key is derived from the
+/// transcoder's node id).
 pub trait TranscoderFactory: Send + Sync {
     /// A transcoder of the media of the element `source` (whose output settings its encoder
     /// follows), or why not.
@@ -246,7 +265,7 @@ pub trait TranscoderFactory: Send + Sync {
         to: &Codec,
         source: &str,
         out: PortOutput,
-    ) -> Result<Box<dyn Port>, String>;
+    ) -> Result<Box<dyn Node>, String>;
 
     /// Whether `to` can be produced from `from`.
     fn can(&self, from: &Codec, to: &Codec) -> bool;
@@ -254,9 +273,9 @@ pub trait TranscoderFactory: Send + Sync {
 
 /// The router as elements outside the WebRTC crate see it.
 pub trait MediaBus: Send + Sync {
-    /// Adds a port for the element `id`; `make` gets the port's output and returns the port.
-    /// Returns the port's key.
-    fn add_port(&self, id: &str, make: Box<dyn FnOnce(PortOutput) -> Box<dyn Port> + Send>) -> u64;
+    /// Adds a port for the element `id`; `make` gets the port's output and returns the port's
+    /// node. Returns the port's key.
+    fn add_port(&self, id: &str, make: Box<dyn FnOnce(PortOutput) -> Box<dyn Node> + Send>) -> u64;
 
     /// Removes a port.
     fn remove_port(&self, key: u64);
@@ -270,6 +289,10 @@ pub trait MediaBus: Send + Sync {
 
     /// The port `key` ended its stream: the ports it feeds are told.
     fn end_of_stream(&self, key: u64);
+
+    /// What the port `key` takes changed (its [`Node::caps`]: an RtpEndpoint negotiated its
+    /// SDP): the routes to it are decided again at their sources' next packets.
+    fn caps_changed(&self, key: u64);
 
     /// The average time media of each kind (`[audio, video]`) took from entering the router
     /// to reaching the element `id`'s port, in nanoseconds (see [`crate::latency`]).

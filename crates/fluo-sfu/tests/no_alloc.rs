@@ -121,7 +121,7 @@ impl fluo_sfu::Node for Counter {
         let vp8 = fluo_sfu::Codec::new(fluo_sfu::CodecName::Vp8);
         fluo_sfu::SinkCaps::codecs([fluo_sfu::SinkCodec::with_pt(vp8, 96)])
     }
-    fn push(&mut self, pkt: &fluo_sfu::Packet<'_>, h: fluo_sfu::Header) {
+    fn push(&mut self, _: std::time::Instant, pkt: &fluo_sfu::Packet<'_>, h: fluo_sfu::Header) {
         let n = pkt.payload.len() + usize::from(h.seq & 1);
         self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }

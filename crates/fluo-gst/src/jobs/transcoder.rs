@@ -4,7 +4,7 @@
 use super::{get_codec, params, put_codec};
 use crate::Transcoders;
 use fluo_sfu::{
-    Codec, CodecName, OutputSettings, Port, PortOutput, SettingsTable, TranscoderFactory,
+    Codec, CodecName, MediaKind, Node, OutputSettings, PortOutput, SettingsTable, TranscoderFactory,
 };
 use fluo_worker::wire::{Reader, Wire, WireError, Writer};
 use fluo_worker::worker::{Job, JobCtx};
@@ -38,7 +38,8 @@ impl Wire for TranscoderParams {
 }
 
 struct TranscoderJob {
-    port: Box<dyn Port>,
+    port: Box<dyn Node>,
+    kind: MediaKind,
 }
 
 pub(super) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
@@ -64,15 +65,18 @@ pub(super) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
     };
     let source = format!("job-{}", ctx.id());
     let port = factory.create(p.from.kind(), &from, &to, &source, out)?;
-    Ok(Box::new(TranscoderJob { port }))
+    Ok(Box::new(TranscoderJob {
+        port,
+        kind: p.from.kind(),
+    }))
 }
 
 impl Job for TranscoderJob {
     fn packet(&mut self, pkt: &PacketRef<'_>) {
-        self.port.push(&pkt.to_packet());
+        pkt.to_packet().push_to(self.port.as_mut());
     }
 
     fn keyframe_request(&mut self) {
-        self.port.request_keyframe();
+        self.port.request_keyframe(self.kind);
     }
 }

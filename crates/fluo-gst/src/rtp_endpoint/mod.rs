@@ -27,7 +27,7 @@ use crate::srtp::{self, Sdes, Transform};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, StatsQuery, Stopping};
-use fluo_sfu::{Codec, MediaKind, Port, PortOutput};
+use fluo_sfu::{Codec, MediaKind, Node, PortOutput};
 use serde_json::{json, Map, Value};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,7 +66,7 @@ impl Factory for RtpFactory {
             cx.id,
             Box::new(move |out| {
                 *oc.lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
-                Box::new(port) as Box<dyn Port>
+                Box::new(port) as Box<dyn Node>
             }),
         );
         let out = out_cell
@@ -495,6 +495,9 @@ impl RtpEndpoint {
             }
         }
         sh.sections = sections;
+        drop(sh);
+        // What it takes is what it negotiated: the routes to it are decided again.
+        self.media.bus.caps_changed(self.key);
     }
 }
 
@@ -535,7 +538,7 @@ impl Element for RtpEndpoint {
                 let mut p = RtpPort {
                     shared: self.shared.clone(),
                 };
-                p.request_keyframe();
+                p.request_keyframe(MediaKind::Video);
                 Ok(Value::Null)
             }
             _ => return None,

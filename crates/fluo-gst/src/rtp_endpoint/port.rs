@@ -4,7 +4,7 @@ use super::sdp::Section;
 use crate::srtp::Transform;
 use fluo_sfu::rtcp::write_pli;
 use fluo_sfu::rtp::write_rtp;
-use fluo_sfu::{Codec, MediaKind, MediaPacket, Port, Rewriter};
+use fluo_sfu::{Header, MediaKind, MediaPacket, Node, Packet, Rewriter, SinkCaps, SinkCodec};
 use std::net::UdpSocket;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -41,26 +41,19 @@ pub(super) struct RtpPort {
     pub(super) shared: SharedRef,
 }
 
-impl Port for RtpPort {
-    fn accepts(&self, kind: MediaKind, codec: &Codec) -> bool {
+impl Node for RtpPort {
+    /// The negotiated codec of its section of `kind` when it sends that kind; anything
+    /// otherwise (not negotiated yet, or not sending: nothing goes out).
+    fn caps(&self, kind: MediaKind) -> SinkCaps {
         let sh = lock(&self.shared);
         match sh.sections.iter().find(|s| s.kind == kind) {
-            Some(s) => !s.send || s.codec.compatible(codec),
-            // Not negotiated (yet): nothing to send, nothing to transcode for.
-            None => true,
+            Some(s) if s.send => SinkCaps::codecs([SinkCodec::new(s.codec)]),
+            _ => SinkCaps::anything(),
         }
     }
 
-    fn wants(&self, kind: MediaKind) -> Vec<Codec> {
-        let sh = lock(&self.shared);
-        sh.sections
-            .iter()
-            .filter(|s| s.kind == kind)
-            .map(|s| s.codec)
-            .collect()
-    }
-
-    fn push(&mut self, pkt: &MediaPacket) {
+    fn push(&mut self, _now: Instant, pkt: &Packet<'_>, header: Header) {
+        let pkt = &MediaPacket::routed(pkt, header);
         let k = pkt.kind;
         let mut sh = lock(&self.shared);
         let Some(s) = sh.sections.iter().find(|s| s.kind == pkt.kind).cloned() else {
@@ -102,7 +95,7 @@ impl Port for RtpPort {
         }
     }
 
-    fn request_keyframe(&mut self) {
+    fn request_keyframe(&mut self, _kind: MediaKind) {
         let mut sh = lock(&self.shared);
         let k = MediaKind::Video;
         let Some(s) = sh.sections.iter().find(|s| s.kind == MediaKind::Video) else {

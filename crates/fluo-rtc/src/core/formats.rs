@@ -1,10 +1,12 @@
-//! Elements' output settings in the router: a source whose `setAudioFormat` /
-//! `setVideoFormat` asks for another codec, a frame rate or an audio bitrate reaches its
-//! sinks through a transcoder that makes it so; when an element's settings change, the
-//! transcoders of its output are made again with the new ones.
+//! Elements' output settings in the router: the media core follows the settings table
+//! (forced formats from `setAudioFormat` / `setVideoFormat`, encoder bitrates) and hands each
+//! element's settings to the router, which decides its routes again when they change (a
+//! transcoder to the forced codec, frame rate or bitrate; the transcoders of its output made
+//! again with the new settings).
 
-use super::*;
-use fluo_sfu::SettingsTable;
+use super::MediaCore;
+use fluo_sfu::{NodeId, SettingsTable};
+use std::sync::Arc;
 
 impl MediaCore {
     /// Follows `table` for elements' output settings.
@@ -16,8 +18,7 @@ impl MediaCore {
     }
 
     /// Takes in the settings that changed since last looked at (one atomic load when none
-    /// did): sources with a forced format are noted, and the transcoders of a source whose
-    /// settings changed go, to be made again with the new settings by its next packet.
+    /// did): the router compares each element's with what it had.
     pub(super) fn refresh_settings(&mut self) {
         let Some(table) = self.settings.clone() else {
             return;
@@ -27,132 +28,32 @@ impl MediaCore {
             return;
         }
         self.settings_seen = generation;
-        let keys: Vec<(u64, String)> = self.by_id.iter().map(|(id, k)| (*k, id.clone())).collect();
-        let mut changed = vec![];
-        for (key, id) in keys {
-            let s = table.get(&id);
-            if self.outputs.get(&key).is_some_and(|old| *old != s) {
-                changed.push(key);
+        for (id, key) in &self.by_id {
+            if let Some(&n) = self.nodes.get(key) {
+                self.router.set_output_settings(self.now, n, table.get(id));
             }
-            self.note_settings(key, s);
-        }
-        for src in changed {
-            self.remake_transcoders(src);
         }
     }
 
-    /// Reads the settings of an element just added (`key`, `id`): a change made before
+    /// Reads the settings of an element just added (node `n`, id `id`): a change made before
     /// this may have been taken in while it was not known yet.
-    pub(super) fn settings_of_new(&mut self, key: u64, id: &str) {
+    pub(super) fn settings_of_new(&mut self, n: NodeId, id: &str) {
         if let Some(table) = &self.settings {
-            let s = table.get(id);
-            self.note_settings(key, s);
+            self.router.set_output_settings(self.now, n, table.get(id));
         }
-    }
-
-    fn note_settings(&mut self, key: u64, s: fluo_sfu::OutputSettings) {
-        self.outputs.insert(key, s);
-        if s.audio.is_some() || s.video.is_some() {
-            self.forced.insert(key, s);
-        } else {
-            self.forced.remove(&key);
-        }
-    }
-
-    /// The codec `src`'s packet `f` must be re-encoded to before `sink` gets it, because a
-    /// format forced on `src` asks for it; `None` when it goes as it is (or through the
-    /// usual codec matching).
-    pub(super) fn reformat_for(&mut self, src: u64, sink: u64, f: &Forward) -> Option<Codec> {
-        self.refresh_settings();
-        if self.forced.is_empty() {
-            return None;
-        }
-        let s = *self.forced.get(&src)?;
-        if self.ports.get(&sink).is_some_and(|p| p.upstream.is_some()) {
-            // A transcoder of this source: it is how the format is applied.
-            return None;
-        }
-        if let Some((codec, target)) = self.reformat.get(&(src, f.kind, sink)) {
-            if *codec == f.codec {
-                return *target;
-            }
-        }
-        let kind = f.kind;
-        let applied = self
-            .ports
-            .get(&src)
-            .is_some_and(|p| p.port.applies_format(kind));
-        let target = s
-            .reformat(kind, &f.codec, applied)
-            .and_then(|want| self.reformat_target(&s, sink, f, want, applied));
-        self.reformat.insert((src, f.kind, sink), (f.codec, target));
-        target
-    }
-
-    /// What `sink` gets instead of `f` when `want` is forced on its source: the forced
-    /// codec if it takes it, else (only if a frame rate or bitrate is forced too) the first
-    /// codec it takes, re-encoded; `None` leaves it to the usual codec matching.
-    fn reformat_target(
-        &self,
-        s: &fluo_sfu::OutputSettings,
-        sink: u64,
-        f: &Forward,
-        want: CodecName,
-        applied: bool,
-    ) -> Option<Codec> {
-        let kind = f.kind;
-        let wants = self.wants(sink, f.kind);
-        let fac = self.factory.clone()?;
-        let usable = |t: &&Codec| t.name.kind() == kind && fac.can(&f.codec, t);
-        if let Some(t) = wants.iter().filter(usable).find(|t| t.name == want) {
-            return Some(*t);
-        }
-        tracing::debug!(%sink, codec = ?want, "the sink does not take the codec forced on its source");
-        let rate = s.reformat(kind, &Codec::new(want), applied).is_some();
-        if rate {
-            wants.iter().find(usable).copied()
-        } else {
-            None
-        }
-    }
-
-    /// Removes the transcoders of `src`'s output; their sinks go back to `src`'s route and
-    /// are matched again (with `src`'s current settings) from its next packet on.
-    fn remake_transcoders(&mut self, src: u64) {
-        let ts: Vec<(u64, MediaKind)> = self
-            .ports
-            .iter()
-            .filter_map(|(k, p)| {
-                p.upstream
-                    .filter(|(s, _)| *s == src)
-                    .map(|(_, kind)| (*k, kind))
-            })
-            .collect();
-        for (t, kind) in ts {
-            let sinks = self.routes.get(&(t, kind)).cloned().unwrap_or_default();
-            self.drop_transcoder(t);
-            let route = self.routes.entry((src, kind)).or_default();
-            for s in &sinks {
-                if !route.contains(s) {
-                    route.push(*s);
-                }
-            }
-            for s in sinks {
-                self.mismatch_reported.remove(&(s, kind));
-            }
-        }
-        self.reformat.retain(|(s, _, _), _| *s != src);
-        self.no_transcoder.retain(|(s, _, _)| *s != src);
-        tracing::info!(%src, "output settings changed: the source's media is matched again");
-        self.request_keyframe(src, MediaKind::Video);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::*;
-    use fluo_sfu::{OutputSettings, SettingsTable, VideoFormat};
+    use super::super::{Control, Ctl, MediaCore};
+    use fluo_sfu::{
+        Codec, CodecName, Header, MediaKind, MediaPacket, Node, OutputSettings, Packet, PortOutput,
+        SettingsTable, SinkCaps, SinkCodec, TranscoderFactory, VideoFormat,
+    };
     use std::sync::atomic::AtomicUsize;
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
 
     type Log = Arc<Mutex<Vec<String>>>;
 
@@ -163,14 +64,11 @@ mod tests {
         log: Log,
     }
 
-    impl Port for Sink {
-        fn accepts(&self, _: MediaKind, codec: &Codec) -> bool {
-            self.takes.iter().any(|t| t.compatible(codec))
+    impl Node for Sink {
+        fn caps(&self, _: MediaKind) -> SinkCaps {
+            SinkCaps::codecs(self.takes.iter().map(|c| SinkCodec::new(*c)))
         }
-        fn wants(&self, _: MediaKind) -> Vec<Codec> {
-            self.takes.clone()
-        }
-        fn push(&mut self, pkt: &MediaPacket) {
+        fn push(&mut self, _: Instant, pkt: &Packet<'_>, _: Header) {
             let line = format!("{} got {}", self.name, pkt.codec.name.sdp_name());
             self.log.lock().unwrap().push(line);
         }
@@ -187,7 +85,7 @@ mod tests {
             to: &Codec,
             source: &str,
             _: PortOutput,
-        ) -> Result<Box<dyn Port>, String> {
+        ) -> Result<Box<dyn Node>, String> {
             let line = format!(
                 "transcoder {} -> {} for {source}",
                 from.name.sdp_name(),
@@ -296,7 +194,8 @@ mod tests {
         assert_eq!(take(), ["transcoder got VP8", "vp8-only got VP8"]);
         assert_eq!(core.transcoder_count(), 1);
 
-        // VP8 at 15 fps: the old transcoder goes, everyone gets VP8 re-encoded (one shared).
+        // VP8 at 15 fps: the old transcoder goes, everyone gets VP8 re-encoded (one shared,
+        // which gets each packet once however many sinks it feeds).
         s.video = Some(VideoFormat {
             codec: CodecName::Vp8,
             framerate: Some((15, 1)),
@@ -305,11 +204,7 @@ mod tests {
         inject(&mut core, 1, CodecName::Vp8);
         assert_eq!(
             take(),
-            [
-                "transcoder VP8 -> VP8 for src",
-                "transcoder got VP8",
-                "transcoder got VP8"
-            ]
+            ["transcoder VP8 -> VP8 for src", "transcoder got VP8"]
         );
         assert_eq!(core.transcoder_count(), 1);
 
@@ -323,6 +218,86 @@ mod tests {
                 .all(|l| l.ends_with("got VP8") && !l.starts_with("transcoder")),
             "{got:?}"
         );
+        assert_eq!(core.transcoder_count(), 0);
+    }
+
+    /// A sink whose codecs change (an RtpEndpoint that negotiates after being connected).
+    struct Renegotiating {
+        takes: Arc<Mutex<Vec<Codec>>>,
+        log: Log,
+    }
+
+    impl Node for Renegotiating {
+        fn caps(&self, _: MediaKind) -> SinkCaps {
+            let takes = self.takes.lock().unwrap();
+            SinkCaps::codecs(takes.iter().map(|c| SinkCodec::new(*c)))
+        }
+        fn push(&mut self, _: Instant, pkt: &Packet<'_>, _: Header) {
+            let line = format!("sink got {}", pkt.codec.name.sdp_name());
+            self.log.lock().unwrap().push(line);
+        }
+    }
+
+    #[test]
+    fn a_sink_whose_codecs_change_has_its_route_decided_again_when_it_says_so() {
+        let log: Log = Arc::default();
+        let mut core = MediaCore::new(Instant::now());
+        ctl(&mut core, Ctl::Transcoders(Arc::new(Factory(log.clone()))));
+        ctl(&mut core, Ctl::Output(Arc::new(|_, _| {})));
+        let src = Sink {
+            name: "src",
+            takes: vec![],
+            log: log.clone(),
+        };
+        let takes = Arc::new(Mutex::new(vec![Codec::new(CodecName::Vp8)]));
+        let sink = Renegotiating {
+            takes: takes.clone(),
+            log: log.clone(),
+        };
+        for (key, id, port) in [
+            (1, "src", Box::new(src) as Box<dyn Node>),
+            (2, "sink", Box::new(sink)),
+        ] {
+            ctl(
+                &mut core,
+                Ctl::AddPort {
+                    key,
+                    id: id.into(),
+                    port,
+                },
+            );
+        }
+        let kind = Some(MediaKind::Video);
+        let (src, sink_id, add) = (1, "sink".to_string(), true);
+        ctl(
+            &mut core,
+            Ctl::Route {
+                src,
+                sink_id,
+                kind,
+                add,
+            },
+        );
+        let take = || std::mem::take(&mut *log.lock().unwrap());
+        inject(&mut core, 1, CodecName::Vp8);
+        assert_eq!(take(), ["sink got VP8"]);
+
+        // It now takes H.264 only: decisions are not made per packet, so nothing changes
+        // until it says its codecs changed; then its VP8 comes through a transcoder.
+        *takes.lock().unwrap() = vec![Codec::new(CodecName::H264)];
+        ctl(&mut core, Ctl::CapsChanged { key: 2 });
+        inject(&mut core, 1, CodecName::Vp8);
+        assert_eq!(
+            take(),
+            ["transcoder VP8 -> H264 for src", "transcoder got VP8"]
+        );
+        assert_eq!(core.transcoder_count(), 1);
+
+        // Back to VP8: the transcoder goes with its last sink, the media goes as it is.
+        *takes.lock().unwrap() = vec![Codec::new(CodecName::Vp8)];
+        ctl(&mut core, Ctl::CapsChanged { key: 2 });
+        inject(&mut core, 1, CodecName::Vp8);
+        assert_eq!(take(), ["sink got VP8"]);
         assert_eq!(core.transcoder_count(), 0);
     }
 }

@@ -112,6 +112,15 @@ impl WebRtcEndpoint {
     fn wake(&self) {
         let _ = self.rtc.ctl.send(Control(Ctl::Wake { key: self.key }));
     }
+
+    /// The endpoint negotiated: the router decides the routes to it again (what its peer
+    /// accepted), and its outputs are drained.
+    fn negotiated(&self) {
+        let _ = self
+            .rtc
+            .ctl
+            .send(Control(Ctl::CapsChanged { key: self.key }));
+    }
 }
 
 impl WebRtcEndpoint {

@@ -107,7 +107,7 @@ impl WebRtcEndpoint {
             ep.rtc.add_remote_candidate(c);
         }
         drop(ep);
-        self.wake();
+        self.negotiated();
         Ok(Value::from(answer))
     }
 
@@ -121,6 +121,8 @@ impl WebRtcEndpoint {
         ep.remote_sdp = Some(offer.to_string());
         ep.local_sdp = Some(answer.clone());
         ep.learn_mids();
+        drop(ep);
+        self.negotiated();
         Value::from(answer)
     }
 
@@ -208,7 +210,7 @@ impl WebRtcEndpoint {
         }
         let local = ep.local_sdp.clone().unwrap_or_default();
         drop(ep);
-        self.wake();
+        self.negotiated();
         Ok(Value::from(local))
     }
 }

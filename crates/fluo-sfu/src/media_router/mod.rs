@@ -29,7 +29,7 @@ pub use node::{Header, Node, Packet, TranscoderMaker};
 use crate::event::{FlowDir, MediaError, MediaEvent};
 use crate::ids::Slab;
 use crate::keyframe::KeyframeThrottle;
-use crate::latency::LatencyAvg;
+use crate::latency::{LatencyAvg, LatencyBoard};
 use crate::negotiate::{self, Decision, Forced, Impossible, SinkCaps};
 use crate::port::Codec;
 use crate::rewrite::Rewriter;
@@ -143,6 +143,8 @@ pub struct MediaRouter {
     transcoders: HashMap<(NodeId, MediaKind, Codec), NodeId>,
     maker: Option<Arc<dyn TranscoderMaker>>,
     events: VecDeque<(String, MediaEvent)>,
+    /// Where the input latencies of the nodes that report flow are published (getStats).
+    latency: Option<Arc<LatencyBoard>>,
 }
 
 impl Default for MediaRouter {
@@ -159,7 +161,15 @@ impl MediaRouter {
             transcoders: HashMap::new(),
             maker: None,
             events: VecDeque::new(),
+            latency: None,
         }
+    }
+
+    /// Publishes the input latencies of the nodes that [report flow](Node::reports_flow) on
+    /// `board`, by element id, as they are measured (one sampled packet in
+    /// [`latency::SAMPLE_EVERY`](crate::latency::SAMPLE_EVERY)).
+    pub fn set_latency_board(&mut self, board: Arc<LatencyBoard>) {
+        self.latency = Some(board);
     }
 
     /// Makes transcoders available: a sink that cannot take its source's codec (or must get
@@ -200,6 +210,16 @@ impl MediaRouter {
         self.transcoders.len()
     }
 
+    /// The sinks `src`'s media of `kind` goes to as it is (not through a transcoder), as last
+    /// decided.
+    pub fn forwarding_to(&self, src: NodeId, kind: MediaKind) -> impl Iterator<Item = NodeId> + '_ {
+        let routes = self.nodes.get(src).map_or(&[][..], |e| &e.routes[kind][..]);
+        routes
+            .iter()
+            .filter(|r| matches!(r.state, State::Forward { .. }))
+            .map(|r| r.sink)
+    }
+
     /// The node's average input latency per kind (`[audio, video]`), in nanoseconds: the
     /// time timed packets took from entering the router to being pushed to it.
     pub fn input_latency(&self, node: NodeId) -> [Option<f64>; 2] {
@@ -232,7 +252,11 @@ impl MediaRouter {
                 let _ = self.disconnect(node, kind, sink);
             }
         }
-        self.nodes.remove(node).map(|e| e.node)
+        let e = self.nodes.remove(node)?;
+        if let Some(board) = &self.latency {
+            board.forget(&e.id);
+        }
+        Some(e.node)
     }
 
     /// Starts `src`'s media of `kind` to `sink` (a `connect()` edge; a node may feed itself).
@@ -345,10 +369,13 @@ impl MediaRouter {
                 pt,
             }
         };
-        e.node.push(pkt, header);
+        e.node.push(now, pkt, header);
         if e.reports_flow && e.transcoder.is_none() {
             if let Some(t) = pkt.entered {
                 e.latency[kind].add(t.elapsed());
+                if let Some(board) = &self.latency {
+                    board.set(&e.id, e.latency);
+                }
             }
             if let Some(ev) = e.flowed(FlowDir::In, kind, now) {
                 self.events.push_back((e.id.clone(), ev));
@@ -587,7 +614,7 @@ impl MediaRouter {
 
     /// Asks `node`, as a source, for a keyframe of `kind`, at most once per
     /// [`KEYFRAME_INTERVAL`]; a request inside the interval goes when it ends.
-    fn ask_keyframe(&mut self, now: Instant, node: NodeId, kind: MediaKind) {
+    pub fn ask_keyframe(&mut self, now: Instant, node: NodeId, kind: MediaKind) {
         if kind != MediaKind::Video {
             return;
         }
@@ -656,7 +683,13 @@ impl MediaRouter {
         if e.settings == Some(settings) {
             return;
         }
-        e.settings = Some(settings);
+        if e.settings.replace(settings).is_none() {
+            // The first settings of a node just added: nothing was made with others.
+            for r in e.routes.iter_mut().flatten() {
+                r.decided_for = None;
+            }
+            return;
+        }
         let ours: Vec<NodeId> = (self.transcoders.iter())
             .filter(|((s, _, _), _)| *s == node)
             .map(|(_, t)| *t)

@@ -76,8 +76,8 @@ pub trait Node: Send {
     /// packet.
     fn caps(&self, kind: MediaKind) -> SinkCaps;
 
-    /// A packet routed to this node, with its line's header.
-    fn push(&mut self, pkt: &Packet<'_>, header: Header);
+    /// A packet routed to this node at `now`, with its line's header.
+    fn push(&mut self, now: Instant, pkt: &Packet<'_>, header: Header);
 
     /// A sink of this node's media needs a keyframe of `kind` (throttled by the router): a
     /// WebRTC peer gets a PLI, an encoder (player, transcoder, filter) is forced to make one.

@@ -35,7 +35,7 @@ impl Node for TestNode {
             ),
         }
     }
-    fn push(&mut self, pkt: &Packet<'_>, header: Header) {
+    fn push(&mut self, _: Instant, pkt: &Packet<'_>, header: Header) {
         let mut l = self.log.lock().unwrap();
         l.pushes.push((self.name, pkt.codec.name, header));
     }
@@ -476,4 +476,37 @@ fn a_node_may_feed_itself() {
     w.r.connect(w.at(0), me, V, me).unwrap();
     assert_eq!(w.send(0, me, CodecName::Vp8, 7, 1), 1);
     assert_eq!(w.names(), ["loopback"]);
+}
+
+#[test]
+fn input_latencies_of_nodes_that_report_flow_reach_the_board_and_leave_with_the_node() {
+    let mut w = World::new(false);
+    let board = Arc::new(LatencyBoard::default());
+    w.r.set_latency_board(board.clone());
+    let cam = w.node("cam", Some(&[]));
+    let rec = w.node("rec", None);
+    w.r.connect(w.at(0), cam, V, rec).unwrap();
+    let payload = w.payload.clone();
+    let pkt = |entered| Packet {
+        kind: V,
+        codec: Codec::new(CodecName::Vp8),
+        seq: 0,
+        ts: 0,
+        ssrc: 7,
+        marker: false,
+        payload: &payload,
+        entered,
+        extensions: None,
+    };
+    // An untimed packet measures nothing; a timed one is the node's input latency.
+    w.r.forward(w.at(0), cam, &pkt(None));
+    assert_eq!(board.get("rec"), [None, None]);
+    let entered = Instant::now() - Duration::from_millis(5);
+    w.r.forward(w.at(1), cam, &pkt(Some(entered)));
+    let [audio, video] = board.get("rec");
+    assert_eq!(audio, None);
+    assert!(video.is_some_and(|ns| ns >= 5e6), "{video:?}");
+    assert_eq!(board.get("rec"), w.r.input_latency(rec));
+    w.r.remove_node(rec);
+    assert_eq!(board.get("rec"), [None, None]);
 }

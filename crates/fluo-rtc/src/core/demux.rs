@@ -1,0 +1,112 @@
+//! Where a datagram goes: the ICE ufrag of a check or the remote address of a known path
+//! names the endpoint whose str0m session takes it.
+
+use super::{ice, lock, Ep, MediaCore};
+use fluo_sfu::MediaEvent;
+use std::net::SocketAddr;
+use std::time::Instant;
+use str0m::net::{Protocol, Receive};
+use str0m::Input;
+
+impl MediaCore {
+    /// A UDP datagram arrived on local address `destination` from `source`.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        destination: SocketAddr,
+        source: SocketAddr,
+        data: &[u8],
+    ) {
+        self.handle_receive_on(now, Protocol::Udp, destination, source, data);
+    }
+
+    /// A datagram (UDP) or a frame of an ICE-TCP connection (TCP) arrived on local address
+    /// `destination` from `source`.
+    pub fn handle_receive_on(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        destination: SocketAddr,
+        source: SocketAddr,
+        data: &[u8],
+    ) {
+        self.now = now;
+        // The endpoint's view of the local address (its announced external address, if any).
+        let seen_as = |ep: &Ep| {
+            ep.nat
+                .iter()
+                .find(|(local, _)| *local == destination)
+                .map_or(destination, |(_, public)| *public)
+        };
+        let input_for = |dest: SocketAddr| {
+            let contents = data.try_into().ok()?;
+            Some(Input::Receive(
+                now,
+                Receive {
+                    proto,
+                    source,
+                    destination: dest,
+                    contents,
+                },
+            ))
+        };
+        let known = self
+            .by_remote
+            .get(&(destination, source))
+            .copied()
+            .filter(|k| self.eps.contains_key(k));
+        let key = match known {
+            // This address already passed an ICE check for that endpoint: its DTLS may arrive
+            // before the endpoint's own checks made the pair viable (str0m's `accepts` would
+            // say no and the handshake would wait for a retransmission), so hand it over. A
+            // check itself names its endpoint (below).
+            Some(k) if !ice::is_binding_request(data) => k,
+            _ => {
+                // A new remote address must introduce itself with an ICE check, whose
+                // USERNAME names our endpoint (and whose integrity its password proves): one
+                // lookup, no scan over all endpoints.
+                let found = ice::stun_local_ufrag(data)
+                    .and_then(|u| self.by_ufrag.get(u).copied())
+                    .filter(|k| {
+                        self.eps.get(k).is_some_and(|e| {
+                            let ep = lock(&e.ep);
+                            input_for(seen_as(&ep)).is_some_and(|i| ep.rtc.accepts(&i))
+                        })
+                    });
+                match found {
+                    Some(k) => {
+                        self.by_remote.insert((destination, source), k);
+                        k
+                    }
+                    // Else the endpoint that checks this address (full ICE): the answers to
+                    // its checks, and what follows, carry nothing that names it.
+                    None => match known.or_else(|| self.checked_by(destination, source)) {
+                        Some(k) => k,
+                        None => {
+                            tracing::trace!(%source, "no endpoint accepts this datagram");
+                            return;
+                        }
+                    },
+                }
+            }
+        };
+        if let Some(e) = self.eps.get(&key) {
+            let mut ep = lock(&e.ep);
+            ep.path = Some((destination, source));
+            ep.path_proto = proto;
+            if let Some(input) = input_for(seen_as(&ep)) {
+                if let Err(err) = ep.rtc.handle_input(input) {
+                    tracing::debug!(id = %ep.id, "input rejected: {err}");
+                } else if crate::stats::is_report(data) && crate::stats::rtcp_arrived(&mut ep, now)
+                {
+                    let ev = MediaEvent::MediaState { connected: true };
+                    self.events.push_back((ep.id.clone(), ev));
+                }
+            }
+        }
+        self.drive(key);
+        if !self.batching {
+            self.flush();
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! An endpoint's state shared between signalling (its element) and the media thread: its
+//! str0m session, its descriptions, what it sends per kind (sequence line extension, resend
+//! cache), its media-flow flags and getStats' counters.
+
+use fluo_sfu::MediaKind;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use str0m::channel::ChannelId;
+use str0m::media::Mid;
+use str0m::net::Protocol;
+use str0m::Rtc;
+
+/// One outgoing stream of an endpoint: the extended sequence number str0m wants for the line
+/// the router keeps for it (one SSRC, continuous sequence and timestamps across source
+/// switches), and its resend cache.
+pub(crate) struct OutStream {
+    pub(crate) ext: u64,
+    /// The stream's resend cache; `None` until the first packet sizes it.
+    pub(crate) rtx: Option<RtxCache>,
+}
+
+/// A video stream's resend cache: how long it keeps video, and the round-trip reports in a
+/// row that would have let it halve.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RtxCache {
+    len: Duration,
+    short: u8,
+}
+
+impl RtxCache {
+    pub(crate) fn new() -> RtxCache {
+        RtxCache {
+            len: RTX_HISTORY_START,
+            short: 0,
+        }
+    }
+
+    /// A round-trip report calling for `wanted` (see `rtx_history`): the length to give the
+    /// cache when it changes (see `resize_rtx`).
+    pub(crate) fn report(&mut self, wanted: Duration) -> Option<Duration> {
+        let resized = resize_rtx(self.len, wanted, self.short);
+        self.short = match resized {
+            None if wanted * 2 <= self.len => self.short.saturating_add(1),
+            _ => 0,
+        };
+        self.len = resized.unwrap_or(self.len);
+        resized
+    }
+}
+
+/// How long sent video stays available for retransmission on a NACK, before the first
+/// round-trip estimate: str0m keeps 3 s by default, and one second covers round trips of
+/// several hundred milliseconds with a retry.
+pub(crate) const RTX_HISTORY_START: Duration = Duration::from_secs(1);
+
+/// The history the round trip calls for, as Janus sizes its NACK queue: the round trip plus
+/// 100 ms, at least 200 ms, at most 1 s (a viewer's NACK comes one round trip after the
+/// loss at the earliest; the margin covers the receiver's wait before asking). On a LAN that
+/// is 200 ms of video instead of a second: the cache holds a copy of every packet sent to
+/// that viewer, the largest part of a viewer's memory.
+pub(crate) fn rtx_history(rtt: Duration) -> Duration {
+    let ms = (rtt.as_millis() as u64 + 100).clamp(200, 1000);
+    // In steps of 50 ms.
+    Duration::from_millis(ms.div_ceil(50) * 50)
+}
+
+/// Reports in a row (one a second) that must allow a cache half as long before it shrinks.
+const RTX_SHRINK_AFTER: u8 = 5;
+
+/// The new length of a resend cache that keeps `kept`, after a report calling for `wanted`,
+/// given `short` earlier reports in a row that would have let it halve; `None` keeps it.
+/// Resizing drops what the cache held, so it is rare: it grows at once, with headroom (to
+/// twice its length, within 1 s), since a longer round trip makes a NACK for an old packet
+/// likely; it shrinks only after `RTX_SHRINK_AFTER` reports in a row allow half the length
+/// (the first time about five seconds after the start, long after the first keyframe).
+pub(crate) fn resize_rtx(kept: Duration, wanted: Duration, short: u8) -> Option<Duration> {
+    if wanted > kept {
+        Some(wanted.max(kept * 2).min(RTX_HISTORY_START.max(wanted)))
+    } else if wanted * 2 <= kept && short + 1 >= RTX_SHRINK_AFTER {
+        Some(wanted)
+    } else {
+        None
+    }
+}
+
+/// Most packets kept for retransmission per video stream: the age limit above is the one
+/// that applies (2000 is a second of about 20 Mbit/s).
+pub(crate) const RTX_PACKETS: usize = 2000;
+
+/// The state of one endpoint shared between signalling and the media thread.
+pub(crate) struct Ep {
+    pub id: String,
+    pub rtc: Rtc,
+    pub negotiated: bool,
+    pub pending_offer: Option<str0m::change::SdpPendingOffer>,
+    pub local_sdp: Option<String>,
+    pub remote_sdp: Option<String>,
+    pub early_candidates: Vec<str0m::Candidate>,
+    pub connected: bool,
+    /// DTLS completed once (so an ICE recovery means media can flow again).
+    pub was_connected: bool,
+    /// The last ICE component state reported (Kurento's IceComponentState).
+    pub ice_state: &'static str,
+    /// The m-line of each kind carrying Kurento's audio / video track (set at negotiation).
+    pub mids: [Option<Mid>; 2],
+    pub flowing_in: [bool; 2],
+    pub flowing_out: [bool; 2],
+    pub(crate) out: [Option<OutStream>; 2],
+    /// Media was written to it that str0m has not sent yet (the media core flushes it).
+    pub(crate) written: bool,
+    /// Open data channels: label and SCTP stream id.
+    pub channels: HashMap<ChannelId, (String, u16)>,
+    /// getStats' counters and reports, and the media state.
+    pub stats: crate::stats::EpStats,
+    /// Our candidates as announced and the peer's as it sent them (see `pair`).
+    pub candidates: crate::pair::Known,
+    /// Data channels opened / closed so far.
+    pub channels_opened: u64,
+    pub channels_closed: u64,
+    /// Local and remote address of the path in use.
+    pub path: Option<(SocketAddr, SocketAddr)>,
+    /// Its transport: UDP, or TCP (ICE-TCP).
+    pub path_proto: Protocol,
+    pub(crate) last_out_at: [Option<Instant>; 2],
+    /// Kurento bandwidth settings in kbps (0 = not set).
+    pub bandwidth: Bandwidth,
+    /// The latest bitrate this endpoint's browser said it can receive (REMB), in bps.
+    pub receive_estimate: Option<u64>,
+    pub(crate) last_remb_at: Option<Instant>,
+    /// rembParams.rembOnConnect and whether its bound is in force (see `settings`).
+    pub remb_start: crate::settings::RembStart,
+    /// The TOS byte of this endpoint's datagrams (qosDscp; 0: none).
+    pub tos: u8,
+    /// useDataChannels: data channels are negotiated and relayed.
+    pub data_channels: bool,
+    /// (local socket, announced address) where externalIPv4/6 differ from the socket: str0m
+    /// sees the announced address, the sockets the local one.
+    pub nat: Vec<(SocketAddr, SocketAddr)>,
+}
+
+/// Kurento's bandwidth properties of an endpoint, in kbps; 0 means "not set".
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Bandwidth {
+    pub min_video_recv: u64,
+    pub max_video_recv: u64,
+    pub min_video_send: u64,
+    pub max_video_send: u64,
+}
+
+impl Ep {
+    pub fn new(id: String, rtc: Rtc) -> Ep {
+        Ep {
+            id,
+            rtc,
+            negotiated: false,
+            pending_offer: None,
+            local_sdp: None,
+            remote_sdp: None,
+            early_candidates: vec![],
+            connected: false,
+            was_connected: false,
+            ice_state: "DISCONNECTED",
+            mids: [None, None],
+            flowing_in: [false; 2],
+            flowing_out: [false; 2],
+            out: [None, None],
+            written: false,
+            channels: HashMap::new(),
+            stats: Default::default(),
+            candidates: Default::default(),
+            channels_opened: 0,
+            channels_closed: 0,
+            path: None,
+            path_proto: Protocol::Udp,
+            last_out_at: [None, None],
+            bandwidth: Bandwidth::default(),
+            receive_estimate: None,
+            last_remb_at: None,
+            remb_start: Default::default(),
+            tos: 0,
+            data_channels: false,
+            nat: vec![],
+        }
+    }
+
+    pub(crate) fn mid_of_kind(&self, kind: MediaKind) -> Option<Mid> {
+        self.mids[kind]
+    }
+
+    /// Records which m-line carries audio and which video, from the local description.
+    pub fn learn_mids(&mut self) {
+        let Some(sdp) = self.local_sdp.as_deref() else {
+            return;
+        };
+        let mut mids = [None, None];
+        let mut cur: Option<MediaKind> = None;
+        for l in sdp.lines() {
+            if let Some(m) = l.strip_prefix("m=") {
+                // A rejected section (port 0) carries nothing.
+                let rejected = m.split_whitespace().nth(1) == Some("0");
+                cur = if rejected {
+                    None
+                } else if m.starts_with("audio") {
+                    Some(MediaKind::Audio)
+                } else if m.starts_with("video") {
+                    Some(MediaKind::Video)
+                } else {
+                    None
+                };
+            } else if let Some(mid) = l.trim_end().strip_prefix("a=mid:") {
+                if let Some(k) = cur.filter(|k| mids[*k].is_none()) {
+                    mids[k] = Some(Mid::from(mid));
+                }
+            }
+        }
+        self.mids = mids;
+    }
+}
+
+pub(crate) type EpRef = Arc<Mutex<Ep>>;
+
+pub(crate) fn lock(ep: &EpRef) -> MutexGuard<'_, Ep> {
+    // A panic while holding an endpoint lock is a bug; keep serving the others.
+    ep.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{resize_rtx, rtx_history, RtxCache};
+    use std::time::Duration;
+
+    #[test]
+    fn video_resend_history_follows_the_round_trip_within_bounds() {
+        let ms = Duration::from_millis;
+        // A LAN keeps the floor, a long round trip adds 100 ms, the ceiling holds.
+        assert_eq!(rtx_history(Duration::from_micros(300)), ms(200));
+        assert_eq!(rtx_history(ms(180)), ms(300));
+        assert_eq!(rtx_history(ms(230)), ms(350));
+        assert_eq!(rtx_history(ms(5000)), ms(1000));
+    }
+
+    #[test]
+    fn the_resend_cache_grows_at_once_with_headroom_and_shrinks_only_when_steadily_short() {
+        let ms = Duration::from_millis;
+        // Longer: at once, to twice the length, within a second unless more is wanted.
+        assert_eq!(resize_rtx(ms(200), ms(250), 0), Some(ms(400)));
+        assert_eq!(resize_rtx(ms(600), ms(650), 0), Some(ms(1000)));
+        assert_eq!(resize_rtx(ms(1000), ms(1000), 0), None);
+        // Shorter: only to half or less, and only on the fifth report in a row.
+        assert_eq!(resize_rtx(ms(400), ms(250), 4), None);
+        for short in 0..4 {
+            assert_eq!(resize_rtx(ms(1000), ms(200), short), None);
+        }
+        assert_eq!(resize_rtx(ms(1000), ms(200), 4), Some(ms(200)));
+        // A round trip swinging between 90 and 310 ms: one growth, then never a resize.
+        let mut cache = RtxCache {
+            len: ms(200),
+            short: 0,
+        };
+        let mut resizes = 0;
+        for i in 0..60 {
+            let wanted = rtx_history(ms(if i % 2 == 0 { 90 } else { 310 }));
+            resizes += u32::from(cache.report(wanted).is_some());
+        }
+        let kept = cache.len;
+        assert_eq!((resizes, kept), (1, ms(450)));
+    }
+}

@@ -1,0 +1,140 @@
+//! The endpoints' timers (a heap of deadlines), what runs when they fire (str0m's tick, the
+//! media-flow and media-state timeouts) and the REMB a publisher is told once a second.
+
+use super::{flow, lock, MediaCore, FLOW_IDLE, REMB_EVERY};
+use fluo_sfu::{FlowDir, MediaEvent, MediaKind};
+use std::cmp::Reverse;
+use std::time::Instant;
+use str0m::Input;
+
+impl MediaCore {
+    /// Drives timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        // Deferred keyframe requests, ports' media flows gone idle.
+        self.router.handle_timeout(now);
+        let mut due: Vec<u64> = vec![];
+        while let Some(Reverse((t, key))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(e) = self.eps.get_mut(&key) else {
+                continue;
+            };
+            if e.queued == Some(t) {
+                e.queued = None;
+            }
+            if e.deadline <= now {
+                due.push(key);
+            } else if e.queued.is_none() {
+                e.queued = Some(e.deadline);
+                self.timers.push(Reverse((e.deadline, key)));
+            }
+        }
+        due.sort_unstable();
+        due.dedup();
+        for k in due {
+            if let Some(e) = self.eps.get(&k) {
+                let mut ep = lock(&e.ep);
+                if ep.rtc.is_alive() {
+                    let _ = ep.rtc.handle_input(Input::Timeout(now));
+                }
+                if crate::stats::media_lost(&mut ep, now) {
+                    let ev = MediaEvent::MediaState { connected: false };
+                    self.events.push_back((ep.id.clone(), ev));
+                }
+                for kind in MediaKind::ALL {
+                    let idle = ep.last_out_at[kind]
+                        .is_some_and(|t| now.saturating_duration_since(t) > FLOW_IDLE);
+                    if ep.flowing_out[kind] && idle {
+                        ep.flowing_out[kind] = false;
+                        self.events
+                            .push_back((ep.id.clone(), flow(FlowDir::Out, false, kind)));
+                    }
+                }
+            }
+            self.update_remb(k);
+            self.drive(k);
+        }
+        self.flush();
+    }
+
+    /// Tells a publisher how much video to send (REMB), once per second: the least of its
+    /// own `maxVideoRecvBandwidth` and what each of its viewers can take (their REMB, capped
+    /// by their `maxVideoSendBandwidth`), never below `minVideoRecvBandwidth`.
+    pub(super) fn update_remb(&mut self, key: u64) {
+        let now = self.now;
+        let Some(node) = self.nodes.get(&key) else {
+            return;
+        };
+        let sinks: Vec<u64> = (self.router.forwarding_to(*node, MediaKind::Video))
+            .filter_map(|n| self.keys.get(&n).copied())
+            .collect();
+        let mut limits: Vec<u64> = vec![];
+        for s in sinks {
+            if let Some(e) = self.eps.get(&s) {
+                let ep = lock(&e.ep);
+                let cap = ep.bandwidth.max_video_send * 1000;
+                match (ep.receive_estimate, cap) {
+                    (Some(est), 0) => limits.push(est),
+                    (Some(est), cap) => limits.push(est.min(cap)),
+                    (None, 0) => {}
+                    (None, cap) => limits.push(cap),
+                }
+            }
+        }
+        let Some(e) = self.eps.get(&key) else {
+            return;
+        };
+        let mut ep = lock(&e.ep);
+        if !ep.flowing_in[MediaKind::Video]
+            || ep
+                .last_remb_at
+                .is_some_and(|t| now.duration_since(t) < REMB_EVERY)
+        {
+            return;
+        }
+        let own = ep.bandwidth.max_video_recv * 1000;
+        if own > 0 {
+            limits.push(own);
+        }
+        let first = ep.last_remb_at.is_none();
+        let lowest = limits.into_iter().min();
+        let Some(mut target) = ep.remb_start.target(lowest, first) else {
+            return;
+        };
+        target = target.max(ep.bandwidth.min_video_recv * 1000);
+        let Some(mid) = ep.mid_of_kind(MediaKind::Video) else {
+            return;
+        };
+        ep.last_remb_at = Some(now);
+        ep.stats.kinds[MediaKind::Video].remb_sent = target;
+        if let Some(rx) = ep.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            rx.request_remb(str0m::bwe::Bitrate::bps(target));
+        }
+    }
+
+    /// When endpoint `key`'s timer must fire next.
+    pub(super) fn set_deadline(&mut self, key: u64, deadline: Instant) {
+        // Entries of removed endpoints, and entries left behind by deadlines that moved
+        // later, stay until they come up; some never would (a dead session's timer is far
+        // away). When they outnumber the live endpoints, rebuild the heap from each
+        // endpoint's earliest queued time, which is all it needs (amortised O(1) per call).
+        if self.timers.len() > 2 * self.eps.len() + 64 {
+            self.timers = self
+                .eps
+                .iter()
+                .filter_map(|(k, e)| e.queued.map(|q| Reverse((q, *k))))
+                .collect();
+        }
+        let Some(e) = self.eps.get_mut(&key) else {
+            return;
+        };
+        e.deadline = deadline;
+        if e.queued.is_none_or(|q| deadline < q) {
+            e.queued = Some(deadline);
+            self.timers.push(Reverse((deadline, key)));
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! A WebRTC endpoint as a router node ([`WebRtcSink`]): what it takes is what its peer
+//! accepted on each kind's m-line (asked when a route to it is decided, never per packet);
+//! what the router pushes to it is written into its str0m session, with the payload type
+//! negotiation chose and the sequence line the router keeps for it; keyframe requests for it
+//! go to its peer as PLI.
+//!
+//! This is the one implementation the egress fast path replaces: everything else in the
+//! media core sees the endpoint through the router.
+
+use super::{codec_of, flow, lock, EpRef, Raised, RtxCache, RTX_HISTORY_START, RTX_PACKETS};
+use fluo_sfu::{FlowDir, Header, MediaKind, Node, Packet, SinkCaps, SinkCodec};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use str0m::media::{KeyframeRequestKind, Pt};
+use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
+
+/// What the WebRTC nodes leave for the media core while the router runs them: endpoints
+/// written to (str0m releases written media on its next tick, run once per endpoint after a
+/// batch of input) and events raised on them.
+#[derive(Default)]
+pub(crate) struct Outbox(Mutex<Pending>);
+
+#[derive(Default)]
+struct Pending {
+    written: Vec<u64>,
+    events: Vec<Raised>,
+}
+
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Endpoint `key` has output to send.
+    pub(crate) fn written(&self, key: u64) {
+        self.lock().written.push(key);
+    }
+
+    fn raise(&self, ev: Raised) {
+        self.lock().events.push(ev);
+    }
+
+    /// Takes what was left: the endpoints written to and the events, in their order.
+    pub(crate) fn take(
+        &self,
+        written: &mut Vec<u64>,
+        events: &mut std::collections::VecDeque<Raised>,
+    ) {
+        let mut p = self.lock();
+        written.append(&mut p.written);
+        events.extend(p.events.drain(..));
+    }
+}
+
+/// The endpoint `key` as a router node.
+pub(crate) struct WebRtcSink {
+    pub(crate) key: u64,
+    pub(crate) ep: EpRef,
+    pub(crate) outbox: Arc<Outbox>,
+}
+
+impl Node for WebRtcSink {
+    fn caps(&self, kind: MediaKind) -> SinkCaps {
+        let ep = lock(&self.ep);
+        let mid = ep.mid_of_kind(kind).filter(|_| ep.remote_sdp.is_some());
+        let Some(mid) = mid else {
+            // Not negotiated (yet), or no section of this kind: whatever comes is dropped
+            // in `push`, and the route is decided again when the endpoint negotiates.
+            return SinkCaps::anything();
+        };
+        let accepted = ep
+            .rtc
+            .media(mid)
+            .map(|m| m.remote_pts())
+            .unwrap_or_default();
+        let params = ep.rtc.codec_config().params();
+        let entries = params
+            .iter()
+            .filter(|p| accepted.contains(&p.pt()))
+            .filter_map(|p| Some(SinkCodec::with_pt(codec_of(&p.spec())?, *p.pt())));
+        SinkCaps::codecs(entries)
+    }
+
+    fn push(&mut self, now: Instant, pkt: &Packet<'_>, header: Header) {
+        let kind = pkt.kind;
+        let mut ep = lock(&self.ep);
+        if !ep.connected {
+            return;
+        }
+        let (Some(mid), Some(pt)) = (ep.mid_of_kind(kind), header.pt) else {
+            return;
+        };
+        let out = ep.out[kind].get_or_insert_with(|| super::OutStream {
+            ext: u64::from(header.seq),
+            rtx: None,
+        });
+        out.ext = fluo_sfu::extend_seq(out.ext, header.seq);
+        let out_seq = out.ext;
+        let size_rtx = kind == MediaKind::Video && out.rtx.is_none();
+        let mut api = ep.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
+        if size_rtx {
+            tx.set_rtx_cache(RTX_PACKETS, RTX_HISTORY_START, Some(0.15));
+        }
+        let mut write = RtpWrite::new(
+            Pt::from(pt),
+            SeqNo::from(out_seq),
+            header.ts,
+            now,
+            pkt.payload.clone(),
+        )
+        .marker(pkt.marker)
+        .nackable(kind == MediaKind::Video);
+        if let Some(ext) = pkt
+            .extensions
+            .and_then(|e| e.downcast_ref::<ExtensionValues>())
+        {
+            write = write.ext_vals(ext.clone());
+        }
+        tx.write_rtp(write);
+        if size_rtx {
+            if let Some(o) = ep.out[kind].as_mut() {
+                o.rtx = Some(RtxCache::new());
+            }
+        }
+        let c = &mut ep.stats.kinds[kind];
+        c.out_packets += 1;
+        c.out_first.get_or_insert(out_seq);
+        c.out_bytes += pkt.payload.len() as u64;
+        if let Some(t) = pkt.entered {
+            c.latency.add(t.elapsed());
+        }
+        ep.last_out_at[kind] = Some(now);
+        if !ep.flowing_out[kind] {
+            ep.flowing_out[kind] = true;
+            self.outbox
+                .raise((ep.id.clone(), flow(FlowDir::Out, true, kind)));
+        }
+        if !std::mem::replace(&mut ep.written, true) {
+            self.outbox.written(self.key);
+        }
+    }
+
+    fn request_keyframe(&mut self, kind: MediaKind) {
+        let mut ep = lock(&self.ep);
+        let Some(mid) = ep.mid_of_kind(kind) else {
+            return;
+        };
+        if let Some(rx) = ep.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+        }
+        if !std::mem::replace(&mut ep.written, true) {
+            self.outbox.written(self.key);
+        }
+    }
+
+    fn reports_flow(&self) -> bool {
+        // Its media flows in from and out to the network: the media core reports both.
+        false
+    }
+}
