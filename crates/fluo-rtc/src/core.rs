@@ -25,15 +25,16 @@ use str0m::net::Protocol;
 mod demux;
 mod drive;
 mod ep;
+mod events;
 mod formats;
 mod ice;
 mod timers;
 mod transcoders;
 mod webrtc_sink;
 
-pub(crate) use drive::flow;
 pub(crate) use ep::{lock, rtx_history, Ep, EpRef};
 use ep::{OutStream, RtxCache, RTX_HISTORY_START, RTX_PACKETS};
+pub(crate) use events::flow;
 pub(crate) use ice::SocketChange;
 use transcoders::{transcoder_node, Maker};
 use webrtc_sink::{Outbox, WebRtcSink};
@@ -376,22 +377,9 @@ impl MediaCore {
             }
             Ctl::AddPort { key, id, port } => self.add_node(key, &id, port),
             Ctl::Inject { key, pkt, slot } => {
+                // Its place in the bounded queue is free again.
                 drop(slot);
-                let Some(n) = self.node_of(key) else {
-                    return;
-                };
-                let f = Forward {
-                    kind: pkt.kind,
-                    codec: pkt.codec,
-                    seq: pkt.seq,
-                    ts: pkt.timestamp,
-                    ssrc: pkt.ssrc,
-                    marker: pkt.marker,
-                    entered: fluo_sfu::latency::sampled(pkt.seq).then(Instant::now),
-                    payload: pkt.payload.into(),
-                    ext_vals: None,
-                };
-                self.dispatch(n, &f);
+                self.inject(key, pkt);
             }
             Ctl::KeyframeFor { key } => {
                 if let Some(n) = self.node_of(key) {
@@ -432,6 +420,25 @@ impl MediaCore {
             Ctl::Settings(t) => self.set_settings(t),
         }
         self.flush();
+    }
+
+    /// A packet the port `key` produced, into the router.
+    fn inject(&mut self, key: u64, pkt: MediaPacket) {
+        let Some(n) = self.node_of(key) else {
+            return;
+        };
+        let f = Forward {
+            kind: pkt.kind,
+            codec: pkt.codec,
+            seq: pkt.seq,
+            ts: pkt.timestamp,
+            ssrc: pkt.ssrc,
+            marker: pkt.marker,
+            entered: fluo_sfu::latency::sampled(pkt.seq).then(Instant::now),
+            payload: pkt.payload.into(),
+            ext_vals: None,
+        };
+        self.dispatch(n, &f);
     }
 
     /// A WebRTC endpoint joins: its node in the router, its ufrag for the demux, its timer.

@@ -31,70 +31,16 @@ impl MediaCore {
         data: &[u8],
     ) {
         self.now = now;
-        // The endpoint's view of the local address (its announced external address, if any).
-        let seen_as = |ep: &Ep| {
-            ep.nat
-                .iter()
-                .find(|(local, _)| *local == destination)
-                .map_or(destination, |(_, public)| *public)
-        };
-        let input_for = |dest: SocketAddr| {
-            let contents = data.try_into().ok()?;
-            Some(Input::Receive(
-                now,
-                Receive {
-                    proto,
-                    source,
-                    destination: dest,
-                    contents,
-                },
-            ))
-        };
-        let known = self
-            .by_remote
-            .get(&(destination, source))
-            .copied()
-            .filter(|k| self.eps.contains_key(k));
-        let key = match known {
-            // This address already passed an ICE check for that endpoint: its DTLS may arrive
-            // before the endpoint's own checks made the pair viable (str0m's `accepts` would
-            // say no and the handshake would wait for a retransmission), so hand it over. A
-            // check itself names its endpoint (below).
-            Some(k) if !ice::is_binding_request(data) => k,
-            _ => {
-                // A new remote address must introduce itself with an ICE check, whose
-                // USERNAME names our endpoint (and whose integrity its password proves): one
-                // lookup, no scan over all endpoints.
-                let found = ice::stun_local_ufrag(data)
-                    .and_then(|u| self.by_ufrag.get(u).copied())
-                    .filter(|k| {
-                        self.eps.get(k).is_some_and(|e| {
-                            let ep = lock(&e.ep);
-                            input_for(seen_as(&ep)).is_some_and(|i| ep.rtc.accepts(&i))
-                        })
-                    });
-                match found {
-                    Some(k) => {
-                        self.by_remote.insert((destination, source), k);
-                        k
-                    }
-                    // Else the endpoint that checks this address (full ICE): the answers to
-                    // its checks, and what follows, carry nothing that names it.
-                    None => match known.or_else(|| self.checked_by(destination, source)) {
-                        Some(k) => k,
-                        None => {
-                            tracing::trace!(%source, "no endpoint accepts this datagram");
-                            return;
-                        }
-                    },
-                }
-            }
+        let Some(key) = self.endpoint_for(now, proto, destination, source, data) else {
+            tracing::trace!(%source, "no endpoint accepts this datagram");
+            return;
         };
         if let Some(e) = self.eps.get(&key) {
             let mut ep = lock(&e.ep);
             ep.path = Some((destination, source));
             ep.path_proto = proto;
-            if let Some(input) = input_for(seen_as(&ep)) {
+            let dest = seen_as(&ep, destination);
+            if let Some(input) = input(now, proto, source, dest, data) {
                 if let Err(err) = ep.rtc.handle_input(input) {
                     tracing::debug!(id = %ep.id, "input rejected: {err}");
                 } else if crate::stats::is_report(data) && crate::stats::rtcp_arrived(&mut ep, now)
@@ -109,4 +55,74 @@ impl MediaCore {
             self.flush();
         }
     }
+
+    /// The endpoint a datagram from `source` to `destination` is for, if any.
+    fn endpoint_for(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        destination: SocketAddr,
+        source: SocketAddr,
+        data: &[u8],
+    ) -> Option<u64> {
+        let known = self
+            .by_remote
+            .get(&(destination, source))
+            .copied()
+            .filter(|k| self.eps.contains_key(k));
+        if let Some(k) = known.filter(|_| !ice::is_binding_request(data)) {
+            // This address already passed an ICE check for that endpoint: its DTLS may arrive
+            // before the endpoint's own checks made the pair viable (str0m's `accepts` would
+            // say no and the handshake would wait for a retransmission), so hand it over. A
+            // check itself names its endpoint (below).
+            return Some(k);
+        }
+        // A new remote address must introduce itself with an ICE check, whose USERNAME names
+        // our endpoint (and whose integrity its password proves): one lookup, no scan over
+        // all endpoints.
+        let found = ice::stun_local_ufrag(data)
+            .and_then(|u| self.by_ufrag.get(u).copied())
+            .filter(|k| {
+                self.eps.get(k).is_some_and(|e| {
+                    let ep = lock(&e.ep);
+                    let dest = seen_as(&ep, destination);
+                    input(now, proto, source, dest, data).is_some_and(|i| ep.rtc.accepts(&i))
+                })
+            });
+        if let Some(k) = found {
+            self.by_remote.insert((destination, source), k);
+            return Some(k);
+        }
+        // Else the endpoint that checks this address (full ICE): the answers to its checks,
+        // and what follows, carry nothing that names it.
+        known.or_else(|| self.checked_by(destination, source))
+    }
+}
+
+/// The endpoint's view of the local address `local` (its announced external address, if any).
+fn seen_as(ep: &Ep, local: SocketAddr) -> SocketAddr {
+    ep.nat
+        .iter()
+        .find(|(l, _)| *l == local)
+        .map_or(local, |(_, public)| *public)
+}
+
+/// str0m's input for a datagram.
+fn input(
+    now: Instant,
+    proto: Protocol,
+    source: SocketAddr,
+    destination: SocketAddr,
+    data: &[u8],
+) -> Option<Input<'_>> {
+    let contents = data.try_into().ok()?;
+    Some(Input::Receive(
+        now,
+        Receive {
+            proto,
+            source,
+            destination,
+            contents,
+        },
+    ))
 }

@@ -1,15 +1,12 @@
-//! Draining an endpoint's str0m session: datagrams to send, WebRTC events (ICE, DTLS, data
-//! channels, stats, keyframe requests) raised as media events, received RTP handed to the
-//! router, and the flush that sends what the router wrote to endpoints.
+//! Draining an endpoint's str0m session: datagrams to send, its events (see `events`), received
+//! RTP handed to the router, data-channel messages relayed, and the flush that sends what the
+//! router wrote to endpoints.
 
-use super::{
-    codec_of, ice, kind_of, lock, rtx_history, Datagram, Ep, Forward, MediaCore, Raised,
-    LOST_PEER_TICK, RTX_PACKETS,
-};
-use fluo_sfu::{FlowDir, MediaEvent, MediaKind};
-use std::collections::VecDeque;
+use super::events::{self, DataMessage, Drained};
+use super::{ice, lock, Datagram, Ep, MediaCore, LOST_PEER_TICK};
+use fluo_sfu::MediaKind;
 use std::time::{Duration, Instant};
-use str0m::{Event, IceConnectionState, Input, Output};
+use str0m::{Input, Output};
 
 impl MediaCore {
     /// Sends what was written to endpoints: str0m releases written RTP on its next tick, run
@@ -50,76 +47,17 @@ impl MediaCore {
             return;
         };
         let ep_ref = entry.ep.clone();
-        let mut forwards: Vec<Forward> = vec![];
-        let mut keyframe_asks: Vec<MediaKind> = vec![];
-        let mut messages: Vec<DataMessage> = vec![];
+        let mut out = Drained::default();
         let (was_connected, deadline, lost, connected);
         {
             let mut ep = lock(&ep_ref);
             was_connected = ep.connected;
-            loop {
-                if !ep.rtc.is_alive() {
-                    deadline = self.now + Duration::from_secs(3600);
-                    break;
-                }
-                match ep.rtc.poll_output() {
-                    Ok(Output::Timeout(t)) => {
-                        deadline = t;
-                        break;
-                    }
-                    Ok(Output::Transmit(t)) => {
-                        // A peer that went away (ICE lost after DTLS had completed) gets no
-                        // more RTP or RTCP (str0m keeps writing sender reports): only ICE and
-                        // DTLS, which is how it can come back.
-                        let lost = ep.was_connected && !ep.connected;
-                        if lost && matches!(t.contents.first(), Some(128..=191)) {
-                            continue;
-                        }
-                        // Back from the announced address to the local socket: the one the
-                        // peer's packets arrive on when several share the announced address.
-                        let path_local = ep.path.filter(|(_, r)| *r == t.destination).map(|p| p.0);
-                        let mut locals = ep.nat.iter().filter(|(_, public)| *public == t.source);
-                        let source = match path_local {
-                            Some(l) if ep.nat.iter().any(|(x, p)| *x == l && *p == t.source) => l,
-                            _ => locals.next().map_or(t.source, |(local, _)| *local),
-                        };
-                        let contents: Vec<u8> = t.contents.into();
-                        if ice::is_binding_request(&contents) {
-                            self.note_check(key, source, t.destination);
-                        }
-                        self.transmits.push_back(Datagram {
-                            proto: t.proto,
-                            source,
-                            destination: t.destination,
-                            contents,
-                            tos: ep.tos,
-                        });
-                    }
-                    Ok(Output::Event(ev)) => Self::event(
-                        &mut self.events,
-                        &mut ep,
-                        ev,
-                        &mut forwards,
-                        &mut keyframe_asks,
-                        &mut messages,
-                    ),
-                    Err(e) => {
-                        tracing::warn!(id = %ep.id, "endpoint failed: {e}");
-                        ep.rtc.disconnect();
-                        if std::mem::take(&mut ep.connected) {
-                            for ev in state_change(&mut ep, false) {
-                                self.events.push_back((ep.id.clone(), ev));
-                            }
-                        }
-                    }
-                }
-            }
+            deadline = self.drain(key, &mut ep, &mut out);
             // A lost peer costs a timer every few seconds, not every few milliseconds; a
             // datagram from it drives the endpoint at once.
             lost = ep.was_connected && !ep.connected && ep.rtc.is_alive();
             connected = ep.connected;
         }
-
         let deadline = if lost {
             deadline.max(self.now + LOST_PEER_TICK)
         } else {
@@ -129,181 +67,80 @@ impl MediaCore {
         if !was_connected && connected {
             // Media can flow to this endpoint now: whatever feeds its video must start with a
             // keyframe (a request made when the route was added may predate the connection).
-            keyframe_asks.push(MediaKind::Video);
+            out.keyframe_asks.push(MediaKind::Video);
         }
         let node = self.node_of(key);
-        for kind in keyframe_asks {
+        for kind in out.keyframe_asks {
             // A viewer asked for a keyframe: ask whoever feeds it.
             if let Some(n) = node {
                 self.router.request_keyframe(self.now, n, kind);
             }
         }
-        if !messages.is_empty() {
+        if !out.messages.is_empty() {
             let sinks = self.data_routes.get(&key).cloned().unwrap_or_default();
             for sink in sinks {
-                self.relay(sink, &messages);
+                self.relay(sink, &out.messages);
             }
         }
         if let Some(n) = node {
-            for f in forwards {
+            for f in out.forwards {
                 self.dispatch(n, &f);
             }
         }
     }
 
-    fn event(
-        events: &mut VecDeque<Raised>,
-        ep: &mut Ep,
-        ev: Event,
-        forwards: &mut Vec<Forward>,
-        keyframe_asks: &mut Vec<MediaKind>,
-        messages: &mut Vec<DataMessage>,
-    ) {
-        let id = ep.id.clone();
-        let mut emit = |ev: MediaEvent| events.push_back((id.clone(), ev));
-        match ev {
-            Event::IceConnectionStateChange(s) => {
-                let state = match s {
-                    IceConnectionState::New => "GATHERING",
-                    IceConnectionState::Checking => "CONNECTING",
-                    IceConnectionState::Connected => "CONNECTED",
-                    IceConnectionState::Completed => "READY",
-                    IceConnectionState::Disconnected => "DISCONNECTED",
-                };
-                ep.ice_state = state;
-                emit(MediaEvent::IceComponentState { state });
-                let up = matches!(
-                    s,
-                    IceConnectionState::Connected | IceConnectionState::Completed
-                );
-                if up && !ep.connected && ep.rtc.is_connected() && ep.was_connected {
-                    // ICE came back after a drop: media flows again.
-                    ep.connected = true;
-                    state_change(ep, true).into_iter().for_each(&mut emit);
-                }
-                if s == IceConnectionState::Disconnected && ep.connected {
-                    ep.connected = false;
-                    state_change(ep, false).into_iter().for_each(&mut emit);
-                }
+    /// Polls endpoint `key`'s session until it wants time: datagrams are queued, events
+    /// raised or collected in `out`. Returns its next deadline.
+    fn drain(&mut self, key: u64, ep: &mut Ep, out: &mut Drained) -> Instant {
+        loop {
+            if !ep.rtc.is_alive() {
+                return self.now + Duration::from_secs(3600);
             }
-            Event::Connected => {
-                ep.connected = true;
-                ep.was_connected = true;
-                emit(MediaEvent::DtlsConnected);
-                if let Some((local, remote)) = crate::pair::selected(ep) {
-                    emit(MediaEvent::CandidatePairSelected { local, remote });
-                }
-                state_change(ep, true).into_iter().for_each(&mut emit);
-            }
-            Event::RtpPacket(pkt) => {
-                let ssrc = pkt.header.ssrc;
-                let kind = ep
-                    .rtc
-                    .direct_api()
-                    .stream_rx(&ssrc)
-                    .map(|s| s.mid())
-                    .and_then(|mid| ep.rtc.media(mid).map(|m| kind_of(m.kind())));
-                let Some(kind) = kind else {
-                    return;
-                };
-                let clock = pkt.time.frequency().get();
-                let c = &mut ep.stats.kinds[kind];
-                c.received(*ssrc, *pkt.seq_no, pkt.payload.len(), clock);
-                if !ep.flowing_in[kind] {
-                    ep.flowing_in[kind] = true;
-                    emit(flow(FlowDir::In, true, kind));
-                }
-                let pt = pkt.header.payload_type;
-                let codec = ep
-                    .rtc
-                    .codec_config()
-                    .params()
-                    .iter()
-                    .find(|p| p.pt() == pt)
-                    .map(|p| p.spec());
-                let Some(codec) = codec.as_ref().and_then(codec_of) else {
-                    tracing::trace!(id = %ep.id, %pt, "RTP with an unknown payload type dropped");
-                    return;
-                };
-                forwards.push(Forward {
-                    kind,
-                    codec,
-                    entered: fluo_sfu::latency::sampled(*pkt.seq_no as u16).then(Instant::now),
-                    seq: *pkt.seq_no as u16,
-                    ts: pkt.header.timestamp,
-                    ssrc: *pkt.header.ssrc,
-                    marker: pkt.header.marker,
-                    payload: pkt.payload,
-                    ext_vals: Some(pkt.header.ext_vals),
-                });
-            }
-            Event::StreamPaused(p) => {
-                if let Some(kind) = ep.rtc.media(p.mid).map(|m| kind_of(m.kind())) {
-                    if p.paused && ep.flowing_in[kind] {
-                        ep.flowing_in[kind] = false;
-                        emit(flow(FlowDir::In, false, kind));
-                    }
-                }
-            }
-            Event::MediaIngressStats(st) => crate::stats::ingress(ep, &st),
-            Event::PeerStats(st) => crate::stats::peer(ep, &st),
-            Event::MediaEgressStats(st) => {
-                crate::stats::egress(ep, &st);
-                // A round-trip estimate from the viewer's receiver reports on the video this
-                // endpoint forwards: its resend cache follows it.
-                let forwarded = ep.mid_of_kind(MediaKind::Video) == Some(st.mid);
-                let cache = ep.out[MediaKind::Video]
-                    .as_mut()
-                    .and_then(|o| o.rtx.as_mut());
-                if let (true, Some(rtt), Some(cache)) = (forwarded, st.rtt, cache) {
-                    if let Some(len) = cache.report(rtx_history(rtt)) {
-                        if let Some(tx) = ep.rtc.direct_api().stream_tx_by_mid(st.mid, None) {
-                            tx.set_rtx_cache(RTX_PACKETS, len, Some(0.15));
-                            tracing::debug!(id = %ep.id, ?rtt, ?len, "video resend history");
+            match ep.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => return t,
+                Ok(Output::Transmit(t)) => self.transmit(key, ep, t),
+                Ok(Output::Event(ev)) => events::on_event(&mut self.events, ep, ev, out),
+                Err(e) => {
+                    tracing::warn!(id = %ep.id, "endpoint failed: {e}");
+                    ep.rtc.disconnect();
+                    if std::mem::take(&mut ep.connected) {
+                        for ev in events::state_change(ep, false) {
+                            self.events.push_back((ep.id.clone(), ev));
                         }
                     }
                 }
             }
-            Event::EgressBitrateEstimate(str0m::bwe::BweKind::Remb { estimate, .. }) => {
-                tracing::trace!(id = %ep.id, bps = estimate.as_u64(), "REMB from the peer");
-                ep.receive_estimate = Some(estimate.as_u64());
-            }
-            Event::KeyframeRequest(r) => {
-                if let Some(kind) = ep.rtc.media(r.mid).map(|m| kind_of(m.kind())) {
-                    keyframe_asks.push(kind);
-                }
-            }
-            // A peer that opens a channel the answer declined (useDataChannels unset) is ignored.
-            Event::ChannelOpen(cid, label) if ep.data_channels => {
-                let sid = ep
-                    .rtc
-                    .direct_api()
-                    .sctp_stream_id_by_channel_id(cid)
-                    .unwrap_or_default();
-                ep.channels.insert(cid, (label, sid));
-                ep.channels_opened += 1;
-                emit(MediaEvent::DataChannelOpened { channel: sid });
-            }
-            Event::ChannelClose(cid) => {
-                if let Some((_, sid)) = ep.channels.remove(&cid) {
-                    ep.channels_closed += 1;
-                    emit(MediaEvent::DataChannelClosed { channel: sid });
-                }
-            }
-            Event::ChannelData(d) => {
-                if let Some((label, _)) = ep.channels.get(&d.id) {
-                    messages.push(DataMessage {
-                        label: label.clone(),
-                        binary: d.binary,
-                        data: d.data,
-                    });
-                }
-            }
-            Event::Closed => {
-                tracing::debug!(id = %ep.id, "peer closed the connection");
-            }
-            _ => {}
         }
+    }
+
+    /// Queues a datagram endpoint `key`'s session sent.
+    fn transmit(&mut self, key: u64, ep: &Ep, t: str0m::net::Transmit) {
+        // A peer that went away (ICE lost after DTLS had completed) gets no more RTP or RTCP
+        // (str0m keeps writing sender reports): only ICE and DTLS, which is how it can come
+        // back.
+        let lost = ep.was_connected && !ep.connected;
+        if lost && matches!(t.contents.first(), Some(128..=191)) {
+            return;
+        }
+        // Back from the announced address to the local socket: the one the peer's packets
+        // arrive on when several share the announced address.
+        let path_local = ep.path.filter(|(_, r)| *r == t.destination).map(|p| p.0);
+        let mut locals = ep.nat.iter().filter(|(_, public)| *public == t.source);
+        let source = match path_local {
+            Some(l) if ep.nat.iter().any(|(x, p)| *x == l && *p == t.source) => l,
+            _ => locals.next().map_or(t.source, |(local, _)| *local),
+        };
+        let contents: Vec<u8> = t.contents.into();
+        if ice::is_binding_request(&contents) {
+            self.note_check(key, source, t.destination);
+        }
+        self.transmits.push_back(Datagram {
+            proto: t.proto,
+            source,
+            destination: t.destination,
+            contents,
+            tos: ep.tos,
+        });
     }
 
     /// Relays data-channel messages to a sink: on its open channel of the same label, else on
@@ -334,25 +171,4 @@ impl MediaCore {
         }
         self.drive(sink);
     }
-}
-
-/// A data-channel message to relay along DATA connections.
-struct DataMessage {
-    label: String,
-    binary: bool,
-    data: Vec<u8>,
-}
-
-/// ConnectionStateChanged for a session that came up or went down, and MediaStateChanged if
-/// media was connected (media comes up later, with the peer's RTCP: see `stats`).
-fn state_change(ep: &mut Ep, up: bool) -> Vec<MediaEvent> {
-    let mut out = vec![MediaEvent::ConnectionState { connected: up }];
-    if !up && std::mem::take(&mut ep.stats.media_connected) {
-        out.push(MediaEvent::MediaState { connected: false });
-    }
-    out
-}
-
-pub(crate) fn flow(dir: FlowDir, flowing: bool, kind: MediaKind) -> MediaEvent {
-    MediaEvent::Flow { dir, kind, flowing }
 }
