@@ -117,7 +117,7 @@ bench-smoke:
 bench-ping:
 	$(CARGO) run --release -p fluo-server --bin fluo-pingbench
 
-# Forwarding hot path (criterion): time per forwarded packet at 10, 100, 1000 consumers.
+# The router's forwarding path (criterion): time per forwarded packet at 10, 100, 1000 sinks.
 bench-sfu:
 	$(CARGO) bench -p fluo-sfu --bench forward
 

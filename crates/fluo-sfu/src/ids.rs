@@ -54,14 +54,6 @@ macro_rules! id_type {
 }
 
 id_type!(
-    /// Identifies a producer (one incoming RTP stream of a publisher) in a [`crate::Router`].
-    ProducerId
-);
-id_type!(
-    /// Identifies a consumer (one outgoing RTP stream to a subscriber) in a [`crate::Router`].
-    ConsumerId
-);
-id_type!(
     /// Identifies a node (an element's media face) in a [`crate::MediaRouter`].
     NodeId
 );
@@ -238,7 +230,7 @@ mod tests {
 
     #[test]
     fn stale_ids_are_rejected() {
-        let mut s: Slab<ProducerId, &str> = Slab::new();
+        let mut s: Slab<NodeId, &str> = Slab::new();
         let a = s.insert("a");
         assert_eq!(s.remove(a), Some("a"));
         let next = s.next_key();

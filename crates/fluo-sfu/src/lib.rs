@@ -12,24 +12,43 @@
 //! * [`port`]: codecs; players, recorders, plain RTP and transcoders as the router sees them.
 //! * [`settings`]: what an element's encoder settings and forced formats ask of its output.
 //! * [`negotiate`]: forward, transcode or neither, for one source and one sink.
-//! * [`router`]: the producer -> consumers table tying the above together.
-//! * [`media_router`]: the router of element nodes (to replace the above and fluo-rtc's tables).
+//! * [`media_router`]: the router of element nodes tying the above together.
 //! * [`event`]: the typed events the media plane raises on elements.
 //!
 //! ```
+//! use std::sync::Arc;
 //! use std::time::Instant;
-//! use fluo_sfu::{ConsumerConfig, ProducerConfig, Router, rtp::write_rtp};
+//! use fluo_sfu::{Codec, CodecName, Header, MediaKind, MediaRouter, Node, Packet, SinkCaps};
+//!
+//! /// A sink that takes anything and keeps the sequence numbers of its line.
+//! struct Viewer(Vec<u16>);
+//! impl Node for Viewer {
+//!     fn caps(&self, _: MediaKind) -> SinkCaps {
+//!         SinkCaps::anything()
+//!     }
+//!     fn push(&mut self, _: Instant, _: &Packet<'_>, header: Header) {
+//!         self.0.push(header.seq);
+//!     }
+//! }
 //!
 //! let now = Instant::now();
-//! let mut router = Router::new();
-//! let cam = router.add_producer(ProducerConfig::video());
-//! let viewer = router.add_consumer(ConsumerConfig::video(0x1234));
-//! router.attach(now, viewer, cam).unwrap();
-//! let mut pkt = Vec::new();
-//! write_rtp(&mut pkt, 96, true, 500, 9000, 0xabcd, &[0; 100]);
-//! let mut sent = Vec::new();
-//! router.forward(now, cam, &pkt, |c, bytes| sent.push((c, bytes.to_vec()))).unwrap();
-//! assert_eq!(sent.len(), 1);
+//! let mut router = MediaRouter::new();
+//! let cam = router.add_node("cam", Box::new(Viewer(vec![])));
+//! let viewer = router.add_node("viewer", Box::new(Viewer(vec![])));
+//! router.connect(now, cam, MediaKind::Video, viewer).unwrap();
+//! let payload: Arc<[u8]> = Arc::from(vec![0u8; 100]);
+//! let pkt = Packet {
+//!     kind: MediaKind::Video,
+//!     codec: Codec::new(CodecName::Vp8),
+//!     seq: 500,
+//!     ts: 9000,
+//!     ssrc: 0xabcd,
+//!     marker: true,
+//!     payload: &payload,
+//!     entered: None,
+//!     extensions: None,
+//! };
+//! assert_eq!(router.forward(now, cam, &pkt), 1);
 //! ```
 
 #![forbid(unsafe_code)]
@@ -45,14 +64,13 @@ pub mod nack;
 pub mod negotiate;
 pub mod port;
 pub mod rewrite;
-pub mod router;
 pub mod rtcp;
 pub mod rtp;
 pub mod settings;
 
 pub use error::ParseError;
 pub use event::{EventSink, FlowDir, MediaError, MediaEvent};
-pub use ids::{ConsumerId, MediaKind, NodeId, ProducerId};
+pub use ids::{MediaKind, NodeId};
 pub use keyframe::KeyframeThrottle;
 pub use latency::{LatencyAvg, LatencyBoard};
 pub use media_router::{Header, MediaRouter, Node, NodeError, Packet, TranscoderMaker};
@@ -60,10 +78,6 @@ pub use nack::RetransmitCache;
 pub use negotiate::{Decision, Forced, Impossible, SinkCaps, SinkCodec, Takes};
 pub use port::{Codec, CodecName, MediaBus, MediaPacket, PortOutput, TranscoderFactory};
 pub use rewrite::{extend_seq, Rewriter, Rewritten};
-pub use router::{
-    ConsumerConfig, ForwardBatch, PayloadMap, ProducerConfig, Router, RouterError, RouterEvent,
-    RouterStats, TimeoutReason,
-};
 pub use rtcp::{RtcpCompound, RtcpPacket};
 pub use rtp::{RtpHeaderMut, RtpPacket};
 pub use settings::{AudioFormat, OutputSettings, SettingsTable, VideoFormat};
