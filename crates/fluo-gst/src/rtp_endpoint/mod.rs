@@ -384,53 +384,6 @@ impl RtpEndpoint {
     }
 
     /// Starts receiving on the sockets of the negotiated sections.
-    /// The SDES transforms of one media section, when it is keyed: the decryptor that feeds
-    /// `rx`, and the encryptor that sends to the peer's addresses (each `None` when it cannot
-    /// be made; the element then raises its SRTP error).
-    fn srtp_transforms(
-        &self,
-        s: &Section,
-        sk: &Sockets,
-        rx: &Rx,
-    ) -> (Option<Arc<Transform>>, Option<Arc<Transform>>) {
-        let (mut dec, mut enc) = (None, None);
-        if let (Some(sd), Some(rk)) = (&self.sdes, &s.remote_key) {
-            let (r1, r2) = (rx.clone(), rx.clone());
-            let (events, id) = (self.media.events.clone(), self.id.clone());
-            let kind = s.kind;
-            let soft = move || events(&id, fluo_core::MediaEvent::KeySoftLimit { kind });
-            match Transform::decrypt(
-                &self.id,
-                sd.suite,
-                rk,
-                move |b| r1.rtp(b),
-                move |b| r2.rtcp(b),
-                soft,
-            ) {
-                Ok(t) => dec = Some(Arc::new(t)),
-                Err(e) => self.srtp_failed(&e),
-            }
-            if let (Some(to), Some(to_rtcp)) = (s.remote, s.remote_rtcp) {
-                let (a, b) = (sk.rtp.clone(), sk.rtcp.clone());
-                let made = Transform::encrypt(
-                    &self.id,
-                    sd,
-                    move |bytes| {
-                        let _ = a.send_to(bytes, to);
-                    },
-                    move |bytes| {
-                        let _ = b.send_to(bytes, to_rtcp);
-                    },
-                );
-                match made {
-                    Ok(t) => enc = Some(Arc::new(t)),
-                    Err(e) => self.srtp_failed(&e),
-                }
-            }
-        }
-        (dec, enc)
-    }
-
     fn start(&mut self, sections: Vec<Section>, sockets: [Option<Sockets>; 2]) {
         let mut sh = lock(&self.shared);
         for s in &sections {
@@ -441,7 +394,6 @@ impl RtpEndpoint {
             sh.rtcp_sockets[s.kind] = Some(sk.rtcp.clone());
             let _ = sk.rtp.set_read_timeout(Some(Duration::from_millis(200)));
             let _ = sk.rtcp.set_read_timeout(Some(Duration::from_millis(200)));
-            let (rtp, rtcp) = (sk.rtp.clone(), sk.rtcp.clone());
             let rx = Rx {
                 out: self.out.clone(),
                 shared: self.shared.clone(),
@@ -451,53 +403,105 @@ impl RtpEndpoint {
                 key: self.key,
                 events: self.media.events.clone(),
             };
-            let (dec, enc) = self.srtp_transforms(s, sk, &rx);
-            if enc.is_some() {
-                sh.enc[s.kind] = enc;
-            }
-            let stop = self.stop.clone();
-            let (rx1, dec1) = (rx.clone(), dec.clone());
-            let protected = self.sdes.is_some();
-            // Media only from the address the SDP named (any port: NATs change it).
-            let peer_ip = s.remote.map(|a| a.ip());
-            let hold = self.stopping.clone();
-            let spawned = std::thread::Builder::new()
-                .name("fluo-rtp-rx".into())
-                .spawn(move || {
-                    let _hold = hold;
-                    let f = |b: &[u8]| match &dec1 {
-                        Some(d) => d.push_rtp(b.to_vec()),
-                        // SDES without a working decryptor: nothing unchecked gets in.
-                        None if protected => {}
-                        None => rx1.rtp(b),
-                    };
-                    receive(&rtp, &stop, peer_ip, f, || {})
-                });
-            if let Err(e) = spawned {
-                tracing::warn!("RTP receive thread: {e}");
-            }
-            let stop = self.stop.clone();
-            let hold = self.stopping.clone();
-            let spawned = std::thread::Builder::new()
-                .name("fluo-rtcp-rx".into())
-                .spawn(move || {
-                    let _hold = hold;
-                    let f = |b: &[u8]| match &dec {
-                        Some(d) => d.push_rtcp(b.to_vec()),
-                        None if protected => {}
-                        None => rx.rtcp(b),
-                    };
-                    // Our reports go out from this thread too.
-                    receive(&rtcp, &stop, peer_ip, f, || rx.tick())
-                });
-            if let Err(e) = spawned {
-                tracing::warn!("RTCP receive thread: {e}");
-            }
+            let dec = self.sdes.as_ref().and_then(|sd| {
+                let (dec, enc) = self.srtp(sd, s, sk, &rx);
+                sh.enc[s.kind] = enc.or(sh.enc[s.kind].take());
+                dec
+            });
+            self.spawn_receivers(s, sk, rx, dec);
         }
         sh.sections = sections;
         drop(sh);
         // What it takes is what it negotiated: the routes to it are decided again.
         self.media.bus.caps_changed(self.key);
+    }
+
+    /// SDES for section `s`: the decryptor of what the peer sends (into `rx`) and the
+    /// encryptor of what goes to it; an error event for either that cannot be made.
+    fn srtp(
+        &self,
+        sd: &Sdes,
+        s: &Section,
+        sk: &Sockets,
+        rx: &Rx,
+    ) -> (Option<Arc<Transform>>, Option<Arc<Transform>>) {
+        let Some(rk) = &s.remote_key else {
+            return (None, None);
+        };
+        let (r1, r2) = (rx.clone(), rx.clone());
+        let (events, id) = (self.media.events.clone(), self.id.clone());
+        let kind = s.kind;
+        let soft = move || events(&id, fluo_core::MediaEvent::KeySoftLimit { kind });
+        let rtp = move |b: &[u8]| r1.rtp(b);
+        let rtcp = move |b: &[u8]| r2.rtcp(b);
+        let dec = match Transform::decrypt(&self.id, sd.suite, rk, rtp, rtcp, soft) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => {
+                self.srtp_failed(&e);
+                None
+            }
+        };
+        let (Some(to), Some(to_rtcp)) = (s.remote, s.remote_rtcp) else {
+            return (dec, None);
+        };
+        let (a, b) = (sk.rtp.clone(), sk.rtcp.clone());
+        let send_rtp = move |bytes: &[u8]| {
+            let _ = a.send_to(bytes, to);
+        };
+        let send_rtcp = move |bytes: &[u8]| {
+            let _ = b.send_to(bytes, to_rtcp);
+        };
+        match Transform::encrypt(&self.id, sd, send_rtp, send_rtcp) {
+            Ok(t) => (dec, Some(Arc::new(t))),
+            Err(e) => {
+                self.srtp_failed(&e);
+                (dec, None)
+            }
+        }
+    }
+
+    /// The RTP and RTCP receive threads of section `s` (through `dec` with SDES).
+    fn spawn_receivers(&self, s: &Section, sk: &Sockets, rx: Rx, dec: Option<Arc<Transform>>) {
+        let (rtp, rtcp) = (sk.rtp.clone(), sk.rtcp.clone());
+        let stop = self.stop.clone();
+        let (rx1, dec1) = (rx.clone(), dec.clone());
+        let protected = self.sdes.is_some();
+        // Media only from the address the SDP named (any port: NATs change it).
+        let peer_ip = s.remote.map(|a| a.ip());
+        // Each thread holds the endpoint's stopping token until it ends.
+        let hold = self.stopping.clone();
+        let spawned = std::thread::Builder::new()
+            .name("fluo-rtp-rx".into())
+            .spawn(move || {
+                let _hold = hold;
+                let f = |b: &[u8]| match &dec1 {
+                    Some(d) => d.push_rtp(b.to_vec()),
+                    // SDES without a working decryptor: nothing unchecked gets in.
+                    None if protected => {}
+                    None => rx1.rtp(b),
+                };
+                receive(&rtp, &stop, peer_ip, f, || {})
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("RTP receive thread: {e}");
+        }
+        let stop = self.stop.clone();
+        let hold = self.stopping.clone();
+        let spawned = std::thread::Builder::new()
+            .name("fluo-rtcp-rx".into())
+            .spawn(move || {
+                let _hold = hold;
+                let f = |b: &[u8]| match &dec {
+                    Some(d) => d.push_rtcp(b.to_vec()),
+                    None if protected => {}
+                    None => rx.rtcp(b),
+                };
+                // Our reports go out from this thread too.
+                receive(&rtcp, &stop, peer_ip, f, || rx.tick())
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("RTCP receive thread: {e}");
+        }
     }
 }
 
