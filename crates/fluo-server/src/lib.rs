@@ -107,16 +107,22 @@ pub async fn run_with_tls(
 ) -> std::io::Result<()> {
     let config = Arc::new(config);
     let (core, done) = core_loop::spawn(config.clone(), shutdown.clone())?;
+    // One count for both listeners: a client cannot double its share by using both.
+    let connections = ws::Connections::default();
     if let Some((l, settings)) = secure {
         let acceptor = ws::Acceptor::Tls(settings.acceptor());
         let (config, core, shutdown) = (config.clone(), core.clone(), shutdown.clone());
-        tokio::spawn(async move { ws::accept_loop(l, acceptor, config, core, shutdown).await });
+        let connections = connections.clone();
+        tokio::spawn(async move {
+            ws::accept_loop(l, acceptor, config, core, connections, shutdown).await
+        });
     }
     let serving = ws::accept_loop(
         listener,
         ws::Acceptor::Plain,
         config,
         core,
+        connections,
         shutdown.clone(),
     );
     tokio::pin!(serving);

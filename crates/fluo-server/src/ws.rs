@@ -36,6 +36,14 @@ const WS_READ_BUFFER: usize = 8 * 1024;
 /// How long a client gets for its TLS handshake.
 const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The connections open on every listener of the server (`ws://` and `wss://` together): the
+/// server's limit and each address's share count them all, whichever listener took them.
+#[derive(Clone, Default)]
+pub(crate) struct Connections {
+    live: Arc<AtomicUsize>,
+    per_address: Arc<Mutex<HashMap<AddrKey, usize>>>,
+}
+
 /// One connection counted against its client address (an IPv6 /64 counts as one, as for the
 /// engine's limits per address); the count goes down when the slot is dropped.
 struct AddressSlot {
@@ -81,10 +89,10 @@ pub(crate) async fn accept_loop(
     acceptor: Acceptor,
     config: Arc<Config>,
     core: Core,
+    connections: Connections,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let live = Arc::new(AtomicUsize::new(0));
-    let per_address: Arc<Mutex<HashMap<AddrKey, usize>>> = Arc::default();
+    let Connections { live, per_address } = connections;
     loop {
         tokio::select! {
             r = listener.accept() => {

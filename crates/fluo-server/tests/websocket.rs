@@ -601,3 +601,123 @@ async fn one_address_cannot_take_every_connection() {
     assert_eq!(call(&mut ws, ping).await["result"]["value"], "pong");
     s.stop.send(true).unwrap();
 }
+
+/// A `wss://` connection from `from` to `port`, trusting `cert`, or why not.
+async fn try_open_wss_from(
+    port: u16,
+    from: &str,
+    cert: &tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+) -> Result<(), String> {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).map_err(|e| e.to_string())?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let sock = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    sock.bind(format!("{from}:0").parse().unwrap())
+        .map_err(|e| e.to_string())?;
+    let tcp = sock
+        .connect(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let connect = async {
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut ws, _) =
+            tokio_tungstenite::client_async(format!("wss://localhost:{port}/kurento"), tls)
+                .await
+                .map_err(|e| e.to_string())?;
+        let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {}});
+        ws.send(Message::text(ping.to_string()))
+            .await
+            .map_err(|e| e.to_string())?;
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.contains("pong") => Ok(ws),
+            other => Err(format!("no pong: {other:?}")),
+        }
+    };
+    let ws = tokio::time::timeout(Duration::from_secs(5), connect)
+        .await
+        .map_err(|_| "no wss connection in 5 s".to_string())??;
+    // Kept open until the test ends: leaked into a task that holds it.
+    tokio::spawn(async move {
+        let mut ws = ws;
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_share_per_address_counts_ws_and_wss_together() {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("fluo-wss-share-")
+        .tempdir()
+        .expect("temp dir");
+    let path = tmp.path().join("cert.pem");
+    std::fs::write(
+        &path,
+        format!("{}{}", ck.cert.pem(), ck.signing_key.serialize_pem()),
+    )
+    .unwrap();
+    let settings = fluo_server::tls::TlsSettings::from_pem_file(&path).unwrap();
+    let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let secure = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (port, secure_port) = (
+        plain.local_addr().unwrap().port(),
+        secure.local_addr().unwrap().port(),
+    );
+    let (stop, rx) = watch::channel(false);
+    tokio::spawn(fluo_server::run_with_tls(
+        plain,
+        Some((secure, settings)),
+        Config {
+            max_connections: 4,
+            max_connections_per_address: 2,
+            ..Config::default()
+        },
+        rx,
+    ));
+    let cert = ck.cert.der().clone();
+    // One plain and one secure connection from 127.0.0.2 fill its share of two ...
+    let mut plain_ws = try_open_from(port, "127.0.0.2").await.expect("ws");
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {}});
+    assert_eq!(
+        call(&mut plain_ws, ping.clone()).await["result"]["value"],
+        "pong"
+    );
+    try_open_wss_from(secure_port, "127.0.0.2", &cert)
+        .await
+        .expect("wss within the address's share");
+    // ... so a third is refused on either listener.
+    assert!(
+        try_open_wss_from(secure_port, "127.0.0.2", &cert)
+            .await
+            .is_err(),
+        "a third connection from 127.0.0.2 (wss) is refused"
+    );
+    assert!(
+        try_open_from(port, "127.0.0.2").await.is_err(),
+        "a third connection from 127.0.0.2 (ws) is refused"
+    );
+    // The server's limit (4) also counts both listeners: two more from another address fill it.
+    try_open_wss_from(secure_port, "127.0.0.3", &cert)
+        .await
+        .expect("wss from another address");
+    let _b = try_open_from(port, "127.0.0.3")
+        .await
+        .expect("ws from another address");
+    assert!(
+        try_open_from(port, "127.0.0.4").await.is_err(),
+        "the server's limit (4) holds across ws and wss"
+    );
+    stop.send(true).unwrap();
+}
