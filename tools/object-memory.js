@@ -19,6 +19,9 @@ const WebSocket = require(path.join(ROOT, 'tests/compat/node_modules/ws'));
 const BIN = path.resolve(process.argv[2] || path.join(ROOT, 'target/debug/fluo'));
 const N = Number(process.argv[3] || 2000);
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'fluo-objmem-'));
+// The temporary folder (the clip, the recordings) goes however the run ends: passed, failed,
+// or an exception nobody caught (a server binary that does not start).
+process.on('exit', () => fs.rmSync(TMP, { recursive: true, force: true }));
 
 const rss = (pid) => Number(fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)[1]);
 const threads = (pid) => Number(fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/Threads:\s+(\d+)/)[1]);
@@ -96,6 +99,5 @@ const CASES = [
       c.stop();
     }
   }
-  fs.rmSync(TMP, { recursive: true, force: true });
   process.exit(0);
 })().catch((e) => { console.error(e); process.exit(1); });
