@@ -86,6 +86,11 @@ fn ice_changed(ep: &mut Ep, s: IceConnectionState, emit: &mut impl FnMut(MediaEv
         IceConnectionState::Completed => "READY",
         IceConnectionState::Disconnected => "DISCONNECTED",
     };
+    // str0m's ICE-lite agent goes from checking straight to completed; libnice, and so KMS,
+    // passes through CONNECTED first, and applications wait for it.
+    if state == "READY" && !matches!(ep.ice_state, "CONNECTED" | "READY") {
+        emit(MediaEvent::IceComponentState { state: "CONNECTED" });
+    }
     ep.ice_state = state;
     emit(MediaEvent::IceComponentState { state });
     let up = matches!(
