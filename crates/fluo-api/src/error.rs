@@ -147,6 +147,56 @@ impl ErrorCode {
         }
     }
 
+    /// The code whose number is `n`, if it is one of these.
+    pub fn from_code(n: i64) -> Option<ErrorCode> {
+        use ErrorCode::*;
+        const ALL: [ErrorCode; 42] = [
+            ParseError,
+            InvalidRequest,
+            MethodNotFound,
+            InvalidParams,
+            InternalError,
+            ServerError,
+            MarshallError,
+            UnexpectedError,
+            ConnectError,
+            UnsupportedMediaType,
+            NotImplemented,
+            InvalidSession,
+            MalformedTransaction,
+            NotEnoughResources,
+            MediaObjectTypeNotFound,
+            MediaObjectNotFound,
+            MediaObjectConstructorNotFound,
+            MediaObjectMethodNotFound,
+            MediaObjectEventNotSupported,
+            MediaObjectIllegalParamError,
+            MediaObjectNotAvailable,
+            MediaObjectNotFoundTransactionNoCommit,
+            MediaObjectTagKeyNotFound,
+            MediaObjectOperationNotSupported,
+            SdpCreateError,
+            SdpParseError,
+            SdpEndPointNoLocalSdpError,
+            SdpEndPointNoRemoteSdpError,
+            SdpEndPointGenerateOfferError,
+            SdpEndPointProcessOfferError,
+            SdpEndPointProcessAnswerError,
+            SdpConfigurationError,
+            SdpEndPointAlreadyNegotiated,
+            SdpEndPointNotOfferGenerated,
+            SdpEndPointAnswerAlreadyProcessed,
+            SdpEndPointCannotCreateSession,
+            HttpEndPointRegistrationError,
+            IceGatherCandidatesError,
+            IceAddCandidateError,
+            ServerManagerErrorKmdNotFound,
+            UriPathFileNotFound,
+            PlayerSeekFail,
+        ];
+        ALL.into_iter().find(|c| c.code() == n)
+    }
+
     /// The `data.type` name KMS sends with this code (`UNDEFINED` for codes it has no name for).
     pub const fn type_name(self) -> &'static str {
         use ErrorCode::*;
@@ -264,6 +314,15 @@ impl KurentoError {
         Self::new(code, format!("{what}: {}", crate::text::foreign(e)))
     }
 
+    /// A request to an element whose media worker process died (40003): `cause` says how it
+    /// ended, as the element's Error event does.
+    pub fn media_worker_died(cause: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorCode::UnexpectedError,
+            format!("The media worker hosting this element ended: {cause}"),
+        )
+    }
+
     /// A bad argument value (40107).
     pub fn illegal_param(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::MediaObjectIllegalParamError, message)
@@ -294,6 +353,15 @@ impl std::error::Error for KurentoError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_are_found_by_their_number() {
+        for n in [-32700, -32000, 40003, 40107, 40500, 40600, 40700] {
+            assert_eq!(ErrorCode::from_code(n).map(ErrorCode::code), Some(n));
+        }
+        assert_eq!(ErrorCode::from_code(40002), None);
+        assert_eq!(ErrorCode::from_code(0), None);
+    }
 
     #[test]
     fn kurento_codes_carry_their_type_and_generic_ones_do_not() {

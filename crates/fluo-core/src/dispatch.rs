@@ -39,6 +39,10 @@ impl Engine {
             return self.generic_method(session, id, &m.name, &params, mode);
         }
         if let Some(prop) = find_property(model, class, &inv.operation, "get") {
+            let own = self.with_element(id, |el, cx| el.read_property(cx, &prop.name));
+            if let Some(Some(r)) = own {
+                return r;
+            }
             return Ok(self.get_property(id, prop));
         }
         if let Some(prop) = find_property(model, class, &inv.operation, "set")

@@ -142,6 +142,17 @@ pub trait Element: Send {
         None
     }
 
+    /// A client's read of property `name` (its `get` accessor), which the element may answer
+    /// itself: with an error, or later through [`ElementCx::defer`] (an element whose state
+    /// lives in another process). `None` = [`Element::get_property`] and the generic rules.
+    fn read_property(
+        &mut self,
+        _cx: &mut ElementCx<'_>,
+        _name: &str,
+    ) -> Option<Result<Value, KurentoError>> {
+        None
+    }
+
     /// Called after a property was set (already type-checked); may reject the value.
     fn property_set(
         &mut self,

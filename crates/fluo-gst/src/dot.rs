@@ -14,7 +14,7 @@ pub struct GstDot;
 
 /// GStreamer's drawing details for a Kurento `GstreamerDotDetails` value. As in KMS,
 /// SHOW_VERBOSE (KMS's default) draws as SHOW_ALL.
-fn details(d: &str) -> gst::DebugGraphDetails {
+pub(crate) fn details(d: &str) -> gst::DebugGraphDetails {
     match d {
         "SHOW_MEDIA_TYPE" => gst::DebugGraphDetails::MEDIA_TYPE,
         "SHOW_CAPS_DETAILS" => gst::DebugGraphDetails::CAPS_DETAILS,
@@ -167,10 +167,13 @@ impl fluo_core::PipelineDot for GstDot {
             return vec![];
         }
         let flags = details(d);
-        live::pipelines_of(owners)
+        let mut graphs: Vec<String> = live::pipelines_of(owners)
             .iter()
             .map(|p| without_secrets(&p.debug_to_dot_data(flags)))
-            .collect()
+            .collect();
+        // The pipelines of elements that run in media workers, asked of their jobs.
+        graphs.extend(crate::remote::graphs(owners, d));
+        graphs
     }
 
     fn dump(&self, name: &str, dot: &str) -> Result<Option<String>, KurentoError> {

@@ -20,6 +20,7 @@ pub mod jobs;
 mod live;
 mod player;
 mod recorder;
+mod remote;
 mod rtp_endpoint;
 mod settings;
 mod srtp;
@@ -191,6 +192,9 @@ pub struct Media {
     pub settings: Arc<fluo_sfu::SettingsTable>,
     /// Where RtpEndpoints bind and what they announce.
     pub rtp_net: Arc<RtpNet>,
+    /// The media worker processes that run PlayerEndpoints' and RecorderEndpoints' pipelines
+    /// (docs/workers.md); `None`: they run in this process.
+    pub workers: Option<fluo_worker::Supervisor>,
 }
 
 impl Media {

@@ -56,6 +56,32 @@ impl Factory for PlayerFactory {
             .unwrap_or_default();
         let uri = uri::parse(uri_s, &["http", "https", "rtsp", "rtsps"])?;
         self.media.uris.check(&uri)?;
+        let use_encoded = cx
+            .params
+            .get("useEncodedMedia")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let network_cache = cx
+            .params
+            .get("networkCache")
+            .and_then(Value::as_i64)
+            .unwrap_or(2000)
+            .clamp(0, 60_000) as u32;
+        if let Some(workers) = &self.media.workers {
+            let params = crate::jobs::PlayerParams {
+                uri: uri_s.to_string(),
+                use_encoded,
+                network_cache,
+                guarded: !self.media.uris.is_open(),
+            };
+            return Ok(crate::remote::create_player(
+                workers,
+                &self.media,
+                cx,
+                uri,
+                params,
+            ));
+        }
         let shared = new_shared(None);
         let port = PlayerPort {
             shared: shared.clone(),
@@ -74,17 +100,8 @@ impl Factory for PlayerFactory {
                 id: cx.id.to_string(),
                 key,
                 uri,
-                use_encoded: cx
-                    .params
-                    .get("useEncodedMedia")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-                network_cache: cx
-                    .params
-                    .get("networkCache")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(2000)
-                    .clamp(0, 60_000) as u32,
+                use_encoded,
+                network_cache,
                 guarded: !self.media.uris.is_open(),
                 shared,
                 events: self.media.events.clone(),
@@ -483,7 +500,7 @@ fn add_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, shared: &SharedRef) -> R
 }
 
 /// The `position` of setPosition and of the property, in milliseconds.
-fn position_param(v: Option<&Value>) -> Result<u64, KurentoError> {
+pub(crate) fn position_param(v: Option<&Value>) -> Result<u64, KurentoError> {
     v.and_then(Value::as_i64)
         .filter(|v| (0..=i64::from(u32::MAX) * 1000).contains(v))
         .map(|v| v as u64)
@@ -585,10 +602,18 @@ impl PlayerCore {
 
     /// The pipeline as a DOT graph (empty when there is none).
     pub(crate) fn dot(&self) -> String {
+        self.dot_with("SHOW_ALL")
+    }
+
+    /// The pipeline as a DOT graph drawn with Kurento's GstreamerDotDetails `details`.
+    pub(crate) fn dot_with(&self, details: &str) -> String {
         lock(&self.shared)
             .pipeline
             .as_ref()
-            .map(|p| p.debug_to_dot_data(gst::DebugGraphDetails::ALL).to_string())
+            .map(|p| {
+                p.debug_to_dot_data(crate::dot::details(details))
+                    .to_string()
+            })
             .unwrap_or_default()
     }
 

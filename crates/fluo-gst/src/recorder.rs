@@ -68,7 +68,7 @@ fn profile(name: &str) -> Option<Profile> {
 }
 
 impl Profile {
-    fn codecs(&self, kind: MediaKind) -> &'static [CodecName] {
+    pub(crate) fn codecs(&self, kind: MediaKind) -> &'static [CodecName] {
         match kind {
             MediaKind::Audio => self.audio,
             MediaKind::Video => self.video,
@@ -145,6 +145,20 @@ impl Factory for RecorderFactory {
             .get("stopOnEndOfStream")
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        if let Some(workers) = &self.media.workers {
+            let params = crate::jobs::RecorderParams {
+                uri: uri_s.to_string(),
+                profile: pname.to_string(),
+                stop_on_eos,
+            };
+            return Ok(crate::remote::create_recorder(
+                workers,
+                &self.media,
+                cx,
+                profile,
+                params,
+            ));
+        }
         let port = RecorderPort {
             stop_on_eos,
             shared: shared.clone(),
@@ -340,6 +354,19 @@ pub(crate) fn release_recording(
     drop(s);
     // Released while recording: the file is still finalised.
     pipeline.map(|p| finish(p, srcs, shared.clone(), id.to_string(), events.clone()))
+}
+
+/// The recording pipeline as a DOT graph drawn with Kurento's GstreamerDotDetails `details`
+/// (empty when not recording).
+pub(crate) fn dot(shared: &SharedRef, details: &str) -> String {
+    lock(shared)
+        .pipeline
+        .as_ref()
+        .map(|p| {
+            p.debug_to_dot_data(crate::dot::details(details))
+                .to_string()
+        })
+        .unwrap_or_default()
 }
 
 /// The recorder's UriEndpointState.
@@ -588,23 +615,8 @@ impl Node for RecorderPort {
     /// The profile's codecs of `kind` (any H.264 profile), or, once its track started, the
     /// codec it started in; a kind the profile does not record is taken and dropped.
     fn caps(&self, kind: MediaKind) -> SinkCaps {
-        let names = self.profile.codecs(kind);
-        if names.is_empty() {
-            return SinkCaps::anything();
-        }
-        if let Some(c) = lock(&self.shared).codecs[kind] {
-            return SinkCaps::codecs([SinkCodec::new(c)]);
-        }
-        let any_profile = |n: &CodecName| Codec {
-            profile_level_id: None,
-            packetization_mode: None,
-            ..Codec::new(*n)
-        };
-        SinkCaps {
-            takes: Takes::Codecs(names.iter().map(any_profile).map(SinkCodec::new).collect()),
-            targets: names.iter().map(|n| Codec::new(*n)).collect(),
-            transcoder: false,
-        }
+        let started = lock(&self.shared).codecs[kind];
+        sink_caps(&self.profile, kind, started)
     }
 
     fn end_of_stream(&mut self) {
@@ -613,6 +625,29 @@ impl Node for RecorderPort {
 
     fn push(&mut self, _now: Instant, pkt: &Packet<'_>, header: Header) {
         self.take(&MediaPacket::routed(pkt, header));
+    }
+}
+
+/// What a recorder of `profile` takes of `kind`: the profile's codecs (any H.264 profile), or
+/// `started`, the codec its track started in; a kind the profile does not record is taken and
+/// dropped.
+pub(crate) fn sink_caps(profile: &Profile, kind: MediaKind, started: Option<Codec>) -> SinkCaps {
+    let names = profile.codecs(kind);
+    if names.is_empty() {
+        return SinkCaps::anything();
+    }
+    if let Some(c) = started {
+        return SinkCaps::codecs([SinkCodec::new(c)]);
+    }
+    let any_profile = |n: &CodecName| Codec {
+        profile_level_id: None,
+        packetization_mode: None,
+        ..Codec::new(*n)
+    };
+    SinkCaps {
+        takes: Takes::Codecs(names.iter().map(any_profile).map(SinkCodec::new).collect()),
+        targets: names.iter().map(|n| Codec::new(*n)).collect(),
+        transcoder: false,
     }
 }
 

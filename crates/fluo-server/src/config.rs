@@ -146,6 +146,41 @@ pub struct Cli {
     /// one (fluo.maxConnectionsPerAddress) [default: 2500].
     #[arg(long)]
     pub max_connections_per_address: Option<usize>,
+    /// Media worker processes that run PlayerEndpoint and RecorderEndpoint pipelines, so that
+    /// a GStreamer crash ends one worker, not the server (fluo.workers); 0 runs them in the
+    /// server's process [default: two per core, at least two].
+    #[arg(long, env = "FLUO_WORKERS")]
+    pub workers: Option<usize>,
+    /// Each media worker's memory limit (RLIMIT_DATA: heap, mappings, thread stacks), in
+    /// bytes or with a K, M or G suffix (fluo.workerMemoryLimit); a worker that reaches it
+    /// aborts, its elements raise Error events and it is restarted [default: 2G].
+    #[arg(long, env = "FLUO_WORKER_MEMORY_LIMIT", value_parser = parse_size)]
+    pub worker_memory_limit: Option<u64>,
+}
+
+/// A size in bytes: a number, optionally with a K, M or G suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let mul: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(format!("'{t}': the suffix must be K, M or G")),
+            };
+            (&t[..i], mul)
+        }
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            format!("'{t}' is not a size (a positive number of bytes, or with K, M or G)")
+        })
 }
 
 /// A KMS-style boolean: 1/0, true/false.
@@ -211,6 +246,14 @@ pub struct Config {
     /// What GStreamerFilter commands may use besides the built-in transforms (`None`: only
     /// those).
     pub gst_filter_allow: Option<Vec<String>>,
+    /// Media worker processes for PlayerEndpoint and RecorderEndpoint pipelines (0: in the
+    /// server's process).
+    pub workers: usize,
+    /// Each media worker's memory limit in bytes.
+    pub worker_memory_limit: u64,
+    /// The program media workers run (`fluo`, started as `fluo worker`); `None`: this
+    /// process's own program when it is `fluo`, else the `fluo` built next to it (tests).
+    pub worker_program: Option<PathBuf>,
 }
 
 impl Config {
@@ -262,6 +305,11 @@ impl Default for Config {
             secure_port_file: None,
             uri_allow: vec![],
             gst_filter_allow: None,
+            workers: fluo_worker::supervisor::default_workers(),
+            worker_memory_limit: fluo_worker::Limits::default()
+                .memory_bytes
+                .unwrap_or(2 << 30),
+            worker_program: None,
         }
     }
 }
@@ -410,6 +458,12 @@ impl Config {
             if let Some(n) = flag {
                 *slot = n;
             }
+        }
+        if let Some(n) = cli.workers {
+            c.workers = n;
+        }
+        if let Some(m) = cli.worker_memory_limit {
+            c.worker_memory_limit = m;
         }
         if let Some(g) = &cli.gst_filter_allow {
             c.gst_filter_allow = Some(
@@ -581,7 +635,39 @@ impl Config {
                 *slot = n as usize;
             }
         }
+        if let Some(n) = uint("/fluo/workers")? {
+            self.workers = n as usize;
+        }
+        if let Some(m) = at("/fluo/workerMemoryLimit") {
+            self.worker_memory_limit = match m {
+                Value::String(s) => parse_size(s),
+                other => other
+                    .as_u64()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| "a positive number of bytes, or a string with K, M or G".into()),
+            }
+            .map_err(|e| format!("fluo.workerMemoryLimit: {e}"))?;
+        }
         Ok(())
+    }
+
+    /// The worker sandbox's read and write paths: the directories of the URI allow-list's
+    /// `file://` entries, or `/` when the list is open or allows every file.
+    pub fn worker_paths(&self) -> Vec<PathBuf> {
+        if self.uri_allow.is_empty() {
+            return vec![PathBuf::from("/")];
+        }
+        let mut paths: Vec<PathBuf> = Vec::new();
+        for entry in &self.uri_allow {
+            let Some(rest) = entry.strip_prefix("file://") else {
+                continue;
+            };
+            let path = PathBuf::from(if rest.is_empty() { "/" } else { rest });
+            if path.is_absolute() && !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
+        paths
     }
 }
 
@@ -729,6 +815,49 @@ mod tests {
         assert!(
             Config::default().uri_allow.is_empty(),
             "open by default, as KMS"
+        );
+    }
+
+    #[test]
+    fn workers_from_file_and_flags_and_their_sandbox_paths() {
+        let d = Config::default();
+        assert_eq!(d.workers, fluo_worker::supervisor::default_workers());
+        assert!(d.workers >= 2);
+        assert_eq!(d.worker_memory_limit, 2 << 30);
+        assert_eq!(
+            d.worker_paths(),
+            vec![PathBuf::from("/")],
+            "open list: any file"
+        );
+        let (_dir, f) = conf_file();
+        std::fs::write(
+            &f,
+            r#"{"fluo": {"workers": 3, "workerMemoryLimit": "512M",
+                "uriAllowList": ["file:///srv/media/", "https://", "file:///srv/media/"]}}"#,
+        )
+        .unwrap();
+        let mut cli = Cli {
+            config: Some(f.clone()),
+            ..Cli::default()
+        };
+        let c = Config::from_cli(&cli).unwrap();
+        assert_eq!((c.workers, c.worker_memory_limit), (3, 512 << 20));
+        assert_eq!(c.worker_paths(), vec![PathBuf::from("/srv/media/")]);
+        cli.workers = Some(0);
+        cli.worker_memory_limit = Some(parse_size("1g").unwrap());
+        let c = Config::from_cli(&cli).unwrap();
+        assert_eq!((c.workers, c.worker_memory_limit), (0, 1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("0").is_err() && parse_size("12T").is_err() && parse_size("x").is_err());
+        std::fs::write(&f, r#"{"fluo": {"workerMemoryLimit": -1}}"#).unwrap();
+        cli.worker_memory_limit = None;
+        assert!(Config::from_cli(&cli).is_err(), "a negative limit");
+        let parsed =
+            Cli::try_parse_from(["fluo", "--workers", "0", "--worker-memory-limit", "256M"])
+                .expect("the flags parse");
+        assert_eq!(
+            (parsed.workers, parsed.worker_memory_limit),
+            (Some(0), Some(256 << 20))
         );
     }
 

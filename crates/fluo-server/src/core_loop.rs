@@ -69,6 +69,7 @@ pub(crate) fn spawn(
     let settings = fluo_gst::settings_table();
     webrtc.set_transcoders(Arc::new(fluo_gst::Transcoders::new(settings.clone())));
     webrtc.set_output_settings(settings.clone());
+    let workers = start_workers(&config)?;
     let gst_media = fluo_gst::Media {
         bus: Arc::new(webrtc.clone()),
         events: sink,
@@ -82,6 +83,7 @@ pub(crate) fn spawn(
             external_ipv4: config.net.external_ipv4,
             external_ipv6: config.net.external_ipv6,
         }),
+        workers: workers.clone(),
     };
     let engine_config = EngineConfig {
         session_grace: config.session_grace,
@@ -144,9 +146,102 @@ pub(crate) fn spawn(
             }
             flush(&mut engine, &mut outboxes);
         }
+        drop(engine);
+        if let Some(w) = workers {
+            // Each worker stops its jobs (recorders finalise their files) and exits.
+            w.shutdown(std::time::Duration::from_secs(6)).await;
+        }
         tracing::debug!("core loop stopped");
     });
     Ok((Core { tx }, done))
+}
+
+/// The program media workers run: the configured one, this process's own when it is `fluo`,
+/// else the `fluo` built next to it (a test binary in `target/*/deps` runs a server too).
+fn worker_program(config: &Config) -> std::io::Result<std::path::PathBuf> {
+    if let Some(p) = &config.worker_program {
+        return Ok(p.clone());
+    }
+    let exe = std::env::current_exe()?;
+    if exe.file_stem().is_some_and(|n| n == "fluo") {
+        return Ok(exe);
+    }
+    let mut dir = exe.parent();
+    for _ in 0..2 {
+        let Some(d) = dir else { break };
+        let candidate = d.join("fluo");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        dir = d.parent();
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!(
+            "no fluo program to run media workers next to {} (build it: cargo build -p fluo-server; or run the elements in this process: --workers 0)",
+            exe.display()
+        ),
+    ))
+}
+
+/// Starts the media workers (none with `workers` 0), logging what they report.
+fn start_workers(config: &Config) -> std::io::Result<Option<fluo_worker::Supervisor>> {
+    if config.workers == 0 {
+        tracing::info!("media workers: none, players and recorders run in this process");
+        return Ok(None);
+    }
+    let program = worker_program(config)?;
+    let command = fluo_worker::WorkerCommand::new(program).arg(crate::WORKER_SUBCOMMAND);
+    let mut sc = fluo_worker::SupervisorConfig::new(command);
+    sc.workers = config.workers;
+    sc.limits.memory_bytes = Some(config.worker_memory_limit);
+    sc.sandbox.read_paths = config.worker_paths();
+    sc.sandbox.write_paths = config.worker_paths();
+    tracing::info!(
+        workers = sc.workers,
+        memory_limit = config.worker_memory_limit,
+        paths = ?sc.sandbox.read_paths,
+        "starting media workers"
+    );
+    let rt = tokio::runtime::Handle::current();
+    Ok(Some(fluo_worker::Supervisor::start(
+        sc,
+        &rt,
+        log_worker_event,
+    )))
+}
+
+/// A supervisor's report in the log: where an operator finds the workers' pids.
+fn log_worker_event(ev: fluo_worker::SupervisorEvent) {
+    use fluo_worker::SupervisorEvent as E;
+    match ev {
+        E::Started {
+            worker,
+            pid,
+            sandbox,
+        } => tracing::info!(
+            worker,
+            pid,
+            landlock_abi = sandbox.landlock_abi,
+            landlock_full = sandbox.landlock_full,
+            seccomp = sandbox.seccomp,
+            "media worker started"
+        ),
+        E::StartFailed {
+            worker,
+            error,
+            retry_in,
+        } => tracing::error!(worker, ?retry_in, "media worker did not start: {error}"),
+        E::Died(d) => tracing::warn!(
+            worker = d.worker,
+            pid = d.pid,
+            jobs = d.jobs.len(),
+            cpu_ms = d.cpu.total().as_millis() as u64,
+            restart_in = ?d.restart_in,
+            "media worker died: {}",
+            d.cause
+        ),
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

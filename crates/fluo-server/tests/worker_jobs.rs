@@ -196,6 +196,8 @@ fn play_args() -> Vec<u8> {
         target_bps: 300_000,
         min_bps: 0,
         max_bps: 0,
+        video: None,
+        audio: None,
     })
 }
 

@@ -65,6 +65,23 @@ fn emit(ctx: &JobCtx, ev: &MediaEvent) {
     }
 }
 
+/// A Kurento error as a job's method fails with it: its code, a space, its message (the
+/// server's element answers the request with the same code, [`kurento_error`]).
+pub fn error_text(e: &fluo_api::KurentoError) -> String {
+    format!("{} {}", e.code.code(), e.message)
+}
+
+/// The Kurento error a job's failure text stands for: the code it starts with when it is one
+/// of the catalogue's (a worker is untrusted: anything else is 40003 with the whole text).
+pub fn kurento_error(text: &str) -> fluo_api::KurentoError {
+    use fluo_api::{ErrorCode, KurentoError};
+    let coded = text.split_once(' ').and_then(|(n, m)| {
+        let code = ErrorCode::from_code(n.parse().ok()?)?;
+        Some(KurentoError::new(code, m))
+    });
+    coded.unwrap_or_else(|| KurentoError::new(ErrorCode::UnexpectedError, text))
+}
+
 const STATES: [&str; 3] = ["STOP", "START", "PAUSE"];
 
 /// A job's event as it crosses to the server: Kurento's event name and its fields (`None`
@@ -160,5 +177,19 @@ mod tests {
         assert_eq!(decode_event("Error", b""), None);
         assert_eq!(decode_event("Stopped", b"x"), None);
         assert_eq!(decode_event("OnKeySoftLimit", b""), None);
+    }
+
+    #[test]
+    fn job_failures_keep_their_kurento_code() {
+        use fluo_api::{ErrorCode, KurentoError};
+        let e = KurentoError::new(ErrorCode::UriPathFileNotFound, "The file /x does not exist");
+        assert_eq!(kurento_error(&error_text(&e)), e);
+        let other = kurento_error("bad job parameters: truncated");
+        assert_eq!(other.code, ErrorCode::UnexpectedError);
+        assert_eq!(other.message, "bad job parameters: truncated");
+        assert_eq!(
+            kurento_error("40002 no such code").code,
+            ErrorCode::UnexpectedError
+        );
     }
 }

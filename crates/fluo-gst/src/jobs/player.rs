@@ -1,10 +1,10 @@
 //! The player job: a PlayerEndpoint's pipeline (`crate::player::PlayerCore`) in a worker, its
 //! RTP sent to the server through the job's context.
 
-use super::{emit, event_sink, params};
+use super::{emit, event_sink, get_codec, params, put_codec};
 use crate::player::{self, PlayerCore};
 use crate::uri;
-use fluo_sfu::{OutputSettings, PortOutput};
+use fluo_sfu::{AudioFormat, OutputSettings, PortOutput, VideoFormat};
 use fluo_worker::wire::{self, Reader, Wire, WireError, Writer};
 use fluo_worker::worker::{Job, JobCtx};
 use fluo_worker::PacketRef;
@@ -42,7 +42,8 @@ impl Wire for PlayerParams {
     }
 }
 
-/// The `play` method's argument: the element's encoder bitrates, in bps.
+/// The `play` method's argument: the element's encoder bitrates, in bps, and the formats its
+/// setVideoFormat / setAudioFormat force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlayParams {
     /// encoderBitrate.
@@ -51,6 +52,31 @@ pub struct PlayParams {
     pub min_bps: u32,
     /// maxEncoderBitrate (0: none).
     pub max_bps: u32,
+    /// The forced video format.
+    pub video: Option<VideoFormat>,
+    /// The forced audio format.
+    pub audio: Option<AudioFormat>,
+}
+
+impl PlayParams {
+    /// The arguments for an element's output settings.
+    pub fn of(s: &OutputSettings) -> PlayParams {
+        PlayParams {
+            target_bps: s.target_bps,
+            min_bps: s.min_bps,
+            max_bps: s.max_bps,
+            video: s.video,
+            audio: s.audio,
+        }
+    }
+
+    /// The output settings these arguments stand for.
+    pub fn settings(&self) -> OutputSettings {
+        let mut s = OutputSettings::new(self.target_bps);
+        (s.min_bps, s.max_bps) = (self.min_bps, self.max_bps);
+        (s.video, s.audio) = (self.video, self.audio);
+        s
+    }
 }
 
 impl Wire for PlayParams {
@@ -58,12 +84,45 @@ impl Wire for PlayParams {
         w.u32(self.target_bps);
         w.u32(self.min_bps);
         w.u32(self.max_bps);
+        w.bool(self.video.is_some());
+        if let Some(v) = self.video {
+            put_codec(w, v.codec);
+            let (num, den) = v.framerate.unwrap_or((0, 0));
+            w.u32(num);
+            w.u32(den);
+        }
+        w.bool(self.audio.is_some());
+        if let Some(a) = self.audio {
+            put_codec(w, a.codec);
+            w.u32(a.bitrate);
+        }
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let (target_bps, min_bps, max_bps) = (r.u32()?, r.u32()?, r.u32()?);
+        let video = if r.bool()? {
+            let codec = get_codec(r)?;
+            let (num, den) = (r.u32()?, r.u32()?);
+            Some(VideoFormat {
+                codec,
+                framerate: (den != 0).then_some((num, den)),
+            })
+        } else {
+            None
+        };
+        let audio = if r.bool()? {
+            Some(AudioFormat {
+                codec: get_codec(r)?,
+                bitrate: r.u32()?,
+            })
+        } else {
+            None
+        };
         Ok(PlayParams {
-            target_bps: r.u32()?,
-            min_bps: r.u32()?,
-            max_bps: r.u32()?,
+            target_bps,
+            min_bps,
+            max_bps,
+            video,
+            audio,
         })
     }
 }
@@ -141,9 +200,10 @@ impl Job for PlayerJob {
         match method {
             "play" => {
                 let a: PlayParams = wire::decode(args).map_err(|e| e.to_string())?;
-                let mut s = OutputSettings::new(a.target_bps);
-                (s.min_bps, s.max_bps) = (a.min_bps, a.max_bps);
-                self.core.play(s, &mut raise).map_err(|e| e.message)?;
+                let s = a.settings();
+                self.core
+                    .play(s, &mut raise)
+                    .map_err(|e| super::error_text(&e))?;
                 Ok(done())
             }
             "pause" => {
@@ -156,7 +216,7 @@ impl Job for PlayerJob {
             }
             "setPosition" => {
                 let ms: u64 = wire::decode(args).map_err(|e| e.to_string())?;
-                self.core.seek(ms).map_err(|e| e.message)?;
+                self.core.seek(ms).map_err(|e| super::error_text(&e))?;
                 Ok(done())
             }
             "getPosition" => Ok(wire::encode(&(self.core.position().as_u64().unwrap_or(0)))),
@@ -170,7 +230,11 @@ impl Job for PlayerJob {
                 }))
             }
             "getState" => Ok(wire::encode(&self.core.state().to_owned())),
-            "getGstreamerDot" => Ok(wire::encode(&self.core.dot())),
+            // The argument: Kurento's GstreamerDotDetails (empty: SHOW_ALL).
+            "getGstreamerDot" => {
+                let details = String::from_utf8_lossy(args);
+                Ok(wire::encode(&self.core.dot_with(&details)))
+            }
             _ => Err(format!("the player has no method '{method}'")),
         }
     }

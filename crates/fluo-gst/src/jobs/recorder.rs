@@ -72,14 +72,14 @@ impl RecorderJob {
 }
 
 impl Job for RecorderJob {
-    fn call(&mut self, method: &str, _args: &[u8]) -> Result<Vec<u8>, String> {
+    fn call(&mut self, method: &str, args: &[u8]) -> Result<Vec<u8>, String> {
         let ctx = self.ctx.clone();
         let mut raise = |ev| emit(&ctx, &ev);
         let (shared, id) = (self.shared(), self.port.id.as_str());
         match method {
             "record" => {
                 if recorder::start_recording(shared, &self.port.path, id, &mut raise)
-                    .map_err(|e| e.message)?
+                    .map_err(|e| super::error_text(&e))?
                 {
                     self.ctx.request_keyframe();
                 }
@@ -96,6 +96,11 @@ impl Job for RecorderJob {
                 }
             }
             "getState" => return Ok(wire::encode(&recorder::state_name(shared).to_owned())),
+            // The argument: Kurento's GstreamerDotDetails (empty: SHOW_ALL).
+            "getGstreamerDot" => {
+                let details = String::from_utf8_lossy(args);
+                return Ok(wire::encode(&recorder::dot(shared, &details)));
+            }
             _ => return Err(format!("the recorder has no method '{method}'")),
         }
         Ok(Vec::new())

@@ -1,0 +1,275 @@
+//! Crash containment seen by a Kurento client: `kill -9` of the media worker that hosts a
+//! pipeline's PlayerEndpoint and RecorderEndpoint while they record. The client gets both
+//! elements' Error events (40003, the death's cause), requests to them fail at once with the
+//! same text, the file plays up to within a second of the kill, a WebRTC loopback in another
+//! pipeline keeps receiving video across the kill, and a new PlayerEndpoint plays at once on
+//! the restarted worker.
+//!
+//! The worker's pid is found as an operator finds it: in the server's log ("element runs in
+//! media worker", with the element's id and the worker's pid).
+
+use fluo_testkit::clips;
+use fluo_testkit::live::{rt, serial, start_server, Client};
+use fluo_testkit::tmp;
+use fluo_testkit::udp_peer::Peer;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use str0m::media::Direction;
+
+/// The pid of the media worker hosting element `id`, from the server's log.
+fn worker_pid(log: &fluo_server::log_capture::LogBuffer, id: &str) -> Option<u32> {
+    log.lines()
+        .iter()
+        .filter(|l| l.contains("element runs in media worker"))
+        .filter(|l| l.contains(&format!("id={id} ")))
+        .find_map(|l| {
+            let at = l.find(" pid=")? + 5;
+            l[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+}
+
+/// ffprobe's codecs and decodable video frames of `file`.
+fn probe(file: &Path) -> (Vec<String>, usize) {
+    let o = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_entries"])
+        .args(["stream=codec_name,nb_read_frames", "-of", "json"])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs (a test dependency)");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    let streams = v["streams"].as_array().cloned().unwrap_or_default();
+    let mut codecs: Vec<String> = streams
+        .iter()
+        .filter_map(|s| s["codec_name"].as_str().map(String::from))
+        .collect();
+    codecs.sort();
+    let frames = streams
+        .iter()
+        .filter(|s| s["codec_name"] == "vp8")
+        .filter_map(|s| s["nb_read_frames"].as_str()?.parse().ok())
+        .next()
+        .unwrap_or(0);
+    (codecs, frames)
+}
+
+/// Checks an Error event of a dead worker's element.
+fn assert_death_event(ev: &Value, ty: &str) -> String {
+    assert_eq!(ev["errorCode"], 40003, "{ev}");
+    assert_eq!(ev["type"], ty, "{ev}");
+    let d = ev["description"].as_str().unwrap_or_default().to_string();
+    assert!(
+        d.contains("the worker process was killed (SIGKILL"),
+        "the death's cause: {ev}"
+    );
+    assert!(!fluo_api::text::leaks(&d), "no address in {d}");
+    d
+}
+
+#[test]
+fn a_media_worker_killed_while_recording_raises_errors_and_touches_nothing_else() {
+    let _serial = serial();
+    let log = fluo_server::log_capture::capture_operator_log();
+    let dir = tmp::dir("worker-crash");
+    let clip = clips::av_clip(&dir, "clip.webm", 12);
+    let frames = clips::testsrc_vp8(&dir.join("loop.ivf"), "320x240", 2, "300k", 30);
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        // Another pipeline: a WebRTC loopback, its peer sending and receiving video.
+        let (mut cb, _pipe_b, ep) = Client::with_endpoint(port).await.expect("endpoint");
+        let mut peer = Peer::new(str0m::RtcConfig::new());
+        peer.keep_frames = false;
+        peer.negotiate(&mut cb, &ep, Direction::SendRecv)
+            .await
+            .expect("negotiated");
+        cb.invoke(&ep, "connect", json!({"sink": ep}))
+            .await
+            .expect("loopback");
+        let stop = Arc::new(AtomicBool::new(false));
+        let arrivals = Arc::new(Mutex::new(Vec::<Instant>::new()));
+        let driver = {
+            let (stop, arrivals) = (stop.clone(), arrivals.clone());
+            std::thread::spawn(move || {
+                let mut pacer = fluo_testkit::udp_peer::Pacer::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let before = peer.frames_in;
+                    let f = pacer.frame(peer.connected, &frames);
+                    peer.drive(f);
+                    if peer.frames_in > before {
+                        arrivals.lock().unwrap().push(Instant::now());
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+
+        // This pipeline: a player recorded into WebM.
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
+        let uri = format!("file://{}", clip.display());
+        let player = c
+            .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": uri}))
+            .await
+            .expect("player");
+        let file = dir.join("killed.webm");
+        let rec = c
+            .create(
+                "RecorderEndpoint",
+                json!({"mediaPipeline": pipe, "uri": format!("file://{}", file.display())}),
+            )
+            .await
+            .expect("recorder");
+        for (id, ev) in [
+            (&player, "Error"),
+            (&rec, "Error"),
+            (&rec, "MediaFlowInStateChanged"),
+        ] {
+            c.subscribe(id, ev).await.expect("subscribe");
+        }
+        c.invoke(&player, "connect", json!({"sink": rec}))
+            .await
+            .expect("connect");
+        c.invoke(&rec, "record", json!({})).await.expect("record");
+        c.invoke(&player, "play", json!({})).await.expect("play");
+        let flowing = c
+            .wait_event("MediaFlowInStateChanged", &rec, Duration::from_secs(15))
+            .await
+            .expect("media reaches the recorder");
+        assert_eq!(flowing["state"], "FLOWING");
+        let flow_at = Instant::now();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+
+        let pid = worker_pid(&log, &rec).expect("the recorder's worker in the log");
+        assert_eq!(
+            worker_pid(&log, &player),
+            Some(pid),
+            "a pipeline's elements share a worker"
+        );
+        assert_ne!(pid, std::process::id(), "the worker is not the server");
+        let killed_at = Instant::now();
+        let recorded = killed_at - flow_at;
+        assert!(Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success());
+
+        let ev = c
+            .wait_event("Error", &rec, Duration::from_secs(5))
+            .await
+            .expect("the recorder's Error event");
+        let text = assert_death_event(&ev, "RECORDER_ERROR");
+        let noticed = killed_at.elapsed();
+        let ev = c
+            .wait_event("Error", &player, Duration::from_secs(5))
+            .await
+            .expect("the player's Error event");
+        assert_eq!(assert_death_event(&ev, "PLAYER_ERROR"), text);
+        assert!(text.contains(&format!("pid {pid}")), "{text}");
+        // Requests to the dead elements fail at once with the same text.
+        let t = Instant::now();
+        let e = c
+            .invoke(&player, "getVideoInfo", json!({}))
+            .await
+            .expect_err("the player's worker is gone");
+        assert_eq!(e["code"], 40003, "{e}");
+        assert!(e["message"].as_str().unwrap_or_default().contains(&text), "{e}");
+        let e = c
+            .invoke(&rec, "stopAndWait", json!({}))
+            .await
+            .expect_err("the recorder's worker is gone");
+        assert!(e["message"].as_str().unwrap_or_default().contains(&text), "{e}");
+        let answered = t.elapsed();
+
+        // A new player, in a new pipeline, plays at once on the restarted worker.
+        let (mut cn, pipe_n) = Client::with_pipeline(port).await.expect("pipeline");
+        let t = Instant::now();
+        let p2 = cn
+            .create("PlayerEndpoint", json!({"mediaPipeline": pipe_n, "uri": uri}))
+            .await
+            .expect("a new player");
+        let r2 = cn
+            .create(
+                "RecorderEndpoint",
+                json!({"mediaPipeline": pipe_n, "uri": format!("file://{}", dir.join("after.webm").display())}),
+            )
+            .await
+            .expect("a new recorder");
+        cn.subscribe(&r2, "MediaFlowInStateChanged")
+            .await
+            .expect("subscribe");
+        cn.invoke(&p2, "connect", json!({"sink": r2}))
+            .await
+            .expect("connect");
+        cn.invoke(&r2, "record", json!({})).await.expect("record");
+        cn.invoke(&p2, "play", json!({})).await.expect("play");
+        let ev = cn
+            .wait_event("MediaFlowInStateChanged", &r2, Duration::from_secs(10))
+            .await
+            .expect("the new player's media flows");
+        assert_eq!(ev["state"], "FLOWING");
+        let new_media = t.elapsed();
+        let new_pid = worker_pid(&log, &p2).expect("the new player's worker in the log");
+        assert_ne!(new_pid, pid, "a live worker hosts the new player");
+
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, Ordering::Relaxed);
+        driver.join().expect("the loopback's driver");
+        let arrivals = arrivals.lock().unwrap().clone();
+        let after: Vec<Instant> = arrivals
+            .iter()
+            .copied()
+            .filter(|a| *a >= killed_at)
+            .collect();
+        let before = arrivals
+            .iter()
+            .filter(|a| **a < killed_at && **a + Duration::from_secs(3) >= killed_at)
+            .count();
+        let window: Vec<Instant> = arrivals
+            .iter()
+            .copied()
+            .filter(|a| *a + Duration::from_secs(1) >= killed_at)
+            .collect();
+        let gap = window
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or_default();
+        let since = killed_at.elapsed();
+
+        let (codecs, decoded) = probe(&file);
+        println!(
+            "worker {pid} killed after {recorded:?} of recording; Error event after {noticed:?}; \
+             requests to the dead elements answered in {answered:?}; a new player's media at \
+             the recorder {new_media:?} after its create (worker {new_pid}); the loopback got \
+             {before} frames in the 3 s before the kill, {} in the {since:?} after, longest gap \
+             {gap:?} (from 1 s before); \
+             the file: {codecs:?}, {decoded} decodable video frames",
+            after.len()
+        );
+        assert_eq!(codecs, ["opus", "vp8"], "both tracks in the file");
+        let playable = Duration::from_secs_f64(decoded as f64 / 30.0);
+        assert!(
+            playable + Duration::from_secs(1) >= recorded,
+            "{playable:?} of video playable of {recorded:?} recorded"
+        );
+        // As many frames a second after the kill as before it (within half: the machine's
+        // load varies, and the test runs in a debug build).
+        let rate_before = before as f64 / 3.0;
+        let rate_after = after.len() as f64 / since.as_secs_f64();
+        assert!(
+            rate_before > 0.0 && rate_after >= rate_before / 2.0,
+            "the loopback keeps receiving: {rate_before:.1} frames/s before, {rate_after:.1} after"
+        );
+        assert!(
+            gap < Duration::from_millis(500),
+            "the loopback's video never stops: longest gap {gap:?}"
+        );
+    });
+}
