@@ -232,6 +232,13 @@ fn log_worker_event(ev: fluo_worker::SupervisorEvent) {
             error,
             retry_in,
         } => tracing::error!(worker, ?retry_in, "media worker did not start: {error}"),
+        // Stopped at shutdown: not a death an operator needs to look at.
+        E::Died(d) if d.cause == fluo_worker::DeathCause::Stopped => tracing::info!(
+            worker = d.worker,
+            pid = d.pid,
+            cpu_ms = d.cpu.total().as_millis() as u64,
+            "media worker stopped"
+        ),
         E::Died(d) => tracing::warn!(
             worker = d.worker,
             pid = d.pid,
