@@ -155,3 +155,102 @@ fn a_deferred_reply_follows_its_session_to_a_new_connection() {
         "the answer reached the new connection: {got:?}"
     );
 }
+
+/// A PlayerEndpoint stand-in whose state lives elsewhere (a media worker): it reads
+/// `position` later and fails `videoInfo`; other properties follow the generic rules.
+struct Remote {
+    waiting: Arc<Mutex<Vec<Completer>>>,
+}
+
+impl Element for Remote {
+    fn read_property(
+        &mut self,
+        cx: &mut ElementCx<'_>,
+        name: &str,
+    ) -> Option<Result<Value, KurentoError>> {
+        match name {
+            "position" => Some(match cx.defer() {
+                Some(c) => {
+                    self.waiting.lock().unwrap().push(c);
+                    Ok(Value::Null)
+                }
+                None => Ok(json!(-1)),
+            }),
+            "videoInfo" => Some(Err(KurentoError::new(
+                fluo_api::ErrorCode::UnexpectedError,
+                "the worker ended",
+            ))),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn an_element_reads_its_properties_itself_later_or_with_an_error() {
+    let mut h = H::new();
+    let done: Completions = Arc::default();
+    let d = done.clone();
+    h.e.set_completion_sink(Arc::new(move |t, o| d.lock().unwrap().push((t, o))));
+    let waiting: Arc<Mutex<Vec<Completer>>> = Arc::default();
+    let w = waiting.clone();
+    h.e.register_factory(
+        "PlayerEndpoint",
+        Box::new(move |_: &FactoryCx<'_>| {
+            Ok(Box::new(Remote { waiting: w.clone() }) as Box<dyn Element>)
+        }),
+    );
+    let p = h.create(1, "MediaPipeline", None);
+    let player = h.ok(
+        1,
+        "create",
+        json!({"type": "PlayerEndpoint",
+               "constructorParams": {"mediaPipeline": p, "uri": "file:///tmp/x.webm"}}),
+    )["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let get = |id: u64, op: &str| {
+        json!({"jsonrpc":"2.0","id":id,"method":"invoke",
+               "params":{"object": player, "operation": op}})
+        .to_string()
+    };
+    // getPosition is answered when the element completes it.
+    assert!(h.raw(1, &get(5, "getPosition")).is_empty(), "no answer yet");
+    waiting
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("deferred")
+        .complete(Ok(json!(1234)));
+    let (token, outcome) = done.lock().unwrap().pop().unwrap();
+    h.e.complete(h.now, token, outcome);
+    let got = h.raw(1, "");
+    let resp = got
+        .iter()
+        .find(|v| v["id"] == json!(5))
+        .expect("the answer");
+    assert_eq!(resp["result"]["value"], 1234, "{resp}");
+    // getVideoInfo fails with the element's error.
+    let got = h.raw(1, &get(6, "getVideoInfo"));
+    let resp = got
+        .iter()
+        .find(|v| v["id"] == json!(6))
+        .expect("the answer");
+    assert_eq!(resp["error"]["code"], 40003, "{resp}");
+    assert_eq!(resp["error"]["message"], "the worker ended", "{resp}");
+    // A property the element leaves alone is read as before.
+    assert_eq!(
+        h.invoke(1, &player, "getUri", json!({})),
+        "file:///tmp/x.webm"
+    );
+    // Inside a transaction the read cannot wait: the element answers at once.
+    let t = h.ok(
+        1,
+        "transaction",
+        json!({"operations": [
+            {"jsonrpc":"2.0","id":0,"method":"invoke",
+             "params":{"object": player, "operation":"getPosition"}}
+        ]}),
+    );
+    assert_eq!(t["value"][0]["result"]["value"], -1, "{t}");
+}
