@@ -8,9 +8,9 @@
 //!   worker's death arrives, never by a time-out), what it produces turned into the router's
 //!   packets and the element's Kurento events, its worker's death into the element's `Error`
 //!   event.
-//! * [`RemoteNode`]: the element in the router: packets pushed into the job's media socket
-//!   (one datagram per packet through the job's own reused buffer: no allocation), keyframe
-//!   requests and end of stream as records.
+//! * [`RemoteNode`]: the element in the router: packets pushed into the job's media socket,
+//!   a video frame's packets in one datagram built in the node's own buffer (no allocation),
+//!   keyframe requests and end of stream as records.
 
 mod player;
 mod recorder;
@@ -21,7 +21,8 @@ pub(crate) use recorder::create as create_recorder;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{ElementCx, EventSink, FactoryCx, MediaError, MediaEvent};
 use fluo_sfu::{Codec, Header, MediaBus, MediaKind, Node, Packet, PortOutput, SinkCaps};
-use fluo_worker::{Death, Job, JobError, JobSink, PacketRef, Supervisor};
+use fluo_worker::media::BatchError;
+use fluo_worker::{Batch, Death, Job, JobError, JobSink, PacketRef, Supervisor};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -131,6 +132,8 @@ impl Remote {
         let node = RemoteNode {
             inner: inner.clone(),
             caps,
+            batch: Batch::new(),
+            frame: None,
         };
         let for_node = inner.clone();
         let key = media.bus.add_port(
@@ -389,6 +392,19 @@ impl JobSink for Sink {
 struct RemoteNode {
     inner: Arc<Inner>,
     caps: fn(&Local, MediaKind) -> SinkCaps,
+    /// Packets gathered for the job: a video frame's go in one datagram.
+    batch: Batch,
+    /// The timestamp of the video frame being gathered.
+    frame: Option<u32>,
+}
+
+/// Sends what `batch` gathered to `job` (a full socket drops it, counted by the supervisor).
+fn send(batch: &mut Batch, frame: &mut Option<u32>, job: &Job) {
+    if !batch.is_empty() {
+        let _ = job.push_batch(batch);
+        batch.clear();
+    }
+    *frame = None;
 }
 
 impl Node for RemoteNode {
@@ -396,6 +412,9 @@ impl Node for RemoteNode {
         (self.caps)(&lock(&self.inner.local), kind)
     }
 
+    /// Gathers a video frame's packets (sent at its marker, or when the next frame or any
+    /// other packet or signal comes) and sends anything else at once: one datagram per frame,
+    /// built in the node's own buffer (no allocation).
     fn push(&mut self, _now: std::time::Instant, pkt: &Packet<'_>, header: Header) {
         let Some(job) = self.inner.job.get() else {
             return;
@@ -407,7 +426,11 @@ impl Node for RemoteNode {
                 l.codecs[pkt.kind] = Some(pkt.codec);
             }
         }
-        let _ = job.push(&PacketRef {
+        let video = pkt.kind == MediaKind::Video;
+        if self.frame.is_some_and(|ts| !video || ts != header.ts) {
+            send(&mut self.batch, &mut self.frame, job);
+        }
+        let p = PacketRef {
             kind: pkt.kind,
             codec: pkt.codec,
             seq: header.seq,
@@ -415,17 +438,34 @@ impl Node for RemoteNode {
             ssrc: header.ssrc,
             marker: pkt.marker,
             payload: pkt.payload,
-        });
+        };
+        match self.batch.push_packet(job.id(), &p) {
+            Ok(()) => {}
+            Err(BatchError::Full) => {
+                send(&mut self.batch, &mut self.frame, job);
+                if self.batch.push_packet(job.id(), &p).is_err() {
+                    return;
+                }
+            }
+            Err(BatchError::Unsupported) => return,
+        }
+        if video && !pkt.marker {
+            self.frame = Some(header.ts);
+        } else {
+            send(&mut self.batch, &mut self.frame, job);
+        }
     }
 
     fn request_keyframe(&mut self, _kind: MediaKind) {
         if let Some(job) = self.inner.job.get() {
+            send(&mut self.batch, &mut self.frame, job);
             let _ = job.request_keyframe();
         }
     }
 
     fn end_of_stream(&mut self) {
         if let Some(job) = self.inner.job.get() {
+            send(&mut self.batch, &mut self.frame, job);
             let _ = job.end_of_stream();
         }
     }
