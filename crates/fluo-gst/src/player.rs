@@ -625,6 +625,16 @@ impl PlayerCore {
         }
     }
 
+    /// Waits (at most `max`) until the pipelines this player is stopping have stopped.
+    pub(crate) fn wait_stopped(&self, max: std::time::Duration) {
+        let token = lock(&self.shared).stopping.clone();
+        let deadline = std::time::Instant::now() + max;
+        // The shared state's token and this clone; stopping pipelines hold the others.
+        while token.holders() > 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Stops the pipeline (in the background) for good.
     pub(crate) fn release(&mut self) {
         let p = lock(&self.shared).pipeline.take();

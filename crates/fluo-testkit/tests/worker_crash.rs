@@ -73,10 +73,17 @@ fn assert_death_event(ev: &Value, ty: &str) -> String {
     d
 }
 
+/// The server's log, captured once for this test binary.
+fn log() -> &'static fluo_server::log_capture::LogBuffer {
+    static LOG: std::sync::OnceLock<fluo_server::log_capture::LogBuffer> =
+        std::sync::OnceLock::new();
+    LOG.get_or_init(fluo_server::log_capture::capture_operator_log)
+}
+
 #[test]
 fn a_media_worker_killed_while_recording_raises_errors_and_touches_nothing_else() {
     let _serial = serial();
-    let log = fluo_server::log_capture::capture_operator_log();
+    let log = log();
     let dir = tmp::dir("worker-crash");
     let clip = clips::av_clip(&dir, "clip.webm", 12);
     let frames = clips::testsrc_vp8(&dir.join("loop.ivf"), "320x240", 2, "300k", 30);
@@ -145,9 +152,9 @@ fn a_media_worker_killed_while_recording_raises_errors_and_touches_nothing_else(
         let flow_at = Instant::now();
         tokio::time::sleep(Duration::from_secs(4)).await;
 
-        let pid = worker_pid(&log, &rec).expect("the recorder's worker in the log");
+        let pid = worker_pid(log, &rec).expect("the recorder's worker in the log");
         assert_eq!(
-            worker_pid(&log, &player),
+            worker_pid(log, &player),
             Some(pid),
             "a pipeline's elements share a worker"
         );
@@ -215,7 +222,7 @@ fn a_media_worker_killed_while_recording_raises_errors_and_touches_nothing_else(
             .expect("the new player's media flows");
         assert_eq!(ev["state"], "FLOWING");
         let new_media = t.elapsed();
-        let new_pid = worker_pid(&log, &p2).expect("the new player's worker in the log");
+        let new_pid = worker_pid(log, &p2).expect("the new player's worker in the log");
         assert_ne!(new_pid, pid, "a live worker hosts the new player");
 
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -271,5 +278,73 @@ fn a_media_worker_killed_while_recording_raises_errors_and_touches_nothing_else(
             gap < Duration::from_millis(500),
             "the loopback's video never stops: longest gap {gap:?}"
         );
+    });
+}
+
+/// A released recorder whose worker has not yet finalised its file still counts against its
+/// client address's object limit (as in the server's process): here its worker is stopped
+/// (SIGSTOP) while the recorder is released, so the release cannot finish until it goes on.
+#[test]
+fn a_released_recorder_counts_against_the_limit_until_its_worker_has_released_it() {
+    let _serial = serial();
+    let log = log();
+    let dir = tmp::dir("worker-release");
+    let port = fluo_testkit::live::start_server_with(fluo_server::Config {
+        session_grace: Duration::from_secs(30),
+        net: fluo_rtc::NetSettings {
+            network_interfaces: Some(vec!["lo".into()]),
+            ..Default::default()
+        },
+        max_objects_per_address: 2,
+        ..Default::default()
+    });
+    rt().block_on(async {
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
+        let file = dir.join("released.webm");
+        let rec = c
+            .create(
+                "RecorderEndpoint",
+                json!({"mediaPipeline": pipe, "uri": format!("file://{}", file.display())}),
+            )
+            .await
+            .expect("recorder");
+        c.invoke(&rec, "record", json!({})).await.expect("record");
+        let pid = worker_pid(log, &rec).expect("the recorder's worker in the log");
+        let signal = |sig: &str| {
+            assert!(Command::new("kill")
+                .args([sig, &pid.to_string()])
+                .status()
+                .expect("kill")
+                .success())
+        };
+        signal("-STOP");
+        let released = c.request("release", json!({"object": rec})).await;
+        let refused = c
+            .create("PassThrough", json!({"mediaPipeline": pipe}))
+            .await;
+        signal("-CONT");
+        assert!(
+            released.is_ok_and(|r| r.get("error").is_none()),
+            "release answers at once"
+        );
+        let e = refused.expect_err("the stopping recorder fills the limit of 2 with the pipeline");
+        assert!(e.contains("40009"), "{e}");
+        // Once the worker has finalised the file and answered, there is room again.
+        let t = Instant::now();
+        let pass = loop {
+            match c
+                .create("PassThrough", json!({"mediaPipeline": pipe}))
+                .await
+            {
+                Ok(id) => break id,
+                Err(e) if t.elapsed() < Duration::from_secs(5) => {
+                    assert!(e.contains("40009"), "{e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("no room 5 s after the worker went on: {e}"),
+            }
+        };
+        println!("room again {:?} after SIGCONT ({pass})", t.elapsed());
+        assert!(file.is_file(), "the recording's file is there");
     });
 }

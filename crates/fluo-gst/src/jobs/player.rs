@@ -230,6 +230,13 @@ impl Job for PlayerJob {
                 }))
             }
             "getState" => Ok(wire::encode(&self.core.state().to_owned())),
+            // The element was released: answers once its pipeline has stopped (at most 5 s),
+            // so that the server counts it until then.
+            "release" => {
+                self.core.release();
+                self.core.wait_stopped(std::time::Duration::from_secs(5));
+                Ok(done())
+            }
             // The argument: Kurento's GstreamerDotDetails (empty: SHOW_ALL).
             "getGstreamerDot" => {
                 let details = String::from_utf8_lossy(args);

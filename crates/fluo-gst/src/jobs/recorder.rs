@@ -96,6 +96,13 @@ impl Job for RecorderJob {
                 }
             }
             "getState" => return Ok(wire::encode(&recorder::state_name(shared).to_owned())),
+            // The element was released: a recording in progress is finalised, and the
+            // answer comes once it is (at most 5 s), so that the server counts it until then.
+            "release" => {
+                if let Some(done) = recorder::release_recording(shared, id, self.events()) {
+                    let _ = done.recv_timeout(FINALISE);
+                }
+            }
             // The argument: Kurento's GstreamerDotDetails (empty: SHOW_ALL).
             "getGstreamerDot" => {
                 let details = String::from_utf8_lossy(args);

@@ -19,7 +19,7 @@ pub(crate) use player::create as create_player;
 pub(crate) use recorder::create as create_recorder;
 
 use fluo_api::{ErrorCode, KurentoError};
-use fluo_core::{ElementCx, EventSink, FactoryCx, MediaError, MediaEvent};
+use fluo_core::{ElementCx, EventSink, FactoryCx, MediaError, MediaEvent, Stopping};
 use fluo_sfu::{Codec, Header, MediaBus, MediaKind, Node, Packet, PortOutput, SinkCaps};
 use fluo_worker::media::BatchError;
 use fluo_worker::{Batch, Death, Job, JobError, JobSink, PacketRef, Supervisor};
@@ -224,14 +224,23 @@ impl Remote {
         })
     }
 
-    /// The element goes: its job is stopped (a recorder's file is finalised by the worker)
-    /// and its node leaves the router.
-    pub(crate) fn release(&self) {
+    /// The element goes: its node leaves the router, and its job is released (a recorder's
+    /// file is finalised by the worker), then stopped. The returned token is held until the
+    /// job answered its release (or its worker died): the engine counts the element against
+    /// its client's object limit until then.
+    pub(crate) fn release(&self) -> Stopping {
         self.0.released.store(true, Ordering::Release);
-        if let Some(job) = self.0.job.get() {
-            job.stop();
-        }
         self.0.bus.remove_port(self.key());
+        let token = Stopping::new();
+        let held = token.clone();
+        let inner = self.0.clone();
+        self.call("release", Vec::new(), move |_| {
+            if let Some(job) = inner.job.get() {
+                job.stop();
+            }
+            drop(held);
+        });
+        token
     }
 }
 

@@ -5,13 +5,15 @@ use crate::jobs::{self, PlayParams, PlayerParams, VideoInfo};
 use crate::uri::MediaUri;
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
-use fluo_core::{Edge, Element, ElementCx, FactoryCx, MediaError};
+use fluo_core::{Edge, Element, ElementCx, FactoryCx, MediaError, Stopping};
 use fluo_sfu::{MediaKind, SinkCaps};
 use fluo_worker::{wire, Supervisor};
 use serde_json::{json, Map, Value};
 
 struct PlayerProxy {
     id: String,
+    /// Held until the job answered its release (see `Remote::release`).
+    stopping: Option<Stopping>,
     uri: MediaUri,
     remote: Remote,
     media: Media,
@@ -47,6 +49,7 @@ pub(crate) fn create(
     );
     Box::new(PlayerProxy {
         id: cx.id.to_string(),
+        stopping: None,
         uri,
         remote,
         media: media.clone(),
@@ -179,6 +182,10 @@ impl Element for PlayerProxy {
     }
 
     fn released(&mut self) {
-        self.remote.release();
+        self.stopping = Some(self.remote.release());
+    }
+
+    fn stopping(&self) -> Option<Stopping> {
+        self.stopping.clone()
     }
 }

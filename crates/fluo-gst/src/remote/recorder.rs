@@ -5,13 +5,15 @@ use crate::jobs::{self, RecorderParams};
 use crate::recorder::{self, Profile};
 use crate::Media;
 use fluo_api::KurentoError;
-use fluo_core::{Edge, Element, ElementCx, FactoryCx, MediaError};
+use fluo_core::{Edge, Element, ElementCx, FactoryCx, MediaError, Stopping};
 use fluo_sfu::{MediaKind, SinkCaps};
 use fluo_worker::{wire, Supervisor};
 use serde_json::{json, Map, Value};
 
 struct RecorderProxy {
     id: String,
+    /// Held until the job answered its release (see `Remote::release`).
+    stopping: Option<Stopping>,
     remote: Remote,
     media: Media,
 }
@@ -42,6 +44,7 @@ pub(crate) fn create(
     );
     Box::new(RecorderProxy {
         id: cx.id.to_string(),
+        stopping: None,
         remote,
         media: media.clone(),
     })
@@ -97,6 +100,10 @@ impl Element for RecorderProxy {
     }
 
     fn released(&mut self) {
-        self.remote.release();
+        self.stopping = Some(self.remote.release());
+    }
+
+    fn stopping(&self) -> Option<Stopping> {
+        self.stopping.clone()
     }
 }
