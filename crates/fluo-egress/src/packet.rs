@@ -124,6 +124,9 @@ pub struct ExtPlan {
     pub mid: Option<(u8, Vec<u8>)>,
     /// The viewer's id for abs-send-time, if negotiated.
     pub abs_send_time: Option<u8>,
+    /// The viewer's id for the transport-wide sequence number (TWCC), if negotiated: the
+    /// viewer's feedback on it is its congestion control's input (send-receive sections).
+    pub transport_cc: Option<u8>,
     /// `(publisher id, viewer id)` of the extensions copied as they came (audio level, video
     /// orientation, ...); pairs with a 0 are unused.
     pub copy: [(u8, u8); MAX_COPIED],
@@ -175,13 +178,15 @@ fn fits_two_byte(id: u8, len: usize) -> bool {
 }
 
 /// Writes an RTP header with the extensions of `plan` into `buf` (cleared); returns its
-/// length. `mid` says whether the MID element goes in, `abs` is abs-send-time's value.
+/// length. `mid` says whether the MID element goes in, `abs` is abs-send-time's value,
+/// `twcc` the transport-wide sequence number.
 pub(crate) fn write_header(
     buf: &mut Vec<u8>,
     h: Header,
     plan: &ExtPlan,
     mid: bool,
     abs: Option<[u8; 3]>,
+    twcc: Option<u16>,
     src: ExtBlock<'_>,
 ) -> usize {
     buf.clear();
@@ -191,13 +196,15 @@ pub(crate) fn write_header(
     buf.extend_from_slice(&h.ssrc.to_be_bytes());
     let mid = plan.mid.as_ref().filter(|_| mid);
     let abs = plan.abs_send_time.zip(abs);
+    let twcc = plan.transport_cc.zip(twcc.map(u16::to_be_bytes));
     let copied = || {
         src.elements()
             .filter_map(move |(id, data)| plan.viewer_id(id).map(|to| (to, data)))
     };
     // The form: one-byte unless an element needs two bytes and the viewer takes them.
     let mut need_two = mid.is_some_and(|(id, m)| !fits_one_byte(*id, m.len()))
-        || abs.is_some_and(|(id, _)| !fits_one_byte(id, 3));
+        || abs.is_some_and(|(id, _)| !fits_one_byte(id, 3))
+        || twcc.is_some_and(|(id, _)| !fits_one_byte(id, 2));
     if plan.copy[0].0 != 0 {
         need_two |= copied().any(|(id, d)| !fits_one_byte(id, d.len()));
     }
@@ -227,6 +234,9 @@ pub(crate) fn write_header(
         put(buf, *id, m);
     }
     if let Some((id, v)) = abs {
+        put(buf, id, &v);
+    }
+    if let Some((id, v)) = twcc {
         put(buf, id, &v);
     }
     if plan.copy[0].0 != 0 {
@@ -264,7 +274,7 @@ mod tests {
 
     fn written(plan: &ExtPlan, mid: bool, src: ExtBlock<'_>) -> (Vec<u8>, usize) {
         let mut buf = Vec::with_capacity(1500);
-        let n = write_header(&mut buf, header(), plan, mid, Some([1, 2, 3]), src);
+        let n = write_header(&mut buf, header(), plan, mid, Some([1, 2, 3]), None, src);
         assert_eq!(n % 4, 0);
         buf.extend_from_slice(b"payload");
         (buf, n)

@@ -73,6 +73,8 @@ pub struct Viewer {
     replay: ReplayWindow,
     scratch: Vec<u8>,
     stats: ViewerStats,
+    /// The last transport-wide sequence number written (one sequence for all streams).
+    twcc: u16,
 }
 
 impl std::fmt::Debug for Viewer {
@@ -102,6 +104,7 @@ impl Viewer {
             replay: ReplayWindow::new(),
             scratch: Vec::with_capacity(1500),
             stats: ViewerStats::default(),
+            twcc: 0,
         }
     }
 
@@ -184,7 +187,11 @@ impl Viewer {
             ssrc: s.ssrc,
         };
         let abs = s.exts.abs_send_time.map(|_| self.clock.abs_send_time(now));
-        let hlen = write_header(buf, header, &s.exts, !s.acked, abs, src.ext);
+        let twcc = s.exts.transport_cc.map(|_| {
+            self.twcc = self.twcc.wrapping_add(1);
+            self.twcc
+        });
+        let hlen = write_header(buf, header, &s.exts, !s.acked, abs, twcc, src.ext);
         buf.extend_from_slice(src.payload);
         if self.tx.protect_rtp(buf, hlen, index).is_err() {
             batch.undo();
@@ -390,7 +397,11 @@ impl Viewer {
                 ssrc: rtx.ssrc,
             };
             let abs = s.exts.abs_send_time.map(|_| self.clock.abs_send_time(now));
-            let hlen = write_header(buf, header, &s.exts, !rtx.acked, abs, p.ext);
+            let twcc = s.exts.transport_cc.map(|_| {
+                self.twcc = self.twcc.wrapping_add(1);
+                self.twcc
+            });
+            let hlen = write_header(buf, header, &s.exts, !rtx.acked, abs, twcc, p.ext);
             // RFC 4588 §4: the original sequence number, then the original payload.
             buf.extend_from_slice(&r.seq.to_be_bytes());
             buf.extend_from_slice(p.payload);
