@@ -11,7 +11,7 @@
 //! port packets come in, once per packet at most, never per sink.
 
 use fluo_sfu::{
-    Codec, CodecName, MediaEvent, MediaKind, MediaPacket, MediaRouter, Node, NodeId, Packet,
+    Codec, CodecName, MediaEvent, MediaKind, MediaPacket, MediaRouter, Node, NodeId,
     TranscoderFactory,
 };
 use std::cmp::Reverse;
@@ -24,6 +24,7 @@ use str0m::net::Protocol;
 
 mod demux;
 mod drive;
+mod egress;
 mod ep;
 mod events;
 mod formats;
@@ -32,6 +33,7 @@ mod timers;
 mod transcoders;
 mod webrtc_sink;
 
+pub(crate) use egress::enabled as egress_enabled;
 pub(crate) use ep::{lock, rtx_history, Ep, EpRef};
 use ep::{OutStream, RtxCache, RTX_HISTORY_START, RTX_PACKETS};
 pub(crate) use events::flow;
@@ -242,6 +244,8 @@ pub struct MediaCore {
     /// Elements' output settings (see `formats.rs`) and the table's generation last taken in.
     settings: Option<Arc<fluo_sfu::SettingsTable>>,
     settings_seen: u64,
+    /// The packet the router forwards now, as WebRTC sinks take it (see `egress`).
+    carried: egress::Carried,
 }
 
 impl MediaCore {
@@ -274,6 +278,7 @@ impl MediaCore {
             socket_changes: VecDeque::new(),
             settings: None,
             settings_seen: 0,
+            carried: egress::Carried::default(),
         }
     }
 
@@ -283,7 +288,12 @@ impl MediaCore {
     }
 
     /// The next datagram to send.
+    /// The next datagram to send (the egress fast path's too, when the shell did not send
+    /// them itself with [`MediaCore::send_egress`]).
     pub fn poll_transmit(&mut self) -> Option<Datagram> {
+        if self.transmits.is_empty() {
+            self.egress_to_transmits();
+        }
         self.transmits.pop_front()
     }
 
@@ -345,6 +355,7 @@ impl MediaCore {
         }
         if let Some(n) = self.nodes.remove(&key) {
             self.keys.remove(&n);
+            self.forget_source(n);
             // Its routes both ways go, and the transcoders only it needed; dropping a port
             // stops its pipeline.
             drop(self.router.remove_node(n));
@@ -438,7 +449,7 @@ impl MediaCore {
             payload: pkt.payload.into(),
             ext_vals: None,
         };
-        self.dispatch(n, &f);
+        self.dispatch(n, f);
     }
 
     /// A WebRTC endpoint joins: its node in the router, its ufrag for the demux, its timer.
@@ -497,27 +508,6 @@ impl MediaCore {
         } else {
             self.router.disconnect(s, kind, k)
         };
-    }
-
-    /// Sends a packet of the element `src` to its sinks.
-    fn dispatch(&mut self, src: NodeId, f: &Forward) {
-        // Settings that changed may move sinks between routes: before they are looked at.
-        self.refresh_settings();
-        let pkt = Packet {
-            kind: f.kind,
-            codec: f.codec,
-            seq: f.seq,
-            ts: f.ts,
-            ssrc: f.ssrc,
-            marker: f.marker,
-            payload: &f.payload,
-            entered: f.entered,
-            extensions: f
-                .ext_vals
-                .as_ref()
-                .map(|e| e as &(dyn std::any::Any + Send + Sync)),
-        };
-        self.router.forward(self.now, src, &pkt);
     }
 
     /// Takes what the router and the WebRTC nodes left: events to raise, endpoints to flush.

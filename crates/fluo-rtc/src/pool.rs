@@ -9,7 +9,8 @@
 //! creates endpoints the pool renews only [`IDLE_STOCK`] of them, so an idle server does
 //! almost no work.
 
-use std::sync::{Arc, Condvar, Mutex};
+use fluo_egress::KeySlot;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use str0m::Rtc;
 
@@ -31,8 +32,8 @@ const TTL: Duration = Duration::from_secs(15);
 
 #[derive(Default)]
 struct Stock {
-    /// Oldest first.
-    items: Vec<(Instant, Rtc)>,
+    /// Oldest first, each with the slot its DTLS session exports its SRTP keys into.
+    items: Vec<(Instant, (Rtc, KeySlot))>,
     last_take: Option<Instant>,
 }
 
@@ -87,8 +88,8 @@ impl RtcPool {
         RtcPool { shared, cert }
     }
 
-    /// A fresh ready `Rtc`, or one built now when the stock has none.
-    pub fn take(&self) -> Rtc {
+    /// A fresh ready `Rtc` and its key slot, or one built now when the stock has none.
+    pub fn take(&self) -> (Rtc, KeySlot) {
         let (lock, cv) = &*self.shared;
         let ready = {
             let mut stock = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -104,18 +105,27 @@ impl RtcPool {
     /// A new `Rtc` like the stocked ones but sized for `mtu` and keeping the ICE credentials
     /// `creds` (the media core knows the endpoint by its ufrag), for an endpoint whose `mtu`
     /// was set before it negotiated.
-    pub fn build_for_mtu(&self, mtu: usize, creds: str0m::IceCreds) -> Rtc {
-        configure(&self.cert, mtu)
-            .set_local_ice_credentials(creds)
-            .build(Instant::now())
+    pub fn build_for_mtu(&self, mtu: usize, creds: str0m::IceCreds) -> (Rtc, KeySlot) {
+        let config = configure(&self.cert, mtu).set_local_ice_credentials(creds);
+        fluo_egress::build_capturing(config, Instant::now())
     }
 }
 
 /// How often str0m reports statistics of each session.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
-fn build(cert: &Option<str0m::config::DtlsCert>) -> Rtc {
-    configure(cert, crate::settings::DEFAULT_MTU).build(Instant::now())
+fn build(cert: &Option<str0m::config::DtlsCert>) -> (Rtc, KeySlot) {
+    let config = configure(cert, crate::settings::DEFAULT_MTU);
+    fluo_egress::build_capturing(config, Instant::now())
+}
+
+/// fluo-rtc's crypto provider (see `dtls`) with DTLS sessions that hand their exported SRTP
+/// keys to the egress fast path (`fluo_egress::keys`): made once per process.
+fn capturing() -> Arc<str0m::crypto::CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<str0m::crypto::CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| fluo_egress::capturing_provider((*crate::dtls::provider()).clone()))
+        .clone()
 }
 
 fn configure(cert: &Option<str0m::config::DtlsCert>, mtu: usize) -> str0m::RtcConfig {
@@ -132,7 +142,7 @@ fn configure(cert: &Option<str0m::config::DtlsCert>, mtu: usize) -> str0m::RtcCo
         .set_rtp_mode(true)
         .set_ice_lite(true)
         .set_stats_interval(Some(STATS_INTERVAL))
-        .set_crypto_provider(crate::dtls::provider());
+        .set_crypto_provider(capturing());
     if let Some(cert) = cert {
         builder = builder.set_dtls_cert(cert.clone());
     }

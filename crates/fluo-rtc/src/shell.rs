@@ -102,6 +102,7 @@ pub(crate) fn spawn(
                     }
                 }
                 let mut core = MediaCore::new(Instant::now());
+                let mut sender = fluo_egress::Sender::new();
                 let mut buf = vec![0u8; 2048];
                 let mut relay_next: Option<Instant> = None;
                 let mut discoveries = Discoveries::default();
@@ -257,6 +258,24 @@ pub(crate) fn spawn(
                             SocketChange::Close(addr) => closing.push(addr),
                         }
                     }
+                    // The egress fast path's datagrams: sendmmsg per run of one UDP socket,
+                    // TURN-relayed and ICE-TCP paths as below.
+                    core.send_egress(|batch, ids| {
+                        let mut out = EgressOut {
+                            ids,
+                            locals: &locals,
+                            sockets: &sockets,
+                            relays: &mut relays,
+                            conns: &conns,
+                            turn_writers: &turn_writers,
+                            clock,
+                            now,
+                        };
+                        let r = sender.send(batch, &mut out);
+                        if r.dropped > 0 {
+                            tracing::trace!(dropped = r.dropped, "egress datagrams dropped");
+                        }
+                    });
                     while let Some(d) = core.poll_transmit() {
                         match relays.iter().position(|r| r.relayed == d.source) {
                             Some(idx) => {
@@ -290,6 +309,52 @@ pub(crate) fn spawn(
             });
         })?;
     Ok(())
+}
+
+/// The shell's sockets as the egress fast path's sender sees them: plain UDP sockets by
+/// their descriptor, everything else (TURN-relayed, ICE-TCP) sent as `send` sends it.
+struct EgressOut<'a> {
+    ids: &'a [(Protocol, SocketAddr)],
+    locals: &'a [SocketAddr],
+    sockets: &'a [Option<tokio::net::UdpSocket>],
+    relays: &'a mut Vec<Relay>,
+    conns: &'a HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>>,
+    turn_writers: &'a HashMap<usize, mpsc::Sender<Vec<u8>>>,
+    clock: Clock,
+    now: Instant,
+}
+
+impl fluo_egress::Transport for EgressOut<'_> {
+    fn udp(&self, socket: fluo_egress::SocketId) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        let &(proto, local) = self.ids.get(socket.0 as usize)?;
+        if proto != Protocol::Udp || self.relays.iter().any(|r| r.relayed == local) {
+            return None;
+        }
+        let i = self.locals.iter().position(|a| *a == local)?;
+        self.sockets[i].as_ref().map(|s| s.as_fd())
+    }
+
+    fn send_other(&mut self, path: &fluo_egress::Path, datagram: &[u8]) {
+        let Some(&(proto, local)) = self.ids.get(path.socket.0 as usize) else {
+            return;
+        };
+        if let Some(idx) = self.relays.iter().position(|r| r.relayed == local) {
+            let r = &mut self.relays[idx];
+            if let Some(bytes) = r.send(self.clock, self.now, path.to, datagram) {
+                to_turn(r, idx, bytes, self.sockets, self.turn_writers);
+            }
+            return;
+        }
+        let d = Datagram {
+            proto,
+            source: local,
+            destination: path.to,
+            contents: datagram.to_vec(),
+            tos: path.tos,
+        };
+        send(&d, self.locals, self.sockets, self.conns);
+    }
 }
 
 /// Bytes for the TURN server of allocation `idx`: on its media socket, or its TCP connection

@@ -145,18 +145,7 @@ pub(crate) fn egress(ep: &mut Ep, st: &MediaEgressStats) {
             .remote
             .as_ref()
             .map(|r| (r.packets_lost, *r.maximum_sequence_number));
-        // The fraction lost between the peer's last two reports (RFC 3550 6.4.1), the first
-        // one counting from the first packet sent.
-        let start = ep.stats.kinds[k]
-            .out_first
-            .map(|s| (0, s.saturating_sub(1)));
-        let before = previous.and_then(|p| p.report).or(start);
-        let loss = match (before, report) {
-            (Some((l0, s0)), Some((l1, s1))) if s1 > s0 => {
-                Some(l1.saturating_sub(l0) as f32 / (s1 - s0) as f32)
-            }
-            _ => None,
-        };
+        let loss = interval_loss(ep, k, previous, report);
         ep.stats.kinds[k].egress = Some(Egress {
             plis: st.plis,
             firs: st.firs,
@@ -166,6 +155,61 @@ pub(crate) fn egress(ep: &mut Ep, st: &MediaEgressStats) {
             loss: loss.or(previous.and_then(|p| p.loss)),
             report: report.or(previous.and_then(|p| p.report)),
         });
+    }
+}
+
+/// The egress fast path's figures of each outgoing stream (the peer's reports on it, PLI /
+/// FIR / NACK counts, round trip), in place of str0m's report, which a stream str0m never
+/// wrote to does not get: read after each RTCP datagram of the peer.
+pub(crate) fn egress_streams(ep: &mut Ep) {
+    for k in MediaKind::ALL {
+        let Some(st) = ep
+            .egress
+            .as_ref()
+            .and_then(|v| v.stream(k))
+            .map(|s| s.stats())
+        else {
+            continue;
+        };
+        let previous = ep.stats.kinds[k].egress;
+        let report = st
+            .report
+            .map(|r| (u64::try_from(r.packets_lost).unwrap_or(0), r.highest_seq));
+        let unchanged = previous.is_some_and(|p| {
+            (p.plis, p.firs, p.nacks, p.report) == (st.plis, st.firs, st.nacks, report)
+        }) && st.rtt == previous.and_then(|p| p.rtt);
+        if unchanged {
+            continue;
+        }
+        let loss = interval_loss(ep, k, previous, report);
+        ep.stats.kinds[k].egress = Some(Egress {
+            plis: st.plis,
+            firs: st.firs,
+            nacks: st.nacks,
+            rtt: st.rtt.or(previous.and_then(|p| p.rtt)),
+            loss: loss.or(previous.and_then(|p| p.loss)),
+            report: report.or(previous.and_then(|p| p.report)),
+        });
+    }
+}
+
+/// The fraction lost between the peer's last two reports (RFC 3550 6.4.1), the first one
+/// counting from the first packet sent.
+fn interval_loss(
+    ep: &Ep,
+    k: MediaKind,
+    previous: Option<Egress>,
+    report: Option<(u64, u64)>,
+) -> Option<f32> {
+    let start = ep.stats.kinds[k]
+        .out_first
+        .map(|s| (0, s.saturating_sub(1)));
+    let before = previous.and_then(|p| p.report).or(start);
+    match (before, report) {
+        (Some((l0, s0)), Some((l1, s1))) if s1 > s0 => {
+            Some(l1.saturating_sub(l0) as f32 / (s1 - s0) as f32)
+        }
+        _ => None,
     }
 }
 
@@ -287,7 +331,10 @@ pub(crate) fn report(ep: &mut Ep, q: &StatsQuery<'_>) -> Map<String, Value> {
     }
     let mut t = q.base(&transport_id, "transport", "RTCTransportStats");
     t["bytesReceived"] = json!(ep.stats.transport.0);
-    t["bytesSent"] = json!(ep.stats.transport.1);
+    // str0m counts what it sent (ICE, DTLS, SCTP, RTCP before the egress took it); the
+    // egress what it sent.
+    let egress_bytes = ep.egress.as_ref().map_or(0, |v| v.stats().bytes);
+    t["bytesSent"] = json!(ep.stats.transport.1 + egress_bytes);
     t["activeConnection"] = json!(ep.connected);
     for k in [
         "rtcpTransportStatsId",

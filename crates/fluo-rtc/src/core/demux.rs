@@ -40,7 +40,11 @@ impl MediaCore {
             ep.path = Some((destination, source));
             ep.path_proto = proto;
             let dest = seen_as(&ep, destination);
-            if let Some(input) = input(now, proto, source, dest, data) {
+            // The viewer's SRTCP goes through the egress first (NACKs, reports).
+            let outbox = self.outbox.clone();
+            let mut eg = outbox.egress();
+            let for_str0m = super::egress::on_receive(&mut ep, &mut eg, now, data).unwrap_or(data);
+            if let Some(input) = input(now, proto, source, dest, for_str0m) {
                 if let Err(err) = ep.rtc.handle_input(input) {
                     tracing::debug!(id = %ep.id, "input rejected: {err}");
                 } else if crate::stats::is_report(data) && crate::stats::rtcp_arrived(&mut ep, now)

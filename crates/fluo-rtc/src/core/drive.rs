@@ -3,7 +3,7 @@
 //! router wrote to endpoints.
 
 use super::events::{self, DataMessage, Drained};
-use super::{ice, lock, Datagram, Ep, MediaCore, LOST_PEER_TICK};
+use super::{egress, ice, lock, Datagram, Ep, MediaCore, LOST_PEER_TICK};
 use fluo_sfu::MediaKind;
 use std::time::{Duration, Instant};
 use str0m::{Input, Output};
@@ -84,7 +84,7 @@ impl MediaCore {
         }
         if let Some(n) = node {
             for f in out.forwards {
-                self.dispatch(n, &f);
+                self.dispatch(n, f);
             }
         }
     }
@@ -114,7 +114,7 @@ impl MediaCore {
     }
 
     /// Queues a datagram endpoint `key`'s session sent.
-    fn transmit(&mut self, key: u64, ep: &Ep, t: str0m::net::Transmit) {
+    fn transmit(&mut self, key: u64, ep: &mut Ep, t: str0m::net::Transmit) {
         // A peer that went away (ICE lost after DTLS had completed) gets no more RTP or RTCP
         // (str0m keeps writing sender reports): only ICE and DTLS, which is how it can come
         // back.
@@ -130,6 +130,13 @@ impl MediaCore {
             Some(l) if ep.nat.iter().any(|(x, p)| *x == l && *p == t.source) => l,
             _ => locals.next().map_or(t.source, |(local, _)| *local),
         };
+        let outbox = self.outbox.clone();
+        let mut eg = outbox.egress();
+        if egress::on_transmit(ep, &mut eg, t.proto, source, t.destination, &t.contents) {
+            // SRTCP: the egress sends it, re-indexed.
+            return;
+        }
+        drop(eg);
         let contents: Vec<u8> = t.contents.into();
         if ice::is_binding_request(&contents) {
             self.note_check(key, source, t.destination);

@@ -138,6 +138,22 @@ pub(crate) struct Ep {
     /// (local socket, announced address) where externalIPv4/6 differ from the socket: str0m
     /// sees the announced address, the sockets the local one.
     pub nat: Vec<(SocketAddr, SocketAddr)>,
+    /// Where its session's DTLS exports the SRTP keys, when media goes out through the
+    /// egress fast path (see `egress`); `None`: through str0m.
+    pub(crate) keys: Option<fluo_egress::KeySlot>,
+    /// The egress, from the first packet or SRTCP after the keys are there.
+    pub(crate) egress: Option<fluo_egress::Viewer>,
+    /// The egress's plan of a kind must be read again from the session (renegotiated).
+    pub(crate) egress_stale: [bool; 2],
+    /// The router's line of each kind as last seen (the source's SSRC, the line's sequence
+    /// offset): when it changes the egress's stream resynchronises as the line did.
+    pub(crate) egress_line: [Option<(u32, u16)>; 2],
+    /// The source node whose video the egress sent last (its resend cache answers NACKs).
+    pub(crate) egress_source: Option<fluo_sfu::NodeId>,
+    /// Transport, local and remote address of what the session sends on its selected pair.
+    pub(crate) send_path: Option<(Protocol, SocketAddr, SocketAddr)>,
+    /// RTP packets the session wrote while the egress sends its media (must stay 0).
+    pub(crate) str0m_rtp: u64,
 }
 
 /// Kurento's bandwidth properties of an endpoint, in kbps; 0 means "not set".
@@ -182,7 +198,22 @@ impl Ep {
             tos: 0,
             data_channels: false,
             nat: vec![],
+            keys: None,
+            egress: None,
+            egress_stale: [true; 2],
+            egress_line: [None; 2],
+            egress_source: None,
+            send_path: None,
+            str0m_rtp: 0,
         }
+    }
+
+    /// The session (new, or rebuilt for another MTU) exports its keys into `keys`: its media
+    /// goes out through the egress fast path when that is on (see `egress`).
+    pub(crate) fn set_keys(&mut self, keys: fluo_egress::KeySlot) {
+        self.keys = super::egress_enabled().then_some(keys);
+        self.egress = None;
+        self.send_path = None;
     }
 
     pub(crate) fn mid_of_kind(&self, kind: MediaKind) -> Option<Mid> {
@@ -216,6 +247,8 @@ impl Ep {
             }
         }
         self.mids = mids;
+        // Renegotiated: the egress reads its streams' SSRCs, payload and extension ids again.
+        self.egress_stale = [true; 2];
     }
 }
 

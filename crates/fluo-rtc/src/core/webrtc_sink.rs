@@ -7,18 +7,20 @@
 //! This is the one implementation the egress fast path replaces: everything else in the
 //! media core sees the endpoint through the router.
 
-use super::{codec_of, flow, lock, EpRef, Raised, RtxCache, RTX_HISTORY_START, RTX_PACKETS};
+use super::egress::{self, Carried, Egress};
+use super::{codec_of, flow, lock, Ep, EpRef, Raised, RtxCache, RTX_HISTORY_START, RTX_PACKETS};
 use fluo_sfu::{FlowDir, Header, MediaKind, Node, Packet, SinkCaps, SinkCodec};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use str0m::media::{KeyframeRequestKind, Pt};
-use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
+use str0m::rtp::{RtpWrite, SeqNo};
 
 /// What the WebRTC nodes leave for the media core while the router runs them: endpoints
 /// written to (str0m releases written media on its next tick, run once per endpoint after a
-/// batch of input) and events raised on them.
+/// batch of input) and events raised on them; and the egress fast path's shared state (its
+/// batch of datagrams, the sources' resend caches: see `egress`).
 #[derive(Default)]
-pub(crate) struct Outbox(Mutex<Pending>);
+pub(crate) struct Outbox(Mutex<Pending>, Mutex<Egress>);
 
 #[derive(Default)]
 struct Pending {
@@ -29,6 +31,11 @@ struct Pending {
 impl Outbox {
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The egress's shared state. Taken after an endpoint's lock, never before.
+    pub(crate) fn egress(&self) -> std::sync::MutexGuard<'_, Egress> {
+        self.1.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Endpoint `key` has output to send.
@@ -59,6 +66,22 @@ pub(crate) struct WebRtcSink {
     pub(crate) outbox: Arc<Outbox>,
 }
 
+impl WebRtcSink {
+    /// A packet went to the endpoint: its latency and media flow.
+    fn sent(&self, ep: &mut Ep, now: Instant, pkt: &Packet<'_>) {
+        let kind = pkt.kind;
+        if let Some(t) = pkt.entered {
+            ep.stats.kinds[kind].latency.add(t.elapsed());
+        }
+        ep.last_out_at[kind] = Some(now);
+        if !ep.flowing_out[kind] {
+            ep.flowing_out[kind] = true;
+            self.outbox
+                .raise((ep.id.clone(), flow(FlowDir::Out, true, kind)));
+        }
+    }
+}
+
 impl Node for WebRtcSink {
     fn caps(&self, kind: MediaKind) -> SinkCaps {
         let ep = lock(&self.ep);
@@ -85,6 +108,12 @@ impl Node for WebRtcSink {
         let kind = pkt.kind;
         let mut ep = lock(&self.ep);
         if !ep.connected {
+            return;
+        }
+        if let Some(sent) = egress::push(&mut ep, &self.outbox, now, pkt, header) {
+            if sent {
+                self.sent(&mut ep, now, pkt);
+            }
             return;
         }
         let (Some(mid), Some(pt)) = (ep.mid_of_kind(kind), header.pt) else {
@@ -115,7 +144,8 @@ impl Node for WebRtcSink {
         .nackable(kind == MediaKind::Video);
         if let Some(ext) = pkt
             .extensions
-            .and_then(|e| e.downcast_ref::<ExtensionValues>())
+            .and_then(|e| e.downcast_ref::<Carried>())
+            .and_then(|c| c.ext_vals.as_ref())
         {
             write = write.ext_vals(ext.clone());
         }
@@ -129,15 +159,7 @@ impl Node for WebRtcSink {
         c.out_packets += 1;
         c.out_first.get_or_insert(out_seq);
         c.out_bytes += pkt.payload.len() as u64;
-        if let Some(t) = pkt.entered {
-            c.latency.add(t.elapsed());
-        }
-        ep.last_out_at[kind] = Some(now);
-        if !ep.flowing_out[kind] {
-            ep.flowing_out[kind] = true;
-            self.outbox
-                .raise((ep.id.clone(), flow(FlowDir::Out, true, kind)));
-        }
+        self.sent(&mut ep, now, pkt);
         if !std::mem::replace(&mut ep.written, true) {
             self.outbox.written(self.key);
         }

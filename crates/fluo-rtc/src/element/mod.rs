@@ -36,9 +36,10 @@ impl Factory for WebRtcFactory {
         }
         let options = CtorOptions::parse(cx.params, cx.given)?;
         // Ready-made (DTLS keys generated on another thread), sharing the process certificate.
-        let rtc = self.rtc.pool.take();
+        let (rtc, keys) = self.rtc.pool.take();
         let key = self.rtc.next_key();
         let mut ep = Ep::new(cx.id.to_string(), rtc);
+        ep.set_keys(keys);
         ep.tos = options.tos();
         ep.data_channels = options.data_channels;
         let ep = Arc::new(Mutex::new(ep));

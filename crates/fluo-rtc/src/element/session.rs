@@ -45,7 +45,10 @@ impl WebRtcEndpoint {
         }
         if self.mtu.unwrap_or(settings::DEFAULT_MTU) != mtu {
             let creds = ep.rtc.direct_api().local_ice_credentials();
-            ep.rtc = self.rtc.pool.build_for_mtu(mtu, creds);
+            let (rtc, keys) = self.rtc.pool.build_for_mtu(mtu, creds);
+            ep.rtc = rtc;
+            // A new session: new DTLS, new keys, and a new egress once it connects.
+            ep.set_keys(keys);
         }
         self.mtu = Some(mtu);
         Ok(())

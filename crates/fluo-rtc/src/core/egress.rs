@@ -1,0 +1,464 @@
+//! The per-viewer egress fast path in the media core (issue 15, docs/egress-fast-path.md):
+//! a WebRTC endpoint's outgoing media does not go through its str0m session. The router's
+//! packet is rewritten for the viewer, SRTP-protected with the keys its DTLS handshake
+//! exported (captured by `fluo_egress::keys`) and queued in one [`Batch`] that the shell sends
+//! with `sendmmsg` after each receive batch (TURN and ICE-TCP paths through the shell).
+//!
+//! str0m keeps ICE, DTLS, SCTP, the whole receive path, RTCP scheduling and composition and
+//! the keyframe-request and REMB events; it writes no RTP on an endpoint with an egress. Its
+//! SRTCP is re-indexed by Fluo on the way out (sender reports with Fluo's counts), the
+//! viewer's SRTCP is read by Fluo first (NACKs answered as RTX from one resend cache per
+//! source, reports kept for getStats) and then handed to str0m without the report blocks on
+//! Fluo's streams.
+//!
+//! On by default; `FLUO_EGRESS=off` (or `0`, `false`) in the environment sends through str0m
+//! as before, for every endpoint created after the process started.
+
+use super::{lock, Ep, Forward, MediaCore, Outbox};
+use fluo_egress::{
+    Batch, Clock, ExtPlan, Path, Rtx, SocketId, Source, SourcePacket, StreamOut, Viewer,
+};
+use fluo_sfu::{Header, MediaKind, NodeId, Packet};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Instant;
+use str0m::net::Protocol;
+use str0m::rtp::{Extension, ExtensionValues};
+
+/// Whether new endpoints send through the egress fast path (see the module).
+pub(crate) fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        let off = std::env::var("FLUO_EGRESS")
+            .is_ok_and(|v| matches!(v.trim(), "0" | "off" | "false" | "no"));
+        if off {
+            tracing::info!("egress fast path off (FLUO_EGRESS): media is sent through str0m");
+        }
+        !off
+    })
+}
+
+/// The ids the plain source packet gives the publisher's extensions that viewers take
+/// (written from what str0m parsed; the viewer's own ids replace them).
+const EXT_AUDIO_LEVEL: u8 = 1;
+const EXT_VIDEO_ORIENTATION: u8 = 2;
+const EXT_CONTENT_TYPE: u8 = 3;
+
+/// What a packet carries through the router to WebRTC sinks: the publisher's parsed header
+/// extensions (for sessions that send through str0m) and the packet as plain RTP with the
+/// extensions viewers take (for the egress, and its resend cache). Written once per source
+/// packet into a reused buffer.
+#[derive(Default)]
+pub(crate) struct Carried {
+    pub(crate) ext_vals: Option<ExtensionValues>,
+    pub(crate) plain: Vec<u8>,
+}
+
+impl Carried {
+    /// Takes `f`'s extensions and writes it as plain RTP.
+    pub(crate) fn fill(&mut self, f: &mut Forward) {
+        self.ext_vals = f.ext_vals.take();
+        let b = &mut self.plain;
+        b.clear();
+        let mut ext = [0u8; 12];
+        let mut n = 0;
+        if let Some(e) = &self.ext_vals {
+            if let (Some(level), Some(voice)) = (e.audio_level, e.voice_activity) {
+                ext[n] = EXT_AUDIO_LEVEL << 4;
+                ext[n + 1] = if voice { 0x80 } else { 0 } | (level.unsigned_abs() & 0x7f);
+                n += 2;
+            }
+            if let Some(o) = e.video_orientation {
+                ext[n] = EXT_VIDEO_ORIENTATION << 4;
+                ext[n + 1] = o as u8;
+                n += 2;
+            }
+            if let Some(c) = e.video_content_type {
+                ext[n] = EXT_CONTENT_TYPE << 4;
+                ext[n + 1] = c;
+                n += 2;
+            }
+        }
+        let x = if n > 0 { 0x10 } else { 0 };
+        b.push(0x80 | x);
+        b.push(if f.marker { 0x80 } else { 0 } | 96);
+        b.extend_from_slice(&f.seq.to_be_bytes());
+        b.extend_from_slice(&f.ts.to_be_bytes());
+        b.extend_from_slice(&f.ssrc.to_be_bytes());
+        if n > 0 {
+            let words = n.div_ceil(4);
+            b.extend_from_slice(&[0xbe, 0xde]);
+            b.extend_from_slice(&(words as u16).to_be_bytes());
+            b.extend_from_slice(&ext[..words * 4]);
+        }
+        b.extend_from_slice(&f.payload);
+    }
+}
+
+/// What the media core shares with its WebRTC nodes for the egress (in the [`Outbox`]).
+#[derive(Default)]
+pub(crate) struct Egress {
+    /// Datagrams for the shell: media, RTX, and str0m's SRTCP re-indexed.
+    pub(crate) batch: Batch,
+    /// One resend cache per source whose video an egress sink takes.
+    pub(crate) sources: HashMap<NodeId, Source>,
+    /// The node whose packet the router forwards now, and whether an egress sink took it.
+    pub(crate) current: Option<NodeId>,
+    pub(crate) used: bool,
+    /// The shell's sockets by [`SocketId`]: transport and local address (a TURN allocation
+    /// by its relayed address).
+    pub(crate) sockets: Vec<(Protocol, SocketAddr)>,
+    /// The viewer's SRTCP as str0m reads it (reused).
+    pub(crate) for_str0m: Vec<u8>,
+    pub(crate) clock: Clock,
+}
+
+impl Egress {
+    fn socket_id(&mut self, proto: Protocol, local: SocketAddr) -> SocketId {
+        let at = match self.sockets.iter().position(|s| *s == (proto, local)) {
+            Some(i) => i,
+            None => {
+                self.sockets.push((proto, local));
+                self.sockets.len() - 1
+            }
+        };
+        SocketId(at as u32)
+    }
+
+    /// The path of an endpoint's datagrams from `local` to `remote`.
+    fn path(&mut self, proto: Protocol, local: SocketAddr, remote: SocketAddr, tos: u8) -> Path {
+        Path {
+            socket: self.socket_id(proto, local),
+            to: remote,
+            tos,
+        }
+    }
+}
+
+/// Whether a datagram is RTP or RTCP (RFC 5761 demultiplexing: first byte 128-191), and
+/// RTCP (second byte 192-223).
+pub(super) fn rtp_or_rtcp(d: &[u8]) -> Option<bool> {
+    match d {
+        [128..=191, b, ..] => Some((192..=223).contains(b)),
+        _ => None,
+    }
+}
+
+/// Starts the endpoint's egress once its keys are there (DTLS completed), on the path its
+/// datagrams take. Nothing when the fast path is off for it or it runs already.
+pub(super) fn start(ep: &mut Ep, eg: &mut Egress) {
+    if ep.egress.is_some() {
+        return;
+    }
+    let Some(slot) = &ep.keys else {
+        return;
+    };
+    let keys = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let Some((proto, local, remote)) = ep.send_path else {
+        return;
+    };
+    let Some(keys) = keys else {
+        return;
+    };
+    match keys.contexts() {
+        Ok((tx, rx)) => {
+            let path = eg.path(proto, local, remote, ep.tos);
+            ep.egress = Some(Viewer::new(tx, rx, path, eg.clock));
+            ep.egress_stale = [true; 2];
+            tracing::debug!(id = %ep.id, ?keys, "egress fast path started");
+        }
+        Err(e) => {
+            // A profile Fluo does not implement: str0m sends, as without the fast path.
+            tracing::warn!(id = %ep.id, ?keys, "no egress fast path: {e}");
+            ep.keys = None;
+        }
+    }
+}
+
+/// str0m sends a datagram of endpoint `ep` from `local` to `remote`: its path is the one the
+/// egress follows (ICE's selected pair; STUN answers go wherever checks came from and are not
+/// followed). An SRTCP datagram is re-indexed into the batch: true when it was taken.
+pub(super) fn on_transmit(
+    ep: &mut Ep,
+    eg: &mut Egress,
+    proto: Protocol,
+    local: SocketAddr,
+    remote: SocketAddr,
+    contents: &[u8],
+) -> bool {
+    let kind = rtp_or_rtcp(contents);
+    let dtls = matches!(contents.first(), Some(20..=63));
+    if ep.keys.is_some() && (kind.is_some() || dtls) {
+        ep.send_path = Some((proto, local, remote));
+        if let Some(v) = ep.egress.as_mut() {
+            let path = eg.path(proto, local, remote, ep.tos);
+            if v.path() != path {
+                v.set_path(path);
+            }
+        }
+    }
+    match kind {
+        Some(true) => {
+            start(ep, eg);
+            let Some(v) = ep.egress.as_mut() else {
+                return false;
+            };
+            if let Err(e) = v.reindex_str0m_rtcp(contents, &mut eg.batch) {
+                // Never str0m's index on the wire: the packet is dropped.
+                tracing::debug!(id = %ep.id, "str0m's RTCP not re-indexed: {e}");
+            }
+            true
+        }
+        Some(false) if ep.egress.is_some() => {
+            // str0m must write no RTP on an endpoint whose egress sends its media.
+            ep.str0m_rtp += 1;
+            false
+        }
+        _ => false,
+    }
+}
+
+/// The viewer's plan for `kind`: its send stream's SSRC and RTX as str0m announced them, the
+/// payload type negotiation chose (and its RTX payload type), the extension ids the viewer
+/// accepted. Kept (with its numbering) while the SSRC stays.
+fn plan(ep: &mut Ep, kind: MediaKind, pt: u8, clock: u32) -> Option<()> {
+    let mid = ep.mid_of_kind(kind)?;
+    let (ssrc, rtx_ssrc) = {
+        let mut api = ep.rtc.direct_api();
+        let tx = api.stream_tx_by_mid(mid, None)?;
+        (*tx.ssrc(), tx.rtx().map(|s| *s))
+    };
+    let rtx_pt = ep
+        .rtc
+        .codec_config()
+        .params()
+        .iter()
+        .find(|p| *p.pt() == pt)
+        .and_then(|p| p.resend())
+        .map(|p| *p);
+    let mut exts = ExtPlan::default();
+    if let Some(media) = ep.rtc.media(mid) {
+        let map = media.remote_extmap();
+        exts.mid = map
+            .id_of(Extension::RtpMid)
+            .map(|id| (id, mid.as_bytes().to_vec()));
+        exts.abs_send_time = map.id_of(Extension::AbsoluteSendTime);
+        exts.transport_cc = map.id_of(Extension::TransportSequenceNumber);
+        for (from, e) in [
+            (EXT_AUDIO_LEVEL, Extension::AudioLevel),
+            (EXT_VIDEO_ORIENTATION, Extension::VideoOrientation),
+            (EXT_CONTENT_TYPE, Extension::VideoContentType),
+        ] {
+            if let Some(id) = map.id_of(e) {
+                exts.copy_extension(from, id);
+            }
+        }
+    }
+    let rtx = match (kind, rtx_ssrc, rtx_pt) {
+        (MediaKind::Video, Some(s), Some(p)) => Some((s, p)),
+        _ => None,
+    };
+    let v = ep.egress.as_mut()?;
+    match v.stream_mut(kind).filter(|s| s.ssrc == ssrc) {
+        Some(s) => {
+            s.pt = pt;
+            s.clock = clock;
+            s.exts = exts;
+            match (rtx, s.rtx.as_mut()) {
+                (Some((rs, rp)), Some(r)) if r.ssrc == rs => r.pt = rp,
+                (r, _) => s.rtx = r.map(|(rs, rp)| Rtx::new(rs, rp)),
+            }
+        }
+        None => {
+            let rtx = rtx.map(|(rs, rp)| Rtx::new(rs, rp));
+            v.set_stream(kind, Some(StreamOut::new(ssrc, pt, clock, rtx, exts)));
+        }
+    }
+    Some(())
+}
+
+/// The router's packet to the viewer `ep` through its egress: `None` when the fast path is
+/// off for it (the caller sends through str0m), else whether it was sent.
+pub(super) fn push(
+    ep: &mut Ep,
+    outbox: &Outbox,
+    now: Instant,
+    pkt: &Packet<'_>,
+    header: Header,
+) -> Option<bool> {
+    ep.keys.as_ref()?;
+    let kind = pkt.kind;
+    let Some(pt) = header.pt else {
+        return Some(false);
+    };
+    let Some(carried) = pkt.extensions.and_then(|e| e.downcast_ref::<Carried>()) else {
+        return Some(false);
+    };
+    let Some(src) = SourcePacket::parse(&carried.plain) else {
+        return Some(false);
+    };
+    let mut eg = outbox.egress();
+    if ep.egress.is_none() {
+        start(ep, &mut eg);
+    }
+    let Some(v) = ep.egress.as_ref() else {
+        return Some(false);
+    };
+    let stale = ep.egress_stale[kind] || v.stream(kind).is_none_or(|s| s.pt != pt);
+    if stale {
+        ep.egress_stale[kind] = false;
+        if plan(ep, kind, pt, pkt.codec.clock_rate).is_none() {
+            return Some(false);
+        }
+    }
+    let Some(v) = ep.egress.as_mut() else {
+        return Some(false);
+    };
+    if v.path().tos != ep.tos {
+        let mut p = v.path();
+        p.tos = ep.tos;
+        v.set_path(p);
+    }
+    // The router started its line for this viewer afresh (a new route, a source switch, a
+    // transcoder put in or taken out): so does the egress's stream, with its own numbering.
+    let line = (pkt.ssrc, header.seq.wrapping_sub(pkt.seq));
+    if ep.egress_line[kind]
+        .replace(line)
+        .is_some_and(|l| l != line)
+    {
+        if let Some(s) = v.stream_mut(kind) {
+            s.resync();
+        }
+    }
+    if !v.forward(now, kind, &src, &mut eg.batch) {
+        return Some(false);
+    }
+    if kind == MediaKind::Video {
+        eg.used = true;
+        ep.egress_source = eg.current;
+    }
+    let first = v.stream(kind).and_then(StreamOut::ext_seq);
+    drop(eg);
+    let c = &mut ep.stats.kinds[kind];
+    c.out_packets += 1;
+    if let Some(first) = first {
+        c.out_first.get_or_insert(first);
+    }
+    c.out_bytes += pkt.payload.len() as u64;
+    Some(true)
+}
+
+/// A datagram from the endpoint's peer, before str0m reads it: SRTCP goes through the
+/// egress (NACKs answered, reports kept) and str0m gets what the egress leaves of it.
+/// Returns what str0m must read, when it differs from `data`.
+pub(super) fn on_receive<'a>(
+    ep: &mut Ep,
+    eg: &'a mut Egress,
+    now: Instant,
+    data: &[u8],
+) -> Option<&'a [u8]> {
+    if rtp_or_rtcp(data) != Some(true) {
+        return None;
+    }
+    let v = ep.egress.as_mut()?;
+    let Egress {
+        batch,
+        sources,
+        for_str0m,
+        ..
+    } = eg;
+    let source = ep.egress_source.and_then(|n| sources.get_mut(&n));
+    let read = v.read_viewer_rtcp(now, data, source, batch, for_str0m);
+    crate::stats::egress_streams(ep);
+    match read {
+        Ok(_) => Some(for_str0m.as_slice()),
+        Err(e) => {
+            tracing::trace!(id = %ep.id, "viewer RTCP refused by the egress: {e}");
+            None
+        }
+    }
+}
+
+impl MediaCore {
+    /// Sends a packet of the element `src` to its sinks, then keeps its video in the
+    /// source's resend cache if an egress sink took it.
+    pub(super) fn dispatch(&mut self, src: NodeId, mut f: Forward) {
+        // Settings that changed may move sinks between routes: before they are looked at.
+        self.refresh_settings();
+        let egress = enabled();
+        if egress {
+            self.carried.fill(&mut f);
+            let mut eg = self.outbox.egress();
+            eg.current = Some(src);
+            eg.used = false;
+        } else {
+            self.carried.ext_vals = f.ext_vals.take();
+        }
+        let pkt = Packet {
+            kind: f.kind,
+            codec: f.codec,
+            seq: f.seq,
+            ts: f.ts,
+            ssrc: f.ssrc,
+            marker: f.marker,
+            payload: &f.payload,
+            entered: f.entered,
+            extensions: Some(&self.carried as &(dyn std::any::Any + Send + Sync)),
+        };
+        self.router.forward(self.now, src, &pkt);
+        if egress {
+            let mut eg = self.outbox.egress();
+            eg.current = None;
+            if std::mem::take(&mut eg.used) {
+                let source = eg.sources.entry(src).or_default();
+                source.insert(self.now, f.seq, &self.carried.plain);
+            }
+        }
+    }
+
+    /// Sends the egress batch: `send` gets the datagrams and the shell's sockets by
+    /// [`SocketId`]; the batch is empty afterwards.
+    pub fn send_egress(&mut self, send: impl FnOnce(&Batch, &[(Protocol, SocketAddr)])) {
+        let mut eg = self.outbox.egress();
+        if eg.batch.is_empty() {
+            return;
+        }
+        let Egress { batch, sockets, .. } = &mut *eg;
+        send(batch, sockets);
+        batch.clear();
+    }
+
+    /// Moves the egress batch into the datagrams [`MediaCore::poll_transmit`] hands out (for
+    /// callers that move datagrams themselves: the in-memory network of tests).
+    pub(super) fn egress_to_transmits(&mut self) {
+        let mut eg = self.outbox.egress();
+        let Egress { batch, sockets, .. } = &mut *eg;
+        for (path, bytes) in batch.iter() {
+            let Some(&(proto, source)) = sockets.get(path.socket.0 as usize) else {
+                continue;
+            };
+            self.transmits.push_back(super::Datagram {
+                proto,
+                source,
+                destination: path.to,
+                contents: bytes.to_vec(),
+                tos: path.tos,
+            });
+        }
+        batch.clear();
+    }
+
+    /// A source node is gone: its resend cache goes with it.
+    pub(super) fn forget_source(&mut self, n: NodeId) {
+        self.outbox.egress().sources.remove(&n);
+    }
+
+    /// Whether the WebRTC endpoint `id` sends through the egress fast path, and how many RTP
+    /// packets its str0m session wrote since (none: str0m writes no RTP on egress streams).
+    pub fn egress_of(&self, id: &str) -> Option<(bool, u64)> {
+        let e = self.eps.get(self.by_id.get(id)?)?;
+        let ep = lock(&e.ep);
+        Some((ep.egress.is_some(), ep.str0m_rtp))
+    }
+}
