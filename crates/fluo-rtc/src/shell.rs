@@ -258,35 +258,8 @@ pub(crate) fn spawn(
                             SocketChange::Close(addr) => closing.push(addr),
                         }
                     }
-                    // The egress fast path's datagrams: sendmmsg per run of one UDP socket,
-                    // TURN-relayed and ICE-TCP paths as below.
-                    core.send_egress(|batch, ids| {
-                        let mut out = EgressOut {
-                            ids,
-                            locals: &locals,
-                            sockets: &sockets,
-                            relays: &mut relays,
-                            conns: &conns,
-                            turn_writers: &turn_writers,
-                            clock,
-                            now,
-                        };
-                        let r = sender.send(batch, &mut out);
-                        if r.dropped > 0 {
-                            tracing::trace!(dropped = r.dropped, "egress datagrams dropped");
-                        }
-                    });
-                    while let Some(d) = core.poll_transmit() {
-                        match relays.iter().position(|r| r.relayed == d.source) {
-                            Some(idx) => {
-                                let r = &mut relays[idx];
-                                if let Some(bytes) = r.send(clock, now, d.destination, &d.contents) {
-                                    to_turn(r, idx, bytes, &sockets, &turn_writers);
-                                }
-                            }
-                            None => send(&d, &locals, &sockets, &conns),
-                        }
-                    }
+                    let net = Net { locals: &locals, sockets: &sockets, relays: &mut relays, conns: &conns, turn_writers: &turn_writers, clock, now };
+                    send_out(&mut core, &mut sender, net);
                     // After what the endpoint sent on its way out (DTLS close_notify).
                     for addr in closing {
                         if let Some(i) = locals.iter().position(|a| *a == addr) {
@@ -311,10 +284,9 @@ pub(crate) fn spawn(
     Ok(())
 }
 
-/// The shell's sockets as the egress fast path's sender sees them: plain UDP sockets by
-/// their descriptor, everything else (TURN-relayed, ICE-TCP) sent as `send` sends it.
-struct EgressOut<'a> {
-    ids: &'a [(Protocol, SocketAddr)],
+/// What sends the media core's datagrams: the shell's sockets, relays and ICE-TCP
+/// connections.
+struct Net<'a> {
     locals: &'a [SocketAddr],
     sockets: &'a [Option<tokio::net::UdpSocket>],
     relays: &'a mut Vec<Relay>,
@@ -324,25 +296,77 @@ struct EgressOut<'a> {
     now: Instant,
 }
 
-impl fluo_egress::Transport for EgressOut<'_> {
+/// Sends what the media core queued: the egress fast path's batch first (`sendmmsg` per run
+/// of one UDP socket, TURN-relayed and ICE-TCP paths as str0m's datagrams go), then str0m's
+/// datagrams (ICE, DTLS, SCTP; RTP and RTCP of endpoints without the fast path).
+fn send_out(core: &mut MediaCore, sender: &mut fluo_egress::Sender, net: Net<'_>) {
+    let Net {
+        locals,
+        sockets,
+        relays,
+        conns,
+        turn_writers,
+        clock,
+        now,
+    } = net;
+    core.send_egress(|batch, ids| {
+        let mut out = EgressOut {
+            ids,
+            net: Net {
+                locals,
+                sockets,
+                relays: &mut *relays,
+                conns,
+                turn_writers,
+                clock,
+                now,
+            },
+        };
+        let r = sender.send(batch, &mut out);
+        if r.dropped > 0 {
+            tracing::trace!(dropped = r.dropped, "egress datagrams dropped");
+        }
+    });
+    while let Some(d) = core.poll_transmit() {
+        match relays.iter().position(|r| r.relayed == d.source) {
+            Some(idx) => {
+                let r = &mut relays[idx];
+                if let Some(bytes) = r.send(clock, now, d.destination, &d.contents) {
+                    to_turn(r, idx, bytes, sockets, turn_writers);
+                }
+            }
+            None => send(&d, locals, sockets, conns),
+        }
+    }
+}
+
+/// The shell's sockets as the egress fast path's sender sees them (by the core's socket
+/// ids): plain UDP sockets by their descriptor, everything else (TURN-relayed, ICE-TCP) sent
+/// as `send_out` sends str0m's datagrams.
+struct EgressOut<'a, 'b> {
+    ids: &'b [(Protocol, SocketAddr)],
+    net: Net<'a>,
+}
+
+impl fluo_egress::Transport for EgressOut<'_, '_> {
     fn udp(&self, socket: fluo_egress::SocketId) -> Option<std::os::fd::BorrowedFd<'_>> {
         use std::os::fd::AsFd;
         let &(proto, local) = self.ids.get(socket.0 as usize)?;
-        if proto != Protocol::Udp || self.relays.iter().any(|r| r.relayed == local) {
+        if proto != Protocol::Udp || self.net.relays.iter().any(|r| r.relayed == local) {
             return None;
         }
-        let i = self.locals.iter().position(|a| *a == local)?;
-        self.sockets[i].as_ref().map(|s| s.as_fd())
+        let i = self.net.locals.iter().position(|a| *a == local)?;
+        self.net.sockets[i].as_ref().map(|s| s.as_fd())
     }
 
     fn send_other(&mut self, path: &fluo_egress::Path, datagram: &[u8]) {
         let Some(&(proto, local)) = self.ids.get(path.socket.0 as usize) else {
             return;
         };
-        if let Some(idx) = self.relays.iter().position(|r| r.relayed == local) {
-            let r = &mut self.relays[idx];
-            if let Some(bytes) = r.send(self.clock, self.now, path.to, datagram) {
-                to_turn(r, idx, bytes, self.sockets, self.turn_writers);
+        if let Some(idx) = self.net.relays.iter().position(|r| r.relayed == local) {
+            let r = &mut self.net.relays[idx];
+            if let Some(bytes) = r.send(self.net.clock, self.net.now, path.to, datagram) {
+                to_turn(r, idx, bytes, self.net.sockets, self.net.turn_writers);
             }
             return;
         }
@@ -353,7 +377,7 @@ impl fluo_egress::Transport for EgressOut<'_> {
             contents: datagram.to_vec(),
             tos: path.tos,
         };
-        send(&d, self.locals, self.sockets, self.conns);
+        send(&d, self.net.locals, self.net.sockets, self.net.conns);
     }
 }
 

@@ -260,6 +260,26 @@ pub(crate) fn media_lost(ep: &mut Ep, now: Instant) -> bool {
     false
 }
 
+/// The transport entry: bytes over the connection both ways.
+fn transport(ep: &Ep, q: &StatsQuery<'_>, id: &str) -> Value {
+    let mut t = q.base(id, "transport", "RTCTransportStats");
+    t["bytesReceived"] = json!(ep.stats.transport.0);
+    // str0m counts what it sent (ICE, DTLS, SCTP, RTCP before the egress took it); the
+    // egress what it sent.
+    let egress_bytes = ep.egress.as_ref().map_or(0, |v| v.stats().bytes);
+    t["bytesSent"] = json!(ep.stats.transport.1 + egress_bytes);
+    t["activeConnection"] = json!(ep.connected);
+    for k in [
+        "rtcpTransportStatsId",
+        "selectedCandidatePairId",
+        "localCertificateId",
+        "remoteCertificateId",
+    ] {
+        t[k] = json!("");
+    }
+    t
+}
+
 /// getStats in Kurento's shapes: one inbound and one outbound RTP entry per media kind that
 /// carried packets, the transport, the session (data channels) and, with latencyStats, the
 /// endpoint's latencies.
@@ -329,21 +349,7 @@ pub(crate) fn report(ep: &mut Ep, q: &StatsQuery<'_>) -> Map<String, Value> {
             out.insert(id, v);
         }
     }
-    let mut t = q.base(&transport_id, "transport", "RTCTransportStats");
-    t["bytesReceived"] = json!(ep.stats.transport.0);
-    // str0m counts what it sent (ICE, DTLS, SCTP, RTCP before the egress took it); the
-    // egress what it sent.
-    let egress_bytes = ep.egress.as_ref().map_or(0, |v| v.stats().bytes);
-    t["bytesSent"] = json!(ep.stats.transport.1 + egress_bytes);
-    t["activeConnection"] = json!(ep.connected);
-    for k in [
-        "rtcpTransportStatsId",
-        "selectedCandidatePairId",
-        "localCertificateId",
-        "remoteCertificateId",
-    ] {
-        t[k] = json!("");
-    }
+    let t = transport(ep, q, &transport_id);
     out.insert(transport_id, t);
     if q.wants("DATA") {
         let id = format!("{short}_session");
