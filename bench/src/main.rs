@@ -16,7 +16,6 @@ mod report;
 mod rows;
 mod rtcp;
 mod server;
-mod srtp;
 mod sys;
 mod thin;
 

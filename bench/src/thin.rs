@@ -10,7 +10,7 @@
 
 use crate::keys::KeySlot;
 use crate::rtcp::{self, RecvStats};
-use crate::srtp::{Profile, SrtpContext};
+use fluo_egress::{Profile, SrtpContext};
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -400,8 +400,8 @@ impl Thin {
             return false;
         };
         // The server writes with the other side's half of the material.
-        self.rx = SrtpContext::from_dtls(profile, &k.material, !k.client);
-        self.tx = SrtpContext::from_dtls(profile, &k.material, k.client);
+        self.rx = SrtpContext::from_dtls(profile, &k.material, !k.client).ok();
+        self.tx = SrtpContext::from_dtls(profile, &k.material, k.client).ok();
         // Viewers' reports spread over the second.
         let phase = Duration::from_micros(u64::from(self.ssrc) % 1_000_000);
         self.next_rr = Some(now + phase);
@@ -467,7 +467,7 @@ impl Thin {
         let Some(n) = self
             .rx
             .as_ref()
-            .and_then(|rx| rx.unprotect_rtp(data, hl, index))
+            .and_then(|rx| rx.unprotect_rtp_in(data, hl, index).ok())
         else {
             self.stats.decrypt_failures += 1;
             return None;
@@ -550,7 +550,7 @@ impl Thin {
     fn on_rtcp(&mut self, now: Instant, data: &[u8]) {
         let Some(rx) = &self.rx else { return };
         let mut plain = std::mem::take(&mut self.scratch);
-        if rx.unprotect_rtcp(data, &mut plain).is_some() {
+        if rx.unprotect_rtcp(data, &mut plain).is_ok() {
             self.stats.rtcp_received += 1;
             let (srs, stats) = (&mut self.srs, &mut self.stats);
             rtcp::sender_reports(&plain, |ssrc, lsr| {
@@ -641,7 +641,7 @@ impl Thin {
                 }
                 stats.nacked += rtcp::write_nack(out, *ssrc, s.ssrc, seqs, 64) as u64;
             }
-            if tx.protect_rtcp(out).is_some() {
+            if tx.protect_rtcp(out).is_ok() {
                 stats.rtcp_sent += 1;
                 send(out);
             }

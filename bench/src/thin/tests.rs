@@ -70,6 +70,8 @@ fn material(profile: Profile) -> (Vec<u8>, SrtpProfile) {
         Profile::AeadAes128Gcm => (56, SrtpProfile::AEAD_AES_128_GCM),
         Profile::AeadAes256Gcm => (88, SrtpProfile::AEAD_AES_256_GCM),
         Profile::Aes128CmSha1_80 => (60, SrtpProfile::AES128_CM_SHA1_80),
+        // SDES-only suites: DTLS never negotiates them.
+        other => panic!("{other:?} is not a DTLS-SRTP profile"),
     };
     ((0..len as u8).collect(), p)
 }

@@ -290,6 +290,19 @@ impl SrtpContext {
         header_len: usize,
         index: u64,
     ) -> Result<(), SrtpError> {
+        let n = self.unprotect_rtp_in(buf, header_len, index)?;
+        buf.truncate(n);
+        Ok(())
+    }
+
+    /// [`SrtpContext::unprotect_rtp`] on a slice (a receive buffer): returns the length of the
+    /// plain packet (header and payload, without the tag).
+    pub fn unprotect_rtp_in(
+        &self,
+        buf: &mut [u8],
+        header_len: usize,
+        index: u64,
+    ) -> Result<usize, SrtpError> {
         let tag_len = self.profile.rtp_overhead();
         if buf.len() < header_len + tag_len || header_len < 12 {
             return Err(SrtpError::Malformed);
@@ -303,7 +316,7 @@ impl SrtpContext {
                 let iv = self.rtp.gcm_iv(ssrc, index);
                 let (hdr, body) = buf.split_at_mut(header_len);
                 let n = Keys::gcm_open(key, iv, hdr, body)?;
-                buf.truncate(header_len + n);
+                Ok(header_len + n)
             }
             Cipher::Cm(cm) => {
                 let end = buf.len() - tag_len;
@@ -312,11 +325,10 @@ impl SrtpContext {
                 if !ct_eq(&tag[..tag_len], &buf[end..]) {
                     return Err(SrtpError::Auth);
                 }
-                buf.truncate(end);
-                cm.decrypt(self.rtp.cm_iv(ssrc, index), &mut buf[header_len..])?;
+                cm.decrypt(self.rtp.cm_iv(ssrc, index), &mut buf[header_len..end])?;
+                Ok(end)
             }
         }
-        Ok(())
     }
 
     /// Protects the compound RTCP packet in `buf` in place with the next SRTCP index
