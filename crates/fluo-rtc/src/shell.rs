@@ -20,6 +20,9 @@ use tokio::sync::mpsc;
 const MAX_TCP_CONNECTIONS: usize = 2048;
 /// Most datagrams read from one socket before what they forwarded is sent.
 const RECV_BATCH: usize = 32;
+/// Datagrams of the egress fast path after which a receive batch ends and they are sent: the
+/// batch's buffers (1.5 KB each, kept for reuse) stay bounded whatever the fan-out.
+const EGRESS_BATCH: usize = 512;
 /// Longest a batch of received datagrams is worked on before what it forwarded is sent.
 const RECV_BATCH_TIME: Duration = Duration::from_millis(1);
 /// ICE-TCP connections open at once from one IP address.
@@ -152,7 +155,8 @@ pub(crate) fn spawn(
                                     // At most RECV_BATCH datagrams or 1 ms of work: the first
                                     // one's copies wait for the batch's flush.
                                     let more = count < RECV_BATCH
-                                        && batch_began.elapsed() < RECV_BATCH_TIME;
+                                        && batch_began.elapsed() < RECV_BATCH_TIME
+                                        && core.egress_pending() < EGRESS_BATCH;
                                     next = more
                                         .then(|| sockets[i].as_ref()?.try_recv_from(&mut buf).ok())
                                         .flatten();
@@ -258,8 +262,8 @@ pub(crate) fn spawn(
                             SocketChange::Close(addr) => closing.push(addr),
                         }
                     }
-                    let net = Net { locals: &locals, sockets: &sockets, relays: &mut relays, conns: &conns, turn_writers: &turn_writers, clock, now };
-                    send_out(&mut core, &mut sender, net);
+                    let net = Net::of(&locals, &sockets, &mut relays, &conns, &turn_writers);
+                    send_out(&mut core, &mut sender, net, clock, now);
                     // After what the endpoint sent on its way out (DTLS close_notify).
                     for addr in closing {
                         if let Some(i) = locals.iter().position(|a| *a == addr) {
@@ -292,35 +296,50 @@ struct Net<'a> {
     relays: &'a mut Vec<Relay>,
     conns: &'a HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>>,
     turn_writers: &'a HashMap<usize, mpsc::Sender<Vec<u8>>>,
-    clock: Clock,
-    now: Instant,
+}
+
+impl<'a> Net<'a> {
+    fn of(
+        locals: &'a [SocketAddr],
+        sockets: &'a [Option<tokio::net::UdpSocket>],
+        relays: &'a mut Vec<Relay>,
+        conns: &'a HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>>,
+        turn_writers: &'a HashMap<usize, mpsc::Sender<Vec<u8>>>,
+    ) -> Net<'a> {
+        Net {
+            locals,
+            sockets,
+            relays,
+            conns,
+            turn_writers,
+        }
+    }
 }
 
 /// Sends what the media core queued: the egress fast path's batch first (`sendmmsg` per run
 /// of one UDP socket, TURN-relayed and ICE-TCP paths as str0m's datagrams go), then str0m's
 /// datagrams (ICE, DTLS, SCTP; RTP and RTCP of endpoints without the fast path).
-fn send_out(core: &mut MediaCore, sender: &mut fluo_egress::Sender, net: Net<'_>) {
+fn send_out(
+    core: &mut MediaCore,
+    sender: &mut fluo_egress::Sender,
+    net: Net<'_>,
+    clock: Clock,
+    now: Instant,
+) {
     let Net {
         locals,
         sockets,
         relays,
         conns,
         turn_writers,
-        clock,
-        now,
     } = net;
     core.send_egress(|batch, ids| {
+        let net = Net::of(locals, sockets, &mut *relays, conns, turn_writers);
         let mut out = EgressOut {
             ids,
-            net: Net {
-                locals,
-                sockets,
-                relays: &mut *relays,
-                conns,
-                turn_writers,
-                clock,
-                now,
-            },
+            net,
+            clock,
+            now,
         };
         let r = sender.send(batch, &mut out);
         if r.dropped > 0 {
@@ -346,6 +365,8 @@ fn send_out(core: &mut MediaCore, sender: &mut fluo_egress::Sender, net: Net<'_>
 struct EgressOut<'a, 'b> {
     ids: &'b [(Protocol, SocketAddr)],
     net: Net<'a>,
+    clock: Clock,
+    now: Instant,
 }
 
 impl fluo_egress::Transport for EgressOut<'_, '_> {
@@ -365,7 +386,7 @@ impl fluo_egress::Transport for EgressOut<'_, '_> {
         };
         if let Some(idx) = self.net.relays.iter().position(|r| r.relayed == local) {
             let r = &mut self.net.relays[idx];
-            if let Some(bytes) = r.send(self.net.clock, self.net.now, path.to, datagram) {
+            if let Some(bytes) = r.send(self.clock, self.now, path.to, datagram) {
                 to_turn(r, idx, bytes, self.net.sockets, self.net.turn_writers);
             }
             return;

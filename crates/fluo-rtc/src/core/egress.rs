@@ -429,6 +429,11 @@ impl MediaCore {
         batch.clear();
     }
 
+    /// Datagrams of the egress fast path waiting for [`MediaCore::send_egress`].
+    pub fn egress_pending(&self) -> usize {
+        self.outbox.egress().batch.len()
+    }
+
     /// Moves the egress batch into the datagrams [`MediaCore::poll_transmit`] hands out (for
     /// callers that move datagrams themselves: the in-memory network of tests).
     pub(super) fn egress_to_transmits(&mut self) {
