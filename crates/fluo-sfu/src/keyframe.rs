@@ -1,4 +1,4 @@
-//! Keyframe-request throttling.
+//! Keyframes: request throttling, and telling a keyframe's first packet from its payload.
 //!
 //! Every consumer that joins, resumes or receives a PLI/FIR from its subscriber wants a
 //! keyframe from the producer. A producer asked a thousand times in a row would spend its
@@ -15,8 +15,88 @@
 //! ```
 //!
 //! Time is passed in; the throttle never reads the clock.
+//!
+//! [`starts_keyframe`] reads an RTP payload's codec header: whether the packet begins a
+//! keyframe (VP8, VP9, H.264), so that a sink switched to another source can wait for one.
 
+use crate::port::CodecName;
 use std::time::{Duration, Instant};
+
+/// Whether an RTP payload of `codec` begins a keyframe: `Some(true)` for the first packet of
+/// a VP8 or VP9 key frame or an H.264 IDR picture (or its SPS), `Some(false)` for any other
+/// packet of those codecs (malformed ones included), `None` for codecs it cannot tell (audio,
+/// AV1, H.263).
+pub fn starts_keyframe(codec: CodecName, payload: &[u8]) -> Option<bool> {
+    match codec {
+        CodecName::Vp8 => Some(vp8_starts_keyframe(payload)),
+        CodecName::Vp9 => Some(vp9_starts_keyframe(payload)),
+        CodecName::H264 => Some(h264_starts_keyframe(payload)),
+        _ => None,
+    }
+}
+
+/// RFC 7741: the payload descriptor, then (at the start of partition 0) the VP8 frame tag,
+/// whose lowest bit is 0 on a key frame.
+fn vp8_starts_keyframe(p: &[u8]) -> bool {
+    let Some(&b0) = p.first() else {
+        return false;
+    };
+    // S (start of partition) and PID 0: the frame's first packet.
+    if b0 & 0x10 == 0 || b0 & 0x07 != 0 {
+        return false;
+    }
+    let mut i = 1;
+    if b0 & 0x80 != 0 {
+        let Some(&x) = p.get(i) else {
+            return false;
+        };
+        i += 1;
+        if x & 0x80 != 0 {
+            // PictureID: 15 bits when its M bit is set, else 7.
+            let Some(&pid) = p.get(i) else {
+                return false;
+            };
+            i += if pid & 0x80 != 0 { 2 } else { 1 };
+        }
+        if x & 0x40 != 0 {
+            i += 1; // TL0PICIDX
+        }
+        if x & 0x30 != 0 {
+            i += 1; // TID / Y / KEYIDX
+        }
+    }
+    p.get(i).is_some_and(|tag| tag & 0x01 == 0)
+}
+
+/// RFC 9628: the payload descriptor's P bit (inter-picture predicted) is clear on a key
+/// frame; B marks the frame's first packet.
+fn vp9_starts_keyframe(p: &[u8]) -> bool {
+    p.first().is_some_and(|b| b & 0x40 == 0 && b & 0x08 != 0)
+}
+
+/// RFC 6184: a single NAL unit, a STAP-A holding one, or the first fragment of an FU-A, of
+/// type 5 (IDR slice) or 7 (SPS, sent before an IDR).
+fn h264_starts_keyframe(p: &[u8]) -> bool {
+    let key = |t: u8| t == 5 || t == 7;
+    let Some(&b0) = p.first() else {
+        return false;
+    };
+    match b0 & 0x1f {
+        24 => {
+            let mut i = 1;
+            while i + 2 < p.len() {
+                let len = usize::from(u16::from_be_bytes([p[i], p[i + 1]]));
+                if key(p[i + 2] & 0x1f) {
+                    return true;
+                }
+                i += 2 + len;
+            }
+            false
+        }
+        28 => p.get(1).is_some_and(|h| h & 0x80 != 0 && key(h & 0x1f)),
+        t => key(t),
+    }
+}
 
 /// Default minimum spacing of keyframe requests to one producer.
 pub const DEFAULT_KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
@@ -95,6 +175,43 @@ impl KeyframeThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyframes_are_told_from_the_payload_header() {
+        use CodecName::*;
+        // VP8: S=1 PID=0, frame tag bit 0 clear; with X, I (15-bit picture id), L and T/K.
+        assert_eq!(starts_keyframe(Vp8, &[0x10, 0x00]), Some(true));
+        assert_eq!(starts_keyframe(Vp8, &[0x10, 0x01]), Some(false));
+        assert_eq!(
+            starts_keyframe(Vp8, &[0x00, 0x00]),
+            Some(false),
+            "not a partition start"
+        );
+        let ext = [0x90, 0xf0, 0x80, 0x01, 0x05, 0x20, 0x10, 0x02, 0x00, 0x9d];
+        assert_eq!(starts_keyframe(Vp8, &ext), Some(true));
+        let mut inter = ext;
+        inter[6] = 0x31;
+        assert_eq!(starts_keyframe(Vp8, &inter), Some(false));
+        assert_eq!(starts_keyframe(Vp8, &ext[..4]), Some(false), "truncated");
+        assert_eq!(starts_keyframe(Vp8, &[]), Some(false));
+        // VP9: B set, P clear.
+        assert_eq!(starts_keyframe(Vp9, &[0x08]), Some(true));
+        assert_eq!(starts_keyframe(Vp9, &[0x48]), Some(false));
+        assert_eq!(starts_keyframe(Vp9, &[0x00]), Some(false));
+        // H.264: IDR, SPS, a non-IDR slice, STAP-A with an SPS, FU-A start / middle of an IDR.
+        assert_eq!(starts_keyframe(H264, &[0x65, 0x88]), Some(true));
+        assert_eq!(starts_keyframe(H264, &[0x67, 0x42]), Some(true));
+        assert_eq!(starts_keyframe(H264, &[0x41, 0x9a]), Some(false));
+        let stap = [0x78, 0x00, 0x02, 0x09, 0xf0, 0x00, 0x02, 0x67, 0x42];
+        assert_eq!(starts_keyframe(H264, &stap), Some(true));
+        assert_eq!(starts_keyframe(H264, &stap[..6]), Some(false));
+        assert_eq!(starts_keyframe(H264, &[0x7c, 0x85, 0x00]), Some(true));
+        assert_eq!(starts_keyframe(H264, &[0x7c, 0x05, 0x00]), Some(false));
+        assert_eq!(starts_keyframe(H264, &[0x7c, 0x81, 0x00]), Some(false));
+        // Codecs it cannot tell.
+        assert_eq!(starts_keyframe(Opus, &[0x10, 0x00]), None);
+        assert_eq!(starts_keyframe(Av1, &[0x10, 0x00]), None);
+    }
 
     #[test]
     fn thousand_requests_in_10ms_give_one_now_and_one_deferred() {

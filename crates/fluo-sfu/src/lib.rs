@@ -71,7 +71,7 @@ pub mod settings;
 pub use error::ParseError;
 pub use event::{EventSink, FlowDir, MediaError, MediaEvent};
 pub use ids::{MediaKind, NodeId};
-pub use keyframe::KeyframeThrottle;
+pub use keyframe::{starts_keyframe, KeyframeThrottle};
 pub use latency::{LatencyAvg, LatencyBoard};
 pub use media_router::{Header, MediaRouter, Node, NodeError, Packet, TranscoderMaker};
 pub use nack::RetransmitCache;

@@ -73,6 +73,10 @@ fn the_media_router_allocates_nothing_per_packet_per_sink_after_warm_up() {
         })
         .collect();
     let payload: Arc<[u8]> = Arc::from(vec![7u8; 1188]);
+    // The first packet of a VP8 key frame: a switched sink waits for one.
+    let mut key = vec![0u8; 1188];
+    key[0] = 0x10;
+    let key: Arc<[u8]> = Arc::from(key);
     let run = |r: &mut MediaRouter, seq: u16| {
         let now = t0 + Duration::from_millis(u64::from(seq));
         let pkt = Packet {
@@ -82,7 +86,7 @@ fn the_media_router_allocates_nothing_per_packet_per_sink_after_warm_up() {
             ts: u32::from(seq) * 3000,
             ssrc: 0xabc,
             marker: false,
-            payload: &payload,
+            payload: if seq == WARM { &key } else { &payload },
             // One packet in 32 is timed, as the media core times them.
             entered: fluo_sfu::latency::sampled(seq).then(Instant::now),
             extensions: None,
@@ -95,7 +99,8 @@ fn the_media_router_allocates_nothing_per_packet_per_sink_after_warm_up() {
     for seq in 0..WARM {
         run(&mut r, seq);
     }
-    // A switch away and back (a change: decided again, then quiet).
+    // A switch away and back (a change: decided again, then quiet; the switched sink goes on
+    // at the keyframe, packet WARM).
     r.disconnect(cam, MediaKind::Video, sinks[0]).unwrap();
     r.connect(t0, cam2, MediaKind::Video, sinks[0]).unwrap();
     r.disconnect(cam2, MediaKind::Video, sinks[0]).unwrap();

@@ -115,7 +115,9 @@ mod tests {
             timestamp: 0,
             ssrc: 7,
             marker: true,
-            payload: vec![0; 10],
+            // A VP8 key frame's first packet (S set, PID 0, P clear): a sink whose source
+            // changed (a transcoder in or out) goes on at a key frame.
+            payload: vec![0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0],
         };
         let slot = crate::InFlight(Arc::new(AtomicUsize::new(1)));
         ctl(core, Ctl::Inject { key, pkt, slot });

@@ -20,16 +20,18 @@
 //! are kept for the nodes that [report flow](Node::reports_flow). Nothing here reads the clock
 //! or does IO: time is passed in, events are drained with [`MediaRouter::poll_event`].
 
+mod entry;
 mod node;
 #[cfg(test)]
 mod tests;
 
 pub use node::{Header, Node, Packet, TranscoderMaker};
 
+use entry::{Entry, Route, State};
+
 use crate::event::{FlowDir, MediaError, MediaEvent};
 use crate::ids::Slab;
-use crate::keyframe::KeyframeThrottle;
-use crate::latency::{LatencyAvg, LatencyBoard};
+use crate::latency::LatencyBoard;
 use crate::negotiate::{self, Decision, Forced, Impossible, SinkCaps};
 use crate::port::Codec;
 use crate::rewrite::Rewriter;
@@ -44,82 +46,6 @@ pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 
 /// How long without packets before a flow is reported NOT_FLOWING.
 pub const FLOW_IDLE: Duration = Duration::from_secs(2);
-
-/// What a route does, as last decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Push the source's packets, with this payload type.
-    Forward { pt: Option<u8> },
-    /// The sink is fed by this transcoder of the source.
-    Via(NodeId),
-    /// Nothing reaches the sink.
-    Impossible,
-}
-
-/// One route of a source: to `sink`, doing `state` for packets in `decided_for`. A route not
-/// decided for the codec of a packet is decided again before that packet goes.
-#[derive(Debug, Clone, Copy)]
-struct Route {
-    sink: NodeId,
-    decided_for: Option<Codec>,
-    state: State,
-}
-
-struct Entry {
-    /// The element's id (events, logs).
-    id: String,
-    node: Box<dyn Node>,
-    reports_flow: bool,
-    /// For a transcoder: its source, kind, input and target codecs.
-    transcoder: Option<(NodeId, MediaKind, Codec, Codec)>,
-    /// Its routes as a source, per kind.
-    routes: [Vec<Route>; 2],
-    /// The sources whose routes reach it, per kind (`connect` edges, not transcoders).
-    sources: [Vec<NodeId>; 2],
-    /// Its line as a sink, per kind (created by the first packet).
-    line: [Option<Rewriter>; 2],
-    keyframe: KeyframeThrottle,
-    settings: Option<OutputSettings>,
-    /// Per direction and kind: when media last passed, and whether FLOWING was reported.
-    flow: [[(Option<Instant>, bool); 2]; 2],
-    latency: [LatencyAvg; 2],
-    /// Per kind: a CODEC_MISMATCH was raised on it and nothing changed since.
-    mismatch: [bool; 2],
-}
-
-impl Entry {
-    fn new(id: String, node: Box<dyn Node>) -> Entry {
-        Entry {
-            id,
-            reports_flow: node.reports_flow(),
-            node,
-            transcoder: None,
-            routes: Default::default(),
-            sources: Default::default(),
-            line: [None, None],
-            keyframe: KeyframeThrottle::new(KEYFRAME_INTERVAL),
-            settings: None,
-            flow: Default::default(),
-            latency: Default::default(),
-            mismatch: [false; 2],
-        }
-    }
-
-    fn route_to(&mut self, kind: MediaKind, sink: NodeId) -> Option<&mut Route> {
-        self.routes[kind].iter_mut().find(|r| r.sink == sink)
-    }
-
-    /// Media of `kind` passed in direction `dir`: FLOWING when it starts.
-    fn flowed(&mut self, dir: FlowDir, kind: MediaKind, now: Instant) -> Option<MediaEvent> {
-        let f = &mut self.flow[dir.index()][kind];
-        f.0 = Some(now);
-        (!std::mem::replace(&mut f.1, true)).then_some(MediaEvent::Flow {
-            dir,
-            kind,
-            flowing: true,
-        })
-    }
-}
 
 /// Errors of router operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,7 +186,10 @@ impl MediaRouter {
     }
 
     /// Starts `src`'s media of `kind` to `sink` (a `connect()` edge; a node may feed itself).
-    /// The sink's line goes on from where it was; the source is asked for a keyframe.
+    /// The sink's line goes on from where it was; the source is asked for a keyframe. A sink
+    /// that already had media of `kind` (a switch) gets nothing of the new source until a
+    /// packet that starts a keyframe (for the codecs [`crate::starts_keyframe`] can tell),
+    /// and the source is asked again, throttled, while it waits.
     pub fn connect(
         &mut self,
         now: Instant,
@@ -281,11 +210,20 @@ impl MediaRouter {
         let k = self.nodes.get_mut(sink).ok_or(NodeError::UnknownNode)?;
         k.sources[kind].push(src);
         k.mismatch[kind] = false;
-        if let Some(line) = k.line[kind].as_mut() {
-            line.resync();
+        self.switched(now, src, kind, sink);
+        Ok(())
+    }
+
+    /// `sink`'s media of `kind` comes from `src` now: its line resynchronises and, if it
+    /// carried media before, waits for a keyframe, which `src` is asked for.
+    fn switched(&mut self, now: Instant, src: NodeId, kind: MediaKind, sink: NodeId) {
+        if let Some(k) = self.nodes.get_mut(sink) {
+            if let Some(line) = k.line[kind].as_mut() {
+                line.resync();
+                k.awaits_key[kind] = true;
+            }
         }
         self.ask_keyframe(now, src, kind);
-        Ok(())
     }
 
     /// Stops `src`'s media of `kind` to `sink`.
@@ -332,7 +270,7 @@ impl MediaRouter {
         let mut n = 0;
         for r in &routes {
             if let State::Forward { pt } = r.state {
-                n += usize::from(self.deliver(now, r.sink, pkt, pt));
+                n += usize::from(self.deliver(now, src, r.sink, pkt, pt));
             }
         }
         if let Some(e) = self.nodes.get_mut(src) {
@@ -341,12 +279,26 @@ impl MediaRouter {
         n
     }
 
-    /// Pushes `pkt` to `sink` on its line; whether it went.
-    fn deliver(&mut self, now: Instant, sink: NodeId, pkt: &Packet<'_>, pt: Option<u8>) -> bool {
+    /// Pushes `pkt` of `src` to `sink` on its line; whether it went.
+    fn deliver(
+        &mut self,
+        now: Instant,
+        src: NodeId,
+        sink: NodeId,
+        pkt: &Packet<'_>,
+        pt: Option<u8>,
+    ) -> bool {
         let Some(e) = self.nodes.get_mut(sink) else {
             return false;
         };
         let kind = pkt.kind;
+        if e.awaits_key[kind] && e.transcoder.is_none() {
+            if crate::starts_keyframe(pkt.codec.name, pkt.payload) == Some(false) {
+                self.ask_keyframe(now, src, kind);
+                return false;
+            }
+            e.awaits_key[kind] = false;
+        }
         let header = if e.transcoder.is_some() {
             Header {
                 seq: pkt.seq,
@@ -458,6 +410,11 @@ impl MediaRouter {
             self.unroute_via(t, kind, route.sink);
         }
         match decision {
+            Decision::Forward { pt } if via.is_some() => {
+                // From the transcoder's encoder back to the source's: another stream.
+                self.switched(now, src, kind, route.sink);
+                State::Forward { pt }
+            }
             Decision::Forward { pt } => State::Forward { pt },
             Decision::Transcode { to } => match self.transcoder(now, src, kind, codec, &to) {
                 Ok(t) => {
@@ -548,10 +505,7 @@ impl MediaRouter {
                 state: State::Impossible,
             });
         }
-        if let Some(line) = self.nodes.get_mut(sink).and_then(|k| k.line[kind].as_mut()) {
-            line.resync();
-        }
-        self.ask_keyframe(now, src, kind);
+        self.switched(now, src, kind, sink);
         self.ask_keyframe(now, t, kind);
     }
 

@@ -117,6 +117,25 @@ impl World {
     }
 
     fn send(&mut self, ms: u64, src: NodeId, codec: CodecName, ssrc: u32, seq: u16) -> usize {
+        let payload = self.payload.clone();
+        self.send_payload(ms, src, codec, ssrc, seq, &payload)
+    }
+
+    /// A VP8 packet that starts a key frame (`key`) or an inter frame.
+    fn send_vp8(&mut self, ms: u64, src: NodeId, ssrc: u32, seq: u16, key: bool) -> usize {
+        let payload: Arc<[u8]> = Arc::from(vec![0x10, u8::from(!key), 0x9d, 0x01, 0x2a]);
+        self.send_payload(ms, src, CodecName::Vp8, ssrc, seq, &payload)
+    }
+
+    fn send_payload(
+        &mut self,
+        ms: u64,
+        src: NodeId,
+        codec: CodecName,
+        ssrc: u32,
+        seq: u16,
+        payload: &Arc<[u8]>,
+    ) -> usize {
         let pkt = Packet {
             kind: codec.kind(),
             codec: Codec::new(codec),
@@ -124,7 +143,7 @@ impl World {
             ts: u32::from(seq) * 3000,
             ssrc,
             marker: false,
-            payload: &self.payload,
+            payload,
             entered: None,
             extensions: None,
         };
@@ -172,7 +191,7 @@ fn sinks_get_one_continuous_line_each_with_their_payload_type() {
     let cam2 = w.node("cam2", Some(&[]));
     w.r.disconnect(cam, V, a).unwrap();
     w.r.connect(w.at(40), cam2, V, a).unwrap();
-    assert_eq!(w.send(50, cam2, CodecName::Vp8, 9, 40_000), 1);
+    assert_eq!(w.send_vp8(50, cam2, 9, 40_000, true), 1);
     let next = w.pushes()[0].2;
     assert_eq!(next.seq, ha[1].seq.wrapping_add(1));
     assert_eq!(next.ssrc, ha[0].ssrc);
@@ -351,9 +370,12 @@ fn forced_formats_put_a_transcoder_in_and_a_change_remakes_it() {
     assert_eq!(w.r.transcoder_count(), 1);
     assert_eq!(w.log.lock().unwrap().made.len(), 2);
 
-    // Back to the defaults: as it is again.
+    // Back to the defaults: as it is again, from the source's next keyframe (the sinks'
+    // decoders had the transcoder's stream).
     w.r.set_output_settings(w.at(30), src, OutputSettings::new(300_000));
     w.send(30, src, CodecName::Vp8, 7, 4);
+    assert_eq!(w.names(), Vec::<&str>::new());
+    w.send_vp8(40, src, 7, 5, true);
     assert_eq!(w.names(), ["both", "vp8"]);
     assert_eq!(w.r.transcoder_count(), 0);
 }
@@ -509,4 +531,62 @@ fn input_latencies_of_nodes_that_report_flow_reach_the_board_and_leave_with_the_
     assert_eq!(board.get("rec"), w.r.input_latency(rec));
     w.r.remove_node(rec);
     assert_eq!(board.get("rec"), [None, None]);
+}
+
+#[test]
+fn a_switched_sink_waits_for_the_new_sources_keyframe_and_its_line_goes_on() {
+    let mut w = World::new(false);
+    let cam = w.node("cam", Some(&[]));
+    let cam2 = w.node("cam2", Some(&[]));
+    let mic2 = w.node("mic2", Some(&[]));
+    let a = w.node("a", Some(&[(96, CodecName::Vp8), (111, CodecName::Opus)]));
+    w.r.connect(w.at(0), cam, V, a).unwrap();
+    // The first source of a sink is not held back (nothing was shown yet).
+    assert_eq!(w.send_vp8(0, cam, 7, 100, false), 1);
+    assert_eq!(w.send_vp8(33, cam, 7, 101, false), 1);
+    let last = w.pushes()[1].2;
+    w.log.lock().unwrap().keyframes.clear();
+
+    // Switch a to cam2: it is asked for a keyframe at once.
+    w.r.disconnect(cam, V, a).unwrap();
+    w.r.connect(w.at(40), cam2, V, a).unwrap();
+    assert_eq!(w.log.lock().unwrap().keyframes, ["cam2"]);
+    // Its inter frames do not reach a; it is asked again while a waits, at most every 300 ms.
+    for (i, ms) in (50..=650).step_by(33).enumerate() {
+        assert_eq!(w.send_vp8(ms, cam2, 9, 5000 + i as u16, false), 0);
+    }
+    assert!(w.pushes().is_empty(), "no broken frame reaches the sink");
+    w.r.handle_timeout(w.at(700));
+    let asked = w.log.lock().unwrap().keyframes.len();
+    assert!((2..=4).contains(&asked), "asked {asked} times in 660 ms");
+    // The keyframe goes, on the line that goes on: next sequence number, time moved by the
+    // wall-clock gap (700 - 33 ms at 90 kHz), the same SSRC; then its inter frames follow.
+    assert_eq!(w.send_vp8(700, cam2, 9, 5100, true), 1);
+    assert_eq!(w.send_vp8(733, cam2, 9, 5101, false), 1);
+    let p = w.pushes();
+    assert_eq!(p[0].2.seq, last.seq.wrapping_add(1));
+    assert_eq!(p[0].2.ssrc, last.ssrc);
+    let gap = p[0].2.ts.wrapping_sub(last.ts);
+    assert!(
+        (667 * 90 - 90..=667 * 90 + 90).contains(&gap),
+        "ts moved {gap}"
+    );
+    assert_eq!(p[1].2.seq, last.seq.wrapping_add(2));
+    assert_eq!(p[1].2.ts.wrapping_sub(p[0].2.ts), 3000);
+
+    // And back to cam: the same again, seq and ts continuing from cam2's last packet.
+    w.r.disconnect(cam2, V, a).unwrap();
+    w.r.connect(w.at(800), cam, V, a).unwrap();
+    assert_eq!(w.send_vp8(810, cam, 7, 102, false), 0);
+    assert_eq!(w.send_vp8(843, cam, 7, 103, true), 1);
+    let back = w.pushes()[0].2;
+    assert_eq!(back.seq, p[1].2.seq.wrapping_add(1));
+    assert!(back.ts.wrapping_sub(p[1].2.ts) > 0 && back.ts.wrapping_sub(p[1].2.ts) < 90_000);
+
+    // Audio is not held back: any Opus packet starts a decodable stream.
+    w.r.connect(w.at(0), cam, MediaKind::Audio, a).unwrap();
+    assert_eq!(w.send(900, cam, CodecName::Opus, 8, 1), 1);
+    w.r.disconnect(cam, MediaKind::Audio, a).unwrap();
+    w.r.connect(w.at(910), mic2, MediaKind::Audio, a).unwrap();
+    assert_eq!(w.send(920, mic2, CodecName::Opus, 10, 77), 1);
 }
