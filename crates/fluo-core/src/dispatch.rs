@@ -32,6 +32,9 @@ impl Engine {
             if m.name == "getStats" {
                 return Ok(self.stats(id, &params));
             }
+            if let Some(r) = self.hub_method(id, &m.name, &params, mode) {
+                return r;
+            }
             let own = self.with_element(id, |el, cx| el.invoke(cx, &m.name, &params));
             if let Some(Some(r)) = own {
                 return r;

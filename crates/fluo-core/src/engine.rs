@@ -121,6 +121,8 @@ pub struct Engine {
     pub(crate) graph: Graph,
     /// Media connections between non-transparent elements (across PassThroughs).
     pub(crate) media_edges: Vec<crate::graph::Edge>,
+    /// What the hubs (Dispatcher, DispatcherOneToMany) route between their ports.
+    pub(crate) hubs: crate::hub::Hubs,
     pub(crate) sessions: Sessions,
     /// Objects by the connection and address that created them.
     pub(crate) usage: Usage,
@@ -162,6 +164,7 @@ impl Engine {
             registry: Registry::default(),
             graph: Graph::default(),
             media_edges: vec![],
+            hubs: Default::default(),
             sessions: Sessions::default(),
             usage: Usage::default(),
             origin: None,
@@ -178,6 +181,7 @@ impl Engine {
         };
         e.registry.insert(Object::server_manager(now.wall_ms));
         e.register_builtin_factories();
+        e.register_hub_factories();
         e
     }
 

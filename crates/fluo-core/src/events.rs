@@ -21,7 +21,13 @@ impl Engine {
         if let (Some(on), Some(media)) = (on, fields.get("mediaType").and_then(Value::as_str)) {
             obj.media_states.insert(format!("{event}/{media}"), on);
         }
-        let obj = &*obj;
+        // Hub ports' flows follow the elements around them.
+        if on.is_some() && event != "MediaTranscodingStateChanged" && obj.class != "HubPort" {
+            self.hub_flows();
+        }
+        let Some(obj) = self.registry.get(source) else {
+            return;
+        };
         let sessions: BTreeSet<&str> = obj
             .subscriptions
             .iter()

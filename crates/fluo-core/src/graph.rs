@@ -230,17 +230,19 @@ impl Engine {
     }
 
     /// Recomputes the media connections and tells the elements at both ends what changed.
-    fn update_media_edges(&mut self) {
+    pub(crate) fn update_media_edges(&mut self) {
         let mut next: Vec<Edge> = vec![];
         let mut next_set: std::collections::HashSet<Edge> = std::collections::HashSet::new();
+        let mut ports = crate::hub::PortPaths::default();
         for e in &self.graph.edges {
             if self.is_transparent(&e.source) {
                 continue;
             }
-            // Walk through transparent elements, same media type, no loops.
-            let mut stack = vec![(e.sink.clone(), e.sink_description.clone())];
+            // Walk through transparent elements, same media type, no loops. What reaches a hub
+            // port goes on from the ports its hub gives that input to.
+            let mut stack = vec![(e.sink.clone(), e.sink_description.clone(), ports.root())];
             let mut seen = std::collections::HashSet::new();
-            while let Some((node, desc)) = stack.pop() {
+            while let Some((node, desc, path)) = stack.pop() {
                 if !seen.insert(node.clone()) {
                     continue;
                 }
@@ -252,14 +254,25 @@ impl Engine {
                         source_description: e.source_description.clone(),
                         sink_description: desc,
                     };
+                    ports.reaches(path, &m);
                     if next_set.insert(m.clone()) {
                         next.push(m);
                     }
                     continue;
                 }
+                let hub = self.is_hub_port(&node);
+                let from = if hub {
+                    self.hub_outputs(&node, &e.media_type)
+                } else {
+                    vec![node.clone()]
+                };
                 for f in &self.graph.edges {
-                    if f.source == node && f.media_type == e.media_type {
-                        stack.push((f.sink.clone(), f.sink_description.clone()));
+                    if from.contains(&f.source) && f.media_type == e.media_type {
+                        let path = match hub {
+                            true => ports.through(path, &node, &f.source),
+                            false => path,
+                        };
+                        stack.push((f.sink.clone(), f.sink_description.clone(), path));
                     }
                 }
             }
@@ -274,7 +287,9 @@ impl Engine {
         let added: Vec<Edge> = next.iter().filter(|e| !old.contains(e)).cloned().collect();
         drop(old);
         self.media_edges = next;
+        self.hubs.paths = ports;
         self.notify_media_edges(&gone, &added);
+        self.hub_flows();
     }
 
     /// Tells the elements at both ends of media connections that went or came.
@@ -355,13 +370,22 @@ impl Engine {
             "  label=\"{}\";\n",
             escape(&format!("MediaPipeline {}", short(pipeline)))
         ));
-        let members: Vec<String> = self
+        // The pipeline's elements and hubs, and the hubs' ports.
+        let mut members: Vec<String> = self
             .registry
             .get(pipeline)
             .map(|p| p.children.clone())
             .unwrap_or_default();
+        let ports: Vec<String> = (members.iter())
+            .filter_map(|m| self.registry.get(m))
+            .flat_map(|o| o.children.iter().cloned())
+            .collect();
+        members.extend(ports);
+        let parent = |m: &str| self.registry.get(m).and_then(|o| o.parent.clone());
         for m in &members {
-            if only.is_some_and(|o| o != m && !self.adjacent(o, m)) {
+            let in_hub =
+                |o: &str| parent(m).as_deref() == Some(o) || parent(o).as_deref() == Some(m);
+            if only.is_some_and(|o| o != m && !self.adjacent(o, m) && !in_hub(o)) {
                 continue;
             }
             out.push_str(&format!(

@@ -15,6 +15,7 @@ mod events;
 mod graph;
 mod gstdot;
 mod host;
+mod hub;
 mod limits;
 mod media_event;
 mod output;

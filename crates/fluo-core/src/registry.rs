@@ -212,7 +212,8 @@ impl Engine {
             None => None,
         };
         self.check_object_limits(session, &class.name, pipeline.as_deref())?;
-        let id = object_id(&new_uuid(), &class.prefix, &class.name, parent.as_deref());
+        // Ids start with the pipeline's, as in KMS (a hub port's too, whose parent is its hub).
+        let id = object_id(&new_uuid(), &class.prefix, &class.name, pipeline.as_deref());
         let behavior = self
             .factories
             .get(&class.name)
@@ -358,6 +359,7 @@ impl Engine {
         for c in children.iter().rev() {
             self.destroy(c);
         }
+        self.hub_object_gone(id);
         self.disconnect_all(id);
         let Some(mut o) = self.registry.remove(id) else {
             return;

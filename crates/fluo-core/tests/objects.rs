@@ -139,7 +139,11 @@ fn server_manager_operations() {
     assert_eq!(names, [json!("core"), json!("elements"), json!("filters")]);
     assert_eq!(
         info["modules"][0]["factories"],
-        json!(["MediaPipeline", "PassThrough"])
+        json!(["HubPort", "MediaPipeline", "PassThrough"])
+    );
+    assert_eq!(
+        info["modules"][1]["factories"],
+        json!(["Dispatcher", "DispatcherOneToMany"])
     );
     assert_eq!(h.invoke(1, sm, "getCpuCount", json!({})), 2);
     assert_eq!(h.invoke(1, sm, "getUsedCpu", json!({})), 1.5);

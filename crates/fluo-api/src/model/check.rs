@@ -75,11 +75,16 @@ pub fn check_value(
         }
         TypeRef::Named(name) => {
             if model.class(name).is_some() {
-                // Remote objects travel as id strings; the engine resolves them.
-                return if v.is_string() {
-                    Ok(v.clone())
-                } else {
-                    Err(bad(ty))
+                // Remote objects travel as id strings; the engine resolves them. The official
+                // JavaScript client sends some (a HubPort to setSource) as the serialised
+                // object, whose `id` is the reference.
+                return match v {
+                    Value::String(_) => Ok(v.clone()),
+                    Value::Object(o) => match o.get("id") {
+                        Some(id @ Value::String(_)) => Ok(id.clone()),
+                        _ => Err(bad(ty)),
+                    },
+                    _ => Err(bad(ty)),
                 };
             }
             match model.type_def(name) {
@@ -195,6 +200,12 @@ mod tests {
         assert!(check_value(m, &json!(["a"]), &ty("String[]"), "t").is_ok());
         assert!(check_value(m, &json!("id"), &ty("MediaElement"), "sink").is_ok());
         assert!(check_value(m, &json!(1), &ty("MediaElement"), "sink").is_err());
+        // kurento-client's serialised object: its id is the reference.
+        let obj = json!({"_events": {}, "_eventsCount": 3, "id": "p/x_kurento.HubPort"});
+        let v = check_value(m, &obj, &ty("HubPort"), "source").unwrap();
+        assert_eq!(v, json!("p/x_kurento.HubPort"));
+        assert!(check_value(m, &json!({"id": 1}), &ty("HubPort"), "source").is_err());
+        assert!(check_value(m, &json!({}), &ty("HubPort"), "source").is_err());
         let c = check_value(
             m,
             &json!({"candidate":"c","sdpMid":"0","sdpMLineIndex":0,"__module__":"kurento","__type__":"IceCandidate"}),
