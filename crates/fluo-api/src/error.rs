@@ -7,245 +7,131 @@
 use serde_json::{json, Value};
 use std::fmt;
 
-/// Error codes of the Kurento Protocol (JSON-RPC standard codes and Kurento's 40xxx codes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorCode {
+/// Declares [`ErrorCode`] from one table: each variant's documentation, wire number and the
+/// `data.type` name KMS sends with it. `code`, `type_name` and `from_code` are generated from
+/// the same rows, so a code is written once.
+macro_rules! error_codes {
+    ($($(#[doc = $doc:literal])* $variant:ident = $code:literal, $name:literal;)+) => {
+        /// Error codes of the Kurento Protocol (JSON-RPC standard codes and Kurento's 40xxx codes).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* $variant,)+
+        }
+
+        impl ErrorCode {
+            /// Every code, in the catalogue's order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)+];
+
+            /// The numeric code sent on the wire.
+            pub const fn code(self) -> i64 {
+                match self {
+                    $(ErrorCode::$variant => $code,)+
+                }
+            }
+
+            /// The `data.type` name KMS sends with this code (`UNDEFINED` for codes it has no
+            /// name for).
+            pub const fn type_name(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
     /// -32700: the text is not JSON.
-    ParseError,
+    ParseError = -32700, "PARSE_ERROR";
     /// -32600: not a valid JSON-RPC 2.0 request.
-    InvalidRequest,
+    InvalidRequest = -32600, "INVALID_REQUEST";
     /// -32601: unknown method.
-    MethodNotFound,
+    MethodNotFound = -32601, "METHOD_NOT_FOUND";
     /// -32602: `params` missing or not an object.
-    InvalidParams,
+    InvalidParams = -32602, "INVALID_PARAMS";
     /// -32603: an unexpected internal failure.
-    InternalError,
+    InternalError = -32603, "INTERNAL_ERROR";
     /// -32000: a required parameter is missing or has the wrong JSON type.
-    ServerError,
+    ServerError = -32000, "SERVER_ERROR";
     /// 40001: a value does not fit its declared type.
-    MarshallError,
+    MarshallError = 40001, "MARSHALL_ERROR";
     /// 40003: unexpected error (unknown complex type and others).
-    UnexpectedError,
+    UnexpectedError = 40003, "UNEXPECTED_ERROR";
     /// 40004: element connection failure.
-    ConnectError,
+    ConnectError = 40004, "CONNECT_ERROR";
     /// 40005: unsupported media type.
-    UnsupportedMediaType,
+    UnsupportedMediaType = 40005, "UNSUPPORTED_MEDIA_TYPE";
     /// 40006: not implemented.
-    NotImplemented,
+    NotImplemented = 40006, "NOT_IMPLEMENTED";
     /// 40007: unknown session.
-    InvalidSession,
+    InvalidSession = 40007, "INVALID_SESSION";
     /// 40008: malformed transaction (also unknown operations, as in KMS).
-    MalformedTransaction,
+    MalformedTransaction = 40008, "MALFORMED_TRANSACTION";
     /// 40009: a resource limit was reached.
-    NotEnoughResources,
+    NotEnoughResources = 40009, "NOT_ENOUGH_RESOURCES";
     /// 40100: media object type not found.
-    MediaObjectTypeNotFound,
+    MediaObjectTypeNotFound = 40100, "MEDIA_OBJECT_TYPE_NOT_FOUND";
     /// 40101: media object not found.
-    MediaObjectNotFound,
+    MediaObjectNotFound = 40101, "MEDIA_OBJECT_NOT_FOUND";
     /// 40104: constructor not found.
-    MediaObjectConstructorNotFound,
+    MediaObjectConstructorNotFound = 40104, "MEDIA_OBJECT_CONSTRUCTOR_NOT_FOUND";
     /// 40105: method not found.
-    MediaObjectMethodNotFound,
+    MediaObjectMethodNotFound = 40105, "MEDIA_OBJECT_METHOD_NOT_FOUND";
     /// 40106: event not supported by the object.
-    MediaObjectEventNotSupported,
+    MediaObjectEventNotSupported = 40106, "MEDIA_OBJECT_EVENT_NOT_SUPPORTED";
     /// 40107: illegal parameter value.
-    MediaObjectIllegalParamError,
+    MediaObjectIllegalParamError = 40107, "MEDIA_OBJECT_ILLEGAL_PARAM_ERROR";
     /// 40108: factory not available.
-    MediaObjectNotAvailable,
+    MediaObjectNotAvailable = 40108, "MEDIA_OBJECT_NOT_AVAILABLE";
     /// 40109: `newref:` used outside a transaction.
-    MediaObjectNotFoundTransactionNoCommit,
+    MediaObjectNotFoundTransactionNoCommit = 40109, "MEDIA_OBJECT_NOT_FOUND_TRANSACTION_NO_COMMIT";
     /// 40110: tag key not found.
-    MediaObjectTagKeyNotFound,
+    MediaObjectTagKeyNotFound = 40110, "MEDIA_OBJECT_TAG_KEY_NOT_FOUND";
     /// 40111: operation not supported.
-    MediaObjectOperationNotSupported,
+    MediaObjectOperationNotSupported = 40111, "MEDIA_OBJECT_OPERATION_NOT_SUPPORTED";
     /// 40200: SDP could not be created.
-    SdpCreateError,
+    SdpCreateError = 40200, "SDP_CREATE_ERROR";
     /// 40201: SDP could not be parsed.
-    SdpParseError,
+    SdpParseError = 40201, "SDP_PARSE_ERROR";
     /// 40202: no local SDP yet.
-    SdpEndPointNoLocalSdpError,
+    SdpEndPointNoLocalSdpError = 40202, "SDP_END_POINT_NO_LOCAL_SDP_ERROR";
     /// 40203: no remote SDP yet.
-    SdpEndPointNoRemoteSdpError,
+    SdpEndPointNoRemoteSdpError = 40203, "SDP_END_POINT_NO_REMOTE_SDP_ERROR";
     /// 40204: offer generation failed.
-    SdpEndPointGenerateOfferError,
+    SdpEndPointGenerateOfferError = 40204, "SDP_END_POINT_GENERATE_OFFER_ERROR";
     /// 40205: offer processing failed.
-    SdpEndPointProcessOfferError,
+    SdpEndPointProcessOfferError = 40205, "SDP_END_POINT_PROCESS_OFFER_ERROR";
     /// 40206: answer processing failed.
-    SdpEndPointProcessAnswerError,
+    SdpEndPointProcessAnswerError = 40206, "SDP_END_POINT_PROCESS_ANSWER_ERROR";
     /// 40207: SDP configuration error.
-    SdpConfigurationError,
+    SdpConfigurationError = 40207, "SDP_CONFIGURATION_ERROR";
     /// 40208: already negotiated.
-    SdpEndPointAlreadyNegotiated,
+    SdpEndPointAlreadyNegotiated = 40208, "SDP_END_POINT_ALREADY_NEGOTIATED";
     /// 40209: processAnswer without generateOffer.
-    SdpEndPointNotOfferGenerated,
+    SdpEndPointNotOfferGenerated = 40209, "SDP_END_POINT_NOT_OFFER_GENERATED";
     /// 40210: answer already processed.
-    SdpEndPointAnswerAlreadyProcessed,
+    SdpEndPointAnswerAlreadyProcessed = 40210, "SDP_END_POINT_ANSWER_ALREADY_PROCCESED";
     /// 40211: session could not be created.
-    SdpEndPointCannotCreateSession,
+    SdpEndPointCannotCreateSession = 40211, "SDP_END_POINT_CANNOT_CREATE_SESSON";
     /// 40300: HTTP endpoint registration failed.
-    HttpEndPointRegistrationError,
+    HttpEndPointRegistrationError = 40300, "HTTP_END_POINT_REGISTRATION_ERROR";
     /// 40400: ICE candidate gathering failed.
-    IceGatherCandidatesError,
+    IceGatherCandidatesError = 40400, "ICE_GATHER_CANDIDATES_ERROR";
     /// 40401: adding an ICE candidate failed.
-    IceAddCandidateError,
+    IceAddCandidateError = 40401, "ICE_ADD_CANDIDATE_ERROR";
     /// 40500: getKmd of an unknown module.
-    ServerManagerErrorKmdNotFound,
+    ServerManagerErrorKmdNotFound = 40500, "UNDEFINED";
     /// 40600: URI path not found.
-    UriPathFileNotFound,
+    UriPathFileNotFound = 40600, "URI_PATH_FILE_NOT_FOUND";
     /// 40700: player seek failed.
-    PlayerSeekFail,
+    PlayerSeekFail = 40700, "PLAYER_SEEK_FAIL";
 }
 
 impl ErrorCode {
-    /// The numeric code sent on the wire.
-    pub const fn code(self) -> i64 {
-        use ErrorCode::*;
-        match self {
-            ParseError => -32700,
-            InvalidRequest => -32600,
-            MethodNotFound => -32601,
-            InvalidParams => -32602,
-            InternalError => -32603,
-            ServerError => -32000,
-            MarshallError => 40001,
-            UnexpectedError => 40003,
-            ConnectError => 40004,
-            UnsupportedMediaType => 40005,
-            NotImplemented => 40006,
-            InvalidSession => 40007,
-            MalformedTransaction => 40008,
-            NotEnoughResources => 40009,
-            MediaObjectTypeNotFound => 40100,
-            MediaObjectNotFound => 40101,
-            MediaObjectConstructorNotFound => 40104,
-            MediaObjectMethodNotFound => 40105,
-            MediaObjectEventNotSupported => 40106,
-            MediaObjectIllegalParamError => 40107,
-            MediaObjectNotAvailable => 40108,
-            MediaObjectNotFoundTransactionNoCommit => 40109,
-            MediaObjectTagKeyNotFound => 40110,
-            MediaObjectOperationNotSupported => 40111,
-            SdpCreateError => 40200,
-            SdpParseError => 40201,
-            SdpEndPointNoLocalSdpError => 40202,
-            SdpEndPointNoRemoteSdpError => 40203,
-            SdpEndPointGenerateOfferError => 40204,
-            SdpEndPointProcessOfferError => 40205,
-            SdpEndPointProcessAnswerError => 40206,
-            SdpConfigurationError => 40207,
-            SdpEndPointAlreadyNegotiated => 40208,
-            SdpEndPointNotOfferGenerated => 40209,
-            SdpEndPointAnswerAlreadyProcessed => 40210,
-            SdpEndPointCannotCreateSession => 40211,
-            HttpEndPointRegistrationError => 40300,
-            IceGatherCandidatesError => 40400,
-            IceAddCandidateError => 40401,
-            ServerManagerErrorKmdNotFound => 40500,
-            UriPathFileNotFound => 40600,
-            PlayerSeekFail => 40700,
-        }
-    }
-
     /// The code whose number is `n`, if it is one of these.
     pub fn from_code(n: i64) -> Option<ErrorCode> {
-        use ErrorCode::*;
-        const ALL: [ErrorCode; 42] = [
-            ParseError,
-            InvalidRequest,
-            MethodNotFound,
-            InvalidParams,
-            InternalError,
-            ServerError,
-            MarshallError,
-            UnexpectedError,
-            ConnectError,
-            UnsupportedMediaType,
-            NotImplemented,
-            InvalidSession,
-            MalformedTransaction,
-            NotEnoughResources,
-            MediaObjectTypeNotFound,
-            MediaObjectNotFound,
-            MediaObjectConstructorNotFound,
-            MediaObjectMethodNotFound,
-            MediaObjectEventNotSupported,
-            MediaObjectIllegalParamError,
-            MediaObjectNotAvailable,
-            MediaObjectNotFoundTransactionNoCommit,
-            MediaObjectTagKeyNotFound,
-            MediaObjectOperationNotSupported,
-            SdpCreateError,
-            SdpParseError,
-            SdpEndPointNoLocalSdpError,
-            SdpEndPointNoRemoteSdpError,
-            SdpEndPointGenerateOfferError,
-            SdpEndPointProcessOfferError,
-            SdpEndPointProcessAnswerError,
-            SdpConfigurationError,
-            SdpEndPointAlreadyNegotiated,
-            SdpEndPointNotOfferGenerated,
-            SdpEndPointAnswerAlreadyProcessed,
-            SdpEndPointCannotCreateSession,
-            HttpEndPointRegistrationError,
-            IceGatherCandidatesError,
-            IceAddCandidateError,
-            ServerManagerErrorKmdNotFound,
-            UriPathFileNotFound,
-            PlayerSeekFail,
-        ];
-        ALL.into_iter().find(|c| c.code() == n)
-    }
-
-    /// The `data.type` name KMS sends with this code (`UNDEFINED` for codes it has no name for).
-    pub const fn type_name(self) -> &'static str {
-        use ErrorCode::*;
-        match self {
-            ParseError => "PARSE_ERROR",
-            InvalidRequest => "INVALID_REQUEST",
-            MethodNotFound => "METHOD_NOT_FOUND",
-            InvalidParams => "INVALID_PARAMS",
-            InternalError => "INTERNAL_ERROR",
-            ServerError => "SERVER_ERROR",
-            MarshallError => "MARSHALL_ERROR",
-            UnexpectedError => "UNEXPECTED_ERROR",
-            ConnectError => "CONNECT_ERROR",
-            UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
-            NotImplemented => "NOT_IMPLEMENTED",
-            InvalidSession => "INVALID_SESSION",
-            MalformedTransaction => "MALFORMED_TRANSACTION",
-            NotEnoughResources => "NOT_ENOUGH_RESOURCES",
-            MediaObjectTypeNotFound => "MEDIA_OBJECT_TYPE_NOT_FOUND",
-            MediaObjectNotFound => "MEDIA_OBJECT_NOT_FOUND",
-            MediaObjectConstructorNotFound => "MEDIA_OBJECT_CONSTRUCTOR_NOT_FOUND",
-            MediaObjectMethodNotFound => "MEDIA_OBJECT_METHOD_NOT_FOUND",
-            MediaObjectEventNotSupported => "MEDIA_OBJECT_EVENT_NOT_SUPPORTED",
-            MediaObjectIllegalParamError => "MEDIA_OBJECT_ILLEGAL_PARAM_ERROR",
-            MediaObjectNotAvailable => "MEDIA_OBJECT_NOT_AVAILABLE",
-            MediaObjectNotFoundTransactionNoCommit => {
-                "MEDIA_OBJECT_NOT_FOUND_TRANSACTION_NO_COMMIT"
-            }
-            MediaObjectTagKeyNotFound => "MEDIA_OBJECT_TAG_KEY_NOT_FOUND",
-            MediaObjectOperationNotSupported => "MEDIA_OBJECT_OPERATION_NOT_SUPPORTED",
-            SdpCreateError => "SDP_CREATE_ERROR",
-            SdpParseError => "SDP_PARSE_ERROR",
-            SdpEndPointNoLocalSdpError => "SDP_END_POINT_NO_LOCAL_SDP_ERROR",
-            SdpEndPointNoRemoteSdpError => "SDP_END_POINT_NO_REMOTE_SDP_ERROR",
-            SdpEndPointGenerateOfferError => "SDP_END_POINT_GENERATE_OFFER_ERROR",
-            SdpEndPointProcessOfferError => "SDP_END_POINT_PROCESS_OFFER_ERROR",
-            SdpEndPointProcessAnswerError => "SDP_END_POINT_PROCESS_ANSWER_ERROR",
-            SdpConfigurationError => "SDP_CONFIGURATION_ERROR",
-            SdpEndPointAlreadyNegotiated => "SDP_END_POINT_ALREADY_NEGOTIATED",
-            SdpEndPointNotOfferGenerated => "SDP_END_POINT_NOT_OFFER_GENERATED",
-            SdpEndPointAnswerAlreadyProcessed => "SDP_END_POINT_ANSWER_ALREADY_PROCCESED",
-            SdpEndPointCannotCreateSession => "SDP_END_POINT_CANNOT_CREATE_SESSON",
-            HttpEndPointRegistrationError => "HTTP_END_POINT_REGISTRATION_ERROR",
-            IceGatherCandidatesError => "ICE_GATHER_CANDIDATES_ERROR",
-            IceAddCandidateError => "ICE_ADD_CANDIDATE_ERROR",
-            ServerManagerErrorKmdNotFound => "UNDEFINED",
-            UriPathFileNotFound => "URI_PATH_FILE_NOT_FOUND",
-            PlayerSeekFail => "PLAYER_SEEK_FAIL",
-        }
+        Self::ALL.iter().copied().find(|c| c.code() == n)
     }
 
     /// Whether KMS attaches `data: {"type": ...}` to errors with this code.
@@ -361,6 +247,17 @@ mod tests {
         }
         assert_eq!(ErrorCode::from_code(40002), None);
         assert_eq!(ErrorCode::from_code(0), None);
+    }
+
+    #[test]
+    fn every_code_is_listed_once_and_found_by_its_number() {
+        let mut seen = std::collections::HashSet::new();
+        for &c in ErrorCode::ALL {
+            assert!(seen.insert(c.code()), "{} listed twice", c.code());
+            assert_eq!(ErrorCode::from_code(c.code()), Some(c));
+            assert!(!c.type_name().is_empty());
+        }
+        assert_eq!(ErrorCode::ALL.len(), 42);
     }
 
     #[test]
