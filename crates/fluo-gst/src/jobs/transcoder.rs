@@ -40,6 +40,8 @@ impl Wire for TranscoderParams {
 struct TranscoderJob {
     port: Box<dyn Node>,
     kind: MediaKind,
+    /// The codec it converts: anything else is dropped.
+    from: CodecName,
 }
 
 pub(super) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
@@ -68,11 +70,19 @@ pub(super) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
     Ok(Box::new(TranscoderJob {
         port,
         kind: p.from.kind(),
+        from: p.from,
     }))
 }
 
 impl Job for TranscoderJob {
+    /// Only packets of the codec it converts go in: the transcoder's pipeline takes one RTP
+    /// stream, and another's packets (a player's audio beside its video) would interleave a
+    /// second sequence of numbers that its jitter buffer reads as gaps and resets, dropping
+    /// most frames.
     fn packet(&mut self, pkt: &PacketRef<'_>) {
+        if pkt.codec.name != self.from {
+            return;
+        }
         pkt.to_packet().push_to(self.port.as_mut());
     }
 
