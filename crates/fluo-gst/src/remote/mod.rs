@@ -11,8 +11,11 @@
 //! * [`RemoteNode`]: the element in the router: packets pushed into the job's media socket,
 //!   a video frame's packets in one datagram built in the node's own buffer (no allocation),
 //!   keyframe requests and end of stream as records.
+//! * `proxy::Proxied`: the element for the engine, shared by every kind (routing, release,
+//!   the stopping token); a kind adds its methods and properties as a `proxy::Face`.
 
 mod player;
+mod proxy;
 mod recorder;
 
 pub(crate) use player::create as create_player;

@@ -1,22 +1,15 @@
 //! RecorderEndpoint as a proxy of a `gst.recorder` job in a media worker.
 
+use super::proxy::{nothing, Face, Proxied, Proxy};
 use super::{Local, Remote, Spec};
 use crate::jobs::{self, RecorderParams};
 use crate::recorder::{self, Profile};
 use crate::Media;
 use fluo_api::KurentoError;
-use fluo_core::{Edge, Element, ElementCx, FactoryCx, MediaError, Stopping};
+use fluo_core::{Element, ElementCx, FactoryCx, MediaError, StatsQuery};
 use fluo_sfu::{MediaKind, SinkCaps};
 use fluo_worker::{wire, Supervisor};
 use serde_json::{json, Map, Value};
-
-struct RecorderProxy {
-    id: String,
-    /// Held until the job answered its release (see `Remote::release`).
-    stopping: Option<Stopping>,
-    remote: Remote,
-    media: Media,
-}
 
 /// The RecorderEndpoint `cx` asks for (its URI and profile checked), its recording a job on
 /// `workers`.
@@ -42,12 +35,7 @@ pub(crate) fn create(
             caps,
         },
     );
-    Box::new(RecorderProxy {
-        id: cx.id.to_string(),
-        stopping: None,
-        remote,
-        media: media.clone(),
-    })
+    Proxied::boxed(cx.id, remote, media, RecorderFace)
 }
 
 fn caps(local: &Local, kind: MediaKind) -> SinkCaps {
@@ -57,53 +45,36 @@ fn caps(local: &Local, kind: MediaKind) -> SinkCaps {
     }
 }
 
-fn nothing(_: &[u8]) -> Result<Value, KurentoError> {
-    Ok(Value::Null)
-}
+struct RecorderFace;
 
-impl Element for RecorderProxy {
+impl Face for RecorderFace {
     fn has_output(&self) -> bool {
         false
     }
 
-    fn stats(&mut self, q: &fluo_core::StatsQuery<'_>) -> Option<Map<String, Value>> {
-        self.media.element_stats(q)
+    fn stats(&mut self, p: &Proxy, q: &StatsQuery<'_>) -> Option<Map<String, Value>> {
+        p.media.element_stats(q)
     }
 
     fn invoke(
         &mut self,
+        p: &Proxy,
         cx: &mut ElementCx<'_>,
         method: &str,
         _params: &Map<String, Value>,
     ) -> Option<Result<Value, KurentoError>> {
         match method {
             "record" | "pause" | "stop" | "stopAndWait" => {
-                Some(self.remote.answer(cx, method, Vec::new(), nothing))
+                Some(p.remote.answer(cx, method, Vec::new(), nothing))
             }
             _ => None,
         }
     }
 
-    fn get_property(&self, name: &str) -> Option<Value> {
+    fn get_property(&self, p: &Proxy, name: &str) -> Option<Value> {
         match name {
-            "state" => Some(json!(self.remote.local().state)),
+            "state" => Some(json!(p.remote.local().state)),
             _ => None,
         }
-    }
-
-    fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
-        self.media.route(self.remote.key(), &self.id, edge, true);
-    }
-
-    fn media_disconnected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
-        self.media.route(self.remote.key(), &self.id, edge, false);
-    }
-
-    fn released(&mut self) {
-        self.stopping = Some(self.remote.release());
-    }
-
-    fn stopping(&self) -> Option<Stopping> {
-        self.stopping.clone()
     }
 }
