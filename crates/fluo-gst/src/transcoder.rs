@@ -14,13 +14,25 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Builds GStreamer transcoders for the router.
-#[derive(Debug)]
+/// Builds GStreamer transcoders for the router: in this process, or as jobs of media
+/// workers ([`Transcoders::in_workers`]).
 pub struct Transcoders {
     /// Transcoders alive now (for tests and stats).
     live: Arc<AtomicUsize>,
     /// Elements' output settings: a transcoder encodes with its source's.
     settings: Arc<SettingsTable>,
+    /// The media workers that run the transcoders, and the router that hears of their
+    /// deaths; `None`: they run in this process.
+    workers: Option<(fluo_worker::Supervisor, Arc<dyn fluo_sfu::MediaBus>)>,
+}
+
+impl std::fmt::Debug for Transcoders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transcoders")
+            .field("live", &self.live())
+            .field("in_workers", &self.workers.is_some())
+            .finish()
+    }
 }
 
 impl Transcoders {
@@ -30,7 +42,20 @@ impl Transcoders {
         Transcoders {
             live: Arc::new(AtomicUsize::new(0)),
             settings,
+            workers: None,
         }
+    }
+
+    /// The same factory making its transcoders as `gst.transcoder` jobs on `workers` (the
+    /// worker hosting the source's pipeline); a worker's death is told to `bus` (the router),
+    /// which raises it on the transcoder's sinks.
+    pub fn in_workers(
+        mut self,
+        workers: fluo_worker::Supervisor,
+        bus: Arc<dyn fluo_sfu::MediaBus>,
+    ) -> Transcoders {
+        self.workers = Some((workers, bus));
+        self
     }
 
     /// How many transcoders run now.
@@ -61,6 +86,19 @@ impl TranscoderFactory for Transcoders {
         out: PortOutput,
     ) -> Result<Box<dyn Node>, String> {
         crate::init()?;
+        if let Some((workers, bus)) = &self.workers {
+            let settings = self.settings.get(source);
+            return Ok(crate::remote::create_transcoder(
+                workers,
+                bus,
+                &self.live,
+                kind,
+                (from, to),
+                source,
+                &settings,
+                out,
+            ));
+        }
         let depay = codecs::depay(from).ok_or("no depayloader")?;
         let dec = codecs::decoder(from).ok_or("no decoder")?;
         let settings = self.settings.get(source);

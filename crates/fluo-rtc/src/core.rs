@@ -152,6 +152,12 @@ pub(crate) enum Ctl {
     EndOfStream {
         key: u64,
     },
+    /// The transcoder whose output has key `key` failed for good (see
+    /// `MediaRouter::transcoder_failed`).
+    TranscoderFailed {
+        key: u64,
+        why: String,
+    },
     /// What the element `key` takes changed (an endpoint or RtpEndpoint negotiated): the
     /// routes to it are decided again.
     CapsChanged {
@@ -411,6 +417,11 @@ impl MediaCore {
             Ctl::EndOfStream { key } => {
                 if let Some(n) = self.node_of(key) {
                     self.router.end_of_stream(n);
+                }
+            }
+            Ctl::TranscoderFailed { key, why } => {
+                if let Some(t) = transcoder_node(key) {
+                    self.router.transcoder_failed(t, &why);
                 }
             }
             Ctl::CapsChanged { key } => {

@@ -308,6 +308,13 @@ impl MediaBus for WebRtc {
         self.send(Ctl::CapsChanged { key });
     }
 
+    fn transcoder_failed(&self, key: u64, why: &str) {
+        self.send(Ctl::TranscoderFailed {
+            key,
+            why: why.to_string(),
+        });
+    }
+
     fn input_latency(&self, id: &str) -> [Option<f64>; 2] {
         self.latency.get(id)
     }

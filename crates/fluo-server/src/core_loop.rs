@@ -67,9 +67,13 @@ pub(crate) fn spawn(
     let webrtc = fluo_rtc::WebRtc::start(config.net.clone(), sink.clone())?;
     // Elements' output settings: the engine writes them, the router and encoders read them.
     let settings = fluo_gst::settings_table();
-    webrtc.set_transcoders(Arc::new(fluo_gst::Transcoders::new(settings.clone())));
     webrtc.set_output_settings(settings.clone());
     let workers = start_workers(&config)?;
+    let transcoders = fluo_gst::Transcoders::new(settings.clone());
+    webrtc.set_transcoders(Arc::new(match &workers {
+        Some(w) => transcoders.in_workers(w.clone(), Arc::new(webrtc.clone())),
+        None => transcoders,
+    }));
     let gst_media = fluo_gst::Media {
         bus: Arc::new(webrtc.clone()),
         events: sink,

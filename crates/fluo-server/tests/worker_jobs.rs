@@ -460,7 +460,13 @@ async fn a_transcoder_job_turns_vp8_into_h264_and_an_abort_is_reported_to_it() {
     let params = TranscoderParams {
         from: CodecName::Vp8,
         to: CodecName::H264,
-        target_bps: 300_000,
+        output: PlayParams {
+            target_bps: 300_000,
+            min_bps: 0,
+            max_bps: 0,
+            video: None,
+            audio: None,
+        },
     };
     let out = Arc::new(Sink::default());
     let tc = sup

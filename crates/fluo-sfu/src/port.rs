@@ -294,6 +294,11 @@ pub trait MediaBus: Send + Sync {
     /// SDP): the routes to it are decided again at their sources' next packets.
     fn caps_changed(&self, key: u64);
 
+    /// The transcoder whose output has key `key` (its [`PortOutput`]'s) failed for good (its
+    /// media worker died): the sinks it fed get an Error event saying `why` (see
+    /// [`MediaRouter::transcoder_failed`](crate::MediaRouter::transcoder_failed)).
+    fn transcoder_failed(&self, _key: u64, _why: &str) {}
+
     /// The average time media of each kind (`[audio, video]`) took from entering the router
     /// to reaching the element `id`'s port, in nanoseconds (see [`crate::latency`]).
     fn input_latency(&self, _id: &str) -> [Option<f64>; 2] {

@@ -348,3 +348,231 @@ fn a_released_recorder_counts_against_the_limit_until_its_worker_has_released_it
         assert!(file.is_file(), "the recording's file is there");
     });
 }
+
+/// The pid of the media worker running the transcoder of element `source`'s media, from the
+/// server's log (the last one started).
+fn transcoder_pid(log: &fluo_server::log_capture::LogBuffer, source: &str) -> Option<u32> {
+    log.lines()
+        .iter()
+        .rev()
+        .filter(|l| l.contains("transcoder runs in media worker") && l.contains(source))
+        .filter_map(|l| {
+            let at = l.find(" pid=")? + 5;
+            l[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .next()
+}
+
+/// `kill -9` of the media worker running a WebRTC publisher's VP8 -> H.264 transcoder for an
+/// H.264-only viewer: the viewer gets the Error event of a transcoder that cannot be made
+/// (CODEC_MISMATCH, the death's cause), a VP8 viewer of the same publisher keeps receiving,
+/// and a re-connect of the H.264 viewer makes a new transcoder on the restarted worker.
+#[test]
+fn a_media_worker_killed_while_transcoding_errs_on_its_sinks_and_a_reconnect_transcodes_again() {
+    use std::sync::atomic::AtomicU64;
+    let _serial = serial();
+    let log = log();
+    let dir = tmp::dir("worker-crash-transcoder");
+    let frames = clips::testsrc_vp8(&dir.join("pub.ivf"), "320x240", 2, "300k", 30);
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
+        let pp = json!({"mediaPipeline": pipe});
+        let e_pub = c
+            .create("WebRtcEndpoint", pp.clone())
+            .await
+            .expect("endpoint");
+        let e_h264 = c
+            .create("WebRtcEndpoint", pp.clone())
+            .await
+            .expect("endpoint");
+        let e_vp8 = c.create("WebRtcEndpoint", pp).await.expect("endpoint");
+        c.subscribe(&e_pub, "MediaTranscodingStateChanged")
+            .await
+            .expect("subscribe");
+        for e in [&e_h264, &e_vp8] {
+            c.subscribe(e, "Error").await.expect("subscribe");
+        }
+        let vp8_only = || {
+            str0m::RtcConfig::new()
+                .clear_codecs()
+                .enable_vp8(true)
+                .enable_opus(true, false)
+        };
+        let h264_only = str0m::RtcConfig::new()
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_opus(true, false);
+        let (mut publisher, mut h264) =
+            Peer::publisher_and_viewer(&mut c, &e_pub, &e_h264, vp8_only(), h264_only)
+                .await
+                .expect("negotiated");
+        publisher.send_codec = str0m::format::Codec::Vp8;
+        let mut vp8 = Peer::new(vp8_only());
+        vp8.negotiate(&mut c, &e_vp8, Direction::RecvOnly)
+            .await
+            .expect("negotiated");
+        for sink in [&e_h264, &e_vp8] {
+            c.invoke(&e_pub, "connect", json!({"sink": sink}))
+                .await
+                .expect("connect");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (got_h264, got_vp8) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let vp8_arrivals = Arc::new(Mutex::new(Vec::<Instant>::new()));
+        let driver = {
+            let (stop, got_h264, got_vp8) = (stop.clone(), got_h264.clone(), got_vp8.clone());
+            let vp8_arrivals = vp8_arrivals.clone();
+            std::thread::spawn(move || {
+                h264.keep_frames = false;
+                vp8.keep_frames = false;
+                let mut pacer = fluo_testkit::udp_peer::Pacer::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let f = pacer.frame(publisher.connected, &frames);
+                    publisher.drive(f);
+                    h264.drive(None);
+                    let before = vp8.frames_in;
+                    vp8.drive(None);
+                    if vp8.frames_in > before {
+                        vp8_arrivals.lock().unwrap().push(Instant::now());
+                    }
+                    got_h264.store(h264.frames_in, Ordering::Relaxed);
+                    got_vp8.store(vp8.frames_in, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        let on = c
+            .wait_event(
+                "MediaTranscodingStateChanged",
+                &e_pub,
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("transcoding starts");
+        assert_eq!(on["state"], "TRANSCODING", "{on}");
+        let until = |n: &Arc<AtomicU64>, want: u64, max: Duration| {
+            let n = n.clone();
+            async move {
+                let t = Instant::now();
+                while n.load(Ordering::Relaxed) < want && t.elapsed() < max {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                n.load(Ordering::Relaxed)
+            }
+        };
+        let first = until(&got_h264, 30, Duration::from_secs(15)).await;
+        assert!(
+            first >= 30,
+            "{first} H.264 frames reach the viewer; the log: {:#?}",
+            log.lines()
+                .iter()
+                .filter(|l| l.contains("transcod") || l.contains("worker"))
+                .collect::<Vec<_>>()
+        );
+
+        let pid = transcoder_pid(log, &e_pub).expect("the transcoder's worker in the log");
+        assert_ne!(pid, std::process::id(), "the transcoder runs in a worker");
+        let killed_at = Instant::now();
+        assert!(Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success());
+        let ev = c
+            .wait_event("Error", &e_h264, Duration::from_secs(5))
+            .await
+            .expect("the H.264 viewer's Error event");
+        let noticed = killed_at.elapsed();
+        assert_eq!(ev["type"], "CODEC_MISMATCH", "{ev}");
+        assert_eq!(ev["errorCode"], 40005, "{ev}");
+        let d = ev["description"].as_str().unwrap_or_default();
+        assert!(
+            d.contains("the worker process was killed (SIGKILL")
+                && d.contains(&format!("pid {pid}")),
+            "the death's cause: {ev}"
+        );
+        assert!(!fluo_api::text::leaks(d), "no address in {d}");
+        let off = c
+            .wait_event(
+                "MediaTranscodingStateChanged",
+                &e_pub,
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("the publisher's transcoding ends");
+        assert_eq!(off["state"], "NOT_TRANSCODING", "{off}");
+        // Nothing more reaches the H.264 viewer; the VP8 viewer's route carries on.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let stalled = got_h264.load(Ordering::Relaxed);
+        let vp8_at = got_vp8.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            got_h264.load(Ordering::Relaxed),
+            stalled,
+            "no transcoder by itself"
+        );
+        let vp8_after = got_vp8.load(Ordering::Relaxed) - vp8_at;
+        assert!(
+            vp8_after >= 20,
+            "{vp8_after} VP8 frames in 2 s after the kill"
+        );
+        assert!(
+            c.wait_event("Error", &e_vp8, Duration::from_millis(10))
+                .await
+                .is_none(),
+            "no Error on the VP8 viewer"
+        );
+
+        // A re-connect makes a new transcoder, on a live worker.
+        let t = Instant::now();
+        c.invoke(&e_pub, "disconnect", json!({"sink": e_h264}))
+            .await
+            .expect("disconnect");
+        c.invoke(&e_pub, "connect", json!({"sink": e_h264}))
+            .await
+            .expect("connect");
+        let on = c
+            .wait_event(
+                "MediaTranscodingStateChanged",
+                &e_pub,
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("transcoding starts again");
+        assert_eq!(on["state"], "TRANSCODING", "{on}");
+        let again = until(&got_h264, stalled + 30, Duration::from_secs(15)).await - stalled;
+        let resumed = t.elapsed();
+        let new_pid = transcoder_pid(log, &e_pub).expect("the new transcoder's worker");
+        assert_ne!(new_pid, pid, "a live worker runs the new transcoder");
+        stop.store(true, Ordering::Relaxed);
+        driver.join().expect("driver");
+        let window: Vec<Instant> = vp8_arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|a| *a + Duration::from_secs(1) >= killed_at)
+            .collect();
+        let gap = window
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or_default();
+        println!(
+            "transcoder worker {pid} killed after {first} H.264 frames; the viewer's Error event \
+             after {noticed:?}; the VP8 viewer got {vp8_after} frames in the 2 s after it, \
+             longest gap {gap:?} (from 1 s before); after the re-connect {again} H.264 frames \
+             within {resumed:?} (worker {new_pid})"
+        );
+        assert!(again >= 30, "{again} H.264 frames after the re-connect");
+        assert!(
+            gap < Duration::from_millis(500),
+            "the VP8 viewer's longest gap {gap:?}"
+        );
+    });
+}

@@ -1,11 +1,9 @@
 //! The transcoder job: the router's GStreamer transcoder (`crate::Transcoders`) in a worker:
 //! RTP of one codec in, RTP of another sent back.
 
-use super::{get_codec, params, put_codec};
+use super::{get_codec, params, put_codec, PlayParams};
 use crate::Transcoders;
-use fluo_sfu::{
-    Codec, CodecName, MediaKind, Node, OutputSettings, PortOutput, SettingsTable, TranscoderFactory,
-};
+use fluo_sfu::{Codec, CodecName, MediaKind, Node, PortOutput, SettingsTable, TranscoderFactory};
 use fluo_worker::wire::{Reader, Wire, WireError, Writer};
 use fluo_worker::worker::{Job, JobCtx};
 use fluo_worker::PacketRef;
@@ -18,21 +16,22 @@ pub struct TranscoderParams {
     pub from: CodecName,
     /// The codec of the packets it sends.
     pub to: CodecName,
-    /// The encoder's bitrate, in bps (the source's encoderBitrate).
-    pub target_bps: u32,
+    /// The encoder's settings: its source element's output settings (encoder bitrates,
+    /// forced formats), as a player's `play` carries them.
+    pub output: PlayParams,
 }
 
 impl Wire for TranscoderParams {
     fn put(&self, w: &mut Writer<'_>) {
         put_codec(w, self.from);
         put_codec(w, self.to);
-        w.u32(self.target_bps);
+        self.output.put(w);
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(TranscoderParams {
             from: get_codec(r)?,
             to: get_codec(r)?,
-            target_bps: r.u32()?,
+            output: PlayParams::get(r)?,
         })
     }
 }
@@ -48,9 +47,7 @@ pub(super) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
     let p: TranscoderParams = params(bytes)?;
     crate::init()?;
     let (from, to) = (Codec::new(p.from), Codec::new(p.to));
-    let factory = Transcoders::new(Arc::new(SettingsTable::new(OutputSettings::new(
-        p.target_bps,
-    ))));
+    let factory = Transcoders::new(Arc::new(SettingsTable::new(p.output.settings())));
     if !factory.can(&from, &to) {
         return Err(format!(
             "no transcoder from {} to {}",

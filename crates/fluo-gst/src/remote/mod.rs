@@ -17,9 +17,11 @@
 mod player;
 mod proxy;
 mod recorder;
+mod transcoder;
 
 pub(crate) use player::create as create_player;
 pub(crate) use recorder::create as create_recorder;
+pub(crate) use transcoder::create as create_transcoder;
 
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{ElementCx, EventSink, FactoryCx, MediaError, MediaEvent, Stopping};
@@ -135,8 +137,7 @@ impl Remote {
         let node = RemoteNode {
             inner: inner.clone(),
             caps,
-            batch: Batch::new(),
-            frame: None,
+            feed: Feeder::new(),
         };
         let for_node = inner.clone();
         let key = media.bus.add_port(
@@ -404,43 +405,40 @@ impl JobSink for Sink {
 struct RemoteNode {
     inner: Arc<Inner>,
     caps: fn(&Local, MediaKind) -> SinkCaps,
-    /// Packets gathered for the job: a video frame's go in one datagram.
+    feed: Feeder,
+}
+
+/// Packets on their way to a job: a video frame's gathered into one datagram (sent at its
+/// marker, or when the next frame or any other packet or signal comes), anything else sent
+/// at once; built in the feeder's own buffer (no allocation).
+pub(crate) struct Feeder {
     batch: Batch,
     /// The timestamp of the video frame being gathered.
     frame: Option<u32>,
 }
 
-/// Sends what `batch` gathered to `job` (a full socket drops it, counted by the supervisor).
-fn send(batch: &mut Batch, frame: &mut Option<u32>, job: &Job) {
-    if !batch.is_empty() {
-        let _ = job.push_batch(batch);
-        batch.clear();
-    }
-    *frame = None;
-}
-
-impl Node for RemoteNode {
-    fn caps(&self, kind: MediaKind) -> SinkCaps {
-        (self.caps)(&lock(&self.inner.local), kind)
-    }
-
-    /// Gathers a video frame's packets (sent at its marker, or when the next frame or any
-    /// other packet or signal comes) and sends anything else at once: one datagram per frame,
-    /// built in the node's own buffer (no allocation).
-    fn push(&mut self, _now: std::time::Instant, pkt: &Packet<'_>, header: Header) {
-        let Some(job) = self.inner.job.get() else {
-            return;
-        };
-        if self.inner.error == MediaError::Recorder {
-            // A recording's track keeps the codec it started in (the router asks `caps`).
-            let mut l = lock(&self.inner.local);
-            if l.state == "START" && l.codecs[pkt.kind].is_none() {
-                l.codecs[pkt.kind] = Some(pkt.codec);
-            }
+impl Feeder {
+    pub(crate) fn new() -> Feeder {
+        Feeder {
+            batch: Batch::new(),
+            frame: None,
         }
+    }
+
+    /// Sends what was gathered to `job` (a full socket drops it, counted by the supervisor).
+    pub(crate) fn flush(&mut self, job: &Job) {
+        if !self.batch.is_empty() {
+            let _ = job.push_batch(&self.batch);
+            self.batch.clear();
+        }
+        self.frame = None;
+    }
+
+    /// Gathers or sends `pkt` for `job`.
+    pub(crate) fn push(&mut self, job: &Job, pkt: &Packet<'_>, header: Header) {
         let video = pkt.kind == MediaKind::Video;
         if self.frame.is_some_and(|ts| !video || ts != header.ts) {
-            send(&mut self.batch, &mut self.frame, job);
+            self.flush(job);
         }
         let p = PacketRef {
             kind: pkt.kind,
@@ -454,7 +452,7 @@ impl Node for RemoteNode {
         match self.batch.push_packet(job.id(), &p) {
             Ok(()) => {}
             Err(BatchError::Full) => {
-                send(&mut self.batch, &mut self.frame, job);
+                self.flush(job);
                 if self.batch.push_packet(job.id(), &p).is_err() {
                     return;
                 }
@@ -464,20 +462,41 @@ impl Node for RemoteNode {
         if video && !pkt.marker {
             self.frame = Some(header.ts);
         } else {
-            send(&mut self.batch, &mut self.frame, job);
+            self.flush(job);
         }
+    }
+}
+
+impl Node for RemoteNode {
+    fn caps(&self, kind: MediaKind) -> SinkCaps {
+        (self.caps)(&lock(&self.inner.local), kind)
+    }
+
+    /// One datagram per video frame (see [`Feeder`]).
+    fn push(&mut self, _now: std::time::Instant, pkt: &Packet<'_>, header: Header) {
+        let Some(job) = self.inner.job.get() else {
+            return;
+        };
+        if self.inner.error == MediaError::Recorder {
+            // A recording's track keeps the codec it started in (the router asks `caps`).
+            let mut l = lock(&self.inner.local);
+            if l.state == "START" && l.codecs[pkt.kind].is_none() {
+                l.codecs[pkt.kind] = Some(pkt.codec);
+            }
+        }
+        self.feed.push(job, pkt, header);
     }
 
     fn request_keyframe(&mut self, _kind: MediaKind) {
         if let Some(job) = self.inner.job.get() {
-            send(&mut self.batch, &mut self.frame, job);
+            self.feed.flush(job);
             let _ = job.request_keyframe();
         }
     }
 
     fn end_of_stream(&mut self) {
         if let Some(job) = self.inner.job.get() {
-            send(&mut self.batch, &mut self.frame, job);
+            self.feed.flush(job);
             let _ = job.end_of_stream();
         }
     }

@@ -548,6 +548,36 @@ impl MediaRouter {
         Some(e.node)
     }
 
+    /// Transcoder `t` failed for good (its media worker died): each sink it fed gets the
+    /// CODEC_MISMATCH error of a transcoder that cannot be made, saying `why`; it goes, and
+    /// those routes stay without media until something changes (a re-connect makes a new
+    /// transcoder; a stream that crashed one is not fed to another by itself).
+    pub fn transcoder_failed(&mut self, t: NodeId, why: &str) {
+        let Some(e) = self.nodes.get(t) else {
+            return;
+        };
+        let Some((src, kind, from, _)) = e.transcoder else {
+            return;
+        };
+        let sinks: Vec<NodeId> = e.routes[kind].iter().map(|r| r.sink).collect();
+        self.drop_transcoder(t, true);
+        if let Some(s) = self.nodes.get_mut(src) {
+            for r in s.routes[kind]
+                .iter_mut()
+                .filter(|r| sinks.contains(&r.sink))
+            {
+                r.decided_for = Some(from);
+                r.state = State::Impossible;
+            }
+        }
+        for sink in sinks {
+            if let Some(k) = self.nodes.get_mut(sink) {
+                k.mismatch[kind] = false;
+            }
+            self.mismatch(sink, kind, &from, &format!(": {why}"));
+        }
+    }
+
     /// Tells `sink`, once until something changes, that `codec` cannot reach it.
     fn mismatch(&mut self, sink: NodeId, kind: MediaKind, codec: &Codec, why: &str) {
         let Some(k) = self.nodes.get_mut(sink) else {

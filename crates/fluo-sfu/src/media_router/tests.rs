@@ -274,6 +274,47 @@ fn transcoders_are_shared_per_target_and_go_with_their_last_sink() {
 }
 
 #[test]
+fn a_failed_transcoder_errs_on_its_sinks_and_a_reconnect_makes_a_new_one() {
+    let mut w = World::new(true);
+    let cam = w.node("cam", Some(&[]));
+    let h1 = w.node("h1", Some(&[(102, CodecName::H264)]));
+    let h2 = w.node("h2", Some(&[(103, CodecName::H264)]));
+    let v = w.node("v", Some(&[(96, CodecName::Vp8)]));
+    for s in [h1, h2, v] {
+        w.r.connect(w.at(0), cam, V, s).unwrap();
+    }
+    assert_eq!(w.send(0, cam, CodecName::Vp8, 7, 1), 2);
+    let t = w.r.transcoders.values().next().copied().unwrap();
+    w.events();
+    w.pushes();
+    w.r.transcoder_failed(t, "its media worker ended");
+    let ev = w.events();
+    for sink in ["h1", "h2"] {
+        assert!(
+            ev.iter().any(|(id, e)| id == sink
+                && matches!(e, MediaEvent::Error { error: MediaError::CodecMismatch, description }
+                    if description.ends_with("cannot be transcoded: its media worker ended"))),
+            "{sink}: {ev:?}"
+        );
+    }
+    assert!(!ev.iter().any(|(id, _)| id == "v"), "{ev:?}");
+    assert!(w.r.element_id(t).is_none(), "the transcoder node is gone");
+    assert_eq!(w.r.transcoder_count(), 0);
+    // The other route carries on; no transcoder is made again by itself.
+    assert_eq!(w.send(10, cam, CodecName::Vp8, 7, 2), 1);
+    assert_eq!(w.names(), ["v"]);
+    assert_eq!(w.log.lock().unwrap().made.len(), 1);
+    assert!(w.events().is_empty());
+    // A re-connect makes a new one.
+    w.r.disconnect(cam, V, h1).unwrap();
+    w.r.connect(w.at(20), cam, V, h1).unwrap();
+    assert_eq!(w.send(30, cam, CodecName::Vp8, 7, 3), 2);
+    assert_eq!(w.names(), ["transcoder", "v"]);
+    assert_eq!(w.log.lock().unwrap().made.len(), 2);
+    assert_eq!(w.r.transcoder_count(), 1);
+}
+
+#[test]
 fn a_source_changing_codec_under_a_transcoder_has_its_sinks_matched_again() {
     let mut w = World::new(true);
     let cam = w.node("cam", Some(&[]));

@@ -1,0 +1,181 @@
+//! The router's transcoders as proxies of `gst.transcoder` jobs in media workers, made by
+//! [`crate::Transcoders`] when the server has workers: the job runs on the worker hosting the
+//! source's pipeline, the node in the router feeds it a video frame per datagram
+//! ([`Feeder`]), and what it encodes enters the router as the transcoder's output.
+//!
+//! Its worker's death is the transcoder's failure: the router raises on each sink it fed the
+//! Error event of a transcoder that cannot be made (CODEC_MISMATCH, with the worker's cause)
+//! and drops it; other routes carry on, and a re-connect makes a new one on the restarted
+//! worker.
+
+use super::{death_text, group_of, Feeder};
+use crate::jobs::{self, PlayParams, TranscoderParams};
+use fluo_sfu::{
+    Codec, Header, MediaBus, MediaKind, Node, OutputSettings, Packet, PortOutput, SinkCaps,
+    SinkCodec,
+};
+use fluo_worker::{wire, Death, Job, JobError, JobSink, PacketRef, Supervisor};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// What the router's node and the job's sink share.
+struct Shared {
+    /// "VP8 -> H264 of <source>", for logs.
+    name: String,
+    kind: MediaKind,
+    job: OnceLock<Job>,
+    /// The router dropped the node: the job goes, its death is no one's concern.
+    dropped: AtomicBool,
+    out: PortOutput,
+    bus: Arc<dyn MediaBus>,
+}
+
+impl Shared {
+    /// The transcoder cannot go on: the router is told (its sinks get their Error event).
+    fn fail(&self, why: &str) {
+        if !self.dropped.load(Ordering::SeqCst) {
+            tracing::warn!(name = %self.name, "transcoder in a media worker failed: {why}");
+            self.bus.transcoder_failed(self.out.key(), why);
+        }
+    }
+
+    fn started(&self, r: Result<Job, JobError>) {
+        match r {
+            Ok(job) => {
+                tracing::info!(
+                    name = %self.name,
+                    worker = job.worker(),
+                    pid = job.pid(),
+                    job = job.id(),
+                    "transcoder runs in media worker"
+                );
+                let job = self.job.get_or_init(|| job);
+                if self.dropped.load(Ordering::SeqCst) {
+                    job.stop();
+                } else if self.kind == MediaKind::Video {
+                    // Its decoder starts at a keyframe: what came before the job ran was
+                    // dropped, so its source is asked again.
+                    self.bus.request_keyframe(self.out.key());
+                }
+            }
+            Err(JobError::WorkerDied(d)) => self.fail(&died(&d)),
+            Err(e) => self.fail(&format!("its media job did not start: {e}")),
+        }
+    }
+}
+
+fn died(d: &Death) -> String {
+    format!("its media worker ended: {}", death_text(d))
+}
+
+/// Where the job's output goes.
+struct Sink(Arc<Shared>);
+
+impl JobSink for Sink {
+    fn packet(&self, pkt: &PacketRef<'_>) {
+        self.0.out.send(pkt.to_packet());
+    }
+
+    fn keyframe_request(&self) {
+        self.0.bus.request_keyframe(self.0.out.key());
+    }
+
+    fn event(&self, name: &str, _data: &[u8]) {
+        tracing::warn!(name = %self.0.name, event = name, "a transcoder job sent an event no transcoder raises");
+    }
+
+    /// A GStreamer error in the job's pipeline: logged, as the transcoder in the server's
+    /// process does.
+    fn failed(&self, error: &str) {
+        let error = fluo_api::text::foreign(error);
+        tracing::warn!(name = %self.0.name, "transcoder error: {error}");
+    }
+
+    fn worker_died(&self, death: &Death) {
+        self.0.fail(&died(death));
+    }
+}
+
+/// A transcoder of the media of `kind` of the element `source` from `from` to `to`, encoding
+/// with `settings`, as a job on the worker of `source`'s pipeline; what it makes goes to
+/// `out`, its failure to `bus`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn create(
+    workers: &Supervisor,
+    bus: &Arc<dyn MediaBus>,
+    live: &Arc<AtomicUsize>,
+    kind: MediaKind,
+    (from, to): (&Codec, &Codec),
+    source: &str,
+    settings: &OutputSettings,
+    out: PortOutput,
+) -> Box<dyn Node> {
+    let shared = Arc::new(Shared {
+        name: format!("{from} -> {to} of {source}"),
+        kind,
+        job: OnceLock::new(),
+        dropped: AtomicBool::new(false),
+        out,
+        bus: bus.clone(),
+    });
+    let params = TranscoderParams {
+        from: from.name,
+        to: to.name,
+        output: PlayParams::of(settings),
+    };
+    // Element ids are "<pipeline>/<element>": the job shares the source's pipeline's worker.
+    let pipeline = source.split('/').next().unwrap_or(source);
+    let started = shared.clone();
+    workers.start_job(
+        group_of(pipeline),
+        jobs::TRANSCODER,
+        wire::encode(&params),
+        Arc::new(Sink(shared.clone())),
+        move |r| started.started(r),
+    );
+    live.fetch_add(1, Ordering::Relaxed);
+    Box::new(RemoteTranscoder {
+        shared,
+        from: *from,
+        feed: Feeder::new(),
+        live: live.clone(),
+    })
+}
+
+/// The transcoder in the router.
+struct RemoteTranscoder {
+    shared: Arc<Shared>,
+    from: Codec,
+    feed: Feeder,
+    live: Arc<AtomicUsize>,
+}
+
+impl Node for RemoteTranscoder {
+    fn caps(&self, _kind: MediaKind) -> SinkCaps {
+        SinkCaps::codecs([SinkCodec::new(self.from)])
+    }
+
+    /// Dropped until the job runs (its source is asked for a keyframe then).
+    fn push(&mut self, _now: std::time::Instant, pkt: &Packet<'_>, header: Header) {
+        if let Some(job) = self.shared.job.get() {
+            self.feed.push(job, pkt, header);
+        }
+    }
+
+    fn request_keyframe(&mut self, _kind: MediaKind) {
+        if let Some(job) = self.shared.job.get() {
+            self.feed.flush(job);
+            let _ = job.request_keyframe();
+        }
+    }
+}
+
+impl Drop for RemoteTranscoder {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        self.shared.dropped.store(true, Ordering::SeqCst);
+        if let Some(job) = self.shared.job.get() {
+            job.stop();
+        }
+    }
+}
