@@ -98,6 +98,15 @@ impl Factory for FilterFactory {
             ""
         };
         tracing::info!(id = %cx.id, command = %format_args!("{shown}{more}"), ?kind, "GStreamerFilter created");
+        if let Some(workers) = &self.media.workers {
+            return Ok(crate::remote::create_filter(
+                workers,
+                &self.media,
+                cx,
+                (command, checked),
+                kind,
+            ));
+        }
         let shared = new_shared();
         let port_shared = shared.clone();
         let policy = self.media.filters.clone();
@@ -197,6 +206,24 @@ pub(crate) fn set_element_property(
     name: &str,
     value: &str,
 ) -> Result<(), KurentoError> {
+    check_element_property((checked, command), policy, name, value)?;
+    let mut s = lock(shared);
+    s.props.retain(|(n, _)| n != name);
+    s.props.push((name.to_string(), value.to_string()));
+    if let Some(bin) = &s.bin {
+        let _ = set_property(bin, policy, name, value, true);
+    }
+    Ok(())
+}
+
+/// setElementProperty's check, without any element: some element of the command takes
+/// `name` = `value` under `policy`.
+pub(crate) fn check_element_property(
+    (checked, command): (&Checked, &str),
+    policy: &FilterPolicy,
+    name: &str,
+    value: &str,
+) -> Result<(), KurentoError> {
     match checked.property_targets(policy, name, value) {
         Ok(0) => {
             return Err(illegal(format!(
@@ -211,12 +238,6 @@ pub(crate) fn set_element_property(
                 fluo_api::text::foreign(&e)
             )))
         }
-    }
-    let mut s = lock(shared);
-    s.props.retain(|(n, _)| n != name);
-    s.props.push((name.to_string(), value.to_string()));
-    if let Some(bin) = &s.bin {
-        let _ = set_property(bin, policy, name, value, true);
     }
     Ok(())
 }
@@ -260,6 +281,35 @@ impl Element for Filter {
 
     fn stopping(&self) -> Option<Stopping> {
         Some(lock(&self.shared).stopping.clone())
+    }
+}
+
+/// What a filter of `filtered` media takes of `kind`: the filtered kind in any codec it can
+/// decode (an H.264 of any profile), transcoded to VP8 or Opus otherwise; the other kind as
+/// it comes.
+pub(crate) fn sink_caps(filtered: MediaKind, kind: MediaKind) -> SinkCaps {
+    if kind != filtered {
+        return SinkCaps::anything();
+    }
+    let decodable = CodecName::ALL
+        .into_iter()
+        .filter(|n| n.kind() == kind)
+        .map(|n| Codec {
+            profile_level_id: None,
+            packetization_mode: None,
+            ..Codec::new(n)
+        })
+        .filter(codecs::available)
+        .map(SinkCodec::new)
+        .collect();
+    let target = match kind {
+        MediaKind::Video => CodecName::Vp8,
+        MediaKind::Audio => CodecName::Opus,
+    };
+    SinkCaps {
+        takes: Takes::Codecs(decodable),
+        targets: vec![Codec::new(target)],
+        transcoder: false,
     }
 }
 
@@ -396,32 +446,8 @@ impl FilterPort {
 }
 
 impl Node for FilterPort {
-    /// The filtered kind in any codec it can decode (an H.264 of any profile), transcoded to
-    /// VP8 or Opus otherwise; the other kind as it comes.
     fn caps(&self, kind: MediaKind) -> SinkCaps {
-        if kind != self.kind {
-            return SinkCaps::anything();
-        }
-        let decodable = CodecName::ALL
-            .into_iter()
-            .filter(|n| n.kind() == kind)
-            .map(|n| Codec {
-                profile_level_id: None,
-                packetization_mode: None,
-                ..Codec::new(n)
-            })
-            .filter(codecs::available)
-            .map(SinkCodec::new)
-            .collect();
-        let target = match kind {
-            MediaKind::Video => CodecName::Vp8,
-            MediaKind::Audio => CodecName::Opus,
-        };
-        SinkCaps {
-            takes: Takes::Codecs(decodable),
-            targets: vec![Codec::new(target)],
-            transcoder: false,
-        }
+        sink_caps(self.kind, kind)
     }
 
     fn push(&mut self, _now: std::time::Instant, pkt: &Packet<'_>, header: Header) {

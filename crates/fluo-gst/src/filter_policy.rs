@@ -200,6 +200,17 @@ impl FilterPolicy {
         p
     }
 
+    /// The operator's list this policy was made of, in a form [`FilterPolicy::new`] makes the
+    /// same policy of (a filter job in a worker checks its command again with it).
+    pub(crate) fn allow_list(&self) -> Option<Vec<String>> {
+        let mut list: Vec<String> = self.factories.clone();
+        list.extend(self.pairs.iter().map(|(f, p)| format!("{f}.{p}")));
+        if self.any {
+            list.push("*".to_string());
+        }
+        (!list.is_empty()).then_some(list)
+    }
+
     fn allows_factory(&self, factory: &str) -> bool {
         self.any || TRANSFORMS.contains(&factory) || self.factories.iter().any(|f| f == factory)
     }

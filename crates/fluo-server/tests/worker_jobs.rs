@@ -594,7 +594,13 @@ async fn a_filter_job_runs_a_listed_command_and_refuses_an_unlisted_one() {
         command: command.into(),
         filter_type: "VIDEO".into(),
         allow: None,
-        target_bps: 300_000,
+        output: PlayParams {
+            target_bps: 300_000,
+            min_bps: 0,
+            max_bps: 0,
+            video: None,
+            audio: None,
+        },
     };
     // The worker checks the command against the policy as the server does.
     let err = sup

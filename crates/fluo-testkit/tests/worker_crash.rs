@@ -576,3 +576,157 @@ fn a_media_worker_killed_while_transcoding_errs_on_its_sinks_and_a_reconnect_tra
         );
     });
 }
+
+/// `kill -9` of the media worker running a GStreamerFilter between a WebRTC publisher and a
+/// viewer: the filter raises its Error event (40003, GSTREAMER_FILTER_ERROR, the death's
+/// cause) and its requests fail at once, a viewer fed by the publisher directly keeps
+/// receiving, and a new filter in its place filters again on a live worker.
+#[test]
+fn a_media_worker_killed_while_filtering_raises_the_filters_error_and_a_new_filter_works() {
+    use std::sync::atomic::AtomicU64;
+    let _serial = serial();
+    let log = log();
+    let dir = tmp::dir("worker-crash-filter");
+    let frames = clips::testsrc_vp8(&dir.join("pub.ivf"), "320x240", 2, "300k", 30);
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
+        let pp = json!({"mediaPipeline": pipe});
+        let e_pub = c.create("WebRtcEndpoint", pp.clone()).await.expect("endpoint");
+        let e_view = c.create("WebRtcEndpoint", pp.clone()).await.expect("endpoint");
+        let e_direct = c.create("WebRtcEndpoint", pp.clone()).await.expect("endpoint");
+        let filter_params = json!({"mediaPipeline": pipe, "command": "videobalance saturation=0.0", "filterType": "VIDEO"});
+        let filter = c
+            .create("GStreamerFilter", filter_params.clone())
+            .await
+            .expect("GStreamerFilter");
+        c.subscribe(&filter, "Error").await.expect("subscribe");
+        let (mut publisher, mut viewer) = Peer::publisher_and_viewer(
+            &mut c,
+            &e_pub,
+            &e_view,
+            str0m::RtcConfig::new(),
+            str0m::RtcConfig::new(),
+        )
+        .await
+        .expect("negotiated");
+        let mut direct = Peer::new(str0m::RtcConfig::new());
+        direct
+            .negotiate(&mut c, &e_direct, Direction::RecvOnly)
+            .await
+            .expect("negotiated");
+        for (src, sink) in [(&e_pub, &filter), (&filter, &e_view), (&e_pub, &e_direct)] {
+            c.invoke(src, "connect", json!({"sink": sink}))
+                .await
+                .expect("connect");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (got_view, got_direct) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let direct_arrivals = Arc::new(Mutex::new(Vec::<Instant>::new()));
+        let driver = {
+            let (stop, got_view, got_direct) =
+                (stop.clone(), got_view.clone(), got_direct.clone());
+            let direct_arrivals = direct_arrivals.clone();
+            std::thread::spawn(move || {
+                viewer.keep_frames = false;
+                direct.keep_frames = false;
+                let mut pacer = fluo_testkit::udp_peer::Pacer::default();
+                while !stop.load(Ordering::Relaxed) {
+                    publisher.drive(pacer.frame(publisher.connected, &frames));
+                    viewer.drive(None);
+                    let before = direct.frames_in;
+                    direct.drive(None);
+                    if direct.frames_in > before {
+                        direct_arrivals.lock().unwrap().push(Instant::now());
+                    }
+                    got_view.store(viewer.frames_in, Ordering::Relaxed);
+                    got_direct.store(direct.frames_in, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        let until = |n: &Arc<AtomicU64>, want: u64, max: Duration| {
+            let n = n.clone();
+            async move {
+                let t = Instant::now();
+                while n.load(Ordering::Relaxed) < want && t.elapsed() < max {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                n.load(Ordering::Relaxed)
+            }
+        };
+        let first = until(&got_view, 30, Duration::from_secs(15)).await;
+        assert!(first >= 30, "{first} filtered frames reach the viewer");
+
+        let pid = worker_pid(log, &filter).expect("the filter's worker in the log");
+        assert_ne!(pid, std::process::id(), "the filter runs in a worker");
+        let killed_at = Instant::now();
+        assert!(Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success());
+        let ev = c
+            .wait_event("Error", &filter, Duration::from_secs(5))
+            .await
+            .expect("the filter's Error event");
+        let noticed = killed_at.elapsed();
+        let text = assert_death_event(&ev, "GSTREAMER_FILTER_ERROR");
+        assert!(text.contains(&format!("pid {pid}")), "{text}");
+        let t = Instant::now();
+        let e = c
+            .invoke(
+                &filter,
+                "setElementProperty",
+                json!({"propertyName": "saturation", "propertyValue": "1.0"}),
+            )
+            .await
+            .expect_err("the filter's worker is gone");
+        let answered = t.elapsed();
+        assert_eq!(e["code"], 40003, "{e}");
+        assert!(e["message"].as_str().unwrap_or_default().contains(&text), "{e}");
+        // The publisher's direct viewer carries on.
+        let direct_at = got_direct.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let direct_after = got_direct.load(Ordering::Relaxed) - direct_at;
+        assert!(direct_after >= 20, "{direct_after} frames in 2 s after the kill");
+
+        // A new filter in the dead one's place filters again, on a live worker.
+        let t = Instant::now();
+        c.request("release", json!({"object": filter}))
+            .await
+            .expect("release");
+        let filter2 = c
+            .create("GStreamerFilter", filter_params)
+            .await
+            .expect("a new GStreamerFilter");
+        for (src, sink) in [(&e_pub, &filter2), (&filter2, &e_view)] {
+            c.invoke(src, "connect", json!({"sink": sink}))
+                .await
+                .expect("connect");
+        }
+        let stalled = got_view.load(Ordering::Relaxed);
+        let again = until(&got_view, stalled + 30, Duration::from_secs(15)).await - stalled;
+        let resumed = t.elapsed();
+        let new_pid = worker_pid(log, &filter2).expect("the new filter's worker in the log");
+        assert_ne!(new_pid, pid, "a live worker runs the new filter");
+        stop.store(true, Ordering::Relaxed);
+        driver.join().expect("driver");
+        let window: Vec<Instant> = direct_arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|a| *a + Duration::from_secs(1) >= killed_at)
+            .collect();
+        let gap = window.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+        println!(
+            "filter worker {pid} killed after {first} filtered frames; the filter's Error event \
+             after {noticed:?}; its request answered in {answered:?}; the direct viewer got \
+             {direct_after} frames in the 2 s after, longest gap {gap:?} (from 1 s before); a \
+             new filter's {again} frames within {resumed:?} (worker {new_pid})"
+        );
+        assert!(again >= 30, "{again} frames through the new filter");
+        assert!(gap < Duration::from_millis(500), "the direct viewer's longest gap {gap:?}");
+    });
+}

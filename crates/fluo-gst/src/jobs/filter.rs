@@ -2,10 +2,10 @@
 //! (`crate::filter::FilterPort`) in a worker. The command is checked again in the worker
 //! against the operator's policy, as the server checked it at create.
 
-use super::{event_sink, params};
+use super::{error_text, event_sink, params, PlayParams};
 use crate::filter::{self, FilterPort};
 use crate::filter_policy::{Checked, FilterPolicy};
-use fluo_sfu::{OutputSettings, PortOutput, SettingsTable};
+use fluo_sfu::{PortOutput, SettingsTable};
 use fluo_worker::wire::{Reader, Wire, WireError, Writer};
 use fluo_worker::worker::{Job, JobCtx};
 use fluo_worker::PacketRef;
@@ -20,8 +20,9 @@ pub struct FilterParams {
     pub filter_type: String,
     /// The operator's list of allowed elements (`None`: the default policy).
     pub allow: Option<Vec<String>>,
-    /// The encoder's bitrate, in bps (the filter's encoderBitrate).
-    pub target_bps: u32,
+    /// The filter's output settings (encoder bitrates, forced formats), as a player's `play`
+    /// carries them; changed later by the `setOutput` method.
+    pub output: PlayParams,
 }
 
 impl Wire for FilterParams {
@@ -29,14 +30,14 @@ impl Wire for FilterParams {
         w.str(&self.command);
         w.str(&self.filter_type);
         w.put(&self.allow);
-        w.u32(self.target_bps);
+        self.output.put(w);
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(FilterParams {
             command: r.str()?.to_owned(),
             filter_type: r.str()?.to_owned(),
             allow: r.get()?,
-            target_bps: r.u32()?,
+            output: PlayParams::get(r)?,
         })
     }
 }
@@ -65,6 +66,9 @@ impl Wire for PropertyArgs {
 
 struct FilterJob {
     port: FilterPort,
+    /// The job's output settings, under its id: the filter encodes with them.
+    settings: Arc<SettingsTable>,
+    id: String,
     command: String,
     checked: Arc<Checked>,
     policy: Arc<FilterPolicy>,
@@ -87,18 +91,20 @@ pub(super) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
         )
     };
     let id = format!("job-{}", ctx.id());
-    let settings = Arc::new(SettingsTable::new(OutputSettings::new(p.target_bps)));
+    let settings = Arc::new(SettingsTable::new(p.output.settings()));
     let port = FilterPort::new(
         kind,
         checked.clone(),
         policy.clone(),
         shared.clone(),
         out,
-        (id, event_sink(&ctx)),
-        settings,
+        (id.clone(), event_sink(&ctx)),
+        settings.clone(),
     );
     Ok(Box::new(FilterJob {
         port,
+        settings,
+        id,
         command: p.command,
         checked,
         policy,
@@ -113,7 +119,14 @@ impl Job for FilterJob {
                 let PropertyArgs { name, value } = params(args)?;
                 let checked = (&*self.checked, self.command.as_str());
                 filter::set_element_property(checked, &self.policy, &self.shared, &name, &value)
-                    .map_err(|e| e.message)?;
+                    .map_err(|e| error_text(&e))?;
+                Ok(Vec::new())
+            }
+            // The element's output settings changed (setVideoFormat, encoder bitrates): the
+            // filter's pipelines built from now on encode with them, as in the server.
+            "setOutput" => {
+                let out: PlayParams = params(args)?;
+                self.settings.set(&self.id, out.settings());
                 Ok(Vec::new())
             }
             _ => Err(format!("the filter has no method '{method}'")),

@@ -14,11 +14,13 @@
 //! * `proxy::Proxied`: the element for the engine, shared by every kind (routing, release,
 //!   the stopping token); a kind adds its methods and properties as a `proxy::Face`.
 
+mod filter;
 mod player;
 mod proxy;
 mod recorder;
 mod transcoder;
 
+pub(crate) use filter::create as create_filter;
 pub(crate) use player::create as create_player;
 pub(crate) use recorder::create as create_recorder;
 pub(crate) use transcoder::create as create_transcoder;
@@ -46,8 +48,10 @@ pub(crate) struct Local {
     /// A recorder's media profile.
     pub profile: Option<crate::recorder::Profile>,
     /// The job encodes its own output, applying the element's forced formats (a player that
-    /// decodes its file).
+    /// decodes its file; a filter, of the kind it filters).
     pub encodes: bool,
+    /// A GStreamerFilter's: the kind it filters (the other passes as it comes).
+    pub filtered: Option<MediaKind>,
 }
 
 impl Default for Local {
@@ -57,6 +61,7 @@ impl Default for Local {
             codecs: [None, None],
             profile: None,
             encodes: false,
+            filtered: None,
         }
     }
 }
@@ -97,6 +102,9 @@ pub(crate) struct Spec {
     pub local: Local,
     /// What the element takes as a sink.
     pub caps: fn(&Local, MediaKind) -> SinkCaps,
+    /// The job encodes with the element's output settings, which it is sent whenever they
+    /// change (its `setOutput` method) before it gets more media of the kind it encodes.
+    pub follows_settings: bool,
 }
 
 /// A handle on an element's job (cheap to clone).
@@ -118,9 +126,11 @@ impl Remote {
             error,
             local,
             caps,
+            follows_settings,
         } = spec;
         let id = cx.id;
         let group = cx.pipeline.unwrap_or(cx.id);
+        let filtered = local.filtered;
         let inner = Arc::new(Inner {
             id: id.to_string(),
             error,
@@ -138,6 +148,8 @@ impl Remote {
             inner: inner.clone(),
             caps,
             feed: Feeder::new(),
+            output: follows_settings.then(|| OutputSync::new(&media.settings, id)),
+            filtered,
         };
         let for_node = inner.clone();
         let key = media.bus.add_port(
@@ -406,6 +418,61 @@ struct RemoteNode {
     inner: Arc<Inner>,
     caps: fn(&Local, MediaKind) -> SinkCaps,
     feed: Feeder,
+    output: Option<OutputSync>,
+    /// A filter's filtered kind (the kind its job encodes).
+    filtered: Option<MediaKind>,
+}
+
+/// Keeps a job's output settings those of its element (a filter encodes with them).
+struct OutputSync {
+    table: Arc<fluo_sfu::SettingsTable>,
+    /// The table's generation last looked at.
+    seen: u64,
+    /// What the job has (or is being sent).
+    sent: fluo_sfu::OutputSettings,
+    /// A `setOutput` call is on its way: media of the encoded kind waits (is dropped).
+    waiting: Arc<AtomicBool>,
+}
+
+impl OutputSync {
+    fn new(table: &Arc<fluo_sfu::SettingsTable>, id: &str) -> OutputSync {
+        OutputSync {
+            table: table.clone(),
+            seen: table.generation(),
+            sent: table.get(id),
+            waiting: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether the job has the element's current settings; if not, they are sent, and the
+    /// job's source asked for a keyframe once it has them (its decoder starts again there).
+    fn ready(&mut self, inner: &Arc<Inner>) -> bool {
+        if self.waiting.load(Ordering::Acquire) {
+            return false;
+        }
+        let generation = self.table.generation();
+        if generation == self.seen {
+            return true;
+        }
+        self.seen = generation;
+        let now = self.table.get(&inner.id);
+        if now == self.sent {
+            return true;
+        }
+        self.sent = now;
+        self.waiting.store(true, Ordering::Release);
+        let (waiting, bus, key) = (
+            self.waiting.clone(),
+            inner.bus.clone(),
+            inner.key.load(Ordering::Acquire),
+        );
+        let args = fluo_worker::wire::encode(&crate::jobs::PlayParams::of(&now));
+        Remote(inner.clone()).call("setOutput", args, move |_| {
+            waiting.store(false, Ordering::Release);
+            bus.request_keyframe(key);
+        });
+        false
+    }
 }
 
 /// Packets on their way to a job: a video frame's gathered into one datagram (sent at its
@@ -477,6 +544,12 @@ impl Node for RemoteNode {
         let Some(job) = self.inner.job.get() else {
             return;
         };
+        let encoded = self.filtered.is_none_or(|k| k == pkt.kind);
+        if let Some(o) = self.output.as_mut().filter(|_| encoded) {
+            if !o.ready(&self.inner) {
+                return;
+            }
+        }
         if self.inner.error == MediaError::Recorder {
             // A recording's track keeps the codec it started in (the router asks `caps`).
             let mut l = lock(&self.inner.local);
@@ -501,8 +574,9 @@ impl Node for RemoteNode {
         }
     }
 
-    fn applies_format(&self, _kind: MediaKind) -> bool {
-        lock(&self.inner.local).encodes
+    fn applies_format(&self, kind: MediaKind) -> bool {
+        let l = lock(&self.inner.local);
+        l.encodes && l.filtered.is_none_or(|k| k == kind)
     }
 }
 

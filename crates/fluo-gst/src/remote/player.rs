@@ -37,6 +37,7 @@ pub(crate) fn create(
                 ..Local::default()
             },
             caps,
+            follows_settings: false,
         },
     );
     Proxied::boxed(cx.id, remote, media, PlayerFace { uri })

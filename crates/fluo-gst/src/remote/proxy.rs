@@ -93,6 +93,9 @@ pub(crate) trait Face: Send + 'static {
         None
     }
 
+    /// After the shared [`Element::media_connected`] (the routing).
+    fn media_connected(&mut self, _p: &Proxy, _edge: &Edge) {}
+
     /// [`Element::property_set`].
     fn property_set(
         &mut self,
@@ -170,6 +173,7 @@ impl<F: Face> Element for Proxied<F> {
     fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
         let p = &self.proxy;
         p.media.route(p.remote.key(), &p.id, edge, true);
+        self.face.media_connected(p, edge);
     }
 
     fn media_disconnected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
