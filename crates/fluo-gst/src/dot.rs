@@ -154,6 +154,15 @@ fn hide_secret_values(s: &str) -> String {
     out
 }
 
+/// The graph of the pipeline `owner` runs (a job's, in a worker), drawn with `details`
+/// (Kurento's GstreamerDotDetails, empty: SHOW_ALL); empty when it runs none.
+pub(crate) fn owned_dot(owner: &str, details_text: &str) -> String {
+    live::pipelines_of(&[owner.to_string()])
+        .first()
+        .map(|p| p.debug_to_dot_data(details(details_text)).to_string())
+        .unwrap_or_default()
+}
+
 /// Where GStreamer writes its graphs, if it is configured.
 fn dump_dir() -> Option<PathBuf> {
     std::env::var_os("GST_DEBUG_DUMP_DOT_DIR")

@@ -122,6 +122,13 @@ impl Job for FilterJob {
                     .map_err(|e| error_text(&e))?;
                 Ok(Vec::new())
             }
+            // The argument: Kurento's GstreamerDotDetails (empty: SHOW_ALL).
+            "getGstreamerDot" => {
+                let details = String::from_utf8_lossy(args);
+                Ok(fluo_worker::wire::encode(&crate::dot::owned_dot(
+                    &self.id, &details,
+                )))
+            }
             // The element's output settings changed (setVideoFormat, encoder bitrates): the
             // filter's pipelines built from now on encode with them, as in the server.
             "setOutput" => {

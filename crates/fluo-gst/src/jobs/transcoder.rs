@@ -4,7 +4,7 @@
 use super::{get_codec, params, put_codec, PlayParams};
 use crate::Transcoders;
 use fluo_sfu::{Codec, CodecName, MediaKind, Node, PortOutput, SettingsTable, TranscoderFactory};
-use fluo_worker::wire::{Reader, Wire, WireError, Writer};
+use fluo_worker::wire::{self, Reader, Wire, WireError, Writer};
 use fluo_worker::worker::{Job, JobCtx};
 use fluo_worker::PacketRef;
 use std::sync::Arc;
@@ -38,6 +38,8 @@ impl Wire for TranscoderParams {
 
 struct TranscoderJob {
     port: Box<dyn Node>,
+    /// The owner its pipeline is registered under.
+    source: String,
     kind: MediaKind,
     /// The codec it converts: anything else is dropped.
     from: CodecName,
@@ -66,12 +68,24 @@ pub(super) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
     let port = factory.create(p.from.kind(), &from, &to, &source, out)?;
     Ok(Box::new(TranscoderJob {
         port,
+        source,
         kind: p.from.kind(),
         from: p.from,
     }))
 }
 
 impl Job for TranscoderJob {
+    fn call(&mut self, method: &str, args: &[u8]) -> Result<Vec<u8>, String> {
+        match method {
+            // The argument: Kurento's GstreamerDotDetails (empty: SHOW_ALL).
+            "getGstreamerDot" => {
+                let details = String::from_utf8_lossy(args);
+                Ok(wire::encode(&crate::dot::owned_dot(&self.source, &details)))
+            }
+            _ => Err(format!("the transcoder has no method '{method}'")),
+        }
+    }
+
     /// Only packets of the codec it converts go in: the transcoder's pipeline takes one RTP
     /// stream, and another's packets (a player's audio beside its video) would interleave a
     /// second sequence of numbers that its jitter buffer reads as gaps and resets, dropping

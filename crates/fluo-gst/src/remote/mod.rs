@@ -591,7 +591,7 @@ pub(crate) fn graphs(owners: &[String], details: &str) -> Vec<String> {
             .filter_map(|(_, w)| w.upgrade())
             .collect()
     };
-    remotes
+    let mut graphs: Vec<String> = remotes
         .into_iter()
         .filter(|i| !i.released.load(Ordering::Acquire) && lock(&i.gone).is_none())
         .filter_map(|i| {
@@ -601,5 +601,7 @@ pub(crate) fn graphs(owners: &[String], details: &str) -> Vec<String> {
             let dot: String = fluo_worker::wire::decode(&bytes).ok()?;
             (!dot.is_empty()).then(|| crate::dot::without_secrets(&dot))
         })
-        .collect()
+        .collect();
+    graphs.extend(transcoder::graphs(owners, details));
+    graphs
 }

@@ -16,7 +16,36 @@ use fluo_sfu::{
 };
 use fluo_worker::{wire, Death, Job, JobError, JobSink, PacketRef, Supervisor};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+/// Transcoders in workers by their source element's id: a source's DOT graphs show them.
+static LIVE: Mutex<Vec<(String, Weak<Shared>)>> = Mutex::new(Vec::new());
+
+/// The graphs of the transcoders of the elements `owners`, drawn by their jobs with
+/// `details` and cleaned as the server's own (a worker is untrusted).
+pub(super) fn graphs(owners: &[String], details: &str) -> Vec<String> {
+    let live: Vec<Arc<Shared>> = {
+        let mut l = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        l.retain(|(_, w)| w.strong_count() > 0);
+        l.iter()
+            .filter(|(source, _)| owners.contains(source))
+            .filter_map(|(_, w)| w.upgrade())
+            .collect()
+    };
+    live.iter()
+        .filter(|s| !s.dropped.load(Ordering::SeqCst))
+        .filter_map(|s| {
+            let job = s.job.get()?;
+            let (tx, rx) = std::sync::mpsc::channel();
+            job.call("getGstreamerDot", details.as_bytes().to_vec(), move |r| {
+                let _ = tx.send(r);
+            });
+            let bytes = super::wait(rx)?.ok()?;
+            let dot: String = wire::decode(&bytes).ok()?;
+            (!dot.is_empty()).then(|| crate::dot::without_secrets(&dot))
+        })
+        .collect()
+}
 
 /// What the router's node and the job's sink share.
 struct Shared {
@@ -118,6 +147,11 @@ pub(crate) fn create(
         out,
         bus: bus.clone(),
     });
+    {
+        let mut l = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        l.retain(|(_, w)| w.strong_count() > 0);
+        l.push((source.to_string(), Arc::downgrade(&shared)));
+    }
     let params = TranscoderParams {
         from: from.name,
         to: to.name,
