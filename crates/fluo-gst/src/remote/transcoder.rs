@@ -55,6 +55,8 @@ struct Shared {
     job: OnceLock<Job>,
     /// The router dropped the node: the job goes, its death is no one's concern.
     dropped: AtomicBool,
+    /// The job did not start, or its worker died.
+    failed: AtomicBool,
     out: PortOutput,
     bus: Arc<dyn MediaBus>,
 }
@@ -62,6 +64,7 @@ struct Shared {
 impl Shared {
     /// The transcoder cannot go on: the router is told (its sinks get their Error event).
     fn fail(&self, why: &str) {
+        self.failed.store(true, Ordering::SeqCst);
         if !self.dropped.load(Ordering::SeqCst) {
             tracing::warn!(name = %self.name, "transcoder in a media worker failed: {why}");
             self.bus.transcoder_failed(self.out.key(), why);
@@ -82,8 +85,9 @@ impl Shared {
                 if self.dropped.load(Ordering::SeqCst) {
                     job.stop();
                 } else if self.kind == MediaKind::Video {
-                    // Its decoder starts at a keyframe: what came before the job ran was
-                    // dropped, so its source is asked again.
+                    // Its decoder starts at a keyframe: what came before the job ran is
+                    // sent from the backlog, and should that have overflowed, the keyframe
+                    // asked for now starts it.
                     self.bus.request_keyframe(self.out.key());
                 }
             }
@@ -144,6 +148,7 @@ pub(crate) fn create(
         kind,
         job: OnceLock::new(),
         dropped: AtomicBool::new(false),
+        failed: AtomicBool::new(false),
         out,
         bus: bus.clone(),
     });
@@ -172,8 +177,22 @@ pub(crate) fn create(
         shared,
         from: *from,
         feed: Feeder::new(),
+        backlog: Vec::new(),
         live: live.clone(),
     })
+}
+
+/// Most packets kept for a job that has not started yet (a few seconds of video; a job on a
+/// running worker starts within a millisecond, a restarting worker's within a few hundred).
+const BACKLOG: usize = 512;
+
+/// A packet kept until the job runs: its payload shared, not copied.
+struct Kept {
+    kind: MediaKind,
+    codec: Codec,
+    marker: bool,
+    payload: Arc<[u8]>,
+    header: Header,
 }
 
 /// The transcoder in the router.
@@ -181,7 +200,30 @@ struct RemoteTranscoder {
     shared: Arc<Shared>,
     from: Codec,
     feed: Feeder,
+    /// What came before the job ran (its decoder starts at the keyframe that made the router
+    /// insert it), sent first once it runs.
+    backlog: Vec<Kept>,
     live: Arc<AtomicUsize>,
+}
+
+impl RemoteTranscoder {
+    /// Sends the backlog to `job`.
+    fn drain(&mut self, job: &Job) {
+        for k in std::mem::take(&mut self.backlog) {
+            let pkt = Packet {
+                kind: k.kind,
+                codec: k.codec,
+                seq: k.header.seq,
+                ts: k.header.ts,
+                ssrc: k.header.ssrc,
+                marker: k.marker,
+                payload: &k.payload,
+                entered: None,
+                extensions: None,
+            };
+            self.feed.push(job, &pkt, k.header);
+        }
+    }
 }
 
 impl Node for RemoteTranscoder {
@@ -189,10 +231,25 @@ impl Node for RemoteTranscoder {
         SinkCaps::codecs([SinkCodec::new(self.from)])
     }
 
-    /// Dropped until the job runs (its source is asked for a keyframe then).
+    /// Kept until the job runs (at most [`BACKLOG`]; none once it failed to start).
     fn push(&mut self, _now: std::time::Instant, pkt: &Packet<'_>, header: Header) {
-        if let Some(job) = self.shared.job.get() {
-            self.feed.push(job, pkt, header);
+        let shared = self.shared.clone();
+        match shared.job.get() {
+            Some(job) => {
+                if !self.backlog.is_empty() {
+                    self.drain(job);
+                }
+                self.feed.push(job, pkt, header);
+            }
+            None if shared.failed.load(Ordering::SeqCst) => self.backlog.clear(),
+            None if self.backlog.len() < BACKLOG => self.backlog.push(Kept {
+                kind: pkt.kind,
+                codec: pkt.codec,
+                marker: pkt.marker,
+                payload: pkt.payload.clone(),
+                header,
+            }),
+            None => {}
         }
     }
 
