@@ -460,6 +460,7 @@ impl OutputSync {
             return true;
         }
         self.sent = now;
+        tracing::debug!(id = %inner.id, "the element's output settings go to its media job");
         self.waiting.store(true, Ordering::Release);
         let (waiting, bus, key) = (
             self.waiting.clone(),
