@@ -23,7 +23,6 @@ mod recorder;
 mod remote;
 mod rtp_endpoint;
 mod settings;
-mod srtp;
 mod transcoder;
 mod uri;
 

@@ -555,19 +555,27 @@ fn sdes_srtp_rtp_endpoints_decrypt_gst_launch_and_talk_to_each_other() {
                 .stdout(std::process::Stdio::null())
                 .spawn()
                 .expect("gst-launch runs");
-            runs.push((name, child, rec, file));
+            runs.push((name, child, rec, file, rtp));
         }
-        for (_, child, _, _) in &mut runs {
+        for (_, child, _, _, _) in &mut runs {
             let _ = child.wait();
         }
-        for (name, _, rec, file) in &runs {
+        for (name, _, rec, file, rtp) in &runs {
             c.invoke(rec, "stopAndWait", json!({})).await.expect("stopAndWait");
             let frames = decoded_frames(file);
-            println!("gst-launch SRTP ({name}) -> RtpEndpoint -> recorder: {frames} frames");
+            // Dropped packets are counted (Fluo's srtpAuthFailures in the inbound entry).
+            let stats = c.invoke(rtp, "getStats", json!({})).await.expect("getStats");
+            let inbound = stats_entry(&stats, "inboundrtp").expect("an inbound entry");
+            let failed = inbound["srtpAuthFailures"].as_u64().expect("srtpAuthFailures");
+            let received = inbound["packetsReceived"].as_u64().unwrap_or(0);
+            println!("gst-launch SRTP ({name}) -> RtpEndpoint -> recorder: {frames} frames, {received} packets in, {failed} failed authentication");
             if *name == "right-key" {
                 assert!(frames >= 80, "{frames} of 120 frames decrypted and recorded");
+                assert_eq!(failed, 0, "{inbound}");
             } else {
                 assert_eq!(frames, 0, "packets that fail authentication are dropped");
+                assert_eq!(received, 0, "{inbound}");
+                assert!(failed >= 100, "every packet of the wrong key counted: {inbound}");
             }
         }
 

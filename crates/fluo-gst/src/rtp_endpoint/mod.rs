@@ -9,30 +9,34 @@
 //!
 //! With the `crypto` constructor parameter (Kurento's SDES) the media sections are
 //! RTP/SAVP with an `a=crypto` line carrying our key; packets are protected and checked by
-//! GStreamer's srtpenc / srtpdec (libsrtp), RTCP included.
+//! `fluo_egress::sdes` (Fluo's SRTP on aws-lc-rs), RTCP included.
+//!
+//! Each negotiated media's RTP and RTCP sockets are served by one tokio task (`net::serve`):
+//! no thread of its own, RTCP reports from the task's timer.
 
+mod crypto;
 mod net;
 mod port;
 mod sdp;
 mod stats;
 
+use self::crypto::Sdes;
 pub use self::net::RtpNet;
-use self::net::{receive, Rx, Sockets};
+use self::net::{Rx, Sockets, Unprotect};
 use self::port::{lock, RtpPort, Shared, SharedRef};
 pub(crate) use self::sdp::parse_sdp_count;
 use self::sdp::{
     mirror, parse_sdp, pick, sdp_err, write_section, Section, OFFER_AUDIO, OFFER_VIDEO,
 };
-use crate::srtp::{self, Sdes, Transform};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, StatsQuery, Stopping};
 use fluo_sfu::{Codec, MediaKind, Node, PortOutput};
 use serde_json::{json, Map, Value};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use tokio::sync::watch;
 
 pub(crate) struct RtpFactory {
     pub media: Media,
@@ -40,10 +44,7 @@ pub(crate) struct RtpFactory {
 
 impl Factory for RtpFactory {
     fn create(&self, cx: &FactoryCx<'_>) -> Result<Box<dyn Element>, KurentoError> {
-        let sdes = srtp::from_param(cx.params.get("crypto"))?;
-        if sdes.is_some() {
-            crate::init().map_err(|e| KurentoError::new(ErrorCode::UnexpectedError, e))?;
-        }
+        let sdes = crypto::from_param(cx.params.get("crypto"))?;
         let v6 = cx.params.get("useIpv6").and_then(Value::as_bool) == Some(true);
         if self.media.rtp_net.local_for(v6, None).is_none() {
             return Err(KurentoError::illegal_param(format!(
@@ -56,7 +57,7 @@ impl Factory for RtpFactory {
             srtp: sdes.is_some(),
             ..Default::default()
         }));
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, _) = watch::channel(false);
         let port = RtpPort {
             shared: shared.clone(),
         };
@@ -89,6 +90,7 @@ impl Factory for RtpFactory {
             sdes,
             v6,
             stopping: Stopping::new(),
+            rt: net::runtime(),
         }))
     }
 }
@@ -117,7 +119,8 @@ struct RtpEndpoint {
     shared: SharedRef,
     media: Media,
     out: PortOutput,
-    stop: Arc<AtomicBool>,
+    /// Turned true at release: the sockets' tasks end.
+    stop: watch::Sender<bool>,
     local_sdp: Option<String>,
     remote_sdp: Option<String>,
     /// Our offer's sockets and sections, waiting for the answer.
@@ -127,8 +130,10 @@ struct RtpEndpoint {
     sdes: Option<Sdes>,
     /// useIpv6: sockets on the interfaces' IPv6 addresses, `c=IN IP6`.
     v6: bool,
-    /// Held by the receive threads until they end (see [`fluo_core::Stopping`]).
+    /// Held by the sockets' tasks until they end (see [`fluo_core::Stopping`]).
     stopping: Stopping,
+    /// Where the sockets' tasks run.
+    rt: tokio::runtime::Handle,
 }
 
 impl RtpEndpoint {
@@ -195,7 +200,7 @@ impl RtpEndpoint {
                 continue;
             }
             let remote_key = match &self.sdes {
-                Some(sd) => match srtp::remote_key(&m.crypto, sd.suite) {
+                Some(sd) => match crypto::remote_key(&m.crypto, sd.suite) {
                     Some(k) => Some(k),
                     None => {
                         // Without the remote's key for our suite this section cannot work.
@@ -336,7 +341,7 @@ impl RtpEndpoint {
                 continue;
             };
             if let Some(sd) = &self.sdes {
-                let Some(k) = srtp::remote_key(&m.crypto, sd.suite) else {
+                let Some(k) = crypto::remote_key(&m.crypto, sd.suite) else {
                     sockets[s.kind] = None;
                     continue;
                 };
@@ -383,17 +388,37 @@ impl RtpEndpoint {
         );
     }
 
-    /// Starts receiving on the sockets of the negotiated sections.
-    fn start(&mut self, sections: Vec<Section>, sockets: [Option<Sockets>; 2]) {
+    /// Starts serving the sockets of the negotiated sections.
+    fn start(&mut self, sections: Vec<Section>, mut sockets: [Option<Sockets>; 2]) {
         let mut sh = lock(&self.shared);
         for s in &sections {
-            let Some(sk) = &sockets[s.kind] else {
+            let Some(sk) = sockets[s.kind].take() else {
                 continue;
             };
-            sh.sockets[s.kind] = Some(sk.rtp.clone());
-            sh.rtcp_sockets[s.kind] = Some(sk.rtcp.clone());
-            let _ = sk.rtp.set_read_timeout(Some(Duration::from_millis(200)));
-            let _ = sk.rtcp.set_read_timeout(Some(Duration::from_millis(200)));
+            let served = net::to_tokio(&self.rt, sk.rtp)
+                .and_then(|rtp| Ok((Arc::new(rtp), Arc::new(net::to_tokio(&self.rt, sk.rtcp)?))));
+            let (rtp, rtcp) = match served {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::error!(id = %self.id, "RtpEndpoint sockets: {e}");
+                    continue;
+                }
+            };
+            sh.sockets[s.kind] = Some(rtp.clone());
+            sh.rtcp_sockets[s.kind] = Some(rtcp.clone());
+            sh.stats[s.kind].srtp = self.sdes.is_some();
+            let dec = match &self.sdes {
+                Some(sd) => {
+                    let (dec, enc) = self.srtp(sd, s);
+                    sh.enc[s.kind] = enc;
+                    match dec {
+                        Some(dec) => Some(dec),
+                        // SDES without a working checker: nothing unchecked gets in.
+                        None => continue,
+                    }
+                }
+                None => None,
+            };
             let rx = Rx {
                 out: self.out.clone(),
                 shared: self.shared.clone(),
@@ -403,12 +428,11 @@ impl RtpEndpoint {
                 key: self.key,
                 events: self.media.events.clone(),
             };
-            let dec = self.sdes.as_ref().and_then(|sd| {
-                let (dec, enc) = self.srtp(sd, s, sk, &rx);
-                sh.enc[s.kind] = enc.or(sh.enc[s.kind].take());
-                dec
-            });
-            self.spawn_receivers(s, sk, rx, dec);
+            // Media only from the address the SDP named (any port: NATs change it).
+            let peer = s.remote.map(|a| a.ip());
+            let (stop, hold) = (self.stop.subscribe(), self.stopping.clone());
+            self.rt
+                .spawn(net::serve(rx, (rtp, rtcp), peer, dec, stop, hold));
         }
         sh.sections = sections;
         drop(sh);
@@ -416,92 +440,28 @@ impl RtpEndpoint {
         self.media.bus.caps_changed(self.key);
     }
 
-    /// SDES for section `s`: the decryptor of what the peer sends (into `rx`) and the
-    /// encryptor of what goes to it; an error event for either that cannot be made.
-    fn srtp(
-        &self,
-        sd: &Sdes,
-        s: &Section,
-        sk: &Sockets,
-        rx: &Rx,
-    ) -> (Option<Arc<Transform>>, Option<Arc<Transform>>) {
+    /// SDES for section `s`: the checker of what the peer sends and the protector of what
+    /// goes to it; an error event for either that cannot be made.
+    fn srtp(&self, sd: &Sdes, s: &Section) -> (Option<Unprotect>, Option<fluo_egress::SdesSender>) {
         let Some(rk) = &s.remote_key else {
             return (None, None);
         };
-        let (r1, r2) = (rx.clone(), rx.clone());
-        let (events, id) = (self.media.events.clone(), self.id.clone());
-        let kind = s.kind;
-        let soft = move || events(&id, fluo_core::MediaEvent::KeySoftLimit { kind });
-        let rtp = move |b: &[u8]| r1.rtp(b);
-        let rtcp = move |b: &[u8]| r2.rtcp(b);
-        let dec = match Transform::decrypt(&self.id, sd.suite, rk, rtp, rtcp, soft) {
-            Ok(t) => Some(Arc::new(t)),
+        let profile = sd.suite.profile();
+        let dec = match fluo_egress::SdesReceiver::new(profile, rk) {
+            Ok(r) => Some(Unprotect::new(r)),
             Err(e) => {
-                self.srtp_failed(&e);
+                self.srtp_failed(&format!("the peer's key: {e:?}"));
                 None
             }
         };
-        let (Some(to), Some(to_rtcp)) = (s.remote, s.remote_rtcp) else {
-            return (dec, None);
-        };
-        let (a, b) = (sk.rtp.clone(), sk.rtcp.clone());
-        let send_rtp = move |bytes: &[u8]| {
-            let _ = a.send_to(bytes, to);
-        };
-        let send_rtcp = move |bytes: &[u8]| {
-            let _ = b.send_to(bytes, to_rtcp);
-        };
-        match Transform::encrypt(&self.id, sd, send_rtp, send_rtcp) {
-            Ok(t) => (dec, Some(Arc::new(t))),
+        let enc = match fluo_egress::SdesSender::new(profile, &sd.key) {
+            Ok(t) => Some(t),
             Err(e) => {
-                self.srtp_failed(&e);
-                (dec, None)
+                self.srtp_failed(&format!("our key: {e:?}"));
+                None
             }
-        }
-    }
-
-    /// The RTP and RTCP receive threads of section `s` (through `dec` with SDES).
-    fn spawn_receivers(&self, s: &Section, sk: &Sockets, rx: Rx, dec: Option<Arc<Transform>>) {
-        let (rtp, rtcp) = (sk.rtp.clone(), sk.rtcp.clone());
-        let stop = self.stop.clone();
-        let (rx1, dec1) = (rx.clone(), dec.clone());
-        let protected = self.sdes.is_some();
-        // Media only from the address the SDP named (any port: NATs change it).
-        let peer_ip = s.remote.map(|a| a.ip());
-        // Each thread holds the endpoint's stopping token until it ends.
-        let hold = self.stopping.clone();
-        let spawned = std::thread::Builder::new()
-            .name("fluo-rtp-rx".into())
-            .spawn(move || {
-                let _hold = hold;
-                let f = |b: &[u8]| match &dec1 {
-                    Some(d) => d.push_rtp(b.to_vec()),
-                    // SDES without a working decryptor: nothing unchecked gets in.
-                    None if protected => {}
-                    None => rx1.rtp(b),
-                };
-                receive(&rtp, &stop, peer_ip, f, || {})
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("RTP receive thread: {e}");
-        }
-        let stop = self.stop.clone();
-        let hold = self.stopping.clone();
-        let spawned = std::thread::Builder::new()
-            .name("fluo-rtcp-rx".into())
-            .spawn(move || {
-                let _hold = hold;
-                let f = |b: &[u8]| match &dec {
-                    Some(d) => d.push_rtcp(b.to_vec()),
-                    None if protected => {}
-                    None => rx.rtcp(b),
-                };
-                // Our reports go out from this thread too.
-                receive(&rtcp, &stop, peer_ip, f, || rx.tick())
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("RTCP receive thread: {e}");
-        }
+        };
+        (dec, enc)
     }
 }
 
@@ -588,8 +548,12 @@ impl Element for RtpEndpoint {
     }
 
     fn released(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.send_replace(true);
         self.media.bus.remove_port(self.key);
+        // The ports close as soon as the tasks (which hold them too) have ended.
+        let mut sh = lock(&self.shared);
+        sh.sockets = [None, None];
+        sh.rtcp_sockets = [None, None];
     }
 
     fn stopping(&self) -> Option<Stopping> {

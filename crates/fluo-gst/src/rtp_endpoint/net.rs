@@ -1,19 +1,59 @@
-//! The sockets of one RtpEndpoint and the threads that read them.
+//! The sockets of one RtpEndpoint and the task that serves them on tokio.
 
 use super::port::{lock, SharedRef};
 use super::sdp::Section;
 use fluo_api::{ErrorCode, KurentoError};
+use fluo_egress::{SdesReceiver, SrtpError};
 use fluo_sfu::rtcp::{RtcpCompound, RtcpPacket};
 use fluo_sfu::{MediaKind, MediaPacket, PortOutput, RtpPacket};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
-/// Sockets of one media.
+/// Sockets of one media, bound and not yet served.
 pub(super) struct Sockets {
-    pub(super) rtp: Arc<UdpSocket>,
-    pub(super) rtcp: Arc<UdpSocket>,
+    pub(super) rtp: UdpSocket,
+    pub(super) rtcp: UdpSocket,
+}
+
+/// How often the serving task looks whether an RTCP report is due and whether the peer's
+/// reports stopped.
+const RTCP_TIMER: Duration = Duration::from_millis(250);
+
+/// The runtime RtpEndpoints' sockets are served on: the one the element was created on (the
+/// server's, where the engine runs), else one runtime thread shared by every RtpEndpoint of
+/// the process (an engine driven outside tokio, as in unit tests).
+pub(super) fn runtime() -> tokio::runtime::Handle {
+    if let Ok(h) = tokio::runtime::Handle::try_current() {
+        return h;
+    }
+    static SHARED: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
+    let rt = SHARED.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("fluo-rtp-net")
+            .enable_all()
+            .build()
+            .inspect_err(|e| tracing::error!("RtpEndpoint runtime: {e}"))
+            .ok()
+    });
+    match rt {
+        Some(rt) => rt.handle().clone(),
+        // Not expected: the caller's spawn fails as the runtime is missing.
+        None => tokio::runtime::Handle::current(),
+    }
+}
+
+/// Makes a bound socket a tokio one (registered with `rt`'s reactor).
+pub(super) fn to_tokio(
+    rt: &tokio::runtime::Handle,
+    s: UdpSocket,
+) -> std::io::Result<tokio::net::UdpSocket> {
+    s.set_nonblocking(true)?;
+    let _g = rt.enter();
+    tokio::net::UdpSocket::from_std(s)
 }
 
 /// Where RtpEndpoints bind and what their SDP announces: KMS's BaseRtpEndpoint network
@@ -88,10 +128,7 @@ impl RtpNet {
         let pair = |p: u16| -> Option<Sockets> {
             let rtp = bind(SocketAddr::new(ip, p))?;
             let rtcp = bind(SocketAddr::new(ip, p.checked_add(1)?))?;
-            Some(Sockets {
-                rtp: Arc::new(rtp),
-                rtcp: Arc::new(rtcp),
-            })
+            Some(Sockets { rtp, rtcp })
         };
         let found = if lo <= 1024 && hi == 65535 {
             // The whole range: let the system pick, then pair it up.
@@ -206,8 +243,8 @@ impl Rx {
         (self.events)(&self.id, ev);
     }
 
-    /// Every wakeup of the RTCP thread: our report when it is due, and the media state back
-    /// to DISCONNECTED when the peer's reports stopped.
+    /// Every tick of the serving task's timer: our report when it is due, and the media
+    /// state back to DISCONNECTED when the peer's reports stopped.
     pub(super) fn tick(&self) {
         let now = Instant::now();
         let mut sh = lock(&self.shared);
@@ -218,13 +255,7 @@ impl Rx {
         if let (true, Some(to)) = (due, self.section.remote_rtcp) {
             let ssrc = sh.ssrc[k];
             if let Some(report) = sh.stats[k].report(now, ssrc, self.section.codec.clock_rate) {
-                match (sh.enc[k].clone(), sh.rtcp_sockets[k].clone()) {
-                    (Some(enc), _) => enc.push_rtcp(report),
-                    (None, Some(sock)) if !sh.srtp => {
-                        let _ = sock.send_to(&report, to);
-                    }
-                    _ => {}
-                }
+                sh.send(k, true, report, to);
             }
         }
         let quiet = sh
@@ -238,31 +269,111 @@ impl Rx {
     }
 }
 
-/// Reads a socket until `stop`; hands datagrams from `peer` (when known) to `f`, and runs
-/// `tick` at every wakeup (a datagram, or the socket's read timeout).
-pub(super) fn receive(
-    sock: &UdpSocket,
-    stop: &AtomicBool,
-    peer: Option<IpAddr>,
-    f: impl Fn(&[u8]),
-    tick: impl Fn(),
-) {
-    let mut buf = [0u8; 2048];
-    while !stop.load(Ordering::Relaxed) {
-        tick();
-        match sock.recv_from(&mut buf) {
-            Ok((n, from)) if peer.is_none_or(|p| p == from.ip()) => f(&buf[..n]),
-            Ok(_) => {}
-            // Timeouts wake us to look at `stop`; other errors (ICMP port unreachable
-            // reported on the socket) must not spin.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+/// The peer's SRTP (SDES): its checker, and whether `OnKeySoftLimit` was raised.
+pub(super) struct Unprotect {
+    pub(super) rx: SdesReceiver,
+    soft_limit_raised: bool,
+}
+
+impl Unprotect {
+    pub(super) fn new(rx: SdesReceiver) -> Unprotect {
+        Unprotect {
+            rx,
+            soft_limit_raised: false,
         }
     }
+}
+
+impl Rx {
+    /// A datagram from the peer, RTP (`rtcp` false) or RTCP, checked and decrypted first
+    /// with SDES: what fails authentication or replays is dropped and counted.
+    fn datagram(
+        &self,
+        dec: &mut Option<Unprotect>,
+        rtcp: bool,
+        bytes: &[u8],
+        scratch: &mut Vec<u8>,
+    ) {
+        let Some(d) = dec.as_mut() else {
+            if rtcp {
+                self.rtcp(bytes)
+            } else {
+                self.rtp(bytes)
+            }
+            return;
+        };
+        let checked = if rtcp {
+            d.rx.unprotect_rtcp(bytes, scratch)
+        } else {
+            scratch.clear();
+            scratch.extend_from_slice(bytes);
+            d.rx.unprotect_rtp(scratch)
+        };
+        if let Err(e) = checked {
+            let mut sh = lock(&self.shared);
+            let st = &mut sh.stats[self.section.kind];
+            if e == SrtpError::Replayed {
+                st.srtp_replays += 1;
+            } else {
+                st.srtp_auth_failures += 1;
+            }
+            tracing::trace!(id = %self.id, ?e, rtcp, "SRTP: a packet from the peer was dropped");
+            return;
+        }
+        if rtcp {
+            self.rtcp(scratch)
+        } else {
+            self.rtp(scratch)
+        }
+        if d.rx.near_key_limit() && !d.soft_limit_raised {
+            d.soft_limit_raised = true;
+            let kind = self.section.kind;
+            (self.events)(&self.id, fluo_core::MediaEvent::KeySoftLimit { kind });
+        }
+    }
+}
+
+/// Serves one media's RTP and RTCP sockets until `stop` turns true (or its sender is
+/// dropped): datagrams from `peer` (when known; any port, NATs change it) go to `rx`
+/// (through `dec` with SDES), and a timer sends our RTCP reports. `hold` (the endpoint's
+/// stopping token) is dropped when the task ends.
+pub(super) async fn serve(
+    rx: Rx,
+    (rtp, rtcp): (Arc<tokio::net::UdpSocket>, Arc<tokio::net::UdpSocket>),
+    peer: Option<IpAddr>,
+    mut dec: Option<Unprotect>,
+    mut stop: watch::Receiver<bool>,
+    hold: fluo_core::Stopping,
+) {
+    let (mut a, mut b) = ([0u8; 2048], [0u8; 2048]);
+    let mut scratch = Vec::with_capacity(2048);
+    let mut timer = tokio::time::interval(RTCP_TIMER);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let from_peer = |from: SocketAddr| peer.is_none_or(|p| p == from.ip());
+    while !*stop.borrow() {
+        tokio::select! {
+            biased;
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            got = rtp.recv_from(&mut a) => match got {
+                Ok((n, from)) if from_peer(from) => rx.datagram(&mut dec, false, &a[..n], &mut scratch),
+                Ok(_) => {}
+                // An error the socket reported (an ICMP message): the next receive waits
+                // for a datagram again.
+                Err(e) => tracing::trace!(id = %rx.id, "RTP socket: {e}"),
+            },
+            got = rtcp.recv_from(&mut b) => match got {
+                Ok((n, from)) if from_peer(from) => rx.datagram(&mut dec, true, &b[..n], &mut scratch),
+                Ok(_) => {}
+                Err(e) => tracing::trace!(id = %rx.id, "RTCP socket: {e}"),
+            },
+            _ = timer.tick() => rx.tick(),
+        }
+    }
+    drop(hold);
 }
 
 #[cfg(test)]

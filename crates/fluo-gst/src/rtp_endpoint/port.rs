@@ -1,13 +1,14 @@
 //! The endpoint as the router sees it, and the state it shares with the element.
 
 use super::sdp::Section;
-use crate::srtp::Transform;
+use fluo_egress::SdesSender;
 use fluo_sfu::rtcp::write_pli;
 use fluo_sfu::rtp::write_rtp;
 use fluo_sfu::{Header, MediaKind, MediaPacket, Node, Packet, Rewriter, SinkCaps, SinkCodec};
-use std::net::UdpSocket;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
+use tokio::net::UdpSocket;
 
 #[derive(Default)]
 pub(super) struct Shared {
@@ -19,8 +20,8 @@ pub(super) struct Shared {
     pub(super) remote_ssrc: [u32; 2],
     pub(super) sockets: [Option<Arc<UdpSocket>>; 2],
     pub(super) rtcp_sockets: [Option<Arc<UdpSocket>>; 2],
-    /// SRTP protection of what we send, per media.
-    pub(super) enc: [Option<Arc<Transform>>; 2],
+    /// SRTP protection of what we send, per media (SDES, our key).
+    pub(super) enc: [Option<SdesSender>; 2],
     /// SDES was asked for: nothing goes out or comes in unprotected.
     pub(super) srtp: bool,
     /// Counters and RTCP of each media (see `stats`).
@@ -31,6 +32,36 @@ pub(super) struct Shared {
 }
 
 pub(super) type SharedRef = Arc<Mutex<Shared>>;
+
+impl Shared {
+    /// Sends RTP (`rtcp` false) or RTCP of media `k` to `to`, SRTP-protected with SDES;
+    /// never in the clear when SDES was asked for. Sockets are non-blocking: a datagram the
+    /// system cannot take now is dropped, as UDP may drop it anyway.
+    pub(super) fn send(&mut self, k: MediaKind, rtcp: bool, mut bytes: Vec<u8>, to: SocketAddr) {
+        if self.srtp {
+            let Some(enc) = self.enc[k].as_mut() else {
+                return;
+            };
+            let protected = if rtcp {
+                enc.protect_rtcp(&mut bytes)
+            } else {
+                enc.protect_rtp(&mut bytes)
+            };
+            if let Err(e) = protected {
+                tracing::debug!(?e, "SRTP: a packet could not be protected and was not sent");
+                return;
+            }
+        }
+        let sock = if rtcp {
+            &self.rtcp_sockets[k]
+        } else {
+            &self.sockets[k]
+        };
+        if let Some(sock) = sock {
+            let _ = sock.try_send_to(&bytes, to);
+        }
+    }
+}
 
 pub(super) fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(|p| p.into_inner())
@@ -71,12 +102,8 @@ impl Node for RtpPort {
         let Some(r) = rw.rewrite(Instant::now(), pkt.ssrc, pkt.seq, pkt.timestamp) else {
             return;
         };
-        let sock = sh.sockets[k].clone();
-        let enc = sh.enc[k].clone();
-        let srtp = sh.srtp;
         sh.stats[k].sent(Instant::now(), r.ts, pkt.payload.len());
-        drop(sh);
-        let mut bytes = Vec::with_capacity(12 + pkt.payload.len());
+        let mut bytes = Vec::with_capacity(12 + pkt.payload.len() + 10);
         write_rtp(
             &mut bytes,
             s.pt,
@@ -86,13 +113,7 @@ impl Node for RtpPort {
             ssrc,
             &pkt.payload,
         );
-        match (enc, sock) {
-            (Some(enc), _) => enc.push_rtp(bytes),
-            (None, Some(sock)) if !srtp => {
-                let _ = sock.send_to(&bytes, remote);
-            }
-            _ => {}
-        }
+        sh.send(k, false, bytes, remote);
     }
 
     fn request_keyframe(&mut self, _kind: MediaKind) {
@@ -101,19 +122,12 @@ impl Node for RtpPort {
         let Some(s) = sh.sections.iter().find(|s| s.kind == MediaKind::Video) else {
             return;
         };
-        let (Some(to), Some(sock)) = (s.remote_rtcp, sh.rtcp_sockets[k].clone()) else {
+        let Some(to) = s.remote_rtcp else {
             return;
         };
         let mut pli = vec![];
         write_pli(&mut pli, sh.ssrc[k], sh.remote_ssrc[k]);
         sh.stats[k].plis_sent += 1;
-        let enc = sh.enc[k].clone();
-        drop(sh);
-        match enc {
-            Some(enc) => enc.push_rtcp(pli),
-            None => {
-                let _ = sock.send_to(&pli, to);
-            }
-        }
+        sh.send(k, true, pli, to);
     }
 }

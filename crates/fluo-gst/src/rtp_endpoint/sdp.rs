@@ -1,6 +1,6 @@
 //! The plain-RTP SDP: parsing the remote's, writing ours.
 
-use crate::srtp::{self, Sdes};
+use super::crypto::{self, Sdes};
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_sfu::{Codec, CodecName, MediaKind};
 use std::net::{IpAddr, SocketAddr};
@@ -233,7 +233,7 @@ pub(super) fn write_section(
         sdp.push_str(&format!(
             "a=crypto:1 {} inline:{}\r\n",
             sd.suite.sdp_name(),
-            srtp::b64_encode(&sd.key)
+            crypto::b64_encode(&sd.key)
         ));
     }
     for (pt, c) in pt_codecs {

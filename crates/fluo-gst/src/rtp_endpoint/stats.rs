@@ -55,6 +55,11 @@ pub(super) struct MediaStats {
     pub reported_at: Option<Instant>,
     rate_mark: Option<(Instant, u64)>,
     out_rate: f64,
+    /// SDES-SRTP is on: the peer's packets dropped because they did not authenticate (or
+    /// were not SRTP at all) and because they were replays.
+    pub srtp: bool,
+    pub srtp_auth_failures: u64,
+    pub srtp_replays: u64,
 }
 
 /// 64-bit NTP time now.
@@ -253,7 +258,8 @@ impl MediaStats {
     ) {
         let transport = "";
         let id = |dir: &str| format!("{short}_{dir}_{}", media.to_lowercase());
-        if self.in_packets > 0 {
+        let dropped = self.srtp_auth_failures + self.srtp_replays;
+        if self.in_packets > 0 || dropped > 0 {
             let mut v = q.rtp_entry(&id("in"), true, self.in_ssrc, media, transport);
             v["packetsReceived"] = json!(self.in_packets);
             v["bytesReceived"] = json!(self.in_bytes);
@@ -268,6 +274,11 @@ impl MediaStats {
             v["firCount"] = json!(0);
             v["nackCount"] = json!(0);
             v["remb"] = json!(0);
+            if self.srtp {
+                // Fluo's: what SRTP refused (KMS's stats have no such counters).
+                v["srtpAuthFailures"] = json!(self.srtp_auth_failures);
+                v["srtpReplays"] = json!(self.srtp_replays);
+            }
             out.insert(id("in"), v);
         }
         if self.out_packets > 0 {

@@ -1,12 +1,8 @@
-//! SDES-SRTP for RtpEndpoint: keys and suites (Kurento's SDES / CryptoSuite, SDP `a=crypto`),
-//! and GStreamer's srtpenc / srtpdec used as packet transforms between Fluo's sockets and
-//! the router.
+//! SDES-SRTP for RtpEndpoint: keys and suites (Kurento's SDES / CryptoSuite, SDP `a=crypto`).
+//! Packets are protected and checked by `fluo_egress::sdes` (see `net` and `port`).
 
-use crate::bridge;
 use fluo_api::{ErrorCode, KurentoError};
-use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
+use fluo_egress::Profile;
 use serde_json::Value;
 use std::io::Read;
 
@@ -59,17 +55,13 @@ impl Suite {
         }
     }
 
-    fn cipher(self) -> &'static str {
+    /// The SRTP profile of `fluo_egress` for this suite.
+    pub(crate) fn profile(self) -> Profile {
         match self {
-            Suite::Aes128Sha80 | Suite::Aes128Sha32 => "aes-128-icm",
-            _ => "aes-256-icm",
-        }
-    }
-
-    fn auth(self) -> &'static str {
-        match self {
-            Suite::Aes128Sha80 | Suite::Aes256Sha80 => "hmac-sha1-80",
-            _ => "hmac-sha1-32",
+            Suite::Aes128Sha80 => Profile::Aes128CmSha1_80,
+            Suite::Aes128Sha32 => Profile::Aes128CmSha1_32,
+            Suite::Aes256Sha80 => Profile::Aes256CmSha1_80,
+            Suite::Aes256Sha32 => Profile::Aes256CmSha1_32,
         }
     }
 }
@@ -177,137 +169,6 @@ pub(crate) fn remote_key(lines: &[String], suite: Suite) -> Option<Vec<u8>> {
     })
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// An SRTP transform pipeline: RTP (and RTCP) in through appsrcs, protected or unprotected
-/// packets out through appsink callbacks.
-pub(crate) struct Transform {
-    pipeline: gst::Pipeline,
-    rtp: gst_app::AppSrc,
-    rtcp: gst_app::AppSrc,
-}
-
-impl Transform {
-    /// Protects outgoing packets with our key; `on_rtp` / `on_rtcp` get SRTP / SRTCP bytes.
-    pub(crate) fn encrypt(
-        owner: &str,
-        sdes: &Sdes,
-        on_rtp: impl Fn(&[u8]) + Send + Sync + 'static,
-        on_rtcp: impl Fn(&[u8]) + Send + Sync + 'static,
-    ) -> Result<Transform, String> {
-        let (c, a) = (sdes.suite.cipher(), sdes.suite.auth());
-        let desc = format!(
-            "srtpenc name=enc key={} rtp-cipher={c} rtp-auth={a} rtcp-cipher={c} rtcp-auth={a} \
-             appsrc name=rtp format=time is-live=true caps=application/x-rtp ! enc.rtp_sink_0 enc.rtp_src_0 ! appsink name=rtpout sync=false async=false \
-             appsrc name=rtcp format=time is-live=true caps=application/x-rtcp ! enc.rtcp_sink_0 enc.rtcp_src_0 ! appsink name=rtcpout sync=false async=false",
-            hex(&sdes.key)
-        );
-        Self::build(owner, "srtpenc", &desc, on_rtp, on_rtcp, None)
-    }
-
-    /// Checks and decrypts incoming packets with the remote's key; `on_soft_limit` runs when
-    /// the key is near the end of its life.
-    pub(crate) fn decrypt(
-        owner: &str,
-        suite: Suite,
-        key: &[u8],
-        on_rtp: impl Fn(&[u8]) + Send + Sync + 'static,
-        on_rtcp: impl Fn(&[u8]) + Send + Sync + 'static,
-        on_soft_limit: impl Fn() + Send + Sync + 'static,
-    ) -> Result<Transform, String> {
-        crate::init()?;
-        let desc = "srtpdec name=dec \
-             appsrc name=rtp format=time is-live=true caps=application/x-srtp ! dec.rtp_sink dec.rtp_src ! appsink name=rtpout sync=false async=false \
-             appsrc name=rtcp format=time is-live=true caps=application/x-srtcp ! dec.rtcp_sink dec.rtcp_src ! appsink name=rtcpout sync=false async=false";
-        let key = gst::Buffer::from_mut_slice(key.to_vec());
-        let (c, a) = (suite.cipher(), suite.auth());
-        let caps_for = move || {
-            gst::Caps::builder("application/x-srtp")
-                .field("srtp-key", &key)
-                .field("srtp-cipher", c)
-                .field("srtp-auth", a)
-                .field("srtcp-cipher", c)
-                .field("srtcp-auth", a)
-                .build()
-        };
-        let t = Self::build(owner, "srtpdec", desc, on_rtp, on_rtcp, Some(()))?;
-        if let Some(dec) = t.pipeline.by_name("dec") {
-            let caps_for = std::sync::Arc::new(caps_for);
-            let c2 = caps_for.clone();
-            dec.connect("request-key", false, move |_| Some(caps_for().to_value()));
-            dec.connect("soft-limit", false, move |_| {
-                on_soft_limit();
-                Some(c2().to_value())
-            });
-        }
-        t.pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|e| e.to_string())?;
-        Ok(t)
-    }
-
-    fn build(
-        owner: &str,
-        name: &str,
-        desc: &str,
-        on_rtp: impl Fn(&[u8]) + Send + Sync + 'static,
-        on_rtcp: impl Fn(&[u8]) + Send + Sync + 'static,
-        defer_play: Option<()>,
-    ) -> Result<Transform, String> {
-        crate::init()?;
-        let pipeline = bridge::launch(desc, owner, name)?;
-        for (name, f) in [
-            (
-                "rtpout",
-                Box::new(on_rtp) as Box<dyn Fn(&[u8]) + Send + Sync>,
-            ),
-            ("rtcpout", Box::new(on_rtcp)),
-        ] {
-            let sink = bridge::appsink(&pipeline, name)?;
-            sink.set_callbacks(
-                gst_app::AppSinkCallbacks::builder()
-                    .new_sample(move |s| {
-                        let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                        if let Some(m) = sample.buffer().and_then(|b| b.map_readable().ok()) {
-                            f(m.as_slice());
-                        }
-                        Ok(gst::FlowSuccess::Ok)
-                    })
-                    .build(),
-            );
-        }
-        let rtp = bridge::appsrc(&pipeline, "rtp")?;
-        let rtcp = bridge::appsrc(&pipeline, "rtcp")?;
-        if defer_play.is_none() {
-            pipeline
-                .set_state(gst::State::Playing)
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(Transform {
-            pipeline,
-            rtp,
-            rtcp,
-        })
-    }
-
-    pub(crate) fn push_rtp(&self, bytes: Vec<u8>) {
-        let _ = self.rtp.push_buffer(gst::Buffer::from_mut_slice(bytes));
-    }
-
-    pub(crate) fn push_rtcp(&self, bytes: Vec<u8>) {
-        let _ = self.rtcp.push_buffer(gst::Buffer::from_mut_slice(bytes));
-    }
-}
-
-impl Drop for Transform {
-    fn drop(&mut self) {
-        // Dropped by the endpoint's receive threads, which hold its token until then.
-        bridge::stop_in_background(self.pipeline.clone(), fluo_core::Stopping::new());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,5 +208,14 @@ mod tests {
         let lines = vec![format!("1 AES_CM_128_HMAC_SHA1_80 inline:{b}|2^31|1:1")];
         assert_eq!(remote_key(&lines, Suite::Aes128Sha80), Some(vec![7u8; 30]));
         assert_eq!(remote_key(&lines, Suite::Aes128Sha32), None);
+        // Every suite's key length is the profile's.
+        for s in [
+            Suite::Aes128Sha80,
+            Suite::Aes128Sha32,
+            Suite::Aes256Sha80,
+            Suite::Aes256Sha32,
+        ] {
+            assert_eq!(s.key_len(), s.profile().inline_len(), "{s:?}");
+        }
     }
 }
