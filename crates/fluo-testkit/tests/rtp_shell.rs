@@ -188,6 +188,67 @@ fn release_under_media_frees_the_ports_at_once() {
     });
 }
 
+/// An SDES peer's packets reach the router; its replays and packets under another key are
+/// dropped and counted (srtpAuthFailures, srtpReplays), and the stream goes on undisturbed
+/// to the RtpEndpoint it feeds.
+#[test]
+fn sdes_replays_and_forgeries_are_dropped_and_counted_and_media_goes_on() {
+    use fluo_egress::{Profile, SdesSender};
+    let _serial = serial();
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
+        let ours = [7u8; 30];
+        let theirs: Vec<u8> = (0..30u8).map(|i| i.wrapping_mul(13).wrapping_add(1)).collect();
+        let peer = UdpSocket::bind("127.0.0.1:0").await.expect("peer socket");
+        let peer_port = peer.local_addr().expect("addr").port();
+        let ep = c
+            .create("RtpEndpoint", json!({"mediaPipeline": pipe, "crypto": {"crypto": "AES_128_CM_HMAC_SHA1_80", "keyBase64": b64(&ours)}}))
+            .await
+            .expect("RtpEndpoint");
+        let offer = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {peer_port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{}\r\na=sendonly\r\n", b64(&theirs));
+        let answer = c.invoke(&ep, "processOffer", json!({"offer": offer})).await.expect("processOffer");
+        let fluo = sdp_port(answer.as_str().expect("sdp"));
+        let (plain, out, _) = endpoint(&mut c, &pipe).await;
+        c.invoke(&ep, "connect", json!({"sink": plain})).await.expect("connect");
+
+        let mut tx = SdesSender::new(Profile::Aes128CmSha1_80, &theirs).expect("peer key");
+        let mut forger = SdesSender::new(Profile::Aes128CmSha1_80, &[0x42; 30]).expect("other key");
+        let mut sent = vec![];
+        for seq in 0..60u16 {
+            let mut p = pcmu(seq);
+            tx.protect_rtp(&mut p).expect("protect");
+            peer.send_to(&p, ("127.0.0.1", fluo)).await.expect("send");
+            sent.push(p);
+            if seq % 2 == 1 {
+                // A replay of the packet before, and one under a key that is not the peer's.
+                peer.send_to(&sent[usize::from(seq) - 1], ("127.0.0.1", fluo)).await.expect("send");
+                let mut f = pcmu(1000 + seq);
+                forger.protect_rtp(&mut f).expect("protect");
+                peer.send_to(&f, ("127.0.0.1", fluo)).await.expect("send");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut through = 0;
+        let mut buf = [0u8; 2048];
+        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), out.recv_from(&mut buf)).await {
+            through += 1;
+        }
+        let stats = c.invoke(&ep, "getStats", json!({})).await.expect("getStats");
+        let inbound = stats
+            .as_object()
+            .and_then(|o| o.values().find(|v| v["type"] == "inboundrtp"))
+            .cloned()
+            .expect("an inbound entry");
+        println!("SDES peer: {inbound}; {through} packets reached the plain endpoint's peer");
+        assert_eq!(inbound["packetsReceived"], 60, "{inbound}");
+        assert_eq!(inbound["srtpReplays"], 30, "{inbound}");
+        assert_eq!(inbound["srtpAuthFailures"], 30, "{inbound}");
+        assert_eq!(through, 60, "every authentic packet went on, nothing else");
+        c.request("release", json!({"object": pipe})).await.expect("release");
+    });
+}
+
 fn b64(k: &[u8]) -> String {
     let t = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();

@@ -45,6 +45,12 @@ pub(crate) struct RtpFactory {
 impl Factory for RtpFactory {
     fn create(&self, cx: &FactoryCx<'_>) -> Result<Box<dyn Element>, KurentoError> {
         let sdes = crypto::from_param(cx.params.get("crypto"))?;
+        let rt = net::runtime().ok_or_else(|| {
+            KurentoError::new(
+                ErrorCode::UnexpectedError,
+                "RtpEndpoint: no runtime to serve its sockets",
+            )
+        })?;
         let v6 = cx.params.get("useIpv6").and_then(Value::as_bool) == Some(true);
         if self.media.rtp_net.local_for(v6, None).is_none() {
             return Err(KurentoError::illegal_param(format!(
@@ -90,7 +96,7 @@ impl Factory for RtpFactory {
             sdes,
             v6,
             stopping: Stopping::new(),
-            rt: net::runtime(),
+            rt,
         }))
     }
 }

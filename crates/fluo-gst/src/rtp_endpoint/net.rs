@@ -25,9 +25,9 @@ const RTCP_TIMER: Duration = Duration::from_millis(250);
 /// The runtime RtpEndpoints' sockets are served on: the one the element was created on (the
 /// server's, where the engine runs), else one runtime thread shared by every RtpEndpoint of
 /// the process (an engine driven outside tokio, as in unit tests).
-pub(super) fn runtime() -> tokio::runtime::Handle {
+pub(super) fn runtime() -> Option<tokio::runtime::Handle> {
     if let Ok(h) = tokio::runtime::Handle::try_current() {
-        return h;
+        return Some(h);
     }
     static SHARED: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
     let rt = SHARED.get_or_init(|| {
@@ -39,11 +39,7 @@ pub(super) fn runtime() -> tokio::runtime::Handle {
             .inspect_err(|e| tracing::error!("RtpEndpoint runtime: {e}"))
             .ok()
     });
-    match rt {
-        Some(rt) => rt.handle().clone(),
-        // Not expected: the caller's spawn fails as the runtime is missing.
-        None => tokio::runtime::Handle::current(),
-    }
+    rt.as_ref().map(|rt| rt.handle().clone())
 }
 
 /// Makes a bound socket a tokio one (registered with `rt`'s reactor).
