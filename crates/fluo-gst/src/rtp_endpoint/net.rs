@@ -42,12 +42,21 @@ pub(super) fn runtime() -> Option<tokio::runtime::Handle> {
     rt.as_ref().map(|rt| rt.handle().clone())
 }
 
+/// Bytes of kernel buffer asked for each RtpEndpoint socket, each way.
+const SOCKET_BUFFER: usize = 1 << 20;
+
 /// Makes a bound socket a tokio one (registered with `rt`'s reactor).
 pub(super) fn to_tokio(
     rt: &tokio::runtime::Handle,
     s: UdpSocket,
 ) -> std::io::Result<tokio::net::UdpSocket> {
     s.set_nonblocking(true)?;
+    // Sends never wait (a datagram the socket cannot take is dropped) and the task may be
+    // scheduled late under load: room for a few keyframes' bursts each way rather than the
+    // kernel's default of about 208 KiB (capped by net.core.rmem_max / wmem_max).
+    let sr = socket2::SockRef::from(&s);
+    let _ = sr.set_send_buffer_size(SOCKET_BUFFER);
+    let _ = sr.set_recv_buffer_size(SOCKET_BUFFER);
     let _g = rt.enter();
     tokio::net::UdpSocket::from_std(s)
 }
