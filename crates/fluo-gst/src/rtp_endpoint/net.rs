@@ -22,13 +22,11 @@ pub(super) struct Sockets {
 /// reports stopped.
 const RTCP_TIMER: Duration = Duration::from_millis(250);
 
-/// The runtime RtpEndpoints' sockets are served on: the one the element was created on (the
-/// server's, where the engine runs), else one runtime thread shared by every RtpEndpoint of
-/// the process (an engine driven outside tokio, as in unit tests).
+/// The runtime RtpEndpoints' sockets are served on: one thread, started with the first
+/// RtpEndpoint, for every RtpEndpoint of the process (as the WebRTC sockets have their media
+/// thread). Not the server's runtime, where the engine may block on a GStreamer pipeline build
+/// or a worker's reply: packets would wait in the socket meanwhile.
 pub(super) fn runtime() -> Option<tokio::runtime::Handle> {
-    if let Ok(h) = tokio::runtime::Handle::try_current() {
-        return Some(h);
-    }
     static SHARED: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
     let rt = SHARED.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()

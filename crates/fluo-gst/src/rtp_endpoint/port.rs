@@ -58,7 +58,9 @@ impl Shared {
             &self.sockets[k]
         };
         if let Some(sock) = sock {
-            let _ = sock.try_send_to(&bytes, to);
+            // The send call itself, not tokio's `try_send_to`: that one refuses without
+            // trying while its reactor has not yet seen the socket writable.
+            let _ = socket2::SockRef::from(sock.as_ref()).send_to(&bytes, &to.into());
         }
     }
 }
