@@ -28,6 +28,7 @@ mod egress;
 mod ep;
 mod events;
 mod formats;
+mod handshake;
 mod ice;
 mod timers;
 mod transcoders;
@@ -37,6 +38,8 @@ pub(crate) use egress::enabled as egress_enabled;
 pub(crate) use ep::{lock, rtx_history, Ep, EpRef};
 use ep::{OutStream, RtxCache, RTX_HISTORY_START, RTX_PACKETS};
 pub(crate) use events::flow;
+pub use handshake::Handshake;
+pub(crate) use handshake::{handshake_thread, Timed};
 pub(crate) use ice::SocketChange;
 use transcoders::{transcoder_node, Maker};
 use webrtc_sink::{Outbox, WebRtcSink};
@@ -86,6 +89,22 @@ const REMB_EVERY: Duration = Duration::from_secs(1);
 
 /// A command from signalling to the media core (opaque outside this crate).
 pub struct Control(pub(crate) Ctl);
+
+impl Control {
+    /// What the command is, for the media thread's profile.
+    pub(crate) fn kind(&self) -> &'static str {
+        match &self.0 {
+            Ctl::Add { .. } => "command add endpoint",
+            Ctl::Remove { .. } => "command remove",
+            Ctl::Wake { .. } => "command wake",
+            Ctl::Route { .. } => "command route",
+            Ctl::CapsChanged { .. } => "command negotiated",
+            Ctl::Inject { .. } => "command port packet",
+            Ctl::AddPort { .. } => "command add port",
+            _ => "command other",
+        }
+    }
+}
 
 /// Commands from signalling to the media core.
 pub(crate) enum Ctl {
@@ -252,6 +271,10 @@ pub struct MediaCore {
     settings_seen: u64,
     /// The packet the router forwards now, as WebRTC sinks take it (see `egress`).
     carried: egress::Carried,
+    /// DTLS of joining endpoints is fed to their sessions off this thread (see
+    /// `handshake`), and what waits for it.
+    offload: bool,
+    handshakes: VecDeque<Handshake>,
 }
 
 impl MediaCore {
@@ -285,6 +308,8 @@ impl MediaCore {
             settings: None,
             settings_seen: 0,
             carried: egress::Carried::default(),
+            offload: false,
+            handshakes: VecDeque::new(),
         }
     }
 
@@ -465,15 +490,16 @@ impl MediaCore {
 
     /// A WebRTC endpoint joins: its node in the router, its ufrag for the demux, its timer.
     fn add_endpoint(&mut self, now: Instant, key: u64, ep: EpRef) {
-        let (id, ufrag) = {
+        let (id, ufrag, live) = {
             let mut e = lock(&ep);
             let ufrag = e.rtc.direct_api().local_ice_credentials().ufrag;
-            (e.id.clone(), ufrag)
+            (e.id.clone(), ufrag, e.live.clone())
         };
         self.by_ufrag.insert(ufrag, key);
         let sink = WebRtcSink {
             key,
             ep: ep.clone(),
+            live,
             outbox: self.outbox.clone(),
         };
         self.add_node(key, &id, Box::new(sink));

@@ -17,6 +17,7 @@ mod learnt;
 mod net;
 mod pair;
 mod pool;
+mod profile;
 mod sdp;
 mod sections;
 mod settings;
@@ -25,7 +26,7 @@ mod stats;
 mod stun;
 mod turn;
 
-pub use crate::core::{Control, Datagram, MediaCore, Raised};
+pub use crate::core::{Control, Datagram, Handshake, MediaCore, Raised};
 
 pub use net::NetSettings;
 pub use turn::TurnUrl;

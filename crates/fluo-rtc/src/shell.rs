@@ -105,6 +105,12 @@ pub(crate) fn spawn(
                     }
                 }
                 let mut core = MediaCore::new(Instant::now());
+                // Joining endpoints' DTLS handshakes run on their own thread.
+                let (shaken_tx, mut shaken) = mpsc::unbounded_channel::<u64>();
+                let mut prof = crate::profile::Profile::from_env();
+                let timed = prof.as_ref().map(|p| p.handshakes.clone());
+                let handshakes = crate::core::handshake_thread(shaken_tx, timed);
+                core.offload_handshakes(handshakes.is_some());
                 let mut sender = fluo_egress::Sender::new();
                 let mut buf = vec![0u8; 2048];
                 let mut relay_next: Option<Instant> = None;
@@ -121,20 +127,26 @@ pub(crate) fn spawn(
                     tokio::select! {
                         c = ctl.recv() => {
                             let Some(c) = c else { return };
-                            core.control(Instant::now(), c);
+                            let (t, k) = (Instant::now(), c.kind());
+                            core.control(t, c);
+                            if let Some(p) = &mut prof { p.add(k, t) }
                             while let Ok(c) = ctl.try_recv() {
-                                core.control(Instant::now(), c);
+                                let (t, k) = (Instant::now(), c.kind());
+                                core.control(t, c);
+                                if let Some(p) = &mut prof { p.add(k, t) }
                             }
                         }
                         (i, n, src) = recv_any(&sockets, &mut buf) => {
                             // This datagram and those waiting behind it on the same socket (a
                             // video frame is several), with one flush of what they forwarded.
                             let batch_began = Instant::now();
+                            let mut in_datagrams = Duration::ZERO;
                             core.receive_batch(|core| {
                                 let mut next = Some((n, src));
                                 let mut count = 0;
                                 while let Some((n, src)) = next {
                                     let now = Instant::now();
+                                    let what = crate::profile::datagram_kind(&buf[..n]);
                                     let udp_relay = relays.iter_mut().find(|r| {
                                         matches!(r.io, Io::Udp(s) if s == i) && r.server == src
                                     });
@@ -151,6 +163,10 @@ pub(crate) fn spawn(
                                         }
                                         None => core.handle_receive(now, locals[i], src, &buf[..n]),
                                     }
+                                    if let Some(p) = &mut prof {
+                                        in_datagrams += now.elapsed();
+                                        p.add(what, now);
+                                    }
                                     count += 1;
                                     // At most RECV_BATCH datagrams or 1 ms of work: the first
                                     // one's copies wait for the batch's flush.
@@ -162,6 +178,10 @@ pub(crate) fn spawn(
                                         .flatten();
                                 }
                             });
+                            if let Some(p) = &mut prof {
+                                let rest = batch_began.elapsed().saturating_sub(in_datagrams);
+                                p.add_time("flush after a receive batch", rest);
+                            }
                         }
                         (i, stream, remote) = accept_any(&listeners) => {
                             let local = tcp_locals[i];
@@ -206,7 +226,31 @@ pub(crate) fn spawn(
                                 }
                             }
                         },
-                        _ = tokio::time::sleep_until(next.into()) => core.handle_timeout(Instant::now()),
+                        Some(key) = shaken.recv() => {
+                            let mut key = Some(key);
+                            while let Some(k) = key {
+                                let t = Instant::now();
+                                core.handshake_done(t, k);
+                                if let Some(p) = &mut prof { p.add("drain after a handshake datagram", t) }
+                                key = shaken.try_recv().ok();
+                            }
+                        }
+                        _ = tokio::time::sleep_until(next.into()) => {
+                            let t = Instant::now();
+                            core.handle_timeout(t);
+                            if let Some(p) = &mut prof { p.add("timers", t) }
+                        }
+                    }
+                    while let Some(h) = core.poll_handshake() {
+                        let unsent = match &handshakes {
+                            Some(t) => t.send(h).err().map(|e| e.0),
+                            None => Some(h),
+                        };
+                        // Without the thread, here (as before).
+                        if let Some(h) = unsent {
+                            let key = h.run();
+                            core.handshake_done(Instant::now(), key);
+                        }
                     }
                     let now = Instant::now();
                     // Allocations made for endpoints: their UDP socket joins the others.
@@ -263,7 +307,12 @@ pub(crate) fn spawn(
                         }
                     }
                     let net = Net::of(&locals, &sockets, &mut relays, &conns, &turn_writers);
+                    let t = Instant::now();
                     send_out(&mut core, &mut sender, net, clock, now);
+                    if let Some(p) = &mut prof {
+                        p.add("send", t);
+                        p.maybe_log();
+                    }
                     // After what the endpoint sent on its way out (DTLS close_notify).
                     for addr in closing {
                         if let Some(i) = locals.iter().position(|a| *a == addr) {
