@@ -264,10 +264,11 @@ pub(crate) fn media_lost(ep: &mut Ep, now: Instant) -> bool {
 fn transport(ep: &Ep, q: &StatsQuery<'_>, id: &str) -> Value {
     let mut t = q.base(id, "transport", "RTCTransportStats");
     t["bytesReceived"] = json!(ep.stats.transport.0);
-    // str0m counts what it sent (ICE, DTLS, SCTP, RTCP before the egress took it); the
-    // egress what it sent.
+    // str0m counts what it sent (ICE, DTLS, SCTP, and its RTCP before the egress re-indexed
+    // it); the egress what it sent, that re-indexed RTCP included, which counts once.
     let egress_bytes = ep.egress.as_ref().map_or(0, |v| v.stats().bytes);
-    t["bytesSent"] = json!(ep.stats.transport.1 + egress_bytes);
+    let own = egress_bytes.saturating_sub(ep.str0m_rtcp_bytes);
+    t["bytesSent"] = json!(ep.stats.transport.1 + own);
     t["activeConnection"] = json!(ep.connected);
     for k in [
         "rtcpTransportStatsId",

@@ -354,3 +354,44 @@ fn network_interfaces_limit_the_candidates_an_endpoint_announces_and_accepts() {
     let pair = w.invoke(&only, "getICECandidatePairs", json!({}));
     assert!(pair.to_string().contains("127.0.0.9"), "{pair}");
 }
+
+#[test]
+fn the_transport_bytes_sent_are_the_bytes_that_went_to_the_viewer_counted_once() {
+    // getStats' transport bytesSent adds str0m's count (ICE, DTLS, and its RTCP before the
+    // egress re-indexes it) to the egress's: the re-indexed RTCP must not count twice. str0m
+    // reports its count once a second, so bytesSent may lag what went out by the last
+    // second of str0m's own traffic, never exceed it.
+    let mut w = World::new();
+    let p = w.create("MediaPipeline", None);
+    let publisher_ep = w.create("WebRtcEndpoint", Some(&p));
+    let viewer_ep = w.create("WebRtcEndpoint", Some(&p));
+    w.record_sent = true;
+    let publisher = w.join("pub", false, &publisher_ep, Direction::SendOnly);
+    let viewer = w.join("viewer", true, &viewer_ep, Direction::RecvOnly);
+    w.invoke(&publisher_ep, "connect", json!({"sink": viewer_ep}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    // Whole seconds from the first report on, and the stats right after str0m's last one.
+    w.stream(&[publisher], Duration::from_millis(10_050));
+    let stats = w.invoke(&viewer_ep, "getStats", json!({}));
+    let transport = stats
+        .as_object()
+        .and_then(|m| m.values().find(|v| v["type"] == "transport"))
+        .cloned()
+        .expect("a transport entry");
+    let reported = transport["bytesSent"].as_u64().expect("bytesSent");
+    let sent: u64 = w
+        .sent
+        .iter()
+        .filter(|s| s.0 == viewer)
+        .map(|s| s.1 as u64)
+        .sum();
+    println!("bytesSent {reported}, datagrams to the viewer {sent} bytes");
+    assert!(
+        reported <= sent,
+        "bytesSent {reported} counts more than the {sent} bytes sent to the viewer"
+    );
+    assert!(
+        reported + 1500 >= sent,
+        "bytesSent {reported} is far below the {sent} bytes sent to the viewer"
+    );
+}

@@ -204,10 +204,12 @@ pub(super) fn on_transmit(
             let Some(v) = ep.egress.as_mut() else {
                 return false;
             };
+            let before = v.stats().bytes;
             if let Err(e) = v.reindex_str0m_rtcp(contents, &mut eg.batch) {
                 // Never str0m's index on the wire: the packet is dropped.
                 tracing::debug!(id = %ep.id, "str0m's RTCP not re-indexed: {e}");
             }
+            ep.str0m_rtcp_bytes += v.stats().bytes - before;
             true
         }
         Some(false) if ep.egress.is_some() => {

@@ -158,6 +158,9 @@ pub(crate) struct Ep {
     pub(crate) send_path: Option<(Protocol, SocketAddr, SocketAddr)>,
     /// RTP packets the session wrote while the egress sends its media (must stay 0).
     pub(crate) str0m_rtp: u64,
+    /// Bytes of str0m's SRTCP the egress re-indexed and sent: str0m counted them already
+    /// (getStats' transport bytesSent counts them once).
+    pub(crate) str0m_rtcp_bytes: u64,
 }
 
 /// Kurento's bandwidth properties of an endpoint, in kbps; 0 means "not set".
@@ -210,6 +213,7 @@ impl Ep {
             egress_source: None,
             send_path: None,
             str0m_rtp: 0,
+            str0m_rtcp_bytes: 0,
         }
     }
 
@@ -218,6 +222,7 @@ impl Ep {
     pub(crate) fn set_keys(&mut self, keys: fluo_egress::KeySlot) {
         self.keys = super::egress_enabled().then_some(keys);
         self.egress = None;
+        self.str0m_rtcp_bytes = 0;
         self.send_path = None;
     }
 
