@@ -111,7 +111,7 @@ bench: deps-bench
 # its network namespace) it runs Fluo alone and says so; under CI=true that is a failure.
 bench-smoke:
 	$(CARGO) build -p fluo-server -p fluo-bench
-	$(TMP_CHECK) bench-smoke target/debug/fluo-bench --smoke --fluo-bin target/debug/fluo
+	$(TMP_CHECK) bench-smoke target/debug/fluo-bench --smoke --fluo-bin target/debug/fluo --fluo-base-bin target/debug/fluo
 
 # Request throughput of the Kurento endpoint (pings/s over 1 and 100 connections).
 bench-ping:

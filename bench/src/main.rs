@@ -36,6 +36,8 @@ struct Args {
     out: Option<PathBuf>,
     plots: Option<PathBuf>,
     fluo_bin: PathBuf,
+    /// A second Fluo binary, run as `fluo-base` beside `fluo` (before and after a change).
+    fluo_base_bin: Option<PathBuf>,
     smoke: bool,
     netns: bool,
     groups: Option<usize>,
@@ -51,7 +53,7 @@ const USAGE: &str = "usage: fluo-bench [--smoke] \
 [--servers fluo,janus-tuned-no-twcc,janus-tuned,janus-packaged-no-twcc,janus-packaged] \
 [--viewers 1,10,50,100,200,500,1000] [--reps 3] [--warmup SECS] [--window SECS] \
 [--viewer thin|full|thin,full] [--storm JOINERS] [--drop-every K] \
-[--out FILE.json] [--plots DIR] [--fluo-bin PATH] [--groups N] [--no-netns] \
+[--out FILE.json] [--plots DIR] [--fluo-bin PATH] [--fluo-base-bin PATH] [--groups N] [--no-netns] \
 [--replot FILE.json --plots DIR]";
 
 fn parse_args() -> Result<Args, String> {
@@ -64,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
         out: None,
         plots: None,
         fluo_bin: PathBuf::from("target/release/fluo"),
+        fluo_base_bin: None,
         smoke: false,
         netns: true,
         groups: None,
@@ -147,6 +150,7 @@ fn parse_args() -> Result<Args, String> {
             "--out" => a.out = Some(val()?.into()),
             "--plots" => a.plots = Some(val()?.into()),
             "--fluo-bin" => a.fluo_bin = val()?.into(),
+            "--fluo-base-bin" => a.fluo_base_bin = Some(val()?.into()),
             "--groups" => {
                 a.groups = Some(
                     val()?
@@ -233,7 +237,7 @@ fn main() {
 }
 
 fn real_main() -> Result<bool, String> {
-    let args = parse_args()?;
+    let mut args = parse_args()?;
     if let Some(file) = &args.replot {
         let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let v: Value =
@@ -253,6 +257,18 @@ fn real_main() -> Result<bool, String> {
     }
     if !args.fluo_bin.exists() && args.servers.contains(&Kind::Fluo) {
         return Err(format!("no Fluo binary at {}", args.fluo_bin.display()));
+    }
+    if let Some(base) = &args.fluo_base_bin {
+        if !base.exists() {
+            return Err(format!("no Fluo binary at {}", base.display()));
+        }
+        // Right after `fluo`, so the two alternate within each repetition.
+        if !args.servers.contains(&Kind::FluoBase) {
+            let at = args.servers.iter().position(|k| *k == Kind::Fluo);
+            args.servers.insert(at.map_or(0, |i| i + 1), Kind::FluoBase);
+        }
+    } else if args.servers.contains(&Kind::FluoBase) {
+        return Err("fluo-base needs --fluo-base-bin PATH".into());
     }
     // SAFETY: geteuid takes no arguments and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
@@ -348,7 +364,11 @@ fn real_main() -> Result<bool, String> {
                         continue;
                     }
                     let started = Instant::now();
-                    let fig = match drive::run(kind, mode, n, &plan, &feed, &args.fluo_bin, &tmp) {
+                    let bin = match (kind, &args.fluo_base_bin) {
+                        (Kind::FluoBase, Some(base)) => base,
+                        _ => &args.fluo_bin,
+                    };
+                    let fig = match drive::run(kind, mode, n, &plan, &feed, bin, &tmp) {
                         Ok(o) => report::figures(&o),
                         Err(e) => json!({"viewers": n, "viewer": mode.name(), "errors": [e]}),
                     };
@@ -605,7 +625,7 @@ fn smoke_check(kind: Kind, mode: Mode, n: usize, plan: &drive::Plan, fig: &Value
             bad.push(format!("thin viewers: {t}"));
         }
     }
-    if kind == Kind::Fluo {
+    if kind.is_fluo() {
         // What Fluo itself learnt from the viewer's RTCP: a round trip (receiver reports
         // with LSR / DLSR), NACKs, and the thin viewer's PLI.
         let v = &fig["server_view"];

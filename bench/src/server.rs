@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Fluo,
+    /// Another Fluo binary (`--fluo-base-bin`, e.g. main's before a change), run alternated
+    /// with `fluo` in the same run.
+    FluoBase,
     /// Janus 1.1.2 with `event_loops = 2`; its viewers accept transport-wide congestion
     /// control (TWCC), which the VideoRoom offers by default.
     JanusTuned,
@@ -31,6 +34,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Fluo => "fluo",
+            Kind::FluoBase => "fluo-base",
             Kind::JanusTuned => "janus-tuned",
             Kind::JanusTunedNoTwcc => "janus-tuned-no-twcc",
             Kind::JanusPackaged => "janus-packaged",
@@ -39,11 +43,19 @@ impl Kind {
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == s)
+        Kind::ALL
+            .into_iter()
+            .chain([Kind::FluoBase])
+            .find(|k| k.name() == s)
     }
 
     pub fn is_janus(self) -> bool {
-        self != Kind::Fluo
+        !self.is_fluo()
+    }
+
+    /// Fluo, whichever binary.
+    pub fn is_fluo(self) -> bool {
+        matches!(self, Kind::Fluo | Kind::FluoBase)
     }
 
     /// Janus with `event_loops = 2`.
@@ -163,7 +175,7 @@ impl Server {
             None => Command::new("env"),
         };
         let port = match kind {
-            Kind::Fluo => {
+            Kind::Fluo | Kind::FluoBase => {
                 let port_file = dir.join("port");
                 cmd.arg(fluo_bin)
                     .args([
@@ -218,7 +230,7 @@ impl Server {
             if let Ok(Some(st)) = s.child.try_wait() {
                 return Err(format!("{} exited ({st}): {}", kind.name(), s.log_tail()));
             }
-            if kind == Kind::Fluo && s.port == 0 {
+            if kind.is_fluo() && s.port == 0 {
                 if let Some(p) = std::fs::read_to_string(dir.join("port"))
                     .ok()
                     .and_then(|p| p.trim().parse().ok())
