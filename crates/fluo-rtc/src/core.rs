@@ -28,7 +28,6 @@ mod egress;
 mod ep;
 mod events;
 mod formats;
-mod handshake;
 mod ice;
 mod timers;
 mod transcoders;
@@ -38,8 +37,6 @@ pub(crate) use egress::enabled as egress_enabled;
 pub(crate) use ep::{lock, rtx_history, Ep, EpRef};
 use ep::{OutStream, RtxCache, RTX_HISTORY_START, RTX_PACKETS};
 pub(crate) use events::flow;
-pub use handshake::Handshake;
-pub(crate) use handshake::{handshake_thread, Timed};
 pub(crate) use ice::SocketChange;
 use transcoders::{transcoder_node, Maker};
 use webrtc_sink::{Outbox, WebRtcSink};
@@ -271,10 +268,6 @@ pub struct MediaCore {
     settings_seen: u64,
     /// The packet the router forwards now, as WebRTC sinks take it (see `egress`).
     carried: egress::Carried,
-    /// DTLS of joining endpoints is fed to their sessions off this thread (see
-    /// `handshake`), and what waits for it.
-    offload: bool,
-    handshakes: VecDeque<Handshake>,
 }
 
 impl MediaCore {
@@ -308,8 +301,6 @@ impl MediaCore {
             settings: None,
             settings_seen: 0,
             carried: egress::Carried::default(),
-            offload: false,
-            handshakes: VecDeque::new(),
         }
     }
 
@@ -490,16 +481,15 @@ impl MediaCore {
 
     /// A WebRTC endpoint joins: its node in the router, its ufrag for the demux, its timer.
     fn add_endpoint(&mut self, now: Instant, key: u64, ep: EpRef) {
-        let (id, ufrag, live) = {
+        let (id, ufrag) = {
             let mut e = lock(&ep);
             let ufrag = e.rtc.direct_api().local_ice_credentials().ufrag;
-            (e.id.clone(), ufrag, e.live.clone())
+            (e.id.clone(), ufrag)
         };
         self.by_ufrag.insert(ufrag, key);
         let sink = WebRtcSink {
             key,
             ep: ep.clone(),
-            live,
             outbox: self.outbox.clone(),
         };
         self.add_node(key, &id, Box::new(sink));

@@ -26,7 +26,7 @@ mod stats;
 mod stun;
 mod turn;
 
-pub use crate::core::{Control, Datagram, Handshake, MediaCore, Raised};
+pub use crate::core::{Control, Datagram, MediaCore, Raised};
 
 pub use net::NetSettings;
 pub use turn::TurnUrl;

@@ -1,10 +1,9 @@
 //! Where the media thread's time goes, for diagnosis: with `FLUO_MEDIA_PROFILE=1` in the
 //! server's environment the shell times each step of its loop (commands from signalling by
-//! kind, received datagrams by kind, the drains after handshakes, timers, sends) and logs, every
-//! [`EVERY`], the count, total, mean and longest of each, and the DTLS handshake thread's time.
+//! kind, received datagrams by kind, the flush after a batch, timers, sends) and logs, every
+//! [`EVERY`], the count, total, mean and longest of each.
 //! Off (the default) it costs one branch per step.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How often the profile is logged (and reset).
@@ -21,8 +20,6 @@ struct Slot {
 pub(crate) struct Profile {
     slots: Vec<(&'static str, Slot)>,
     since: Instant,
-    /// Nanoseconds and runs of the handshake thread since the last log.
-    pub(crate) handshakes: crate::core::Timed,
 }
 
 impl Profile {
@@ -32,7 +29,6 @@ impl Profile {
         on.then(|| Profile {
             slots: Vec::with_capacity(32),
             since: Instant::now(),
-            handshakes: Default::default(),
         })
     }
 
@@ -62,7 +58,7 @@ impl Profile {
             return;
         }
         let busy: Duration = self.slots.iter().map(|(_, s)| s.total).sum();
-        let mut parts: Vec<String> = self
+        let parts: Vec<String> = self
             .slots
             .iter()
             .filter(|(_, s)| s.count > 0)
@@ -76,15 +72,6 @@ impl Profile {
                 )
             })
             .collect();
-        let ns = self.handshakes.0.swap(0, Ordering::Relaxed);
-        let runs = self.handshakes.1.swap(0, Ordering::Relaxed);
-        if runs > 0 {
-            parts.push(format!(
-                "off the media thread, DTLS handshake datagrams: {runs} in {:.1} ms (mean {:.1} µs)",
-                ns as f64 / 1e6,
-                ns as f64 / 1e3 / runs as f64
-            ));
-        }
         tracing::info!(
             "media thread profile over {:.1} s: busy {:.1} %; {}",
             span.as_secs_f64(),

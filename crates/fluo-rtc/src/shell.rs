@@ -105,12 +105,7 @@ pub(crate) fn spawn(
                     }
                 }
                 let mut core = MediaCore::new(Instant::now());
-                // Joining endpoints' DTLS handshakes run on their own thread.
-                let (shaken_tx, mut shaken) = mpsc::unbounded_channel::<u64>();
                 let mut prof = crate::profile::Profile::from_env();
-                let timed = prof.as_ref().map(|p| p.handshakes.clone());
-                let handshakes = crate::core::handshake_thread(shaken_tx, timed);
-                core.offload_handshakes(handshakes.is_some());
                 let mut sender = fluo_egress::Sender::new();
                 let mut buf = vec![0u8; 2048];
                 let mut relay_next: Option<Instant> = None;
@@ -226,30 +221,10 @@ pub(crate) fn spawn(
                                 }
                             }
                         },
-                        Some(key) = shaken.recv() => {
-                            let mut key = Some(key);
-                            while let Some(k) = key {
-                                let t = Instant::now();
-                                core.handshake_done(t, k);
-                                if let Some(p) = &mut prof { p.add("drain after a handshake datagram", t) }
-                                key = shaken.try_recv().ok();
-                            }
-                        }
                         _ = tokio::time::sleep_until(next.into()) => {
                             let t = Instant::now();
                             core.handle_timeout(t);
                             if let Some(p) = &mut prof { p.add("timers", t) }
-                        }
-                    }
-                    while let Some(h) = core.poll_handshake() {
-                        let unsent = match &handshakes {
-                            Some(t) => t.send(h).err().map(|e| e.0),
-                            None => Some(h),
-                        };
-                        // Without the thread, here (as before).
-                        if let Some(h) = unsent {
-                            let key = h.run();
-                            core.handshake_done(Instant::now(), key);
                         }
                     }
                     let now = Instant::now();

@@ -41,13 +41,6 @@ pub struct World {
     /// Every datagram Fluo sent to a browser, (browser, size, TOS byte), while `record_sent`.
     pub sent: Vec<(usize, usize, u8)>,
     pub record_sent: bool,
-    /// Joining endpoints' DTLS handshakes handed out by the media core, as the shell hands
-    /// them to its handshake thread (see `fluo_rtc::Handshake`): run at once unless
-    /// `hold_handshakes`, then kept here until [`World::run_held_handshakes`].
-    pub held: Vec<fluo_rtc::Handshake>,
-    pub hold_handshakes: bool,
-    /// Handshake datagrams the media core handed out so far.
-    pub handshakes_out: u64,
 }
 
 impl Default for World {
@@ -78,12 +71,7 @@ impl World {
         engine.connection_opened(now, 1, std::net::Ipv4Addr::LOCALHOST.into());
         World {
             engine,
-            core: {
-                // As the shell runs it: DTLS handshakes off the media core.
-                let mut core = MediaCore::new(mono);
-                core.offload_handshakes(true);
-                core
-            },
+            core: MediaCore::new(mono),
             ctl,
             browsers: vec![],
             now,
@@ -100,19 +88,7 @@ impl World {
             other_servers,
             sent: vec![],
             record_sent: false,
-            held: vec![],
-            hold_handshakes: false,
-            handshakes_out: 0,
         }
-    }
-
-    /// Runs the handshakes held so far (in their order), as the handshake thread would.
-    pub fn run_held_handshakes(&mut self) {
-        for h in std::mem::take(&mut self.held) {
-            let key = h.run();
-            self.core.handshake_done(self.now.mono, key);
-        }
-        self.settle();
     }
 
     /// Adds a browser at 127.0.0.(2 + i % 250):(5000 + i / 250); `rtp_mode` browsers record
@@ -355,16 +331,6 @@ impl World {
             for d in to_self {
                 self.core
                     .handle_receive(self.now.mono, d.destination, d.source, &d.contents);
-            }
-            while let Some(h) = self.core.poll_handshake() {
-                moved = true;
-                self.handshakes_out += 1;
-                if self.hold_handshakes {
-                    self.held.push(h);
-                } else {
-                    let key = h.run();
-                    self.core.handshake_done(self.now.mono, key);
-                }
             }
             while let Some((id, ev)) = self.core.poll_event() {
                 self.engine.emit_event(self.now, &id, ev);

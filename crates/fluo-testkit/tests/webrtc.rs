@@ -431,48 +431,6 @@ fn fan_out_to_many_viewers_with_throttled_keyframe_requests() {
 }
 
 #[test]
-fn a_joining_viewers_dtls_handshake_runs_off_the_media_core_and_forwarding_goes_on() {
-    // The media core hands a joining viewer's DTLS datagrams out (the shell runs them on its
-    // handshake thread) instead of doing the handshake's crypto itself; while they wait, the
-    // viewers already in keep getting media, and the joiner gets none until its handshake
-    // ran, then connects and gets media.
-    let mut w = World::new();
-    let (_, eps) = pipeline_with_endpoints(&mut w, 3);
-    let publisher = w.join("pub", false, &eps[0], Direction::SendOnly);
-    let first = w.join("v1", true, &eps[1], Direction::RecvOnly);
-    w.invoke(&eps[0], "connect", json!({"sink": eps[1]}));
-    assert!(w.connect_all(Duration::from_secs(5)));
-    assert!(
-        w.handshakes_out > 0,
-        "the DTLS handshakes were handed out by the media core"
-    );
-    w.stream(&[publisher], ms(300));
-    w.hold_handshakes = true;
-    let out_before = w.handshakes_out;
-    let joiner = w.join("v2", true, &eps[2], Direction::RecvOnly);
-    w.invoke(&eps[0], "connect", json!({"sink": eps[2]}));
-    let first_before = w.browsers[first].rtp_in.len();
-    w.stream(&[publisher], ms(500));
-    assert!(
-        w.handshakes_out > out_before && !w.held.is_empty(),
-        "the joiner's DTLS datagrams were handed out, not handled by the media core"
-    );
-    assert!(!w.browsers[joiner].connected, "no handshake ran for it yet");
-    assert!(w.browsers[joiner].rtp_in.is_empty());
-    let forwarded = w.browsers[first].rtp_in.len() - first_before;
-    assert!(
-        forwarded > 20,
-        "the viewer already in got {forwarded} packets while the joiner waited"
-    );
-    w.hold_handshakes = false;
-    w.run_held_handshakes();
-    assert!(w.connect_all(Duration::from_secs(5)), "the joiner connects");
-    w.stream(&[publisher], ms(500));
-    let video = w.browsers[joiner].rtp_in.iter().filter(|r| r.video).count();
-    assert!(video > 10, "the joiner got {video} video packets");
-}
-
-#[test]
 fn a_forwarded_packet_leaves_while_its_input_is_handled() {
     // No wait for a timer between a publisher's packet and the viewers' copies: the shell's
     // timer resolution (a millisecond) would add to every packet's latency.

@@ -36,18 +36,10 @@ impl MediaCore {
             return;
         };
         if let Some(e) = self.eps.get(&key) {
-            let ep_ref = e.ep.clone();
-            let mut ep = lock(&ep_ref);
+            let mut ep = lock(&e.ep);
             ep.path = Some((destination, source));
             ep.path_proto = proto;
             let dest = seen_as(&ep, destination);
-            if self.offload && !ep.connected && super::handshake::is_dtls(data) {
-                // The handshake's crypto runs off this thread; its output is drained when
-                // it is done (`handshake_done`).
-                drop(ep);
-                self.queue_handshake(key, ep_ref, proto, source, dest, data);
-                return;
-            }
             // The viewer's SRTCP goes through the egress first (NACKs, reports).
             let outbox = self.outbox.clone();
             let mut eg = outbox.egress();

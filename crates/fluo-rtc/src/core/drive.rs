@@ -57,8 +57,6 @@ impl MediaCore {
             // datagram from it drives the endpoint at once.
             lost = ep.was_connected && !ep.connected && ep.rtc.is_alive();
             connected = ep.connected;
-            ep.live
-                .store(connected, std::sync::atomic::Ordering::Relaxed);
         }
         let deadline = if lost {
             deadline.max(self.now + LOST_PEER_TICK)

@@ -99,10 +99,6 @@ pub(crate) struct Ep {
     pub remote_sdp: Option<String>,
     pub early_candidates: Vec<str0m::Candidate>,
     pub connected: bool,
-    /// `connected` as the media core last drained it, readable without this endpoint's
-    /// lock: the router's pushes to a viewer still joining (whose lock a DTLS handshake may
-    /// hold off the media thread, see `handshake`) return without waiting for it.
-    pub(crate) live: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// DTLS completed once (so an ICE recovery means media can flow again).
     pub was_connected: bool,
     /// The last ICE component state reported (Kurento's IceComponentState).
@@ -183,7 +179,6 @@ impl Ep {
             remote_sdp: None,
             early_candidates: vec![],
             connected: false,
-            live: Default::default(),
             was_connected: false,
             ice_state: "DISCONNECTED",
             mids: [None, None],

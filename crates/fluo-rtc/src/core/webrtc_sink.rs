@@ -10,7 +10,6 @@
 use super::egress::{self, Carried, Egress};
 use super::{codec_of, flow, lock, Ep, EpRef, Raised, RtxCache, RTX_HISTORY_START, RTX_PACKETS};
 use fluo_sfu::{FlowDir, Header, MediaKind, Node, Packet, SinkCaps, SinkCodec};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use str0m::media::{KeyframeRequestKind, Pt};
@@ -64,8 +63,6 @@ impl Outbox {
 pub(crate) struct WebRtcSink {
     pub(crate) key: u64,
     pub(crate) ep: EpRef,
-    /// The endpoint's `live` flag (see `Ep::live`).
-    pub(crate) live: Arc<AtomicBool>,
     pub(crate) outbox: Arc<Outbox>,
 }
 
@@ -109,11 +106,6 @@ impl Node for WebRtcSink {
 
     fn push(&mut self, now: Instant, pkt: &Packet<'_>, header: Header) {
         let kind = pkt.kind;
-        if !self.live.load(Ordering::Relaxed) {
-            // Not connected (yet): nothing goes out, and a handshake running off the media
-            // thread under its lock is not waited for.
-            return;
-        }
         let mut ep = lock(&self.ep);
         if !ep.connected {
             return;
