@@ -5,6 +5,7 @@
 //! TCP input; what the core sends to such a remote is framed onto its connection.
 
 use crate::core::{Control, Datagram, MediaCore, SocketChange};
+use crate::profile::Profile;
 use crate::stun::{Discoveries, StunCache};
 use crate::turn::{Clock, Io, Relay};
 use fluo_core::EventSink;
@@ -105,7 +106,7 @@ pub(crate) fn spawn(
                     }
                 }
                 let mut core = MediaCore::new(Instant::now());
-                let mut prof = crate::profile::Profile::from_env();
+                let mut prof = Profile::from_env();
                 let mut sender = fluo_egress::Sender::new();
                 let mut buf = vec![0u8; 2048];
                 let mut relay_next: Option<Instant> = None;
@@ -122,26 +123,20 @@ pub(crate) fn spawn(
                     tokio::select! {
                         c = ctl.recv() => {
                             let Some(c) = c else { return };
-                            let (t, k) = (Instant::now(), c.kind());
-                            core.control(t, c);
-                            if let Some(p) = &mut prof { p.add(k, t) }
+                            prof.time(c.kind(), || core.control(Instant::now(), c));
                             while let Ok(c) = ctl.try_recv() {
-                                let (t, k) = (Instant::now(), c.kind());
-                                core.control(t, c);
-                                if let Some(p) = &mut prof { p.add(k, t) }
+                                prof.time(c.kind(), || core.control(Instant::now(), c));
                             }
                         }
                         (i, n, src) = recv_any(&sockets, &mut buf) => {
                             // This datagram and those waiting behind it on the same socket (a
                             // video frame is several), with one flush of what they forwarded.
                             let batch_began = Instant::now();
-                            let mut in_datagrams = Duration::ZERO;
                             core.receive_batch(|core| {
                                 let mut next = Some((n, src));
                                 let mut count = 0;
                                 while let Some((n, src)) = next {
                                     let now = Instant::now();
-                                    let what = crate::profile::datagram_kind(&buf[..n]);
                                     let udp_relay = relays.iter_mut().find(|r| {
                                         matches!(r.io, Io::Udp(s) if s == i) && r.server == src
                                     });
@@ -158,10 +153,7 @@ pub(crate) fn spawn(
                                         }
                                         None => core.handle_receive(now, locals[i], src, &buf[..n]),
                                     }
-                                    if let Some(p) = &mut prof {
-                                        in_datagrams += now.elapsed();
-                                        p.add(what, now);
-                                    }
+                                    prof.datagram(&buf[..n], now);
                                     count += 1;
                                     // At most RECV_BATCH datagrams or 1 ms of work: the first
                                     // one's copies wait for the batch's flush.
@@ -173,10 +165,7 @@ pub(crate) fn spawn(
                                         .flatten();
                                 }
                             });
-                            if let Some(p) = &mut prof {
-                                let rest = batch_began.elapsed().saturating_sub(in_datagrams);
-                                p.add_time("flush after a receive batch", rest);
-                            }
+                            prof.batch_done(batch_began);
                         }
                         (i, stream, remote) = accept_any(&listeners) => {
                             let local = tcp_locals[i];
@@ -221,11 +210,7 @@ pub(crate) fn spawn(
                                 }
                             }
                         },
-                        _ = tokio::time::sleep_until(next.into()) => {
-                            let t = Instant::now();
-                            core.handle_timeout(t);
-                            if let Some(p) = &mut prof { p.add("timers", t) }
-                        }
+                        _ = tokio::time::sleep_until(next.into()) => prof.time("timers", || core.handle_timeout(Instant::now())),
                     }
                     let now = Instant::now();
                     // Allocations made for endpoints: their UDP socket joins the others.
@@ -263,15 +248,7 @@ pub(crate) fn spawn(
                             let _ = s.try_send_to(bytes, to);
                         }
                     });
-                    // A peer's address goes only to the relays its endpoint announces: the
-                    // server-wide ones and the endpoint's own turnUrl, never another client's.
-                    while let Some((ip, owner)) = core.poll_permit() {
-                        for r in relays.iter_mut() {
-                            if r.owner.is_none() || r.owner == owner {
-                                r.permit(clock, now, ip);
-                            }
-                        }
-                    }
+                    permit(&mut core, &mut relays, clock, now);
                     // Sockets of endpoints that run full ICE with an ICE-lite peer, before
                     // their first checks leave.
                     let mut closing = vec![];
@@ -282,12 +259,8 @@ pub(crate) fn spawn(
                         }
                     }
                     let net = Net::of(&locals, &sockets, &mut relays, &conns, &turn_writers);
-                    let t = Instant::now();
-                    send_out(&mut core, &mut sender, net, clock, now);
-                    if let Some(p) = &mut prof {
-                        p.add("send", t);
-                        p.maybe_log();
-                    }
+                    prof.time("send", || send_out(&mut core, &mut sender, net, clock, now));
+                    prof.maybe_log();
                     // After what the endpoint sent on its way out (DTLS close_notify).
                     for addr in closing {
                         if let Some(i) = locals.iter().position(|a| *a == addr) {
@@ -310,6 +283,18 @@ pub(crate) fn spawn(
             });
         })?;
     Ok(())
+}
+
+/// A peer's address goes only to the relays its endpoint announces: the server-wide ones and
+/// the endpoint's own turnUrl, never another client's.
+fn permit(core: &mut MediaCore, relays: &mut [Relay], clock: Clock, now: Instant) {
+    while let Some((ip, owner)) = core.poll_permit() {
+        for r in relays.iter_mut() {
+            if r.owner.is_none() || r.owner == owner {
+                r.permit(clock, now, ip);
+            }
+        }
+    }
 }
 
 /// What sends the media core's datagrams: the shell's sockets, relays and ICE-TCP
