@@ -78,10 +78,11 @@ impl PortPaths {
     }
 }
 
-/// HubPort: transparent to the engine's media connections, but across its hub, not from its
-/// own input to its own output.
+/// HubPort of a hub that routes without mixing (Dispatcher, DispatcherOneToMany):
+/// transparent to the engine's media connections, but across its hub, not from its own input
+/// to its own output. (A Composite's ports are media elements of their own: fluo-gst's.)
 #[derive(Debug, Default, Clone, Copy)]
-struct HubPort;
+pub struct HubPort;
 
 impl Element for HubPort {
     fn is_transparent(&self) -> bool {
@@ -198,9 +199,12 @@ impl Engine {
         Ok(o.id.clone())
     }
 
-    /// Whether `id` is a HubPort: media reaching it goes to the ports its hub routes it to.
+    /// Whether `id` is a HubPort of a routing hub: media reaching it goes to the ports its hub
+    /// routes it to. (A Composite's port is not transparent: media ends and starts there.)
     pub(crate) fn is_hub_port(&self, id: &str) -> bool {
-        self.registry.get(id).is_some_and(|o| o.class == "HubPort")
+        self.registry
+            .get(id)
+            .is_some_and(|o| o.class == "HubPort" && o.behavior.is_transparent())
     }
 
     /// The ports whose output is the input of hub port `port` (of `media_type`: hubs carry

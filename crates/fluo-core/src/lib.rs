@@ -34,6 +34,7 @@ pub use fluo_sfu::{EventSink, FlowDir, MediaError, MediaEvent};
 pub use graph::Edge;
 pub use gstdot::PipelineDot;
 pub use host::{FixedHost, Host};
+pub use hub::HubPort;
 pub use limits::AddrKey;
 pub use media_event::{candidate_pair_json, error_code, event_fields, event_name};
 pub use output::{OutputProps, SettingsSink, DEFAULT_ENCODER_BITRATE};

@@ -43,6 +43,7 @@ pub fn error_code(e: MediaError) -> (ErrorCode, &'static str) {
         MediaError::Recorder => (ErrorCode::UnexpectedError, "RECORDER_ERROR"),
         MediaError::Filter => (ErrorCode::UnexpectedError, "GSTREAMER_FILTER_ERROR"),
         MediaError::Srtp => (ErrorCode::UnexpectedError, "SRTP_ERROR"),
+        MediaError::Hub => (ErrorCode::UnexpectedError, "HUB_ERROR"),
         _ => (ErrorCode::UnexpectedError, "UNEXPECTED_ERROR"),
     }
 }

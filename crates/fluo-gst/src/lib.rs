@@ -12,6 +12,7 @@
 
 mod bridge;
 mod codecs;
+mod composite;
 mod dot;
 mod filter;
 mod filter_guard;
@@ -215,6 +216,18 @@ impl Media {
             (
                 "GStreamerFilter",
                 Box::new(filter::FilterFactory {
+                    media: self.clone(),
+                }),
+            ),
+            (
+                "Composite",
+                Box::new(remote::CompositeFactory {
+                    media: self.clone(),
+                }),
+            ),
+            (
+                "HubPort",
+                Box::new(remote::HubPortFactory {
                     media: self.clone(),
                 }),
             ),

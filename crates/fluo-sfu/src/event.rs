@@ -44,6 +44,8 @@ pub enum MediaError {
     Filter,
     /// An RtpEndpoint's SRTP could not be set up.
     Srtp,
+    /// A Composite's pipeline failed, or the worker hosting it ended.
+    Hub,
 }
 
 /// An event of the media plane on one element.

@@ -11,11 +11,13 @@
 //! events cross as Kurento's event name with their fields encoded the same way
 //! ([`encode_event`], [`decode_event`]).
 
+mod composite;
 mod filter;
 mod player;
 mod recorder;
 mod transcoder;
 
+pub use composite::CompositeParams;
 pub use filter::{FilterParams, PropertyArgs};
 pub use player::{PlayParams, PlayerParams, VideoInfo};
 pub use recorder::RecorderParams;
@@ -32,6 +34,8 @@ pub const PLAYER: &str = "gst.player";
 pub const RECORDER: &str = "gst.recorder";
 /// The GStreamerFilter job's kind.
 pub const FILTER: &str = "gst.filter";
+/// The kind of a Composite's HubPort job (the ports of one Composite share its pipeline).
+pub const COMPOSITE: &str = "gst.composite";
 /// The transcoder job's kind.
 pub const TRANSCODER: &str = "gst.transcoder";
 
@@ -41,6 +45,7 @@ pub fn register(registry: &mut Registry) {
     registry.register(RECORDER, recorder::start);
     registry.register(TRANSCODER, transcoder::start);
     registry.register(FILTER, filter::start);
+    registry.register(COMPOSITE, composite::start);
 }
 
 /// Decodes a job's parameters, or says why not.

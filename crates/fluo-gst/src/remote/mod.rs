@@ -14,12 +14,14 @@
 //! * `proxy::Proxied`: the element for the engine, shared by every kind (routing, release,
 //!   the stopping token); a kind adds its methods and properties as a `proxy::Face`.
 
+mod composite;
 mod filter;
 mod player;
 mod proxy;
 mod recorder;
 mod transcoder;
 
+pub(crate) use composite::{CompositeFactory, HubPortFactory};
 pub(crate) use filter::create as create_filter;
 pub(crate) use player::create as create_player;
 pub(crate) use recorder::create as create_recorder;

@@ -1,0 +1,661 @@
+//! Composite's media: one GStreamer pipeline per Composite hub, shared by its HubPorts, in the
+//! process that hosts them (a media worker's `gst.composite` jobs, or the server's process
+//! with `--workers 0`).
+//!
+//! * Video: every port whose input carries video is decoded into a pad of one `compositor`,
+//!   laid out as a grid (1, 2, 3-4, 5-6, 7-9 cells, then larger) that is redone as inputs come
+//!   and go; each input keeps its aspect ratio inside its cell (`sizing-policy`), the rest is
+//!   the black background. A black live source of the hub's size and frame rate runs under the
+//!   grid, so the output has that size and rate whatever the inputs. The grid is encoded once
+//!   (VP8) and every port sends the same packets (the router gives each its own line).
+//! * Audio: each port's input is decoded once into a `tee`; each port has its own
+//!   `audiomixer` fed by every other port's tee (mix-minus: nobody hears themselves), each
+//!   input at 1/n of its level so that the sum of n inputs cannot clip, and its own Opus
+//!   encode.
+//!
+//! Branches are made when a port's first packet of a kind comes (its codec is known then) and
+//! removed with the port, off the router's thread.
+
+use crate::codecs;
+use fluo_sfu::rtp::write_rtp;
+use fluo_sfu::{Codec, CodecName, MediaKind, OutputSettings, RtpPacket};
+use fluo_worker::PacketRef;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+/// How long the mixers wait for late inputs (on top of what their inputs report).
+const MIX_LATENCY_NS: u64 = 200_000_000;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A Composite's output: its constructor's width, height and frame rate (KMS's defaults:
+/// 800x600 at 15 fps), and the grid's encoder bitrate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// The grid's VP8 bitrate, in bps.
+    pub bps: u32,
+}
+
+/// The sizes and rates a Composite accepts (its constructor refuses others).
+pub(crate) const WIDTHS: std::ops::RangeInclusive<u32> = 16..=4096;
+/// Frame rates a Composite accepts.
+pub(crate) const RATES: std::ops::RangeInclusive<u32> = 1..=120;
+
+/// Whether `f` is a format a Composite accepts.
+pub(crate) fn format_ok(f: &Format) -> bool {
+    WIDTHS.contains(&f.width) && WIDTHS.contains(&f.height) && RATES.contains(&f.fps)
+}
+
+/// Where a port's output goes (the router, or the job's worker socket).
+pub(crate) type Out = Arc<dyn Fn(&PacketRef<'_>) + Send + Sync>;
+/// Asks a port's sources for a keyframe.
+pub(crate) type Upstream = Arc<dyn Fn() + Send + Sync>;
+
+/// A decoded input of one port.
+struct Input {
+    /// The branch's elements, upstream first (the appsrc first).
+    elements: Vec<gst::Element>,
+    /// Video: the compositor's pad it feeds. Audio: none (its tee is the last element).
+    pad: Option<gst::Pad>,
+}
+
+/// An input's tee linked into another port's mixer.
+struct Link {
+    from: u64,
+    tee_pad: gst::Pad,
+    queue: gst::Element,
+    mix_pad: gst::Pad,
+}
+
+struct Port {
+    id: u64,
+    inputs: [Option<Input>; 2],
+    /// The port's audio output branch (silence, mixer, encoder, appsink), upstream first.
+    audio_out: Vec<gst::Element>,
+    mixer: gst::Element,
+    /// The other ports' inputs mixed into this port's output.
+    links: Vec<Link>,
+}
+
+#[derive(Default)]
+struct State {
+    ports: Vec<Port>,
+    /// Ports with a video input, in the grid's order.
+    grid: Vec<u64>,
+    next: u64,
+}
+
+/// One Composite's pipeline.
+pub(crate) struct Core {
+    key: String,
+    format: Format,
+    pipeline: gst::Pipeline,
+    /// The grid's encoder output (keyframe requests go upstream from it).
+    video_sink: gst::Element,
+    compositor: gst::Element,
+    state: Mutex<State>,
+    /// The ports that send the grid.
+    outs: Arc<Mutex<Vec<(u64, Out)>>>,
+}
+
+/// The pipelines of this process, by hub id (a hub's ports find its pipeline here).
+static CORES: Mutex<Vec<(String, Weak<Core>)>> = Mutex::new(Vec::new());
+
+fn make(desc: &str) -> Result<gst::Element, String> {
+    let d = desc.trim();
+    let first = d.split_whitespace().next().unwrap_or_default();
+    if first.contains('/') {
+        let caps: gst::Caps = d.parse().map_err(|_| format!("bad caps {d}"))?;
+        return gst::ElementFactory::make("capsfilter")
+            .property("caps", caps)
+            .build()
+            .map_err(|e| format!("capsfilter: {e}"));
+    }
+    gst::parse::launch(d)
+        .map_err(|e| format!("{d}: {e}"))
+        .and_then(|e| match e.downcast::<gst::Bin>() {
+            Ok(_) => Err(format!("{d}: not one element")),
+            Err(e) => Ok(e),
+        })
+}
+
+/// Makes the elements of a `a ! b ! c` description, adds them to `pipeline` and links them.
+fn chain(pipeline: &gst::Pipeline, desc: &str) -> Result<Vec<gst::Element>, String> {
+    let elements = desc.split(" ! ").map(make).collect::<Result<Vec<_>, _>>()?;
+    for e in &elements {
+        pipeline.add(e).map_err(|e| e.to_string())?;
+    }
+    gst::Element::link_many(&elements).map_err(|e| format!("{desc}: {e}"))?;
+    Ok(elements)
+}
+
+/// Stops and removes elements, upstream first (so that no streaming thread pushes into an
+/// element that has gone).
+fn remove(pipeline: &gst::Pipeline, elements: &[gst::Element]) {
+    for e in elements {
+        let _ = e.set_state(gst::State::Null);
+    }
+    for e in elements {
+        let _ = pipeline.remove(e);
+    }
+}
+
+fn start(elements: &[gst::Element]) {
+    for e in elements.iter().rev() {
+        let _ = e.sync_state_with_parent();
+    }
+}
+
+/// The grid for `n` inputs: (columns, rows).
+pub(crate) fn grid(n: usize) -> (usize, usize) {
+    let cols = (1..=n.max(1)).find(|c| c * c >= n).unwrap_or(1);
+    (cols, n.max(1).div_ceil(cols))
+}
+
+/// Sends every RTP packet `sink` gets to `outs`.
+fn forward(sink: &gst::Element, kind: MediaKind, codec: Codec, outs: Arc<Mutex<Vec<(u64, Out)>>>) {
+    let Ok(sink) = sink.clone().downcast::<gst_app::AppSink>() else {
+        return;
+    };
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buf) = sample.buffer() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let Ok(map) = buf.map_readable() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                if let Ok(p) = RtpPacket::parse(map.as_slice()) {
+                    let pkt = PacketRef {
+                        kind,
+                        codec,
+                        seq: p.sequence(),
+                        timestamp: p.timestamp(),
+                        ssrc: p.ssrc(),
+                        marker: p.marker(),
+                        payload: p.payload(),
+                    };
+                    let outs: Vec<Out> = lock(&outs).iter().map(|(_, o)| o.clone()).collect();
+                    for o in outs {
+                        o(&pkt);
+                    }
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
+impl Core {
+    /// The pipeline of hub `key`, made with `format` if it does not run yet.
+    pub(crate) fn get(key: &str, format: Format) -> Result<Arc<Core>, String> {
+        crate::init()?;
+        let mut cores = lock(&CORES);
+        cores.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(c) = cores
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, w)| w.upgrade())
+        {
+            return Ok(c);
+        }
+        let core = Arc::new(Core::new(key, format)?);
+        cores.push((key.to_string(), Arc::downgrade(&core)));
+        Ok(core)
+    }
+
+    fn new(key: &str, format: Format) -> Result<Core, String> {
+        let Format {
+            width: w,
+            height: h,
+            fps,
+            bps,
+        } = format;
+        let raw = format!(
+            "video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,pixel-aspect-ratio=1/1"
+        );
+        let enc = codecs::encoder(&Codec::new(CodecName::Vp8), &OutputSettings::new(bps))
+            .ok_or("no VP8 encoder")?;
+        let desc = format!(
+            "videotestsrc is-live=true pattern=black ! {raw} ! compositor name=mix background=black \
+             latency={MIX_LATENCY_NS} ! {raw} ! queue max-size-buffers=2 max-size-time=0 max-size-bytes=0 \
+             leaky=downstream ! {enc} ! appsink name=vout sync=false max-buffers=200 drop=true"
+        );
+        let pipeline = crate::bridge::launch(&desc, key, "composite")?;
+        let compositor = pipeline.by_name("mix").ok_or("no compositor")?;
+        let video_sink = pipeline.by_name("vout").ok_or("no appsink")?;
+        let outs: Arc<Mutex<Vec<(u64, Out)>>> = Arc::default();
+        forward(
+            &video_sink,
+            MediaKind::Video,
+            Codec::new(CodecName::Vp8),
+            outs.clone(),
+        );
+        watch(&pipeline, key.to_string());
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| format!("the composite does not start: {e}"))?;
+        tracing::debug!(hub = %key, w, h, fps, "composite pipeline playing");
+        Ok(Core {
+            key: key.to_string(),
+            format,
+            pipeline,
+            video_sink,
+            compositor,
+            state: Mutex::default(),
+            outs,
+        })
+    }
+
+    /// Adds a port: it sends the grid and its own mix from now on.
+    fn add_port(&self, out: Out) -> Result<u64, String> {
+        let mut st = lock(&self.state);
+        st.next += 1;
+        let id = st.next;
+        let enc = codecs::encoder(&Codec::new(CodecName::Opus), &OutputSettings::new(0))
+            .ok_or("no Opus encoder")?;
+        let desc = format!(
+            "audiotestsrc is-live=true wave=silence samplesperbuffer=960 ! \
+             audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved ! \
+             audiomixer latency={MIX_LATENCY_NS} ! audio/x-raw,format=S16LE,rate=48000,channels=2 ! \
+             {enc} ! appsink sync=false max-buffers=200 drop=true"
+        );
+        let audio_out = chain(&self.pipeline, &desc)?;
+        let mixer = audio_out[2].clone();
+        let sink = audio_out[audio_out.len() - 1].clone();
+        let own: Arc<Mutex<Vec<(u64, Out)>>> = Arc::new(Mutex::new(vec![(id, out.clone())]));
+        forward(&sink, MediaKind::Audio, Codec::new(CodecName::Opus), own);
+        let mut port = Port {
+            id,
+            inputs: [None, None],
+            audio_out,
+            mixer,
+            links: vec![],
+        };
+        // Every other port's audio input into this port's mix.
+        let tees: Vec<(u64, gst::Element)> = st
+            .ports
+            .iter()
+            .filter_map(|p| Some((p.id, tee_of(p)?)))
+            .collect();
+        for (from, tee) in tees {
+            port.links.push(self.link(from, &tee, &port.mixer)?);
+        }
+        levels(&port);
+        start(&port.audio_out);
+        st.ports.push(port);
+        drop(st);
+        lock(&self.outs).push((id, out));
+        bridge_keyframe(&self.video_sink);
+        let _ = self.pipeline.recalculate_latency();
+        Ok(id)
+    }
+
+    fn link(&self, from: u64, tee: &gst::Element, mixer: &gst::Element) -> Result<Link, String> {
+        let queue = make(
+            "queue max-size-buffers=0 max-size-bytes=0 max-size-time=200000000 leaky=downstream",
+        )?;
+        self.pipeline.add(&queue).map_err(|e| e.to_string())?;
+        let tee_pad = tee.request_pad_simple("src_%u").ok_or("no tee pad")?;
+        let mix_pad = mixer.request_pad_simple("sink_%u").ok_or("no mixer pad")?;
+        let qsink = queue.static_pad("sink").ok_or("no queue pad")?;
+        let qsrc = queue.static_pad("src").ok_or("no queue pad")?;
+        qsrc.link(&mix_pad).map_err(|e| format!("mixer: {e:?}"))?;
+        let _ = queue.sync_state_with_parent();
+        tee_pad.link(&qsink).map_err(|e| format!("tee: {e:?}"))?;
+        Ok(Link {
+            from,
+            tee_pad,
+            queue,
+            mix_pad,
+        })
+    }
+
+    fn unlink(&self, l: Link, tee: Option<&gst::Element>, mixer: &gst::Element) {
+        if let Some(t) = tee {
+            t.release_request_pad(&l.tee_pad);
+        }
+        let _ = l.queue.set_state(gst::State::Null);
+        let _ = self.pipeline.remove(&l.queue);
+        mixer.release_request_pad(&l.mix_pad);
+    }
+
+    /// The appsrc of port `id`'s input of `codec`'s kind: made (with its decoding branch)
+    /// if the port had none of that codec.
+    fn input(&self, id: u64, codec: Codec) -> Result<gst_app::AppSrc, String> {
+        let kind = codec.name.kind();
+        let mut st = lock(&self.state);
+        let old = {
+            let port = st
+                .ports
+                .iter_mut()
+                .find(|p| p.id == id)
+                .ok_or("port gone")?;
+            port.inputs[kind].take()
+        };
+        if let Some(old) = old {
+            self.drop_input(&mut st, id, kind, old);
+        }
+        let depay = codecs::depay(&codec).ok_or("no depayloader")?;
+        let dec = codecs::decoder(&codec).ok_or("no decoder")?;
+        let src = crate::bridge::appsrc_desc("in", &codec).replace("appsrc name=in ", "appsrc ");
+        let tail = match kind {
+            MediaKind::Video => {
+                "videoconvert ! queue max-size-buffers=3 max-size-time=0 max-size-bytes=0 leaky=downstream"
+            }
+            MediaKind::Audio => {
+                "audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved ! tee allow-not-linked=true"
+            }
+        };
+        let desc = format!("{src} ! rtpjitterbuffer latency=50 ! {depay} ! {dec} ! {tail}");
+        let elements = chain(&self.pipeline, &desc)?;
+        let last = elements[elements.len() - 1].clone();
+        let mut input = Input {
+            elements,
+            pad: None,
+        };
+        match kind {
+            MediaKind::Video => {
+                let pad = self
+                    .compositor
+                    .request_pad_simple("sink_%u")
+                    .ok_or("no compositor pad")?;
+                pad.set_property("zorder", 1u32);
+                pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
+                let src = last.static_pad("src").ok_or("no pad")?;
+                src.link(&pad).map_err(|e| format!("compositor: {e:?}"))?;
+                input.pad = Some(pad);
+                st.grid.push(id);
+            }
+            MediaKind::Audio => {
+                let mixers: Vec<(usize, gst::Element)> = (st.ports.iter().enumerate())
+                    .filter(|(_, p)| p.id != id)
+                    .map(|(i, p)| (i, p.mixer.clone()))
+                    .collect();
+                for (i, m) in mixers {
+                    let l = self.link(id, &last, &m)?;
+                    st.ports[i].links.push(l);
+                    levels(&st.ports[i]);
+                }
+            }
+        }
+        start(&input.elements);
+        let src = input.elements[0]
+            .clone()
+            .downcast::<gst_app::AppSrc>()
+            .map_err(|_| "no appsrc")?;
+        if let Some(p) = st.ports.iter_mut().find(|p| p.id == id) {
+            p.inputs[kind] = Some(input);
+        }
+        self.layout(&st);
+        drop(st);
+        let _ = self.pipeline.recalculate_latency();
+        Ok(src)
+    }
+
+    /// Removes port `id`'s input of `kind` (its links into the other ports' mixes, its cell).
+    fn drop_input(&self, st: &mut State, id: u64, kind: MediaKind, input: Input) {
+        match kind {
+            MediaKind::Video => {
+                st.grid.retain(|p| *p != id);
+                remove(&self.pipeline, &input.elements);
+                if let Some(pad) = input.pad {
+                    self.compositor.release_request_pad(&pad);
+                }
+            }
+            MediaKind::Audio => {
+                let tee = input.elements.last().cloned();
+                for p in st.ports.iter_mut() {
+                    let (gone, kept): (Vec<Link>, Vec<Link>) =
+                        p.links.drain(..).partition(|l| l.from == id);
+                    p.links = kept;
+                    for l in gone {
+                        self.unlink(l, tee.as_ref(), &p.mixer);
+                    }
+                    levels(p);
+                }
+                remove(&self.pipeline, &input.elements);
+            }
+        }
+    }
+
+    /// Removes port `id`: its inputs, its output, its cell.
+    fn remove_port(&self, id: u64) {
+        lock(&self.outs).retain(|(p, _)| *p != id);
+        let mut st = lock(&self.state);
+        let Some(i) = st.ports.iter().position(|p| p.id == id) else {
+            return;
+        };
+        let mut port = st.ports.remove(i);
+        for kind in [MediaKind::Audio, MediaKind::Video] {
+            if let Some(input) = port.inputs[kind].take() {
+                self.drop_input(&mut st, id, kind, input);
+            }
+        }
+        remove(&self.pipeline, &port.audio_out[..1]);
+        for l in port.links.drain(..) {
+            let tee = st.ports.iter().find(|p| p.id == l.from).and_then(tee_of);
+            self.unlink(l, tee.as_ref(), &port.mixer);
+        }
+        remove(&self.pipeline, &port.audio_out[1..]);
+        self.layout(&st);
+    }
+
+    /// Places each video input in its cell.
+    fn layout(&self, st: &State) {
+        let (cols, rows) = grid(st.grid.len());
+        let (cw, ch) = (
+            self.format.width as usize / cols,
+            self.format.height as usize / rows,
+        );
+        for (i, id) in st.grid.iter().enumerate() {
+            let pad = st
+                .ports
+                .iter()
+                .find(|p| p.id == *id)
+                .and_then(|p| p.inputs[MediaKind::Video].as_ref())
+                .and_then(|i| i.pad.as_ref());
+            if let Some(pad) = pad {
+                pad.set_property("xpos", ((i % cols) * cw) as i32);
+                pad.set_property("ypos", ((i / cols) * ch) as i32);
+                pad.set_property("width", cw as i32);
+                pad.set_property("height", ch as i32);
+            }
+        }
+        tracing::debug!(hub = %self.key, inputs = st.grid.len(), cols, rows, "composite grid");
+    }
+
+    /// The pipeline's DOT graph.
+    pub(crate) fn dot(&self, details: &str) -> String {
+        self.pipeline
+            .debug_to_dot_data(crate::dot::details(details))
+            .to_string()
+    }
+}
+
+fn bridge_keyframe(sink: &gst::Element) {
+    crate::bridge::force_keyframe(sink);
+}
+
+/// The tee of a port's audio input, if it has one.
+fn tee_of(p: &Port) -> Option<gst::Element> {
+    p.inputs[MediaKind::Audio]
+        .as_ref()
+        .and_then(|i| i.elements.last().cloned())
+}
+
+/// Each of a mix's n inputs at 1/n: their sum cannot clip.
+fn levels(p: &Port) {
+    let n = p.links.len().max(1) as f64;
+    for l in &p.links {
+        l.mix_pad.set_property("volume", 1.0 / n);
+    }
+}
+
+/// Logs the pipeline's errors and warnings.
+fn watch(p: &gst::Pipeline, hub: String) {
+    if let Some(bus) = p.bus() {
+        bus.set_sync_handler(move |_, msg| {
+            match msg.view() {
+                gst::MessageView::Error(e) => {
+                    tracing::warn!(%hub, "composite error: {} ({:?})", e.error(), e.debug())
+                }
+                gst::MessageView::Warning(w) => {
+                    tracing::debug!(%hub, "composite warning: {}", w.error())
+                }
+                _ => {}
+            }
+            gst::BusSyncReply::Drop
+        });
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        crate::bridge::stop_in_background(self.pipeline.clone(), fluo_core::Stopping::new());
+    }
+}
+
+/// A HubPort's face on its Composite's pipeline: packets in, the grid and its mix out.
+/// Dropping it removes the port (off the caller's thread: the router's must not wait).
+pub(crate) struct PortHandle {
+    core: Arc<Core>,
+    id: u64,
+    up: Upstream,
+    inputs: [Option<(Codec, gst_app::AppSrc)>; 2],
+    /// An input that could not be made: not tried again for every packet.
+    failed: [Option<Codec>; 2],
+    buf: Vec<u8>,
+}
+
+impl PortHandle {
+    /// A new port of `core` whose output goes to `out`; `up` asks its sources for keyframes.
+    pub(crate) fn new(core: Arc<Core>, out: Out, up: Upstream) -> Result<PortHandle, String> {
+        let id = core.add_port(out)?;
+        Ok(PortHandle {
+            core,
+            id,
+            up,
+            inputs: [None, None],
+            failed: [None, None],
+            buf: Vec::with_capacity(1500),
+        })
+    }
+
+    /// A packet of the port's input.
+    pub(crate) fn push(&mut self, pkt: &PacketRef<'_>) {
+        let kind = pkt.kind;
+        let codec = pkt.codec;
+        let fits = |c: &Codec| c.name == codec.name && c.clock_rate == codec.clock_rate;
+        if !self.inputs[kind].as_ref().is_some_and(|(c, _)| fits(c)) {
+            if self.failed[kind].as_ref().is_some_and(fits) {
+                return;
+            }
+            match self.core.input(self.id, codec) {
+                Ok(src) => {
+                    self.inputs[kind] = Some((codec, src));
+                    if kind == MediaKind::Video {
+                        (self.up)();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(hub = %self.core.key, "composite input of {codec}: {e}");
+                    self.failed[kind] = Some(codec);
+                    return;
+                }
+            }
+        }
+        let Some((_, src)) = &self.inputs[kind] else {
+            return;
+        };
+        self.buf.clear();
+        write_rtp(
+            &mut self.buf,
+            codecs::PT,
+            pkt.marker,
+            pkt.seq,
+            pkt.timestamp,
+            pkt.ssrc,
+            pkt.payload,
+        );
+        let _ = src.push_buffer(gst::Buffer::from_slice(self.buf.clone()));
+    }
+
+    /// A sink of the port wants a keyframe of the grid.
+    pub(crate) fn keyframe(&self) {
+        bridge_keyframe(&self.core.video_sink);
+    }
+
+    /// The DOT graph of the port's pipeline.
+    pub(crate) fn dot(&self, details: &str) -> String {
+        self.core.dot(details)
+    }
+}
+
+impl Drop for PortHandle {
+    fn drop(&mut self) {
+        let core = self.core.clone();
+        let id = self.id;
+        let gone = move || core.remove_port(id);
+        if std::thread::Builder::new()
+            .name("fluo-composite-port".into())
+            .spawn(gone.clone())
+            .is_err()
+        {
+            gone();
+        }
+    }
+}
+
+/// Codecs a port's input may come in (what the pipeline can decode; GStreamer is initialised
+/// for the question in a server whose pipelines all run in workers).
+pub(crate) fn decodable(kind: MediaKind) -> Vec<Codec> {
+    CodecName::ALL
+        .into_iter()
+        .filter(|n| n.kind() == kind)
+        .map(|n| Codec {
+            profile_level_id: None,
+            packetization_mode: None,
+            ..Codec::new(n)
+        })
+        .filter(|c| crate::init().is_ok() && codecs::available(c))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grids_grow_as_kms_lays_them_out() {
+        let seen: Vec<(usize, usize)> = (1..=10).map(grid).collect();
+        assert_eq!(
+            seen,
+            vec![
+                (1, 1),
+                (2, 1),
+                (2, 2),
+                (2, 2),
+                (3, 2),
+                (3, 2),
+                (3, 3),
+                (3, 3),
+                (3, 3),
+                (4, 3)
+            ]
+        );
+        assert_eq!(grid(0), (1, 1));
+    }
+}

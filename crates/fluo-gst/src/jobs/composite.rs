@@ -1,0 +1,115 @@
+//! The composite job: one HubPort of a Composite in a worker. The ports of one Composite run
+//! on the worker hosting its pipeline (the job group is the pipeline), and share the hub's
+//! GStreamer pipeline there (`crate::composite::Core`, found by the hub's id); the first port
+//! makes it, the last one's end stops it.
+
+use super::params;
+use crate::composite::{Core, Format, PortHandle};
+use fluo_worker::wire::{self, Reader, Wire, WireError, Writer};
+use fluo_worker::worker::{Job, JobCtx};
+use fluo_worker::PacketRef;
+use std::sync::Arc;
+
+/// What a composite port job runs: the hub it belongs to and the hub's output format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompositeParams {
+    /// The Composite's id.
+    pub hub: String,
+    /// The grid's width in pixels.
+    pub width: u32,
+    /// The grid's height in pixels.
+    pub height: u32,
+    /// The grid's frame rate.
+    pub fps: u32,
+    /// The grid's encoder bitrate, in bps.
+    pub target_bps: u32,
+}
+
+impl CompositeParams {
+    pub(crate) fn format(&self) -> Format {
+        Format {
+            width: self.width,
+            height: self.height,
+            fps: self.fps,
+            bps: self.target_bps,
+        }
+    }
+}
+
+impl Wire for CompositeParams {
+    fn put(&self, w: &mut Writer<'_>) {
+        w.str(&self.hub);
+        w.u32(self.width);
+        w.u32(self.height);
+        w.u32(self.fps);
+        w.u32(self.target_bps);
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(CompositeParams {
+            hub: r.str()?.to_owned(),
+            width: r.u32()?,
+            height: r.u32()?,
+            fps: r.u32()?,
+            target_bps: r.u32()?,
+        })
+    }
+}
+
+struct CompositeJob {
+    port: Option<PortHandle>,
+}
+
+pub(super) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
+    let p: CompositeParams = params(bytes)?;
+    let f = p.format();
+    if !crate::composite::format_ok(&f) {
+        return Err(format!(
+            "bad composite format {}x{} at {}",
+            f.width, f.height, f.fps
+        ));
+    }
+    let core = Core::get(&p.hub, f)?;
+    let out = {
+        let ctx = ctx.clone();
+        Arc::new(move |pkt: &PacketRef<'_>| ctx.send_packet(pkt))
+    };
+    let up = {
+        let ctx = ctx.clone();
+        Arc::new(move || ctx.request_keyframe())
+    };
+    let port = PortHandle::new(core, out, up)?;
+    Ok(Box::new(CompositeJob { port: Some(port) }))
+}
+
+impl Job for CompositeJob {
+    fn call(&mut self, method: &str, args: &[u8]) -> Result<Vec<u8>, String> {
+        match method {
+            "getGstreamerDot" => {
+                let details = String::from_utf8_lossy(args);
+                let dot = self.port.as_ref().map(|p| p.dot(&details));
+                Ok(wire::encode(&dot.unwrap_or_default()))
+            }
+            "release" => {
+                self.port = None;
+                Ok(Vec::new())
+            }
+            _ => Err(format!("the composite has no method '{method}'")),
+        }
+    }
+
+    fn packet(&mut self, pkt: &PacketRef<'_>) {
+        if let Some(p) = self.port.as_mut() {
+            p.push(pkt);
+        }
+    }
+
+    fn keyframe_request(&mut self) {
+        if let Some(p) = self.port.as_ref() {
+            p.keyframe();
+        }
+    }
+
+    fn stop(&mut self) {
+        self.port = None;
+    }
+}

@@ -1,0 +1,265 @@
+//! Composite and its HubPorts. The Composite itself has no media face; each of its HubPorts
+//! is a router node whose input is the hub's input from that port and whose output is the
+//! grid and the mix of the other ports (`crate::composite`). With media workers each port is
+//! a proxy of a `gst.composite` job on the worker hosting its pipeline (the ports of a hub
+//! share its GStreamer pipeline there); with `--workers 0` the pipeline runs here.
+
+use super::{Local, Remote, Spec};
+use crate::composite::{self, Core, Format, PortHandle};
+use crate::jobs::{self, CompositeParams};
+use crate::Media;
+use fluo_api::{ErrorCode, KurentoError};
+use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, MediaError, Stopping};
+use fluo_sfu::{
+    Codec, CodecName, Header, MediaKind, Node, Packet, PortOutput, SinkCaps, SinkCodec, Takes,
+};
+use fluo_worker::{wire, PacketRef};
+use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The Composites of this server and their formats, by id: a HubPort created on one of them
+/// becomes one of its ports.
+static HUBS: Mutex<Vec<(String, Format)>> = Mutex::new(Vec::new());
+
+fn hubs() -> std::sync::MutexGuard<'static, Vec<(String, Format)>> {
+    HUBS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Makes Composites.
+pub(crate) struct CompositeFactory {
+    pub(crate) media: Media,
+}
+
+fn int_param(
+    p: &Map<String, Value>,
+    name: &str,
+    range: &std::ops::RangeInclusive<u32>,
+) -> Result<u32, KurentoError> {
+    let v = p.get(name).and_then(Value::as_i64).unwrap_or_default();
+    u32::try_from(v)
+        .ok()
+        .filter(|v| range.contains(v))
+        .ok_or_else(|| {
+            KurentoError::new(
+                ErrorCode::MediaObjectIllegalParamError,
+                format!(
+                    "Composite '{name}' must be within {}..{} (got {v})",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
+}
+
+impl Factory for CompositeFactory {
+    fn create(&self, cx: &FactoryCx<'_>) -> Result<Box<dyn Element>, KurentoError> {
+        let format = Format {
+            width: int_param(cx.params, "width", &composite::WIDTHS)?,
+            height: int_param(cx.params, "height", &composite::WIDTHS)?,
+            fps: int_param(cx.params, "framerate", &composite::RATES)?,
+            bps: self.media.settings.get(cx.id).video_bps(),
+        };
+        hubs().push((cx.id.to_string(), format));
+        Ok(Box::new(CompositeHub {
+            id: cx.id.to_string(),
+        }))
+    }
+}
+
+/// The Composite: its ports do the work.
+struct CompositeHub {
+    id: String,
+}
+
+impl Element for CompositeHub {
+    fn released(&mut self) {
+        hubs().retain(|(id, _)| *id != self.id);
+    }
+}
+
+impl Drop for CompositeHub {
+    fn drop(&mut self) {
+        hubs().retain(|(id, _)| *id != self.id);
+    }
+}
+
+/// Makes HubPorts: a Composite's, or (for the routing hubs) fluo-core's.
+pub(crate) struct HubPortFactory {
+    pub(crate) media: Media,
+}
+
+impl Factory for HubPortFactory {
+    fn create(&self, cx: &FactoryCx<'_>) -> Result<Box<dyn Element>, KurentoError> {
+        let hub = cx
+            .params
+            .get("hub")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let format = hubs().iter().find(|(id, _)| id == hub).map(|(_, f)| *f);
+        let Some(format) = format else {
+            return Ok(Box::new(fluo_core::HubPort));
+        };
+        let (key, remote) = match &self.media.workers {
+            Some(workers) => {
+                let params = CompositeParams {
+                    hub: hub.to_string(),
+                    width: format.width,
+                    height: format.height,
+                    fps: format.fps,
+                    target_bps: format.bps,
+                };
+                let remote = Remote::start(
+                    workers,
+                    &self.media,
+                    cx,
+                    Spec {
+                        kind: jobs::COMPOSITE,
+                        params: wire::encode(&params),
+                        error: MediaError::Hub,
+                        local: Local::default(),
+                        caps: |_, kind| caps(kind),
+                        // A port's codec goes to its job by setVideoCodec, when a sink is
+                        // connected; the grid's size, rate and bitrate are the hub's.
+                        follows_settings: false,
+                    },
+                );
+                (remote.key(), Some(remote))
+            }
+            None => (local_port(&self.media, cx.id, hub, format)?, None),
+        };
+        Ok(Box::new(CompositePort {
+            id: cx.id.to_string(),
+            key,
+            remote,
+            stopping: None,
+            media: self.media.clone(),
+        }))
+    }
+}
+
+/// What a Composite's port takes: any codec its pipeline decodes, VP8 or Opus otherwise.
+fn caps(kind: MediaKind) -> SinkCaps {
+    let target = match kind {
+        MediaKind::Video => CodecName::Vp8,
+        MediaKind::Audio => CodecName::Opus,
+    };
+    SinkCaps {
+        takes: Takes::Codecs(
+            composite::decodable(kind)
+                .into_iter()
+                .map(SinkCodec::new)
+                .collect(),
+        ),
+        targets: vec![Codec::new(target)],
+        transcoder: false,
+    }
+}
+
+/// A port of `hub` in this process: its router key.
+fn local_port(media: &Media, id: &str, hub: &str, format: Format) -> Result<u64, KurentoError> {
+    let failed = |e: String| {
+        KurentoError::new(
+            ErrorCode::UnexpectedError,
+            format!("The Composite's pipeline does not start: {e}"),
+        )
+    };
+    let core = Core::get(hub, format).map_err(failed)?;
+    let out: Arc<OnceLock<PortOutput>> = Arc::default();
+    let key = Arc::new(AtomicU64::new(0));
+    let send = {
+        let out = out.clone();
+        Arc::new(move |p: &PacketRef<'_>| {
+            if let Some(o) = out.get() {
+                o.send(p.to_packet());
+            }
+        })
+    };
+    let up = {
+        let (bus, key) = (media.bus.clone(), key.clone());
+        Arc::new(move || bus.request_keyframe(key.load(Ordering::Acquire)))
+    };
+    let port = PortHandle::new(core, send, up).map_err(failed)?;
+    let k = media.bus.add_port(
+        id,
+        Box::new(move |o| {
+            let _ = out.set(o);
+            Box::new(LocalPort { port }) as Box<dyn Node>
+        }),
+    );
+    key.store(k, Ordering::Release);
+    Ok(k)
+}
+
+/// A Composite's port in this process's router.
+struct LocalPort {
+    port: PortHandle,
+}
+
+impl Node for LocalPort {
+    fn caps(&self, kind: MediaKind) -> SinkCaps {
+        caps(kind)
+    }
+
+    fn push(&mut self, _now: std::time::Instant, pkt: &Packet<'_>, header: Header) {
+        self.port.push(&PacketRef {
+            kind: pkt.kind,
+            codec: pkt.codec,
+            seq: header.seq,
+            timestamp: header.ts,
+            ssrc: header.ssrc,
+            marker: pkt.marker,
+            payload: pkt.payload,
+        });
+    }
+
+    fn request_keyframe(&mut self, kind: MediaKind) {
+        if kind == MediaKind::Video {
+            self.port.keyframe();
+        }
+    }
+}
+
+/// A HubPort of a Composite.
+struct CompositePort {
+    id: String,
+    key: u64,
+    /// The port's job, when it runs in a media worker.
+    remote: Option<Remote>,
+    stopping: Option<Stopping>,
+    media: Media,
+}
+
+impl Element for CompositePort {
+    fn get_property(&self, name: &str) -> Option<Value> {
+        match (name, &self.remote) {
+            ("elementGstreamerDot", Some(r)) => Some(
+                r.call_waiting("getGstreamerDot", Vec::new())
+                    .ok()
+                    .and_then(|b| wire::decode::<String>(&b).ok())
+                    .map(|d| json!(crate::dot::without_secrets(&d)))
+                    .unwrap_or(Value::Null),
+            ),
+            _ => None,
+        }
+    }
+
+    fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
+        self.media.route(self.key, &self.id, edge, true);
+    }
+
+    fn media_disconnected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
+        self.media.route(self.key, &self.id, edge, false);
+    }
+
+    fn released(&mut self) {
+        match &self.remote {
+            Some(r) => self.stopping = Some(r.release()),
+            None => self.media.bus.remove_port(self.key),
+        }
+    }
+
+    fn stopping(&self) -> Option<Stopping> {
+        self.stopping.clone()
+    }
+}

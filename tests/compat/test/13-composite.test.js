@@ -1,0 +1,253 @@
+'use strict';
+// Composite (the MCU hub) through the official client: create with KMS's defaults and bad
+// sizes, ports, connections, release cascades, bad input; real media: three players of
+// different colours, aspect ratios and tones into a Composite, one port's output recorded
+// and read back with ffmpeg: the grid (each input's colour in its cell, black bars where its
+// aspect ratio leaves them, black where no input is) and the audio (port A's output holds
+// the other two tones, not A's own, and does not clip). The media test runs with the
+// default media workers and again with --workers 0 (the pipeline in the server's process).
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { execFile } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const h = require('./helpers');
+const { probe, fileUri, eventLog } = require('./media');
+
+let server;
+let client;
+let pipeline;
+let dir;
+const clip = {};
+
+function run(cmd, args, encoding = 'utf8') {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { maxBuffer: 128 << 20, encoding }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${cmd} ${args.join(' ')}: ${(stderr || error.message).toString().trim()}`));
+      else resolve({ stdout, stderr });
+    });
+  });
+}
+
+// A clip of one solid colour at `size` and a loud sine tone of `freq` Hz (amplitude 0.8:
+// two of them summed without normalisation would clip).
+async function toneClip(file, colour, size, freq, seconds) {
+  await run('ffmpeg', [
+    '-hide_banner', '-loglevel', 'error', '-nostdin', '-y',
+    '-f', 'lavfi', '-i', `color=c=${colour}:size=${size}:rate=30`,
+    '-f', 'lavfi', '-i', `aevalsrc=0.8*sin(2*PI*${freq}*t):s=48000`,
+    '-t', String(seconds),
+    '-c:v', 'libvpx', '-b:v', '300k', '-deadline', 'realtime', '-cpu-used', '8', '-g', '30',
+    '-c:a', 'libopus', '-b:a', '64k', '-f', 'webm', file,
+  ]);
+  return file;
+}
+
+const W = 800;
+const H = 600;
+
+// The last decoded RGB frame of `file`.
+async function lastFrame(file) {
+  const { stdout } = await run('ffmpeg', [
+    '-v', 'error', '-nostdin', '-sseof', '-2', '-i', file, '-fps_mode', 'passthrough',
+    '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-',
+  ], 'buffer');
+  return stdout.subarray(Math.max(0, stdout.length - W * H * 3));
+}
+
+function colourAt(frame, x, y) {
+  const i = (Math.round(y) * W + Math.round(x)) * 3;
+  const [r, g, b] = [frame[i], frame[i + 1], frame[i + 2]];
+  if (r < 50 && g < 50 && b < 50) return 'black';
+  if (r > 150 && g < 90 && b < 90) return 'red';
+  if (b > 150 && r < 90 && g < 90) return 'blue';
+  if (g > 90 && r < 70 && b < 70) return 'green';
+  return `rgb(${r},${g},${b})`;
+}
+
+// The left channel's float samples of the last `seconds` of `file`'s audio.
+async function lastAudio(file, seconds) {
+  const { stdout } = await run('ffmpeg', [
+    '-v', 'error', '-nostdin', '-sseof', `-${seconds}`, '-i', file, '-vn', '-af', 'pan=mono|c0=c0', '-ar', '48000',
+    '-f', 'f32le', '-',
+  ], 'buffer');
+  const out = new Float32Array(stdout.length / 4);
+  for (let i = 0; i < out.length; i += 1) out[i] = stdout.readFloatLE(i * 4);
+  return out;
+}
+
+// The amplitude of `freq` in `samples` (a single-bin DFT, Goertzel's).
+function toneLevel(samples, freq, rate = 48000) {
+  const w = (2 * Math.PI * freq) / rate;
+  const c = 2 * Math.cos(w);
+  let s1 = 0;
+  let s2 = 0;
+  for (const x of samples) {
+    const s = x + c * s1 - s2;
+    s2 = s1;
+    s1 = s;
+  }
+  const power = s1 * s1 + s2 * s2 - c * s1 * s2;
+  return (2 * Math.sqrt(Math.max(power, 0))) / samples.length;
+}
+
+before(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fluo-compat-composite-'));
+  // 4:3, 16:9 and 3:4: in the 2x2 grid's 400x300 cells the first fills its cell, the second
+  // has black bars above and below, the third on its left and right.
+  clip.red = await toneClip(path.join(dir, 'red.webm'), 'red', '320x240', 440, 30);
+  clip.blue = await toneClip(path.join(dir, 'blue.webm'), 'blue', '320x180', 1000, 30);
+  clip.green = await toneClip(path.join(dir, 'green.webm'), 'green', '240x320', 2500, 30);
+  server = await h.startServer();
+  client = (await h.connectClient(server.url)).client;
+  pipeline = await client.create('MediaPipeline');
+});
+
+after(async () => {
+  if (pipeline) await pipeline.release().catch(() => {});
+  await h.closeClient(client);
+  if (server) await server.stop();
+  if (dir && !process.env.FLUO_KEEP) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const T = { timeout: h.TEST_TIMEOUT };
+const TM = { timeout: 90000 };
+const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+test('Composite and its HubPorts are created; ids, children; release cascades', T, async () => {
+  const hub = await pipeline.create('Composite');
+  assert.equal(hub.constructor.name, 'Composite');
+  assert.match(hub.id, new RegExp(`^${escapeRe(pipeline.id)}/${h.UUID}_kurento\\.Composite$`));
+  const a = await hub.createHubPort();
+  const b = await hub.createHubPort();
+  assert.equal(a.constructor.name, 'HubPort');
+  assert.match(a.id, new RegExp(`^${escapeRe(pipeline.id)}/${h.UUID}_kurento\\.HubPort$`));
+  assert.deepEqual((await hub.getChildren()).map((c) => c.id).sort(), [a.id, b.id].sort());
+  // A port is a media element: connections both ways, media-flow queries, stats.
+  const pt = await pipeline.create('PassThrough');
+  await pt.connect(a);
+  await a.connect(pt);
+  assert.equal((await a.getSourceConnections()).length, 3);
+  assert.equal(await h.callback(a, 'isMediaFlowingIn', 'VIDEO'), false);
+  assert.equal(typeof (await h.callback(a, 'getStats')), 'object');
+  await b.release();
+  assert.deepEqual((await hub.getChildren()).map((c) => c.id), [a.id]);
+  await hub.release();
+  for (const x of [hub, a, b]) await h.rejectsWithCode(h.callback(x, 'getName'), 40101, assert);
+  assert.deepEqual(await pt.getSinkConnections(), []);
+  // Other sizes and rates are accepted; a pipeline's release takes the hub and its ports.
+  const pl = await client.create('MediaPipeline');
+  const small = await pl.create('Composite', { width: 320, height: 240, framerate: 30 });
+  const port = await small.createHubPort();
+  await pl.release();
+  for (const x of [small, port]) await h.rejectsWithCode(h.callback(x, 'getName'), 40101, assert);
+  await pt.release();
+});
+
+test('bad input: sizes and rates out of range, ports of released hubs, foreign ports', T, async () => {
+  for (const bad of [{ width: 0 }, { height: -5 }, { width: 100000 }, { framerate: 0 }, { framerate: 1000 }]) {
+    const err = await h.rejectsWithCode(pipeline.create('Composite', bad), 40107, assert);
+    assert.ok(!/0x[0-9a-f]{6,}/i.test(err.message), err.message);
+  }
+  const hub = await pipeline.create('Composite');
+  const port = await hub.createHubPort();
+  const other = await client.create('MediaPipeline');
+  const foreign = await other.create('PassThrough');
+  await h.rejectsWithCode(h.callback(port, 'connect', foreign), 40004, assert);
+  await h.rejectsWithCode(h.callback(foreign, 'connect', port), 40004, assert);
+  await hub.release();
+  await h.rejectsWithCode(h.callback(port, 'connect', foreign), 40101, assert);
+  await other.release();
+});
+
+async function grid(label) {
+  const hub = await pipeline.create('Composite');
+  const colours = ['red', 'blue', 'green'];
+  const ports = {};
+  const players = {};
+  for (const c of colours) {
+    ports[c] = await hub.createHubPort();
+    players[c] = await pipeline.create('PlayerEndpoint', { uri: fileUri(clip[c]) });
+    await players[c].connect(ports[c]);
+  }
+  const file = path.join(dir, `grid-${label}.webm`);
+  const rec = await pipeline.create('RecorderEndpoint', { uri: fileUri(file), mediaProfile: 'WEBM' });
+  const log = await eventLog(rec, ['MediaFlowInStateChanged']);
+  await ports.red.connect(rec);
+  for (const c of colours) await players[c].play();
+  await log.wait('MediaFlowInStateChanged', 15000, (e) => e.state === 'FLOWING' && e.mediaType === 'VIDEO');
+  await h.waitFor(async () => (await h.callback(ports.blue, 'isMediaFlowingIn', 'VIDEO')) === true, 10000, 'blue flowing in');
+  await rec.record();
+  await h.sleep(6000);
+  await rec.stopAndWait();
+  const info = await probe(file);
+  assert.deepEqual(info.streams, ['audio:opus', 'video:vp8'], JSON.stringify(info));
+
+  // The grid: 2x2 cells of 400x300, each input in one cell (in the order their video came).
+  const frame = await lastFrame(file);
+  assert.equal(frame.length, W * H * 3, 'an 800x600 frame');
+  const cells = [[0, 0], [400, 0], [0, 300], [400, 300]].map(([x, y]) => ({
+    centre: colourAt(frame, x + 200, y + 150),
+    top: colourAt(frame, x + 200, y + 12),
+    left: colourAt(frame, x + 12, y + 150),
+  }));
+  const seen = cells.map((c) => c.centre).sort();
+  assert.deepEqual(seen, ['black', 'blue', 'green', 'red'], JSON.stringify(cells));
+  const cell = (c) => cells.find((x) => x.centre === c);
+  assert.deepEqual(cell('red'), { centre: 'red', top: 'red', left: 'red' }, '4:3 fills its cell');
+  assert.deepEqual(cell('blue'), { centre: 'blue', top: 'black', left: 'blue' }, '16:9: bars above and below');
+  assert.deepEqual(cell('green'), { centre: 'green', top: 'green', left: 'black' }, '3:4: bars left and right');
+  assert.deepEqual(cell('black'), { centre: 'black', top: 'black', left: 'black' }, 'the empty cell');
+
+  // The audio of red's port: blue's and green's tones, not red's own, without clipping.
+  const samples = await lastAudio(file, 3);
+  assert.ok(samples.length > 48000, `${samples.length} samples`);
+  const level = { own: toneLevel(samples, 440), blue: toneLevel(samples, 1000), green: toneLevel(samples, 2500) };
+  const peak = samples.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+  // Each of the two others at half its level (0.8 / 2): mixed, normalised, not clipped.
+  for (const l of [level.blue, level.green]) assert.ok(l > 0.3 && l < 0.5, `the others' tones: ${JSON.stringify(level)}`);
+  assert.ok(level.own < level.blue / 30 && level.own < level.green / 30, `its own tone: ${JSON.stringify(level)}`);
+  assert.ok(peak < 0.95, `peak ${peak}: clipped (${JSON.stringify(level)})`);
+  console.log(`composite ${label}: tone levels ${JSON.stringify(level)}, peak ${peak.toFixed(3)}`);
+
+  // Releasing a port re-lays the grid: with two inputs left, 2x1 cells of 400x600.
+  await ports.green.release();
+  const file2 = path.join(dir, `grid2-${label}.webm`);
+  const rec2 = await pipeline.create('RecorderEndpoint', { uri: fileUri(file2), mediaProfile: 'WEBM' });
+  const log2 = await eventLog(rec2, ['MediaFlowInStateChanged']);
+  await ports.blue.connect(rec2);
+  await log2.wait('MediaFlowInStateChanged', 10000, (e) => e.state === 'FLOWING' && e.mediaType === 'VIDEO');
+  await rec2.record();
+  await h.sleep(3000);
+  await rec2.stopAndWait();
+  const f2 = await lastFrame(file2);
+  const halves = [0, 400].map((x) => colourAt(f2, x + 200, 300)).sort();
+  assert.deepEqual(halves, ['blue', 'red'], 'two cells side by side');
+  // 4:3 in a 400x600 cell: 400x300 in its middle, black above it.
+  const redX = colourAt(f2, 200, 300) === 'red' ? 0 : 400;
+  assert.equal(colourAt(f2, redX + 200, 100), 'black');
+  const audio2 = await lastAudio(file2, 2);
+  assert.ok(toneLevel(audio2, 440) > 0.1, 'blue hears red');
+  assert.ok(toneLevel(audio2, 2500) < 0.01, 'the released green port is not heard');
+  for (const x of [players.red, players.blue, players.green, rec, rec2, hub]) await x.release();
+}
+
+test('real media through media workers: the grid, letterboxed cells, mix-minus audio, a re-laid grid', TM, async () => {
+  await grid('workers');
+});
+
+test('real media with --workers 0: the same, the pipeline in the server process', TM, async () => {
+  const local = await h.startServer(['--workers', '0']);
+  const c = (await h.connectClient(local.url)).client;
+  const saved = pipeline;
+  try {
+    pipeline = await c.create('MediaPipeline');
+    await grid('local');
+  } finally {
+    await pipeline.release().catch(() => {});
+    pipeline = saved;
+    await h.closeClient(c);
+    await local.stop();
+  }
+});
