@@ -1,0 +1,155 @@
+//! A Composite's media worker killed while media flows through it: every HubPort of the hub
+//! raises its Error event (40003, HUB_ERROR, the death's cause and pid), and a recording in
+//! another pipeline (another worker) goes on undisturbed.
+//!
+//! The worker's pid is found as an operator finds it: in the server's log ("element runs in
+//! media worker", with the port's id and the worker's pid).
+
+use fluo_testkit::clips;
+use fluo_testkit::live::{rt, serial, start_server, Client};
+use fluo_testkit::tmp;
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::Duration;
+
+/// The pid of the media worker hosting element `id`, from the server's log.
+fn worker_pid(log: &fluo_server::log_capture::LogBuffer, id: &str) -> Option<u32> {
+    log.lines()
+        .iter()
+        .filter(|l| l.contains("element runs in media worker"))
+        .filter(|l| l.contains(&format!("id={id} ")))
+        .find_map(|l| {
+            let at = l.find(" pid=")? + 5;
+            l[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+}
+
+#[test]
+fn a_composites_worker_killed_raises_every_ports_error_and_leaves_other_pipelines() {
+    let _serial = serial();
+    let log = fluo_server::log_capture::capture_operator_log();
+    let dir = tmp::dir("composite-crash");
+    let clip = clips::av_clip(&dir, "clip.webm", 20);
+    let uri = format!("file://{}", clip.display());
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        // Another pipeline, on another worker: a player recorded.
+        let (mut co, pipe_o) = Client::with_pipeline(port).await.expect("pipeline");
+        let po = co
+            .create("PlayerEndpoint", json!({"mediaPipeline": pipe_o, "uri": uri}))
+            .await
+            .expect("player");
+        let ro = co
+            .create(
+                "RecorderEndpoint",
+                json!({"mediaPipeline": pipe_o, "uri": format!("file://{}", dir.join("other.webm").display())}),
+            )
+            .await
+            .expect("recorder");
+        for ev in ["MediaFlowInStateChanged", "Error"] {
+            co.subscribe(&ro, ev).await.expect("subscribe");
+        }
+        co.invoke(&po, "connect", json!({"sink": ro}))
+            .await
+            .expect("connect");
+        co.invoke(&ro, "record", json!({})).await.expect("record");
+        co.invoke(&po, "play", json!({})).await.expect("play");
+
+        // The Composite: a player into port a, port b recorded.
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
+        let hub = c
+            .create("Composite", json!({"mediaPipeline": pipe}))
+            .await
+            .expect("composite");
+        let a = c
+            .create("HubPort", json!({"hub": hub}))
+            .await
+            .expect("port a");
+        let b = c
+            .create("HubPort", json!({"hub": hub}))
+            .await
+            .expect("port b");
+        let player = c
+            .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": uri}))
+            .await
+            .expect("player");
+        let rec = c
+            .create(
+                "RecorderEndpoint",
+                json!({"mediaPipeline": pipe, "uri": format!("file://{}", dir.join("grid.webm").display())}),
+            )
+            .await
+            .expect("recorder");
+        for (id, ev) in [
+            (&a, "Error"),
+            (&b, "Error"),
+            (&rec, "MediaFlowInStateChanged"),
+        ] {
+            c.subscribe(id, ev).await.expect("subscribe");
+        }
+        c.invoke(&player, "connect", json!({"sink": a}))
+            .await
+            .expect("connect");
+        c.invoke(&b, "connect", json!({"sink": rec}))
+            .await
+            .expect("connect");
+        c.invoke(&rec, "record", json!({})).await.expect("record");
+        c.invoke(&player, "play", json!({})).await.expect("play");
+        let ev = c
+            .wait_event("MediaFlowInStateChanged", &rec, Duration::from_secs(15))
+            .await
+            .expect("the grid reaches the recorder");
+        assert_eq!(ev["state"], "FLOWING");
+        let ev = co
+            .wait_event("MediaFlowInStateChanged", &ro, Duration::from_secs(15))
+            .await
+            .expect("the other pipeline's media flows");
+        assert_eq!(ev["state"], "FLOWING");
+
+        let pid = worker_pid(&log, &a).expect("port a's worker in the log");
+        assert_eq!(worker_pid(&log, &b), Some(pid), "a hub's ports share a worker");
+        let other = worker_pid(&log, &ro).expect("the other recorder's worker");
+        assert_ne!(other, pid, "the other pipeline runs on another worker");
+        assert!(Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success());
+        let mut texts = vec![];
+        for p in [&a, &b] {
+            let ev: Value = c
+                .wait_event("Error", p, Duration::from_secs(5))
+                .await
+                .expect("the port's Error event");
+            assert_eq!(ev["errorCode"], 40003, "{ev}");
+            assert_eq!(ev["type"], "HUB_ERROR", "{ev}");
+            let d = ev["description"].as_str().unwrap_or_default().to_string();
+            assert!(d.contains("the worker process was killed (SIGKILL"), "{ev}");
+            assert!(d.contains(&format!("pid {pid}")), "{ev}");
+            assert!(!fluo_api::text::leaks(&d), "no address in {d}");
+            texts.push(d);
+        }
+        assert_eq!(texts[0], texts[1]);
+        // The other pipeline carries on: its recorder still receives, no error.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let flowing = co
+            .invoke(&ro, "isMediaFlowingIn", json!({"mediaType": "VIDEO"}))
+            .await
+            .expect("isMediaFlowingIn");
+        assert_eq!(flowing, json!(true), "the other recording goes on");
+        assert!(co
+            .wait_event("Error", &ro, Duration::from_millis(10))
+            .await
+            .is_none());
+        // The dead hub's ports and the hub release cleanly.
+        for id in [&a, &b, &hub] {
+            c.request("release", json!({"object": id}))
+                .await
+                .expect("release");
+        }
+    });
+}
