@@ -7,7 +7,8 @@
 //!   and go; each input keeps its aspect ratio inside its cell (`sizing-policy`), the rest is
 //!   the black background. A black live source of the hub's size and frame rate runs under the
 //!   grid, so the output has that size and rate whatever the inputs. The grid is encoded once
-//!   (VP8) and every port sends the same packets (the router gives each its own line).
+//!   per output codec (VP8 unless a port's setVideoFormat forces VP9 or H.264): every port of
+//!   that codec sends the same packets (the router gives each its own line).
 //! * Audio: each port's input is decoded once into a `tee`; each port has its own
 //!   `audiomixer` fed by every other port's tee (mix-minus: nobody hears themselves), each
 //!   input at 1/n of its level so that the sum of n inputs cannot clip, and its own Opus
@@ -79,6 +80,8 @@ struct Link {
 
 struct Port {
     id: u64,
+    /// The codec of the grid this port sends.
+    codec: CodecName,
     inputs: [Option<Input>; 2],
     /// The port's audio output branch (silence, mixer, encoder, appsink), upstream first.
     audio_out: Vec<gst::Element>,
@@ -95,17 +98,33 @@ struct State {
     next: u64,
 }
 
+/// One encode of the grid, shared by the ports that send its codec.
+struct Branch {
+    codec: CodecName,
+    /// queue, encoder..., appsink (keyframe requests go upstream from it).
+    elements: Vec<gst::Element>,
+    tee_pad: gst::Pad,
+    /// The ports that send it.
+    outs: Arc<Mutex<Vec<(u64, Out)>>>,
+}
+
+impl Branch {
+    fn sink(&self) -> Option<&gst::Element> {
+        self.elements.last()
+    }
+}
+
 /// One Composite's pipeline.
 pub(crate) struct Core {
     key: String,
     format: Format,
     pipeline: gst::Pipeline,
-    /// The grid's encoder output (keyframe requests go upstream from it).
-    video_sink: gst::Element,
+    /// The grid, raw, for the encodes.
+    tee: gst::Element,
     compositor: gst::Element,
     state: Mutex<State>,
-    /// The ports that send the grid.
-    outs: Arc<Mutex<Vec<(u64, Out)>>>,
+    /// The grid's encodes, one per codec some port sends.
+    branches: Mutex<Vec<Branch>>,
 }
 
 /// The pipelines of this process, by hub id (a hub's ports find its pipeline here).
@@ -131,7 +150,10 @@ fn make(desc: &str) -> Result<gst::Element, String> {
 
 /// Makes the elements of a `a ! b ! c` description, adds them to `pipeline` and links them.
 fn chain(pipeline: &gst::Pipeline, desc: &str) -> Result<Vec<gst::Element>, String> {
-    let elements = desc.split(" ! ").map(make).collect::<Result<Vec<_>, _>>()?;
+    // Element names of the shared encoder fragments (`name=venc`) would clash between
+    // branches of one pipeline: GStreamer names them.
+    let desc = desc.replace(" name=venc", "");
+    let elements = (desc.split(" ! ").map(make)).collect::<Result<Vec<_>, _>>()?;
     for e in &elements {
         pipeline.add(e).map_err(|e| e.to_string())?;
     }
@@ -167,6 +189,7 @@ fn forward(sink: &gst::Element, kind: MediaKind, codec: Codec, outs: Arc<Mutex<V
     let Ok(sink) = sink.clone().downcast::<gst_app::AppSink>() else {
         return;
     };
+    let mut sent = 0u64;
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |s| {
@@ -188,6 +211,10 @@ fn forward(sink: &gst::Element, kind: MediaKind, codec: Codec, outs: Arc<Mutex<V
                         payload: p.payload(),
                     };
                     let outs: Vec<Out> = lock(&outs).iter().map(|(_, o)| o.clone()).collect();
+                    sent += 1;
+                    if sent == 1 || sent % 100 == 0 {
+                        tracing::debug!(codec = %codec, sent, ports = outs.len(), "composite output");
+                    }
                     for o in outs {
                         o(&pkt);
                     }
@@ -221,28 +248,18 @@ impl Core {
             width: w,
             height: h,
             fps,
-            bps,
+            ..
         } = format;
         let raw = format!(
             "video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,pixel-aspect-ratio=1/1"
         );
-        let enc = codecs::encoder(&Codec::new(CodecName::Vp8), &OutputSettings::new(bps))
-            .ok_or("no VP8 encoder")?;
         let desc = format!(
             "videotestsrc is-live=true pattern=black ! {raw} ! compositor name=mix background=black \
-             latency={MIX_LATENCY_NS} ! {raw} ! queue max-size-buffers=2 max-size-time=0 max-size-bytes=0 \
-             leaky=downstream ! {enc} ! appsink name=vout sync=false max-buffers=200 drop=true"
+             latency={MIX_LATENCY_NS} ! {raw} ! tee name=grid allow-not-linked=true"
         );
         let pipeline = crate::bridge::launch(&desc, key, "composite")?;
         let compositor = pipeline.by_name("mix").ok_or("no compositor")?;
-        let video_sink = pipeline.by_name("vout").ok_or("no appsink")?;
-        let outs: Arc<Mutex<Vec<(u64, Out)>>> = Arc::default();
-        forward(
-            &video_sink,
-            MediaKind::Video,
-            Codec::new(CodecName::Vp8),
-            outs.clone(),
-        );
+        let tee = pipeline.by_name("grid").ok_or("no tee")?;
         watch(&pipeline, key.to_string());
         pipeline
             .set_state(gst::State::Playing)
@@ -252,11 +269,72 @@ impl Core {
             key: key.to_string(),
             format,
             pipeline,
-            video_sink,
+            tee,
             compositor,
             state: Mutex::default(),
+            branches: Mutex::default(),
+        })
+    }
+
+    /// Makes port `id` send the grid in `codec` (its encode made if no port sends that codec,
+    /// the encode it leaves removed if it was the last port there), from a keyframe.
+    fn send_grid(&self, id: u64, codec: CodecName, out: Out) -> Result<(), String> {
+        let mut branches = lock(&self.branches);
+        for b in branches.iter() {
+            lock(&b.outs).retain(|(p, _)| *p != id);
+        }
+        let i = match branches.iter().position(|b| b.codec == codec) {
+            Some(i) => i,
+            None => {
+                branches.push(self.branch(codec)?);
+                branches.len() - 1
+            }
+        };
+        lock(&branches[i].outs).push((id, out));
+        if let Some(s) = branches[i].sink() {
+            crate::bridge::force_keyframe(s);
+        }
+        self.prune(&mut branches);
+        Ok(())
+    }
+
+    /// An encode of the grid to `codec`, running.
+    fn branch(&self, codec: CodecName) -> Result<Branch, String> {
+        let enc = codecs::encoder(&Codec::new(codec), &OutputSettings::new(self.format.bps))
+            .ok_or("no encoder")?;
+        let desc = format!(
+            "queue max-size-buffers=2 max-size-time=0 max-size-bytes=0 leaky=downstream ! {enc} \
+             ! appsink sync=false async=false max-buffers=200 drop=true"
+        );
+        let elements = chain(&self.pipeline, &desc)?;
+        let outs: Arc<Mutex<Vec<(u64, Out)>>> = Arc::default();
+        let sink = &elements[elements.len() - 1];
+        forward(sink, MediaKind::Video, Codec::new(codec), outs.clone());
+        start(&elements);
+        let tee_pad = self.tee.request_pad_simple("src_%u").ok_or("no tee pad")?;
+        let qsink = elements[0].static_pad("sink").ok_or("no queue pad")?;
+        tee_pad
+            .link(&qsink)
+            .map_err(|e| format!("grid encode: {e:?}"))?;
+        tracing::debug!(hub = %self.key, codec = codec.sdp_name(), "composite grid encode");
+        Ok(Branch {
+            codec,
+            elements,
+            tee_pad,
             outs,
         })
+    }
+
+    /// Removes the encodes no port sends.
+    fn prune(&self, branches: &mut Vec<Branch>) {
+        branches.retain(|b| {
+            let used = !lock(&b.outs).is_empty();
+            if !used {
+                self.tee.release_request_pad(&b.tee_pad);
+                remove(&self.pipeline, &b.elements);
+            }
+            used
+        });
     }
 
     /// Adds a port: it sends the grid and its own mix from now on.
@@ -270,7 +348,7 @@ impl Core {
             "audiotestsrc is-live=true wave=silence samplesperbuffer=960 ! \
              audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved ! \
              audiomixer latency={MIX_LATENCY_NS} ! audio/x-raw,format=S16LE,rate=48000,channels=2 ! \
-             {enc} ! appsink sync=false max-buffers=200 drop=true"
+             {enc} ! appsink sync=false async=false max-buffers=200 drop=true"
         );
         let audio_out = chain(&self.pipeline, &desc)?;
         let mixer = audio_out[2].clone();
@@ -279,6 +357,7 @@ impl Core {
         forward(&sink, MediaKind::Audio, Codec::new(CodecName::Opus), own);
         let mut port = Port {
             id,
+            codec: CodecName::Vp8,
             inputs: [None, None],
             audio_out,
             mixer,
@@ -297,8 +376,7 @@ impl Core {
         start(&port.audio_out);
         st.ports.push(port);
         drop(st);
-        lock(&self.outs).push((id, out));
-        bridge_keyframe(&self.video_sink);
+        self.send_grid(id, CodecName::Vp8, out)?;
         let _ = self.pipeline.recalculate_latency();
         Ok(id)
     }
@@ -433,7 +511,13 @@ impl Core {
 
     /// Removes port `id`: its inputs, its output, its cell.
     fn remove_port(&self, id: u64) {
-        lock(&self.outs).retain(|(p, _)| *p != id);
+        {
+            let mut branches = lock(&self.branches);
+            for b in branches.iter() {
+                lock(&b.outs).retain(|(p, _)| *p != id);
+            }
+            self.prune(&mut branches);
+        }
         let mut st = lock(&self.state);
         let Some(i) = st.ports.iter().position(|p| p.id == id) else {
             return;
@@ -485,8 +569,39 @@ impl Core {
     }
 }
 
-fn bridge_keyframe(sink: &gst::Element) {
-    crate::bridge::force_keyframe(sink);
+impl Core {
+    /// Asks the encode that port `id` sends for a keyframe.
+    fn keyframe(&self, id: u64) {
+        let branches = lock(&self.branches);
+        let b = branches
+            .iter()
+            .find(|b| lock(&b.outs).iter().any(|(p, _)| *p == id));
+        if let Some(s) = b.and_then(Branch::sink) {
+            crate::bridge::force_keyframe(s);
+        }
+    }
+
+    /// The codec of the grid port `id` sends.
+    fn codec_of(&self, id: u64) -> Option<CodecName> {
+        let st = lock(&self.state);
+        st.ports.iter().find(|p| p.id == id).map(|p| p.codec)
+    }
+
+    /// Port `id` sends the grid in `codec` from now on (VP8, VP9 or H.264).
+    fn set_codec(&self, id: u64, codec: CodecName, out: Out) -> Result<(), String> {
+        if !matches!(codec, CodecName::Vp8 | CodecName::Vp9 | CodecName::H264) {
+            return Err(format!("a Composite sends no {} video", codec.sdp_name()));
+        }
+        if self.codec_of(id) == Some(codec) {
+            return Ok(());
+        }
+        self.send_grid(id, codec, out)?;
+        let mut st = lock(&self.state);
+        if let Some(p) = st.ports.iter_mut().find(|p| p.id == id) {
+            p.codec = codec;
+        }
+        Ok(())
+    }
 }
 
 /// The tee of a port's audio input, if it has one.
@@ -533,6 +648,7 @@ impl Drop for Core {
 pub(crate) struct PortHandle {
     core: Arc<Core>,
     id: u64,
+    out: Out,
     up: Upstream,
     inputs: [Option<(Codec, gst_app::AppSrc)>; 2],
     /// An input that could not be made: not tried again for every packet.
@@ -543,10 +659,11 @@ pub(crate) struct PortHandle {
 impl PortHandle {
     /// A new port of `core` whose output goes to `out`; `up` asks its sources for keyframes.
     pub(crate) fn new(core: Arc<Core>, out: Out, up: Upstream) -> Result<PortHandle, String> {
-        let id = core.add_port(out)?;
+        let id = core.add_port(out.clone())?;
         Ok(PortHandle {
             core,
             id,
+            out,
             up,
             inputs: [None, None],
             failed: [None, None],
@@ -595,7 +712,21 @@ impl PortHandle {
 
     /// A sink of the port wants a keyframe of the grid.
     pub(crate) fn keyframe(&self) {
-        bridge_keyframe(&self.core.video_sink);
+        self.core.keyframe(self.id);
+    }
+
+    /// The port sends the grid in `codec` from now on.
+    pub(crate) fn set_codec(&self, codec: CodecName) -> Result<(), String> {
+        self.core.set_codec(self.id, codec, self.out.clone())
+    }
+
+    /// A handle on the port for its element (codec changes), the node owning the port.
+    pub(crate) fn control(&self) -> PortControl {
+        PortControl {
+            core: self.core.clone(),
+            id: self.id,
+            out: self.out.clone(),
+        }
     }
 
     /// The DOT graph of the port's pipeline.
@@ -616,6 +747,25 @@ impl Drop for PortHandle {
         {
             gone();
         }
+    }
+}
+
+/// What the element of a port in this process keeps to change the port's codec.
+pub(crate) struct PortControl {
+    core: Arc<Core>,
+    id: u64,
+    out: Out,
+}
+
+impl PortControl {
+    /// See [`PortHandle::set_codec`].
+    pub(crate) fn set_codec(&self, codec: CodecName) -> Result<(), String> {
+        self.core.set_codec(self.id, codec, self.out.clone())
+    }
+
+    /// The DOT graph of the port's pipeline.
+    pub(crate) fn dot(&self, details: &str) -> String {
+        self.core.dot(details)
     }
 }
 

@@ -161,6 +161,43 @@ test('bad input: sizes and rates out of range, ports of released hubs, foreign p
   await other.release();
 });
 
+test('ports forced to H.264 share one H.264 encode of the grid; MP4 recordings without a transcoder', TM, async () => {
+  const hub = await pipeline.create('Composite');
+  const src = await hub.createHubPort();
+  const player = await pipeline.create('PlayerEndpoint', { uri: fileUri(clip.red) });
+  await player.connect(src);
+  const outs = [];
+  for (const name of ['a', 'b']) {
+    const port = await hub.createHubPort();
+    await h.callback(port, 'setVideoFormat', { codec: 'H264', framerate: { numerator: 15, denominator: 1 } });
+    const file = path.join(dir, `h264-${name}.mp4`);
+    const rec = await pipeline.create('RecorderEndpoint', { uri: fileUri(file), mediaProfile: 'MP4_VIDEO_ONLY' });
+    const log = await eventLog(rec, ['MediaFlowInStateChanged']);
+    await port.connect(rec, 'VIDEO');
+    outs.push({ port, file, rec, log });
+  }
+  await player.play();
+  for (const o of outs) {
+    await o.log.wait('MediaFlowInStateChanged', 15000, (e) => e.state === 'FLOWING' && e.mediaType === 'VIDEO');
+    await o.rec.record();
+  }
+  await h.sleep(4000);
+  for (const o of outs) {
+    // The port sends H.264 itself: the router puts no transcoder after it.
+    assert.equal(await h.callback(o.port, 'isMediaTranscoding', 'VIDEO'), false);
+    await o.rec.stopAndWait();
+    const info = await probe(o.file);
+    assert.deepEqual(info.streams, ['video:h264'], JSON.stringify(info));
+  }
+  // One H.264 encode of the grid in the hub's pipeline for both ports (and the VP8 one of
+  // src, which is not forced).
+  const dot = await h.callback(outs[0].port, 'getGstreamerDot');
+  const named = (re) => new Set(dot.match(re) || []);
+  assert.equal(named(/x264enc\d+/g).size, 1, `one H.264 encoder: ${[...named(/x264enc\d+/g)]}`);
+  assert.equal(named(/vp8enc\d+/g).size, 1, `one VP8 encoder: ${[...named(/vp8enc\d+/g)]}`);
+  for (const x of [player, hub, ...outs.map((o) => o.rec)]) await x.release();
+});
+
 async function grid(label) {
   const hub = await pipeline.create('Composite');
   const colours = ['red', 'blue', 'green'];

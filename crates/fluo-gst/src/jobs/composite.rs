@@ -89,6 +89,16 @@ impl Job for CompositeJob {
                 let dot = self.port.as_ref().map(|p| p.dot(&details));
                 Ok(wire::encode(&dot.unwrap_or_default()))
             }
+            "setVideoCodec" => {
+                let name: String = params(args)?;
+                let codec = fluo_sfu::CodecName::from_sdp_name(&name)
+                    .ok_or_else(|| format!("no codec {name}"))?;
+                match self.port.as_ref() {
+                    Some(p) => p.set_codec(codec)?,
+                    None => return Err("the port was released".into()),
+                }
+                Ok(Vec::new())
+            }
             "release" => {
                 self.port = None;
                 Ok(Vec::new())

@@ -5,7 +5,7 @@
 //! share its GStreamer pipeline there); with `--workers 0` the pipeline runs here.
 
 use super::{Local, Remote, Spec};
-use crate::composite::{self, Core, Format, PortHandle};
+use crate::composite::{self, Core, Format, PortControl, PortHandle};
 use crate::jobs::{self, CompositeParams};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
@@ -100,7 +100,7 @@ impl Factory for HubPortFactory {
         let Some(format) = format else {
             return Ok(Box::new(fluo_core::HubPort));
         };
-        let (key, remote) = match &self.media.workers {
+        let (key, remote, control) = match &self.media.workers {
             Some(workers) => {
                 let params = CompositeParams {
                     hub: hub.to_string(),
@@ -117,21 +117,29 @@ impl Factory for HubPortFactory {
                         kind: jobs::COMPOSITE,
                         params: wire::encode(&params),
                         error: MediaError::Hub,
-                        local: Local::default(),
+                        // The grid is encoded by the job, to the port's forced codec.
+                        local: Local {
+                            encodes: true,
+                            ..Local::default()
+                        },
                         caps: |_, kind| caps(kind),
                         // A port's codec goes to its job by setVideoCodec, when a sink is
                         // connected; the grid's size, rate and bitrate are the hub's.
                         follows_settings: false,
                     },
                 );
-                (remote.key(), Some(remote))
+                (remote.key(), Some(remote), None)
             }
-            None => (local_port(&self.media, cx.id, hub, format)?, None),
+            None => {
+                let (key, control) = local_port(&self.media, cx.id, hub, format)?;
+                (key, None, Some(control))
+            }
         };
         Ok(Box::new(CompositePort {
             id: cx.id.to_string(),
             key,
             remote,
+            control,
             stopping: None,
             media: self.media.clone(),
         }))
@@ -156,8 +164,13 @@ fn caps(kind: MediaKind) -> SinkCaps {
     }
 }
 
-/// A port of `hub` in this process: its router key.
-fn local_port(media: &Media, id: &str, hub: &str, format: Format) -> Result<u64, KurentoError> {
+/// A port of `hub` in this process: its router key, and its control.
+fn local_port(
+    media: &Media,
+    id: &str,
+    hub: &str,
+    format: Format,
+) -> Result<(u64, PortControl), KurentoError> {
     let failed = |e: String| {
         KurentoError::new(
             ErrorCode::UnexpectedError,
@@ -180,6 +193,7 @@ fn local_port(media: &Media, id: &str, hub: &str, format: Format) -> Result<u64,
         Arc::new(move || bus.request_keyframe(key.load(Ordering::Acquire)))
     };
     let port = PortHandle::new(core, send, up).map_err(failed)?;
+    let control = port.control();
     let k = media.bus.add_port(
         id,
         Box::new(move |o| {
@@ -188,7 +202,7 @@ fn local_port(media: &Media, id: &str, hub: &str, format: Format) -> Result<u64,
         }),
     );
     key.store(k, Ordering::Release);
-    Ok(k)
+    Ok((k, control))
 }
 
 /// A Composite's port in this process's router.
@@ -218,6 +232,11 @@ impl Node for LocalPort {
             self.port.keyframe();
         }
     }
+
+    /// The grid is encoded here, to the port's forced codec.
+    fn applies_format(&self, _kind: MediaKind) -> bool {
+        true
+    }
 }
 
 /// A HubPort of a Composite.
@@ -226,13 +245,50 @@ struct CompositePort {
     key: u64,
     /// The port's job, when it runs in a media worker.
     remote: Option<Remote>,
+    /// The port, when it runs in this process.
+    control: Option<PortControl>,
     stopping: Option<Stopping>,
     media: Media,
+}
+
+impl CompositePort {
+    /// The grid this port sends is encoded to its setVideoFormat's codec (VP8 unless one is
+    /// forced), shared with the other ports of that codec. Read when a sink is connected, as
+    /// KMS applies these settings before media flows.
+    fn encode_forced_codec(&self) {
+        let Some(codec) = self.media.settings.get(&self.id).video.map(|v| v.codec) else {
+            return;
+        };
+        let id = self.id.clone();
+        let failed = move |e: &dyn std::fmt::Display| {
+            tracing::warn!(%id, "the Composite's port cannot send {}: {e}", codec.sdp_name());
+        };
+        match (&self.remote, &self.control) {
+            (Some(r), _) => {
+                let args = wire::encode(&codec.sdp_name().to_string());
+                r.call("setVideoCodec", args, move |r| {
+                    if let Err(e) = r {
+                        failed(&e.message);
+                    }
+                });
+            }
+            (None, Some(c)) => {
+                if let Err(e) = c.set_codec(codec) {
+                    failed(&e);
+                }
+            }
+            (None, None) => {}
+        }
+    }
 }
 
 impl Element for CompositePort {
     fn get_property(&self, name: &str) -> Option<Value> {
         match (name, &self.remote) {
+            ("elementGstreamerDot", None) => self
+                .control
+                .as_ref()
+                .map(|c| json!(crate::dot::without_secrets(&c.dot("SHOW_ALL")))),
             ("elementGstreamerDot", Some(r)) => Some(
                 r.call_waiting("getGstreamerDot", Vec::new())
                     .ok()
@@ -245,6 +301,9 @@ impl Element for CompositePort {
     }
 
     fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
+        if edge.source == self.id && edge.media_kind() == Some(MediaKind::Video) {
+            self.encode_forced_codec();
+        }
         self.media.route(self.key, &self.id, edge, true);
     }
 
