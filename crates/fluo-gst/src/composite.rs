@@ -212,7 +212,7 @@ fn forward(sink: &gst::Element, kind: MediaKind, codec: Codec, outs: Arc<Mutex<V
                     };
                     let outs: Vec<Out> = lock(&outs).iter().map(|(_, o)| o.clone()).collect();
                     sent += 1;
-                    if sent == 1 || sent % 100 == 0 {
+                    if sent == 1 || sent.is_multiple_of(100) {
                         tracing::debug!(codec = %codec, sent, ports = outs.len(), "composite output");
                     }
                     for o in outs {
