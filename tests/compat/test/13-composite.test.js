@@ -50,7 +50,7 @@ const H = 600;
 // The last decoded RGB frame of `file`.
 async function lastFrame(file) {
   const { stdout } = await run('ffmpeg', [
-    '-v', 'error', '-nostdin', '-sseof', '-2', '-i', file, '-fps_mode', 'passthrough',
+    '-v', 'error', '-nostdin', '-sseof', '-3', '-i', file, '-fps_mode', 'passthrough',
     '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-',
   ], 'buffer');
   return stdout.subarray(Math.max(0, stdout.length - W * H * 3));
@@ -247,6 +247,27 @@ async function grid(label) {
   assert.ok(level.own < level.blue / 30 && level.own < level.green / 30, `its own tone: ${JSON.stringify(level)}`);
   assert.ok(peak < 0.95, `peak ${peak}: clipped (${JSON.stringify(level)})`);
   console.log(`composite ${label}: tone levels ${JSON.stringify(level)}, peak ${peak.toFixed(3)}`);
+
+  // A port that joins now (no input of its own) sees the grid from a keyframe: its
+  // recording's first video packet is one, within its first second (the grid's encoder makes
+  // one every 4 s by itself; the join and the recorder's request force one).
+  const late = await hub.createHubPort();
+  const file3 = path.join(dir, `late-${label}.webm`);
+  const rec3 = await pipeline.create('RecorderEndpoint', { uri: fileUri(file3), mediaProfile: 'WEBM_VIDEO_ONLY' });
+  const log3 = await eventLog(rec3, ['MediaFlowInStateChanged']);
+  await late.connect(rec3);
+  await log3.wait('MediaFlowInStateChanged', 10000, (e) => e.state === 'FLOWING' && e.mediaType === 'VIDEO');
+  await h.sleep(1000);
+  await rec3.record();
+  await h.sleep(2000);
+  await rec3.stopAndWait();
+  const { stdout: pkts } = await run('ffprobe', ['-v', 'error', '-select_streams', 'v', '-show_entries', 'packet=pts_time,flags', '-of', 'csv=p=0', file3]);
+  const first = pkts.split('\n').filter((l) => l.trim() !== '')[0] || '';
+  assert.match(first, /^0\.\d+,K/, `the late port's first packet: ${first}`);
+  const f3 = await lastFrame(file3);
+  assert.deepEqual([[200, 150], [600, 150], [200, 450], [600, 450]].map(([x, y]) => colourAt(f3, x, y)).sort(), ['black', 'blue', 'green', 'red']);
+  await late.release();
+  await rec3.release();
 
   // Releasing a port re-lays the grid: with two inputs left, 2x1 cells of 400x600.
   await ports.green.release();
