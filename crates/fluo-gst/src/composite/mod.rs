@@ -163,6 +163,22 @@ fn chain(pipeline: &gst::Pipeline, desc: &str) -> Result<Vec<gst::Element>, Stri
     Ok(elements)
 }
 
+/// Unlinks `src` (a tee's pad) from what it feeds once no buffer goes through it, so that the
+/// tee's streaming thread never pushes into an element being stopped: a FLUSHING answer would
+/// pause the task upstream (a jitter buffer's, the compositor's) for good. Waits at most 1 s
+/// (a probe on a pad that stays busy unlinks it later).
+fn unlink_idle(src: &gst::Pad) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    src.add_probe(gst::PadProbeType::IDLE, move |pad, _| {
+        if let Some(peer) = pad.peer() {
+            let _ = pad.unlink(&peer);
+        }
+        let _ = tx.send(());
+        gst::PadProbeReturn::Remove
+    });
+    let _ = rx.recv_timeout(std::time::Duration::from_secs(1));
+}
+
 /// Stops and removes elements, upstream first (so that no streaming thread pushes into an
 /// element that has gone).
 fn remove(pipeline: &gst::Pipeline, elements: &[gst::Element]) {
@@ -332,6 +348,7 @@ impl Core {
         branches.retain(|b| {
             let used = !lock(&b.outs).is_empty();
             if !used {
+                unlink_idle(&b.tee_pad);
                 self.tee.release_request_pad(&b.tee_pad);
                 remove(&self.pipeline, &b.elements);
             }
@@ -404,6 +421,7 @@ impl Core {
     }
 
     fn unlink(&self, l: Link, tee: Option<&gst::Element>, mixer: &gst::Element) {
+        unlink_idle(&l.tee_pad);
         if let Some(t) = tee {
             t.release_request_pad(&l.tee_pad);
         }
