@@ -12,6 +12,7 @@ pub mod soak;
 pub mod storm;
 pub mod tmp;
 pub mod udp_peer;
+pub mod workers;
 mod world;
 
 pub use browser::{agreed_feedback, Browser, FeedbackSent, RtpSeen};

@@ -8,30 +8,14 @@
 use fluo_testkit::clips;
 use fluo_testkit::live::{rt, serial, start_server, Client};
 use fluo_testkit::tmp;
+use fluo_testkit::workers::{assert_killed_event, kill_9, operator_log, worker_pid};
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::Duration;
-
-/// The pid of the media worker hosting element `id`, from the server's log.
-fn worker_pid(log: &fluo_server::log_capture::LogBuffer, id: &str) -> Option<u32> {
-    log.lines()
-        .iter()
-        .filter(|l| l.contains("element runs in media worker"))
-        .filter(|l| l.contains(&format!("id={id} ")))
-        .find_map(|l| {
-            let at = l.find(" pid=")? + 5;
-            l[at..]
-                .split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse()
-                .ok()
-        })
-}
 
 #[test]
 fn a_composites_worker_killed_raises_every_ports_error_and_leaves_other_pipelines() {
     let _serial = serial();
-    let log = fluo_server::log_capture::capture_operator_log();
+    let log = operator_log();
     let dir = tmp::dir("composite-crash");
     let clip = clips::av_clip(&dir, "clip.webm", 20);
     let uri = format!("file://{}", clip.display());
@@ -110,27 +94,19 @@ fn a_composites_worker_killed_raises_every_ports_error_and_leaves_other_pipeline
             .expect("the other pipeline's media flows");
         assert_eq!(ev["state"], "FLOWING");
 
-        let pid = worker_pid(&log, &a).expect("port a's worker in the log");
-        assert_eq!(worker_pid(&log, &b), Some(pid), "a hub's ports share a worker");
-        let other = worker_pid(&log, &ro).expect("the other recorder's worker");
+        let pid = worker_pid(log, &a).expect("port a's worker in the log");
+        assert_eq!(worker_pid(log, &b), Some(pid), "a hub's ports share a worker");
+        let other = worker_pid(log, &ro).expect("the other recorder's worker");
         assert_ne!(other, pid, "the other pipeline runs on another worker");
-        assert!(Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .expect("kill")
-            .success());
+        kill_9(pid);
         let mut texts = vec![];
         for p in [&a, &b] {
             let ev: Value = c
                 .wait_event("Error", p, Duration::from_secs(5))
                 .await
                 .expect("the port's Error event");
-            assert_eq!(ev["errorCode"], 40003, "{ev}");
-            assert_eq!(ev["type"], "HUB_ERROR", "{ev}");
-            let d = ev["description"].as_str().unwrap_or_default().to_string();
-            assert!(d.contains("the worker process was killed (SIGKILL"), "{ev}");
+            let d = assert_killed_event(&ev, "HUB_ERROR");
             assert!(d.contains(&format!("pid {pid}")), "{ev}");
-            assert!(!fluo_api::text::leaks(&d), "no address in {d}");
             texts.push(d);
         }
         assert_eq!(texts[0], texts[1]);

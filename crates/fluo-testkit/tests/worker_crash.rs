@@ -12,6 +12,7 @@ use fluo_testkit::clips;
 use fluo_testkit::live::{rt, serial, start_server, Client};
 use fluo_testkit::tmp;
 use fluo_testkit::udp_peer::Peer;
+use fluo_testkit::workers::{assert_killed_event, kill_9, operator_log, worker_pid};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
@@ -19,22 +20,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use str0m::media::Direction;
-
-/// The pid of the media worker hosting element `id`, from the server's log.
-fn worker_pid(log: &fluo_server::log_capture::LogBuffer, id: &str) -> Option<u32> {
-    log.lines()
-        .iter()
-        .filter(|l| l.contains("element runs in media worker"))
-        .filter(|l| l.contains(&format!("id={id} ")))
-        .find_map(|l| {
-            let at = l.find(" pid=")? + 5;
-            l[at..]
-                .split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse()
-                .ok()
-        })
-}
 
 /// ffprobe's codecs and decodable video frames of `file`.
 fn probe(file: &Path) -> (Vec<String>, usize) {
@@ -60,30 +45,10 @@ fn probe(file: &Path) -> (Vec<String>, usize) {
     (codecs, frames)
 }
 
-/// Checks an Error event of a dead worker's element.
-fn assert_death_event(ev: &Value, ty: &str) -> String {
-    assert_eq!(ev["errorCode"], 40003, "{ev}");
-    assert_eq!(ev["type"], ty, "{ev}");
-    let d = ev["description"].as_str().unwrap_or_default().to_string();
-    assert!(
-        d.contains("the worker process was killed (SIGKILL"),
-        "the death's cause: {ev}"
-    );
-    assert!(!fluo_api::text::leaks(&d), "no address in {d}");
-    d
-}
-
-/// The server's log, captured once for this test binary.
-fn log() -> &'static fluo_server::log_capture::LogBuffer {
-    static LOG: std::sync::OnceLock<fluo_server::log_capture::LogBuffer> =
-        std::sync::OnceLock::new();
-    LOG.get_or_init(fluo_server::log_capture::capture_operator_log)
-}
-
 #[test]
 fn a_media_worker_killed_while_recording_raises_errors_and_touches_nothing_else() {
     let _serial = serial();
-    let log = log();
+    let log = operator_log();
     let dir = tmp::dir("worker-crash");
     let clip = clips::av_clip(&dir, "clip.webm", 12);
     let frames = clips::testsrc_vp8(&dir.join("loop.ivf"), "320x240", 2, "300k", 30);
@@ -161,23 +126,19 @@ fn a_media_worker_killed_while_recording_raises_errors_and_touches_nothing_else(
         assert_ne!(pid, std::process::id(), "the worker is not the server");
         let killed_at = Instant::now();
         let recorded = killed_at - flow_at;
-        assert!(Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .expect("kill")
-            .success());
+        kill_9(pid);
 
         let ev = c
             .wait_event("Error", &rec, Duration::from_secs(5))
             .await
             .expect("the recorder's Error event");
-        let text = assert_death_event(&ev, "RECORDER_ERROR");
+        let text = assert_killed_event(&ev, "RECORDER_ERROR");
         let noticed = killed_at.elapsed();
         let ev = c
             .wait_event("Error", &player, Duration::from_secs(5))
             .await
             .expect("the player's Error event");
-        assert_eq!(assert_death_event(&ev, "PLAYER_ERROR"), text);
+        assert_eq!(assert_killed_event(&ev, "PLAYER_ERROR"), text);
         assert!(text.contains(&format!("pid {pid}")), "{text}");
         // Requests to the dead elements fail at once with the same text.
         let t = Instant::now();
@@ -287,7 +248,7 @@ fn a_media_worker_killed_while_recording_raises_errors_and_touches_nothing_else(
 #[test]
 fn a_released_recorder_counts_against_the_limit_until_its_worker_has_released_it() {
     let _serial = serial();
-    let log = log();
+    let log = operator_log();
     let dir = tmp::dir("worker-release");
     let port = fluo_testkit::live::start_server_with(fluo_server::Config {
         session_grace: Duration::from_secs(30),
@@ -375,7 +336,7 @@ fn transcoder_pid(log: &fluo_server::log_capture::LogBuffer, source: &str) -> Op
 fn a_media_worker_killed_while_transcoding_errs_on_its_sinks_and_a_reconnect_transcodes_again() {
     use std::sync::atomic::AtomicU64;
     let _serial = serial();
-    let log = log();
+    let log = operator_log();
     let dir = tmp::dir("worker-crash-transcoder");
     let frames = clips::testsrc_vp8(&dir.join("pub.ivf"), "320x240", 2, "300k", 30);
     let port = start_server(Duration::from_secs(30));
@@ -478,11 +439,7 @@ fn a_media_worker_killed_while_transcoding_errs_on_its_sinks_and_a_reconnect_tra
         let pid = transcoder_pid(log, &e_pub).expect("the transcoder's worker in the log");
         assert_ne!(pid, std::process::id(), "the transcoder runs in a worker");
         let killed_at = Instant::now();
-        assert!(Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .expect("kill")
-            .success());
+        kill_9(pid);
         let ev = c
             .wait_event("Error", &e_h264, Duration::from_secs(5))
             .await
@@ -585,7 +542,7 @@ fn a_media_worker_killed_while_transcoding_errs_on_its_sinks_and_a_reconnect_tra
 fn a_media_worker_killed_while_filtering_raises_the_filters_error_and_a_new_filter_works() {
     use std::sync::atomic::AtomicU64;
     let _serial = serial();
-    let log = log();
+    let log = operator_log();
     let dir = tmp::dir("worker-crash-filter");
     let frames = clips::testsrc_vp8(&dir.join("pub.ivf"), "320x240", 2, "300k", 30);
     let port = start_server(Duration::from_secs(30));
@@ -661,17 +618,13 @@ fn a_media_worker_killed_while_filtering_raises_the_filters_error_and_a_new_filt
         let pid = worker_pid(log, &filter).expect("the filter's worker in the log");
         assert_ne!(pid, std::process::id(), "the filter runs in a worker");
         let killed_at = Instant::now();
-        assert!(Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .expect("kill")
-            .success());
+        kill_9(pid);
         let ev = c
             .wait_event("Error", &filter, Duration::from_secs(5))
             .await
             .expect("the filter's Error event");
         let noticed = killed_at.elapsed();
-        let text = assert_death_event(&ev, "GSTREAMER_FILTER_ERROR");
+        let text = assert_killed_event(&ev, "GSTREAMER_FILTER_ERROR");
         assert!(text.contains(&format!("pid {pid}")), "{text}");
         let t = Instant::now();
         let e = c
