@@ -4,12 +4,13 @@
 //! a proxy of a `gst.composite` job on the worker hosting its pipeline (the ports of a hub
 //! share its GStreamer pipeline there); with `--workers 0` the pipeline runs here.
 
+use super::proxy::{self, Face, Proxied, Proxy};
 use super::{Local, Remote, Spec};
 use crate::composite::{self, Core, Format, PortControl, PortHandle};
 use crate::jobs::{self, CompositeParams};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
-use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, MediaError, Stopping};
+use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, MediaError};
 use fluo_sfu::{
     Codec, CodecName, Header, MediaKind, Node, Packet, PortOutput, SinkCaps, SinkCodec, Takes,
 };
@@ -100,47 +101,40 @@ impl Factory for HubPortFactory {
         let Some(format) = format else {
             return Ok(Box::new(fluo_core::HubPort));
         };
-        let (key, remote, control) = match &self.media.workers {
-            Some(workers) => {
-                let params = CompositeParams {
-                    hub: hub.to_string(),
-                    width: format.width,
-                    height: format.height,
-                    fps: format.fps,
-                    target_bps: format.bps,
-                };
-                let remote = Remote::start(
-                    workers,
-                    &self.media,
-                    cx,
-                    Spec {
-                        kind: jobs::COMPOSITE,
-                        params: wire::encode(&params),
-                        error: MediaError::Hub,
-                        // The grid is encoded by the job, to the port's forced codec.
-                        local: Local {
-                            encodes: true,
-                            ..Local::default()
-                        },
-                        caps: |_, kind| caps(kind),
-                        // A port's codec goes to its job by setVideoCodec, when a sink is
-                        // connected; the grid's size, rate and bitrate are the hub's.
-                        follows_settings: false,
+        if let Some(workers) = &self.media.workers {
+            let params = CompositeParams {
+                hub: hub.to_string(),
+                width: format.width,
+                height: format.height,
+                fps: format.fps,
+                target_bps: format.bps,
+            };
+            let remote = Remote::start(
+                workers,
+                &self.media,
+                cx,
+                Spec {
+                    kind: jobs::COMPOSITE,
+                    params: wire::encode(&params),
+                    error: MediaError::Hub,
+                    // The grid is encoded by the job, to the port's forced codec.
+                    local: Local {
+                        encodes: true,
+                        ..Local::default()
                     },
-                );
-                (remote.key(), Some(remote), None)
-            }
-            None => {
-                let (key, control) = local_port(&self.media, cx.id, hub, format)?;
-                (key, None, Some(control))
-            }
-        };
+                    caps: |_, kind| caps(kind),
+                    // A port's codec goes to its job by setVideoCodec, when a sink is
+                    // connected; the grid's size, rate and bitrate are the hub's.
+                    follows_settings: false,
+                },
+            );
+            return Ok(Proxied::boxed(cx.id, remote, &self.media, RemotePort));
+        }
+        let (key, control) = local_port(&self.media, cx.id, hub, format)?;
         Ok(Box::new(CompositePort {
             id: cx.id.to_string(),
             key,
-            remote,
             control,
-            stopping: None,
             media: self.media.clone(),
         }))
     }
@@ -239,70 +233,61 @@ impl Node for LocalPort {
     }
 }
 
-/// A HubPort of a Composite.
+/// The codec a port's setVideoFormat forces (None: VP8, the grid's default). The grid a
+/// port sends is encoded to it, shared with the other ports of that codec; it is read when a
+/// sink is connected, as KMS applies these settings before media flows.
+fn forced_codec(media: &Media, id: &str, edge: &Edge) -> Option<CodecName> {
+    if edge.source != id || edge.media_kind() != Some(MediaKind::Video) {
+        return None;
+    }
+    media.settings.get(id).video.map(|v| v.codec)
+}
+
+fn cannot_send(id: &str, codec: CodecName, e: &dyn std::fmt::Display) {
+    tracing::warn!(%id, "the Composite's port cannot send {}: {e}", codec.sdp_name());
+}
+
+/// A HubPort of a Composite whose job runs in a media worker (the shared proxy's face).
+struct RemotePort;
+
+impl Face for RemotePort {
+    fn get_property(&self, p: &Proxy, name: &str) -> Option<Value> {
+        (name == "elementGstreamerDot").then(|| p.read("getGstreamerDot", proxy::dot))
+    }
+
+    fn media_connected(&mut self, p: &Proxy, edge: &Edge) {
+        let Some(codec) = forced_codec(&p.media, &p.id, edge) else {
+            return;
+        };
+        let id = p.id.clone();
+        let args = wire::encode(&codec.sdp_name().to_string());
+        p.remote.call("setVideoCodec", args, move |r| {
+            if let Err(e) = r {
+                cannot_send(&id, codec, &e.message);
+            }
+        });
+    }
+}
+
+/// A HubPort of a Composite in this process.
 struct CompositePort {
     id: String,
     key: u64,
-    /// The port's job, when it runs in a media worker.
-    remote: Option<Remote>,
-    /// The port, when it runs in this process.
-    control: Option<PortControl>,
-    stopping: Option<Stopping>,
+    control: PortControl,
     media: Media,
-}
-
-impl CompositePort {
-    /// The grid this port sends is encoded to its setVideoFormat's codec (VP8 unless one is
-    /// forced), shared with the other ports of that codec. Read when a sink is connected, as
-    /// KMS applies these settings before media flows.
-    fn encode_forced_codec(&self) {
-        let Some(codec) = self.media.settings.get(&self.id).video.map(|v| v.codec) else {
-            return;
-        };
-        let id = self.id.clone();
-        let failed = move |e: &dyn std::fmt::Display| {
-            tracing::warn!(%id, "the Composite's port cannot send {}: {e}", codec.sdp_name());
-        };
-        match (&self.remote, &self.control) {
-            (Some(r), _) => {
-                let args = wire::encode(&codec.sdp_name().to_string());
-                r.call("setVideoCodec", args, move |r| {
-                    if let Err(e) = r {
-                        failed(&e.message);
-                    }
-                });
-            }
-            (None, Some(c)) => {
-                if let Err(e) = c.set_codec(codec) {
-                    failed(&e);
-                }
-            }
-            (None, None) => {}
-        }
-    }
 }
 
 impl Element for CompositePort {
     fn get_property(&self, name: &str) -> Option<Value> {
-        match (name, &self.remote) {
-            ("elementGstreamerDot", None) => self
-                .control
-                .as_ref()
-                .map(|c| json!(crate::dot::without_secrets(&c.dot("SHOW_ALL")))),
-            ("elementGstreamerDot", Some(r)) => Some(
-                r.call_waiting("getGstreamerDot", Vec::new())
-                    .ok()
-                    .and_then(|b| wire::decode::<String>(&b).ok())
-                    .map(|d| json!(crate::dot::without_secrets(&d)))
-                    .unwrap_or(Value::Null),
-            ),
-            _ => None,
-        }
+        (name == "elementGstreamerDot")
+            .then(|| json!(crate::dot::without_secrets(&self.control.dot("SHOW_ALL"))))
     }
 
     fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
-        if edge.source == self.id && edge.media_kind() == Some(MediaKind::Video) {
-            self.encode_forced_codec();
+        if let Some(codec) = forced_codec(&self.media, &self.id, edge) {
+            if let Err(e) = self.control.set_codec(codec) {
+                cannot_send(&self.id, codec, &e);
+            }
         }
         self.media.route(self.key, &self.id, edge, true);
     }
@@ -312,13 +297,6 @@ impl Element for CompositePort {
     }
 
     fn released(&mut self) {
-        match &self.remote {
-            Some(r) => self.stopping = Some(r.release()),
-            None => self.media.bus.remove_port(self.key),
-        }
-    }
-
-    fn stopping(&self) -> Option<Stopping> {
-        self.stopping.clone()
+        self.media.bus.remove_port(self.key);
     }
 }
