@@ -1,7 +1,8 @@
 use super::*;
-use crate::negotiate::SinkCodec;
+use crate::event::{FlowDir, MediaError};
+use crate::negotiate::{SinkCaps, SinkCodec};
 use crate::port::CodecName;
-use crate::settings::VideoFormat;
+use crate::settings::{OutputSettings, VideoFormat};
 use std::sync::Mutex;
 
 /// What test nodes saw, shared with the test.

@@ -1,0 +1,182 @@
+//! What travels besides packets: keyframe requests (upstream, throttled), end of stream,
+//! output settings and negotiated codecs that change, and the timers of deferred keyframe
+//! requests and idle flows.
+
+use super::entry::State;
+use super::{MediaRouter, FLOW_IDLE};
+use crate::event::{FlowDir, MediaEvent};
+use crate::settings::OutputSettings;
+use crate::{MediaKind, NodeId};
+use std::time::{Duration, Instant};
+
+impl MediaRouter {
+    /// [`KEYFRAME_INTERVAL`]; a request inside the interval goes when it ends.
+    pub fn ask_keyframe(&mut self, now: Instant, node: NodeId, kind: MediaKind) {
+        if kind != MediaKind::Video {
+            return;
+        }
+        if let Some(e) = self.nodes.get_mut(node) {
+            if e.keyframe.handle_request(now) {
+                e.node.request_keyframe(kind);
+            }
+        }
+    }
+
+    /// `sink` needs a keyframe of `kind` (its peer lost one, it just connected): whatever
+    /// feeds it is asked, a transcoder's encoder when it is fed through one.
+    pub fn request_keyframe(&mut self, now: Instant, sink: NodeId, kind: MediaKind) {
+        // By index: a viewer's PLI allocates nothing.
+        for i in 0.. {
+            let Some(src) = self
+                .nodes
+                .get(sink)
+                .and_then(|k| k.sources[kind].get(i).copied())
+            else {
+                return;
+            };
+            let via = self.nodes.get(src).and_then(|s| {
+                let r = s.routes[kind].iter().find(|r| r.sink == sink)?;
+                match r.state {
+                    State::Via(t) => Some(t),
+                    _ => None,
+                }
+            });
+            self.ask_keyframe(now, via.unwrap_or(src), kind);
+        }
+    }
+
+    /// `src` ended its stream: every node it feeds, directly or through its transcoders, is
+    /// told once.
+    pub fn end_of_stream(&mut self, src: NodeId) {
+        let Some(e) = self.nodes.get(src) else {
+            return;
+        };
+        let mut sinks: Vec<NodeId> = vec![];
+        for kind in MediaKind::ALL {
+            for r in &e.routes[kind] {
+                let transcoder = self
+                    .nodes
+                    .get(r.sink)
+                    .is_some_and(|k| k.transcoder.is_some());
+                if !transcoder && !sinks.contains(&r.sink) {
+                    sinks.push(r.sink);
+                }
+            }
+        }
+        for s in sinks {
+            if let Some(k) = self.nodes.get_mut(s) {
+                k.node.end_of_stream();
+            }
+        }
+    }
+
+    /// The output settings of `node` (the element's forced formats and encoder bitrates).
+    /// When they change, its transcoders go (to be made again with the new bitrates) and its
+    /// routes are decided again.
+    pub fn set_output_settings(&mut self, now: Instant, node: NodeId, settings: OutputSettings) {
+        let Some(e) = self.nodes.get_mut(node) else {
+            return;
+        };
+        if e.settings == Some(settings) {
+            return;
+        }
+        if e.settings.replace(settings).is_none() {
+            // The first settings of a node just added: nothing was made with others.
+            for r in e.routes.iter_mut().flatten() {
+                r.decided_for = None;
+            }
+            return;
+        }
+        let ours: Vec<NodeId> = (self.transcoders.iter())
+            .filter(|((s, _, _), _)| *s == node)
+            .map(|(_, t)| *t)
+            .collect();
+        for t in ours {
+            self.drop_transcoder(t, true);
+        }
+        if let Some(e) = self.nodes.get_mut(node) {
+            for r in e.routes.iter_mut().flatten() {
+                r.decided_for = None;
+            }
+        }
+        self.mismatch_cleared_downstream(node);
+        self.ask_keyframe(now, node, MediaKind::Video);
+    }
+
+    /// The codecs `sink` takes changed (a WebRTC peer's answer, an RtpEndpoint's SDP): its
+    /// routes are decided again at their sources' next packets.
+    pub fn caps_changed(&mut self, sink: NodeId) {
+        let Some(k) = self.nodes.get_mut(sink) else {
+            return;
+        };
+        k.mismatch = [false; 2];
+        for kind in MediaKind::ALL {
+            let Some(k) = self.nodes.get(sink) else {
+                return;
+            };
+            for src in k.sources[kind].clone() {
+                let Some(r) = self.nodes.get_mut(src).and_then(|s| s.route_to(kind, sink)) else {
+                    continue;
+                };
+                r.decided_for = None;
+            }
+        }
+    }
+
+    pub(super) fn mismatch_cleared_downstream(&mut self, src: NodeId) {
+        let Some(e) = self.nodes.get(src) else {
+            return;
+        };
+        let sinks: Vec<(MediaKind, NodeId)> = MediaKind::ALL
+            .into_iter()
+            .flat_map(|kind| e.routes[kind].iter().map(move |r| (kind, r.sink)))
+            .collect();
+        for (kind, s) in sinks {
+            if let Some(k) = self.nodes.get_mut(s) {
+                k.mismatch[kind] = false;
+            }
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for (_, e) in self.nodes.iter() {
+            let flows = e.flow.iter().flatten();
+            let idle = flows
+                .filter(|(_, flowing)| *flowing)
+                .filter_map(|(last, _)| last.map(|t| t + FLOW_IDLE + Duration::from_millis(1)));
+            for t in idle.chain(e.keyframe.poll_timeout()) {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        next
+    }
+
+    /// Deferred keyframe requests that are due go; flows idle for [`FLOW_IDLE`] are reported
+    /// NOT_FLOWING.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let MediaRouter { nodes, events, .. } = self;
+        for (_, e) in nodes.iter_mut() {
+            if e.keyframe.handle_timeout(now) {
+                e.node.request_keyframe(MediaKind::Video);
+            }
+            for dir in FlowDir::ALL {
+                for kind in MediaKind::ALL {
+                    let f = &mut e.flow[dir.index()][kind];
+                    let idle =
+                        f.0.is_some_and(|t| now.saturating_duration_since(t) > FLOW_IDLE);
+                    if f.1 && idle {
+                        f.1 = false;
+                        let ev = MediaEvent::Flow {
+                            dir,
+                            kind,
+                            flowing: false,
+                        };
+                        events.push_back((e.id.clone(), ev));
+                    }
+                }
+            }
+        }
+    }
+}
