@@ -211,7 +211,7 @@ impl MediaRouter {
     /// Removes transcoder `t`: the routes it served are decided again at the source's next
     /// packet; `tell`: its source learns NOT_TRANSCODING.
     pub(super) fn drop_transcoder(&mut self, t: NodeId, tell: bool) -> Option<Box<dyn Node>> {
-        let e = self.nodes.remove(t)?;
+        let e = self.take(t)?;
         self.transcoders.retain(|_, x| *x != t);
         let Some((src, kind, _, _)) = e.transcoder else {
             return Some(e.node);

@@ -55,6 +55,8 @@ pub(super) struct Entry {
     pub(super) latency: [LatencyAvg; 2],
     /// Per kind: a CODEC_MISMATCH was raised on it and nothing changed since.
     pub(super) mismatch: [bool; 2],
+    /// It was pushed to in this pass (it is in the router's `pushed`).
+    pub(super) pushed: bool,
 }
 
 impl Entry {
@@ -73,6 +75,7 @@ impl Entry {
             flow: Default::default(),
             latency: Default::default(),
             mismatch: [false; 2],
+            pushed: false,
         }
     }
 

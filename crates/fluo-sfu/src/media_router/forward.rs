@@ -82,6 +82,9 @@ impl MediaRouter {
             }
         };
         e.node.push(now, pkt, header);
+        if !std::mem::replace(&mut e.pushed, true) {
+            self.pushed.push(sink);
+        }
         if e.reports_flow && e.transcoder.is_none() {
             if let Some(t) = pkt.entered {
                 e.latency[kind].add(t.elapsed());
@@ -94,5 +97,21 @@ impl MediaRouter {
             }
         }
         true
+    }
+
+    /// Ends a pass over the router's inputs: each node pushed to since the last pass is
+    /// [flushed](super::Node::flush) once (a proxy of a media worker sends what it gathered, audio
+    /// with video, in one datagram). The driver of the router calls it after each batch of
+    /// input it handles.
+    pub fn flush(&mut self) {
+        let mut pushed = std::mem::take(&mut self.pushed);
+        for n in pushed.drain(..) {
+            if let Some(e) = self.nodes.get_mut(n) {
+                e.pushed = false;
+                e.node.flush();
+            }
+        }
+        // Its room is kept: a pass allocates nothing.
+        self.pushed = pushed;
     }
 }

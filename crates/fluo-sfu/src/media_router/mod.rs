@@ -71,6 +71,8 @@ pub struct MediaRouter {
     events: VecDeque<(String, MediaEvent)>,
     /// Where the input latencies of the nodes that report flow are published (getStats).
     latency: Option<Arc<LatencyBoard>>,
+    /// The nodes pushed to in this pass, to [flush](Node::flush) at its end.
+    pushed: Vec<NodeId>,
 }
 
 impl Default for MediaRouter {
@@ -88,6 +90,7 @@ impl MediaRouter {
             maker: None,
             events: VecDeque::new(),
             latency: None,
+            pushed: Vec::new(),
         }
     }
 
@@ -178,7 +181,7 @@ impl MediaRouter {
                 let _ = self.disconnect(node, kind, sink);
             }
         }
-        let e = self.nodes.remove(node)?;
+        let e = self.take(node)?;
         if let Some(board) = &self.latency {
             board.forget(&e.id);
         }
@@ -216,7 +219,7 @@ impl MediaRouter {
 
     /// `sink`'s media of `kind` comes from `src` now: its line resynchronises and, if it
     /// carried media before, waits for a keyframe, which `src` is asked for.
-    pub(super) fn switched(&mut self, now: Instant, src: NodeId, kind: MediaKind, sink: NodeId) {
+    fn switched(&mut self, now: Instant, src: NodeId, kind: MediaKind, sink: NodeId) {
         if let Some(k) = self.nodes.get_mut(sink) {
             if let Some(line) = k.line[kind].as_mut() {
                 line.resync();
@@ -246,6 +249,15 @@ impl MediaRouter {
             self.unroute_via(t, kind, sink);
         }
         Ok(())
+    }
+
+    /// Takes node `n`'s entry out of the router, what it gathered in this pass flushed first.
+    fn take(&mut self, n: NodeId) -> Option<Entry> {
+        let mut e = self.nodes.remove(n)?;
+        if e.pushed {
+            e.node.flush();
+        }
+        Some(e)
     }
 
     /// The next event to raise: the element's id and the event.

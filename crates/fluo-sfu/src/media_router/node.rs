@@ -86,6 +86,13 @@ pub trait Node: Send {
     /// A source feeding this node ended its stream (a player reached its end).
     fn end_of_stream(&mut self) {}
 
+    /// The end of a pass over the router's inputs (a batch of datagrams, of ports' packets, a
+    /// timer) in which this node was pushed to: a node that gathers what it is given (a proxy
+    /// of another process) sends it now. Called once per pass, and only for the nodes pushed to
+    /// in it ([`MediaRouter::flush`](super::MediaRouter::flush)); a node about to leave the
+    /// router is flushed first.
+    fn flush(&mut self) {}
+
     /// Whether this node encodes its own output of `kind` and applied its element's forced
     /// frame rate or bitrate while doing so (the router then need not re-encode it).
     fn applies_format(&self, _kind: MediaKind) -> bool {

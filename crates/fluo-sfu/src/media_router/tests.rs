@@ -12,6 +12,8 @@ struct Seen {
     pushes: Vec<(&'static str, CodecName, Header)>,
     keyframes: Vec<&'static str>,
     eos: Vec<&'static str>,
+    /// Every flush, by node name.
+    flushes: Vec<&'static str>,
     caps_asked: usize,
     made: Vec<String>,
 }
@@ -45,6 +47,9 @@ impl Node for TestNode {
     }
     fn end_of_stream(&mut self) {
         self.log.lock().unwrap().eos.push(self.name);
+    }
+    fn flush(&mut self) {
+        self.log.lock().unwrap().flushes.push(self.name);
     }
     fn reports_flow(&self) -> bool {
         self.flow
@@ -157,6 +162,13 @@ impl World {
 
     fn names(&self) -> Vec<&'static str> {
         let mut v: Vec<_> = self.pushes().into_iter().map(|p| p.0).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The nodes flushed since the last call, sorted.
+    fn flushed(&self) -> Vec<&'static str> {
+        let mut v = std::mem::take(&mut self.log.lock().unwrap().flushes);
         v.sort_unstable();
         v
     }
@@ -631,4 +643,55 @@ fn a_switched_sink_waits_for_the_new_sources_keyframe_and_its_line_goes_on() {
     w.r.disconnect(cam, MediaKind::Audio, a).unwrap();
     w.r.connect(w.at(910), mic2, MediaKind::Audio, a).unwrap();
     assert_eq!(w.send(920, mic2, CodecName::Opus, 10, 77), 1);
+}
+
+#[test]
+fn a_pass_ends_with_one_flush_of_each_node_pushed_to_in_it() {
+    let mut w = World::new(true);
+    let cam = w.node("cam", Some(&[]));
+    let mic = w.node("mic", Some(&[]));
+    let a = w.node("a", None);
+    let b = w.node("b", None);
+    let idle = w.node("idle", None);
+    let h = w.node("h", Some(&[(102, CodecName::H264)]));
+    w.r.connect(w.at(0), cam, V, a).unwrap();
+    w.r.connect(w.at(0), mic, MediaKind::Audio, a).unwrap();
+    w.r.connect(w.at(0), cam, V, b).unwrap();
+    w.r.connect(w.at(0), cam, V, h).unwrap();
+    // `idle` has a route, but no media of its kind comes: it is not flushed.
+    w.r.connect(w.at(0), mic, V, idle).unwrap();
+    // One pass: a frame of three packets, and audio, to `a`; the frame to `b` and, through a
+    // transcoder, to `h`'s transcoder.
+    for seq in 0..3 {
+        w.send_vp8(0, cam, 7, seq, seq == 0);
+    }
+    w.send(0, mic, CodecName::Opus, 8, 0);
+    assert_eq!(
+        w.flushed(),
+        Vec::<&str>::new(),
+        "nothing before the pass ends"
+    );
+    w.r.flush();
+    assert_eq!(w.flushed(), ["a", "b", "transcoder"]);
+    // A pass that pushed nothing flushes nothing.
+    w.r.flush();
+    assert_eq!(w.flushed(), Vec::<&str>::new());
+    // The next pass: audio alone, to `a` alone.
+    w.send(20, mic, CodecName::Opus, 8, 1);
+    w.r.flush();
+    assert_eq!(w.flushed(), ["a"]);
+    // A node that leaves the router with media of this pass gathered is flushed as it goes,
+    // and not again at the pass's end.
+    w.send(40, mic, CodecName::Opus, 8, 2);
+    w.send_vp8(40, cam, 7, 3, false);
+    w.r.remove_node(a).unwrap();
+    assert_eq!(w.flushed(), ["a"]);
+    w.r.flush();
+    assert_eq!(w.flushed(), ["b", "transcoder"]);
+    // So is a transcoder that goes with its last sink.
+    w.send_vp8(60, cam, 7, 4, false);
+    w.r.disconnect(cam, V, h).unwrap();
+    assert_eq!(w.flushed(), ["transcoder"]);
+    w.r.flush();
+    assert_eq!(w.flushed(), ["b"]);
 }
