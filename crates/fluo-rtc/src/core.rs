@@ -457,7 +457,9 @@ impl MediaCore {
             Ctl::Latency(board) => self.router.set_latency_board(board),
             Ctl::Settings(t) => self.set_settings(t),
         }
-        self.flush();
+        if !self.batching {
+            self.flush();
+        }
     }
 
     /// A packet the port `key` produced, into the router.

@@ -38,6 +38,29 @@ const MAX_TCP_FRAME: usize = 4096;
 /// Frames queued for one connection's writer; past that they are dropped, as UDP would.
 const TCP_SEND_QUEUE: usize = 1024;
 
+/// Command `c` and those waiting behind it on `ctl` (ports' packets: a frame is several) as
+/// one pass of the core, with one flush at its end, bounded as a receive batch is.
+fn control_pass(
+    core: &mut MediaCore,
+    prof: &mut Profile,
+    ctl: &mut mpsc::UnboundedReceiver<Control>,
+    c: Control,
+) {
+    let began = Instant::now();
+    core.receive_batch(|core| {
+        prof.time(c.kind(), || core.control(Instant::now(), c));
+        let mut count = 1;
+        while count < RECV_BATCH
+            && began.elapsed() < RECV_BATCH_TIME
+            && core.egress_pending() < EGRESS_BATCH
+        {
+            let Ok(c) = ctl.try_recv() else { break };
+            prof.time(c.kind(), || core.control(Instant::now(), c));
+            count += 1;
+        }
+    });
+}
+
 /// What the connection tasks tell the media loop.
 enum TcpEvent {
     Frame {
@@ -123,10 +146,7 @@ pub(crate) fn spawn(
                     tokio::select! {
                         c = ctl.recv() => {
                             let Some(c) = c else { return };
-                            prof.time(c.kind(), || core.control(Instant::now(), c));
-                            while let Ok(c) = ctl.try_recv() {
-                                prof.time(c.kind(), || core.control(Instant::now(), c));
-                            }
+                            control_pass(&mut core, &mut prof, &mut ctl, c);
                         }
                         (i, n, src) = recv_any(&sockets, &mut buf) => {
                             // This datagram and those waiting behind it on the same socket (a

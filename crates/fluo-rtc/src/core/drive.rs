@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 use str0m::{Input, Output};
 
 impl MediaCore {
-    /// Sends what was written to endpoints: str0m releases written RTP on its next tick, run
-    /// here at once, so that a packet leaves while its input is handled rather than after a
-    /// round trip through the shell's timer (a millisecond of resolution).
+    /// Ends a pass over the core's input: the router's nodes pushed to in it send what they
+    /// gathered (a media worker's job gets one datagram, audio with video), and what was
+    /// written to endpoints is sent: str0m releases written RTP on its next tick, run here at
+    /// once, so that a packet leaves while its input is handled rather than after a round trip
+    /// through the shell's timer (a millisecond of resolution).
     pub(super) fn flush(&mut self) {
+        self.router.flush();
         self.take_outbox();
         while let Some(key) = self.dirty.pop() {
             let Some(e) = self.eps.get(&key) else {
@@ -33,7 +36,8 @@ impl MediaCore {
         }
     }
 
-    /// Handles several datagrams (those waiting on a socket) with one flush at the end.
+    /// Handles several inputs (the datagrams waiting on a socket, the commands waiting on the
+    /// control channel) as one pass, with one flush at its end.
     pub fn receive_batch(&mut self, f: impl FnOnce(&mut MediaCore)) {
         self.batching = true;
         f(self);
