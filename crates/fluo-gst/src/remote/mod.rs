@@ -9,8 +9,8 @@
 //!   packets and the element's Kurento events, its worker's death into the element's `Error`
 //!   event.
 //! * [`RemoteNode`]: the element in the router: packets pushed into the job's media socket,
-//!   a video frame's packets in one datagram built in the node's own buffer (no allocation),
-//!   keyframe requests and end of stream as records.
+//!   what a pass of the router's loop gave it in one datagram built in the node's own buffer
+//!   (no allocation), keyframe requests and end of stream as records.
 //! * `proxy::Proxied`: the element for the engine, shared by every kind (routing, release,
 //!   the stopping token); a kind adds its methods and properties as a `proxy::Face`.
 
@@ -478,12 +478,15 @@ impl OutputSync {
     }
 }
 
-/// Packets on their way to a job: a video frame's gathered into one datagram (sent at its
-/// marker, or when the next frame or any other packet or signal comes), anything else sent
-/// at once; built in the feeder's own buffer (no allocation).
+/// Packets on their way to a job, gathered for one datagram per pass of the router's loop
+/// (audio with video, a whole frame or several): sent when the router ends the pass
+/// ([`Node::flush`]), unless a video frame is still coming (its marker packet not yet there:
+/// it goes with the pass that completes it, or when the next frame begins should its marker
+/// have been lost upstream); at once before a keyframe request or an end of stream, and when
+/// the datagram is full. Built in the feeder's own buffer (no allocation).
 pub(crate) struct Feeder {
     batch: Batch,
-    /// The timestamp of the video frame being gathered.
+    /// The timestamp of the video frame being gathered, until its marker packet.
     frame: Option<u32>,
 }
 
@@ -504,10 +507,18 @@ impl Feeder {
         self.frame = None;
     }
 
-    /// Gathers or sends `pkt` for `job`.
+    /// The router's pass ended: what was gathered goes, unless a video frame is still coming.
+    pub(crate) fn end_pass(&mut self, job: &Job) {
+        if self.frame.is_none() {
+            self.flush(job);
+        }
+    }
+
+    /// Gathers `pkt` for `job`.
     pub(crate) fn push(&mut self, job: &Job, pkt: &Packet<'_>, header: Header) {
         let video = pkt.kind == MediaKind::Video;
-        if self.frame.is_some_and(|ts| !video || ts != header.ts) {
+        if video && self.frame.is_some_and(|ts| ts != header.ts) {
+            // The frame before lost its marker upstream: it goes as it is.
             self.flush(job);
         }
         let p = PacketRef {
@@ -521,18 +532,16 @@ impl Feeder {
         };
         match self.batch.push_packet(job.id(), &p) {
             Ok(()) => {}
+            Err(BatchError::Unsupported) => return,
             Err(BatchError::Full) => {
                 self.flush(job);
                 if self.batch.push_packet(job.id(), &p).is_err() {
                     return;
                 }
             }
-            Err(BatchError::Unsupported) => return,
         }
-        if video && !pkt.marker {
-            self.frame = Some(header.ts);
-        } else {
-            self.flush(job);
+        if video {
+            self.frame = (!pkt.marker).then_some(header.ts);
         }
     }
 }
@@ -542,7 +551,7 @@ impl Node for RemoteNode {
         (self.caps)(&lock(&self.inner.local), kind)
     }
 
-    /// One datagram per video frame (see [`Feeder`]).
+    /// Gathered for one datagram per pass (see [`Feeder`]).
     fn push(&mut self, _now: std::time::Instant, pkt: &Packet<'_>, header: Header) {
         let Some(job) = self.inner.job.get() else {
             return;
@@ -567,6 +576,12 @@ impl Node for RemoteNode {
         if let Some(job) = self.inner.job.get() {
             self.feed.flush(job);
             let _ = job.request_keyframe();
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(job) = self.inner.job.get() {
+            self.feed.end_pass(job);
         }
     }
 

@@ -1,7 +1,7 @@
 //! The router's transcoders as proxies of `gst.transcoder` jobs in media workers, made by
 //! [`crate::Transcoders`] when the server has workers: the job runs on the worker hosting the
-//! source's pipeline, the node in the router feeds it a video frame per datagram
-//! ([`Feeder`]), and what it encodes enters the router as the transcoder's output.
+//! source's pipeline, the node in the router feeds it a datagram per pass of the router's
+//! loop ([`Feeder`]), and what it encodes enters the router as the transcoder's output.
 //!
 //! Its worker's death is the transcoder's failure: the router raises on each sink it fed the
 //! Error event of a transcoder that cannot be made (CODEC_MISMATCH, with the worker's cause)
@@ -257,6 +257,12 @@ impl Node for RemoteTranscoder {
         if let Some(job) = self.shared.job.get() {
             self.feed.flush(job);
             let _ = job.request_keyframe();
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(job) = self.shared.job.get() {
+            self.feed.end_pass(job);
         }
     }
 }
