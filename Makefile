@@ -6,7 +6,7 @@ CARGO ?= cargo
 FLUO_ARGS ?=
 WEB_ARGS ?=
 
-.PHONY: run build fmt-check layout clippy unit compat e2e test bench-ping bench-sfu bench-fanout bench-media bench-workers storm soak deps-run deps-test deps-bench bench bench-smoke
+.PHONY: run build fmt-check layout clippy unit compat e2e test bench-ping bench-sfu bench-fanout bench-media bench-workers bench-worker-feed storm soak deps-run deps-test deps-bench bench bench-smoke
 
 deps-run:
 	scripts/deps.sh run
@@ -133,6 +133,11 @@ bench-media:
 # latency and CPU per packet across the process boundary against an in-process channel.
 bench-workers:
 	$(CARGO) bench -p fluo-worker --bench transport
+
+# Media datagrams to the workers and CPU per second: a player, and a WebRTC publisher, each
+# recorded by a RecorderEndpoint in a worker (docs/workers.md, "Batching per pass").
+bench-worker-feed:
+	$(CARGO) bench -p fluo-testkit --bench worker_feed
 
 # Negotiation storm: 1000 WebRtcEndpoints over 100 WebSocket connections, figures printed.
 storm:

@@ -33,6 +33,6 @@ pub use media::{Batch, PacketRef};
 pub use proto::{JobId, SandboxPolicy, SandboxReport};
 pub use spawn::{CpuTime, Limits, WorkerCommand};
 pub use supervisor::{
-    Death, DeathCause, Job, JobError, JobSink, PushError, RestartPolicy, Supervisor,
+    media_sent, Death, DeathCause, Job, JobError, JobSink, PushError, RestartPolicy, Supervisor,
     SupervisorConfig, SupervisorEvent, WorkerStats,
 };

@@ -309,6 +309,7 @@ async fn handshake(
         cmd: cmd_tx,
         dead: AtomicBool::new(false),
         dropped: AtomicU64::new(0),
+        sent: Default::default(),
         full_since: AtomicU64::new(0),
         born: Instant::now(),
         death: Mutex::new(None),

@@ -302,6 +302,8 @@ pub(crate) struct Conn {
     pub cmd: mpsc::UnboundedSender<Cmd>,
     pub dead: AtomicBool,
     pub dropped: AtomicU64,
+    /// Media datagrams sent to this process, and the records they carried.
+    pub sent: [AtomicU64; 2],
     /// When the media socket was first found full in the current run of full sends (ms since
     /// `born`, plus one; 0: not full). A worker whose socket stays full for `ping_timeout`
     /// does not read its media any more and is killed as unresponsive.
@@ -373,6 +375,24 @@ pub struct WorkerStats {
     pub rss_bytes: u64,
     /// Media records dropped because its socket was full.
     pub media_dropped: u64,
+    /// Media datagrams sent to its live process.
+    pub media_datagrams: u64,
+    /// Media records (packets, keyframe requests, ends of stream) those datagrams carried.
+    pub media_records: u64,
+}
+
+/// Media datagrams sent to every worker of this process since it started, and the records
+/// they carried.
+static SENT: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// How many media datagrams this process sent to its workers (all its supervisors, all
+/// their processes, since it started), and how many records (packets, keyframe requests,
+/// ends of stream) they carried: what a bench of the media path counts.
+pub fn media_sent() -> (u64, u64) {
+    (
+        SENT[0].load(Ordering::Relaxed),
+        SENT[1].load(Ordering::Relaxed),
+    )
 }
 
 /// The handle to the worker processes (cheap to clone).
@@ -485,11 +505,12 @@ impl Supervisor {
                 let conn = lock(&s.conn).clone();
                 let mut cpu = *lock(&s.cpu_dead);
                 let mut rss = 0;
-                let (mut pid, mut jobs, mut dropped) = (None, 0, 0);
+                let (mut pid, mut jobs, mut dropped, mut sent) = (None, 0, 0, [0, 0]);
                 if let Some(c) = conn.filter(|c| !c.dead.load(Ordering::Acquire)) {
                     pid = Some(c.pid);
                     jobs = c.sinks.read().map_or(0, |s| s.len());
                     dropped = c.dropped.load(Ordering::Relaxed);
+                    sent = [0, 1].map(|i| c.sent[i].load(Ordering::Relaxed));
                     if let Some((live, r)) = spawn::proc_usage(c.pid as i32) {
                         cpu.user += live.user;
                         cpu.system += live.system;
@@ -504,6 +525,8 @@ impl Supervisor {
                     cpu,
                     rss_bytes: rss,
                     media_dropped: dropped,
+                    media_datagrams: sent[0],
+                    media_records: sent[1],
                 }
             })
             .collect()
@@ -562,6 +585,10 @@ impl Job {
         }
         match self.conn.media.send(batch.bytes(), false) {
             Ok(()) => {
+                for (i, n) in [1, batch.len() as u64].into_iter().enumerate() {
+                    self.conn.sent[i].fetch_add(n, Ordering::Relaxed);
+                    SENT[i].fetch_add(n, Ordering::Relaxed);
+                }
                 if self.conn.full_since.load(Ordering::Relaxed) != 0 {
                     self.conn.full_since.store(0, Ordering::Relaxed);
                 }
