@@ -119,6 +119,10 @@ impl Engine {
         let r = match (class, method) {
             ("Dispatcher", "connect") => self.dispatcher_connect(id, p, mode),
             ("DispatcherOneToMany", "setSource") => self.set_source(id, p, mode),
+            ("AlphaBlending", "setMaster" | "setPortProperties") => {
+                // Checked here; the hub's element (in the media plane) places the port.
+                return self.blend_check(id, method, p, mode).err().map(Err);
+            }
             ("DispatcherOneToMany", "removeSource") => {
                 if self.hubs.sources.remove(id).is_some() {
                     self.update_media_edges();
@@ -169,6 +173,31 @@ impl Engine {
         }
         self.hubs.sources.insert(hub.to_string(), source);
         self.update_media_edges();
+        Ok(())
+    }
+
+    /// AlphaBlending's checks: the port is one of the hub's, the relative values within 0..1
+    /// (the kmd's range).
+    fn blend_check(
+        &self,
+        hub: &str,
+        method: &str,
+        p: &Map<String, Value>,
+        mode: Mode,
+    ) -> Result<(), KurentoError> {
+        if method == "setMaster" {
+            return self.hub_port(hub, p, "source", mode).map(drop);
+        }
+        self.hub_port(hub, p, "port", mode)?;
+        for name in ["relativeX", "relativeY", "relativeWidth", "relativeHeight"] {
+            let v = p.get(name).and_then(Value::as_f64).unwrap_or(f64::NAN);
+            if !(0.0..=1.0).contains(&v) {
+                return Err(KurentoError::new(
+                    ErrorCode::MediaObjectIllegalParamError,
+                    format!("AlphaBlending '{name}' must be within 0..1 (got {v})"),
+                ));
+            }
+        }
         Ok(())
     }
 

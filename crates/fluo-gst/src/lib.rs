@@ -226,6 +226,12 @@ impl Media {
                 }),
             ),
             (
+                "AlphaBlending",
+                Box::new(remote::AlphaBlendingFactory {
+                    media: self.clone(),
+                }),
+            ),
+            (
                 "HubPort",
                 Box::new(remote::HubPortFactory {
                     media: self.clone(),

@@ -19,7 +19,9 @@
 
 use crate::codecs;
 
+mod blend;
 mod port;
+pub(crate) use blend::Placement;
 use fluo_sfu::{Codec, CodecName, MediaKind, OutputSettings, RtpPacket};
 use fluo_worker::PacketRef;
 use gstreamer as gst;
@@ -47,6 +49,8 @@ pub struct Format {
     pub fps: u32,
     /// The grid's VP8 bitrate, in bps.
     pub bps: u32,
+    /// AlphaBlending's layout (`blend`) instead of the grid.
+    pub blend: bool,
 }
 
 /// The sizes and rates a Composite accepts (its constructor refuses others).
@@ -98,6 +102,8 @@ struct State {
     /// Ports with a video input, in the grid's order.
     grid: Vec<u64>,
     next: u64,
+    /// AlphaBlending's placements.
+    blend: blend::Blend,
 }
 
 /// One encode of the grid, shared by the ports that send its codec.
@@ -127,6 +133,8 @@ pub(crate) struct Core {
     state: Mutex<State>,
     /// The grid's encodes, one per codec some port sends.
     branches: Mutex<Vec<Branch>>,
+    /// This core (its inputs' probes hold it weakly).
+    me: std::sync::OnceLock<Weak<Core>>,
 }
 
 /// The pipelines of this process, by hub id (a hub's ports find its pipeline here).
@@ -257,6 +265,7 @@ impl Core {
             return Ok(c);
         }
         let core = Arc::new(Core::new(key, format)?);
+        let _ = core.me.set(Arc::downgrade(&core));
         cores.push((key.to_string(), Arc::downgrade(&core)));
         Ok(core)
     }
@@ -272,8 +281,9 @@ impl Core {
             "video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,pixel-aspect-ratio=1/1"
         );
         let desc = format!(
-            "videotestsrc is-live=true pattern=black ! {raw} ! compositor name=mix background=black \
-             latency={MIX_LATENCY_NS} ! {raw} ! tee name=grid allow-not-linked=true"
+            "videotestsrc is-live=true pattern=black ! capsfilter name=bgcaps caps=\"{raw}\" ! \
+             compositor name=mix background=black latency={MIX_LATENCY_NS} ! \
+             capsfilter name=outcaps caps=\"{raw}\" ! tee name=grid allow-not-linked=true"
         );
         let pipeline = crate::bridge::launch(&desc, key, "composite")?;
         let compositor = pipeline.by_name("mix").ok_or("no compositor")?;
@@ -291,6 +301,7 @@ impl Core {
             compositor,
             state: Mutex::default(),
             branches: Mutex::default(),
+            me: std::sync::OnceLock::new(),
         })
     }
 
@@ -471,8 +482,16 @@ impl Core {
                     .request_pad_simple("sink_%u")
                     .ok_or("no compositor pad")?;
                 pad.set_property("zorder", 1u32);
-                pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
                 let src = last.static_pad("src").ok_or("no pad")?;
+                if self.format.blend {
+                    // A blended input fills its rectangle, as KMS scales it there.
+                    pad.set_property_from_str("sizing-policy", "none");
+                    if let Some(me) = self.me.get() {
+                        blend::watch_size(me.clone(), id, &src);
+                    }
+                } else {
+                    pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
+                }
                 src.link(&pad).map_err(|e| format!("compositor: {e:?}"))?;
                 input.pad = Some(pad);
                 st.grid.push(id);
@@ -554,11 +573,15 @@ impl Core {
             self.unlink(l, tee.as_ref(), &port.mixer);
         }
         remove(&self.pipeline, &port.audio_out[1..]);
+        st.blend.forget(id);
         self.layout(&st);
     }
 
     /// Places each video input in its cell.
     fn layout(&self, st: &State) {
+        if self.format.blend {
+            return self.blend_layout(st);
+        }
         let (cols, rows) = grid(st.grid.len());
         let (cw, ch) = (
             self.format.width as usize / cols,

@@ -1,7 +1,7 @@
 //! A HubPort's face on its Composite's pipeline ([`PortHandle`]), and what its element keeps
 //! of it ([`PortControl`]).
 
-use super::{Core, Out, Upstream};
+use super::{Core, Out, Placement, Upstream};
 use crate::codecs;
 use fluo_sfu::rtp::write_rtp;
 use fluo_sfu::{Codec, CodecName, MediaKind};
@@ -87,6 +87,11 @@ impl PortHandle {
         self.core.set_codec(self.id, codec, self.out.clone())
     }
 
+    /// Where an AlphaBlending draws the port (setMaster, setPortProperties).
+    pub(crate) fn place(&self, p: Placement) {
+        self.core.place(self.id, p);
+    }
+
     /// A handle on the port for its element (codec changes), the node owning the port.
     pub(crate) fn control(&self) -> PortControl {
         PortControl {
@@ -118,6 +123,7 @@ impl Drop for PortHandle {
 }
 
 /// What the element of a port in this process keeps to change the port's codec.
+#[derive(Clone)]
 pub(crate) struct PortControl {
     core: Arc<Core>,
     id: u64,
@@ -125,6 +131,11 @@ pub(crate) struct PortControl {
 }
 
 impl PortControl {
+    /// See [`PortHandle::place`].
+    pub(crate) fn place(&self, p: Placement) {
+        self.core.place(self.id, p);
+    }
+
     /// See [`PortHandle::set_codec`].
     pub(crate) fn set_codec(&self, codec: CodecName) -> Result<(), String> {
         self.core.set_codec(self.id, codec, self.out.clone())

@@ -4,7 +4,7 @@
 //! makes it, the last one's end stops it.
 
 use super::params;
-use crate::composite::{Core, Format, PortHandle};
+use crate::composite::{Core, Format, Placement, PortHandle};
 use fluo_worker::wire::{self, Reader, Wire, WireError, Writer};
 use fluo_worker::worker::{Job, JobCtx};
 use fluo_worker::PacketRef;
@@ -23,6 +23,8 @@ pub struct CompositeParams {
     pub fps: u32,
     /// The grid's encoder bitrate, in bps.
     pub target_bps: u32,
+    /// An AlphaBlending's port (its layout is the blend, not the grid).
+    pub blend: bool,
 }
 
 impl CompositeParams {
@@ -32,6 +34,7 @@ impl CompositeParams {
             height: self.height,
             fps: self.fps,
             bps: self.target_bps,
+            blend: self.blend,
         }
     }
 }
@@ -43,6 +46,7 @@ impl Wire for CompositeParams {
         w.u32(self.height);
         w.u32(self.fps);
         w.u32(self.target_bps);
+        w.u32(u32::from(self.blend));
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(CompositeParams {
@@ -51,6 +55,7 @@ impl Wire for CompositeParams {
             height: r.u32()?,
             fps: r.u32()?,
             target_bps: r.u32()?,
+            blend: r.u32()? != 0,
         })
     }
 }
@@ -95,6 +100,14 @@ impl Job for CompositeJob {
                     .ok_or_else(|| format!("no codec {name}"))?;
                 match self.port.as_ref() {
                     Some(p) => p.set_codec(codec)?,
+                    None => return Err("the port was released".into()),
+                }
+                Ok(Vec::new())
+            }
+            "setPlacement" => {
+                let text: String = params(args)?;
+                match self.port.as_ref() {
+                    Some(p) => p.place(Placement::parse(&text)?),
                     None => return Err("the port was released".into()),
                 }
                 Ok(Vec::new())

@@ -1,4 +1,6 @@
-//! Composite and its HubPorts. The Composite itself has no media face; each of its HubPorts
+//! Composite, AlphaBlending and their HubPorts (an AlphaBlending is a Composite whose core
+//! lays its inputs out as a blend, `crate::composite::Placement`). The hub itself has no media
+//! face; each of its HubPorts
 //! is a router node whose input is the hub's input from that port and whose output is the
 //! grid and the mix of the other ports (`crate::composite`). With media workers each port is
 //! a proxy of a `gst.composite` job on the worker hosting its pipeline (the ports of a hub
@@ -6,7 +8,7 @@
 
 use super::proxy::{self, Face, Proxied, Proxy};
 use super::{Local, Remote, Spec};
-use crate::composite::{self, Core, Format, PortControl, PortHandle};
+use crate::composite::{self, Core, Format, Placement, PortControl, PortHandle};
 use crate::jobs::{self, CompositeParams};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
@@ -26,6 +28,23 @@ static HUBS: Mutex<Vec<(String, Format)>> = Mutex::new(Vec::new());
 fn hubs() -> std::sync::MutexGuard<'static, Vec<(String, Format)>> {
     HUBS.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// Places a port in its hub's blend (its core here, or its job in a worker).
+type Placer = Arc<dyn Fn(Placement) + Send + Sync>;
+
+/// The placers of this server's Composite and AlphaBlending ports, by port id.
+static PLACERS: Mutex<Vec<(String, Placer)>> = Mutex::new(Vec::new());
+
+fn placers() -> std::sync::MutexGuard<'static, Vec<(String, Placer)>> {
+    PLACERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn forget_placer(id: &str) {
+    placers().retain(|(p, _)| p != id);
+}
+
+/// KMS's AlphaBlending output before its master's size is known: 640x480 at 15 fps.
+const BLEND_FORMAT: (u32, u32, u32) = (640, 480, 15);
 
 /// Makes Composites.
 pub(crate) struct CompositeFactory {
@@ -60,6 +79,7 @@ impl Factory for CompositeFactory {
             height: int_param(cx.params, "height", &composite::WIDTHS)?,
             fps: int_param(cx.params, "framerate", &composite::RATES)?,
             bps: self.media.settings.get(cx.id).video_bps(),
+            blend: false,
         };
         hubs().push((cx.id.to_string(), format));
         Ok(Box::new(CompositeHub {
@@ -68,12 +88,74 @@ impl Factory for CompositeFactory {
     }
 }
 
-/// The Composite: its ports do the work.
+/// Makes AlphaBlendings: Composites whose layout is the blend.
+pub(crate) struct AlphaBlendingFactory {
+    pub(crate) media: Media,
+}
+
+impl Factory for AlphaBlendingFactory {
+    fn create(&self, cx: &FactoryCx<'_>) -> Result<Box<dyn Element>, KurentoError> {
+        let (width, height, fps) = BLEND_FORMAT;
+        let format = Format {
+            width,
+            height,
+            fps,
+            bps: self.media.settings.get(cx.id).video_bps(),
+            blend: true,
+        };
+        hubs().push((cx.id.to_string(), format));
+        Ok(Box::new(CompositeHub {
+            id: cx.id.to_string(),
+        }))
+    }
+}
+
+/// A Composite or an AlphaBlending: its ports do the work.
 struct CompositeHub {
     id: String,
 }
 
+/// Reads a number the engine has checked against the kmd.
+fn num(p: &Map<String, Value>, name: &str) -> f64 {
+    p.get(name).and_then(Value::as_f64).unwrap_or_default()
+}
+
 impl Element for CompositeHub {
+    /// AlphaBlending's setMaster and setPortProperties (the engine has checked that the port
+    /// is one of this hub's and the values are in range).
+    fn invoke(
+        &mut self,
+        _cx: &mut ElementCx<'_>,
+        method: &str,
+        p: &Map<String, Value>,
+    ) -> Option<Result<Value, KurentoError>> {
+        let z = p.get("zOrder").and_then(Value::as_i64).unwrap_or_default();
+        let z = i32::try_from(z).unwrap_or(if z < 0 { i32::MIN } else { i32::MAX });
+        let (port, place) = match method {
+            "setMaster" => ("source", Placement::Master(z)),
+            "setPortProperties" => {
+                let r = ["relativeX", "relativeY", "relativeWidth", "relativeHeight"];
+                ("port", Placement::Rect(r.map(|n| num(p, n)), z))
+            }
+            _ => return None,
+        };
+        let port = p.get(port).and_then(Value::as_str).unwrap_or_default();
+        let placer = placers()
+            .iter()
+            .find(|(id, _)| id == port)
+            .map(|(_, f)| f.clone());
+        Some(match placer {
+            Some(f) => {
+                f(place);
+                Ok(Value::Null)
+            }
+            None => Err(KurentoError::new(
+                ErrorCode::UnexpectedError,
+                format!("The HubPort '{port}' has no media in this hub"),
+            )),
+        })
+    }
+
     fn released(&mut self) {
         hubs().retain(|(id, _)| *id != self.id);
     }
@@ -108,6 +190,7 @@ impl Factory for HubPortFactory {
                 height: format.height,
                 fps: format.fps,
                 target_bps: format.bps,
+                blend: format.blend,
             };
             let remote = Remote::start(
                 workers,
@@ -128,9 +211,26 @@ impl Factory for HubPortFactory {
                     follows_settings: false,
                 },
             );
-            return Ok(Proxied::boxed(cx.id, remote, &self.media, RemotePort));
+            let job = remote.clone();
+            let placer: Placer = Arc::new(move |p: Placement| {
+                job.call("setPlacement", wire::encode(&p.text()), |r| {
+                    if let Err(e) = r {
+                        tracing::warn!("the blend's port is not placed: {}", e.message);
+                    }
+                });
+            });
+            placers().push((cx.id.to_string(), placer));
+            let face = RemotePort {
+                id: cx.id.to_string(),
+            };
+            return Ok(Proxied::boxed(cx.id, remote, &self.media, face));
         }
         let (key, control) = local_port(&self.media, cx.id, hub, format)?;
+        let placer: Placer = {
+            let control = control.clone();
+            Arc::new(move |p: Placement| control.place(p))
+        };
+        placers().push((cx.id.to_string(), placer));
         Ok(Box::new(CompositePort {
             id: cx.id.to_string(),
             key,
@@ -248,7 +348,15 @@ fn cannot_send(id: &str, codec: CodecName, e: &dyn std::fmt::Display) {
 }
 
 /// A HubPort of a Composite whose job runs in a media worker (the shared proxy's face).
-struct RemotePort;
+struct RemotePort {
+    id: String,
+}
+
+impl Drop for RemotePort {
+    fn drop(&mut self) {
+        forget_placer(&self.id);
+    }
+}
 
 impl Face for RemotePort {
     fn get_property(&self, p: &Proxy, name: &str) -> Option<Value> {
@@ -297,6 +405,13 @@ impl Element for CompositePort {
     }
 
     fn released(&mut self) {
+        forget_placer(&self.id);
         self.media.bus.remove_port(self.key);
+    }
+}
+
+impl Drop for CompositePort {
+    fn drop(&mut self) {
+        forget_placer(&self.id);
     }
 }
