@@ -1,6 +1,6 @@
-//! A Composite's media worker killed while media flows through it: every HubPort of the hub
-//! raises its Error event (40003, HUB_ERROR, the death's cause and pid), and a recording in
-//! another pipeline (another worker) goes on undisturbed.
+//! A Composite's (or an AlphaBlending's) media worker killed while media flows through it:
+//! every HubPort of the hub raises its Error event (40003, HUB_ERROR, the death's cause and
+//! pid), and a recording in another pipeline (another worker) goes on undisturbed.
 //!
 //! The worker's pid is found as an operator finds it: in the server's log ("element runs in
 //! media worker", with the port's id and the worker's pid).
@@ -14,9 +14,20 @@ use std::time::Duration;
 
 #[test]
 fn a_composites_worker_killed_raises_every_ports_error_and_leaves_other_pipelines() {
+    hub_worker_killed("Composite");
+}
+
+#[test]
+fn an_alpha_blendings_worker_killed_raises_every_ports_error_and_leaves_other_pipelines() {
+    hub_worker_killed("AlphaBlending");
+}
+
+/// The hub of `class` (a Composite or an AlphaBlending) loses its worker while a player feeds
+/// port a and port b's output is recorded.
+fn hub_worker_killed(class: &str) {
     let _serial = serial();
     let log = operator_log();
-    let dir = tmp::dir("composite-crash");
+    let dir = tmp::dir(&format!("{}-crash", class.to_lowercase()));
     let clip = clips::av_clip(&dir, "clip.webm", 20);
     let uri = format!("file://{}", clip.display());
     let port = start_server(Duration::from_secs(30));
@@ -43,12 +54,12 @@ fn a_composites_worker_killed_raises_every_ports_error_and_leaves_other_pipeline
         co.invoke(&ro, "record", json!({})).await.expect("record");
         co.invoke(&po, "play", json!({})).await.expect("play");
 
-        // The Composite: a player into port a, port b recorded.
+        // The hub: a player into port a, port b recorded.
         let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let hub = c
-            .create("Composite", json!({"mediaPipeline": pipe}))
+            .create(class, json!({"mediaPipeline": pipe}))
             .await
-            .expect("composite");
+            .expect("hub");
         let a = c
             .create("HubPort", json!({"hub": hub}))
             .await
@@ -78,6 +89,16 @@ fn a_composites_worker_killed_raises_every_ports_error_and_leaves_other_pipeline
         c.invoke(&player, "connect", json!({"sink": a}))
             .await
             .expect("connect");
+        if class == "AlphaBlending" {
+            c.invoke(&hub, "setMaster", json!({"source": a, "zOrder": 1}))
+                .await
+                .expect("setMaster");
+            let props = json!({"relativeX": 0.5, "relativeY": 0.5, "zOrder": 2,
+                "relativeWidth": 0.5, "relativeHeight": 0.5, "port": b});
+            c.invoke(&hub, "setPortProperties", props)
+                .await
+                .expect("setPortProperties");
+        }
         c.invoke(&b, "connect", json!({"sink": rec}))
             .await
             .expect("connect");
@@ -86,7 +107,7 @@ fn a_composites_worker_killed_raises_every_ports_error_and_leaves_other_pipeline
         let ev = c
             .wait_event("MediaFlowInStateChanged", &rec, Duration::from_secs(15))
             .await
-            .expect("the grid reaches the recorder");
+            .expect("the hub's output reaches the recorder");
         assert_eq!(ev["state"], "FLOWING");
         let ev = co
             .wait_event("MediaFlowInStateChanged", &ro, Duration::from_secs(15))
