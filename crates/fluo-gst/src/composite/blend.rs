@@ -9,9 +9,6 @@ use fluo_sfu::MediaKind;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-/// KMS's master z-order before setMaster.
-const DEFAULT_MASTER_Z: i32 = 5;
-
 /// Where one port is drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Placement {
@@ -121,13 +118,11 @@ impl Core {
                 .and_then(|i| i.pad.as_ref());
             let Some(pad) = pad else { continue };
             let rect = b.rects.iter().find(|(p, _, _)| p == id);
-            let (r, z) = match (master == Some(*id), rect) {
-                (true, _) => (
-                    [0.0, 0.0, 1.0, 1.0],
-                    b.master.map_or(DEFAULT_MASTER_Z, |m| m.1),
-                ),
-                (false, Some((_, r, z))) => (*r, *z),
-                (false, None) => ([0.0, 0.0, 1.0, 1.0], 1),
+            let full = [0.0, 0.0, 1.0, 1.0];
+            let (r, z) = match (b.master.filter(|(m, _)| m == id), rect) {
+                (Some((_, z)), _) => (full, z),
+                (None, Some((_, r, z))) => (*r, *z),
+                (None, None) => (full, 1),
             };
             pad.set_property("xpos", (r[0] * w).round() as i32);
             pad.set_property("ypos", (r[1] * h).round() as i32);
