@@ -475,12 +475,12 @@ fn rtp_endpoints_interoperate_with_gst_launch_and_ffmpeg_both_ways() {
             .expect("player");
         c.invoke(&player, "connect", json!({"sink": rtp})).await.expect("connect");
         c.invoke(&player, "play", json!({})).await.expect("play");
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
         let _ = Command::new("kill").args(["-INT", &receiver.id().to_string()]).status();
         let _ = receiver.wait();
         let frames = decoded_frames(&out_file);
         println!("player -> RtpEndpoint -> gst-launch: {frames} frames");
-        assert!(frames >= 60, "{frames} frames reached gst-launch in ~4 s");
+        assert!(frames >= 60, "{frames} frames reached gst-launch in ~5 s");
 
         // 3. Bad SDP gets an SDP error, not a crash.
         let bad = c.create("RtpEndpoint", pp.clone()).await.expect("rtp endpoint");
@@ -894,6 +894,8 @@ fn legacy_codecs_h263_amr_speex_cross_rtp_endpoints_through_transcoders() {
         let frames = decoded_frames(&out_file);
         println!("player -> H.263 -> gst-launch: {frames} frames");
         assert!(frames >= 60, "{frames} H.263 frames decoded by gst-launch");
+        // Its transcoder goes with it: the VP9 leg below is not sharing two cores with it.
+        c.request("release", json!({"object": rtp})).await.expect("release the H.263 endpoint");
 
         // And to a peer that takes only VP9 and G.711 mu-law: two transcoders from the player.
         let (va, vv) = (free_udp_port(), free_udp_port());
@@ -914,7 +916,9 @@ fn legacy_codecs_h263_amr_speex_cross_rtp_endpoints_through_transcoders() {
         let offer = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {va} RTP/AVP 0\r\na=recvonly\r\nm=video {vv} RTP/AVP 99\r\na=rtpmap:99 VP9/90000\r\na=recvonly\r\n");
         c.invoke(&rtp, "processOffer", json!({"offer": offer})).await.expect("processOffer");
         c.invoke(&player, "connect", json!({"sink": rtp})).await.expect("connect");
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        // 60 frames in 5 s: two transcoders' decode and encode on two shared cores may run
+        // at half rate; what this asserts is that VP9 and PCMU reach the peer and decode.
+        tokio::time::sleep(Duration::from_secs(5)).await;
         let _ = Command::new("kill").args(["-INT", &receiver.id().to_string()]).status();
         let _ = receiver.wait();
         let (codecs, _) = probe(&out_file);
