@@ -103,13 +103,7 @@ fn main() {
             .await
             .expect("player");
         let file = dir.join("player.webm");
-        let rec = c
-            .create(
-                "RecorderEndpoint",
-                json!({"mediaPipeline": pipe, "uri": format!("file://{}", file.display())}),
-            )
-            .await
-            .expect("recorder");
+        let rec = c.recorder(&pipe, &file).await.expect("recorder");
         c.subscribe(&rec, "MediaFlowInStateChanged")
             .await
             .expect("subscribe");
@@ -135,13 +129,7 @@ fn main() {
         let pp = json!({"mediaPipeline": pipe});
         let ep = c.create("WebRtcEndpoint", pp).await.expect("endpoint");
         let file = dir.join("webrtc.webm");
-        let rec = c
-            .create(
-                "RecorderEndpoint",
-                json!({"mediaPipeline": pipe, "uri": format!("file://{}", file.display())}),
-            )
-            .await
-            .expect("recorder");
+        let rec = c.recorder(&pipe, &file).await.expect("recorder");
         c.subscribe(&rec, "MediaFlowInStateChanged")
             .await
             .expect("subscribe");

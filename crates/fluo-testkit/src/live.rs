@@ -176,6 +176,20 @@ impl Client {
             .ok_or_else(|| format!("create {class} failed: {r}"))
     }
 
+    /// `create` of a RecorderEndpoint in `pipeline` writing to `file` (default profile).
+    pub async fn recorder(
+        &mut self,
+        pipeline: &str,
+        file: &std::path::Path,
+    ) -> Result<String, String> {
+        let uri = format!("file://{}", file.display());
+        self.create(
+            "RecorderEndpoint",
+            json!({"mediaPipeline": pipeline, "uri": uri}),
+        )
+        .await
+    }
+
     /// `invoke`; returns `result.value` or the error object.
     pub async fn invoke(&mut self, object: &str, op: &str, params: Value) -> Result<Value, Value> {
         let r = self

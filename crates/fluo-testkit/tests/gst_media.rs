@@ -1206,13 +1206,7 @@ fn stats_of_players_filters_recorders_and_pass_throughs_follow_latency_stats() {
             .await
             .expect("filter");
         let file = dir.join("out.webm");
-        let rec = c
-            .create(
-                "RecorderEndpoint",
-                json!({"mediaPipeline": pipe, "uri": format!("file://{}", file.display())}),
-            )
-            .await
-            .expect("recorder");
+        let rec = c.recorder(&pipe, &file).await.expect("recorder");
         let pass = c
             .create("PassThrough", pp.clone())
             .await

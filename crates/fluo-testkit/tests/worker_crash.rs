@@ -90,12 +90,7 @@ fn a_media_worker_killed_while_recording_raises_errors_and_touches_nothing_else(
             .await
             .expect("player");
         let file = dir.join("killed.webm");
-        let rec = c
-            .create(
-                "RecorderEndpoint",
-                json!({"mediaPipeline": pipe, "uri": format!("file://{}", file.display())}),
-            )
-            .await
+        let rec = c.recorder(&pipe, &file).await
             .expect("recorder");
         for (id, ev) in [
             (&player, "Error"),
@@ -262,13 +257,7 @@ fn a_released_recorder_counts_against_the_limit_until_its_worker_has_released_it
     rt().block_on(async {
         let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let file = dir.join("released.webm");
-        let rec = c
-            .create(
-                "RecorderEndpoint",
-                json!({"mediaPipeline": pipe, "uri": format!("file://{}", file.display())}),
-            )
-            .await
-            .expect("recorder");
+        let rec = c.recorder(&pipe, &file).await.expect("recorder");
         c.invoke(&rec, "record", json!({})).await.expect("record");
         let pid = worker_pid(log, &rec).expect("the recorder's worker in the log");
         let signal = |sig: &str| {
