@@ -5,8 +5,8 @@
 //! that port, and what it is connected to gets the hub's output for that port. A Dispatcher
 //! gives a sink port the input of the source port it was told (`connect(source, sink)`, both
 //! media kinds; one source per sink, a new one replaces the old); a DispatcherOneToMany gives
-//! every port but the source the source's input (`setSource` / `removeSource`), ports that
-//! join later too. Media is forwarded as it comes, as in KMS.
+//! every port the source's input, the source's own port included as in KMS (`setSource` /
+//! `removeSource`), ports that join later too. Media is forwarded as it comes, as in KMS.
 //!
 //! The hub itself has no media face: the engine's media connections look through its ports
 //! (as through a PassThrough) from the element feeding the source port to the elements the
@@ -250,14 +250,9 @@ impl Engine {
             .map(|l| l.2.clone())
             .collect();
         if self.hubs.sources.get(hub).is_some_and(|s| s == port) {
+            // Every port, the source's own included: KMS links the source to all its ports.
             let ports = self.registry.get(hub).map(|h| h.children.as_slice());
-            out.extend(
-                ports
-                    .unwrap_or_default()
-                    .iter()
-                    .filter(|c| *c != port)
-                    .cloned(),
-            );
+            out.extend(ports.unwrap_or_default().iter().cloned());
         }
         out
     }
