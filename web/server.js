@@ -12,7 +12,7 @@
 // the media server was started with, sent by kurento-client as access_token), WEB_PORT,
 // WEB_BIND. Flags win.
 //
-// Five applications share the signalling socket; every message is JSON with an `id`:
+// Seven applications share the signalling socket; every message is JSON with an `id`:
 //   hello-world : one WebRtcEndpoint connected to itself (loopback)
 //   one2many    : one presenter, many viewers (presenter endpoint -> each viewer endpoint)
 //   one2one     : two registered users, two endpoints connected both ways
@@ -20,6 +20,8 @@
 //   player      : PlayerEndpoint of a sample clip -> WebRtcEndpoint, with pause and seek
 //                 (any URI the browser sends only with --player-any-uri: the media server
 //                 opens it, files and internal hosts included)
+//   group-call     : rooms in SFU or MCU (Composite) mode     (apps/group-call.js)
+//   speaker-switch : rooms with a DispatcherOneToMany          (apps/speaker-switch.js)
 //
 // Sample clips for the player (sample.webm: VP8 + Opus, sample.mp4: H.264 + AAC) are made with
 // ffmpeg in the media dir the first time they are asked for, and served at /media/<name>, both
@@ -33,6 +35,8 @@ const path = require('node:path');
 const { execFile, execFileSync } = require('node:child_process');
 const WebSocket = require('ws');
 const kurento = require('kurento-client');
+const { createGroupCall } = require('./apps/group-call');
+const { createSpeakerSwitch } = require('./apps/speaker-switch');
 
 // ---------------------------------------------------------------------------
 // Options
@@ -474,7 +478,7 @@ class Session {
   constructor(ws) {
     this.id = nextSessionId++;
     this.ws = ws;
-    this.app = null; // 'hello-world' | 'one2many' | 'one2one'
+    this.app = null; // 'hello-world' | 'one2many' | 'one2one' | 'recorder' | 'player' | 'group-call' | 'speaker-switch'
     this.pipeline = null; // pipeline owned by this session (hello-world, presenter)
     this.webRtcEndpoint = null;
     this.candidatesQueue = []; // browser candidates received before the endpoint exists
@@ -910,10 +914,19 @@ async function playerControl(session, action, message) {
 }
 
 // ---------------------------------------------------------------------------
+// Rooms: group-call and speaker-switch (web/apps/)
+
+const roomContext = { getKurentoClient, IceCandidate, errorText, releaseQuietly, invoke, log };
+const groupCall = createGroupCall(roomContext);
+const speakerSwitch = createSpeakerSwitch(roomContext);
+
+// ---------------------------------------------------------------------------
 // Signalling socket
 
 function stopSession(session, notifyPeer) {
-  if (session.app === 'one2many') one2manyStop(session);
+  if (session.app === 'group-call') groupCall.leave(session);
+  else if (session.app === 'speaker-switch') speakerSwitch.leave(session);
+  else if (session.app === 'one2many') one2manyStop(session);
   else if (session.app === 'one2one') one2oneStop(session, notifyPeer);
   else if (session.app === 'recorder' && session.recorder) {
     recorderStop(session).catch((error) => session.sendError(errorText(error)));
@@ -971,6 +984,28 @@ function onMessage(session, message) {
       return run(() => playerControl(session, 'seek', message));
     case 'playerGetPosition':
       return run(() => playerControl(session, 'position', message));
+    // group-call
+    case 'groupJoin':
+      return run(() => groupCall.join(session, message), () => groupCall.leave(session));
+    case 'groupReceive':
+      return run(() => groupCall.receive(session, message));
+    case 'groupCandidate':
+      return run(() => groupCall.candidate(session, message));
+    case 'groupLeave':
+      groupCall.leave(session);
+      return session.send({ id: 'groupLeft' });
+    // speaker-switch
+    case 'speakerJoin':
+      return run(() => speakerSwitch.join(session, message), () => speakerSwitch.leave(session));
+    case 'speakerCandidate':
+      return run(() => speakerSwitch.candidate(session, message));
+    case 'speakerSetSource':
+      return run(() => speakerSwitch.setSource(session, message));
+    case 'speakerRemoveSource':
+      return run(() => speakerSwitch.removeSource(session));
+    case 'speakerLeave':
+      speakerSwitch.leave(session);
+      return session.send({ id: 'speakerLeft' });
     // all
     case 'onIceCandidate':
       return run(() => session.onBrowserCandidate(message.candidate));
@@ -1005,7 +1040,7 @@ wss.on('connection', (ws) => {
       session.sendError('Invalid JSON message');
       return;
     }
-    if (message.id !== 'onIceCandidate' && message.id !== 'playerGetPosition') log(`session ${session.id}: <- ${message.id}`);
+    if (!['onIceCandidate', 'groupCandidate', 'speakerCandidate', 'playerGetPosition'].includes(message.id)) log(`session ${session.id}: <- ${message.id}`);
     onMessage(session, message);
   });
   ws.on('close', () => {

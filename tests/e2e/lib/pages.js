@@ -5,8 +5,10 @@ const assert = require('node:assert/strict');
 const { log } = require('./env');
 
 // Open `path` of the web app in a new tab and wait until its signalling socket is open.
-async function openPage(env, name, path) {
+// `beforeLoad(page)` runs before the page loads (an init script: a camera of its own).
+async function openPage(env, name, path, { beforeLoad = null } = {}) {
   const page = await env.browser.newPage(name);
+  if (beforeLoad) await beforeLoad(page);
   await page.goto(`${env.web.base}${path}`);
   await page.waitForFunction(
     () => {

@@ -165,4 +165,136 @@ function logTimings(label, t) {
   );
 }
 
-module.exports = { assertVideoPlaying, pageState, pageTimings, logTimings, sample };
+// The picture of `selector` cut into a `cols` x `rows` grid: each cell's mean colour and
+// its luma (SAMPLE_W x SAMPLE_H for the whole picture). Runs in the page.
+function cellsInPage({ selector, w, h, cols, rows }) {
+  const v = document.querySelector(selector);
+  if (!v || !(v.videoWidth > 0)) return null;
+  const c = document.createElement('canvas');
+  c.width = w;
+  c.height = h;
+  const ctx = c.getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(v, 0, 0, w, h);
+  const d = ctx.getImageData(0, 0, w, h).data;
+  const cw = Math.floor(w / cols);
+  const ch = Math.floor(h / rows);
+  const cells = [];
+  for (let row = 0; row < rows; row++) {
+    for (let col = 0; col < cols; col++) {
+      const sum = [0, 0, 0];
+      const luma = [];
+      for (let y = row * ch; y < (row + 1) * ch; y++) {
+        for (let x = col * cw; x < (col + 1) * cw; x++) {
+          const i = (y * w + x) * 4;
+          sum[0] += d[i];
+          sum[1] += d[i + 1];
+          sum[2] += d[i + 2];
+          luma.push(Math.round(0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2]));
+        }
+      }
+      cells.push({ rgb: sum.map((v2) => Math.round(v2 / (cw * ch))), luma });
+    }
+  }
+  return { width: v.videoWidth, height: v.videoHeight, cells };
+}
+
+async function sampleCells(page, selector, cols, rows) {
+  return page.evaluate(cellsInPage, { selector, w: SAMPLE_W, h: SAMPLE_H, cols, rows });
+}
+
+// Every video matching `selector` at once, small (40x30): its id, decoded frames,
+// currentTime, mean colour and luma. One call for many videos: light on a loaded machine.
+async function sampleVideos(page, selector) {
+  return page.evaluate((sel) => {
+    const c = document.createElement('canvas');
+    c.width = 40;
+    c.height = 30;
+    const ctx = c.getContext('2d', { willReadFrequently: true });
+    return [...document.querySelectorAll(sel)].map((v) => {
+      const q = v.getVideoPlaybackQuality();
+      const out = { id: v.id, width: v.videoWidth, frames: q.totalVideoFrames, currentTime: v.currentTime, rgb: null, luma: null };
+      if (!(v.videoWidth > 0)) return out;
+      ctx.drawImage(v, 0, 0, 40, 30);
+      const d = ctx.getImageData(0, 0, 40, 30).data;
+      const sum = [0, 0, 0];
+      out.luma = [];
+      for (let i = 0; i < d.length; i += 4) {
+        sum[0] += d[i];
+        sum[1] += d[i + 1];
+        sum[2] += d[i + 2];
+        out.luma.push(Math.round(0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2]));
+      }
+      out.rgb = sum.map((x) => Math.round(x / 1200));
+      return out;
+    });
+  }, selector);
+}
+
+// Freeze monitor: every 40 ms the page draws `selector` into an 80x60 canvas and notes when
+// the picture changed (at least 3 pixels by more than 8 of 255 in luma) and its mean colour.
+// A frozen picture, or no picture, makes no change. Runs in the page; state on window.
+function startMonitorInPage({ selector, key }) {
+  const v = document.querySelector(selector);
+  const c = document.createElement('canvas');
+  c.width = 80;
+  c.height = 60;
+  const ctx = c.getContext('2d', { willReadFrequently: true });
+  const state = { changes: [], colours: [], started: performance.now(), last: null, timer: null };
+  window.fluoMonitors = window.fluoMonitors || {};
+  window.fluoMonitors[key] = state;
+  state.timer = setInterval(() => {
+    if (!(v.videoWidth > 0)) return;
+    ctx.drawImage(v, 0, 0, 80, 60);
+    const d = ctx.getImageData(0, 0, 80, 60).data;
+    const luma = new Uint8Array(80 * 60);
+    const sum = [0, 0, 0];
+    for (let i = 0, p = 0; i < d.length; i += 4, p++) {
+      luma[p] = 0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2];
+      sum[0] += d[i];
+      sum[1] += d[i + 1];
+      sum[2] += d[i + 2];
+    }
+    const now = performance.now();
+    let changed = 0;
+    if (state.last) for (let p = 0; p < luma.length; p++) if (Math.abs(luma[p] - state.last[p]) > 8) changed++;
+    if (!state.last || changed >= 3) state.changes.push(now);
+    state.last = luma;
+    state.colours.push([now, sum.map((x) => Math.round(x / (80 * 60)))]);
+    if (state.colours.length > 500) state.colours.splice(0, 100);
+  }, 40);
+}
+
+async function startFreezeMonitor(page, selector, key = selector) {
+  await page.evaluate(startMonitorInPage, { selector, key });
+}
+
+// Since page time `since` (performance.now(), default: the monitor's start): the longest time
+// without a change of picture (up to now), the number of changes and the latest mean colour.
+async function freezeReport(page, key, since = null) {
+  return page.evaluate(({ key: k, since: s }) => {
+    const st = window.fluoMonitors[k];
+    const now = performance.now();
+    const from = s === null ? st.started : s;
+    const times = st.changes.filter((t) => t >= from);
+    let longest = 0;
+    let prev = from;
+    for (const t of [...times, now]) {
+      longest = Math.max(longest, t - prev);
+      prev = t;
+    }
+    const last = st.colours[st.colours.length - 1];
+    return { now, from, changes: times.length, longestFreezeMs: Math.round(longest), colour: last ? last[1] : null };
+  }, { key, since });
+}
+
+module.exports = {
+  assertVideoPlaying,
+  pageState,
+  pageTimings,
+  logTimings,
+  sample,
+  sampleCells,
+  sampleVideos,
+  startFreezeMonitor,
+  freezeReport,
+};

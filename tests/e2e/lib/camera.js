@@ -1,0 +1,74 @@
+'use strict';
+// Fake cameras that differ from page to page. Chromium's --use-fake-device-for-media-stream
+// gives every page of a browser the same animated picture; a test that must tell who is
+// who in a mixed grid or a switched stream gives each page its own instead:
+//
+//   await useColourCamera(page, i)   before page.goto: getUserMedia's video becomes a
+//                                    320x240 canvas at 15 fps (light on a 2-core machine) of
+//                                    COLOURS[i].rgb with a white square moving at a speed of
+//                                    its own (audio stays Chromium's fake microphone)
+//   classifyColour([r, g, b])        -> the name of the nearest colour of COLOURS, or null
+//                                    when none is near (black, white, a mix)
+
+const COLOURS = [
+  { name: 'red', rgb: [200, 40, 40], speed: 8, y: 30 },
+  { name: 'green', rgb: [40, 170, 40], speed: 10, y: 90 },
+  { name: 'blue', rgb: [40, 60, 210], speed: 12, y: 150 },
+  { name: 'yellow', rgb: [210, 190, 40], speed: 14, y: 60 },
+];
+
+// Runs in the page before its scripts.
+function installInPage({ rgb, speed, y }) {
+  const devices = navigator.mediaDevices;
+  const real = devices.getUserMedia.bind(devices);
+  devices.getUserMedia = async (constraints = {}) => {
+    const stream = new MediaStream();
+    if (constraints.audio) {
+      const audio = await real({ audio: constraints.audio });
+      for (const track of audio.getAudioTracks()) stream.addTrack(track);
+    }
+    if (constraints.video) {
+      const canvas = document.createElement('canvas');
+      canvas.width = 320;
+      canvas.height = 240;
+      const ctx = canvas.getContext('2d');
+      const size = 48;
+      const span = canvas.width - size;
+      let frame = 0;
+      const draw = () => {
+        ctx.fillStyle = `rgb(${rgb.join(',')})`;
+        ctx.fillRect(0, 0, canvas.width, canvas.height);
+        // A triangle wave: the square goes left to right and back.
+        const p = (frame * speed) % (2 * span);
+        ctx.fillStyle = '#fff';
+        ctx.fillRect(p < span ? p : 2 * span - p, y, size, size);
+        frame += 1;
+      };
+      draw();
+      setInterval(draw, 66);
+      for (const track of canvas.captureStream(15).getVideoTracks()) stream.addTrack(track);
+    }
+    return stream;
+  };
+}
+
+async function useColourCamera(page, index) {
+  const { rgb, speed, y } = COLOURS[index];
+  await page.addInitScript(installInPage, { rgb, speed, y });
+  return COLOURS[index].name;
+}
+
+function classifyColour(rgb) {
+  let best = null;
+  let bestDistance = Infinity;
+  for (const c of COLOURS) {
+    const d = Math.hypot(rgb[0] - c.rgb[0], rgb[1] - c.rgb[1], rgb[2] - c.rgb[2]);
+    if (d < bestDistance) {
+      best = c.name;
+      bestDistance = d;
+    }
+  }
+  return bestDistance < 70 ? best : null;
+}
+
+module.exports = { COLOURS, useColourCamera, classifyColour };
