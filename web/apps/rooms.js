@@ -10,6 +10,7 @@
 // errorText, releaseQuietly, log }.
 
 const NAME = /^[A-Za-z0-9_-]{1,32}$/;
+const MAX_QUEUED_CANDIDATES = 64;
 
 function checkName(what, value) {
   if (typeof value !== 'string' || !NAME.test(value)) {
@@ -43,8 +44,12 @@ class Participant {
         this.session.sendError(`addIceCandidate failed: ${this.rooms.ctx.errorText(error)}`));
       return;
     }
+    // Only for endpoints this participant can have (its own, another participant's), and a
+    // bounded number: a browser cannot grow the server's memory with made-up names.
+    if (key !== this.name && !this.room.participants.has(key)) return;
     if (!this.queues.has(key)) this.queues.set(key, []);
-    this.queues.get(key).push(c);
+    const queue = this.queues.get(key);
+    if (queue.length < MAX_QUEUED_CANDIDATES) queue.push(c);
   }
 
   // Makes `endpoint` this participant's endpoint `key`: its candidates go to the browser
