@@ -5,6 +5,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const net = require('node:net');
+const WebSocket = require('ws');
 const { tmpDir, removeTmpDir, startWeb, launchBrowser, withDiagnostics, waitFor } = require('../lib/env');
 const { openPage } = require('../lib/pages');
 
@@ -117,3 +118,46 @@ test('player: a URI that is not a sample clip is refused by the app itself, befo
       await page.close();
     }
   }));
+
+// The group-call and speaker-switch signalling, straight on the socket: bad input gets a
+// clear error, and a join that failed (no media server) leaves nothing behind (the same name
+// from another socket, the first still open, gets the same error, not "already in the room").
+async function openSignalling() {
+  const ws = new WebSocket(`${env.web.base.replace(/^http/, 'ws')}/ws`);
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  const errors = [];
+  ws.on('message', (data) => {
+    const m = JSON.parse(data);
+    if (m.id === 'error') errors.push(m.message);
+  });
+  ws.ask = async (message, want) => {
+    const n = errors.length;
+    ws.send(JSON.stringify(message));
+    await waitFor(() => errors.length > n, 15000, `an error for ${JSON.stringify(message)}`);
+    assert.match(errors[n], want, JSON.stringify(message));
+  };
+  return ws;
+}
+
+test('group-call and speaker-switch: bad signalling is refused with clear errors', { timeout: 30000 }, async () => {
+  const sockets = [await openSignalling(), await openSignalling()];
+  const [ws] = sockets;
+  try {
+    await ws.ask({ id: 'groupJoin', room: 'r', name: 'no spaces', mode: 'sfu', sdpOffer: 'v=0' }, /^Bad participant name "no spaces": 1 to 32 letters/);
+    await ws.ask({ id: 'groupJoin', room: '../r', name: 'n', mode: 'sfu', sdpOffer: 'v=0' }, /^Bad room name "\.\.\/r"/);
+    await ws.ask({ id: 'groupJoin', room: 'r', name: 'n', mode: 'p2p', sdpOffer: 'v=0' }, /^Bad mode "p2p": sfu or mcu$/);
+    await ws.ask({ id: 'groupJoin', room: 'r', name: 'n', mode: 'sfu' }, /^groupJoin without an SDP offer$/);
+    await ws.ask({ id: 'groupReceive', sender: 'x', sdpOffer: 'v=0' }, /^Join a room first$/);
+    await ws.ask({ id: 'speakerSetSource', name: 'a' }, /^Join a room first$/);
+    await ws.ask({ id: 'speakerRemoveSource' }, /^Join a room first$/);
+    for (const socket of sockets) {
+      await socket.ask({ id: 'groupJoin', room: 'r', name: 'n', mode: 'mcu', sdpOffer: 'v=0' }, /^Could not find media server at address/);
+      await socket.ask({ id: 'speakerJoin', room: 'r', name: 'n', sdpOffer: 'v=0' }, /^Could not find media server at address/);
+    }
+  } finally {
+    for (const socket of sockets) socket.close();
+  }
+});
