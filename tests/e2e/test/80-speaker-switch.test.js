@@ -3,7 +3,8 @@
 // DispatcherOneToMany, each with a camera of its own colour (lib/camera.js). The source is
 // set, then switched three times (a -> b -> c -> a) from the pages' buttons: after each
 // switch every page's remote video shows the new source's colour, and over the whole run no
-// page's picture stands still for 1 s or more (a freeze monitor samples it every 40 ms).
+// page's picture stands still for 1 s or more (a freeze monitor samples it every 40 ms); the
+// source's own page plays it muted.
 // removeSource: the pages are told there is no source and the pictures stop. Everyone
 // leaving releases the room's pipeline.
 
@@ -64,6 +65,8 @@ test('speaker switch: DispatcherOneToMany switched 3 times, every page follows, 
         }, 20000, `${name}: the picture to turn ${colourOf[source]}`).catch((e) => {
           throw new Error(`${e.message}: mean colour ${JSON.stringify(last)}`);
         });
+        // The source gets its own media back: its page mutes it (no echo), the others do not.
+        assert.equal(await page.$eval('#remote', (v) => v.muted), name === source, `${name}: #remote muted`);
       }));
       const ms = Date.now() - started;
       log(`speaker switch to ${source} (${colourOf[source]}): every page shows it ${ms} ms after the click`);
