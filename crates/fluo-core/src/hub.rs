@@ -27,6 +27,8 @@ pub(crate) struct Hubs {
     links: Vec<(String, String, String)>,
     /// DispatcherOneToMany sources, by hub.
     sources: HashMap<String, String>,
+    /// Mixer routes: (hub, media type, source port, sink port); one VIDEO source per sink.
+    mixes: Vec<(String, String, String, String)>,
     /// The hub ports each media connection crosses.
     pub(crate) paths: PortPaths,
     /// Hub ports that reported some media flowing.
@@ -123,6 +125,10 @@ impl Engine {
                 // Checked here; the hub's element (in the media plane) places the port.
                 return self.blend_check(id, method, p, mode).err().map(Err);
             }
+            ("Mixer", "connect" | "disconnect") => {
+                // Checked and recorded here; the hub's element (in the media plane) routes.
+                return self.mixer_route(id, method, p, mode).err().map(Err);
+            }
             ("DispatcherOneToMany", "removeSource") => {
                 if self.hubs.sources.remove(id).is_some() {
                     self.update_media_edges();
@@ -173,6 +179,57 @@ impl Engine {
         }
         self.hubs.sources.insert(hub.to_string(), source);
         self.update_media_edges();
+        Ok(())
+    }
+
+    /// Mixer's connect and disconnect, as KMS answers them: AUDIO and VIDEO connect (VIDEO:
+    /// the sink's one source, replaced), only AUDIO disconnects (VIDEO: 40005, as KMS), DATA
+    /// is no media a Mixer routes (40005); ports of the hub (40004 otherwise, and for a port
+    /// routed to itself); disconnecting a route that is not there is 40004.
+    fn mixer_route(
+        &mut self,
+        hub: &str,
+        method: &str,
+        p: &Map<String, Value>,
+        mode: Mode,
+    ) -> Result<(), KurentoError> {
+        let source = self.hub_port(hub, p, "source", mode)?;
+        let sink = self.hub_port(hub, p, "sink", mode)?;
+        let media = p.get("media").and_then(Value::as_str).unwrap_or_default();
+        let unsupported =
+            |text: &str| Err(KurentoError::new(ErrorCode::UnsupportedMediaType, text));
+        match (method, media) {
+            (_, "AUDIO") | ("connect", "VIDEO") => {}
+            ("disconnect", "VIDEO") => return unsupported(
+                "A Mixer's video routes are not disconnected: connect the sink to another source",
+            ),
+            _ => return unsupported(&format!("A Mixer routes AUDIO and VIDEO, not {media}")),
+        }
+        if source == sink {
+            return Err(KurentoError::new(
+                ErrorCode::ConnectError,
+                "Can not connect ports: a HubPort cannot be its own source",
+            ));
+        }
+        let mixes = &mut self.hubs.mixes;
+        let route = (hub.to_string(), media.to_string(), source, sink);
+        let known = mixes.contains(&route);
+        if method == "disconnect" {
+            if !known {
+                return Err(KurentoError::new(
+                    ErrorCode::ConnectError,
+                    "Can not disconnect ports: the source's AUDIO is not connected to the sink",
+                ));
+            }
+            mixes.retain(|r| *r != route);
+            return Ok(());
+        }
+        if media == "VIDEO" {
+            mixes.retain(|r| !(r.0 == route.0 && r.1 == route.1 && r.3 == route.3));
+        }
+        if !known {
+            mixes.push(route);
+        }
         Ok(())
     }
 
@@ -357,6 +414,7 @@ impl Engine {
     /// feeds nobody any more; the hub's later setSource or connect work as before).
     pub(crate) fn hub_object_gone(&mut self, id: &str) {
         self.hubs.flowing.remove(id);
+        (self.hubs.mixes).retain(|r| r.0 != id && r.2 != id && r.3 != id);
         let before = self.hubs.links.len();
         self.hubs
             .links

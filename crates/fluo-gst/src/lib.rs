@@ -232,6 +232,12 @@ impl Media {
                 }),
             ),
             (
+                "Mixer",
+                Box::new(remote::MixerFactory {
+                    media: self.clone(),
+                }),
+            ),
+            (
                 "HubPort",
                 Box::new(remote::HubPortFactory {
                     media: self.clone(),

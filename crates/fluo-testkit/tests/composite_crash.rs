@@ -1,4 +1,4 @@
-//! A Composite's (or an AlphaBlending's) media worker killed while media flows through it:
+//! A Composite's (or an AlphaBlending's, or a Mixer's) media worker killed while media flows through it:
 //! every HubPort of the hub raises its Error event (40003, HUB_ERROR, the death's cause and
 //! pid), and a recording in another pipeline (another worker) goes on undisturbed.
 //!
@@ -22,7 +22,12 @@ fn an_alpha_blendings_worker_killed_raises_every_ports_error_and_leaves_other_pi
     hub_worker_killed("AlphaBlending");
 }
 
-/// The hub of `class` (a Composite or an AlphaBlending) loses its worker while a player feeds
+#[test]
+fn a_mixers_worker_killed_raises_every_ports_error_and_leaves_other_pipelines() {
+    hub_worker_killed("Mixer");
+}
+
+/// The hub of `class` (a Composite, an AlphaBlending or a Mixer) loses its worker while a player feeds
 /// port a and port b's output is recorded.
 fn hub_worker_killed(class: &str) {
     let _serial = serial();
@@ -98,6 +103,13 @@ fn hub_worker_killed(class: &str) {
             c.invoke(&hub, "setPortProperties", props)
                 .await
                 .expect("setPortProperties");
+        }
+        if class == "Mixer" {
+            for media in ["VIDEO", "AUDIO"] {
+                c.invoke(&hub, "connect", json!({"media": media, "source": a, "sink": b}))
+                    .await
+                    .expect("route a to b");
+            }
         }
         c.invoke(&b, "connect", json!({"sink": rec}))
             .await

@@ -77,7 +77,7 @@ impl Core {
                 st.blend.rects.push((id, r, z));
             }
         }
-        self.layout(&st);
+        self.layout(&mut st);
     }
 
     /// Port `id`'s video input is decoded at `w`x`h` (from its caps, on a streaming thread:
@@ -88,7 +88,7 @@ impl Core {
             let mut st = lock(&self.state);
             st.blend.sizes.retain(|(p, _)| *p != id);
             st.blend.sizes.push((id, (w, h)));
-            self.layout(&st);
+            self.layout(&mut st);
         };
         if std::thread::Builder::new()
             .name("fluo-blend-size".into())

@@ -14,6 +14,10 @@
 //!   input at 1/n of its level so that the sum of n inputs cannot clip, and its own Opus
 //!   encode.
 //!
+//! * A Mixer's core (`Layout::Mixer`, see `route`) has no grid: each port sends the video of
+//!   the port its `connect(VIDEO)` chose (that input's decoded video encoded once per codec
+//!   some sink takes) and the mix of the ports its `connect(AUDIO)` chose.
+//!
 //! Branches are made when a port's first packet of a kind comes (its codec is known then) and
 //! removed with the port, off the router's thread.
 
@@ -21,6 +25,7 @@ use crate::codecs;
 
 mod blend;
 mod port;
+mod route;
 pub(crate) use blend::Placement;
 use fluo_sfu::{Codec, CodecName, MediaKind, OutputSettings, RtpPacket};
 use fluo_worker::PacketRef;
@@ -28,6 +33,8 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 pub(crate) use port::{decodable, PortControl, PortHandle};
+pub use route::Layout;
+pub(crate) use route::{PortCmd, Route};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// How long the mixers wait for late inputs (on top of what their inputs report).
@@ -49,8 +56,8 @@ pub struct Format {
     pub fps: u32,
     /// The grid's VP8 bitrate, in bps.
     pub bps: u32,
-    /// AlphaBlending's layout (`blend`) instead of the grid.
-    pub blend: bool,
+    /// The grid, AlphaBlending's blend or a Mixer's routes.
+    pub layout: Layout,
 }
 
 /// The sizes and rates a Composite accepts (its constructor refuses others).
@@ -86,6 +93,10 @@ struct Link {
 
 struct Port {
     id: u64,
+    /// The HubPort's id (a Mixer's routes name ports by it).
+    name: String,
+    /// Where the port's output goes.
+    out: Out,
     /// The codec of the grid this port sends.
     codec: CodecName,
     inputs: [Option<Input>; 2],
@@ -104,11 +115,15 @@ struct State {
     next: u64,
     /// AlphaBlending's placements.
     blend: blend::Blend,
+    /// A Mixer's routes.
+    routes: route::Routes,
 }
 
 /// One encode of the grid, shared by the ports that send its codec.
 struct Branch {
     codec: CodecName,
+    /// The port whose video it encodes (a Mixer's), 0 for the grid.
+    source: u64,
     /// queue, encoder..., appsink (keyframe requests go upstream from it).
     elements: Vec<gst::Element>,
     tee_pad: gst::Pad,
@@ -280,6 +295,11 @@ impl Core {
         let raw = format!(
             "video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,pixel-aspect-ratio=1/1"
         );
+        // A Mixer has no grid: a token one keeps the core's shape at no cost.
+        let raw = match format.layout {
+            Layout::Mixer => "video/x-raw,format=I420,width=16,height=16,framerate=1/1".into(),
+            _ => raw,
+        };
         let desc = format!(
             "videotestsrc is-live=true pattern=black ! capsfilter name=bgcaps caps=\"{raw}\" ! \
              compositor name=mix background=black latency={MIX_LATENCY_NS} ! \
@@ -312,10 +332,10 @@ impl Core {
         for b in branches.iter() {
             lock(&b.outs).retain(|(p, _)| *p != id);
         }
-        let i = match branches.iter().position(|b| b.codec == codec) {
+        let i = match (branches.iter()).position(|b| b.codec == codec && b.source == 0) {
             Some(i) => i,
             None => {
-                branches.push(self.branch(codec)?);
+                branches.push(self.branch(codec, &self.tee, 0)?);
                 branches.len() - 1
             }
         };
@@ -327,8 +347,9 @@ impl Core {
         Ok(())
     }
 
-    /// An encode of the grid to `codec`, running.
-    fn branch(&self, codec: CodecName) -> Result<Branch, String> {
+    /// An encode to `codec` of what `tee` carries (the grid, or port `source`'s video),
+    /// running.
+    fn branch(&self, codec: CodecName, tee: &gst::Element, source: u64) -> Result<Branch, String> {
         let enc = codecs::encoder(&Codec::new(codec), &OutputSettings::new(self.format.bps))
             .ok_or("no encoder")?;
         let desc = format!(
@@ -340,14 +361,15 @@ impl Core {
         let sink = &elements[elements.len() - 1];
         forward(sink, MediaKind::Video, Codec::new(codec), outs.clone());
         start(&elements);
-        let tee_pad = self.tee.request_pad_simple("src_%u").ok_or("no tee pad")?;
+        let tee_pad = tee.request_pad_simple("src_%u").ok_or("no tee pad")?;
         let qsink = elements[0].static_pad("sink").ok_or("no queue pad")?;
         tee_pad
             .link(&qsink)
-            .map_err(|e| format!("grid encode: {e:?}"))?;
-        tracing::debug!(hub = %self.key, codec = codec.sdp_name(), "composite grid encode");
+            .map_err(|e| format!("video encode: {e:?}"))?;
+        tracing::debug!(hub = %self.key, codec = codec.sdp_name(), source, "composite encode");
         Ok(Branch {
             codec,
+            source,
             elements,
             tee_pad,
             outs,
@@ -359,16 +381,15 @@ impl Core {
         branches.retain(|b| {
             let used = !lock(&b.outs).is_empty();
             if !used {
-                unlink_idle(&b.tee_pad);
-                self.tee.release_request_pad(&b.tee_pad);
-                remove(&self.pipeline, &b.elements);
+                drop_branch(&self.pipeline, b);
             }
             used
         });
     }
 
-    /// Adds a port: it sends the grid and its own mix from now on.
-    fn add_port(&self, out: Out) -> Result<u64, String> {
+    /// Adds port `name`: it sends the grid and its own mix from now on (a Mixer's: what its
+    /// routes give it).
+    fn add_port(&self, name: &str, out: Out) -> Result<u64, String> {
         let mut st = lock(&self.state);
         st.next += 1;
         let id = st.next;
@@ -387,6 +408,8 @@ impl Core {
         forward(&sink, MediaKind::Audio, Codec::new(CodecName::Opus), own);
         let mut port = Port {
             id,
+            name: name.to_string(),
+            out: out.clone(),
             codec: CodecName::Vp8,
             inputs: [None, None],
             audio_out,
@@ -394,17 +417,23 @@ impl Core {
             links: vec![],
         };
         // Every other port's audio input into this port's mix.
-        let tees: Vec<(u64, gst::Element)> = st
-            .ports
-            .iter()
-            .filter_map(|p| Some((p.id, tee_of(p)?)))
-            .collect();
+        let tees: Vec<(u64, gst::Element)> = match self.format.layout {
+            Layout::Mixer => vec![],
+            _ => (st.ports.iter())
+                .filter_map(|p| Some((p.id, tee_of(p)?)))
+                .collect(),
+        };
         for (from, tee) in tees {
             port.links.push(self.link(from, &tee, &port.mixer)?);
         }
         levels(&port);
         start(&port.audio_out);
         st.ports.push(port);
+        if self.format.layout == Layout::Mixer {
+            // Routes may name the port already (its job started after the call naming it).
+            self.rewire(&mut st);
+            return Ok(id);
+        }
         drop(st);
         self.send_grid(id, CodecName::Vp8, out)?;
         let _ = self.pipeline.recalculate_latency();
@@ -460,14 +489,7 @@ impl Core {
         let depay = codecs::depay(&codec).ok_or("no depayloader")?;
         let dec = codecs::decoder(&codec).ok_or("no decoder")?;
         let src = crate::bridge::appsrc_desc("in", &codec).replace("appsrc name=in ", "appsrc ");
-        let tail = match kind {
-            MediaKind::Video => {
-                "videoconvert ! queue max-size-buffers=3 max-size-time=0 max-size-bytes=0 leaky=downstream"
-            }
-            MediaKind::Audio => {
-                "audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved ! tee allow-not-linked=true"
-            }
-        };
+        let tail = input_tail(self.format.layout, kind);
         let desc = format!("{src} ! rtpjitterbuffer latency=50 ! {depay} ! {dec} ! {tail}");
         let elements = chain(&self.pipeline, &desc)?;
         let last = elements[elements.len() - 1].clone();
@@ -476,6 +498,7 @@ impl Core {
             pad: None,
         };
         match kind {
+            _ if self.format.layout == Layout::Mixer => {}
             MediaKind::Video => {
                 let pad = self
                     .compositor
@@ -483,7 +506,7 @@ impl Core {
                     .ok_or("no compositor pad")?;
                 pad.set_property("zorder", 1u32);
                 let src = last.static_pad("src").ok_or("no pad")?;
-                if self.format.blend {
+                if self.format.layout == Layout::Blend {
                     // A blended input fills its rectangle, as KMS scales it there.
                     pad.set_property_from_str("sizing-policy", "none");
                     if let Some(me) = self.me.get() {
@@ -516,7 +539,7 @@ impl Core {
         if let Some(p) = st.ports.iter_mut().find(|p| p.id == id) {
             p.inputs[kind] = Some(input);
         }
-        self.layout(&st);
+        self.layout(&mut st);
         drop(st);
         let _ = self.pipeline.recalculate_latency();
         Ok(src)
@@ -527,6 +550,14 @@ impl Core {
         match kind {
             MediaKind::Video => {
                 st.grid.retain(|p| *p != id);
+                // A Mixer's encodes of this input go first (their sinks' video stops).
+                lock(&self.branches).retain(|b| {
+                    let keep = b.source != id;
+                    if !keep {
+                        drop_branch(&self.pipeline, b);
+                    }
+                    keep
+                });
                 remove(&self.pipeline, &input.elements);
                 if let Some(pad) = input.pad {
                     self.compositor.release_request_pad(&pad);
@@ -574,13 +605,16 @@ impl Core {
         }
         remove(&self.pipeline, &port.audio_out[1..]);
         st.blend.forget(id);
-        self.layout(&st);
+        st.routes.forget(&port.name);
+        self.layout(&mut st);
     }
 
-    /// Places each video input in its cell.
-    fn layout(&self, st: &State) {
-        if self.format.blend {
-            return self.blend_layout(st);
+    /// Places each video input in its cell (a Mixer's: applies its routes).
+    fn layout(&self, st: &mut State) {
+        match self.format.layout {
+            Layout::Blend => return self.blend_layout(st),
+            Layout::Mixer => return self.rewire(st),
+            Layout::Grid => {}
         }
         let (cols, rows) = grid(st.grid.len());
         let (cw, ch) = (
@@ -638,10 +672,15 @@ impl Core {
         if self.codec_of(id) == Some(codec) {
             return Ok(());
         }
-        self.send_grid(id, codec, out)?;
+        if self.format.layout != Layout::Mixer {
+            self.send_grid(id, codec, out)?;
+        }
         let mut st = lock(&self.state);
         if let Some(p) = st.ports.iter_mut().find(|p| p.id == id) {
             p.codec = codec;
+        }
+        if self.format.layout == Layout::Mixer {
+            self.rewire(&mut st);
         }
         Ok(())
     }
@@ -652,6 +691,31 @@ fn tee_of(p: &Port) -> Option<gst::Element> {
     p.inputs[MediaKind::Audio]
         .as_ref()
         .and_then(|i| i.elements.last().cloned())
+}
+
+/// What follows an input's decoder: a grid's or a blend's video goes to the compositor, a
+/// Mixer's video and every audio input to a tee (for the encodes and mixes they are routed to).
+fn input_tail(layout: Layout, kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Video if layout == Layout::Mixer => {
+            "videoconvert ! tee allow-not-linked=true"
+        }
+        MediaKind::Video => {
+            "videoconvert ! queue max-size-buffers=3 max-size-time=0 max-size-bytes=0 leaky=downstream"
+        }
+        MediaKind::Audio => {
+            "audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved ! tee allow-not-linked=true"
+        }
+    }
+}
+
+/// Stops an encode: unlinked from its tee, removed.
+fn drop_branch(pipeline: &gst::Pipeline, b: &Branch) {
+    unlink_idle(&b.tee_pad);
+    if let Some(tee) = b.tee_pad.parent_element() {
+        tee.release_request_pad(&b.tee_pad);
+    }
+    remove(pipeline, &b.elements);
 }
 
 /// Each of a mix's n inputs at 1/n: their sum cannot clip.

@@ -1,7 +1,7 @@
 //! A HubPort's face on its Composite's pipeline ([`PortHandle`]), and what its element keeps
 //! of it ([`PortControl`]).
 
-use super::{Core, Out, Placement, Upstream};
+use super::{Core, Out, PortCmd, Upstream};
 use crate::codecs;
 use fluo_sfu::rtp::write_rtp;
 use fluo_sfu::{Codec, CodecName, MediaKind};
@@ -24,9 +24,15 @@ pub(crate) struct PortHandle {
 }
 
 impl PortHandle {
-    /// A new port of `core` whose output goes to `out`; `up` asks its sources for keyframes.
-    pub(crate) fn new(core: Arc<Core>, out: Out, up: Upstream) -> Result<PortHandle, String> {
-        let id = core.add_port(out.clone())?;
+    /// A new port of `core` (HubPort `name`) whose output goes to `out`; `up` asks its
+    /// sources for keyframes.
+    pub(crate) fn new(
+        core: Arc<Core>,
+        name: &str,
+        out: Out,
+        up: Upstream,
+    ) -> Result<PortHandle, String> {
+        let id = core.add_port(name, out.clone())?;
         Ok(PortHandle {
             core,
             id,
@@ -87,9 +93,10 @@ impl PortHandle {
         self.core.set_codec(self.id, codec, self.out.clone())
     }
 
-    /// Where an AlphaBlending draws the port (setMaster, setPortProperties).
-    pub(crate) fn place(&self, p: Placement) {
-        self.core.place(self.id, p);
+    /// What its hub asks of the port: where an AlphaBlending draws it (setMaster,
+    /// setPortProperties), what a Mixer routes to it (connect, disconnect).
+    pub(crate) fn command(&self, c: PortCmd) -> Result<(), String> {
+        self.control().command(c)
     }
 
     /// A handle on the port for its element (codec changes), the node owning the port.
@@ -131,9 +138,15 @@ pub(crate) struct PortControl {
 }
 
 impl PortControl {
-    /// See [`PortHandle::place`].
-    pub(crate) fn place(&self, p: Placement) {
-        self.core.place(self.id, p);
+    /// See [`PortHandle::command`].
+    pub(crate) fn command(&self, c: PortCmd) -> Result<(), String> {
+        match c {
+            PortCmd::Place(p) => {
+                self.core.place(self.id, p);
+                Ok(())
+            }
+            PortCmd::Route(r) => self.core.route(self.id, r),
+        }
     }
 
     /// See [`PortHandle::set_codec`].

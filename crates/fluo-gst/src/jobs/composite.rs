@@ -4,7 +4,7 @@
 //! makes it, the last one's end stops it.
 
 use super::params;
-use crate::composite::{Core, Format, Placement, PortHandle};
+use crate::composite::{Core, Format, Layout, Placement, PortCmd, PortHandle, Route};
 use fluo_worker::wire::{self, Reader, Wire, WireError, Writer};
 use fluo_worker::worker::{Job, JobCtx};
 use fluo_worker::PacketRef;
@@ -23,8 +23,10 @@ pub struct CompositeParams {
     pub fps: u32,
     /// The grid's encoder bitrate, in bps.
     pub target_bps: u32,
-    /// An AlphaBlending's port (its layout is the blend, not the grid).
-    pub blend: bool,
+    /// The hub's layout: a Composite's grid, an AlphaBlending's blend, a Mixer's routes.
+    pub layout: Layout,
+    /// The HubPort's id (a Mixer's routes name ports by it).
+    pub port: String,
 }
 
 impl CompositeParams {
@@ -34,7 +36,7 @@ impl CompositeParams {
             height: self.height,
             fps: self.fps,
             bps: self.target_bps,
-            blend: self.blend,
+            layout: self.layout,
         }
     }
 }
@@ -46,7 +48,8 @@ impl Wire for CompositeParams {
         w.u32(self.height);
         w.u32(self.fps);
         w.u32(self.target_bps);
-        w.u32(u32::from(self.blend));
+        w.u32(self.layout.code());
+        w.str(&self.port);
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(CompositeParams {
@@ -55,7 +58,8 @@ impl Wire for CompositeParams {
             height: r.u32()?,
             fps: r.u32()?,
             target_bps: r.u32()?,
-            blend: r.u32()? != 0,
+            layout: Layout::from_code(r.u32()?).ok_or(WireError::BadTag(0))?,
+            port: r.str()?.to_owned(),
         })
     }
 }
@@ -82,7 +86,7 @@ pub(super) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
         let ctx = ctx.clone();
         Arc::new(move || ctx.request_keyframe())
     };
-    let port = PortHandle::new(core, out, up)?;
+    let port = PortHandle::new(core, &p.port, out, up)?;
     Ok(Box::new(CompositeJob { port: Some(port) }))
 }
 
@@ -104,10 +108,14 @@ impl Job for CompositeJob {
                 }
                 Ok(Vec::new())
             }
-            "setPlacement" => {
+            "setPlacement" | "setRoute" => {
                 let text: String = params(args)?;
+                let cmd = match method {
+                    "setPlacement" => PortCmd::Place(Placement::parse(&text)?),
+                    _ => PortCmd::Route(Route::parse(&text)?),
+                };
                 match self.port.as_ref() {
-                    Some(p) => p.place(Placement::parse(&text)?),
+                    Some(p) => p.command(cmd)?,
                     None => return Err("the port was released".into()),
                 }
                 Ok(Vec::new())

@@ -1,6 +1,7 @@
-//! Composite, AlphaBlending and their HubPorts (an AlphaBlending is a Composite whose core
-//! lays its inputs out as a blend, `crate::composite::Placement`). The hub itself has no media
-//! face; each of its HubPorts
+//! Composite, AlphaBlending, Mixer and their HubPorts (an AlphaBlending is a Composite whose
+//! core lays its inputs out as a blend, `crate::composite::Placement`; a Mixer one whose core
+//! routes them, `crate::composite::Route`). The hub itself has no media face; each of its
+//! HubPorts
 //! is a router node whose input is the hub's input from that port and whose output is the
 //! grid and the mix of the other ports (`crate::composite`). With media workers each port is
 //! a proxy of a `gst.composite` job on the worker hosting its pipeline (the ports of a hub
@@ -8,7 +9,9 @@
 
 use super::proxy::{self, Face, Proxied, Proxy};
 use super::{Local, Remote, Spec};
-use crate::composite::{self, Core, Format, Placement, PortControl, PortHandle};
+use crate::composite::{
+    self, Core, Format, Layout, Placement, PortCmd, PortControl, PortHandle, Route,
+};
 use crate::jobs::{self, CompositeParams};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
@@ -29,10 +32,11 @@ fn hubs() -> std::sync::MutexGuard<'static, Vec<(String, Format)>> {
     HUBS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Places a port in its hub's blend (its core here, or its job in a worker).
-type Placer = Arc<dyn Fn(Placement) + Send + Sync>;
+/// Gives a port its hub's commands: its place in a blend, a Mixer's routes into it (its core
+/// here, or its job in a worker).
+type Placer = Arc<dyn Fn(PortCmd) + Send + Sync>;
 
-/// The placers of this server's Composite and AlphaBlending ports, by port id.
+/// The placers of this server's hub ports, by port id.
 static PLACERS: Mutex<Vec<(String, Placer)>> = Mutex::new(Vec::new());
 
 fn placers() -> std::sync::MutexGuard<'static, Vec<(String, Placer)>> {
@@ -79,7 +83,7 @@ impl Factory for CompositeFactory {
             height: int_param(cx.params, "height", &composite::WIDTHS)?,
             fps: int_param(cx.params, "framerate", &composite::RATES)?,
             bps: self.media.settings.get(cx.id).video_bps(),
-            blend: false,
+            layout: Layout::Grid,
         };
         hubs().push((cx.id.to_string(), format));
         Ok(Box::new(CompositeHub {
@@ -101,7 +105,29 @@ impl Factory for AlphaBlendingFactory {
             height,
             fps,
             bps: self.media.settings.get(cx.id).video_bps(),
-            blend: true,
+            layout: Layout::Blend,
+        };
+        hubs().push((cx.id.to_string(), format));
+        Ok(Box::new(CompositeHub {
+            id: cx.id.to_string(),
+        }))
+    }
+}
+
+/// Makes Mixers: Composites whose ports get what `connect(media, source, sink)` routes them.
+pub(crate) struct MixerFactory {
+    pub(crate) media: Media,
+}
+
+impl Factory for MixerFactory {
+    fn create(&self, cx: &FactoryCx<'_>) -> Result<Box<dyn Element>, KurentoError> {
+        // No grid: the size and rate are the token ones of its core's idle background.
+        let format = Format {
+            width: 16,
+            height: 16,
+            fps: 1,
+            bps: self.media.settings.get(cx.id).video_bps(),
+            layout: Layout::Mixer,
         };
         hubs().push((cx.id.to_string(), format));
         Ok(Box::new(CompositeHub {
@@ -121,8 +147,9 @@ fn num(p: &Map<String, Value>, name: &str) -> f64 {
 }
 
 impl Element for CompositeHub {
-    /// AlphaBlending's setMaster and setPortProperties (the engine has checked that the port
-    /// is one of this hub's and the values are in range).
+    /// AlphaBlending's setMaster and setPortProperties, Mixer's connect and disconnect (the
+    /// engine has checked that the ports are this hub's, the values in range, the media type
+    /// one the Mixer routes).
     fn invoke(
         &mut self,
         _cx: &mut ElementCx<'_>,
@@ -131,12 +158,25 @@ impl Element for CompositeHub {
     ) -> Option<Result<Value, KurentoError>> {
         let z = p.get("zOrder").and_then(Value::as_i64).unwrap_or_default();
         let z = i32::try_from(z).unwrap_or(if z < 0 { i32::MIN } else { i32::MAX });
-        let (port, place) = match method {
-            "setMaster" => ("source", Placement::Master(z)),
-            "setPortProperties" => {
+        let source = || {
+            let s = p.get("source").and_then(Value::as_str).unwrap_or_default();
+            s.to_string()
+        };
+        let media = p.get("media").and_then(Value::as_str);
+        let (port, place) = match (method, media) {
+            ("setMaster", _) => ("source", PortCmd::Place(Placement::Master(z))),
+            ("setPortProperties", _) => {
                 let r = ["relativeX", "relativeY", "relativeWidth", "relativeHeight"];
-                ("port", Placement::Rect(r.map(|n| num(p, n)), z))
+                (
+                    "port",
+                    PortCmd::Place(Placement::Rect(r.map(|n| num(p, n)), z)),
+                )
             }
+            ("connect", Some("VIDEO")) => ("sink", PortCmd::Route(Route::Video(source()))),
+            ("connect" | "disconnect", Some("AUDIO")) => (
+                "sink",
+                PortCmd::Route(Route::Audio(source(), method == "connect")),
+            ),
             _ => return None,
         };
         let port = p.get(port).and_then(Value::as_str).unwrap_or_default();
@@ -190,7 +230,8 @@ impl Factory for HubPortFactory {
                 height: format.height,
                 fps: format.fps,
                 target_bps: format.bps,
-                blend: format.blend,
+                layout: format.layout,
+                port: cx.id.to_string(),
             };
             let remote = Remote::start(
                 workers,
@@ -212,10 +253,11 @@ impl Factory for HubPortFactory {
                 },
             );
             let job = remote.clone();
-            let placer: Placer = Arc::new(move |p: Placement| {
-                job.call("setPlacement", wire::encode(&p.text()), |r| {
+            let placer: Placer = Arc::new(move |c: PortCmd| {
+                let (method, text) = c.call();
+                job.call(method, wire::encode(&text), move |r| {
                     if let Err(e) = r {
-                        tracing::warn!("the blend's port is not placed: {}", e.message);
+                        tracing::warn!("the hub's port does not take {method}: {}", e.message);
                     }
                 });
             });
@@ -228,7 +270,11 @@ impl Factory for HubPortFactory {
         let (key, control) = local_port(&self.media, cx.id, hub, format)?;
         let placer: Placer = {
             let control = control.clone();
-            Arc::new(move |p: Placement| control.place(p))
+            Arc::new(move |c: PortCmd| {
+                if let Err(e) = control.command(c) {
+                    tracing::warn!("the hub's port does not take the command: {e}");
+                }
+            })
         };
         placers().push((cx.id.to_string(), placer));
         Ok(Box::new(CompositePort {
@@ -286,7 +332,7 @@ fn local_port(
         let (bus, key) = (media.bus.clone(), key.clone());
         Arc::new(move || bus.request_keyframe(key.load(Ordering::Acquire)))
     };
-    let port = PortHandle::new(core, send, up).map_err(failed)?;
+    let port = PortHandle::new(core, id, send, up).map_err(failed)?;
     let control = port.control();
     let k = media.bus.add_port(
         id,

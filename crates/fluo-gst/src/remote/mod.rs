@@ -21,7 +21,7 @@ mod proxy;
 mod recorder;
 mod transcoder;
 
-pub(crate) use composite::{AlphaBlendingFactory, CompositeFactory, HubPortFactory};
+pub(crate) use composite::{AlphaBlendingFactory, CompositeFactory, HubPortFactory, MixerFactory};
 pub(crate) use filter::create as create_filter;
 pub(crate) use player::create as create_player;
 pub(crate) use recorder::create as create_recorder;
