@@ -279,3 +279,61 @@ fn hub_ports_raise_media_flow_events_from_the_elements_around_them() {
         [s(&px, "MediaFlowOutStateChanged", "NOT_FLOWING")]
     );
 }
+
+/// Mixer.connect / disconnect answer as KMS 7's MixerImpl (DATA and a VIDEO disconnect are
+/// 40005, a disconnect of audio that is not connected 40004) and refuse what the routing hubs
+/// refuse (a port of another hub or pipeline, a port to itself: 40004; a released port
+/// 40101; no HubPort 40001). Routes are recorded: connecting twice is one route, a disconnect
+/// takes it out, a released port's routes go with it.
+#[test]
+fn mixer_answers_as_kms_and_keeps_its_routes() {
+    let Room { mut h, p, ep } = room();
+    h.e.register_factory(
+        "Mixer",
+        Box::new(|_: &fluo_core::FactoryCx<'_>| {
+            Ok(Box::new(fluo_core::NoMedia) as Box<dyn fluo_core::Element>)
+        }),
+    );
+    let m = h.create(1, "Mixer", Some(&p));
+    let (a, b, c) = (port(&mut h, &m), port(&mut h, &m), port(&mut h, &m));
+    let other = h.create(1, "Mixer", Some(&p));
+    let o = port(&mut h, &other);
+    let p2 = h.create(1, "MediaPipeline", None);
+    let m2 = h.create(1, "Mixer", Some(&p2));
+    let far = port(&mut h, &m2);
+    let gone = port(&mut h, &m);
+    h.ok(1, "release", json!({"object": gone}));
+    let r = |media: &str, s: &str, k: &str| json!({"media": media, "source": s, "sink": k});
+    let cases = [
+        ("connect", r("DATA", &a, &b), 40005),
+        ("disconnect", r("DATA", &a, &b), 40005),
+        ("disconnect", r("VIDEO", &a, &b), 40005),
+        ("disconnect", r("AUDIO", &a, &b), 40004),
+        ("connect", r("AUDIO", &a, &a), 40004),
+        ("connect", r("VIDEO", &b, &b), 40004),
+        ("connect", r("AUDIO", &o, &b), 40004),
+        ("connect", r("VIDEO", &a, &far), 40004),
+        ("connect", r("AUDIO", &gone, &b), 40101),
+        ("connect", r("AUDIO", &ep[0], &b), 40001),
+    ];
+    for (op, params, code) in cases {
+        let (got, msg) = invoke_err(&mut h, &m, op, params.clone());
+        assert_eq!(got, code, "{op} {params}: {msg}");
+        assert!(!msg.is_empty() && !msg.contains("0x"), "{msg}");
+    }
+    for _ in 0..2 {
+        h.invoke(1, &m, "connect", r("AUDIO", &a, &b));
+    }
+    h.invoke(1, &m, "connect", r("VIDEO", &a, &b));
+    h.invoke(1, &m, "connect", r("VIDEO", &c, &b));
+    h.invoke(1, &m, "disconnect", r("AUDIO", &a, &b));
+    let again = invoke_err(&mut h, &m, "disconnect", r("AUDIO", &a, &b));
+    assert_eq!(again.0, 40004, "one route for two connects: {}", again.1);
+    // A released port's routes go: a port connected again after them is a new route.
+    h.invoke(1, &m, "connect", r("AUDIO", &c, &b));
+    h.ok(1, "release", json!({"object": c}));
+    let (got, _) = invoke_err(&mut h, &m, "disconnect", r("AUDIO", &c, &b));
+    assert_eq!(got, 40101);
+    h.invoke(1, &m, "connect", r("AUDIO", &b, &a));
+    h.invoke(1, &m, "disconnect", r("AUDIO", &b, &a));
+}

@@ -8,12 +8,14 @@
 // default media workers and again with --workers 0 (the pipeline in the server's process).
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { execFile } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const h = require('./helpers');
 const { probe, fileUri, eventLog } = require('./media');
+const tones = require('./tones');
+
+const { run, toneClip, lastAudio, toneLevel } = tones;
 
 let server;
 let client;
@@ -21,76 +23,10 @@ let pipeline;
 let dir;
 const clip = {};
 
-function run(cmd, args, encoding = 'utf8') {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { maxBuffer: 128 << 20, encoding }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${cmd} ${args.join(' ')}: ${(stderr || error.message).toString().trim()}`));
-      else resolve({ stdout, stderr });
-    });
-  });
-}
-
-// A clip of one solid colour at `size` and a loud sine tone of `freq` Hz (amplitude 0.8:
-// two of them summed without normalisation would clip).
-async function toneClip(file, colour, size, freq, seconds) {
-  await run('ffmpeg', [
-    '-hide_banner', '-loglevel', 'error', '-nostdin', '-y',
-    '-f', 'lavfi', '-i', `color=c=${colour}:size=${size}:rate=30`,
-    '-f', 'lavfi', '-i', `aevalsrc=0.8*sin(2*PI*${freq}*t):s=48000`,
-    '-t', String(seconds),
-    '-c:v', 'libvpx', '-b:v', '300k', '-deadline', 'realtime', '-cpu-used', '8', '-g', '30',
-    '-c:a', 'libopus', '-b:a', '64k', '-f', 'webm', file,
-  ]);
-  return file;
-}
-
 const W = 800;
 const H = 600;
-
-// The last decoded RGB frame of `file`.
-async function lastFrame(file) {
-  const { stdout } = await run('ffmpeg', [
-    '-v', 'error', '-nostdin', '-sseof', '-3', '-i', file, '-fps_mode', 'passthrough',
-    '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-',
-  ], 'buffer');
-  return stdout.subarray(Math.max(0, stdout.length - W * H * 3));
-}
-
-function colourAt(frame, x, y) {
-  const i = (Math.round(y) * W + Math.round(x)) * 3;
-  const [r, g, b] = [frame[i], frame[i + 1], frame[i + 2]];
-  if (r < 50 && g < 50 && b < 50) return 'black';
-  if (r > 150 && g < 90 && b < 90) return 'red';
-  if (b > 150 && r < 90 && g < 90) return 'blue';
-  if (g > 90 && r < 70 && b < 70) return 'green';
-  return `rgb(${r},${g},${b})`;
-}
-
-// The left channel's float samples of the last `seconds` of `file`'s audio.
-async function lastAudio(file, seconds) {
-  const { stdout } = await run('ffmpeg', [
-    '-v', 'error', '-nostdin', '-sseof', `-${seconds}`, '-i', file, '-vn', '-af', 'pan=mono|c0=c0', '-ar', '48000',
-    '-f', 'f32le', '-',
-  ], 'buffer');
-  const out = new Float32Array(stdout.length / 4);
-  for (let i = 0; i < out.length; i += 1) out[i] = stdout.readFloatLE(i * 4);
-  return out;
-}
-
-// The amplitude of `freq` in `samples` (a single-bin DFT, Goertzel's).
-function toneLevel(samples, freq, rate = 48000) {
-  const w = (2 * Math.PI * freq) / rate;
-  const c = 2 * Math.cos(w);
-  let s1 = 0;
-  let s2 = 0;
-  for (const x of samples) {
-    const s = x + c * s1 - s2;
-    s2 = s1;
-    s1 = s;
-  }
-  const power = s1 * s1 + s2 * s2 - c * s1 * s2;
-  return (2 * Math.sqrt(Math.max(power, 0))) / samples.length;
-}
+const lastFrame = (file) => tones.lastFrame(file, W, H);
+const colourAt = (frame, x, y) => tones.colourAt(frame, W, x, y);
 
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fluo-compat-composite-'));

@@ -7,12 +7,14 @@
 // the Composite (red's port hears blue's tone, not its own).
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { execFile } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const h = require('./helpers');
 const { probe, fileUri, eventLog } = require('./media');
+const tones = require('./tones');
+
+const { run, toneClip, frameSize, lastAudio, toneLevel } = tones;
 
 let server;
 let client;
@@ -20,77 +22,11 @@ let pipeline;
 let dir;
 const clip = {};
 
-function run(cmd, args, encoding = 'utf8') {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { maxBuffer: 128 << 20, encoding }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${cmd} ${args.join(' ')}: ${(stderr || error.message).toString().trim()}`));
-      else resolve({ stdout, stderr });
-    });
-  });
-}
-
-async function toneClip(file, colour, size, freq, seconds) {
-  await run('ffmpeg', [
-    '-hide_banner', '-loglevel', 'error', '-nostdin', '-y',
-    '-f', 'lavfi', '-i', `color=c=${colour}:size=${size}:rate=30`,
-    '-f', 'lavfi', '-i', `aevalsrc=0.8*sin(2*PI*${freq}*t):s=48000`,
-    '-t', String(seconds),
-    '-c:v', 'libvpx', '-b:v', '300k', '-deadline', 'realtime', '-cpu-used', '8', '-g', '30',
-    '-c:a', 'libopus', '-b:a', '64k', '-f', 'webm', file,
-  ]);
-  return file;
-}
-
 // The master's size: the output frame's.
 const W = 640;
 const H = 360;
-
-async function frameSize(file) {
-  const { stdout } = await run('ffprobe', ['-v', 'error', '-select_streams', 'v', '-show_entries', 'stream=width,height', '-of', 'csv=p=0', file]);
-  return stdout.trim();
-}
-
-async function lastFrame(file) {
-  const { stdout } = await run('ffmpeg', [
-    '-v', 'error', '-nostdin', '-sseof', '-3', '-i', file, '-fps_mode', 'passthrough',
-    '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-',
-  ], 'buffer');
-  return stdout.subarray(Math.max(0, stdout.length - W * H * 3));
-}
-
-function colourAt(frame, x, y) {
-  const i = (Math.round(y) * W + Math.round(x)) * 3;
-  const [r, g, b] = [frame[i], frame[i + 1], frame[i + 2]];
-  if (r < 50 && g < 50 && b < 50) return 'black';
-  if (r > 150 && g < 90 && b < 90) return 'red';
-  if (b > 150 && r < 90 && g < 90) return 'blue';
-  if (g > 90 && r < 70 && b < 70) return 'green';
-  return `rgb(${r},${g},${b})`;
-}
-
-async function lastAudio(file, seconds) {
-  const { stdout } = await run('ffmpeg', [
-    '-v', 'error', '-nostdin', '-sseof', `-${seconds}`, '-i', file, '-vn', '-af', 'pan=mono|c0=c0', '-ar', '48000',
-    '-f', 'f32le', '-',
-  ], 'buffer');
-  const out = new Float32Array(stdout.length / 4);
-  for (let i = 0; i < out.length; i += 1) out[i] = stdout.readFloatLE(i * 4);
-  return out;
-}
-
-function toneLevel(samples, freq, rate = 48000) {
-  const w = (2 * Math.PI * freq) / rate;
-  const c = 2 * Math.cos(w);
-  let s1 = 0;
-  let s2 = 0;
-  for (const x of samples) {
-    const s = x + c * s1 - s2;
-    s2 = s1;
-    s1 = s;
-  }
-  const power = s1 * s1 + s2 * s2 - c * s1 * s2;
-  return (2 * Math.sqrt(Math.max(power, 0))) / samples.length;
-}
+const lastFrame = (file) => tones.lastFrame(file, W, H);
+const colourAt = (frame, x, y) => tones.colourAt(frame, W, x, y);
 
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fluo-compat-alpha-'));
@@ -181,7 +117,7 @@ async function blend(label) {
   const file = await record(ports.red, `blend-${label}`);
   const info = await probe(file);
   assert.deepEqual(info.streams, ['audio:opus', 'video:vp8'], JSON.stringify(info));
-  assert.equal(await frameSize(file), `${W},${H}`, 'the output is the master\'s size');
+  assert.equal(await frameSize(file), `${W}x${H}`, 'the output is the master\'s size');
   const f = await lastFrame(file);
   assert.equal(f.length, W * H * 3);
   const at = (pts) => pts.map(([x, y]) => colourAt(f, x, y));
@@ -205,7 +141,7 @@ async function blend(label) {
   // Blue above green now; blue's own port sends the same blended frame.
   await hub.setPortProperties(0.5, 0.5, 4, 0.25, 0.25, ports.blue);
   const file2 = await record(ports.blue, `blend2-${label}`);
-  assert.equal(await frameSize(file2), `${W},${H}`);
+  assert.equal(await frameSize(file2), `${W}x${H}`);
   const f2 = await lastFrame(file2);
   const at2 = (pts) => pts.map(([x, y]) => colourAt(f2, x, y));
   assert.deepEqual(at2([[410, 235], [470, 260], [440, 250]]), ['blue', 'blue', 'blue'], 'overlap: blue has z 4');
