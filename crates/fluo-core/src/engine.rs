@@ -195,6 +195,12 @@ impl Engine {
         self.factories.keys().map(String::as_str)
     }
 
+    /// Uses `model` (the built-in one with more modules, e.g. test-only classes) instead of
+    /// the built-in model; before any object is created.
+    pub fn set_model(&mut self, model: &'static Model) {
+        self.model = model;
+    }
+
     /// The interface model in use.
     pub fn model(&self) -> &'static Model {
         self.model

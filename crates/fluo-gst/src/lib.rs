@@ -22,6 +22,8 @@ mod live;
 mod player;
 mod recorder;
 mod remote;
+#[cfg(feature = "test-elements")]
+pub use remote::TEST_MODULE_IDL;
 mod rtp_endpoint;
 mod settings;
 mod transcoder;
@@ -250,6 +252,18 @@ impl Media {
                 }),
             ),
         ]
+    }
+
+    /// The test-only elements (feature `test-elements`, never in a release build): a
+    /// server that registers them adds [`TEST_MODULE_IDL`] to its model.
+    #[cfg(feature = "test-elements")]
+    pub fn test_factories(&self) -> Vec<(&'static str, Box<dyn Factory>)> {
+        vec![(
+            "FluoTestCrash",
+            Box::new(remote::TestCrashFactory {
+                media: self.clone(),
+            }) as Box<dyn Factory>,
+        )]
     }
 
     /// getStats of an element that media reaches through its port (recorders, filters): its

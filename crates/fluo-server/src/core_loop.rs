@@ -118,6 +118,13 @@ pub(crate) fn spawn(
         for (class, factory) in gst_media.factories() {
             engine.register_factory(class, factory);
         }
+        #[cfg(feature = "test-elements")]
+        {
+            engine.set_model(test_model());
+            for (class, factory) in gst_media.test_factories() {
+                engine.register_factory(class, factory);
+            }
+        }
         let mut outboxes: HashMap<ConnId, Outbox> = HashMap::new();
         loop {
             let deadline = engine.poll_timeout();
@@ -160,14 +167,31 @@ pub(crate) fn spawn(
     Ok((Core { tx }, done))
 }
 
-/// The program media workers run: the configured one, this process's own when it is `fluo`,
-/// else the `fluo` built next to it (a test binary in `target/*/deps` runs a server too).
+/// The built-in model with the test elements' module (a `test-elements` build only).
+#[cfg(feature = "test-elements")]
+fn test_model() -> &'static fluo_api::model::Model {
+    static MODEL: std::sync::OnceLock<fluo_api::model::Model> = std::sync::OnceLock::new();
+    MODEL.get_or_init(|| {
+        let mut m = fluo_api::model::Model::builtin().clone();
+        if let Err(e) = m.add_module(fluo_gst::TEST_MODULE_IDL) {
+            tracing::error!("the test elements' model does not parse: {e}");
+        }
+        m
+    })
+}
+
+/// The program media workers run: the configured one, this process's own when it is `fluo`
+/// (or `fluo-test-elements`, whose workers host the test jobs), else the `fluo` built next to
+/// it (a test binary in `target/*/deps` runs a server too).
 fn worker_program(config: &Config) -> std::io::Result<std::path::PathBuf> {
     if let Some(p) = &config.worker_program {
         return Ok(p.clone());
     }
     let exe = std::env::current_exe()?;
-    if exe.file_stem().is_some_and(|n| n == "fluo") {
+    if exe
+        .file_stem()
+        .is_some_and(|n| n == "fluo" || n == crate::TEST_ELEMENTS_BINARY)
+    {
         return Ok(exe);
     }
     let mut dir = exe.parent();

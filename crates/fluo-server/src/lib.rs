@@ -14,6 +14,10 @@ pub mod log_capture;
 pub mod tls;
 mod ws;
 
+/// The binary a build with the `test-elements` feature makes (tests/e2e's crash test): the
+/// server with its test-only elements, and its own media worker.
+pub const TEST_ELEMENTS_BINARY: &str = "fluo-test-elements";
+
 /// The hidden `fluo worker` subcommand: a media worker process, started and supervised by a
 /// fluo server (crates/fluo-worker, docs/workers.md), never by hand.
 pub const WORKER_SUBCOMMAND: &str = "worker";
@@ -25,6 +29,9 @@ pub fn run_worker() -> ! {
     // them once they are proxies on the media router (docs/workers.md, "Next").
     let mut registry = fluo_worker::worker::Registry::new();
     fluo_gst::jobs::register(&mut registry);
+    // FluoTestCrash's `test.crash` (and the other test jobs): a test build only.
+    #[cfg(feature = "test-elements")]
+    fluo_worker::test_jobs::register(&mut registry);
     fluo_worker::worker::run(registry, || {
         if let Err(e) = fluo_gst::init() {
             tracing::error!("media worker: {e}");

@@ -19,12 +19,18 @@ mod filter;
 mod player;
 mod proxy;
 mod recorder;
+#[cfg(feature = "test-elements")]
+mod test_crash;
 mod transcoder;
 
 pub(crate) use composite::{AlphaBlendingFactory, CompositeFactory, HubPortFactory, MixerFactory};
 pub(crate) use filter::create as create_filter;
 pub(crate) use player::create as create_player;
 pub(crate) use recorder::create as create_recorder;
+#[cfg(feature = "test-elements")]
+pub(crate) use test_crash::TestCrashFactory;
+#[cfg(feature = "test-elements")]
+pub use test_crash::TEST_MODULE_IDL;
 pub(crate) use transcoder::create as create_transcoder;
 
 use fluo_api::{ErrorCode, KurentoError};
