@@ -1,6 +1,7 @@
 'use strict';
 // Process and browser set-up for the end-to-end suite.
-//   startFluo(dir, {token, args}) -> {port, url, logFile, logTail(), stop()} (args: extra flags)
+//   startFluo(dir, {token, args, bin}) -> {port, url, logFile, logTail(), stop()} (args: extra
+//                          flags; bin: another server binary than FLUO_BIN)
 //   startWeb(dir, fluoUrl, extraArgs) -> {port, base, logFile, logTail(), stop()}
 //   launchBrowser()        -> {context, newPage(name), consoleTail(name), close()}
 //   listPipelines(fluoUrl) -> ids of the pipelines alive in Fluo (raw JSON-RPC)
@@ -126,16 +127,17 @@ function removeTmpDir(dir) {
 }
 
 // `token`: started with --auth-token (p.url stays without it, as a client is given it;
-// p.authUrl carries it for the suite's own JSON-RPC calls). `args`: more flags.
-async function startFluo(dir, { token = null, args = [] } = {}) {
+// p.authUrl carries it for the suite's own JSON-RPC calls). `args`: more flags. `bin`: the
+// server binary, FLUO_BIN unless given.
+async function startFluo(dir, { token = null, args = [], bin = FLUO_BIN } = {}) {
   if (process.env.E2E_MEDIA_WS_URI) {
     // An already running media server (a real KMS for comparison, or a Fluo started by hand).
     const url = process.env.E2E_MEDIA_WS_URI;
     log(`external media server ${url} (E2E_MEDIA_WS_URI; no Fluo started)`);
     return { url, authUrl: url, logFile: '(external)', logTail: () => '(external media server: no log)', stop: async () => {} };
   }
-  if (!fs.existsSync(FLUO_BIN)) {
-    throw new Error(`Fluo binary not found: ${FLUO_BIN} (cargo build -p fluo-server)`);
+  if (!fs.existsSync(bin)) {
+    throw new Error(`Fluo binary not found: ${bin} (cargo build -p fluo-server)`);
   }
   const portFile = path.join(dir, 'fluo.port');
   const logFile = path.join(dir, 'fluo.log');
@@ -146,7 +148,7 @@ async function startFluo(dir, { token = null, args = [] } = {}) {
   };
   const p = await spawnWithPortFile(
     'fluo',
-    FLUO_BIN,
+    bin,
     ['--bind', '127.0.0.1', '--port', '0', '--port-file', portFile, ...(token ? ['--auth-token', token] : []), ...args],
     env,
     portFile,
@@ -154,7 +156,7 @@ async function startFluo(dir, { token = null, args = [] } = {}) {
   );
   p.url = `ws://127.0.0.1:${p.port}/kurento`;
   p.authUrl = token ? `${p.url}?access_token=${encodeURIComponent(token)}` : p.url;
-  log(`fluo ${FLUO_BIN} on ${p.url} (log ${logFile})`);
+  log(`fluo ${bin} on ${p.url} (log ${logFile})`);
   return p;
 }
 
@@ -236,12 +238,13 @@ async function listPipelines(fluoUrl) {
 }
 
 // Full environment of one test file: Fluo + web app + browser, in a temp dir.
-// `webArgs(dir)` and `fluoArgs(dir)` give extra web app and Fluo arguments.
-async function setup(label, { webArgs = () => [], fluoArgs = () => [], token = null } = {}) {
+// `webArgs(dir)` and `fluoArgs(dir)` give extra web app and Fluo arguments; `bin` another
+// server binary than FLUO_BIN.
+async function setup(label, { webArgs = () => [], fluoArgs = () => [], token = null, bin = FLUO_BIN } = {}) {
   const dir = tmpDir(`fluo-e2e-${label}-`);
   const started = [];
   try {
-    const fluo = await startFluo(dir, { token, args: fluoArgs(dir) });
+    const fluo = await startFluo(dir, { token, args: fluoArgs(dir), bin });
     started.push(fluo);
     const web = await startWeb(dir, fluo.url, webArgs(dir));
     started.push(web);
@@ -278,6 +281,7 @@ async function withDiagnostics(env, fn) {
 }
 
 module.exports = {
+  ROOT,
   CHROMIUM_ARGS,
   FLUO_BIN,
   sleep,
