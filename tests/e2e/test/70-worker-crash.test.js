@@ -45,7 +45,7 @@ FluoTestCrash.events = MediaElement.events;
 kurento.register('FluoTestCrash', FluoTestCrash);
 
 const MAX_GAP_MS = 200;
-const MEMORY_LIMIT = '512M';
+const MEMORY_LIMIT = '256M';
 const TARGET_DIR = process.env.CARGO_TARGET_DIR ? path.resolve(ROOT, process.env.CARGO_TARGET_DIR) : path.join(ROOT, 'target');
 const BIN = path.join(TARGET_DIR, 'debug', 'fluo-test-elements');
 
