@@ -32,6 +32,12 @@ pub fn run_worker() -> ! {
     // FluoTestCrash's `test.crash` (and the other test jobs): a test build only.
     #[cfg(feature = "test-elements")]
     fluo_worker::test_jobs::register(&mut registry);
+    // Each pong carries the worker's live pipelines: the server's stats and the soak count
+    // them across processes.
+    registry.gauges(|| fluo_worker::WorkerGauges {
+        pipelines: fluo_gst::live_pipelines() as u64,
+        elements: fluo_gst::live_elements() as u64,
+    });
     fluo_worker::worker::run(registry, || {
         if let Err(e) = fluo_gst::init() {
             tracing::error!("media worker: {e}");

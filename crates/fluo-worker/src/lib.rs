@@ -30,9 +30,9 @@ pub mod wire;
 pub mod worker;
 
 pub use media::{Batch, PacketRef};
-pub use proto::{JobId, SandboxPolicy, SandboxReport};
+pub use proto::{JobId, SandboxPolicy, SandboxReport, WorkerGauges};
 pub use spawn::{CpuTime, Limits, WorkerCommand};
 pub use supervisor::{
-    media_sent, Death, DeathCause, Job, JobError, JobSink, PushError, RestartPolicy, Supervisor,
-    SupervisorConfig, SupervisorEvent, WorkerStats,
+    all_stats, media_sent, Death, DeathCause, Job, JobError, JobSink, PushError, RestartPolicy,
+    Supervisor, SupervisorConfig, SupervisorEvent, WorkerStats,
 };

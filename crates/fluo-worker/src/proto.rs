@@ -82,6 +82,31 @@ impl Wire for SandboxReport {
     }
 }
 
+/// What a worker counts of its own objects, reported with each [`FromWorker::Pong`]: the
+/// GStreamer pipelines (and the elements in them) its jobs made that are not finalised yet
+/// (what the job kinds' registry reports through [`crate::worker::Registry::gauges`]; zero
+/// for a worker whose kinds count nothing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerGauges {
+    /// Live pipelines.
+    pub pipelines: u64,
+    /// Elements inside them, at any depth.
+    pub elements: u64,
+}
+
+impl Wire for WorkerGauges {
+    fn put(&self, w: &mut Writer<'_>) {
+        w.u64(self.pipelines);
+        w.u64(self.elements);
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(WorkerGauges {
+            pipelines: r.u64()?,
+            elements: r.u64()?,
+        })
+    }
+}
+
 /// A message from the server to a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToWorker {
@@ -163,6 +188,8 @@ pub enum FromWorker {
     Pong {
         /// The ping's seq.
         seq: u64,
+        /// The worker's live objects when it answered.
+        gauges: WorkerGauges,
     },
 }
 
@@ -256,9 +283,10 @@ impl Wire for FromWorker {
                 w.u64(*job);
                 w.str(error);
             }
-            FromWorker::Pong { seq } => {
+            FromWorker::Pong { seq, gauges } => {
                 w.u8(5);
                 w.u64(*seq);
+                w.put(gauges);
             }
         }
     }
@@ -282,7 +310,10 @@ impl Wire for FromWorker {
                 job: r.u64()?,
                 error: r.get()?,
             },
-            5 => FromWorker::Pong { seq: r.u64()? },
+            5 => FromWorker::Pong {
+                seq: r.u64()?,
+                gauges: r.get()?,
+            },
             t => return Err(WireError::BadTag(t)),
         })
     }
@@ -398,7 +429,13 @@ mod tests {
                 job: 7,
                 error: "decoder".into(),
             },
-            FromWorker::Pong { seq: 9 },
+            FromWorker::Pong {
+                seq: 9,
+                gauges: WorkerGauges {
+                    pipelines: 2,
+                    elements: 31,
+                },
+            },
         ];
         for m in &from {
             let f = frame(m);
@@ -413,7 +450,10 @@ mod tests {
         let mut r = &[1, 0, 0, 0, 99][..];
         assert!(read_msg::<FromWorker>(&mut r).is_err());
         // A frame cut short is an error, not a clean end.
-        let f = frame(&FromWorker::Pong { seq: 1 });
+        let f = frame(&FromWorker::Pong {
+            seq: 1,
+            gauges: WorkerGauges::default(),
+        });
         let mut r = &f[..f.len() - 1];
         assert!(read_msg::<FromWorker>(&mut r).is_err());
     }

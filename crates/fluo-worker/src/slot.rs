@@ -313,6 +313,7 @@ async fn handshake(
         full_since: AtomicU64::new(0),
         born: Instant::now(),
         death: Mutex::new(None),
+        gauges: Mutex::new(None),
     });
     let media_task = tokio::spawn(media_reader(conn.clone()));
     tracing::info!(
@@ -681,7 +682,8 @@ impl Serving {
         };
         match msg {
             FromWorker::Ready { .. } => return Err("said it was ready twice".into()),
-            FromWorker::Pong { seq } => {
+            FromWorker::Pong { seq, gauges } => {
+                *lock(&conn.gauges) = Some((Instant::now(), gauges));
                 if seq == self.ping_seq {
                     self.ping_since = None;
                 }

@@ -310,7 +310,7 @@ pub(crate) fn try_reap(pid: i32) -> io::Result<Option<(ExitStatus, CpuTime)>> {
 }
 
 /// The CPU time and resident memory of a live process, from /proc.
-pub(crate) fn proc_usage(pid: i32) -> Option<(CpuTime, u64)> {
+pub fn proc_usage(pid: i32) -> Option<(CpuTime, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let rest = stat.get(stat.rfind(')')? + 2..)?;

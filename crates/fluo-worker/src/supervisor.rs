@@ -3,7 +3,7 @@
 //! deaths reported as typed events to the supervisor's listener and to each job's sink.
 
 use crate::media::{Batch, BatchError, MediaSocket, PacketRef};
-use crate::proto::{JobId, SandboxPolicy, SandboxReport};
+use crate::proto::{JobId, SandboxPolicy, SandboxReport, WorkerGauges};
 use crate::slot;
 use crate::spawn::{self, CpuTime, ExitStatus, Limits, WorkerCommand};
 use std::collections::HashMap;
@@ -312,6 +312,8 @@ pub(crate) struct Conn {
     pub born: std::time::Instant,
     /// Set once the process is dead and reported.
     pub death: Mutex<Option<Death>>,
+    /// What its last pong counted, and when it arrived.
+    pub gauges: Mutex<Option<(std::time::Instant, WorkerGauges)>>,
 }
 
 /// What the supervisor's handles share with the slot tasks.
@@ -349,6 +351,45 @@ impl Shared {
             }
         }
     }
+
+    /// Figures of every worker slot.
+    pub(crate) fn stats(&self) -> Vec<WorkerStats> {
+        self.slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let conn = lock(&s.conn).clone();
+                let mut cpu = *lock(&s.cpu_dead);
+                let mut rss = 0;
+                let (mut pid, mut jobs, mut dropped, mut sent) = (None, 0, 0, [0, 0]);
+                let mut gauges = None;
+                if let Some(c) = conn.filter(|c| !c.dead.load(Ordering::Acquire)) {
+                    pid = Some(c.pid);
+                    gauges = *lock(&c.gauges);
+                    jobs = c.sinks.read().map_or(0, |s| s.len());
+                    dropped = c.dropped.load(Ordering::Relaxed);
+                    sent = [0, 1].map(|i| c.sent[i].load(Ordering::Relaxed));
+                    if let Some((live, r)) = spawn::proc_usage(c.pid as i32) {
+                        cpu.user += live.user;
+                        cpu.system += live.system;
+                        rss = r;
+                    }
+                }
+                WorkerStats {
+                    worker: i,
+                    pid,
+                    restarts: s.restarts.load(Ordering::Relaxed),
+                    jobs,
+                    cpu,
+                    rss_bytes: rss,
+                    media_dropped: dropped,
+                    media_datagrams: sent[0],
+                    media_records: sent[1],
+                    gauges,
+                }
+            })
+            .collect()
+    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -379,6 +420,11 @@ pub struct WorkerStats {
     pub media_datagrams: u64,
     /// Media records (packets, keyframe requests, ends of stream) those datagrams carried.
     pub media_records: u64,
+    /// What its live process counted of its own objects (live GStreamer pipelines and
+    /// elements) in its last pong, and when that pong arrived: a worker answers a ping every
+    /// `ping_interval` (2 s by default), so a figure is at most that old. `None` until the
+    /// live process has answered one.
+    pub gauges: Option<(std::time::Instant, WorkerGauges)>,
 }
 
 /// Media datagrams sent to every worker of this process since it started, and the records
@@ -393,6 +439,21 @@ pub fn media_sent() -> (u64, u64) {
         SENT[0].load(Ordering::Relaxed),
         SENT[1].load(Ordering::Relaxed),
     )
+}
+
+/// The supervisors running in this process, for [`all_stats`].
+static SUPERVISORS: Mutex<Vec<std::sync::Weak<Shared>>> = Mutex::new(Vec::new());
+
+/// Figures of every worker slot of every supervisor of this process that is not shut down
+/// (a server has one): what a test or bench running a server in its own process reads, as
+/// [`Supervisor::stats`] would tell the server.
+pub fn all_stats() -> Vec<WorkerStats> {
+    let live: Vec<Arc<Shared>> = lock(&SUPERVISORS)
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .filter(|s| !s.closing.load(Ordering::Acquire))
+        .collect();
+    live.iter().flat_map(|s| s.stats()).collect()
 }
 
 /// The handle to the worker processes (cheap to clone).
@@ -421,6 +482,11 @@ impl Supervisor {
             slots: (0..n).map(|_| SlotState::default()).collect(),
             groups: Mutex::new(HashMap::new()),
         });
+        {
+            let mut all = lock(&SUPERVISORS);
+            all.retain(|w| w.strong_count() > 0);
+            all.push(Arc::downgrade(&shared));
+        }
         let (close, closing) = tokio::sync::watch::channel(None);
         let mut starts = Vec::new();
         let mut tasks = Vec::new();
@@ -497,39 +563,7 @@ impl Supervisor {
 
     /// Figures of every worker slot.
     pub fn stats(&self) -> Vec<WorkerStats> {
-        self.shared
-            .slots
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let conn = lock(&s.conn).clone();
-                let mut cpu = *lock(&s.cpu_dead);
-                let mut rss = 0;
-                let (mut pid, mut jobs, mut dropped, mut sent) = (None, 0, 0, [0, 0]);
-                if let Some(c) = conn.filter(|c| !c.dead.load(Ordering::Acquire)) {
-                    pid = Some(c.pid);
-                    jobs = c.sinks.read().map_or(0, |s| s.len());
-                    dropped = c.dropped.load(Ordering::Relaxed);
-                    sent = [0, 1].map(|i| c.sent[i].load(Ordering::Relaxed));
-                    if let Some((live, r)) = spawn::proc_usage(c.pid as i32) {
-                        cpu.user += live.user;
-                        cpu.system += live.system;
-                        rss = r;
-                    }
-                }
-                WorkerStats {
-                    worker: i,
-                    pid,
-                    restarts: s.restarts.load(Ordering::Relaxed),
-                    jobs,
-                    cpu,
-                    rss_bytes: rss,
-                    media_dropped: dropped,
-                    media_datagrams: sent[0],
-                    media_records: sent[1],
-                }
-            })
-            .collect()
+        self.shared.stats()
     }
 
     /// Stops every worker: each is asked to stop its jobs and exit (recorders finalise their

@@ -7,7 +7,7 @@
 //! second thread. It exits when the server's end closes (the server died or stopped it).
 
 use crate::media::{self, Batch, MediaSocket, PacketRef, Record, MAX_DATAGRAM};
-use crate::proto::{self, FromWorker, JobId, ToWorker};
+use crate::proto::{self, FromWorker, JobId, ToWorker, WorkerGauges};
 use crate::sandbox;
 use crate::spawn::{CONTROL_FD, MEDIA_FD};
 use std::collections::HashMap;
@@ -44,6 +44,7 @@ pub type JobFactory = Box<dyn Fn(JobCtx, &[u8]) -> Result<Box<dyn Job>, String> 
 #[derive(Default)]
 pub struct Registry {
     kinds: HashMap<String, JobFactory>,
+    gauges: Option<fn() -> WorkerGauges>,
 }
 
 impl Registry {
@@ -59,6 +60,13 @@ impl Registry {
         make: impl Fn(JobCtx, &[u8]) -> Result<Box<dyn Job>, String> + Send + Sync + 'static,
     ) {
         self.kinds.insert(kind.to_owned(), Box::new(make));
+    }
+
+    /// How the worker counts its live objects (GStreamer pipelines and elements) for each
+    /// pong: the server sees them in [`crate::WorkerStats`]. Without it, the worker reports
+    /// zeros.
+    pub fn gauges(&mut self, read: fn() -> WorkerGauges) {
+        self.gauges = Some(read);
     }
 }
 
@@ -277,7 +285,10 @@ fn control_loop(out: &Arc<Out>, jobs: &Arc<Jobs>, registry: &Registry) {
         };
         match msg {
             ToWorker::Init { .. } => {}
-            ToWorker::Ping { seq } => out.send(&FromWorker::Pong { seq }),
+            ToWorker::Ping { seq } => {
+                let gauges = registry.gauges.map(|read| read()).unwrap_or_default();
+                out.send(&FromWorker::Pong { seq, gauges })
+            }
             ToWorker::Shutdown => return,
             ToWorker::Start {
                 req,
