@@ -143,9 +143,10 @@ bench-worker-feed:
 storm:
 	$(CARGO) bench -p fluo-testkit --bench storm -- 1000 100
 
-# Churn soak: 10 000 cycles of two WebRtcEndpoints with real UDP peers and a WebM recorder,
-# three teardown styles, LANES cycles at once; RSS, descriptors, threads, UDP sockets,
-# GStreamer objects, pipelines and sessions before and after, CPU once all have left.
+# Churn soak: 10 000 cycles of two WebRtcEndpoints with real UDP peers and a WebM recorder
+# (in one of the server's two media workers), three teardown styles, LANES cycles at once; RSS,
+# descriptors, threads, UDP sockets, GStreamer objects (the server's process and its workers
+# added up), pipelines and sessions before and after, CPU once all have left.
 CYCLES ?= 10000
 LANES ?= 8
 soak:

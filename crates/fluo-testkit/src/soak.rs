@@ -1,9 +1,12 @@
 //! Churn soak: cycles of pipeline + two WebRtcEndpoints negotiated with real str0m peers over
 //! real UDP on 127.0.0.1, real VP8 for a moment (recorded to WebM in two cycles out of three),
 //! then teardown in one of three ways (clean release, WebSocket dropped, peer vanished without
-//! DTLS close), against a real Fluo server in this process. Several cycles run at once
-//! (`lanes`). Before and after: RSS, file descriptors, threads, UDP sockets, GStreamer
-//! pipelines and elements, pipelines and sessions; then the CPU once everyone has left.
+//! DTLS close), against a real Fluo server in this process with two media workers (the
+//! recorders run in them). Several cycles run at once (`lanes`). Before and after, across
+//! the server's process and its workers (found as its children in /proc, `crate::procs`):
+//! RSS, file descriptors, threads, UDP sockets, GStreamer pipelines and elements (each
+//! worker counts its own and reports them in its pongs), pipelines and sessions; then the
+//! CPU of all of them once everyone has left.
 
 use crate::clips::testsrc_vp8;
 use crate::live::{rpc, Ws};
@@ -17,95 +20,81 @@ use str0m::media::Direction;
 use str0m::RtcConfig;
 use tokio_tungstenite::connect_async_with_config;
 
-/// Process figures read from /proc, and GStreamer's live objects.
+/// How many media workers the soak's server runs.
+pub const WORKERS: usize = 2;
+
+/// The server's figures, its process's and its workers' added up (`crate::procs`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProcFigures {
     pub rss_kib: u64,
     pub fds: usize,
     pub threads: usize,
-    /// UDP sockets this process holds (its descriptors found in /proc/net/udp and udp6).
+    /// UDP sockets among their descriptors (found in /proc/net/udp and udp6).
     pub udp_sockets: usize,
-    /// GStreamer pipelines Fluo made that GLib has not finalised.
+    /// GStreamer pipelines Fluo made that GLib has not finalised, in the server's process and
+    /// in each worker (as it reported them after the reading began).
     pub gst_pipelines: usize,
     /// Elements inside them, at any depth.
     pub gst_elements: usize,
+    /// The workers' share of the process figures.
+    pub workers: crate::procs::ProcUsage,
 }
 
-impl ProcFigures {
-    pub fn read() -> ProcFigures {
-        let rss_kib = fluo_server::rss_kib();
-        let count = |p: &str| std::fs::read_dir(p).map(|d| d.count()).unwrap_or(0);
+impl From<&crate::procs::ServerProcs> for ProcFigures {
+    fn from(p: &crate::procs::ServerProcs) -> ProcFigures {
         ProcFigures {
-            rss_kib,
-            fds: count("/proc/self/fd"),
-            threads: count("/proc/self/task"),
-            udp_sockets: udp_sockets(),
-            gst_pipelines: fluo_gst::live_pipelines(),
-            gst_elements: fluo_gst::live_elements(),
+            rss_kib: p.total.rss_kib,
+            fds: p.total.fds,
+            threads: p.total.threads,
+            udp_sockets: p.total.udp_sockets,
+            gst_pipelines: p.gst_pipelines,
+            gst_elements: p.gst_elements,
+            workers: p.workers,
         }
     }
 }
 
-/// The UDP sockets among this process's descriptors.
-fn udp_sockets() -> usize {
-    let mut inodes = std::collections::HashSet::new();
-    for table in ["/proc/self/net/udp", "/proc/self/net/udp6"] {
-        let text = std::fs::read_to_string(table).unwrap_or_default();
-        for line in text.lines().skip(1) {
-            if let Some(inode) = line.split_whitespace().nth(9) {
-                inodes.insert(inode.to_string());
-            }
-        }
-    }
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return 0;
-    };
-    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter_map(|l| {
-            let l = l.to_string_lossy().into_owned();
-            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
-        })
-        .filter(|i| inodes.contains(i))
-        .count()
+/// The server's and workers' figures, waiting up to 5 s for every worker's fresh pipeline
+/// count (a pong every 2 s).
+fn read_procs() -> crate::procs::ServerProcs {
+    crate::procs::ServerProcs::read(Duration::from_secs(5))
 }
 
-/// CPU time (user + system) this process has used, in seconds.
-pub fn process_cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at the state, field 3.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11) // state .. cmajflt: utime is field 14
-        .take(2)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // Linux reports these in USER_HZ, 100 on every architecture Fluo builds for.
-    f.iter().sum::<u64>() as f64 / 100.0
-}
-
-/// CPU ticks (user + system, 1/100 s) of each live thread of this process, by name.
+/// CPU ticks (user + system, 1/100 s) of each live thread of the server's process and of its
+/// workers, by name (a worker's threads prefixed with its pid).
 fn thread_ticks() -> std::collections::HashMap<String, u64> {
     let mut out = std::collections::HashMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for t in dir.flatten() {
-        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+    let mut procs = vec![("self".to_string(), String::new())];
+    procs.extend(
+        crate::procs::worker_children()
+            .0
+            .into_iter()
+            .map(|p| (p.to_string(), format!("worker {p}: "))),
+    );
+    for (pid, prefix) in procs {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             continue;
         };
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let name = head.split_once('(').map_or("", |(_, n)| n).to_string();
-        let ticks: u64 = rest
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .filter_map(|x| x.parse::<u64>().ok())
-            .sum();
-        *out.entry(format!("{name} ({})", t.file_name().to_string_lossy()))
+        for t in dir.flatten() {
+            let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+                continue;
+            };
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let name = head.split_once('(').map_or("", |(_, n)| n).to_string();
+            let ticks: u64 = rest
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|x| x.parse::<u64>().ok())
+                .sum();
+            *out.entry(format!(
+                "{prefix}{name} ({})",
+                t.file_name().to_string_lossy()
+            ))
             .or_default() += ticks;
+        }
     }
     out
 }
@@ -119,6 +108,10 @@ pub struct SoakReport {
     pub failures: Vec<String>,
     pub warm: ProcFigures,
     pub end: ProcFigures,
+    /// The workers' pids at the baseline and at the end: the same processes (a worker that
+    /// died and was restarted in between is a failure of the soak).
+    pub warm_workers: Vec<u32>,
+    pub end_workers: Vec<u32>,
     pub pipelines_left: usize,
     pub sessions_left: usize,
     /// Recordings started, and the files found non-empty at the end.
@@ -126,14 +119,17 @@ pub struct SoakReport {
     pub recordings_written: usize,
     /// The recording files kept for checks: the folder goes when the report is dropped.
     pub recordings_dir: crate::tmp::TmpDir,
-    /// The process's CPU, in % of one core, over 5 s starting 2 s after the last client left
-    /// (dropped WebSockets count as left when their grace period ends).
+    /// The CPU of the server's process and its workers, in % of one core, over 5 s starting
+    /// 2 s after the last client left (dropped WebSockets count as left when their grace
+    /// period ends).
     pub idle_cpu_percent: f64,
-    /// The threads that used CPU in that window: (name (tid), ticks of 10 ms).
+    /// The threads that used CPU in that window, the server's and the workers': (name (tid),
+    /// ticks of 10 ms).
     pub idle_threads: Vec<(String, u64)>,
-    /// RSS at each tenth of the cycles (under load), in KiB.
+    /// RSS (server and workers) at each tenth of the cycles (under load), in KiB.
     pub rss_steps: Vec<u64>,
-    /// The most GStreamer pipelines and elements seen alive at the end of a cycle's media.
+    /// The most GStreamer pipelines and elements seen alive at the end of a cycle's media
+    /// (in the server's process, plus what each worker last reported).
     pub gst_peak: (usize, usize),
     pub wall: Duration,
 }
@@ -165,6 +161,18 @@ impl SoakReport {
         println!(
             "  file descriptors {} -> {}, threads {} -> {}, UDP sockets {} -> {}",
             w.fds, e.fds, w.threads, e.threads, w.udp_sockets, e.udp_sockets
+        );
+        println!(
+            "  of which in the workers {:?} -> {:?}: RSS {} -> {} KiB, descriptors {} -> {}, \
+             threads {} -> {}",
+            self.warm_workers,
+            self.end_workers,
+            w.workers.rss_kib,
+            e.workers.rss_kib,
+            w.workers.fds,
+            e.workers.fds,
+            w.workers.threads,
+            e.workers.threads
         );
         println!(
             "  GStreamer pipelines {} -> {}, elements {} -> {}",
@@ -327,9 +335,10 @@ async fn cycle(
     }
     let flowed = b.frames_in > 0;
     {
+        let (pipelines, elements) = crate::procs::gst_now();
         let mut p = peak.lock().unwrap();
-        p.0 = p.0.max(fluo_gst::live_pipelines());
-        p.1 = p.1.max(fluo_gst::live_elements());
+        p.0 = p.0.max(pipelines);
+        p.1 = p.1.max(elements);
     }
     match i % 3 {
         0 => {
@@ -368,16 +377,15 @@ pub fn run(
     let dir = crate::tmp::dir("soak");
     let frames = vp8_frames(&dir);
     let grace = 1;
-    // Recorders in this process (`workers: 0`): the soak's figures (threads, descriptors,
-    // GStreamer pipelines and elements) are this process's; counting the media workers' is
-    // not done yet (docs/workers.md, "Next").
+    // Two media workers: the recorders run in them, and the figures count them with the
+    // server's process.
     let port = crate::live::start_server_with(fluo_server::Config {
         session_grace: Duration::from_secs(grace),
         net: fluo_rtc::NetSettings {
             network_interfaces: Some(vec!["lo".into()]),
             ..Default::default()
         },
-        workers: 0,
+        workers: WORKERS,
         ..Default::default()
     });
     let url = format!("ws://127.0.0.1:{port}/kurento");
@@ -419,7 +427,7 @@ pub fn run(
                         }
                         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                         if cycles >= 100 && n % (cycles / 10) == 0 {
-                            let rss = fluo_server::rss_kib();
+                            let rss = crate::procs::total_rss_kib();
                             rss_steps.lock().unwrap().push(rss);
                             eprintln!(
                                 "soak: {n}/{cycles} cycles, {:.0} s, RSS {rss} KiB",
@@ -441,16 +449,23 @@ pub fn run(
         .await;
         // Let the warm-up's dropped sessions expire and recordings finish before the baseline.
         tokio::time::sleep(Duration::from_secs(grace + 2)).await;
-        let warm = ProcFigures::read();
-        eprintln!("soak: baseline after {warmed} warm-up cycles: {warm:?}");
+        let warm_procs = read_procs();
+        let warm = ProcFigures::from(&warm_procs);
+        eprintln!(
+            "soak: baseline after {warmed} warm-up cycles, {:.1} s: {warm:?}",
+            t0.elapsed().as_secs_f64()
+        );
         phase(warmed, Box::new(move |i| i < cycles)).await;
         // Sessions dropped in the last cycles expire after the grace period.
         tokio::time::sleep(Duration::from_secs(grace + 2)).await;
-        let cpu0 = process_cpu_secs();
+        let cpu0 = crate::procs::total_cpu_ticks();
         let threads0 = thread_ticks();
         let w0 = Instant::now();
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let idle_cpu_percent = (process_cpu_secs() - cpu0) / w0.elapsed().as_secs_f64() * 100.0;
+        let idle_cpu_percent = crate::procs::total_cpu_ticks().saturating_sub(cpu0) as f64
+            / 100.0
+            / w0.elapsed().as_secs_f64()
+            * 100.0;
         let mut idle_threads: Vec<(String, u64)> = thread_ticks()
             .into_iter()
             .map(|(name, t)| {
@@ -460,7 +475,28 @@ pub fn run(
             .filter(|(_, t)| *t > 0)
             .collect();
         idle_threads.sort_by_key(|t| std::cmp::Reverse(t.1));
-        let end = ProcFigures::read();
+        let end_procs = read_procs();
+        let end = ProcFigures::from(&end_procs);
+        let mut failures = failures.into_inner().unwrap();
+        for (when, p) in [("baseline", &warm_procs), ("end", &end_procs)] {
+            failures.extend(p.problems.iter().map(|e| format!("{when}: {e}")));
+            if !p.zombies.is_empty() {
+                failures.push(format!("{when}: unreaped worker processes {:?}", p.zombies));
+            }
+            if p.worker_pids.len() != WORKERS {
+                failures.push(format!(
+                    "{when}: {} worker processes, not {WORKERS}: {:?}",
+                    p.worker_pids.len(),
+                    p.worker_pids
+                ));
+            }
+        }
+        if warm_procs.worker_pids != end_procs.worker_pids {
+            failures.push(format!(
+                "the workers changed during the soak (a death and restart): {:?} -> {:?}",
+                warm_procs.worker_pids, end_procs.worker_pids
+            ));
+        }
         let (mut ws, _) = connect_async_with_config(url, None, true)
             .await
             .expect("final connection");
@@ -481,9 +517,11 @@ pub fn run(
             cycles,
             lanes,
             media_ok: media_ok.into_inner(),
-            failures: failures.into_inner().unwrap(),
+            failures,
             warm,
             end,
+            warm_workers: warm_procs.worker_pids,
+            end_workers: end_procs.worker_pids,
             pipelines_left: pipes.as_array().map_or(0, |a| a.len()),
             // The final connection's own session may appear once it references something.
             sessions_left: sessions.as_array().map_or(0, |a| a.len()),

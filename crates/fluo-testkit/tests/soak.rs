@@ -1,7 +1,9 @@
 //! A bounded churn soak (24 cycles, 4 at once, three teardown styles, WebM recordings in two
-//! of three) against a real server with real UDP peers: media flows in every cycle, every
-//! recording is written and decodes, nothing is left behind, and the server goes quiet.
-//! `make soak` runs 10 000 cycles and prints the figures.
+//! of three) against a real server with two media workers and real UDP peers: media flows in
+//! every cycle, every recording is written (in a worker) and decodes, nothing is left behind
+//! in the server's process or in its workers (the same two worker processes at the end, no
+//! GStreamer pipeline alive in any of them), and they all go quiet. `make soak` runs 10 000
+//! cycles and prints the figures.
 #[test]
 fn churn_leaves_nothing_behind() {
     let r = fluo_testkit::soak::run(
@@ -14,6 +16,18 @@ fn churn_leaves_nothing_behind() {
     r.print();
     assert!(r.failures.is_empty(), "{:?}", r.failures);
     assert_eq!(r.media_ok, 24);
+    // The figures are the workers' too: both were found (children of the server running
+    // `fluo worker`, the ones its supervisor runs) and counted.
+    assert_eq!(r.warm_workers.len(), fluo_testkit::soak::WORKERS);
+    assert_eq!(
+        r.warm_workers, r.end_workers,
+        "no worker died or was restarted"
+    );
+    assert!(
+        r.warm.workers.threads > 0 && r.warm.workers.rss_kib > 0,
+        "the workers' figures are in the totals: {:?}",
+        r.warm.workers
+    );
     assert_eq!(
         r.pipelines_left, 0,
         "every pipeline was released or collected"
