@@ -4,9 +4,10 @@
 pub trait Host: Send {
     /// Number of CPUs available to the process.
     fn cpu_count(&self) -> i64;
-    /// CPU use of the machine in percent over (about) the last `interval_ms`.
+    /// CPU use of the media server (its process and its media workers') over (about) the
+    /// last `interval_ms`, in percent of one processing unit, as KMS 7 measures it.
     fn used_cpu_percent(&self, interval_ms: i64) -> f64;
-    /// Resident memory of the process in KiB.
+    /// Resident memory of the media server (its process and its media workers') in KiB.
     fn used_memory_kib(&self) -> i64;
 }
 

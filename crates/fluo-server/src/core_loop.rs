@@ -103,7 +103,7 @@ pub(crate) fn spawn(
         max_sessions_per_address: config.max_sessions_per_address,
         ..EngineConfig::default()
     };
-    let host = ProcHost::start();
+    let host = ProcHost::start(workers.clone());
     // Replies elements give later (a recorder's stopAndWait), without blocking this task.
     type Completion = (u64, Result<serde_json::Value, fluo_api::KurentoError>);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();

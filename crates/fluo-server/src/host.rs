@@ -1,11 +1,12 @@
-//! Machine readings from /proc for the ServerManager.
+//! Readings from /proc for the ServerManager: the media server's processes (this one and its
+//! media workers).
 
 use fluo_core::Host;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How often the CPU sampler reads /proc/stat.
+/// How often the CPU sampler reads the processes' CPU time.
 const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 /// How much history it keeps.
 const KEEP: Duration = Duration::from_secs(300);
@@ -13,34 +14,39 @@ const KEEP: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     at: Instant,
-    busy: u64,
-    total: u64,
+    /// CPU time (user + system) of the media server: this process, plus every process of its
+    /// media workers, the dead ones included.
+    cpu: Duration,
 }
 
-/// Reads CPU and memory use from /proc; a background task keeps recent CPU samples so that
-/// `getUsedCpu(interval)` answers at once instead of sleeping for the interval as KMS does.
-#[derive(Debug, Clone, Default)]
+/// The media server's CPU and memory as KMS reports them (ServerManager's getUsedCpu and
+/// getUsedMemory): a media worker is part of the media server, so its processes count with
+/// this one's. A background task keeps recent CPU samples so that `getUsedCpu(interval)`
+/// answers at once instead of sleeping for the interval as KMS does.
+#[derive(Clone, Default)]
 pub struct ProcHost {
     samples: Arc<Mutex<VecDeque<Sample>>>,
+    workers: Option<fluo_worker::Supervisor>,
 }
 
 impl ProcHost {
-    /// Starts the sampler on the current tokio runtime.
-    pub fn start() -> ProcHost {
-        let host = ProcHost::default();
-        let samples = host.samples.clone();
+    /// Starts the sampler on the current tokio runtime; `workers` are the server's media
+    /// workers, if it has any.
+    pub fn start(workers: Option<fluo_worker::Supervisor>) -> ProcHost {
+        let host = ProcHost {
+            samples: Arc::default(),
+            workers,
+        };
+        let (samples, workers) = (host.samples.clone(), host.workers.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SAMPLE_EVERY);
             loop {
                 tick.tick().await;
-                if let Some((busy, total)) = read_cpu() {
-                    let now = Instant::now();
+                let cpu = server_cpu(workers.as_ref());
+                let now = Instant::now();
+                {
                     let mut s = samples.lock().expect("sampler lock is never poisoned");
-                    s.push_back(Sample {
-                        at: now,
-                        busy,
-                        total,
-                    });
+                    s.push_back(Sample { at: now, cpu });
                     while s.front().is_some_and(|f| now.duration_since(f.at) > KEEP) {
                         s.pop_front();
                     }
@@ -54,21 +60,26 @@ impl ProcHost {
     }
 }
 
-/// (busy, total) jiffies of all CPUs.
-fn read_cpu() -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = text.lines().next()?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    if v.len() < 4 {
-        return None;
+/// CPU time used so far by this process and by the workers' processes (live and dead).
+fn server_cpu(workers: Option<&fluo_worker::Supervisor>) -> Duration {
+    let own = fluo_worker::spawn::proc_usage(std::process::id() as i32)
+        .map_or(Duration::ZERO, |(cpu, _)| cpu.total());
+    let theirs: Duration = workers
+        .map(|w| w.stats().iter().map(|s| s.cpu.total()).sum())
+        .unwrap_or_default();
+    own + theirs
+}
+
+/// The CPU use in percent between two samples, as KMS 7 computes it: the media server's CPU
+/// time over the wall time between them, where 100 is one processing unit busy all along
+/// (so up to 100 times the CPU count).
+fn cpu_percent(first: Sample, last: Sample) -> f64 {
+    let wall = last.at.duration_since(first.at).as_secs_f64();
+    if wall <= 0.0 {
+        return 0.0;
     }
-    let total: u64 = v.iter().sum();
-    let idle = v[3] + v.get(4).copied().unwrap_or(0);
-    Some((total - idle, total))
+    let busy = last.cpu.saturating_sub(first.cpu).as_secs_f64();
+    (busy / wall * 100.0 * 100.0).round() / 100.0
 }
 
 impl Host for ProcHost {
@@ -89,16 +100,16 @@ impl Host for ProcHost {
             .or(s.front())
             .copied()
             .unwrap_or(last);
-        let total = last.total.saturating_sub(first.total);
-        if total == 0 {
-            return 0.0;
-        }
-        let busy = last.busy.saturating_sub(first.busy);
-        (busy as f64 * 100.0 / total as f64 * 100.0).round() / 100.0
+        cpu_percent(first, last)
     }
 
     fn used_memory_kib(&self) -> i64 {
-        i64::try_from(rss_kib()).unwrap_or(i64::MAX)
+        let workers: u64 = self
+            .workers
+            .as_ref()
+            .map(|w| w.stats().iter().map(|s| s.rss_bytes / 1024).sum())
+            .unwrap_or(0);
+        i64::try_from(rss_kib() + workers).unwrap_or(i64::MAX)
     }
 }
 
