@@ -7,9 +7,21 @@ use crate::worker::{Job, JobCtx, Registry};
 use std::io::Write;
 use std::time::Duration;
 
-/// Registers `test.echo`, `test.crash` and `test.probe`.
+/// Live `test.echo` jobs of this worker: what it reports as its pipelines in its pongs.
+static ECHOES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Registers `test.echo`, `test.crash` and `test.probe`; the worker's gauges count its live
+/// echo jobs as pipelines (and three elements each).
 pub fn register(reg: &mut Registry) {
+    reg.gauges(|| {
+        let n = ECHOES.load(std::sync::atomic::Ordering::Relaxed);
+        crate::WorkerGauges {
+            pipelines: n,
+            elements: 3 * n,
+        }
+    });
     reg.register("test.echo", |ctx, _| {
+        ECHOES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Box::new(Echo { ctx }) as Box<dyn Job>)
     });
     reg.register("test.crash", |ctx, params| {
@@ -100,6 +112,10 @@ impl Job for Echo {
 
     fn end_of_stream(&mut self) {
         self.ctx.end_of_stream();
+    }
+
+    fn stop(&mut self) {
+        ECHOES.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

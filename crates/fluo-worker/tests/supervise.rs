@@ -208,6 +208,57 @@ async fn every_kind_of_death_is_reported_at_once_and_the_next_job_works() {
     sup.shutdown(5 * SEC).await;
 }
 
+/// Each worker's pongs carry what its registry counts (here its live echo jobs, as pipelines):
+/// the supervisor's stats show it, fresh, and when it came; a restarted worker starts again
+/// from its own count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pongs_carry_the_workers_live_objects() {
+    let (sup, _) = start(config(1));
+    let gauges = |sup: &fluo_worker::Supervisor| sup.stats()[0].gauges;
+    let a = sup
+        .start_job_async(1, "test.echo", vec![], Rec::new())
+        .await
+        .expect("echo job starts");
+    let b = sup
+        .start_job_async(1, "test.echo", vec![], Rec::new())
+        .await
+        .expect("echo job starts");
+    let t0 = Instant::now();
+    let counted = |n: u64, g: Option<(Instant, fluo_worker::WorkerGauges)>| {
+        g.is_some_and(|(at, g)| at > t0 && g.pipelines == n && g.elements == 3 * n)
+    };
+    assert!(
+        wait_until(5 * SEC, || counted(2, gauges(&sup))).await,
+        "two live jobs reported: {:?}",
+        gauges(&sup)
+    );
+    // In every supervisor of the process, too.
+    assert!(fluo_worker::all_stats()
+        .iter()
+        .any(|s| s.pid == Some(a.pid()) && s.gauges.is_some()));
+    drop(b);
+    assert!(
+        wait_until(5 * SEC, || counted(1, gauges(&sup))).await,
+        "one left after a stop: {:?}",
+        gauges(&sup)
+    );
+    let pid = a.pid();
+    // SAFETY: kill(2) on the test's own worker process.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let t1 = Instant::now();
+    assert!(
+        wait_until(5 * SEC, || {
+            let s = &sup.stats()[0];
+            s.pid.is_some_and(|p| p != pid)
+                && s.gauges.is_some_and(|(at, g)| at > t1 && g.pipelines == 0)
+        })
+        .await,
+        "the new process reports its own count: {:?}",
+        sup.stats()[0]
+    );
+    sup.shutdown(5 * SEC).await;
+}
+
 /// A crash while a job starts fails that start with the death.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_during_start_fails_the_start_with_the_death() {
