@@ -160,10 +160,12 @@ pub struct ServerProcs {
 
 impl ServerProcs {
     /// Reads the server's and its workers' figures. Each worker's GStreamer counts come from
-    /// its pongs (one every 2 s): this waits, at most `fresh_within`, for a pong of every
-    /// worker sent after the call began, so that what it counts is not older than the call.
+    /// its pongs: this asks every worker for one now and waits, at most `fresh_within`, for a
+    /// pong of every worker that came after the call began, so that what it counts is not
+    /// older than the call.
     pub fn read(fresh_within: Duration) -> ServerProcs {
         let t0 = Instant::now();
+        fluo_worker::refresh_all_gauges();
         let mut out = ServerProcs::default();
         let stats = loop {
             let stats = fluo_worker::all_stats();
@@ -222,19 +224,27 @@ impl ServerProcs {
     }
 }
 
-/// The pipelines and elements counted now in the server's process plus what each worker
-/// last reported (however old): for peaks during a run, where waiting for fresh counts
-/// would slow the run.
-pub fn gst_now() -> (usize, usize) {
-    let mut p = fluo_gst::live_pipelines();
-    let mut e = fluo_gst::live_elements();
-    for s in fluo_worker::all_stats() {
-        if let (Some(_), Some((_, g))) = (s.pid, s.gauges) {
-            p += g.pipelines as usize;
-            e += g.elements as usize;
+/// The pipelines and elements alive now in the server's process plus in each worker, as it
+/// reports them in a pong asked for now (waiting at most `within` for them; a worker that has
+/// not answered by then counts what it reported last).
+pub async fn gst_now(within: Duration) -> (usize, usize) {
+    let t0 = Instant::now();
+    fluo_worker::refresh_all_gauges();
+    let fresh = |s: &fluo_worker::WorkerStats| s.gauges.is_some_and(|(at, _)| at > t0);
+    loop {
+        let stats = fluo_worker::all_stats();
+        let live = || stats.iter().filter(|s| s.pid.is_some());
+        if live().all(fresh) || t0.elapsed() >= within {
+            let mut p = fluo_gst::live_pipelines();
+            let mut e = fluo_gst::live_elements();
+            for (_, g) in live().filter_map(|s| s.gauges) {
+                p += g.pipelines as usize;
+                e += g.elements as usize;
+            }
+            return (p, e);
         }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    (p, e)
 }
 
 /// Resident memory of the server and its workers, in KiB.

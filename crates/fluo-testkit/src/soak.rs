@@ -55,7 +55,7 @@ impl From<&crate::procs::ServerProcs> for ProcFigures {
 }
 
 /// The server's and workers' figures, waiting up to 5 s for every worker's fresh pipeline
-/// count (a pong every 2 s).
+/// count (a pong asked for at once).
 fn read_procs() -> crate::procs::ServerProcs {
     crate::procs::ServerProcs::read(Duration::from_secs(5))
 }
@@ -335,7 +335,7 @@ async fn cycle(
     }
     let flowed = b.frames_in > 0;
     {
-        let (pipelines, elements) = crate::procs::gst_now();
+        let (pipelines, elements) = crate::procs::gst_now(Duration::from_secs(1)).await;
         let mut p = peak.lock().unwrap();
         p.0 = p.0.max(pipelines);
         p.1 = p.1.max(elements);

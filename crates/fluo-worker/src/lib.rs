@@ -33,6 +33,6 @@ pub use media::{Batch, PacketRef};
 pub use proto::{JobId, SandboxPolicy, SandboxReport, WorkerGauges};
 pub use spawn::{CpuTime, Limits, WorkerCommand};
 pub use supervisor::{
-    all_stats, media_sent, Death, DeathCause, Job, JobError, JobSink, PushError, RestartPolicy,
-    Supervisor, SupervisorConfig, SupervisorEvent, WorkerStats,
+    all_stats, media_sent, refresh_all_gauges, Death, DeathCause, Job, JobError, JobSink,
+    PushError, RestartPolicy, Supervisor, SupervisorConfig, SupervisorEvent, WorkerStats,
 };

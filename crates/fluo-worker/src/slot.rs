@@ -522,6 +522,7 @@ impl Serving {
                 }
             }
             Cmd::Stop { job } => ToWorker::Stop { job },
+            Cmd::Ping => ToWorker::Ping { seq: 0 },
         }
     }
 

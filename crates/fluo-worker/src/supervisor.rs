@@ -278,6 +278,8 @@ pub(crate) enum Cmd {
     Stop {
         job: JobId,
     },
+    /// A ping out of turn (seq 0, which no regular ping uses): its pong refreshes the gauges.
+    Ping,
 }
 
 /// A job start queued on a slot until its worker is ready.
@@ -348,6 +350,16 @@ impl Shared {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 g.remove(&group);
+            }
+        }
+    }
+
+    /// Asks every live worker for a pong now.
+    pub(crate) fn refresh_gauges(&self) {
+        for s in &self.slots {
+            let conn = lock(&s.conn).clone();
+            if let Some(c) = conn.filter(|c| !c.dead.load(Ordering::Acquire)) {
+                let _ = c.cmd.send(Cmd::Ping);
             }
         }
     }
@@ -454,6 +466,17 @@ pub fn all_stats() -> Vec<WorkerStats> {
         .filter(|s| !s.closing.load(Ordering::Acquire))
         .collect();
     live.iter().flat_map(|s| s.stats()).collect()
+}
+
+/// [`Supervisor::refresh_gauges`] for every supervisor of this process.
+pub fn refresh_all_gauges() {
+    let live: Vec<Arc<Shared>> = lock(&SUPERVISORS)
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .collect();
+    for s in live {
+        s.refresh_gauges();
+    }
 }
 
 /// The handle to the worker processes (cheap to clone).
@@ -564,6 +587,12 @@ impl Supervisor {
     /// Figures of every worker slot.
     pub fn stats(&self) -> Vec<WorkerStats> {
         self.shared.stats()
+    }
+
+    /// Asks every live worker to answer a ping now, out of turn: its pong's gauges reach
+    /// [`WorkerStats::gauges`] a round trip later instead of at the next `ping_interval`.
+    pub fn refresh_gauges(&self) {
+        self.shared.refresh_gauges()
     }
 
     /// Stops every worker: each is asked to stop its jobs and exit (recorders finalise their

@@ -259,6 +259,30 @@ async fn pongs_carry_the_workers_live_objects() {
     sup.shutdown(5 * SEC).await;
 }
 
+/// `refresh_gauges` gets a pong at once, between regular pings (here every 30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_out_of_turn_ping_refreshes_the_gauges() {
+    let mut c = config(1);
+    c.ping_interval = 30 * SEC;
+    c.ping_timeout = 60 * SEC;
+    let (sup, _) = start(c);
+    let _job = sup
+        .start_job_async(1, "test.echo", vec![], Rec::new())
+        .await
+        .expect("echo job starts");
+    let t0 = Instant::now();
+    sup.refresh_gauges();
+    assert!(
+        wait_until(2 * SEC, || sup.stats()[0]
+            .gauges
+            .is_some_and(|(at, g)| at > t0 && g.pipelines == 1))
+        .await,
+        "a pong with the count, long before the next regular ping: {:?}",
+        sup.stats()[0]
+    );
+    sup.shutdown(5 * SEC).await;
+}
+
 /// A crash while a job starts fails that start with the death.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_during_start_fails_the_start_with_the_death() {
