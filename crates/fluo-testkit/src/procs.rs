@@ -1,7 +1,9 @@
 //! The media server's processes as an operator finds them in /proc: the server's own (this
 //! process, where a test runs it) and its media workers, the children of the server's pid
 //! that run `fluo worker` (what `ps --ppid PID` shows). Figures are read per process and
-//! added up; a process that cannot be read is an error, never a zero.
+//! added up; a process that cannot be read is an error, never a zero. Meant for a test binary
+//! that runs one server with workers: the supervisor's side of the check
+//! (`fluo_worker::all_stats`) covers every supervisor of the process.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
