@@ -2,7 +2,7 @@
 //! datagrams to them, their timers, TURN/STUN queues and WebRTC events, around the one
 //! router (`fluo_sfu::MediaRouter`) that routes every element's media. Driven by
 //! `handle_receive` / `handle_timeout` / `control` with the time passed in, drained by
-//! `poll_transmit` / `poll_event`; the shell (`shell.rs`) or an in-memory test network does
+//! `poll_transmit` / `poll_event`; the shell (`shell/`) or an in-memory test network does
 //! the IO.
 //!
 //! Every element is a router node: a WebRTC endpoint is a [`WebRtcSink`], another element's
