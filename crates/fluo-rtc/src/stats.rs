@@ -281,6 +281,50 @@ fn transport(ep: &Ep, q: &StatsQuery<'_>, id: &str) -> Value {
     t
 }
 
+/// An inbound RTP entry's figures: what arrived of `c`'s kind and the feedback sent for it.
+fn fill_inbound(v: &mut Value, c: &KindStats) {
+    let i = c.ingress;
+    v["packetsReceived"] = json!(c.in_packets);
+    v["bytesReceived"] = json!(c.in_bytes);
+    v["packetsLost"] = json!(c.lost());
+    v["fractionLost"] = json!(fraction_255(i.and_then(|i| i.loss)));
+    let jitter = i.map_or(0, |i| i.jitter);
+    v["jitter"] = json!(if c.in_clock > 0 {
+        f64::from(jitter) / f64::from(c.in_clock)
+    } else {
+        0.0
+    });
+    v["pliCount"] = json!(i.map_or(0, |i| i.plis));
+    v["firCount"] = json!(i.map_or(0, |i| i.firs));
+    v["nackCount"] = json!(i.map_or(0, |i| i.nacks));
+    v["remb"] = json!(c.remb_sent);
+}
+
+/// An outbound RTP entry's figures for `kind`: what was sent and what the peer reported on it.
+fn fill_outbound(v: &mut Value, ep: &Ep, kind: MediaKind) {
+    let c = &ep.stats.kinds[kind];
+    let e = c.egress;
+    // The round trip of the connection, from the peer's reports on this stream or, without
+    // one yet, on the other.
+    let rtt = e
+        .and_then(|e| e.rtt)
+        .or(ep.stats.kinds[kind.other()].egress.and_then(|e| e.rtt));
+    v["packetsSent"] = json!(c.out_packets);
+    v["bytesSent"] = json!(c.out_bytes);
+    v["packetsLost"] = json!(e.and_then(|e| e.report).map_or(0, |r| r.0));
+    v["fractionLost"] = json!(fraction_255(e.and_then(|e| e.loss)));
+    v["roundTripTime"] = json!(rtt.map_or(0.0, |r| r.as_secs_f64()));
+    v["targetBitrate"] = json!(c.out_rate);
+    v["pliCount"] = json!(e.map_or(0, |e| e.plis));
+    v["firCount"] = json!(e.map_or(0, |e| e.firs));
+    v["nackCount"] = json!(e.map_or(0, |e| e.nacks));
+    v["remb"] = json!(if kind == MediaKind::Video {
+        ep.receive_estimate.unwrap_or(0)
+    } else {
+        0
+    });
+}
+
 /// getStats in Kurento's shapes: one inbound and one outbound RTP entry per media kind that
 /// carried packets, the transport, the session (data channels) and, with latencyStats, the
 /// endpoint's latencies.
@@ -307,46 +351,12 @@ pub(crate) fn report(ep: &mut Ep, q: &StatsQuery<'_>) -> Map<String, Value> {
         };
         if c.in_packets > 0 {
             let (id, mut v) = rtp("in", true, c.in_ssrc);
-            let i = c.ingress;
-            v["packetsReceived"] = json!(c.in_packets);
-            v["bytesReceived"] = json!(c.in_bytes);
-            v["packetsLost"] = json!(c.lost());
-            v["fractionLost"] = json!(fraction_255(i.and_then(|i| i.loss)));
-            let jitter = i.map_or(0, |i| i.jitter);
-            v["jitter"] = json!(if c.in_clock > 0 {
-                f64::from(jitter) / f64::from(c.in_clock)
-            } else {
-                0.0
-            });
-            v["pliCount"] = json!(i.map_or(0, |i| i.plis));
-            v["firCount"] = json!(i.map_or(0, |i| i.firs));
-            v["nackCount"] = json!(i.map_or(0, |i| i.nacks));
-            v["remb"] = json!(c.remb_sent);
+            fill_inbound(&mut v, c);
             out.insert(id, v);
         }
         if c.out_packets > 0 {
-            let ssrc = out_ssrc.unwrap_or_default();
-            let (id, mut v) = rtp("out", false, ssrc);
-            let e = c.egress;
-            // The round trip of the connection, from the peer's reports on this stream or,
-            // without one yet, on the other.
-            let rtt = e
-                .and_then(|e| e.rtt)
-                .or(ep.stats.kinds[kind.other()].egress.and_then(|e| e.rtt));
-            v["packetsSent"] = json!(c.out_packets);
-            v["bytesSent"] = json!(c.out_bytes);
-            v["packetsLost"] = json!(e.and_then(|e| e.report).map_or(0, |r| r.0));
-            v["fractionLost"] = json!(fraction_255(e.and_then(|e| e.loss)));
-            v["roundTripTime"] = json!(rtt.map_or(0.0, |r| r.as_secs_f64()));
-            v["targetBitrate"] = json!(c.out_rate);
-            v["pliCount"] = json!(e.map_or(0, |e| e.plis));
-            v["firCount"] = json!(e.map_or(0, |e| e.firs));
-            v["nackCount"] = json!(e.map_or(0, |e| e.nacks));
-            v["remb"] = json!(if kind == MediaKind::Video {
-                ep.receive_estimate.unwrap_or(0)
-            } else {
-                0
-            });
+            let (id, mut v) = rtp("out", false, out_ssrc.unwrap_or_default());
+            fill_outbound(&mut v, ep, kind);
             out.insert(id, v);
         }
     }
