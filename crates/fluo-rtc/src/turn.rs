@@ -205,6 +205,107 @@ impl Pending {
     }
 }
 
+impl Pending {
+    /// One round of the allocation: timers, what the client sends, what the server sent; the
+    /// relayed address once allocated, or why it failed.
+    fn step(
+        &mut self,
+        sockets: &[UdpSocket],
+        url: &TurnUrl,
+        clock: Clock,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Option<Result<SocketAddr, String>> {
+        let transport = if url.tcp {
+            TransportType::Tcp
+        } else {
+            TransportType::Udp
+        };
+        let _ = self.client.poll(clock.to(now));
+        while let Some(t) = self.client.poll_transmit(clock.to(now)) {
+            let data = t.data.as_ref().to_vec();
+            self.send(sockets, t.to, &data);
+        }
+        for data in self.read(sockets, url.server, buf) {
+            let t = Transmit {
+                data: data.as_slice(),
+                transport,
+                from: url.server,
+                to: self.local,
+            };
+            let _ = self.client.recv(t, clock.to(now));
+        }
+        let mut outcome = None;
+        while let Some(ev) = self.client.poll_event() {
+            match ev {
+                TurnEvent::AllocationCreated(TransportType::Udp, addr) => outcome = Some(Ok(addr)),
+                TurnEvent::AllocationCreateFailed(f) => {
+                    outcome = Some(Err(format!("allocation failed ({f:?})")))
+                }
+                _ => {}
+            }
+        }
+        outcome
+    }
+
+    /// The relay this allocation made on `server`.
+    fn into_relay(self, server: SocketAddr, relayed: SocketAddr) -> Relay {
+        Relay {
+            socket: self.socket,
+            server,
+            relayed,
+            io: self.io,
+            local: self.local,
+            client: self.client,
+            channels: HashSet::new(),
+            dead: false,
+            owner: None,
+        }
+    }
+}
+
+/// The allocations to make on `url`'s server: one per socket of its address family, over the
+/// socket itself (UDP) or a TCP connection of its own made before `deadline`.
+fn start_allocations(sockets: &[UdpSocket], url: &TurnUrl, deadline: Instant) -> Vec<Pending> {
+    let mut pending: Vec<Pending> = vec![];
+    for (i, s) in sockets.iter().enumerate() {
+        let Ok(local) = s.local_addr() else { continue };
+        if local.is_ipv4() != url.server.is_ipv4() {
+            continue;
+        }
+        let config = TurnConfig::new(TurnCredentials::new(&url.user, &url.password));
+        if !url.tcp {
+            pending.push(Pending {
+                socket: i,
+                client: Client::Udp(TurnClientUdp::allocate(local, url.server, config)),
+                io: Io::Udp(i),
+                local,
+            });
+            continue;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let stream = match std::net::TcpStream::connect_timeout(&url.server, left) {
+            Ok(st) => st,
+            Err(e) => {
+                tracing::warn!(turn = ?url, "TURN server unreachable over TCP: {e}: no relay candidate");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_nonblocking(true);
+        let Ok(tcp_local) = stream.local_addr() else {
+            continue;
+        };
+        pending.push(Pending {
+            socket: i,
+            client: Client::Tcp(TurnClientTcp::allocate(tcp_local, url.server, config)),
+            io: Io::Tcp(Some(stream)),
+            local: tcp_local,
+        });
+    }
+    pending
+}
+
 /// Allocates a relay on `url`'s server for each socket of its address family (from the
 /// socket itself over UDP, or over a TCP connection of its own), waiting at most `wait` in
 /// all; sockets whose allocation fails (unreachable server, wrong credentials) get none,
@@ -216,96 +317,18 @@ pub(crate) fn allocate(
     clock: Clock,
 ) -> Vec<Relay> {
     let deadline = Instant::now() + wait;
-    let transport = if url.tcp {
-        TransportType::Tcp
-    } else {
-        TransportType::Udp
-    };
-    let mut pending: Vec<Pending> = vec![];
-    for (i, s) in sockets.iter().enumerate() {
-        let Ok(local) = s.local_addr() else { continue };
-        if local.is_ipv4() != url.server.is_ipv4() {
-            continue;
-        }
-        let creds = TurnCredentials::new(&url.user, &url.password);
-        let config = TurnConfig::new(creds);
-        if url.tcp {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let stream = match std::net::TcpStream::connect_timeout(&url.server, left) {
-                Ok(st) => st,
-                Err(e) => {
-                    tracing::warn!(turn = ?url, "TURN server unreachable over TCP: {e}: no relay candidate");
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let _ = stream.set_nonblocking(true);
-            let Ok(tcp_local) = stream.local_addr() else {
-                continue;
-            };
-            pending.push(Pending {
-                socket: i,
-                client: Client::Tcp(TurnClientTcp::allocate(tcp_local, url.server, config)),
-                io: Io::Tcp(Some(stream)),
-                local: tcp_local,
-            });
-        } else {
-            pending.push(Pending {
-                socket: i,
-                client: Client::Udp(TurnClientUdp::allocate(local, url.server, config)),
-                io: Io::Udp(i),
-                local,
-            });
-        }
-    }
+    let mut pending = start_allocations(sockets, url, deadline);
     let mut done = vec![];
     let mut buf = [0u8; 4096];
     while !pending.is_empty() && Instant::now() < deadline {
         let now = Instant::now();
         let mut i = 0;
         while i < pending.len() {
-            let p = &mut pending[i];
-            let _ = p.client.poll(clock.to(now));
-            while let Some(t) = p.client.poll_transmit(clock.to(now)) {
-                let data = t.data.as_ref().to_vec();
-                p.send(sockets, t.to, &data);
-            }
-            for data in p.read(sockets, url.server, &mut buf) {
-                let t = Transmit {
-                    data: data.as_slice(),
-                    transport,
-                    from: url.server,
-                    to: p.local,
-                };
-                let _ = p.client.recv(t, clock.to(now));
-            }
-            let mut outcome = None;
-            while let Some(ev) = p.client.poll_event() {
-                match ev {
-                    TurnEvent::AllocationCreated(TransportType::Udp, addr) => {
-                        outcome = Some(Ok(addr))
-                    }
-                    TurnEvent::AllocationCreateFailed(f) => {
-                        outcome = Some(Err(format!("allocation failed ({f:?})")))
-                    }
-                    _ => {}
-                }
-            }
-            match outcome {
+            match pending[i].step(sockets, url, clock, now, &mut buf) {
                 Some(Ok(relayed)) => {
                     let p = pending.swap_remove(i);
                     tracing::info!(turn = ?url, %relayed, "TURN relay allocated");
-                    done.push(Relay {
-                        socket: p.socket,
-                        server: url.server,
-                        relayed,
-                        io: p.io,
-                        local: p.local,
-                        client: p.client,
-                        channels: HashSet::new(),
-                        dead: false,
-                        owner: None,
-                    });
+                    done.push(p.into_relay(url.server, relayed));
                 }
                 Some(Err(e)) => {
                     pending.swap_remove(i);
