@@ -316,85 +316,104 @@ impl WebRtcEndpoint {
 
     /// [`Self::set_network_property`]: whether `name` was one of them.
     fn set_network(&mut self, name: &str, value: &Value) -> Result<bool, KurentoError> {
-        if name == "stunServerAddress" {
-            let text = value.as_str().unwrap_or_default().trim();
-            self.stun.0 = if text.is_empty() {
-                None
-            } else {
-                Some(text.parse().map_err(|_| {
-                    KurentoError::illegal_param(format!(
-                        "'stunServerAddress' must be an IP address, not '{text}'"
-                    ))
-                })?)
-            };
-            self.ask_stun();
-            return Ok(true);
+        match name {
+            "stunServerAddress" => self.set_stun_address(value)?,
+            "stunServerPort" => self.set_stun_port(value)?,
+            "turnUrl" => self.set_turn_url(value)?,
+            "iceTcp" => self.set_ice_tcp(value)?,
+            "externalIPv4" | "externalIPv6" => match value.as_str() {
+                Some(text) => self.set_external(name, text)?,
+                None => return Ok(false),
+            },
+            _ => return Ok(false),
         }
-        if name == "stunServerPort" {
-            self.stun.1 = value
-                .as_i64()
-                .and_then(|p| u16::try_from(p).ok())
-                .filter(|p| *p > 0)
-                .ok_or_else(|| {
-                    KurentoError::illegal_param("'stunServerPort' must be a port (1-65535)")
-                })?;
-            self.ask_stun();
-            return Ok(true);
-        }
-        if name == "turnUrl" {
-            let text = value.as_str().unwrap_or_default().trim();
-            self.turn = if text.is_empty() {
-                None
-            } else {
-                Some(crate::turn::TurnUrl::parse_ip(text).map_err(|e| {
-                    KurentoError::foreign(
-                        fluo_api::ErrorCode::MediaObjectIllegalParamError,
-                        "turnUrl",
-                        e,
-                    )
-                })?)
-            };
-            self.ask_turn();
-            return Ok(true);
-        }
-        if name == "iceTcp" {
-            let on = value
-                .as_bool()
-                .ok_or_else(|| KurentoError::illegal_param("'iceTcp' must be a boolean"))?;
-            self.ice_tcp = on && !self.rtc.tcp_locals.is_empty();
-            if on && !self.ice_tcp {
-                tracing::warn!("iceTcp: the server has no ICE-TCP listener (KMS_ICE_TCP=0)");
-            }
-            if self.candidates_added {
-                tracing::warn!(%name, "set after negotiation: it applies to no candidate of this session");
-            }
-            return Ok(true);
-        }
-        if let ("externalIPv4" | "externalIPv6", Some(text)) = (name, value.as_str()) {
-            let text = text.trim();
-            let bad = || {
+        Ok(true)
+    }
+
+    fn set_stun_address(&mut self, value: &Value) -> Result<(), KurentoError> {
+        let text = value.as_str().unwrap_or_default().trim();
+        self.stun.0 = if text.is_empty() {
+            None
+        } else {
+            Some(text.parse().map_err(|_| {
                 KurentoError::illegal_param(format!(
-                    "'{name}' must be an IP address of its family, not '{text}'"
+                    "'stunServerAddress' must be an IP address, not '{text}'"
                 ))
-            };
-            if name == "externalIPv4" {
-                self.external.0 = if text.is_empty() {
-                    None
-                } else {
-                    Some(text.parse().map_err(|_| bad())?)
-                };
-            } else {
-                self.external.1 = if text.is_empty() {
-                    None
-                } else {
-                    Some(text.parse().map_err(|_| bad())?)
-                };
-            }
-            if self.candidates_added {
-                tracing::warn!(%name, "set after negotiation: it applies to no candidate of this session");
-            }
-            return Ok(true);
+            })?)
+        };
+        self.ask_stun();
+        Ok(())
+    }
+
+    fn set_stun_port(&mut self, value: &Value) -> Result<(), KurentoError> {
+        self.stun.1 = value
+            .as_i64()
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p > 0)
+            .ok_or_else(|| {
+                KurentoError::illegal_param("'stunServerPort' must be a port (1-65535)")
+            })?;
+        self.ask_stun();
+        Ok(())
+    }
+
+    fn set_turn_url(&mut self, value: &Value) -> Result<(), KurentoError> {
+        let text = value.as_str().unwrap_or_default().trim();
+        self.turn = if text.is_empty() {
+            None
+        } else {
+            Some(crate::turn::TurnUrl::parse_ip(text).map_err(|e| {
+                KurentoError::foreign(
+                    fluo_api::ErrorCode::MediaObjectIllegalParamError,
+                    "turnUrl",
+                    e,
+                )
+            })?)
+        };
+        self.ask_turn();
+        Ok(())
+    }
+
+    fn set_ice_tcp(&mut self, value: &Value) -> Result<(), KurentoError> {
+        let on = value
+            .as_bool()
+            .ok_or_else(|| KurentoError::illegal_param("'iceTcp' must be a boolean"))?;
+        self.ice_tcp = on && !self.rtc.tcp_locals.is_empty();
+        if on && !self.ice_tcp {
+            tracing::warn!("iceTcp: the server has no ICE-TCP listener (KMS_ICE_TCP=0)");
         }
-        Ok(false)
+        self.warn_if_negotiated("iceTcp");
+        Ok(())
+    }
+
+    /// externalIPv4 or externalIPv6 (`name`): an address of that family, or empty for none.
+    fn set_external(&mut self, name: &str, text: &str) -> Result<(), KurentoError> {
+        let text = text.trim();
+        let bad = || {
+            KurentoError::illegal_param(format!(
+                "'{name}' must be an IP address of its family, not '{text}'"
+            ))
+        };
+        if name == "externalIPv4" {
+            self.external.0 = if text.is_empty() {
+                None
+            } else {
+                Some(text.parse().map_err(|_| bad())?)
+            };
+        } else {
+            self.external.1 = if text.is_empty() {
+                None
+            } else {
+                Some(text.parse().map_err(|_| bad())?)
+            };
+        }
+        self.warn_if_negotiated(name);
+        Ok(())
+    }
+
+    fn warn_if_negotiated(&self, name: &str) {
+        if self.candidates_added {
+            tracing::warn!(%name, "set after negotiation: it applies to no candidate of this session");
+        }
     }
 }
