@@ -110,6 +110,13 @@ impl Mmsg {
         paths: &[Path],
         bufs: &[Vec<u8>],
     ) -> RunReport {
+        let n = self.prepare(paths, bufs);
+        self.submit(fd, paths, n)
+    }
+
+    /// Fills the headers for the first `n` datagrams (as many as both slices hold): their
+    /// addresses, TOS control messages and buffers; returns `n`.
+    fn prepare(&mut self, paths: &[Path], bufs: &[Vec<u8>]) -> usize {
         let n = paths.len().min(bufs.len());
         // SAFETY: all-zero is a valid value of these plain C structs.
         let (zero_hdr, zero_addr): (libc::mmsghdr, libc::sockaddr_storage) =
@@ -150,15 +157,21 @@ impl Mmsg {
             m.msg_controllen = clen as _;
             m.msg_flags = 0;
         }
+        n
+    }
+
+    /// Sends the `n` datagrams [`Self::prepare`] laid out, `MAX_PER_CALL` per system call; a
+    /// full send buffer drops the rest, a failed destination only its datagram.
+    fn submit(&mut self, fd: BorrowedFd<'_>, paths: &[Path], n: usize) -> RunReport {
         let mut report = RunReport::default();
         let mut at = 0;
         while at < n {
             let chunk = (n - at).min(MAX_PER_CALL);
             report.calls += 1;
-            // SAFETY: `hdrs[at..at + chunk]` are initialised above and point into `addrs`,
-            // `iovs`, `controls` (not resized until the next call) and `bufs` (borrowed for
-            // this function): all outlive the system call, which only reads them (and writes
-            // `msg_len`).
+            // SAFETY: `hdrs[at..at + chunk]` were initialised by `prepare` and point into
+            // `addrs`, `iovs`, `controls` (not resized until the next `send`) and the caller's
+            // `bufs` (borrowed by `send` for both calls): all outlive the system call, which
+            // only reads them (and writes `msg_len`).
             let r = unsafe {
                 libc::sendmmsg(
                     fd.as_raw_fd(),
