@@ -26,7 +26,7 @@ use self::net::{Rx, Sockets, Unprotect};
 use self::port::{lock, RtpPort, Shared, SharedRef};
 pub(crate) use self::sdp::parse_sdp_count;
 use self::sdp::{
-    mirror, parse_sdp, pick, sdp_err, write_section, Section, OFFER_AUDIO, OFFER_VIDEO,
+    mirror, parse_sdp, pick, sdp_err, write_section, RemoteMedia, Section, OFFER_AUDIO, OFFER_VIDEO,
 };
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
@@ -181,96 +181,94 @@ impl RtpEndpoint {
         let mut sections = vec![];
         let mut sockets: [Option<Sockets>; 2] = [None, None];
         for m in &remote {
-            let kname = match m.kind {
-                Some(MediaKind::Audio) => "audio",
-                Some(MediaKind::Video) => "video",
-                None => "application",
-            };
-            let chosen = pick(m).filter(|_| m.port != 0);
-            let Some((pt, codec)) = chosen else {
-                // Refused section.
-                sdp.push_str(&format!(
-                    "m={kname} 0 RTP/AVP {}\r\n",
-                    m.codecs.first().map_or(0, |c| c.0)
-                ));
-                continue;
-            };
-            let kind = m.kind.expect("picked");
-            if m.addr.is_some_and(|a| a.is_ipv6() != self.v6) {
-                // Another address family than this endpoint's (useIpv6): refused.
-                sdp.push_str(&format!("m={kname} 0 RTP/AVP {pt}\r\n"));
-                continue;
+            if let Some((section, s)) = self.answer_section(m, ip, &sockets, &mut sdp)? {
+                sockets[section.kind] = Some(s);
+                sections.push(section);
             }
-            if sockets[kind].is_some() {
-                sdp.push_str(&format!("m={kname} 0 RTP/AVP {pt}\r\n"));
-                continue;
-            }
-            let remote_key = match &self.sdes {
-                Some(sd) => match crypto::remote_key(&m.crypto, sd.suite) {
-                    Some(k) => Some(k),
-                    None => {
-                        // Without the remote's key for our suite this section cannot work.
-                        sdp.push_str(&format!("m={kname} 0 RTP/SAVP {pt}\r\n"));
-                        continue;
-                    }
-                },
-                None => None,
-            };
-            let s = self.media.rtp_net.bind_pair(ip)?;
-            let port = s.rtp.local_addr().map(|a| a.port()).unwrap_or(0);
-            let dir = mirror(m.dir);
-            write_section(
-                &mut sdp,
-                kname,
-                port,
-                &[(pt, codec)],
-                dir,
-                self.sdes.as_ref(),
-            );
-            let addr = m.addr.unwrap_or(loopback(self.v6));
-            sections.push(Section {
-                kind,
-                pt,
-                codec,
-                remote: Some(SocketAddr::new(addr, m.port)),
-                remote_rtcp: Some(SocketAddr::new(
-                    addr,
-                    m.rtcp_port.unwrap_or(m.port.saturating_add(1)),
-                )),
-                send: dir == "sendrecv" || dir == "sendonly",
-                recv: dir == "sendrecv" || dir == "recvonly",
-                remote_key,
-            });
-            sockets[kind] = Some(s);
-        }
-        if sections.is_empty()
-            && remote
-                .iter()
-                .any(|m| m.addr.is_some_and(|a| a.is_ipv6() != self.v6))
-        {
-            return Err(sdp_err(
-                ErrorCode::SdpEndPointProcessOfferError,
-                if self.v6 {
-                    "The offer's addresses are IPv4 and this RtpEndpoint was created with useIpv6"
-                } else {
-                    "The offer's addresses are IPv6: create the RtpEndpoint with useIpv6"
-                },
-            ));
         }
         if sections.is_empty() {
-            return Err(sdp_err(
-                ErrorCode::SdpEndPointProcessOfferError,
-                if self.sdes.is_some() {
-                    "No media section of the offer has both a codec Fluo can use (audio: opus, PCMU, PCMA; video: VP8, H264, VP9) and an a=crypto line with this endpoint's crypto suite"
-                } else {
-                    "No media section of the offer has a codec Fluo can use (audio: opus, PCMU, PCMA; video: VP8, H264, VP9)"
-                },
-            ));
+            return Err(self.nothing_usable(&remote));
         }
         self.start(sections, sockets);
         self.remote_sdp = Some(offer.to_string());
         self.local_sdp = Some(sdp.clone());
         Ok(Value::from(sdp))
+    }
+
+    /// The answer's section for the offer's `m`, written into `sdp`: accepted (its section and
+    /// sockets, bound on `ip`) or refused (port 0: no codec Fluo can use, another address
+    /// family, a second section of a kind `taken` already has, no key for the SDES suite).
+    fn answer_section(
+        &self,
+        m: &RemoteMedia,
+        ip: IpAddr,
+        taken: &[Option<Sockets>; 2],
+        sdp: &mut String,
+    ) -> Result<Option<(Section, Sockets)>, KurentoError> {
+        let kname = match m.kind {
+            Some(MediaKind::Audio) => "audio",
+            Some(MediaKind::Video) => "video",
+            None => "application",
+        };
+        let chosen = pick(m).filter(|_| m.port != 0);
+        let Some((pt, codec)) = chosen else {
+            let first = m.codecs.first().map_or(0, |c| c.0);
+            sdp.push_str(&format!("m={kname} 0 RTP/AVP {first}\r\n"));
+            return Ok(None);
+        };
+        let kind = m.kind.expect("picked");
+        // Another address family than this endpoint's (useIpv6), or a second section of a kind.
+        if m.addr.is_some_and(|a| a.is_ipv6() != self.v6) || taken[kind].is_some() {
+            sdp.push_str(&format!("m={kname} 0 RTP/AVP {pt}\r\n"));
+            return Ok(None);
+        }
+        let remote_key = match &self.sdes {
+            Some(sd) => match crypto::remote_key(&m.crypto, sd.suite) {
+                Some(k) => Some(k),
+                None => {
+                    // Without the remote's key for our suite this section cannot work.
+                    sdp.push_str(&format!("m={kname} 0 RTP/SAVP {pt}\r\n"));
+                    return Ok(None);
+                }
+            },
+            None => None,
+        };
+        let s = self.media.rtp_net.bind_pair(ip)?;
+        let port = s.rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+        let dir = mirror(m.dir);
+        write_section(sdp, kname, port, &[(pt, codec)], dir, self.sdes.as_ref());
+        let addr = m.addr.unwrap_or(loopback(self.v6));
+        let section = Section {
+            kind,
+            pt,
+            codec,
+            remote: Some(SocketAddr::new(addr, m.port)),
+            remote_rtcp: Some(SocketAddr::new(
+                addr,
+                m.rtcp_port.unwrap_or(m.port.saturating_add(1)),
+            )),
+            send: dir == "sendrecv" || dir == "sendonly",
+            recv: dir == "sendrecv" || dir == "recvonly",
+            remote_key,
+        };
+        Ok(Some((section, s)))
+    }
+
+    /// Why no section of the offer `remote` was accepted.
+    fn nothing_usable(&self, remote: &[RemoteMedia]) -> KurentoError {
+        let other_family = remote
+            .iter()
+            .any(|m| m.addr.is_some_and(|a| a.is_ipv6() != self.v6));
+        let msg = if other_family && self.v6 {
+            "The offer's addresses are IPv4 and this RtpEndpoint was created with useIpv6"
+        } else if other_family {
+            "The offer's addresses are IPv6: create the RtpEndpoint with useIpv6"
+        } else if self.sdes.is_some() {
+            "No media section of the offer has both a codec Fluo can use (audio: opus, PCMU, PCMA, AMR, Speex; video: VP8, H264, VP9, H263) and an a=crypto line with this endpoint's crypto suite"
+        } else {
+            "No media section of the offer has a codec Fluo can use (audio: opus, PCMU, PCMA, AMR, Speex; video: VP8, H264, VP9, H263)"
+        };
+        sdp_err(ErrorCode::SdpEndPointProcessOfferError, msg)
     }
 
     fn generate_offer(&mut self) -> Result<Value, KurentoError> {

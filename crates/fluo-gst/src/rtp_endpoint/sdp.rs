@@ -92,96 +92,20 @@ pub(super) fn parse_sdp(sdp: &str) -> Result<Vec<RemoteMedia>, KurentoError> {
     let mut out: Vec<RemoteMedia> = vec![];
     for (i, line) in sdp.lines().map(str::trim).enumerate() {
         if let Some(m) = line.strip_prefix("m=") {
-            let f: Vec<&str> = m.split_whitespace().collect();
-            if f.len() < 4 {
-                return Err(bad(i + 1, None));
-            }
-            let kind = match f[0] {
-                "audio" => Some(MediaKind::Audio),
-                "video" => Some(MediaKind::Video),
-                _ => None,
-            };
-            let port = f[1]
-                .split('/')
-                .next()
-                .unwrap_or("")
-                .parse::<u16>()
-                .map_err(|_| bad(i + 1, None))?;
-            let codecs = f[3..]
-                .iter()
-                .filter_map(|p| p.parse::<u8>().ok())
-                .filter_map(|pt| static_codec(pt).map(|c| (pt, c)))
-                .collect();
-            out.push(RemoteMedia {
-                kind,
-                port,
-                addr: None,
-                rtcp_port: None,
-                codecs,
-                dir: "sendrecv",
-                crypto: vec![],
-            });
-            continue;
-        }
-        let cur = out.last_mut();
-        if let Some(c) = line.strip_prefix("c=") {
+            out.push(media_line(m).ok_or_else(|| bad(i + 1, None))?);
+        } else if let Some(c) = line.strip_prefix("c=") {
             let addr = c
                 .split_whitespace()
                 .nth(2)
                 .and_then(|a| a.split('/').next())
                 .and_then(|a| a.parse::<IpAddr>().ok())
                 .ok_or_else(|| bad(i + 1, None))?;
-            match cur {
+            match out.last_mut() {
                 Some(m) => m.addr = Some(addr),
                 None => session_addr = Some(addr),
             }
-        } else if let (Some(m), Some(a)) = (cur, line.strip_prefix("a=")) {
-            if let Some(r) = a.strip_prefix("rtpmap:") {
-                let mut it = r.split_whitespace();
-                let pt = it.next().and_then(|p| p.parse::<u8>().ok());
-                let enc = it.next().unwrap_or("");
-                let mut parts = enc.split('/');
-                let name = parts.next().and_then(CodecName::from_sdp_name);
-                // A clock rate of 0 is no clock: such a format is not taken (RTCP jitter and
-                // timestamps divide by it).
-                let rate = parts
-                    .next()
-                    .and_then(|r| r.parse::<u32>().ok())
-                    .filter(|r| *r > 0);
-                if let (Some(pt), Some(name), Some(rate)) = (pt, name, rate) {
-                    let mut c = Codec::new(name);
-                    c.clock_rate = rate;
-                    m.codecs.retain(|(p, _)| *p != pt);
-                    // Keep the m= line's order.
-                    m.codecs.push((pt, c));
-                }
-            } else if let Some(f) = a.strip_prefix("fmtp:") {
-                let mut it = f.splitn(2, ' ');
-                let pt = it.next().and_then(|p| p.parse::<u8>().ok());
-                let params = it.next().unwrap_or("");
-                if let Some((_, c)) = m.codecs.iter_mut().find(|(p, _)| Some(*p) == pt) {
-                    for kv in params.split(';') {
-                        let (k, v) = kv.trim().split_once('=').unwrap_or((kv, ""));
-                        match k.trim() {
-                            "profile-level-id" => {
-                                c.profile_level_id = u32::from_str_radix(v, 16).ok()
-                            }
-                            "packetization-mode" => c.packetization_mode = v.parse().ok(),
-                            _ => {}
-                        }
-                    }
-                }
-            } else if let Some(c) = a.strip_prefix("crypto:") {
-                m.crypto.push(c.to_string());
-            } else if let Some(p) = a.strip_prefix("rtcp:") {
-                m.rtcp_port = p.split_whitespace().next().and_then(|p| p.parse().ok());
-            } else {
-                for d in ["sendrecv", "sendonly", "recvonly", "inactive"] {
-                    if a == d {
-                        m.dir = d;
-                    }
-                }
-            }
+        } else if let (Some(m), Some(a)) = (out.last_mut(), line.strip_prefix("a=")) {
+            attribute(m, a);
         }
     }
     for m in &mut out {
@@ -199,6 +123,93 @@ pub(super) fn parse_sdp(sdp: &str) -> Result<Vec<RemoteMedia>, KurentoError> {
         ));
     }
     Ok(out)
+}
+
+/// An m= line (what follows `m=`): its kind, port and static payload types; `None` when it is
+/// not one.
+fn media_line(m: &str) -> Option<RemoteMedia> {
+    let f: Vec<&str> = m.split_whitespace().collect();
+    if f.len() < 4 {
+        return None;
+    }
+    let kind = match f[0] {
+        "audio" => Some(MediaKind::Audio),
+        "video" => Some(MediaKind::Video),
+        _ => None,
+    };
+    let port = f[1].split('/').next().unwrap_or("").parse::<u16>().ok()?;
+    let codecs = f[3..]
+        .iter()
+        .filter_map(|p| p.parse::<u8>().ok())
+        .filter_map(|pt| static_codec(pt).map(|c| (pt, c)))
+        .collect();
+    Some(RemoteMedia {
+        kind,
+        port,
+        addr: None,
+        rtcp_port: None,
+        codecs,
+        dir: "sendrecv",
+        crypto: vec![],
+    })
+}
+
+/// An a= line (what follows `a=`) of media section `m`.
+fn attribute(m: &mut RemoteMedia, a: &str) {
+    if let Some(r) = a.strip_prefix("rtpmap:") {
+        rtpmap(m, r);
+    } else if let Some(f) = a.strip_prefix("fmtp:") {
+        fmtp(m, f);
+    } else if let Some(c) = a.strip_prefix("crypto:") {
+        m.crypto.push(c.to_string());
+    } else if let Some(p) = a.strip_prefix("rtcp:") {
+        m.rtcp_port = p.split_whitespace().next().and_then(|p| p.parse().ok());
+    } else if let Some(d) = ["sendrecv", "sendonly", "recvonly", "inactive"]
+        .into_iter()
+        .find(|d| a == *d)
+    {
+        m.dir = d;
+    }
+}
+
+/// `a=rtpmap:<pt> <name>/<rate>`: a codec Fluo knows, in the m= line's order.
+fn rtpmap(m: &mut RemoteMedia, r: &str) {
+    let mut it = r.split_whitespace();
+    let pt = it.next().and_then(|p| p.parse::<u8>().ok());
+    let enc = it.next().unwrap_or("");
+    let mut parts = enc.split('/');
+    let name = parts.next().and_then(CodecName::from_sdp_name);
+    // A clock rate of 0 is no clock: such a format is not taken (RTCP jitter and timestamps
+    // divide by it).
+    let rate = parts
+        .next()
+        .and_then(|r| r.parse::<u32>().ok())
+        .filter(|r| *r > 0);
+    if let (Some(pt), Some(name), Some(rate)) = (pt, name, rate) {
+        let mut c = Codec::new(name);
+        c.clock_rate = rate;
+        m.codecs.retain(|(p, _)| *p != pt);
+        // Keep the m= line's order.
+        m.codecs.push((pt, c));
+    }
+}
+
+/// `a=fmtp:<pt> <params>`: the H.264 parameters of a codec already mapped.
+fn fmtp(m: &mut RemoteMedia, f: &str) {
+    let mut it = f.splitn(2, ' ');
+    let pt = it.next().and_then(|p| p.parse::<u8>().ok());
+    let params = it.next().unwrap_or("");
+    let Some((_, c)) = m.codecs.iter_mut().find(|(p, _)| Some(*p) == pt) else {
+        return;
+    };
+    for kv in params.split(';') {
+        let (k, v) = kv.trim().split_once('=').unwrap_or((kv, ""));
+        match k.trim() {
+            "profile-level-id" => c.profile_level_id = u32::from_str_radix(v, 16).ok(),
+            "packetization-mode" => c.packetization_mode = v.parse().ok(),
+            _ => {}
+        }
+    }
 }
 
 /// Order the remote's m= line gave, restricted to what Fluo can route.
