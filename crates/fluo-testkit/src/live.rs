@@ -53,7 +53,10 @@ pub fn start_server_with(config: fluo_server::Config) -> u16 {
                 .expect("bind");
             tx.send(l.local_addr().expect("addr").port()).expect("port");
             let (_stop, srx) = tokio::sync::watch::channel(false);
-            let _ = fluo_server::run(l, config, srx).await;
+            if let Err(e) = fluo_server::run(l, config, srx).await {
+                // Its clients see a closed connection: say why.
+                eprintln!("the test server ended: {e}");
+            }
         });
     });
     rx.recv().expect("server port")
