@@ -15,23 +15,23 @@ mod codecs;
 mod composite;
 mod dot;
 mod filter;
-mod filter_guard;
-mod filter_policy;
 pub mod jobs;
 mod live;
 mod player;
 mod recorder;
 mod remote;
 #[cfg(feature = "test-elements")]
-pub use remote::TEST_MODULE_IDL;
+pub use test_crash::TEST_MODULE_IDL;
 mod rtp_endpoint;
 mod settings;
+#[cfg(feature = "test-elements")]
+mod test_crash;
 mod transcoder;
 mod uri;
 
 pub use dot::{DumpBound, GstDot, DUMP_BOUND};
-pub use filter_guard::{Bound, BOUNDS};
-pub use filter_policy::{FilterPolicy, RESERVED_NAMES, STRING_PAIRS, TRANSFORMS};
+pub use filter::guard::{Bound, BOUNDS};
+pub use filter::policy::{FilterPolicy, RESERVED_NAMES, STRING_PAIRS, TRANSFORMS};
 pub use live::{live_elements, live_pipelines};
 pub use rtp_endpoint::RtpNet;
 pub use settings::{output_settings, settings_sink, settings_table};
@@ -75,12 +75,12 @@ pub mod fuzzing {
     ) -> Result<Vec<String>, String> {
         crate::init()?;
         Ok(match crate::FilterPolicy::new(allow).check(command)? {
-            crate::filter_policy::Checked::Launch(_) => vec![],
-            crate::filter_policy::Checked::Chain(steps) => steps
+            crate::filter::policy::Checked::Launch(_) => vec![],
+            crate::filter::policy::Checked::Chain(steps) => steps
                 .iter()
                 .map(|s| match s {
-                    crate::filter_policy::Step::Element { factory, .. } => factory.clone(),
-                    crate::filter_policy::Step::Caps(_) => "capsfilter".to_string(),
+                    crate::filter::policy::Step::Element { factory, .. } => factory.clone(),
+                    crate::filter::policy::Step::Caps(_) => "capsfilter".to_string(),
                 })
                 .collect(),
         })

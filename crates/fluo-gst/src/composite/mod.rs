@@ -24,7 +24,9 @@
 use crate::codecs;
 
 mod blend;
+pub(crate) mod job;
 mod port;
+pub(crate) mod remote;
 mod route;
 pub(crate) use blend::Placement;
 use fluo_sfu::{Codec, CodecName, MediaKind, OutputSettings, RtpPacket};

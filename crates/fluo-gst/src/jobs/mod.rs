@@ -11,17 +11,11 @@
 //! events cross as Kurento's event name with their fields encoded the same way
 //! ([`encode_event`], [`decode_event`]).
 
-mod composite;
-mod filter;
-mod player;
-mod recorder;
-mod transcoder;
-
-pub use composite::CompositeParams;
-pub use filter::{FilterParams, PropertyArgs};
-pub use player::{PlayParams, PlayerParams, VideoInfo};
-pub use recorder::RecorderParams;
-pub use transcoder::TranscoderParams;
+pub use crate::composite::job::CompositeParams;
+pub use crate::filter::job::{FilterParams, PropertyArgs};
+pub use crate::player::job::{PlayParams, PlayerParams, VideoInfo};
+pub use crate::recorder::job::RecorderParams;
+pub use crate::transcoder::job::TranscoderParams;
 
 use fluo_sfu::{CodecName, MediaEvent};
 use fluo_worker::wire::{self, Reader, Wire, WireError, Writer};
@@ -41,20 +35,20 @@ pub const TRANSCODER: &str = "gst.transcoder";
 
 /// Registers the GStreamer job kinds in a worker's registry.
 pub fn register(registry: &mut Registry) {
-    registry.register(PLAYER, player::start);
-    registry.register(RECORDER, recorder::start);
-    registry.register(TRANSCODER, transcoder::start);
-    registry.register(FILTER, filter::start);
-    registry.register(COMPOSITE, composite::start);
+    registry.register(PLAYER, crate::player::job::start);
+    registry.register(RECORDER, crate::recorder::job::start);
+    registry.register(TRANSCODER, crate::transcoder::job::start);
+    registry.register(FILTER, crate::filter::job::start);
+    registry.register(COMPOSITE, crate::composite::job::start);
 }
 
 /// Decodes a job's parameters, or says why not.
-fn params<T: Wire>(bytes: &[u8]) -> Result<T, String> {
+pub(crate) fn params<T: Wire>(bytes: &[u8]) -> Result<T, String> {
     wire::decode(bytes).map_err(|e| format!("bad job parameters: {e}"))
 }
 
 /// An event sink that sends a job's events to the server.
-fn event_sink(ctx: &JobCtx) -> fluo_sfu::EventSink {
+pub(crate) fn event_sink(ctx: &JobCtx) -> fluo_sfu::EventSink {
     let ctx = ctx.clone();
     Arc::new(move |_id: &str, ev: MediaEvent| emit(&ctx, &ev))
 }
@@ -62,7 +56,7 @@ fn event_sink(ctx: &JobCtx) -> fluo_sfu::EventSink {
 /// Sends one event of a job to the server: an Error event as the job's failure
 /// (`JobCtx::fail`, whose text the server's element raises as its Error event, of the
 /// element's own type), the others as events.
-fn emit(ctx: &JobCtx, ev: &MediaEvent) {
+pub(crate) fn emit(ctx: &JobCtx, ev: &MediaEvent) {
     if let MediaEvent::Error { description, .. } = ev {
         ctx.fail(description);
     } else if let Some((name, data)) = encode_event(ev) {
@@ -87,7 +81,7 @@ pub fn kurento_error(text: &str) -> fluo_api::KurentoError {
     coded.unwrap_or_else(|| KurentoError::new(ErrorCode::UnexpectedError, text))
 }
 
-const STATES: [&str; 3] = ["STOP", "START", "PAUSE"];
+pub(crate) const STATES: [&str; 3] = ["STOP", "START", "PAUSE"];
 
 /// A job's event as it crosses to the server: Kurento's event name and its fields (`None`
 /// for the events no job raises as an event; Error events go as the job's failure).
@@ -126,7 +120,7 @@ pub fn decode_event(name: &str, data: &[u8]) -> Option<MediaEvent> {
     Some(ev)
 }
 
-const CODEC_NAMES: [CodecName; 11] = [
+pub(crate) const CODEC_NAMES: [CodecName; 11] = [
     CodecName::Vp8,
     CodecName::Vp9,
     CodecName::H264,
@@ -140,11 +134,11 @@ const CODEC_NAMES: [CodecName; 11] = [
     CodecName::Speex,
 ];
 
-fn put_codec(w: &mut Writer<'_>, c: CodecName) {
+pub(crate) fn put_codec(w: &mut Writer<'_>, c: CodecName) {
     w.str(c.sdp_name());
 }
 
-fn get_codec(r: &mut Reader<'_>) -> Result<CodecName, WireError> {
+pub(crate) fn get_codec(r: &mut Reader<'_>) -> Result<CodecName, WireError> {
     let s = r.str()?;
     CODEC_NAMES
         .into_iter()

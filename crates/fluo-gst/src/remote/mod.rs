@@ -14,24 +14,17 @@
 //! * `proxy::Proxied`: the element for the engine, shared by every kind (routing, release,
 //!   the stopping token); a kind adds its methods and properties as a `proxy::Face`.
 
-mod composite;
-mod filter;
-mod player;
-mod proxy;
-mod recorder;
-#[cfg(feature = "test-elements")]
-mod test_crash;
-mod transcoder;
+pub(crate) mod proxy;
 
-pub(crate) use composite::{AlphaBlendingFactory, CompositeFactory, HubPortFactory, MixerFactory};
-pub(crate) use filter::create as create_filter;
-pub(crate) use player::create as create_player;
-pub(crate) use recorder::create as create_recorder;
+pub(crate) use crate::composite::remote::{
+    AlphaBlendingFactory, CompositeFactory, HubPortFactory, MixerFactory,
+};
+pub(crate) use crate::filter::remote::create as create_filter;
+pub(crate) use crate::player::remote::create as create_player;
+pub(crate) use crate::recorder::remote::create as create_recorder;
 #[cfg(feature = "test-elements")]
-pub(crate) use test_crash::TestCrashFactory;
-#[cfg(feature = "test-elements")]
-pub use test_crash::TEST_MODULE_IDL;
-pub(crate) use transcoder::create as create_transcoder;
+pub(crate) use crate::test_crash::TestCrashFactory;
+pub(crate) use crate::transcoder::remote::create as create_transcoder;
 
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{ElementCx, EventSink, FactoryCx, MediaError, MediaEvent, Stopping};
@@ -42,7 +35,7 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -74,7 +67,7 @@ impl Default for Local {
     }
 }
 
-type Waiter = Box<dyn FnOnce(Result<&Job, KurentoError>) + Send>;
+pub(crate) type Waiter = Box<dyn FnOnce(Result<&Job, KurentoError>) + Send>;
 
 /// A job of a worker, as its element's proxy sees it.
 pub(crate) struct Inner {
@@ -96,7 +89,7 @@ pub(crate) struct Inner {
 }
 
 /// Proxies whose job may be asked for its DOT graph, by element id.
-static REMOTES: Mutex<Vec<(String, Weak<Inner>)>> = Mutex::new(Vec::new());
+pub(crate) static REMOTES: Mutex<Vec<(String, Weak<Inner>)>> = Mutex::new(Vec::new());
 
 /// What an element's job is.
 pub(crate) struct Spec {
@@ -272,7 +265,7 @@ impl Remote {
 /// time-out) without holding up the runtime's other tasks: on a multi-threaded tokio runtime
 /// the thread's tasks move elsewhere while it waits. On a single-threaded one, which would
 /// wait for itself, it gives up after 10 s.
-fn wait<T>(rx: std::sync::mpsc::Receiver<T>) -> Option<T> {
+pub(crate) fn wait<T>(rx: std::sync::mpsc::Receiver<T>) -> Option<T> {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| rx.recv().ok()),
@@ -282,7 +275,7 @@ fn wait<T>(rx: std::sync::mpsc::Receiver<T>) -> Option<T> {
 }
 
 /// A pipeline id as a job group (jobs of one pipeline share a worker).
-fn group_of(pipeline: &str) -> u64 {
+pub(crate) fn group_of(pipeline: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     pipeline.hash(&mut h);
@@ -362,7 +355,7 @@ impl Inner {
 }
 
 /// Where the job's output goes: the router, and the element's events.
-struct Sink(Arc<Inner>);
+pub(crate) struct Sink(Arc<Inner>);
 
 impl JobSink for Sink {
     fn packet(&self, pkt: &PacketRef<'_>) {
@@ -422,7 +415,7 @@ impl JobSink for Sink {
 }
 
 /// An element of a worker in the router.
-struct RemoteNode {
+pub(crate) struct RemoteNode {
     inner: Arc<Inner>,
     caps: fn(&Local, MediaKind) -> SinkCaps,
     feed: Feeder,
@@ -432,7 +425,7 @@ struct RemoteNode {
 }
 
 /// Keeps a job's output settings those of its element (a filter encodes with them).
-struct OutputSync {
+pub(crate) struct OutputSync {
     table: Arc<fluo_sfu::SettingsTable>,
     /// The table's generation last looked at.
     seen: u64,
@@ -626,6 +619,6 @@ pub(crate) fn graphs(owners: &[String], details: &str) -> Vec<String> {
             (!dot.is_empty()).then(|| crate::dot::without_secrets(&dot))
         })
         .collect();
-    graphs.extend(transcoder::graphs(owners, details));
+    graphs.extend(crate::transcoder::remote::graphs(owners, details));
     graphs
 }

@@ -8,8 +8,8 @@
 //! and drops it; other routes carry on, and a re-connect makes a new one on the restarted
 //! worker.
 
-use super::{death_text, group_of, Feeder};
 use crate::jobs::{self, PlayParams, TranscoderParams};
+use crate::remote::{death_text, group_of, Feeder};
 use fluo_sfu::{
     Codec, Header, MediaBus, MediaKind, Node, OutputSettings, Packet, PortOutput, SinkCaps,
     SinkCodec,
@@ -23,7 +23,7 @@ static LIVE: Mutex<Vec<(String, Weak<Shared>)>> = Mutex::new(Vec::new());
 
 /// The graphs of the transcoders of the elements `owners`, drawn by their jobs with
 /// `details` and cleaned as the server's own (a worker is untrusted).
-pub(super) fn graphs(owners: &[String], details: &str) -> Vec<String> {
+pub(crate) fn graphs(owners: &[String], details: &str) -> Vec<String> {
     let live: Vec<Arc<Shared>> = {
         let mut l = LIVE.lock().unwrap_or_else(|p| p.into_inner());
         l.retain(|(_, w)| w.strong_count() > 0);
@@ -40,7 +40,7 @@ pub(super) fn graphs(owners: &[String], details: &str) -> Vec<String> {
             job.call("getGstreamerDot", details.as_bytes().to_vec(), move |r| {
                 let _ = tx.send(r);
             });
-            let bytes = super::wait(rx)?.ok()?;
+            let bytes = crate::remote::wait(rx)?.ok()?;
             let dot: String = wire::decode(&bytes).ok()?;
             (!dot.is_empty()).then(|| crate::dot::without_secrets(&dot))
         })

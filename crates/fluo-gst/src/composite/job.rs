@@ -3,8 +3,8 @@
 //! GStreamer pipeline there (`crate::composite::Core`, found by the hub's id); the first port
 //! makes it, the last one's end stops it.
 
-use super::params;
 use crate::composite::{Core, Format, Layout, Placement, PortCmd, PortHandle, Route};
+use crate::jobs::params;
 use fluo_worker::wire::{self, Reader, Wire, WireError, Writer};
 use fluo_worker::worker::{Job, JobCtx};
 use fluo_worker::PacketRef;
@@ -68,7 +68,7 @@ struct CompositeJob {
     port: Option<PortHandle>,
 }
 
-pub(super) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
+pub(crate) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
     let p: CompositeParams = params(bytes)?;
     let f = p.format();
     if !crate::composite::format_ok(&f) {

@@ -1,8 +1,8 @@
 //! PlayerEndpoint as a proxy of a `gst.player` job in a media worker.
 
-use super::proxy::{bad_reply, dot, nothing, Face, Proxied, Proxy};
-use super::{Local, Remote, Spec};
 use crate::jobs::{self, PlayParams, PlayerParams, VideoInfo};
+use crate::remote::proxy::{bad_reply, dot, nothing, Face, Proxied, Proxy};
+use crate::remote::{Local, Remote, Spec};
 use crate::uri::MediaUri;
 use crate::Media;
 use fluo_api::KurentoError;

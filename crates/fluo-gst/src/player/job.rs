@@ -1,7 +1,7 @@
 //! The player job: a PlayerEndpoint's pipeline (`crate::player::PlayerCore`) in a worker, its
 //! RTP sent to the server through the job's context.
 
-use super::{emit, event_sink, get_codec, params, put_codec};
+use crate::jobs::{emit, event_sink, get_codec, params, put_codec};
 use crate::player::{self, PlayerCore};
 use crate::uri;
 use fluo_sfu::{AudioFormat, OutputSettings, PortOutput, VideoFormat};
@@ -162,7 +162,7 @@ struct PlayerJob {
     ctx: JobCtx,
 }
 
-pub(super) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
+pub(crate) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
     let p: PlayerParams = params(bytes)?;
     crate::init()?;
     let uri = uri::parse(&p.uri, &["http", "https", "rtsp", "rtsps"]).map_err(|e| e.message)?;
@@ -203,7 +203,7 @@ impl Job for PlayerJob {
                 let s = a.settings();
                 self.core
                     .play(s, &mut raise)
-                    .map_err(|e| super::error_text(&e))?;
+                    .map_err(|e| crate::jobs::error_text(&e))?;
                 Ok(done())
             }
             "pause" => {
@@ -216,7 +216,9 @@ impl Job for PlayerJob {
             }
             "setPosition" => {
                 let ms: u64 = wire::decode(args).map_err(|e| e.to_string())?;
-                self.core.seek(ms).map_err(|e| super::error_text(&e))?;
+                self.core
+                    .seek(ms)
+                    .map_err(|e| crate::jobs::error_text(&e))?;
                 Ok(done())
             }
             "getPosition" => Ok(wire::encode(&(self.core.position().as_u64().unwrap_or(0)))),

@@ -1,9 +1,9 @@
 //! RecorderEndpoint as a proxy of a `gst.recorder` job in a media worker.
 
-use super::proxy::{nothing, Face, Proxied, Proxy};
-use super::{Local, Remote, Spec};
 use crate::jobs::{self, RecorderParams};
 use crate::recorder::{self, Profile};
+use crate::remote::proxy::{nothing, Face, Proxied, Proxy};
+use crate::remote::{Local, Remote, Spec};
 use crate::Media;
 use fluo_api::KurentoError;
 use fluo_core::{Element, ElementCx, FactoryCx, MediaError, StatsQuery};

@@ -1,7 +1,7 @@
 //! The recorder job: a RecorderEndpoint's recording (`crate::recorder::RecorderPort` and its
 //! pipeline) in a worker, fed the packets the server routes to it.
 
-use super::{emit, event_sink, params};
+use crate::jobs::{emit, event_sink, params};
 use crate::recorder::{self, RecorderPort, SharedRef};
 use crate::uri;
 use fluo_sfu::EventSink;
@@ -45,7 +45,7 @@ struct RecorderJob {
     ctx: JobCtx,
 }
 
-pub(super) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
+pub(crate) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
     let p: RecorderParams = params(bytes)?;
     crate::init()?;
     let path = uri::parse(&p.uri, &["http", "https"]).map_err(|e| e.message)?;
@@ -79,7 +79,7 @@ impl Job for RecorderJob {
         match method {
             "record" => {
                 if recorder::start_recording(shared, &self.port.path, id, &mut raise)
-                    .map_err(|e| super::error_text(&e))?
+                    .map_err(|e| crate::jobs::error_text(&e))?
                 {
                     self.ctx.request_keyframe();
                 }

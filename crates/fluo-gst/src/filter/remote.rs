@@ -3,11 +3,11 @@
 //! checks it again); the filter's output settings (encoder bitrates, setVideoFormat /
 //! setAudioFormat) follow it into the job (`Spec::follows_settings`).
 
-use super::proxy::{nothing, Face, Proxied, Proxy};
-use super::{Local, Remote, Spec};
 use crate::filter::check_element_property;
-use crate::filter_policy::Checked;
+use crate::filter::policy::Checked;
 use crate::jobs::{self, FilterParams, PlayParams, PropertyArgs};
+use crate::remote::proxy::{nothing, Face, Proxied, Proxy};
+use crate::remote::{Local, Remote, Spec};
 use crate::Media;
 use fluo_api::KurentoError;
 use fluo_core::{Edge, Element, ElementCx, FactoryCx, MediaError, StatsQuery};

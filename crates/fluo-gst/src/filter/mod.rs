@@ -11,9 +11,14 @@
 //! built into a bin element by element and linked to Fluo's own elements by pads, never
 //! spliced into a pipeline string: a command can add elements only inside its bin.
 
+pub(crate) mod guard;
+pub(crate) mod job;
+pub(crate) mod policy;
+pub(crate) mod remote;
+
 use crate::bridge;
 use crate::codecs;
-use crate::filter_policy::{set_property, Checked, FilterPolicy};
+use crate::filter::policy::{set_property, Checked, FilterPolicy};
 use crate::{gst_error, Media};
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, EventSink, Factory, FactoryCx, Stopping};

@@ -1,6 +1,9 @@
 //! Transcoders: RTP of one codec in, RTP of another out, inserted by the router only while a
 //! sink needs them.
 
+pub(crate) mod job;
+pub(crate) mod remote;
+
 use crate::bridge;
 use crate::codecs;
 use fluo_sfu::{

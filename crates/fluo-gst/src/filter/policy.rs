@@ -16,7 +16,7 @@
 //! late. The bin is then built element by element from this parse; GStreamer's parser never
 //! sees the text.
 
-use crate::filter_guard as guard;
+use super::guard;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 

@@ -1,7 +1,7 @@
 //! The transcoder job: the router's GStreamer transcoder (`crate::Transcoders`) in a worker:
 //! RTP of one codec in, RTP of another sent back.
 
-use super::{get_codec, params, put_codec, PlayParams};
+use crate::jobs::{get_codec, params, put_codec, PlayParams};
 use crate::Transcoders;
 use fluo_sfu::{Codec, CodecName, MediaKind, Node, PortOutput, SettingsTable, TranscoderFactory};
 use fluo_worker::wire::{self, Reader, Wire, WireError, Writer};
@@ -45,7 +45,7 @@ struct TranscoderJob {
     from: CodecName,
 }
 
-pub(super) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
+pub(crate) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
     let p: TranscoderParams = params(bytes)?;
     crate::init()?;
     let (from, to) = (Codec::new(p.from), Codec::new(p.to));

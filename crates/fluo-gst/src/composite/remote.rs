@@ -7,12 +7,12 @@
 //! a proxy of a `gst.composite` job on the worker hosting its pipeline (the ports of a hub
 //! share its GStreamer pipeline there); with `--workers 0` the pipeline runs here.
 
-use super::proxy::{self, Face, Proxied, Proxy};
-use super::{Local, Remote, Spec};
 use crate::composite::{
     self, Core, Format, Layout, Placement, PortCmd, PortControl, PortHandle, Route,
 };
 use crate::jobs::{self, CompositeParams};
+use crate::remote::proxy::{self, Face, Proxied, Proxy};
+use crate::remote::{Local, Remote, Spec};
 use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, MediaError};

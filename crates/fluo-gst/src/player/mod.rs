@@ -3,6 +3,9 @@
 //! sink, or, with useEncodedMedia, payloaded without decoding when the source is already
 //! VP8, VP9, H.264 or Opus.
 
+pub(crate) mod job;
+pub(crate) mod remote;
+
 use crate::bridge;
 use crate::codecs;
 use crate::uri::{self, MediaUri};

@@ -2,9 +2,9 @@
 //! (`crate::filter::FilterPort`) in a worker. The command is checked again in the worker
 //! against the operator's policy, as the server checked it at create.
 
-use super::{error_text, event_sink, params, PlayParams};
+use crate::filter::policy::{Checked, FilterPolicy};
 use crate::filter::{self, FilterPort};
-use crate::filter_policy::{Checked, FilterPolicy};
+use crate::jobs::{error_text, event_sink, params, PlayParams};
 use fluo_sfu::{PortOutput, SettingsTable};
 use fluo_worker::wire::{Reader, Wire, WireError, Writer};
 use fluo_worker::worker::{Job, JobCtx};
@@ -75,7 +75,7 @@ struct FilterJob {
     shared: Arc<Mutex<filter::Shared>>,
 }
 
-pub(super) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
+pub(crate) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
     let p: FilterParams = params(bytes)?;
     crate::init()?;
     let policy = Arc::new(FilterPolicy::new(p.allow));

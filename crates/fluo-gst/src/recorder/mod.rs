@@ -6,6 +6,9 @@
 //! long and MP4 is fragmented every second, and the file sink does not buffer in user space,
 //! so a kill -9 loses at most the last second.
 
+pub(crate) mod job;
+pub(crate) mod remote;
+
 use crate::bridge;
 use crate::uri::{self, MediaUri};
 use crate::Media;
