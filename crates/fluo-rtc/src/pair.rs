@@ -54,6 +54,7 @@ pub(crate) fn selected(ep: &Ep) -> Option<(String, String)> {
     let tcp = ep.path_proto != Protocol::Udp;
     // Our side as announced (externalIPv4/6 replace the socket's address).
     let announced = ep
+        .settings
         .nat
         .iter()
         .find(|(l, _)| *l == local)

@@ -154,21 +154,24 @@ pub(crate) fn remb_on_connect(value: &Value) -> Result<u64, KurentoError> {
 /// any camera's bitrate, so the browser's own estimate decides.
 pub(crate) const REMB_UNBOUNDED: u64 = 1_000_000_000;
 
-/// The start of the REMB sent to a publisher (rembParams.rembOnConnect).
+/// The start of the REMB sent to a publisher (rembParams.rembOnConnect): whether the bound
+/// sent at connection is in force and must be lifted when nothing limits.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct RembStart {
-    /// rembOnConnect in bps, when the application set rembParams.
-    pub on_connect: Option<u64>,
-    /// The bound sent at connection is in force and must be lifted when nothing limits.
     capped: bool,
 }
 
 impl RembStart {
     /// The REMB to send: `lowest` (the least the viewers and settings allow); the first one
-    /// at most rembOnConnect; when nothing limits any more after that bound, one that lifts
-    /// it. `None`: send nothing.
-    pub fn target(&mut self, lowest: Option<u64>, first: bool) -> Option<u64> {
-        match (self.on_connect.filter(|_| first), lowest) {
+    /// at most `on_connect` (rembOnConnect in bps, when the application set rembParams); when
+    /// nothing limits any more after that bound, one that lifts it. `None`: send nothing.
+    pub fn target(
+        &mut self,
+        on_connect: Option<u64>,
+        lowest: Option<u64>,
+        first: bool,
+    ) -> Option<u64> {
+        match (on_connect.filter(|_| first), lowest) {
             (Some(start), lowest) => {
                 self.capped = true;
                 Some(lowest.map_or(start, |l| l.min(start)))
@@ -248,22 +251,21 @@ mod tests {
     #[test]
     fn remb_on_connect_bounds_the_first_remb_and_is_lifted_when_nothing_limits() {
         let mut none = RembStart::default();
-        assert_eq!(none.target(None, true), None, "unset: nothing is sent");
-        let mut s = RembStart {
-            on_connect: Some(150_000),
-            capped: false,
-        };
-        assert_eq!(s.target(None, true), Some(150_000));
-        assert_eq!(s.target(None, false), Some(REMB_UNBOUNDED));
-        assert_eq!(s.target(None, false), None, "lifted once");
-        let mut s = RembStart {
-            on_connect: Some(150_000),
-            capped: false,
-        };
-        assert_eq!(s.target(Some(90_000), true), Some(90_000));
-        assert_eq!(s.target(Some(800_000), false), Some(800_000));
         assert_eq!(
-            s.target(None, false),
+            none.target(None, None, true),
+            None,
+            "unset: nothing is sent"
+        );
+        let on = Some(150_000);
+        let mut s = RembStart::default();
+        assert_eq!(s.target(on, None, true), Some(150_000));
+        assert_eq!(s.target(on, None, false), Some(REMB_UNBOUNDED));
+        assert_eq!(s.target(on, None, false), None, "lifted once");
+        let mut s = RembStart::default();
+        assert_eq!(s.target(on, Some(90_000), true), Some(90_000));
+        assert_eq!(s.target(on, Some(800_000), false), Some(800_000));
+        assert_eq!(
+            s.target(on, None, false),
             None,
             "a viewer's REMB replaced the bound"
         );

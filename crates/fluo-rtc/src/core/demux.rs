@@ -105,7 +105,8 @@ impl MediaCore {
 
 /// The endpoint's view of the local address `local` (its announced external address, if any).
 fn seen_as(ep: &Ep, local: SocketAddr) -> SocketAddr {
-    ep.nat
+    ep.settings
+        .nat
         .iter()
         .find(|(l, _)| *l == local)
         .map_or(local, |(_, public)| *public)

@@ -129,9 +129,21 @@ impl MediaCore {
         // Back from the announced address to the local socket: the one the peer's packets
         // arrive on when several share the announced address.
         let path_local = ep.path.filter(|(_, r)| *r == t.destination).map(|p| p.0);
-        let mut locals = ep.nat.iter().filter(|(_, public)| *public == t.source);
+        let mut locals = ep
+            .settings
+            .nat
+            .iter()
+            .filter(|(_, public)| *public == t.source);
         let source = match path_local {
-            Some(l) if ep.nat.iter().any(|(x, p)| *x == l && *p == t.source) => l,
+            Some(l)
+                if ep
+                    .settings
+                    .nat
+                    .iter()
+                    .any(|(x, p)| *x == l && *p == t.source) =>
+            {
+                l
+            }
             _ => locals.next().map_or(t.source, |(local, _)| *local),
         };
         let outbox = self.outbox.clone();
@@ -150,7 +162,7 @@ impl MediaCore {
             source,
             destination: t.destination,
             contents,
-            tos: ep.tos,
+            tos: ep.settings.tos,
         });
     }
 

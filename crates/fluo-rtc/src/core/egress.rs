@@ -163,7 +163,7 @@ pub(super) fn start(ep: &mut Ep, eg: &mut Egress) {
     };
     match keys.contexts() {
         Ok((tx, rx)) => {
-            let path = eg.path(proto, local, remote, ep.tos);
+            let path = eg.path(proto, local, remote, ep.settings.tos);
             ep.egress = Some(Viewer::new(tx, rx, path, eg.clock));
             ep.egress_stale = [true; 2];
             tracing::debug!(id = %ep.id, ?keys, "egress fast path started");
@@ -192,7 +192,7 @@ pub(super) fn on_transmit(
     if ep.keys.is_some() && (kind.is_some() || dtls) {
         ep.send_path = Some((proto, local, remote));
         if let Some(v) = ep.egress.as_mut() {
-            let path = eg.path(proto, local, remote, ep.tos);
+            let path = eg.path(proto, local, remote, ep.settings.tos);
             if v.path() != path {
                 v.set_path(path);
             }
@@ -317,9 +317,9 @@ pub(super) fn push(
     let Some(v) = ep.egress.as_mut() else {
         return Some(false);
     };
-    if v.path().tos != ep.tos {
+    if v.path().tos != ep.settings.tos {
         let mut p = v.path();
-        p.tos = ep.tos;
+        p.tos = ep.settings.tos;
         v.set_path(p);
     }
     // The router started its line for this viewer afresh (a new route, a source switch, a

@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use str0m::change::SdpPendingOffer;
 use str0m::channel::ChannelId;
 use str0m::media::Mid;
 use str0m::net::Protocol;
-use str0m::Rtc;
+use str0m::{Candidate, Rtc};
 
 /// One outgoing stream of an endpoint: the extended sequence number str0m wants for the line
 /// the router keeps for it (one SSRC, continuous sequence and timestamps across source
@@ -89,15 +90,17 @@ pub(crate) fn resize_rtx(kept: Duration, wanted: Duration, short: u8) -> Option<
 /// that applies (2000 is a second of about 20 Mbit/s).
 pub(crate) const RTX_PACKETS: usize = 2000;
 
-/// The state of one endpoint shared between signalling and the media thread.
+/// The state of one endpoint shared between signalling (its element) and the media thread.
 pub(crate) struct Ep {
     pub id: String,
     pub rtc: Rtc,
-    pub negotiated: bool,
-    pub pending_offer: Option<str0m::change::SdpPendingOffer>,
-    pub local_sdp: Option<String>,
-    pub remote_sdp: Option<String>,
-    pub early_candidates: Vec<str0m::Candidate>,
+    /// The SDP negotiation: the element's (signalling's) to change, through its methods.
+    pub sdp: Negotiation,
+    /// What the application set: the element's to write, the media thread's to read.
+    pub settings: EpSettings,
+    // Below: the session's state as the media thread drives it. The element reads some of it
+    // and changes it only through methods (`set_keys`, `learn_mids`, `pair::remember` and
+    // `pair::announced` for the candidates), never field by field.
     pub connected: bool,
     /// DTLS completed once (so an ICE recovery means media can flow again).
     pub was_connected: bool,
@@ -124,20 +127,11 @@ pub(crate) struct Ep {
     /// Its transport: UDP, or TCP (ICE-TCP).
     pub path_proto: Protocol,
     pub(crate) last_out_at: [Option<Instant>; 2],
-    /// Kurento bandwidth settings in kbps (0 = not set).
-    pub bandwidth: Bandwidth,
     /// The latest bitrate this endpoint's browser said it can receive (REMB), in bps.
     pub receive_estimate: Option<u64>,
     pub(crate) last_remb_at: Option<Instant>,
-    /// rembParams.rembOnConnect and whether its bound is in force (see `settings`).
-    pub remb_start: crate::settings::RembStart,
-    /// The TOS byte of this endpoint's datagrams (qosDscp; 0: none).
-    pub tos: u8,
-    /// useDataChannels: data channels are negotiated and relayed.
-    pub data_channels: bool,
-    /// (local socket, announced address) where externalIPv4/6 differ from the socket: str0m
-    /// sees the announced address, the sockets the local one.
-    pub nat: Vec<(SocketAddr, SocketAddr)>,
+    /// Whether the rembOnConnect bound sent at connection is in force (see `settings`).
+    pub(crate) remb_start: crate::settings::RembStart,
     /// Where its session's DTLS exports the SRTP keys, when media goes out through the
     /// egress fast path (see `egress`); `None`: through str0m.
     pub(crate) keys: Option<fluo_egress::KeySlot>,
@@ -159,6 +153,92 @@ pub(crate) struct Ep {
     pub(crate) str0m_rtcp_bytes: u64,
 }
 
+/// An endpoint's settings, written by its element (the application's requests) and read by
+/// the media thread.
+#[derive(Default)]
+pub(crate) struct EpSettings {
+    /// Kurento bandwidth settings in kbps (0 = not set).
+    pub bandwidth: Bandwidth,
+    /// rembParams.rembOnConnect in bps, when the application set rembParams.
+    pub remb_on_connect: Option<u64>,
+    /// The TOS byte of this endpoint's datagrams (qosDscp; 0: none).
+    pub tos: u8,
+    /// useDataChannels: data channels are negotiated and relayed.
+    pub data_channels: bool,
+    /// (local socket, announced address) where externalIPv4/6 differ from the socket: str0m
+    /// sees the announced address, the sockets the local one.
+    pub nat: Vec<(SocketAddr, SocketAddr)>,
+}
+
+/// Where an endpoint's SDP negotiation stands: the descriptions, the offer it generated and
+/// awaits an answer to, the peer's candidates that came before the negotiation.
+#[derive(Default)]
+pub(crate) struct Negotiation {
+    done: bool,
+    pending_offer: Option<SdpPendingOffer>,
+    local: Option<String>,
+    remote: Option<String>,
+    early: Vec<Candidate>,
+}
+
+impl Negotiation {
+    /// An offer was processed or an answer to ours: the session is negotiated.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Negotiated, or an offer generated: settings of the session can no longer change.
+    pub(crate) fn started(&self) -> bool {
+        self.done || self.pending_offer.is_some()
+    }
+
+    pub(crate) fn local(&self) -> Option<&str> {
+        self.local.as_deref()
+    }
+
+    pub(crate) fn remote(&self) -> Option<&str> {
+        self.remote.as_deref()
+    }
+
+    /// The peer's `offer` answered with `answer`: the candidates it sent before, for the
+    /// session now.
+    pub(crate) fn answered(&mut self, offer: &str, answer: &str) -> Vec<Candidate> {
+        self.done = true;
+        self.remote = Some(offer.to_string());
+        self.local = Some(answer.to_string());
+        std::mem::take(&mut self.early)
+    }
+
+    /// Our `offer`, generated, awaits the peer's answer.
+    pub(crate) fn offered(&mut self, pending: SdpPendingOffer, offer: &str) {
+        self.pending_offer = Some(pending);
+        self.local = Some(offer.to_string());
+    }
+
+    /// The offer awaiting an answer, taken to apply one.
+    pub(crate) fn take_pending(&mut self) -> Option<SdpPendingOffer> {
+        self.pending_offer.take()
+    }
+
+    /// The peer's `answer` to our offer was applied: the candidates it sent before, for the
+    /// session now.
+    pub(crate) fn answer_applied(&mut self, answer: &str) -> Vec<Candidate> {
+        self.done = true;
+        self.remote = Some(answer.to_string());
+        std::mem::take(&mut self.early)
+    }
+
+    /// A peer's candidate: for the session now (`Some`) once negotiated, else kept for then
+    /// (Kurento tutorials send candidates before the offer).
+    pub(crate) fn candidate(&mut self, c: Candidate) -> Option<Candidate> {
+        if self.done {
+            return Some(c);
+        }
+        self.early.push(c);
+        None
+    }
+}
+
 /// Kurento's bandwidth properties of an endpoint, in kbps; 0 means "not set".
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Bandwidth {
@@ -173,11 +253,8 @@ impl Ep {
         Ep {
             id,
             rtc,
-            negotiated: false,
-            pending_offer: None,
-            local_sdp: None,
-            remote_sdp: None,
-            early_candidates: vec![],
+            sdp: Negotiation::default(),
+            settings: EpSettings::default(),
             connected: false,
             was_connected: false,
             ice_state: "DISCONNECTED",
@@ -194,13 +271,9 @@ impl Ep {
             path: None,
             path_proto: Protocol::Udp,
             last_out_at: [None, None],
-            bandwidth: Bandwidth::default(),
             receive_estimate: None,
             last_remb_at: None,
             remb_start: Default::default(),
-            tos: 0,
-            data_channels: false,
-            nat: vec![],
             keys: None,
             egress: None,
             egress_stale: [true; 2],
@@ -227,7 +300,7 @@ impl Ep {
 
     /// Records which m-line carries audio and which video, from the local description.
     pub fn learn_mids(&mut self) {
-        let Some(sdp) = self.local_sdp.as_deref() else {
+        let Some(sdp) = self.sdp.local() else {
             return;
         };
         let mut mids = [None, None];

@@ -172,7 +172,7 @@ fn egress_stats(ep: &mut Ep, st: &str0m::stats::MediaEgressStats) {
 fn channel_event(ep: &mut Ep, ev: Event, out: &mut Drained, emit: &mut impl FnMut(MediaEvent)) {
     match ev {
         // A peer that opens a channel the answer declined (useDataChannels unset) is ignored.
-        Event::ChannelOpen(cid, label) if ep.data_channels => {
+        Event::ChannelOpen(cid, label) if ep.settings.data_channels => {
             let sid = ep
                 .rtc
                 .direct_api()

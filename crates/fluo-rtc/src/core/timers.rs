@@ -75,7 +75,7 @@ impl MediaCore {
         for s in sinks {
             if let Some(e) = self.eps.get(&s) {
                 let ep = lock(&e.ep);
-                let cap = ep.bandwidth.max_video_send * 1000;
+                let cap = ep.settings.bandwidth.max_video_send * 1000;
                 match (ep.receive_estimate, cap) {
                     (Some(est), 0) => limits.push(est),
                     (Some(est), cap) => limits.push(est.min(cap)),
@@ -95,16 +95,17 @@ impl MediaCore {
         {
             return;
         }
-        let own = ep.bandwidth.max_video_recv * 1000;
+        let own = ep.settings.bandwidth.max_video_recv * 1000;
         if own > 0 {
             limits.push(own);
         }
         let first = ep.last_remb_at.is_none();
         let lowest = limits.into_iter().min();
-        let Some(mut target) = ep.remb_start.target(lowest, first) else {
+        let on_connect = ep.settings.remb_on_connect;
+        let Some(mut target) = ep.remb_start.target(on_connect, lowest, first) else {
             return;
         };
-        target = target.max(ep.bandwidth.min_video_recv * 1000);
+        target = target.max(ep.settings.bandwidth.min_video_recv * 1000);
         let Some(mid) = ep.mid_of_kind(MediaKind::Video) else {
             return;
         };

@@ -85,7 +85,7 @@ impl WebRtcSink {
 impl Node for WebRtcSink {
     fn caps(&self, kind: MediaKind) -> SinkCaps {
         let ep = lock(&self.ep);
-        let mid = ep.mid_of_kind(kind).filter(|_| ep.remote_sdp.is_some());
+        let mid = ep.mid_of_kind(kind).filter(|_| ep.sdp.remote().is_some());
         let Some(mid) = mid else {
             // Not negotiated (yet), or no section of this kind: whatever comes is dropped
             // in `push`, and the route is decided again when the endpoint negotiates.

@@ -201,8 +201,8 @@ impl WebRtcEndpoint {
             return self.candidates.clone();
         }
         let negotiated_nothing = lock(&self.ep)
-            .local_sdp
-            .as_deref()
+            .sdp
+            .local()
             .is_some_and(|s| !crate::sections::has_media(s));
         if negotiated_nothing {
             return vec![];
@@ -297,7 +297,7 @@ impl WebRtcEndpoint {
         }
         crate::pair::announced(ep, &added);
         self.candidates = p.candidates;
-        ep.nat = p.nat;
+        ep.settings.nat = p.nat;
     }
 
     /// Sets an ICE / network property (stunServerAddress, stunServerPort, turnUrl, iceTcp,

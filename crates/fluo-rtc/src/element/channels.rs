@@ -35,7 +35,7 @@ impl WebRtcEndpoint {
                 .into(),
         };
         let mut ep = lock(&self.ep);
-        if !ep.negotiated || !self.data_channels_negotiated(&ep) {
+        if !ep.sdp.is_done() || !self.data_channels_negotiated(&ep) {
             return Err(KurentoError::new(
                 ErrorCode::MediaObjectOperationNotSupported,
                 "createDataChannel needs a negotiated session with a data-channel (m=application) section",
@@ -72,7 +72,7 @@ impl WebRtcEndpoint {
     pub(super) fn data_channels_negotiated(&self, ep: &Ep) -> bool {
         // Declined without useDataChannels (the answer keeps a rejected m=application).
         self.options.data_channels
-            && ep.local_sdp.as_deref().is_some_and(|s| {
+            && ep.sdp.local().is_some_and(|s| {
                 s.lines()
                     .any(|l| l.starts_with("m=application ") && !l.starts_with("m=application 0 "))
             })

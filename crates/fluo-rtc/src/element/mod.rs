@@ -40,8 +40,8 @@ impl Factory for WebRtcFactory {
         let key = self.rtc.next_key();
         let mut ep = Ep::new(cx.id.to_string(), rtc);
         ep.set_keys(keys);
-        ep.tos = options.tos();
-        ep.data_channels = options.data_channels;
+        ep.settings.tos = options.tos();
+        ep.settings.data_channels = options.data_channels;
         let ep = Arc::new(Mutex::new(ep));
         let _ = self.rtc.ctl.send(Control(Ctl::Add {
             key,
@@ -162,13 +162,11 @@ impl WebRtcEndpoint {
         self.remote_candidates += 1;
         self.permit(std::iter::once(text));
         crate::pair::remember(&mut ep, std::iter::once(text));
-        if ep.negotiated {
+        // Kurento tutorials send candidates before the offer: kept for later.
+        if let Some(c) = ep.sdp.candidate(c) {
             ep.rtc.add_remote_candidate(c);
             drop(ep);
             self.wake();
-        } else {
-            // Kurento tutorials send candidates before the offer: keep them for later.
-            ep.early_candidates.push(c);
         }
         Ok(Value::Null)
     }
@@ -179,8 +177,8 @@ impl WebRtcEndpoint {
         }
         self.gathered = true;
         let mid = lock(&self.ep)
-            .local_sdp
-            .as_deref()
+            .sdp
+            .local()
             .and_then(first_mid)
             .unwrap_or_else(|| "0".to_string());
         for c in self.candidates_to_report() {
@@ -223,26 +221,22 @@ impl Element for WebRtcEndpoint {
                 .inspect(|_| cx.emit("MediaSessionStarted", Map::new())),
             "addIceCandidate" => self.add_ice_candidate(params.get("candidate")?),
             "gatherCandidates" => self.gather(cx),
-            "getLocalSessionDescriptor" => lock(&self.ep)
-                .local_sdp
-                .clone()
-                .map(Value::from)
-                .ok_or_else(|| {
+            "getLocalSessionDescriptor" => {
+                lock(&self.ep).sdp.local().map(Value::from).ok_or_else(|| {
                     KurentoError::new(
                         ErrorCode::SdpEndPointNoLocalSdpError,
                         "No local session description yet",
                     )
-                }),
-            "getRemoteSessionDescriptor" => lock(&self.ep)
-                .remote_sdp
-                .clone()
-                .map(Value::from)
-                .ok_or_else(|| {
+                })
+            }
+            "getRemoteSessionDescriptor" => {
+                lock(&self.ep).sdp.remote().map(Value::from).ok_or_else(|| {
                     KurentoError::new(
                         ErrorCode::SdpEndPointNoRemoteSdpError,
                         "No remote session description yet",
                     )
-                }),
+                })
+            }
             "requestKeyframe" => {
                 let _ = self.rtc.ctl.send(Control(Ctl::Keyframe { key: self.key }));
                 Ok(Value::Null)
@@ -290,8 +284,8 @@ impl Element for WebRtcEndpoint {
             "iceTcp" => Some(json!(self.ice_tcp)),
             "mtu" => Some(json!(self.mtu.unwrap_or(settings::DEFAULT_MTU))),
             "rembParams" => Some(settings::remb_params_value(
-                ep.remb_start
-                    .on_connect
+                ep.settings
+                    .remb_on_connect
                     .unwrap_or(settings::DEFAULT_REMB_ON_CONNECT),
             )),
             "ICECandidatePairs" => Some(Value::Array(candidate_pair(&ep).into_iter().collect())),
@@ -300,7 +294,7 @@ impl Element for WebRtcEndpoint {
                 "streamId": "1", "componentId": 1, "state": ep.ice_state,
             }])),
             "DtlsConnectionState" => {
-                let dtls = match (ep.connected, ep.was_connected, ep.negotiated) {
+                let dtls = match (ep.connected, ep.was_connected, ep.sdp.is_done()) {
                     (true, _, _) => "CONNECTED",
                     (false, true, _) => "CLOSED",
                     (false, false, true) => "CONNECTING",
@@ -335,10 +329,10 @@ impl Element for WebRtcEndpoint {
         }
         let mut ep = lock(&self.ep);
         match name {
-            "minVideoRecvBandwidth" => ep.bandwidth.min_video_recv = kbps()?,
-            "maxVideoRecvBandwidth" => ep.bandwidth.max_video_recv = kbps()?,
-            "minVideoSendBandwidth" => ep.bandwidth.min_video_send = kbps()?,
-            "maxVideoSendBandwidth" => ep.bandwidth.max_video_send = kbps()?,
+            "minVideoRecvBandwidth" => ep.settings.bandwidth.min_video_recv = kbps()?,
+            "maxVideoRecvBandwidth" => ep.settings.bandwidth.max_video_recv = kbps()?,
+            "minVideoSendBandwidth" => ep.settings.bandwidth.min_video_send = kbps()?,
+            "maxVideoSendBandwidth" => ep.settings.bandwidth.max_video_send = kbps()?,
             _ => {}
         }
         Ok(())

@@ -57,7 +57,7 @@ impl WebRtcEndpoint {
     }
 
     fn already_negotiated(ep: &Ep) -> Result<(), KurentoError> {
-        if ep.negotiated || ep.pending_offer.is_some() {
+        if ep.sdp.started() {
             return Err(KurentoError::new(
                 ErrorCode::SdpEndPointAlreadyNegotiated,
                 "This endpoint has already negotiated a session",
@@ -99,11 +99,9 @@ impl WebRtcEndpoint {
             )
         })?;
         let answer = sections.answer(Some(&self.written(&answer.to_sdp_string())));
-        ep.negotiated = true;
-        ep.remote_sdp = Some(offer.to_string());
-        ep.local_sdp = Some(answer.clone());
+        let early = ep.sdp.answered(offer, &answer);
         ep.learn_mids();
-        for c in std::mem::take(&mut ep.early_candidates) {
+        for c in early {
             ep.rtc.add_remote_candidate(c);
         }
         drop(ep);
@@ -117,9 +115,8 @@ impl WebRtcEndpoint {
         let answer = sections.answer(None);
         let mut ep = lock(&self.ep);
         tracing::info!(id = %ep.id, rejected = sections.rejected(), "an offer without a section a WebRtcEndpoint can take (UDP/TLS/RTP/SAVPF or SCTP): every section rejected");
-        ep.negotiated = true;
-        ep.remote_sdp = Some(offer.to_string());
-        ep.local_sdp = Some(answer.clone());
+        // Nothing negotiated: no candidate of the peer's is of use.
+        let _ = ep.sdp.answered(offer, &answer);
         ep.learn_mids();
         drop(ep);
         self.negotiated();
@@ -160,8 +157,7 @@ impl WebRtcEndpoint {
             ));
         };
         let text = self.written(&offer.to_sdp_string());
-        ep.pending_offer = Some(pending);
-        ep.local_sdp = Some(text.clone());
+        ep.sdp.offered(pending, &text);
         ep.learn_mids();
         Ok(Value::from(text))
     }
@@ -175,9 +171,9 @@ impl WebRtcEndpoint {
         })?;
         let ep_ref = self.ep.clone();
         let mut ep = lock(&ep_ref);
-        let Some(pending) = ep.pending_offer.take() else {
+        let Some(pending) = ep.sdp.take_pending() else {
             return Err(KurentoError::new(
-                if ep.negotiated {
+                if ep.sdp.is_done() {
                     ErrorCode::SdpEndPointAnswerAlreadyProcessed
                 } else {
                     ErrorCode::SdpEndPointNotOfferGenerated
@@ -201,14 +197,13 @@ impl WebRtcEndpoint {
                     e,
                 )
             })?;
-        ep.negotiated = true;
-        ep.remote_sdp = Some(answer.to_string());
+        let early = ep.sdp.answer_applied(answer);
         self.permit(answer.lines());
         crate::pair::remember(&mut ep, answer.lines());
-        for c in std::mem::take(&mut ep.early_candidates) {
+        for c in early {
             ep.rtc.add_remote_candidate(c);
         }
-        let local = ep.local_sdp.clone().unwrap_or_default();
+        let local = ep.sdp.local().unwrap_or_default().to_string();
         drop(ep);
         self.negotiated();
         Ok(Value::from(local))

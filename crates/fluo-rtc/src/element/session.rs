@@ -17,7 +17,7 @@ impl WebRtcEndpoint {
         Some(match name {
             "mtu" => self.set_mtu(value),
             "rembParams" => settings::remb_on_connect(value).map(|bps| {
-                lock(&self.ep).remb_start.on_connect = Some(bps);
+                lock(&self.ep).settings.remb_on_connect = Some(bps);
             }),
             "networkInterfaces" => {
                 let text = value.as_str().unwrap_or_default();
@@ -38,7 +38,7 @@ impl WebRtcEndpoint {
     fn set_mtu(&mut self, value: &Value) -> Result<(), KurentoError> {
         let mtu = settings::check_mtu(value)?;
         let mut ep = lock(&self.ep);
-        if ep.negotiated || ep.pending_offer.is_some() {
+        if ep.sdp.started() {
             return Err(KurentoError::illegal_param(
                 "'mtu' must be set before the SDP negotiation (processOffer / generateOffer)",
             ));
