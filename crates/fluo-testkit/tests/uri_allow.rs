@@ -225,3 +225,105 @@ fn without_an_allow_list_redirects_are_followed_as_in_kms() {
         c.request("release", json!({"object": pipe})).await.expect("release");
     });
 }
+
+/// An RTSP server on 127.0.0.1 that answers every request with a redirect to `rtsp://` +
+/// `to` + `/outside`, and the port of a second one that only logs what it is sent.
+fn rtsp_redirector() -> (u16, u16, Log) {
+    use std::io::{Read, Write};
+    let log: Log = Log::default();
+    let target = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let to = target.local_addr().expect("addr").port();
+    let sent = log.clone();
+    std::thread::spawn(move || {
+        for conn in target.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let sent = sent.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                    sent.lock().unwrap().push(format!("/outside/ {text}"));
+                }
+            });
+        }
+    });
+    let first = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = first.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in first.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let cseq = req
+                        .lines()
+                        .find_map(|l| l.strip_prefix("CSeq:"))
+                        .unwrap_or(" 1")
+                        .trim()
+                        .to_string();
+                    let answer = format!(
+                        "RTSP/1.0 302 Moved Temporarily\r\nCSeq: {cseq}\r\nLocation: rtsp://127.0.0.1:{to}/outside\r\nContent-Length: 0\r\n\r\n"
+                    );
+                    if conn.write_all(answer.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, to, log)
+}
+
+#[test]
+fn with_an_allow_list_a_player_sends_nothing_where_an_rtsp_server_redirects_it() {
+    let (rtsp, to, log) = rtsp_redirector();
+    let port = start_server_with(fluo_server::Config {
+        uri_allow: vec![format!("rtsp://127.0.0.1:{rtsp}/")],
+        net: fluo_rtc::NetSettings {
+            network_interfaces: Some(vec!["lo".into()]),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    rt().block_on(async {
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
+        let p = c
+            .create(
+                "PlayerEndpoint",
+                json!({"mediaPipeline": pipe, "uri": format!("rtsp://127.0.0.1:{rtsp}/allowed")}),
+            )
+            .await
+            .expect("player");
+        c.subscribe(&p, "Error").await.expect("subscribe");
+        c.invoke(&p, "play", json!({})).await.expect("play");
+        let err = c
+            .wait_event("Error", &p, Duration::from_secs(15))
+            .await
+            .expect("an Error event");
+        let text = err["description"].as_str().unwrap_or_default().to_string();
+        println!("rtsp redirect: {text}");
+        assert!(
+            text.contains("redirects to")
+                && text.contains(&format!(":{to}/outside"))
+                && text.contains("allow-list"),
+            "{err}"
+        );
+        // Time for a request that should not be sent.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            outside(&log).is_empty(),
+            "sent to the target: {:?}",
+            outside(&log)
+        );
+        c.request("release", json!({"object": pipe}))
+            .await
+            .expect("release");
+    });
+}

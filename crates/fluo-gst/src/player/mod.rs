@@ -3,6 +3,7 @@
 //! sink, or, with useEncodedMedia, payloaded without decoding when the source is already
 //! VP8, VP9, H.264 or Opus.
 
+mod guard;
 pub(crate) mod job;
 pub(crate) mod remote;
 
@@ -188,6 +189,7 @@ impl PlayerCore {
         }
         let cache = self.network_cache;
         let guarded = self.guarded;
+        let checked = self.uri.gst_uri();
         dec.connect("source-setup", false, move |args| {
             if let Some(src) = args.get(1).and_then(|v| v.get::<gst::Element>().ok()) {
                 if src.has_property("latency")
@@ -197,6 +199,9 @@ impl PlayerCore {
                 }
                 if guarded && src.has_property("automatic-redirect") {
                     src.set_property("automatic-redirect", false);
+                }
+                if guarded && src.factory().is_some_and(|f| f.name() == "rtspsrc") {
+                    guard::refuse_rtsp_redirects(&src, checked.clone());
                 }
             }
             None
