@@ -401,7 +401,7 @@ async fn kill_9_of_a_worker_while_recording_leaves_a_playable_file_and_the_next_
             .filter(|p| p.kind == MediaKind::Video)
             .map(|p| p.timestamp);
         let first_ts = ts.next().unwrap_or(0);
-        let last_ts = ts.last().unwrap_or(first_ts);
+        let last_ts = ts.next_back().unwrap_or(first_ts);
         f64::from(last_ts.wrapping_sub(first_ts)) / 90_000.0
     };
     until(Duration::from_secs(30), "3 s of video fed", || fed() >= 3.0).await;
