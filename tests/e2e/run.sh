@@ -24,7 +24,15 @@ install_modules() {
 install_modules "$ROOT/web"
 install_modules "$HERE"
 cd "$HERE"
+# Chromium's audio (libpulse) needs a runtime folder: without XDG_RUNTIME_DIR it makes
+# $TMPDIR/pulse-XXXX (and a link to it in ~/.config/pulse) and leaves it there, on a machine
+# where that link does not exist yet. The suite gives it one of its own, removed at the end.
+runtime="$(mktemp -d "${TMPDIR:-/tmp}/e2e-runtime.XXXXXX")"
+chmod 700 "$runtime"
+trap 'rm -rf "$runtime"' EXIT
+export XDG_RUNTIME_DIR="$runtime"
 if [ "$#" -gt 0 ]; then
-  exec node --test --test-concurrency=1 "$@"
+  node --test --test-concurrency=1 "$@"
+else
+  node --test --test-concurrency=1 test/
 fi
-exec node --test --test-concurrency=1 test/
