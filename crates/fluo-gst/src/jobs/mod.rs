@@ -34,6 +34,9 @@ pub const PLAYER: &str = "gst.player";
 pub const RECORDER: &str = "gst.recorder";
 /// The GStreamerFilter job's kind.
 pub const FILTER: &str = "gst.filter";
+/// The kind of the short job that builds a GStreamerFilter's command at create (its link
+/// check and AUTODETECT's kind): see `remote::probe_filter`.
+pub const FILTER_PROBE: &str = "gst.filter.probe";
 /// The kind of a Composite's HubPort job (the ports of one Composite share its pipeline).
 pub const COMPOSITE: &str = "gst.composite";
 /// The transcoder job's kind.
@@ -45,6 +48,7 @@ pub fn register(registry: &mut Registry) {
     registry.register(RECORDER, recorder::start);
     registry.register(TRANSCODER, transcoder::start);
     registry.register(FILTER, filter::start);
+    registry.register(FILTER_PROBE, filter::probe);
     registry.register(COMPOSITE, composite::start);
 }
 

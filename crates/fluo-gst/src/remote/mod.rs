@@ -25,6 +25,7 @@ mod transcoder;
 
 pub(crate) use composite::{AlphaBlendingFactory, CompositeFactory, HubPortFactory, MixerFactory};
 pub(crate) use filter::create as create_filter;
+pub(crate) use filter::probe as probe_filter;
 pub(crate) use player::create as create_player;
 pub(crate) use recorder::create as create_recorder;
 #[cfg(feature = "test-elements")]
