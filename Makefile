@@ -37,6 +37,7 @@ layout:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p fluo-server --features test-elements --all-targets -- -D warnings
 
 # The test suites below run with TMPDIR set to a fresh target/test-tmp/NAME and fail, naming
 # them, when they leave a file or folder there (scripts/tmp-check.sh).
@@ -46,6 +47,7 @@ TMP_CHECK := scripts/tmp-check.sh
 # dispatch (FLUO_FUZZ_CASES sets its case count).
 unit:
 	$(TMP_CHECK) unit $(CARGO) test --workspace
+	$(TMP_CHECK) unit-test-elements $(CARGO) test -p fluo-server --features test-elements --test filter_probe
 
 # Node compatibility suite (official kurento-client 7.3.0) against the debug server.
 compat:

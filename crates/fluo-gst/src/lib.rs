@@ -7,7 +7,10 @@
 //! GStreamer runs its own streaming threads; the router's thread only pushes into appsrcs
 //! (never blocking) and the appsinks send packets back as messages.
 
-#![forbid(unsafe_code)]
+// A test-elements build defines a GStreamer element (test_crash/element.rs), whose GObject
+// subclass macros expand to unsafe impls: there (only) unsafe code is denied, not forbidden.
+#![cfg_attr(not(feature = "test-elements"), forbid(unsafe_code))]
+#![cfg_attr(feature = "test-elements", deny(unsafe_code))]
 #![warn(missing_docs)]
 
 mod bridge;
@@ -174,7 +177,11 @@ pub fn init() -> Result<(), String> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();
     INIT.get_or_init(|| {
         STARTED.get_or_init(std::time::Instant::now);
-        gst::init().map_err(|e| format!("GStreamer does not start: {e}"))
+        gst::init().map_err(|e| format!("GStreamer does not start: {e}"))?;
+        // The crashing test element, in the server and its workers (a test build only).
+        #[cfg(feature = "test-elements")]
+        test_crash::element::register()?;
+        Ok(())
     })
     .clone()
 }

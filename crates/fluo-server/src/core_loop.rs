@@ -253,6 +253,7 @@ fn log_worker_event(ev: fluo_worker::SupervisorEvent) {
             landlock_abi = sandbox.landlock_abi,
             landlock_full = sandbox.landlock_full,
             seccomp = sandbox.seccomp,
+            inherited_fds = sandbox.inherited_fds_closed,
             "media worker started"
         ),
         E::StartFailed {

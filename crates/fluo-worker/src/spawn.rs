@@ -127,6 +127,25 @@ fn place(fd: RawFd, to: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Marks every descriptor above the media socket close-on-exec (in the child, between fork
+/// and exec: one system call, async-signal-safe), so that the worker starts with stdio and
+/// its two sockets only, whatever the server holds without the flag (a descriptor another
+/// library opened without O_CLOEXEC, or one inherited by the server itself). close_range(2)
+/// with CLOSE_RANGE_CLOEXEC needs Linux 5.11; on an older kernel it fails, and the worker
+/// closes what it inherited at its start (`sandbox::close_inherited_fds`, reported).
+fn cloexec_above_sockets() {
+    // SAFETY: close_range only sets the close-on-exec flag of this (child) process's
+    // descriptors above MEDIA_FD; it touches no memory.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            (MEDIA_FD + 1) as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+}
+
 fn set_rlimit(resource: libc::__rlimit_resource_t, v: u64) -> io::Result<()> {
     let lim = libc::rlimit {
         rlim_cur: v,
@@ -169,11 +188,13 @@ pub(crate) fn spawn(cmd: &WorkerCommand, limits: &Limits) -> io::Result<Spawned>
     let c_raw = c_fd.as_raw_fd();
     let m_raw = m_fd.as_raw_fd();
     // SAFETY: the closure runs in the child between fork and exec and makes only
-    // async-signal-safe system calls (dup2, setrlimit), touching no lock or allocator.
+    // async-signal-safe system calls (dup2, close_range, setrlimit), touching no lock or
+    // allocator.
     unsafe {
         command.pre_exec(move || {
             place(c_raw, CONTROL_FD)?;
             place(m_raw, MEDIA_FD)?;
+            cloexec_above_sockets();
             if let Some(bytes) = limits.memory_bytes {
                 set_rlimit(libc::RLIMIT_DATA, bytes)?;
             }

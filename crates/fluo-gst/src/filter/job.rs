@@ -1,6 +1,11 @@
 //! The filter job: a GStreamerFilter's decode -> command -> encode pipeline
 //! (`crate::filter::FilterPort`) in a worker. The command is checked again in the worker
 //! against the operator's policy, as the server checked it at create.
+//!
+//! The probe job (`gst.filter.probe`): create's building of the command (does it link, what
+//! kind does AUTODETECT filter), made in a worker so that a plugin that crashes in a
+//! constructor ends the worker, not the server. It builds the bin once when it starts (a
+//! failure is its start's, with the Kurento code), answers `kind`, and is stopped.
 
 use crate::filter::policy::{Checked, FilterPolicy};
 use crate::filter::{self, FilterPort};
@@ -110,6 +115,29 @@ pub(crate) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
         policy,
         shared,
     }))
+}
+
+/// A probe that built its command: the kind it filters.
+struct ProbeJob(fluo_sfu::MediaKind);
+
+pub(crate) fn probe(_ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
+    let p: FilterParams = params(bytes)?;
+    crate::init()?;
+    let policy = FilterPolicy::new(p.allow);
+    let kind = filter::check_command(&p.command, &policy)
+        .and_then(|checked| filter::probe_command(&checked, &p.filter_type))
+        .map_err(|e| error_text(&e))?;
+    Ok(Box::new(ProbeJob(kind)))
+}
+
+impl Job for ProbeJob {
+    /// `kind`: VIDEO or AUDIO.
+    fn call(&mut self, method: &str, _args: &[u8]) -> Result<Vec<u8>, String> {
+        match method {
+            "kind" => Ok(self.0.wire_name().as_bytes().to_vec()),
+            _ => Err(format!("the filter probe has no method '{method}'")),
+        }
+    }
 }
 
 impl Job for FilterJob {

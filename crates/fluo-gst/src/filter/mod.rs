@@ -36,19 +36,40 @@ fn illegal(msg: String) -> KurentoError {
     KurentoError::new(ErrorCode::MediaObjectIllegalParamError, msg)
 }
 
+/// Checks `command` against `policy` as text: no element is made (the server's part of
+/// create; building the command is the probe's, in a media worker when there are some).
+pub(crate) fn check_command(command: &str, policy: &FilterPolicy) -> Result<Checked, KurentoError> {
+    policy
+        .check(command)
+        .map_err(|e| illegal(format!("GStreamerFilter: {e}")))
+}
+
+/// Builds a checked command's bin, with one sink and one source pad.
+fn build_command(checked: &Checked) -> Result<gst::Bin, KurentoError> {
+    checked
+        .build()
+        .map_err(|e| illegal(format!("GStreamerFilter: {}", fluo_api::text::foreign(&e))))
+}
+
 /// Checks `command` against `policy` (before any element exists) and builds its bin once,
 /// with one sink and one source pad.
 pub(crate) fn parse_command(
     command: &str,
     policy: &FilterPolicy,
 ) -> Result<(Checked, gst::Bin), KurentoError> {
-    let checked = policy
-        .check(command)
-        .map_err(|e| illegal(format!("GStreamerFilter: {e}")))?;
-    let bin = checked
-        .build()
-        .map_err(|e| illegal(format!("GStreamerFilter: {}", fluo_api::text::foreign(&e))))?;
+    let checked = check_command(command, policy)?;
+    let bin = build_command(&checked)?;
     Ok((checked, bin))
+}
+
+/// The probe of create: builds the checked command's bin once (its elements are made, so a
+/// plugin that crashes in a constructor crashes the process that runs this) and says the
+/// kind it filters.
+pub(crate) fn probe_command(
+    checked: &Checked,
+    filter_type: &str,
+) -> Result<MediaKind, KurentoError> {
+    filter_kind(&build_command(checked)?, filter_type)
 }
 
 /// The kind of media a command filters: from filterType, or from the caps of its sink pad.
@@ -93,9 +114,15 @@ impl Factory for FilterFactory {
             .get("filterType")
             .and_then(Value::as_str)
             .unwrap_or("AUTODETECT");
-        let (checked, bin) = parse_command(&command, &self.media.filters)?;
-        let checked = Arc::new(checked);
-        let kind = filter_kind(&bin, filter_type)?;
+        let checked = Arc::new(check_command(&command, &self.media.filters)?);
+        // Building the command makes its elements: in a media worker when there are some
+        // (a constructor that crashes ends that worker, not the server).
+        let kind = match &self.media.workers {
+            Some(workers) => {
+                crate::remote::probe_filter(workers, &self.media, cx, &command, filter_type)?
+            }
+            None => probe_command(&checked, filter_type)?,
+        };
         let shown: String = command.chars().take(200).collect();
         let more = if shown.len() < command.len() {
             "..."

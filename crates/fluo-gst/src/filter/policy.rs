@@ -212,7 +212,10 @@ impl FilterPolicy {
     }
 
     fn allows_factory(&self, factory: &str) -> bool {
-        self.any || TRANSFORMS.contains(&factory) || self.factories.iter().any(|f| f == factory)
+        self.any
+            || TRANSFORMS.contains(&factory)
+            || self.factories.iter().any(|f| f == factory)
+            || test_factory(factory)
     }
 
     fn allows_pair(&self, factory: &str, property: &str) -> bool {
@@ -392,6 +395,18 @@ impl FilterPolicy {
             Err(problems.join("; "))
         }
     }
+}
+
+/// The crashing test element: allowed in a test-elements build (the `fluo-test-elements`
+/// binary), which alone has it.
+#[cfg(feature = "test-elements")]
+fn test_factory(factory: &str) -> bool {
+    factory == crate::test_crash::element::FACTORY
+}
+
+#[cfg(not(feature = "test-elements"))]
+fn test_factory(_factory: &str) -> bool {
+    false
 }
 
 /// Whether values of type `t` are plain data (they cannot name a file, a URI or a device).

@@ -28,6 +28,9 @@ pub const PLAYER: &str = "gst.player";
 pub const RECORDER: &str = "gst.recorder";
 /// The GStreamerFilter job's kind.
 pub const FILTER: &str = "gst.filter";
+/// The kind of the short job that builds a GStreamerFilter's command at create (its link
+/// check and AUTODETECT's kind): see `remote::probe_filter`.
+pub const FILTER_PROBE: &str = "gst.filter.probe";
 /// The kind of a Composite's HubPort job (the ports of one Composite share its pipeline).
 pub const COMPOSITE: &str = "gst.composite";
 /// The transcoder job's kind.
@@ -39,6 +42,7 @@ pub fn register(registry: &mut Registry) {
     registry.register(RECORDER, crate::recorder::job::start);
     registry.register(TRANSCODER, crate::transcoder::job::start);
     registry.register(FILTER, crate::filter::job::start);
+    registry.register(FILTER_PROBE, crate::filter::job::probe);
     registry.register(COMPOSITE, crate::composite::job::start);
 }
 

@@ -20,6 +20,7 @@ pub(crate) use crate::composite::remote::{
     AlphaBlendingFactory, CompositeFactory, HubPortFactory, MixerFactory,
 };
 pub(crate) use crate::filter::remote::create as create_filter;
+pub(crate) use crate::filter::remote::probe as probe_filter;
 pub(crate) use crate::player::remote::create as create_player;
 pub(crate) use crate::recorder::remote::create as create_recorder;
 #[cfg(feature = "test-elements")]

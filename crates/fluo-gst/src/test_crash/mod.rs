@@ -3,6 +3,8 @@
 //! segfaults or allocates without bound when its `crash` method is called. It stands for a
 //! plugin that crashes, next to the pipeline's real elements (docs/workers.md, "Tests").
 
+pub(crate) mod element;
+
 use crate::remote::proxy::{nothing, Face, Proxied, Proxy};
 use crate::remote::{Local, Remote, Spec};
 use crate::Media;
