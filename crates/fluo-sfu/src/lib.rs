@@ -80,4 +80,4 @@ pub use port::{Codec, CodecName, MediaBus, MediaPacket, PortOutput, TranscoderFa
 pub use rewrite::{extend_seq, Rewriter, Rewritten};
 pub use rtcp::{RtcpCompound, RtcpPacket};
 pub use rtp::{RtpHeaderMut, RtpPacket};
-pub use settings::{AudioFormat, OutputSettings, SettingsTable, VideoFormat};
+pub use settings::{AudioFormat, OutputSettings, SettingsTable, VideoFormat, Watcher};

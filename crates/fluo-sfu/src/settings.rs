@@ -11,7 +11,7 @@ use crate::port::{Codec, CodecName};
 use crate::MediaKind;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, RwLock};
 
 /// An element's output settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +91,18 @@ impl OutputSettings {
     }
 }
 
+/// Told an element's new settings whenever they change (see [`SettingsTable::watch`]).
+pub type Watcher = Arc<dyn Fn(&OutputSettings) + Send + Sync>;
+
+#[derive(Default)]
+struct Watchers(Mutex<Vec<(String, Watcher)>>);
+
+impl std::fmt::Debug for Watchers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Watchers")
+    }
+}
+
 /// Output settings by element id, shared between the engine, which writes them, and the
 /// media plane. Elements never configured read as the table's defaults.
 #[derive(Debug)]
@@ -98,6 +110,7 @@ pub struct SettingsTable {
     defaults: OutputSettings,
     map: RwLock<HashMap<String, OutputSettings>>,
     generation: AtomicU64,
+    watchers: Watchers,
 }
 
 impl SettingsTable {
@@ -107,7 +120,21 @@ impl SettingsTable {
             defaults,
             map: RwLock::default(),
             generation: AtomicU64::new(0),
+            watchers: Watchers::default(),
         }
+    }
+
+    /// Calls `f` with element `id`'s settings whenever they change from now on (an element
+    /// that applies them to media already flowing: a hub's port), until [`unwatch`](Self::unwatch).
+    pub fn watch(&self, id: &str, f: Watcher) {
+        let mut w = self.watchers.0.lock().unwrap_or_else(|p| p.into_inner());
+        w.push((id.to_string(), f));
+    }
+
+    /// Stops telling element `id`'s changes.
+    pub fn unwatch(&self, id: &str) {
+        let mut w = self.watchers.0.lock().unwrap_or_else(|p| p.into_inner());
+        w.retain(|(k, _)| k != id);
     }
 
     /// The settings of element `id`.
@@ -125,8 +152,18 @@ impl SettingsTable {
         } else {
             map.insert(id.to_string(), s);
         }
+        drop(map);
         if old != s {
             self.generation.fetch_add(1, Ordering::Release);
+            let told: Vec<Watcher> = (self.watchers.0.lock())
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|(k, _)| k == id)
+                .map(|(_, f)| f.clone())
+                .collect();
+            for f in told {
+                f(&s);
+            }
         }
     }
 
@@ -194,6 +231,24 @@ mod tests {
             s.reformat(MediaKind::Audio, &Codec::new(CodecName::Opus), false),
             None
         );
+    }
+
+    #[test]
+    fn watchers_are_told_changes_until_unwatched() {
+        let t = SettingsTable::new(OutputSettings::new(300_000));
+        let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let s2 = seen.clone();
+        t.watch("x", Arc::new(move |s| s2.lock().unwrap().push(s.max_bps)));
+        let mut s = OutputSettings::new(300_000);
+        s.max_bps = 100_000;
+        t.set("x", s);
+        t.set("x", s);
+        t.set("y", OutputSettings::new(1));
+        t.set("x", OutputSettings::new(300_000));
+        assert_eq!(*seen.lock().unwrap(), vec![100_000, 0]);
+        t.unwatch("x");
+        t.set("x", s);
+        assert_eq!(seen.lock().unwrap().len(), 2);
     }
 
     #[test]

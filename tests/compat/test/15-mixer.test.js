@@ -15,7 +15,7 @@ const os = require('node:os');
 const path = require('node:path');
 const h = require('./helpers');
 const { probe, fileUri, eventLog } = require('./media');
-const { run, toneClip, frameSize, lastFrame, colourAt, lastAudio, toneLevel } = require('./tones');
+const { run, toneClip, frameSize, lastFrame, colourAt, lastAudio, windowLevels } = require('./tones');
 
 let server;
 let client;
@@ -127,19 +127,8 @@ async function mix(label) {
     await rec.record();
     return { file, rec };
   };
-  // Each tone's level in 250 ms windows: its median (a window the loaded machine left
-  // silent does not decide) and its maximum (a tone not routed is in no window).
-  const levels = (samples) => {
-    const w = 12000;
-    const wins = [];
-    for (let i = 0; i + w <= samples.length; i += w) wins.push(samples.subarray(i, i + w));
-    assert.ok(wins.length >= 7, `${samples.length} samples`);
-    const of = (c) => wins.map((x) => toneLevel(x, TONE[c])).sort((a, b) => a - b);
-    return Object.fromEntries(colours.map((c) => {
-      const l = of(c);
-      return [c, { median: Number(l[l.length >> 1].toFixed(3)), max: Number(l[l.length - 1].toFixed(3)) }];
-    }));
-  };
+  // Each tone's level in 250 ms windows (tones.js): median and maximum.
+  const levels = (samples) => windowLevels(samples, TONE);
 
   // S: red's video, blue's and green's audio (each at half its level), not red's.
   const one = await recorder('first');

@@ -79,4 +79,19 @@ function toneLevel(samples, freq, rate = 48000) {
   return (2 * Math.sqrt(Math.max(power, 0))) / samples.length;
 }
 
-module.exports = { run, toneClip, frameSize, lastFrame, colourAt, lastAudio, toneLevel };
+// Each tone of `freqs` ({name: Hz}) in `samples`, judged in 250 ms windows: its median level
+// (a window a loaded machine left silent or half-filled does not decide) and its maximum (a
+// tone that is not there is in no window). Throws if `samples` holds fewer than `least`
+// windows.
+function windowLevels(samples, freqs, least = 7, rate = 48000) {
+  const w = rate / 4;
+  const wins = [];
+  for (let i = 0; i + w <= samples.length; i += w) wins.push(samples.subarray(i, i + w));
+  if (wins.length < least) throw new Error(`${samples.length} samples: fewer than ${least} windows of ${w}`);
+  return Object.fromEntries(Object.entries(freqs).map(([name, f]) => {
+    const l = wins.map((x) => toneLevel(x, f, rate)).sort((a, b) => a - b);
+    return [name, { median: Number(l[l.length >> 1].toFixed(3)), max: Number(l[l.length - 1].toFixed(3)) }];
+  }));
+}
+
+module.exports = { run, toneClip, frameSize, lastFrame, colourAt, lastAudio, toneLevel, windowLevels };

@@ -98,12 +98,10 @@ impl Job for CompositeJob {
                 let dot = self.port.as_ref().map(|p| p.dot(&details));
                 Ok(wire::encode(&dot.unwrap_or_default()))
             }
-            "setVideoCodec" => {
-                let name: String = params(args)?;
-                let codec = fluo_sfu::CodecName::from_sdp_name(&name)
-                    .ok_or_else(|| format!("no codec {name}"))?;
+            "setOutput" => {
+                let settings = params::<crate::jobs::PlayParams>(args)?.settings();
                 match self.port.as_ref() {
-                    Some(p) => p.set_codec(codec)?,
+                    Some(p) => p.set_output(&settings)?,
                     None => return Err("the port was released".into()),
                 }
                 Ok(Vec::new())

@@ -7,16 +7,17 @@
 //!   and go; each input keeps its aspect ratio inside its cell (`sizing-policy`), the rest is
 //!   the black background. A black live source of the hub's size and frame rate runs under the
 //!   grid, so the output has that size and rate whatever the inputs. The grid is encoded once
-//!   per output codec (VP8 unless a port's setVideoFormat forces VP9 or H.264): every port of
-//!   that codec sends the same packets (the router gives each its own line).
+//!   per key (codec, frame rate, bitrate) some port's output settings ask for (`encode`; VP8
+//!   at the hub's rate and bitrate for a port without settings): every port of that key sends
+//!   the same packets (the router gives each its own line).
 //! * Audio: each port's input is decoded once into a `tee`; each port has its own
 //!   `audiomixer` fed by every other port's tee (mix-minus: nobody hears themselves), each
 //!   input at 1/n of its level so that the sum of n inputs cannot clip, and its own Opus
-//!   encode.
+//!   encode (at the port's setAudioFormat bitrate, 64 kbps by default).
 //!
 //! * A Mixer's core (`Layout::Mixer`, see `route`) has no grid: each port sends the video of
-//!   the port its `connect(VIDEO)` chose (that input's decoded video encoded once per codec
-//!   some sink takes) and the mix of the ports its `connect(AUDIO)` chose.
+//!   the port its `connect(VIDEO)` chose (that input's decoded video encoded once per key
+//!   some sink asks for) and the mix of the ports its `connect(AUDIO)` chose.
 //!
 //! Branches are made when a port's first packet of a kind comes (its codec is known then) and
 //! removed with the port, off the router's thread.
@@ -24,12 +25,14 @@
 use crate::codecs;
 
 mod blend;
+mod encode;
 pub(crate) mod job;
 mod port;
 pub(crate) mod remote;
 mod route;
 pub(crate) use blend::Placement;
-use fluo_sfu::{Codec, CodecName, MediaKind, OutputSettings, RtpPacket};
+use encode::{Branch, Key};
+use fluo_sfu::{Codec, CodecName, MediaKind, OutputSettings};
 use fluo_worker::PacketRef;
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -99,8 +102,8 @@ struct Port {
     name: String,
     /// Where the port's output goes.
     out: Out,
-    /// The codec of the grid this port sends.
-    codec: CodecName,
+    /// The encode of the grid (a Mixer's: of its source) this port sends.
+    key: Key,
     inputs: [Option<Input>; 2],
     /// The port's audio output branch (silence, mixer, encoder, appsink), upstream first.
     audio_out: Vec<gst::Element>,
@@ -121,24 +124,6 @@ struct State {
     routes: route::Routes,
 }
 
-/// One encode of the grid, shared by the ports that send its codec.
-struct Branch {
-    codec: CodecName,
-    /// The port whose video it encodes (a Mixer's), 0 for the grid.
-    source: u64,
-    /// queue, encoder..., appsink (keyframe requests go upstream from it).
-    elements: Vec<gst::Element>,
-    tee_pad: gst::Pad,
-    /// The ports that send it.
-    outs: Arc<Mutex<Vec<(u64, Out)>>>,
-}
-
-impl Branch {
-    fn sink(&self) -> Option<&gst::Element> {
-        self.elements.last()
-    }
-}
-
 /// One Composite's pipeline.
 pub(crate) struct Core {
     key: String,
@@ -148,7 +133,7 @@ pub(crate) struct Core {
     tee: gst::Element,
     compositor: gst::Element,
     state: Mutex<State>,
-    /// The grid's encodes, one per codec some port sends.
+    /// The encodes, one per key some port sends.
     branches: Mutex<Vec<Branch>>,
     /// This core (its inputs' probes hold it weakly).
     me: std::sync::OnceLock<Weak<Core>>,
@@ -227,47 +212,6 @@ pub(crate) fn grid(n: usize) -> (usize, usize) {
     (cols, n.max(1).div_ceil(cols))
 }
 
-/// Sends every RTP packet `sink` gets to `outs`.
-fn forward(sink: &gst::Element, kind: MediaKind, codec: Codec, outs: Arc<Mutex<Vec<(u64, Out)>>>) {
-    let Ok(sink) = sink.clone().downcast::<gst_app::AppSink>() else {
-        return;
-    };
-    let mut sent = 0u64;
-    sink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |s| {
-                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let Some(buf) = sample.buffer() else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                let Ok(map) = buf.map_readable() else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                if let Ok(p) = RtpPacket::parse(map.as_slice()) {
-                    let pkt = PacketRef {
-                        kind,
-                        codec,
-                        seq: p.sequence(),
-                        timestamp: p.timestamp(),
-                        ssrc: p.ssrc(),
-                        marker: p.marker(),
-                        payload: p.payload(),
-                    };
-                    let outs: Vec<Out> = lock(&outs).iter().map(|(_, o)| o.clone()).collect();
-                    sent += 1;
-                    if sent == 1 || sent.is_multiple_of(100) {
-                        tracing::debug!(codec = %codec, sent, ports = outs.len(), "composite output");
-                    }
-                    for o in outs {
-                        o(&pkt);
-                    }
-                }
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
-}
-
 impl Core {
     /// The pipeline of hub `key`, made with `format` if it does not run yet.
     pub(crate) fn get(key: &str, format: Format) -> Result<Arc<Core>, String> {
@@ -327,68 +271,6 @@ impl Core {
         })
     }
 
-    /// Makes port `id` send the grid in `codec` (its encode made if no port sends that codec,
-    /// the encode it leaves removed if it was the last port there), from a keyframe.
-    fn send_grid(&self, id: u64, codec: CodecName, out: Out) -> Result<(), String> {
-        let mut branches = lock(&self.branches);
-        for b in branches.iter() {
-            lock(&b.outs).retain(|(p, _)| *p != id);
-        }
-        let i = match (branches.iter()).position(|b| b.codec == codec && b.source == 0) {
-            Some(i) => i,
-            None => {
-                branches.push(self.branch(codec, &self.tee, 0)?);
-                branches.len() - 1
-            }
-        };
-        lock(&branches[i].outs).push((id, out));
-        if let Some(s) = branches[i].sink() {
-            crate::bridge::force_keyframe(s);
-        }
-        self.prune(&mut branches);
-        Ok(())
-    }
-
-    /// An encode to `codec` of what `tee` carries (the grid, or port `source`'s video),
-    /// running.
-    fn branch(&self, codec: CodecName, tee: &gst::Element, source: u64) -> Result<Branch, String> {
-        let enc = codecs::encoder(&Codec::new(codec), &OutputSettings::new(self.format.bps))
-            .ok_or("no encoder")?;
-        let desc = format!(
-            "queue max-size-buffers=2 max-size-time=0 max-size-bytes=0 leaky=downstream ! {enc} \
-             ! appsink sync=false async=false max-buffers=200 drop=true"
-        );
-        let elements = chain(&self.pipeline, &desc)?;
-        let outs: Arc<Mutex<Vec<(u64, Out)>>> = Arc::default();
-        let sink = &elements[elements.len() - 1];
-        forward(sink, MediaKind::Video, Codec::new(codec), outs.clone());
-        start(&elements);
-        let tee_pad = tee.request_pad_simple("src_%u").ok_or("no tee pad")?;
-        let qsink = elements[0].static_pad("sink").ok_or("no queue pad")?;
-        tee_pad
-            .link(&qsink)
-            .map_err(|e| format!("video encode: {e:?}"))?;
-        tracing::debug!(hub = %self.key, codec = codec.sdp_name(), source, "composite encode");
-        Ok(Branch {
-            codec,
-            source,
-            elements,
-            tee_pad,
-            outs,
-        })
-    }
-
-    /// Removes the encodes no port sends.
-    fn prune(&self, branches: &mut Vec<Branch>) {
-        branches.retain(|b| {
-            let used = !lock(&b.outs).is_empty();
-            if !used {
-                drop_branch(&self.pipeline, b);
-            }
-            used
-        });
-    }
-
     /// Adds port `name`: it sends the grid and its own mix from now on (a Mixer's: what its
     /// routes give it).
     fn add_port(&self, name: &str, out: Out) -> Result<u64, String> {
@@ -407,12 +289,12 @@ impl Core {
         let mixer = audio_out[2].clone();
         let sink = audio_out[audio_out.len() - 1].clone();
         let own: Arc<Mutex<Vec<(u64, Out)>>> = Arc::new(Mutex::new(vec![(id, out.clone())]));
-        forward(&sink, MediaKind::Audio, Codec::new(CodecName::Opus), own);
+        encode::forward(&sink, MediaKind::Audio, Codec::new(CodecName::Opus), own);
         let mut port = Port {
             id,
             name: name.to_string(),
             out: out.clone(),
-            codec: CodecName::Vp8,
+            key: Key::hub(self.format.bps),
             inputs: [None, None],
             audio_out,
             mixer,
@@ -437,7 +319,7 @@ impl Core {
             return Ok(id);
         }
         drop(st);
-        self.send_grid(id, CodecName::Vp8, out)?;
+        self.send_grid(id, Key::hub(self.format.bps), out)?;
         let _ = self.pipeline.recalculate_latency();
         Ok(id)
     }
@@ -553,13 +435,7 @@ impl Core {
             MediaKind::Video => {
                 st.grid.retain(|p| *p != id);
                 // A Mixer's encodes of this input go first (their sinks' video stops).
-                lock(&self.branches).retain(|b| {
-                    let keep = b.source != id;
-                    if !keep {
-                        drop_branch(&self.pipeline, b);
-                    }
-                    keep
-                });
+                self.drop_encodes_of(id);
                 remove(&self.pipeline, &input.elements);
                 if let Some(pad) = input.pad {
                     self.compositor.release_request_pad(&pad);
@@ -583,13 +459,7 @@ impl Core {
 
     /// Removes port `id`: its inputs, its output, its cell.
     fn remove_port(&self, id: u64) {
-        {
-            let mut branches = lock(&self.branches);
-            for b in branches.iter() {
-                lock(&b.outs).retain(|(p, _)| *p != id);
-            }
-            self.prune(&mut branches);
-        }
+        self.leave_encodes(id);
         let mut st = lock(&self.state);
         let Some(i) = st.ports.iter().position(|p| p.id == id) else {
             return;
@@ -649,42 +519,41 @@ impl Core {
 }
 
 impl Core {
-    /// Asks the encode that port `id` sends for a keyframe.
-    fn keyframe(&self, id: u64) {
-        let branches = lock(&self.branches);
-        let b = branches
-            .iter()
-            .find(|b| lock(&b.outs).iter().any(|(p, _)| *p == id));
-        if let Some(s) = b.and_then(Branch::sink) {
-            crate::bridge::force_keyframe(s);
-        }
-    }
-
-    /// The codec of the grid port `id` sends.
-    fn codec_of(&self, id: u64) -> Option<CodecName> {
-        let st = lock(&self.state);
-        st.ports.iter().find(|p| p.id == id).map(|p| p.codec)
-    }
-
-    /// Port `id` sends the grid in `codec` from now on (VP8, VP9 or H.264).
-    fn set_codec(&self, id: u64, codec: CodecName, out: Out) -> Result<(), String> {
-        if !matches!(codec, CodecName::Vp8 | CodecName::Vp9 | CodecName::H264) {
-            return Err(format!("a Composite sends no {} video", codec.sdp_name()));
-        }
-        if self.codec_of(id) == Some(codec) {
-            return Ok(());
-        }
-        if self.format.layout != Layout::Mixer {
-            self.send_grid(id, codec, out)?;
+    /// Port `id`'s output follows `settings` from now on: its video goes to the encode of
+    /// their key (VP8, VP9 or H.264, the frame rate, the bitrate), its Opus encoder takes
+    /// their audio bitrate.
+    fn set_output(&self, id: u64, settings: &OutputSettings, out: Out) -> Result<(), String> {
+        let key = Key::of(settings, self.format.bps);
+        if !matches!(key.codec, CodecName::Vp8 | CodecName::Vp9 | CodecName::H264) {
+            return Err(format!(
+                "a Composite sends no {} video",
+                key.codec.sdp_name()
+            ));
         }
         let mut st = lock(&self.state);
-        if let Some(p) = st.ports.iter_mut().find(|p| p.id == id) {
-            p.codec = codec;
+        let port = st
+            .ports
+            .iter_mut()
+            .find(|p| p.id == id)
+            .ok_or("port gone")?;
+        let opus = port
+            .audio_out
+            .iter()
+            .find(|e| e.factory().is_some_and(|f| f.name().as_str() == "opusenc"));
+        if let Some(enc) = opus {
+            enc.set_property("bitrate", encode::opus_bps(settings) as i32);
         }
+        if port.key == key {
+            return Ok(());
+        }
+        port.key = key;
+        tracing::debug!(hub = %self.key, port = id, codec = key.codec.sdp_name(), fps = ?key.fps, bps = key.bps, "composite port output");
         if self.format.layout == Layout::Mixer {
             self.rewire(&mut st);
+            return Ok(());
         }
-        Ok(())
+        drop(st);
+        self.send_grid(id, key, out)
     }
 }
 
@@ -709,15 +578,6 @@ fn input_tail(layout: Layout, kind: MediaKind) -> &'static str {
             "audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved ! tee allow-not-linked=true"
         }
     }
-}
-
-/// Stops an encode: unlinked from its tee, removed.
-fn drop_branch(pipeline: &gst::Pipeline, b: &Branch) {
-    unlink_idle(&b.tee_pad);
-    if let Some(tee) = b.tee_pad.parent_element() {
-        tee.release_request_pad(&b.tee_pad);
-    }
-    remove(pipeline, &b.elements);
 }
 
 /// Each of a mix's n inputs at 1/n: their sum cannot clip.

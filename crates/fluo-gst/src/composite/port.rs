@@ -4,7 +4,7 @@
 use super::{Core, Out, PortCmd, Upstream};
 use crate::codecs;
 use fluo_sfu::rtp::write_rtp;
-use fluo_sfu::{Codec, CodecName, MediaKind};
+use fluo_sfu::{Codec, CodecName, MediaKind, OutputSettings};
 use fluo_worker::PacketRef;
 use gstreamer as gst;
 use gstreamer_app as gst_app;
@@ -88,9 +88,9 @@ impl PortHandle {
         self.core.keyframe(self.id);
     }
 
-    /// The port sends the grid in `codec` from now on.
-    pub(crate) fn set_codec(&self, codec: CodecName) -> Result<(), String> {
-        self.core.set_codec(self.id, codec, self.out.clone())
+    /// The port's output follows `settings` from now on.
+    pub(crate) fn set_output(&self, settings: &OutputSettings) -> Result<(), String> {
+        self.control().set_output(settings)
     }
 
     /// What its hub asks of the port: where an AlphaBlending draws it (setMaster,
@@ -99,7 +99,7 @@ impl PortHandle {
         self.control().command(c)
     }
 
-    /// A handle on the port for its element (codec changes), the node owning the port.
+    /// A handle on the port for its element (output settings), the node owning the port.
     pub(crate) fn control(&self) -> PortControl {
         PortControl {
             core: self.core.clone(),
@@ -129,7 +129,7 @@ impl Drop for PortHandle {
     }
 }
 
-/// What the element of a port in this process keeps to change the port's codec.
+/// What the element of a port in this process keeps to change the port's output.
 #[derive(Clone)]
 pub(crate) struct PortControl {
     core: Arc<Core>,
@@ -149,9 +149,9 @@ impl PortControl {
         }
     }
 
-    /// See [`PortHandle::set_codec`].
-    pub(crate) fn set_codec(&self, codec: CodecName) -> Result<(), String> {
-        self.core.set_codec(self.id, codec, self.out.clone())
+    /// See [`PortHandle::set_output`].
+    pub(crate) fn set_output(&self, settings: &OutputSettings) -> Result<(), String> {
+        self.core.set_output(self.id, settings, self.out.clone())
     }
 
     /// The DOT graph of the port's pipeline.

@@ -17,7 +17,8 @@ use crate::Media;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::{Edge, Element, ElementCx, Factory, FactoryCx, MediaError};
 use fluo_sfu::{
-    Codec, CodecName, Header, MediaKind, Node, Packet, PortOutput, SinkCaps, SinkCodec, Takes,
+    Codec, CodecName, Header, MediaKind, Node, OutputSettings, Packet, PortOutput, SinkCaps,
+    SinkCodec, Takes,
 };
 use fluo_worker::{wire, PacketRef};
 use serde_json::{json, Map, Value};
@@ -247,11 +248,12 @@ impl Factory for HubPortFactory {
                         ..Local::default()
                     },
                     caps: |_, kind| caps(kind),
-                    // A port's codec goes to its job by setVideoCodec, when a sink is
-                    // connected; the grid's size, rate and bitrate are the hub's.
+                    // The port's settings go to its job by setOutput as they change (not
+                    // with its input, which the hub decodes whatever its settings).
                     follows_settings: false,
                 },
             );
+            (self.media.settings).watch(cx.id, remote_output(cx.id, remote.clone()));
             let job = remote.clone();
             let placer: Placer = Arc::new(move |c: PortCmd| {
                 let (method, text) = c.call();
@@ -264,6 +266,7 @@ impl Factory for HubPortFactory {
             placers().push((cx.id.to_string(), placer));
             let face = RemotePort {
                 id: cx.id.to_string(),
+                media: self.media.clone(),
             };
             return Ok(Proxied::boxed(cx.id, remote, &self.media, face));
         }
@@ -277,6 +280,7 @@ impl Factory for HubPortFactory {
             })
         };
         placers().push((cx.id.to_string(), placer));
+        (self.media.settings).watch(cx.id, local_output(cx.id, control.clone()));
         Ok(Box::new(CompositePort {
             id: cx.id.to_string(),
             key,
@@ -379,47 +383,55 @@ impl Node for LocalPort {
     }
 }
 
-/// The codec a port's setVideoFormat forces (None: VP8, the grid's default). The grid a
-/// port sends is encoded to it, shared with the other ports of that codec; it is read when a
-/// sink is connected, as KMS applies these settings before media flows.
-fn forced_codec(media: &Media, id: &str, edge: &Edge) -> Option<CodecName> {
-    if edge.source != id || edge.media_kind() != Some(MediaKind::Video) {
-        return None;
-    }
-    media.settings.get(id).video.map(|v| v.codec)
+/// Hands port `id`'s output settings to its job (`setOutput`) whenever they change.
+fn remote_output(id: &str, job: Remote) -> fluo_sfu::Watcher {
+    let id = id.to_string();
+    Arc::new(move |s: &OutputSettings| {
+        let id = id.clone();
+        let args = wire::encode(&jobs::PlayParams::of(s));
+        job.call("setOutput", args, move |r| {
+            if let Err(e) = r {
+                cannot_send(&id, &e.message);
+            }
+        });
+    })
 }
 
-fn cannot_send(id: &str, codec: CodecName, e: &dyn std::fmt::Display) {
-    tracing::warn!(%id, "the Composite's port cannot send {}: {e}", codec.sdp_name());
+/// Hands port `id`'s output settings to its core here whenever they change.
+fn local_output(id: &str, port: PortControl) -> fluo_sfu::Watcher {
+    let id = id.to_string();
+    Arc::new(move |s: &OutputSettings| {
+        if let Err(e) = port.set_output(s) {
+            cannot_send(&id, &e);
+        }
+    })
+}
+
+fn cannot_send(id: &str, e: &dyn std::fmt::Display) {
+    tracing::warn!(%id, "the Composite's port does not take its output settings: {e}");
+}
+
+/// A port's element has gone: its settings and its hub's commands no longer reach it.
+fn forget_port(media: &Media, id: &str) {
+    forget_placer(id);
+    media.settings.unwatch(id);
 }
 
 /// A HubPort of a Composite whose job runs in a media worker (the shared proxy's face).
 struct RemotePort {
     id: String,
+    media: Media,
 }
 
 impl Drop for RemotePort {
     fn drop(&mut self) {
-        forget_placer(&self.id);
+        forget_port(&self.media, &self.id);
     }
 }
 
 impl Face for RemotePort {
     fn get_property(&self, p: &Proxy, name: &str) -> Option<Value> {
         (name == "elementGstreamerDot").then(|| p.read("getGstreamerDot", proxy::dot))
-    }
-
-    fn media_connected(&mut self, p: &Proxy, edge: &Edge) {
-        let Some(codec) = forced_codec(&p.media, &p.id, edge) else {
-            return;
-        };
-        let id = p.id.clone();
-        let args = wire::encode(&codec.sdp_name().to_string());
-        p.remote.call("setVideoCodec", args, move |r| {
-            if let Err(e) = r {
-                cannot_send(&id, codec, &e.message);
-            }
-        });
     }
 }
 
@@ -438,11 +450,6 @@ impl Element for CompositePort {
     }
 
     fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
-        if let Some(codec) = forced_codec(&self.media, &self.id, edge) {
-            if let Err(e) = self.control.set_codec(codec) {
-                cannot_send(&self.id, codec, &e);
-            }
-        }
         self.media.route(self.key, &self.id, edge, true);
     }
 
@@ -451,13 +458,13 @@ impl Element for CompositePort {
     }
 
     fn released(&mut self) {
-        forget_placer(&self.id);
+        forget_port(&self.media, &self.id);
         self.media.bus.remove_port(self.key);
     }
 }
 
 impl Drop for CompositePort {
     fn drop(&mut self) {
-        forget_placer(&self.id);
+        forget_port(&self.media, &self.id);
     }
 }

@@ -6,7 +6,7 @@
 //! name a port whose job has not started yet, or whose input has not come yet.
 
 use super::{levels, lock, tee_of, Core, Placement, State};
-use fluo_sfu::{CodecName, MediaKind};
+use fluo_sfu::MediaKind;
 use gstreamer as gst;
 
 /// How a hub's core makes each port's output.
@@ -179,48 +179,22 @@ impl Core {
                     let input = port.inputs[MediaKind::Video].as_ref()?;
                     Some((s, input.elements.last()?.clone()))
                 });
-            let has = |b: &super::Branch| lock(&b.outs).iter().any(|(o, _)| *o == p.id);
-            let now = branches
-                .iter()
-                .find(|b| has(b))
-                .map(|b| (b.source, b.codec));
-            if now.is_some() && now == src.as_ref().map(|(s, _)| (*s, p.codec)) {
+            let now = (branches.iter())
+                .find(|b| b.has(p.id))
+                .map(|b| (b.source, b.key));
+            if now.is_some() && now == src.as_ref().map(|(s, _)| (*s, p.key)) {
                 continue;
             }
             for b in branches.iter() {
                 lock(&b.outs).retain(|(o, _)| *o != p.id);
             }
             let Some((s, tee)) = src else { continue };
-            if let Err(e) = self.send_source(&mut branches, p.id, p.codec, s, &tee, &p.out) {
+            if let Err(e) = self.join(&mut branches, p.id, p.key, s, &tee, &p.out) {
                 tracing::warn!(hub = %self.key, "mixer video route: {e}");
             }
         }
         self.prune(&mut branches);
         tracing::debug!(hub = %self.key, audio = st.routes.audio.len(), video = st.routes.video.len(), "mixer routes");
-    }
-
-    /// Port `id` sends port `source`'s video (its `tee`) in `codec`, from a keyframe.
-    fn send_source(
-        &self,
-        branches: &mut Vec<super::Branch>,
-        id: u64,
-        codec: CodecName,
-        source: u64,
-        tee: &gst::Element,
-        out: &super::Out,
-    ) -> Result<(), String> {
-        let i = match (branches.iter()).position(|b| b.codec == codec && b.source == source) {
-            Some(i) => i,
-            None => {
-                branches.push(self.branch(codec, tee, source)?);
-                branches.len() - 1
-            }
-        };
-        lock(&branches[i].outs).push((id, out.clone()));
-        if let Some(s) = branches[i].sink() {
-            crate::bridge::force_keyframe(s);
-        }
-        Ok(())
     }
 }
 
