@@ -26,8 +26,18 @@ pub struct Frame<'a> {
     pub note: &'a str,
 }
 
-/// A 780x420 line chart of `series` in `frame`, y from 0.
+/// A 780x420 line chart of `series` in `frame`, y from 0; points that are not finite (a
+/// figure a run could not measure) are left out.
 pub fn line_chart(series: &[Series], frame: &Frame<'_>) -> String {
+    let series: Vec<Series> = (series.iter())
+        .map(|s| Series {
+            points: (s.points.iter().copied())
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .collect(),
+            ..s.clone()
+        })
+        .collect();
+    let series = series.as_slice();
     let (w, h, l, r, t, b) = (780.0, 420.0, 70.0, 230.0, 40.0, 50.0);
     let pts = || series.iter().flat_map(|s| s.points.iter());
     let ticks = &frame.x_ticks;
@@ -193,13 +203,17 @@ mod tests {
         };
         let svg = line_chart(
             &[
-                s("a", vec![(4.0, 1.0, false), (9.0, 2.0, true)]),
+                s(
+                    "a",
+                    vec![(4.0, 1.0, false), (9.0, 2.0, true), (9.0, f64::NAN, false)],
+                ),
                 s("b", vec![(4.0, 3.0, false)]),
             ],
             &frame,
         );
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert_eq!(svg.matches("<circle").count(), 3);
+        assert!(!svg.contains("NaN"), "{svg}");
         assert_eq!(svg.matches("fill=\"white\" stroke").count(), 1);
         assert!(svg.contains(">b</text>") && svg.contains(">9</text>"));
         // Linear x: the first tick at the left axis.

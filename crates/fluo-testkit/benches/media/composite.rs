@@ -449,10 +449,10 @@ pub fn run(plan: &Plan, dir: &Path) {
     }
 }
 
-/// The median of each figure over the runs.
+/// The median of each figure over the runs (a latency over the runs that saw a flash).
 fn median(v: &[Sample]) -> Sample {
     let m = |f: &dyn Fn(&Sample) -> f64| {
-        let mut x: Vec<f64> = v.iter().map(f).collect();
+        let mut x: Vec<f64> = v.iter().map(f).filter(|x| x.is_finite()).collect();
         x.sort_by(f64::total_cmp);
         flash::pct(&x, 50.0)
     };
