@@ -129,7 +129,7 @@ pub fn decode(frames: &[(Instant, Vec<u8>)], n: usize) -> Decoded {
     while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
         let Some(info) = s
             .caps()
-            .and_then(|c| gst_video_size(c))
+            .and_then(gst_video_size)
             .filter(|(w, h)| *w > 0 && *h > 0)
         else {
             continue;
