@@ -127,9 +127,14 @@ bench-sfu:
 bench-fanout:
 	$(CARGO) bench -p fluo-testkit --bench fanout -- 10 100 1000
 
-# GStreamer media plane: transcoding CPU against gst-launch-1.0, one player to 1/10/100 viewers.
+# GStreamer media plane: transcoding CPU against gst-launch-1.0, one player to 1/10/100 viewers,
+# a Composite of 4 and 9 WebRTC participants against the same mix in gst-launch-1.0.
+# BENCH_MEDIA_ARGS: parts to run (transcode, fanout, composite; "composite quick": a short
+# N = 4 smoke run); none runs them all. The Composite part runs the release server.
+BENCH_MEDIA_ARGS ?=
 bench-media:
-	$(CARGO) bench -p fluo-testkit --bench media
+	$(CARGO) build --release -p fluo-server
+	$(CARGO) bench -p fluo-testkit --bench media -- $(BENCH_MEDIA_ARGS)
 
 # Worker processes (crates/fluo-worker, docs/workers.md): start-up time and memory of a worker,
 # latency and CPU per packet across the process boundary against an in-process channel.

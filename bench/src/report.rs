@@ -1,8 +1,8 @@
 //! The figures of a run, medians over repetitions, and SVG plots.
 
 use crate::drive::Outcome;
+use fluo_testkit::plot::{line_chart, Frame, Series};
 use serde_json::{json, Value};
-use std::fmt::Write as _;
 
 pub fn pct(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
@@ -160,7 +160,8 @@ fn style(server: &str, i: usize) -> (&'static str, &'static str, String) {
     }
 }
 
-/// A line chart of `key` against the number of viewers (log scale), one line per server.
+/// A line chart of `key` against the number of viewers (log scale), one line per server
+/// (fluo_testkit::plot draws it).
 pub fn svg_plot(
     medians: &[(String, usize, Value)],
     key: &str,
@@ -174,126 +175,45 @@ pub fn svg_plot(
             servers.push(&m.0);
         }
     }
-    // (server, viewers, value, lossy)
-    let pts: Vec<(usize, f64, f64, bool)> = medians
-        .iter()
-        .filter_map(|(s, n, m)| {
-            let i = servers.iter().position(|x| x == s)?;
-            let lossy = m["loss_pct"].as_f64().is_some_and(|l| l > 1.0);
-            Some((i, *n as f64, m[key].as_f64()?, lossy))
+    let series: Vec<Series> = (servers.iter().enumerate())
+        .map(|(i, name)| {
+            let (colour, dash, label) = style(name, i);
+            let points = (medians.iter())
+                .filter(|(s, _, _)| s == name)
+                .filter_map(|(_, n, m)| {
+                    // Hollow: the server lost more than 1 % of the packets there (saturated).
+                    let lossy = m["loss_pct"].as_f64().is_some_and(|l| l > 1.0);
+                    Some((*n as f64, m[key].as_f64()?, lossy))
+                })
+                .collect();
+            Series {
+                label,
+                colour: colour.into(),
+                dash: dash.into(),
+                points,
+            }
         })
         .collect();
-    let (w, h, l, r, t, b) = (780.0, 420.0, 70.0, 230.0, 40.0, 50.0);
-    let xmax = pts.iter().map(|p| p.1).fold(1.0f64, f64::max).max(10.0);
-    let ymax = nice(pts.iter().map(|p| p.2).fold(0.0f64, f64::max));
-    let x = |n: f64| l + (w - l - r) * (n.max(1.0).log10() / xmax.log10());
-    let y = |v: f64| h - b - (h - t - b) * (v / ymax);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{title}</text>\n",
-        (w - r + l) / 2.0
-    );
-    for k in 0..=5 {
-        let v = ymax * f64::from(k) / 5.0;
-        let _ = writeln!(
-            s,
-            "<line x1=\"{l}\" x2=\"{}\" y1=\"{y0:.1}\" y2=\"{y0:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            w - r,
-            l - 6.0,
-            y(v) + 4.0,
-            trim(v),
-            y0 = y(v)
-        );
-    }
+    let xmax = (medians.iter())
+        .filter(|m| m.2[key].as_f64().is_some())
+        .map(|m| m.1 as f64)
+        .fold(1.0f64, f64::max)
+        .max(10.0);
+    let mut ticks = vec![];
     let mut n = 1.0;
     while n <= xmax * 1.0001 {
-        let _ = writeln!(
-            s,
-            "<line x1=\"{x0:.1}\" x2=\"{x0:.1}\" y1=\"{t}\" y2=\"{}\" stroke=\"#eee\"/><text x=\"{x0:.1}\" y=\"{}\" text-anchor=\"middle\">{n}</text>",
-            h - b,
-            h - b + 18.0,
-            x0 = x(n)
-        );
+        ticks.push(n);
         n *= 10.0;
     }
-    let _ = writeln!(
-        s,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">viewers (log scale)</text>\n\
-         <text x=\"18\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {})\">{y_label}</text>\n\
-         <line x1=\"{l}\" x2=\"{l}\" y1=\"{t}\" y2=\"{}\" stroke=\"black\"/><line x1=\"{l}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"black\"/>",
-        (w - r + l) / 2.0,
-        h - 10.0,
-        (h - b + t) / 2.0,
-        (h - b + t) / 2.0,
-        h - b,
-        w - r,
-        h - b,
-        h - b
-    );
-    for (i, name) in servers.iter().enumerate() {
-        let (c, dash, label) = style(name, i);
-        let dash = if dash.is_empty() {
-            String::new()
-        } else {
-            format!(" stroke-dasharray=\"{dash}\"")
-        };
-        let line: Vec<String> = pts
-            .iter()
-            .filter(|p| p.0 == i)
-            .map(|p| format!("{:.1},{:.1}", x(p.1), y(p.2)))
-            .collect();
-        let _ = writeln!(
-            s,
-            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\"{dash} points=\"{}\"/>",
-            line.join(" ")
-        );
-        for p in pts.iter().filter(|p| p.0 == i) {
-            // Hollow: the server lost more than 1 % of the packets there (saturated).
-            let fill = if p.3 { "white" } else { c };
-            let _ = writeln!(
-                s,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{fill}\" stroke=\"{c}\" stroke-width=\"2\"/>",
-                x(p.1),
-                y(p.2)
-            );
-        }
-        let ly = t + 20.0 + 22.0 * i as f64;
-        let _ = writeln!(
-            s,
-            "<line x1=\"{}\" x2=\"{}\" y1=\"{ly}\" y2=\"{ly}\" stroke=\"{c}\" stroke-width=\"3\"{dash}/><text x=\"{}\" y=\"{}\">{label}</text>",
-            w - r + 12.0,
-            w - r + 36.0,
-            w - r + 42.0,
-            ly + 4.0
-        );
-    }
-    let _ = writeln!(
-        s,
-        "<text x=\"{}\" y=\"{}\" font-size=\"11\">hollow: loss &gt; 1 %</text>",
-        w - r + 12.0,
-        t + 30.0 + 22.0 * servers.len() as f64
-    );
-    s.push_str("</svg>\n");
-    s
-}
-
-/// A round upper bound for an axis.
-fn nice(max: f64) -> f64 {
-    if max <= 0.0 {
-        return 1.0;
-    }
-    let p = 10f64.powf(max.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|m| m * p)
-        .find(|v| *v >= max)
-        .unwrap_or(10.0 * p)
-}
-
-fn trim(v: f64) -> String {
-    let s = format!("{v:.2}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
+    let frame = Frame {
+        title,
+        x_label: "viewers (log scale)",
+        y_label,
+        x_log: true,
+        x_ticks: ticks,
+        note: "hollow: loss &gt; 1 %",
+    };
+    line_chart(&series, &frame)
 }
 
 #[cfg(test)]

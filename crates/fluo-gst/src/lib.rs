@@ -16,6 +16,9 @@
 mod bridge;
 mod codecs;
 mod composite;
+/// A Composite's mixers' latency (ns) and its inputs' jitterbuffer latency (ms), for the
+/// benches' reference pipeline.
+pub use composite::{JITTER_MS as COMPOSITE_JITTER_MS, MIX_LATENCY_NS as COMPOSITE_MIX_LATENCY_NS};
 mod dot;
 mod filter;
 pub mod jobs;

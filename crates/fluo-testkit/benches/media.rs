@@ -9,8 +9,25 @@
 //! 2. **One player, many viewers**: a PlayerEndpoint feeding N WebRTC viewers (str0m peers on
 //!    UDP in this process, on threads named `bench-*` whose CPU is left out): Fluo's CPU for
 //!    N = 1, 10, 100, to show that the file is decoded and encoded once, whatever N.
+//! 3. **Composite** (media/composite.rs): N WebRTC participants in one Composite of the release
+//!    server with its media workers, against gst-launch-1.0 running the same mix.
+//!
+//! Arguments (after `--`, or `BENCH_MEDIA_ARGS` with `make bench-media`): `transcode`,
+//! `fanout`, `composite` run those parts only; `composite quick` a short N = 4 smoke run of
+//! the Composite part; none: every part, the Composite part in full. `sweep` (only when
+//! named): the Composite's reference pipeline at N = 9 under several mixer and jitterbuffer
+//! latencies.
 //!
 //! Needs ffmpeg and gst-launch-1.0 (installed by `make test`'s dependencies).
+
+#[path = "media/composite.rs"]
+mod composite;
+#[path = "media/composite_report.rs"]
+mod composite_report;
+#[path = "media/flash.rs"]
+mod flash;
+#[path = "media/mixref.rs"]
+mod mixref;
 
 use fluo_testkit::live::{start_server, Client};
 use fluo_testkit::udp_peer::Peer;
@@ -258,15 +275,44 @@ fn bar(v: f64, max: f64) -> String {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`: only the bare words are ours.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let known = ["transcode", "fanout", "composite", "quick", "sweep"];
+    if let Some(a) = args.iter().find(|a| !known.contains(&a.as_str())) {
+        eprintln!("unknown argument {a:?}: expected some of {known:?}");
+        std::process::exit(2);
+    }
+    let all = args.is_empty();
+    let want = |w: &str| all || args.iter().any(|a| a == w);
     let dir = fluo_testkit::tmp::dir("bench-media");
-    let clip = clip_720p(&dir);
-    let port = start_server(Duration::from_secs(60));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    if want("transcode") || want("fanout") {
+        let port = start_server(Duration::from_secs(60));
+        let rt = fluo_testkit::live::rt();
+        if want("transcode") {
+            transcode(&dir, port, &rt);
+        }
+        if want("fanout") {
+            fanout(&dir, port, &rt);
+        }
+    }
+    if args.iter().any(|a| a == "sweep") {
+        composite::sweep(&composite::Plan::full(), &dir);
+    }
+    if want("composite") || want("quick") {
+        let plan = match want("quick") && !all {
+            true => composite::Plan::quick(),
+            false => composite::Plan::full(),
+        };
+        composite::run(&plan, &dir);
+    }
+}
 
-    // ---- 1. Transcoding: Fluo vs gst-launch, alternated, 2 rounds ----
+/// 1. Transcoding: Fluo vs gst-launch, alternated, 2 rounds.
+fn transcode(dir: &Path, port: u16, rt: &tokio::runtime::Runtime) {
+    let clip = clip_720p(dir);
     let mut fluo = vec![];
     let mut gst = vec![];
     for round in 1..=2 {
@@ -349,9 +395,11 @@ fn main() {
         "  ratio fluo / gst-launch: {:.2} (goal <= 1.10)",
         fc / gc.max(1e-9)
     );
+}
 
-    // ---- 2. One player, N WebRTC viewers ----
-    let av = clip_av(&dir);
+/// 2. One player, N WebRTC viewers.
+fn fanout(dir: &Path, port: u16, rt: &tokio::runtime::Runtime) {
+    let av = clip_av(dir);
     println!("\nOne PlayerEndpoint (640x360 VP8 + Opus decoded and re-encoded once) to N WebRTC viewers (str0m peers on UDP in this process; their CPU is left out); Fluo CPU in % of one core over {} s:", WINDOW.as_secs());
     let mut rows = vec![];
     for n in [1usize, 10, 100] {

@@ -7,6 +7,7 @@
 mod browser;
 pub mod clips;
 pub mod live;
+pub mod plot;
 pub mod procs;
 pub mod skip;
 pub mod soak;

@@ -103,7 +103,12 @@ fn cpu_ticks(base: &str) -> Result<u64, String> {
 /// This process's children that run a media worker (`fluo worker`), and its zombie children
 /// (a worker that ended and was not reaped), by pid.
 pub fn worker_children() -> (Vec<u32>, Vec<u32>) {
-    let me = std::process::id().to_string();
+    worker_children_of(std::process::id())
+}
+
+/// The children of process `parent` that run a media worker, and its zombie children.
+pub fn worker_children_of(parent: u32) -> (Vec<u32>, Vec<u32>) {
+    let me = parent.to_string();
     let (mut workers, mut zombies) = (vec![], vec![]);
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return (workers, zombies);
@@ -265,4 +270,14 @@ pub fn total_cpu_ticks() -> u64 {
         t += ProcUsage::read(&pid.to_string()).map_or(0, |u| u.cpu_ticks);
     }
     t
+}
+
+/// CPU ticks (1/100 s) that a server running in process `pid` (e.g. a `fluo` started by a
+/// bench) and its media workers have used so far; an error if one cannot be read.
+pub fn server_cpu_ticks(pid: u32) -> Result<u64, String> {
+    let mut t = ProcUsage::read(&pid.to_string())?.cpu_ticks;
+    for w in worker_children_of(pid).0 {
+        t += ProcUsage::read(&w.to_string())?.cpu_ticks;
+    }
+    Ok(t)
 }

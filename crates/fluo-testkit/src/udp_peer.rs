@@ -13,6 +13,7 @@ pub struct Peer {
     sock: UdpSocket,
     addr: SocketAddr,
     video: Option<Mid>,
+    audio: Option<Mid>,
     pending: Option<SdpPendingOffer>,
     pub connected: bool,
     /// Video frames received: (codec, bytes), while `keep_frames` is set.
@@ -24,6 +25,7 @@ pub struct Peer {
     /// The codec `drive` sends frames as.
     pub send_codec: Codec,
     ts: u64,
+    audio_ts: u64,
 }
 
 impl Peer {
@@ -47,6 +49,7 @@ impl Peer {
             sock,
             addr,
             video: None,
+            audio: None,
             pending: None,
             connected: false,
             frames: vec![],
@@ -54,12 +57,13 @@ impl Peer {
             frames_in: 0,
             send_codec: Codec::Vp8,
             ts: 0,
+            audio_ts: 0,
         }
     }
 
     pub fn offer(&mut self, dir: Direction) -> String {
         let mut api = self.rtc.sdp_api();
-        api.add_media(MediaKind::Audio, dir, None, None, None);
+        self.audio = Some(api.add_media(MediaKind::Audio, dir, None, None, None));
         self.video = Some(api.add_media(MediaKind::Video, dir, None, None, None));
         let (offer, pending) = api.apply().expect("an offer");
         self.pending = Some(pending);
@@ -115,6 +119,25 @@ impl Peer {
             .sdp_api()
             .accept_answer(p, a)
             .map_err(|e| e.to_string())
+    }
+
+    /// Queues one 20 ms Opus frame for sending (once connected); [`Peer::drive`] sends it.
+    pub fn send_opus(&mut self, data: &[u8]) {
+        if !self.connected {
+            return;
+        }
+        self.audio_ts += 960;
+        let Some(w) = self.audio.and_then(|m| self.rtc.writer(m)) else {
+            return;
+        };
+        let pt = w
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt());
+        if let Some(pt) = pt {
+            let t = MediaTime::new(self.audio_ts, Frequency::FORTY_EIGHT_KHZ);
+            let _ = w.write(pt, Instant::now(), t, data.to_vec());
+        }
     }
 
     /// Reads, sends, fires timers; sends `frame` (as `send_codec`) if given.

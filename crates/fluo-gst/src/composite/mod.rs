@@ -43,7 +43,9 @@ pub(crate) use route::{PortCmd, Route};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// How long the mixers wait for late inputs (on top of what their inputs report).
-const MIX_LATENCY_NS: u64 = 200_000_000;
+pub const MIX_LATENCY_NS: u64 = 200_000_000;
+/// The latency of each input's jitterbuffer, in ms.
+pub const JITTER_MS: u32 = 50;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -374,7 +376,8 @@ impl Core {
         let dec = codecs::decoder(&codec).ok_or("no decoder")?;
         let src = crate::bridge::appsrc_desc("in", &codec).replace("appsrc name=in ", "appsrc ");
         let tail = input_tail(self.format.layout, kind);
-        let desc = format!("{src} ! rtpjitterbuffer latency=50 ! {depay} ! {dec} ! {tail}");
+        let desc =
+            format!("{src} ! rtpjitterbuffer latency={JITTER_MS} ! {depay} ! {dec} ! {tail}");
         let elements = chain(&self.pipeline, &desc)?;
         let last = elements[elements.len() - 1].clone();
         let mut input = Input {
