@@ -103,7 +103,12 @@ fn cpu_ticks(base: &str) -> Result<u64, String> {
 /// This process's children that run a media worker (`fluo worker`), and its zombie children
 /// (a worker that ended and was not reaped), by pid.
 pub fn worker_children() -> (Vec<u32>, Vec<u32>) {
-    let me = std::process::id().to_string();
+    worker_children_of(std::process::id())
+}
+
+/// The same for the server process `server` (a `fluo` this process started, say).
+pub fn worker_children_of(server: u32) -> (Vec<u32>, Vec<u32>) {
+    let me = server.to_string();
     let (mut workers, mut zombies) = (vec![], vec![]);
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return (workers, zombies);
@@ -256,6 +261,11 @@ pub fn total_rss_kib() -> u64 {
         kib += ProcUsage::read(&pid.to_string()).map_or(0, |u| u.rss_kib);
     }
     kib
+}
+
+/// CPU ticks (1/100 s) that process `pid` has used so far (user + system).
+pub fn cpu_ticks_of(pid: u32) -> Result<u64, String> {
+    cpu_ticks(&format!("/proc/{pid}"))
 }
 
 /// CPU ticks (1/100 s) the server and its workers have used so far.
