@@ -6,7 +6,7 @@ CARGO ?= cargo
 FLUO_ARGS ?=
 WEB_ARGS ?=
 
-.PHONY: run build fmt-check layout clippy unit compat e2e test bench-ping bench-sfu bench-fanout bench-media bench-workers bench-worker-feed storm soak deps-run deps-test deps-bench bench bench-smoke
+.PHONY: run build fmt-check layout clippy unit compat e2e test bench-ping bench-sfu bench-fanout bench-media bench-boundary bench-workers bench-worker-feed storm soak deps-run deps-test deps-bench bench bench-smoke
 
 deps-run:
 	scripts/deps.sh run
@@ -130,11 +130,20 @@ bench-fanout:
 # GStreamer media plane: transcoding CPU against gst-launch-1.0, one player to 1/10/100 viewers,
 # a Composite of 4 and 9 WebRTC participants against the same mix in gst-launch-1.0.
 # BENCH_MEDIA_ARGS: parts to run (transcode, fanout, composite; "composite quick": a short
-# N = 4 smoke run); none runs them all. The Composite part runs the release server.
+# N = 4 smoke run); none runs them all, then bench-boundary. The Composite part and
+# bench-boundary run the release server.
 BENCH_MEDIA_ARGS ?=
 bench-media:
 	$(CARGO) build --release -p fluo-server
 	$(CARGO) bench -p fluo-testkit --bench media -- $(BENCH_MEDIA_ARGS)
+	if [ -z "$(BENCH_MEDIA_ARGS)" ]; then $(MAKE) --no-print-directory bench-boundary; fi
+
+# The media worker boundary's cost (docs/perf.md, "The worker boundary"): a player to 10
+# viewers and one transcoded stream on the release server with its workers and with
+# --workers 0, alternated, BOUNDARY_RUNS runs each (default 3) of BOUNDARY_SECS (default 15).
+bench-boundary:
+	$(CARGO) build --release -p fluo-server
+	$(CARGO) bench -p fluo-testkit --bench boundary
 
 # Worker processes (crates/fluo-worker, docs/workers.md): start-up time and memory of a worker,
 # latency and CPU per packet across the process boundary against an in-process channel.

@@ -55,7 +55,8 @@ fn cpu_secs(pid: u32) -> f64 {
 }
 
 /// CPU seconds of this process's threads, leaving out the load tool's own threads (named
-/// `bench-*`): what the Fluo server in this process spent.
+/// `bench-*`), plus its media workers' (the server in this process runs its players and
+/// transcoders there): what the Fluo server spent.
 fn fluo_cpu_secs() -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
@@ -73,6 +74,9 @@ fn fluo_cpu_secs() -> f64 {
         let f: Vec<&str> = after.split_whitespace().collect();
         let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         total += (ticks(11) + ticks(12)) / 100.0;
+    }
+    for w in fluo_testkit::procs::worker_children().0 {
+        total += fluo_testkit::procs::cpu_ticks_of(w).unwrap_or(0) as f64 / 100.0;
     }
     total
 }

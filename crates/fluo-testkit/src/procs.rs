@@ -263,6 +263,11 @@ pub fn total_rss_kib() -> u64 {
     kib
 }
 
+/// CPU ticks (1/100 s) that process `pid` has used so far (user + system).
+pub fn cpu_ticks_of(pid: u32) -> Result<u64, String> {
+    cpu_ticks(&format!("/proc/{pid}"))
+}
+
 /// CPU ticks (1/100 s) the server and its workers have used so far.
 pub fn total_cpu_ticks() -> u64 {
     let mut t = ProcUsage::read("self").map_or(0, |u| u.cpu_ticks);
