@@ -35,12 +35,11 @@
 //! printed as such and left out of the medians. Needs ffmpeg (the clips).
 
 use fluo_testkit::live::{rt, Client};
-use fluo_testkit::procs::{cpu_ticks_of, worker_children_of};
+use fluo_testkit::procs::{cpu_ticks_of, worker_children_of, FluoProcess};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,54 +59,25 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// A `fluo` server process (release build) and what it started.
+/// A `fluo` server process (release build) and whether it runs media workers.
 struct Server {
-    child: Child,
+    process: FluoProcess,
     port: u16,
     workers: bool,
 }
 
 impl Server {
     fn start(bin: &Path, workers: bool, dir: &Path) -> Server {
-        let port_file = dir.join(if workers { "port-w" } else { "port-0" });
-        let _ = std::fs::remove_file(&port_file);
-        let log = std::fs::File::create(dir.join("server.log")).expect("a log file");
-        let mut cmd = Command::new(bin);
-        cmd.args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--network-interfaces",
-            "lo",
-        ])
-        .arg("--port-file")
-        .arg(&port_file)
-        .stdout(Stdio::null())
-        .stderr(log);
-        if !workers {
-            cmd.args(["--workers", "0"]);
-        }
-        let mut child = cmd.spawn().expect("the fluo server starts");
-        let t0 = Instant::now();
-        let port = loop {
-            if let Some(p) = std::fs::read_to_string(&port_file)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-            {
-                break p;
-            }
-            if let Ok(Some(st)) = child.try_wait() {
-                panic!(
-                    "fluo exited ({st}); its log: {}",
-                    dir.join("server.log").display()
-                );
-            }
-            assert!(t0.elapsed() < Duration::from_secs(30), "fluo listens");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let extra: &[&str] = if workers { &[] } else { &["--workers", "0"] };
+        let process = FluoProcess::start(
+            bin,
+            extra,
+            dir,
+            if workers { "server-w" } else { "server-0" },
+        );
+        let port = process.port;
         Server {
-            child,
+            process,
             port,
             workers,
         }
@@ -116,30 +86,13 @@ impl Server {
     /// CPU ticks (1/100 s) of the server's process and its media workers, and how many
     /// workers there are.
     fn cpu_ticks(&self) -> (u64, usize) {
-        let pid = self.child.id();
+        let pid = self.process.child.id();
         let mut t = cpu_ticks_of(pid).expect("the server's /proc/PID/stat");
         let workers = worker_children_of(pid).0;
         for w in &workers {
             t += cpu_ticks_of(*w).unwrap_or(0); // a worker that ended meanwhile
         }
         (t, workers.len())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -584,22 +537,10 @@ fn report(name: &str, rows: &[(bool, Row)]) {
     }
 }
 
-fn fluo_bin() -> PathBuf {
-    let bin = std::env::var_os("FLUO_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/fluo"));
-    assert!(
-        bin.exists(),
-        "{} not found: build it (cargo build --release -p fluo-server; make bench-boundary does) or set FLUO_BIN",
-        bin.display()
-    );
-    bin
-}
-
 fn main() {
     let runs = env_or("BOUNDARY_RUNS", 3) as usize;
     let secs = env_or("BOUNDARY_SECS", 15);
-    let bin = fluo_bin();
+    let bin = FluoProcess::release_bin();
     let dir = fluo_testkit::tmp::dir("bench-boundary");
     let clip_secs = (WARMUP.as_secs() + secs + 10) as u32;
     eprintln!("making the clips with ffmpeg...");

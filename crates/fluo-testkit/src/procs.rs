@@ -286,3 +286,93 @@ pub fn server_cpu_ticks(pid: u32) -> Result<u64, String> {
     }
     Ok(t)
 }
+
+/// A `fluo` server process for benches: started as `make run` starts it, on 127.0.0.1 with a
+/// port of its own choosing (read from its `--port-file`) and host candidates on `lo`, plus
+/// `extra` arguments; its log goes to `dir/NAME.log`. Dropped: SIGTERM, then SIGKILL after 10 s.
+pub struct FluoProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl FluoProcess {
+    /// The release build (`target/release/fluo`), or `FLUO_BIN`; panics, saying how to build
+    /// it, when it is missing.
+    pub fn release_bin() -> std::path::PathBuf {
+        let bin = std::env::var_os("FLUO_BIN").map_or_else(
+            || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/fluo"),
+            std::path::PathBuf::from,
+        );
+        assert!(
+            bin.exists(),
+            "{} not found: cargo build --release -p fluo-server (make bench-media does it) or set FLUO_BIN",
+            bin.display()
+        );
+        bin
+    }
+
+    /// Starts `bin` and waits (at most 30 s) until it listens; panics, naming its log, when it
+    /// exits or does not listen in time.
+    pub fn start(
+        bin: &std::path::Path,
+        extra: &[&str],
+        dir: &std::path::Path,
+        name: &str,
+    ) -> FluoProcess {
+        use std::process::{Command, Stdio};
+        let port_file = dir.join(format!("{name}.port"));
+        let log_path = dir.join(format!("{name}.log"));
+        let _ = std::fs::remove_file(&port_file);
+        let log = std::fs::File::create(&log_path).expect("a log file");
+        let mut child = Command::new(bin)
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--network-interfaces",
+                "lo",
+            ])
+            .arg("--port-file")
+            .arg(&port_file)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the fluo server starts");
+        let t0 = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&port_file).unwrap_or_default();
+            if let Ok(port) = text.trim().parse() {
+                return FluoProcess { child, port };
+            }
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || t0.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "fluo did not listen ({exited:?}); its log: {}",
+                    log_path.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for FluoProcess {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -11,10 +11,10 @@
 use super::flash::{self, Decoded};
 use super::mixref::{self, Latency, RtpOut, Vp8In};
 use fluo_testkit::live::Client;
+use fluo_testkit::procs::FluoProcess;
 use fluo_testkit::udp_peer::Peer;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The grid's size, rate and bitrate (Fluo's default encoder bitrate, 300 kbit/s).
@@ -245,67 +245,22 @@ fn figures(raw: Raw, n: usize) -> Sample {
 /// The release server, started as `make run` starts it, on a free port, host candidates on
 /// `lo`.
 struct Server {
-    child: Child,
+    process: FluoProcess,
     port: u16,
 }
 
 impl Server {
-    // The child is waited for in Drop (or right here when it does not start listening).
-    #[allow(clippy::zombie_processes)]
     fn start(dir: &Path) -> Server {
-        let bin = std::env::var_os("FLUO_BIN").map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/fluo"),
-            PathBuf::from,
-        );
-        assert!(
-            bin.exists(),
-            "{} is missing: cargo build --release -p fluo-server (make bench-media does it)",
-            bin.display()
-        );
-        let port_file = dir.join("composite-fluo.port");
-        let _ = std::fs::remove_file(&port_file);
-        let log = std::fs::File::create(dir.join("composite-fluo.log")).expect("a log file");
-        let mut child = Command::new(&bin)
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--network-interfaces",
-                "lo",
-            ])
-            .arg("--port-file")
-            .arg(&port_file)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("the server starts");
-        let wait = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = std::fs::read_to_string(&port_file).unwrap_or_default();
-            if let Ok(port) = text.trim().parse() {
-                return Server { child, port };
-            }
-            if Instant::now() >= wait {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the server did not write its port within 20 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let process = FluoProcess::start(&FluoProcess::release_bin(), &[], dir, "composite-fluo");
+        let port = process.port;
+        Server { process, port }
     }
 
     /// CPU seconds of the server's process and its workers so far.
     fn cpu(&self) -> f64 {
-        fluo_testkit::procs::server_cpu_ticks(self.child.id()).expect("the server's /proc") as f64
+        fluo_testkit::procs::server_cpu_ticks(self.process.child.id()).expect("the server's /proc")
+            as f64
             / 100.0
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
