@@ -103,6 +103,18 @@ fn http_server(clip: PathBuf) -> (u16, Log) {
     (port, log)
 }
 
+/// A server whose URI allow-list is `uri_allow`, media on `lo`; its port.
+fn server_allowing(uri_allow: Vec<String>) -> u16 {
+    start_server_with(fluo_server::Config {
+        uri_allow,
+        net: fluo_rtc::NetSettings {
+            network_interfaces: Some(vec!["lo".into()]),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
 fn outside(log: &Log) -> Vec<String> {
     log.lock()
         .unwrap()
@@ -118,18 +130,11 @@ fn with_an_allow_list_players_and_recorders_open_no_uri_outside_it() {
     let clip = clip(&dir);
     let (web, log) = http_server(clip.clone());
     let base = format!("http://127.0.0.1:{web}");
-    let port = start_server_with(fluo_server::Config {
-        // No trailing slash: matched at a path-segment boundary.
-        uri_allow: vec![
-            format!("{base}/allowed"),
-            format!("file://{}/", dir.display()),
-        ],
-        net: fluo_rtc::NetSettings {
-            network_interfaces: Some(vec!["lo".into()]),
-            ..Default::default()
-        },
-        ..Default::default()
-    });
+    // No trailing slash: matched at a path-segment boundary.
+    let port = server_allowing(vec![
+        format!("{base}/allowed"),
+        format!("file://{}/", dir.display()),
+    ]);
     rt().block_on(async {
         let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let e = c
@@ -284,14 +289,7 @@ fn rtsp_redirector() -> (u16, u16, Log) {
 #[test]
 fn with_an_allow_list_a_player_sends_nothing_where_an_rtsp_server_redirects_it() {
     let (rtsp, to, log) = rtsp_redirector();
-    let port = start_server_with(fluo_server::Config {
-        uri_allow: vec![format!("rtsp://127.0.0.1:{rtsp}/")],
-        net: fluo_rtc::NetSettings {
-            network_interfaces: Some(vec!["lo".into()]),
-            ..Default::default()
-        },
-        ..Default::default()
-    });
+    let port = server_allowing(vec![format!("rtsp://127.0.0.1:{rtsp}/")]);
     rt().block_on(async {
         let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let p = c
