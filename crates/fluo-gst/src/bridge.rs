@@ -15,6 +15,7 @@ pub(crate) fn launch(desc: &str, owner: &str, name: &str) -> Result<gst::Pipelin
         .downcast::<gst::Pipeline>()
         .map_err(|_| "not a pipeline".to_string())?;
     p.set_property("name", name);
+    crate::codecs::fit_encoder_threads(p.upcast_ref());
     crate::live::track(&p, owner);
     Ok(p)
 }

@@ -2,6 +2,8 @@
 //! payloader, as pipeline-description fragments.
 
 use fluo_sfu::{Codec, CodecName, MediaKind, OutputSettings};
+use gstreamer as gst;
+use gstreamer::prelude::*;
 
 /// The payload type Fluo uses inside its own pipelines (never seen by peers: the router maps
 /// payload types by codec).
@@ -70,6 +72,52 @@ pub(crate) fn decoder(c: &Codec) -> Option<&'static str> {
     })
 }
 
+/// Largest picture (in pixels) that the VP8 encoder encodes on one thread: 1280x720.
+const VP8_ONE_THREAD_MAX_PIXELS: i64 = 1280 * 720;
+
+/// Gives each VP8 encoder in `e` (an element or a bin, searched recursively) the thread count
+/// its picture size needs, once its input caps are known: one thread up to 1280x720, two
+/// above. libvpx's second VP8 thread waits for the first by spinning: at 640x360 it costs
+/// more CPU than it saves (a player in a media worker: 292 against 144 ms of CPU per second,
+/// docs/perf.md), and one thread encodes 1280x720 noise in 17.5 ms a frame here, within a
+/// 30 fps frame's 33 ms; 1920x1080 noise takes 35 ms on one thread and 25 ms on two.
+pub(crate) fn fit_encoder_threads(e: &gst::Element) {
+    let encoders: Vec<gst::Element> = match e.downcast_ref::<gst::Bin>() {
+        Some(bin) => bin
+            .iterate_recurse()
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect(),
+        None => vec![e.clone()],
+    };
+    for enc in encoders
+        .iter()
+        .filter(|e| e.factory().is_some_and(|f| f.name() == "vp8enc"))
+    {
+        let Some(pad) = enc.static_pad("sink") else {
+            continue;
+        };
+        let weak = enc.downgrade();
+        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(ev)) = &info.data {
+                if let gst::EventView::Caps(c) = ev.view() {
+                    if let (Some(s), Some(enc)) = (c.caps().structure(0), weak.upgrade()) {
+                        let pixels = i64::from(s.get::<i32>("width").unwrap_or(0))
+                            * i64::from(s.get::<i32>("height").unwrap_or(0));
+                        let threads = if pixels > VP8_ONE_THREAD_MAX_PIXELS {
+                            2
+                        } else {
+                            1
+                        };
+                        enc.set_property("threads", threads);
+                    }
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+}
+
 /// Encoder and payloader (raw -> RTP), with the conversion in front, tuned for real time,
 /// following the output settings `out` of the element whose media it encodes: video starts
 /// at its target bitrate within its bounds, at the forced frame rate if there is one; Opus
@@ -90,7 +138,7 @@ pub(crate) fn encoder(c: &Codec, out: &OutputSettings) -> Option<String> {
     Some(match c.name {
         CodecName::Vp8 => format!(
             "{rate}videoconvert ! vp8enc name=venc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={bps} \
-             keyframe-max-dist=60 lag-in-frames=0 threads=2 error-resilient=partitions \
+             keyframe-max-dist=60 lag-in-frames=0 threads=1 error-resilient=partitions \
              ! rtpvp8pay pt={PT} mtu=1200 picture-id-mode=15-bit"
         ),
         CodecName::Vp9 => format!(
@@ -172,4 +220,46 @@ pub(crate) fn available(c: &Codec) -> bool {
         && names
             .iter()
             .all(|n| gstreamer::ElementFactory::find(n).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The thread count a VP8 encoder is given once `width`x`height` video reaches it.
+    fn threads_at(width: i32, height: i32) -> i32 {
+        gst::init().unwrap();
+        let desc = format!(
+            "videotestsrc num-buffers=2 ! video/x-raw,width={width},height={height} ! {}",
+            encoder(&Codec::new(CodecName::Vp8), &OutputSettings::new(500_000)).unwrap()
+        );
+        let p = gst::parse::launch(&format!("{desc} ! fakesink"))
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        fit_encoder_threads(p.upcast_ref());
+        let enc = p.by_name("venc").unwrap();
+        p.set_state(gst::State::Playing).unwrap();
+        let bus = p.bus().unwrap();
+        let msg = bus.timed_pop_filtered(
+            gst::ClockTime::from_seconds(20),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        assert!(
+            matches!(
+                msg.as_ref().map(|m| m.view()),
+                Some(gst::MessageView::Eos(_))
+            ),
+            "the encode did not finish: {msg:?}"
+        );
+        p.set_state(gst::State::Null).unwrap();
+        enc.property::<i32>("threads")
+    }
+
+    #[test]
+    fn vp8_encodes_on_one_thread_up_to_720p_and_two_above() {
+        assert_eq!(threads_at(640, 360), 1);
+        assert_eq!(threads_at(1280, 720), 1);
+        assert_eq!(threads_at(1920, 1080), 2);
+    }
 }

@@ -168,6 +168,7 @@ fn chain(pipeline: &gst::Pipeline, desc: &str) -> Result<Vec<gst::Element>, Stri
     // branches of one pipeline: GStreamer names them.
     let desc = desc.replace(" name=venc", "");
     let elements = (desc.split(" ! ").map(make)).collect::<Result<Vec<_>, _>>()?;
+    elements.iter().for_each(crate::codecs::fit_encoder_threads);
     for e in &elements {
         pipeline.add(e).map_err(|e| e.to_string())?;
     }

@@ -485,6 +485,7 @@ fn add_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, shared: &SharedRef) -> R
     let encodes = name.ends_with("/x-raw");
     let desc = format!("{chain} ! appsink name=out sync=true max-buffers=500 drop=false");
     let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| e.to_string())?;
+    codecs::fit_encoder_threads(bin.upcast_ref());
     let sink = bin
         .by_name("out")
         .and_then(|e| e.downcast::<gstreamer_app::AppSink>().ok())
