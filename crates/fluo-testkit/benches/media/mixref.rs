@@ -57,11 +57,13 @@ pub fn description(
         );
     }
     let clients: Vec<String> = outs.iter().map(|o| format!("127.0.0.1:{}", o.0)).collect();
+    // The thread count Fluo's encoders take (fluo-gst codecs::fit_encoder_threads).
+    let threads = if u64::from(w) * u64::from(h) > 1280 * 720 { 2 } else { 1 };
     d += &format!(
         " ! capsfilter caps=\"{raw}\" ! tee name=grid allow-not-linked=true \
          grid. ! queue max-size-buffers=2 max-size-time=0 max-size-bytes=0 leaky=downstream \
          ! videoconvert ! vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={bps} \
-         keyframe-max-dist=60 lag-in-frames=0 threads=2 error-resilient=partitions \
+         keyframe-max-dist=60 lag-in-frames=0 threads={threads} error-resilient=partitions \
          ! rtpvp8pay pt=96 mtu=1200 picture-id-mode=15-bit ! multiudpsink sync=false async=false clients={} \
          videotestsrc is-live=true pattern=black ! capsfilter caps=\"{raw}\" ! mix.sink_{n}",
         clients.join(",")
