@@ -69,6 +69,8 @@ pub struct WebRtc {
     pub(crate) interfaces: Arc<Vec<(std::net::SocketAddr, String)>>,
     /// Input latencies of ports, measured by the media thread.
     latency: Arc<fluo_sfu::LatencyBoard>,
+    /// The media thread's runtime (none in memory).
+    media_runtime: Option<tokio::runtime::Handle>,
 }
 
 fn generate_cert() -> Option<str0m::config::DtlsCert> {
@@ -121,7 +123,7 @@ impl WebRtc {
             .collect();
         let (ctl, rx) = mpsc::unbounded_channel();
         let stun_cache = Arc::new(stun::StunCache::new(64));
-        shell::spawn(
+        let media_runtime = shell::spawn(
             sockets,
             listeners,
             relays,
@@ -150,10 +152,18 @@ impl WebRtc {
             port_packets: Arc::default(),
             interfaces: Arc::new(interfaces),
             latency: Arc::default(),
+            media_runtime: Some(media_runtime),
         };
         w.send(Ctl::Output(w.output()));
         w.send(Ctl::Latency(w.latency.clone()));
         Ok(w)
+    }
+
+    /// The media thread's runtime: what reads the media of worker processes runs there, so
+    /// that a worker's packet reaches the router without a hop through another thread.
+    /// `None` for the in-memory plane.
+    pub fn media_runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.media_runtime.clone()
     }
 
     /// A media plane without sockets or threads, for tests: signalling sends its commands to
@@ -191,6 +201,7 @@ impl WebRtc {
             port_packets: Arc::default(),
             interfaces: Arc::new(interfaces),
             latency: Arc::default(),
+            media_runtime: None,
         };
         w.send(Ctl::Output(w.output()));
         w.send(Ctl::Latency(w.latency.clone()));

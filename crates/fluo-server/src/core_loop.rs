@@ -68,7 +68,7 @@ pub(crate) fn spawn(
     // Elements' output settings: the engine writes them, the router and encoders read them.
     let settings = fluo_gst::settings_table();
     webrtc.set_output_settings(settings.clone());
-    let workers = start_workers(&config)?;
+    let workers = start_workers(&config, webrtc.media_runtime())?;
     let transcoders = fluo_gst::Transcoders::new(settings.clone());
     webrtc.set_transcoders(Arc::new(match &workers {
         Some(w) => transcoders.in_workers(w.clone(), Arc::new(webrtc.clone())),
@@ -213,7 +213,10 @@ fn worker_program(config: &Config) -> std::io::Result<std::path::PathBuf> {
 }
 
 /// Starts the media workers (none with `workers` 0), logging what they report.
-fn start_workers(config: &Config) -> std::io::Result<Option<fluo_worker::Supervisor>> {
+fn start_workers(
+    config: &Config,
+    media_runtime: Option<tokio::runtime::Handle>,
+) -> std::io::Result<Option<fluo_worker::Supervisor>> {
     if config.workers == 0 {
         tracing::info!("media workers: none, players and recorders run in this process");
         return Ok(None);
@@ -225,6 +228,7 @@ fn start_workers(config: &Config) -> std::io::Result<Option<fluo_worker::Supervi
     sc.limits.memory_bytes = Some(config.worker_memory_limit);
     sc.sandbox.read_paths = config.worker_paths();
     sc.sandbox.write_paths = config.worker_paths();
+    sc.media_runtime = media_runtime;
     tracing::info!(
         workers = sc.workers,
         memory_limit = config.worker_memory_limit,

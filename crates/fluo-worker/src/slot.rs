@@ -315,7 +315,10 @@ async fn handshake(
         death: Mutex::new(None),
         gauges: Mutex::new(None),
     });
-    let media_task = tokio::spawn(media_reader(conn.clone()));
+    let media_task = match &cfg.media_runtime {
+        Some(rt) => rt.spawn(media_reader(conn.clone())),
+        None => tokio::spawn(media_reader(conn.clone())),
+    };
     tracing::info!(
         worker = idx,
         pid,

@@ -33,6 +33,10 @@ pub struct SupervisorConfig {
     pub ping_timeout: Duration,
     /// How long a new worker may take to say it is ready.
     pub start_timeout: Duration,
+    /// The runtime on which the workers' media is read and handed to the jobs' sinks (the
+    /// server's media thread, so that a packet from a worker reaches the router without a
+    /// hop through another thread); `None`: the supervisor's runtime.
+    pub media_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl SupervisorConfig {
@@ -54,6 +58,7 @@ impl SupervisorConfig {
             ping_interval: Duration::from_secs(2),
             ping_timeout: Duration::from_secs(10),
             start_timeout: Duration::from_secs(10),
+            media_runtime: None,
         }
     }
 }

@@ -80,20 +80,20 @@ pub(crate) fn spawn(
     stun_cache: Arc<StunCache>,
     ctl: mpsc::UnboundedReceiver<Control>,
     events: EventSink,
-) -> std::io::Result<()> {
+) -> std::io::Result<tokio::runtime::Handle> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = rt.handle().clone();
     std::thread::Builder::new()
         .name("fluo-media".into())
         .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("the media runtime starts");
             rt.block_on(async move {
                 let shell = Shell::new(sockets, listeners, relays, clock, stun_cache, ctl, events);
                 shell.run().await;
             });
         })?;
-    Ok(())
+    Ok(handle)
 }
 
 /// The media thread's state: the core, its sockets, listeners, relays and connections.

@@ -58,7 +58,11 @@ pub fn description(
     }
     let clients: Vec<String> = outs.iter().map(|o| format!("127.0.0.1:{}", o.0)).collect();
     // The thread count Fluo's encoders take (fluo-gst codecs::fit_encoder_threads).
-    let threads = if u64::from(w) * u64::from(h) > 1280 * 720 { 2 } else { 1 };
+    let threads = if u64::from(w) * u64::from(h) > 1280 * 720 {
+        2
+    } else {
+        1
+    };
     d += &format!(
         " ! capsfilter caps=\"{raw}\" ! tee name=grid allow-not-linked=true \
          grid. ! queue max-size-buffers=2 max-size-time=0 max-size-bytes=0 leaky=downstream \
