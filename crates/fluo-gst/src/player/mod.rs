@@ -163,6 +163,8 @@ impl PlayerCore {
         lock(&self.shared).stopping.clone()
     }
 
+    /// A new pipeline for the URI: its decoder, whose pads get their branches as they come,
+    /// and its bus watched.
     fn build(&self) -> Result<gst::Pipeline, KurentoError> {
         if let MediaUri::File(p) = &self.uri {
             if !p.is_file() {
@@ -174,6 +176,29 @@ impl PlayerCore {
         }
         let pipeline = gst::Pipeline::with_name(&format!("player-{}", self.key));
         crate::live::track(&pipeline, &self.id);
+        let dec = self.decoder()?;
+        pipeline.add(&dec).map_err(|e| {
+            KurentoError::foreign(ErrorCode::UnexpectedError, "Cannot build the player", e)
+        })?;
+        let weak = pipeline.downgrade();
+        let shared = self.shared.clone();
+        let id = self.id.clone();
+        dec.connect_pad_added(move |_, pad| {
+            let Some(pipeline) = weak.upgrade() else {
+                return;
+            };
+            if let Err(e) = add_branch(&pipeline, pad, &shared) {
+                tracing::warn!(%id, "player: {e}");
+            }
+        });
+        self.watch_bus(&pipeline);
+        Ok(pipeline)
+    }
+
+    /// The URI's uridecodebin: encoded output with useEncodedMedia, the network cache as its
+    /// source's latency, and, with a URI allow-list, no redirect followed and no demuxer that
+    /// fetches URIs of its own.
+    fn decoder(&self) -> Result<gst::Element, KurentoError> {
         let dec = gst::ElementFactory::make("uridecodebin")
             .property("uri", self.uri.gst_uri())
             .build()
@@ -207,77 +232,49 @@ impl PlayerCore {
             None
         });
         if guarded {
-            let uri = self.uri.gst_uri();
-            dec.connect("autoplug-continue", false, move |args| {
-                let dec = args.first().and_then(|v| v.get::<gst::Element>().ok());
-                let caps = args.get(2).and_then(|v| v.get::<gst::Caps>().ok());
-                let Some((factory, media_type)) = caps.as_ref().and_then(fetching_demuxer) else {
-                    return Some(true.to_value());
-                };
-                let text = format!(
-                    "{uri} is a stream of type {media_type}, whose demuxer ({factory}) opens URIs of its own that this server's URI allow-list cannot check: it is not played while an allow-list is set"
-                );
-                tracing::warn!("player: {text}");
-                if let Some(dec) = dec {
-                    let msg = gst::message::Error::builder(gst::ResourceError::NotAuthorized, &text)
-                        .src(&dec)
-                        .build();
-                    let _ = dec.post_message(msg);
-                }
-                Some(false.to_value())
-            });
+            refuse_fetching_demuxers(&dec, self.uri.gst_uri());
         }
-        pipeline.add(&dec).map_err(|e| {
-            KurentoError::foreign(ErrorCode::UnexpectedError, "Cannot build the player", e)
-        })?;
-        let weak = pipeline.downgrade();
-        let shared = self.shared.clone();
-        let id = self.id.clone();
-        dec.connect_pad_added(move |_, pad| {
-            let Some(pipeline) = weak.upgrade() else {
-                return;
-            };
-            if let Err(e) = add_branch(&pipeline, pad, &shared) {
-                tracing::warn!(%id, "player: {e}");
-            }
-        });
+        Ok(dec)
+    }
+
+    /// The pipeline's bus as the player's events: end of stream (STOP), its first error, and
+    /// with a URI allow-list a redirect it did not follow.
+    fn watch_bus(&self, pipeline: &gst::Pipeline) {
+        let Some(bus) = pipeline.bus() else {
+            return;
+        };
         let id = self.id.clone();
         let events = self.events.clone();
         let shared = self.shared.clone();
         let on_eos = self.on_eos.clone();
-        if let Some(bus) = pipeline.bus() {
-            bus.set_sync_handler(move |_, msg| {
-                match msg.view() {
-                    gst::MessageView::Eos(_) => {
-                        tracing::info!(%id, "end of stream");
-                        lock(&shared).state = "STOP";
-                        events(&id, MediaEvent::EndOfStream);
-                        events(&id, state_event("STOP"));
-                        on_eos();
-                    }
-                    gst::MessageView::Error(e) => {
-                        tracing::warn!(%id, "player error: {} ({:?})", e.error(), e.debug());
-                        if first_failure(&shared) {
-                            events(&id, crate::gst_error(e, fluo_core::MediaError::Player));
-                        }
-                    }
-                    gst::MessageView::Element(m) if guarded => {
-                        if let Some(text) = m.structure().and_then(redirect) {
-                            tracing::warn!(%id, "player: {text}");
-                            if first_failure(&shared) {
-                                events(
-                                    &id,
-                                    crate::error_event(fluo_core::MediaError::Player, text),
-                                );
-                            }
-                        }
-                    }
-                    _ => {}
+        let guarded = self.guarded;
+        bus.set_sync_handler(move |_, msg| {
+            match msg.view() {
+                gst::MessageView::Eos(_) => {
+                    tracing::info!(%id, "end of stream");
+                    lock(&shared).state = "STOP";
+                    events(&id, MediaEvent::EndOfStream);
+                    events(&id, state_event("STOP"));
+                    on_eos();
                 }
-                gst::BusSyncReply::Drop
-            });
-        }
-        Ok(pipeline)
+                gst::MessageView::Error(e) => {
+                    tracing::warn!(%id, "player error: {} ({:?})", e.error(), e.debug());
+                    if first_failure(&shared) {
+                        events(&id, crate::gst_error(e, fluo_core::MediaError::Player));
+                    }
+                }
+                gst::MessageView::Element(m) if guarded => {
+                    if let Some(text) = m.structure().and_then(redirect) {
+                        tracing::warn!(%id, "player: {text}");
+                        if first_failure(&shared) {
+                            events(&id, crate::error_event(fluo_core::MediaError::Player, text));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            gst::BusSyncReply::Drop
+        });
     }
 
     /// Plays (building a new pipeline when there is none, or it ended), encoding with
@@ -437,6 +434,29 @@ fn fetching_demuxer(caps: &gst::Caps) -> Option<(String, String)> {
 /// and appsink that sends its RTP into the router. Decoded streams are encoded to the codec
 /// the player's output settings force (VP8 and Opus when none), at their frame rate and
 /// bitrates.
+/// Stops `dec` (with an error on its bus) before it plugs a demuxer that opens URIs of its
+/// own (an HLS or DASH manifest's segments), which a URI allow-list cannot check.
+fn refuse_fetching_demuxers(dec: &gst::Element, uri: String) {
+    dec.connect("autoplug-continue", false, move |args| {
+        let dec = args.first().and_then(|v| v.get::<gst::Element>().ok());
+        let caps = args.get(2).and_then(|v| v.get::<gst::Caps>().ok());
+        let Some((factory, media_type)) = caps.as_ref().and_then(fetching_demuxer) else {
+            return Some(true.to_value());
+        };
+        let text = format!(
+            "{uri} is a stream of type {media_type}, whose demuxer ({factory}) opens URIs of its own that this server's URI allow-list cannot check: it is not played while an allow-list is set"
+        );
+        tracing::warn!("player: {text}");
+        if let Some(dec) = dec {
+            let msg = gst::message::Error::builder(gst::ResourceError::NotAuthorized, &text)
+                .src(&dec)
+                .build();
+            let _ = dec.post_message(msg);
+        }
+        Some(false.to_value())
+    });
+}
+
 fn add_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, shared: &SharedRef) -> Result<(), String> {
     let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
     let name = caps

@@ -517,34 +517,7 @@ pub(crate) struct RecorderPort {
 impl RecorderPort {
     /// Builds the pipeline for the codecs seen so far.
     fn build(&self, s: &mut Shared) {
-        // The location is set as a property after parsing, never written into the pipeline
-        // description (whose parser would interpret quotes and escapes in it).
-        let mut desc = match &self.path {
-            MediaUri::File(_) => format!(
-                "{} name=mux ! filesink name=out buffer-mode=unbuffered",
-                self.profile.mux
-            ),
-            // An upload: one chunked POST that lasts the recording (the muxer cannot seek
-            // back, so it writes a streamable file).
-            MediaUri::Remote(_) => format!(
-                "{} name=mux streamable=true ! curlhttpsink name=out content-type={}",
-                self.profile.mux, self.profile.mime
-            ),
-        };
-        for k in [MediaKind::Audio, MediaKind::Video] {
-            let Some(c) = s.codecs[k] else { continue };
-            let depay = crate::codecs::depay(&c).unwrap_or("identity");
-            let parse = match c.name {
-                CodecName::Opus => " ! opusparse",
-                _ => "",
-            };
-            let name = if k == MediaKind::Audio { "a" } else { "v" };
-            desc.push_str(&format!(
-                " {} ! rtpjitterbuffer latency=200 mode=none ! {depay}{parse} ! queue name=q{name} max-size-time=3000000000 ! mux.",
-                bridge::appsrc_desc(name, &c)
-            ));
-        }
-        let p = match bridge::launch(&desc, &self.id, "recorder") {
+        let p = match bridge::launch(&self.description(s), &self.id, "recorder") {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(id = %self.id, "recorder pipeline: {e}");
@@ -570,25 +543,7 @@ impl RecorderPort {
                 });
             }
         }
-        {
-            let id = self.id.clone();
-            let events = self.events.clone();
-            if let Some(bus) = p.bus() {
-                bus.set_sync_handler(move |_, msg| {
-                    if let gst::MessageView::Error(e) = msg.view() {
-                        tracing::warn!(%id, "recorder error: {} ({:?})", e.error(), e.debug());
-                        events(&id, crate::gst_error(e, fluo_core::MediaError::Recorder));
-                    }
-                    // Only what `finish` waits for stays on the bus (nobody reads the rest).
-                    match msg.view() {
-                        gst::MessageView::Eos(_) | gst::MessageView::Error(_) => {
-                            gst::BusSyncReply::Pass
-                        }
-                        _ => gst::BusSyncReply::Drop,
-                    }
-                });
-            }
-        }
+        self.watch_bus(&p);
         if let Err(e) = p.set_state(gst::State::Playing) {
             bridge::stop_in_background(p, s.stopping.clone());
             return self.fail(s, &e.to_string());
@@ -601,6 +556,60 @@ impl RecorderPort {
                 bridge::push(src, &pkt);
             }
         }
+    }
+
+    /// The recording pipeline's description for the codecs seen so far: an appsrc, jitter
+    /// buffer and depayloader per track into the profile's muxer, into a file or an upload.
+    /// The location is set as a property after parsing, never written into the description
+    /// (whose parser would interpret quotes and escapes in it).
+    fn description(&self, s: &Shared) -> String {
+        let mut desc = match &self.path {
+            MediaUri::File(_) => format!(
+                "{} name=mux ! filesink name=out buffer-mode=unbuffered",
+                self.profile.mux
+            ),
+            // An upload: one chunked POST that lasts the recording (the muxer cannot seek
+            // back, so it writes a streamable file).
+            MediaUri::Remote(_) => format!(
+                "{} name=mux streamable=true ! curlhttpsink name=out content-type={}",
+                self.profile.mux, self.profile.mime
+            ),
+        };
+        for k in [MediaKind::Audio, MediaKind::Video] {
+            let Some(c) = s.codecs[k] else { continue };
+            let depay = crate::codecs::depay(&c).unwrap_or("identity");
+            let parse = match c.name {
+                CodecName::Opus => " ! opusparse",
+                _ => "",
+            };
+            let name = if k == MediaKind::Audio { "a" } else { "v" };
+            desc.push_str(&format!(
+                " {} ! rtpjitterbuffer latency=200 mode=none ! {depay}{parse} ! queue name=q{name} max-size-time=3000000000 ! mux.",
+                bridge::appsrc_desc(name, &c)
+            ));
+        }
+        desc
+    }
+
+    /// The pipeline's errors as the recorder's Error events; its end of stream and errors
+    /// stay on the bus for `finish`.
+    fn watch_bus(&self, p: &gst::Pipeline) {
+        let Some(bus) = p.bus() else {
+            return;
+        };
+        let id = self.id.clone();
+        let events = self.events.clone();
+        bus.set_sync_handler(move |_, msg| {
+            if let gst::MessageView::Error(e) = msg.view() {
+                tracing::warn!(%id, "recorder error: {} ({:?})", e.error(), e.debug());
+                events(&id, crate::gst_error(e, fluo_core::MediaError::Recorder));
+            }
+            // Only what `finish` waits for stays on the bus (nobody reads the rest).
+            match msg.view() {
+                gst::MessageView::Eos(_) | gst::MessageView::Error(_) => gst::BusSyncReply::Pass,
+                _ => gst::BusSyncReply::Drop,
+            }
+        });
     }
 
     fn fail(&self, s: &mut Shared, why: &str) {
