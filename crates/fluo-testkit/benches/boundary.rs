@@ -35,7 +35,7 @@
 //! printed as such and left out of the medians. Needs ffmpeg (the clips).
 
 use fluo_testkit::live::{rt, Client};
-use fluo_testkit::procs::{cpu_ticks_of, worker_children_of, FluoProcess};
+use fluo_testkit::procs::{server_cpu_ticks, FluoProcess};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::UdpSocket;
@@ -86,13 +86,7 @@ impl Server {
     /// CPU ticks (1/100 s) of the server's process and its media workers, and how many
     /// workers there are.
     fn cpu_ticks(&self) -> (u64, usize) {
-        let pid = self.process.child.id();
-        let mut t = cpu_ticks_of(pid).expect("the server's /proc/PID/stat");
-        let workers = worker_children_of(pid).0;
-        for w in &workers {
-            t += cpu_ticks_of(*w).unwrap_or(0); // a worker that ended meanwhile
-        }
-        (t, workers.len())
+        server_cpu_ticks(self.process.child.id()).expect("the server's /proc/PID/stat")
     }
 }
 

@@ -278,13 +278,19 @@ pub fn total_cpu_ticks() -> u64 {
 }
 
 /// CPU ticks (1/100 s) that a server running in process `pid` (e.g. a `fluo` started by a
-/// bench) and its media workers have used so far; an error if one cannot be read.
-pub fn server_cpu_ticks(pid: u32) -> Result<u64, String> {
+/// bench) and its media workers have used so far, and how many workers were counted; an
+/// error if the server's own cannot be read. A worker that ends between the listing and its
+/// reading is left out (a worker's death is the crash tests' business, not a bench's).
+pub fn server_cpu_ticks(pid: u32) -> Result<(u64, usize), String> {
     let mut t = ProcUsage::read(&pid.to_string())?.cpu_ticks;
+    let mut n = 0;
     for w in worker_children_of(pid).0 {
-        t += ProcUsage::read(&w.to_string())?.cpu_ticks;
+        if let Ok(u) = ProcUsage::read(&w.to_string()) {
+            t += u.cpu_ticks;
+            n += 1;
+        }
     }
-    Ok(t)
+    Ok((t, n))
 }
 
 /// A `fluo` server process for benches: started as `make run` starts it, on 127.0.0.1 with a

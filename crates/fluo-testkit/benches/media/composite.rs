@@ -258,8 +258,9 @@ impl Server {
 
     /// CPU seconds of the server's process and its workers so far.
     fn cpu(&self) -> f64 {
-        fluo_testkit::procs::server_cpu_ticks(self.process.child.id()).expect("the server's /proc")
-            as f64
+        fluo_testkit::procs::server_cpu_ticks(self.process.child.id())
+            .expect("the server's /proc")
+            .0 as f64
             / 100.0
     }
 }
