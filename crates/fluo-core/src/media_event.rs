@@ -44,6 +44,7 @@ pub fn error_code(e: MediaError) -> (ErrorCode, &'static str) {
         MediaError::Filter => (ErrorCode::UnexpectedError, "GSTREAMER_FILTER_ERROR"),
         MediaError::Srtp => (ErrorCode::UnexpectedError, "SRTP_ERROR"),
         MediaError::Hub => (ErrorCode::UnexpectedError, "HUB_ERROR"),
+        MediaError::ZBar => (ErrorCode::UnexpectedError, "ZBAR_FILTER_ERROR"),
         _ => (ErrorCode::UnexpectedError, "UNEXPECTED_ERROR"),
     }
 }
@@ -72,6 +73,7 @@ pub fn event_name(ev: &MediaEvent) -> &'static str {
         MediaEvent::Paused => "Paused",
         MediaEvent::Stopped => "Stopped",
         MediaEvent::KeySoftLimit { .. } => "OnKeySoftLimit",
+        MediaEvent::CodeFound { .. } => "CodeFound",
     }
 }
 
@@ -115,6 +117,9 @@ pub fn event_fields(ev: &MediaEvent) -> Map<String, Value> {
         }
         MediaEvent::UriEndpointState { state } => obj(json!({"state": state})),
         MediaEvent::KeySoftLimit { kind } => obj(json!({"mediaType": kind.wire_name()})),
+        MediaEvent::CodeFound { code_type, value } => {
+            obj(json!({"codeType": code_type, "value": value}))
+        }
         _ => Map::new(),
     }
 }
@@ -197,6 +202,15 @@ mod tests {
         assert_eq!(
             fields(&pair)["candidatePair"]["__type__"],
             "IceCandidatePair"
+        );
+        let code = MediaEvent::CodeFound {
+            code_type: "QR-Code".into(),
+            value: "fluo".into(),
+        };
+        assert_eq!(event_name(&code), "CodeFound");
+        assert_eq!(
+            fields(&code),
+            json!({"codeType": "QR-Code", "value": "fluo"})
         );
         assert!(event_fields(&MediaEvent::Stopped).is_empty());
         assert_eq!(event_name(&MediaEvent::Stopped), "Stopped");

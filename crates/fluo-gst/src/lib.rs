@@ -34,6 +34,7 @@ mod settings;
 mod test_crash;
 mod transcoder;
 mod uri;
+mod zbar;
 
 pub use dot::{DumpBound, GstDot, DUMP_BOUND};
 pub use filter::guard::{Bound, BOUNDS};
@@ -258,6 +259,12 @@ impl Media {
             (
                 "RtpEndpoint",
                 Box::new(rtp_endpoint::RtpFactory {
+                    media: self.clone(),
+                }),
+            ),
+            (
+                "ZBarFilter",
+                Box::new(zbar::ZBarFactory {
                     media: self.clone(),
                 }),
             ),

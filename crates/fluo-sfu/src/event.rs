@@ -46,6 +46,8 @@ pub enum MediaError {
     Srtp,
     /// A Composite's pipeline failed, or the worker hosting it ended.
     Hub,
+    /// A ZBarFilter's pipeline failed, or the worker hosting it ended.
+    ZBar,
 }
 
 /// An event of the media plane on one element.
@@ -127,5 +129,12 @@ pub enum MediaEvent {
     KeySoftLimit {
         /// Audio or video.
         kind: MediaKind,
+    },
+    /// `CodeFound`: a ZBarFilter saw a code (a QR code, a barcode) in the video.
+    CodeFound {
+        /// The code's type, as zbar names it ("QR-Code", "EAN-13", ...).
+        code_type: String,
+        /// What the code says.
+        value: String,
     },
 }

@@ -4,7 +4,12 @@
 //!
 //! The worker's pid is found as an operator finds it: in the server's log ("element runs in
 //! media worker", with the port's id and the worker's pid).
+//!
+//! A hub's ports are not rebuilt after their worker's death (a dead element stays dead,
+//! docs/workers.md), but the hub lives on: a port made on it afterwards runs on the restarted
+//! worker with its own output settings (checked on the Composite).
 
+use fluo_server::log_capture::LogBuffer;
 use fluo_testkit::clips;
 use fluo_testkit::live::{rt, serial, start_server, Client};
 use fluo_testkit::tmp;
@@ -154,6 +159,9 @@ fn hub_worker_killed(class: &str) {
             .wait_event("Error", &ro, Duration::from_millis(10))
             .await
             .is_none());
+        if class == "Composite" {
+            new_port_follows_its_settings(&mut c, log, (&pipe, &hub), pid).await;
+        }
         // The dead hub's ports and the hub release cleanly.
         for id in [&a, &b, &hub] {
             c.request("release", json!({"object": id}))
@@ -161,4 +169,68 @@ fn hub_worker_killed(class: &str) {
                 .expect("release");
         }
     });
+}
+
+/// A port made on `hub` after its worker (`dead`) was killed runs on the restarted worker and
+/// follows its own settings: set to PCMU, it encodes G.711 itself, so an RtpEndpoint that
+/// takes only PCMU gets it with no transcoder after the port.
+async fn new_port_follows_its_settings(
+    c: &mut Client,
+    log: &LogBuffer,
+    (pipe, hub): (&str, &str),
+    dead: u32,
+) {
+    let port = c
+        .create("HubPort", json!({"hub": hub}))
+        .await
+        .expect("a port made after the death");
+    let caps = json!({"codec": "PCMU", "bitrate": 0});
+    c.invoke(&port, "setAudioFormat", json!({"caps": caps}))
+        .await
+        .expect("setAudioFormat");
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("a UDP socket");
+    let udp = sock.local_addr().expect("its address").port();
+    let offer = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {udp} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=recvonly\r\n"
+    );
+    let rtp = c
+        .create("RtpEndpoint", json!({"mediaPipeline": pipe}))
+        .await
+        .expect("an RtpEndpoint");
+    c.invoke(&rtp, "processOffer", json!({"offer": offer}))
+        .await
+        .expect("processOffer");
+    c.invoke(&port, "connect", json!({"sink": rtp, "mediaType": "AUDIO"}))
+        .await
+        .expect("connect");
+    let (mut buf, mut pcmu) = ([0u8; 2048], 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while pcmu < 25 {
+        let n = tokio::time::timeout_at(deadline, sock.recv(&mut buf))
+            .await
+            .expect("PCMU from the new port within 10 s")
+            .expect("recv");
+        if n >= 12 && buf[1] & 0x7f == 0 {
+            pcmu += 1;
+        }
+    }
+    let transcoding = c
+        .invoke(&port, "isMediaTranscoding", json!({"mediaType": "AUDIO"}))
+        .await
+        .expect("isMediaTranscoding");
+    assert_eq!(
+        transcoding,
+        json!(false),
+        "the new port encodes PCMU itself: its settings reached its job"
+    );
+    let now = worker_pid(log, &port).expect("the new port's worker in the log");
+    assert_ne!(now, dead, "the new port runs on the restarted worker");
+    for id in [&rtp, &port] {
+        c.request("release", json!({"object": id}))
+            .await
+            .expect("release");
+    }
 }

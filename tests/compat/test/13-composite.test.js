@@ -8,6 +8,7 @@
 // default media workers and again with --workers 0 (the pipeline in the server's process).
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const dgram = require('node:dgram');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -226,6 +227,47 @@ test("each port's output follows its own settings: frame rate, video and Opus bi
   const dot2 = await h.callback(src, 'getGstreamerDot');
   assert.equal(new Set(dot2.match(/vp8enc\d+/g) || []).size, 1, 'the unused encode is removed');
   for (const x of [player, hub, ...Object.values(outs).map((o) => o.rec)]) await x.release();
+});
+
+// A UDP socket on 127.0.0.1 counting the RTP payload types it receives.
+async function rtpCounter() {
+  const sock = dgram.createSocket('udp4');
+  const pts = new Map();
+  sock.on('message', (m) => {
+    if (m.length >= 12) pts.set(m[1] & 0x7f, (pts.get(m[1] & 0x7f) || 0) + 1);
+  });
+  await new Promise((resolve) => sock.bind(0, '127.0.0.1', resolve));
+  return { port: sock.address().port, count: (pt) => pts.get(pt) || 0, pts, close: () => sock.close() };
+}
+
+test("a port's setAudioFormat PCMU / PCMA: the port sends that codec itself, no transcoder after it", TM, async () => {
+  const hub = await pipeline.create('Composite', { width: 320, height: 240, framerate: 15 });
+  const src = await hub.createHubPort();
+  const player = await pipeline.create('PlayerEndpoint', { uri: fileUri(clip.red) });
+  await player.connect(src);
+  await player.play();
+  // To an RtpEndpoint that takes G.711 only (it answers the offer's one codec). A port left
+  // as it is sends Opus: the router transcodes it (the check below can tell).
+  for (const [codec, pt] of [[null, 0], ['PCMU', 0], ['PCMA', 8]]) {
+    const port = await hub.createHubPort();
+    if (codec) await h.callback(port, 'setAudioFormat', { codec, bitrate: 0 });
+    const peer = await rtpCounter();
+    const rtp = await pipeline.create('RtpEndpoint');
+    const name = pt === 0 ? 'PCMU' : 'PCMA';
+    const offer = `v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n`
+      + `m=audio ${peer.port} RTP/AVP ${pt}\r\na=rtpmap:${pt} ${name}/8000\r\na=recvonly\r\n`;
+    await rtp.processOffer(offer);
+    await port.connect(rtp, 'AUDIO');
+    await h.waitFor(() => peer.count(pt) >= 25, 15000, `${name} packets from a port set to ${codec}`);
+    const transcoding = await h.callback(port, 'isMediaTranscoding', 'AUDIO');
+    console.log(`port set to ${codec}: ${JSON.stringify([...peer.pts])}, transcoding ${transcoding}`);
+    assert.equal(transcoding, codec === null, `port set to ${codec}: a transcoder after it ${transcoding}`);
+    peer.close();
+    await rtp.release();
+    await port.release();
+  }
+  await player.release();
+  await hub.release();
 });
 
 async function grid(label) {

@@ -1,6 +1,6 @@
 'use strict';
 // Shared helpers for the Fluo compatibility suite.
-//   startServer(extraArgs)  -> {url, port, stop()}  (own server per test file, port 0)
+//   startServer(extraArgs)  -> {url, port, pid, stop()}  (own server per test file, port 0)
 //   connectClient(url, opts) -> official kurento-client 7.3.0, resolved after its strict check
 //   RawClient               -> raw JSON-RPC frames over `ws`
 //   startProxy(targetPort)  -> severable TCP proxy {url, sever(), close()}
@@ -114,6 +114,7 @@ async function startServer(extraArgs = []) {
 
   return {
     port,
+    pid: child.pid,
     url: `ws://127.0.0.1:${port}/kurento`,
     stop,
     get exited() {

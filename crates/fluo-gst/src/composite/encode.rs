@@ -59,6 +59,15 @@ impl Key {
     }
 }
 
+/// The audio codec of a port whose output settings are `s`: PCMU or PCMA when its
+/// setAudioFormat asks for them, Opus otherwise.
+pub(crate) fn audio_codec(s: &OutputSettings) -> CodecName {
+    match s.audio.map(|a| a.codec) {
+        Some(c @ (CodecName::Pcmu | CodecName::Pcma)) => c,
+        _ => CodecName::Opus,
+    }
+}
+
 /// The Opus bitrate of a port whose output settings are `s` (64 kbps unless its
 /// setAudioFormat asks for another).
 pub(crate) fn opus_bps(s: &OutputSettings) -> u32 {
@@ -307,7 +316,7 @@ mod tests {
     fn opus_of(core: &Core, id: u64) -> i32 {
         let st = lock(&core.state);
         let p = st.ports.iter().find(|p| p.id == id).expect("the port");
-        let enc = (p.audio_out.iter())
+        let enc = (p.audio_enc.0.iter())
             .find(|e| e.factory().is_some_and(|f| f.name() == "opusenc"))
             .expect("its Opus encoder");
         enc.property::<i32>("bitrate")
@@ -365,5 +374,53 @@ mod tests {
             framerate: None,
         });
         assert!(core.set_output(ports[0], &bad, out.clone()).is_err());
+    }
+
+    /// A port's setAudioFormat codec is what it sends (its own encode of its mix: PCMU,
+    /// PCMA, and Opus again), from a moment after it is set.
+    #[test]
+    fn a_ports_audio_is_encoded_to_the_codec_its_settings_ask() {
+        let format = super::super::Format {
+            width: 64,
+            height: 48,
+            fps: 10,
+            bps: 300_000,
+            layout: super::super::Layout::Grid,
+        };
+        let core = Core::get("test-audio-codec", format).expect("the core");
+        let seen: Arc<Mutex<Vec<CodecName>>> = Arc::default();
+        let out: Out = {
+            let seen = seen.clone();
+            Arc::new(move |p: &PacketRef<'_>| {
+                if p.kind == MediaKind::Audio {
+                    lock(&seen).push(p.codec.name);
+                }
+            })
+        };
+        let id = core.add_port("a", out.clone()).expect("a port");
+        // What the port sends over half a second, a moment after a change.
+        let sent = || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            lock(&seen).clear();
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let mut v = lock(&seen).clone();
+            v.dedup();
+            v
+        };
+        assert_eq!(sent(), vec![CodecName::Opus]);
+        let none = OutputSettings::new(fluo_core::DEFAULT_ENCODER_BITRATE);
+        for codec in [CodecName::Pcmu, CodecName::Pcma, CodecName::Opus] {
+            let mut s = none;
+            s.audio = Some(fluo_sfu::AudioFormat { codec, bitrate: 0 });
+            core.set_output(id, &s, out.clone()).expect("set");
+            assert_eq!(sent(), vec![codec], "set to {codec:?}");
+            let st = lock(&core.state);
+            let p = st.ports.iter().find(|p| p.id == id).expect("the port");
+            let sinks = (p.audio_enc.0.iter())
+                .filter(|e| e.factory().is_some_and(|f| f.name() == "appsink"))
+                .count();
+            assert_eq!(sinks, 1, "one audio encode at a time");
+        }
+        core.remove_port(id);
     }
 }

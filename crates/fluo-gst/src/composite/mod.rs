@@ -12,8 +12,9 @@
 //!   the same packets (the router gives each its own line).
 //! * Audio: each port's input is decoded once into a `tee`; each port has its own
 //!   `audiomixer` fed by every other port's tee (mix-minus: nobody hears themselves), each
-//!   input at 1/n of its level so that the sum of n inputs cannot clip, and its own Opus
-//!   encode (at the port's setAudioFormat bitrate, 64 kbps by default).
+//!   input at 1/n of its level so that the sum of n inputs cannot clip, and its own encode
+//!   from the mix's tee: Opus (at the port's setAudioFormat bitrate, 64 kbps by default), or
+//!   PCMU / PCMA when its setAudioFormat asks (the encode is replaced when that changes).
 //!
 //! * A Mixer's core (`Layout::Mixer`, see `route`) has no grid: each port sends the video of
 //!   the port its `connect(VIDEO)` chose (that input's decoded video encoded once per key
@@ -107,8 +108,12 @@ struct Port {
     /// The encode of the grid (a Mixer's: of its source) this port sends.
     key: Key,
     inputs: [Option<Input>; 2],
-    /// The port's audio output branch (silence, mixer, encoder, appsink), upstream first.
+    /// The port's audio mix (silence, mixer, a tee), upstream first.
     audio_out: Vec<gst::Element>,
+    /// Its encode (to `audio_codec`, into its appsink) and the mix's tee pad feeding it.
+    audio_enc: (Vec<gst::Element>, Option<gst::Pad>),
+    /// What its audio is encoded to: Opus, or PCMU / PCMA when its setAudioFormat asks.
+    audio_codec: CodecName,
     mixer: gst::Element,
     /// The other ports' inputs mixed into this port's output.
     links: Vec<Link>,
@@ -280,19 +285,14 @@ impl Core {
         let mut st = lock(&self.state);
         st.next += 1;
         let id = st.next;
-        let enc = codecs::encoder(&Codec::new(CodecName::Opus), &OutputSettings::new(0))
-            .ok_or("no Opus encoder")?;
         let desc = format!(
             "audiotestsrc is-live=true wave=silence samplesperbuffer=960 ! \
              audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved ! \
              audiomixer latency={MIX_LATENCY_NS} ! audio/x-raw,format=S16LE,rate=48000,channels=2 ! \
-             {enc} ! appsink sync=false async=false max-buffers=200 drop=true"
+             tee allow-not-linked=true"
         );
         let audio_out = chain(&self.pipeline, &desc)?;
         let mixer = audio_out[2].clone();
-        let sink = audio_out[audio_out.len() - 1].clone();
-        let own: Arc<Mutex<Vec<(u64, Out)>>> = Arc::new(Mutex::new(vec![(id, out.clone())]));
-        encode::forward(&sink, MediaKind::Audio, Codec::new(CodecName::Opus), own);
         let mut port = Port {
             id,
             name: name.to_string(),
@@ -300,9 +300,12 @@ impl Core {
             key: Key::hub(self.format.bps),
             inputs: [None, None],
             audio_out,
+            audio_enc: (vec![], None),
+            audio_codec: CodecName::Opus,
             mixer,
             links: vec![],
         };
+        self.audio_encode(&mut port, CodecName::Opus, &OutputSettings::new(0))?;
         // Every other port's audio input into this port's mix.
         let tees: Vec<(u64, gst::Element)> = match self.format.layout {
             Layout::Mixer => vec![],
@@ -325,6 +328,44 @@ impl Core {
         self.send_grid(id, Key::hub(self.format.bps), out)?;
         let _ = self.pipeline.recalculate_latency();
         Ok(id)
+    }
+
+    /// Port `port`'s audio is encoded to `codec` (Opus at `settings`' bitrate, PCMU, PCMA)
+    /// from now on: its mix's tee feeds a new encode into a new appsink, after the one it had
+    /// (if any) was unlinked and removed.
+    fn audio_encode(
+        &self,
+        port: &mut Port,
+        codec: CodecName,
+        settings: &OutputSettings,
+    ) -> Result<(), String> {
+        let tee = port.audio_out.last().cloned().ok_or("no audio tee")?;
+        let (old, pad) = std::mem::take(&mut port.audio_enc);
+        if let Some(pad) = pad {
+            unlink_idle(&pad);
+            tee.release_request_pad(&pad);
+        }
+        remove(&self.pipeline, &old);
+        let enc = codecs::encoder(&Codec::new(codec), settings).ok_or("no audio encoder")?;
+        let elements = chain(
+            &self.pipeline,
+            &format!("{enc} ! appsink sync=false async=false max-buffers=200 drop=true"),
+        )?;
+        let pad = tee.request_pad_simple("src_%u").ok_or("no tee pad")?;
+        let sink = elements[0].static_pad("sink").ok_or("no encoder pad")?;
+        pad.link(&sink).map_err(|e| format!("audio encode: {e}"))?;
+        let own: Arc<Mutex<Vec<(u64, Out)>>> =
+            Arc::new(Mutex::new(vec![(port.id, port.out.clone())]));
+        encode::forward(
+            &elements[elements.len() - 1],
+            MediaKind::Audio,
+            Codec::new(codec),
+            own,
+        );
+        start(&elements);
+        port.audio_enc = (elements, Some(pad));
+        port.audio_codec = codec;
+        Ok(())
     }
 
     fn link(&self, from: u64, tee: &gst::Element, mixer: &gst::Element) -> Result<Link, String> {
@@ -480,6 +521,7 @@ impl Core {
             self.unlink(l, tee.as_ref(), &port.mixer);
         }
         remove(&self.pipeline, &port.audio_out[1..]);
+        remove(&self.pipeline, &port.audio_enc.0);
         st.blend.forget(id);
         st.routes.forget(&port.name);
         self.layout(&mut st);
@@ -524,8 +566,8 @@ impl Core {
 
 impl Core {
     /// Port `id`'s output follows `settings` from now on: its video goes to the encode of
-    /// their key (VP8, VP9 or H.264, the frame rate, the bitrate), its Opus encoder takes
-    /// their audio bitrate.
+    /// their key (VP8, VP9 or H.264, the frame rate, the bitrate), its audio is encoded to
+    /// their codec (Opus at their bitrate, PCMU, PCMA).
     fn set_output(&self, id: u64, settings: &OutputSettings, out: Out) -> Result<(), String> {
         let key = Key::of(settings, self.format.bps);
         if !matches!(key.codec, CodecName::Vp8 | CodecName::Vp9 | CodecName::H264) {
@@ -540,9 +582,12 @@ impl Core {
             .iter_mut()
             .find(|p| p.id == id)
             .ok_or("port gone")?;
-        let opus = port
-            .audio_out
-            .iter()
+        let codec = encode::audio_codec(settings);
+        if codec != port.audio_codec {
+            tracing::debug!(hub = %self.key, port = id, codec = codec.sdp_name(), "composite port audio");
+            self.audio_encode(port, codec, settings)?;
+        }
+        let opus = (port.audio_enc.0.iter())
             .find(|e| e.factory().is_some_and(|f| f.name().as_str() == "opusenc"));
         if let Some(enc) = opus {
             enc.set_property("bitrate", encode::opus_bps(settings) as i32);

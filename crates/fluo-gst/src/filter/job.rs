@@ -8,7 +8,7 @@
 //! failure is its start's, with the Kurento code), answers `kind`, and is stopped.
 
 use crate::filter::policy::{Checked, FilterPolicy};
-use crate::filter::{self, FilterPort};
+use crate::filter::{self, Command, FilterPort};
 use crate::jobs::{error_text, event_sink, params, PlayParams};
 use fluo_sfu::{PortOutput, SettingsTable};
 use fluo_worker::wire::{Reader, Wire, WireError, Writer};
@@ -88,23 +88,21 @@ pub(crate) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
     let kind = filter::filter_kind(&bin, &p.filter_type).map_err(|e| e.message)?;
     let checked = Arc::new(checked);
     let shared = filter::new_shared();
-    let out = {
-        let ctx = ctx.clone();
-        PortOutput::new(
-            ctx.id(),
-            Arc::new(move |_, pkt| ctx.send_packet(&PacketRef::from(&pkt))),
-        )
-    };
     let id = format!("job-{}", ctx.id());
     let settings = Arc::new(SettingsTable::new(p.output.settings()));
+    let stage = Arc::new(Command {
+        checked: checked.clone(),
+        policy: policy.clone(),
+        shared: shared.clone(),
+    });
+    let stopping = filter::lock(&shared).stopping.clone();
     let port = FilterPort::new(
         kind,
-        checked.clone(),
-        policy.clone(),
-        shared.clone(),
-        out,
+        stage,
+        port_output(&ctx),
         (id.clone(), event_sink(&ctx)),
         settings.clone(),
+        stopping,
     );
     Ok(Box::new(FilterJob {
         port,
@@ -115,6 +113,40 @@ pub(crate) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
         policy,
         shared,
     }))
+}
+
+/// A job's port output: its packets go to the server.
+pub(crate) fn port_output(ctx: &JobCtx) -> PortOutput {
+    let ctx = ctx.clone();
+    PortOutput::new(
+        ctx.id(),
+        Arc::new(move |_, pkt| ctx.send_packet(&PacketRef::from(&pkt))),
+    )
+}
+
+/// The methods every filter port's job has: `getGstreamerDot` (the argument: Kurento's
+/// GstreamerDotDetails, empty: SHOW_ALL) and `setOutput` (the element's output settings
+/// changed: the pipelines built from now on encode with them, as in the server); `None` for
+/// another method.
+pub(crate) fn port_call(
+    id: &str,
+    settings: &SettingsTable,
+    method: &str,
+    args: &[u8],
+) -> Option<Result<Vec<u8>, String>> {
+    match method {
+        "getGstreamerDot" => {
+            let details = String::from_utf8_lossy(args);
+            Some(Ok(fluo_worker::wire::encode(&crate::dot::owned_dot(
+                id, &details,
+            ))))
+        }
+        "setOutput" => Some(params::<PlayParams>(args).map(|out| {
+            settings.set(id, out.settings());
+            Vec::new()
+        })),
+        _ => None,
+    }
 }
 
 /// A probe that built its command: the kind it filters.
@@ -150,21 +182,8 @@ impl Job for FilterJob {
                     .map_err(|e| error_text(&e))?;
                 Ok(Vec::new())
             }
-            // The argument: Kurento's GstreamerDotDetails (empty: SHOW_ALL).
-            "getGstreamerDot" => {
-                let details = String::from_utf8_lossy(args);
-                Ok(fluo_worker::wire::encode(&crate::dot::owned_dot(
-                    &self.id, &details,
-                )))
-            }
-            // The element's output settings changed (setVideoFormat, encoder bitrates): the
-            // filter's pipelines built from now on encode with them, as in the server.
-            "setOutput" => {
-                let out: PlayParams = params(args)?;
-                self.settings.set(&self.id, out.settings());
-                Ok(Vec::new())
-            }
-            _ => Err(format!("the filter has no method '{method}'")),
+            _ => port_call(&self.id, &self.settings, method, args)
+                .unwrap_or_else(|| Err(format!("the filter has no method '{method}'"))),
         }
     }
 

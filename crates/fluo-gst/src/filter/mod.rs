@@ -1,7 +1,9 @@
 //! GStreamerFilter: a client-given GStreamer bin description applied to decoded media.
 //!
-//! The port decodes the routed media of the filtered kind, runs it through the command's bin
-//! and encodes it again to the codec it came in (or the one the filter's setVideoFormat /
+//! The port ([`FilterPort`], shared with the other filters that work on decoded media: a
+//! ZBarFilter's port runs `zbar` in the same place, `crate::zbar`) decodes the routed media
+//! of the filtered kind, runs it through its [`Stage`] (here the command's bin) and encodes it
+//! again to the codec it came in (or the one the filter's setVideoFormat /
 //! setAudioFormat force, at its encoder bitrate), so the sinks that took the source take
 //! the filter's output too. The other kind passes through untouched (as KMS does with
 //! filterType VIDEO or AUDIO). The pipeline is built when the first packet arrives, since
@@ -21,7 +23,9 @@ use crate::codecs;
 use crate::filter::policy::{set_property, Checked, FilterPolicy};
 use crate::{gst_error, Media};
 use fluo_api::{ErrorCode, KurentoError};
-use fluo_core::{Edge, Element, ElementCx, EventSink, Factory, FactoryCx, Stopping};
+use fluo_core::{
+    Edge, Element, ElementCx, EventSink, Factory, FactoryCx, MediaError, MediaEvent, Stopping,
+};
 use fluo_sfu::{
     Codec, CodecName, Header, MediaKind, MediaPacket, Node, Packet, PortOutput, SettingsTable,
     SinkCaps, SinkCodec, Takes,
@@ -140,27 +144,17 @@ impl Factory for FilterFactory {
             ));
         }
         let shared = new_shared();
-        let port_shared = shared.clone();
-        let policy = self.media.filters.clone();
-        let (id, events, cmd, settings) = (
-            cx.id.to_string(),
-            self.media.events.clone(),
-            checked.clone(),
-            self.media.settings.clone(),
-        );
-        let key = self.media.bus.add_port(
+        let stage = Arc::new(Command {
+            checked: checked.clone(),
+            policy: self.media.filters.clone(),
+            shared: shared.clone(),
+        });
+        let key = add_port(
+            &self.media,
             cx.id,
-            Box::new(move |out| {
-                Box::new(FilterPort::new(
-                    kind,
-                    cmd,
-                    policy,
-                    port_shared,
-                    out,
-                    (id, events),
-                    settings,
-                )) as Box<dyn Node>
-            }),
+            kind,
+            stage,
+            lock(&shared).stopping.clone(),
         );
         Ok(Box::new(Filter {
             id: cx.id.to_string(),
@@ -170,6 +164,80 @@ impl Factory for FilterFactory {
             shared,
             media: self.media.clone(),
         }))
+    }
+}
+
+/// Adds the port of filter `id` of `kind` media running `stage` to the router (a filter in
+/// this process); its pipelines hold `stopping` while they stop.
+pub(crate) fn add_port(
+    media: &Media,
+    id: &str,
+    kind: MediaKind,
+    stage: Arc<dyn Stage>,
+    stopping: Stopping,
+) -> u64 {
+    let (who, settings) = (
+        (id.to_string(), media.events.clone()),
+        media.settings.clone(),
+    );
+    media.bus.add_port(
+        id,
+        Box::new(move |out| {
+            Box::new(FilterPort::new(kind, stage, out, who, settings, stopping)) as Box<dyn Node>
+        }),
+    )
+}
+
+/// What a filter port runs between its decoder and its encoder, in each pipeline it builds:
+/// a GStreamerFilter's command ([`Command`]), a ZBarFilter's `zbar`.
+pub(crate) trait Stage: Send + Sync + 'static {
+    /// The Kurento class, as logs, Error events and the pipelines' names say it.
+    fn class(&self) -> &'static str;
+
+    /// The type of the element's Error events.
+    fn error(&self) -> MediaError;
+
+    /// A new pipeline's stage: an element (or a bin) with one sink and one source pad.
+    fn make(&self) -> Result<gst::Element, String>;
+
+    /// The stage of the running pipeline, once it plays (`None`: no pipeline runs).
+    fn running(&self, _stage: Option<&gst::Element>) {}
+
+    /// A message of the running pipeline other than an error (called on a streaming
+    /// thread): the event it raises, if any.
+    fn message(&self, _msg: &gst::Message) -> Option<MediaEvent> {
+        None
+    }
+}
+
+/// A GStreamerFilter's stage: its checked command, built again for each pipeline with the
+/// properties setElementProperty set.
+pub(crate) struct Command {
+    pub(crate) checked: Arc<Checked>,
+    pub(crate) policy: Arc<FilterPolicy>,
+    pub(crate) shared: Arc<Mutex<Shared>>,
+}
+
+impl Stage for Command {
+    fn class(&self) -> &'static str {
+        "GStreamerFilter"
+    }
+
+    fn error(&self) -> MediaError {
+        MediaError::Filter
+    }
+
+    fn make(&self) -> Result<gst::Element, String> {
+        // The command was checked at create; built again for this pipeline.
+        let bin = self.checked.build()?;
+        for (name, value) in &lock(&self.shared).props {
+            let _ = set_property(&bin, &self.policy, name, value, true);
+        }
+        Ok(bin.upcast())
+    }
+
+    fn running(&self, stage: Option<&gst::Element>) {
+        lock(&self.shared).bin = stage.and_then(|e| e.clone().downcast::<gst::Bin>().ok());
     }
 }
 
@@ -192,7 +260,7 @@ pub(crate) fn new_shared() -> Arc<Mutex<Shared>> {
     }))
 }
 
-fn lock(s: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+pub(crate) fn lock(s: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -363,9 +431,9 @@ impl Drop for Branch {
 /// The filter as the router sees it (and the filter job, in a worker, as it gets packets).
 pub(crate) struct FilterPort {
     kind: MediaKind,
-    command: Arc<Checked>,
-    policy: Arc<FilterPolicy>,
-    shared: Arc<Mutex<Shared>>,
+    stage: Arc<dyn Stage>,
+    /// Held by each pipeline while it stops (the element's token).
+    stopping: Stopping,
     out: PortOutput,
     branch: Option<Branch>,
     /// The codec whose pipeline failed to build (not retried for every packet).
@@ -380,22 +448,20 @@ pub(crate) struct FilterPort {
 }
 
 impl FilterPort {
-    /// A filter of `kind` media running `command`, sending into `out`; `who` is its id and
-    /// where its events go.
+    /// A filter of `kind` media running `stage`, sending into `out`; `who` is its id and
+    /// where its events go; its pipelines hold `stopping` while they stop.
     pub(crate) fn new(
         kind: MediaKind,
-        command: Arc<Checked>,
-        policy: Arc<FilterPolicy>,
-        shared: Arc<Mutex<Shared>>,
+        stage: Arc<dyn Stage>,
         out: PortOutput,
         who: (String, EventSink),
         settings: Arc<SettingsTable>,
+        stopping: Stopping,
     ) -> FilterPort {
         FilterPort {
             kind,
-            command,
-            policy,
-            shared,
+            stage,
+            stopping,
             out,
             branch: None,
             failed: None,
@@ -430,50 +496,55 @@ impl FilterPort {
              ! {enc} ! appsink name=out sync=false max-buffers=200 drop=true",
             bridge::appsrc_desc("in", codec)
         );
-        let pipeline = bridge::launch(&desc, &self.id, &format!("GStreamerFilter {codec}"))?;
-        // The command was checked at create; built again for this pipeline.
-        let bin = self.command.build()?;
-        for (name, value) in &lock(&self.shared).props {
-            let _ = set_property(&bin, &self.policy, name, value, true);
-        }
+        let class = self.stage.class();
+        let pipeline = bridge::launch(&desc, &self.id, &format!("{class} {codec}"))?;
+        let stage = self.stage.make()?;
         pipeline
-            .add(&bin)
-            .map_err(|e| format!("cannot add the command's bin: {e}"))?;
+            .add(&stage)
+            .map_err(|e| format!("cannot add the {class}'s stage: {e}"))?;
         let by_name = |n: &str| pipeline.by_name(n).ok_or_else(|| format!("no element {n}"));
         let (pre, post) = (by_name("pre")?, by_name("post")?);
-        pre.link(&bin)
+        pre.link(&stage)
             .map_err(|e| format!("the command does not take {:?} media: {e}", self.kind))?;
-        bin.link(&post)
+        stage
+            .link(&post)
             .map_err(|e| format!("the command's output does not link: {e}"))?;
         let input = bridge::appsrc(&pipeline, "in")?;
         let sink = bridge::appsink(&pipeline, "out")?;
         bridge::forward_appsink(&sink, self.kind, out_codec, self.out.clone());
         if let Some(bus) = pipeline.bus() {
-            let (id, events) = (self.id.clone(), self.events.clone());
-            bus.set_sync_handler(move |_, msg| {
-                if let gst::MessageView::Error(e) = msg.view() {
-                    tracing::warn!(%id, "GStreamerFilter error: {} ({:?})", e.error(), e.debug());
-                    events(&id, gst_error(e, fluo_core::MediaError::Filter));
-                }
-                gst::BusSyncReply::Drop
-            });
+            bus.set_sync_handler(self.bus_handler());
         }
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| format!("the filter pipeline does not start: {e}"))?;
-        let stopping = {
-            let mut s = lock(&self.shared);
-            s.bin = Some(bin);
-            s.stopping.clone()
-        };
-        tracing::debug!(id = %self.id, %codec, "GStreamerFilter pipeline playing");
+        self.stage.running(Some(&stage));
+        tracing::debug!(id = %self.id, %codec, "{class} pipeline playing");
         Ok(Branch {
             codec: *codec,
             pipeline,
             input,
             sink: sink.upcast(),
-            stopping,
+            stopping: self.stopping.clone(),
         })
+    }
+
+    /// What the pipeline's bus says, as the element's events: errors, and what its stage
+    /// makes of the other messages.
+    fn bus_handler(
+        &self,
+    ) -> impl Fn(&gst::Bus, &gst::Message) -> gst::BusSyncReply + Send + Sync + 'static {
+        let (id, events, stage) = (self.id.clone(), self.events.clone(), self.stage.clone());
+        move |_, msg| {
+            if let gst::MessageView::Error(e) = msg.view() {
+                let class = stage.class();
+                tracing::warn!(%id, "{class} error: {} ({:?})", e.error(), e.debug());
+                events(&id, gst_error(e, stage.error()));
+            } else if let Some(ev) = stage.message(msg) {
+                events(&id, ev);
+            }
+            gst::BusSyncReply::Drop
+        }
     }
 }
 
@@ -520,13 +591,14 @@ impl FilterPort {
             self.built_at = Some(std::time::Instant::now());
             self.branch = None;
             self.failed = None;
-            lock(&self.shared).bin = None;
+            self.stage.running(None);
             match self.build(&pkt.codec) {
                 Ok(b) => self.branch = Some(b),
                 Err(e) => {
-                    tracing::warn!(id = %self.id, "GStreamerFilter: {e}");
-                    let description = format!("GStreamerFilter: {}", fluo_api::text::foreign(&e));
-                    let ev = crate::error_event(fluo_core::MediaError::Filter, description);
+                    let class = self.stage.class();
+                    tracing::warn!(id = %self.id, "{class}: {e}");
+                    let description = format!("{class}: {}", fluo_api::text::foreign(&e));
+                    let ev = crate::error_event(self.stage.error(), description);
                     (self.events)(&self.id, ev);
                     // Not again for every packet: wait for another codec.
                     self.failed = Some(pkt.codec);

@@ -35,6 +35,8 @@ pub const FILTER_PROBE: &str = "gst.filter.probe";
 pub const COMPOSITE: &str = "gst.composite";
 /// The transcoder job's kind.
 pub const TRANSCODER: &str = "gst.transcoder";
+/// The ZBarFilter job's kind.
+pub const ZBAR: &str = "gst.zbar";
 
 /// Registers the GStreamer job kinds in a worker's registry.
 pub fn register(registry: &mut Registry) {
@@ -44,6 +46,7 @@ pub fn register(registry: &mut Registry) {
     registry.register(FILTER, crate::filter::job::start);
     registry.register(FILTER_PROBE, crate::filter::job::probe);
     registry.register(COMPOSITE, crate::composite::job::start);
+    registry.register(ZBAR, crate::zbar::job::start);
 }
 
 /// Decodes a job's parameters, or says why not.
@@ -85,6 +88,10 @@ pub fn kurento_error(text: &str) -> fluo_api::KurentoError {
     coded.unwrap_or_else(|| KurentoError::new(ErrorCode::UnexpectedError, text))
 }
 
+/// The longest code value a worker's CodeFound may carry (a QR code holds at most 7089
+/// characters).
+pub(crate) const MAX_CODE_BYTES: usize = 8192;
+
 pub(crate) const STATES: [&str; 3] = ["STOP", "START", "PAUSE"];
 
 /// A job's event as it crosses to the server: Kurento's event name and its fields (`None`
@@ -94,6 +101,10 @@ pub fn encode_event(ev: &MediaEvent) -> Option<(&'static str, Vec<u8>)> {
     let mut w = Writer::new(&mut data);
     match ev {
         MediaEvent::UriEndpointState { state } => w.str(state),
+        MediaEvent::CodeFound { code_type, value } => {
+            w.str(code_type);
+            w.str(value);
+        }
         MediaEvent::EndOfStream
         | MediaEvent::Recording
         | MediaEvent::Paused
@@ -112,6 +123,18 @@ pub fn decode_event(name: &str, data: &[u8]) -> Option<MediaEvent> {
             let s = r.str().ok()?;
             MediaEvent::UriEndpointState {
                 state: STATES.into_iter().find(|x| *x == s)?,
+            }
+        }
+        "CodeFound" => {
+            // A worker is untrusted: bounded (the value is the code's own text, passed as
+            // it was read, as KMS does).
+            let mut text = |max: usize| {
+                let s = r.str().ok()?;
+                (s.len() <= max).then(|| s.to_owned())
+            };
+            MediaEvent::CodeFound {
+                code_type: text(64)?,
+                value: text(MAX_CODE_BYTES)?,
             }
         }
         "EndOfStream" => MediaEvent::EndOfStream,
@@ -168,6 +191,10 @@ mod tests {
             MediaEvent::Recording,
             MediaEvent::Paused,
             MediaEvent::Stopped,
+            MediaEvent::CodeFound {
+                code_type: "EAN-13".into(),
+                value: "4006381333931".into(),
+            },
         ];
         for ev in evs {
             let (name, data) = encode_event(&ev).unwrap();
@@ -180,6 +207,16 @@ mod tests {
         assert_eq!(decode_event("Error", b""), None);
         assert_eq!(decode_event("Stopped", b"x"), None);
         assert_eq!(decode_event("OnKeySoftLimit", b""), None);
+        let long = MediaEvent::CodeFound {
+            code_type: "QR-Code".into(),
+            value: "x".repeat(MAX_CODE_BYTES + 1),
+        };
+        let (name, data) = encode_event(&long).unwrap();
+        assert_eq!(
+            decode_event(name, &data),
+            None,
+            "an oversized code is dropped"
+        );
     }
 
     #[test]
