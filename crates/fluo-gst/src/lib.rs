@@ -23,6 +23,7 @@ mod dot;
 mod filter;
 pub mod jobs;
 mod live;
+mod overlay;
 mod player;
 mod recorder;
 mod remote;
@@ -259,6 +260,20 @@ impl Media {
                 "RtpEndpoint",
                 Box::new(rtp_endpoint::RtpFactory {
                     media: self.clone(),
+                }),
+            ),
+            (
+                "ImageOverlayFilter",
+                Box::new(overlay::OverlayFactory {
+                    media: self.clone(),
+                    which: overlay::Which::Image,
+                }),
+            ),
+            (
+                "FaceOverlayFilter",
+                Box::new(overlay::OverlayFactory {
+                    media: self.clone(),
+                    which: overlay::Which::Face,
                 }),
             ),
         ]

@@ -97,10 +97,13 @@ pub(crate) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
     };
     let id = format!("job-{}", ctx.id());
     let settings = Arc::new(SettingsTable::new(p.output.settings()));
+    let stage = Arc::new(filter::Command {
+        checked: checked.clone(),
+        policy: policy.clone(),
+    });
     let port = FilterPort::new(
         kind,
-        checked.clone(),
-        policy.clone(),
+        stage,
         shared.clone(),
         out,
         (id.clone(), event_sink(&ctx)),

@@ -153,8 +153,10 @@ impl Factory for FilterFactory {
             Box::new(move |out| {
                 Box::new(FilterPort::new(
                     kind,
-                    cmd,
-                    policy,
+                    Arc::new(Command {
+                        checked: cmd,
+                        policy,
+                    }),
                     port_shared,
                     out,
                     (id, events),
@@ -190,6 +192,11 @@ pub(crate) fn new_shared() -> Arc<Mutex<Shared>> {
         props: vec![],
         stopping: Stopping::new(),
     }))
+}
+
+/// The token held while a pipeline of this filter is stopping.
+pub(crate) fn stopping_of(s: &Mutex<Shared>) -> Stopping {
+    lock(s).stopping.clone()
 }
 
 fn lock(s: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -360,11 +367,43 @@ impl Drop for Branch {
     }
 }
 
+/// What a filter port runs between its decoder and its encoder, built again for each
+/// pipeline: GStreamerFilter's command, or an overlay filter's bin (`crate::overlay`).
+pub(crate) trait Stage: Send + Sync + 'static {
+    /// The element's Kurento type, for logs, events and the pipeline's name.
+    fn label(&self) -> &'static str;
+    /// A new bin with one sink and one source pad; `props` are the properties set with
+    /// setElementProperty so far.
+    fn build(&self, props: &[(String, String)]) -> Result<gst::Bin, String>;
+}
+
+/// GStreamerFilter's stage: the checked command, with the properties set on it.
+pub(crate) struct Command {
+    /// The command, as the policy passed it.
+    pub checked: Arc<Checked>,
+    /// The policy properties are set under.
+    pub policy: Arc<FilterPolicy>,
+}
+
+impl Stage for Command {
+    fn label(&self) -> &'static str {
+        "GStreamerFilter"
+    }
+
+    fn build(&self, props: &[(String, String)]) -> Result<gst::Bin, String> {
+        // The command was checked at create; built again for this pipeline.
+        let bin = self.checked.build()?;
+        for (name, value) in props {
+            let _ = set_property(&bin, &self.policy, name, value, true);
+        }
+        Ok(bin)
+    }
+}
+
 /// The filter as the router sees it (and the filter job, in a worker, as it gets packets).
 pub(crate) struct FilterPort {
     kind: MediaKind,
-    command: Arc<Checked>,
-    policy: Arc<FilterPolicy>,
+    stage: Arc<dyn Stage>,
     shared: Arc<Mutex<Shared>>,
     out: PortOutput,
     branch: Option<Branch>,
@@ -380,12 +419,11 @@ pub(crate) struct FilterPort {
 }
 
 impl FilterPort {
-    /// A filter of `kind` media running `command`, sending into `out`; `who` is its id and
+    /// A filter of `kind` media running `stage`, sending into `out`; `who` is its id and
     /// where its events go.
     pub(crate) fn new(
         kind: MediaKind,
-        command: Arc<Checked>,
-        policy: Arc<FilterPolicy>,
+        stage: Arc<dyn Stage>,
         shared: Arc<Mutex<Shared>>,
         out: PortOutput,
         who: (String, EventSink),
@@ -393,8 +431,7 @@ impl FilterPort {
     ) -> FilterPort {
         FilterPort {
             kind,
-            command,
-            policy,
+            stage,
             shared,
             out,
             branch: None,
@@ -430,12 +467,10 @@ impl FilterPort {
              ! {enc} ! appsink name=out sync=false max-buffers=200 drop=true",
             bridge::appsrc_desc("in", codec)
         );
-        let pipeline = bridge::launch(&desc, &self.id, &format!("GStreamerFilter {codec}"))?;
-        // The command was checked at create; built again for this pipeline.
-        let bin = self.command.build()?;
-        for (name, value) in &lock(&self.shared).props {
-            let _ = set_property(&bin, &self.policy, name, value, true);
-        }
+        let label = self.stage.label();
+        let pipeline = bridge::launch(&desc, &self.id, &format!("{label} {codec}"))?;
+        let props = lock(&self.shared).props.clone();
+        let bin = self.stage.build(&props)?;
         pipeline
             .add(&bin)
             .map_err(|e| format!("cannot add the command's bin: {e}"))?;
@@ -452,7 +487,7 @@ impl FilterPort {
             let (id, events) = (self.id.clone(), self.events.clone());
             bus.set_sync_handler(move |_, msg| {
                 if let gst::MessageView::Error(e) = msg.view() {
-                    tracing::warn!(%id, "GStreamerFilter error: {} ({:?})", e.error(), e.debug());
+                    tracing::warn!(%id, "{label} error: {} ({:?})", e.error(), e.debug());
                     events(&id, gst_error(e, fluo_core::MediaError::Filter));
                 }
                 gst::BusSyncReply::Drop
@@ -466,7 +501,7 @@ impl FilterPort {
             s.bin = Some(bin);
             s.stopping.clone()
         };
-        tracing::debug!(id = %self.id, %codec, "GStreamerFilter pipeline playing");
+        tracing::debug!(id = %self.id, %codec, "{label} pipeline playing");
         Ok(Branch {
             codec: *codec,
             pipeline,
@@ -524,8 +559,9 @@ impl FilterPort {
             match self.build(&pkt.codec) {
                 Ok(b) => self.branch = Some(b),
                 Err(e) => {
-                    tracing::warn!(id = %self.id, "GStreamerFilter: {e}");
-                    let description = format!("GStreamerFilter: {}", fluo_api::text::foreign(&e));
+                    let label = self.stage.label();
+                    tracing::warn!(id = %self.id, "{label}: {e}");
+                    let description = format!("{label}: {}", fluo_api::text::foreign(&e));
                     let ev = crate::error_event(fluo_core::MediaError::Filter, description);
                     (self.events)(&self.id, ev);
                     // Not again for every packet: wait for another codec.
