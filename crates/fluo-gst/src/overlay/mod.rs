@@ -418,6 +418,7 @@ impl Stage for OverlayStage {
             detect.set_property("display", false);
             detect.set_property("profile", FACE_CASCADE);
             detect.set_property_from_str("updates", "none");
+            scale_min_face(&detect);
             chain.push(detect);
         }
         chain.push(back.clone());
@@ -443,6 +444,32 @@ impl Stage for OverlayStage {
         });
         Ok(bin)
     }
+}
+
+/// The smallest face `facedetect` looks for: 30 pixels in a frame up to 320 wide, the same
+/// share of wider frames (a face under 3/32 of the width is not looked for; the scan of the
+/// smallest windows is the detection's most costly part).
+fn scale_min_face(detect: &gst::Element) {
+    let Some(pad) = detect.static_pad("sink") else {
+        return;
+    };
+    let weak = detect.downgrade();
+    pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        if let Some(gst::PadProbeData::Event(ev)) = &info.data {
+            if let gst::EventView::Caps(c) = ev.view() {
+                let width = c
+                    .caps()
+                    .structure(0)
+                    .and_then(|s| s.get::<i32>("width").ok());
+                if let (Some(w), Some(d)) = (width, weak.upgrade()) {
+                    let min = (w.max(0) * 30 / 320).max(30);
+                    d.set_property("min-size-width", min);
+                    d.set_property("min-size-height", min);
+                }
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
 }
 
 /// Draws the images into one RGB buffer passing `pad`.
@@ -594,21 +621,28 @@ mod tests {
     /// One 320x240 grey frame through an ImageOverlayFilter's stage holding `entries`: the
     /// RGB frame that comes out.
     fn through_stage(entries: Vec<Entry>) -> Vec<u8> {
+        through(Which::Image, entries, 320, &mut |_| {})
+    }
+
+    /// One grey `width` x 240 frame through a stage of `which`; `built` sees the bin.
+    fn through(
+        which: Which,
+        entries: Vec<Entry>,
+        width: u32,
+        built: &mut dyn FnMut(&gst::Bin),
+    ) -> Vec<u8> {
         crate::init().expect("GStreamer");
         let state = Arc::new(Mutex::new(State {
             entries,
             generation: 1,
         }));
-        let stage = OverlayStage {
-            which: Which::Image,
-            state,
-        };
+        let stage = OverlayStage { which, state };
         let bin = stage.build(&[]).expect("the stage builds");
-        let p = gst::parse::launch(
+        let p = gst::parse::launch(&format!(
             "videotestsrc num-buffers=1 pattern=solid-color foreground-color=0xff646464 \
-             ! video/x-raw,format=I420,width=320,height=240 ! identity name=a \
-             identity name=b ! videoconvert ! video/x-raw,format=RGB ! appsink name=s",
-        )
+             ! video/x-raw,format=I420,width={width},height=240 ! identity name=a \
+             identity name=b ! videoconvert ! video/x-raw,format=RGB ! appsink name=s"
+        ))
         .expect("pipeline")
         .downcast::<gst::Pipeline>()
         .expect("a pipeline");
@@ -627,8 +661,27 @@ mod tests {
             .map_readable()
             .expect("map")
             .to_vec();
+        built(&bin);
         let _ = p.set_state(gst::State::Null);
         data
+    }
+
+    #[test]
+    fn the_smallest_face_looked_for_grows_with_frames_wider_than_320() {
+        for (width, min) in [(320, 30), (160, 30), (640, 60), (1280, 120)] {
+            let mut got = 0;
+            through(Which::Face, vec![], width, &mut |bin| {
+                let detect = bin
+                    .iterate_elements()
+                    .into_iter()
+                    .flatten()
+                    .find(|e| e.factory().is_some_and(|f| f.name() == "facedetect"))
+                    .expect("facedetect in the face stage");
+                got = detect.property::<i32>("min-size-width");
+                assert_eq!(detect.property::<i32>("min-size-height"), got);
+            });
+            assert_eq!(got, min, "a {width} wide frame");
+        }
     }
 
     fn entry(id: &str, place: [f32; 4], rgba: [u8; 4]) -> Entry {
