@@ -96,6 +96,8 @@ async function run(filter, clip, name, during = async () => {}) {
   await h.waitFor(async () => (await r.isMediaFlowingIn('VIDEO')) || null, 10000, 'video into the recorder');
   await during();
   await log.wait('EndOfStream', 20000);
+  // What the filter still holds (decoding, detecting, encoding) reaches the recorder.
+  await h.sleep(1000);
   await r.stopAndWait();
   for (const o of [p, r]) await o.release();
   return frames(file);
@@ -227,16 +229,17 @@ test('ImageOverlayFilter: a URI outside the server\'s allow-list is refused with
   }
 });
 
-// The synthetic face: none for 1 s, then left (x 90) until 2.5 s, then right (x 230).
+// The synthetic face: none for 1 s, then left (x 90) until 2.5 s, then right (x 230) until
+// 4 s, then none again (the last frames, which a loaded machine may not record).
 const FACE_Y = 150;
-const faceAt = (t) => (t < 1 ? null : { x: t < 2.5 ? 90 : 230, y: FACE_Y });
+const faceAt = (t) => (t < 1 || t >= 4 ? null : { x: t < 2.5 ? 90 : 230, y: FACE_Y });
 const BLUE = [0, 0, 255];
 // Where the face's skin is, and a point the Magic Mirror's hat covers above it.
 const skin = (f, x) => near(px(f, x, FACE_Y + 10), [222, 184, 150], 45);
 const hat = (f, x) => near(px(f, x, FACE_Y - 75), BLUE, 70);
 
 test('FaceOverlayFilter: the image goes above every detected face and follows it; no face, no image; unset removes it', T, async (t) => {
-  const clip = await faceClip(path.join(dir, 'face.webm'), { seconds: 4, at: faceAt });
+  const clip = await faceClip(path.join(dir, 'face.webm'), { seconds: 5, at: faceAt });
   await solidImage(path.join(dir, 'hat.png'), '0000ff');
   const face = await pipeline.create('FaceOverlayFilter');
   const errors = await eventLog(face, ['Error']);
