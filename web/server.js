@@ -12,7 +12,7 @@
 // the media server was started with, sent by kurento-client as access_token), WEB_PORT,
 // WEB_BIND. Flags win.
 //
-// Seven applications share the signalling socket; every message is JSON with an `id`:
+// Eight applications share the signalling socket; every message is JSON with an `id`:
 //   hello-world : one WebRtcEndpoint connected to itself (loopback)
 //   one2many    : one presenter, many viewers (presenter endpoint -> each viewer endpoint)
 //   one2one     : two registered users, two endpoints connected both ways
@@ -20,6 +20,9 @@
 //   player      : PlayerEndpoint of a sample clip -> WebRtcEndpoint, with pause and seek
 //                 (any URI the browser sends only with --player-any-uri: the media server
 //                 opens it, files and internal hosts included)
+//   magic-mirror: one WebRtcEndpoint -> FaceOverlayFilter (a hat on every face) -> back to
+//                 itself; the hat (hat.png) is made with ffmpeg and fetched by the media
+//                 server from the plain-HTTP listener
 //   group-call     : rooms in SFU or MCU (Composite) mode     (apps/group-call.js)
 //   speaker-switch : rooms with a DispatcherOneToMany          (apps/speaker-switch.js)
 //
@@ -235,8 +238,16 @@ const SAMPLES = [
       '-c:a', 'aac', '-b:a', '96k', '-movflags', '+faststart', '-f', 'mp4'],
   },
 ];
-const MEDIA_MIME = { '.webm': 'video/webm', '.mp4': 'video/mp4', '.mkv': 'video/x-matroska' };
-const MEDIA_NAME = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*\.(webm|mp4|mkv)$/;
+const MEDIA_MIME = { '.webm': 'video/webm', '.mp4': 'video/mp4', '.mkv': 'video/x-matroska', '.png': 'image/png' };
+const MEDIA_NAME = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*\.(webm|mp4|mkv|png)$/;
+// The Magic Mirror's hat: a red top hat (crown and brim) on a transparent 160x160 image,
+// its brim three quarters down (the filter puts the image's lower quarter on the face).
+const HAT = {
+  name: 'hat.png',
+  args: ['-f', 'lavfi', '-i', 'color=c=black:s=160x160,format=rgba', '-frames:v', '1',
+    '-vf', "geq=r='200':g='30':b='40':a='if(between(Y,104,124)+between(Y,20,104)*between(X,40,120),255,0)'",
+    '-pix_fmt', 'rgba'],
+};
 
 let samplesPromise = null; // Promise<void> of the generation under way or done
 let samplesError = null;
@@ -256,13 +267,13 @@ function ensureSamples() {
   if (!samplesPromise) {
     samplesPromise = (async () => {
       fs.mkdirSync(opts.mediaDir, { recursive: true });
-      for (const sample of SAMPLES) {
+      for (const sample of [HAT, ...SAMPLES]) {
         const file = path.join(opts.mediaDir, sample.name);
         if (fs.existsSync(file)) continue;
         log(`generating ${file} with ffmpeg`);
-        const tmp = `${file}.${process.pid}.tmp`;
+        const tmp = `${file}.${process.pid}.tmp${path.extname(file)}`;
         try {
-          await runFfmpeg([...SAMPLE_SOURCE, ...sample.args, tmp]);
+          await runFfmpeg([...(sample === HAT ? [] : SAMPLE_SOURCE), ...sample.args, tmp]);
           fs.renameSync(tmp, file);
         } finally {
           fs.rmSync(tmp, { force: true });
@@ -478,7 +489,7 @@ class Session {
   constructor(ws) {
     this.id = nextSessionId++;
     this.ws = ws;
-    this.app = null; // 'hello-world' | 'one2many' | 'one2one' | 'recorder' | 'player' | 'group-call' | 'speaker-switch'
+    this.app = null; // 'hello-world' | 'magic-mirror' | 'one2many' | 'one2one' | 'recorder' | 'player' | 'group-call' | 'speaker-switch'
     this.pipeline = null; // pipeline owned by this session (hello-world, presenter)
     this.webRtcEndpoint = null;
     this.candidatesQueue = []; // browser candidates received before the endpoint exists
@@ -559,6 +570,35 @@ async function helloWorldStart(session, sdpOffer) {
   if (!isCurrent(session, generation)) return;
   await session.adoptEndpoint(endpoint);
   await endpoint.connect(endpoint);
+  const sdpAnswer = await endpoint.processOffer(sdpOffer);
+  if (!isCurrent(session, generation)) return;
+  session.send({ id: 'startResponse', sdpAnswer });
+  await endpoint.gatherCandidates();
+}
+
+// ---------------------------------------------------------------------------
+// magic-mirror: loopback through a FaceOverlayFilter, as Kurento's tutorial
+
+async function magicMirrorStart(session, sdpOffer) {
+  session.stop();
+  const generation = session.generation;
+  session.app = 'magic-mirror';
+  await ensureSamples();
+  const base = mediaHttpBase();
+  if (!base) throw new Error('the media listener is not up: the media server cannot fetch the hat');
+  session.send({ id: 'status', message: 'connecting to media server' });
+  const client = await getKurentoClient();
+  const pipeline = await client.create('MediaPipeline');
+  if (!isCurrent(session, generation)) return releaseQuietly(pipeline, 'pipeline');
+  session.pipeline = pipeline;
+  session.send({ id: 'status', message: 'creating WebRtcEndpoint and FaceOverlayFilter' });
+  const endpoint = await pipeline.create('WebRtcEndpoint');
+  if (!isCurrent(session, generation)) return;
+  await session.adoptEndpoint(endpoint);
+  const filter = await pipeline.create('FaceOverlayFilter');
+  await filter.setOverlayedImage(`${base}/media/${HAT.name}`, -0.35, -1.2, 1.6, 1.6);
+  await endpoint.connect(filter);
+  await filter.connect(endpoint);
   const sdpAnswer = await endpoint.processOffer(sdpOffer);
   if (!isCurrent(session, generation)) return;
   session.send({ id: 'startResponse', sdpAnswer });
@@ -947,6 +987,9 @@ function onMessage(session, message) {
     // hello-world
     case 'start':
       return run(() => helloWorldStart(session, message.sdpOffer), () => session.stop());
+    // magic-mirror
+    case 'magicMirrorStart':
+      return run(() => magicMirrorStart(session, message.sdpOffer), () => session.stop());
     // one2many
     case 'presenter':
       return run(() => presenterStart(session, message.sdpOffer), () => one2manyStop(session));

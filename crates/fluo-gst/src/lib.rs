@@ -23,6 +23,7 @@ mod dot;
 mod filter;
 pub mod jobs;
 mod live;
+mod overlay;
 mod player;
 mod recorder;
 mod remote;
@@ -266,6 +267,20 @@ impl Media {
                 "ZBarFilter",
                 Box::new(zbar::ZBarFactory {
                     media: self.clone(),
+                }),
+            ),
+            (
+                "ImageOverlayFilter",
+                Box::new(overlay::OverlayFactory {
+                    media: self.clone(),
+                    which: overlay::Which::Image,
+                }),
+            ),
+            (
+                "FaceOverlayFilter",
+                Box::new(overlay::OverlayFactory {
+                    media: self.clone(),
+                    which: overlay::Which::Face,
                 }),
             ),
         ]

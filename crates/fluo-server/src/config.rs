@@ -99,10 +99,11 @@ pub struct Cli {
     /// With --secure-port 0: write the bound wss port to this file (tests).
     #[arg(long)]
     pub secure_port_file: Option<PathBuf>,
-    /// URIs that PlayerEndpoint and RecorderEndpoint may use, comma-separated: `scheme://`
-    /// for a whole scheme, `file:///dir/` for a directory tree, else a URI prefix ending at a
-    /// path-segment boundary; with a list, players follow no HTTP redirect and play no
-    /// HLS/DASH playlist [default: any URI, as KMS].
+    /// URIs that PlayerEndpoint, RecorderEndpoint and the overlay filters' images may use,
+    /// comma-separated: `scheme://` for a whole scheme, `file:///dir/` for a directory tree,
+    /// else a URI prefix ending at a path-segment boundary; with a list, players and image
+    /// fetches follow no HTTP redirect and players play no HLS/DASH playlist [default: any
+    /// URI, as KMS].
     #[arg(long, env = "FLUO_URI_ALLOW", value_delimiter = ',')]
     pub uri_allow: Option<Vec<String>>,
     /// What GStreamerFilter commands may use besides the built-in pure transforms,

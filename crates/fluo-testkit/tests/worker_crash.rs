@@ -672,3 +672,117 @@ fn a_media_worker_killed_while_filtering_raises_the_filters_error_and_a_new_filt
         assert!(gap < Duration::from_millis(500), "the direct viewer's longest gap {gap:?}");
     });
 }
+
+/// `kill -9` of the media worker running an ImageOverlayFilter between a WebRTC publisher
+/// and a viewer while it draws an image: the filter raises its Error event (40003, the
+/// death's cause) and its next addImage fails at once with the same text.
+#[test]
+fn a_media_worker_killed_while_overlaying_raises_the_overlays_error() {
+    use std::sync::atomic::AtomicU64;
+    let _serial = serial();
+    let log = operator_log();
+    let dir = tmp::dir("worker-crash-overlay");
+    let frames = clips::testsrc_vp8(&dir.join("pub.ivf"), "320x240", 2, "300k", 30);
+    let png = dir.join("red.png");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:s=8x8",
+        ])
+        .args(["-frames:v", "1"])
+        .arg(&png)
+        .status()
+        .map(|s| s.success());
+    assert_eq!(
+        made.ok(),
+        Some(true),
+        "ffmpeg writes a PNG (a test dependency)"
+    );
+    let uri = format!("file://{}", png.display());
+    let add = json!({"id": "red", "uri": uri, "offsetXPercent": 0.1, "offsetYPercent": 0.1,
+        "widthPercent": 0.5, "heightPercent": 0.5, "keepAspectRatio": false, "center": false});
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
+        let pp = json!({"mediaPipeline": pipe});
+        let e_pub = c
+            .create("WebRtcEndpoint", pp.clone())
+            .await
+            .expect("endpoint");
+        let e_view = c
+            .create("WebRtcEndpoint", pp.clone())
+            .await
+            .expect("endpoint");
+        let filter = c
+            .create("ImageOverlayFilter", pp.clone())
+            .await
+            .expect("ImageOverlayFilter");
+        c.subscribe(&filter, "Error").await.expect("subscribe");
+        c.invoke(&filter, "addImage", add.clone())
+            .await
+            .expect("addImage");
+        let (mut publisher, mut viewer) = Peer::publisher_and_viewer(
+            &mut c,
+            &e_pub,
+            &e_view,
+            str0m::RtcConfig::new(),
+            str0m::RtcConfig::new(),
+        )
+        .await
+        .expect("negotiated");
+        for (src, sink) in [(&e_pub, &filter), (&filter, &e_view)] {
+            c.invoke(src, "connect", json!({"sink": sink}))
+                .await
+                .expect("connect");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let got = Arc::new(AtomicU64::new(0));
+        let driver = {
+            let (stop, got) = (stop.clone(), got.clone());
+            std::thread::spawn(move || {
+                viewer.keep_frames = false;
+                let mut pacer = fluo_testkit::udp_peer::Pacer::default();
+                while !stop.load(Ordering::Relaxed) {
+                    publisher.drive(pacer.frame(publisher.connected, &frames));
+                    viewer.drive(None);
+                    got.store(viewer.frames_in, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        let t = Instant::now();
+        while got.load(Ordering::Relaxed) < 30 && t.elapsed() < Duration::from_secs(15) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let first = got.load(Ordering::Relaxed);
+        assert!(first >= 30, "{first} overlaid frames reach the viewer");
+        let pid = worker_pid(log, &filter).expect("the overlay's worker in the log");
+        assert_ne!(pid, std::process::id(), "the overlay runs in a worker");
+        let killed_at = Instant::now();
+        kill_9(pid);
+        let ev = c
+            .wait_event("Error", &filter, Duration::from_secs(5))
+            .await
+            .expect("the overlay's Error event");
+        let noticed = killed_at.elapsed();
+        let text = assert_killed_event(&ev, "GSTREAMER_FILTER_ERROR");
+        assert!(text.contains(&format!("pid {pid}")), "{text}");
+        let e = c
+            .invoke(&filter, "addImage", add)
+            .await
+            .expect_err("the overlay's worker is gone");
+        assert_eq!(e["code"], 40003, "{e}");
+        assert!(
+            e["message"].as_str().unwrap_or_default().contains(&text),
+            "{e}"
+        );
+        stop.store(true, Ordering::Relaxed);
+        driver.join().expect("driver");
+        println!("overlay worker {pid} killed after {first} frames; Error event after {noticed:?}");
+    });
+}

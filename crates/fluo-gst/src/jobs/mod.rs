@@ -1,5 +1,6 @@
 //! The GStreamer elements' media work as jobs of a media worker (crates/fluo-worker,
-//! docs/workers.md): `player`, `recorder`, `transcoder` and `filter` (GStreamerFilter), each the same pipeline code as
+//! docs/workers.md): `player`, `recorder`, `transcoder`, `filter` (GStreamerFilter) and `overlay`
+//! (ImageOverlayFilter, FaceOverlayFilter), each the same pipeline code as
 //! the element that runs in the server's process, behind [`fluo_worker::worker::Job`].
 //!
 //! The jobs live here, in fluo-gst, rather than in fluo-worker: fluo-worker is the process
@@ -13,6 +14,7 @@
 
 pub use crate::composite::job::CompositeParams;
 pub use crate::filter::job::{FilterParams, PropertyArgs};
+pub use crate::overlay::job::OverlayParams;
 pub use crate::player::job::{PlayParams, PlayerParams, VideoInfo};
 pub use crate::recorder::job::RecorderParams;
 pub use crate::transcoder::job::TranscoderParams;
@@ -37,6 +39,8 @@ pub const COMPOSITE: &str = "gst.composite";
 pub const TRANSCODER: &str = "gst.transcoder";
 /// The ZBarFilter job's kind.
 pub const ZBAR: &str = "gst.zbar";
+/// The ImageOverlayFilter / FaceOverlayFilter job's kind.
+pub const OVERLAY: &str = "gst.overlay";
 
 /// Registers the GStreamer job kinds in a worker's registry.
 pub fn register(registry: &mut Registry) {
@@ -47,6 +51,7 @@ pub fn register(registry: &mut Registry) {
     registry.register(FILTER_PROBE, crate::filter::job::probe);
     registry.register(COMPOSITE, crate::composite::job::start);
     registry.register(ZBAR, crate::zbar::job::start);
+    registry.register(OVERLAY, crate::overlay::job::start);
 }
 
 /// Decodes a job's parameters, or says why not.

@@ -1,0 +1,59 @@
+'use strict';
+// magic-mirror: Kurento's Magic Mirror tutorial on Fluo. The page's camera shows the
+// synthetic face (lib/camera.js useFaceCamera); the WebRtcEndpoint's video goes through a
+// FaceOverlayFilter (setOverlayedImage(hat, -0.35, -1.2, 1.6, 1.6)) and back to it. The
+// returned video shows the hat's red above the face, where the camera shows grey.
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { setup, withDiagnostics, waitFor, listPipelines, log } = require('../lib/env');
+const { assertVideoPlaying } = require('../lib/video');
+const { openPage } = require('../lib/pages');
+const { useFaceCamera } = require('../lib/camera');
+
+let env;
+before(async () => {
+  env = await setup('magic-mirror');
+});
+after(async () => {
+  if (env) await env.teardown();
+});
+
+// The colour at (x, y) of a 320x240 picture of the video `selector`.
+function pixelInPage({ selector, x, y }) {
+  const v = document.querySelector(selector);
+  if (!v || !(v.videoWidth > 0)) return null;
+  const c = document.createElement('canvas');
+  c.width = 320;
+  c.height = 240;
+  const ctx = c.getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(v, 0, 0, 320, 240);
+  const d = ctx.getImageData(x, y, 1, 1).data;
+  return [d[0], d[1], d[2]];
+}
+
+// The hat's red (200, 30, 40), within the codec's error.
+const red = (p) => p && p[0] > 140 && p[1] < 90 && p[2] < 100;
+
+test('magic-mirror: the video comes back with the hat above the face', { timeout: 90000 }, () =>
+  withDiagnostics(env, async () => {
+    const page = await openPage(env, 'magic-mirror', '/magic-mirror.html', { beforeLoad: (p) => useFaceCamera(p) });
+    await page.click('#start');
+    await assertVideoPlaying(page, '#videoInput', { label: 'magic-mirror local #videoInput' });
+    await assertVideoPlaying(page, '#videoOutput', { label: 'magic-mirror remote #videoOutput' });
+    // Above the face (its top is near y 100): grey in the camera, the hat's brim and crown
+    // in what comes back.
+    const above = { x: 160, y: 75 };
+    const local = await page.evaluate(pixelInPage, { selector: '#videoInput', ...above });
+    assert.ok(!red(local), `the camera has no hat: ${local}`);
+    const remote = await waitFor(async () => {
+      const p = await page.evaluate(pixelInPage, { selector: '#videoOutput', ...above });
+      return red(p) ? p : null;
+    }, 20000, 'the hat above the face in the returned video');
+    const beside = await page.evaluate(pixelInPage, { selector: '#videoOutput', x: 20, y: 75 });
+    assert.ok(!red(beside), `no hat away from the face: ${beside}`);
+    log(`magic-mirror: above the face ${local} in the camera, ${remote} returned; beside it ${beside}`);
+    await page.click('#stop');
+    await waitFor(async () => ((await listPipelines(env.fluo.url)).length === 0 ? true : null), 5000,
+      'the pipeline to be released after Stop');
+  }));
