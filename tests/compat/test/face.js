@@ -45,14 +45,16 @@ function drawFace(buf, w, h, cx, cy, s) {
   }
 }
 
-// Writes a VP8 WebM of `seconds` at 30 fps, `size` [w, h], a face of width `s` centred at
-// at(t) = {x, y} (or no face where at(t) is null).
-function faceClip(file, { seconds = 3, size = [320, 240], s = 80, at }) {
+// Writes a VP8 WebM (or, with y4m, a raw YUV4MPEG2 file: Chromium's fake camera reads
+// those) of `seconds` at 30 fps, `size` [w, h], a face of width `s` centred at at(t) = {x, y}
+// (or no face where at(t) is null).
+function faceClip(file, { seconds = 3, size = [320, 240], s = 80, at, y4m = false }) {
   const [w, h] = size;
+  const out = y4m ? ['-pix_fmt', 'yuv420p', '-f', 'yuv4mpegpipe']
+    : ['-c:v', 'libvpx', '-b:v', '800k', '-deadline', 'realtime', '-cpu-used', '8', '-g', '30', '-f', 'webm'];
   const ff = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y',
     '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${w}x${h}`, '-r', '30', '-i', '-',
-    '-c:v', 'libvpx', '-b:v', '800k', '-deadline', 'realtime', '-cpu-used', '8', '-g', '30',
-    '-f', 'webm', file], { stdio: ['pipe', 'inherit', 'inherit'] });
+    ...out, file], { stdio: ['pipe', 'inherit', 'inherit'] });
   const done = new Promise((resolve, reject) => {
     ff.on('error', reject);
     ff.on('exit', (code) => (code === 0 ? resolve(file) : reject(new Error(`ffmpeg exited ${code}`))));
@@ -81,4 +83,4 @@ function solidImage(file, hex, [w, h] = [16, 16]) {
   });
 }
 
-module.exports = { faceClip, solidImage, drawFace, FACE_SHAPES, BACKGROUND };
+module.exports = { faceClip, solidImage };

@@ -71,48 +71,4 @@ function classifyColour(rgb) {
   return bestDistance < 70 ? best : null;
 }
 
-// A face camera: getUserMedia's video becomes a 320x240 canvas at 15 fps of the compat
-// suite's synthetic face (tests/compat/test/face.js: a cartoon that OpenCV's frontal-face
-// cascade detects) on grey, centred at (cx, 150), 80 px wide, swaying by 10 px either way
-// so that the picture changes.
-function installFaceInPage({ cx, shapes }) {
-  const devices = navigator.mediaDevices;
-  const real = devices.getUserMedia.bind(devices);
-  devices.getUserMedia = async (constraints = {}) => {
-    const stream = new MediaStream();
-    if (constraints.audio) {
-      const audio = await real({ audio: constraints.audio });
-      for (const track of audio.getAudioTracks()) stream.addTrack(track);
-    }
-    if (constraints.video) {
-      const canvas = document.createElement('canvas');
-      canvas.width = 320;
-      canvas.height = 240;
-      const ctx = canvas.getContext('2d');
-      let frame = 0;
-      const draw = () => {
-        ctx.fillStyle = 'rgb(100,100,100)';
-        ctx.fillRect(0, 0, 320, 240);
-        const x = cx + 10 * Math.sin(frame / 4);
-        for (const [dx, dy, rx, ry, rgb] of shapes) {
-          ctx.fillStyle = `rgb(${rgb.join(',')})`;
-          ctx.beginPath();
-          ctx.ellipse(x + dx * 80, 150 + dy * 80, rx * 80, ry * 80, 0, 0, 2 * Math.PI);
-          ctx.fill();
-        }
-        frame += 1;
-      };
-      draw();
-      setInterval(draw, 66);
-      for (const track of canvas.captureStream(15).getVideoTracks()) stream.addTrack(track);
-    }
-    return stream;
-  };
-}
-
-async function useFaceCamera(page, cx = 160) {
-  const { FACE_SHAPES } = require('../../compat/test/face');
-  await page.addInitScript(installFaceInPage, { cx, shapes: FACE_SHAPES });
-}
-
-module.exports = { COLOURS, useColourCamera, classifyColour, useFaceCamera };
+module.exports = { COLOURS, useColourCamera, classifyColour };

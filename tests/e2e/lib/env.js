@@ -176,7 +176,7 @@ async function startWeb(dir, fluoUrl, extraArgs = []) {
   return p;
 }
 
-async function launchBrowser(dir) {
+async function launchBrowser(dir, extraArgs = []) {
   const userDataDir = path.join(dir, 'chromium-profile');
   fs.mkdirSync(userDataDir);
   // headless:false: the --headless=new flag above is what makes it headless, so
@@ -184,7 +184,7 @@ async function launchBrowser(dir) {
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: false,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
     permissions: ['camera', 'microphone'],
     viewport: { width: 1000, height: 800 },
   });
@@ -238,9 +238,9 @@ async function listPipelines(fluoUrl) {
 }
 
 // Full environment of one test file: Fluo + web app + browser, in a temp dir.
-// `webArgs(dir)` and `fluoArgs(dir)` give extra web app and Fluo arguments; `bin` another
-// server binary than FLUO_BIN.
-async function setup(label, { webArgs = () => [], fluoArgs = () => [], token = null, bin = FLUO_BIN } = {}) {
+// `webArgs(dir)`, `fluoArgs(dir)` and `browserArgs(dir)` give extra web app, Fluo and
+// Chromium arguments; `bin` another server binary than FLUO_BIN.
+async function setup(label, { webArgs = () => [], fluoArgs = () => [], browserArgs = () => [], token = null, bin = FLUO_BIN } = {}) {
   const dir = tmpDir(`fluo-e2e-${label}-`);
   const started = [];
   try {
@@ -248,7 +248,7 @@ async function setup(label, { webArgs = () => [], fluoArgs = () => [], token = n
     started.push(fluo);
     const web = await startWeb(dir, fluo.url, webArgs(dir));
     started.push(web);
-    const browser = await launchBrowser(dir);
+    const browser = await launchBrowser(dir, browserArgs(dir));
     const env = { dir, fluo, web, browser };
     env.teardown = async () => {
       await browser.close();

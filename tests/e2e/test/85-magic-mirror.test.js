@@ -1,22 +1,34 @@
 'use strict';
-// magic-mirror: Kurento's Magic Mirror tutorial on Fluo. The page's camera shows the
-// synthetic face (lib/camera.js useFaceCamera); the WebRtcEndpoint's video goes through a
-// FaceOverlayFilter (setOverlayedImage(hat, -0.35, -1.2, 1.6, 1.6)) and back to it. The
-// returned video shows the hat's red above the face, where the camera shows grey.
+// magic-mirror: Kurento's Magic Mirror tutorial on Fluo. Chromium's fake camera plays a
+// y4m of the compat suite's synthetic face (tests/compat/test/face.js: a cartoon that
+// OpenCV's frontal-face cascade detects) moving about (160, 150); the WebRtcEndpoint's
+// video goes through a FaceOverlayFilter (setOverlayedImage(hat, -0.35, -1.2, 1.6, 1.6))
+// and back to it. The returned video shows the hat's red above the face, where the camera
+// shows grey.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
 const { setup, withDiagnostics, waitFor, listPipelines, log } = require('../lib/env');
 const { assertVideoPlaying } = require('../lib/video');
 const { openPage } = require('../lib/pages');
-const { useFaceCamera } = require('../lib/camera');
+const { faceClip } = require('../../compat/test/face');
 
 let env;
+let camDir;
 before(async () => {
-  env = await setup('magic-mirror');
+  camDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fluo-e2e-face-'));
+  const y4m = await faceClip(path.join(camDir, 'face.y4m'), {
+    // Left to right over 2.2 s, looped (the check that the picture moves samples it 3 s apart).
+    seconds: 2.2, y4m: true, at: (t) => ({ x: 145 + 30 * (t / 2.2), y: 150 }),
+  });
+  env = await setup('magic-mirror', { browserArgs: () => [`--use-file-for-fake-video-capture=${y4m}`] });
 });
 after(async () => {
   if (env) await env.teardown();
+  if (camDir) fs.rmSync(camDir, { recursive: true, force: true });
 });
 
 // The colour at (x, y) of a 320x240 picture of the video `selector`.
@@ -37,7 +49,7 @@ const red = (p) => p && p[0] > 140 && p[1] < 90 && p[2] < 100;
 
 test('magic-mirror: the video comes back with the hat above the face', { timeout: 90000 }, () =>
   withDiagnostics(env, async () => {
-    const page = await openPage(env, 'magic-mirror', '/magic-mirror.html', { beforeLoad: (p) => useFaceCamera(p) });
+    const page = await openPage(env, 'magic-mirror', '/magic-mirror.html');
     await page.click('#start');
     await assertVideoPlaying(page, '#videoInput', { label: 'magic-mirror local #videoInput' });
     await assertVideoPlaying(page, '#videoOutput', { label: 'magic-mirror remote #videoOutput' });
