@@ -450,6 +450,7 @@ async fn media_reader(conn: Arc<Conn>) {
         let Ok(mut guard) = afd.readable().await else {
             return;
         };
+        let mut read = 0;
         loop {
             match conn.media.recv(&mut buf, false) {
                 Ok(0) => return,
@@ -460,9 +461,21 @@ async fn media_reader(conn: Arc<Conn>) {
                 }
                 Err(_) => return,
             }
+            read += 1;
+            if read == READS_PER_TURN {
+                // This runs on the media thread: a worker that keeps its socket full (a
+                // backlog, or a worker gone wrong) gets a turn, not the thread.
+                drop(guard);
+                tokio::task::yield_now().await;
+                break;
+            }
         }
     }
 }
+
+/// How many datagrams a worker's media reader takes before it lets the media thread's other
+/// work run.
+const READS_PER_TURN: usize = 64;
 
 /// Hands a worker's media records to its jobs' sinks. A worker can only reach the sinks of
 /// its own jobs.

@@ -149,7 +149,19 @@ async function codes(c, label) {
   const t0 = found.length ? found[0].at : 0;
   const shown = found.slice(0, 20).map((e) => [e.data.value.slice(0, 12), e.at - t0]);
   console.log(`zbar ${label}: ${found.length} CodeFound, ms after the first: ${JSON.stringify(shown)}`);
-  assert.deepEqual(seen, EXPECTED, JSON.stringify(seen));
+  // The codes in order, each raised at once; a code in view again each second. The
+  // timestamps are the frames' arrival at the filter, so on a loaded machine a stall or a
+  // burst can add or take one repeat from a segment: each run may differ by one.
+  const runs = (list) => list.reduce((acc, [t, v]) => {
+    const last = acc[acc.length - 1];
+    if (last && last.t === t && last.v === v) last.n += 1;
+    else acc.push({ t, v, n: 1 });
+    return acc;
+  }, []);
+  const got = runs(seen);
+  const want = runs(EXPECTED);
+  assert.deepEqual(got.map(({ t, v }) => [t, v]), want.map(({ t, v }) => [t, v]), JSON.stringify(seen));
+  got.forEach((r, i) => assert.ok(Math.abs(r.n - want[i].n) <= 1, `${r.v.slice(0, 12)} raised ${r.n} times, ${want[i].n} expected: ${JSON.stringify(seen)}`));
   assert.deepEqual(zlog.of('Error'), []);
   for (const { data } of found) {
     const source = typeof data.source === 'string' ? data.source : data.source && data.source.id;

@@ -398,22 +398,26 @@ mod tests {
             })
         };
         let id = core.add_port("a", out.clone()).expect("a port");
-        // What the port sends over half a second, a moment after a change.
-        let sent = || {
-            std::thread::sleep(std::time::Duration::from_millis(300));
+        // What the port sends over half a second, once the first packet of `want` came
+        // (within 10 s: a loaded machine can take a while to start an encode).
+        let sent = |want: CodecName| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while lock(&seen).last() != Some(&want) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
             lock(&seen).clear();
             std::thread::sleep(std::time::Duration::from_millis(500));
             let mut v = lock(&seen).clone();
             v.dedup();
             v
         };
-        assert_eq!(sent(), vec![CodecName::Opus]);
+        assert_eq!(sent(CodecName::Opus), vec![CodecName::Opus]);
         let none = OutputSettings::new(fluo_core::DEFAULT_ENCODER_BITRATE);
         for codec in [CodecName::Pcmu, CodecName::Pcma, CodecName::Opus] {
             let mut s = none;
             s.audio = Some(fluo_sfu::AudioFormat { codec, bitrate: 0 });
             core.set_output(id, &s, out.clone()).expect("set");
-            assert_eq!(sent(), vec![codec], "set to {codec:?}");
+            assert_eq!(sent(codec), vec![codec], "set to {codec:?}");
             let st = lock(&core.state);
             let p = st.ports.iter().find(|p| p.id == id).expect("the port");
             let sinks = (p.audio_enc.0.iter())

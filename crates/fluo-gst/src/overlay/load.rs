@@ -30,6 +30,10 @@ pub(crate) fn load(uri: &MediaUri, guarded: bool) -> Result<Rgba, String> {
 }
 
 fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    // Checked before opening too: opening a named pipe would wait for a writer.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err("not a regular file".into());
+    }
     let f = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => "the file does not exist".to_string(),
         std::io::ErrorKind::PermissionDenied => "the file may not be read".to_string(),
@@ -244,8 +248,17 @@ fn rgba_of(sample: &gst::Sample) -> Result<Rgba, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_named_pipe_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let fifo = dir.path().join("pipe.png");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.expect("mkfifo runs").success());
+        assert_eq!(read_file(&fifo).unwrap_err(), "not a regular file");
+    }
 
     #[test]
     fn headers_give_the_format_and_size_before_decoding() {
@@ -269,7 +282,7 @@ mod tests {
     }
 
     /// A 4x2 picture of one colour, encoded by `encoder` (pngenc keeps its alpha).
-    fn encoded(encoder: &str, format: &str, argb: u32) -> Vec<u8> {
+    pub(crate) fn encoded(encoder: &str, format: &str, argb: u32) -> Vec<u8> {
         crate::init().expect("GStreamer");
         let desc = format!(
             "videotestsrc num-buffers=1 pattern=solid-color foreground-color={argb} \

@@ -34,6 +34,9 @@ pub(crate) const FACE_CASCADE: &str =
     "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml";
 /// The most images one ImageOverlayFilter draws.
 pub(crate) const MAX_IMAGES: usize = 32;
+/// The most decoded pixels one filter's images hold in all (64 MiB of RGBA): an image that
+/// would take the filter over it is not drawn and raises an Error event.
+pub(crate) const MAX_PIXELS: u64 = 16 << 20;
 /// The range of offsets, and of sizes, a client may give (fractions of the frame or face).
 pub(crate) const OFFSETS: std::ops::RangeInclusive<f32> = -10.0..=10.0;
 pub(crate) const SIZES: std::ops::RangeInclusive<f32> = 0.0..=10.0;
@@ -352,13 +355,31 @@ fn loaded(
     events: &EventSink,
     (image_id, generation, uri, guarded): Load,
 ) {
-    let result = uri::parse(&uri, &["http", "https"])
+    let current =
+        |st: &State| (st.entries.iter()).any(|e| e.id == image_id && e.generation == generation);
+    // Removed or replaced while it waited, or the filter is gone: not fetched at all.
+    if !state.upgrade().is_some_and(|s| current(&lock(&s))) {
+        return;
+    }
+    let mut result = uri::parse(&uri, &["http", "https"])
         .map_err(|e| e.message)
         .and_then(|u| load::load(&u, guarded));
     let Some(state) = state.upgrade() else {
         return;
     };
     let mut st = lock(&state);
+    if let Ok(img) = &result {
+        let others: u64 = (st.entries.iter())
+            .filter(|e| !(e.id == image_id && e.generation == generation))
+            .filter_map(|e| e.image.as_ref())
+            .map(|i| u64::from(i.width) * u64::from(i.height))
+            .sum();
+        if others + u64::from(img.width) * u64::from(img.height) > MAX_PIXELS {
+            result = Err(format!(
+                "the filter's images would hold more than {MAX_PIXELS} pixels in all"
+            ));
+        }
+    }
     let Some(entry) = st
         .entries
         .iter_mut()
@@ -427,7 +448,11 @@ impl OverlayStage {
         if self.which == Which::Face {
             let detect = make("facedetect")?;
             detect.set_property("display", false);
-            detect.set_property("profile", FACE_CASCADE);
+            // FACE_CASCADE is facedetect's default profile: setting it would parse the
+            // cascade a second time.
+            if detect.property::<Option<String>>("profile").as_deref() != Some(FACE_CASCADE) {
+                detect.set_property("profile", FACE_CASCADE);
+            }
             detect.set_property_from_str("updates", "none");
             scale_min_face(&detect);
             chain.push(detect);
@@ -696,6 +721,54 @@ mod tests {
             })),
             cache: None,
         }
+    }
+
+    #[test]
+    fn an_image_over_the_filters_pixel_budget_is_not_drawn_and_raises_an_error() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let path = dir.path().join("small.png");
+        std::fs::write(&path, load::tests::encoded("pngenc", "RGBA", 0xffff0000)).expect("png");
+        let mut big = entry("big", [0.0, 0.0, 1.0, 1.0], [0, 0, 0, 255]);
+        // Only its size counts: 4096x4096 is the whole budget.
+        big.image = Some(Arc::new(Rgba {
+            width: 4096,
+            height: 4096,
+            data: vec![],
+        }));
+        let mut new = entry("new", [0.0, 0.0, 1.0, 1.0], [0, 0, 0, 255]);
+        (new.image, new.generation) = (None, 2);
+        let state = Arc::new(Mutex::new(State {
+            entries: vec![big, new],
+            generation: 2,
+        }));
+        let raised: Arc<Mutex<Vec<String>>> = Arc::default();
+        let events: EventSink = {
+            let raised = raised.clone();
+            Arc::new(move |_: &str, ev: fluo_core::MediaEvent| {
+                raised.lock().unwrap().push(format!("{ev:?}"));
+            })
+        };
+        let load = |image: &str, generation| {
+            let uri = format!("file://{}", path.display());
+            loaded(
+                Which::Image,
+                &Arc::downgrade(&state),
+                "f",
+                &events,
+                (image.into(), generation, uri, false),
+            );
+        };
+        load("new", 2);
+        assert!(lock(&state).entries[1].image.is_none(), "not drawn");
+        let got = raised.lock().unwrap().clone();
+        assert!(
+            got.len() == 1 && got[0].contains("more than"),
+            "one Error event about the budget: {got:?}"
+        );
+        // Within the budget (the big image gone) it loads.
+        lock(&state).entries.remove(0);
+        load("new", 2);
+        assert!(lock(&state).entries[0].image.is_some(), "drawn");
     }
 
     #[test]
