@@ -44,6 +44,7 @@ pub fn error_code(e: MediaError) -> (ErrorCode, &'static str) {
         MediaError::Filter => (ErrorCode::UnexpectedError, "GSTREAMER_FILTER_ERROR"),
         MediaError::Srtp => (ErrorCode::UnexpectedError, "SRTP_ERROR"),
         MediaError::Hub => (ErrorCode::UnexpectedError, "HUB_ERROR"),
+        MediaError::HttpPost => (ErrorCode::UnexpectedError, "HTTP_POST_ERROR"),
         _ => (ErrorCode::UnexpectedError, "UNEXPECTED_ERROR"),
     }
 }
@@ -72,6 +73,8 @@ pub fn event_name(ev: &MediaEvent) -> &'static str {
         MediaEvent::Paused => "Paused",
         MediaEvent::Stopped => "Stopped",
         MediaEvent::KeySoftLimit { .. } => "OnKeySoftLimit",
+        MediaEvent::MediaSession { started: true } => "MediaSessionStarted",
+        MediaEvent::MediaSession { started: false } => "MediaSessionTerminated",
     }
 }
 

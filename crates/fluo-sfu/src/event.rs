@@ -46,6 +46,8 @@ pub enum MediaError {
     Srtp,
     /// A Composite's pipeline failed, or the worker hosting it ended.
     Hub,
+    /// An HttpPostEndpoint's upload or pipeline failed.
+    HttpPost,
 }
 
 /// An event of the media plane on one element.
@@ -123,6 +125,13 @@ pub enum MediaEvent {
     Paused,
     /// `Stopped`.
     Stopped,
+    /// `MediaSessionStarted` (true) or `MediaSessionTerminated` (false): an HTTP endpoint's
+    /// first request of a session came, or no request came within its disconnection
+    /// timeout after the last one ended.
+    MediaSession {
+        /// Started now.
+        started: bool,
+    },
     /// `OnKeySoftLimit`: an SRTP key of a kind nears its end of life.
     KeySoftLimit {
         /// Audio or video.

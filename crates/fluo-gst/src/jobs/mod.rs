@@ -1,5 +1,5 @@
 //! The GStreamer elements' media work as jobs of a media worker (crates/fluo-worker,
-//! docs/workers.md): `player`, `recorder`, `transcoder` and `filter` (GStreamerFilter), each the same pipeline code as
+//! docs/workers.md): `player`, `recorder`, `transcoder`, `filter` (GStreamerFilter), `composite` and `http_post` (HttpPostEndpoint), each the same pipeline code as
 //! the element that runs in the server's process, behind [`fluo_worker::worker::Job`].
 //!
 //! The jobs live here, in fluo-gst, rather than in fluo-worker: fluo-worker is the process
@@ -13,6 +13,8 @@
 
 pub use crate::composite::job::CompositeParams;
 pub use crate::filter::job::{FilterParams, PropertyArgs};
+pub use crate::http_post::job::HttpPostParams;
+pub use crate::http_post::PostStatus;
 pub use crate::player::job::{PlayParams, PlayerParams, VideoInfo};
 pub use crate::recorder::job::RecorderParams;
 pub use crate::transcoder::job::TranscoderParams;
@@ -35,6 +37,8 @@ pub const FILTER_PROBE: &str = "gst.filter.probe";
 pub const COMPOSITE: &str = "gst.composite";
 /// The transcoder job's kind.
 pub const TRANSCODER: &str = "gst.transcoder";
+/// The HttpPostEndpoint job's kind (an upload's pipeline, its body over the control socket).
+pub const HTTP_POST: &str = "gst.http_post";
 
 /// Registers the GStreamer job kinds in a worker's registry.
 pub fn register(registry: &mut Registry) {
@@ -44,6 +48,7 @@ pub fn register(registry: &mut Registry) {
     registry.register(FILTER, crate::filter::job::start);
     registry.register(FILTER_PROBE, crate::filter::job::probe);
     registry.register(COMPOSITE, crate::composite::job::start);
+    registry.register(HTTP_POST, crate::http_post::job::start);
 }
 
 /// Decodes a job's parameters, or says why not.
