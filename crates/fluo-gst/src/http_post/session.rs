@@ -72,7 +72,23 @@ impl Endpoint {
         base: String,
         timeout: Duration,
     ) -> Arc<Endpoint> {
-        let routes = media.http.clone();
+        Endpoint::on(
+            media.http.clone(),
+            media.events.clone(),
+            id,
+            feed,
+            (base, timeout),
+        )
+    }
+
+    /// [`Endpoint::register`] on `routes`, raising events into `events`.
+    fn on(
+        routes: Arc<HttpRoutes>,
+        events: EventSink,
+        id: &str,
+        feed: Arc<dyn Feed>,
+        (base, timeout): (String, Duration),
+    ) -> Arc<Endpoint> {
         Arc::new_cyclic(|weak: &std::sync::Weak<Endpoint>| {
             let target = Target(weak.clone());
             let path = routes.add(super::FEATURE, Route::Upload(Arc::new(target)));
@@ -82,7 +98,7 @@ impl Endpoint {
                 url: format!("{base}{path}"),
                 path,
                 feed,
-                events: media.events.clone(),
+                events,
                 routes,
                 timeout,
                 state: Mutex::new(State::default()),
@@ -261,5 +277,142 @@ impl Drop for PostUpload {
         // A connection that went without a word: its stream stays open for a reconnection.
         let open = self.over.unwrap_or(self.begun);
         self.ep.ended(open);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Steps(Mutex<Vec<Step>>);
+
+    impl Feed for Steps {
+        fn step(&self, step: Step, done: StepReply) {
+            self.0.lock().unwrap().push(step);
+            done(Ok(PostStatus::default()));
+        }
+    }
+
+    type Seen = Arc<Mutex<Vec<MediaEvent>>>;
+
+    fn endpoint(timeout_ms: u64) -> (Arc<HttpRoutes>, Arc<Endpoint>, Arc<Steps>, Seen) {
+        let routes = Arc::new(HttpRoutes::new());
+        let seen: Seen = Arc::default();
+        let sink = seen.clone();
+        let events: EventSink = Arc::new(move |_: &str, ev| sink.lock().unwrap().push(ev));
+        let steps = Arc::new(Steps::default());
+        let ep = Endpoint::on(
+            routes.clone(),
+            events,
+            "ep",
+            steps.clone(),
+            ("http://h:1".into(), Duration::from_millis(timeout_ms)),
+        );
+        (routes, ep, steps, seen)
+    }
+
+    fn post(routes: &HttpRoutes, ep: &Endpoint) -> Result<Box<dyn Upload>, HttpRefusal> {
+        let path = ep.url().strip_prefix("http://h:1").unwrap();
+        match routes.find(path) {
+            Some(Route::Upload(t)) => t.begin(),
+            None => Err(HttpRefusal::new(404, "no route")),
+        }
+    }
+
+    fn session(seen: &Seen) -> Vec<bool> {
+        let evs = seen.lock().unwrap();
+        evs.iter()
+            .filter_map(|e| match e {
+                MediaEvent::MediaSession { started } => Some(*started),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_post_at_a_time_and_the_session_ends_after_the_timeout() {
+        let (routes, ep, steps, seen) = endpoint(100);
+        assert!(ep.url().starts_with("http://h:1/post/"), "{}", ep.url());
+        let mut up = post(&routes, &ep).expect("the first POST");
+        assert_eq!(post(&routes, &ep).err().map(|r| r.status), Some(409));
+        up.push(b"abc".to_vec(), Box::new(|r| assert!(r.is_ok())));
+        up.finish(Box::new(|r| assert!(r.is_ok())));
+        drop(up);
+        assert_eq!(
+            *steps.0.lock().unwrap(),
+            vec![Step::Begin, Step::Data(b"abc".to_vec()), Step::End]
+        );
+        assert_eq!(session(&seen), vec![true]);
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(session(&seen), vec![true, false], "terminated after 100 ms");
+        assert_eq!(
+            steps.0.lock().unwrap().len(),
+            3,
+            "a finished body is not ended again"
+        );
+        // A later POST starts a new session.
+        drop(post(&routes, &ep).expect("a later POST"));
+        assert_eq!(session(&seen), vec![true, false, true]);
+    }
+
+    #[test]
+    fn a_lost_connection_waits_for_a_reconnection_then_ends_its_stream() {
+        let (routes, ep, steps, seen) = endpoint(1000);
+        let mut up = post(&routes, &ep).unwrap();
+        up.push(b"a".to_vec(), Box::new(|_| {}));
+        up.cut(UploadCut::Lost);
+        drop(up);
+        // Back within the timeout: the same session, no end of stream.
+        std::thread::sleep(Duration::from_millis(50));
+        let mut again = post(&routes, &ep).expect("the reconnection");
+        again.push(b"b".to_vec(), Box::new(|_| {}));
+        drop(again);
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(
+            session(&seen),
+            vec![true],
+            "no new session within the timeout"
+        );
+        assert!(!steps.0.lock().unwrap().contains(&Step::End));
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(session(&seen), vec![true, false]);
+        assert_eq!(
+            steps.0.lock().unwrap().last(),
+            Some(&Step::End),
+            "the cut stream ends"
+        );
+    }
+
+    #[test]
+    fn a_refused_upload_raises_an_error_and_release_frees_the_path() {
+        let (routes, ep, steps, seen) = endpoint(60_000);
+        let mut up = post(&routes, &ep).unwrap();
+        up.cut(UploadCut::Refused("too big".into()));
+        drop(up);
+        let errors = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(
+                |e| matches!(e, MediaEvent::Error { description, .. } if description == "too big"),
+            )
+            .count();
+        assert_eq!(
+            errors, 1,
+            "an upload refused before any byte: the element's Error event"
+        );
+        let mut up = post(&routes, &ep).unwrap();
+        up.push(b"x".to_vec(), Box::new(|_| {}));
+        up.cut(UploadCut::Refused("stalled".into()));
+        drop(up);
+        assert_eq!(
+            steps.0.lock().unwrap().last(),
+            Some(&Step::Abort("stalled".into()))
+        );
+        assert_eq!(routes.len(), 1);
+        ep.release();
+        assert!(routes.is_empty(), "the release removes the path");
+        assert_eq!(post(&routes, &ep).err().map(|r| r.status), Some(404));
     }
 }
