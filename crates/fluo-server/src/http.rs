@@ -134,14 +134,23 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(ok) => ok,
         Err(e) => e,
     };
-    let extra: &[(&str, &str)] = if status == 405 {
-        &[("Allow", "POST")]
-    } else if status == 401 {
-        &[("WWW-Authenticate", "Bearer realm=\"fluo\"")]
-    } else {
-        &[]
-    };
-    respond(&mut s, status, &text, extra).await;
+    // Browsers' pages on other origins may POST (a MediaRecorder's output): every answer
+    // allows any origin, and a preflight gets what an upload needs.
+    let mut extra = vec![("Access-Control-Allow-Origin", "*")];
+    match status {
+        405 => extra.push(("Allow", "POST, OPTIONS")),
+        401 => extra.push(("WWW-Authenticate", "Bearer realm=\"fluo\"")),
+        204 => extra.extend([
+            ("Access-Control-Allow-Methods", "POST"),
+            (
+                "Access-Control-Allow-Headers",
+                "authorization, content-type",
+            ),
+            ("Access-Control-Max-Age", "600"),
+        ]),
+        _ => {}
+    }
+    respond(&mut s, status, &text, &extra).await;
 }
 
 /// Reads the request head; `None` when the client closed before sending one.
@@ -249,6 +258,9 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     let Some(Route::Upload(target)) = routes.find(&head.path) else {
         return Err((404, "nothing at this URL".into()));
     };
+    if head.method == "OPTIONS" {
+        return Ok((204, String::new()));
+    }
     if head.method != "POST" {
         let m = &head.method;
         return Err((405, format!("{m} is not allowed here: POST the media")));
@@ -388,16 +400,19 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     if status == 0 {
         return;
     }
+    // A 204 has no body.
+    let body: &[u8] = if status == 204 { b"" } else { text.as_bytes() };
+    let end: &[u8] = if status == 204 { b"" } else { b"\n" };
     let mut head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
         reason(status),
-        text.len() + 1
+        body.len() + end.len()
     );
     for (k, v) in extra {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    let msg = [head.as_bytes(), text.as_bytes(), b"\n"].concat();
+    let msg = [head.as_bytes(), body, end].concat();
     if s.write_all(&msg).await.is_err() {
         return;
     }
@@ -417,6 +432,7 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",

@@ -148,6 +148,22 @@ async fn requests_are_checked_before_any_media() {
     let (s, t) = raw(conn().await, get.as_bytes()).await;
     assert_eq!(s, 405, "{t}");
     assert!(t.contains("Allow: POST"), "{t}");
+    assert!(t.contains("Access-Control-Allow-Origin: *"), "{t}");
+    // A browser's preflight for a cross-origin upload (no token asked: it carries none).
+    let preflight = format!(
+        "OPTIONS {path} HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization, content-type\r\n\r\n"
+    );
+    let (s, t) = raw(conn().await, preflight.as_bytes()).await;
+    assert_eq!(s, 204, "{t}");
+    for h in [
+        "Access-Control-Allow-Origin: *",
+        "Access-Control-Allow-Methods: POST",
+        "Access-Control-Allow-Headers: authorization, content-type",
+        "Content-Length: 0\r\n",
+    ] {
+        assert!(t.contains(h), "{h} in {t}");
+    }
+    assert!(t.ends_with("\r\n\r\n"), "no body: {t:?}");
     let (s, _) = raw(
         conn().await,
         b"POST /post/nothing HTTP/1.1\r\nHost: x\r\n\r\n",
