@@ -153,7 +153,7 @@ pub(crate) fn new_shared(out: Option<PortOutput>) -> SharedRef {
     }))
 }
 
-pub(crate) fn state_event(state: &'static str) -> MediaEvent {
+fn state_event(state: &'static str) -> MediaEvent {
     MediaEvent::UriEndpointState { state }
 }
 
