@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what Fluo needs, and only what is missing.
 #   scripts/deps.sh run   -> build + runtime dependencies (GStreamer)
-#   scripts/deps.sh test  -> the above + test tools (Node.js, npm, Chromium, ffmpeg, coturn,
+#   scripts/deps.sh test  -> the above + test tools (Node.js, npm, Chromium, ffmpeg, curl, coturn,
 #                            nft, Janus for the benchmark's smoke run, g++ for libFuzzer,
 #                            qrencode for the ZBarFilter test's clip),
 #                            rustfmt/clippy, cargo-fuzz and the npm modules of tests/compat
@@ -31,7 +31,7 @@ RUN_PKGS=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugi
 # Test tools: "package:command". A tool whose command already exists (e.g. Node.js from
 # another source, which bundles npm) is not reinstalled from Debian.
 TEST_TOOLS=(nodejs:node npm:npm chromium:chromium ffmpeg:ffmpeg coturn:turnserver iproute2:ip nftables:nft
-  janus:janus util-linux:taskset graphviz:dot g++:g++ qrencode:qrencode)
+  janus:janus util-linux:taskset graphviz:dot g++:g++ qrencode:qrencode curl:curl)
 # The benchmark's peer (Janus 1.1.2 from Debian), its namespace (ip) and CPU pinning (taskset).
 BENCH_TOOLS=(janus:janus iproute2:ip util-linux:taskset)
 # Test packages: the RTSP server the player tests play from (Debian's python3 with GI).

@@ -15,6 +15,7 @@ mod events;
 mod graph;
 mod gstdot;
 mod host;
+pub mod http;
 mod hub;
 mod limits;
 mod media_event;

@@ -45,6 +45,7 @@ pub fn error_code(e: MediaError) -> (ErrorCode, &'static str) {
         MediaError::Srtp => (ErrorCode::UnexpectedError, "SRTP_ERROR"),
         MediaError::Hub => (ErrorCode::UnexpectedError, "HUB_ERROR"),
         MediaError::ZBar => (ErrorCode::UnexpectedError, "ZBAR_FILTER_ERROR"),
+        MediaError::HttpPost => (ErrorCode::UnexpectedError, "HTTP_POST_ERROR"),
         _ => (ErrorCode::UnexpectedError, "UNEXPECTED_ERROR"),
     }
 }
@@ -74,6 +75,8 @@ pub fn event_name(ev: &MediaEvent) -> &'static str {
         MediaEvent::Stopped => "Stopped",
         MediaEvent::KeySoftLimit { .. } => "OnKeySoftLimit",
         MediaEvent::CodeFound { .. } => "CodeFound",
+        MediaEvent::MediaSession { started: true } => "MediaSessionStarted",
+        MediaEvent::MediaSession { started: false } => "MediaSessionTerminated",
     }
 }
 

@@ -21,6 +21,7 @@ mod composite;
 pub use composite::{JITTER_MS as COMPOSITE_JITTER_MS, MIX_LATENCY_NS as COMPOSITE_MIX_LATENCY_NS};
 mod dot;
 mod filter;
+mod http_post;
 pub mod jobs;
 mod live;
 mod overlay;
@@ -206,6 +207,8 @@ pub struct Media {
     pub settings: Arc<fluo_sfu::SettingsTable>,
     /// Where RtpEndpoints bind and what they announce.
     pub rtp_net: Arc<RtpNet>,
+    /// Fluo's HTTP listener's routes (HttpPostEndpoint's upload URLs).
+    pub http: Arc<fluo_core::http::HttpRoutes>,
     /// The media worker processes that run PlayerEndpoints' and RecorderEndpoints' pipelines
     /// (docs/workers.md); `None`: they run in this process.
     pub workers: Option<fluo_worker::Supervisor>,
@@ -254,6 +257,12 @@ impl Media {
             (
                 "HubPort",
                 Box::new(remote::HubPortFactory {
+                    media: self.clone(),
+                }),
+            ),
+            (
+                "HttpPostEndpoint",
+                Box::new(http_post::HttpPostFactory {
                     media: self.clone(),
                 }),
             ),

@@ -157,6 +157,29 @@ pub struct Cli {
     /// aborts, its elements raise Error events and it is restarted [default: 2G].
     #[arg(long, env = "FLUO_WORKER_MEMORY_LIMIT", value_parser = parse_size)]
     pub worker_memory_limit: Option<u64>,
+    /// Port of the HTTP listener that HttpPostEndpoint's URLs are on; 0 picks a free port
+    /// (KMS: modules.kurento.HttpEndpoint.serverPort) [default: 9091].
+    #[arg(long, env = "FLUO_HTTP_PORT")]
+    pub http_port: Option<u16>,
+    /// Address the HTTP listener binds (KMS: HttpEndpoint.serverAddress) [default: --bind's].
+    #[arg(long, env = "FLUO_HTTP_ADDRESS")]
+    pub http_address: Option<IpAddr>,
+    /// Host or address that getUrl() puts in its URLs (KMS: HttpEndpoint.announcedAddress)
+    /// [default: the listener's address; for 0.0.0.0 or ::, the address of the default
+    /// route's interface].
+    #[arg(long, env = "FLUO_HTTP_ANNOUNCED_ADDRESS")]
+    pub http_announced_address: Option<String>,
+    /// Serve the HTTP listener over TLS (https://) with --certificate (fluo.httpTls).
+    #[arg(long)]
+    pub http_tls: bool,
+    /// Largest body an HttpPostEndpoint takes, in bytes or with K, M or G
+    /// (fluo.httpMaxBody) [default: 2G].
+    #[arg(long, value_parser = parse_size)]
+    pub http_max_body: Option<u64>,
+    /// Seconds an upload may send nothing before it is cut off with 408
+    /// (fluo.httpReadTimeoutSeconds) [default: 10].
+    #[arg(long)]
+    pub http_read_timeout_secs: Option<u64>,
 }
 
 /// A size in bytes: a number, optionally with a K, M or G suffix (powers of 1024).
@@ -255,6 +278,18 @@ pub struct Config {
     /// The program media workers run (`fluo`, started as `fluo worker`); `None`: this
     /// process's own program when it is `fluo`, else the `fluo` built next to it (tests).
     pub worker_program: Option<PathBuf>,
+    /// The HTTP listener's port (0: any).
+    pub http_port: u16,
+    /// Its address (`None`: `bind`).
+    pub http_address: Option<IpAddr>,
+    /// The host its URLs announce (`None`: from its address).
+    pub http_announced_address: Option<String>,
+    /// https:// with `certificate`.
+    pub http_tls: bool,
+    /// Largest upload body.
+    pub http_max_body: u64,
+    /// An upload sending nothing this long is cut off.
+    pub http_read_timeout: Duration,
 }
 
 impl Config {
@@ -311,6 +346,12 @@ impl Default for Config {
                 .memory_bytes
                 .unwrap_or(2 << 30),
             worker_program: None,
+            http_port: 9091,
+            http_address: None,
+            http_announced_address: None,
+            http_tls: false,
+            http_max_body: 2 << 30,
+            http_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -465,6 +506,26 @@ impl Config {
         }
         if let Some(m) = cli.worker_memory_limit {
             c.worker_memory_limit = m;
+        }
+        if let Some(p) = cli.http_port {
+            c.http_port = p;
+        }
+        if let Some(a) = cli.http_address {
+            c.http_address = Some(a);
+        }
+        if let Some(a) = cli
+            .http_announced_address
+            .as_deref()
+            .filter(|a| !a.is_empty())
+        {
+            c.http_announced_address = Some(a.to_string());
+        }
+        c.http_tls |= cli.http_tls;
+        if let Some(m) = cli.http_max_body {
+            c.http_max_body = m;
+        }
+        if let Some(t) = cli.http_read_timeout_secs {
+            c.http_read_timeout = Duration::from_secs(t.max(1));
         }
         if let Some(g) = &cli.gst_filter_allow {
             c.gst_filter_allow = Some(
@@ -636,6 +697,7 @@ impl Config {
                 *slot = n as usize;
             }
         }
+        self.apply_http(v)?;
         if let Some(n) = uint("/fluo/workers")? {
             self.workers = n as usize;
         }
@@ -648,6 +710,60 @@ impl Config {
                     .ok_or_else(|| "a positive number of bytes, or a string with K, M or G".into()),
             }
             .map_err(|e| format!("fluo.workerMemoryLimit: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The HTTP listener's keys: KMS's HttpEndpoint module settings (its `serverPort`, or
+    /// `port` as the shipped ini names it, `serverAddress`, `announcedAddress`) and Fluo's.
+    fn apply_http(&mut self, v: &Value) -> Result<(), String> {
+        let at = |p: &str| v.pointer(p).filter(|x| !x.is_null());
+        const KMS: &str = "/modules/kurento/HttpEndpoint";
+        for key in ["port", "serverPort"] {
+            if let Some(p) = at(&format!("{KMS}/{key}")) {
+                let p = p
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| format!("HttpEndpoint.{key} must be a port number"))?;
+                self.http_port = p;
+            }
+        }
+        if let Some(a) = at(&format!("{KMS}/serverAddress")) {
+            let s = a
+                .as_str()
+                .ok_or("HttpEndpoint.serverAddress must be a string")?;
+            self.http_address = match s {
+                "" => None,
+                "localhost" => Some(IpAddr::from([127, 0, 0, 1])),
+                _ => Some(s.parse().map_err(|_| {
+                    format!("HttpEndpoint.serverAddress '{s}' is not an IP address")
+                })?),
+            };
+        }
+        if let Some(a) = at(&format!("{KMS}/announcedAddress")) {
+            let s = a
+                .as_str()
+                .ok_or("HttpEndpoint.announcedAddress must be a string")?;
+            self.http_announced_address = (!s.is_empty()).then(|| s.to_string());
+        }
+        if let Some(t) = at("/fluo/httpTls") {
+            self.http_tls = t.as_bool().ok_or("fluo.httpTls must be a boolean")?;
+        }
+        if let Some(m) = at("/fluo/httpMaxBody") {
+            self.http_max_body = match m {
+                Value::String(s) => parse_size(s),
+                other => other
+                    .as_u64()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| "a positive number of bytes, or a string with K, M or G".into()),
+            }
+            .map_err(|e| format!("fluo.httpMaxBody: {e}"))?;
+        }
+        if let Some(t) = at("/fluo/httpReadTimeoutSeconds") {
+            let t = t
+                .as_u64()
+                .ok_or("fluo.httpReadTimeoutSeconds must be a non-negative integer")?;
+            self.http_read_timeout = Duration::from_secs(t.max(1));
         }
         Ok(())
     }
@@ -901,6 +1017,60 @@ mod tests {
         std::fs::write(&f, r#"{"fluo": {"maxSessions": -1}}"#).unwrap();
         cli.max_sessions = None;
         assert!(Config::from_cli(&cli).is_err());
+    }
+
+    #[test]
+    fn http_listener_from_kms_keys_and_flags() {
+        let d = Config::default();
+        assert_eq!((d.http_port, d.http_address), (9091, None), "KMS's port");
+        let (_dir, f) = conf_file();
+        std::fs::write(
+            &f,
+            r#"{"modules": {"kurento": {"HttpEndpoint": {"serverPort": 9191,
+                "serverAddress": "127.0.0.1", "announcedAddress": "media.example.com"}}},
+               "fluo": {"httpMaxBody": "10M", "httpReadTimeoutSeconds": 3}}"#,
+        )
+        .unwrap();
+        let mut cli = Cli {
+            config: Some(f.clone()),
+            ..Cli::default()
+        };
+        let c = Config::from_cli(&cli).unwrap();
+        assert_eq!(c.http_port, 9191);
+        assert_eq!(c.http_address, Some(IpAddr::from([127, 0, 0, 1])));
+        assert_eq!(
+            c.http_announced_address.as_deref(),
+            Some("media.example.com")
+        );
+        assert_eq!(c.http_max_body, 10 << 20);
+        assert_eq!(c.http_read_timeout, Duration::from_secs(3));
+        std::fs::write(
+            &f,
+            r#"{"modules": {"kurento": {"HttpEndpoint": {"port": 9292, "serverAddress": "localhost"}}}}"#,
+        )
+        .unwrap();
+        let c = Config::from_cli(&cli).unwrap();
+        assert_eq!(
+            (c.http_port, c.http_address),
+            (9292, Some(IpAddr::from([127, 0, 0, 1])))
+        );
+        cli.http_port = Some(0);
+        cli.http_max_body = Some(100);
+        let c = Config::from_cli(&cli).unwrap();
+        assert_eq!((c.http_port, c.http_max_body), (0, 100));
+        let parsed = Cli::try_parse_from(["fluo", "--http-port", "0", "--http-max-body", "2M"])
+            .expect("the flags parse");
+        assert_eq!(
+            (parsed.http_port, parsed.http_max_body),
+            (Some(0), Some(2 << 20))
+        );
+        std::fs::write(
+            &f,
+            r#"{"modules": {"kurento": {"HttpEndpoint": {"port": 70000}}}}"#,
+        )
+        .unwrap();
+        cli.http_port = None;
+        assert!(Config::from_cli(&cli).is_err(), "a port out of range");
     }
 
     #[test]

@@ -57,6 +57,7 @@ fn now() -> Now {
 
 pub(crate) fn spawn(
     config: Arc<Config>,
+    http: Arc<fluo_core::http::HttpRoutes>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(Core, CoreDone)> {
     let (tx, mut rx) = mpsc::channel::<CoreMsg>(4096);
@@ -87,6 +88,7 @@ pub(crate) fn spawn(
             external_ipv4: config.net.external_ipv4,
             external_ipv6: config.net.external_ipv6,
         }),
+        http,
         workers: workers.clone(),
     };
     let engine_config = EngineConfig {

@@ -9,6 +9,7 @@
 pub mod config;
 mod core_loop;
 mod host;
+mod http;
 #[cfg(any(test, feature = "test-support"))]
 pub mod log_capture;
 pub mod tls;
@@ -119,7 +120,9 @@ pub async fn run_with_tls(
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let config = Arc::new(config);
-    let (core, done) = core_loop::spawn(config.clone(), shutdown.clone())?;
+    let tls = secure.as_ref().map(|(_, t)| t.clone());
+    let routes = start_http(&config, tls, shutdown.clone()).await?;
+    let (core, done) = core_loop::spawn(config.clone(), routes, shutdown.clone())?;
     // One count for both listeners: a client cannot double its share by using both.
     let connections = ws::Connections::default();
     if let Some((l, settings)) = secure {
@@ -159,6 +162,85 @@ pub async fn run_with_tls(
             Err(std::io::Error::other(format!("the engine task stopped: {end:?}")))
         }
     }
+}
+
+/// Binds the HTTP listener (HttpPostEndpoint's URLs) and serves it; a port that cannot be
+/// bound is logged, and HttpPostEndpoint's create then fails with 40300, as in KMS.
+async fn start_http(
+    config: &Config,
+    tls: Option<tls::TlsSettings>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<Arc<fluo_core::http::HttpRoutes>> {
+    let routes = Arc::new(fluo_core::http::HttpRoutes::new());
+    let ip = config.http_address.unwrap_or(config.bind);
+    let acceptor = match (config.http_tls, tls) {
+        (false, _) => ws::Acceptor::Plain,
+        (true, Some(t)) => ws::Acceptor::Tls(t.acceptor()),
+        (true, None) => return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "--http-tls needs the secure WebSocket's certificate (--secure-port and --certificate)",
+        )),
+    };
+    let listener = match TcpListener::bind((ip, config.http_port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(
+                "cannot listen for HTTP on {ip}:{}: {e}; HttpPostEndpoint is not available (see --http-port)",
+                config.http_port
+            );
+            return Ok(routes);
+        }
+    };
+    let port = listener.local_addr()?.port();
+    let host = config
+        .http_announced_address
+        .clone()
+        .unwrap_or_else(|| announced(ip).to_string());
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let scheme = if config.http_tls { "https" } else { "http" };
+    let base = format!("{scheme}://{host}:{port}");
+    tracing::info!("HTTP listener on {ip}:{port}, URLs {base}/...");
+    routes.set_base(base);
+    let settings = Arc::new(http::HttpSettings {
+        token: config.auth_token.clone(),
+        max_body: config.http_max_body,
+        read_timeout: config.http_read_timeout,
+    });
+    let r = routes.clone();
+    tokio::spawn(async move { http::accept_loop(listener, acceptor, r, settings, shutdown).await });
+    Ok(routes)
+}
+
+/// The address a listener on `ip` is reached at: `ip` itself, or for a wildcard the address
+/// of the interface of the default route (a UDP socket "connected" to a documentation
+/// address: no packet is sent), else loopback.
+fn announced(ip: std::net::IpAddr) -> std::net::IpAddr {
+    if !ip.is_unspecified() {
+        return ip;
+    }
+    let (any, probe): (std::net::IpAddr, std::net::IpAddr) = if ip.is_ipv4() {
+        ([0, 0, 0, 0].into(), [192, 0, 2, 1].into())
+    } else {
+        (
+            std::net::Ipv6Addr::UNSPECIFIED.into(),
+            "2001:db8::1"
+                .parse()
+                .unwrap_or(std::net::Ipv6Addr::LOCALHOST.into()),
+        )
+    };
+    std::net::UdpSocket::bind((any, 0))
+        .and_then(|s| s.connect((probe, 9)).map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .unwrap_or(if ip.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        })
 }
 
 #[cfg(test)]

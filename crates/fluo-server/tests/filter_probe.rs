@@ -124,7 +124,15 @@ fn start_server(dir: &Path, workers: usize, log: &Path) -> (Child, u16) {
     let port_file = dir.join(format!("port-{workers}"));
     let out = std::fs::File::create(log).expect("log file");
     let mut child = Command::new(env!("CARGO_BIN_EXE_fluo-test-elements"))
-        .args(["--bind", "127.0.0.1", "--port", "0", "--port-file"])
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--http-port",
+            "0",
+            "--port-file",
+        ])
         .arg(&port_file)
         .args(["--workers", &workers.to_string()])
         .env("KMS_NETWORK_INTERFACES", "lo")

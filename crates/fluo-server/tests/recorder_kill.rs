@@ -97,7 +97,15 @@ async fn record_then(
     assert!(st.success());
     let port_file = dir.join("port");
     let mut child = Command::new(env!("CARGO_BIN_EXE_fluo"))
-        .args(["--bind", "127.0.0.1", "--port", "0", "--port-file"])
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--http-port",
+            "0",
+            "--port-file",
+        ])
         .arg(&port_file)
         .env("KMS_NETWORK_INTERFACES", "lo")
         .env("RUST_LOG", "warn")

@@ -15,7 +15,15 @@ fn start() -> (std::process::Child, u16, tempfile::TempDir) {
         .expect("temp dir");
     let port_file = dir.path().join("port");
     let child = Command::new(env!("CARGO_BIN_EXE_fluo"))
-        .args(["--bind", "127.0.0.1", "--port", "0", "--port-file"])
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--http-port",
+            "0",
+            "--port-file",
+        ])
         .arg(&port_file)
         .env("KMS_NETWORK_INTERFACES", "lo")
         .env("RUST_LOG", "warn")

@@ -16,7 +16,8 @@ struct Server {
     stop: watch::Sender<bool>,
 }
 
-async fn start(config: Config) -> Server {
+async fn start(mut config: Config) -> Server {
+    config.http_port = 0; // tests bind port 0 (KMS's 9091 is the default)
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, rx) = watch::channel(false);

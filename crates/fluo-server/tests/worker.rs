@@ -82,7 +82,16 @@ fn a_servers_workers_inherit_no_descriptor() {
     let leaked = unsafe { libc::fcntl(null.as_raw_fd(), libc::F_DUPFD, 100) };
     assert!(leaked >= 100);
     let child = std::process::Command::new(FLUO)
-        .args(["--bind", "127.0.0.1", "--port", "0", "--workers", "2"])
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--http-port",
+            "0",
+            "--workers",
+            "2",
+        ])
         .arg("--port-file")
         .arg(&port_file)
         .env("RUST_LOG", "info")

@@ -48,6 +48,8 @@ pub enum MediaError {
     Hub,
     /// A ZBarFilter's pipeline failed, or the worker hosting it ended.
     ZBar,
+    /// An HttpPostEndpoint's upload or pipeline failed.
+    HttpPost,
 }
 
 /// An event of the media plane on one element.
@@ -125,6 +127,13 @@ pub enum MediaEvent {
     Paused,
     /// `Stopped`.
     Stopped,
+    /// `MediaSessionStarted` (true) or `MediaSessionTerminated` (false): an HTTP endpoint's
+    /// first request of a session came, or no request came within its disconnection
+    /// timeout after the last one ended.
+    MediaSession {
+        /// Started now.
+        started: bool,
+    },
     /// `OnKeySoftLimit`: an SRTP key of a kind nears its end of life.
     KeySoftLimit {
         /// Audio or video.

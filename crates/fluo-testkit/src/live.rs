@@ -38,8 +38,12 @@ pub fn start_server(session_grace: Duration) -> u16 {
     })
 }
 
-/// Starts Fluo on 127.0.0.1:0 with `config` (its bind address and port are ignored).
-pub fn start_server_with(config: fluo_server::Config) -> u16 {
+/// Starts Fluo on 127.0.0.1:0 with `config` (its bind address and port are ignored; its
+/// HTTP listener, left at KMS's 9091, takes a free port too: tests bind port 0).
+pub fn start_server_with(mut config: fluo_server::Config) -> u16 {
+    if config.http_port == fluo_server::Config::default().http_port {
+        config.http_port = 0;
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()

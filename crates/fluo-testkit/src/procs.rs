@@ -336,6 +336,8 @@ impl FluoProcess {
                 "127.0.0.1",
                 "--port",
                 "0",
+                "--http-port",
+                "0",
                 "--network-interfaces",
                 "lo",
             ])

@@ -55,7 +55,9 @@ async function startServer(extraArgs = []) {
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fluo-compat-'));
   const portFile = path.join(dir, 'port');
-  const args = ['--bind', '127.0.0.1', '--port', '0', '--port-file', portFile, ...extraArgs];
+  // Tests bind port 0, the HTTP listener's too (KMS's 9091 is its default).
+  const http = extraArgs.includes('--http-port') ? [] : ['--http-port', '0'];
+  const args = ['--bind', '127.0.0.1', '--port', '0', '--port-file', portFile, ...http, ...extraArgs];
   const child = spawn(FLUO_BIN, args, {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
     stdio: ['ignore', 'inherit', 'inherit'],

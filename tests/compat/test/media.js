@@ -1,6 +1,6 @@
 'use strict';
 // Media fixtures for the PlayerEndpoint / RecorderEndpoint tests (no test of its own).
-//   makeClip(file, {seconds, size, codecs})  -> clip made with ffmpeg (codecs 'vp8' | 'h264')
+//   makeClip(file, {seconds, size, codecs})  -> clip made with ffmpeg (codecs 'vp8' | 'h264' | 'h264frag')
 //   probe(file)                              -> {duration, streams: ['video:vp8', 'audio:opus']}
 //   videoFrameTimes(file)                    -> sorted presentation times (s) of the video frames
 //   serveDir(dir, {bytesPerSecond})          -> HTTP server on 127.0.0.1:0 {base, requests, close()}
@@ -27,6 +27,9 @@ const CODECS = {
     '-c:a', 'libopus', '-b:a', '48k', '-f', 'webm'],
   h264: ['-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', '-g', '30',
     '-c:a', 'aac', '-b:a', '64k', '-movflags', '+faststart', '-f', 'mp4'],
+  // Fragmented MP4 (moov first, a fragment per keyframe): demuxable as it arrives.
+  h264frag: ['-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', '-g', '30',
+    '-c:a', 'aac', '-b:a', '64k', '-movflags', 'frag_keyframe+empty_moov+default_base_moof', '-f', 'mp4'],
 };
 
 async function makeClip(file, { seconds = 2, size = '320x240', codecs = 'vp8' } = {}) {

@@ -149,7 +149,8 @@ async function startFluo(dir, { token = null, args = [], bin = FLUO_BIN } = {}) 
   const p = await spawnWithPortFile(
     'fluo',
     bin,
-    ['--bind', '127.0.0.1', '--port', '0', '--port-file', portFile, ...(token ? ['--auth-token', token] : []), ...args],
+    // Tests bind port 0, the HTTP listener's too (KMS's 9091 is its default).
+    ['--bind', '127.0.0.1', '--port', '0', '--port-file', portFile, ...(args.includes('--http-port') ? [] : ['--http-port', '0']), ...(token ? ['--auth-token', token] : []), ...args],
     env,
     portFile,
     logFile,

@@ -1,6 +1,6 @@
 //! The GStreamer elements' media work as jobs of a media worker (crates/fluo-worker,
-//! docs/workers.md): `player`, `recorder`, `transcoder`, `filter` (GStreamerFilter) and `overlay`
-//! (ImageOverlayFilter, FaceOverlayFilter), each the same pipeline code as
+//! docs/workers.md): `player`, `recorder`, `transcoder`, `filter` (GStreamerFilter), `zbar`, `overlay`
+//! (ImageOverlayFilter, FaceOverlayFilter), `composite` and `http_post` (HttpPostEndpoint), each the same pipeline code as
 //! the element that runs in the server's process, behind [`fluo_worker::worker::Job`].
 //!
 //! The jobs live here, in fluo-gst, rather than in fluo-worker: fluo-worker is the process
@@ -14,6 +14,8 @@
 
 pub use crate::composite::job::CompositeParams;
 pub use crate::filter::job::{FilterParams, PropertyArgs};
+pub use crate::http_post::job::HttpPostParams;
+pub use crate::http_post::PostStatus;
 pub use crate::overlay::job::OverlayParams;
 pub use crate::player::job::{PlayParams, PlayerParams, VideoInfo};
 pub use crate::recorder::job::RecorderParams;
@@ -41,6 +43,8 @@ pub const TRANSCODER: &str = "gst.transcoder";
 pub const ZBAR: &str = "gst.zbar";
 /// The ImageOverlayFilter / FaceOverlayFilter job's kind.
 pub const OVERLAY: &str = "gst.overlay";
+/// The HttpPostEndpoint job's kind (an upload's pipeline, its body over the control socket).
+pub const HTTP_POST: &str = "gst.http_post";
 
 /// Registers the GStreamer job kinds in a worker's registry.
 pub fn register(registry: &mut Registry) {
@@ -52,6 +56,7 @@ pub fn register(registry: &mut Registry) {
     registry.register(COMPOSITE, crate::composite::job::start);
     registry.register(ZBAR, crate::zbar::job::start);
     registry.register(OVERLAY, crate::overlay::job::start);
+    registry.register(HTTP_POST, crate::http_post::job::start);
 }
 
 /// Decodes a job's parameters, or says why not.

@@ -28,25 +28,25 @@ pub(crate) struct PlayerFactory {
 /// What the element and its pipeline's threads share.
 #[derive(Default)]
 pub(crate) struct Shared {
-    state: &'static str,
-    pipeline: Option<gst::Pipeline>,
+    pub(crate) state: &'static str,
+    pub(crate) pipeline: Option<gst::Pipeline>,
     /// The appsinks, to ask their encoders for keyframes.
-    sinks: Vec<gst::Element>,
-    out: Option<PortOutput>,
+    pub(crate) sinks: Vec<gst::Element>,
+    pub(crate) out: Option<PortOutput>,
     /// An Error event was raised for the current run (later errors are only logged).
-    failed: bool,
+    pub(crate) failed: bool,
     /// Per kind (audio, video): the player encodes that stream itself, with its output
     /// settings applied.
-    encoded: [bool; 2],
+    pub(crate) encoded: [bool; 2],
     /// The output settings the branches encode with (read when the pipeline is built).
-    settings: Option<OutputSettings>,
+    pub(crate) settings: Option<OutputSettings>,
     /// Held while a pipeline of this player is stopping (see [`fluo_core::Stopping`]).
-    stopping: Stopping,
+    pub(crate) stopping: Stopping,
 }
 
 pub(crate) type SharedRef = Arc<Mutex<Shared>>;
 
-fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
+pub(crate) fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -386,7 +386,7 @@ impl PlayerCore {
 
 /// Marks the current run failed (the next play() builds a new pipeline); whether it is the
 /// run's first failure, the one an Error event reports.
-fn first_failure(shared: &SharedRef) -> bool {
+pub(crate) fn first_failure(shared: &SharedRef) -> bool {
     let mut s = lock(shared);
     s.state = "STOP";
     !std::mem::replace(&mut s.failed, true)
@@ -457,7 +457,11 @@ fn refuse_fetching_demuxers(dec: &gst::Element, uri: String) {
     });
 }
 
-fn add_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, shared: &SharedRef) -> Result<(), String> {
+pub(crate) fn add_branch(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    shared: &SharedRef,
+) -> Result<(), String> {
     let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
     let name = caps
         .structure(0)

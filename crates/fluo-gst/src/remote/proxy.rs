@@ -96,6 +96,9 @@ pub(crate) trait Face: Send + 'static {
     /// After the shared [`Element::media_connected`] (the routing).
     fn media_connected(&mut self, _p: &Proxy, _edge: &Edge) {}
 
+    /// Before the shared [`Element::released`] (the job's release).
+    fn released(&mut self, _p: &Proxy) {}
+
     /// [`Element::property_set`].
     fn property_set(
         &mut self,
@@ -182,6 +185,7 @@ impl<F: Face> Element for Proxied<F> {
     }
 
     fn released(&mut self) {
+        self.face.released(&self.proxy);
         self.stopping = Some(self.proxy.remote.release());
     }
 

@@ -1,0 +1,621 @@
+//! Fluo's own HTTP listener (KMS's HttpEndpoint server): one listener, its routes per
+//! feature in `fluo_core::http::HttpRoutes` (today HttpPostEndpoint's uploads at
+//! `/post/<uuid>`). HTTP/1.1, one request per connection, written for hostile clients: the
+//! request head is bounded in size and time, the body is streamed to the element as it comes
+//! (never held whole: the listener stops reading while the element's demuxer has much
+//! queued), its size is bounded, and a client that stops sending is cut off.
+
+use crate::ws::{constant_time_eq, percent_decode, Acceptor};
+use fluo_core::http::{HttpRefusal, HttpRoutes, Route, Upload, UploadCut, UploadState};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The largest request head (request line and headers).
+const MAX_HEAD: usize = 16 * 1024;
+/// Most headers in a request.
+const MAX_HEADERS: usize = 64;
+/// How long a client gets to send its request head (and a TLS handshake).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes read from the body at a time (and handed to the element in one step at most).
+const READ_SIZE: usize = 64 * 1024;
+/// The listener stops reading a body while the element holds more than this, queued in
+/// front of its demuxer, and reads again below half of it.
+const HIGH_WATER: u64 = 1 << 20;
+/// How long an upload may wait for the element's pipeline to take what it holds.
+const STALL: Duration = Duration::from_secs(60);
+/// Connections at once on the listener.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// What the listener is told by the configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpSettings {
+    /// The WebSocket's token, required here too when set.
+    pub token: Option<String>,
+    /// The largest body taken.
+    pub max_body: u64,
+    /// A body that makes no progress this long is cut off.
+    pub read_timeout: Duration,
+}
+
+/// Accepts connections until `shutdown`.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    acceptor: Acceptor,
+    routes: Arc<HttpRoutes>,
+    settings: Arc<HttpSettings>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let live = Arc::new(AtomicUsize::new(0));
+    loop {
+        tokio::select! {
+            r = listener.accept() => {
+                let (stream, peer) = match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("HTTP accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if live.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                    tracing::warn!(%peer, "refusing an HTTP connection: {MAX_CONNECTIONS} open");
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                live.fetch_add(1, Ordering::Relaxed);
+                let (routes, settings, live, acceptor) =
+                    (routes.clone(), settings.clone(), live.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    match acceptor {
+                        Acceptor::Plain => serve(stream, &routes, &settings).await,
+                        Acceptor::Tls(tls) => {
+                            match tokio::time::timeout(HEAD_TIMEOUT, tls.accept(stream)).await {
+                                Ok(Ok(s)) => serve(s, &routes, &settings).await,
+                                _ => tracing::debug!(%peer, "HTTP: TLS handshake failed"),
+                            }
+                        }
+                    }
+                    live.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// How a request's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed request head.
+struct Head {
+    method: String,
+    path: String,
+    query: String,
+    headers: Vec<(String, String)>,
+    /// Bytes after the head (the body's start).
+    rest: Vec<u8>,
+}
+
+impl Head {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An answer before, or instead of, the body.
+type Answer = (u16, String);
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    routes: &HttpRoutes,
+    settings: &HttpSettings,
+) {
+    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut s)).await {
+        Ok(Ok(Some(h))) => h,
+        Ok(Ok(None)) => return,
+        Ok(Err((status, text))) => return respond(&mut s, status, &text, &[]).await,
+        Err(_) => {
+            let text = "the request head did not arrive in time";
+            return respond(&mut s, 408, text, &[]).await;
+        }
+    };
+    let (status, text) = match handle(&mut s, head, routes, settings).await {
+        Ok(ok) => ok,
+        Err(e) => e,
+    };
+    // Browsers' pages on other origins may POST (a MediaRecorder's output): every answer
+    // allows any origin, and a preflight gets what an upload needs.
+    let mut extra = vec![("Access-Control-Allow-Origin", "*")];
+    match status {
+        405 => extra.push(("Allow", "POST, OPTIONS")),
+        401 => extra.push(("WWW-Authenticate", "Bearer realm=\"fluo\"")),
+        204 => extra.extend([
+            ("Access-Control-Allow-Methods", "POST"),
+            (
+                "Access-Control-Allow-Headers",
+                "authorization, content-type",
+            ),
+            ("Access-Control-Max-Age", "600"),
+        ]),
+        _ => {}
+    }
+    respond(&mut s, status, &text, &extra).await;
+}
+
+/// Reads the request head; `None` when the client closed before sending one.
+async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Result<Option<Head>, Answer> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s
+            .read(&mut chunk)
+            .await
+            .map_err(|_| (400, "the request could not be read".to_string()))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
+                return Err((431, format!("the request head exceeds {MAX_HEAD} bytes")))
+            }
+            Ok(httparse::Status::Complete(len)) => {
+                let target = req.path.unwrap_or("/");
+                let (path, query) = target.split_once('?').unwrap_or((target, ""));
+                return Ok(Some(Head {
+                    method: req.method.unwrap_or("").to_string(),
+                    path: path.to_string(),
+                    query: query.to_string(),
+                    headers: req
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            let v = String::from_utf8_lossy(h.value).trim().to_string();
+                            (h.name.to_string(), v)
+                        })
+                        .collect(),
+                    rest: buf[len..].to_vec(),
+                }));
+            }
+            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => {}
+            Ok(httparse::Status::Partial) => {
+                return Err((431, format!("the request head exceeds {MAX_HEAD} bytes")))
+            }
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err((431, format!("more than {MAX_HEADERS} headers")))
+            }
+            Err(e) => return Err((400, format!("malformed request: {e}"))),
+        }
+    }
+}
+
+/// Whether the request carries the token (`Authorization: Bearer` or `?access_token=`).
+fn authorized(head: &Head, token: &str) -> bool {
+    let header = head
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|v| v.trim().to_string());
+    let query = head
+        .query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("access_token=").map(percent_decode));
+    [header, query]
+        .into_iter()
+        .flatten()
+        .any(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+}
+
+/// The body's framing, or the answer to a request without a usable one.
+fn framing(head: &Head, max: u64) -> Result<Framing, Answer> {
+    let te = head.header("transfer-encoding");
+    let cl = head.header("content-length");
+    match (te, cl) {
+        (Some(_), Some(_)) => Err((
+            400,
+            "both Transfer-Encoding and Content-Length are given".into(),
+        )),
+        (Some(t), None) if t.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
+        (Some(t), None) => Err((501, format!("Transfer-Encoding '{t}' is not supported"))),
+        (None, Some(l)) => {
+            let n: u64 = l
+                .parse()
+                .map_err(|_| (400, format!("Content-Length '{l}' is not a number")))?;
+            if n > max {
+                return Err((413, too_big(max)));
+            }
+            Ok(Framing::Length(n))
+        }
+        (None, None) => Err((
+            411,
+            "the body needs a Content-Length or chunked Transfer-Encoding".into(),
+        )),
+    }
+}
+
+fn too_big(max: u64) -> String {
+    format!("the body exceeds this server's limit of {max} bytes (--http-max-body)")
+}
+
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    head: Head,
+    routes: &HttpRoutes,
+    settings: &HttpSettings,
+) -> Result<Answer, Answer> {
+    let Some(Route::Upload(target)) = routes.find(&head.path) else {
+        return Err((404, "nothing at this URL".into()));
+    };
+    if head.method == "OPTIONS" {
+        return Ok((204, String::new()));
+    }
+    if head.method != "POST" {
+        let m = &head.method;
+        return Err((405, format!("{m} is not allowed here: POST the media")));
+    }
+    if let Some(token) = &settings.token {
+        if !authorized(&head, token) {
+            let text = "this server requires a token (Authorization: Bearer <token> or ?access_token=<token>)";
+            return Err((401, text.into()));
+        }
+    }
+    let framing = framing(&head, settings.max_body);
+    let mut upload = target.begin().map_err(|r| (r.status, r.text))?;
+    let framing = match framing {
+        Ok(f) => f,
+        Err((status, text)) => {
+            upload.cut(UploadCut::Refused(format!("an upload was refused: {text}")));
+            return Err((status, text));
+        }
+    };
+    if head
+        .header("expect")
+        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+    {
+        let _ = s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+    }
+    let mut body = Body::new(framing, head.rest);
+    let r = stream_body(s, &mut body, upload.as_mut(), settings).await;
+    if let Err((status, text)) = &r {
+        match status {
+            0 => upload.cut(UploadCut::Lost),
+            415 | 500 => upload.cut(UploadCut::Failed),
+            _ => upload.cut(UploadCut::Refused(format!(
+                "the upload was cut off: {text}"
+            ))),
+        }
+    }
+    r
+}
+
+/// Hands the body to `upload` as it comes; at its end, waits until the media ended.
+async fn stream_body<S: AsyncRead + Unpin>(
+    s: &mut S,
+    body: &mut Body,
+    upload: &mut dyn Upload,
+    settings: &HttpSettings,
+) -> Result<Answer, Answer> {
+    let mut total: u64 = 0;
+    let mut buf = vec![0u8; READ_SIZE];
+    let mut out = Vec::with_capacity(READ_SIZE);
+    loop {
+        out.clear();
+        let done = body.decode(&mut out).map_err(|e| (400, e.to_string()))?;
+        if !out.is_empty() {
+            total += out.len() as u64;
+            if total > settings.max_body {
+                return Err((413, too_big(settings.max_body)));
+            }
+            let state = step(upload, std::mem::take(&mut out)).await?;
+            if state.queued > HIGH_WATER {
+                drain(upload, HIGH_WATER / 2).await?;
+            }
+            continue;
+        }
+        if done {
+            break;
+        }
+        let n = match tokio::time::timeout(settings.read_timeout, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err((0, "the connection closed".into())),
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                let secs = settings.read_timeout.as_secs_f64();
+                return Err((408, format!("the client sent nothing for {secs} s")));
+            }
+        };
+        body.input(&buf[..n]);
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    upload.finish(Box::new(move |r| {
+        let _ = tx.send(r);
+    }));
+    let mut state = rx.await.map_err(|_| gone())?.map_err(refused)?;
+    let mut last = (state.queued, tokio::time::Instant::now());
+    while !state.ended {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        state = step(upload, Vec::new()).await?;
+        if state.queued != last.0 {
+            last = (state.queued, tokio::time::Instant::now());
+        } else if last.1.elapsed() > STALL {
+            return Err((503, "the media pipeline stopped taking the upload".into()));
+        }
+    }
+    Ok((200, format!("{total} bytes received; the media ended")))
+}
+
+fn refused(r: HttpRefusal) -> Answer {
+    (r.status, r.text)
+}
+
+fn gone() -> Answer {
+    (500, "the element went away".into())
+}
+
+/// One step of `upload`: `bytes` handed over (or none), the element's answer awaited.
+async fn step(upload: &mut dyn Upload, bytes: Vec<u8>) -> Result<UploadState, Answer> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    upload.push(
+        bytes,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.await.map_err(|_| gone())?.map_err(refused)
+}
+
+/// Waits until the element holds at most `low` bytes of the body.
+async fn drain(upload: &mut dyn Upload, low: u64) -> Result<(), Answer> {
+    let since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if step(upload, Vec::new()).await?.queued <= low {
+            return Ok(());
+        }
+        if since.elapsed() > STALL {
+            return Err((503, "the media pipeline stopped taking the upload".into()));
+        }
+    }
+}
+
+/// Writes the answer, then reads (and drops) what the client still sends for a moment, so
+/// that closing does not reset the connection before the client read the answer.
+async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    status: u16,
+    text: &str,
+    extra: &[(&str, &str)],
+) {
+    if status == 0 {
+        return;
+    }
+    // A 204 has no body.
+    let body: &[u8] = if status == 204 { b"" } else { text.as_bytes() };
+    let end: &[u8] = if status == 204 { b"" } else { b"\n" };
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reason(status),
+        body.len() + end.len()
+    );
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let msg = [head.as_bytes(), body, end].concat();
+    if s.write_all(&msg).await.is_err() {
+        return;
+    }
+    let _ = s.flush().await;
+    let _ = s.shutdown().await;
+    let mut sink = [0u8; 16 * 1024];
+    let mut left: usize = 16 << 20;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while left > 0 {
+        match tokio::time::timeout_at(deadline, s.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => break,
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// A body being decoded: its framing's state and the bytes read but not yet decoded.
+struct Body {
+    framing: Framing,
+    pending: Vec<u8>,
+    /// Length: bytes still to come. Chunked: the current chunk's bytes still to come.
+    left: u64,
+    chunk: ChunkState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading a chunk-size line.
+    Size,
+    /// Reading a chunk's data (`left` bytes to come).
+    Data,
+    /// Reading the CRLF after a chunk's data.
+    DataEnd,
+    /// Reading trailer lines after the last chunk.
+    Trailers,
+    /// The body ended.
+    Done,
+}
+
+/// The longest chunk-size or trailer line taken.
+const MAX_LINE: usize = 4096;
+
+impl Body {
+    fn new(framing: Framing, rest: Vec<u8>) -> Body {
+        let left = match framing {
+            Framing::Length(n) => n,
+            Framing::Chunked => 0,
+        };
+        Body {
+            framing,
+            pending: rest,
+            left,
+            chunk: ChunkState::Size,
+        }
+    }
+
+    fn input(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// Moves the decodable body bytes (at most [`READ_SIZE`]) into `out`; whether the body
+    /// ended.
+    fn decode(&mut self, out: &mut Vec<u8>) -> Result<bool, &'static str> {
+        match self.framing {
+            Framing::Length(_) => {
+                let n = (self.left as usize).min(self.pending.len()).min(READ_SIZE);
+                out.extend(self.pending.drain(..n));
+                self.left -= n as u64;
+                Ok(self.left == 0 && out.is_empty())
+            }
+            Framing::Chunked => self.decode_chunked(out),
+        }
+    }
+
+    fn line(&mut self) -> Result<Option<String>, &'static str> {
+        match self.pending.windows(2).position(|w| w == b"\r\n") {
+            Some(i) => {
+                let line = String::from_utf8_lossy(&self.pending[..i]).into_owned();
+                self.pending.drain(..i + 2);
+                Ok(Some(line))
+            }
+            None if self.pending.len() > MAX_LINE => Err("a chunk line is too long"),
+            None => Ok(None),
+        }
+    }
+
+    fn decode_chunked(&mut self, out: &mut Vec<u8>) -> Result<bool, &'static str> {
+        loop {
+            match self.chunk {
+                ChunkState::Size => {
+                    let Some(line) = self.line()? else {
+                        return Ok(false);
+                    };
+                    let hex = line.split(';').next().unwrap_or("").trim();
+                    let size =
+                        u64::from_str_radix(hex, 16).map_err(|_| "a chunk size is malformed")?;
+                    self.left = size;
+                    self.chunk = if size == 0 {
+                        ChunkState::Trailers
+                    } else {
+                        ChunkState::Data
+                    };
+                }
+                ChunkState::Data => {
+                    let room = READ_SIZE.saturating_sub(out.len());
+                    let n = (self.left as usize).min(self.pending.len()).min(room);
+                    out.extend(self.pending.drain(..n));
+                    self.left -= n as u64;
+                    if self.left > 0 {
+                        return Ok(false);
+                    }
+                    self.chunk = ChunkState::DataEnd;
+                }
+                ChunkState::DataEnd => {
+                    if self.pending.len() < 2 {
+                        return Ok(false);
+                    }
+                    if &self.pending[..2] != b"\r\n" {
+                        return Err("a chunk does not end with CRLF");
+                    }
+                    self.pending.drain(..2);
+                    self.chunk = ChunkState::Size;
+                    if out.len() >= READ_SIZE {
+                        return Ok(false);
+                    }
+                }
+                ChunkState::Trailers => {
+                    let Some(line) = self.line()? else {
+                        return Ok(false);
+                    };
+                    if line.is_empty() {
+                        self.chunk = ChunkState::Done;
+                    }
+                }
+                ChunkState::Done => return Ok(out.is_empty()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(framing: Framing, parts: &[&[u8]]) -> Result<(Vec<u8>, bool), &'static str> {
+        let mut b = Body::new(framing, Vec::new());
+        let mut got = Vec::new();
+        let mut done = false;
+        for p in parts {
+            b.input(p);
+            loop {
+                let mut out = Vec::new();
+                done = b.decode(&mut out)?;
+                if out.is_empty() {
+                    break;
+                }
+                got.extend(out);
+            }
+        }
+        Ok((got, done))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_across_any_split() {
+        let wire = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n";
+        for split in 0..wire.len() {
+            let (a, b) = wire.split_at(split);
+            let (got, done) = decode_all(Framing::Chunked, &[a, b]).unwrap();
+            assert_eq!(got, b"hello, world", "split at {split}");
+            assert!(done, "split at {split}");
+        }
+        let (got, done) = decode_all(Framing::Chunked, &[b"5\r\nhel"]).unwrap();
+        assert_eq!((got.as_slice(), done), (&b"hel"[..], false));
+        assert!(decode_all(Framing::Chunked, &[b"zz\r\n"]).is_err());
+        assert!(decode_all(Framing::Chunked, &[b"2\r\nabXY"]).is_err());
+        assert!(decode_all(Framing::Chunked, &[&[b'1'; 5000][..]]).is_err());
+    }
+
+    #[test]
+    fn length_bodies_stop_at_their_length() {
+        let (got, done) = decode_all(Framing::Length(5), &[b"hel", b"loEXTRA"]).unwrap();
+        assert_eq!((got.as_slice(), done), (&b"hello"[..], true));
+        let (got, done) = decode_all(Framing::Length(5), &[b"hel"]).unwrap();
+        assert_eq!((got.as_slice(), done), (&b"hel"[..], false));
+    }
+}

@@ -1,0 +1,242 @@
+//! The HTTP listener of HttpPostEndpoint on the real server (127.0.0.1, port 0), over raw
+//! TCP and TLS: getUrl names it; the WebSocket's token is required; malformed, oversized and
+//! misdirected requests get their statuses before any media; `--http-tls` serves https://
+//! with the wss:// certificate. (The uploads themselves: tests/compat/test/18-http-post.)
+use fluo_server::{run_with_tls, Config};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const TOKEN: &str = "t0ken/+x";
+
+/// A server with its HTTP listener on any port; its WebSocket port.
+async fn start(
+    config: Config,
+    tls: Option<fluo_server::tls::TlsSettings>,
+) -> (u16, watch::Sender<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let secure = match tls {
+        Some(t) => Some((TcpListener::bind("127.0.0.1:0").await.unwrap(), t)),
+        None => None,
+    };
+    let (stop, rx) = watch::channel(false);
+    tokio::spawn(run_with_tls(listener, secure, config, rx));
+    (port, stop)
+}
+
+fn config() -> Config {
+    Config {
+        bind: [127, 0, 0, 1].into(),
+        http_port: 0,
+        http_max_body: 1000,
+        auth_token: Some(TOKEN.into()),
+        workers: 0,
+        ..Config::default()
+    }
+}
+
+/// getUrl of a new HttpPostEndpoint, through the WebSocket (with the token).
+async fn endpoint_url(ws_port: u16) -> String {
+    let mut req = format!("ws://127.0.0.1:{ws_port}/kurento")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("ws");
+    let ws = &mut ws;
+    let p = ask(
+        ws,
+        json!({"jsonrpc":"2.0","id":1,"method":"create","params":{"type":"MediaPipeline"}}),
+    )
+    .await;
+    let pipe = p["result"]["value"]
+        .as_str()
+        .expect("a pipeline")
+        .to_string();
+    let e = ask(
+        ws,
+        json!({"jsonrpc":"2.0","id":2,"method":"create","params":{
+        "type":"HttpPostEndpoint","constructorParams":{"mediaPipeline": pipe}}}),
+    )
+    .await;
+    let ep = e["result"]["value"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{e}"))
+        .to_string();
+    let u = ask(
+        ws,
+        json!({"jsonrpc":"2.0","id":3,"method":"invoke","params":{
+        "object": ep, "operation": "getUrl"}}),
+    )
+    .await;
+    u["result"]["value"].as_str().expect("a URL").to_string()
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// A request's reply (events skipped).
+async fn ask(ws: &mut Ws, v: Value) -> Value {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("a reply")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v.get("id").is_some() {
+                return v;
+            }
+        }
+    }
+}
+
+/// Sends `request` raw and reads the answer's status line and body.
+async fn raw<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, request: &[u8]) -> (u16, String) {
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    (status, text)
+}
+
+fn split(url: &str) -> (u16, String) {
+    let rest = url.split_once("://").unwrap().1;
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let port = host.rsplit(':').next().unwrap().parse().unwrap();
+    (port, path.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_checked_before_any_media() {
+    let (ws_port, stop) = start(config(), None).await;
+    let url = endpoint_url(ws_port).await;
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let (port, path) = split(&url);
+    let conn = || async move { TcpStream::connect(("127.0.0.1", port)).await.unwrap() };
+
+    let post = |p: &str, extra: &str| {
+        format!("POST {p} HTTP/1.1\r\nHost: x\r\n{extra}Content-Length: 5000\r\n\r\n").into_bytes()
+    };
+    let (s, t) = raw(conn().await, &post(&path, "")).await;
+    assert_eq!(s, 401, "{t}");
+    assert!(t.contains("WWW-Authenticate: Bearer"), "{t}");
+    let (s, _) = raw(conn().await, &post(&path, "Authorization: Bearer nope\r\n")).await;
+    assert_eq!(s, 401);
+    // The token passes (header or query): the body's size is judged next.
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+    let (s, t) = raw(conn().await, &post(&path, &bearer)).await;
+    assert_eq!(s, 413, "{t}");
+    assert!(t.contains("limit of 1000 bytes"), "{t}");
+    let query = format!("{path}?access_token=t0ken%2F%2Bx");
+    let (s, _) = raw(conn().await, &post(&query, "")).await;
+    assert_eq!(s, 413);
+
+    let get = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (s, t) = raw(conn().await, get.as_bytes()).await;
+    assert_eq!(s, 405, "{t}");
+    assert!(t.contains("Allow: POST"), "{t}");
+    assert!(t.contains("Access-Control-Allow-Origin: *"), "{t}");
+    // A browser's preflight for a cross-origin upload (no token asked: it carries none).
+    let preflight = format!(
+        "OPTIONS {path} HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization, content-type\r\n\r\n"
+    );
+    let (s, t) = raw(conn().await, preflight.as_bytes()).await;
+    assert_eq!(s, 204, "{t}");
+    for h in [
+        "Access-Control-Allow-Origin: *",
+        "Access-Control-Allow-Methods: POST",
+        "Access-Control-Allow-Headers: authorization, content-type",
+        "Content-Length: 0\r\n",
+    ] {
+        assert!(t.contains(h), "{h} in {t}");
+    }
+    assert!(t.ends_with("\r\n\r\n"), "no body: {t:?}");
+    let (s, _) = raw(
+        conn().await,
+        b"POST /post/nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _) = raw(conn().await, b"NOT HTTP AT ALL\r\n\r\n").await;
+    assert_eq!(s, 400);
+    let huge = format!("POST {path} HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+    let (s, _) = raw(conn().await, huge.as_bytes()).await;
+    assert_eq!(s, 431);
+    let no_length = format!("POST {path} HTTP/1.1\r\nHost: x\r\n{bearer}\r\n");
+    let (s, _) = raw(conn().await, no_length.as_bytes()).await;
+    assert_eq!(s, 411);
+    let both = format!(
+        "POST {path} HTTP/1.1\r\n{bearer}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let (s, _) = raw(conn().await, both.as_bytes()).await;
+    assert_eq!(s, 400);
+    stop.send(true).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_tls_serves_https_with_the_wss_certificate() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("fluo-https-")
+        .tempdir()
+        .unwrap();
+    let pem = tmp.path().join("cert.pem");
+    std::fs::write(
+        &pem,
+        format!("{}{}", ck.cert.pem(), ck.signing_key.serialize_pem()),
+    )
+    .unwrap();
+    let settings = fluo_server::tls::TlsSettings::from_pem_file(&pem).unwrap();
+    let (ws_port, stop) = start(
+        Config {
+            http_tls: true,
+            ..config()
+        },
+        Some(settings),
+    )
+    .await;
+    let url = endpoint_url(ws_port).await;
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let (port, path) = split(&url);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let get = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let (s, t) = raw(tls, get.as_bytes()).await;
+    assert_eq!(s, 405, "{t}");
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut plain = plain;
+    plain.write_all(get.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut out)).await;
+    assert!(
+        !String::from_utf8_lossy(&out).contains("405"),
+        "plain HTTP was answered"
+    );
+    stop.send(true).unwrap();
+}
