@@ -1003,6 +1003,66 @@ fn upload_server(dir: PathBuf) -> u16 {
     port
 }
 
+/// Chromium's MediaRecorder writes WebM whose VP8 track says it may carry alpha (AlphaMode 1)
+/// and carries none: GStreamer's alpha VP8 decoder, which decodebin picks for such a track,
+/// fails on its first frame. The player decodes it with the plain decoder and plays it.
+#[test]
+fn a_player_plays_a_webm_whose_vp8_track_says_it_may_carry_alpha() {
+    let _serial = serial();
+    let dir = tmp::dir("gst-alpha");
+    let clip = dir.join("alpha.webm");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=30",
+            "-t",
+            "2",
+        ])
+        .args([
+            "-c:v",
+            "libvpx",
+            "-pix_fmt",
+            "yuv420p",
+            "-metadata:s:v:0",
+            "alpha_mode=1",
+        ])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg");
+    assert!(made.success(), "ffmpeg made the clip");
+    let out = dir.join("out.webm");
+    let port = start_server(Duration::from_secs(30));
+    rt().block_on(async {
+        let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
+        let p = c
+            .create("PlayerEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", clip.display())}))
+            .await
+            .expect("player");
+        let r = c
+            .create("RecorderEndpoint", json!({"mediaPipeline": pipe, "uri": format!("file://{}", out.display()), "mediaProfile": "WEBM_VIDEO_ONLY", "stopOnEndOfStream": true}))
+            .await
+            .expect("recorder");
+        for (o, ev) in [(&p, "EndOfStream"), (&p, "Error"), (&r, "Stopped"), (&r, "Error")] {
+            c.subscribe(o, ev).await.expect("subscribe");
+        }
+        c.invoke(&p, "connect", json!({"sink": r})).await.expect("connect");
+        c.invoke(&r, "record", json!({})).await.expect("record");
+        c.invoke(&p, "play", json!({})).await.expect("play");
+        assert!(c.wait_event("EndOfStream", &p, Duration::from_secs(15)).await.is_some(), "the clip plays to its end: {:?}", c.events);
+        assert!(c.wait_event("Stopped", &r, Duration::from_secs(10)).await.is_some(), "the recording stops");
+        assert!(!c.events.iter().any(|(t, _)| t == "Error"), "{:?}", c.events);
+        c.request("release", json!({"object": pipe})).await.expect("release");
+    });
+    let frames = decoded_frames(&out);
+    println!("alpha-flagged WebM through a player: {frames} frames recorded");
+    assert!(frames >= 45, "{frames} frames of the 2 s clip recorded");
+}
+
 #[test]
 fn recorders_upload_to_http_and_players_read_mkv() {
     let _serial = serial();

@@ -165,7 +165,7 @@ impl PostCore {
                     .map_err(|_| fail(&"caps"))?;
             dec.set_property("caps", &caps);
         }
-        skip_alpha_decoders(&dec);
+        player::skip_alpha_decoders(&dec);
         pipeline
             .add_many([src.upcast_ref::<gst::Element>(), &dec])
             .map_err(|e| fail(&e))?;
@@ -310,27 +310,6 @@ impl PostCore {
             }
         })
     }
-}
-
-/// Keeps decodebin from plugging the VP8 / VP9 alpha decoders: Chromium's MediaRecorder
-/// marks its VP8 track as one that may carry alpha, the alpha decoder then fails on its
-/// first frame ("Cannot handle streams without an initial alpha buffer"), and the alpha is
-/// dropped by the encode after anyway; the plain decoder takes the stream.
-fn skip_alpha_decoders(dec: &gst::Element) {
-    let Some(ty) = glib::Type::from_name("GstAutoplugSelectResult") else {
-        return;
-    };
-    let value = move |nick: &str| glib::EnumClass::with_type(ty)?.to_value_by_nick(nick);
-    if value("try").is_none() || value("skip").is_none() {
-        return;
-    }
-    dec.connect("autoplug-select", false, move |args| {
-        let factory = args
-            .get(3)
-            .and_then(|v| v.get::<gst::ElementFactory>().ok());
-        let alpha = factory.is_some_and(|f| f.name().ends_with("alphadecodebin"));
-        value(if alpha { "skip" } else { "try" })
-    });
 }
 
 pub(crate) struct HttpPostFactory {

@@ -234,6 +234,7 @@ impl PlayerCore {
         if guarded {
             refuse_fetching_demuxers(&dec, self.uri.gst_uri());
         }
+        skip_alpha_decoders(&dec);
         Ok(dec)
     }
 
@@ -434,6 +435,27 @@ fn fetching_demuxer(caps: &gst::Caps) -> Option<(String, String)> {
 /// and appsink that sends its RTP into the router. Decoded streams are encoded to the codec
 /// the player's output settings force (VP8 and Opus when none), at their frame rate and
 /// bitrates.
+/// Keeps a decodebin (or uridecodebin) from plugging the VP8 / VP9 alpha decoders:
+/// Chromium's MediaRecorder marks its VP8 track as one that may carry alpha, the alpha decoder then fails on its
+/// first frame ("Cannot handle streams without an initial alpha buffer"), and the alpha is
+/// dropped by the encode after anyway; the plain decoder takes the stream.
+pub(crate) fn skip_alpha_decoders(dec: &gst::Element) {
+    let Some(ty) = glib::Type::from_name("GstAutoplugSelectResult") else {
+        return;
+    };
+    let value = move |nick: &str| glib::EnumClass::with_type(ty)?.to_value_by_nick(nick);
+    if value("try").is_none() || value("skip").is_none() {
+        return;
+    }
+    dec.connect("autoplug-select", false, move |args| {
+        let factory = args
+            .get(3)
+            .and_then(|v| v.get::<gst::ElementFactory>().ok());
+        let alpha = factory.is_some_and(|f| f.name().ends_with("alphadecodebin"));
+        value(if alpha { "skip" } else { "try" })
+    });
+}
+
 /// Stops `dec` (with an error on its bus) before it plugs a demuxer that opens URIs of its
 /// own (an HLS or DASH manifest's segments), which a URI allow-list cannot check.
 fn refuse_fetching_demuxers(dec: &gst::Element, uri: String) {
