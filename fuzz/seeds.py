@@ -207,3 +207,11 @@ put("uri_sdp_plain", "plain-sdp", "\r\n".join([
     "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz",
     "a=recvonly", "",
 ]))
+
+# ---- http_request: byte 0 the body's piece size, then one connection's bytes ----
+put("http_request", "chunked", bytes([7]) + b"POST /post/0b0e6f1a-54a3-4d2b-9b33-2c1e0f6f8a11?access_token=token HTTP/1.1\r\n"
+    b"Host: 127.0.0.1:9091\r\nTransfer-Encoding: chunked\r\nContent-Type: video/webm\r\n\r\n"
+    b"5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer: x\r\n\r\n")
+put("http_request", "length", bytes([64]) + b"POST /post/x HTTP/1.1\r\nAuthorization: Bearer token\r\n"
+    b"Content-Length: 11\r\n\r\nhello world")
+put("http_request", "options", bytes([1]) + b"OPTIONS /post/x HTTP/1.1\r\nOrigin: https://a.example\r\n\r\n")

@@ -29,7 +29,7 @@ FUZZ="$ROOT/fuzz"
 cd "$FUZZ"
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(jsonrpc sdp rtp_rtcp uri_sdp_plain egress_rtcp)
+  TARGETS=(jsonrpc sdp rtp_rtcp uri_sdp_plain egress_rtcp http_request)
 fi
 
 in_ci() {

@@ -202,6 +202,40 @@ async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Result<Option<Head>, Answ
     }
 }
 
+/// For the fuzzer (`fuzz/fuzz_targets/http_request.rs`): `data[1..]` as the bytes of one
+/// connection, read as the listener reads them: the head parsed, its token and framing
+/// checked, the body decoded to its end or its error, arriving in pieces of `data[0]` bytes
+/// (at least one). It must never panic, nor loop without taking input.
+pub fn fuzz_request(data: &[u8]) {
+    use futures_util::FutureExt;
+    let Some((piece, mut rest)) = data.split_first() else {
+        return;
+    };
+    let piece = usize::from(*piece).max(1);
+    // A byte slice reads at once: the future is ready on its first poll.
+    let Some(Ok(Some(head))) = read_head(&mut rest).now_or_never() else {
+        return;
+    };
+    let _ = authorized(&head, "token");
+    let Ok(framing) = framing(&head, 1 << 20) else {
+        return;
+    };
+    let mut body = Body::new(framing, head.rest.clone());
+    let mut out = Vec::new();
+    loop {
+        match body.decode(&mut out) {
+            Ok(true) | Err(_) => return,
+            Ok(false) if !out.is_empty() => out.clear(),
+            Ok(false) if rest.is_empty() => return,
+            Ok(false) => {
+                let n = piece.min(rest.len());
+                body.input(&rest[..n]);
+                rest = &rest[n..];
+            }
+        }
+    }
+}
+
 /// Whether the request carries the token (`Authorization: Bearer` or `?access_token=`).
 fn authorized(head: &Head, token: &str) -> bool {
     let header = head
