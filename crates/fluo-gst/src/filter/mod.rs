@@ -188,6 +188,33 @@ pub(crate) fn add_port(
     )
 }
 
+/// A filter whose port runs in this process (`--workers 0`), seen from its element: what
+/// every such filter does on connect, disconnect, release and stop.
+pub(crate) struct LocalPort {
+    pub(crate) id: String,
+    pub(crate) key: u64,
+    pub(crate) media: Media,
+    pub(crate) stopping: Stopping,
+}
+
+impl LocalPort {
+    pub(crate) fn connected(&self, edge: &Edge) {
+        self.media.route(self.key, &self.id, edge, true);
+        if edge.sink == self.id {
+            // The decoder starts at a keyframe.
+            self.media.bus.request_keyframe(self.key);
+        }
+    }
+
+    pub(crate) fn disconnected(&self, edge: &Edge) {
+        self.media.route(self.key, &self.id, edge, false);
+    }
+
+    pub(crate) fn released(&self) {
+        self.media.bus.remove_port(self.key);
+    }
+}
+
 /// What a filter port runs between its decoder and its encoder, in each pipeline it builds:
 /// a GStreamerFilter's command ([`Command`]), a ZBarFilter's `zbar`.
 pub(crate) trait Stage: Send + Sync + 'static {

@@ -579,27 +579,26 @@ impl Factory for OverlayFactory {
             stopping.clone(),
         );
         Ok(Box::new(Overlay {
-            id: cx.id.to_string(),
-            key,
+            port: filter::LocalPort {
+                id: cx.id.to_string(),
+                key,
+                media: self.media.clone(),
+                stopping,
+            },
             overlays,
-            stopping,
-            media: self.media.clone(),
         }))
     }
 }
 
 /// An overlay filter whose pipeline runs in the server's process (`--workers 0`).
 struct Overlay {
-    id: String,
-    key: u64,
+    port: filter::LocalPort,
     overlays: Overlays,
-    stopping: Stopping,
-    media: Media,
 }
 
 impl Element for Overlay {
     fn stats(&mut self, q: &fluo_core::StatsQuery<'_>) -> Option<Map<String, Value>> {
-        self.media.element_stats(q)
+        self.port.media.element_stats(q)
     }
 
     fn invoke(
@@ -608,7 +607,7 @@ impl Element for Overlay {
         method: &str,
         params: &Map<String, Value>,
     ) -> Option<Result<Value, KurentoError>> {
-        let op = parse_op(self.overlays.which, method, params, &self.media.uris)?;
+        let op = parse_op(self.overlays.which, method, params, &self.port.media.uris)?;
         Some(
             op.and_then(|op| self.overlays.apply(op))
                 .map(|()| Value::Null),
@@ -616,23 +615,19 @@ impl Element for Overlay {
     }
 
     fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
-        self.media.route(self.key, &self.id, edge, true);
-        if edge.sink == self.id {
-            // The decoder starts at a keyframe.
-            self.media.bus.request_keyframe(self.key);
-        }
+        self.port.connected(edge);
     }
 
     fn media_disconnected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
-        self.media.route(self.key, &self.id, edge, false);
+        self.port.disconnected(edge);
     }
 
     fn released(&mut self) {
-        self.media.bus.remove_port(self.key);
+        self.port.released();
     }
 
     fn stopping(&self) -> Option<Stopping> {
-        Some(self.stopping.clone())
+        Some(self.port.stopping.clone())
     }
 }
 

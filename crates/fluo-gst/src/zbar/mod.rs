@@ -143,45 +143,40 @@ impl Factory for ZBarFactory {
         );
         tracing::info!(id = %cx.id, "ZBarFilter created");
         Ok(Box::new(ZBar {
-            id: cx.id.to_string(),
-            key,
-            media: self.media.clone(),
-            stopping,
+            port: crate::filter::LocalPort {
+                id: cx.id.to_string(),
+                key,
+                media: self.media.clone(),
+                stopping,
+            },
         }))
     }
 }
 
 /// A ZBarFilter whose pipeline runs in this process.
 struct ZBar {
-    id: String,
-    key: u64,
-    media: Media,
-    stopping: Stopping,
+    port: crate::filter::LocalPort,
 }
 
 impl Element for ZBar {
     fn stats(&mut self, q: &fluo_core::StatsQuery<'_>) -> Option<Map<String, Value>> {
-        self.media.element_stats(q)
+        self.port.media.element_stats(q)
     }
 
     fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
-        self.media.route(self.key, &self.id, edge, true);
-        if edge.sink == self.id {
-            // The decoder starts at a keyframe.
-            self.media.bus.request_keyframe(self.key);
-        }
+        self.port.connected(edge);
     }
 
     fn media_disconnected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
-        self.media.route(self.key, &self.id, edge, false);
+        self.port.disconnected(edge);
     }
 
     fn released(&mut self) {
-        self.media.bus.remove_port(self.key);
+        self.port.released();
     }
 
     fn stopping(&self) -> Option<Stopping> {
-        Some(self.stopping.clone())
+        Some(self.port.stopping.clone())
     }
 }
 
