@@ -351,9 +351,6 @@ impl Core {
             &self.pipeline,
             &format!("{enc} ! appsink sync=false async=false max-buffers=200 drop=true"),
         )?;
-        let pad = tee.request_pad_simple("src_%u").ok_or("no tee pad")?;
-        let sink = elements[0].static_pad("sink").ok_or("no encoder pad")?;
-        pad.link(&sink).map_err(|e| format!("audio encode: {e}"))?;
         let own: Arc<Mutex<Vec<(u64, Out)>>> =
             Arc::new(Mutex::new(vec![(port.id, port.out.clone())]));
         encode::forward(
@@ -362,7 +359,12 @@ impl Core {
             Codec::new(codec),
             own,
         );
+        // Playing before the tee feeds it: a buffer pushed into a stopped element answers
+        // FLUSHING, which would stop the port's mixer for good.
         start(&elements);
+        let pad = tee.request_pad_simple("src_%u").ok_or("no tee pad")?;
+        let sink = elements[0].static_pad("sink").ok_or("no encoder pad")?;
+        pad.link(&sink).map_err(|e| format!("audio encode: {e}"))?;
         port.audio_enc = (elements, Some(pad));
         port.audio_codec = codec;
         Ok(())
