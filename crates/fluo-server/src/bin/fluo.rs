@@ -43,6 +43,8 @@ pub(crate) fn main() -> std::process::ExitCode {
 }
 
 async fn serve(config: Config) -> std::io::Result<()> {
+    // Before the port file says we are up: a signal sent once it exists is ours to handle.
+    let mut signals = Signals::install()?;
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = TcpListener::bind(addr)
         .await
@@ -83,10 +85,10 @@ async fn serve(config: Config) -> std::io::Result<()> {
     };
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.next().await;
         tracing::info!("shutting down (a second signal exits at once)");
         let _ = tx.send(true);
-        wait_for_signal().await;
+        signals.next().await;
         tracing::warn!("second signal: exiting now");
         std::process::exit(130);
     });
@@ -97,11 +99,26 @@ async fn serve(config: Config) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGTERM and SIGINT, listened to from start-up on (one listener each, so that a second
+/// signal sent right after the first is not missed).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
