@@ -21,7 +21,7 @@ use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::http::UploadState;
 use fluo_core::Stopping;
 use fluo_core::{Edge, Element, ElementCx, EventSink, Factory, FactoryCx, MediaError, MediaEvent};
-use fluo_sfu::{Header, MediaKind, Node, OutputSettings, Packet, SinkCaps};
+use fluo_sfu::{Node, OutputSettings};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use serde_json::{json, Map, Value};
@@ -368,7 +368,7 @@ fn local(
     timeout: std::time::Duration,
 ) -> HttpPost {
     let shared = player::new_shared(None);
-    let port = PostPort {
+    let port = player::SourcePort {
         shared: shared.clone(),
     };
     let for_port = shared.clone();
@@ -462,29 +462,5 @@ impl Element for HttpPost {
 
     fn stopping(&self) -> Option<Stopping> {
         Some(self.core.lock().unwrap_or_else(|p| p.into_inner()).hold())
-    }
-}
-
-/// The element as the router sees it: a source only.
-struct PostPort {
-    shared: SharedRef,
-}
-
-impl Node for PostPort {
-    fn caps(&self, _kind: MediaKind) -> SinkCaps {
-        SinkCaps::codecs([])
-    }
-
-    fn push(&mut self, _now: std::time::Instant, _pkt: &Packet<'_>, _header: Header) {}
-
-    fn request_keyframe(&mut self, _kind: MediaKind) {
-        let sinks = lock(&self.shared).sinks.clone();
-        for s in sinks {
-            bridge::force_keyframe(&s);
-        }
-    }
-
-    fn applies_format(&self, kind: MediaKind) -> bool {
-        lock(&self.shared).encoded[kind]
     }
 }

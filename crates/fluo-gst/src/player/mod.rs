@@ -87,7 +87,7 @@ impl Factory for PlayerFactory {
             ));
         }
         let shared = new_shared(None);
-        let port = PlayerPort {
+        let port = SourcePort {
             shared: shared.clone(),
         };
         let for_port = shared.clone();
@@ -699,12 +699,13 @@ impl PlayerCore {
     }
 }
 
-/// The player as the router sees it: a source only.
-struct PlayerPort {
-    shared: SharedRef,
+/// A player (or an upload, which shares its pipeline's state) as the router sees it: a
+/// source only.
+pub(crate) struct SourcePort {
+    pub(crate) shared: SharedRef,
 }
 
-impl Node for PlayerPort {
+impl Node for SourcePort {
     fn caps(&self, _kind: MediaKind) -> SinkCaps {
         // A source only: it takes nothing.
         SinkCaps::codecs([])
