@@ -1,4 +1,4 @@
-//! `fluotest`, a module for tests (linked only by fluo-server's `test-elements` feature):
+//! `fluomodtest`, a module for tests (linked only by fluo-server's `test-elements` feature):
 //! FluoModuleTestFilter inverts its video's colours and raises `FramesProcessed` every 30
 //! frames (the first included); after `setMode("panic")` its processing panics, which the
 //! host must contain.
@@ -11,7 +11,7 @@ use fluo_module::{
 
 /// The module's interface.
 pub const IDL: &str = "\
-module fluotest 0.1.0
+module fluomodtest 0.1.0
 
 class FluoModuleTestFilter extends Filter
   ctor mediaPipeline: MediaPipeline
