@@ -46,3 +46,47 @@ pub(crate) fn model() -> &'static fluo_api::model::Model {
         m
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    /// A module's names must not take a built-in one's (its factory would replace the
+    /// built-in's) nor another module's.
+    #[test]
+    fn the_compiled_in_modules_name_nothing_twice() {
+        let builtin = fluo_api::model::Model::builtin();
+        let mut modules: HashSet<String> =
+            builtin.modules().iter().map(|m| m.name.clone()).collect();
+        let mut names: HashSet<String> = HashSet::new();
+        for m in builtin.modules() {
+            names.extend(m.classes.iter().chain(&m.types).chain(&m.events).cloned());
+        }
+        #[cfg(feature = "test-elements")]
+        {
+            let t = fluo_api::model::idl::parse(fluo_gst::TEST_MODULE_IDL).expect("parses");
+            modules.insert(t.name);
+            names.extend(t.classes.into_iter().map(|c| c.name));
+        }
+        let list = super::compiled_in();
+        #[cfg(feature = "chroma")]
+        assert!(!list.is_empty());
+        for module in list {
+            let p =
+                fluo_api::model::idl::parse(module.idl()).expect("a module's description parses");
+            assert!(
+                modules.insert(p.name.clone()),
+                "module {} named twice",
+                p.name
+            );
+            let own = p.classes.iter().map(|c| c.name.clone());
+            let own = own.chain(p.types.iter().map(|t| match t {
+                fluo_api::model::TypeDef::Enum { name, .. }
+                | fluo_api::model::TypeDef::Struct { name, .. } => name.clone(),
+            }));
+            for n in own.chain(p.events.iter().map(|e| e.name.clone())) {
+                assert!(names.insert(n.clone()), "{}: {n} is named already", p.name);
+            }
+        }
+    }
+}
