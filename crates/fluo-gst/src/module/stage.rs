@@ -134,6 +134,143 @@ fn split_planes<'a>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::host::{Slot, Who};
+    use super::*;
+    use fluo_module::{Host, Instance, KurentoError, Map, Module, Value};
+    use gstreamer_app as gst_app;
+    use std::sync::Mutex;
+
+    /// Frames seen: width, height, plane lengths and strides, pts.
+    type Seen = Arc<Mutex<Vec<(u32, u32, Vec<(usize, usize)>, Option<u64>)>>>;
+
+    struct Probe {
+        seen: Seen,
+        panic: bool,
+    }
+
+    impl Module for Probe {
+        fn idl(&self) -> &str {
+            "module probe 1.0.0"
+        }
+        fn create(
+            &self,
+            _: &mut dyn Host,
+            _: &str,
+            _: &Map<String, Value>,
+        ) -> Result<Box<dyn Instance>, KurentoError> {
+            Ok(Box::new(ProbeFilter {
+                seen: self.seen.clone(),
+                panic: self.panic,
+            }))
+        }
+    }
+
+    struct ProbeFilter {
+        seen: Seen,
+        panic: bool,
+    }
+
+    impl Instance for ProbeFilter {
+        fn format(&self) -> PixelFormat {
+            PixelFormat::I420
+        }
+        fn invoke(
+            &mut self,
+            _: &mut dyn Host,
+            m: &str,
+            _: &Map<String, Value>,
+        ) -> Result<Value, KurentoError> {
+            Err(fluo_module::not_handled(m))
+        }
+        fn process(&mut self, _: &mut dyn Host, frame: &mut VideoFrame<'_>) {
+            assert!(!self.panic, "the probe panics");
+            let planes = frame
+                .planes
+                .iter()
+                .map(|p| (p.data.len(), p.stride))
+                .collect();
+            let mut seen = self.seen.lock().unwrap();
+            seen.push((frame.width, frame.height, planes, frame.pts_ns));
+            frame.planes[0].data.fill(200);
+        }
+    }
+
+    /// Runs 3 frames of 64x48 I420 through a stage of `module`; the output's Y bytes and
+    /// the events raised.
+    fn run(module: &dyn Module) -> (Vec<u8>, Vec<fluo_core::MediaEvent>) {
+        crate::init().expect("GStreamer");
+        let events: Arc<Mutex<Vec<fluo_core::MediaEvent>>> = Arc::default();
+        let sink_events = events.clone();
+        let who = Who {
+            id: "probe".into(),
+            class: "Probe",
+            events: vec![],
+            sink: Arc::new(move |_: &str, ev| sink_events.lock().unwrap().push(ev)),
+            uris: Arc::new(crate::UriPolicy::new(Vec::<String>::new())),
+        };
+        let slot = Slot::create(module, who, &Map::new()).expect("made");
+        let stage = ModuleStage {
+            format: slot.format(),
+            slot,
+        };
+        let pipeline = gst::parse::launch(
+            "videotestsrc num-buffers=3 ! video/x-raw,format=I420,width=64,height=48 ! \
+             identity name=pre identity name=post ! video/x-raw,format=I420 ! appsink name=out sync=false",
+        )
+        .expect("pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+        let el = stage.make().expect("the stage");
+        pipeline.add(&el).expect("added");
+        let by = |n: &str| pipeline.by_name(n).expect(n);
+        by("pre").link(&el).expect("linked");
+        el.link(&by("post")).expect("linked");
+        let out = by("out").downcast::<gst_app::AppSink>().expect("appsink");
+        pipeline.set_state(gst::State::Playing).expect("plays");
+        let mut ys = vec![];
+        while let Ok(sample) = out.pull_sample() {
+            let buf = sample.buffer().expect("a buffer");
+            ys.push(buf.map_readable().expect("readable")[0]);
+        }
+        pipeline.set_state(gst::State::Null).expect("stops");
+        let evs = events.lock().unwrap().clone();
+        (ys, evs)
+    }
+
+    #[test]
+    fn an_i420_module_gets_its_planes_and_changes_the_output() {
+        let seen: Seen = Arc::default();
+        let (ys, events) = run(&Probe {
+            seen: seen.clone(),
+            panic: false,
+        });
+        assert_eq!(ys, [200, 200, 200], "the module's Y reaches the output");
+        assert!(events.is_empty(), "{events:?}");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        let (w, h, planes, pts) = &seen[1];
+        assert_eq!((*w, *h), (64, 48));
+        assert_eq!(planes, &[(64 * 48, 64), (32 * 24, 32), (32 * 24, 32)]);
+        assert!(pts.is_some_and(|t| t > 0), "{pts:?}");
+    }
+
+    #[test]
+    fn a_module_that_panics_drops_its_frames_and_raises_one_error() {
+        let (ys, events) = run(&Probe {
+            seen: Seen::default(),
+            panic: true,
+        });
+        assert!(ys.is_empty(), "no frame after the panic: {ys:?}");
+        assert_eq!(events.len(), 1, "{events:?}");
+        let fluo_core::MediaEvent::Error { description, .. } = &events[0] else {
+            panic!("{events:?}");
+        };
+        assert!(
+            description.starts_with("Probe: the module panicked in process (the probe panics)"),
+            "{description}"
+        );
+    }
+
     #[test]
     fn planes_split_at_their_offsets() {
         let mut data: Vec<u8> = (0..40).collect();
