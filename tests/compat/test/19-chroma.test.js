@@ -135,13 +135,10 @@ test('ChromaFilter: created with its window, described as the chroma module\'s t
   await filter.release();
 });
 
-test('ChromaFilter: the green field shows the background image, the moving square stays; unsetBackground brings the field back', T, async () => {
-  const clip = await fieldClip(path.join(dir, 'field.webm'), 3);
-  const bg = await solidImage(path.join(dir, 'blue.png'), '0000ff', [32, 24]);
-  const filter = await pipeline.create('ChromaFilter', { window: window() });
-  const errors = await eventLog(filter, ['Error']);
-  await filter.setBackground(fileUri(bg));
-  const file = path.join(dir, 'out.webm');
+// Plays `clip` through `filter` into a recording and returns its decoded frames; `during`
+// runs once media flows into the recorder.
+async function run(filter, clip, name, during = async () => {}) {
+  const file = path.join(dir, name);
   const p = await pipeline.create('PlayerEndpoint', { uri: fileUri(clip) });
   const r = await pipeline.create('RecorderEndpoint', { uri: fileUri(file), mediaProfile: 'WEBM_VIDEO_ONLY' });
   const log = await eventLog(p, ['EndOfStream']);
@@ -150,13 +147,25 @@ test('ChromaFilter: the green field shows the background image, the moving squar
   await r.record();
   await p.play();
   await h.waitFor(async () => (await r.isMediaFlowingIn('VIDEO')) || null, 10000, 'video into the recorder');
-  await h.sleep(1500);
-  await filter.unsetBackground();
+  await during();
   await log.wait('EndOfStream', 20000);
+  // What the filter still holds reaches the recorder.
   await h.sleep(1000);
   await r.stopAndWait();
   for (const o of [p, r]) await o.release();
-  const got = frames(file);
+  return frames(file);
+}
+
+test('ChromaFilter: the green field shows the background image, the moving square stays; unsetBackground brings the field back', T, async () => {
+  const clip = await fieldClip(path.join(dir, 'field.webm'), 3);
+  const bg = await solidImage(path.join(dir, 'blue.png'), '0000ff', [32, 24]);
+  const filter = await pipeline.create('ChromaFilter', { window: window() });
+  const errors = await eventLog(filter, ['Error']);
+  await filter.setBackground(fileUri(bg));
+  const got = await run(filter, clip, 'out.webm', async () => {
+    await h.sleep(1500);
+    await filter.unsetBackground();
+  });
   assert.ok(got.length >= 60, `${got.length} frames`);
   const early = got.slice(5, 30);
   const last = got.slice(-8);
@@ -176,6 +185,25 @@ test('ChromaFilter: the green field shows the background image, the moving squar
     assert.ok(n >= SQUARE - 12, `the square on the field: ${n}`);
   }
   assert.deepEqual(errors.of('Error'), []);
+  await filter.release();
+});
+
+test('ChromaFilter: the constructor\'s backgroundImage is the background from the start', T, async () => {
+  const clip = await fieldClip(path.join(dir, 'short.webm'), 2);
+  const bg = await solidImage(path.join(dir, 'red.png'), 'ff0000', [16, 16]);
+  const filter = await pipeline.create('ChromaFilter', { window: window(), backgroundImage: fileUri(bg) });
+  const errors = await eventLog(filter, ['Error']);
+  const got = await run(filter, clip, 'ctor.webm');
+  assert.ok(got.length >= 40, `${got.length} frames`);
+  for (const f of got.slice(5)) {
+    assert.ok(near(px(f, 300, 20), [255, 0, 0]), `the constructor's background: ${px(f, 300, 20)}`);
+    const [, n] = squareOnRow(f);
+    assert.ok(n >= SQUARE - 12 && n <= SQUARE + 12, `the square kept: ${n}`);
+  }
+  assert.deepEqual(errors.of('Error'), []);
+  // A constructor's URI is checked as setBackground's.
+  await assert.rejects(pipeline.create('ChromaFilter', { window: window(), backgroundImage: 'ftp://127.0.0.1/x.png' }),
+    (e) => e.code === 40107 && /^ChromaFilter: /.test(e.message));
   await filter.release();
 });
 

@@ -69,10 +69,22 @@ pub(crate) fn is_event_name(name: &str) -> bool {
         .any(|h| h.parsed.events.iter().any(|e| e.name == name))
 }
 
-/// Whether `class` declares `method` itself (the instance answers it; the engine answers
-/// the base classes' methods).
-fn own_method(class: &ClassDef, method: &str) -> bool {
-    class.methods.iter().any(|m| m.name == method)
+impl Hosted {
+    /// Whether `class` or one of its ancestors in this module declares `method` (the
+    /// instance answers it; the engine answers the methods of Fluo's classes).
+    pub(crate) fn declares(&self, class: &ClassDef, method: &str) -> bool {
+        let mut cur = Some(class);
+        // A bounded walk: a description could make a cycle.
+        for _ in 0..self.parsed.classes.len() {
+            let Some(c) = cur else { break };
+            if c.methods.iter().any(|m| m.name == method) {
+                return true;
+            }
+            let parent = c.extends.as_deref();
+            cur = parent.and_then(|p| self.parsed.classes.iter().find(|x| x.name == p));
+        }
+        false
+    }
 }
 
 impl Media {
@@ -182,6 +194,7 @@ impl Factory for ModuleFactory {
                 stopping,
             },
             slot,
+            hosted: self.hosted,
             class: self.class,
         }))
     }
@@ -191,6 +204,7 @@ impl Factory for ModuleFactory {
 struct Local {
     port: LocalPort,
     slot: Arc<Slot>,
+    hosted: &'static Hosted,
     class: &'static ClassDef,
 }
 
@@ -205,7 +219,8 @@ impl Element for Local {
         method: &str,
         params: &Map<String, Value>,
     ) -> Option<Result<Value, KurentoError>> {
-        own_method(self.class, method).then(|| self.slot.invoke(method, params))
+        let declared = self.hosted.declares(self.class, method);
+        declared.then(|| self.slot.invoke(method, params))
     }
 
     fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
@@ -222,5 +237,50 @@ impl Element for Local {
 
     fn stopping(&self) -> Option<Stopping> {
         Some(self.port.stopping.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Described(&'static str);
+
+    impl Module for Described {
+        fn idl(&self) -> &str {
+            self.0
+        }
+        fn create(
+            &self,
+            _: &mut dyn Host,
+            _: &str,
+            _: &Map<String, Value>,
+        ) -> Result<Box<dyn fluo_module::Instance>, KurentoError> {
+            Err(KurentoError::new(ErrorCode::UnexpectedError, "not here"))
+        }
+    }
+
+    #[test]
+    fn the_instance_answers_its_class_and_module_ancestors_methods_only() {
+        let module = Described(
+            "module m 1.0.0\n\
+             class Base extends Filter abstract\n  method a(): void\n\
+             class Leaf extends Base\n  ctor mediaPipeline: MediaPipeline\n  method b(): void\n\
+             class Loop extends Loop\n  ctor mediaPipeline: MediaPipeline\n",
+        );
+        let hosted = Hosted {
+            parsed: idl::parse(module.idl()).expect("parses"),
+            module: Arc::new(module),
+        };
+        let leaf = hosted.class("Leaf").expect("Leaf can be created");
+        assert!(hosted.declares(leaf, "b"));
+        assert!(hosted.declares(leaf, "a"), "its module ancestor's");
+        assert!(
+            !hosted.declares(leaf, "getName"),
+            "Fluo's classes' methods are the engine's"
+        );
+        assert!(hosted.class("Base").is_none(), "abstract");
+        let looped = hosted.class("Loop").expect("Loop");
+        assert!(!hosted.declares(looped, "x"), "a cycle ends");
     }
 }

@@ -1,7 +1,7 @@
 //! A module element as the proxy of a `gst.module` job in a media worker: its class's own
 //! methods go to the job's instance (JSON there and back).
 
-use super::{own_method, Hosted};
+use super::Hosted;
 use crate::jobs::{self, ModuleParams, PlayParams};
 use crate::remote::proxy::{bad_reply, Face, Proxied, Proxy};
 use crate::remote::{Local, Remote, Spec};
@@ -49,10 +49,11 @@ pub(crate) fn create(
             follows_settings: true,
         },
     );
-    Proxied::boxed(cx.id, remote, media, ModuleFace { class })
+    Proxied::boxed(cx.id, remote, media, ModuleFace { hosted, class })
 }
 
 struct ModuleFace {
+    hosted: &'static Hosted,
     class: &'static ClassDef,
 }
 
@@ -73,7 +74,7 @@ impl Face for ModuleFace {
         method: &str,
         params: &Map<String, Value>,
     ) -> Option<Result<Value, KurentoError>> {
-        if !own_method(self.class, method) {
+        if !self.hosted.declares(self.class, method) {
             return None;
         }
         let args = vec![
