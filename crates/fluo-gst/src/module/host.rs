@@ -270,3 +270,151 @@ fn loader(slot: Weak<Slot>) -> mpsc::Sender<Load> {
     }
     tx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fluo_module::PixelFormat;
+
+    /// A module whose instance does what its method's name says.
+    struct Acts {
+        panic_at_create: bool,
+    }
+
+    impl Module for Acts {
+        fn idl(&self) -> &str {
+            "module acts 1.0.0"
+        }
+        fn create(
+            &self,
+            _: &mut dyn Host,
+            _: &str,
+            _: &Map<String, Value>,
+        ) -> Result<Box<dyn Instance>, KurentoError> {
+            assert!(!self.panic_at_create, "create panics");
+            Ok(Box::new(Act))
+        }
+    }
+
+    struct Act;
+
+    impl Instance for Act {
+        fn invoke(
+            &mut self,
+            host: &mut dyn Host,
+            method: &str,
+            params: &Map<String, Value>,
+        ) -> Result<Value, KurentoError> {
+            match method {
+                "emit" => {
+                    let name = params.get("name").and_then(Value::as_str).unwrap_or("");
+                    host.emit(name, params.clone());
+                    Ok(Value::Null)
+                }
+                "load" => {
+                    let uri = params.get("uri").and_then(Value::as_str).unwrap_or("");
+                    host.load_image(uri).map(Value::from)
+                }
+                "panic" => panic!("invoke panics"),
+                _ => Ok(Value::from(method)),
+            }
+        }
+        fn process(&mut self, _: &mut dyn Host, _: &mut VideoFrame<'_>) {}
+    }
+
+    type Seen = Arc<Mutex<Vec<MediaEvent>>>;
+
+    fn slot(panic_at_create: bool, allow: &[&str]) -> (Result<Arc<Slot>, KurentoError>, Seen) {
+        let seen: Seen = Arc::default();
+        let sink = seen.clone();
+        let who = Who {
+            id: "e".into(),
+            class: "Acts",
+            events: vec!["Declared".into()],
+            sink: Arc::new(move |_: &str, ev| sink.lock().unwrap().push(ev)),
+            uris: Arc::new(UriPolicy::new(allow.iter().map(|s| s.to_string()))),
+        };
+        (
+            Slot::create(&Acts { panic_at_create }, who, &Map::new()),
+            seen,
+        )
+    }
+
+    fn params(k: &str, v: &str) -> Map<String, Value> {
+        Map::from_iter([(k.to_string(), Value::from(v))])
+    }
+
+    #[test]
+    fn declared_events_are_raised_and_others_dropped() {
+        let (s, seen) = slot(false, &[]);
+        let s = s.expect("made");
+        s.invoke("emit", &params("name", "Declared"))
+            .expect("emits");
+        s.invoke("emit", &params("name", "Error")).expect("emits");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let MediaEvent::Module { name, fields } = &seen[0] else {
+            panic!("{seen:?}");
+        };
+        assert_eq!(name, "Declared");
+        assert_eq!(fields, r#"{"name":"Declared"}"#);
+    }
+
+    #[test]
+    fn image_uris_pass_the_allow_list_and_a_missing_file_raises_an_error_event() {
+        let dir = tempfile::tempdir().expect("dir");
+        let allowed = format!("file://{}/", dir.path().display());
+        let (s, seen) = slot(false, &[&allowed]);
+        let s = s.expect("made");
+        for uri in ["file:///etc/passwd", "not a uri", "ftp://127.0.0.1/x.png"] {
+            let e = s.invoke("load", &params("uri", uri)).expect_err(uri);
+            assert_eq!(
+                e.code,
+                ErrorCode::MediaObjectIllegalParamError,
+                "{uri}: {e:?}"
+            );
+            assert!(e.message.starts_with("Acts: "), "{e:?}");
+        }
+        let missing = format!("{allowed}missing.png");
+        assert_eq!(
+            s.invoke("load", &params("uri", &missing)),
+            Ok(Value::from(1))
+        );
+        let t0 = std::time::Instant::now();
+        while seen.lock().unwrap().is_empty() && t0.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let seen = seen.lock().unwrap();
+        let Some(MediaEvent::Error { description, .. }) = seen.first() else {
+            panic!("no Error event: {seen:?}");
+        };
+        assert!(
+            description.starts_with("Acts: the image file://")
+                && description.ends_with("missing.png cannot be used: the file does not exist"),
+            "{description}"
+        );
+    }
+
+    #[test]
+    fn a_panic_in_a_method_or_at_create_is_an_error_and_ends_the_instance() {
+        let (made, _) = slot(true, &[]);
+        let e = made.err().expect("refused");
+        assert_eq!(e.code, ErrorCode::UnexpectedError);
+        assert_eq!(e.message, "Acts: the module panicked: create panics");
+        let (s, seen) = slot(false, &[]);
+        let s = s.expect("made");
+        assert_eq!(s.invoke("other", &Map::new()), Ok(Value::from("other")));
+        let e = s.invoke("panic", &Map::new()).expect_err("panicked");
+        assert_eq!(e.code, ErrorCode::UnexpectedError);
+        let e = s.invoke("other", &Map::new()).expect_err("ended");
+        assert_eq!(e.message, "Acts: the module stopped after a panic");
+        assert_eq!(s.format(), PixelFormat::Rgba);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "one Error event: {seen:?}");
+        assert!(
+            matches!(&seen[0], MediaEvent::Error { description, .. }
+                if description.starts_with("Acts: the module panicked in panic (invoke panics)")),
+            "{seen:?}"
+        );
+    }
+}
