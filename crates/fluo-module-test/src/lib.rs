@@ -1,7 +1,7 @@
 //! `fluomodtest`, a module for tests (linked only by fluo-server's `test-elements` feature):
 //! FluoModuleTestFilter inverts its video's colours and raises `FramesProcessed` every 30
-//! frames (the first included); after `setMode("panic")` its processing panics, which the
-//! host must contain.
+//! frames (the first included); after its property `mode` is set to `panic` its processing
+//! panics, which the host must contain.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -15,7 +15,7 @@ module fluomodtest 0.1.0
 
 class FluoModuleTestFilter extends Filter
   ctor mediaPipeline: MediaPipeline
-  method setMode(mode: String): void
+  prop mode: String = \"invert\"
   method getFrames(): int
   event FramesProcessed
 
@@ -57,25 +57,30 @@ impl Instance for TestFilter {
         &mut self,
         _host: &mut dyn Host,
         method: &str,
-        params: &Map<String, Value>,
+        _params: &Map<String, Value>,
     ) -> Result<Value, KurentoError> {
         match method {
-            "setMode" => match params.get("mode").and_then(Value::as_str) {
-                Some("invert") => {
-                    self.panic = false;
-                    Ok(Value::Null)
-                }
-                Some("panic") => {
-                    self.panic = true;
-                    Ok(Value::Null)
-                }
-                other => Err(KurentoError::illegal_param(format!(
-                    "setMode: mode must be invert or panic (got {other:?})"
-                ))),
-            },
             "getFrames" => Ok(Value::from(self.frames)),
             other => Err(not_handled(other)),
         }
+    }
+
+    fn property_set(
+        &mut self,
+        _host: &mut dyn Host,
+        name: &str,
+        value: &Value,
+    ) -> Result<(), KurentoError> {
+        match (name, value.as_str()) {
+            ("mode", Some("invert")) => self.panic = false,
+            ("mode", Some("panic")) => self.panic = true,
+            _ => {
+                return Err(KurentoError::illegal_param(format!(
+                    "mode must be invert or panic (got {value})"
+                )))
+            }
+        }
+        Ok(())
     }
 
     fn process(&mut self, host: &mut dyn Host, frame: &mut VideoFrame<'_>) {
@@ -120,9 +125,11 @@ mod tests {
         assert_eq!(host.events.len(), 1);
         assert_eq!(host.events[0].0, "FramesProcessed");
         assert_eq!(f.invoke(&mut host, "getFrames", &Map::new()), Ok(1.into()));
-        let mut p = Map::new();
-        p.insert("mode".into(), Value::from("panic"));
-        f.invoke(&mut host, "setMode", &p).expect("set");
+        f.property_set(&mut host, "mode", &Value::from("panic"))
+            .expect("set");
+        assert!(f
+            .property_set(&mut host, "mode", &Value::from("x"))
+            .is_err());
         let hit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             frame.process(&mut *f, &mut host, 1)
         }));

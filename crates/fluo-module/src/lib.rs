@@ -66,6 +66,19 @@ pub trait Instance: Send + 'static {
         params: &Map<String, Value>,
     ) -> Result<Value, KurentoError>;
 
+    /// A client set `name`, a property its class (or an ancestor in its module) declares, to
+    /// `value` (checked against its type). An error refuses the value: the client gets it
+    /// and the property keeps its old value. Fluo stores the values and answers their reads
+    /// (a constructor parameter of the same name gives the first value).
+    fn property_set(
+        &mut self,
+        _host: &mut dyn Host,
+        _name: &str,
+        _value: &Value,
+    ) -> Result<(), KurentoError> {
+        Ok(())
+    }
+
     /// An image asked for with [`Host::load_image`] arrived (decoded). A load that fails
     /// does not come here: Fluo raises the element's Error event.
     fn image(&mut self, _host: &mut dyn Host, _request: u64, _image: Image) {}

@@ -184,6 +184,14 @@ fn size(file: &Path) -> u64 {
 }
 
 impl Client {
+    /// The result of `op` (without parameters) on `object`.
+    async fn value(&mut self, object: &str, op: &str) -> Value {
+        let r = self
+            .request("invoke", json!({"object": object, "operation": op}))
+            .await;
+        r.unwrap_or_else(|e| panic!("{op} of {object}: {e}"))
+    }
+
     /// The first event of `ty` from `source` (already received or arriving within `within`).
     async fn event(&mut self, ty: &str, source: &str, within: Duration) -> Option<Value> {
         let is_it = |e: &Value| e["type"] == ty && e["data"]["source"] == source;
@@ -325,7 +333,9 @@ async fn a_module_works_and_its_panic_stops_its_element_only(workers: usize) {
         frames.as_u64().is_some_and(|n| n >= 1),
         "getFrames: {frames}"
     );
-    // A bad argument: the module's own error, its code kept.
+    // A property: its default read, a value the instance refuses (its error, its code
+    // kept; the value stays), one it takes.
+    assert_eq!(a.value(&filter, "getMode").await, "invert");
     let e = a
         .request(
             "invoke",
@@ -334,9 +344,15 @@ async fn a_module_works_and_its_panic_stops_its_element_only(workers: usize) {
         .await
         .expect_err("a bad mode");
     assert_eq!(e["code"], 40107, "{e}");
+    assert!(
+        e["message"].as_str().unwrap_or("").contains("mode must be"),
+        "{e}"
+    );
+    assert_eq!(a.value(&filter, "getMode").await, "invert");
 
     // The processing panics: an Error event within 1 s, methods answer errors.
     a.invoke(&filter, "setMode", json!({"mode": "panic"})).await;
+    assert_eq!(a.value(&filter, "getMode").await, "panic");
     let t = Instant::now();
     let err = a
         .event("Error", &filter, Duration::from_secs(1))

@@ -164,6 +164,18 @@ impl Slot {
             })
     }
 
+    /// A property set (its value kept by the engine when this answers `Ok`).
+    pub(crate) fn property_set(&self, name: &str, value: &Value) -> Result<(), KurentoError> {
+        let what = format!("set of {name}");
+        self.run(&what, |i, h| i.property_set(h, name, value))
+            .unwrap_or_else(|| {
+                Err(KurentoError::new(
+                    ErrorCode::UnexpectedError,
+                    format!("{}: the module stopped after a panic", self.who.class),
+                ))
+            })
+    }
+
     /// One frame; `false`: drop it (the module panicked, now or before).
     pub(crate) fn process(&self, frame: &mut VideoFrame<'_>) -> bool {
         self.run("process", |i, h| i.process(h, frame)).is_some()

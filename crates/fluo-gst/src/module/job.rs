@@ -2,7 +2,8 @@
 //! encode pipeline (`crate::filter::FilterPort` with the module's stage) in a media worker.
 //! The server checked the constructor parameters (and made the module check them); the job
 //! makes the instance again from the same JSON, with the server's URI allow-list, and
-//! answers `invoke` (the method's name and its parameters as JSON; the result as JSON).
+//! answers `invoke` (the method's name and its parameters as JSON; the result as JSON) and
+//! `property` (a property set).
 
 use super::host::{Slot, Who};
 use super::stage::ModuleStage;
@@ -100,7 +101,8 @@ pub(crate) fn start(ctx: JobCtx, bytes: &[u8]) -> Result<Box<dyn Job>, String> {
 }
 
 impl Job for ModuleJob {
-    /// `invoke` ([method, parameters as JSON] -> the result as JSON), and `getGstreamerDot`
+    /// `invoke` ([method, parameters as JSON] -> the result as JSON), `property` ([name,
+    /// value as JSON]: a property set), and `getGstreamerDot`
     /// and `setOutput` as a GStreamerFilter's job.
     fn call(&mut self, method: &str, args: &[u8]) -> Result<Vec<u8>, String> {
         if method == "invoke" {
@@ -111,6 +113,17 @@ impl Job for ModuleJob {
                 serde_json::from_str(&json).map_err(|e| format!("bad parameters: {e}"))?;
             let result = self.slot.invoke(&name, &ps).map_err(|e| error_text(&e))?;
             return Ok(result.to_string().into_bytes());
+        }
+        if method == "property" {
+            let [name, json]: [String; 2] = params::<Vec<String>>(args)?
+                .try_into()
+                .map_err(|_| "bad property arguments".to_string())?;
+            let value: Value =
+                serde_json::from_str(&json).map_err(|e| format!("bad value: {e}"))?;
+            self.slot
+                .property_set(&name, &value)
+                .map_err(|e| error_text(&e))?;
+            return Ok(Vec::new());
         }
         port_call(&self.id, &self.settings, method, args)
             .unwrap_or_else(|| Err(format!("the module element has no method '{method}'")))

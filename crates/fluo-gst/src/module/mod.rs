@@ -73,11 +73,21 @@ impl Hosted {
     /// Whether `class` or one of its ancestors in this module declares `method` (the
     /// instance answers it; the engine answers the methods of Fluo's classes).
     pub(crate) fn declares(&self, class: &ClassDef, method: &str) -> bool {
+        self.in_lineage(class, |c| c.methods.iter().any(|m| m.name == method))
+    }
+
+    /// Whether `class` or one of its ancestors in this module declares the property `name`
+    /// (the instance is told when it is set).
+    pub(crate) fn declares_property(&self, class: &ClassDef, name: &str) -> bool {
+        self.in_lineage(class, |c| c.props.iter().any(|p| p.name == name))
+    }
+
+    fn in_lineage(&self, class: &ClassDef, hit: impl Fn(&ClassDef) -> bool) -> bool {
         let mut cur = Some(class);
         // A bounded walk: a description could make a cycle.
         for _ in 0..self.parsed.classes.len() {
             let Some(c) = cur else { break };
-            if c.methods.iter().any(|m| m.name == method) {
+            if hit(c) {
                 return true;
             }
             let parent = c.extends.as_deref();
@@ -223,6 +233,18 @@ impl Element for Local {
         declared.then(|| self.slot.invoke(method, params))
     }
 
+    fn property_set(
+        &mut self,
+        _cx: &mut ElementCx<'_>,
+        name: &str,
+        value: &Value,
+    ) -> Result<(), KurentoError> {
+        if !self.hosted.declares_property(self.class, name) {
+            return Ok(());
+        }
+        self.slot.property_set(name, value)
+    }
+
     fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
         self.port.connected(edge);
     }
@@ -264,7 +286,7 @@ mod tests {
     fn the_instance_answers_its_class_and_module_ancestors_methods_only() {
         let module = Described(
             "module m 1.0.0\n\
-             class Base extends Filter abstract\n  method a(): void\n\
+             class Base extends Filter abstract\n  method a(): void\n  prop p: int\n\
              class Leaf extends Base\n  ctor mediaPipeline: MediaPipeline\n  method b(): void\n\
              class Loop extends Loop\n  ctor mediaPipeline: MediaPipeline\n",
         );
@@ -279,6 +301,8 @@ mod tests {
             !hosted.declares(leaf, "getName"),
             "Fluo's classes' methods are the engine's"
         );
+        assert!(hosted.declares_property(leaf, "p"));
+        assert!(!hosted.declares_property(leaf, "name"));
         assert!(hosted.class("Base").is_none(), "abstract");
         let looped = hosted.class("Loop").expect("Loop");
         assert!(!hosted.declares(looped, "x"), "a cycle ends");

@@ -87,6 +87,22 @@ impl Face for ModuleFace {
         )
     }
 
+    fn property_set(
+        &mut self,
+        p: &Proxy,
+        _cx: &mut ElementCx<'_>,
+        name: &str,
+        value: &Value,
+    ) -> Result<(), KurentoError> {
+        if !self.hosted.declares_property(self.class, name) {
+            return Ok(());
+        }
+        // Answered before the engine keeps the value (as a player's position is).
+        let args = vec![name.to_string(), value.to_string()];
+        p.remote.call_waiting("property", wire::encode(&args))?;
+        Ok(())
+    }
+
     fn media_connected(&mut self, p: &Proxy, edge: &Edge) {
         if edge.sink == p.id {
             // The decoder starts at a keyframe.
