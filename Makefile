@@ -47,7 +47,7 @@ TMP_CHECK := scripts/tmp-check.sh
 # dispatch (FLUO_FUZZ_CASES sets its case count).
 unit:
 	$(TMP_CHECK) unit $(CARGO) test --workspace
-	$(TMP_CHECK) unit-test-elements $(CARGO) test -p fluo-server --features test-elements --test filter_probe
+	$(TMP_CHECK) unit-test-elements $(CARGO) test -p fluo-server --features test-elements --test filter_probe --test modules
 
 # Node compatibility suite (official kurento-client 7.3.0) against the debug server.
 compat:

@@ -51,7 +51,7 @@ pub fn error_code(e: MediaError) -> (ErrorCode, &'static str) {
 }
 
 /// Kurento's name of the event.
-pub fn event_name(ev: &MediaEvent) -> &'static str {
+pub fn event_name(ev: &MediaEvent) -> &str {
     match ev {
         MediaEvent::Flow {
             dir: FlowDir::In, ..
@@ -77,6 +77,7 @@ pub fn event_name(ev: &MediaEvent) -> &'static str {
         MediaEvent::CodeFound { .. } => "CodeFound",
         MediaEvent::MediaSession { started: true } => "MediaSessionStarted",
         MediaEvent::MediaSession { started: false } => "MediaSessionTerminated",
+        MediaEvent::Module { name, .. } => name,
     }
 }
 
@@ -122,6 +123,9 @@ pub fn event_fields(ev: &MediaEvent) -> Map<String, Value> {
         MediaEvent::KeySoftLimit { kind } => obj(json!({"mediaType": kind.wire_name()})),
         MediaEvent::CodeFound { code_type, value } => {
             obj(json!({"codeType": code_type, "value": value}))
+        }
+        MediaEvent::Module { fields, .. } => {
+            serde_json::from_str::<Map<String, Value>>(fields).unwrap_or_default()
         }
         _ => Map::new(),
     }

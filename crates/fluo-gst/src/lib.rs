@@ -24,6 +24,8 @@ mod filter;
 mod http_post;
 pub mod jobs;
 mod live;
+mod module;
+pub use module::install_modules;
 mod overlay;
 mod player;
 mod recorder;

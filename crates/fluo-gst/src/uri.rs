@@ -112,6 +112,11 @@ impl UriPolicy {
         }
     }
 
+    /// The list's entries (a media worker's job checks against the same list).
+    pub(crate) fn entries(&self) -> &[String] {
+        &self.entries
+    }
+
     /// Whether no list is set (everything allowed).
     pub fn is_open(&self) -> bool {
         self.entries.is_empty()

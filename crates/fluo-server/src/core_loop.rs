@@ -120,12 +120,15 @@ pub(crate) fn spawn(
         for (class, factory) in gst_media.factories() {
             engine.register_factory(class, factory);
         }
+        // The compiled-in modules' types (docs/modules.md).
+        crate::modules::install();
+        engine.set_model(crate::modules::model());
+        for (class, factory) in gst_media.module_factories() {
+            engine.register_factory(class, factory);
+        }
         #[cfg(feature = "test-elements")]
-        {
-            engine.set_model(test_model());
-            for (class, factory) in gst_media.test_factories() {
-                engine.register_factory(class, factory);
-            }
+        for (class, factory) in gst_media.test_factories() {
+            engine.register_factory(class, factory);
         }
         let mut outboxes: HashMap<ConnId, Outbox> = HashMap::new();
         loop {
@@ -167,19 +170,6 @@ pub(crate) fn spawn(
         tracing::debug!("core loop stopped");
     });
     Ok((Core { tx }, done))
-}
-
-/// The built-in model with the test elements' module (a `test-elements` build only).
-#[cfg(feature = "test-elements")]
-fn test_model() -> &'static fluo_api::model::Model {
-    static MODEL: std::sync::OnceLock<fluo_api::model::Model> = std::sync::OnceLock::new();
-    MODEL.get_or_init(|| {
-        let mut m = fluo_api::model::Model::builtin().clone();
-        if let Err(e) = m.add_module(fluo_gst::TEST_MODULE_IDL) {
-            tracing::error!("the test elements' model does not parse: {e}");
-        }
-        m
-    })
 }
 
 /// The program media workers run: the configured one, this process's own when it is `fluo`

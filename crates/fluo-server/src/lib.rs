@@ -12,6 +12,7 @@ mod host;
 mod http;
 #[cfg(any(test, feature = "test-support"))]
 pub mod log_capture;
+pub mod modules;
 pub mod tls;
 mod ws;
 
@@ -30,6 +31,8 @@ pub fn run_worker() -> ! {
     // them once they are proxies on the media router (docs/workers.md, "Next").
     let mut registry = fluo_worker::worker::Registry::new();
     fluo_gst::jobs::register(&mut registry);
+    // The compiled-in modules' instances run in this worker's `gst.module` jobs.
+    modules::install();
     // FluoTestCrash's `test.crash` (and the other test jobs): a test build only.
     #[cfg(feature = "test-elements")]
     fluo_worker::test_jobs::register(&mut registry);

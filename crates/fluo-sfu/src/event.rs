@@ -146,4 +146,11 @@ pub enum MediaEvent {
         /// What the code says.
         value: String,
     },
+    /// An event a module's element raises (docs/modules.md), one its class declares.
+    Module {
+        /// The event's name.
+        name: String,
+        /// Its own fields: a JSON object's text.
+        fields: String,
+    },
 }

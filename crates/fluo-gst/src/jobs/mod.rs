@@ -16,6 +16,7 @@ pub use crate::composite::job::CompositeParams;
 pub use crate::filter::job::{FilterParams, PropertyArgs};
 pub use crate::http_post::job::HttpPostParams;
 pub use crate::http_post::PostStatus;
+pub use crate::module::job::ModuleParams;
 pub use crate::overlay::job::OverlayParams;
 pub use crate::player::job::{PlayParams, PlayerParams, VideoInfo};
 pub use crate::recorder::job::RecorderParams;
@@ -46,6 +47,9 @@ pub const OVERLAY: &str = "gst.overlay";
 /// The HttpPostEndpoint job's kind (an upload's pipeline, its body over the control socket).
 pub const HTTP_POST: &str = "gst.http_post";
 
+/// The kind of a module element's job (docs/modules.md).
+pub const MODULE: &str = "gst.module";
+
 /// Registers the GStreamer job kinds in a worker's registry.
 pub fn register(registry: &mut Registry) {
     registry.register(PLAYER, crate::player::job::start);
@@ -57,6 +61,7 @@ pub fn register(registry: &mut Registry) {
     registry.register(ZBAR, crate::zbar::job::start);
     registry.register(OVERLAY, crate::overlay::job::start);
     registry.register(HTTP_POST, crate::http_post::job::start);
+    registry.register(MODULE, crate::module::job::start);
 }
 
 /// Decodes a job's parameters, or says why not.
@@ -102,11 +107,14 @@ pub fn kurento_error(text: &str) -> fluo_api::KurentoError {
 /// characters).
 pub(crate) const MAX_CODE_BYTES: usize = 8192;
 
+/// The longest fields' text a module's event may carry from a worker.
+pub(crate) const MAX_MODULE_EVENT_BYTES: usize = 64 << 10;
+
 pub(crate) const STATES: [&str; 3] = ["STOP", "START", "PAUSE"];
 
 /// A job's event as it crosses to the server: Kurento's event name and its fields (`None`
 /// for the events no job raises as an event; Error events go as the job's failure).
-pub fn encode_event(ev: &MediaEvent) -> Option<(&'static str, Vec<u8>)> {
+pub fn encode_event(ev: &MediaEvent) -> Option<(&str, Vec<u8>)> {
     let mut data = Vec::new();
     let mut w = Writer::new(&mut data);
     match ev {
@@ -115,6 +123,7 @@ pub fn encode_event(ev: &MediaEvent) -> Option<(&'static str, Vec<u8>)> {
             w.str(code_type);
             w.str(value);
         }
+        MediaEvent::Module { fields, .. } => w.str(fields),
         MediaEvent::EndOfStream
         | MediaEvent::Recording
         | MediaEvent::Paused
@@ -151,6 +160,17 @@ pub fn decode_event(name: &str, data: &[u8]) -> Option<MediaEvent> {
         "Recording" => MediaEvent::Recording,
         "Paused" => MediaEvent::Paused,
         "Stopped" => MediaEvent::Stopped,
+        // A module's own event (its element's proxy checks the name against its class).
+        name if crate::module::is_event_name(name) => {
+            let fields = r.str().ok()?;
+            if fields.len() > MAX_MODULE_EVENT_BYTES {
+                return None;
+            }
+            MediaEvent::Module {
+                name: name.to_owned(),
+                fields: fields.to_owned(),
+            }
+        }
         _ => return None,
     };
     r.finish().ok()?;
@@ -217,6 +237,15 @@ mod tests {
         assert_eq!(decode_event("Error", b""), None);
         assert_eq!(decode_event("Stopped", b"x"), None);
         assert_eq!(decode_event("OnKeySoftLimit", b""), None);
+        // A module's event crosses only under a name an installed module declares (none
+        // here).
+        let module = MediaEvent::Module {
+            name: "FramesProcessed".into(),
+            fields: "{\"count\":1}".into(),
+        };
+        let (name, data) = encode_event(&module).unwrap();
+        assert_eq!(name, "FramesProcessed");
+        assert_eq!(decode_event(name, &data), None);
         let long = MediaEvent::CodeFound {
             code_type: "QR-Code".into(),
             value: "x".repeat(MAX_CODE_BYTES + 1),

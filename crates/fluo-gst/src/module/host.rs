@@ -1,0 +1,432 @@
+//! Where a module's instance lives ([`Slot`]): its calls made one at a time, each inside
+//! `catch_unwind`, so that a module that panics stops its own element only (an Error event,
+//! no more frames, errors for its methods) while the server and other elements go on; and
+//! the [`fluo_module::Host`] it is given (events, image loads through the URI allow-list on
+//! a loader thread of its own).
+
+use crate::uri::{self, UriPolicy};
+use fluo_api::{ErrorCode, KurentoError};
+use fluo_core::{EventSink, MediaError, MediaEvent};
+use fluo_module::{Host, Image, Instance, Map, Module, Value, VideoFrame};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
+
+/// A load for the loader thread: request number, URI (checked), whether redirects are
+/// refused.
+type Load = (u64, String, bool);
+
+/// What an element's instance needs around it.
+pub(crate) struct Who {
+    /// The element's id (a job's own id in a worker).
+    pub id: String,
+    /// Its class, for logs and Error events.
+    pub class: &'static str,
+    /// The events its class declares.
+    pub events: Vec<String>,
+    /// Where its events go.
+    pub sink: EventSink,
+    /// The URI allow-list its images pass.
+    pub uris: Arc<UriPolicy>,
+}
+
+struct State {
+    instance: Option<Box<dyn Instance>>,
+    /// Set once the module panicked: no call reaches it again.
+    dead: bool,
+    next_load: u64,
+    loads: Option<mpsc::Sender<Load>>,
+}
+
+/// A module element's instance, shared by its element (methods), its pipelines (frames) and
+/// its loader thread (images).
+pub(crate) struct Slot {
+    who: Who,
+    state: Mutex<State>,
+    me: Weak<Slot>,
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    let text = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    fluo_api::text::foreign(text)
+}
+
+impl Slot {
+    /// Makes the instance of `who.class` with `module` (its constructor parameters checked
+    /// by the engine); the module's error, or its panic as 40003, answers create.
+    pub(crate) fn create(
+        module: &dyn Module,
+        who: Who,
+        params: &Map<String, Value>,
+    ) -> Result<Arc<Slot>, KurentoError> {
+        let slot = Arc::new_cyclic(|me| Slot {
+            who,
+            state: Mutex::new(State {
+                instance: None,
+                dead: false,
+                next_load: 0,
+                loads: None,
+            }),
+            me: me.clone(),
+        });
+        {
+            let mut st = slot.lock();
+            let made = {
+                let mut host = SlotHost {
+                    slot: &slot,
+                    state: &mut st,
+                };
+                let class = slot.who.class;
+                catch_unwind(AssertUnwindSafe(|| module.create(&mut host, class, params)))
+            };
+            match made {
+                Ok(Ok(instance)) => st.instance = Some(instance),
+                Ok(Err(e)) => return Err(e),
+                Err(p) => {
+                    return Err(KurentoError::new(
+                        ErrorCode::UnexpectedError,
+                        format!(
+                            "{}: the module panicked: {}",
+                            slot.who.class,
+                            panic_text(&*p)
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(slot)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the instance (not after a panic); a panic now ends the instance and
+    /// raises the element's Error event. `None` when it did not run or panicked.
+    fn run<R>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut dyn Instance, &mut dyn Host) -> R,
+    ) -> Option<R> {
+        let mut st = self.lock();
+        if st.dead {
+            return None;
+        }
+        let mut instance = st.instance.take()?;
+        let outcome = {
+            let mut host = SlotHost {
+                slot: self,
+                state: &mut st,
+            };
+            catch_unwind(AssertUnwindSafe(|| f(&mut *instance, &mut host)))
+        };
+        match outcome {
+            Ok(r) => {
+                st.instance = Some(instance);
+                Some(r)
+            }
+            Err(p) => {
+                st.dead = true;
+                st.loads = None;
+                drop(st);
+                // Dropping a panicked instance may panic again: caught too.
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(instance)));
+                let class = self.who.class;
+                let text = panic_text(&*p);
+                tracing::warn!(id = %self.who.id, "{class}: the module panicked in {what}: {text}; its media stops");
+                let description = format!(
+                    "{class}: the module panicked in {what} ({text}); the element's media stopped"
+                );
+                (self.who.sink)(
+                    &self.who.id,
+                    crate::error_event(MediaError::Filter, description),
+                );
+                None
+            }
+        }
+    }
+
+    /// A method call.
+    pub(crate) fn invoke(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+    ) -> Result<Value, KurentoError> {
+        self.run(method, |i, h| i.invoke(h, method, params))
+            .unwrap_or_else(|| {
+                Err(KurentoError::new(
+                    ErrorCode::UnexpectedError,
+                    format!("{}: the module stopped after a panic", self.who.class),
+                ))
+            })
+    }
+
+    /// A property set (its value kept by the engine when this answers `Ok`).
+    pub(crate) fn property_set(&self, name: &str, value: &Value) -> Result<(), KurentoError> {
+        let what = format!("set of {name}");
+        self.run(&what, |i, h| i.property_set(h, name, value))
+            .unwrap_or_else(|| {
+                Err(KurentoError::new(
+                    ErrorCode::UnexpectedError,
+                    format!("{}: the module stopped after a panic", self.who.class),
+                ))
+            })
+    }
+
+    /// One frame; `false`: drop it (the module panicked, now or before).
+    pub(crate) fn process(&self, frame: &mut VideoFrame<'_>) -> bool {
+        self.run("process", |i, h| i.process(h, frame)).is_some()
+    }
+
+    /// The pixel format the instance asked for.
+    pub(crate) fn format(&self) -> fluo_module::PixelFormat {
+        self.run("format", |i, _| i.format())
+            .unwrap_or(fluo_module::PixelFormat::Rgba)
+    }
+
+    pub(crate) fn class(&self) -> &'static str {
+        self.who.class
+    }
+
+    fn loaded(&self, request: u64, uri: &str, result: Result<Image, String>) {
+        match result {
+            Ok(img) => {
+                tracing::info!(id = %self.who.id, %uri, width = img.width, height = img.height, "module image loaded");
+                self.run("image", |i, h| i.image(h, request, img));
+            }
+            Err(e) => {
+                let class = self.who.class;
+                tracing::warn!(id = %self.who.id, %uri, "{class}: image not loaded: {e}");
+                let description = format!("{class}: the image {uri} cannot be used: {e}");
+                (self.who.sink)(
+                    &self.who.id,
+                    crate::error_event(MediaError::Filter, description),
+                );
+            }
+        }
+    }
+}
+
+/// The host an instance sees during one call (the slot's state is locked).
+struct SlotHost<'a> {
+    slot: &'a Slot,
+    state: &'a mut State,
+}
+
+impl Host for SlotHost<'_> {
+    fn emit(&mut self, event: &str, fields: Map<String, Value>) {
+        let who = &self.slot.who;
+        if !who.events.iter().any(|e| e == event) {
+            tracing::warn!(id = %who.id, "{}: the module raised {event}, which its class does not declare: dropped", who.class);
+            return;
+        }
+        let ev = MediaEvent::Module {
+            name: event.to_string(),
+            fields: Value::Object(fields).to_string(),
+        };
+        (who.sink)(&who.id, ev);
+    }
+
+    fn load_image(&mut self, u: &str) -> Result<u64, KurentoError> {
+        let who = &self.slot.who;
+        let illegal = |m: String| KurentoError::illegal_param(format!("{}: {m}", who.class));
+        let parsed = uri::parse(u, &["http", "https"]).map_err(|e| illegal(e.message))?;
+        who.uris.check(&parsed).map_err(|e| illegal(e.message))?;
+        self.state.next_load += 1;
+        let request = self.state.next_load;
+        let load = (request, parsed.gst_uri(), !who.uris.is_open());
+        let tx = self
+            .state
+            .loads
+            .get_or_insert_with(|| loader(self.slot.me.clone()));
+        if tx.send(load).is_err() {
+            return Err(KurentoError::new(
+                ErrorCode::UnexpectedError,
+                format!("{}: the image loader stopped", who.class),
+            ));
+        }
+        Ok(request)
+    }
+}
+
+/// A slot's loader thread: loads its images one after the other, away from the media and
+/// the engine; ends with the slot.
+fn loader(slot: Weak<Slot>) -> mpsc::Sender<Load> {
+    let (tx, rx) = mpsc::channel::<Load>();
+    let spawned = std::thread::Builder::new()
+        .name("fluo-module-load".into())
+        .spawn(move || {
+            for (request, u, guarded) in rx {
+                if slot.strong_count() == 0 {
+                    return;
+                }
+                let result = uri::parse(&u, &["http", "https"])
+                    .map_err(|e| e.message)
+                    .and_then(|p| crate::overlay::load::load(&p, guarded))
+                    .map(|img| Image {
+                        width: img.width,
+                        height: img.height,
+                        rgba: img.data,
+                    });
+                match slot.upgrade() {
+                    Some(s) => s.loaded(request, &u, result),
+                    None => return,
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("no module loader thread: {e}");
+    }
+    tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fluo_module::PixelFormat;
+
+    /// A module whose instance does what its method's name says.
+    struct Acts {
+        panic_at_create: bool,
+    }
+
+    impl Module for Acts {
+        fn idl(&self) -> &str {
+            "module acts 1.0.0"
+        }
+        fn create(
+            &self,
+            _: &mut dyn Host,
+            _: &str,
+            _: &Map<String, Value>,
+        ) -> Result<Box<dyn Instance>, KurentoError> {
+            assert!(!self.panic_at_create, "create panics");
+            Ok(Box::new(Act))
+        }
+    }
+
+    struct Act;
+
+    impl Instance for Act {
+        fn invoke(
+            &mut self,
+            host: &mut dyn Host,
+            method: &str,
+            params: &Map<String, Value>,
+        ) -> Result<Value, KurentoError> {
+            match method {
+                "emit" => {
+                    let name = params.get("name").and_then(Value::as_str).unwrap_or("");
+                    host.emit(name, params.clone());
+                    Ok(Value::Null)
+                }
+                "load" => {
+                    let uri = params.get("uri").and_then(Value::as_str).unwrap_or("");
+                    host.load_image(uri).map(Value::from)
+                }
+                "panic" => panic!("invoke panics"),
+                _ => Ok(Value::from(method)),
+            }
+        }
+        fn process(&mut self, _: &mut dyn Host, _: &mut VideoFrame<'_>) {}
+    }
+
+    type Seen = Arc<Mutex<Vec<MediaEvent>>>;
+
+    fn slot(panic_at_create: bool, allow: &[&str]) -> (Result<Arc<Slot>, KurentoError>, Seen) {
+        let seen: Seen = Arc::default();
+        let sink = seen.clone();
+        let who = Who {
+            id: "e".into(),
+            class: "Acts",
+            events: vec!["Declared".into()],
+            sink: Arc::new(move |_: &str, ev| sink.lock().unwrap().push(ev)),
+            uris: Arc::new(UriPolicy::new(allow.iter().map(|s| s.to_string()))),
+        };
+        (
+            Slot::create(&Acts { panic_at_create }, who, &Map::new()),
+            seen,
+        )
+    }
+
+    fn params(k: &str, v: &str) -> Map<String, Value> {
+        Map::from_iter([(k.to_string(), Value::from(v))])
+    }
+
+    #[test]
+    fn declared_events_are_raised_and_others_dropped() {
+        let (s, seen) = slot(false, &[]);
+        let s = s.expect("made");
+        s.invoke("emit", &params("name", "Declared"))
+            .expect("emits");
+        s.invoke("emit", &params("name", "Error")).expect("emits");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let MediaEvent::Module { name, fields } = &seen[0] else {
+            panic!("{seen:?}");
+        };
+        assert_eq!(name, "Declared");
+        assert_eq!(fields, r#"{"name":"Declared"}"#);
+    }
+
+    #[test]
+    fn image_uris_pass_the_allow_list_and_a_missing_file_raises_an_error_event() {
+        let dir = tempfile::tempdir().expect("dir");
+        let allowed = format!("file://{}/", dir.path().display());
+        let (s, seen) = slot(false, &[&allowed]);
+        let s = s.expect("made");
+        for uri in ["file:///etc/passwd", "not a uri", "ftp://127.0.0.1/x.png"] {
+            let e = s.invoke("load", &params("uri", uri)).expect_err(uri);
+            assert_eq!(
+                e.code,
+                ErrorCode::MediaObjectIllegalParamError,
+                "{uri}: {e:?}"
+            );
+            assert!(e.message.starts_with("Acts: "), "{e:?}");
+        }
+        let missing = format!("{allowed}missing.png");
+        assert_eq!(
+            s.invoke("load", &params("uri", &missing)),
+            Ok(Value::from(1))
+        );
+        let t0 = std::time::Instant::now();
+        while seen.lock().unwrap().is_empty() && t0.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let seen = seen.lock().unwrap();
+        let Some(MediaEvent::Error { description, .. }) = seen.first() else {
+            panic!("no Error event: {seen:?}");
+        };
+        assert!(
+            description.starts_with("Acts: the image file://")
+                && description.ends_with("missing.png cannot be used: the file does not exist"),
+            "{description}"
+        );
+    }
+
+    #[test]
+    fn a_panic_in_a_method_or_at_create_is_an_error_and_ends_the_instance() {
+        let (made, _) = slot(true, &[]);
+        let e = made.err().expect("refused");
+        assert_eq!(e.code, ErrorCode::UnexpectedError);
+        assert_eq!(e.message, "Acts: the module panicked: create panics");
+        let (s, seen) = slot(false, &[]);
+        let s = s.expect("made");
+        assert_eq!(s.invoke("other", &Map::new()), Ok(Value::from("other")));
+        let e = s.invoke("panic", &Map::new()).expect_err("panicked");
+        assert_eq!(e.code, ErrorCode::UnexpectedError);
+        let e = s.invoke("other", &Map::new()).expect_err("ended");
+        assert_eq!(e.message, "Acts: the module stopped after a panic");
+        assert_eq!(s.format(), PixelFormat::Rgba);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "one Error event: {seen:?}");
+        assert!(
+            matches!(&seen[0], MediaEvent::Error { description, .. }
+                if description.starts_with("Acts: the module panicked in panic (invoke panics)")),
+            "{seen:?}"
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! Fluo's module API: how a module adds element types to the server (docs/modules.md).
+//!
+//! A [`Module`] describes its types in Fluo's `.idl` format (the one the built-in model is
+//! written in: `fluo_api::model::idl`), the facts a Kurento kmd file holds (constructor
+//! parameters with types and defaults, properties, methods, events with their fields, the
+//! parent class) and makes an [`Instance`] for each element a client creates. Fluo hosts the
+//! instance: it answers the element's methods ([`Instance::invoke`], JSON values in and out,
+//! errors with Kurento codes), gives it the element's decoded video frames
+//! ([`Instance::process`]) and raises the events it emits ([`Host::emit`]) to the clients
+//! that subscribed. The engine does everything else a MediaElement does (connections, tags,
+//! the base methods and events).
+//!
+//! Everything that crosses this API is plain data (JSON values, byte planes, numbers): no
+//! GStreamer or Fluo type, so that a module built to WebAssembly can implement it too.
+//!
+//! A module that panics is contained: the host catches the panic (in a build that unwinds,
+//! as debug builds do), raises an Error event on that element, and stops its media; the
+//! server and every other element go on.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod testing;
+
+pub use fluo_api::{ErrorCode, KurentoError};
+pub use serde_json::{Map, Value};
+
+/// A module: its interface and a factory for its element types. Fluo keeps one value of it
+/// for the server's lifetime and calls it from any thread.
+pub trait Module: Send + Sync + 'static {
+    /// The module's interface in Fluo's `.idl` format: its `module <name> <version>` line, its
+    /// classes (each `extends` a Fluo class, `Filter` for a filter on video), complex types and
+    /// events. `ServerManager.getInfo` lists the module with its classes that have a
+    /// constructor; `getKmd` answers this description as kmd JSON.
+    fn idl(&self) -> &str;
+
+    /// A new element of `class` (one of the module's classes with a constructor), from its
+    /// constructor parameters, already checked against the description (types, required
+    /// ones present, defaults applied). The parameters that name other objects (the
+    /// `mediaPipeline`) carry their ids. An error answers the client's `create`. `host` is
+    /// the new element's (an image asked for here arrives in [`Instance::image`]).
+    fn create(
+        &self,
+        host: &mut dyn Host,
+        class: &str,
+        params: &Map<String, Value>,
+    ) -> Result<Box<dyn Instance>, KurentoError>;
+}
+
+/// One element of a module's type. Fluo serialises the calls: one at a time, from any
+/// thread.
+pub trait Instance: Send + 'static {
+    /// The pixel format of the frames [`Instance::process`] gets (asked once, at create).
+    fn format(&self) -> PixelFormat {
+        PixelFormat::Rgba
+    }
+
+    /// A method of the element's class (its own or an ancestor's the module chooses to
+    /// answer), with its parameters checked against the description. The result is the
+    /// method's return value (`Value::Null` for void). Fluo answers the base classes'
+    /// methods itself: an `Err` with [`ErrorCode::MediaObjectOperationNotSupported`] for a
+    /// method the instance does not know lets Fluo answer it.
+    fn invoke(
+        &mut self,
+        host: &mut dyn Host,
+        method: &str,
+        params: &Map<String, Value>,
+    ) -> Result<Value, KurentoError>;
+
+    /// A client set `name`, a property its class (or an ancestor in its module) declares, to
+    /// `value` (checked against its type). An error refuses the value: the client gets it
+    /// and the property keeps its old value. Fluo stores the values and answers their reads
+    /// (a constructor parameter of the same name gives the first value).
+    fn property_set(
+        &mut self,
+        _host: &mut dyn Host,
+        _name: &str,
+        _value: &Value,
+    ) -> Result<(), KurentoError> {
+        Ok(())
+    }
+
+    /// An image asked for with [`Host::load_image`] arrived (decoded). A load that fails
+    /// does not come here: Fluo raises the element's Error event.
+    fn image(&mut self, _host: &mut dyn Host, _request: u64, _image: Image) {}
+
+    /// One decoded video frame of the element's input, changed in place: what the
+    /// element's output shows.
+    fn process(&mut self, host: &mut dyn Host, frame: &mut VideoFrame<'_>);
+}
+
+/// What Fluo offers an instance while it runs.
+pub trait Host {
+    /// Raises `event` (one the class declares in the description) on the element, with its
+    /// own fields (Fluo adds the base ones: source, timestamp, tags, type).
+    fn emit(&mut self, event: &str, fields: Map<String, Value>);
+
+    /// Loads the image (PNG or JPEG) at `uri` (file://, http://, https://, checked against
+    /// the server's URI allow-list now), decoded later, away from the media: it arrives in
+    /// [`Instance::image`] with the number returned here. A URI that is malformed or not
+    /// allowed is an error now (40107, as the overlay filters answer); an image that cannot
+    /// be read or decoded raises the element's Error event later.
+    fn load_image(&mut self, uri: &str) -> Result<u64, KurentoError>;
+}
+
+/// How a frame's pixels are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelFormat {
+    /// Packed 8-bit red, green, blue, alpha: one plane, 4 bytes a pixel.
+    Rgba,
+    /// Planar 8-bit YUV 4:2:0: Y at full size, U and V at half width and height (rounded up).
+    I420,
+}
+
+/// One plane of a frame: rows of `stride` bytes (a row may carry padding after its pixels).
+#[derive(Debug)]
+pub struct Plane<'a> {
+    /// The plane's bytes, row after row.
+    pub data: &'a mut [u8],
+    /// Bytes from one row's start to the next's.
+    pub stride: usize,
+}
+
+/// A decoded video frame, writable.
+#[derive(Debug)]
+pub struct VideoFrame<'a> {
+    /// How the planes are laid out.
+    pub format: PixelFormat,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Presentation time since the start of the element's stream, in nanoseconds (`None`
+    /// when the frame has none).
+    pub pts_ns: Option<u64>,
+    /// One plane for [`PixelFormat::Rgba`]; Y, U, V for [`PixelFormat::I420`].
+    pub planes: Vec<Plane<'a>>,
+}
+
+/// A decoded image: straight (not premultiplied) RGBA, 4 bytes a pixel, rows packed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `width * height * 4` bytes.
+    pub rgba: Vec<u8>,
+}
+
+impl Image {
+    /// The pixel at (`x`, `y`) as RGBA, `None` outside the image.
+    pub fn pixel(&self, x: u32, y: u32) -> Option<[u8; 4]> {
+        if x >= self.width || y >= self.height {
+            return None;
+        }
+        let i = (y as usize * self.width as usize + x as usize) * 4;
+        self.rgba.get(i..i + 4).map(|p| [p[0], p[1], p[2], p[3]])
+    }
+}
+
+/// The answer for a method an instance does not handle (Fluo then answers it if a base
+/// class has it).
+pub fn not_handled(method: &str) -> KurentoError {
+    KurentoError::new(
+        ErrorCode::MediaObjectOperationNotSupported,
+        format!("{method} is not implemented by this module"),
+    )
+}
+
+/// The module's name and version, from its description's `module` line; the error says
+/// what does not parse.
+pub fn name_and_version(module: &dyn Module) -> Result<(String, String), String> {
+    let parsed = fluo_api::model::idl::parse(module.idl()).map_err(|e| e.to_string())?;
+    Ok((parsed.name, parsed.version))
+}
