@@ -20,6 +20,7 @@ mod hub;
 mod limits;
 mod media_event;
 mod output;
+pub mod panics;
 mod registry;
 mod replay;
 mod session;

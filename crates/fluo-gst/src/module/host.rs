@@ -1,14 +1,14 @@
 //! Where a module's instance lives ([`Slot`]): its calls made one at a time, each inside
-//! `catch_unwind`, so that a module that panics stops its own element only (an Error event,
+//! `fluo_core::panics::contain`, so that a module that panics stops its own element only (an Error event,
 //! no more frames, errors for its methods) while the server and other elements go on; and
 //! the [`fluo_module::Host`] it is given (events, image loads through the URI allow-list on
 //! a loader thread of its own).
 
 use crate::uri::{self, UriPolicy};
 use fluo_api::{ErrorCode, KurentoError};
+use fluo_core::panics::contain;
 use fluo_core::{EventSink, MediaError, MediaEvent};
 use fluo_module::{Host, Image, Instance, Map, Module, Value, VideoFrame};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
 
 /// A load for the loader thread: request number, URI (checked), whether redirects are
@@ -80,7 +80,7 @@ impl Slot {
                     state: &mut st,
                 };
                 let class = slot.who.class;
-                catch_unwind(AssertUnwindSafe(|| module.create(&mut host, class, params)))
+                contain(|| module.create(&mut host, class, params))
             };
             match made {
                 Ok(Ok(instance)) => st.instance = Some(instance),
@@ -121,7 +121,7 @@ impl Slot {
                 slot: self,
                 state: &mut st,
             };
-            catch_unwind(AssertUnwindSafe(|| f(&mut *instance, &mut host)))
+            contain(|| f(&mut *instance, &mut host))
         };
         match outcome {
             Ok(r) => {
@@ -133,7 +133,7 @@ impl Slot {
                 st.loads = None;
                 drop(st);
                 // Dropping a panicked instance may panic again: caught too.
-                let _ = catch_unwind(AssertUnwindSafe(move || drop(instance)));
+                let _ = contain(move || drop(instance));
                 let class = self.who.class;
                 let text = panic_text(&*p);
                 tracing::warn!(id = %self.who.id, "{class}: the module panicked in {what}: {text}; its media stops");

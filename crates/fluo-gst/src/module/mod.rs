@@ -155,9 +155,7 @@ impl Factory for ModuleFactory {
                 class,
             };
             let module = &*self.hosted.module;
-            let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                module.create(&mut check, class, cx.params)
-            }));
+            let made = fluo_core::panics::contain(|| module.create(&mut check, class, cx.params));
             match made {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(e),

@@ -7,6 +7,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub(crate) fn main() -> std::process::ExitCode {
+    // A panic ends the process, except in a module's code (fluo_core::panics).
+    fluo_core::panics::abort_outside_contain();
     let rust_log = std::env::var("RUST_LOG").ok();
     tracing_subscriber::fmt()
         .with_env_filter(fluo_server::log_filter(rust_log.as_deref()))
