@@ -54,11 +54,11 @@ pub trait Instance: Send + 'static {
         PixelFormat::Rgba
     }
 
-    /// A method of the element's class (its own or an ancestor's the module chooses to
-    /// answer), with its parameters checked against the description. The result is the
-    /// method's return value (`Value::Null` for void). Fluo answers the base classes'
-    /// methods itself: an `Err` with [`ErrorCode::MediaObjectOperationNotSupported`] for a
-    /// method the instance does not know lets Fluo answer it.
+    /// A method that the element's class, or an ancestor class in the same module,
+    /// declares, with its parameters checked against the description. The result is the
+    /// method's return value (`Value::Null` for void). Fluo answers the methods of Kurento's
+    /// base classes itself; they never reach the instance ([`not_handled`] for a declared
+    /// method the instance does not implement).
     fn invoke(
         &mut self,
         host: &mut dyn Host,
@@ -158,8 +158,9 @@ impl Image {
     }
 }
 
-/// The answer for a method an instance does not handle (Fluo then answers it if a base
-/// class has it).
+/// The answer for a method an instance does not handle (the client gets this error; only
+/// the methods the module's own classes declare reach an instance, base classes' methods
+/// are answered by Fluo).
 pub fn not_handled(method: &str) -> KurentoError {
     KurentoError::new(
         ErrorCode::MediaObjectOperationNotSupported,

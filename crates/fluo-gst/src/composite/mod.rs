@@ -362,9 +362,26 @@ impl Core {
         // Playing before the tee feeds it: a buffer pushed into a stopped element answers
         // FLUSHING, which would stop the port's mixer for good.
         start(&elements);
-        let pad = tee.request_pad_simple("src_%u").ok_or("no tee pad")?;
-        let sink = elements[0].static_pad("sink").ok_or("no encoder pad")?;
-        pad.link(&sink).map_err(|e| format!("audio encode: {e}"))?;
+        let linked = tee
+            .request_pad_simple("src_%u")
+            .ok_or("no tee pad".to_string())
+            .and_then(|pad| {
+                let sink = elements[0].static_pad("sink");
+                match sink.map(|sink| pad.link(&sink)) {
+                    Some(Ok(_)) => Ok(pad),
+                    e => {
+                        tee.release_request_pad(&pad);
+                        Err(format!("audio encode: {e:?}"))
+                    }
+                }
+            });
+        let pad = match linked {
+            Ok(pad) => pad,
+            Err(e) => {
+                remove(&self.pipeline, &elements);
+                return Err(e);
+            }
+        };
         port.audio_enc = (elements, Some(pad));
         port.audio_codec = codec;
         Ok(())

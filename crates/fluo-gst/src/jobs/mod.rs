@@ -160,7 +160,8 @@ pub fn decode_event(name: &str, data: &[u8]) -> Option<MediaEvent> {
         "Recording" => MediaEvent::Recording,
         "Paused" => MediaEvent::Paused,
         "Stopped" => MediaEvent::Stopped,
-        // A module's own event (its element's proxy checks the name against its class).
+        // A module's own event: a name some installed module declares (the element's host
+        // dropped names its class does not declare; a client subscribes per class).
         name if crate::module::is_event_name(name) => {
             let fields = r.str().ok()?;
             if fields.len() > MAX_MODULE_EVENT_BYTES {

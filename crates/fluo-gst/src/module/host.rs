@@ -45,6 +45,26 @@ pub(crate) struct Slot {
     me: Weak<Slot>,
 }
 
+impl Drop for Slot {
+    /// The instance goes inside `contain` too: a module whose drop panics must not end the
+    /// process (the drop runs on whichever thread lets the slot go last).
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(instance) = state.instance.take() {
+            if contain(move || drop(instance)).is_err() {
+                tracing::warn!(id = %self.who.id, "{}: the module panicked when its element went", self.who.class);
+            }
+        }
+    }
+}
+
+/// The most an event of a module may carry (its fields as JSON text), in both modes (the
+/// server reads no larger one from a worker).
+const MAX_EVENT_BYTES: usize = crate::jobs::MAX_MODULE_EVENT_BYTES;
+
+/// Field names every Kurento event has, which the host fills: a module's are dropped.
+const BASE_FIELDS: [&str; 4] = ["type", "source", "timestampMillis", "tags"];
+
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     let text = p
         .downcast_ref::<&str>()
@@ -223,9 +243,18 @@ impl Host for SlotHost<'_> {
             tracing::warn!(id = %who.id, "{}: the module raised {event}, which its class does not declare: dropped", who.class);
             return;
         }
+        let mut fields = fields;
+        for f in BASE_FIELDS {
+            fields.remove(f);
+        }
+        let fields = Value::Object(fields).to_string();
+        if fields.len() > MAX_EVENT_BYTES {
+            tracing::warn!(id = %who.id, "{}: the module raised {event} with {} bytes of fields (at most {MAX_EVENT_BYTES}): dropped", who.class, fields.len());
+            return;
+        }
         let ev = MediaEvent::Module {
             name: event.to_string(),
-            fields: Value::Object(fields).to_string(),
+            fields,
         };
         (who.sink)(&who.id, ev);
     }
@@ -304,11 +333,19 @@ mod tests {
             _: &Map<String, Value>,
         ) -> Result<Box<dyn Instance>, KurentoError> {
             assert!(!self.panic_at_create, "create panics");
-            Ok(Box::new(Act))
+            Ok(Box::new(Act { drop_panics: false }))
         }
     }
 
-    struct Act;
+    struct Act {
+        drop_panics: bool,
+    }
+
+    impl Drop for Act {
+        fn drop(&mut self) {
+            assert!(!self.drop_panics, "drop panics");
+        }
+    }
 
     impl Instance for Act {
         fn invoke(
@@ -328,6 +365,10 @@ mod tests {
                     host.load_image(uri).map(Value::from)
                 }
                 "panic" => panic!("invoke panics"),
+                "arm" => {
+                    self.drop_panics = true;
+                    Ok(Value::Null)
+                }
                 _ => Ok(Value::from(method)),
             }
         }
@@ -369,6 +410,32 @@ mod tests {
             panic!("{seen:?}");
         };
         assert_eq!(name, "Declared");
+        assert_eq!(fields, r#"{"name":"Declared"}"#);
+    }
+
+    #[test]
+    fn an_instance_whose_drop_panics_goes_quietly_with_its_slot() {
+        let (s, _) = slot(false, &[]);
+        let s = s.expect("made");
+        s.invoke("arm", &Map::new()).expect("armed");
+        drop(s);
+    }
+
+    #[test]
+    fn events_lose_the_base_fields_and_oversized_ones_are_dropped() {
+        let (s, seen) = slot(false, &[]);
+        let s = s.expect("made");
+        let mut p = params("name", "Declared");
+        p.insert("type".into(), Value::from("Forged"));
+        p.insert("source".into(), Value::from("other"));
+        s.invoke("emit", &p).expect("emits");
+        p.insert("big".into(), Value::from("x".repeat(MAX_EVENT_BYTES)));
+        s.invoke("emit", &p).expect("emits");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "the oversized one dropped: {}", seen.len());
+        let MediaEvent::Module { fields, .. } = &seen[0] else {
+            panic!("{seen:?}");
+        };
         assert_eq!(fields, r#"{"name":"Declared"}"#);
     }
 

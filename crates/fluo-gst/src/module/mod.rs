@@ -155,7 +155,10 @@ impl Factory for ModuleFactory {
                 class,
             };
             let module = &*self.hosted.module;
-            let made = fluo_core::panics::contain(|| module.create(&mut check, class, cx.params));
+            // The checking instance goes inside `contain` too (its drop is module code).
+            let made = fluo_core::panics::contain(|| {
+                module.create(&mut check, class, cx.params).map(drop)
+            });
             match made {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(e),

@@ -70,18 +70,20 @@ impl Stage for ModuleStage {
     }
 }
 
-/// Hands one buffer to the instance as a writable frame; `false`: drop it.
+/// Hands one buffer to the instance as a writable frame; `false`: drop it. A frame the
+/// module cannot be given is dropped, not passed unprocessed (a module that masks or blurs
+/// must not leak frames).
 fn process(pad: &gst::Pad, buffer: &mut gst::Buffer, slot: &Slot, format: PixelFormat) -> bool {
     let Some(info) = pad
         .current_caps()
         .and_then(|c| gst_video::VideoInfo::from_caps(&c).ok())
     else {
-        return true;
+        return false;
     };
     let pts_ns = buffer.pts().map(|t| t.nseconds());
     let buf = buffer.make_mut();
     let Ok(mut map) = buf.map_writable() else {
-        return true;
+        return false;
     };
     let (width, height) = (info.width(), info.height());
     let planes: Vec<(usize, usize, usize)> = (0..info.n_planes() as usize)
@@ -94,7 +96,7 @@ fn process(pad: &gst::Pad, buffer: &mut gst::Buffer, slot: &Slot, format: PixelF
         })
         .collect();
     let Some(split) = split_planes(map.as_mut_slice(), &planes) else {
-        return true;
+        return false;
     };
     let mut frame = VideoFrame {
         format,

@@ -56,6 +56,8 @@ async fn scenario(url: &str, conns: usize, secs: u64, method: &'static str) -> f
 }
 
 fn main() {
+    // As the server: a panic ends the process (fluo_core::panics).
+    fluo_core::panics::abort_outside_contain();
     let args: Vec<String> = std::env::args().collect();
     let secs: u64 = args
         .iter()
