@@ -1,10 +1,12 @@
 //! ChromaFilter, Kurento's `chroma` module, written against Fluo's public module API
 //! ([`fluo_module`]) only: docs/modules.md walks through it.
 //!
-//! The constructor's `window` is the calibration area: the mean colour of that area in the
-//! first frame is the key. In every frame, the pixels whose chroma (Cb, Cr) lies within
-//! [`TOLERANCE`] of the key's are replaced by the background image (`setBackground`,
-//! scaled to the frame) or, without one, left as they are.
+//! The constructor's `window` is the calibration area: the mean chroma of that area over the
+//! first [`CALIBRATION_FRAMES`] frames that show a colour there is the key (dark and grey
+//! pixels are left out, so that a camera's black or grey first frames do not make grey the
+//! key; frames pass unchanged until then). In every later frame, the pixels whose chroma
+//! (Cb, Cr) lies within [`TOLERANCE`] of the key's are replaced by the background image
+//! (`setBackground`, scaled to the frame) or, without one, left as they are.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -89,12 +91,24 @@ fn window(v: Option<&Value>) -> Result<(u32, u32, u32, u32), KurentoError> {
     Ok((c(x), c(y), c(w), c(h)))
 }
 
+/// How many frames showing a colour in the window calibrate the key.
+pub const CALIBRATION_FRAMES: u32 = 5;
+
+/// A window pixel darker than this (its brightest channel) has no reliable chroma.
+const DARK: u8 = 30;
+
+/// A window pixel whose chroma lies this close to grey's (128, 128) is no key colour.
+const NEUTRAL: i32 = 16;
+
 /// One ChromaFilter.
 #[derive(Debug)]
 pub struct ChromaFilter {
     window: (u32, u32, u32, u32),
     /// The key's (Cb, Cr), once calibrated.
     key: Option<(i32, i32)>,
+    /// While calibrating: the sums of Cb and Cr of the coloured window pixels seen, their
+    /// count, and how many frames had enough of them.
+    calibration: ((i64, i64), i64, u32),
     /// The background image, and its copy scaled to the last frame's size.
     background: Option<Image>,
     scaled: Option<Image>,
@@ -109,13 +123,14 @@ impl ChromaFilter {
         ChromaFilter {
             window,
             key: None,
+            calibration: ((0, 0), 0, 0),
             background: None,
             scaled: None,
             pending: None,
         }
     }
 
-    /// The key's (Cb, Cr), once the first frame calibrated it.
+    /// The key's (Cb, Cr), once the first frames calibrated it.
     pub fn key(&self) -> Option<(i32, i32)> {
         self.key
     }
@@ -170,9 +185,23 @@ impl Instance for ChromaFilter {
         let (width, height) = (frame.width, frame.height);
         let stride = frame.planes[0].stride;
         let data = &mut *frame.planes[0].data;
-        let key = *self
-            .key
-            .get_or_insert_with(|| calibrate(data, stride, (width, height), self.window));
+        let key = match self.key {
+            Some(key) => key,
+            None => {
+                calibrate(
+                    data,
+                    stride,
+                    (width, height),
+                    self.window,
+                    &mut self.calibration,
+                );
+                let ((cb, cr), n, frames) = self.calibration;
+                if frames < CALIBRATION_FRAMES {
+                    return;
+                }
+                *self.key.insert(((cb / n) as i32, (cr / n) as i32))
+            }
+        };
         let Some(bg) = &self.background else {
             return;
         };
@@ -206,14 +235,16 @@ impl Instance for ChromaFilter {
     }
 }
 
-/// The mean (Cb, Cr) of the window's pixels (clipped to the frame; the whole frame when the
-/// window lies outside it).
+/// Adds the window's coloured pixels (clipped to the frame; the whole frame when the window
+/// lies outside it) to `acc` (sums of Cb and Cr, count, frames): the frame counts when at
+/// least a quarter of the window is coloured (neither dark nor grey).
 fn calibrate(
     data: &[u8],
     stride: usize,
     (w, h): (u32, u32),
     win: (u32, u32, u32, u32),
-) -> (i32, i32) {
+    acc: &mut ((i64, i64), i64, u32),
+) {
     let (mut x0, mut y0) = (win.0.min(w), win.1.min(h));
     let (mut x1, mut y1) = (
         win.0.saturating_add(win.2).min(w),
@@ -226,13 +257,22 @@ fn calibrate(
     for y in y0..y1 {
         for x in x0..x1 {
             let i = y as usize * stride + x as usize * 4;
-            let (cb, cr) = chroma(data[i], data[i + 1], data[i + 2]);
+            let (r, g, b) = (data[i], data[i + 1], data[i + 2]);
+            let (cb, cr) = chroma(r, g, b);
+            let (dcb, dcr) = (cb - 128, cr - 128);
+            if r.max(g).max(b) < DARK || dcb * dcb + dcr * dcr < NEUTRAL * NEUTRAL {
+                continue;
+            }
             sum = (sum.0 + i64::from(cb), sum.1 + i64::from(cr));
             n += 1;
         }
     }
-    let n = n.max(1);
-    ((sum.0 / n) as i32, (sum.1 / n) as i32)
+    let all = i64::from(x1 - x0) * i64::from(y1 - y0);
+    if n > 0 && n * 4 >= all {
+        acc.0 = (acc.0 .0 + sum.0, acc.0 .1 + sum.1);
+        acc.1 += n;
+        acc.2 += 1;
+    }
 }
 
 /// `img` scaled to `w` x `h` (nearest neighbour).

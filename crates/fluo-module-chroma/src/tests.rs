@@ -42,6 +42,14 @@ fn filter(host: &mut TestHost) -> Box<dyn Instance> {
         .expect("a ChromaFilter")
 }
 
+/// Runs the calibration frames of `scene` through `f`.
+fn calibrate_on(f: &mut dyn Instance, host: &mut TestHost, scene: &RgbaFrame) {
+    for i in 0..CALIBRATION_FRAMES {
+        let mut frame = scene.clone();
+        frame.process(f, host, u64::from(i) * 33_000_000);
+    }
+}
+
 fn set_background(f: &mut dyn Instance, host: &mut TestHost, bg: &RgbaFrame) {
     let mut p = Map::new();
     p.insert("uri".into(), Value::from("file:///bg.png"));
@@ -56,6 +64,7 @@ fn the_key_colour_shows_the_background_and_the_shape_stays() {
     let mut host = TestHost::default();
     let mut f = filter(&mut host);
     set_background(&mut *f, &mut host, &RgbaFrame::filled(32, 24, BLUE));
+    calibrate_on(&mut *f, &mut host, &scene());
     let mut frame = scene();
     frame.process(&mut *f, &mut host, 0);
     assert_eq!(frame.pixel(2, 2), BLUE, "green field replaced");
@@ -94,6 +103,7 @@ fn the_background_is_scaled_to_the_frame() {
     let mut bg = RgbaFrame::filled(4, 2, BLUE);
     bg.fill_rect((2, 0, 2, 2), [255, 255, 255, 255]);
     set_background(&mut *f, &mut host, &bg);
+    calibrate_on(&mut *f, &mut host, &scene());
     let mut frame = RgbaFrame::filled(64, 48, GREEN);
     frame.process(&mut *f, &mut host, 0);
     assert_eq!(frame.pixel(5, 40), BLUE);
@@ -123,6 +133,7 @@ fn the_calibration_window_picks_the_key() {
         .create(&mut host, "ChromaFilter", &params(window(42, 22, 8, 8)))
         .expect("a ChromaFilter");
     set_background(&mut *f, &mut host, &RgbaFrame::filled(8, 8, BLUE));
+    calibrate_on(&mut *f, &mut host, &scene());
     let mut frame = scene();
     frame.process(&mut *f, &mut host, 0);
     assert_eq!(frame.pixel(48, 28), BLUE);
@@ -154,9 +165,43 @@ fn the_constructor_background_is_loaded() {
     let mut f = Chroma.create(&mut host, "ChromaFilter", &p).expect("made");
     assert_eq!(host.loads, [(1, "file:///bg.png".to_string())]);
     f.image(&mut host, 1, RgbaFrame::filled(8, 8, BLUE).to_image());
+    calibrate_on(&mut *f, &mut host, &scene());
     let mut frame = scene();
     frame.process(&mut *f, &mut host, 0);
     assert_eq!(frame.pixel(2, 2), BLUE);
+}
+
+#[test]
+fn dark_and_grey_first_frames_do_not_make_the_key_and_pass_unchanged() {
+    let mut host = TestHost::default();
+    let mut f = filter(&mut host);
+    set_background(&mut *f, &mut host, &RgbaFrame::filled(8, 8, BLUE));
+    // A camera's first frames: black, then grey, many of them.
+    for (i, colour) in [[0, 0, 0, 255], [128, 128, 128, 255]]
+        .into_iter()
+        .enumerate()
+    {
+        for _ in 0..2 * CALIBRATION_FRAMES {
+            let mut frame = RgbaFrame::filled(64, 48, colour);
+            frame.process(&mut *f, &mut host, i as u64);
+            assert!(frame == RgbaFrame::filled(64, 48, colour), "unchanged");
+        }
+    }
+    // Then the scene: green is the key, calibrated over its frames (unchanged until the
+    // last of them).
+    for _ in 1..CALIBRATION_FRAMES {
+        let mut frame = scene();
+        frame.process(&mut *f, &mut host, 0);
+        assert!(frame == scene(), "unchanged while calibrating");
+    }
+    let mut frame = scene();
+    frame.process(&mut *f, &mut host, 0);
+    assert_eq!(frame.pixel(2, 2), BLUE, "green keyed");
+    assert_eq!(frame.pixel(48, 28), RED, "the shape kept");
+    // A grey or white pixel is not keyed.
+    let mut grey = RgbaFrame::filled(64, 48, [128, 128, 128, 255]);
+    grey.process(&mut *f, &mut host, 0);
+    assert_eq!(grey.pixel(2, 2), [128, 128, 128, 255]);
 }
 
 #[test]
