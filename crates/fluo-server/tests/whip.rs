@@ -326,6 +326,17 @@ async fn whip_statuses_and_a_session_from_post_to_delete() {
             .status,
         400
     );
+    // The candidates go through the endpoint's addIceCandidate, which refuses a bad one.
+    let a = http(
+        port,
+        "PATCH",
+        &location,
+        FRAG,
+        Some("a=candidate:nonsense\r\n"),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains("ICE candidate"), "{}", a.body);
     let matching = format!("{FRAG}If-Match: {etag}\r\n");
     let a = http(port, "PATCH", &location, &matching, Some(cand)).await;
     assert_eq!(a.status, 204, "{}", a.body);
