@@ -398,6 +398,17 @@ async fn an_offer_the_endpoint_cannot_take_is_422_and_release_removes_the_url() 
 m=video 5004 RTP/AVP 96\r\nc=IN IP4 127.0.0.1\r\na=rtpmap:96 VP8/90000\r\na=recvonly\r\n";
     let a = http(port, "POST", &path, SDP, Some(plain_rtp)).await;
     assert_eq!(a.status, 422, "{}", a.body);
+    // No codec in common.
+    let e = create(ws, 7, &pipe, json!({"fluoWhip": true})).await;
+    let ep = e["result"]["value"]
+        .as_str()
+        .expect("an endpoint")
+        .to_string();
+    let u = invoke(ws, 8, &ep, "getTag", json!({"key":"fluoWhipUrl"})).await;
+    let (port, path) = split(u["result"]["value"].as_str().expect("a URL"));
+    let foreign = OFFER.replace("opus/48000/2", "x-unknown/48000/2");
+    let a = http(port, "POST", &path, SDP, Some(&foreign)).await;
+    assert_eq!(a.status, 422, "{}", a.body);
     // An endpoint released by the application takes its URL with it.
     let e = create(ws, 4, &pipe, json!({"fluoWhep": true})).await;
     let ep = e["result"]["value"]
@@ -417,4 +428,39 @@ m=video 5004 RTP/AVP 96\r\nc=IN IP4 127.0.0.1\r\na=rtpmap:96 VP8/90000\r\na=recv
         http(port, "POST", &path, SDP, Some(OFFER)).await.status,
         404
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_concurrent_posts_to_one_endpoint_exactly_one_gets_the_session() {
+    let (ws_port, _stop) = start().await;
+    let mut ws = connect(ws_port).await;
+    let ws = &mut ws;
+    let p = ask(
+        ws,
+        json!({"jsonrpc":"2.0","id":1,"method":"create","params":{"type":"MediaPipeline"}}),
+        &mut vec![],
+    )
+    .await;
+    let pipe = p["result"]["value"].as_str().unwrap().to_string();
+    let e = create(ws, 2, &pipe, json!({"fluoWhip": true})).await;
+    let ep = e["result"]["value"]
+        .as_str()
+        .expect("an endpoint")
+        .to_string();
+    let u = invoke(ws, 3, &ep, "getTag", json!({"key":"fluoWhipUrl"})).await;
+    let (port, path) = split(u["result"]["value"].as_str().expect("a URL"));
+    let posts: Vec<_> = (0..20)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move { http(port, "POST", &path, SDP, Some(OFFER)).await.status })
+        })
+        .collect();
+    let mut statuses = vec![];
+    for p in posts {
+        statuses.push(p.await.unwrap());
+    }
+    statuses.sort();
+    let mut want = vec![201];
+    want.extend([409; 19]);
+    assert_eq!(statuses, want);
 }
