@@ -253,7 +253,7 @@ impl Engine {
             self.usage.object_created(o);
         }
         self.registry.insert(obj);
-        if let Some(kind) = signal {
+        for kind in signal {
             self.signal_created(&id, kind);
         }
         let mut sessions: Vec<String> = vec![session.to_string()];

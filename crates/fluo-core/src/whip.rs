@@ -19,12 +19,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Which protocol a path speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SignalKind {
     /// WHIP: the client publishes.
     Whip,
     /// WHEP: the client plays.
     Whep,
+    /// WHEP from a source element: each POST makes a WebRtcEndpoint (a [`SignalKind::Whep`]
+    /// one) connected from it, so one URL serves many viewers.
+    WhepSource,
 }
 
 impl SignalKind {
@@ -33,6 +36,7 @@ impl SignalKind {
         match self {
             SignalKind::Whip => "fluoWhip",
             SignalKind::Whep => "fluoWhep",
+            SignalKind::WhepSource => "fluoWhepSource",
         }
     }
 
@@ -41,6 +45,7 @@ impl SignalKind {
         match self {
             SignalKind::Whip => "fluoWhipUrl",
             SignalKind::Whep => "fluoWhepUrl",
+            SignalKind::WhepSource => "fluoWhepSourceUrl",
         }
     }
 
@@ -48,7 +53,7 @@ impl SignalKind {
     pub fn feature(self) -> &'static str {
         match self {
             SignalKind::Whip => "whip",
-            SignalKind::Whep => "whep",
+            SignalKind::Whep | SignalKind::WhepSource => "whep",
         }
     }
 }
@@ -90,6 +95,8 @@ pub type SignalReply = Box<dyn FnOnce(Result<SignalAnswer, HttpRefusal>) + Send>
 pub struct SignalCall {
     /// The endpoint's object id.
     pub object: String,
+    /// Which of its URLs was asked.
+    pub kind: SignalKind,
     /// The session id in the request's path (`None`: the endpoint's URL itself).
     pub session: Option<String>,
     /// What is asked.
@@ -115,6 +122,7 @@ impl SignalTarget {
     pub fn call(&self, session: Option<String>, op: SignalOp, reply: SignalReply) {
         (self.sink)(SignalCall {
             object: self.object.clone(),
+            kind: self.kind,
             session,
             op,
             reply,
@@ -125,6 +133,9 @@ impl SignalTarget {
 /// One endpoint reachable by WHIP or WHEP.
 struct Entry {
     path: String,
+    kind: SignalKind,
+    /// The source element whose WHEP URL made this endpoint.
+    from: Option<String>,
     /// The session made by the POST: its id and ETag.
     session: Option<(String, String)>,
 }
@@ -134,11 +145,13 @@ struct Entry {
 pub(crate) struct Signals {
     routes: Option<Arc<HttpRoutes>>,
     sink: Option<SignalSink>,
-    by_object: HashMap<String, Entry>,
+    by_object: HashMap<(String, SignalKind), Entry>,
 }
 
 /// The largest number of candidates one PATCH may carry.
 const MAX_PATCH_CANDIDATES: usize = 50;
+/// The most viewers' endpoints one `fluoWhepSource` URL keeps at once.
+pub const MAX_SOURCE_VIEWERS: usize = 100;
 
 impl Engine {
     /// Serves WHIP and WHEP on the listener whose routes are `routes`: `sink` must bring each
@@ -154,17 +167,12 @@ impl Engine {
         &self,
         class: &str,
         properties: &Map<String, Value>,
-    ) -> Result<Option<SignalKind>, KurentoError> {
-        let mut asked = None;
-        for kind in [SignalKind::Whip, SignalKind::Whep] {
+    ) -> Result<Vec<SignalKind>, KurentoError> {
+        let mut asked = vec![];
+        for kind in [SignalKind::Whip, SignalKind::Whep, SignalKind::WhepSource] {
             match properties.get(kind.property()) {
                 None | Some(Value::Bool(false)) | Some(Value::Null) => {}
-                Some(Value::Bool(true)) if asked.is_none() => asked = Some(kind),
-                Some(Value::Bool(true)) => {
-                    return Err(KurentoError::illegal_param(
-                        "'fluoWhip' and 'fluoWhep' cannot both be true",
-                    ))
-                }
+                Some(Value::Bool(true)) => asked.push(kind),
                 Some(_) => {
                     return Err(KurentoError::illegal_param(format!(
                         "'{}' must be a boolean",
@@ -173,27 +181,32 @@ impl Engine {
                 }
             }
         }
-        let Some(kind) = asked else { return Ok(None) };
-        if !self.model.is_a(class, "WebRtcEndpoint") {
-            return Err(KurentoError::illegal_param(format!(
-                "'{}' is for a WebRtcEndpoint, not a {class}",
-                kind.property()
-            )));
+        if asked.contains(&SignalKind::Whip) && asked.contains(&SignalKind::Whep) {
+            return Err(KurentoError::illegal_param(
+                "'fluoWhip' and 'fluoWhep' cannot both be true",
+            ));
         }
-        if self.signals.sink.is_none()
-            || self
-                .signals
-                .routes
-                .as_ref()
-                .and_then(|r| r.base())
-                .is_none()
-        {
+        for kind in &asked {
+            let needs = match kind {
+                SignalKind::WhepSource => "MediaElement",
+                _ => "WebRtcEndpoint",
+            };
+            if !self.model.is_a(class, needs) {
+                return Err(KurentoError::illegal_param(format!(
+                    "'{}' is for a {needs}, not a {class}",
+                    kind.property()
+                )));
+            }
+        }
+        let listening = self.signals.sink.is_some()
+            && (self.signals.routes.as_ref()).is_some_and(|r| r.base().is_some());
+        if !asked.is_empty() && !listening {
             return Err(KurentoError::new(
                 ErrorCode::HttpEndPointRegistrationError,
                 "The HTTP listener is not running (see --http-port)",
             ));
         }
-        Ok(Some(kind))
+        Ok(asked)
     }
 
     /// A WHIP/WHEP endpoint was created: its route and its URL's tag.
@@ -213,9 +226,11 @@ impl Engine {
             o.tags.push((kind.tag().to_string(), url));
         }
         self.signals.by_object.insert(
-            id.to_string(),
+            (id.to_string(), kind),
             Entry {
                 path,
+                kind,
+                from: None,
                 session: None,
             },
         );
@@ -223,17 +238,20 @@ impl Engine {
 
     /// An object was destroyed: its route goes.
     pub(crate) fn signal_destroyed(&mut self, id: &str) {
-        if let Some(e) = self.signals.by_object.remove(id) {
-            if let Some(r) = &self.signals.routes {
+        let routes = self.signals.routes.clone();
+        self.signals.by_object.retain(|(object, _), e| {
+            let keep = object != id;
+            if let (false, Some(r)) = (keep, &routes) {
                 r.remove(&e.path);
             }
-        }
+            keep
+        });
     }
 
     /// Answers one call from the listener.
     pub fn signal(&mut self, now: crate::Now, call: SignalCall) {
         self.now = now;
-        let r = self.signal_op(&call.object, call.session.as_deref(), call.op);
+        let r = self.signal_op(&call.object, call.kind, call.session.as_deref(), call.op);
         (call.reply)(r);
         self.flush_events();
     }
@@ -241,12 +259,28 @@ impl Engine {
     fn signal_op(
         &mut self,
         id: &str,
+        kind: SignalKind,
         session: Option<&str>,
         op: SignalOp,
     ) -> Result<SignalAnswer, HttpRefusal> {
         let gone = || HttpRefusal::new(404, "nothing at this URL");
-        let entry = self.signals.by_object.get(id).ok_or_else(gone)?;
+        let key = (id.to_string(), kind);
+        let entry = self.signals.by_object.get(&key).ok_or_else(gone)?;
         let live = entry.session.clone();
+        match (&op, session, entry.kind) {
+            (SignalOp::Offer(sdp), None, SignalKind::WhepSource) => {
+                let sdp = sdp.clone();
+                return self.signal_viewer(id, &sdp);
+            }
+            (_, None, SignalKind::WhepSource) => {
+                return Err(HttpRefusal::new(
+                    405,
+                    "POST a viewer's offer here; its session is under the Location answered",
+                ))
+            }
+            (_, Some(_), SignalKind::WhepSource) => return Err(gone()),
+            _ => {}
+        }
         match (&op, session) {
             (SignalOp::Offer(_), None) => {}
             (SignalOp::Offer(_), Some(_)) => {
@@ -265,7 +299,7 @@ impl Engine {
             _ => {}
         }
         match op {
-            SignalOp::Offer(sdp) => self.signal_offer(id, &sdp, live.is_some()),
+            SignalOp::Offer(sdp) => self.signal_offer(&key, &sdp, live.is_some()),
             SignalOp::Patch { frag, if_match } => {
                 let etag = live.map(|(_, e)| e).unwrap_or_default();
                 self.signal_patch(id, &frag, if_match.as_deref(), &etag)
@@ -281,9 +315,52 @@ impl Engine {
         }
     }
 
+    /// A POST to a source's WHEP URL: a new WebRtcEndpoint in its pipeline, referenced by
+    /// the sessions that hold the source, connected from it, answering the offer (released
+    /// again if that fails).
+    fn signal_viewer(&mut self, source: &str, offer: &str) -> Result<SignalAnswer, HttpRefusal> {
+        let viewers = (self.signals.by_object.values())
+            .filter(|e| e.from.as_deref() == Some(source))
+            .count();
+        if viewers >= MAX_SOURCE_VIEWERS {
+            return Err(HttpRefusal::new(
+                503,
+                format!("this source has {MAX_SOURCE_VIEWERS} viewers: DELETE one first"),
+            ));
+        }
+        let gone = || HttpRefusal::new(404, "nothing at this URL");
+        let o = self.registry.get(source).ok_or_else(gone)?;
+        let pipeline = o.pipeline.clone().ok_or_else(gone)?;
+        let session = o.sessions.iter().min().cloned().ok_or_else(gone)?;
+        let create = fluo_api::params::Create {
+            type_name: "WebRtcEndpoint".into(),
+            constructor_params: Map::from_iter([("mediaPipeline".into(), Value::from(pipeline))]),
+            properties: Map::from_iter([("fluoWhep".into(), Value::Bool(true))]),
+        };
+        let id = (self.create(&session, create, crate::engine::Mode::Direct))
+            .map_err(|e| HttpRefusal::new(503, e.message))?;
+        if let Some(o) = self.registry.get_mut(&id) {
+            o.tags.push(("fluoWhepSource".into(), source.to_string()));
+        }
+        let key = (id.clone(), SignalKind::Whep);
+        if let Some(e) = self.signals.by_object.get_mut(&key) {
+            e.from = Some(source.to_string());
+        }
+        let sink = Map::from_iter([("sink".to_string(), Value::from(id.clone()))]);
+        let r = (self.connect(&session, source, &sink, crate::engine::Mode::Direct))
+            .map_err(|e| HttpRefusal::new(500, e.message))
+            .and_then(|()| self.signal_offer(&key, offer, false));
+        if r.is_err() {
+            self.release(&id);
+        } else {
+            tracing::info!(%source, viewer = %id, "a WHEP viewer");
+        }
+        r
+    }
+
     fn signal_offer(
         &mut self,
-        id: &str,
+        key: &(String, SignalKind),
         offer: &str,
         live: bool,
     ) -> Result<SignalAnswer, HttpRefusal> {
@@ -297,6 +374,7 @@ impl Engine {
             return Err(HttpRefusal::new(400, "the body is not an SDP offer"));
         }
         let params = Map::from_iter([("offer".to_string(), Value::from(offer))]);
+        let id = key.0.as_str();
         let r = self
             .with_element(id, |el, cx| el.invoke(cx, "processOffer", &params))
             .flatten()
@@ -320,7 +398,11 @@ impl Engine {
             ice_value(&answer, "ice-ufrag").unwrap_or_else(new_uuid)
         );
         let session = new_uuid();
-        let entry = self.signals.by_object.get_mut(id).expect("looked up above");
+        let entry = self
+            .signals
+            .by_object
+            .get_mut(key)
+            .expect("looked up above");
         entry.session = Some((session.clone(), etag.clone()));
         Ok(SignalAnswer {
             status: 201,

@@ -1,7 +1,8 @@
 //! WHIP/WHEP's engine side: the `fluoWhip` / `fluoWhep` create property gives a
 //! WebRtcEndpoint a route and its URL as a tag; an HTTP call reaches the endpoint's own
 //! processOffer; the route goes with the endpoint however it goes (release, DELETE, the
-//! session's expiry), so no path outlives its element.
+//! session's expiry), so no path outlives its element. `fluoWhepSource` on any element: each
+//! POST makes a viewer's WebRtcEndpoint connected from it.
 mod common;
 use common::H;
 use fluo_core::http::{HttpRoutes, Route};
@@ -25,6 +26,12 @@ impl Element for FakeRtc {
     ) -> Option<Result<Value, fluo_api::KurentoError>> {
         (method == "processOffer").then(|| {
             let offer = params["offer"].as_str().unwrap_or_default().to_string();
+            if offer == "bad" {
+                return Err(fluo_api::KurentoError::new(
+                    fluo_api::ErrorCode::SdpParseError,
+                    "bad",
+                ));
+            }
             self.0.lock().unwrap().push(offer);
             cx.emit("MediaSessionStarted", Map::new());
             Ok(Value::from(ANSWER))
@@ -209,4 +216,143 @@ fn without_a_listener_the_property_is_refused_with_40300() {
     let pipe = h.create(1, "MediaPipeline", None);
     let r = create(&mut h, &pipe, json!({"fluoWhip": true}));
     assert_eq!(r["error"]["code"], 40300, "{r}");
+}
+
+#[test]
+fn a_source_url_makes_a_connected_endpoint_per_viewer() {
+    let (mut h, routes, calls, offers) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    h.ok(
+        1,
+        "subscribe",
+        json!({"type":"ObjectCreated","object":"manager_ServerManager"}),
+    );
+    let src = h.ok(
+        1,
+        "create",
+        json!({"type":"PassThrough","constructorParams":{"mediaPipeline": pipe},"properties":{"fluoWhepSource": true}}),
+    )["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = h.invoke(1, &src, "getTag", json!({"key": "fluoWhepSourceUrl"}));
+    let path = url
+        .as_str()
+        .unwrap()
+        .strip_prefix("http://h:1")
+        .unwrap()
+        .to_string();
+    assert!(path.starts_with("/whep/"), "{path}");
+    assert_eq!(routes.len(), 1);
+    let _ = h.events(1);
+    let mut viewers = vec![];
+    for i in 0..3 {
+        let a = http(
+            &mut h,
+            &routes,
+            &calls,
+            &path,
+            None,
+            SignalOp::Offer(format!("v=0 {i}")),
+        )
+        .unwrap();
+        assert_eq!(a.status, 201);
+        let location = a.location.unwrap();
+        assert!(
+            location.starts_with("/whep/") && !location.starts_with(&path),
+            "{location}"
+        );
+        viewers.push(location);
+    }
+    assert_eq!(offers.lock().unwrap().len(), 3);
+    assert_eq!(routes.len(), 4, "the source's URL and one per viewer");
+    let created: Vec<String> = h
+        .events(1)
+        .iter()
+        .filter(|e| e["type"] == "ObjectCreated")
+        .map(|e| e["data"]["object"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(created.len(), 3, "ObjectCreated for each viewer's endpoint");
+    let sinks = h.invoke(1, &src, "getSinkConnections", json!({}));
+    for v in &created {
+        assert!(
+            sinks.to_string().contains(v.as_str()),
+            "{v} connected from the source: {sinks}"
+        );
+        let tag = h.invoke(1, v, "getTag", json!({"key": "fluoWhepSource"}));
+        assert_eq!(tag, json!(src));
+    }
+    // The session resources are the viewers' own: PATCH and DELETE go there.
+    let (vpath, session) = viewers[0].rsplit_once('/').unwrap();
+    let d = http(
+        &mut h,
+        &routes,
+        &calls,
+        vpath,
+        Some(session.into()),
+        SignalOp::Delete,
+    )
+    .unwrap();
+    assert_eq!(d.status, 200);
+    assert_eq!(routes.len(), 3);
+    let r = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        Some(session.into()),
+        SignalOp::Delete,
+    );
+    assert_eq!(r.unwrap_err().status, 404);
+    // An offer the endpoint refuses leaves nothing behind.
+    let objects = h.e.object_count();
+    let r = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        None,
+        SignalOp::Offer("bad".into()),
+    );
+    assert_eq!(r.unwrap_err().status, 400);
+    assert_eq!((h.e.object_count(), routes.len()), (objects, 3));
+    // Viewers are bounded per source.
+    for _ in 2..fluo_core::whip::MAX_SOURCE_VIEWERS {
+        let a = http(
+            &mut h,
+            &routes,
+            &calls,
+            &path,
+            None,
+            SignalOp::Offer("v=0".into()),
+        );
+        assert_eq!(a.unwrap().status, 201);
+    }
+    let r = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        None,
+        SignalOp::Offer("v=0".into()),
+    );
+    assert_eq!(r.unwrap_err().status, 503);
+}
+
+#[test]
+fn an_endpoint_can_be_published_by_whip_and_a_whep_source_at_once() {
+    let (mut h, routes, _calls, _) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    let r = create(
+        &mut h,
+        &pipe,
+        json!({"fluoWhip": true, "fluoWhepSource": true}),
+    );
+    let ep = r["result"]["value"].as_str().expect("created").to_string();
+    assert_eq!(routes.len(), 2);
+    let a = h.invoke(1, &ep, "getTag", json!({"key": "fluoWhipUrl"}));
+    let b = h.invoke(1, &ep, "getTag", json!({"key": "fluoWhepSourceUrl"}));
+    assert!(a.as_str().unwrap().contains("/whip/") && b.as_str().unwrap().contains("/whep/"));
+    h.ok(1, "release", json!({"object": ep}));
+    assert_eq!(routes.len(), 0);
 }

@@ -178,3 +178,38 @@ test('whep: a page plays a PlayerEndpoint through WHEP', { timeout: 90000 }, () 
     await page.close();
     await pipeline.release();
   }));
+
+test('whep: one fluoWhepSource URL on a PlayerEndpoint serves two pages, each its own endpoint', { timeout: 90000 }, () =>
+  withDiagnostics(env, async () => {
+    const pipeline = await client.create('MediaPipeline');
+    const player = await pipeline.create('PlayerEndpoint', { uri: fileUri(clip), fluoWhepSource: true });
+    await player.play();
+    const url = await player.getTag('fluoWhepSourceUrl');
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/whep\/[0-9a-f-]{36}$/);
+    const sm = await client.getServerManager();
+    const created = [];
+    sm.on('ObjectCreated', (e) => created.push(e.object));
+    const pages = [];
+    for (const name of ['whep-viewer-1', 'whep-viewer-2']) {
+      const page = await peerPage(name);
+      const r = await page.evaluate(async (u) => window.httpSignal(u, await window.makePeer(false)), url);
+      assert.equal(r.status, 201, JSON.stringify(r));
+      assert.ok(!r.session.startsWith(url), `the session is the viewer endpoint's own: ${r.session}`);
+      pages.push(page);
+    }
+    for (const [i, page] of pages.entries()) {
+      const n = await framesAtLeast(page, FRAMES, `${FRAMES} frames decoded by viewer ${i + 1}`);
+      log(`whep source: viewer ${i + 1} decoded ${n} frames`);
+    }
+    await waitFor(async () => created.length >= 2, 5000, 'ObjectCreated for both viewers');
+    const sinks = await player.getSinkConnections('VIDEO');
+    assert.equal(sinks.length, 2, 'the player feeds two endpoints');
+    // One viewer leaves: the other keeps playing.
+    const del = await pages[0].evaluate(async () => (await fetch(window.session, { method: 'DELETE' })).status);
+    assert.equal(del, 200);
+    await waitFor(async () => (await player.getSinkConnections('VIDEO')).length === 1, 5000, 'one endpoint left');
+    const before = await pages[1].evaluate(() => window.framesDecoded());
+    await framesAtLeast(pages[1], before + 30, 'the second viewer still playing');
+    for (const page of pages) await page.close();
+    await pipeline.release();
+  }));
