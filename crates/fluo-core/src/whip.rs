@@ -7,6 +7,8 @@
 //! unguessable URL on the HTTP listener, which the application reads as the tag
 //! `fluoWhipUrl` / `fluoWhepUrl` (getTag). A POSTed offer goes through the endpoint's own
 //! processOffer, a PATCH's candidates through its addIceCandidate, a DELETE releases it.
+//! `fluoWhepSource: true` on any element gives it a WHEP URL of its own (tag
+//! `fluoWhepSourceUrl`) where each POST makes a `fluoWhep` WebRtcEndpoint connected from it.
 //!
 //! The listener (fluo-server) parses the HTTP and hands each call here through the route's
 //! [`SignalSink`]; the shell brings it to [`Engine::signal`] on the engine's task. IO-free.

@@ -2,7 +2,8 @@
 //! WebRtcEndpoint's URL (see `fluo_core::whip`), `<url>/<session>` the session resource the
 //! POST's Location names. POST an SDP offer (201 with the answer, its ICE candidates in it),
 //! PATCH a trickle-ICE fragment to the session (204), DELETE the session (200: the endpoint
-//! is released). The HTTP is checked here (method, token, content type, size); what the
+//! is released; a `fluoWhepSource` URL answers each POST from a new endpoint, whose own URL
+//! the Location is under). The HTTP is checked here (method, token, content type, size); what the
 //! endpoint makes of the SDP is the engine's answer.
 
 use super::{authorized, framing, respond, respond_typed, Answer, Body, Head, HttpSettings};
