@@ -144,6 +144,8 @@ pub struct Engine {
     pub(crate) settings_sink: Option<crate::SettingsSink>,
     /// The GStreamer pipelines' graphs (see [`Engine::set_pipeline_dot`]).
     pub(crate) pipeline_dot: Option<std::sync::Arc<dyn crate::PipelineDot>>,
+    /// WHIP and WHEP endpoints (see [`Engine::set_signalling`]).
+    pub(crate) signals: crate::whip::Signals,
 }
 
 /// How a request is being executed: directly, or as operation of a transaction.
@@ -178,6 +180,7 @@ impl Engine {
             deferred: std::collections::HashMap::new(),
             settings_sink: None,
             pipeline_dot: None,
+            signals: Default::default(),
         };
         e.registry.insert(Object::server_manager(now.wall_ms));
         e.register_builtin_factories();
@@ -607,7 +610,7 @@ impl Engine {
             .push((source.to_string(), event.to_string(), fields));
     }
 
-    fn flush_events(&mut self) {
+    pub(crate) fn flush_events(&mut self) {
         while !self.pending_events.is_empty() {
             let batch = std::mem::take(&mut self.pending_events);
             for (source, event, fields) in batch {

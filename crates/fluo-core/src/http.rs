@@ -1,6 +1,5 @@
 //! Fluo's own HTTP listener as the elements see it: one table of routes, a path per
-//! element, each route of a feature (today the uploads of HttpPostEndpoint; WHIP and WHEP
-//! will add theirs). The listener (fluo-server) parses requests and looks their path up
+//! element, each route of a feature (the uploads of HttpPostEndpoint, WHIP and WHEP endpoints). The listener (fluo-server) parses requests and looks their path up
 //! here; an element registers its path at create and removes it at release. IO-free: the
 //! listener drives an upload through callbacks.
 
@@ -73,6 +72,8 @@ pub trait PostTarget: Send + Sync {
 pub enum Route {
     /// An element that takes POSTed media (HttpPostEndpoint).
     Upload(Arc<dyn PostTarget>),
+    /// A WebRtcEndpoint reached by WHIP or WHEP (see [`crate::whip`]).
+    Signal(Arc<crate::whip::SignalTarget>),
 }
 
 /// The listener's routes, and the URL it is reached at.

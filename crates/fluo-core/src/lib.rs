@@ -26,6 +26,7 @@ mod replay;
 mod session;
 mod stats;
 mod transaction;
+pub mod whip;
 
 pub use element::{
     Completer, CompletionSink, Element, ElementCx, Factory, FactoryCx, NoMedia, Stopping,

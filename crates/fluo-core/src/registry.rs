@@ -180,6 +180,7 @@ impl Engine {
         }
         let ctor = class.ctor.as_deref().unwrap_or_default();
         let params = bind_params(model, ctor, &c.constructor_params)?;
+        let signal = self.signal_requested(&class.name, &c.properties)?;
         // The parent is the object given for the first remote-class constructor parameter
         // (the pipeline for elements, the hub for hub ports).
         let mut parent: Option<String> = None;
@@ -252,6 +253,9 @@ impl Engine {
             self.usage.object_created(o);
         }
         self.registry.insert(obj);
+        for kind in signal {
+            self.signal_created(&id, kind);
+        }
         let mut sessions: Vec<String> = vec![session.to_string()];
         if let Some(p) = &parent {
             let po = self.registry.get_mut(p).expect("parent exists");
@@ -383,6 +387,7 @@ impl Engine {
             self.usage.object_stopping(origin, &token);
         }
         self.settings_released(id);
+        self.signal_destroyed(id);
         tracing::debug!(%id, "destroyed");
         self.push_event(
             SERVER_MANAGER_ID,

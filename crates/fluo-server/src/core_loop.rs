@@ -88,7 +88,7 @@ pub(crate) fn spawn(
             external_ipv4: config.net.external_ipv4,
             external_ipv6: config.net.external_ipv6,
         }),
-        http,
+        http: http.clone(),
         workers: workers.clone(),
     };
     let engine_config = EngineConfig {
@@ -109,12 +109,20 @@ pub(crate) fn spawn(
     // Replies elements give later (a recorder's stopAndWait), without blocking this task.
     type Completion = (u64, Result<serde_json::Value, fluo_api::KurentoError>);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
+    // WHIP/WHEP requests from the HTTP listener (one per open HTTP connection at most).
+    let (sig_tx, mut sig_rx) = mpsc::unbounded_channel::<fluo_core::whip::SignalCall>();
     let done = tokio::spawn(async move {
         let mut engine = Engine::new(engine_config, Box::new(host), now());
         engine.set_completion_sink(Arc::new(move |token, outcome| {
             let _ = done_tx.send((token, outcome));
         }));
         engine.set_settings_sink(fluo_gst::settings_sink(settings));
+        engine.set_signalling(
+            http,
+            Arc::new(move |call| {
+                let _ = sig_tx.send(call);
+            }),
+        );
         engine.set_pipeline_dot(Arc::new(fluo_gst::GstDot));
         engine.register_factory("WebRtcEndpoint", webrtc.factory());
         for (class, factory) in gst_media.factories() {
@@ -152,6 +160,7 @@ pub(crate) fn spawn(
                     }
                 }
                 Some((token, outcome)) = done_rx.recv() => engine.complete(now(), token, outcome),
+                Some(call) = sig_rx.recv() => engine.signal(now(), call),
                 _ = sleep_until(deadline) => engine.handle_timeout(now()),
                 _ = shutdown.changed() => {
                     // Close every media session so peers learn at once, then stop.

@@ -5,6 +5,8 @@
 //! (never held whole: the listener stops reading while the element's demuxer has much
 //! queued), its size is bounded, and a client that stops sending is cut off.
 
+mod whip;
+
 use crate::ws::{constant_time_eq, percent_decode, Acceptor};
 use fluo_core::http::{HttpRefusal, HttpRoutes, Route, Upload, UploadCut, UploadState};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -130,6 +132,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             return respond(&mut s, 408, text, &[]).await;
         }
     };
+    if let Some(found) = whip::route(routes, &head.path) {
+        return whip::serve(&mut s, head, found, settings).await;
+    }
     let (status, text) = match handle(&mut s, head, routes, settings).await {
         Ok(ok) => ok,
         Err(e) => e,
@@ -435,18 +440,33 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
         return;
     }
     // A 204 has no body.
-    let body: &[u8] = if status == 204 { b"" } else { text.as_bytes() };
-    let end: &[u8] = if status == 204 { b"" } else { b"\n" };
+    let body = if status == 204 {
+        String::new()
+    } else {
+        format!("{text}\n")
+    };
+    let plain = "text/plain; charset=utf-8";
+    respond_typed(s, status, plain, body.as_bytes(), extra).await;
+}
+
+/// Writes an answer whose body is `body` of type `content_type`, then as [`respond`].
+async fn respond_typed<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) {
     let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
         reason(status),
-        body.len() + end.len()
+        body.len()
     );
     for (k, v) in extra {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    let msg = [head.as_bytes(), body, end].concat();
+    let msg = [head.as_bytes(), body].concat();
     if s.write_all(&msg).await.is_err() {
         return;
     }
@@ -466,6 +486,7 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
         204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
@@ -474,9 +495,12 @@ fn reason(status: u16) -> &'static str {
         408 => "Request Timeout",
         409 => "Conflict",
         411 => "Length Required",
+        412 => "Precondition Failed",
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
         431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
         501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "Error",

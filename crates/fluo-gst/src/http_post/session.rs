@@ -316,7 +316,7 @@ mod tests {
         let path = ep.url().strip_prefix("http://h:1").unwrap();
         match routes.find(path) {
             Some(Route::Upload(t)) => t.begin(),
-            None => Err(HttpRefusal::new(404, "no route")),
+            _ => Err(HttpRefusal::new(404, "no route")),
         }
     }
 

@@ -1,0 +1,519 @@
+//! WHIP (RFC 9725) and WHEP on Fluo's HTTP listener, as the engine sees them.
+//!
+//! An application asks for it with a create property the official clients already send (the
+//! `properties` of `create`, which KMS ignores): `fluoWhip: true` (ingest) or
+//! `fluoWhep: true` (playback) on a WebRtcEndpoint. The endpoint stays an ordinary
+//! WebRtcEndpoint for the Kurento Protocol (events, getStats, connect); Fluo gives it an
+//! unguessable URL on the HTTP listener, which the application reads as the tag
+//! `fluoWhipUrl` / `fluoWhepUrl` (getTag). A POSTed offer goes through the endpoint's own
+//! processOffer, a PATCH's candidates through its addIceCandidate, a DELETE releases it.
+//! `fluoWhepSource: true` on any element gives it a WHEP URL of its own (tag
+//! `fluoWhepSourceUrl`) where each POST makes a `fluoWhep` WebRtcEndpoint connected from it.
+//!
+//! The listener (fluo-server) parses the HTTP and hands each call here through the route's
+//! [`SignalSink`]; the shell brings it to [`Engine::signal`] on the engine's task. IO-free.
+
+use crate::engine::{new_uuid, Engine};
+use crate::http::{HttpRefusal, HttpRoutes, Route};
+use fluo_api::{ErrorCode, KurentoError};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Which protocol a path speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignalKind {
+    /// WHIP: the client publishes.
+    Whip,
+    /// WHEP: the client plays.
+    Whep,
+    /// WHEP from a source element: each POST makes a WebRtcEndpoint (a [`SignalKind::Whep`]
+    /// one) connected from it, so one URL serves many viewers.
+    WhepSource,
+}
+
+impl SignalKind {
+    /// The create property that asks for it.
+    pub fn property(self) -> &'static str {
+        match self {
+            SignalKind::Whip => "fluoWhip",
+            SignalKind::Whep => "fluoWhep",
+            SignalKind::WhepSource => "fluoWhepSource",
+        }
+    }
+
+    /// The tag that holds the URL.
+    pub fn tag(self) -> &'static str {
+        match self {
+            SignalKind::Whip => "fluoWhipUrl",
+            SignalKind::Whep => "fluoWhepUrl",
+            SignalKind::WhepSource => "fluoWhepSourceUrl",
+        }
+    }
+
+    /// The path prefix on the listener.
+    pub fn feature(self) -> &'static str {
+        match self {
+            SignalKind::Whip => "whip",
+            SignalKind::Whep | SignalKind::WhepSource => "whep",
+        }
+    }
+}
+
+/// What an HTTP request asks of a WHIP/WHEP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignalOp {
+    /// POST of an SDP offer (to the endpoint's URL).
+    Offer(String),
+    /// PATCH of a trickle-ICE SDP fragment (RFC 8840) to the session; `if_match` is the
+    /// request's If-Match value, if any.
+    Patch {
+        /// The fragment.
+        frag: String,
+        /// The If-Match header.
+        if_match: Option<String>,
+    },
+    /// DELETE of the session.
+    Delete,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SignalAnswer {
+    /// 201 (offer answered), 204 (candidates taken, session ended).
+    pub status: u16,
+    /// The SDP answer (201).
+    pub sdp: Option<String>,
+    /// The session's path (201: the Location).
+    pub location: Option<String>,
+    /// The ICE session's entity tag (201).
+    pub etag: Option<String>,
+}
+
+/// The answer to a call, given on the engine's task.
+pub type SignalReply = Box<dyn FnOnce(Result<SignalAnswer, HttpRefusal>) + Send>;
+
+/// One call from the listener to the engine.
+pub struct SignalCall {
+    /// The endpoint's object id.
+    pub object: String,
+    /// Which of its URLs was asked.
+    pub kind: SignalKind,
+    /// The session id in the request's path (`None`: the endpoint's URL itself).
+    pub session: Option<String>,
+    /// What is asked.
+    pub op: SignalOp,
+    /// Where the answer goes.
+    pub reply: SignalReply,
+}
+
+/// Brings calls to the engine's task (set by the shell, see [`Engine::set_signalling`]).
+pub type SignalSink = Arc<dyn Fn(SignalCall) + Send + Sync>;
+
+/// What a WHIP/WHEP path leads to (a [`Route::Signal`]).
+pub struct SignalTarget {
+    /// The endpoint's object id.
+    pub object: String,
+    /// The protocol.
+    pub kind: SignalKind,
+    sink: SignalSink,
+}
+
+impl SignalTarget {
+    /// Hands `op` to the engine; `reply` gets its answer.
+    pub fn call(&self, session: Option<String>, op: SignalOp, reply: SignalReply) {
+        (self.sink)(SignalCall {
+            object: self.object.clone(),
+            kind: self.kind,
+            session,
+            op,
+            reply,
+        });
+    }
+}
+
+/// One endpoint reachable by WHIP or WHEP.
+struct Entry {
+    path: String,
+    kind: SignalKind,
+    /// The source element whose WHEP URL made this endpoint.
+    from: Option<String>,
+    /// The session made by the POST: its id and ETag.
+    session: Option<(String, String)>,
+}
+
+/// The engine's WHIP/WHEP state.
+#[derive(Default)]
+pub(crate) struct Signals {
+    routes: Option<Arc<HttpRoutes>>,
+    sink: Option<SignalSink>,
+    by_object: HashMap<(String, SignalKind), Entry>,
+}
+
+/// The largest number of candidates one PATCH may carry.
+const MAX_PATCH_CANDIDATES: usize = 50;
+/// The most viewers' endpoints one `fluoWhepSource` URL keeps at once.
+pub const MAX_SOURCE_VIEWERS: usize = 100;
+
+impl Engine {
+    /// Serves WHIP and WHEP on the listener whose routes are `routes`: `sink` must bring each
+    /// call to [`Engine::signal`].
+    pub fn set_signalling(&mut self, routes: Arc<HttpRoutes>, sink: SignalSink) {
+        self.signals.routes = Some(routes);
+        self.signals.sink = Some(sink);
+    }
+
+    /// Which protocol `create`'s `properties` ask for on a `class` object (checked before
+    /// the object is made).
+    pub(crate) fn signal_requested(
+        &self,
+        class: &str,
+        properties: &Map<String, Value>,
+    ) -> Result<Vec<SignalKind>, KurentoError> {
+        let mut asked = vec![];
+        for kind in [SignalKind::Whip, SignalKind::Whep, SignalKind::WhepSource] {
+            match properties.get(kind.property()) {
+                None | Some(Value::Bool(false)) | Some(Value::Null) => {}
+                Some(Value::Bool(true)) => asked.push(kind),
+                Some(_) => {
+                    return Err(KurentoError::illegal_param(format!(
+                        "'{}' must be a boolean",
+                        kind.property()
+                    )))
+                }
+            }
+        }
+        if asked.contains(&SignalKind::Whip) && asked.contains(&SignalKind::Whep) {
+            return Err(KurentoError::illegal_param(
+                "'fluoWhip' and 'fluoWhep' cannot both be true",
+            ));
+        }
+        for kind in &asked {
+            let needs = match kind {
+                SignalKind::WhepSource => "MediaElement",
+                _ => "WebRtcEndpoint",
+            };
+            if !self.model.is_a(class, needs) {
+                return Err(KurentoError::illegal_param(format!(
+                    "'{}' is for a {needs}, not a {class}",
+                    kind.property()
+                )));
+            }
+        }
+        let listening = self.signals.sink.is_some()
+            && (self.signals.routes.as_ref()).is_some_and(|r| r.base().is_some());
+        if !asked.is_empty() && !listening {
+            return Err(KurentoError::new(
+                ErrorCode::HttpEndPointRegistrationError,
+                "The HTTP listener is not running (see --http-port)",
+            ));
+        }
+        Ok(asked)
+    }
+
+    /// A WHIP/WHEP endpoint was created: its route and its URL's tag.
+    pub(crate) fn signal_created(&mut self, id: &str, kind: SignalKind) {
+        let (Some(routes), Some(sink)) = (&self.signals.routes, &self.signals.sink) else {
+            return;
+        };
+        let target = SignalTarget {
+            object: id.to_string(),
+            kind,
+            sink: sink.clone(),
+        };
+        let path = routes.add(kind.feature(), Route::Signal(Arc::new(target)));
+        let url = format!("{}{path}", routes.base().unwrap_or_default());
+        tracing::info!(%id, %url, "{} endpoint", kind.feature());
+        if let Some(o) = self.registry.get_mut(id) {
+            o.tags.push((kind.tag().to_string(), url));
+        }
+        self.signals.by_object.insert(
+            (id.to_string(), kind),
+            Entry {
+                path,
+                kind,
+                from: None,
+                session: None,
+            },
+        );
+    }
+
+    /// An object was destroyed: its route goes.
+    pub(crate) fn signal_destroyed(&mut self, id: &str) {
+        let routes = self.signals.routes.clone();
+        self.signals.by_object.retain(|(object, _), e| {
+            let keep = object != id;
+            if let (false, Some(r)) = (keep, &routes) {
+                r.remove(&e.path);
+            }
+            keep
+        });
+    }
+
+    /// Answers one call from the listener.
+    pub fn signal(&mut self, now: crate::Now, call: SignalCall) {
+        self.now = now;
+        let r = self.signal_op(&call.object, call.kind, call.session.as_deref(), call.op);
+        (call.reply)(r);
+        self.flush_events();
+    }
+
+    fn signal_op(
+        &mut self,
+        id: &str,
+        kind: SignalKind,
+        session: Option<&str>,
+        op: SignalOp,
+    ) -> Result<SignalAnswer, HttpRefusal> {
+        let gone = || HttpRefusal::new(404, "nothing at this URL");
+        let key = (id.to_string(), kind);
+        let entry = self.signals.by_object.get(&key).ok_or_else(gone)?;
+        let live = entry.session.clone();
+        match (&op, session, entry.kind) {
+            (SignalOp::Offer(sdp), None, SignalKind::WhepSource) => {
+                let sdp = sdp.clone();
+                return self.signal_viewer(id, &sdp);
+            }
+            (_, None, SignalKind::WhepSource) => {
+                return Err(HttpRefusal::new(
+                    405,
+                    "POST a viewer's offer here; its session is under the Location answered",
+                ))
+            }
+            (_, Some(_), SignalKind::WhepSource) => return Err(gone()),
+            _ => {}
+        }
+        match (&op, session) {
+            (SignalOp::Offer(_), None) => {}
+            (SignalOp::Offer(_), Some(_)) => {
+                return Err(HttpRefusal::new(
+                    405,
+                    "POST the offer to the endpoint's URL",
+                ))
+            }
+            (_, None) => {
+                return Err(HttpRefusal::new(
+                    405,
+                    "PATCH and DELETE go to the session's URL (the Location of the POST's answer)",
+                ))
+            }
+            (_, Some(s)) if live.as_ref().is_none_or(|(l, _)| l != s) => return Err(gone()),
+            _ => {}
+        }
+        match op {
+            SignalOp::Offer(sdp) => self.signal_offer(&key, &sdp, live.is_some()),
+            SignalOp::Patch { frag, if_match } => {
+                let etag = live.map(|(_, e)| e).unwrap_or_default();
+                self.signal_patch(id, &frag, if_match.as_deref(), &etag)
+            }
+            SignalOp::Delete => {
+                tracing::info!(%id, "released by an HTTP DELETE");
+                self.release(id);
+                Ok(SignalAnswer {
+                    status: 200,
+                    ..SignalAnswer::default()
+                })
+            }
+        }
+    }
+
+    /// A POST to a source's WHEP URL: a new WebRtcEndpoint in its pipeline, referenced by
+    /// the sessions that hold the source, connected from it, answering the offer (released
+    /// again if that fails).
+    fn signal_viewer(&mut self, source: &str, offer: &str) -> Result<SignalAnswer, HttpRefusal> {
+        let viewers = (self.signals.by_object.values())
+            .filter(|e| e.from.as_deref() == Some(source))
+            .count();
+        if viewers >= MAX_SOURCE_VIEWERS {
+            return Err(HttpRefusal::new(
+                503,
+                format!("this source has {MAX_SOURCE_VIEWERS} viewers: DELETE one first"),
+            ));
+        }
+        let gone = || HttpRefusal::new(404, "nothing at this URL");
+        let o = self.registry.get(source).ok_or_else(gone)?;
+        let pipeline = o.pipeline.clone().ok_or_else(gone)?;
+        let session = o.sessions.iter().min().cloned().ok_or_else(gone)?;
+        let create = fluo_api::params::Create {
+            type_name: "WebRtcEndpoint".into(),
+            constructor_params: Map::from_iter([("mediaPipeline".into(), Value::from(pipeline))]),
+            properties: Map::from_iter([("fluoWhep".into(), Value::Bool(true))]),
+        };
+        let id = (self.create(&session, create, crate::engine::Mode::Direct))
+            .map_err(|e| HttpRefusal::new(503, e.message))?;
+        if let Some(o) = self.registry.get_mut(&id) {
+            o.tags.push(("fluoWhepSource".into(), source.to_string()));
+        }
+        let key = (id.clone(), SignalKind::Whep);
+        if let Some(e) = self.signals.by_object.get_mut(&key) {
+            e.from = Some(source.to_string());
+        }
+        let sink = Map::from_iter([("sink".to_string(), Value::from(id.clone()))]);
+        let r = (self.connect(&session, source, &sink, crate::engine::Mode::Direct))
+            .map_err(|e| HttpRefusal::new(500, e.message))
+            .and_then(|()| self.signal_offer(&key, offer, false));
+        if r.is_err() {
+            self.release(&id);
+        } else {
+            tracing::info!(%source, viewer = %id, "a WHEP viewer");
+        }
+        r
+    }
+
+    fn signal_offer(
+        &mut self,
+        key: &(String, SignalKind),
+        offer: &str,
+        live: bool,
+    ) -> Result<SignalAnswer, HttpRefusal> {
+        if live {
+            return Err(HttpRefusal::new(
+                409,
+                "this endpoint already has a session (one per endpoint)",
+            ));
+        }
+        if !offer.trim_start().starts_with("v=0") {
+            return Err(HttpRefusal::new(400, "the body is not an SDP offer"));
+        }
+        let params = Map::from_iter([("offer".to_string(), Value::from(offer))]);
+        let id = key.0.as_str();
+        let r = self
+            .with_element(id, |el, cx| el.invoke(cx, "processOffer", &params))
+            .flatten()
+            .ok_or_else(|| HttpRefusal::new(404, "nothing at this URL"))?;
+        let answer = match r {
+            Ok(Value::String(a)) => a,
+            Ok(_) => return Err(HttpRefusal::new(500, "the endpoint gave no SDP answer")),
+            Err(e) => return Err(refusal(&e)),
+        };
+        if !answer
+            .lines()
+            .any(|l| l.starts_with("m=") && l.split(' ').nth(1).is_some_and(|p| p != "0"))
+        {
+            return Err(HttpRefusal::new(
+                422,
+                "no media section of the offer can be taken (transport or codecs)",
+            ));
+        }
+        let etag = format!(
+            "\"{}\"",
+            ice_value(&answer, "ice-ufrag").unwrap_or_else(new_uuid)
+        );
+        let session = new_uuid();
+        let entry = self
+            .signals
+            .by_object
+            .get_mut(key)
+            .expect("looked up above");
+        entry.session = Some((session.clone(), etag.clone()));
+        Ok(SignalAnswer {
+            status: 201,
+            sdp: Some(answer),
+            location: Some(format!("{}/{session}", entry.path)),
+            etag: Some(etag),
+        })
+    }
+
+    fn signal_patch(
+        &mut self,
+        id: &str,
+        frag: &str,
+        if_match: Option<&str>,
+        etag: &str,
+    ) -> Result<SignalAnswer, HttpRefusal> {
+        if if_match.is_some_and(|m| m.trim() != "*" && m.trim() != etag) {
+            return Err(HttpRefusal::new(
+                412,
+                "If-Match does not name this ICE session",
+            ));
+        }
+        let (ufrag, candidates, mid) = parse_frag(frag)?;
+        if ufrag.is_some() || if_match.is_some_and(|m| m.trim() == "*") {
+            return Err(HttpRefusal::new(
+                422,
+                "ICE restarts are not supported: start a new session (DELETE, then POST)",
+            ));
+        }
+        for c in candidates {
+            let cand = json!({"candidate": c, "sdpMid": mid.clone().unwrap_or_default(), "sdpMLineIndex": 0});
+            let params = Map::from_iter([("candidate".to_string(), cand)]);
+            let r = self
+                .with_element(id, |el, cx| el.invoke(cx, "addIceCandidate", &params))
+                .flatten();
+            if let Some(Err(e)) = r {
+                return Err(HttpRefusal::new(400, e.message));
+            }
+        }
+        Ok(SignalAnswer {
+            status: 204,
+            ..SignalAnswer::default()
+        })
+    }
+}
+
+/// The HTTP status for an error of processOffer.
+fn refusal(e: &KurentoError) -> HttpRefusal {
+    let status = match e.code {
+        ErrorCode::SdpParseError => 400,
+        ErrorCode::SdpEndPointAlreadyNegotiated => 409,
+        ErrorCode::SdpEndPointProcessOfferError => 422,
+        _ => 500,
+    };
+    HttpRefusal::new(status, e.message.clone())
+}
+
+/// The value of the first `a=<name>:` line.
+fn ice_value(sdp: &str, name: &str) -> Option<String> {
+    sdp.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("a=")?
+            .strip_prefix(name)?
+            .strip_prefix(':')
+            .map(str::to_string)
+    })
+}
+
+/// A trickle-ICE fragment (RFC 8840): its ice-ufrag (an ICE restart), candidate lines and
+/// first mid.
+type Frag = (Option<String>, Vec<String>, Option<String>);
+
+fn parse_frag(frag: &str) -> Result<Frag, HttpRefusal> {
+    let mut candidates = vec![];
+    let mut mid = None;
+    for line in frag.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(c) = line.strip_prefix("a=candidate:") {
+            candidates.push(format!("candidate:{c}"));
+        } else if let Some(m) = line.strip_prefix("a=mid:") {
+            mid.get_or_insert_with(|| m.to_string());
+        } else if !(line.starts_with("a=") || line.starts_with("m=")) {
+            return Err(HttpRefusal::new(
+                400,
+                "the body is not an SDP fragment (RFC 8840)",
+            ));
+        }
+    }
+    if candidates.len() > MAX_PATCH_CANDIDATES {
+        return Err(HttpRefusal::new(
+            413,
+            format!("more than {MAX_PATCH_CANDIDATES} candidates in one PATCH"),
+        ));
+    }
+    Ok((ice_value(frag, "ice-ufrag"), candidates, mid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragments_give_candidates_and_restarts() {
+        let f = "a=ice-options:trickle\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2113937151 127.0.0.1 5000 typ host\r\na=end-of-candidates\r\n";
+        let (ufrag, c, mid) = parse_frag(f).unwrap();
+        assert_eq!(ufrag, None);
+        assert_eq!(c, ["candidate:1 1 udp 2113937151 127.0.0.1 5000 typ host"]);
+        assert_eq!(mid.as_deref(), Some("0"));
+        let (ufrag, _, _) = parse_frag("a=ice-ufrag:abcd\r\na=ice-pwd:x\r\n").unwrap();
+        assert_eq!(ufrag.as_deref(), Some("abcd"));
+        assert_eq!(parse_frag("hello").unwrap_err().status, 400);
+    }
+}

@@ -1,0 +1,358 @@
+//! WHIP/WHEP's engine side: the `fluoWhip` / `fluoWhep` create property gives a
+//! WebRtcEndpoint a route and its URL as a tag; an HTTP call reaches the endpoint's own
+//! processOffer; the route goes with the endpoint however it goes (release, DELETE, the
+//! session's expiry), so no path outlives its element. `fluoWhepSource` on any element: each
+//! POST makes a viewer's WebRtcEndpoint connected from it.
+mod common;
+use common::H;
+use fluo_core::http::{HttpRoutes, Route};
+use fluo_core::whip::{SignalCall, SignalOp};
+use fluo_core::{Element, ElementCx, FactoryCx};
+use serde_json::{json, Map, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const ANSWER: &str = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:abcd\r\na=recvonly\r\n";
+
+/// A WebRtcEndpoint whose processOffer answers [`ANSWER`] (and remembers the offer).
+struct FakeRtc(Arc<Mutex<Vec<String>>>);
+
+impl Element for FakeRtc {
+    fn invoke(
+        &mut self,
+        cx: &mut ElementCx<'_>,
+        method: &str,
+        params: &Map<String, Value>,
+    ) -> Option<Result<Value, fluo_api::KurentoError>> {
+        (method == "processOffer").then(|| {
+            let offer = params["offer"].as_str().unwrap_or_default().to_string();
+            if offer == "bad" {
+                return Err(fluo_api::KurentoError::new(
+                    fluo_api::ErrorCode::SdpParseError,
+                    "bad",
+                ));
+            }
+            self.0.lock().unwrap().push(offer);
+            cx.emit("MediaSessionStarted", Map::new());
+            Ok(Value::from(ANSWER))
+        })
+    }
+}
+
+type Calls = Arc<Mutex<Vec<SignalCall>>>;
+
+fn harness() -> (H, Arc<HttpRoutes>, Calls, Arc<Mutex<Vec<String>>>) {
+    let mut h = H::new();
+    let offers = Arc::new(Mutex::new(vec![]));
+    let o = offers.clone();
+    h.e.register_factory(
+        "WebRtcEndpoint",
+        Box::new(move |_: &FactoryCx<'_>| Ok(Box::new(FakeRtc(o.clone())) as Box<dyn Element>)),
+    );
+    let routes = Arc::new(HttpRoutes::new());
+    routes.set_base("http://h:1".into());
+    let calls: Calls = Arc::new(Mutex::new(vec![]));
+    let c = calls.clone();
+    h.e.set_signalling(
+        routes.clone(),
+        Arc::new(move |call| c.lock().unwrap().push(call)),
+    );
+    (h, routes, calls, offers)
+}
+
+fn create(h: &mut H, pipe: &str, props: Value) -> Value {
+    h.call(
+        1,
+        "create",
+        json!({"type":"WebRtcEndpoint","constructorParams":{"mediaPipeline": pipe},"properties": props}),
+    )
+}
+
+/// Sends `op` to the route at `path` as the listener does; the engine's answer.
+fn http(
+    h: &mut H,
+    routes: &HttpRoutes,
+    calls: &Calls,
+    path: &str,
+    session: Option<String>,
+    op: SignalOp,
+) -> Result<fluo_core::whip::SignalAnswer, fluo_core::http::HttpRefusal> {
+    let Some(Route::Signal(target)) = routes.find(path) else {
+        return Err(fluo_core::http::HttpRefusal::new(404, "no route"));
+    };
+    let got = Arc::new(Mutex::new(None));
+    let g = got.clone();
+    target.call(session, op, Box::new(move |r| *g.lock().unwrap() = Some(r)));
+    let call = calls
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("a call reached the sink");
+    h.e.signal(h.now, call);
+    let r = got.lock().unwrap().take().expect("an answer");
+    r
+}
+
+#[test]
+fn the_property_gives_a_route_and_a_tag_and_the_offer_reaches_process_offer() {
+    let (mut h, routes, calls, offers) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    let plain = create(&mut h, &pipe, json!({"other": 1}));
+    assert!(plain["result"].is_object(), "{plain}");
+    assert_eq!(routes.len(), 0, "no route without the property");
+    for bad in [
+        json!({"fluoWhip": 1}),
+        json!({"fluoWhip": true, "fluoWhep": true}),
+    ] {
+        let r = create(&mut h, &pipe, bad);
+        assert_eq!(r["error"]["code"], 40107, "{r}");
+    }
+    let r = h.call(
+        1,
+        "create",
+        json!({"type":"PassThrough","constructorParams":{"mediaPipeline": pipe},"properties":{"fluoWhep": true}}),
+    );
+    assert_eq!(r["error"]["code"], 40107, "{r}");
+    assert_eq!(routes.len(), 0);
+
+    let ep = create(&mut h, &pipe, json!({"fluoWhip": true}))["result"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(routes.len(), 1);
+    let url = h.invoke(1, &ep, "getTag", json!({"key": "fluoWhipUrl"}));
+    let path = url
+        .as_str()
+        .unwrap()
+        .strip_prefix("http://h:1")
+        .unwrap()
+        .to_string();
+    assert!(path.starts_with("/whip/"), "{path}");
+    h.ok(
+        1,
+        "subscribe",
+        json!({"type":"MediaSessionStarted","object": ep}),
+    );
+
+    let a = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        None,
+        SignalOp::Offer("v=0\r\n".into()),
+    )
+    .unwrap();
+    assert_eq!((a.status, a.sdp.as_deref()), (201, Some(ANSWER)));
+    assert_eq!(a.etag.as_deref(), Some("\"abcd\""));
+    let location = a.location.unwrap();
+    assert!(location.starts_with(&format!("{path}/")), "{location}");
+    assert_eq!(*offers.lock().unwrap(), ["v=0\r\n"]);
+    let ev = h.events(1);
+    assert!(
+        ev.iter().any(|e| e["type"] == "MediaSessionStarted"),
+        "{ev:?}"
+    );
+    let again = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        None,
+        SignalOp::Offer("v=0\r\n".into()),
+    );
+    assert_eq!(again.unwrap_err().status, 409);
+    let session = location.rsplit('/').next().map(str::to_string);
+    let wrong = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        Some("x".into()),
+        SignalOp::Delete,
+    );
+    assert_eq!(wrong.unwrap_err().status, 404);
+    let done = http(&mut h, &routes, &calls, &path, session, SignalOp::Delete).unwrap();
+    assert_eq!(done.status, 200);
+    assert_eq!(
+        routes.len(),
+        0,
+        "DELETE released the endpoint and its route"
+    );
+    let r = h.call(1, "invoke", json!({"object": ep, "operation": "getName"}));
+    assert_eq!(r["error"]["code"], 40101, "{r}");
+}
+
+#[test]
+fn the_route_goes_with_the_endpoint_on_release_and_on_session_expiry() {
+    let (mut h, routes, _calls, _) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    let ep = create(&mut h, &pipe, json!({"fluoWhep": true}))["result"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(routes.len(), 1);
+    h.ok(1, "release", json!({"object": ep}));
+    assert_eq!(routes.len(), 0, "release removes the route");
+    let _ = create(&mut h, &pipe, json!({"fluoWhep": true}));
+    assert_eq!(routes.len(), 1);
+    h.close(1);
+    h.advance(Duration::from_secs(3600));
+    assert_eq!(
+        routes.len(),
+        0,
+        "an expired session's endpoint takes its route along"
+    );
+}
+
+#[test]
+fn without_a_listener_the_property_is_refused_with_40300() {
+    let mut h = H::new();
+    let o = Arc::new(Mutex::new(vec![]));
+    h.e.register_factory(
+        "WebRtcEndpoint",
+        Box::new(move |_: &FactoryCx<'_>| Ok(Box::new(FakeRtc(o.clone())) as Box<dyn Element>)),
+    );
+    let pipe = h.create(1, "MediaPipeline", None);
+    let r = create(&mut h, &pipe, json!({"fluoWhip": true}));
+    assert_eq!(r["error"]["code"], 40300, "{r}");
+}
+
+#[test]
+fn a_source_url_makes_a_connected_endpoint_per_viewer() {
+    let (mut h, routes, calls, offers) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    h.ok(
+        1,
+        "subscribe",
+        json!({"type":"ObjectCreated","object":"manager_ServerManager"}),
+    );
+    let src = h.ok(
+        1,
+        "create",
+        json!({"type":"PassThrough","constructorParams":{"mediaPipeline": pipe},"properties":{"fluoWhepSource": true}}),
+    )["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = h.invoke(1, &src, "getTag", json!({"key": "fluoWhepSourceUrl"}));
+    let path = url
+        .as_str()
+        .unwrap()
+        .strip_prefix("http://h:1")
+        .unwrap()
+        .to_string();
+    assert!(path.starts_with("/whep/"), "{path}");
+    assert_eq!(routes.len(), 1);
+    let _ = h.events(1);
+    let mut viewers = vec![];
+    for i in 0..3 {
+        let a = http(
+            &mut h,
+            &routes,
+            &calls,
+            &path,
+            None,
+            SignalOp::Offer(format!("v=0 {i}")),
+        )
+        .unwrap();
+        assert_eq!(a.status, 201);
+        let location = a.location.unwrap();
+        assert!(
+            location.starts_with("/whep/") && !location.starts_with(&path),
+            "{location}"
+        );
+        viewers.push(location);
+    }
+    assert_eq!(offers.lock().unwrap().len(), 3);
+    assert_eq!(routes.len(), 4, "the source's URL and one per viewer");
+    let created: Vec<String> = h
+        .events(1)
+        .iter()
+        .filter(|e| e["type"] == "ObjectCreated")
+        .map(|e| e["data"]["object"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(created.len(), 3, "ObjectCreated for each viewer's endpoint");
+    let sinks = h.invoke(1, &src, "getSinkConnections", json!({}));
+    for v in &created {
+        assert!(
+            sinks.to_string().contains(v.as_str()),
+            "{v} connected from the source: {sinks}"
+        );
+        let tag = h.invoke(1, v, "getTag", json!({"key": "fluoWhepSource"}));
+        assert_eq!(tag, json!(src));
+    }
+    // The session resources are the viewers' own: PATCH and DELETE go there.
+    let (vpath, session) = viewers[0].rsplit_once('/').unwrap();
+    let d = http(
+        &mut h,
+        &routes,
+        &calls,
+        vpath,
+        Some(session.into()),
+        SignalOp::Delete,
+    )
+    .unwrap();
+    assert_eq!(d.status, 200);
+    assert_eq!(routes.len(), 3);
+    let r = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        Some(session.into()),
+        SignalOp::Delete,
+    );
+    assert_eq!(r.unwrap_err().status, 404);
+    // An offer the endpoint refuses leaves nothing behind.
+    let objects = h.e.object_count();
+    let r = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        None,
+        SignalOp::Offer("bad".into()),
+    );
+    assert_eq!(r.unwrap_err().status, 400);
+    assert_eq!((h.e.object_count(), routes.len()), (objects, 3));
+    // Viewers are bounded per source.
+    for _ in 2..fluo_core::whip::MAX_SOURCE_VIEWERS {
+        let a = http(
+            &mut h,
+            &routes,
+            &calls,
+            &path,
+            None,
+            SignalOp::Offer("v=0".into()),
+        );
+        assert_eq!(a.unwrap().status, 201);
+    }
+    let r = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        None,
+        SignalOp::Offer("v=0".into()),
+    );
+    assert_eq!(r.unwrap_err().status, 503);
+}
+
+#[test]
+fn an_endpoint_can_be_published_by_whip_and_a_whep_source_at_once() {
+    let (mut h, routes, _calls, _) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    let r = create(
+        &mut h,
+        &pipe,
+        json!({"fluoWhip": true, "fluoWhepSource": true}),
+    );
+    let ep = r["result"]["value"].as_str().expect("created").to_string();
+    assert_eq!(routes.len(), 2);
+    let a = h.invoke(1, &ep, "getTag", json!({"key": "fluoWhipUrl"}));
+    let b = h.invoke(1, &ep, "getTag", json!({"key": "fluoWhepSourceUrl"}));
+    assert!(a.as_str().unwrap().contains("/whip/") && b.as_str().unwrap().contains("/whep/"));
+    h.ok(1, "release", json!({"object": ep}));
+    assert_eq!(routes.len(), 0);
+}

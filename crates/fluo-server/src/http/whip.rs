@@ -1,0 +1,185 @@
+//! WHIP (RFC 9725) and WHEP on the HTTP listener: `/whip/<uuid>` and `/whep/<uuid>` are a
+//! WebRtcEndpoint's URL (see `fluo_core::whip`), `<url>/<session>` the session resource the
+//! POST's Location names. POST an SDP offer (201 with the answer, its ICE candidates in it),
+//! PATCH a trickle-ICE fragment to the session (204), DELETE the session (200: the endpoint
+//! is released; a `fluoWhepSource` URL answers each POST from a new endpoint, whose own URL
+//! the Location is under). The HTTP is checked here (method, token, content type, size); what the
+//! endpoint makes of the SDP is the engine's answer.
+
+use super::{authorized, framing, respond, respond_typed, Answer, Body, Head, HttpSettings};
+use fluo_core::http::{HttpRoutes, Route};
+use fluo_core::whip::{SignalOp, SignalTarget};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+/// The largest SDP offer or fragment taken.
+const MAX_SDP: u64 = 64 * 1024;
+/// How long the engine may take to answer.
+const ENGINE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The methods a WHIP/WHEP URL takes.
+const ALLOW: &str = "POST, PATCH, DELETE, OPTIONS";
+
+/// A WHIP/WHEP path: its endpoint, and the session named after it.
+pub(super) struct Found {
+    target: Arc<SignalTarget>,
+    session: Option<String>,
+}
+
+/// The WHIP/WHEP endpoint `path` leads to (its own URL or a session under it).
+pub(super) fn route(routes: &HttpRoutes, path: &str) -> Option<Found> {
+    if let Some(Route::Signal(target)) = routes.find(path) {
+        return Some(Found {
+            target,
+            session: None,
+        });
+    }
+    let (parent, last) = path.rsplit_once('/')?;
+    match routes.find(parent) {
+        Some(Route::Signal(target)) if !last.is_empty() => Some(Found {
+            target,
+            session: Some(last.to_string()),
+        }),
+        _ => None,
+    }
+}
+
+/// Answers one request to a WHIP/WHEP URL.
+pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    head: Head,
+    found: Found,
+    settings: &HttpSettings,
+) {
+    let cors = [
+        ("Access-Control-Allow-Origin", "*"),
+        ("Access-Control-Expose-Headers", "Location, ETag"),
+    ];
+    if head.method == "OPTIONS" {
+        let mut extra = cors.to_vec();
+        extra.extend([
+            ("Access-Control-Allow-Methods", ALLOW),
+            (
+                "Access-Control-Allow-Headers",
+                "authorization, content-type, if-match",
+            ),
+            ("Access-Control-Max-Age", "600"),
+            ("Allow", ALLOW),
+            ("Accept-Post", "application/sdp"),
+            ("Accept-Patch", "application/trickle-ice-sdpfrag"),
+        ]);
+        return respond_typed(s, 204, "text/plain; charset=utf-8", b"", &extra).await;
+    }
+    match exchange(s, head, &found, settings).await {
+        Ok(a) => {
+            let mut extra = cors.to_vec();
+            if let Some(l) = &a.location {
+                extra.push(("Location", l));
+            }
+            if let Some(e) = &a.etag {
+                extra.push(("ETag", e));
+            }
+            let (ty, body) = match &a.sdp {
+                Some(sdp) => ("application/sdp", sdp.as_bytes()),
+                None => ("text/plain; charset=utf-8", &b""[..]),
+            };
+            respond_typed(s, a.status, ty, body, &extra).await;
+        }
+        Err((status, text)) => {
+            let mut extra = cors.to_vec();
+            match status {
+                405 => extra.push(("Allow", ALLOW)),
+                401 => extra.push(("WWW-Authenticate", "Bearer realm=\"fluo\"")),
+                _ => {}
+            }
+            respond(s, status, &text, &extra).await;
+        }
+    }
+}
+
+/// The request checked, its body read, the engine's answer.
+async fn exchange<S: AsyncRead + Unpin>(
+    s: &mut S,
+    head: Head,
+    found: &Found,
+    settings: &HttpSettings,
+) -> Result<fluo_core::whip::SignalAnswer, Answer> {
+    let wanted = match head.method.as_str() {
+        "POST" => Some("application/sdp"),
+        "PATCH" => Some("application/trickle-ice-sdpfrag"),
+        "DELETE" => None,
+        m => return Err((405, format!("{m} is not allowed here ({ALLOW})"))),
+    };
+    if let Some(token) = &settings.token {
+        if !authorized(&head, token) {
+            let text = "this server requires a token (Authorization: Bearer <token> or ?access_token=<token>)";
+            return Err((401, text.into()));
+        }
+    }
+    let op = match wanted {
+        None => SignalOp::Delete,
+        Some(ty) => {
+            let given = head.header("content-type").unwrap_or("");
+            let base = given.split(';').next().unwrap_or("").trim();
+            if !base.eq_ignore_ascii_case(ty) {
+                return Err((415, format!("the body must be {ty}, not '{given}'")));
+            }
+            let text = read_body(s, &head, settings).await?;
+            if head.method == "POST" {
+                SignalOp::Offer(text)
+            } else {
+                let if_match = head.header("if-match").map(str::to_string);
+                SignalOp::Patch {
+                    frag: text,
+                    if_match,
+                }
+            }
+        }
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let reply = Box::new(move |r| {
+        let _ = tx.send(r);
+    });
+    found.target.call(found.session.clone(), op, reply);
+    match tokio::time::timeout(ENGINE_TIMEOUT, rx).await {
+        Ok(Ok(r)) => r.map_err(|e| (e.status, e.text)),
+        Ok(Err(_)) => Err((500, "the endpoint went away".into())),
+        Err(_) => Err((503, "the media server did not answer in time".into())),
+    }
+}
+
+/// The whole body (at most [`MAX_SDP`] bytes) as text.
+async fn read_body<S: AsyncRead + Unpin>(
+    s: &mut S,
+    head: &Head,
+    settings: &HttpSettings,
+) -> Result<String, Answer> {
+    let mut body = Body::new(framing(head, MAX_SDP)?, head.rest.clone());
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut out = Vec::new();
+    loop {
+        out.clear();
+        let done = body.decode(&mut out).map_err(|e| (400, e.to_string()))?;
+        got.extend_from_slice(&out);
+        if got.len() as u64 > MAX_SDP {
+            return Err((413, format!("the body exceeds {MAX_SDP} bytes")));
+        }
+        if done {
+            break;
+        }
+        if !out.is_empty() {
+            continue;
+        }
+        let n = match tokio::time::timeout(settings.read_timeout, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err((0, "the connection closed".into())),
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                let secs = settings.read_timeout.as_secs_f64();
+                return Err((408, format!("the client sent nothing for {secs} s")));
+            }
+        };
+        body.input(&buf[..n]);
+    }
+    String::from_utf8(got).map_err(|_| (400, "the body is not UTF-8 text".into()))
+}
