@@ -144,6 +144,8 @@ pub struct Engine {
     pub(crate) settings_sink: Option<crate::SettingsSink>,
     /// The GStreamer pipelines' graphs (see [`Engine::set_pipeline_dot`]).
     pub(crate) pipeline_dot: Option<std::sync::Arc<dyn crate::PipelineDot>>,
+    /// Errors answered, the last request's method, draining (see `ops.rs`).
+    pub(crate) ops: crate::ops::OpsState,
 }
 
 /// How a request is being executed: directly, or as operation of a transaction.
@@ -178,6 +180,7 @@ impl Engine {
             deferred: std::collections::HashMap::new(),
             settings_sink: None,
             pipeline_dot: None,
+            ops: Default::default(),
         };
         e.registry.insert(Object::server_manager(now.wall_ms));
         e.register_builtin_factories();
@@ -232,12 +235,21 @@ impl Engine {
                 .open(conn, IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED)),
         });
         let response = match jsonrpc::parse(text) {
-            Ok(Incoming::Request(req)) => self.handle_request(conn, req),
+            Ok(Incoming::Request(req)) => {
+                self.ops.last_method = Some(crate::ops::method_label(&req.method));
+                self.handle_request(conn, req)
+            }
             Ok(Incoming::Response) => None,
-            Err(resp) => Some(resp),
+            Err(resp) => {
+                self.ops.last_method = Some("invalid");
+                Some(resp)
+            }
         };
         self.origin = None;
         if let Some(resp) = response {
+            if let Err(e) = &resp.outcome {
+                self.count_error(e);
+            }
             self.out.push_back(Output::Send {
                 conn,
                 text: resp.to_text(),
@@ -262,6 +274,9 @@ impl Engine {
         let Some((conn, id, session)) = self.deferred.remove(&token) else {
             return;
         };
+        if let Err(e) = &outcome {
+            self.count_error(e);
+        }
         let outcome = outcome.map(|v| {
             let mut r = json!({ "value": v });
             if let Some(s) = &session {

@@ -14,6 +14,7 @@ mod core;
 mod dtls;
 mod element;
 mod learnt;
+mod metrics;
 mod net;
 mod pair;
 mod pool;
@@ -28,6 +29,7 @@ mod turn;
 
 pub use crate::core::{Control, Datagram, MediaCore, Raised};
 
+pub use metrics::{Figure, RtcReading, FIGURES};
 pub use net::NetSettings;
 pub use turn::TurnUrl;
 
@@ -71,6 +73,8 @@ pub struct WebRtc {
     latency: Arc<fluo_sfu::LatencyBoard>,
     /// The media thread's runtime (none in memory).
     media_runtime: Option<tokio::runtime::Handle>,
+    /// Every endpoint, for the metrics.
+    pub(crate) board: Arc<metrics::Board>,
 }
 
 fn generate_cert() -> Option<str0m::config::DtlsCert> {
@@ -153,6 +157,7 @@ impl WebRtc {
             interfaces: Arc::new(interfaces),
             latency: Arc::default(),
             media_runtime: Some(media_runtime),
+            board: Arc::default(),
         };
         w.send(Ctl::Output(w.output()));
         w.send(Ctl::Latency(w.latency.clone()));
@@ -202,6 +207,7 @@ impl WebRtc {
             interfaces: Arc::new(interfaces),
             latency: Arc::default(),
             media_runtime: None,
+            board: Arc::default(),
         };
         w.send(Ctl::Output(w.output()));
         w.send(Ctl::Latency(w.latency.clone()));
@@ -211,6 +217,11 @@ impl WebRtc {
     /// The local media addresses (host candidates).
     pub fn local_addrs(&self) -> &[std::net::SocketAddr] {
         &self.locals
+    }
+
+    /// What the endpoints counted (read now; for the server's metrics, not per packet).
+    pub fn reading(&self) -> RtcReading {
+        self.board.read()
     }
 
     /// The factory for `WebRtcEndpoint`.
