@@ -397,7 +397,8 @@ impl Engine {
         // Only a direct invoke with an id can be answered later (never inside a transaction).
         self.defer_ok =
             id.is_some() && self.defer.is_some() && matches!(call.method, Method::Invoke(_));
-        let (session, outcome) = self.execute(Some(conn), call, Mode::Direct);
+        let span = self.request_span(&call);
+        let (session, outcome) = span.in_scope(|| self.execute(Some(conn), call, Mode::Direct));
         self.defer_ok = false;
         if let Some(token) = self.defer.as_mut().and_then(|d| d.taken.take()) {
             if let (Some(s), Some(i)) = (&session, &id) {

@@ -3,12 +3,13 @@
 //! request it handled last (the shell times requests), and draining (no new pipelines).
 
 use crate::engine::Engine;
+use fluo_api::params::{Call, Method};
 use fluo_api::{ErrorCode, KurentoError};
 use std::collections::BTreeMap;
 
 /// The JSON-RPC methods of the Kurento Protocol, as metric labels; anything else is `other`
 /// (a client cannot grow the label set).
-const METHODS: [&str; 10] = [
+const METHODS: [&str; 13] = [
     "ping",
     "connect",
     "create",
@@ -19,6 +20,9 @@ const METHODS: [&str; 10] = [
     "transaction",
     "closeSession",
     "keepAlive",
+    "describe",
+    "ref",
+    "unref",
 ];
 
 /// The label of a request's method: one of the protocol's methods, or `other`.
@@ -106,6 +110,49 @@ impl Engine {
             transcoding,
             draining: self.ops.draining,
         }
+    }
+
+    /// The span a request runs in: lines logged while the engine handles it carry the
+    /// object it is about and that object's pipeline (`object`, `pipeline`; for a `create`,
+    /// the pipeline it is created in).
+    pub(crate) fn request_span(&self, call: &Call) -> tracing::Span {
+        let object = match &call.method {
+            Method::Invoke(i) => Some(i.object.as_str()),
+            Method::Subscribe(s) => Some(s.object.as_str()),
+            Method::Unsubscribe(u) => Some(u.object.as_str()),
+            Method::Release(id) | Method::Describe(id) | Method::Ref(id) | Method::Unref(id) => {
+                Some(id.as_str())
+            }
+            _ => None,
+        };
+        let pipeline = match (&call.method, object) {
+            (Method::Create(c), _) => c
+                .constructor_params
+                .get("mediaPipeline")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string),
+            (_, Some(id)) => self.registry.get(id).and_then(|o| match &o.pipeline {
+                Some(p) => Some(p.clone()),
+                None if o.class == "MediaPipeline" => Some(o.id.clone()),
+                None => None,
+            }),
+            _ => None,
+        };
+        if object.is_none() && pipeline.is_none() {
+            return tracing::Span::none();
+        }
+        let span = tracing::info_span!(
+            "request",
+            object = tracing::field::Empty,
+            pipeline = tracing::field::Empty
+        );
+        if let Some(o) = object {
+            span.record("object", o);
+        }
+        if let Some(p) = &pipeline {
+            span.record("pipeline", p.as_str());
+        }
+        span
     }
 
     /// Counts an error response.

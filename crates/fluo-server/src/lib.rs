@@ -105,16 +105,32 @@ pub enum LogFormat {
 
 /// Installs the process's log subscriber: [`log_filter`] over `rust_log`, lines as `format`.
 pub fn init_logging(rust_log: Option<&str>, format: LogFormat) {
-    let builder = tracing_subscriber::fmt().with_env_filter(log_filter(rust_log));
+    use tracing_subscriber::util::SubscriberInitExt;
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(log_filter(rust_log))
             .init(),
+        LogFormat::Json => json_logger(log_filter(rust_log), std::io::stdout).init(),
     }
+}
+
+/// The JSON lines' subscriber: the event's fields at the top level, the span's (a request's
+/// `object` and `pipeline`, see fluo-core's `ops.rs`) under `span`.
+fn json_logger<W>(
+    filter: tracing_subscriber::EnvFilter,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(writer)
+        .finish()
 }
 
 /// Raises the soft limit on open files to the hard limit, as servers do at start: every
@@ -382,6 +398,57 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(sub, f);
         buf.text()
+    }
+
+    /// A JSON line about an element created or invoked in a request carries the element's
+    /// pipeline (and the invoked object) as fields.
+    #[test]
+    fn json_lines_about_an_object_carry_its_id_and_pipeline() {
+        use fluo_core::{Engine, EngineConfig, FixedHost, Now, Output};
+        let buf = super::log_capture::LogBuffer::default();
+        let log =
+            tracing::Dispatch::new(super::json_logger(log_filter(Some("debug")), buf.clone()));
+        let now = Now {
+            mono: std::time::Instant::now(),
+            wall_ms: 0,
+        };
+        let mut e = Engine::new(EngineConfig::default(), Box::new(FixedHost::default()), now);
+        let mut ask = |text: String| -> serde_json::Value {
+            tracing::dispatcher::with_default(&log, || e.handle_text(now, 1, &text));
+            let Some(Output::Send { text, .. }) = e.poll_output() else {
+                panic!("no answer")
+            };
+            serde_json::from_str(&text).unwrap()
+        };
+        let r = ask(
+            r#"{"jsonrpc":"2.0","id":1,"method":"create","params":{"type":"MediaPipeline"}}"#
+                .into(),
+        );
+        let pipe = r["result"]["value"].as_str().unwrap().to_string();
+        let sid = r["result"]["sessionId"].as_str().unwrap().to_string();
+        let create = serde_json::json!({"jsonrpc":"2.0","id":2,"method":"create","params":{
+            "type":"PassThrough","constructorParams":{"mediaPipeline":pipe},"sessionId":sid}});
+        let r = ask(create.to_string());
+        let el = r["result"]["value"].as_str().unwrap().to_string();
+        let release = serde_json::json!({"jsonrpc":"2.0","id":3,"method":"release","params":{
+            "object":el,"sessionId":sid}});
+        ask(release.to_string());
+        let lines: Vec<serde_json::Value> = buf
+            .lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let about = |msg: &str| {
+            lines
+                .iter()
+                .find(|l| l["message"] == msg && l["id"] == el.as_str())
+                .unwrap_or_else(|| panic!("no '{msg}' line about {el}: {lines:?}"))
+        };
+        let created = about("created");
+        assert_eq!(created["span"]["pipeline"], pipe.as_str(), "{created}");
+        let destroyed = about("destroyed");
+        assert_eq!(destroyed["span"]["object"], el.as_str(), "{destroyed}");
+        assert_eq!(destroyed["span"]["pipeline"], pipe.as_str(), "{destroyed}");
     }
 
     #[test]
