@@ -40,6 +40,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// A transcoder the router runs: its media kind, input and output codec names (SDP's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscoderCodecs {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The codec it decodes.
+    pub from: &'static str,
+    /// The codec it encodes.
+    pub to: &'static str,
+}
+
 /// The running WebRTC media plane.
 #[derive(Clone)]
 pub struct WebRtc {
@@ -222,6 +233,14 @@ impl WebRtc {
     /// What the endpoints counted (read now; for the server's metrics, not per packet).
     pub fn reading(&self) -> RtcReading {
         self.board.read()
+    }
+
+    /// The transcoders the media thread's router runs now, asked from the media thread
+    /// (answered between two of its steps; `None` when it does not answer within `wait`).
+    pub async fn transcoders(&self, wait: std::time::Duration) -> Option<Vec<TranscoderCodecs>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Ctl::TranscoderReading(tx));
+        tokio::time::timeout(wait, rx).await.ok()?.ok()
     }
 
     /// The factory for `WebRtcEndpoint`.

@@ -321,6 +321,7 @@ async fn counters_move_after_a_kurento_session() {
         );
     }
     assert_eq!(m.value("fluo_core_up", &[]), 1.0);
+    assert_eq!(m.value("fluo_media_thread_up", &[]), 1.0);
     assert!(m.value("process_resident_memory_bytes", &[]) > 0.0);
     assert!(m.value("process_cpu_seconds_total", &[]) > 0.0);
     for (family, ty) in [

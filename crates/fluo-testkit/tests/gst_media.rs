@@ -5,7 +5,9 @@
 //! ffprobe (both are test dependencies that `make test` installs).
 
 use fluo_testkit::clips::{av_clip, testsrc_vp8};
-use fluo_testkit::live::{rt, serial, start_server, Client};
+use fluo_testkit::live::{
+    rt, scrape_metrics, serial, start_server, start_server_with_metrics, Client,
+};
 use fluo_testkit::tmp;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -262,7 +264,8 @@ fn a_vp8_publisher_reaches_an_h264_only_viewer_through_a_transcoder_that_goes_wh
     let dir = tmp::dir("gst-transcode");
     let frames = testsrc_vp8(&dir.join("in.ivf"), "640x360", 2, "800k", 30);
     assert!(frames.len() >= 60, "{} VP8 frames", frames.len());
-    let port = start_server(Duration::from_secs(30));
+    let metrics_file = dir.join("metrics.port");
+    let port = start_server_with_metrics(Duration::from_secs(30), &metrics_file);
     rt().block_on(async {
         let (mut c, e_pub, e_view, got) = transcode_between_peers(
             port,
@@ -287,7 +290,14 @@ fn a_vp8_publisher_reaches_an_h264_only_viewer_through_a_transcoder_that_goes_wh
         println!("viewer got {} H.264 frames, {decoded} decode", got.len());
         assert!(got.len() >= 60, "{} frames in ~4 s", got.len());
         assert!(decoded >= 60, "{decoded} frames decode");
+        // /metrics counts the transcoder by its codec pair while it runs, and not after.
+        let pair = r#"fluo_transcoders{kind="video",from="VP8",to="H264"} 1"#;
+        let text = scrape_metrics(&metrics_file).await;
+        assert!(text.lines().any(|l| l == pair), "{pair} in:\n{text}");
         viewer_leaves_and_transcoder_goes(&mut c, &e_pub, &e_view).await;
+        let text = scrape_metrics(&metrics_file).await;
+        assert!(!text.contains("fluo_transcoders{"), "{text}");
+        assert!(text.contains("fluo_media_thread_up 1"), "{text}");
     });
 }
 

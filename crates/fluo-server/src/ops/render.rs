@@ -50,6 +50,7 @@ pub(crate) async fn render(ops: &Ops) -> String {
     server(&mut r, ops);
     if let Some(rtc) = ops.media.get() {
         webrtc(&mut r, &rtc.reading());
+        transcoders(&mut r, rtc.transcoders(READING_WAIT).await);
     }
     if let Some(workers) = ops.workers.get() {
         self::workers(&mut r, workers.as_ref());
@@ -297,6 +298,27 @@ fn webrtc(r: &mut Registry, rd: &RtcReading) {
         "fluo_webrtc_endpoints_by_dtls_state",
         "WebRtcEndpoints by DTLS state: new (never connected), connected, lost (connected once, not now)",
         dtls,
+    );
+}
+
+/// The router's transcoders by codec pair (`None`: the media thread did not answer).
+fn transcoders(r: &mut Registry, running: Option<Vec<fluo_rtc::TranscoderCodecs>>) {
+    gauge(
+        r,
+        "fluo_media_thread_up",
+        "Whether the media thread answered this scrape within 2 s",
+        i64::from(running.is_some()),
+    );
+    let fam = Family::<Labels, Gauge>::default();
+    for t in running.unwrap_or_default() {
+        let kind = t.kind.wire_name().to_lowercase();
+        let l = labels(&[("kind", &kind), ("from", t.from), ("to", t.to)]);
+        fam.get_or_create(&l).inc();
+    }
+    r.register(
+        "fluo_transcoders",
+        "Transcoders the media router runs, by media kind and codec pair (from, to)",
+        fam,
     );
 }
 
