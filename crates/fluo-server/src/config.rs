@@ -1057,6 +1057,39 @@ mod tests {
     }
 
     #[test]
+    fn the_operations_listener_and_the_log_format_from_flags() {
+        let d = Config::from_cli(&Cli::default()).unwrap();
+        assert_eq!(
+            (d.metrics_port, d.metrics_tls, d.log_json),
+            (None, false, false),
+            "off by default"
+        );
+        let cli = Cli::try_parse_from([
+            "fluo",
+            "--metrics-port",
+            "0",
+            "--metrics-address",
+            "127.0.0.1",
+            "--metrics-tls",
+            "--metrics-port-file",
+            "/tmp/p",
+            "--log-format",
+            "json",
+        ])
+        .expect("the flags parse");
+        let c = Config::from_cli(&cli).unwrap();
+        assert_eq!(c.metrics_port, Some(0));
+        assert_eq!(c.metrics_address, Some(IpAddr::from([127, 0, 0, 1])));
+        assert!(c.metrics_tls && c.log_json);
+        assert_eq!(
+            c.metrics_port_file.as_deref(),
+            Some(std::path::Path::new("/tmp/p"))
+        );
+        let e = Cli::try_parse_from(["fluo", "--log-format", "xml"]).unwrap_err();
+        assert!(e.to_string().contains("json"), "{e}");
+    }
+
+    #[test]
     fn http_listener_from_kms_keys_and_flags() {
         let d = Config::default();
         assert_eq!((d.http_port, d.http_address), (9091, None), "KMS's port");
