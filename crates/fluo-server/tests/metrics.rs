@@ -378,6 +378,45 @@ async fn the_token_guards_metrics_and_drain_not_health() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_take_the_listener() {
+    let (_port, addr, _stop) = start(config(), Ops::new()).await;
+    let mut idle = vec![];
+    for _ in 0..fluo_server::ops::MAX_CONNECTIONS {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // Each is counted before the next is accepted: ask with one more until it is refused.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /health/live HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
+    assert!(
+        out.is_empty(),
+        "one over the limit is closed: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    drop(idle);
+    let t0 = Instant::now();
+    loop {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /health/live HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
+        if out.starts_with(b"HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "served again once they closed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_flips_during_start_up_and_drain() {
     // The operations listener first, as a supervisor would see the process start.
     let ops = Ops::new();

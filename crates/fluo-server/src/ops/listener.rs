@@ -6,6 +6,7 @@
 
 use super::Ops;
 use crate::ws::{constant_time_eq, percent_decode, Acceptor};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -16,6 +17,8 @@ use tokio::sync::watch;
 const MAX_HEAD: usize = 8 * 1024;
 /// How long a client gets for its request head (and a TLS handshake).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections at once: a monitoring system needs a few; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
 /// The Content-Type of the OpenMetrics text `prometheus-client` writes.
 const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -43,15 +46,23 @@ pub async fn serve_on(
         None => Acceptor::Plain,
     };
     let token: Arc<Option<String>> = Arc::new(token);
+    let live = Arc::new(AtomicUsize::new(0));
     loop {
         tokio::select! {
             r = listener.accept() => {
-                let Ok((stream, _)) = r else {
+                let Ok((stream, peer)) = r else {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
+                if live.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                    tracing::warn!(%peer, "refusing an operations connection: {MAX_CONNECTIONS} open");
+                    continue;
+                }
+                live.fetch_add(1, Ordering::Relaxed);
+                let slot = Slot(live.clone());
                 let (ops, token, acceptor) = (ops.clone(), token.clone(), acceptor.clone());
                 tokio::spawn(async move {
+                    let _slot = slot;
                     match acceptor {
                         Acceptor::Plain => serve(stream, &ops, token.as_deref()).await,
                         Acceptor::Tls(tls) => {
@@ -64,6 +75,15 @@ pub async fn serve_on(
             }
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// One open connection, counted until dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

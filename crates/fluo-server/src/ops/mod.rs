@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
-pub use listener::serve_on;
+pub use listener::{serve_on, MAX_CONNECTIONS};
 
 /// A request's latency histogram by method label.
 type Latencies = Family<Vec<(String, String)>, Histogram, fn() -> Histogram>;
