@@ -39,6 +39,7 @@ pub fn run_worker() -> ! {
     registry.gauges(|| fluo_worker::WorkerGauges {
         pipelines: fluo_gst::live_pipelines() as u64,
         elements: fluo_gst::live_elements() as u64,
+        recorded_bytes: fluo_gst::recorded_bytes(),
     });
     fluo_worker::worker::run(registry, || {
         if let Err(e) = fluo_gst::init() {

@@ -75,6 +75,14 @@ pub async fn scrape_metrics(port_file: &std::path::Path) -> String {
     out
 }
 
+/// The value of the sample `series` (name and labels as written) in the `/metrics` of the
+/// server whose operations listener's port is in `port_file`.
+pub async fn metric(port_file: &std::path::Path, series: &str) -> Option<f64> {
+    let text = scrape_metrics(port_file).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// Starts Fluo on 127.0.0.1:0 with `config` (its bind address and port are ignored; its
 /// HTTP listener, left at KMS's 9091, takes a free port too: tests bind port 0).
 pub fn start_server_with(mut config: fluo_server::Config) -> u16 {

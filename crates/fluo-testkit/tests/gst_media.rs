@@ -6,7 +6,7 @@
 
 use fluo_testkit::clips::{av_clip, testsrc_vp8};
 use fluo_testkit::live::{
-    rt, scrape_metrics, serial, start_server, start_server_with_metrics, Client,
+    metric, rt, scrape_metrics, serial, start_server, start_server_with_metrics, Client,
 };
 use fluo_testkit::tmp;
 use serde_json::{json, Value};
@@ -73,7 +73,9 @@ fn a_player_feeds_recorders_in_every_profile_and_mp4_gets_a_transcoder() {
     let _serial = serial();
     let dir = tmp::dir("gst-profiles");
     let input = av_clip(&dir, "in.webm", 4);
-    let port = start_server(Duration::from_secs(30));
+    let metrics = dir.join("metrics.port");
+    let port = start_server_with_metrics(Duration::from_secs(30), &metrics);
+    const REC: &str = "fluo_recorder_written_bytes_total";
     rt().block_on(async {
         let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let player = c
@@ -122,10 +124,24 @@ fn a_player_feeds_recorders_in_every_profile_and_mp4_gets_a_transcoder() {
             .expect("the player reports transcoding");
         assert_eq!(t["state"], "TRANSCODING");
         assert_eq!(t["mediaType"], "VIDEO");
+        // The workers report what their recorders wrote with their pongs (every 2 s).
+        let t0 = Instant::now();
+        let mut seen = 0.0;
+        while seen < 10_000.0 && t0.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            seen = metric(&metrics, REC).await.expect(REC);
+        }
+        assert!(seen >= 10_000.0, "{seen} bytes recorded");
         for (r, _) in &recs {
             c.invoke(r, "stopAndWait", json!({})).await.expect("stopAndWait");
             assert!(c.wait_event("Stopped", r, Duration::from_secs(5)).await.is_some());
         }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = metric(&metrics, REC).await.expect(REC);
+        let files: u64 = recs.iter().map(|(_, f)| std::fs::metadata(f).map_or(0, |m| m.len())).sum();
+        println!("fluo_recorder_written_bytes_total: {seen} while recording, {after} after; files {files}");
+        assert!(after >= seen, "the counter keeps what stopped recorders wrote: {seen} -> {after}");
+        assert!(after <= files as f64 && after >= files as f64 / 2.0, "{after} of {files} bytes");
         assert!(
             !c.events.iter().any(|(t, _)| t == "Error"),
             "no errors: {:?}",

@@ -54,6 +54,9 @@ pub struct Ops {
     runtime_lag_us: AtomicU64,
     /// Where the metrics listener listens.
     pub(crate) address: Mutex<Option<SocketAddr>>,
+    /// Per media worker slot: its process, the bytes its recorders wrote as it last said,
+    /// and what its earlier processes had written (the counter survives restarts).
+    recorded: Mutex<Vec<(Option<u32>, u64, u64)>>,
 }
 
 impl Default for Ops {
@@ -70,6 +73,7 @@ impl Default for Ops {
             requests: Family::new_with_constructor(latency_histogram),
             runtime_lag_us: AtomicU64::new(0),
             address: Mutex::new(None),
+            recorded: Mutex::new(Vec::new()),
         }
     }
 }
@@ -185,6 +189,28 @@ impl Ops {
         let (tx, rx) = oneshot::channel();
         self.core.get()?.send((Instant::now(), tx)).ok()?;
         tokio::time::timeout(wait, rx).await.ok()?.ok()
+    }
+
+    /// Bytes the recorders wrote so far: this process's and every media worker's, the
+    /// earlier processes of a restarted worker included (as far as their last report).
+    pub(crate) fn recorded_bytes(&self, workers: &[fluo_worker::WorkerStats]) -> u64 {
+        let mut slots = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
+        for w in workers {
+            if slots.len() <= w.worker {
+                slots.resize(w.worker + 1, (None, 0, 0));
+            }
+            let (pid, last, carry) = &mut slots[w.worker];
+            if w.pid.is_some() && w.pid != *pid {
+                *carry += *last;
+                *last = 0;
+                *pid = w.pid;
+            }
+            if let Some((_, g)) = &w.gauges {
+                *last = g.recorded_bytes.max(*last);
+            }
+        }
+        let theirs: u64 = slots.iter().map(|(_, last, carry)| last + carry).sum();
+        theirs + fluo_gst::recorded_bytes()
     }
 
     /// Measures the runtime's timer lateness every 250 ms while `self` lives elsewhere.

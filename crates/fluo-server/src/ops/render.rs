@@ -53,7 +53,16 @@ pub(crate) async fn render(ops: &Ops) -> String {
         transcoders(&mut r, rtc.transcoders(READING_WAIT).await);
     }
     if let Some(workers) = ops.workers.get() {
-        self::workers(&mut r, workers.as_ref());
+        let stats = workers.as_ref().map(|s| s.stats()).unwrap_or_default();
+        let recorded = ops.recorded_bytes(&stats);
+        counter(
+            &mut r,
+            "fluo_recorder_written",
+            "Bytes RecorderEndpoints wrote to their files (the files' sizes when last read)",
+            Some(Unit::Bytes),
+            recorded,
+        );
+        self::workers(&mut r, &stats);
     }
     process(&mut r);
     let mut text = String::new();
@@ -322,8 +331,7 @@ fn transcoders(r: &mut Registry, running: Option<Vec<fluo_rtc::TranscoderCodecs>
     );
 }
 
-fn workers(r: &mut Registry, sup: Option<&fluo_worker::Supervisor>) {
-    let stats = sup.map(|s| s.stats()).unwrap_or_default();
+fn workers(r: &mut Registry, stats: &[fluo_worker::WorkerStats]) {
     gauge(
         r,
         "fluo_media_workers",
