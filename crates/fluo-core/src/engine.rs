@@ -146,6 +146,8 @@ pub struct Engine {
     pub(crate) pipeline_dot: Option<std::sync::Arc<dyn crate::PipelineDot>>,
     /// WHIP and WHEP endpoints (see [`Engine::set_signalling`]).
     pub(crate) signals: crate::whip::Signals,
+    /// Errors answered, the last request's method, draining (see `ops.rs`).
+    pub(crate) ops: crate::ops::OpsState,
 }
 
 /// How a request is being executed: directly, or as operation of a transaction.
@@ -181,6 +183,7 @@ impl Engine {
             settings_sink: None,
             pipeline_dot: None,
             signals: Default::default(),
+            ops: Default::default(),
         };
         e.registry.insert(Object::server_manager(now.wall_ms));
         e.register_builtin_factories();
@@ -235,12 +238,21 @@ impl Engine {
                 .open(conn, IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED)),
         });
         let response = match jsonrpc::parse(text) {
-            Ok(Incoming::Request(req)) => self.handle_request(conn, req),
+            Ok(Incoming::Request(req)) => {
+                self.ops.last_method = Some(crate::ops::method_label(&req.method));
+                self.handle_request(conn, req)
+            }
             Ok(Incoming::Response) => None,
-            Err(resp) => Some(resp),
+            Err(resp) => {
+                self.ops.last_method = Some("invalid");
+                Some(resp)
+            }
         };
         self.origin = None;
         if let Some(resp) = response {
+            if let Err(e) = &resp.outcome {
+                self.count_error(e);
+            }
             self.out.push_back(Output::Send {
                 conn,
                 text: resp.to_text(),
@@ -265,6 +277,9 @@ impl Engine {
         let Some((conn, id, session)) = self.deferred.remove(&token) else {
             return;
         };
+        if let Err(e) = &outcome {
+            self.count_error(e);
+        }
         let outcome = outcome.map(|v| {
             let mut r = json!({ "value": v });
             if let Some(s) = &session {
@@ -385,7 +400,8 @@ impl Engine {
         // Only a direct invoke with an id can be answered later (never inside a transaction).
         self.defer_ok =
             id.is_some() && self.defer.is_some() && matches!(call.method, Method::Invoke(_));
-        let (session, outcome) = self.execute(Some(conn), call, Mode::Direct);
+        let span = self.request_span(&call);
+        let (session, outcome) = span.in_scope(|| self.execute(Some(conn), call, Mode::Direct));
         self.defer_ok = false;
         if let Some(token) = self.defer.as_mut().and_then(|d| d.taken.take()) {
             if let (Some(s), Some(i)) = (&session, &id) {

@@ -181,6 +181,7 @@ impl Engine {
         class: &str,
         pipeline: Option<&str>,
     ) -> Result<(), KurentoError> {
+        self.check_draining(class)?;
         let c = &self.config;
         if self.sessions.ref_count(session) >= c.max_objects_per_session {
             return Err(limit(c.max_objects_per_session, "objects per session"));

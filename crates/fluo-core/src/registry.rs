@@ -98,6 +98,14 @@ impl Registry {
     pub fn len(&self) -> usize {
         self.objects.len()
     }
+    /// Each object's class and media states (for the metrics).
+    pub fn classes(
+        &self,
+    ) -> impl Iterator<Item = (&str, &std::collections::BTreeMap<String, bool>)> {
+        self.objects
+            .values()
+            .map(|o| (o.class.as_str(), &o.media_states))
+    }
     pub fn pipeline_count(&self) -> usize {
         self.pipelines
     }

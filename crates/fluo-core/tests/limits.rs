@@ -440,3 +440,39 @@ fn released_objects_still_stopping_count_for_their_address_until_they_have_stopp
     stopping.lock().unwrap().clear();
     assert!(create(&mut h)["result"]["value"].is_string());
 }
+
+#[test]
+fn draining_refuses_new_pipelines_also_in_transactions_and_keeps_the_others() {
+    let mut h = H::new();
+    let pipe = h.create(1, "MediaPipeline", None);
+    h.e.set_draining(true);
+    let s = h.session(1);
+    let r = create_in(&mut h, 1, &s);
+    assert_eq!(r["error"]["code"], 40009, "{r}");
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("draining"),
+        "{r}"
+    );
+    let t = h.ok(
+        1,
+        "transaction",
+        json!({"operations": [
+            {"jsonrpc":"2.0","id":0,"method":"create","params":{"type":"MediaPipeline"}},
+        ]}),
+    );
+    assert_eq!(t["value"][0]["error"]["code"], 40009, "{t}");
+    // The existing pipeline takes new elements.
+    h.create(1, "PassThrough", Some(&pipe));
+    let reading = h.e.reading();
+    assert_eq!(reading.pipelines, 1);
+    assert!(reading.draining);
+    assert_eq!(reading.elements.get("PassThrough"), Some(&1));
+    assert_eq!(
+        reading.errors.get(&40009),
+        Some(&1),
+        "the transaction's answer is not an error response"
+    );
+    h.e.set_draining(false);
+    h.create(1, "MediaPipeline", None);
+    assert_eq!(h.e.reading().pipelines, 2);
+}

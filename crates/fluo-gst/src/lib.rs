@@ -43,7 +43,7 @@ mod zbar;
 pub use dot::{DumpBound, GstDot, DUMP_BOUND};
 pub use filter::guard::{Bound, BOUNDS};
 pub use filter::policy::{FilterPolicy, RESERVED_NAMES, STRING_PAIRS, TRANSFORMS};
-pub use live::{live_elements, live_pipelines};
+pub use live::{live_elements, live_pipelines, recorded_bytes};
 pub use rtp_endpoint::RtpNet;
 pub use settings::{output_settings, settings_sink, settings_table};
 pub use transcoder::Transcoders;

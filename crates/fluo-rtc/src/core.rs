@@ -187,6 +187,8 @@ pub(crate) enum Ctl {
     Latency(Arc<fluo_sfu::LatencyBoard>),
     /// Elements' output settings (forced formats, encoder bitrates) are in this table.
     Settings(Arc<fluo_sfu::SettingsTable>),
+    /// The transcoders running (kind, input and output codec names), for the metrics.
+    TranscoderReading(tokio::sync::oneshot::Sender<Vec<crate::TranscoderCodecs>>),
 }
 
 /// An endpoint's timer.
@@ -302,6 +304,17 @@ impl MediaCore {
             settings_seen: 0,
             carried: egress::Carried::default(),
         }
+    }
+
+    /// The transcoders running, by kind and codec names (the metrics' reading).
+    pub fn transcoder_reading(&self) -> Vec<crate::TranscoderCodecs> {
+        let codecs = self.router.transcoder_codecs().into_iter();
+        let names = codecs.map(|(kind, from, to)| crate::TranscoderCodecs {
+            kind,
+            from: from.name.sdp_name(),
+            to: to.name.sdp_name(),
+        });
+        names.collect()
     }
 
     /// Number of transcoders running.
@@ -456,6 +469,9 @@ impl MediaCore {
             }
             Ctl::Latency(board) => self.router.set_latency_board(board),
             Ctl::Settings(t) => self.set_settings(t),
+            Ctl::TranscoderReading(reply) => {
+                let _ = reply.send(self.transcoder_reading());
+            }
         }
         if !self.batching {
             self.flush();

@@ -14,6 +14,7 @@ mod core;
 mod dtls;
 mod element;
 mod learnt;
+mod metrics;
 mod net;
 mod pair;
 mod pool;
@@ -28,6 +29,7 @@ mod turn;
 
 pub use crate::core::{Control, Datagram, MediaCore, Raised};
 
+pub use metrics::{Figure, RtcReading, FIGURES};
 pub use net::NetSettings;
 pub use turn::TurnUrl;
 
@@ -37,6 +39,17 @@ use fluo_sfu::{MediaBus, MediaKind, MediaPacket, Node, PortOutput, TranscoderFac
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
+
+/// A transcoder the router runs: its media kind, input and output codec names (SDP's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscoderCodecs {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The codec it decodes.
+    pub from: &'static str,
+    /// The codec it encodes.
+    pub to: &'static str,
+}
 
 /// The running WebRTC media plane.
 #[derive(Clone)]
@@ -71,6 +84,8 @@ pub struct WebRtc {
     latency: Arc<fluo_sfu::LatencyBoard>,
     /// The media thread's runtime (none in memory).
     media_runtime: Option<tokio::runtime::Handle>,
+    /// Every endpoint, for the metrics.
+    pub(crate) board: Arc<metrics::Board>,
 }
 
 fn generate_cert() -> Option<str0m::config::DtlsCert> {
@@ -153,6 +168,7 @@ impl WebRtc {
             interfaces: Arc::new(interfaces),
             latency: Arc::default(),
             media_runtime: Some(media_runtime),
+            board: Arc::default(),
         };
         w.send(Ctl::Output(w.output()));
         w.send(Ctl::Latency(w.latency.clone()));
@@ -202,6 +218,7 @@ impl WebRtc {
             interfaces: Arc::new(interfaces),
             latency: Arc::default(),
             media_runtime: None,
+            board: Arc::default(),
         };
         w.send(Ctl::Output(w.output()));
         w.send(Ctl::Latency(w.latency.clone()));
@@ -211,6 +228,19 @@ impl WebRtc {
     /// The local media addresses (host candidates).
     pub fn local_addrs(&self) -> &[std::net::SocketAddr] {
         &self.locals
+    }
+
+    /// What the endpoints counted (read now; for the server's metrics, not per packet).
+    pub fn reading(&self) -> RtcReading {
+        self.board.read()
+    }
+
+    /// The transcoders the media thread's router runs now, asked from the media thread
+    /// (answered between two of its steps; `None` when it does not answer within `wait`).
+    pub async fn transcoders(&self, wait: std::time::Duration) -> Option<Vec<TranscoderCodecs>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Ctl::TranscoderReading(tx));
+        tokio::time::timeout(wait, rx).await.ok()?.ok()
     }
 
     /// The factory for `WebRtcEndpoint`.

@@ -376,6 +376,36 @@ pub(crate) fn report(ep: &mut Ep, q: &StatsQuery<'_>) -> Map<String, Value> {
     out
 }
 
+/// An endpoint's counters for the server's metrics, per kind, in
+/// [`crate::metrics::Figure`]'s order.
+pub(crate) fn figures(ep: &Ep) -> [[u64; crate::metrics::FIGURES]; 2] {
+    let mut out = [[0; crate::metrics::FIGURES]; 2];
+    for k in MediaKind::ALL {
+        let c = &ep.stats.kinds[k];
+        let (i, e) = (c.ingress, c.egress);
+        let resent = ep
+            .egress
+            .as_ref()
+            .and_then(|v| v.stream(k))
+            .map_or(0, |s| s.stats().packets_resent);
+        out[k] = [
+            c.in_packets,
+            c.in_bytes,
+            c.out_packets,
+            c.out_bytes,
+            u64::try_from(c.lost()).unwrap_or(0),
+            i.map_or(0, |i| i.nacks),
+            i.map_or(0, |i| i.plis),
+            i.map_or(0, |i| i.firs),
+            e.map_or(0, |e| e.nacks),
+            e.map_or(0, |e| e.plis),
+            e.map_or(0, |e| e.firs),
+            resent,
+        ];
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,6 +180,23 @@ pub struct Cli {
     /// (fluo.httpReadTimeoutSeconds) [default: 10].
     #[arg(long)]
     pub http_read_timeout_secs: Option<u64>,
+    /// Port of the operations listener: /metrics (Prometheus), /health/live, /health/ready,
+    /// /admin/drain; 0 picks a free port (docs/operations.md) [default: off].
+    #[arg(long, env = "FLUO_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// Address the operations listener binds [default: --bind's].
+    #[arg(long, env = "FLUO_METRICS_ADDRESS")]
+    pub metrics_address: Option<IpAddr>,
+    /// Serve the operations listener over TLS (https://) with --certificate.
+    #[arg(long)]
+    pub metrics_tls: bool,
+    /// Write the operations listener's bound port to this file.
+    #[arg(long)]
+    pub metrics_port_file: Option<PathBuf>,
+    /// Log line format: `text` for people, `json` (one JSON object a line) for log shippers
+    /// [default: text].
+    #[arg(long, env = "FLUO_LOG_FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
 }
 
 /// A size in bytes: a number, optionally with a K, M or G suffix (powers of 1024).
@@ -290,6 +307,16 @@ pub struct Config {
     pub http_max_body: u64,
     /// An upload sending nothing this long is cut off.
     pub http_read_timeout: Duration,
+    /// The operations listener's port (`None`: no listener; 0: any).
+    pub metrics_port: Option<u16>,
+    /// Its address (`None`: `bind`).
+    pub metrics_address: Option<IpAddr>,
+    /// https:// with `certificate`.
+    pub metrics_tls: bool,
+    /// Where to write its bound port.
+    pub metrics_port_file: Option<PathBuf>,
+    /// Log lines as JSON (`--log-format json`): the media workers are told too.
+    pub log_json: bool,
 }
 
 impl Config {
@@ -352,6 +379,11 @@ impl Default for Config {
             http_tls: false,
             http_max_body: 2 << 30,
             http_read_timeout: Duration::from_secs(10),
+            metrics_port: None,
+            metrics_address: None,
+            metrics_tls: false,
+            metrics_port_file: None,
+            log_json: false,
         }
     }
 }
@@ -527,6 +559,11 @@ impl Config {
         if let Some(t) = cli.http_read_timeout_secs {
             c.http_read_timeout = Duration::from_secs(t.max(1));
         }
+        c.metrics_port = cli.metrics_port.or(c.metrics_port);
+        c.metrics_address = cli.metrics_address.or(c.metrics_address);
+        c.metrics_tls |= cli.metrics_tls;
+        c.metrics_port_file = cli.metrics_port_file.clone();
+        c.log_json = cli.log_format.as_deref() == Some("json");
         if let Some(g) = &cli.gst_filter_allow {
             c.gst_filter_allow = Some(
                 g.iter()
@@ -1017,6 +1054,39 @@ mod tests {
         std::fs::write(&f, r#"{"fluo": {"maxSessions": -1}}"#).unwrap();
         cli.max_sessions = None;
         assert!(Config::from_cli(&cli).is_err());
+    }
+
+    #[test]
+    fn the_operations_listener_and_the_log_format_from_flags() {
+        let d = Config::from_cli(&Cli::default()).unwrap();
+        assert_eq!(
+            (d.metrics_port, d.metrics_tls, d.log_json),
+            (None, false, false),
+            "off by default"
+        );
+        let cli = Cli::try_parse_from([
+            "fluo",
+            "--metrics-port",
+            "0",
+            "--metrics-address",
+            "127.0.0.1",
+            "--metrics-tls",
+            "--metrics-port-file",
+            "/tmp/p",
+            "--log-format",
+            "json",
+        ])
+        .expect("the flags parse");
+        let c = Config::from_cli(&cli).unwrap();
+        assert_eq!(c.metrics_port, Some(0));
+        assert_eq!(c.metrics_address, Some(IpAddr::from([127, 0, 0, 1])));
+        assert!(c.metrics_tls && c.log_json);
+        assert_eq!(
+            c.metrics_port_file.as_deref(),
+            Some(std::path::Path::new("/tmp/p"))
+        );
+        let e = Cli::try_parse_from(["fluo", "--log-format", "xml"]).unwrap_err();
+        assert!(e.to_string().contains("json"), "{e}");
     }
 
     #[test]

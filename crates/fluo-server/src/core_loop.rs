@@ -59,6 +59,7 @@ pub(crate) fn spawn(
     config: Arc<Config>,
     http: Arc<fluo_core::http::HttpRoutes>,
     mut shutdown: watch::Receiver<bool>,
+    ops: Arc<crate::Ops>,
 ) -> std::io::Result<(Core, CoreDone)> {
     let (tx, mut rx) = mpsc::channel::<CoreMsg>(4096);
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(String, MediaEvent)>();
@@ -70,6 +71,9 @@ pub(crate) fn spawn(
     let settings = fluo_gst::settings_table();
     webrtc.set_output_settings(settings.clone());
     let workers = start_workers(&config, webrtc.media_runtime())?;
+    ops.set_media(webrtc.clone(), workers.clone());
+    let (ask_tx, mut ask_rx) = mpsc::unbounded_channel::<crate::ops::ReadingAsk>();
+    ops.set_core(ask_tx);
     let transcoders = fluo_gst::Transcoders::new(settings.clone());
     webrtc.set_transcoders(Arc::new(match &workers {
         Some(w) => transcoders.in_workers(w.clone(), Arc::new(webrtc.clone())),
@@ -144,11 +148,11 @@ pub(crate) fn spawn(
             tokio::select! {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
-                    handle(&mut engine, &mut outboxes, msg);
+                    handle(&mut engine, &mut outboxes, &ops, msg);
                     // Drain what is already queued before flushing, to batch work.
                     for _ in 0..256 {
                         match rx.try_recv() {
-                            Ok(m) => handle(&mut engine, &mut outboxes, m),
+                            Ok(m) => handle(&mut engine, &mut outboxes, &ops, m),
                             Err(_) => break,
                         }
                     }
@@ -161,6 +165,9 @@ pub(crate) fn spawn(
                 }
                 Some((token, outcome)) = done_rx.recv() => engine.complete(now(), token, outcome),
                 Some(call) = sig_rx.recv() => engine.signal(now(), call),
+                Some((asked, reply)) = ask_rx.recv() => {
+                    let _ = reply.send((engine.reading(), asked.elapsed()));
+                }
                 _ = sleep_until(deadline) => engine.handle_timeout(now()),
                 _ = shutdown.changed() => {
                     // Close every media session so peers learn at once, then stop.
@@ -223,7 +230,11 @@ fn start_workers(
         return Ok(None);
     }
     let program = worker_program(config)?;
-    let command = fluo_worker::WorkerCommand::new(program).arg(crate::WORKER_SUBCOMMAND);
+    let mut command = fluo_worker::WorkerCommand::new(program).arg(crate::WORKER_SUBCOMMAND);
+    if config.log_json {
+        // Their environment is cleared: they log as the server does only when told.
+        command = command.env("FLUO_LOG_FORMAT", "json");
+    }
     let mut sc = fluo_worker::SupervisorConfig::new(command);
     sc.workers = config.workers;
     sc.limits.memory_bytes = Some(config.worker_memory_limit);
@@ -292,7 +303,12 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn handle(engine: &mut Engine, outboxes: &mut HashMap<ConnId, Outbox>, msg: CoreMsg) {
+fn handle(
+    engine: &mut Engine,
+    outboxes: &mut HashMap<ConnId, Outbox>,
+    ops: &crate::Ops,
+    msg: CoreMsg,
+) {
     match msg {
         CoreMsg::Opened {
             conn,
@@ -309,7 +325,14 @@ fn handle(engine: &mut Engine, outboxes: &mut HashMap<ConnId, Outbox>, msg: Core
             );
             engine.connection_opened(now(), conn, peer);
         }
-        CoreMsg::Text { conn, text } => engine.handle_text(now(), conn, &text),
+        CoreMsg::Text { conn, text } => {
+            engine.set_draining(ops.draining());
+            let began = Instant::now();
+            engine.handle_text(now(), conn, &text);
+            if let Some(method) = engine.take_last_method() {
+                ops.observe_request(method, began.elapsed());
+            }
+        }
         CoreMsg::Closed { conn } => {
             outboxes.remove(&conn);
             engine.connection_closed(now(), conn);

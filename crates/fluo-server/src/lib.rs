@@ -13,6 +13,7 @@ mod http;
 #[cfg(any(test, feature = "test-support"))]
 pub mod log_capture;
 pub mod modules;
+pub mod ops;
 pub mod tls;
 mod ws;
 
@@ -41,6 +42,7 @@ pub fn run_worker() -> ! {
     registry.gauges(|| fluo_worker::WorkerGauges {
         pipelines: fluo_gst::live_pipelines() as u64,
         elements: fluo_gst::live_elements() as u64,
+        recorded_bytes: fluo_gst::recorded_bytes(),
     });
     fluo_worker::worker::run(registry, || {
         if let Err(e) = fluo_gst::init() {
@@ -51,6 +53,7 @@ pub fn run_worker() -> ! {
 
 pub use config::Config;
 pub use host::{rss_kib, ProcHost};
+pub use ops::{Ops, Readiness};
 
 /// Libraries whose `info` lines are per packet or per poll, not for an operator
 /// (turn-client-proto logs the result of every event poll at `info`: about 145 lines a second
@@ -73,6 +76,65 @@ pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
         }
     }
     filter
+}
+
+/// Whether the command line or `FLUO_LOG_FORMAT` asks for JSON log lines (`--log-format
+/// json`): read before the command line is parsed, since logging starts first (the media
+/// workers, started with `FLUO_LOG_FORMAT` inherited, log the same way).
+pub fn log_format_wanted() -> LogFormat {
+    let mut args = std::env::args().skip(1);
+    let mut given = std::env::var("FLUO_LOG_FORMAT").ok();
+    while let Some(a) = args.next() {
+        if let Some(v) = a.strip_prefix("--log-format=") {
+            given = Some(v.to_string());
+        } else if a == "--log-format" {
+            given = args.next();
+        }
+    }
+    match given.as_deref().map(str::trim) {
+        Some("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people: `tracing`'s default lines.
+    Text,
+    /// One JSON object a line (timestamp, level, target, message and the event's fields at
+    /// the top level, the spans' fields under `span` / `spans`) for log shippers.
+    Json,
+}
+
+/// Installs the process's log subscriber: [`log_filter`] over `rust_log`, lines as `format`.
+pub fn init_logging(rust_log: Option<&str>, format: LogFormat) {
+    use tracing_subscriber::util::SubscriberInitExt;
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(log_filter(rust_log))
+            .init(),
+        LogFormat::Json => json_logger(log_filter(rust_log), std::io::stdout).init(),
+    }
+}
+
+/// The JSON lines' subscriber: the event's fields at the top level, the span's (a request's
+/// `object` and `pipeline`, see fluo-core's `ops.rs`) under `span`.
+fn json_logger<W>(
+    filter: tracing_subscriber::EnvFilter,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(writer)
+        .finish()
 }
 
 /// Raises the soft limit on open files to the hard limit, as servers do at start: every
@@ -122,12 +184,28 @@ pub async fn run_with_tls(
     config: Config,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    run_with_ops(listener, secure, config, shutdown, Ops::new()).await
+}
+
+/// Like [`run_with_tls`], with the operational state `ops` (health, draining, metrics) that
+/// the caller keeps: the operations listener (`--metrics-port`) serves it, unless the
+/// caller serves it already ([`ops::serve_on`]).
+pub async fn run_with_ops(
+    listener: TcpListener,
+    secure: Option<(TcpListener, tls::TlsSettings)>,
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+    ops: Arc<Ops>,
+) -> std::io::Result<()> {
     let config = Arc::new(config);
     let tls = secure.as_ref().map(|(_, t)| t.clone());
+    ops.watch_runtime();
+    start_ops(&config, &ops, tls.clone(), shutdown.clone()).await?;
     let routes = start_http(&config, tls, shutdown.clone()).await?;
-    let (core, done) = core_loop::spawn(config.clone(), routes, shutdown.clone())?;
+    let (core, done) = core_loop::spawn(config.clone(), routes, shutdown.clone(), ops.clone())?;
     // One count for both listeners: a client cannot double its share by using both.
     let connections = ws::Connections::default();
+    ops.set_connections(connections.live());
     if let Some((l, settings)) = secure {
         let acceptor = ws::Acceptor::Tls(settings.acceptor());
         let (config, core, shutdown) = (config.clone(), core.clone(), shutdown.clone());
@@ -136,6 +214,7 @@ pub async fn run_with_tls(
             ws::accept_loop(l, acceptor, config, core, connections, shutdown).await
         });
     }
+    ops.set_accepting(true);
     let serving = ws::accept_loop(
         listener,
         ws::Acceptor::Plain,
@@ -165,6 +244,50 @@ pub async fn run_with_tls(
             Err(std::io::Error::other(format!("the engine task stopped: {end:?}")))
         }
     }
+}
+
+/// Binds the operations listener when `--metrics-port` asks for one (and the caller does
+/// not serve `ops` already); a port that cannot be bound fails the start.
+async fn start_ops(
+    config: &Config,
+    ops: &Arc<Ops>,
+    tls: Option<tls::TlsSettings>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let Some(port) = config.metrics_port else {
+        return Ok(());
+    };
+    if ops.metrics_addr().is_some() {
+        return Ok(());
+    }
+    let tls = match (config.metrics_tls, tls) {
+        (false, _) => None,
+        (true, Some(t)) => Some(t.acceptor()),
+        (true, None) => return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "--metrics-tls needs the secure WebSocket's certificate (--secure-port and --certificate)",
+        )),
+    };
+    let ip = config.metrics_address.unwrap_or(config.bind);
+    let listener = TcpListener::bind((ip, port)).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen for metrics on {ip}:{port}: {e}"),
+        )
+    })?;
+    let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!("operations listener on {scheme}://{local}/ (metrics, health, drain)");
+    if let Some(f) = &config.metrics_port_file {
+        std::fs::write(f, local.port().to_string())?;
+    }
+    let (ops, token) = (ops.clone(), config.auth_token.clone());
+    // Bound here: the address is known before the start goes on.
+    if let Ok(mut a) = ops.address.lock() {
+        *a = Some(local);
+    }
+    tokio::spawn(ops::serve_on(ops, listener, token, tls, shutdown));
+    Ok(())
 }
 
 /// Binds the HTTP listener (HttpPostEndpoint's URLs) and serves it; a port that cannot be
@@ -279,6 +402,57 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(sub, f);
         buf.text()
+    }
+
+    /// A JSON line about an element created or invoked in a request carries the element's
+    /// pipeline (and the invoked object) as fields.
+    #[test]
+    fn json_lines_about_an_object_carry_its_id_and_pipeline() {
+        use fluo_core::{Engine, EngineConfig, FixedHost, Now, Output};
+        let buf = super::log_capture::LogBuffer::default();
+        let log =
+            tracing::Dispatch::new(super::json_logger(log_filter(Some("debug")), buf.clone()));
+        let now = Now {
+            mono: std::time::Instant::now(),
+            wall_ms: 0,
+        };
+        let mut e = Engine::new(EngineConfig::default(), Box::new(FixedHost::default()), now);
+        let mut ask = |text: String| -> serde_json::Value {
+            tracing::dispatcher::with_default(&log, || e.handle_text(now, 1, &text));
+            let Some(Output::Send { text, .. }) = e.poll_output() else {
+                panic!("no answer")
+            };
+            serde_json::from_str(&text).unwrap()
+        };
+        let r = ask(
+            r#"{"jsonrpc":"2.0","id":1,"method":"create","params":{"type":"MediaPipeline"}}"#
+                .into(),
+        );
+        let pipe = r["result"]["value"].as_str().unwrap().to_string();
+        let sid = r["result"]["sessionId"].as_str().unwrap().to_string();
+        let create = serde_json::json!({"jsonrpc":"2.0","id":2,"method":"create","params":{
+            "type":"PassThrough","constructorParams":{"mediaPipeline":pipe},"sessionId":sid}});
+        let r = ask(create.to_string());
+        let el = r["result"]["value"].as_str().unwrap().to_string();
+        let release = serde_json::json!({"jsonrpc":"2.0","id":3,"method":"release","params":{
+            "object":el,"sessionId":sid}});
+        ask(release.to_string());
+        let lines: Vec<serde_json::Value> = buf
+            .lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let about = |msg: &str| {
+            lines
+                .iter()
+                .find(|l| l["message"] == msg && l["id"] == el.as_str())
+                .unwrap_or_else(|| panic!("no '{msg}' line about {el}: {lines:?}"))
+        };
+        let created = about("created");
+        assert_eq!(created["span"]["pipeline"], pipe.as_str(), "{created}");
+        let destroyed = about("destroyed");
+        assert_eq!(destroyed["span"]["object"], el.as_str(), "{destroyed}");
+        assert_eq!(destroyed["span"]["pipeline"], pipe.as_str(), "{destroyed}");
     }
 
     #[test]

@@ -51,6 +51,13 @@ struct AddressSlot {
     key: AddrKey,
 }
 
+impl Connections {
+    /// The count of open connections (the metrics read it).
+    pub(crate) fn live(&self) -> Arc<AtomicUsize> {
+        self.live.clone()
+    }
+}
+
 impl AddressSlot {
     /// A slot for `ip`, or `None` when `max` connections from its address are open.
     fn take(

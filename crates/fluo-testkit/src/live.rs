@@ -38,6 +38,51 @@ pub fn start_server(session_grace: Duration) -> u16 {
     })
 }
 
+/// [`start_server`] with the operations listener on 127.0.0.1:0, its port written to
+/// `port_file` (see [`scrape_metrics`]).
+pub fn start_server_with_metrics(session_grace: Duration, port_file: &std::path::Path) -> u16 {
+    start_server_with(fluo_server::Config {
+        session_grace,
+        net: fluo_rtc::NetSettings {
+            network_interfaces: Some(vec!["lo".into()]),
+            ..Default::default()
+        },
+        metrics_port: Some(0),
+        metrics_address: Some([127, 0, 0, 1].into()),
+        metrics_port_file: Some(port_file.to_path_buf()),
+        ..Default::default()
+    })
+}
+
+/// The answer to `GET /metrics` (head and body) of the server whose operations listener's
+/// port is in `port_file`; panics unless it is a 200.
+pub async fn scrape_metrics(port_file: &std::path::Path) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port: u16 = std::fs::read_to_string(port_file)
+        .expect("the metrics port file")
+        .trim()
+        .parse()
+        .expect("a port");
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+/// The value of the sample `series` (name and labels as written) in the `/metrics` of the
+/// server whose operations listener's port is in `port_file`.
+pub async fn metric(port_file: &std::path::Path, series: &str) -> Option<f64> {
+    let text = scrape_metrics(port_file).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// Starts Fluo on 127.0.0.1:0 with `config` (its bind address and port are ignored; its
 /// HTTP listener, left at KMS's 9091, takes a free port too: tests bind port 0).
 pub fn start_server_with(mut config: fluo_server::Config) -> u16 {

@@ -5,7 +5,9 @@
 //! ffprobe (both are test dependencies that `make test` installs).
 
 use fluo_testkit::clips::{av_clip, testsrc_vp8};
-use fluo_testkit::live::{rt, serial, start_server, Client};
+use fluo_testkit::live::{
+    metric, rt, scrape_metrics, serial, start_server, start_server_with_metrics, Client,
+};
 use fluo_testkit::tmp;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -71,7 +73,9 @@ fn a_player_feeds_recorders_in_every_profile_and_mp4_gets_a_transcoder() {
     let _serial = serial();
     let dir = tmp::dir("gst-profiles");
     let input = av_clip(&dir, "in.webm", 4);
-    let port = start_server(Duration::from_secs(30));
+    let metrics = dir.join("metrics.port");
+    let port = start_server_with_metrics(Duration::from_secs(30), &metrics);
+    const REC: &str = "fluo_recorder_written_bytes_total";
     rt().block_on(async {
         let (mut c, pipe) = Client::with_pipeline(port).await.expect("pipeline");
         let player = c
@@ -120,10 +124,24 @@ fn a_player_feeds_recorders_in_every_profile_and_mp4_gets_a_transcoder() {
             .expect("the player reports transcoding");
         assert_eq!(t["state"], "TRANSCODING");
         assert_eq!(t["mediaType"], "VIDEO");
+        // The workers report what their recorders wrote with their pongs (every 2 s).
+        let t0 = Instant::now();
+        let mut seen = 0.0;
+        while seen < 10_000.0 && t0.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            seen = metric(&metrics, REC).await.expect(REC);
+        }
+        assert!(seen >= 10_000.0, "{seen} bytes recorded");
         for (r, _) in &recs {
             c.invoke(r, "stopAndWait", json!({})).await.expect("stopAndWait");
             assert!(c.wait_event("Stopped", r, Duration::from_secs(5)).await.is_some());
         }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = metric(&metrics, REC).await.expect(REC);
+        let files: u64 = recs.iter().map(|(_, f)| std::fs::metadata(f).map_or(0, |m| m.len())).sum();
+        println!("fluo_recorder_written_bytes_total: {seen} while recording, {after} after; files {files}");
+        assert!(after >= seen, "the counter keeps what stopped recorders wrote: {seen} -> {after}");
+        assert!(after <= files as f64 && after >= files as f64 / 2.0, "{after} of {files} bytes");
         assert!(
             !c.events.iter().any(|(t, _)| t == "Error"),
             "no errors: {:?}",
@@ -262,7 +280,8 @@ fn a_vp8_publisher_reaches_an_h264_only_viewer_through_a_transcoder_that_goes_wh
     let dir = tmp::dir("gst-transcode");
     let frames = testsrc_vp8(&dir.join("in.ivf"), "640x360", 2, "800k", 30);
     assert!(frames.len() >= 60, "{} VP8 frames", frames.len());
-    let port = start_server(Duration::from_secs(30));
+    let metrics_file = dir.join("metrics.port");
+    let port = start_server_with_metrics(Duration::from_secs(30), &metrics_file);
     rt().block_on(async {
         let (mut c, e_pub, e_view, got) = transcode_between_peers(
             port,
@@ -287,7 +306,14 @@ fn a_vp8_publisher_reaches_an_h264_only_viewer_through_a_transcoder_that_goes_wh
         println!("viewer got {} H.264 frames, {decoded} decode", got.len());
         assert!(got.len() >= 60, "{} frames in ~4 s", got.len());
         assert!(decoded >= 60, "{decoded} frames decode");
+        // /metrics counts the transcoder by its codec pair while it runs, and not after.
+        let pair = r#"fluo_transcoders{kind="video",from="VP8",to="H264"} 1"#;
+        let text = scrape_metrics(&metrics_file).await;
+        assert!(text.lines().any(|l| l == pair), "{pair} in:\n{text}");
         viewer_leaves_and_transcoder_goes(&mut c, &e_pub, &e_view).await;
+        let text = scrape_metrics(&metrics_file).await;
+        assert!(!text.contains("fluo_transcoders{"), "{text}");
+        assert!(text.contains("fluo_media_thread_up 1"), "{text}");
     });
 }
 

@@ -92,17 +92,21 @@ pub struct WorkerGauges {
     pub pipelines: u64,
     /// Elements inside them, at any depth.
     pub elements: u64,
+    /// Bytes its recorders wrote to their files so far.
+    pub recorded_bytes: u64,
 }
 
 impl Wire for WorkerGauges {
     fn put(&self, w: &mut Writer<'_>) {
         w.u64(self.pipelines);
         w.u64(self.elements);
+        w.u64(self.recorded_bytes);
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(WorkerGauges {
             pipelines: r.u64()?,
             elements: r.u64()?,
+            recorded_bytes: r.u64()?,
         })
     }
 }
@@ -434,6 +438,7 @@ mod tests {
                 gauges: WorkerGauges {
                     pipelines: 2,
                     elements: 31,
+                    recorded_bytes: 1 << 40,
                 },
             },
         ];

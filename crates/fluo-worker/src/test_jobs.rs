@@ -18,6 +18,7 @@ pub fn register(reg: &mut Registry) {
         crate::WorkerGauges {
             pipelines: n,
             elements: 3 * n,
+            recorded_bytes: 0,
         }
     });
     reg.register("test.echo", |ctx, _| {

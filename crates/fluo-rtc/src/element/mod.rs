@@ -43,6 +43,7 @@ impl Factory for WebRtcFactory {
         ep.settings.tos = options.tos();
         ep.settings.data_channels = options.data_channels;
         let ep = Arc::new(Mutex::new(ep));
+        self.rtc.board.add(&ep);
         let _ = self.rtc.ctl.send(Control(Ctl::Add {
             key,
             ep: ep.clone(),

@@ -10,9 +10,7 @@ pub(crate) fn main() -> std::process::ExitCode {
     // A panic ends the process, except in a module's code (fluo_core::panics).
     fluo_core::panics::abort_outside_contain();
     let rust_log = std::env::var("RUST_LOG").ok();
-    tracing_subscriber::fmt()
-        .with_env_filter(fluo_server::log_filter(rust_log.as_deref()))
-        .init();
+    fluo_server::init_logging(rust_log.as_deref(), fluo_server::log_format_wanted());
     if std::env::args_os().nth(1).as_deref() == Some(fluo_server::WORKER_SUBCOMMAND.as_ref()) {
         fluo_server::run_worker();
     }
@@ -85,6 +83,19 @@ async fn serve(config: Config) -> std::io::Result<()> {
             Some((l, settings))
         }
     };
+    let ops = fluo_server::Ops::new();
+    let drain = ops.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            tracing::warn!("SIGUSR1 cannot be watched: draining by signal is off");
+            return;
+        };
+        while usr1.recv().await.is_some() {
+            tracing::info!("SIGUSR1: draining");
+            drain.set_draining(true);
+        }
+    });
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         signals.next().await;
@@ -94,7 +105,7 @@ async fn serve(config: Config) -> std::io::Result<()> {
         tracing::warn!("second signal: exiting now");
         std::process::exit(130);
     });
-    fluo_server::run_with_tls(listener, secure, config, rx).await?;
+    fluo_server::run_with_ops(listener, secure, config, rx, ops).await?;
     // Give connection tasks a moment to send their close frames.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     tracing::info!("stopped");

@@ -139,6 +139,15 @@ impl MediaRouter {
         self.transcoders.len()
     }
 
+    /// The transcoders running: each one's media kind, input and output codecs.
+    pub fn transcoder_codecs(&self) -> Vec<(MediaKind, Codec, Codec)> {
+        self.transcoders
+            .values()
+            .filter_map(|t| self.nodes.get(*t)?.transcoder)
+            .map(|(_, kind, from, to)| (kind, from, to))
+            .collect()
+    }
+
     /// The sinks `src`'s media of `kind` goes to as it is (not through a transcoder), as last
     /// decided.
     pub fn forwarding_to(&self, src: NodeId, kind: MediaKind) -> impl Iterator<Item = NodeId> + '_ {

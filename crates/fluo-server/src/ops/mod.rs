@@ -1,0 +1,231 @@
+//! What an operator's tools read and do: Prometheus metrics (`render.rs`), health and
+//! draining, served on a listener of their own (`listener.rs`, `--metrics-port`), off the
+//! WebSocket and the media path (docs/operations.md).
+//!
+//! [`Ops`] is shared by the server's tasks: the core task times requests and hands out the
+//! engine's reading when a scrape asks for it; the listeners and the media plane say when
+//! they are up. Nothing here runs per packet.
+
+mod listener;
+mod render;
+
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+pub use listener::{serve_on, MAX_CONNECTIONS};
+
+/// A request's latency histogram by method label.
+type Latencies = Family<Vec<(String, String)>, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 us .. about 1.6 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 15))
+}
+
+/// Asks the core task for the engine's reading: sent at, where the answer goes.
+pub(crate) type ReadingAsk = (
+    Instant,
+    oneshot::Sender<(fluo_core::EngineReading, Duration)>,
+);
+
+/// The server's operational state: readiness, draining, and where the metrics come from.
+pub struct Ops {
+    started: Instant,
+    draining: AtomicBool,
+    /// The WebSocket listener takes connections.
+    accepting: AtomicBool,
+    /// The WebRTC media plane (its sockets are bound once it is here).
+    media: OnceLock<fluo_rtc::WebRtc>,
+    /// The media workers (`None` when elements run in this process).
+    workers: OnceLock<Option<fluo_worker::Supervisor>>,
+    /// With no workers: whether GStreamer initialises in this process.
+    gst_in_process: OnceLock<Result<(), String>>,
+    /// Where the engine's reading is asked for.
+    core: OnceLock<mpsc::UnboundedSender<ReadingAsk>>,
+    /// WebSocket connections open.
+    connections: OnceLock<Arc<AtomicUsize>>,
+    requests: Latencies,
+    /// The runtime's timer lateness last measured, in microseconds.
+    runtime_lag_us: AtomicU64,
+    /// Where the metrics listener listens.
+    pub(crate) address: Mutex<Option<SocketAddr>>,
+    /// Per media worker slot: its process, the bytes its recorders wrote as it last said,
+    /// and what its earlier processes had written (the counter survives restarts).
+    recorded: Mutex<Vec<(Option<u32>, u64, u64)>>,
+}
+
+impl Default for Ops {
+    fn default() -> Ops {
+        Ops {
+            started: Instant::now(),
+            draining: AtomicBool::new(false),
+            accepting: AtomicBool::new(false),
+            media: OnceLock::new(),
+            workers: OnceLock::new(),
+            gst_in_process: OnceLock::new(),
+            core: OnceLock::new(),
+            connections: OnceLock::new(),
+            requests: Family::new_with_constructor(latency_histogram),
+            runtime_lag_us: AtomicU64::new(0),
+            address: Mutex::new(None),
+            recorded: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// What `/health/ready` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// The WebSocket listener takes connections.
+    pub accepting: bool,
+    /// The WebRTC media sockets are bound.
+    pub media_sockets: bool,
+    /// GStreamer is usable: a media worker is up, or (without workers) it initialised here.
+    pub gstreamer: bool,
+    /// New pipelines are refused.
+    pub draining: bool,
+}
+
+impl Readiness {
+    /// Whether the server takes new work.
+    pub fn ready(&self) -> bool {
+        self.accepting && self.media_sockets && self.gstreamer && !self.draining
+    }
+}
+
+impl Ops {
+    /// A new state: nothing up yet, not draining.
+    pub fn new() -> Arc<Ops> {
+        Arc::new(Ops::default())
+    }
+
+    /// Starts draining (`true`): new pipelines are refused with 40009 and `/health/ready`
+    /// answers 503; the pipelines that exist go on. `false` takes new pipelines again.
+    pub fn set_draining(&self, on: bool) {
+        if self.draining.swap(on, Ordering::AcqRel) != on {
+            if on {
+                tracing::warn!("draining: new media pipelines are refused, existing ones go on");
+            } else {
+                tracing::info!("draining ended: new media pipelines are taken again");
+            }
+        }
+    }
+
+    /// Whether the server is draining.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Where the metrics listener listens, once it does.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        *self.address.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The checks of `/health/ready`.
+    pub fn readiness(&self) -> Readiness {
+        let gstreamer = match self.workers.get() {
+            Some(Some(w)) => w.stats().iter().any(|s| s.pid.is_some()),
+            Some(None) => matches!(self.gst_in_process.get(), Some(Ok(()))),
+            None => false,
+        };
+        Readiness {
+            accepting: self.accepting.load(Ordering::Acquire),
+            media_sockets: self.media.get().is_some(),
+            gstreamer,
+            draining: self.draining(),
+        }
+    }
+
+    pub(crate) fn set_accepting(&self, on: bool) {
+        self.accepting.store(on, Ordering::Release);
+    }
+
+    pub(crate) fn set_connections(&self, live: Arc<AtomicUsize>) {
+        let _ = self.connections.set(live);
+    }
+
+    /// The media plane is up (its sockets bound), with its workers (if any). Without
+    /// workers, GStreamer's initialisation here is tried (off the async threads).
+    pub(crate) fn set_media(
+        self: &Arc<Self>,
+        rtc: fluo_rtc::WebRtc,
+        workers: Option<fluo_worker::Supervisor>,
+    ) {
+        let in_process = workers.is_none();
+        let _ = self.media.set(rtc);
+        let _ = self.workers.set(workers);
+        if in_process {
+            let me = self.clone();
+            tokio::task::spawn_blocking(move || {
+                let r = fluo_gst::init();
+                if let Err(e) = &r {
+                    tracing::error!("{e}: the server is not ready");
+                }
+                let _ = me.gst_in_process.set(r);
+            });
+        }
+    }
+
+    /// The core task answers the engine's readings from `rx`'s other end.
+    pub(crate) fn set_core(&self, tx: mpsc::UnboundedSender<ReadingAsk>) {
+        let _ = self.core.set(tx);
+    }
+
+    /// A request of `method` (a [`fluo_core::method_label`]) took `took` in the engine.
+    pub(crate) fn observe_request(&self, method: &str, took: Duration) {
+        self.requests
+            .get_or_create(&vec![("method".to_string(), method.to_string())])
+            .observe(took.as_secs_f64());
+    }
+
+    /// The engine's reading and how long the ask waited in the core task's queue; `None`
+    /// when the core task does not answer within `wait`.
+    async fn engine_reading(&self, wait: Duration) -> Option<(fluo_core::EngineReading, Duration)> {
+        let (tx, rx) = oneshot::channel();
+        self.core.get()?.send((Instant::now(), tx)).ok()?;
+        tokio::time::timeout(wait, rx).await.ok()?.ok()
+    }
+
+    /// Bytes the recorders wrote so far: this process's and every media worker's, the
+    /// earlier processes of a restarted worker included (as far as their last report).
+    pub(crate) fn recorded_bytes(&self, workers: &[fluo_worker::WorkerStats]) -> u64 {
+        let mut slots = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
+        for w in workers {
+            if slots.len() <= w.worker {
+                slots.resize(w.worker + 1, (None, 0, 0));
+            }
+            let (pid, last, carry) = &mut slots[w.worker];
+            if w.pid.is_some() && w.pid != *pid {
+                *carry += *last;
+                *last = 0;
+                *pid = w.pid;
+            }
+            if let Some((_, g)) = &w.gauges {
+                *last = g.recorded_bytes.max(*last);
+            }
+        }
+        let theirs: u64 = slots.iter().map(|(_, last, carry)| last + carry).sum();
+        theirs + fluo_gst::recorded_bytes()
+    }
+
+    /// Measures the runtime's timer lateness every 250 ms while `self` lives elsewhere.
+    pub(crate) fn watch_runtime(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            const TICK: Duration = Duration::from_millis(250);
+            loop {
+                let asked = Instant::now();
+                tokio::time::sleep(TICK).await;
+                let late = asked.elapsed().saturating_sub(TICK);
+                let Some(me) = weak.upgrade() else { return };
+                me.runtime_lag_us
+                    .store(late.as_micros() as u64, Ordering::Relaxed);
+            }
+        });
+    }
+}
