@@ -240,3 +240,96 @@ async fn http_tls_serves_https_with_the_wss_certificate() {
     );
     stop.send(true).unwrap();
 }
+
+/// The resident memory of this process (the server runs in it), in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Reads an answer's status code, or `None` when none comes within `wait` (the connection is
+/// kept open either way).
+async fn status_within(s: &mut TcpStream, wait: Duration) -> Option<u16> {
+    let mut buf = [0u8; 512];
+    let mut got = Vec::new();
+    let read = async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(wait, read).await;
+    String::from_utf8_lossy(&got)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+}
+
+/// Hostile HTTP (issue 19): 1000 clients POST to one endpoint at once and hold their
+/// connections open, each with a body begun and never finished. One upload proceeds until
+/// its body stops coming (408); the others get 409 at once; memory stays bounded; the server keeps serving WebSocket requests
+/// and other HTTP requests meanwhile, and once they are gone.
+const N_POSTS: usize = 1000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_posts_are_answered_and_the_server_serves_on() {
+    fluo_server::raise_open_files_limit().expect("the open files limit");
+    let (ws_port, stop) = start(config(), None).await;
+    let url = endpoint_url(ws_port).await;
+    let (port, path) = split(&url);
+    let before = rss_kib();
+    // The head and the first 100 bytes of the body in one write (a client writing after its
+    // 409 may find the connection closed).
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: video/webm\r\nContent-Length: 1000\r\n\r\n"
+    )
+    .into_bytes();
+    head.extend_from_slice(&[0x1a; 100]);
+    let mut tasks = Vec::new();
+    for _ in 0..N_POSTS {
+        let head = head.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            s.write_all(&head).await.unwrap();
+            let status = status_within(&mut s, Duration::from_secs(20)).await;
+            (status, s)
+        }));
+    }
+    let mut held = Vec::new();
+    let mut statuses = std::collections::BTreeMap::<Option<u16>, usize>::new();
+    for t in tasks {
+        let (status, s) = t.await.unwrap();
+        *statuses.entry(status).or_default() += 1;
+        held.push(s);
+    }
+    let during = rss_kib();
+    // One upload went on until its body stopped coming (408 after the read timeout); every
+    // other POST was refused at once: another is in progress.
+    assert_eq!(
+        statuses.get(&Some(409)),
+        Some(&(N_POSTS - 1)),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.get(&Some(408)), Some(&1), "{statuses:?}");
+    assert!(
+        during.saturating_sub(before) < 64 * 1024,
+        "memory with 1000 POSTs open: {before} -> {during} KiB"
+    );
+    // The server serves on while they are open: a WebSocket client, and HTTP.
+    let other = tokio::time::timeout(Duration::from_secs(10), endpoint_url(ws_port))
+        .await
+        .expect("a new client served while 1000 POSTs are open");
+    let (p2, path2) = split(&other);
+    let c = TcpStream::connect(("127.0.0.1", p2)).await.unwrap();
+    let get = format!("GET {path2} HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(raw(c, get.as_bytes()).await.0, 405);
+    drop(held);
+    let c = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (s, _) = raw(c, b"POST /post/nothing HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(s, 404);
+    println!("1000 concurrent POSTs: {statuses:?}; RSS {before} -> {during} KiB");
+    stop.send(true).unwrap();
+}
