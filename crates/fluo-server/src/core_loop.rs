@@ -69,6 +69,8 @@ pub(crate) fn spawn(
     // Elements' output settings: the engine writes them, the router and encoders read them.
     let settings = fluo_gst::settings_table();
     webrtc.set_output_settings(settings.clone());
+    // The modules, compiled in and WebAssembly (docs/modules.md), before the engine's model.
+    crate::modules::install(&config.modules_dirs, config.wasm_limits);
     let workers = start_workers(&config, webrtc.media_runtime())?;
     let transcoders = fluo_gst::Transcoders::new(settings.clone());
     webrtc.set_transcoders(Arc::new(match &workers {
@@ -120,8 +122,7 @@ pub(crate) fn spawn(
         for (class, factory) in gst_media.factories() {
             engine.register_factory(class, factory);
         }
-        // The compiled-in modules' types (docs/modules.md).
-        crate::modules::install();
+        // The modules' types (docs/modules.md).
         engine.set_model(crate::modules::model());
         for (class, factory) in gst_media.module_factories() {
             engine.register_factory(class, factory);
@@ -214,7 +215,11 @@ fn start_workers(
         return Ok(None);
     }
     let program = worker_program(config)?;
-    let command = fluo_worker::WorkerCommand::new(program).arg(crate::WORKER_SUBCOMMAND);
+    let mut command = fluo_worker::WorkerCommand::new(program).arg(crate::WORKER_SUBCOMMAND);
+    // The workers load the same WebAssembly modules with the same limits.
+    for (k, v) in crate::modules::worker_env(&config.modules_dirs, config.wasm_limits) {
+        command = command.env(k, v);
+    }
     let mut sc = fluo_worker::SupervisorConfig::new(command);
     sc.workers = config.workers;
     sc.limits.memory_bytes = Some(config.worker_memory_limit);
