@@ -46,8 +46,9 @@ TMP_CHECK := scripts/tmp-check.sh
 # Unit and integration tests, including the property-based fuzzing of the request parser and
 # dispatch (FLUO_FUZZ_CASES sets its case count).
 # The WebAssembly modules in the repository (docs/modules.md), built for wasm32 into
-# target/wasm32-unknown-unknown/wasm-module/: the test module the unit tests load.
-WASM_MODULES := fluo-module-wasmtest
+# target/wasm32-unknown-unknown/wasm-module/: the test module the unit tests load and
+# PointerDetectorFilter, which compat's 20-pointerdetector loads.
+WASM_MODULES := fluo-module-wasmtest fluo-module-pointerdetector
 wasm-modules:
 	$(CARGO) build --profile wasm-module --target wasm32-unknown-unknown $(addprefix -p ,$(WASM_MODULES))
 
@@ -56,7 +57,7 @@ unit: wasm-modules
 	$(TMP_CHECK) unit-test-elements $(CARGO) test -p fluo-server --features test-elements --test filter_probe --test modules
 
 # Node compatibility suite (official kurento-client 7.3.0) against the debug server.
-compat:
+compat: wasm-modules
 	$(CARGO) build -p fluo-server
 	$(TMP_CHECK) compat tests/compat/run.sh
 

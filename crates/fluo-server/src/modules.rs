@@ -86,14 +86,28 @@ pub(crate) fn install(dirs: &[PathBuf], limits: fluo_module_wasm::Limits) {
         for m in &list {
             taken.extend(names(m.idl()));
         }
+        // The types declared so far: a module may declare one again with the same fields
+        // (Kurento's chroma and pointerdetector both declare WindowParam).
+        let mut model = builtin.clone();
+        for m in &list {
+            let _ = model.add_module(m.idl());
+        }
         for m in fluo_module_wasm::load_dirs(dirs, limits) {
             let mine = names(m.idl());
-            if let Some(n) = mine.iter().find(|n| taken.contains(*n)) {
+            let types = fluo_api::model::idl::parse(m.idl())
+                .map(|p| p.types)
+                .unwrap_or_default();
+            let same = |n: &str| {
+                let known = model.type_def(n).map(without_prefix);
+                types.iter().any(|t| Some(without_prefix(t)) == known)
+            };
+            if let Some(n) = mine.iter().find(|n| taken.contains(*n) && !same(n)) {
                 let file = m.file().display().to_string();
                 tracing::error!(%file, "WebAssembly module not loaded: {n} is named already");
                 continue;
             }
             taken.extend(mine);
+            let _ = model.add_module(m.idl());
             list.push(Arc::new(m));
         }
         if let Err(e) = fluo_gst::install_modules(list.clone()) {
@@ -101,6 +115,16 @@ pub(crate) fn install(dirs: &[PathBuf], limits: fluo_module_wasm::Limits) {
         }
         list
     });
+}
+
+/// A type's definition without the module that declares it.
+fn without_prefix(t: &fluo_api::model::TypeDef) -> fluo_api::model::TypeDef {
+    let mut t = t.clone();
+    match &mut t {
+        fluo_api::model::TypeDef::Enum { prefix, .. }
+        | fluo_api::model::TypeDef::Struct { prefix, .. } => prefix.clear(),
+    }
+    t
 }
 
 /// A description's module, class, type and event names (none if it does not parse).
