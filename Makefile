@@ -6,7 +6,7 @@ CARGO ?= cargo
 FLUO_ARGS ?=
 WEB_ARGS ?=
 
-.PHONY: run build fmt-check layout clippy unit compat e2e test bench-ping bench-sfu bench-fanout bench-media bench-boundary bench-workers bench-worker-feed storm soak deps-run deps-test deps-bench bench bench-smoke
+.PHONY: run build fmt-check layout clippy wasm-modules unit compat e2e test bench-ping bench-sfu bench-fanout bench-media bench-boundary bench-workers bench-worker-feed storm soak deps-run deps-test deps-bench bench bench-smoke
 
 deps-run:
 	scripts/deps.sh run
@@ -45,12 +45,19 @@ TMP_CHECK := scripts/tmp-check.sh
 
 # Unit and integration tests, including the property-based fuzzing of the request parser and
 # dispatch (FLUO_FUZZ_CASES sets its case count).
-unit:
+# The WebAssembly modules in the repository (docs/modules.md), built for wasm32 into
+# target/wasm32-unknown-unknown/wasm-module/: the test module the unit tests load and
+# PointerDetectorFilter, which compat's 20-pointerdetector loads.
+WASM_MODULES := fluo-module-wasmtest fluo-module-pointerdetector
+wasm-modules:
+	$(CARGO) build --profile wasm-module --target wasm32-unknown-unknown $(addprefix -p ,$(WASM_MODULES))
+
+unit: wasm-modules
 	$(TMP_CHECK) unit $(CARGO) test --workspace
 	$(TMP_CHECK) unit-test-elements $(CARGO) test -p fluo-server --features test-elements --test filter_probe --test modules
 
 # Node compatibility suite (official kurento-client 7.3.0) against the debug server.
-compat:
+compat: wasm-modules
 	$(CARGO) build -p fluo-server
 	$(TMP_CHECK) compat tests/compat/run.sh
 

@@ -92,6 +92,18 @@ ensure_rust_component() {
   fi
 }
 
+# The WebAssembly target the test modules and PointerDetectorFilter are built for (make
+# wasm-modules).
+ensure_rust_target() {
+  local target="$1"
+  if rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+    echo "deps: ok ($target)"
+  else
+    echo "deps: installing $target"
+    rustup target add "$target"
+  fi
+}
+
 # cargo-fuzz for `make fuzz-smoke` (scripts/fuzz.sh builds with stable and RUSTC_BOOTSTRAP=1
 # when there is no nightly).
 ensure_cargo_fuzz() {
@@ -140,6 +152,7 @@ if [ "$MODE" = test ]; then
   ensure_pkgs test "${TEST_PKGS[@]}"
   ensure_rust_component fmt rustfmt
   ensure_rust_component clippy clippy
+  ensure_rust_target wasm32-unknown-unknown
   ensure_cargo_fuzz
   ensure_npm_modules tests/compat
   ensure_npm_modules tests/e2e

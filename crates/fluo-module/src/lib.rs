@@ -86,6 +86,14 @@ pub trait Instance: Send + 'static {
     /// One decoded video frame of the element's input, changed in place: what the
     /// element's output shows.
     fn process(&mut self, host: &mut dyn Host, frame: &mut VideoFrame<'_>);
+
+    /// Why the instance cannot run any more, asked after each call: an instance that runs
+    /// sandboxed code (a WebAssembly module that trapped or broke its time or memory limit)
+    /// says so here instead of panicking. Fluo then ends it as after a panic (an Error event
+    /// with this text, no more frames, errors for its methods).
+    fn stopped(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What Fluo offers an instance while it runs.

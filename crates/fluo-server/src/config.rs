@@ -157,6 +157,23 @@ pub struct Cli {
     /// aborts, its elements raise Error events and it is restarted [default: 2G].
     #[arg(long, env = "FLUO_WORKER_MEMORY_LIMIT", value_parser = parse_size)]
     pub worker_memory_limit: Option<u64>,
+    /// A folder of WebAssembly modules (`*.wasm`, docs/modules.md), loaded at start; the flag
+    /// may repeat. KURENTO_MODULES_PATH, KMS's variable for its module folders, is taken too:
+    /// folders separated by ':' [default: none].
+    #[arg(
+        long = "modules-dir",
+        env = "KURENTO_MODULES_PATH",
+        value_delimiter = ':'
+    )]
+    pub modules_dir: Vec<PathBuf>,
+    /// How long one call of a WebAssembly module's element (a frame, a method, create) may
+    /// run before it is stopped, in milliseconds [default: 200].
+    #[arg(long, env = "FLUO_WASM_CALL_TIME_LIMIT")]
+    pub wasm_call_time_limit: Option<u64>,
+    /// The most memory one WebAssembly module's element may use, in bytes or with a K, M or
+    /// G suffix [default: 64M].
+    #[arg(long, env = "FLUO_WASM_MEMORY_LIMIT", value_parser = parse_size)]
+    pub wasm_memory_limit: Option<u64>,
     /// Port of the HTTP listener that HttpPostEndpoint's URLs are on; 0 picks a free port
     /// (KMS: modules.kurento.HttpEndpoint.serverPort) [default: 9091].
     #[arg(long, env = "FLUO_HTTP_PORT")]
@@ -295,6 +312,10 @@ pub struct Config {
     /// The program media workers run (`fluo`, started as `fluo worker`); `None`: this
     /// process's own program when it is `fluo`, else the `fluo` built next to it (tests).
     pub worker_program: Option<PathBuf>,
+    /// The folders of WebAssembly modules.
+    pub modules_dirs: Vec<PathBuf>,
+    /// Each WebAssembly module element's limits.
+    pub wasm_limits: fluo_module_wasm::Limits,
     /// The HTTP listener's port (0: any).
     pub http_port: u16,
     /// Its address (`None`: `bind`).
@@ -373,6 +394,8 @@ impl Default for Config {
                 .memory_bytes
                 .unwrap_or(2 << 30),
             worker_program: None,
+            modules_dirs: vec![],
+            wasm_limits: fluo_module_wasm::Limits::default(),
             http_port: 9091,
             http_address: None,
             http_announced_address: None,
@@ -538,6 +561,13 @@ impl Config {
         }
         if let Some(m) = cli.worker_memory_limit {
             c.worker_memory_limit = m;
+        }
+        c.modules_dirs.extend(cli.modules_dir.iter().cloned());
+        if let Some(ms) = cli.wasm_call_time_limit {
+            c.wasm_limits.call_time = Duration::from_millis(ms.max(1));
+        }
+        if let Some(m) = cli.wasm_memory_limit {
+            c.wasm_limits.memory_bytes = usize::try_from(m).unwrap_or(usize::MAX);
         }
         if let Some(p) = cli.http_port {
             c.http_port = p;

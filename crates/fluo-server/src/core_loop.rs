@@ -70,6 +70,8 @@ pub(crate) fn spawn(
     // Elements' output settings: the engine writes them, the router and encoders read them.
     let settings = fluo_gst::settings_table();
     webrtc.set_output_settings(settings.clone());
+    // The modules, compiled in and WebAssembly (docs/modules.md), before the engine's model.
+    crate::modules::install(&config.modules_dirs, config.wasm_limits);
     let workers = start_workers(&config, webrtc.media_runtime())?;
     ops.set_media(webrtc.clone(), workers.clone());
     let (ask_tx, mut ask_rx) = mpsc::unbounded_channel::<crate::ops::ReadingAsk>();
@@ -132,8 +134,7 @@ pub(crate) fn spawn(
         for (class, factory) in gst_media.factories() {
             engine.register_factory(class, factory);
         }
-        // The compiled-in modules' types (docs/modules.md).
-        crate::modules::install();
+        // The modules' types (docs/modules.md).
         engine.set_model(crate::modules::model());
         for (class, factory) in gst_media.module_factories() {
             engine.register_factory(class, factory);
@@ -234,6 +235,10 @@ fn start_workers(
     if config.log_json {
         // Their environment is cleared: they log as the server does only when told.
         command = command.env("FLUO_LOG_FORMAT", "json");
+    }
+    // The workers load the same WebAssembly modules with the same limits.
+    for (k, v) in crate::modules::worker_env(&config.modules_dirs, config.wasm_limits) {
+        command = command.env(k, v);
     }
     let mut sc = fluo_worker::SupervisorConfig::new(command);
     sc.workers = config.workers;

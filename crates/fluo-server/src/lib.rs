@@ -32,8 +32,10 @@ pub fn run_worker() -> ! {
     // them once they are proxies on the media router (docs/workers.md, "Next").
     let mut registry = fluo_worker::worker::Registry::new();
     fluo_gst::jobs::register(&mut registry);
-    // The compiled-in modules' instances run in this worker's `gst.module` jobs.
-    modules::install();
+    // The modules' instances run in this worker's `gst.module` jobs: the compiled-in ones
+    // and the WebAssembly ones of the server's folders (loaded now, before the sandbox).
+    let (dirs, limits) = modules::from_env();
+    modules::install(&dirs, limits);
     // FluoTestCrash's `test.crash` (and the other test jobs): a test build only.
     #[cfg(feature = "test-elements")]
     fluo_worker::test_jobs::register(&mut registry);

@@ -120,7 +120,15 @@ fn check_struct(
         obj.get("__type__").and_then(Value::as_str),
     ) {
         let known = match model.type_def(t) {
-            Some(TypeDef::Struct { prefix, .. }) => prefix == m && derives(model, t, declared),
+            // Two modules may declare the same struct (chroma's and pointerdetector's
+            // WindowParam): either one's name is taken.
+            Some(TypeDef::Struct { prefix, .. }) => {
+                (prefix == m
+                    || model
+                        .module(m)
+                        .is_some_and(|d| d.types.iter().any(|x| x == t)))
+                    && derives(model, t, declared)
+            }
             _ => false,
         };
         if !known {

@@ -31,8 +31,10 @@ pub(crate) struct Who {
 
 struct State {
     instance: Option<Box<dyn Instance>>,
-    /// Set once the module panicked: no call reaches it again.
+    /// Set once the module panicked or stopped: no call reaches it again.
     dead: bool,
+    /// What ended it, for the errors its methods answer then.
+    ended: &'static str,
     next_load: u64,
     loads: Option<mpsc::Sender<Load>>,
 }
@@ -87,6 +89,7 @@ impl Slot {
             state: Mutex::new(State {
                 instance: None,
                 dead: false,
+                ended: "",
                 next_load: 0,
                 loads: None,
             }),
@@ -124,8 +127,9 @@ impl Slot {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` on the instance (not after a panic); a panic now ends the instance and
-    /// raises the element's Error event. `None` when it did not run or panicked.
+    /// Runs `f` on the instance (not after a panic); a panic now, or the instance saying it
+    /// stopped ([`Instance::stopped`]: a WebAssembly module's trap or broken limit), ends the
+    /// instance and raises the element's Error event. `None` when it did not run or ended.
     fn run<R>(
         &self,
         what: &str,
@@ -141,32 +145,46 @@ impl Slot {
                 slot: self,
                 state: &mut st,
             };
-            contain(|| f(&mut *instance, &mut host))
+            contain(|| {
+                let r = f(&mut *instance, &mut host);
+                (r, instance.stopped())
+            })
         };
-        match outcome {
-            Ok(r) => {
+        let class = self.who.class;
+        let (ended, description) = match outcome {
+            Ok((r, None)) => {
                 st.instance = Some(instance);
-                Some(r)
+                return Some(r);
+            }
+            Ok((_, Some(reason))) => {
+                tracing::warn!(id = %self.who.id, "{class}: the module stopped in {what}: {reason}; its media stops");
+                ("a trap or a broken limit", format!("{class}: the module stopped in {what} ({reason}); the element's media stopped"))
             }
             Err(p) => {
-                st.dead = true;
-                st.loads = None;
-                drop(st);
-                // Dropping a panicked instance may panic again: caught too.
-                let _ = contain(move || drop(instance));
-                let class = self.who.class;
                 let text = panic_text(&*p);
                 tracing::warn!(id = %self.who.id, "{class}: the module panicked in {what}: {text}; its media stops");
-                let description = format!(
-                    "{class}: the module panicked in {what} ({text}); the element's media stopped"
-                );
-                (self.who.sink)(
-                    &self.who.id,
-                    crate::error_event(MediaError::Filter, description),
-                );
-                None
+                ("a panic", format!("{class}: the module panicked in {what} ({text}); the element's media stopped"))
             }
-        }
+        };
+        st.dead = true;
+        st.ended = ended;
+        st.loads = None;
+        drop(st);
+        // Dropping a panicked instance may panic again: caught too.
+        let _ = contain(move || drop(instance));
+        (self.who.sink)(
+            &self.who.id,
+            crate::error_event(MediaError::Filter, description),
+        );
+        None
+    }
+
+    fn stopped_text(&self) -> String {
+        format!(
+            "{}: the module stopped after {}",
+            self.who.class,
+            self.lock().ended
+        )
     }
 
     /// A method call.
@@ -179,7 +197,7 @@ impl Slot {
             .unwrap_or_else(|| {
                 Err(KurentoError::new(
                     ErrorCode::UnexpectedError,
-                    format!("{}: the module stopped after a panic", self.who.class),
+                    self.stopped_text(),
                 ))
             })
     }
@@ -191,7 +209,7 @@ impl Slot {
             .unwrap_or_else(|| {
                 Err(KurentoError::new(
                     ErrorCode::UnexpectedError,
-                    format!("{}: the module stopped after a panic", self.who.class),
+                    self.stopped_text(),
                 ))
             })
     }
