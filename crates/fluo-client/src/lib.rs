@@ -8,6 +8,9 @@ mod conn;
 pub mod error;
 pub mod events;
 pub mod object;
+/// Generated handles, complex types and events of every class of the model.
+#[rustfmt::skip]
+pub mod model;
 pub mod tx;
 
 pub use client::{Client, ConnectionEvent, Options};

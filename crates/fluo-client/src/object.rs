@@ -50,3 +50,36 @@ pub fn decode<T: DeserializeOwned>(v: Value) -> Result<T> {
 pub fn encode<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
+
+/// Encodes a complex type with the `__module__` and `__type__` KMS reads it by.
+pub fn encode_complex<T: serde::Serialize>(v: &T, module: &str, type_name: &str) -> Value {
+    let mut j = encode(v);
+    if let Value::Object(m) = &mut j {
+        m.insert("__module__".into(), Value::from(module));
+        m.insert("__type__".into(), Value::from(type_name));
+    }
+    j
+}
+
+/// Decodes a returned object id into a handle.
+pub fn decode_object<T: RemoteObject>(client: &Client, v: Value) -> Result<T> {
+    match v.as_str() {
+        Some(id) => Ok(T::from_id(client.clone(), id)),
+        None => Err(Error::Protocol(format!("expected an object id, got {v}"))),
+    }
+}
+
+/// Decodes a returned array of object ids into handles.
+pub fn decode_objects<T: RemoteObject>(client: &Client, v: Value) -> Result<Vec<T>> {
+    match v {
+        Value::Array(ids) => ids.into_iter().map(|v| decode_object(client, v)).collect(),
+        other => Err(Error::Protocol(format!("expected object ids, got {other}"))),
+    }
+}
+
+impl Client {
+    /// The server's ServerManager (`manager_ServerManager`, reachable from every session).
+    pub fn server_manager(&self) -> crate::model::ServerManager {
+        crate::model::ServerManager::from_id(self.clone(), "manager_ServerManager")
+    }
+}

@@ -1,5 +1,6 @@
 //! A small fake Kurento server: a tokio WebSocket on 127.0.0.1 port 0 whose answers a test
 //! scripts, recording every request it gets with the index of the connection it came on.
+#![allow(dead_code)] // each test binary uses part of it
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
