@@ -44,7 +44,9 @@ clippy:
 TMP_CHECK := scripts/tmp-check.sh
 
 # Unit and integration tests, including the property-based fuzzing of the request parser and
-# dispatch (FLUO_FUZZ_CASES sets its case count).
+# dispatch (FLUO_FUZZ_CASES sets its case count). The Rust SDK's examples
+# (crates/fluo-client/tests/live_examples.rs) run here against target/debug/fluo, which
+# `cargo test --workspace` builds before it runs any test.
 unit:
 	$(TMP_CHECK) unit $(CARGO) test --workspace
 	$(TMP_CHECK) unit-test-elements $(CARGO) test -p fluo-server --features test-elements --test filter_probe --test modules

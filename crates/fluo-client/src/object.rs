@@ -39,6 +39,12 @@ pub trait RemoteObject: Sized + Send + Sync {
     fn client(&self) -> &Client {
         &self.object_ref().client
     }
+
+    /// `release`: the object (and, for a pipeline or hub, what it holds) is destroyed.
+    fn release(&self) -> impl std::future::Future<Output = Result<()>> + Send {
+        let o = self.object_ref().clone();
+        async move { o.client.release_raw(&o.id).await }
+    }
 }
 
 /// Decodes an invoke's `value` into `T`.
