@@ -221,3 +221,97 @@ async fn a_recording_of_the_publisher_is_a_playable_file() {
     assert!(secs >= 1.0, "the recording lasts {secs} s: {probe}");
     pipeline.release().await.unwrap();
 }
+
+/// A TCP proxy on 127.0.0.1 port 0 to `port` whose connections [`Proxy::cut`] drops.
+struct Proxy {
+    port: u16,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(port: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> =
+            Default::default();
+        let proxy = Proxy {
+            port: listener.local_addr().unwrap().port(),
+            conns: conns.clone(),
+        };
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                });
+                conns.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        proxy
+    }
+
+    /// Drops every connection made so far (both sockets close).
+    fn cut(&self) {
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_resumed_with_its_session_and_subscriptions() {
+    let server = Server::start("sdk-reconnect");
+    let proxy = Proxy::start(server.process.port).await;
+    let url = format!("ws://127.0.0.1:{}/kurento", proxy.port);
+    let opts = fluo_client::Options {
+        reconnect_delay: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let client = Client::connect_with(&url, opts).await.unwrap();
+    let mut conn_events = client.connection_events();
+    let pipeline = MediaPipeline::create(&client).build().await.unwrap();
+    let session = client
+        .session_id()
+        .expect("a session after the first answer");
+    let mut created = client
+        .server_manager()
+        .subscribe_object_created()
+        .await
+        .unwrap();
+    proxy.cut();
+    let wait = Duration::from_secs(20);
+    let ev = tokio::time::timeout(wait, conn_events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ev, fluo_client::ConnectionEvent::Disconnected);
+    let ev = tokio::time::timeout(wait, conn_events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ev,
+        fluo_client::ConnectionEvent::Reconnected { session_kept: true }
+    );
+    assert_eq!(client.session_id().as_deref(), Some(session.as_str()));
+    // The pipeline made before the drop is still usable, and the subscription made before
+    // it still delivers.
+    let ep = WebRtcEndpoint::create(&pipeline).build().await.unwrap();
+    let got = tokio::time::timeout(wait, async {
+        while let Some(e) = created.next_event().await {
+            if e.object == ep.id() {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        got,
+        Ok(true),
+        "ObjectCreated of the new endpoint through the old subscription"
+    );
+    pipeline.release().await.unwrap();
+}
