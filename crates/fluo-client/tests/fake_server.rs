@@ -319,8 +319,8 @@ async fn a_request_without_answer_times_out_and_a_closed_client_fails_calls() {
     let client = Client::connect_with(&url, opts).await.unwrap();
     let e = client.ping().await.unwrap_err();
     assert_eq!(e, Error::Timeout(Duration::from_millis(200)));
-    client.close();
     let mut ev = client.connection_events();
+    client.close();
     assert_eq!(
         tokio::time::timeout(WAIT, ev.recv())
             .await

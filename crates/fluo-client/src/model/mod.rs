@@ -5,7 +5,9 @@
 #![allow(clippy::too_many_arguments)]
 
 #[allow(unused_imports)]
-use crate::object::{decode, decode_object, decode_objects, encode, encode_complex, ObjectRef, RemoteObject};
+use crate::object::{decode, decode_object, decode_objects, encode, encode_complex, ObjectRef};
+/// Every handle's id, client and `release` (in scope with `model::*`).
+pub use crate::object::RemoteObject;
 #[allow(unused_imports)]
 use crate::{Client, Subscription, Transaction, TxObject};
 #[allow(unused_imports)]

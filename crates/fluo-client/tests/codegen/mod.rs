@@ -47,7 +47,7 @@ pub fn generate(model: &Model) -> Vec<(String, String)> {
     }
     let mut m = String::from(HEADER);
     m.push_str("//! Handles, complex types and events of every class of the model (core, elements,\n//! filters), generated from Fluo's interface model.\n#![allow(clippy::too_many_arguments)]\n\n");
-    m.push_str("#[allow(unused_imports)]\nuse crate::object::{decode, decode_object, decode_objects, encode, encode_complex, ObjectRef, RemoteObject};\n#[allow(unused_imports)]\nuse crate::{Client, Subscription, Transaction, TxObject};\n#[allow(unused_imports)]\nuse serde_json::{Map, Value};\n#[allow(unused_imports)]\nuse std::collections::HashMap;\n#[allow(unused_imports)]\nuse std::future::Future;\n\n");
+    m.push_str("#[allow(unused_imports)]\nuse crate::object::{decode, decode_object, decode_objects, encode, encode_complex, ObjectRef};\n/// Every handle's id, client and `release` (in scope with `model::*`).\npub use crate::object::RemoteObject;\n#[allow(unused_imports)]\nuse crate::{Client, Subscription, Transaction, TxObject};\n#[allow(unused_imports)]\nuse serde_json::{Map, Value};\n#[allow(unused_imports)]\nuse std::collections::HashMap;\n#[allow(unused_imports)]\nuse std::future::Future;\n\n");
     for name in &mods {
         let _ = writeln!(m, "#[rustfmt::skip]\nmod {name};\npub use {name}::*;");
     }
