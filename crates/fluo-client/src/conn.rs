@@ -200,10 +200,17 @@ fn reconnected(inner: &Arc<Inner>, msg: &Value) {
         let err = msg.get("error").map(Error::from_wire);
         tracing::warn!(?err, "the server did not keep the session");
         // 40007: the session's subscriptions are gone; their streams end.
+        // Requests still unanswered named the old session: they fail rather than run in
+        // another one.
         if err.as_ref().and_then(Error::code) == Some(crate::ErrorCode::InvalidSession) {
             let mut st = inner.state();
             st.subs.clear();
             st.session_id = None;
+            for (_, mut p) in st.pending.drain() {
+                if let Some(reply) = p.reply.take() {
+                    let _ = reply.send(Err(Error::SessionLost));
+                }
+            }
         }
     }
     tracing::info!(session_kept = kept, "reconnected");

@@ -86,7 +86,8 @@
 //! KurentoClient does: if the server still knows the session, subscriptions keep delivering
 //! and requests that were unanswered are sent again with their ids (KMS answers a repeated
 //! id from its replay cache); if it answers 40007 (INVALID_SESSION) the old session's event
-//! streams end. [`Client::connection_events`] reports both.
+//! streams end and its unanswered requests fail with [`Error::SessionLost`].
+//! [`Client::connection_events`] reports both.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

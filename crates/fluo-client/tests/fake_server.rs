@@ -283,7 +283,7 @@ async fn reconnection_keeps_the_session_and_its_subscriptions() {
 
 #[tokio::test]
 async fn a_lost_session_ends_the_subscriptions() {
-    let (url, _) = reconnecting_fake(false).await;
+    let (url, log) = reconnecting_fake(false).await;
     let client = Client::connect_with(&url, fast()).await.unwrap();
     let mut conn_events = client.connection_events();
     let id = client
@@ -291,10 +291,9 @@ async fn a_lost_session_ends_the_subscriptions() {
         .await
         .unwrap();
     let mut sub = Subscription::<FlowIn>::new(&client, &id).await.unwrap();
-    client
-        .invoke_raw(&id, "dropNow", Value::Null)
-        .await
-        .unwrap();
+    // The call the socket dropped under named the lost session: it fails.
+    let r = client.invoke_raw(&id, "dropNow", Value::Null).await;
+    assert_eq!(r, Err(Error::SessionLost));
     assert_eq!(
         conn_events.recv().await.unwrap(),
         ConnectionEvent::Disconnected
@@ -307,6 +306,16 @@ async fn a_lost_session_ends_the_subscriptions() {
     );
     let e = tokio::time::timeout(WAIT, sub.next_event()).await.unwrap();
     assert_eq!(e, None, "the stream of a lost session ends");
+    // Later calls go without the old session id (the server gives a new one).
+    let v = client
+        .invoke_raw(&id, "getName", Value::Null)
+        .await
+        .unwrap();
+    assert_eq!(v, "getName");
+    let log = log.lock().unwrap().clone();
+    let last = &log.last().unwrap().1;
+    assert_eq!(last["params"]["operation"], "getName");
+    assert!(last["params"].get("sessionId").is_none(), "{last}");
 }
 
 #[tokio::test]
