@@ -43,8 +43,6 @@ clippy:
 # them, when they leave a file or folder there (scripts/tmp-check.sh).
 TMP_CHECK := scripts/tmp-check.sh
 
-# Unit and integration tests, including the property-based fuzzing of the request parser and
-# dispatch (FLUO_FUZZ_CASES sets its case count).
 # The WebAssembly modules in the repository (docs/modules.md), built for wasm32 into
 # target/wasm32-unknown-unknown/wasm-module/: the test module the unit tests load and
 # PointerDetectorFilter, which compat's 20-pointerdetector loads.
@@ -52,6 +50,10 @@ WASM_MODULES := fluo-module-wasmtest fluo-module-pointerdetector
 wasm-modules:
 	$(CARGO) build --profile wasm-module --target wasm32-unknown-unknown $(addprefix -p ,$(WASM_MODULES))
 
+# Unit and integration tests, including the property-based fuzzing of the request parser and
+# dispatch (FLUO_FUZZ_CASES sets its case count). The Rust SDK's examples
+# (crates/fluo-client/tests/live_examples.rs) run here against target/debug/fluo, which
+# `cargo test --workspace` builds before it runs any test.
 unit: wasm-modules
 	$(TMP_CHECK) unit $(CARGO) test --workspace
 	$(TMP_CHECK) unit-test-elements $(CARGO) test -p fluo-server --features test-elements --test filter_probe --test modules
