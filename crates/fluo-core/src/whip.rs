@@ -140,6 +140,18 @@ struct Entry {
     from: Option<String>,
     /// The session made by the POST: its id and ETag.
     session: Option<(String, String)>,
+    /// The offer's ICE credentials (ufrag, pwd) and its m-sections' mids, kept at the POST:
+    /// a PATCH repeating the same credentials is a trickle, other ones an ICE restart.
+    offer: Option<OfferIce>,
+}
+
+/// What a PATCH is checked against: the POSTed offer's ICE credentials and mids.
+#[derive(Clone, Default)]
+struct OfferIce {
+    ufrag: Option<String>,
+    pwd: Option<String>,
+    /// The mid of each m-section, in order (`None`: a section without one).
+    mids: Vec<Option<String>>,
 }
 
 /// The engine's WHIP/WHEP state.
@@ -234,6 +246,7 @@ impl Engine {
                 kind,
                 from: None,
                 session: None,
+                offer: None,
             },
         );
     }
@@ -269,6 +282,7 @@ impl Engine {
         let key = (id.to_string(), kind);
         let entry = self.signals.by_object.get(&key).ok_or_else(gone)?;
         let live = entry.session.clone();
+        let offer_ice = entry.offer.clone().unwrap_or_default();
         match (&op, session, entry.kind) {
             (SignalOp::Offer(sdp), None, SignalKind::WhepSource) => {
                 let sdp = sdp.clone();
@@ -304,7 +318,7 @@ impl Engine {
             SignalOp::Offer(sdp) => self.signal_offer(&key, &sdp, live.is_some()),
             SignalOp::Patch { frag, if_match } => {
                 let etag = live.map(|(_, e)| e).unwrap_or_default();
-                self.signal_patch(id, &frag, if_match.as_deref(), &etag)
+                self.signal_patch(id, &frag, if_match.as_deref(), &etag, &offer_ice)
             }
             SignalOp::Delete => {
                 tracing::info!(%id, "released by an HTTP DELETE");
@@ -406,6 +420,11 @@ impl Engine {
             .get_mut(key)
             .expect("looked up above");
         entry.session = Some((session.clone(), etag.clone()));
+        entry.offer = Some(OfferIce {
+            ufrag: ice_value(offer, "ice-ufrag"),
+            pwd: ice_value(offer, "ice-pwd"),
+            mids: section_mids(offer),
+        });
         Ok(SignalAnswer {
             status: 201,
             sdp: Some(answer),
@@ -420,6 +439,7 @@ impl Engine {
         frag: &str,
         if_match: Option<&str>,
         etag: &str,
+        offer: &OfferIce,
     ) -> Result<SignalAnswer, HttpRefusal> {
         if if_match.is_some_and(|m| m.trim() != "*" && m.trim() != etag) {
             return Err(HttpRefusal::new(
@@ -427,21 +447,41 @@ impl Engine {
                 "If-Match does not name this ICE session",
             ));
         }
-        let (ufrag, candidates, mid) = parse_frag(frag)?;
-        if ufrag.is_some() || if_match.is_some_and(|m| m.trim() == "*") {
+        let f = parse_frag(frag)?;
+        // RFC 9725 4.3.1: a trickle fragment may repeat the session's credentials; only
+        // other ones (or If-Match: *) ask for an ICE restart.
+        let differs = |got: &Option<String>, had: &Option<String>| {
+            got.as_ref().is_some_and(|g| Some(g) != had.as_ref())
+        };
+        if differs(&f.ufrag, &offer.ufrag)
+            || differs(&f.pwd, &offer.pwd)
+            || if_match.is_some_and(|m| m.trim() == "*")
+        {
             return Err(HttpRefusal::new(
                 422,
                 "ICE restarts are not supported: start a new session (DELETE, then POST)",
             ));
         }
-        for c in candidates {
-            let cand = json!({"candidate": c, "sdpMid": mid.clone().unwrap_or_default(), "sdpMLineIndex": 0});
+        // Every candidate is checked before any is added.
+        let mut adds = Vec::with_capacity(f.candidates.len());
+        for c in &f.candidates {
+            let (index, mid) = candidate_section(c, &offer.mids)?;
+            if !candidate_well_formed(&c.line) {
+                return Err(HttpRefusal::new(400, "an ICE candidate line is malformed"));
+            }
+            adds.push(json!({"candidate": c.line, "sdpMid": mid, "sdpMLineIndex": index}));
+        }
+        for cand in adds {
             let params = Map::from_iter([("candidate".to_string(), cand)]);
             let r = self
                 .with_element(id, |el, cx| el.invoke(cx, "addIceCandidate", &params))
                 .flatten();
             if let Some(Err(e)) = r {
-                return Err(HttpRefusal::new(400, e.message));
+                tracing::info!(%id, error = %e.message, "a PATCH's candidate refused");
+                return Err(HttpRefusal::new(
+                    400,
+                    "the endpoint refused an ICE candidate",
+                ));
             }
         }
         Ok(SignalAnswer {
@@ -473,24 +513,117 @@ fn ice_value(sdp: &str, name: &str) -> Option<String> {
     })
 }
 
-/// A trickle-ICE fragment (RFC 8840): its ice-ufrag (an ICE restart), candidate lines and
-/// first mid.
-type Frag = (Option<String>, Vec<String>, Option<String>);
+/// The mid of each m-section of an SDP, in order.
+fn section_mids(sdp: &str) -> Vec<Option<String>> {
+    let mut mids: Vec<Option<String>> = vec![];
+    for line in sdp.lines().map(str::trim) {
+        if line.starts_with("m=") {
+            mids.push(None);
+        } else if let (Some(m), Some(last)) = (line.strip_prefix("a=mid:"), mids.last_mut()) {
+            last.get_or_insert_with(|| m.to_string());
+        }
+    }
+    mids
+}
+
+/// The m-section (index in the offer, mid) a fragment's candidate belongs to: the one of its
+/// own `a=mid`, else the one at its m-line's place in the fragment.
+fn candidate_section(
+    c: &FragCandidate,
+    mids: &[Option<String>],
+) -> Result<(usize, String), HttpRefusal> {
+    let unknown = || {
+        HttpRefusal::new(
+            422,
+            "a candidate names an m-section the offer does not have",
+        )
+    };
+    match &c.mid {
+        Some(mid) => {
+            let index = (mids.iter())
+                .position(|m| m.as_deref() == Some(mid.as_str()))
+                .ok_or_else(unknown)?;
+            Ok((index, mid.clone()))
+        }
+        None => {
+            let index = c.section.unwrap_or(0);
+            if index >= mids.len().max(1) {
+                return Err(unknown());
+            }
+            let mid = mids.get(index).cloned().flatten().unwrap_or_default();
+            Ok((index, mid))
+        }
+    }
+}
+
+/// A candidate attribute's shape (RFC 8839 5.1): foundation, component, transport,
+/// priority, address, port, `typ`, type.
+fn candidate_well_formed(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("candidate:") else {
+        return false;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.len() >= 8
+        && !f[0].is_empty()
+        && f[1].parse::<u16>().is_ok_and(|c| c >= 1)
+        && !f[2].is_empty()
+        && f[3].parse::<u32>().is_ok()
+        && !f[4].is_empty()
+        && f[5].parse::<u16>().is_ok()
+        && f[6] == "typ"
+        && !f[7].is_empty()
+}
+
+/// One `a=candidate` line of a fragment, with the m-section it stands in.
+#[derive(Debug, PartialEq, Eq)]
+struct FragCandidate {
+    /// `candidate:...` (without `a=`).
+    line: String,
+    /// The `a=mid` of its m-section in the fragment, if it has one.
+    mid: Option<String>,
+    /// Its m-section's place in the fragment (`None`: before any m= line).
+    section: Option<usize>,
+}
+
+/// A trickle-ICE fragment (RFC 8840): its ICE credentials (if any) and candidates.
+#[derive(Debug)]
+struct Frag {
+    ufrag: Option<String>,
+    pwd: Option<String>,
+    candidates: Vec<FragCandidate>,
+}
 
 fn parse_frag(frag: &str) -> Result<Frag, HttpRefusal> {
-    let mut candidates = vec![];
-    let mut mid = None;
+    let mut candidates: Vec<FragCandidate> = vec![];
+    let mut section: Option<usize> = None;
+    let mut mid: Option<String> = None;
+    let mut first = 0;
     for line in frag.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        if let Some(c) = line.strip_prefix("a=candidate:") {
-            candidates.push(format!("candidate:{c}"));
-        } else if let Some(m) = line.strip_prefix("a=mid:") {
-            mid.get_or_insert_with(|| m.to_string());
-        } else if !(line.starts_with("a=") || line.starts_with("m=")) {
+        let b = line.as_bytes();
+        if b.len() < 2 || b[1] != b'=' || !b[0].is_ascii_lowercase() {
             return Err(HttpRefusal::new(
                 400,
                 "the body is not an SDP fragment (RFC 8840)",
             ));
         }
+        if line.starts_with("m=") {
+            section = Some(section.map_or(0, |s| s + 1));
+            mid = None;
+            first = candidates.len();
+        } else if let Some(m) = line.strip_prefix("a=mid:") {
+            // The mid may come after the section's candidates.
+            mid = Some(m.to_string());
+            for c in &mut candidates[first..] {
+                c.mid = mid.clone();
+            }
+        } else if let Some(c) = line.strip_prefix("a=candidate:") {
+            candidates.push(FragCandidate {
+                line: format!("candidate:{c}"),
+                mid: mid.clone(),
+                section,
+            });
+        }
+        // Other lines (ice-options, end-of-candidates, group, c=, ...) say nothing to act on.
     }
     if candidates.len() > MAX_PATCH_CANDIDATES {
         return Err(HttpRefusal::new(
@@ -498,7 +631,11 @@ fn parse_frag(frag: &str) -> Result<Frag, HttpRefusal> {
             format!("more than {MAX_PATCH_CANDIDATES} candidates in one PATCH"),
         ));
     }
-    Ok((ice_value(frag, "ice-ufrag"), candidates, mid))
+    Ok(Frag {
+        ufrag: ice_value(frag, "ice-ufrag"),
+        pwd: ice_value(frag, "ice-pwd"),
+        candidates,
+    })
 }
 
 #[cfg(test)]
@@ -506,14 +643,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fragments_give_candidates_and_restarts() {
-        let f = "a=ice-options:trickle\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2113937151 127.0.0.1 5000 typ host\r\na=end-of-candidates\r\n";
-        let (ufrag, c, mid) = parse_frag(f).unwrap();
-        assert_eq!(ufrag, None);
-        assert_eq!(c, ["candidate:1 1 udp 2113937151 127.0.0.1 5000 typ host"]);
-        assert_eq!(mid.as_deref(), Some("0"));
-        let (ufrag, _, _) = parse_frag("a=ice-ufrag:abcd\r\na=ice-pwd:x\r\n").unwrap();
-        assert_eq!(ufrag.as_deref(), Some("abcd"));
+    fn fragments_give_candidates_with_their_sections_and_credentials() {
+        let f = "a=ice-options:trickle\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2113937151 127.0.0.1 5000 typ host\r\nc=IN IP4 0.0.0.0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=candidate:2 1 udp 2113937151 127.0.0.1 5002 typ host\r\na=mid:v\r\na=end-of-candidates\r\n";
+        let p = parse_frag(f).unwrap();
+        assert_eq!((p.ufrag, p.pwd), (None, None));
+        let got: Vec<_> = (p.candidates.iter())
+            .map(|c| (c.line.as_str(), c.mid.as_deref(), c.section))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "candidate:1 1 udp 2113937151 127.0.0.1 5000 typ host",
+                    Some("0"),
+                    Some(0)
+                ),
+                (
+                    "candidate:2 1 udp 2113937151 127.0.0.1 5002 typ host",
+                    Some("v"),
+                    Some(1)
+                ),
+            ]
+        );
+        let p = parse_frag("a=ice-ufrag:abcd\r\na=ice-pwd:x\r\n").unwrap();
+        assert_eq!(
+            (p.ufrag.as_deref(), p.pwd.as_deref()),
+            (Some("abcd"), Some("x"))
+        );
         assert_eq!(parse_frag("hello").unwrap_err().status, 400);
+        assert!(candidate_well_formed(
+            "candidate:1 1 udp 5 ::1 9 typ host tcptype active"
+        ));
+        assert!(!candidate_well_formed(
+            "candidate:1 1 udp 5 ::1 port typ host"
+        ));
+        assert!(!candidate_well_formed("candidate:1 1 udp"));
     }
 }

@@ -24,6 +24,10 @@ impl Element for FakeRtc {
         method: &str,
         params: &Map<String, Value>,
     ) -> Option<Result<Value, fluo_api::KurentoError>> {
+        if method == "addIceCandidate" {
+            self.0.lock().unwrap().push(params["candidate"].to_string());
+            return Some(Ok(Value::Null));
+        }
         (method == "processOffer").then(|| {
             let offer = params["offer"].as_str().unwrap_or_default().to_string();
             if offer == "bad" {
@@ -355,4 +359,116 @@ fn an_endpoint_can_be_published_by_whip_and_a_whep_source_at_once() {
     assert!(a.as_str().unwrap().contains("/whip/") && b.as_str().unwrap().contains("/whep/"));
     h.ok(1, "release", json!({"object": ep}));
     assert_eq!(routes.len(), 0);
+}
+
+/// An offer with RFC 9725's credentials and two m-sections (mids 0 and 1).
+const RFC_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\n";
+
+/// RFC 9725's trickle example (section 4.3.1): the session's own credentials repeated, with
+/// the candidates of the audio section; plus one for the video section and a line Fluo has
+/// no use for.
+const RFC_FRAG: &str = "a=ice-options:trickle ice2\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\na=candidate:1387637174 1 udp 2122260223 192.0.2.1 61764 typ host generation 0 ufrag EsAw network-id 1\r\na=candidate:473322822 1 tcp 1518280447 192.0.2.1 9 typ host tcptype active generation 0 ufrag EsAw network-id 1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\nc=IN IP4 0.0.0.0\r\na=candidate:2154773085 1 udp 2122194687 198.51.100.2 61765 typ host\r\na=end-of-candidates\r\n";
+
+#[test]
+fn a_patch_repeating_the_sessions_credentials_is_a_trickle_with_each_candidates_own_mid() {
+    let (mut h, routes, calls, seen) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    let ep = create(&mut h, &pipe, json!({"fluoWhip": true}))["result"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = h.invoke(1, &ep, "getTag", json!({"key": "fluoWhipUrl"}));
+    let path = url
+        .as_str()
+        .unwrap()
+        .strip_prefix("http://h:1")
+        .unwrap()
+        .to_string();
+    let a = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        None,
+        SignalOp::Offer(RFC_OFFER.into()),
+    );
+    let session = a
+        .unwrap()
+        .location
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .map(str::to_string);
+    seen.lock().unwrap().clear();
+    let patch = |frag: &str| SignalOp::Patch {
+        frag: frag.into(),
+        if_match: None,
+    };
+
+    // A bad candidate anywhere: nothing is added.
+    let bad = RFC_FRAG.replace("61765 typ host", "port typ host");
+    let r = http(&mut h, &routes, &calls, &path, session.clone(), patch(&bad));
+    assert_eq!(r.unwrap_err().status, 400);
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    // A mid the offer does not have: nothing is added.
+    let r = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        session.clone(),
+        patch(&RFC_FRAG.replace("a=mid:1", "a=mid:7")),
+    );
+    assert_eq!(r.unwrap_err().status, 422);
+    assert!(seen.lock().unwrap().is_empty());
+
+    let r = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        session.clone(),
+        patch(RFC_FRAG),
+    );
+    assert_eq!(r.unwrap().status, 204);
+    let added: Vec<Value> = (seen.lock().unwrap().iter())
+        .map(|c| serde_json::from_str(c).unwrap())
+        .collect();
+    let sections: Vec<(Value, Value)> = (added.iter())
+        .map(|c| (c["sdpMid"].clone(), c["sdpMLineIndex"].clone()))
+        .collect();
+    assert_eq!(
+        sections,
+        [
+            (json!("0"), json!(0)),
+            (json!("0"), json!(0)),
+            (json!("1"), json!(1))
+        ],
+        "{added:?}"
+    );
+    assert!(added[2]["candidate"]
+        .as_str()
+        .unwrap()
+        .starts_with("candidate:2154773085 1 udp"));
+
+    // Other credentials: an ICE restart, refused.
+    for restart in [
+        RFC_FRAG.replace("ice-ufrag:EsAw", "ice-ufrag:New1"),
+        RFC_FRAG.replace("ice-pwd:P2uY", "ice-pwd:XXXX"),
+    ] {
+        let r = http(
+            &mut h,
+            &routes,
+            &calls,
+            &path,
+            session.clone(),
+            patch(&restart),
+        );
+        assert_eq!(r.unwrap_err().status, 422);
+    }
+    assert_eq!(seen.lock().unwrap().len(), 3, "nothing added by a restart");
 }

@@ -340,6 +340,10 @@ async fn whip_statuses_and_a_session_from_post_to_delete() {
     let matching = format!("{FRAG}If-Match: {etag}\r\n");
     let a = http(port, "PATCH", &location, &matching, Some(cand)).await;
     assert_eq!(a.status, 204, "{}", a.body);
+    // RFC 9725's trickle repeats the session's credentials: still a trickle.
+    let same = format!("a=ice-ufrag:8hhY\r\na=ice-pwd:asd88fgpdd777uzjYhagZg\r\n{cand}");
+    let a = http(port, "PATCH", &location, &matching, Some(&same)).await;
+    assert_eq!(a.status, 204, "{}", a.body);
 
     // DELETE ends it: the endpoint is released, its URLs are gone.
     assert_eq!(http(port, "DELETE", &location, "", None).await.status, 401);
