@@ -19,6 +19,7 @@ use fluo_api::{ErrorCode, KurentoError};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Which protocol a path speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,6 +144,8 @@ struct Entry {
     /// The offer's ICE credentials (ufrag, pwd) and its m-sections' mids, kept at the POST:
     /// a PATCH repeating the same credentials is a trickle, other ones an ICE restart.
     offer: Option<OfferIce>,
+    /// A source's viewer not connected (yet, or again): when it is released.
+    deadline: Option<Instant>,
 }
 
 /// What a PATCH is checked against: the POSTed offer's ICE credentials and mids.
@@ -166,6 +169,19 @@ pub(crate) struct Signals {
 const MAX_PATCH_CANDIDATES: usize = 50;
 /// The most viewers' endpoints one `fluoWhepSource` URL keeps at once.
 pub const MAX_SOURCE_VIEWERS: usize = 100;
+/// A source's viewer whose ICE and DTLS have not connected this long after its answer is
+/// released (an abandoned POST must not hold one of the [`MAX_SOURCE_VIEWERS`]).
+pub const VIEWER_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A source's viewer disconnected (ICE failed or disconnected, DTLS gone) this long is
+/// released.
+pub const VIEWER_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl Signals {
+    /// The earliest deadline of a source's viewer.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.by_object.values().filter_map(|e| e.deadline).min()
+    }
+}
 
 impl Engine {
     /// Serves WHIP and WHEP on the listener whose routes are `routes`: `sink` must bring each
@@ -247,6 +263,7 @@ impl Engine {
                 from: None,
                 session: None,
                 offer: None,
+                deadline: None,
             },
         );
     }
@@ -261,6 +278,43 @@ impl Engine {
             }
             keep
         });
+    }
+
+    /// An event an object raised: a source's viewer's connection state moves its deadline.
+    pub(crate) fn signal_event(&mut self, source: &str, event: &str, fields: &Map<String, Value>) {
+        let Some(e) = (self.signals.by_object)
+            .get_mut(&(source.to_string(), SignalKind::Whep))
+            .filter(|e| e.from.is_some())
+        else {
+            return;
+        };
+        let state = |k: &str| fields.get(k).and_then(Value::as_str).unwrap_or_default();
+        let down = match event {
+            "ConnectionStateChanged" => state("newState") != "CONNECTED",
+            "IceComponentStateChanged" => matches!(state("state"), "FAILED" | "DISCONNECTED"),
+            _ => return,
+        };
+        if !down {
+            e.deadline = None;
+        } else if e.deadline.is_none() {
+            e.deadline = Some(self.now.mono + VIEWER_DISCONNECTED_TIMEOUT);
+        }
+    }
+
+    /// Releases the source's viewers whose deadline passed.
+    pub(crate) fn signal_expire(&mut self) {
+        let now = self.now.mono;
+        let mut expired = vec![];
+        for ((id, _), e) in self.signals.by_object.iter_mut() {
+            // Taken, so a deadline that passed never stays the next timeout.
+            if e.deadline.take_if(|d| *d <= now).is_some() {
+                expired.push(id.clone());
+            }
+        }
+        for id in expired {
+            tracing::info!(%id, "a WHEP viewer not connected in time: released");
+            self.release(&id);
+        }
     }
 
     /// Answers one call from the listener.
@@ -370,6 +424,9 @@ impl Engine {
             self.release(&id);
         } else {
             tracing::info!(%source, viewer = %id, "a WHEP viewer");
+            if let Some(e) = self.signals.by_object.get_mut(&key) {
+                e.deadline = Some(self.now.mono + VIEWER_CONNECT_TIMEOUT);
+            }
         }
         r
     }

@@ -472,3 +472,102 @@ fn a_patch_repeating_the_sessions_credentials_is_a_trickle_with_each_candidates_
     }
     assert_eq!(seen.lock().unwrap().len(), 3, "nothing added by a restart");
 }
+
+/// A `fluoWhepSource` PassThrough and its URL's path.
+fn source(h: &mut H, pipe: &str) -> (String, String) {
+    let src = h.ok(
+        1,
+        "create",
+        json!({"type":"PassThrough","constructorParams":{"mediaPipeline": pipe},"properties":{"fluoWhepSource": true}}),
+    )["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = h.invoke(1, &src, "getTag", json!({"key": "fluoWhepSourceUrl"}));
+    let path = url.as_str().unwrap().strip_prefix("http://h:1").unwrap();
+    (src, path.to_string())
+}
+
+/// POSTs one viewer's offer to a source's path: the new endpoint's id.
+fn viewer(h: &mut H, routes: &HttpRoutes, calls: &Calls, path: &str) -> String {
+    let _ = h.events(1);
+    let a = http(h, routes, calls, path, None, SignalOp::Offer("v=0".into()));
+    assert_eq!(a.unwrap().status, 201);
+    let ev = h.events(1);
+    let created = ev.iter().find(|e| e["type"] == "ObjectCreated");
+    created.expect("ObjectCreated")["data"]["object"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn alive(h: &mut H, id: &str) -> bool {
+    let r = h.call(1, "invoke", json!({"object": id, "operation": "getName"}));
+    r["result"].is_object()
+}
+
+#[test]
+fn a_source_releases_viewers_that_do_not_connect_or_stay_disconnected() {
+    use fluo_core::whip::{
+        MAX_SOURCE_VIEWERS, VIEWER_CONNECT_TIMEOUT, VIEWER_DISCONNECTED_TIMEOUT,
+    };
+    use fluo_core::MediaEvent;
+    let (mut h, routes, calls, _) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    h.ok(
+        1,
+        "subscribe",
+        json!({"type":"ObjectCreated","object":"manager_ServerManager"}),
+    );
+    let (_src, path) = source(&mut h, &pipe);
+    let (kept, silent, dropped) = (
+        viewer(&mut h, &routes, &calls, &path),
+        viewer(&mut h, &routes, &calls, &path),
+        viewer(&mut h, &routes, &calls, &path),
+    );
+    h.advance(Duration::from_secs(10));
+    for v in [&kept, &dropped] {
+        let up = MediaEvent::ConnectionState { connected: true };
+        h.e.emit_event(h.now, v, up);
+    }
+    h.advance(Duration::from_secs(10));
+    let ice = MediaEvent::IceComponentState {
+        state: "DISCONNECTED",
+    };
+    h.e.emit_event(h.now, &dropped, ice);
+    // t = 20 s: nothing expired yet.
+    h.advance(VIEWER_CONNECT_TIMEOUT - Duration::from_secs(21));
+    assert!(alive(&mut h, &silent) && alive(&mut h, &dropped));
+    h.advance(Duration::from_secs(2));
+    assert!(
+        !alive(&mut h, &silent),
+        "not connected 30 s after its answer"
+    );
+    assert!(alive(&mut h, &kept) && alive(&mut h, &dropped));
+    // The disconnected one goes 15 s after it went down (t = 35 s).
+    assert_eq!(VIEWER_DISCONNECTED_TIMEOUT, Duration::from_secs(15));
+    h.advance(Duration::from_secs(3));
+    assert!(alive(&mut h, &dropped));
+    h.advance(Duration::from_secs(2));
+    assert!(!alive(&mut h, &dropped), "disconnected for 15 s");
+    h.advance(Duration::from_secs(600));
+    assert!(alive(&mut h, &kept), "a connected viewer stays");
+    assert_eq!(routes.len(), 2, "the source's URL and the kept viewer's");
+
+    // Abandoned POSTs do not close the source for good.
+    for _ in 1..MAX_SOURCE_VIEWERS {
+        viewer(&mut h, &routes, &calls, &path);
+    }
+    let full = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        None,
+        SignalOp::Offer("v=0".into()),
+    );
+    assert_eq!(full.unwrap_err().status, 503);
+    h.advance(VIEWER_CONNECT_TIMEOUT);
+    viewer(&mut h, &routes, &calls, &path);
+    assert!(alive(&mut h, &kept));
+}
