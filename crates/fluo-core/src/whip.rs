@@ -91,8 +91,26 @@ pub struct SignalAnswer {
     pub etag: Option<String>,
 }
 
-/// The answer to a call, given on the engine's task.
-pub type SignalReply = Box<dyn FnOnce(Result<SignalAnswer, HttpRefusal>) + Send>;
+/// Where the answer to a call goes, given on the engine's task: the engine checks the
+/// client still waits before acting, and undoes what a 201 made when the answer could not be
+/// delivered (the HTTP side gave up: client gone, its own timeout).
+pub struct SignalReply {
+    open: Box<dyn Fn() -> bool + Send>,
+    send: Box<dyn FnOnce(Result<SignalAnswer, HttpRefusal>) -> bool + Send>,
+}
+
+impl SignalReply {
+    /// `open`: whether the answer is still awaited; `send`: delivers it, false if it could not.
+    pub fn new(
+        open: impl Fn() -> bool + Send + 'static,
+        send: impl FnOnce(Result<SignalAnswer, HttpRefusal>) -> bool + Send + 'static,
+    ) -> Self {
+        SignalReply {
+            open: Box::new(open),
+            send: Box::new(send),
+        }
+    }
+}
 
 /// One call from the listener to the engine.
 pub struct SignalCall {
@@ -141,6 +159,8 @@ struct Entry {
     from: Option<String>,
     /// The session made by the POST: its id and ETag.
     session: Option<(String, String)>,
+    /// A 201 the client never got, and its offer: the same offer again gets it again.
+    undelivered: Option<(String, SignalAnswer)>,
     /// The offer's ICE credentials (ufrag, pwd) and its m-sections' mids, kept at the POST:
     /// a PATCH repeating the same credentials is a trickle, other ones an ICE restart.
     offer: Option<OfferIce>,
@@ -262,6 +282,7 @@ impl Engine {
                 kind,
                 from: None,
                 session: None,
+                undelivered: None,
                 offer: None,
                 deadline: None,
             },
@@ -320,9 +341,44 @@ impl Engine {
     /// Answers one call from the listener.
     pub fn signal(&mut self, now: crate::Now, call: SignalCall) {
         self.now = now;
-        let r = self.signal_op(&call.object, call.kind, call.session.as_deref(), call.op);
-        (call.reply)(r);
+        let object = call.object;
+        if !(call.reply.open)() {
+            tracing::info!(%object, "a WHIP/WHEP client gave up before its call was taken");
+            return;
+        }
+        let offer = match &call.op {
+            SignalOp::Offer(o) => Some(o.clone()),
+            _ => None,
+        };
+        let r = self.signal_op(&object, call.kind, call.session.as_deref(), call.op);
+        let made = r.as_ref().ok().filter(|a| a.status == 201).cloned();
+        if !(call.reply.send)(r) {
+            if let (Some(answer), Some(offer)) = (made, offer) {
+                self.signal_undelivered(offer, answer);
+            }
+        }
         self.flush_events();
+    }
+
+    /// A 201 that did not reach its client: a source's viewer is released; an application's
+    /// endpoint keeps the answer for a retry of the same offer.
+    fn signal_undelivered(&mut self, offer: String, answer: SignalAnswer) {
+        let path = (answer.location.as_deref())
+            .and_then(|l| l.rsplit_once('/'))
+            .map(|(p, _)| p.to_string());
+        let Some(((id, _), e)) =
+            (self.signals.by_object.iter_mut()).find(|(_, e)| Some(&e.path) == path.as_ref())
+        else {
+            return;
+        };
+        let id = id.clone();
+        if e.from.is_some() {
+            tracing::info!(%id, "a WHEP viewer's answer was not delivered: released");
+            self.release(&id);
+        } else {
+            tracing::info!(%id, "a WHIP/WHEP answer was not delivered: kept for a retry");
+            e.undelivered = Some((offer, answer));
+        }
     }
 
     fn signal_op(
@@ -336,6 +392,11 @@ impl Engine {
         let key = (id.to_string(), kind);
         let entry = self.signals.by_object.get(&key).ok_or_else(gone)?;
         let live = entry.session.clone();
+        if let (SignalOp::Offer(sdp), None, Some((o, a))) = (&op, session, &entry.undelivered) {
+            if o == sdp {
+                return Ok(a.clone());
+            }
+        }
         let offer_ice = entry.offer.clone().unwrap_or_default();
         match (&op, session, entry.kind) {
             (SignalOp::Offer(sdp), None, SignalKind::WhepSource) => {

@@ -6,7 +6,7 @@
 mod common;
 use common::H;
 use fluo_core::http::{HttpRoutes, Route};
-use fluo_core::whip::{SignalCall, SignalOp};
+use fluo_core::whip::{SignalCall, SignalOp, SignalReply};
 use fluo_core::{Element, ElementCx, FactoryCx};
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
@@ -86,7 +86,14 @@ fn http(
     };
     let got = Arc::new(Mutex::new(None));
     let g = got.clone();
-    target.call(session, op, Box::new(move |r| *g.lock().unwrap() = Some(r)));
+    let reply = SignalReply::new(
+        || true,
+        move |r| {
+            *g.lock().unwrap() = Some(r);
+            true
+        },
+    );
+    target.call(session, op, reply);
     let call = calls
         .lock()
         .unwrap()
@@ -570,4 +577,140 @@ fn a_source_releases_viewers_that_do_not_connect_or_stay_disconnected() {
     h.advance(VIEWER_CONNECT_TIMEOUT);
     viewer(&mut h, &routes, &calls, &path);
     assert!(alive(&mut h, &kept));
+}
+
+/// Sends `op` to `path` with a reply that is closed before the engine acts (`open` false) or
+/// whose delivery fails (`open` true).
+fn http_lost(h: &mut H, routes: &HttpRoutes, calls: &Calls, path: &str, op: SignalOp, open: bool) {
+    let Some(Route::Signal(target)) = routes.find(path) else {
+        panic!("no route at {path}");
+    };
+    target.call(None, op, SignalReply::new(move || open, |_| false));
+    let call = calls.lock().unwrap().pop().expect("a call");
+    h.e.signal(h.now, call);
+}
+
+#[test]
+fn an_answer_the_client_did_not_get_leaves_no_viewer_and_no_stuck_session() {
+    let (mut h, routes, calls, offers) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    h.ok(
+        1,
+        "subscribe",
+        json!({"type":"ObjectCreated","object":"manager_ServerManager"}),
+    );
+    let (src, spath) = source(&mut h, &pipe);
+    let objects = h.e.object_count();
+    // Gone before the engine took it: nothing is made.
+    http_lost(
+        &mut h,
+        &routes,
+        &calls,
+        &spath,
+        SignalOp::Offer("v=0".into()),
+        false,
+    );
+    assert_eq!((h.e.object_count(), routes.len()), (objects, 1));
+    assert!(offers.lock().unwrap().is_empty());
+    // Gone while it was answered: the viewer is released again.
+    let _ = h.events(1);
+    http_lost(
+        &mut h,
+        &routes,
+        &calls,
+        &spath,
+        SignalOp::Offer("v=0".into()),
+        true,
+    );
+    assert_eq!(offers.lock().unwrap().len(), 1, "the viewer answered");
+    assert_eq!((h.e.object_count(), routes.len()), (objects, 1));
+    let sinks = h.invoke(1, &src, "getSinkConnections", json!({}));
+    assert_eq!(sinks, json!([]));
+
+    // An application's endpoint: a retry gets its 201.
+    let ep = create(&mut h, &pipe, json!({"fluoWhip": true}))["result"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = h.invoke(1, &ep, "getTag", json!({"key": "fluoWhipUrl"}));
+    let path = url
+        .as_str()
+        .unwrap()
+        .strip_prefix("http://h:1")
+        .unwrap()
+        .to_string();
+    http_lost(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        SignalOp::Offer("v=0 a".into()),
+        false,
+    );
+    let a = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        None,
+        SignalOp::Offer("v=0 a".into()),
+    );
+    assert_eq!(
+        a.unwrap().status,
+        201,
+        "the call the client left did nothing"
+    );
+    let ep2 = create(&mut h, &pipe, json!({"fluoWhip": true}))["result"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = h.invoke(1, &ep2, "getTag", json!({"key": "fluoWhipUrl"}));
+    let path = url
+        .as_str()
+        .unwrap()
+        .strip_prefix("http://h:1")
+        .unwrap()
+        .to_string();
+    http_lost(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        SignalOp::Offer("v=0 b".into()),
+        true,
+    );
+    let a = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        None,
+        SignalOp::Offer("v=0 b".into()),
+    );
+    let a = a.unwrap();
+    assert_eq!(
+        (a.status, a.sdp.as_deref()),
+        (201, Some(ANSWER)),
+        "the retry"
+    );
+    let session = a.location.unwrap().rsplit('/').next().map(str::to_string);
+    let other = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        None,
+        SignalOp::Offer("v=0 c".into()),
+    );
+    assert_eq!(
+        other.unwrap_err().status,
+        409,
+        "another offer: the session is taken"
+    );
+    let d = http(&mut h, &routes, &calls, &path, session, SignalOp::Delete);
+    assert_eq!(
+        d.unwrap().status,
+        200,
+        "the retry's Location is the session"
+    );
 }

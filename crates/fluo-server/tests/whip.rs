@@ -468,3 +468,48 @@ async fn of_concurrent_posts_to_one_endpoint_exactly_one_gets_the_session() {
     want.extend([409; 19]);
     assert_eq!(statuses, want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_whose_client_left_leaves_no_viewer_on_the_source() {
+    let (ws_port, _stop) = start().await;
+    let mut ws = connect(ws_port).await;
+    let ws = &mut ws;
+    let p = ask(
+        ws,
+        json!({"jsonrpc":"2.0","id":1,"method":"create","params":{"type":"MediaPipeline"}}),
+        &mut vec![],
+    )
+    .await;
+    let pipe = p["result"]["value"].as_str().unwrap().to_string();
+    let src = ask(
+        ws,
+        json!({"jsonrpc":"2.0","id":2,"method":"create","params":{"type":"PassThrough",
+            "constructorParams":{"mediaPipeline": pipe},"properties":{"fluoWhepSource": true}}}),
+        &mut vec![],
+    )
+    .await;
+    let src = src["result"]["value"]
+        .as_str()
+        .expect("a source")
+        .to_string();
+    let u = invoke(ws, 3, &src, "getTag", json!({"key":"fluoWhepSourceUrl"})).await;
+    let (port, path) = split(u["result"]["value"].as_str().expect("a URL"));
+    // The whole request, then the client goes without reading.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\n{SDP}Content-Length: {}\r\n\r\n{OFFER}",
+        OFFER.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The engine takes calls in order: after this one's answer the first was dealt with.
+    let a = http(port, "POST", &path, SDP, Some(OFFER)).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let sinks = invoke(ws, 4, &src, "getSinkConnections", json!({})).await;
+    let mut viewers: Vec<&str> = (sinks["result"]["value"].as_array().unwrap().iter())
+        .filter_map(|c| c["sink"].as_str())
+        .collect();
+    viewers.dedup();
+    assert_eq!(viewers.len(), 1, "only the second viewer: {sinks}");
+}

@@ -8,7 +8,7 @@
 
 use super::{authorized, framing, respond, respond_typed, Answer, Body, Head, HttpSettings};
 use fluo_core::http::{HttpRoutes, Route};
-use fluo_core::whip::{SignalOp, SignalTarget};
+use fluo_core::whip::{SignalOp, SignalReply, SignalTarget};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -137,14 +137,44 @@ async fn exchange<S: AsyncRead + Unpin>(
         }
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let reply = Box::new(move |r| {
-        let _ = tx.send(r);
-    });
+    let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+    let t = tx.clone();
+    let open = move || {
+        let t = t.lock().unwrap_or_else(|p| p.into_inner());
+        t.as_ref().is_some_and(|t| !t.is_closed())
+    };
+    let send = move |r| {
+        let t = tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        t.is_some_and(|t| t.send(r).is_ok())
+    };
+    let reply = SignalReply::new(open, send);
     found.target.call(found.session.clone(), op, reply);
-    match tokio::time::timeout(ENGINE_TIMEOUT, rx).await {
-        Ok(Ok(r)) => r.map_err(|e| (e.status, e.text)),
-        Ok(Err(_)) => Err((500, "the endpoint went away".into())),
+    // The answer, unless the client goes (one request per connection: the read ends) or the
+    // engine is late; either way `rx` is dropped, which the engine sees.
+    let answer = async {
+        tokio::select! {
+            biased;
+            _ = client_gone(s) => None,
+            r = rx => Some(r),
+        }
+    };
+    match tokio::time::timeout(ENGINE_TIMEOUT, answer).await {
+        Ok(Some(Ok(r))) => r.map_err(|e| (e.status, e.text)),
+        Ok(Some(Err(_))) => Err((500, "the endpoint went away".into())),
+        Ok(None) => Err((0, "the client went away".into())),
         Err(_) => Err((503, "the media server did not answer in time".into())),
+    }
+}
+
+/// Resolves when the client closed its side (or broke the connection).
+async fn client_gone<S: AsyncRead + Unpin>(s: &mut S) {
+    let mut byte = [0u8; 1];
+    loop {
+        match s.read(&mut byte).await {
+            Ok(0) | Err(_) => return,
+            // Nothing more is expected on this connection: ignored.
+            Ok(_) => {}
+        }
     }
 }
 
