@@ -289,7 +289,7 @@ impl Engine {
         );
     }
 
-    /// An object was destroyed: its route goes.
+    /// An object was destroyed: its route goes, and so do the viewers its WHEP URL made.
     pub(crate) fn signal_destroyed(&mut self, id: &str) {
         let routes = self.signals.routes.clone();
         self.signals.by_object.retain(|(object, _), e| {
@@ -299,6 +299,14 @@ impl Engine {
             }
             keep
         });
+        let viewers: Vec<String> = (self.signals.by_object.iter())
+            .filter(|(_, e)| e.from.as_deref() == Some(id))
+            .map(|((v, _), _)| v.clone())
+            .collect();
+        for v in viewers {
+            tracing::info!(viewer = %v, source = %id, "the WHEP source went: its viewer is released");
+            self.release(&v);
+        }
     }
 
     /// An event an object raised: a source's viewer's connection state moves its deadline.

@@ -714,3 +714,38 @@ fn an_answer_the_client_did_not_get_leaves_no_viewer_and_no_stuck_session() {
         "the retry's Location is the session"
     );
 }
+
+#[test]
+fn releasing_a_source_releases_the_viewers_it_made() {
+    let (mut h, routes, calls, _) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    h.ok(
+        1,
+        "subscribe",
+        json!({"type":"ObjectCreated","object":"manager_ServerManager"}),
+    );
+    let (src, path) = source(&mut h, &pipe);
+    let (other, _) = source(&mut h, &pipe);
+    let v1 = viewer(&mut h, &routes, &calls, &path);
+    let v2 = viewer(&mut h, &routes, &calls, &path);
+    let app = create(&mut h, &pipe, json!({"fluoWhep": true}))["result"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.ok(1, "connect", json!({"object": src, "sink": app}));
+    assert_eq!(routes.len(), 5);
+    h.ok(1, "release", json!({"object": src}));
+    assert!(
+        !alive(&mut h, &v1) && !alive(&mut h, &v2),
+        "the viewers went"
+    );
+    assert!(
+        alive(&mut h, &other) && alive(&mut h, &app),
+        "nothing else did"
+    );
+    assert_eq!(
+        routes.len(),
+        2,
+        "the other source's URL and the application's endpoint's"
+    );
+}
