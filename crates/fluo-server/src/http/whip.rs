@@ -15,6 +15,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 /// The largest SDP offer or fragment taken.
 const MAX_SDP: u64 = 64 * 1024;
+/// The longest an SDP offer or fragment may take to arrive, whatever its pace (on top of
+/// the per-read timeout): a slow trickle of bytes holds a connection no longer.
+const BODY_DEADLINE: Duration = Duration::from_secs(15);
 /// How long the engine may take to answer.
 const ENGINE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The methods a WHIP/WHEP URL takes.
@@ -178,8 +181,31 @@ async fn client_gone<S: AsyncRead + Unpin>(s: &mut S) {
     }
 }
 
-/// The whole body (at most [`MAX_SDP`] bytes) as text.
+/// The whole body (at most [`MAX_SDP`] bytes) as text, within [`BODY_DEADLINE`] (408).
 async fn read_body<S: AsyncRead + Unpin>(
+    s: &mut S,
+    head: &Head,
+    settings: &HttpSettings,
+) -> Result<String, Answer> {
+    read_body_within(s, head, settings, BODY_DEADLINE).await
+}
+
+async fn read_body_within<S: AsyncRead + Unpin>(
+    s: &mut S,
+    head: &Head,
+    settings: &HttpSettings,
+    deadline: Duration,
+) -> Result<String, Answer> {
+    match tokio::time::timeout(deadline, read_all(s, head, settings)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let secs = deadline.as_secs_f64();
+            Err((408, format!("the body did not arrive within {secs} s")))
+        }
+    }
+}
+
+async fn read_all<S: AsyncRead + Unpin>(
     s: &mut S,
     head: &Head,
     settings: &HttpSettings,
@@ -212,4 +238,51 @@ async fn read_body<S: AsyncRead + Unpin>(
         body.input(&buf[..n]);
     }
     String::from_utf8(got).map_err(|_| (400, "the body is not UTF-8 text".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn a_body_that_trickles_in_too_slowly_is_408_though_each_read_is_in_time() {
+        assert_eq!(BODY_DEADLINE, Duration::from_secs(15));
+        let settings = HttpSettings {
+            token: None,
+            max_body: MAX_SDP,
+            read_timeout: Duration::from_secs(5),
+        };
+        let head = |len: usize| Head {
+            method: "POST".into(),
+            path: "/whip/x".into(),
+            query: String::new(),
+            headers: vec![("Content-Length".into(), len.to_string())],
+            rest: vec![],
+        };
+        // One byte every 100 ms: each read is in time, the whole is not.
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            for _ in 0..20 {
+                if client.write_all(b"v").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let deadline = Duration::from_millis(500);
+        let r = read_body_within(&mut server, &head(20), &settings, deadline).await;
+        assert_eq!(r.unwrap_err().0, 408);
+        writer.abort();
+        // In time, the same pace is fine.
+        let (mut client, mut server) = tokio::io::duplex(64);
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                let _ = client.write_all(b"v").await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let r = read_body_within(&mut server, &head(3), &settings, deadline).await;
+        assert_eq!(r.unwrap(), "vvv");
+    }
 }
