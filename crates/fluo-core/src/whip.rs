@@ -76,6 +76,14 @@ pub enum SignalOp {
     },
     /// DELETE of the session.
     Delete,
+    /// Not a request: the listener took a 201 its client did not stay for (see
+    /// [`SignalReply`]); what it made is undone.
+    Undelivered {
+        /// The offer.
+        offer: String,
+        /// The answer the client did not get.
+        answer: SignalAnswer,
+    },
 }
 
 /// A successful answer.
@@ -271,7 +279,8 @@ impl Engine {
         };
         let path = routes.add(kind.feature(), Route::Signal(Arc::new(target)));
         let url = format!("{}{path}", routes.base().unwrap_or_default());
-        tracing::info!(%id, %url, "{} endpoint", kind.feature());
+        tracing::info!(%id, "{} endpoint", kind.feature());
+        tracing::debug!(%id, %url, "its URL");
         if let Some(o) = self.registry.get_mut(id) {
             o.tags.push((kind.tag().to_string(), url));
         }
@@ -350,6 +359,11 @@ impl Engine {
     pub fn signal(&mut self, now: crate::Now, call: SignalCall) {
         self.now = now;
         let object = call.object;
+        if let SignalOp::Undelivered { offer, answer } = call.op {
+            self.signal_undelivered(offer, answer);
+            self.flush_events();
+            return;
+        }
         if !(call.reply.open)() {
             tracing::info!(%object, "a WHIP/WHEP client gave up before its call was taken");
             return;
@@ -443,6 +457,7 @@ impl Engine {
                 let etag = live.map(|(_, e)| e).unwrap_or_default();
                 self.signal_patch(id, &frag, if_match.as_deref(), &etag, &offer_ice)
             }
+            SignalOp::Undelivered { .. } => Err(gone()),
             SignalOp::Delete => {
                 tracing::info!(%id, "released by an HTTP DELETE");
                 self.release(id);
@@ -476,8 +491,10 @@ impl Engine {
             constructor_params: Map::from_iter([("mediaPipeline".into(), Value::from(pipeline))]),
             properties: Map::from_iter([("fluoWhep".into(), Value::Bool(true))]),
         };
-        let id = (self.create(&session, create, crate::engine::Mode::Direct))
-            .map_err(|e| HttpRefusal::new(503, e.message))?;
+        let id = (self.create(&session, create, crate::engine::Mode::Direct)).map_err(|e| {
+            tracing::info!(%source, error = %e.message, "no WHEP viewer made");
+            HttpRefusal::new(503, "no viewer can be made now")
+        })?;
         if let Some(o) = self.registry.get_mut(&id) {
             o.tags.push(("fluoWhepSource".into(), source.to_string()));
         }
@@ -487,7 +504,10 @@ impl Engine {
         }
         let sink = Map::from_iter([("sink".to_string(), Value::from(id.clone()))]);
         let r = (self.connect(&session, source, &sink, crate::engine::Mode::Direct))
-            .map_err(|e| HttpRefusal::new(500, e.message))
+            .map_err(|e| {
+                tracing::warn!(%source, error = %e.message, "a WHEP viewer not connected");
+                HttpRefusal::new(500, "the viewer could not be connected")
+            })
             .and_then(|()| self.signal_offer(&key, offer, false));
         if r.is_err() {
             self.release(&id);
@@ -524,7 +544,10 @@ impl Engine {
         let answer = match r {
             Ok(Value::String(a)) => a,
             Ok(_) => return Err(HttpRefusal::new(500, "the endpoint gave no SDP answer")),
-            Err(e) => return Err(refusal(&e)),
+            Err(e) => {
+                tracing::info!(%id, error = %e.message, "a WHIP/WHEP offer refused");
+                return Err(refusal(&e));
+            }
         };
         if !answer
             .lines()
@@ -617,15 +640,22 @@ impl Engine {
     }
 }
 
-/// The HTTP status for an error of processOffer.
+/// The HTTP answer to an error of processOffer: a fixed text (the client may be anyone; the
+/// endpoint's own text is logged).
 fn refusal(e: &KurentoError) -> HttpRefusal {
-    let status = match e.code {
-        ErrorCode::SdpParseError => 400,
-        ErrorCode::SdpEndPointAlreadyNegotiated => 409,
-        ErrorCode::SdpEndPointProcessOfferError => 422,
-        _ => 500,
+    let (status, text) = match e.code {
+        ErrorCode::SdpParseError => (400, "the offer is not valid SDP"),
+        ErrorCode::SdpEndPointAlreadyNegotiated => (
+            409,
+            "this endpoint already has a session (one per endpoint)",
+        ),
+        ErrorCode::SdpEndPointProcessOfferError => (
+            422,
+            "no media section of the offer can be taken (transport or codecs)",
+        ),
+        _ => (500, "the endpoint could not answer the offer"),
     };
-    HttpRefusal::new(status, e.message.clone())
+    HttpRefusal::new(status, text)
 }
 
 /// The value of the first `a=<name>:` line.

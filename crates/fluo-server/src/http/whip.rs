@@ -6,7 +6,10 @@
 //! the Location is under). The HTTP is checked here (method, token, content type, size); what the
 //! endpoint makes of the SDP is the engine's answer.
 
-use super::{authorized, framing, respond, respond_typed, Answer, Body, Head, HttpSettings};
+use super::{
+    check_token, expect_continue, framing, refusal_headers, respond, respond_typed, Answer, Body,
+    Head, HttpSettings,
+};
 use fluo_core::http::{HttpRoutes, Route};
 use fluo_core::whip::{SignalOp, SignalReply, SignalTarget};
 use std::sync::Arc;
@@ -54,12 +57,14 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     found: Found,
     settings: &HttpSettings,
 ) {
-    let cors = [
-        ("Access-Control-Allow-Origin", "*"),
-        ("Access-Control-Expose-Headers", "Location, ETag"),
-    ];
+    let expose = (
+        "Access-Control-Expose-Headers",
+        "Location, ETag, Accept-Patch",
+    );
+    let patch = ("Accept-Patch", "application/trickle-ice-sdpfrag");
     if head.method == "OPTIONS" {
-        let mut extra = cors.to_vec();
+        let mut extra = refusal_headers(204, ALLOW);
+        extra.push(expose);
         extra.extend([
             ("Access-Control-Allow-Methods", ALLOW),
             (
@@ -69,18 +74,27 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             ("Access-Control-Max-Age", "600"),
             ("Allow", ALLOW),
             ("Accept-Post", "application/sdp"),
-            ("Accept-Patch", "application/trickle-ice-sdpfrag"),
+            patch,
         ]);
         return respond_typed(s, 204, "text/plain; charset=utf-8", b"", &extra).await;
     }
+    if head.method == "HEAD" {
+        let mut extra = refusal_headers(405, ALLOW);
+        extra.push(expose);
+        return respond_typed(s, 405, "text/plain; charset=utf-8", b"", &extra).await;
+    }
     match exchange(s, head, &found, settings).await {
         Ok(a) => {
-            let mut extra = cors.to_vec();
+            let mut extra = refusal_headers(a.status, ALLOW);
+            extra.push(expose);
             if let Some(l) = &a.location {
                 extra.push(("Location", l));
             }
             if let Some(e) = &a.etag {
                 extra.push(("ETag", e));
+            }
+            if a.status == 201 {
+                extra.push(patch);
             }
             let (ty, body) = match &a.sdp {
                 Some(sdp) => ("application/sdp", sdp.as_bytes()),
@@ -89,19 +103,15 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             respond_typed(s, a.status, ty, body, &extra).await;
         }
         Err((status, text)) => {
-            let mut extra = cors.to_vec();
-            match status {
-                405 => extra.push(("Allow", ALLOW)),
-                401 => extra.push(("WWW-Authenticate", "Bearer realm=\"fluo\"")),
-                _ => {}
-            }
+            let mut extra = refusal_headers(status, ALLOW);
+            extra.push(expose);
             respond(s, status, &text, &extra).await;
         }
     }
 }
 
 /// The request checked, its body read, the engine's answer.
-async fn exchange<S: AsyncRead + Unpin>(
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     head: Head,
     found: &Found,
@@ -113,12 +123,7 @@ async fn exchange<S: AsyncRead + Unpin>(
         "DELETE" => None,
         m => return Err((405, format!("{m} is not allowed here ({ALLOW})"))),
     };
-    if let Some(token) = &settings.token {
-        if !authorized(&head, token) {
-            let text = "this server requires a token (Authorization: Bearer <token> or ?access_token=<token>)";
-            return Err((401, text.into()));
-        }
-    }
+    check_token(&head, settings)?;
     let op = match wanted {
         None => SignalOp::Delete,
         Some(ty) => {
@@ -127,6 +132,7 @@ async fn exchange<S: AsyncRead + Unpin>(
             if !base.eq_ignore_ascii_case(ty) {
                 return Err((415, format!("the body must be {ty}, not '{given}'")));
             }
+            expect_continue(s, &head).await;
             let text = read_body(s, &head, settings).await?;
             if head.method == "POST" {
                 SignalOp::Offer(text)
@@ -139,7 +145,11 @@ async fn exchange<S: AsyncRead + Unpin>(
             }
         }
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let offer = match &op {
+        SignalOp::Offer(o) => Some(o.clone()),
+        _ => None,
+    };
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
     let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
     let t = tx.clone();
     let open = move || {
@@ -153,20 +163,32 @@ async fn exchange<S: AsyncRead + Unpin>(
     let reply = SignalReply::new(open, send);
     found.target.call(found.session.clone(), op, reply);
     // The answer, unless the client goes (one request per connection: the read ends) or the
-    // engine is late; either way `rx` is dropped, which the engine sees.
+    // engine is late.
     let answer = async {
         tokio::select! {
             biased;
             _ = client_gone(s) => None,
-            r = rx => Some(r),
+            r = &mut rx => Some(r),
         }
     };
-    match tokio::time::timeout(ENGINE_TIMEOUT, answer).await {
-        Ok(Some(Ok(r))) => r.map_err(|e| (e.status, e.text)),
-        Ok(Some(Err(_))) => Err((500, "the endpoint went away".into())),
-        Ok(None) => Err((0, "the client went away".into())),
-        Err(_) => Err((503, "the media server did not answer in time".into())),
+    let given_up = match tokio::time::timeout(ENGINE_TIMEOUT, answer).await {
+        Ok(Some(Ok(r))) => return r.map_err(|e| (e.status, e.text)),
+        Ok(Some(Err(_))) => return Err((500, "the endpoint went away".into())),
+        Ok(None) => (0, "the client went away".to_string()),
+        Err(_) => (503, "the media server did not answer in time".to_string()),
+    };
+    // The engine sees the closed reply (and does nothing, or undoes its 201); a 201 that
+    // came just now is handed back to be undone.
+    rx.close();
+    if let (Ok(Ok(answer)), Some(offer)) = (rx.try_recv(), offer) {
+        if answer.status == 201 {
+            let op = SignalOp::Undelivered { offer, answer };
+            found
+                .target
+                .call(None, op, SignalReply::new(|| false, |_| false));
+        }
     }
+    Err(given_up)
 }
 
 /// Resolves when the client closed its side (or broke the connection).
