@@ -314,13 +314,18 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.sessions.next_deadline(), self.replay.next_expiry()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.sessions.next_deadline(),
+            self.replay.next_expiry(),
+            self.signals.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// Expires sessions whose grace period ended and old replay entries.
+    /// Expires sessions whose grace period ended, old replay entries and WHEP viewers not
+    /// connected in time.
     pub fn handle_timeout(&mut self, now: Now) {
         self.now = now;
         self.replay.expire(now.mono);
@@ -329,6 +334,7 @@ impl Engine {
             self.unref_session(&session);
             self.sessions.remove(&session);
         }
+        self.signal_expire();
         self.flush_events();
     }
 
@@ -630,6 +636,7 @@ impl Engine {
         while !self.pending_events.is_empty() {
             let batch = std::mem::take(&mut self.pending_events);
             for (source, event, fields) in batch {
+                self.signal_event(&source, &event, &fields);
                 self.deliver(&source, &event, fields);
             }
         }

@@ -19,6 +19,7 @@ use fluo_api::{ErrorCode, KurentoError};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Which protocol a path speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,6 +76,14 @@ pub enum SignalOp {
     },
     /// DELETE of the session.
     Delete,
+    /// Not a request: the listener took a 201 its client did not stay for (see
+    /// [`SignalReply`]); what it made is undone.
+    Undelivered {
+        /// The offer.
+        offer: String,
+        /// The answer the client did not get.
+        answer: SignalAnswer,
+    },
 }
 
 /// A successful answer.
@@ -90,8 +99,26 @@ pub struct SignalAnswer {
     pub etag: Option<String>,
 }
 
-/// The answer to a call, given on the engine's task.
-pub type SignalReply = Box<dyn FnOnce(Result<SignalAnswer, HttpRefusal>) + Send>;
+/// Where the answer to a call goes, given on the engine's task: the engine checks the
+/// client still waits before acting, and undoes what a 201 made when the answer could not be
+/// delivered (the HTTP side gave up: client gone, its own timeout).
+pub struct SignalReply {
+    open: Box<dyn Fn() -> bool + Send>,
+    send: Box<dyn FnOnce(Result<SignalAnswer, HttpRefusal>) -> bool + Send>,
+}
+
+impl SignalReply {
+    /// `open`: whether the answer is still awaited; `send`: delivers it, false if it could not.
+    pub fn new(
+        open: impl Fn() -> bool + Send + 'static,
+        send: impl FnOnce(Result<SignalAnswer, HttpRefusal>) -> bool + Send + 'static,
+    ) -> Self {
+        SignalReply {
+            open: Box::new(open),
+            send: Box::new(send),
+        }
+    }
+}
 
 /// One call from the listener to the engine.
 pub struct SignalCall {
@@ -140,6 +167,22 @@ struct Entry {
     from: Option<String>,
     /// The session made by the POST: its id and ETag.
     session: Option<(String, String)>,
+    /// A 201 the client never got, and its offer: the same offer again gets it again.
+    undelivered: Option<(String, SignalAnswer)>,
+    /// The offer's ICE credentials (ufrag, pwd) and its m-sections' mids, kept at the POST:
+    /// a PATCH repeating the same credentials is a trickle, other ones an ICE restart.
+    offer: Option<OfferIce>,
+    /// A source's viewer not connected (yet, or again): when it is released.
+    deadline: Option<Instant>,
+}
+
+/// What a PATCH is checked against: the POSTed offer's ICE credentials and mids.
+#[derive(Clone, Default)]
+struct OfferIce {
+    ufrag: Option<String>,
+    pwd: Option<String>,
+    /// The mid of each m-section, in order (`None`: a section without one).
+    mids: Vec<Option<String>>,
 }
 
 /// The engine's WHIP/WHEP state.
@@ -154,6 +197,19 @@ pub(crate) struct Signals {
 const MAX_PATCH_CANDIDATES: usize = 50;
 /// The most viewers' endpoints one `fluoWhepSource` URL keeps at once.
 pub const MAX_SOURCE_VIEWERS: usize = 100;
+/// A source's viewer whose ICE and DTLS have not connected this long after its answer is
+/// released (an abandoned POST must not hold one of the [`MAX_SOURCE_VIEWERS`]).
+pub const VIEWER_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A source's viewer disconnected (ICE failed or disconnected, DTLS gone) this long is
+/// released.
+pub const VIEWER_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl Signals {
+    /// The earliest deadline of a source's viewer.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.by_object.values().filter_map(|e| e.deadline).min()
+    }
+}
 
 impl Engine {
     /// Serves WHIP and WHEP on the listener whose routes are `routes`: `sink` must bring each
@@ -223,7 +279,8 @@ impl Engine {
         };
         let path = routes.add(kind.feature(), Route::Signal(Arc::new(target)));
         let url = format!("{}{path}", routes.base().unwrap_or_default());
-        tracing::info!(%id, %url, "{} endpoint", kind.feature());
+        tracing::info!(%id, "{} endpoint", kind.feature());
+        tracing::debug!(%id, %url, "its URL");
         if let Some(o) = self.registry.get_mut(id) {
             o.tags.push((kind.tag().to_string(), url));
         }
@@ -234,11 +291,14 @@ impl Engine {
                 kind,
                 from: None,
                 session: None,
+                undelivered: None,
+                offer: None,
+                deadline: None,
             },
         );
     }
 
-    /// An object was destroyed: its route goes.
+    /// An object was destroyed: its route goes, and so do the viewers its WHEP URL made.
     pub(crate) fn signal_destroyed(&mut self, id: &str) {
         let routes = self.signals.routes.clone();
         self.signals.by_object.retain(|(object, _), e| {
@@ -248,14 +308,99 @@ impl Engine {
             }
             keep
         });
+        let viewers: Vec<String> = (self.signals.by_object.iter())
+            .filter(|(_, e)| e.from.as_deref() == Some(id))
+            .map(|((v, _), _)| v.clone())
+            .collect();
+        for v in viewers {
+            tracing::info!(viewer = %v, source = %id, "the WHEP source went: its viewer is released");
+            self.release(&v);
+        }
+    }
+
+    /// An event an object raised: a source's viewer's connection state moves its deadline.
+    pub(crate) fn signal_event(&mut self, source: &str, event: &str, fields: &Map<String, Value>) {
+        let Some(e) = (self.signals.by_object)
+            .get_mut(&(source.to_string(), SignalKind::Whep))
+            .filter(|e| e.from.is_some())
+        else {
+            return;
+        };
+        let state = |k: &str| fields.get(k).and_then(Value::as_str).unwrap_or_default();
+        let down = match event {
+            "ConnectionStateChanged" => state("newState") != "CONNECTED",
+            "IceComponentStateChanged" => matches!(state("state"), "FAILED" | "DISCONNECTED"),
+            _ => return,
+        };
+        if !down {
+            e.deadline = None;
+        } else if e.deadline.is_none() {
+            e.deadline = Some(self.now.mono + VIEWER_DISCONNECTED_TIMEOUT);
+        }
+    }
+
+    /// Releases the source's viewers whose deadline passed.
+    pub(crate) fn signal_expire(&mut self) {
+        let now = self.now.mono;
+        let mut expired = vec![];
+        for ((id, _), e) in self.signals.by_object.iter_mut() {
+            // Taken, so a deadline that passed never stays the next timeout.
+            if e.deadline.take_if(|d| *d <= now).is_some() {
+                expired.push(id.clone());
+            }
+        }
+        for id in expired {
+            tracing::info!(%id, "a WHEP viewer not connected in time: released");
+            self.release(&id);
+        }
     }
 
     /// Answers one call from the listener.
     pub fn signal(&mut self, now: crate::Now, call: SignalCall) {
         self.now = now;
-        let r = self.signal_op(&call.object, call.kind, call.session.as_deref(), call.op);
-        (call.reply)(r);
+        let object = call.object;
+        if let SignalOp::Undelivered { offer, answer } = call.op {
+            self.signal_undelivered(offer, answer);
+            self.flush_events();
+            return;
+        }
+        if !(call.reply.open)() {
+            tracing::info!(%object, "a WHIP/WHEP client gave up before its call was taken");
+            return;
+        }
+        let offer = match &call.op {
+            SignalOp::Offer(o) => Some(o.clone()),
+            _ => None,
+        };
+        let r = self.signal_op(&object, call.kind, call.session.as_deref(), call.op);
+        let made = r.as_ref().ok().filter(|a| a.status == 201).cloned();
+        if !(call.reply.send)(r) {
+            if let (Some(answer), Some(offer)) = (made, offer) {
+                self.signal_undelivered(offer, answer);
+            }
+        }
         self.flush_events();
+    }
+
+    /// A 201 that did not reach its client: a source's viewer is released; an application's
+    /// endpoint keeps the answer for a retry of the same offer.
+    fn signal_undelivered(&mut self, offer: String, answer: SignalAnswer) {
+        let path = (answer.location.as_deref())
+            .and_then(|l| l.rsplit_once('/'))
+            .map(|(p, _)| p.to_string());
+        let Some(((id, _), e)) =
+            (self.signals.by_object.iter_mut()).find(|(_, e)| Some(&e.path) == path.as_ref())
+        else {
+            return;
+        };
+        let id = id.clone();
+        if e.from.is_some() {
+            tracing::info!(%id, "a WHEP viewer's answer was not delivered: released");
+            self.release(&id);
+        } else {
+            tracing::info!(%id, "a WHIP/WHEP answer was not delivered: kept for a retry");
+            e.undelivered = Some((offer, answer));
+        }
     }
 
     fn signal_op(
@@ -269,6 +414,12 @@ impl Engine {
         let key = (id.to_string(), kind);
         let entry = self.signals.by_object.get(&key).ok_or_else(gone)?;
         let live = entry.session.clone();
+        if let (SignalOp::Offer(sdp), None, Some((o, a))) = (&op, session, &entry.undelivered) {
+            if o == sdp {
+                return Ok(a.clone());
+            }
+        }
+        let offer_ice = entry.offer.clone().unwrap_or_default();
         match (&op, session, entry.kind) {
             (SignalOp::Offer(sdp), None, SignalKind::WhepSource) => {
                 let sdp = sdp.clone();
@@ -304,8 +455,9 @@ impl Engine {
             SignalOp::Offer(sdp) => self.signal_offer(&key, &sdp, live.is_some()),
             SignalOp::Patch { frag, if_match } => {
                 let etag = live.map(|(_, e)| e).unwrap_or_default();
-                self.signal_patch(id, &frag, if_match.as_deref(), &etag)
+                self.signal_patch(id, &frag, if_match.as_deref(), &etag, &offer_ice)
             }
+            SignalOp::Undelivered { .. } => Err(gone()),
             SignalOp::Delete => {
                 tracing::info!(%id, "released by an HTTP DELETE");
                 self.release(id);
@@ -339,8 +491,10 @@ impl Engine {
             constructor_params: Map::from_iter([("mediaPipeline".into(), Value::from(pipeline))]),
             properties: Map::from_iter([("fluoWhep".into(), Value::Bool(true))]),
         };
-        let id = (self.create(&session, create, crate::engine::Mode::Direct))
-            .map_err(|e| HttpRefusal::new(503, e.message))?;
+        let id = (self.create(&session, create, crate::engine::Mode::Direct)).map_err(|e| {
+            tracing::info!(%source, error = %e.message, "no WHEP viewer made");
+            HttpRefusal::new(503, "no viewer can be made now")
+        })?;
         if let Some(o) = self.registry.get_mut(&id) {
             o.tags.push(("fluoWhepSource".into(), source.to_string()));
         }
@@ -350,12 +504,18 @@ impl Engine {
         }
         let sink = Map::from_iter([("sink".to_string(), Value::from(id.clone()))]);
         let r = (self.connect(&session, source, &sink, crate::engine::Mode::Direct))
-            .map_err(|e| HttpRefusal::new(500, e.message))
+            .map_err(|e| {
+                tracing::warn!(%source, error = %e.message, "a WHEP viewer not connected");
+                HttpRefusal::new(500, "the viewer could not be connected")
+            })
             .and_then(|()| self.signal_offer(&key, offer, false));
         if r.is_err() {
             self.release(&id);
         } else {
             tracing::info!(%source, viewer = %id, "a WHEP viewer");
+            if let Some(e) = self.signals.by_object.get_mut(&key) {
+                e.deadline = Some(self.now.mono + VIEWER_CONNECT_TIMEOUT);
+            }
         }
         r
     }
@@ -384,7 +544,10 @@ impl Engine {
         let answer = match r {
             Ok(Value::String(a)) => a,
             Ok(_) => return Err(HttpRefusal::new(500, "the endpoint gave no SDP answer")),
-            Err(e) => return Err(refusal(&e)),
+            Err(e) => {
+                tracing::info!(%id, error = %e.message, "a WHIP/WHEP offer refused");
+                return Err(refusal(&e));
+            }
         };
         if !answer
             .lines()
@@ -406,6 +569,11 @@ impl Engine {
             .get_mut(key)
             .expect("looked up above");
         entry.session = Some((session.clone(), etag.clone()));
+        entry.offer = Some(OfferIce {
+            ufrag: ice_value(offer, "ice-ufrag"),
+            pwd: ice_value(offer, "ice-pwd"),
+            mids: section_mids(offer),
+        });
         Ok(SignalAnswer {
             status: 201,
             sdp: Some(answer),
@@ -420,6 +588,7 @@ impl Engine {
         frag: &str,
         if_match: Option<&str>,
         etag: &str,
+        offer: &OfferIce,
     ) -> Result<SignalAnswer, HttpRefusal> {
         if if_match.is_some_and(|m| m.trim() != "*" && m.trim() != etag) {
             return Err(HttpRefusal::new(
@@ -427,21 +596,41 @@ impl Engine {
                 "If-Match does not name this ICE session",
             ));
         }
-        let (ufrag, candidates, mid) = parse_frag(frag)?;
-        if ufrag.is_some() || if_match.is_some_and(|m| m.trim() == "*") {
+        let f = parse_frag(frag)?;
+        // RFC 9725 4.3.1: a trickle fragment may repeat the session's credentials; only
+        // other ones (or If-Match: *) ask for an ICE restart.
+        let differs = |got: &Option<String>, had: &Option<String>| {
+            got.as_ref().is_some_and(|g| Some(g) != had.as_ref())
+        };
+        if differs(&f.ufrag, &offer.ufrag)
+            || differs(&f.pwd, &offer.pwd)
+            || if_match.is_some_and(|m| m.trim() == "*")
+        {
             return Err(HttpRefusal::new(
                 422,
                 "ICE restarts are not supported: start a new session (DELETE, then POST)",
             ));
         }
-        for c in candidates {
-            let cand = json!({"candidate": c, "sdpMid": mid.clone().unwrap_or_default(), "sdpMLineIndex": 0});
+        // Every candidate is checked before any is added.
+        let mut adds = Vec::with_capacity(f.candidates.len());
+        for c in &f.candidates {
+            let (index, mid) = candidate_section(c, &offer.mids)?;
+            if !candidate_well_formed(&c.line) {
+                return Err(HttpRefusal::new(400, "an ICE candidate line is malformed"));
+            }
+            adds.push(json!({"candidate": c.line, "sdpMid": mid, "sdpMLineIndex": index}));
+        }
+        for cand in adds {
             let params = Map::from_iter([("candidate".to_string(), cand)]);
             let r = self
                 .with_element(id, |el, cx| el.invoke(cx, "addIceCandidate", &params))
                 .flatten();
             if let Some(Err(e)) = r {
-                return Err(HttpRefusal::new(400, e.message));
+                tracing::info!(%id, error = %e.message, "a PATCH's candidate refused");
+                return Err(HttpRefusal::new(
+                    400,
+                    "the endpoint refused an ICE candidate",
+                ));
             }
         }
         Ok(SignalAnswer {
@@ -451,15 +640,22 @@ impl Engine {
     }
 }
 
-/// The HTTP status for an error of processOffer.
+/// The HTTP answer to an error of processOffer: a fixed text (the client may be anyone; the
+/// endpoint's own text is logged).
 fn refusal(e: &KurentoError) -> HttpRefusal {
-    let status = match e.code {
-        ErrorCode::SdpParseError => 400,
-        ErrorCode::SdpEndPointAlreadyNegotiated => 409,
-        ErrorCode::SdpEndPointProcessOfferError => 422,
-        _ => 500,
+    let (status, text) = match e.code {
+        ErrorCode::SdpParseError => (400, "the offer is not valid SDP"),
+        ErrorCode::SdpEndPointAlreadyNegotiated => (
+            409,
+            "this endpoint already has a session (one per endpoint)",
+        ),
+        ErrorCode::SdpEndPointProcessOfferError => (
+            422,
+            "no media section of the offer can be taken (transport or codecs)",
+        ),
+        _ => (500, "the endpoint could not answer the offer"),
     };
-    HttpRefusal::new(status, e.message.clone())
+    HttpRefusal::new(status, text)
 }
 
 /// The value of the first `a=<name>:` line.
@@ -473,24 +669,117 @@ fn ice_value(sdp: &str, name: &str) -> Option<String> {
     })
 }
 
-/// A trickle-ICE fragment (RFC 8840): its ice-ufrag (an ICE restart), candidate lines and
-/// first mid.
-type Frag = (Option<String>, Vec<String>, Option<String>);
+/// The mid of each m-section of an SDP, in order.
+fn section_mids(sdp: &str) -> Vec<Option<String>> {
+    let mut mids: Vec<Option<String>> = vec![];
+    for line in sdp.lines().map(str::trim) {
+        if line.starts_with("m=") {
+            mids.push(None);
+        } else if let (Some(m), Some(last)) = (line.strip_prefix("a=mid:"), mids.last_mut()) {
+            last.get_or_insert_with(|| m.to_string());
+        }
+    }
+    mids
+}
+
+/// The m-section (index in the offer, mid) a fragment's candidate belongs to: the one of its
+/// own `a=mid`, else the one at its m-line's place in the fragment.
+fn candidate_section(
+    c: &FragCandidate,
+    mids: &[Option<String>],
+) -> Result<(usize, String), HttpRefusal> {
+    let unknown = || {
+        HttpRefusal::new(
+            422,
+            "a candidate names an m-section the offer does not have",
+        )
+    };
+    match &c.mid {
+        Some(mid) => {
+            let index = (mids.iter())
+                .position(|m| m.as_deref() == Some(mid.as_str()))
+                .ok_or_else(unknown)?;
+            Ok((index, mid.clone()))
+        }
+        None => {
+            let index = c.section.unwrap_or(0);
+            if index >= mids.len().max(1) {
+                return Err(unknown());
+            }
+            let mid = mids.get(index).cloned().flatten().unwrap_or_default();
+            Ok((index, mid))
+        }
+    }
+}
+
+/// A candidate attribute's shape (RFC 8839 5.1): foundation, component, transport,
+/// priority, address, port, `typ`, type.
+fn candidate_well_formed(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("candidate:") else {
+        return false;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.len() >= 8
+        && !f[0].is_empty()
+        && f[1].parse::<u16>().is_ok_and(|c| c >= 1)
+        && !f[2].is_empty()
+        && f[3].parse::<u32>().is_ok()
+        && !f[4].is_empty()
+        && f[5].parse::<u16>().is_ok()
+        && f[6] == "typ"
+        && !f[7].is_empty()
+}
+
+/// One `a=candidate` line of a fragment, with the m-section it stands in.
+#[derive(Debug, PartialEq, Eq)]
+struct FragCandidate {
+    /// `candidate:...` (without `a=`).
+    line: String,
+    /// The `a=mid` of its m-section in the fragment, if it has one.
+    mid: Option<String>,
+    /// Its m-section's place in the fragment (`None`: before any m= line).
+    section: Option<usize>,
+}
+
+/// A trickle-ICE fragment (RFC 8840): its ICE credentials (if any) and candidates.
+#[derive(Debug)]
+struct Frag {
+    ufrag: Option<String>,
+    pwd: Option<String>,
+    candidates: Vec<FragCandidate>,
+}
 
 fn parse_frag(frag: &str) -> Result<Frag, HttpRefusal> {
-    let mut candidates = vec![];
-    let mut mid = None;
+    let mut candidates: Vec<FragCandidate> = vec![];
+    let mut section: Option<usize> = None;
+    let mut mid: Option<String> = None;
+    let mut first = 0;
     for line in frag.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        if let Some(c) = line.strip_prefix("a=candidate:") {
-            candidates.push(format!("candidate:{c}"));
-        } else if let Some(m) = line.strip_prefix("a=mid:") {
-            mid.get_or_insert_with(|| m.to_string());
-        } else if !(line.starts_with("a=") || line.starts_with("m=")) {
+        let b = line.as_bytes();
+        if b.len() < 2 || b[1] != b'=' || !b[0].is_ascii_lowercase() {
             return Err(HttpRefusal::new(
                 400,
                 "the body is not an SDP fragment (RFC 8840)",
             ));
         }
+        if line.starts_with("m=") {
+            section = Some(section.map_or(0, |s| s + 1));
+            mid = None;
+            first = candidates.len();
+        } else if let Some(m) = line.strip_prefix("a=mid:") {
+            // The mid may come after the section's candidates.
+            mid = Some(m.to_string());
+            for c in &mut candidates[first..] {
+                c.mid = mid.clone();
+            }
+        } else if let Some(c) = line.strip_prefix("a=candidate:") {
+            candidates.push(FragCandidate {
+                line: format!("candidate:{c}"),
+                mid: mid.clone(),
+                section,
+            });
+        }
+        // Other lines (ice-options, end-of-candidates, group, c=, ...) say nothing to act on.
     }
     if candidates.len() > MAX_PATCH_CANDIDATES {
         return Err(HttpRefusal::new(
@@ -498,7 +787,11 @@ fn parse_frag(frag: &str) -> Result<Frag, HttpRefusal> {
             format!("more than {MAX_PATCH_CANDIDATES} candidates in one PATCH"),
         ));
     }
-    Ok((ice_value(frag, "ice-ufrag"), candidates, mid))
+    Ok(Frag {
+        ufrag: ice_value(frag, "ice-ufrag"),
+        pwd: ice_value(frag, "ice-pwd"),
+        candidates,
+    })
 }
 
 #[cfg(test)]
@@ -506,14 +799,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fragments_give_candidates_and_restarts() {
-        let f = "a=ice-options:trickle\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2113937151 127.0.0.1 5000 typ host\r\na=end-of-candidates\r\n";
-        let (ufrag, c, mid) = parse_frag(f).unwrap();
-        assert_eq!(ufrag, None);
-        assert_eq!(c, ["candidate:1 1 udp 2113937151 127.0.0.1 5000 typ host"]);
-        assert_eq!(mid.as_deref(), Some("0"));
-        let (ufrag, _, _) = parse_frag("a=ice-ufrag:abcd\r\na=ice-pwd:x\r\n").unwrap();
-        assert_eq!(ufrag.as_deref(), Some("abcd"));
+    fn fragments_give_candidates_with_their_sections_and_credentials() {
+        let f = "a=ice-options:trickle\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2113937151 127.0.0.1 5000 typ host\r\nc=IN IP4 0.0.0.0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=candidate:2 1 udp 2113937151 127.0.0.1 5002 typ host\r\na=mid:v\r\na=end-of-candidates\r\n";
+        let p = parse_frag(f).unwrap();
+        assert_eq!((p.ufrag, p.pwd), (None, None));
+        let got: Vec<_> = (p.candidates.iter())
+            .map(|c| (c.line.as_str(), c.mid.as_deref(), c.section))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "candidate:1 1 udp 2113937151 127.0.0.1 5000 typ host",
+                    Some("0"),
+                    Some(0)
+                ),
+                (
+                    "candidate:2 1 udp 2113937151 127.0.0.1 5002 typ host",
+                    Some("v"),
+                    Some(1)
+                ),
+            ]
+        );
+        let p = parse_frag("a=ice-ufrag:abcd\r\na=ice-pwd:x\r\n").unwrap();
+        assert_eq!(
+            (p.ufrag.as_deref(), p.pwd.as_deref()),
+            (Some("abcd"), Some("x"))
+        );
         assert_eq!(parse_frag("hello").unwrap_err().status, 400);
+        assert!(candidate_well_formed(
+            "candidate:1 1 udp 5 ::1 9 typ host tcptype active"
+        ));
+        assert!(!candidate_well_formed(
+            "candidate:1 1 udp 5 ::1 port typ host"
+        ));
+        assert!(!candidate_well_formed("candidate:1 1 udp"));
     }
 }

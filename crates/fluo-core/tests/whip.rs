@@ -6,7 +6,7 @@
 mod common;
 use common::H;
 use fluo_core::http::{HttpRoutes, Route};
-use fluo_core::whip::{SignalCall, SignalOp};
+use fluo_core::whip::{SignalCall, SignalOp, SignalReply};
 use fluo_core::{Element, ElementCx, FactoryCx};
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,10 @@ impl Element for FakeRtc {
         method: &str,
         params: &Map<String, Value>,
     ) -> Option<Result<Value, fluo_api::KurentoError>> {
+        if method == "addIceCandidate" {
+            self.0.lock().unwrap().push(params["candidate"].to_string());
+            return Some(Ok(Value::Null));
+        }
         (method == "processOffer").then(|| {
             let offer = params["offer"].as_str().unwrap_or_default().to_string();
             if offer == "bad" {
@@ -82,7 +86,14 @@ fn http(
     };
     let got = Arc::new(Mutex::new(None));
     let g = got.clone();
-    target.call(session, op, Box::new(move |r| *g.lock().unwrap() = Some(r)));
+    let reply = SignalReply::new(
+        || true,
+        move |r| {
+            *g.lock().unwrap() = Some(r);
+            true
+        },
+    );
+    target.call(session, op, reply);
     let call = calls
         .lock()
         .unwrap()
@@ -355,4 +366,386 @@ fn an_endpoint_can_be_published_by_whip_and_a_whep_source_at_once() {
     assert!(a.as_str().unwrap().contains("/whip/") && b.as_str().unwrap().contains("/whep/"));
     h.ok(1, "release", json!({"object": ep}));
     assert_eq!(routes.len(), 0);
+}
+
+/// An offer with RFC 9725's credentials and two m-sections (mids 0 and 1).
+const RFC_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\n";
+
+/// RFC 9725's trickle example (section 4.3.1): the session's own credentials repeated, with
+/// the candidates of the audio section; plus one for the video section and a line Fluo has
+/// no use for.
+const RFC_FRAG: &str = "a=ice-options:trickle ice2\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\na=candidate:1387637174 1 udp 2122260223 192.0.2.1 61764 typ host generation 0 ufrag EsAw network-id 1\r\na=candidate:473322822 1 tcp 1518280447 192.0.2.1 9 typ host tcptype active generation 0 ufrag EsAw network-id 1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\nc=IN IP4 0.0.0.0\r\na=candidate:2154773085 1 udp 2122194687 198.51.100.2 61765 typ host\r\na=end-of-candidates\r\n";
+
+#[test]
+fn a_patch_repeating_the_sessions_credentials_is_a_trickle_with_each_candidates_own_mid() {
+    let (mut h, routes, calls, seen) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    let ep = create(&mut h, &pipe, json!({"fluoWhip": true}))["result"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = h.invoke(1, &ep, "getTag", json!({"key": "fluoWhipUrl"}));
+    let path = url
+        .as_str()
+        .unwrap()
+        .strip_prefix("http://h:1")
+        .unwrap()
+        .to_string();
+    let a = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        None,
+        SignalOp::Offer(RFC_OFFER.into()),
+    );
+    let session = a
+        .unwrap()
+        .location
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .map(str::to_string);
+    seen.lock().unwrap().clear();
+    let patch = |frag: &str| SignalOp::Patch {
+        frag: frag.into(),
+        if_match: None,
+    };
+
+    // A bad candidate anywhere: nothing is added.
+    let bad = RFC_FRAG.replace("61765 typ host", "port typ host");
+    let r = http(&mut h, &routes, &calls, &path, session.clone(), patch(&bad));
+    assert_eq!(r.unwrap_err().status, 400);
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    // A mid the offer does not have: nothing is added.
+    let r = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        session.clone(),
+        patch(&RFC_FRAG.replace("a=mid:1", "a=mid:7")),
+    );
+    assert_eq!(r.unwrap_err().status, 422);
+    assert!(seen.lock().unwrap().is_empty());
+
+    let r = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        session.clone(),
+        patch(RFC_FRAG),
+    );
+    assert_eq!(r.unwrap().status, 204);
+    let added: Vec<Value> = (seen.lock().unwrap().iter())
+        .map(|c| serde_json::from_str(c).unwrap())
+        .collect();
+    let sections: Vec<(Value, Value)> = (added.iter())
+        .map(|c| (c["sdpMid"].clone(), c["sdpMLineIndex"].clone()))
+        .collect();
+    assert_eq!(
+        sections,
+        [
+            (json!("0"), json!(0)),
+            (json!("0"), json!(0)),
+            (json!("1"), json!(1))
+        ],
+        "{added:?}"
+    );
+    assert!(added[2]["candidate"]
+        .as_str()
+        .unwrap()
+        .starts_with("candidate:2154773085 1 udp"));
+
+    // Other credentials: an ICE restart, refused.
+    for restart in [
+        RFC_FRAG.replace("ice-ufrag:EsAw", "ice-ufrag:New1"),
+        RFC_FRAG.replace("ice-pwd:P2uY", "ice-pwd:XXXX"),
+    ] {
+        let r = http(
+            &mut h,
+            &routes,
+            &calls,
+            &path,
+            session.clone(),
+            patch(&restart),
+        );
+        assert_eq!(r.unwrap_err().status, 422);
+    }
+    assert_eq!(seen.lock().unwrap().len(), 3, "nothing added by a restart");
+}
+
+/// A `fluoWhepSource` PassThrough and its URL's path.
+fn source(h: &mut H, pipe: &str) -> (String, String) {
+    let src = h.ok(
+        1,
+        "create",
+        json!({"type":"PassThrough","constructorParams":{"mediaPipeline": pipe},"properties":{"fluoWhepSource": true}}),
+    )["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = h.invoke(1, &src, "getTag", json!({"key": "fluoWhepSourceUrl"}));
+    let path = url.as_str().unwrap().strip_prefix("http://h:1").unwrap();
+    (src, path.to_string())
+}
+
+/// POSTs one viewer's offer to a source's path: the new endpoint's id.
+fn viewer(h: &mut H, routes: &HttpRoutes, calls: &Calls, path: &str) -> String {
+    let _ = h.events(1);
+    let a = http(h, routes, calls, path, None, SignalOp::Offer("v=0".into()));
+    assert_eq!(a.unwrap().status, 201);
+    let ev = h.events(1);
+    let created = ev.iter().find(|e| e["type"] == "ObjectCreated");
+    created.expect("ObjectCreated")["data"]["object"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn alive(h: &mut H, id: &str) -> bool {
+    let r = h.call(1, "invoke", json!({"object": id, "operation": "getName"}));
+    r["result"].is_object()
+}
+
+#[test]
+fn a_source_releases_viewers_that_do_not_connect_or_stay_disconnected() {
+    use fluo_core::whip::{
+        MAX_SOURCE_VIEWERS, VIEWER_CONNECT_TIMEOUT, VIEWER_DISCONNECTED_TIMEOUT,
+    };
+    use fluo_core::MediaEvent;
+    let (mut h, routes, calls, _) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    h.ok(
+        1,
+        "subscribe",
+        json!({"type":"ObjectCreated","object":"manager_ServerManager"}),
+    );
+    let (_src, path) = source(&mut h, &pipe);
+    let (kept, silent, dropped) = (
+        viewer(&mut h, &routes, &calls, &path),
+        viewer(&mut h, &routes, &calls, &path),
+        viewer(&mut h, &routes, &calls, &path),
+    );
+    h.advance(Duration::from_secs(10));
+    for v in [&kept, &dropped] {
+        let up = MediaEvent::ConnectionState { connected: true };
+        h.e.emit_event(h.now, v, up);
+    }
+    h.advance(Duration::from_secs(10));
+    let ice = MediaEvent::IceComponentState {
+        state: "DISCONNECTED",
+    };
+    h.e.emit_event(h.now, &dropped, ice);
+    // t = 20 s: nothing expired yet.
+    h.advance(VIEWER_CONNECT_TIMEOUT - Duration::from_secs(21));
+    assert!(alive(&mut h, &silent) && alive(&mut h, &dropped));
+    h.advance(Duration::from_secs(2));
+    assert!(
+        !alive(&mut h, &silent),
+        "not connected 30 s after its answer"
+    );
+    assert!(alive(&mut h, &kept) && alive(&mut h, &dropped));
+    // The disconnected one goes 15 s after it went down (t = 35 s).
+    assert_eq!(VIEWER_DISCONNECTED_TIMEOUT, Duration::from_secs(15));
+    h.advance(Duration::from_secs(3));
+    assert!(alive(&mut h, &dropped));
+    h.advance(Duration::from_secs(2));
+    assert!(!alive(&mut h, &dropped), "disconnected for 15 s");
+    h.advance(Duration::from_secs(600));
+    assert!(alive(&mut h, &kept), "a connected viewer stays");
+    assert_eq!(routes.len(), 2, "the source's URL and the kept viewer's");
+
+    // Abandoned POSTs do not close the source for good.
+    for _ in 1..MAX_SOURCE_VIEWERS {
+        viewer(&mut h, &routes, &calls, &path);
+    }
+    let full = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        None,
+        SignalOp::Offer("v=0".into()),
+    );
+    assert_eq!(full.unwrap_err().status, 503);
+    h.advance(VIEWER_CONNECT_TIMEOUT);
+    viewer(&mut h, &routes, &calls, &path);
+    assert!(alive(&mut h, &kept));
+}
+
+/// Sends `op` to `path` with a reply that is closed before the engine acts (`open` false) or
+/// whose delivery fails (`open` true).
+fn http_lost(h: &mut H, routes: &HttpRoutes, calls: &Calls, path: &str, op: SignalOp, open: bool) {
+    let Some(Route::Signal(target)) = routes.find(path) else {
+        panic!("no route at {path}");
+    };
+    target.call(None, op, SignalReply::new(move || open, |_| false));
+    let call = calls.lock().unwrap().pop().expect("a call");
+    h.e.signal(h.now, call);
+}
+
+#[test]
+fn an_answer_the_client_did_not_get_leaves_no_viewer_and_no_stuck_session() {
+    let (mut h, routes, calls, offers) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    h.ok(
+        1,
+        "subscribe",
+        json!({"type":"ObjectCreated","object":"manager_ServerManager"}),
+    );
+    let (src, spath) = source(&mut h, &pipe);
+    let objects = h.e.object_count();
+    // Gone before the engine took it: nothing is made.
+    http_lost(
+        &mut h,
+        &routes,
+        &calls,
+        &spath,
+        SignalOp::Offer("v=0".into()),
+        false,
+    );
+    assert_eq!((h.e.object_count(), routes.len()), (objects, 1));
+    assert!(offers.lock().unwrap().is_empty());
+    // Gone while it was answered: the viewer is released again.
+    let _ = h.events(1);
+    http_lost(
+        &mut h,
+        &routes,
+        &calls,
+        &spath,
+        SignalOp::Offer("v=0".into()),
+        true,
+    );
+    assert_eq!(offers.lock().unwrap().len(), 1, "the viewer answered");
+    assert_eq!((h.e.object_count(), routes.len()), (objects, 1));
+    let sinks = h.invoke(1, &src, "getSinkConnections", json!({}));
+    assert_eq!(sinks, json!([]));
+
+    // An application's endpoint: a retry gets its 201.
+    let ep = create(&mut h, &pipe, json!({"fluoWhip": true}))["result"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = h.invoke(1, &ep, "getTag", json!({"key": "fluoWhipUrl"}));
+    let path = url
+        .as_str()
+        .unwrap()
+        .strip_prefix("http://h:1")
+        .unwrap()
+        .to_string();
+    http_lost(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        SignalOp::Offer("v=0 a".into()),
+        false,
+    );
+    let a = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        None,
+        SignalOp::Offer("v=0 a".into()),
+    );
+    assert_eq!(
+        a.unwrap().status,
+        201,
+        "the call the client left did nothing"
+    );
+    let ep2 = create(&mut h, &pipe, json!({"fluoWhip": true}))["result"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = h.invoke(1, &ep2, "getTag", json!({"key": "fluoWhipUrl"}));
+    let path = url
+        .as_str()
+        .unwrap()
+        .strip_prefix("http://h:1")
+        .unwrap()
+        .to_string();
+    http_lost(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        SignalOp::Offer("v=0 b".into()),
+        true,
+    );
+    let a = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        None,
+        SignalOp::Offer("v=0 b".into()),
+    );
+    let a = a.unwrap();
+    assert_eq!(
+        (a.status, a.sdp.as_deref()),
+        (201, Some(ANSWER)),
+        "the retry"
+    );
+    let session = a.location.unwrap().rsplit('/').next().map(str::to_string);
+    let other = http(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        None,
+        SignalOp::Offer("v=0 c".into()),
+    );
+    assert_eq!(
+        other.unwrap_err().status,
+        409,
+        "another offer: the session is taken"
+    );
+    let d = http(&mut h, &routes, &calls, &path, session, SignalOp::Delete);
+    assert_eq!(
+        d.unwrap().status,
+        200,
+        "the retry's Location is the session"
+    );
+}
+
+#[test]
+fn releasing_a_source_releases_the_viewers_it_made() {
+    let (mut h, routes, calls, _) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    h.ok(
+        1,
+        "subscribe",
+        json!({"type":"ObjectCreated","object":"manager_ServerManager"}),
+    );
+    let (src, path) = source(&mut h, &pipe);
+    let (other, _) = source(&mut h, &pipe);
+    let v1 = viewer(&mut h, &routes, &calls, &path);
+    let v2 = viewer(&mut h, &routes, &calls, &path);
+    let app = create(&mut h, &pipe, json!({"fluoWhep": true}))["result"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.ok(1, "connect", json!({"object": src, "sink": app}));
+    assert_eq!(routes.len(), 5);
+    h.ok(1, "release", json!({"object": src}));
+    assert!(
+        !alive(&mut h, &v1) && !alive(&mut h, &v2),
+        "the viewers went"
+    );
+    assert!(
+        alive(&mut h, &other) && alive(&mut h, &app),
+        "nothing else did"
+    );
+    assert_eq!(
+        routes.len(),
+        2,
+        "the other source's URL and the application's endpoint's"
+    );
 }

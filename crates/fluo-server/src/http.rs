@@ -141,19 +141,16 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     // Browsers' pages on other origins may POST (a MediaRecorder's output): every answer
     // allows any origin, and a preflight gets what an upload needs.
-    let mut extra = vec![("Access-Control-Allow-Origin", "*")];
-    match status {
-        405 => extra.push(("Allow", "POST, OPTIONS")),
-        401 => extra.push(("WWW-Authenticate", "Bearer realm=\"fluo\"")),
-        204 => extra.extend([
+    let mut extra = refusal_headers(status, "POST, OPTIONS");
+    if status == 204 {
+        extra.extend([
             ("Access-Control-Allow-Methods", "POST"),
             (
                 "Access-Control-Allow-Headers",
                 "authorization, content-type",
             ),
             ("Access-Control-Max-Age", "600"),
-        ]),
-        _ => {}
+        ]);
     }
     respond(&mut s, status, &text, &extra).await;
 }
@@ -241,6 +238,39 @@ pub fn fuzz_request(data: &[u8]) {
     }
 }
 
+/// 401 unless the request carries the server's token (when one is set).
+fn check_token(head: &Head, settings: &HttpSettings) -> Result<(), Answer> {
+    match &settings.token {
+        Some(token) if !authorized(head, token) => {
+            let text = "this server requires a token (Authorization: Bearer <token> or ?access_token=<token>)";
+            Err((401, text.into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `Expect: 100-continue` answered before the body is read.
+async fn expect_continue<S: AsyncWrite + Unpin>(s: &mut S, head: &Head) {
+    if head
+        .header("expect")
+        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+    {
+        let _ = s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+    }
+}
+
+/// The headers of every answer (any origin may call) and those a 405 (`Allow: allow`) or a
+/// 401 needs.
+fn refusal_headers(status: u16, allow: &'static str) -> Vec<(&'static str, &'static str)> {
+    let mut extra = vec![("Access-Control-Allow-Origin", "*")];
+    match status {
+        405 => extra.push(("Allow", allow)),
+        401 => extra.push(("WWW-Authenticate", "Bearer realm=\"fluo\"")),
+        _ => {}
+    }
+    extra
+}
+
 /// Whether the request carries the token (`Authorization: Bearer` or `?access_token=`).
 fn authorized(head: &Head, token: &str) -> bool {
     let header = head
@@ -304,12 +334,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         let m = &head.method;
         return Err((405, format!("{m} is not allowed here: POST the media")));
     }
-    if let Some(token) = &settings.token {
-        if !authorized(&head, token) {
-            let text = "this server requires a token (Authorization: Bearer <token> or ?access_token=<token>)";
-            return Err((401, text.into()));
-        }
-    }
+    check_token(&head, settings)?;
     let framing = framing(&head, settings.max_body);
     let mut upload = target.begin().map_err(|r| (r.status, r.text))?;
     let framing = match framing {
@@ -319,12 +344,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
             return Err((status, text));
         }
     };
-    if head
-        .header("expect")
-        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
-    {
-        let _ = s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
-    }
+    expect_continue(s, &head).await;
     let mut body = Body::new(framing, head.rest);
     let r = stream_body(s, &mut body, upload.as_mut(), settings).await;
     if let Err((status, text)) = &r {
@@ -457,10 +477,17 @@ async fn respond_typed<S: AsyncRead + AsyncWrite + Unpin>(
     body: &[u8],
     extra: &[(&str, &str)],
 ) {
+    // A 204 has neither body nor its headers (RFC 9110 8.6).
+    let framing = match status {
+        204 => String::new(),
+        _ => format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            body.len()
+        ),
+    };
     let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} {}\r\n{framing}Connection: close\r\n",
         reason(status),
-        body.len()
     );
     for (k, v) in extra {
         head.push_str(&format!("{k}: {v}\r\n"));

@@ -256,7 +256,11 @@ async fn whip_statuses_and_a_session_from_post_to_delete() {
     let broken = OFFER.replace("t=0 0", "t=x");
     let a = http(port, "POST", &path, SDP, Some(&broken)).await;
     assert_eq!(a.status, 400, "{}", a.body);
-    assert!(a.body.contains("line 4"), "{}", a.body);
+    // A fixed text: the parser's own words are logged, not sent.
+    assert_eq!(a.body.trim(), "the offer is not valid SDP");
+    let a = http(port, "HEAD", &path, AUTH, None).await;
+    assert_eq!((a.status, a.body.as_str()), (405, ""), "{}", a.head);
+    assert_eq!(a.header("allow"), Some("POST, PATCH, DELETE, OPTIONS"));
     // PATCH and DELETE go to a session, and there is none yet.
     assert_eq!(http(port, "DELETE", &path, AUTH, None).await.status, 405);
     assert_eq!(
@@ -279,10 +283,15 @@ async fn whip_statuses_and_a_session_from_post_to_delete() {
     let etag = a.header("etag").expect("an ETag").to_string();
     let location = a.header("location").expect("a Location").to_string();
     assert!(location.starts_with(&format!("{path}/")), "{location}");
-    assert!(a
-        .header("access-control-expose-headers")
-        .unwrap()
-        .contains("Location"));
+    let exposed = a.header("access-control-expose-headers").unwrap();
+    assert!(
+        exposed.contains("Location") && exposed.contains("Accept-Patch"),
+        "{exposed}"
+    );
+    assert_eq!(
+        a.header("accept-patch"),
+        Some("application/trickle-ice-sdpfrag")
+    );
     // It is the endpoint's own negotiation.
     let l = invoke(ws, 7, &ep, "getRemoteSessionDescriptor", json!({})).await;
     assert_eq!(l["result"]["value"], OFFER, "{l}");
@@ -339,6 +348,12 @@ async fn whip_statuses_and_a_session_from_post_to_delete() {
     assert!(a.body.contains("ICE candidate"), "{}", a.body);
     let matching = format!("{FRAG}If-Match: {etag}\r\n");
     let a = http(port, "PATCH", &location, &matching, Some(cand)).await;
+    assert_eq!(a.status, 204, "{}", a.body);
+    let framing = (a.header("content-length"), a.header("content-type"));
+    assert_eq!(framing, (None, None), "a 204 has no body: {}", a.head);
+    // RFC 9725's trickle repeats the session's credentials: still a trickle.
+    let same = format!("a=ice-ufrag:8hhY\r\na=ice-pwd:asd88fgpdd777uzjYhagZg\r\n{cand}");
+    let a = http(port, "PATCH", &location, &matching, Some(&same)).await;
     assert_eq!(a.status, 204, "{}", a.body);
 
     // DELETE ends it: the endpoint is released, its URLs are gone.
@@ -409,6 +424,8 @@ m=video 5004 RTP/AVP 96\r\nc=IN IP4 127.0.0.1\r\na=rtpmap:96 VP8/90000\r\na=recv
     let foreign = OFFER.replace("opus/48000/2", "x-unknown/48000/2");
     let a = http(port, "POST", &path, SDP, Some(&foreign)).await;
     assert_eq!(a.status, 422, "{}", a.body);
+    let fixed = "no media section of the offer can be taken (transport or codecs)";
+    assert_eq!(a.body.trim(), fixed);
     // An endpoint released by the application takes its URL with it.
     let e = create(ws, 4, &pipe, json!({"fluoWhep": true})).await;
     let ep = e["result"]["value"]
@@ -463,4 +480,51 @@ async fn of_concurrent_posts_to_one_endpoint_exactly_one_gets_the_session() {
     let mut want = vec![201];
     want.extend([409; 19]);
     assert_eq!(statuses, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_whose_client_left_leaves_no_viewer_on_the_source() {
+    let (ws_port, _stop) = start().await;
+    let mut ws = connect(ws_port).await;
+    let ws = &mut ws;
+    let p = ask(
+        ws,
+        json!({"jsonrpc":"2.0","id":1,"method":"create","params":{"type":"MediaPipeline"}}),
+        &mut vec![],
+    )
+    .await;
+    let pipe = p["result"]["value"].as_str().unwrap().to_string();
+    let src = ask(
+        ws,
+        json!({"jsonrpc":"2.0","id":2,"method":"create","params":{"type":"PassThrough",
+            "constructorParams":{"mediaPipeline": pipe},"properties":{"fluoWhepSource": true}}}),
+        &mut vec![],
+    )
+    .await;
+    let src = src["result"]["value"]
+        .as_str()
+        .expect("a source")
+        .to_string();
+    let u = invoke(ws, 3, &src, "getTag", json!({"key":"fluoWhepSourceUrl"})).await;
+    let (port, path) = split(u["result"]["value"].as_str().expect("a URL"));
+    // The whole request, then the client goes without reading.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\n{SDP}Content-Length: {}\r\n\r\n{OFFER}",
+        OFFER.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The engine takes calls in order: after this one's answer the first was dealt with.
+    let expect = format!("{SDP}Expect: 100-continue\r\n");
+    let a = http(port, "POST", &path, &expect, Some(OFFER)).await;
+    assert_eq!(a.status, 100, "{}", a.head);
+    assert!(a.body.starts_with("HTTP/1.1 201 "), "{}", a.body);
+    let sinks = invoke(ws, 4, &src, "getSinkConnections", json!({})).await;
+    let mut viewers: Vec<&str> = (sinks["result"]["value"].as_array().unwrap().iter())
+        .filter_map(|c| c["sink"].as_str())
+        .collect();
+    viewers.dedup();
+    assert_eq!(viewers.len(), 1, "only the second viewer: {sinks}");
 }

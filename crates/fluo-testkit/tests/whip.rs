@@ -117,7 +117,9 @@ fn a_whip_publisher_reaches_a_whep_viewer_and_delete_ends_it() {
         publisher.accept(&a.body);
         let session = a.header("location").expect("a Location");
         let etag = a.header("etag").expect("an ETag");
-        let frag = format!("a=mid:0\r\n{}\r\n", cands[0]);
+        // The candidate goes with its m-section's mid (the server refuses one it has not).
+        let mid = (offer.split("\r\n").find_map(|l| l.strip_prefix("a=mid:"))).expect("a mid");
+        let frag = format!("a=mid:{mid}\r\n{}\r\n", cands[0]);
         let headers =
             format!("Content-Type: application/trickle-ice-sdpfrag\r\nIf-Match: {etag}\r\n");
         let p = http(&pub_url, "PATCH", &session, &headers, &frag);

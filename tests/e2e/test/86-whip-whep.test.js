@@ -73,7 +73,8 @@ window.httpSignal = async (url, pc) => {
   const patches = [];
   pc.onicecandidate = (e) => {
     if (!e.candidate || !e.candidate.candidate) return;
-    const frag = 'a=mid:' + e.candidate.sdpMid + '\\r\\na=' + e.candidate.candidate + '\\r\\n';
+    // The session's ufrag repeated, as RFC 9725's trickle example does: still a trickle.
+    const frag = 'a=ice-ufrag:' + e.candidate.usernameFragment + '\\r\\na=mid:' + e.candidate.sdpMid + '\\r\\na=' + e.candidate.candidate + '\\r\\n';
     if (session) patches.push(window.patch(session, frag));
     else later.push(frag);
   };
@@ -127,6 +128,7 @@ test('whip: a page publishes its camera by WHIP; a kurento-client viewer decodes
     assert.equal(r.status, 201, JSON.stringify(r));
     assert.equal(r.type, 'application/sdp');
     assert.ok(r.session.startsWith(`${url}/`), r.session);
+    assert.ok(r.patches.length > 0, 'the candidates went by PATCH');
     assert.ok(r.patches.every((s) => s === 204), `PATCH statuses ${r.patches}`);
     await waitFor(async () => (await pub.evaluate(() => window.framesSent())) > 10, 20000, 'the publisher sending');
 

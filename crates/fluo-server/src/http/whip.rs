@@ -6,15 +6,21 @@
 //! the Location is under). The HTTP is checked here (method, token, content type, size); what the
 //! endpoint makes of the SDP is the engine's answer.
 
-use super::{authorized, framing, respond, respond_typed, Answer, Body, Head, HttpSettings};
+use super::{
+    check_token, expect_continue, framing, refusal_headers, respond, respond_typed, Answer, Body,
+    Head, HttpSettings,
+};
 use fluo_core::http::{HttpRoutes, Route};
-use fluo_core::whip::{SignalOp, SignalTarget};
+use fluo_core::whip::{SignalOp, SignalReply, SignalTarget};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 /// The largest SDP offer or fragment taken.
 const MAX_SDP: u64 = 64 * 1024;
+/// The longest an SDP offer or fragment may take to arrive, whatever its pace (on top of
+/// the per-read timeout): a slow trickle of bytes holds a connection no longer.
+const BODY_DEADLINE: Duration = Duration::from_secs(15);
 /// How long the engine may take to answer.
 const ENGINE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The methods a WHIP/WHEP URL takes.
@@ -51,12 +57,14 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     found: Found,
     settings: &HttpSettings,
 ) {
-    let cors = [
-        ("Access-Control-Allow-Origin", "*"),
-        ("Access-Control-Expose-Headers", "Location, ETag"),
-    ];
+    let expose = (
+        "Access-Control-Expose-Headers",
+        "Location, ETag, Accept-Patch",
+    );
+    let patch = ("Accept-Patch", "application/trickle-ice-sdpfrag");
     if head.method == "OPTIONS" {
-        let mut extra = cors.to_vec();
+        let mut extra = refusal_headers(204, ALLOW);
+        extra.push(expose);
         extra.extend([
             ("Access-Control-Allow-Methods", ALLOW),
             (
@@ -66,18 +74,27 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             ("Access-Control-Max-Age", "600"),
             ("Allow", ALLOW),
             ("Accept-Post", "application/sdp"),
-            ("Accept-Patch", "application/trickle-ice-sdpfrag"),
+            patch,
         ]);
         return respond_typed(s, 204, "text/plain; charset=utf-8", b"", &extra).await;
     }
+    if head.method == "HEAD" {
+        let mut extra = refusal_headers(405, ALLOW);
+        extra.push(expose);
+        return respond_typed(s, 405, "text/plain; charset=utf-8", b"", &extra).await;
+    }
     match exchange(s, head, &found, settings).await {
         Ok(a) => {
-            let mut extra = cors.to_vec();
+            let mut extra = refusal_headers(a.status, ALLOW);
+            extra.push(expose);
             if let Some(l) = &a.location {
                 extra.push(("Location", l));
             }
             if let Some(e) = &a.etag {
                 extra.push(("ETag", e));
+            }
+            if a.status == 201 {
+                extra.push(patch);
             }
             let (ty, body) = match &a.sdp {
                 Some(sdp) => ("application/sdp", sdp.as_bytes()),
@@ -86,19 +103,15 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             respond_typed(s, a.status, ty, body, &extra).await;
         }
         Err((status, text)) => {
-            let mut extra = cors.to_vec();
-            match status {
-                405 => extra.push(("Allow", ALLOW)),
-                401 => extra.push(("WWW-Authenticate", "Bearer realm=\"fluo\"")),
-                _ => {}
-            }
+            let mut extra = refusal_headers(status, ALLOW);
+            extra.push(expose);
             respond(s, status, &text, &extra).await;
         }
     }
 }
 
 /// The request checked, its body read, the engine's answer.
-async fn exchange<S: AsyncRead + Unpin>(
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     head: Head,
     found: &Found,
@@ -110,12 +123,7 @@ async fn exchange<S: AsyncRead + Unpin>(
         "DELETE" => None,
         m => return Err((405, format!("{m} is not allowed here ({ALLOW})"))),
     };
-    if let Some(token) = &settings.token {
-        if !authorized(&head, token) {
-            let text = "this server requires a token (Authorization: Bearer <token> or ?access_token=<token>)";
-            return Err((401, text.into()));
-        }
-    }
+    check_token(&head, settings)?;
     let op = match wanted {
         None => SignalOp::Delete,
         Some(ty) => {
@@ -124,6 +132,7 @@ async fn exchange<S: AsyncRead + Unpin>(
             if !base.eq_ignore_ascii_case(ty) {
                 return Err((415, format!("the body must be {ty}, not '{given}'")));
             }
+            expect_continue(s, &head).await;
             let text = read_body(s, &head, settings).await?;
             if head.method == "POST" {
                 SignalOp::Offer(text)
@@ -136,20 +145,89 @@ async fn exchange<S: AsyncRead + Unpin>(
             }
         }
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let reply = Box::new(move |r| {
-        let _ = tx.send(r);
-    });
+    let offer = match &op {
+        SignalOp::Offer(o) => Some(o.clone()),
+        _ => None,
+    };
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+    let t = tx.clone();
+    let open = move || {
+        let t = t.lock().unwrap_or_else(|p| p.into_inner());
+        t.as_ref().is_some_and(|t| !t.is_closed())
+    };
+    let send = move |r| {
+        let t = tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        t.is_some_and(|t| t.send(r).is_ok())
+    };
+    let reply = SignalReply::new(open, send);
     found.target.call(found.session.clone(), op, reply);
-    match tokio::time::timeout(ENGINE_TIMEOUT, rx).await {
-        Ok(Ok(r)) => r.map_err(|e| (e.status, e.text)),
-        Ok(Err(_)) => Err((500, "the endpoint went away".into())),
-        Err(_) => Err((503, "the media server did not answer in time".into())),
+    // The answer, unless the client goes (one request per connection: the read ends) or the
+    // engine is late.
+    let answer = async {
+        tokio::select! {
+            biased;
+            _ = client_gone(s) => None,
+            r = &mut rx => Some(r),
+        }
+    };
+    let given_up = match tokio::time::timeout(ENGINE_TIMEOUT, answer).await {
+        Ok(Some(Ok(r))) => return r.map_err(|e| (e.status, e.text)),
+        Ok(Some(Err(_))) => return Err((500, "the endpoint went away".into())),
+        Ok(None) => (0, "the client went away".to_string()),
+        Err(_) => (503, "the media server did not answer in time".to_string()),
+    };
+    // The engine sees the closed reply (and does nothing, or undoes its 201); a 201 that
+    // came just now is handed back to be undone.
+    rx.close();
+    if let (Ok(Ok(answer)), Some(offer)) = (rx.try_recv(), offer) {
+        if answer.status == 201 {
+            let op = SignalOp::Undelivered { offer, answer };
+            found
+                .target
+                .call(None, op, SignalReply::new(|| false, |_| false));
+        }
+    }
+    Err(given_up)
+}
+
+/// Resolves when the client closed its side (or broke the connection).
+async fn client_gone<S: AsyncRead + Unpin>(s: &mut S) {
+    let mut byte = [0u8; 1];
+    loop {
+        match s.read(&mut byte).await {
+            Ok(0) | Err(_) => return,
+            // Nothing more is expected on this connection: ignored.
+            Ok(_) => {}
+        }
     }
 }
 
-/// The whole body (at most [`MAX_SDP`] bytes) as text.
+/// The whole body (at most [`MAX_SDP`] bytes) as text, within [`BODY_DEADLINE`] (408).
 async fn read_body<S: AsyncRead + Unpin>(
+    s: &mut S,
+    head: &Head,
+    settings: &HttpSettings,
+) -> Result<String, Answer> {
+    read_body_within(s, head, settings, BODY_DEADLINE).await
+}
+
+async fn read_body_within<S: AsyncRead + Unpin>(
+    s: &mut S,
+    head: &Head,
+    settings: &HttpSettings,
+    deadline: Duration,
+) -> Result<String, Answer> {
+    match tokio::time::timeout(deadline, read_all(s, head, settings)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let secs = deadline.as_secs_f64();
+            Err((408, format!("the body did not arrive within {secs} s")))
+        }
+    }
+}
+
+async fn read_all<S: AsyncRead + Unpin>(
     s: &mut S,
     head: &Head,
     settings: &HttpSettings,
@@ -182,4 +260,51 @@ async fn read_body<S: AsyncRead + Unpin>(
         body.input(&buf[..n]);
     }
     String::from_utf8(got).map_err(|_| (400, "the body is not UTF-8 text".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn a_body_that_trickles_in_too_slowly_is_408_though_each_read_is_in_time() {
+        assert_eq!(BODY_DEADLINE, Duration::from_secs(15));
+        let settings = HttpSettings {
+            token: None,
+            max_body: MAX_SDP,
+            read_timeout: Duration::from_secs(5),
+        };
+        let head = |len: usize| Head {
+            method: "POST".into(),
+            path: "/whip/x".into(),
+            query: String::new(),
+            headers: vec![("Content-Length".into(), len.to_string())],
+            rest: vec![],
+        };
+        // One byte every 100 ms: each read is in time, the whole is not.
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            for _ in 0..20 {
+                if client.write_all(b"v").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let deadline = Duration::from_millis(500);
+        let r = read_body_within(&mut server, &head(20), &settings, deadline).await;
+        assert_eq!(r.unwrap_err().0, 408);
+        writer.abort();
+        // In time, the same pace is fine.
+        let (mut client, mut server) = tokio::io::duplex(64);
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                let _ = client.write_all(b"v").await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let r = read_body_within(&mut server, &head(3), &settings, deadline).await;
+        assert_eq!(r.unwrap(), "vvv");
+    }
 }
