@@ -378,6 +378,26 @@ async fn the_token_guards_metrics_and_drain_not_health() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_admin_is_refused_and_the_listener_is_on_loopback() {
+    let ops = Ops::new();
+    let cfg = Config {
+        auth_token: None,
+        // --bind elsewhere, --metrics-address not given: the loopback address.
+        bind: [127, 0, 0, 2].into(),
+        ..config()
+    };
+    let (_port, addr, _stop) = start(cfg, ops.clone()).await;
+    assert_eq!(addr.ip(), std::net::IpAddr::from([127, 0, 0, 1]));
+    let (s, body) = http(addr, "POST", "/admin/drain", false).await;
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("--auth-token"), "{body}");
+    assert!(!ops.draining());
+    assert_eq!(http(addr, "DELETE", "/admin/drain", false).await.0, 403);
+    assert_eq!(http(addr, "GET", "/metrics", false).await.0, 200);
+    assert_eq!(http(addr, "GET", "/health/ready", false).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_cannot_take_the_listener() {
     let (_port, addr, _stop) = start(config(), Ops::new()).await;
     let mut idle = vec![];

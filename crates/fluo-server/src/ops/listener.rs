@@ -1,8 +1,9 @@
 //! The operations listener (`--metrics-port`): `GET /metrics`, `GET /health/live`,
 //! `GET /health/ready`, and `POST` / `DELETE /admin/drain`. HTTP/1.1, one request per
 //! connection, no bodies; the request head is bounded in size and time. With a token set
-//! (`--auth-token`), `/metrics` and `/admin/*` require it as the WebSocket does; the health
-//! paths answer without it (probes), and say no more than up or not.
+//! (`--auth-token`), `/metrics` and `/admin/*` require it as the WebSocket does; without one,
+//! `/admin/*` is refused (403). The health paths answer without it (probes), and say no more
+//! than up or not.
 
 use super::Ops;
 use crate::ws::{constant_time_eq, percent_decode, Acceptor};
@@ -110,7 +111,14 @@ const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
 
 async fn answer(req: &Request, ops: &Ops, token: Option<&str>) -> (u16, &'static str, String) {
-    let guarded = req.path == "/metrics" || req.path.starts_with("/admin/");
+    let admin = req.path.starts_with("/admin/");
+    if admin && token.is_none() {
+        // Whoever reaches the port could otherwise take the server out of service.
+        let text =
+            "the admin paths need --auth-token set on the server: without it they are refused";
+        return (403, TEXT, text.into());
+    }
+    let guarded = req.path == "/metrics" || admin;
     if let (true, Some(t)) = (guarded, token) {
         let ok = req
             .token
@@ -203,6 +211,7 @@ async fn respond<S: AsyncWrite + Unpin>(s: &mut S, status: u16, ctype: &str, bod
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
