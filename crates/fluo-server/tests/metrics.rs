@@ -485,6 +485,8 @@ async fn health_flips_during_start_up_and_drain() {
     let pipe = p["result"]["value"].as_str().expect("pipeline").to_string();
     let (s, body) = http(addr, "POST", "/admin/drain", true).await;
     assert_eq!((s, body.as_str()), (200, r#"{"draining":true}"#));
+    // At once, with no Kurento request in between.
+    assert_eq!(scrape(addr).await.value("fluo_draining", &[]), 1.0);
     let (s, body) = http(addr, "GET", "/health/ready", false).await;
     assert_eq!(s, 503, "{body}");
     assert!(body.contains(r#""draining":true"#), "{body}");
@@ -507,6 +509,7 @@ async fn health_flips_during_start_up_and_drain() {
 
     let (s, _) = http(addr, "DELETE", "/admin/drain", true).await;
     assert_eq!(s, 200);
+    assert_eq!(scrape(addr).await.value("fluo_draining", &[]), 0.0);
     assert_eq!(http(addr, "GET", "/health/ready", false).await.0, 200);
     let again = ask(&mut ws, create(4, "MediaPipeline", None)).await;
     assert!(again["result"]["value"].is_string(), "{again}");

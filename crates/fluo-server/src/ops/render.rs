@@ -144,16 +144,17 @@ async fn engine(r: &mut Registry, ops: &Ops) {
         "Error responses sent, by JSON-RPC / Kurento error code",
         errors,
     );
-    gauge(
-        r,
-        "fluo_draining",
-        "1 while the server is draining (new pipelines refused)",
-        i64::from(e.draining),
-    );
 }
 
 /// Listeners, readiness and the runtime.
 fn server(r: &mut Registry, ops: &Ops) {
+    // The shared state the drain switch sets (the engine's copy follows at its next request).
+    gauge(
+        r,
+        "fluo_draining",
+        "1 while the server is draining (new pipelines refused)",
+        i64::from(ops.draining()),
+    );
     let live = ops
         .connections
         .get()
