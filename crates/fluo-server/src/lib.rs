@@ -45,9 +45,7 @@ pub fn run_worker() -> ! {
         recorded_bytes: fluo_gst::recorded_bytes(),
     });
     fluo_worker::worker::run(registry, || {
-        if let Err(e) = fluo_gst::init() {
-            tracing::error!("media worker: {e}");
-        }
+        fluo_gst::init().inspect_err(|e| tracing::error!("media worker: {e}"))
     })
 }
 

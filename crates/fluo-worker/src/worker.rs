@@ -214,8 +214,10 @@ fn ignore_sigusr1() {
 }
 
 /// Runs a worker: never returns. `start` runs inside the sandbox before `Ready` (initialise
-/// GStreamer there). A process started by hand (no sockets on 3 and 4) exits with status 2.
-pub fn run(registry: Registry, start: impl FnOnce()) -> ! {
+/// GStreamer there); its error goes in `Ready` (the worker runs on, the server counts it as
+/// unable to host media). A process started by hand (no sockets on 3 and 4) exits with
+/// status 2.
+pub fn run(registry: Registry, start: impl FnOnce() -> Result<(), String>) -> ! {
     if !is_socket(CONTROL_FD) || !is_socket(MEDIA_FD) {
         eprintln!("this is a Fluo worker: the fluo server starts it, with its sockets");
         std::process::exit(2);
@@ -236,7 +238,7 @@ pub fn run(registry: Registry, start: impl FnOnce()) -> ! {
     };
     let mut report = sandbox::enter(&policy);
     report.inherited_fds_closed = closed;
-    start();
+    let init_error = start().err().unwrap_or_default();
     let out = Arc::new(Out {
         control,
         write: Mutex::new(()),
@@ -245,6 +247,7 @@ pub fn run(registry: Registry, start: impl FnOnce()) -> ! {
     out.send(&FromWorker::Ready {
         pid: std::process::id(),
         sandbox: report,
+        init_error,
     });
     let jobs: Arc<Jobs> = Arc::default();
     {

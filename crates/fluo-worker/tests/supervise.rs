@@ -277,6 +277,22 @@ async fn a_worker_survives_sigusr1() {
     sup.shutdown(5 * SEC).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_failed_initialisation_is_in_its_stats() {
+    let (sup, _) = start(config(1));
+    assert!(wait_until(5 * SEC, || sup.stats()[0].pid.is_some()).await);
+    assert_eq!(sup.stats()[0].init_error, None);
+    sup.shutdown(5 * SEC).await;
+    let mut c = config(1);
+    c.command.args.push("--fail-init".into());
+    let (sup, _) = start(c);
+    assert!(wait_until(5 * SEC, || sup.stats()[0].pid.is_some()).await);
+    let s = &sup.stats()[0];
+    let e = s.init_error.as_deref().unwrap_or_default();
+    assert!(e.contains("--fail-init"), "{s:?}");
+    sup.shutdown(5 * SEC).await;
+}
+
 /// `refresh_gauges` gets a pong at once, between regular pings (here every 30 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_out_of_turn_ping_refreshes_the_gauges() {

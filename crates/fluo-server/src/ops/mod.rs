@@ -154,7 +154,8 @@ pub struct Readiness {
     pub accepting: bool,
     /// The WebRTC media sockets are bound.
     pub media_sockets: bool,
-    /// GStreamer is usable: a media worker is up, or (without workers) it initialised here.
+    /// GStreamer is usable: a media worker is up with GStreamer initialised, or (without
+    /// workers) it initialised here.
     pub gstreamer: bool,
     /// New pipelines are refused.
     pub draining: bool,
@@ -198,7 +199,11 @@ impl Ops {
     /// The checks of `/health/ready`.
     pub fn readiness(&self) -> Readiness {
         let gstreamer = match self.workers.get() {
-            Some(Some(w)) => w.stats().iter().any(|s| s.pid.is_some()),
+            // A live worker whose GStreamer initialised.
+            Some(Some(w)) => w
+                .stats()
+                .iter()
+                .any(|s| s.pid.is_some() && s.init_error.is_none()),
             Some(None) => matches!(self.gst_in_process.get(), Some(Ok(()))),
             None => false,
         };
@@ -316,6 +321,7 @@ mod tests {
             media_dropped: dropped,
             media_datagrams: 0,
             media_records: 0,
+            init_error: None,
             gauges: pid.map(|_| {
                 let g = WorkerGauges {
                     recorded_bytes: recorded,
