@@ -189,6 +189,12 @@ pub(crate) enum Ctl {
     Settings(Arc<fluo_sfu::SettingsTable>),
     /// The transcoders running (kind, input and output codec names), for the metrics.
     TranscoderReading(tokio::sync::oneshot::Sender<Vec<crate::TranscoderCodecs>>),
+    /// The endpoints' figures for the metrics, read on the media thread (which locks the
+    /// endpoints as it forwards anyway: no other thread contends for them).
+    RtcReading(
+        Arc<crate::metrics::Board>,
+        tokio::sync::oneshot::Sender<crate::RtcReading>,
+    ),
 }
 
 /// An endpoint's timer.
@@ -469,8 +475,14 @@ impl MediaCore {
             }
             Ctl::Latency(board) => self.router.set_latency_board(board),
             Ctl::Settings(t) => self.set_settings(t),
+            // An ask whose scrape gave up waiting is not answered.
+            Ctl::TranscoderReading(reply) if reply.is_closed() => {}
             Ctl::TranscoderReading(reply) => {
                 let _ = reply.send(self.transcoder_reading());
+            }
+            Ctl::RtcReading(_, reply) if reply.is_closed() => {}
+            Ctl::RtcReading(board, reply) => {
+                let _ = reply.send(board.read());
             }
         }
         if !self.batching {

@@ -226,6 +226,12 @@ async fn scrape(addr: SocketAddr) -> Exposition {
     parse(&text)
 }
 
+/// A scrape after the last render's reuse (1 s) is over: rendered now.
+async fn fresh_scrape(addr: SocketAddr) -> Exposition {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    scrape(addr).await
+}
+
 /// Starts a server with its operations listener on port 0; its WebSocket port, the
 /// listener's address, the stop switch.
 async fn start(config: Config, ops: std::sync::Arc<Ops>) -> (u16, SocketAddr, watch::Sender<bool>) {
@@ -293,7 +299,7 @@ async fn counters_move_after_a_kurento_session() {
     .await;
     assert_eq!(err["error"]["code"], 40101, "{err}");
 
-    let m = scrape(addr).await;
+    let m = fresh_scrape(addr).await;
     assert_eq!(m.value("fluo_pipelines", &[]), 1.0);
     assert_eq!(m.value("fluo_sessions", &[]), 1.0);
     assert_eq!(m.value("fluo_websocket_connections", &[]), 1.0);
@@ -346,11 +352,31 @@ async fn counters_move_after_a_kurento_session() {
     )
     .await;
     assert!(r.get("error").is_none(), "{r}");
-    let m = scrape(addr).await;
+    let m = fresh_scrape(addr).await;
     assert_eq!(m.value("fluo_pipelines", &[]), 0.0);
     assert_eq!(m.get("fluo_elements", &[("type", "WebRtcEndpoint")]), None);
     assert_eq!(m.value("fluo_errors_total", &[("code", "40101")]), 1.0);
     assert_eq!(count(&m, "release"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_within_a_second_share_one_render() {
+    let (_port, addr, _stop) = start(config(), Ops::new()).await;
+    let texts = futures_util::future::join_all(
+        (0..8).map(|_| async move { http(addr, "GET", "/metrics", true).await }),
+    )
+    .await;
+    // The uptime (microsecond figures) would differ between two renders.
+    for (status, text) in &texts {
+        assert_eq!(*status, 200);
+        assert_eq!(text, &texts[0].1);
+    }
+    let later = fresh_scrape(addr).await;
+    let first = parse(&texts[0].1);
+    assert!(
+        later.value("fluo_uptime_seconds_total", &[])
+            > first.value("fluo_uptime_seconds_total", &[])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -502,7 +528,19 @@ async fn health_flips_during_start_up_and_drain() {
     assert!(msg.contains("draining"), "{msg}");
     let e = ask(&mut ws, create(3, "PassThrough", Some(&pipe))).await;
     assert!(e["result"]["value"].is_string(), "{e}");
-    let m = scrape(addr).await;
+    // A render is reused for a second: the refusal shows in the next one.
+    let t0 = Instant::now();
+    let m = loop {
+        let m = scrape(addr).await;
+        if m.get("fluo_errors_total", &[("code", "40009")]).is_some() {
+            break m;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "the refusal is not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(m.value("fluo_draining", &[]), 1.0);
     assert_eq!(m.value("fluo_ready", &[]), 0.0);
     assert_eq!(m.value("fluo_errors_total", &[("code", "40009")]), 1.0);

@@ -56,7 +56,15 @@ pub struct Ops {
     pub(crate) address: Mutex<Option<SocketAddr>>,
     /// The media workers' counters, kept monotonic across their restarts.
     worker_totals: Mutex<WorkerTotals>,
+    /// The last render, when it was made and the drain generation it saw: one scrape renders
+    /// at a time, and those within [`RENDER_REUSE`] of a render get its text.
+    last_render: tokio::sync::Mutex<Option<(Instant, u64, String)>>,
+    /// Bumped at every change of the drain state (a render made before is not reused).
+    drain_generation: AtomicU64,
 }
+
+/// How long a render of `/metrics` is served again to other scrapes.
+pub(crate) const RENDER_REUSE: Duration = Duration::from_secs(1);
 
 /// A counter per media worker slot that only grows: each reading is kept at its high-water
 /// mark (a figure that dips for a moment, as a dead worker's CPU time until it is reaped,
@@ -143,6 +151,8 @@ impl Default for Ops {
             runtime_lag_us: AtomicU64::new(0),
             address: Mutex::new(None),
             worker_totals: Mutex::default(),
+            last_render: tokio::sync::Mutex::new(None),
+            drain_generation: AtomicU64::new(0),
         }
     }
 }
@@ -178,12 +188,28 @@ impl Ops {
     /// answers 503; the pipelines that exist go on. `false` takes new pipelines again.
     pub fn set_draining(&self, on: bool) {
         if self.draining.swap(on, Ordering::AcqRel) != on {
+            self.drain_generation.fetch_add(1, Ordering::AcqRel);
             if on {
                 tracing::warn!("draining: new media pipelines are refused, existing ones go on");
             } else {
                 tracing::info!("draining ended: new media pipelines are taken again");
             }
         }
+    }
+
+    /// The text of `/metrics`: rendered by one scrape at a time (the others wait for it),
+    /// and reused for [`RENDER_REUSE`] unless the drain state changed.
+    pub(crate) async fn metrics_text(&self) -> String {
+        let mut last = self.last_render.lock().await;
+        let generation = self.drain_generation.load(Ordering::Acquire);
+        if let Some((at, g, text)) = &*last {
+            if at.elapsed() < RENDER_REUSE && *g == generation {
+                return text.clone();
+            }
+        }
+        let text = render::render(self).await;
+        *last = Some((Instant::now(), generation, text.clone()));
+        text
     }
 
     /// Whether the server is draining.

@@ -49,8 +49,13 @@ pub(crate) async fn render(ops: &Ops) -> String {
     engine(&mut r, ops).await;
     server(&mut r, ops);
     if let Some(rtc) = ops.media.get() {
-        webrtc(&mut r, &rtc.reading());
-        transcoders(&mut r, rtc.transcoders(READING_WAIT).await);
+        // Both answered by the media thread, between two of its steps.
+        let (reading, running) =
+            tokio::join!(rtc.reading(READING_WAIT), rtc.transcoders(READING_WAIT));
+        if let Some(rd) = &reading {
+            webrtc(&mut r, rd);
+        }
+        transcoders(&mut r, running.filter(|_| reading.is_some()));
     }
     if let Some(workers) = ops.workers.get() {
         let stats = workers.as_ref().map(|s| s.stats()).unwrap_or_default();
