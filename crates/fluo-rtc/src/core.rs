@@ -197,6 +197,13 @@ pub(crate) enum Ctl {
     ),
 }
 
+/// Answers a reading for the metrics, unless the scrape that asked gave up waiting.
+fn answer<T>(reply: tokio::sync::oneshot::Sender<T>, read: impl FnOnce() -> T) {
+    if !reply.is_closed() {
+        let _ = reply.send(read());
+    }
+}
+
 /// An endpoint's timer.
 struct Entry {
     ep: EpRef,
@@ -475,15 +482,8 @@ impl MediaCore {
             }
             Ctl::Latency(board) => self.router.set_latency_board(board),
             Ctl::Settings(t) => self.set_settings(t),
-            // An ask whose scrape gave up waiting is not answered.
-            Ctl::TranscoderReading(reply) if reply.is_closed() => {}
-            Ctl::TranscoderReading(reply) => {
-                let _ = reply.send(self.transcoder_reading());
-            }
-            Ctl::RtcReading(_, reply) if reply.is_closed() => {}
-            Ctl::RtcReading(board, reply) => {
-                let _ = reply.send(board.read());
-            }
+            Ctl::TranscoderReading(reply) => answer(reply, || self.transcoder_reading()),
+            Ctl::RtcReading(board, reply) => answer(reply, || board.read()),
         }
         if !self.batching {
             self.flush();

@@ -419,40 +419,90 @@ async fn without_a_token_admin_is_refused_and_the_listener_is_on_loopback() {
     assert!(body.contains("--auth-token"), "{body}");
     assert!(!ops.draining());
     assert_eq!(http(addr, "DELETE", "/admin/drain", false).await.0, 403);
+    // A request with a body the listener does not read still gets its answer (no reset).
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let body = vec![b'x'; 256 * 1024];
+    let head = format!(
+        "POST /admin/drain HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let _ = c.write_all(&body).await;
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out)).await;
+    assert!(matches!(r, Ok(Ok(_))), "{r:?}");
+    assert!(
+        out.starts_with(b"HTTP/1.1 403"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
     assert_eq!(http(addr, "GET", "/metrics", false).await.0, 200);
     assert_eq!(http(addr, "GET", "/health/ready", false).await.0, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_connections_cannot_take_the_listener() {
-    let (_port, addr, _stop) = start(config(), Ops::new()).await;
-    let mut idle = vec![];
-    for _ in 0..fluo_server::ops::MAX_CONNECTIONS {
-        idle.push(TcpStream::connect(addr).await.unwrap());
-    }
-    // Each is counted before the next is accepted: ask with one more until it is refused.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /health/live HTTP/1.1\r\n\r\n")
-        .await
-        .unwrap();
+/// A connection to `addr` from the loopback address 127.0.0.`from`.
+async fn connect_from(from: u8, addr: SocketAddr) -> TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::from(([127, 0, 0, from], 0))).unwrap();
+    s.connect(addr).await.unwrap()
+}
+
+/// One request on `s`: what came back before the close (empty: closed unanswered).
+async fn exchange(mut s: TcpStream, path: &str) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    let _ = s.write_all(req.as_bytes()).await;
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_take_the_listener_or_the_probes() {
+    use fluo_server::ops::{MAX_CONNECTIONS, MAX_PER_ADDRESS};
+    let (_port, addr, _stop) = start(config(), Ops::new()).await;
+    // One address: its own share only.
+    let mut idle = vec![];
+    for _ in 0..MAX_PER_ADDRESS {
+        idle.push(connect_from(1, addr).await);
+    }
+    // Each is counted before the next is accepted: let the listener take them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = exchange(connect_from(1, addr).await, "/health/live").await;
     assert!(
         out.is_empty(),
-        "one over the limit is closed: {:?}",
-        String::from_utf8_lossy(&out)
+        "one over the address's share is closed: {out:?}"
     );
+    let out = exchange(connect_from(2, addr).await, "/metrics").await;
+    assert!(
+        out.starts_with("HTTP/1.1 200"),
+        "another address is served: {out:?}"
+    );
+    // Every slot but the last taken, from several addresses: the last answers probes only.
+    let mut from = 2;
+    while idle.len() < MAX_CONNECTIONS - 1 {
+        if idle.len() % MAX_PER_ADDRESS == 0 {
+            from += 1;
+        }
+        idle.push(connect_from(from, addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = exchange(connect_from(40, addr).await, "/metrics").await;
+    assert!(out.starts_with("HTTP/1.1 503"), "{out:?}");
+    assert!(out.contains("/health/"), "{out:?}");
+    // Once that connection is gone (the listener notices the close), a probe there is served.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = exchange(connect_from(40, addr).await, "/health/ready").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
+    // All taken: closed.
+    idle.push(connect_from(41, addr).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = exchange(connect_from(42, addr).await, "/health/live").await;
+    assert!(out.is_empty(), "one over the limit is closed: {out:?}");
     drop(idle);
     let t0 = Instant::now();
     loop {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /health/live HTTP/1.1\r\n\r\n")
-            .await
-            .unwrap();
-        let mut out = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
-        if out.starts_with(b"HTTP/1.1 200") {
+        let out = exchange(connect_from(1, addr).await, "/health/live").await;
+        if out.starts_with("HTTP/1.1 200") {
             break;
         }
         assert!(

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
-pub use listener::{serve_on, MAX_CONNECTIONS};
+pub use listener::{serve_on, MAX_CONNECTIONS, MAX_PER_ADDRESS};
 
 /// A request's latency histogram by method label.
 type Latencies = Family<Vec<(String, String)>, Histogram, fn() -> Histogram>;
