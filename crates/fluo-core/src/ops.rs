@@ -60,8 +60,6 @@ pub struct EngineReading {
     /// Elements transcoding now, by media kind (`AUDIO`, `VIDEO`), as their
     /// MediaTranscodingStateChanged events said.
     pub transcoding: BTreeMap<String, usize>,
-    /// Whether the engine refuses new pipelines.
-    pub draining: bool,
 }
 
 impl Engine {
@@ -108,7 +106,6 @@ impl Engine {
             elements,
             errors: self.ops.errors.clone(),
             transcoding,
-            draining: self.ops.draining,
         }
     }
 

@@ -465,7 +465,7 @@ fn draining_refuses_new_pipelines_also_in_transactions_and_keeps_the_others() {
     h.create(1, "PassThrough", Some(&pipe));
     let reading = h.e.reading();
     assert_eq!(reading.pipelines, 1);
-    assert!(reading.draining);
+    assert!(h.e.draining());
     assert_eq!(reading.elements.get("PassThrough"), Some(&1));
     assert_eq!(
         reading.errors.get(&40009),

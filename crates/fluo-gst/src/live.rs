@@ -28,36 +28,38 @@ pub(crate) fn pipelines_of(owners: &[String]) -> Vec<gst::Pipeline> {
         .collect()
 }
 
-/// Recording pipelines ("recorder", see `recorder/`) with the bytes their file sink had
-/// written at the last reading, and what finalised ones had written.
-static RECORDERS: Mutex<Vec<(glib::WeakRef<gst::Pipeline>, u64)>> = Mutex::new(Vec::new());
+/// Bytes the recorders' file sinks were handed, counted by a probe on each one's pad.
 static RECORDED: AtomicU64 = AtomicU64::new(0);
 
-/// Bytes the recorders of this process have written to their files so far: the sizes of
-/// the files of the live recordings, read now (one `stat` per recording: for a scrape or a
-/// pong, not per buffer), plus what ended recordings had at their last reading (what one
-/// wrote after it is not counted). An upload (`curlhttpsink`) counts nothing.
+/// Bytes the recorders of this process have written to their files so far (what reached the
+/// file sink named `out` of each "recorder" pipeline, see `recorder/`: headers a muxer
+/// rewrites count again). An upload (`curlhttpsink`) counts nothing. An atomic read: no
+/// file system access, no lock.
 pub fn recorded_bytes() -> u64 {
-    let mut recs = RECORDERS.lock().unwrap_or_else(|p| p.into_inner());
-    let mut live = 0;
-    recs.retain_mut(|(weak, last)| {
-        let Some(p) = weak.upgrade() else {
-            RECORDED.fetch_add(*last, Ordering::Relaxed);
-            return false;
-        };
-        // The file's size: an element query for the position in bytes is answered upstream
-        // (in time), not with what the sink wrote.
-        let now = p
-            .by_name("out")
-            .filter(|out| out.has_property("location"))
-            .and_then(|out| out.property::<Option<String>>("location"))
-            .and_then(|path| std::fs::metadata(path).ok())
-            .map_or(0, |m| m.len());
-        *last = now.max(*last);
-        live += *last;
-        true
-    });
-    RECORDED.load(Ordering::Relaxed) + live
+    RECORDED.load(Ordering::Relaxed)
+}
+
+/// Counts what reaches the sink pad of a recorder's file sink.
+fn count_recorded(p: &gst::Pipeline) {
+    let Some(pad) = p
+        .by_name("out")
+        .filter(|out| out.has_property("location"))
+        .and_then(|out| out.static_pad("sink"))
+    else {
+        return;
+    };
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        |_, info| {
+            let n = match &info.data {
+                Some(gst::PadProbeData::Buffer(b)) => b.size(),
+                Some(gst::PadProbeData::BufferList(l)) => l.calculate_size(),
+                _ => 0,
+            };
+            RECORDED.fetch_add(n as u64, Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        },
+    );
 }
 
 /// Pipelines created by Fluo and not yet finalised.
@@ -87,8 +89,7 @@ pub(crate) fn track(p: &gst::Pipeline, owner: &str) {
         owned.push((owner.to_string(), p.downgrade()));
     }
     if p.name() == "recorder" {
-        let mut recs = RECORDERS.lock().unwrap_or_else(|p| p.into_inner());
-        recs.push((p.downgrade(), 0));
+        count_recorded(p);
     }
     PIPELINES.fetch_add(1, Ordering::Relaxed);
     let _ = p.add_weak_ref_notify(|| {
@@ -97,5 +98,38 @@ pub(crate) fn track(p: &gst::Pipeline, owner: &str) {
     p.connect_deep_element_added(|_, _, e| count_element(e));
     for e in p.iterate_recurse().into_iter().flatten() {
         count_element(&e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorders_bytes_are_counted_as_they_reach_its_file_sink_without_reading_the_file() {
+        gst::init().unwrap();
+        let before = recorded_bytes();
+        // /dev/null's size is always 0: only counting what the sink is handed sees the bytes.
+        let desc = "fakesrc num-buffers=10 sizetype=fixed sizemax=1000 filltype=zero \
+                    ! filesink name=out location=/dev/null";
+        let p = crate::bridge::launch(desc, "rec", "recorder").unwrap();
+        p.set_state(gst::State::Playing).unwrap();
+        let bus = p.bus().unwrap();
+        let msg = bus.timed_pop_filtered(
+            gst::ClockTime::from_seconds(10),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        assert!(matches!(
+            msg.map(|m| m.type_()),
+            Some(gst::MessageType::Eos)
+        ));
+        p.set_state(gst::State::Null).unwrap();
+        drop(p);
+        // Other tests may record at the same time: at least these 10 kB.
+        assert!(
+            recorded_bytes() - before >= 10_000,
+            "{}",
+            recorded_bytes() - before
+        );
     }
 }

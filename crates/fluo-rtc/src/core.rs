@@ -189,6 +189,19 @@ pub(crate) enum Ctl {
     Settings(Arc<fluo_sfu::SettingsTable>),
     /// The transcoders running (kind, input and output codec names), for the metrics.
     TranscoderReading(tokio::sync::oneshot::Sender<Vec<crate::TranscoderCodecs>>),
+    /// The endpoints' figures for the metrics, read on the media thread (which locks the
+    /// endpoints as it forwards anyway: no other thread contends for them).
+    RtcReading(
+        Arc<crate::metrics::Board>,
+        tokio::sync::oneshot::Sender<crate::RtcReading>,
+    ),
+}
+
+/// Answers a reading for the metrics, unless the scrape that asked gave up waiting.
+fn answer<T>(reply: tokio::sync::oneshot::Sender<T>, read: impl FnOnce() -> T) {
+    if !reply.is_closed() {
+        let _ = reply.send(read());
+    }
 }
 
 /// An endpoint's timer.
@@ -469,9 +482,8 @@ impl MediaCore {
             }
             Ctl::Latency(board) => self.router.set_latency_board(board),
             Ctl::Settings(t) => self.set_settings(t),
-            Ctl::TranscoderReading(reply) => {
-                let _ = reply.send(self.transcoder_reading());
-            }
+            Ctl::TranscoderReading(reply) => answer(reply, || self.transcoder_reading()),
+            Ctl::RtcReading(board, reply) => answer(reply, || board.read()),
         }
         if !self.batching {
             self.flush();

@@ -230,9 +230,12 @@ impl WebRtc {
         &self.locals
     }
 
-    /// What the endpoints counted (read now; for the server's metrics, not per packet).
-    pub fn reading(&self) -> RtcReading {
-        self.board.read()
+    /// What the endpoints counted (for the server's metrics, not per packet), read by the
+    /// media thread between two of its steps; `None` when it does not answer within `wait`.
+    pub async fn reading(&self, wait: std::time::Duration) -> Option<RtcReading> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Ctl::RtcReading(self.board.clone(), tx));
+        tokio::time::timeout(wait, rx).await.ok()?.ok()
     }
 
     /// The transcoders the media thread's router runs now, asked from the media thread

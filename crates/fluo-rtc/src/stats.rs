@@ -9,6 +9,7 @@
 //! what it sends and what the peer reports about it.
 
 use crate::core::{kind_of, Ep};
+use crate::metrics::Figure;
 use fluo_core::StatsQuery;
 use fluo_sfu::LatencyAvg;
 use fluo_sfu::MediaKind;
@@ -44,6 +45,12 @@ pub(crate) struct KindStats {
     /// the packets received since that stream began.
     seq: Option<(u64, u64)>,
     stream_packets: u64,
+    /// The most packets the current incoming stream had lost at once: loss (expected minus
+    /// received) goes down when a retransmission fills a gap, the metrics' counter must not.
+    lost_high: u64,
+    /// What the metrics' counters had from streams and sessions that were replaced (their
+    /// own counts restart), in [`crate::metrics::Figure`]'s order.
+    carried: [u64; crate::metrics::FIGURES],
     /// The clock rate of the incoming codec (jitter is counted in its units).
     in_clock: u32,
     pub out_packets: u64,
@@ -87,7 +94,11 @@ impl KindStats {
     /// An RTP packet arrived (extended sequence number `seq`, codec clock rate `clock`).
     pub fn received(&mut self, ssrc: u32, seq: u64, bytes: usize, clock: u32) {
         if ssrc != self.in_ssrc {
-            // A new stream (the peer restarted its sender): loss counts from here.
+            // A new stream (the peer restarted its sender): loss counts from here, and so do
+            // str0m's counters of it; the metrics keep what the old stream had.
+            self.carried[Figure::LostIn as usize] += self.lost_high;
+            self.lost_high = 0;
+            self.retire_ingress();
             self.in_ssrc = ssrc;
             self.seq = None;
             self.stream_packets = 0;
@@ -100,6 +111,28 @@ impl KindStats {
             None => (seq, seq),
             Some((first, max)) => (first.min(seq), max.max(seq)),
         });
+        self.lost_high = self.lost_high.max(u64::try_from(self.lost()).unwrap_or(0));
+    }
+
+    /// str0m's counters of the incoming stream restart (a new stream or session): keep them.
+    fn retire_ingress(&mut self) {
+        if let Some(i) = self.ingress.take() {
+            self.carried[Figure::NacksSent as usize] += i.nacks;
+            self.carried[Figure::PlisSent as usize] += i.plis;
+            self.carried[Figure::FirsSent as usize] += i.firs;
+        }
+    }
+
+    /// The session is rebuilt and the egress fast path restarted (`resent` is what its stream
+    /// had retransmitted): every counter of str0m and of the fast path restarts from zero.
+    pub(crate) fn retire_session(&mut self, resent: u64) {
+        self.retire_ingress();
+        if let Some(e) = self.egress.take() {
+            self.carried[Figure::NacksReceived as usize] += e.nacks;
+            self.carried[Figure::PlisReceived as usize] += e.plis;
+            self.carried[Figure::FirsReceived as usize] += e.firs;
+        }
+        self.carried[Figure::Retransmitted as usize] += resent;
     }
 
     /// Packets lost so far, as RFC 3550 counts them: expected minus received (retransmitted
@@ -388,12 +421,12 @@ pub(crate) fn figures(ep: &Ep) -> [[u64; crate::metrics::FIGURES]; 2] {
             .as_ref()
             .and_then(|v| v.stream(k))
             .map_or(0, |s| s.stats().packets_resent);
-        out[k] = [
+        let now = [
             c.in_packets,
             c.in_bytes,
             c.out_packets,
             c.out_bytes,
-            u64::try_from(c.lost()).unwrap_or(0),
+            c.lost_high,
             i.map_or(0, |i| i.nacks),
             i.map_or(0, |i| i.plis),
             i.map_or(0, |i| i.firs),
@@ -402,6 +435,9 @@ pub(crate) fn figures(ep: &Ep) -> [[u64; crate::metrics::FIGURES]; 2] {
             e.map_or(0, |e| e.firs),
             resent,
         ];
+        for ((o, n), carried) in out[k].iter_mut().zip(now).zip(c.carried) {
+            *o = n + carried;
+        }
     }
     out
 }

@@ -201,7 +201,7 @@ pub struct Cli {
     /// /admin/drain; 0 picks a free port (docs/operations.md) [default: off].
     #[arg(long, env = "FLUO_METRICS_PORT")]
     pub metrics_port: Option<u16>,
-    /// Address the operations listener binds [default: --bind's].
+    /// Address the operations listener binds [default: 127.0.0.1].
     #[arg(long, env = "FLUO_METRICS_ADDRESS")]
     pub metrics_address: Option<IpAddr>,
     /// Serve the operations listener over TLS (https://) with --certificate.

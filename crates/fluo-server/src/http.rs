@@ -97,9 +97,9 @@ enum Framing {
 }
 
 /// A parsed request head.
-struct Head {
-    method: String,
-    path: String,
+pub(crate) struct Head {
+    pub(crate) method: String,
+    pub(crate) path: String,
     query: String,
     headers: Vec<(String, String)>,
     /// Bytes after the head (the body's start).
@@ -156,7 +156,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Reads the request head; `None` when the client closed before sending one.
-async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Result<Option<Head>, Answer> {
+pub(crate) async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Result<Option<Head>, Answer> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
@@ -272,7 +272,7 @@ fn refusal_headers(status: u16, allow: &'static str) -> Vec<(&'static str, &'sta
 }
 
 /// Whether the request carries the token (`Authorization: Bearer` or `?access_token=`).
-fn authorized(head: &Head, token: &str) -> bool {
+pub(crate) fn authorized(head: &Head, token: &str) -> bool {
     let header = head
         .header("authorization")
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -470,7 +470,7 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Writes an answer whose body is `body` of type `content_type`, then as [`respond`].
-async fn respond_typed<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn respond_typed<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     status: u16,
     content_type: &str,
@@ -517,6 +517,7 @@ fn reason(status: u16) -> &'static str {
         204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",

@@ -47,9 +47,7 @@ pub fn run_worker() -> ! {
         recorded_bytes: fluo_gst::recorded_bytes(),
     });
     fluo_worker::worker::run(registry, || {
-        if let Err(e) = fluo_gst::init() {
-            tracing::error!("media worker: {e}");
-        }
+        fluo_gst::init().inspect_err(|e| tracing::error!("media worker: {e}"))
     })
 }
 
@@ -270,7 +268,10 @@ async fn start_ops(
             "--metrics-tls needs the secure WebSocket's certificate (--secure-port and --certificate)",
         )),
     };
-    let ip = config.metrics_address.unwrap_or(config.bind);
+    // Loopback unless the operator binds it elsewhere: the listener is for local tools.
+    let ip = config
+        .metrics_address
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
     let listener = TcpListener::bind((ip, port)).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),

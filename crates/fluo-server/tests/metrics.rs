@@ -226,6 +226,12 @@ async fn scrape(addr: SocketAddr) -> Exposition {
     parse(&text)
 }
 
+/// A scrape after the last render's reuse (1 s) is over: rendered now.
+async fn fresh_scrape(addr: SocketAddr) -> Exposition {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    scrape(addr).await
+}
+
 /// Starts a server with its operations listener on port 0; its WebSocket port, the
 /// listener's address, the stop switch.
 async fn start(config: Config, ops: std::sync::Arc<Ops>) -> (u16, SocketAddr, watch::Sender<bool>) {
@@ -293,7 +299,7 @@ async fn counters_move_after_a_kurento_session() {
     .await;
     assert_eq!(err["error"]["code"], 40101, "{err}");
 
-    let m = scrape(addr).await;
+    let m = fresh_scrape(addr).await;
     assert_eq!(m.value("fluo_pipelines", &[]), 1.0);
     assert_eq!(m.value("fluo_sessions", &[]), 1.0);
     assert_eq!(m.value("fluo_websocket_connections", &[]), 1.0);
@@ -346,11 +352,31 @@ async fn counters_move_after_a_kurento_session() {
     )
     .await;
     assert!(r.get("error").is_none(), "{r}");
-    let m = scrape(addr).await;
+    let m = fresh_scrape(addr).await;
     assert_eq!(m.value("fluo_pipelines", &[]), 0.0);
     assert_eq!(m.get("fluo_elements", &[("type", "WebRtcEndpoint")]), None);
     assert_eq!(m.value("fluo_errors_total", &[("code", "40101")]), 1.0);
     assert_eq!(count(&m, "release"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_within_a_second_share_one_render() {
+    let (_port, addr, _stop) = start(config(), Ops::new()).await;
+    let texts = futures_util::future::join_all(
+        (0..8).map(|_| async move { http(addr, "GET", "/metrics", true).await }),
+    )
+    .await;
+    // The uptime (microsecond figures) would differ between two renders.
+    for (status, text) in &texts {
+        assert_eq!(*status, 200);
+        assert_eq!(text, &texts[0].1);
+    }
+    let later = fresh_scrape(addr).await;
+    let first = parse(&texts[0].1);
+    assert!(
+        later.value("fluo_uptime_seconds_total", &[])
+            > first.value("fluo_uptime_seconds_total", &[])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,35 +404,105 @@ async fn the_token_guards_metrics_and_drain_not_health() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_connections_cannot_take_the_listener() {
-    let (_port, addr, _stop) = start(config(), Ops::new()).await;
-    let mut idle = vec![];
-    for _ in 0..fluo_server::ops::MAX_CONNECTIONS {
-        idle.push(TcpStream::connect(addr).await.unwrap());
-    }
-    // Each is counted before the next is accepted: ask with one more until it is refused.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /health/live HTTP/1.1\r\n\r\n")
-        .await
-        .unwrap();
+async fn without_a_token_admin_is_refused_and_the_listener_is_on_loopback() {
+    let ops = Ops::new();
+    let cfg = Config {
+        auth_token: None,
+        // --bind elsewhere, --metrics-address not given: the loopback address.
+        bind: [127, 0, 0, 2].into(),
+        ..config()
+    };
+    let (_port, addr, _stop) = start(cfg, ops.clone()).await;
+    assert_eq!(addr.ip(), std::net::IpAddr::from([127, 0, 0, 1]));
+    let (s, body) = http(addr, "POST", "/admin/drain", false).await;
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("--auth-token"), "{body}");
+    assert!(!ops.draining());
+    assert_eq!(http(addr, "DELETE", "/admin/drain", false).await.0, 403);
+    // A request with a body the listener does not read still gets its answer (no reset).
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let body = vec![b'x'; 256 * 1024];
+    let head = format!(
+        "POST /admin/drain HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let _ = c.write_all(&body).await;
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
+    let r = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out)).await;
+    assert!(matches!(r, Ok(Ok(_))), "{r:?}");
     assert!(
-        out.is_empty(),
-        "one over the limit is closed: {:?}",
+        out.starts_with(b"HTTP/1.1 403"),
+        "{:?}",
         String::from_utf8_lossy(&out)
     );
+    assert_eq!(http(addr, "GET", "/metrics", false).await.0, 200);
+    assert_eq!(http(addr, "GET", "/health/ready", false).await.0, 200);
+}
+
+/// A connection to `addr` from the loopback address 127.0.0.`from`.
+async fn connect_from(from: u8, addr: SocketAddr) -> TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::from(([127, 0, 0, from], 0))).unwrap();
+    s.connect(addr).await.unwrap()
+}
+
+/// One request on `s`: what came back before the close (empty: closed unanswered).
+async fn exchange(mut s: TcpStream, path: &str) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    let _ = s.write_all(req.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_take_the_listener_or_the_probes() {
+    use fluo_server::ops::{MAX_CONNECTIONS, MAX_PER_ADDRESS};
+    let (_port, addr, _stop) = start(config(), Ops::new()).await;
+    // One address: its own share only.
+    let mut idle = vec![];
+    for _ in 0..MAX_PER_ADDRESS {
+        idle.push(connect_from(1, addr).await);
+    }
+    // Each is counted before the next is accepted: let the listener take them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = exchange(connect_from(1, addr).await, "/health/live").await;
+    assert!(
+        out.is_empty(),
+        "one over the address's share is closed: {out:?}"
+    );
+    let out = exchange(connect_from(2, addr).await, "/metrics").await;
+    assert!(
+        out.starts_with("HTTP/1.1 200"),
+        "another address is served: {out:?}"
+    );
+    // Every slot but the last taken, from several addresses: the last answers probes only.
+    let mut from = 2;
+    while idle.len() < MAX_CONNECTIONS - 1 {
+        if idle.len() % MAX_PER_ADDRESS == 0 {
+            from += 1;
+        }
+        idle.push(connect_from(from, addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = exchange(connect_from(40, addr).await, "/metrics").await;
+    assert!(out.starts_with("HTTP/1.1 503"), "{out:?}");
+    assert!(out.contains("/health/"), "{out:?}");
+    // Once that connection is gone (the listener notices the close), a probe there is served.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = exchange(connect_from(40, addr).await, "/health/ready").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
+    // All taken: closed.
+    idle.push(connect_from(41, addr).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = exchange(connect_from(42, addr).await, "/health/live").await;
+    assert!(out.is_empty(), "one over the limit is closed: {out:?}");
     drop(idle);
     let t0 = Instant::now();
     loop {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /health/live HTTP/1.1\r\n\r\n")
-            .await
-            .unwrap();
-        let mut out = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
-        if out.starts_with(b"HTTP/1.1 200") {
+        let out = exchange(connect_from(1, addr).await, "/health/live").await;
+        if out.starts_with("HTTP/1.1 200") {
             break;
         }
         assert!(
@@ -465,6 +561,8 @@ async fn health_flips_during_start_up_and_drain() {
     let pipe = p["result"]["value"].as_str().expect("pipeline").to_string();
     let (s, body) = http(addr, "POST", "/admin/drain", true).await;
     assert_eq!((s, body.as_str()), (200, r#"{"draining":true}"#));
+    // At once, with no Kurento request in between.
+    assert_eq!(scrape(addr).await.value("fluo_draining", &[]), 1.0);
     let (s, body) = http(addr, "GET", "/health/ready", false).await;
     assert_eq!(s, 503, "{body}");
     assert!(body.contains(r#""draining":true"#), "{body}");
@@ -480,13 +578,26 @@ async fn health_flips_during_start_up_and_drain() {
     assert!(msg.contains("draining"), "{msg}");
     let e = ask(&mut ws, create(3, "PassThrough", Some(&pipe))).await;
     assert!(e["result"]["value"].is_string(), "{e}");
-    let m = scrape(addr).await;
+    // A render is reused for a second: the refusal shows in the next one.
+    let t0 = Instant::now();
+    let m = loop {
+        let m = scrape(addr).await;
+        if m.get("fluo_errors_total", &[("code", "40009")]).is_some() {
+            break m;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "the refusal is not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(m.value("fluo_draining", &[]), 1.0);
     assert_eq!(m.value("fluo_ready", &[]), 0.0);
     assert_eq!(m.value("fluo_errors_total", &[("code", "40009")]), 1.0);
 
     let (s, _) = http(addr, "DELETE", "/admin/drain", true).await;
     assert_eq!(s, 200);
+    assert_eq!(scrape(addr).await.value("fluo_draining", &[]), 0.0);
     assert_eq!(http(addr, "GET", "/health/ready", false).await.0, 200);
     let again = ask(&mut ws, create(4, "MediaPipeline", None)).await;
     assert!(again["result"]["value"].is_string(), "{again}");

@@ -141,7 +141,10 @@ fn a_player_feeds_recorders_in_every_profile_and_mp4_gets_a_transcoder() {
         let files: u64 = recs.iter().map(|(_, f)| std::fs::metadata(f).map_or(0, |m| m.len())).sum();
         println!("fluo_recorder_written_bytes_total: {seen} while recording, {after} after; files {files}");
         assert!(after >= seen, "the counter keeps what stopped recorders wrote: {seen} -> {after}");
-        assert!(after <= files as f64 && after >= files as f64 / 2.0, "{after} of {files} bytes");
+        // Every byte of the files passed the sinks' probes; the headers a muxer rewrites at
+        // the end pass twice (a few kB here).
+        let files = files as f64;
+        assert!(after >= files && after <= files * 1.05, "{after} for {files} bytes in the files");
         assert!(
             !c.events.iter().any(|(t, _)| t == "Error"),
             "no errors: {:?}",

@@ -164,6 +164,9 @@ pub enum FromWorker {
         pid: u32,
         /// What its sandbox came to.
         sandbox: SandboxReport,
+        /// Why its own initialisation (GStreamer's, in the server's workers) failed; empty
+        /// when it succeeded. Such a worker runs but cannot host media jobs.
+        init_error: String,
     },
     /// The answer to a [`ToWorker::Start`] or [`ToWorker::Call`].
     Reply {
@@ -266,10 +269,15 @@ impl Wire for ToWorker {
 impl Wire for FromWorker {
     fn put(&self, w: &mut Writer<'_>) {
         match self {
-            FromWorker::Ready { pid, sandbox } => {
+            FromWorker::Ready {
+                pid,
+                sandbox,
+                init_error,
+            } => {
                 w.u8(1);
                 w.u32(*pid);
                 w.put(sandbox);
+                w.str(init_error);
             }
             FromWorker::Reply { req, result } => {
                 w.u8(2);
@@ -300,6 +308,7 @@ impl Wire for FromWorker {
             1 => FromWorker::Ready {
                 pid: r.u32()?,
                 sandbox: r.get()?,
+                init_error: r.get()?,
             },
             2 => FromWorker::Reply {
                 req: r.u64()?,
@@ -419,6 +428,7 @@ mod tests {
                     privileges_dropped: true,
                     inherited_fds_closed: 0,
                 },
+                init_error: "no GStreamer".into(),
             },
             FromWorker::Reply {
                 req: 1,

@@ -293,8 +293,8 @@ async fn handshake(
         reader.abort();
         return Err("the worker did not take its start message".into());
     }
-    let sandbox = match wait_ready(&mut frames, pidfd, cfg.start_timeout).await {
-        Ok(sandbox) => sandbox,
+    let (sandbox, init_error) = match wait_ready(&mut frames, pidfd, cfg.start_timeout).await {
+        Ok(ready) => ready,
         Err(e) => {
             reader.abort();
             return Err(e);
@@ -314,6 +314,7 @@ async fn handshake(
         born: Instant::now(),
         death: Mutex::new(None),
         gauges: Mutex::new(None),
+        init_error: (!init_error.is_empty()).then_some(init_error),
     });
     let media_task = match &cfg.media_runtime {
         Some(rt) => rt.spawn(media_reader(conn.clone())),
@@ -328,6 +329,12 @@ async fn handshake(
         privileges_dropped = sandbox.privileges_dropped,
         "media worker ready"
     );
+    if let Some(e) = &conn.init_error {
+        tracing::error!(
+            worker = idx,
+            "the media worker's initialisation failed: {e}"
+        );
+    }
     if sandbox.inherited_fds_closed > 0 {
         tracing::warn!(
             worker = idx,
@@ -348,7 +355,7 @@ async fn wait_ready(
     frames: &mut mpsc::Receiver<Result<FromWorker, String>>,
     pidfd: &AsyncFd<OwnedFd>,
     limit: Duration,
-) -> Result<SandboxReport, String> {
+) -> Result<(SandboxReport, String), String> {
     let first = tokio::time::timeout(limit, async {
         tokio::select! {
             f = frames.recv() => f,
@@ -357,7 +364,11 @@ async fn wait_ready(
     })
     .await;
     match first {
-        Ok(Some(Ok(FromWorker::Ready { sandbox, .. }))) => Ok(sandbox),
+        Ok(Some(Ok(FromWorker::Ready {
+            sandbox,
+            init_error,
+            ..
+        }))) => Ok((sandbox, init_error)),
         Ok(Some(Ok(other))) => Err(format!("the worker said {other:?} before it was ready")),
         Ok(Some(Err(e))) => Err(format!("the worker sent a bad message: {e}")),
         Ok(None) => Err("the worker ended before it was ready".into()),

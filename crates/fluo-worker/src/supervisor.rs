@@ -321,6 +321,8 @@ pub(crate) struct Conn {
     pub death: Mutex<Option<Death>>,
     /// What its last pong counted, and when it arrived.
     pub gauges: Mutex<Option<(std::time::Instant, WorkerGauges)>>,
+    /// Why the process's own initialisation failed (its `Ready` said).
+    pub init_error: Option<String>,
 }
 
 /// What the supervisor's handles share with the slot tasks.
@@ -379,9 +381,10 @@ impl Shared {
                 let mut cpu = *lock(&s.cpu_dead);
                 let mut rss = 0;
                 let (mut pid, mut jobs, mut dropped, mut sent) = (None, 0, 0, [0, 0]);
-                let mut gauges = None;
+                let (mut gauges, mut init_error) = (None, None);
                 if let Some(c) = conn.filter(|c| !c.dead.load(Ordering::Acquire)) {
                     pid = Some(c.pid);
+                    init_error.clone_from(&c.init_error);
                     gauges = *lock(&c.gauges);
                     jobs = c.sinks.read().map_or(0, |s| s.len());
                     dropped = c.dropped.load(Ordering::Relaxed);
@@ -403,6 +406,7 @@ impl Shared {
                     media_datagrams: sent[0],
                     media_records: sent[1],
                     gauges,
+                    init_error,
                 }
             })
             .collect()
@@ -442,6 +446,8 @@ pub struct WorkerStats {
     /// `ping_interval` (2 s by default), so a figure is at most that old. `None` until the
     /// live process has answered one.
     pub gauges: Option<(std::time::Instant, WorkerGauges)>,
+    /// Why its live process's own initialisation (GStreamer's) failed: it cannot host media.
+    pub init_error: Option<String>,
 }
 
 /// Media datagrams sent to every worker of this process since it started, and the records

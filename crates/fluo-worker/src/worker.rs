@@ -204,13 +204,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
+/// SIGUSR1 drains the server; `systemctl kill -s USR1` sends it to every process of the unit,
+/// and its default action would end the workers (and every job in them).
+fn ignore_sigusr1() {
+    // SAFETY: installs SIG_IGN, no handler code; before any thread of this process starts.
+    if unsafe { libc::signal(libc::SIGUSR1, libc::SIG_IGN) } == libc::SIG_ERR {
+        tracing::warn!("media worker: SIGUSR1 could not be ignored");
+    }
+}
+
 /// Runs a worker: never returns. `start` runs inside the sandbox before `Ready` (initialise
-/// GStreamer there). A process started by hand (no sockets on 3 and 4) exits with status 2.
-pub fn run(registry: Registry, start: impl FnOnce()) -> ! {
+/// GStreamer there); its error goes in `Ready` (the worker runs on, the server counts it as
+/// unable to host media). A process started by hand (no sockets on 3 and 4) exits with
+/// status 2.
+pub fn run(registry: Registry, start: impl FnOnce() -> Result<(), String>) -> ! {
     if !is_socket(CONTROL_FD) || !is_socket(MEDIA_FD) {
         eprintln!("this is a Fluo worker: the fluo server starts it, with its sockets");
         std::process::exit(2);
     }
+    ignore_sigusr1();
     let closed = sandbox::close_inherited_fds();
     // SAFETY: descriptors 3 and 4 are the sockets the supervisor placed there (checked above)
     // and nothing else in this process owns them.
@@ -226,7 +238,7 @@ pub fn run(registry: Registry, start: impl FnOnce()) -> ! {
     };
     let mut report = sandbox::enter(&policy);
     report.inherited_fds_closed = closed;
-    start();
+    let init_error = start().err().unwrap_or_default();
     let out = Arc::new(Out {
         control,
         write: Mutex::new(()),
@@ -235,6 +247,7 @@ pub fn run(registry: Registry, start: impl FnOnce()) -> ! {
     out.send(&FromWorker::Ready {
         pid: std::process::id(),
         sandbox: report,
+        init_error,
     });
     let jobs: Arc<Jobs> = Arc::default();
     {

@@ -55,7 +55,7 @@ fn start_by_hand(kind: &str) -> Started {
     )
     .unwrap();
     match proto::read_msg::<FromWorker>(&mut ctl).unwrap() {
-        Some(FromWorker::Ready { pid, sandbox }) => {
+        Some(FromWorker::Ready { pid, sandbox, .. }) => {
             assert_eq!(pid, child.id());
             // Descriptors 13 and 14 were inherited copies: closed at start.
             assert!(sandbox.inherited_fds_closed >= 2, "{sandbox:?}");

@@ -259,6 +259,40 @@ async fn pongs_carry_the_workers_live_objects() {
     sup.shutdown(5 * SEC).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_survives_sigusr1() {
+    // systemctl kill -s USR1 (drain) signals every process of the unit, workers included.
+    let (sup, _) = start(config(1));
+    let job = sup
+        .start_job_async(1, "test.echo", vec![], Rec::new())
+        .await
+        .expect("echo job starts");
+    let pid = job.pid();
+    // SAFETY: kill(2) on the test's own worker process.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGUSR1) }, 0);
+    tokio::time::sleep(SEC / 2).await;
+    assert_eq!(job.call_async("ping", b"x".to_vec()).await.unwrap(), b"x");
+    let s = &sup.stats()[0];
+    assert_eq!((s.pid, s.restarts), (Some(pid), 0), "{s:?}");
+    sup.shutdown(5 * SEC).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_failed_initialisation_is_in_its_stats() {
+    let (sup, _) = start(config(1));
+    assert!(wait_until(5 * SEC, || sup.stats()[0].pid.is_some()).await);
+    assert_eq!(sup.stats()[0].init_error, None);
+    sup.shutdown(5 * SEC).await;
+    let mut c = config(1);
+    c.command.args.push("--fail-init".into());
+    let (sup, _) = start(c);
+    assert!(wait_until(5 * SEC, || sup.stats()[0].pid.is_some()).await);
+    let s = &sup.stats()[0];
+    let e = s.init_error.as_deref().unwrap_or_default();
+    assert!(e.contains("--fail-init"), "{s:?}");
+    sup.shutdown(5 * SEC).await;
+}
+
 /// `refresh_gauges` gets a pong at once, between regular pings (here every 30 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_out_of_turn_ping_refreshes_the_gauges() {

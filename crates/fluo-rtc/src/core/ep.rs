@@ -289,6 +289,14 @@ impl Ep {
     /// goes out through the egress fast path when that is on (see `egress`).
     pub(crate) fn set_keys(&mut self, keys: fluo_egress::KeySlot) {
         self.keys = super::egress_enabled().then_some(keys);
+        for k in MediaKind::ALL {
+            let resent = self
+                .egress
+                .as_ref()
+                .and_then(|v| v.stream(k))
+                .map_or(0, |s| s.stats().packets_resent);
+            self.stats.kinds[k].retire_session(resent);
+        }
         self.egress = None;
         self.str0m_rtcp_bytes = 0;
         self.send_path = None;

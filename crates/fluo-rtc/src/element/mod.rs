@@ -358,6 +358,7 @@ impl Element for WebRtcEndpoint {
             tracing::debug!("closing the WebRTC session: {e}");
         }
         let _ = self.rtc.ctl.send(Control(Ctl::Remove { key: self.key }));
+        self.rtc.board.release(&self.ep);
     }
 }
 

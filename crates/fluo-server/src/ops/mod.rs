@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
-pub use listener::{serve_on, MAX_CONNECTIONS};
+pub use listener::{serve_on, MAX_CONNECTIONS, MAX_PER_ADDRESS};
 
 /// A request's latency histogram by method label.
 type Latencies = Family<Vec<(String, String)>, Histogram, fn() -> Histogram>;
@@ -54,9 +54,86 @@ pub struct Ops {
     runtime_lag_us: AtomicU64,
     /// Where the metrics listener listens.
     pub(crate) address: Mutex<Option<SocketAddr>>,
-    /// Per media worker slot: its process, the bytes its recorders wrote as it last said,
-    /// and what its earlier processes had written (the counter survives restarts).
-    recorded: Mutex<Vec<(Option<u32>, u64, u64)>>,
+    /// The media workers' counters, kept monotonic across their restarts.
+    worker_totals: Mutex<WorkerTotals>,
+    /// The last render, when it was made and the drain generation it saw: one scrape renders
+    /// at a time, and those within [`RENDER_REUSE`] of a render get its text.
+    last_render: tokio::sync::Mutex<Option<(Instant, u64, String)>>,
+    /// Bumped at every change of the drain state (a render made before is not reused).
+    drain_generation: AtomicU64,
+}
+
+/// How long a render of `/metrics` is served again to other scrapes.
+pub(crate) const RENDER_REUSE: Duration = Duration::from_secs(1);
+
+/// A counter per media worker slot that only grows: each reading is kept at its high-water
+/// mark (a figure that dips for a moment, as a dead worker's CPU time until it is reaped,
+/// does not go down), and with `per_process` (a figure each process counts from zero) what
+/// the slot's earlier processes had counted is carried when another process takes the slot.
+#[derive(Debug, Default)]
+struct SlotCounter {
+    per_process: bool,
+    /// Per slot: the process, its high-water mark, what earlier processes counted.
+    slots: Vec<(Option<u32>, u64, u64)>,
+}
+
+impl SlotCounter {
+    fn per_process() -> SlotCounter {
+        SlotCounter {
+            per_process: true,
+            slots: Vec::new(),
+        }
+    }
+
+    /// Slot `worker`'s process `pid` reads `now` (`None`: nothing to read now).
+    fn read(&mut self, worker: usize, pid: Option<u32>, now: Option<u64>) {
+        if self.slots.len() <= worker {
+            self.slots.resize(worker + 1, (None, 0, 0));
+        }
+        let (slot_pid, last, carry) = &mut self.slots[worker];
+        if self.per_process && pid.is_some() && pid != *slot_pid {
+            *carry += *last;
+            *last = 0;
+            *slot_pid = pid;
+        }
+        if let Some(now) = now {
+            *last = now.max(*last);
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.slots.iter().map(|(_, last, carry)| last + carry).sum()
+    }
+}
+
+/// The media workers' counters for the metrics.
+#[derive(Debug)]
+struct WorkerTotals {
+    /// Bytes the recorders wrote (each process's pong counts its own).
+    recorded: SlotCounter,
+    /// Media records dropped on a full socket (counted per connection to a process).
+    dropped: SlotCounter,
+    /// CPU time in microseconds (the supervisor adds dead processes' time once reaped).
+    cpu_us: SlotCounter,
+}
+
+impl Default for WorkerTotals {
+    fn default() -> WorkerTotals {
+        WorkerTotals {
+            recorded: SlotCounter::per_process(),
+            dropped: SlotCounter::per_process(),
+            cpu_us: SlotCounter::default(),
+        }
+    }
+}
+
+/// What the media workers counted, monotonic across their restarts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct WorkerCounts {
+    /// Bytes the recorders of the workers and of this process wrote.
+    pub recorded_bytes: u64,
+    pub dropped_records: u64,
+    pub cpu_seconds: f64,
 }
 
 impl Default for Ops {
@@ -73,7 +150,9 @@ impl Default for Ops {
             requests: Family::new_with_constructor(latency_histogram),
             runtime_lag_us: AtomicU64::new(0),
             address: Mutex::new(None),
-            recorded: Mutex::new(Vec::new()),
+            worker_totals: Mutex::default(),
+            last_render: tokio::sync::Mutex::new(None),
+            drain_generation: AtomicU64::new(0),
         }
     }
 }
@@ -85,7 +164,8 @@ pub struct Readiness {
     pub accepting: bool,
     /// The WebRTC media sockets are bound.
     pub media_sockets: bool,
-    /// GStreamer is usable: a media worker is up, or (without workers) it initialised here.
+    /// GStreamer is usable: a media worker is up with GStreamer initialised, or (without
+    /// workers) it initialised here.
     pub gstreamer: bool,
     /// New pipelines are refused.
     pub draining: bool,
@@ -108,12 +188,28 @@ impl Ops {
     /// answers 503; the pipelines that exist go on. `false` takes new pipelines again.
     pub fn set_draining(&self, on: bool) {
         if self.draining.swap(on, Ordering::AcqRel) != on {
+            self.drain_generation.fetch_add(1, Ordering::AcqRel);
             if on {
                 tracing::warn!("draining: new media pipelines are refused, existing ones go on");
             } else {
                 tracing::info!("draining ended: new media pipelines are taken again");
             }
         }
+    }
+
+    /// The text of `/metrics`: rendered by one scrape at a time (the others wait for it),
+    /// and reused for [`RENDER_REUSE`] unless the drain state changed.
+    pub(crate) async fn metrics_text(&self) -> String {
+        let mut last = self.last_render.lock().await;
+        let generation = self.drain_generation.load(Ordering::Acquire);
+        if let Some((at, g, text)) = &*last {
+            if at.elapsed() < RENDER_REUSE && *g == generation {
+                return text.clone();
+            }
+        }
+        let text = render::render(self).await;
+        *last = Some((Instant::now(), generation, text.clone()));
+        text
     }
 
     /// Whether the server is draining.
@@ -129,7 +225,11 @@ impl Ops {
     /// The checks of `/health/ready`.
     pub fn readiness(&self) -> Readiness {
         let gstreamer = match self.workers.get() {
-            Some(Some(w)) => w.stats().iter().any(|s| s.pid.is_some()),
+            // A live worker whose GStreamer initialised.
+            Some(Some(w)) => w
+                .stats()
+                .iter()
+                .any(|s| s.pid.is_some() && s.init_error.is_none()),
             Some(None) => matches!(self.gst_in_process.get(), Some(Ok(()))),
             None => false,
         };
@@ -191,26 +291,24 @@ impl Ops {
         tokio::time::timeout(wait, rx).await.ok()?.ok()
     }
 
-    /// Bytes the recorders wrote so far: this process's and every media worker's, the
-    /// earlier processes of a restarted worker included (as far as their last report).
-    pub(crate) fn recorded_bytes(&self, workers: &[fluo_worker::WorkerStats]) -> u64 {
-        let mut slots = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
+    /// The workers' counters (the recorders' bytes this process's too): every process of
+    /// each slot included, as far as their last report.
+    pub(crate) fn worker_counts(&self, workers: &[fluo_worker::WorkerStats]) -> WorkerCounts {
+        let mut t = self.worker_totals.lock().unwrap_or_else(|p| p.into_inner());
         for w in workers {
-            if slots.len() <= w.worker {
-                slots.resize(w.worker + 1, (None, 0, 0));
-            }
-            let (pid, last, carry) = &mut slots[w.worker];
-            if w.pid.is_some() && w.pid != *pid {
-                *carry += *last;
-                *last = 0;
-                *pid = w.pid;
-            }
-            if let Some((_, g)) = &w.gauges {
-                *last = g.recorded_bytes.max(*last);
-            }
+            let recorded = w.gauges.as_ref().map(|(_, g)| g.recorded_bytes);
+            t.recorded.read(w.worker, w.pid, recorded);
+            // A slot without a process has no connection whose drops could be read.
+            let dropped = w.pid.map(|_| w.media_dropped);
+            t.dropped.read(w.worker, w.pid, dropped);
+            let cpu = u64::try_from(w.cpu.total().as_micros()).unwrap_or(u64::MAX);
+            t.cpu_us.read(w.worker, w.pid, Some(cpu));
         }
-        let theirs: u64 = slots.iter().map(|(_, last, carry)| last + carry).sum();
-        theirs + fluo_gst::recorded_bytes()
+        WorkerCounts {
+            recorded_bytes: t.recorded.total() + fluo_gst::recorded_bytes(),
+            dropped_records: t.dropped.total(),
+            cpu_seconds: t.cpu_us.total() as f64 / 1e6,
+        }
     }
 
     /// Measures the runtime's timer lateness every 250 ms while `self` lives elsewhere.
@@ -227,5 +325,68 @@ impl Ops {
                     .store(late.as_micros() as u64, Ordering::Relaxed);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fluo_worker::{CpuTime, WorkerGauges, WorkerStats};
+
+    fn stats(pid: Option<u32>, cpu_ms: u64, dropped: u64, recorded: u64) -> WorkerStats {
+        WorkerStats {
+            worker: 0,
+            pid,
+            restarts: 0,
+            jobs: 0,
+            cpu: CpuTime {
+                user: Duration::from_millis(cpu_ms),
+                system: Duration::ZERO,
+            },
+            rss_bytes: 0,
+            media_dropped: dropped,
+            media_datagrams: 0,
+            media_records: 0,
+            init_error: None,
+            gauges: pid.map(|_| {
+                let g = WorkerGauges {
+                    recorded_bytes: recorded,
+                    ..Default::default()
+                };
+                (Instant::now(), g)
+            }),
+        }
+    }
+
+    #[test]
+    fn worker_counters_do_not_dip_across_a_restart() {
+        let ops = Ops::default();
+        let mut seen = Vec::new();
+        // Worker 100 runs; dies (its CPU time not yet reaped: the live sample is gone);
+        // is reaped; worker 200 takes the slot with its own connection and recorders.
+        for s in [
+            stats(Some(100), 500, 7, 1000),
+            stats(None, 100, 7, 0),
+            stats(None, 600, 7, 0),
+            stats(Some(200), 600, 0, 0),
+            stats(Some(200), 700, 2, 50),
+        ] {
+            let c = ops.worker_counts(&[s]);
+            seen.push((
+                c.dropped_records,
+                c.cpu_seconds,
+                c.recorded_bytes - fluo_gst::recorded_bytes(),
+            ));
+        }
+        assert_eq!(
+            seen,
+            [
+                (7, 0.5, 1000),
+                (7, 0.5, 1000),
+                (7, 0.6, 1000),
+                (7, 0.6, 1000),
+                (9, 0.7, 1050)
+            ]
+        );
     }
 }

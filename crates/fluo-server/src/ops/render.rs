@@ -49,20 +49,25 @@ pub(crate) async fn render(ops: &Ops) -> String {
     engine(&mut r, ops).await;
     server(&mut r, ops);
     if let Some(rtc) = ops.media.get() {
-        webrtc(&mut r, &rtc.reading());
-        transcoders(&mut r, rtc.transcoders(READING_WAIT).await);
+        // Both answered by the media thread, between two of its steps.
+        let (reading, running) =
+            tokio::join!(rtc.reading(READING_WAIT), rtc.transcoders(READING_WAIT));
+        if let Some(rd) = &reading {
+            webrtc(&mut r, rd);
+        }
+        transcoders(&mut r, running.filter(|_| reading.is_some()));
     }
     if let Some(workers) = ops.workers.get() {
         let stats = workers.as_ref().map(|s| s.stats()).unwrap_or_default();
-        let recorded = ops.recorded_bytes(&stats);
+        let counts = ops.worker_counts(&stats);
         counter(
             &mut r,
             "fluo_recorder_written",
-            "Bytes RecorderEndpoints wrote to their files (the files' sizes when last read)",
+            "Bytes RecorderEndpoints handed to their files' sinks",
             Some(Unit::Bytes),
-            recorded,
+            counts.recorded_bytes,
         );
-        self::workers(&mut r, &stats);
+        self::workers(&mut r, &stats, &counts);
     }
     process(&mut r);
     let mut text = String::new();
@@ -144,16 +149,17 @@ async fn engine(r: &mut Registry, ops: &Ops) {
         "Error responses sent, by JSON-RPC / Kurento error code",
         errors,
     );
-    gauge(
-        r,
-        "fluo_draining",
-        "1 while the server is draining (new pipelines refused)",
-        i64::from(e.draining),
-    );
 }
 
 /// Listeners, readiness and the runtime.
 fn server(r: &mut Registry, ops: &Ops) {
+    // The shared state the drain switch sets (the engine's copy follows at its next request).
+    gauge(
+        r,
+        "fluo_draining",
+        "1 while the server is draining (new pipelines refused)",
+        i64::from(ops.draining()),
+    );
     let live = ops
         .connections
         .get()
@@ -331,7 +337,7 @@ fn transcoders(r: &mut Registry, running: Option<Vec<fluo_rtc::TranscoderCodecs>
     );
 }
 
-fn workers(r: &mut Registry, stats: &[fluo_worker::WorkerStats]) {
+fn workers(r: &mut Registry, stats: &[fluo_worker::WorkerStats], counts: &super::WorkerCounts) {
     gauge(
         r,
         "fluo_media_workers",
@@ -361,7 +367,7 @@ fn workers(r: &mut Registry, stats: &[fluo_worker::WorkerStats]) {
         jobs as i64,
     );
     let cpu = FloatCounter::default();
-    cpu.inc_by(stats.iter().map(|s| s.cpu.total().as_secs_f64()).sum());
+    cpu.inc_by(counts.cpu_seconds);
     r.register_with_unit(
         "fluo_media_workers_cpu",
         "CPU time of the media workers' processes, dead ones included",
@@ -375,7 +381,7 @@ fn workers(r: &mut Registry, stats: &[fluo_worker::WorkerStats]) {
         "Resident memory of the live media workers",
         rss as i64,
     );
-    let dropped = stats.iter().map(|s| s.media_dropped).sum();
+    let dropped = counts.dropped_records;
     counter(
         r,
         "fluo_media_worker_dropped_records",
@@ -387,16 +393,17 @@ fn workers(r: &mut Registry, stats: &[fluo_worker::WorkerStats]) {
 
 /// This process's CPU and memory (the standard process_* names).
 fn process(r: &mut Registry) {
-    let cpu = fluo_worker::spawn::proc_usage(std::process::id() as i32)
-        .map_or(0.0, |(cpu, _)| cpu.total().as_secs_f64());
-    let c = FloatCounter::default();
-    c.inc_by(cpu);
-    r.register_with_unit(
-        "process_cpu",
-        "CPU time (user and system) of the server's process",
-        Unit::Seconds,
-        c,
-    );
+    // A failed read of /proc leaves the sample out (a 0 would read as a counter reset).
+    if let Some((cpu, _)) = fluo_worker::spawn::proc_usage(std::process::id() as i32) {
+        let c = FloatCounter::default();
+        c.inc_by(cpu.total().as_secs_f64());
+        r.register_with_unit(
+            "process_cpu",
+            "CPU time (user and system) of the server's process",
+            Unit::Seconds,
+            c,
+        );
+    }
     gauge(
         r,
         "process_resident_memory_bytes",
