@@ -507,11 +507,15 @@ async fn a_post_whose_client_left_leaves_no_viewer_on_the_source() {
         .to_string();
     let u = invoke(ws, 3, &src, "getTag", json!({"key":"fluoWhepSourceUrl"})).await;
     let (port, path) = split(u["result"]["value"].as_str().expect("a URL"));
-    // The whole request, then the client goes without reading.
+    // The head and half the offer, then the client goes. (A client that sends the whole
+    // request and goes at once cannot always be told from one that reads its answer: when
+    // the engine answers first, its viewer is released by the 30 s not-connected expiry,
+    // tested in fluo-core's tests/whip.rs.)
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\n{SDP}Content-Length: {}\r\n\r\n{OFFER}",
-        OFFER.len()
+        "POST {path} HTTP/1.1\r\nHost: x\r\n{SDP}Content-Length: {}\r\n\r\n{}",
+        OFFER.len(),
+        &OFFER[..OFFER.len() / 2]
     );
     s.write_all(req.as_bytes()).await.unwrap();
     drop(s);

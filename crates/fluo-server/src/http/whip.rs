@@ -161,6 +161,10 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         t.is_some_and(|t| t.send(r).is_ok())
     };
     let reply = SignalReply::new(open, send);
+    // A client that wrote its request and closed at once has gone already: nothing to do.
+    if futures_util::FutureExt::now_or_never(client_gone(s)).is_some() {
+        return Err((0, "the client went away".to_string()));
+    }
     found.target.call(found.session.clone(), op, reply);
     // The answer, unless the client goes (one request per connection: the read ends) or the
     // engine is late.
