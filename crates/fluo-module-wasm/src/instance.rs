@@ -10,6 +10,20 @@ use wasmtime::{
     WasmResults,
 };
 
+/// The most an event's name and fields may take (the host's limit for module events).
+const MAX_EVENT_BYTES: usize = 64 << 10;
+
+/// The most events one call may raise.
+const MAX_EVENTS_PER_CALL: usize = 64;
+
+/// The most lines one call may log, and the most bytes of each.
+const MAX_LOG_LINES: usize = 16;
+const MAX_LOG_BYTES: usize = 4 << 10;
+
+/// The most of a guest's text (a panic message, an error reply) that reaches a client or the
+/// log.
+const MAX_TEXT: usize = 1 << 10;
+
 /// What a store holds besides the instance.
 pub(crate) struct Ctx {
     memory_limit: usize,
@@ -21,6 +35,8 @@ pub(crate) struct Ctx {
     panic: Option<String>,
     /// Set when the guest grew its memory past the limit.
     over_memory: Option<usize>,
+    /// Lines the current call logged.
+    logged: usize,
     class: String,
 }
 
@@ -46,6 +62,19 @@ impl ResourceLimiter for Ctx {
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 1 << 16)
     }
+
+    // One instance with one memory and a few tables: the memory limit is the instance's.
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
 }
 
 /// Bytes `ptr..ptr+len` of the caller's memory (at most [`abi::MAX_MESSAGE`]).
@@ -64,8 +93,10 @@ fn read(caller: &mut Caller<'_, Ctx>, ptr: i32, len: i32) -> wasmtime::Result<Ve
         .ok_or_else(|| wasmtime::Error::msg("a message outside the module's memory"))
 }
 
+/// A guest's text, at most [`MAX_TEXT`] bytes of it.
 fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    let cut = &bytes[..bytes.len().min(MAX_TEXT)];
+    String::from_utf8_lossy(cut).into_owned()
 }
 
 /// The imports of [`abi::IMPORTS`].
@@ -84,6 +115,14 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<Ctx>> {
         abi::IMPORTS,
         "emit",
         |mut c: Caller<'_, Ctx>, p: i32, name_len: i32, n: i32| {
+            // Checked before anything is read or parsed: an event over the host's limit, or
+            // more events in one call than any module needs, break the ABI.
+            if usize::try_from(n).is_ok_and(|n| n > MAX_EVENT_BYTES) {
+                return Err(wasmtime::Error::msg("an event over 64 KiB"));
+            }
+            if c.data().events.len() >= MAX_EVENTS_PER_CALL {
+                return Err(wasmtime::Error::msg("over 64 events in one call"));
+            }
             let bytes = read(&mut c, p, n)?;
             let split = usize::try_from(name_len)
                 .ok()
@@ -101,6 +140,13 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<Ctx>> {
         abi::IMPORTS,
         "log",
         |mut c: Caller<'_, Ctx>, level: i32, p: i32, n: i32| {
+            // At most MAX_LOG_LINES lines per call, each cut to MAX_LOG_BYTES: a module
+            // cannot fill the operator's disk. The rest are dropped quietly.
+            c.data_mut().logged += 1;
+            if c.data().logged > MAX_LOG_LINES && level != 0 {
+                return Ok(());
+            }
+            let n = n.min(MAX_LOG_BYTES as i32);
             let line = foreign(text(&read(&mut c, p, n)?));
             let class = c.data().class.clone();
             match level {
@@ -150,6 +196,7 @@ impl Guest {
             events: vec![],
             panic: None,
             over_memory: None,
+            logged: 0,
             class: class.to_string(),
         };
         let mut store = Store::new(engine, ctx);
@@ -197,7 +244,11 @@ impl Guest {
             return Err(why.clone());
         }
         self.store.set_epoch_deadline(ticks(self.limits));
-        self.store.data_mut().reply.clear();
+        let ctx = self.store.data_mut();
+        ctx.reply.clear();
+        ctx.panic = None;
+        ctx.over_memory = None;
+        ctx.logged = 0;
         match f.call(&mut self.store, params) {
             Ok(r) => Ok(r),
             Err(e) => {
@@ -246,7 +297,7 @@ impl Guest {
     /// Its description (at load).
     pub(crate) fn idl(&mut self) -> Result<String, String> {
         self.call(self.idl.clone(), ())?;
-        Ok(text(&self.store.data().reply))
+        Ok(String::from_utf8_lossy(&self.store.data().reply).into_owned())
     }
 
     /// A call of `f` with a name and a JSON value: `Ok(reply)` or the module's error, or

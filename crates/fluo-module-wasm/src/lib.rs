@@ -41,44 +41,59 @@ impl Default for Limits {
 /// The epoch ticker's period: the grain of [`Limits::call_time`].
 const TICK: Duration = Duration::from_millis(10);
 
-/// The one engine (compiled code is shared by its stores).
-fn engine() -> &'static Engine {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        let mut c = Config::new();
-        c.epoch_interruption(true);
-        // Trap texts without wasm offsets.
-        c.wasm_backtrace(false);
-        // Linear memories are bounds-checked within a small reservation rather than placed
-        // in a 4 GiB one each: media workers run under a data size limit.
-        c.memory_reservation(0);
-        c.memory_guard_size(64 << 10);
-        // No memfd images for initial memory: a media worker's sandbox refuses them
-        // (instantiation failed with ENODEV there).
-        c.memory_init_cow(false);
-        Engine::new(&c).unwrap_or_else(|e| {
-            tracing::error!("wasmtime: {e}; with its defaults");
-            Engine::default()
+/// The one engine (compiled code is shared by its stores); `None` when wasmtime could not
+/// start as configured.
+fn engine() -> Option<&'static Engine> {
+    static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let mut c = Config::new();
+            c.epoch_interruption(true);
+            // Trap texts without wasm offsets.
+            c.wasm_backtrace(false);
+            // Linear memories are bounds-checked within a small reservation rather than placed
+            // in a 4 GiB one each: media workers run under a data size limit.
+            c.memory_reservation(0);
+            c.memory_guard_size(64 << 10);
+            // No memfd images for initial memory: a media worker's sandbox refuses them
+            // (instantiation failed with ENODEV there).
+            c.memory_init_cow(false);
+            // One 32-bit memory per instance (the memory limit counts it alone).
+            c.wasm_multi_memory(false);
+            c.wasm_memory64(false);
+            Engine::new(&c)
+                .map_err(|e| {
+                    // No engine without the time limit: no WebAssembly modules at all.
+                    tracing::error!(
+                        "wasmtime does not start: {e}; no WebAssembly module is loaded"
+                    );
+                })
+                .ok()
         })
-    })
+        .as_ref()
 }
 
 /// Starts the epoch ticker once, from the first element's creation (in a media worker, after
 /// its sandbox is entered: the sandbox must come before any other thread).
-pub(crate) fn start_ticker() {
-    static STARTED: OnceLock<()> = OnceLock::new();
-    STARTED.get_or_init(|| {
+/// `false` when the ticker could not start: no call may run then (it could not be stopped).
+pub(crate) fn start_ticker(engine: &'static Engine) -> bool {
+    static STARTED: OnceLock<bool> = OnceLock::new();
+    *STARTED.get_or_init(|| {
         let spawned = std::thread::Builder::new()
             .name("fluo-wasm-epoch".into())
-            .spawn(|| loop {
+            .spawn(move || loop {
                 std::thread::sleep(TICK);
-                engine().increment_epoch();
+                engine.increment_epoch();
             });
-        if let Err(e) = spawned {
-            tracing::error!("wasm modules: no epoch ticker ({e}): calls are not interrupted");
+        if let Err(e) = &spawned {
+            tracing::error!("wasm modules: no epoch ticker ({e}): their elements are refused");
         }
-    });
+        spawned.is_ok()
+    })
 }
+
+/// The most a `.wasm` file may weigh.
+const MAX_FILE: u64 = 32 << 20;
 
 /// A module loaded from a `.wasm` file.
 pub struct WasmModule {
@@ -101,18 +116,42 @@ impl WasmModule {
     /// Compiles `file` and asks it for its description (one instance, under `limits`, made
     /// and dropped). The error says what is wrong with the file.
     pub fn load(file: &Path, limits: Limits) -> Result<WasmModule, String> {
+        let engine = engine().ok_or("cannot be run: wasmtime did not start")?;
+        let size = std::fs::metadata(file)
+            .map_err(|e| format!("cannot be read: {e}"))?
+            .len();
+        if size > MAX_FILE {
+            return Err(format!("is {size} bytes, over the {MAX_FILE} allowed"));
+        }
         let bytes = std::fs::read(file).map_err(|e| format!("cannot be read: {e}"))?;
-        let module = wasmtime::Module::new(engine(), &bytes).map_err(|e| {
+        let module = wasmtime::Module::new(engine, &bytes).map_err(|e| {
             format!(
                 "is not a WebAssembly module: {}",
                 first_part(e.root_cause())
             )
         })?;
-        let mut probe = instance::Guest::new(engine(), &module, limits, "(load)")
-            .map_err(|e| format!("cannot be instantiated: {e}"))?;
-        let idl = probe
-            .idl()
-            .map_err(|e| format!("gives no description: {e}"))?;
+        // The module's start function and its description run under the time limit too: a
+        // ticker of their own, joined before load returns (a media worker loads before its
+        // sandbox, which must come before any lasting thread).
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let idl = std::thread::scope(|scope| {
+            let ticker = scope.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            });
+            let idl = (|| {
+                let mut probe = instance::Guest::new(engine, &module, limits, "(load)")
+                    .map_err(|e| format!("cannot be instantiated: {e}"))?;
+                probe
+                    .idl()
+                    .map_err(|e| format!("gives no description: {e}"))
+            })();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = ticker.join();
+            idl
+        })?;
         fluo_api::model::idl::parse(&idl)
             .map_err(|e| format!("its description does not parse: {e}"))?;
         Ok(WasmModule {
@@ -140,11 +179,14 @@ impl Module for WasmModule {
         class: &str,
         params: &Map<String, Value>,
     ) -> Result<Box<dyn Instance>, KurentoError> {
-        start_ticker();
         let failed = |what: String| {
             KurentoError::new(ErrorCode::UnexpectedError, format!("{class}: {what}"))
         };
-        let mut guest = instance::Guest::new(engine(), &self.module, self.limits, class)
+        let engine = engine().ok_or_else(|| failed("wasmtime did not start".into()))?;
+        if !start_ticker(engine) {
+            return Err(failed("its calls could not be time-limited".into()));
+        }
+        let mut guest = instance::Guest::new(engine, &self.module, self.limits, class)
             .map_err(|e| failed(format!("the module cannot be instantiated: {e}")))?;
         guest.create(host, class, params)?;
         Ok(Box::new(guest))

@@ -92,7 +92,14 @@ pub(crate) fn install(dirs: &[PathBuf], limits: fluo_module_wasm::Limits) {
         for m in &list {
             let _ = model.add_module(m.idl());
         }
-        for m in fluo_module_wasm::load_dirs(dirs, limits) {
+        // Compiling a hostile file is wasmtime's work: a panic there drops the modules, not
+        // the process.
+        let loaded = fluo_core::panics::contain(|| fluo_module_wasm::load_dirs(dirs, limits))
+            .unwrap_or_else(|_| {
+                tracing::error!("WebAssembly modules not loaded: compiling one panicked");
+                Vec::new()
+            });
+        for m in loaded {
             let mine = names(m.idl());
             let types = fluo_api::model::idl::parse(m.idl())
                 .map(|p| p.types)

@@ -173,6 +173,9 @@ async fn wasm_modules_are_contained(workers: usize) {
     let b_file = dir.join("b.webm");
     let (_, b_player, b_rec) = player_to_recorder(&mut b, &uri, &b_file).await;
     b.subscribe(&b_rec, "MediaFlowInStateChanged").await;
+    // B's elements' errors reach B's events: the check at the end can fail.
+    b.subscribe(&b_rec, "Error").await;
+    b.subscribe(&b_player, "Error").await;
     b.invoke(&b_player, "connect", json!({"sink": b_rec})).await;
     b.invoke(&b_rec, "record", json!({})).await;
     b.invoke(&b_player, "play", json!({})).await;
