@@ -314,7 +314,15 @@ fn a_vp8_publisher_reaches_an_h264_only_viewer_through_a_transcoder_that_goes_wh
         let text = scrape_metrics(&metrics_file).await;
         assert!(text.lines().any(|l| l == pair), "{pair} in:\n{text}");
         viewer_leaves_and_transcoder_goes(&mut c, &e_pub, &e_view).await;
-        let text = scrape_metrics(&metrics_file).await;
+        // A render is reused for up to 1 s: ask until a newer one says it (5 s at most).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let text = loop {
+            let text = scrape_metrics(&metrics_file).await;
+            if !text.contains("fluo_transcoders{") || std::time::Instant::now() > deadline {
+                break text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        };
         assert!(!text.contains("fluo_transcoders{"), "{text}");
         assert!(text.contains("fluo_media_thread_up 1"), "{text}");
     });

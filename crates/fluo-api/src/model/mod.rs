@@ -253,7 +253,9 @@ impl Model {
                 TypeDef::Enum { name, .. } | TypeDef::Struct { name, .. } => name.clone(),
             };
             module.types.push(name.clone());
-            self.types.insert(name, t);
+            // A type declared already (fields alike: the loader checks) keeps its first
+            // definition and prefix: a later module does not take a built-in type over.
+            self.types.entry(name).or_insert(t);
         }
         for e in parsed.events {
             module.events.push(e.name.clone());
@@ -367,6 +369,21 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_module_redeclaring_a_type_does_not_take_it_over() {
+        let mut m = Model::builtin().clone();
+        let prefix = |m: &Model| match m.type_def("RembParams") {
+            Some(TypeDef::Struct { prefix, .. }) => prefix.clone(),
+            other => panic!("{other:?}"),
+        };
+        let before = prefix(&m);
+        m.add_module("module other 1.0.0\n\nstruct RembParams\n  field upLosses?: int = 12\n")
+            .expect("parses");
+        assert_eq!(prefix(&m), before, "the built-in definition stays");
+        let other = m.module("other").expect("listed");
+        assert_eq!(other.types, ["RembParams"], "the module still lists it");
+    }
 
     #[test]
     fn builtin_model_loads_and_links() {
