@@ -493,7 +493,9 @@ async fn idle_connections_cannot_take_the_listener_or_the_probes() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let out = exchange(connect_from(40, addr).await, "/health/ready").await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
-    // All taken: closed.
+    // All taken (once the listener has let that one go: it reads until the client's
+    // close): closed.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     idle.push(connect_from(41, addr).await);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let out = exchange(connect_from(42, addr).await, "/health/live").await;

@@ -75,6 +75,22 @@ pub async fn scrape_metrics(port_file: &std::path::Path) -> String {
     out
 }
 
+/// Scrapes until `done` holds for the text (the listener reuses a render for up to 1 s), 5 s
+/// at most; the last text.
+pub async fn scrape_metrics_until(
+    port_file: &std::path::Path,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = scrape_metrics(port_file).await;
+        if done(&text) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// The value of the sample `series` (name and labels as written) in the `/metrics` of the
 /// server whose operations listener's port is in `port_file`.
 pub async fn metric(port_file: &std::path::Path, series: &str) -> Option<f64> {

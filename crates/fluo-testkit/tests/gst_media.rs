@@ -6,7 +6,7 @@
 
 use fluo_testkit::clips::{av_clip, testsrc_vp8};
 use fluo_testkit::live::{
-    metric, rt, scrape_metrics, serial, start_server, start_server_with_metrics, Client,
+    metric, rt, scrape_metrics_until, serial, start_server, start_server_with_metrics, Client,
 };
 use fluo_testkit::tmp;
 use serde_json::{json, Value};
@@ -311,18 +311,10 @@ fn a_vp8_publisher_reaches_an_h264_only_viewer_through_a_transcoder_that_goes_wh
         assert!(decoded >= 60, "{decoded} frames decode");
         // /metrics counts the transcoder by its codec pair while it runs, and not after.
         let pair = r#"fluo_transcoders{kind="video",from="VP8",to="H264"} 1"#;
-        let text = scrape_metrics(&metrics_file).await;
+        let text = scrape_metrics_until(&metrics_file, |t| t.lines().any(|l| l == pair)).await;
         assert!(text.lines().any(|l| l == pair), "{pair} in:\n{text}");
         viewer_leaves_and_transcoder_goes(&mut c, &e_pub, &e_view).await;
-        // A render is reused for up to 1 s: ask until a newer one says it (5 s at most).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let text = loop {
-            let text = scrape_metrics(&metrics_file).await;
-            if !text.contains("fluo_transcoders{") || std::time::Instant::now() > deadline {
-                break text;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        };
+        let text = scrape_metrics_until(&metrics_file, |t| !t.contains("fluo_transcoders{")).await;
         assert!(!text.contains("fluo_transcoders{"), "{text}");
         assert!(text.contains("fluo_media_thread_up 1"), "{text}");
     });
