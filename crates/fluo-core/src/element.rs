@@ -163,6 +163,18 @@ pub trait Element: Send {
         Ok(())
     }
 
+    /// An ICE restart the element's peer asked for outside an SDP offer (a WHIP/WHEP PATCH,
+    /// RFC 9725 4.3.2): the peer's new ICE credentials; answers the element's SDP with its own
+    /// new ones (the rest of the session unchanged). `None`: the element has no ICE session.
+    fn restart_ice(
+        &mut self,
+        _cx: &mut ElementCx<'_>,
+        _ufrag: &str,
+        _pwd: &str,
+    ) -> Option<Result<String, KurentoError>> {
+        None
+    }
+
     /// getStats: this element's Kurento Stats values by id. `None` leaves it to the engine,
     /// which reports an ElementStats entry without measurements while `latencyStats` is on.
     fn stats(&mut self, _q: &StatsQuery<'_>) -> Option<Map<String, Value>> {

@@ -41,7 +41,29 @@ impl Element for FakeRtc {
             Ok(Value::from(ANSWER))
         })
     }
+
+    fn restart_ice(
+        &mut self,
+        _cx: &mut ElementCx<'_>,
+        ufrag: &str,
+        pwd: &str,
+    ) -> Option<Result<String, fluo_api::KurentoError>> {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("restart {ufrag} {pwd}"));
+        if ufrag == "fail" {
+            return Some(Err(fluo_api::KurentoError::new(
+                fluo_api::ErrorCode::SdpEndPointProcessOfferError,
+                "no",
+            )));
+        }
+        Some(Ok(RESTARTED.to_string()))
+    }
 }
+
+/// [`FakeRtc`]'s answer after an ICE restart.
+const RESTARTED: &str = "v=0\r\na=ice-lite\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=ice-ufrag:n3w1\r\na=ice-pwd:n3wpassword0123456789012\r\na=candidate:1 1 udp 2130706175 127.0.0.1 40000 typ host\r\na=recvonly\r\n";
 
 type Calls = Arc<Mutex<Vec<SignalCall>>>;
 
@@ -462,7 +484,7 @@ fn a_patch_repeating_the_sessions_credentials_is_a_trickle_with_each_candidates_
         .unwrap()
         .starts_with("candidate:2154773085 1 udp"));
 
-    // Other credentials: an ICE restart, refused.
+    // One credential changed: not a restart (RFC 9725 4.3.2 renews both), refused.
     for restart in [
         RFC_FRAG.replace("ice-ufrag:EsAw", "ice-ufrag:New1"),
         RFC_FRAG.replace("ice-pwd:P2uY", "ice-pwd:XXXX"),
@@ -475,9 +497,95 @@ fn a_patch_repeating_the_sessions_credentials_is_a_trickle_with_each_candidates_
             session.clone(),
             patch(&restart),
         );
-        assert_eq!(r.unwrap_err().status, 422);
+        assert_eq!(r.unwrap_err().status, 400);
     }
-    assert_eq!(seen.lock().unwrap().len(), 3, "nothing added by a restart");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        3,
+        "nothing added by a refused restart"
+    );
+}
+
+#[test]
+fn an_ice_restart_answers_new_credentials_and_a_new_etag_that_trickle_must_name() {
+    let (mut h, routes, calls, seen) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    let ep = create(&mut h, &pipe, json!({"fluoWhip": true}))["result"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = h.invoke(1, &ep, "getTag", json!({"key": "fluoWhipUrl"}));
+    let path = url.as_str().unwrap().strip_prefix("http://h:1").unwrap();
+    let a = http(
+        &mut h,
+        &routes,
+        &calls,
+        path,
+        None,
+        SignalOp::Offer(RFC_OFFER.into()),
+    );
+    let a = a.unwrap();
+    assert_eq!(a.etag.as_deref(), Some("\"abcd\""));
+    let session = a.location.unwrap().rsplit('/').next().map(str::to_string);
+    seen.lock().unwrap().clear();
+    let mut patch = |frag: &str, if_match: &str| {
+        let op = SignalOp::Patch {
+            frag: frag.into(),
+            if_match: Some(if_match.into()),
+        };
+        http(&mut h, &routes, &calls, path, session.clone(), op)
+    };
+    let restart = "a=ice-ufrag:ZZy2\r\na=ice-pwd:w9dGRB0Tn/HZuuOxCUJYqS+x\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=candidate:5 1 udp 2122260223 192.0.2.9 61000 typ host\r\n";
+
+    // Refused before the endpoint is asked: a stale ETag, other m-sections, one credential.
+    assert_eq!(patch(restart, "\"old\"").unwrap_err().status, 412);
+    let moved = restart.replace("a=mid:0", "a=mid:9");
+    assert_eq!(patch(&moved, "*").unwrap_err().status, 422);
+    let half = "a=ice-ufrag:ZZy2\r\na=mid:0\r\n";
+    assert_eq!(patch(half, "*").unwrap_err().status, 400);
+    assert_eq!(patch("a=mid:0\r\n", "*").unwrap_err().status, 400);
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    // The endpoint refusing: 422, the session as it was.
+    let failing = restart.replace("ZZy2", "fail");
+    assert_eq!(patch(&failing, "*").unwrap_err().status, 422);
+    seen.lock().unwrap().clear();
+
+    // With If-Match: * (or the session's ETag): restarted, then the candidates added.
+    let a = patch(restart, "\"abcd\"").unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(a.etag.as_deref(), Some("\"n3w1\""));
+    let frag = a.frag.clone().expect("a fragment");
+    assert_eq!(
+        frag,
+        "a=ice-lite\r\na=ice-ufrag:n3w1\r\na=ice-pwd:n3wpassword0123456789012\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=candidate:1 1 udp 2130706175 127.0.0.1 40000 typ host\r\na=end-of-candidates\r\n"
+    );
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0], "restart ZZy2 w9dGRB0Tn/HZuuOxCUJYqS+x");
+        assert!(seen[1].contains("192.0.2.9 61000"), "{}", seen[1]);
+    }
+    // The same PATCH again (its answer lost): the same answer, no second restart.
+    let again = patch(restart, "*").unwrap();
+    assert_eq!((again.status, again.frag), (200, Some(frag)));
+    assert!(!seen
+        .lock()
+        .unwrap()
+        .iter()
+        .skip(2)
+        .any(|s| s.starts_with("restart")));
+    // Trickle names the new ICE session, and may repeat its credentials.
+    let cand = "a=mid:0\r\na=candidate:6 1 udp 2122260223 192.0.2.9 61001 typ host\r\n";
+    assert_eq!(patch(cand, "\"abcd\"").unwrap_err().status, 412);
+    let same = format!("a=ice-ufrag:ZZy2\r\na=ice-pwd:w9dGRB0Tn/HZuuOxCUJYqS+x\r\n{cand}");
+    assert_eq!(patch(&same, "\"n3w1\"").unwrap().status, 204);
+    // A second restart goes from the new credentials.
+    let second = restart.replace("ZZy2", "Yyy3").replace("w9dG", "q8cF");
+    assert_eq!(patch(&second, "*").unwrap().status, 200);
 }
 
 /// A `fluoWhepSource` PassThrough and its URL's path.
@@ -748,4 +856,100 @@ fn releasing_a_source_releases_the_viewers_it_made() {
         2,
         "the other source's URL and the application's endpoint's"
     );
+}
+
+#[test]
+fn a_sink_url_makes_a_publisher_per_post_that_replaces_the_one_before() {
+    use fluo_core::whip::VIEWER_CONNECT_TIMEOUT;
+    let (mut h, routes, calls, offers) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    for ev in ["ObjectCreated", "ObjectDestroyed"] {
+        h.ok(
+            1,
+            "subscribe",
+            json!({"type": ev, "object": "manager_ServerManager"}),
+        );
+    }
+    let sink = h.ok(
+        1,
+        "create",
+        json!({"type":"PassThrough","constructorParams":{"mediaPipeline": pipe},"properties":{"fluoWhipSink": true}}),
+    )["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = h.invoke(1, &sink, "getTag", json!({"key": "fluoWhipSinkUrl"}));
+    let path = url.as_str().unwrap().strip_prefix("http://h:1").unwrap();
+    let path = path.to_string();
+    assert!(path.starts_with("/whip/"), "{path}");
+    let _ = h.events(1);
+    let post = |h: &mut H, offer: &str| {
+        let r = http(
+            h,
+            &routes,
+            &calls,
+            &path,
+            None,
+            SignalOp::Offer(offer.into()),
+        );
+        let ev = h.events(1);
+        let made = ev.iter().find(|e| e["type"] == "ObjectCreated");
+        let made = made.map(|e| e["data"]["object"].as_str().unwrap().to_string());
+        let gone: Vec<String> = (ev.iter())
+            .filter(|e| e["type"] == "ObjectDestroyed")
+            .map(|e| e["data"]["objectId"].as_str().unwrap().to_string())
+            .collect();
+        (r, made, gone)
+    };
+    let source_of = |h: &mut H| {
+        let c = h.invoke(1, &sink, "getSourceConnections", json!({}));
+        let mut s: Vec<String> = (c.as_array().unwrap().iter())
+            .map(|e| e["source"].as_str().unwrap().to_string())
+            .collect();
+        s.dedup();
+        s
+    };
+
+    let (r, first, gone) = post(&mut h, "v=0 1");
+    let a = r.unwrap();
+    assert_eq!((a.status, gone.len()), (201, 0));
+    let first = first.expect("ObjectCreated for the publisher's endpoint");
+    let location = a.location.unwrap();
+    assert!(
+        location.starts_with("/whip/") && !location.starts_with(&path),
+        "the session is the publisher's own: {location}"
+    );
+    assert_eq!(source_of(&mut h), [first.clone()], "connected to the sink");
+    let tag = h.invoke(1, &first, "getTag", json!({"key": "fluoWhipSink"}));
+    assert_eq!(tag, json!(sink));
+    // An offer the new endpoint refuses leaves the live publisher alone.
+    let (r, made, gone) = post(&mut h, "bad");
+    assert_eq!(r.unwrap_err().status, 400);
+    assert_eq!(
+        gone,
+        made.into_iter().collect::<Vec<_>>(),
+        "only the refused one goes"
+    );
+    assert!(alive(&mut h, &first));
+    assert_eq!(source_of(&mut h), [first.clone()]);
+    // A new POST (the publisher back without DELETE): a new endpoint replaces the first.
+    let (r, second, gone) = post(&mut h, "v=0 2");
+    assert_eq!(r.unwrap().status, 201);
+    let second = second.expect("a second endpoint");
+    assert_eq!(gone, [first.clone()], "the first publisher is released");
+    assert_eq!(source_of(&mut h), [second.clone()]);
+    assert_eq!(offers.lock().unwrap().len(), 2);
+    // PATCH and DELETE go to the publisher's session, not the sink's URL.
+    let r = http(&mut h, &routes, &calls, &path, None, SignalOp::Delete);
+    assert_eq!(r.unwrap_err().status, 405);
+    // Not connected in time: released like a source's viewer.
+    h.advance(VIEWER_CONNECT_TIMEOUT + Duration::from_secs(1));
+    assert!(!alive(&mut h, &second), "an unconnected publisher expires");
+    assert_eq!(routes.len(), 1, "the sink's URL stays");
+    // Releasing the sink releases its publisher.
+    let (_, third, _) = post(&mut h, "v=0 3");
+    let third = third.unwrap();
+    h.ok(1, "release", json!({"object": sink}));
+    assert!(!alive(&mut h, &third));
+    assert_eq!(routes.len(), 0);
 }

@@ -179,6 +179,11 @@ pub(crate) enum Ctl {
     CapsChanged {
         key: u64,
     },
+    /// Endpoint `key` restarted ICE: the peer's checks name its new local `ufrag`.
+    IceRestarted {
+        key: u64,
+        ufrag: String,
+    },
     /// Transcoders become available.
     Transcoders(Arc<dyn TranscoderFactory>),
     /// How transcoders created by the core deliver their packets.
@@ -472,6 +477,7 @@ impl MediaCore {
                 }
                 self.drive(key);
             }
+            Ctl::IceRestarted { key, ufrag } => self.ice_restarted(key, ufrag),
             Ctl::Transcoders(f) => {
                 self.factory = Some(f);
                 self.set_maker();

@@ -32,6 +32,11 @@ pub(crate) fn remember<'a>(ep: &mut Ep, lines: impl Iterator<Item = &'a str>) {
     }
 }
 
+/// The peer restarted ICE: the candidates it sent were those of the old ICE session.
+pub(crate) fn forget_remote(ep: &mut Ep) {
+    ep.candidates.remote.clear();
+}
+
 /// Keeps our candidates as announced.
 pub(crate) fn announced(ep: &mut Ep, ours: &[Candidate]) {
     ep.candidates.local = ours.iter().map(line).collect();

@@ -54,6 +54,28 @@ pub(crate) fn without_ice_lite(sdp: String) -> String {
         .collect()
 }
 
+/// The peer's `offer` again with ICE credentials `ufrag` / `pwd` and without its candidates
+/// (those of the ICE session it restarts): what an ICE restart asked outside an offer (a
+/// WHIP/WHEP PATCH) amounts to as an offer.
+pub(crate) fn with_ice_credentials(offer: &str, ufrag: &str, pwd: &str) -> String {
+    let mut out = String::with_capacity(offer.len());
+    for line in offer.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let eol = &line[body.len()..];
+        if body.starts_with("a=candidate:") || body == "a=end-of-candidates" {
+            continue;
+        }
+        if body.starts_with("a=ice-ufrag:") {
+            out.push_str(&format!("a=ice-ufrag:{ufrag}{eol}"));
+        } else if body.starts_with("a=ice-pwd:") {
+            out.push_str(&format!("a=ice-pwd:{pwd}{eol}"));
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 /// The header extension of transport-wide congestion control (TWCC).
 const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 
@@ -280,6 +302,16 @@ pub(crate) fn first_mid(sdp: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offer_takes_new_ice_credentials_and_loses_its_candidates() {
+        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:old1\r\na=ice-pwd:oldpassword0123456789012\r\na=candidate:1 1 udp 1 10.0.0.1 5000 typ host\r\na=end-of-candidates\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:old1\r\na=ice-pwd:oldpassword0123456789012\r\na=mid:1\r\n";
+        let got = with_ice_credentials(offer, "new1", "newpassword0123456789012");
+        assert_eq!(
+            got,
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:new1\r\na=ice-pwd:newpassword0123456789012\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:new1\r\na=ice-pwd:newpassword0123456789012\r\na=mid:1\r\n"
+        );
+    }
 
     #[test]
     fn congestion_feedback_is_declined_only_where_the_peer_only_receives() {

@@ -321,14 +321,7 @@ async fn whip_statuses_and_a_session_from_post_to_delete() {
             .status,
         412
     );
-    let restart = format!("{FRAG}If-Match: *\r\n");
-    let frag = "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n";
-    assert_eq!(
-        http(port, "PATCH", &location, &restart, Some(frag))
-            .await
-            .status,
-        422
-    );
+    // (ICE restarts: an_ice_restart_by_patch_answers_the_endpoints_new_credentials.)
     assert_eq!(
         http(port, "PATCH", &location, FRAG, Some("not sdp"))
             .await
@@ -531,4 +524,164 @@ async fn a_post_whose_client_left_leaves_no_viewer_on_the_source() {
         .collect();
     viewers.dedup();
     assert_eq!(viewers.len(), 1, "only the second viewer: {sinks}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ice_restart_by_patch_answers_the_endpoints_new_credentials() {
+    let (ws_port, _stop) = start().await;
+    let mut ws = connect(ws_port).await;
+    let ws = &mut ws;
+    let p = ask(
+        ws,
+        json!({"jsonrpc":"2.0","id":1,"method":"create","params":{"type":"MediaPipeline"}}),
+        &mut vec![],
+    )
+    .await;
+    let pipe = p["result"]["value"].as_str().unwrap().to_string();
+    let e = create(ws, 2, &pipe, json!({"fluoWhip": true})).await;
+    let ep = e["result"]["value"]
+        .as_str()
+        .expect("an endpoint")
+        .to_string();
+    let u = invoke(ws, 3, &ep, "getTag", json!({"key":"fluoWhipUrl"})).await;
+    let (port, path) = split(u["result"]["value"].as_str().expect("a URL"));
+    let a = http(port, "POST", &path, SDP, Some(OFFER)).await;
+    assert_eq!(a.status, 201, "{} {}", a.head, a.body);
+    let etag = a.header("etag").unwrap().to_string();
+    let location = a.header("location").unwrap().to_string();
+    let restart = format!("{FRAG}If-Match: *\r\n");
+    let frag = "a=ice-ufrag:ZZy2\r\na=ice-pwd:w9dGRB0Tn/HZuuOxCUJYqS+x\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=candidate:1 1 udp 2113937151 127.0.0.1 50000 typ host\r\n";
+
+    // Refused, the session as it was: other m-sections, one credential, a malformed one.
+    let moved = frag.replace("a=mid:0", "a=mid:7");
+    let a = http(port, "PATCH", &location, &restart, Some(&moved)).await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    let half = "a=ice-ufrag:ZZy2\r\na=mid:0\r\n";
+    let a = http(port, "PATCH", &location, &restart, Some(half)).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    let bad = frag.replace("ice-pwd:w9dG", "ice-pwd:w9-G");
+    let a = http(port, "PATCH", &location, &restart, Some(&bad)).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    let l = invoke(ws, 4, &ep, "getRemoteSessionDescriptor", json!({})).await;
+    assert_eq!(l["result"]["value"], OFFER, "{l}");
+
+    // The restart: 200, the endpoint's new credentials and candidates, a new ETag.
+    let a = http(port, "PATCH", &location, &restart, Some(frag)).await;
+    assert_eq!(a.status, 200, "{} {}", a.head, a.body);
+    assert_eq!(
+        a.header("content-type"),
+        Some("application/trickle-ice-sdpfrag")
+    );
+    let new_etag = a.header("etag").expect("a new ETag").to_string();
+    assert_ne!(new_etag, etag);
+    let ufrag = new_etag.trim_matches('"');
+    assert!(
+        a.body.contains(&format!("a=ice-ufrag:{ufrag}\r\n")),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains("a=ice-pwd:"), "{}", a.body);
+    assert!(a.body.contains("a=candidate:"), "{}", a.body);
+    assert!(a.body.ends_with("a=end-of-candidates\r\n"), "{}", a.body);
+    assert!(a
+        .header("access-control-expose-headers")
+        .unwrap()
+        .contains("ETag"));
+    // It is the endpoint's negotiation, renewed.
+    let l = invoke(ws, 5, &ep, "getLocalSessionDescriptor", json!({})).await;
+    let local = l["result"]["value"].as_str().unwrap();
+    assert!(local.contains(&format!("a=ice-ufrag:{ufrag}")), "{local}");
+    let r = invoke(ws, 6, &ep, "getRemoteSessionDescriptor", json!({})).await;
+    let remote = r["result"]["value"].as_str().unwrap();
+    assert!(
+        remote.contains("a=ice-ufrag:ZZy2") && !remote.contains("8hhY"),
+        "{remote}"
+    );
+
+    // Trickle names the new ICE session.
+    let cand = "a=mid:0\r\na=candidate:2 1 udp 2113937151 127.0.0.1 50001 typ host\r\n";
+    let stale = format!("{FRAG}If-Match: {etag}\r\n");
+    let a = http(port, "PATCH", &location, &stale, Some(cand)).await;
+    assert_eq!(a.status, 412, "{}", a.body);
+    let fresh = format!("{FRAG}If-Match: {new_etag}\r\n");
+    let a = http(port, "PATCH", &location, &fresh, Some(cand)).await;
+    assert_eq!(a.status, 204, "{}", a.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_url_answers_each_post_from_a_new_publisher_that_replaces_the_last() {
+    let (ws_port, _stop) = start().await;
+    let mut ws = connect(ws_port).await;
+    let ws = &mut ws;
+    let mut events = vec![];
+    let p = ask(
+        ws,
+        json!({"jsonrpc":"2.0","id":1,"method":"create","params":{"type":"MediaPipeline"}}),
+        &mut events,
+    )
+    .await;
+    let pipe = p["result"]["value"].as_str().unwrap().to_string();
+    let bad = ask(
+        ws,
+        json!({"jsonrpc":"2.0","id":2,"method":"create","params":{"type":"PassThrough",
+            "constructorParams":{"mediaPipeline": pipe},"properties":{"fluoWhipSink": "yes"}}}),
+        &mut events,
+    )
+    .await;
+    assert_eq!(bad["error"]["code"], 40107, "{bad}");
+    let r = ask(
+        ws,
+        json!({"jsonrpc":"2.0","id":3,"method":"create","params":{"type":"PassThrough",
+            "constructorParams":{"mediaPipeline": pipe},"properties":{"fluoWhipSink": true}}}),
+        &mut events,
+    )
+    .await;
+    let sink = r["result"]["value"].as_str().expect("a sink").to_string();
+    let u = invoke(ws, 5, &sink, "getTag", json!({"key":"fluoWhipSinkUrl"})).await;
+    let (port, path) = split(u["result"]["value"].as_str().expect("a URL"));
+    assert!(path.starts_with("/whip/"), "{path}");
+    assert_eq!(
+        http(port, "PATCH", &path, FRAG, Some("a=mid:0\r\n"))
+            .await
+            .status,
+        405
+    );
+    assert_eq!(http(port, "DELETE", &path, AUTH, None).await.status, 405);
+    assert_eq!(
+        http(port, "POST", &path, SDP, Some("hello")).await.status,
+        400
+    );
+
+    let a = http(port, "POST", &path, SDP, Some(OFFER)).await;
+    assert_eq!(a.status, 201, "{} {}", a.head, a.body);
+    let first = a.header("location").unwrap().to_string();
+    assert!(
+        first.starts_with("/whip/") && !first.starts_with(&path),
+        "{first}"
+    );
+    let b = http(port, "POST", &path, SDP, Some(OFFER)).await;
+    assert_eq!(b.status, 201, "a new POST replaces: {} {}", b.head, b.body);
+    let second = b.header("location").unwrap().to_string();
+    // The first publisher's endpoint went, and its session with it.
+    assert_eq!(http(port, "DELETE", &first, AUTH, None).await.status, 404);
+    let c = invoke(ws, 6, &sink, "getSourceConnections", json!({})).await;
+    let sources = c["result"]["value"].as_array().unwrap();
+    assert!(!sources.is_empty(), "{c}");
+    let publisher = sources[0]["source"].as_str().unwrap().to_string();
+    let t = invoke(ws, 7, &publisher, "getTag", json!({"key":"fluoWhipSink"})).await;
+    assert_eq!(t["result"]["value"], json!(sink), "{t}");
+    // Releasing the sink releases its publisher and the URL.
+    ask(
+        ws,
+        json!({"jsonrpc":"2.0","id":8,"method":"release","params":{"object": sink}}),
+        &mut events,
+    )
+    .await;
+    assert_eq!(http(port, "DELETE", &second, AUTH, None).await.status, 404);
+    assert_eq!(
+        http(port, "POST", &path, SDP, Some(OFFER)).await.status,
+        404
+    );
+    let r = invoke(ws, 9, &publisher, "getName", json!({})).await;
+    assert_eq!(r["error"]["code"], 40101, "{r}");
 }

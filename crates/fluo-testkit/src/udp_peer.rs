@@ -15,6 +15,8 @@ pub struct Peer {
     video: Option<Mid>,
     audio: Option<Mid>,
     pending: Option<SdpPendingOffer>,
+    /// The last answer applied (an ICE restart's answer is built from it).
+    answer: Option<String>,
     pub connected: bool,
     /// Video frames received: (codec, bytes), while `keep_frames` is set.
     pub frames: Vec<(Codec, Vec<u8>)>,
@@ -51,6 +53,7 @@ impl Peer {
             video: None,
             audio: None,
             pending: None,
+            answer: None,
             connected: false,
             frames: vec![],
             keep_frames: true,
@@ -118,7 +121,67 @@ impl Peer {
         self.rtc
             .sdp_api()
             .accept_answer(p, a)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.answer = Some(answer.to_string());
+        Ok(())
+    }
+
+    /// Restarts ICE as the offerer would, on a new socket at the same IP (the old one closes:
+    /// the peer moved): its new ICE credentials (ufrag, pwd) and host candidate (`a=...`),
+    /// for the signalling (a WHIP/WHEP PATCH); [`Peer::accept_restart`] applies the answer.
+    pub fn restart_ice(&mut self) -> (String, String, String) {
+        let sock = UdpSocket::bind(SocketAddr::new(self.addr.ip(), 0)).expect("udp");
+        sock.set_nonblocking(true).expect("nonblocking");
+        let mut api = self.rtc.sdp_api();
+        let creds = api.ice_restart(false);
+        let (_, pending) = api.apply().expect("an ICE restart offer");
+        self.pending = Some(pending);
+        self.addr = sock.local_addr().expect("addr");
+        self.sock = sock;
+        let cand = Candidate::host(self.addr, "udp").expect("candidate");
+        (
+            creds.ufrag,
+            creds.pass,
+            format!("a={}", cand.to_sdp_string()),
+        )
+    }
+
+    /// Applies the answer to an ICE restart given as a trickle-ICE fragment (RFC 8840: the
+    /// remote's new `ice-ufrag`, `ice-pwd` and candidates): the last answer with those.
+    pub fn accept_restart(&mut self, frag: &str) -> Result<(), String> {
+        let value = |name: &str| {
+            frag.lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .map(str::to_string)
+                .ok_or(format!("no {name} in the fragment"))
+        };
+        let (ufrag, pwd) = (value("a=ice-ufrag:")?, value("a=ice-pwd:")?);
+        let cands: Vec<&str> = (frag.lines().map(str::trim))
+            .filter(|l| l.starts_with("a=candidate:"))
+            .collect();
+        let before = self.answer.clone().ok_or("no answer applied before")?;
+        let mut answer = String::new();
+        for line in before.lines().map(str::trim_end) {
+            if line.starts_with("a=candidate:") || line == "a=end-of-candidates" {
+                continue;
+            }
+            if line.starts_with("a=ice-ufrag:") {
+                answer.push_str(&format!("a=ice-ufrag:{ufrag}\r\n"));
+            } else if line.starts_with("a=ice-pwd:") {
+                answer.push_str(&format!("a=ice-pwd:{pwd}\r\n"));
+                cands
+                    .iter()
+                    .for_each(|c| answer.push_str(&format!("{c}\r\n")));
+            } else {
+                answer.push_str(line);
+                answer.push_str("\r\n");
+            }
+        }
+        self.try_accept(&answer)?;
+        // The restart dropped the local candidates: the new socket's.
+        let cand = Candidate::host(self.addr, "udp").map_err(|e| e.to_string())?;
+        self.rtc.add_local_candidate(cand);
+        Ok(())
     }
 
     /// Queues one 20 ms Opus frame for sending (once connected); [`Peer::drive`] sends it.

@@ -174,3 +174,225 @@ fn a_whip_publisher_reaches_a_whep_viewer_and_delete_ends_it() {
         );
     });
 }
+
+/// Drives both peers (the publisher sending `frame`) until the viewer got `more` frames more,
+/// for at most 10 s; the frames it got.
+fn frames_flow(publisher: &mut Peer, viewer: &mut Peer, frame: &[u8], more: u64) -> u64 {
+    let (start, t0) = (viewer.frames_in, Instant::now());
+    while t0.elapsed() < Duration::from_secs(10) && viewer.frames_in < start + more {
+        publisher.drive(Some(frame));
+        viewer.drive(None);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    viewer.frames_in - start
+}
+
+/// Restarts `peer`'s ICE on a new socket by a PATCH of `session` (RFC 9725 4.3.2) and applies
+/// the server's answer: the 200's new ETag.
+fn restart_by_patch(peer: &mut Peer, url: &str, session: &str, mid: &str, etag: &str) -> String {
+    let (ufrag, pwd, cand) = peer.restart_ice();
+    let frag = format!(
+        "a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:{mid}\r\n{cand}\r\n"
+    );
+    let headers = "Content-Type: application/trickle-ice-sdpfrag\r\nIf-Match: *\r\n";
+    let r = http(url, "PATCH", session, headers, &frag);
+    assert_eq!(r.status, 200, "{} {}", r.head, r.body);
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/trickle-ice-sdpfrag")
+    );
+    let new_etag = r.header("etag").expect("a new ETag");
+    assert_ne!(new_etag, etag, "the restart makes a new ICE session");
+    assert!(
+        r.body
+            .contains(&format!("a=ice-ufrag:{}", new_etag.trim_matches('"'))),
+        "the ETag is the new ufrag: {new_etag} {}",
+        r.body
+    );
+    peer.accept_restart(&r.body).expect("the restart's answer");
+    new_etag
+}
+
+#[test]
+fn peers_that_move_restart_ice_by_patch_and_the_frames_go_on() {
+    let port = start_server_with(fluo_server::Config {
+        net: fluo_rtc::NetSettings {
+            network_interfaces: Some(vec!["lo".into()]),
+            ..Default::default()
+        },
+        workers: 0,
+        ..Default::default()
+    });
+    rt().block_on(async {
+        let (mut c, pipe) = Client::with_pipeline(port).await.unwrap();
+        let (e_pub, pub_url) = endpoint(&mut c, &pipe, "fluoWhip").await;
+        let (e_view, view_url) = endpoint(&mut c, &pipe, "fluoWhep").await;
+        c.invoke(&e_pub, "connect", json!({"sink": e_view}))
+            .await
+            .unwrap();
+        for ev in ["NewCandidatePairSelected", "IceComponentStateChanged"] {
+            c.subscribe(&e_pub, ev).await.unwrap();
+        }
+
+        let mut publisher = Peer::new(str0m::RtcConfig::new());
+        let offer = publisher.offer(Direction::SendOnly);
+        let mid = (offer.split("\r\n").find_map(|l| l.strip_prefix("a=mid:"))).expect("a mid");
+        let mid = mid.to_string();
+        let a = http(&pub_url, "POST", &path_of(&pub_url), SDP, &offer);
+        assert_eq!(a.status, 201, "{} {}", a.head, a.body);
+        publisher.accept(&a.body);
+        let (pub_session, pub_etag) = (a.header("location").unwrap(), a.header("etag").unwrap());
+        let mut viewer = Peer::new(str0m::RtcConfig::new());
+        let offer = viewer.offer(Direction::RecvOnly);
+        let view_mid = (offer.split("\r\n").find_map(|l| l.strip_prefix("a=mid:"))).unwrap();
+        let view_mid = view_mid.to_string();
+        let a = http(&view_url, "POST", &path_of(&view_url), SDP, &offer);
+        assert_eq!(a.status, 201, "{} {}", a.head, a.body);
+        viewer.accept(&a.body);
+        let (view_session, view_etag) = (a.header("location").unwrap(), a.header("etag").unwrap());
+
+        let frame = vec![0u8; 800];
+        let got = frames_flow(&mut publisher, &mut viewer, &frame, 30);
+        assert!(got >= 30, "frames before the restart: {got}");
+        let first = c
+            .wait_event("NewCandidatePairSelected", &e_pub, Duration::from_secs(5))
+            .await
+            .expect("the first pair");
+        c.events.clear();
+
+        // The publisher moves: a new socket, a new ICE session, the same DTLS and streams.
+        let new_etag = restart_by_patch(&mut publisher, &pub_url, &pub_session, &mid, &pub_etag);
+        let got = frames_flow(&mut publisher, &mut viewer, &frame, 30);
+        assert!(got >= 30, "frames after the publisher's restart: {got}");
+        let pair = c
+            .wait_event("NewCandidatePairSelected", &e_pub, Duration::from_secs(5))
+            .await
+            .expect("the pair after the restart");
+        assert_ne!(pair["candidatePair"], first["candidatePair"], "{pair}");
+        let states: Vec<String> = (c.events.iter())
+            .filter(|(t, _)| t == "IceComponentStateChanged")
+            .map(|(_, d)| d["state"].as_str().unwrap_or_default().to_string())
+            .collect();
+        let at = states.iter().position(|s| s == "CONNECTING");
+        assert!(
+            at.is_some_and(|i| states[i..].iter().any(|s| s == "CONNECTED")),
+            "checking again, then connected: {states:?}"
+        );
+
+        // Trickle names the new ICE session: the old ETag is stale.
+        let trickle = |etag: &str| {
+            format!("Content-Type: application/trickle-ice-sdpfrag\r\nIf-Match: {etag}\r\n")
+        };
+        let cand = "a=candidate:9 1 udp 2113937151 127.0.0.1 9 typ host\r\n";
+        let frag = format!("a=mid:{mid}\r\n{cand}");
+        let r = http(&pub_url, "PATCH", &pub_session, &trickle(&pub_etag), &frag);
+        assert_eq!(r.status, 412, "{} {}", r.head, r.body);
+        let r = http(&pub_url, "PATCH", &pub_session, &trickle(&new_etag), &frag);
+        assert_eq!(r.status, 204, "{} {}", r.head, r.body);
+
+        // The viewer moves too: what the server sends follows it.
+        restart_by_patch(&mut viewer, &view_url, &view_session, &view_mid, &view_etag);
+        let got = frames_flow(&mut publisher, &mut viewer, &frame, 30);
+        assert!(got >= 30, "frames after the viewer's restart: {got}");
+    });
+}
+
+#[test]
+fn a_sink_url_takes_publishers_into_an_element_and_a_new_one_replaces_the_last() {
+    let port = start_server_with(fluo_server::Config {
+        net: fluo_rtc::NetSettings {
+            network_interfaces: Some(vec!["lo".into()]),
+            ..Default::default()
+        },
+        workers: 0,
+        ..Default::default()
+    });
+    rt().block_on(async {
+        let (mut c, pipe) = Client::with_pipeline(port).await.unwrap();
+        // OBS -> a PassThrough the application made -> WHEP players.
+        let r = c
+            .request(
+                "create",
+                json!({"type":"PassThrough","constructorParams":{"mediaPipeline": pipe},
+                    "properties":{"fluoWhipSink": true, "fluoWhepSource": true}}),
+            )
+            .await
+            .unwrap();
+        let hub = r["result"]["value"]
+            .as_str()
+            .expect("a PassThrough")
+            .to_string();
+        let tag = |key: &str| json!({ "key": key });
+        let sink_url = c
+            .invoke(&hub, "getTag", tag("fluoWhipSinkUrl"))
+            .await
+            .unwrap();
+        let sink_url = sink_url.as_str().unwrap().to_string();
+        let play_url = c
+            .invoke(&hub, "getTag", tag("fluoWhepSourceUrl"))
+            .await
+            .unwrap();
+        let play_url = play_url.as_str().unwrap().to_string();
+        c.subscribe("manager_ServerManager", "ObjectDestroyed")
+            .await
+            .unwrap();
+
+        let mut first = Peer::new(str0m::RtcConfig::new());
+        let offer = first.offer(Direction::SendOnly);
+        let a = http(&sink_url, "POST", &path_of(&sink_url), SDP, &offer);
+        assert_eq!(a.status, 201, "{} {}", a.head, a.body);
+        first.accept(&a.body);
+        let mut viewer = Peer::new(str0m::RtcConfig::new());
+        let offer = viewer.offer(Direction::RecvOnly);
+        let a = http(&play_url, "POST", &path_of(&play_url), SDP, &offer);
+        assert_eq!(a.status, 201, "{} {}", a.head, a.body);
+        viewer.accept(&a.body);
+        let frame = vec![0u8; 800];
+        let got = frames_flow(&mut first, &mut viewer, &frame, 30);
+        assert!(
+            got >= 30,
+            "the first publisher's frames at the player: {got}"
+        );
+        let sources = c
+            .invoke(&hub, "getSourceConnections", json!({}))
+            .await
+            .unwrap();
+        let first_ep = sources[0]["source"]
+            .as_str()
+            .expect("a publisher")
+            .to_string();
+
+        // The publisher comes back without DELETE (OBS reconnecting): a new endpoint, the
+        // old one released, the player goes on with the new publisher's frames.
+        let mut second = Peer::new(str0m::RtcConfig::new());
+        let offer = second.offer(Direction::SendOnly);
+        let a = http(&sink_url, "POST", &path_of(&sink_url), SDP, &offer);
+        assert_eq!(a.status, 201, "{} {}", a.head, a.body);
+        second.accept(&a.body);
+        let gone = c
+            .wait_event(
+                "ObjectDestroyed",
+                "manager_ServerManager",
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("ObjectDestroyed");
+        assert_eq!(
+            gone["objectId"],
+            json!(first_ep),
+            "the first publisher released"
+        );
+        // Only the second one sends from now on.
+        drop(first);
+        let got = frames_flow(&mut second, &mut viewer, &frame, 30);
+        assert!(
+            got >= 30,
+            "the second publisher's frames at the player: {got}"
+        );
+        let sources = c
+            .invoke(&hub, "getSourceConnections", json!({}))
+            .await
+            .unwrap();
+        assert_ne!(sources[0]["source"], json!(first_ep), "{sources}");
+    });
+}

@@ -59,7 +59,11 @@ impl MediaCore {
             deadline = self.drain(key, &mut ep, &mut out);
             // A lost peer costs a timer every few seconds, not every few milliseconds; a
             // datagram from it drives the endpoint at once.
-            lost = ep.was_connected && !ep.connected && ep.rtc.is_alive();
+            // (ICE checking again, after a restart: its checks are not held back.)
+            lost = ep.was_connected
+                && !ep.connected
+                && ep.rtc.is_alive()
+                && ep.ice_state != "CONNECTING";
             connected = ep.connected;
         }
         let deadline = if lost {

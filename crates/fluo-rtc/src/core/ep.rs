@@ -106,6 +106,9 @@ pub(crate) struct Ep {
     pub was_connected: bool,
     /// The last ICE component state reported (Kurento's IceComponentState).
     pub ice_state: &'static str,
+    /// ICE restarted after DTLS completed and has not come back yet: the pair it comes back
+    /// on is reported (NewCandidatePairSelected), as DTLS reports the first one.
+    pub(crate) ice_restarted: bool,
     /// The m-line of each kind carrying Kurento's audio / video track (set at negotiation).
     pub mids: [Option<Mid>; 2],
     pub flowing_in: [bool; 2],
@@ -175,6 +178,8 @@ pub(crate) struct EpSettings {
 #[derive(Default)]
 pub(crate) struct Negotiation {
     done: bool,
+    /// The session was negotiated by answering the peer's offer (`remote` is that offer).
+    answered: bool,
     pending_offer: Option<SdpPendingOffer>,
     local: Option<String>,
     remote: Option<String>,
@@ -204,9 +209,22 @@ impl Negotiation {
     /// session now.
     pub(crate) fn answered(&mut self, offer: &str, answer: &str) -> Vec<Candidate> {
         self.done = true;
+        self.answered = true;
         self.remote = Some(offer.to_string());
         self.local = Some(answer.to_string());
         std::mem::take(&mut self.early)
+    }
+
+    /// The peer's offer answered, which an ICE restart renews (`None`: the session was not
+    /// negotiated by answering an offer).
+    pub(crate) fn answered_offer(&self) -> Option<&str> {
+        self.remote.as_deref().filter(|_| self.answered)
+    }
+
+    /// ICE restarted: the peer's offer as it now stands (its new credentials) and our answer.
+    pub(crate) fn restarted(&mut self, offer: String, answer: String) {
+        self.remote = Some(offer);
+        self.local = Some(answer);
     }
 
     /// Our `offer`, generated, awaits the peer's answer.
@@ -258,6 +276,7 @@ impl Ep {
             connected: false,
             was_connected: false,
             ice_state: "DISCONNECTED",
+            ice_restarted: false,
             mids: [None, None],
             flowing_in: [false; 2],
             flowing_out: [false; 2],

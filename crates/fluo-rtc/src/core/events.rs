@@ -35,6 +35,7 @@ pub(super) fn on_event(events: &mut VecDeque<Raised>, ep: &mut Ep, ev: Event, ou
         Event::Connected => {
             ep.connected = true;
             ep.was_connected = true;
+            ep.ice_restarted = false;
             emit(MediaEvent::DtlsConnected);
             if let Some((local, remote)) = crate::pair::selected(ep) {
                 emit(MediaEvent::CandidatePairSelected { local, remote });
@@ -97,6 +98,12 @@ fn ice_changed(ep: &mut Ep, s: IceConnectionState, emit: &mut impl FnMut(MediaEv
         s,
         IceConnectionState::Connected | IceConnectionState::Completed
     );
+    if up && std::mem::take(&mut ep.ice_restarted) && ep.was_connected {
+        // ICE restarted (its DTLS goes on): the pair it came back on.
+        if let Some((local, remote)) = crate::pair::selected(ep) {
+            emit(MediaEvent::CandidatePairSelected { local, remote });
+        }
+    }
     if up && !ep.connected && ep.rtc.is_connected() && ep.was_connected {
         // ICE came back after a drop: media flows again.
         ep.connected = true;

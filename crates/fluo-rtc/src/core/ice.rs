@@ -60,6 +60,16 @@ impl MediaCore {
         }
     }
 
+    /// Endpoint `key` restarted ICE: checks name it by its new `ufrag` from now on.
+    pub(super) fn ice_restarted(&mut self, key: u64, ufrag: String) {
+        if self.eps.contains_key(&key) {
+            // Rare: a scan to drop the old ufrag is cheap enough.
+            self.by_ufrag.retain(|_, k| *k != key);
+            self.by_ufrag.insert(ufrag, key);
+        }
+        self.drive(key);
+    }
+
     /// The live endpoint that checks `remote` from `local`, if any.
     pub(super) fn checked_by(&self, local: SocketAddr, remote: SocketAddr) -> Option<u64> {
         self.checked

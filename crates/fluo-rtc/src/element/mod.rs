@@ -339,6 +339,15 @@ impl Element for WebRtcEndpoint {
         Ok(())
     }
 
+    fn restart_ice(
+        &mut self,
+        _cx: &mut ElementCx<'_>,
+        ufrag: &str,
+        pwd: &str,
+    ) -> Option<Result<String, KurentoError>> {
+        Some(WebRtcEndpoint::restart_ice(self, ufrag, pwd))
+    }
+
     fn stats(&mut self, q: &StatsQuery<'_>) -> Option<Map<String, Value>> {
         Some(crate::stats::report(&mut lock(&self.ep), q))
     }

@@ -29,7 +29,7 @@
 //! apart. The sockets close with the endpoint.
 
 use super::WebRtcEndpoint;
-use crate::core::{lock, Ep};
+use crate::core::{lock, Control, Ctl, Ep};
 use crate::sdp::{is_ice_lite, unify_msid, without_ice_lite};
 use crate::sections::Offer;
 use fluo_api::{ErrorCode, KurentoError};
@@ -107,6 +107,47 @@ impl WebRtcEndpoint {
         drop(ep);
         self.negotiated();
         Ok(Value::from(answer))
+    }
+
+    /// An ICE restart the peer asked for outside an offer (a WHIP/WHEP PATCH, RFC 9725 4.3.2):
+    /// its offer again, with its new credentials and without the old session's candidates,
+    /// through str0m's renegotiation, which restarts ICE on other credentials (the peer's
+    /// differ) with new local ones and the local candidates kept. DTLS and the media streams go
+    /// on; the answer is the new local description.
+    pub(super) fn restart_ice(&mut self, ufrag: &str, pwd: &str) -> Result<String, KurentoError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            KurentoError::new(
+                ErrorCode::SdpEndPointProcessOfferError,
+                format!("Cannot restart ICE: {e}"),
+            )
+        };
+        let ep_ref = self.ep.clone();
+        let mut ep = lock(&ep_ref);
+        let Some(offer) = ep.sdp.answered_offer() else {
+            return Err(failed(&"no offer was answered"));
+        };
+        let offer = crate::sdp::with_ice_credentials(offer, ufrag, pwd);
+        let sections = Offer::new(&offer, self.options.data_channels);
+        if !sections.has_usable() {
+            return Err(failed(&"the session has no media section"));
+        }
+        let usable = sections.usable(&offer);
+        let parsed = crate::sdp::parse_offer(&offer, &usable).map_err(|e| failed(&e))?;
+        let answer = ep
+            .rtc
+            .sdp_api()
+            .accept_offer(parsed)
+            .map_err(|e| failed(&e))?;
+        let answer = sections.answer(Some(&self.written(&answer.to_sdp_string())));
+        let ufrag = ep.rtc.direct_api().local_ice_credentials().ufrag;
+        ep.sdp.restarted(offer, answer.clone());
+        ep.ice_restarted = ep.was_connected;
+        crate::pair::forget_remote(&mut ep);
+        drop(ep);
+        self.remote_candidates = 0;
+        let key = self.key;
+        let _ = self.rtc.ctl.send(Control(Ctl::IceRestarted { key, ufrag }));
+        Ok(answer)
     }
 
     /// An offer without a section a WebRtcEndpoint can take: answered, as KMS does, with every

@@ -1,7 +1,8 @@
 //! WHIP (RFC 9725) and WHEP on the HTTP listener: `/whip/<uuid>` and `/whep/<uuid>` are a
 //! WebRtcEndpoint's URL (see `fluo_core::whip`), `<url>/<session>` the session resource the
 //! POST's Location names. POST an SDP offer (201 with the answer, its ICE candidates in it),
-//! PATCH a trickle-ICE fragment to the session (204), DELETE the session (200: the endpoint
+//! PATCH a trickle-ICE fragment to the session (204; 200 with the server's new credentials
+//! when the fragment restarts ICE), DELETE the session (200: the endpoint
 //! is released; a `fluoWhepSource` URL answers each POST from a new endpoint, whose own URL
 //! the Location is under). The HTTP is checked here (method, token, content type, size); what the
 //! endpoint makes of the SDP is the engine's answer.
@@ -96,9 +97,11 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             if a.status == 201 {
                 extra.push(patch);
             }
-            let (ty, body) = match &a.sdp {
-                Some(sdp) => ("application/sdp", sdp.as_bytes()),
-                None => ("text/plain; charset=utf-8", &b""[..]),
+            let (ty, body) = match (&a.sdp, &a.frag) {
+                (Some(sdp), _) => ("application/sdp", sdp.as_bytes()),
+                // An ICE restart's answer (RFC 9725 4.3.2).
+                (None, Some(frag)) => ("application/trickle-ice-sdpfrag", frag.as_bytes()),
+                (None, None) => ("text/plain; charset=utf-8", &b""[..]),
             };
             respond_typed(s, a.status, ty, body, &extra).await;
         }

@@ -7,15 +7,22 @@
 //! unguessable URL on the HTTP listener, which the application reads as the tag
 //! `fluoWhipUrl` / `fluoWhepUrl` (getTag). A POSTed offer goes through the endpoint's own
 //! processOffer, a PATCH's candidates through its addIceCandidate, a DELETE releases it.
-//! `fluoWhepSource: true` on any element gives it a WHEP URL of its own (tag
-//! `fluoWhepSourceUrl`) where each POST makes a `fluoWhep` WebRtcEndpoint connected from it.
+//! A PATCH with other ICE credentials restarts ICE through the endpoint's `restart_ice`
+//! (`frag` parses fragments and writes the answer's). `fluoWhepSource: true` on any element
+//! gives it a WHEP URL of its own (tag `fluoWhepSourceUrl`) where each POST makes a `fluoWhep`
+//! WebRtcEndpoint connected from it, and `fluoWhipSink: true` a WHIP URL (tag
+//! `fluoWhipSinkUrl`) where each POST makes a `fluoWhip` one connected to it (`template`).
 //!
 //! The listener (fluo-server) parses the HTTP and hands each call here through the route's
 //! [`SignalSink`]; the shell brings it to [`Engine::signal`] on the engine's task. IO-free.
 
+mod frag;
+mod template;
+
 use crate::engine::{new_uuid, Engine};
 use crate::http::{HttpRefusal, HttpRoutes, Route};
 use fluo_api::{ErrorCode, KurentoError};
+use frag::{candidate_section, candidate_well_formed, ice_value, parse_frag, section_mids};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +38,9 @@ pub enum SignalKind {
     /// WHEP from a source element: each POST makes a WebRtcEndpoint (a [`SignalKind::Whep`]
     /// one) connected from it, so one URL serves many viewers.
     WhepSource,
+    /// WHIP into a sink element: each POST makes a WebRtcEndpoint (a [`SignalKind::Whip`]
+    /// one) connected to it, replacing the one before, so a publisher always finds one URL.
+    WhipSink,
 }
 
 impl SignalKind {
@@ -40,6 +50,7 @@ impl SignalKind {
             SignalKind::Whip => "fluoWhip",
             SignalKind::Whep => "fluoWhep",
             SignalKind::WhepSource => "fluoWhepSource",
+            SignalKind::WhipSink => "fluoWhipSink",
         }
     }
 
@@ -49,14 +60,24 @@ impl SignalKind {
             SignalKind::Whip => "fluoWhipUrl",
             SignalKind::Whep => "fluoWhepUrl",
             SignalKind::WhepSource => "fluoWhepSourceUrl",
+            SignalKind::WhipSink => "fluoWhipSinkUrl",
         }
     }
 
     /// The path prefix on the listener.
     pub fn feature(self) -> &'static str {
         match self {
-            SignalKind::Whip => "whip",
+            SignalKind::Whip | SignalKind::WhipSink => "whip",
             SignalKind::Whep | SignalKind::WhepSource => "whep",
+        }
+    }
+
+    /// For a template URL, the kind of the endpoint each POST makes.
+    pub fn made(self) -> Option<SignalKind> {
+        match self {
+            SignalKind::WhepSource => Some(SignalKind::Whep),
+            SignalKind::WhipSink => Some(SignalKind::Whip),
+            SignalKind::Whip | SignalKind::Whep => None,
         }
     }
 }
@@ -89,13 +110,16 @@ pub enum SignalOp {
 /// A successful answer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SignalAnswer {
-    /// 201 (offer answered), 204 (candidates taken, session ended).
+    /// 201 (offer answered), 200 (ICE restarted, session ended), 204 (candidates taken).
     pub status: u16,
     /// The SDP answer (201).
     pub sdp: Option<String>,
+    /// The trickle-ICE fragment (200 to an ICE restart: the server's new credentials and
+    /// candidates).
+    pub frag: Option<String>,
     /// The session's path (201: the Location).
     pub location: Option<String>,
-    /// The ICE session's entity tag (201).
+    /// The ICE session's entity tag (201, and 200 to an ICE restart: the new session's).
     pub etag: Option<String>,
 }
 
@@ -172,8 +196,10 @@ struct Entry {
     /// The offer's ICE credentials (ufrag, pwd) and its m-sections' mids, kept at the POST:
     /// a PATCH repeating the same credentials is a trickle, other ones an ICE restart.
     offer: Option<OfferIce>,
-    /// A source's viewer not connected (yet, or again): when it is released.
+    /// An endpoint a template URL made, not connected (yet, or again): when it is released.
     deadline: Option<Instant>,
+    /// The answer to the last ICE restart: the same PATCH again (its answer lost) gets it.
+    restarted: Option<SignalAnswer>,
 }
 
 /// What a PATCH is checked against: the POSTed offer's ICE credentials and mids.
@@ -197,15 +223,16 @@ pub(crate) struct Signals {
 const MAX_PATCH_CANDIDATES: usize = 50;
 /// The most viewers' endpoints one `fluoWhepSource` URL keeps at once.
 pub const MAX_SOURCE_VIEWERS: usize = 100;
-/// A source's viewer whose ICE and DTLS have not connected this long after its answer is
-/// released (an abandoned POST must not hold one of the [`MAX_SOURCE_VIEWERS`]).
+/// An endpoint a template URL made (a source's viewer, a sink's publisher) whose ICE and DTLS
+/// have not connected this long after its answer is released (an abandoned POST must not hold
+/// one of the [`MAX_SOURCE_VIEWERS`]).
 pub const VIEWER_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// A source's viewer disconnected (ICE failed or disconnected, DTLS gone) this long is
-/// released.
+/// An endpoint a template URL made disconnected (ICE failed or disconnected, DTLS gone) this
+/// long is released.
 pub const VIEWER_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Signals {
-    /// The earliest deadline of a source's viewer.
+    /// The earliest deadline of an endpoint a template URL made.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.by_object.values().filter_map(|e| e.deadline).min()
     }
@@ -227,7 +254,13 @@ impl Engine {
         properties: &Map<String, Value>,
     ) -> Result<Vec<SignalKind>, KurentoError> {
         let mut asked = vec![];
-        for kind in [SignalKind::Whip, SignalKind::Whep, SignalKind::WhepSource] {
+        let kinds = [
+            SignalKind::Whip,
+            SignalKind::Whep,
+            SignalKind::WhepSource,
+            SignalKind::WhipSink,
+        ];
+        for kind in kinds {
             match properties.get(kind.property()) {
                 None | Some(Value::Bool(false)) | Some(Value::Null) => {}
                 Some(Value::Bool(true)) => asked.push(kind),
@@ -245,9 +278,9 @@ impl Engine {
             ));
         }
         for kind in &asked {
-            let needs = match kind {
-                SignalKind::WhepSource => "MediaElement",
-                _ => "WebRtcEndpoint",
+            let needs = match kind.made() {
+                Some(_) => "MediaElement",
+                None => "WebRtcEndpoint",
             };
             if !self.model.is_a(class, needs) {
                 return Err(KurentoError::illegal_param(format!(
@@ -294,11 +327,12 @@ impl Engine {
                 undelivered: None,
                 offer: None,
                 deadline: None,
+                restarted: None,
             },
         );
     }
 
-    /// An object was destroyed: its route goes, and so do the viewers its WHEP URL made.
+    /// An object was destroyed: its routes go, and so do the endpoints its template URLs made.
     pub(crate) fn signal_destroyed(&mut self, id: &str) {
         let routes = self.signals.routes.clone();
         self.signals.by_object.retain(|(object, _), e| {
@@ -308,21 +342,24 @@ impl Engine {
             }
             keep
         });
-        let viewers: Vec<String> = (self.signals.by_object.iter())
+        let made: Vec<String> = (self.signals.by_object.iter())
             .filter(|(_, e)| e.from.as_deref() == Some(id))
             .map(|((v, _), _)| v.clone())
             .collect();
-        for v in viewers {
-            tracing::info!(viewer = %v, source = %id, "the WHEP source went: its viewer is released");
+        for v in made {
+            tracing::info!(endpoint = %v, owner = %id, "its template's element went: released");
             self.release(&v);
         }
     }
 
-    /// An event an object raised: a source's viewer's connection state moves its deadline.
+    /// An event an object raised: the connection state of an endpoint a template URL made
+    /// moves its deadline.
     pub(crate) fn signal_event(&mut self, source: &str, event: &str, fields: &Map<String, Value>) {
-        let Some(e) = (self.signals.by_object)
-            .get_mut(&(source.to_string(), SignalKind::Whep))
-            .filter(|e| e.from.is_some())
+        let made = [SignalKind::Whep, SignalKind::Whip].into_iter().find(|k| {
+            let e = self.signals.by_object.get(&(source.to_string(), *k));
+            e.is_some_and(|e| e.from.is_some())
+        });
+        let Some(e) = made.and_then(|k| (self.signals.by_object).get_mut(&(source.to_string(), k)))
         else {
             return;
         };
@@ -339,7 +376,7 @@ impl Engine {
         }
     }
 
-    /// Releases the source's viewers whose deadline passed.
+    /// Releases the endpoints made by template URLs whose deadline passed.
     pub(crate) fn signal_expire(&mut self) {
         let now = self.now.mono;
         let mut expired = vec![];
@@ -350,7 +387,7 @@ impl Engine {
             }
         }
         for id in expired {
-            tracing::info!(%id, "a WHEP viewer not connected in time: released");
+            tracing::info!(%id, "a template's endpoint not connected in time: released");
             self.release(&id);
         }
     }
@@ -382,8 +419,8 @@ impl Engine {
         self.flush_events();
     }
 
-    /// A 201 that did not reach its client: a source's viewer is released; an application's
-    /// endpoint keeps the answer for a retry of the same offer.
+    /// A 201 that did not reach its client: an endpoint a template URL made is released; an
+    /// application's endpoint keeps the answer for a retry of the same offer.
     fn signal_undelivered(&mut self, offer: String, answer: SignalAnswer) {
         let path = (answer.location.as_deref())
             .and_then(|l| l.rsplit_once('/'))
@@ -395,7 +432,7 @@ impl Engine {
         };
         let id = id.clone();
         if e.from.is_some() {
-            tracing::info!(%id, "a WHEP viewer's answer was not delivered: released");
+            tracing::info!(%id, "a template's endpoint's answer was not delivered: released");
             self.release(&id);
         } else {
             tracing::info!(%id, "a WHIP/WHEP answer was not delivered: kept for a retry");
@@ -420,19 +457,18 @@ impl Engine {
             }
         }
         let offer_ice = entry.offer.clone().unwrap_or_default();
-        match (&op, session, entry.kind) {
-            (SignalOp::Offer(sdp), None, SignalKind::WhepSource) => {
-                let sdp = sdp.clone();
-                return self.signal_viewer(id, &sdp);
-            }
-            (_, None, SignalKind::WhepSource) => {
-                return Err(HttpRefusal::new(
+        if entry.kind.made().is_some() {
+            return match (&op, session) {
+                (SignalOp::Offer(sdp), None) => {
+                    let sdp = sdp.clone();
+                    self.signal_template(id, kind, &sdp)
+                }
+                (_, None) => Err(HttpRefusal::new(
                     405,
-                    "POST a viewer's offer here; its session is under the Location answered",
-                ))
-            }
-            (_, Some(_), SignalKind::WhepSource) => return Err(gone()),
-            _ => {}
+                    "POST an offer here; its session is under the Location answered",
+                )),
+                (_, Some(_)) => Err(gone()),
+            };
         }
         match (&op, session) {
             (SignalOp::Offer(_), None) => {}
@@ -455,7 +491,7 @@ impl Engine {
             SignalOp::Offer(sdp) => self.signal_offer(&key, &sdp, live.is_some()),
             SignalOp::Patch { frag, if_match } => {
                 let etag = live.map(|(_, e)| e).unwrap_or_default();
-                self.signal_patch(id, &frag, if_match.as_deref(), &etag, &offer_ice)
+                self.signal_patch(&key, &frag, if_match.as_deref(), &etag, &offer_ice)
             }
             SignalOp::Undelivered { .. } => Err(gone()),
             SignalOp::Delete => {
@@ -467,57 +503,6 @@ impl Engine {
                 })
             }
         }
-    }
-
-    /// A POST to a source's WHEP URL: a new WebRtcEndpoint in its pipeline, referenced by
-    /// the sessions that hold the source, connected from it, answering the offer (released
-    /// again if that fails).
-    fn signal_viewer(&mut self, source: &str, offer: &str) -> Result<SignalAnswer, HttpRefusal> {
-        let viewers = (self.signals.by_object.values())
-            .filter(|e| e.from.as_deref() == Some(source))
-            .count();
-        if viewers >= MAX_SOURCE_VIEWERS {
-            return Err(HttpRefusal::new(
-                503,
-                format!("this source has {MAX_SOURCE_VIEWERS} viewers: DELETE one first"),
-            ));
-        }
-        let gone = || HttpRefusal::new(404, "nothing at this URL");
-        let o = self.registry.get(source).ok_or_else(gone)?;
-        let pipeline = o.pipeline.clone().ok_or_else(gone)?;
-        let session = o.sessions.iter().min().cloned().ok_or_else(gone)?;
-        let create = fluo_api::params::Create {
-            type_name: "WebRtcEndpoint".into(),
-            constructor_params: Map::from_iter([("mediaPipeline".into(), Value::from(pipeline))]),
-            properties: Map::from_iter([("fluoWhep".into(), Value::Bool(true))]),
-        };
-        let id = (self.create(&session, create, crate::engine::Mode::Direct)).map_err(|e| {
-            tracing::info!(%source, error = %e.message, "no WHEP viewer made");
-            HttpRefusal::new(503, "no viewer can be made now")
-        })?;
-        if let Some(o) = self.registry.get_mut(&id) {
-            o.tags.push(("fluoWhepSource".into(), source.to_string()));
-        }
-        let key = (id.clone(), SignalKind::Whep);
-        if let Some(e) = self.signals.by_object.get_mut(&key) {
-            e.from = Some(source.to_string());
-        }
-        let sink = Map::from_iter([("sink".to_string(), Value::from(id.clone()))]);
-        let r = (self.connect(&session, source, &sink, crate::engine::Mode::Direct))
-            .map_err(|e| {
-                tracing::warn!(%source, error = %e.message, "a WHEP viewer not connected");
-                HttpRefusal::new(500, "the viewer could not be connected")
-            })
-            .and_then(|()| self.signal_offer(&key, offer, false));
-        if r.is_err() {
-            self.release(&id);
-        } else {
-            tracing::info!(%source, viewer = %id, "a WHEP viewer");
-            if let Some(e) = self.signals.by_object.get_mut(&key) {
-                e.deadline = Some(self.now.mono + VIEWER_CONNECT_TIMEOUT);
-            }
-        }
-        r
     }
 
     fn signal_offer(
@@ -579,17 +564,19 @@ impl Engine {
             sdp: Some(answer),
             location: Some(format!("{}/{session}", entry.path)),
             etag: Some(etag),
+            ..SignalAnswer::default()
         })
     }
 
     fn signal_patch(
         &mut self,
-        id: &str,
+        key: &(String, SignalKind),
         frag: &str,
         if_match: Option<&str>,
         etag: &str,
         offer: &OfferIce,
     ) -> Result<SignalAnswer, HttpRefusal> {
+        let id = key.0.as_str();
         if if_match.is_some_and(|m| m.trim() != "*" && m.trim() != etag) {
             return Err(HttpRefusal::new(
                 412,
@@ -597,21 +584,24 @@ impl Engine {
             ));
         }
         let f = parse_frag(frag)?;
-        // RFC 9725 4.3.1: a trickle fragment may repeat the session's credentials; only
-        // other ones (or If-Match: *) ask for an ICE restart.
+        // RFC 9725 4.3.1: a trickle fragment may repeat the session's credentials; other ones
+        // (with If-Match: *, 4.3.2) ask for an ICE restart.
         let differs = |got: &Option<String>, had: &Option<String>| {
             got.as_ref().is_some_and(|g| Some(g) != had.as_ref())
         };
-        if differs(&f.ufrag, &offer.ufrag)
-            || differs(&f.pwd, &offer.pwd)
-            || if_match.is_some_and(|m| m.trim() == "*")
-        {
-            return Err(HttpRefusal::new(
-                422,
-                "ICE restarts are not supported: start a new session (DELETE, then POST)",
-            ));
-        }
-        // Every candidate is checked before any is added.
+        let star = if_match.is_some_and(|m| m.trim() == "*");
+        let renewed = differs(&f.ufrag, &offer.ufrag) || differs(&f.pwd, &offer.pwd);
+        let again = (self.signals.by_object.get(key))
+            .and_then(|e| e.restarted.clone())
+            .filter(|_| star && !renewed && f.ufrag.is_some());
+        let restart = match (&again, star || renewed) {
+            (None, true) => {
+                let had = (offer.ufrag.as_deref(), offer.pwd.as_deref());
+                Some(frag::restart_credentials(&f, had, &offer.mids)?)
+            }
+            _ => None,
+        };
+        // Every candidate is checked before anything is done.
         let mut adds = Vec::with_capacity(f.candidates.len());
         for c in &f.candidates {
             let (index, mid) = candidate_section(c, &offer.mids)?;
@@ -620,6 +610,15 @@ impl Engine {
             }
             adds.push(json!({"candidate": c.line, "sdpMid": mid, "sdpMLineIndex": index}));
         }
+        let answer = match (restart, again) {
+            (Some((ufrag, pwd)), _) => self.signal_restart(key, &ufrag, &pwd)?,
+            // The same restart again (its answer lost): the same answer.
+            (None, Some(a)) => a,
+            (None, None) => SignalAnswer {
+                status: 204,
+                ..SignalAnswer::default()
+            },
+        };
         for cand in adds {
             let params = Map::from_iter([("candidate".to_string(), cand)]);
             let r = self
@@ -627,16 +626,62 @@ impl Engine {
                 .flatten();
             if let Some(Err(e)) = r {
                 tracing::info!(%id, error = %e.message, "a PATCH's candidate refused");
+                if answer.status == 200 {
+                    // ICE restarted already: the client must learn the new credentials (and
+                    // its checks show the endpoint its addresses anyway).
+                    continue;
+                }
                 return Err(HttpRefusal::new(
                     400,
                     "the endpoint refused an ICE candidate",
                 ));
             }
         }
-        Ok(SignalAnswer {
-            status: 204,
+        Ok(answer)
+    }
+
+    /// Restarts the endpoint's ICE with the client's new credentials: the 200 with the
+    /// endpoint's new ones, and the session's new ETag (a trickle must name it from now on).
+    fn signal_restart(
+        &mut self,
+        key: &(String, SignalKind),
+        ufrag: &str,
+        pwd: &str,
+    ) -> Result<SignalAnswer, HttpRefusal> {
+        let id = key.0.as_str();
+        let r = self
+            .with_element(id, |el, cx| el.restart_ice(cx, ufrag, pwd))
+            .flatten()
+            .ok_or_else(|| HttpRefusal::new(422, "this endpoint cannot restart ICE"))?;
+        let sdp = r.map_err(|e| {
+            tracing::info!(%id, error = %e.message, "an ICE restart refused");
+            HttpRefusal::new(
+                422,
+                "ICE could not be restarted: the session goes on as it was",
+            )
+        })?;
+        let etag = format!(
+            "\"{}\"",
+            ice_value(&sdp, "ice-ufrag").unwrap_or_else(new_uuid)
+        );
+        let answer = SignalAnswer {
+            status: 200,
+            frag: Some(frag::restart_answer(&sdp)),
+            etag: Some(etag.clone()),
             ..SignalAnswer::default()
-        })
+        };
+        if let Some(e) = self.signals.by_object.get_mut(key) {
+            if let Some((_, tag)) = e.session.as_mut() {
+                *tag = etag;
+            }
+            if let Some(o) = e.offer.as_mut() {
+                o.ufrag = Some(ufrag.to_string());
+                o.pwd = Some(pwd.to_string());
+            }
+            e.restarted = Some(answer.clone());
+        }
+        tracing::info!(%id, "ICE restarted by a PATCH");
+        Ok(answer)
     }
 }
 
@@ -656,183 +701,4 @@ fn refusal(e: &KurentoError) -> HttpRefusal {
         _ => (500, "the endpoint could not answer the offer"),
     };
     HttpRefusal::new(status, text)
-}
-
-/// The value of the first `a=<name>:` line.
-fn ice_value(sdp: &str, name: &str) -> Option<String> {
-    sdp.lines().find_map(|l| {
-        l.trim()
-            .strip_prefix("a=")?
-            .strip_prefix(name)?
-            .strip_prefix(':')
-            .map(str::to_string)
-    })
-}
-
-/// The mid of each m-section of an SDP, in order.
-fn section_mids(sdp: &str) -> Vec<Option<String>> {
-    let mut mids: Vec<Option<String>> = vec![];
-    for line in sdp.lines().map(str::trim) {
-        if line.starts_with("m=") {
-            mids.push(None);
-        } else if let (Some(m), Some(last)) = (line.strip_prefix("a=mid:"), mids.last_mut()) {
-            last.get_or_insert_with(|| m.to_string());
-        }
-    }
-    mids
-}
-
-/// The m-section (index in the offer, mid) a fragment's candidate belongs to: the one of its
-/// own `a=mid`, else the one at its m-line's place in the fragment.
-fn candidate_section(
-    c: &FragCandidate,
-    mids: &[Option<String>],
-) -> Result<(usize, String), HttpRefusal> {
-    let unknown = || {
-        HttpRefusal::new(
-            422,
-            "a candidate names an m-section the offer does not have",
-        )
-    };
-    match &c.mid {
-        Some(mid) => {
-            let index = (mids.iter())
-                .position(|m| m.as_deref() == Some(mid.as_str()))
-                .ok_or_else(unknown)?;
-            Ok((index, mid.clone()))
-        }
-        None => {
-            let index = c.section.unwrap_or(0);
-            if index >= mids.len().max(1) {
-                return Err(unknown());
-            }
-            let mid = mids.get(index).cloned().flatten().unwrap_or_default();
-            Ok((index, mid))
-        }
-    }
-}
-
-/// A candidate attribute's shape (RFC 8839 5.1): foundation, component, transport,
-/// priority, address, port, `typ`, type.
-fn candidate_well_formed(line: &str) -> bool {
-    let Some(rest) = line.strip_prefix("candidate:") else {
-        return false;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f.len() >= 8
-        && !f[0].is_empty()
-        && f[1].parse::<u16>().is_ok_and(|c| c >= 1)
-        && !f[2].is_empty()
-        && f[3].parse::<u32>().is_ok()
-        && !f[4].is_empty()
-        && f[5].parse::<u16>().is_ok()
-        && f[6] == "typ"
-        && !f[7].is_empty()
-}
-
-/// One `a=candidate` line of a fragment, with the m-section it stands in.
-#[derive(Debug, PartialEq, Eq)]
-struct FragCandidate {
-    /// `candidate:...` (without `a=`).
-    line: String,
-    /// The `a=mid` of its m-section in the fragment, if it has one.
-    mid: Option<String>,
-    /// Its m-section's place in the fragment (`None`: before any m= line).
-    section: Option<usize>,
-}
-
-/// A trickle-ICE fragment (RFC 8840): its ICE credentials (if any) and candidates.
-#[derive(Debug)]
-struct Frag {
-    ufrag: Option<String>,
-    pwd: Option<String>,
-    candidates: Vec<FragCandidate>,
-}
-
-fn parse_frag(frag: &str) -> Result<Frag, HttpRefusal> {
-    let mut candidates: Vec<FragCandidate> = vec![];
-    let mut section: Option<usize> = None;
-    let mut mid: Option<String> = None;
-    let mut first = 0;
-    for line in frag.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let b = line.as_bytes();
-        if b.len() < 2 || b[1] != b'=' || !b[0].is_ascii_lowercase() {
-            return Err(HttpRefusal::new(
-                400,
-                "the body is not an SDP fragment (RFC 8840)",
-            ));
-        }
-        if line.starts_with("m=") {
-            section = Some(section.map_or(0, |s| s + 1));
-            mid = None;
-            first = candidates.len();
-        } else if let Some(m) = line.strip_prefix("a=mid:") {
-            // The mid may come after the section's candidates.
-            mid = Some(m.to_string());
-            for c in &mut candidates[first..] {
-                c.mid = mid.clone();
-            }
-        } else if let Some(c) = line.strip_prefix("a=candidate:") {
-            candidates.push(FragCandidate {
-                line: format!("candidate:{c}"),
-                mid: mid.clone(),
-                section,
-            });
-        }
-        // Other lines (ice-options, end-of-candidates, group, c=, ...) say nothing to act on.
-    }
-    if candidates.len() > MAX_PATCH_CANDIDATES {
-        return Err(HttpRefusal::new(
-            413,
-            format!("more than {MAX_PATCH_CANDIDATES} candidates in one PATCH"),
-        ));
-    }
-    Ok(Frag {
-        ufrag: ice_value(frag, "ice-ufrag"),
-        pwd: ice_value(frag, "ice-pwd"),
-        candidates,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fragments_give_candidates_with_their_sections_and_credentials() {
-        let f = "a=ice-options:trickle\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2113937151 127.0.0.1 5000 typ host\r\nc=IN IP4 0.0.0.0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=candidate:2 1 udp 2113937151 127.0.0.1 5002 typ host\r\na=mid:v\r\na=end-of-candidates\r\n";
-        let p = parse_frag(f).unwrap();
-        assert_eq!((p.ufrag, p.pwd), (None, None));
-        let got: Vec<_> = (p.candidates.iter())
-            .map(|c| (c.line.as_str(), c.mid.as_deref(), c.section))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                (
-                    "candidate:1 1 udp 2113937151 127.0.0.1 5000 typ host",
-                    Some("0"),
-                    Some(0)
-                ),
-                (
-                    "candidate:2 1 udp 2113937151 127.0.0.1 5002 typ host",
-                    Some("v"),
-                    Some(1)
-                ),
-            ]
-        );
-        let p = parse_frag("a=ice-ufrag:abcd\r\na=ice-pwd:x\r\n").unwrap();
-        assert_eq!(
-            (p.ufrag.as_deref(), p.pwd.as_deref()),
-            (Some("abcd"), Some("x"))
-        );
-        assert_eq!(parse_frag("hello").unwrap_err().status, 400);
-        assert!(candidate_well_formed(
-            "candidate:1 1 udp 5 ::1 9 typ host tcptype active"
-        ));
-        assert!(!candidate_well_formed(
-            "candidate:1 1 udp 5 ::1 port typ host"
-        ));
-        assert!(!candidate_well_formed("candidate:1 1 udp"));
-    }
 }

@@ -1,0 +1,106 @@
+//! The template URLs: `fluoWhepSource` and `fluoWhipSink` on any element give it one URL
+//! where each POST makes a WebRtcEndpoint of its own in the element's pipeline (a WHEP viewer
+//! connected from the element, a WHIP publisher connected to it), announced as any object
+//! (ServerManager's ObjectCreated), tagged with the element's id, released with the element,
+//! and released when it does not connect (see [`super::VIEWER_CONNECT_TIMEOUT`]). A source
+//! has at most [`MAX_SOURCE_VIEWERS`] viewers; a sink has one publisher, which a new POST
+//! replaces (a publisher back without DELETE: OBS reconnecting).
+
+use super::{SignalAnswer, SignalKind, MAX_SOURCE_VIEWERS, VIEWER_CONNECT_TIMEOUT};
+use crate::engine::{Engine, Mode};
+use crate::http::HttpRefusal;
+use serde_json::{Map, Value};
+
+impl Engine {
+    /// A POST to `owner`'s template URL of `kind`: a new WebRtcEndpoint in its pipeline,
+    /// referenced by the sessions that hold the owner, connected from it (a viewer) or to it
+    /// (a publisher, which replaces the one before), answering the offer; released again if
+    /// that fails.
+    pub(super) fn signal_template(
+        &mut self,
+        owner: &str,
+        kind: SignalKind,
+        offer: &str,
+    ) -> Result<SignalAnswer, HttpRefusal> {
+        let made = kind.made().expect("a template kind");
+        let earlier: Vec<String> = (self.signals.by_object.iter())
+            .filter(|((_, k), e)| *k == made && e.from.as_deref() == Some(owner))
+            .map(|((id, _), _)| id.clone())
+            .collect();
+        if kind == SignalKind::WhepSource && earlier.len() >= MAX_SOURCE_VIEWERS {
+            return Err(HttpRefusal::new(
+                503,
+                format!("this source has {MAX_SOURCE_VIEWERS} viewers: DELETE one first"),
+            ));
+        }
+        let (id, session) = self.template_endpoint(owner, kind)?;
+        let key = (id.clone(), made);
+        let r = match kind {
+            SignalKind::WhipSink => self
+                .signal_offer(&key, offer, false)
+                .and_then(|a| self.template_connect(&session, &id, owner).map(|()| a)),
+            _ => self
+                .template_connect(&session, owner, &id)
+                .and_then(|()| self.signal_offer(&key, offer, false)),
+        };
+        if r.is_err() {
+            self.release(&id);
+            return r;
+        }
+        tracing::info!(%owner, endpoint = %id, "a {} endpoint", kind.property());
+        if let Some(e) = self.signals.by_object.get_mut(&key) {
+            e.deadline = Some(self.now.mono + VIEWER_CONNECT_TIMEOUT);
+        }
+        if kind == SignalKind::WhipSink {
+            for old in earlier {
+                tracing::info!(%owner, publisher = %old, "replaced by a new WHIP publisher: released");
+                self.release(&old);
+            }
+        }
+        r
+    }
+
+    /// The WebRtcEndpoint a POST to `owner`'s template URL makes (its id, and the session it
+    /// was made in).
+    fn template_endpoint(
+        &mut self,
+        owner: &str,
+        kind: SignalKind,
+    ) -> Result<(String, String), HttpRefusal> {
+        let made = kind.made().expect("a template kind");
+        let gone = || HttpRefusal::new(404, "nothing at this URL");
+        let o = self.registry.get(owner).ok_or_else(gone)?;
+        let pipeline = o.pipeline.clone().ok_or_else(gone)?;
+        let session = o.sessions.iter().min().cloned().ok_or_else(gone)?;
+        let create = fluo_api::params::Create {
+            type_name: "WebRtcEndpoint".into(),
+            constructor_params: Map::from_iter([("mediaPipeline".into(), Value::from(pipeline))]),
+            properties: Map::from_iter([(made.property().into(), Value::Bool(true))]),
+        };
+        let id = (self.create(&session, create, Mode::Direct)).map_err(|e| {
+            tracing::info!(%owner, error = %e.message, "no {} endpoint made", kind.property());
+            HttpRefusal::new(503, "no endpoint can be made now")
+        })?;
+        if let Some(o) = self.registry.get_mut(&id) {
+            o.tags.push((kind.property().into(), owner.to_string()));
+        }
+        if let Some(e) = self.signals.by_object.get_mut(&(id.clone(), made)) {
+            e.from = Some(owner.to_string());
+        }
+        Ok((id, session))
+    }
+
+    fn template_connect(
+        &mut self,
+        session: &str,
+        source: &str,
+        sink: &str,
+    ) -> Result<(), HttpRefusal> {
+        let p = Map::from_iter([("sink".to_string(), Value::from(sink))]);
+        self.connect(session, source, &p, Mode::Direct)
+            .map_err(|e| {
+                tracing::warn!(%source, %sink, error = %e.message, "a template's endpoint not connected");
+                HttpRefusal::new(500, "the endpoint could not be connected")
+            })
+    }
+}
