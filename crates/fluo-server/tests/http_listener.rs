@@ -43,35 +43,47 @@ fn config() -> Config {
 
 /// getUrl of a new HttpPostEndpoint, through the WebSocket (with the token).
 async fn endpoint_url(ws_port: u16) -> String {
+    endpoint(ws_port, json!({})).await.2
+}
+
+/// A new HttpPostEndpoint with constructor parameters `params`: the WebSocket it was made on,
+/// its id, and its URL (getUrl).
+async fn endpoint(ws_port: u16, params: Value) -> (Ws, String, String) {
     let mut req = format!("ws://127.0.0.1:{ws_port}/kurento")
         .into_client_request()
         .unwrap();
     req.headers_mut()
         .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("ws");
-    let ws = &mut ws;
     let p = ask(
-        ws,
+        &mut ws,
         json!({"jsonrpc":"2.0","id":1,"method":"create","params":{"type":"MediaPipeline"}}),
     )
     .await;
-    let pipe = p["result"]["value"]
-        .as_str()
-        .expect("a pipeline")
-        .to_string();
+    let pipe = p["result"]["value"].as_str().expect("a pipeline");
+    let mut params = params;
+    params["mediaPipeline"] = json!(pipe);
     let e = ask(
-        ws,
+        &mut ws,
         json!({"jsonrpc":"2.0","id":2,"method":"create","params":{
-        "type":"HttpPostEndpoint","constructorParams":{"mediaPipeline": pipe}}}),
+        "type":"HttpPostEndpoint","constructorParams": params}}),
     )
     .await;
     let ep = e["result"]["value"]
         .as_str()
         .unwrap_or_else(|| panic!("{e}"))
         .to_string();
+    let url = get_url(&mut ws, &ep).await;
+    (ws, ep, url)
+}
+
+async fn get_url(ws: &mut Ws, ep: &str) -> String {
+    // A request id of its own each time (a repeated id gets the first answer again).
+    static ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(100);
+    let id = ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let u = ask(
         ws,
-        json!({"jsonrpc":"2.0","id":3,"method":"invoke","params":{
+        json!({"jsonrpc":"2.0","id":id,"method":"invoke","params":{
         "object": ep, "operation": "getUrl"}}),
     )
     .await;
@@ -122,7 +134,10 @@ fn split(url: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_checked_before_any_media() {
     let (ws_port, stop) = start(config(), None).await;
-    let url = endpoint_url(ws_port).await;
+    // Its URL must outlive the refused uploads (each starts the disconnection timeout).
+    let url = endpoint(ws_port, json!({"disconnectionTimeout": 600}))
+        .await
+        .2;
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let (port, path) = split(&url);
     let conn = || async move { TcpStream::connect(("127.0.0.1", port)).await.unwrap() };
@@ -280,6 +295,8 @@ const N_POSTS: usize = 1000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_posts_are_answered_and_the_server_serves_on() {
+    // The process's memory is measured: no in-process media pipeline of another test meanwhile.
+    let _alone = MEDIA.lock().await;
     fluo_server::raise_open_files_limit().expect("the open files limit");
     let (ws_port, stop) = start(config(), None).await;
     let url = endpoint_url(ws_port).await;
@@ -335,5 +352,81 @@ async fn a_thousand_concurrent_posts_are_answered_and_the_server_serves_on() {
     let (s, _) = raw(c, b"POST /post/nothing HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!(s, 404);
     println!("1000 concurrent POSTs: {statuses:?}; RSS {before} -> {during} KiB");
+    stop.send(true).unwrap();
+}
+
+/// Held by the test that runs media pipelines in this process (`--workers 0`) and by the one
+/// that measures the process's memory.
+static MEDIA: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits for an event of type `ty` on `ws` (other messages skipped); its data.
+async fn event(ws: &mut Ws, ty: &str, wait: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.checked_duration_since(tokio::time::Instant::now())?;
+        let m = tokio::time::timeout(left, ws.next()).await.ok()??.ok()?;
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["params"]["value"]["type"] == ty {
+                return Some(v["params"]["value"]["data"].clone());
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_url_expires_disconnection_timeout_after_the_last_upload_as_in_kms() {
+    let _alone = MEDIA.lock().await;
+    let (ws_port, stop) = start(config(), None).await;
+    let (mut ws, ep, url) = endpoint(ws_port, json!({"disconnectionTimeout": 1})).await;
+    for (id, ev) in [(4, "MediaSessionStarted"), (5, "MediaSessionTerminated")] {
+        let sub = json!({"jsonrpc":"2.0","id":id,"method":"subscribe","params":{
+            "object": ep, "type": ev}});
+        assert!(ask(&mut ws, sub).await.get("result").is_some());
+    }
+    let (port, path) = split(&url);
+    let post = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 9\r\n\r\nnot media"
+    );
+    let upload = || async {
+        let c = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        raw(c, post.as_bytes()).await.0
+    };
+    // Not media: refused, and the element takes the next POST, within the timeout.
+    assert_eq!(upload().await, 415);
+    assert!(
+        event(&mut ws, "MediaSessionStarted", Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    assert_eq!(
+        upload().await,
+        415,
+        "a POST within the timeout: the same element"
+    );
+    let ended = tokio::time::Instant::now();
+    assert_eq!(
+        get_url(&mut ws, &ep).await,
+        url,
+        "the URL holds within the timeout"
+    );
+    // A second after the last connection ended: the URL expires and the session ends.
+    let t = event(&mut ws, "MediaSessionTerminated", Duration::from_secs(5)).await;
+    assert!(t.is_some(), "MediaSessionTerminated");
+    let after = ended.elapsed();
+    assert!(
+        after >= Duration::from_millis(900),
+        "expired {after:?} after the last upload"
+    );
+    assert_eq!(
+        get_url(&mut ws, &ep).await,
+        "",
+        "getUrl answers \"\" as KMS's does"
+    );
+    assert_eq!(upload().await, 404, "the expired URL is not served");
+    // The element itself stays until its release.
+    let name = json!({"jsonrpc":"2.0","id":6,"method":"invoke","params":{
+        "object": ep, "operation": "getName"}});
+    assert!(ask(&mut ws, name).await.get("result").is_some());
     stop.send(true).unwrap();
 }

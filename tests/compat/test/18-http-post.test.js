@@ -4,7 +4,8 @@
 // RecorderEndpoint (EndOfStream, the recording read back by ffprobe), the session events,
 // and bad input: a second POST while one runs, an unknown path, another method, a body that
 // is not media, bodies over the limit, a client that stops sending; the element stays
-// usable after each, and its release frees its URL. Run with media workers and with
+// usable after each, and its release frees its URL; the URL expires disconnectionTimeout
+// after the last upload (getUrl "", 404), as in KMS. Run with media workers and with
 // --workers 0. Clips are made with ffmpeg in a temp dir.
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -145,6 +146,25 @@ for (const mode of ['workers', 'in-process']) {
   }
 }
 
+test('the URL expires disconnectionTimeout after the last upload, as in KMS; a POST within it goes on', T, async () => {
+  const r = await postIntoRecorder(modes.workers.pipeline, 'expiry.webm', { disconnectionTimeout: 1 });
+  const [one, two] = [await curl(r.url, clip.webm), await curl(r.url, clip.webm)];
+  assert.equal(one.status, 200, one.body);
+  assert.equal(two.status, 200, `a POST within the timeout, the same element: ${two.body}`);
+  const ended = Date.now();
+  assert.equal(await r.ep.getUrl(), r.url, 'the URL holds within the timeout');
+  await r.log.wait('MediaSessionTerminated', 5000);
+  assert.ok(Date.now() - ended >= 900, `expired ${Date.now() - ended} ms after the last upload`);
+  assert.equal(r.log.of('MediaSessionStarted').length, 1, 'one session for both uploads');
+  assert.equal(await r.ep.getUrl(), '', 'getUrl answers "" once the URL expired');
+  const gone = await curl(r.url, clip.webm);
+  assert.equal(gone.status, 404, gone.body);
+  const info = await recorded(r);
+  assert.deepEqual(info.streams, ['audio:opus', 'video:vp8'], JSON.stringify(info));
+  await r.rec.release();
+  await r.ep.release();
+});
+
 test('useEncodedMedia: a WebM upload is recorded without decoding', T, async () => {
   const r = await postIntoRecorder(modes.workers.pipeline, 'encoded.webm', { useEncodedMedia: true });
   const res = await curl(r.url, clip.webm);
@@ -160,7 +180,8 @@ test('useEncodedMedia: a WebM upload is recorded without decoding', T, async () 
 for (const mode of ['workers', 'in-process']) {
   test(`${mode}: bad requests get clear statuses and Error events; the element stays usable`, T, async () => {
     const { pipeline } = modes[mode];
-    const r = await postIntoRecorder(pipeline, `${mode}-after-bad.webm`);
+    // Its URL must outlive each refused upload (each starts the disconnection timeout).
+    const r = await postIntoRecorder(pipeline, `${mode}-after-bad.webm`, { disconnectionTimeout: 600 });
     const base = r.url.slice(0, r.url.indexOf('/post/'));
 
     const unknown = await curl(`${base}/post/00000000-0000-4000-8000-000000000000`, clip.webm);
@@ -182,7 +203,8 @@ for (const mode of ['workers', 'in-process']) {
     // Over the limit (a server with --http-max-body): with a Content-Length at once,
     // chunked once the limit is passed; each an Error event.
     assert.ok(fs.statSync(clip.webm).size > MAX_BODY, 'the clip is over the limit');
-    const limited = await postIntoRecorder(modes[`${mode}-limited`].pipeline, `${mode}-limited.webm`);
+    const limited = await postIntoRecorder(modes[`${mode}-limited`].pipeline, `${mode}-limited.webm`,
+      { disconnectionTimeout: 600 });
     for (const chunked of [false, true]) {
       const tooBig = await curl(limited.url, clip.webm, { chunked });
       assert.equal(tooBig.status, 413, `chunked ${chunked}: ${tooBig.body}`);

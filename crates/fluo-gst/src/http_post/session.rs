@@ -2,13 +2,13 @@
 //! in the server's process or in a media worker ([`Feed`]):
 //!
 //! * one upload at a time: a POST while another is in progress gets 409;
-//! * the session: the first POST raises MediaSessionStarted; when a POST's connection ends
-//!   (its body complete or not) and no new POST comes within the element's
-//!   `disconnectionTimeout` (seconds), MediaSessionTerminated is raised, and a stream whose
-//!   body was cut off ends there (its EndOfStream). A POST within the timeout after a lost
-//!   connection goes on feeding the same stream, as a reconnection;
-//! * the path is the element's until its release, which removes it (a POST to it then gets
-//!   404).
+//! * the session, as KMS's HttpEndpoint has it: the first POST raises MediaSessionStarted;
+//!   when a POST's connection ends (its body complete or not) and no new POST comes within the
+//!   element's `disconnectionTimeout` (seconds), the URL expires: the path is removed (a POST
+//!   to it gets 404), getUrl answers "", MediaSessionTerminated is raised, and a stream whose
+//!   body was cut off ends there (its EndOfStream). A POST within the timeout goes on with the
+//!   same element (after a lost connection, feeding the same stream, as a reconnection);
+//! * else the path is the element's until its release, which removes it.
 
 use super::PostStatus;
 use crate::Media;
@@ -49,6 +49,8 @@ struct State {
     generation: u64,
     /// The last upload's body was cut off: its stream is still open.
     open: bool,
+    /// No POST came within the disconnection timeout: the URL is gone.
+    expired: bool,
 }
 
 /// An HttpPostEndpoint's URL, session and uploads.
@@ -106,9 +108,12 @@ impl Endpoint {
         })
     }
 
-    /// The URL clients POST to.
-    pub(crate) fn url(&self) -> &str {
-        &self.url
+    /// The URL clients POST to: "" once it expired (as KMS's getUrl answers then).
+    pub(crate) fn url(&self) -> String {
+        if self.lock().expired {
+            return String::new();
+        }
+        self.url.clone()
     }
 
     /// The element is released: its path goes.
@@ -124,7 +129,7 @@ impl Endpoint {
     fn begin(self: &Arc<Self>) -> Result<Box<dyn Upload>, HttpRefusal> {
         let started = {
             let mut s = self.lock();
-            if s.released {
+            if s.released || s.expired {
                 return Err(HttpRefusal::new(404, "no HttpPostEndpoint at this URL"));
             }
             if s.busy {
@@ -177,7 +182,7 @@ impl Endpoint {
         }
     }
 
-    /// The disconnection timeout of upload `generation` passed.
+    /// The disconnection timeout of upload `generation` passed: the URL expires.
     fn expire(&self, generation: u64) {
         let open = {
             let mut s = self.lock();
@@ -185,9 +190,11 @@ impl Endpoint {
                 return;
             }
             s.started = false;
+            s.expired = true;
             std::mem::take(&mut s.open)
         };
-        tracing::info!(id = %self.id, "HttpPostEndpoint: no POST within the disconnection timeout: the session ends");
+        self.routes.remove(&self.path);
+        tracing::info!(id = %self.id, "HttpPostEndpoint: no POST within the disconnection timeout: its URL expired, the session ends");
         if open {
             // The stream whose body was cut off ends with what came.
             self.feed.step(Step::End, Box::new(|_| {}));
@@ -313,7 +320,7 @@ mod tests {
     }
 
     fn post(routes: &HttpRoutes, ep: &Endpoint) -> Result<Box<dyn Upload>, HttpRefusal> {
-        let path = ep.url().strip_prefix("http://h:1").unwrap();
+        let path = ep.url.strip_prefix("http://h:1").unwrap();
         match routes.find(path) {
             Some(Route::Upload(t)) => t.begin(),
             _ => Err(HttpRefusal::new(404, "no route")),
@@ -351,9 +358,17 @@ mod tests {
             3,
             "a finished body is not ended again"
         );
-        // A later POST starts a new session.
-        drop(post(&routes, &ep).expect("a later POST"));
-        assert_eq!(session(&seen), vec![true, false, true]);
+        // The URL expired with the session, as in KMS: gone from the listener, getUrl "".
+        assert!(routes.is_empty());
+        assert_eq!(ep.url(), "");
+        assert_eq!(post(&routes, &ep).err().map(|r| r.status), Some(404));
+        let late = Target(Arc::downgrade(&ep)).begin();
+        assert_eq!(
+            late.err().map(|r| r.status),
+            Some(404),
+            "a POST already routed"
+        );
+        assert_eq!(session(&seen), vec![true, false], "no new session");
     }
 
     #[test]
@@ -375,8 +390,10 @@ mod tests {
             "no new session within the timeout"
         );
         assert!(!steps.0.lock().unwrap().contains(&Step::End));
+        assert!(ep.url().starts_with("http://h:1/post/"));
         std::thread::sleep(Duration::from_millis(1500));
         assert_eq!(session(&seen), vec![true, false]);
+        assert_eq!((routes.len(), ep.url()), (0, String::new()));
         assert_eq!(
             steps.0.lock().unwrap().last(),
             Some(&Step::End),
