@@ -919,7 +919,7 @@ fn a_sink_url_makes_a_publisher_per_post_that_replaces_the_one_before() {
         location.starts_with("/whip/") && !location.starts_with(&path),
         "the session is the publisher's own: {location}"
     );
-    assert_eq!(source_of(&mut h), [first.clone()], "connected to the sink");
+    assert_eq!(source_of(&mut h), [first.as_str()], "connected to the sink");
     let tag = h.invoke(1, &first, "getTag", json!({"key": "fluoWhipSink"}));
     assert_eq!(tag, json!(sink));
     // An offer the new endpoint refuses leaves the live publisher alone.
@@ -931,13 +931,13 @@ fn a_sink_url_makes_a_publisher_per_post_that_replaces_the_one_before() {
         "only the refused one goes"
     );
     assert!(alive(&mut h, &first));
-    assert_eq!(source_of(&mut h), [first.clone()]);
+    assert_eq!(source_of(&mut h), [first.as_str()]);
     // A new POST (the publisher back without DELETE): a new endpoint replaces the first.
     let (r, second, gone) = post(&mut h, "v=0 2");
     assert_eq!(r.unwrap().status, 201);
     let second = second.expect("a second endpoint");
-    assert_eq!(gone, [first.clone()], "the first publisher is released");
-    assert_eq!(source_of(&mut h), [second.clone()]);
+    assert_eq!(gone, [first.as_str()], "the first publisher is released");
+    assert_eq!(source_of(&mut h), [second.as_str()]);
     assert_eq!(offers.lock().unwrap().len(), 2);
     // PATCH and DELETE go to the publisher's session, not the sink's URL.
     let r = http(&mut h, &routes, &calls, &path, None, SignalOp::Delete);
