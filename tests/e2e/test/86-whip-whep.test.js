@@ -6,7 +6,8 @@
 //         candidates by PATCH to the Location, DELETE at the end: fetch from another origin,
 //         CORS); a kurento-client viewer (a WebRtcEndpoint connected from the WHIP one, a
 //         second page negotiating through processOffer) decodes its frames.
-//   whep: a page plays a PlayerEndpoint through WHEP (a recvonly offer POSTed; frames decoded).
+//   whep: a page plays a PlayerEndpoint through WHEP (a recvonly offer POSTed; frames decoded),
+//         then restarts ICE by PATCH (RFC 9725 4.3.2) and plays on.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -93,6 +94,39 @@ window.httpSignal = async (url, pc) => {
   const statuses = await Promise.all(patches);
   return { status: res.status, type: res.headers.get('Content-Type'), session, etag: window.etag, patches: statuses };
 };
+// An ICE restart by PATCH (RFC 9725 4.3.2): the page's new credentials and candidates, with
+// If-Match: *; the server's answer fragment applied to the answer it had.
+window.restartIce = async () => {
+  const pc = window.pc;
+  pc.onicecandidate = null;
+  pc.restartIce();
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && resolve());
+  });
+  const attr = (sdp, name) => sdp.match(new RegExp('a=' + name + ':(.*)'))[1].trim();
+  const ours = pc.localDescription.sdp;
+  const cands = [...new Set(ours.split('\\r\\n').filter((l) => l.startsWith('a=candidate:')))];
+  const frag = 'a=ice-ufrag:' + attr(ours, 'ice-ufrag') + '\\r\\na=ice-pwd:' + attr(ours, 'ice-pwd') +
+    '\\r\\n' + ours.match(/m=.*/)[0] + '\\r\\na=mid:' + attr(ours, 'mid') + '\\r\\n' + cands.join('\\r\\n') + '\\r\\n';
+  const r = await fetch(window.session, { method: 'PATCH', body: frag,
+    headers: { 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': '*' } });
+  const body = await r.text();
+  if (r.status !== 200) return { status: r.status, body };
+  const old = window.etag;
+  window.etag = r.headers.get('ETag');
+  const theirs = body.split('\\r\\n').filter((l) => l.startsWith('a=candidate:'));
+  const answer = pc.remoteDescription.sdp.split('\\r\\n')
+    .filter((l) => !l.startsWith('a=candidate:') && l !== 'a=end-of-candidates')
+    .flatMap((l) => {
+      if (l.startsWith('a=ice-ufrag:')) return ['a=ice-ufrag:' + attr(body, 'ice-ufrag')];
+      if (l.startsWith('a=ice-pwd:')) return ['a=ice-pwd:' + attr(body, 'ice-pwd'), ...theirs];
+      return [l];
+    });
+  await pc.setRemoteDescription({ type: 'answer', sdp: answer.join('\\r\\n') });
+  return { status: r.status, type: r.headers.get('Content-Type'), etag: window.etag, old, ufrag: attr(body, 'ice-ufrag') };
+};
 window.patch = async (session, frag) => {
   const r = await fetch(session, { method: 'PATCH', body: frag, headers: { 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': window.etag } });
   return r.status;
@@ -160,11 +194,14 @@ test('whip: a page publishes its camera by WHIP; a kurento-client viewer decodes
     await pipeline.release();
   }));
 
-test('whep: a page plays a PlayerEndpoint through WHEP', { timeout: 90000 }, () =>
+test('whep: a page plays a PlayerEndpoint through WHEP, restarts ICE by PATCH and plays on', { timeout: 90000 }, () =>
   withDiagnostics(env, async () => {
     const pipeline = await client.create('MediaPipeline');
     const player = await pipeline.create('PlayerEndpoint', { uri: fileUri(clip) });
     const whep = await pipeline.create('WebRtcEndpoint', { fluoWhep: true });
+    const [states, pairs] = [[], []];
+    whep.on('IceComponentStateChanged', (e) => states.push(e.state));
+    whep.on('NewCandidatePairSelected', (e) => pairs.push(e.candidatePair));
     await player.connect(whep);
     await player.play();
     const url = await whep.getTag('fluoWhepUrl');
@@ -175,6 +212,23 @@ test('whep: a page plays a PlayerEndpoint through WHEP', { timeout: 90000 }, () 
     assert.equal(r.status, 201, JSON.stringify(r));
     const n = await framesAtLeast(page, FRAMES, `${FRAMES} frames decoded through WHEP`);
     log(`whep: the page decoded ${n} frames of the PlayerEndpoint`);
+
+    // Chromium restarts ICE (pc.restartIce) over a PATCH: the endpoint's new credentials
+    // applied, the endpoint selects a new pair, the page plays on; the old ETag is stale.
+    await waitFor(() => pairs.length >= 1, 10000, 'the first NewCandidatePairSelected');
+    states.length = 0;
+    const re = await page.evaluate(() => window.restartIce());
+    log(`whep restart: ${JSON.stringify(re)}`);
+    assert.equal(re.status, 200, JSON.stringify(re));
+    assert.equal(re.type, 'application/trickle-ice-sdpfrag');
+    assert.equal(re.etag, `"${re.ufrag}"`);
+    assert.notEqual(re.etag, re.old);
+    await waitFor(() => pairs.length >= 2, 15000, 'NewCandidatePairSelected after the restart');
+    assert.ok(states.includes('CONNECTING') && states.some((s) => s === 'CONNECTED' || s === 'READY'), `ICE states ${states}`);
+    await framesAtLeast(page, n + FRAMES, 'frames decoded after the restart');
+    const stale = await page.evaluate(async (etag) => (await fetch(window.session, { method: 'PATCH',
+      body: 'a=mid:0\r\n', headers: { 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': etag } })).status, re.old);
+    assert.equal(stale, 412, 'a trickle naming the old ICE session');
     const del = await page.evaluate(async () => (await fetch(window.session, { method: 'DELETE' })).status);
     assert.equal(del, 200);
     await page.close();
