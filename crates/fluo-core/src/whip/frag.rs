@@ -1,9 +1,25 @@
 //! Trickle-ICE fragments (RFC 8840) as WHIP/WHEP PATCHes carry them: their candidates with the
 //! m-section each stands in, their ICE credentials, the checks of an ICE restart (RFC 9725
-//! 4.3.2), and the fragment answering one.
+//! 4.3.2), and the fragment answering one; the ICE session's entity tag.
 
 use super::MAX_PATCH_CANDIDATES;
+use crate::engine::new_uuid;
 use crate::http::HttpRefusal;
+
+/// The entity tag of the ICE session an SDP (the endpoint's answer) describes: its ice-ufrag,
+/// quoted (a random one if it has none).
+pub(super) fn etag_of(sdp: &str) -> String {
+    format!(
+        "\"{}\"",
+        ice_value(sdp, "ice-ufrag").unwrap_or_else(new_uuid)
+    )
+}
+
+/// Whether an SDP line is the m-line of an accepted section (port not 0: a rejected section
+/// has no transport).
+pub(super) fn accepted_section(line: &str) -> bool {
+    line.starts_with("m=") && line.split(' ').nth(1).is_some_and(|p| p != "0")
+}
 
 /// The value of the first `a=<name>:` line.
 pub(super) fn ice_value(sdp: &str, name: &str) -> Option<String> {
@@ -208,12 +224,11 @@ pub(super) fn restart_answer(answer: &str) -> String {
     }
     let mut section: Option<Vec<&str>> = None;
     for line in answer.lines().map(str::trim) {
-        if let Some(m) = line.strip_prefix("m=") {
+        if line.starts_with("m=") {
             if section.is_some() {
                 break;
             }
-            // A rejected section (port 0) has no transport.
-            if m.split(' ').nth(1).is_some_and(|p| p != "0") {
+            if accepted_section(line) {
                 section = Some(vec![line]);
             }
         } else if let Some(s) = section.as_mut() {
@@ -302,5 +317,14 @@ mod tests {
             restart_answer(answer),
             "a=ice-lite\r\na=ice-ufrag:N3wu\r\na=ice-pwd:n3wpassword0123456789012\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v\r\na=candidate:1 1 udp 2130706175 127.0.0.1 40000 typ host\r\na=end-of-candidates\r\n"
         );
+    }
+
+    #[test]
+    fn the_etag_is_the_quoted_ufrag_and_a_port_0_section_is_rejected() {
+        assert_eq!(etag_of("v=0\r\na=ice-ufrag:N3wu\r\n"), "\"N3wu\"");
+        assert!(etag_of("v=0\r\n").starts_with('"'));
+        assert!(accepted_section("m=video 9 UDP/TLS/RTP/SAVPF 96"));
+        assert!(!accepted_section("m=audio 0 UDP/TLS/RTP/SAVPF 0"));
+        assert!(!accepted_section("a=mid:0"));
     }
 }

@@ -534,19 +534,13 @@ impl Engine {
                 return Err(refusal(&e));
             }
         };
-        if !answer
-            .lines()
-            .any(|l| l.starts_with("m=") && l.split(' ').nth(1).is_some_and(|p| p != "0"))
-        {
+        if !answer.lines().any(frag::accepted_section) {
             return Err(HttpRefusal::new(
                 422,
                 "no media section of the offer can be taken (transport or codecs)",
             ));
         }
-        let etag = format!(
-            "\"{}\"",
-            ice_value(&answer, "ice-ufrag").unwrap_or_else(new_uuid)
-        );
+        let etag = frag::etag_of(&answer);
         let session = new_uuid();
         let entry = self
             .signals
@@ -660,10 +654,7 @@ impl Engine {
                 "ICE could not be restarted: the session goes on as it was",
             )
         })?;
-        let etag = format!(
-            "\"{}\"",
-            ice_value(&sdp, "ice-ufrag").unwrap_or_else(new_uuid)
-        );
+        let etag = frag::etag_of(&sdp);
         let answer = SignalAnswer {
             status: 200,
             frag: Some(frag::restart_answer(&sdp)),
