@@ -339,6 +339,22 @@ async fn whip_statuses_and_a_session_from_post_to_delete() {
     .await;
     assert_eq!(a.status, 400, "{}", a.body);
     assert!(a.body.contains("ICE candidate"), "{}", a.body);
+    // If-Match is a list of strong tags (RFC 9110 13.1.1), over one line or several.
+    for (header, status) in [
+        (format!("If-Match: \"nope\", {etag}\r\n"), 204),
+        (format!("If-Match: \"nope\"\r\nIf-Match: {etag}\r\n"), 204),
+        (format!("If-Match: W/{etag}\r\n"), 412),
+    ] {
+        let a = http(
+            port,
+            "PATCH",
+            &location,
+            &format!("{FRAG}{header}"),
+            Some(cand),
+        )
+        .await;
+        assert_eq!(a.status, status, "{header}: {}", a.body);
+    }
     let matching = format!("{FRAG}If-Match: {etag}\r\n");
     let a = http(port, "PATCH", &location, &matching, Some(cand)).await;
     assert_eq!(a.status, 204, "{}", a.body);

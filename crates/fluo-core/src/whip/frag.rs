@@ -15,6 +15,50 @@ pub(super) fn etag_of(sdp: &str) -> String {
     )
 }
 
+/// What a PATCH's If-Match says of the ICE session whose entity tag is `etag`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Precondition {
+    /// No If-Match.
+    Absent,
+    /// `*`: whatever ICE session is current (RFC 9725 4.3.2 asks it of an ICE restart).
+    Any,
+    /// A list of entity tags naming the session's.
+    Current,
+    /// A list not naming it: 412.
+    Stale,
+}
+
+/// Reads If-Match (RFC 9110 13.1.1): `*` or a comma-separated list of entity tags (a comma
+/// inside a quoted tag is the tag's), compared strongly, as If-Match must be: a weak tag
+/// (`W/"..."`) never names the session.
+pub(super) fn precondition(if_match: Option<&str>, etag: &str) -> Precondition {
+    let Some(h) = if_match else {
+        return Precondition::Absent;
+    };
+    let (mut items, mut start, mut quoted) = (vec![], 0, false);
+    for (i, c) in h.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                items.push(&h[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&h[start..]);
+    let mut found = Precondition::Stale;
+    for tag in items.into_iter().map(str::trim) {
+        if tag == "*" {
+            return Precondition::Any;
+        }
+        if tag == etag {
+            found = Precondition::Current;
+        }
+    }
+    found
+}
+
 /// Whether an SDP line is the m-line of an accepted section (port not 0: a rejected section
 /// has no transport).
 pub(super) fn accepted_section(line: &str) -> bool {
@@ -326,5 +370,23 @@ mod tests {
         assert!(accepted_section("m=video 9 UDP/TLS/RTP/SAVPF 96"));
         assert!(!accepted_section("m=audio 0 UDP/TLS/RTP/SAVPF 0"));
         assert!(!accepted_section("a=mid:0"));
+    }
+
+    #[test]
+    fn if_match_is_star_or_a_list_of_strong_tags() {
+        use Precondition::*;
+        let p = |h: &str| precondition(Some(h), "\"abcd\"");
+        assert_eq!(precondition(None, "\"abcd\""), Absent);
+        assert_eq!(p("*"), Any);
+        assert_eq!(p(" * "), Any);
+        assert_eq!(p("\"abcd\""), Current);
+        assert_eq!(p("\"old\", \"abcd\""), Current);
+        assert_eq!(p("\"old\",\"abcd\" , "), Current);
+        assert_eq!(p("\"a,b\", \"abcd\""), Current, "a comma inside a tag");
+        assert_eq!(p("\"old\", \"x\""), Stale);
+        assert_eq!(p("W/\"abcd\""), Stale, "a weak tag never matches");
+        assert_eq!(p("\"ab,cd\""), Stale);
+        assert_eq!(p(""), Stale);
+        assert_eq!(p("abcd"), Stale, "unquoted");
     }
 }

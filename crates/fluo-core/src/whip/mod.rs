@@ -22,7 +22,9 @@ mod template;
 use crate::engine::{new_uuid, Engine};
 use crate::http::{HttpRefusal, HttpRoutes, Route};
 use fluo_api::{ErrorCode, KurentoError};
-use frag::{candidate_section, candidate_well_formed, ice_value, parse_frag, section_mids};
+use frag::{
+    candidate_section, candidate_well_formed, ice_value, parse_frag, section_mids, Precondition,
+};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -571,7 +573,8 @@ impl Engine {
         offer: &OfferIce,
     ) -> Result<SignalAnswer, HttpRefusal> {
         let id = key.0.as_str();
-        if if_match.is_some_and(|m| m.trim() != "*" && m.trim() != etag) {
+        let cond = frag::precondition(if_match, etag);
+        if cond == Precondition::Stale {
             return Err(HttpRefusal::new(
                 412,
                 "If-Match does not name this ICE session",
@@ -583,7 +586,7 @@ impl Engine {
         let differs = |got: &Option<String>, had: &Option<String>| {
             got.as_ref().is_some_and(|g| Some(g) != had.as_ref())
         };
-        let star = if_match.is_some_and(|m| m.trim() == "*");
+        let star = cond == Precondition::Any;
         let renewed = differs(&f.ufrag, &offer.ufrag) || differs(&f.pwd, &offer.pwd);
         let again = (self.signals.by_object.get(key))
             .and_then(|e| e.restarted.clone())

@@ -140,7 +140,12 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             if head.method == "POST" {
                 SignalOp::Offer(text)
             } else {
-                let if_match = head.header("if-match").map(str::to_string);
+                // Several If-Match lines are one list (RFC 9110 5.3).
+                let lines: Vec<&str> = (head.headers.iter())
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("if-match"))
+                    .map(|(_, v)| v.as_str())
+                    .collect();
+                let if_match = (!lines.is_empty()).then(|| lines.join(", "));
                 SignalOp::Patch {
                     frag: text,
                     if_match,
