@@ -484,7 +484,8 @@ fn a_patch_repeating_the_sessions_credentials_is_a_trickle_with_each_candidates_
         .unwrap()
         .starts_with("candidate:2154773085 1 udp"));
 
-    // One credential changed: not a restart (RFC 9725 4.3.2 renews both), refused.
+    // Other credentials without If-Match: 428 (a restart must be conditional); one
+    // credential changed is not a restart either (RFC 9725 4.3.2 renews both): 400.
     for restart in [
         RFC_FRAG.replace("ice-ufrag:EsAw", "ice-ufrag:New1"),
         RFC_FRAG.replace("ice-pwd:P2uY", "ice-pwd:XXXX"),
@@ -497,6 +498,12 @@ fn a_patch_repeating_the_sessions_credentials_is_a_trickle_with_each_candidates_
             session.clone(),
             patch(&restart),
         );
+        assert_eq!(r.unwrap_err().status, 428);
+        let star = SignalOp::Patch {
+            frag: restart.clone(),
+            if_match: Some("*".into()),
+        };
+        let r = http(&mut h, &routes, &calls, &path, session.clone(), star);
         assert_eq!(r.unwrap_err().status, 400);
     }
     assert_eq!(
@@ -586,6 +593,64 @@ fn an_ice_restart_answers_new_credentials_and_a_new_etag_that_trickle_must_name(
     // A second restart goes from the new credentials.
     let second = restart.replace("ZZy2", "Yyy3").replace("w9dG", "q8cF");
     assert_eq!(patch(&second, "*").unwrap().status, 200);
+}
+
+#[test]
+fn a_late_trickle_of_the_replaced_ice_session_restarts_nothing() {
+    let (mut h, routes, calls, seen) = harness();
+    let pipe = h.create(1, "MediaPipeline", None);
+    let ep = create(&mut h, &pipe, json!({"fluoWhip": true}))["result"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = h.invoke(1, &ep, "getTag", json!({"key": "fluoWhipUrl"}));
+    let path = url.as_str().unwrap().strip_prefix("http://h:1").unwrap();
+    let a = http(
+        &mut h,
+        &routes,
+        &calls,
+        path,
+        None,
+        SignalOp::Offer(RFC_OFFER.into()),
+    );
+    let session = a
+        .unwrap()
+        .location
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .map(str::to_string);
+    let mut patch = |frag: &str, if_match: Option<&str>| {
+        let op = SignalOp::Patch {
+            frag: frag.into(),
+            if_match: if_match.map(str::to_string),
+        };
+        http(&mut h, &routes, &calls, path, session.clone(), op)
+    };
+    let restarts = |seen: &Arc<Mutex<Vec<String>>>| {
+        (seen.lock().unwrap().iter())
+            .filter(|s| s.starts_with("restart"))
+            .count()
+    };
+    // New credentials without If-Match: 428, nothing restarted.
+    let restart = "a=ice-ufrag:ZZy2\r\na=ice-pwd:w9dGRB0Tn/HZuuOxCUJYqS+x\r\na=mid:0\r\n";
+    assert_eq!(patch(restart, None).unwrap_err().status, 428);
+    assert_eq!(restarts(&seen), 0);
+    assert_eq!(patch(restart, Some("*")).unwrap().status, 200);
+    assert_eq!(restarts(&seen), 1);
+    // A trickle the client sent before its restart, late: the old credentials, with or
+    // without If-Match, restart nothing (they used to restart ICE again without If-Match).
+    let late = RFC_FRAG;
+    let r = patch(late, None).unwrap_err();
+    assert_eq!(r.status, 412, "{}", r.text);
+    assert_eq!(patch(late, Some("*")).unwrap_err().status, 412);
+    assert_eq!(patch(late, Some("\"n3w1\"")).unwrap_err().status, 412);
+    assert_eq!(restarts(&seen), 1, "no second restart");
+    // The new session goes on: its trickle is taken.
+    let trickle = format!("{restart}a=candidate:6 1 udp 2122260223 192.0.2.9 61001 typ host\r\n");
+    assert_eq!(patch(&trickle, None).unwrap().status, 204);
+    assert_eq!(patch(&trickle, Some("\"n3w1\"")).unwrap().status, 204);
+    assert_eq!(restarts(&seen), 1);
 }
 
 /// A `fluoWhepSource` PassThrough and its URL's path.

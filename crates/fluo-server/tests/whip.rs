@@ -578,6 +578,14 @@ async fn an_ice_restart_by_patch_answers_the_endpoints_new_credentials() {
     let bad = frag.replace("ice-pwd:w9dG", "ice-pwd:w9-G");
     let a = http(port, "PATCH", &location, &restart, Some(&bad)).await;
     assert_eq!(a.status, 400, "{}", a.body);
+    // Without If-Match: 428 (RFC 9725 4.3.2 has a restart carry it).
+    let a = http(port, "PATCH", &location, FRAG, Some(frag)).await;
+    assert!(
+        a.head.starts_with("HTTP/1.1 428 Precondition Required"),
+        "{} {}",
+        a.head,
+        a.body
+    );
     let l = invoke(ws, 4, &ep, "getRemoteSessionDescriptor", json!({})).await;
     assert_eq!(l["result"]["value"], OFFER, "{l}");
 
@@ -622,6 +630,14 @@ async fn an_ice_restart_by_patch_answers_the_endpoints_new_credentials() {
     let fresh = format!("{FRAG}If-Match: {new_etag}\r\n");
     let a = http(port, "PATCH", &location, &fresh, Some(cand)).await;
     assert_eq!(a.status, 204, "{}", a.body);
+    // A trickle of the replaced session arriving late (its credentials, no If-Match): 412,
+    // and the endpoint keeps the restarted session.
+    let late = format!("a=ice-ufrag:8hhY\r\na=ice-pwd:asd88fgpdd777uzjYhagZg\r\n{cand}");
+    let a = http(port, "PATCH", &location, FRAG, Some(&late)).await;
+    assert_eq!(a.status, 412, "{}", a.body);
+    let r = invoke(ws, 7, &ep, "getRemoteSessionDescriptor", json!({})).await;
+    let remote = r["result"]["value"].as_str().unwrap();
+    assert!(remote.contains("a=ice-ufrag:ZZy2"), "{remote}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -211,7 +211,13 @@ struct OfferIce {
     pwd: Option<String>,
     /// The mid of each m-section, in order (`None`: a section without one).
     mids: Vec<Option<String>>,
+    /// The client's ice-ufrags of the ICE sessions its restarts replaced (the last
+    /// [`MAX_EARLIER_UFRAGS`]): a fragment naming one is late, not a restart.
+    earlier: Vec<String>,
 }
+
+/// How many of a client's replaced ice-ufrags a session keeps.
+const MAX_EARLIER_UFRAGS: usize = 16;
 
 /// The engine's WHIP/WHEP state.
 #[derive(Default)]
@@ -554,6 +560,7 @@ impl Engine {
             ufrag: ice_value(offer, "ice-ufrag"),
             pwd: ice_value(offer, "ice-pwd"),
             mids: section_mids(offer),
+            earlier: vec![],
         });
         Ok(SignalAnswer {
             status: 201,
@@ -581,6 +588,15 @@ impl Engine {
             ));
         }
         let f = parse_frag(frag)?;
+        // A trickle the client sent before it restarted ICE, arriving after: its candidates
+        // and credentials are of an ICE session that is gone (taken as a restart, it would
+        // restart ICE again on the old credentials and the client's new session would die).
+        if (f.ufrag.as_ref()).is_some_and(|u| offer.earlier.contains(u)) {
+            return Err(HttpRefusal::new(
+                412,
+                "the fragment names an earlier ICE session (its ice-ufrag was replaced by a restart)",
+            ));
+        }
         // RFC 9725 4.3.1: a trickle fragment may repeat the session's credentials; other ones
         // (with If-Match: *, 4.3.2) ask for an ICE restart.
         let differs = |got: &Option<String>, had: &Option<String>| {
@@ -588,6 +604,16 @@ impl Engine {
         };
         let star = cond == Precondition::Any;
         let renewed = differs(&f.ufrag, &offer.ufrag) || differs(&f.pwd, &offer.pwd);
+        if renewed && cond == Precondition::Absent {
+            // RFC 9725 4.3.2: a restart MUST carry If-Match ("*"). 428 Precondition Required
+            // (RFC 6585 3) is the answer to a request that must be conditional and is not:
+            // it guards against the lost update a stray unconditional PATCH would be here (a
+            // restart the client did not mean, on credentials it no longer uses).
+            return Err(HttpRefusal::new(
+                428,
+                "other ICE credentials restart ICE, which needs If-Match: \"*\" or the session's ETag (RFC 9725 4.3.2)",
+            ));
+        }
         let again = (self.signals.by_object.get(key))
             .and_then(|e| e.restarted.clone())
             .filter(|_| star && !renewed && f.ufrag.is_some());
@@ -669,7 +695,12 @@ impl Engine {
                 *tag = etag;
             }
             if let Some(o) = e.offer.as_mut() {
-                o.ufrag = Some(ufrag.to_string());
+                if let Some(old) = o.ufrag.replace(ufrag.to_string()) {
+                    if o.earlier.len() == MAX_EARLIER_UFRAGS {
+                        o.earlier.remove(0);
+                    }
+                    o.earlier.push(old);
+                }
                 o.pwd = Some(pwd.to_string());
             }
             e.restarted = Some(answer.clone());
