@@ -689,7 +689,7 @@ fn alive(h: &mut H, id: &str) -> bool {
 #[test]
 fn a_source_releases_viewers_that_do_not_connect_or_stay_disconnected() {
     use fluo_core::whip::{
-        MAX_SOURCE_VIEWERS, VIEWER_CONNECT_TIMEOUT, VIEWER_DISCONNECTED_TIMEOUT,
+        MAX_SOURCE_VIEWERS, TEMPLATE_CONNECT_TIMEOUT, TEMPLATE_DISCONNECTED_TIMEOUT,
     };
     use fluo_core::MediaEvent;
     let (mut h, routes, calls, _) = harness();
@@ -716,7 +716,7 @@ fn a_source_releases_viewers_that_do_not_connect_or_stay_disconnected() {
     };
     h.e.emit_event(h.now, &dropped, ice);
     // t = 20 s: nothing expired yet.
-    h.advance(VIEWER_CONNECT_TIMEOUT - Duration::from_secs(21));
+    h.advance(TEMPLATE_CONNECT_TIMEOUT - Duration::from_secs(21));
     assert!(alive(&mut h, &silent) && alive(&mut h, &dropped));
     h.advance(Duration::from_secs(2));
     assert!(
@@ -725,7 +725,7 @@ fn a_source_releases_viewers_that_do_not_connect_or_stay_disconnected() {
     );
     assert!(alive(&mut h, &kept) && alive(&mut h, &dropped));
     // The disconnected one goes 15 s after it went down (t = 35 s).
-    assert_eq!(VIEWER_DISCONNECTED_TIMEOUT, Duration::from_secs(15));
+    assert_eq!(TEMPLATE_DISCONNECTED_TIMEOUT, Duration::from_secs(15));
     h.advance(Duration::from_secs(3));
     assert!(alive(&mut h, &dropped));
     h.advance(Duration::from_secs(2));
@@ -747,7 +747,7 @@ fn a_source_releases_viewers_that_do_not_connect_or_stay_disconnected() {
         SignalOp::Offer("v=0".into()),
     );
     assert_eq!(full.unwrap_err().status, 503);
-    h.advance(VIEWER_CONNECT_TIMEOUT);
+    h.advance(TEMPLATE_CONNECT_TIMEOUT);
     viewer(&mut h, &routes, &calls, &path);
     assert!(alive(&mut h, &kept));
 }
@@ -925,7 +925,7 @@ fn releasing_a_source_releases_the_viewers_it_made() {
 
 #[test]
 fn a_sink_url_makes_a_publisher_per_post_that_replaces_the_one_before() {
-    use fluo_core::whip::VIEWER_CONNECT_TIMEOUT;
+    use fluo_core::whip::TEMPLATE_CONNECT_TIMEOUT;
     let (mut h, routes, calls, offers) = harness();
     let pipe = h.create(1, "MediaPipeline", None);
     for ev in ["ObjectCreated", "ObjectDestroyed"] {
@@ -1008,7 +1008,7 @@ fn a_sink_url_makes_a_publisher_per_post_that_replaces_the_one_before() {
     let r = http(&mut h, &routes, &calls, &path, None, SignalOp::Delete);
     assert_eq!(r.unwrap_err().status, 405);
     // Not connected in time: released like a source's viewer.
-    h.advance(VIEWER_CONNECT_TIMEOUT + Duration::from_secs(1));
+    h.advance(TEMPLATE_CONNECT_TIMEOUT + Duration::from_secs(1));
     assert!(!alive(&mut h, &second), "an unconnected publisher expires");
     assert_eq!(routes.len(), 1, "the sink's URL stays");
     // Releasing the sink releases its publisher.

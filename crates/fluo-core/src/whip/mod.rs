@@ -189,7 +189,7 @@ impl SignalTarget {
 struct Entry {
     path: String,
     kind: SignalKind,
-    /// The source element whose WHEP URL made this endpoint.
+    /// The element whose template URL (`fluoWhepSource`, `fluoWhipSink`) made this endpoint.
     from: Option<String>,
     /// The session made by the POST: its id and ETag.
     session: Option<(String, String)>,
@@ -198,8 +198,9 @@ struct Entry {
     /// The offer's ICE credentials (ufrag, pwd) and its m-sections' mids, kept at the POST:
     /// a PATCH repeating the same credentials is a trickle, other ones an ICE restart.
     offer: Option<OfferIce>,
-    /// An endpoint a template URL made, not connected (yet, or again): when it is released.
-    deadline: Option<Instant>,
+    /// An endpoint a template URL made, not connected (yet, or again): when it is released,
+    /// and why.
+    deadline: Option<(Instant, Expiry)>,
     /// The answer to the last ICE restart: the same PATCH again (its answer lost) gets it.
     restarted: Option<SignalAnswer>,
 }
@@ -233,16 +234,29 @@ const MAX_PATCH_CANDIDATES: usize = 50;
 pub const MAX_SOURCE_VIEWERS: usize = 100;
 /// An endpoint a template URL made (a source's viewer, a sink's publisher) whose ICE and DTLS
 /// have not connected this long after its answer is released (an abandoned POST must not hold
-/// one of the [`MAX_SOURCE_VIEWERS`]).
-pub const VIEWER_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// one of the [`MAX_SOURCE_VIEWERS`], nor a sink's input).
+pub const TEMPLATE_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// An endpoint a template URL made disconnected (ICE failed or disconnected, DTLS gone) this
 /// long is released.
-pub const VIEWER_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(15);
+pub const TEMPLATE_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why an endpoint a template URL made has a deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    /// Not connected since its answer ([`TEMPLATE_CONNECT_TIMEOUT`]).
+    NotConnected,
+    /// Disconnected ([`TEMPLATE_DISCONNECTED_TIMEOUT`]).
+    Disconnected,
+}
 
 impl Signals {
     /// The earliest deadline of an endpoint a template URL made.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.by_object.values().filter_map(|e| e.deadline).min()
+        self.by_object
+            .values()
+            .filter_map(|e| e.deadline)
+            .map(|(t, _)| t)
+            .min()
     }
 }
 
@@ -380,7 +394,8 @@ impl Engine {
         if !down {
             e.deadline = None;
         } else if e.deadline.is_none() {
-            e.deadline = Some(self.now.mono + VIEWER_DISCONNECTED_TIMEOUT);
+            let at = self.now.mono + TEMPLATE_DISCONNECTED_TIMEOUT;
+            e.deadline = Some((at, Expiry::Disconnected));
         }
     }
 
@@ -390,12 +405,19 @@ impl Engine {
         let mut expired = vec![];
         for ((id, _), e) in self.signals.by_object.iter_mut() {
             // Taken, so a deadline that passed never stays the next timeout.
-            if e.deadline.take_if(|d| *d <= now).is_some() {
-                expired.push(id.clone());
+            if let Some((_, why)) = e.deadline.take_if(|(d, _)| *d <= now) {
+                expired.push((id.clone(), why));
             }
         }
-        for id in expired {
-            tracing::info!(%id, "a template's endpoint not connected in time: released");
+        for (id, why) in expired {
+            match why {
+                Expiry::NotConnected => {
+                    tracing::info!(%id, "a template's endpoint not connected {} s after its answer: released", TEMPLATE_CONNECT_TIMEOUT.as_secs())
+                }
+                Expiry::Disconnected => {
+                    tracing::info!(%id, "a template's endpoint disconnected for {} s: released", TEMPLATE_DISCONNECTED_TIMEOUT.as_secs())
+                }
+            }
             self.release(&id);
         }
     }

@@ -2,11 +2,11 @@
 //! where each POST makes a WebRtcEndpoint of its own in the element's pipeline (a WHEP viewer
 //! connected from the element, a WHIP publisher connected to it), announced as any object
 //! (ServerManager's ObjectCreated), tagged with the element's id, released with the element,
-//! and released when it does not connect (see [`super::VIEWER_CONNECT_TIMEOUT`]). A source
+//! and released when it does not connect (see [`super::TEMPLATE_CONNECT_TIMEOUT`]). A source
 //! has at most [`MAX_SOURCE_VIEWERS`] viewers; a sink has one publisher, which a new POST
 //! replaces (a publisher back without DELETE: OBS reconnecting).
 
-use super::{SignalAnswer, SignalKind, MAX_SOURCE_VIEWERS, VIEWER_CONNECT_TIMEOUT};
+use super::{Expiry, SignalAnswer, SignalKind, MAX_SOURCE_VIEWERS, TEMPLATE_CONNECT_TIMEOUT};
 use crate::engine::{Engine, Mode};
 use crate::http::HttpRefusal;
 use serde_json::{Map, Value};
@@ -33,7 +33,7 @@ impl Engine {
                 format!("this source has {MAX_SOURCE_VIEWERS} viewers: DELETE one first"),
             ));
         }
-        let (id, session) = self.template_endpoint(owner, kind)?;
+        let (id, session) = self.template_endpoint(owner, kind, made)?;
         let key = (id.clone(), made);
         let r = match kind {
             SignalKind::WhipSink => self
@@ -49,7 +49,8 @@ impl Engine {
         }
         tracing::info!(%owner, endpoint = %id, "a {} endpoint", kind.property());
         if let Some(e) = self.signals.by_object.get_mut(&key) {
-            e.deadline = Some(self.now.mono + VIEWER_CONNECT_TIMEOUT);
+            let at = self.now.mono + TEMPLATE_CONNECT_TIMEOUT;
+            e.deadline = Some((at, Expiry::NotConnected));
         }
         if kind == SignalKind::WhipSink {
             for old in earlier {
@@ -60,14 +61,14 @@ impl Engine {
         r
     }
 
-    /// The WebRtcEndpoint a POST to `owner`'s template URL makes (its id, and the session it
-    /// was made in).
+    /// The WebRtcEndpoint of kind `made` a POST to `owner`'s template URL of `kind` makes (its
+    /// id, and the session it was made in).
     fn template_endpoint(
         &mut self,
         owner: &str,
         kind: SignalKind,
+        made: SignalKind,
     ) -> Result<(String, String), HttpRefusal> {
-        let made = kind.made().expect("a template kind");
         let gone = || HttpRefusal::new(404, "nothing at this URL");
         let o = self.registry.get(owner).ok_or_else(gone)?;
         let pipeline = o.pipeline.clone().ok_or_else(gone)?;
