@@ -997,13 +997,33 @@ fn a_sink_url_makes_a_publisher_per_post_that_replaces_the_one_before() {
     );
     assert!(alive(&mut h, &first));
     assert_eq!(source_of(&mut h), [first.as_str()]);
+    // A POST whose 201 is not delivered (its client left): its endpoint goes, the live
+    // publisher stays, connected (it used to be released with the undelivered one).
+    let objects = h.e.object_count();
+    http_lost(
+        &mut h,
+        &routes,
+        &calls,
+        &path,
+        SignalOp::Offer("v=0 lost".into()),
+        true,
+    );
+    assert_eq!(
+        offers.lock().unwrap().len(),
+        2,
+        "the lost POST was answered"
+    );
+    assert_eq!(h.e.object_count(), objects, "its endpoint went");
+    assert!(alive(&mut h, &first), "the live publisher stays");
+    assert_eq!(source_of(&mut h), [first.as_str()]);
+    let _ = h.events(1);
     // A new POST (the publisher back without DELETE): a new endpoint replaces the first.
     let (r, second, gone) = post(&mut h, "v=0 2");
     assert_eq!(r.unwrap().status, 201);
     let second = second.expect("a second endpoint");
     assert_eq!(gone, [first.as_str()], "the first publisher is released");
     assert_eq!(source_of(&mut h), [second.as_str()]);
-    assert_eq!(offers.lock().unwrap().len(), 2);
+    assert_eq!(offers.lock().unwrap().len(), 3);
     // PATCH and DELETE go to the publisher's session, not the sink's URL.
     let r = http(&mut h, &routes, &calls, &path, None, SignalOp::Delete);
     assert_eq!(r.unwrap_err().status, 405);

@@ -203,6 +203,8 @@ struct Entry {
     deadline: Option<(Instant, Expiry)>,
     /// The answer to the last ICE restart: the same PATCH again (its answer lost) gets it.
     restarted: Option<SignalAnswer>,
+    /// A sink's new publisher whose 201 is on its way (see `template`).
+    handover: Option<template::Handover>,
 }
 
 /// What a PATCH is checked against: the POSTed offer's ICE credentials and mids.
@@ -350,6 +352,7 @@ impl Engine {
                 offer: None,
                 deadline: None,
                 restarted: None,
+                handover: None,
             },
         );
     }
@@ -441,26 +444,32 @@ impl Engine {
         };
         let r = self.signal_op(&object, call.kind, call.session.as_deref(), call.op);
         let made = r.as_ref().ok().filter(|a| a.status == 201).cloned();
-        if !(call.reply.send)(r) {
-            if let (Some(answer), Some(offer)) = (made, offer) {
-                self.signal_undelivered(offer, answer);
-            }
+        let delivered = (call.reply.send)(r);
+        match (made, offer) {
+            (Some(answer), _) if delivered => self.template_delivered(&answer),
+            (Some(answer), Some(offer)) => self.signal_undelivered(offer, answer),
+            _ => {}
         }
         self.flush_events();
     }
 
-    /// A 201 that did not reach its client: an endpoint a template URL made is released; an
-    /// application's endpoint keeps the answer for a retry of the same offer.
-    fn signal_undelivered(&mut self, offer: String, answer: SignalAnswer) {
+    /// The endpoint whose session a 201's Location names, and its entry.
+    fn answered_by(&mut self, answer: &SignalAnswer) -> Option<(String, &mut Entry)> {
         let path = (answer.location.as_deref())
             .and_then(|l| l.rsplit_once('/'))
-            .map(|(p, _)| p.to_string());
-        let Some(((id, _), e)) =
-            (self.signals.by_object.iter_mut()).find(|(_, e)| Some(&e.path) == path.as_ref())
-        else {
+            .map(|(p, _)| p.to_string())?;
+        (self.signals.by_object.iter_mut())
+            .find(|(_, e)| e.path == path)
+            .map(|((id, _), e)| (id.clone(), e))
+    }
+
+    /// A 201 that did not reach its client: an endpoint a template URL made is released (a
+    /// sink's publisher it would have replaced stays); an application's endpoint keeps the
+    /// answer for a retry of the same offer.
+    fn signal_undelivered(&mut self, offer: String, answer: SignalAnswer) {
+        let Some((id, e)) = self.answered_by(&answer) else {
             return;
         };
-        let id = id.clone();
         if e.from.is_some() {
             tracing::info!(%id, "a template's endpoint's answer was not delivered: released");
             self.release(&id);

@@ -4,12 +4,21 @@
 //! (ServerManager's ObjectCreated), tagged with the element's id, released with the element,
 //! and released when it does not connect (see [`super::TEMPLATE_CONNECT_TIMEOUT`]). A source
 //! has at most [`MAX_SOURCE_VIEWERS`] viewers; a sink has one publisher, which a new POST
-//! replaces (a publisher back without DELETE: OBS reconnecting).
+//! replaces (a publisher back without DELETE: OBS reconnecting) once its 201 was delivered:
+//! until then the new publisher is not connected and the one before stays, so a client that
+//! leaves before its answer takes nothing from the sink.
 
 use super::{Expiry, SignalAnswer, SignalKind, MAX_SOURCE_VIEWERS, TEMPLATE_CONNECT_TIMEOUT};
 use crate::engine::{Engine, Mode};
 use crate::http::HttpRefusal;
 use serde_json::{Map, Value};
+
+/// A sink's new publisher until its 201 is delivered: the session it was made in (it connects
+/// there) and the publishers it replaces.
+pub(super) struct Handover {
+    session: String,
+    replaces: Vec<String>,
+}
 
 impl Engine {
     /// A POST to `owner`'s template URL of `kind`: a new WebRtcEndpoint in its pipeline,
@@ -36,9 +45,8 @@ impl Engine {
         let (id, session) = self.template_endpoint(owner, kind, made)?;
         let key = (id.clone(), made);
         let r = match kind {
-            SignalKind::WhipSink => self
-                .signal_offer(&key, offer, false)
-                .and_then(|a| self.template_connect(&session, &id, owner).map(|()| a)),
+            // Connected once its answer was delivered (`template_delivered`).
+            SignalKind::WhipSink => self.signal_offer(&key, offer, false),
             _ => self
                 .template_connect(&session, owner, &id)
                 .and_then(|()| self.signal_offer(&key, offer, false)),
@@ -51,14 +59,34 @@ impl Engine {
         if let Some(e) = self.signals.by_object.get_mut(&key) {
             let at = self.now.mono + TEMPLATE_CONNECT_TIMEOUT;
             e.deadline = Some((at, Expiry::NotConnected));
-        }
-        if kind == SignalKind::WhipSink {
-            for old in earlier {
-                tracing::info!(%owner, publisher = %old, "replaced by a new WHIP publisher: released");
-                self.release(&old);
+            if kind == SignalKind::WhipSink {
+                e.handover = Some(Handover {
+                    session,
+                    replaces: earlier,
+                });
             }
         }
         r
+    }
+
+    /// A 201 reached its client: a sink's new publisher is connected to the sink, and the
+    /// publishers it replaces are released.
+    pub(super) fn template_delivered(&mut self, answer: &SignalAnswer) {
+        let Some((id, e)) = self.answered_by(answer) else {
+            return;
+        };
+        let (Some(h), Some(owner)) = (e.handover.take(), e.from.clone()) else {
+            return;
+        };
+        if self.template_connect(&h.session, &id, &owner).is_err() {
+            // Its client has a session that carries nothing: it goes, the others stay.
+            self.release(&id);
+            return;
+        }
+        for old in h.replaces {
+            tracing::info!(%owner, publisher = %old, "replaced by a new WHIP publisher: released");
+            self.release(&old);
+        }
     }
 
     /// The WebRtcEndpoint of kind `made` a POST to `owner`'s template URL of `kind` makes (its
