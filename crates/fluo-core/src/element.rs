@@ -166,6 +166,8 @@ pub trait Element: Send {
     /// An ICE restart the element's peer asked for outside an SDP offer (a WHIP/WHEP PATCH,
     /// RFC 9725 4.3.2): the peer's new ICE credentials; answers the element's SDP with its own
     /// new ones (the rest of the session unchanged). `None`: the element has no ICE session.
+    /// An error with `SdpEndPointProcessOfferError` leaves the ICE session as it was; any
+    /// other says it was lost (ICE was reset, then the restart failed).
     fn restart_ice(
         &mut self,
         _cx: &mut ElementCx<'_>,

@@ -58,6 +58,12 @@ impl Element for FakeRtc {
                 "no",
             )));
         }
+        if ufrag == "lost" {
+            return Some(Err(fluo_api::KurentoError::new(
+                fluo_api::ErrorCode::UnexpectedError,
+                "ICE was restarted, then the restart failed",
+            )));
+        }
         Some(Ok(RESTARTED.to_string()))
     }
 }
@@ -556,9 +562,13 @@ fn an_ice_restart_answers_new_credentials_and_a_new_etag_that_trickle_must_name(
         "{:?}",
         seen.lock().unwrap()
     );
-    // The endpoint refusing: 422, the session as it was.
+    // The endpoint refusing: 422, the session as it was; failing after its ICE was reset:
+    // 500, the session's ICE lost.
     let failing = restart.replace("ZZy2", "fail");
     assert_eq!(patch(&failing, "*").unwrap_err().status, 422);
+    let lost = patch(&restart.replace("ZZy2", "lost"), "*").unwrap_err();
+    assert_eq!(lost.status, 500, "{}", lost.text);
+    assert!(lost.text.contains("lost"), "{}", lost.text);
     seen.lock().unwrap().clear();
 
     // With If-Match: * (or the session's ETag): restarted, then the candidates added.

@@ -179,9 +179,11 @@ pub(crate) enum Ctl {
     CapsChanged {
         key: u64,
     },
-    /// Endpoint `key` restarted ICE: the peer's checks name its new local `ufrag`.
+    /// Endpoint `key` restarted ICE: the peer's checks name its new local `ufrag`, no longer
+    /// the `old` one.
     IceRestarted {
         key: u64,
+        old: String,
         ufrag: String,
     },
     /// Transcoders become available.
@@ -477,7 +479,7 @@ impl MediaCore {
                 }
                 self.drive(key);
             }
-            Ctl::IceRestarted { key, ufrag } => self.ice_restarted(key, ufrag),
+            Ctl::IceRestarted { key, old, ufrag } => self.ice_restarted(key, &old, ufrag),
             Ctl::Transcoders(f) => {
                 self.factory = Some(f);
                 self.set_maker();

@@ -707,12 +707,21 @@ impl Engine {
             .with_element(id, |el, cx| el.restart_ice(cx, ufrag, pwd))
             .flatten()
             .ok_or_else(|| HttpRefusal::new(422, "this endpoint cannot restart ICE"))?;
-        let sdp = r.map_err(|e| {
-            tracing::info!(%id, error = %e.message, "an ICE restart refused");
-            HttpRefusal::new(
-                422,
-                "ICE could not be restarted: the session goes on as it was",
-            )
+        let sdp = r.map_err(|e| match e.code {
+            ErrorCode::SdpEndPointProcessOfferError => {
+                tracing::info!(%id, error = %e.message, "an ICE restart refused");
+                HttpRefusal::new(
+                    422,
+                    "ICE could not be restarted: the session goes on as it was",
+                )
+            }
+            _ => {
+                tracing::warn!(%id, error = %e.message, "an ICE restart failed midway: the ICE session is lost");
+                HttpRefusal::new(
+                    500,
+                    "the ICE restart failed after the endpoint had dropped this ICE session: it is lost; DELETE the session and POST a new offer",
+                )
+            }
         })?;
         let etag = frag::etag_of(&sdp);
         let answer = SignalAnswer {

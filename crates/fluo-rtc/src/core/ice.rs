@@ -60,11 +60,13 @@ impl MediaCore {
         }
     }
 
-    /// Endpoint `key` restarted ICE: checks name it by its new `ufrag` from now on.
-    pub(super) fn ice_restarted(&mut self, key: u64, ufrag: String) {
+    /// Endpoint `key` restarted ICE: checks name it by its new `ufrag` from now on, not by
+    /// the `old` one.
+    pub(super) fn ice_restarted(&mut self, key: u64, old: &str, ufrag: String) {
         if self.eps.contains_key(&key) {
-            // Rare: a scan to drop the old ufrag is cheap enough.
-            self.by_ufrag.retain(|_, k| *k != key);
+            if self.by_ufrag.get(old) == Some(&key) {
+                self.by_ufrag.remove(old);
+            }
             self.by_ufrag.insert(ufrag, key);
         }
         self.drive(key);
@@ -118,6 +120,31 @@ impl MediaCore {
 #[cfg(test)]
 mod tests {
     use super::{is_binding_request, stun_local_ufrag};
+    use crate::core::{Control, Ctl, Ep, MediaCore};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    #[test]
+    fn a_restart_moves_the_endpoints_ufrag_and_no_other() {
+        let now = Instant::now();
+        let mut core = MediaCore::new(now);
+        let mut ufrags = vec![];
+        for (key, id) in [(1, "a"), (2, "b")] {
+            let mut rtc = str0m::Rtc::new(now);
+            ufrags.push(rtc.direct_api().local_ice_credentials().ufrag);
+            let ep = Arc::new(Mutex::new(Ep::new(id.into(), rtc)));
+            core.control(now, Control(Ctl::Add { key, ep }));
+        }
+        let owner = |core: &MediaCore, u: &str| core.by_ufrag.get(u).copied();
+        assert_eq!(owner(&core, &ufrags[0]), Some(1));
+        let old = ufrags[0].clone();
+        let ufrag = "n3w1".to_string();
+        core.control(now, Control(Ctl::IceRestarted { key: 1, old, ufrag }));
+        assert_eq!(owner(&core, &ufrags[0]), None, "the old ufrag names nobody");
+        assert_eq!(owner(&core, "n3w1"), Some(1));
+        assert_eq!(owner(&core, &ufrags[1]), Some(2));
+        assert_eq!(core.by_ufrag.len(), 2);
+    }
 
     fn stun(attrs: &[(u16, &[u8])]) -> Vec<u8> {
         let mut body = vec![];

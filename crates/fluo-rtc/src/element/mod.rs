@@ -27,6 +27,12 @@ pub(crate) struct WebRtcFactory {
 
 impl Factory for WebRtcFactory {
     fn create(&self, cx: &FactoryCx<'_>) -> Result<Box<dyn Element>, KurentoError> {
+        Ok(Box::new(self.endpoint(cx)?))
+    }
+}
+
+impl WebRtcFactory {
+    fn endpoint(&self, cx: &FactoryCx<'_>) -> Result<WebRtcEndpoint, KurentoError> {
         let recvonly = cx.params.get("recvonly").and_then(Value::as_bool) == Some(true);
         let sendonly = cx.params.get("sendonly").and_then(Value::as_bool) == Some(true);
         if recvonly && sendonly {
@@ -48,7 +54,7 @@ impl Factory for WebRtcFactory {
             key,
             ep: ep.clone(),
         }));
-        Ok(Box::new(WebRtcEndpoint {
+        Ok(WebRtcEndpoint {
             remote_candidates: 0,
             server_channels: 0,
             key,
@@ -72,7 +78,7 @@ impl Factory for WebRtcFactory {
             } else {
                 Direction::SendRecv
             },
-        }))
+        })
     }
 }
 

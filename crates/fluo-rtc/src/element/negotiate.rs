@@ -114,6 +114,10 @@ impl WebRtcEndpoint {
     /// through str0m's renegotiation, which restarts ICE on other credentials (the peer's
     /// differ) with new local ones and the local candidates kept. DTLS and the media streams go
     /// on; the answer is the new local description.
+    ///
+    /// Errors: `SdpEndPointProcessOfferError` when nothing changed (the ICE session goes on);
+    /// `UnexpectedError` when str0m had restarted ICE before a later step of its renegotiation
+    /// failed: the peer's ICE session is gone and no answer tells it the new one (lost).
     pub(super) fn restart_ice(&mut self, ufrag: &str, pwd: &str) -> Result<String, KurentoError> {
         let failed = |e: &dyn std::fmt::Display| {
             KurentoError::new(
@@ -133,21 +137,42 @@ impl WebRtcEndpoint {
         }
         let usable = sections.usable(&offer);
         let parsed = crate::sdp::parse_offer(&offer, &usable).map_err(|e| failed(&e))?;
-        let answer = ep
-            .rtc
-            .sdp_api()
-            .accept_offer(parsed)
-            .map_err(|e| failed(&e))?;
+        let old = ep.rtc.direct_api().local_ice_credentials().ufrag;
+        let accepted = ep.rtc.sdp_api().accept_offer(parsed);
+        let new = ep.rtc.direct_api().local_ice_credentials().ufrag;
+        let answer = match accepted {
+            Ok(answer) => answer,
+            Err(e) if new == old => return Err(failed(&e)),
+            Err(e) => {
+                // str0m restarts ICE (new local credentials, the peer's candidates dropped)
+                // before the steps that can still fail: that ICE session is the endpoint's
+                // now, though no answer announces it.
+                tracing::warn!(id = %ep.id, "an ICE restart failed after ICE was restarted: the ICE session is lost: {e}");
+                crate::pair::forget_remote(&mut ep);
+                drop(ep);
+                self.remote_candidates = 0;
+                self.ice_renewed(old, new);
+                return Err(KurentoError::new(
+                    ErrorCode::UnexpectedError,
+                    format!("ICE was restarted, then the restart failed: {e}"),
+                ));
+            }
+        };
         let answer = sections.answer(Some(&self.written(&answer.to_sdp_string())));
-        let ufrag = ep.rtc.direct_api().local_ice_credentials().ufrag;
         ep.sdp.restarted(offer, answer.clone());
         ep.ice_restarted = ep.was_connected;
         crate::pair::forget_remote(&mut ep);
         drop(ep);
         self.remote_candidates = 0;
-        let key = self.key;
-        let _ = self.rtc.ctl.send(Control(Ctl::IceRestarted { key, ufrag }));
+        self.ice_renewed(old, new);
         Ok(answer)
+    }
+
+    /// str0m's ICE session has new local credentials: the media core knows the endpoint by
+    /// its new ufrag.
+    fn ice_renewed(&self, old: String, ufrag: String) {
+        let key = self.key;
+        let _ = (self.rtc.ctl).send(Control(Ctl::IceRestarted { key, old, ufrag }));
     }
 
     /// An offer without a section a WebRtcEndpoint can take: answered, as KMS does, with every
@@ -248,5 +273,107 @@ impl WebRtcEndpoint {
         drop(ep);
         self.negotiated();
         Ok(Value::from(local))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::WebRtcFactory;
+    use crate::core::{lock, Control, Ctl};
+    use crate::WebRtc;
+    use fluo_api::ErrorCode;
+    use fluo_core::FactoryCx;
+    use serde_json::Map;
+    use str0m::media::{Direction, MediaKind};
+
+    /// A peer's offer of audio and video.
+    fn offer() -> String {
+        let mut peer = str0m::Rtc::new(std::time::Instant::now());
+        let mut api = peer.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+        api.apply().expect("an offer").0.to_sdp_string()
+    }
+
+    /// The same SDP with its two m-sections the other way round.
+    fn swapped(sdp: &str) -> String {
+        let mut parts: Vec<&str> = sdp.split("m=").collect();
+        assert_eq!(parts.len(), 3, "{sdp}");
+        parts.swap(1, 2);
+        parts.join("m=")
+    }
+
+    fn restarts(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Control>) -> Vec<(String, String)> {
+        let mut got = vec![];
+        while let Ok(Control(c)) = rx.try_recv() {
+            if let Ctl::IceRestarted { old, ufrag, .. } = c {
+                got.push((old, ufrag));
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn a_restart_that_fails_after_str0m_restarted_ice_reports_the_session_lost() {
+        let (rtc, mut rx) = WebRtc::in_memory(vec!["127.0.0.1:40000".parse().unwrap()]);
+        let params = Map::new();
+        let cx = FactoryCx {
+            id: "ep",
+            pipeline: Some("pipe"),
+            params: &params,
+            given: &params,
+        };
+        let mut ep = WebRtcFactory { rtc }.endpoint(&cx).unwrap();
+        let offer = offer();
+        ep.process_offer(&offer).expect("the offer answered");
+        let ufrag = |ep: &super::WebRtcEndpoint| {
+            let mut e = lock(&ep.ep);
+            e.rtc.direct_api().local_ice_credentials().ufrag
+        };
+        let first = ufrag(&ep);
+        assert!(restarts(&mut rx).is_empty());
+
+        // A restart: new local credentials, announced to the media core.
+        let answer = ep
+            .restart_ice("ZZy2", "w9dGRB0Tn/HZuuOxCUJYqS+x")
+            .expect("restarted");
+        let second = ufrag(&ep);
+        assert_ne!(second, first);
+        assert!(
+            answer.contains(&format!("a=ice-ufrag:{second}")),
+            "{answer}"
+        );
+        assert_eq!(restarts(&mut rx), [(first, second.clone())]);
+
+        // A restart str0m refuses before it touches ICE (here: both sides ICE-lite, which it
+        // checks first): nothing changed.
+        let stored = |ep: &super::WebRtcEndpoint, f: &dyn Fn(&str) -> String| {
+            let mut e = lock(&ep.ep);
+            let remote = f(e.sdp.answered_offer().unwrap());
+            let local = e.sdp.local().unwrap_or_default().to_string();
+            e.sdp.restarted(remote, local);
+        };
+        let remote = lock(&ep.ep).sdp.answered_offer().unwrap().to_string();
+        stored(&ep, &|o| {
+            o.replacen("t=0 0\r\n", "t=0 0\r\na=ice-lite\r\n", 1)
+        });
+        let err = ep
+            .restart_ice("Xxx3", "q8cFRB0Tn/HZuuOxCUJYqS+x")
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::SdpEndPointProcessOfferError, "{err:?}");
+        assert_eq!(ufrag(&ep), second);
+        assert!(restarts(&mut rx).is_empty());
+
+        // One that fails after str0m restarted ICE (here: the sections moved, which str0m
+        // finds only once it applies the offer): lost, and the media core learns the new
+        // ufrag all the same.
+        stored(&ep, &|_| swapped(&remote));
+        let err = ep
+            .restart_ice("Yyy3", "q8cFRB0Tn/HZuuOxCUJYqS+x")
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnexpectedError, "{err:?}");
+        let third = ufrag(&ep);
+        assert_ne!(third, second, "str0m did restart ICE");
+        assert_eq!(restarts(&mut rx), [(second, third)]);
     }
 }
