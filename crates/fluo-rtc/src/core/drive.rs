@@ -8,6 +8,15 @@ use fluo_sfu::MediaKind;
 use std::time::{Duration, Instant};
 use str0m::{Input, Output};
 
+/// A lost peer (DTLS had completed, the connection is down) costs a timer every few seconds,
+/// not every few milliseconds; a datagram from it drives the endpoint at once. Not while the
+/// checks of an ICE restart run (they are not held back); a peer str0m merely put back into
+/// checking, or whose restart ended disconnected, is still lost.
+fn is_lost(ep: &Ep) -> bool {
+    let restarting = ep.ice_restarted && ep.ice_state == "CONNECTING";
+    ep.was_connected && !ep.connected && ep.rtc.is_alive() && !restarting
+}
+
 impl MediaCore {
     /// Ends a pass over the core's input: the router's nodes pushed to in it send what they
     /// gathered (a media worker's job gets one datagram, audio with video), and what was
@@ -57,13 +66,7 @@ impl MediaCore {
             let mut ep = lock(&ep_ref);
             was_connected = ep.connected;
             deadline = self.drain(key, &mut ep, &mut out);
-            // A lost peer costs a timer every few seconds, not every few milliseconds; a
-            // datagram from it drives the endpoint at once.
-            // (ICE checking again, after a restart: its checks are not held back.)
-            lost = ep.was_connected
-                && !ep.connected
-                && ep.rtc.is_alive()
-                && ep.ice_state != "CONNECTING";
+            lost = is_lost(&ep);
             connected = ep.connected;
         }
         let deadline = if lost {
@@ -197,5 +200,26 @@ impl MediaCore {
             }
         }
         self.drive(sink);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_lost, Ep};
+
+    #[test]
+    fn a_lost_peer_is_throttled_unless_its_ice_restarts() {
+        let mut ep = Ep::new("ep".into(), str0m::Rtc::new(std::time::Instant::now()));
+        assert!(!is_lost(&ep), "never connected");
+        ep.was_connected = true;
+        ep.ice_state = "CONNECTING";
+        assert!(is_lost(&ep), "checking again without a restart: still lost");
+        ep.ice_restarted = true;
+        assert!(!is_lost(&ep), "an ICE restart under way");
+        ep.ice_state = "DISCONNECTED";
+        assert!(is_lost(&ep), "a restart that ended disconnected");
+        ep.ice_restarted = false;
+        ep.connected = true;
+        assert!(!is_lost(&ep));
     }
 }
