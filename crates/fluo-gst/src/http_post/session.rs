@@ -51,6 +51,27 @@ struct State {
     open: bool,
     /// No POST came within the disconnection timeout: the URL is gone.
     expired: bool,
+    /// The disconnection timer running, if any (one at a time: a new one replaces it).
+    timer: Option<Timer>,
+}
+
+/// A disconnection timer; dropping it cancels it. It holds its endpoint weakly: a released
+/// element's endpoint goes at once, not when a long timeout ends.
+enum Timer {
+    /// On the listener's runtime.
+    Task(tokio::task::AbortHandle),
+    /// Without a runtime: a thread that waits on this channel (dropped: it returns).
+    Thread {
+        _cancel: std::sync::mpsc::Sender<()>,
+    },
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if let Timer::Task(h) = self {
+            h.abort();
+        }
+    }
 }
 
 /// An HttpPostEndpoint's URL, session and uploads.
@@ -116,9 +137,14 @@ impl Endpoint {
         self.url.clone()
     }
 
-    /// The element is released: its path goes.
+    /// The element is released: its path goes, and its timer.
     pub(crate) fn release(&self) {
-        self.lock().released = true;
+        let timer = {
+            let mut s = self.lock();
+            s.released = true;
+            s.timer.take()
+        };
+        drop(timer);
         self.routes.remove(&self.path);
     }
 
@@ -161,25 +187,37 @@ impl Endpoint {
             s.open = open;
             s.generation
         };
-        let ep = self.clone();
-        let fire = move || ep.expire(generation);
+        let ep = Arc::downgrade(self);
+        let fire = move || {
+            if let Some(ep) = ep.upgrade() {
+                ep.expire(generation);
+            }
+        };
         let wait = self.timeout;
-        match tokio::runtime::Handle::try_current() {
+        let timer = match tokio::runtime::Handle::try_current() {
             Ok(h) => {
-                h.spawn(async move {
+                let task = h.spawn(async move {
                     tokio::time::sleep(wait).await;
                     fire();
                 });
+                Some(Timer::Task(task.abort_handle()))
             }
             Err(_) => {
-                let _ = std::thread::Builder::new()
+                let (cancel, cancelled) = std::sync::mpsc::channel::<()>();
+                let spawned = std::thread::Builder::new()
                     .name("fluo-http-post-timer".into())
                     .spawn(move || {
-                        std::thread::sleep(wait);
-                        fire();
+                        let r = cancelled.recv_timeout(wait);
+                        if r == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                            fire();
+                        }
                     });
+                spawned.ok().map(|_| Timer::Thread { _cancel: cancel })
             }
-        }
+        };
+        // The one before (if any) is cancelled, outside the lock.
+        let before = std::mem::replace(&mut self.lock().timer, timer);
+        drop(before);
     }
 
     /// The disconnection timeout of upload `generation` passed: the URL expires.
@@ -191,6 +229,8 @@ impl Endpoint {
             }
             s.started = false;
             s.expired = true;
+            // This timer: done (dropped here, its task or thread ends on its own).
+            s.timer = None;
             std::mem::take(&mut s.open)
         };
         self.routes.remove(&self.path);
@@ -399,6 +439,46 @@ mod tests {
             Some(&Step::End),
             "the cut stream ends"
         );
+    }
+
+    #[test]
+    fn a_released_endpoint_goes_at_once_and_runs_one_timer_at_a_time() {
+        // Without a runtime (a timer thread): released during a long timeout, the endpoint
+        // is freed at once.
+        let (routes, ep, _, _) = endpoint(3_600_000);
+        drop(post(&routes, &ep).unwrap());
+        ep.release();
+        let weak = Arc::downgrade(&ep);
+        drop(ep);
+        assert!(weak.upgrade().is_none(), "no timer holds the endpoint");
+
+        // On a runtime: each ended upload replaces the timer before; the release ends it.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let alive = || {
+                let m = tokio::runtime::Handle::current().metrics();
+                m.num_alive_tasks()
+            };
+            let (routes, ep, _, _) = endpoint(3_600_000);
+            for _ in 0..3 {
+                drop(post(&routes, &ep).unwrap());
+            }
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(alive(), 1, "one disconnection timer");
+            ep.release();
+            let weak = Arc::downgrade(&ep);
+            drop(ep);
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(alive(), 0, "the release ended it");
+            assert!(weak.upgrade().is_none());
+        });
     }
 
     #[test]
