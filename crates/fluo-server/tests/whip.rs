@@ -696,10 +696,23 @@ async fn a_sink_url_answers_each_post_from_a_new_publisher_that_replaces_the_las
     let second = b.header("location").unwrap().to_string();
     // The first publisher's endpoint went, and its session with it.
     assert_eq!(http(port, "DELETE", &first, AUTH, None).await.status, 404);
+    // Every connection into the sink (audio, video, data) is from the second publisher: its
+    // own URL is the parent of the second Location.
     let c = invoke(ws, 6, &sink, "getSourceConnections", json!({})).await;
     let sources = c["result"]["value"].as_array().unwrap();
     assert!(!sources.is_empty(), "{c}");
     let publisher = sources[0]["source"].as_str().unwrap().to_string();
+    assert!(
+        sources.iter().all(|s| s["source"] == json!(publisher)),
+        "one publisher: {c}"
+    );
+    let u = invoke(ws, 16, &publisher, "getTag", json!({"key":"fluoWhipUrl"})).await;
+    let (_, own) = split(u["result"]["value"].as_str().expect("its URL"));
+    assert_eq!(
+        Some(own.as_str()),
+        second.rsplit_once('/').map(|(p, _)| p),
+        "the sink's source is the second publisher"
+    );
     let t = invoke(ws, 7, &publisher, "getTag", json!({"key":"fluoWhipSink"})).await;
     assert_eq!(t["result"]["value"], json!(sink), "{t}");
     // Releasing the sink releases its publisher and the URL.

@@ -238,6 +238,11 @@ fn peers_that_move_restart_ice_by_patch_and_the_frames_go_on() {
         let offer = publisher.offer(Direction::SendOnly);
         let mid = (offer.split("\r\n").find_map(|l| l.strip_prefix("a=mid:"))).expect("a mid");
         let mid = mid.to_string();
+        let creds: Vec<&str> = (offer.split("\r\n"))
+            .filter(|l| l.starts_with("a=ice-ufrag:") || l.starts_with("a=ice-pwd:"))
+            .take(2)
+            .collect();
+        let old_creds = format!("{}\r\n{}\r\n", creds[0], creds[1]);
         let a = http(&pub_url, "POST", &path_of(&pub_url), SDP, &offer);
         assert_eq!(a.status, 201, "{} {}", a.head, a.body);
         publisher.accept(&a.body);
@@ -289,6 +294,34 @@ fn peers_that_move_restart_ice_by_patch_and_the_frames_go_on() {
         assert_eq!(r.status, 412, "{} {}", r.head, r.body);
         let r = http(&pub_url, "PATCH", &pub_session, &trickle(&new_etag), &frag);
         assert_eq!(r.status, 204, "{} {}", r.head, r.body);
+
+        // Refused restarts leave the session and its frames alone: a trickle of the replaced
+        // ICE session arriving late (its credentials, no If-Match: it used to restart ICE
+        // again and the publisher was lost), new credentials without If-Match, a restart
+        // naming an m-section the session does not have.
+        c.events.clear();
+        let bare = "Content-Type: application/trickle-ice-sdpfrag\r\n";
+        let late = format!("{old_creds}{frag}");
+        let r = http(&pub_url, "PATCH", &pub_session, bare, &late);
+        assert_eq!(r.status, 412, "{} {}", r.head, r.body);
+        let other = "a=ice-ufrag:Nnn4\r\na=ice-pwd:q8cFRB0Tn/HZuuOxCUJYqS+x\r\n";
+        let r = http(
+            &pub_url,
+            "PATCH",
+            &pub_session,
+            bare,
+            &format!("{other}{frag}"),
+        );
+        assert_eq!(r.status, 428, "{} {}", r.head, r.body);
+        let moved = format!("{other}a=mid:nope\r\n");
+        let r = http(&pub_url, "PATCH", &pub_session, &trickle("*"), &moved);
+        assert_eq!(r.status, 422, "{} {}", r.head, r.body);
+        let got = frames_flow(&mut publisher, &mut viewer, &frame, 30);
+        assert!(got >= 30, "frames after the refused restarts: {got}");
+        c.invoke(&e_pub, "getName", json!({})).await.unwrap();
+        let checking = (c.events.iter())
+            .any(|(t, d)| t == "IceComponentStateChanged" && d["state"] == "CONNECTING");
+        assert!(!checking, "no ICE restart: {:?}", c.events);
 
         // The viewer moves too: what the server sends follows it.
         restart_by_patch(&mut viewer, &view_url, &view_session, &view_mid, &view_etag);
@@ -353,14 +386,7 @@ fn a_sink_url_takes_publishers_into_an_element_and_a_new_one_replaces_the_last()
             got >= 30,
             "the first publisher's frames at the player: {got}"
         );
-        let sources = c
-            .invoke(&hub, "getSourceConnections", json!({}))
-            .await
-            .unwrap();
-        let first_ep = sources[0]["source"]
-            .as_str()
-            .expect("a publisher")
-            .to_string();
+        let first_ep = publisher_of(&mut c, &hub).await;
 
         // The publisher comes back without DELETE (OBS reconnecting): a new endpoint, the
         // old one released, the player goes on with the new publisher's frames.
@@ -389,10 +415,33 @@ fn a_sink_url_takes_publishers_into_an_element_and_a_new_one_replaces_the_last()
             got >= 30,
             "the second publisher's frames at the player: {got}"
         );
-        let sources = c
-            .invoke(&hub, "getSourceConnections", json!({}))
+        // Every connection into the element is the second publisher's: the endpoint whose own
+        // URL the second answer's Location is under.
+        let second_ep = publisher_of(&mut c, &hub).await;
+        assert_ne!(second_ep, first_ep);
+        let own = c
+            .invoke(&second_ep, "getTag", json!({"key": "fluoWhipUrl"}))
             .await
             .unwrap();
-        assert_ne!(sources[0]["source"], json!(first_ep), "{sources}");
+        let location = a.header("location").expect("a Location");
+        assert_eq!(
+            Some(path_of(own.as_str().unwrap()).as_str()),
+            location.rsplit_once('/').map(|(p, _)| p),
+            "the element's publisher is the second POST's endpoint"
+        );
     });
+}
+
+/// The one endpoint every source connection of `element` comes from.
+async fn publisher_of(c: &mut Client, element: &str) -> String {
+    let sources = c
+        .invoke(element, "getSourceConnections", json!({}))
+        .await
+        .unwrap();
+    let all: Vec<&str> = (sources.as_array().expect("connections").iter())
+        .map(|s| s["source"].as_str().expect("a source"))
+        .collect();
+    assert!(!all.is_empty(), "no publisher: {sources}");
+    assert!(all.iter().all(|s| *s == all[0]), "one publisher: {sources}");
+    all[0].to_string()
 }
