@@ -6,7 +6,7 @@ use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 pub struct Peer {
     pub rtc: Rtc,
@@ -18,6 +18,8 @@ pub struct Peer {
     /// The last answer applied (an ICE restart's answer is built from it).
     answer: Option<String>,
     pub connected: bool,
+    /// When ICE last came up (connected or completed), since the last ICE restart.
+    pub ice_up_at: Option<Instant>,
     /// Video frames received: (codec, bytes), while `keep_frames` is set.
     pub frames: Vec<(Codec, Vec<u8>)>,
     /// Keep received frames (else only count them).
@@ -55,6 +57,7 @@ impl Peer {
             pending: None,
             answer: None,
             connected: false,
+            ice_up_at: None,
             frames: vec![],
             keep_frames: true,
             frames_in: 0,
@@ -138,6 +141,7 @@ impl Peer {
         self.pending = Some(pending);
         self.addr = sock.local_addr().expect("addr");
         self.sock = sock;
+        self.ice_up_at = None;
         let cand = Candidate::host(self.addr, "udp").expect("candidate");
         (
             creds.ufrag,
@@ -240,6 +244,15 @@ impl Peer {
                     let _ = self.sock.send_to(&t.contents, t.destination);
                 }
                 Ok(Output::Event(Event::Connected)) => self.connected = true,
+                Ok(Output::Event(Event::IceConnectionStateChange(s))) => {
+                    let up = matches!(
+                        s,
+                        IceConnectionState::Connected | IceConnectionState::Completed
+                    );
+                    if up && self.ice_up_at.is_none() {
+                        self.ice_up_at = Some(now);
+                    }
+                }
                 Ok(Output::Event(Event::MediaData(d))) => {
                     let codec = d.params.spec().codec;
                     if codec.is_video() {

@@ -323,8 +323,21 @@ fn peers_that_move_restart_ice_by_patch_and_the_frames_go_on() {
             .any(|(t, d)| t == "IceComponentStateChanged" && d["state"] == "CONNECTING");
         assert!(!checking, "no ICE restart: {:?}", c.events);
 
-        // The viewer moves too: what the server sends follows it.
+        // The viewer moves too: what the server sends follows it, from the moment ICE is
+        // back (not from str0m's next RTCP report, up to a second later).
         restart_by_patch(&mut viewer, &view_url, &view_session, &view_mid, &view_etag);
+        let (before, t0) = (viewer.frames_in, Instant::now());
+        while t0.elapsed() < Duration::from_secs(10) && viewer.frames_in == before {
+            publisher.drive(Some(&frame));
+            viewer.drive(None);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let up = viewer.ice_up_at.expect("the viewer's ICE back up");
+        let late = up.elapsed();
+        assert!(
+            late < Duration::from_millis(200),
+            "the first frame on the viewer's new socket came {late:?} after its ICE was up"
+        );
         let got = frames_flow(&mut publisher, &mut viewer, &frame, 30);
         assert!(got >= 30, "frames after the viewer's restart: {got}");
     });

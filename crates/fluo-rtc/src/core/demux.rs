@@ -45,6 +45,10 @@ impl MediaCore {
             let mut eg = outbox.egress();
             let for_str0m = super::egress::on_receive(&mut ep, &mut eg, now, data).unwrap_or(data);
             if let Some(input) = input(now, proto, source, dest, for_str0m) {
+                if ep.ice_restarted && ice::is_nomination(data) && ep.rtc.accepts(&input) {
+                    // The peer nominates this pair of the restarted ICE (see `Ep::nominated`).
+                    ep.nominated = Some((proto, destination, source));
+                }
                 if let Err(err) = ep.rtc.handle_input(input) {
                     tracing::debug!(id = %ep.id, "input rejected: {err}");
                 } else if crate::stats::is_report(data) && crate::stats::rtcp_arrived(&mut ep, now)

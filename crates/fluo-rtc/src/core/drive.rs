@@ -163,6 +163,10 @@ impl MediaCore {
         let contents: Vec<u8> = t.contents.into();
         if ice::is_binding_request(&contents) {
             self.note_check(key, source, t.destination);
+            if ep.ice_restarted && ice::is_nomination(&contents) {
+                // Controlling, the endpoint nominates this pair (see `Ep::nominated`).
+                ep.nominated = Some((t.proto, source, t.destination));
+            }
         }
         self.transmits.push_back(Datagram {
             proto: t.proto,

@@ -317,6 +317,12 @@ pub(super) fn push(
     let Some(v) = ep.egress.as_mut() else {
         return Some(false);
     };
+    if std::mem::take(&mut ep.repath) {
+        // ICE restarted: the pair it came back on (see `Ep::nominated`).
+        if let Some((proto, local, remote)) = ep.send_path {
+            v.set_path(eg.path(proto, local, remote, ep.settings.tos));
+        }
+    }
     if v.path().tos != ep.settings.tos {
         let mut p = v.path();
         p.tos = ep.settings.tos;

@@ -149,6 +149,12 @@ pub(crate) struct Ep {
     pub(crate) egress_source: Option<fluo_sfu::NodeId>,
     /// Transport, local and remote address of what the session sends on its selected pair.
     pub(crate) send_path: Option<(Protocol, SocketAddr, SocketAddr)>,
+    /// During an ICE restart, the pair (transport, local socket, remote) of the last nomination
+    /// (a USE-CANDIDATE check str0m accepted, or sent when controlling): the pair ICE comes
+    /// back on, which the egress takes at once (else only at str0m's next RTCP).
+    pub(crate) nominated: Option<(Protocol, SocketAddr, SocketAddr)>,
+    /// `send_path` moved to the restarted ICE's pair: the egress takes it with its next packet.
+    pub(crate) repath: bool,
     /// RTP packets the session wrote while the egress sends its media (must stay 0).
     pub(crate) str0m_rtp: u64,
     /// Bytes of str0m's SRTCP the egress re-indexed and sent: str0m counted them already
@@ -299,6 +305,8 @@ impl Ep {
             egress_line: [None; 2],
             egress_source: None,
             send_path: None,
+            nominated: None,
+            repath: false,
             str0m_rtp: 0,
             str0m_rtcp_bytes: 0,
         }
@@ -319,6 +327,8 @@ impl Ep {
         self.egress = None;
         self.str0m_rtcp_bytes = 0;
         self.send_path = None;
+        self.nominated = None;
+        self.repath = false;
     }
 
     pub(crate) fn mid_of_kind(&self, kind: MediaKind) -> Option<Mid> {

@@ -99,7 +99,13 @@ fn ice_changed(ep: &mut Ep, s: IceConnectionState, emit: &mut impl FnMut(MediaEv
         IceConnectionState::Connected | IceConnectionState::Completed
     );
     if up && std::mem::take(&mut ep.ice_restarted) && ep.was_connected {
-        // ICE restarted (its DTLS goes on): the pair it came back on.
+        // ICE restarted (its DTLS goes on): what the egress sends goes to the pair it came
+        // back on from now (str0m sends there already, and the egress would follow only
+        // with str0m's next RTCP, up to a second later); that pair is reported.
+        if let Some(p) = ep.nominated.take() {
+            ep.send_path = Some(p);
+            ep.repath = true;
+        }
         if let Some((local, remote)) = crate::pair::selected(ep) {
             emit(MediaEvent::CandidatePairSelected { local, remote });
         }

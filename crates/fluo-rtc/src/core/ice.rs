@@ -24,9 +24,9 @@ pub(super) fn is_binding_request(d: &[u8]) -> bool {
     d.len() >= 20 && d[0..2] == [0x00, 0x01] && d[4..8] == MAGIC
 }
 
-/// The local ufrag named by a STUN message's USERNAME (`<our ufrag>:<their ufrag>`), if the
-/// datagram is a well-formed STUN message that has one.
-pub(super) fn stun_local_ufrag(d: &[u8]) -> Option<&str> {
+/// The value of attribute `ty` of a STUN message, if the datagram is a well-formed STUN message
+/// that has one.
+fn stun_attr(d: &[u8], want: u16) -> Option<&[u8]> {
     if d.len() < 20 || d[0] & 0xc0 != 0 || d[4..8] != MAGIC {
         return None;
     }
@@ -37,13 +37,25 @@ pub(super) fn stun_local_ufrag(d: &[u8]) -> Option<&str> {
         let ty = u16::from_be_bytes([body[i], body[i + 1]]);
         let alen = usize::from(u16::from_be_bytes([body[i + 2], body[i + 3]]));
         let value = body.get(i + 4..i + 4 + alen)?;
-        if ty == 0x0006 {
-            let user = std::str::from_utf8(value).ok()?;
-            return user.split(':').next();
+        if ty == want {
+            return Some(value);
         }
         i += 4 + alen.div_ceil(4) * 4;
     }
     None
+}
+
+/// The local ufrag named by a STUN message's USERNAME (`<our ufrag>:<their ufrag>`), if the
+/// datagram is a well-formed STUN message that has one.
+pub(super) fn stun_local_ufrag(d: &[u8]) -> Option<&str> {
+    let user = std::str::from_utf8(stun_attr(d, 0x0006)?).ok()?;
+    user.split(':').next()
+}
+
+/// Whether a datagram is an ICE check that nominates its pair (USE-CANDIDATE, RFC 8445
+/// 7.1.2; its integrity is for str0m to check).
+pub(super) fn is_nomination(d: &[u8]) -> bool {
+    is_binding_request(d) && stun_attr(d, 0x0025).is_some()
 }
 
 impl MediaCore {
@@ -119,7 +131,7 @@ impl MediaCore {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_binding_request, stun_local_ufrag};
+    use super::{is_binding_request, is_nomination, stun_local_ufrag};
     use crate::core::{Control, Ctl, Ep, MediaCore};
     use std::sync::{Arc, Mutex};
     use std::time::Instant;
@@ -193,5 +205,12 @@ mod tests {
         assert!(!is_binding_request(&answer));
         assert!(!is_binding_request(&req[..19]));
         assert!(!is_binding_request(&[0x80; 40]));
+        assert!(!is_nomination(&req));
+        let nominating = stun(&[(0x0006, b"a:b"), (0x0025, b"")]);
+        assert!(is_nomination(&nominating));
+        let mut answered = nominating.clone();
+        answered[0] = 0x01;
+        answered[1] = 0x01;
+        assert!(!is_nomination(&answered), "an answer nominates nothing");
     }
 }

@@ -161,6 +161,7 @@ impl WebRtcEndpoint {
         let answer = sections.answer(Some(&self.written(&answer.to_sdp_string())));
         ep.sdp.restarted(offer, answer.clone());
         ep.ice_restarted = ep.was_connected;
+        ep.nominated = None;
         crate::pair::forget_remote(&mut ep);
         drop(ep);
         self.remote_candidates = 0;
