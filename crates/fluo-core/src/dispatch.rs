@@ -170,17 +170,25 @@ impl Engine {
             // MediaObject
             "addTag" => {
                 let (k, v) = (s("key"), s("value"));
+                let layers = self.check_layer_tag(id, &k, Some(&v))?;
                 let o = self.registry.get_mut(id).expect("looked up");
                 match o.tags.iter_mut().find(|(x, _)| *x == k) {
                     Some(t) => t.1 = v,
                     None => o.tags.push((k, v)),
                 }
+                if layers {
+                    self.layer_tags_changed(id);
+                }
                 Ok(Value::Null)
             }
             "removeTag" => {
                 let k = s("key");
+                let layers = self.check_layer_tag(id, &k, None)?;
                 let o = self.registry.get_mut(id).expect("looked up");
                 o.tags.retain(|(x, _)| *x != k);
+                if layers {
+                    self.layer_tags_changed(id);
+                }
                 Ok(Value::Null)
             }
             "getTag" => {

@@ -177,6 +177,10 @@ pub trait Element: Send {
         None
     }
 
+    /// The simulcast layers this element may be sent changed (its `fluoMaxVideoLayer` /
+    /// `fluoPreferredVideoLayer` tags, see `layer_tags`; called for WebRtcEndpoints only).
+    fn set_layer_limits(&mut self, _limits: fluo_sfu::LayerLimits) {}
+
     /// getStats: this element's Kurento Stats values by id. `None` leaves it to the engine,
     /// which reports an ElementStats entry without measurements while `latencyStats` is on.
     fn stats(&mut self, _q: &StatsQuery<'_>) -> Option<Map<String, Value>> {

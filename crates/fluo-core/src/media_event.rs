@@ -77,8 +77,24 @@ pub fn event_name(ev: &MediaEvent) -> &str {
         MediaEvent::CodeFound { .. } => "CodeFound",
         MediaEvent::MediaSession { started: true } => "MediaSessionStarted",
         MediaEvent::MediaSession { started: false } => "MediaSessionTerminated",
+        MediaEvent::LayerChanged { .. } => "FluoLayerChanged",
         MediaEvent::Module { name, .. } => name,
     }
+}
+
+/// A simulcast layer a sink gets, as Fluo's `FluoLayerChanged` event and getStats (the
+/// `fluoLayer` of a WebRtcEndpoint's outbound video entry) write it: its rid (empty when the
+/// source does not name its layers), its rank (`layer`, 0 the lowest picture), its picture
+/// size (0 when not known yet) and why the sink moved to it.
+pub fn layer_json(layer: &fluo_sfu::ForwardedLayer) -> Map<String, Value> {
+    let (width, height) = layer.size.unwrap_or_default();
+    obj(json!({
+        "rid": layer.rid.as_deref().unwrap_or_default(),
+        "layer": layer.rank,
+        "width": width,
+        "height": height,
+        "reason": layer.reason.wire_name(),
+    }))
 }
 
 /// The event's own fields, as Kurento sends them.
@@ -126,6 +142,11 @@ pub fn event_fields(ev: &MediaEvent) -> Map<String, Value> {
         }
         MediaEvent::Module { fields, .. } => {
             serde_json::from_str::<Map<String, Value>>(fields).unwrap_or_default()
+        }
+        MediaEvent::LayerChanged { kind, layer } => {
+            let mut m = layer_json(layer);
+            m.insert("mediaType".into(), Value::from(kind.wire_name()));
+            m
         }
         _ => Map::new(),
     }
@@ -221,5 +242,30 @@ mod tests {
         );
         assert!(event_fields(&MediaEvent::Stopped).is_empty());
         assert_eq!(event_name(&MediaEvent::Stopped), "Stopped");
+        let layer = fluo_sfu::ForwardedLayer {
+            rank: 1,
+            rid: Some("h".into()),
+            size: Some((640, 360)),
+            reason: fluo_sfu::SwitchReason::LayerStopped,
+        };
+        let e = MediaEvent::LayerChanged {
+            kind: MediaKind::Video,
+            layer: layer.clone(),
+        };
+        assert_eq!(event_name(&e), "FluoLayerChanged");
+        assert_eq!(
+            fields(&e),
+            json!({"mediaType": "VIDEO", "rid": "h", "layer": 1, "width": 640, "height": 360, "reason": "LAYER_STOPPED"})
+        );
+        // Not named, size not known yet.
+        let bare = fluo_sfu::ForwardedLayer {
+            rid: None,
+            size: None,
+            ..layer
+        };
+        assert_eq!(
+            Value::Object(layer_json(&bare)),
+            json!({"rid": "", "layer": 1, "width": 0, "height": 0, "reason": "LAYER_STOPPED"})
+        );
     }
 }

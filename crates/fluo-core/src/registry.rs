@@ -189,6 +189,8 @@ impl Engine {
         let ctor = class.ctor.as_deref().unwrap_or_default();
         let params = bind_params(model, ctor, &c.constructor_params)?;
         let signal = self.signal_requested(&class.name, &c.properties)?;
+        let tags = self.layer_properties(&class.name, &c.properties)?;
+        let layer_tags = !tags.is_empty();
         // The parent is the object given for the first remote-class constructor parameter
         // (the pipeline for elements, the hub for hub ports).
         let mut parent: Option<String> = None;
@@ -247,7 +249,7 @@ impl Engine {
             pipeline,
             children: vec![],
             name: None,
-            tags: vec![],
+            tags,
             send_tags_in_events: false,
             creation_time: self.now.wall_ms / 1000,
             props,
@@ -261,6 +263,9 @@ impl Engine {
             self.usage.object_created(o);
         }
         self.registry.insert(obj);
+        if layer_tags {
+            self.layer_tags_changed(&id);
+        }
         for kind in signal {
             self.signal_created(&id, kind);
         }

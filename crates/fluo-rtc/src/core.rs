@@ -29,6 +29,7 @@ mod ep;
 mod events;
 mod formats;
 mod ice;
+mod simulcast;
 mod timers;
 mod transcoders;
 mod webrtc_sink;
@@ -38,6 +39,7 @@ pub(crate) use ep::{lock, rtx_history, Ep, EpRef};
 use ep::{OutStream, RtxCache, RTX_HISTORY_START, RTX_PACKETS};
 pub(crate) use events::flow;
 pub(crate) use ice::SocketChange;
+pub(crate) use simulcast::layer_of;
 use transcoders::{transcoder_node, Maker};
 use webrtc_sink::{Outbox, WebRtcSink};
 
@@ -163,6 +165,12 @@ pub(crate) enum Ctl {
     /// Whatever feeds `key` must send a keyframe.
     KeyframeFor {
         key: u64,
+    },
+    /// The simulcast layers the element `key` may be sent (its `fluoMaxVideoLayer` /
+    /// `fluoPreferredVideoLayer`).
+    LayerLimits {
+        key: u64,
+        limits: fluo_sfu::LayerLimits,
     },
     /// The port `key` ended its stream.
     EndOfStream {
@@ -436,21 +444,15 @@ impl MediaCore {
                 kind,
                 add,
             } => self.route(src, &sink_id, kind, add),
-            Ctl::Keyframe { key } => {
-                if let Some(n) = self.node_of(key) {
-                    self.router.ask_keyframe(now, n, MediaKind::Video);
-                }
-            }
+            c @ (Ctl::Keyframe { .. }
+            | Ctl::KeyframeFor { .. }
+            | Ctl::LayerLimits { .. }
+            | Ctl::EndOfStream { .. }) => self.signal(now, c),
             Ctl::AddPort { key, id, port } => self.add_node(key, &id, port),
             Ctl::Inject { key, pkt, slot } => {
                 // Its place in the bounded queue is free again.
                 drop(slot);
                 self.inject(key, pkt);
-            }
-            Ctl::KeyframeFor { key } => {
-                if let Some(n) = self.node_of(key) {
-                    self.router.request_keyframe(now, n, MediaKind::Video);
-                }
             }
             Ctl::Discover { server } => self.discover.push_back(server),
             Ctl::AddRelay { socket, relay } => self.new_relays.push_back((socket, relay)),
@@ -461,11 +463,6 @@ impl MediaCore {
                     if self.permitted.len() < MAX_PERMITS && self.permitted.insert(key.clone()) {
                         self.permits.push_back(key);
                     }
-                }
-            }
-            Ctl::EndOfStream { key } => {
-                if let Some(n) = self.node_of(key) {
-                    self.router.end_of_stream(n);
                 }
             }
             Ctl::TranscoderFailed { key, why } => {
@@ -498,6 +495,30 @@ impl MediaCore {
         }
     }
 
+    /// What travels to the router besides packets: keyframe requests, layer limits, end of
+    /// stream.
+    fn signal(&mut self, now: Instant, c: Ctl) {
+        let key = match &c {
+            Ctl::Keyframe { key }
+            | Ctl::KeyframeFor { key }
+            | Ctl::LayerLimits { key, .. }
+            | Ctl::EndOfStream { key } => *key,
+            _ => return,
+        };
+        let Some(n) = self.node_of(key) else {
+            return;
+        };
+        match c {
+            Ctl::Keyframe { .. } => self.router.ask_keyframe(now, n, MediaKind::Video),
+            Ctl::KeyframeFor { .. } => self.router.request_keyframe(now, n, MediaKind::Video),
+            Ctl::LayerLimits { limits, .. } => {
+                self.router.set_layer_limits(n, MediaKind::Video, limits)
+            }
+            Ctl::EndOfStream { .. } => self.router.end_of_stream(n),
+            _ => {}
+        }
+    }
+
     /// A packet the port `key` produced, into the router.
     fn inject(&mut self, key: u64, pkt: MediaPacket) {
         let Some(n) = self.node_of(key) else {
@@ -513,6 +534,7 @@ impl MediaCore {
             entered: fluo_sfu::latency::sampled(pkt.seq).then(Instant::now),
             payload: pkt.payload.into(),
             ext_vals: None,
+            layer: None,
         };
         self.dispatch(n, f);
     }
@@ -597,4 +619,7 @@ struct Forward {
     payload: Arc<[u8]>,
     /// Header extensions, for packets from a WebRTC peer.
     ext_vals: Option<str0m::rtp::ExtensionValues>,
+    /// The simulcast layer of a WebRTC publisher's video: the place of its rid in the
+    /// publisher's `a=simulcast` line.
+    layer: Option<u8>,
 }

@@ -35,19 +35,44 @@ pub(crate) struct EpStats {
     last_rtcp: Option<Instant>,
 }
 
+/// Incoming streams of one kind kept apart: the one stream, or each simulcast layer.
+const STREAMS: usize = fluo_sfu::simulcast::MAX_LAYERS;
+
+/// One incoming stream of a kind (the kind's one stream, or one simulcast layer).
+#[derive(Debug, Default, Clone, Copy)]
+struct InStream {
+    ssrc: u32,
+    /// Extended sequence numbers: the first and the highest seen.
+    seq: Option<(u64, u64)>,
+    /// Packets received since the stream began.
+    packets: u64,
+    /// The most packets it had lost at once: loss (expected minus received) goes down when a
+    /// retransmission fills a gap, the metrics' counter must not.
+    lost_high: u64,
+    /// What str0m last reported about it (Fluo's own receiver reports).
+    ingress: Option<Ingress>,
+}
+
+impl InStream {
+    /// Packets lost so far, as RFC 3550 counts them: expected minus received (retransmitted
+    /// packets that arrived count as received).
+    fn lost(&self) -> i64 {
+        let Some((first, max)) = self.seq else {
+            return 0;
+        };
+        let expected = max - first + 1;
+        // Duplicates would make it negative.
+        expected.saturating_sub(self.packets) as i64
+    }
+}
+
 /// One media kind of an endpoint.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct KindStats {
-    pub in_ssrc: u32,
     pub in_packets: u64,
     pub in_bytes: u64,
-    /// Extended sequence numbers of the incoming stream: the first and the highest seen, and
-    /// the packets received since that stream began.
-    seq: Option<(u64, u64)>,
-    stream_packets: u64,
-    /// The most packets the current incoming stream had lost at once: loss (expected minus
-    /// received) goes down when a retransmission fills a gap, the metrics' counter must not.
-    lost_high: u64,
+    /// The incoming streams, by simulcast layer (the one stream is layer 0).
+    streams: [InStream; STREAMS],
     /// What the metrics' counters had from streams and sessions that were replaced (their
     /// own counts restart), in [`crate::metrics::Figure`]'s order.
     carried: [u64; crate::metrics::FIGURES],
@@ -57,7 +82,6 @@ pub(crate) struct KindStats {
     pub out_bytes: u64,
     /// The extended sequence number of the first packet sent.
     pub out_first: Option<u64>,
-    ingress: Option<Ingress>,
     egress: Option<Egress>,
     /// The rate sent over the last report interval (bps), and where it was measured from.
     out_rate: f64,
@@ -91,35 +115,48 @@ struct Egress {
 }
 
 impl KindStats {
-    /// An RTP packet arrived (extended sequence number `seq`, codec clock rate `clock`).
-    pub fn received(&mut self, ssrc: u32, seq: u64, bytes: usize, clock: u32) {
-        if ssrc != self.in_ssrc {
+    /// An RTP packet of simulcast layer `layer` (0 without simulcast) arrived (extended
+    /// sequence number `seq`, codec clock rate `clock`).
+    pub fn received(&mut self, layer: u8, ssrc: u32, seq: u64, bytes: usize, clock: u32) {
+        let slot = usize::from(layer).min(STREAMS - 1);
+        if ssrc != self.streams[slot].ssrc {
             // A new stream (the peer restarted its sender): loss counts from here, and so do
             // str0m's counters of it; the metrics keep what the old stream had.
-            self.carried[Figure::LostIn as usize] += self.lost_high;
-            self.lost_high = 0;
-            self.retire_ingress();
-            self.in_ssrc = ssrc;
-            self.seq = None;
-            self.stream_packets = 0;
+            self.retire_stream(slot);
+            self.streams[slot].ssrc = ssrc;
         }
         self.in_packets += 1;
-        self.stream_packets += 1;
         self.in_bytes += bytes as u64;
         self.in_clock = clock;
-        self.seq = Some(match self.seq {
+        let s = &mut self.streams[slot];
+        s.packets += 1;
+        s.seq = Some(match s.seq {
             None => (seq, seq),
             Some((first, max)) => (first.min(seq), max.max(seq)),
         });
-        self.lost_high = self.lost_high.max(u64::try_from(self.lost()).unwrap_or(0));
+        s.lost_high = s.lost_high.max(u64::try_from(s.lost()).unwrap_or(0));
     }
 
-    /// str0m's counters of the incoming stream restart (a new stream or session): keep them.
-    fn retire_ingress(&mut self) {
-        if let Some(i) = self.ingress.take() {
+    /// The incoming stream in `slot` ends: the metrics keep what it counted.
+    fn retire_stream(&mut self, slot: usize) {
+        let s = std::mem::take(&mut self.streams[slot]);
+        self.carried[Figure::LostIn as usize] += s.lost_high;
+        self.carry_ingress(s.ingress);
+    }
+
+    fn carry_ingress(&mut self, i: Option<Ingress>) {
+        if let Some(i) = i {
             self.carried[Figure::NacksSent as usize] += i.nacks;
             self.carried[Figure::PlisSent as usize] += i.plis;
             self.carried[Figure::FirsSent as usize] += i.firs;
+        }
+    }
+
+    /// str0m's counters of the incoming streams restart (a new session): keep them.
+    fn retire_ingress(&mut self) {
+        for slot in 0..STREAMS {
+            let i = self.streams[slot].ingress.take();
+            self.carry_ingress(i);
         }
     }
 
@@ -135,15 +172,33 @@ impl KindStats {
         self.carried[Figure::Retransmitted as usize] += resent;
     }
 
-    /// Packets lost so far, as RFC 3550 counts them: expected minus received (retransmitted
-    /// packets that arrived count as received).
+    /// Packets lost so far over the incoming streams.
     fn lost(&self) -> i64 {
-        let Some((first, max)) = self.seq else {
-            return 0;
-        };
-        let expected = max - first + 1;
-        // Duplicates would make it negative.
-        expected.saturating_sub(self.stream_packets) as i64
+        self.streams.iter().map(InStream::lost).sum()
+    }
+
+    /// The SSRC the inbound entry names: the lowest layer's that arrived (the one stream's).
+    pub(crate) fn in_ssrc(&self) -> u32 {
+        self.streams
+            .iter()
+            .find(|s| s.packets > 0)
+            .map_or(0, |s| s.ssrc)
+    }
+
+    /// str0m's reports on the incoming streams together: the feedback Fluo sent on all of
+    /// them, the worst jitter and loss.
+    fn ingress(&self) -> Option<Ingress> {
+        let reports = self.streams.iter().filter_map(|s| s.ingress);
+        reports.reduce(|a, b| Ingress {
+            plis: a.plis + b.plis,
+            firs: a.firs + b.firs,
+            nacks: a.nacks + b.nacks,
+            jitter: a.jitter.max(b.jitter),
+            loss: match (a.loss, b.loss) {
+                (Some(x), Some(y)) => Some(x.max(y)),
+                (x, y) => x.or(y),
+            },
+        })
     }
 }
 
@@ -157,10 +212,12 @@ fn kind_of_mid(ep: &Ep, mid: Mid) -> Option<MediaKind> {
     ep.rtc.media(mid).map(|m| kind_of(m.kind()))
 }
 
-/// str0m's report on an incoming stream.
+/// str0m's report on an incoming stream (a simulcast layer's, by its rid).
 pub(crate) fn ingress(ep: &mut Ep, st: &MediaIngressStats) {
     if let Some(k) = kind_of_mid(ep, st.mid) {
-        ep.stats.kinds[k].ingress = Some(Ingress {
+        let layer = st.rid.and_then(|r| crate::core::layer_of(ep, st.mid, r));
+        let slot = usize::from(layer.unwrap_or(0)).min(STREAMS - 1);
+        ep.stats.kinds[k].streams[slot].ingress = Some(Ingress {
             plis: st.plis,
             firs: st.firs,
             nacks: st.nacks,
@@ -316,7 +373,7 @@ fn transport(ep: &Ep, q: &StatsQuery<'_>, id: &str) -> Value {
 
 /// An inbound RTP entry's figures: what arrived of `c`'s kind and the feedback sent for it.
 fn fill_inbound(v: &mut Value, c: &KindStats) {
-    let i = c.ingress;
+    let i = c.ingress();
     v["packetsReceived"] = json!(c.in_packets);
     v["bytesReceived"] = json!(c.in_bytes);
     v["packetsLost"] = json!(c.lost());
@@ -383,13 +440,17 @@ pub(crate) fn report(ep: &mut Ep, q: &StatsQuery<'_>) -> Map<String, Value> {
             (id, v)
         };
         if c.in_packets > 0 {
-            let (id, mut v) = rtp("in", true, c.in_ssrc);
+            let (id, mut v) = rtp("in", true, c.in_ssrc());
             fill_inbound(&mut v, c);
             out.insert(id, v);
         }
         if c.out_packets > 0 {
             let (id, mut v) = rtp("out", false, out_ssrc.unwrap_or_default());
             fill_outbound(&mut v, ep, kind);
+            if let Some(layer) = ep.layer_out.as_ref().filter(|_| kind == MediaKind::Video) {
+                // Fluo's extension: the simulcast layer this endpoint is sent.
+                v["fluoLayer"] = Value::Object(fluo_core::layer_json(layer));
+            }
             out.insert(id, v);
         }
     }
@@ -415,7 +476,7 @@ pub(crate) fn figures(ep: &Ep) -> [[u64; crate::metrics::FIGURES]; 2] {
     let mut out = [[0; crate::metrics::FIGURES]; 2];
     for k in MediaKind::ALL {
         let c = &ep.stats.kinds[k];
-        let (i, e) = (c.ingress, c.egress);
+        let (i, e) = (c.ingress(), c.egress);
         let resent = ep
             .egress
             .as_ref()
@@ -426,7 +487,7 @@ pub(crate) fn figures(ep: &Ep) -> [[u64; crate::metrics::FIGURES]; 2] {
             c.in_bytes,
             c.out_packets,
             c.out_bytes,
-            c.lost_high,
+            c.streams.iter().map(|s| s.lost_high).sum(),
             i.map_or(0, |i| i.nacks),
             i.map_or(0, |i| i.plis),
             i.map_or(0, |i| i.firs),
@@ -450,16 +511,35 @@ mod tests {
     fn loss_is_expected_minus_received_and_restarts_with_a_new_stream() {
         let mut k = KindStats::default();
         for seq in [100, 101, 103, 104, 107] {
-            k.received(7, seq, 10, 90_000);
+            k.received(0, 7, seq, 10, 90_000);
         }
         assert_eq!(k.lost(), 3, "102, 105 and 106 missing");
         // 102 comes back (a retransmission): one fewer lost.
-        k.received(7, 102, 10, 90_000);
+        k.received(0, 7, 102, 10, 90_000);
         assert_eq!(k.lost(), 2);
         // A new SSRC: counting starts again.
-        k.received(8, 5000, 10, 90_000);
-        k.received(8, 5001, 10, 90_000);
-        assert_eq!((k.lost(), k.in_ssrc), (0, 8));
+        k.received(0, 8, 5000, 10, 90_000);
+        k.received(0, 8, 5001, 10, 90_000);
+        assert_eq!((k.lost(), k.in_ssrc()), (0, 8));
+        assert_eq!(
+            k.carried[Figure::LostIn as usize],
+            3,
+            "the metrics keep the old loss"
+        );
+        // Simulcast layers interleaved, each with its own numbers: nothing lost, nothing
+        // restarted.
+        let mut k = KindStats::default();
+        for i in 0..100u64 {
+            k.received(0, 10, 1000 + i, 100, 90_000);
+            k.received(1, 11, 50_000 + i, 300, 90_000);
+            k.received(2, 12, 7 + 3 * i, 1000, 90_000);
+            k.received(2, 12, 8 + 3 * i, 1000, 90_000);
+            k.received(2, 12, 9 + 3 * i, 1000, 90_000);
+        }
+        assert_eq!((k.lost(), k.in_packets, k.in_ssrc()), (0, 500, 10));
+        assert_eq!(k.carried, [0; crate::metrics::FIGURES]);
+        k.received(1, 11, 50_101, 300, 90_000);
+        assert_eq!(k.lost(), 1, "one of layer 1's");
         assert_eq!(fraction_255(Some(25.0 / 255.0)), 25.0);
         assert_eq!(fraction_255(None), 0.0);
     }

@@ -52,6 +52,7 @@ fn media_router(c: &mut Criterion) {
                     payload: &payload,
                     entered: None,
                     extensions: None,
+                    layer: None,
                 };
                 let now = t0 + Duration::from_micros(u64::from(seq));
                 r.forward(now, cam, &pkt)
@@ -61,5 +62,85 @@ fn media_router(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, media_router);
+/// The same for a simulcast source: three layers each sent to a third of the N sinks, a
+/// packet of each layer per iteration (3 packets in, N out).
+fn media_router_simulcast(c: &mut Criterion) {
+    use fluo_sfu::{Codec, CodecName, LayerLimits, MediaKind, MediaRouter, Packet};
+    use std::sync::Arc;
+    let key = |w: u16| -> Arc<[u8]> {
+        let mut p = vec![0x10, 0x50, 0x2d, 0x01, 0x9d, 0x01, 0x2a];
+        p.extend_from_slice(&w.to_le_bytes());
+        p.extend_from_slice(&(w / 4 * 3).to_le_bytes());
+        p.resize(1188, 7);
+        Arc::from(p)
+    };
+    let keys = [key(160), key(320), key(640)];
+    let mut inter = vec![7u8; 1188];
+    inter[..2].copy_from_slice(&[0x10, 0x01]);
+    let inter: Arc<[u8]> = Arc::from(inter);
+    let mut g = c.benchmark_group("media_router_simulcast_1200B");
+    for n in [12usize, 99, 999] {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("forward", n), &n, |b, &n| {
+            let t0 = Instant::now();
+            let mut r = MediaRouter::new();
+            let cam = r.add_node("cam", Box::new(Sink(0)));
+            for i in 0..n {
+                let s = r.add_node("viewer", Box::new(Sink(0)));
+                r.connect(t0, cam, MediaKind::Video, s).unwrap();
+                let max = Some((i % 3) as u8);
+                r.set_layer_limits(
+                    s,
+                    MediaKind::Video,
+                    LayerLimits {
+                        max,
+                        preferred: None,
+                    },
+                );
+            }
+            let mut seq = 0u16;
+            let send = |r: &mut MediaRouter, seq: u16, key: bool| {
+                let now = t0 + Duration::from_micros(u64::from(seq) * 100);
+                let mut out = 0;
+                for layer in 0..3u8 {
+                    let pkt = Packet {
+                        kind: MediaKind::Video,
+                        codec: Codec::new(CodecName::Vp8),
+                        seq: seq.wrapping_add(u16::from(layer) * 20_000),
+                        ts: u32::from(seq) * 3000,
+                        ssrc: 0xabc + u32::from(layer),
+                        marker: false,
+                        payload: if key {
+                            &keys[usize::from(layer)]
+                        } else {
+                            &inter
+                        },
+                        entered: None,
+                        extensions: None,
+                        layer: Some(layer),
+                    };
+                    out += r.forward(now, cam, &pkt);
+                }
+                out
+            };
+            // Past the settling time, every sink on its layer.
+            for i in 0..10_000u16 {
+                seq = i;
+                send(&mut r, seq, i % 5000 == 0);
+            }
+            assert_eq!(
+                send(&mut r, seq.wrapping_add(1), false),
+                n,
+                "each sink gets its layer"
+            );
+            b.iter(|| {
+                seq = seq.wrapping_add(1);
+                send(&mut r, seq, false)
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, media_router, media_router_simulcast);
 criterion_main!(benches);

@@ -146,6 +146,14 @@ pub enum MediaEvent {
         /// What the code says.
         value: String,
     },
+    /// The simulcast layer a sink gets of `kind` changed (a Fluo extension:
+    /// `FluoLayerChanged`).
+    LayerChanged {
+        /// Audio or video.
+        kind: MediaKind,
+        /// The layer it gets now, and why.
+        layer: crate::simulcast::ForwardedLayer,
+    },
     /// An event a module's element raises (docs/modules.md), one its class declares.
     Module {
         /// The event's name.

@@ -6,7 +6,9 @@
 //!
 //! * [`rtp`] and [`rtcp`]: zero-copy, never-panicking views over RTP and RTCP bytes.
 //! * [`rewrite`]: per-consumer sequence / timestamp / SSRC rewriting across source switches.
-//! * [`keyframe`]: keyframe-request throttling.
+//! * [`keyframe`]: keyframe-request throttling, and telling keyframes from their payload.
+//! * [`frame_size`]: the picture size a keyframe announces.
+//! * [`simulcast`]: which layer of a simulcast source each sink gets.
 //! * [`nack`]: the retransmission cache.
 //! * [`latency`]: latency statistics (a pipeline's `latencyStats`).
 //! * [`port`]: codecs; players, recorders, plain RTP and transcoders as the router sees them.
@@ -47,6 +49,7 @@
 //!     payload: &payload,
 //!     entered: None,
 //!     extensions: None,
+//!     layer: None,
 //! };
 //! assert_eq!(router.forward(now, cam, &pkt), 1);
 //! ```
@@ -56,6 +59,7 @@
 
 mod error;
 pub mod event;
+pub mod frame_size;
 mod ids;
 pub mod keyframe;
 pub mod latency;
@@ -67,6 +71,7 @@ pub mod rewrite;
 pub mod rtcp;
 pub mod rtp;
 pub mod settings;
+pub mod simulcast;
 
 pub use error::ParseError;
 pub use event::{EventSink, FlowDir, MediaError, MediaEvent};
@@ -81,3 +86,4 @@ pub use rewrite::{extend_seq, Rewriter, Rewritten};
 pub use rtcp::{RtcpCompound, RtcpPacket};
 pub use rtp::{RtpHeaderMut, RtpPacket};
 pub use settings::{AudioFormat, OutputSettings, SettingsTable, VideoFormat, Watcher};
+pub use simulcast::{ForwardedLayer, LayerLimits, LayerSelector, SwitchReason};

@@ -121,7 +121,7 @@ proptest! {
 
     #[test]
     fn router_never_panics(pkts in proptest::collection::vec(
-        (any::<u16>(), any::<u32>(), any::<u32>(), 0usize..11, any::<bool>(), 0usize..1500), 1..40,
+        (any::<u16>(), any::<u32>(), any::<u32>(), 0usize..11, any::<bool>(), 0usize..1500, any::<Option<u8>>(), bytes()), 1..40,
     )) {
         // Packets as a hostile peer could make them (any numbers, codecs changing under the
         // route, empty payloads), to sinks that take some codecs and to transcoders.
@@ -134,13 +134,17 @@ proptest! {
         for (kind, sink) in [(MediaKind::Video, vp8), (MediaKind::Audio, opus), (MediaKind::Video, src)] {
             r.connect(t, src, kind, sink).unwrap();
         }
-        for (i, (seq, ts, ssrc, codec, marker, len)) in pkts.into_iter().enumerate() {
-            let now = t + Duration::from_millis(i as u64);
+        // Simulcast limits on one sink (layers come with any id, any payload).
+        r.set_layer_limits(vp8, MediaKind::Video, fluo_sfu::LayerLimits { max: Some(1), preferred: Some(0) });
+        for (i, (seq, ts, ssrc, codec, marker, len, layer, head)) in pkts.into_iter().enumerate() {
+            let now = t + Duration::from_millis(i as u64 * 50);
             let name = CodecName::ALL[codec];
-            let payload: std::sync::Arc<[u8]> = vec![0u8; len].into();
+            let mut bytes = head;
+            bytes.resize(len.max(bytes.len()), 0);
+            let payload: std::sync::Arc<[u8]> = bytes.into();
             let pkt = Packet {
                 kind: name.kind(), codec: Codec::new(name), seq, ts, ssrc, marker,
-                payload: &payload, entered: Some(now), extensions: None,
+                payload: &payload, entered: Some(now), extensions: None, layer,
             };
             r.forward(now, src, &pkt);
             r.request_keyframe(now, vp8, MediaKind::Video);

@@ -90,6 +90,7 @@ fn the_media_router_allocates_nothing_per_packet_per_sink_after_warm_up() {
             // One packet in 32 is timed, as the media core times them.
             entered: fluo_sfu::latency::sampled(seq).then(Instant::now),
             extensions: None,
+            layer: None,
         };
         assert_eq!(r.forward(now, cam, &pkt), SINKS);
         r.request_keyframe(now, sinks[seq as usize % SINKS], MediaKind::Video);
@@ -116,5 +117,82 @@ fn the_media_router_allocates_nothing_per_packet_per_sink_after_warm_up() {
     assert_eq!(
         during, 0,
         "{during} allocations for {MEASURED} packets x {SINKS} sinks"
+    );
+}
+
+#[test]
+fn simulcast_forwarding_allocates_nothing_per_packet_per_sink_after_warm_up() {
+    use fluo_sfu::{Codec, CodecName, LayerLimits, MediaKind, MediaRouter, Packet};
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    const SINKS: usize = 90;
+    let t0 = Instant::now();
+    let bytes = Arc::new(AtomicUsize::new(0));
+    let mut r = MediaRouter::new();
+    let cam = r.add_node("cam", Box::new(Counter(bytes.clone())));
+    // A third of the sinks on each layer.
+    for i in 0..SINKS {
+        let s = r.add_node("viewer", Box::new(Counter(bytes.clone())));
+        r.connect(t0, cam, MediaKind::Video, s).unwrap();
+        let limits = LayerLimits {
+            max: Some((i % 3) as u8),
+            preferred: None,
+        };
+        r.set_layer_limits(s, MediaKind::Video, limits);
+    }
+    // VP8 key frames announcing each layer's size, and inter frames.
+    let frame = |key: bool, w: u16| -> Arc<[u8]> {
+        let mut p = vec![0x10, u8::from(!key), 0x2d, 0x01, 0x9d, 0x01, 0x2a];
+        p.extend_from_slice(&w.to_le_bytes());
+        p.extend_from_slice(&(w / 4 * 3).to_le_bytes());
+        p.resize(1000, 7);
+        Arc::from(p)
+    };
+    let keys = [frame(true, 160), frame(true, 320), frame(true, 640)];
+    let inter = frame(false, 0);
+    let mut sent = 0usize;
+    let run = |r: &mut MediaRouter, i: u16, key: bool, sent: &mut usize| {
+        let now = t0 + Duration::from_millis(u64::from(i) * 11);
+        for layer in 0..3u8 {
+            let seq = i.wrapping_add(u16::from(layer) * 20_000);
+            let pkt = Packet {
+                kind: MediaKind::Video,
+                codec: Codec::new(CodecName::Vp8),
+                seq,
+                ts: u32::from(i) * 3000,
+                ssrc: 0x100 + u32::from(layer),
+                marker: true,
+                payload: if key {
+                    &keys[usize::from(layer)]
+                } else {
+                    &inter
+                },
+                entered: None,
+                extensions: None,
+                layer: Some(layer),
+            };
+            *sent += r.forward(now, cam, &pkt);
+        }
+        r.handle_timeout(now);
+        while r.poll_event().is_some() {}
+    };
+    // Warm-up: the layers settle (the source announced none: after LAYER_SETTLE), every sink
+    // starts on its layer at the next key frames.
+    for i in 0..500 {
+        run(&mut r, i, i % 100 == 0, &mut sent);
+    }
+    let (before, sent_before) = (allocs(), sent);
+    for i in 500..3000 {
+        run(&mut r, i, false, &mut sent);
+    }
+    let during = allocs() - before;
+    assert_eq!(
+        sent - sent_before,
+        2500 * SINKS,
+        "each sink got one layer's packets"
+    );
+    assert_eq!(
+        during, 0,
+        "{during} allocations for 2500 frames x 3 layers x {SINKS} sinks"
     );
 }

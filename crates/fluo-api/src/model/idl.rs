@@ -52,11 +52,15 @@ pub struct ParsedModule {
     pub types: Vec<TypeDef>,
     /// Events.
     pub events: Vec<EventDef>,
+    /// Events added to classes of another module (`extend Class` with `event` lines): Fluo's
+    /// own extensions of Kurento's classes only (see `Model::builtin`).
+    pub extensions: Vec<(String, Vec<String>)>,
 }
 
 enum Open {
     None,
     Class(ClassDef),
+    Extend(String, Vec<String>),
     Struct(TypeDef),
     Event(EventDef),
 }
@@ -116,6 +120,11 @@ pub fn parse(text: &str) -> Result<ParsedModule, IdlError> {
                     }
                     open = Open::Class(c);
                 }
+                "extend" => {
+                    let name = rest.split_whitespace().next();
+                    let name = name.ok_or_else(|| err("extend what?".into()))?;
+                    open = Open::Extend(name.into(), vec![]);
+                }
                 "enum" => {
                     let mut it = rest.split_whitespace();
                     let name = it.next().ok_or_else(|| err("enum name".into()))?;
@@ -173,6 +182,7 @@ pub fn parse(text: &str) -> Result<ParsedModule, IdlError> {
             }
             (Open::Class(c), "method") => c.methods.push(method(rest).map_err(err)?),
             (Open::Class(c), "event") => c.events.push(rest.to_string()),
+            (Open::Extend(_, events), "event") => events.push(rest.to_string()),
             (Open::Struct(TypeDef::Struct { fields, .. }), "field") => {
                 fields.push(param(rest).map_err(err)?)
             }
@@ -196,6 +206,7 @@ fn close(m: &mut ParsedModule, open: Open) {
         Open::Class(c) => m.classes.push(c),
         Open::Struct(t) => m.types.push(t),
         Open::Event(e) => m.events.push(e),
+        Open::Extend(class, events) => m.extensions.push((class, events)),
     }
 }
 

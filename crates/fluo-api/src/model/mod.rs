@@ -212,6 +212,10 @@ const BUILTIN: [&str; 3] = [
     include_str!("../../model/filters.idl"),
 ];
 
+/// Fluo's own extensions of Kurento's interface (events KMS does not have), loaded into the
+/// modules they extend.
+const EXTENSIONS: &str = include_str!("../../model/fluo.idl");
+
 /// The prefix used for ids, qualified names and `__module__` of a module's items.
 pub fn module_prefix(module: &str) -> &str {
     match module {
@@ -230,13 +234,41 @@ impl Model {
                 m.add_module(text)
                     .expect("built-in model files are valid (checked by unit tests)");
             }
+            m.add_extensions(EXTENSIONS)
+                .expect("Fluo's extensions are valid (checked by unit tests)");
             m
         })
+    }
+
+    /// Fluo's extensions: events (and the classes that raise them) added to a module already
+    /// loaded, which they become part of.
+    fn add_extensions(&mut self, text: &str) -> Result<(), idl::IdlError> {
+        let parsed = idl::parse(text)?;
+        let bad = |message: String| idl::IdlError { line: 1, message };
+        let module = (self.modules.iter_mut())
+            .find(|m| m.name == parsed.name)
+            .ok_or_else(|| bad(format!("no module '{}' to extend", parsed.name)))?;
+        for e in parsed.events {
+            module.events.push(e.name.clone());
+            self.events.insert(e.name.clone(), e);
+        }
+        for (class, events) in parsed.extensions {
+            let c = (self.classes.get_mut(&class))
+                .ok_or_else(|| bad(format!("no class '{class}' to extend")))?;
+            c.events.extend(events);
+        }
+        Ok(())
     }
 
     /// Adds a module described in the `.idl` format.
     pub fn add_module(&mut self, text: &str) -> Result<(), idl::IdlError> {
         let parsed = idl::parse(text)?;
+        if let Some((class, _)) = parsed.extensions.first() {
+            return Err(idl::IdlError {
+                line: 1,
+                message: format!("a module cannot extend another's class ('{class}')"),
+            });
+        }
         let mut module = ModuleDef {
             name: parsed.name.clone(),
             version: parsed.version.clone(),
@@ -383,6 +415,45 @@ mod tests {
         assert_eq!(prefix(&m), before, "the built-in definition stays");
         let other = m.module("other").expect("listed");
         assert_eq!(other.types, ["RembParams"], "the module still lists it");
+    }
+
+    #[test]
+    fn fluos_extensions_join_the_module_they_extend_and_no_other_module_may_extend() {
+        let m = Model::builtin();
+        let w = m.class("WebRtcEndpoint").unwrap();
+        assert!(m.supports_event(w, "FluoLayerChanged"));
+        assert!(!m.supports_event(m.class("PlayerEndpoint").unwrap(), "FluoLayerChanged"));
+        let e = m.event("FluoLayerChanged").unwrap();
+        assert_eq!(
+            (e.prefix.as_str(), e.extends.as_deref()),
+            ("kurento", Some("Media"))
+        );
+        let fields: Vec<_> = m
+            .event_fields("FluoLayerChanged")
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        for f in [
+            "source",
+            "type",
+            "mediaType",
+            "rid",
+            "layer",
+            "width",
+            "height",
+            "reason",
+        ] {
+            assert!(fields.iter().any(|x| x == f), "{f} in {fields:?}");
+        }
+        let elements = m.module("elements").unwrap();
+        assert!(elements.events.iter().any(|e| e == "FluoLayerChanged"));
+        assert_eq!(m.modules().len(), 3, "no module of its own");
+        let mut other = Model::builtin().clone();
+        let e = other
+            .add_module("module other 1.0.0\nextend WebRtcEndpoint\n  event Boom\n")
+            .unwrap_err();
+        assert!(e.message.contains("cannot extend"), "{e}");
+        assert!(!other.supports_event(other.class("WebRtcEndpoint").unwrap(), "Boom"));
     }
 
     #[test]

@@ -101,10 +101,12 @@ impl Carried {
 pub(crate) struct Egress {
     /// Datagrams for the shell: media, RTX, and str0m's SRTCP re-indexed.
     pub(crate) batch: Batch,
-    /// One resend cache per source whose video an egress sink takes.
-    pub(crate) sources: HashMap<NodeId, Source>,
-    /// The node whose packet the router forwards now, and whether an egress sink took it.
-    pub(crate) current: Option<NodeId>,
+    /// One resend cache per source (and simulcast layer: each has its own sequence numbers)
+    /// whose video an egress sink takes.
+    pub(crate) sources: HashMap<(NodeId, u8), Source>,
+    /// The node (and layer) whose packet the router forwards now, and whether an egress sink
+    /// took it.
+    pub(crate) current: Option<(NodeId, u8)>,
     pub(crate) used: bool,
     /// The shell's sockets by [`SocketId`]: transport and local address (a TURN allocation
     /// by its relayed address).
@@ -376,7 +378,7 @@ pub(super) fn on_receive<'a>(
         for_str0m,
         ..
     } = eg;
-    let source = ep.egress_source.and_then(|n| sources.get_mut(&n));
+    let source = ep.egress_source.and_then(|s| sources.get_mut(&s));
     let read = v.read_viewer_rtcp(now, data, source, batch, for_str0m);
     crate::stats::egress_streams(ep);
     match read {
@@ -398,7 +400,7 @@ impl MediaCore {
         if egress {
             self.carried.fill(&mut f);
             let mut eg = self.outbox.egress();
-            eg.current = Some(src);
+            eg.current = Some((src, f.layer.unwrap_or(0)));
             eg.used = false;
         } else {
             self.carried.ext_vals = f.ext_vals.take();
@@ -413,13 +415,14 @@ impl MediaCore {
             payload: &f.payload,
             entered: f.entered,
             extensions: Some(&self.carried as &(dyn std::any::Any + Send + Sync)),
+            layer: f.layer,
         };
         self.router.forward(self.now, src, &pkt);
         if egress {
             let mut eg = self.outbox.egress();
             eg.current = None;
             if std::mem::take(&mut eg.used) {
-                let source = eg.sources.entry(src).or_default();
+                let source = eg.sources.entry((src, f.layer.unwrap_or(0))).or_default();
                 source.insert(self.now, f.seq, &self.carried.plain);
             }
         }
@@ -464,7 +467,7 @@ impl MediaCore {
 
     /// A source node is gone: its resend cache goes with it.
     pub(super) fn forget_source(&mut self, n: NodeId) {
-        self.outbox.egress().sources.remove(&n);
+        self.outbox.egress().sources.retain(|(s, _), _| *s != n);
     }
 
     /// Whether the WebRTC endpoint `id` sends through the egress fast path, and how many RTP

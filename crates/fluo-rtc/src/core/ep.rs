@@ -145,8 +145,11 @@ pub(crate) struct Ep {
     /// The router's line of each kind as last seen (the source's SSRC, the line's sequence
     /// offset): when it changes the egress's stream resynchronises as the line did.
     pub(crate) egress_line: [Option<(u32, u16)>; 2],
-    /// The source node whose video the egress sent last (its resend cache answers NACKs).
-    pub(crate) egress_source: Option<fluo_sfu::NodeId>,
+    /// The source node (and simulcast layer) whose video the egress sent last (its resend
+    /// cache answers NACKs).
+    pub(crate) egress_source: Option<(fluo_sfu::NodeId, u8)>,
+    /// The simulcast layer of its video the router forwards to it (getStats).
+    pub(crate) layer_out: Option<fluo_sfu::ForwardedLayer>,
     /// Transport, local and remote address of what the session sends on its selected pair.
     pub(crate) send_path: Option<(Protocol, SocketAddr, SocketAddr)>,
     /// During an ICE restart, the pair (transport, local socket, remote) of the last nomination
@@ -304,6 +307,7 @@ impl Ep {
             egress_stale: [true; 2],
             egress_line: [None; 2],
             egress_source: None,
+            layer_out: None,
             send_path: None,
             nominated: None,
             repath: false,

@@ -125,15 +125,23 @@ fn ice_changed(ep: &mut Ep, s: IceConnectionState, emit: &mut impl FnMut(MediaEv
 /// type means (`None`: not of a routed kind or codec).
 fn received(ep: &mut Ep, pkt: RtpPacket, emit: &mut impl FnMut(MediaEvent)) -> Option<Forward> {
     let ssrc = pkt.header.ssrc;
-    let kind = ep
-        .rtc
-        .direct_api()
-        .stream_rx(&ssrc)
-        .map(|s| s.mid())
-        .and_then(|mid| ep.rtc.media(mid).map(|m| kind_of(m.kind())))?;
+    let (mid, rid) = {
+        let mut api = ep.rtc.direct_api();
+        let s = api.stream_rx(&ssrc)?;
+        (s.mid(), s.rid())
+    };
+    let kind = ep.rtc.media(mid).map(|m| kind_of(m.kind()))?;
+    // A simulcast layer (its rid's place in the offer), for the router and the statistics.
+    let layer = rid.and_then(|r| super::layer_of(ep, mid, r));
     let clock = pkt.time.frequency().get();
     let c = &mut ep.stats.kinds[kind];
-    c.received(*ssrc, *pkt.seq_no, pkt.payload.len(), clock);
+    c.received(
+        layer.unwrap_or(0),
+        *ssrc,
+        *pkt.seq_no,
+        pkt.payload.len(),
+        clock,
+    );
     if !ep.flowing_in[kind] {
         ep.flowing_in[kind] = true;
         emit(flow(FlowDir::In, true, kind));
@@ -160,6 +168,7 @@ fn received(ep: &mut Ep, pkt: RtpPacket, emit: &mut impl FnMut(MediaEvent)) -> O
         marker: pkt.header.marker,
         payload: pkt.payload,
         ext_vals: Some(pkt.header.ext_vals),
+        layer,
     })
 }
 

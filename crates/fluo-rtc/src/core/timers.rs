@@ -62,13 +62,20 @@ impl MediaCore {
 
     /// Tells a publisher how much video to send (REMB), once per second: the least of its
     /// own `maxVideoRecvBandwidth` and what each of its viewers can take (their REMB, capped
-    /// by their `maxVideoSendBandwidth`), never below `minVideoRecvBandwidth`.
+    /// by their `maxVideoSendBandwidth`), never below `minVideoRecvBandwidth`. A simulcast
+    /// publisher's viewers each get the layer they can take instead: only its own bounds
+    /// apply to it.
     pub(super) fn update_remb(&mut self, key: u64) {
         let now = self.now;
         let Some(node) = self.nodes.get(&key) else {
             return;
         };
+        let rids = match self.eps.get(&key) {
+            Some(e) => super::simulcast::layer_rids(&lock(&e.ep), MediaKind::Video),
+            None => return,
+        };
         let sinks: Vec<u64> = (self.router.forwarding_to(*node, MediaKind::Video))
+            .filter(|_| rids.is_empty())
             .filter_map(|n| self.keys.get(&n).copied())
             .collect();
         let mut limits: Vec<u64> = vec![];
@@ -111,7 +118,12 @@ impl MediaCore {
         };
         ep.last_remb_at = Some(now);
         ep.stats.kinds[MediaKind::Video].remb_sent = target;
-        if let Some(rx) = ep.rtc.direct_api().stream_rx_by_mid(mid, None) {
+        // REMB bounds the sender as a whole (with simulcast, sent on its first layer).
+        if let Some(rx) = ep
+            .rtc
+            .direct_api()
+            .stream_rx_by_mid(mid, rids.first().copied())
+        {
             rx.request_remb(str0m::bwe::Bitrate::bps(target));
         }
     }

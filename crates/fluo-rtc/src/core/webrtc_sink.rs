@@ -8,11 +8,12 @@
 //! media core sees the endpoint through the router.
 
 use super::egress::{self, Carried, Egress};
+use super::simulcast::layer_rids;
 use super::{codec_of, flow, lock, Ep, EpRef, Raised, RtxCache, RTX_HISTORY_START, RTX_PACKETS};
-use fluo_sfu::{FlowDir, Header, MediaKind, Node, Packet, SinkCaps, SinkCodec};
+use fluo_sfu::{FlowDir, ForwardedLayer, Header, MediaKind, Node, Packet, SinkCaps, SinkCodec};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use str0m::media::{KeyframeRequestKind, Pt};
+use str0m::media::{KeyframeRequestKind, Pt, Rid};
 use str0m::rtp::{RtpWrite, SeqNo};
 
 /// What the WebRTC nodes leave for the media core while the router runs them: endpoints
@@ -78,6 +79,22 @@ impl WebRtcSink {
             ep.flowing_out[kind] = true;
             self.outbox
                 .raise((ep.id.clone(), flow(FlowDir::Out, true, kind)));
+        }
+    }
+}
+
+impl WebRtcSink {
+    /// A PLI to the peer for its stream of `kind` (its simulcast layer `rid`).
+    fn pli(&self, kind: MediaKind, rid: Option<Rid>) {
+        let mut ep = lock(&self.ep);
+        let Some(mid) = ep.mid_of_kind(kind) else {
+            return;
+        };
+        if let Some(rx) = ep.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+        }
+        if !std::mem::replace(&mut ep.written, true) {
+            self.outbox.written(self.key);
         }
     }
 }
@@ -166,15 +183,33 @@ impl Node for WebRtcSink {
     }
 
     fn request_keyframe(&mut self, kind: MediaKind) {
-        let mut ep = lock(&self.ep);
-        let Some(mid) = ep.mid_of_kind(kind) else {
-            return;
-        };
-        if let Some(rx) = ep.rtc.direct_api().stream_rx_by_mid(mid, None) {
-            rx.request_keyframe(KeyframeRequestKind::Pli);
+        // A simulcast publisher: every layer (each is its own stream).
+        let rids = layer_rids(&lock(&self.ep), kind);
+        if rids.is_empty() {
+            self.pli(kind, None);
         }
-        if !std::mem::replace(&mut ep.written, true) {
-            self.outbox.written(self.key);
+        for rid in rids {
+            self.pli(kind, Some(rid));
+        }
+    }
+
+    fn request_layer_keyframe(&mut self, kind: MediaKind, layer: u8) {
+        let rid = layer_rids(&lock(&self.ep), kind)
+            .get(usize::from(layer))
+            .copied();
+        if rid.is_some() {
+            self.pli(kind, rid);
+        }
+    }
+
+    fn layer_names(&self, kind: MediaKind) -> Vec<String> {
+        let rids = layer_rids(&lock(&self.ep), kind);
+        rids.iter().map(|r| r.to_string()).collect()
+    }
+
+    fn layer_changed(&mut self, kind: MediaKind, layer: &ForwardedLayer) {
+        if kind == MediaKind::Video {
+            lock(&self.ep).layer_out = Some(layer.clone());
         }
     }
 

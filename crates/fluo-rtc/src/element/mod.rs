@@ -354,6 +354,11 @@ impl Element for WebRtcEndpoint {
         Some(WebRtcEndpoint::restart_ice(self, ufrag, pwd))
     }
 
+    fn set_layer_limits(&mut self, limits: fluo_sfu::LayerLimits) {
+        let key = self.key;
+        let _ = self.rtc.ctl.send(Control(Ctl::LayerLimits { key, limits }));
+    }
+
     fn stats(&mut self, q: &StatsQuery<'_>) -> Option<Map<String, Value>> {
         Some(crate::stats::report(&mut lock(&self.ep), q))
     }

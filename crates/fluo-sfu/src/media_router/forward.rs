@@ -1,11 +1,22 @@
-//! Per packet: a source's packet to the sinks its routes forward to, each on its line.
+//! Per packet: a source's packet to the sinks its routes forward to, each on its line; for
+//! simulcast video, to the sinks that get its layer (see `layers`).
 
 use super::entry::{Route, State};
+use super::layers::{Admit, SourceLayers};
 use super::{Header, MediaRouter, Packet};
-use crate::event::FlowDir;
+use crate::event::{FlowDir, MediaEvent};
 use crate::rewrite::Rewriter;
-use crate::NodeId;
+use crate::simulcast::{ForwardedLayer, SwitchReason};
+use crate::{MediaKind, NodeId};
 use std::time::Instant;
+
+/// A layered packet as each sink's choice sees it: the source's layers, the packet's layer,
+/// whether it starts a keyframe (or its codec cannot tell).
+pub(super) struct Layered<'a> {
+    layers: &'a mut SourceLayers,
+    id: u8,
+    key: bool,
+}
 
 impl MediaRouter {
     /// Forwards a packet produced by `src` to the sinks of its kind; returns how many got it.
@@ -19,6 +30,16 @@ impl MediaRouter {
                 self.events.push_back((e.id.clone(), ev));
             }
         }
+        let layer = pkt.layer.filter(|_| kind == MediaKind::Video);
+        let key =
+            layer.is_some() && crate::starts_keyframe(pkt.codec.name, pkt.payload) != Some(false);
+        if let Some(id) = layer {
+            let layers = e.layers.get_or_insert_with(Box::default);
+            if !layers.knows(id) {
+                layers.add(id, e.node.layer_names(kind));
+            }
+            layers.packet(now, id, &pkt.codec, pkt.payload, key);
+        }
         let undecided = |r: &Route| r.decided_for != Some(pkt.codec);
         if e.routes[kind].iter().any(undecided) {
             self.decide(now, src, kind, &pkt.codec);
@@ -27,14 +48,22 @@ impl MediaRouter {
             return 0;
         };
         let routes = std::mem::take(&mut e.routes[kind]);
+        let mut layers = layer.and_then(|_| e.layers.take());
         let mut n = 0;
         for r in &routes {
             if let State::Forward { pt } = r.state {
-                n += usize::from(self.deliver(now, src, r.sink, pkt, pt));
+                let layered = match (layer, layers.as_deref_mut()) {
+                    (Some(id), Some(layers)) => Some(Layered { layers, id, key }),
+                    _ => None,
+                };
+                n += usize::from(self.deliver(now, src, r.sink, pkt, pt, layered));
             }
         }
         if let Some(e) = self.nodes.get_mut(src) {
             e.routes[kind] = routes;
+            if layers.is_some() {
+                e.layers = layers;
+            }
         }
         n
     }
@@ -47,11 +76,19 @@ impl MediaRouter {
         sink: NodeId,
         pkt: &Packet<'_>,
         pt: Option<u8>,
+        mut layered: Option<Layered<'_>>,
     ) -> bool {
+        let kind = pkt.kind;
+        let mut switched = None;
+        if let Some(l) = layered.as_mut() {
+            match self.admit_layer(now, src, sink, kind, l) {
+                Some(reason) => switched = reason,
+                None => return false,
+            }
+        }
         let Some(e) = self.nodes.get_mut(sink) else {
             return false;
         };
-        let kind = pkt.kind;
         if e.awaits_key[kind] && e.transcoder.is_none() {
             if crate::starts_keyframe(pkt.codec.name, pkt.payload) == Some(false) {
                 self.ask_keyframe(now, src, kind);
@@ -59,7 +96,7 @@ impl MediaRouter {
             }
             e.awaits_key[kind] = false;
         }
-        let header = if e.transcoder.is_some() {
+        let header = if e.transcoder.is_some() && layered.is_none() {
             Header {
                 seq: pkt.seq,
                 ts: pkt.ts,
@@ -81,6 +118,12 @@ impl MediaRouter {
                 pt,
             }
         };
+        if let (Some(reason), Some(l)) = (switched, layered.as_ref()) {
+            let layer = forwarded(l, reason);
+            e.node.layer_changed(kind, &layer);
+            let ev = MediaEvent::LayerChanged { kind, layer };
+            self.events.push_back((e.id.clone(), ev));
+        }
         e.node.push(now, pkt, header);
         if !std::mem::replace(&mut e.pushed, true) {
             self.pushed.push(sink);
@@ -99,6 +142,54 @@ impl MediaRouter {
         true
     }
 
+    /// Whether a layered packet goes to `sink` (`Some`), and whether the sink switches layers
+    /// with it (`Some(Some(reason))`); asks the keyframes its choice needs.
+    fn admit_layer(
+        &mut self,
+        now: Instant,
+        src: NodeId,
+        sink: NodeId,
+        kind: MediaKind,
+        l: &mut Layered<'_>,
+    ) -> Option<Option<SwitchReason>> {
+        let e = self.nodes.get_mut(sink)?;
+        let ask = e.sink_layer.refresh(src, l.layers);
+        let admit = e.sink_layer.admit(l.id, l.key);
+        let mut switched = None;
+        if let Admit::Switch(reason) = admit {
+            if let Some(line) = e.line[kind].as_mut() {
+                line.resync();
+            }
+            e.awaits_key[kind] = false;
+            switched = Some(reason);
+        }
+        // Its layer, but it waits for a keyframe (switched from another source).
+        let stale = admit == Admit::Deliver && e.awaits_key[kind] && !l.key;
+        let ask = match admit {
+            Admit::AwaitKey => Some(l.id),
+            _ if stale => Some(l.id),
+            _ => ask,
+        };
+        if let Some(id) = ask {
+            self.ask_layer_keyframe(now, src, l.layers, id);
+        }
+        let goes = matches!(admit, Admit::Deliver | Admit::Switch(_)) && !stale;
+        goes.then_some(switched)
+    }
+
+    /// Asks `src` (whose layers are `layers`, out of its entry) for a keyframe of its layer
+    /// `id`, throttled per layer.
+    fn ask_layer_keyframe(&mut self, now: Instant, src: NodeId, layers: &mut SourceLayers, id: u8) {
+        let Some(l) = layers.layers.get_mut(usize::from(id)) else {
+            return;
+        };
+        if l.keyframe.handle_request(now) {
+            if let Some(e) = self.nodes.get_mut(src) {
+                e.node.request_layer_keyframe(MediaKind::Video, id);
+            }
+        }
+    }
+
     /// Ends a pass over the router's inputs: each node pushed to since the last pass is
     /// [flushed](super::Node::flush) once (a proxy of a media worker sends what it gathered, audio
     /// with video, in one datagram). The driver of the router calls it after each batch of
@@ -113,5 +204,16 @@ impl MediaRouter {
         }
         // Its room is kept: a pass allocates nothing.
         self.pushed = pushed;
+    }
+}
+
+/// The layer a sink switched to, as events and getStats tell it.
+fn forwarded(l: &Layered<'_>, reason: SwitchReason) -> ForwardedLayer {
+    let layer = l.layers.layers.get(usize::from(l.id));
+    ForwardedLayer {
+        rank: l.layers.rank_of(l.id).unwrap_or(l.id),
+        rid: layer.and_then(|x| x.name.clone()),
+        size: layer.and_then(|x| x.size),
+        reason,
     }
 }

@@ -23,11 +23,15 @@
 mod decide;
 mod entry;
 mod forward;
+#[cfg(test)]
+mod layer_tests;
+mod layers;
 mod node;
 mod signals;
 #[cfg(test)]
 mod tests;
 
+pub use layers::{LAYER_IDLE, LAYER_SETTLE};
 pub use node::{Header, Node, Packet, TranscoderMaker};
 
 use entry::{Entry, Route, State};

@@ -5,6 +5,7 @@
 
 use crate::negotiate::SinkCaps;
 use crate::port::Codec;
+use crate::simulcast::ForwardedLayer;
 use crate::{MediaKind, NodeId};
 use std::any::Any;
 use std::fmt;
@@ -34,6 +35,10 @@ pub struct Packet<'a> {
     /// What the source's transport parsed that a sink of the same transport may carry on (a
     /// WebRTC peer's header extensions). The router never looks at it.
     pub extensions: Option<&'a (dyn Any + Send + Sync)>,
+    /// For simulcast video, the layer it belongs to, by the id the source gives its layers
+    /// (for WebRTC, the place of its rid in the publisher's `a=simulcast` line); `None`: not
+    /// layered. Each sink gets one layer at a time (see [`crate::simulcast`]).
+    pub layer: Option<u8>,
 }
 
 impl fmt::Debug for Packet<'_> {
@@ -44,6 +49,7 @@ impl fmt::Debug for Packet<'_> {
             .field("seq", &self.seq)
             .field("ts", &self.ts)
             .field("ssrc", &self.ssrc)
+            .field("layer", &self.layer)
             .field("len", &self.payload.len())
             .finish()
     }
@@ -82,6 +88,24 @@ pub trait Node: Send {
     /// A sink of this node's media needs a keyframe of `kind` (throttled by the router): a
     /// WebRTC peer gets a PLI, an encoder (player, transcoder, filter) is forced to make one.
     fn request_keyframe(&mut self, _kind: MediaKind) {}
+
+    /// A sink of this node's simulcast video needs a keyframe of its layer `layer` (the id the
+    /// node gave it in [`Packet::layer`]; throttled per layer by the router). By default the
+    /// node is asked for a keyframe of `kind`.
+    fn request_layer_keyframe(&mut self, kind: MediaKind, _layer: u8) {
+        self.request_keyframe(kind)
+    }
+
+    /// The layers of simulcast `kind` this node announced, by id (a WebRTC publisher's rids,
+    /// in its `a=simulcast` order); asked when its first packet of a layer not known yet
+    /// arrives. Empty: not announced (its layers are known as they send).
+    fn layer_names(&self, _kind: MediaKind) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// As a sink: the layer of simulcast `kind` it gets changed (its line goes on
+    /// continuously; the first packet pushed after this call is a keyframe of that layer).
+    fn layer_changed(&mut self, _kind: MediaKind, _layer: &ForwardedLayer) {}
 
     /// A source feeding this node ended its stream (a player reached its end).
     fn end_of_stream(&mut self) {}

@@ -2,10 +2,11 @@
 //! output settings and negotiated codecs that change, and the timers of deferred keyframe
 //! requests and idle flows.
 
-use super::entry::State;
+use super::entry::{Entry, State};
 use super::{MediaRouter, FLOW_IDLE};
 use crate::event::{FlowDir, MediaEvent};
 use crate::settings::OutputSettings;
+use crate::simulcast::LayerLimits;
 use crate::{MediaKind, NodeId};
 use std::time::{Duration, Instant};
 
@@ -15,9 +16,56 @@ impl MediaRouter {
         if kind != MediaKind::Video {
             return;
         }
-        if let Some(e) = self.nodes.get_mut(node) {
-            if e.keyframe.handle_request(now) {
-                e.node.request_keyframe(kind);
+        let Some(e) = self.nodes.get_mut(node) else {
+            return;
+        };
+        if let Some(layers) = e.layers.as_mut() {
+            // Simulcast: each layer that flows, throttled per layer.
+            for (id, l) in layers.layers.iter_mut().enumerate() {
+                if l.live && l.keyframe.handle_request(now) {
+                    e.node.request_layer_keyframe(kind, id as u8);
+                }
+            }
+            return;
+        }
+        if e.keyframe.handle_request(now) {
+            e.node.request_keyframe(kind);
+        }
+    }
+
+    /// The layer of `src`'s simulcast video that `sink` gets (or is about to get), if `src` is
+    /// layered and feeds it.
+    fn layer_of(&self, src: NodeId, sink: NodeId) -> Option<u8> {
+        self.nodes.get(src)?.layers.as_ref()?;
+        let l = &self.nodes.get(sink)?.sink_layer;
+        (l.source == Some(src))
+            .then_some(l.current.or(l.target))
+            .flatten()
+    }
+
+    /// Sets what `sink` allows itself of simulcast `kind` (see [`crate::simulcast`]): it
+    /// takes effect at the next packet of a layered source feeding it, whose keyframe of the
+    /// newly chosen layer is asked at once. Sinks start without limits (the top layer).
+    pub fn set_layer_limits(&mut self, sink: NodeId, kind: MediaKind, limits: LayerLimits) {
+        if kind != MediaKind::Video {
+            return;
+        }
+        if let Some(e) = self.nodes.get_mut(sink) {
+            if e.sink_layer.selector.set_limits(limits) {
+                e.sink_layer.limits_changed = true;
+            }
+        }
+    }
+
+    /// Sets the highest layer of simulcast `kind` that `sink`'s bandwidth allows (`None`: no
+    /// estimate): one more ceiling of its choice, as [`MediaRouter::set_layer_limits`].
+    pub fn set_layer_bandwidth_cap(&mut self, sink: NodeId, kind: MediaKind, cap: Option<u8>) {
+        if kind != MediaKind::Video {
+            return;
+        }
+        if let Some(e) = self.nodes.get_mut(sink) {
+            if e.sink_layer.selector.set_bandwidth_cap(cap) {
+                e.sink_layer.limits_changed = true;
             }
         }
     }
@@ -41,7 +89,27 @@ impl MediaRouter {
                     _ => None,
                 }
             });
-            self.ask_keyframe(now, via.unwrap_or(src), kind);
+            match (via, self.layer_of(src, sink)) {
+                (None, Some(id)) => self.ask_one_layer(now, src, id),
+                _ => self.ask_keyframe(now, via.unwrap_or(src), kind),
+            }
+        }
+    }
+
+    /// Asks layered `src` for a keyframe of its layer `id`, throttled per layer.
+    fn ask_one_layer(&mut self, now: Instant, src: NodeId, id: u8) {
+        let Some(e) = self.nodes.get_mut(src) else {
+            return;
+        };
+        let Entry { layers, node, .. } = e;
+        let Some(l) = layers
+            .as_mut()
+            .and_then(|l| l.layers.get_mut(usize::from(id)))
+        else {
+            return;
+        };
+        if l.keyframe.handle_request(now) {
+            node.request_layer_keyframe(MediaKind::Video, id);
         }
     }
 
@@ -146,7 +214,8 @@ impl MediaRouter {
             let idle = flows
                 .filter(|(_, flowing)| *flowing)
                 .filter_map(|(last, _)| last.map(|t| t + FLOW_IDLE + Duration::from_millis(1)));
-            for t in idle.chain(e.keyframe.poll_timeout()) {
+            let layers = e.layers.as_ref().and_then(|l| l.poll_timeout());
+            for t in idle.chain(e.keyframe.poll_timeout()).chain(layers) {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         }
@@ -160,6 +229,15 @@ impl MediaRouter {
         for (_, e) in nodes.iter_mut() {
             if e.keyframe.handle_timeout(now) {
                 e.node.request_keyframe(MediaKind::Video);
+            }
+            for (id, l) in e
+                .layers
+                .iter_mut()
+                .flat_map(|l| l.layers.iter_mut().enumerate())
+            {
+                if l.keyframe.handle_timeout(now) {
+                    e.node.request_layer_keyframe(MediaKind::Video, id as u8);
+                }
             }
             for dir in FlowDir::ALL {
                 for kind in MediaKind::ALL {

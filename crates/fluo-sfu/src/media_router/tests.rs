@@ -152,6 +152,7 @@ impl World {
             payload,
             entered: None,
             extensions: None,
+            layer: None,
         };
         self.r.forward(self.at(ms), src, &pkt)
     }
@@ -573,6 +574,7 @@ fn input_latencies_of_nodes_that_report_flow_reach_the_board_and_leave_with_the_
         payload: &payload,
         entered,
         extensions: None,
+        layer: None,
     };
     // An untimed packet measures nothing; a timed one is the node's input latency.
     w.r.forward(w.at(0), cam, &pkt(None));

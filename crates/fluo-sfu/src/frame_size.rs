@@ -1,0 +1,320 @@
+//! The picture size a keyframe announces, read from its first RTP packet: simulcast layers are
+//! ordered by it (a publisher may list its encodings in any order) and getStats reports the
+//! size of the layer a viewer gets.
+//!
+//! * VP8 (RFC 7741, RFC 6386 §9.1): a key frame's first partition starts with the frame tag,
+//!   the start code `9d 01 2a` and two 16-bit little-endian sizes (14 bits each).
+//! * VP9 (RFC 9628 §4.2): the payload descriptor's scalability structure (its V bit, sent with
+//!   key frames) lists each spatial layer's size; the largest is taken.
+//! * H.264 (RFC 6184, ITU-T H.264 §7.3.2.1.1): the sequence parameter set sent before an IDR,
+//!   alone or in a STAP-A: macroblocks across and down, less the cropping.
+
+use crate::port::CodecName;
+
+/// The width and height a keyframe's first packet announces; `None` for another packet, a
+/// codec it cannot read (audio, AV1, H.263) or a malformed header.
+pub fn keyframe_size(codec: CodecName, payload: &[u8]) -> Option<(u16, u16)> {
+    match codec {
+        CodecName::Vp8 => vp8(payload),
+        CodecName::Vp9 => vp9(payload),
+        CodecName::H264 => h264(payload),
+        _ => None,
+    }
+}
+
+fn vp8(p: &[u8]) -> Option<(u16, u16)> {
+    let b0 = *p.first()?;
+    // The start of partition 0 (S set, PID 0).
+    if b0 & 0x10 == 0 || b0 & 0x07 != 0 {
+        return None;
+    }
+    let mut i = 1;
+    if b0 & 0x80 != 0 {
+        let x = *p.get(i)?;
+        i += 1;
+        if x & 0x80 != 0 {
+            i += if *p.get(i)? & 0x80 != 0 { 2 } else { 1 };
+        }
+        if x & 0x40 != 0 {
+            i += 1;
+        }
+        if x & 0x30 != 0 {
+            i += 1;
+        }
+    }
+    let f = p.get(i..i + 10)?;
+    // A key frame (bit 0 of the tag clear), then the start code.
+    if f[0] & 0x01 != 0 || f[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let w = u16::from_le_bytes([f[6], f[7]]) & 0x3fff;
+    let h = u16::from_le_bytes([f[8], f[9]]) & 0x3fff;
+    (w > 0 && h > 0).then_some((w, h))
+}
+
+fn vp9(p: &[u8]) -> Option<(u16, u16)> {
+    let b0 = *p.first()?;
+    // I P L F B E V Z: a key frame's first packet carrying the scalability structure.
+    if b0 & 0x40 != 0 || b0 & 0x08 == 0 || b0 & 0x02 == 0 {
+        return None;
+    }
+    let mut i = 1;
+    if b0 & 0x80 != 0 {
+        i += if *p.get(i)? & 0x80 != 0 { 2 } else { 1 };
+    }
+    if b0 & 0x20 != 0 {
+        // Layer indices, and TL0PICIDX in non-flexible mode.
+        i += if b0 & 0x10 == 0 { 2 } else { 1 };
+    }
+    // (Reference indices come only with P set.)
+    let ss = *p.get(i)?;
+    i += 1;
+    if ss & 0x10 == 0 {
+        return None;
+    }
+    let layers = usize::from(ss >> 5) + 1;
+    let sizes = p.get(i..i + 4 * layers)?;
+    sizes
+        .chunks_exact(4)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u16::from_be_bytes([c[2], c[3]]),
+            )
+        })
+        .filter(|(w, h)| *w > 0 && *h > 0)
+        .max_by_key(|(w, h)| u32::from(*w) * u32::from(*h))
+}
+
+fn h264(p: &[u8]) -> Option<(u16, u16)> {
+    let b0 = *p.first()?;
+    match b0 & 0x1f {
+        7 => sps_size(&p[1..]),
+        24 => {
+            let mut i = 1;
+            while i + 2 < p.len() {
+                let len = usize::from(u16::from_be_bytes([p[i], p[i + 1]]));
+                let nal = p.get(i + 2..i + 2 + len)?;
+                if nal.first().is_some_and(|h| h & 0x1f == 7) {
+                    return sps_size(&nal[1..]);
+                }
+                i += 2 + len;
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Reads an RBSP bit by bit, skipping emulation-prevention bytes (`00 00 03`).
+struct Bits<'a> {
+    data: &'a [u8],
+    byte: usize,
+    bit: u8,
+    zeros: u8,
+}
+
+impl Bits<'_> {
+    fn bit(&mut self) -> Option<u32> {
+        if self.bit == 0 {
+            if self.zeros >= 2 && self.data.get(self.byte) == Some(&3) {
+                self.byte += 1;
+                self.zeros = 0;
+            }
+            let b = *self.data.get(self.byte)?;
+            self.zeros = if b == 0 { self.zeros + 1 } else { 0 };
+        }
+        let b = self.data[self.byte];
+        let v = (b >> (7 - self.bit)) & 1;
+        self.bit += 1;
+        if self.bit == 8 {
+            self.bit = 0;
+            self.byte += 1;
+        }
+        Some(u32::from(v))
+    }
+
+    fn bits(&mut self, n: u32) -> Option<u32> {
+        (0..n).try_fold(0, |acc, _| Some(acc << 1 | self.bit()?))
+    }
+
+    /// Exp-Golomb, unsigned (values beyond 2^31 are refused).
+    fn ue(&mut self) -> Option<u32> {
+        let mut zeros = 0;
+        while self.bit()? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return None;
+            }
+        }
+        Some((1u32 << zeros) - 1 + self.bits(zeros)?)
+    }
+
+    fn se(&mut self) -> Option<i32> {
+        let k = self.ue()?;
+        let v = k.div_ceil(2) as i32;
+        Some(if k % 2 == 1 { v } else { -v })
+    }
+}
+
+/// Profiles whose SPS carries chroma format and bit depths (H.264 §7.3.2.1.1).
+const HIGH_PROFILES: [u32; 13] = [100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135];
+
+fn sps_size(rbsp: &[u8]) -> Option<(u16, u16)> {
+    let mut r = Bits {
+        data: rbsp,
+        byte: 0,
+        bit: 0,
+        zeros: 0,
+    };
+    let profile = r.bits(8)?;
+    r.bits(16)?; // constraint flags, level
+    r.ue()?; // seq_parameter_set_id
+    let mut chroma = 1;
+    if HIGH_PROFILES.contains(&profile) {
+        chroma = r.ue()?;
+        if chroma == 3 {
+            r.bit()?; // separate_colour_plane_flag
+        }
+        r.ue()?; // bit depths
+        r.ue()?;
+        r.bit()?; // qpprime_y_zero_transform_bypass_flag
+        if r.bit()? == 1 {
+            let lists = if chroma == 3 { 12 } else { 8 };
+            for i in 0..lists {
+                if r.bit()? == 1 {
+                    let size = if i < 6 { 16 } else { 64 };
+                    let (mut last, mut next) = (8i32, 8i32);
+                    for _ in 0..size {
+                        if next != 0 {
+                            next = (last + r.se()? + 256) % 256;
+                        }
+                        last = if next == 0 { last } else { next };
+                    }
+                }
+            }
+        }
+    }
+    r.ue()?; // log2_max_frame_num_minus4
+    match r.ue()? {
+        0 => {
+            r.ue()?;
+        }
+        1 => {
+            r.bit()?;
+            r.se()?;
+            r.se()?;
+            let cycle = r.ue()?;
+            if cycle > 255 {
+                return None;
+            }
+            for _ in 0..cycle {
+                r.se()?;
+            }
+        }
+        _ => {}
+    }
+    r.ue()?; // max_num_ref_frames
+    r.bit()?; // gaps_in_frame_num_value_allowed_flag
+    let mbs_w = r.ue()? + 1;
+    let map_units_h = r.ue()? + 1;
+    let frame_mbs_only = r.bit()?;
+    if frame_mbs_only == 0 {
+        r.bit()?; // mb_adaptive_frame_field_flag
+    }
+    r.bit()?; // direct_8x8_inference_flag
+    let mut crop = [0u32; 4];
+    if r.bit()? == 1 {
+        for c in &mut crop {
+            *c = r.ue()?;
+        }
+    }
+    let (unit_x, unit_y) = match chroma {
+        0 | 3 => (1, 2 - frame_mbs_only),
+        2 => (2, 2 - frame_mbs_only),
+        _ => (2, 2 * (2 - frame_mbs_only)),
+    };
+    let w = (mbs_w * 16).checked_sub(unit_x * (crop[0] + crop[1]))?;
+    let h = ((2 - frame_mbs_only) * map_units_h * 16).checked_sub(unit_y * (crop[2] + crop[3]))?;
+    let (w, h) = (u16::try_from(w).ok()?, u16::try_from(h).ok()?);
+    (w > 0 && h > 0).then_some((w, h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use CodecName::*;
+
+    #[test]
+    fn vp8_key_frames_give_their_size() {
+        // Descriptor S=1, then a key frame tag, start code, 640 x 480 (scale bits set).
+        let key = [
+            0x10, 0x50, 0x2d, 0x01, 0x9d, 0x01, 0x2a, 0x80, 0x42, 0xe0, 0xc1,
+        ];
+        assert_eq!(keyframe_size(Vp8, &key), Some((640, 480)));
+        // With X, a 15-bit picture id, TL0PICIDX and TID.
+        let ext = [
+            0x90, 0xe0, 0x80, 0x01, 0x05, 0x20, 0x50, 0x2d, 0x01, 0x9d, 0x01, 0x2a, 0xa0, 0x00,
+            0x5a, 0x00,
+        ];
+        assert_eq!(keyframe_size(Vp8, &ext), Some((160, 90)));
+        let mut inter = key;
+        inter[1] |= 1;
+        assert_eq!(keyframe_size(Vp8, &inter), None);
+        let mut no_start = key;
+        no_start[4] = 0;
+        assert_eq!(keyframe_size(Vp8, &no_start), None);
+        assert_eq!(keyframe_size(Vp8, &key[..9]), None, "truncated");
+        assert_eq!(
+            keyframe_size(Vp8, &[0x00, 0x50]),
+            None,
+            "not a partition start"
+        );
+    }
+
+    #[test]
+    fn vp9_scalability_structures_give_the_largest_layer() {
+        // I=1 (7-bit id), B=1, V=1; SS: N_S=1 (two layers), Y=1.
+        let key = [
+            0x8a, 0x12, 0x30, 0x01, 0x40, 0x00, 0xb4, 0x02, 0x80, 0x01, 0x68,
+        ];
+        assert_eq!(keyframe_size(Vp9, &key), Some((640, 360)));
+        // L set in non-flexible mode: layer indices and TL0PICIDX before the structure.
+        let layered = [0xaa, 0x12, 0x00, 0x07, 0x10, 0x05, 0x00, 0x02, 0xd0];
+        assert_eq!(keyframe_size(Vp9, &layered), Some((1280, 720)));
+        assert_eq!(
+            keyframe_size(Vp9, &[0xca, 0x12, 0x10, 0, 1, 0, 1]),
+            None,
+            "P set"
+        );
+        assert_eq!(keyframe_size(Vp9, &[0x88, 0x12]), None, "no structure");
+        assert_eq!(keyframe_size(Vp9, &key[..8]), None, "truncated");
+    }
+
+    #[test]
+    fn h264_sequence_parameter_sets_give_the_cropped_size() {
+        // Constrained baseline 640x480 (40x30 macroblocks), as x264 writes it.
+        let sps = [0x67, 0x42, 0xc0, 0x1e, 0xda, 0x02, 0x80, 0xf6, 0x84, 0x00];
+        assert_eq!(keyframe_size(H264, &sps), Some((640, 480)));
+        // High profile 1920x1080: 1088 lines cropped by 8 (frame_crop_bottom_offset 4).
+        let high = [
+            0x67, 0x64, 0x00, 0x28, 0xac, 0xd9, 0x40, 0x78, 0x02, 0x27, 0xe5, 0x84, 0x00, 0x00,
+            0x03, 0x00, 0x04, 0x00, 0x00, 0x03, 0x00, 0xf0, 0x3c, 0x60, 0xc6, 0x58,
+        ];
+        assert_eq!(keyframe_size(H264, &high), Some((1920, 1080)));
+        // In a STAP-A (an AUD first), and a slice that is no SPS.
+        let mut stap = vec![0x78, 0x00, 0x02, 0x09, 0xf0, 0x00, sps.len() as u8];
+        stap.extend_from_slice(&sps);
+        assert_eq!(keyframe_size(H264, &stap), Some((640, 480)));
+        assert_eq!(keyframe_size(H264, &[0x65, 0x88, 0x84]), None);
+        assert_eq!(keyframe_size(H264, &sps[..5]), None, "truncated");
+        for garbage in [
+            &[0x67][..],
+            &[0x67, 0xff, 0xff, 0xff, 0xff],
+            &[0x78, 0xff, 0xff],
+        ] {
+            assert_eq!(keyframe_size(H264, garbage), None);
+        }
+        assert_eq!(keyframe_size(Opus, &sps), None);
+    }
+}

@@ -1,0 +1,364 @@
+//! Simulcast in the router: each sink gets one layer, switches only at a keyframe of the layer
+//! it moves to (asked of that layer), on one continuous line, and falls to another layer when
+//! its own stops.
+
+use super::*;
+use crate::negotiate::SinkCaps;
+use crate::port::CodecName;
+use crate::simulcast::{ForwardedLayer, LayerLimits, SwitchReason};
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct Seen {
+    /// (node, layer of the packet, header, keyframe) of every push.
+    pushes: Vec<(&'static str, Option<u8>, Header, bool)>,
+    /// (node, layer) of every keyframe request; `None`: of the whole source.
+    keyframes: Vec<(&'static str, Option<u8>)>,
+    changes: Vec<(&'static str, ForwardedLayer)>,
+}
+
+type Log = Arc<Mutex<Seen>>;
+
+struct Cam {
+    name: &'static str,
+    rids: &'static [&'static str],
+    log: Log,
+}
+
+impl Node for Cam {
+    fn caps(&self, _: MediaKind) -> SinkCaps {
+        SinkCaps::anything()
+    }
+    fn push(&mut self, _: Instant, pkt: &Packet<'_>, header: Header) {
+        let key = crate::starts_keyframe(pkt.codec.name, pkt.payload) == Some(true);
+        let mut l = self.log.lock().unwrap();
+        l.pushes.push((self.name, pkt.layer, header, key));
+    }
+    fn request_keyframe(&mut self, _: MediaKind) {
+        self.log.lock().unwrap().keyframes.push((self.name, None));
+    }
+    fn request_layer_keyframe(&mut self, _: MediaKind, layer: u8) {
+        self.log
+            .lock()
+            .unwrap()
+            .keyframes
+            .push((self.name, Some(layer)));
+    }
+    fn layer_names(&self, _: MediaKind) -> Vec<String> {
+        self.rids.iter().map(|r| r.to_string()).collect()
+    }
+    fn layer_changed(&mut self, _: MediaKind, layer: &ForwardedLayer) {
+        self.log
+            .lock()
+            .unwrap()
+            .changes
+            .push((self.name, layer.clone()));
+    }
+}
+
+/// The publisher's three layers: (id, SSRC, width, height). Ids in the publisher's order,
+/// which here lists the largest first.
+const LAYERS: [(u8, u32, u16, u16); 3] =
+    [(0, 0xf, 640, 480), (1, 0xb, 320, 240), (2, 0x9, 160, 120)];
+
+struct World {
+    r: MediaRouter,
+    log: Log,
+    t0: Instant,
+    seq: [u16; 3],
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            r: MediaRouter::new(),
+            log: Log::default(),
+            t0: Instant::now(),
+            seq: [100, 5000, 60_000],
+        }
+    }
+
+    fn node(&mut self, name: &'static str) -> NodeId {
+        let log = self.log.clone();
+        let rids = &["f", "h", "q"];
+        self.r.add_node(name, Box::new(Cam { name, rids, log }))
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.t0 + Duration::from_millis(ms)
+    }
+
+    /// One packet of layer `id` at `ms`: a VP8 key frame announcing the layer's size, or an
+    /// inter frame. How many sinks got it.
+    fn send(&mut self, ms: u64, src: NodeId, id: u8, key: bool) -> usize {
+        let (_, ssrc, w, h) = LAYERS[usize::from(id)];
+        let mut p = vec![0x10, u8::from(!key), 0x2d, 0x01, 0x9d, 0x01, 0x2a];
+        p.extend_from_slice(&w.to_le_bytes());
+        p.extend_from_slice(&h.to_le_bytes());
+        let payload: Arc<[u8]> = Arc::from(p);
+        let seq = self.seq[usize::from(id)];
+        self.seq[usize::from(id)] = seq.wrapping_add(1);
+        let pkt = Packet {
+            kind: MediaKind::Video,
+            codec: Codec::new(CodecName::Vp8),
+            seq,
+            ts: u32::from(seq)
+                .wrapping_mul(3000)
+                .wrapping_add(u32::from(id) << 28),
+            ssrc,
+            marker: true,
+            payload: &payload,
+            entered: None,
+            extensions: None,
+            layer: Some(id),
+        };
+        self.r.forward(self.at(ms), src, &pkt)
+    }
+
+    /// A frame on each layer in `ids` at `ms`, as a publisher sends it: a keyframe on each
+    /// layer whose keyframe was asked since the last frame, or on all of them (`key`).
+    fn frame(&mut self, ms: u64, src: NodeId, ids: &[u8], key: bool) {
+        let asked = self.keyframes();
+        for id in ids {
+            let ask = asked.iter().any(|(_, l)| l.is_none_or(|l| l == *id));
+            self.send(ms, src, *id, key || ask);
+        }
+        // Requests of layers not sent stay asked.
+        let rest = asked
+            .into_iter()
+            .filter(|(_, l)| l.is_some_and(|l| !ids.contains(&l)));
+        self.log.lock().unwrap().keyframes.extend(rest);
+    }
+
+    /// Frames every 33 ms from `from` until `to`.
+    fn stream(&mut self, from: u64, to: u64, src: NodeId, ids: &[u8]) {
+        for ms in (from..to).step_by(33) {
+            self.frame(ms, src, ids, false);
+        }
+    }
+
+    fn pushes(&self, name: &str) -> Vec<(Option<u8>, Header, bool)> {
+        let mut l = self.log.lock().unwrap();
+        let (mine, rest) = l.pushes.drain(..).partition(|p| p.0 == name);
+        l.pushes = rest;
+        mine.into_iter().map(|p| (p.1, p.2, p.3)).collect()
+    }
+
+    fn keyframes(&self) -> Vec<(&'static str, Option<u8>)> {
+        std::mem::take(&mut self.log.lock().unwrap().keyframes)
+    }
+
+    fn changes(&self, name: &str) -> Vec<ForwardedLayer> {
+        let l = self.log.lock().unwrap();
+        l.changes
+            .iter()
+            .filter(|c| c.0 == name)
+            .map(|c| c.1.clone())
+            .collect()
+    }
+}
+
+/// Sequence numbers go up by one, timestamps never go back.
+fn continuous(h: &[(Option<u8>, Header, bool)]) {
+    for w in h.windows(2) {
+        assert_eq!(w[1].1.seq, w[0].1.seq.wrapping_add(1), "{w:?}");
+        assert_eq!(w[1].1.ssrc, w[0].1.ssrc);
+        let step = w[1].1.ts.wrapping_sub(w[0].1.ts);
+        assert!(step > 0 && step < 90_000, "timestamps move forward: {w:?}");
+    }
+}
+
+#[test]
+fn each_sink_gets_one_layer_ordered_by_size_and_switches_on_its_keyframe() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let (low, top) = (w.node("low"), w.node("top"));
+    w.r.connect(w.at(0), cam, MediaKind::Video, low).unwrap();
+    w.r.connect(w.at(0), cam, MediaKind::Video, top).unwrap();
+    let max = |max| LayerLimits {
+        max: Some(max),
+        preferred: None,
+    };
+    w.r.set_layer_limits(low, MediaKind::Video, max(0));
+    // Key frames on every layer (the layers' sizes: ordered smallest first), then a second of
+    // video.
+    w.frame(0, cam, &[0, 1, 2], true);
+    w.stream(33, 1000, cam, &[0, 1, 2]);
+    let (l, t) = (w.pushes("low"), w.pushes("top"));
+    assert!(
+        l.iter().all(|p| p.0 == Some(2)),
+        "the 160x120 layer only: {l:?}"
+    );
+    assert!(
+        t.iter().all(|p| p.0 == Some(0)),
+        "the 640x480 layer only: {t:?}"
+    );
+    assert!(l.len() >= 29 && t.len() >= 28, "{} {}", l.len(), t.len());
+    assert!(l[0].2 && t[0].2, "each starts at a keyframe");
+    continuous(&l);
+    continuous(&t);
+    let start = w.changes("low");
+    assert_eq!(start.len(), 1, "one layer from the start: {start:?}");
+    assert_eq!(
+        (
+            start[0].rank,
+            start[0].rid.as_deref(),
+            start[0].size,
+            start[0].reason
+        ),
+        (0, Some("q"), Some((160, 120)), SwitchReason::Start)
+    );
+    let top_start = w.changes("top");
+    assert_eq!((top_start.len(), top_start[0].rank), (1, 2));
+    assert_eq!(top_start[0].rid.as_deref(), Some("f"));
+
+    // Lifting the limit: the top layer's keyframe is asked; until it comes the sink keeps its
+    // layer, then moves there at that keyframe with no gap.
+    w.r.set_layer_limits(low, MediaKind::Video, LayerLimits::default());
+    w.send(1000, cam, 2, false);
+    assert_eq!(w.keyframes(), vec![("cam", Some(0))]);
+    w.send(1000, cam, 0, false);
+    w.send(1033, cam, 2, false);
+    w.send(1033, cam, 0, true);
+    w.send(1066, cam, 2, false);
+    w.send(1066, cam, 0, false);
+    let l2 = w.pushes("low");
+    let layers: Vec<_> = l2.iter().map(|p| p.0).collect();
+    assert_eq!(layers, [Some(2), Some(2), Some(0), Some(0)]);
+    assert!(l2[2].2, "the first packet of the new layer is its keyframe");
+    continuous(
+        &[*l.last().unwrap()]
+            .into_iter()
+            .chain(l2)
+            .collect::<Vec<_>>(),
+    );
+    let last = w.changes("low").pop().unwrap();
+    assert_eq!(
+        (last.rank, last.size, last.reason),
+        (2, Some((640, 480)), SwitchReason::Limit)
+    );
+    let ev: Vec<_> = std::iter::from_fn(|| w.r.poll_event()).collect();
+    let changed = |id: &str, rank: u8| {
+        ev.iter().any(|(e, ev)| {
+            e == id && matches!(ev, MediaEvent::LayerChanged { kind: MediaKind::Video, layer } if layer.rank == rank)
+        })
+    };
+    assert!(
+        changed("low", 0) && changed("low", 2) && changed("top", 2),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn a_layer_that_stops_makes_its_sinks_fall_to_the_next_within_a_second() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let v = w.node("viewer");
+    w.r.connect(w.at(0), cam, MediaKind::Video, v).unwrap();
+    w.frame(0, cam, &[0, 1, 2], true);
+    w.stream(33, 500, cam, &[0, 1, 2]);
+    assert!(w.pushes("viewer").iter().all(|p| p.0 == Some(0)));
+    // The 640x480 layer stops (its last packet went at 495 ms); the others go on.
+    let mut fell = None;
+    for ms in (528..2000).step_by(33) {
+        w.frame(ms, cam, &[1, 2], false);
+        if fell.is_none() && w.pushes("viewer").iter().any(|p| p.0 == Some(1)) {
+            fell = Some(ms);
+        }
+    }
+    let fell = fell.expect("the viewer fell to the 320x240 layer");
+    assert!(
+        fell - 495 <= 1000,
+        "within a second of the last packet: {fell} ms"
+    );
+    let c = w.changes("viewer").pop().unwrap();
+    assert_eq!(
+        (c.rank, c.rid.as_deref(), c.reason),
+        (1, Some("h"), SwitchReason::LayerStopped)
+    );
+    assert!(w.pushes("viewer").iter().all(|p| p.0 == Some(1)));
+    // The layer comes back: the viewer returns to it at its keyframe (asked when it came).
+    w.stream(2000, 2200, cam, &[0, 1, 2]);
+    let back = w.pushes("viewer");
+    assert_eq!(back.last().unwrap().0, Some(0), "{back:?}");
+    assert_eq!(
+        w.changes("viewer").pop().unwrap().reason,
+        SwitchReason::LayerAvailable
+    );
+}
+
+#[test]
+fn a_sinks_keyframe_request_goes_to_its_own_layer_and_plain_sources_are_untouched() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let v = w.node("viewer");
+    w.r.connect(w.at(0), cam, MediaKind::Video, v).unwrap();
+    // Connecting asks the source, which has no layers yet.
+    assert_eq!(w.keyframes(), vec![("cam", None)]);
+    w.frame(0, cam, &[0, 1, 2], true);
+    w.stream(33, 400, cam, &[0, 1, 2]);
+    w.keyframes();
+    w.r.request_keyframe(w.at(500), v, MediaKind::Video);
+    assert_eq!(w.keyframes(), vec![("cam", Some(0))]);
+    // A second one inside the throttle's window is deferred, then sent.
+    w.r.request_keyframe(w.at(600), v, MediaKind::Video);
+    assert!(w.keyframes().is_empty());
+    let due = w.r.poll_timeout().unwrap();
+    assert_eq!(due, w.at(800));
+    w.r.handle_timeout(due);
+    assert_eq!(w.keyframes(), vec![("cam", Some(0))]);
+    // A request of the whole source asks each layer that flows.
+    w.r.ask_keyframe(w.at(2000), cam, MediaKind::Video);
+    let mut asked = w.keyframes();
+    asked.sort_unstable();
+    assert_eq!(
+        asked,
+        vec![("cam", Some(0)), ("cam", Some(1)), ("cam", Some(2))]
+    );
+    // A source without layers goes on as before.
+    let plain = w.node("plain");
+    let p = w.node("plain viewer");
+    w.r.connect(w.at(2000), plain, MediaKind::Video, p).unwrap();
+    let payload: Arc<[u8]> = Arc::from(vec![0x10, 0x01]);
+    for seq in 0..3 {
+        let pkt = Packet {
+            kind: MediaKind::Video,
+            codec: Codec::new(CodecName::Vp8),
+            seq,
+            ts: 0,
+            ssrc: 1,
+            marker: false,
+            payload: &payload,
+            entered: None,
+            extensions: None,
+            layer: None,
+        };
+        assert_eq!(w.r.forward(w.at(2100), plain, &pkt), 1);
+    }
+    assert_eq!(w.pushes("plain viewer").len(), 3);
+    assert!(w.changes("plain viewer").is_empty());
+}
+
+#[test]
+fn sinks_wait_until_every_announced_layer_sent_or_the_settling_time_passed() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let v = w.node("viewer");
+    w.r.connect(w.at(0), cam, MediaKind::Video, v).unwrap();
+    // Only two of the three announced layers ever send.
+    w.frame(0, cam, &[1, 2], true);
+    w.stream(33, 450, cam, &[1, 2]);
+    assert!(
+        w.pushes("viewer").is_empty(),
+        "no choice before the layers are known"
+    );
+    w.stream(500, 1000, cam, &[1, 2]);
+    let got = w.pushes("viewer");
+    assert!(
+        !got.is_empty() && got.iter().all(|p| p.0 == Some(1)),
+        "{got:?}"
+    );
+    let c = w.changes("viewer");
+    // The one that never sent is last: the two that send are ranks 0 and 1.
+    assert_eq!((c.len(), c[0].rank, c[0].rid.as_deref()), (1, 1, Some("h")));
+}

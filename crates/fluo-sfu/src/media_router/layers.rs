@@ -1,0 +1,264 @@
+//! Simulcast in the router (see [`crate::simulcast`]): what it keeps per layered source (its
+//! layers, their order, whether each flows, a keyframe throttle each) and per sink (the
+//! layer it gets, the one it should get, why).
+
+use super::KEYFRAME_INTERVAL;
+use crate::frame_size::keyframe_size;
+use crate::keyframe::KeyframeThrottle;
+use crate::port::Codec;
+use crate::simulcast::{LayerSelector, SwitchReason, MAX_LAYERS};
+use crate::NodeId;
+use std::time::{Duration, Instant};
+
+/// How long a layer may send nothing before it counts as stopped (a publisher's encoder
+/// sends every layer at the same frame rate; Chromium drops a layer its bandwidth cannot
+/// carry and sends nothing on it).
+pub const LAYER_IDLE: Duration = Duration::from_millis(600);
+
+/// How often a layered source's layers are checked for having stopped (on its packets: a
+/// source whose layers all stopped has nothing to switch to).
+const CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// How long after a layered source's first packet its sinks choose a layer even if not every
+/// layer it announced has sent yet (a publisher may never send some: Chromium sends no layer
+/// above what its camera's resolution allows). Until then, or until every announced layer has
+/// sent, its sinks wait: the order of its layers is not known before.
+pub const LAYER_SETTLE: Duration = Duration::from_millis(500);
+
+/// One layer of a source, by the id its transport gave it (for WebRTC, the place of its rid in
+/// the publisher's `a=simulcast` line).
+#[derive(Debug)]
+pub(super) struct Layer {
+    /// Its name (the rid), as the source node tells it.
+    pub(super) name: Option<String>,
+    pub(super) last_at: Option<Instant>,
+    pub(super) live: bool,
+    /// The picture size its last keyframe announced.
+    pub(super) size: Option<(u16, u16)>,
+    pub(super) keyframe: KeyframeThrottle,
+}
+
+/// A layered source's layers.
+#[derive(Debug, Default)]
+pub(super) struct SourceLayers {
+    pub(super) layers: Vec<Layer>,
+    /// Layer ids by rank, the lowest picture first.
+    order: Vec<u8>,
+    /// Bumped whenever which layers flow or their order changes: sinks choose again.
+    pub(super) generation: u32,
+    next_check: Option<Instant>,
+    /// When its first layered packet came.
+    since: Option<Instant>,
+    /// Its sinks may choose (see [`LAYER_SETTLE`]).
+    pub(super) settled: bool,
+    /// The source announced its layers (else how many it has is known only as they send).
+    announced: bool,
+}
+
+impl SourceLayers {
+    /// Whether the source has a layer `id` yet.
+    pub(super) fn knows(&self, id: u8) -> bool {
+        usize::from(id) < self.layers.len()
+    }
+
+    /// Adds layers up to `id`, the names the source gives them (its announced layers).
+    pub(super) fn add(&mut self, id: u8, names: Vec<String>) {
+        self.announced |= !names.is_empty();
+        let n = names.len().max(usize::from(id) + 1).min(MAX_LAYERS);
+        let mut names = names.into_iter();
+        for i in 0..n {
+            let name = names.next();
+            if i < self.layers.len() {
+                continue;
+            }
+            self.layers.push(Layer {
+                name,
+                last_at: None,
+                live: false,
+                size: None,
+                keyframe: KeyframeThrottle::new(KEYFRAME_INTERVAL),
+            });
+        }
+        self.reorder();
+    }
+
+    /// A packet of layer `id` at `now` (`key`: it starts a keyframe): whether the layers flow
+    /// or are ordered differently now.
+    pub(super) fn packet(
+        &mut self,
+        now: Instant,
+        id: u8,
+        codec: &Codec,
+        payload: &[u8],
+        key: bool,
+    ) {
+        let mut changed = false;
+        let mut resized = false;
+        if let Some(l) = self.layers.get_mut(usize::from(id)) {
+            changed |= !std::mem::replace(&mut l.live, true);
+            let first = l.last_at.replace(now).is_none();
+            let size = key.then(|| keyframe_size(codec.name, payload)).flatten();
+            if size.is_some() && size != l.size {
+                l.size = size;
+                resized = true;
+            }
+            // A layer's first packet may complete the sizes known: order again.
+            resized |= first;
+        }
+        if resized {
+            changed |= self.reorder();
+        }
+        let since = *self.since.get_or_insert(now);
+        if !self.settled {
+            let all = self.announced && self.layers.iter().all(|l| l.last_at.is_some());
+            if all || now.saturating_duration_since(since) >= LAYER_SETTLE {
+                self.settled = true;
+                changed = true;
+            }
+        }
+        if self.next_check.is_none_or(|t| now >= t) {
+            self.next_check = Some(now + CHECK_EVERY);
+            for l in &mut self.layers {
+                let idle = l
+                    .last_at
+                    .is_some_and(|t| now.saturating_duration_since(t) > LAYER_IDLE);
+                if l.live && idle {
+                    l.live = false;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.generation = self.generation.wrapping_add(1);
+        }
+    }
+
+    /// Orders the layers by picture size once every layer that sent told its size (those
+    /// that never sent last), by id before; whether the order changed.
+    fn reorder(&mut self) -> bool {
+        let mut order: Vec<u8> = (0..self.layers.len().min(MAX_LAYERS) as u8).collect();
+        let sized = self
+            .layers
+            .iter()
+            .all(|l| l.size.is_some() || l.last_at.is_none());
+        if sized {
+            let area = |id: &u8| {
+                let size = self.layers[usize::from(*id)].size;
+                size.map_or((1, 0), |(w, h)| (0, u32::from(w) * u32::from(h)))
+            };
+            order.sort_by_key(|id| (area(id), *id));
+        }
+        std::mem::replace(&mut self.order, order) != self.order
+    }
+
+    /// Which ranks flow, lowest first.
+    pub(super) fn live(&self) -> ([bool; MAX_LAYERS], usize) {
+        let mut live = [false; MAX_LAYERS];
+        for (rank, id) in self.order.iter().enumerate() {
+            live[rank] = self.layers[usize::from(*id)].live;
+        }
+        (live, self.order.len())
+    }
+
+    /// The rank of layer `id`.
+    pub(super) fn rank_of(&self, id: u8) -> Option<u8> {
+        self.order.iter().position(|x| *x == id).map(|r| r as u8)
+    }
+
+    /// The layer at `rank`.
+    pub(super) fn id_at(&self, rank: u8) -> Option<u8> {
+        self.order.get(usize::from(rank)).copied()
+    }
+
+    /// When a deferred keyframe request of one of the layers is due.
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        self.layers
+            .iter()
+            .filter_map(|l| l.keyframe.poll_timeout())
+            .min()
+    }
+}
+
+/// What a sink gets of a layered source.
+#[derive(Debug, Default)]
+pub(super) struct SinkLayer {
+    pub(super) selector: LayerSelector,
+    /// Its limits changed since the target was chosen.
+    pub(super) limits_changed: bool,
+    /// The source the ids below are of.
+    pub(super) source: Option<NodeId>,
+    /// The source's generation the target was chosen at.
+    pub(super) seen: u32,
+    /// The layer it gets, and the one it should get (and why).
+    pub(super) current: Option<u8>,
+    pub(super) target: Option<u8>,
+    pub(super) reason: Option<SwitchReason>,
+}
+
+/// What to do with a layered packet for one sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admit {
+    /// Not its layer.
+    Drop,
+    /// Its layer: on its line as it is.
+    Deliver,
+    /// The keyframe of the layer it should get: it switches there.
+    Switch(SwitchReason),
+    /// Of the layer it should get, but no keyframe: ask one of that layer.
+    AwaitKey,
+}
+
+impl SinkLayer {
+    /// Chooses the target again if the source's layers or the sink's limits changed; the
+    /// layer to ask a keyframe of when a new target was chosen.
+    pub(super) fn refresh(&mut self, src: NodeId, layers: &SourceLayers) -> Option<u8> {
+        if self.source != Some(src) {
+            *self = SinkLayer {
+                selector: self.selector,
+                source: Some(src),
+                limits_changed: true,
+                ..SinkLayer::default()
+            };
+        }
+        if !layers.settled || (self.seen == layers.generation && !self.limits_changed) {
+            return None;
+        }
+        self.seen = layers.generation;
+        let limits = std::mem::take(&mut self.limits_changed);
+        let (live, n) = layers.live();
+        let target = self
+            .selector
+            .choose(&live[..n])
+            .and_then(|r| layers.id_at(r));
+        if target == self.target {
+            return None;
+        }
+        self.target = target;
+        let current_live = self
+            .current
+            .is_some_and(|c| layers.layers.get(usize::from(c)).is_some_and(|l| l.live));
+        self.reason = Some(match self.current {
+            None => SwitchReason::Start,
+            Some(_) if limits => SwitchReason::Limit,
+            Some(_) if !current_live => SwitchReason::LayerStopped,
+            Some(_) => SwitchReason::LayerAvailable,
+        });
+        target.filter(|t| Some(*t) != self.current)
+    }
+
+    /// What to do with a packet of layer `id` (`key`: it starts a keyframe, or the codec
+    /// cannot tell).
+    pub(super) fn admit(&mut self, id: u8, key: bool) -> Admit {
+        if self.current == Some(id) {
+            return Admit::Deliver;
+        }
+        if self.target != Some(id) {
+            return Admit::Drop;
+        }
+        if !key {
+            return Admit::AwaitKey;
+        }
+        self.current = Some(id);
+        Admit::Switch(self.reason.unwrap_or(SwitchReason::Start))
+    }
+}
