@@ -1,6 +1,7 @@
 //! An in-memory browser: a str0m peer that offers or answers audio+video, sends frames and
 //! records what it receives.
 
+use fluo_sfu::CodecName;
 use std::net::SocketAddr;
 use std::time::Instant;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -16,6 +17,10 @@ pub struct RtpSeen {
     pub ssrc: u32,
     pub seq: u64,
     pub ts: u32,
+    /// Payload bytes.
+    pub len: usize,
+    /// For the first packet of a VP8 key frame, the picture size it announces.
+    pub size: Option<(u16, u16)>,
 }
 
 /// RTCP congestion feedback a browser sent.
@@ -54,8 +59,10 @@ pub struct Browser {
     pub addr: SocketAddr,
     pub rtc: Rtc,
     pub rtp_mode: bool,
-    pending: Option<SdpPendingOffer>,
-    mids: Vec<Mid>,
+    pub(crate) pending: Option<SdpPendingOffer>,
+    pub(crate) mids: Vec<Mid>,
+    /// The simulcast layers it sends, when it offered them (see `simulcast`).
+    pub(crate) send_layers: Vec<crate::simulcast::SendLayer>,
     pub connected: bool,
     /// The remote closed the session (DTLS close_notify).
     pub closed: bool,
@@ -112,6 +119,7 @@ impl Browser {
             rtp_mode,
             pending: None,
             mids: vec![],
+            send_layers: vec![],
             connected: false,
             closed: false,
             ice_state: None,
@@ -204,7 +212,7 @@ impl Browser {
         })
     }
 
-    fn mid(&self, kind: MediaKind) -> Option<Mid> {
+    pub(crate) fn mid(&self, kind: MediaKind) -> Option<Mid> {
         self.mids
             .iter()
             .copied()
@@ -214,6 +222,9 @@ impl Browser {
     /// Sends one video frame (frame mode only). `size` bytes, split into RTP by str0m.
     pub fn send_video_frame(&mut self, now: Instant, size: usize) -> bool {
         self.video_ts += 3000;
+        if !self.send_layers.is_empty() {
+            return self.send_simulcast_frame(now, self.video_ts);
+        }
         let Some(mid) = self.mid(MediaKind::Video) else {
             return false;
         };
@@ -378,14 +389,22 @@ impl Browser {
                     .and_then(|m| self.rtc.media(m))
                     .map(|m| m.kind())
                     == Some(MediaKind::Video);
+                let size = video
+                    .then(|| fluo_sfu::frame_size::keyframe_size(CodecName::Vp8, &p.payload))
+                    .flatten();
                 self.rtp_in.push(RtpSeen {
                     video,
                     ssrc: *p.header.ssrc,
                     seq: *p.seq_no,
                     ts: p.header.timestamp,
+                    len: p.payload.len(),
+                    size,
                 });
             }
-            Event::KeyframeRequest(_) => self.keyframe_requests += 1,
+            Event::KeyframeRequest(r) => {
+                self.keyframe_requests += 1;
+                self.layer_keyframe_asked(r.rid);
+            }
             Event::EgressBitrateEstimate(str0m::bwe::BweKind::Remb { estimate, .. }) => {
                 self.remb_in.push(estimate.as_u64())
             }

@@ -9,6 +9,7 @@ pub mod clips;
 pub mod live;
 pub mod plot;
 pub mod procs;
+mod simulcast;
 pub mod skip;
 pub mod soak;
 pub mod storm;
@@ -18,4 +19,5 @@ pub mod workers;
 mod world;
 
 pub use browser::{agreed_feedback, Browser, FeedbackSent, RtpSeen};
+pub use simulcast::{vp8_frame, SendLayer};
 pub use world::World;
