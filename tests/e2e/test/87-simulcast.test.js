@@ -1,0 +1,188 @@
+'use strict';
+// Simulcast with Chromium and the official kurento-client: a page publishes its fake camera
+// (1280x720) in three encodings (rids q, h, f: scaleResolutionDownBy 4, 2, 1), two viewer pages
+// watch it through Fluo, one limited to the lowest layer (create property fluoMaxVideoLayer 0),
+// the other not. Each viewer's decoded frameWidth (its own getStats) is its layer's; lifting the
+// limit with a tag moves the first viewer up, the publisher stopping its top layer moves both
+// down and back; FluoLayerChanged reaches kurento-client's on()
+// once the application has added the name to WebRtcEndpoint's events (kurento-client 7.3.0
+// refuses to subscribe to an event its model lacks).
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const path = require('node:path');
+const { setup, withDiagnostics, waitFor, log } = require('../lib/env');
+
+const kurento = require(path.resolve(__dirname, '../../../web/node_modules/kurento-client'));
+
+let env;
+let client;
+
+before(async () => {
+  env = await setup('simulcast', { fluoArgs: () => ['--ice-tcp', '0'] });
+  client = await kurento(env.fluo.url, { failAfter: 3 });
+});
+after(async () => {
+  if (client) client.close();
+  if (env) await env.teardown();
+});
+
+function call(object, method, ...args) {
+  return new Promise((resolve, reject) => {
+    object[method](...args, (error, result) => (error ? reject(error) : resolve(result)));
+  });
+}
+
+// Offers from a page: `publish` sends the camera in three layers; otherwise receive-only.
+async function offer(page, publish) {
+  await page.goto(`${env.web.base}/hello-world.html`);
+  return page.evaluate(async (publish) => {
+    const pc = new RTCPeerConnection();
+    window.pc = pc;
+    window.candidates = [];
+    pc.onicecandidate = (e) => e.candidate && window.candidates.push(e.candidate.toJSON());
+    if (publish) {
+      const stream = await navigator.mediaDevices.getUserMedia({
+        video: { width: 1280, height: 720, frameRate: 15 },
+      });
+      pc.addTransceiver(stream.getVideoTracks()[0], {
+        direction: 'sendonly',
+        sendEncodings: [
+          { rid: 'q', scaleResolutionDownBy: 4 },
+          { rid: 'h', scaleResolutionDownBy: 2 },
+          { rid: 'f' },
+        ],
+      });
+    } else {
+      pc.addTransceiver('video', { direction: 'recvonly' });
+      pc.ontrack = (e) => {
+        const v = document.createElement('video');
+        v.autoplay = true;
+        v.muted = true;
+        v.srcObject = e.streams[0] || new MediaStream([e.track]);
+        document.body.appendChild(v);
+      };
+    }
+    const o = await pc.createOffer();
+    await pc.setLocalDescription(o);
+    return o.sdp;
+  }, publish);
+}
+
+// Negotiates `page` with `endpoint` (Fluo answers the page's offer).
+async function negotiate(page, endpoint, sdp) {
+  endpoint.on('IceCandidateFound', (e) => {
+    page.evaluate((c) => window.pc.addIceCandidate(c), e.candidate).catch(() => {});
+  });
+  const answer = await call(endpoint, 'processOffer', sdp);
+  await page.evaluate((s) => window.pc.setRemoteDescription({ type: 'answer', sdp: s }), answer);
+  await call(endpoint, 'gatherCandidates');
+  for (const c of await page.evaluate(() => window.candidates)) {
+    await call(endpoint, 'addIceCandidate', kurento.getComplexType('IceCandidate')(c));
+  }
+  return answer;
+}
+
+// A page's own figures: what it sends per rid, or the video it decodes.
+async function pageStats(page) {
+  return page.evaluate(async () => {
+    const out = { sent: {}, frameWidth: 0, framesDecoded: 0, keyFramesDecoded: 0 };
+    (await window.pc.getStats()).forEach((s) => {
+      if (s.type === 'outbound-rtp' && s.kind === 'video') out.sent[s.rid] = { width: s.frameWidth || 0, packets: s.packetsSent };
+      if (s.type === 'inbound-rtp' && s.kind === 'video') {
+        out.frameWidth = s.frameWidth || 0;
+        out.framesDecoded = s.framesDecoded || 0;
+        out.keyFramesDecoded = s.keyFramesDecoded || 0;
+      }
+    });
+    return out;
+  });
+}
+
+async function outboundLayer(endpoint) {
+  const all = await call(endpoint, 'getStats', 'VIDEO');
+  const out = Object.values(all).find((s) => s.type === 'outboundrtp');
+  return out && out.fluoLayer;
+}
+
+test('simulcast: each viewer decodes the layer its limit allows, a tag moves it', { timeout: 120000 }, () =>
+  withDiagnostics(env, async () => {
+    const pipeline = await call(client, 'create', 'MediaPipeline');
+    const publisher = await call(pipeline, 'create', 'WebRtcEndpoint');
+    // kurento-client sends create parameters its model does not know as `properties`.
+    const low = await call(pipeline, 'create', 'WebRtcEndpoint', { fluoMaxVideoLayer: 0 });
+    const top = await call(pipeline, 'create', 'WebRtcEndpoint');
+    assert.equal(await call(low, 'getTag', 'fluoMaxVideoLayer'), '0');
+
+    // kurento-client 7.3.0 refuses on() for an event its WebRtcEndpoint model lacks ...
+    assert.throws(() => low.on('FluoLayerChanged', () => {}), /doesn't accept events of type 'FluoLayerChanged'/);
+    // ... and delivers it once the name is added to the class's events.
+    low.constructor.events.push('FluoLayerChanged');
+    const changes = [];
+    low.on('FluoLayerChanged', (e) => changes.push(e));
+
+    const pubPage = await env.browser.newPage('simulcast-publisher');
+    const pubOffer = await offer(pubPage, true);
+    assert.match(pubOffer, /a=simulcast:send q;h;f/);
+    const pubAnswer = await negotiate(pubPage, publisher, pubOffer);
+    assert.match(pubAnswer, /a=simulcast:recv q;h;f/);
+    await call(publisher, 'connect', low);
+    await call(publisher, 'connect', top);
+    const viewers = {};
+    for (const [name, ep] of [['low', low], ['top', top]]) {
+      viewers[name] = await env.browser.newPage(`simulcast-${name}`);
+      await negotiate(viewers[name], ep, await offer(viewers[name], false));
+    }
+
+    // The publisher's bandwidth estimate must allow its top layer: wait until it sends it.
+    const sending = await waitFor(async () => {
+      const s = await pageStats(pubPage);
+      return ['q', 'h', 'f'].every((r) => s.sent[r] && s.sent[r].width > 0) && s.sent.f.width === 1280 ? s : null;
+    }, 40000, 'the publisher sending all three layers');
+    log(`publisher sends: ${JSON.stringify(sending.sent)}`);
+    const q = sending.sent.q.width;
+    const f = sending.sent.f.width;
+
+    const decoded = async (page, width, what) => waitFor(async () => {
+      const s = await pageStats(page);
+      return s.frameWidth === width && s.framesDecoded > 10 ? s : null;
+    }, 30000, what);
+    const lowSeen = await decoded(viewers.low, q, `the limited viewer decoding ${q} wide (q)`);
+    const topSeen = await decoded(viewers.top, f, `the other viewer decoding ${f} wide (f)`);
+    log(`low decodes ${JSON.stringify(lowSeen)}, top ${JSON.stringify(topSeen)}`);
+    const lowLayer = await outboundLayer(low);
+    assert.equal(lowLayer.rid, 'q', JSON.stringify(lowLayer));
+    assert.equal(lowLayer.width, q);
+    assert.equal((await outboundLayer(top)).rid, 'f');
+    // It stays there.
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal((await pageStats(viewers.low)).frameWidth, q);
+    assert.ok(changes.length >= 1 && changes[0].rid === 'q' && changes[0].reason === 'START', JSON.stringify(changes));
+
+    // Lifting the limit: the viewer moves to f (at a key frame Fluo asks of f).
+    await call(low, 'addTag', 'fluoMaxVideoLayer', '2');
+    const moved = await decoded(viewers.low, f, `the viewer decoding ${f} wide after its limit was lifted`);
+    log(`low after the tag: ${JSON.stringify(moved)}`);
+    await waitFor(() => changes.find((c) => c.rid === 'f' && c.reason === 'LIMIT'), 5000, 'FluoLayerChanged f LIMIT');
+    assert.equal((await outboundLayer(low)).reason, 'LIMIT');
+
+    // The publisher stops its top layer (as its own bandwidth estimate would): both viewers go
+    // down to h, and back to f when it sends f again.
+    const setTop = (active) => pubPage.evaluate(async (active) => {
+      const sender = window.pc.getSenders()[0];
+      const p = sender.getParameters();
+      p.encodings[2].active = active;
+      await sender.setParameters(p);
+    }, active);
+    await setTop(false);
+    const stoppedAt = Date.now();
+    const h = sending.sent.h.width;
+    await decoded(viewers.top, h, `the unlimited viewer decoding ${h} wide (h) once f stopped`);
+    await decoded(viewers.low, h, `the other viewer decoding ${h} wide too`);
+    log(`both viewers on h ${Date.now() - stoppedAt} ms after f was stopped`);
+    await waitFor(() => changes.find((c) => c.rid === 'h' && c.reason === 'LAYER_STOPPED'), 5000, 'FluoLayerChanged h LAYER_STOPPED');
+    await setTop(true);
+    await decoded(viewers.top, f, `the viewer back on f (${f} wide)`);
+    await waitFor(() => changes.find((c) => c.rid === 'f' && c.reason === 'LAYER_AVAILABLE'), 10000, 'FluoLayerChanged f LAYER_AVAILABLE');
+    await call(pipeline, 'release');
+  }));
