@@ -190,6 +190,7 @@ impl<K: SlabKey, T> Slab<K, T> {
         Some(v)
     }
 
+    #[inline]
     pub(crate) fn get(&self, key: K) -> Option<&T> {
         let (index, generation) = key.parts();
         let e = self.entries.get(index as usize)?;
@@ -199,6 +200,7 @@ impl<K: SlabKey, T> Slab<K, T> {
         e.value.as_ref()
     }
 
+    #[inline]
     pub(crate) fn get_mut(&mut self, key: K) -> Option<&mut T> {
         let (index, generation) = key.parts();
         let e = self.entries.get_mut(index as usize)?;

@@ -207,9 +207,9 @@ impl Node for WebRtcSink {
         rids.iter().map(|r| r.to_string()).collect()
     }
 
-    fn layer_changed(&mut self, kind: MediaKind, layer: &ForwardedLayer) {
+    fn layer_changed(&mut self, kind: MediaKind, layer: Option<&ForwardedLayer>) {
         if kind == MediaKind::Video {
-            lock(&self.ep).layer_out = Some(layer.clone());
+            lock(&self.ep).layer_out = layer.cloned();
         }
     }
 

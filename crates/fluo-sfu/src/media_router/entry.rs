@@ -1,7 +1,6 @@
 //! What the router keeps per node: its routes as a source, its line as a sink, throttles,
 //! flows and latencies.
 
-use super::layers::{SinkLayer, SourceLayers};
 use super::{Node, KEYFRAME_INTERVAL};
 use crate::event::{FlowDir, MediaEvent};
 use crate::keyframe::KeyframeThrottle;
@@ -58,10 +57,6 @@ pub(super) struct Entry {
     pub(super) mismatch: [bool; 2],
     /// It was pushed to in this pass (it is in the router's `pushed`).
     pub(super) pushed: bool,
-    /// As a source of simulcast video: its layers (taken out while its packet is forwarded).
-    pub(super) layers: Option<Box<SourceLayers>>,
-    /// As a sink of simulcast video: the layer it gets.
-    pub(super) sink_layer: SinkLayer,
 }
 
 impl Entry {
@@ -81,8 +76,6 @@ impl Entry {
             latency: Default::default(),
             mismatch: [false; 2],
             pushed: false,
-            layers: None,
-            sink_layer: SinkLayer::default(),
         }
     }
 

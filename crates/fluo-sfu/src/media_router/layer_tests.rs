@@ -15,6 +15,8 @@ struct Seen {
     /// (node, layer) of every keyframe request; `None`: of the whole source.
     keyframes: Vec<(&'static str, Option<u8>)>,
     changes: Vec<(&'static str, ForwardedLayer)>,
+    /// Sinks told they get no layer any more.
+    left: Vec<&'static str>,
 }
 
 type Log = Arc<Mutex<Seen>>;
@@ -47,12 +49,12 @@ impl Node for Cam {
     fn layer_names(&self, _: MediaKind) -> Vec<String> {
         self.rids.iter().map(|r| r.to_string()).collect()
     }
-    fn layer_changed(&mut self, _: MediaKind, layer: &ForwardedLayer) {
-        self.log
-            .lock()
-            .unwrap()
-            .changes
-            .push((self.name, layer.clone()));
+    fn layer_changed(&mut self, _: MediaKind, layer: Option<&ForwardedLayer>) {
+        let mut l = self.log.lock().unwrap();
+        match layer {
+            Some(layer) => l.changes.push((self.name, layer.clone())),
+            None => l.left.push(self.name),
+        }
     }
 }
 
@@ -250,6 +252,27 @@ fn each_sink_gets_one_layer_ordered_by_size_and_switches_on_its_keyframe() {
 }
 
 #[test]
+fn the_bandwidth_ceiling_moves_a_sink_as_a_limit_does() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let v = w.node("viewer");
+    w.r.connect(w.at(0), cam, MediaKind::Video, v).unwrap();
+    w.frame(0, cam, &[0, 1, 2], true);
+    w.stream(33, 500, cam, &[0, 1, 2]);
+    assert_eq!(w.pushes("viewer").last().unwrap().0, Some(0));
+    // Stage 2's input: the highest layer the viewer's bandwidth allows.
+    w.r.set_layer_bandwidth_cap(v, MediaKind::Video, Some(1));
+    w.stream(500, 800, cam, &[0, 1, 2]);
+    let got = w.pushes("viewer");
+    assert_eq!(got.last().unwrap().0, Some(1), "{got:?}");
+    let c = w.changes("viewer").pop().unwrap();
+    assert_eq!((c.rank, c.reason), (1, SwitchReason::Bandwidth));
+    w.r.set_layer_bandwidth_cap(v, MediaKind::Video, None);
+    w.stream(800, 1100, cam, &[0, 1, 2]);
+    assert_eq!(w.pushes("viewer").last().unwrap().0, Some(0));
+}
+
+#[test]
 fn a_layer_that_stops_makes_its_sinks_fall_to_the_next_within_a_second() {
     let mut w = World::new();
     let cam = w.node("cam");
@@ -337,6 +360,20 @@ fn a_sinks_keyframe_request_goes_to_its_own_layer_and_plain_sources_are_untouche
     }
     assert_eq!(w.pushes("plain viewer").len(), 3);
     assert!(w.changes("plain viewer").is_empty());
+    // A layer beyond those told apart goes nowhere.
+    let pkt = Packet {
+        kind: MediaKind::Video,
+        codec: Codec::new(CodecName::Vp8),
+        seq: 1,
+        ts: 0,
+        ssrc: 99,
+        marker: false,
+        payload: &payload,
+        entered: None,
+        extensions: None,
+        layer: Some(crate::simulcast::MAX_LAYERS as u8),
+    };
+    assert_eq!(w.r.forward(w.at(2200), cam, &pkt), 0);
 }
 
 #[test]
@@ -361,4 +398,8 @@ fn sinks_wait_until_every_announced_layer_sent_or_the_settling_time_passed() {
     let c = w.changes("viewer");
     // The one that never sent is last: the two that send are ranks 0 and 1.
     assert_eq!((c.len(), c[0].rank, c[0].rid.as_deref()), (1, 1, Some("h")));
+    // Disconnected, the sink is told it gets no layer any more.
+    w.r.disconnect(cam, MediaKind::Video, v).unwrap();
+    assert_eq!(w.log.lock().unwrap().left, ["viewer"]);
+    assert_eq!(w.send(1100, cam, 1, true), 0);
 }

@@ -183,8 +183,9 @@ impl SourceLayers {
 #[derive(Debug, Default)]
 pub(super) struct SinkLayer {
     pub(super) selector: LayerSelector,
-    /// Its limits changed since the target was chosen.
-    pub(super) limits_changed: bool,
+    /// Its limits (or bandwidth ceiling) changed since the target was chosen: the reason a
+    /// new target would have.
+    pub(super) changed: Option<SwitchReason>,
     /// The source the ids below are of.
     pub(super) source: Option<NodeId>,
     /// The source's generation the target was chosen at.
@@ -216,15 +217,15 @@ impl SinkLayer {
             *self = SinkLayer {
                 selector: self.selector,
                 source: Some(src),
-                limits_changed: true,
+                changed: Some(SwitchReason::Start),
                 ..SinkLayer::default()
             };
         }
-        if !layers.settled || (self.seen == layers.generation && !self.limits_changed) {
+        if !layers.settled || (self.seen == layers.generation && self.changed.is_none()) {
             return None;
         }
         self.seen = layers.generation;
-        let limits = std::mem::take(&mut self.limits_changed);
+        let changed = self.changed.take();
         let (live, n) = layers.live();
         let target = self
             .selector
@@ -237,11 +238,11 @@ impl SinkLayer {
         let current_live = self
             .current
             .is_some_and(|c| layers.layers.get(usize::from(c)).is_some_and(|l| l.live));
-        self.reason = Some(match self.current {
-            None => SwitchReason::Start,
-            Some(_) if limits => SwitchReason::Limit,
-            Some(_) if !current_live => SwitchReason::LayerStopped,
-            Some(_) => SwitchReason::LayerAvailable,
+        self.reason = Some(match (self.current, changed) {
+            (None, _) => SwitchReason::Start,
+            (Some(_), Some(why)) => why,
+            (Some(_), None) if !current_live => SwitchReason::LayerStopped,
+            (Some(_), None) => SwitchReason::LayerAvailable,
         });
         target.filter(|t| Some(*t) != self.current)
     }
@@ -260,5 +261,66 @@ impl SinkLayer {
         }
         self.current = Some(id);
         Admit::Switch(self.reason.unwrap_or(SwitchReason::Start))
+    }
+}
+
+/// A node's simulcast state: as a source its layers, as a sink the layer it gets.
+#[derive(Debug)]
+pub(super) struct Slot {
+    node: NodeId,
+    pub(super) source: Option<SourceLayers>,
+    pub(super) sink: Option<SinkLayer>,
+}
+
+/// The router's simulcast state, beside its nodes by node index: a node's entry stays as it
+/// is without simulcast, so the plain path touches the same memory per sink (an entry 16 bytes
+/// larger made it 9 % slower at 1000 sinks).
+#[derive(Debug, Default)]
+pub(super) struct LayerTable(Vec<Option<Box<Slot>>>);
+
+impl LayerTable {
+    pub(super) fn get(&self, n: NodeId) -> Option<&Slot> {
+        let s = self.0.get(n.index())?.as_deref()?;
+        (s.node == n).then_some(s)
+    }
+
+    pub(super) fn get_mut(&mut self, n: NodeId) -> Option<&mut Slot> {
+        let s = self.0.get_mut(n.index())?.as_deref_mut()?;
+        (s.node == n).then_some(s)
+    }
+
+    /// Node `n`'s slot, made (in place of a removed node's) if it has none.
+    pub(super) fn entry(&mut self, n: NodeId) -> &mut Slot {
+        let i = n.index();
+        if self.0.len() <= i {
+            self.0.resize_with(i + 1, || None);
+        }
+        let slot = &mut self.0[i];
+        if slot.as_ref().is_none_or(|s| s.node != n) {
+            *slot = Some(Box::new(Slot {
+                node: n,
+                source: None,
+                sink: None,
+            }));
+        }
+        slot.as_deref_mut().expect("made above")
+    }
+
+    /// Node `n` left the router.
+    pub(super) fn remove(&mut self, n: NodeId) {
+        if let Some(slot) = self.0.get_mut(n.index()) {
+            if slot.as_ref().is_some_and(|s| s.node == n) {
+                *slot = None;
+            }
+        }
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.0.iter().flatten().map(|s| &**s)
+    }
+
+    /// Each slot with its node.
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (NodeId, &mut Slot)> {
+        self.0.iter_mut().flatten().map(|s| (s.node, &mut **s))
     }
 }

@@ -77,6 +77,8 @@ pub struct MediaRouter {
     latency: Option<Arc<LatencyBoard>>,
     /// The nodes pushed to in this pass, to [flush](Node::flush) at its end.
     pushed: Vec<NodeId>,
+    /// Simulcast: layered sources' layers, and the layer each of their sinks gets.
+    layers: layers::LayerTable,
 }
 
 impl Default for MediaRouter {
@@ -95,6 +97,7 @@ impl MediaRouter {
             events: VecDeque::new(),
             latency: None,
             pushed: Vec::new(),
+            layers: layers::LayerTable::default(),
         }
     }
 
@@ -239,7 +242,23 @@ impl MediaRouter {
                 k.awaits_key[kind] = true;
             }
         }
+        self.leaves_layers(sink, kind, |from| from != src);
         self.ask_keyframe(now, src, kind);
+    }
+
+    /// `sink` no longer gets the layers of the simulcast source it got them from, if `gone`
+    /// says so of that source: it is told (its next layered source starts afresh).
+    fn leaves_layers(&mut self, sink: NodeId, kind: MediaKind, gone: impl Fn(NodeId) -> bool) {
+        let Some(l) = self.layers.get_mut(sink).and_then(|s| s.sink.as_mut()) else {
+            return;
+        };
+        if kind == MediaKind::Video && l.current.is_some() && l.source.is_some_and(gone) {
+            l.source = None;
+            l.current = None;
+            if let Some(k) = self.nodes.get_mut(sink) {
+                k.node.layer_changed(kind, None);
+            }
+        }
     }
 
     /// Stops `src`'s media of `kind` to `sink`.
@@ -261,12 +280,14 @@ impl MediaRouter {
         if let State::Via(t) = route.state {
             self.unroute_via(t, kind, sink);
         }
+        self.leaves_layers(sink, kind, |from| from == src);
         Ok(())
     }
 
     /// Takes node `n`'s entry out of the router, what it gathered in this pass flushed first.
     fn take(&mut self, n: NodeId) -> Option<Entry> {
         let mut e = self.nodes.remove(n)?;
+        self.layers.remove(n);
         if e.pushed {
             e.node.flush();
         }

@@ -104,8 +104,9 @@ pub trait Node: Send {
     }
 
     /// As a sink: the layer of simulcast `kind` it gets changed (its line goes on
-    /// continuously; the first packet pushed after this call is a keyframe of that layer).
-    fn layer_changed(&mut self, _kind: MediaKind, _layer: &ForwardedLayer) {}
+    /// continuously; the packet just pushed was that layer's keyframe, the first of it), or it
+    /// gets no layer any more (`None`: disconnected from that source, or switched to another).
+    fn layer_changed(&mut self, _kind: MediaKind, _layer: Option<&ForwardedLayer>) {}
 
     /// A source feeding this node ended its stream (a player reached its end).
     fn end_of_stream(&mut self) {}

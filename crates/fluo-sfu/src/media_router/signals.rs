@@ -2,11 +2,11 @@
 //! output settings and negotiated codecs that change, and the timers of deferred keyframe
 //! requests and idle flows.
 
-use super::entry::{Entry, State};
+use super::entry::State;
 use super::{MediaRouter, FLOW_IDLE};
 use crate::event::{FlowDir, MediaEvent};
 use crate::settings::OutputSettings;
-use crate::simulcast::LayerLimits;
+use crate::simulcast::{LayerLimits, SwitchReason};
 use crate::{MediaKind, NodeId};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ impl MediaRouter {
         let Some(e) = self.nodes.get_mut(node) else {
             return;
         };
-        if let Some(layers) = e.layers.as_mut() {
+        if let Some(layers) = self.layers.get_mut(node).and_then(|s| s.source.as_mut()) {
             // Simulcast: each layer that flows, throttled per layer.
             for (id, l) in layers.layers.iter_mut().enumerate() {
                 if l.live && l.keyframe.handle_request(now) {
@@ -36,8 +36,8 @@ impl MediaRouter {
     /// The layer of `src`'s simulcast video that `sink` gets (or is about to get), if `src` is
     /// layered and feeds it.
     fn layer_of(&self, src: NodeId, sink: NodeId) -> Option<u8> {
-        self.nodes.get(src)?.layers.as_ref()?;
-        let l = &self.nodes.get(sink)?.sink_layer;
+        self.layers.get(src)?.source.as_ref()?;
+        let l = self.layers.get(sink)?.sink.as_ref()?;
         (l.source == Some(src))
             .then_some(l.current.or(l.target))
             .flatten()
@@ -50,9 +50,14 @@ impl MediaRouter {
         if kind != MediaKind::Video {
             return;
         }
-        if let Some(e) = self.nodes.get_mut(sink) {
-            if e.sink_layer.selector.set_limits(limits) {
-                e.sink_layer.limits_changed = true;
+        if self.nodes.get(sink).is_some() {
+            let s = self
+                .layers
+                .entry(sink)
+                .sink
+                .get_or_insert_with(Default::default);
+            if s.selector.set_limits(limits) {
+                s.changed = Some(SwitchReason::Limit);
             }
         }
     }
@@ -63,9 +68,14 @@ impl MediaRouter {
         if kind != MediaKind::Video {
             return;
         }
-        if let Some(e) = self.nodes.get_mut(sink) {
-            if e.sink_layer.selector.set_bandwidth_cap(cap) {
-                e.sink_layer.limits_changed = true;
+        if self.nodes.get(sink).is_some() {
+            let s = self
+                .layers
+                .entry(sink)
+                .sink
+                .get_or_insert_with(Default::default);
+            if s.selector.set_bandwidth_cap(cap) {
+                s.changed = Some(SwitchReason::Bandwidth);
             }
         }
     }
@@ -101,15 +111,12 @@ impl MediaRouter {
         let Some(e) = self.nodes.get_mut(src) else {
             return;
         };
-        let Entry { layers, node, .. } = e;
-        let Some(l) = layers
-            .as_mut()
-            .and_then(|l| l.layers.get_mut(usize::from(id)))
-        else {
+        let source = self.layers.get_mut(src).and_then(|s| s.source.as_mut());
+        let Some(l) = source.and_then(|l| l.layers.get_mut(usize::from(id))) else {
             return;
         };
         if l.keyframe.handle_request(now) {
-            node.request_layer_keyframe(MediaKind::Video, id);
+            e.node.request_layer_keyframe(MediaKind::Video, id);
         }
     }
 
@@ -214,30 +221,39 @@ impl MediaRouter {
             let idle = flows
                 .filter(|(_, flowing)| *flowing)
                 .filter_map(|(last, _)| last.map(|t| t + FLOW_IDLE + Duration::from_millis(1)));
-            let layers = e.layers.as_ref().and_then(|l| l.poll_timeout());
-            for t in idle.chain(e.keyframe.poll_timeout()).chain(layers) {
+            for t in idle.chain(e.keyframe.poll_timeout()) {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         }
-        next
+        let layers = self
+            .layers
+            .iter()
+            .filter_map(|s| s.source.as_ref()?.poll_timeout());
+        layers.chain(next).min()
     }
 
     /// Deferred keyframe requests that are due go; flows idle for [`FLOW_IDLE`] are reported
     /// NOT_FLOWING.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let MediaRouter { nodes, events, .. } = self;
+        let MediaRouter {
+            nodes,
+            events,
+            layers,
+            ..
+        } = self;
+        for (n, slot) in layers.iter_mut() {
+            let source = slot.source.iter_mut();
+            for (id, l) in source.flat_map(|l| l.layers.iter_mut().enumerate()) {
+                if l.keyframe.handle_timeout(now) {
+                    if let Some(e) = nodes.get_mut(n) {
+                        e.node.request_layer_keyframe(MediaKind::Video, id as u8);
+                    }
+                }
+            }
+        }
         for (_, e) in nodes.iter_mut() {
             if e.keyframe.handle_timeout(now) {
                 e.node.request_keyframe(MediaKind::Video);
-            }
-            for (id, l) in e
-                .layers
-                .iter_mut()
-                .flat_map(|l| l.layers.iter_mut().enumerate())
-            {
-                if l.keyframe.handle_timeout(now) {
-                    e.node.request_layer_keyframe(MediaKind::Video, id as u8);
-                }
             }
             for dir in FlowDir::ALL {
                 for kind in MediaKind::ALL {
