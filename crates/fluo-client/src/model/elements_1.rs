@@ -644,6 +644,45 @@ impl crate::Event for NewCandidatePairSelected {
     const NAME: &'static str = "NewCandidatePairSelected";
 }
 
+/// The event `FluoLayerChanged` of the model (extends `Media`; its fields included): the `data` of its `onEvent`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FluoLayerChanged {
+    /// `source`: `MediaObject`.
+    #[serde(rename = "source", default)]
+    pub source: String,
+    /// `timestampMillis`: `String`.
+    #[serde(rename = "timestampMillis", default)]
+    pub timestamp_millis: String,
+    /// `tags`: `Tag[]`.
+    #[serde(rename = "tags", default)]
+    pub tags: Vec<Tag>,
+    /// `type`: `String`.
+    #[serde(rename = "type", default)]
+    pub type_: String,
+    /// `mediaType`: `MediaType`.
+    #[serde(rename = "mediaType")]
+    pub media_type: MediaType,
+    /// `rid`: `String`.
+    #[serde(rename = "rid", default)]
+    pub rid: String,
+    /// `layer`: `int`.
+    #[serde(rename = "layer", default)]
+    pub layer: i32,
+    /// `width`: `int`.
+    #[serde(rename = "width", default)]
+    pub width: i32,
+    /// `height`: `int`.
+    #[serde(rename = "height", default)]
+    pub height: i32,
+    /// `reason`: `String`.
+    #[serde(rename = "reason", default)]
+    pub reason: String,
+}
+
+impl crate::Event for FluoLayerChanged {
+    const NAME: &'static str = "FluoLayerChanged";
+}
+
 /// A `AlphaBlending` (module `elements`, extends `Hub`).
 ///
 /// Its operations are in [`AlphaBlendingApi`] and its ancestors' traits.
@@ -1092,96 +1131,5 @@ impl HttpPostEndpointCreate {
     /// Adds the `create` to `tx`; [`crate::TxResults::object`] gives the handle.
     pub fn add_to(self, tx: &mut Transaction) -> TxObject {
         tx.create("HttpPostEndpoint", Value::Object(self.params))
-    }
-}
-
-/// A `Mixer` (module `elements`, extends `Hub`).
-///
-/// Its operations are in [`MixerApi`] and its ancestors' traits.
-#[derive(Debug, Clone)]
-pub struct Mixer(ObjectRef);
-
-impl RemoteObject for Mixer {
-    const CLASS: &'static str = "Mixer";
-    fn object_ref(&self) -> &ObjectRef {
-        &self.0
-    }
-    fn from_id(client: Client, id: &str) -> Self {
-        Mixer(ObjectRef { client, id: id.into() })
-    }
-}
-
-impl MixerApi for Mixer {}
-impl HubApi for Mixer {}
-impl MediaObjectApi for Mixer {}
-
-/// The operations, properties and events `Mixer` declares (implemented by it and every class
-/// derived from it).
-pub trait MixerApi: HubApi {
-    /// Invokes `connect`.
-    fn connect(&self, media: MediaType, source: &impl HubPortApi, sink: &impl HubPortApi) -> impl Future<Output = crate::Result<()>> + Send {
-        let o = self.object_ref().clone();
-        let mut p = Map::new();
-        p.insert("media".into(), encode(&media));
-        p.insert("source".into(), Value::from(source.id()));
-        p.insert("sink".into(), Value::from(sink.id()));
-        let params = Value::Object(p);
-        async move {
-            let v = o.client.invoke_raw(&o.id, "connect", params).await?;
-            let _ = v;
-            Ok(())
-        }
-    }
-
-    /// Invokes `disconnect`.
-    fn disconnect(&self, media: MediaType, source: &impl HubPortApi, sink: &impl HubPortApi) -> impl Future<Output = crate::Result<()>> + Send {
-        let o = self.object_ref().clone();
-        let mut p = Map::new();
-        p.insert("media".into(), encode(&media));
-        p.insert("source".into(), Value::from(source.id()));
-        p.insert("sink".into(), Value::from(sink.id()));
-        let params = Value::Object(p);
-        async move {
-            let v = o.client.invoke_raw(&o.id, "disconnect", params).await?;
-            let _ = v;
-            Ok(())
-        }
-    }
-}
-
-impl Mixer {
-    /// Starts creating a `Mixer` with its required constructor parameters; set optional ones on
-    /// the builder, then [`MixerCreate::build`] (or [`MixerCreate::add_to`] a transaction).
-    pub fn create(media_pipeline: &impl MediaPipelineApi) -> MixerCreate {
-        let mut params = Map::new();
-        params.insert("mediaPipeline".into(), Value::from(media_pipeline.id()));
-        MixerCreate { client: media_pipeline.client().clone(), params }
-    }
-}
-
-/// A `Mixer` being created: see [`Mixer::create`].
-#[derive(Debug)]
-#[must_use]
-pub struct MixerCreate {
-    client: Client,
-    params: Map<String, Value>,
-}
-
-impl MixerCreate {
-    /// Sets a constructor parameter by its wire name (e.g. to a [`TxObject::reference`]).
-    pub fn param(mut self, name: &str, value: Value) -> Self {
-        self.params.insert(name.into(), value);
-        self
-    }
-
-    /// Sends `create`.
-    pub async fn build(self) -> crate::Result<Mixer> {
-        let id = self.client.create_raw("Mixer", Value::Object(self.params)).await?;
-        Ok(Mixer::from_id(self.client, &id))
-    }
-
-    /// Adds the `create` to `tx`; [`crate::TxResults::object`] gives the handle.
-    pub fn add_to(self, tx: &mut Transaction) -> TxObject {
-        tx.create("Mixer", Value::Object(self.params))
     }
 }

@@ -3,6 +3,97 @@
 
 use super::*;
 
+/// A `Mixer` (module `elements`, extends `Hub`).
+///
+/// Its operations are in [`MixerApi`] and its ancestors' traits.
+#[derive(Debug, Clone)]
+pub struct Mixer(ObjectRef);
+
+impl RemoteObject for Mixer {
+    const CLASS: &'static str = "Mixer";
+    fn object_ref(&self) -> &ObjectRef {
+        &self.0
+    }
+    fn from_id(client: Client, id: &str) -> Self {
+        Mixer(ObjectRef { client, id: id.into() })
+    }
+}
+
+impl MixerApi for Mixer {}
+impl HubApi for Mixer {}
+impl MediaObjectApi for Mixer {}
+
+/// The operations, properties and events `Mixer` declares (implemented by it and every class
+/// derived from it).
+pub trait MixerApi: HubApi {
+    /// Invokes `connect`.
+    fn connect(&self, media: MediaType, source: &impl HubPortApi, sink: &impl HubPortApi) -> impl Future<Output = crate::Result<()>> + Send {
+        let o = self.object_ref().clone();
+        let mut p = Map::new();
+        p.insert("media".into(), encode(&media));
+        p.insert("source".into(), Value::from(source.id()));
+        p.insert("sink".into(), Value::from(sink.id()));
+        let params = Value::Object(p);
+        async move {
+            let v = o.client.invoke_raw(&o.id, "connect", params).await?;
+            let _ = v;
+            Ok(())
+        }
+    }
+
+    /// Invokes `disconnect`.
+    fn disconnect(&self, media: MediaType, source: &impl HubPortApi, sink: &impl HubPortApi) -> impl Future<Output = crate::Result<()>> + Send {
+        let o = self.object_ref().clone();
+        let mut p = Map::new();
+        p.insert("media".into(), encode(&media));
+        p.insert("source".into(), Value::from(source.id()));
+        p.insert("sink".into(), Value::from(sink.id()));
+        let params = Value::Object(p);
+        async move {
+            let v = o.client.invoke_raw(&o.id, "disconnect", params).await?;
+            let _ = v;
+            Ok(())
+        }
+    }
+}
+
+impl Mixer {
+    /// Starts creating a `Mixer` with its required constructor parameters; set optional ones on
+    /// the builder, then [`MixerCreate::build`] (or [`MixerCreate::add_to`] a transaction).
+    pub fn create(media_pipeline: &impl MediaPipelineApi) -> MixerCreate {
+        let mut params = Map::new();
+        params.insert("mediaPipeline".into(), Value::from(media_pipeline.id()));
+        MixerCreate { client: media_pipeline.client().clone(), params }
+    }
+}
+
+/// A `Mixer` being created: see [`Mixer::create`].
+#[derive(Debug)]
+#[must_use]
+pub struct MixerCreate {
+    client: Client,
+    params: Map<String, Value>,
+}
+
+impl MixerCreate {
+    /// Sets a constructor parameter by its wire name (e.g. to a [`TxObject::reference`]).
+    pub fn param(mut self, name: &str, value: Value) -> Self {
+        self.params.insert(name.into(), value);
+        self
+    }
+
+    /// Sends `create`.
+    pub async fn build(self) -> crate::Result<Mixer> {
+        let id = self.client.create_raw("Mixer", Value::Object(self.params)).await?;
+        Ok(Mixer::from_id(self.client, &id))
+    }
+
+    /// Adds the `create` to `tx`; [`crate::TxResults::object`] gives the handle.
+    pub fn add_to(self, tx: &mut Transaction) -> TxObject {
+        tx.create("Mixer", Value::Object(self.params))
+    }
+}
+
 /// A `PlayerEndpoint` (module `elements`, extends `UriEndpoint`).
 ///
 /// Its operations are in [`PlayerEndpointApi`] and its ancestors' traits.
@@ -668,6 +759,12 @@ pub trait WebRtcEndpointApi: BaseRtpEndpointApi {
 
     /// Subscribes to `NewCandidatePairSelected`: a stream of its events; dropping it unsubscribes.
     fn subscribe_new_candidate_pair_selected(&self) -> impl Future<Output = crate::Result<Subscription<NewCandidatePairSelected>>> + Send {
+        let o = self.object_ref().clone();
+        async move { Subscription::new(&o.client, &o.id).await }
+    }
+
+    /// Subscribes to `FluoLayerChanged`: a stream of its events; dropping it unsubscribes.
+    fn subscribe_fluo_layer_changed(&self) -> impl Future<Output = crate::Result<Subscription<FluoLayerChanged>>> + Send {
         let o = self.object_ref().clone();
         async move { Subscription::new(&o.client, &o.id).await }
     }
