@@ -157,6 +157,10 @@ impl Bits<'_> {
     }
 }
 
+/// Most macroblocks across or down an SPS may say (2^12: 65 536 pixels, past what a
+/// 16-bit size holds; H.264's levels allow at most 8 192 pixels).
+const MAX_MBS: u64 = 1 << 12;
+
 /// Profiles whose SPS carries chroma format and bit depths (H.264 §7.3.2.1.1).
 const HIGH_PROFILES: [u32; 13] = [100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135];
 
@@ -184,10 +188,15 @@ fn sps_size(rbsp: &[u8]) -> Option<(u16, u16)> {
             for i in 0..lists {
                 if r.bit()? == 1 {
                     let size = if i < 6 { 16 } else { 64 };
-                    let (mut last, mut next) = (8i32, 8i32);
+                    let (mut last, mut next) = (8i64, 8i64);
                     for _ in 0..size {
                         if next != 0 {
-                            next = (last + r.se()? + 256) % 256;
+                            // delta_scale is -128..=127; an SPS saying more is refused.
+                            let delta = i64::from(r.se()?);
+                            if !(-128..=127).contains(&delta) {
+                                return None;
+                            }
+                            next = (last + delta).rem_euclid(256);
                         }
                         last = if next == 0 { last } else { next };
                     }
@@ -216,17 +225,22 @@ fn sps_size(rbsp: &[u8]) -> Option<(u16, u16)> {
     }
     r.ue()?; // max_num_ref_frames
     r.bit()?; // gaps_in_frame_num_value_allowed_flag
-    let mbs_w = r.ue()? + 1;
-    let map_units_h = r.ue()? + 1;
-    let frame_mbs_only = r.bit()?;
+              // Exp-Golomb values go up to 2^32 - 2: sizes are worked out in 64 bits, and more than
+              // MAX_MBS macroblocks across or down (65 536 pixels) is refused.
+    let mbs_w = u64::from(r.ue()?) + 1;
+    let map_units_h = u64::from(r.ue()?) + 1;
+    if mbs_w > MAX_MBS || map_units_h > MAX_MBS {
+        return None;
+    }
+    let frame_mbs_only = u64::from(r.bit()?);
     if frame_mbs_only == 0 {
         r.bit()?; // mb_adaptive_frame_field_flag
     }
     r.bit()?; // direct_8x8_inference_flag
-    let mut crop = [0u32; 4];
+    let mut crop = [0u64; 4];
     if r.bit()? == 1 {
         for c in &mut crop {
-            *c = r.ue()?;
+            *c = u64::from(r.ue()?);
         }
     }
     let (unit_x, unit_y) = match chroma {
@@ -236,6 +250,7 @@ fn sps_size(rbsp: &[u8]) -> Option<(u16, u16)> {
     };
     let w = (mbs_w * 16).checked_sub(unit_x * (crop[0] + crop[1]))?;
     let h = ((2 - frame_mbs_only) * map_units_h * 16).checked_sub(unit_y * (crop[2] + crop[3]))?;
+    // (Each term is below 2^36: no product or sum above overflows 64 bits.)
     let (w, h) = (u16::try_from(w).ok()?, u16::try_from(h).ok()?);
     (w > 0 && h > 0).then_some((w, h))
 }
@@ -316,5 +331,144 @@ mod tests {
             assert_eq!(keyframe_size(H264, garbage), None);
         }
         assert_eq!(keyframe_size(Opus, &sps), None);
+    }
+
+    /// Writes an SPS bit by bit (exp-Golomb as H.264 §9.1 reads it).
+    #[derive(Default)]
+    struct BitWriter(Vec<bool>);
+
+    impl BitWriter {
+        fn bits(&mut self, v: u64, n: u32) -> &mut Self {
+            for i in (0..n).rev() {
+                self.0.push(v >> i & 1 == 1);
+            }
+            self
+        }
+        fn ue(&mut self, v: u64) -> &mut Self {
+            let n = 64 - (v + 1).leading_zeros();
+            self.bits(0, n - 1).bits(v + 1, n)
+        }
+        fn se(&mut self, v: i64) -> &mut Self {
+            let k = if v > 0 { 2 * v - 1 } else { -2 * v };
+            self.ue(k as u64)
+        }
+        /// The NAL unit: header 0x67, the bits, a stop bit, zero bits to the byte.
+        fn sps(&self) -> Vec<u8> {
+            let mut bits = self.0.clone();
+            bits.push(true);
+            while bits.len() % 8 != 0 {
+                bits.push(false);
+            }
+            let mut out = vec![0x67];
+            out.extend(
+                bits.chunks(8)
+                    .map(|c| c.iter().fold(0u8, |b, x| b << 1 | u8::from(*x))),
+            );
+            out
+        }
+    }
+
+    /// A baseline SPS up to its size fields: `w_minus1` / `h_minus1` macroblocks less one.
+    fn baseline(w_minus1: u64, h_minus1: u64) -> BitWriter {
+        let mut b = BitWriter::default();
+        b.bits(66, 8).bits(0, 8).bits(30, 8); // profile, constraints, level
+        b.ue(0).ue(0).ue(2).ue(1).bits(0, 1); // id, frame num, poc type 2, refs, gaps
+        b.ue(w_minus1).ue(h_minus1);
+        b.bits(1, 1).bits(1, 1); // frame_mbs_only, direct_8x8
+        b
+    }
+
+    #[test]
+    fn crafted_sizes_are_refused_without_overflowing() {
+        let ok = baseline(39, 29);
+        let mut ok = ok;
+        ok.bits(0, 1); // no cropping
+        assert_eq!(keyframe_size(H264, &ok.sps()), Some((640, 480)));
+        // 29 zero bits before pic_width_in_mbs_minus1: 2^29 - 1 and more macroblocks, whose
+        // width in pixels is past 32 bits.
+        let mut wide = baseline((1 << 29) - 1, 29);
+        wide.bits(0, 1);
+        assert_eq!(keyframe_size(H264, &wide.sps()), None);
+        let mut wider = baseline((1 << 32) - 2, (1 << 32) - 2);
+        wider.bits(0, 1);
+        assert_eq!(keyframe_size(H264, &wider.sps()), None);
+        // More than 2^12 macroblocks across is refused; 2^12 is read (past u16: None too).
+        let mut edge = baseline(4095, 29);
+        edge.bits(0, 1);
+        assert_eq!(keyframe_size(H264, &edge.sps()), None);
+        // Cropping offsets whose sum is past 32 bits.
+        let mut crop = baseline(39, 29);
+        crop.bits(1, 1)
+            .ue((1 << 32) - 2)
+            .ue((1 << 32) - 2)
+            .ue(0)
+            .ue(0);
+        assert_eq!(keyframe_size(H264, &crop.sps()), None);
+        // Field coding (frame_mbs_only 0) doubles the height: 30 map units, 960 lines.
+        let mut field = BitWriter::default();
+        field
+            .bits(66, 8)
+            .bits(0, 8)
+            .bits(30, 8)
+            .ue(0)
+            .ue(0)
+            .ue(2)
+            .ue(1)
+            .bits(0, 1);
+        field
+            .ue(39)
+            .ue(29)
+            .bits(0, 1)
+            .bits(0, 1)
+            .bits(1, 1)
+            .bits(0, 1);
+        assert_eq!(keyframe_size(H264, &field.sps()), Some((640, 960)));
+    }
+
+    #[test]
+    fn crafted_scaling_lists_are_refused_without_overflowing() {
+        // High profile with a scaling matrix whose first delta is the largest se() reads.
+        let mut b = BitWriter::default();
+        b.bits(100, 8).bits(0, 8).bits(40, 8).ue(0); // profile 100, level, id
+        b.ue(1).ue(0).ue(0).bits(0, 1); // chroma 4:2:0, bit depths, bypass
+        b.bits(1, 1).bits(1, 1); // scaling matrix present, list 0 present
+        b.se(i64::from(i32::MAX));
+        assert_eq!(keyframe_size(H264, &b.sps()), None);
+        let mut b = BitWriter::default();
+        b.bits(100, 8)
+            .bits(0, 8)
+            .bits(40, 8)
+            .ue(0)
+            .ue(1)
+            .ue(0)
+            .ue(0)
+            .bits(0, 1);
+        b.bits(1, 1).bits(1, 1).se(-i64::from(i32::MAX));
+        assert_eq!(keyframe_size(H264, &b.sps()), None);
+        // A well-formed list (every delta 0: flat 8s) goes on to the size.
+        let mut b = BitWriter::default();
+        b.bits(100, 8)
+            .bits(0, 8)
+            .bits(40, 8)
+            .ue(0)
+            .ue(1)
+            .ue(0)
+            .ue(0)
+            .bits(0, 1);
+        b.bits(1, 1).bits(1, 1);
+        for _ in 0..16 {
+            b.se(0);
+        }
+        b.bits(0, 7); // lists 1-7 absent
+        b.ue(0)
+            .ue(2)
+            .ue(1)
+            .bits(0, 1)
+            .ue(39)
+            .ue(29)
+            .bits(1, 1)
+            .bits(1, 1)
+            .bits(0, 1);
+        assert_eq!(keyframe_size(H264, &b.sps()), Some((640, 480)));
     }
 }

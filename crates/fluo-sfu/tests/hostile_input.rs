@@ -93,8 +93,36 @@ fn bytes() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// Payload headers as a hostile publisher could make them: an H.264 SPS or STAP-A, a VP8 or
+/// VP9 payload descriptor, an AV1 aggregation header, then bytes biased to long runs of
+/// zero bits (exp-Golomb values near 2^32) and emulation-prevention bytes.
+fn codec_payload() -> impl Strategy<Value = (CodecName, Vec<u8>)> {
+    let body = proptest::collection::vec(
+        prop_oneof![4 => Just(0u8), 1 => Just(3u8), 1 => Just(0xffu8), 4 => any::<u8>()],
+        0..96,
+    );
+    let first = prop_oneof![
+        Just((CodecName::H264, 0x67u8)),
+        Just((CodecName::H264, 0x78u8)),
+        Just((CodecName::H264, 0x7cu8)),
+        any::<u8>().prop_map(|b| (CodecName::Vp8, b | 0x10)),
+        any::<u8>().prop_map(|b| (CodecName::Vp9, b | 0x0a)),
+        any::<u8>().prop_map(|b| (CodecName::Av1, b)),
+    ];
+    (first, body).prop_map(|((codec, b0), mut body)| {
+        body.insert(0, b0);
+        (codec, body)
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn payload_headers_never_panic((codec, payload) in codec_payload()) {
+        let _ = fluo_sfu::frame_size::keyframe_size(codec, &payload);
+        let _ = fluo_sfu::starts_keyframe(codec, &payload);
+    }
 
     #[test]
     fn rtp_parser_never_panics(buf in bytes()) {
