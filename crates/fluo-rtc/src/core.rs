@@ -619,7 +619,7 @@ struct Forward {
     payload: Arc<[u8]>,
     /// Header extensions, for packets from a WebRTC peer.
     ext_vals: Option<str0m::rtp::ExtensionValues>,
-    /// The simulcast layer of a WebRTC publisher's video: the place of its rid in the
-    /// publisher's `a=simulcast` line.
+    /// The simulcast layer of a WebRTC publisher's video: the place of its rid among the
+    /// offer's `a=rid` lines (see `simulcast`).
     layer: Option<u8>,
 }

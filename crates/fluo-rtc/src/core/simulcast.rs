@@ -1,7 +1,9 @@
 //! A WebRTC publisher's simulcast layers as the router sees them (docs/simulcast.md): a
-//! layer's id is the place of its rid in what the publisher's offer announced (`a=rid` lines,
-//! in its `a=simulcast` order: Chromium's `sendEncodings` order), which str0m keeps as the
-//! m-line's receive rids. The router orders the layers by picture size itself.
+//! layer's id is the place of its rid among the `a=rid` lines of the offer's m-section, in
+//! the order of those lines (str0m keeps them as the m-line's receive rids, `rids_rx`, in
+//! that order; the order of `a=simulcast:send` is not looked at). Chromium writes its
+//! `a=rid` lines in its `sendEncodings` order. The router orders the layers by picture size
+//! itself.
 
 use super::Ep;
 use fluo_sfu::MediaKind;

@@ -25,8 +25,8 @@ const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// sent, its sinks wait: the order of its layers is not known before.
 pub const LAYER_SETTLE: Duration = Duration::from_millis(500);
 
-/// One layer of a source, by the id its transport gave it (for WebRTC, the place of its rid in
-/// the publisher's `a=simulcast` line).
+/// One layer of a source, by the id its transport gave it (for WebRTC, the place of its rid
+/// among the offer's `a=rid` lines).
 #[derive(Debug)]
 pub(super) struct Layer {
     /// Its name (the rid), as the source node tells it.

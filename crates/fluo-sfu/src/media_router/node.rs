@@ -36,7 +36,7 @@ pub struct Packet<'a> {
     /// WebRTC peer's header extensions). The router never looks at it.
     pub extensions: Option<&'a (dyn Any + Send + Sync)>,
     /// For simulcast video, the layer it belongs to, by the id the source gives its layers
-    /// (for WebRTC, the place of its rid in the publisher's `a=simulcast` line); `None`: not
+    /// (for WebRTC, the place of its rid among the offer's `a=rid` lines); `None`: not
     /// layered. Each sink gets one layer at a time (see [`crate::simulcast`]).
     pub layer: Option<u8>,
 }
@@ -97,7 +97,7 @@ pub trait Node: Send {
     }
 
     /// The layers of simulcast `kind` this node announced, by id (a WebRTC publisher's rids,
-    /// in its `a=simulcast` order); asked when its first packet of a layer not known yet
+    /// in the order of its `a=rid` lines); asked when its first packet of a layer not known yet
     /// arrives. Empty: not announced (its layers are known as they send).
     fn layer_names(&self, _kind: MediaKind) -> Vec<String> {
         Vec::new()
