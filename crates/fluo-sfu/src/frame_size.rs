@@ -9,6 +9,7 @@
 //! * H.264 (RFC 6184, ITU-T H.264 §7.3.2.1.1): the sequence parameter set sent before an IDR,
 //!   alone or in a STAP-A: macroblocks across and down, less the cropping.
 
+use crate::descriptor;
 use crate::port::CodecName;
 
 /// The width and height a keyframe's first packet announces; `None` for another packet, a
@@ -23,26 +24,9 @@ pub fn keyframe_size(codec: CodecName, payload: &[u8]) -> Option<(u16, u16)> {
 }
 
 fn vp8(p: &[u8]) -> Option<(u16, u16)> {
-    let b0 = *p.first()?;
-    // The start of partition 0 (S set, PID 0).
-    if b0 & 0x10 == 0 || b0 & 0x07 != 0 {
-        return None;
-    }
-    let mut i = 1;
-    if b0 & 0x80 != 0 {
-        let x = *p.get(i)?;
-        i += 1;
-        if x & 0x80 != 0 {
-            i += if *p.get(i)? & 0x80 != 0 { 2 } else { 1 };
-        }
-        if x & 0x40 != 0 {
-            i += 1;
-        }
-        if x & 0x30 != 0 {
-            i += 1;
-        }
-    }
-    let f = p.get(i..i + 10)?;
+    // The start of partition 0 (S set, PID 0), after the payload descriptor.
+    let d = descriptor::vp8(p).filter(|d| d.begins_frame)?;
+    let f = p.get(d.end..d.end + 10)?;
     // A key frame (bit 0 of the tag clear), then the start code.
     if f[0] & 0x01 != 0 || f[3..6] != [0x9d, 0x01, 0x2a] {
         return None;
@@ -58,15 +42,7 @@ fn vp9(p: &[u8]) -> Option<(u16, u16)> {
     if b0 & 0x40 != 0 || b0 & 0x08 == 0 || b0 & 0x02 == 0 {
         return None;
     }
-    let mut i = 1;
-    if b0 & 0x80 != 0 {
-        i += if *p.get(i)? & 0x80 != 0 { 2 } else { 1 };
-    }
-    if b0 & 0x20 != 0 {
-        // Layer indices, and TL0PICIDX in non-flexible mode.
-        i += if b0 & 0x10 == 0 { 2 } else { 1 };
-    }
-    // (Reference indices come only with P set.)
+    let mut i = descriptor::vp9(p)?.end;
     let ss = *p.get(i)?;
     i += 1;
     if ss & 0x10 == 0 {
@@ -90,18 +66,9 @@ fn h264(p: &[u8]) -> Option<(u16, u16)> {
     let b0 = *p.first()?;
     match b0 & 0x1f {
         7 => sps_size(&p[1..]),
-        24 => {
-            let mut i = 1;
-            while i + 2 < p.len() {
-                let len = usize::from(u16::from_be_bytes([p[i], p[i + 1]]));
-                let nal = p.get(i + 2..i + 2 + len)?;
-                if nal.first().is_some_and(|h| h & 0x1f == 7) {
-                    return sps_size(&nal[1..]);
-                }
-                i += 2 + len;
-            }
-            None
-        }
+        24 => descriptor::stap_a(p)
+            .find(|nal| nal.first().is_some_and(|h| h & 0x1f == 7))
+            .and_then(|sps| sps_size(&sps[1..])),
         _ => None,
     }
 }
@@ -164,6 +131,29 @@ const MAX_MBS: u64 = 1 << 12;
 /// Profiles whose SPS carries chroma format and bit depths (H.264 §7.3.2.1.1).
 const HIGH_PROFILES: [u32; 13] = [100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135];
 
+/// Reads past an SPS's scaling lists (H.264 §7.3.2.1.1.1); `None` when one is malformed.
+fn skip_scaling_lists(r: &mut Bits<'_>, chroma: u32) -> Option<()> {
+    let lists = if chroma == 3 { 12 } else { 8 };
+    for i in 0..lists {
+        if r.bit()? == 1 {
+            let size = if i < 6 { 16 } else { 64 };
+            let (mut last, mut next) = (8i64, 8i64);
+            for _ in 0..size {
+                if next != 0 {
+                    // delta_scale is -128..=127; an SPS saying more is refused.
+                    let delta = i64::from(r.se()?);
+                    if !(-128..=127).contains(&delta) {
+                        return None;
+                    }
+                    next = (last + delta).rem_euclid(256);
+                }
+                last = if next == 0 { last } else { next };
+            }
+        }
+    }
+    Some(())
+}
+
 fn sps_size(rbsp: &[u8]) -> Option<(u16, u16)> {
     let mut r = Bits {
         data: rbsp,
@@ -184,24 +174,7 @@ fn sps_size(rbsp: &[u8]) -> Option<(u16, u16)> {
         r.ue()?;
         r.bit()?; // qpprime_y_zero_transform_bypass_flag
         if r.bit()? == 1 {
-            let lists = if chroma == 3 { 12 } else { 8 };
-            for i in 0..lists {
-                if r.bit()? == 1 {
-                    let size = if i < 6 { 16 } else { 64 };
-                    let (mut last, mut next) = (8i64, 8i64);
-                    for _ in 0..size {
-                        if next != 0 {
-                            // delta_scale is -128..=127; an SPS saying more is refused.
-                            let delta = i64::from(r.se()?);
-                            if !(-128..=127).contains(&delta) {
-                                return None;
-                            }
-                            next = (last + delta).rem_euclid(256);
-                        }
-                        last = if next == 0 { last } else { next };
-                    }
-                }
-            }
+            skip_scaling_lists(&mut r, chroma)?;
         }
     }
     r.ue()?; // log2_max_frame_num_minus4

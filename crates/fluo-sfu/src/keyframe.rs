@@ -19,6 +19,7 @@
 //! [`starts_keyframe`] reads an RTP payload's codec header: whether the packet begins a
 //! keyframe (VP8, VP9, H.264), so that a sink switched to another source can wait for one.
 
+use crate::descriptor;
 use crate::port::CodecName;
 use std::time::{Duration, Instant};
 
@@ -38,34 +39,10 @@ pub fn starts_keyframe(codec: CodecName, payload: &[u8]) -> Option<bool> {
 /// RFC 7741: the payload descriptor, then (at the start of partition 0) the VP8 frame tag,
 /// whose lowest bit is 0 on a key frame.
 fn vp8_starts_keyframe(p: &[u8]) -> bool {
-    let Some(&b0) = p.first() else {
-        return false;
-    };
-    // S (start of partition) and PID 0: the frame's first packet.
-    if b0 & 0x10 == 0 || b0 & 0x07 != 0 {
-        return false;
-    }
-    let mut i = 1;
-    if b0 & 0x80 != 0 {
-        let Some(&x) = p.get(i) else {
-            return false;
-        };
-        i += 1;
-        if x & 0x80 != 0 {
-            // PictureID: 15 bits when its M bit is set, else 7.
-            let Some(&pid) = p.get(i) else {
-                return false;
-            };
-            i += if pid & 0x80 != 0 { 2 } else { 1 };
-        }
-        if x & 0x40 != 0 {
-            i += 1; // TL0PICIDX
-        }
-        if x & 0x30 != 0 {
-            i += 1; // TID / Y / KEYIDX
-        }
-    }
-    p.get(i).is_some_and(|tag| tag & 0x01 == 0)
+    descriptor::vp8(p)
+        .filter(|d| d.begins_frame)
+        .and_then(|d| p.get(d.end))
+        .is_some_and(|tag| tag & 0x01 == 0)
 }
 
 /// RFC 9628: the payload descriptor's P bit (inter-picture predicted) is clear on a key
@@ -82,17 +59,7 @@ fn h264_starts_keyframe(p: &[u8]) -> bool {
         return false;
     };
     match b0 & 0x1f {
-        24 => {
-            let mut i = 1;
-            while i + 2 < p.len() {
-                let len = usize::from(u16::from_be_bytes([p[i], p[i + 1]]));
-                if key(p[i + 2] & 0x1f) {
-                    return true;
-                }
-                i += 2 + len;
-            }
-            false
-        }
+        24 => descriptor::stap_a(p).any(|nal| nal.first().is_some_and(|h| key(h & 0x1f))),
         28 => p.get(1).is_some_and(|h| h & 0x80 != 0 && key(h & 0x1f)),
         t => key(t),
     }

@@ -6,6 +6,7 @@
 //!
 //! * [`rtp`] and [`rtcp`]: zero-copy, never-panicking views over RTP and RTCP bytes.
 //! * [`rewrite`]: per-consumer sequence / timestamp / SSRC rewriting across source switches.
+//! * [`descriptor`]: video payload headers (VP8, VP9, AV1, H.264 STAP-A) read in one place.
 //! * [`keyframe`]: keyframe-request throttling, and telling keyframes from their payload.
 //! * [`frame_size`]: the picture size a keyframe announces.
 //! * [`simulcast`]: which layer of a simulcast source each sink gets.
@@ -57,6 +58,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod descriptor;
 mod error;
 pub mod event;
 pub mod frame_size;
