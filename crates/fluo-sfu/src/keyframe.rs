@@ -17,21 +17,24 @@
 //! Time is passed in; the throttle never reads the clock.
 //!
 //! [`starts_keyframe`] reads an RTP payload's codec header: whether the packet begins a
-//! keyframe (VP8, VP9, H.264), so that a sink switched to another source can wait for one.
+//! keyframe (VP8, VP9, H.264, AV1), so that a sink switched to another source can wait for
+//! one.
 
 use crate::descriptor;
 use crate::port::CodecName;
 use std::time::{Duration, Instant};
 
 /// Whether an RTP payload of `codec` begins a keyframe: `Some(true)` for the first packet of
-/// a VP8 or VP9 key frame or an H.264 IDR picture (or its SPS), `Some(false)` for any other
-/// packet of those codecs (malformed ones included), `None` for codecs it cannot tell (audio,
-/// AV1, H.263).
+/// a VP8 or VP9 key frame, an H.264 IDR picture (or its SPS) or an AV1 coded video sequence
+/// (its aggregation header's N bit, or a sequence header OBU first), `Some(false)` for any
+/// other packet of those codecs (malformed ones included), `None` for codecs it cannot tell
+/// (audio, H.263).
 pub fn starts_keyframe(codec: CodecName, payload: &[u8]) -> Option<bool> {
     match codec {
         CodecName::Vp8 => Some(vp8_starts_keyframe(payload)),
         CodecName::Vp9 => Some(vp9_starts_keyframe(payload)),
         CodecName::H264 => Some(h264_starts_keyframe(payload)),
+        CodecName::Av1 => Some(descriptor::av1_begins_sequence(payload)),
         _ => None,
     }
 }
@@ -117,6 +120,11 @@ impl KeyframeThrottle {
         }
     }
 
+    /// A keyframe came: a request still pending is answered by it and goes nowhere.
+    pub fn satisfied(&mut self) {
+        self.pending = false;
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) must next be called, if a request is
     /// pending.
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -175,9 +183,14 @@ mod tests {
         assert_eq!(starts_keyframe(H264, &[0x7c, 0x85, 0x00]), Some(true));
         assert_eq!(starts_keyframe(H264, &[0x7c, 0x05, 0x00]), Some(false));
         assert_eq!(starts_keyframe(H264, &[0x7c, 0x81, 0x00]), Some(false));
+        // AV1: N set, or a sequence header OBU (type 1) first; a frame OBU (type 6) is not.
+        assert_eq!(starts_keyframe(Av1, &[0x18, 0x32]), Some(true));
+        assert_eq!(starts_keyframe(Av1, &[0x10, 0x0a, 0x00]), Some(true));
+        assert_eq!(starts_keyframe(Av1, &[0x10, 0x32, 0x00]), Some(false));
+        assert_eq!(starts_keyframe(Av1, &[]), Some(false));
         // Codecs it cannot tell.
         assert_eq!(starts_keyframe(Opus, &[0x10, 0x00]), None);
-        assert_eq!(starts_keyframe(Av1, &[0x10, 0x00]), None);
+        assert_eq!(starts_keyframe(H263, &[0x10, 0x00]), None);
     }
 
     #[test]

@@ -34,6 +34,7 @@ impl MediaRouter {
                 r.decided_for = Some(*codec);
                 r.state = state;
             }
+            self.routes_changed();
         }
     }
 
@@ -163,6 +164,7 @@ impl MediaRouter {
                 state: State::Forward { pt: None },
             });
         }
+        self.routes_changed();
         let ev = MediaEvent::Transcoding {
             kind,
             on: true,
@@ -193,6 +195,7 @@ impl MediaRouter {
                 state: State::Impossible,
             });
         }
+        self.routes_changed();
         self.switched(now, src, kind, sink);
         self.ask_keyframe(now, t, kind);
     }
@@ -203,7 +206,9 @@ impl MediaRouter {
             return;
         };
         e.routes[kind].retain(|r| r.sink != sink);
-        if e.routes[kind].is_empty() {
+        let empty = e.routes[kind].is_empty();
+        self.routes_changed();
+        if empty {
             self.drop_transcoder(t, true);
         }
     }
@@ -213,6 +218,7 @@ impl MediaRouter {
     pub(super) fn drop_transcoder(&mut self, t: NodeId, tell: bool) -> Option<Box<dyn Node>> {
         let e = self.take(t)?;
         self.transcoders.retain(|_, x| *x != t);
+        self.routes_changed();
         let Some((src, kind, _, _)) = e.transcoder else {
             return Some(e.node);
         };
@@ -249,6 +255,7 @@ impl MediaRouter {
         };
         let sinks: Vec<NodeId> = e.routes[kind].iter().map(|r| r.sink).collect();
         self.drop_transcoder(t, true);
+        self.routes_changed();
         if let Some(s) = self.nodes.get_mut(src) {
             for r in s.routes[kind]
                 .iter_mut()

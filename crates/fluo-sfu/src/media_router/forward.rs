@@ -11,11 +11,11 @@ use crate::{MediaKind, NodeId};
 use std::time::Instant;
 
 /// A layered packet as each sink's choice sees it: the source's layers, the packet's layer,
-/// whether it starts a keyframe (or its codec cannot tell).
+/// whether it starts a keyframe (`None`: its codec cannot tell).
 pub(super) struct Layered<'a> {
     layers: &'a mut SourceLayers,
     id: u8,
-    key: bool,
+    key: Option<bool>,
 }
 
 impl MediaRouter {
@@ -55,7 +55,9 @@ impl MediaRouter {
 
     /// [`MediaRouter::forward`] for a packet of simulcast layer `id`: to the sinks that get
     /// that layer, or switch to it at this packet. Kept out of `forward`, whose plain loop
-    /// stays as tight as without simulcast.
+    /// stays as tight as without simulcast. The packet goes through the sinks sorted under its
+    /// layer only (`SourceLayers::sinks`), sorted again when the routes, the layers or the
+    /// codec changed, not per packet.
     #[inline(never)]
     fn forward_layer(&mut self, now: Instant, src: NodeId, pkt: &Packet<'_>, id: u8) -> usize {
         let kind = pkt.kind;
@@ -66,7 +68,7 @@ impl MediaRouter {
         let Some(e) = self.nodes.get_mut(src) else {
             return 0;
         };
-        let key = crate::starts_keyframe(pkt.codec.name, pkt.payload) != Some(false);
+        let key = crate::starts_keyframe(pkt.codec.name, pkt.payload);
         let layers = self
             .layers
             .entry(src)
@@ -75,49 +77,96 @@ impl MediaRouter {
         if !layers.knows(id) {
             layers.add(id, e.node.layer_names(kind));
         }
-        layers.packet(now, id, &pkt.codec, pkt.payload, key);
-        let undecided = |r: &Route| r.decided_for != Some(pkt.codec);
-        if e.routes[kind].iter().any(undecided) {
-            self.decide(now, src, kind, &pkt.codec);
-        }
-        let Some(e) = self.nodes.get_mut(src) else {
-            return 0;
-        };
-        let routes = std::mem::take(&mut e.routes[kind]);
+        layers.packet(now, id, &pkt.codec, pkt.payload, key == Some(true));
         // Out of its slot while its sinks choose (they are in the same table).
         let Some(mut layers) = self.layers.get_mut(src).and_then(|s| s.source.take()) else {
-            e.routes[kind] = routes;
             return 0;
         };
+        if layers.sorted != Some((self.routes_epoch, layers.generation, pkt.codec)) {
+            self.sort_sinks(now, src, kind, &mut layers, (id, key), &pkt.codec);
+        }
+        let list = std::mem::take(&mut layers.sinks[usize::from(id)]);
         let mut n = 0;
-        for r in &routes {
-            let State::Forward { pt } = r.state else {
-                continue;
-            };
+        for &(sink, pt) in &list {
             let mut l = Layered {
                 layers: &mut layers,
                 id,
                 key,
             };
-            let Some(switched) = self.admit_layer(now, src, r.sink, kind, &mut l) else {
+            let Some(switched) = self.admit_layer(now, src, sink, kind, &mut l) else {
                 continue;
             };
-            if !self.deliver(now, src, r.sink, pkt, pt) {
+            if !self.deliver(now, src, sink, pkt, pt) {
                 continue;
             }
             n += 1;
-            if let (Some(reason), Some(e)) = (switched, self.nodes.get_mut(r.sink)) {
+            if let (Some(reason), Some(e)) = (switched, self.nodes.get_mut(sink)) {
                 let layer = forwarded(&l, reason);
                 e.node.layer_changed(kind, Some(&layer));
                 let ev = MediaEvent::LayerChanged { kind, layer };
                 self.events.push_back((e.id.clone(), ev));
             }
         }
-        if let Some(e) = self.nodes.get_mut(src) {
-            e.routes[kind] = routes;
-            self.layers.entry(src).source = Some(layers);
-        }
+        layers.sinks[usize::from(id)] = list;
+        self.layers.entry(src).source = Some(layers);
         n
+    }
+
+    /// Sorts `src`'s sinks of layered `kind` by the layer each gets or waits for, the routes
+    /// decided and each sink's choice made again first (see `SinkLayer::refresh`); asks the
+    /// keyframes new choices need, but not of layer `id` when the packet in hand (`key`) is its
+    /// keyframe.
+    fn sort_sinks(
+        &mut self,
+        now: Instant,
+        src: NodeId,
+        kind: MediaKind,
+        layers: &mut SourceLayers,
+        (id, key): (u8, Option<bool>),
+        codec: &crate::port::Codec,
+    ) {
+        let undecided = |r: &Route| r.decided_for != Some(*codec);
+        if self
+            .nodes
+            .get(src)
+            .is_some_and(|e| e.routes[kind].iter().any(undecided))
+        {
+            self.decide(now, src, kind, codec);
+        }
+        for list in &mut layers.sinks {
+            list.clear();
+        }
+        for i in 0.. {
+            let Some(r) = self
+                .nodes
+                .get(src)
+                .and_then(|e| e.routes[kind].get(i).copied())
+            else {
+                break;
+            };
+            let State::Forward { pt } = r.state else {
+                continue;
+            };
+            if self.nodes.get(r.sink).is_none() {
+                continue;
+            }
+            let s = self
+                .layers
+                .entry(r.sink)
+                .sink
+                .get_or_insert_with(Default::default);
+            let ask = s.refresh(src, layers);
+            let (current, target) = (s.current, s.target.filter(|t| Some(*t) != s.current));
+            for l in [current, target].into_iter().flatten() {
+                if let Some(list) = layers.sinks.get_mut(usize::from(l)) {
+                    list.push((r.sink, pt));
+                }
+            }
+            if let Some(t) = ask.filter(|t| !(*t == id && key == Some(true))) {
+                self.ask_layer_keyframe(now, src, layers, t);
+            }
+        }
+        layers.sorted = Some((self.routes_epoch, layers.generation, *codec));
     }
 
     /// Pushes `pkt` of `src` to `sink` on its line; whether it went. Inlined into each loop
@@ -185,7 +234,7 @@ impl MediaRouter {
     }
 
     /// Whether a layered packet goes to `sink` (`Some`), and whether the sink switches layers
-    /// with it (`Some(Some(reason))`); asks the keyframes its choice needs.
+    /// with it (`Some(Some(reason))`); asks the keyframe a sink waiting for one needs.
     fn admit_layer(
         &mut self,
         now: Instant,
@@ -195,13 +244,12 @@ impl MediaRouter {
         l: &mut Layered<'_>,
     ) -> Option<Option<SwitchReason>> {
         let e = self.nodes.get_mut(sink)?;
-        let s = self
-            .layers
-            .entry(sink)
-            .sink
-            .get_or_insert_with(Default::default);
-        let target = s.refresh(src, l.layers);
-        let admit = s.admit(l.id, l.key);
+        let s = self.layers.get_mut(sink)?.sink.as_mut()?;
+        if s.source != Some(src) {
+            return None;
+        }
+        let current = s.current.and_then(|c| l.layers.layers.get(usize::from(c)));
+        let admit = s.admit(l.id, l.key, current.is_some_and(|c| c.live));
         let mut switched = None;
         if let Admit::Switch(reason) = admit {
             if let Some(line) = e.line[kind].as_mut() {
@@ -209,18 +257,13 @@ impl MediaRouter {
             }
             e.awaits_key[kind] = false;
             switched = Some(reason);
+            // It leaves the list of the layer it got.
+            l.layers.sorted = None;
         }
         // Its layer, but it waits for a keyframe (switched from another source).
-        let stale = admit == Admit::Deliver && e.awaits_key[kind] && !l.key;
-        let ask = match admit {
-            Admit::AwaitKey => Some(l.id),
-            _ if stale => Some(l.id),
-            // The new target's keyframe is this packet.
-            Admit::Switch(_) => target.filter(|t| *t != l.id),
-            _ => target,
-        };
-        if let Some(id) = ask {
-            self.ask_layer_keyframe(now, src, l.layers, id);
+        let stale = admit == Admit::Deliver && e.awaits_key[kind] && l.key == Some(false);
+        if admit == Admit::AwaitKey || stale {
+            self.ask_layer_keyframe(now, src, l.layers, l.id);
         }
         let goes = matches!(admit, Admit::Deliver | Admit::Switch(_)) && !stale;
         goes.then_some(switched)

@@ -12,8 +12,11 @@ use std::sync::Mutex;
 struct Seen {
     /// (node, layer of the packet, header, keyframe) of every push.
     pushes: Vec<(&'static str, Option<u8>, Header, bool)>,
-    /// (node, layer) of every keyframe request; `None`: of the whole source.
+    /// (node, layer) of every keyframe request; `None`: of the whole source. Taken by
+    /// `World::frame` (a publisher answers them).
     keyframes: Vec<(&'static str, Option<u8>)>,
+    /// Every keyframe request, never taken.
+    asked: Vec<(&'static str, Option<u8>)>,
     changes: Vec<(&'static str, ForwardedLayer)>,
     /// Sinks told they get no layer any more.
     left: Vec<&'static str>,
@@ -37,14 +40,14 @@ impl Node for Cam {
         l.pushes.push((self.name, pkt.layer, header, key));
     }
     fn request_keyframe(&mut self, _: MediaKind) {
-        self.log.lock().unwrap().keyframes.push((self.name, None));
+        let mut l = self.log.lock().unwrap();
+        l.keyframes.push((self.name, None));
+        l.asked.push((self.name, None));
     }
     fn request_layer_keyframe(&mut self, _: MediaKind, layer: u8) {
-        self.log
-            .lock()
-            .unwrap()
-            .keyframes
-            .push((self.name, Some(layer)));
+        let mut l = self.log.lock().unwrap();
+        l.keyframes.push((self.name, Some(layer)));
+        l.asked.push((self.name, Some(layer)));
     }
     fn layer_names(&self, _: MediaKind) -> Vec<String> {
         self.rids.iter().map(|r| r.to_string()).collect()
@@ -93,16 +96,22 @@ impl World {
     /// One packet of layer `id` at `ms`: a VP8 key frame announcing the layer's size, or an
     /// inter frame. How many sinks got it.
     fn send(&mut self, ms: u64, src: NodeId, id: u8, key: bool) -> usize {
-        let (_, ssrc, w, h) = LAYERS[usize::from(id)];
+        let (_, _, w, h) = LAYERS[usize::from(id)];
         let mut p = vec![0x10, u8::from(!key), 0x2d, 0x01, 0x9d, 0x01, 0x2a];
         p.extend_from_slice(&w.to_le_bytes());
         p.extend_from_slice(&h.to_le_bytes());
+        self.send_as(ms, src, id, CodecName::Vp8, p)
+    }
+
+    /// One packet of layer `id` at `ms` in `codec`, with this payload.
+    fn send_as(&mut self, ms: u64, src: NodeId, id: u8, codec: CodecName, p: Vec<u8>) -> usize {
+        let (_, ssrc, _, _) = LAYERS[usize::from(id)];
         let payload: Arc<[u8]> = Arc::from(p);
         let seq = self.seq[usize::from(id)];
         self.seq[usize::from(id)] = seq.wrapping_add(1);
         let pkt = Packet {
             kind: MediaKind::Video,
-            codec: Codec::new(CodecName::Vp8),
+            codec: Codec::new(codec),
             seq,
             ts: u32::from(seq)
                 .wrapping_mul(3000)
@@ -139,6 +148,15 @@ impl World {
         }
     }
 
+    /// The same `payload` in `codec` on layers `ids` every 33 ms from `from` until `to`.
+    fn stream_as(&mut self, from: u64, to: u64, src: NodeId, ids: &[u8], payload: &[u8]) {
+        for ms in (from..to).step_by(33) {
+            for id in ids {
+                self.send_as(ms, src, *id, CodecName::H263, payload.to_vec());
+            }
+        }
+    }
+
     fn pushes(&self, name: &str) -> Vec<(Option<u8>, Header, bool)> {
         let mut l = self.log.lock().unwrap();
         let (mine, rest) = l.pushes.drain(..).partition(|p| p.0 == name);
@@ -148,6 +166,11 @@ impl World {
 
     fn keyframes(&self) -> Vec<(&'static str, Option<u8>)> {
         std::mem::take(&mut self.log.lock().unwrap().keyframes)
+    }
+
+    /// Every keyframe request since the last call (those `frame` answered too).
+    fn asked(&self) -> Vec<(&'static str, Option<u8>)> {
+        std::mem::take(&mut self.log.lock().unwrap().asked)
     }
 
     fn changes(&self, name: &str) -> Vec<ForwardedLayer> {
@@ -402,4 +425,139 @@ fn sinks_wait_until_every_announced_layer_sent_or_the_settling_time_passed() {
     w.r.disconnect(cam, MediaKind::Video, v).unwrap();
     assert_eq!(w.log.lock().unwrap().left, ["viewer"]);
     assert_eq!(w.send(1100, cam, 1, true), 0);
+}
+
+#[test]
+fn a_join_asks_its_own_layer_once_and_the_keyframe_answers_what_is_pending() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let v = w.node("viewer");
+    w.r.connect(w.at(0), cam, MediaKind::Video, v).unwrap();
+    w.frame(0, cam, &[0, 1, 2], true);
+    w.stream(33, 1000, cam, &[0, 1, 2]);
+    w.asked();
+    // A sink limited to the 160x120 layer (id 2) joins: connecting asks nothing of the
+    // layered source as a whole; its first choice asks its layer, once.
+    let late = w.node("late");
+    let max0 = LayerLimits {
+        max: Some(0),
+        preferred: None,
+    };
+    w.r.set_layer_limits(late, MediaKind::Video, max0);
+    w.r.connect(w.at(1000), cam, MediaKind::Video, late)
+        .unwrap();
+    assert_eq!(w.asked(), [], "nothing asked of every layer");
+    for ms in (1000..2000).step_by(33) {
+        w.frame(ms, cam, &[0, 1, 2], false);
+        w.r.handle_timeout(w.at(ms));
+    }
+    assert_eq!(
+        w.asked(),
+        [("cam", Some(2))],
+        "one request, of its layer; the keyframe answered the one its inter frames deferred"
+    );
+    let got = w.pushes("late");
+    assert!(got[0].2 && got.iter().all(|p| p.0 == Some(2)), "{got:?}");
+    // A switch (the limit lifted): one request, of the 640x480 layer (id 0).
+    w.r.set_layer_limits(late, MediaKind::Video, LayerLimits::default());
+    for ms in (2000..3000).step_by(33) {
+        w.frame(ms, cam, &[0, 1, 2], false);
+        w.r.handle_timeout(w.at(ms));
+    }
+    assert_eq!(w.asked(), [("cam", Some(0))]);
+    assert_eq!(w.pushes("late").last().unwrap().0, Some(0));
+}
+
+#[test]
+fn a_packet_goes_through_the_sinks_of_its_layer_and_those_waiting_for_it() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let sinks: Vec<NodeId> = ["a", "b", "c", "d"].map(|n| w.node(n)).to_vec();
+    for (i, s) in sinks.iter().enumerate() {
+        w.r.connect(w.at(0), cam, MediaKind::Video, *s).unwrap();
+        // a and b the 160x120 layer (id 2), c 320x240 (id 1), d 640x480 (id 0).
+        let max = [0, 0, 1, 2][i];
+        let limits = LayerLimits {
+            max: Some(max),
+            preferred: None,
+        };
+        w.r.set_layer_limits(*s, MediaKind::Video, limits);
+    }
+    w.frame(0, cam, &[0, 1, 2], true);
+    w.stream(33, 700, cam, &[0, 1, 2]);
+    let (a, b, c, d) = (sinks[0], sinks[1], sinks[2], sinks[3]);
+    assert_eq!(w.r.sinks_of_layer(cam, 2), [a, b]);
+    assert_eq!(w.r.sinks_of_layer(cam, 1), [c]);
+    assert_eq!(w.r.sinks_of_layer(cam, 0), [d]);
+    // b waits for the 640x480 layer's keyframe: in both lists until it switches.
+    let top = LayerLimits::default();
+    w.r.set_layer_limits(b, MediaKind::Video, top);
+    w.send(700, cam, 1, false);
+    assert_eq!(w.r.sinks_of_layer(cam, 0), [b, d]);
+    assert_eq!(w.r.sinks_of_layer(cam, 2), [a, b]);
+    w.send(733, cam, 0, true);
+    w.send(766, cam, 2, false);
+    assert_eq!(w.r.sinks_of_layer(cam, 0), [b, d]);
+    assert_eq!(w.r.sinks_of_layer(cam, 2), [a]);
+    // A sink that goes leaves the lists.
+    w.r.disconnect(cam, MediaKind::Video, a).unwrap();
+    w.send(800, cam, 2, false);
+    assert_eq!(w.r.sinks_of_layer(cam, 2), []);
+}
+
+#[test]
+fn av1_switches_at_a_new_coded_sequence_and_a_codec_without_keyframes_keeps_its_layer() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let v = w.node("viewer");
+    w.r.connect(w.at(0), cam, MediaKind::Video, v).unwrap();
+    let max = |m| LayerLimits {
+        max: Some(m),
+        preferred: None,
+    };
+    w.r.set_layer_limits(v, MediaKind::Video, max(0));
+    // AV1 tells no sizes: its layers keep the publisher's order (rank 0 is id 0).
+    let av1 = |key: bool| vec![if key { 0x18 } else { 0x10 }, 0x32, 0x00];
+    for ms in (0..600).step_by(33) {
+        for id in 0..3 {
+            w.send_as(ms, cam, id, CodecName::Av1, av1(ms == 0));
+        }
+    }
+    assert!(w.pushes("viewer").iter().all(|p| p.0 == Some(0)));
+    // Up to id 2: not at its inter frames, at its aggregation header's N bit.
+    w.r.set_layer_limits(v, MediaKind::Video, max(2));
+    for ms in (600..800).step_by(33) {
+        for id in 0..3 {
+            w.send_as(ms, cam, id, CodecName::Av1, av1(false));
+        }
+    }
+    assert!(w.pushes("viewer").iter().all(|p| p.0 == Some(0)), "not yet");
+    w.send_as(800, cam, 2, CodecName::Av1, av1(true));
+    let got = w.pushes("viewer");
+    assert_eq!(got.last().map(|p| p.0), Some(Some(2)));
+
+    // H.263 tells no keyframes: the sink takes its first layer at any packet and keeps it
+    // while it flows, whatever its limits say ...
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let v = w.node("viewer");
+    w.r.connect(w.at(0), cam, MediaKind::Video, v).unwrap();
+    w.r.set_layer_limits(v, MediaKind::Video, max(0));
+    let h263 = vec![0x00, 0x00, 0x80];
+    w.stream_as(0, 600, cam, &[0, 1, 2], &h263);
+    assert!(w.pushes("viewer").iter().all(|p| p.0 == Some(0)));
+    w.r.set_layer_limits(v, MediaKind::Video, max(2));
+    w.stream_as(600, 900, cam, &[0, 1, 2], &h263);
+    let got = w.pushes("viewer");
+    assert!(
+        !got.is_empty() && got.iter().all(|p| p.0 == Some(0)),
+        "kept"
+    );
+    // ... and moves when it stops.
+    let mut moved = false;
+    for ms in (900..2500).step_by(33) {
+        w.stream_as(ms, ms + 1, cam, &[1, 2], &h263);
+        moved |= w.pushes("viewer").iter().any(|p| p.0 == Some(2));
+    }
+    assert!(moved, "to id 2 once id 0 stopped");
 }

@@ -1,6 +1,6 @@
 //! Simulcast in the router (see [`crate::simulcast`]): what it keeps per layered source (its
-//! layers, their order, whether each flows, a keyframe throttle each) and per sink (the
-//! layer it gets, the one it should get, why).
+//! layers, their order, whether each flows, a keyframe throttle each, its sinks sorted by the
+//! layer they get) and per sink (the layer it gets, the one it should get, why).
 
 use super::KEYFRAME_INTERVAL;
 use crate::frame_size::keyframe_size;
@@ -53,6 +53,12 @@ pub(super) struct SourceLayers {
     pub(super) settled: bool,
     /// The source announced its layers (else how many it has is known only as they send).
     announced: bool,
+    /// Per layer id, the sinks that get that layer or wait to switch to it, with their
+    /// route's payload type: a packet of a layer goes through these only (`sort_sinks`).
+    pub(super) sinks: [Vec<(NodeId, Option<u8>)>; MAX_LAYERS],
+    /// What `sinks` was sorted for: the router's routes epoch, the layers' generation, the
+    /// codec. Sorted again when any differs, or `None` (a sink switched).
+    pub(super) sorted: Option<(u64, u32, Codec)>,
 }
 
 impl SourceLayers {
@@ -82,8 +88,9 @@ impl SourceLayers {
         self.reorder();
     }
 
-    /// A packet of layer `id` at `now` (`key`: it starts a keyframe): whether the layers flow
-    /// or are ordered differently now.
+    /// A packet of layer `id` at `now` (`key`: it starts a keyframe, which answers a keyframe
+    /// request of that layer still pending): whether the layers flow or are ordered
+    /// differently now.
     pub(super) fn packet(
         &mut self,
         now: Instant,
@@ -95,6 +102,9 @@ impl SourceLayers {
         let mut changed = false;
         let mut resized = false;
         if let Some(l) = self.layers.get_mut(usize::from(id)) {
+            if key {
+                l.keyframe.satisfied();
+            }
             changed |= !std::mem::replace(&mut l.live, true);
             let first = l.last_at.replace(now).is_none();
             let size = key.then(|| keyframe_size(codec.name, payload)).flatten();
@@ -247,17 +257,25 @@ impl SinkLayer {
         target.filter(|t| Some(*t) != self.current)
     }
 
-    /// What to do with a packet of layer `id` (`key`: it starts a keyframe, or the codec
-    /// cannot tell).
-    pub(super) fn admit(&mut self, id: u8, key: bool) -> Admit {
+    /// What to do with a packet of layer `id`: `key` whether it starts a keyframe (`None`: its
+    /// codec cannot tell), `current_live` whether the layer the sink gets still flows.
+    ///
+    /// A codec whose keyframes cannot be told is never switched while the sink's layer
+    /// flows (the new layer's inter frames would break its picture until that layer's next
+    /// keyframe): the sink takes its first layer, and another one only when its own stopped,
+    /// at any packet.
+    pub(super) fn admit(&mut self, id: u8, key: Option<bool>, current_live: bool) -> Admit {
         if self.current == Some(id) {
             return Admit::Deliver;
         }
         if self.target != Some(id) {
             return Admit::Drop;
         }
-        if !key {
-            return Admit::AwaitKey;
+        match key {
+            Some(true) => {}
+            Some(false) => return Admit::AwaitKey,
+            None if self.current.is_some() && current_live => return Admit::Drop,
+            None => {}
         }
         self.current = Some(id);
         Admit::Switch(self.reason.unwrap_or(SwitchReason::Start))
@@ -322,5 +340,16 @@ impl LayerTable {
     /// Each slot with its node.
     pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (NodeId, &mut Slot)> {
         self.0.iter_mut().flatten().map(|s| (s.node, &mut **s))
+    }
+}
+
+#[cfg(test)]
+impl super::MediaRouter {
+    /// The sinks a packet of `src`'s layer `id` goes through, as last sorted.
+    pub(super) fn sinks_of_layer(&self, src: NodeId, id: u8) -> Vec<NodeId> {
+        let source = self.layers.get(src).and_then(|s| s.source.as_ref());
+        source.map_or(vec![], |l| {
+            l.sinks[usize::from(id)].iter().map(|s| s.0).collect()
+        })
     }
 }

@@ -79,6 +79,9 @@ pub struct MediaRouter {
     pushed: Vec<NodeId>,
     /// Simulcast: layered sources' layers, and the layer each of their sinks gets.
     layers: layers::LayerTable,
+    /// Bumped whenever a route appears, goes or is decided again, or a sink's layer limits
+    /// change: layered sources sort their sinks by layer again at their next packet.
+    routes_epoch: u64,
 }
 
 impl Default for MediaRouter {
@@ -98,6 +101,7 @@ impl MediaRouter {
             latency: None,
             pushed: Vec::new(),
             layers: layers::LayerTable::default(),
+            routes_epoch: 0,
         }
     }
 
@@ -229,12 +233,20 @@ impl MediaRouter {
         let k = self.nodes.get_mut(sink).ok_or(NodeError::UnknownNode)?;
         k.sources[kind].push(src);
         k.mismatch[kind] = false;
+        self.routes_changed();
         self.switched(now, src, kind, sink);
         Ok(())
     }
 
+    /// Routes appeared, went or are to be decided again, or a sink's layer limits changed:
+    /// layered sources sort their sinks again (`forward::sort_sinks`) at their next packet.
+    pub(super) fn routes_changed(&mut self) {
+        self.routes_epoch = self.routes_epoch.wrapping_add(1);
+    }
+
     /// `sink`'s media of `kind` comes from `src` now: its line resynchronises and, if it
-    /// carried media before, waits for a keyframe, which `src` is asked for.
+    /// carried media before, waits for a keyframe, which `src` is asked for. A simulcast
+    /// source is not asked here: the sink's first choice of layer asks that layer alone.
     fn switched(&mut self, now: Instant, src: NodeId, kind: MediaKind, sink: NodeId) {
         if let Some(k) = self.nodes.get_mut(sink) {
             if let Some(line) = k.line[kind].as_mut() {
@@ -243,7 +255,10 @@ impl MediaRouter {
             }
         }
         self.leaves_layers(sink, kind, |from| from != src);
-        self.ask_keyframe(now, src, kind);
+        let layered = self.layers.get(src).is_some_and(|s| s.source.is_some());
+        if !(layered && kind == MediaKind::Video) {
+            self.ask_keyframe(now, src, kind);
+        }
     }
 
     /// `sink` no longer gets the layers of the simulcast source it got them from, if `gone`
@@ -273,6 +288,7 @@ impl MediaRouter {
             return Ok(());
         };
         let route = s.routes[kind].remove(i);
+        self.routes_changed();
         if let Some(k) = self.nodes.get_mut(sink) {
             k.sources[kind].retain(|x| *x != src);
             k.mismatch[kind] = false;

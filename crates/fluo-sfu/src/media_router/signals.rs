@@ -58,6 +58,7 @@ impl MediaRouter {
                 .get_or_insert_with(Default::default);
             if s.selector.set_limits(limits) {
                 s.changed = Some(SwitchReason::Limit);
+                self.routes_changed();
             }
         }
     }
@@ -76,6 +77,7 @@ impl MediaRouter {
                 .get_or_insert_with(Default::default);
             if s.selector.set_bandwidth_cap(cap) {
                 s.changed = Some(SwitchReason::Bandwidth);
+                self.routes_changed();
             }
         }
     }
@@ -160,6 +162,7 @@ impl MediaRouter {
             for r in e.routes.iter_mut().flatten() {
                 r.decided_for = None;
             }
+            self.routes_changed();
             return;
         }
         let ours: Vec<NodeId> = (self.transcoders.iter())
@@ -174,6 +177,7 @@ impl MediaRouter {
                 r.decided_for = None;
             }
         }
+        self.routes_changed();
         self.mismatch_cleared_downstream(node);
         self.ask_keyframe(now, node, MediaKind::Video);
     }
@@ -196,6 +200,7 @@ impl MediaRouter {
                 r.decided_for = None;
             }
         }
+        self.routes_changed();
     }
 
     pub(super) fn mismatch_cleared_downstream(&mut self, src: NodeId) {
