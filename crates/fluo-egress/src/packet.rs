@@ -91,6 +91,10 @@ pub struct SourcePacket<'a> {
     pub payload: &'a [u8],
     /// The publisher's header extensions.
     pub ext: ExtBlock<'a>,
+    /// The codec whose picture ids the viewer's stream keeps continuous across its switches
+    /// (a simulcast layer's VP8 or VP9, see [`fluo_sfu::picture_id`]); `None` (what `parse`
+    /// gives): the payload goes as it is.
+    pub picture_ids: Option<fluo_sfu::CodecName>,
 }
 
 impl<'a> SourcePacket<'a> {
@@ -109,6 +113,7 @@ impl<'a> SourcePacket<'a> {
             marker: p.marker(),
             payload: p.payload(),
             ext,
+            picture_ids: None,
         })
     }
 }

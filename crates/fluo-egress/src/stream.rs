@@ -5,7 +5,7 @@
 
 use crate::packet::ExtPlan;
 use crate::replay::ReplayWindow;
-use fluo_sfu::Rewriter;
+use fluo_sfu::{CodecName, PictureIds, Rewriter};
 use std::time::{Duration, Instant};
 
 /// The RTX stream of a video stream (RFC 4588), when the viewer negotiated one.
@@ -141,6 +141,10 @@ pub struct StreamOut {
     /// Resends stop above this share of the bytes of the last second (`None`: no bound).
     pub rtx_ratio_cap: Option<f32>,
     pub(crate) rewriter: Option<Rewriter>,
+    /// Its VP8 / VP9 picture ids across simulcast layer switches, and the codec they were
+    /// rewritten for since the last switch point (`None`: the source's are sent as they are).
+    pub(crate) ids: PictureIds,
+    pub(crate) ids_codec: Option<CodecName>,
     /// Extended sequence number (ROC << 16 | SEQ) of the last packet; `None` before the
     /// first.
     pub(crate) ext_seq: Option<u64>,
@@ -165,6 +169,8 @@ impl StreamOut {
             exts,
             rtx_ratio_cap: Some(DEFAULT_RTX_RATIO_CAP),
             rewriter: None,
+            ids: PictureIds::default(),
+            ids_codec: None,
             ext_seq: None,
             sent: ReplayWindow::new(),
             acked: false,
@@ -196,6 +202,7 @@ impl StreamOut {
         if let Some(r) = self.rewriter.as_mut() {
             r.resync();
         }
+        self.ids.resync();
     }
 
     pub(crate) fn record_report(&mut self, block: &fluo_sfu::rtcp::ReportBlock) {

@@ -193,6 +193,10 @@ impl Viewer {
         });
         let hlen = write_header(buf, header, &s.exts, !s.acked, abs, twcc, src.ext);
         buf.extend_from_slice(src.payload);
+        s.ids_codec = src.picture_ids;
+        if let Some(codec) = src.picture_ids {
+            s.ids.rewrite(codec, &mut buf[hlen..]);
+        }
         if self.tx.protect_rtp(buf, hlen, index).is_err() {
             batch.undo();
             return false;
@@ -402,9 +406,13 @@ impl Viewer {
                 self.twcc
             });
             let hlen = write_header(buf, header, &s.exts, !rtx.acked, abs, twcc, p.ext);
-            // RFC 4588 §4: the original sequence number, then the original payload.
+            // RFC 4588 §4: the original sequence number, then the original payload (its
+            // picture ids as they were sent).
             buf.extend_from_slice(&r.seq.to_be_bytes());
             buf.extend_from_slice(p.payload);
+            if let Some(codec) = s.ids_codec {
+                s.ids.rewrite_again(codec, &mut buf[hlen + 2..]);
+            }
             if self.tx.protect_rtp(buf, hlen, rtx.ext_seq).is_err() {
                 batch.undo();
                 continue;

@@ -2,8 +2,9 @@
 //! §4.2, RFC 9628 §4.2), AV1's aggregation header (the AV1 RTP payload specification §4.4)
 //! and the NAL units of an H.264 STAP-A (RFC 6184 §5.7.1).
 //!
-//! Keyframe detection ([`crate::keyframe`]) and the picture size a keyframe announces
-//! ([`crate::frame_size`]) read them from here. Nothing here panics on any input: a header that does not fit its packet is
+//! Keyframe detection ([`crate::keyframe`]), the picture size a keyframe announces
+//! ([`crate::frame_size`]) and the picture ids of a viewer's line ([`crate::picture_id`]) read
+//! them from here. Nothing here panics on any input: a header that does not fit its packet is
 //! `None`.
 
 /// A picture id: its value, whether it is written in 15 bits (M set) or 7, and the offset of

@@ -6,6 +6,7 @@
 //!
 //! * [`rtp`] and [`rtcp`]: zero-copy, never-panicking views over RTP and RTCP bytes.
 //! * [`rewrite`]: per-consumer sequence / timestamp / SSRC rewriting across source switches.
+//! * [`picture_id`]: per-viewer VP8 / VP9 picture ids across simulcast layer switches.
 //! * [`descriptor`]: video payload headers (VP8, VP9, AV1, H.264 STAP-A) read in one place.
 //! * [`keyframe`]: keyframe-request throttling, and telling keyframes from their payload.
 //! * [`frame_size`]: the picture size a keyframe announces.
@@ -68,6 +69,7 @@ pub mod latency;
 pub mod media_router;
 pub mod nack;
 pub mod negotiate;
+pub mod picture_id;
 pub mod port;
 pub mod rewrite;
 pub mod rtcp;
@@ -83,6 +85,7 @@ pub use latency::{LatencyAvg, LatencyBoard};
 pub use media_router::{Header, MediaRouter, Node, NodeError, Packet, TranscoderMaker};
 pub use nack::RetransmitCache;
 pub use negotiate::{Decision, Forced, Impossible, SinkCaps, SinkCodec, Takes};
+pub use picture_id::PictureIds;
 pub use port::{Codec, CodecName, MediaBus, MediaPacket, PortOutput, TranscoderFactory};
 pub use rewrite::{extend_seq, Rewriter, Rewritten};
 pub use rtcp::{RtcpCompound, RtcpPacket};

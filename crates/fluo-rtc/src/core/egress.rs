@@ -18,7 +18,7 @@ use super::{lock, Ep, Forward, MediaCore, Outbox};
 use fluo_egress::{
     Batch, Clock, ExtPlan, Path, Rtx, SocketId, Source, SourcePacket, StreamOut, Viewer,
 };
-use fluo_sfu::{Header, MediaKind, NodeId, Packet};
+use fluo_sfu::{CodecName, Header, MediaKind, NodeId, Packet};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -299,9 +299,13 @@ pub(super) fn push(
     let Some(carried) = pkt.extensions.and_then(|e| e.downcast_ref::<Carried>()) else {
         return Some(false);
     };
-    let Some(src) = SourcePacket::parse(&carried.plain) else {
+    let Some(mut src) = SourcePacket::parse(&carried.plain) else {
         return Some(false);
     };
+    // A simulcast layer's picture ids go on across the viewer's switches.
+    if pkt.layer.is_some() && matches!(pkt.codec.name, CodecName::Vp8 | CodecName::Vp9) {
+        src.picture_ids = Some(pkt.codec.name);
+    }
     let mut eg = outbox.egress();
     if ep.egress.is_none() {
         start(ep, &mut eg);

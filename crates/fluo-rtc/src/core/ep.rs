@@ -20,6 +20,11 @@ pub(crate) struct OutStream {
     pub(crate) ext: u64,
     /// The stream's resend cache; `None` until the first packet sizes it.
     pub(crate) rtx: Option<RtxCache>,
+    /// The router's line as last seen (the source's SSRC, the line's sequence offset): when
+    /// it changes, a simulcast layer's picture ids resynchronise as the line did.
+    pub(crate) line: Option<(u32, u16)>,
+    /// Its VP8 / VP9 picture ids across simulcast layer switches.
+    pub(crate) ids: fluo_sfu::PictureIds,
 }
 
 /// A video stream's resend cache: how long it keeps video, and the round-trip reports in a

@@ -10,11 +10,13 @@
 use super::egress::{self, Carried, Egress};
 use super::simulcast::layer_rids;
 use super::{codec_of, flow, lock, Ep, EpRef, Raised, RtxCache, RTX_HISTORY_START, RTX_PACKETS};
-use fluo_sfu::{FlowDir, ForwardedLayer, Header, MediaKind, Node, Packet, SinkCaps, SinkCodec};
+use fluo_sfu::{
+    CodecName, FlowDir, ForwardedLayer, Header, MediaKind, Node, Packet, SinkCaps, SinkCodec,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use str0m::media::{KeyframeRequestKind, Pt, Rid};
-use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::rtp::{RtpWrite, SeqNo, Vp8Descriptor, Vp8Patch};
 
 /// What the WebRTC nodes leave for the media core while the router runs them: endpoints
 /// written to (str0m releases written media on its next tick, run once per endpoint after a
@@ -83,6 +85,33 @@ impl WebRtcSink {
     }
 }
 
+/// A simulcast layer's VP8 / VP9 packet for str0m with the viewer's picture ids (see
+/// `fluo_sfu::picture_id`): VP8 as a patch str0m applies as it writes the packet (and its
+/// resends), VP9 copied and rewritten. Any other packet as it is.
+fn picture_ids(ids: &mut fluo_sfu::PictureIds, pkt: &Packet<'_>) -> (Arc<[u8]>, Option<Vp8Patch>) {
+    let codec = pkt.codec.name;
+    if pkt.layer.is_none() || !matches!(codec, CodecName::Vp8 | CodecName::Vp9) {
+        return (pkt.payload.clone(), None);
+    }
+    let out = ids.map(codec, pkt.payload);
+    if codec == CodecName::Vp9 {
+        let mut copy = pkt.payload.to_vec();
+        fluo_sfu::picture_id::write(codec, &mut copy, out);
+        return (copy.into(), None);
+    }
+    let Ok(d) = Vp8Descriptor::parse(pkt.payload) else {
+        return (pkt.payload.clone(), None);
+    };
+    let mut patch = d.patch();
+    if let Some(id) = out.picture_id {
+        patch = patch.picture_id(id);
+    }
+    if let Some(t) = out.tl0picidx {
+        patch = patch.tl0_pic_idx(t);
+    }
+    (pkt.payload.clone(), patch.build().ok())
+}
+
 impl WebRtcSink {
     /// A PLI to the peer for its stream of `kind` (its simulcast layer `rid`).
     fn pli(&self, kind: MediaKind, rid: Option<Rid>) {
@@ -139,9 +168,16 @@ impl Node for WebRtcSink {
         let out = ep.out[kind].get_or_insert_with(|| super::OutStream {
             ext: u64::from(header.seq),
             rtx: None,
+            line: None,
+            ids: fluo_sfu::PictureIds::default(),
         });
         out.ext = fluo_sfu::extend_seq(out.ext, header.seq);
         let out_seq = out.ext;
+        let line = (pkt.ssrc, header.seq.wrapping_sub(pkt.seq));
+        if out.line.replace(line).is_some_and(|l| l != line) {
+            out.ids.resync();
+        }
+        let (payload, vp8_patch) = picture_ids(&mut out.ids, pkt);
         let size_rtx = kind == MediaKind::Video && out.rtx.is_none();
         let mut api = ep.rtc.direct_api();
         let Some(tx) = api.stream_tx_by_mid(mid, None) else {
@@ -150,15 +186,12 @@ impl Node for WebRtcSink {
         if size_rtx {
             tx.set_rtx_cache(RTX_PACKETS, RTX_HISTORY_START, Some(0.15));
         }
-        let mut write = RtpWrite::new(
-            Pt::from(pt),
-            SeqNo::from(out_seq),
-            header.ts,
-            now,
-            pkt.payload.clone(),
-        )
-        .marker(pkt.marker)
-        .nackable(kind == MediaKind::Video);
+        let mut write = RtpWrite::new(Pt::from(pt), SeqNo::from(out_seq), header.ts, now, payload)
+            .marker(pkt.marker)
+            .nackable(kind == MediaKind::Video);
+        if let Some(patch) = vp8_patch {
+            write = write.vp8_patch(patch);
+        }
         if let Some(ext) = pkt
             .extensions
             .and_then(|e| e.downcast_ref::<Carried>())
