@@ -153,7 +153,7 @@ mod tests {
     }
 
     fn received(ep: &EpRef, ssrc: u32, seq: u64) {
-        lock(ep).stats.kinds[MediaKind::Video].received(0, ssrc, seq, 100, 90_000);
+        lock(ep).stats.kinds[MediaKind::Video].received(None, ssrc, seq, 100, 90_000);
     }
 
     fn lost(b: &Board) -> u64 {

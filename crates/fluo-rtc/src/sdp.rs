@@ -126,6 +126,82 @@ pub(crate) fn without_egress_feedback(sdp: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// An offer whose m-sections name at most [`fluo_sfu::simulcast::MAX_LAYERS`] rids each: the
+/// `a=rid` lines after the first eight of a section are left out, and so are their rids in its
+/// `a=simulcast` line (RFC 8853 §5.3 and JSEP §5.3.1 let an answerer leave out rids it does
+/// not take; the offerer then does not send them). The router tells eight layers apart; each
+/// further rid would be a stream Fluo can only drop (docs/simulcast.md).
+pub(crate) fn with_at_most_max_layers(sdp: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = fluo_sfu::simulcast::MAX_LAYERS;
+    if sdp.matches("a=rid:").count() <= MAX {
+        return sdp.into();
+    }
+    let mut out = String::with_capacity(sdp.len());
+    let mut section: Vec<&str> = vec![];
+    let flush = |section: &mut Vec<&str>, out: &mut String| {
+        let rid_of = |l: &str| {
+            let rest = l.trim_end_matches(['\r', '\n']).strip_prefix("a=rid:")?;
+            rest.split(' ').next().map(str::to_string)
+        };
+        let rids: Vec<String> = section.iter().filter_map(|l| rid_of(l)).collect();
+        let kept = &rids[..rids.len().min(MAX)];
+        for line in section.drain(..) {
+            let body = line.trim_end_matches(['\r', '\n']);
+            if let Some(rid) = rid_of(line) {
+                if !kept.contains(&rid) {
+                    continue;
+                }
+            }
+            if let Some(rest) = body
+                .strip_prefix("a=simulcast:")
+                .filter(|_| rids.len() > MAX)
+            {
+                let eol = &line[body.len()..];
+                if let Some(kept_line) = simulcast_keeping(rest, kept) {
+                    out.push_str(&format!("a=simulcast:{kept_line}{eol}"));
+                }
+                continue;
+            }
+            out.push_str(line);
+        }
+    };
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("m=") {
+            flush(&mut section, &mut out);
+        }
+        section.push(line);
+    }
+    flush(&mut section, &mut out);
+    out.into()
+}
+
+/// An `a=simulcast` value (`send q;h,x recv r`: per direction, streams separated by `;`,
+/// alternatives by `,`, a paused one written `~rid`) naming only the rids in `kept`; `None`
+/// when no rid is left.
+fn simulcast_keeping(value: &str, kept: &[String]) -> Option<String> {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    let mut parts = vec![];
+    for pair in words.chunks(2) {
+        let [dir, list] = pair else {
+            continue;
+        };
+        let streams: Vec<String> = list
+            .split(';')
+            .filter_map(|alternatives| {
+                let ids: Vec<&str> = alternatives
+                    .split(',')
+                    .filter(|id| kept.iter().any(|k| k == id.trim_start_matches('~')))
+                    .collect();
+                (!ids.is_empty()).then(|| ids.join(","))
+            })
+            .collect();
+        if !streams.is_empty() {
+            parts.push(format!("{dir} {}", streams.join(";")));
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
 /// The first `a=mid:` of a description.
 /// Refuses a description that gives one payload type different codec parameters in two
 /// m-sections: str0m 0.25 panics on it ("Pt locked multiple times"), which would end the
@@ -184,12 +260,18 @@ pub(crate) fn check_payload_types(sdp: &str) -> Result<(), String> {
 }
 
 /// Parses an offer for str0m: `usable` is the client's `offer` without the sections Fluo
-/// rejects, checked with [`check_payload_types`] and filtered by [`without_egress_feedback`].
+/// rejects, checked with [`check_payload_types`] and filtered by [`without_egress_feedback`]
+/// and [`with_at_most_max_layers`].
 /// A bad one is described by line number (of the client's text where str0m finds the same
 /// fault there) and expected form.
 pub(crate) fn parse_offer(offer: &str, usable: &str) -> Result<SdpOffer, String> {
     check_payload_types(usable)?;
     let filtered = without_egress_feedback(usable);
+    let capped = match with_at_most_max_layers(&filtered) {
+        std::borrow::Cow::Owned(s) => Some(s),
+        std::borrow::Cow::Borrowed(_) => None,
+    };
+    let filtered = capped.map_or(filtered, std::borrow::Cow::Owned);
     SdpOffer::from_sdp_string(&filtered).map_err(|e| {
         if std::ptr::eq(filtered.as_ref(), offer) {
             return parse_error(offer, &e);
@@ -353,6 +435,34 @@ mod tests {
             without_egress_feedback(plain),
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn rids_past_the_eighth_of_a_section_are_left_out_of_the_offer() {
+        let rids: String = (0..10).map(|i| format!("a=rid:r{i} send\r\n")).collect();
+        let offer = format!(
+            "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n{rids}\
+             a=simulcast:send r0;r1;~r2;r3,r8;r4;r5;r6;r7;r9 recv r9\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rid:a send\r\na=simulcast:send a\r\n"
+        );
+        let out = with_at_most_max_layers(&offer);
+        let kept: String = (0..8).map(|i| format!("a=rid:r{i} send\r\n")).collect();
+        assert_eq!(
+            out,
+            format!(
+                "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n{kept}\
+                 a=simulcast:send r0;r1;~r2;r3;r4;r5;r6;r7\r\n\
+                 m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rid:a send\r\na=simulcast:send a\r\n"
+            )
+        );
+        // Eight or fewer: as it is.
+        let few = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rid:q send\r\na=simulcast:send q\r\n";
+        assert!(matches!(
+            with_at_most_max_layers(few),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(simulcast_keeping("send x;y", &["q".into()]), None);
+        assert_eq!(simulcast_keeping("send", &["q".into()]), None);
     }
 
     #[test]

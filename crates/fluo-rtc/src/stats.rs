@@ -38,6 +38,13 @@ pub(crate) struct EpStats {
 /// Incoming streams of one kind kept apart: the one stream, or each simulcast layer.
 const STREAMS: usize = fluo_sfu::simulcast::MAX_LAYERS;
 
+/// The slot of simulcast layer `layer` (`None`: the one stream, slot 0); `None` for a layer
+/// the router drops (an id past [`STREAMS`]), which no slot counts.
+fn slot_of(layer: Option<u8>) -> Option<usize> {
+    let slot = usize::from(layer.unwrap_or(0));
+    (slot < STREAMS).then_some(slot)
+}
+
 /// One incoming stream of a kind (the kind's one stream, or one simulcast layer).
 #[derive(Debug, Default, Clone, Copy)]
 struct InStream {
@@ -115,18 +122,21 @@ struct Egress {
 }
 
 impl KindStats {
-    /// An RTP packet of simulcast layer `layer` (0 without simulcast) arrived (extended
-    /// sequence number `seq`, codec clock rate `clock`).
-    pub fn received(&mut self, layer: u8, ssrc: u32, seq: u64, bytes: usize, clock: u32) {
-        let slot = usize::from(layer).min(STREAMS - 1);
+    /// An RTP packet of simulcast layer `layer` (`None` without simulcast) arrived (extended
+    /// sequence number `seq`, codec clock rate `clock`). A packet of a layer the router drops
+    /// counts in the kind's packets and bytes, in no stream's loss.
+    pub fn received(&mut self, layer: Option<u8>, ssrc: u32, seq: u64, bytes: usize, clock: u32) {
+        self.in_packets += 1;
+        self.in_bytes += bytes as u64;
+        let Some(slot) = slot_of(layer) else {
+            return;
+        };
         if ssrc != self.streams[slot].ssrc {
             // A new stream (the peer restarted its sender): loss counts from here, and so do
             // str0m's counters of it; the metrics keep what the old stream had.
             self.retire_stream(slot);
             self.streams[slot].ssrc = ssrc;
         }
-        self.in_packets += 1;
-        self.in_bytes += bytes as u64;
         self.in_clock = clock;
         let s = &mut self.streams[slot];
         s.packets += 1;
@@ -216,7 +226,9 @@ fn kind_of_mid(ep: &Ep, mid: Mid) -> Option<MediaKind> {
 pub(crate) fn ingress(ep: &mut Ep, st: &MediaIngressStats) {
     if let Some(k) = kind_of_mid(ep, st.mid) {
         let layer = st.rid.and_then(|r| crate::core::layer_of(ep, st.mid, r));
-        let slot = usize::from(layer.unwrap_or(0)).min(STREAMS - 1);
+        let Some(slot) = slot_of(layer) else {
+            return;
+        };
         ep.stats.kinds[k].streams[slot].ingress = Some(Ingress {
             plis: st.plis,
             firs: st.firs,
@@ -511,15 +523,15 @@ mod tests {
     fn loss_is_expected_minus_received_and_restarts_with_a_new_stream() {
         let mut k = KindStats::default();
         for seq in [100, 101, 103, 104, 107] {
-            k.received(0, 7, seq, 10, 90_000);
+            k.received(None, 7, seq, 10, 90_000);
         }
         assert_eq!(k.lost(), 3, "102, 105 and 106 missing");
         // 102 comes back (a retransmission): one fewer lost.
-        k.received(0, 7, 102, 10, 90_000);
+        k.received(None, 7, 102, 10, 90_000);
         assert_eq!(k.lost(), 2);
         // A new SSRC: counting starts again.
-        k.received(0, 8, 5000, 10, 90_000);
-        k.received(0, 8, 5001, 10, 90_000);
+        k.received(None, 8, 5000, 10, 90_000);
+        k.received(None, 8, 5001, 10, 90_000);
         assert_eq!((k.lost(), k.in_ssrc()), (0, 8));
         assert_eq!(
             k.carried[Figure::LostIn as usize],
@@ -530,16 +542,26 @@ mod tests {
         // restarted.
         let mut k = KindStats::default();
         for i in 0..100u64 {
-            k.received(0, 10, 1000 + i, 100, 90_000);
-            k.received(1, 11, 50_000 + i, 300, 90_000);
-            k.received(2, 12, 7 + 3 * i, 1000, 90_000);
-            k.received(2, 12, 8 + 3 * i, 1000, 90_000);
-            k.received(2, 12, 9 + 3 * i, 1000, 90_000);
+            k.received(None, 10, 1000 + i, 100, 90_000);
+            k.received(Some(1), 11, 50_000 + i, 300, 90_000);
+            k.received(Some(2), 12, 7 + 3 * i, 1000, 90_000);
+            k.received(Some(2), 12, 8 + 3 * i, 1000, 90_000);
+            k.received(Some(2), 12, 9 + 3 * i, 1000, 90_000);
         }
         assert_eq!((k.lost(), k.in_packets, k.in_ssrc()), (0, 500, 10));
         assert_eq!(k.carried, [0; crate::metrics::FIGURES]);
-        k.received(1, 11, 50_101, 300, 90_000);
+        k.received(Some(1), 11, 50_101, 300, 90_000);
         assert_eq!(k.lost(), 1, "one of layer 1's");
+        // Layer 7, the last told apart, with packets of layers the router drops (ids past
+        // 7, other SSRCs) between its own: those count in no stream, so layer 7's is not
+        // restarted at each of them (they used to share its slot).
+        for i in 0..10u64 {
+            k.received(Some(7), 17, 300 + i, 100, 90_000);
+            k.received(Some(8), 18, 9000 + i, 100, 90_000);
+            k.received(Some(u8::MAX), 19, 60_000 + i, 100, 90_000);
+        }
+        assert_eq!((k.lost(), k.in_packets), (1, 531));
+        assert_eq!(k.carried, [0; crate::metrics::FIGURES], "nothing restarted");
         assert_eq!(fraction_255(Some(25.0 / 255.0)), 25.0);
         assert_eq!(fraction_255(None), 0.0);
     }

@@ -135,13 +135,7 @@ fn received(ep: &mut Ep, pkt: RtpPacket, emit: &mut impl FnMut(MediaEvent)) -> O
     let layer = rid.and_then(|r| super::layer_of(ep, mid, r));
     let clock = pkt.time.frequency().get();
     let c = &mut ep.stats.kinds[kind];
-    c.received(
-        layer.unwrap_or(0),
-        *ssrc,
-        *pkt.seq_no,
-        pkt.payload.len(),
-        clock,
-    );
+    c.received(layer, *ssrc, *pkt.seq_no, pkt.payload.len(), clock);
     if !ep.flowing_in[kind] {
         ep.flowing_in[kind] = true;
         emit(flow(FlowDir::In, true, kind));

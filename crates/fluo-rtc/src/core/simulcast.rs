@@ -6,6 +6,7 @@
 //! itself.
 
 use super::Ep;
+use fluo_sfu::simulcast::MAX_LAYERS;
 use fluo_sfu::MediaKind;
 use str0m::media::{Mid, Rid, Rids};
 
@@ -17,10 +18,24 @@ fn rids(ep: &Ep, mid: Mid) -> &[Rid] {
     }
 }
 
-/// The layer id of `rid` on `mid`.
+/// A layer id the router drops: a rid the peer did not announce, or one beyond the
+/// [`MAX_LAYERS`] the router tells apart (an offer naming more is answered with the first
+/// ones only: `sdp::with_at_most_max_layers`).
+pub(crate) const DROPPED_LAYER: u8 = u8::MAX;
+
+/// The layer id of a packet with `rid` on `mid`: `None` when the m-line announced no rids
+/// (not simulcast: the one stream), its rid's place among them, or [`DROPPED_LAYER`] for a
+/// rid not among the first [`MAX_LAYERS`].
 pub(crate) fn layer_of(ep: &Ep, mid: Mid, rid: Rid) -> Option<u8> {
-    let at = rids(ep, mid).iter().position(|r| *r == rid)?;
-    u8::try_from(at).ok()
+    let rids = rids(ep, mid);
+    if rids.is_empty() {
+        return None;
+    }
+    let at = rids
+        .iter()
+        .position(|r| *r == rid)
+        .filter(|at| *at < MAX_LAYERS);
+    Some(at.map_or(DROPPED_LAYER, |at| at as u8))
 }
 
 /// The rids of the layers the peer sends of `kind`, by layer id.
