@@ -118,13 +118,14 @@ impl MediaCore {
         };
         ep.last_remb_at = Some(now);
         ep.stats.kinds[MediaKind::Video].remb_sent = target;
-        // REMB bounds the sender as a whole (with simulcast, sent on its first layer).
-        if let Some(rx) = ep
-            .rtc
-            .direct_api()
-            .stream_rx_by_mid(mid, rids.first().copied())
-        {
-            rx.request_remb(str0m::bwe::Bitrate::bps(target));
+        // REMB bounds the sender as a whole: with simulcast it goes on the first layer that
+        // has a stream (one that never sent has none).
+        let mut api = ep.rtc.direct_api();
+        let rid = (rids.iter().copied()).find(|r| api.stream_rx_by_mid(mid, Some(*r)).is_some());
+        if rids.is_empty() || rid.is_some() {
+            if let Some(rx) = api.stream_rx_by_mid(mid, rid) {
+                rx.request_remb(str0m::bwe::Bitrate::bps(target));
+            }
         }
     }
 
