@@ -21,6 +21,11 @@ pub struct RtpSeen {
     pub len: usize,
     /// For the first packet of a VP8 key frame, the picture size it announces.
     pub size: Option<(u16, u16)>,
+    /// VP8: whether the packet begins a frame, and its payload descriptor's picture id and
+    /// TL0PICIDX.
+    pub begins_frame: bool,
+    pub picture_id: Option<u16>,
+    pub tl0picidx: Option<u8>,
 }
 
 /// RTCP congestion feedback a browser sent.
@@ -392,6 +397,9 @@ impl Browser {
                 let size = video
                     .then(|| fluo_sfu::frame_size::keyframe_size(CodecName::Vp8, &p.payload))
                     .flatten();
+                let d = video
+                    .then(|| fluo_sfu::descriptor::vp8(&p.payload))
+                    .flatten();
                 self.rtp_in.push(RtpSeen {
                     video,
                     ssrc: *p.header.ssrc,
@@ -399,6 +407,9 @@ impl Browser {
                     ts: p.header.timestamp,
                     len: p.payload.len(),
                     size,
+                    begins_frame: d.is_some_and(|d| d.begins_frame),
+                    picture_id: d.and_then(|d| d.picture_id).map(|p| p.value),
+                    tl0picidx: d.and_then(|d| d.tl0picidx).map(|(v, _)| v),
                 });
             }
             Event::KeyframeRequest(r) => {

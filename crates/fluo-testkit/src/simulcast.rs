@@ -3,12 +3,16 @@
 //! given order; each video frame goes out on every active layer with its rid (str0m writes the
 //! rid, and on retransmissions the repaired-rid, header extensions); a layer sends a keyframe
 //! (a VP8 key frame announcing its size) at its start and when asked (a PLI on that layer's
-//! SSRC), inter frames otherwise.
+//! SSRC), inter frames otherwise. As Chromium's, each layer's VP8 payload descriptors number
+//! its frames on their own: a 15-bit picture id and a TL0PICIDX (every frame in temporal layer
+//! 0), each layer from its own start, so a viewer moved between layers sees them jump unless
+//! the server rewrites them.
 
 use crate::browser::Browser;
 use std::time::Instant;
 use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Rid, Simulcast, SimulcastLayer};
+use str0m::media::{Direction, MediaKind, Rid, Simulcast, SimulcastLayer};
+use str0m::rtp::{RtpWrite, SeqNo};
 
 /// One layer a simulcast publisher sends.
 #[derive(Debug, Clone)]
@@ -24,7 +28,40 @@ pub struct SendLayer {
     pub active: bool,
     /// Key frames sent on it.
     pub keyframes: u64,
+    /// Keyframe requests (PLI, FIR) that named it.
+    pub plis: u64,
     pub(crate) key_wanted: bool,
+    /// Its next RTP sequence number, picture id and TL0PICIDX.
+    pub(crate) seq: u64,
+    pub(crate) picture_id: u16,
+    pub(crate) tl0picidx: u8,
+}
+
+/// Most bytes of VP8 data per RTP packet.
+const FRAGMENT: usize = 1000;
+
+/// A VP8 frame's RTP payloads: each with a payload descriptor (X; I with a 15-bit
+/// `picture_id`; L with `tl0picidx`; T with TID 0), S set on the first, the frame split
+/// into pieces of at most [`FRAGMENT`] bytes.
+pub fn vp8_packets(frame: &[u8], picture_id: u16, tl0picidx: u8) -> Vec<Vec<u8>> {
+    frame
+        .chunks(FRAGMENT)
+        .enumerate()
+        .map(|(i, piece)| {
+            let s = if i == 0 { 0x10 } else { 0x00 };
+            let id = picture_id & 0x7fff;
+            let mut p = vec![
+                0x80 | s,
+                0xe0,
+                0x80 | (id >> 8) as u8,
+                id as u8,
+                tl0picidx,
+                0x00,
+            ];
+            p.extend_from_slice(piece);
+            p
+        })
+        .collect()
 }
 
 /// A VP8 frame of `bytes` bytes (at least 10): a key frame announcing `size` (RFC 6386
@@ -51,15 +88,29 @@ impl Browser {
         for (rid, _, _) in layers {
             sim.add_send_layer(SimulcastLayer::new(rid));
         }
+        // Each layer numbers from its own start (Chromium's are random), near a wrap for some.
+        let starts = [
+            (1000, 10, 100),
+            (32_760, 250, 30_000),
+            (20_000, 128, 65_000),
+        ];
         self.send_layers = layers
             .iter()
-            .map(|(rid, size, bytes)| SendLayer {
-                rid: rid.to_string(),
-                size: *size,
-                bytes: *bytes,
-                active: true,
-                keyframes: 0,
-                key_wanted: true,
+            .enumerate()
+            .map(|(i, (rid, size, bytes))| {
+                let (picture_id, tl0picidx, seq) = starts[i % starts.len()];
+                SendLayer {
+                    rid: rid.to_string(),
+                    size: *size,
+                    bytes: *bytes,
+                    active: true,
+                    keyframes: 0,
+                    plis: 0,
+                    key_wanted: true,
+                    seq,
+                    picture_id,
+                    tl0picidx,
+                }
             })
             .collect();
         let mut api = self.rtc.sdp_api();
@@ -92,13 +143,25 @@ impl Browser {
         for l in &mut self.send_layers {
             if rid.is_none_or(|r| &*r == l.rid.as_str()) {
                 l.key_wanted = true;
+                l.plis += 1;
             }
         }
     }
 
-    /// One video frame on each active layer (frame mode).
+    /// One video frame on each active layer (frame mode): its RTP packets written on the
+    /// layer's stream, with the layer's own sequence numbers and payload descriptors.
     pub(crate) fn send_simulcast_frame(&mut self, now: Instant, ts: u64) -> bool {
         let Some(mid) = self.mid(MediaKind::Video) else {
+            return false;
+        };
+        let Some(w) = self.rtc.writer(mid) else {
+            return false;
+        };
+        let Some(pt) = w
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt())
+        else {
             return false;
         };
         let mut sent = false;
@@ -110,19 +173,23 @@ impl Browser {
             let key = std::mem::take(&mut l.key_wanted);
             l.keyframes += u64::from(key);
             let data = vp8_frame(key, l.size, l.bytes);
+            let packets = vp8_packets(&data, l.picture_id, l.tl0picidx);
+            l.picture_id = (l.picture_id + 1) & 0x7fff;
+            l.tl0picidx = l.tl0picidx.wrapping_add(1);
             let rid = Rid::from(l.rid.as_str());
-            let Some(w) = self.rtc.writer(mid) else {
-                return false;
+            let n = packets.len();
+            let first_seq = l.seq;
+            l.seq += n as u64;
+            let mut api = self.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, Some(rid)) else {
+                continue;
             };
-            let Some(pt) = w
-                .payload_params()
-                .find(|p| p.spec().codec == Codec::Vp8)
-                .map(|p| p.pt())
-            else {
-                return false;
-            };
-            let time = MediaTime::new(ts, Frequency::NINETY_KHZ);
-            sent |= w.rid(rid).write(pt, now, time, data).is_ok();
+            for (k, payload) in packets.into_iter().enumerate() {
+                let seq = SeqNo::from(first_seq + k as u64);
+                let write = RtpWrite::new(pt, seq, ts as u32, now, payload).marker(k + 1 == n);
+                tx.write_rtp(write.nackable(true));
+            }
+            sent = true;
         }
         sent
     }

@@ -6,7 +6,9 @@
 // limit with a tag moves the first viewer up, the publisher stopping its top layer moves both
 // down and back; FluoLayerChanged reaches kurento-client's on()
 // once the application has added the name to WebRtcEndpoint's events (kurento-client 7.3.0
-// refuses to subscribe to an event its model lacks).
+// refuses to subscribe to an event its model lacks). Each layer numbers its VP8 pictures on
+// its own: across the switches the viewers' decoders ask no key frame (pliCount) and freeze
+// only where the publisher's own stop leaves a gap (freezeCount).
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -86,13 +88,15 @@ async function negotiate(page, endpoint, sdp) {
 // A page's own figures: what it sends per rid, or the video it decodes.
 async function pageStats(page) {
   return page.evaluate(async () => {
-    const out = { sent: {}, frameWidth: 0, framesDecoded: 0, keyFramesDecoded: 0 };
+    const out = { sent: {}, frameWidth: 0, framesDecoded: 0, keyFramesDecoded: 0, pliCount: 0, freezeCount: 0 };
     (await window.pc.getStats()).forEach((s) => {
       if (s.type === 'outbound-rtp' && s.kind === 'video') out.sent[s.rid] = { width: s.frameWidth || 0, packets: s.packetsSent };
       if (s.type === 'inbound-rtp' && s.kind === 'video') {
         out.frameWidth = s.frameWidth || 0;
         out.framesDecoded = s.framesDecoded || 0;
         out.keyFramesDecoded = s.keyFramesDecoded || 0;
+        out.pliCount = s.pliCount || 0;
+        out.freezeCount = s.freezeCount || 0;
       }
     });
     return out;
@@ -156,13 +160,24 @@ test('simulcast: each viewer decodes the layer its limit allows, a tag moves it'
     assert.equal((await outboundLayer(top)).rid, 'f');
     // It stays there.
     await new Promise((r) => setTimeout(r, 2000));
-    assert.equal((await pageStats(viewers.low)).frameWidth, q);
+    const steady = await pageStats(viewers.low);
+    assert.equal(steady.frameWidth, q);
     assert.ok(changes.length >= 1 && changes[0].rid === 'q' && changes[0].reason === 'START', JSON.stringify(changes));
 
-    // Lifting the limit: the viewer moves to f (at a key frame Fluo asks of f).
+    // Lifting the limit: the viewer moves to f (at a key frame Fluo asks of f), its decoder
+    // going on without a key frame request or a freeze: the switch is at f's key frame and
+    // the picture ids go on from q's (f's own start elsewhere). Checked 2 s after it decodes
+    // f, long enough for Chromium to ask (it sends a PLI when a frame cannot be decoded) and
+    // for a stall to count. (Chromium 156 also took the picture ids' jump at a key frame
+    // without a PLI: the in-memory test asserts the ids themselves.)
     await call(low, 'addTag', 'fluoMaxVideoLayer', '2');
     const moved = await decoded(viewers.low, f, `the viewer decoding ${f} wide after its limit was lifted`);
     log(`low after the tag: ${JSON.stringify(moved)}`);
+    await new Promise((r) => setTimeout(r, 2000));
+    const afterUp = await pageStats(viewers.low);
+    log(`low before the switch ${JSON.stringify(steady)}, 2 s after ${JSON.stringify(afterUp)}`);
+    assert.equal(afterUp.pliCount - steady.pliCount, 0, 'no key frame asked across q -> f');
+    assert.equal(afterUp.freezeCount - steady.freezeCount, 0, 'no freeze across q -> f');
     await waitFor(() => changes.find((c) => c.rid === 'f' && c.reason === 'LIMIT'), 5000, 'FluoLayerChanged f LIMIT');
     assert.equal((await outboundLayer(low)).reason, 'LIMIT');
 
@@ -174,6 +189,7 @@ test('simulcast: each viewer decodes the layer its limit allows, a tag moves it'
       p.encodings[2].active = active;
       await sender.setParameters(p);
     }, active);
+    const before = { top: await pageStats(viewers.top), low: await pageStats(viewers.low) };
     await setTop(false);
     const stoppedAt = Date.now();
     const h = sending.sent.h.width;
@@ -184,5 +200,21 @@ test('simulcast: each viewer decodes the layer its limit allows, a tag moves it'
     await setTop(true);
     await decoded(viewers.top, f, `the viewer back on f (${f} wide)`);
     await waitFor(() => changes.find((c) => c.rid === 'f' && c.reason === 'LAYER_AVAILABLE'), 10000, 'FluoLayerChanged f LAYER_AVAILABLE');
+    await decoded(viewers.low, f, `the other viewer back on f (${f} wide)`);
+    await new Promise((r) => setTimeout(r, 2000));
+    // Two switches each (f -> h when f stopped, h -> f when it came back): no key frame
+    // asked by the viewer. One freeze each at most: when f stops nothing reaches its viewers
+    // until Fluo counts it stopped (600 ms without a packet) and h's key frame comes,
+    // 0.75-0.95 s, more than Chromium's freeze threshold (3 times the mean frame interval, or
+    // that plus 150 ms); the way back switches at f's key frame while h still plays. And at
+    // most a key frame per switch: Fluo asks the target layer once (before, a second request
+    // could follow 300 ms after the first: 4 key frames decoded here in 1 of 2 runs).
+    for (const name of ['top', 'low']) {
+      const now = await pageStats(viewers[name]);
+      log(`${name} before f stopped ${JSON.stringify(before[name])}, after it came back ${JSON.stringify(now)}`);
+      assert.equal(now.pliCount - before[name].pliCount, 0, `${name}: no key frame asked across f -> h -> f`);
+      assert.ok(now.freezeCount - before[name].freezeCount <= 1, `${name}: at most the stop's freeze`);
+      assert.ok(now.keyFramesDecoded - before[name].keyFramesDecoded <= 2, `${name}: a key frame per switch`);
+    }
     await call(pipeline, 'release');
   }));
