@@ -12,7 +12,7 @@
 // the media server was started with, sent by kurento-client as access_token), WEB_PORT,
 // WEB_BIND. Flags win.
 //
-// Eight applications share the signalling socket; every message is JSON with an `id`:
+// Ten applications share the signalling socket; every message is JSON with an `id`:
 //   hello-world : one WebRtcEndpoint connected to itself (loopback)
 //   one2many    : one presenter, many viewers (presenter endpoint -> each viewer endpoint)
 //   one2one     : two registered users, two endpoints connected both ways
@@ -23,6 +23,12 @@
 //   magic-mirror: one WebRtcEndpoint -> FaceOverlayFilter (a hat on every face) -> back to
 //                 itself; the hat (hat.png) is made with ffmpeg and fetched by the media
 //                 server from the plain-HTTP listener
+//   chroma-key  : one WebRtcEndpoint -> ChromaFilter (the colour of a calibration window
+//                 replaced by a background image, chroma-background.png, made and served as
+//                 the hat) -> back to itself; needs the chroma module in the media server
+//                 (Fluo has it built in; kurento-module-chroma is registered on first use)
+//   qr-reader   : one WebRtcEndpoint -> ZBarFilter -> back to itself; its CodeFound events
+//                 go to the page
 //   group-call     : rooms in SFU or MCU (Composite) mode     (apps/group-call.js)
 //   speaker-switch : rooms with a DispatcherOneToMany          (apps/speaker-switch.js)
 //
@@ -249,6 +255,20 @@ const HAT = {
     '-pix_fmt', 'rgba'],
 };
 
+// The chroma-key page's background: a beach (sky, sea, sand and a sun), 640x480.
+const CHROMA_BACKGROUND = {
+  name: 'chroma-background.png',
+  args: ['-f', 'lavfi', '-i', 'color=c=black:s=640x480', '-frames:v', '1',
+    '-vf', "geq=r='if(lt(hypot(X-480,Y-100),50),255,if(lt(Y,260),110,if(lt(Y,330),20,230)))':" +
+      "g='if(lt(hypot(X-480,Y-100),50),220,if(lt(Y,260),180,if(lt(Y,330),110,200)))':" +
+      "b='if(lt(hypot(X-480,Y-100),50),60,if(lt(Y,260),240,if(lt(Y,330),180,140)))'"],
+};
+
+// The images the filter pages give the media server.
+const IMAGES = [HAT, CHROMA_BACKGROUND];
+
+let imagesPromise = null; // Promise<void> of the images' generation under way or done
+let imagesError = null;
 let samplesPromise = null; // Promise<void> of the generation under way or done
 let samplesError = null;
 let mediaServer = null; // plain-HTTP listener for the media server
@@ -262,24 +282,41 @@ function runFfmpeg(args) {
   });
 }
 
-// Makes the missing sample clips (once per process).
+// Makes the files of `list` (images or sample clips) that the media dir lacks.
+async function makeMedia(list) {
+  fs.mkdirSync(opts.mediaDir, { recursive: true });
+  for (const item of list) {
+    const file = path.join(opts.mediaDir, item.name);
+    if (fs.existsSync(file)) continue;
+    log(`generating ${file} with ffmpeg`);
+    const tmp = `${file}.${process.pid}.tmp${path.extname(file)}`;
+    try {
+      await runFfmpeg([...(SAMPLES.includes(item) ? SAMPLE_SOURCE : []), ...item.args, tmp]);
+      fs.renameSync(tmp, file);
+    } finally {
+      fs.rmSync(tmp, { force: true });
+    }
+  }
+}
+
+// Makes the missing images (once per process; a failure stays until a restart).
+function ensureImages() {
+  if (imagesError) return Promise.reject(new Error(imagesError));
+  if (!imagesPromise) {
+    imagesPromise = makeMedia(IMAGES);
+    imagesPromise.catch((error) => {
+      imagesError = error.message;
+      imagesPromise = null;
+      log('images:', imagesError);
+    });
+  }
+  return imagesPromise;
+}
+
+// Makes the missing images and sample clips (once per process).
 function ensureSamples() {
   if (!samplesPromise) {
-    samplesPromise = (async () => {
-      fs.mkdirSync(opts.mediaDir, { recursive: true });
-      for (const sample of [HAT, ...SAMPLES]) {
-        const file = path.join(opts.mediaDir, sample.name);
-        if (fs.existsSync(file)) continue;
-        log(`generating ${file} with ffmpeg`);
-        const tmp = `${file}.${process.pid}.tmp${path.extname(file)}`;
-        try {
-          await runFfmpeg([...(sample === HAT ? [] : SAMPLE_SOURCE), ...sample.args, tmp]);
-          fs.renameSync(tmp, file);
-        } finally {
-          fs.rmSync(tmp, { force: true });
-        }
-      }
-    })();
+    samplesPromise = ensureImages().then(() => makeMedia(SAMPLES));
     samplesPromise.catch((error) => {
       samplesError = error.message;
       samplesPromise = null;
@@ -329,6 +366,15 @@ function serveMedia(req, res, name) {
     return;
   }
   const file = path.join(opts.mediaDir, name);
+  // The generated images are made when first asked for (the chroma-key page shows its
+  // background before Start).
+  if (IMAGES.some((i) => i.name === name) && !fs.existsSync(file) && !imagesError) {
+    ensureImages().then(() => serveMedia(req, res, name), () => {
+      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('not found');
+    });
+    return;
+  }
   fs.stat(file, (err, st) => {
     if (err || !st.isFile()) {
       res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
@@ -489,7 +535,7 @@ class Session {
   constructor(ws) {
     this.id = nextSessionId++;
     this.ws = ws;
-    this.app = null; // 'hello-world' | 'magic-mirror' | 'one2many' | 'one2one' | 'recorder' | 'player' | 'group-call' | 'speaker-switch'
+    this.app = null; // 'hello-world' | 'magic-mirror' | 'chroma-key' | 'qr-reader' | 'one2many' | 'one2one' | 'recorder' | 'player' | 'group-call' | 'speaker-switch'
     this.pipeline = null; // pipeline owned by this session (hello-world, presenter)
     this.webRtcEndpoint = null;
     this.candidatesQueue = []; // browser candidates received before the endpoint exists
@@ -577,32 +623,84 @@ async function helloWorldStart(session, sdpOffer) {
 }
 
 // ---------------------------------------------------------------------------
-// magic-mirror: loopback through a FaceOverlayFilter, as Kurento's tutorial
+// Filter loopbacks: the camera through a filter and back to the same endpoint
+// (magic-mirror, chroma-key, qr-reader)
 
-async function magicMirrorStart(session, sdpOffer) {
+async function filterLoopbackStart(session, sdpOffer, app, label, makeFilter) {
   session.stop();
   const generation = session.generation;
-  session.app = 'magic-mirror';
-  await ensureSamples();
-  const base = mediaHttpBase();
-  if (!base) throw new Error('the media listener is not up: the media server cannot fetch the hat');
+  session.app = app;
   session.send({ id: 'status', message: 'connecting to media server' });
   const client = await getKurentoClient();
   const pipeline = await client.create('MediaPipeline');
   if (!isCurrent(session, generation)) return releaseQuietly(pipeline, 'pipeline');
   session.pipeline = pipeline;
-  session.send({ id: 'status', message: 'creating WebRtcEndpoint and FaceOverlayFilter' });
+  session.send({ id: 'status', message: `creating WebRtcEndpoint and ${label}` });
   const endpoint = await pipeline.create('WebRtcEndpoint');
   if (!isCurrent(session, generation)) return;
   await session.adoptEndpoint(endpoint);
-  const filter = await pipeline.create('FaceOverlayFilter');
-  await filter.setOverlayedImage(`${base}/media/${HAT.name}`, -0.35, -1.2, 1.6, 1.6);
+  const filter = await makeFilter(pipeline);
   await endpoint.connect(filter);
   await filter.connect(endpoint);
   const sdpAnswer = await endpoint.processOffer(sdpOffer);
   if (!isCurrent(session, generation)) return;
   session.send({ id: 'startResponse', sdpAnswer });
   await endpoint.gatherCandidates();
+}
+
+// The URL at which the media server fetches one of the generated images.
+async function mediaImageUrl(image) {
+  await ensureImages();
+  const base = mediaHttpBase();
+  if (!base) throw new Error(`the media listener is not up: the media server cannot fetch ${image.name}`);
+  return `${base}/media/${image.name}`;
+}
+
+// magic-mirror: a hat on every face (FaceOverlayFilter), as Kurento's tutorial.
+async function magicMirrorStart(session, sdpOffer) {
+  const hat = await mediaImageUrl(HAT);
+  await filterLoopbackStart(session, sdpOffer, 'magic-mirror', 'FaceOverlayFilter', async (pipeline) => {
+    const filter = await pipeline.create('FaceOverlayFilter');
+    await filter.setOverlayedImage(hat, -0.35, -1.2, 1.6, 1.6);
+    return filter;
+  });
+}
+
+// chroma-key: the colour in the calibration window (in pixels of the camera's picture)
+// replaced by the background image (ChromaFilter, Kurento's chroma module). The client
+// module is registered on first use: kurento-client then asks every media server it
+// connects to for the chroma module, which the other pages do not need.
+let chromaModule = null;
+async function chromaKeyStart(session, sdpOffer, window) {
+  const n = (v, min) => (Number.isInteger(v) && v >= min && v <= 4096 ? v : null);
+  const win = window || {};
+  const [x, y, width, height] = [n(win.x, 0), n(win.y, 0), n(win.width, 1), n(win.height, 1)];
+  if ([x, y, width, height].includes(null)) {
+    throw new Error('The calibration window needs whole numbers: x and y from 0, width and height from 1, up to 4096');
+  }
+  const background = await mediaImageUrl(CHROMA_BACKGROUND);
+  if (!chromaModule) {
+    chromaModule = require('kurento-module-chroma');
+    kurento.register(chromaModule);
+  }
+  const { WindowParam } = chromaModule.complexTypes;
+  await filterLoopbackStart(session, sdpOffer, 'chroma-key', 'ChromaFilter', async (pipeline) => {
+    const filter = await pipeline.create('ChromaFilter', {
+      window: WindowParam({ topRightCornerX: x, topRightCornerY: y, width, height }),
+    });
+    await invoke(filter, 'setBackground', background);
+    filter.on('Error', (e) => session.sendError(`ChromaFilter: ${e.description}`));
+    return filter;
+  });
+}
+
+// qr-reader: the codes a ZBarFilter reads in the camera's picture, sent to the page.
+async function qrReaderStart(session, sdpOffer) {
+  await filterLoopbackStart(session, sdpOffer, 'qr-reader', 'ZBarFilter', async (pipeline) => {
+    const filter = await pipeline.create('ZBarFilter');
+    filter.on('CodeFound', (e) => session.send({ id: 'codeFound', codeType: e.codeType, value: e.value }));
+    return filter;
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -990,6 +1088,10 @@ function onMessage(session, message) {
     // magic-mirror
     case 'magicMirrorStart':
       return run(() => magicMirrorStart(session, message.sdpOffer), () => session.stop());
+    case 'chromaKeyStart':
+      return run(() => chromaKeyStart(session, message.sdpOffer, message.window), () => session.stop());
+    case 'qrReaderStart':
+      return run(() => qrReaderStart(session, message.sdpOffer), () => session.stop());
     // one2many
     case 'presenter':
       return run(() => presenterStart(session, message.sdpOffer), () => one2manyStop(session));

@@ -159,7 +159,10 @@ async fn wasm_modules_are_contained(workers: usize) {
         .as_array()
         .and_then(|m| m.iter().find(|m| m["name"] == "fluowasmtest"))
         .unwrap_or_else(|| panic!("fluowasmtest in getInfo: {info}"));
-    assert_eq!(module["factories"], json!(["FluoWasmTestFilter"]));
+    assert_eq!(
+        module["factories"],
+        json!(["FluoWasmTestFilter", "FluoWasmTestOpenCv"])
+    );
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         text.lines()

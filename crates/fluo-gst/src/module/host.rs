@@ -297,6 +297,15 @@ impl Host for SlotHost<'_> {
         }
         Ok(request)
     }
+
+    fn error(&mut self, description: &str) {
+        let who = &self.slot.who;
+        // Without addresses or dumps, at most 300 characters.
+        let text = fluo_api::text::foreign(description);
+        tracing::warn!(id = %who.id, "{}: the module raised an error: {text}", who.class);
+        let description = format!("{}: {text}", who.class);
+        (who.sink)(&who.id, crate::error_event(MediaError::Filter, description));
+    }
 }
 
 /// A slot's loader thread: loads its images one after the other, away from the media and
@@ -382,6 +391,10 @@ mod tests {
                     let uri = params.get("uri").and_then(Value::as_str).unwrap_or("");
                     host.load_image(uri).map(Value::from)
                 }
+                "error" => {
+                    host.error(params.get("text").and_then(Value::as_str).unwrap_or(""));
+                    Ok(Value::Null)
+                }
                 "panic" => panic!("invoke panics"),
                 "arm" => {
                     self.drop_panics = true;
@@ -429,6 +442,28 @@ mod tests {
         };
         assert_eq!(name, "Declared");
         assert_eq!(fields, r#"{"name":"Declared"}"#);
+    }
+
+    #[test]
+    fn an_error_raises_an_error_event_and_the_instance_goes_on() {
+        let (s, seen) = slot(false, &[]);
+        let s = s.expect("made");
+        s.invoke("error", &params("text", "no marker at 0x7ffd1234 in sight"))
+            .expect("raised");
+        assert_eq!(s.invoke("other", &Map::new()), Ok(Value::from("other")));
+        let seen = seen.lock().unwrap();
+        let [MediaEvent::Error { error, description }] = &seen[..] else {
+            panic!("one Error event: {seen:?}");
+        };
+        assert_eq!(*error, MediaError::Filter);
+        assert!(
+            description.starts_with("Acts: no marker at "),
+            "{description}"
+        );
+        assert!(
+            !description.contains("0x7ffd"),
+            "no addresses: {description}"
+        );
     }
 
     #[test]

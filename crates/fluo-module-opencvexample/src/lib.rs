@@ -1,0 +1,136 @@
+//! OpenCVExample, Kurento's `opencvexample` module, as a Fluo module built on the
+//! OpenCVFilter base ([`fluo_module::opencv`]) and nothing else (docs/modules.md).
+//!
+//! What KMS's example does with each frame, done here in Rust: the frame turned grey
+//! (BT.601 luma); with filter type 0 (the default) Canny's edge detector runs on the grey
+//! picture, thresholds the edge threshold (125 by default) and 125, and the frame shows
+//! the edges white on black; with filter type 1 it shows the grey picture.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod canny;
+
+pub use canny::canny;
+use fluo_module::opencv::{self, Mat, OpenCvProcess};
+use fluo_module::{not_handled, ErrorCode, Host, Instance, KurentoError, Map, Module, Value};
+
+/// The module's interface (the facts of Kurento's opencvexample kmd, in Fluo's `.idl`).
+pub const IDL: &str = "\
+module opencvexample 7.3.0
+
+class OpenCVExample extends OpenCVFilter
+  ctor mediaPipeline: MediaPipeline
+  method setFilterType(filterType: int): void
+  method setEdgeThreshold(edgeValue: int): void
+";
+
+/// Canny's other threshold, fixed in KMS's example.
+pub const FIXED_THRESHOLD: i32 = 125;
+
+/// The edge threshold before setEdgeThreshold (KMS's).
+pub const DEFAULT_EDGE_THRESHOLD: i32 = 125;
+
+/// The opencvexample module.
+#[derive(Debug, Default)]
+pub struct OpenCvExample;
+
+impl Module for OpenCvExample {
+    fn idl(&self) -> &str {
+        IDL
+    }
+
+    fn create(
+        &self,
+        _host: &mut dyn Host,
+        class: &str,
+        _params: &Map<String, Value>,
+    ) -> Result<Box<dyn Instance>, KurentoError> {
+        if class != "OpenCVExample" {
+            return Err(KurentoError::new(
+                ErrorCode::MediaObjectNotAvailable,
+                format!("the opencvexample module has no type {class}"),
+            ));
+        }
+        Ok(opencv::instance(Example::default()))
+    }
+}
+
+/// What the frames show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterType {
+    /// Filter type 0: the edges, white on black.
+    Edges,
+    /// Filter type 1: the grey picture.
+    Gray,
+}
+
+/// One OpenCVExample.
+#[derive(Debug)]
+pub struct Example {
+    filter: FilterType,
+    edge_threshold: i32,
+}
+
+impl Default for Example {
+    fn default() -> Example {
+        Example {
+            filter: FilterType::Edges,
+            edge_threshold: DEFAULT_EDGE_THRESHOLD,
+        }
+    }
+}
+
+/// The int parameter `name`, checked by Fluo against the description already.
+fn int(params: &Map<String, Value>, name: &str) -> i64 {
+    params.get(name).and_then(Value::as_i64).unwrap_or_default()
+}
+
+impl OpenCvProcess for Example {
+    fn process(&mut self, _host: &mut dyn Host, mat: &mut Mat<'_>) -> Result<(), String> {
+        let gray = mat.gray();
+        match self.filter {
+            FilterType::Gray => mat.set_gray(&gray),
+            FilterType::Edges => {
+                let (w, h) = (mat.width as usize, mat.height as usize);
+                mat.set_gray(&canny(&gray, w, h, self.edge_threshold, FIXED_THRESHOLD));
+            }
+        }
+        Ok(())
+    }
+
+    fn invoke(
+        &mut self,
+        _host: &mut dyn Host,
+        method: &str,
+        params: &Map<String, Value>,
+    ) -> Result<Value, KurentoError> {
+        match method {
+            "setFilterType" => {
+                self.filter = match int(params, "filterType") {
+                    0 => FilterType::Edges,
+                    1 => FilterType::Gray,
+                    n => {
+                        return Err(KurentoError::illegal_param(format!(
+                            "OpenCVExample: filterType must be 0 (edges) or 1 (black and white), not {n}"
+                        )))
+                    }
+                };
+                Ok(Value::Null)
+            }
+            "setEdgeThreshold" => {
+                let n = int(params, "edgeValue");
+                if !(0..=255).contains(&n) {
+                    return Err(KurentoError::illegal_param(format!(
+                        "OpenCVExample: edgeValue must be within 0..255, not {n}"
+                    )));
+                }
+                self.edge_threshold = n as i32;
+                Ok(Value::Null)
+            }
+            other => Err(not_handled(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,111 @@
+'use strict';
+// chroma-key and qr-reader: the camera through a filter and back, on Fluo. Chromium's fake
+// camera plays a y4m of a green field with a QR code (made with qrencode, as compat 17's
+// clip) in the middle and a grey square moving along the bottom (so that the picture
+// changes).
+//   chroma-key: the page's calibration window (10, 10, 40 x 40, in the green) gives the
+//     ChromaFilter its key; the video that comes back shows the background image
+//     (chroma-background.png: sky at the top) where the camera shows green, and the code's
+//     white where it is.
+//   qr-reader: the page lists the CodeFound events the ZBarFilter raises for the code, with
+//     zbar's type name and the code's value.
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { execFile } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { setup, withDiagnostics, waitFor, listPipelines, log } = require('../lib/env');
+const { assertVideoPlaying } = require('../lib/video');
+const { openPage } = require('../lib/pages');
+
+const VALUE = 'https://fluo.example/e2e/qr-reader';
+
+const run = (cmd, args) => new Promise((resolve, reject) =>
+  execFile(cmd, args, (e, _out, err) => (e ? reject(new Error(`${cmd}: ${err || e.message}`)) : resolve())));
+
+let env;
+let camDir;
+before(async () => {
+  camDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fluo-e2e-filters-'));
+  const png = path.join(camDir, 'qr.png');
+  const y4m = path.join(camDir, 'camera.y4m');
+  await run('qrencode', ['-o', png, '-s', '4', '-m', '4', VALUE]);
+  await run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y',
+    '-f', 'lavfi', '-i', 'color=c=0x00c800:s=320x240:r=30',
+    '-loop', '1', '-i', png,
+    '-f', 'lavfi', '-i', 'color=c=0x505050:s=16x16:r=30',
+    '-filter_complex', "[0][1]overlay=x=(W-w)/2:y=(H-h)/2-10[a];[a][2]overlay=x='mod(t*120,300)':y=220:shortest=1",
+    '-t', '2', '-pix_fmt', 'yuv420p', '-f', 'yuv4mpegpipe', y4m]);
+  env = await setup('filter-demos', { browserArgs: () => [`--use-file-for-fake-video-capture=${y4m}`] });
+});
+after(async () => {
+  if (env) await env.teardown();
+  if (camDir) fs.rmSync(camDir, { recursive: true, force: true });
+});
+
+// The colour at (x, y) of a 320x240 picture of the video `selector`.
+function pixelInPage({ selector, x, y }) {
+  const v = document.querySelector(selector);
+  if (!v || !(v.videoWidth > 0)) return null;
+  const c = document.createElement('canvas');
+  c.width = 320;
+  c.height = 240;
+  const ctx = c.getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(v, 0, 0, 320, 240);
+  const d = ctx.getImageData(x, y, 1, 1).data;
+  return [d[0], d[1], d[2]];
+}
+
+// The field's green (0, 200, 0), the background's sky (110, 180, 240) and white, within the
+// codecs' error.
+const green = (p) => p && p[1] > 140 && p[0] < 80 && p[2] < 80;
+const sky = (p) => p && p[2] > 180 && p[0] > 60 && p[0] < 170 && p[1] > 130;
+const white = (p) => p && p.every((c) => c > 200);
+
+async function stop(page) {
+  await page.click('#stop');
+  await waitFor(async () => ((await listPipelines(env.fluo.url)).length === 0 ? true : null), 5000,
+    'the pipeline to be released after Stop');
+}
+
+test('chroma-key: the video comes back with the background where the camera shows green', { timeout: 90000 }, () =>
+  withDiagnostics(env, async () => {
+    const page = await openPage(env, 'chroma-key', '/chroma-key.html');
+    await page.click('#start');
+    await assertVideoPlaying(page, '#videoInput', { label: 'chroma-key local #videoInput' });
+    await assertVideoPlaying(page, '#videoOutput', { label: 'chroma-key remote #videoOutput' });
+    // The calibration window is drawn over the camera.
+    assert.equal(await page.evaluate(() => getComputedStyle(document.getElementById('window')).display), 'block');
+    const at = { x: 300, y: 30 };
+    const local = await page.evaluate(pixelInPage, { selector: '#videoInput', ...at });
+    assert.ok(green(local), `the camera shows the green field: ${local}`);
+    const remote = await waitFor(async () => {
+      const p = await page.evaluate(pixelInPage, { selector: '#videoOutput', ...at });
+      return sky(p) ? p : null;
+    }, 20000, 'the background\'s sky in the returned video');
+    // The code's quiet zone (white) is not the key's colour: it stays.
+    const zone = await page.evaluate(pixelInPage, { selector: '#videoOutput', x: 100, y: 110 });
+    assert.ok(white(zone), `the code's white kept: ${zone}`);
+    log(`chroma-key: at ${at.x},${at.y} ${local} in the camera, ${remote} returned; the code's white ${zone}`);
+    await stop(page);
+  }));
+
+test('qr-reader: the code the camera shows reaches the page as CodeFound', { timeout: 90000 }, () =>
+  withDiagnostics(env, async () => {
+    const page = await openPage(env, 'qr-reader', '/qr-reader.html');
+    await page.click('#start');
+    await assertVideoPlaying(page, '#videoInput', { label: 'qr-reader local #videoInput' });
+    await assertVideoPlaying(page, '#videoOutput', { label: 'qr-reader remote #videoOutput' });
+    const codes = await waitFor(async () => {
+      const c = await page.evaluate(() => window.fluoCodes);
+      return c.length ? c : null;
+    }, 20000, 'a CodeFound on the page');
+    assert.deepEqual(codes[0], { codeType: 'QR-Code', value: VALUE });
+    assert.ok(codes.every((c) => c.value === VALUE), JSON.stringify(codes));
+    const listed = await page.textContent('#codes');
+    assert.ok(listed.includes(`QR-Code: ${VALUE}`), `listed: ${listed}`);
+    log(`qr-reader: ${codes.length} CodeFound on the page`);
+    await stop(page);
+  }));
