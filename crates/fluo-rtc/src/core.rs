@@ -31,6 +31,7 @@ mod formats;
 mod ice;
 mod timers;
 mod transcoders;
+mod view;
 mod webrtc_sink;
 
 pub(crate) use egress::enabled as egress_enabled;
@@ -39,6 +40,8 @@ use ep::{OutStream, RtxCache, RTX_HISTORY_START, RTX_PACKETS};
 pub(crate) use events::flow;
 pub(crate) use ice::SocketChange;
 use transcoders::{transcoder_node, Maker};
+pub(crate) use view::StatsAsk;
+pub use view::{EndpointView, ViewReading};
 use webrtc_sink::{Outbox, WebRtcSink};
 
 /// Fluo's media kind for str0m's: the one place str0m's kind is converted.
@@ -194,6 +197,16 @@ pub(crate) enum Ctl {
     RtcReading(
         Arc<crate::metrics::Board>,
         tokio::sync::oneshot::Sender<crate::RtcReading>,
+    ),
+    /// The pipeline view of these elements (see `view.rs`).
+    ViewReading(
+        Arc<HashSet<String>>,
+        tokio::sync::oneshot::Sender<ViewReading>,
+    ),
+    /// getStats of a WebRTC endpoint for the pipeline view (`None`: no such endpoint).
+    EndpointStats(
+        StatsAsk,
+        tokio::sync::oneshot::Sender<Option<serde_json::Map<String, serde_json::Value>>>,
     ),
 }
 
@@ -484,6 +497,8 @@ impl MediaCore {
             Ctl::Settings(t) => self.set_settings(t),
             Ctl::TranscoderReading(reply) => answer(reply, || self.transcoder_reading()),
             Ctl::RtcReading(board, reply) => answer(reply, || board.read()),
+            Ctl::ViewReading(wanted, reply) => answer(reply, || self.view_reading(&wanted)),
+            Ctl::EndpointStats(ask, reply) => answer(reply, || self.endpoint_stats(&ask)),
         }
         if !self.batching {
             self.flush();
