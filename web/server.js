@@ -7,10 +7,12 @@
 //                  [--http] [--port-file PATH]
 //                  [--recordings-dir /tmp/fluo-recordings]
 //                  [--media-dir web/media] [--media-port 0] [--media-bind 127.0.0.1]
+//                  [--ops-uri http://127.0.0.1:9100]
 //
 // Environment: FLUO_WS_URI (like --ws-uri), FLUO_AUTH_TOKEN (like --access-token: the token
 // the media server was started with, sent by kurento-client as access_token), WEB_PORT,
-// WEB_BIND. Flags win.
+// WEB_BIND, FLUO_OPS_URI (like --ops-uri: Fluo's operations listener, whose
+// /admin/pipelines the pipeline view page reads through this app). Flags win.
 //
 // Ten applications share the signalling socket; every message is JSON with an `id`:
 //   hello-world : one WebRtcEndpoint connected to itself (loopback)
@@ -63,6 +65,7 @@ function parseArgs(argv) {
     mediaBind: '127.0.0.1',
     accessToken: process.env.FLUO_AUTH_TOKEN || null,
     playerAnyUri: false,
+    opsUri: process.env.FLUO_OPS_URI || null,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -107,6 +110,9 @@ function parseArgs(argv) {
       case '--media-bind':
         opts.mediaBind = value();
         break;
+      case '--ops-uri':
+        opts.opsUri = value() || null;
+        break;
       case '-h':
       case '--help':
         usage();
@@ -130,7 +136,8 @@ function usage(problem) {
     '                      [--http (plain HTTP instead of HTTPS)] [--port-file PATH]\n' +
     '                      [--recordings-dir DIR (/tmp/fluo-recordings, on the media server)]\n' +
     '                      [--media-dir DIR (web/media: sample clips)]\n' +
-    '                      [--media-port N (0 = any)] [--media-bind ADDR (127.0.0.1)]\n';
+    '                      [--media-port N (0 = any)] [--media-bind ADDR (127.0.0.1)]\n' +
+    '                      [--ops-uri URL (env FLUO_OPS_URI: Fluo\'s --metrics-port listener, for pipelines.html)]\n';
   if (problem) {
     process.stderr.write(`server.js: ${problem}\n${text}`);
     process.exit(2);
@@ -201,6 +208,10 @@ function serveStatic(req, res) {
     serveMedia(req, res, pathname.slice('/media/'.length));
     return;
   }
+  if (pathname === '/admin/pipelines' || pathname.startsWith('/admin/pipelines/')) {
+    forwardToOps(req, res);
+    return;
+  }
   if (pathname.endsWith('/')) pathname += 'index.html';
   const file = path.normalize(path.join(PUBLIC_DIR, pathname));
   if (!file.startsWith(PUBLIC_DIR + path.sep)) {
@@ -220,6 +231,38 @@ function serveStatic(req, res) {
     });
     res.end(req.method === 'HEAD' ? undefined : data);
   });
+}
+
+// The pipeline view page (pipelines.html) reads Fluo's /admin/pipelines: forwarded as it is,
+// the page's token (Authorization) included, to the operations listener (--ops-uri), which
+// is usually on the media server's loopback address only.
+function forwardToOps(req, res) {
+  if (!opts.opsUri) {
+    res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
+    res.end('the pipeline view needs the web app started with --ops-uri (Fluo\'s --metrics-port listener)');
+    return;
+  }
+  let target;
+  try {
+    target = new URL(req.url, opts.opsUri);
+  } catch (_) {
+    res.writeHead(400);
+    res.end('bad request');
+    return;
+  }
+  const headers = req.headers.authorization ? { Authorization: req.headers.authorization } : {};
+  const client = target.protocol === 'https:' ? https : http;
+  const up = client.request(target, { method: 'GET', headers, timeout: 5000 }, (r) => {
+    res.writeHead(r.statusCode, { 'Content-Type': r.headers['content-type'] || 'text/plain', 'Cache-Control': 'no-store' });
+    r.pipe(res);
+  });
+  up.on('timeout', () => up.destroy(new Error('no answer within 5 s')));
+  up.on('error', (e) => {
+    if (res.headersSent) return res.destroy();
+    res.writeHead(502, { 'Content-Type': 'text/plain; charset=utf-8' });
+    res.end(`the operations listener ${opts.opsUri} did not answer: ${e.message}`);
+  });
+  up.end();
 }
 
 // ---------------------------------------------------------------------------

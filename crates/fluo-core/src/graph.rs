@@ -44,7 +44,7 @@ impl Edge {
 /// All connections of all pipelines.
 #[derive(Debug, Default)]
 pub(crate) struct Graph {
-    edges: Vec<Edge>,
+    pub(crate) edges: Vec<Edge>,
 }
 
 const MEDIA_TYPES: [&str; 3] = ["AUDIO", "VIDEO", "DATA"];
@@ -193,7 +193,7 @@ impl Engine {
         &self.media_edges
     }
 
-    fn is_transparent(&self, id: &str) -> bool {
+    pub(crate) fn is_transparent(&self, id: &str) -> bool {
         self.registry
             .get(id)
             .is_some_and(|o| o.behavior.is_transparent())

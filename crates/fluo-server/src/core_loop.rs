@@ -74,7 +74,7 @@ pub(crate) fn spawn(
     crate::modules::install(&config.modules_dirs, config.wasm_limits);
     let workers = start_workers(&config, webrtc.media_runtime())?;
     ops.set_media(webrtc.clone(), workers.clone());
-    let (ask_tx, mut ask_rx) = mpsc::unbounded_channel::<crate::ops::ReadingAsk>();
+    let (ask_tx, mut ask_rx) = mpsc::unbounded_channel::<crate::ops::CoreAsk>();
     ops.set_core(ask_tx);
     let transcoders = fluo_gst::Transcoders::new(settings.clone());
     webrtc.set_transcoders(Arc::new(match &workers {
@@ -166,9 +166,7 @@ pub(crate) fn spawn(
                 }
                 Some((token, outcome)) = done_rx.recv() => engine.complete(now(), token, outcome),
                 Some(call) = sig_rx.recv() => engine.signal(now(), call),
-                Some((asked, reply)) = ask_rx.recv() => {
-                    let _ = reply.send((engine.reading(), asked.elapsed()));
-                }
+                Some(ask) = ask_rx.recv() => ask(&mut engine),
                 _ = sleep_until(deadline) => engine.handle_timeout(now()),
                 _ = shutdown.changed() => {
                     // Close every media session so peers learn at once, then stop.

@@ -280,7 +280,9 @@ async fn start_ops(
     })?;
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!("operations listener on {scheme}://{local}/ (metrics, health, drain)");
+    tracing::info!(
+        "operations listener on {scheme}://{local}/ (metrics, health, drain, pipeline view)"
+    );
     if let Some(f) = &config.metrics_port_file {
         std::fs::write(f, local.port().to_string())?;
     }

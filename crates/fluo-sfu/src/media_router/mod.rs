@@ -27,8 +27,10 @@ mod node;
 mod signals;
 #[cfg(test)]
 mod tests;
+mod view;
 
 pub use node::{Header, Node, Packet, TranscoderMaker};
+pub use view::{NodeView, RouteMode, RouteView, RouterView, TranscoderView};
 
 use entry::{Entry, Route, State};
 

@@ -695,3 +695,48 @@ fn a_pass_ends_with_one_flush_of_each_node_pushed_to_in_it() {
     w.r.flush();
     assert_eq!(w.flushed(), ["b"]);
 }
+
+#[test]
+fn the_view_says_how_each_route_goes_and_counts_bytes_where_flow_is_kept() {
+    let mut w = World::new(true);
+    let cam = w.node("cam", Some(&[]));
+    let h = w.node("h", Some(&[(102, CodecName::H264)]));
+    let v = w.node("v", Some(&[(96, CodecName::Vp8)]));
+    let none = w.node("none", Some(&[]));
+    for s in [h, v, none] {
+        w.r.connect(w.at(0), cam, V, s).unwrap();
+    }
+    let before = w.r.view(|_| true);
+    let modes: Vec<_> = before.routes.iter().map(|r| r.mode).collect();
+    assert!(modes.iter().all(|m| *m == RouteMode::Nothing), "{modes:?}");
+    // Two VP8 packets of 100 bytes: v gets them as they are, h through a transcoder, none
+    // nothing (it takes no codec).
+    w.send(0, cam, CodecName::Vp8, 7, 1);
+    w.send(1, cam, CodecName::Vp8, 7, 2);
+    let view = w.r.view(|id| id != "none");
+    let mode = |sink: &str| view.routes.iter().find(|r| r.sink == sink).map(|r| r.mode);
+    assert_eq!(
+        mode("v"),
+        Some(RouteMode::Forward(Some(Codec::new(CodecName::Vp8))))
+    );
+    assert_eq!(
+        mode("h"),
+        Some(RouteMode::Transcode {
+            from: Codec::new(CodecName::Vp8),
+            to: Codec::new(CodecName::H264),
+        })
+    );
+    assert_eq!(mode("none"), Some(RouteMode::Nothing));
+    assert_eq!(view.routes.len(), 3, "no route to the transcoder itself");
+    let t = &view.transcoders[..];
+    assert!(
+        matches!(t, [x] if x.source == "cam" && x.sinks == ["h"] && x.kind == V),
+        "{t:?}"
+    );
+    // Bytes in and out, per kind, for the nodes asked about: [in, out][audio, video].
+    let bytes = |id: &str| view.nodes.iter().find(|n| n.id == id).and_then(|n| n.bytes);
+    assert_eq!(bytes("cam"), Some([[0, 0], [0, 200]]));
+    assert_eq!(bytes("v"), Some([[0, 200], [0, 0]]));
+    assert_eq!(bytes("none"), None, "not asked about");
+    assert!(view.nodes.iter().all(|n| !n.id.starts_with("transcoder")));
+}

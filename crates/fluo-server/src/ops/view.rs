@@ -1,0 +1,403 @@
+//! The live pipeline view (docs/operations.md, "Pipeline view"): `GET /admin/pipelines`
+//! (every pipeline's elements and connections, as JSON), `GET /admin/pipelines/{elementId}`
+//! (one element's stored properties and getStats) and the page that draws them
+//! (`/admin/view/`, the files of `web/public/pipelines.*`, compiled in).
+//!
+//! The data is taken as the metrics are: the engine's part asked from the core task (which
+//! answers between two requests), the routes, transcoders, byte counts and the WebRTC
+//! endpoints' figures asked from the media thread (which reads them between two of its
+//! steps: no other thread takes the endpoints' locks). A view holds at most [`LIMITS`] and
+//! says when it left something out. One view is made at a time and served again for
+//! [`VIEW_REUSE`]; bitrates are the byte counts' growth between two views.
+
+use super::Ops;
+use fluo_core::{ElementView, EngineView, ViewLimits};
+use fluo_rtc::ViewReading;
+use fluo_sfu::{MediaKind, RouteMode};
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The most one view holds.
+pub const LIMITS: ViewLimits = ViewLimits {
+    pipelines: 100,
+    elements: 1000,
+    connections: 4000,
+};
+
+/// How long a view is served again (to every page polling it).
+const VIEW_REUSE: Duration = Duration::from_millis(500);
+/// Bitrates are measured over at least this long (a view made sooner keeps the last ones).
+const RATE_MIN: Duration = Duration::from_millis(500);
+/// ... and at most this long (counts older than that give no bitrate, and are forgotten).
+const RATE_MAX: Duration = Duration::from_secs(10);
+/// How long the view waits for the core task and for the media thread.
+const WAIT: Duration = Duration::from_secs(2);
+
+/// Byte counts per direction (`[in, out]`) and kind (`[audio, video]`).
+type Bytes = [[u64; 2]; 2];
+/// Bits per second, the same way.
+type Rates = [[u64; 2]; 2];
+
+/// What the views remember between them.
+#[derive(Default)]
+pub(crate) struct ViewState {
+    /// The last view: when, for which pipeline filter, its text.
+    last: Option<(Instant, Option<String>, String)>,
+    /// Per element: when its bytes were counted, the count, the bitrate measured then.
+    counts: HashMap<String, (Instant, Bytes, Option<Rates>)>,
+}
+
+impl ViewState {
+    /// The bitrate of `id` whose bytes are `now` at `at`.
+    fn rate(&mut self, id: &str, at: Instant, now: Bytes) -> Option<Rates> {
+        let Some((then, before, rate)) = self.counts.get(id).copied() else {
+            self.counts.insert(id.to_string(), (at, now, None));
+            return None;
+        };
+        let dt = at.saturating_duration_since(then);
+        if dt < RATE_MIN {
+            return rate;
+        }
+        let rate = (dt <= RATE_MAX).then(|| {
+            let per = |a: u64, b: u64| (a.saturating_sub(b) as f64 * 8.0 / dt.as_secs_f64()) as u64;
+            [0, 1].map(|d| [0, 1].map(|k| per(now[d][k], before[d][k])))
+        });
+        self.counts.insert(id.to_string(), (at, now, rate));
+        rate
+    }
+
+    fn forget_old(&mut self, at: Instant) {
+        (self.counts).retain(|_, (t, _, _)| at.saturating_duration_since(*t) <= RATE_MAX);
+    }
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `{"AUDIO": f(audio), "VIDEO": f(video)}`.
+fn per_kind<T: Into<Value>>(f: impl Fn(MediaKind) -> T) -> Value {
+    let mut m = Map::new();
+    for k in MediaKind::ALL {
+        m.insert(k.wire_name().into(), f(k).into());
+    }
+    Value::Object(m)
+}
+
+/// `{"in": {...}, "out": {...}}` of per-direction, per-kind figures.
+fn in_out(v: [[u64; 2]; 2]) -> Value {
+    json!({
+        "in": per_kind(|k| v[0][k.index()]),
+        "out": per_kind(|k| v[1][k.index()]),
+    })
+}
+
+fn flow_name(on: bool) -> &'static str {
+    if on {
+        "FLOWING"
+    } else {
+        "NOT_FLOWING"
+    }
+}
+
+/// The first 8 characters of an object's own UUID (`1b2c3d4e` of
+/// `<pipeline>/1b2c3d4e-..._kurento.WebRtcEndpoint`): what a box can show.
+fn short(id: &str) -> &str {
+    let own = id.rsplit('/').next().unwrap_or(id);
+    let uuid = own.split('_').next().unwrap_or(own);
+    uuid.get(..8).unwrap_or(uuid)
+}
+
+/// An element's fields shared by the pipelines' view and its own.
+fn element_json(e: &ElementView) -> Map<String, Value> {
+    let tags: Vec<Value> = (e.tags.iter())
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    let mut m = Map::new();
+    m.insert("id".into(), json!(e.id));
+    m.insert("shortId".into(), json!(short(&e.id)));
+    m.insert("type".into(), json!(e.class));
+    m.insert("name".into(), json!(e.name));
+    m.insert("tags".into(), Value::Array(tags));
+    m.insert("hub".into(), json!(e.hub));
+    m.insert("creationTime".into(), json!(e.creation_time));
+    m.insert("worker".into(), json!(e.worker));
+    m.insert(
+        "flow".into(),
+        json!({
+            "in": per_kind(|k| flow_name(e.flowing_in[k.index()])),
+            "out": per_kind(|k| flow_name(e.flowing_out[k.index()])),
+        }),
+    );
+    m.insert("transcoding".into(), per_kind(|k| e.transcoding[k.index()]));
+    m
+}
+
+impl Ops {
+    /// The text of `/admin/pipelines` (`only`: that pipeline); `None` when the core task
+    /// did not answer.
+    pub(crate) async fn pipelines_text(&self, only: Option<String>) -> Option<String> {
+        let mut state = self.view.lock().await;
+        if let Some((at, filter, text)) = &state.last {
+            if at.elapsed() < VIEW_REUSE && *filter == only {
+                return Some(text.clone());
+            }
+        }
+        let filter = only.clone();
+        let engine = self
+            .ask_core(move |e| e.view(LIMITS, filter.as_deref()), WAIT)
+            .await?;
+        let wanted: HashSet<String> = (engine.pipelines.iter())
+            .flat_map(|p| p.elements.iter().map(|e| e.id.clone()))
+            .collect();
+        let media = match self.media.get() {
+            Some(rtc) => rtc.view_reading(Arc::new(wanted), WAIT).await,
+            None => None,
+        };
+        let at = Instant::now();
+        let v = view_json(&engine, media.as_ref(), &mut state, at);
+        state.forget_old(at);
+        let text = v.to_string();
+        state.last = Some((at, only, text.clone()));
+        Some(text)
+    }
+
+    /// The text of `/admin/pipelines/{id}`: `Some(None)` when there is no such element (nor
+    /// element of a pipeline); `None` when the core task or media thread did not answer.
+    pub(crate) async fn element_text(&self, id: &str) -> Option<Option<String>> {
+        let at = wall_ms();
+        let wanted = id.to_string();
+        let detail = self
+            .ask_core(
+                move |e| e.element_detail(&wanted, at, &["WebRtcEndpoint"]),
+                WAIT,
+            )
+            .await?;
+        let Some(d) = detail else {
+            return Some(None);
+        };
+        let stats = match (&d.stats, self.media.get()) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(rtc)) => rtc.endpoint_stats(id, at, d.latency_stats, WAIT).await?,
+            (None, None) => None,
+        };
+        let mut m = element_json(&d.element);
+        let props: Map<String, Value> = (d.properties.into_iter())
+            .map(|(k, v)| (k, hide_credentials(v)))
+            .collect();
+        m.insert("pipeline".into(), json!(d.pipeline));
+        m.insert("latencyStats".into(), json!(d.latency_stats));
+        m.insert("properties".into(), Value::Object(props));
+        m.insert("stats".into(), json!(stats.unwrap_or_default()));
+        m.insert("time".into(), json!(at));
+        Some(Some(Value::Object(m).to_string()))
+    }
+}
+
+/// The whole view: the engine's part with the media thread's (`None`: it did not answer).
+fn view_json(
+    engine: &EngineView,
+    media: Option<&ViewReading>,
+    state: &mut ViewState,
+    at: Instant,
+) -> Value {
+    let mut bytes: HashMap<&str, Bytes> = HashMap::new();
+    let mut webrtc: HashMap<&str, (&str, &str)> = HashMap::new();
+    let mut routes: HashMap<(&str, &str, MediaKind), RouteMode> = HashMap::new();
+    let mut transcoders: HashMap<&str, Vec<Value>> = HashMap::new();
+    if let Some(m) = media {
+        for n in &m.router.nodes {
+            if let Some(b) = n.bytes {
+                bytes.insert(n.id.as_str(), b);
+            }
+        }
+        for e in &m.endpoints {
+            bytes.insert(e.id.as_str(), e.bytes);
+            webrtc.insert(e.id.as_str(), (e.ice, e.dtls));
+        }
+        for r in &m.router.routes {
+            routes.insert((r.source.as_str(), r.sink.as_str(), r.kind), r.mode);
+        }
+        for t in &m.router.transcoders {
+            transcoders
+                .entry(t.source.as_str())
+                .or_default()
+                .push(json!({
+                    "mediaType": t.kind.wire_name(),
+                    "from": t.from.name.sdp_name(),
+                    "to": t.to.name.sdp_name(),
+                    "sinks": t.sinks,
+                }));
+        }
+    }
+    let mut pipelines = Vec::new();
+    for p in &engine.pipelines {
+        let mut elements = Vec::new();
+        for e in &p.elements {
+            let mut m = element_json(e);
+            let b = bytes.get(e.id.as_str()).copied();
+            let rate = b.and_then(|b| state.rate(&e.id, at, b));
+            m.insert("bytes".into(), b.map_or(Value::Null, in_out));
+            m.insert("bitrate".into(), rate.map_or(Value::Null, in_out));
+            if let Some((ice, dtls)) = webrtc.get(e.id.as_str()) {
+                m.insert("webrtc".into(), json!({"ice": ice, "dtls": dtls}));
+            }
+            let t = transcoders.remove(e.id.as_str()).unwrap_or_default();
+            m.insert("transcoders".into(), Value::Array(t));
+            elements.push(Value::Object(m));
+        }
+        let connections: Vec<Value> = (p.connections.iter())
+            .map(|c| connection_json(c, media.is_some(), &routes))
+            .collect();
+        pipelines.push(json!({
+            "id": p.id,
+            "shortId": short(&p.id),
+            "name": p.name,
+            "creationTime": p.creation_time,
+            "elementCount": p.element_count,
+            "truncated": p.truncated,
+            "elements": elements,
+            "connections": connections,
+        }));
+    }
+    json!({
+        "time": wall_ms(),
+        "pipelineCount": engine.pipelines_total,
+        "elementCount": engine.elements_total,
+        "truncated": engine.truncated,
+        "limits": {
+            "pipelines": LIMITS.pipelines,
+            "elements": LIMITS.elements,
+            "connections": LIMITS.connections,
+        },
+        "mediaThread": media.is_some(),
+        "pipelines": pipelines,
+    })
+}
+
+/// A connection, with how its media goes: `forward` (the codec as it is), `transcode`
+/// (`from` -> `to`), `none` (nothing reaches the sink yet, or ever: no codec it takes),
+/// `data` (data channels), `unknown` (the media thread did not answer).
+fn connection_json(
+    c: &fluo_core::ConnectionView,
+    known: bool,
+    routes: &HashMap<(&str, &str, MediaKind), RouteMode>,
+) -> Value {
+    let e = &c.edge;
+    let mut m = json!({
+        "source": e.source,
+        "sink": e.sink,
+        "mediaType": e.media_type,
+        "sourceDescription": e.source_description,
+        "sinkDescription": e.sink_description,
+    });
+    let Some(kind) = e.media_kind() else {
+        m["mode"] = json!("data");
+        return m;
+    };
+    if !known {
+        m["mode"] = json!("unknown");
+        return m;
+    }
+    let modes: Vec<RouteMode> = (c.carries.iter())
+        .filter_map(|(s, k)| routes.get(&(s.as_str(), k.as_str(), kind)).copied())
+        .collect();
+    let transcoded = modes.iter().find_map(|r| match r {
+        RouteMode::Transcode { from, to } => Some((from, to)),
+        _ => None,
+    });
+    let forwarded = modes.iter().find_map(|r| match r {
+        RouteMode::Forward(codec) => Some(codec),
+        _ => None,
+    });
+    match (transcoded, forwarded) {
+        (Some((from, to)), _) => {
+            m["mode"] = json!("transcode");
+            m["from"] = json!(from.name.sdp_name());
+            m["to"] = json!(to.name.sdp_name());
+        }
+        (None, Some(codec)) => {
+            m["mode"] = json!("forward");
+            m["codec"] = json!(codec.map(|c| c.name.sdp_name()));
+        }
+        (None, None) => m["mode"] = json!("none"),
+    }
+    m
+}
+
+/// A URI's or TURN URL's password (`user:password@host`) as `***`: the view is for looking
+/// at, and may be on a screen others see.
+fn hide_credentials(v: Value) -> Value {
+    let Value::String(s) = &v else {
+        return v;
+    };
+    let Some(at) = s.rfind('@') else {
+        return v;
+    };
+    let start = s.find("://").map_or(0, |i| i + 3);
+    let Some(userinfo) = s.get(start..at) else {
+        return v;
+    };
+    match userinfo.find(':') {
+        Some(colon) if !userinfo.contains('/') => {
+            let cut = start + colon + 1;
+            Value::from(format!("{}***{}", &s[..cut], &s[at..]))
+        }
+        _ => v,
+    }
+}
+
+/// A file of the page (`/admin/view/...`): its type and text.
+pub(crate) fn page_file(path: &str) -> Option<(&'static str, &'static str)> {
+    match path {
+        "/admin/view/" | "/admin/view/index.html" => Some((
+            "text/html; charset=utf-8",
+            include_str!("../../../../web/public/pipelines.html"),
+        )),
+        "/admin/view/pipelines.js" => Some((
+            "text/javascript; charset=utf-8",
+            include_str!("../../../../web/public/pipelines.js"),
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_hidden() {
+        let h = |s: &str| hide_credentials(json!(s));
+        assert_eq!(
+            h("rtsp://cam:s3cret@10.0.0.1/live"),
+            "rtsp://cam:***@10.0.0.1/live"
+        );
+        assert_eq!(h("user:pw@turn.example:3478"), "user:***@turn.example:3478");
+        assert_eq!(h("http://host/a@b"), "http://host/a@b");
+        assert_eq!(h("file:///tmp/x.webm"), "file:///tmp/x.webm");
+        assert_eq!(hide_credentials(json!(5)), json!(5));
+    }
+
+    #[test]
+    fn bitrates_come_from_two_counts_far_enough_apart() {
+        let mut s = ViewState::default();
+        let t0 = Instant::now();
+        let b = |v: u64| [[0, v], [0, 0]];
+        assert_eq!(s.rate("e", t0, b(0)), None, "one count: no rate yet");
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(s.rate("e", t1, b(1000)), Some([[0, 8000], [0, 0]]));
+        // Sooner than RATE_MIN: the last rate again.
+        let t2 = t1 + Duration::from_millis(100);
+        assert_eq!(s.rate("e", t2, b(5000)), Some([[0, 8000], [0, 0]]));
+        // Longer than RATE_MAX: none, and a fresh start.
+        let t3 = t1 + Duration::from_secs(30);
+        assert_eq!(s.rate("e", t3, b(9000)), None);
+        s.forget_old(t3 + Duration::from_secs(11));
+        assert!(s.counts.is_empty());
+    }
+}
