@@ -311,7 +311,7 @@ const CHROMA_BACKGROUND = {
 const IMAGES = [HAT, CHROMA_BACKGROUND];
 
 let imagesPromise = null; // Promise<void> of the images' generation under way or done
-let imagesError = null;
+let imagesDone = false; // the images were made (they may have gone since)
 let samplesPromise = null; // Promise<void> of the generation under way or done
 let samplesError = null;
 let mediaServer = null; // plain-HTTP listener for the media server
@@ -342,15 +342,22 @@ async function makeMedia(list) {
   }
 }
 
-// Makes the missing images (once per process; a failure stays until a restart).
+// Makes the missing images: once, and again when a made one has gone (an operator cleaned the
+// media folder); a failure is retried at the next call, as the sample clips are.
 function ensureImages() {
-  if (imagesError) return Promise.reject(new Error(imagesError));
+  const missing = IMAGES.some((i) => !fs.existsSync(path.join(opts.mediaDir, i.name)));
+  if (imagesDone && missing) {
+    imagesDone = false;
+    imagesPromise = null;
+  }
   if (!imagesPromise) {
-    imagesPromise = makeMedia(IMAGES);
-    imagesPromise.catch((error) => {
-      imagesError = error.message;
-      imagesPromise = null;
-      log('images:', imagesError);
+    const made = makeMedia(IMAGES).then(() => {
+      if (imagesPromise === made) imagesDone = true;
+    });
+    imagesPromise = made;
+    made.catch((error) => {
+      if (imagesPromise === made) imagesPromise = null;
+      log('images:', error.message);
     });
   }
   return imagesPromise;
@@ -397,7 +404,7 @@ function mediaList() {
   return { state: ready ? 'ready' : samplesError ? 'failed' : 'generating', error: samplesError, clips };
 }
 
-function serveMedia(req, res, name) {
+function serveMedia(req, res, name, afterMaking = false) {
   if (name === 'list.json') {
     res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
     res.end(req.method === 'HEAD' ? undefined : JSON.stringify(mediaList()));
@@ -411,8 +418,9 @@ function serveMedia(req, res, name) {
   const file = path.join(opts.mediaDir, name);
   // The generated images are made when first asked for (the chroma-key page shows its
   // background before Start).
-  if (IMAGES.some((i) => i.name === name) && !fs.existsSync(file) && !imagesError) {
-    ensureImages().then(() => serveMedia(req, res, name), () => {
+  // Once only: if the file is still missing after making, it is a 404 (never a loop).
+  if (!afterMaking && IMAGES.some((i) => i.name === name) && !fs.existsSync(file)) {
+    ensureImages().then(() => serveMedia(req, res, name, true), () => {
       res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
       res.end('not found');
     });
