@@ -172,6 +172,12 @@ async fn the_view_shows_each_pipelines_elements_and_connections() {
             "setStunServerAddress",
             json!({"stunServerAddress": "127.0.0.1"}),
         ),
+        invoke(
+            81,
+            &a,
+            "setTurnUrl",
+            json!({"turnUrl": "turnuser:turnpass@127.0.0.1:3478"}),
+        ),
         // Every media type (AUDIO, VIDEO, DATA), then the video on to b.
         invoke(9, &a, "connect", json!({"sink": pass})),
         invoke(
@@ -183,10 +189,23 @@ async fn the_view_shows_each_pipelines_elements_and_connections() {
     ];
     ask_all(&mut ws, setup).await;
     let other = new_object(&mut ws, 11, "MediaPipeline", None).await;
+    let uri = "http://127.0.0.1:9/clip.webm?token=t0k3n&X-Amz-Signature=s1g&t=5";
+    let player = ask(
+        &mut ws,
+        json!({"jsonrpc":"2.0","id":111,"method":"create","params":{"type":"PlayerEndpoint",
+            "constructorParams":{"mediaPipeline": other, "uri": uri}}}),
+    )
+    .await["value"]
+        .as_str()
+        .expect("an id")
+        .to_string();
 
     let v = view(addr, "").await;
     assert_eq!(v["pipelineCount"], 2);
-    assert_eq!(v["elementCount"], 3);
+    assert_eq!(
+        v["elementCount"], 4,
+        "three in the first pipeline, a player in the other"
+    );
     assert_eq!(v["limits"]["elements"], VIEW_LIMITS.elements);
     let p = &v["pipelines"][0];
     assert_eq!(p["id"], pipe.as_str(), "the oldest first");
@@ -235,6 +254,13 @@ async fn the_view_shows_each_pipelines_elements_and_connections() {
     }
     assert_eq!(shape.len(), 4);
     assert_eq!(v["pipelines"][1]["id"], other.as_str());
+    // A signed URI's query secrets are hidden, the rest of it shown.
+    let (s, d) = element(addr, &player).await;
+    assert_eq!(s, 200, "{d}");
+    assert_eq!(
+        d["properties"]["uri"],
+        "http://127.0.0.1:9/clip.webm?token=***&X-Amz-Signature=***&t=5"
+    );
 
     // One pipeline only; and a bitrate once two counts are far enough apart.
     let one = view(addr, &format!("?pipeline={pipe}")).await;
@@ -251,6 +277,8 @@ async fn the_view_shows_each_pipelines_elements_and_connections() {
     assert_eq!(d["pipeline"], pipe.as_str());
     assert_eq!(d["properties"]["name"], "alice");
     assert_eq!(d["properties"]["stunServerAddress"], "127.0.0.1");
+    assert_eq!(d["properties"]["turnUrl"], "***@127.0.0.1:3478");
+    assert!(!d.to_string().contains("turnuser"), "{d}");
     assert_eq!(d["properties"]["mediaPipeline"], pipe.as_str());
     let stats = d["stats"].as_object().expect("stats");
     assert!(
