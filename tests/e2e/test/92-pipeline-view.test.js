@@ -13,6 +13,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const http = require('node:http');
 const path = require('node:path');
 const { setup, startWeb, tmpDir, removeTmpDir, withDiagnostics, waitFor, log, ROOT } = require('../lib/env');
 const { makeClip, fileUri } = require('../lib/media');
@@ -216,3 +217,42 @@ test('pipeline view: a loopback and a transcoded player in Chromium, live', { ti
     await loopPipeline.release();
     await playPipeline.release();
   }));
+
+// One GET to the web app with a raw request target (`path` as it is on the request line).
+function rawGet(port, target, headers) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: target, headers }, (r) => {
+      let body = '';
+      r.setEncoding('utf8');
+      r.on('data', (c) => { body += c; });
+      r.on('end', () => resolve({ status: r.statusCode, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('the web app forwards /admin/pipelines to its --ops-uri only', { timeout: 30000 }, async () => {
+  // `GET //HOST:PORT/admin/pipelines`, read as a URL, names another host: a listener of the
+  // test's stands for it and must see nothing (the caller's Authorization least of all).
+  const seen = [];
+  const decoy = http.createServer((req, res) => {
+    seen.push(`${req.url} ${req.headers.authorization || ''}`);
+    res.end('{"pipelines":[]}');
+  });
+  await new Promise((resolve) => decoy.listen(0, '127.0.0.1', resolve));
+  const elsewhere = `127.0.0.1:${decoy.address().port}`;
+  try {
+    const auth = { Authorization: `Bearer ${TOKEN}` };
+    const list = await rawGet(web.port, `//${elsewhere}/admin/pipelines`, auth);
+    const one = await rawGet(web.port, `//${elsewhere}/admin/pipelines/nope`, auth);
+    assert.deepEqual(seen, [], 'nothing reached the other host');
+    // Fluo's listener answered both.
+    assert.equal(list.status, 200, list.body);
+    assert.ok(Array.isArray(JSON.parse(list.body).pipelines), list.body);
+    assert.equal(one.status, 404, one.body);
+    assert.match(one.body, /no element 'nope'/);
+  } finally {
+    decoy.close();
+  }
+});
