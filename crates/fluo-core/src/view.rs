@@ -275,27 +275,9 @@ impl Engine {
         let element = self.element_view(o);
         let pipeline = o.pipeline.clone();
         let properties = self.stored_properties(o);
-        let latency_stats = (pipeline.as_deref())
-            .and_then(|p| self.registry.get(p))
-            .and_then(|p| p.props.get("latencyStats"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let stats = if stats_elsewhere.contains(&element.class.as_str()) {
-            None
-        } else {
-            let q = crate::StatsQuery {
-                id,
-                wall_ms,
-                media: None,
-                latency: latency_stats,
-            };
-            let own = self.with_element(id, |el, _| el.stats(&q)).flatten();
-            Some(own.unwrap_or_else(|| {
-                let mut report = Map::new();
-                q.element_entry(&mut report, &[None, None]);
-                report
-            }))
-        };
+        let latency_stats = self.latency_stats_of(id);
+        let stats = (!stats_elsewhere.contains(&element.class.as_str()))
+            .then(|| self.stats_report(id, wall_ms, None));
         Some(ElementDetail {
             element,
             pipeline,
