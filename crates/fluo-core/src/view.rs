@@ -9,7 +9,7 @@ use crate::graph::Edge;
 use crate::registry::Object;
 use fluo_sfu::MediaKind;
 use serde_json::{json, Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// How much one view holds at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +161,7 @@ impl Engine {
         }
         let mut left = limits.connections;
         let carried = self.carried(|id| shown.contains_key(id));
-        for (i, e) in self.graph.edges.iter().enumerate() {
+        for e in &self.graph.edges {
             let (Some(&p), Some(_)) = (shown.get(e.source.as_str()), shown.get(e.sink.as_str()))
             else {
                 continue;
@@ -173,9 +173,16 @@ impl Engine {
                 continue;
             }
             left -= 1;
+            // Between two elements that are not transparent, a connection is a media
+            // connection itself.
+            let own = !self.is_transparent(&e.source) && !self.is_transparent(&e.sink);
+            let mut carries = carried.get(e).cloned().unwrap_or_default();
+            if own {
+                carries.push((e.source.clone(), e.sink.clone()));
+            }
             pv.connections.push(ConnectionView {
                 edge: e.clone(),
-                carries: carried.get(&i).cloned().unwrap_or_default(),
+                carries,
             });
         }
         v
@@ -215,47 +222,20 @@ impl Engine {
         }
     }
 
-    /// For each connection (by its index in the graph), the media connections it carries:
-    /// the walk of [`Engine::update_media_edges`] from every element that produces media
-    /// (those `from` says yes to), through transparent elements and hubs, noting the
-    /// connections on the way.
-    fn carried(&self, from: impl Fn(&str) -> bool) -> HashMap<usize, Vec<(String, String)>> {
-        let edges = &self.graph.edges;
-        let mut by_source: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, e) in edges.iter().enumerate() {
-            by_source.entry(e.source.as_str()).or_default().push(i);
-        }
-        let mut out: HashMap<usize, Vec<(String, String)>> = HashMap::new();
-        for (start, e) in edges.iter().enumerate() {
-            if !from(&e.source) || self.is_transparent(&e.source) {
+    /// For each connection shown (`shown` says yes to both ends), the media connections it
+    /// carries other than itself: those whose way ([`Engine::media_paths`], found when the
+    /// media connections were) goes along it.
+    fn carried(&self, shown: impl Fn(&str) -> bool) -> HashMap<&Edge, Vec<(String, String)>> {
+        let mut out: HashMap<&Edge, Vec<(String, String)>> = HashMap::new();
+        for (m, along) in &self.media_paths {
+            if !shown(&m.source) {
                 continue;
             }
-            let mut seen = HashSet::from([start]);
-            let mut stack = vec![(e.sink.clone(), vec![start])];
-            while let Some((node, path)) = stack.pop() {
-                if !self.is_transparent(&node) {
-                    let pair = (e.source.clone(), node);
-                    for i in path {
-                        let c = out.entry(i).or_default();
-                        if !c.contains(&pair) {
-                            c.push(pair.clone());
-                        }
-                    }
-                    continue;
-                }
-                let next = if self.is_hub_port(&node) {
-                    self.hub_outputs(&node, &e.media_type)
-                } else {
-                    vec![node]
-                };
-                for n in &next {
-                    for &i in by_source.get(n.as_str()).into_iter().flatten() {
-                        if edges[i].media_type == e.media_type && seen.insert(i) {
-                            let mut p = path.clone();
-                            p.push(i);
-                            stack.push((edges[i].sink.clone(), p));
-                        }
-                    }
+            for g in along.iter().filter(|g| shown(&g.source) && shown(&g.sink)) {
+                let pair = (m.source.clone(), m.sink.clone());
+                let c = out.entry(g).or_default();
+                if !c.contains(&pair) {
+                    c.push(pair);
                 }
             }
         }
