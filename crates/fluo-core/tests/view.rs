@@ -127,3 +127,27 @@ fn the_limits_keep_the_first_pipelines_and_say_so() {
     assert_eq!(one.pipelines.len(), 1);
     assert!(!one.truncated);
 }
+
+#[test]
+fn the_connection_limit_leaves_connections_out_and_says_so() {
+    let mut h = H::new();
+    let p = h.create(1, "MediaPipeline", None);
+    let a = h.create(1, "PassThrough", Some(&p));
+    let b = h.create(1, "PassThrough", Some(&p));
+    h.invoke(1, &a, "connect", json!({"sink": b, "mediaType": "VIDEO"}));
+    h.invoke(1, &b, "connect", json!({"sink": a, "mediaType": "AUDIO"}));
+    let one = ViewLimits {
+        connections: 1,
+        ..ALL
+    };
+    let v = h.e.view(one, None);
+    assert!(v.truncated);
+    let pv = &v.pipelines[0];
+    assert_eq!(pv.elements.len(), 2, "the elements all shown");
+    assert_eq!(pv.connections.len(), 1);
+    assert_eq!(pv.connections[0].edge.source, a, "the first made first");
+    assert!(pv.truncated);
+    let v = h.e.view(ALL, None);
+    assert!(!v.truncated && !v.pipelines[0].truncated);
+    assert_eq!(v.pipelines[0].connections.len(), 2);
+}
