@@ -20,6 +20,24 @@ pub struct ViewLimits {
     pub elements: usize,
     /// Connections, over all the pipelines shown.
     pub connections: usize,
+    /// Tags per element (the first added first).
+    pub tags: usize,
+    /// Characters of a name, a tag's key or value (a longer one is cut, ending in `…`).
+    pub text: usize,
+}
+
+/// `s` cut to `max` characters, the last of them `…`, when it is longer.
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some(_) => {
+            let keep = s
+                .char_indices()
+                .nth(max.saturating_sub(1))
+                .map_or(0, |(i, _)| i);
+            format!("{}…", &s[..keep])
+        }
+    }
 }
 
 /// The pipelines as the view shows them.
@@ -63,8 +81,10 @@ pub struct ElementView {
     pub class: String,
     /// Its name, when one was set.
     pub name: Option<String>,
-    /// Its tags.
+    /// Its tags (in the pipeline view: at most [`ViewLimits::tags`], their texts cut).
     pub tags: Vec<(String, String)>,
+    /// How many tags it has.
+    pub tag_count: usize,
     /// A hub port's hub (`None` for an element of the pipeline itself).
     pub hub: Option<String>,
     /// Seconds since the UNIX epoch.
@@ -142,7 +162,7 @@ impl Engine {
             let members = self.members(p);
             let mut pv = PipelineView {
                 id: id.clone(),
-                name: p.name.clone(),
+                name: p.name.as_deref().map(|n| cut(n, limits.text)),
                 creation_time: p.creation_time,
                 element_count: members.len(),
                 ..PipelineView::default()
@@ -155,7 +175,14 @@ impl Engine {
                 }
                 budget -= 1;
                 shown.insert(m.id.as_str(), v.pipelines.len());
-                pv.elements.push(self.element_view(m));
+                let mut ev = self.element_view(m);
+                // What the client gave is bounded too: names and tags can be long, and many.
+                ev.name = ev.name.map(|n| cut(&n, limits.text));
+                ev.tags.truncate(limits.tags);
+                for (k, val) in &mut ev.tags {
+                    (*k, *val) = (cut(k, limits.text), cut(val, limits.text));
+                }
+                pv.elements.push(ev);
             }
             v.pipelines.push(pv);
         }
@@ -213,6 +240,7 @@ impl Engine {
             class: o.class.clone(),
             name: o.name.clone(),
             tags: o.tags.clone(),
+            tag_count: o.tags.len(),
             hub: o.parent.clone().filter(|p| o.pipeline.as_ref() != Some(p)),
             creation_time: o.creation_time,
             worker: o.behavior.worker(),

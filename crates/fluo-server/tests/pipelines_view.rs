@@ -219,6 +219,9 @@ async fn the_view_shows_each_pipelines_elements_and_connections() {
     assert_eq!(ea["id"], a.as_str());
     assert_eq!(ea["name"], "alice");
     assert_eq!(ea["tags"], json!([{"key": "room", "value": "r1"}]));
+    assert_eq!(ea["tagCount"], 1);
+    assert_eq!(v["limits"]["tags"], VIEW_LIMITS.tags);
+    assert_eq!(v["limits"]["text"], VIEW_LIMITS.text);
     assert_eq!(ea["worker"], Value::Null, "no media workers");
     assert_eq!(ea["flow"]["in"]["VIDEO"], "NOT_FLOWING");
     assert_eq!(ea["flow"]["out"]["AUDIO"], "NOT_FLOWING");

@@ -24,6 +24,8 @@ pub const LIMITS: ViewLimits = ViewLimits {
     pipelines: 100,
     elements: 1000,
     connections: 4000,
+    tags: 4,
+    text: 64,
 };
 
 /// How long a view is served again (to every page polling it).
@@ -123,6 +125,7 @@ fn element_json(e: &ElementView) -> Map<String, Value> {
     m.insert("type".into(), json!(e.class));
     m.insert("name".into(), json!(e.name));
     m.insert("tags".into(), Value::Array(tags));
+    m.insert("tagCount".into(), json!(e.tag_count));
     m.insert("hub".into(), json!(e.hub));
     m.insert("creationTime".into(), json!(e.creation_time));
     m.insert("worker".into(), json!(e.worker));
@@ -272,6 +275,8 @@ fn view_json(
             "pipelines": LIMITS.pipelines,
             "elements": LIMITS.elements,
             "connections": LIMITS.connections,
+            "tags": LIMITS.tags,
+            "text": LIMITS.text,
         },
         "mediaThread": media.is_some(),
         "pipelines": pipelines,
