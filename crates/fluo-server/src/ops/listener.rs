@@ -239,8 +239,9 @@ async fn answer(req: &Head, ops: &Ops, token: Option<&str>) -> (u16, &'static st
         }
         ("GET", "/admin/pipelines") => {
             match ops.pipelines_text(req.query_param("pipeline")).await {
-                Some(text) => (200, JSON, text),
-                None => (503, TEXT, NO_ANSWER.into()),
+                Ok(text) => (200, JSON, text),
+                Err(super::view::NoView::Busy) => (503, TEXT, BUSY.into()),
+                Err(super::view::NoView::NoAnswer) => (503, TEXT, NO_ANSWER.into()),
             }
         }
         ("GET", p) if p.starts_with("/admin/pipelines/") => {
@@ -267,6 +268,8 @@ async fn answer(req: &Head, ops: &Ops, token: Option<&str>) -> (u16, &'static st
 
 /// The answer when the core task or the media thread is too busy to answer in time.
 const NO_ANSWER: &str = "the server did not answer in time; try again";
+/// The answer to a request for a view while another request makes one.
+const BUSY: &str = "a view is being made for another request; try again in a moment";
 
 /// The answer, as http.rs writes its own (then reading what the client still sends for a
 /// moment, so that a request with a body does not get a reset instead of the answer).

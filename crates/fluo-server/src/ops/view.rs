@@ -42,11 +42,9 @@ type Bytes = [[u64; 2]; 2];
 /// Bits per second, the same way.
 type Rates = [[u64; 2]; 2];
 
-/// What the views remember between them.
+/// What the views remember between them (held by the request making one).
 #[derive(Default)]
 pub(crate) struct ViewState {
-    /// The last view: when, for which pipeline filter, its text.
-    last: Option<(Instant, Option<String>, String)>,
     /// Per element: when its bytes were counted, the count, the bitrate measured then.
     counts: HashMap<String, (Instant, Bytes, Option<Rates>)>,
 }
@@ -140,20 +138,62 @@ fn element_json(e: &ElementView) -> Map<String, Value> {
     m
 }
 
+/// Why `/admin/pipelines` has no view to give (503).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoView {
+    /// Another request is making one now.
+    Busy,
+    /// The core task did not answer within [`WAIT`].
+    NoAnswer,
+}
+
+/// The last answer of `/admin/pipelines`: when, for which pipeline filter, the text or why
+/// there was none.
+pub(crate) type LastView = Option<(Instant, Option<String>, Result<String, NoView>)>;
+
 impl Ops {
-    /// The text of `/admin/pipelines` (`only`: that pipeline); `None` when the core task
-    /// did not answer.
-    pub(crate) async fn pipelines_text(&self, only: Option<String>) -> Option<String> {
-        let mut state = self.view.lock().await;
-        if let Some((at, filter, text)) = &state.last {
-            if at.elapsed() < VIEW_REUSE && *filter == only {
-                return Some(text.clone());
-            }
+    /// The text of `/admin/pipelines` (`only`: that pipeline). The last answer, a view or
+    /// the core task's silence, is given again for [`VIEW_REUSE`]; one view is made at a
+    /// time, and a request that comes meanwhile is answered at once ([`NoView::Busy`])
+    /// rather than kept waiting, which would hold one of its address's connections for as
+    /// long as the waits of every view before it.
+    pub(crate) async fn pipelines_text(&self, only: Option<String>) -> Result<String, NoView> {
+        if let Some(last) = self.last_view(&only) {
+            return last;
         }
-        let filter = only.clone();
+        let Ok(mut state) = self.view.try_lock() else {
+            return Err(NoView::Busy);
+        };
+        // One may have been made between the two looks.
+        if let Some(last) = self.last_view(&only) {
+            return last;
+        }
+        let answer = self.make_view(only.clone(), &mut state).await;
+        let mut last = self.view_last.lock().unwrap_or_else(|p| p.into_inner());
+        *last = Some((Instant::now(), only, answer.clone()));
+        answer
+    }
+
+    /// The last answer for `only`, if made within [`VIEW_REUSE`].
+    fn last_view(&self, only: &Option<String>) -> Option<Result<String, NoView>> {
+        let last = self.view_last.lock().unwrap_or_else(|p| p.into_inner());
+        match &*last {
+            Some((at, filter, answer)) if at.elapsed() < VIEW_REUSE && filter == only => {
+                Some(answer.clone())
+            }
+            _ => None,
+        }
+    }
+
+    async fn make_view(
+        &self,
+        only: Option<String>,
+        state: &mut ViewState,
+    ) -> Result<String, NoView> {
         let engine = self
-            .ask_core(move |e| e.view(LIMITS, filter.as_deref()), WAIT)
-            .await?;
+            .ask_core(move |e| e.view(LIMITS, only.as_deref()), WAIT)
+            .await
+            .ok_or(NoView::NoAnswer)?;
         let wanted: HashSet<String> = (engine.pipelines.iter())
             .flat_map(|p| p.elements.iter().map(|e| e.id.clone()))
             .collect();
@@ -162,11 +202,9 @@ impl Ops {
             None => None,
         };
         let at = Instant::now();
-        let v = view_json(&engine, media.as_ref(), &mut state, at);
+        let v = view_json(&engine, media.as_ref(), state, at);
         state.forget_old(at);
-        let text = v.to_string();
-        state.last = Some((at, only, text.clone()));
-        Some(text)
+        Ok(v.to_string())
     }
 
     /// The text of `/admin/pipelines/{id}`: `Some(None)` when there is no such element (nor
@@ -351,6 +389,80 @@ pub(crate) fn page_file(path: &str) -> Option<(&'static str, &'static str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::{serve_on, CoreAsk, MAX_PER_ADDRESS};
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::{mpsc, watch};
+
+    const TOKEN: &str = "t";
+
+    async fn listen(ops: Arc<Ops>) -> (SocketAddr, watch::Sender<bool>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("address");
+        let (stop, rx) = watch::channel(false);
+        tokio::spawn(serve_on(ops, l, Some(TOKEN.into()), None, rx));
+        (addr, stop)
+    }
+
+    /// GET `path` with the token: the status (0: the connection was closed unanswered) and
+    /// the body.
+    async fn get(addr: SocketAddr, path: String) -> (u16, String) {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET {path} HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+        if s.write_all(req.as_bytes()).await.is_err() {
+            return (0, String::new());
+        }
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out));
+        let _ = read.await.expect("an answer or a close in time");
+        let text = String::from_utf8_lossy(&out).to_string();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return (0, text);
+        };
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok());
+        (status.unwrap_or(0), body.to_string())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_view_keeps_no_connection_waiting() {
+        let ops = Ops::new();
+        // A core task that never answers (one lost in a long request).
+        let (core, _never_read) = mpsc::unbounded_channel::<CoreAsk>();
+        ops.set_core(core);
+        let (addr, _stop) = listen(ops.clone()).await;
+        // As many asks as one address may have connections (a few pages, a script).
+        let t0 = Instant::now();
+        let asks: Vec<_> = (0..MAX_PER_ADDRESS)
+            .map(|_| tokio::spawn(get(addr, "/admin/pipelines".into())))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The same address's probe is answered, as it was before the view existed.
+        let (status, body) = get(addr, "/health/live".into()).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(t0.elapsed() < WAIT, "{:?}", t0.elapsed());
+        let mut answers = vec![];
+        for a in asks {
+            answers.push(a.await.expect("ask"));
+        }
+        let busy = answers
+            .iter()
+            .filter(|(_, b)| b.contains("another request"));
+        assert_eq!(busy.count(), MAX_PER_ADDRESS - 1, "{answers:?}");
+        let silent = answers.iter().filter(|(_, b)| b.contains("did not answer"));
+        assert_eq!(silent.count(), 1, "{answers:?}");
+        assert!(answers.iter().all(|(s, _)| *s == 503), "{answers:?}");
+        // The silence is kept as a view is: asked again, the same answer at once.
+        let t1 = Instant::now();
+        let (status, body) = get(addr, "/admin/pipelines".into()).await;
+        assert_eq!(status, 503);
+        assert!(body.contains("did not answer"), "{body}");
+        assert!(
+            t1.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t1.elapsed()
+        );
+    }
 
     #[test]
     fn bitrates_come_from_two_counts_far_enough_apart() {
