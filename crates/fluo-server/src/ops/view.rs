@@ -223,7 +223,11 @@ impl Ops {
         };
         let stats = match (&d.stats, self.media.get()) {
             (Some(s), _) => Some(s.clone()),
-            (None, Some(rtc)) => rtc.endpoint_stats(id, at, d.latency_stats, WAIT).await?,
+            (None, Some(rtc)) => match rtc.endpoint_stats(id, at, d.latency_stats, WAIT).await? {
+                Some(s) => Some(s),
+                // Released between the two answers: gone, as it would be a moment later.
+                None => return Some(None),
+            },
             (None, None) => None,
         };
         let mut m = element_json(&d.element);
@@ -462,6 +466,64 @@ mod tests {
             "{:?}",
             t1.elapsed()
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_endpoint_the_media_thread_no_longer_has_is_not_found() {
+        // The engine still has a WebRtcEndpoint the media thread does not (any more): as when
+        // it is released between the core task's answer and the media thread's.
+        let now = fluo_core::Now {
+            mono: Instant::now(),
+            wall_ms: 1_700_000_000_000,
+        };
+        let host = Box::new(fluo_core::FixedHost::default());
+        let mut engine = fluo_core::Engine::new(Default::default(), host, now);
+        engine.register_factory(
+            "WebRtcEndpoint",
+            Box::new(|_: &fluo_core::FactoryCx<'_>| {
+                Ok(Box::new(fluo_core::NoMedia) as Box<dyn fluo_core::Element>)
+            }),
+        );
+        engine.connection_opened(now, 1, std::net::Ipv4Addr::LOCALHOST.into());
+        let mut create = |id: u64, params: Value| {
+            let req = json!({"jsonrpc": "2.0", "id": id, "method": "create", "params": params});
+            engine.handle_text(now, 1, &req.to_string());
+            while let Some(out) = engine.poll_output() {
+                let fluo_core::Output::Send { text, .. } = out else {
+                    continue;
+                };
+                let v: Value = serde_json::from_str(&text).expect("JSON");
+                if v["id"] == id {
+                    return v["result"]["value"].as_str().expect("an id").to_string();
+                }
+            }
+            panic!("no answer to {id}");
+        };
+        let p = create(1, json!({"type": "MediaPipeline"}));
+        let ep = create(
+            2,
+            json!({"type": "WebRtcEndpoint", "constructorParams": {"mediaPipeline": p}}),
+        );
+        let (core, mut asks) = mpsc::unbounded_channel::<CoreAsk>();
+        std::thread::spawn(move || {
+            while let Some(ask) = asks.blocking_recv() {
+                ask(&mut engine);
+            }
+        });
+        let (rtc, mut ctl) = fluo_rtc::WebRtc::in_memory(vec!["127.0.0.1:40000".parse().unwrap()]);
+        std::thread::spawn(move || {
+            let mut media = fluo_rtc::MediaCore::new(Instant::now());
+            while let Some(c) = ctl.blocking_recv() {
+                media.control(Instant::now(), c);
+            }
+        });
+        let ops = Ops::new();
+        ops.set_core(core);
+        let _ = ops.media.set(rtc);
+        let (addr, _stop) = listen(ops.clone()).await;
+        let (status, body) = get(addr, format!("/admin/pipelines/{ep}")).await;
+        assert_eq!(status, 404, "{body}");
+        assert!(body.contains("no element"), "{body}");
     }
 
     #[test]
