@@ -41,7 +41,7 @@ pub(crate) use events::flow;
 pub(crate) use ice::SocketChange;
 use transcoders::{transcoder_node, Maker};
 pub(crate) use view::StatsAsk;
-pub use view::{EndpointView, ViewReading};
+pub use view::{Bytes, EndpointView, TranscoderReading, ViewAsk, ViewReading};
 use webrtc_sink::{Outbox, WebRtcSink};
 
 /// Fluo's media kind for str0m's: the one place str0m's kind is converted.
@@ -199,10 +199,7 @@ pub(crate) enum Ctl {
         tokio::sync::oneshot::Sender<crate::RtcReading>,
     ),
     /// The pipeline view of these elements (see `view.rs`).
-    ViewReading(
-        Arc<HashSet<String>>,
-        tokio::sync::oneshot::Sender<ViewReading>,
-    ),
+    ViewReading(Arc<ViewAsk>, tokio::sync::oneshot::Sender<ViewReading>),
     /// getStats of a WebRTC endpoint for the pipeline view (`None`: no such endpoint).
     EndpointStats(
         StatsAsk,
@@ -497,7 +494,7 @@ impl MediaCore {
             Ctl::Settings(t) => self.set_settings(t),
             Ctl::TranscoderReading(reply) => answer(reply, || self.transcoder_reading()),
             Ctl::RtcReading(board, reply) => answer(reply, || board.read()),
-            Ctl::ViewReading(wanted, reply) => answer(reply, || self.view_reading(&wanted)),
+            Ctl::ViewReading(ask, reply) => answer(reply, || self.view_reading(&ask)),
             Ctl::EndpointStats(ask, reply) => answer(reply, || self.endpoint_stats(&ask)),
         }
         if !self.batching {

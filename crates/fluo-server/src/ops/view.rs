@@ -12,7 +12,7 @@
 
 use super::Ops;
 use fluo_core::{ElementView, EngineView, ViewLimits};
-use fluo_rtc::ViewReading;
+use fluo_rtc::{Bytes, EndpointView, ViewAsk, ViewReading};
 use fluo_sfu::{MediaKind, RouteMode};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -37,8 +37,6 @@ const RATE_MAX: Duration = Duration::from_secs(10);
 /// How long the view waits for the core task and for the media thread.
 const WAIT: Duration = Duration::from_secs(2);
 
-/// Byte counts per direction (`[in, out]`) and kind (`[audio, video]`).
-type Bytes = [[u64; 2]; 2];
 /// Bits per second, the same way.
 type Rates = [[u64; 2]; 2];
 
@@ -194,15 +192,14 @@ impl Ops {
             .ask_core(move |e| e.view(LIMITS, only.as_deref()), WAIT)
             .await
             .ok_or(NoView::NoAnswer)?;
-        let wanted: HashSet<String> = (engine.pipelines.iter())
-            .flat_map(|p| p.elements.iter().map(|e| e.id.clone()))
-            .collect();
+        let ask = Arc::new(view_ask(&engine));
         let media = match self.media.get() {
-            Some(rtc) => rtc.view_reading(Arc::new(wanted), WAIT).await,
+            Some(rtc) => rtc.view_reading(ask.clone(), WAIT).await,
             None => None,
         };
         let at = Instant::now();
-        let v = view_json(&engine, media.as_ref(), state, at);
+        let media = media.as_ref().map(|m| (&*ask, m));
+        let v = view_json(&engine, media, state, at);
         state.forget_old(at);
         Ok(v.to_string())
     }
@@ -242,40 +239,72 @@ impl Ops {
     }
 }
 
-/// The whole view: the engine's part with the media thread's (`None`: it did not answer).
+/// What the media thread is asked about: the elements shown, and the media connections their
+/// connections carry (with the elements at their ends that are not shown).
+fn view_ask(engine: &EngineView) -> ViewAsk {
+    fn pos<'a>(id: &'a str, at: &mut HashMap<&'a str, usize>, ask: &mut ViewAsk) -> usize {
+        *at.entry(id).or_insert_with(|| {
+            ask.elements.push(id.to_string());
+            ask.elements.len() - 1
+        })
+    }
+    let mut ask = ViewAsk::default();
+    let mut at: HashMap<&str, usize> = HashMap::new();
+    for e in engine.pipelines.iter().flat_map(|p| &p.elements) {
+        pos(&e.id, &mut at, &mut ask);
+    }
+    let mut routes = HashSet::new();
+    for c in engine.pipelines.iter().flat_map(|p| &p.connections) {
+        let Some(kind) = c.edge.media_kind() else {
+            continue;
+        };
+        for (s, k) in &c.carries {
+            let r = (pos(s, &mut at, &mut ask), pos(k, &mut at, &mut ask), kind);
+            if routes.insert(r) {
+                ask.routes.push(r);
+            }
+        }
+    }
+    ask
+}
+
+/// The whole view: the engine's part with the media thread's, and what it was asked (`None`:
+/// it did not answer).
 fn view_json(
     engine: &EngineView,
-    media: Option<&ViewReading>,
+    media: Option<(&ViewAsk, &ViewReading)>,
     state: &mut ViewState,
     at: Instant,
 ) -> Value {
     let mut bytes: HashMap<&str, Bytes> = HashMap::new();
-    let mut webrtc: HashMap<&str, (&str, &str)> = HashMap::new();
+    let mut webrtc: HashMap<&str, EndpointView> = HashMap::new();
     let mut routes: HashMap<(&str, &str, MediaKind), RouteMode> = HashMap::new();
     let mut transcoders: HashMap<&str, Vec<Value>> = HashMap::new();
-    if let Some(m) = media {
-        for n in &m.router.nodes {
-            if let Some(b) = n.bytes {
-                bytes.insert(n.id.as_str(), b);
+    if let Some((ask, m)) = media {
+        let id = |i: usize| ask.elements[i].as_str();
+        for (i, b) in m.bytes.iter().enumerate() {
+            if let Some(b) = b {
+                bytes.insert(id(i), *b);
             }
         }
-        for e in &m.endpoints {
-            bytes.insert(e.id.as_str(), e.bytes);
-            webrtc.insert(e.id.as_str(), (e.ice, e.dtls));
+        for (i, e) in m.endpoints.iter().enumerate() {
+            if let Some(e) = e {
+                webrtc.insert(id(i), *e);
+            }
         }
-        for r in &m.router.routes {
-            routes.insert((r.source.as_str(), r.sink.as_str(), r.kind), r.mode);
+        for ((s, k, kind), mode) in ask.routes.iter().zip(&m.routes) {
+            if let Some(mode) = mode {
+                routes.insert((id(*s), id(*k), *kind), *mode);
+            }
         }
-        for t in &m.router.transcoders {
-            transcoders
-                .entry(t.source.as_str())
-                .or_default()
-                .push(json!({
-                    "mediaType": t.kind.wire_name(),
-                    "from": t.from.name.sdp_name(),
-                    "to": t.to.name.sdp_name(),
-                    "sinks": t.sinks,
-                }));
+        for t in &m.transcoders {
+            let sinks: Vec<&str> = t.sinks.iter().map(|s| id(*s)).collect();
+            transcoders.entry(id(t.source)).or_default().push(json!({
+                "mediaType": t.kind.wire_name(),
+                "from": t.from.name.sdp_name(),
+                "to": t.to.name.sdp_name(),
+                "sinks": sinks,
+            }));
         }
     }
     let mut pipelines = Vec::new();
@@ -287,8 +316,8 @@ fn view_json(
             let rate = b.and_then(|b| state.rate(&e.id, at, b));
             m.insert("bytes".into(), b.map_or(Value::Null, in_out));
             m.insert("bitrate".into(), rate.map_or(Value::Null, in_out));
-            if let Some((ice, dtls)) = webrtc.get(e.id.as_str()) {
-                m.insert("webrtc".into(), json!({"ice": ice, "dtls": dtls}));
+            if let Some(w) = webrtc.get(e.id.as_str()) {
+                m.insert("webrtc".into(), json!({"ice": w.ice, "dtls": w.dtls}));
             }
             let t = transcoders.remove(e.id.as_str()).unwrap_or_default();
             m.insert("transcoders".into(), Value::Array(t));
@@ -489,9 +518,7 @@ mod tests {
             let req = json!({"jsonrpc": "2.0", "id": id, "method": "create", "params": params});
             engine.handle_text(now, 1, &req.to_string());
             while let Some(out) = engine.poll_output() {
-                let fluo_core::Output::Send { text, .. } = out else {
-                    continue;
-                };
+                let fluo_core::Output::Send { text, .. } = out;
                 let v: Value = serde_json::from_str(&text).expect("JSON");
                 if v["id"] == id {
                     return v["result"]["value"].as_str().expect("an id").to_string();
