@@ -211,6 +211,23 @@ test('pipeline view: a loopback and a transcoded player in Chromium, live', { ti
     }, 10000, 'the released viewer gone from the page');
     assert.ok(!v.boxes.some((b) => b.id === viewer.id));
     assert.equal(v.edges.length, 3);
+
+    // A token the server refuses (changed on the server, say) while the panel is open: the
+    // form asks for another, and neither the view nor the panel asks again meanwhile.
+    await page.evaluate(() => {
+      window.asked = [];
+      const real = window.fetch;
+      window.fetch = (url, init) => {
+        window.asked.push(String(url));
+        return real(url, init);
+      };
+      sessionStorage.setItem('fluo-view-token', 'not-the-token');
+    });
+    await waitFor(() => page.evaluate(() => !document.getElementById('login').hidden), 10000, 'the token form');
+    const refused = await page.evaluate(() => window.asked.length);
+    await new Promise((r) => setTimeout(r, 4500));
+    const after = await page.evaluate(() => window.asked);
+    assert.equal(after.length, refused, `asked again after the refusal: ${after.slice(refused).join(', ')}`);
     await cam.page.close();
     await vp8.page.close();
     await page.close();
