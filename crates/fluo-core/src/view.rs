@@ -145,7 +145,9 @@ impl Engine {
         ids.sort();
         let mut v = EngineView {
             pipelines_total: self.registry.pipeline_count(),
-            elements_total: self.registry.len() - 1 - self.registry.pipeline_count(),
+            // Everything but the ServerManager and the pipelines.
+            elements_total: (self.registry.len().saturating_sub(1))
+                .saturating_sub(self.registry.pipeline_count()),
             ..EngineView::default()
         };
         let mut budget = limits.elements;
