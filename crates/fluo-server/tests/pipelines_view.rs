@@ -307,6 +307,11 @@ async fn the_view_shows_each_pipelines_elements_and_connections() {
         let (s, body) = element(addr, missing).await;
         assert_eq!(s, 404, "{missing}: {body}");
     }
+    // The answer names what was asked for: never to be read as anything but text.
+    let (s, head, body) = http(addr, "GET", "/admin/pipelines/%3Cb%3Ex", true).await;
+    assert_eq!(s, 404, "{body}");
+    assert!(head.contains("X-Content-Type-Options: nosniff"), "{head}");
+    assert!(head.contains("text/plain"), "{head}");
 
     // b goes: its box and its connection too.
     ask(
@@ -347,6 +352,18 @@ async fn the_view_needs_the_token_but_its_page_does_not() {
         "{head}"
     );
     assert!(body.contains(r#"<script src="pipelines.js">"#), "{body}");
+    // Its style sheet is a file too: no inline style needs allowing.
+    assert!(head.contains("style-src 'self'"), "{head}");
+    assert!(!head.contains("unsafe-inline"), "{head}");
+    assert!(!body.contains("<style"), "{body}");
+    assert!(
+        body.contains(r#"<link rel="stylesheet" href="pipelines.css">"#),
+        "{body}"
+    );
+    let (s, head, body) = http(addr, "GET", "/admin/view/pipelines.css", false).await;
+    assert_eq!(s, 200);
+    assert!(head.contains("text/css"), "{head}");
+    assert!(body.contains("path.edge"), "{body}");
     let (s, head, body) = http(addr, "GET", "/admin/view/pipelines.js", false).await;
     assert_eq!(s, 200);
     assert!(head.contains("text/javascript"), "{head}");

@@ -154,6 +154,9 @@ test('pipeline view: a loopback and a transcoded player in Chromium, live', { ti
       return r.boxes.length === 3 && r.edges.length === 6 ? r : null;
     }, 10000, 'three boxes and six edges');
     for (const b of v.boxes) assert.equal(ids[b.id], b.type, JSON.stringify(b));
+    // The style sheet applies under the page's Content-Security-Policy (no inline style).
+    const header = await page.evaluate(() => getComputedStyle(document.querySelector('header')).backgroundColor);
+    assert.equal(header, 'rgb(38, 50, 56)');
     // connect() without a media type: AUDIO, VIDEO and DATA edges each.
     for (const [s, k] of [[loop.id, loop.id], [player.id, viewer.id]]) {
       const media = v.edges.filter((e) => e.source === s && e.sink === k).map((e) => e.media).sort();

@@ -415,6 +415,10 @@ pub(crate) fn page_file(path: &str) -> Option<(&'static str, &'static str)> {
             "text/javascript; charset=utf-8",
             include_str!("../../../../web/public/pipelines.js"),
         )),
+        "/admin/view/pipelines.css" => Some((
+            "text/css; charset=utf-8",
+            include_str!("../../../../web/public/pipelines.css"),
+        )),
         _ => None,
     }
 }
