@@ -193,7 +193,7 @@ pub(crate) enum Ctl {
     /// The transcoders running (kind, input and output codec names), for the metrics.
     TranscoderReading(tokio::sync::oneshot::Sender<Vec<crate::TranscoderCodecs>>),
     /// The endpoints' figures for the metrics, read on the media thread (which locks the
-    /// endpoints as it forwards anyway: no other thread contends for them).
+    /// endpoints as it forwards anyway), not on the listener's threads.
     RtcReading(
         Arc<crate::metrics::Board>,
         tokio::sync::oneshot::Sender<crate::RtcReading>,

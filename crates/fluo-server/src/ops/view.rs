@@ -6,9 +6,9 @@
 //! The data is taken as the metrics are: the engine's part asked from the core task (which
 //! answers between two requests), the routes, transcoders, byte counts and the WebRTC
 //! endpoints' figures asked from the media thread (which reads them between two of its
-//! steps: no other thread takes the endpoints' locks). A view holds at most [`LIMITS`] and
-//! says when it left something out. One view is made at a time and served again for
-//! [`VIEW_REUSE`]; bitrates are the byte counts' growth between two views.
+//! steps; never from the listener's threads). A view holds at most [`LIMITS`] and says when
+//! it left something out. One view is made at a time and served again for [`VIEW_REUSE`];
+//! bitrates are the byte counts' growth between two views.
 
 use super::Ops;
 use fluo_core::{ElementView, EngineView, ViewLimits};
