@@ -242,9 +242,17 @@ function forwardToOps(req, res) {
     res.end('the pipeline view needs the web app started with --ops-uri (Fluo\'s --metrics-port listener)');
     return;
   }
+  // Only the path and query come from the request, put on the listener's own origin: a
+  // request line such as `GET //elsewhere.example/admin/pipelines` names another host when
+  // read as a URL, and must not take the caller's Authorization there.
   let target;
   try {
-    target = new URL(req.url, opts.opsUri);
+    const asked = new URL(req.url, 'http://x');
+    const ops = new URL(opts.opsUri);
+    target = new URL(ops.origin);
+    target.pathname = asked.pathname;
+    target.search = asked.search;
+    if (target.origin !== ops.origin) throw new Error('another origin');
   } catch (_) {
     res.writeHead(400);
     res.end('bad request');

@@ -54,6 +54,7 @@
     sessionStorage.setItem('fluo-view-token', $('token').value);
     $('login').hidden = true;
     poll();
+    if (selected) refreshPanel();
   });
 
   async function getJson(url) {
@@ -413,7 +414,15 @@
     try {
       d = await getJson(new URL(`${api.pathname}/${id}`, api));
     } catch (e) {
+      // Another element's panel was opened meanwhile: it asks for itself.
+      if (id !== selected) return;
       $('panel-sub').textContent = e.message;
+      if (e.auth) {
+        // No more asking with a token that is refused: the form asks for another.
+        stopPolling();
+        showLogin(e.message);
+        return;
+      }
       panelTimer = setTimeout(refreshPanel, 2000);
       return;
     }
@@ -445,7 +454,7 @@
       div.appendChild(table);
       stats.appendChild(div);
     }
-    panelTimer = setTimeout(refreshPanel, 2000);
+    if (polling) panelTimer = setTimeout(refreshPanel, 2000);
   }
 
   function openPanel(id) {
@@ -476,20 +485,30 @@
   // Polling
 
   let timer = null;
+  let polling = false; // false after a refused token, until the form gives another
   async function poll() {
     clearTimeout(timer);
+    polling = true;
     try {
       const view = await getJson(api);
-      if (view) render(view);
+      if (view && polling) render(view);
     } catch (e) {
       $('status').className = 'error';
       $('status').textContent = e.message;
       if (e.auth) {
+        stopPolling();
         showLogin(e.message);
         return;
       }
     }
-    timer = setTimeout(poll, POLL_MS);
+    if (polling) timer = setTimeout(poll, POLL_MS);
+  }
+
+  // The view's and the panel's asking both stop (a refused token).
+  function stopPolling() {
+    polling = false;
+    clearTimeout(timer);
+    clearTimeout(panelTimer);
   }
 
   takeTokenFromFragment();

@@ -9,7 +9,7 @@ use crate::graph::Edge;
 use crate::registry::Object;
 use fluo_sfu::MediaKind;
 use serde_json::{json, Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// How much one view holds at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,24 @@ pub struct ViewLimits {
     pub elements: usize,
     /// Connections, over all the pipelines shown.
     pub connections: usize,
+    /// Tags per element (the first added first).
+    pub tags: usize,
+    /// Characters of a name, a tag's key or value (a longer one is cut, ending in `…`).
+    pub text: usize,
+}
+
+/// `s` cut to `max` characters, the last of them `…`, when it is longer.
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some(_) => {
+            let keep = s
+                .char_indices()
+                .nth(max.saturating_sub(1))
+                .map_or(0, |(i, _)| i);
+            format!("{}…", &s[..keep])
+        }
+    }
 }
 
 /// The pipelines as the view shows them.
@@ -63,8 +81,10 @@ pub struct ElementView {
     pub class: String,
     /// Its name, when one was set.
     pub name: Option<String>,
-    /// Its tags.
+    /// Its tags (in the pipeline view: at most [`ViewLimits::tags`], their texts cut).
     pub tags: Vec<(String, String)>,
+    /// How many tags it has.
+    pub tag_count: usize,
     /// A hub port's hub (`None` for an element of the pipeline itself).
     pub hub: Option<String>,
     /// Seconds since the UNIX epoch.
@@ -125,7 +145,9 @@ impl Engine {
         ids.sort();
         let mut v = EngineView {
             pipelines_total: self.registry.pipeline_count(),
-            elements_total: self.registry.len() - 1 - self.registry.pipeline_count(),
+            // Everything but the ServerManager and the pipelines.
+            elements_total: (self.registry.len().saturating_sub(1))
+                .saturating_sub(self.registry.pipeline_count()),
             ..EngineView::default()
         };
         let mut budget = limits.elements;
@@ -142,7 +164,7 @@ impl Engine {
             let members = self.members(p);
             let mut pv = PipelineView {
                 id: id.clone(),
-                name: p.name.clone(),
+                name: p.name.as_deref().map(|n| cut(n, limits.text)),
                 creation_time: p.creation_time,
                 element_count: members.len(),
                 ..PipelineView::default()
@@ -155,13 +177,20 @@ impl Engine {
                 }
                 budget -= 1;
                 shown.insert(m.id.as_str(), v.pipelines.len());
-                pv.elements.push(self.element_view(m));
+                let mut ev = self.element_view(m);
+                // What the client gave is bounded too: names and tags can be long, and many.
+                ev.name = ev.name.map(|n| cut(&n, limits.text));
+                ev.tags.truncate(limits.tags);
+                for (k, val) in &mut ev.tags {
+                    (*k, *val) = (cut(k, limits.text), cut(val, limits.text));
+                }
+                pv.elements.push(ev);
             }
             v.pipelines.push(pv);
         }
         let mut left = limits.connections;
         let carried = self.carried(|id| shown.contains_key(id));
-        for (i, e) in self.graph.edges.iter().enumerate() {
+        for e in &self.graph.edges {
             let (Some(&p), Some(_)) = (shown.get(e.source.as_str()), shown.get(e.sink.as_str()))
             else {
                 continue;
@@ -173,9 +202,16 @@ impl Engine {
                 continue;
             }
             left -= 1;
+            // Between two elements that are not transparent, a connection is a media
+            // connection itself.
+            let own = !self.is_transparent(&e.source) && !self.is_transparent(&e.sink);
+            let mut carries = carried.get(e).cloned().unwrap_or_default();
+            if own {
+                carries.push((e.source.clone(), e.sink.clone()));
+            }
             pv.connections.push(ConnectionView {
                 edge: e.clone(),
-                carries: carried.get(&i).cloned().unwrap_or_default(),
+                carries,
             });
         }
         v
@@ -206,6 +242,7 @@ impl Engine {
             class: o.class.clone(),
             name: o.name.clone(),
             tags: o.tags.clone(),
+            tag_count: o.tags.len(),
             hub: o.parent.clone().filter(|p| o.pipeline.as_ref() != Some(p)),
             creation_time: o.creation_time,
             worker: o.behavior.worker(),
@@ -215,47 +252,20 @@ impl Engine {
         }
     }
 
-    /// For each connection (by its index in the graph), the media connections it carries:
-    /// the walk of [`Engine::update_media_edges`] from every element that produces media
-    /// (those `from` says yes to), through transparent elements and hubs, noting the
-    /// connections on the way.
-    fn carried(&self, from: impl Fn(&str) -> bool) -> HashMap<usize, Vec<(String, String)>> {
-        let edges = &self.graph.edges;
-        let mut by_source: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, e) in edges.iter().enumerate() {
-            by_source.entry(e.source.as_str()).or_default().push(i);
-        }
-        let mut out: HashMap<usize, Vec<(String, String)>> = HashMap::new();
-        for (start, e) in edges.iter().enumerate() {
-            if !from(&e.source) || self.is_transparent(&e.source) {
+    /// For each connection shown (`shown` says yes to both ends), the media connections it
+    /// carries other than itself: those whose way ([`Engine::media_paths`], found when the
+    /// media connections were) goes along it.
+    fn carried(&self, shown: impl Fn(&str) -> bool) -> HashMap<&Edge, Vec<(String, String)>> {
+        let mut out: HashMap<&Edge, Vec<(String, String)>> = HashMap::new();
+        for (m, along) in &self.media_paths {
+            if !shown(&m.source) {
                 continue;
             }
-            let mut seen = HashSet::from([start]);
-            let mut stack = vec![(e.sink.clone(), vec![start])];
-            while let Some((node, path)) = stack.pop() {
-                if !self.is_transparent(&node) {
-                    let pair = (e.source.clone(), node);
-                    for i in path {
-                        let c = out.entry(i).or_default();
-                        if !c.contains(&pair) {
-                            c.push(pair.clone());
-                        }
-                    }
-                    continue;
-                }
-                let next = if self.is_hub_port(&node) {
-                    self.hub_outputs(&node, &e.media_type)
-                } else {
-                    vec![node]
-                };
-                for n in &next {
-                    for &i in by_source.get(n.as_str()).into_iter().flatten() {
-                        if edges[i].media_type == e.media_type && seen.insert(i) {
-                            let mut p = path.clone();
-                            p.push(i);
-                            stack.push((edges[i].sink.clone(), p));
-                        }
-                    }
+            for g in along.iter().filter(|g| shown(&g.source) && shown(&g.sink)) {
+                let pair = (m.source.clone(), m.sink.clone());
+                let c = out.entry(g).or_default();
+                if !c.contains(&pair) {
+                    c.push(pair);
                 }
             }
         }
@@ -275,27 +285,9 @@ impl Engine {
         let element = self.element_view(o);
         let pipeline = o.pipeline.clone();
         let properties = self.stored_properties(o);
-        let latency_stats = (pipeline.as_deref())
-            .and_then(|p| self.registry.get(p))
-            .and_then(|p| p.props.get("latencyStats"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let stats = if stats_elsewhere.contains(&element.class.as_str()) {
-            None
-        } else {
-            let q = crate::StatsQuery {
-                id,
-                wall_ms,
-                media: None,
-                latency: latency_stats,
-            };
-            let own = self.with_element(id, |el, _| el.stats(&q)).flatten();
-            Some(own.unwrap_or_else(|| {
-                let mut report = Map::new();
-                q.element_entry(&mut report, &[None, None]);
-                report
-            }))
-        };
+        let latency_stats = self.latency_stats_of(id);
+        let stats = (!stats_elsewhere.contains(&element.class.as_str()))
+            .then(|| self.stats_report(id, wall_ms, None));
         Some(ElementDetail {
             element,
             pipeline,

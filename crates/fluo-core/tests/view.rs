@@ -11,6 +11,8 @@ const ALL: ViewLimits = ViewLimits {
     pipelines: 10,
     elements: 100,
     connections: 100,
+    tags: 100,
+    text: 1000,
 };
 
 fn endpoints_without_media(h: &mut H) {
@@ -113,6 +115,7 @@ fn the_limits_keep_the_first_pipelines_and_say_so() {
         pipelines: 2,
         elements: 2,
         connections: 0,
+        ..ALL
     };
     let v = h.e.view(limits, None);
     assert!(v.truncated);
@@ -126,4 +129,81 @@ fn the_limits_keep_the_first_pipelines_and_say_so() {
     let one = h.e.view(limits, Some(&ps[2]));
     assert_eq!(one.pipelines.len(), 1);
     assert!(!one.truncated);
+}
+
+#[test]
+fn the_connection_limit_leaves_connections_out_and_says_so() {
+    let mut h = H::new();
+    let p = h.create(1, "MediaPipeline", None);
+    let a = h.create(1, "PassThrough", Some(&p));
+    let b = h.create(1, "PassThrough", Some(&p));
+    h.invoke(1, &a, "connect", json!({"sink": b, "mediaType": "VIDEO"}));
+    h.invoke(1, &b, "connect", json!({"sink": a, "mediaType": "AUDIO"}));
+    let one = ViewLimits {
+        connections: 1,
+        ..ALL
+    };
+    let v = h.e.view(one, None);
+    assert!(v.truncated);
+    let pv = &v.pipelines[0];
+    assert_eq!(pv.elements.len(), 2, "the elements all shown");
+    assert_eq!(pv.connections.len(), 1);
+    assert_eq!(pv.connections[0].edge.source, a, "the first made first");
+    assert!(pv.truncated);
+    let v = h.e.view(ALL, None);
+    assert!(!v.truncated && !v.pipelines[0].truncated);
+    assert_eq!(v.pipelines[0].connections.len(), 2);
+}
+
+#[test]
+fn long_names_and_many_tags_are_cut() {
+    let mut h = H::new();
+    let p = h.create(1, "MediaPipeline", None);
+    let a = h.create(1, "PassThrough", Some(&p));
+    let long = "é".repeat(5000);
+    h.invoke(1, &p, "setName", json!({"name": long}));
+    h.invoke(1, &a, "setName", json!({"name": long}));
+    for i in 0..50 {
+        h.invoke(
+            1,
+            &a,
+            "addTag",
+            json!({"key": format!("k{i}{long}"), "value": long}),
+        );
+    }
+    let small = ViewLimits {
+        tags: 3,
+        text: 10,
+        ..ALL
+    };
+    let v = h.e.view(small, None);
+    let cut = format!("{}…", "é".repeat(9));
+    assert_eq!(v.pipelines[0].name.as_deref(), Some(cut.as_str()));
+    let e = &v.pipelines[0].elements[0];
+    assert_eq!(e.name.as_deref(), Some(cut.as_str()));
+    assert_eq!(e.tag_count, 50);
+    let tags: Vec<(&str, &str)> = e
+        .tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let key = |i: u32| format!("k{i}{}…", "é".repeat(7));
+    assert_eq!(
+        tags,
+        [0, 1, 2]
+            .map(|i| (key(i), cut.clone()))
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>()
+    );
+    // Short texts as they are; the element's own view has them all.
+    h.invoke(1, &a, "setName", json!({"name": "short"}));
+    assert_eq!(
+        h.e.view(small, None).pipelines[0].elements[0]
+            .name
+            .as_deref(),
+        Some("short")
+    );
+    let d = h.e.element_detail(&a, 5, &[]).unwrap();
+    assert_eq!(d.element.tags.len(), 50);
 }

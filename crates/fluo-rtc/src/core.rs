@@ -41,7 +41,7 @@ pub(crate) use events::flow;
 pub(crate) use ice::SocketChange;
 use transcoders::{transcoder_node, Maker};
 pub(crate) use view::StatsAsk;
-pub use view::{EndpointView, ViewReading};
+pub use view::{Bytes, EndpointView, TranscoderReading, ViewAsk, ViewReading};
 use webrtc_sink::{Outbox, WebRtcSink};
 
 /// Fluo's media kind for str0m's: the one place str0m's kind is converted.
@@ -200,16 +200,13 @@ pub(crate) enum Ctl {
     /// The transcoders running (kind, input and output codec names), for the metrics.
     TranscoderReading(tokio::sync::oneshot::Sender<Vec<crate::TranscoderCodecs>>),
     /// The endpoints' figures for the metrics, read on the media thread (which locks the
-    /// endpoints as it forwards anyway: no other thread contends for them).
+    /// endpoints as it forwards anyway), not on the listener's threads.
     RtcReading(
         Arc<crate::metrics::Board>,
         tokio::sync::oneshot::Sender<crate::RtcReading>,
     ),
     /// The pipeline view of these elements (see `view.rs`).
-    ViewReading(
-        Arc<HashSet<String>>,
-        tokio::sync::oneshot::Sender<ViewReading>,
-    ),
+    ViewReading(Arc<ViewAsk>, tokio::sync::oneshot::Sender<ViewReading>),
     /// getStats of a WebRTC endpoint for the pipeline view (`None`: no such endpoint).
     EndpointStats(
         StatsAsk,
@@ -498,7 +495,7 @@ impl MediaCore {
             Ctl::Settings(t) => self.set_settings(t),
             Ctl::TranscoderReading(reply) => answer(reply, || self.transcoder_reading()),
             Ctl::RtcReading(board, reply) => answer(reply, || board.read()),
-            Ctl::ViewReading(wanted, reply) => answer(reply, || self.view_reading(&wanted)),
+            Ctl::ViewReading(ask, reply) => answer(reply, || self.view_reading(&ask)),
             Ctl::EndpointStats(ask, reply) => answer(reply, || self.endpoint_stats(&ask)),
         }
         if !self.batching {

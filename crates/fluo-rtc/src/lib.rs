@@ -27,7 +27,10 @@ mod stats;
 mod stun;
 mod turn;
 
-pub use crate::core::{Control, Datagram, EndpointView, MediaCore, Raised, ViewReading};
+pub use crate::core::{
+    Bytes, Control, Datagram, EndpointView, MediaCore, Raised, TranscoderReading, ViewAsk,
+    ViewReading,
+};
 
 pub use metrics::{Figure, RtcReading, FIGURES};
 pub use net::NetSettings;
@@ -246,16 +249,16 @@ impl WebRtc {
         tokio::time::timeout(wait, rx).await.ok()?.ok()
     }
 
-    /// The pipeline view's reading of the elements `wanted` (routes, transcoders, bytes,
-    /// endpoints' states), asked from the media thread; `None` when it does not answer within
+    /// The pipeline view's reading of what `ask` asks about (byte counts, endpoints' states,
+    /// routes, transcoders), from the media thread; `None` when it does not answer within
     /// `wait`.
     pub async fn view_reading(
         &self,
-        wanted: Arc<std::collections::HashSet<String>>,
+        ask: Arc<ViewAsk>,
         wait: std::time::Duration,
     ) -> Option<ViewReading> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(Ctl::ViewReading(wanted, tx));
+        self.send(Ctl::ViewReading(ask, tx));
         tokio::time::timeout(wait, rx).await.ok()?.ok()
     }
 

@@ -172,6 +172,12 @@ async fn the_view_shows_each_pipelines_elements_and_connections() {
             "setStunServerAddress",
             json!({"stunServerAddress": "127.0.0.1"}),
         ),
+        invoke(
+            81,
+            &a,
+            "setTurnUrl",
+            json!({"turnUrl": "turnuser:turnpass@127.0.0.1:3478"}),
+        ),
         // Every media type (AUDIO, VIDEO, DATA), then the video on to b.
         invoke(9, &a, "connect", json!({"sink": pass})),
         invoke(
@@ -183,10 +189,23 @@ async fn the_view_shows_each_pipelines_elements_and_connections() {
     ];
     ask_all(&mut ws, setup).await;
     let other = new_object(&mut ws, 11, "MediaPipeline", None).await;
+    let uri = "http://127.0.0.1:9/clip.webm?token=t0k3n&X-Amz-Signature=s1g&t=5";
+    let player = ask(
+        &mut ws,
+        json!({"jsonrpc":"2.0","id":111,"method":"create","params":{"type":"PlayerEndpoint",
+            "constructorParams":{"mediaPipeline": other, "uri": uri}}}),
+    )
+    .await["value"]
+        .as_str()
+        .expect("an id")
+        .to_string();
 
     let v = view(addr, "").await;
     assert_eq!(v["pipelineCount"], 2);
-    assert_eq!(v["elementCount"], 3);
+    assert_eq!(
+        v["elementCount"], 4,
+        "three in the first pipeline, a player in the other"
+    );
     assert_eq!(v["limits"]["elements"], VIEW_LIMITS.elements);
     let p = &v["pipelines"][0];
     assert_eq!(p["id"], pipe.as_str(), "the oldest first");
@@ -200,6 +219,9 @@ async fn the_view_shows_each_pipelines_elements_and_connections() {
     assert_eq!(ea["id"], a.as_str());
     assert_eq!(ea["name"], "alice");
     assert_eq!(ea["tags"], json!([{"key": "room", "value": "r1"}]));
+    assert_eq!(ea["tagCount"], 1);
+    assert_eq!(v["limits"]["tags"], VIEW_LIMITS.tags);
+    assert_eq!(v["limits"]["text"], VIEW_LIMITS.text);
     assert_eq!(ea["worker"], Value::Null, "no media workers");
     assert_eq!(ea["flow"]["in"]["VIDEO"], "NOT_FLOWING");
     assert_eq!(ea["flow"]["out"]["AUDIO"], "NOT_FLOWING");
@@ -235,6 +257,13 @@ async fn the_view_shows_each_pipelines_elements_and_connections() {
     }
     assert_eq!(shape.len(), 4);
     assert_eq!(v["pipelines"][1]["id"], other.as_str());
+    // A signed URI's query secrets are hidden, the rest of it shown.
+    let (s, d) = element(addr, &player).await;
+    assert_eq!(s, 200, "{d}");
+    assert_eq!(
+        d["properties"]["uri"],
+        "http://127.0.0.1:9/clip.webm?token=***&X-Amz-Signature=***&t=5"
+    );
 
     // One pipeline only; and a bitrate once two counts are far enough apart.
     let one = view(addr, &format!("?pipeline={pipe}")).await;
@@ -251,6 +280,8 @@ async fn the_view_shows_each_pipelines_elements_and_connections() {
     assert_eq!(d["pipeline"], pipe.as_str());
     assert_eq!(d["properties"]["name"], "alice");
     assert_eq!(d["properties"]["stunServerAddress"], "127.0.0.1");
+    assert_eq!(d["properties"]["turnUrl"], "***@127.0.0.1:3478");
+    assert!(!d.to_string().contains("turnuser"), "{d}");
     assert_eq!(d["properties"]["mediaPipeline"], pipe.as_str());
     let stats = d["stats"].as_object().expect("stats");
     assert!(
@@ -276,6 +307,11 @@ async fn the_view_shows_each_pipelines_elements_and_connections() {
         let (s, body) = element(addr, missing).await;
         assert_eq!(s, 404, "{missing}: {body}");
     }
+    // The answer names what was asked for: never to be read as anything but text.
+    let (s, head, body) = http(addr, "GET", "/admin/pipelines/%3Cb%3Ex", true).await;
+    assert_eq!(s, 404, "{body}");
+    assert!(head.contains("X-Content-Type-Options: nosniff"), "{head}");
+    assert!(head.contains("text/plain"), "{head}");
 
     // b goes: its box and its connection too.
     ask(
@@ -316,6 +352,18 @@ async fn the_view_needs_the_token_but_its_page_does_not() {
         "{head}"
     );
     assert!(body.contains(r#"<script src="pipelines.js">"#), "{body}");
+    // Its style sheet is a file too: no inline style needs allowing.
+    assert!(head.contains("style-src 'self'"), "{head}");
+    assert!(!head.contains("unsafe-inline"), "{head}");
+    assert!(!body.contains("<style"), "{body}");
+    assert!(
+        body.contains(r#"<link rel="stylesheet" href="pipelines.css">"#),
+        "{body}"
+    );
+    let (s, head, body) = http(addr, "GET", "/admin/view/pipelines.css", false).await;
+    assert_eq!(s, 200);
+    assert!(head.contains("text/css"), "{head}");
+    assert!(body.contains("path.edge"), "{body}");
     let (s, head, body) = http(addr, "GET", "/admin/view/pipelines.js", false).await;
     assert_eq!(s, 200);
     assert!(head.contains("text/javascript"), "{head}");

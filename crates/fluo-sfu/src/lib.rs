@@ -74,8 +74,8 @@ pub use ids::{MediaKind, NodeId};
 pub use keyframe::{starts_keyframe, KeyframeThrottle};
 pub use latency::{LatencyAvg, LatencyBoard};
 pub use media_router::{
-    Header, MediaRouter, Node, NodeError, NodeView, Packet, RouteMode, RouteView, RouterView,
-    TranscoderMaker, TranscoderView,
+    Header, MediaRouter, Node, NodeError, Packet, RouteMode, RouterView, TranscoderMaker,
+    TranscoderView,
 };
 pub use nack::RetransmitCache;
 pub use negotiate::{Decision, Forced, Impossible, SinkCaps, SinkCodec, Takes};

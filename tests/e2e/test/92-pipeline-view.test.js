@@ -13,6 +13,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const http = require('node:http');
 const path = require('node:path');
 const { setup, startWeb, tmpDir, removeTmpDir, withDiagnostics, waitFor, log, ROOT } = require('../lib/env');
 const { makeClip, fileUri } = require('../lib/media');
@@ -153,6 +154,9 @@ test('pipeline view: a loopback and a transcoded player in Chromium, live', { ti
       return r.boxes.length === 3 && r.edges.length === 6 ? r : null;
     }, 10000, 'three boxes and six edges');
     for (const b of v.boxes) assert.equal(ids[b.id], b.type, JSON.stringify(b));
+    // The style sheet applies under the page's Content-Security-Policy (no inline style).
+    const header = await page.evaluate(() => getComputedStyle(document.querySelector('header')).backgroundColor);
+    assert.equal(header, 'rgb(38, 50, 56)');
     // connect() without a media type: AUDIO, VIDEO and DATA edges each.
     for (const [s, k] of [[loop.id, loop.id], [player.id, viewer.id]]) {
       const media = v.edges.filter((e) => e.source === s && e.sink === k).map((e) => e.media).sort();
@@ -210,9 +214,65 @@ test('pipeline view: a loopback and a transcoded player in Chromium, live', { ti
     }, 10000, 'the released viewer gone from the page');
     assert.ok(!v.boxes.some((b) => b.id === viewer.id));
     assert.equal(v.edges.length, 3);
+
+    // A token the server refuses (changed on the server, say) while the panel is open: the
+    // form asks for another, and neither the view nor the panel asks again meanwhile.
+    await page.evaluate(() => {
+      window.asked = [];
+      const real = window.fetch;
+      window.fetch = (url, init) => {
+        window.asked.push(String(url));
+        return real(url, init);
+      };
+      sessionStorage.setItem('fluo-view-token', 'not-the-token');
+    });
+    await waitFor(() => page.evaluate(() => !document.getElementById('login').hidden), 10000, 'the token form');
+    const refused = await page.evaluate(() => window.asked.length);
+    await new Promise((r) => setTimeout(r, 4500));
+    const after = await page.evaluate(() => window.asked);
+    assert.equal(after.length, refused, `asked again after the refusal: ${after.slice(refused).join(', ')}`);
     await cam.page.close();
     await vp8.page.close();
     await page.close();
     await loopPipeline.release();
     await playPipeline.release();
   }));
+
+// One GET to the web app with a raw request target (`path` as it is on the request line).
+function rawGet(port, target, headers) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: target, headers }, (r) => {
+      let body = '';
+      r.setEncoding('utf8');
+      r.on('data', (c) => { body += c; });
+      r.on('end', () => resolve({ status: r.statusCode, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('the web app forwards /admin/pipelines to its --ops-uri only', { timeout: 30000 }, async () => {
+  // `GET //HOST:PORT/admin/pipelines`, read as a URL, names another host: a listener of the
+  // test's stands for it and must see nothing (the caller's Authorization least of all).
+  const seen = [];
+  const decoy = http.createServer((req, res) => {
+    seen.push(`${req.url} ${req.headers.authorization || ''}`);
+    res.end('{"pipelines":[]}');
+  });
+  await new Promise((resolve) => decoy.listen(0, '127.0.0.1', resolve));
+  const elsewhere = `127.0.0.1:${decoy.address().port}`;
+  try {
+    const auth = { Authorization: `Bearer ${TOKEN}` };
+    const list = await rawGet(web.port, `//${elsewhere}/admin/pipelines`, auth);
+    const one = await rawGet(web.port, `//${elsewhere}/admin/pipelines/nope`, auth);
+    assert.deepEqual(seen, [], 'nothing reached the other host');
+    // Fluo's listener answered both.
+    assert.equal(list.status, 200, list.body);
+    assert.ok(Array.isArray(JSON.parse(list.body).pipelines), list.body);
+    assert.equal(one.status, 404, one.body);
+    assert.match(one.body, /no element 'nope'/);
+  } finally {
+    decoy.close();
+  }
+});

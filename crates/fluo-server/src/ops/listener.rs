@@ -171,7 +171,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
     if req.path == "/admin/view" {
         // The page's files are named relative to the folder.
-        let extra = [("Cache-Control", "no-store"), ("Location", "/admin/view/")];
+        let extra = [
+            ("Cache-Control", "no-store"),
+            ("Location", "/admin/view/"),
+            NOSNIFF,
+        ];
         return respond_typed(&mut s, 308, TEXT, b"/admin/view/", &extra).await;
     }
     let (status, ctype, body) = answer(&req, ops, token).await;
@@ -179,6 +183,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let extra = [
             ("Cache-Control", "no-store"),
             ("Content-Security-Policy", PAGE_POLICY),
+            NOSNIFF,
         ];
         return respond_typed(&mut s, status, ctype, body.as_bytes(), &extra).await;
     }
@@ -188,8 +193,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
 const HTML: &str = "text/html; charset=utf-8";
-/// The page loads its own script and asks this listener only; it cannot be framed.
-const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+/// The page loads its own script and style sheet and asks this listener only (no inline
+/// script or style); it cannot be framed.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 async fn answer(req: &Head, ops: &Ops, token: Option<&str>) -> (u16, &'static str, String) {
     let admin = req.path.starts_with("/admin/");
@@ -239,8 +245,9 @@ async fn answer(req: &Head, ops: &Ops, token: Option<&str>) -> (u16, &'static st
         }
         ("GET", "/admin/pipelines") => {
             match ops.pipelines_text(req.query_param("pipeline")).await {
-                Some(text) => (200, JSON, text),
-                None => (503, TEXT, NO_ANSWER.into()),
+                Ok(text) => (200, JSON, text),
+                Err(super::view::NoView::Busy) => (503, TEXT, BUSY.into()),
+                Err(super::view::NoView::NoAnswer) => (503, TEXT, NO_ANSWER.into()),
             }
         }
         ("GET", p) if p.starts_with("/admin/pipelines/") => {
@@ -265,8 +272,13 @@ async fn answer(req: &Head, ops: &Ops, token: Option<&str>) -> (u16, &'static st
     }
 }
 
+/// Browsers take an answer as its Content-Type says, never as what its text looks like.
+const NOSNIFF: (&str, &str) = ("X-Content-Type-Options", "nosniff");
+
 /// The answer when the core task or the media thread is too busy to answer in time.
 const NO_ANSWER: &str = "the server did not answer in time; try again";
+/// The answer to a request for a view while another request makes one.
+const BUSY: &str = "a view is being made for another request; try again in a moment";
 
 /// The answer, as http.rs writes its own (then reading what the client still sends for a
 /// moment, so that a request with a body does not get a reset instead of the answer).
@@ -276,7 +288,9 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     ctype: &str,
     body: &str,
 ) {
-    let mut extra = vec![("Cache-Control", "no-store")];
+    // Answers may echo what the request named (a path, an id): never read as anything but
+    // their type.
+    let mut extra = vec![("Cache-Control", "no-store"), NOSNIFF];
     if status == 401 {
         extra.push(("WWW-Authenticate", "Bearer realm=\"fluo\""));
     }

@@ -60,8 +60,10 @@ pub struct Ops {
     last_render: tokio::sync::Mutex<Option<(Instant, u64, String)>>,
     /// Bumped at every change of the drain state (a render made before is not reused).
     drain_generation: AtomicU64,
-    /// The pipeline view's last text and byte counts (one view is made at a time).
+    /// The pipeline view's byte counts, held by the request making a view (one at a time).
     view: tokio::sync::Mutex<view::ViewState>,
+    /// The pipeline view's last answer.
+    view_last: Mutex<view::LastView>,
 }
 
 /// How long a render of `/metrics` is served again to other scrapes.
@@ -155,6 +157,7 @@ impl Default for Ops {
             last_render: tokio::sync::Mutex::new(None),
             drain_generation: AtomicU64::new(0),
             view: tokio::sync::Mutex::default(),
+            view_last: Mutex::new(None),
         }
     }
 }

@@ -6,13 +6,13 @@
 //! The data is taken as the metrics are: the engine's part asked from the core task (which
 //! answers between two requests), the routes, transcoders, byte counts and the WebRTC
 //! endpoints' figures asked from the media thread (which reads them between two of its
-//! steps: no other thread takes the endpoints' locks). A view holds at most [`LIMITS`] and
-//! says when it left something out. One view is made at a time and served again for
-//! [`VIEW_REUSE`]; bitrates are the byte counts' growth between two views.
+//! steps; never from the listener's threads). A view holds at most [`LIMITS`] and says when
+//! it left something out. One view is made at a time and served again for [`VIEW_REUSE`];
+//! bitrates are the byte counts' growth between two views.
 
 use super::Ops;
 use fluo_core::{ElementView, EngineView, ViewLimits};
-use fluo_rtc::ViewReading;
+use fluo_rtc::{Bytes, EndpointView, ViewAsk, ViewReading};
 use fluo_sfu::{MediaKind, RouteMode};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -24,6 +24,8 @@ pub const LIMITS: ViewLimits = ViewLimits {
     pipelines: 100,
     elements: 1000,
     connections: 4000,
+    tags: 4,
+    text: 64,
 };
 
 /// How long a view is served again (to every page polling it).
@@ -35,16 +37,12 @@ const RATE_MAX: Duration = Duration::from_secs(10);
 /// How long the view waits for the core task and for the media thread.
 const WAIT: Duration = Duration::from_secs(2);
 
-/// Byte counts per direction (`[in, out]`) and kind (`[audio, video]`).
-type Bytes = [[u64; 2]; 2];
 /// Bits per second, the same way.
 type Rates = [[u64; 2]; 2];
 
-/// What the views remember between them.
+/// What the views remember between them (held by the request making one).
 #[derive(Default)]
 pub(crate) struct ViewState {
-    /// The last view: when, for which pipeline filter, its text.
-    last: Option<(Instant, Option<String>, String)>,
     /// Per element: when its bytes were counted, the count, the bitrate measured then.
     counts: HashMap<String, (Instant, Bytes, Option<Rates>)>,
 }
@@ -123,6 +121,7 @@ fn element_json(e: &ElementView) -> Map<String, Value> {
     m.insert("type".into(), json!(e.class));
     m.insert("name".into(), json!(e.name));
     m.insert("tags".into(), Value::Array(tags));
+    m.insert("tagCount".into(), json!(e.tag_count));
     m.insert("hub".into(), json!(e.hub));
     m.insert("creationTime".into(), json!(e.creation_time));
     m.insert("worker".into(), json!(e.worker));
@@ -137,33 +136,72 @@ fn element_json(e: &ElementView) -> Map<String, Value> {
     m
 }
 
+/// Why `/admin/pipelines` has no view to give (503).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoView {
+    /// Another request is making one now.
+    Busy,
+    /// The core task did not answer within [`WAIT`].
+    NoAnswer,
+}
+
+/// The last answer of `/admin/pipelines`: when, for which pipeline filter, the text or why
+/// there was none.
+pub(crate) type LastView = Option<(Instant, Option<String>, Result<String, NoView>)>;
+
 impl Ops {
-    /// The text of `/admin/pipelines` (`only`: that pipeline); `None` when the core task
-    /// did not answer.
-    pub(crate) async fn pipelines_text(&self, only: Option<String>) -> Option<String> {
-        let mut state = self.view.lock().await;
-        if let Some((at, filter, text)) = &state.last {
-            if at.elapsed() < VIEW_REUSE && *filter == only {
-                return Some(text.clone());
-            }
+    /// The text of `/admin/pipelines` (`only`: that pipeline). The last answer, a view or
+    /// the core task's silence, is given again for [`VIEW_REUSE`]; one view is made at a
+    /// time, and a request that comes meanwhile is answered at once ([`NoView::Busy`])
+    /// rather than kept waiting, which would hold one of its address's connections for as
+    /// long as the waits of every view before it.
+    pub(crate) async fn pipelines_text(&self, only: Option<String>) -> Result<String, NoView> {
+        if let Some(last) = self.last_view(&only) {
+            return last;
         }
-        let filter = only.clone();
+        let Ok(mut state) = self.view.try_lock() else {
+            return Err(NoView::Busy);
+        };
+        // One may have been made between the two looks.
+        if let Some(last) = self.last_view(&only) {
+            return last;
+        }
+        let answer = self.make_view(only.clone(), &mut state).await;
+        let mut last = self.view_last.lock().unwrap_or_else(|p| p.into_inner());
+        *last = Some((Instant::now(), only, answer.clone()));
+        answer
+    }
+
+    /// The last answer for `only`, if made within [`VIEW_REUSE`].
+    fn last_view(&self, only: &Option<String>) -> Option<Result<String, NoView>> {
+        let last = self.view_last.lock().unwrap_or_else(|p| p.into_inner());
+        match &*last {
+            Some((at, filter, answer)) if at.elapsed() < VIEW_REUSE && filter == only => {
+                Some(answer.clone())
+            }
+            _ => None,
+        }
+    }
+
+    async fn make_view(
+        &self,
+        only: Option<String>,
+        state: &mut ViewState,
+    ) -> Result<String, NoView> {
         let engine = self
-            .ask_core(move |e| e.view(LIMITS, filter.as_deref()), WAIT)
-            .await?;
-        let wanted: HashSet<String> = (engine.pipelines.iter())
-            .flat_map(|p| p.elements.iter().map(|e| e.id.clone()))
-            .collect();
+            .ask_core(move |e| e.view(LIMITS, only.as_deref()), WAIT)
+            .await
+            .ok_or(NoView::NoAnswer)?;
+        let ask = Arc::new(view_ask(&engine));
         let media = match self.media.get() {
-            Some(rtc) => rtc.view_reading(Arc::new(wanted), WAIT).await,
+            Some(rtc) => rtc.view_reading(ask.clone(), WAIT).await,
             None => None,
         };
         let at = Instant::now();
-        let v = view_json(&engine, media.as_ref(), &mut state, at);
+        let media = media.as_ref().map(|m| (&*ask, m));
+        let v = view_json(&engine, media, state, at);
         state.forget_old(at);
-        let text = v.to_string();
-        state.last = Some((at, only, text.clone()));
-        Some(text)
+        Ok(v.to_string())
     }
 
     /// The text of `/admin/pipelines/{id}`: `Some(None)` when there is no such element (nor
@@ -182,56 +220,91 @@ impl Ops {
         };
         let stats = match (&d.stats, self.media.get()) {
             (Some(s), _) => Some(s.clone()),
-            (None, Some(rtc)) => rtc.endpoint_stats(id, at, d.latency_stats, WAIT).await?,
+            (None, Some(rtc)) => match rtc.endpoint_stats(id, at, d.latency_stats, WAIT).await? {
+                Some(s) => Some(s),
+                // Released between the two answers: gone, as it would be a moment later.
+                None => return Some(None),
+            },
             (None, None) => None,
         };
         let mut m = element_json(&d.element);
-        let props: Map<String, Value> = (d.properties.into_iter())
-            .map(|(k, v)| (k, hide_credentials(v)))
-            .collect();
+        // The view is for looking at, and may be on a screen others see.
+        let props = fluo_api::secrets::json_without_secrets(Value::Object(d.properties));
         m.insert("pipeline".into(), json!(d.pipeline));
         m.insert("latencyStats".into(), json!(d.latency_stats));
-        m.insert("properties".into(), Value::Object(props));
+        m.insert("properties".into(), props);
         m.insert("stats".into(), json!(stats.unwrap_or_default()));
         m.insert("time".into(), json!(at));
         Some(Some(Value::Object(m).to_string()))
     }
 }
 
-/// The whole view: the engine's part with the media thread's (`None`: it did not answer).
+/// What the media thread is asked about: the elements shown, and the media connections their
+/// connections carry (with the elements at their ends that are not shown).
+fn view_ask(engine: &EngineView) -> ViewAsk {
+    fn pos<'a>(id: &'a str, at: &mut HashMap<&'a str, usize>, ask: &mut ViewAsk) -> usize {
+        *at.entry(id).or_insert_with(|| {
+            ask.elements.push(id.to_string());
+            ask.elements.len() - 1
+        })
+    }
+    let mut ask = ViewAsk::default();
+    let mut at: HashMap<&str, usize> = HashMap::new();
+    for e in engine.pipelines.iter().flat_map(|p| &p.elements) {
+        pos(&e.id, &mut at, &mut ask);
+    }
+    let mut routes = HashSet::new();
+    for c in engine.pipelines.iter().flat_map(|p| &p.connections) {
+        let Some(kind) = c.edge.media_kind() else {
+            continue;
+        };
+        for (s, k) in &c.carries {
+            let r = (pos(s, &mut at, &mut ask), pos(k, &mut at, &mut ask), kind);
+            if routes.insert(r) {
+                ask.routes.push(r);
+            }
+        }
+    }
+    ask
+}
+
+/// The whole view: the engine's part with the media thread's, and what it was asked (`None`:
+/// it did not answer).
 fn view_json(
     engine: &EngineView,
-    media: Option<&ViewReading>,
+    media: Option<(&ViewAsk, &ViewReading)>,
     state: &mut ViewState,
     at: Instant,
 ) -> Value {
     let mut bytes: HashMap<&str, Bytes> = HashMap::new();
-    let mut webrtc: HashMap<&str, (&str, &str)> = HashMap::new();
+    let mut webrtc: HashMap<&str, EndpointView> = HashMap::new();
     let mut routes: HashMap<(&str, &str, MediaKind), RouteMode> = HashMap::new();
     let mut transcoders: HashMap<&str, Vec<Value>> = HashMap::new();
-    if let Some(m) = media {
-        for n in &m.router.nodes {
-            if let Some(b) = n.bytes {
-                bytes.insert(n.id.as_str(), b);
+    if let Some((ask, m)) = media {
+        let id = |i: usize| ask.elements[i].as_str();
+        for (i, b) in m.bytes.iter().enumerate() {
+            if let Some(b) = b {
+                bytes.insert(id(i), *b);
             }
         }
-        for e in &m.endpoints {
-            bytes.insert(e.id.as_str(), e.bytes);
-            webrtc.insert(e.id.as_str(), (e.ice, e.dtls));
+        for (i, e) in m.endpoints.iter().enumerate() {
+            if let Some(e) = e {
+                webrtc.insert(id(i), *e);
+            }
         }
-        for r in &m.router.routes {
-            routes.insert((r.source.as_str(), r.sink.as_str(), r.kind), r.mode);
+        for ((s, k, kind), mode) in ask.routes.iter().zip(&m.routes) {
+            if let Some(mode) = mode {
+                routes.insert((id(*s), id(*k), *kind), *mode);
+            }
         }
-        for t in &m.router.transcoders {
-            transcoders
-                .entry(t.source.as_str())
-                .or_default()
-                .push(json!({
-                    "mediaType": t.kind.wire_name(),
-                    "from": t.from.name.sdp_name(),
-                    "to": t.to.name.sdp_name(),
-                    "sinks": t.sinks,
-                }));
+        for t in &m.transcoders {
+            let sinks: Vec<&str> = t.sinks.iter().map(|s| id(*s)).collect();
+            transcoders.entry(id(t.source)).or_default().push(json!({
+                "mediaType": t.kind.wire_name(),
+                "from": t.from.name.sdp_name(),
+                "to": t.to.name.sdp_name(),
+                "sinks": sinks,
+            }));
         }
     }
     let mut pipelines = Vec::new();
@@ -243,8 +316,8 @@ fn view_json(
             let rate = b.and_then(|b| state.rate(&e.id, at, b));
             m.insert("bytes".into(), b.map_or(Value::Null, in_out));
             m.insert("bitrate".into(), rate.map_or(Value::Null, in_out));
-            if let Some((ice, dtls)) = webrtc.get(e.id.as_str()) {
-                m.insert("webrtc".into(), json!({"ice": ice, "dtls": dtls}));
+            if let Some(w) = webrtc.get(e.id.as_str()) {
+                m.insert("webrtc".into(), json!({"ice": w.ice, "dtls": w.dtls}));
             }
             let t = transcoders.remove(e.id.as_str()).unwrap_or_default();
             m.insert("transcoders".into(), Value::Array(t));
@@ -273,6 +346,8 @@ fn view_json(
             "pipelines": LIMITS.pipelines,
             "elements": LIMITS.elements,
             "connections": LIMITS.connections,
+            "tags": LIMITS.tags,
+            "text": LIMITS.text,
         },
         "mediaThread": media.is_some(),
         "pipelines": pipelines,
@@ -329,28 +404,6 @@ fn connection_json(
     m
 }
 
-/// A URI's or TURN URL's password (`user:password@host`) as `***`: the view is for looking
-/// at, and may be on a screen others see.
-fn hide_credentials(v: Value) -> Value {
-    let Value::String(s) = &v else {
-        return v;
-    };
-    let Some(at) = s.rfind('@') else {
-        return v;
-    };
-    let start = s.find("://").map_or(0, |i| i + 3);
-    let Some(userinfo) = s.get(start..at) else {
-        return v;
-    };
-    match userinfo.find(':') {
-        Some(colon) if !userinfo.contains('/') => {
-            let cut = start + colon + 1;
-            Value::from(format!("{}***{}", &s[..cut], &s[at..]))
-        }
-        _ => v,
-    }
-}
-
 /// A file of the page (`/admin/view/...`): its type and text.
 pub(crate) fn page_file(path: &str) -> Option<(&'static str, &'static str)> {
     match path {
@@ -362,6 +415,10 @@ pub(crate) fn page_file(path: &str) -> Option<(&'static str, &'static str)> {
             "text/javascript; charset=utf-8",
             include_str!("../../../../web/public/pipelines.js"),
         )),
+        "/admin/view/pipelines.css" => Some((
+            "text/css; charset=utf-8",
+            include_str!("../../../../web/public/pipelines.css"),
+        )),
         _ => None,
     }
 }
@@ -369,18 +426,135 @@ pub(crate) fn page_file(path: &str) -> Option<(&'static str, &'static str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::{serve_on, CoreAsk, MAX_PER_ADDRESS};
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::{mpsc, watch};
 
-    #[test]
-    fn credentials_are_hidden() {
-        let h = |s: &str| hide_credentials(json!(s));
-        assert_eq!(
-            h("rtsp://cam:s3cret@10.0.0.1/live"),
-            "rtsp://cam:***@10.0.0.1/live"
+    const TOKEN: &str = "t";
+
+    async fn listen(ops: Arc<Ops>) -> (SocketAddr, watch::Sender<bool>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("address");
+        let (stop, rx) = watch::channel(false);
+        tokio::spawn(serve_on(ops, l, Some(TOKEN.into()), None, rx));
+        (addr, stop)
+    }
+
+    /// GET `path` with the token: the status (0: the connection was closed unanswered) and
+    /// the body.
+    async fn get(addr: SocketAddr, path: String) -> (u16, String) {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET {path} HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+        if s.write_all(req.as_bytes()).await.is_err() {
+            return (0, String::new());
+        }
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out));
+        let _ = read.await.expect("an answer or a close in time");
+        let text = String::from_utf8_lossy(&out).to_string();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return (0, text);
+        };
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok());
+        (status.unwrap_or(0), body.to_string())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_view_keeps_no_connection_waiting() {
+        let ops = Ops::new();
+        // A core task that never answers (one lost in a long request).
+        let (core, _never_read) = mpsc::unbounded_channel::<CoreAsk>();
+        ops.set_core(core);
+        let (addr, _stop) = listen(ops.clone()).await;
+        // As many asks as one address may have connections (a few pages, a script).
+        let t0 = Instant::now();
+        let asks: Vec<_> = (0..MAX_PER_ADDRESS)
+            .map(|_| tokio::spawn(get(addr, "/admin/pipelines".into())))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The same address's probe is answered, as it was before the view existed.
+        let (status, body) = get(addr, "/health/live".into()).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(t0.elapsed() < WAIT, "{:?}", t0.elapsed());
+        let mut answers = vec![];
+        for a in asks {
+            answers.push(a.await.expect("ask"));
+        }
+        let busy = answers
+            .iter()
+            .filter(|(_, b)| b.contains("another request"));
+        assert_eq!(busy.count(), MAX_PER_ADDRESS - 1, "{answers:?}");
+        let silent = answers.iter().filter(|(_, b)| b.contains("did not answer"));
+        assert_eq!(silent.count(), 1, "{answers:?}");
+        assert!(answers.iter().all(|(s, _)| *s == 503), "{answers:?}");
+        // The silence is kept as a view is: asked again, the same answer at once.
+        let t1 = Instant::now();
+        let (status, body) = get(addr, "/admin/pipelines".into()).await;
+        assert_eq!(status, 503);
+        assert!(body.contains("did not answer"), "{body}");
+        assert!(
+            t1.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t1.elapsed()
         );
-        assert_eq!(h("user:pw@turn.example:3478"), "user:***@turn.example:3478");
-        assert_eq!(h("http://host/a@b"), "http://host/a@b");
-        assert_eq!(h("file:///tmp/x.webm"), "file:///tmp/x.webm");
-        assert_eq!(hide_credentials(json!(5)), json!(5));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_endpoint_the_media_thread_no_longer_has_is_not_found() {
+        // The engine still has a WebRtcEndpoint the media thread does not (any more): as when
+        // it is released between the core task's answer and the media thread's.
+        let now = fluo_core::Now {
+            mono: Instant::now(),
+            wall_ms: 1_700_000_000_000,
+        };
+        let host = Box::new(fluo_core::FixedHost::default());
+        let mut engine = fluo_core::Engine::new(Default::default(), host, now);
+        engine.register_factory(
+            "WebRtcEndpoint",
+            Box::new(|_: &fluo_core::FactoryCx<'_>| {
+                Ok(Box::new(fluo_core::NoMedia) as Box<dyn fluo_core::Element>)
+            }),
+        );
+        engine.connection_opened(now, 1, std::net::Ipv4Addr::LOCALHOST.into());
+        let mut create = |id: u64, params: Value| {
+            let req = json!({"jsonrpc": "2.0", "id": id, "method": "create", "params": params});
+            engine.handle_text(now, 1, &req.to_string());
+            while let Some(out) = engine.poll_output() {
+                let fluo_core::Output::Send { text, .. } = out;
+                let v: Value = serde_json::from_str(&text).expect("JSON");
+                if v["id"] == id {
+                    return v["result"]["value"].as_str().expect("an id").to_string();
+                }
+            }
+            panic!("no answer to {id}");
+        };
+        let p = create(1, json!({"type": "MediaPipeline"}));
+        let ep = create(
+            2,
+            json!({"type": "WebRtcEndpoint", "constructorParams": {"mediaPipeline": p}}),
+        );
+        let (core, mut asks) = mpsc::unbounded_channel::<CoreAsk>();
+        std::thread::spawn(move || {
+            while let Some(ask) = asks.blocking_recv() {
+                ask(&mut engine);
+            }
+        });
+        let (rtc, mut ctl) = fluo_rtc::WebRtc::in_memory(vec!["127.0.0.1:40000".parse().unwrap()]);
+        std::thread::spawn(move || {
+            let mut media = fluo_rtc::MediaCore::new(Instant::now());
+            while let Some(c) = ctl.blocking_recv() {
+                media.control(Instant::now(), c);
+            }
+        });
+        let ops = Ops::new();
+        ops.set_core(core);
+        let _ = ops.media.set(rtc);
+        let (addr, _stop) = listen(ops.clone()).await;
+        let (status, body) = get(addr, format!("/admin/pipelines/{ep}")).await;
+        assert_eq!(status, 404, "{body}");
+        assert!(body.contains("no element"), "{body}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ mod tests;
 mod view;
 
 pub use node::{Header, Node, Packet, TranscoderMaker};
-pub use view::{NodeView, RouteMode, RouteView, RouterView, TranscoderView};
+pub use view::{RouteMode, RouterView, TranscoderView};
 
 use entry::{Entry, Route, State};
 
@@ -143,10 +143,8 @@ impl MediaRouter {
 
     /// The transcoders running: each one's media kind, input and output codecs.
     pub fn transcoder_codecs(&self) -> Vec<(MediaKind, Codec, Codec)> {
-        self.transcoders
-            .values()
-            .filter_map(|t| self.nodes.get(*t)?.transcoder)
-            .map(|(_, kind, from, to)| (kind, from, to))
+        (self.transcoders_running())
+            .map(|(_, kind, from, to, _)| (kind, from, to))
             .collect()
     }
 

@@ -1,12 +1,15 @@
 //! What the router tells the pipeline view (the operations listener's `/admin/pipelines`):
-//! per element, the payload bytes that went in and out; per route, whether it forwards, goes
-//! through a transcoder (with the codec pair) or carries nothing; the transcoders of each
-//! source. Read when the view asks, never per packet.
+//! for the nodes it is asked about, the payload bytes that went in and out and the
+//! transcoders of their outputs; for the routes it is asked about, whether each forwards,
+//! goes through a transcoder (with the codec pair) or carries nothing. Read when the view
+//! asks, never per packet; the work is bounded by what is asked (each route of an asked
+//! source is looked at once), and nothing is allocated per route beyond the answer.
 
-use super::entry::State;
+use super::entry::{Entry, State};
 use super::MediaRouter;
 use crate::port::Codec;
-use crate::MediaKind;
+use crate::{MediaKind, NodeId};
+use std::collections::{HashMap, HashSet};
 
 /// What one route of a source does, as last decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,113 +27,97 @@ pub enum RouteMode {
     Nothing,
 }
 
-/// A route from one element to another.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteView {
-    /// The source element's id.
-    pub source: String,
-    /// The sink element's id.
-    pub sink: String,
-    /// Audio or video.
-    pub kind: MediaKind,
-    /// What it does.
-    pub mode: RouteMode,
-}
-
 /// A transcoder the router runs for a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TranscoderView {
-    /// The element whose output it transcodes.
-    pub source: String,
+    /// The node whose output it transcodes.
+    pub source: NodeId,
     /// Audio or video.
     pub kind: MediaKind,
     /// The codec it decodes.
     pub from: Codec,
     /// The codec it encodes.
     pub to: Codec,
-    /// The elements it feeds.
-    pub sinks: Vec<String>,
+    /// The nodes it feeds.
+    pub sinks: Vec<NodeId>,
 }
 
-/// An element's node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeView {
-    /// The element's id.
-    pub id: String,
-    /// Payload bytes per direction (`[in, out]`) and kind (`[audio, video]`), counted by the
-    /// router for the nodes that [report flow](super::Node::reports_flow) (not a WebRTC
-    /// endpoint's: it counts its own for getStats).
-    pub bytes: Option<[[u64; 2]; 2]>,
-}
-
-/// The router's side of the pipeline view.
+/// The router's side of the pipeline view, in the order of the question.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouterView {
-    /// The elements' nodes (transcoders are in `transcoders`).
-    pub nodes: Vec<NodeView>,
-    /// Their routes.
-    pub routes: Vec<RouteView>,
-    /// The transcoders of their outputs.
+    /// Per node asked: payload bytes per direction (`[in, out]`) and kind (`[audio,
+    /// video]`), counted by the router for the nodes that [report flow](super::Node::reports_flow)
+    /// (not a WebRTC endpoint's: it counts its own for getStats); `None` for the others.
+    pub bytes: Vec<Option<[[u64; 2]; 2]>>,
+    /// Per route asked: what it does; `None` when there is no such route.
+    pub routes: Vec<Option<RouteMode>>,
+    /// The transcoders of the outputs of the nodes asked.
     pub transcoders: Vec<TranscoderView>,
 }
 
 impl MediaRouter {
-    /// The view of the elements `wanted` says yes to (routes and transcoders of which they
-    /// are the source): what the view shows is bounded by what it asks for.
-    pub fn view(&self, wanted: impl Fn(&str) -> bool) -> RouterView {
-        let mut v = RouterView::default();
-        let id_of = |n| self.nodes.get(n).map(|e| e.id.clone());
-        for (_, e) in self.nodes.iter() {
-            if e.transcoder.is_some() || !wanted(&e.id) {
+    /// The transcoders running: each one's source, kind, input and output codecs, and entry.
+    pub(super) fn transcoders_running(
+        &self,
+    ) -> impl Iterator<Item = (NodeId, MediaKind, Codec, Codec, &Entry)> + '_ {
+        (self.transcoders.values()).filter_map(|t| {
+            let e = self.nodes.get(*t)?;
+            let (src, kind, from, to) = e.transcoder?;
+            Some((src, kind, from, to, e))
+        })
+    }
+
+    /// The view of the `nodes` and `routes` (source, sink, kind) asked about.
+    pub fn view(&self, nodes: &[NodeId], routes: &[(NodeId, NodeId, MediaKind)]) -> RouterView {
+        let bytes = (nodes.iter())
+            .map(|n| {
+                let e = self.nodes.get(*n)?;
+                (e.reports_flow && e.transcoder.is_none()).then_some(e.bytes)
+            })
+            .collect();
+        // Each asked source's routes of each asked kind are looked at once.
+        let mut asked: HashMap<(NodeId, MediaKind, NodeId), Vec<usize>> = HashMap::new();
+        for (i, (src, sink, kind)) in routes.iter().enumerate() {
+            asked.entry((*src, *kind, *sink)).or_default().push(i);
+        }
+        let walked: HashSet<(NodeId, MediaKind)> = (routes.iter()).map(|r| (r.0, r.2)).collect();
+        let mut modes = vec![None; routes.len()];
+        for (src, kind) in walked {
+            let Some(e) = self.nodes.get(src) else {
                 continue;
-            }
-            v.nodes.push(NodeView {
-                id: e.id.clone(),
-                bytes: e.reports_flow.then_some(e.bytes),
-            });
-            for kind in MediaKind::ALL {
-                for r in &e.routes[kind] {
-                    // A source's route to its own transcoder is the transcoder's business.
-                    let Some(k) = self.nodes.get(r.sink).filter(|k| k.transcoder.is_none()) else {
-                        continue;
-                    };
-                    let sink = k.id.clone();
-                    let mode = match r.state {
-                        State::Forward { .. } => RouteMode::Forward(r.decided_for),
-                        State::Via(t) => match self.nodes.get(t).and_then(|t| t.transcoder) {
-                            Some((_, _, from, to)) => RouteMode::Transcode { from, to },
-                            None => RouteMode::Nothing,
-                        },
-                        State::Impossible => RouteMode::Nothing,
-                    };
-                    v.routes.push(RouteView {
-                        source: e.id.clone(),
-                        sink,
-                        kind,
-                        mode,
-                    });
+            };
+            for r in &e.routes[kind] {
+                let Some(at) = asked.get(&(src, kind, r.sink)) else {
+                    continue;
+                };
+                let mode = match r.state {
+                    State::Forward { .. } => RouteMode::Forward(r.decided_for),
+                    State::Via(t) => match self.nodes.get(t).and_then(|t| t.transcoder) {
+                        Some((_, _, from, to)) => RouteMode::Transcode { from, to },
+                        None => RouteMode::Nothing,
+                    },
+                    State::Impossible => RouteMode::Nothing,
+                };
+                for i in at {
+                    modes[*i] = Some(mode);
                 }
             }
         }
-        for t in self.transcoders.values() {
-            let Some(te) = self.nodes.get(*t) else {
-                continue;
-            };
-            let Some((src, kind, from, to)) = te.transcoder else {
-                continue;
-            };
-            let Some(source) = id_of(src).filter(|s| wanted(s)) else {
-                continue;
-            };
-            let sinks = te.routes[kind].iter().filter_map(|r| id_of(r.sink));
-            v.transcoders.push(TranscoderView {
+        let sources: HashSet<NodeId> = nodes.iter().copied().collect();
+        let transcoders = (self.transcoders_running())
+            .filter(|(src, ..)| sources.contains(src))
+            .map(|(source, kind, from, to, e)| TranscoderView {
                 source,
                 kind,
                 from,
                 to,
-                sinks: sinks.collect(),
-            });
+                sinks: e.routes[kind].iter().map(|r| r.sink).collect(),
+            })
+            .collect();
+        RouterView {
+            bytes,
+            routes: modes,
+            transcoders,
         }
-        v
     }
 }
