@@ -95,10 +95,13 @@ gst-filter-sweep:
 # The Debian package (docs/operations.md, "The Debian package"): the release binary and
 # PointerDetectorFilter's module into target/package/fluo_VERSION_ARCH.deb, and the container
 # image's build context (the .deb, the Dockerfile, its entry point) into target/package/container/.
+# PACKAGE_PROFILE=debug packages the debug build instead (make test does: the package is the same
+# but for the binary's optimisation, and the release build would add about 9 minutes).
+PACKAGE_PROFILE ?= release
 package:
-	$(CARGO) build --release -p fluo-server
+	$(CARGO) build --profile $(if $(filter debug,$(PACKAGE_PROFILE)),dev,$(PACKAGE_PROFILE)) -p fluo-server
 	$(CARGO) build --profile wasm-module --target wasm32-unknown-unknown -p fluo-module-pointerdetector
-	scripts/package.sh
+	FLUO_BIN=target/$(PACKAGE_PROFILE)/fluo scripts/package.sh
 
 # The container image (Dockerfile: FROM debian:12, the .deb installed), as localhost/fluo:latest.
 image: package
@@ -128,7 +131,7 @@ test:
 	$(MAKE) --no-print-directory compat
 	$(MAKE) --no-print-directory e2e
 	$(MAKE) --no-print-directory bench-smoke
-	$(MAKE) --no-print-directory package-test
+	$(MAKE) --no-print-directory package-test PACKAGE_PROFILE=debug
 
 # Fluo against Janus side by side (bench/, docs/perf.md): one WebRTC publisher, N viewers, the
 # server pinned to CPU 0 and the load tool to CPU 1 in a private network namespace (root).

@@ -157,7 +157,7 @@ printf '[Service]\nEnvironment=FLUO_BIND=127.0.0.1 FLUO_PORT=0 FLUO_HTTP_PORT=0 
 mkdir -p "$work/unit-recordings"
 pm run -d --name "$sd" --network host --no-healthcheck --privileged --systemd=always "${limits[@]}" \
   -v "$work/test.conf:/etc/systemd/system/fluo.service.d/test.conf:ro" \
-  -v "$work/unit-recordings:/var/lib/fluo/recordings" \
+  -v "$work/unit-recordings:/var/lib/fluo/recordings" -v "$CTX:/context:ro" \
   --entrypoint /lib/systemd/systemd "localhost/fluo-test:$tag" >/dev/null || fail "podman run (systemd)"
 in_sd() { pm exec "$sd" "$@"; }
 port=
@@ -193,4 +193,19 @@ journal="$(in_sd journalctl -u fluo --no-pager -o cat)"
 for w in 'could not drop privileges' 'Landlock not applied' 'seccomp filter not installed'; do
   if grep -q "$w" <<<"$journal"; then fail "a media worker under fluo.service: $(grep "$w" <<<"$journal" | head -n 1)"; fi
 done
+grep -E 'WARN|ERROR' <<<"$journal" | sed 's/^/container-test: fluo.service log: /' || true
 say "fluo.service served kurento-client (media workers sandboxed), systemctl stop: $result"
+
+# The maintainer scripts' systemd side: purge and install again while systemd runs.
+in_sd systemctl start fluo || fail "systemctl start fluo"
+in_sd env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq fluo >"$work/purge.log" 2>&1 ||
+  fail "apt-get purge under systemd: $(cat "$work/purge.log")"
+state="$(in_sd systemctl show fluo -p ActiveState -p LoadState | sort | paste -sd' ')"
+[ "$state" = "ActiveState=inactive LoadState=not-found" ] || fail "after purge under systemd: $state"
+if in_sd getent passwd fluo >/dev/null; then fail "purge under systemd left the fluo user"; fi
+deb="$(cd "$CTX" && ls fluo_*.deb)"
+in_sd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "/context/$deb" >"$work/install.log" 2>&1 ||
+  fail "apt-get install under systemd: $(cat "$work/install.log")"
+state="$(in_sd systemctl show fluo -p ActiveState -p UnitFileState | sort | paste -sd' ')"
+[ "$state" = "ActiveState=active UnitFileState=enabled" ] || fail "after install under systemd: $state"
+say "under systemd, purge stopped and removed fluo.service and the user; install enabled and started it"

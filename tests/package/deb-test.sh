@@ -5,7 +5,7 @@
 # folder and ExecStart, with the port, the HTTP listener's port, the address and the ICE
 # interface moved by environment variables to free ports on 127.0.0.1), drives it with the
 # official kurento-client (tests/package/drive.js), stops it with SIGTERM, then removes and
-# purges the package and checks what each leaves.
+# purges the package (apt-get) and checks what each leaves.
 # Needs root (it installs a package); refuses to run where a fluo package or user already is.
 set -euo pipefail
 
@@ -40,6 +40,9 @@ if getent passwd fluo >/dev/null || [ -e /var/lib/fluo ] || [ -e /etc/fluo ]; th
   cant_run "a fluo user, /var/lib/fluo or /etc/fluo exists here without the package"
 fi
 
+# apt-get waits for dpkg's lock (another installation may be running on the machine).
+apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 "$@"; }
+
 work="$(mktemp -d "${TMPDIR:-/tmp}/fluo-deb-test.XXXXXX")"
 server_pid=
 installed=0
@@ -49,7 +52,7 @@ cleanup() {
     kill -KILL "$server_pid" 2>/dev/null || true
   fi
   if [ "$installed" -eq 1 ]; then
-    dpkg --purge fluo >/dev/null 2>&1 || true
+    apt_get purge -y -qq fluo >/dev/null 2>&1 || true
     rm -rf /var/lib/fluo
   fi
   rm -rf "$work"
@@ -60,7 +63,7 @@ trap cleanup EXIT
 # --- install ---
 say "installing $(basename "$DEB")"
 installed=1
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$DEB" >"$work/apt.log" 2>&1 ||
+apt_get install -y -qq --no-install-recommends "$DEB" >"$work/apt.log" 2>&1 ||
   fail "apt-get install: $(tail -n 20 "$work/apt.log")"
 [ "$(dpkg-query -W -f='${Status}' fluo)" = "install ok installed" ] || fail "fluo is not installed"
 for f in /usr/bin/fluo "$UNIT" /etc/fluo/kurento.conf.json /etc/default/fluo \
@@ -149,11 +152,11 @@ say "served kurento-client, $workers media workers as fluo, stopped cleanly by S
 
 # --- remove, then purge ---
 recording="$(ls /var/lib/fluo/recordings/)"
-dpkg --remove fluo >"$work/dpkg.log" 2>&1 || fail "dpkg --remove: $(cat "$work/dpkg.log")"
+apt_get remove -y -qq fluo >"$work/dpkg.log" 2>&1 || fail "apt-get remove: $(cat "$work/dpkg.log")"
 [ ! -e /usr/bin/fluo ] && [ ! -e "$UNIT" ] && [ ! -e /usr/lib/fluo ] || fail "remove left the package's files"
 [ -f /etc/fluo/kurento.conf.json ] && [ -f /etc/default/fluo ] || fail "remove took the conffiles"
 getent passwd fluo >/dev/null || fail "remove deleted the fluo user (purge's job)"
-dpkg --purge fluo >"$work/dpkg.log" 2>&1 || fail "dpkg --purge: $(cat "$work/dpkg.log")"
+apt_get purge -y -qq fluo >"$work/dpkg.log" 2>&1 || fail "apt-get purge: $(cat "$work/dpkg.log")"
 installed=0
 getent passwd fluo >/dev/null && fail "purge left the fluo user"
 getent group fluo >/dev/null && fail "purge left the fluo group"
