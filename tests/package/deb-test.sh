@@ -48,10 +48,10 @@ server_pid=
 installed=0
 cleanup() {
   local status=$?
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -KILL "$server_pid" 2>/dev/null || true
-  fi
   if [ "$installed" -eq 1 ]; then
+    # The server and its workers: the processes of the user this test created.
+    pkill -KILL -u fluo 2>/dev/null || true
+    if [ -n "$server_pid" ]; then wait "$server_pid" 2>/dev/null || true; fi
     apt_get purge -y -qq fluo >/dev/null 2>&1 || true
     rm -rf /var/lib/fluo
   fi
