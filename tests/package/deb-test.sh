@@ -148,6 +148,9 @@ wait "$server_pid" && status=0 || status=$?
 server_pid=
 [ "$status" -eq 0 ] || fail "the server exited with status $status after SIGTERM: $(tail -n 20 "$log")"
 grep -E 'ERROR|WARN' "$log" | sed 's/^/deb-test: server log: /' || true
+# /etc/default/fluo sets NO_COLOR for the journal: plain lines, the media workers' too.
+grep -q 'fluo_gst::recorder: recording finalised' "$log" || fail "no line of the recorder's media worker in the log"
+if grep -q $'\e' "$log"; then fail "colour codes in the log: $(grep -m1 $'\e' "$log" | cat -v)"; fi
 say "served kurento-client, $workers media workers as fluo, stopped cleanly by SIGTERM"
 
 # --- remove, then purge ---
