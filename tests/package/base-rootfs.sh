@@ -20,7 +20,7 @@ DIR="$ROOT/target/package-base"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 # mmdebstrap's own limit (seconds): a stalled mirror ends the build, not the test run. It took
-# 193 to 233 s here (while other builds kept the machine busy); niced, 660 to 1354 s.
+# 193 to 278 s here (while other builds kept the machine busy); niced, 660 to 1354 s.
 TIMEOUT="${BASE_ROOTFS_TIMEOUT:-1800}"
 
 build() {
