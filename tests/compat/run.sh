@@ -13,7 +13,14 @@ cd "$HERE"
 if [ ! -d node_modules ]; then
   npm install --ignore-scripts --no-audit --no-fund
 fi
-if [ "$#" -gt 0 ]; then
-  exec node --test --test-concurrency=1 "$@"
+# The whole output goes to target/test-logs/compat.log too; when the run fails, its failed
+# subtests are printed again at the end (a long log's tail is what CI shows).
+mkdir -p "$ROOT/target/test-logs"
+log="$ROOT/target/test-logs/compat.log"
+if [ "$#" -eq 0 ]; then set -- test/; fi
+status=0
+node --test --test-concurrency=1 "$@" 2>&1 | tee "$log" || status=${PIPESTATUS[0]}
+if [ "$status" -ne 0 ]; then
+  "$ROOT/scripts/tap-failures.sh" compat "$log"
 fi
-exec npm test
+exit "$status"

@@ -31,8 +31,14 @@ runtime="$(mktemp -d "${TMPDIR:-/tmp}/e2e-runtime.XXXXXX")"
 chmod 700 "$runtime"
 trap 'rm -rf "$runtime"' EXIT
 export XDG_RUNTIME_DIR="$runtime"
-if [ "$#" -gt 0 ]; then
-  node --test --test-concurrency=1 "$@"
-else
-  node --test --test-concurrency=1 test/
+# The whole output goes to target/test-logs/e2e.log too; when the run fails, its failed
+# subtests are printed again at the end (a long log's tail is what CI shows).
+mkdir -p "$ROOT/target/test-logs"
+log="$ROOT/target/test-logs/e2e.log"
+if [ "$#" -eq 0 ]; then set -- test/; fi
+status=0
+node --test --test-concurrency=1 "$@" 2>&1 | tee "$log" || status=${PIPESTATUS[0]}
+if [ "$status" -ne 0 ]; then
+  "$ROOT/scripts/tap-failures.sh" e2e "$log"
 fi
+exit "$status"

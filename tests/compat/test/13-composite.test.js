@@ -369,7 +369,7 @@ test('real media through media workers: the grid, letterboxed cells, mix-minus a
   await grid('workers');
 });
 
-test('real media with --workers 0: the same, the pipeline in the server process', TM, async () => {
+test('Composite, real media with --workers 0: the same, the pipeline in the server process', TM, async () => {
   const local = await h.startServer(['--workers', '0']);
   const c = (await h.connectClient(local.url)).client;
   const saved = pipeline;

@@ -153,7 +153,7 @@ test('real media through media workers: the master fills the frame, rectangles, 
   await blend('workers');
 });
 
-test('real media with --workers 0: the same, the pipeline in the server process', TM, async () => {
+test('AlphaBlending, real media with --workers 0: the same, the pipeline in the server process', TM, async () => {
   const local = await h.startServer(['--workers', '0']);
   const c = (await h.connectClient(local.url)).client;
   const saved = pipeline;

@@ -179,7 +179,7 @@ test('real media through media workers: a chosen colour, a chosen mix, a clean s
   await mix('workers');
 });
 
-test('real media with --workers 0: the same, the pipeline in the server process', TM, async () => {
+test('Mixer, real media with --workers 0: the same, the pipeline in the server process', TM, async () => {
   const local = await h.startServer(['--workers', '0']);
   const c = (await h.connectClient(local.url)).client;
   const saved = pipeline;
