@@ -4,13 +4,15 @@
 //! What KMS's example does with each frame, done here in Rust: the frame turned grey
 //! (BT.601 luma); with filter type 0 (the default) Canny's edge detector runs on the grey
 //! picture, thresholds the edge threshold (125 by default) and 125, and the frame shows
-//! the edges white on black; with filter type 1 it shows the grey picture.
+//! the edges white on black; with filter type 1 it shows the grey picture. The grey picture and Canny's buffers are kept in the
+//! element from frame to frame: a frame allocates nothing once the first of its size has
+//! been through.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod canny;
 
-pub use canny::canny;
+pub use canny::{canny, Canny};
 use fluo_module::opencv::{self, Mat, OpenCvProcess};
 use fluo_module::{not_handled, ErrorCode, Host, Instance, KurentoError, Map, Module, Value};
 
@@ -69,6 +71,9 @@ pub enum FilterType {
 pub struct Example {
     filter: FilterType,
     edge_threshold: i32,
+    /// The frame's grey picture, then its edges (kept: see the crate's doc).
+    gray: Vec<u8>,
+    canny: Canny,
 }
 
 impl Default for Example {
@@ -76,6 +81,8 @@ impl Default for Example {
         Example {
             filter: FilterType::Edges,
             edge_threshold: DEFAULT_EDGE_THRESHOLD,
+            gray: Vec::new(),
+            canny: Canny::default(),
         }
     }
 }
@@ -87,14 +94,13 @@ fn int(params: &Map<String, Value>, name: &str) -> i64 {
 
 impl OpenCvProcess for Example {
     fn process(&mut self, _host: &mut dyn Host, mat: &mut Mat<'_>) -> Result<(), String> {
-        let gray = mat.gray();
-        match self.filter {
-            FilterType::Gray => mat.set_gray(&gray),
-            FilterType::Edges => {
-                let (w, h) = (mat.width as usize, mat.height as usize);
-                mat.set_gray(&canny(&gray, w, h, self.edge_threshold, FIXED_THRESHOLD));
-            }
+        mat.gray_into(&mut self.gray);
+        if self.filter == FilterType::Edges {
+            let (w, h) = (mat.width as usize, mat.height as usize);
+            let t = self.edge_threshold;
+            self.canny.run(&mut self.gray, w, h, t, FIXED_THRESHOLD);
         }
+        mat.set_gray(&self.gray);
         Ok(())
     }
 

@@ -68,14 +68,23 @@ impl Mat<'_> {
     /// The frame's grey levels (`width * height` bytes, rows packed): BT.601 luma, as
     /// OpenCV's `cvtColor(..., COLOR_BGRA2GRAY)` makes them.
     pub fn gray(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.width as usize * self.height as usize);
-        for y in 0..self.height {
-            out.extend(self.row(y).chunks_exact(4).map(|p| {
-                let sum: u32 = (0..3).map(|c| u32::from(p[c]) * GRAY_WEIGHTS[c]).sum();
-                ((sum + (1 << 13)) >> 14) as u8
-            }));
-        }
+        let mut out = Vec::new();
+        self.gray_into(&mut out);
         out
+    }
+
+    /// [`Mat::gray`] into `out` (its length set to `width * height`): a buffer kept from
+    /// frame to frame allocates only when the picture grows.
+    pub fn gray_into(&self, out: &mut Vec<u8>) {
+        let w = self.width as usize;
+        out.resize(w * self.height as usize, 0);
+        for (y, levels) in out.chunks_exact_mut(w.max(1)).enumerate() {
+            for (v, p) in levels.iter_mut().zip(self.row(y as u32).chunks_exact(4)) {
+                let [b, g, r] = [0, 1, 2].map(|c| u32::from(p[c]));
+                let sum = b * GRAY_WEIGHTS[0] + g * GRAY_WEIGHTS[1] + r * GRAY_WEIGHTS[2];
+                *v = ((sum + (1 << 13)) >> 14) as u8;
+            }
+        }
     }
 
     /// Sets every pixel to the grey level of `gray` (`width * height` bytes, rows packed),
