@@ -4,7 +4,8 @@
 //! What KMS's example does with each frame, done here in Rust: the frame turned grey
 //! (BT.601 luma); with filter type 0 (the default) Canny's edge detector runs on the grey
 //! picture, thresholds the edge threshold (125 by default) and 125, and the frame shows
-//! the edges white on black; with filter type 1 it shows the grey picture. The grey picture and Canny's buffers are kept in the
+//! the edges white on black; with any other filter type it shows the grey picture. Both
+//! methods take any int, as KMS's do. The grey picture and Canny's buffers are kept in the
 //! element from frame to frame: a frame allocates nothing once the first of its size has
 //! been through.
 #![forbid(unsafe_code)]
@@ -62,7 +63,7 @@ impl Module for OpenCvExample {
 pub enum FilterType {
     /// Filter type 0: the edges, white on black.
     Edges,
-    /// Filter type 1: the grey picture.
+    /// Any other filter type (1 in the kmd's words): the grey picture.
     Gray,
 }
 
@@ -87,9 +88,11 @@ impl Default for Example {
     }
 }
 
-/// The int parameter `name`, checked by Fluo against the description already.
-fn int(params: &Map<String, Value>, name: &str) -> i64 {
-    params.get(name).and_then(Value::as_i64).unwrap_or_default()
+/// The int parameter `name`, checked by Fluo against the description already (an `int`
+/// is a 32-bit one).
+fn int(params: &Map<String, Value>, name: &str) -> i32 {
+    let n = params.get(name).and_then(Value::as_i64).unwrap_or_default();
+    n.clamp(i32::MIN.into(), i32::MAX.into()) as i32
 }
 
 impl OpenCvProcess for Example {
@@ -111,26 +114,18 @@ impl OpenCvProcess for Example {
         params: &Map<String, Value>,
     ) -> Result<Value, KurentoError> {
         match method {
+            // Any int, as KMS's: 0 the edges, any other the grey picture.
             "setFilterType" => {
                 self.filter = match int(params, "filterType") {
                     0 => FilterType::Edges,
-                    1 => FilterType::Gray,
-                    n => {
-                        return Err(KurentoError::illegal_param(format!(
-                            "OpenCVExample: filterType must be 0 (edges) or 1 (black and white), not {n}"
-                        )))
-                    }
+                    _ => FilterType::Gray,
                 };
                 Ok(Value::Null)
             }
+            // Any int, as KMS's (the kmd says 0..255): Canny takes it as it is; one over the
+            // largest gradient (2040) finds no edges.
             "setEdgeThreshold" => {
-                let n = int(params, "edgeValue");
-                if !(0..=255).contains(&n) {
-                    return Err(KurentoError::illegal_param(format!(
-                        "OpenCVExample: edgeValue must be within 0..255, not {n}"
-                    )));
-                }
-                self.edge_threshold = n as i32;
+                self.edge_threshold = int(params, "edgeValue");
                 Ok(Value::Null)
             }
             other => Err(not_handled(other)),
