@@ -17,7 +17,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { setup, withDiagnostics, waitFor, listPipelines, log } = require('../lib/env');
-const { assertVideoPlaying } = require('../lib/video');
+const { assertVideoPlaying, pixelAt } = require('../lib/video');
 const { openPage } = require('../lib/pages');
 
 const VALUE = 'https://fluo.example/e2e/qr-reader';
@@ -45,19 +45,6 @@ after(async () => {
   if (camDir) fs.rmSync(camDir, { recursive: true, force: true });
 });
 
-// The colour at (x, y) of a 320x240 picture of the video `selector`.
-function pixelInPage({ selector, x, y }) {
-  const v = document.querySelector(selector);
-  if (!v || !(v.videoWidth > 0)) return null;
-  const c = document.createElement('canvas');
-  c.width = 320;
-  c.height = 240;
-  const ctx = c.getContext('2d', { willReadFrequently: true });
-  ctx.drawImage(v, 0, 0, 320, 240);
-  const d = ctx.getImageData(x, y, 1, 1).data;
-  return [d[0], d[1], d[2]];
-}
-
 // The field's green (0, 200, 0), the background's sky (110, 180, 240) and white, within the
 // codecs' error.
 const green = (p) => p && p[1] > 140 && p[0] < 80 && p[2] < 80;
@@ -79,14 +66,14 @@ test('chroma-key: the video comes back with the background where the camera show
     // The calibration window is drawn over the camera.
     assert.equal(await page.evaluate(() => getComputedStyle(document.getElementById('window')).display), 'block');
     const at = { x: 300, y: 30 };
-    const local = await page.evaluate(pixelInPage, { selector: '#videoInput', ...at });
+    const local = await pixelAt(page, '#videoInput', at);
     assert.ok(green(local), `the camera shows the green field: ${local}`);
     const remote = await waitFor(async () => {
-      const p = await page.evaluate(pixelInPage, { selector: '#videoOutput', ...at });
+      const p = await pixelAt(page, '#videoOutput', at);
       return sky(p) ? p : null;
     }, 20000, 'the background\'s sky in the returned video');
     // The code's quiet zone (white) is not the key's colour: it stays.
-    const zone = await page.evaluate(pixelInPage, { selector: '#videoOutput', x: 100, y: 110 });
+    const zone = await pixelAt(page, '#videoOutput', { x: 100, y: 110 });
     assert.ok(white(zone), `the code's white kept: ${zone}`);
     log(`chroma-key: at ${at.x},${at.y} ${local} in the camera, ${remote} returned; the code's white ${zone}`);
     await stop(page);
