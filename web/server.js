@@ -26,7 +26,8 @@
 //   chroma-key  : one WebRtcEndpoint -> ChromaFilter (the colour of a calibration window
 //                 replaced by a background image, chroma-background.png, made and served as
 //                 the hat) -> back to itself; needs the chroma module in the media server
-//                 (Fluo has it built in; kurento-module-chroma is registered on first use)
+//                 (Fluo has it built in; kurento-module-chroma's types are registered when
+//                 the media server lists it, without requiring it of every media server)
 //   qr-reader   : one WebRtcEndpoint -> ZBarFilter -> back to itself; its CodeFound events
 //                 go to the page
 //   group-call     : rooms in SFU or MCU (Composite) mode     (apps/group-call.js)
@@ -46,6 +47,7 @@ const WebSocket = require('ws');
 const kurento = require('kurento-client');
 const { createGroupCall } = require('./apps/group-call');
 const { createSpeakerSwitch } = require('./apps/speaker-switch');
+const { useModule } = require('./lib/client-modules');
 
 // ---------------------------------------------------------------------------
 // Options
@@ -676,9 +678,9 @@ async function magicMirrorStart(session, sdpOffer) {
 
 // chroma-key: the colour in the calibration window (in pixels of the camera's picture)
 // replaced by the background image (ChromaFilter, Kurento's chroma module). The client
-// module is registered on first use: kurento-client then asks every media server it
-// connects to for the chroma module, which the other pages do not need.
-let chromaModule = null;
+// module's types are registered once the media server is seen to have the module, without
+// making it a requirement of every media server (lib/client-modules.js): the other pages
+// go on working with a media server without it.
 async function chromaKeyStart(session, sdpOffer, window) {
   const n = (v, min) => (Number.isInteger(v) && v >= min && v <= 4096 ? v : null);
   const win = window || {};
@@ -687,11 +689,9 @@ async function chromaKeyStart(session, sdpOffer, window) {
     throw new Error('The calibration window needs whole numbers: x and y from 0, width and height from 1, up to 4096');
   }
   const background = await mediaImageUrl(CHROMA_BACKGROUND);
-  if (!chromaModule) {
-    chromaModule = require('kurento-module-chroma');
-    kurento.register(chromaModule);
-  }
-  const { WindowParam } = chromaModule.complexTypes;
+  const chroma = require('kurento-module-chroma');
+  await useModule(await getKurentoClient(), chroma);
+  const { WindowParam } = chroma.complexTypes;
   await filterLoopbackStart(session, sdpOffer, 'chroma-key', 'ChromaFilter', async (pipeline) => {
     const filter = await pipeline.create('ChromaFilter', {
       window: WindowParam({ topRightCornerX: x, topRightCornerY: y, width, height }),
