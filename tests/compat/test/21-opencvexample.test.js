@@ -4,8 +4,10 @@
 // official client. kurento-module-opencvexample is not on npm: the client module is
 // ./opencvexample-client.js, a class inheriting kurento-client's OpenCVFilter as the
 // generated modules do, registered with kurentoClient.register. getInfo and getKmd list the
-// module and its class extending OpenCVFilter; the element is an OpenCVFilter to the client
-// (its class, describe's hierarchy, connections; a Filter's media-flow events); a clip of a grey
+// module and its class extending OpenCVFilter; the element is an OpenCVFilter to clients
+// (describe's type and hierarchy; a client that has not seen it builds it as an
+// OpenCVExample, or without the module's classes as an OpenCVFilter that works as a
+// MediaElement; connections; a Filter's media-flow events); a clip of a grey
 // band and a red band on black goes through it into a recording: by default the frames
 // show the three band edges white on black, after setEdgeThreshold(300) only the red band's
 // (the grey band's edge is under the threshold now; a threshold over the kmd's 0..255 is
@@ -111,21 +113,52 @@ test('getInfo lists opencvexample; getKmd gives OpenCVExample extending OpenCVFi
   assert.equal(base.abstract, true);
 });
 
-test('OpenCVExample is an OpenCVFilter to the client: its class, describe, connections', T, async () => {
+test('OpenCVExample is an OpenCVFilter to the client: describe, a client without the module, connections', T, async () => {
   const filter = await pipeline.create('OpenCVExample');
-  // What a promise of kurento-client resolves to is a copy of the object that keeps its
-  // constructor (kurento-client's disguise.unthenable): the class is the one registered, an
-  // OpenCVFilter and a Filter.
-  assert.equal(filter.constructor, OpenCVExample);
-  assert.ok(OpenCVExample.prototype instanceof OpenCVFilter);
-  assert.ok(OpenCVExample.prototype instanceof kurentoClient.register.abstracts['kurento.Filter']);
   const d = await raw.call('describe', { object: filter.id });
+  assert.equal(d.result.type, 'OpenCVExample', JSON.stringify(d));
   assert.equal(d.result.qualifiedType, 'opencvexample.OpenCVExample', JSON.stringify(d));
   assert.deepEqual(d.result.hierarchy, ['kurento.OpenCVFilter', 'kurento.Filter', 'kurento.MediaElement', 'kurento.MediaObject']);
-  // A client without the module finds the first class of the hierarchy it knows: OpenCVFilter.
-  assert.equal(kurentoClient.register.abstracts[d.result.hierarchy[0]], OpenCVFilter);
-  const again = await client.getMediaobjectById(filter.id);
-  assert.equal(again.constructor, OpenCVExample);
+  // Clients that have not seen the element build it from the server's describe (a client's
+  // own create answers from its cache).
+  const fresh = async () => {
+    const c = (await h.connectClient(server.url)).client;
+    try {
+      return [c, await c.getMediaobjectById(filter.id)];
+    } catch (e) {
+      await h.closeClient(c);
+      throw e;
+    }
+  };
+  // With the module's classes: its class, from describe's type.
+  const [c1, seen] = await fresh();
+  await h.closeClient(c1);
+  assert.equal(seen.constructor, OpenCVExample);
+  // Without them (a client that has only kurento-client): the first class of describe's
+  // hierarchy it knows, OpenCVFilter, and the element works through it as a MediaElement.
+  const { classes } = kurentoClient.register;
+  const saved = ['OpenCVExample', 'opencvexample.OpenCVExample'].map((k) => [k, classes[k]]);
+  for (const [k] of saved) delete classes[k];
+  let c2;
+  let bare;
+  try {
+    [c2, bare] = await fresh();
+  } finally {
+    for (const [k, v] of saved) classes[k] = v;
+  }
+  try {
+    assert.equal(bare.constructor, OpenCVFilter);
+    await bare.setName('edges');
+    assert.equal(await filter.getName(), 'edges', 'set through the bare OpenCVFilter, read through the first client');
+    const src = await pipeline.create('PassThrough');
+    await src.connect(bare);
+    const sources = await filter.getSourceConnections();
+    const idOf = (x) => (typeof x === 'string' ? x : x && x.id);
+    assert.ok(sources.some((c) => idOf(c.source) === src.id && c.type === 'VIDEO'), JSON.stringify(sources));
+    await src.release();
+  } finally {
+    await h.closeClient(c2);
+  }
   // Connected both ways, as any Filter.
   const [src, sink] = [await pipeline.create('PassThrough'), await pipeline.create('PassThrough')];
   await src.connect(filter);
