@@ -28,7 +28,8 @@
 //   chroma-key  : one WebRtcEndpoint -> ChromaFilter (the colour of a calibration window
 //                 replaced by a background image, chroma-background.png, made and served as
 //                 the hat) -> back to itself; needs the chroma module in the media server
-//                 (Fluo has it built in; kurento-module-chroma is registered on first use)
+//                 (Fluo has it built in; kurento-module-chroma's types are registered when
+//                 the media server lists it, without requiring it of every media server)
 //   qr-reader   : one WebRtcEndpoint -> ZBarFilter -> back to itself; its CodeFound events
 //                 go to the page
 //   group-call     : rooms in SFU or MCU (Composite) mode     (apps/group-call.js)
@@ -48,6 +49,7 @@ const WebSocket = require('ws');
 const kurento = require('kurento-client');
 const { createGroupCall } = require('./apps/group-call');
 const { createSpeakerSwitch } = require('./apps/speaker-switch');
+const { useModule } = require('./lib/client-modules');
 
 // ---------------------------------------------------------------------------
 // Options
@@ -685,12 +687,26 @@ async function helloWorldStart(session, sdpOffer) {
 // Filter loopbacks: the camera through a filter and back to the same endpoint
 // (magic-mirror, chroma-key, qr-reader)
 
-async function filterLoopbackStart(session, sdpOffer, app, label, makeFilter) {
+// `prepare(client)` does what the filter needs first (an image made, a client module): a Stop
+// meanwhile ends the start there, nothing created; `makeFilter(pipeline, prepared)` makes the
+// filter.
+async function filterLoopbackStart(session, sdpOffer, app, label, { prepare = null, makeFilter }) {
   session.stop();
   const generation = session.generation;
   session.app = app;
   session.send({ id: 'status', message: 'connecting to media server' });
   const client = await getKurentoClient();
+  let prepared = null;
+  if (prepare) {
+    session.send({ id: 'status', message: `preparing the ${label}` });
+    try {
+      prepared = await prepare(client);
+    } catch (error) {
+      if (!isCurrent(session, generation)) return; // stopped meanwhile: nobody to tell
+      throw error;
+    }
+  }
+  if (!isCurrent(session, generation)) return;
   const pipeline = await client.create('MediaPipeline');
   if (!isCurrent(session, generation)) return releaseQuietly(pipeline, 'pipeline');
   session.pipeline = pipeline;
@@ -698,7 +714,8 @@ async function filterLoopbackStart(session, sdpOffer, app, label, makeFilter) {
   const endpoint = await pipeline.create('WebRtcEndpoint');
   if (!isCurrent(session, generation)) return;
   await session.adoptEndpoint(endpoint);
-  const filter = await makeFilter(pipeline);
+  const filter = await makeFilter(pipeline, prepared);
+  if (!isCurrent(session, generation)) return;
   await endpoint.connect(filter);
   await filter.connect(endpoint);
   const sdpAnswer = await endpoint.processOffer(sdpOffer);
@@ -717,19 +734,21 @@ async function mediaImageUrl(image) {
 
 // magic-mirror: a hat on every face (FaceOverlayFilter), as Kurento's tutorial.
 async function magicMirrorStart(session, sdpOffer) {
-  const hat = await mediaImageUrl(HAT);
-  await filterLoopbackStart(session, sdpOffer, 'magic-mirror', 'FaceOverlayFilter', async (pipeline) => {
-    const filter = await pipeline.create('FaceOverlayFilter');
-    await filter.setOverlayedImage(hat, -0.35, -1.2, 1.6, 1.6);
-    return filter;
+  await filterLoopbackStart(session, sdpOffer, 'magic-mirror', 'FaceOverlayFilter', {
+    prepare: () => mediaImageUrl(HAT),
+    makeFilter: async (pipeline, hat) => {
+      const filter = await pipeline.create('FaceOverlayFilter');
+      await filter.setOverlayedImage(hat, -0.35, -1.2, 1.6, 1.6);
+      return filter;
+    },
   });
 }
 
 // chroma-key: the colour in the calibration window (in pixels of the camera's picture)
 // replaced by the background image (ChromaFilter, Kurento's chroma module). The client
-// module is registered on first use: kurento-client then asks every media server it
-// connects to for the chroma module, which the other pages do not need.
-let chromaModule = null;
+// module's types are registered once the media server is seen to have the module, without
+// making it a requirement of every media server (lib/client-modules.js): the other pages
+// go on working with a media server without it.
 async function chromaKeyStart(session, sdpOffer, window) {
   const n = (v, min) => (Number.isInteger(v) && v >= min && v <= 4096 ? v : null);
   const win = window || {};
@@ -737,28 +756,32 @@ async function chromaKeyStart(session, sdpOffer, window) {
   if ([x, y, width, height].includes(null)) {
     throw new Error('The calibration window needs whole numbers: x and y from 0, width and height from 1, up to 4096');
   }
-  const background = await mediaImageUrl(CHROMA_BACKGROUND);
-  if (!chromaModule) {
-    chromaModule = require('kurento-module-chroma');
-    kurento.register(chromaModule);
-  }
-  const { WindowParam } = chromaModule.complexTypes;
-  await filterLoopbackStart(session, sdpOffer, 'chroma-key', 'ChromaFilter', async (pipeline) => {
-    const filter = await pipeline.create('ChromaFilter', {
-      window: WindowParam({ topRightCornerX: x, topRightCornerY: y, width, height }),
-    });
-    await invoke(filter, 'setBackground', background);
-    filter.on('Error', (e) => session.sendError(`ChromaFilter: ${e.description}`));
-    return filter;
+  const chroma = require('kurento-module-chroma');
+  await filterLoopbackStart(session, sdpOffer, 'chroma-key', 'ChromaFilter', {
+    prepare: async (client) => {
+      await useModule(client, chroma);
+      return mediaImageUrl(CHROMA_BACKGROUND);
+    },
+    makeFilter: async (pipeline, background) => {
+      const { WindowParam } = chroma.complexTypes;
+      const filter = await pipeline.create('ChromaFilter', {
+        window: WindowParam({ topRightCornerX: x, topRightCornerY: y, width, height }),
+      });
+      await invoke(filter, 'setBackground', background);
+      filter.on('Error', (e) => session.sendError(`ChromaFilter: ${e.description}`));
+      return filter;
+    },
   });
 }
 
 // qr-reader: the codes a ZBarFilter reads in the camera's picture, sent to the page.
 async function qrReaderStart(session, sdpOffer) {
-  await filterLoopbackStart(session, sdpOffer, 'qr-reader', 'ZBarFilter', async (pipeline) => {
-    const filter = await pipeline.create('ZBarFilter');
-    filter.on('CodeFound', (e) => session.send({ id: 'codeFound', codeType: e.codeType, value: e.value }));
-    return filter;
+  await filterLoopbackStart(session, sdpOffer, 'qr-reader', 'ZBarFilter', {
+    makeFilter: async (pipeline) => {
+      const filter = await pipeline.create('ZBarFilter');
+      filter.on('CodeFound', (e) => session.send({ id: 'codeFound', codeType: e.codeType, value: e.value }));
+      return filter;
+    },
   });
 }
 

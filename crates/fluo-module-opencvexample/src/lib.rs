@@ -4,13 +4,16 @@
 //! What KMS's example does with each frame, done here in Rust: the frame turned grey
 //! (BT.601 luma); with filter type 0 (the default) Canny's edge detector runs on the grey
 //! picture, thresholds the edge threshold (125 by default) and 125, and the frame shows
-//! the edges white on black; with filter type 1 it shows the grey picture.
+//! the edges white on black; with any other filter type it shows the grey picture. Both
+//! methods take any int, as KMS's do. The grey picture and Canny's buffers are kept in the
+//! element from frame to frame: a frame allocates nothing once the first of its size has
+//! been through.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod canny;
 
-pub use canny::canny;
+pub use canny::{canny, Canny};
 use fluo_module::opencv::{self, Mat, OpenCvProcess};
 use fluo_module::{not_handled, ErrorCode, Host, Instance, KurentoError, Map, Module, Value};
 
@@ -60,7 +63,7 @@ impl Module for OpenCvExample {
 pub enum FilterType {
     /// Filter type 0: the edges, white on black.
     Edges,
-    /// Filter type 1: the grey picture.
+    /// Any other filter type (1 in the kmd's words): the grey picture.
     Gray,
 }
 
@@ -69,6 +72,9 @@ pub enum FilterType {
 pub struct Example {
     filter: FilterType,
     edge_threshold: i32,
+    /// The frame's grey picture, then its edges (kept: see the crate's doc).
+    gray: Vec<u8>,
+    canny: Canny,
 }
 
 impl Default for Example {
@@ -76,25 +82,28 @@ impl Default for Example {
         Example {
             filter: FilterType::Edges,
             edge_threshold: DEFAULT_EDGE_THRESHOLD,
+            gray: Vec::new(),
+            canny: Canny::default(),
         }
     }
 }
 
-/// The int parameter `name`, checked by Fluo against the description already.
-fn int(params: &Map<String, Value>, name: &str) -> i64 {
-    params.get(name).and_then(Value::as_i64).unwrap_or_default()
+/// The int parameter `name`, checked by Fluo against the description already (an `int`
+/// is a 32-bit one).
+fn int(params: &Map<String, Value>, name: &str) -> i32 {
+    let n = params.get(name).and_then(Value::as_i64).unwrap_or_default();
+    n.clamp(i32::MIN.into(), i32::MAX.into()) as i32
 }
 
 impl OpenCvProcess for Example {
     fn process(&mut self, _host: &mut dyn Host, mat: &mut Mat<'_>) -> Result<(), String> {
-        let gray = mat.gray();
-        match self.filter {
-            FilterType::Gray => mat.set_gray(&gray),
-            FilterType::Edges => {
-                let (w, h) = (mat.width as usize, mat.height as usize);
-                mat.set_gray(&canny(&gray, w, h, self.edge_threshold, FIXED_THRESHOLD));
-            }
+        mat.gray_into(&mut self.gray);
+        if self.filter == FilterType::Edges {
+            let (w, h) = (mat.width as usize, mat.height as usize);
+            let t = self.edge_threshold;
+            self.canny.run(&mut self.gray, w, h, t, FIXED_THRESHOLD);
         }
+        mat.set_gray(&self.gray);
         Ok(())
     }
 
@@ -105,26 +114,18 @@ impl OpenCvProcess for Example {
         params: &Map<String, Value>,
     ) -> Result<Value, KurentoError> {
         match method {
+            // Any int, as KMS's: 0 the edges, any other the grey picture.
             "setFilterType" => {
                 self.filter = match int(params, "filterType") {
                     0 => FilterType::Edges,
-                    1 => FilterType::Gray,
-                    n => {
-                        return Err(KurentoError::illegal_param(format!(
-                            "OpenCVExample: filterType must be 0 (edges) or 1 (black and white), not {n}"
-                        )))
-                    }
+                    _ => FilterType::Gray,
                 };
                 Ok(Value::Null)
             }
+            // Any int, as KMS's (the kmd says 0..255): Canny takes it as it is; one over the
+            // largest gradient (2040) finds no edges.
             "setEdgeThreshold" => {
-                let n = int(params, "edgeValue");
-                if !(0..=255).contains(&n) {
-                    return Err(KurentoError::illegal_param(format!(
-                        "OpenCVExample: edgeValue must be within 0..255, not {n}"
-                    )));
-                }
-                self.edge_threshold = n as i32;
+                self.edge_threshold = int(params, "edgeValue");
                 Ok(Value::Null)
             }
             other => Err(not_handled(other)),

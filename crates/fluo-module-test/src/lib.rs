@@ -2,7 +2,9 @@
 //! FluoModuleTestFilter inverts its video's colours and raises `FramesProcessed` every 30
 //! frames (the first included); after its property `mode` is set to `panic` its processing
 //! panics, which the host must contain; set to `error`, its next frame raises an Error
-//! event ([`Host::error`]) and the processing goes on.
+//! event ([`Host::error`]) and the processing goes on. Its description names its parents
+//! qualified (`kurento.Filter`, `kurento.Media`), as a client writes them: the server test
+//! checks that such a class is a Filter to clients all the same.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -14,13 +16,13 @@ use fluo_module::{
 pub const IDL: &str = "\
 module fluomodtest 0.1.0
 
-class FluoModuleTestFilter extends Filter
+class FluoModuleTestFilter extends kurento.Filter
   ctor mediaPipeline: MediaPipeline
   prop mode: String = \"invert\"
   method getFrames(): int
   event FramesProcessed
 
-event FramesProcessed extends Media
+event FramesProcessed extends kurento.Media
   field count: int
 ";
 

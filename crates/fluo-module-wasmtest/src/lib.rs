@@ -3,7 +3,8 @@
 //! inverts its video's colours and raises `WasmFramesProcessed` every 30 frames (the first
 //! included). Its property `mode` makes the next frame misbehave: `panic` panics, `trap`
 //! executes `unreachable`, `loop` never returns, `alloc` allocates without bound; the host
-//! must stop it and nothing else. `error` raises an Error event with each frame and goes on.
+//! must stop it and nothing else. `error` raises an Error event with each frame and goes on;
+//! `flood` raises 60 with each frame (the host's limit per element must hold them back).
 //! FluoWasmTestOpenCv extends OpenCVFilter (fluo_module::opencv): it gets BGRA frames and
 //! sets each pixel's first byte (blue) to 255.
 
@@ -101,12 +102,15 @@ impl Instance for TestFilter {
         value: &Value,
     ) -> Result<(), KurentoError> {
         match (name, value.as_str()) {
-            ("mode", Some(m @ ("invert" | "error" | "panic" | "trap" | "loop" | "alloc"))) => {
+            (
+                "mode",
+                Some(m @ ("invert" | "error" | "flood" | "panic" | "trap" | "loop" | "alloc")),
+            ) => {
                 self.mode = m.to_string();
                 Ok(())
             }
             _ => Err(KurentoError::illegal_param(format!(
-                "mode must be invert, error, panic, trap, loop or alloc (got {value})"
+                "mode must be invert, error, flood, panic, trap, loop or alloc (got {value})"
             ))),
         }
     }
@@ -114,6 +118,10 @@ impl Instance for TestFilter {
     fn process(&mut self, host: &mut dyn Host, frame: &mut VideoFrame<'_>) {
         match self.mode.as_str() {
             "error" => host.error("an error on purpose"),
+            // 60 and the frame's event: within the 64 events of a call.
+            "flood" => {
+                (0..60).for_each(|i| host.error(&format!("flood {i} of frame {}", self.frames)))
+            }
             "panic" => panic!("FluoWasmTestFilter panics on purpose"),
             "trap" => trap(),
             "loop" => {

@@ -213,6 +213,14 @@ pub fn check_classes(module: &dyn Module) -> Result<(), String> {
                 cur = own;
                 continue;
             }
+            if let Some((module, _)) = parent.split_once('.') {
+                // The parser reads kurento.X and the module's own prefix as short names:
+                // what is left names another module's class.
+                return Err(format!(
+                    "{} extends {parent}, a class of another module ({module}): a module's classes extend its own classes or Fluo's (kurento.*)",
+                    cur.name
+                ));
+            }
             if builtin.class(parent).is_none() {
                 return Err(format!(
                     "{} extends {parent}, which is neither a class of its module nor one of Fluo's",
@@ -277,6 +285,27 @@ mod tests {
             )),
             Ok(())
         );
+        // A parent qualified as a client writes it: Fluo's (kurento.) or the module's own.
+        for parent in ["kurento.Filter", "kurento.OpenCVFilter"] {
+            assert_eq!(check(&format!("class A extends {parent}\n{ctor}")), Ok(()));
+        }
+        assert_eq!(
+            check(&format!(
+                "class B extends kurento.OpenCVFilter abstract\nclass A extends m.B\n{ctor}"
+            )),
+            Ok(())
+        );
+        let e = check(&format!("class A extends kurento.WebRtcEndpoint\n{ctor}"))
+            .expect_err("qualified, no filter");
+        assert!(e.starts_with("A can be created but is not a Filter"), "{e}");
+        let e = check(&format!("class A extends chroma.ChromaFilter\n{ctor}"))
+            .expect_err("another module's class");
+        assert!(
+            e.starts_with("A extends chroma.ChromaFilter, a class of another module (chroma)"),
+            "{e}"
+        );
+        let e = check(&format!("class A extends kurento.Nope\n{ctor}")).expect_err("unknown");
+        assert!(e.starts_with("A extends Nope, which is neither"), "{e}");
         // Not created: any known parent.
         assert_eq!(check("class B extends MediaObject abstract\n"), Ok(()));
         let e = check(&format!("class A extends WebRtcEndpoint\n{ctor}")).expect_err("no filter");

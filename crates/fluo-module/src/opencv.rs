@@ -17,6 +17,8 @@
 
 use crate::{Host, Image, Instance, KurentoError, Map, PixelFormat, Value, VideoFrame};
 
+mod throttle;
+
 /// The class a module's OpenCV-style class extends in its description.
 pub const BASE: &str = "OpenCVFilter";
 
@@ -68,14 +70,23 @@ impl Mat<'_> {
     /// The frame's grey levels (`width * height` bytes, rows packed): BT.601 luma, as
     /// OpenCV's `cvtColor(..., COLOR_BGRA2GRAY)` makes them.
     pub fn gray(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.width as usize * self.height as usize);
-        for y in 0..self.height {
-            out.extend(self.row(y).chunks_exact(4).map(|p| {
-                let sum: u32 = (0..3).map(|c| u32::from(p[c]) * GRAY_WEIGHTS[c]).sum();
-                ((sum + (1 << 13)) >> 14) as u8
-            }));
-        }
+        let mut out = Vec::new();
+        self.gray_into(&mut out);
         out
+    }
+
+    /// [`Mat::gray`] into `out` (its length set to `width * height`): a buffer kept from
+    /// frame to frame allocates only when the picture grows.
+    pub fn gray_into(&self, out: &mut Vec<u8>) {
+        let w = self.width as usize;
+        out.resize(w * self.height as usize, 0);
+        for (y, levels) in out.chunks_exact_mut(w.max(1)).enumerate() {
+            for (v, p) in levels.iter_mut().zip(self.row(y as u32).chunks_exact(4)) {
+                let [b, g, r] = [0, 1, 2].map(|c| u32::from(p[c]));
+                let sum = b * GRAY_WEIGHTS[0] + g * GRAY_WEIGHTS[1] + r * GRAY_WEIGHTS[2];
+                *v = ((sum + (1 << 13)) >> 14) as u8;
+            }
+        }
     }
 
     /// Sets every pixel to the grey level of `gray` (`width * height` bytes, rows packed),
@@ -99,7 +110,8 @@ impl Mat<'_> {
 pub trait OpenCvProcess: Send + 'static {
     /// One frame, changed in place. An error is raised as the element's `Error` event
     /// (its text after the class's name) and the frame goes on as the process left it; the
-    /// same text again is raised at most once a second of stream time.
+    /// same text again is raised at most once a second of stream time, with the count of
+    /// its failures in between (the base's throttle: `opencv/throttle.rs`).
     fn process(&mut self, host: &mut dyn Host, mat: &mut Mat<'_>) -> Result<(), String>;
 
     /// A method the class declares, as [`Instance::invoke`].
@@ -129,36 +141,14 @@ pub trait OpenCvProcess: Send + 'static {
 pub fn instance<P: OpenCvProcess>(process: P) -> Box<dyn Instance> {
     Box::new(OpenCvInstance {
         process,
-        last_error: None,
+        errors: throttle::Throttle::default(),
     })
 }
 
-/// How long the same error text waits before it is raised again (stream time).
-const REPEAT_NS: u64 = 1_000_000_000;
-
 struct OpenCvInstance<P> {
     process: P,
-    /// The last error raised and the frame time it was raised at.
-    last_error: Option<(String, Option<u64>)>,
-}
-
-impl<P: OpenCvProcess> OpenCvInstance<P> {
-    /// Whether `text`, failing the frame at `pts`, is raised (not the same as the last one
-    /// raised less than a second before).
-    fn should_raise(&mut self, text: &str, pts: Option<u64>) -> bool {
-        let again = match &self.last_error {
-            Some((last, at)) if last == text => match (at, pts) {
-                (Some(at), Some(now)) => now.saturating_sub(*at) >= REPEAT_NS,
-                // Frames without times: once per text.
-                _ => false,
-            },
-            _ => true,
-        };
-        if again {
-            self.last_error = Some((text.to_string(), pts));
-        }
-        again
-    }
+    /// What is raised of the process's errors.
+    errors: throttle::Throttle,
 }
 
 impl<P: OpenCvProcess> Instance for OpenCvInstance<P> {
@@ -208,9 +198,13 @@ impl<P: OpenCvProcess> Instance for OpenCvInstance<P> {
             data: &mut *plane.data,
             pts_ns,
         };
+        self.errors.frame(pts_ns);
         if let Err(text) = self.process.process(host, &mut mat) {
-            if self.should_raise(&text, pts_ns) {
-                host.error(&text);
+            // Cleaned first (addresses, dumps, 300 characters), as the host would: the
+            // throttle keeps and counts what a client would see.
+            let text = fluo_api::text::foreign(text);
+            if let Some(description) = self.errors.failed(&text, pts_ns) {
+                host.error(&description);
             }
         }
     }
@@ -265,7 +259,14 @@ mod tests {
         for pts in [0, 400_000_000, 999_000_000, 1_000_000_000, 1_500_000_000] {
             frame.process(&mut *f, &mut host, pts);
         }
-        assert_eq!(host.errors, ["a black corner", "a black corner"]);
+        assert_eq!(
+            host.errors,
+            ["a black corner", "a black corner (and 2 more times since)"]
+        );
+        // A restart (the pts back at 0): raised at once, not an hour of stream time later.
+        frame.process(&mut *f, &mut host, 0);
+        assert_eq!(host.errors.len(), 3, "{:?}", host.errors);
+        assert_eq!(host.errors[2], "a black corner (and 1 more time since)");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The module system with the test module (crates/fluo-module-test, linked only by the
 //! `test-elements` build): FluoModuleTestFilter, a compiled-in module's type, is listed by
-//! getInfo and getKmd, is created and described as a built-in one, processes a player's
+//! getInfo and getKmd, is created and described as a built-in one (its description writes
+//! its parents qualified, `kurento.Filter`: the whole lineage all the same), processes a player's
 //! video (its FramesProcessed events, its getFrames method); an error it raises is an Error
 //! event and its media goes on; when its processing panics, an
 //! Error event comes within 1 s, its methods answer errors, and the server goes on serving
@@ -81,7 +82,16 @@ async fn a_module_works_and_its_panic_stops_its_element_only(workers: usize) {
         d["qualifiedType"], "fluomodtest.FluoModuleTestFilter",
         "{d}"
     );
-    assert_eq!(d["hierarchy"][0], "kurento.Filter", "{d}");
+    // Its description writes the parent qualified (kurento.Filter): the whole lineage.
+    assert_eq!(
+        d["hierarchy"],
+        json!([
+            "kurento.Filter",
+            "kurento.MediaElement",
+            "kurento.MediaObject"
+        ]),
+        "{d}"
+    );
     a.subscribe(&filter, "FramesProcessed").await;
     a.subscribe(&filter, "Error").await;
     a.invoke(&player, "connect", json!({"sink": filter})).await;

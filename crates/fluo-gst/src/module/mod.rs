@@ -6,6 +6,7 @@
 
 pub(crate) mod host;
 pub(crate) mod job;
+mod limit;
 mod remote;
 mod stage;
 

@@ -7,17 +7,21 @@
 //     ChromaFilter its key; the video that comes back shows the background image
 //     (chroma-background.png: sky at the top) where the camera shows green, and the code's
 //     white where it is.
+//   chroma-key, Stop while the media server's background image is still being made (a web
+//     app of its own, an empty media folder and an ffmpeg that waits 4 s first): nothing is
+//     started after the Stop (no pipeline, no more status from the server), and the
+//     calibration window's inputs, disabled while the session runs, are editable again.
 //   qr-reader: the page lists the CodeFound events the ZBarFilter raises for the code, with
 //     zbar's type name and the code's value.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { execFile } = require('node:child_process');
+const { execFile, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { setup, withDiagnostics, waitFor, listPipelines, log } = require('../lib/env');
-const { assertVideoPlaying } = require('../lib/video');
+const { setup, startWeb, withDiagnostics, waitFor, listPipelines, log, sleep } = require('../lib/env');
+const { assertVideoPlaying, pixelAt } = require('../lib/video');
 const { openPage } = require('../lib/pages');
 
 const VALUE = 'https://fluo.example/e2e/qr-reader';
@@ -45,19 +49,6 @@ after(async () => {
   if (camDir) fs.rmSync(camDir, { recursive: true, force: true });
 });
 
-// The colour at (x, y) of a 320x240 picture of the video `selector`.
-function pixelInPage({ selector, x, y }) {
-  const v = document.querySelector(selector);
-  if (!v || !(v.videoWidth > 0)) return null;
-  const c = document.createElement('canvas');
-  c.width = 320;
-  c.height = 240;
-  const ctx = c.getContext('2d', { willReadFrequently: true });
-  ctx.drawImage(v, 0, 0, 320, 240);
-  const d = ctx.getImageData(x, y, 1, 1).data;
-  return [d[0], d[1], d[2]];
-}
-
 // The field's green (0, 200, 0), the background's sky (110, 180, 240) and white, within the
 // codecs' error.
 const green = (p) => p && p[1] > 140 && p[0] < 80 && p[2] < 80;
@@ -79,17 +70,60 @@ test('chroma-key: the video comes back with the background where the camera show
     // The calibration window is drawn over the camera.
     assert.equal(await page.evaluate(() => getComputedStyle(document.getElementById('window')).display), 'block');
     const at = { x: 300, y: 30 };
-    const local = await page.evaluate(pixelInPage, { selector: '#videoInput', ...at });
+    const local = await pixelAt(page, '#videoInput', at);
     assert.ok(green(local), `the camera shows the green field: ${local}`);
     const remote = await waitFor(async () => {
-      const p = await page.evaluate(pixelInPage, { selector: '#videoOutput', ...at });
+      const p = await pixelAt(page, '#videoOutput', at);
       return sky(p) ? p : null;
     }, 20000, 'the background\'s sky in the returned video');
     // The code's quiet zone (white) is not the key's colour: it stays.
-    const zone = await page.evaluate(pixelInPage, { selector: '#videoOutput', x: 100, y: 110 });
+    const zone = await pixelAt(page, '#videoOutput', { x: 100, y: 110 });
     assert.ok(white(zone), `the code's white kept: ${zone}`);
+    // The filter's window is fixed while the session runs.
+    const inputs = () => page.evaluate(() => ['winX', 'winY', 'winW', 'winH'].map((id) => document.getElementById(id).disabled));
+    assert.deepEqual(await inputs(), [true, true, true, true], 'the window\'s inputs disabled while running');
     log(`chroma-key: at ${at.x},${at.y} ${local} in the camera, ${remote} returned; the code's white ${zone}`);
     await stop(page);
+    assert.deepEqual(await inputs(), [false, false, false, false], 'the window\'s inputs editable after Stop');
+  }));
+
+test('chroma-key: Stop while the background image is being made starts nothing', { timeout: 90000 }, () =>
+  withDiagnostics(env, async () => {
+    // An ffmpeg that waits 4 s before it runs, and a media folder without the images.
+    const real = execFileSync('sh', ['-c', 'command -v ffmpeg']).toString().trim();
+    const bin = path.join(camDir, 'slow-bin');
+    fs.mkdirSync(bin);
+    fs.writeFileSync(path.join(bin, 'ffmpeg'), `#!/bin/sh\nsleep 4\nexec '${real}' "$@"\n`, { mode: 0o755 });
+    const media = path.join(camDir, 'media');
+    const webDir = path.join(camDir, 'web-slow');
+    fs.mkdirSync(webDir);
+    const web = await startWeb(webDir, env.fluo.url, ['--media-dir', media], { PATH: `${bin}:${process.env.PATH}` });
+    try {
+      // Not waiting for the page's images: its preview of the background is being made.
+      const page = await openPage({ ...env, web }, 'chroma-key-stop', '/chroma-key.html', { waitUntil: 'domcontentloaded' });
+      await page.click('#start');
+      // The server has the offer and waits for the images (the page's preview asked first).
+      await page.waitForFunction(() => document.getElementById('status').textContent === 'preparing the ChromaFilter',
+        null, { timeout: 20000 });
+      const background = path.join(media, 'chroma-background.png');
+      assert.ok(!fs.existsSync(background), 'the background is still being made when Stop is pressed');
+      await page.click('#stop');
+      await waitFor(() => fs.existsSync(background), 20000, 'the background image to be made');
+      // Time for a start that went on to create its pipeline and answer.
+      await sleep(3000);
+      assert.deepEqual(await listPipelines(env.fluo.url), [], 'no pipeline after the Stop');
+      assert.equal(await page.textContent('#status'), 'stopped');
+      assert.equal(await page.textContent('#error'), '');
+      assert.deepEqual(await page.evaluate(() => ['winX', 'winY', 'winW', 'winH'].map((id) => document.getElementById(id).disabled)),
+        [false, false, false, false]);
+      log('chroma-key: Stop while the background was made: nothing started');
+      await page.close();
+    } catch (err) {
+      console.log(`---- web app log (tail, ${web.logFile}) ----\n${web.logTail(60)}`);
+      throw err;
+    } finally {
+      await web.stop();
+    }
   }));
 
 test('qr-reader: the code the camera shows reaches the page as CodeFound', { timeout: 90000 }, () =>
