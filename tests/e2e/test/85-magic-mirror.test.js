@@ -21,8 +21,10 @@ let camDir;
 before(async () => {
   camDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fluo-e2e-face-'));
   const y4m = await faceClip(path.join(camDir, 'face.y4m'), {
-    // Left to right over 2.2 s, looped (the check that the picture moves samples it 3 s apart).
-    seconds: 2.2, y4m: true, at: (t) => ({ x: 145 + 30 * (t / 2.2), y: 150 }),
+    // Left to right over 3.3 s, looped. The check that the picture moves (lib/video.js) compares
+    // two samples 2.0-2.4 s apart: a loop of 2.2 s once gave it the same picture twice (a
+    // fresh-clone run: currentTime 2.198 -> 4.386, 0.01 % of pixels changed, "frozen").
+    seconds: 3.3, y4m: true, at: (t) => ({ x: 145 + 30 * (t / 3.3), y: 150 }),
   });
   env = await setup('magic-mirror', { browserArgs: () => [`--use-file-for-fake-video-capture=${y4m}`] });
 });
