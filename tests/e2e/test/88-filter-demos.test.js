@@ -41,7 +41,9 @@ before(async () => {
     '-loop', '1', '-i', png,
     '-f', 'lavfi', '-i', 'color=c=0x505050:s=16x16:r=30',
     '-filter_complex', "[0][1]overlay=x=(W-w)/2:y=(H-h)/2-10[a];[a][2]overlay=x='mod(t*120,300)':y=220:shortest=1",
-    '-t', '2', '-pix_fmt', 'yuv420p', '-f', 'yuv4mpegpipe', y4m]);
+    // 3.3 s, looped: lib/video.js's check that the picture moves compares samples 2.0-2.4 s
+    // apart, which a loop of about that length would show as the same picture.
+    '-t', '3.3', '-pix_fmt', 'yuv420p', '-f', 'yuv4mpegpipe', y4m]);
   env = await setup('filter-demos', { browserArgs: () => [`--use-file-for-fake-video-capture=${y4m}`] });
 });
 after(async () => {
