@@ -1,6 +1,7 @@
 //! The `fluo` binary's start as an installed service starts it: a first start with no
 //! GStreamer registry cache (a new installation, a new container) gets every media worker
-//! ready at the first try, however long the plugin scan takes.
+//! ready at the first try, however long the plugin scan takes; and its log, written to a file
+//! rather than a terminal, holds no colour code (Fluo's lines, GStreamer's, the workers').
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -105,4 +106,23 @@ fn a_first_start_scans_the_plugins_once_and_every_worker_starts_at_once() {
         .unwrap()
         .next()
         .is_some());
+}
+
+/// Standard output and error not a terminal, NO_COLOR unset: no ANSI colour code in the log,
+/// neither in Fluo's lines nor in GStreamer's (`GST_DEBUG`, in the server and its workers).
+#[test]
+fn the_log_off_a_terminal_has_no_colour_codes() {
+    let dir = tempfile::Builder::new()
+        .prefix("fluo-log-colours-")
+        .tempdir()
+        .unwrap();
+    let text = start(
+        dir.path(),
+        1,
+        &[("GST_DEBUG", "GST_INIT:4")],
+        Duration::from_secs(60),
+    );
+    assert!(text.contains("media worker started"), "{text}");
+    assert!(text.contains("GST_INIT"), "no GStreamer line: {text}");
+    assert!(!text.contains('\u{1b}'), "colour codes: {text:?}");
 }
