@@ -180,14 +180,6 @@ pub fn wait_idle(max: std::time::Duration) -> usize {
 /// GStreamer names its own).
 static STARTED: OnceLock<std::time::Instant> = OnceLock::new();
 
-/// Whether GStreamer's own debug log (standard error) is coloured, for an initialisation
-/// still to come: the server turns colours off where its log is not a terminal or NO_COLOR
-/// is set. `GST_DEBUG_COLOR_MODE` / `GST_DEBUG_NO_COLOR`, read by GStreamer's initialisation,
-/// still win.
-pub fn set_log_colours(on: bool) {
-    gst::log::set_colored(on);
-}
-
 /// Initialises GStreamer once.
 pub fn init() -> Result<(), String> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();

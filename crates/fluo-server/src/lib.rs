@@ -115,12 +115,17 @@ pub fn log_colours(terminal: bool) -> bool {
 }
 
 /// Installs the process's log subscriber: [`log_filter`] over `rust_log`, lines as `format`,
-/// coloured as [`log_colours`] says for standard output; GStreamer's log (standard error, in
-/// this process and, inherited, in its media workers) likewise.
+/// coloured as [`log_colours`] says for standard output. GStreamer's log (standard error)
+/// likewise: without colours, `GST_DEBUG_NO_COLOR=1` is set in this process's environment,
+/// which GStreamer reads here, in the media workers (who inherit it) and in the plugin
+/// scanner it runs to update its registry; `GST_DEBUG_COLOR_MODE` still wins. Called first
+/// thing in `main`, before any other thread exists.
 pub fn init_logging(rust_log: Option<&str>, format: LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::util::SubscriberInitExt;
-    fluo_gst::set_log_colours(log_colours(std::io::stderr().is_terminal()));
+    if !log_colours(std::io::stderr().is_terminal()) {
+        std::env::set_var("GST_DEBUG_NO_COLOR", "1");
+    }
     match format {
         LogFormat::Text => tracing_subscriber::fmt()
             .with_env_filter(log_filter(rust_log))
