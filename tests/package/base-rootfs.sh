@@ -39,7 +39,7 @@ build() {
     '--dpkgopt=path-exclude=/usr/share/info/*' '--dpkgopt=path-exclude=/usr/share/locale/*'
     '--dpkgopt=path-exclude=/usr/share/doc/*' '--dpkgopt=path-include=/usr/share/doc/*/copyright')
   TMPDIR="$DIR/tmp" timeout --kill-after=10 "$TIMEOUT" \
-    mmdebstrap --mode=root --format=tar --variant=minbase "${slim[@]}" \
+    nice -n 19 mmdebstrap --mode=root --format=tar --variant=minbase "${slim[@]}" \
     --include="$include" bookworm "$DIR/base.tar.partial" \
     "deb $MIRROR bookworm main" "deb $MIRROR bookworm-updates main" \
     "deb $SECURITY bookworm-security main"
@@ -102,10 +102,20 @@ supervise() {
 }
 
 start() {
-  local owner="${1:-$PPID}"
-  if ! command -v mmdebstrap >/dev/null; then
-    echo "base-rootfs: mmdebstrap is missing (scripts/deps.sh test installs it)" >&2
-    exit 1
+  local owner="${1:-$PPID}" why=
+  if [ "$(id -u)" -ne 0 ]; then
+    why="it needs root"
+  elif ! command -v mmdebstrap >/dev/null; then
+    why="mmdebstrap is missing (scripts/deps.sh test installs it)"
+  fi
+  if [ -n "$why" ]; then
+    # make test goes on: the container test, at its turn, skips (or fails under CI=true).
+    if [ "${CI:-}" = true ]; then
+      echo "base-rootfs: cannot build the container test's base image: $why" >&2
+      exit 1
+    fi
+    echo "SKIPPED: the container test's base image is not built: $why" >&2
+    exit 0
   fi
   clean
   mkdir -p "$DIR"
