@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by tests/package/deb-test.sh and container-test.sh (which define `fail`).
 
 # check_server_log WHAT TEXT: fails when the server's log says a media worker did not start

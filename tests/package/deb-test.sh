@@ -128,9 +128,9 @@ if grep -q ' \.debug_info ' <<<"$sections"; then fail "/usr/bin/fluo has debug i
 # The settings may hold secrets: the configuration is the service's group's only, the
 # environment file root's only (dpkg-statoverride, kept across upgrades).
 for m in "/etc/fluo/kurento.conf.json root:fluo 640" "/etc/default/fluo root:root 600"; do
-  set -- $m
-  [ "$(stat -c '%U:%G %a' "$1")" = "$2 $3" ] || fail "$1 is $(stat -c '%U:%G %a' "$1"), not $2 $3"
-  [ "$(dpkg-statoverride --list "$1")" = "${2%%:*} ${2#*:} $3 $1" ] || fail "no statoverride for $1"
+  read -r f owner mode <<<"$m"
+  [ "$(stat -c '%U:%G %a' "$f")" = "$owner $mode" ] || fail "$f is $(stat -c '%U:%G %a' "$f"), not $owner $mode"
+  [ "$(dpkg-statoverride --list "$f")" = "${owner%%:*} ${owner#*:} $mode $f" ] || fail "no statoverride for $f"
 done
 
 IFS=: read -r _ _ uid gid _ home shell < <(getent passwd fluo) || fail "no fluo user"
