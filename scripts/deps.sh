@@ -4,7 +4,7 @@
 #   scripts/deps.sh test  -> the above + test tools (Node.js, npm, Chromium, ffmpeg, curl, coturn,
 #                            nft, Janus for the benchmark's smoke run, g++ for libFuzzer,
 #                            qrencode for the ZBarFilter test's clip; dpkg-dev, podman,
-#                            runc and mmdebstrap for make package-test),
+#                            runc, mmdebstrap and procps for make package-test),
 #                            rustfmt/clippy, cargo-fuzz and the npm modules of tests/compat
 #                            (whose kurento-client modules also hold the kmd files that
 #                            crates/fluo-core/tests/kmd_coverage.rs reads). Under CI=true a
@@ -33,7 +33,8 @@ RUN_PKGS=("${SERVER_PKGS[@]}" gstreamer1.0-tools openssl)
 # another source, which bundles npm) is not reinstalled from Debian.
 TEST_TOOLS=(nodejs:node npm:npm chromium:chromium ffmpeg:ffmpeg coturn:turnserver iproute2:ip nftables:nft
   janus:janus util-linux:taskset graphviz:dot g++:g++ qrencode:qrencode curl:curl
-  dpkg-dev:dpkg-shlibdeps binutils:objcopy systemd:systemd-analyze podman:podman runc:runc mmdebstrap:mmdebstrap)
+  dpkg-dev:dpkg-shlibdeps binutils:objcopy systemd:systemd-analyze podman:podman runc:runc mmdebstrap:mmdebstrap
+  procps:pgrep)
 # The benchmark's peer (Janus 1.1.2 from Debian), its namespace (ip) and CPU pinning (taskset).
 BENCH_TOOLS=(janus:janus iproute2:ip util-linux:taskset)
 # Test packages: the RTSP server the player tests play from (Debian's python3 with GI).

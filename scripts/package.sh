@@ -38,9 +38,10 @@ pkg="$stage/fluo"
 install -d "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/usr/lib/fluo/modules" "$pkg/lib/systemd/system" \
   "$pkg/etc/fluo" "$pkg/etc/default" "$pkg/usr/share/doc/fluo"
 
-# The binary stripped as dh_strip strips (the release profile keeps line tables and symbols:
-# the binary in target/release/ is the one to read a backtrace with).
-objcopy --strip-unneeded --remove-section=.comment --remove-section=.note "$BIN" "$pkg/usr/bin/fluo"
+# The binary without its debug information (line tables: the binary in target/release/ has
+# them) but with its symbol table, so that a panic's backtrace (RUST_BACKTRACE=1) names the
+# functions: about 6 MB more installed, 0.8 MB more in the .deb, than --strip-unneeded.
+objcopy --strip-debug --remove-section=.comment --remove-section=.note "$BIN" "$pkg/usr/bin/fluo"
 chmod 0755 "$pkg/usr/bin/fluo"
 for m in "${MODULES[@]}"; do
   install -m 0644 "$WASM_DIR/${m%%:*}" "$pkg/usr/lib/fluo/modules/${m#*:}"
@@ -96,6 +97,8 @@ EOF
 epoch="$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || date +%s)"
 find "$pkg" -exec touch --no-dereference --date="@$epoch" {} +
 mkdir -p "$OUT"
+# One package in OUT (a build of another version leaves none behind for the tests to pick).
+rm -f "$OUT"/fluo_*.deb
 deb="$OUT/fluo_${VERSION}_${ARCH}.deb"
 SOURCE_DATE_EPOCH="$epoch" dpkg-deb --root-owner-group -Zxz --build "$pkg" "$deb" >/dev/null
 echo "package: $deb ($(du -h "$deb" | cut -f1))"

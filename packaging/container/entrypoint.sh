@@ -6,6 +6,10 @@ set -euo pipefail
 
 log() { echo "[entrypoint] $*" >&2; }
 
+# Plain log lines where the output is not a terminal (podman logs, docker logs, a log driver):
+# Fluo's (it leaves colours out there itself) and GStreamer's (which colours even a pipe).
+[ -t 1 ] || export NO_COLOR=1 GST_DEBUG_NO_COLOR=1
+
 # KMS reads /etc/kurento/kurento.conf.json: a file mounted there is used; else the package's.
 if [[ -z "${KURENTO_CONF_FILE:-}" ]]; then
     if [[ -f /etc/kurento/kurento.conf.json ]]; then
@@ -38,6 +42,13 @@ done
 if [[ -n "${KMS_MTU:-}" ]]; then
     log "KMS_MTU is not supported (endpoints send at most 1200-byte datagrams; set their mtu property): ignored"
 fi
+# KMS's WebRtcEndpoints take their DTLS certificate from these; Fluo's make their own (ECDSA
+# P-256, one per process) and cannot be given one.
+for v in KMS_PEM_CERTIFICATE_RSA KMS_PEM_CERTIFICATE_ECDSA; do
+    if [[ -n "${!v:-}" ]]; then
+        log "$v is not supported (Fluo makes its own DTLS certificate, ECDSA P-256): ignored"
+    fi
+done
 
 # GStreamer's warnings, in the media workers, unless asked otherwise.
 export GST_DEBUG="${GST_DEBUG:-2}"
@@ -49,6 +60,9 @@ if [[ -n "${KMS_UID:-}" && "$KMS_UID" != "$(id -u)" ]]; then
     fi
     groupmod --gid "$KMS_UID" fluo
     usermod --uid "$KMS_UID" --gid "$KMS_UID" fluo
+    # The package's configuration is root:fluo 0640 (it may hold secrets): its group follows
+    # the renumbered one, or the server could no longer read it.
+    chgrp fluo /etc/fluo/kurento.conf.json
     log "starting Fluo as user fluo, uid $KMS_UID"
     export HOME=/var/lib/fluo USER=fluo LOGNAME=fluo
     # setpriv executes the server in this process (it stays PID 1 and gets the signals itself,

@@ -19,9 +19,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DIR="$ROOT/target/package-base"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
-# mmdebstrap's own limit (seconds): a stalled mirror ends the build, not the test run. It took
-# 193 to 278 s here (while other builds kept the machine busy); niced, 660 to 1354 s.
-TIMEOUT="${BASE_ROOTFS_TIMEOUT:-1800}"
+# mmdebstrap's own limit (seconds): a stalled mirror ends the build, not the test run. It runs
+# niced, so that make test's compilation, which it overlaps, goes first; make test needs the
+# tar some 35 minutes after its start. Here (2 cores shared with other builds): unniced 193 to
+# 278 s; nice 10 (about a tenth of a core against a busy process) 398 s at a load of 4 to 8;
+# nice 19 (about 1.5 %) 660 to 1354 s, and once, at a load of 8 to 9, not done after 23
+# minutes (killed by this limit, then 30 minutes). Hence nice 10 and 40 minutes.
+TIMEOUT="${BASE_ROOTFS_TIMEOUT:-2400}"
+NICE="${BASE_ROOTFS_NICE:-10}"
 
 build() {
   local include
@@ -39,7 +44,7 @@ build() {
     '--dpkgopt=path-exclude=/usr/share/info/*' '--dpkgopt=path-exclude=/usr/share/locale/*'
     '--dpkgopt=path-exclude=/usr/share/doc/*' '--dpkgopt=path-include=/usr/share/doc/*/copyright')
   TMPDIR="$DIR/tmp" timeout --kill-after=10 "$TIMEOUT" \
-    mmdebstrap --mode=root --format=tar --variant=minbase "${slim[@]}" \
+    nice -n "$NICE" mmdebstrap --mode=root --format=tar --variant=minbase "${slim[@]}" \
     --include="$include" bookworm "$DIR/base.tar.partial" \
     "deb $MIRROR bookworm main" "deb $MIRROR bookworm-updates main" \
     "deb $SECURITY bookworm-security main"
@@ -102,10 +107,20 @@ supervise() {
 }
 
 start() {
-  local owner="${1:-$PPID}"
-  if ! command -v mmdebstrap >/dev/null; then
-    echo "base-rootfs: mmdebstrap is missing (scripts/deps.sh test installs it)" >&2
-    exit 1
+  local owner="${1:-$PPID}" why=
+  if [ "$(id -u)" -ne 0 ]; then
+    why="it needs root"
+  elif ! command -v mmdebstrap >/dev/null; then
+    why="mmdebstrap is missing (scripts/deps.sh test installs it)"
+  fi
+  if [ -n "$why" ]; then
+    # make test goes on: the container test, at its turn, skips (or fails under CI=true).
+    if [ "${CI:-}" = true ]; then
+      echo "base-rootfs: cannot build the container test's base image: $why" >&2
+      exit 1
+    fi
+    echo "SKIPPED: the container test's base image is not built: $why" >&2
+    exit 0
   fi
   clean
   mkdir -p "$DIR"

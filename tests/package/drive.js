@@ -1,10 +1,11 @@
 'use strict';
 // Drives an installed Fluo (the .deb's, or the container image's) with the official
 // kurento-client 7.3.0 of tests/compat: getInfo lists the package's WebAssembly module; a
-// PlayerEndpoint plays a clip served over HTTP on 127.0.0.1 into a WebRtcEndpoint, which
-// negotiates with a second WebRtcEndpoint (ICE and DTLS on the server's real sockets), whose
-// media a RecorderEndpoint writes into the folder the service may write to; the file is
-// checked with ffprobe. Exits non-zero, saying why, when anything fails.
+// PlayerEndpoint plays a clip served over HTTP on 127.0.0.1 through a PointerDetectorFilter
+// (the package's module, run by a media worker under the service's sandbox) into a
+// WebRtcEndpoint, which negotiates with a second WebRtcEndpoint (ICE and DTLS on the server's
+// real sockets), whose media a RecorderEndpoint writes into the folder the service may write
+// to; the file is checked with ffprobe. Exits non-zero, saying why, when anything fails.
 //   node tests/package/drive.js --url WS_URL --record-dir DIR_IN_SERVER --host-dir SAME_DIR_HERE
 //                               [--ports MIN-MAX] [--owner UID]
 // --ports: every UDP candidate's port must be in that range (KMS_MIN_PORT / KMS_MAX_PORT);
@@ -15,6 +16,12 @@ const os = require('node:os');
 const path = require('node:path');
 const h = require('../compat/test/helpers');
 const { makeClip, probe, serveDir, eventLog } = require('../compat/test/media');
+
+// tests/compat's kurento-client (the one its helpers connect with) and its module for
+// PointerDetectorFilter, registered before connecting (the client checks the server has it).
+const compatRequire = require('node:module').createRequire(require.resolve('../compat/test/helpers'));
+compatRequire('kurento-client').register('kurento-module-pointerdetector');
+const { WindowParam } = compatRequire('kurento-module-pointerdetector').complexTypes;
 
 function args() {
   const out = {};
@@ -52,6 +59,9 @@ async function main() {
 
     const pipeline = await client.create('MediaPipeline');
     const player = await pipeline.create('PlayerEndpoint', { uri: `${web.base}/${path.basename(clip)}` });
+    const filter = await pipeline.create('PointerDetectorFilter', {
+      calibrationRegion: WindowParam({ topRightCornerX: 10, topRightCornerY: 10, width: 30, height: 30 }),
+    });
     const a = await pipeline.create('WebRtcEndpoint');
     const b = await pipeline.create('WebRtcEndpoint');
     const name = `package-test-${process.pid}.webm`;
@@ -59,7 +69,8 @@ async function main() {
       uri: `file://${opt['record-dir']}/${name}`,
       mediaProfile: 'WEBM',
     });
-    await player.connect(a);
+    await player.connect(filter);
+    await filter.connect(a);
     await b.connect(recorder);
     const logA = await eventLog(a, ['IceCandidateFound']);
     const logB = await eventLog(b, ['IceCandidateFound', 'MediaFlowInStateChanged', 'Error']);
@@ -72,6 +83,7 @@ async function main() {
 
     await player.play();
     await logB.wait('MediaFlowInStateChanged', 20000, (d) => d.mediaType === 'VIDEO' && d.state === 'FLOWING');
+    assert.ok(await filter.isMediaFlowingOut('VIDEO'), 'video out of the PointerDetectorFilter');
     await recorder.record();
     await h.sleep(3000);
     const stats = await b.getStats('VIDEO');

@@ -239,6 +239,7 @@ fn start_workers(
         command = command.env(k, v);
     }
     let mut sc = fluo_worker::SupervisorConfig::new(command);
+    sc.prepare = Some(prepare_media_workers);
     sc.workers = config.workers;
     sc.limits.memory_bytes = Some(config.worker_memory_limit);
     sc.sandbox.read_paths = config.worker_paths();
@@ -256,6 +257,22 @@ fn start_workers(
         &rt,
         log_worker_event,
     )))
+}
+
+/// The media workers' preparation, once before the first starts: GStreamer initialised in
+/// this process brings the registry cache the workers read (`GST_REGISTRY`, else
+/// `$XDG_CACHE_HOME` or `$HOME/.cache`, `gstreamer-1.0/`) up to date. On a first start (a new
+/// installation, a new container) that is a scan of every plugin, seconds long: done once
+/// here, without a time limit, rather than by every worker at once within its start timeout
+/// (on a busy machine they were all killed, and retried, before any was ready).
+fn prepare_media_workers() -> Result<(), String> {
+    let t0 = std::time::Instant::now();
+    fluo_gst::init()?;
+    tracing::info!(
+        ms = t0.elapsed().as_millis() as u64,
+        "GStreamer initialised, its plugin registry up to date for the media workers"
+    );
+    Ok(())
 }
 
 /// A supervisor's report in the log: where an operator finds the workers' pids.
