@@ -391,10 +391,12 @@ impl Row {
     }
 }
 
-/// Everything a run measured: per case, Fluo's row and the reference's (none for
-/// PassThrough); the load average before and after.
+/// A case, Fluo's row and the reference's (none for PassThrough).
+pub type CaseRows = (Case, Row, Option<Row>);
+
+/// Everything a run measured: the cases' rows; the load average before and after.
 pub struct Results {
-    pub rows: Vec<(Case, Row, Option<Row>)>,
+    pub rows: Vec<CaseRows>,
     pub load: (String, String),
     pub took: Duration,
 }

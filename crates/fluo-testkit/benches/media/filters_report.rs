@@ -1,6 +1,6 @@
 //! The filters and wasm parts' tables, plot and results files (bench/results/).
 
-use super::filters::{row_json, Case, Plan, Results, Row};
+use super::filters::{row_json, Case, CaseRows, Plan, Results, Row};
 use fluo_testkit::plot::{bar_chart, stack, Bars};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -111,13 +111,12 @@ fn short(c: Case) -> &'static str {
 /// CPU per stream and latency per case, Fluo and gst-launch.
 pub fn svg(res: &Results, runs: usize) -> String {
     let groups: Vec<&str> = res.rows.iter().map(|r| short(r.0)).collect();
-    let bars = |label: &str, colour: &str, f: &dyn Fn(&(Case, Row, Option<Row>)) -> f64| Bars {
+    let bars = |label: &str, colour: &str, f: &dyn Fn(&CaseRows) -> f64| Bars {
         label: label.into(),
         colour: colour.into(),
         values: res.rows.iter().map(f).collect(),
     };
-    let gst =
-        |r: &(Case, Row, Option<Row>), f: &dyn Fn(&Row) -> f64| r.2.as_ref().map_or(f64::NAN, f);
+    let gst = |r: &CaseRows, f: &dyn Fn(&Row) -> f64| r.2.as_ref().map_or(f64::NAN, f);
     let cpu = bar_chart(
         &groups,
         &[

@@ -140,12 +140,12 @@ pub fn decode(frames: &[(Instant, Vec<u8>)], n: usize) -> Decoded {
     decode_with(frames, &|y, size| cells(y, size, n))
 }
 
-/// [`decode`], each frame measured by `measure` (its GRAY8 bytes, rows padded to 4 bytes, and
-/// its size) instead of by grid cells.
-pub fn decode_with(
-    frames: &[(Instant, Vec<u8>)],
-    measure: &dyn Fn(&[u8], (u32, u32)) -> Vec<f64>,
-) -> Decoded {
+/// What [`decode_with`] measures in a frame: from its GRAY8 bytes (rows padded to 4 bytes) and
+/// its size, the values kept for it.
+pub type Measure<'a> = dyn Fn(&[u8], (u32, u32)) -> Vec<f64> + 'a;
+
+/// [`decode`], each frame measured by `measure` instead of by grid cells.
+pub fn decode_with(frames: &[(Instant, Vec<u8>)], measure: &Measure<'_>) -> Decoded {
     gst::init().expect("GStreamer");
     let Some(first) = frames
         .iter()
