@@ -168,12 +168,16 @@ bench-fanout:
 	$(CARGO) bench -p fluo-testkit --bench fanout -- 10 100 1000
 
 # GStreamer media plane: transcoding CPU against gst-launch-1.0, one player to 1/10/100 viewers,
-# a Composite of 4 and 9 WebRTC participants against the same mix in gst-launch-1.0.
-# BENCH_MEDIA_ARGS: parts to run (transcode, fanout, composite; "composite quick": a short
-# N = 4 smoke run); none runs them all, then bench-boundary. The Composite part and
-# bench-boundary run the release server.
+# a Composite of 4 and 9 WebRTC participants against the same mix in gst-launch-1.0, the
+# filters (FaceOverlayFilter, ChromaFilter; PassThrough and GStreamerFilter as baselines) at
+# 640x360 30 fps against the same work in gst-launch-1.0, and a WebAssembly filter
+# (PointerDetectorFilter) against the same filter compiled in.
+# BENCH_MEDIA_ARGS: parts to run (transcode, fanout, composite, filters, wasm; "composite
+# quick" / "filters quick": one short round of each, nothing written); none runs them all,
+# then bench-boundary. The Composite and Filters parts and bench-boundary run the release
+# server; the filters and wasm parts write bench/results/<date>-<commit>-{filters,wasm}.*.
 BENCH_MEDIA_ARGS ?=
-bench-media:
+bench-media: wasm-modules
 	$(CARGO) build --release -p fluo-server
 	$(CARGO) bench -p fluo-testkit --bench media -- $(BENCH_MEDIA_ARGS)
 	if [ -z "$(BENCH_MEDIA_ARGS)" ]; then $(MAKE) --no-print-directory bench-boundary; fi
