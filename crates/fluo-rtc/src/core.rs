@@ -32,6 +32,7 @@ mod ice;
 mod simulcast;
 mod timers;
 mod transcoders;
+mod view;
 mod webrtc_sink;
 
 pub(crate) use egress::enabled as egress_enabled;
@@ -41,6 +42,8 @@ pub(crate) use events::flow;
 pub(crate) use ice::SocketChange;
 pub(crate) use simulcast::layer_of;
 use transcoders::{transcoder_node, Maker};
+pub(crate) use view::StatsAsk;
+pub use view::{Bytes, EndpointView, TranscoderReading, ViewAsk, ViewReading};
 use webrtc_sink::{Outbox, WebRtcSink};
 
 /// Fluo's media kind for str0m's: the one place str0m's kind is converted.
@@ -205,10 +208,17 @@ pub(crate) enum Ctl {
     /// The transcoders running (kind, input and output codec names), for the metrics.
     TranscoderReading(tokio::sync::oneshot::Sender<Vec<crate::TranscoderCodecs>>),
     /// The endpoints' figures for the metrics, read on the media thread (which locks the
-    /// endpoints as it forwards anyway: no other thread contends for them).
+    /// endpoints as it forwards anyway), not on the listener's threads.
     RtcReading(
         Arc<crate::metrics::Board>,
         tokio::sync::oneshot::Sender<crate::RtcReading>,
+    ),
+    /// The pipeline view of these elements (see `view.rs`).
+    ViewReading(Arc<ViewAsk>, tokio::sync::oneshot::Sender<ViewReading>),
+    /// getStats of a WebRTC endpoint for the pipeline view (`None`: no such endpoint).
+    EndpointStats(
+        StatsAsk,
+        tokio::sync::oneshot::Sender<Option<serde_json::Map<String, serde_json::Value>>>,
     ),
 }
 
@@ -457,14 +467,7 @@ impl MediaCore {
             Ctl::Discover { server } => self.discover.push_back(server),
             Ctl::AddRelay { socket, relay } => self.new_relays.push_back((socket, relay)),
             Ctl::OwnSockets { key, sockets } => self.add_own_sockets(key, sockets),
-            Ctl::Permit { ips, owner } => {
-                for ip in ips {
-                    let key = (ip, owner.clone());
-                    if self.permitted.len() < MAX_PERMITS && self.permitted.insert(key.clone()) {
-                        self.permits.push_back(key);
-                    }
-                }
-            }
+            Ctl::Permit { ips, owner } => self.permit(ips, owner),
             Ctl::TranscoderFailed { key, why } => {
                 if let Some(t) = transcoder_node(key) {
                     self.router.transcoder_failed(t, &why);
@@ -489,6 +492,8 @@ impl MediaCore {
             Ctl::Settings(t) => self.set_settings(t),
             Ctl::TranscoderReading(reply) => answer(reply, || self.transcoder_reading()),
             Ctl::RtcReading(board, reply) => answer(reply, || board.read()),
+            Ctl::ViewReading(ask, reply) => answer(reply, || self.view_reading(&ask)),
+            Ctl::EndpointStats(ask, reply) => answer(reply, || self.endpoint_stats(&ask)),
         }
         if !self.batching {
             self.flush();
@@ -516,6 +521,16 @@ impl MediaCore {
             }
             Ctl::EndOfStream { .. } => self.router.end_of_stream(n),
             _ => {}
+        }
+    }
+
+    /// TURN permissions `owner`'s relays may create for `ips` (at most MAX_PERMITS in all).
+    fn permit(&mut self, ips: Vec<std::net::IpAddr>, owner: Option<String>) {
+        for ip in ips {
+            let key = (ip, owner.clone());
+            if self.permitted.len() < MAX_PERMITS && self.permitted.insert(key.clone()) {
+                self.permits.push_back(key);
+            }
         }
     }
 

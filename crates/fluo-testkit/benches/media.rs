@@ -11,12 +11,17 @@
 //!    N = 1, 10, 100, to show that the file is decoded and encoded once, whatever N.
 //! 3. **Composite** (media/composite.rs): N WebRTC participants in one Composite of the release
 //!    server with its media workers, against gst-launch-1.0 running the same mix.
+//! 4. **Filters** (media/filters.rs): FaceOverlayFilter and ChromaFilter (and PassThrough,
+//!    GStreamerFilter videoconvert) at 640x360 30 fps on the release server, CPU per stream and
+//!    added latency, against gst-launch-1.0 doing the same work, alternated.
+//! 5. **WebAssembly** (media/wasm.rs): PointerDetectorFilter's per-frame time compiled in and
+//!    as the WebAssembly module the server loads (needs `make wasm-modules`).
 //!
 //! Arguments (after `--`, or `BENCH_MEDIA_ARGS` with `make bench-media`): `transcode`,
-//! `fanout`, `composite` run those parts only; `composite quick` a short N = 4 smoke run of
-//! the Composite part; none: every part, the Composite part in full. `sweep` (only when
-//! named): the Composite's reference pipeline at N = 9 under several mixer and jitterbuffer
-//! latencies.
+//! `fanout`, `composite`, `filters`, `wasm` run those parts only; `quick` makes the named
+//! Composite or Filters part a short smoke run (one round each, nothing written; `quick` alone
+//! is `composite quick`); none: every part in full. `sweep` (only when named): the
+//! Composite's reference pipeline at N = 9 under several mixer and jitterbuffer latencies.
 //!
 //! Needs ffmpeg and gst-launch-1.0 (installed by `make test`'s dependencies).
 
@@ -24,10 +29,18 @@
 mod composite;
 #[path = "media/composite_report.rs"]
 mod composite_report;
+#[path = "media/filters.rs"]
+mod filters;
+#[path = "media/filters_media.rs"]
+mod filters_media;
+#[path = "media/filters_report.rs"]
+mod filters_report;
 #[path = "media/flash.rs"]
 mod flash;
 #[path = "media/mixref.rs"]
 mod mixref;
+#[path = "media/wasm.rs"]
+mod wasm;
 
 use fluo_testkit::live::{start_server, Client};
 use fluo_testkit::udp_peer::Peer;
@@ -284,13 +297,18 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let known = ["transcode", "fanout", "composite", "quick", "sweep"];
+    let parts = ["transcode", "fanout", "composite", "filters", "wasm"];
+    let known = [&parts[..], &["quick", "sweep"]].concat();
     if let Some(a) = args.iter().find(|a| !known.contains(&a.as_str())) {
         eprintln!("unknown argument {a:?}: expected some of {known:?}");
         std::process::exit(2);
     }
     let all = args.is_empty();
-    let want = |w: &str| all || args.iter().any(|a| a == w);
+    let named = |w: &str| args.iter().any(|a| a == w);
+    let quick = named("quick");
+    let none_named = !parts.iter().any(|p| named(p));
+    // `quick` alone: the Composite part's smoke run, as before the filters part.
+    let want = |w: &str| all || named(w) || (w == "composite" && quick && none_named);
     let dir = fluo_testkit::tmp::dir("bench-media");
     if want("transcode") || want("fanout") {
         let port = start_server(Duration::from_secs(60));
@@ -305,12 +323,23 @@ fn main() {
     if args.iter().any(|a| a == "sweep") {
         composite::sweep(&composite::Plan::full(), &dir);
     }
-    if want("composite") || want("quick") {
-        let plan = match want("quick") && !all {
+    if want("composite") {
+        let plan = match quick {
             true => composite::Plan::quick(),
             false => composite::Plan::full(),
         };
         composite::run(&plan, &dir);
+    }
+    if want("filters") {
+        let plan = match quick {
+            true => filters::Plan::quick(),
+            false => filters::Plan::full(),
+        };
+        filters::run(&plan, &dir);
+    }
+    if want("wasm") {
+        let results = filters::Plan::full().results;
+        wasm::run(results.as_deref().filter(|_| !quick));
     }
 }
 

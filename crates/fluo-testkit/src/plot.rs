@@ -1,5 +1,6 @@
-//! SVG line charts for the benches' reports (the main bench's plots and `make bench-media`'s):
-//! one line per series, a legend at the right, hollow points where a series marks them.
+//! SVG charts for the benches' reports (the main bench's plots and `make bench-media`'s): lines
+//! (one per series, hollow points where a series marks them) and bars in groups, a legend at
+//! the right.
 
 use std::fmt::Write as _;
 
@@ -149,6 +150,95 @@ pub fn line_chart(series: &[Series], frame: &Frame<'_>) -> String {
     s
 }
 
+/// One series of a bar chart: a bar in each group (a value that is not finite: no bar).
+#[derive(Debug, Clone, Default)]
+pub struct Bars {
+    pub label: String,
+    pub colour: String,
+    pub values: Vec<f64>,
+}
+
+/// A 780x420 chart of bars side by side in each of `groups` (one per series, in order), y
+/// from 0, each bar's value written above it; the legend at the right.
+pub fn bar_chart(groups: &[&str], bars: &[Bars], title: &str, y_label: &str) -> String {
+    let (w, h, l, r, t, b) = (780.0, 420.0, 70.0, 230.0, 40.0, 50.0);
+    let vals = || bars.iter().flat_map(|s| s.values.iter().copied());
+    let ymax = nice(vals().filter(|v| v.is_finite()).fold(0.0f64, f64::max));
+    let y = |v: f64| h - b - (h - t - b) * (v / ymax);
+    let gw = (w - l - r) / groups.len().max(1) as f64;
+    let bw = gw * 0.8 / bars.len().max(1) as f64;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{title}</text>\n",
+        (w - r + l) / 2.0
+    );
+    for k in 0..=5 {
+        let v = ymax * f64::from(k) / 5.0;
+        let _ = writeln!(
+            s,
+            "<line x1=\"{l}\" x2=\"{}\" y1=\"{y0:.1}\" y2=\"{y0:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            w - r,
+            l - 6.0,
+            y(v) + 4.0,
+            trim(v),
+            y0 = y(v)
+        );
+    }
+    for (g, name) in groups.iter().enumerate() {
+        let x0 = l + gw * g as f64;
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{name}</text>",
+            x0 + gw / 2.0,
+            h - b + 18.0
+        );
+        for (i, se) in bars.iter().enumerate() {
+            let Some(v) = se.values.get(g).copied().filter(|v| v.is_finite()) else {
+                continue;
+            };
+            let x = x0 + gw * 0.1 + bw * i as f64;
+            let _ = writeln!(
+                s,
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">{}</text>",
+                y(v),
+                bw * 0.9,
+                h - b - y(v),
+                se.colour,
+                x + bw * 0.45,
+                y(v) - 3.0,
+                trim((v * 10.0).round() / 10.0)
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "<text x=\"18\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {})\">{y_label}</text>\n\
+         <line x1=\"{l}\" x2=\"{l}\" y1=\"{t}\" y2=\"{}\" stroke=\"black\"/><line x1=\"{l}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"black\"/>",
+        (h - b + t) / 2.0,
+        (h - b + t) / 2.0,
+        h - b,
+        w - r,
+        h - b,
+        h - b
+    );
+    for (i, se) in bars.iter().enumerate() {
+        let ly = t + 20.0 + 22.0 * i as f64;
+        let _ = writeln!(
+            s,
+            "<rect x=\"{}\" y=\"{}\" width=\"24\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>",
+            w - r + 12.0,
+            ly - 5.0,
+            se.colour,
+            w - r + 42.0,
+            ly + 4.0,
+            se.label
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 /// Charts stacked one above the other in one SVG.
 pub fn stack(charts: &[String]) -> String {
     let mut s = format!(
@@ -222,5 +312,26 @@ mod tests {
         assert_eq!(nice(0.0), 1.0);
         assert_eq!(trim(2.50), "2.5");
         assert_eq!(stack(&[svg.clone(), svg]).matches("<svg").count(), 3);
+    }
+
+    #[test]
+    fn bars_in_groups() {
+        let bars = |label: &str, values: Vec<f64>| Bars {
+            label: label.into(),
+            colour: "#000".into(),
+            values,
+        };
+        let svg = bar_chart(
+            &["g1", "g2"],
+            &[bars("a", vec![1.0, 4.0]), bars("b", vec![f64::NAN, 2.0])],
+            "t",
+            "y",
+        );
+        // Three bars plus the background and two legend keys.
+        assert_eq!(svg.matches("<rect").count(), 6, "{svg}");
+        assert!(!svg.contains("NaN"), "{svg}");
+        assert!(svg.contains(">g2</text>") && svg.contains(">b</text>"));
+        // The tallest bar reaches the top of the axis (nice(4) = 5: 4/5 of it).
+        assert!(svg.contains(">4</text>"), "{svg}");
     }
 }

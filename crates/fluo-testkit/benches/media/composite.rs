@@ -73,7 +73,7 @@ pub struct Sample {
 }
 
 /// The participants' side of a run, Fluo's (str0m peers) or the reference's (plain RTP).
-trait Peers {
+pub(super) trait Peers {
     fn connected(&self) -> bool;
     fn video(&mut self, frame: &[u8]);
     fn audio(&mut self, packet: &[u8]);
@@ -149,22 +149,22 @@ impl Peers for Reference {
 
 /// What a run measured before decoding: CPU seconds per second over the window, the flashes'
 /// send times, the frames each receiver got (from the start of the warm-up).
-struct Raw {
-    cpu: f64,
-    secs: f64,
+pub(super) struct Raw {
+    pub(super) cpu: f64,
+    pub(super) secs: f64,
     /// The window's start.
-    from: Instant,
-    sent: Vec<Instant>,
-    got: Vec<Vec<(Instant, Vec<u8>)>>,
+    pub(super) from: Instant,
+    pub(super) sent: Vec<Instant>,
+    pub(super) got: Vec<Vec<(Instant, Vec<u8>)>>,
 }
 
 /// Sends the clip and the tone to every participant in real time, for the warm-up and the
 /// window, reading `cpu` (seconds) at the window's ends.
-fn drive(
+pub(super) fn drive(
     p: &mut dyn Peers,
     video: &[Vec<u8>],
     audio: &[Vec<u8>],
-    plan: &Plan,
+    (warmup, window): (Duration, Duration),
     cpu: &dyn Fn() -> f64,
 ) -> Raw {
     let start = Instant::now();
@@ -175,7 +175,7 @@ fn drive(
     }
     assert!(p.connected(), "every peer connected within 10 s");
     let start = Instant::now();
-    let (from, end) = (start + plan.warmup, start + plan.warmup + plan.window);
+    let (from, end) = (start + warmup, start + warmup + window);
     let (mut k, mut ka, mut c0) = (0u64, 0u64, None);
     let mut sent = vec![];
     let frame = Duration::from_nanos(1_000_000_000 / u64::from(FPS));
@@ -315,7 +315,8 @@ fn fluo_run(
         got: vec![vec![]; n],
         peers,
     };
-    let raw = drive(&mut p, &media.video, &media.audio, plan, &|| s.cpu());
+    let times = (plan.warmup, plan.window);
+    let raw = drive(&mut p, &media.video, &media.audio, times, &|| s.cpu());
     rt.block_on(async {
         c.request("release", json!({"object": pipe}))
             .await
@@ -358,7 +359,7 @@ fn reference_run(n: usize, media: &Media, plan: &Plan, lat: Latency) -> Sample {
         &mut Reference { parts },
         &media.video,
         &media.audio,
-        plan,
+        (plan.warmup, plan.window),
         &cpu,
     );
     let _ = child.kill();

@@ -16,33 +16,74 @@ pub const FLASH_PERIOD: u64 = 30;
 pub const FLASH_AT: u64 = 15;
 /// A cell whose centre is at least this bright (luma, 0-255) shows a flash; testsrc2's
 /// pattern stays well below it (its brightest bars cover a part of the cell only).
-const WHITE: f64 = 200.0;
+pub const WHITE: f64 = 200.0;
 /// A flash not seen within this time after it was sent counts as missed.
 pub const SEEN_WITHIN: Duration = Duration::from_millis(900);
 
 /// The frames of a 10 s 640x360 30 fps VP8 clip (ffmpeg's testsrc2, about 800 kbit/s, a key
 /// frame every 60 frames, no hidden frames), all white at frames 15, 16, 17 of every 30.
 pub fn flash_clip(dir: &Path) -> Vec<Vec<u8>> {
-    let ivf = dir.join("composite-flash.ivf");
+    testsrc_clip(dir, "composite-flash.ivf", "")
+}
+
+/// The flashes, as an ffmpeg filter drawn over whatever comes before it.
+pub fn flash_filter() -> String {
+    format!(
+        "drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='between(mod(n,{FLASH_PERIOD}),{FLASH_AT},{})'",
+        FLASH_AT + 2
+    )
+}
+
+/// ffmpeg's output options of the clips: 10 s of VP8 at about 800 kbit/s, a key frame every
+/// 60 frames, no hidden frames, as IVF.
+pub const VP8_OUT: [&str; 18] = [
+    "-t",
+    "10",
+    "-c:v",
+    "libvpx",
+    "-b:v",
+    "800k",
+    "-deadline",
+    "realtime",
+    "-cpu-used",
+    "8",
+    "-g",
+    "60",
+    "-auto-alt-ref",
+    "0",
+    "-lag-in-frames",
+    "0",
+    "-f",
+    "ivf",
+];
+
+/// [`flash_clip`] with the ffmpeg filters `before` (e.g. a box of a colour, none if empty)
+/// drawn under the flashes, made once as `dir/name`.
+pub fn testsrc_clip(dir: &Path, name: &str, before: &str) -> Vec<Vec<u8>> {
+    let ivf = dir.join(name);
     if !ivf.exists() {
+        let vf = match before {
+            "" => flash_filter(),
+            b => format!("{b},{}", flash_filter()),
+        };
         let st = Command::new("ffmpeg")
             .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
             .arg("testsrc2=size=640x360:rate=30")
             .arg("-vf")
-            .arg(format!(
-                "drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='between(mod(n,{FLASH_PERIOD}),{FLASH_AT},{})'",
-                FLASH_AT + 2
-            ))
-            .args(["-t", "10", "-c:v", "libvpx", "-b:v", "800k", "-deadline", "realtime"])
-            .args(["-cpu-used", "8", "-g", "60", "-auto-alt-ref", "0", "-lag-in-frames", "0"])
-            .args(["-f", "ivf"])
+            .arg(vf)
+            .args(VP8_OUT)
             .arg(&ivf)
             .status()
             .expect("ffmpeg runs (a test dependency)");
         assert!(st.success(), "ffmpeg made {}", ivf.display());
     }
-    let frames = fluo_testkit::udp_peer::ivf_frames(&std::fs::read(&ivf).expect("the clip"));
-    assert_eq!(frames.len(), 300, "the flash clip has 300 frames");
+    read_clip(&ivf)
+}
+
+/// The 300 frames of a clip made here.
+pub fn read_clip(ivf: &Path) -> Vec<Vec<u8>> {
+    let frames = fluo_testkit::udp_peer::ivf_frames(&std::fs::read(ivf).expect("the clip"));
+    assert_eq!(frames.len(), 300, "{} has 300 frames", ivf.display());
     frames
 }
 
@@ -96,6 +137,16 @@ pub fn grid(n: usize) -> (usize, usize) {
 /// Decodes the VP8 frames one receiver got (with their arrival times; those before the first
 /// key frame are left out) and measures the `n` cells of each.
 pub fn decode(frames: &[(Instant, Vec<u8>)], n: usize) -> Decoded {
+    decode_with(frames, &|y, size| cells(y, size, n))
+}
+
+/// What [`decode_with`] measures in a frame: from its GRAY8 bytes (rows padded to 4 bytes) and
+/// its size, the values kept for it.
+pub type Measure<'a> = dyn Fn(&[u8], (u32, u32)) -> Vec<f64> + 'a;
+
+/// [`decode`], each frame measured by `measure` instead of by grid cells.
+pub fn decode_with(frames: &[(Instant, Vec<u8>)], measure: &Measure<'_>) -> Decoded {
+    gst::init().expect("GStreamer");
     let Some(first) = frames
         .iter()
         .position(|(_, f)| f.first().is_some_and(|b| b & 1 == 0))
@@ -140,7 +191,7 @@ pub fn decode(frames: &[(Instant, Vec<u8>)], n: usize) -> Decoded {
         let Ok(map) = b.map_readable() else { continue };
         (out.width, out.height) = info;
         let at = t0 + Duration::from_nanos(pts.nseconds());
-        out.frames.push((at, cells(map.as_slice(), info, n)));
+        out.frames.push((at, measure(map.as_slice(), info)));
     }
     let _ = p.set_state(gst::State::Null);
     out
