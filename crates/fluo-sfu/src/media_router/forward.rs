@@ -82,7 +82,8 @@ impl MediaRouter {
         let Some(mut layers) = self.layers.get_mut(src).and_then(|s| s.source.take()) else {
             return 0;
         };
-        if layers.sorted != Some((self.routes_epoch, layers.generation, pkt.codec)) {
+        let due = layers.resort_at.is_some_and(|t| now >= t);
+        if due || layers.sorted != Some((self.routes_epoch, layers.generation, pkt.codec)) {
             self.sort_sinks(now, src, kind, &mut layers, (id, key), &pkt.codec);
         }
         let list = std::mem::take(&mut layers.sinks[usize::from(id)]);
@@ -136,6 +137,7 @@ impl MediaRouter {
         for list in &mut layers.sinks {
             list.clear();
         }
+        layers.resort_at = None;
         for i in 0.. {
             let Some(r) = self
                 .nodes
@@ -155,12 +157,27 @@ impl MediaRouter {
                 .entry(r.sink)
                 .sink
                 .get_or_insert_with(Default::default);
-            let ask = s.refresh(src, layers);
+            let ask = s.refresh(now, src, layers);
             let (current, target) = (s.current, s.target.filter(|t| Some(*t) != s.current));
             for l in [current, target].into_iter().flatten() {
                 if let Some(list) = layers.sinks.get_mut(usize::from(l)) {
                     list.push((r.sink, pt));
                 }
+            }
+            // Waited too long for its target's keyframe: any layer's that flows will do.
+            match s.fallback_at() {
+                Some(t) if now >= t => {
+                    let (live, n) = layers.live();
+                    for rank in (0..n).filter(|r| live[*r]) {
+                        let other = layers.id_at(rank as u8).filter(|l| target != Some(*l));
+                        if let Some(list) = other.and_then(|l| layers.sinks.get_mut(usize::from(l)))
+                        {
+                            list.push((r.sink, pt));
+                        }
+                    }
+                }
+                Some(t) => layers.resort_at = Some(layers.resort_at.map_or(t, |x| x.min(t))),
+                None => {}
             }
             if let Some(t) = ask.filter(|t| !(*t == id && key == Some(true))) {
                 self.ask_layer_keyframe(now, src, layers, t);
@@ -249,7 +266,7 @@ impl MediaRouter {
             return None;
         }
         let current = s.current.and_then(|c| l.layers.layers.get(usize::from(c)));
-        let admit = s.admit(l.id, l.key, current.is_some_and(|c| c.live));
+        let admit = s.admit(now, l.id, l.key, current.is_some_and(|c| c.live));
         let mut switched = None;
         if let Admit::Switch(reason) = admit {
             if let Some(line) = e.line[kind].as_mut() {

@@ -561,3 +561,64 @@ fn av1_switches_at_a_new_coded_sequence_and_a_codec_without_keyframes_keeps_its_
     }
     assert!(moved, "to id 2 once id 0 stopped");
 }
+
+#[test]
+fn a_sink_whose_layer_sends_no_keyframe_starts_on_another_layer_after_two_seconds() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let v = w.node("viewer");
+    w.r.connect(w.at(0), cam, MediaKind::Video, v).unwrap();
+    // Key frames on every layer (their sizes), then a publisher that ignores the requests of
+    // each layer's stream: key frames on the 160x120 layer (id 2) once a second, none on the
+    // others.
+    w.send(0, cam, 0, true);
+    w.send(0, cam, 1, true);
+    w.send(0, cam, 2, true);
+    let (mut first, mut got) = (None, vec![]);
+    for i in 1..120u64 {
+        let ms = i * 33;
+        w.send(ms, cam, 0, false);
+        w.send(ms, cam, 1, false);
+        w.send(ms, cam, 2, i % 30 == 0);
+        got.extend(w.pushes("viewer"));
+        if first.is_none() && !got.is_empty() {
+            first = Some(ms);
+        }
+    }
+    let first = first.expect("the viewer starts on a layer that sends key frames");
+    assert!(
+        got[0].2 && got.len() == 30,
+        "from its key frame on: {got:?}"
+    );
+    assert!(got.iter().all(|p| p.0 == Some(2)));
+    continuous(&got);
+    assert!(
+        (LAYER_START_FALLBACK.as_millis() as u64..=3000).contains(&first),
+        "{first} ms: not before the fallback, at the first key frame after it"
+    );
+    let asked = w.asked();
+    assert!(
+        asked.iter().filter(|a| **a == ("cam", Some(0))).count() >= 2,
+        "its own layer is asked until then: {asked:?}"
+    );
+    let c = w.changes("viewer");
+    assert_eq!(
+        (c.len(), c[0].rid.as_deref(), c[0].reason),
+        (1, Some("q"), SwitchReason::Start)
+    );
+    // It stays there and still waits for its own layer's key frame, where it moves.
+    w.send(3960, cam, 2, false);
+    w.send(3960, cam, 1, false);
+    w.send(3960, cam, 0, true);
+    w.send(3993, cam, 0, false);
+    w.send(3993, cam, 2, false);
+    let got = w.pushes("viewer");
+    let layers: Vec<_> = got.iter().map(|p| p.0).collect();
+    assert_eq!(layers, [Some(2), Some(0), Some(0)], "{got:?}");
+    assert!(got[1].2, "at the 640x480 key frame");
+    let c = w.changes("viewer");
+    assert_eq!(
+        (c.len(), c[1].rid.as_deref(), c[1].reason),
+        (2, Some("f"), SwitchReason::LayerAvailable)
+    );
+}

@@ -25,6 +25,11 @@ const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// sent, its sinks wait: the order of its layers is not known before.
 pub const LAYER_SETTLE: Duration = Duration::from_millis(500);
 
+/// How long a sink without a layer waits for a keyframe of the layer it should get before it
+/// starts at a keyframe of any layer that flows (a publisher may ignore the requests of one
+/// layer's stream and send keyframes only on its own schedule, or on some layers only).
+pub const LAYER_START_FALLBACK: Duration = Duration::from_secs(2);
+
 /// One layer of a source, by the id its transport gave it (for WebRTC, the place of its rid
 /// among the offer's `a=rid` lines).
 #[derive(Debug)]
@@ -59,6 +64,9 @@ pub(super) struct SourceLayers {
     /// What `sinks` was sorted for: the router's routes epoch, the layers' generation, the
     /// codec. Sorted again when any differs, or `None` (a sink switched).
     pub(super) sorted: Option<(u64, u32, Codec)>,
+    /// When a sink waiting for its first layer may start on any layer
+    /// ([`LAYER_START_FALLBACK`]): its sinks are sorted again then.
+    pub(super) resort_at: Option<Instant>,
 }
 
 impl SourceLayers {
@@ -204,6 +212,8 @@ pub(super) struct SinkLayer {
     pub(super) current: Option<u8>,
     pub(super) target: Option<u8>,
     pub(super) reason: Option<SwitchReason>,
+    /// Since when it waits for its first layer.
+    pub(super) waiting: Option<Instant>,
 }
 
 /// What to do with a layered packet for one sink.
@@ -222,7 +232,12 @@ pub(super) enum Admit {
 impl SinkLayer {
     /// Chooses the target again if the source's layers or the sink's limits changed; the
     /// layer to ask a keyframe of when a new target was chosen.
-    pub(super) fn refresh(&mut self, src: NodeId, layers: &SourceLayers) -> Option<u8> {
+    pub(super) fn refresh(
+        &mut self,
+        now: Instant,
+        src: NodeId,
+        layers: &SourceLayers,
+    ) -> Option<u8> {
         if self.source != Some(src) {
             *self = SinkLayer {
                 selector: self.selector,
@@ -235,6 +250,9 @@ impl SinkLayer {
             return None;
         }
         self.seen = layers.generation;
+        if self.current.is_none() {
+            self.waiting.get_or_insert(now);
+        }
         let changed = self.changed.take();
         let (live, n) = layers.live();
         let target = self
@@ -257,19 +275,43 @@ impl SinkLayer {
         target.filter(|t| Some(*t) != self.current)
     }
 
-    /// What to do with a packet of layer `id`: `key` whether it starts a keyframe (`None`: its
-    /// codec cannot tell), `current_live` whether the layer the sink gets still flows.
+    /// When a sink without a layer may start at a keyframe of any layer that flows, if it
+    /// waits for one.
+    pub(super) fn fallback_at(&self) -> Option<Instant> {
+        let waits = self.current.is_none() && self.target.is_some();
+        self.waiting
+            .filter(|_| waits)
+            .map(|t| t + LAYER_START_FALLBACK)
+    }
+
+    /// What to do with a packet of layer `id` at `now`: `key` whether it starts a keyframe
+    /// (`None`: its codec cannot tell), `current_live` whether the layer the sink gets still
+    /// flows.
     ///
     /// A codec whose keyframes cannot be told is never switched while the sink's layer
     /// flows (the new layer's inter frames would break its picture until that layer's next
     /// keyframe): the sink takes its first layer, and another one only when its own stopped,
-    /// at any packet.
-    pub(super) fn admit(&mut self, id: u8, key: Option<bool>, current_live: bool) -> Admit {
+    /// at any packet. A sink that waited [`LAYER_START_FALLBACK`] without a layer starts at
+    /// the keyframe of any layer, and goes on waiting for its target's.
+    pub(super) fn admit(
+        &mut self,
+        now: Instant,
+        id: u8,
+        key: Option<bool>,
+        current_live: bool,
+    ) -> Admit {
         if self.current == Some(id) {
             return Admit::Deliver;
         }
         if self.target != Some(id) {
-            return Admit::Drop;
+            let stuck = self.fallback_at().is_some_and(|t| now >= t);
+            if !(stuck && key == Some(true)) {
+                return Admit::Drop;
+            }
+            self.current = Some(id);
+            self.waiting = None;
+            let reason = self.reason.replace(SwitchReason::LayerAvailable);
+            return Admit::Switch(reason.unwrap_or(SwitchReason::Start));
         }
         match key {
             Some(true) => {}
@@ -278,6 +320,7 @@ impl SinkLayer {
             None => {}
         }
         self.current = Some(id);
+        self.waiting = None;
         Admit::Switch(self.reason.unwrap_or(SwitchReason::Start))
     }
 }

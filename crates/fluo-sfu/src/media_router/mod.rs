@@ -32,7 +32,7 @@ mod signals;
 mod tests;
 mod view;
 
-pub use layers::{LAYER_IDLE, LAYER_SETTLE};
+pub use layers::{LAYER_IDLE, LAYER_SETTLE, LAYER_START_FALLBACK};
 pub use node::{Header, Node, Packet, TranscoderMaker};
 pub use view::{RouteMode, RouterView, TranscoderView};
 
