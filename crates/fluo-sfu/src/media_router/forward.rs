@@ -77,6 +77,9 @@ impl MediaRouter {
         if !layers.knows(id) {
             layers.add(id, e.node.layer_names(kind));
         }
+        if !layers.accepts(now, &pkt.codec) {
+            return 0;
+        }
         layers.packet(now, id, &pkt.codec, pkt.payload, key == Some(true));
         // Out of its slot while its sinks choose (they are in the same table).
         let Some(mut layers) = self.layers.get_mut(src).and_then(|s| s.source.take()) else {

@@ -3,7 +3,7 @@
 //! its own stops.
 
 use super::*;
-use crate::negotiate::SinkCaps;
+use crate::negotiate::{SinkCaps, SinkCodec};
 use crate::port::CodecName;
 use crate::simulcast::{ForwardedLayer, LayerLimits, SwitchReason};
 use std::sync::Mutex;
@@ -20,19 +20,51 @@ struct Seen {
     changes: Vec<(&'static str, ForwardedLayer)>,
     /// Sinks told they get no layer any more.
     left: Vec<&'static str>,
+    /// Transcoders made.
+    made: usize,
 }
 
 type Log = Arc<Mutex<Seen>>;
+
+/// Makes transcoders (nodes named "transcoder"), counting them.
+struct Maker(Log);
+
+impl TranscoderMaker for Maker {
+    fn can(&self, from: &Codec, to: &Codec) -> bool {
+        from.name.kind() == to.name.kind()
+    }
+    fn make(
+        &self,
+        _: NodeId,
+        _: MediaKind,
+        _: &Codec,
+        _: &Codec,
+        _: &str,
+    ) -> Result<Box<dyn Node>, String> {
+        self.0.lock().unwrap().made += 1;
+        Ok(Box::new(Cam {
+            name: "transcoder",
+            rids: &[],
+            log: self.0.clone(),
+            takes: None,
+        }))
+    }
+}
 
 struct Cam {
     name: &'static str,
     rids: &'static [&'static str],
     log: Log,
+    /// The one codec it takes (else anything).
+    takes: Option<CodecName>,
 }
 
 impl Node for Cam {
     fn caps(&self, _: MediaKind) -> SinkCaps {
-        SinkCaps::anything()
+        match self.takes {
+            Some(c) => SinkCaps::codecs([SinkCodec::with_pt(Codec::new(c), 96)]),
+            None => SinkCaps::anything(),
+        }
     }
     fn push(&mut self, _: Instant, pkt: &Packet<'_>, header: Header) {
         let key = crate::starts_keyframe(pkt.codec.name, pkt.payload) == Some(true);
@@ -84,9 +116,20 @@ impl World {
     }
 
     fn node(&mut self, name: &'static str) -> NodeId {
+        self.node_taking(name, None)
+    }
+
+    /// A node that takes only `takes` (else anything).
+    fn node_taking(&mut self, name: &'static str, takes: Option<CodecName>) -> NodeId {
         let log = self.log.clone();
         let rids = &["f", "h", "q"];
-        self.r.add_node(name, Box::new(Cam { name, rids, log }))
+        let cam = Cam {
+            name,
+            rids,
+            log,
+            takes,
+        };
+        self.r.add_node(name, Box::new(cam))
     }
 
     fn at(&self, ms: u64) -> Instant {
@@ -621,4 +664,61 @@ fn a_sink_whose_layer_sends_no_keyframe_starts_on_another_layer_after_two_second
         (c.len(), c[1].rid.as_deref(), c[1].reason),
         (2, Some("f"), SwitchReason::LayerAvailable)
     );
+}
+
+#[test]
+fn a_layer_in_another_codec_is_dropped_not_decided_again_per_packet() {
+    let mut w = World::new();
+    w.r.set_transcoders(Arc::new(Maker(w.log.clone())));
+    let cam = w.node("cam");
+    let any = w.node("any");
+    let vp8 = w.node_taking("vp8", Some(CodecName::Vp8));
+    w.r.connect(w.at(0), cam, MediaKind::Video, any).unwrap();
+    w.r.connect(w.at(0), cam, MediaKind::Video, vp8).unwrap();
+    let limits = LayerLimits {
+        max: Some(0),
+        preferred: None,
+    };
+    w.r.set_layer_limits(vp8, MediaKind::Video, limits);
+    // f and h in VP8, q in H.264 (a payload type per rid), interleaved: the source's codec is
+    // its first packet's, q's packets go nowhere.
+    let (idr, inter) = (vec![0x65, 0x88, 0x84], vec![0x41, 0x9a, 0x02]);
+    let mut q_out = 0;
+    for i in 0..60u64 {
+        let ms = i * 33;
+        // Key frames where asked.
+        let asked = w.keyframes();
+        let key = |id: u8| i == 0 || asked.iter().any(|a| a.1.is_none_or(|l| l == id));
+        w.send(ms, cam, 0, key(0));
+        w.send(ms, cam, 1, key(1));
+        let p = if key(2) { &idr } else { &inter };
+        q_out += w.send_as(ms, cam, 2, CodecName::H264, p.clone());
+    }
+    let ev: Vec<_> = std::iter::from_fn(|| w.r.poll_event()).collect();
+    let transcoding = ev
+        .iter()
+        .filter(|(_, e)| matches!(e, MediaEvent::Transcoding { .. }))
+        .count();
+    let made = w.log.lock().unwrap().made;
+    assert_eq!((made, transcoding, q_out), (0, 0, 0), "{ev:?}");
+    let (a, v) = (w.pushes("any"), w.pushes("vp8"));
+    // Both chose once the layers settled (500 ms: q never counts as sending).
+    assert!(a.len() >= 40 && a.iter().all(|p| p.0 == Some(0)), "{a:?}");
+    // Limited to the lowest layer that flows: h.
+    assert!(v.len() >= 40 && v.iter().all(|p| p.0 == Some(1)), "{v:?}");
+    continuous(&a);
+    continuous(&v);
+    // The publisher changes codec: every layer in H.264 once the VP8 ones stopped for
+    // LAYER_IDLE. Taken: one transcoder for the VP8-only sink, the other gets H.264.
+    for i in 0..30u64 {
+        let ms = 3000 + i * 33;
+        for id in 0..3 {
+            let p = if i == 0 { &idr } else { &inter };
+            w.send_as(ms, cam, id, CodecName::H264, p.clone());
+        }
+    }
+    assert_eq!(w.log.lock().unwrap().made, 1);
+    let a = w.pushes("any");
+    assert!(a.len() >= 25, "{a:?}");
+    assert!(!w.pushes("transcoder").is_empty());
 }

@@ -67,12 +67,34 @@ pub(super) struct SourceLayers {
     /// When a sink waiting for its first layer may start on any layer
     /// ([`LAYER_START_FALLBACK`]): its sinks are sorted again then.
     pub(super) resort_at: Option<Instant>,
+    /// The codec of its layers (see [`SourceLayers::accepts`]).
+    codec: Option<Codec>,
 }
 
 impl SourceLayers {
     /// Whether the source has a layer `id` yet.
     pub(super) fn knows(&self, id: u8) -> bool {
         usize::from(id) < self.layers.len()
+    }
+
+    /// Whether a packet in `codec` at `now` is taken. A source's layers are in one codec, that
+    /// of its first packet: a packet in another is dropped (RFC 8853 lets a publisher send a
+    /// payload type per rid; layers in two codecs would have every route of the source decided
+    /// again, and a transcoder made and dropped, at each packet), unless no layer sent for
+    /// [`LAYER_IDLE`]: the publisher changed codec, taken from then on.
+    pub(super) fn accepts(&mut self, now: Instant, codec: &Codec) -> bool {
+        let recent = |l: &Layer| {
+            l.last_at
+                .is_some_and(|t| now.saturating_duration_since(t) <= LAYER_IDLE)
+        };
+        match self.codec {
+            Some(c) if c == *codec => true,
+            Some(_) if self.layers.iter().any(recent) => false,
+            _ => {
+                self.codec = Some(*codec);
+                true
+            }
+        }
     }
 
     /// Adds layers up to `id`, the names the source gives them (its announced layers).
