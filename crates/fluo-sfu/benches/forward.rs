@@ -73,6 +73,20 @@ impl fluo_sfu::Node for Sink {
     }
 }
 
+/// A sink that takes any codec.
+struct AnySink(usize);
+
+impl fluo_sfu::Node for AnySink {
+    fn caps(&self, _: fluo_sfu::MediaKind) -> fluo_sfu::SinkCaps {
+        fluo_sfu::SinkCaps::anything()
+    }
+    fn push(&mut self, _: std::time::Instant, pkt: &fluo_sfu::Packet<'_>, h: fluo_sfu::Header) {
+        self.0 = self
+            .0
+            .wrapping_add(black_box(pkt.payload.len()) + usize::from(h.seq));
+    }
+}
+
 fn media_router(c: &mut Crit) {
     use fluo_sfu::{Codec, CodecName, MediaKind, MediaRouter, Packet};
     use std::sync::Arc;
@@ -115,6 +129,18 @@ fn media_router(c: &mut Crit) {
 /// packet of each layer per iteration (3 packets in, N out: `time / N` is the cost per
 /// forwarded packet, which includes the sinks a packet looks at without sending to them).
 fn media_router_simulcast(c: &mut Crit) {
+    simulcast_group(c, "media_router_simulcast_1200B", false);
+}
+
+/// The same with another, plain publisher in the router whose payload type alternates, one
+/// packet before each iteration's three: each of its packets decides its routes again (a
+/// route change elsewhere in the router, which must not make the layered source sort its
+/// sinks again).
+fn media_router_simulcast_churn(c: &mut Crit) {
+    simulcast_group(c, "media_router_simulcast_churn_1200B", true);
+}
+
+fn simulcast_group(c: &mut Crit, name: &str, churn: bool) {
     use fluo_sfu::{Codec, CodecName, LayerLimits, MediaKind, MediaRouter, Packet};
     use std::sync::Arc;
     let key = |w: u16| -> Arc<[u8]> {
@@ -128,7 +154,7 @@ fn media_router_simulcast(c: &mut Crit) {
     let mut inter = vec![7u8; 1188];
     inter[..2].copy_from_slice(&[0x10, 0x01]);
     let inter: Arc<[u8]> = Arc::from(inter);
-    let mut g = c.benchmark_group("media_router_simulcast_1200B");
+    let mut g = c.benchmark_group(name);
     for n in [12usize, 99, 999] {
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::new("forward", n), &n, |b, &n| {
@@ -148,10 +174,29 @@ fn media_router_simulcast(c: &mut Crit) {
                     },
                 );
             }
+            let plain = r.add_node("plain", Box::new(Sink(0)));
+            let other = r.add_node("other viewer", Box::new(AnySink(0)));
+            r.connect(t0, plain, MediaKind::Video, other).unwrap();
             let mut seq = 0u16;
             let send = |r: &mut MediaRouter, seq: u16, key: bool| {
                 let now = t0 + Duration::from_micros(u64::from(seq) * 100);
                 let mut out = 0;
+                if churn {
+                    let codec = [CodecName::Vp8, CodecName::H264][usize::from(seq % 2)];
+                    let pkt = Packet {
+                        kind: MediaKind::Video,
+                        codec: Codec::new(codec),
+                        seq,
+                        ts: u32::from(seq) * 3000,
+                        ssrc: 0xdef,
+                        marker: false,
+                        payload: &inter,
+                        entered: None,
+                        extensions: None,
+                        layer: None,
+                    };
+                    black_box(r.forward(now, plain, &pkt));
+                }
                 for layer in 0..3u8 {
                     let pkt = Packet {
                         kind: MediaKind::Video,
@@ -195,6 +240,6 @@ fn media_router_simulcast(c: &mut Crit) {
 criterion_group! {
     name = benches;
     config = Criterion::default().with_measurement(ThreadCpu);
-    targets = media_router, media_router_simulcast
+    targets = media_router, media_router_simulcast, media_router_simulcast_churn
 }
 criterion_main!(benches);

@@ -34,7 +34,7 @@ impl MediaRouter {
                 r.decided_for = Some(*codec);
                 r.state = state;
             }
-            self.routes_changed();
+            self.routes_changed(src);
         }
     }
 
@@ -164,7 +164,7 @@ impl MediaRouter {
                 state: State::Forward { pt: None },
             });
         }
-        self.routes_changed();
+        self.routes_changed(src);
         let ev = MediaEvent::Transcoding {
             kind,
             on: true,
@@ -195,7 +195,7 @@ impl MediaRouter {
                 state: State::Impossible,
             });
         }
-        self.routes_changed();
+        self.routes_changed(t);
         self.switched(now, src, kind, sink);
         self.ask_keyframe(now, t, kind);
     }
@@ -207,7 +207,7 @@ impl MediaRouter {
         };
         e.routes[kind].retain(|r| r.sink != sink);
         let empty = e.routes[kind].is_empty();
-        self.routes_changed();
+        self.routes_changed(t);
         if empty {
             self.drop_transcoder(t, true);
         }
@@ -218,10 +218,10 @@ impl MediaRouter {
     pub(super) fn drop_transcoder(&mut self, t: NodeId, tell: bool) -> Option<Box<dyn Node>> {
         let e = self.take(t)?;
         self.transcoders.retain(|_, x| *x != t);
-        self.routes_changed();
         let Some((src, kind, _, _)) = e.transcoder else {
             return Some(e.node);
         };
+        self.routes_changed(src);
         if let Some(s) = self.nodes.get_mut(src) {
             s.routes[kind].retain(|r| r.sink != t);
             for r in &mut s.routes[kind] {
@@ -255,7 +255,7 @@ impl MediaRouter {
         };
         let sinks: Vec<NodeId> = e.routes[kind].iter().map(|r| r.sink).collect();
         self.drop_transcoder(t, true);
-        self.routes_changed();
+        self.routes_changed(src);
         if let Some(s) = self.nodes.get_mut(src) {
             for r in s.routes[kind]
                 .iter_mut()

@@ -81,13 +81,24 @@ impl MediaRouter {
             return 0;
         }
         layers.packet(now, id, &pkt.codec, pkt.payload, key == Some(true));
-        // Out of its slot while its sinks choose (they are in the same table).
+        // Whatever makes a route undecided (a route added, the sink's codecs or the source's
+        // settings changed, a transcoder gone, the codec taken) marks the sinks to sort too:
+        // the routes are looked at only then, not per packet.
+        let due = layers.resort_at.is_some_and(|t| now >= t);
+        let sort = due || layers.sorted != Some(layers.generation);
+        // Routes decided while the layers are in their slot: a decision may ask keyframes of
+        // them (a new transcoder's), or see whether the source is layered.
+        let undecided = |r: &Route| r.decided_for != Some(pkt.codec);
+        if sort && e.routes[kind].iter().any(undecided) {
+            self.decide(now, src, kind, &pkt.codec);
+        }
+        // Out of its slot while its sinks choose (they are in the same table). Nothing below
+        // changes routes or asks keyframes of the source as a whole.
         let Some(mut layers) = self.layers.get_mut(src).and_then(|s| s.source.take()) else {
             return 0;
         };
-        let due = layers.resort_at.is_some_and(|t| now >= t);
-        if due || layers.sorted != Some((self.routes_epoch, layers.generation, pkt.codec)) {
-            self.sort_sinks(now, src, kind, &mut layers, (id, key), &pkt.codec);
+        if sort {
+            self.sort_sinks(now, src, kind, &mut layers, (id, key));
         }
         let list = std::mem::take(&mut layers.sinks[usize::from(id)]);
         let mut n = 0;
@@ -116,8 +127,8 @@ impl MediaRouter {
         n
     }
 
-    /// Sorts `src`'s sinks of layered `kind` by the layer each gets or waits for, the routes
-    /// decided and each sink's choice made again first (see `SinkLayer::refresh`); asks the
+    /// Sorts `src`'s sinks of layered `kind` (its routes decided) by the layer each gets or
+    /// waits for, each sink's choice made again first (see `SinkLayer::refresh`); asks the
     /// keyframes new choices need, but not of layer `id` when the packet in hand (`key`) is its
     /// keyframe.
     fn sort_sinks(
@@ -127,16 +138,7 @@ impl MediaRouter {
         kind: MediaKind,
         layers: &mut SourceLayers,
         (id, key): (u8, Option<bool>),
-        codec: &crate::port::Codec,
     ) {
-        let undecided = |r: &Route| r.decided_for != Some(*codec);
-        if self
-            .nodes
-            .get(src)
-            .is_some_and(|e| e.routes[kind].iter().any(undecided))
-        {
-            self.decide(now, src, kind, codec);
-        }
         for list in &mut layers.sinks {
             list.clear();
         }
@@ -186,7 +188,7 @@ impl MediaRouter {
                 self.ask_layer_keyframe(now, src, layers, t);
             }
         }
-        layers.sorted = Some((self.routes_epoch, layers.generation, *codec));
+        layers.sorted = Some(layers.generation);
     }
 
     /// Pushes `pkt` of `src` to `sink` on its line; whether it went. Inlined into each loop

@@ -722,3 +722,25 @@ fn a_layer_in_another_codec_is_dropped_not_decided_again_per_packet() {
     assert!(a.len() >= 25, "{a:?}");
     assert!(!w.pushes("transcoder").is_empty());
 }
+
+#[test]
+fn a_route_decided_at_a_layered_packet_asks_its_layers_not_the_whole_source() {
+    let mut w = World::new();
+    w.r.set_transcoders(Arc::new(Maker(w.log.clone())));
+    let cam = w.node("cam");
+    let h264 = w.node_taking("h264", Some(CodecName::H264));
+    w.r.connect(w.at(0), cam, MediaKind::Video, h264).unwrap();
+    // Connecting asked the source, which had no layers yet.
+    assert_eq!(w.asked(), [("cam", None)]);
+    // The route is decided at the first layered packet: a transcoder, whose decoder needs a
+    // keyframe. Asked of the layers (each stream's PLI), not of the source as a whole (a
+    // WebRTC publisher's PLI on every rid, past the layers' throttles).
+    w.stream(1000, 2000, cam, &[0, 1, 2]);
+    assert_eq!(w.log.lock().unwrap().made, 1);
+    let asked: Vec<_> = w.asked().into_iter().filter(|a| a.0 == "cam").collect();
+    assert!(
+        !asked.is_empty() && asked.iter().all(|a| a.1.is_some()),
+        "{asked:?}"
+    );
+    assert!(!w.pushes("transcoder").is_empty());
+}

@@ -61,9 +61,10 @@ pub(super) struct SourceLayers {
     /// Per layer id, the sinks that get that layer or wait to switch to it, with their
     /// route's payload type: a packet of a layer goes through these only (`sort_sinks`).
     pub(super) sinks: [Vec<(NodeId, Option<u8>)>; MAX_LAYERS],
-    /// What `sinks` was sorted for: the router's routes epoch, the layers' generation, the
-    /// codec. Sorted again when any differs, or `None` (a sink switched).
-    pub(super) sorted: Option<(u64, u32, Codec)>,
+    /// The layers' generation `sinks` was sorted for: sorted again when it differs, or
+    /// `None` (its routes changed, one of its sinks' limits changed or a sink switched: see
+    /// `MediaRouter::routes_changed`).
+    pub(super) sorted: Option<u32>,
     /// When a sink waiting for its first layer may start on any layer
     /// ([`LAYER_START_FALLBACK`]): its sinks are sorted again then.
     pub(super) resort_at: Option<Instant>,
@@ -92,6 +93,7 @@ impl SourceLayers {
             Some(_) if self.layers.iter().any(recent) => false,
             _ => {
                 self.codec = Some(*codec);
+                self.sorted = None;
                 true
             }
         }

@@ -81,9 +81,6 @@ pub struct MediaRouter {
     pushed: Vec<NodeId>,
     /// Simulcast: layered sources' layers, and the layer each of their sinks gets.
     layers: layers::LayerTable,
-    /// Bumped whenever a route appears, goes or is decided again, or a sink's layer limits
-    /// change: layered sources sort their sinks by layer again at their next packet.
-    routes_epoch: u64,
 }
 
 impl Default for MediaRouter {
@@ -103,7 +100,6 @@ impl MediaRouter {
             latency: None,
             pushed: Vec::new(),
             layers: layers::LayerTable::default(),
-            routes_epoch: 0,
         }
     }
 
@@ -233,15 +229,19 @@ impl MediaRouter {
         let k = self.nodes.get_mut(sink).ok_or(NodeError::UnknownNode)?;
         k.sources[kind].push(src);
         k.mismatch[kind] = false;
-        self.routes_changed();
+        self.routes_changed(src);
         self.switched(now, src, kind, sink);
         Ok(())
     }
 
-    /// Routes appeared, went or are to be decided again, or a sink's layer limits changed:
-    /// layered sources sort their sinks again (`forward::sort_sinks`) at their next packet.
-    pub(super) fn routes_changed(&mut self) {
-        self.routes_epoch = self.routes_epoch.wrapping_add(1);
+    /// `src`'s routes appeared, went or are to be decided again, or the layer limits of one
+    /// of its sinks changed: if it is layered, it sorts its sinks again
+    /// (`forward::sort_sinks`) at its next packet. Only `src`: a change elsewhere in the
+    /// router costs the other layered sources nothing.
+    pub(super) fn routes_changed(&mut self, src: NodeId) {
+        if let Some(l) = self.layers.get_mut(src).and_then(|s| s.source.as_mut()) {
+            l.sorted = None;
+        }
     }
 
     /// `sink`'s media of `kind` comes from `src` now: its line resynchronises and, if it
@@ -288,7 +288,7 @@ impl MediaRouter {
             return Ok(());
         };
         let route = s.routes[kind].remove(i);
-        self.routes_changed();
+        self.routes_changed(src);
         if let Some(k) = self.nodes.get_mut(sink) {
             k.sources[kind].retain(|x| *x != src);
             k.mismatch[kind] = false;

@@ -58,7 +58,7 @@ impl MediaRouter {
                 .get_or_insert_with(Default::default);
             if s.selector.set_limits(limits) {
                 s.changed = Some(SwitchReason::Limit);
-                self.routes_changed();
+                self.sources_resort(sink, kind);
             }
         }
     }
@@ -77,8 +77,19 @@ impl MediaRouter {
                 .get_or_insert_with(Default::default);
             if s.selector.set_bandwidth_cap(cap) {
                 s.changed = Some(SwitchReason::Bandwidth);
-                self.routes_changed();
+                self.sources_resort(sink, kind);
             }
+        }
+    }
+
+    /// The sources of `sink`'s `kind` sort their sinks again (its limits changed).
+    fn sources_resort(&mut self, sink: NodeId, kind: MediaKind) {
+        for i in 0.. {
+            let Some(src) = (self.nodes.get(sink)).and_then(|k| k.sources[kind].get(i).copied())
+            else {
+                return;
+            };
+            self.routes_changed(src);
         }
     }
 
@@ -162,7 +173,7 @@ impl MediaRouter {
             for r in e.routes.iter_mut().flatten() {
                 r.decided_for = None;
             }
-            self.routes_changed();
+            self.routes_changed(node);
             return;
         }
         let ours: Vec<NodeId> = (self.transcoders.iter())
@@ -177,7 +188,7 @@ impl MediaRouter {
                 r.decided_for = None;
             }
         }
-        self.routes_changed();
+        self.routes_changed(node);
         self.mismatch_cleared_downstream(node);
         self.ask_keyframe(now, node, MediaKind::Video);
     }
@@ -198,9 +209,9 @@ impl MediaRouter {
                     continue;
                 };
                 r.decided_for = None;
+                self.routes_changed(src);
             }
         }
-        self.routes_changed();
     }
 
     pub(super) fn mismatch_cleared_downstream(&mut self, src: NodeId) {
