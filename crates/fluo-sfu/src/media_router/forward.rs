@@ -80,7 +80,7 @@ impl MediaRouter {
         if !layers.accepts(now, &pkt.codec) {
             return 0;
         }
-        layers.packet(now, id, &pkt.codec, pkt.payload, key == Some(true));
+        layers.packet(now, id, pkt, key == Some(true));
         // Whatever makes a route undecided (a route added, the sink's codecs or the source's
         // settings changed, a transcoder gone, the codec taken) marks the sinks to sort too:
         // the routes are looked at only then, not per packet.

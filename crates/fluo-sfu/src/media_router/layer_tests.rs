@@ -744,3 +744,31 @@ fn a_route_decided_at_a_layered_packet_asks_its_layers_not_the_whole_source() {
     );
     assert!(!w.pushes("transcoder").is_empty());
 }
+
+#[test]
+fn a_resent_old_keyframe_does_not_answer_a_newer_request() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let v = w.node("viewer");
+    w.r.connect(w.at(0), cam, MediaKind::Video, v).unwrap();
+    w.frame(0, cam, &[0, 1, 2], true);
+    w.stream(33, 400, cam, &[0, 1, 2]);
+    w.keyframes();
+    // The viewer asks twice: the second request waits for the layer's throttle.
+    w.r.request_keyframe(w.at(500), v, MediaKind::Video);
+    w.r.request_keyframe(w.at(600), v, MediaKind::Video);
+    assert_eq!(w.keyframes(), [("cam", Some(0))]);
+    // The publisher resends the packet of its first key frame (a late NACK's answer): older
+    // than the request, it answers nothing.
+    let next = w.seq[0];
+    w.seq[0] = 100;
+    w.send(650, cam, 0, true);
+    w.seq[0] = next;
+    w.r.handle_timeout(w.at(800));
+    assert_eq!(w.keyframes(), [("cam", Some(0))], "the request still goes");
+    // A new key frame does answer one.
+    w.r.request_keyframe(w.at(900), v, MediaKind::Video);
+    w.send(950, cam, 0, true);
+    w.r.handle_timeout(w.at(1100));
+    assert_eq!(w.keyframes(), [], "answered by the key frame");
+}

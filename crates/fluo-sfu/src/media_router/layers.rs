@@ -37,6 +37,8 @@ pub(super) struct Layer {
     /// Its name (the rid), as the source node tells it.
     pub(super) name: Option<String>,
     pub(super) last_at: Option<Instant>,
+    /// The highest sequence number it sent.
+    highest: Option<u16>,
     pub(super) live: bool,
     /// The picture size its last keyframe announced.
     pub(super) size: Option<(u16, u16)>,
@@ -112,6 +114,7 @@ impl SourceLayers {
             self.layers.push(Layer {
                 name,
                 last_at: None,
+                highest: None,
                 live: false,
                 size: None,
                 keyframe: KeyframeThrottle::new(KEYFRAME_INTERVAL),
@@ -120,20 +123,22 @@ impl SourceLayers {
         self.reorder();
     }
 
-    /// A packet of layer `id` at `now` (`key`: it starts a keyframe, which answers a keyframe
-    /// request of that layer still pending): whether the layers flow or are ordered
-    /// differently now.
-    pub(super) fn packet(
-        &mut self,
-        now: Instant,
-        id: u8,
-        codec: &Codec,
-        payload: &[u8],
-        key: bool,
-    ) {
+    /// A packet `pkt` of layer `id` at `now` (`key`: it starts a keyframe, which answers a
+    /// keyframe request of that layer still pending if it is newer than any the layer sent
+    /// before: a resent or late one is older than the request): whether the layers flow or
+    /// are ordered differently now.
+    pub(super) fn packet(&mut self, now: Instant, id: u8, pkt: &super::Packet<'_>, key: bool) {
+        let (codec, payload) = (&pkt.codec, pkt.payload);
         let mut changed = false;
         let mut resized = false;
         if let Some(l) = self.layers.get_mut(usize::from(id)) {
+            let newer = l
+                .highest
+                .is_none_or(|h| (1..0x8000).contains(&pkt.seq.wrapping_sub(h)));
+            if newer {
+                l.highest = Some(pkt.seq);
+            }
+            let key = key && newer;
             if key {
                 l.keyframe.satisfied();
             }
