@@ -197,6 +197,8 @@ impl MediaRouter {
         }
         self.routes_changed(t);
         self.switched(now, src, kind, sink);
+        // It gets what the transcoder makes, no layer of `src` (getStats' layer goes).
+        self.leaves_layers(sink, kind, |_| true);
         self.ask_keyframe(now, t, kind);
     }
 

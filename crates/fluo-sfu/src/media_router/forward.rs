@@ -6,7 +6,7 @@ use super::layers::{Admit, SourceLayers};
 use super::{Header, MediaRouter, Packet};
 use crate::event::{FlowDir, MediaEvent};
 use crate::rewrite::Rewriter;
-use crate::simulcast::{ForwardedLayer, SwitchReason, MAX_LAYERS};
+use crate::simulcast::{SwitchReason, MAX_LAYERS};
 use crate::{MediaKind, NodeId};
 use std::time::Instant;
 
@@ -116,7 +116,10 @@ impl MediaRouter {
             }
             n += 1;
             if let (Some(reason), Some(e)) = (switched, self.nodes.get_mut(sink)) {
-                let layer = forwarded(&l, reason);
+                let layer = layers.forwarded(id, reason);
+                if let Some(s) = self.layers.get_mut(sink).and_then(|s| s.sink.as_mut()) {
+                    s.told = Some(layer.clone());
+                }
                 e.node.layer_changed(kind, Some(&layer));
                 let ev = MediaEvent::LayerChanged { kind, layer };
                 self.events.push_back((e.id.clone(), ev));
@@ -163,6 +166,12 @@ impl MediaRouter {
                 .sink
                 .get_or_insert_with(Default::default);
             let ask = s.refresh(now, src, layers);
+            // Its layer's size or rank changed without a switch: getStats is told.
+            if let Some(layer) = s.retell(layers) {
+                if let Some(k) = self.nodes.get_mut(r.sink) {
+                    k.node.layer_changed(kind, Some(&layer));
+                }
+            }
             let (current, target) = (s.current, s.target.filter(|t| Some(*t) != s.current));
             for l in [current, target].into_iter().flatten() {
                 if let Some(list) = layers.sinks.get_mut(usize::from(l)) {
@@ -318,16 +327,5 @@ impl MediaRouter {
         }
         // Its room is kept: a pass allocates nothing.
         self.pushed = pushed;
-    }
-}
-
-/// The layer a sink switched to, as events and getStats tell it.
-fn forwarded(l: &Layered<'_>, reason: SwitchReason) -> ForwardedLayer {
-    let layer = l.layers.layers.get(usize::from(l.id));
-    ForwardedLayer {
-        rank: l.layers.rank_of(l.id).unwrap_or(l.id),
-        rid: layer.and_then(|x| x.name.clone()),
-        size: layer.and_then(|x| x.size),
-        reason,
     }
 }

@@ -6,7 +6,7 @@ use super::KEYFRAME_INTERVAL;
 use crate::frame_size::keyframe_size;
 use crate::keyframe::KeyframeThrottle;
 use crate::port::Codec;
-use crate::simulcast::{LayerSelector, SwitchReason, MAX_LAYERS};
+use crate::simulcast::{ForwardedLayer, LayerSelector, SwitchReason, MAX_LAYERS};
 use crate::NodeId;
 use std::time::{Duration, Instant};
 
@@ -146,6 +146,8 @@ impl SourceLayers {
             let first = l.last_at.replace(now).is_none();
             let size = key.then(|| keyframe_size(codec.name, payload)).flatten();
             if size.is_some() && size != l.size {
+                // A new size: its sinks are told (getStats), whether the order changes or not.
+                changed |= l.size.is_some();
                 l.size = size;
                 resized = true;
             }
@@ -198,6 +200,25 @@ impl SourceLayers {
         std::mem::replace(&mut self.order, order) != self.order
     }
 
+    /// Layer `id` as a sink that got it for `reason` is told of it (events, getStats).
+    pub(super) fn forwarded(&self, id: u8, reason: SwitchReason) -> ForwardedLayer {
+        let layer = self.layers.get(usize::from(id));
+        ForwardedLayer {
+            rank: self.rank_of(id).unwrap_or(id),
+            rid: layer.and_then(|x| x.name.clone()),
+            size: layer.and_then(|x| x.size),
+            reason,
+        }
+    }
+
+    /// Whether `told` still says what layer `id` is (its rank, name and size).
+    fn still(&self, id: u8, told: &ForwardedLayer) -> bool {
+        let layer = self.layers.get(usize::from(id));
+        told.rank == self.rank_of(id).unwrap_or(id)
+            && told.size == layer.and_then(|x| x.size)
+            && told.rid.as_deref() == layer.and_then(|x| x.name.as_deref())
+    }
+
     /// Which ranks flow, lowest first.
     pub(super) fn live(&self) -> ([bool; MAX_LAYERS], usize) {
         let mut live = [false; MAX_LAYERS];
@@ -243,6 +264,8 @@ pub(super) struct SinkLayer {
     pub(super) reason: Option<SwitchReason>,
     /// Since when it waits for its first layer.
     pub(super) waiting: Option<Instant>,
+    /// What it was last told of its layer (`Node::layer_changed`).
+    pub(super) told: Option<ForwardedLayer>,
 }
 
 /// What to do with a layered packet for one sink.
@@ -302,6 +325,18 @@ impl SinkLayer {
             (Some(_), None) => SwitchReason::LayerAvailable,
         });
         target.filter(|t| Some(*t) != self.current)
+    }
+
+    /// What the sink should be told of its layer now that it changed in place (its size or
+    /// rank, without a switch), if it did.
+    pub(super) fn retell(&mut self, layers: &SourceLayers) -> Option<ForwardedLayer> {
+        let (id, told) = self.current.zip(self.told.as_ref())?;
+        if layers.still(id, told) {
+            return None;
+        }
+        let now = layers.forwarded(id, told.reason);
+        self.told = Some(now.clone());
+        Some(now)
     }
 
     /// When a sink without a layer may start at a keyframe of any layer that flows, if it
