@@ -507,7 +507,7 @@ fn a_join_and_a_switch_each_ask_one_keyframe_of_one_layer() {
 }
 
 #[test]
-fn a_simulcast_publisher_gets_its_remb_on_a_layer_that_sends() {
+fn a_simulcast_publisher_gets_only_its_own_remb_bounds_on_a_layer_that_sends() {
     let mut w = World::new();
     let p = w.create("MediaPipeline", None);
     let pub_ep = w.create("WebRtcEndpoint", Some(&p));
@@ -521,14 +521,22 @@ fn a_simulcast_publisher_gets_its_remb_on_a_layer_that_sends() {
     // Its first layer never sends (as Chromium's lowest does when the application
     // deactivates it).
     w.browsers[publisher].set_layer_active("q", false);
+    // A viewer that may take 100 kbps: a plain publisher would be asked for that, a simulcast
+    // one only for its own bounds (the viewer gets a layer it can take instead).
+    w.invoke(
+        &v_ep,
+        "setMaxVideoSendBandwidth",
+        json!({"maxVideoSendBandwidth": 100}),
+    );
     w.join("viewer", true, &v_ep, Direction::RecvOnly);
     w.invoke(&pub_ep, "connect", json!({"sink": v_ep}));
     assert!(w.connect_all(Duration::from_secs(5)));
     w.stream(&[publisher], Duration::from_secs(3));
-    assert_eq!(
-        w.browsers[publisher].remb_in.last(),
-        Some(&500_000),
-        "REMB on h or f"
+    let remb = &w.browsers[publisher].remb_in;
+    assert!(remb.len() >= 2, "REMB on h or f, once a second: {remb:?}");
+    assert!(
+        remb.iter().all(|r| *r == 500_000),
+        "its own maxVideoRecvBandwidth only, not the viewer's 100 kbps: {remb:?}"
     );
 }
 
