@@ -263,6 +263,32 @@ fn each_viewer_gets_the_layer_its_limit_allows_and_moves_up_at_a_key_frame_witho
         (&json!("f"), &json!(2), &json!("LIMIT"))
     );
     assert_eq!(stats_layer(&mut w, &low_ep)["height"], 480);
+
+    // Back down to q with the tag, then removeTag lifts the limit: f again.
+    w.invoke(
+        &low_ep,
+        "addTag",
+        json!({"key": "fluoMaxVideoLayer", "value": "0"}),
+    );
+    w.stream(&[publisher], Duration::from_secs(1));
+    assert_eq!(stats_layer(&mut w, &low_ep)["rid"], "q");
+    w.invoke(&low_ep, "removeTag", json!({"key": "fluoMaxVideoLayer"}));
+    w.stream(&[publisher], Duration::from_secs(1));
+    let ev = layer_events(&mut w);
+    let moves: Vec<_> = ev.iter().map(|e| (&e["rid"], &e["reason"])).collect();
+    assert_eq!(
+        moves,
+        [
+            (&json!("q"), &json!("LIMIT")),
+            (&json!("f"), &json!("LIMIT"))
+        ],
+        "{ev:?}"
+    );
+    assert_eq!(stats_layer(&mut w, &low_ep)["rid"], "f");
+    let l3 = video(&w, low);
+    assert!(l3.last().is_some_and(|r| r.len == F_LEN), "f's packets");
+    continuous(&l3);
+    picture_ids_continuous(&l3);
 }
 
 #[test]

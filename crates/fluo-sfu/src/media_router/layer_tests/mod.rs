@@ -610,3 +610,25 @@ fn av1_switches_at_a_new_coded_sequence_and_a_codec_without_keyframes_keeps_its_
     }
     assert!(moved, "to id 2 once id 0 stopped");
 }
+
+#[test]
+fn a_transcoder_gets_its_lines_numbers_continuous_across_a_switch() {
+    let mut w = World::new();
+    w.r.set_transcoders(Arc::new(Maker(w.log.clone())));
+    let cam = w.node("cam");
+    let h264 = w.node_taking("h264", Some(CodecName::H264));
+    w.r.connect(w.at(0), cam, MediaKind::Video, h264).unwrap();
+    w.frame(0, cam, &[0, 1, 2], true);
+    w.stream(33, 500, cam, &[0, 1, 2]);
+    let mut got = w.pushes("transcoder");
+    assert!(
+        !got.is_empty() && got.iter().all(|p| p.0 == Some(0)),
+        "{got:?}"
+    );
+    // The top layer stops: the transcoder (a sink that gets the top layer) falls to the
+    // 320x240 one, whose sequence numbers and timestamps are its own at the source.
+    w.stream(528, 2000, cam, &[1, 2]);
+    got.extend(w.pushes("transcoder"));
+    assert_eq!(got.last().unwrap().0, Some(1), "{got:?}");
+    continuous(&got);
+}
