@@ -397,9 +397,12 @@ impl Browser {
                 let size = video
                     .then(|| fluo_sfu::frame_size::keyframe_size(CodecName::Vp8, &p.payload))
                     .flatten();
+                // str0m's reader, not Fluo's (whose rewriting these check).
                 let d = video
-                    .then(|| fluo_sfu::descriptor::vp8(&p.payload))
+                    .then(|| str0m::rtp::Vp8Descriptor::parse(&p.payload).ok())
                     .flatten();
+                // RFC 7741: S set and partition index 0.
+                let begins = p.payload.first().is_some_and(|b| b & 0x17 == 0x10);
                 self.rtp_in.push(RtpSeen {
                     video,
                     ssrc: *p.header.ssrc,
@@ -407,9 +410,9 @@ impl Browser {
                     ts: p.header.timestamp,
                     len: p.payload.len(),
                     size,
-                    begins_frame: d.is_some_and(|d| d.begins_frame),
-                    picture_id: d.and_then(|d| d.picture_id).map(|p| p.value),
-                    tl0picidx: d.and_then(|d| d.tl0picidx).map(|(v, _)| v),
+                    begins_frame: d.is_some() && begins,
+                    picture_id: d.and_then(|d| d.picture_id()),
+                    tl0picidx: d.and_then(|d| d.tl0_pic_idx()),
                 });
             }
             Event::KeyframeRequest(r) => {
