@@ -38,10 +38,9 @@ fn refused(key: &str, what: &str) -> KurentoError {
     ))
 }
 
-/// A tag's value as a layer number.
+/// A tag's value as a layer number: written as a number is ("7", not "007" or "+7").
 fn parse(key: &str, value: &str) -> Result<u8, KurentoError> {
-    let digits = !value.is_empty() && value.len() <= 3 && value.bytes().all(|b| b.is_ascii_digit());
-    let n = digits.then(|| value.parse::<u8>().ok()).flatten();
+    let n = value.parse::<u8>().ok().filter(|n| n.to_string() == value);
     n.ok_or_else(|| refused(key, &format!("'{}'", clip(value))))
 }
 
@@ -116,7 +115,9 @@ mod tests {
         assert_eq!(parse(MAX_LAYER, "0").unwrap(), 0);
         assert_eq!(parse(MAX_LAYER, "2").unwrap(), 2);
         assert_eq!(parse(MAX_LAYER, "255").unwrap(), 255);
-        for bad in ["", "-1", "+1", "256", "1.0", " 1", "top", "0x1", "0001"] {
+        for bad in [
+            "", "-1", "+1", "256", "1.0", " 1", "top", "0x1", "0001", "007", "00",
+        ] {
             let e = parse(MAX_LAYER, bad).unwrap_err();
             assert_eq!(e.code, fluo_api::ErrorCode::MediaObjectIllegalParamError);
             assert!(e.message.contains("fluoMaxVideoLayer"), "{}", e.message);

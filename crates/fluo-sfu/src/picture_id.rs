@@ -19,6 +19,12 @@
 use crate::descriptor::{self, Descriptor};
 use crate::port::CodecName;
 
+/// Whether a packet's picture ids are rewritten per viewer: a simulcast layer's VP8 or VP9
+/// packet (each layer numbers its pictures on its own). Any other packet goes as it is.
+pub fn rewritten(pkt: &crate::Packet<'_>) -> bool {
+    pkt.layer.is_some() && matches!(pkt.codec.name, CodecName::Vp8 | CodecName::Vp9)
+}
+
 /// What a packet's picture id and TL0PICIDX become (`None`: it has none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Rewritten {

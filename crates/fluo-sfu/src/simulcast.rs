@@ -14,7 +14,7 @@
 //! continuously, and the sink is told ([`crate::Node::layer_changed`]).
 
 /// Most layers of one source the router tells apart (Chromium sends at most 3; RFC 8853
-/// allows more, the rest share the last one's treatment: they are never chosen).
+/// allows more: the packets of the others are dropped, and a WebRTC answer leaves them out).
 pub const MAX_LAYERS: usize = 8;
 
 /// What an application allows one sink: both by rank (0: the lowest picture). `None`: no

@@ -18,7 +18,7 @@ use super::{lock, Ep, Forward, MediaCore, Outbox};
 use fluo_egress::{
     Batch, Clock, ExtPlan, Path, Rtx, SocketId, Source, SourcePacket, StreamOut, Viewer,
 };
-use fluo_sfu::{CodecName, Header, MediaKind, NodeId, Packet};
+use fluo_sfu::{Header, MediaKind, NodeId, Packet};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -37,6 +37,18 @@ pub(crate) fn enabled() -> bool {
         }
         !off
     })
+}
+
+/// Whether the router started a sink's line afresh since its last packet (a new route, a
+/// source or layer switch, a transcoder put in or taken out): the source's SSRC or the offset
+/// from its sequence numbers to the line's changed. `last` keeps them.
+pub(super) fn line_restarted(
+    last: &mut Option<(u32, u16)>,
+    pkt: &Packet<'_>,
+    header: &Header,
+) -> bool {
+    let line = (pkt.ssrc, header.seq.wrapping_sub(pkt.seq));
+    last.replace(line).is_some_and(|l| l != line)
 }
 
 /// The ids the plain source packet gives the publisher's extensions that viewers take
@@ -303,7 +315,7 @@ pub(super) fn push(
         return Some(false);
     };
     // A simulcast layer's picture ids go on across the viewer's switches.
-    if pkt.layer.is_some() && matches!(pkt.codec.name, CodecName::Vp8 | CodecName::Vp9) {
+    if fluo_sfu::picture_id::rewritten(pkt) {
         src.picture_ids = Some(pkt.codec.name);
     }
     let mut eg = outbox.egress();
@@ -334,13 +346,9 @@ pub(super) fn push(
         p.tos = ep.settings.tos;
         v.set_path(p);
     }
-    // The router started its line for this viewer afresh (a new route, a source switch, a
-    // transcoder put in or taken out): so does the egress's stream, with its own numbering.
-    let line = (pkt.ssrc, header.seq.wrapping_sub(pkt.seq));
-    if ep.egress_line[kind]
-        .replace(line)
-        .is_some_and(|l| l != line)
-    {
+    // The router started its line for this viewer afresh: so does the egress's stream, with
+    // its own numbering.
+    if line_restarted(&mut ep.egress_line[kind], pkt, &header) {
         if let Some(s) = v.stream_mut(kind) {
             s.resync();
         }

@@ -90,7 +90,7 @@ impl WebRtcSink {
 /// resends), VP9 copied and rewritten. Any other packet as it is.
 fn picture_ids(ids: &mut fluo_sfu::PictureIds, pkt: &Packet<'_>) -> (Arc<[u8]>, Option<Vp8Patch>) {
     let codec = pkt.codec.name;
-    if pkt.layer.is_none() || !matches!(codec, CodecName::Vp8 | CodecName::Vp9) {
+    if !fluo_sfu::picture_id::rewritten(pkt) {
         return (pkt.payload.clone(), None);
     }
     let out = ids.map(codec, pkt.payload);
@@ -173,8 +173,7 @@ impl Node for WebRtcSink {
         });
         out.ext = fluo_sfu::extend_seq(out.ext, header.seq);
         let out_seq = out.ext;
-        let line = (pkt.ssrc, header.seq.wrapping_sub(pkt.seq));
-        if out.line.replace(line).is_some_and(|l| l != line) {
+        if super::egress::line_restarted(&mut out.line, pkt, &header) {
             out.ids.resync();
         }
         let (payload, vp8_patch) = picture_ids(&mut out.ids, pkt);

@@ -303,10 +303,7 @@ impl MediaRouter {
     /// Asks `src` (whose layers are `layers`, out of its slot) for a keyframe of its layer
     /// `id`, throttled per layer.
     fn ask_layer_keyframe(&mut self, now: Instant, src: NodeId, layers: &mut SourceLayers, id: u8) {
-        let Some(l) = layers.layers.get_mut(usize::from(id)) else {
-            return;
-        };
-        if l.keyframe.handle_request(now) {
+        if layers.ask(now, id) {
             if let Some(e) = self.nodes.get_mut(src) {
                 e.node.request_layer_keyframe(MediaKind::Video, id);
             }

@@ -238,6 +238,12 @@ impl SourceLayers {
         self.order.get(usize::from(rank)).copied()
     }
 
+    /// A keyframe of layer `id` is needed at `now`: whether to ask the source now (its
+    /// throttle lets it through; else it is deferred, or the layer is unknown).
+    pub(super) fn ask(&mut self, now: Instant, id: u8) -> bool {
+        (self.layers.get_mut(usize::from(id))).is_some_and(|l| l.keyframe.handle_request(now))
+    }
+
     /// When a deferred keyframe request of one of the layers is due.
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         self.layers

@@ -21,9 +21,9 @@ impl MediaRouter {
         };
         if let Some(layers) = self.layers.get_mut(node).and_then(|s| s.source.as_mut()) {
             // Simulcast: each layer that flows, throttled per layer.
-            for (id, l) in layers.layers.iter_mut().enumerate() {
-                if l.live && l.keyframe.handle_request(now) {
-                    e.node.request_layer_keyframe(kind, id as u8);
+            for id in 0..layers.layers.len() as u8 {
+                if layers.layers[usize::from(id)].live && layers.ask(now, id) {
+                    e.node.request_layer_keyframe(kind, id);
                 }
             }
             return;
@@ -113,23 +113,16 @@ impl MediaRouter {
                 }
             });
             match (via, self.layer_of(src, sink)) {
-                (None, Some(id)) => self.ask_one_layer(now, src, id),
+                (None, Some(id)) => {
+                    let source = self.layers.get_mut(src).and_then(|s| s.source.as_mut());
+                    if source.is_some_and(|l| l.ask(now, id)) {
+                        if let Some(e) = self.nodes.get_mut(src) {
+                            e.node.request_layer_keyframe(kind, id);
+                        }
+                    }
+                }
                 _ => self.ask_keyframe(now, via.unwrap_or(src), kind),
             }
-        }
-    }
-
-    /// Asks layered `src` for a keyframe of its layer `id`, throttled per layer.
-    fn ask_one_layer(&mut self, now: Instant, src: NodeId, id: u8) {
-        let Some(e) = self.nodes.get_mut(src) else {
-            return;
-        };
-        let source = self.layers.get_mut(src).and_then(|s| s.source.as_mut());
-        let Some(l) = source.and_then(|l| l.layers.get_mut(usize::from(id))) else {
-            return;
-        };
-        if l.keyframe.handle_request(now) {
-            e.node.request_layer_keyframe(MediaKind::Video, id);
         }
     }
 
