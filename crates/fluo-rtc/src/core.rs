@@ -36,6 +36,7 @@ mod view;
 mod webrtc_sink;
 
 pub(crate) use egress::enabled as egress_enabled;
+pub use egress::set_egress;
 pub(crate) use ep::{lock, rtx_history, Ep, EpRef};
 use ep::{OutStream, RtxCache, RTX_HISTORY_START, RTX_PACKETS};
 pub(crate) use events::flow;

@@ -28,8 +28,8 @@ mod stun;
 mod turn;
 
 pub use crate::core::{
-    Bytes, Control, Datagram, EndpointView, MediaCore, Raised, TranscoderReading, ViewAsk,
-    ViewReading,
+    set_egress, Bytes, Control, Datagram, EndpointView, MediaCore, Raised, TranscoderReading,
+    ViewAsk, ViewReading,
 };
 
 pub use metrics::{Figure, RtcReading, FIGURES};

@@ -26,9 +26,12 @@ use std::time::Instant;
 use str0m::net::Protocol;
 use str0m::rtp::{Extension, ExtensionValues};
 
+/// Whether the process's WebRTC endpoints send through the egress fast path: set once, by
+/// [`set_egress`] or at the first endpoint from `FLUO_EGRESS`.
+static ON: OnceLock<bool> = OnceLock::new();
+
 /// Whether new endpoints send through the egress fast path (see the module).
 pub(crate) fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| {
         let off = std::env::var("FLUO_EGRESS")
             .is_ok_and(|v| matches!(v.trim(), "0" | "off" | "false" | "no"));
@@ -49,6 +52,14 @@ pub(super) fn line_restarted(
 ) -> bool {
     let line = (pkt.ssrc, header.seq.wrapping_sub(pkt.seq));
     last.replace(line).is_some_and(|l| l != line)
+}
+
+/// Sets whether this process's WebRTC endpoints send through the egress fast path, in place of
+/// `FLUO_EGRESS`: it takes effect only before the first endpoint is made (the choice is made
+/// once per process). Whether the process has `on` now. For tests that run on str0m's path.
+pub fn set_egress(on: bool) -> bool {
+    let _ = ON.set(on);
+    ON.get() == Some(&on)
 }
 
 /// The ids the plain source packet gives the publisher's extensions that viewers take
