@@ -6,9 +6,15 @@
 //   await useColourCamera(page, i)   before page.goto: getUserMedia's video becomes a
 //                                    320x240 canvas at 15 fps (light on a 2-core machine) of
 //                                    COLOURS[i].rgb with a white square moving at a speed of
-//                                    its own (audio stays Chromium's fake microphone)
+//                                    its own and a white bar along the bottom growing 2 px a
+//                                    frame (audio stays Chromium's fake microphone)
 //   classifyColour([r, g, b])        -> the name of the nearest colour of COLOURS, or null
 //                                    when none is near (black, white, a mix)
+//
+// The square goes to and fro, so two pictures taken either side of a turn can be the same
+// (assertVideoPlaying's samples 2-3 s apart once were: 'picture is frozen', 0 % changed);
+// the bar's length repeats only every 160 frames (10.6 s), so no two pictures less than that
+// apart are the same.
 
 const COLOURS = [
   { name: 'red', rgb: [200, 40, 40], speed: 8, y: 30 },
@@ -42,6 +48,7 @@ function installInPage({ rgb, speed, y }) {
         const p = (frame * speed) % (2 * span);
         ctx.fillStyle = '#fff';
         ctx.fillRect(p < span ? p : 2 * span - p, y, size, size);
+        ctx.fillRect(0, canvas.height - 4, (frame * 2) % canvas.width, 4);
         frame += 1;
       };
       draw();
