@@ -413,31 +413,11 @@ pub fn run(plan: &Plan, dir: &Path) {
         let (mut f, mut g) = (Row::default(), case.work().map(|_| Row::default()));
         for round in 1..=plan.runs {
             let r = fluo_run(&server, &rt, case, &m, plan);
-            eprintln!(
-                "filters {} round {round}: fluo {:.1} % CPU, {:.1} fps, {} flashes seen, {} missed, work shown in {}/{} frames (load {})",
-                case.label(),
-                r.cpu * 100.0,
-                r.fps,
-                r.lat.len(),
-                r.missed,
-                r.shown,
-                r.plain,
-                composite::load()
-            );
+            log_round(case, round, "fluo", &r);
             f.runs.push(r);
             if let (Some(work), Some(g)) = (case.work(), g.as_mut()) {
                 let r = reference_run(case, work, &m, plan);
-                eprintln!(
-                    "filters {} round {round}: gst-launch {:.1} % CPU, {:.1} fps, {} flashes seen, {} missed, work shown in {}/{} frames (load {})",
-                    case.label(),
-                    r.cpu * 100.0,
-                    r.fps,
-                    r.lat.len(),
-                    r.missed,
-                    r.shown,
-                    r.plain,
-                    composite::load()
-                );
+                log_round(case, round, "gst-launch", &r);
                 g.runs.push(r);
             }
         }
@@ -477,4 +457,19 @@ pub fn row_json(r: &Row) -> Value {
         "frames_showing_the_work": r.shown().0,
         "frames_without_flash": r.shown().1,
     })
+}
+
+/// One round's figures for one system, as the run goes.
+fn log_round(case: Case, round: usize, who: &str, r: &Run) {
+    eprintln!(
+        "filters {} round {round}: {who} {:.1} % CPU, {:.1} fps, {} flashes seen, {} missed, work shown in {}/{} frames (load {})",
+        case.label(),
+        r.cpu * 100.0,
+        r.fps,
+        r.lat.len(),
+        r.missed,
+        r.shown,
+        r.plain,
+        composite::load()
+    );
 }
