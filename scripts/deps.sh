@@ -3,7 +3,8 @@
 #   scripts/deps.sh run   -> build + runtime dependencies (GStreamer)
 #   scripts/deps.sh test  -> the above + test tools (Node.js, npm, Chromium, ffmpeg, curl, coturn,
 #                            nft, Janus for the benchmark's smoke run, g++ for libFuzzer,
-#                            qrencode for the ZBarFilter test's clip),
+#                            qrencode for the ZBarFilter test's clip; dpkg-dev, podman,
+#                            runc, mmdebstrap and procps for make package-test),
 #                            rustfmt/clippy, cargo-fuzz and the npm modules of tests/compat
 #                            (whose kurento-client modules also hold the kmd files that
 #                            crates/fluo-core/tests/kmd_coverage.rs reads). Under CI=true a
@@ -24,14 +25,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export DEBIAN_FRONTEND=noninteractive
 
 BUILD_PKGS=(pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev)
-RUN_PKGS=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-opencv opencv-data
-  gstreamer1.0-x
-  openssl)
+# What the fluo binary needs at run time (packaging/deb/depends, also the .deb's Depends), and
+# gst-launch-1.0 and openssl (the demo app's certificate) for `make run`.
+mapfile -t SERVER_PKGS < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$ROOT/packaging/deb/depends")
+RUN_PKGS=("${SERVER_PKGS[@]}" gstreamer1.0-tools openssl)
 # Test tools: "package:command". A tool whose command already exists (e.g. Node.js from
 # another source, which bundles npm) is not reinstalled from Debian.
 TEST_TOOLS=(nodejs:node npm:npm chromium:chromium ffmpeg:ffmpeg coturn:turnserver iproute2:ip nftables:nft
-  janus:janus util-linux:taskset graphviz:dot g++:g++ qrencode:qrencode curl:curl)
+  janus:janus util-linux:taskset graphviz:dot g++:g++ qrencode:qrencode curl:curl
+  dpkg-dev:dpkg-shlibdeps binutils:objcopy systemd:systemd-analyze podman:podman runc:runc mmdebstrap:mmdebstrap
+  procps:pgrep)
 # The benchmark's peer (Janus 1.1.2 from Debian), its namespace (ip) and CPU pinning (taskset).
 BENCH_TOOLS=(janus:janus iproute2:ip util-linux:taskset)
 # Test packages: the RTSP server the player tests play from (Debian's python3 with GI).

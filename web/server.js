@@ -7,12 +7,14 @@
 //                  [--http] [--port-file PATH]
 //                  [--recordings-dir /tmp/fluo-recordings]
 //                  [--media-dir web/media] [--media-port 0] [--media-bind 127.0.0.1]
+//                  [--ops-uri http://127.0.0.1:9100]
 //
 // Environment: FLUO_WS_URI (like --ws-uri), FLUO_AUTH_TOKEN (like --access-token: the token
 // the media server was started with, sent by kurento-client as access_token), WEB_PORT,
-// WEB_BIND. Flags win.
+// WEB_BIND, FLUO_OPS_URI (like --ops-uri: Fluo's operations listener, whose
+// /admin/pipelines the pipeline view page reads through this app). Flags win.
 //
-// Eight applications share the signalling socket; every message is JSON with an `id`:
+// Ten applications share the signalling socket; every message is JSON with an `id`:
 //   hello-world : one WebRtcEndpoint connected to itself (loopback)
 //   one2many    : one presenter, many viewers (presenter endpoint -> each viewer endpoint)
 //   one2one     : two registered users, two endpoints connected both ways
@@ -23,6 +25,13 @@
 //   magic-mirror: one WebRtcEndpoint -> FaceOverlayFilter (a hat on every face) -> back to
 //                 itself; the hat (hat.png) is made with ffmpeg and fetched by the media
 //                 server from the plain-HTTP listener
+//   chroma-key  : one WebRtcEndpoint -> ChromaFilter (the colour of a calibration window
+//                 replaced by a background image, chroma-background.png, made and served as
+//                 the hat) -> back to itself; needs the chroma module in the media server
+//                 (Fluo has it built in; kurento-module-chroma's types are registered when
+//                 the media server lists it, without requiring it of every media server)
+//   qr-reader   : one WebRtcEndpoint -> ZBarFilter -> back to itself; its CodeFound events
+//                 go to the page
 //   group-call     : rooms in SFU or MCU (Composite) mode     (apps/group-call.js)
 //   speaker-switch : rooms with a DispatcherOneToMany          (apps/speaker-switch.js)
 //
@@ -40,6 +49,7 @@ const WebSocket = require('ws');
 const kurento = require('kurento-client');
 const { createGroupCall } = require('./apps/group-call');
 const { createSpeakerSwitch } = require('./apps/speaker-switch');
+const { useModule } = require('./lib/client-modules');
 
 // ---------------------------------------------------------------------------
 // Options
@@ -57,6 +67,7 @@ function parseArgs(argv) {
     mediaBind: '127.0.0.1',
     accessToken: process.env.FLUO_AUTH_TOKEN || null,
     playerAnyUri: false,
+    opsUri: process.env.FLUO_OPS_URI || null,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -101,6 +112,9 @@ function parseArgs(argv) {
       case '--media-bind':
         opts.mediaBind = value();
         break;
+      case '--ops-uri':
+        opts.opsUri = value() || null;
+        break;
       case '-h':
       case '--help':
         usage();
@@ -124,7 +138,8 @@ function usage(problem) {
     '                      [--http (plain HTTP instead of HTTPS)] [--port-file PATH]\n' +
     '                      [--recordings-dir DIR (/tmp/fluo-recordings, on the media server)]\n' +
     '                      [--media-dir DIR (web/media: sample clips)]\n' +
-    '                      [--media-port N (0 = any)] [--media-bind ADDR (127.0.0.1)]\n';
+    '                      [--media-port N (0 = any)] [--media-bind ADDR (127.0.0.1)]\n' +
+    '                      [--ops-uri URL (env FLUO_OPS_URI: Fluo\'s --metrics-port listener, for pipelines.html)]\n';
   if (problem) {
     process.stderr.write(`server.js: ${problem}\n${text}`);
     process.exit(2);
@@ -195,6 +210,10 @@ function serveStatic(req, res) {
     serveMedia(req, res, pathname.slice('/media/'.length));
     return;
   }
+  if (pathname === '/admin/pipelines' || pathname.startsWith('/admin/pipelines/')) {
+    forwardToOps(req, res);
+    return;
+  }
   if (pathname.endsWith('/')) pathname += 'index.html';
   const file = path.normalize(path.join(PUBLIC_DIR, pathname));
   if (!file.startsWith(PUBLIC_DIR + path.sep)) {
@@ -214,6 +233,46 @@ function serveStatic(req, res) {
     });
     res.end(req.method === 'HEAD' ? undefined : data);
   });
+}
+
+// The pipeline view page (pipelines.html) reads Fluo's /admin/pipelines: forwarded as it is,
+// the page's token (Authorization) included, to the operations listener (--ops-uri), which
+// is usually on the media server's loopback address only.
+function forwardToOps(req, res) {
+  if (!opts.opsUri) {
+    res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
+    res.end('the pipeline view needs the web app started with --ops-uri (Fluo\'s --metrics-port listener)');
+    return;
+  }
+  // Only the path and query come from the request, put on the listener's own origin: a
+  // request line such as `GET //elsewhere.example/admin/pipelines` names another host when
+  // read as a URL, and must not take the caller's Authorization there.
+  let target;
+  try {
+    const asked = new URL(req.url, 'http://x');
+    const ops = new URL(opts.opsUri);
+    target = new URL(ops.origin);
+    target.pathname = asked.pathname;
+    target.search = asked.search;
+    if (target.origin !== ops.origin) throw new Error('another origin');
+  } catch (_) {
+    res.writeHead(400);
+    res.end('bad request');
+    return;
+  }
+  const headers = req.headers.authorization ? { Authorization: req.headers.authorization } : {};
+  const client = target.protocol === 'https:' ? https : http;
+  const up = client.request(target, { method: 'GET', headers, timeout: 5000 }, (r) => {
+    res.writeHead(r.statusCode, { 'Content-Type': r.headers['content-type'] || 'text/plain', 'Cache-Control': 'no-store' });
+    r.pipe(res);
+  });
+  up.on('timeout', () => up.destroy(new Error('no answer within 5 s')));
+  up.on('error', (e) => {
+    if (res.headersSent) return res.destroy();
+    res.writeHead(502, { 'Content-Type': 'text/plain; charset=utf-8' });
+    res.end(`the operations listener ${opts.opsUri} did not answer: ${e.message}`);
+  });
+  up.end();
 }
 
 // ---------------------------------------------------------------------------
@@ -249,6 +308,20 @@ const HAT = {
     '-pix_fmt', 'rgba'],
 };
 
+// The chroma-key page's background: a beach (sky, sea, sand and a sun), 640x480.
+const CHROMA_BACKGROUND = {
+  name: 'chroma-background.png',
+  args: ['-f', 'lavfi', '-i', 'color=c=black:s=640x480', '-frames:v', '1',
+    '-vf', "geq=r='if(lt(hypot(X-480,Y-100),50),255,if(lt(Y,260),110,if(lt(Y,330),20,230)))':" +
+      "g='if(lt(hypot(X-480,Y-100),50),220,if(lt(Y,260),180,if(lt(Y,330),110,200)))':" +
+      "b='if(lt(hypot(X-480,Y-100),50),60,if(lt(Y,260),240,if(lt(Y,330),180,140)))'"],
+};
+
+// The images the filter pages give the media server.
+const IMAGES = [HAT, CHROMA_BACKGROUND];
+
+let imagesPromise = null; // Promise<void> of the images' generation under way or done
+let imagesDone = false; // the images were made (they may have gone since)
 let samplesPromise = null; // Promise<void> of the generation under way or done
 let samplesError = null;
 let mediaServer = null; // plain-HTTP listener for the media server
@@ -262,24 +335,48 @@ function runFfmpeg(args) {
   });
 }
 
-// Makes the missing sample clips (once per process).
+// Makes the files of `list` (images or sample clips) that the media dir lacks.
+async function makeMedia(list) {
+  fs.mkdirSync(opts.mediaDir, { recursive: true });
+  for (const item of list) {
+    const file = path.join(opts.mediaDir, item.name);
+    if (fs.existsSync(file)) continue;
+    log(`generating ${file} with ffmpeg`);
+    const tmp = `${file}.${process.pid}.tmp${path.extname(file)}`;
+    try {
+      await runFfmpeg([...(SAMPLES.includes(item) ? SAMPLE_SOURCE : []), ...item.args, tmp]);
+      fs.renameSync(tmp, file);
+    } finally {
+      fs.rmSync(tmp, { force: true });
+    }
+  }
+}
+
+// Makes the missing images: once, and again when a made one has gone (an operator cleaned the
+// media folder); a failure is retried at the next call, as the sample clips are.
+function ensureImages() {
+  const missing = IMAGES.some((i) => !fs.existsSync(path.join(opts.mediaDir, i.name)));
+  if (imagesDone && missing) {
+    imagesDone = false;
+    imagesPromise = null;
+  }
+  if (!imagesPromise) {
+    const made = makeMedia(IMAGES).then(() => {
+      if (imagesPromise === made) imagesDone = true;
+    });
+    imagesPromise = made;
+    made.catch((error) => {
+      if (imagesPromise === made) imagesPromise = null;
+      log('images:', error.message);
+    });
+  }
+  return imagesPromise;
+}
+
+// Makes the missing images and sample clips (once per process).
 function ensureSamples() {
   if (!samplesPromise) {
-    samplesPromise = (async () => {
-      fs.mkdirSync(opts.mediaDir, { recursive: true });
-      for (const sample of [HAT, ...SAMPLES]) {
-        const file = path.join(opts.mediaDir, sample.name);
-        if (fs.existsSync(file)) continue;
-        log(`generating ${file} with ffmpeg`);
-        const tmp = `${file}.${process.pid}.tmp${path.extname(file)}`;
-        try {
-          await runFfmpeg([...(sample === HAT ? [] : SAMPLE_SOURCE), ...sample.args, tmp]);
-          fs.renameSync(tmp, file);
-        } finally {
-          fs.rmSync(tmp, { force: true });
-        }
-      }
-    })();
+    samplesPromise = ensureImages().then(() => makeMedia(SAMPLES));
     samplesPromise.catch((error) => {
       samplesError = error.message;
       samplesPromise = null;
@@ -317,7 +414,7 @@ function mediaList() {
   return { state: ready ? 'ready' : samplesError ? 'failed' : 'generating', error: samplesError, clips };
 }
 
-function serveMedia(req, res, name) {
+function serveMedia(req, res, name, afterMaking = false) {
   if (name === 'list.json') {
     res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
     res.end(req.method === 'HEAD' ? undefined : JSON.stringify(mediaList()));
@@ -329,6 +426,16 @@ function serveMedia(req, res, name) {
     return;
   }
   const file = path.join(opts.mediaDir, name);
+  // The generated images are made when first asked for (the chroma-key page shows its
+  // background before Start).
+  // Once only: if the file is still missing after making, it is a 404 (never a loop).
+  if (!afterMaking && IMAGES.some((i) => i.name === name) && !fs.existsSync(file)) {
+    ensureImages().then(() => serveMedia(req, res, name, true), () => {
+      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('not found');
+    });
+    return;
+  }
   fs.stat(file, (err, st) => {
     if (err || !st.isFile()) {
       res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
@@ -489,7 +596,7 @@ class Session {
   constructor(ws) {
     this.id = nextSessionId++;
     this.ws = ws;
-    this.app = null; // 'hello-world' | 'magic-mirror' | 'one2many' | 'one2one' | 'recorder' | 'player' | 'group-call' | 'speaker-switch'
+    this.app = null; // 'hello-world' | 'magic-mirror' | 'chroma-key' | 'qr-reader' | 'one2many' | 'one2one' | 'recorder' | 'player' | 'group-call' | 'speaker-switch'
     this.pipeline = null; // pipeline owned by this session (hello-world, presenter)
     this.webRtcEndpoint = null;
     this.candidatesQueue = []; // browser candidates received before the endpoint exists
@@ -577,32 +684,105 @@ async function helloWorldStart(session, sdpOffer) {
 }
 
 // ---------------------------------------------------------------------------
-// magic-mirror: loopback through a FaceOverlayFilter, as Kurento's tutorial
+// Filter loopbacks: the camera through a filter and back to the same endpoint
+// (magic-mirror, chroma-key, qr-reader)
 
-async function magicMirrorStart(session, sdpOffer) {
+// `prepare(client)` does what the filter needs first (an image made, a client module): a Stop
+// meanwhile ends the start there, nothing created; `makeFilter(pipeline, prepared)` makes the
+// filter.
+async function filterLoopbackStart(session, sdpOffer, app, label, { prepare = null, makeFilter }) {
   session.stop();
   const generation = session.generation;
-  session.app = 'magic-mirror';
-  await ensureSamples();
-  const base = mediaHttpBase();
-  if (!base) throw new Error('the media listener is not up: the media server cannot fetch the hat');
+  session.app = app;
   session.send({ id: 'status', message: 'connecting to media server' });
   const client = await getKurentoClient();
+  let prepared = null;
+  if (prepare) {
+    session.send({ id: 'status', message: `preparing the ${label}` });
+    try {
+      prepared = await prepare(client);
+    } catch (error) {
+      if (!isCurrent(session, generation)) return; // stopped meanwhile: nobody to tell
+      throw error;
+    }
+  }
+  if (!isCurrent(session, generation)) return;
   const pipeline = await client.create('MediaPipeline');
   if (!isCurrent(session, generation)) return releaseQuietly(pipeline, 'pipeline');
   session.pipeline = pipeline;
-  session.send({ id: 'status', message: 'creating WebRtcEndpoint and FaceOverlayFilter' });
+  session.send({ id: 'status', message: `creating WebRtcEndpoint and ${label}` });
   const endpoint = await pipeline.create('WebRtcEndpoint');
   if (!isCurrent(session, generation)) return;
   await session.adoptEndpoint(endpoint);
-  const filter = await pipeline.create('FaceOverlayFilter');
-  await filter.setOverlayedImage(`${base}/media/${HAT.name}`, -0.35, -1.2, 1.6, 1.6);
+  const filter = await makeFilter(pipeline, prepared);
+  if (!isCurrent(session, generation)) return;
   await endpoint.connect(filter);
   await filter.connect(endpoint);
   const sdpAnswer = await endpoint.processOffer(sdpOffer);
   if (!isCurrent(session, generation)) return;
   session.send({ id: 'startResponse', sdpAnswer });
   await endpoint.gatherCandidates();
+}
+
+// The URL at which the media server fetches one of the generated images.
+async function mediaImageUrl(image) {
+  await ensureImages();
+  const base = mediaHttpBase();
+  if (!base) throw new Error(`the media listener is not up: the media server cannot fetch ${image.name}`);
+  return `${base}/media/${image.name}`;
+}
+
+// magic-mirror: a hat on every face (FaceOverlayFilter), as Kurento's tutorial.
+async function magicMirrorStart(session, sdpOffer) {
+  await filterLoopbackStart(session, sdpOffer, 'magic-mirror', 'FaceOverlayFilter', {
+    prepare: () => mediaImageUrl(HAT),
+    makeFilter: async (pipeline, hat) => {
+      const filter = await pipeline.create('FaceOverlayFilter');
+      await filter.setOverlayedImage(hat, -0.35, -1.2, 1.6, 1.6);
+      return filter;
+    },
+  });
+}
+
+// chroma-key: the colour in the calibration window (in pixels of the camera's picture)
+// replaced by the background image (ChromaFilter, Kurento's chroma module). The client
+// module's types are registered once the media server is seen to have the module, without
+// making it a requirement of every media server (lib/client-modules.js): the other pages
+// go on working with a media server without it.
+async function chromaKeyStart(session, sdpOffer, window) {
+  const n = (v, min) => (Number.isInteger(v) && v >= min && v <= 4096 ? v : null);
+  const win = window || {};
+  const [x, y, width, height] = [n(win.x, 0), n(win.y, 0), n(win.width, 1), n(win.height, 1)];
+  if ([x, y, width, height].includes(null)) {
+    throw new Error('The calibration window needs whole numbers: x and y from 0, width and height from 1, up to 4096');
+  }
+  const chroma = require('kurento-module-chroma');
+  await filterLoopbackStart(session, sdpOffer, 'chroma-key', 'ChromaFilter', {
+    prepare: async (client) => {
+      await useModule(client, chroma);
+      return mediaImageUrl(CHROMA_BACKGROUND);
+    },
+    makeFilter: async (pipeline, background) => {
+      const { WindowParam } = chroma.complexTypes;
+      const filter = await pipeline.create('ChromaFilter', {
+        window: WindowParam({ topRightCornerX: x, topRightCornerY: y, width, height }),
+      });
+      await invoke(filter, 'setBackground', background);
+      filter.on('Error', (e) => session.sendError(`ChromaFilter: ${e.description}`));
+      return filter;
+    },
+  });
+}
+
+// qr-reader: the codes a ZBarFilter reads in the camera's picture, sent to the page.
+async function qrReaderStart(session, sdpOffer) {
+  await filterLoopbackStart(session, sdpOffer, 'qr-reader', 'ZBarFilter', {
+    makeFilter: async (pipeline) => {
+      const filter = await pipeline.create('ZBarFilter');
+      filter.on('CodeFound', (e) => session.send({ id: 'codeFound', codeType: e.codeType, value: e.value }));
+      return filter;
+    },
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -990,6 +1170,10 @@ function onMessage(session, message) {
     // magic-mirror
     case 'magicMirrorStart':
       return run(() => magicMirrorStart(session, message.sdpOffer), () => session.stop());
+    case 'chromaKeyStart':
+      return run(() => chromaKeyStart(session, message.sdpOffer, message.window), () => session.stop());
+    case 'qrReaderStart':
+      return run(() => qrReaderStart(session, message.sdpOffer), () => session.stop());
     // one2many
     case 'presenter':
       return run(() => presenterStart(session, message.sdpOffer), () => one2manyStop(session));

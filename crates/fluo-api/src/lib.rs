@@ -12,6 +12,7 @@ pub mod ids;
 pub mod jsonrpc;
 pub mod model;
 pub mod params;
+pub mod secrets;
 pub mod text;
 
 pub use error::{ErrorCode, KurentoError};

@@ -274,31 +274,46 @@ impl Engine {
         }
     }
 
-    /// getStats: the element's own report, or (for elements that measure nothing) an
-    /// ElementStats entry without latencies while the pipeline's latencyStats is on.
+    /// getStats: the element's report (see [`Engine::stats_report`]) now.
     fn stats(&mut self, id: &str, p: &Map<String, Value>) -> Value {
-        let latency = self
-            .registry
+        let media = p.get("mediaType").and_then(Value::as_str).map(String::from);
+        let wall_ms = self.now.wall_ms;
+        Value::Object(self.stats_report(id, wall_ms, media.as_deref()))
+    }
+
+    /// Whether the pipeline of `id` has latencyStats on.
+    pub(crate) fn latency_stats_of(&self, id: &str) -> bool {
+        self.registry
             .get(id)
             .and_then(|o| o.pipeline.as_deref())
             .and_then(|pl| self.registry.get(pl))
             .and_then(|pl| pl.props.get("latencyStats"))
             .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let media = p.get("mediaType").and_then(Value::as_str).map(String::from);
-        let wall_ms = self.now.wall_ms;
+            .unwrap_or(false)
+    }
+
+    /// The getStats report of `id` at `wall_ms` (of `media`, when given): the element's own
+    /// report, or (for elements that measure nothing) an ElementStats entry without
+    /// latencies while the pipeline's latencyStats is on. A client's getStats and the
+    /// pipeline view's element both ask this.
+    pub(crate) fn stats_report(
+        &mut self,
+        id: &str,
+        wall_ms: u64,
+        media: Option<&str>,
+    ) -> Map<String, Value> {
         let q = crate::StatsQuery {
             id,
             wall_ms,
-            media: media.as_deref(),
-            latency,
+            media,
+            latency: self.latency_stats_of(id),
         };
         let own = self.with_element(id, |el, _| el.stats(&q)).flatten();
-        Value::Object(own.unwrap_or_else(|| {
+        own.unwrap_or_else(|| {
             let mut report = Map::new();
             q.element_entry(&mut report, &[None, None]);
             report
-        }))
+        })
     }
 
     /// The ServerInfo complex value.

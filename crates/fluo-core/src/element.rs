@@ -183,6 +183,12 @@ pub trait Element: Send {
         None
     }
 
+    /// The media worker (its slot, as `--workers` numbers them from 0) that runs this
+    /// element's media; `None` when it runs in the server's process, or nowhere.
+    fn worker(&self) -> Option<usize> {
+        None
+    }
+
     /// A connection to or from this element appeared.
     fn connected(&mut self, _cx: &mut ElementCx<'_>, _edge: &Edge) {}
 

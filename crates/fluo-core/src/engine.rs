@@ -12,7 +12,7 @@ use fluo_api::jsonrpc::{self, Incoming, Request, Response};
 use fluo_api::params::{parse_call, Call, Method};
 use fluo_api::{ErrorCode, KurentoError, Model};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,9 @@ pub struct Engine {
     pub(crate) graph: Graph,
     /// Media connections between non-transparent elements (across PassThroughs).
     pub(crate) media_edges: Vec<crate::graph::Edge>,
+    /// The connections each media connection that crosses a transparent element or a hub
+    /// goes along, found by the same walk (the others are a connection themselves).
+    pub(crate) media_paths: HashMap<crate::graph::Edge, Vec<crate::graph::Edge>>,
     /// What the hubs (Dispatcher, DispatcherOneToMany) route between their ports.
     pub(crate) hubs: crate::hub::Hubs,
     pub(crate) sessions: Sessions,
@@ -168,6 +171,7 @@ impl Engine {
             registry: Registry::default(),
             graph: Graph::default(),
             media_edges: vec![],
+            media_paths: HashMap::new(),
             hubs: Default::default(),
             sessions: Sessions::default(),
             usage: Usage::default(),

@@ -6,6 +6,7 @@
 use crate::engine::{Engine, Mode};
 use fluo_api::{ErrorCode, KurentoError};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 
 /// One connection: `source`'s output of `media_type` feeds `sink`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -44,7 +45,7 @@ impl Edge {
 /// All connections of all pipelines.
 #[derive(Debug, Default)]
 pub(crate) struct Graph {
-    edges: Vec<Edge>,
+    pub(crate) edges: Vec<Edge>,
 }
 
 const MEDIA_TYPES: [&str; 3] = ["AUDIO", "VIDEO", "DATA"];
@@ -193,7 +194,7 @@ impl Engine {
         &self.media_edges
     }
 
-    fn is_transparent(&self, id: &str) -> bool {
+    pub(crate) fn is_transparent(&self, id: &str) -> bool {
         self.registry
             .get(id)
             .is_some_and(|o| o.behavior.is_transparent())
@@ -230,19 +231,26 @@ impl Engine {
     }
 
     /// Recomputes the media connections and tells the elements at both ends what changed.
+    /// The connections each one goes along are kept too ([`Engine::media_paths`]).
     pub(crate) fn update_media_edges(&mut self) {
         let mut next: Vec<Edge> = vec![];
         let mut next_set: std::collections::HashSet<Edge> = std::collections::HashSet::new();
         let mut ports = crate::hub::PortPaths::default();
-        for e in &self.graph.edges {
+        // The connections walked: (the one before, index in the graph), shared prefixes.
+        let mut trail: Vec<(Option<usize>, usize)> = vec![];
+        let mut paths: HashMap<Edge, Vec<Edge>> = HashMap::new();
+        let edges = &self.graph.edges;
+        for (i, e) in edges.iter().enumerate() {
             if self.is_transparent(&e.source) {
                 continue;
             }
             // Walk through transparent elements, same media type, no loops. What reaches a hub
             // port goes on from the ports its hub gives that input to.
-            let mut stack = vec![(e.sink.clone(), e.sink_description.clone(), ports.root())];
+            trail.push((None, i));
+            let start = (e.sink.clone(), e.sink_description.clone(), ports.root());
+            let mut stack = vec![(start, trail.len() - 1)];
             let mut seen = std::collections::HashSet::new();
-            while let Some((node, desc, path)) = stack.pop() {
+            while let Some(((node, desc, path), step)) = stack.pop() {
                 if !seen.insert(node.clone()) {
                     continue;
                 }
@@ -255,6 +263,16 @@ impl Engine {
                         sink_description: desc,
                     };
                     ports.reaches(path, &m);
+                    if trail[step].0.is_some() {
+                        let along = paths.entry(m.clone()).or_default();
+                        let walked = std::iter::successors(Some(step), |s| trail[*s].0);
+                        for s in walked {
+                            let g = &edges[trail[s].1];
+                            if !along.contains(g) {
+                                along.insert(0, g.clone());
+                            }
+                        }
+                    }
                     if next_set.insert(m.clone()) {
                         next.push(m);
                     }
@@ -266,13 +284,15 @@ impl Engine {
                 } else {
                     vec![node.clone()]
                 };
-                for f in &self.graph.edges {
+                for (j, f) in edges.iter().enumerate() {
                     if from.contains(&f.source) && f.media_type == e.media_type {
                         let path = match hub {
                             true => ports.through(path, &node, &f.source),
                             false => path,
                         };
-                        stack.push((f.sink.clone(), f.sink_description.clone(), path));
+                        trail.push((Some(step), j));
+                        let next_node = (f.sink.clone(), f.sink_description.clone(), path);
+                        stack.push((next_node, trail.len() - 1));
                     }
                 }
             }
@@ -287,6 +307,7 @@ impl Engine {
         let added: Vec<Edge> = next.iter().filter(|e| !old.contains(e)).cloned().collect();
         drop(old);
         self.media_edges = next;
+        self.media_paths = paths;
         self.hubs.paths = ports;
         self.notify_media_edges(&gone, &added);
         self.hub_flows();

@@ -27,6 +27,7 @@ mod replay;
 mod session;
 mod stats;
 mod transaction;
+mod view;
 pub mod whip;
 
 pub use element::{
@@ -44,3 +45,4 @@ pub use media_event::{candidate_pair_json, error_code, event_fields, event_name}
 pub use ops::{method_label, EngineReading};
 pub use output::{OutputProps, SettingsSink, DEFAULT_ENCODER_BITRATE};
 pub use stats::{Latencies, StatsQuery};
+pub use view::{ConnectionView, ElementDetail, ElementView, EngineView, PipelineView, ViewLimits};

@@ -29,6 +29,8 @@ pub(crate) struct Object {
     pub tags: Vec<(String, String)>,
     pub send_tags_in_events: bool,
     pub creation_time: u64,
+    /// Its place in the order objects were created (set by [`Registry::insert`]).
+    pub seq: u64,
     /// Values of model properties that were set (or given at construction).
     pub props: Map<String, Value>,
     pub sessions: HashSet<String>,
@@ -54,6 +56,7 @@ impl Object {
             tags: vec![],
             send_tags_in_events: false,
             creation_time: wall_ms / 1000,
+            seq: 0,
             props: Map::new(),
             sessions: HashSet::new(),
             subscriptions: vec![],
@@ -73,10 +76,14 @@ impl Object {
 pub(crate) struct Registry {
     objects: HashMap<String, Object>,
     pipelines: usize,
+    /// The next object's `seq`.
+    next_seq: u64,
 }
 
 impl Registry {
-    pub fn insert(&mut self, o: Object) {
+    pub fn insert(&mut self, mut o: Object) {
+        o.seq = self.next_seq;
+        self.next_seq += 1;
         if o.class == "MediaPipeline" {
             self.pipelines += 1;
         }
@@ -250,6 +257,7 @@ impl Engine {
             tags: vec![],
             send_tags_in_events: false,
             creation_time: self.now.wall_ms / 1000,
+            seq: 0,
             props,
             sessions: HashSet::new(),
             subscriptions: vec![],

@@ -42,9 +42,10 @@ fn file_name(name: &str) -> String {
 /// (GStreamer names nodes and draws pointer-typed values with them: each distinct address
 /// becomes `p1`, `p2`... so the graph keeps its shape), without the user and password of a
 /// URI (`rtsp://user:pass@host` -> `rtsp://***@host`), and without the values of properties
-/// and caps fields that hold secrets (SRTP keys, passwords, tokens, cookies).
+/// and caps fields that hold secrets (SRTP keys, passwords, tokens, cookies), as
+/// [`fluo_api::secrets::without_secrets`] hides them.
 pub fn without_secrets(dot: &str) -> String {
-    hide_secret_values(&hide_userinfo(&number_addresses(dot)))
+    fluo_api::secrets::without_secrets(&number_addresses(dot))
 }
 
 /// Each distinct `0x` + six or more hexadecimal digits becomes `p<n>`.
@@ -68,89 +69,6 @@ fn number_addresses(s: &str) -> String {
         out.push(c);
         rest = &rest[c.len_utf8()..];
     }
-    out
-}
-
-/// `scheme://user:pass@host...` -> `scheme://***@host...`.
-fn hide_userinfo(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("://") {
-        out.push_str(&rest[..i + 3]);
-        rest = &rest[i + 3..];
-        let end = rest
-            .find(['/', '"', '\\', ' ', '\n', '?', '#', ';', ','])
-            .unwrap_or(rest.len());
-        if let Some(at) = rest[..end].rfind('@') {
-            out.push_str("***");
-            rest = &rest[at..];
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Property and caps-field names whose values are secrets.
-fn is_secret(name: &str) -> bool {
-    name == "key"
-        || name.ends_with("-key")
-        || name.ends_with("-pw")
-        || name.contains("passw")
-        || name.contains("token")
-        || matches!(name, "user-id" | "proxy-id" | "cookies" | "extra-headers")
-}
-
-/// The value after `name=` (element properties in a node's label) or `name: ` (caps fields
-/// on an edge) of a secret name, up to the label's next line (`\n`, `\l`) or its end, is
-/// replaced by `***`.
-fn hide_secret_values(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut from = 0;
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let sep = match bytes[i] {
-            b'=' => 1,
-            b':' if bytes.get(i + 1) == Some(&b' ') => 2,
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        // The name before the separator: letters, digits, '-' and '_'; a label's line
-        // break `\n` before it is not part of it.
-        let mut start = i;
-        while start > 0
-            && (bytes[start - 1].is_ascii_alphanumeric() || matches!(bytes[start - 1], b'-' | b'_'))
-        {
-            start -= 1;
-        }
-        if start >= 1 && bytes[start - 1] == b'\\' {
-            start += 1;
-        }
-        let name = &s[start.min(i)..i];
-        let mut value_start = i + sep;
-        while bytes.get(value_start) == Some(&b' ') {
-            value_start += 1;
-        }
-        if !is_secret(name) {
-            i += sep;
-            continue;
-        }
-        let mut end = value_start;
-        while end < bytes.len()
-            && bytes[end] != b'"'
-            && bytes[end] != b'\n'
-            && !(bytes[end] == b'\\' && matches!(bytes.get(end + 1), Some(b'n' | b'l' | b'"')))
-        {
-            end += 1;
-        }
-        out.push_str(&s[from..value_start]);
-        out.push_str("***");
-        from = end;
-        i = end.max(i + sep);
-    }
-    out.push_str(&s[from..]);
     out
 }
 

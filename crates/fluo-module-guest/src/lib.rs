@@ -19,6 +19,7 @@ mod imports {
     extern "C" {
         pub fn reply(ptr: *const u8, len: usize);
         pub fn emit(ptr: *const u8, name_len: usize, len: usize);
+        pub fn error(ptr: *const u8, len: usize);
         pub fn log(level: i32, ptr: *const u8, len: usize);
     }
 }
@@ -28,6 +29,7 @@ mod imports {
     //! Stand-ins off wasm32: nothing crosses.
     pub unsafe fn reply(_ptr: *const u8, _len: usize) {}
     pub unsafe fn emit(_ptr: *const u8, _name_len: usize, _len: usize) {}
+    pub unsafe fn error(_ptr: *const u8, _len: usize) {}
     pub unsafe fn log(_level: i32, _ptr: *const u8, _len: usize) {}
 }
 
@@ -42,8 +44,8 @@ pub fn log(level: i32, line: &str) {
     unsafe { imports::log(level.max(1), line.as_ptr(), line.len()) }
 }
 
-/// The host as the guest sees it: events cross; images are not offered to WebAssembly
-/// modules yet.
+/// The host as the guest sees it: events and errors cross; images are not offered to
+/// WebAssembly modules yet.
 struct GuestHost;
 
 impl Host for GuestHost {
@@ -59,6 +61,11 @@ impl Host for GuestHost {
             ErrorCode::MediaObjectOperationNotSupported,
             format!("images ({uri}) cannot be loaded by a WebAssembly module yet"),
         ))
+    }
+
+    fn error(&mut self, description: &str) {
+        // SAFETY: as in `reply`.
+        unsafe { imports::error(description.as_ptr(), description.len()) }
     }
 }
 
@@ -159,6 +166,7 @@ pub mod run {
         let f = with(|i| Ok(i.format()));
         match f {
             Ok(fluo_module::PixelFormat::I420) => 1,
+            Ok(fluo_module::PixelFormat::Bgra) => 2,
             _ => 0,
         }
     }
@@ -207,10 +215,12 @@ fn planes(
 ) -> Vec<fluo_module::Plane<'_>> {
     let (w, h) = (width as usize, height as usize);
     match format {
-        fluo_module::PixelFormat::Rgba => vec![fluo_module::Plane {
-            data,
-            stride: w * 4,
-        }],
+        fluo_module::PixelFormat::Rgba | fluo_module::PixelFormat::Bgra => {
+            vec![fluo_module::Plane {
+                data,
+                stride: w * 4,
+            }]
+        }
         fluo_module::PixelFormat::I420 => {
             let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
             let (y, rest) = data.split_at_mut((w * h).min(data.len()));

@@ -1,7 +1,10 @@
 //! `fluomodtest`, a module for tests (linked only by fluo-server's `test-elements` feature):
 //! FluoModuleTestFilter inverts its video's colours and raises `FramesProcessed` every 30
 //! frames (the first included); after its property `mode` is set to `panic` its processing
-//! panics, which the host must contain.
+//! panics, which the host must contain; set to `error`, its next frame raises an Error
+//! event ([`Host::error`]) and the processing goes on. Its description names its parents
+//! qualified (`kurento.Filter`, `kurento.Media`), as a client writes them: the server test
+//! checks that such a class is a Filter to clients all the same.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -13,13 +16,13 @@ use fluo_module::{
 pub const IDL: &str = "\
 module fluomodtest 0.1.0
 
-class FluoModuleTestFilter extends Filter
+class FluoModuleTestFilter extends kurento.Filter
   ctor mediaPipeline: MediaPipeline
   prop mode: String = \"invert\"
   method getFrames(): int
   event FramesProcessed
 
-event FramesProcessed extends Media
+event FramesProcessed extends kurento.Media
   field count: int
 ";
 
@@ -46,6 +49,8 @@ impl Module for TestModule {
 struct TestFilter {
     frames: u64,
     panic: bool,
+    /// An Error event to raise with the next frame.
+    error: bool,
 }
 
 impl Instance for TestFilter {
@@ -74,9 +79,10 @@ impl Instance for TestFilter {
         match (name, value.as_str()) {
             ("mode", Some("invert")) => self.panic = false,
             ("mode", Some("panic")) => self.panic = true,
+            ("mode", Some("error")) => (self.panic, self.error) = (false, true),
             _ => {
                 return Err(KurentoError::illegal_param(format!(
-                    "mode must be invert or panic (got {value})"
+                    "mode must be invert, error or panic (got {value})"
                 )))
             }
         }
@@ -86,6 +92,9 @@ impl Instance for TestFilter {
     fn process(&mut self, host: &mut dyn Host, frame: &mut VideoFrame<'_>) {
         if self.panic {
             panic!("FluoModuleTestFilter panics on purpose");
+        }
+        if std::mem::take(&mut self.error) {
+            host.error(&format!("an error on purpose, after frame {}", self.frames));
         }
         if self.frames.is_multiple_of(30) {
             let mut fields = Map::new();
@@ -125,6 +134,12 @@ mod tests {
         assert_eq!(host.events.len(), 1);
         assert_eq!(host.events[0].0, "FramesProcessed");
         assert_eq!(f.invoke(&mut host, "getFrames", &Map::new()), Ok(1.into()));
+        f.property_set(&mut host, "mode", &Value::from("error"))
+            .expect("set");
+        frame.process(&mut *f, &mut host, 1);
+        frame.process(&mut *f, &mut host, 2);
+        assert_eq!(host.errors, ["an error on purpose, after frame 1"]);
+        assert_eq!(frame.pixel(3, 1), [245, 235, 225, 255], "processed on");
         f.property_set(&mut host, "mode", &Value::from("panic"))
             .expect("set");
         assert!(f

@@ -29,8 +29,9 @@ pub(crate) struct Ctx {
     memory_limit: usize,
     /// The current call's reply.
     reply: Vec<u8>,
-    /// Events raised in the current call, raised through the host after it.
-    events: Vec<(String, Map<String, Value>)>,
+    /// Events raised in the current call, raised through the host after it: a named event
+    /// with its fields, or (`None`) an Error event's description.
+    events: Vec<(Option<String>, Map<String, Value>)>,
     /// The guest's panic message, if it gave one before trapping.
     panic: Option<String>,
     /// Set when the guest grew its memory past the limit.
@@ -132,7 +133,22 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<Ctx>> {
             let fields: Map<String, Value> = serde_json::from_slice(fields).map_err(|e| {
                 wasmtime::Error::msg(format!("an event's fields are not a JSON object: {e}"))
             })?;
-            c.data_mut().events.push((text(name), fields));
+            c.data_mut().events.push((Some(text(name)), fields));
+            Ok(())
+        },
+    )?;
+    l.func_wrap(
+        abi::IMPORTS,
+        "error",
+        |mut c: Caller<'_, Ctx>, p: i32, n: i32| {
+            // An Error event counts as an event; its text is cut as any guest's text.
+            if c.data().events.len() >= MAX_EVENTS_PER_CALL {
+                return Err(wasmtime::Error::msg("over 64 events in one call"));
+            }
+            let n = n.min(MAX_TEXT as i32);
+            let description = text(&read(&mut c, p, n)?);
+            let fields = Map::from_iter([("description".to_string(), Value::from(description))]);
+            c.data_mut().events.push((None, fields));
             Ok(())
         },
     )?;
@@ -290,7 +306,13 @@ impl Guest {
     /// Raises the events the last call emitted.
     fn flush(&mut self, host: &mut dyn Host) {
         for (name, fields) in std::mem::take(&mut self.store.data_mut().events) {
-            host.emit(&name, fields);
+            match name {
+                Some(name) => host.emit(&name, fields),
+                None => {
+                    let description = fields.get("description").and_then(Value::as_str);
+                    host.error(description.unwrap_or_default());
+                }
+            }
         }
     }
 
@@ -353,7 +375,8 @@ impl Guest {
         self.format = match self.call(self.format_fn.clone(), ()).map_err(stopped)? {
             0 => PixelFormat::Rgba,
             1 => PixelFormat::I420,
-            n => return Err(stopped(format!("fluo_format answered {n}, not 0 or 1"))),
+            2 => PixelFormat::Bgra,
+            n => return Err(stopped(format!("fluo_format answered {n}, not 0, 1 or 2"))),
         };
         Ok(())
     }
@@ -398,7 +421,7 @@ impl Guest {
 fn rows(frame: &VideoFrame<'_>) -> Vec<(usize, usize)> {
     let (w, h) = (frame.width as usize, frame.height as usize);
     match frame.format {
-        PixelFormat::Rgba => vec![(w * 4, h)],
+        PixelFormat::Rgba | PixelFormat::Bgra => vec![(w * 4, h)],
         PixelFormat::I420 => {
             let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
             vec![(w, h), (cw, ch), (cw, ch)]

@@ -1,6 +1,7 @@
 //! The host against the test module (crates/fluo-module-wasmtest, built by `make
 //! wasm-modules`), without a server: it loads, describes itself, inverts a frame, raises its
-//! event, answers its method and its property's refusal; a panic, a trap, an endless loop
+//! event, answers its method and its property's refusal, raises an Error event and goes on,
+//! hands an OpenCVFilter child BGRA frames; a panic, a trap, an endless loop
 //! and an unbounded allocation each stop the instance within 1 s with a reason a client may
 //! read, and a file that is not WebAssembly is refused with the reason.
 
@@ -64,6 +65,39 @@ fn the_test_module_works() {
         .expect_err("not handled");
     assert_eq!(e.code.code(), 40111, "{e:?}");
     assert_eq!(f.stopped(), None, "an error answered is not a stop");
+}
+
+#[test]
+fn an_error_event_crosses_and_the_instance_goes_on() {
+    let module = WasmModule::load(&test_module(), limits()).expect("loads");
+    let mut host = TestHost::default();
+    let mut f = made(&module, &mut host);
+    f.property_set(&mut host, "mode", &Value::from("error"))
+        .expect("set");
+    let mut frame = RgbaFrame::filled(4, 2, [10, 20, 30, 255]);
+    frame.process(&mut *f, &mut host, 0);
+    assert_eq!(host.errors, ["an error on purpose"]);
+    assert_eq!(f.stopped(), None, "an error is not a stop");
+    assert_eq!(
+        frame.pixel(3, 1),
+        [245, 235, 225, 255],
+        "the frame processed"
+    );
+}
+
+#[test]
+fn an_opencv_filter_gets_bgra_frames() {
+    let module = WasmModule::load(&test_module(), limits()).expect("loads");
+    let mut host = TestHost::default();
+    let mut f = module
+        .create(&mut host, "FluoWasmTestOpenCv", &Map::new())
+        .expect("made");
+    assert_eq!(f.format(), fluo_module::PixelFormat::Bgra);
+    let mut frame = RgbaFrame::filled(5, 3, [10, 20, 30, 255]);
+    frame.process(&mut *f, &mut host, 0);
+    assert_eq!(f.stopped(), None);
+    // Its first byte is blue: read back as RGBA, blue is 255 and red untouched.
+    assert_eq!(frame.pixel(4, 2), [10, 20, 255, 255]);
 }
 
 /// Sets `mode`, processes a frame: the instance must stop within 1 s with `reason` in its

@@ -3,8 +3,12 @@
 //! inverts its video's colours and raises `WasmFramesProcessed` every 30 frames (the first
 //! included). Its property `mode` makes the next frame misbehave: `panic` panics, `trap`
 //! executes `unreachable`, `loop` never returns, `alloc` allocates without bound; the host
-//! must stop it and nothing else.
+//! must stop it and nothing else. `error` raises an Error event with each frame and goes on;
+//! `flood` raises 60 with each frame (the host's limit per element must hold them back).
+//! FluoWasmTestOpenCv extends OpenCVFilter (fluo_module::opencv): it gets BGRA frames and
+//! sets each pixel's first byte (blue) to 255.
 
+use fluo_module_guest::fluo_module::opencv::{self, Mat, OpenCvProcess};
 use fluo_module_guest::fluo_module::{
     not_handled, Host, Instance, KurentoError, Map, Module, PixelFormat, Value, VideoFrame,
 };
@@ -17,6 +21,9 @@ class FluoWasmTestFilter extends Filter
   prop mode: String = \"invert\"
   method getFrames(): int
   event WasmFramesProcessed
+
+class FluoWasmTestOpenCv extends OpenCVFilter
+  ctor mediaPipeline: MediaPipeline
 
 event WasmFramesProcessed extends Media
   field count: int
@@ -34,10 +41,34 @@ impl Module for TestModule {
     fn create(
         &self,
         _host: &mut dyn Host,
-        _class: &str,
+        class: &str,
         _params: &Map<String, Value>,
     ) -> Result<Box<dyn Instance>, KurentoError> {
+        if class == "FluoWasmTestOpenCv" {
+            return Ok(opencv::instance(BlueFirst));
+        }
         Ok(Box::new(TestFilter::default()))
+    }
+}
+
+/// Sets every pixel's first byte, blue in BGRA, to 255.
+struct BlueFirst;
+
+impl OpenCvProcess for BlueFirst {
+    fn process(&mut self, _host: &mut dyn Host, mat: &mut Mat<'_>) -> Result<(), String> {
+        for y in 0..mat.height {
+            mat.row_mut(y).chunks_exact_mut(4).for_each(|p| p[0] = 255);
+        }
+        Ok(())
+    }
+
+    fn invoke(
+        &mut self,
+        _host: &mut dyn Host,
+        method: &str,
+        _params: &Map<String, Value>,
+    ) -> Result<Value, KurentoError> {
+        Err(not_handled(method))
     }
 }
 
@@ -71,18 +102,26 @@ impl Instance for TestFilter {
         value: &Value,
     ) -> Result<(), KurentoError> {
         match (name, value.as_str()) {
-            ("mode", Some(m @ ("invert" | "panic" | "trap" | "loop" | "alloc"))) => {
+            (
+                "mode",
+                Some(m @ ("invert" | "error" | "flood" | "panic" | "trap" | "loop" | "alloc")),
+            ) => {
                 self.mode = m.to_string();
                 Ok(())
             }
             _ => Err(KurentoError::illegal_param(format!(
-                "mode must be invert, panic, trap, loop or alloc (got {value})"
+                "mode must be invert, error, flood, panic, trap, loop or alloc (got {value})"
             ))),
         }
     }
 
     fn process(&mut self, host: &mut dyn Host, frame: &mut VideoFrame<'_>) {
         match self.mode.as_str() {
+            "error" => host.error("an error on purpose"),
+            // 60 and the frame's event: within the 64 events of a call.
+            "flood" => {
+                (0..60).for_each(|i| host.error(&format!("flood {i} of frame {}", self.frames)))
+            }
             "panic" => panic!("FluoWasmTestFilter panics on purpose"),
             "trap" => trap(),
             "loop" => {

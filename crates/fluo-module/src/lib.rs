@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod opencv;
 pub mod testing;
 
 pub use fluo_api::{ErrorCode, KurentoError};
@@ -108,6 +109,13 @@ pub trait Host {
     /// allowed is an error now (40107, as the overlay filters answer); an image that cannot
     /// be read or decoded raises the element's Error event later.
     fn load_image(&mut self, uri: &str) -> Result<u64, KurentoError>;
+
+    /// Raises the element's `Error` event with `description` (Fluo puts the class's name
+    /// before it; errorCode 40003, type GSTREAMER_FILTER_ERROR, as every module element's
+    /// Error): something went wrong that the element's media survives. The element goes on
+    /// (a panic is what stops it). [`opencv`]'s base raises a failed frame's error here, as
+    /// KMS's OpenCVFilter raises the exception its `process` throws.
+    fn error(&mut self, description: &str);
 }
 
 /// How a frame's pixels are laid out.
@@ -117,6 +125,9 @@ pub enum PixelFormat {
     Rgba,
     /// Planar 8-bit YUV 4:2:0: Y at full size, U and V at half width and height (rounded up).
     I420,
+    /// Packed 8-bit blue, green, red, alpha: one plane, 4 bytes a pixel (OpenCV's `CV_8UC4`
+    /// as KMS's OpenCVFilter hands it to `process`: see [`opencv`]).
+    Bgra,
 }
 
 /// One plane of a frame: rows of `stride` bytes (a row may carry padding after its pixels).
@@ -140,7 +151,8 @@ pub struct VideoFrame<'a> {
     /// Presentation time since the start of the element's stream, in nanoseconds (`None`
     /// when the frame has none).
     pub pts_ns: Option<u64>,
-    /// One plane for [`PixelFormat::Rgba`]; Y, U, V for [`PixelFormat::I420`].
+    /// One plane for [`PixelFormat::Rgba`] and [`PixelFormat::Bgra`]; Y, U, V for
+    /// [`PixelFormat::I420`].
     pub planes: Vec<Plane<'a>>,
 }
 
@@ -176,9 +188,136 @@ pub fn not_handled(method: &str) -> KurentoError {
     )
 }
 
+/// Whether Fluo can host the module's classes: each one `extends` a class of the module or
+/// one of Fluo's (without a cycle), and each one a client can create (not abstract, with a
+/// constructor) is a Filter, directly, through [`opencv::BASE`] or through the module's own
+/// classes: Fluo hosts a module's elements as filters on video. The error names the class.
+pub fn check_classes(module: &dyn Module) -> Result<(), String> {
+    let parsed = fluo_api::model::idl::parse(module.idl()).map_err(|e| e.to_string())?;
+    let builtin = fluo_api::model::Model::builtin();
+    for class in &parsed.classes {
+        let mut cur = class;
+        let mut steps = 0;
+        let is_filter = loop {
+            let Some(parent) = cur.extends.as_deref() else {
+                break false;
+            };
+            if let Some(own) = parsed.classes.iter().find(|c| c.name == parent) {
+                steps += 1;
+                if steps > parsed.classes.len() {
+                    return Err(format!(
+                        "{}: its module's classes extend each other in a cycle",
+                        class.name
+                    ));
+                }
+                cur = own;
+                continue;
+            }
+            if let Some((module, _)) = parent.split_once('.') {
+                // The parser reads kurento.X and the module's own prefix as short names:
+                // what is left names another module's class.
+                return Err(format!(
+                    "{} extends {parent}, a class of another module ({module}): a module's classes extend its own classes or Fluo's (kurento.*)",
+                    cur.name
+                ));
+            }
+            if builtin.class(parent).is_none() {
+                return Err(format!(
+                    "{} extends {parent}, which is neither a class of its module nor one of Fluo's",
+                    cur.name
+                ));
+            }
+            break builtin.is_a(parent, "Filter");
+        };
+        if !class.is_abstract && class.ctor.is_some() && !is_filter {
+            return Err(format!(
+                "{} can be created but is not a Filter: Fluo hosts a module's elements as filters on video",
+                class.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The module's name and version, from its description's `module` line; the error says
 /// what does not parse.
 pub fn name_and_version(module: &dyn Module) -> Result<(String, String), String> {
     let parsed = fluo_api::model::idl::parse(module.idl()).map_err(|e| e.to_string())?;
     Ok((parsed.name, parsed.version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Described(&'static str);
+
+    impl Module for Described {
+        fn idl(&self) -> &str {
+            self.0
+        }
+        fn create(
+            &self,
+            _: &mut dyn Host,
+            _: &str,
+            _: &Map<String, Value>,
+        ) -> Result<Box<dyn Instance>, KurentoError> {
+            Err(not_handled("create"))
+        }
+    }
+
+    fn check(classes: &str) -> Result<(), String> {
+        let idl = format!("module m 1.0.0\n{classes}");
+        check_classes(&Described(Box::leak(idl.into_boxed_str())))
+    }
+
+    #[test]
+    fn a_creatable_class_must_be_a_filter_and_every_parent_known() {
+        let ctor = "  ctor mediaPipeline: MediaPipeline\n";
+        assert_eq!(check(&format!("class A extends Filter\n{ctor}")), Ok(()));
+        assert_eq!(
+            check(&format!("class A extends OpenCVFilter\n{ctor}")),
+            Ok(())
+        );
+        assert_eq!(
+            check(&format!(
+                "class B extends OpenCVFilter abstract\nclass A extends B\n{ctor}"
+            )),
+            Ok(())
+        );
+        // A parent qualified as a client writes it: Fluo's (kurento.) or the module's own.
+        for parent in ["kurento.Filter", "kurento.OpenCVFilter"] {
+            assert_eq!(check(&format!("class A extends {parent}\n{ctor}")), Ok(()));
+        }
+        assert_eq!(
+            check(&format!(
+                "class B extends kurento.OpenCVFilter abstract\nclass A extends m.B\n{ctor}"
+            )),
+            Ok(())
+        );
+        let e = check(&format!("class A extends kurento.WebRtcEndpoint\n{ctor}"))
+            .expect_err("qualified, no filter");
+        assert!(e.starts_with("A can be created but is not a Filter"), "{e}");
+        let e = check(&format!("class A extends chroma.ChromaFilter\n{ctor}"))
+            .expect_err("another module's class");
+        assert!(
+            e.starts_with("A extends chroma.ChromaFilter, a class of another module (chroma)"),
+            "{e}"
+        );
+        let e = check(&format!("class A extends kurento.Nope\n{ctor}")).expect_err("unknown");
+        assert!(e.starts_with("A extends Nope, which is neither"), "{e}");
+        // Not created: any known parent.
+        assert_eq!(check("class B extends MediaObject abstract\n"), Ok(()));
+        let e = check(&format!("class A extends WebRtcEndpoint\n{ctor}")).expect_err("no filter");
+        assert!(e.starts_with("A can be created but is not a Filter"), "{e}");
+        let e = check(&format!("class A\n{ctor}")).expect_err("no parent");
+        assert!(e.starts_with("A can be created but is not a Filter"), "{e}");
+        let e = check(&format!("class A extends Nope\n{ctor}")).expect_err("unknown");
+        assert!(e.starts_with("A extends Nope, which is neither"), "{e}");
+        let e = check(&format!(
+            "class A extends B\n{ctor}class B extends A abstract\n"
+        ))
+        .expect_err("a cycle");
+        assert!(e.contains("in a cycle"), "{e}");
+    }
 }

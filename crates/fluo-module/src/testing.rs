@@ -3,11 +3,13 @@
 
 use crate::{Host, Image, Instance, KurentoError, Map, PixelFormat, Plane, Value, VideoFrame};
 
-/// A host that records events and image loads (URIs are taken as given).
+/// A host that records events, errors and image loads (URIs are taken as given).
 #[derive(Debug, Default)]
 pub struct TestHost {
     /// The events emitted: name and fields.
     pub events: Vec<(String, Map<String, Value>)>,
+    /// The descriptions of the Error events raised ([`Host::error`]).
+    pub errors: Vec<String>,
     /// The images asked for: request number and URI.
     pub loads: Vec<(u64, String)>,
 }
@@ -21,6 +23,10 @@ impl Host for TestHost {
         let n = self.loads.len() as u64 + 1;
         self.loads.push((n, uri.to_string()));
         Ok(n)
+    }
+
+    fn error(&mut self, description: &str) {
+        self.errors.push(description.to_string());
     }
 }
 
@@ -67,10 +73,24 @@ impl RgbaFrame {
         ]
     }
 
-    /// Runs `instance` on this frame (presentation time `pts_ns`) with `host`.
+    /// Runs `instance` on this frame (presentation time `pts_ns`) with `host`, in the format
+    /// the instance asks for: RGBA as it is; BGRA with red and blue swapped before and
+    /// after, so that the frame reads RGBA again. (An instance that asks for I420 gets
+    /// RGBA.)
     pub fn process(&mut self, instance: &mut dyn Instance, host: &mut dyn Host, pts_ns: u64) {
+        let bgra = instance.format() == PixelFormat::Bgra;
+        let swap = |data: &mut Vec<u8>| {
+            if bgra {
+                data.chunks_exact_mut(4).for_each(|p| p.swap(0, 2));
+            }
+        };
+        swap(&mut self.data);
         let mut frame = VideoFrame {
-            format: PixelFormat::Rgba,
+            format: if bgra {
+                PixelFormat::Bgra
+            } else {
+                PixelFormat::Rgba
+            },
             width: self.width,
             height: self.height,
             pts_ns: Some(pts_ns),
@@ -80,6 +100,7 @@ impl RgbaFrame {
             }],
         };
         instance.process(host, &mut frame);
+        swap(&mut self.data);
     }
 
     /// This frame as an [`Image`] (a background, an overlay).

@@ -31,6 +31,7 @@ mod formats;
 mod ice;
 mod timers;
 mod transcoders;
+mod view;
 mod webrtc_sink;
 
 pub(crate) use egress::enabled as egress_enabled;
@@ -39,6 +40,8 @@ use ep::{OutStream, RtxCache, RTX_HISTORY_START, RTX_PACKETS};
 pub(crate) use events::flow;
 pub(crate) use ice::SocketChange;
 use transcoders::{transcoder_node, Maker};
+pub(crate) use view::StatsAsk;
+pub use view::{Bytes, EndpointView, TranscoderReading, ViewAsk, ViewReading};
 use webrtc_sink::{Outbox, WebRtcSink};
 
 /// Fluo's media kind for str0m's: the one place str0m's kind is converted.
@@ -197,10 +200,17 @@ pub(crate) enum Ctl {
     /// The transcoders running (kind, input and output codec names), for the metrics.
     TranscoderReading(tokio::sync::oneshot::Sender<Vec<crate::TranscoderCodecs>>),
     /// The endpoints' figures for the metrics, read on the media thread (which locks the
-    /// endpoints as it forwards anyway: no other thread contends for them).
+    /// endpoints as it forwards anyway), not on the listener's threads.
     RtcReading(
         Arc<crate::metrics::Board>,
         tokio::sync::oneshot::Sender<crate::RtcReading>,
+    ),
+    /// The pipeline view of these elements (see `view.rs`).
+    ViewReading(Arc<ViewAsk>, tokio::sync::oneshot::Sender<ViewReading>),
+    /// getStats of a WebRTC endpoint for the pipeline view (`None`: no such endpoint).
+    EndpointStats(
+        StatsAsk,
+        tokio::sync::oneshot::Sender<Option<serde_json::Map<String, serde_json::Value>>>,
     ),
 }
 
@@ -455,14 +465,7 @@ impl MediaCore {
             Ctl::Discover { server } => self.discover.push_back(server),
             Ctl::AddRelay { socket, relay } => self.new_relays.push_back((socket, relay)),
             Ctl::OwnSockets { key, sockets } => self.add_own_sockets(key, sockets),
-            Ctl::Permit { ips, owner } => {
-                for ip in ips {
-                    let key = (ip, owner.clone());
-                    if self.permitted.len() < MAX_PERMITS && self.permitted.insert(key.clone()) {
-                        self.permits.push_back(key);
-                    }
-                }
-            }
+            Ctl::Permit { ips, owner } => self.permit(ips, owner),
             Ctl::EndOfStream { key } => {
                 if let Some(n) = self.node_of(key) {
                     self.router.end_of_stream(n);
@@ -492,9 +495,21 @@ impl MediaCore {
             Ctl::Settings(t) => self.set_settings(t),
             Ctl::TranscoderReading(reply) => answer(reply, || self.transcoder_reading()),
             Ctl::RtcReading(board, reply) => answer(reply, || board.read()),
+            Ctl::ViewReading(ask, reply) => answer(reply, || self.view_reading(&ask)),
+            Ctl::EndpointStats(ask, reply) => answer(reply, || self.endpoint_stats(&ask)),
         }
         if !self.batching {
             self.flush();
+        }
+    }
+
+    /// TURN permissions `owner`'s relays may create for `ips` (at most MAX_PERMITS in all).
+    fn permit(&mut self, ips: Vec<std::net::IpAddr>, owner: Option<String>) {
+        for ip in ips {
+            let key = (ip, owner.clone());
+            if self.permitted.len() < MAX_PERMITS && self.permitted.insert(key.clone()) {
+                self.permits.push_back(key);
+            }
         }
     }
 

@@ -27,7 +27,10 @@ mod stats;
 mod stun;
 mod turn;
 
-pub use crate::core::{Control, Datagram, MediaCore, Raised};
+pub use crate::core::{
+    Bytes, Control, Datagram, EndpointView, MediaCore, Raised, TranscoderReading, ViewAsk,
+    ViewReading,
+};
 
 pub use metrics::{Figure, RtcReading, FIGURES};
 pub use net::NetSettings;
@@ -243,6 +246,39 @@ impl WebRtc {
     pub async fn transcoders(&self, wait: std::time::Duration) -> Option<Vec<TranscoderCodecs>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(Ctl::TranscoderReading(tx));
+        tokio::time::timeout(wait, rx).await.ok()?.ok()
+    }
+
+    /// The pipeline view's reading of what `ask` asks about (byte counts, endpoints' states,
+    /// routes, transcoders), from the media thread; `None` when it does not answer within
+    /// `wait`.
+    pub async fn view_reading(
+        &self,
+        ask: Arc<ViewAsk>,
+        wait: std::time::Duration,
+    ) -> Option<ViewReading> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Ctl::ViewReading(ask, tx));
+        tokio::time::timeout(wait, rx).await.ok()?.ok()
+    }
+
+    /// getStats of the WebRTC endpoint `id` (the pipeline `latency`Stats property as given),
+    /// read by the media thread; `Some(None)`: it is not a WebRTC endpoint; `None`: the
+    /// media thread did not answer within `wait`.
+    pub async fn endpoint_stats(
+        &self,
+        id: &str,
+        wall_ms: u64,
+        latency: bool,
+        wait: std::time::Duration,
+    ) -> Option<Option<serde_json::Map<String, serde_json::Value>>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let ask = crate::core::StatsAsk {
+            id: id.to_string(),
+            wall_ms,
+            latency,
+        };
+        self.send(Ctl::EndpointStats(ask, tx));
         tokio::time::timeout(wait, rx).await.ok()?.ok()
     }
 

@@ -34,14 +34,13 @@ pub struct TurnUrl {
 
 impl std::fmt::Debug for TurnUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the password in logs.
-        write!(
-            f,
-            "{}:***@{}{}",
-            self.user,
-            self.server,
-            if self.tcp { "?transport=tcp" } else { "" }
-        )
+        // Never the credentials in logs: hidden as everywhere else (fluo_api::secrets).
+        let tcp = if self.tcp { "?transport=tcp" } else { "" };
+        // As a URI has them (a password with a space in it is still one URI).
+        let enc = |s: &str| s.replace(char::is_whitespace, "%20");
+        let (user, password) = (enc(&self.user), enc(&self.password));
+        let url = format!("{user}:{password}@{}{tcp}", self.server);
+        f.write_str(&fluo_api::secrets::uri_without_secrets(&url))
     }
 }
 
@@ -508,7 +507,14 @@ mod tests {
         assert_eq!(u.password, "s3cr:et");
         assert_eq!(u.server, "127.0.0.1:3478".parse().unwrap());
         assert!(!u.tcp);
-        assert!(!format!("{u:?}").contains("s3cr"), "no password in logs");
+        assert_eq!(
+            format!("{u:?}"),
+            "***@127.0.0.1:3478",
+            "no credentials in logs"
+        );
+        let u = TurnUrl::parse("fl uo:s3 c@r:et@127.0.0.1:3478?transport=tcp").unwrap();
+        assert_eq!(u.password, "s3 c@r:et");
+        assert_eq!(format!("{u:?}"), "***@127.0.0.1:3478?transport=tcp");
         let u = TurnUrl::parse("a:b@10.0.0.1:3479?transport=tcp").unwrap();
         assert!(u.tcp);
         assert!(TurnUrl::parse("a:b@10.0.0.1:3479?transport=UDP").is_ok());

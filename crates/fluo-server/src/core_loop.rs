@@ -74,7 +74,7 @@ pub(crate) fn spawn(
     crate::modules::install(&config.modules_dirs, config.wasm_limits);
     let workers = start_workers(&config, webrtc.media_runtime())?;
     ops.set_media(webrtc.clone(), workers.clone());
-    let (ask_tx, mut ask_rx) = mpsc::unbounded_channel::<crate::ops::ReadingAsk>();
+    let (ask_tx, mut ask_rx) = mpsc::unbounded_channel::<crate::ops::CoreAsk>();
     ops.set_core(ask_tx);
     let transcoders = fluo_gst::Transcoders::new(settings.clone());
     webrtc.set_transcoders(Arc::new(match &workers {
@@ -166,9 +166,7 @@ pub(crate) fn spawn(
                 }
                 Some((token, outcome)) = done_rx.recv() => engine.complete(now(), token, outcome),
                 Some(call) = sig_rx.recv() => engine.signal(now(), call),
-                Some((asked, reply)) = ask_rx.recv() => {
-                    let _ = reply.send((engine.reading(), asked.elapsed()));
-                }
+                Some(ask) = ask_rx.recv() => ask(&mut engine),
                 _ = sleep_until(deadline) => engine.handle_timeout(now()),
                 _ = shutdown.changed() => {
                     // Close every media session so peers learn at once, then stop.
@@ -241,6 +239,7 @@ fn start_workers(
         command = command.env(k, v);
     }
     let mut sc = fluo_worker::SupervisorConfig::new(command);
+    sc.prepare = Some(prepare_media_workers);
     sc.workers = config.workers;
     sc.limits.memory_bytes = Some(config.worker_memory_limit);
     sc.sandbox.read_paths = config.worker_paths();
@@ -258,6 +257,22 @@ fn start_workers(
         &rt,
         log_worker_event,
     )))
+}
+
+/// The media workers' preparation, once before the first starts: GStreamer initialised in
+/// this process brings the registry cache the workers read (`GST_REGISTRY`, else
+/// `$XDG_CACHE_HOME` or `$HOME/.cache`, `gstreamer-1.0/`) up to date. On a first start (a new
+/// installation, a new container) that is a scan of every plugin, seconds long: done once
+/// here, without a time limit, rather than by every worker at once within its start timeout
+/// (on a busy machine they were all killed, and retried, before any was ready).
+fn prepare_media_workers() -> Result<(), String> {
+    let t0 = std::time::Instant::now();
+    fluo_gst::init()?;
+    tracing::info!(
+        ms = t0.elapsed().as_millis() as u64,
+        "GStreamer initialised, its plugin registry up to date for the media workers"
+    );
+    Ok(())
 }
 
 /// A supervisor's report in the log: where an operator finds the workers' pids.

@@ -107,6 +107,13 @@ pub(crate) struct Head {
 }
 
 impl Head {
+    /// The first value of the query parameter `name`, percent-decoded.
+    pub(crate) fn query_param(&self, name: &str) -> Option<String> {
+        (self.query.split('&'))
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map(percent_decode)
+    }
+
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -515,6 +522,7 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         204 => "No Content",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",

@@ -107,12 +107,29 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the process's log subscriber: [`log_filter`] over `rust_log`, lines as `format`.
+/// Whether log lines written to a stream get ANSI colour codes: only on a terminal, and not
+/// when `NO_COLOR` is set to something (<https://no-color.org>). The journal, a pipe, a file
+/// or a container's log get plain lines.
+pub fn log_colours(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Installs the process's log subscriber: [`log_filter`] over `rust_log`, lines as `format`,
+/// coloured as [`log_colours`] says for standard output. GStreamer's log (standard error)
+/// likewise: without colours, `GST_DEBUG_NO_COLOR=1` is set in this process's environment,
+/// which GStreamer reads here, in the media workers (who inherit it) and in the plugin
+/// scanner it runs to update its registry; `GST_DEBUG_COLOR_MODE` still wins. Called first
+/// thing in `main`, before any other thread exists.
 pub fn init_logging(rust_log: Option<&str>, format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::util::SubscriberInitExt;
+    if !log_colours(std::io::stderr().is_terminal()) {
+        std::env::set_var("GST_DEBUG_NO_COLOR", "1");
+    }
     match format {
         LogFormat::Text => tracing_subscriber::fmt()
             .with_env_filter(log_filter(rust_log))
+            .with_ansi(log_colours(std::io::stdout().is_terminal()))
             .init(),
         LogFormat::Json => json_logger(log_filter(rust_log), std::io::stdout).init(),
     }
@@ -280,7 +297,9 @@ async fn start_ops(
     })?;
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!("operations listener on {scheme}://{local}/ (metrics, health, drain)");
+    tracing::info!(
+        "operations listener on {scheme}://{local}/ (metrics, health, drain, pipeline view)"
+    );
     if let Some(f) = &config.metrics_port_file {
         std::fs::write(f, local.port().to_string())?;
     }

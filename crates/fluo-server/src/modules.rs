@@ -1,5 +1,6 @@
 //! The modules of this server (docs/modules.md): the compiled-in ones (ChromaFilter with
-//! the `chroma` feature, on by default; the test module with `test-elements`) and the
+//! the `chroma` feature and OpenCVExample with `opencvexample`, both on by default; the test
+//! module with `test-elements`) and the
 //! WebAssembly modules found at start in the modules folders (`--modules-dir`,
 //! KURENTO_MODULES_PATH). The server's model is the built-in one with their descriptions;
 //! the media plane hosts their instances.
@@ -14,6 +15,8 @@ pub fn compiled_in() -> Vec<Arc<dyn Module>> {
     let list: Vec<Option<Arc<dyn Module>>> = vec![
         #[cfg(feature = "chroma")]
         Some(Arc::new(fluo_module_chroma::Chroma)),
+        #[cfg(feature = "opencvexample")]
+        Some(Arc::new(fluo_module_opencvexample::OpenCvExample)),
         #[cfg(feature = "test-elements")]
         Some(Arc::new(fluo_module_test::TestModule)),
         None,
@@ -74,7 +77,19 @@ static LOADED: OnceLock<Vec<Arc<dyn Module>>> = OnceLock::new();
 /// or by a file before it) is left out, with a log line.
 pub(crate) fn install(dirs: &[PathBuf], limits: fluo_module_wasm::Limits) {
     LOADED.get_or_init(|| {
-        let mut list = compiled_in();
+        // A module whose classes Fluo cannot host is left out (a unit test checks the
+        // compiled-in ones).
+        let hostable = |m: &dyn Module| match fluo_module::check_classes(m) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("module not loaded: {e}");
+                false
+            }
+        };
+        let mut list: Vec<Arc<dyn Module>> = compiled_in()
+            .into_iter()
+            .filter(|m| hostable(&**m))
+            .collect();
         let builtin = fluo_api::model::Model::builtin();
         let mut taken: HashSet<String> = HashSet::new();
         for m in builtin.modules() {
@@ -108,9 +123,13 @@ pub(crate) fn install(dirs: &[PathBuf], limits: fluo_module_wasm::Limits) {
                 let known = model.type_def(n).map(without_prefix);
                 types.iter().any(|t| Some(without_prefix(t)) == known)
             };
+            let file = m.file().display().to_string();
             if let Some(n) = mine.iter().find(|n| taken.contains(*n) && !same(n)) {
-                let file = m.file().display().to_string();
                 tracing::error!(%file, "WebAssembly module not loaded: {n} is named already");
+                continue;
+            }
+            if let Err(e) = fluo_module::check_classes(&m) {
+                tracing::error!(%file, "WebAssembly module not loaded: {e}");
                 continue;
             }
             taken.extend(mine);
@@ -193,6 +212,7 @@ mod tests {
         #[cfg(feature = "chroma")]
         assert!(!list.is_empty());
         for module in list {
+            fluo_module::check_classes(&*module).expect("Fluo can host its classes");
             let p =
                 fluo_api::model::idl::parse(module.idl()).expect("a module's description parses");
             assert!(

@@ -1,7 +1,9 @@
 //! The module system with the test module (crates/fluo-module-test, linked only by the
 //! `test-elements` build): FluoModuleTestFilter, a compiled-in module's type, is listed by
-//! getInfo and getKmd, is created and described as a built-in one, processes a player's
-//! video (its FramesProcessed events, its getFrames method); when its processing panics, an
+//! getInfo and getKmd, is created and described as a built-in one (its description writes
+//! its parents qualified, `kurento.Filter`: the whole lineage all the same), processes a player's
+//! video (its FramesProcessed events, its getFrames method); an error it raises is an Error
+//! event and its media goes on; when its processing panics, an
 //! Error event comes within 1 s, its methods answer errors, and the server goes on serving
 //! another client whose recording keeps growing. Run with media workers (the instance in a
 //! worker's job) and with `--workers 0` (in the server's process).
@@ -80,7 +82,16 @@ async fn a_module_works_and_its_panic_stops_its_element_only(workers: usize) {
         d["qualifiedType"], "fluomodtest.FluoModuleTestFilter",
         "{d}"
     );
-    assert_eq!(d["hierarchy"][0], "kurento.Filter", "{d}");
+    // Its description writes the parent qualified (kurento.Filter): the whole lineage.
+    assert_eq!(
+        d["hierarchy"],
+        json!([
+            "kurento.Filter",
+            "kurento.MediaElement",
+            "kurento.MediaObject"
+        ]),
+        "{d}"
+    );
     a.subscribe(&filter, "FramesProcessed").await;
     a.subscribe(&filter, "Error").await;
     a.invoke(&player, "connect", json!({"sink": filter})).await;
@@ -120,6 +131,44 @@ async fn a_module_works_and_its_panic_stops_its_element_only(workers: usize) {
         "{e}"
     );
     assert_eq!(a.value(&filter, "getMode").await, "invert");
+
+    // The module raises an error (Host::error): an Error event, and its media goes on.
+    a.invoke(&filter, "setMode", json!({"mode": "error"})).await;
+    let err = a
+        .event("Error", &filter, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("no Error event from Host::error: {:?}", a.events));
+    assert_eq!(err["data"]["errorCode"], 40003, "{err}");
+    assert_eq!(err["data"]["type"], "GSTREAMER_FILTER_ERROR", "{err}");
+    let text = err["data"]["description"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("FluoModuleTestFilter: an error on purpose, after frame "),
+        "{err}"
+    );
+    let frames = |v: Value| v.as_u64().unwrap_or(0);
+    let at_error = frames(
+        a.request(
+            "invoke",
+            json!({"object": filter, "operation": "getFrames"}),
+        )
+        .await
+        .expect("getFrames after the error"),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = frames(
+        a.request(
+            "invoke",
+            json!({"object": filter, "operation": "getFrames"}),
+        )
+        .await
+        .expect("getFrames"),
+    );
+    assert!(
+        later > at_error,
+        "frames go on after the error: {at_error} -> {later}"
+    );
+    // The panic's Error event below is another one.
+    a.events.retain(|e| e["type"] != "Error");
 
     // The processing panics: an Error event within 1 s, methods answer errors.
     a.invoke(&filter, "setMode", json!({"mode": "panic"})).await;

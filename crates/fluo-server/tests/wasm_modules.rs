@@ -2,7 +2,9 @@
 //! (crates/fluo-module-wasmtest, built by `make wasm-modules`) and leaves out a file that is
 //! not WebAssembly with a log line; getInfo lists the module; its FluoWasmTestFilter
 //! processes a player's video (its WasmFramesProcessed event, its getFrames method, its
-//! property's refusal). When its frame panics, traps, loops forever or allocates without
+//! property's refusal). When it raises 60 Error events a frame, the element's limit lets 5
+//! through at once and then 2 a second, its frames go on and the log counts the dropped
+//! ones. When its frame panics, traps, loops forever or allocates without
 //! bound, an Error event comes within 1 s, its methods answer 40003, and the server goes on
 //! serving another client whose recording keeps growing. Run with a media worker (the
 //! instance in a worker's job) and with `--workers 0` (in the server's process).
@@ -12,7 +14,7 @@
 mod common;
 
 use common::{clip, player_to_recorder, size, start_server, Client, Server};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -125,6 +127,70 @@ async fn misbehaves(
         .expect("A's pipeline released");
 }
 
+/// A filter of A's raising 60 Error events a frame (mode `flood`, 15 frames a second): the
+/// element's limit on them (`Host::error`, fluo-gst's module/limit.rs) raises 5 at once, then
+/// 2 a second; its frames go on; the log says how many were dropped.
+async fn floods(a: &mut Client, uri: &str, dir: &Path, log: &Path) {
+    let (p, player, rec) = player_to_recorder(a, uri, &dir.join("a-flood.webm")).await;
+    let filter = a
+        .create("FluoWasmTestFilter", json!({"mediaPipeline": p}))
+        .await
+        .expect("the module's filter");
+    a.subscribe(&filter, "WasmFramesProcessed").await;
+    a.subscribe(&filter, "Error").await;
+    a.invoke(&player, "connect", json!({"sink": filter})).await;
+    a.invoke(&filter, "connect", json!({"sink": rec})).await;
+    a.invoke(&rec, "record", json!({})).await;
+    a.invoke(&player, "play", json!({})).await;
+    a.event("WasmFramesProcessed", &filter, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("no WasmFramesProcessed in 20 s: {:?}", a.events));
+    let frames = |v: Value| v.as_u64().unwrap_or(0);
+    a.invoke(&filter, "setMode", json!({"mode": "flood"})).await;
+    let t = Instant::now();
+    let first = frames(a.value(&filter, "getFrames").await);
+    // Every event of 3 s (waiting for one that never comes).
+    assert!(a
+        .event("NoSuchEvent", &filter, Duration::from_secs(3))
+        .await
+        .is_none());
+    let last = frames(a.value(&filter, "getFrames").await);
+    let secs = t.elapsed().as_secs_f64();
+    let errors: Vec<&str> = a
+        .events
+        .iter()
+        .filter(|e| e["type"] == "Error" && e["data"]["source"] == filter.as_str())
+        .map(|e| e["data"]["description"].as_str().unwrap_or_default())
+        .collect();
+    println!(
+        "flood: {} Error events in {secs:.1} s, frames {first} -> {last} (60 raised a frame)",
+        errors.len()
+    );
+    let most = 5 + (secs * 2.0).ceil() as usize;
+    assert!(
+        (5..=most).contains(&errors.len()),
+        "{} Error events in {secs:.1} s (at most {most}): {errors:?}",
+        errors.len()
+    );
+    assert!(
+        errors
+            .iter()
+            .all(|d| d.starts_with("FluoWasmTestFilter: flood ")),
+        "{errors:?}"
+    );
+    assert!(last >= first + 20, "frames go on: {first} -> {last}");
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("Error events of the module dropped: over its limit")),
+        "the dropped events' log line"
+    );
+    a.request("release", json!({"object": p}))
+        .await
+        .expect("A's pipeline released");
+    a.events.retain(|e| e["data"]["source"] != filter.as_str());
+}
+
 async fn wasm_modules_are_contained(workers: usize) {
     let tmp = tempfile::Builder::new()
         .prefix("fluo-wasm-")
@@ -159,7 +225,10 @@ async fn wasm_modules_are_contained(workers: usize) {
         .as_array()
         .and_then(|m| m.iter().find(|m| m["name"] == "fluowasmtest"))
         .unwrap_or_else(|| panic!("fluowasmtest in getInfo: {info}"));
-    assert_eq!(module["factories"], json!(["FluoWasmTestFilter"]));
+    assert_eq!(
+        module["factories"],
+        json!(["FluoWasmTestFilter", "FluoWasmTestOpenCv"])
+    );
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         text.lines()
@@ -181,6 +250,7 @@ async fn wasm_modules_are_contained(workers: usize) {
     b.invoke(&b_player, "play", json!({})).await;
     b.wait_flowing(&b_rec, Duration::from_secs(20)).await;
 
+    floods(&mut a, &uri, dir, &log).await;
     for (mode, reason) in [
         ("panic", "panics on purpose"),
         (

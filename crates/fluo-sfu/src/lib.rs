@@ -73,7 +73,10 @@ pub use event::{EventSink, FlowDir, MediaError, MediaEvent};
 pub use ids::{MediaKind, NodeId};
 pub use keyframe::{starts_keyframe, KeyframeThrottle};
 pub use latency::{LatencyAvg, LatencyBoard};
-pub use media_router::{Header, MediaRouter, Node, NodeError, Packet, TranscoderMaker};
+pub use media_router::{
+    Header, MediaRouter, Node, NodeError, Packet, RouteMode, RouterView, TranscoderMaker,
+    TranscoderView,
+};
 pub use nack::RetransmitCache;
 pub use negotiate::{Decision, Forced, Impossible, SinkCaps, SinkCodec, Takes};
 pub use port::{Codec, CodecName, MediaBus, MediaPacket, PortOutput, TranscoderFactory};

@@ -80,8 +80,11 @@ fn churn_leaves_nothing_behind() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(frames >= 3, "the recording holds VP8 frames: {out:?}");
+    // Idle, the debug server spends 0.8-1.0 % of a core here (6 runs, 2026-12-06), counted in
+    // 10 ms ticks over 5 s (0.2 % per tick): a bound of 1 % failed a fresh-clone run at 2.39 %
+    // (12 ticks). What the bound is for, a task or pipeline left running, costs 10 % or more.
     assert!(
-        r.idle_cpu_percent < 1.0,
+        r.idle_cpu_percent < 4.0,
         "CPU after the last client left: {:.2} %",
         r.idle_cpu_percent
     );

@@ -73,6 +73,10 @@ pub(crate) async fn run(
 ) {
     let mut failures: u32 = 0;
     let mut first = true;
+    tokio::select! {
+        _ = prepare(&shared) => {}
+        _ = closing.changed() => {}
+    }
     loop {
         if closing_grace(&closing).is_some() {
             break;
@@ -136,6 +140,22 @@ pub(crate) async fn run(
     while let Ok(req) = starts.try_recv() {
         fail_start(&shared, req, JobError::Stopped);
     }
+}
+
+/// The supervisor's `prepare` step, run once for all slots before their first worker starts
+/// (the other slots wait for it; requests meanwhile wait in the slots' queues).
+async fn prepare(shared: &Shared) {
+    let Some(step) = shared.config.prepare else {
+        return;
+    };
+    let run = || async move {
+        match tokio::task::spawn_blocking(step).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("preparing the media workers failed: {e}"),
+            Err(e) => tracing::warn!("preparing the media workers failed: {e}"),
+        }
+    };
+    shared.prepared.get_or_init(run).await;
 }
 
 fn fail_start(shared: &Shared, req: StartReq, e: JobError) {

@@ -40,6 +40,8 @@ pub const ENV_PASSED: &[&str] = &[
     "GST_DEBUG_DUMP_DOT_DIR",
     "RUST_LOG",
     "RUST_BACKTRACE",
+    // Plain log lines (no ANSI colours) where the server's are plain, e.g. in the journal.
+    "NO_COLOR",
 ];
 
 /// How to start a worker: the program and its arguments (the `fluo` binary with its hidden

@@ -33,6 +33,10 @@ pub struct SupervisorConfig {
     pub ping_timeout: Duration,
     /// How long a new worker may take to say it is ready.
     pub start_timeout: Duration,
+    /// Run once, on a blocking thread and without a time limit, before the first worker
+    /// starts: the server brings GStreamer's registry cache up to date there, so that workers
+    /// starting together do not each scan every plugin within `start_timeout`.
+    pub prepare: Option<fn() -> Result<(), String>>,
     /// The runtime on which the workers' media is read and handed to the jobs' sinks (the
     /// server's media thread, so that a packet from a worker reaches the router without a
     /// hop through another thread); `None`: the supervisor's runtime.
@@ -58,6 +62,7 @@ impl SupervisorConfig {
             ping_interval: Duration::from_secs(2),
             ping_timeout: Duration::from_secs(10),
             start_timeout: Duration::from_secs(10),
+            prepare: None,
             media_runtime: None,
         }
     }
@@ -334,6 +339,8 @@ pub(crate) struct Shared {
     pub slots: Vec<SlotState>,
     /// group -> (slot, live jobs of the group)
     pub groups: Mutex<HashMap<u64, (usize, usize)>>,
+    /// Set once `config.prepare` has run (the slots wait for it).
+    pub prepared: tokio::sync::OnceCell<()>,
 }
 
 /// A slot's state visible outside its task.
@@ -515,6 +522,7 @@ impl Supervisor {
             closing: AtomicBool::new(false),
             slots: (0..n).map(|_| SlotState::default()).collect(),
             groups: Mutex::new(HashMap::new()),
+            prepared: tokio::sync::OnceCell::new(),
         });
         {
             let mut all = lock(&SUPERVISORS);

@@ -8,13 +8,13 @@
 // refused with 40107, an image that cannot be read raises an Error event.
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { execFileSync, execFile } = require('node:child_process');
+const { execFile } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const kurentoClient = require('kurento-client');
 const h = require('./helpers');
-const { fileUri, eventLog } = require('./media');
+const { fileUri, eventLog, recordThrough, rgbFrames } = require('./media');
 const { solidImage } = require('./face');
 
 // The client checks at connect that the server has every module it registered (getInfo).
@@ -64,16 +64,6 @@ function fieldClip(file, seconds) {
     '-filter_complex', "[0][1]overlay=x='20+t*60':y=90:shortest=1", '-t', String(seconds),
     '-c:v', 'libvpx', '-b:v', '1M', '-deadline', 'realtime', '-cpu-used', '8', '-g', '30', '-f', 'webm', file],
   (e) => (e ? reject(e) : resolve(file))));
-}
-
-// The decoded frames of `file` (RGB24, W x H), in order.
-function frames(file) {
-  const out = execFileSync('ffmpeg', ['-loglevel', 'error', '-i', file, '-an', '-vf', `scale=${W}:${H}`,
-    '-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { maxBuffer: 256 << 20 });
-  const size = W * H * 3;
-  const list = [];
-  for (let f = 0; f + size <= out.length; f += size) list.push(out.subarray(f, f + size));
-  return list;
 }
 
 const px = (frame, x, y) => {
@@ -137,23 +127,10 @@ test('ChromaFilter: created with its window, described as the chroma module\'s t
 
 // Plays `clip` through `filter` into a recording and returns its decoded frames; `during`
 // runs once media flows into the recorder.
-async function run(filter, clip, name, during = async () => {}) {
+async function run(filter, clip, name, during) {
   const file = path.join(dir, name);
-  const p = await pipeline.create('PlayerEndpoint', { uri: fileUri(clip) });
-  const r = await pipeline.create('RecorderEndpoint', { uri: fileUri(file), mediaProfile: 'WEBM_VIDEO_ONLY' });
-  const log = await eventLog(p, ['EndOfStream']);
-  await p.connect(filter);
-  await filter.connect(r);
-  await r.record();
-  await p.play();
-  await h.waitFor(async () => (await r.isMediaFlowingIn('VIDEO')) || null, 10000, 'video into the recorder');
-  await during();
-  await log.wait('EndOfStream', 20000);
-  // What the filter still holds reaches the recorder.
-  await h.sleep(1000);
-  await r.stopAndWait();
-  for (const o of [p, r]) await o.release();
-  return frames(file);
+  await recordThrough(pipeline, filter, clip, file, during);
+  return rgbFrames(file, W, H);
 }
 
 test('ChromaFilter: the green field shows the background image, the moving square stays; unsetBackground brings the field back', T, async () => {

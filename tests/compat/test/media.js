@@ -6,12 +6,15 @@
 //   serveDir(dir, {bytesPerSecond})          -> HTTP server on 127.0.0.1:0 {base, requests, close()}
 //   fileUri(path)                            -> file:///... (percent-encoded)
 //   eventLog(obj, types)                     -> records events; {events, of(type), wait(type, ms, pred)}
+//   recordThrough(pipeline, filter, clip, file, during) -> clip played through filter into a WebM
+//                                               recording (during(): once media reaches it)
+//   rgbFrames(file, w, h)                    -> the decoded video frames (RGB24, w x h), in order
 
-const { execFile } = require('node:child_process');
+const { execFile, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
-const { waitFor } = require('./helpers');
+const { waitFor, sleep } = require('./helpers');
 
 function run(cmd, args) {
   return new Promise((resolve, reject) => {
@@ -134,4 +137,33 @@ async function eventLog(obj, types) {
   };
 }
 
-module.exports = { makeClip, probe, videoFrameTimes, serveDir, fileUri, eventLog };
+// Plays `clip` (a file) through `filter` into a recording at `file` (WebM, video only);
+// `during` runs once media flows into the recorder. Resolves when the recording is closed.
+async function recordThrough(pipeline, filter, clip, file, during = async () => {}) {
+  const p = await pipeline.create('PlayerEndpoint', { uri: fileUri(clip) });
+  const r = await pipeline.create('RecorderEndpoint', { uri: fileUri(file), mediaProfile: 'WEBM_VIDEO_ONLY' });
+  const log = await eventLog(p, ['EndOfStream']);
+  await p.connect(filter);
+  await filter.connect(r);
+  await r.record();
+  await p.play();
+  await waitFor(async () => (await r.isMediaFlowingIn('VIDEO')) || null, 10000, 'video into the recorder');
+  await during();
+  await log.wait('EndOfStream', 20000);
+  // What the filter still holds reaches the recorder.
+  await sleep(1000);
+  await r.stopAndWait();
+  for (const o of [p, r]) await o.release();
+}
+
+// The decoded frames of `file` (RGB24, scaled to w x h), in order.
+function rgbFrames(file, w, h) {
+  const out = execFileSync('ffmpeg', ['-loglevel', 'error', '-i', file, '-an', '-vf', `scale=${w}:${h}`,
+    '-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { maxBuffer: 256 << 20 });
+  const size = w * h * 3;
+  const list = [];
+  for (let f = 0; f + size <= out.length; f += size) list.push(out.subarray(f, f + size));
+  return list;
+}
+
+module.exports = { makeClip, probe, videoFrameTimes, serveDir, fileUri, eventLog, recordThrough, rgbFrames };

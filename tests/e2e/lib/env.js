@@ -2,7 +2,7 @@
 // Process and browser set-up for the end-to-end suite.
 //   startFluo(dir, {token, args, bin}) -> {port, url, logFile, logTail(), stop()} (args: extra
 //                          flags; bin: another server binary than FLUO_BIN)
-//   startWeb(dir, fluoUrl, extraArgs) -> {port, base, logFile, logTail(), stop()}
+//   startWeb(dir, fluoUrl, extraArgs, extraEnv) -> {port, base, logFile, logTail(), stop()}
 //   launchBrowser()        -> {context, newPage(name), consoleTail(name), close()}
 //   listPipelines(fluoUrl) -> ids of the pipelines alive in Fluo (raw JSON-RPC)
 //   withDiagnostics(env, fn) runs fn and, if it throws, prints the logs of all parties
@@ -161,14 +161,14 @@ async function startFluo(dir, { token = null, args = [], bin = FLUO_BIN } = {}) 
   return p;
 }
 
-async function startWeb(dir, fluoUrl, extraArgs = []) {
+async function startWeb(dir, fluoUrl, extraArgs = [], extraEnv = {}) {
   const portFile = path.join(dir, 'web.port');
   const logFile = path.join(dir, 'web.log');
   const p = await spawnWithPortFile(
     'web app',
     process.execPath,
     [WEB_SERVER, '--http', '--bind', '127.0.0.1', '--port', '0', '--port-file', portFile, '--ws-uri', fluoUrl, ...extraArgs],
-    { ...process.env },
+    { ...process.env, ...extraEnv },
     portFile,
     logFile,
   );

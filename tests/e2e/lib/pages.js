@@ -6,10 +6,11 @@ const { log } = require('./env');
 
 // Open `path` of the web app in a new tab and wait until its signalling socket is open.
 // `beforeLoad(page)` runs before the page loads (an init script: a camera of its own).
-async function openPage(env, name, path, { beforeLoad = null } = {}) {
+// `waitUntil`: what page.goto waits for ('load', the default, waits for the page's images).
+async function openPage(env, name, path, { beforeLoad = null, waitUntil = 'load' } = {}) {
   const page = await env.browser.newPage(name);
   if (beforeLoad) await beforeLoad(page);
-  await page.goto(`${env.web.base}${path}`);
+  await page.goto(`${env.web.base}${path}`, { waitUntil });
   await page.waitForFunction(
     () => {
       const s = document.getElementById('status').textContent;

@@ -13,6 +13,11 @@
 //     more than CHANGED_DELTA (not frozen; Chromium's fake camera animates).
 // While waiting, a non-empty #error on the page fails the check at once with its text.
 // Returns (and logs) the measured values.
+//
+//   await pixelAt(page, '#videoOutput', { x, y })
+//
+// The colour [r, g, b] at (x, y) of the video's current picture drawn at PIXEL_W x PIXEL_H
+// (320x240), or null before its first frame: where a filter test looks for what it drew.
 
 const assert = require('node:assert/strict');
 const { log, sleep } = require('./env');
@@ -287,7 +292,28 @@ async function freezeReport(page, key, since = null) {
   }, { key, since });
 }
 
+const PIXEL_W = 320;
+const PIXEL_H = 240;
+
+// Runs in the page.
+function pixelInPage({ selector, x, y, w, h }) {
+  const v = document.querySelector(selector);
+  if (!v || !(v.videoWidth > 0)) return null;
+  const c = document.createElement('canvas');
+  c.width = w;
+  c.height = h;
+  const ctx = c.getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(v, 0, 0, w, h);
+  const d = ctx.getImageData(x, y, 1, 1).data;
+  return [d[0], d[1], d[2]];
+}
+
+async function pixelAt(page, selector, { x, y }) {
+  return page.evaluate(pixelInPage, { selector, x, y, w: PIXEL_W, h: PIXEL_H });
+}
+
 module.exports = {
+  pixelAt,
   assertVideoPlaying,
   pageState,
   pageTimings,

@@ -54,7 +54,7 @@ test('static pages are served; paths outside public/ are not', async () => {
   const index = await fetch(`${env.web.base}/`);
   assert.equal(index.status, 200);
   const html = await index.text();
-  for (const page of ['hello-world.html', 'magic-mirror.html', 'one2many.html', 'one2one.html', 'recorder.html', 'player.html', 'group-call.html', 'speaker-switch.html']) {
+  for (const page of ['hello-world.html', 'magic-mirror.html', 'chroma-key.html', 'qr-reader.html', 'one2many.html', 'one2one.html', 'recorder.html', 'player.html', 'group-call.html', 'speaker-switch.html']) {
     assert.ok(html.includes(`href="${page}"`), `index links ${page}`);
     const r = await fetch(`${env.web.base}/${page}`);
     assert.equal(r.status, 200, page);

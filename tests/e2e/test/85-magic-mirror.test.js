@@ -12,7 +12,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { setup, withDiagnostics, waitFor, listPipelines, log } = require('../lib/env');
-const { assertVideoPlaying } = require('../lib/video');
+const { assertVideoPlaying, pixelAt } = require('../lib/video');
 const { openPage } = require('../lib/pages');
 const { faceClip } = require('../../compat/test/face');
 
@@ -21,8 +21,10 @@ let camDir;
 before(async () => {
   camDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fluo-e2e-face-'));
   const y4m = await faceClip(path.join(camDir, 'face.y4m'), {
-    // Left to right over 2.2 s, looped (the check that the picture moves samples it 3 s apart).
-    seconds: 2.2, y4m: true, at: (t) => ({ x: 145 + 30 * (t / 2.2), y: 150 }),
+    // Left to right over 3.3 s, looped. The check that the picture moves (lib/video.js) compares
+    // two samples 2.0-2.4 s apart: a loop of 2.2 s once gave it the same picture twice (a
+    // fresh-clone run: currentTime 2.198 -> 4.386, 0.01 % of pixels changed, "frozen").
+    seconds: 3.3, y4m: true, at: (t) => ({ x: 145 + 30 * (t / 3.3), y: 150 }),
   });
   env = await setup('magic-mirror', { browserArgs: () => [`--use-file-for-fake-video-capture=${y4m}`] });
 });
@@ -30,19 +32,6 @@ after(async () => {
   if (env) await env.teardown();
   if (camDir) fs.rmSync(camDir, { recursive: true, force: true });
 });
-
-// The colour at (x, y) of a 320x240 picture of the video `selector`.
-function pixelInPage({ selector, x, y }) {
-  const v = document.querySelector(selector);
-  if (!v || !(v.videoWidth > 0)) return null;
-  const c = document.createElement('canvas');
-  c.width = 320;
-  c.height = 240;
-  const ctx = c.getContext('2d', { willReadFrequently: true });
-  ctx.drawImage(v, 0, 0, 320, 240);
-  const d = ctx.getImageData(x, y, 1, 1).data;
-  return [d[0], d[1], d[2]];
-}
 
 // The hat's red (200, 30, 40), within the codec's error.
 const red = (p) => p && p[0] > 140 && p[1] < 90 && p[2] < 100;
@@ -56,13 +45,13 @@ test('magic-mirror: the video comes back with the hat above the face', { timeout
     // Above the face (its top is near y 100): grey in the camera, the hat's brim and crown
     // in what comes back.
     const above = { x: 160, y: 75 };
-    const local = await page.evaluate(pixelInPage, { selector: '#videoInput', ...above });
+    const local = await pixelAt(page, '#videoInput', above);
     assert.ok(!red(local), `the camera has no hat: ${local}`);
     const remote = await waitFor(async () => {
-      const p = await page.evaluate(pixelInPage, { selector: '#videoOutput', ...above });
+      const p = await pixelAt(page, '#videoOutput', above);
       return red(p) ? p : null;
     }, 20000, 'the hat above the face in the returned video');
-    const beside = await page.evaluate(pixelInPage, { selector: '#videoOutput', x: 20, y: 75 });
+    const beside = await pixelAt(page, '#videoOutput', { x: 20, y: 75 });
     assert.ok(!red(beside), `no hat away from the face: ${beside}`);
     log(`magic-mirror: above the face ${local} in the camera, ${remote} returned; beside it ${beside}`);
     await page.click('#stop');

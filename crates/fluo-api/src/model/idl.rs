@@ -17,6 +17,11 @@
 //!   field description: String
 //! ```
 //! `#` starts a comment when it begins a line or follows whitespace outside a JSON literal.
+//!
+//! A parent after `extends` may be qualified as a client sees it: `kurento.Filter` (Fluo's
+//! built-in classes, types and events) or the module's own prefix (`demo.Base`) are read as
+//! the short name (`Filter`, `Base`), which every lookup of the model uses; a parent of
+//! another module (`chroma.ChromaFilter`) stays qualified, for the loader to refuse.
 
 use super::{module_prefix, ClassDef, EventDef, MethodDef, ParamDef, PropDef, TypeDef, TypeRef};
 use serde_json::Value;
@@ -106,9 +111,8 @@ pub fn parse(text: &str) -> Result<ParsedModule, IdlError> {
                     while let Some(w) = it.next() {
                         match w {
                             "extends" => {
-                                c.extends = Some(
-                                    it.next().ok_or_else(|| err("extends what?".into()))?.into(),
-                                )
+                                let p = it.next().ok_or_else(|| err("extends what?".into()))?;
+                                c.extends = Some(parent(p, &prefix));
                             }
                             "abstract" => c.is_abstract = true,
                             other => return Err(err(format!("unexpected '{other}'"))),
@@ -127,7 +131,7 @@ pub fn parse(text: &str) -> Result<ParsedModule, IdlError> {
                 }
                 "struct" | "event" => {
                     let (name, extends) = match rest.split_once(" extends ") {
-                        Some((n, e)) => (n.trim(), Some(e.trim().to_string())),
+                        Some((n, e)) => (n.trim(), Some(parent(e.trim(), &prefix))),
                         None => (rest, None),
                     };
                     if name.is_empty() {
@@ -188,6 +192,15 @@ pub fn parse(text: &str) -> Result<ParsedModule, IdlError> {
         });
     }
     Ok(m)
+}
+
+/// A parent's name as the model looks it up: `kurento.X` and `<own prefix>.X` as `X`; any
+/// other name as written.
+fn parent(name: &str, prefix: &str) -> String {
+    match name.split_once('.') {
+        Some((p, short)) if (p == "kurento" || p == prefix) && !short.is_empty() => short.into(),
+        _ => name.into(),
+    }
 }
 
 fn close(m: &mut ParsedModule, open: Open) {
@@ -341,6 +354,35 @@ mod tests {
         assert_eq!(c.methods[0].ret, Some(TypeRef::parse("int64")));
         assert_eq!(m.types.len(), 2);
         assert_eq!(m.events[0].fields[0].name, "why");
+    }
+
+    #[test]
+    fn a_parent_qualified_with_kurento_or_the_modules_prefix_is_read_short() {
+        let m = parse(
+            "module demo 1.0.0\n\
+             class A extends kurento.Filter\n\
+             class B extends demo.A\n\
+             class C extends chroma.ChromaFilter\n\
+             class D extends Filter\n\
+             struct S extends kurento.Tag\n\
+             event E extends kurento.Media\n",
+        )
+        .unwrap();
+        let parents: Vec<_> = m.classes.iter().map(|c| c.extends.as_deref()).collect();
+        assert_eq!(
+            parents,
+            [
+                Some("Filter"),
+                Some("A"),
+                Some("chroma.ChromaFilter"),
+                Some("Filter")
+            ]
+        );
+        assert!(matches!(&m.types[0], TypeDef::Struct { extends: Some(e), .. } if e == "Tag"));
+        assert_eq!(m.events[0].extends.as_deref(), Some("Media"));
+        // The built-ins' own prefix is kurento too.
+        let core = parse("module core 1.0.0\nclass X extends kurento.MediaObject\n").unwrap();
+        assert_eq!(core.classes[0].extends.as_deref(), Some("MediaObject"));
     }
 
     #[test]

@@ -386,6 +386,37 @@ mod tests {
     }
 
     #[test]
+    fn a_module_class_extending_a_qualified_parent_has_the_whole_lineage() {
+        let mut m = Model::builtin().clone();
+        m.add_module(
+            "module demo 1.0.0\n\
+             class Base extends kurento.OpenCVFilter abstract\n\
+             class Leaf extends demo.Base\n\
+             \x20 ctor mediaPipeline: MediaPipeline\n",
+        )
+        .expect("parses");
+        let leaf = m.class("demo.Leaf").expect("Leaf");
+        let lineage: Vec<_> = m.lineage(leaf).map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            lineage,
+            [
+                "Leaf",
+                "Base",
+                "OpenCVFilter",
+                "Filter",
+                "MediaElement",
+                "MediaObject"
+            ]
+        );
+        assert!(m.is_a("Leaf", "MediaElement"));
+        assert!(m.method(leaf, "connect").is_some());
+        assert!(m.supports_event(leaf, "MediaFlowInStateChanged"));
+        let kmd: serde_json::Value =
+            serde_json::from_str(&m.kmd_json("demo").expect("kmd")).expect("JSON");
+        assert_eq!(kmd["remoteClasses"][0]["extends"], "OpenCVFilter");
+    }
+
+    #[test]
     fn builtin_model_loads_and_links() {
         let m = Model::builtin();
         let names: Vec<_> = m.modules().iter().map(|m| m.name.as_str()).collect();

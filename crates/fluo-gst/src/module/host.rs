@@ -1,15 +1,17 @@
 //! Where a module's instance lives ([`Slot`]): its calls made one at a time, each inside
 //! `fluo_core::panics::contain`, so that a module that panics stops its own element only (an Error event,
 //! no more frames, errors for its methods) while the server and other elements go on; and
-//! the [`fluo_module::Host`] it is given (events, image loads through the URI allow-list on
-//! a loader thread of its own).
+//! the [`fluo_module::Host`] it is given (events, Error events within the element's limit
+//! ([`super::limit`]), image loads through the URI allow-list on a loader thread of its own).
 
+use super::limit::{ErrorLimit, Verdict, BURST, PER_SECOND};
 use crate::uri::{self, UriPolicy};
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::panics::contain;
 use fluo_core::{EventSink, MediaError, MediaEvent};
 use fluo_module::{Host, Image, Instance, Map, Module, Value, VideoFrame};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
+use std::time::Instant;
 
 /// A load for the loader thread: request number, URI (checked), whether redirects are
 /// refused.
@@ -37,6 +39,8 @@ struct State {
     ended: &'static str,
     next_load: u64,
     loads: Option<mpsc::Sender<Load>>,
+    /// The limit on its Error events (`Host::error`).
+    errors: ErrorLimit,
 }
 
 /// A module element's instance, shared by its element (methods), its pipelines (frames) and
@@ -52,6 +56,10 @@ impl Drop for Slot {
     /// process (the drop runs on whichever thread lets the slot go last).
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let dropped = state.errors.unlogged();
+        if dropped > 0 {
+            tracing::warn!(id = %self.who.id, "{}: {dropped} more Error events of the module dropped (over its limit)", self.who.class);
+        }
         if let Some(instance) = state.instance.take() {
             if contain(move || drop(instance)).is_err() {
                 tracing::warn!(id = %self.who.id, "{}: the module panicked when its element went", self.who.class);
@@ -92,6 +100,7 @@ impl Slot {
                 ended: "",
                 next_load: 0,
                 loads: None,
+                errors: ErrorLimit::new(Instant::now()),
             }),
             me: me.clone(),
         });
@@ -297,6 +306,23 @@ impl Host for SlotHost<'_> {
         }
         Ok(request)
     }
+
+    fn error(&mut self, description: &str) {
+        let who = &self.slot.who;
+        match self.state.errors.check(Instant::now()) {
+            Verdict::Raise => {}
+            Verdict::Drop => return,
+            Verdict::DropAndLog(n) => {
+                tracing::warn!(id = %who.id, "{}: {n} Error events of the module dropped: over its limit of {BURST} at once, then {PER_SECOND} a second", who.class);
+                return;
+            }
+        }
+        // Without addresses or dumps, at most 300 characters.
+        let text = fluo_api::text::foreign(description);
+        tracing::warn!(id = %who.id, "{}: the module raised an error: {text}", who.class);
+        let description = format!("{}: {text}", who.class);
+        (who.sink)(&who.id, crate::error_event(MediaError::Filter, description));
+    }
 }
 
 /// A slot's loader thread: loads its images one after the other, away from the media and
@@ -382,6 +408,16 @@ mod tests {
                     let uri = params.get("uri").and_then(Value::as_str).unwrap_or("");
                     host.load_image(uri).map(Value::from)
                 }
+                "error" => {
+                    host.error(params.get("text").and_then(Value::as_str).unwrap_or(""));
+                    Ok(Value::Null)
+                }
+                "flood" => {
+                    for i in 0..10_000 {
+                        host.error(&format!("error {i}"));
+                    }
+                    Ok(Value::Null)
+                }
                 "panic" => panic!("invoke panics"),
                 "arm" => {
                     self.drop_panics = true;
@@ -429,6 +465,64 @@ mod tests {
         };
         assert_eq!(name, "Declared");
         assert_eq!(fields, r#"{"name":"Declared"}"#);
+    }
+
+    #[test]
+    fn an_error_raises_an_error_event_and_the_instance_goes_on() {
+        let (s, seen) = slot(false, &[]);
+        let s = s.expect("made");
+        s.invoke("error", &params("text", "no marker at 0x7ffd1234 in sight"))
+            .expect("raised");
+        assert_eq!(s.invoke("other", &Map::new()), Ok(Value::from("other")));
+        let seen = seen.lock().unwrap();
+        let [MediaEvent::Error { error, description }] = &seen[..] else {
+            panic!("one Error event: {seen:?}");
+        };
+        assert_eq!(*error, MediaError::Filter);
+        assert!(
+            description.starts_with("Acts: no marker at "),
+            "{description}"
+        );
+        assert!(
+            !description.contains("0x7ffd"),
+            "no addresses: {description}"
+        );
+    }
+
+    #[test]
+    fn errors_in_a_tight_loop_raise_a_burst_only() {
+        let (s, seen) = slot(false, &[]);
+        let s = s.expect("made");
+        let t = Instant::now();
+        s.invoke("flood", &Map::new()).expect("raised");
+        let took = t.elapsed();
+        let seen = seen.lock().unwrap();
+        let texts: Vec<_> = seen
+            .iter()
+            .map(|e| match e {
+                MediaEvent::Error { description, .. } => description.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // The burst, and one more per 500 ms the loop took.
+        let most = BURST as usize + (took.as_millis() / 500) as usize;
+        assert!(
+            texts.len() >= BURST as usize && texts.len() <= most,
+            "{} of 10000 in {took:?}",
+            texts.len()
+        );
+        assert_eq!(
+            texts[..5],
+            [
+                "Acts: error 0",
+                "Acts: error 1",
+                "Acts: error 2",
+                "Acts: error 3",
+                "Acts: error 4"
+            ]
+        );
+        drop(seen);
+        assert_eq!(s.invoke("other", &Map::new()), Ok(Value::from("other")));
     }
 
     #[test]

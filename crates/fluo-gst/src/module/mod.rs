@@ -6,6 +6,7 @@
 
 pub(crate) mod host;
 pub(crate) mod job;
+mod limit;
 mod remote;
 mod stage;
 
@@ -140,6 +141,9 @@ impl Host for CheckHost<'_> {
         self.uris.check(&parsed).map_err(|e| illegal(e.message))?;
         Ok(0)
     }
+
+    /// Nothing is raised from this check: the job's instance raises its own.
+    fn error(&mut self, _description: &str) {}
 }
 
 impl Factory for ModuleFactory {

@@ -35,6 +35,7 @@ impl Stage for ModuleStage {
         let format = match self.format {
             PixelFormat::Rgba => "RGBA",
             PixelFormat::I420 => "I420",
+            PixelFormat::Bgra => "BGRA",
         };
         let caps = gst::Caps::builder("video/x-raw")
             .field("format", format)

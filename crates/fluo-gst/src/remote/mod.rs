@@ -175,6 +175,11 @@ impl Remote {
         Remote(inner)
     }
 
+    /// The media worker running the job, once it started.
+    pub(crate) fn worker(&self) -> Option<usize> {
+        self.0.job.get().map(Job::worker)
+    }
+
     /// The element's router key.
     pub(crate) fn key(&self) -> u64 {
         self.0.key.load(Ordering::Acquire)

@@ -173,6 +173,10 @@ impl<F: Face> Element for Proxied<F> {
         self.face.has_output()
     }
 
+    fn worker(&self) -> Option<usize> {
+        self.proxy.remote.worker()
+    }
+
     fn media_connected(&mut self, _cx: &mut ElementCx<'_>, edge: &Edge) {
         let p = &self.proxy;
         p.media.route(p.remote.key(), &p.id, edge, true);

@@ -1,14 +1,16 @@
 //! The operations listener (`--metrics-port`): `GET /metrics`, `GET /health/live`,
-//! `GET /health/ready`, and `POST` / `DELETE /admin/drain`. HTTP/1.1, one request per
-//! connection, no bodies; the request head (read by `http.rs`) is bounded in size and time,
-//! and so are the connections, in all and per address (the last one kept for health probes).
-//! With a token set (`--auth-token`), `/metrics` and `/admin/*` require it as the WebSocket
-//! does; without one, `/admin/*` is refused (403). The health paths answer without it
-//! (probes), and say no more than up or not.
+//! `GET /health/ready`, `POST` / `DELETE /admin/drain`, and the pipeline view (`GET
+//! /admin/pipelines`, `GET /admin/pipelines/{elementId}`, the page at `/admin/view/`).
+//! HTTP/1.1, one request per connection, no bodies; the request head (read by `http.rs`) is
+//! bounded in size and time, and so are the connections, in all and per address (the last one
+//! kept for health probes). With a token set (`--auth-token`), `/metrics` and `/admin/*`
+//! require it as the WebSocket does, except the page's own files (they hold no data, and a
+//! browser opening the page cannot send the token); without one, `/admin/*` is refused
+//! (403). The health paths answer without it (probes), and say no more than up or not.
 
 use super::Ops;
 use crate::http::{authorized, read_head, respond_typed, Head};
-use crate::ws::Acceptor;
+use crate::ws::{percent_decode, Acceptor};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -167,20 +169,50 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let text = "too many connections: only /health/* is answered on this one";
         return respond(&mut s, 503, TEXT, text).await;
     }
+    if req.path == "/admin/view" {
+        // The page's files are named relative to the folder.
+        let extra = [
+            ("Cache-Control", "no-store"),
+            ("Location", "/admin/view/"),
+            NOSNIFF,
+        ];
+        return respond_typed(&mut s, 308, TEXT, b"/admin/view/", &extra).await;
+    }
     let (status, ctype, body) = answer(&req, ops, token).await;
+    if status == 200 && ctype == HTML {
+        let extra = [
+            ("Cache-Control", "no-store"),
+            ("Content-Security-Policy", PAGE_POLICY),
+            NOSNIFF,
+        ];
+        return respond_typed(&mut s, status, ctype, body.as_bytes(), &extra).await;
+    }
     respond(&mut s, status, ctype, &body).await;
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
+const HTML: &str = "text/html; charset=utf-8";
+/// The page loads its own script and style sheet and asks this listener only (no inline
+/// script or style); it cannot be framed.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 async fn answer(req: &Head, ops: &Ops, token: Option<&str>) -> (u16, &'static str, String) {
     let admin = req.path.starts_with("/admin/");
     if admin && token.is_none() {
-        // Whoever reaches the port could otherwise take the server out of service.
+        // Whoever reaches the port could otherwise take the server out of service, or see
+        // every pipeline's element ids (which let a WebSocket client act on them).
         let text =
             "the admin paths need --auth-token set on the server: without it they are refused";
         return (403, TEXT, text.into());
+    }
+    if let Some(file) = req.path.strip_prefix("/admin/view/") {
+        // The page's files: no data in them, and a browser cannot send a token with them.
+        return match (req.method.as_str(), super::view::page_file(&req.path)) {
+            ("GET", Some((ctype, text))) => (200, ctype, text.into()),
+            ("GET", None) => (404, TEXT, format!("the page has no file '{file}'")),
+            (m, _) => (405, TEXT, format!("{m} is not allowed here")),
+        };
     }
     let guarded = req.path == "/metrics" || admin;
     if let (true, Some(t)) = (guarded, token) {
@@ -211,16 +243,42 @@ async fn answer(req: &Head, ops: &Ops, token: Option<&str>) -> (u16, &'static st
             ops.set_draining(false);
             (200, JSON, r#"{"draining":false}"#.into())
         }
+        ("GET", "/admin/pipelines") => {
+            match ops.pipelines_text(req.query_param("pipeline")).await {
+                Ok(text) => (200, JSON, text),
+                Err(super::view::NoView::Busy) => (503, TEXT, BUSY.into()),
+                Err(super::view::NoView::NoAnswer) => (503, TEXT, NO_ANSWER.into()),
+            }
+        }
+        ("GET", p) if p.starts_with("/admin/pipelines/") => {
+            let id = percent_decode(&p["/admin/pipelines/".len()..]);
+            match ops.element_text(&id).await {
+                Some(Some(text)) => (200, JSON, text),
+                Some(None) => (404, TEXT, format!("no element '{id}' in a media pipeline")),
+                None => (503, TEXT, NO_ANSWER.into()),
+            }
+        }
+        (_, p) if p == "/admin/pipelines" || p.starts_with("/admin/pipelines/") => {
+            (405, TEXT, format!("{} is not allowed here", req.method))
+        }
         (_, "/metrics" | "/health/live" | "/health/ready" | "/admin/drain") => {
             (405, TEXT, format!("{} is not allowed here", req.method))
         }
         _ => (
             404,
             TEXT,
-            "nothing at this URL (/metrics, /health/live, /health/ready, /admin/drain)".into(),
+            "nothing at this URL (/metrics, /health/live, /health/ready, /admin/drain, /admin/pipelines, /admin/view/)".into(),
         ),
     }
 }
+
+/// Browsers take an answer as its Content-Type says, never as what its text looks like.
+const NOSNIFF: (&str, &str) = ("X-Content-Type-Options", "nosniff");
+
+/// The answer when the core task or the media thread is too busy to answer in time.
+const NO_ANSWER: &str = "the server did not answer in time; try again";
+/// The answer to a request for a view while another request makes one.
+const BUSY: &str = "a view is being made for another request; try again in a moment";
 
 /// The answer, as http.rs writes its own (then reading what the client still sends for a
 /// moment, so that a request with a body does not get a reset instead of the answer).
@@ -230,7 +288,9 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     ctype: &str,
     body: &str,
 ) {
-    let mut extra = vec![("Cache-Control", "no-store")];
+    // Answers may echo what the request named (a path, an id): never read as anything but
+    // their type.
+    let mut extra = vec![("Cache-Control", "no-store"), NOSNIFF];
     if status == 401 {
         extra.push(("WWW-Authenticate", "Bearer realm=\"fluo\""));
     }

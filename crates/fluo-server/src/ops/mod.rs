@@ -8,6 +8,7 @@
 
 mod listener;
 mod render;
+mod view;
 
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 pub use listener::{serve_on, MAX_CONNECTIONS, MAX_PER_ADDRESS};
+pub use view::LIMITS as VIEW_LIMITS;
 
 /// A request's latency histogram by method label.
 type Latencies = Family<Vec<(String, String)>, Histogram, fn() -> Histogram>;
@@ -27,11 +29,8 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 15))
 }
 
-/// Asks the core task for the engine's reading: sent at, where the answer goes.
-pub(crate) type ReadingAsk = (
-    Instant,
-    oneshot::Sender<(fluo_core::EngineReading, Duration)>,
-);
+/// A question for the core task: run with its engine between two requests.
+pub(crate) type CoreAsk = Box<dyn FnOnce(&mut fluo_core::Engine) + Send>;
 
 /// The server's operational state: readiness, draining, and where the metrics come from.
 pub struct Ops {
@@ -45,8 +44,8 @@ pub struct Ops {
     workers: OnceLock<Option<fluo_worker::Supervisor>>,
     /// With no workers: whether GStreamer initialises in this process.
     gst_in_process: OnceLock<Result<(), String>>,
-    /// Where the engine's reading is asked for.
-    core: OnceLock<mpsc::UnboundedSender<ReadingAsk>>,
+    /// Where the engine is asked (its reading, the pipeline view).
+    core: OnceLock<mpsc::UnboundedSender<CoreAsk>>,
     /// WebSocket connections open.
     connections: OnceLock<Arc<AtomicUsize>>,
     requests: Latencies,
@@ -61,6 +60,10 @@ pub struct Ops {
     last_render: tokio::sync::Mutex<Option<(Instant, u64, String)>>,
     /// Bumped at every change of the drain state (a render made before is not reused).
     drain_generation: AtomicU64,
+    /// The pipeline view's byte counts, held by the request making a view (one at a time).
+    view: tokio::sync::Mutex<view::ViewState>,
+    /// The pipeline view's last answer.
+    view_last: Mutex<view::LastView>,
 }
 
 /// How long a render of `/metrics` is served again to other scrapes.
@@ -153,6 +156,8 @@ impl Default for Ops {
             worker_totals: Mutex::default(),
             last_render: tokio::sync::Mutex::new(None),
             drain_generation: AtomicU64::new(0),
+            view: tokio::sync::Mutex::default(),
+            view_last: Mutex::new(None),
         }
     }
 }
@@ -271,8 +276,8 @@ impl Ops {
         }
     }
 
-    /// The core task answers the engine's readings from `rx`'s other end.
-    pub(crate) fn set_core(&self, tx: mpsc::UnboundedSender<ReadingAsk>) {
+    /// The core task answers the questions sent to `tx` (from `rx`'s other end).
+    pub(crate) fn set_core(&self, tx: mpsc::UnboundedSender<CoreAsk>) {
         let _ = self.core.set(tx);
     }
 
@@ -286,8 +291,26 @@ impl Ops {
     /// The engine's reading and how long the ask waited in the core task's queue; `None`
     /// when the core task does not answer within `wait`.
     async fn engine_reading(&self, wait: Duration) -> Option<(fluo_core::EngineReading, Duration)> {
+        let asked = Instant::now();
+        self.ask_core(move |e| (e.reading(), asked.elapsed()), wait)
+            .await
+    }
+
+    /// What `ask` finds in the engine, asked from the core task; `None` when the core task
+    /// does not answer within `wait` (or is gone).
+    async fn ask_core<T: Send + 'static>(
+        &self,
+        ask: impl FnOnce(&mut fluo_core::Engine) -> T + Send + 'static,
+        wait: Duration,
+    ) -> Option<T> {
         let (tx, rx) = oneshot::channel();
-        self.core.get()?.send((Instant::now(), tx)).ok()?;
+        let ask: CoreAsk = Box::new(move |e| {
+            // The asker may have given up waiting.
+            if !tx.is_closed() {
+                let _ = tx.send(ask(e));
+            }
+        });
+        self.core.get()?.send(ask).ok()?;
         tokio::time::timeout(wait, rx).await.ok()?.ok()
     }
 

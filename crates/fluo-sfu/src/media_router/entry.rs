@@ -52,6 +52,9 @@ pub(super) struct Entry {
     pub(super) settings: Option<OutputSettings>,
     /// Per direction and kind: when media last passed, and whether FLOWING was reported.
     pub(super) flow: [[(Option<Instant>, bool); 2]; 2],
+    /// Per direction and kind: the payload bytes that passed (the pipeline view's bitrates),
+    /// counted where `flow` is kept.
+    pub(super) bytes: [[u64; 2]; 2],
     pub(super) latency: [LatencyAvg; 2],
     /// Per kind: a CODEC_MISMATCH was raised on it and nothing changed since.
     pub(super) mismatch: [bool; 2],
@@ -73,6 +76,7 @@ impl Entry {
             keyframe: KeyframeThrottle::new(KEYFRAME_INTERVAL),
             settings: None,
             flow: Default::default(),
+            bytes: Default::default(),
             latency: Default::default(),
             mismatch: [false; 2],
             pushed: false,
@@ -83,13 +87,16 @@ impl Entry {
         self.routes[kind].iter_mut().find(|r| r.sink == sink)
     }
 
-    /// Media of `kind` passed in direction `dir`: FLOWING when it starts.
+    /// Media of `kind` (a payload of `len` bytes) passed in direction `dir`: FLOWING when it
+    /// starts.
     pub(super) fn flowed(
         &mut self,
         dir: FlowDir,
         kind: MediaKind,
         now: Instant,
+        len: usize,
     ) -> Option<MediaEvent> {
+        self.bytes[dir.index()][kind] += len as u64;
         let f = &mut self.flow[dir.index()][kind];
         f.0 = Some(now);
         (!std::mem::replace(&mut f.1, true)).then_some(MediaEvent::Flow {

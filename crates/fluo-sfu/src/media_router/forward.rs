@@ -15,7 +15,7 @@ impl MediaRouter {
             return 0;
         };
         if e.reports_flow && e.transcoder.is_none() {
-            if let Some(ev) = e.flowed(FlowDir::Out, kind, now) {
+            if let Some(ev) = e.flowed(FlowDir::Out, kind, now, pkt.payload.len()) {
                 self.events.push_back((e.id.clone(), ev));
             }
         }
@@ -92,7 +92,7 @@ impl MediaRouter {
                     board.set(&e.id, e.latency);
                 }
             }
-            if let Some(ev) = e.flowed(FlowDir::In, kind, now) {
+            if let Some(ev) = e.flowed(FlowDir::In, kind, now, pkt.payload.len()) {
                 self.events.push_back((e.id.clone(), ev));
             }
         }

@@ -27,8 +27,10 @@ mod node;
 mod signals;
 #[cfg(test)]
 mod tests;
+mod view;
 
 pub use node::{Header, Node, Packet, TranscoderMaker};
+pub use view::{RouteMode, RouterView, TranscoderView};
 
 use entry::{Entry, Route, State};
 
@@ -141,10 +143,8 @@ impl MediaRouter {
 
     /// The transcoders running: each one's media kind, input and output codecs.
     pub fn transcoder_codecs(&self) -> Vec<(MediaKind, Codec, Codec)> {
-        self.transcoders
-            .values()
-            .filter_map(|t| self.nodes.get(*t)?.transcoder)
-            .map(|(_, kind, from, to)| (kind, from, to))
+        (self.transcoders_running())
+            .map(|(_, kind, from, to, _)| (kind, from, to))
             .collect()
     }
 

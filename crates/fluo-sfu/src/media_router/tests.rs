@@ -179,6 +179,7 @@ impl World {
 }
 
 const V: MediaKind = MediaKind::Video;
+const A: MediaKind = MediaKind::Audio;
 
 #[test]
 fn sinks_get_one_continuous_line_each_with_their_payload_type() {
@@ -694,4 +695,60 @@ fn a_pass_ends_with_one_flush_of_each_node_pushed_to_in_it() {
     assert_eq!(w.flushed(), ["transcoder"]);
     w.r.flush();
     assert_eq!(w.flushed(), ["b"]);
+}
+
+#[test]
+fn the_view_says_how_each_asked_route_goes_and_counts_bytes_where_flow_is_kept() {
+    let mut w = World::new(true);
+    let cam = w.node("cam", Some(&[]));
+    let h = w.node("h", Some(&[(102, CodecName::H264)]));
+    let v = w.node("v", Some(&[(96, CodecName::Vp8)]));
+    let none = w.node("none", Some(&[]));
+    for s in [h, v, none] {
+        w.r.connect(w.at(0), cam, V, s).unwrap();
+    }
+    let all = [(cam, v, V), (cam, h, V), (cam, none, V)];
+    let before = w.r.view(&[cam], &all);
+    assert_eq!(before.routes, [Some(RouteMode::Nothing); 3]);
+    // Two VP8 packets of 100 bytes: v gets them as they are, h through a transcoder, none
+    // nothing (it takes no codec).
+    w.send(0, cam, CodecName::Vp8, 7, 1);
+    w.send(1, cam, CodecName::Vp8, 7, 2);
+    // Asked: three nodes; the routes to v and h, one twice, and routes that do not exist.
+    let asked = [
+        (cam, v, V),
+        (cam, h, V),
+        (cam, v, V),
+        (cam, v, A),
+        (v, cam, V),
+    ];
+    let view = w.r.view(&[cam, v, h], &asked);
+    let vp8 = Codec::new(CodecName::Vp8);
+    let forward = Some(RouteMode::Forward(Some(vp8)));
+    let transcode = Some(RouteMode::Transcode {
+        from: vp8,
+        to: Codec::new(CodecName::H264),
+    });
+    assert_eq!(view.routes, [forward, transcode, forward, None, None]);
+    let t = &view.transcoders[..];
+    assert!(
+        matches!(t, [x] if x.source == cam && x.sinks == [h] && x.kind == V && x.from == vp8),
+        "{t:?}"
+    );
+    assert_eq!(
+        w.r.transcoder_codecs(),
+        [(V, vp8, Codec::new(CodecName::H264))]
+    );
+    // Bytes in and out, per kind, in the order asked: [in, out][audio, video].
+    assert_eq!(
+        view.bytes,
+        [
+            Some([[0, 0], [0, 200]]),
+            Some([[0, 200], [0, 0]]),
+            Some([[0, 0], [0, 0]])
+        ]
+    );
+    // Not a source asked about: no transcoders, nothing walked.
+    let other = w.r.view(&[v], &[]);
+    assert!(other.transcoders.is_empty() && other.routes.is_empty());
 }
