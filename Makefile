@@ -5,6 +5,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FLUO_ARGS ?=
 WEB_ARGS ?=
+# OpenCV's log: fatal lines only, as the server sets it for itself (fluo-server's
+# init_logging), for the tests that run FaceOverlayFilter's facedetect in their own process
+# (each one made writes three ERROR lines about cascades it does not use).
+export OPENCV_LOG_LEVEL ?= FATAL
 
 .PHONY: run build fmt-check layout clippy wasm-modules unit compat e2e package image package-test test bench-ping bench-sfu bench-fanout bench-media bench-boundary bench-workers bench-worker-feed storm soak deps-run deps-test deps-bench bench bench-smoke
 
