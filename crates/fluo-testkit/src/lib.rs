@@ -6,11 +6,15 @@
 
 mod browser;
 pub mod clips;
+pub mod floor;
+pub mod gst_launch;
 pub mod live;
+pub mod machine;
 pub mod plot;
 pub mod procs;
 pub mod skip;
 pub mod soak;
+pub mod stats;
 pub mod storm;
 pub mod tmp;
 pub mod udp_peer;
