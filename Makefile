@@ -180,9 +180,12 @@ bench-fanout:
 # quick" / "filters quick": one short round of each, nothing written); none runs them all,
 # then bench-boundary. The Composite and Filters parts and bench-boundary run the release
 # server; the filters and wasm parts write bench/results/<date>-<commit>-{filters,wasm}.*.
+# The wasm part also loads PointerDetectorFilter built at opt-level 3 (profile
+# wasm-module-o3), beside the module as shipped (wasm-module: opt-level "s").
 BENCH_MEDIA_ARGS ?=
 bench-media: wasm-modules
 	$(CARGO) build --release -p fluo-server
+	$(CARGO) build --profile wasm-module-o3 --target wasm32-unknown-unknown -p fluo-module-pointerdetector
 	$(CARGO) bench -p fluo-testkit --bench media -- $(BENCH_MEDIA_ARGS)
 	if [ -z "$(BENCH_MEDIA_ARGS)" ]; then $(MAKE) --no-print-directory bench-boundary; fi
 
