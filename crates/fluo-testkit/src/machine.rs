@@ -28,17 +28,24 @@ fn first_line(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The checkout's commit (7 digits), `-dirty` when files git tracks are changed.
+/// The checkout's commit (7 digits), `-dirty` when files git tracks are changed, as it was at
+/// the process's first call: a bench calls it before it writes its plots and results (which
+/// are tracked files), and every later call gives the same.
 pub fn commit() -> String {
-    let c = first_line("git", &["rev-parse", "--short=7", "HEAD"]);
-    let dirty = Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .output()
-        .is_ok_and(|o| !o.stdout.is_empty());
-    match dirty {
-        true => format!("{c}-dirty"),
-        false => c,
-    }
+    static AT_START: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    AT_START
+        .get_or_init(|| {
+            let c = first_line("git", &["rev-parse", "--short=7", "HEAD"]);
+            let dirty = Command::new("git")
+                .args(["status", "--porcelain", "--untracked-files=no"])
+                .output()
+                .is_ok_and(|o| !o.stdout.is_empty());
+            match dirty {
+                true => format!("{c}-dirty"),
+                false => c,
+            }
+        })
+        .clone()
 }
 
 /// The facts, with the load average `load_start` taken when the bench started and the

@@ -508,6 +508,8 @@ fn check(case: Case, who: &str, round: usize, r: &Run) {
 pub fn run(plan: &Plan, dir: &Path) {
     let t = Instant::now();
     let load_before = machine::load();
+    // Before the plot and results change tracked files.
+    machine::commit();
     let m = Media::make(dir);
     let server = FluoProcess::start(&FluoProcess::release_bin(), &[], dir, "filters-fluo");
     let rt = fluo_testkit::live::rt();

@@ -190,6 +190,8 @@ pub fn run(results: Option<&std::path::Path>) {
             std::process::exit(1)
         });
     let load_before = machine::load();
+    // Before the results change tracked files.
+    machine::commit();
     let t = Instant::now();
     let native = fluo_module_pointerdetector::PointerDetector;
     let limits = Limits::default();
