@@ -5,6 +5,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FLUO_ARGS ?=
 WEB_ARGS ?=
+# OpenCV's log: fatal lines only, as the server sets it for itself (fluo-server's
+# init_logging), for the tests that run FaceOverlayFilter's facedetect in their own process
+# (each one made writes three ERROR lines about cascades it does not use).
+export OPENCV_LOG_LEVEL ?= FATAL
 
 .PHONY: run build fmt-check layout clippy wasm-modules unit compat e2e package image package-test test bench-ping bench-sfu bench-fanout bench-media bench-boundary bench-workers bench-worker-feed storm soak deps-run deps-test deps-bench bench bench-smoke
 
@@ -176,9 +180,12 @@ bench-fanout:
 # quick" / "filters quick": one short round of each, nothing written); none runs them all,
 # then bench-boundary. The Composite and Filters parts and bench-boundary run the release
 # server; the filters and wasm parts write bench/results/<date>-<commit>-{filters,wasm}.*.
+# The wasm part also loads PointerDetectorFilter built at opt-level 3 (profile
+# wasm-module-o3), beside the module as shipped (wasm-module: opt-level "s").
 BENCH_MEDIA_ARGS ?=
 bench-media: wasm-modules
 	$(CARGO) build --release -p fluo-server
+	$(CARGO) build --profile wasm-module-o3 --target wasm32-unknown-unknown -p fluo-module-pointerdetector
 	$(CARGO) bench -p fluo-testkit --bench media -- $(BENCH_MEDIA_ARGS)
 	if [ -z "$(BENCH_MEDIA_ARGS)" ]; then $(MAKE) --no-print-directory bench-boundary; fi
 

@@ -27,6 +27,7 @@ mod live;
 mod module;
 pub use module::install_modules;
 mod overlay;
+pub use overlay::{min_face, FACE_CASCADE};
 mod player;
 mod recorder;
 mod remote;

@@ -114,17 +114,29 @@ pub fn log_colours(terminal: bool) -> bool {
     terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// OpenCV's log level in the server and its workers when the operator sets none: its ERROR
+/// lines are those of `facedetect` failing to load the nose, mouth and eye-pair cascades
+/// that Debian does not ship and FaceOverlayFilter does not use (`make test` sets the same
+/// for the tests, which run `facedetect` in their own process).
+pub const OPENCV_LOG_LEVEL: &str = "FATAL";
+
 /// Installs the process's log subscriber: [`log_filter`] over `rust_log`, lines as `format`,
 /// coloured as [`log_colours`] says for standard output. GStreamer's log (standard error)
 /// likewise: without colours, `GST_DEBUG_NO_COLOR=1` is set in this process's environment,
 /// which GStreamer reads here, in the media workers (who inherit it) and in the plugin
-/// scanner it runs to update its registry; `GST_DEBUG_COLOR_MODE` still wins. Called first
-/// thing in `main`, before any other thread exists.
+/// scanner it runs to update its registry; `GST_DEBUG_COLOR_MODE` still wins. OpenCV's log
+/// (standard error) keeps only its fatal lines: `OPENCV_LOG_LEVEL` is set to
+/// [`OPENCV_LOG_LEVEL`] unless the operator set it, for this process and the media workers
+/// (each FaceOverlayFilter's `facedetect` otherwise writes three ERROR lines about cascades
+/// it does not use). Called first thing in `main`, before any other thread exists.
 pub fn init_logging(rust_log: Option<&str>, format: LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::util::SubscriberInitExt;
     if !log_colours(std::io::stderr().is_terminal()) {
         std::env::set_var("GST_DEBUG_NO_COLOR", "1");
+    }
+    if std::env::var_os("OPENCV_LOG_LEVEL").is_none() {
+        std::env::set_var("OPENCV_LOG_LEVEL", OPENCV_LOG_LEVEL);
     }
     match format {
         LogFormat::Text => tracing_subscriber::fmt()

@@ -36,6 +36,7 @@
 
 use fluo_testkit::live::{rt, Client};
 use fluo_testkit::procs::{server_cpu_ticks, FluoProcess};
+use fluo_testkit::stats::{median, percentile};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::UdpSocket;
@@ -206,20 +207,6 @@ impl Row {
     }
 }
 
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[(((v.len() - 1) as f64) * p).round() as usize]
-}
-
 /// Sleeps through the window; returns (start, end, CPU ms/s, workers).
 fn window(server: &Server, secs: u64) -> (Instant, Instant, f64, usize) {
     let (c0, _) = server.cpu_ticks();
@@ -286,10 +273,10 @@ fn player_run(server: &Server, clip: &Path, secs: u64) -> Row {
         packets_s: packets as f64 / span,
         frames_s: worst * FPS,
         delivered: worst,
-        p50_ms: percentile(&mut delays, 0.5),
-        p99_ms: percentile(&mut delays, 0.99),
+        p50_ms: percentile(&delays, 50.0),
+        p99_ms: percentile(&delays, 99.0),
         workers,
-        load: load(),
+        load: fluo_testkit::machine::load(),
         invalid,
     }
 }
@@ -402,7 +389,7 @@ fn transcode_run(server: &Server, frames: &[Vec<u8>], secs: u64) -> Row {
     let got = frames_of(&in_window);
     let sent_in_window = sent.values().filter(|at| **at >= t0 && **at <= t1).count();
     let delivered = got.len() as f64 / (sent_in_window.max(1) as f64);
-    let (mut lat, invalid) = match latencies(&all, &got, &sent) {
+    let (lat, invalid) = match latencies(&all, &got, &sent) {
         Ok(l) => (l, None),
         Err(e) => (vec![], Some(e)),
     };
@@ -414,10 +401,10 @@ fn transcode_run(server: &Server, frames: &[Vec<u8>], secs: u64) -> Row {
         packets_s: in_window.len() as f64 / span,
         frames_s: got.len() as f64 / span,
         delivered,
-        p50_ms: percentile(&mut lat, 0.5),
-        p99_ms: percentile(&mut lat, 0.99),
+        p50_ms: percentile(&lat, 50.0),
+        p99_ms: percentile(&lat, 99.0),
         workers,
-        load: load(),
+        load: fluo_testkit::machine::load(),
         invalid,
     }
 }
@@ -457,11 +444,6 @@ fn latencies(
         ));
     }
     Ok(lat)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    percentile(&mut v, 0.5)
 }
 
 /// Prints one scenario's rows and their medians, workers against in process.

@@ -13,9 +13,11 @@
 //!    server with its media workers, against gst-launch-1.0 running the same mix.
 //! 4. **Filters** (media/filters.rs): FaceOverlayFilter and ChromaFilter (and PassThrough,
 //!    GStreamerFilter videoconvert) at 640x360 30 fps on the release server, CPU per stream and
-//!    added latency, against gst-launch-1.0 doing the same work, alternated.
+//!    added latency, against gst-launch-1.0 doing the same work, alternated; a round short of
+//!    the floor (fluo_testkit::floor) ends the bench.
 //! 5. **WebAssembly** (media/wasm.rs): PointerDetectorFilter's per-frame time compiled in and
-//!    as the WebAssembly module the server loads (needs `make wasm-modules`).
+//!    as WebAssembly, the module the server loads (opt-level "s", `make wasm-modules`) and the
+//!    same at opt-level 3 (profile wasm-module-o3); `make bench-media` builds both.
 //!
 //! Arguments (after `--`, or `BENCH_MEDIA_ARGS` with `make bench-media`): `transcode`,
 //! `fanout`, `composite`, `filters`, `wasm` run those parts only; `quick` makes the named
@@ -43,6 +45,7 @@ mod mixref;
 mod wasm;
 
 use fluo_testkit::live::{start_server, Client};
+use fluo_testkit::stats::median;
 use fluo_testkit::udp_peer::Peer;
 use serde_json::json;
 use std::net::UdpSocket;
@@ -402,16 +405,14 @@ fn transcode(dir: &Path, port: u16, rt: &tokio::runtime::Runtime) {
         gst.push((cpu, pps));
     }
     let med = |v: &[(f64, f64)]| {
-        let mut c: Vec<f64> = v.iter().map(|x| x.0).collect();
-        c.sort_by(f64::total_cmp);
-        let mut p: Vec<f64> = v.iter().map(|x| x.1).collect();
-        p.sort_by(f64::total_cmp);
-        ((c[0] + c[c.len() - 1]) / 2.0, (p[0] + p[p.len() - 1]) / 2.0)
+        let c: Vec<f64> = v.iter().map(|x| x.0).collect();
+        let p: Vec<f64> = v.iter().map(|x| x.1).collect();
+        (median(&c), median(&p))
     };
     let (fc, fp) = med(&fluo);
     let (gc, gp) = med(&gst);
     let max = fc.max(gc);
-    println!("\nTranscoding 1280x720 30 fps VP8 (~2 Mbit/s) to H.264 (x264 ultrafast, 1 Mbit/s); CPU in % of one core, mean of 2 rounds of {} s:", WINDOW.as_secs());
+    println!("\nTranscoding 1280x720 30 fps VP8 (~2 Mbit/s) to H.264 (x264 ultrafast, 1 Mbit/s); CPU in % of one core, median of 2 rounds of {} s:", WINDOW.as_secs());
     println!(
         "  fluo        {:6.1} %  {:5.0} pkt/s  {}",
         fc * 100.0,

@@ -6,12 +6,16 @@
 
 mod browser;
 pub mod clips;
+pub mod floor;
+pub mod gst_launch;
 pub mod live;
+pub mod machine;
 pub mod plot;
 pub mod procs;
 mod simulcast;
 pub mod skip;
 pub mod soak;
+pub mod stats;
 pub mod storm;
 pub mod tmp;
 pub mod udp_peer;

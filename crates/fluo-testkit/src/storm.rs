@@ -5,6 +5,7 @@
 //! engine, so they would show nothing).
 
 use crate::live::{rpc, start_server};
+use crate::stats::percentile;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use str0m::media::{Direction, MediaKind};
@@ -27,13 +28,6 @@ pub struct StormReport {
     pub wall: Duration,
 }
 
-fn pct(v: &[f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
 impl StormReport {
     /// One line per figure.
     pub fn print(&self) {
@@ -47,15 +41,15 @@ impl StormReport {
         );
         println!(
             "  create+processOffer per endpoint: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            pct(&self.negotiation_ms, 0.5),
-            pct(&self.negotiation_ms, 0.99),
+            percentile(&self.negotiation_ms, 50.0),
+            percentile(&self.negotiation_ms, 99.0),
             self.negotiation_ms.last().copied().unwrap_or(f64::NAN)
         );
         println!(
             "  engine round trip (describe) during the storm ({} samples): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             self.probe_ms.len(),
-            pct(&self.probe_ms, 0.5),
-            pct(&self.probe_ms, 0.99),
+            percentile(&self.probe_ms, 50.0),
+            percentile(&self.probe_ms, 99.0),
             self.probe_ms.last().copied().unwrap_or(f64::NAN)
         );
         for e in self.probe_errors.iter().take(3) {

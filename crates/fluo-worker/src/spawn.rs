@@ -37,6 +37,7 @@ pub const ENV_PASSED: &[&str] = &[
     "GST_REGISTRY_1_0",
     "GST_DEBUG",
     "GST_DEBUG_NO_COLOR",
+    "OPENCV_LOG_LEVEL",
     "GST_DEBUG_DUMP_DOT_DIR",
     "RUST_LOG",
     "RUST_BACKTRACE",

@@ -29,8 +29,8 @@ use gstreamer_video::prelude::*;
 use serde_json::{Map, Value};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
-/// The cascade `facedetect` uses (Debian's opencv-data).
-pub(crate) const FACE_CASCADE: &str =
+/// The cascade FaceOverlayFilter's `facedetect` uses (Debian's opencv-data).
+pub const FACE_CASCADE: &str =
     "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml";
 /// The most images one ImageOverlayFilter draws.
 pub(crate) const MAX_IMAGES: usize = 32;
@@ -446,6 +446,11 @@ impl OverlayStage {
         let back = make("videoconvert")?;
         let mut chain = vec![to_rgb, caps];
         if self.which == Which::Face {
+            // Made, it has already tried its nose, mouth and eye-pair cascades (files Debian
+            // does not ship), each failure an OpenCV ERROR line on standard error unless
+            // OPENCV_LOG_LEVEL says otherwise (the server sets it: fluo-server's
+            // init_logging). They cannot be turned off: an empty profile makes OpenCV throw,
+            // which aborts the process; they are used only when they loaded.
             let detect = make("facedetect")?;
             detect.set_property("display", false);
             // FACE_CASCADE is facedetect's default profile: setting it would parse the
@@ -482,9 +487,15 @@ impl OverlayStage {
     }
 }
 
-/// The smallest face `facedetect` looks for: 30 pixels in a frame up to 320 wide, the same
-/// share of wider frames (a face under 3/32 of the width is not looked for; the scan of the
-/// smallest windows is the detection's most costly part).
+/// The smallest face (width and height, pixels) FaceOverlayFilter's `facedetect` looks for in
+/// a frame `width` wide: 30 pixels in a frame up to 320 wide, the same share of wider frames
+/// (a face under 3/32 of the width is not looked for; the scan of the smallest windows is the
+/// detection's most costly part).
+pub fn min_face(width: i32) -> i32 {
+    (width.max(0) * 30 / 320).max(30)
+}
+
+/// Sets `detect`'s smallest face from the width of the frames it gets ([`min_face`]).
 fn scale_min_face(detect: &gst::Element) {
     let Some(pad) = detect.static_pad("sink") else {
         return;
@@ -498,7 +509,7 @@ fn scale_min_face(detect: &gst::Element) {
                     .structure(0)
                     .and_then(|s| s.get::<i32>("width").ok());
                 if let (Some(w), Some(d)) = (width, weak.upgrade()) {
-                    let min = (w.max(0) * 30 / 320).max(30);
+                    let min = min_face(w);
                     d.set_property("min-size-width", min);
                     d.set_property("min-size-height", min);
                 }

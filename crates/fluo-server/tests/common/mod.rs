@@ -126,6 +126,19 @@ pub fn start_server(
     extra: &[&str],
     log: &Path,
 ) -> (Child, u16) {
+    start_server_with_env(program, dir, workers, extra, log, &[])
+}
+
+/// [`start_server`] with `env` set in its environment (`OPENCV_LOG_LEVEL`, which `make test`
+/// sets for the tests, is left to the server unless given here).
+pub fn start_server_with_env(
+    program: &str,
+    dir: &Path,
+    workers: usize,
+    extra: &[&str],
+    log: &Path,
+    env: &[(&str, &str)],
+) -> (Child, u16) {
     let port_file = dir.join(format!("port-{workers}"));
     let out = std::fs::File::create(log).expect("log file");
     let mut child = Command::new(program)
@@ -144,10 +157,12 @@ pub fn start_server(
         .env("KMS_NETWORK_INTERFACES", "lo")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
+        .env_remove("OPENCV_LOG_LEVEL")
+        .envs(env.iter().copied())
         .stdout(out.try_clone().expect("log file"))
         .stderr(out)
         .spawn()
-        .expect("fluo-test-elements starts");
+        .unwrap_or_else(|e| panic!("{program} starts: {e}"));
     let t0 = Instant::now();
     let port = loop {
         if let Some(p) = std::fs::read_to_string(&port_file)

@@ -9,9 +9,11 @@
 //!    receiver (flash.rs), and the frame rate and size received.
 
 use super::flash::{self, Decoded};
-use super::mixref::{self, Latency, RtpOut, Vp8In};
+use super::mixref::{self, Latency, Launched, RtpOut, Vp8In};
 use fluo_testkit::live::Client;
+use fluo_testkit::machine::load;
 use fluo_testkit::procs::FluoProcess;
+use fluo_testkit::stats;
 use fluo_testkit::udp_peer::Peer;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -117,6 +119,7 @@ impl Peers for Fluo {
 struct Reference {
     /// Per participant: video and audio out, grid in, mix in (drained, not read).
     parts: Vec<(RtpOut, RtpOut, Vp8In, std::net::UdpSocket)>,
+    gst: Launched,
 }
 
 impl Peers for Reference {
@@ -134,6 +137,7 @@ impl Peers for Reference {
         }
     }
     fn poll(&mut self) {
+        self.gst.watch();
         let mut buf = [0u8; 2048];
         for p in &mut self.parts {
             p.2.poll();
@@ -230,11 +234,10 @@ fn figures(raw: Raw, n: usize) -> Sample {
             size = (d.width, d.height);
         }
     }
-    all.sort_by(f64::total_cmp);
     Sample {
         cpu_pct: raw.cpu * 100.0 / n as f64,
-        p50_ms: flash::pct(&all, 50.0),
-        p99_ms: flash::pct(&all, 99.0),
+        p50_ms: stats::percentile(&all, 50.0),
+        p99_ms: stats::percentile(&all, 99.0),
         fps: frames as f64 / raw.secs / n as f64,
         size,
         seen: all.len(),
@@ -325,8 +328,9 @@ fn fluo_run(
     figures(raw, n)
 }
 
-/// One gst-launch run: the reference pipeline for n participants, with latencies `lat`.
-fn reference_run(n: usize, media: &Media, plan: &Plan, lat: Latency) -> Sample {
+/// One gst-launch run: the reference pipeline for n participants, with latencies `lat`; its
+/// standard error in `dir`.
+fn reference_run(n: usize, media: &Media, plan: &Plan, lat: Latency, dir: &Path) -> Sample {
     let ins: Vec<(u16, u16)> = (0..n)
         .map(|_| (mixref::free_port(), mixref::free_port()))
         .collect();
@@ -346,24 +350,29 @@ fn reference_run(n: usize, media: &Media, plan: &Plan, lat: Latency) -> Sample {
             )
         })
         .collect();
-    let mut child = mixref::launch(&mixref::description(&ins, &outs, (W, H, FPS, BPS), lat));
+    let gst = Launched::start(
+        &mixref::description(&ins, &outs, (W, H, FPS, BPS), lat),
+        &dir.join(format!("composite-gst-{n}.stderr")),
+        false,
+        format!("Composite N={n} / gst-launch"),
+    );
     std::thread::sleep(Duration::from_millis(500));
-    let pid = child.id().to_string();
+    let pid = gst.pid().to_string();
     let cpu = || {
         fluo_testkit::procs::ProcUsage::read(&pid)
             .expect("gst-launch's /proc")
             .cpu_ticks as f64
             / 100.0
     };
+    let mut r = Reference { parts, gst };
     let raw = drive(
-        &mut Reference { parts },
+        &mut r,
         &media.video,
         &media.audio,
         (plan.warmup, plan.window),
         &cpu,
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    r.gst.finish();
     figures(raw, n)
 }
 
@@ -393,7 +402,7 @@ pub fn run(plan: &Plan, dir: &Path) {
                 load()
             );
             f.push(s);
-            let s = reference_run(n, &media, plan, mixref::FLUO);
+            let s = reference_run(n, &media, plan, mixref::FLUO, dir);
             eprintln!(
                 "composite N={n} round {round}: gst-launch {s:?} (load {})",
                 load()
@@ -411,11 +420,7 @@ pub fn run(plan: &Plan, dir: &Path) {
 
 /// The median of each figure over the runs (a latency over the runs that saw a flash).
 fn median(v: &[Sample]) -> Sample {
-    let m = |f: &dyn Fn(&Sample) -> f64| {
-        let mut x: Vec<f64> = v.iter().map(f).filter(|x| x.is_finite()).collect();
-        x.sort_by(f64::total_cmp);
-        flash::pct(&x, 50.0)
-    };
+    let m = |f: &dyn Fn(&Sample) -> f64| stats::median(&v.iter().map(f).collect::<Vec<_>>());
     Sample {
         cpu_pct: m(&|s| s.cpu_pct),
         p50_ms: m(&|s| s.p50_ms),
@@ -425,13 +430,6 @@ fn median(v: &[Sample]) -> Sample {
         seen: v.iter().map(|s| s.seen).sum(),
         missed: v.iter().map(|s| s.missed).sum(),
     }
-}
-
-/// The load average, as `uptime` shows it.
-pub fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 /// How the latencies of the mix decide its added latency, on the reference pipeline (N = 9,
@@ -454,7 +452,7 @@ pub fn sweep(plan: &Plan, dir: &Path) {
             mix_ns: mix_ms * 1_000_000,
             jitter_ms,
         };
-        let s = reference_run(9, &media, plan, lat);
+        let s = reference_run(9, &media, plan, lat, dir);
         println!(
             "  mixers {mix_ms:>3} ms, jitterbuffers {jitter_ms:>2} ms: p50 {:>4.0} ms, p99 {:>4.0} ms, {:.1} fps, flashes seen/missed {}/{}, CPU/part {:.1} %, load {}",
             s.p50_ms, s.p99_ms, s.fps, s.seen, s.missed, s.cpu_pct, load()

@@ -52,6 +52,8 @@ pub struct Media {
     pub hat: PathBuf,
     /// ChromaFilter's background (PNG, 640x360).
     pub background: PathBuf,
+    /// Where they are, and where the references' standard error goes.
+    pub dir: PathBuf,
 }
 
 impl Media {
@@ -98,35 +100,45 @@ impl Media {
             face,
             hat,
             background,
+            dir: dir.to_path_buf(),
         }
     }
 }
 
-/// Writes raw pixels (`pix_fmt` as ffmpeg names it) as a PNG.
-fn png(pixels: &[u8], (w, h): (u32, u32), pix_fmt: &str, out: &Path) {
+/// Pipes `frames` of raw pixels (`pix_fmt` as ffmpeg names them, `w`x`h`, 30 a second) to
+/// ffmpeg, which writes `out` with the output options `opts`.
+fn ffmpeg_raw(
+    frames: impl Iterator<Item = Vec<u8>>,
+    (w, h): (u32, u32),
+    pix_fmt: &str,
+    opts: &[String],
+    out: &Path,
+) {
     let mut ff = Command::new("ffmpeg")
-        .args([
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            pix_fmt,
-        ])
-        .args(["-s", &format!("{w}x{h}"), "-i", "-", "-frames:v", "1"])
+        .args(["-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt"])
+        .arg(pix_fmt)
+        .args(["-s", &format!("{w}x{h}"), "-r", "30", "-i", "-"])
+        .args(opts)
         .arg(out)
         .stdin(Stdio::piped())
         .spawn()
         .expect("ffmpeg runs (a test dependency)");
     let mut stdin = ff.stdin.take().expect("ffmpeg's stdin");
-    stdin.write_all(pixels).expect("the pixels to ffmpeg");
+    for f in frames {
+        stdin.write_all(&f).expect("the pixels to ffmpeg");
+    }
     drop(stdin);
     assert!(
         ff.wait().is_ok_and(|s| s.success()),
         "ffmpeg made {}",
         out.display()
     );
+}
+
+/// Writes raw pixels (`pix_fmt` as ffmpeg names it) as a PNG.
+fn png(pixels: &[u8], size: (u32, u32), pix_fmt: &str, out: &Path) {
+    let one = ["-frames:v".to_string(), "1".to_string()];
+    ffmpeg_raw(std::iter::once(pixels.to_vec()), size, pix_fmt, &one, out);
 }
 
 /// The synthetic face of the compat suite (tests/compat/test/face.js: filled ellipses that
@@ -169,25 +181,7 @@ fn ellipse(rgb: &mut [u8], (cx, cy, rx, ry): (f64, f64, f64, f64), colour: [u8; 
 fn face_clip(dir: &Path) -> Vec<Vec<u8>> {
     let ivf = dir.join("filters-face-flash.ivf");
     if !ivf.exists() {
-        let mut ff = Command::new("ffmpeg")
-            .args([
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                "rgb24",
-            ])
-            .args(["-s", &format!("{W}x{H}"), "-r", "30", "-i", "-", "-vf"])
-            .arg(flash::flash_filter())
-            .args(flash::VP8_OUT)
-            .arg(&ivf)
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("ffmpeg runs (a test dependency)");
-        let mut stdin = ff.stdin.take().expect("ffmpeg's stdin");
-        for f in 0..300 {
+        let frames = (0..300).map(|f| {
             let mut rgb = vec![100u8; (W * H * 3) as usize];
             let t = f64::from(f) / 30.0;
             let cx = 320.0 + 40.0 * (std::f64::consts::TAU * t / 5.0).sin();
@@ -196,22 +190,13 @@ fn face_clip(dir: &Path) -> Vec<Vec<u8>> {
                 let s = FACE_W;
                 ellipse(&mut rgb, (cx + dx * s, cy + dy * s, rx * s, ry * s), colour);
             }
-            stdin.write_all(&rgb).expect("a frame to ffmpeg");
-        }
-        drop(stdin);
-        assert!(
-            ff.wait().is_ok_and(|s| s.success()),
-            "ffmpeg made {}",
-            ivf.display()
-        );
+            rgb
+        });
+        let mut opts = vec!["-vf".to_string(), flash::flash_filter()];
+        opts.extend(flash::VP8_OUT.iter().map(|o| o.to_string()));
+        ffmpeg_raw(frames, (W, H), "rgb24", &opts, &ivf);
     }
     flash::read_clip(&ivf)
-}
-
-/// The smallest face Fluo's FaceOverlayFilter looks for in a frame `width` wide
-/// (crates/fluo-gst/src/overlay/mod.rs, scale_min_face).
-pub fn min_face(width: u32) -> u32 {
-    (width * 30 / 320).max(30)
 }
 
 /// What a reference pipeline does between its decoder and its encoder.
@@ -219,8 +204,8 @@ pub fn min_face(width: u32) -> u32 {
 pub enum Work {
     /// `videoconvert` (GStreamerFilter's command in the decode + encode case).
     Convert,
-    /// facedetect (Fluo's cascade and parameters) and the overlay image blended at the face's
-    /// mean place.
+    /// facedetect (Fluo's cascade and parameters), posting a message per frame with the
+    /// faces it found, and the overlay image blended at the face's mean place.
     Face,
     /// alpha (custom key) over the background in a compositor.
     Chroma,
@@ -234,14 +219,14 @@ pub fn reference(work: Work, listen: u16, to: u16, m: &Media) -> String {
     let stage = match work {
         Work::Convert => "videoconvert".to_string(),
         Work::Face => {
-            let min = min_face(W);
+            let min = fluo_gst::min_face(W as i32);
             let s = FACE_W as u32;
             format!(
-                "videoconvert ! video/x-raw,format=RGB ! facedetect display=false updates=none \
+                "videoconvert ! video/x-raw,format=RGB ! facedetect display=false updates=every_frame \
                  profile={} min-size-width={min} min-size-height={min} \
                  ! gdkpixbufoverlay location={} offset-x={} offset-y={} overlay-width={s} overlay-height={s} \
                  ! videoconvert",
-                fluo_face_cascade(),
+                fluo_gst::FACE_CASCADE,
                 m.hat.display(),
                 320 - s / 2,
                 180 - s / 2,
@@ -276,8 +261,3 @@ pub fn reference(work: Work, listen: u16, to: u16, m: &Media) -> String {
 /// (Cb, Cr) plane: the angle under which ChromaFilter's tolerance (a circle of radius 40
 /// around the key) is seen from grey, for this green (key about 93 from grey): atan(40 / 93).
 pub const ALPHA_ANGLE: u32 = 23;
-
-/// The cascade Fluo's FaceOverlayFilter runs (facedetect's default profile).
-fn fluo_face_cascade() -> &'static str {
-    "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml"
-}

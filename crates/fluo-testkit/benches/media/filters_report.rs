@@ -1,6 +1,8 @@
 //! The filters and wasm parts' tables, plot and results files (bench/results/).
 
 use super::filters::{row_json, Case, CaseRows, Plan, Results, Row};
+use fluo_testkit::floor::FILTERS;
+use fluo_testkit::machine;
 use fluo_testkit::plot::{bar_chart, stack, Bars};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -12,25 +14,39 @@ fn ms(v: f64) -> String {
     }
 }
 
+/// "median (min-max)" of a figure, with `d` decimals.
+fn spread(median: f64, (lo, hi): (f64, f64), d: usize) -> String {
+    format!("{median:.d$} ({lo:.d$}-{hi:.d$})")
+}
+
 /// The table (markdown), with what it measured and how.
 pub fn table(res: &Results, plan: &Plan) -> String {
     let mut s = format!(
         "Filters (issue 18): one WebRTC peer sends 640x360 30 fps VP8 (~800 kbit/s) through the \
-         element and gets it back (the filters encode VP8 at 300 kbit/s); gst-launch-1.0 does the \
-         same work on plain RTP. {} round(s) per row of {} s after {} s of warm-up, Fluo and \
-         gst-launch alternated; CPU: the server's process + its media workers (gst-launch: its \
-         process) in % of one core, median of the rounds; fps received, median; latency: a white \
-         flash written by the sender -> first frame showing it received, over every flash of every \
-         round; added: minus PassThrough's. Load average (1, 5, 15 min) before {}, after {}; took {:.0} s.\n\n",
+         element and gets it back; gst-launch-1.0 does the same work on plain RTP. {} rounds per \
+         row (every row) of {} s after {} s of warm-up, Fluo and gst-launch alternated, which \
+         goes first alternating by round; CPU: the server's process + its media workers \
+         (gst-launch: its process) in % of one core, median (min-max) of the rounds; fps and \
+         video kbit/s (VP8 payload) received, median (min-max): the filters re-encode at 300 \
+         kbit/s, PassThrough forwards the sender's ~800, so their rows are not alike; latency: \
+         a white flash written by the sender -> first frame showing it received, over every \
+         flash of every round; added: minus PassThrough's. Every round cleared the floor (at \
+         least {} fps, at most {} flash missed, {}x{}, the work in at least {:.0} % of the \
+         frames, no Error event). Load average (1, 5, 15 min) before {}, after {}; took {:.0} s.\n\n",
         plan.runs,
         plan.window.as_secs(),
         plan.warmup.as_secs(),
+        FILTERS.fps,
+        FILTERS.missed,
+        FILTERS.size.0,
+        FILTERS.size.1,
+        FILTERS.shown * 100.0,
         res.load.0,
         res.load.1,
         res.took.as_secs_f64()
     );
-    s += "| case | system | runs | CPU % of a core | fps | p50 ms | p95 ms | added p50 / p95 ms | flashes seen / missed | frames without a flash showing the work |\n";
-    s += "|---|---|---|---|---|---|---|---|---|---|\n";
+    s += "| case | system | rounds | CPU % of a core | fps | video kbit/s | p50 ms | p95 ms | added p50 / p95 ms | flashes seen / missed | the work, in frames without a flash |\n";
+    s += "|---|---|---|---|---|---|---|---|---|---|---|\n";
     let base = res
         .rows
         .iter()
@@ -44,18 +60,25 @@ pub fn table(res: &Results, plan: &Plan) -> String {
             _ => "-".into(),
         };
         let (o, n) = r.shown();
+        let faces = r.faces().map_or(String::new(), |(f, got)| {
+            format!("a face found by facedetect in {f} of {got} frames (flashes included)")
+        });
         let shown = match (case, system) {
             (Case::FaceClip, "fluo") => format!("overlay on the face: {o} of {n}"),
-            (Case::FaceClip, _) => format!("overlay (fixed place) on the face: {o} of {n}"),
+            (Case::FaceClip, _) => {
+                format!("{faces}; overlay (fixed place) on the face: {o} of {n}")
+            }
+            (Case::Face, "gst-launch") => faces,
             (Case::Chroma, _) => format!("background in the band: {o} of {n}"),
             _ => "-".into(),
         };
         format!(
-            "| {} | {system} | {} | {:.1} | {:.1} | {} | {} | {add} | {} / {} | {shown} |\n",
+            "| {} | {system} | {} | {} | {} | {} | {} | {} | {add} | {} / {} | {shown} |\n",
             case.label(),
             r.runs.len(),
-            r.cpu_pct(),
-            r.fps(),
+            spread(r.cpu_pct(), r.cpu_range(), 1),
+            spread(r.fps(), r.fps_range(), 1),
+            spread(r.kbps(), r.kbps_range(), 0),
             ms(r.lat(50.0)),
             ms(r.lat(95.0)),
             r.seen(),
@@ -146,9 +169,14 @@ pub fn json(res: &Results, plan: &Plan) -> Value {
         "part": "filters",
         "plan": {"runs": plan.runs, "warmup_s": plan.warmup.as_secs(), "window_s": plan.window.as_secs(),
                  "input": "640x360 30 fps VP8 ~800 kbit/s from one str0m WebRTC peer (gst-launch: plain RTP)",
-                 "output": "VP8 300 kbit/s (vp8enc deadline=1 cpu-used=8 cbr threads=1)",
+                 "output": "VP8 300 kbit/s (vp8enc deadline=1 cpu-used=8 cbr threads=1); PassThrough forwards the input",
+                 "order": "Fluo first in odd rounds, gst-launch-1.0 first in even ones",
                  "cpu": "utime+stime of the fluo process and its fluo worker children (gst-launch: its process) over the window",
                  "latency": "white flash written by the sender -> arrival of the first frame showing it"},
+        "floor": {"fps": FILTERS.fps, "flashes_missed_per_round": FILTERS.missed,
+                  "size": [FILTERS.size.0, FILTERS.size.1], "work_shown_share": FILTERS.shown,
+                  "error_events": 0},
+        "machine": res.machine,
         "load_before": res.load.0,
         "load_after": res.load.1,
         "took_s": res.took.as_secs_f64(),
@@ -162,17 +190,14 @@ pub fn json(res: &Results, plan: &Plan) -> Value {
 
 /// Writes `bench/results/<date>-<commit>-<part>.json` and `.md` in `dir`: the JSON's path.
 pub fn write(dir: &Path, part: &str, json: &Value, table: &str) -> String {
-    let out = |args: &[&str], program: &str| {
-        std::process::Command::new(program)
-            .args(args)
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "unknown".into())
-    };
-    let date = out(&["-u", "+%Y-%m-%d"], "date");
-    let commit = out(&["rev-parse", "--short=7", "HEAD"], "git");
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    let commit = machine::commit();
     let _ = std::fs::create_dir_all(dir);
     let file = dir.join(format!("{date}-{commit}-{part}.json"));
     let mut j = json.clone();

@@ -248,12 +248,3 @@ pub fn latencies(d: &Decoded, sent: &[Instant], n: usize) -> (Vec<f64>, usize) {
     }
     (out, missed)
 }
-
-/// The `p`th percentile (0-100, nearest rank) of sorted values.
-pub fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[i.clamp(1, sorted.len()) - 1]
-}

@@ -4,9 +4,10 @@
 //! UDP (udpsrc) and sending RTP over UDP back to this process, with the plain RTP
 //! (de)packetising the bench does for it.
 
+use fluo_testkit::gst_launch::GstLaunch;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// The mixers' latency (how long they wait for late inputs, in ns) and the inputs'
 /// jitterbuffer latency (ms).
@@ -102,34 +103,49 @@ pub fn description(
     d
 }
 
-/// Starts gst-launch-1.0 with `desc`.
-pub fn launch(desc: &str) -> Child {
-    Command::new("gst-launch-1.0")
-        .arg("-q")
-        .args(shell_words(desc))
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("gst-launch-1.0 runs")
+/// A reference pipeline running for one row's round, watched: it is meant to run until the
+/// round ends, and an early exit (a bad pipeline, a missing plugin) ends the bench, naming the
+/// row, with gst-launch-1.0's exit status and the end of its standard error.
+pub struct Launched {
+    gst: GstLaunch,
+    row: String,
+    checked: Instant,
 }
 
-/// Splits a description into arguments at spaces outside double quotes (dropping them).
-fn shell_words(s: &str) -> Vec<String> {
-    let (mut out, mut cur, mut quoted) = (vec![], String::new(), false);
-    for c in s.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            c if c.is_whitespace() && !quoted => {
-                if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                }
-            }
-            c => cur.push(c),
+impl Launched {
+    /// Starts gst-launch-1.0 with `desc` for `row`, its standard error in `stderr`; with
+    /// `messages`, its element messages are kept.
+    pub fn start(desc: &str, stderr: &Path, messages: bool, row: String) -> Launched {
+        let gst = GstLaunch::start(desc, stderr, messages).unwrap_or_else(|e| panic!("{row}: {e}"));
+        Launched {
+            gst,
+            row,
+            checked: Instant::now(),
         }
     }
-    if !cur.is_empty() {
-        out.push(cur);
+
+    pub fn pid(&self) -> u32 {
+        self.gst.pid()
     }
-    out
+
+    /// Checks (every 100 ms at most) that it still runs.
+    pub fn watch(&mut self) {
+        if self.checked.elapsed() >= Duration::from_millis(100) {
+            self.checked = Instant::now();
+            if let Err(e) = self.gst.check() {
+                panic!("{}: {e}", self.row);
+            }
+        }
+    }
+
+    /// Checks that it ran to the end, ends it; its element messages not yet taken.
+    pub fn finish(self) -> Vec<String> {
+        let messages = self.gst.take_messages();
+        if let Err(e) = self.gst.stop() {
+            panic!("{}: {e}", self.row);
+        }
+        messages
+    }
 }
 
 /// Sends one RTP stream over plain UDP.

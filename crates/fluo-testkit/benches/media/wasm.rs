@@ -1,13 +1,15 @@
 //! 5. **WebAssembly against compiled in** (issue 18): the sandbox's overhead. The same
 //!    filter, PointerDetectorFilter (crates/fluo-module-pointerdetector), built into this
-//!    bench as an rlib (the bench profile: release, opt-level 3) and as the WebAssembly module
-//!    `make wasm-modules` builds (profile wasm-module: opt-level "s"), loaded by
-//!    fluo-module-wasm as the server loads it (`Limits::default()`, the server's default
-//!    limits: 200 ms a call, 64 MiB). Both get the same 640x360 RGBA frames (a red square
-//!    moving over a colour ramp, two windows on its way) through fluo_module's `Instance`
-//!    with a recording host, after the calibration; the time of each `process` call is taken.
-//!    Native and wasm alternate, `ROUNDS` rounds of `FRAMES` frames each, and both must raise
-//!    the same WindowIn / WindowOut events.
+//!    bench as an rlib (the bench profile: release, opt-level 3) and as WebAssembly twice: the
+//!    module `make wasm-modules` builds and the server ships (profile wasm-module: opt-level
+//!    "s"), and the same crate at opt-level 3 (profile wasm-module-o3, built by `make
+//!    bench-media`): native against the o3 module is the sandbox's cost at equal
+//!    optimisation, the s module what is shipped. Each loaded by fluo-module-wasm as the server
+//!    loads it (`Limits::default()`, the server's default limits: 200 ms a call, 64 MiB). All
+//!    get the same 640x360 RGBA frames (a red square moving over a colour ramp, two windows on
+//!    its way) through fluo_module's `Instance` with a recording host, after the calibration;
+//!    the time of each `process` call is taken. They alternate, `ROUNDS` rounds of `FRAMES`
+//!    frames each, and all must raise the same WindowIn / WindowOut events.
 //!
 //! What the wasm path copies per frame (fluo-module-wasm instance.rs, `Guest::frame`): the
 //! planes packed into a scratch buffer (one copy of the frame), that buffer into the guest's
@@ -17,6 +19,8 @@
 use fluo_module::testing::TestHost;
 use fluo_module::{Instance, Map, Module, PixelFormat, Plane, Value, VideoFrame};
 use fluo_module_wasm::{Limits, WasmModule};
+use fluo_testkit::machine;
+use fluo_testkit::stats::{percentile, range};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -29,22 +33,32 @@ pub const ROUNDS: usize = 3;
 const SIDE: u32 = 40;
 const RED: [u8; 4] = [230, 20, 20, 255];
 
-/// The PointerDetectorFilter module `make wasm-modules` builds (`FLUO_BENCH_WASM`: another
-/// build of it, e.g. with other compiler flags).
-fn wasm_file() -> PathBuf {
-    if let Some(f) = std::env::var_os("FLUO_BENCH_WASM") {
-        return PathBuf::from(f);
-    }
+/// The PointerDetectorFilter modules: (row name, profile, what builds it).
+const MODULES: [(&str, &str, &str); 2] = [
+    (
+        "wasm as shipped (wasmtime, opt-level s)",
+        "wasm-module",
+        "make wasm-modules",
+    ),
+    (
+        "wasm at opt-level 3 (wasmtime)",
+        "wasm-module-o3",
+        "make bench-media, or cargo build --profile wasm-module-o3 --target wasm32-unknown-unknown -p fluo-module-pointerdetector",
+    ),
+];
+
+/// The module built with `profile`, or `Err` saying what builds it.
+fn wasm_file(profile: &str, made_by: &str) -> Result<PathBuf, String> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let file = target.join("wasm32-unknown-unknown/wasm-module/fluo_module_pointerdetector.wasm");
-    assert!(
-        file.is_file(),
-        "{} is missing: make wasm-modules (make bench-media does it)",
-        file.display()
-    );
-    file
+    let file = target.join(format!(
+        "wasm32-unknown-unknown/{profile}/fluo_module_pointerdetector.wasm"
+    ));
+    match file.is_file() {
+        true => Ok(file),
+        false => Err(format!("{} is missing: {made_by}", file.display())),
+    }
 }
 
 /// Where the square's top-left corner is in frame `i`: left to right and back, with a slow
@@ -164,76 +178,100 @@ fn copies() -> Vec<f64> {
     times
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    super::flash::pct(v, p)
-}
-
-/// Runs the part: prints the table, writes the results.
+/// Runs the part: prints the table, writes the results. Ends the process, saying what builds
+/// them, when a module is missing (before anything runs).
 pub fn run(results: Option<&std::path::Path>) {
-    let load_before = super::composite::load();
+    let files: Vec<PathBuf> = MODULES
+        .iter()
+        .map(|(_, profile, made_by)| wasm_file(profile, made_by))
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| {
+            eprintln!("the wasm part cannot run: {e}");
+            std::process::exit(1)
+        });
+    let load_before = machine::load();
+    // Before the results change tracked files.
+    machine::commit();
     let t = Instant::now();
     let native = fluo_module_pointerdetector::PointerDetector;
     let limits = Limits::default();
-    let t_load = Instant::now();
-    let wasm = WasmModule::load(&wasm_file(), limits).expect("the wasm module loads");
-    let load_ms = t_load.elapsed().as_secs_f64() * 1000.0;
-    let size = std::fs::metadata(wasm_file()).map_or(0, |m| m.len());
-    let (mut n, mut w, mut c) = (vec![], vec![], vec![]);
+    let mut modules = vec![];
+    for f in &files {
+        let t_load = Instant::now();
+        let m = WasmModule::load(f, limits).expect("the wasm module loads");
+        let load_ms = t_load.elapsed().as_secs_f64() * 1000.0;
+        let size = std::fs::metadata(f).map_or(0, |m| m.len());
+        modules.push((m, load_ms, size));
+    }
+    // Per row: every frame's µs; the rows: native, each module, the copies.
+    let mut times: Vec<Vec<f64>> = vec![vec![]; modules.len() + 2];
     for r in 1..=ROUNDS {
         let (tn, en) = round(&native);
-        let (tw, ew) = round(&wasm);
         assert!(!en.is_empty(), "the pointer entered no window");
-        assert_eq!(en, ew, "native and wasm raise the same events");
+        let mut line = format!("wasm round {r}: native p50 {:.0} µs", percentile(&tn, 50.0));
+        times[0].extend(tn);
+        for (i, (m, _, _)) in modules.iter().enumerate() {
+            let (tw, ew) = round(m);
+            assert_eq!(en, ew, "native and {} raise the same events", MODULES[i].0);
+            line += &format!(", {} p50 {:.0} µs", MODULES[i].1, percentile(&tw, 50.0));
+            times[i + 1].extend(tw);
+        }
         let tc = copies();
         eprintln!(
-            "wasm round {r}: native p50 {:.0} µs, wasm p50 {:.0} µs, copies p50 {:.0} µs, {} events each (load {})",
-            pct(&mut tn.clone(), 50.0),
-            pct(&mut tw.clone(), 50.0),
-            pct(&mut tc.clone(), 50.0),
+            "{line}, copies p50 {:.0} µs, {} events each (load {})",
+            percentile(&tc, 50.0),
             en.len(),
-            super::composite::load()
+            machine::load()
         );
-        n.extend(tn);
-        w.extend(tw);
-        c.extend(tc);
+        times[modules.len() + 1].extend(tc);
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let wasm_name = match std::env::var_os("FLUO_BENCH_WASM") {
-        Some(_) => "wasm (wasmtime, FLUO_BENCH_WASM's build)",
-        None => "wasm (wasmtime, opt-level s)",
-    };
-    let rows = [
-        ("native (rlib, opt-level 3)", &mut n),
-        (wasm_name, &mut w),
-        ("3 copies of the frame alone", &mut c),
-    ];
+    let mut names = vec!["native (rlib, opt-level 3)"];
+    names.extend(MODULES.iter().map(|m| m.0));
+    names.push("3 copies of the frame alone");
+    let sizes: Vec<String> = (MODULES.iter().zip(&modules))
+        .map(|((_, p, _), (_, ms, b))| format!("{p}: {b} bytes, loaded (compiled) in {ms:.0} ms"))
+        .collect();
     let mut table = format!(
         "PointerDetectorFilter's process on 640x360 RGBA frames, compiled in against WebAssembly \
-         (fluo-module-wasm, the server's default limits: {} ms a call, {} MiB); {ROUNDS} rounds of \
-         {FRAMES} frames each, alternated, after the calibration; µs per frame over every frame of \
-         every round; module {size} bytes, loaded (compiled) in {load_ms:.0} ms. Load average before \
-         {load_before}, after {}; took {:.1} s.\n\n| path | frames | p50 µs | p95 µs | mean µs |\n|---|---|---|---|---|\n",
+         (fluo-module-wasm, the server's default limits: {} ms a call, {} MiB), the module as \
+         shipped (opt-level s) and at opt-level 3; {ROUNDS} rounds of {FRAMES} frames each, \
+         alternated, after the calibration; µs per frame over every frame of every round; {}. \
+         Load average before {load_before}, after {}; took {:.1} s.\n\n\
+         | path | rounds | frames | p50 µs | p95 µs | mean µs | round medians, min-max µs |\n|---|---|---|---|---|---|---|\n",
         limits.call_time.as_millis(),
         limits.memory_bytes >> 20,
-        super::composite::load(),
+        sizes.join("; "),
+        machine::load(),
         t.elapsed().as_secs_f64()
     );
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let mut figures = vec![];
-    for (name, v) in rows {
-        let (p50, p95, m) = (pct(v, 50.0), pct(v, 95.0), mean(v));
-        table += &format!("| {name} | {} | {p50:.0} | {p95:.0} | {m:.0} |\n", v.len());
+    for (name, v) in names.iter().zip(&times) {
+        let (p50, p95, m) = (percentile(v, 50.0), percentile(v, 95.0), mean(v));
+        let medians: Vec<f64> = v.chunks(FRAMES).map(|c| percentile(c, 50.0)).collect();
+        let (lo, hi) = range(&medians);
+        table += &format!(
+            "| {name} | {ROUNDS} | {} | {p50:.0} | {p95:.0} | {m:.0} | {lo:.0}-{hi:.0} |\n",
+            v.len()
+        );
         figures.push(
-            json!({"path": name, "frames": v.len(), "p50_us": p50, "p95_us": p95, "mean_us": m}),
+            json!({"path": name, "rounds": ROUNDS, "frames": v.len(), "p50_us": p50,
+            "p95_us": p95, "mean_us": m, "round_p50_range_us": [lo, hi]}),
         );
     }
-    let (w50, w95) = (pct(&mut w, 50.0), pct(&mut w, 95.0));
-    let (n50, n95) = (pct(&mut n, 50.0), pct(&mut n, 95.0));
+    let ratio = |i: usize| {
+        let (w, n) = (&times[i], &times[0]);
+        format!(
+            "p50 {:.2}, p95 {:.2}, mean {:.2}",
+            percentile(w, 50.0) / percentile(n, 50.0).max(1e-9),
+            percentile(w, 95.0) / percentile(n, 95.0).max(1e-9),
+            mean(w) / mean(n).max(1e-9)
+        )
+    };
     table += &format!(
-        "\nwasm / native: p50 {:.2}, p95 {:.2}, mean {:.2}.\n",
-        w50 / n50.max(1e-9),
-        w95 / n95.max(1e-9),
-        mean(&w) / mean(&n).max(1e-9)
+        "\nwasm at opt-level 3 / native (opt-level 3): {}.\nwasm as shipped (opt-level s) / native (opt-level 3): {}.\n",
+        ratio(2),
+        ratio(1)
     );
     println!("\n{table}");
     if let Some(dir) = results {
@@ -242,10 +280,11 @@ pub fn run(results: Option<&std::path::Path>) {
             "plan": {"rounds": ROUNDS, "frames": FRAMES, "size": [W, H], "format": "RGBA",
                      "call_time_ms": limits.call_time.as_millis() as u64, "memory_bytes": limits.memory_bytes,
                      "copies_per_frame": "packed into scratch, scratch into linear memory, linear memory back into the planes"},
-            "module_bytes": size,
-            "load_ms": load_ms,
+            "modules": (MODULES.iter().zip(&modules)).map(|((name, profile, _), (_, ms, b))|
+                json!({"path": name, "profile": profile, "bytes": b, "load_ms": ms})).collect::<Vec<_>>(),
+            "machine": machine::facts(&load_before),
             "load_before": load_before,
-            "load_after": super::composite::load(),
+            "load_after": machine::load(),
             "rows": figures,
         });
         let out = super::filters_report::write(dir, "wasm", &j, &table);
