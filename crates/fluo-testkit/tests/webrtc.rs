@@ -794,6 +794,44 @@ fn the_publisher_is_asked_for_the_least_its_settings_and_its_receive_only_viewer
     assert_eq!(e["code"], 40107);
 }
 
+/// A new viewer's estimate lowers its publisher's REMB only after a warm-up of 5 s while
+/// another viewer's estimate has settled (KMS semantics plus a warm-up: one viewer joining on a
+/// slow start does not drag everybody down at once); the first viewer's counts at once.
+#[test]
+fn a_new_viewers_estimate_lowers_the_publishers_remb_only_after_its_warm_up() {
+    let mut w = World::new();
+    let (_, eps) = pipeline_with_endpoints(&mut w, 3);
+    let publisher = w.join("pub", false, &eps[0], Direction::SendOnly);
+    let v1 = w.join("v1", false, &eps[1], Direction::RecvOnly);
+    w.invoke(&eps[0], "connect", json!({"sink": eps[1]}));
+    w.invoke(&eps[0], "connect", json!({"sink": eps[2]}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], Duration::from_secs(1));
+    assert!(w.browsers[v1].ask_for_bitrate(900_000));
+    w.stream(&[publisher], Duration::from_secs(2));
+    let last = |w: &World| *w.browsers[publisher].remb_in.last().expect("REMB sent");
+    assert_eq!(
+        last(&w),
+        900_000,
+        "the only viewer's estimate counts at once"
+    );
+    w.stream(&[publisher], Duration::from_secs(5));
+    assert_eq!(last(&w), 900_000);
+    // A second viewer joins and can take only 200 kbit/s.
+    let v2 = w.join("v2", false, &eps[2], Direction::RecvOnly);
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], Duration::from_secs(1));
+    assert!(w.browsers[v2].ask_for_bitrate(200_000));
+    w.stream(&[publisher], Duration::from_secs(3));
+    assert_eq!(last(&w), 900_000, "v2 is still warming up");
+    w.stream(&[publisher], Duration::from_secs(4));
+    assert_eq!(last(&w), 200_000, "v2's estimate counts after its warm-up");
+    // The settled slow viewer's estimate rises: the publisher follows it at once.
+    assert!(w.browsers[v2].ask_for_bitrate(600_000));
+    w.stream(&[publisher], Duration::from_secs(2));
+    assert_eq!(last(&w), 600_000);
+}
+
 #[test]
 fn the_in_memory_browser_sends_remb_only_without_twcc_and_twcc_feedback_only_where_agreed() {
     let mut w = World::new();

@@ -137,6 +137,9 @@ pub(crate) struct Ep {
     pub(crate) last_out_at: [Option<Instant>; 2],
     /// The latest bitrate this endpoint's browser said it can receive (REMB), in bps.
     pub receive_estimate: Option<u64>,
+    /// When its publisher's REMB first took `receive_estimate` into account (its warm-up,
+    /// `timers::ESTIMATE_WARM_UP`, counts from there).
+    pub(crate) estimate_since: Option<Instant>,
     pub(crate) last_remb_at: Option<Instant>,
     /// Whether the rembOnConnect bound sent at connection is in force (see `settings`).
     pub(crate) remb_start: crate::settings::RembStart,
@@ -305,6 +308,7 @@ impl Ep {
             path_proto: Protocol::Udp,
             last_out_at: [None, None],
             receive_estimate: None,
+            estimate_since: None,
             last_remb_at: None,
             remb_start: Default::default(),
             keys: None,

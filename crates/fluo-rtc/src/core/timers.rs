@@ -4,8 +4,13 @@
 use super::{flow, lock, MediaCore, FLOW_IDLE, REMB_EVERY};
 use fluo_sfu::{FlowDir, MediaEvent, MediaKind};
 use std::cmp::Reverse;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use str0m::Input;
+
+/// How long a viewer's bandwidth estimate (its REMB) must have been known before it lowers
+/// its publisher's REMB while other viewers' estimates have settled (docs/compatibility.md,
+/// "REMB to publishers").
+pub(super) const ESTIMATE_WARM_UP: Duration = Duration::from_secs(5);
 
 impl MediaCore {
     /// Drives timers.
@@ -79,17 +84,32 @@ impl MediaCore {
             .filter_map(|n| self.keys.get(&n).copied())
             .collect();
         let mut limits: Vec<u64> = vec![];
+        // Estimates of viewers still in their warm-up, and whether any viewer's has settled.
+        let mut warming: Vec<u64> = vec![];
+        let mut settled_any = false;
         for s in sinks {
             if let Some(e) = self.eps.get(&s) {
-                let ep = lock(&e.ep);
+                let mut ep = lock(&e.ep);
                 let cap = ep.settings.bandwidth.max_video_send * 1000;
-                match (ep.receive_estimate, cap) {
-                    (Some(est), 0) => limits.push(est),
-                    (Some(est), cap) => limits.push(est.min(cap)),
-                    (None, 0) => {}
-                    (None, cap) => limits.push(cap),
+                if cap > 0 {
+                    limits.push(cap);
+                }
+                let Some(est) = ep.receive_estimate else {
+                    continue;
+                };
+                let since = *ep.estimate_since.get_or_insert(now);
+                if now.duration_since(since) >= ESTIMATE_WARM_UP {
+                    settled_any = true;
+                    limits.push(est);
+                } else {
+                    warming.push(est);
                 }
             }
+        }
+        // A viewer's first estimates count only while no other viewer's has settled: a new
+        // viewer does not drag the publisher (and every other viewer) down at once.
+        if !settled_any {
+            limits.append(&mut warming);
         }
         let Some(e) = self.eps.get(&key) else {
             return;
