@@ -55,14 +55,16 @@ impl MediaCore {
                 }
             }
             self.update_remb(k);
+            self.bwe_update(k);
             self.drive(k);
         }
         self.flush();
     }
 
     /// Tells a publisher how much video to send (REMB), once per second: the least of its
-    /// own `maxVideoRecvBandwidth` and what each of its viewers can take (their REMB, capped
-    /// by their `maxVideoSendBandwidth`), never below `minVideoRecvBandwidth`. A simulcast
+    /// own `maxVideoRecvBandwidth` and what each of its viewers can take (their REMB, or with
+    /// `--bwe on` their send-side estimate, capped by their `maxVideoSendBandwidth`), never
+    /// below `minVideoRecvBandwidth`. A simulcast
     /// publisher's viewers each get the layer they can take instead: only its own bounds
     /// apply to it.
     pub(super) fn update_remb(&mut self, key: u64) {
@@ -83,7 +85,12 @@ impl MediaCore {
             if let Some(e) = self.eps.get(&s) {
                 let ep = lock(&e.ep);
                 let cap = ep.settings.bandwidth.max_video_send * 1000;
-                match (ep.receive_estimate, cap) {
+                // A viewer with TWCC sends no REMB: its own estimate stands for it (`bwe`).
+                let estimate = match (ep.receive_estimate, ep.bwe_estimate) {
+                    (Some(remb), Some(own)) => Some(remb.min(own)),
+                    (remb, own) => remb.or(own),
+                };
+                match (estimate, cap) {
                     (Some(est), 0) => limits.push(est),
                     (Some(est), cap) => limits.push(est.min(cap)),
                     (None, 0) => {}
