@@ -221,9 +221,7 @@ impl Viewer {
             return false;
         }
         let bytes = buf.len();
-        if let (Some(log), Some(seq)) = (self.log.as_mut(), twcc) {
-            log.sent(now, seq, bytes);
-        }
+        record(&mut self.log, now, twcc, bytes);
         s.sent.accept(index);
         s.ext_seq = Some(s.ext_seq.map_or(index, |e| e.max(index)));
         s.stats.packets += 1;
@@ -446,9 +444,7 @@ impl Viewer {
                 continue;
             }
             bytes_queued += buf.len();
-            if let (Some(log), Some(seq)) = (self.log.as_mut(), twcc) {
-                log.sent(now, seq, buf.len());
-            }
+            record(&mut self.log, now, twcc, buf.len());
             s.stats.packets += 1;
             s.stats.packets_resent += 1;
             s.stats.bytes += p.payload.len() as u64 + 2;
@@ -513,6 +509,14 @@ impl Viewer {
         let bytes = out.len();
         self.queued(bytes);
         Ok(())
+    }
+}
+
+/// A packet of `bytes` sent at `now` with transport-wide sequence number `twcc`, into the
+/// sent-packet log when there is one.
+fn record(log: &mut Option<SentLog>, now: Instant, twcc: Option<u16>, bytes: usize) {
+    if let (Some(log), Some(seq)) = (log.as_mut(), twcc) {
+        log.sent(now, seq, bytes);
     }
 }
 
