@@ -1,6 +1,7 @@
 //! The egress's readers of what peers send: SRTCP unprotect (the viewer's keys, str0m's keys,
 //! an SDES receiver), SDES SRTP unprotect, and the viewer-RTCP reader behind authentication
-//! (NACK answers from the shared cache, report blocks taken out for str0m, PLI/FIR counts) and
+//! (NACK answers from the shared cache, report blocks taken out for str0m, PLI/FIR counts,
+//! transport-wide feedback matched against the sent-packet log) and
 //! str0m's RTCP re-indexed.
 //!
 //! The input is `[flags] [bytes]`. The bytes go to every reader as they came (they must be
@@ -51,6 +52,9 @@ fn build() -> State {
         ..ExtPlan::default()
     };
     plan.copy_extension(1, 5);
+    // Transport-wide sequence numbers written and recorded: the viewer's feedback is read
+    // against the record (`SentLog`).
+    plan.transport_cc = Some(6);
     let video = StreamOut::new(0x100, 96, 90_000, Some(Rtx::new(0x900, 97)), plan.clone());
     viewer.set_stream(MediaKind::Video, Some(video));
     viewer.set_stream(
@@ -60,6 +64,7 @@ fn build() -> State {
     let mut source = Source::new();
     let mut batch = Batch::new();
     let t0 = Instant::now();
+    viewer.log_sent(t0);
     let mut pkt = vec![];
     for i in 0..300u16 {
         let now = t0 + Duration::from_millis(u64::from(i) * 10);

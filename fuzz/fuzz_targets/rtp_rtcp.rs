@@ -2,7 +2,7 @@
 //!
 //! The input is a list of records `[flags] [len: u16 BE] [len bytes]` (the last record takes
 //! what is left). Each datagram goes through fluo-sfu's parsers (`RtpPacket::parse`, every
-//! packet of an `RtcpCompound`, `RtpHeaderMut`) and then into the media core's
+//! packet of an `RtcpCompound`, transport-wide feedback through `twcc::parse`, `RtpHeaderMut`) and then into the media core's
 //! `handle_receive`, where a WebRtcEndpoint is connected (ICE and DTLS done) to an in-memory
 //! browser: from the browser's address (`flags & 1`, so it reaches that endpoint's str0m
 //! session: DTLS, SRTP/SRTCP, STUN) or from a new address (it must be a STUN binding request
@@ -104,6 +104,14 @@ fn parse(d: &[u8]) {
             }
             RtcpPacket::Remb(r) => {
                 let _ = r.ssrcs().count();
+            }
+            RtcpPacket::TransportCc { fci, .. } => {
+                // The transport-wide feedback parser: its work is bounded by the bytes.
+                if let Ok(fb) = fluo_sfu::twcc::parse(fci) {
+                    let mut n = 0usize;
+                    fb.for_each(|_| n += 1);
+                    assert!(n <= usize::from(fb.status_count));
+                }
             }
             _ => {}
         }

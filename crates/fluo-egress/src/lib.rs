@@ -14,6 +14,8 @@
 //! - [`Viewer`] ([`viewer`]): per-viewer streams, NACK answers from one cache per [`Source`]
 //!   within an RTX ratio cap, the viewer's RTCP read, str0m's RTCP re-indexed with corrected
 //!   sender reports, per-stream statistics in the shape getStats needs;
+//! - [`SentLog`] ([`sent`]): what a viewer was sent, by transport-wide sequence number, and
+//!   its transport-wide feedback matched against it (the send-side bandwidth estimate's input);
 //! - [`Batch`] / [`Sender`] ([`batch`]): datagrams with their path (socket, destination,
 //!   TOS), sent with `sendmmsg` or handed to the shell (TURN, ICE-TCP).
 //!
@@ -29,6 +31,7 @@ pub mod keys;
 pub mod packet;
 pub mod replay;
 pub mod sdes;
+pub mod sent;
 pub mod source;
 pub mod srtp;
 pub mod stream;
@@ -44,6 +47,7 @@ pub use keys::{build_capturing, capturing_provider, ExportedKeys, KeySlot};
 pub use packet::{ExtBlock, ExtPlan, SourcePacket};
 pub use replay::ReplayWindow;
 pub use sdes::{SdesReceiver, SdesSender};
+pub use sent::{Acked, Sent, SentLog};
 pub use source::Source;
 pub use srtp::{Profile, SrtpContext, SrtpError};
 pub use stream::{PeerReport, Rtx, StreamOut, StreamStats};

@@ -18,6 +18,7 @@ use crate::batch::{Batch, Path};
 use crate::clock::{from_ntp, Clock};
 use crate::packet::{write_header, Header, SourcePacket};
 use crate::replay::{estimate_index, ReplayWindow};
+use crate::sent::SentLog;
 use crate::source::Source;
 use crate::srtp::{SrtpContext, SrtpError};
 use crate::stream::StreamOut;
@@ -43,6 +44,8 @@ pub struct ViewerRtcp {
     pub keyframe_requests: usize,
     /// Report blocks about Fluo's streams (taken out of what str0m reads).
     pub reports: usize,
+    /// Transport-wide feedback messages read into the sent-packet log (only with one).
+    pub feedback: usize,
 }
 
 /// What the viewer's egress sent and read, for the transport statistics.
@@ -75,6 +78,9 @@ pub struct Viewer {
     stats: ViewerStats,
     /// The last transport-wide sequence number written (one sequence for all streams).
     twcc: u16,
+    /// What was sent by transport-wide sequence number, when the viewer's bandwidth is
+    /// estimated (see [`Viewer::log_sent`]).
+    log: Option<SentLog>,
 }
 
 impl std::fmt::Debug for Viewer {
@@ -105,7 +111,20 @@ impl Viewer {
             scratch: Vec::with_capacity(1500),
             stats: ViewerStats::default(),
             twcc: 0,
+            log: None,
         }
+    }
+
+    /// Records from now on what is sent with a transport-wide sequence number, and reads the
+    /// viewer's transport-wide feedback against it ([`SentLog`], 8 KiB): for its send-side
+    /// bandwidth estimate. Without this the feedback is not even parsed.
+    pub fn log_sent(&mut self, epoch: Instant) {
+        self.log.get_or_insert_with(|| SentLog::new(epoch));
+    }
+
+    /// The sent-packet log, when [`Viewer::log_sent`] made one.
+    pub fn sent_log(&mut self) -> Option<&mut SentLog> {
+        self.log.as_mut()
     }
 
     /// Where the viewer's datagrams go now.
@@ -202,6 +221,7 @@ impl Viewer {
             return false;
         }
         let bytes = buf.len();
+        record(&mut self.log, now, twcc, bytes);
         s.sent.accept(index);
         s.ext_seq = Some(s.ext_seq.map_or(index, |e| e.max(index)));
         s.stats.packets += 1;
@@ -304,6 +324,12 @@ impl Viewer {
                             s.stats.firs += 1;
                             seen.keyframe_requests += 1;
                         }
+                    }
+                }
+                RtcpPacket::TransportCc { fci, .. } => {
+                    // Parsed only for an estimate: malformed feedback is left to str0m.
+                    if let Some(log) = self.log.as_mut() {
+                        seen.feedback += usize::from(log.feedback(now, fci).is_ok());
                     }
                 }
                 _ => {}
@@ -418,6 +444,7 @@ impl Viewer {
                 continue;
             }
             bytes_queued += buf.len();
+            record(&mut self.log, now, twcc, buf.len());
             s.stats.packets += 1;
             s.stats.packets_resent += 1;
             s.stats.bytes += p.payload.len() as u64 + 2;
@@ -482,6 +509,14 @@ impl Viewer {
         let bytes = out.len();
         self.queued(bytes);
         Ok(())
+    }
+}
+
+/// A packet of `bytes` sent at `now` with transport-wide sequence number `twcc`, into the
+/// sent-packet log when there is one.
+fn record(log: &mut Option<SentLog>, now: Instant, twcc: Option<u16>, bytes: usize) {
+    if let (Some(log), Some(seq)) = (log.as_mut(), twcc) {
+        log.sent(now, seq, bytes);
     }
 }
 

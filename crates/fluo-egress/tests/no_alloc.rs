@@ -81,6 +81,12 @@ fn forwarding_and_nack_answers_allocate_nothing_after_warm_up() {
                 ..ExtPlan::default()
             };
             plan.copy_extension(1, 5);
+            if i % 2 == 0 {
+                // Half of them with a transport-wide sequence number, each packet recorded
+                // for a bandwidth estimate (`SentLog`, made here, once).
+                plan.transport_cc = Some(6);
+                v.log_sent(Instant::now());
+            }
             let mut s = StreamOut::new(0x100 + i, 96, 90_000, Some(Rtx::new(0x900 + i, 97)), plan);
             // Every NACK answered: the bound on resends is tested elsewhere.
             s.rtx_ratio_cap = None;

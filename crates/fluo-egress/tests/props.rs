@@ -298,3 +298,62 @@ fn a_nack_flood_is_answered_within_the_rtx_ratio_cap() {
         .unwrap();
     assert_eq!(seen.resent, 100);
 }
+
+/// Transport-wide feedback from the viewer: read against the sent-packet log when the viewer
+/// has one (the bandwidth estimate on), not even parsed without; media and RTX both recorded.
+#[test]
+fn transport_wide_feedback_is_read_only_with_a_sent_log() {
+    let p = Profile::AeadAes256Gcm;
+    let t0 = Instant::now();
+    let feedback = |base: u16, count: u16| {
+        // PT 205 FMT 15: sender 1, media 0x100, base, count, reference 0, a run received.
+        let mut fb = vec![0x8f, 205, 0, 0];
+        fb.extend_from_slice(&1u32.to_be_bytes());
+        fb.extend_from_slice(&0x100u32.to_be_bytes());
+        fb.extend_from_slice(&base.to_be_bytes());
+        fb.extend_from_slice(&count.to_be_bytes());
+        fb.extend_from_slice(&[0, 0, 0, 0]);
+        fb.extend_from_slice(&((1u16 << 13) | count).to_be_bytes());
+        fb.extend(std::iter::repeat_n(4u8, usize::from(count)));
+        while fb.len() % 4 != 0 {
+            fb.push(0);
+        }
+        let words = (fb.len() / 4 - 1) as u16;
+        fb[2..4].copy_from_slice(&words.to_be_bytes());
+        let mut viewer_side = SrtpContext::from_dtls(p, &material(p), true).unwrap();
+        viewer_side.protect_rtcp(&mut fb).unwrap();
+        fb
+    };
+    for logged in [false, true] {
+        let mut v = viewer(p);
+        let mut plan = v.stream(MediaKind::Video).unwrap().exts.clone();
+        plan.transport_cc = Some(6);
+        v.stream_mut(MediaKind::Video).unwrap().exts = plan;
+        if logged {
+            v.log_sent(t0);
+        }
+        let mut batch = Batch::new();
+        let mut pkt = vec![];
+        for i in 0..10u16 {
+            let now = t0 + Duration::from_millis(u64::from(i) * 10);
+            fluo_sfu::rtp::write_rtp(&mut pkt, 96, false, 100 + i, 900, 7, &[1; 500]);
+            let sp = SourcePacket::parse(&pkt).unwrap();
+            assert!(v.forward(now, MediaKind::Video, &sp, &mut batch));
+        }
+        let now = t0 + Duration::from_millis(200);
+        let mut for_str0m = vec![];
+        let fb = feedback(1, 10);
+        let seen = (v.read_viewer_rtcp(now, &fb, None, &mut batch, &mut for_str0m)).unwrap();
+        assert_eq!(seen.feedback, usize::from(logged));
+        let Some(log) = v.sent_log() else {
+            assert!(!logged);
+            continue;
+        };
+        let acked = log.acked();
+        assert_eq!(acked.len(), 10, "{acked:?}");
+        assert!(acked.iter().all(|a| a.received_us.is_some()));
+        assert_eq!(acked[0].sent.seq, 1);
+        assert!(acked[0].sent.size > 500, "its size on the wire");
+        assert_eq!(acked[9].sent.at_us, 90_000);
+    }
+}

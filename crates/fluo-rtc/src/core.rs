@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use str0m::format::CodecSpec;
 use str0m::net::Protocol;
 
+mod bwe;
 mod demux;
 mod drive;
 mod egress;
@@ -309,6 +310,9 @@ pub struct MediaCore {
     settings_seen: u64,
     /// The packet the router forwards now, as WebRTC sinks take it (see `egress`).
     carried: egress::Carried,
+    /// Viewers' bandwidth estimators by endpoint key (`--bwe on`, see `bwe`): here, on the
+    /// media thread, not in the endpoints' shared state (they are not `Send`).
+    bwe: HashMap<u64, bwe::ViewerBwe>,
 }
 
 impl MediaCore {
@@ -342,6 +346,7 @@ impl MediaCore {
             settings: None,
             settings_seen: 0,
             carried: egress::Carried::default(),
+            bwe: HashMap::new(),
         }
     }
 
@@ -424,6 +429,7 @@ impl MediaCore {
         self.by_ufrag.retain(|_, k| *k != key);
         self.by_id.retain(|_, k| *k != key);
         self.data_routes.remove(&key);
+        self.bwe.remove(&key);
         for sinks in self.data_routes.values_mut() {
             sinks.retain(|k| *k != key);
         }

@@ -89,6 +89,9 @@ pub struct WebRtc {
     media_runtime: Option<tokio::runtime::Handle>,
     /// Every endpoint, for the metrics.
     pub(crate) board: Arc<metrics::Board>,
+    /// Receive-only viewers keep TWCC and their bandwidth is estimated (`--bwe on`,
+    /// experimental; docs/simulcast.md).
+    pub(crate) bwe: bool,
 }
 
 fn generate_cert() -> Option<str0m::config::DtlsCert> {
@@ -172,6 +175,7 @@ impl WebRtc {
             latency: Arc::default(),
             media_runtime: Some(media_runtime),
             board: Arc::default(),
+            bwe: settings.bwe,
         };
         w.send(Ctl::Output(w.output()));
         w.send(Ctl::Latency(w.latency.clone()));
@@ -222,10 +226,18 @@ impl WebRtc {
             latency: Arc::default(),
             media_runtime: None,
             board: Arc::default(),
+            bwe: false,
         };
         w.send(Ctl::Output(w.output()));
         w.send(Ctl::Latency(w.latency.clone()));
         (w, rx)
+    }
+
+    /// The same plane with each receive-only viewer's bandwidth estimated or not (the
+    /// server's `--bwe`; off unless set): for the endpoints created from now on.
+    pub fn with_bwe(mut self, on: bool) -> WebRtc {
+        self.bwe = on;
+        self
     }
 
     /// The local media addresses (host candidates).

@@ -27,6 +27,9 @@ pub struct NetSettings {
     /// KMS's turnURL (KMS_TURN_URL): a TURN server to allocate relayed addresses on at start,
     /// announced as extra candidates.
     pub turn: Option<crate::turn::TurnUrl>,
+    /// Fluo's `--bwe on` (experimental): receive-only viewers keep TWCC, each one's bandwidth
+    /// is estimated and chooses its simulcast layer (docs/simulcast.md).
+    pub bwe: bool,
 }
 
 impl Default for NetSettings {
@@ -40,6 +43,7 @@ impl Default for NetSettings {
             stun_server: None,
             ice_tcp: true,
             turn: None,
+            bwe: false,
         }
     }
 }

@@ -92,8 +92,13 @@ const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide
 /// answer). So receive-only viewers send REMB, and the publisher is held to the lowest of
 /// their estimates (`MediaCore::update_remb`), as KMS holds it. Sections where the peer sends
 /// keep both: its own bandwidth estimate needs the feedback.
-pub(crate) fn without_egress_feedback(sdp: &str) -> std::borrow::Cow<'_, str> {
-    if !sdp.contains(TWCC_URI) && !sdp.contains(" goog-remb") {
+///
+/// With `keep_twcc` (the server's `--bwe on`: each viewer's bandwidth is estimated from its
+/// transport-wide feedback, docs/simulcast.md) receive-only sections keep TWCC and lose only
+/// `goog-remb`: a Chromium viewer with TWCC sends no REMB, and the publisher is held to its
+/// viewers' estimates instead.
+pub(crate) fn without_egress_feedback(sdp: &str, keep_twcc: bool) -> std::borrow::Cow<'_, str> {
+    if (keep_twcc || !sdp.contains(TWCC_URI)) && !sdp.contains(" goog-remb") {
         return sdp.into();
     }
     let mut out = String::with_capacity(sdp.len());
@@ -108,9 +113,10 @@ pub(crate) fn without_egress_feedback(sdp: &str) -> std::borrow::Cow<'_, str> {
                 .any(|l| l.trim_end_matches(['\r', '\n']) == "a=recvonly");
         for line in section.drain(..) {
             let body = line.trim_end_matches(['\r', '\n']);
-            let feedback = (body.starts_with("a=extmap:") && body.ends_with(TWCC_URI))
-                || (body.starts_with("a=rtcp-fb:")
-                    && (body.ends_with(" transport-cc") || body.ends_with(" goog-remb")));
+            let twcc = (body.starts_with("a=extmap:") && body.ends_with(TWCC_URI))
+                || (body.starts_with("a=rtcp-fb:") && body.ends_with(" transport-cc"));
+            let remb = body.starts_with("a=rtcp-fb:") && body.ends_with(" goog-remb");
+            let feedback = remb || (twcc && !keep_twcc);
             if !(recvonly && feedback) {
                 out.push_str(line);
             }
@@ -261,12 +267,12 @@ pub(crate) fn check_payload_types(sdp: &str) -> Result<(), String> {
 
 /// Parses an offer for str0m: `usable` is the client's `offer` without the sections Fluo
 /// rejects, checked with [`check_payload_types`] and filtered by [`without_egress_feedback`]
-/// and [`with_at_most_max_layers`].
+/// (`keep_twcc` as it takes it) and [`with_at_most_max_layers`].
 /// A bad one is described by line number (of the client's text where str0m finds the same
 /// fault there) and expected form.
-pub(crate) fn parse_offer(offer: &str, usable: &str) -> Result<SdpOffer, String> {
+pub(crate) fn parse_offer(offer: &str, usable: &str, keep_twcc: bool) -> Result<SdpOffer, String> {
     check_payload_types(usable)?;
-    let filtered = without_egress_feedback(usable);
+    let filtered = without_egress_feedback(usable, keep_twcc);
     let capped = match with_at_most_max_layers(&filtered) {
         std::borrow::Cow::Owned(s) => Some(s),
         std::borrow::Cow::Borrowed(_) => None,
@@ -404,7 +410,7 @@ mod tests {
              m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n{twcc}a=recvonly\r\na=rtcp-fb:96 transport-cc\r\na=rtcp-fb:96 goog-remb\r\na=rtcp-fb:96 nack\r\n\
              m=video 9 UDP/TLS/RTP/SAVPF 98\r\na=mid:2\r\n{twcc}a=sendrecv\r\na=rtcp-fb:98 transport-cc\r\na=rtcp-fb:98 goog-remb\r\n"
         );
-        let out = without_egress_feedback(&offer);
+        let out = without_egress_feedback(&offer, false);
         let sections: Vec<&str> = out.split("m=").collect();
         assert_eq!(sections.len(), 4);
         for recvonly in &sections[1..3] {
@@ -426,13 +432,33 @@ mod tests {
         // Bare line feeds and an extmap with a direction work the same way.
         let lf = "v=0\nm=video 9 UDP/TLS/RTP/SAVPF 96\na=extmap:5/recvonly http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\na=recvonly\na=rtcp-fb:96 goog-remb\na=rtcp-fb:96 nack pli\n";
         assert_eq!(
-            without_egress_feedback(lf),
+            without_egress_feedback(lf, false),
             "v=0\nm=video 9 UDP/TLS/RTP/SAVPF 96\na=recvonly\na=rtcp-fb:96 nack pli\n"
         );
         // Without any of it the description is returned as it is.
         let plain = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=recvonly\r\n";
         assert!(matches!(
-            without_egress_feedback(plain),
+            without_egress_feedback(plain, false),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn with_the_estimate_on_receive_only_sections_keep_twcc_and_lose_remb() {
+        let twcc = "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n";
+        let offer = format!(
+            "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n{twcc}a=recvonly\r\n\
+             a=rtcp-fb:96 transport-cc\r\na=rtcp-fb:96 goog-remb\r\na=rtcp-fb:96 nack\r\n"
+        );
+        let out = without_egress_feedback(&offer, true);
+        assert!(out.contains(twcc), "{out}");
+        assert!(out.contains("a=rtcp-fb:96 transport-cc\r\n"), "{out}");
+        assert!(!out.contains("goog-remb"), "{out}");
+        assert_eq!(out.len(), offer.len() - "a=rtcp-fb:96 goog-remb\r\n".len());
+        // Without REMB there is nothing to take out.
+        let no_remb = offer.replace("a=rtcp-fb:96 goog-remb\r\n", "");
+        assert!(matches!(
+            without_egress_feedback(&no_remb, true),
             std::borrow::Cow::Borrowed(_)
         ));
     }

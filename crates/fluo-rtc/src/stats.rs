@@ -463,6 +463,10 @@ pub(crate) fn report(ep: &mut Ep, q: &StatsQuery<'_>) -> Map<String, Value> {
                 // Fluo's extension: the simulcast layer this endpoint is sent.
                 v["fluoLayer"] = Value::Object(fluo_core::layer_json(layer));
             }
+            if let Some(bps) = ep.bwe_estimate.filter(|_| kind == MediaKind::Video) {
+                // Fluo's extension: its send-side bandwidth estimate (`--bwe on`).
+                v["fluoBandwidthEstimate"] = json!(bps);
+            }
             out.insert(id, v);
         }
     }

@@ -214,6 +214,11 @@ pub struct Cli {
     /// [default: text].
     #[arg(long, env = "FLUO_LOG_FORMAT", value_parser = ["text", "json"])]
     pub log_format: Option<String>,
+    /// Experimental: estimate each receive-only viewer's bandwidth from its transport-wide
+    /// congestion feedback (TWCC, kept in its answer) and choose its simulcast layer by it,
+    /// `on` or `off` (docs/simulcast.md) [default: off].
+    #[arg(long, env = "FLUO_BWE", value_parser = parse_flag)]
+    pub bwe: Option<bool>,
 }
 
 /// A size in bytes: a number, optionally with a K, M or G suffix (powers of 1024).
@@ -502,6 +507,9 @@ impl Config {
         }
         if let Some(on) = cli.ice_tcp {
             c.net.ice_tcp = on;
+        }
+        if let Some(on) = cli.bwe {
+            c.net.bwe = on;
         }
         if let Some(u) = &cli.turn_url {
             c.set_turn_url(u);
@@ -1084,6 +1092,17 @@ mod tests {
         std::fs::write(&f, r#"{"fluo": {"maxSessions": -1}}"#).unwrap();
         cli.max_sessions = None;
         assert!(Config::from_cli(&cli).is_err());
+    }
+
+    #[test]
+    fn the_bandwidth_estimate_is_off_unless_asked() {
+        let d = Config::from_cli(&Cli::default()).unwrap();
+        assert!(!d.net.bwe);
+        let on = Cli::try_parse_from(["fluo", "--bwe", "on"]).expect("the flag parses");
+        assert!(Config::from_cli(&on).unwrap().net.bwe);
+        let off = Cli::try_parse_from(["fluo", "--bwe", "off"]).expect("the flag parses");
+        assert!(!Config::from_cli(&off).unwrap().net.bwe);
+        assert!(Cli::try_parse_from(["fluo", "--bwe", "maybe"]).is_err());
     }
 
     #[test]

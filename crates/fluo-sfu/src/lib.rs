@@ -12,6 +12,7 @@
 //! * [`frame_size`]: the picture size a keyframe announces.
 //! * [`simulcast`]: which layer of a simulcast source each sink gets.
 //! * [`nack`]: the retransmission cache.
+//! * [`twcc`]: transport-wide congestion control feedback, read.
 //! * [`latency`]: latency statistics (a pipeline's `latencyStats`).
 //! * [`port`]: codecs; players, recorders, plain RTP and transcoders as the router sees them.
 //! * [`settings`]: what an element's encoder settings and forced formats ask of its output.
@@ -76,6 +77,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod settings;
 pub mod simulcast;
+pub mod twcc;
 
 pub use error::ParseError;
 pub use event::{EventSink, FlowDir, MediaError, MediaEvent};

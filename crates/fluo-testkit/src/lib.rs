@@ -24,4 +24,4 @@ mod world;
 
 pub use browser::{agreed_feedback, Browser, FeedbackSent, RtpSeen};
 pub use simulcast::{vp8_frame, SendLayer};
-pub use world::World;
+pub use world::{Link, World};

@@ -12,6 +12,51 @@ use tokio::sync::mpsc::UnboundedReceiver;
 /// Decides whether the network drops a datagram to browser `i`.
 pub type DropRule = Box<dyn FnMut(usize, &[u8]) -> bool>;
 
+/// A bandwidth limit on the way from the server to one browser, as a `tbf` qdisc: datagrams
+/// leave at `bps` (their IPv4 and UDP headers counted) after those queued before them; one
+/// that would find more than `queue_bytes` queued is dropped.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub bps: u64,
+    pub queue_bytes: usize,
+    /// When the last datagram queued has left.
+    busy_until: Option<Instant>,
+    /// Datagrams dropped because the queue was full, and passed.
+    pub dropped: u64,
+    pub passed: u64,
+}
+
+/// Bytes of IPv4 and UDP header a datagram takes on a link.
+const IP_UDP: usize = 28;
+
+impl Link {
+    pub fn new(bps: u64, queue_bytes: usize) -> Link {
+        Link {
+            bps,
+            queue_bytes,
+            busy_until: None,
+            dropped: 0,
+            passed: 0,
+        }
+    }
+
+    /// When a datagram of `len` bytes sent at `now` has crossed the link; `None`: dropped.
+    fn admit(&mut self, now: Instant, len: usize) -> Option<Instant> {
+        let bits = ((len + IP_UDP) * 8) as u128;
+        let start = self.busy_until.filter(|t| *t > now).unwrap_or(now);
+        let queued = (start - now).as_micros() * u128::from(self.bps) / 8_000_000;
+        if queued as usize + len + IP_UDP > self.queue_bytes {
+            self.dropped += 1;
+            return None;
+        }
+        let takes = Duration::from_micros((bits * 1_000_000 / u128::from(self.bps.max(1))) as u64);
+        let done = start + takes;
+        self.busy_until = Some(done);
+        self.passed += 1;
+        Some(done)
+    }
+}
+
 /// The whole server without sockets, threads or wall clock.
 pub struct World {
     pub engine: Engine,
@@ -34,6 +79,8 @@ pub struct World {
     pub delay: Duration,
     /// Datagrams on the way: (due, towards the server, source, destination, bytes).
     in_flight: VecDeque<(Instant, bool, SocketAddr, SocketAddr, Vec<u8>)>,
+    /// Bandwidth limits from the server to browsers, by browser index (see [`Link`]).
+    pub links: HashMap<usize, Link>,
     /// A 1:1 NAT in front of Fluo: browsers reach the server at this public address.
     pub public_addr: Option<SocketAddr>,
     /// More local addresses of the server (see [`World::with_interfaces`]).
@@ -58,6 +105,16 @@ impl World {
     /// A server whose media sockets are at these addresses, on these network interfaces (the
     /// first is [`World::server`]).
     pub fn with_interfaces(interfaces: Vec<(SocketAddr, String)>) -> World {
+        Self::with_options(interfaces, false)
+    }
+
+    /// A server whose receive-only viewers' bandwidth is estimated (the server's `--bwe on`).
+    pub fn with_bwe() -> World {
+        let server: SocketAddr = "127.0.0.1:40000".parse().expect("address");
+        Self::with_options(vec![(server, "lo".into())], true)
+    }
+
+    fn with_options(interfaces: Vec<(SocketAddr, String)>, bwe: bool) -> World {
         let mono = Instant::now();
         let now = Now {
             mono,
@@ -66,6 +123,7 @@ impl World {
         let server = interfaces[0].0;
         let other_servers = interfaces[1..].iter().map(|(a, _)| *a).collect();
         let (webrtc, ctl) = WebRtc::in_memory_on(interfaces);
+        let webrtc = webrtc.with_bwe(bwe);
         let mut engine = Engine::new(EngineConfig::default(), Box::new(FixedHost::default()), now);
         engine.register_factory("WebRtcEndpoint", webrtc.factory());
         engine.connection_opened(now, 1, std::net::Ipv4Addr::LOCALHOST.into());
@@ -84,6 +142,7 @@ impl World {
             drop_from: None,
             delay: Duration::ZERO,
             in_flight: VecDeque::new(),
+            links: HashMap::new(),
             public_addr: None,
             other_servers,
             sent: vec![],
@@ -303,7 +362,7 @@ impl World {
                         self.deliver_to_server(src, dst, &data);
                     } else {
                         let due = self.now.mono + self.delay;
-                        self.in_flight.push_back((due, true, src, dst, data));
+                        self.on_the_way((due, true, src, dst, data));
                     }
                 }
             }
@@ -320,12 +379,23 @@ impl World {
                 if let (Some(i), true) = (browser, self.record_sent) {
                     self.sent.push((i, d.contents.len(), d.tos));
                 }
-                if self.delay.is_zero() {
-                    self.deliver_to_browser(d.source, d.destination, &d.contents);
-                } else {
-                    let due = self.now.mono + self.delay;
-                    self.in_flight
-                        .push_back((due, false, d.source, d.destination, d.contents));
+                let now = self.now.mono;
+                let limited = (browser.and_then(|i| self.links.get_mut(&i)))
+                    .map(|link| link.admit(now, d.contents.len()));
+                match limited {
+                    // Dropped by a full link queue.
+                    Some(None) => {}
+                    Some(Some(done)) => {
+                        let due = done + self.delay;
+                        self.on_the_way((due, false, d.source, d.destination, d.contents));
+                    }
+                    None if self.delay.is_zero() => {
+                        self.deliver_to_browser(d.source, d.destination, &d.contents);
+                    }
+                    None => {
+                        let due = self.now.mono + self.delay;
+                        self.on_the_way((due, false, d.source, d.destination, d.contents));
+                    }
                 }
             }
             for d in to_self {
@@ -340,6 +410,13 @@ impl World {
             }
         }
         panic!("the network did not settle");
+    }
+
+    /// A datagram on the way, in order of arrival among the others (a limited link delays some
+    /// more than [`World::delay`]).
+    fn on_the_way(&mut self, item: (Instant, bool, SocketAddr, SocketAddr, Vec<u8>)) {
+        let at = self.in_flight.partition_point(|(t, ..)| *t <= item.0);
+        self.in_flight.insert(at, item);
     }
 
     /// A datagram from a browser reaches the server (unless dropped).

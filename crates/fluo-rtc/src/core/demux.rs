@@ -35,6 +35,7 @@ impl MediaCore {
             tracing::trace!(%source, "no endpoint accepts this datagram");
             return;
         };
+        let mut feedback = false;
         if let Some(e) = self.eps.get(&key) {
             let mut ep = lock(&e.ep);
             ep.path = Some((destination, source));
@@ -44,6 +45,10 @@ impl MediaCore {
             let outbox = self.outbox.clone();
             let mut eg = outbox.egress();
             let for_str0m = super::egress::on_receive(&mut ep, &mut eg, now, data).unwrap_or(data);
+            // Transport-wide feedback read (only with `--bwe on`): its estimator takes it.
+            feedback = (ep.egress.as_mut())
+                .and_then(|v| v.sent_log())
+                .is_some_and(|l| !l.acked().is_empty());
             if let Some(input) = input(now, proto, source, dest, for_str0m) {
                 if ep.ice_restarted && ice::is_nomination(data) && ep.rtc.accepts(&input) {
                     // The peer nominates this pair of the restarted ICE (see `Ep::nominated`).
@@ -57,6 +62,9 @@ impl MediaCore {
                     self.events.push_back((ep.id.clone(), ev));
                 }
             }
+        }
+        if feedback {
+            self.bwe_update(key);
         }
         self.drive(key);
         if !self.batching {

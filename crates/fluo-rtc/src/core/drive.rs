@@ -72,7 +72,9 @@ impl MediaCore {
         let deadline = if lost {
             deadline.max(self.now + LOST_PEER_TICK)
         } else {
-            deadline
+            // Its bandwidth estimator's process step (`bwe`), when it has one.
+            let bwe = self.bwe.get(&key).and_then(|b| b.next_process());
+            bwe.map_or(deadline, |t| deadline.min(t))
         };
         self.set_deadline(key, deadline);
         if !was_connected && connected {

@@ -346,6 +346,10 @@ pub(super) fn push(
     let Some(v) = ep.egress.as_mut() else {
         return Some(false);
     };
+    if ep.settings.bwe && v.sent_log().is_none() {
+        // Its bandwidth is estimated (`bwe`): what it is sent is recorded from now on.
+        v.log_sent(now);
+    }
     if std::mem::take(&mut ep.repath) {
         // ICE restarted: the pair it came back on (see `Ep::nominated`).
         if let Some((proto, local, remote)) = ep.send_path {

@@ -158,6 +158,9 @@ pub(crate) struct Ep {
     pub(crate) egress_source: Option<(fluo_sfu::NodeId, u8)>,
     /// The simulcast layer of its video the router forwards to it (getStats).
     pub(crate) layer_out: Option<fluo_sfu::ForwardedLayer>,
+    /// Its send-side bandwidth estimate in bit/s, once warm (getStats, REMB to its
+    /// publisher); `None` without one.
+    pub(crate) bwe_estimate: Option<u64>,
     /// Transport, local and remote address of what the session sends on its selected pair.
     pub(crate) send_path: Option<(Protocol, SocketAddr, SocketAddr)>,
     /// During an ICE restart, the pair (transport, local socket, remote) of the last nomination
@@ -185,6 +188,9 @@ pub(crate) struct EpSettings {
     pub tos: u8,
     /// useDataChannels: data channels are negotiated and relayed.
     pub data_channels: bool,
+    /// Its bandwidth is estimated from its transport-wide feedback (`--bwe on`; see the media
+    /// core's `bwe`).
+    pub bwe: bool,
     /// (local socket, announced address) where externalIPv4/6 differ from the socket: str0m
     /// sees the announced address, the sockets the local one.
     pub nat: Vec<(SocketAddr, SocketAddr)>,
@@ -317,6 +323,7 @@ impl Ep {
             egress_line: [None; 2],
             egress_source: None,
             layer_out: None,
+            bwe_estimate: None,
             send_path: None,
             nominated: None,
             repath: false,

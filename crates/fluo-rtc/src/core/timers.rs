@@ -60,14 +60,16 @@ impl MediaCore {
                 }
             }
             self.update_remb(k);
+            self.bwe_update(k);
             self.drive(k);
         }
         self.flush();
     }
 
     /// Tells a publisher how much video to send (REMB), once per second: the least of its
-    /// own `maxVideoRecvBandwidth` and what each of its viewers can take (their REMB, capped
-    /// by their `maxVideoSendBandwidth`), never below `minVideoRecvBandwidth`. A simulcast
+    /// own `maxVideoRecvBandwidth` and what each of its viewers can take (their REMB, or with
+    /// `--bwe on` their send-side estimate, capped by their `maxVideoSendBandwidth`), never
+    /// below `minVideoRecvBandwidth`. A simulcast
     /// publisher's viewers each get the layer they can take instead: only its own bounds
     /// apply to it.
     pub(super) fn update_remb(&mut self, key: u64) {
@@ -94,7 +96,12 @@ impl MediaCore {
                 if cap > 0 {
                     limits.push(cap);
                 }
-                let Some(est) = ep.receive_estimate else {
+                // A viewer with TWCC sends no REMB: its own estimate stands for it (`bwe`).
+                let estimate = match (ep.receive_estimate, ep.bwe_estimate) {
+                    (Some(remb), Some(own)) => Some(remb.min(own)),
+                    (remb, own) => remb.or(own),
+                };
+                let Some(est) = estimate else {
                     continue;
                 };
                 let since = *ep.estimate_since.get_or_insert(now);

@@ -48,6 +48,7 @@ impl WebRtcFactory {
         ep.set_keys(keys);
         ep.settings.tos = options.tos();
         ep.settings.data_channels = options.data_channels;
+        ep.settings.bwe = self.rtc.bwe;
         let ep = Arc::new(Mutex::new(ep));
         self.rtc.board.add(&ep);
         let _ = self.rtc.ctl.send(Control(Ctl::Add {

@@ -30,6 +30,45 @@ pub const LAYER_SETTLE: Duration = Duration::from_millis(500);
 /// layer's stream and send keyframes only on its own schedule, or on some layers only).
 pub const LAYER_START_FALLBACK: Duration = Duration::from_secs(2);
 
+/// The window a layer's bitrate is measured over ([`MediaRouter::layer_rates`]): long enough
+/// that a keyframe (several times a frame's size) moves it little, short enough to follow a
+/// publisher's encoder.
+///
+/// [`MediaRouter::layer_rates`]: super::MediaRouter::layer_rates
+pub const RATE_WINDOW: Duration = Duration::from_secs(2);
+
+/// Bytes a forwarded packet takes on the wire besides its payload, as a viewer's estimate
+/// counts them: the RTP header with its extensions, the SRTP tag (UDP and IP not counted).
+pub const RATE_OVERHEAD: u64 = 40;
+
+/// A layer's bitrate over the last complete [`RATE_WINDOW`] while it flows.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct LayerRate {
+    start: Option<Instant>,
+    bytes: u64,
+    /// Bits per second over the last complete window (`None`: none complete since it flows).
+    pub(super) bps: Option<u64>,
+}
+
+impl LayerRate {
+    fn add(&mut self, now: Instant, bytes: usize) {
+        let start = *self.start.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= RATE_WINDOW {
+            let us = elapsed.as_micros().max(1) as u64;
+            self.bps = Some(self.bytes.saturating_mul(8_000_000) / us);
+            self.start = Some(now);
+            self.bytes = 0;
+        }
+        self.bytes += bytes as u64 + RATE_OVERHEAD;
+    }
+
+    /// The layer stopped: its rate is measured afresh when it comes back.
+    fn stopped(&mut self) {
+        *self = LayerRate::default();
+    }
+}
+
 /// One layer of a source, by the id its transport gave it (for WebRTC, the place of its rid
 /// among the offer's `a=rid` lines).
 #[derive(Debug)]
@@ -43,6 +82,7 @@ pub(super) struct Layer {
     /// The picture size its last keyframe announced.
     pub(super) size: Option<(u16, u16)>,
     pub(super) keyframe: KeyframeThrottle,
+    pub(super) rate: LayerRate,
 }
 
 /// A layered source's layers.
@@ -118,6 +158,7 @@ impl SourceLayers {
                 live: false,
                 size: None,
                 keyframe: KeyframeThrottle::new(KEYFRAME_INTERVAL),
+                rate: LayerRate::default(),
             });
         }
         self.reorder();
@@ -143,6 +184,7 @@ impl SourceLayers {
                 l.keyframe.satisfied();
             }
             changed |= !std::mem::replace(&mut l.live, true);
+            l.rate.add(now, payload.len());
             let first = l.last_at.replace(now).is_none();
             let size = key.then(|| keyframe_size(codec.name, payload)).flatten();
             if size.is_some() && size != l.size {
@@ -173,6 +215,7 @@ impl SourceLayers {
                     .is_some_and(|t| now.saturating_duration_since(t) > LAYER_IDLE);
                 if l.live && idle {
                     l.live = false;
+                    l.rate.stopped();
                     changed = true;
                 }
             }
@@ -226,6 +269,17 @@ impl SourceLayers {
             live[rank] = self.layers[usize::from(*id)].live;
         }
         (live, self.order.len())
+    }
+
+    /// Each rank's bitrate (lowest picture first): `None` for a layer that does not flow or
+    /// has not flowed for a whole [`RATE_WINDOW`] yet.
+    pub(super) fn rates(&self) -> ([Option<u64>; MAX_LAYERS], usize) {
+        let mut rates = [None; MAX_LAYERS];
+        for (rank, id) in self.order.iter().enumerate() {
+            let l = &self.layers[usize::from(*id)];
+            rates[rank] = l.rate.bps.filter(|_| l.live);
+        }
+        (rates, self.order.len())
     }
 
     /// The rank of layer `id`.

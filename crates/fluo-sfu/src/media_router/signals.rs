@@ -82,6 +82,23 @@ impl MediaRouter {
         }
     }
 
+    /// The bitrates of the layers of the simulcast source whose `kind` `sink` gets, by rank
+    /// (lowest picture first; see `RATE_WINDOW`): `None` for a layer that does not flow or is
+    /// not measured yet; `None` altogether when `sink` gets no layered source (or before its
+    /// source's layers settled).
+    pub fn layer_rates(&self, sink: NodeId, kind: MediaKind) -> Option<Vec<Option<u64>>> {
+        if kind != MediaKind::Video {
+            return None;
+        }
+        let src = self.layers.get(sink)?.sink.as_ref()?.source?;
+        let layers = self.layers.get(src)?.source.as_ref()?;
+        if !layers.settled {
+            return None;
+        }
+        let (rates, n) = layers.rates();
+        Some(rates[..n].to_vec())
+    }
+
     /// The sources of `sink`'s `kind` sort their sinks again (its limits changed).
     fn sources_resort(&mut self, sink: NodeId, kind: MediaKind) {
         for i in 0.. {

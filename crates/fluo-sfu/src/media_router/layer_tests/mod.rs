@@ -345,6 +345,35 @@ fn the_bandwidth_ceiling_moves_a_sink_as_a_limit_does() {
 }
 
 #[test]
+fn layer_rates_are_measured_over_two_seconds_by_rank_while_each_layer_flows() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let v = w.node("viewer");
+    assert_eq!(w.r.layer_rates(v, MediaKind::Video), None, "no source");
+    w.r.connect(w.at(0), cam, MediaKind::Video, v).unwrap();
+    w.frame(0, cam, &[0, 1, 2], true);
+    w.stream(33, 1990, cam, &[0, 1, 2]);
+    let rates = w.r.layer_rates(v, MediaKind::Video);
+    assert_eq!(rates, Some(vec![None, None, None]), "no whole window yet");
+    assert_eq!(w.r.layer_rates(v, MediaKind::Audio), None);
+    // The packet at 2013 ms closes the first window: 61 packets of 11 bytes, 40 counted for
+    // each one's header and tag, over 2.013 s.
+    w.stream(2013, 2100, cam, &[0, 1, 2]);
+    let expected = 61 * (11 + 40) * 8 * 1000 / 2013;
+    assert_eq!(rates_now(&w, v), vec![Some(expected); 3]);
+    // The largest layer (id 0, rank 2) stops: not measured once it counts as stopped.
+    w.stream(2112, 3000, cam, &[1, 2]);
+    let rates = rates_now(&w, v);
+    assert_eq!(rates[2], None, "{rates:?}");
+    assert!(rates[0].is_some() && rates[1].is_some(), "{rates:?}");
+}
+
+fn rates_now(w: &World, v: NodeId) -> Vec<Option<u64>> {
+    w.r.layer_rates(v, MediaKind::Video)
+        .expect("a layered source")
+}
+
+#[test]
 fn a_layer_that_stops_makes_its_sinks_fall_to_the_next_within_a_second() {
     let mut w = World::new();
     let cam = w.node("cam");

@@ -1,0 +1,348 @@
+//! Each viewer's send-side bandwidth estimate (`--bwe on`, experimental; docs/simulcast.md,
+//! "Bandwidth estimate"), and the simulcast layer it allows.
+//!
+//! The egress records what it sends by transport-wide sequence number and reads the viewer's
+//! TWCC feedback against it (`fluo_egress::SentLog`); here that record and the feedback feed a
+//! `goog_cc` controller (libwebrtc's GoogCcNetworkController, ported; pinned `=0.1.4`) in its
+//! feedback-only mode (round trip and loss measured from the feedback; it ignores receiver
+//! reports' round trips then, so none are handed to it), with a process tick every
+//! [`PROCESS_EVERY`]. Its target rate becomes the viewer's estimate (getStats'
+//! `fluoBandwidthEstimate`, and the viewer's part of its publisher's REMB) and, through
+//! [`LayerCap`], the highest simulcast layer the router may send it
+//! (`MediaRouter::set_layer_bandwidth_cap`).
+//!
+//! The controllers live in the media core, on the media thread that owns the viewers: the
+//! crate's controller is not `Send` (a boxed trait object without `Send`), the endpoint's
+//! shared state must be, so they are kept beside it, by endpoint key, and never cross threads.
+//!
+//! The port asserts and unwraps in places (feedback with nothing received among its packets,
+//! a zero round trip): Fluo does not hand it those, and every call into it runs inside
+//! `fluo_core::panics::contain`, so that a panic left in it (the server's hook aborts the
+//! process on any other) ends that viewer's estimate only: its controller is dropped, it has no
+//! estimate, and its layer is no longer capped at all (the application's limits alone choose).
+
+use super::{lock, MediaCore};
+use fluo_egress::{Sent, SentLog};
+use fluo_sfu::MediaKind;
+use goog_cc::network_control::{NetworkControllerConfig, NetworkControllerInterface};
+use goog_cc::transport::{
+    NetworkControlUpdate, PacketResult, ProcessInterval, SentPacket, TargetRateConstraints,
+    TransportPacketsFeedback,
+};
+use goog_cc::units::{DataRate, DataSize, Timestamp};
+use goog_cc::{GoogCcConfig, GoogCcNetworkController};
+use std::time::{Duration, Instant};
+
+/// Where a viewer's estimate starts: about what a weak link takes (a higher start would send
+/// a weak viewer the top layer and fill its queue before the first feedback says so).
+pub(crate) const START_BPS: i64 = 1_000_000;
+
+/// The least estimate.
+pub(crate) const MIN_BPS: i64 = 30_000;
+
+/// How often the controller's process step runs (libwebrtc's is 25 ms).
+pub(crate) const PROCESS_EVERY: Duration = Duration::from_millis(25);
+
+/// How long the controller must have had feedback before its estimate counts: no estimate,
+/// and no cap, before.
+pub(crate) const WARM_UP: Duration = Duration::from_secs(1);
+
+/// The share of the estimate a layer's measured bitrate must fit in.
+const HEADROOM_PERCENT: u64 = 85;
+
+/// How long the estimate must have allowed a higher layer before the cap moves up to it
+/// (down is at once).
+pub(crate) const UP_AFTER: Duration = Duration::from_secs(2);
+
+/// One viewer's estimator.
+pub(crate) struct ViewerBwe {
+    /// `None` once a panic in it was contained: no estimate any more.
+    cc: Option<GoogCcNetworkController>,
+    next_process: Instant,
+    first_feedback: Option<Instant>,
+    target: Option<u64>,
+    pub(crate) cap: LayerCap,
+}
+
+/// What a viewer's estimator made of its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Estimate {
+    /// Not warm yet: no estimate, no cap.
+    Cold,
+    /// The target rate, in bit/s.
+    Bps(u64),
+    /// A panic in the controller was contained, now or before: it is gone.
+    Failed,
+}
+
+fn ts(us: i64) -> Timestamp {
+    Timestamp::from_micros(us)
+}
+
+fn sent_packet(s: Sent) -> SentPacket {
+    SentPacket {
+        send_time: ts(s.at_us),
+        size: DataSize::from_bytes(i64::from(s.size)),
+        sequence_number: s.seq,
+        ..SentPacket::default()
+    }
+}
+
+impl ViewerBwe {
+    /// A controller starting at [`START_BPS`], at least [`MIN_BPS`], at most `max_bps` when the
+    /// viewer has one (its `maxVideoSendBandwidth`).
+    pub(crate) fn new(now: Instant, now_us: i64, max_bps: Option<u64>) -> ViewerBwe {
+        let max = max_bps.map(|m| DataRate::from_bits_per_sec(m.max(MIN_BPS as u64) as i64));
+        let constraints = TargetRateConstraints {
+            at_time: ts(now_us),
+            min_data_rate: Some(DataRate::from_bits_per_sec(MIN_BPS)),
+            max_data_rate: max,
+            starting_rate: Some(DataRate::from_bits_per_sec(
+                max.map_or(START_BPS, |m| m.bps().min(START_BPS)),
+            )),
+        };
+        let config = NetworkControllerConfig {
+            constraints,
+            ..NetworkControllerConfig::default()
+        };
+        let made = fluo_core::panics::contain(|| {
+            // Feedback only: the round trip and the loss come from the TWCC feedback itself
+            // (with `feedback_only` off, 0.1.4 counts no loss from feedback at all and waits
+            // for RTCP loss reports). In this mode it ignores round trips handed to it, so
+            // Fluo hands it none (the receiver reports' round trip would have no effect).
+            GoogCcNetworkController::new(
+                config,
+                GoogCcConfig {
+                    feedback_only: true,
+                },
+            )
+        });
+        ViewerBwe {
+            cc: made.ok(),
+            next_process: now,
+            first_feedback: None,
+            target: None,
+            cap: LayerCap::default(),
+        }
+    }
+
+    /// Feeds the controller what `log` recorded and received since the last call, and its
+    /// process step when due; the estimate at `now`.
+    pub(crate) fn run(&mut self, now: Instant, log: &mut SentLog) -> Estimate {
+        let Some(mut cc) = self.cc.take() else {
+            // What the feedback matched is for no one now.
+            log.clear_acked();
+            return Estimate::Failed;
+        };
+        let now_us = log.micros(now);
+        let mut target = None;
+        let mut take = |u: NetworkControlUpdate| {
+            if let Some(t) = u.target_rate {
+                target = Some(t.target_rate.bps().max(0) as u64);
+            }
+        };
+        let mut fed = false;
+        let process = now >= self.next_process;
+        let ran = fluo_core::panics::contain(|| {
+            log.take_sent(now, |s| take(cc.on_sent_packet(sent_packet(s))));
+            fed = feed_acked(&mut cc, log, now, now_us, &mut take);
+            if process {
+                take(cc.on_process_interval(ProcessInterval {
+                    at_time: ts(now_us),
+                    pacer_queue: None,
+                }));
+            }
+            cc
+        });
+        match ran {
+            Ok(cc) => self.cc = Some(cc),
+            Err(_) => {
+                // The controller was moved into the closure and dropped as it unwound.
+                tracing::warn!("the bandwidth estimator panicked: this viewer has no estimate and its layer no cap from now on");
+                self.target = None;
+                log.clear_acked();
+                return Estimate::Failed;
+            }
+        }
+        if process {
+            self.next_process = now + PROCESS_EVERY;
+        }
+        if fed {
+            self.first_feedback.get_or_insert(now);
+        }
+        if let Some(t) = target {
+            self.target = Some(t);
+        }
+        let warm = self
+            .first_feedback
+            .is_some_and(|t| now.saturating_duration_since(t) >= WARM_UP);
+        match self.target {
+            Some(t) if warm => Estimate::Bps(t),
+            _ => Estimate::Cold,
+        }
+    }
+
+    /// When the process step is due next.
+    pub(crate) fn next_process(&self) -> Option<Instant> {
+        self.cc.as_ref().map(|_| self.next_process)
+    }
+
+    /// For tests: feedback handed as it is (with nothing received in it, the port unwraps
+    /// the latest arrival of none).
+    #[cfg(test)]
+    fn feed_unchecked(&mut self, now_us: i64, report: TransportPacketsFeedback) -> bool {
+        let Some(mut cc) = self.cc.take() else {
+            return false;
+        };
+        let ran = fluo_core::panics::contain(|| {
+            cc.on_transport_packets_feedback(TransportPacketsFeedback {
+                feedback_time: ts(now_us),
+                ..report
+            });
+            cc
+        });
+        self.cc = ran.ok();
+        self.cc.is_some()
+    }
+}
+
+/// Hands the controller the feedback `log` matched since it was last taken: only with a
+/// received packet among it (the port unwraps the latest arrival), else kept for the next
+/// message (at most one ring's worth). Whether feedback was handed.
+fn feed_acked(
+    cc: &mut GoogCcNetworkController,
+    log: &mut SentLog,
+    now: Instant,
+    now_us: i64,
+    take: &mut impl FnMut(NetworkControlUpdate),
+) -> bool {
+    let acked = log.acked();
+    if !acked.iter().any(|a| a.received_us.is_some()) {
+        if acked.len() > fluo_egress::sent::SLOTS {
+            log.clear_acked();
+        }
+        return false;
+    }
+    let packet_feedbacks = acked
+        .iter()
+        .map(|a| PacketResult {
+            sent_packet: sent_packet(a.sent),
+            receive_time: a.received_us.map_or(Timestamp::plus_infinity(), ts),
+            ..PacketResult::default()
+        })
+        .collect();
+    let report = TransportPacketsFeedback {
+        feedback_time: ts(now_us),
+        data_in_flight: DataSize::from_bytes(log.in_flight(now) as i64),
+        packet_feedbacks,
+        sendless_arrival_times: vec![],
+    };
+    log.clear_acked();
+    take(cc.on_transport_packets_feedback(report));
+    true
+}
+
+/// The highest simulcast layer a viewer's estimate allows, with hysteresis (see the module).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LayerCap {
+    /// The rank the router is told (`None`: no cap).
+    pub(crate) cap: Option<u8>,
+    /// Since when the estimate allows more than `cap`, and the least it allowed since.
+    up: Option<(u8, Instant)>,
+}
+
+impl LayerCap {
+    /// The cap for estimate `bps` given the layers' measured bitrates by rank (`None`: the
+    /// layer does not flow or is not measured yet): the highest measured layer whose bitrate
+    /// fits in 85 % of the estimate, else the lowest measured one; down at once, up only once
+    /// the estimate allowed the higher layer for [`UP_AFTER`]. With no layer measured the cap
+    /// stays as it is (none at first). Returns the new cap when it changed.
+    pub(crate) fn update(
+        &mut self,
+        now: Instant,
+        bps: u64,
+        rates: &[Option<u64>],
+    ) -> Option<Option<u8>> {
+        let budget = bps.saturating_mul(HEADROOM_PERCENT) / 100;
+        let measured = || {
+            (rates.iter().enumerate())
+                .filter_map(|(rank, r)| r.map(|bits| (rank.min(255) as u8, bits)))
+        };
+        let lowest = measured().next()?.0;
+        let allowed = measured()
+            .filter(|(_, bits)| *bits <= budget)
+            .map(|(rank, _)| rank)
+            .next_back()
+            .unwrap_or(lowest);
+        let next = match self.cap {
+            Some(c) if allowed > c => {
+                let (least, since) = self
+                    .up
+                    .map_or((allowed, now), |(least, since)| (least.min(allowed), since));
+                if now.saturating_duration_since(since) >= UP_AFTER {
+                    self.up = None;
+                    least
+                } else {
+                    self.up = Some((least, since));
+                    c
+                }
+            }
+            _ => {
+                self.up = None;
+                allowed
+            }
+        };
+        (self.cap != Some(next)).then(|| {
+            self.cap = Some(next);
+            self.cap
+        })
+    }
+}
+
+impl MediaCore {
+    /// Runs endpoint `key`'s estimator (see the module) if its bandwidth is estimated: its
+    /// sent packets and feedback fed, its estimate and layer cap updated. Its next process
+    /// step, if it has an estimator.
+    pub(super) fn bwe_update(&mut self, key: u64) -> Option<Instant> {
+        let now = self.now;
+        let ep_ref = self.eps.get(&key)?.ep.clone();
+        let mut ep = lock(&ep_ref);
+        if !ep.settings.bwe {
+            return None;
+        }
+        let max = ep.settings.bandwidth.max_video_send * 1000;
+        let v = ep.egress.as_mut()?;
+        let log = v.sent_log()?;
+        let est = self.bwe.entry(key).or_insert_with(|| {
+            let max = (max > 0).then_some(max);
+            ViewerBwe::new(now, log.micros(now), max)
+        });
+        let estimate = est.run(now, log);
+        let next = est.next_process();
+        let bps = match estimate {
+            Estimate::Bps(bps) => Some(bps),
+            Estimate::Cold | Estimate::Failed => None,
+        };
+        ep.bwe_estimate = bps;
+        drop(ep);
+        let node = self.nodes.get(&key).copied()?;
+        let est = self.bwe.get_mut(&key)?;
+        let changed = match (estimate, bps) {
+            // No estimate for good: no cap (neither the top layer forced nor the lowest).
+            (Estimate::Failed, _) => (std::mem::take(&mut est.cap).cap.is_some()).then_some(None),
+            (_, Some(bps)) => {
+                let rates = self.router.layer_rates(node, MediaKind::Video);
+                rates.and_then(|r| est.cap.update(now, bps, &r))
+            }
+            _ => None,
+        };
+        if let Some(cap) = changed {
+            self.router
+                .set_layer_bandwidth_cap(node, MediaKind::Video, cap);
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,180 @@
+use super::*;
+
+const MS: Duration = Duration::from_millis(1);
+
+#[test]
+fn no_cap_before_the_layers_are_measured_and_never_a_paused_one() {
+    let t0 = Instant::now();
+    let mut c = LayerCap::default();
+    // Nothing measured: no cap.
+    assert_eq!(c.update(t0, 200_000, &[None, None, None]), None);
+    assert_eq!(c.cap, None);
+    // Layer 0 paused (not measured), 1 and 2 measured: an estimate below both caps to 1, the
+    // lowest measured, not to the paused 0.
+    assert_eq!(
+        c.update(t0, 100_000, &[None, Some(500_000), Some(1_500_000)]),
+        Some(Some(1))
+    );
+}
+
+#[test]
+fn down_at_once_up_after_two_seconds_of_room() {
+    let t0 = Instant::now();
+    let rates = [Some(150_000), Some(500_000), Some(1_500_000)];
+    let mut c = LayerCap::default();
+    // 2 Mbit/s: 85 % is 1.7, the top fits.
+    assert_eq!(c.update(t0, 2_000_000, &rates), Some(Some(2)));
+    // 300 kbit/s: only the lowest fits (255 k); down at once.
+    assert_eq!(c.update(t0 + 100 * MS, 300_000, &rates), Some(Some(0)));
+    // Room for the middle one (600 k: 510 k), then for the top: up only after 2 s, and to
+    // the least it allowed over those 2 s.
+    let t1 = t0 + 200 * MS;
+    assert_eq!(c.update(t1, 600_000, &rates), None);
+    assert_eq!(c.update(t1 + 1000 * MS, 2_000_000, &rates), None);
+    assert_eq!(c.update(t1 + 1999 * MS, 2_000_000, &rates), None);
+    assert_eq!(c.update(t1 + 2000 * MS, 2_000_000, &rates), Some(Some(1)));
+    // A dip resets the wait.
+    assert_eq!(c.update(t1 + 2100 * MS, 2_000_000, &rates), None);
+    assert_eq!(
+        c.update(t1 + 2200 * MS, 600_000, &rates),
+        None,
+        "510 k allowed: stays at 1"
+    );
+    assert_eq!(c.update(t1 + 3000 * MS, 2_000_000, &rates), None);
+    assert_eq!(c.update(t1 + 4999 * MS, 2_000_000, &rates), None);
+    assert_eq!(c.update(t1 + 5000 * MS, 2_000_000, &rates), Some(Some(2)));
+    // 85 %: 1.5 M needs 1.765 M of estimate.
+    assert_eq!(c.update(t1 + 5100 * MS, 1_760_000, &rates), Some(Some(1)));
+    // Nothing measured any more (the source's layers stopped): the cap stays.
+    assert_eq!(c.update(t1 + 5200 * MS, 100_000, &[None, None, None]), None);
+    assert_eq!(c.cap, Some(1));
+}
+
+/// FCI of feedback on packets `base..` (None: lost), each in a run-length chunk of one,
+/// with two-byte deltas, `reference` in 64 ms.
+fn fci(base: u16, arrivals: &[Option<i64>], reference: u32) -> Vec<u8> {
+    let mut v = vec![];
+    v.extend_from_slice(&base.to_be_bytes());
+    v.extend_from_slice(&(arrivals.len() as u16).to_be_bytes());
+    v.extend_from_slice(&reference.to_be_bytes()[1..]);
+    v.push(0);
+    for a in arrivals {
+        let chunk: u16 = if a.is_some() { (2 << 13) | 1 } else { 1 };
+        v.extend_from_slice(&chunk.to_be_bytes());
+    }
+    let mut last = i64::from(reference) * 64_000;
+    for at in arrivals.iter().flatten() {
+        let ticks = ((at - last) / 250).clamp(-32_768, 32_767);
+        last += ticks * 250;
+        v.extend_from_slice(&(ticks as i16).to_be_bytes());
+    }
+    v
+}
+
+/// Sends 1200-byte packets at `send_bps` for `secs` through a bottleneck of `link_bps`
+/// (a queue of 50 ms, dropping when full) with 20 ms one way, feedback every 100 ms; the
+/// estimates seen, one per 100 ms.
+fn simulate(send_bps: u64, link_bps: u64, secs: u64) -> Vec<u64> {
+    let t0 = Instant::now();
+    let mut log = SentLog::new(t0);
+    let mut bwe = ViewerBwe::new(t0, 0, None);
+    let size = 1200u64;
+    let gap_us = (size * 8 * 1_000_000 / send_bps) as i64;
+    let per_pkt_us = (size * 8 * 1_000_000 / link_bps) as i64;
+    let mut link_free_us = 0i64;
+    let mut pending: Vec<(u16, Option<i64>)> = vec![];
+    let mut seq = 0u16;
+    let mut next_send = 0i64;
+    let mut estimates = vec![];
+    let mut now_us = 0i64;
+    while now_us < secs as i64 * 1_000_000 {
+        now_us += 5_000;
+        let now = t0 + Duration::from_micros(now_us as u64);
+        while next_send <= now_us {
+            seq = seq.wrapping_add(1);
+            log.sent(
+                t0 + Duration::from_micros(next_send as u64),
+                seq,
+                size as usize,
+            );
+            let start = link_free_us.max(next_send);
+            let arrival = if start - next_send > 50_000 {
+                None
+            } else {
+                link_free_us = start + per_pkt_us;
+                Some(link_free_us + 20_000)
+            };
+            pending.push((seq, arrival));
+            next_send += gap_us;
+        }
+        if now_us % 100_000 == 0 {
+            // Feedback on what was sent up to 40 ms ago (it has arrived or been dropped).
+            let upto = pending
+                .iter()
+                .position(|(_, a)| a.is_some_and(|a| a > now_us - 20_000))
+                .unwrap_or(pending.len());
+            let batch: Vec<_> = pending.drain(..upto).collect();
+            if let Some(&(base, _)) = batch.first() {
+                let arrivals: Vec<Option<i64>> = batch.iter().map(|(_, a)| *a).collect();
+                let reference =
+                    (arrivals.iter().flatten().next().copied().unwrap_or(0) / 64_000) as u32;
+                let _ = log.feedback(now, &fci(base, &arrivals, reference));
+            }
+        }
+        if let Estimate::Bps(b) = bwe.run(now, &mut log) {
+            if now_us % 100_000 == 0 {
+                estimates.push(b);
+            }
+        }
+    }
+    estimates
+}
+
+#[test]
+fn the_estimate_falls_to_a_300_kbit_link_and_stays_near_it() {
+    let est = simulate(1_000_000, 300_000, 12);
+    assert!(!est.is_empty(), "warm after a second of feedback");
+    let last: Vec<u64> = est[est.len() - 20..].to_vec();
+    assert!(
+        last.iter().all(|b| *b < 450_000 && *b > 100_000),
+        "the last 2 s of estimates: {last:?}"
+    );
+}
+
+#[test]
+fn an_unconstrained_link_keeps_the_estimate_up() {
+    let est = simulate(1_000_000, 10_000_000, 8);
+    let last = *est.last().expect("estimates");
+    assert!(last >= 900_000, "estimate {last}: {est:?}");
+}
+
+#[test]
+fn a_panic_in_the_controller_is_contained_and_ends_its_estimate() {
+    let t0 = Instant::now();
+    let mut log = SentLog::new(t0);
+    let mut bwe = ViewerBwe::new(t0, 0, Some(500_000));
+    assert!(bwe.next_process().is_some());
+    // The port unwraps the latest arrival of a report: one with every packet lost panics
+    // (Fluo holds such feedback back).
+    let lost = PacketResult {
+        sent_packet: sent_packet(Sent {
+            seq: 1,
+            at_us: 0,
+            size: 1000,
+        }),
+        ..PacketResult::default()
+    };
+    let report = TransportPacketsFeedback {
+        packet_feedbacks: vec![lost],
+        ..TransportPacketsFeedback::default()
+    };
+    assert!(!bwe.feed_unchecked(10_000, report));
+    assert_eq!(bwe.run(t0 + 10 * MS, &mut log), Estimate::Failed);
+    assert_eq!(bwe.next_process(), None, "no more process steps");
+    // Through the log, such feedback is held until a packet is reported received.
+    let mut bwe = ViewerBwe::new(t0, 0, None);
+    log.sent(t0, 1, 1000);
+    log.feedback(t0 + 50 * MS, &fci(1, &[None], 0)).unwrap();
+    assert_ne!(bwe.run(t0 + 60 * MS, &mut log), Estimate::Failed);
+    assert_eq!(log.acked().len(), 1, "held");
+}
