@@ -125,19 +125,24 @@ package-test: package
 
 # Full check, fail fast, in this order. The container test's base image downloads in the
 # background meanwhile, niced (package-test waits for it; without root or mmdebstrap it says
-# SKIPPED and make test goes on, but fails under CI=true).
+# SKIPPED and make test goes on, but fails under CI=true). Each step runs through
+# scripts/step-time.sh, which records its wall and CPU seconds (target/make-test-times.tsv):
+# the table is printed at the end, and when a step fails, for the steps that ran.
+STEP = scripts/step-time.sh run
 test:
-	$(MAKE) --no-print-directory deps-test
-	tests/package/base-rootfs.sh start $$PPID
-	$(MAKE) --no-print-directory fmt-check
-	$(MAKE) --no-print-directory layout
-	$(MAKE) --no-print-directory clippy
-	$(MAKE) --no-print-directory unit
-	$(MAKE) --no-print-directory fuzz-smoke
-	$(MAKE) --no-print-directory compat
-	$(MAKE) --no-print-directory e2e
-	$(MAKE) --no-print-directory bench-smoke
-	$(MAKE) --no-print-directory package-test PACKAGE_PROFILE=debug
+	@scripts/step-time.sh start
+	$(STEP) deps-test $(MAKE) --no-print-directory deps-test
+	$(STEP) base-rootfs-start tests/package/base-rootfs.sh start $$PPID
+	$(STEP) fmt-check $(MAKE) --no-print-directory fmt-check
+	$(STEP) layout $(MAKE) --no-print-directory layout
+	$(STEP) clippy $(MAKE) --no-print-directory clippy
+	$(STEP) unit $(MAKE) --no-print-directory unit
+	$(STEP) fuzz-smoke $(MAKE) --no-print-directory fuzz-smoke
+	$(STEP) compat $(MAKE) --no-print-directory compat
+	$(STEP) e2e $(MAKE) --no-print-directory e2e
+	$(STEP) bench-smoke $(MAKE) --no-print-directory bench-smoke
+	$(STEP) package-test $(MAKE) --no-print-directory package-test PACKAGE_PROFILE=debug
+	@scripts/step-time.sh report
 
 # Fluo against Janus side by side (bench/, docs/perf.md): one WebRTC publisher, N viewers, the
 # server pinned to CPU 0 and the load tool to CPU 1 in a private network namespace (root).
