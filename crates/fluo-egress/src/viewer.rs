@@ -80,7 +80,7 @@ pub struct Viewer {
     twcc: u16,
     /// What was sent by transport-wide sequence number, when the viewer's bandwidth is
     /// estimated (see [`Viewer::log_sent`]).
-    log: Option<SentLog>,
+    log: Option<Box<SentLog>>,
 }
 
 impl std::fmt::Debug for Viewer {
@@ -119,12 +119,18 @@ impl Viewer {
     /// viewer's transport-wide feedback against it ([`SentLog`], 8 KiB): for its send-side
     /// bandwidth estimate. Without this the feedback is not even parsed.
     pub fn log_sent(&mut self, epoch: Instant) {
-        self.log.get_or_insert_with(|| SentLog::new(epoch));
+        self.log
+            .get_or_insert_with(|| Box::new(SentLog::new(epoch)));
+    }
+
+    /// Records no more (the estimate that read the log is gone).
+    pub fn stop_logging_sent(&mut self) {
+        self.log = None;
     }
 
     /// The sent-packet log, when [`Viewer::log_sent`] made one.
     pub fn sent_log(&mut self) -> Option<&mut SentLog> {
-        self.log.as_mut()
+        self.log.as_deref_mut()
     }
 
     /// Where the viewer's datagrams go now.
@@ -514,7 +520,7 @@ impl Viewer {
 
 /// A packet of `bytes` sent at `now` with transport-wide sequence number `twcc`, into the
 /// sent-packet log when there is one.
-fn record(log: &mut Option<SentLog>, now: Instant, twcc: Option<u16>, bytes: usize) {
+fn record(log: &mut Option<Box<SentLog>>, now: Instant, twcc: Option<u16>, bytes: usize) {
     if let (Some(log), Some(seq)) = (log.as_mut(), twcc) {
         log.sent(now, seq, bytes);
     }

@@ -58,19 +58,26 @@ pub use ops::{Ops, Readiness};
 /// Libraries whose `info` lines are per packet or per poll, not for an operator
 /// (turn-client-proto logs the result of every event poll at `info`: about 145 lines a second
 /// per relayed call): they log warnings and errors only unless `RUST_LOG` names them.
-const QUIET_LIBRARIES: [&str; 3] = ["turn_client_proto", "turn_types", "stun_proto"];
+/// goog_cc (the bandwidth estimator, `--bwe on`) warns on the viewer's own feedback (odd
+/// arrival times): a peer could flood the log, so it logs errors only.
+const QUIET_LIBRARIES: [(&str, &str); 4] = [
+    ("turn_client_proto", "warn"),
+    ("turn_types", "warn"),
+    ("stun_proto", "warn"),
+    ("goog_cc", "error"),
+];
 
 /// The log filter for `RUST_LOG` (`info` when unset or invalid), with
-/// [`QUIET_LIBRARIES`] at `warn` unless the filter names them.
+/// [`QUIET_LIBRARIES`] at their level unless the filter names them.
 pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
     use tracing_subscriber::EnvFilter;
     let spec = rust_log.map(str::trim).filter(|s| !s.is_empty());
     let mut filter = spec
         .and_then(|s| EnvFilter::try_new(s).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    for lib in QUIET_LIBRARIES {
+    for (lib, level) in QUIET_LIBRARIES {
         if !spec.is_some_and(|s| s.contains(lib)) {
-            if let Ok(d) = format!("{lib}=warn").parse() {
+            if let Ok(d) = format!("{lib}={level}").parse() {
                 filter = filter.add_directive(d);
             }
         }
@@ -503,6 +510,17 @@ mod tests {
         }
         let text = logged(Some("info,turn_client_proto=info"), emit);
         assert!(text.contains("return=None"), "named: {text}");
+    }
+
+    #[test]
+    fn the_bandwidth_estimator_logs_errors_only() {
+        let emit = || {
+            tracing::warn!(target: "goog_cc::inter_arrival_delta", "arrival time clock offset");
+            tracing::error!(target: "goog_cc::goog_cc_network_control", "odd report");
+        };
+        let text = logged(Some("debug"), emit);
+        assert!(!text.contains("clock offset"), "{text}");
+        assert!(text.contains("odd report"), "{text}");
     }
 }
 

@@ -4,8 +4,11 @@
 //! TWCC in their answers and return feedback; one of them is behind a 300 kbit/s link (a
 //! token bucket with a 15 kB queue that drops when full, as `tbf`). It ends on q without
 //! sustained loss, its video decodable (each switch at the new layer's key frame), while the
-//! other keeps f. Without `--bwe` the answers decline TWCC as before. A plain publisher's
-//! REMB follows its viewer's estimate (a viewer with TWCC sends no REMB of its own).
+//! other keeps f from start to end (an estimate that has shown no congestion caps nothing);
+//! with an f of about 2 Mbit/s an unconstrained viewer keeps it from start to end.
+//! Without `--bwe` the answers decline TWCC as before. A plain publisher's REMB follows its
+//! congested viewer's estimate (a viewer with TWCC sends no REMB of its own), and is not
+//! pulled down by an unconstrained one.
 use fluo_testkit::{Link, RtpSeen, World};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -17,8 +20,15 @@ const LAYERS: [(&str, (u16, u16), usize); 3] = [
     ("f", (640, 480), 3000),
 ];
 
+/// The same with a realistic top layer of about 2 Mbit/s, above the estimator's 1 Mbit/s start.
+const LAYERS_2M: [(&str, (u16, u16), usize); 3] = [
+    ("q", (160, 120), 300),
+    ("h", (320, 240), 1500),
+    ("f", (640, 480), 8000),
+];
+
 /// The payload sizes of each layer's packets (a 6-byte VP8 descriptor, frames cut in pieces
-/// of at most 1000 bytes).
+/// of at most 1000 bytes: f's frame is three, eight in `LAYERS_2M`).
 const Q_LEN: usize = 306;
 const H_LAST_LEN: usize = 506;
 const F_LEN: usize = 1006;
@@ -27,12 +37,17 @@ fn tap(c: str0m::RtcConfig) -> str0m::RtcConfig {
     c.enable_raw_packets(true)
 }
 
-/// A simulcast publisher on `ep`.
+/// A simulcast publisher on `ep` sending `LAYERS`.
 fn publisher(w: &mut World, ep: &str) -> usize {
+    publisher_of(w, ep, &LAYERS)
+}
+
+/// A simulcast publisher on `ep` sending `layers`.
+fn publisher_of(w: &mut World, ep: &str, layers: &[(&str, (u16, u16), usize)]) -> usize {
     let b = w.add_browser("pub", false);
     let cand = w.browsers[b].candidate_json();
     w.invoke(ep, "addIceCandidate", json!({"candidate": cand}));
-    let offer = w.browsers[b].offer_simulcast(Direction::SendOnly, &LAYERS);
+    let offer = w.browsers[b].offer_simulcast(Direction::SendOnly, layers);
     let answer = w.invoke(ep, "processOffer", json!({"offer": offer}));
     w.browsers[b].accept_answer(answer.as_str().unwrap());
     w.invoke(ep, "gatherCandidates", json!({}));
@@ -65,7 +80,7 @@ fn outbound(w: &mut World, ep: &str) -> Value {
 }
 
 /// The layer of each frame the viewer got (by timestamp, in sequence order): q's frames are
-/// one packet of 306 bytes, h's two (1006 and 506), f's three of 1006. A frame whose packets
+/// one packet of 306 bytes, h's two (1006 and 506), f's three (or eight) of 1006. A frame whose packets
 /// were lost on the way may look like f.
 fn frames(seen: &[RtpSeen]) -> Vec<(u8, RtpSeen)> {
     let mut by_seq = seen.to_vec();
@@ -113,6 +128,7 @@ fn a_viewer_behind_300_kbits_gets_the_low_layer_without_sustained_loss_the_other
     let weak_ep = w.create("WebRtcEndpoint", Some(&p));
     let strong_ep = w.create("WebRtcEndpoint", Some(&p));
     w.subscribe(&weak_ep, "FluoLayerChanged");
+    w.subscribe(&strong_ep, "FluoLayerChanged");
     let publisher = publisher(&mut w, &pub_ep);
     let (weak, weak_twcc) = viewer(&mut w, "weak", &weak_ep);
     let (strong, strong_twcc) = viewer(&mut w, "strong", &strong_ep);
@@ -135,7 +151,8 @@ fn a_viewer_behind_300_kbits_gets_the_low_layer_without_sustained_loss_the_other
     let weak_seen = video(&w, weak);
     let last = &weak_seen[weak_before..];
     assert!(last.len() > 4 * 25, "video flows: {}", last.len());
-    assert!(last.iter().all(|r| r.len == Q_LEN), "only q at the end");
+    let not_q: Vec<usize> = (last.iter().filter(|r| r.len != Q_LEN).map(|r| r.len)).collect();
+    assert!(not_q.is_empty(), "only q at the end: {not_q:?}");
     let link = &w.links[&weak];
     assert_eq!(link.dropped, dropped_before, "no loss at the end: {link:?}");
     assert!(
@@ -153,20 +170,29 @@ fn a_viewer_behind_300_kbits_gets_the_low_layer_without_sustained_loss_the_other
         .filter(|(t, _)| t == "FluoLayerChanged")
         .map(|(_, d)| d)
         .collect();
+    let of = |ep: &str| -> Vec<&Value> { ev.iter().filter(|e| e["source"] == ep).collect() };
     assert!(
-        ev.iter()
+        of(&weak_ep)
+            .iter()
             .any(|e| e["reason"] == "BANDWIDTH" && e["rid"] == "q"),
         "{ev:?}"
+    );
+    assert!(
+        (of(&strong_ep).iter()).all(|e| e["reason"] == "START" && e["rid"] == "f"),
+        "the strong viewer's layer never changed: {ev:?}"
     );
     // Decodable throughout: each switch at a key frame of the new layer, no gap.
     assert!(switches_at_key_frames(&weak_seen) >= 1);
     assert!(w.browsers[weak].feedback_sent.twcc > 50);
     assert_eq!(w.browsers[weak].feedback_sent.remb, 0, "TWCC: no REMB");
 
-    // The strong viewer keeps f.
+    // The strong viewer keeps f from start to end.
     let strong_seen = video(&w, strong);
+    assert!(
+        strong_seen.iter().all(|r| r.len == F_LEN),
+        "f only, throughout"
+    );
     let last = &strong_seen[strong_before..];
-    assert!(last.iter().all(|r| r.len == F_LEN), "f only at the end");
     assert!(last.len() > 4 * 25 * 3, "{}", last.len());
     let out = outbound(&mut w, &strong_ep);
     assert_eq!(out["fluoLayer"]["rid"], "f", "{out}");
@@ -229,5 +255,109 @@ fn a_plain_publishers_remb_follows_its_viewers_estimate() {
     assert!(
         remb < 600_000,
         "the publisher is held near its viewer's estimate: REMB {remb}, estimate {est}"
+    );
+}
+
+#[test]
+fn an_unconstrained_viewer_does_not_pull_a_plain_publishers_remb_down() {
+    let mut w = World::with_bwe();
+    w.delay = Duration::from_millis(10);
+    let p = w.create("MediaPipeline", None);
+    let pub_ep = w.create("WebRtcEndpoint", Some(&p));
+    let v_ep = w.create("WebRtcEndpoint", Some(&p));
+    let publisher = w.join("pub", false, &pub_ep, Direction::SendOnly);
+    let (v, twcc) = viewer(&mut w, "v", &v_ep);
+    assert!(twcc);
+    w.invoke(&pub_ep, "connect", json!({"sink": v_ep}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], Duration::from_secs(8));
+    assert!(w.browsers[v].feedback_sent.twcc > 50, "feedback flows");
+    let out = outbound(&mut w, &v_ep);
+    let est = out["fluoBandwidthEstimate"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(est >= 900_000, "the estimate is shown: {est}");
+    // The estimate (about 1-1.5 Mbit/s, climbing) has shown no congestion: it does not bound
+    // the publisher, whose REMB (after the start value) is Fluo's unbounded one.
+    let remb = &w.browsers[publisher].remb_in;
+    assert!(
+        remb.iter().skip(1).all(|r| *r > 100_000_000),
+        "REMB not pulled down to the estimate {est}: {remb:?}"
+    );
+}
+
+#[test]
+fn the_largest_bandwidth_settings_are_taken_without_overflow() {
+    let mut w = World::with_bwe();
+    w.delay = Duration::from_millis(10);
+    let p = w.create("MediaPipeline", None);
+    let pub_ep = w.create("WebRtcEndpoint", Some(&p));
+    let v_ep = w.create("WebRtcEndpoint", Some(&p));
+    // The model takes an int: i64::MAX is refused as such, without harm.
+    let huge = json!({ "maxVideoSendBandwidth": i64::MAX });
+    let refused = w.invoke_err(&v_ep, "setMaxVideoSendBandwidth", huge);
+    assert_eq!(refused["code"], 40001, "{refused}");
+    // The largest it takes, in kbit/s, goes through the estimator's maximum and the REMB
+    // aggregation (times 1000, saturating).
+    let most = json!(i32::MAX);
+    w.invoke(
+        &v_ep,
+        "setMaxVideoSendBandwidth",
+        json!({ "maxVideoSendBandwidth": most }),
+    );
+    w.invoke(
+        &pub_ep,
+        "setMaxVideoRecvBandwidth",
+        json!({ "maxVideoRecvBandwidth": most }),
+    );
+    let publisher = w.join("pub", false, &pub_ep, Direction::SendOnly);
+    let (v, twcc) = viewer(&mut w, "v", &v_ep);
+    assert!(twcc);
+    w.invoke(&pub_ep, "connect", json!({"sink": v_ep}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.links.insert(v, Link::new(300_000, 15_000));
+    w.stream(&[publisher], Duration::from_secs(6));
+    let out = outbound(&mut w, &v_ep);
+    let est = out["fluoBandwidthEstimate"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(est < 500_000, "the estimate follows the link: {est}");
+    assert!(!w.browsers[publisher].remb_in.is_empty(), "REMB still sent");
+}
+
+#[test]
+fn an_unconstrained_viewer_keeps_a_2_mbit_top_layer_from_start_to_end() {
+    let mut w = World::with_bwe();
+    w.delay = Duration::from_millis(10);
+    let p = w.create("MediaPipeline", None);
+    let pub_ep = w.create("WebRtcEndpoint", Some(&p));
+    let v_ep = w.create("WebRtcEndpoint", Some(&p));
+    w.subscribe(&v_ep, "FluoLayerChanged");
+    let publisher = publisher_of(&mut w, &pub_ep, &LAYERS_2M);
+    let (v, twcc) = viewer(&mut w, "v", &v_ep);
+    assert!(twcc);
+    w.invoke(&pub_ep, "connect", json!({"sink": v_ep}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], Duration::from_secs(14));
+    // Its estimate starts at 1 Mbit/s and grows a few percent a second (at most 1.5 times
+    // what is acknowledged): it never fell, so it caps nothing (before the fix: capped to h
+    // at warm-up, and kept there).
+    let seen = video(&w, v);
+    assert!(seen.len() > 14 * 25 * 8, "{}", seen.len());
+    let not_f: Vec<usize> = (seen.iter().filter(|r| r.len != F_LEN).map(|r| r.len)).collect();
+    assert!(not_f.is_empty(), "f only, throughout: {not_f:?}");
+    let out = outbound(&mut w, &v_ep);
+    assert_eq!(out["fluoLayer"]["rid"], "f", "{out}");
+    let est = out["fluoBandwidthEstimate"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(est >= 900_000, "the estimate is shown: {est}");
+    let ev: Vec<Value> = (w.events().into_iter())
+        .filter(|(t, _)| t == "FluoLayerChanged")
+        .map(|(_, d)| d)
+        .collect();
+    assert!(
+        ev.iter().all(|e| e["reason"] == "START" && e["rid"] == "f"),
+        "{ev:?}"
     );
 }

@@ -47,6 +47,13 @@ pub(crate) const PROCESS_EVERY: Duration = Duration::from_millis(25);
 /// and no cap, before.
 pub(crate) const WARM_UP: Duration = Duration::from_secs(1);
 
+/// How long a target is remembered as the recent highest (see [`ViewerBwe::congested`]).
+const PEAK_FOR: Duration = Duration::from_secs(3);
+
+/// The share of its recent highest target the target must fall below for the estimator to
+/// have shown congestion (goog_cc lowers its target only on overuse or loss).
+const CONGESTED_PERCENT: u64 = 85;
+
 /// The share of the estimate a layer's measured bitrate must fit in.
 const HEADROOM_PERCENT: u64 = 85;
 
@@ -61,6 +68,10 @@ pub(crate) struct ViewerBwe {
     next_process: Instant,
     first_feedback: Option<Instant>,
     target: Option<u64>,
+    /// The highest target lately, and when it was reached.
+    peak: Option<(u64, Instant)>,
+    /// Whether the target has fallen below [`CONGESTED_PERCENT`] of `peak` (for good).
+    congested: bool,
     pub(crate) cap: LayerCap,
 }
 
@@ -92,7 +103,10 @@ impl ViewerBwe {
     /// A controller starting at [`START_BPS`], at least [`MIN_BPS`], at most `max_bps` when the
     /// viewer has one (its `maxVideoSendBandwidth`).
     pub(crate) fn new(now: Instant, now_us: i64, max_bps: Option<u64>) -> ViewerBwe {
-        let max = max_bps.map(|m| DataRate::from_bits_per_sec(m.max(MIN_BPS as u64) as i64));
+        let max = max_bps.map(|m| {
+            let m = m.clamp(MIN_BPS as u64, i64::MAX as u64);
+            DataRate::from_bits_per_sec(i64::try_from(m).unwrap_or(i64::MAX))
+        });
         let constraints = TargetRateConstraints {
             at_time: ts(now_us),
             min_data_rate: Some(DataRate::from_bits_per_sec(MIN_BPS)),
@@ -122,6 +136,8 @@ impl ViewerBwe {
             next_process: now,
             first_feedback: None,
             target: None,
+            peak: None,
+            congested: false,
             cap: LayerCap::default(),
         }
     }
@@ -156,9 +172,10 @@ impl ViewerBwe {
         });
         match ran {
             Ok(cc) => self.cc = Some(cc),
-            Err(_) => {
+            Err(panic) => {
                 // The controller was moved into the closure and dropped as it unwound.
-                tracing::warn!("the bandwidth estimator panicked: this viewer has no estimate and its layer no cap from now on");
+                let why = panic_text(panic.as_ref());
+                tracing::warn!("the bandwidth estimator panicked ({why}): this viewer has no estimate and its layer no cap from now on");
                 self.target = None;
                 log.clear_acked();
                 return Estimate::Failed;
@@ -172,6 +189,7 @@ impl ViewerBwe {
         }
         if let Some(t) = target {
             self.target = Some(t);
+            self.note_target(now, t);
         }
         let warm = self
             .first_feedback
@@ -180,6 +198,30 @@ impl ViewerBwe {
             Some(t) if warm => Estimate::Bps(t),
             _ => Estimate::Cold,
         }
+    }
+
+    /// Keeps the recent highest target, and whether `t` fell below [`CONGESTED_PERCENT`] of it.
+    fn note_target(&mut self, now: Instant, t: u64) {
+        let peak = match self.peak {
+            Some((p, at)) if p >= t && now.saturating_duration_since(at) < PEAK_FOR => p,
+            _ => {
+                self.peak = Some((t, now));
+                t
+            }
+        };
+        if t.saturating_mul(100) < peak.saturating_mul(CONGESTED_PERCENT) {
+            self.congested = true;
+        }
+    }
+
+    /// Whether the estimator has shown congestion (its target fell below
+    /// [`CONGESTED_PERCENT`] of its recent highest; goog_cc lowers it only on overuse or
+    /// loss). Before, its estimate neither caps the viewer's layer nor lowers its publisher's
+    /// REMB: it starts at [`START_BPS`] and grows a few percent a second, at most 1.5 times
+    /// what is acknowledged, so on a good link it would hold a viewer below a top layer above
+    /// it for good (only probing would lift it; docs/simulcast.md).
+    pub(crate) fn congested(&self) -> bool {
+        self.congested
     }
 
     /// When the process step is due next.
@@ -216,8 +258,10 @@ fn feed_acked(
     now_us: i64,
     take: &mut impl FnMut(NetworkControlUpdate),
 ) -> bool {
+    // A received time of i64::MAX is +infinity to the port: not received.
+    let received = |us: Option<i64>| us.filter(|t| *t < i64::MAX);
     let acked = log.acked();
-    if !acked.iter().any(|a| a.received_us.is_some()) {
+    if !acked.iter().any(|a| received(a.received_us).is_some()) {
         if acked.len() > fluo_egress::sent::SLOTS {
             log.clear_acked();
         }
@@ -227,7 +271,7 @@ fn feed_acked(
         .iter()
         .map(|a| PacketResult {
             sent_packet: sent_packet(a.sent),
-            receive_time: a.received_us.map_or(Timestamp::plus_infinity(), ts),
+            receive_time: received(a.received_us).map_or(Timestamp::plus_infinity(), ts),
             ..PacketResult::default()
         })
         .collect();
@@ -310,7 +354,7 @@ impl MediaCore {
         if !ep.settings.bwe {
             return None;
         }
-        let max = ep.settings.bandwidth.max_video_send * 1000;
+        let max = ep.settings.bandwidth.max_video_send.saturating_mul(1000);
         let v = ep.egress.as_mut()?;
         let log = v.sent_log()?;
         let est = self.bwe.entry(key).or_insert_with(|| {
@@ -319,18 +363,25 @@ impl MediaCore {
         });
         let estimate = est.run(now, log);
         let next = est.next_process();
+        let congested = est.congested();
         let bps = match estimate {
             Estimate::Bps(bps) => Some(bps),
             Estimate::Cold | Estimate::Failed => None,
         };
+        if estimate == Estimate::Failed {
+            // Nothing reads what it records any more.
+            v.stop_logging_sent();
+        }
         ep.bwe_estimate = bps;
+        ep.bwe_congested = congested;
         drop(ep);
         let node = self.nodes.get(&key).copied()?;
         let est = self.bwe.get_mut(&key)?;
         let changed = match (estimate, bps) {
             // No estimate for good: no cap (neither the top layer forced nor the lowest).
             (Estimate::Failed, _) => (std::mem::take(&mut est.cap).cap.is_some()).then_some(None),
-            (_, Some(bps)) => {
+            // The estimate caps only once it has shown congestion (see `congested`).
+            (_, Some(bps)) if congested => {
                 let rates = self.router.layer_rates(node, MediaKind::Video);
                 rates.and_then(|r| est.cap.update(now, bps, &r))
             }
@@ -342,6 +393,14 @@ impl MediaCore {
         }
         next
     }
+}
+
+/// A contained panic's message, short.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    let text = (p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    text.chars().take(200).collect()
 }
 
 #[cfg(test)]

@@ -161,6 +161,9 @@ pub(crate) struct Ep {
     /// Its send-side bandwidth estimate in bit/s, once warm (getStats, REMB to its
     /// publisher); `None` without one.
     pub(crate) bwe_estimate: Option<u64>,
+    /// Whether that estimate has shown congestion: only then does it cap the layer and
+    /// count in its publisher's REMB (core/bwe.rs, `ViewerBwe::congested`).
+    pub(crate) bwe_congested: bool,
     /// Transport, local and remote address of what the session sends on its selected pair.
     pub(crate) send_path: Option<(Protocol, SocketAddr, SocketAddr)>,
     /// During an ICE restart, the pair (transport, local socket, remote) of the last nomination
@@ -324,6 +327,7 @@ impl Ep {
             egress_source: None,
             layer_out: None,
             bwe_estimate: None,
+            bwe_congested: false,
             send_path: None,
             nominated: None,
             repath: false,

@@ -85,6 +85,48 @@ impl MediaCore {
             .filter(|_| rids.is_empty())
             .filter_map(|n| self.keys.get(&n).copied())
             .collect();
+        let mut limits = self.viewer_limits(now, sinks);
+        let Some(e) = self.eps.get(&key) else {
+            return;
+        };
+        let mut ep = lock(&e.ep);
+        if !ep.flowing_in[MediaKind::Video]
+            || ep
+                .last_remb_at
+                .is_some_and(|t| now.duration_since(t) < REMB_EVERY)
+        {
+            return;
+        }
+        let own = ep.settings.bandwidth.max_video_recv.saturating_mul(1000);
+        if own > 0 {
+            limits.push(own);
+        }
+        let first = ep.last_remb_at.is_none();
+        let lowest = limits.into_iter().min();
+        let on_connect = ep.settings.remb_on_connect;
+        let Some(mut target) = ep.remb_start.target(on_connect, lowest, first) else {
+            return;
+        };
+        target = target.max(ep.settings.bandwidth.min_video_recv.saturating_mul(1000));
+        let Some(mid) = ep.mid_of_kind(MediaKind::Video) else {
+            return;
+        };
+        ep.last_remb_at = Some(now);
+        ep.stats.kinds[MediaKind::Video].remb_sent = target;
+        // REMB bounds the sender as a whole: with simulcast it goes on the first layer that
+        // has a stream (one that never sent has none).
+        let mut api = ep.rtc.direct_api();
+        let rid = (rids.iter().copied()).find(|r| api.stream_rx_by_mid(mid, Some(*r)).is_some());
+        if rids.is_empty() || rid.is_some() {
+            if let Some(rx) = api.stream_rx_by_mid(mid, rid) {
+                rx.request_remb(str0m::bwe::Bitrate::bps(target));
+            }
+        }
+    }
+
+    /// What the viewers `sinks` of a plain publisher allow it (see `update_remb`): each one's
+    /// `maxVideoSendBandwidth`, and its estimate through the warm-up.
+    fn viewer_limits(&self, now: Instant, sinks: Vec<u64>) -> Vec<u64> {
         let mut limits: Vec<u64> = vec![];
         // Estimates of viewers still in their warm-up, and whether any viewer's has settled.
         let mut warming: Vec<u64> = vec![];
@@ -92,12 +134,14 @@ impl MediaCore {
         for s in sinks {
             if let Some(e) = self.eps.get(&s) {
                 let mut ep = lock(&e.ep);
-                let cap = ep.settings.bandwidth.max_video_send * 1000;
+                let cap = ep.settings.bandwidth.max_video_send.saturating_mul(1000);
                 if cap > 0 {
                     limits.push(cap);
                 }
-                // A viewer with TWCC sends no REMB: its own estimate stands for it (`bwe`).
-                let estimate = match (ep.receive_estimate, ep.bwe_estimate) {
+                // A viewer with TWCC sends no REMB: its own estimate stands for it (`bwe`),
+                // once it has shown congestion (before, it only climbs from its start).
+                let own = ep.bwe_estimate.filter(|_| ep.bwe_congested);
+                let estimate = match (ep.receive_estimate, own) {
                     (Some(remb), Some(own)) => Some(remb.min(own)),
                     (remb, own) => remb.or(own),
                 };
@@ -118,42 +162,7 @@ impl MediaCore {
         if !settled_any {
             limits.append(&mut warming);
         }
-        let Some(e) = self.eps.get(&key) else {
-            return;
-        };
-        let mut ep = lock(&e.ep);
-        if !ep.flowing_in[MediaKind::Video]
-            || ep
-                .last_remb_at
-                .is_some_and(|t| now.duration_since(t) < REMB_EVERY)
-        {
-            return;
-        }
-        let own = ep.settings.bandwidth.max_video_recv * 1000;
-        if own > 0 {
-            limits.push(own);
-        }
-        let first = ep.last_remb_at.is_none();
-        let lowest = limits.into_iter().min();
-        let on_connect = ep.settings.remb_on_connect;
-        let Some(mut target) = ep.remb_start.target(on_connect, lowest, first) else {
-            return;
-        };
-        target = target.max(ep.settings.bandwidth.min_video_recv * 1000);
-        let Some(mid) = ep.mid_of_kind(MediaKind::Video) else {
-            return;
-        };
-        ep.last_remb_at = Some(now);
-        ep.stats.kinds[MediaKind::Video].remb_sent = target;
-        // REMB bounds the sender as a whole: with simulcast it goes on the first layer that
-        // has a stream (one that never sent has none).
-        let mut api = ep.rtc.direct_api();
-        let rid = (rids.iter().copied()).find(|r| api.stream_rx_by_mid(mid, Some(*r)).is_some());
-        if rids.is_empty() || rid.is_some() {
-            if let Some(rx) = api.stream_rx_by_mid(mid, rid) {
-                rx.request_remb(str0m::bwe::Bitrate::bps(target));
-            }
-        }
+        limits
     }
 
     /// When endpoint `key`'s timer must fire next.

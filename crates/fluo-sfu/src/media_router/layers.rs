@@ -282,6 +282,14 @@ impl SourceLayers {
         (rates, self.order.len())
     }
 
+    /// Whether a layer that flows has not been measured for a whole [`RATE_WINDOW`] yet.
+    pub(super) fn any_live_unmeasured(&self) -> bool {
+        (self.order.iter()).any(|id| {
+            let l = &self.layers[usize::from(*id)];
+            l.live && l.rate.bps.is_none()
+        })
+    }
+
     /// The rank of layer `id`.
     pub(super) fn rank_of(&self, id: u8) -> Option<u8> {
         self.order.iter().position(|x| *x == id).map(|r| r as u8)

@@ -84,15 +84,16 @@ impl MediaRouter {
 
     /// The bitrates of the layers of the simulcast source whose `kind` `sink` gets, by rank
     /// (lowest picture first; see `RATE_WINDOW`): `None` for a layer that does not flow or is
-    /// not measured yet; `None` altogether when `sink` gets no layered source (or before its
-    /// source's layers settled).
+    /// not measured yet; `None` altogether when `sink` gets no layered source, before its
+    /// source's layers settled, or while a layer that flows is not measured yet (a cap chosen
+    /// then would change again as soon as it is).
     pub fn layer_rates(&self, sink: NodeId, kind: MediaKind) -> Option<Vec<Option<u64>>> {
         if kind != MediaKind::Video {
             return None;
         }
         let src = self.layers.get(sink)?.sink.as_ref()?.source?;
         let layers = self.layers.get(src)?.source.as_ref()?;
-        if !layers.settled {
+        if !layers.settled || layers.any_live_unmeasured() {
             return None;
         }
         let (rates, n) = layers.rates();

@@ -73,8 +73,8 @@ fn fci(base: u16, arrivals: &[Option<i64>], reference: u32) -> Vec<u8> {
 
 /// Sends 1200-byte packets at `send_bps` for `secs` through a bottleneck of `link_bps`
 /// (a queue of 50 ms, dropping when full) with 20 ms one way, feedback every 100 ms; the
-/// estimates seen, one per 100 ms.
-fn simulate(send_bps: u64, link_bps: u64, secs: u64) -> Vec<u64> {
+/// estimates seen, one per 100 ms, and whether the estimator showed congestion.
+fn simulate(send_bps: u64, link_bps: u64, secs: u64) -> (Vec<u64>, bool) {
     let t0 = Instant::now();
     let mut log = SentLog::new(t0);
     let mut bwe = ViewerBwe::new(t0, 0, None);
@@ -127,13 +127,14 @@ fn simulate(send_bps: u64, link_bps: u64, secs: u64) -> Vec<u64> {
             }
         }
     }
-    estimates
+    (estimates, bwe.congested())
 }
 
 #[test]
 fn the_estimate_falls_to_a_300_kbit_link_and_stays_near_it() {
-    let est = simulate(1_000_000, 300_000, 12);
+    let (est, congested) = simulate(1_000_000, 300_000, 12);
     assert!(!est.is_empty(), "warm after a second of feedback");
+    assert!(congested, "it fell: it caps");
     let last: Vec<u64> = est[est.len() - 20..].to_vec();
     assert!(
         last.iter().all(|b| *b < 450_000 && *b > 100_000),
@@ -143,9 +144,19 @@ fn the_estimate_falls_to_a_300_kbit_link_and_stays_near_it() {
 
 #[test]
 fn an_unconstrained_link_keeps_the_estimate_up() {
-    let est = simulate(1_000_000, 10_000_000, 8);
+    let (est, congested) = simulate(1_000_000, 10_000_000, 8);
     let last = *est.last().expect("estimates");
     assert!(last >= 900_000, "estimate {last}: {est:?}");
+    assert!(!congested, "{est:?}");
+}
+
+#[test]
+fn sending_above_the_estimate_on_a_good_link_shows_no_congestion() {
+    // 2 Mbit/s sent while the estimate starts at 1: it only climbs (at most 1.5 times what
+    // is acknowledged), so it must not count as a limit.
+    let (est, congested) = simulate(2_000_000, 10_000_000, 10);
+    assert!(!congested, "{est:?}");
+    assert!(est.windows(2).all(|w| w[1] >= w[0]), "never falls: {est:?}");
 }
 
 #[test]
