@@ -71,6 +71,22 @@ fn video(w: &World, b: usize) -> Vec<RtpSeen> {
         .collect()
 }
 
+/// The viewer's bandwidth estimate in its outbound video entry (`out`).
+fn estimate_of(out: &Value) -> u64 {
+    (out["fluoBandwidthEstimate"].as_u64()).unwrap_or_else(|| panic!("{out}"))
+}
+
+/// A plain (non-simulcast) publisher on `pub_ep` and a receive-only viewer on `v_ep` that
+/// agreed TWCC, connected: (publisher, viewer).
+fn plain_call(w: &mut World, pub_ep: &str, v_ep: &str) -> (usize, usize) {
+    let publisher = w.join("pub", false, pub_ep, Direction::SendOnly);
+    let (v, twcc) = viewer(w, "v", v_ep);
+    assert!(twcc);
+    w.invoke(pub_ep, "connect", json!({"sink": v_ep}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    (publisher, v)
+}
+
 fn outbound(w: &mut World, ep: &str) -> Value {
     let stats = w.invoke(ep, "getStats", json!({"mediaType": "VIDEO"}));
     let out = (stats.as_object().unwrap().values())
@@ -160,9 +176,7 @@ fn a_viewer_behind_300_kbits_gets_the_low_layer_without_sustained_loss_the_other
         "the top layer overflowed the link at first: {link:?}"
     );
     let out = outbound(&mut w, &weak_ep);
-    let est = out["fluoBandwidthEstimate"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{out}"));
+    let est = estimate_of(&out);
     assert!((60_000..450_000).contains(&est), "estimate {est}");
     assert_eq!(out["fluoLayer"]["rid"], "q", "{out}");
     assert_eq!(out["fluoLayer"]["reason"], "BANDWIDTH", "{out}");
@@ -196,9 +210,7 @@ fn a_viewer_behind_300_kbits_gets_the_low_layer_without_sustained_loss_the_other
     assert!(last.len() > 4 * 25 * 3, "{}", last.len());
     let out = outbound(&mut w, &strong_ep);
     assert_eq!(out["fluoLayer"]["rid"], "f", "{out}");
-    let est = out["fluoBandwidthEstimate"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{out}"));
+    let est = estimate_of(&out);
     assert!(est >= 900_000, "estimate {est}");
 }
 
@@ -227,11 +239,7 @@ fn a_plain_publishers_remb_follows_its_viewers_estimate() {
     let p = w.create("MediaPipeline", None);
     let pub_ep = w.create("WebRtcEndpoint", Some(&p));
     let v_ep = w.create("WebRtcEndpoint", Some(&p));
-    let publisher = w.join("pub", false, &pub_ep, Direction::SendOnly);
-    let (v, twcc) = viewer(&mut w, "v", &v_ep);
-    assert!(twcc);
-    w.invoke(&pub_ep, "connect", json!({"sink": v_ep}));
-    assert!(w.connect_all(Duration::from_secs(5)));
+    let (publisher, v) = plain_call(&mut w, &pub_ep, &v_ep);
     w.links.insert(v, Link::new(300_000, 15_000));
     w.stream(&[publisher], Duration::from_secs(8));
     assert_eq!(
@@ -243,9 +251,7 @@ fn a_plain_publishers_remb_follows_its_viewers_estimate() {
         .last()
         .expect("REMB reached the publisher");
     let out = outbound(&mut w, &v_ep);
-    let est = out["fluoBandwidthEstimate"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{out}"));
+    let est = estimate_of(&out);
     assert!(
         est < 500_000,
         "the viewer's estimate follows its link: {est}"
@@ -265,17 +271,11 @@ fn an_unconstrained_viewer_does_not_pull_a_plain_publishers_remb_down() {
     let p = w.create("MediaPipeline", None);
     let pub_ep = w.create("WebRtcEndpoint", Some(&p));
     let v_ep = w.create("WebRtcEndpoint", Some(&p));
-    let publisher = w.join("pub", false, &pub_ep, Direction::SendOnly);
-    let (v, twcc) = viewer(&mut w, "v", &v_ep);
-    assert!(twcc);
-    w.invoke(&pub_ep, "connect", json!({"sink": v_ep}));
-    assert!(w.connect_all(Duration::from_secs(5)));
+    let (publisher, v) = plain_call(&mut w, &pub_ep, &v_ep);
     w.stream(&[publisher], Duration::from_secs(8));
     assert!(w.browsers[v].feedback_sent.twcc > 50, "feedback flows");
     let out = outbound(&mut w, &v_ep);
-    let est = out["fluoBandwidthEstimate"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{out}"));
+    let est = estimate_of(&out);
     assert!(est >= 900_000, "the estimate is shown: {est}");
     // The estimate (about 1-1.5 Mbit/s, climbing) has shown no congestion: it does not bound
     // the publisher, whose REMB (after the start value) is Fluo's unbounded one.
@@ -310,17 +310,11 @@ fn the_largest_bandwidth_settings_are_taken_without_overflow() {
         "setMaxVideoRecvBandwidth",
         json!({ "maxVideoRecvBandwidth": most }),
     );
-    let publisher = w.join("pub", false, &pub_ep, Direction::SendOnly);
-    let (v, twcc) = viewer(&mut w, "v", &v_ep);
-    assert!(twcc);
-    w.invoke(&pub_ep, "connect", json!({"sink": v_ep}));
-    assert!(w.connect_all(Duration::from_secs(5)));
+    let (publisher, v) = plain_call(&mut w, &pub_ep, &v_ep);
     w.links.insert(v, Link::new(300_000, 15_000));
     w.stream(&[publisher], Duration::from_secs(6));
     let out = outbound(&mut w, &v_ep);
-    let est = out["fluoBandwidthEstimate"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{out}"));
+    let est = estimate_of(&out);
     assert!(est < 500_000, "the estimate follows the link: {est}");
     assert!(!w.browsers[publisher].remb_in.is_empty(), "REMB still sent");
 }
@@ -348,9 +342,7 @@ fn an_unconstrained_viewer_keeps_a_2_mbit_top_layer_from_start_to_end() {
     assert!(not_f.is_empty(), "f only, throughout: {not_f:?}");
     let out = outbound(&mut w, &v_ep);
     assert_eq!(out["fluoLayer"]["rid"], "f", "{out}");
-    let est = out["fluoBandwidthEstimate"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{out}"));
+    let est = estimate_of(&out);
     assert!(est >= 900_000, "the estimate is shown: {est}");
     let ev: Vec<Value> = (w.events().into_iter())
         .filter(|(t, _)| t == "FluoLayerChanged")
