@@ -40,6 +40,10 @@ pub(crate) const START_BPS: i64 = 1_000_000;
 /// The least estimate.
 pub(crate) const MIN_BPS: i64 = 30_000;
 
+/// The most: a `maxVideoSendBandwidth` above is taken as this (the port asserts on rates
+/// near `i64::MAX`).
+pub(crate) const MAX_BPS: u64 = 100_000_000_000;
+
 /// How often the controller's process step runs (libwebrtc's is 25 ms).
 pub(crate) const PROCESS_EVERY: Duration = Duration::from_millis(25);
 
@@ -53,6 +57,33 @@ const PEAK_FOR: Duration = Duration::from_secs(3);
 /// The share of its recent highest target the target must fall below for the estimator to
 /// have shown congestion (goog_cc lowers its target only on overuse or loss).
 const CONGESTED_PERCENT: u64 = 85;
+
+/// The window over which the feedback's loss and the rate delivered are counted.
+const DELIVERY_WINDOW: Duration = Duration::from_secs(1);
+
+/// Loss above this share of what the feedback reported over [`DELIVERY_WINDOW`] (and at
+/// least [`LOSS_LEAST`] packets) is congestion: a link that drops what it cannot carry.
+const LOSS_PERMILLE: u64 = 20;
+
+/// The least packets lost over [`DELIVERY_WINDOW`] that count (one lost of a low layer's 30
+/// a second is 3 %).
+const LOSS_LEAST: u64 = 3;
+
+/// A fall of the target in one step to below this share of its previous value and of the
+/// rate delivered over [`DELIVERY_WINDOW`] is congestion too: goog_cc's delay-based decrease
+/// (to 85 % of what is acknowledged), small when the target was near that already.
+const FALL_PERCENT: u64 = 95;
+const BELOW_DELIVERED_PERCENT: u64 = 90;
+
+/// How long congestion lasts after its last sign (a fall, loss) at first: then the cap is
+/// lifted (a crude probe: the viewer may switch up at the next keyframe, and if its link is
+/// really limited it shows congestion again and goes back down).
+pub(crate) const HOLD: Duration = Duration::from_secs(10);
+
+/// Congestion seen again within this time after it expired: the probe failed, and the next
+/// hold is three times as long (up to [`HOLD_MOST`]); a probe that lasts it resets the hold.
+const PROBE_FAILS_WITHIN: Duration = Duration::from_secs(5);
+const HOLD_MOST: Duration = Duration::from_secs(90);
 
 /// The share of the estimate a layer's measured bitrate must fit in.
 const HEADROOM_PERCENT: u64 = 85;
@@ -70,9 +101,53 @@ pub(crate) struct ViewerBwe {
     target: Option<u64>,
     /// The highest target lately, and when it was reached.
     peak: Option<(u64, Instant)>,
-    /// Whether the target has fallen below [`CONGESTED_PERCENT`] of `peak` (for good).
+    /// What the feedback reported over the last [`DELIVERY_WINDOW`] (see [`Delivery`]).
+    delivery: Delivery,
+    /// The last sign of congestion (see [`ViewerBwe::congested`]).
+    last_sign: Option<Instant>,
+    /// How long congestion lasts after its last sign ([`HOLD`], longer after failed probes).
+    hold: Duration,
+    /// When congestion last expired (a probe), until it held for [`PROBE_FAILS_WITHIN`].
+    expired_at: Option<Instant>,
     congested: bool,
     pub(crate) cap: LayerCap,
+}
+
+/// Per feedback message handed to the controller: when, bytes and packets reported
+/// received, packets reported lost; those of the last [`DELIVERY_WINDOW`].
+#[derive(Default)]
+struct Delivery(std::collections::VecDeque<(Instant, u64, u64, u64)>);
+
+impl Delivery {
+    fn add(&mut self, now: Instant, bytes: u64, received: u64, lost: u64) {
+        while (self.0.front())
+            .is_some_and(|e| now.saturating_duration_since(e.0) >= DELIVERY_WINDOW)
+        {
+            self.0.pop_front();
+        }
+        self.0.push_back((now, bytes, received, lost));
+    }
+
+    /// Bytes and packets received, packets lost, over the window at `now`.
+    fn totals(&self, now: Instant) -> (u64, u64, u64) {
+        let recent = self
+            .0
+            .iter()
+            .filter(|e| now.saturating_duration_since(e.0) < DELIVERY_WINDOW);
+        recent.fold((0, 0, 0), |(b, r, l), e| (b + e.1, r + e.2, l + e.3))
+    }
+
+    /// Whether the feedback reported more than [`LOSS_PERMILLE`] lost over the window.
+    fn lossy(&self, now: Instant) -> bool {
+        let (_, received, lost) = self.totals(now);
+        lost >= LOSS_LEAST && lost * 1000 > LOSS_PERMILLE * (lost + received)
+    }
+
+    /// The rate delivered over the window, in bit/s.
+    fn delivered_bps(&self, now: Instant) -> u64 {
+        let (bytes, _, _) = self.totals(now);
+        bytes.saturating_mul(8_000_000) / DELIVERY_WINDOW.as_micros() as u64
+    }
 }
 
 /// What a viewer's estimator made of its input.
@@ -104,8 +179,8 @@ impl ViewerBwe {
     /// viewer has one (its `maxVideoSendBandwidth`).
     pub(crate) fn new(now: Instant, now_us: i64, max_bps: Option<u64>) -> ViewerBwe {
         let max = max_bps.map(|m| {
-            let m = m.clamp(MIN_BPS as u64, i64::MAX as u64);
-            DataRate::from_bits_per_sec(i64::try_from(m).unwrap_or(i64::MAX))
+            let m = m.clamp(MIN_BPS as u64, MAX_BPS);
+            DataRate::from_bits_per_sec(i64::try_from(m).unwrap_or(MIN_BPS))
         });
         let constraints = TargetRateConstraints {
             at_time: ts(now_us),
@@ -137,6 +212,10 @@ impl ViewerBwe {
             first_feedback: None,
             target: None,
             peak: None,
+            delivery: Delivery::default(),
+            last_sign: None,
+            hold: HOLD,
+            expired_at: None,
             congested: false,
             cap: LayerCap::default(),
         }
@@ -157,7 +236,7 @@ impl ViewerBwe {
                 target = Some(t.target_rate.bps().max(0) as u64);
             }
         };
-        let mut fed = false;
+        let mut fed = None;
         let process = now >= self.next_process;
         let ran = fluo_core::panics::contain(|| {
             log.take_sent(now, |s| take(cc.on_sent_packet(sent_packet(s))));
@@ -184,13 +263,18 @@ impl ViewerBwe {
         if process {
             self.next_process = now + PROCESS_EVERY;
         }
-        if fed {
+        if let Some((bytes, received, lost)) = fed {
             self.first_feedback.get_or_insert(now);
+            self.delivery.add(now, bytes, received, lost);
+            if self.delivery.lossy(now) {
+                self.sign(now);
+            }
         }
         if let Some(t) = target {
-            self.target = Some(t);
-            self.note_target(now, t);
+            let before = self.target.replace(t);
+            self.note_target(now, t, before);
         }
+        self.expire(now);
         let warm = self
             .first_feedback
             .is_some_and(|t| now.saturating_duration_since(t) >= WARM_UP);
@@ -200,8 +284,10 @@ impl ViewerBwe {
         }
     }
 
-    /// Keeps the recent highest target, and whether `t` fell below [`CONGESTED_PERCENT`] of it.
-    fn note_target(&mut self, now: Instant, t: u64) {
+    /// Keeps the recent highest target; a sign of congestion when `t` fell below
+    /// [`CONGESTED_PERCENT`] of it, or from `before` in one step below [`FALL_PERCENT`] of it
+    /// and [`BELOW_DELIVERED_PERCENT`] of the rate delivered.
+    fn note_target(&mut self, now: Instant, t: u64, before: Option<u64>) {
         let peak = match self.peak {
             Some((p, at)) if p >= t && now.saturating_duration_since(at) < PEAK_FOR => p,
             _ => {
@@ -209,17 +295,46 @@ impl ViewerBwe {
                 t
             }
         };
-        if t.saturating_mul(100) < peak.saturating_mul(CONGESTED_PERCENT) {
-            self.congested = true;
+        let below = |share: u64, of: u64| t.saturating_mul(100) < of.saturating_mul(share);
+        let fell = before.is_some_and(|b| below(FALL_PERCENT, b))
+            && below(BELOW_DELIVERED_PERCENT, self.delivery.delivered_bps(now));
+        if below(CONGESTED_PERCENT, peak) || fell {
+            self.sign(now);
         }
     }
 
-    /// Whether the estimator has shown congestion (its target fell below
-    /// [`CONGESTED_PERCENT`] of its recent highest; goog_cc lowers it only on overuse or
-    /// loss). Before, its estimate neither caps the viewer's layer nor lowers its publisher's
-    /// REMB: it starts at [`START_BPS`] and grows a few percent a second, at most 1.5 times
-    /// what is acknowledged, so on a good link it would hold a viewer below a top layer above
-    /// it for good (only probing would lift it; docs/simulcast.md).
+    /// A sign of congestion at `now`; seen soon after congestion expired, the probe failed.
+    fn sign(&mut self, now: Instant) {
+        if !self.congested
+            && (self.expired_at)
+                .is_some_and(|t| now.saturating_duration_since(t) < PROBE_FAILS_WITHIN)
+        {
+            self.hold = (self.hold * 3).min(HOLD_MOST);
+        }
+        self.congested = true;
+        self.last_sign = Some(now);
+    }
+
+    /// Congestion expires [`ViewerBwe::hold`] after its last sign; a probe that held resets it.
+    fn expire(&mut self, now: Instant) {
+        let since = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t));
+        if self.congested && since(self.last_sign).is_some_and(|d| d >= self.hold) {
+            self.congested = false;
+            self.expired_at = Some(now);
+        }
+        if !self.congested && since(self.expired_at).is_some_and(|d| d >= PROBE_FAILS_WITHIN) {
+            self.expired_at = None;
+            self.hold = HOLD;
+        }
+    }
+
+    /// Whether the estimator shows congestion: a sign (its target fell below
+    /// [`CONGESTED_PERCENT`] of its recent highest or, in one step, below what was delivered;
+    /// the feedback reported loss over [`LOSS_PERMILLE`]) within the hold ([`HOLD`], longer
+    /// after probes that failed). Otherwise its estimate neither caps the viewer's layer nor
+    /// lowers its publisher's REMB: it starts at [`START_BPS`] and grows a few percent a
+    /// second, at most 1.5 times what is acknowledged, so on a good link it would hold a
+    /// viewer below a top layer above it (only probing would lift it; docs/simulcast.md).
     pub(crate) fn congested(&self) -> bool {
         self.congested
     }
@@ -250,14 +365,15 @@ impl ViewerBwe {
 
 /// Hands the controller the feedback `log` matched since it was last taken: only with a
 /// received packet among it (the port unwraps the latest arrival), else kept for the next
-/// message (at most one ring's worth). Whether feedback was handed.
+/// message (at most one ring's worth). When handed, the bytes and packets it reported
+/// received and the packets lost.
 fn feed_acked(
     cc: &mut GoogCcNetworkController,
     log: &mut SentLog,
     now: Instant,
     now_us: i64,
     take: &mut impl FnMut(NetworkControlUpdate),
-) -> bool {
+) -> Option<(u64, u64, u64)> {
     // A received time of i64::MAX is +infinity to the port: not received.
     let received = |us: Option<i64>| us.filter(|t| *t < i64::MAX);
     let acked = log.acked();
@@ -265,7 +381,16 @@ fn feed_acked(
         if acked.len() > fluo_egress::sent::SLOTS {
             log.clear_acked();
         }
-        return false;
+        return None;
+    }
+    let (mut bytes, mut received_n, mut lost) = (0u64, 0u64, 0u64);
+    for a in acked {
+        if received(a.received_us).is_some() {
+            bytes += u64::from(a.sent.size);
+            received_n += 1;
+        } else {
+            lost += 1;
+        }
     }
     let packet_feedbacks = acked
         .iter()
@@ -283,7 +408,7 @@ fn feed_acked(
     };
     log.clear_acked();
     take(cc.on_transport_packets_feedback(report));
-    true
+    Some((bytes, received_n, lost))
 }
 
 /// The highest simulcast layer a viewer's estimate allows, with hysteresis (see the module).
@@ -299,13 +424,16 @@ impl LayerCap {
     /// The cap for estimate `bps` given the layers' measured bitrates by rank (`None`: the
     /// layer does not flow or is not measured yet): the highest measured layer whose bitrate
     /// fits in 85 % of the estimate, else the lowest measured one; down at once, up only once
-    /// the estimate allowed the higher layer for [`UP_AFTER`]. With no layer measured the cap
-    /// stays as it is (none at first). Returns the new cap when it changed.
+    /// the estimate allowed the higher layer for [`UP_AFTER`] and every layer that flows is
+    /// measured (`complete`: else a higher cap could change again as soon as the rest is; a
+    /// lower one is taken at any time). With no layer measured the cap stays as it is (none
+    /// at first). Returns the new cap when it changed.
     pub(crate) fn update(
         &mut self,
         now: Instant,
         bps: u64,
         rates: &[Option<u64>],
+        complete: bool,
     ) -> Option<Option<u8>> {
         let budget = bps.saturating_mul(HEADROOM_PERCENT) / 100;
         let measured = || {
@@ -319,6 +447,11 @@ impl LayerCap {
             .next_back()
             .unwrap_or(lowest);
         let next = match self.cap {
+            Some(c) if allowed > c && !complete => {
+                // Up waits for every layer to be measured (the wait for room goes on).
+                self.up = Some(self.up.map_or((allowed, now), |(l, t)| (l.min(allowed), t)));
+                c
+            }
             Some(c) if allowed > c => {
                 let (least, since) = self
                     .up
@@ -374,18 +507,22 @@ impl MediaCore {
         }
         ep.bwe_estimate = bps;
         ep.bwe_congested = congested;
+        if bps.is_some() {
+            // The REMB warm-up counts from the first estimate (timers.rs).
+            ep.estimate_since.get_or_insert(now);
+        }
         drop(ep);
         let node = self.nodes.get(&key).copied()?;
         let est = self.bwe.get_mut(&key)?;
-        let changed = match (estimate, bps) {
-            // No estimate for good: no cap (neither the top layer forced nor the lowest).
-            (Estimate::Failed, _) => (std::mem::take(&mut est.cap).cap.is_some()).then_some(None),
-            // The estimate caps only once it has shown congestion (see `congested`).
-            (_, Some(bps)) if congested => {
+        let changed = match bps {
+            // The estimate caps only while it shows congestion (see `congested`).
+            Some(bps) if congested => {
                 let rates = self.router.layer_rates(node, MediaKind::Video);
-                rates.and_then(|r| est.cap.update(now, bps, &r))
+                rates.and_then(|(r, complete)| est.cap.update(now, bps, &r, complete))
             }
-            _ => None,
+            // None shown (yet, or it expired), no estimate for good: no cap (neither the top
+            // layer forced nor the lowest).
+            _ => (std::mem::take(&mut est.cap).cap.is_some()).then_some(None),
         };
         if let Some(cap) = changed {
             self.router
