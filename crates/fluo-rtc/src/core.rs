@@ -619,9 +619,10 @@ impl MediaCore {
             return;
         };
         if add && kind == MediaKind::Video {
-            // A viewer's estimate warms up again for its new publisher's REMB (timers.rs).
+            // An estimated viewer's estimate warms up again for a new publisher's REMB
+            // (timers.rs), not for the same one.
             if let Some(e) = self.eps.get(&sink) {
-                lock(&e.ep).estimate_since = None;
+                lock(&e.ep).video_from(src);
             }
         }
         // Unknown nodes cannot be: both were just found.

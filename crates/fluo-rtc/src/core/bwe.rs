@@ -509,7 +509,7 @@ impl MediaCore {
         ep.bwe_congested = congested;
         if bps.is_some() {
             // The REMB warm-up counts from the first estimate (timers.rs).
-            ep.estimate_since.get_or_insert(now);
+            ep.warm_up_since(now);
         }
         drop(ep);
         let node = self.nodes.get(&key).copied()?;

@@ -137,9 +137,11 @@ pub(crate) struct Ep {
     pub(crate) last_out_at: [Option<Instant>; 2],
     /// The latest bitrate this endpoint's browser said it can receive (REMB), in bps.
     pub receive_estimate: Option<u64>,
-    /// When its publisher's REMB first took `receive_estimate` into account (its warm-up,
-    /// `timers::ESTIMATE_WARM_UP`, counts from there).
-    pub(crate) estimate_since: Option<Instant>,
+    /// When its first estimate (a REMB's `receive_estimate`, or `bwe_estimate`) was seen:
+    /// its warm-up, `timers::ESTIMATE_WARM_UP`, counts from there (see `warm_up_since`).
+    estimate_since: Option<Instant>,
+    /// The source (endpoint key) whose video its own estimate (`--bwe on`) is made of.
+    estimated_from: Option<u64>,
     pub(crate) last_remb_at: Option<Instant>,
     /// Whether the rembOnConnect bound sent at connection is in force (see `settings`).
     pub(crate) remb_start: crate::settings::RembStart,
@@ -318,6 +320,7 @@ impl Ep {
             last_out_at: [None, None],
             receive_estimate: None,
             estimate_since: None,
+            estimated_from: None,
             last_remb_at: None,
             remb_start: Default::default(),
             keys: None,
@@ -333,6 +336,21 @@ impl Ep {
             repath: false,
             str0m_rtp: 0,
             str0m_rtcp_bytes: 0,
+        }
+    }
+
+    /// When its estimate's warm-up (`timers::ESTIMATE_WARM_UP`) started: at `now` if it had
+    /// not, the first estimate seen (a REMB, or with `--bwe on` its own estimate).
+    pub(crate) fn warm_up_since(&mut self, now: Instant) -> Instant {
+        *self.estimate_since.get_or_insert(now)
+    }
+
+    /// Its video comes from source `src` now: with `--bwe on` its own estimate, made of
+    /// another source's media before, warms up again from the next one (a browser's REMB is
+    /// its own: kept, as without `--bwe`). The same source again changes nothing.
+    pub(crate) fn video_from(&mut self, src: u64) {
+        if self.settings.bwe && self.estimated_from.replace(src) != Some(src) {
+            self.estimate_since = None;
         }
     }
 

@@ -151,9 +151,8 @@ impl MediaCore {
                 let Some(est) = estimate else {
                     continue;
                 };
-                // A send-side estimate's warm-up counts from the first estimate (`bwe`); a
-                // REMB's from its first use here.
-                let since = *ep.estimate_since.get_or_insert(now);
+                // The warm-up counts from the first estimate seen (`bwe`, events.rs).
+                let since = ep.warm_up_since(now);
                 if now.duration_since(since) >= ESTIMATE_WARM_UP {
                     settled_any = true;
                     limits.push(est);
