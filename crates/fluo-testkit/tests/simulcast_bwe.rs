@@ -264,6 +264,33 @@ fn a_plain_publishers_remb_follows_its_viewers_estimate() {
     );
 }
 
+/// A plain publisher's viewer congested once counts in its REMB for good: when its limit is
+/// lifted and its congestion expires, the REMB climbs with its estimate (failed before: the
+/// estimate left the REMB at expiry, no REMB was sent and the publisher kept the last low one).
+#[test]
+fn a_plain_publishers_remb_climbs_with_its_viewers_estimate_after_the_limit_is_lifted() {
+    let mut w = World::with_bwe();
+    w.delay = Duration::from_millis(10);
+    let p = w.create("MediaPipeline", None);
+    let pub_ep = w.create("WebRtcEndpoint", Some(&p));
+    let v_ep = w.create("WebRtcEndpoint", Some(&p));
+    let (publisher, v) = plain_call(&mut w, &pub_ep, &v_ep);
+    w.links.insert(v, Link::new(300_000, 15_000));
+    w.stream(&[publisher], Duration::from_secs(8));
+    let low = *w.browsers[publisher].remb_in.last().expect("REMB sent");
+    assert!(low < 600_000, "held near the limit: {low}");
+    w.links.remove(&v);
+    w.stream(&[publisher], Duration::from_secs(25));
+    let est = estimate_of(&outbound(&mut w, &v_ep));
+    let remb = *w.browsers[publisher].remb_in.last().unwrap();
+    eprintln!("REMB {low} at 8 s, {remb} at 33 s; estimate {est}");
+    assert!(est > 2 * low, "the estimate climbed: {est}, REMB at 8 s {low}");
+    assert!(
+        remb * 100 >= est * 85,
+        "the REMB follows the estimate: REMB {remb}, estimate {est}"
+    );
+}
+
 #[test]
 fn an_unconstrained_viewer_does_not_pull_a_plain_publishers_remb_down() {
     let mut w = World::with_bwe();

@@ -110,6 +110,10 @@ pub(crate) struct ViewerBwe {
     /// When congestion last expired (a probe), until it held for [`PROBE_FAILS_WITHIN`].
     expired_at: Option<Instant>,
     congested: bool,
+    /// Whether it ever was: its estimate counts in a plain publisher's REMB from then on
+    /// (an expiry lifts the layer cap only; without the REMB the publisher would keep the
+    /// last low one).
+    was_congested: bool,
     pub(crate) cap: LayerCap,
 }
 
@@ -217,6 +221,7 @@ impl ViewerBwe {
             hold: HOLD,
             expired_at: None,
             congested: false,
+            was_congested: false,
             cap: LayerCap::default(),
         }
     }
@@ -312,6 +317,7 @@ impl ViewerBwe {
             self.hold = (self.hold * 3).min(HOLD_MOST);
         }
         self.congested = true;
+        self.was_congested = true;
         self.last_sign = Some(now);
     }
 
@@ -331,12 +337,19 @@ impl ViewerBwe {
     /// Whether the estimator shows congestion: a sign (its target fell below
     /// [`CONGESTED_PERCENT`] of its recent highest or, in one step, below what was delivered;
     /// the feedback reported loss over [`LOSS_PERMILLE`]) within the hold ([`HOLD`], longer
-    /// after probes that failed). Otherwise its estimate neither caps the viewer's layer nor
-    /// lowers its publisher's REMB: it starts at [`START_BPS`] and grows a few percent a
-    /// second, at most 1.5 times what is acknowledged, so on a good link it would hold a
-    /// viewer below a top layer above it (only probing would lift it; docs/simulcast.md).
+    /// after probes that failed). Otherwise its estimate does not cap the viewer's layer: it
+    /// starts at [`START_BPS`] and grows a few percent a second, at most 1.5 times what is
+    /// acknowledged, so on a good link it would hold a viewer below a top layer above it
+    /// (only probing would lift it; docs/simulcast.md).
     pub(crate) fn congested(&self) -> bool {
         self.congested
+    }
+
+    /// Whether it has shown congestion at all: only then does its estimate count in its
+    /// publisher's REMB (before, it only climbs from its start), and from then on, expired
+    /// or not (the REMB must follow it back up).
+    pub(crate) fn has_been_congested(&self) -> bool {
+        self.was_congested
     }
 
     /// When the process step is due next.
@@ -497,6 +510,7 @@ impl MediaCore {
         let estimate = est.run(now, log);
         let next = est.next_process();
         let congested = est.congested();
+        let counts = est.has_been_congested();
         let bps = match estimate {
             Estimate::Bps(bps) => Some(bps),
             Estimate::Cold | Estimate::Failed => None,
@@ -506,7 +520,7 @@ impl MediaCore {
             v.stop_logging_sent();
         }
         ep.bwe_estimate = bps;
-        ep.bwe_congested = congested;
+        ep.bwe_congested = counts;
         if bps.is_some() {
             // The REMB warm-up counts from the first estimate (timers.rs).
             ep.warm_up_since(now);

@@ -163,8 +163,9 @@ pub(crate) struct Ep {
     /// Its send-side bandwidth estimate in bit/s, once warm (getStats, REMB to its
     /// publisher); `None` without one.
     pub(crate) bwe_estimate: Option<u64>,
-    /// Whether that estimate has shown congestion: only then does it cap the layer and
-    /// count in its publisher's REMB (core/bwe.rs, `ViewerBwe::congested`).
+    /// Whether that estimate has ever shown congestion: only then does it count in its
+    /// publisher's REMB (core/bwe.rs, `ViewerBwe::has_been_congested`; the layer cap follows
+    /// the congestion as it is, expiry included).
     pub(crate) bwe_congested: bool,
     /// Transport, local and remote address of what the session sends on its selected pair.
     pub(crate) send_path: Option<(Protocol, SocketAddr, SocketAddr)>,
