@@ -439,7 +439,7 @@ impl LayerCap {
     /// fits in 85 % of the estimate, else the lowest measured one; down at once, up only once
     /// the estimate allowed the higher layer for [`UP_AFTER`] and every layer that flows is
     /// measured (`complete`: else a higher cap could change again as soon as the rest is; a
-    /// lower one is taken at any time). With no layer measured the cap stays as it is (none
+    /// lower one is taken at any time, when a measured layer above it does not fit). With no layer measured the cap stays as it is (none
     /// at first). Returns the new cap when it changed.
     pub(crate) fn update(
         &mut self,
@@ -459,12 +459,10 @@ impl LayerCap {
             .map(|(rank, _)| rank)
             .next_back()
             .unwrap_or(lowest);
+        if !complete {
+            return self.update_incomplete(now, allowed, budget, measured());
+        }
         let next = match self.cap {
-            Some(c) if allowed > c && !complete => {
-                // Up waits for every layer to be measured (the wait for room goes on).
-                self.up = Some(self.up.map_or((allowed, now), |(l, t)| (l.min(allowed), t)));
-                c
-            }
             Some(c) if allowed > c => {
                 let (least, since) = self
                     .up
@@ -486,6 +484,36 @@ impl LayerCap {
             self.cap = Some(next);
             self.cap
         })
+    }
+
+    /// [`LayerCap::update`] while a layer that flows is not measured yet: the cap goes down
+    /// to `allowed` only when a measured layer above it does not fit in `budget` (what is
+    /// measured fitting says nothing of the rest: no first cap then); up waits (the wait for
+    /// room goes on).
+    fn update_incomplete(
+        &mut self,
+        now: Instant,
+        allowed: u8,
+        budget: u64,
+        mut measured: impl Iterator<Item = (u8, u64)>,
+    ) -> Option<Option<u8>> {
+        let too_big = measured.any(|(rank, bits)| rank > allowed && bits > budget);
+        match self.cap {
+            Some(c) if allowed > c => {
+                self.up = Some(self.up.map_or((allowed, now), |(l, t)| (l.min(allowed), t)));
+                None
+            }
+            Some(c) if allowed == c || !too_big => {
+                self.up = None;
+                None
+            }
+            None if !too_big => None,
+            _ => {
+                self.up = None;
+                self.cap = Some(allowed);
+                Some(self.cap)
+            }
+        }
     }
 }
 

@@ -273,3 +273,19 @@ fn the_largest_maximum_is_clamped() {
         assert_ne!(bwe.run(t0 + 30 * MS, &mut log), Estimate::Failed, "{max}");
     }
 }
+
+#[test]
+fn no_first_cap_while_a_layer_is_unmeasured_unless_a_measured_one_does_not_fit() {
+    let t0 = Instant::now();
+    let back = [Some(150_000), Some(500_000), None];
+    let mut c = LayerCap::default();
+    // Everything measured fits in 5 Mbit/s, the top is not measured yet: no cap (failed
+    // before: capped to h).
+    assert_eq!(c.update(t0, 5_000_000, &back, false), None);
+    assert_eq!(c.cap, None);
+    // h does not fit in 85 % of 400 k: a first cap, q.
+    assert_eq!(
+        c.update(t0 + 100 * MS, 400_000, &back, false),
+        Some(Some(0))
+    );
+}
