@@ -69,6 +69,17 @@ const LOSS_PERMILLE: u64 = 20;
 /// a second is 3 %).
 const LOSS_LEAST: u64 = 3;
 
+/// Loss counts only with a queue behind it: the longest one-way delay over
+/// [`DELIVERY_WINDOW`] at least this much above the least of the last [`BASE_DELAY_FOR`] (a
+/// full queue drops what it cannot take and delays what it took; a randomly lossy link with
+/// room, radio say, delays nothing, and goog_cc's loss-based side already answers loss over
+/// 10 %).
+const LOSS_QUEUE: Duration = Duration::from_millis(20);
+
+/// How long the least one-way delay (the path without a queue) is remembered: between one
+/// and two of these (clocks drift, routes change).
+const BASE_DELAY_FOR: Duration = Duration::from_secs(15);
+
 /// A fall of the target in one step to below this share of its previous value and of the
 /// rate delivered over [`DELIVERY_WINDOW`] is congestion too: goog_cc's delay-based decrease
 /// (to 85 % of what is acknowledged), small when the target was near that already.
@@ -117,34 +128,78 @@ pub(crate) struct ViewerBwe {
     pub(crate) cap: LayerCap,
 }
 
-/// Per feedback message handed to the controller: when, bytes and packets reported
-/// received, packets reported lost; those of the last [`DELIVERY_WINDOW`].
+/// What one feedback message handed to the controller reported: bytes and packets
+/// received, packets lost, and the least and the longest one-way delay of those received
+/// (arrival on the viewer's clock less sending on ours: an offset, the same for each).
+#[derive(Debug, Clone, Copy)]
+struct Fed {
+    bytes: u64,
+    received: u64,
+    lost: u64,
+    delay_us: (i64, i64),
+}
+
+/// The feedback of the last [`DELIVERY_WINDOW`], by when it was handed, and the least
+/// one-way delay lately (the current and the previous [`BASE_DELAY_FOR`]).
 #[derive(Default)]
-struct Delivery(std::collections::VecDeque<(Instant, u64, u64, u64)>);
+struct Delivery {
+    recent: std::collections::VecDeque<(Instant, Fed)>,
+    base: Option<(Instant, i64)>,
+    base_before: Option<i64>,
+}
 
 impl Delivery {
-    fn add(&mut self, now: Instant, bytes: u64, received: u64, lost: u64) {
-        while (self.0.front())
+    fn add(&mut self, now: Instant, fed: Fed) {
+        while (self.recent.front())
             .is_some_and(|e| now.saturating_duration_since(e.0) >= DELIVERY_WINDOW)
         {
-            self.0.pop_front();
+            self.recent.pop_front();
         }
-        self.0.push_back((now, bytes, received, lost));
+        self.recent.push_back((now, fed));
+        let least = fed.delay_us.0;
+        self.base = match self.base {
+            Some((since, b)) if now.saturating_duration_since(since) < BASE_DELAY_FOR => {
+                Some((since, b.min(least)))
+            }
+            old => {
+                self.base_before = old.map(|(_, b)| b);
+                Some((now, least))
+            }
+        };
+    }
+
+    /// How far the longest one-way delay over the window is above the least lately.
+    fn queued(&self, now: Instant) -> Duration {
+        let base = (self.base.map(|b| b.1).into_iter())
+            .chain(self.base_before)
+            .min();
+        let longest = (self.recent.iter())
+            .filter(|e| now.saturating_duration_since(e.0) < DELIVERY_WINDOW)
+            .map(|e| e.1.delay_us.1)
+            .max();
+        match (base, longest) {
+            (Some(b), Some(l)) => Duration::from_micros(l.saturating_sub(b).max(0) as u64),
+            _ => Duration::ZERO,
+        }
     }
 
     /// Bytes and packets received, packets lost, over the window at `now`.
     fn totals(&self, now: Instant) -> (u64, u64, u64) {
-        let recent = self
-            .0
-            .iter()
-            .filter(|e| now.saturating_duration_since(e.0) < DELIVERY_WINDOW);
-        recent.fold((0, 0, 0), |(b, r, l), e| (b + e.1, r + e.2, l + e.3))
+        let recent = (self.recent.iter())
+            .filter(|e| now.saturating_duration_since(e.0) < DELIVERY_WINDOW)
+            .map(|e| e.1);
+        recent.fold((0, 0, 0), |(b, r, l), e| {
+            (b + e.bytes, r + e.received, l + e.lost)
+        })
     }
 
-    /// Whether the feedback reported more than [`LOSS_PERMILLE`] lost over the window.
+    /// Whether the feedback reported more than [`LOSS_PERMILLE`] lost over the window, with
+    /// a queue of at least [`LOSS_QUEUE`] behind it: a full queue's loss.
     fn lossy(&self, now: Instant) -> bool {
         let (_, received, lost) = self.totals(now);
-        lost >= LOSS_LEAST && lost * 1000 > LOSS_PERMILLE * (lost + received)
+        lost >= LOSS_LEAST
+            && lost * 1000 > LOSS_PERMILLE * (lost + received)
+            && self.queued(now) >= LOSS_QUEUE
     }
 
     /// The rate delivered over the window, in bit/s.
@@ -268,9 +323,9 @@ impl ViewerBwe {
         if process {
             self.next_process = now + PROCESS_EVERY;
         }
-        if let Some((bytes, received, lost)) = fed {
+        if let Some(fed) = fed {
             self.first_feedback.get_or_insert(now);
-            self.delivery.add(now, bytes, received, lost);
+            self.delivery.add(now, fed);
             if self.delivery.lossy(now) {
                 self.sign(now);
             }
@@ -378,15 +433,14 @@ impl ViewerBwe {
 
 /// Hands the controller the feedback `log` matched since it was last taken: only with a
 /// received packet among it (the port unwraps the latest arrival), else kept for the next
-/// message (at most one ring's worth). When handed, the bytes and packets it reported
-/// received and the packets lost.
+/// message (at most one ring's worth). When handed, what it reported.
 fn feed_acked(
     cc: &mut GoogCcNetworkController,
     log: &mut SentLog,
     now: Instant,
     now_us: i64,
     take: &mut impl FnMut(NetworkControlUpdate),
-) -> Option<(u64, u64, u64)> {
+) -> Option<Fed> {
     // A received time of i64::MAX is +infinity to the port: not received.
     let received = |us: Option<i64>| us.filter(|t| *t < i64::MAX);
     let acked = log.acked();
@@ -396,13 +450,20 @@ fn feed_acked(
         }
         return None;
     }
-    let (mut bytes, mut received_n, mut lost) = (0u64, 0u64, 0u64);
+    let mut fed = Fed {
+        bytes: 0,
+        received: 0,
+        lost: 0,
+        delay_us: (i64::MAX, i64::MIN),
+    };
     for a in acked {
-        if received(a.received_us).is_some() {
-            bytes += u64::from(a.sent.size);
-            received_n += 1;
+        if let Some(at) = received(a.received_us) {
+            fed.bytes += u64::from(a.sent.size);
+            fed.received += 1;
+            let d = at.saturating_sub(a.sent.at_us);
+            fed.delay_us = (fed.delay_us.0.min(d), fed.delay_us.1.max(d));
         } else {
-            lost += 1;
+            fed.lost += 1;
         }
     }
     let packet_feedbacks = acked
@@ -421,7 +482,7 @@ fn feed_acked(
     };
     log.clear_acked();
     take(cc.on_transport_packets_feedback(report));
-    Some((bytes, received_n, lost))
+    Some(fed)
 }
 
 /// The highest simulcast layer a viewer's estimate allows, with hysteresis (see the module).
