@@ -95,12 +95,7 @@ fn simulate(send_bps: u64, link_bps: u64, secs: u64) -> (Vec<u64>, bool) {
 
 /// [`simulate`], with every `every`th packet also lost on the way whatever the queue (a
 /// randomly lossy link).
-fn simulate_lossy(
-    send_bps: u64,
-    link_bps: u64,
-    secs: u64,
-    every: Option<u16>,
-) -> (Vec<u64>, bool) {
+fn simulate_lossy(send_bps: u64, link_bps: u64, secs: u64, every: Option<u16>) -> (Vec<u64>, bool) {
     let t0 = Instant::now();
     let mut log = SentLog::new(t0);
     let mut bwe = ViewerBwe::new(t0, 0, None);
