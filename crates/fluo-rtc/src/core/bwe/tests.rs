@@ -119,7 +119,7 @@ fn simulate_lossy(send_bps: u64, link_bps: u64, secs: u64, every: Option<u16>) -
                 size as usize,
             );
             let start = link_free_us.max(next_send);
-            let lost_anyway = every.is_some_and(|e| seq % e == 0);
+            let lost_anyway = every.is_some_and(|e| seq.is_multiple_of(e));
             let arrival = if start - next_send > 50_000 || lost_anyway {
                 None
             } else {
