@@ -313,6 +313,9 @@ pub struct MediaCore {
     /// Viewers' bandwidth estimators by endpoint key (`--bwe on`, see `bwe`): here, on the
     /// media thread, not in the endpoints' shared state (they are not `Send`).
     bwe: HashMap<u64, bwe::ViewerBwe>,
+    /// Whether an endpoint with its bandwidth estimated (`--bwe on`) ever joined: until then
+    /// no estimator runs at timer fires and the router measures no layer rates.
+    bwe_on: bool,
 }
 
 impl MediaCore {
@@ -347,6 +350,7 @@ impl MediaCore {
             settings_seen: 0,
             carried: egress::Carried::default(),
             bwe: HashMap::new(),
+            bwe_on: false,
         }
     }
 
@@ -566,6 +570,10 @@ impl MediaCore {
         let (id, ufrag) = {
             let mut e = lock(&ep);
             let ufrag = e.rtc.direct_api().local_ice_credentials().ufrag;
+            if e.settings.bwe && !self.bwe_on {
+                self.bwe_on = true;
+                self.router.measure_layer_rates();
+            }
             (e.id.clone(), ufrag)
         };
         self.by_ufrag.insert(ufrag, key);
@@ -610,6 +618,13 @@ impl MediaCore {
         let (Some(s), Some(k)) = (self.node_of(src), self.node_of(sink)) else {
             return;
         };
+        if add && kind == MediaKind::Video {
+            // An estimated viewer's estimate warms up again for a new publisher's REMB
+            // (timers.rs), not for the same one.
+            if let Some(e) = self.eps.get(&sink) {
+                lock(&e.ep).video_from(src);
+            }
+        }
         // Unknown nodes cannot be: both were just found.
         let _ = if add {
             // A new viewer needs a keyframe to start decoding: the router asks the source.

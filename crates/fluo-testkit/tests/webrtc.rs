@@ -830,6 +830,12 @@ fn a_new_viewers_estimate_lowers_the_publishers_remb_only_after_its_warm_up() {
     assert!(w.browsers[v2].ask_for_bitrate(600_000));
     w.stream(&[publisher], Duration::from_secs(2));
     assert_eq!(last(&w), 600_000);
+    // v2 disconnected and connected again to the same publisher: its REMB still counts at
+    // once (no warm-up again; failed before: 900 k, v2 warming up again).
+    w.invoke(&eps[0], "disconnect", json!({"sink": eps[2]}));
+    w.invoke(&eps[0], "connect", json!({"sink": eps[2]}));
+    w.stream(&[publisher], Duration::from_secs(2));
+    assert_eq!(last(&w), 600_000, "no new warm-up on connecting again");
 }
 
 #[test]

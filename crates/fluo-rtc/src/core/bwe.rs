@@ -40,6 +40,10 @@ pub(crate) const START_BPS: i64 = 1_000_000;
 /// The least estimate.
 pub(crate) const MIN_BPS: i64 = 30_000;
 
+/// The most: a `maxVideoSendBandwidth` above is taken as this (the port asserts on rates
+/// near `i64::MAX`).
+pub(crate) const MAX_BPS: u64 = 100_000_000_000;
+
 /// How often the controller's process step runs (libwebrtc's is 25 ms).
 pub(crate) const PROCESS_EVERY: Duration = Duration::from_millis(25);
 
@@ -53,6 +57,44 @@ const PEAK_FOR: Duration = Duration::from_secs(3);
 /// The share of its recent highest target the target must fall below for the estimator to
 /// have shown congestion (goog_cc lowers its target only on overuse or loss).
 const CONGESTED_PERCENT: u64 = 85;
+
+/// The window over which the feedback's loss and the rate delivered are counted.
+const DELIVERY_WINDOW: Duration = Duration::from_secs(1);
+
+/// Loss above this share of what the feedback reported over [`DELIVERY_WINDOW`] (and at
+/// least [`LOSS_LEAST`] packets) is congestion: a link that drops what it cannot carry.
+const LOSS_PERMILLE: u64 = 20;
+
+/// The least packets lost over [`DELIVERY_WINDOW`] that count (one lost of a low layer's 30
+/// a second is 3 %).
+const LOSS_LEAST: u64 = 3;
+
+/// Loss counts only with a queue behind it: the longest one-way delay over
+/// [`DELIVERY_WINDOW`] at least this much above the least of the last [`BASE_DELAY_FOR`] (a
+/// full queue drops what it cannot take and delays what it took; a randomly lossy link with
+/// room, radio say, delays nothing, and goog_cc's loss-based side already answers loss over
+/// 10 %).
+const LOSS_QUEUE: Duration = Duration::from_millis(20);
+
+/// How long the least one-way delay (the path without a queue) is remembered: between one
+/// and two of these (clocks drift, routes change).
+const BASE_DELAY_FOR: Duration = Duration::from_secs(15);
+
+/// A fall of the target in one step to below this share of its previous value and of the
+/// rate delivered over [`DELIVERY_WINDOW`] is congestion too: goog_cc's delay-based decrease
+/// (to 85 % of what is acknowledged), small when the target was near that already.
+const FALL_PERCENT: u64 = 95;
+const BELOW_DELIVERED_PERCENT: u64 = 90;
+
+/// How long congestion lasts after its last sign (a fall, loss) at first: then the cap is
+/// lifted (a crude probe: the viewer may switch up at the next keyframe, and if its link is
+/// really limited it shows congestion again and goes back down).
+pub(crate) const HOLD: Duration = Duration::from_secs(10);
+
+/// Congestion seen again within this time after it expired: the probe failed, and the next
+/// hold is three times as long (up to [`HOLD_MOST`]); a probe that lasts it resets the hold.
+const PROBE_FAILS_WITHIN: Duration = Duration::from_secs(5);
+const HOLD_MOST: Duration = Duration::from_secs(90);
 
 /// The share of the estimate a layer's measured bitrate must fit in.
 const HEADROOM_PERCENT: u64 = 85;
@@ -70,9 +112,101 @@ pub(crate) struct ViewerBwe {
     target: Option<u64>,
     /// The highest target lately, and when it was reached.
     peak: Option<(u64, Instant)>,
-    /// Whether the target has fallen below [`CONGESTED_PERCENT`] of `peak` (for good).
+    /// What the feedback reported over the last [`DELIVERY_WINDOW`] (see [`Delivery`]).
+    delivery: Delivery,
+    /// The last sign of congestion (see [`ViewerBwe::congested`]).
+    last_sign: Option<Instant>,
+    /// How long congestion lasts after its last sign ([`HOLD`], longer after failed probes).
+    hold: Duration,
+    /// When congestion last expired (a probe), until it held for [`PROBE_FAILS_WITHIN`].
+    expired_at: Option<Instant>,
     congested: bool,
+    /// Whether it ever was: its estimate counts in a plain publisher's REMB from then on
+    /// (an expiry lifts the layer cap only; without the REMB the publisher would keep the
+    /// last low one).
+    was_congested: bool,
     pub(crate) cap: LayerCap,
+}
+
+/// What one feedback message handed to the controller reported: bytes and packets
+/// received, packets lost, and the least and the longest one-way delay of those received
+/// (arrival on the viewer's clock less sending on ours: an offset, the same for each).
+#[derive(Debug, Clone, Copy)]
+struct Fed {
+    bytes: u64,
+    received: u64,
+    lost: u64,
+    delay_us: (i64, i64),
+}
+
+/// The feedback of the last [`DELIVERY_WINDOW`], by when it was handed, and the least
+/// one-way delay lately (the current and the previous [`BASE_DELAY_FOR`]).
+#[derive(Default)]
+struct Delivery {
+    recent: std::collections::VecDeque<(Instant, Fed)>,
+    base: Option<(Instant, i64)>,
+    base_before: Option<i64>,
+}
+
+impl Delivery {
+    fn add(&mut self, now: Instant, fed: Fed) {
+        while (self.recent.front())
+            .is_some_and(|e| now.saturating_duration_since(e.0) >= DELIVERY_WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((now, fed));
+        let least = fed.delay_us.0;
+        self.base = match self.base {
+            Some((since, b)) if now.saturating_duration_since(since) < BASE_DELAY_FOR => {
+                Some((since, b.min(least)))
+            }
+            old => {
+                self.base_before = old.map(|(_, b)| b);
+                Some((now, least))
+            }
+        };
+    }
+
+    /// How far the longest one-way delay over the window is above the least lately.
+    fn queued(&self, now: Instant) -> Duration {
+        let base = (self.base.map(|b| b.1).into_iter())
+            .chain(self.base_before)
+            .min();
+        let longest = (self.recent.iter())
+            .filter(|e| now.saturating_duration_since(e.0) < DELIVERY_WINDOW)
+            .map(|e| e.1.delay_us.1)
+            .max();
+        match (base, longest) {
+            (Some(b), Some(l)) => Duration::from_micros(l.saturating_sub(b).max(0) as u64),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Bytes and packets received, packets lost, over the window at `now`.
+    fn totals(&self, now: Instant) -> (u64, u64, u64) {
+        let recent = (self.recent.iter())
+            .filter(|e| now.saturating_duration_since(e.0) < DELIVERY_WINDOW)
+            .map(|e| e.1);
+        recent.fold((0, 0, 0), |(b, r, l), e| {
+            (b + e.bytes, r + e.received, l + e.lost)
+        })
+    }
+
+    /// Whether the feedback reported more than [`LOSS_PERMILLE`] lost over the window, with
+    /// a queue of at least [`LOSS_QUEUE`] behind it: a full queue's loss.
+    fn lossy(&self, now: Instant) -> bool {
+        let (_, received, lost) = self.totals(now);
+        lost >= LOSS_LEAST
+            && lost * 1000 > LOSS_PERMILLE * (lost + received)
+            && self.queued(now) >= LOSS_QUEUE
+    }
+
+    /// The rate delivered over the window, in bit/s.
+    fn delivered_bps(&self, now: Instant) -> u64 {
+        let (bytes, _, _) = self.totals(now);
+        bytes.saturating_mul(8_000_000) / DELIVERY_WINDOW.as_micros() as u64
+    }
 }
 
 /// What a viewer's estimator made of its input.
@@ -104,8 +238,8 @@ impl ViewerBwe {
     /// viewer has one (its `maxVideoSendBandwidth`).
     pub(crate) fn new(now: Instant, now_us: i64, max_bps: Option<u64>) -> ViewerBwe {
         let max = max_bps.map(|m| {
-            let m = m.clamp(MIN_BPS as u64, i64::MAX as u64);
-            DataRate::from_bits_per_sec(i64::try_from(m).unwrap_or(i64::MAX))
+            let m = m.clamp(MIN_BPS as u64, MAX_BPS);
+            DataRate::from_bits_per_sec(i64::try_from(m).unwrap_or(MIN_BPS))
         });
         let constraints = TargetRateConstraints {
             at_time: ts(now_us),
@@ -137,7 +271,12 @@ impl ViewerBwe {
             first_feedback: None,
             target: None,
             peak: None,
+            delivery: Delivery::default(),
+            last_sign: None,
+            hold: HOLD,
+            expired_at: None,
             congested: false,
+            was_congested: false,
             cap: LayerCap::default(),
         }
     }
@@ -157,7 +296,7 @@ impl ViewerBwe {
                 target = Some(t.target_rate.bps().max(0) as u64);
             }
         };
-        let mut fed = false;
+        let mut fed = None;
         let process = now >= self.next_process;
         let ran = fluo_core::panics::contain(|| {
             log.take_sent(now, |s| take(cc.on_sent_packet(sent_packet(s))));
@@ -184,13 +323,18 @@ impl ViewerBwe {
         if process {
             self.next_process = now + PROCESS_EVERY;
         }
-        if fed {
+        if let Some(fed) = fed {
             self.first_feedback.get_or_insert(now);
+            self.delivery.add(now, fed);
+            if self.delivery.lossy(now) {
+                self.sign(now);
+            }
         }
         if let Some(t) = target {
-            self.target = Some(t);
-            self.note_target(now, t);
+            let before = self.target.replace(t);
+            self.note_target(now, t, before);
         }
+        self.expire(now);
         let warm = self
             .first_feedback
             .is_some_and(|t| now.saturating_duration_since(t) >= WARM_UP);
@@ -200,8 +344,10 @@ impl ViewerBwe {
         }
     }
 
-    /// Keeps the recent highest target, and whether `t` fell below [`CONGESTED_PERCENT`] of it.
-    fn note_target(&mut self, now: Instant, t: u64) {
+    /// Keeps the recent highest target; a sign of congestion when `t` fell below
+    /// [`CONGESTED_PERCENT`] of it, or from `before` in one step below [`FALL_PERCENT`] of it
+    /// and [`BELOW_DELIVERED_PERCENT`] of the rate delivered.
+    fn note_target(&mut self, now: Instant, t: u64, before: Option<u64>) {
         let peak = match self.peak {
             Some((p, at)) if p >= t && now.saturating_duration_since(at) < PEAK_FOR => p,
             _ => {
@@ -209,19 +355,56 @@ impl ViewerBwe {
                 t
             }
         };
-        if t.saturating_mul(100) < peak.saturating_mul(CONGESTED_PERCENT) {
-            self.congested = true;
+        let below = |share: u64, of: u64| t.saturating_mul(100) < of.saturating_mul(share);
+        let fell = before.is_some_and(|b| below(FALL_PERCENT, b))
+            && below(BELOW_DELIVERED_PERCENT, self.delivery.delivered_bps(now));
+        if below(CONGESTED_PERCENT, peak) || fell {
+            self.sign(now);
         }
     }
 
-    /// Whether the estimator has shown congestion (its target fell below
-    /// [`CONGESTED_PERCENT`] of its recent highest; goog_cc lowers it only on overuse or
-    /// loss). Before, its estimate neither caps the viewer's layer nor lowers its publisher's
-    /// REMB: it starts at [`START_BPS`] and grows a few percent a second, at most 1.5 times
-    /// what is acknowledged, so on a good link it would hold a viewer below a top layer above
-    /// it for good (only probing would lift it; docs/simulcast.md).
+    /// A sign of congestion at `now`; seen soon after congestion expired, the probe failed.
+    fn sign(&mut self, now: Instant) {
+        if !self.congested
+            && (self.expired_at)
+                .is_some_and(|t| now.saturating_duration_since(t) < PROBE_FAILS_WITHIN)
+        {
+            self.hold = (self.hold * 3).min(HOLD_MOST);
+        }
+        self.congested = true;
+        self.was_congested = true;
+        self.last_sign = Some(now);
+    }
+
+    /// Congestion expires [`ViewerBwe::hold`] after its last sign; a probe that held resets it.
+    fn expire(&mut self, now: Instant) {
+        let since = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t));
+        if self.congested && since(self.last_sign).is_some_and(|d| d >= self.hold) {
+            self.congested = false;
+            self.expired_at = Some(now);
+        }
+        if !self.congested && since(self.expired_at).is_some_and(|d| d >= PROBE_FAILS_WITHIN) {
+            self.expired_at = None;
+            self.hold = HOLD;
+        }
+    }
+
+    /// Whether the estimator shows congestion: a sign (its target fell below
+    /// [`CONGESTED_PERCENT`] of its recent highest or, in one step, below what was delivered;
+    /// the feedback reported loss over [`LOSS_PERMILLE`]) within the hold ([`HOLD`], longer
+    /// after probes that failed). Otherwise its estimate does not cap the viewer's layer: it
+    /// starts at [`START_BPS`] and grows a few percent a second, at most 1.5 times what is
+    /// acknowledged, so on a good link it would hold a viewer below a top layer above it
+    /// (only probing would lift it; docs/simulcast.md).
     pub(crate) fn congested(&self) -> bool {
         self.congested
+    }
+
+    /// Whether it has shown congestion at all: only then does its estimate count in its
+    /// publisher's REMB (before, it only climbs from its start), and from then on, expired
+    /// or not (the REMB must follow it back up).
+    pub(crate) fn has_been_congested(&self) -> bool {
+        self.was_congested
     }
 
     /// When the process step is due next.
@@ -250,14 +433,14 @@ impl ViewerBwe {
 
 /// Hands the controller the feedback `log` matched since it was last taken: only with a
 /// received packet among it (the port unwraps the latest arrival), else kept for the next
-/// message (at most one ring's worth). Whether feedback was handed.
+/// message (at most one ring's worth). When handed, what it reported.
 fn feed_acked(
     cc: &mut GoogCcNetworkController,
     log: &mut SentLog,
     now: Instant,
     now_us: i64,
     take: &mut impl FnMut(NetworkControlUpdate),
-) -> bool {
+) -> Option<Fed> {
     // A received time of i64::MAX is +infinity to the port: not received.
     let received = |us: Option<i64>| us.filter(|t| *t < i64::MAX);
     let acked = log.acked();
@@ -265,7 +448,23 @@ fn feed_acked(
         if acked.len() > fluo_egress::sent::SLOTS {
             log.clear_acked();
         }
-        return false;
+        return None;
+    }
+    let mut fed = Fed {
+        bytes: 0,
+        received: 0,
+        lost: 0,
+        delay_us: (i64::MAX, i64::MIN),
+    };
+    for a in acked {
+        if let Some(at) = received(a.received_us) {
+            fed.bytes += u64::from(a.sent.size);
+            fed.received += 1;
+            let d = at.saturating_sub(a.sent.at_us);
+            fed.delay_us = (fed.delay_us.0.min(d), fed.delay_us.1.max(d));
+        } else {
+            fed.lost += 1;
+        }
     }
     let packet_feedbacks = acked
         .iter()
@@ -283,7 +482,7 @@ fn feed_acked(
     };
     log.clear_acked();
     take(cc.on_transport_packets_feedback(report));
-    true
+    Some(fed)
 }
 
 /// The highest simulcast layer a viewer's estimate allows, with hysteresis (see the module).
@@ -299,13 +498,16 @@ impl LayerCap {
     /// The cap for estimate `bps` given the layers' measured bitrates by rank (`None`: the
     /// layer does not flow or is not measured yet): the highest measured layer whose bitrate
     /// fits in 85 % of the estimate, else the lowest measured one; down at once, up only once
-    /// the estimate allowed the higher layer for [`UP_AFTER`]. With no layer measured the cap
-    /// stays as it is (none at first). Returns the new cap when it changed.
+    /// the estimate allowed the higher layer for [`UP_AFTER`] and every layer that flows is
+    /// measured (`complete`: else a higher cap could change again as soon as the rest is; a
+    /// lower one is taken at any time, when a measured layer above it does not fit). With no layer measured the cap stays as it is (none
+    /// at first). Returns the new cap when it changed.
     pub(crate) fn update(
         &mut self,
         now: Instant,
         bps: u64,
         rates: &[Option<u64>],
+        complete: bool,
     ) -> Option<Option<u8>> {
         let budget = bps.saturating_mul(HEADROOM_PERCENT) / 100;
         let measured = || {
@@ -318,6 +520,9 @@ impl LayerCap {
             .map(|(rank, _)| rank)
             .next_back()
             .unwrap_or(lowest);
+        if !complete {
+            return self.update_incomplete(now, allowed, budget, measured());
+        }
         let next = match self.cap {
             Some(c) if allowed > c => {
                 let (least, since) = self
@@ -340,6 +545,36 @@ impl LayerCap {
             self.cap = Some(next);
             self.cap
         })
+    }
+
+    /// [`LayerCap::update`] while a layer that flows is not measured yet: the cap goes down
+    /// to `allowed` only when a measured layer above it does not fit in `budget` (what is
+    /// measured fitting says nothing of the rest: no first cap then); up waits (the wait for
+    /// room goes on).
+    fn update_incomplete(
+        &mut self,
+        now: Instant,
+        allowed: u8,
+        budget: u64,
+        mut measured: impl Iterator<Item = (u8, u64)>,
+    ) -> Option<Option<u8>> {
+        let too_big = measured.any(|(rank, bits)| rank > allowed && bits > budget);
+        match self.cap {
+            Some(c) if allowed > c => {
+                self.up = Some(self.up.map_or((allowed, now), |(l, t)| (l.min(allowed), t)));
+                None
+            }
+            Some(c) if allowed == c || !too_big => {
+                self.up = None;
+                None
+            }
+            None if !too_big => None,
+            _ => {
+                self.up = None;
+                self.cap = Some(allowed);
+                Some(self.cap)
+            }
+        }
     }
 }
 
@@ -364,6 +599,7 @@ impl MediaCore {
         let estimate = est.run(now, log);
         let next = est.next_process();
         let congested = est.congested();
+        let counts = est.has_been_congested();
         let bps = match estimate {
             Estimate::Bps(bps) => Some(bps),
             Estimate::Cold | Estimate::Failed => None,
@@ -373,19 +609,23 @@ impl MediaCore {
             v.stop_logging_sent();
         }
         ep.bwe_estimate = bps;
-        ep.bwe_congested = congested;
+        ep.bwe_congested = counts;
+        if bps.is_some() {
+            // The REMB warm-up counts from the first estimate (timers.rs).
+            ep.warm_up_since(now);
+        }
         drop(ep);
         let node = self.nodes.get(&key).copied()?;
         let est = self.bwe.get_mut(&key)?;
-        let changed = match (estimate, bps) {
-            // No estimate for good: no cap (neither the top layer forced nor the lowest).
-            (Estimate::Failed, _) => (std::mem::take(&mut est.cap).cap.is_some()).then_some(None),
-            // The estimate caps only once it has shown congestion (see `congested`).
-            (_, Some(bps)) if congested => {
+        let changed = match bps {
+            // The estimate caps only while it shows congestion (see `congested`).
+            Some(bps) if congested => {
                 let rates = self.router.layer_rates(node, MediaKind::Video);
-                rates.and_then(|r| est.cap.update(now, bps, &r))
+                rates.and_then(|(r, complete)| est.cap.update(now, bps, &r, complete))
             }
-            _ => None,
+            // None shown (yet, or it expired), no estimate for good: no cap (neither the top
+            // layer forced nor the lowest).
+            _ => (std::mem::take(&mut est.cap).cap.is_some()).then_some(None),
         };
         if let Some(cap) = changed {
             self.router

@@ -110,7 +110,13 @@ impl MediaCore {
                 return self.now + Duration::from_secs(3600);
             }
             match ep.rtc.poll_output() {
-                Ok(Output::Timeout(t)) => return t,
+                Ok(Output::Timeout(t)) => {
+                    if ep.receive_estimate.is_some() {
+                        // A REMB's warm-up counts from the first one seen (timers.rs).
+                        ep.warm_up_since(self.now);
+                    }
+                    return t;
+                }
                 Ok(Output::Transmit(t)) => self.transmit(key, ep, t),
                 Ok(Output::Event(ev)) => events::on_event(&mut self.events, ep, ev, out),
                 Err(e) => {

@@ -137,9 +137,11 @@ pub(crate) struct Ep {
     pub(crate) last_out_at: [Option<Instant>; 2],
     /// The latest bitrate this endpoint's browser said it can receive (REMB), in bps.
     pub receive_estimate: Option<u64>,
-    /// When its publisher's REMB first took `receive_estimate` into account (its warm-up,
-    /// `timers::ESTIMATE_WARM_UP`, counts from there).
-    pub(crate) estimate_since: Option<Instant>,
+    /// When its first estimate (a REMB's `receive_estimate`, or `bwe_estimate`) was seen:
+    /// its warm-up, `timers::ESTIMATE_WARM_UP`, counts from there (see `warm_up_since`).
+    estimate_since: Option<Instant>,
+    /// The source (endpoint key) whose video its own estimate (`--bwe on`) is made of.
+    estimated_from: Option<u64>,
     pub(crate) last_remb_at: Option<Instant>,
     /// Whether the rembOnConnect bound sent at connection is in force (see `settings`).
     pub(crate) remb_start: crate::settings::RembStart,
@@ -161,8 +163,9 @@ pub(crate) struct Ep {
     /// Its send-side bandwidth estimate in bit/s, once warm (getStats, REMB to its
     /// publisher); `None` without one.
     pub(crate) bwe_estimate: Option<u64>,
-    /// Whether that estimate has shown congestion: only then does it cap the layer and
-    /// count in its publisher's REMB (core/bwe.rs, `ViewerBwe::congested`).
+    /// Whether that estimate has ever shown congestion: only then does it count in its
+    /// publisher's REMB (core/bwe.rs, `ViewerBwe::has_been_congested`; the layer cap follows
+    /// the congestion as it is, expiry included).
     pub(crate) bwe_congested: bool,
     /// Transport, local and remote address of what the session sends on its selected pair.
     pub(crate) send_path: Option<(Protocol, SocketAddr, SocketAddr)>,
@@ -318,6 +321,7 @@ impl Ep {
             last_out_at: [None, None],
             receive_estimate: None,
             estimate_since: None,
+            estimated_from: None,
             last_remb_at: None,
             remb_start: Default::default(),
             keys: None,
@@ -333,6 +337,21 @@ impl Ep {
             repath: false,
             str0m_rtp: 0,
             str0m_rtcp_bytes: 0,
+        }
+    }
+
+    /// When its estimate's warm-up (`timers::ESTIMATE_WARM_UP`) started: at `now` if it had
+    /// not, the first estimate seen (a REMB, or with `--bwe on` its own estimate).
+    pub(crate) fn warm_up_since(&mut self, now: Instant) -> Instant {
+        *self.estimate_since.get_or_insert(now)
+    }
+
+    /// Its video comes from source `src` now: with `--bwe on` its own estimate, made of
+    /// another source's media before, warms up again from the next one (a browser's REMB is
+    /// its own: kept, as without `--bwe`). The same source again changes nothing.
+    pub(crate) fn video_from(&mut self, src: u64) {
+        if self.settings.bwe && self.estimated_from.replace(src) != Some(src) {
+            self.estimate_since = None;
         }
     }
 

@@ -60,7 +60,9 @@ impl MediaCore {
                 }
             }
             self.update_remb(k);
-            self.bwe_update(k);
+            if self.bwe_on {
+                self.bwe_update(k);
+            }
             self.drive(k);
         }
         self.flush();
@@ -77,8 +79,16 @@ impl MediaCore {
         let Some(node) = self.nodes.get(&key) else {
             return;
         };
+        // Once a second, while its video flows: nothing else (its viewers) is looked at before.
         let rids = match self.eps.get(&key) {
-            Some(e) => super::simulcast::layer_rids(&lock(&e.ep), MediaKind::Video),
+            Some(e) => {
+                let ep = lock(&e.ep);
+                let recent = |t: Instant| now.duration_since(t) < REMB_EVERY;
+                if !ep.flowing_in[MediaKind::Video] || ep.last_remb_at.is_some_and(recent) {
+                    return;
+                }
+                super::simulcast::layer_rids(&ep, MediaKind::Video)
+            }
             None => return,
         };
         let sinks: Vec<u64> = (self.router.forwarding_to(*node, MediaKind::Video))
@@ -90,13 +100,6 @@ impl MediaCore {
             return;
         };
         let mut ep = lock(&e.ep);
-        if !ep.flowing_in[MediaKind::Video]
-            || ep
-                .last_remb_at
-                .is_some_and(|t| now.duration_since(t) < REMB_EVERY)
-        {
-            return;
-        }
         let own = ep.settings.bandwidth.max_video_recv.saturating_mul(1000);
         if own > 0 {
             limits.push(own);
@@ -148,7 +151,8 @@ impl MediaCore {
                 let Some(est) = estimate else {
                     continue;
                 };
-                let since = *ep.estimate_since.get_or_insert(now);
+                // The warm-up counts from the first estimate seen (`bwe`, events.rs).
+                let since = ep.warm_up_since(now);
                 if now.duration_since(since) >= ESTIMATE_WARM_UP {
                     settled_any = true;
                     limits.push(est);

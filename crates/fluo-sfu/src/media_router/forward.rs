@@ -69,6 +69,7 @@ impl MediaRouter {
             return 0;
         };
         let key = crate::starts_keyframe(pkt.codec.name, pkt.payload);
+        let measure = self.measure_rates;
         let layers = self
             .layers
             .entry(src)
@@ -80,7 +81,7 @@ impl MediaRouter {
         if !layers.accepts(now, &pkt.codec) {
             return 0;
         }
-        layers.packet(now, id, pkt, key == Some(true));
+        layers.packet(now, id, pkt, key == Some(true), measure);
         // Whatever makes a route undecided (a route added, the sink's codecs or the source's
         // settings changed, a transcoder gone, the codec taken) marks the sinks to sort too:
         // the routes are looked at only then, not per packet.

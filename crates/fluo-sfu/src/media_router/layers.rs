@@ -167,8 +167,15 @@ impl SourceLayers {
     /// A packet `pkt` of layer `id` at `now` (`key`: it starts a keyframe, which answers a
     /// keyframe request of that layer still pending if it is newer than any the layer sent
     /// before: a resent or late one is older than the request): whether the layers flow or
-    /// are ordered differently now.
-    pub(super) fn packet(&mut self, now: Instant, id: u8, pkt: &super::Packet<'_>, key: bool) {
+    /// are ordered differently now. Its bitrate is measured when `measure` is set.
+    pub(super) fn packet(
+        &mut self,
+        now: Instant,
+        id: u8,
+        pkt: &super::Packet<'_>,
+        key: bool,
+        measure: bool,
+    ) {
         let (codec, payload) = (&pkt.codec, pkt.payload);
         let mut changed = false;
         let mut resized = false;
@@ -184,7 +191,9 @@ impl SourceLayers {
                 l.keyframe.satisfied();
             }
             changed |= !std::mem::replace(&mut l.live, true);
-            l.rate.add(now, payload.len());
+            if measure {
+                l.rate.add(now, payload.len());
+            }
             let first = l.last_at.replace(now).is_none();
             let size = key.then(|| keyframe_size(codec.name, payload)).flatten();
             if size.is_some() && size != l.size {

@@ -81,6 +81,9 @@ pub struct MediaRouter {
     pushed: Vec<NodeId>,
     /// Simulcast: layered sources' layers, and the layer each of their sinks gets.
     layers: layers::LayerTable,
+    /// Whether layered sources' layers are measured per packet ([`MediaRouter::layer_rates`]):
+    /// only once a viewer's bandwidth is estimated (`--bwe on`), the one reader.
+    measure_rates: bool,
 }
 
 impl Default for MediaRouter {
@@ -100,6 +103,7 @@ impl MediaRouter {
             latency: None,
             pushed: Vec::new(),
             layers: layers::LayerTable::default(),
+            measure_rates: false,
         }
     }
 

@@ -82,22 +82,30 @@ impl MediaRouter {
         }
     }
 
+    /// Measures the bitrates of layered sources' layers from now on ([`MediaRouter::layer_rates`]):
+    /// a viewer's bandwidth is estimated (`--bwe on`). Off until then: nothing is counted per
+    /// packet.
+    pub fn measure_layer_rates(&mut self) {
+        self.measure_rates = true;
+    }
+
     /// The bitrates of the layers of the simulcast source whose `kind` `sink` gets, by rank
     /// (lowest picture first; see `RATE_WINDOW`): `None` for a layer that does not flow or is
-    /// not measured yet; `None` altogether when `sink` gets no layered source, before its
-    /// source's layers settled, or while a layer that flows is not measured yet (a cap chosen
-    /// then would change again as soon as it is).
-    pub fn layer_rates(&self, sink: NodeId, kind: MediaKind) -> Option<Vec<Option<u64>>> {
+    /// not measured yet (none are unless [`MediaRouter::measure_layer_rates`] was called), and
+    /// whether every layer that flows is measured (else a higher cap chosen now could change
+    /// again as soon as the rest is; a lower one is safe). `None` altogether when `sink` gets
+    /// no layered source or before its source's layers settled.
+    pub fn layer_rates(&self, sink: NodeId, kind: MediaKind) -> Option<(Vec<Option<u64>>, bool)> {
         if kind != MediaKind::Video {
             return None;
         }
         let src = self.layers.get(sink)?.sink.as_ref()?.source?;
         let layers = self.layers.get(src)?.source.as_ref()?;
-        if !layers.settled || layers.any_live_unmeasured() {
+        if !layers.settled {
             return None;
         }
         let (rates, n) = layers.rates();
-        Some(rates[..n].to_vec())
+        Some((rates[..n].to_vec(), !layers.any_live_unmeasured()))
     }
 
     /// The sources of `sink`'s `kind` sort their sinks again (its limits changed).

@@ -349,12 +349,12 @@ fn layer_rates_are_measured_over_two_seconds_by_rank_while_each_layer_flows() {
     let mut w = World::new();
     let cam = w.node("cam");
     let v = w.node("viewer");
+    w.r.measure_layer_rates();
     assert_eq!(w.r.layer_rates(v, MediaKind::Video), None, "no source");
     w.r.connect(w.at(0), cam, MediaKind::Video, v).unwrap();
     w.frame(0, cam, &[0, 1, 2], true);
     w.stream(33, 1990, cam, &[0, 1, 2]);
-    let rates = w.r.layer_rates(v, MediaKind::Video);
-    assert_eq!(rates, None, "no whole window yet");
+    assert_eq!(rates_now(&w, v), vec![None; 3], "no whole window yet");
     assert_eq!(w.r.layer_rates(v, MediaKind::Audio), None);
     // The packet at 2013 ms closes the first window: 61 packets of 11 bytes, 40 counted for
     // each one's header and tag, over 2.013 s.
@@ -369,29 +369,42 @@ fn layer_rates_are_measured_over_two_seconds_by_rank_while_each_layer_flows() {
 }
 
 #[test]
-fn no_rates_while_a_layer_that_flows_is_not_measured_yet() {
+fn rates_incomplete_while_a_layer_that_flows_is_not_measured_yet() {
     let mut w = World::new();
     let cam = w.node("cam");
     let v = w.node("viewer");
+    w.r.measure_layer_rates();
     w.r.connect(w.at(0), cam, MediaKind::Video, v).unwrap();
     w.frame(0, cam, &[1, 2], true);
     w.stream(33, 400, cam, &[1, 2]);
     // The largest layer (id 0) starts 429 ms later: its window closes after the others'.
     w.frame(429, cam, &[0, 1, 2], true);
     w.stream(462, 2100, cam, &[0, 1, 2]);
-    let rates = w.r.layer_rates(v, MediaKind::Video);
-    assert_eq!(
-        rates, None,
-        "two layers measured, the third flows unmeasured"
+    let (rates, complete) = w.r.layer_rates(v, MediaKind::Video).unwrap();
+    assert!(
+        !complete && rates[..2].iter().all(Option::is_some) && rates[2].is_none(),
+        "two layers measured, the third flows unmeasured: {rates:?} {complete}"
     );
     w.stream(2133, 2600, cam, &[0, 1, 2]);
-    let rates = rates_now(&w, v);
-    assert!(rates.iter().all(Option::is_some), "{rates:?}");
+    let (rates, complete) = w.r.layer_rates(v, MediaKind::Video).unwrap();
+    assert!(complete && rates.iter().all(Option::is_some), "{rates:?}");
+}
+
+#[test]
+fn layers_are_not_measured_unless_asked() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let v = w.node("viewer");
+    w.r.connect(w.at(0), cam, MediaKind::Video, v).unwrap();
+    w.frame(0, cam, &[0, 1, 2], true);
+    w.stream(33, 2500, cam, &[0, 1, 2]);
+    assert_eq!(rates_now(&w, v), vec![None; 3], "BWE off: nothing counted");
 }
 
 fn rates_now(w: &World, v: NodeId) -> Vec<Option<u64>> {
     w.r.layer_rates(v, MediaKind::Video)
         .expect("a layered source")
+        .0
 }
 
 #[test]
