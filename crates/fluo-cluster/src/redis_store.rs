@@ -1,0 +1,300 @@
+//! The store on Redis 7. Keys (docs/cluster.md):
+//!
+//! - `fluo:boot:<node>`: the node id's last boot (INCR at registration; no TTL);
+//! - `fluo:node:<node>`: the node's record, JSON ([`NodeRecord`]), `PX 3000`: it expires 3 s
+//!   after the last heartbeat;
+//! - `fluo:nodes`: a set of node ids, pruned of those whose record expired when listed;
+//! - `fluo:pipeline:<pipeline>`: the owner, JSON ([`Owner`]; no TTL: a dead owner is told
+//!   by its boot, see [`crate::Ownership::Gone`]).
+//!
+//! Checks and writes that must not interleave with another node's are Lua scripts (EVAL:
+//! atomic in Redis, and nothing to load again after Redis restarts). One multiplexed
+//! connection is kept; a call that finds it broken, or that times out, drops it and the next
+//! call connects again, so Redis restarting costs the calls made while it is down, each of
+//! them bounded by the time-out.
+
+use crate::{Error, NodeId, NodeRecord, Owner, Ownership, NODE_TTL};
+use redis::aio::MultiplexedConnection;
+use redis::{ErrorKind, FromRedisValue, RedisError};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const BOOT: &str = "fluo:boot:";
+const NODE: &str = "fluo:node:";
+const NODES: &str = "fluo:nodes";
+const PIPELINE: &str = "fluo:pipeline:";
+
+/// Writes a node's record unless a later boot of its id registered; returns the id's last
+/// boot (raised to this one's if lower: Redis may have restarted empty).
+/// KEYS: node key, node set, boot key. ARGV: record, id, boot, TTL in ms.
+const HEARTBEAT: &str = r"
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+local mine = tonumber(ARGV[3])
+if last > mine then return last end
+if last < mine then redis.call('SET', KEYS[3], ARGV[3]) end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[2])
+return mine
+";
+
+/// The live records; ids whose record expired leave the set.
+/// KEYS: node set. ARGV: node key prefix.
+const NODES_LIVE: &str = r"
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local v = redis.call('GET', ARGV[1] .. id)
+  if v then table.insert(out, v) else redis.call('SREM', KEYS[1], id) end
+end
+return out
+";
+
+/// Removes a node's record if it is this boot's. KEYS: node key. ARGV: boot.
+const LEAVE: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and cjson.decode(v).boot == tonumber(ARGV[1]) then redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// `{1, owner}` when the claim holds (nobody owned it, this node in this boot did, or the
+/// owner is gone), `{0, owner}` when a live node owns it.
+/// KEYS: pipeline key. ARGV: node id, boot, owner record, node key prefix.
+const CLAIM: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local o = cjson.decode(cur)
+  if o.node == ARGV[1] and o.boot == tonumber(ARGV[2]) then return {1, cur} end
+  local n = redis.call('GET', ARGV[4] .. o.node)
+  if n and cjson.decode(n).boot == o.boot then return {0, cur} end
+end
+redis.call('SET', KEYS[1], ARGV[3])
+return {1, ARGV[3]}
+";
+
+/// `{owner, 1}` when its node is live in that boot, `{owner, 0}` when gone, nil when unowned.
+/// KEYS: pipeline key. ARGV: node key prefix.
+const OWNER: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if not cur then return false end
+local o = cjson.decode(cur)
+local n = redis.call('GET', ARGV[1] .. o.node)
+if n and cjson.decode(n).boot == o.boot then return {cur, 1} end
+return {cur, 0}
+";
+
+/// `{0, ''}` unowned, `{1, owner}` released, `{2, owner}` owned by another.
+/// KEYS: pipeline key. ARGV: node id, boot.
+const RELEASE: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if not cur then return {0, ''} end
+local o = cjson.decode(cur)
+if o.node == ARGV[1] and o.boot == tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+  return {1, cur}
+end
+return {2, cur}
+";
+
+/// An EVAL of `script` on `keys` with `args`.
+fn eval(script: &str, keys: &[&str], args: &[&str]) -> redis::Cmd {
+    let mut c = redis::cmd("EVAL");
+    c.arg(script).arg(keys.len());
+    for k in keys {
+        c.arg(*k);
+    }
+    for a in args {
+        c.arg(*a);
+    }
+    c
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, Error> {
+    serde_json::to_string(v).map_err(|e| Error::Protocol(e.to_string()))
+}
+
+fn parse_owner(text: &str) -> Result<Owner, Error> {
+    serde_json::from_str(text).map_err(|e| Error::Protocol(format!("an owner record: {e}")))
+}
+
+pub(crate) struct RedisStore {
+    client: redis::Client,
+    /// The connection, once made; `None` after it failed.
+    conn: Mutex<Option<MultiplexedConnection>>,
+    timeout: Duration,
+}
+
+impl RedisStore {
+    /// Checks `url` (redis:// or redis+unix://) without reaching it.
+    pub(crate) fn open(url: &str, timeout: Duration) -> Result<RedisStore, Error> {
+        let bad = |why: String| Error::BadUrl {
+            url: url.to_string(),
+            why,
+        };
+        if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
+            return Err(bad(
+                "use redis://host:port or redis+unix:///path/to/socket".into()
+            ));
+        }
+        let client = redis::Client::open(url).map_err(|e| bad(e.to_string()))?;
+        Ok(RedisStore {
+            client,
+            conn: Mutex::new(None),
+            timeout,
+        })
+    }
+
+    fn cached(&self) -> Option<MultiplexedConnection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn forget(&self) {
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(self.timeout)
+            .set_response_timeout(self.timeout);
+        let c = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs `cmd`, connecting first if needed, all within the time-out. A failure of the
+    /// connection (or the time-out) drops it: the next call connects again.
+    async fn query<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, Error> {
+        let run = async {
+            let mut c = self.connection().await?;
+            cmd.query_async::<T>(&mut c).await
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Err(_) => {
+                self.forget();
+                Err(Error::Timeout(self.timeout))
+            }
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if e.is_timeout() => {
+                self.forget();
+                Err(Error::Timeout(self.timeout))
+            }
+            // Redis answered with an error (a script's, a type's): the connection is fine.
+            Ok(Err(e))
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ResponseError
+                        | ErrorKind::ExtensionError
+                        | ErrorKind::TypeError
+                        | ErrorKind::ExecAbortError
+                        | ErrorKind::NoScriptError
+                ) =>
+            {
+                Err(Error::Protocol(e.to_string()))
+            }
+            // Anything else (refused, closed, reset, a broken stream, Redis still loading):
+            // a new connection next time.
+            Ok(Err(e)) => {
+                self.forget();
+                Err(Error::Unavailable(e.to_string()))
+            }
+        }
+    }
+
+    pub(crate) async fn next_boot(&self, id: &NodeId) -> Result<u64, Error> {
+        let mut c = redis::cmd("INCR");
+        c.arg(format!("{BOOT}{id}"));
+        self.query(c).await
+    }
+
+    pub(crate) async fn heartbeat(&self, r: &NodeRecord) -> Result<(), Error> {
+        let id = r.info.id.as_str();
+        let (node, boot_key) = (format!("{NODE}{id}"), format!("{BOOT}{id}"));
+        let (record, boot) = (json(r)?, r.boot.to_string());
+        let ttl = NODE_TTL.as_millis().to_string();
+        let last: u64 = self
+            .query(eval(
+                HEARTBEAT,
+                &[node.as_str(), NODES, boot_key.as_str()],
+                &[record.as_str(), id, boot.as_str(), ttl.as_str()],
+            ))
+            .await?;
+        if last > r.boot {
+            return Err(Error::Superseded {
+                node: r.info.id.clone(),
+                mine: r.boot,
+                current: last,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn leave(&self, id: &NodeId, boot: u64) -> Result<(), Error> {
+        let node = format!("{NODE}{id}");
+        self.query::<i64>(eval(LEAVE, &[node.as_str()], &[boot.to_string().as_str()]))
+            .await
+            .map(|_| ())
+    }
+
+    pub(crate) async fn nodes(&self) -> Result<Vec<NodeRecord>, Error> {
+        let texts: Vec<String> = self.query(eval(NODES_LIVE, &[NODES], &[NODE])).await?;
+        texts
+            .iter()
+            .map(|t| {
+                serde_json::from_str(t).map_err(|e| Error::Protocol(format!("a node record: {e}")))
+            })
+            .collect()
+    }
+
+    pub(crate) async fn claim(&self, pipeline: &str, me: &Owner) -> Result<(), Error> {
+        let key = format!("{PIPELINE}{pipeline}");
+        let (record, boot) = (json(me)?, me.boot.to_string());
+        let (ok, cur): (i64, String) = self
+            .query(eval(
+                CLAIM,
+                &[key.as_str()],
+                &[me.node.as_str(), boot.as_str(), record.as_str(), NODE],
+            ))
+            .await?;
+        if ok == 1 {
+            return Ok(());
+        }
+        Err(Error::Claimed {
+            pipeline: pipeline.to_string(),
+            owner: parse_owner(&cur)?,
+        })
+    }
+
+    pub(crate) async fn owner(&self, pipeline: &str) -> Result<Ownership, Error> {
+        let key = format!("{PIPELINE}{pipeline}");
+        let found: Option<(String, i64)> =
+            self.query(eval(OWNER, &[key.as_str()], &[NODE])).await?;
+        Ok(match found {
+            None => Ownership::Unowned,
+            Some((o, 1)) => Ownership::Live(parse_owner(&o)?),
+            Some((o, _)) => Ownership::Gone(parse_owner(&o)?),
+        })
+    }
+
+    pub(crate) async fn release(&self, pipeline: &str, me: &Owner) -> Result<(), Error> {
+        let key = format!("{PIPELINE}{pipeline}");
+        let boot = me.boot.to_string();
+        let (code, cur): (i64, String) = self
+            .query(eval(
+                RELEASE,
+                &[key.as_str()],
+                &[me.node.as_str(), boot.as_str()],
+            ))
+            .await?;
+        match code {
+            0 | 1 => Ok(()),
+            _ => Err(Error::NotOwner {
+                pipeline: pipeline.to_string(),
+                owner: parse_owner(&cur)?,
+            }),
+        }
+    }
+}
