@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cluster;
 pub mod config;
 mod core_loop;
 mod host;
@@ -238,7 +239,9 @@ pub async fn run_with_ops(
     ops.watch_runtime();
     start_ops(&config, &ops, tls.clone(), shutdown.clone()).await?;
     let routes = start_http(&config, tls, shutdown.clone()).await?;
-    let (core, done) = core_loop::spawn(config.clone(), routes, shutdown.clone(), ops.clone())?;
+    let plan = cluster::Plan::new(&config, listener.local_addr()?)?;
+    let (core, done) =
+        core_loop::spawn(config.clone(), routes, shutdown.clone(), ops.clone(), plan)?;
     // One count for both listeners: a client cannot double its share by using both.
     let connections = ws::Connections::default();
     ops.set_connections(connections.live());
