@@ -3,7 +3,10 @@
 #   scripts/deps.sh run   -> build + runtime dependencies (GStreamer)
 #   scripts/deps.sh test  -> the above + test tools (Node.js, npm, Chromium, ffmpeg, curl, coturn,
 #                            nft, Janus for the benchmark's smoke run, g++ for libFuzzer,
-#                            qrencode for the ZBarFilter test's clip; dpkg-dev, podman,
+#                            qrencode for the ZBarFilter test's clip; redis-server for the
+#                            cluster tests (they spawn their own on a unix socket; the
+#                            package may try to start its system service, which is harmless:
+#                            no test uses it, and `run` does not need Redis); dpkg-dev, podman,
 #                            runc, mmdebstrap and procps for make package-test),
 #                            rustfmt/clippy, cargo-fuzz and the npm modules of tests/compat
 #                            (whose kurento-client modules also hold the kmd files that
@@ -34,7 +37,7 @@ RUN_PKGS=("${SERVER_PKGS[@]}" gstreamer1.0-tools openssl)
 TEST_TOOLS=(nodejs:node npm:npm chromium:chromium ffmpeg:ffmpeg coturn:turnserver iproute2:ip nftables:nft
   janus:janus util-linux:taskset graphviz:dot g++:g++ qrencode:qrencode curl:curl
   dpkg-dev:dpkg-shlibdeps binutils:objcopy systemd:systemd-analyze podman:podman runc:runc mmdebstrap:mmdebstrap
-  procps:pgrep)
+  procps:pgrep redis-server:redis-server)
 # The benchmark's peer (Janus 1.1.2 from Debian), its namespace (ip) and CPU pinning (taskset).
 BENCH_TOOLS=(janus:janus iproute2:ip util-linux:taskset)
 # Test packages: the RTSP server the player tests play from (Debian's python3 with GI).

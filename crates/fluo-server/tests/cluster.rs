@@ -63,7 +63,7 @@ async fn two_servers_on_one_redis_own_the_pipelines_created_on_them() {
     let url = redis.url();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (_a, port_a) = node(dir_a.path(), &url, "node-a");
-    let (_b, port_b) = node(dir_b.path(), &url, "node-b");
+    let (b, port_b) = node(dir_b.path(), &url, "node-b");
     let (mut ca, mut cb) = (Client::connect(port_a).await, Client::connect(port_b).await);
     let pa = ca
         .create("MediaPipeline", json!({}))
@@ -123,5 +123,38 @@ async fn two_servers_on_one_redis_own_the_pipelines_created_on_them() {
         "coordination store is back",
     ] {
         assert!(log.contains(line), "no '{line}' in node-a's log:\n{log}");
+    }
+
+    // The heartbeat carries the node's load: an endpoint on a shows within 5 s.
+    ca.create("WebRtcEndpoint", json!({"mediaPipeline": pc}))
+        .await
+        .expect("an endpoint on a");
+    let t0 = Instant::now();
+    loop {
+        let nodes = probe.nodes().await.unwrap();
+        let a = nodes.iter().find(|n| n.info.id.as_str() == "node-a");
+        if a.is_some_and(|a| a.stats.endpoints == 1) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "{nodes:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A clean stop (SIGTERM) releases b's pipelines and removes its record at once, well
+    // before the record would expire.
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &b.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t0 = Instant::now();
+    until_owner(&probe, &pb, "unowned", |o| *o == Ownership::Unowned).await;
+    loop {
+        let nodes = probe.nodes().await.unwrap();
+        if nodes.iter().all(|n| n.info.id.as_str() != "node-b") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_millis(2500), "{nodes:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
