@@ -120,8 +120,10 @@ pub struct NodeInfo {
     pub capacity: u64,
 }
 
-/// A node's load, sent with every heartbeat.
+/// A node's load, sent with every heartbeat. Each field has a default when a record lacks
+/// it, so a node of an older version reads a newer one's record (and the other way round).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NodeStats {
     /// CPU use of its processes, in percent of one core (so up to 100 times the cores).
     pub cpu_percent: f64,

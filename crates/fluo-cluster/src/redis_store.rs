@@ -241,12 +241,18 @@ impl RedisStore {
 
     pub(crate) async fn nodes(&self) -> Result<Vec<NodeRecord>, Error> {
         let texts: Vec<String> = self.query(eval(NODES_LIVE, &[NODES], &[NODE])).await?;
-        texts
+        // One record this node cannot read (another version's, or not ours) hides only
+        // itself, not every other node.
+        Ok(texts
             .iter()
-            .map(|t| {
-                serde_json::from_str(t).map_err(|e| Error::Protocol(format!("a node record: {e}")))
+            .filter_map(|t| match serde_json::from_str(t) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!("cluster: a node record that does not parse, skipped: {e}");
+                    None
+                }
             })
-            .collect()
+            .collect())
     }
 
     pub(crate) async fn claim(&self, pipeline: &str, me: &Owner) -> Result<(), Error> {

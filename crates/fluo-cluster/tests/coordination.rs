@@ -343,3 +343,47 @@ async fn a_redis_that_does_not_answer_costs_each_call_its_timeout_only() {
     }
     assert_eq!(a.owner("p").await.unwrap(), Ownership::Live(owner("a", 1)));
 }
+
+/// Writes `record` as node `id`'s record, as another program (or version) could.
+async fn write_raw_record(url: &str, id: &str, record: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("fluo:node:{id}"))
+        .arg(record)
+        .arg("PX")
+        .arg(10_000)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("SADD")
+        .arg("fluo:nodes")
+        .arg(id)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn redis_records_that_do_not_parse_hide_only_themselves() {
+    let Some((r, store)) = redis("unreadable node records") else {
+        return;
+    };
+    let (a, _) = registered(&store, "a").await;
+    let (_b, _) = registered(&store, "b").await;
+    write_raw_record(&r.url(), "evil", "not json").await;
+    write_raw_record(&r.url(), "evil2", r#"{"id":"evil2","boot":1}"#).await;
+    // A newer version's record: a field this one does not know, a load field it lacks.
+    write_raw_record(
+        &r.url(),
+        "c",
+        r#"{"id":"c","boot":2,"signalling":"ws://c:1/kurento","peer":"c:1","capacity":5,
+            "endpoints":1,"draining":false,"egress_pps":0,"gpu_percent":3}"#,
+    )
+    .await;
+    let nodes = a.nodes().await.expect("the readable records listed");
+    let ids: Vec<&str> = nodes.iter().map(|n| n.info.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    assert_eq!((nodes[2].boot, nodes[2].spare()), (2, 4));
+    assert_eq!(nodes[2].stats.cpu_percent, 0.0, "a missing field's default");
+}
