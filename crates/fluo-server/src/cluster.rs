@@ -151,6 +151,15 @@ async fn run(
     host: ProcHost,
     ops: Arc<Ops>,
 ) {
+    if !node.clustered {
+        // In process nothing reads the record: registered once, no heartbeats.
+        let stats = node.load.read(false, &host, &ops).await;
+        node.beat(&stats).await;
+        while let Some(c) = rx.recv().await {
+            node.apply(c).await;
+        }
+        return;
+    }
     let mut tick = tokio::time::interval(fluo_cluster::HEARTBEAT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -264,6 +273,12 @@ impl Node {
             self.c.heartbeat(stats).await
         } else {
             match self.c.register(self.info.clone(), stats).await {
+                Ok(boot) if !self.clustered => {
+                    // A single node: nothing to say at INFO (clustering is off).
+                    tracing::debug!(node = %self.info.id, boot, "in-process coordination");
+                    self.registered = true;
+                    Ok(())
+                }
                 Ok(boot) => {
                     tracing::info!(
                         node = %self.info.id,
