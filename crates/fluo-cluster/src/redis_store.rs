@@ -115,6 +115,40 @@ fn parse_owner(text: &str) -> Result<Owner, Error> {
     serde_json::from_str(text).map_err(|e| Error::Protocol(format!("an owner record: {e}")))
 }
 
+/// `url` fit to print: no user info (a password), no query (`?pass=`).
+pub(crate) fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(not a URL)".into();
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, _)) => (r, "?..."),
+        None => (rest, ""),
+    };
+    let rest = match rest.rsplit_once('@') {
+        Some((_, host)) => format!("...@{host}"),
+        None => rest.to_string(),
+    };
+    format!("{scheme}://{rest}{query}")
+}
+
+/// An error Redis answered, in short: its code and, for a script's error, the script's own
+/// message (without `user_script:N:` and the script's hash).
+fn short(e: &RedisError) -> String {
+    let code = e.code().unwrap_or("error");
+    let detail = e.detail().unwrap_or("");
+    let detail = detail.split(" script: ").next().unwrap_or("");
+    let detail = match detail.strip_prefix("user_script:") {
+        Some(d) => d.split_once(": ").map_or(d, |(_, m)| m),
+        None => detail,
+    };
+    let detail: String = detail.trim().chars().take(120).collect();
+    if detail.is_empty() {
+        format!("Redis answered {code}")
+    } else {
+        format!("Redis answered {code}: {detail}")
+    }
+}
+
 pub(crate) struct RedisStore {
     client: redis::Client,
     /// The connection, once made; `None` after it failed.
@@ -125,16 +159,14 @@ pub(crate) struct RedisStore {
 impl RedisStore {
     /// Checks `url` (redis:// or redis+unix://) without reaching it.
     pub(crate) fn open(url: &str, timeout: Duration) -> Result<RedisStore, Error> {
-        let bad = |why: String| Error::BadUrl {
-            url: url.to_string(),
-            why,
+        let bad = || Error::BadUrl {
+            url: redacted(url),
+            why: "not a valid URL: use redis://host:port or redis+unix:///path".into(),
         };
         if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
-            return Err(bad(
-                "use redis://host:port or redis+unix:///path/to/socket".into()
-            ));
+            return Err(bad());
         }
-        let client = redis::Client::open(url).map_err(|e| bad(e.to_string()))?;
+        let client = redis::Client::open(url).map_err(|_| bad())?;
         Ok(RedisStore {
             client,
             conn: Mutex::new(None),
@@ -193,7 +225,10 @@ impl RedisStore {
                         | ErrorKind::NoScriptError
                 ) =>
             {
-                Err(Error::Protocol(e.to_string()))
+                // The whole text names Redis internals (a script's hash, @user_script): for
+                // the debug log only.
+                tracing::debug!("cluster: Redis answered an error: {e}");
+                Err(Error::Protocol(short(&e)))
             }
             // Anything else (refused, closed, reset, a broken stream, Redis still loading):
             // a new connection next time.
@@ -302,5 +337,47 @@ impl RedisStore {
                 owner: parse_owner(&cur)?,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_url_is_told_without_its_password() {
+        for (url, shown) in [
+            ("redis://user:s3cret@[bad", "redis://...@[bad"),
+            ("redis://:s3cret@host:notaport", "redis://...@host:notaport"),
+            ("http://u:s3cret@redis:6379", "http://...@redis:6379"),
+            ("redis+unix:///x?pass=s3cret&db=x", "redis+unix:///x?..."),
+        ] {
+            let e = RedisStore::open(url, Duration::from_millis(10))
+                .err()
+                .expect(url)
+                .to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+            assert_eq!(
+                e,
+                format!(
+                    "cluster URL '{shown}': not a valid URL: use redis://host:port or \
+                     redis+unix:///path"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_script_error_is_told_without_redis_internals() {
+        let e = RedisError::from((
+            ErrorKind::ResponseError,
+            "An error was signalled by the server",
+            "user_script:4: Expected value but found invalid token at character 1 script: \
+             14714e36a1, on @user_script:4."
+                .to_string(),
+        ));
+        let s = short(&e);
+        assert!(!s.contains("14714e36") && !s.contains("user_script"), "{s}");
+        assert!(s.contains("Expected value but found invalid token"), "{s}");
     }
 }
