@@ -229,8 +229,8 @@ pub struct Cli {
     /// [default: the host name and the WebSocket port, as `host:8888`].
     #[arg(long, env = "FLUO_NODE_ID")]
     pub node_id: Option<String>,
-    /// The host name or address clients and other nodes reach this node at, in its cluster
-    /// record [default: --bind's address; for 0.0.0.0 or ::, the address of the default
+    /// The host name or IP address (no port, no scheme) clients and other nodes reach this
+    /// node at, in its cluster record [default: --bind's address; for 0.0.0.0 or ::, the address of the default
     /// route's interface].
     #[arg(long, env = "FLUO_ADVERTISE")]
     pub advertise: Option<String>,
@@ -664,7 +664,12 @@ impl Config {
             .map(str::trim)
             .filter(|a| !a.is_empty())
         {
-            self.advertise = Some(a.to_string());
+            self.advertise = Some(advertised_host(a).ok_or_else(|| {
+                ConfigError::Flag(format!(
+                    "--advertise: '{}' is not an IP address or a host name (no port, no scheme)",
+                    a.chars().take(64).collect::<String>()
+                ))
+            })?);
         }
         Ok(())
     }
@@ -958,6 +963,27 @@ pub fn strip_json_comments(s: &str) -> String {
     }
     // Only whole ASCII comment bytes were removed, so the rest is still valid UTF-8.
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// `--advertise`'s value, checked: an IP address (IPv6 with or without brackets; returned
+/// without them) or a host name of letters, digits, '.' and '-' (no port, scheme or path).
+fn advertised_host(a: &str) -> Option<String> {
+    let bare = a
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .unwrap_or(a);
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Some(ip.to_string());
+    }
+    let name = a.len() <= 253
+        && a.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    name.then(|| a.to_string())
 }
 
 #[cfg(test)]
@@ -1266,12 +1292,27 @@ mod tests {
         assert_eq!(c.cluster.as_deref(), Some("redis+unix:///run/redis.sock"));
         assert_eq!(c.node_id.as_ref().map(|n| n.as_str()), Some("media-1"));
         assert_eq!(c.advertise.as_deref(), Some("media1.example.com"));
+        for (given, kept) in [
+            ("10.0.0.1", "10.0.0.1"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("media-1", "media-1"),
+        ] {
+            let cli = Cli::try_parse_from(["fluo", "--advertise", given]).unwrap();
+            let c = Config::from_cli(&cli).expect(given);
+            assert_eq!(c.advertise.as_deref(), Some(kept));
+        }
         for (flags, says) in [
             (
                 ["--cluster", "http://redis:6379"],
                 "--cluster: cluster URL 'http://redis:6379'",
             ),
             (["--node-id", "a b"], "--node-id: node id 'a b'"),
+            (["--advertise", "media1.example.com:443"], "--advertise: "),
+            (["--advertise", "ws://media1.example.com"], "--advertise: "),
+            (["--advertise", "media1/kurento"], "--advertise: "),
+            (["--advertise", "10.0.0.1:8888"], "--advertise: "),
+            (["--advertise", "a..b"], "--advertise: "),
         ] {
             let cli = Cli::try_parse_from(["fluo"].into_iter().chain(flags)).unwrap();
             let e = Config::from_cli(&cli).expect_err("refused").to_string();
