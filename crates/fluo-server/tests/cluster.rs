@@ -1,7 +1,8 @@
 //! Two fluo servers on one Redis (`--cluster`, docs/cluster.md): each registers, and each owns
 //! the pipelines created on it through the Kurento Protocol; a release gives a pipeline up;
-//! while Redis is down the servers go on serving, and once it is back (restarted empty) their
-//! records are written again. The Redis is a redis-server this test spawns on a unix socket
+//! while Redis is paused or down the servers go on serving, and once it is back (restarted
+//! empty) their records are written again; a stop writes its releases and leave even when
+//! Redis is slow then. The Redis is a redis-server this test spawns on a unix socket
 //! of its own (no TCP port); without redis-server the test is skipped, and fails under
 //! CI=true.
 mod common;
@@ -94,6 +95,29 @@ async fn two_servers_on_one_redis_own_the_pipelines_created_on_them() {
         .expect("release");
     until_owner(&probe, &pa, "unowned", |o| *o == Ownership::Unowned).await;
 
+    // Redis paused (SIGSTOP: connections open, nothing answers, each call waits for its
+    // time-out): a create answers at once all the same, also while the task waits on Redis.
+    redis.pause();
+    let mut made = vec![];
+    for wait in [0, 700] {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let t0 = Instant::now();
+        let p = ca
+            .create("MediaPipeline", json!({}))
+            .await
+            .expect("a pipeline while Redis is paused");
+        let took = t0.elapsed();
+        assert!(took < Duration::from_millis(300), "create took {took:?}");
+        made.push(p);
+    }
+    ca.request("release", json!({"object": made[0]}))
+        .await
+        .expect("release");
+    redis.resume();
+    // Once it answers again, what the paused Redis missed is written.
+    until_owner(&probe, &made[1], "owned by node-a", owned_by("node-a")).await;
+    until_owner(&probe, &made[0], "unowned", |o| *o == Ownership::Unowned).await;
+
     // Redis killed: the servers go on serving (a create answers at once).
     redis.kill();
     let t0 = Instant::now();
@@ -119,6 +143,7 @@ async fn two_servers_on_one_redis_own_the_pipelines_created_on_them() {
     let log = std::fs::read_to_string(dir_a.path().join("fluo.log")).unwrap();
     for line in [
         "cluster: node registered",
+        "did not answer within 500 ms",
         "unreachable",
         "coordination store is back",
     ] {
