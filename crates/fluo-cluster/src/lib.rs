@@ -36,6 +36,10 @@ use std::time::Duration;
 
 /// How long a node record lives after its last heartbeat.
 pub const NODE_TTL: Duration = Duration::from_secs(3);
+/// How long a pipeline's ownership record lives on Redis after its owner's last heartbeat
+/// (so a dead node's records do not stay for ever; until then they read as
+/// [`Ownership::Gone`]).
+pub const OWNED_TTL: Duration = Duration::from_secs(600);
 /// How often a node should heartbeat.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// The default bound on one call to the store.

@@ -4,8 +4,11 @@
 //! - `fluo:node:<node>`: the node's record, JSON ([`NodeRecord`]), `PX 3000`: it expires 3 s
 //!   after the last heartbeat;
 //! - `fluo:nodes`: a set of node ids, pruned of those whose record expired when listed;
-//! - `fluo:pipeline:<pipeline>`: the owner, JSON ([`Owner`]; no TTL: a dead owner is told
-//!   by its boot, see [`crate::Ownership::Gone`]).
+//! - `fluo:pipeline:<pipeline>`: the owner, JSON ([`Owner`]; a dead owner is told by its
+//!   boot, see [`crate::Ownership::Gone`]), `PX` [`OWNED_TTL`], refreshed by its owner's
+//!   heartbeats: a dead node's records go 10 min after its last heartbeat;
+//! - `fluo:owned:<node>:<boot>`: the set of pipelines that boot of that node claimed (how its
+//!   heartbeat finds the records to refresh), with the same TTL.
 //!
 //! Checks and writes that must not interleave with another node's are Lua scripts (EVAL:
 //! atomic in Redis, and nothing to load again after Redis restarts). One multiplexed
@@ -13,7 +16,7 @@
 //! call connects again, so Redis restarting costs the calls made while it is down, each of
 //! them bounded by the time-out.
 
-use crate::{Error, NodeId, NodeRecord, Owner, Ownership, NODE_TTL};
+use crate::{Error, NodeId, NodeRecord, Owner, Ownership, NODE_TTL, OWNED_TTL};
 use redis::aio::MultiplexedConnection;
 use redis::{ErrorKind, FromRedisValue, RedisError};
 use std::sync::Mutex;
@@ -23,10 +26,18 @@ const BOOT: &str = "fluo:boot:";
 const NODE: &str = "fluo:node:";
 const NODES: &str = "fluo:nodes";
 const PIPELINE: &str = "fluo:pipeline:";
+const OWNED: &str = "fluo:owned:";
+
+/// The key of the set of pipelines `node` claimed in `boot`.
+fn owned_key(node: &str, boot: u64) -> String {
+    format!("{OWNED}{node}:{boot}")
+}
 
 /// Writes a node's record unless a later boot of its id registered; returns the id's last
 /// boot (raised to this one's if lower: Redis may have restarted empty).
-/// KEYS: node key, node set, boot key. ARGV: record, id, boot, TTL in ms.
+/// Its owned pipelines' records (and their set) live [`OWNED_TTL`] more.
+/// KEYS: node key, node set, boot key, owned set. ARGV: record, id, boot, TTL in ms,
+/// pipelines' TTL in ms, pipeline key prefix.
 const HEARTBEAT: &str = r"
 local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 local mine = tonumber(ARGV[3])
@@ -34,6 +45,10 @@ if last > mine then return last end
 if last < mine then redis.call('SET', KEYS[3], ARGV[3]) end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
 redis.call('SADD', KEYS[2], ARGV[2])
+for _, p in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  redis.call('PEXPIRE', ARGV[6] .. p, ARGV[5])
+end
+redis.call('PEXPIRE', KEYS[4], ARGV[5])
 return mine
 ";
 
@@ -57,16 +72,21 @@ return 0
 
 /// `{1, owner}` when the claim holds (nobody owned it, this node in this boot did, or the
 /// owner is gone), `{0, owner}` when a live node owns it.
-/// KEYS: pipeline key. ARGV: node id, boot, owner record, node key prefix.
+/// The record and the claimer's set of owned pipelines live [`OWNED_TTL`].
+/// KEYS: pipeline key, the claimer's owned set. ARGV: node id, boot, owner record, node key
+/// prefix, pipeline id, TTL in ms.
 const CLAIM: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local o = cjson.decode(cur)
-  if o.node == ARGV[1] and o.boot == tonumber(ARGV[2]) then return {1, cur} end
-  local n = redis.call('GET', ARGV[4] .. o.node)
-  if n and cjson.decode(n).boot == o.boot then return {0, cur} end
+  if not (o.node == ARGV[1] and o.boot == tonumber(ARGV[2])) then
+    local n = redis.call('GET', ARGV[4] .. o.node)
+    if n and cjson.decode(n).boot == o.boot then return {0, cur} end
+  end
 end
-redis.call('SET', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[6])
+redis.call('SADD', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return {1, ARGV[3]}
 ";
 
@@ -82,8 +102,9 @@ return {cur, 0}
 ";
 
 /// `{0, ''}` unowned, `{1, owner}` released, `{2, owner}` owned by another.
-/// KEYS: pipeline key. ARGV: node id, boot.
+/// KEYS: pipeline key, the releaser's owned set. ARGV: node id, boot, pipeline id.
 const RELEASE: &str = r"
+redis.call('SREM', KEYS[2], ARGV[3])
 local cur = redis.call('GET', KEYS[1])
 if not cur then return {0, ''} end
 local o = cjson.decode(cur)
@@ -248,13 +269,22 @@ impl RedisStore {
     pub(crate) async fn heartbeat(&self, r: &NodeRecord) -> Result<(), Error> {
         let id = r.info.id.as_str();
         let (node, boot_key) = (format!("{NODE}{id}"), format!("{BOOT}{id}"));
+        let owned = owned_key(id, r.boot);
         let (record, boot) = (json(r)?, r.boot.to_string());
         let ttl = NODE_TTL.as_millis().to_string();
+        let owned_ttl = OWNED_TTL.as_millis().to_string();
         let last: u64 = self
             .query(eval(
                 HEARTBEAT,
-                &[node.as_str(), NODES, boot_key.as_str()],
-                &[record.as_str(), id, boot.as_str(), ttl.as_str()],
+                &[node.as_str(), NODES, boot_key.as_str(), owned.as_str()],
+                &[
+                    record.as_str(),
+                    id,
+                    boot.as_str(),
+                    ttl.as_str(),
+                    owned_ttl.as_str(),
+                    PIPELINE,
+                ],
             ))
             .await?;
         if last > r.boot {
@@ -292,12 +322,21 @@ impl RedisStore {
 
     pub(crate) async fn claim(&self, pipeline: &str, me: &Owner) -> Result<(), Error> {
         let key = format!("{PIPELINE}{pipeline}");
+        let owned = owned_key(me.node.as_str(), me.boot);
         let (record, boot) = (json(me)?, me.boot.to_string());
+        let ttl = OWNED_TTL.as_millis().to_string();
         let (ok, cur): (i64, String) = self
             .query(eval(
                 CLAIM,
-                &[key.as_str()],
-                &[me.node.as_str(), boot.as_str(), record.as_str(), NODE],
+                &[key.as_str(), owned.as_str()],
+                &[
+                    me.node.as_str(),
+                    boot.as_str(),
+                    record.as_str(),
+                    NODE,
+                    pipeline,
+                    ttl.as_str(),
+                ],
             ))
             .await?;
         if ok == 1 {
@@ -322,12 +361,13 @@ impl RedisStore {
 
     pub(crate) async fn release(&self, pipeline: &str, me: &Owner) -> Result<(), Error> {
         let key = format!("{PIPELINE}{pipeline}");
+        let owned = owned_key(me.node.as_str(), me.boot);
         let boot = me.boot.to_string();
         let (code, cur): (i64, String) = self
             .query(eval(
                 RELEASE,
-                &[key.as_str()],
-                &[me.node.as_str(), boot.as_str()],
+                &[key.as_str(), owned.as_str()],
+                &[me.node.as_str(), boot.as_str(), pipeline],
             ))
             .await?;
         match code {

@@ -387,3 +387,48 @@ async fn redis_records_that_do_not_parse_hide_only_themselves() {
     assert_eq!((nodes[2].boot, nodes[2].spare()), (2, 4));
     assert_eq!(nodes[2].stats.cpu_percent, 0.0, "a missing field's default");
 }
+
+/// The PTTL of `key` in ms (-2: no key, -1: no TTL).
+async fn pttl(url: &str, key: &str) -> i64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("PTTL").arg(key).query_async(&mut c).await.unwrap()
+}
+
+#[tokio::test]
+async fn redis_ownership_records_expire_unless_their_owner_heartbeats() {
+    let Some((r, store)) = redis("ownership records' TTL") else {
+        return;
+    };
+    let url = r.url();
+    let (a, boot) = registered(&store, "a").await;
+    a.claim("p").await.unwrap();
+    a.claim("q").await.unwrap();
+    let ttl = fluo_cluster::OWNED_TTL.as_millis() as i64;
+    let set = format!("fluo:owned:a:{boot}");
+    for key in ["fluo:pipeline:p", "fluo:pipeline:q", set.as_str()] {
+        let t = pttl(&url, key).await;
+        assert!(t > ttl - 5_000 && t <= ttl, "{key}: PTTL {t}");
+    }
+    // A record about to expire lives on while its owner heartbeats.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("PEXPIRE")
+        .arg("fluo:pipeline:p")
+        .arg(2_000)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    a.heartbeat(&NodeStats::default()).await.unwrap();
+    let t = pttl(&url, "fluo:pipeline:p").await;
+    assert!(t > ttl - 5_000, "refreshed by the heartbeat: PTTL {t}");
+    // A released pipeline leaves its owner's set: the heartbeat no longer refreshes it.
+    a.release("q").await.unwrap();
+    let left: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&set)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(left, ["p"]);
+    assert_eq!(pttl(&url, "fluo:pipeline:q").await, -2);
+}
