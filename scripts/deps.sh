@@ -4,9 +4,9 @@
 #   scripts/deps.sh test  -> the above + test tools (Node.js, npm, Chromium, ffmpeg, curl, coturn,
 #                            nft, Janus for the benchmark's smoke run, g++ for libFuzzer,
 #                            qrencode for the ZBarFilter test's clip; redis-server for the
-#                            cluster tests (they spawn their own on a unix socket; the
-#                            package may try to start its system service, which is harmless:
-#                            no test uses it, and `run` does not need Redis); dpkg-dev, podman,
+#                            cluster tests (they spawn their own on a unix socket, and `run`
+#                            does not need Redis: a system service the package started when
+#                            this script installed it is stopped and disabled); dpkg-dev, podman,
 #                            runc, mmdebstrap and procps for make package-test),
 #                            rustfmt/clippy, cargo-fuzz and the npm modules of tests/compat
 #                            (whose kurento-client modules also hold the kmd files that
@@ -88,6 +88,25 @@ ensure_tools() {
   fi
 }
 
+# redis-server's package starts a system Redis on 127.0.0.1:6379 where it can (systemd, or
+# invoke-rc.d without a policy-rc.d saying no). The tests spawn their own, and a daemon is not
+# wanted on a CI machine: when this run installed the package, its service is stopped and
+# disabled (errors ignored: there may be none). A Redis installed before is left alone.
+quiet_redis_service() {
+  local as_root=()
+  if [ "$(id -u)" -ne 0 ]; then as_root=(sudo); fi
+  if [ -d /run/systemd/system ]; then
+    "${as_root[@]}" systemctl disable --now redis-server >/dev/null 2>&1 || true
+  else
+    "${as_root[@]}" service redis-server stop >/dev/null 2>&1 || true
+    local pidfile=/run/redis/redis-server.pid pid=""
+    if [ -s "$pidfile" ]; then pid="$(cat "$pidfile" 2>/dev/null || true)"; fi
+    if [ -n "$pid" ]; then "${as_root[@]}" kill "$pid" >/dev/null 2>&1 || true; fi
+    "${as_root[@]}" update-rc.d redis-server disable >/dev/null 2>&1 || true
+  fi
+  echo "deps: redis-server's system service stopped and disabled (the tests spawn their own)"
+}
+
 ensure_rust_component() {
   local sub="$1" comp="$2"
   if cargo "$sub" --version >/dev/null 2>&1; then
@@ -154,7 +173,10 @@ if [ "$MODE" = bench ]; then
   ensure_tools "${BENCH_TOOLS[@]}"
 fi
 if [ "$MODE" = test ]; then
+  had_redis=0
+  if pkg_installed redis-server; then had_redis=1; fi
   ensure_tools "${TEST_TOOLS[@]}"
+  if [ "$had_redis" -eq 0 ] && pkg_installed redis-server; then quiet_redis_service; fi
   ensure_pkgs test "${TEST_PKGS[@]}"
   ensure_rust_component fmt rustfmt
   ensure_rust_component clippy clippy
