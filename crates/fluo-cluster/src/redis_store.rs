@@ -12,13 +12,15 @@
 //!
 //! Checks and writes that must not interleave with another node's are Lua scripts (EVAL:
 //! atomic in Redis, and nothing to load again after Redis restarts). One multiplexed
-//! connection is kept; a call that finds it broken, or that times out, drops it and the next
+//! connection is kept; a call that finds it broken, or that times out, drops it (unless
+//! another call replaced it already: connections carry a generation) and the next
 //! call connects again, so Redis restarting costs the calls made while it is down, each of
 //! them bounded by the time-out.
 
 use crate::{Error, NodeId, NodeRecord, Owner, Ownership, NODE_TTL, OWNED_TTL};
 use redis::aio::MultiplexedConnection;
 use redis::{ErrorKind, FromRedisValue, RedisError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -172,8 +174,10 @@ fn short(e: &RedisError) -> String {
 
 pub(crate) struct RedisStore {
     client: redis::Client,
-    /// The connection, once made; `None` after it failed.
-    conn: Mutex<Option<MultiplexedConnection>>,
+    /// The connection, once made, with its generation; `None` after it failed.
+    conn: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// The last connection's generation.
+    generation: AtomicU64,
     timeout: Duration,
 }
 
@@ -191,19 +195,26 @@ impl RedisStore {
         Ok(RedisStore {
             client,
             conn: Mutex::new(None),
+            generation: AtomicU64::new(0),
             timeout,
         })
     }
 
-    fn cached(&self) -> Option<MultiplexedConnection> {
+    fn cached(&self) -> Option<(u64, MultiplexedConnection)> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn forget(&self) {
-        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    /// Drops the connection of generation `failed` (0: none was used), unless another call
+    /// replaced it already with a new one that has not failed.
+    fn forget(&self, failed: u64) {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if failed != 0 && conn.as_ref().is_some_and(|(g, _)| *g == failed) {
+            *conn = None;
+        }
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
+    /// The connection and its generation, connecting first if there is none.
+    async fn connection(&self) -> Result<(u64, MultiplexedConnection), RedisError> {
         if let Some(c) = self.cached() {
             return Ok(c);
         }
@@ -214,25 +225,31 @@ impl RedisStore {
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
-        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
-        Ok(c)
+        let g = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some((g, c.clone()));
+        Ok((g, c))
     }
 
     /// Runs `cmd`, connecting first if needed, all within the time-out. A failure of the
     /// connection (or the time-out) drops it: the next call connects again.
     async fn query<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, Error> {
+        // The generation of the connection the command went on (0: none yet).
+        let used = AtomicU64::new(0);
         let run = async {
-            let mut c = self.connection().await?;
+            let (g, mut c) = self.connection().await?;
+            used.store(g, Ordering::Relaxed);
             cmd.query_async::<T>(&mut c).await
         };
-        match tokio::time::timeout(self.timeout, run).await {
+        let r = tokio::time::timeout(self.timeout, run).await;
+        let used = used.load(Ordering::Relaxed);
+        match r {
             Err(_) => {
-                self.forget();
+                self.forget(used);
                 Err(Error::Timeout(self.timeout))
             }
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) if e.is_timeout() => {
-                self.forget();
+                self.forget(used);
                 Err(Error::Timeout(self.timeout))
             }
             // Redis answered with an error (a script's, a type's): the connection is fine.
@@ -254,7 +271,7 @@ impl RedisStore {
             // Anything else (refused, closed, reset, a broken stream, Redis still loading):
             // a new connection next time.
             Ok(Err(e)) => {
-                self.forget();
+                self.forget(used);
                 Err(Error::Unavailable(e.to_string()))
             }
         }
