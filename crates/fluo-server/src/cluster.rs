@@ -29,6 +29,9 @@ pub(crate) enum Change {
 /// Where the engine's changes go.
 pub(crate) type Changes = mpsc::UnboundedSender<Change>;
 
+/// How many claims a re-claim after an outage writes between two heartbeats.
+const SYNC_BATCH: usize = 200;
+
 /// How long a heartbeat waits for the engine's and the media plane's readings.
 const READING_WAIT: Duration = Duration::from_millis(200);
 
@@ -297,7 +300,7 @@ impl Node {
             Ok(()) => {
                 self.answered();
                 if self.unsynced || !self.unreleased.is_empty() {
-                    self.sync().await;
+                    self.sync(stats).await;
                 }
             }
             Err(e) if self.registered => self.failed("heartbeat", &e),
@@ -306,8 +309,10 @@ impl Node {
     }
 
     /// Writes the releases and claims that were not written; stops at the first failure to
-    /// reach the store (the next heartbeat tries again).
-    async fn sync(&mut self) {
+    /// reach the store (the next heartbeat tries again). A heartbeat goes between batches of
+    /// [`SYNC_BATCH`] claims, so that a long re-claim on a slow link does not let this node's
+    /// record expire.
+    async fn sync(&mut self, stats: &NodeStats) {
         for p in self.unreleased.clone() {
             match self.c.release(&p).await {
                 Err(e) if e.is_unreachable() => return self.failed("releasing a pipeline", &e),
@@ -319,7 +324,12 @@ impl Node {
         if !self.unsynced {
             return;
         }
-        for p in self.owned.clone() {
+        for (i, p) in self.owned.clone().into_iter().enumerate() {
+            if i > 0 && i % SYNC_BATCH == 0 {
+                if let Err(e) = self.c.heartbeat(stats).await {
+                    return self.failed("heartbeat", &e);
+                }
+            }
             match self.c.claim(&p).await {
                 Err(e) if e.is_unreachable() => return self.failed("claiming a pipeline", &e),
                 Err(e) => self.failed("claiming a pipeline", &e),
