@@ -392,7 +392,11 @@ async fn redis_records_that_do_not_parse_hide_only_themselves() {
 async fn pttl(url: &str, key: &str) -> i64 {
     let client = redis::Client::open(url).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("PTTL").arg(key).query_async(&mut c).await.unwrap()
+    redis::cmd("PTTL")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
