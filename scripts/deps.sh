@@ -3,7 +3,10 @@
 #   scripts/deps.sh run   -> build + runtime dependencies (GStreamer)
 #   scripts/deps.sh test  -> the above + test tools (Node.js, npm, Chromium, ffmpeg, curl, coturn,
 #                            nft, Janus for the benchmark's smoke run, g++ for libFuzzer,
-#                            qrencode for the ZBarFilter test's clip; dpkg-dev, podman,
+#                            qrencode for the ZBarFilter test's clip; redis-server for the
+#                            cluster tests (they spawn their own on a unix socket, and `run`
+#                            does not need Redis: a system service the package started when
+#                            this script installed it is stopped and disabled); dpkg-dev, podman,
 #                            runc, mmdebstrap and procps for make package-test),
 #                            rustfmt/clippy, cargo-fuzz and the npm modules of tests/compat
 #                            (whose kurento-client modules also hold the kmd files that
@@ -34,7 +37,7 @@ RUN_PKGS=("${SERVER_PKGS[@]}" gstreamer1.0-tools openssl)
 TEST_TOOLS=(nodejs:node npm:npm chromium:chromium ffmpeg:ffmpeg coturn:turnserver iproute2:ip nftables:nft
   janus:janus util-linux:taskset graphviz:dot g++:g++ qrencode:qrencode curl:curl
   dpkg-dev:dpkg-shlibdeps binutils:objcopy systemd:systemd-analyze podman:podman runc:runc mmdebstrap:mmdebstrap
-  procps:pgrep)
+  procps:pgrep redis-server:redis-server)
 # The benchmark's peer (Janus 1.1.2 from Debian), its namespace (ip) and CPU pinning (taskset).
 BENCH_TOOLS=(janus:janus iproute2:ip util-linux:taskset)
 # Test packages: the RTSP server the player tests play from (Debian's python3 with GI).
@@ -83,6 +86,25 @@ ensure_tools() {
   else
     echo "deps: ok (tools)"
   fi
+}
+
+# redis-server's package starts a system Redis on 127.0.0.1:6379 where it can (systemd, or
+# invoke-rc.d without a policy-rc.d saying no). The tests spawn their own, and a daemon is not
+# wanted on a CI machine: when this run installed the package, its service is stopped and
+# disabled (errors ignored: there may be none). A Redis installed before is left alone.
+quiet_redis_service() {
+  local as_root=()
+  if [ "$(id -u)" -ne 0 ]; then as_root=(sudo); fi
+  if [ -d /run/systemd/system ]; then
+    "${as_root[@]}" systemctl disable --now redis-server >/dev/null 2>&1 || true
+  else
+    "${as_root[@]}" service redis-server stop >/dev/null 2>&1 || true
+    local pidfile=/run/redis/redis-server.pid pid=""
+    if [ -s "$pidfile" ]; then pid="$(cat "$pidfile" 2>/dev/null || true)"; fi
+    if [ -n "$pid" ]; then "${as_root[@]}" kill "$pid" >/dev/null 2>&1 || true; fi
+    "${as_root[@]}" update-rc.d redis-server disable >/dev/null 2>&1 || true
+  fi
+  echo "deps: redis-server's system service stopped and disabled (the tests spawn their own)"
 }
 
 ensure_rust_component() {
@@ -151,7 +173,10 @@ if [ "$MODE" = bench ]; then
   ensure_tools "${BENCH_TOOLS[@]}"
 fi
 if [ "$MODE" = test ]; then
+  had_redis=0
+  if pkg_installed redis-server; then had_redis=1; fi
   ensure_tools "${TEST_TOOLS[@]}"
+  if [ "$had_redis" -eq 0 ] && pkg_installed redis-server; then quiet_redis_service; fi
   ensure_pkgs test "${TEST_PKGS[@]}"
   ensure_rust_component fmt rustfmt
   ensure_rust_component clippy clippy

@@ -219,6 +219,21 @@ pub struct Cli {
     /// `on` or `off` (docs/simulcast.md) [default: off].
     #[arg(long, env = "FLUO_BWE", value_parser = parse_flag)]
     pub bwe: Option<bool>,
+    /// Experimental, coordination only: join the cluster coordinated by this Redis 7,
+    /// `redis://host:port` or `redis+unix:///path/to/socket`: this node is listed with its
+    /// load and owns the pipelines it creates; requests are not forwarded between nodes yet
+    /// (docs/cluster.md) [default: none, a single node].
+    #[arg(long, env = "FLUO_CLUSTER")]
+    pub cluster: Option<String>,
+    /// This node's id in the cluster: 1 to 128 ASCII letters, digits, '.', '-', '_' or ':'
+    /// [default: the host name and the WebSocket port, as `host:8888`].
+    #[arg(long, env = "FLUO_NODE_ID")]
+    pub node_id: Option<String>,
+    /// The host name or IP address (no port, no scheme) clients and other nodes reach this
+    /// node at, in its cluster record [default: --bind's address; for 0.0.0.0 or ::, the address of the default
+    /// route's interface].
+    #[arg(long, env = "FLUO_ADVERTISE")]
+    pub advertise: Option<String>,
 }
 
 /// A size in bytes: a number, optionally with a K, M or G suffix (powers of 1024).
@@ -343,6 +358,12 @@ pub struct Config {
     pub metrics_port_file: Option<PathBuf>,
     /// Log lines as JSON (`--log-format json`): the media workers are told too.
     pub log_json: bool,
+    /// The cluster's Redis URL (`None`: a single node, coordinated in process).
+    pub cluster: Option<String>,
+    /// This node's id (`None`: the host name and the WebSocket port).
+    pub node_id: Option<fluo_cluster::NodeId>,
+    /// The host clients and other nodes reach this node at (`None`: from `bind`).
+    pub advertise: Option<String>,
 }
 
 impl Config {
@@ -412,6 +433,9 @@ impl Default for Config {
             metrics_tls: false,
             metrics_port_file: None,
             log_json: false,
+            cluster: None,
+            node_id: None,
+            advertise: None,
         }
     }
 }
@@ -428,6 +452,9 @@ pub enum ConfigError {
     /// A key has the wrong type or value.
     #[error("config file {0}: {1}")]
     Value(PathBuf, String),
+    /// A flag (or its environment variable) has a value that cannot be used.
+    #[error("{0}")]
+    Flag(String),
 }
 
 impl Config {
@@ -602,6 +629,7 @@ impl Config {
         c.metrics_tls |= cli.metrics_tls;
         c.metrics_port_file = cli.metrics_port_file.clone();
         c.log_json = cli.log_format.as_deref() == Some("json");
+        c.set_cluster(cli)?;
         if let Some(g) = &cli.gst_filter_allow {
             c.gst_filter_allow = Some(
                 g.iter()
@@ -611,6 +639,39 @@ impl Config {
             );
         }
         Ok(c)
+    }
+
+    /// The cluster's flags, checked: a URL or node id that cannot be used stops the start.
+    fn set_cluster(&mut self, cli: &Cli) -> Result<(), ConfigError> {
+        let flag = |e: fluo_cluster::Error| ConfigError::Flag(format!("--cluster: {e}"));
+        if let Some(url) = cli
+            .cluster
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            fluo_cluster::check_url(url).map_err(flag)?;
+            self.cluster = Some(url.to_string());
+        }
+        if let Some(id) = &cli.node_id {
+            let id = fluo_cluster::NodeId::new(id.trim())
+                .map_err(|e| ConfigError::Flag(format!("--node-id: {e}")))?;
+            self.node_id = Some(id);
+        }
+        if let Some(a) = cli
+            .advertise
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            self.advertise = Some(advertised_host(a).ok_or_else(|| {
+                ConfigError::Flag(format!(
+                    "--advertise: '{}' is not an IP address or a host name (no port, no scheme)",
+                    a.chars().take(64).collect::<String>()
+                ))
+            })?);
+        }
+        Ok(())
     }
 
     fn apply_file(&mut self, v: &Value) -> Result<(), String> {
@@ -904,6 +965,29 @@ pub fn strip_json_comments(s: &str) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// `--advertise`'s value, checked: an IP address (IPv6 with or without brackets; returned
+/// without them) or a host name of letters, digits, '.' and '-' (no port, scheme or path).
+fn advertised_host(a: &str) -> Option<String> {
+    let bare = a
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .unwrap_or(a);
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Some(ip.to_string());
+    }
+    let name = a.len() <= 253
+        && a.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    name.then(|| a.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1190,6 +1274,52 @@ mod tests {
         .unwrap();
         cli.http_port = None;
         assert!(Config::from_cli(&cli).is_err(), "a port out of range");
+    }
+
+    #[test]
+    fn the_cluster_flags_are_checked_at_start() {
+        let d = Config::from_cli(&Cli::default()).unwrap();
+        assert_eq!((d.cluster, d.node_id, d.advertise), (None, None, None));
+        let cli = Cli::try_parse_from([
+            "fluo",
+            "--cluster",
+            "redis+unix:///run/redis.sock",
+            "--node-id",
+            "media-1",
+            "--advertise",
+            "media1.example.com",
+        ])
+        .expect("the flags parse");
+        let c = Config::from_cli(&cli).unwrap();
+        assert_eq!(c.cluster.as_deref(), Some("redis+unix:///run/redis.sock"));
+        assert_eq!(c.node_id.as_ref().map(|n| n.as_str()), Some("media-1"));
+        assert_eq!(c.advertise.as_deref(), Some("media1.example.com"));
+        for (given, kept) in [
+            ("10.0.0.1", "10.0.0.1"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("media-1", "media-1"),
+        ] {
+            let cli = Cli::try_parse_from(["fluo", "--advertise", given]).unwrap();
+            let c = Config::from_cli(&cli).expect(given);
+            assert_eq!(c.advertise.as_deref(), Some(kept));
+        }
+        for (flags, says) in [
+            (
+                ["--cluster", "http://redis:6379"],
+                "--cluster: cluster URL 'http://redis:6379'",
+            ),
+            (["--node-id", "a b"], "--node-id: node id 'a b'"),
+            (["--advertise", "media1.example.com:443"], "--advertise: "),
+            (["--advertise", "ws://media1.example.com"], "--advertise: "),
+            (["--advertise", "media1/kurento"], "--advertise: "),
+            (["--advertise", "10.0.0.1:8888"], "--advertise: "),
+            (["--advertise", "a..b"], "--advertise: "),
+        ] {
+            let cli = Cli::try_parse_from(["fluo"].into_iter().chain(flags)).unwrap();
+            let e = Config::from_cli(&cli).expect_err("refused").to_string();
+            assert!(e.starts_with(says), "{e}");
+        }
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub(crate) fn spawn(
     http: Arc<fluo_core::http::HttpRoutes>,
     mut shutdown: watch::Receiver<bool>,
     ops: Arc<crate::Ops>,
+    cluster: crate::cluster::Plan,
 ) -> std::io::Result<(Core, CoreDone)> {
     let (tx, mut rx) = mpsc::channel::<CoreMsg>(4096);
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(String, MediaEvent)>();
@@ -112,6 +113,8 @@ pub(crate) fn spawn(
         ..EngineConfig::default()
     };
     let host = ProcHost::start(workers.clone());
+    // Cluster coordination: pipelines claimed and released by the task, never waited on.
+    let (changes, cluster_done) = crate::cluster::start(cluster, host.clone(), ops.clone());
     // Replies elements give later (a recorder's stopAndWait), without blocking this task.
     type Completion = (u64, Result<serde_json::Value, fluo_api::KurentoError>);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
@@ -130,6 +133,7 @@ pub(crate) fn spawn(
             }),
         );
         engine.set_pipeline_dot(Arc::new(fluo_gst::GstDot));
+        engine.register_factory("MediaPipeline", crate::cluster::pipeline_factory(changes));
         engine.register_factory("WebRtcEndpoint", webrtc.factory());
         for (class, factory) in gst_media.factories() {
             engine.register_factory(class, factory);
@@ -182,6 +186,9 @@ pub(crate) fn spawn(
             // Each worker stops its jobs (recorders finalise their files) and exits.
             w.shutdown(std::time::Duration::from_secs(6)).await;
         }
+        // The engine's pipelines are gone: the cluster task writes their releases and this
+        // node's leaving (each call bounded), then ends.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), cluster_done).await;
         tracing::debug!("core loop stopped");
     });
     Ok((Core { tx }, done))

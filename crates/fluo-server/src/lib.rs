@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cluster;
 pub mod config;
 mod core_loop;
 mod host;
@@ -238,7 +239,9 @@ pub async fn run_with_ops(
     ops.watch_runtime();
     start_ops(&config, &ops, tls.clone(), shutdown.clone()).await?;
     let routes = start_http(&config, tls, shutdown.clone()).await?;
-    let (core, done) = core_loop::spawn(config.clone(), routes, shutdown.clone(), ops.clone())?;
+    let plan = cluster::Plan::new(&config, listener.local_addr()?)?;
+    let (core, done) =
+        core_loop::spawn(config.clone(), routes, shutdown.clone(), ops.clone(), plan)?;
     // One count for both listeners: a client cannot double its share by using both.
     let connections = ws::Connections::default();
     ops.set_connections(connections.live());
@@ -260,9 +263,19 @@ pub async fn run_with_ops(
         shutdown.clone(),
     );
     tokio::pin!(serving);
+    let mut done = done;
     tokio::select! {
-        r = &mut serving => r,
-        end = done => {
+        r = &mut serving => {
+            if *shutdown.borrow() {
+                // The listeners wound down before the core: it still stops its workers and
+                // writes the cluster releases and leave (each bounded), so wait for it.
+                if tokio::time::timeout(CORE_STOP, &mut done).await.is_err() {
+                    tracing::warn!("the engine did not stop within {} s", CORE_STOP.as_secs());
+                }
+            }
+            r
+        }
+        end = &mut done => {
             if *shutdown.borrow() {
                 // Normal shutdown: the core finished first. Recordings stopped by the release
                 // get their files finalised (bounded), then the listener winds down too.
@@ -281,6 +294,10 @@ pub async fn run_with_ops(
         }
     }
 }
+
+/// How long a shutdown waits for the core after the listeners ended: its own bounds are the
+/// workers' stop (6 s) and the cluster's releases and leave (2 s).
+const CORE_STOP: std::time::Duration = std::time::Duration::from_secs(9);
 
 /// Binds the operations listener when `--metrics-port` asks for one (and the caller does
 /// not serve `ops` already); a port that cannot be bound fails the start.

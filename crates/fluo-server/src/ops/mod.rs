@@ -296,6 +296,35 @@ impl Ops {
             .await
     }
 
+    /// A cluster heartbeat's load (crate::cluster): the endpoints (elements whose class ends
+    /// in `Endpoint`) and the RTP packets the WebRTC endpoints sent so far; each `None` when
+    /// not read within `wait`. The same readings as a metrics scrape, once a second.
+    pub(crate) async fn load_reading(&self, wait: Duration) -> (Option<u64>, Option<u64>) {
+        let endpoints = self
+            .ask_core(
+                |e| {
+                    e.reading()
+                        .elements
+                        .iter()
+                        .filter(|(class, _)| class.ends_with("Endpoint"))
+                        .map(|(_, n)| *n as u64)
+                        .sum::<u64>()
+                },
+                wait,
+            )
+            .await;
+        let sent = match self.media.get() {
+            Some(rtc) => rtc.reading(wait).await.map(|r| {
+                r.totals
+                    .iter()
+                    .map(|kind| kind[fluo_rtc::Figure::PacketsOut as usize])
+                    .sum::<u64>()
+            }),
+            None => None,
+        };
+        (endpoints, sent)
+    }
+
     /// What `ask` finds in the engine, asked from the core task; `None` when the core task
     /// does not answer within `wait` (or is gone).
     async fn ask_core<T: Send + 'static>(

@@ -1,0 +1,438 @@
+//! The coordination rules on both stores: in process, and on a real redis-server each test
+//! spawns on a unix socket of its own (testing.rs). Without redis-server the Redis tests are
+//! skipped with a SKIPPED line, and fail under CI=true.
+
+use fluo_cluster::testing::RedisServer;
+use fluo_cluster::{
+    Coordinator, Error, InProcess, NodeId, NodeInfo, NodeStats, Owner, Ownership, NODE_TTL,
+};
+use std::time::{Duration, Instant};
+
+/// Coordinators of several nodes on one store.
+enum Store {
+    Mem(InProcess),
+    Redis(String),
+}
+
+impl Store {
+    fn node(&self) -> Coordinator {
+        match self {
+            Store::Mem(s) => Coordinator::on(s),
+            Store::Redis(url) => Coordinator::redis(url).expect("a good URL"),
+        }
+    }
+}
+
+fn info(id: &str, capacity: u64) -> NodeInfo {
+    NodeInfo {
+        id: NodeId::new(id).unwrap(),
+        signalling: format!("ws://{id}.example:8888/kurento"),
+        peer: format!("{id}.example:8888"),
+        capacity,
+    }
+}
+
+fn owner(id: &str, boot: u64) -> Owner {
+    Owner {
+        node: NodeId::new(id).unwrap(),
+        boot,
+    }
+}
+
+async fn registered(store: &Store, id: &str) -> (Coordinator, u64) {
+    let mut c = store.node();
+    let boot = c
+        .register(info(id, 100), &NodeStats::default())
+        .await
+        .unwrap_or_else(|e| panic!("{id} registers: {e}"));
+    (c, boot)
+}
+
+async fn registries_see_each_other(store: Store) {
+    let (a, boot_a) = registered(&store, "a").await;
+    let (b, boot_b) = registered(&store, "b").await;
+    assert_eq!((boot_a, boot_b), (1, 1), "first boots");
+    let load = NodeStats {
+        cpu_percent: 12.5,
+        egress_pps: 3000,
+        endpoints: 7,
+        draining: true,
+    };
+    a.heartbeat(&load).await.unwrap();
+    for c in [&a, &b] {
+        let nodes = c.nodes().await.unwrap();
+        let ids: Vec<&str> = nodes.iter().map(|n| n.info.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(nodes[0].stats, load, "a's last heartbeat");
+        assert_eq!(nodes[0].info, info("a", 100));
+        assert_eq!(nodes[0].spare(), 93);
+        assert_eq!(nodes[1].stats, NodeStats::default());
+    }
+    // A clean stop removes the record at once.
+    b.leave().await.unwrap();
+    let ids: Vec<String> = a
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.info.id.to_string())
+        .collect();
+    assert_eq!(ids, ["a"]);
+}
+
+async fn claims_are_exclusive_and_released_by_their_owner_only(store: Store) {
+    let (a, _) = registered(&store, "a").await;
+    let (b, _) = registered(&store, "b").await;
+    let p = "0f6e-pipeline_kurento.MediaPipeline";
+    assert_eq!(a.owner(p).await.unwrap(), Ownership::Unowned);
+    a.claim(p).await.unwrap();
+    a.claim(p)
+        .await
+        .expect("claiming its own pipeline again holds");
+    assert_eq!(a.owner(p).await.unwrap(), Ownership::Live(owner("a", 1)));
+    let e = b.claim(p).await.expect_err("a live node owns it");
+    assert_eq!(
+        e,
+        Error::Claimed {
+            pipeline: p.into(),
+            owner: owner("a", 1)
+        }
+    );
+    let e = b.release(p).await.expect_err("b does not own it");
+    assert!(
+        matches!(e, Error::NotOwner { ref owner, .. } if owner.node.as_str() == "a"),
+        "{e}"
+    );
+    assert_eq!(b.owner(p).await.unwrap(), Ownership::Live(owner("a", 1)));
+    a.release(p).await.unwrap();
+    assert_eq!(b.owner(p).await.unwrap(), Ownership::Unowned);
+    a.release(p)
+        .await
+        .expect("releasing what nobody owns does nothing");
+    b.claim(p).await.expect("free again");
+    assert_eq!(a.owner(p).await.unwrap(), Ownership::Live(owner("b", 1)));
+    // Before registering, a node owns nothing.
+    let c = store.node();
+    assert_eq!(c.claim("x").await, Err(Error::NotRegistered));
+    assert_eq!(c.release(p).await, Err(Error::NotRegistered));
+}
+
+async fn a_restarted_node_has_a_higher_boot_and_its_old_pipelines_are_gone(store: Store) {
+    let (old, boot1) = registered(&store, "a").await;
+    let (watcher, _) = registered(&store, "w").await;
+    old.claim("p1").await.unwrap();
+    old.claim("p2").await.unwrap();
+    // The process restarts: same id, a new registration.
+    let (new, boot2) = registered(&store, "a").await;
+    assert!(boot2 > boot1, "boot {boot2} after {boot1}");
+    assert_eq!(
+        watcher.owner("p1").await.unwrap(),
+        Ownership::Gone(owner("a", boot1)),
+        "a's live record has another boot: the owner of p1 is gone"
+    );
+    // Another node may take a gone owner's pipeline; the new boot may take back its own.
+    watcher.claim("p1").await.unwrap();
+    assert_eq!(
+        new.owner("p1").await.unwrap(),
+        Ownership::Live(owner("w", 1))
+    );
+    new.claim("p2").await.unwrap();
+    assert_eq!(
+        watcher.owner("p2").await.unwrap(),
+        Ownership::Live(owner("a", boot2))
+    );
+    // The old process, still running, may not write its record over the new one's.
+    let e = old.heartbeat(&NodeStats::default()).await.unwrap_err();
+    assert_eq!(
+        e,
+        Error::Superseded {
+            node: NodeId::new("a").unwrap(),
+            mine: boot1,
+            current: boot2
+        }
+    );
+    let a = watcher.nodes().await.unwrap();
+    assert_eq!(
+        a.iter().find(|n| n.info.id.as_str() == "a").unwrap().boot,
+        boot2
+    );
+}
+
+async fn a_silent_node_disappears_within_3_to_4_s(store: Store) {
+    let (a, _) = registered(&store, "a").await;
+    let (w, _) = registered(&store, "w").await;
+    a.claim("p").await.unwrap();
+    a.heartbeat(&NodeStats::default()).await.unwrap();
+    // a stops heartbeating now; w keeps going.
+    let silent = Instant::now();
+    let gone = loop {
+        let nodes = w.nodes().await.unwrap();
+        if !nodes.iter().any(|n| n.info.id.as_str() == "a") {
+            break silent.elapsed();
+        }
+        assert!(silent.elapsed() < Duration::from_secs(5), "a still listed");
+        w.heartbeat(&NodeStats::default()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        gone >= NODE_TTL - Duration::from_millis(300) && gone <= Duration::from_secs(4),
+        "a disappeared {gone:?} after its last heartbeat"
+    );
+    assert_eq!(w.owner("p").await.unwrap(), Ownership::Gone(owner("a", 1)));
+    // Its heartbeat brings it back, with its pipeline.
+    a.heartbeat(&NodeStats::default()).await.unwrap();
+    assert_eq!(w.owner("p").await.unwrap(), Ownership::Live(owner("a", 1)));
+}
+
+/// Redis for one test, or `None` (skipped) when redis-server is missing outside CI.
+fn redis(what: &str) -> Option<(RedisServer, Store)> {
+    let r = RedisServer::start(what)?;
+    let url = r.url();
+    Some((r, Store::Redis(url)))
+}
+
+#[tokio::test]
+async fn in_process_registries_see_each_other() {
+    registries_see_each_other(Store::Mem(InProcess::default())).await;
+}
+
+#[tokio::test]
+async fn redis_registries_see_each_other() {
+    let Some((_r, store)) = redis("two registries on Redis") else {
+        return;
+    };
+    registries_see_each_other(store).await;
+}
+
+#[tokio::test]
+async fn in_process_claims_are_exclusive() {
+    claims_are_exclusive_and_released_by_their_owner_only(Store::Mem(InProcess::default())).await;
+}
+
+#[tokio::test]
+async fn redis_claims_are_exclusive() {
+    let Some((_r, store)) = redis("exclusive claims on Redis") else {
+        return;
+    };
+    claims_are_exclusive_and_released_by_their_owner_only(store).await;
+}
+
+#[tokio::test]
+async fn in_process_restarts() {
+    a_restarted_node_has_a_higher_boot_and_its_old_pipelines_are_gone(Store::Mem(
+        InProcess::default(),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn redis_restarts() {
+    let Some((_r, store)) = redis("a restarted node on Redis") else {
+        return;
+    };
+    a_restarted_node_has_a_higher_boot_and_its_old_pipelines_are_gone(store).await;
+}
+
+#[tokio::test]
+async fn in_process_silent_node_expires() {
+    a_silent_node_disappears_within_3_to_4_s(Store::Mem(InProcess::default())).await;
+}
+
+#[tokio::test]
+async fn redis_silent_node_expires() {
+    let Some((_r, store)) = redis("node expiry on Redis") else {
+        return;
+    };
+    a_silent_node_disappears_within_3_to_4_s(store).await;
+}
+
+/// Every call of `c` fails as unreachable within the time-out (and some margin).
+async fn all_calls_fail_fast(c: &Coordinator, timeout: Duration) {
+    let bound = timeout + Duration::from_millis(400);
+    let t0 = Instant::now();
+    let e = c.heartbeat(&NodeStats::default()).await.unwrap_err();
+    assert!(e.is_unreachable(), "heartbeat: {e}");
+    let e = c.claim("q").await.unwrap_err();
+    assert!(e.is_unreachable(), "claim: {e}");
+    let e = c.nodes().await.unwrap_err();
+    assert!(e.is_unreachable(), "nodes: {e}");
+    let e = c.owner("p").await.unwrap_err();
+    assert!(e.is_unreachable(), "owner: {e}");
+    let took = t0.elapsed();
+    assert!(took < bound * 4, "4 calls took {took:?}");
+}
+
+#[tokio::test]
+async fn redis_down_calls_fail_within_the_timeout_and_work_again_after_a_restart() {
+    let Some((mut r, store)) = redis("Redis killed and restarted") else {
+        return;
+    };
+    let (a, boot) = registered(&store, "a").await;
+    a.claim("p").await.unwrap();
+    // Killed: refused at once (the socket is gone).
+    r.kill();
+    all_calls_fail_fast(&a, fluo_cluster::CALL_TIMEOUT).await;
+    // A coordinator made while Redis is down connects later.
+    let mut late = store.node();
+    let e = late
+        .register(info("late", 10), &NodeStats::default())
+        .await
+        .unwrap_err();
+    assert!(e.is_unreachable(), "{e}");
+    // Restarted on the same socket, empty: the next calls work again.
+    r.restart();
+    let t0 = Instant::now();
+    while let Err(e) = a.heartbeat(&NodeStats::default()).await {
+        assert!(e.is_unreachable(), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(3), "still failing: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Redis lost everything: the node is back by its heartbeat, its claims by claiming again,
+    // and its boot counter is raised to its boot (a restart of it gets a higher one).
+    assert_eq!(a.owner("p").await.unwrap(), Ownership::Unowned);
+    a.claim("p").await.unwrap();
+    assert_eq!(
+        a.owner("p").await.unwrap(),
+        Ownership::Live(owner("a", boot))
+    );
+    late.register(info("late", 10), &NodeStats::default())
+        .await
+        .unwrap();
+    let ids: Vec<String> = a
+        .nodes()
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.info.id.to_string())
+        .collect();
+    assert_eq!(ids, ["a", "late"]);
+    let (_, boot2) = registered(&store, "a").await;
+    assert!(boot2 > boot, "boot {boot2} after {boot}");
+}
+
+#[tokio::test]
+async fn a_redis_that_does_not_answer_costs_each_call_its_timeout_only() {
+    let Some((r, store)) = redis("an unresponsive Redis") else {
+        return;
+    };
+    let Store::Redis(url) = &store else {
+        unreachable!()
+    };
+    let timeout = Duration::from_millis(300);
+    let mut a = Coordinator::redis_with_timeout(url, timeout).unwrap();
+    a.register(info("a", 10), &NodeStats::default())
+        .await
+        .unwrap();
+    // Stopped, not killed: the connection stays open and nothing answers.
+    r.pause();
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let e = a.claim("p").await.unwrap_err();
+        let took = t0.elapsed();
+        assert_eq!(e, Error::Timeout(timeout));
+        assert!(
+            took >= timeout - Duration::from_millis(20) && took < timeout * 2,
+            "{took:?}"
+        );
+    }
+    r.resume();
+    let t0 = Instant::now();
+    while let Err(e) = a.claim("p").await {
+        assert!(t0.elapsed() < Duration::from_secs(3), "still failing: {e}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(a.owner("p").await.unwrap(), Ownership::Live(owner("a", 1)));
+}
+
+/// Writes `record` as node `id`'s record, as another program (or version) could.
+async fn write_raw_record(url: &str, id: &str, record: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("fluo:node:{id}"))
+        .arg(record)
+        .arg("PX")
+        .arg(10_000)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("SADD")
+        .arg("fluo:nodes")
+        .arg(id)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn redis_records_that_do_not_parse_hide_only_themselves() {
+    let Some((r, store)) = redis("unreadable node records") else {
+        return;
+    };
+    let (a, _) = registered(&store, "a").await;
+    let (_b, _) = registered(&store, "b").await;
+    write_raw_record(&r.url(), "evil", "not json").await;
+    write_raw_record(&r.url(), "evil2", r#"{"id":"evil2","boot":1}"#).await;
+    // A newer version's record: a field this one does not know, a load field it lacks.
+    write_raw_record(
+        &r.url(),
+        "c",
+        r#"{"id":"c","boot":2,"signalling":"ws://c:1/kurento","peer":"c:1","capacity":5,
+            "endpoints":1,"draining":false,"egress_pps":0,"gpu_percent":3}"#,
+    )
+    .await;
+    let nodes = a.nodes().await.expect("the readable records listed");
+    let ids: Vec<&str> = nodes.iter().map(|n| n.info.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    assert_eq!((nodes[2].boot, nodes[2].spare()), (2, 4));
+    assert_eq!(nodes[2].stats.cpu_percent, 0.0, "a missing field's default");
+}
+
+/// The PTTL of `key` in ms (-2: no key, -1: no TTL).
+async fn pttl(url: &str, key: &str) -> i64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("PTTL")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn redis_ownership_records_expire_unless_their_owner_heartbeats() {
+    let Some((r, store)) = redis("ownership records' TTL") else {
+        return;
+    };
+    let url = r.url();
+    let (a, boot) = registered(&store, "a").await;
+    a.claim("p").await.unwrap();
+    a.claim("q").await.unwrap();
+    let ttl = fluo_cluster::OWNED_TTL.as_millis() as i64;
+    let set = format!("fluo:owned:a:{boot}");
+    for key in ["fluo:pipeline:p", "fluo:pipeline:q", set.as_str()] {
+        let t = pttl(&url, key).await;
+        assert!(t > ttl - 5_000 && t <= ttl, "{key}: PTTL {t}");
+    }
+    // A record about to expire lives on while its owner heartbeats.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("PEXPIRE")
+        .arg("fluo:pipeline:p")
+        .arg(2_000)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    a.heartbeat(&NodeStats::default()).await.unwrap();
+    let t = pttl(&url, "fluo:pipeline:p").await;
+    assert!(t > ttl - 5_000, "refreshed by the heartbeat: PTTL {t}");
+    // A released pipeline leaves its owner's set: the heartbeat no longer refreshes it.
+    a.release("q").await.unwrap();
+    let left: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&set)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(left, ["p"]);
+    assert_eq!(pttl(&url, "fluo:pipeline:q").await, -2);
+}

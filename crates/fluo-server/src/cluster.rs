@@ -1,0 +1,382 @@
+//! The server's part in cluster coordination (crates/fluo-cluster, docs/cluster.md).
+//!
+//! A task of its own registers this node, heartbeats every second with its load, claims each
+//! media pipeline when the engine creates it and releases it when the engine destroys it. The
+//! engine only sends it messages and never waits on it, so a Redis that is slow or down delays
+//! nothing but coordination: the task logs when Redis becomes unreachable and when it is back,
+//! and then writes again what it could not (its claims and releases: a Redis restarted empty
+//! has lost them). Without `--cluster` the same task runs on the in-process store.
+
+use crate::config::Config;
+use crate::host::ProcHost;
+use crate::Ops;
+use fluo_cluster::{Coordinator, Error, NodeId, NodeInfo, NodeStats};
+use fluo_core::{Element, Factory, FactoryCx, Host};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// What the engine tells the task.
+pub(crate) enum Change {
+    /// A pipeline was created.
+    Claim(String),
+    /// A pipeline was destroyed.
+    Release(String),
+}
+
+/// Where the engine's changes go.
+pub(crate) type Changes = mpsc::UnboundedSender<Change>;
+
+/// How many claims a re-claim after an outage writes between two heartbeats.
+const SYNC_BATCH: usize = 200;
+
+/// How long a heartbeat waits for the engine's and the media plane's readings.
+const READING_WAIT: Duration = Duration::from_millis(200);
+
+/// The node this server is, on its store.
+pub(crate) struct Plan {
+    coordinator: Coordinator,
+    info: NodeInfo,
+    /// On a cluster (its load is measured for the heartbeat), not in process.
+    clustered: bool,
+}
+
+impl Plan {
+    /// The plan from the configuration: the WebSocket listener is on `local`.
+    pub(crate) fn new(config: &Config, local: SocketAddr) -> std::io::Result<Plan> {
+        let (coordinator, clustered) = match &config.cluster {
+            Some(url) => (
+                Coordinator::redis(url).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--cluster: {e}"))
+                })?,
+                true,
+            ),
+            None => (Coordinator::in_process(), false),
+        };
+        let host = match &config.advertise {
+            Some(a) => a.clone(),
+            None => crate::announced(config.bind).to_string(),
+        };
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        let port = local.port();
+        let id = config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| default_node_id(port));
+        let info = NodeInfo {
+            id,
+            signalling: format!("ws://{host}:{port}/{}", config.path),
+            peer: format!("{host}:{port}"),
+            capacity: config.max_objects as u64,
+        };
+        Ok(Plan {
+            coordinator,
+            info,
+            clustered,
+        })
+    }
+}
+
+/// `<host name>:<port>`, as a node id.
+fn default_node_id(port: u16) -> NodeId {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    NodeId::sanitized(&format!(
+        "{}:{port}",
+        if host.is_empty() { "fluo" } else { host }
+    ))
+}
+
+/// Starts the task; it ends once every sender of its changes is gone (the engine and its
+/// pipelines dropped), after removing this node's record.
+pub(crate) fn start(
+    plan: Plan,
+    host: ProcHost,
+    ops: Arc<Ops>,
+) -> (Changes, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let node = Node {
+        c: plan.coordinator,
+        info: plan.info,
+        clustered: plan.clustered,
+        registered: false,
+        reachable: true,
+        superseded: false,
+        owned: HashSet::new(),
+        unreleased: HashSet::new(),
+        unsynced: false,
+        load: Load::default(),
+    };
+    let done = tokio::spawn(run(node, rx, host, ops));
+    (tx, done)
+}
+
+/// MediaPipeline's factory: each pipeline is claimed when created, released when the
+/// engine drops it (destroyed, or never added after a failed create).
+pub(crate) fn pipeline_factory(changes: Changes) -> Box<dyn Factory> {
+    Box::new(
+        move |cx: &FactoryCx<'_>| -> Result<Box<dyn Element>, fluo_api::KurentoError> {
+            let _ = changes.send(Change::Claim(cx.id.to_string()));
+            Ok(Box::new(OwnedPipeline {
+                id: cx.id.to_string(),
+                changes: changes.clone(),
+            }))
+        },
+    )
+}
+
+/// A pipeline's behaviour: none of its own (as the engine's built-in one), and its release
+/// told to the task when it goes.
+struct OwnedPipeline {
+    id: String,
+    changes: Changes,
+}
+
+impl Element for OwnedPipeline {}
+
+impl Drop for OwnedPipeline {
+    fn drop(&mut self) {
+        let _ = self
+            .changes
+            .send(Change::Release(std::mem::take(&mut self.id)));
+    }
+}
+
+async fn run(
+    mut node: Node,
+    mut rx: mpsc::UnboundedReceiver<Change>,
+    host: ProcHost,
+    ops: Arc<Ops>,
+) {
+    if !node.clustered {
+        // In process nothing reads the record: registered once, no heartbeats.
+        let stats = node.load.read(false, &host, &ops).await;
+        node.beat(&stats).await;
+        while let Some(c) = rx.recv().await {
+            node.apply(c).await;
+        }
+        return;
+    }
+    let mut tick = tokio::time::interval(fluo_cluster::HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            change = rx.recv() => match change {
+                Some(c) => node.apply(c).await,
+                None => break,
+            },
+            _ = tick.tick() => {
+                let stats = node.load.read(node.clustered, &host, &ops).await;
+                node.beat(&stats).await;
+            }
+        }
+    }
+    if node.registered && node.reachable {
+        if let Err(e) = node.c.leave().await {
+            tracing::debug!("cluster: leaving: {e}");
+        }
+    }
+    tracing::debug!("cluster task stopped");
+}
+
+/// The task's state.
+struct Node {
+    c: Coordinator,
+    info: NodeInfo,
+    clustered: bool,
+    registered: bool,
+    /// The store answered the last call.
+    reachable: bool,
+    /// A later boot of this node id registered (logged once).
+    superseded: bool,
+    /// The pipelines this node has.
+    owned: HashSet<String>,
+    /// Pipelines destroyed whose release was not written.
+    unreleased: HashSet<String>,
+    /// Some claims were not written.
+    unsynced: bool,
+    load: Load,
+}
+
+impl Node {
+    /// The store failed with `e`: logged once per outage.
+    fn failed(&mut self, what: &str, e: &Error) {
+        if e.is_unreachable() {
+            if self.reachable {
+                tracing::warn!(
+                    store = self.c.kind(),
+                    "cluster: {what}: {e}; serving on, coordination resumes when it is back"
+                );
+            }
+            self.reachable = false;
+        } else if let Error::Superseded { .. } = e {
+            if !self.superseded {
+                tracing::error!("cluster: {e}");
+            }
+            self.superseded = true;
+        } else {
+            tracing::warn!("cluster: {what}: {e}");
+        }
+    }
+
+    /// The store answered. After an outage, every claim is written again: Redis may have
+    /// restarted without its data.
+    fn answered(&mut self) {
+        if !self.reachable {
+            tracing::info!(
+                store = self.c.kind(),
+                "cluster: the coordination store is back"
+            );
+            self.reachable = true;
+            self.unsynced = true;
+        }
+    }
+
+    async fn apply(&mut self, change: Change) {
+        match change {
+            Change::Claim(p) => {
+                self.owned.insert(p.clone());
+                if !(self.registered && self.reachable) {
+                    self.unsynced = true;
+                    return;
+                }
+                match self.c.claim(&p).await {
+                    Ok(()) => tracing::debug!(pipeline = %p, "cluster: claimed"),
+                    Err(e) => {
+                        self.unsynced |= e.is_unreachable();
+                        self.failed("claiming a pipeline", &e);
+                    }
+                }
+            }
+            Change::Release(p) => {
+                self.owned.remove(&p);
+                if !(self.registered && self.reachable) {
+                    self.unreleased.insert(p);
+                    return;
+                }
+                if let Err(e) = self.c.release(&p).await {
+                    if e.is_unreachable() {
+                        self.unreleased.insert(p);
+                    }
+                    self.failed("releasing a pipeline", &e);
+                }
+            }
+        }
+    }
+
+    /// A heartbeat (a registration until one succeeds), then what could not be written.
+    async fn beat(&mut self, stats: &NodeStats) {
+        let r = if self.registered {
+            self.c.heartbeat(stats).await
+        } else {
+            match self.c.register(self.info.clone(), stats).await {
+                Ok(boot) if !self.clustered => {
+                    // A single node: nothing to say at INFO (clustering is off).
+                    tracing::debug!(node = %self.info.id, boot, "in-process coordination");
+                    self.registered = true;
+                    Ok(())
+                }
+                Ok(boot) => {
+                    tracing::info!(
+                        node = %self.info.id,
+                        boot,
+                        store = self.c.kind(),
+                        signalling = %self.info.signalling,
+                        "cluster: node registered"
+                    );
+                    self.registered = true;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match r {
+            Ok(()) => {
+                self.answered();
+                if self.unsynced || !self.unreleased.is_empty() {
+                    self.sync(stats).await;
+                }
+            }
+            Err(e) if self.registered => self.failed("heartbeat", &e),
+            Err(e) => self.failed("registering", &e),
+        }
+    }
+
+    /// Writes the releases and claims that were not written; stops at the first failure to
+    /// reach the store (the next heartbeat tries again). A heartbeat goes between batches of
+    /// [`SYNC_BATCH`] claims, so that a long re-claim on a slow link does not let this node's
+    /// record expire.
+    async fn sync(&mut self, stats: &NodeStats) {
+        for p in self.unreleased.clone() {
+            match self.c.release(&p).await {
+                Err(e) if e.is_unreachable() => return self.failed("releasing a pipeline", &e),
+                Err(e) => self.failed("releasing a pipeline", &e),
+                Ok(()) => {}
+            }
+            self.unreleased.remove(&p);
+        }
+        if !self.unsynced {
+            return;
+        }
+        for (i, p) in self.owned.clone().into_iter().enumerate() {
+            if i > 0 && i % SYNC_BATCH == 0 {
+                if let Err(e) = self.c.heartbeat(stats).await {
+                    return self.failed("heartbeat", &e);
+                }
+            }
+            match self.c.claim(&p).await {
+                Err(e) if e.is_unreachable() => return self.failed("claiming a pipeline", &e),
+                Err(e) => self.failed("claiming a pipeline", &e),
+                Ok(()) => {}
+            }
+        }
+        tracing::info!(
+            pipelines = self.owned.len(),
+            "cluster: this node's pipelines claimed again"
+        );
+        self.unsynced = false;
+    }
+}
+
+/// The load a heartbeat tells: read from what the server already counts (the engine's
+/// elements, the WebRTC endpoints' sent packets, the CPU sampler), once a second.
+#[derive(Default)]
+struct Load {
+    endpoints: u64,
+    /// The last reading of RTP packets sent, and when.
+    sent: Option<(Instant, u64)>,
+    pps: u64,
+}
+
+impl Load {
+    async fn read(&mut self, clustered: bool, host: &ProcHost, ops: &Ops) -> NodeStats {
+        if clustered {
+            let (endpoints, sent) = ops.load_reading(READING_WAIT).await;
+            if let Some(n) = endpoints {
+                self.endpoints = n;
+            }
+            if let Some(total) = sent {
+                let now = Instant::now();
+                if let Some((at, before)) = self.sent {
+                    let secs = now.duration_since(at).as_secs_f64();
+                    if secs > 0.0 {
+                        self.pps = (total.saturating_sub(before) as f64 / secs).round() as u64;
+                    }
+                }
+                self.sent = Some((now, total));
+            }
+        }
+        NodeStats {
+            cpu_percent: host.used_cpu_percent(1000),
+            egress_pps: self.pps,
+            endpoints: self.endpoints,
+            draining: ops.draining(),
+        }
+    }
+}
