@@ -63,11 +63,17 @@ unit: wasm-modules
 	$(TMP_CHECK) unit-test-elements $(CARGO) test -p fluo-server --features test-elements --test filter_probe --test modules
 
 # Node compatibility suite (official kurento-client 7.3.0) against the debug server.
+# COMPAT_JOBS test files run at once (default 3; COMPAT_JOBS=1: one at a time): each file has
+# its own server on port 0, and most of their time is waiting (README.md, "How long make test
+# takes").
 compat: wasm-modules
 	$(CARGO) build -p fluo-server
 	$(TMP_CHECK) compat tests/compat/run.sh
 
 # Browser end-to-end suite (headless Chromium + web/ demo app) against the debug server.
+# E2E_JOBS test files run at once (default 1; each file has its own server, web app and
+# Chromium, but two at once were not yet green three times in a row: README.md, "How long
+# make test takes").
 e2e:
 	$(CARGO) build -p fluo-server
 	$(TMP_CHECK) e2e tests/e2e/run.sh

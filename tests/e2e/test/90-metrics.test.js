@@ -87,20 +87,27 @@ test('metrics: WebRTC counters move during a loopback call', { timeout: 90000 },
     const ice = ['connected', 'ready'].map((s) => get(first, `fluo_webrtc_endpoints_by_ice_state{state="${s}"}`));
     assert.equal(ice[0] + ice[1], 1, `ICE connected or ready: ${ice}`);
     assert.equal(first.types.get('fluo_webrtc_received_packets'), 'counter');
-    // Two seconds later every packet and byte counter of both kinds went up.
-    await new Promise((r) => setTimeout(r, 2000));
-    const second = await scrape();
+    // Within two seconds every packet and byte counter of both kinds went up (scraped every
+    // 50 ms until they all did, rather than once after 2 s).
+    const keys = ['audio', 'video'].flatMap((kind) => ['received_packets', 'received_bytes', 'sent_packets', 'sent_bytes']
+      .map((c) => `fluo_webrtc_${c}_total{kind="${kind}"}`));
+    const invokes = 'fluo_request_duration_seconds_count{method="invoke"}';
+    let second;
+    await waitFor(async () => {
+      second = await scrape();
+      return keys.every((key) => get(second, key) > get(first, key)) && get(second, invokes) >= 3;
+    }, 2000, 'every counter up').catch((e) => {
+      // Out of time: the assertions below say which counter stood still.
+      if (!/^timed out/.test(e.message)) throw e;
+    });
     const rows = [];
-    for (const kind of ['audio', 'video']) {
-      for (const c of ['received_packets', 'received_bytes', 'sent_packets', 'sent_bytes']) {
-        const key = `fluo_webrtc_${c}_total{kind="${kind}"}`;
-        const [a, b] = [get(first, key), get(second, key)];
-        rows.push(`${key} ${a} -> ${b}`);
-        assert.ok(a > 0 && b > a, `${key}: ${a} then ${b}`);
-      }
+    for (const key of keys) {
+      const [a, b] = [get(first, key), get(second, key)];
+      rows.push(`${key} ${a} -> ${b}`);
+      assert.ok(a > 0 && b > a, `${key}: ${a} then ${b}`);
     }
     log(`metrics: ${rows.join('; ')}`);
-    assert.ok(get(second, 'fluo_request_duration_seconds_count{method="invoke"}') >= 3);
+    assert.ok(get(second, invokes) >= 3);
     await page.click('#stop');
     const after = await waitFor(async () => {
       const m = await scrape();
