@@ -316,7 +316,7 @@ impl Engine {
     fn reference_shared(&mut self, session: &Arc<str>, id: &Arc<str>) -> Result<(), KurentoError> {
         let mut cur = Some(id.clone());
         while let Some(oid) = cur {
-            let Some(o) = self.registry.get_mut(&*oid) else {
+            let Some(o) = self.registry.get_mut(&oid) else {
                 break;
             };
             if o.is_server_manager() {
