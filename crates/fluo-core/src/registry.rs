@@ -9,6 +9,7 @@ use fluo_api::params::Create;
 use fluo_api::{ErrorCode, KurentoError};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// One event subscription.
 #[derive(Debug, Clone)]
@@ -33,7 +34,9 @@ pub(crate) struct Object {
     pub seq: u64,
     /// Values of model properties that were set (or given at construction).
     pub props: Map<String, Value>,
-    pub sessions: HashSet<String>,
+    /// The sessions referencing it. Shared strings: a pipeline's new child is referenced by
+    /// every session of the pipeline (one copy of each session id for all their objects).
+    pub sessions: HashSet<Arc<str>>,
     pub subscriptions: Vec<Subscription>,
     pub behavior: Box<dyn Element>,
     /// Media states learnt from this object's own events, by "Event/MEDIA_TYPE" (flowing in,
@@ -277,14 +280,22 @@ impl Engine {
         for kind in signal {
             self.signal_created(&id, kind);
         }
-        let mut sessions: Vec<String> = vec![session.to_string()];
+        let mut own: Arc<str> = Arc::from(session);
+        let mut sessions: Vec<Arc<str>> = vec![];
         if let Some(p) = &parent {
             let po = self.registry.get_mut(p).expect("parent exists");
             po.children.push(id.clone());
+            if let Some(s) = po.sessions.get(session) {
+                own = s.clone();
+            }
             sessions.extend(po.sessions.iter().cloned());
         }
-        for s in sessions {
-            self.reference(&s, &id)?;
+        sessions.insert(0, own);
+        // One copy of the new id for all those sessions (issue 15: with 101 sessions on the
+        // bench's pipeline, a copy per session was 12 KiB per endpoint).
+        let shared: Arc<str> = Arc::from(id.as_str());
+        for s in &sessions {
+            self.reference_shared(s, &shared)?;
         }
         tracing::debug!(%id, %session, "created");
         self.push_event(
@@ -297,7 +308,13 @@ impl Engine {
 
     /// Adds a reference from `session` to the object and its parent chain.
     pub(crate) fn reference(&mut self, session: &str, id: &str) -> Result<(), KurentoError> {
-        let mut cur = Some(id.to_string());
+        self.reference_shared(&Arc::from(session), &Arc::from(id))
+    }
+
+    /// [`Engine::reference`] with the session's and the object's ids as shared strings, which
+    /// the session and the objects keep (no copy of their own).
+    fn reference_shared(&mut self, session: &Arc<str>, id: &Arc<str>) -> Result<(), KurentoError> {
+        let mut cur = Some(id.clone());
         while let Some(oid) = cur {
             let Some(o) = self.registry.get_mut(&oid) else {
                 break;
@@ -308,9 +325,9 @@ impl Engine {
                 self.sessions.add_ref(session, &oid);
                 break;
             }
-            o.sessions.insert(session.to_string());
+            o.sessions.insert(session.clone());
             self.sessions.add_ref(session, &oid);
-            cur = o.parent.clone();
+            cur = o.parent.as_deref().map(Arc::from);
         }
         Ok(())
     }

@@ -4,12 +4,13 @@
 use crate::engine::ConnId;
 use crate::limits::AddrKey;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, Default)]
 struct Session {
-    /// Object ids this session references.
-    refs: HashSet<String>,
+    /// Object ids this session references (shared with the other sessions referencing them).
+    refs: HashSet<Arc<str>>,
     /// The connection events for this session go to.
     conn: Option<ConnId>,
     /// When the session is dropped unless a connection binds it again.
@@ -202,13 +203,14 @@ impl Sessions {
         self.sessions.get(session)?.conn
     }
 
-    pub fn add_ref(&mut self, session: &str, id: &str) {
+    pub fn add_ref(&mut self, session: &str, id: &Arc<str>) {
         self.ensure(session, None);
         let Some(s) = self.sessions.get_mut(session) else {
             return;
         };
         s.known = true;
-        s.refs.insert(id.to_string());
+        // An id already there keeps its string (the set does not replace it).
+        s.refs.insert(id.clone());
     }
 
     pub fn remove_ref(&mut self, session: &str, id: &str) {
@@ -224,7 +226,7 @@ impl Sessions {
     pub fn refs(&self, session: &str) -> Vec<String> {
         self.sessions
             .get(session)
-            .map(|s| s.refs.iter().cloned().collect())
+            .map(|s| s.refs.iter().map(|r| r.to_string()).collect())
             .unwrap_or_default()
     }
 

@@ -92,6 +92,33 @@ fn objects_shared_with_another_session_survive_the_first_sessions_expiry() {
 }
 
 #[test]
+fn a_child_made_by_one_session_is_held_by_every_session_of_its_pipeline() {
+    let mut h = H::with(cfg(5));
+    h.open(2);
+    let p = h.create(1, "MediaPipeline", None);
+    let s2 = h.session(2);
+    h.ok(2, "ref", json!({"object": p, "sessionId": s2}));
+    let e = h.create(1, "PassThrough", Some(&p));
+    h.close(1);
+    h.advance(Duration::from_secs(30));
+    assert_eq!(
+        h.invoke(2, &e, "getId", json!({})),
+        json!(e),
+        "the pipeline's other session holds the child its creator's session made"
+    );
+    h.ok(
+        2,
+        "closeSession",
+        json!({"sessionId": s2, "release": false}),
+    );
+    assert_eq!(
+        h.e.object_count(),
+        1,
+        "both released with the last session holding them"
+    );
+}
+
+#[test]
 fn keep_alive_and_connect_need_a_known_session() {
     let mut h = H::new();
     assert_eq!(h.err(1, "keepAlive", json!({"sessionId":"nope"})), 40007);

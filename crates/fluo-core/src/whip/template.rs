@@ -116,7 +116,7 @@ impl Engine {
         if let Some(e) = self.signals.by_object.get_mut(&(id.clone(), made)) {
             e.from = Some(owner.to_string());
         }
-        Ok((id, session))
+        Ok((id, session.to_string()))
     }
 
     fn template_connect(
