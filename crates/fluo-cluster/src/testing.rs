@@ -158,3 +158,9 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// The ids of the live nodes `c` lists, in its order (panics when the listing fails).
+pub async fn node_ids(c: &crate::Coordinator) -> Vec<String> {
+    let nodes = c.nodes().await.expect("nodes listed");
+    nodes.iter().map(|n| n.info.id.to_string()).collect()
+}

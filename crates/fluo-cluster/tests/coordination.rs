@@ -2,7 +2,7 @@
 //! spawns on a unix socket of its own (testing.rs). Without redis-server the Redis tests are
 //! skipped with a SKIPPED line, and fail under CI=true.
 
-use fluo_cluster::testing::RedisServer;
+use fluo_cluster::testing::{node_ids, RedisServer};
 use fluo_cluster::{
     Coordinator, Error, InProcess, NodeId, NodeInfo, NodeStats, Owner, Ownership, NODE_TTL,
 };
@@ -70,13 +70,7 @@ async fn registries_see_each_other(store: Store) {
     }
     // A clean stop removes the record at once.
     b.leave().await.unwrap();
-    let ids: Vec<String> = a
-        .nodes()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.info.id.to_string())
-        .collect();
+    let ids = node_ids(&a).await;
     assert_eq!(ids, ["a"]);
 }
 
@@ -298,13 +292,7 @@ async fn redis_down_calls_fail_within_the_timeout_and_work_again_after_a_restart
     late.register(info("late", 10), &NodeStats::default())
         .await
         .unwrap();
-    let ids: Vec<String> = a
-        .nodes()
-        .await
-        .unwrap()
-        .iter()
-        .map(|n| n.info.id.to_string())
-        .collect();
+    let ids = node_ids(&a).await;
     assert_eq!(ids, ["a", "late"]);
     let (_, boot2) = registered(&store, "a").await;
     assert!(boot2 > boot, "boot {boot2} after {boot}");

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{start_server, Client, Server};
-use fluo_cluster::testing::RedisServer;
+use fluo_cluster::testing::{node_ids, RedisServer};
 use fluo_cluster::{Coordinator, Ownership};
 use serde_json::json;
 use std::path::Path;
@@ -132,13 +132,7 @@ async fn two_servers_on_one_redis_own_the_pipelines_created_on_them() {
     until_owner(&probe, &pc, "owned by node-a", owned_by("node-a")).await;
     until_owner(&probe, &pb, "owned by node-b", owned_by("node-b")).await;
     assert_eq!(probe.owner(&pa).await.unwrap(), Ownership::Unowned);
-    let ids: Vec<String> = probe
-        .nodes()
-        .await
-        .unwrap()
-        .iter()
-        .map(|n| n.info.id.to_string())
-        .collect();
+    let ids = node_ids(&probe).await;
     assert_eq!(ids, ["node-a", "node-b"]);
     let log = std::fs::read_to_string(dir_a.path().join("fluo.log")).unwrap();
     for line in [
