@@ -87,6 +87,14 @@ fn plain_call(w: &mut World, pub_ep: &str, v_ep: &str) -> (usize, usize) {
     (publisher, v)
 }
 
+/// A World with the estimate on and a 10 ms path, and a MediaPipeline in it.
+fn bwe_pipeline() -> (World, String) {
+    let mut w = World::with_bwe();
+    w.delay = Duration::from_millis(10);
+    let p = w.create("MediaPipeline", None);
+    (w, p)
+}
+
 fn outbound(w: &mut World, ep: &str) -> Value {
     let stats = w.invoke(ep, "getStats", json!({"mediaType": "VIDEO"}));
     let out = (stats.as_object().unwrap().values())
@@ -137,9 +145,7 @@ fn switches_at_key_frames(seen: &[RtpSeen]) -> usize {
 
 #[test]
 fn a_viewer_behind_300_kbits_gets_the_low_layer_without_sustained_loss_the_other_keeps_the_top() {
-    let mut w = World::with_bwe();
-    w.delay = Duration::from_millis(10);
-    let p = w.create("MediaPipeline", None);
+    let (mut w, p) = bwe_pipeline();
     let pub_ep = w.create("WebRtcEndpoint", Some(&p));
     let weak_ep = w.create("WebRtcEndpoint", Some(&p));
     let strong_ep = w.create("WebRtcEndpoint", Some(&p));
@@ -234,9 +240,7 @@ fn without_bwe_receive_only_answers_decline_twcc_and_nothing_is_estimated() {
 
 #[test]
 fn a_plain_publishers_remb_follows_its_viewers_estimate() {
-    let mut w = World::with_bwe();
-    w.delay = Duration::from_millis(10);
-    let p = w.create("MediaPipeline", None);
+    let (mut w, p) = bwe_pipeline();
     let pub_ep = w.create("WebRtcEndpoint", Some(&p));
     let v_ep = w.create("WebRtcEndpoint", Some(&p));
     let (publisher, v) = plain_call(&mut w, &pub_ep, &v_ep);
@@ -269,9 +273,7 @@ fn a_plain_publishers_remb_follows_its_viewers_estimate() {
 /// estimate left the REMB at expiry, no REMB was sent and the publisher kept the last low one).
 #[test]
 fn a_plain_publishers_remb_climbs_with_its_viewers_estimate_after_the_limit_is_lifted() {
-    let mut w = World::with_bwe();
-    w.delay = Duration::from_millis(10);
-    let p = w.create("MediaPipeline", None);
+    let (mut w, p) = bwe_pipeline();
     let pub_ep = w.create("WebRtcEndpoint", Some(&p));
     let v_ep = w.create("WebRtcEndpoint", Some(&p));
     let (publisher, v) = plain_call(&mut w, &pub_ep, &v_ep);
@@ -296,9 +298,7 @@ fn a_plain_publishers_remb_climbs_with_its_viewers_estimate_after_the_limit_is_l
 
 #[test]
 fn an_unconstrained_viewer_does_not_pull_a_plain_publishers_remb_down() {
-    let mut w = World::with_bwe();
-    w.delay = Duration::from_millis(10);
-    let p = w.create("MediaPipeline", None);
+    let (mut w, p) = bwe_pipeline();
     let pub_ep = w.create("WebRtcEndpoint", Some(&p));
     let v_ep = w.create("WebRtcEndpoint", Some(&p));
     // The publisher's own bound (100 Gbit/s) makes Fluo send REMB each second.
@@ -323,9 +323,7 @@ fn an_unconstrained_viewer_does_not_pull_a_plain_publishers_remb_down() {
 
 #[test]
 fn the_largest_bandwidth_settings_are_taken_without_overflow() {
-    let mut w = World::with_bwe();
-    w.delay = Duration::from_millis(10);
-    let p = w.create("MediaPipeline", None);
+    let (mut w, p) = bwe_pipeline();
     let pub_ep = w.create("WebRtcEndpoint", Some(&p));
     let v_ep = w.create("WebRtcEndpoint", Some(&p));
     // The model takes an int: i64::MAX is refused as such, without harm.
@@ -356,9 +354,7 @@ fn the_largest_bandwidth_settings_are_taken_without_overflow() {
 
 #[test]
 fn an_unconstrained_viewer_keeps_a_2_mbit_top_layer_from_start_to_end() {
-    let mut w = World::with_bwe();
-    w.delay = Duration::from_millis(10);
-    let p = w.create("MediaPipeline", None);
+    let (mut w, p) = bwe_pipeline();
     let pub_ep = w.create("WebRtcEndpoint", Some(&p));
     let v_ep = w.create("WebRtcEndpoint", Some(&p));
     w.subscribe(&v_ep, "FluoLayerChanged");
@@ -521,9 +517,7 @@ fn a_viewer_behind_300_kbits_for_80_s_probes_at_most_twice_30_s_apart_without_su
 
 #[test]
 fn a_viewer_congested_late_counts_in_the_remb_at_once_its_warm_up_from_its_first_estimate() {
-    let mut w = World::with_bwe();
-    w.delay = Duration::from_millis(10);
-    let p = w.create("MediaPipeline", None);
+    let (mut w, p) = bwe_pipeline();
     let pub_ep = w.create("WebRtcEndpoint", Some(&p));
     let a_ep = w.create("WebRtcEndpoint", Some(&p));
     let b_ep = w.create("WebRtcEndpoint", Some(&p));
