@@ -10,11 +10,11 @@
 use crate::config::Config;
 use crate::host::ProcHost;
 use crate::Ops;
-use fluo_cluster::{Coordinator, Error, NodeId, NodeInfo, NodeStats};
+use fluo_cluster::{Coordinator, Error, NodeId, NodeInfo, NodeRecord, NodeStats};
 use fluo_core::{Element, Factory, FactoryCx, Host};
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -35,17 +35,69 @@ const SYNC_BATCH: usize = 200;
 /// How long a heartbeat waits for the engine's and the media plane's readings.
 const READING_WAIT: Duration = Duration::from_millis(200);
 
+/// What the request routing reads of coordination, kept up to date by the task and the
+/// pipeline factory: this engine's pipelines, and the live nodes as last listed.
+#[derive(Default)]
+pub(crate) struct View {
+    local: Mutex<HashSet<String>>,
+    /// The nodes of the last listing; `None` while the store does not answer.
+    nodes: Mutex<Option<Arc<Vec<NodeRecord>>>>,
+    /// The last listing that succeeded (where nodes are reached while the store is down).
+    known: Mutex<Arc<Vec<NodeRecord>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl View {
+    /// Whether this node's engine holds pipeline `p`.
+    pub(crate) fn is_local(&self, p: &str) -> bool {
+        lock(&self.local).contains(p)
+    }
+
+    /// The live nodes, `None` while the store does not answer.
+    pub(crate) fn nodes(&self) -> Option<Arc<Vec<NodeRecord>>> {
+        lock(&self.nodes).clone()
+    }
+
+    /// The record of `node` in its `boot`, if that boot is live (while the store does not
+    /// answer: as last listed).
+    pub(crate) fn record(&self, node: &NodeId, boot: u64) -> Option<NodeRecord> {
+        let nodes = self.nodes().unwrap_or_else(|| lock(&self.known).clone());
+        nodes
+            .iter()
+            .find(|n| n.info.id == *node && n.boot == boot)
+            .cloned()
+    }
+
+    fn listed(&self, nodes: Option<Vec<NodeRecord>>) {
+        let nodes = nodes.map(Arc::new);
+        if let Some(n) = &nodes {
+            *lock(&self.known) = n.clone();
+        }
+        *lock(&self.nodes) = nodes;
+    }
+}
+
 /// The node this server is, on its store.
 pub(crate) struct Plan {
     coordinator: Coordinator,
     info: NodeInfo,
     /// On a cluster (its load is measured for the heartbeat), not in process.
     clustered: bool,
+    view: Arc<View>,
+    router: Option<Arc<crate::link::Router>>,
 }
 
 impl Plan {
-    /// The plan from the configuration: the WebSocket listener is on `local`.
-    pub(crate) fn new(config: &Config, local: SocketAddr) -> std::io::Result<Plan> {
+    /// The plan from the configuration: the WebSocket listener is on `local`, the
+    /// node-to-node link's on `peer_port` (in a cluster).
+    pub(crate) fn new(
+        config: &Config,
+        local: SocketAddr,
+        peer_port: Option<u16>,
+    ) -> std::io::Result<Plan> {
         let (coordinator, clustered) = match &config.cluster {
             Some(url) => (
                 Coordinator::redis(url).map_err(|e| {
@@ -72,14 +124,38 @@ impl Plan {
         let info = NodeInfo {
             id,
             signalling: format!("ws://{host}:{port}/{}", config.path),
-            peer: format!("{host}:{port}"),
+            peer: format!("{host}:{}", peer_port.unwrap_or(port)),
             capacity: config.max_objects as u64,
+        };
+        let view = Arc::new(View::default());
+        let router = match (&config.cluster, &config.cluster_secret) {
+            (Some(url), Some(secret)) => Some(Arc::new(crate::link::Router::new(
+                info.id.clone(),
+                view.clone(),
+                Coordinator::redis(url).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--cluster: {e}"))
+                })?,
+                Arc::new(secret.clone()),
+            ))),
+            _ => None,
         };
         Ok(Plan {
             coordinator,
             info,
             clustered,
+            view,
+            router,
         })
+    }
+
+    /// What routing reads.
+    pub(crate) fn view(&self) -> Arc<View> {
+        self.view.clone()
+    }
+
+    /// The request router (in a cluster only).
+    pub(crate) fn router(&self) -> Option<Arc<crate::link::Router>> {
+        self.router.clone()
     }
 }
 
@@ -102,6 +178,7 @@ pub(crate) fn start(
 ) -> (Changes, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let node = Node {
+        view: plan.view,
         c: plan.coordinator,
         info: plan.info,
         clustered: plan.clustered,
@@ -119,13 +196,15 @@ pub(crate) fn start(
 
 /// MediaPipeline's factory: each pipeline is claimed when created, released when the
 /// engine drops it (destroyed, or never added after a failed create).
-pub(crate) fn pipeline_factory(changes: Changes) -> Box<dyn Factory> {
+pub(crate) fn pipeline_factory(changes: Changes, view: Arc<View>) -> Box<dyn Factory> {
     Box::new(
         move |cx: &FactoryCx<'_>| -> Result<Box<dyn Element>, fluo_api::KurentoError> {
+            lock(&view.local).insert(cx.id.to_string());
             let _ = changes.send(Change::Claim(cx.id.to_string()));
             Ok(Box::new(OwnedPipeline {
                 id: cx.id.to_string(),
                 changes: changes.clone(),
+                view: view.clone(),
             }))
         },
     )
@@ -136,12 +215,14 @@ pub(crate) fn pipeline_factory(changes: Changes) -> Box<dyn Factory> {
 struct OwnedPipeline {
     id: String,
     changes: Changes,
+    view: Arc<View>,
 }
 
 impl Element for OwnedPipeline {}
 
 impl Drop for OwnedPipeline {
     fn drop(&mut self) {
+        lock(&self.view.local).remove(&self.id);
         let _ = self
             .changes
             .send(Change::Release(std::mem::take(&mut self.id)));
@@ -174,6 +255,7 @@ async fn run(
             _ = tick.tick() => {
                 let stats = node.load.read(node.clustered, &host, &ops).await;
                 node.beat(&stats).await;
+                node.list().await;
             }
         }
     }
@@ -187,6 +269,7 @@ async fn run(
 
 /// The task's state.
 struct Node {
+    view: Arc<View>,
     c: Coordinator,
     info: NodeInfo,
     clustered: bool,
@@ -205,6 +288,16 @@ struct Node {
 }
 
 impl Node {
+    /// Lists the live nodes for routing (none while the store does not answer).
+    async fn list(&mut self) {
+        let nodes = if self.registered && self.reachable {
+            self.c.nodes().await.ok()
+        } else {
+            None
+        };
+        self.view.listed(nodes);
+    }
+
     /// The store failed with `e`: logged once per outage.
     fn failed(&mut self, what: &str, e: &Error) {
         if e.is_unreachable() {

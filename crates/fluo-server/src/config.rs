@@ -219,10 +219,11 @@ pub struct Cli {
     /// `on` or `off` (docs/simulcast.md) [default: off].
     #[arg(long, env = "FLUO_BWE", value_parser = parse_flag)]
     pub bwe: Option<bool>,
-    /// Experimental, coordination only: join the cluster coordinated by this Redis 7,
-    /// `redis://host:port` or `redis+unix:///path/to/socket`: this node is listed with its
-    /// load and owns the pipelines it creates; requests are not forwarded between nodes yet
-    /// (docs/cluster.md) [default: none, a single node].
+    /// Experimental: join the cluster coordinated by this Redis 7, `redis://host:port` or
+    /// `redis+unix:///path/to/socket`: this node is listed with its load, owns the pipelines
+    /// it creates, and forwards requests for other nodes' pipelines to them over the
+    /// node-to-node link (--peer-port, --cluster-secret; docs/cluster.md) [default: none, a
+    /// single node].
     #[arg(long, env = "FLUO_CLUSTER")]
     pub cluster: Option<String>,
     /// This node's id in the cluster: 1 to 128 ASCII letters, digits, '.', '-', '_' or ':'
@@ -234,6 +235,15 @@ pub struct Cli {
     /// route's interface].
     #[arg(long, env = "FLUO_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Port of the node-to-node link (with --cluster only; bound on --bind's address, other
+    /// nodes reach it at --advertise's); 0 picks a free port [default: 8889].
+    #[arg(long, env = "FLUO_PEER_PORT")]
+    pub peer_port: Option<u16>,
+    /// The secret every node of the cluster shares, at least 16 bytes, required with
+    /// --cluster: the node-to-node link is authenticated with it (an HMAC-SHA256
+    /// challenge-response; it is never sent). Prefer the environment variable to the flag.
+    #[arg(long, env = "FLUO_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
 }
 
 /// A size in bytes: a number, optionally with a K, M or G suffix (powers of 1024).
@@ -364,7 +374,24 @@ pub struct Config {
     pub node_id: Option<fluo_cluster::NodeId>,
     /// The host clients and other nodes reach this node at (`None`: from `bind`).
     pub advertise: Option<String>,
+    /// The node-to-node link's port (with `cluster` only).
+    pub peer_port: u16,
+    /// The cluster's shared secret (set whenever `cluster` is).
+    pub cluster_secret: Option<ClusterSecret>,
 }
+
+/// The cluster's shared secret: never printed (its `Debug` says how long it is only).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterSecret(pub Vec<u8>);
+
+impl std::fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClusterSecret({} bytes)", self.0.len())
+    }
+}
+
+/// The shortest cluster secret accepted.
+pub const CLUSTER_SECRET_MIN: usize = 16;
 
 impl Config {
     /// The warning to print at start when anyone on the network can drive this server: it
@@ -436,6 +463,8 @@ impl Default for Config {
             cluster: None,
             node_id: None,
             advertise: None,
+            peer_port: 8889,
+            cluster_secret: None,
         }
     }
 }
@@ -652,6 +681,16 @@ impl Config {
         {
             fluo_cluster::check_url(url).map_err(flag)?;
             self.cluster = Some(url.to_string());
+            let secret = cli.cluster_secret.as_deref().unwrap_or("");
+            if secret.len() < CLUSTER_SECRET_MIN {
+                return Err(ConfigError::Flag(format!(
+                    "--cluster needs --cluster-secret (or FLUO_CLUSTER_SECRET) of at least {CLUSTER_SECRET_MIN} bytes, the same on every node"
+                )));
+            }
+            self.cluster_secret = Some(ClusterSecret(secret.as_bytes().to_vec()));
+        }
+        if let Some(p) = cli.peer_port {
+            self.peer_port = p;
         }
         if let Some(id) = &cli.node_id {
             let id = fluo_cluster::NodeId::new(id.trim())
@@ -1288,12 +1327,34 @@ mod tests {
             "media-1",
             "--advertise",
             "media1.example.com",
+            "--cluster-secret",
+            "0123456789abcdef",
+            "--peer-port",
+            "0",
         ])
         .expect("the flags parse");
         let c = Config::from_cli(&cli).unwrap();
         assert_eq!(c.cluster.as_deref(), Some("redis+unix:///run/redis.sock"));
         assert_eq!(c.node_id.as_ref().map(|n| n.as_str()), Some("media-1"));
         assert_eq!(c.advertise.as_deref(), Some("media1.example.com"));
+        assert_eq!(c.peer_port, 0);
+        let secret = c.cluster_secret.expect("a secret");
+        assert_eq!(format!("{secret:?}"), "ClusterSecret(16 bytes)");
+        // A cluster without a secret, or with a short one, does not start.
+        for flags in [
+            &["--cluster", "redis://127.0.0.1:6379"][..],
+            &[
+                "--cluster",
+                "redis://127.0.0.1:6379",
+                "--cluster-secret",
+                "short",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(["fluo"].iter().chain(flags)).unwrap();
+            let e = Config::from_cli(&cli).expect_err("refused").to_string();
+            assert!(e.contains("--cluster-secret"), "{e}");
+            assert!(!e.contains("short"), "the secret is not printed: {e}");
+        }
         for (given, kept) in [
             ("10.0.0.1", "10.0.0.1"),
             ("2001:db8::1", "2001:db8::1"),

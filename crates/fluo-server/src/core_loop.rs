@@ -113,6 +113,7 @@ pub(crate) fn spawn(
         ..EngineConfig::default()
     };
     let host = ProcHost::start(workers.clone());
+    let view = cluster.view();
     // Cluster coordination: pipelines claimed and released by the task, never waited on.
     let (changes, cluster_done) = crate::cluster::start(cluster, host.clone(), ops.clone());
     // Replies elements give later (a recorder's stopAndWait), without blocking this task.
@@ -133,7 +134,10 @@ pub(crate) fn spawn(
             }),
         );
         engine.set_pipeline_dot(Arc::new(fluo_gst::GstDot));
-        engine.register_factory("MediaPipeline", crate::cluster::pipeline_factory(changes));
+        engine.register_factory(
+            "MediaPipeline",
+            crate::cluster::pipeline_factory(changes, view),
+        );
         engine.register_factory("WebRtcEndpoint", webrtc.factory());
         for (class, factory) in gst_media.factories() {
             engine.register_factory(class, factory);

@@ -11,6 +11,7 @@ pub mod config;
 mod core_loop;
 mod host;
 mod http;
+mod link;
 #[cfg(any(test, feature = "test-support"))]
 pub mod log_capture;
 pub mod modules;
@@ -239,9 +240,19 @@ pub async fn run_with_ops(
     ops.watch_runtime();
     start_ops(&config, &ops, tls.clone(), shutdown.clone()).await?;
     let routes = start_http(&config, tls, shutdown.clone()).await?;
-    let plan = cluster::Plan::new(&config, listener.local_addr()?)?;
+    let peer = bind_peer(&config).await?;
+    let peer_port = peer
+        .as_ref()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .transpose()?;
+    let plan = cluster::Plan::new(&config, listener.local_addr()?, peer_port)?;
+    let router = plan.router();
     let (core, done) =
         core_loop::spawn(config.clone(), routes, shutdown.clone(), ops.clone(), plan)?;
+    if let (Some(l), Some(secret)) = (peer, &config.cluster_secret) {
+        let secret = Arc::new(secret.clone());
+        tokio::spawn(link::accept_loop(l, secret, core.clone(), shutdown.clone()));
+    }
     // One count for both listeners: a client cannot double its share by using both.
     let connections = ws::Connections::default();
     ops.set_connections(connections.live());
@@ -249,8 +260,9 @@ pub async fn run_with_ops(
         let acceptor = ws::Acceptor::Tls(settings.acceptor());
         let (config, core, shutdown) = (config.clone(), core.clone(), shutdown.clone());
         let connections = connections.clone();
+        let router = router.clone();
         tokio::spawn(async move {
-            ws::accept_loop(l, acceptor, config, core, connections, shutdown).await
+            ws::accept_loop(l, acceptor, config, core, connections, router, shutdown).await
         });
     }
     ops.set_accepting(true);
@@ -260,6 +272,7 @@ pub async fn run_with_ops(
         config,
         core,
         connections,
+        router,
         shutdown.clone(),
     );
     tokio::pin!(serving);
@@ -293,6 +306,23 @@ pub async fn run_with_ops(
             Err(std::io::Error::other(format!("the engine task stopped: {end:?}")))
         }
     }
+}
+
+/// Binds the node-to-node link's listener (in a cluster only) on `--bind`'s address and
+/// `--peer-port`; a port that cannot be bound fails the start.
+async fn bind_peer(config: &Config) -> std::io::Result<Option<TcpListener>> {
+    if config.cluster.is_none() {
+        return Ok(None);
+    }
+    let (ip, port) = (config.bind, config.peer_port);
+    let l = TcpListener::bind((ip, port)).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen for the node-to-node link on {ip}:{port} (--peer-port): {e}"),
+        )
+    })?;
+    tracing::info!("node-to-node link on {}", l.local_addr()?);
+    Ok(Some(l))
 }
 
 /// How long a shutdown waits for the core after the listeners ended: its own bounds are the

@@ -18,7 +18,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 
-static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+/// Connection ids, shared with the link's mirror connections (one engine, one id space).
+pub(crate) static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 /// How a listener's connections start: plain, or with a TLS handshake.
 #[derive(Clone)]
@@ -97,6 +98,7 @@ pub(crate) async fn accept_loop(
     config: Arc<Config>,
     core: Core,
     connections: Connections,
+    router: Option<Arc<crate::link::Router>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let Connections { live, per_address } = connections;
@@ -129,13 +131,14 @@ pub(crate) async fn accept_loop(
                 let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
                 let (config, core, shutdown, live) = (config.clone(), core.clone(), shutdown.clone(), live.clone());
                 let acceptor = acceptor.clone();
+                let router = router.clone();
                 live.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
                     let result = match acceptor {
-                        Acceptor::Plain => serve(stream, peer.ip(), config, core, shutdown).await,
+                        Acceptor::Plain => serve(stream, peer.ip(), config, core, router, shutdown).await,
                         Acceptor::Tls(tls) => {
                             match tokio::time::timeout(TLS_HANDSHAKE, tls.accept(stream)).await {
-                                Ok(Ok(s)) => serve(s, peer.ip(), config, core, shutdown).await,
+                                Ok(Ok(s)) => serve(s, peer.ip(), config, core, router, shutdown).await,
                                 Ok(Err(e)) => {
                                     tracing::debug!(%peer, "TLS handshake failed: {e}");
                                     Ok(())
@@ -168,6 +171,7 @@ async fn serve<S>(
     peer: std::net::IpAddr,
     config: Arc<Config>,
     core: Core,
+    router: Option<Arc<crate::link::Router>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error>
 where
@@ -251,6 +255,15 @@ where
             .await;
     });
     let mut shutting_down = false;
+    let client = Conn {
+        core: &core,
+        out: &out_tx,
+        config: &config,
+        seen: &seen,
+        conn,
+        peer,
+        router: router.as_deref(),
+    };
     let result = loop {
         let msg = tokio::select! {
             m = source.next() => m,
@@ -267,14 +280,14 @@ where
         };
         match msg {
             Some(Ok(Message::Text(t))) => {
-                if !forward(&core, &out_tx, &config, &seen, conn, t.as_str()).await {
+                if !forward(&client, t.as_str()).await {
                     break Ok(());
                 }
             }
             Some(Ok(Message::Binary(b))) => {
                 // kurento-client in Node (websocket-stream) sends its JSON as binary frames.
                 let ok = match std::str::from_utf8(&b) {
-                    Ok(text) => forward(&core, &out_tx, &config, &seen, conn, text).await,
+                    Ok(text) => forward(&client, text).await,
                     Err(_) => out_tx
                         .try_send(error_reply(
                             ErrorCode::ParseError,
@@ -291,6 +304,9 @@ where
             Some(Err(e)) => break Err(e),
         }
     };
+    if let Some(r) = &router {
+        r.closed(conn);
+    }
     if !shutting_down {
         let _ = core.tx.send(CoreMsg::Closed { conn }).await;
     }
@@ -352,29 +368,47 @@ pub(crate) fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Hands one frame's text to the core (or answers at once when it is too big). `false` when
-/// the connection should end.
-async fn forward(
-    core: &Core,
-    out_tx: &mpsc::Sender<String>,
-    config: &Config,
-    seen: &SessionSeen,
+/// One client connection, as its frames are handed on.
+struct Conn<'a> {
+    core: &'a Core,
+    out: &'a mpsc::Sender<String>,
+    config: &'a Config,
+    seen: &'a SessionSeen,
     conn: u64,
-    text: &str,
-) -> bool {
-    if text.len() > config.max_message_bytes {
-        return out_tx
-            .try_send(too_big(text.len(), config.max_message_bytes))
-            .is_ok();
+    peer: std::net::IpAddr,
+    /// In a cluster: requests for other nodes' pipelines go there.
+    router: Option<&'a crate::link::Router>,
+}
+
+/// Hands one frame's text to the core, or in a cluster to the node that owns what it is
+/// about (or answers at once when it is too big). `false` when the connection should end.
+async fn forward(c: &Conn<'_>, text: &str) -> bool {
+    let limit = c.config.max_message_bytes;
+    if text.len() > limit {
+        return c.out.try_send(too_big(text.len(), limit)).is_ok();
     }
-    if let Some(pong) = local_pong(seen, text) {
-        return out_tx.try_send(pong).is_ok();
+    if let Some(pong) = local_pong(c.seen, text) {
+        return c.out.try_send(pong).is_ok();
     }
-    core.tx
-        .send(CoreMsg::Text {
-            conn,
-            text: text.to_owned(),
-        })
+    let text = match c.router {
+        Some(r) => {
+            let ask = crate::link::route::Ask {
+                conn: c.conn,
+                peer: c.peer,
+                out: c.out,
+                session: c.seen.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                text,
+            };
+            match r.route(ask).await {
+                Some(t) => t,
+                None => return true,
+            }
+        }
+        None => text.to_owned(),
+    };
+    c.core
+        .tx
+        .send(CoreMsg::Text { conn: c.conn, text })
         .await
         .is_ok()
 }

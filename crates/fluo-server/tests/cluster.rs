@@ -26,6 +26,10 @@ fn node(dir: &Path, url: &str, node: &str) -> (Server, u16) {
         node,
         "--advertise",
         "127.0.0.1",
+        "--peer-port",
+        "0",
+        "--cluster-secret",
+        "a secret of the test cluster",
     ];
     let (child, port) = start_server(FLUO, dir, 0, &extra, &log);
     (Server(child), port)
@@ -66,12 +70,13 @@ async fn two_servers_on_one_redis_own_the_pipelines_created_on_them() {
     let (_a, port_a) = node(dir_a.path(), &url, "node-a");
     let (b, port_b) = node(dir_b.path(), &url, "node-b");
     let (mut ca, mut cb) = (Client::connect(port_a).await, Client::connect(port_b).await);
+    // Pinned to the node each client is on (placement would spread them: tests/cluster_link.rs).
     let pa = ca
-        .create("MediaPipeline", json!({}))
+        .create("MediaPipeline", json!({"fluoNode": "node-a"}))
         .await
         .expect("a pipeline on a");
     let pb = cb
-        .create("MediaPipeline", json!({}))
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
         .await
         .expect("a pipeline on b");
     let probe = Coordinator::redis(&url).unwrap();
@@ -103,7 +108,7 @@ async fn two_servers_on_one_redis_own_the_pipelines_created_on_them() {
         tokio::time::sleep(Duration::from_millis(wait)).await;
         let t0 = Instant::now();
         let p = ca
-            .create("MediaPipeline", json!({}))
+            .create("MediaPipeline", json!({"fluoNode": "node-a"}))
             .await
             .expect("a pipeline while Redis is paused");
         let took = t0.elapsed();
@@ -122,7 +127,7 @@ async fn two_servers_on_one_redis_own_the_pipelines_created_on_them() {
     redis.kill();
     let t0 = Instant::now();
     let pc = ca
-        .create("MediaPipeline", json!({}))
+        .create("MediaPipeline", json!({"fluoNode": "node-a"}))
         .await
         .expect("a pipeline while Redis is down");
     let took = t0.elapsed();

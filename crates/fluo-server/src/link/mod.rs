@@ -1,0 +1,92 @@
+//! The node-to-node link (docs/cluster.md): a listener of its own (`--peer-port`) that only
+//! other nodes of the cluster use, authenticated by the cluster's shared secret
+//! ([`auth`]); over it, the node a client is connected to (the *entry*) forwards the
+//! requests for pipelines another node owns (the *owner*), and the owner sends back the
+//! answers and the events of the sessions made through it.
+//!
+//! On the owner, each client connection of each entry is a connection of its own to the
+//! engine (a *mirror*): the engine keeps KMS's session rules for it as for a direct client
+//! (a session outlives its connection for the grace period, a reconnect with the sessionId
+//! binds it again, subscriptions stay with the session).
+//!
+//! One WebSocket per pair of nodes, text frames of JSON ([`Frame`]); made on demand by the
+//! entry and made again when broken. Nothing on the media thread or in the engine waits on
+//! the link: the entry's connection tasks route and send, the owner's link task hands frames
+//! to the engine's task as its WebSocket connections do.
+
+mod auth;
+pub(crate) mod entry;
+pub(crate) mod route;
+mod serve;
+
+pub(crate) use route::Router;
+pub(crate) use serve::accept_loop;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::net::IpAddr;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The WebSocket path of the link.
+const PATH: &str = "fluo-link";
+
+/// How long a connecting node gets for the WebSocket and secret handshakes.
+const HANDSHAKE: Duration = Duration::from_secs(5);
+
+/// How long the entry waits to connect and authenticate to an owner.
+const CONNECT: Duration = Duration::from_secs(1);
+
+/// Frames waiting for a link's writer.
+const LINK_QUEUE: usize = 8192;
+
+/// The largest frame on the link: a client's request and a JSON-RPC answer, escaped.
+const MAX_FRAME: usize = 64 << 20;
+
+/// What goes over the link once it is authenticated.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+pub(crate) enum Frame {
+    /// Entry -> owner: the entry's client connection `conn` (from `peer`) sends its first
+    /// request to the owner.
+    Open { conn: u64, peer: IpAddr },
+    /// Either way: a JSON-RPC message of the client connection `conn`.
+    Text { conn: u64, text: String },
+    /// Entry -> owner: the client connection `conn` ended.
+    Close { conn: u64 },
+}
+
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME))
+        .max_frame_size(Some(MAX_FRAME))
+}
+
+/// The next JSON message of `T` on `ws` (pings skipped); `None` for anything else.
+async fn read_json<T, S>(ws: &mut S) -> Option<T>
+where
+    T: DeserializeOwned,
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    use futures_util::StreamExt;
+    loop {
+        match ws.next().await? {
+            Ok(Message::Text(t)) => return serde_json::from_str(t.as_str()).ok(),
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Sends `v` as JSON on `ws`.
+async fn write_json<T, S>(ws: &mut S, v: &T) -> bool
+where
+    T: Serialize,
+    S: futures_util::Sink<Message> + Unpin,
+{
+    use futures_util::SinkExt;
+    let Ok(text) = serde_json::to_string(v) else {
+        return false;
+    };
+    ws.send(Message::text(text)).await.is_ok()
+}

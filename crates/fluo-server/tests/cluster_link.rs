@@ -1,0 +1,414 @@
+//! Any-node entry (docs/cluster.md): fluo servers on one Redis, a client on one node using
+//! pipelines another node owns, through the node-to-node link (`--peer-port`,
+//! `--cluster-secret`): requests, answers and events forwarded, placement by spare room and
+//! by pin, the link closed to anyone without the secret, and a dead owner answered for at
+//! once. The Redis is a redis-server of the test's own on a unix socket; without it the
+//! tests are skipped, and fail under CI=true.
+mod common;
+
+use common::{Client, Server};
+use fluo_cluster::testing::RedisServer;
+use fluo_cluster::{Coordinator, Ownership};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+const FLUO: &str = env!("CARGO_BIN_EXE_fluo");
+const SECRET: &str = "the test cluster's shared secret";
+
+/// Longer than a node takes to list the nodes again (once a second, after its heartbeat).
+const LISTED: Duration = Duration::from_millis(1300);
+
+/// A browser-like offer: one Opus section, sending.
+const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:8hhY\r\na=ice-pwd:asd88fgpdd777uzjYhagZg\r\n\
+a=fingerprint:sha-256 D2:FA:0E:C3:22:59:5E:14:95:69:92:3D:13:B4:84:24:2C:C2:A2:C0:3E:FD:34:8E:5E:EA:6F:AF:52:CE:E6:0F\r\n\
+a=setup:actpass\r\na=mid:0\r\na=sendonly\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n";
+
+/// A fluo server (no media workers) on the cluster `url` as `id` with `secret` and `extra`
+/// flags, its files in `dir`; its WebSocket port.
+fn node(dir: &Path, url: &str, id: &str, secret: &str, extra: &[&str]) -> (Server, u16) {
+    let log = dir.join("fluo.log");
+    let mut flags = vec![
+        "--cluster",
+        url,
+        "--node-id",
+        id,
+        "--advertise",
+        "127.0.0.1",
+        "--peer-port",
+        "0",
+    ];
+    flags.extend_from_slice(extra);
+    let env = [("FLUO_CLUSTER_SECRET", secret)];
+    let (child, port) = common::start_server_with_env(FLUO, dir, 0, &flags, &log, &env);
+    (Server(child), port)
+}
+
+/// Waits (5 s at most) until the store lists `ids` (each with its link's port published).
+async fn until_listed(probe: &Coordinator, ids: &[&str]) -> Vec<fluo_cluster::NodeRecord> {
+    let t0 = Instant::now();
+    loop {
+        let nodes = probe.nodes().await.unwrap_or_default();
+        if ids
+            .iter()
+            .all(|id| nodes.iter().any(|n| n.info.id.as_str() == *id))
+        {
+            // The nodes' own lists have them too.
+            tokio::time::sleep(LISTED).await;
+            return nodes;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "not listed: {nodes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The node that owns `pipeline`, as the store says (5 s at most for its claim).
+async fn owner_of(probe: &Coordinator, pipeline: &str) -> String {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(Ownership::Live(o)) = probe.owner(pipeline).await {
+            return o.node.to_string();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{pipeline}: no owner"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An error's code.
+fn code(e: &Value) -> i64 {
+    e["code"].as_i64().unwrap_or_else(|| panic!("no code: {e}"))
+}
+
+/// The answer to `method` on both clients: the same outcome (results equal but for the
+/// session, or errors with the same code).
+async fn same(a: &mut Client, b: &mut Client, method: &str, params: Value) -> Result<Value, Value> {
+    let (ra, rb) = (
+        a.request(method, params.clone()).await,
+        b.request(method, params.clone()).await,
+    );
+    match (&ra, &rb) {
+        (Ok(x), Ok(y)) => {
+            let strip = |v: &Value| {
+                let mut v = v.clone();
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("sessionId");
+                }
+                v
+            };
+            assert_eq!(strip(x), strip(y), "{method} {params}");
+        }
+        (Err(x), Err(y)) => assert_eq!(code(x), code(y), "{method} {params}: {x} / {y}"),
+        _ => panic!("{method} {params}: through the entry {ra:?}, directly {rb:?}"),
+    }
+    ra
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
+    let Some(redis) = RedisServer::start("forwarding between two fluo nodes") else {
+        return;
+    };
+    let url = redis.url();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_a, port_a) = node(da.path(), &url, "node-a", SECRET, &[]);
+    let (_b, port_b) = node(db.path(), &url, "node-b", SECRET, &[]);
+    let probe = Coordinator::redis(&url).unwrap();
+    let nodes = until_listed(&probe, &["node-a", "node-b"]).await;
+    // Each record publishes its link's bound port (not the WebSocket's).
+    for (n, ws) in nodes.iter().zip([port_a, port_b]) {
+        let port: u16 = n
+            .info
+            .peer
+            .strip_prefix("127.0.0.1:")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(port != 0 && port != ws, "{n:?}");
+    }
+    let (mut ca, mut cb) = (Client::connect(port_a).await, Client::connect(port_b).await);
+    let p = ca
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
+        .await
+        .expect("a pipeline pinned to node-b, through node-a");
+    assert_eq!(owner_of(&probe, &p).await, "node-b");
+    let e = ca
+        .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
+        .await
+        .expect("an endpoint in it, through node-a");
+    assert!(e.starts_with(&format!("{p}/")), "{e}");
+    ca.subscribe(&e, "IceCandidateFound").await;
+    let answer = ca
+        .request(
+            "invoke",
+            json!({"object": e, "operation": "processOffer", "operationParams": {"offer": OFFER}}),
+        )
+        .await
+        .expect("processOffer through node-a");
+    let answer = answer.as_str().expect("an SDP answer");
+    assert!(
+        answer.starts_with("v=0") && answer.contains("m=audio"),
+        "{answer}"
+    );
+    ca.invoke(&e, "gatherCandidates", json!({})).await;
+    let found = ca
+        .event("IceCandidateFound", &e, Duration::from_secs(10))
+        .await
+        .expect("node-b's IceCandidateFound, through node-a");
+    assert!(
+        found["data"]["candidate"]["candidate"].is_string(),
+        "{found}"
+    );
+    // Getters, describe and bad requests answer as on a direct connection to node-b.
+    for op in [
+        "getMediaState",
+        "getConnectionState",
+        "getLocalSessionDescriptor",
+        "getName",
+    ] {
+        same(
+            &mut ca,
+            &mut cb,
+            "invoke",
+            json!({"object": e, "operation": op}),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("{op}: {err}"));
+    }
+    let d = same(&mut ca, &mut cb, "describe", json!({"object": e}))
+        .await
+        .unwrap();
+    assert_eq!(d["type"], "WebRtcEndpoint", "{d}");
+    let bad = [
+        json!({"object": e, "operation": "noSuchOperation"}),
+        json!({"object": format!("{p}/nothing_kurento.WebRtcEndpoint"), "operation": "getName"}),
+        json!({"object": e, "operation": "processOffer", "operationParams": {"offer": 7}}),
+    ];
+    for params in bad {
+        let err = same(&mut ca, &mut cb, "invoke", params.clone()).await;
+        assert!(err.is_err(), "{params}: {err:?}");
+    }
+    // A pipeline of node-a in the same connection (one session on both nodes), and node-b's
+    // objects still answer on it.
+    let local = ca
+        .create("MediaPipeline", json!({"fluoNode": "node-a"}))
+        .await
+        .expect("a pipeline on node-a");
+    assert_eq!(owner_of(&probe, &local).await, "node-a");
+    ca.value(&e, "getName").await;
+    // Release through the entry: gone on node-b as well.
+    ca.request("release", json!({"object": e}))
+        .await
+        .expect("release");
+    same(
+        &mut ca,
+        &mut cb,
+        "invoke",
+        json!({"object": e, "operation": "getName"}),
+    )
+    .await
+    .expect_err("released");
+    ca.request("release", json!({"object": p}))
+        .await
+        .expect("release");
+    let t0 = Instant::now();
+    while probe.owner(&p).await.unwrap() != Ownership::Unowned {
+        assert!(t0.elapsed() < Duration::from_secs(5), "{p} still owned");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_pipeline_goes_to_the_node_with_more_room() {
+    let Some(redis) = RedisServer::start("placement between two fluo nodes") else {
+        return;
+    };
+    let url = redis.url();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let room = ["--max-objects", "50"];
+    let (_a, port_a) = node(da.path(), &url, "node-a", SECRET, &room);
+    let (_b, port_b) = node(db.path(), &url, "node-b", SECRET, &room);
+    let probe = Coordinator::redis(&url).unwrap();
+    until_listed(&probe, &["node-a", "node-b"]).await;
+    // Fill one node with endpoints (pinned there), then create unpinned pipelines through
+    // each node: they go to the other one.
+    for (full, entry_port, other) in [("node-a", port_b, "node-b"), ("node-b", port_a, "node-a")] {
+        let mut c = Client::connect(entry_port).await;
+        let p = c
+            .create("MediaPipeline", json!({"fluoNode": full}))
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            c.create("WebRtcEndpoint", json!({"mediaPipeline": p}))
+                .await
+                .unwrap();
+        }
+        let t0 = Instant::now();
+        loop {
+            let nodes = probe.nodes().await.unwrap();
+            if nodes
+                .iter()
+                .any(|n| n.info.id.as_str() == full && n.stats.endpoints >= 5)
+            {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(5), "{nodes:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Each node reads the list once a second, after its heartbeat.
+        tokio::time::sleep(LISTED).await;
+        // Both entries place it on the other node, and the client uses it from either.
+        for port in [port_a, port_b] {
+            let mut c2 = Client::connect(port).await;
+            let q = c2.create("MediaPipeline", json!({})).await.unwrap();
+            assert_eq!(owner_of(&probe, &q).await, other, "created through {port}");
+            c2.create("PassThrough", json!({"mediaPipeline": q}))
+                .await
+                .expect("an element in the placed pipeline");
+        }
+        c.request("release", json!({"object": p})).await.unwrap();
+        let t0 = Instant::now();
+        loop {
+            let nodes = probe.nodes().await.unwrap();
+            if nodes.iter().all(|n| n.stats.endpoints == 0) {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(5), "{nodes:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(LISTED).await;
+    }
+    // A pin to a node that is not serving is refused (NOT_ENOUGH_RESOURCES), not ignored.
+    let mut c = Client::connect(port_a).await;
+    let e = c
+        .create("MediaPipeline", json!({"fluoNode": "node-z"}))
+        .await
+        .expect_err("no node-z");
+    assert_eq!(code(&e), 40009, "{e}");
+}
+
+/// Reads frames until the connection ends (within 6 s); the text frames seen.
+async fn drain<S>(ws: &mut S) -> Vec<String>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let mut texts = vec![];
+    let t0 = Instant::now();
+    loop {
+        let left = Duration::from_secs(6).saturating_sub(t0.elapsed());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => texts.push(t.to_string()),
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return texts,
+            Ok(Some(Ok(_))) => {}
+            Err(_) => panic!("the link kept the connection open: {texts:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_link_refuses_whoever_lacks_the_secret() {
+    let Some(redis) = RedisServer::start("the link's authentication") else {
+        return;
+    };
+    let url = redis.url();
+    let (da, dc) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_a, _) = node(da.path(), &url, "node-a", SECRET, &[]);
+    let (_c, port_c) = node(dc.path(), &url, "node-c", "another cluster's secret", &[]);
+    let probe = Coordinator::redis(&url).unwrap();
+    let nodes = until_listed(&probe, &["node-a", "node-c"]).await;
+    let peer_a = nodes[0].info.peer.clone();
+    // A node with another secret cannot place a pipeline there.
+    let mut c = Client::connect(port_c).await;
+    let e = c
+        .create("MediaPipeline", json!({"fluoNode": "node-a"}))
+        .await
+        .expect_err("refused");
+    assert_eq!(code(&e), 40009, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("secret"), "{e}");
+    // A Kurento client on the link's port gets nothing, and the connection ends.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{peer_a}/kurento"))
+        .await
+        .expect("the WebSocket handshake");
+    let create =
+        json!({"jsonrpc":"2.0","id":1,"method":"create","params":{"type":"MediaPipeline"}});
+    ws.send(Message::text(create.to_string())).await.unwrap();
+    assert_eq!(drain(&mut ws).await, Vec::<String>::new());
+    // A hello answered with a wrong MAC: the challenge, then nothing for the frames after.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{peer_a}/fluo-link"))
+        .await
+        .unwrap();
+    let hello = json!({"hello": "fluo-link/1", "node": "mallory", "nonce": "ab".repeat(32)});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    let Some(Ok(Message::Text(ch))) = ws.next().await else {
+        panic!("no challenge")
+    };
+    let ch: Value = serde_json::from_str(ch.as_str()).unwrap();
+    assert_eq!(ch["mac"].as_str().map(str::len), Some(64), "{ch}");
+    for f in [
+        json!({"mac": "00".repeat(32)}),
+        json!({"t": "open", "conn": 1, "peer": "127.0.0.1"}),
+        json!({"t": "text", "conn": 1, "text": create.to_string()}),
+    ] {
+        let _ = ws.send(Message::text(f.to_string())).await;
+    }
+    assert_eq!(drain(&mut ws).await, Vec::<String>::new());
+    let log = std::fs::read_to_string(da.path().join("fluo.log")).unwrap();
+    assert!(
+        log.contains("did not prove it knows the cluster secret"),
+        "{log}"
+    );
+    for secret in [SECRET, "another cluster's secret"] {
+        assert!(!log.contains(secret), "the secret in the log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_owner_is_answered_for_at_once() {
+    let Some(redis) = RedisServer::start("a dead owner") else {
+        return;
+    };
+    let url = redis.url();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_a, port_a) = node(da.path(), &url, "node-a", SECRET, &[]);
+    let (mut b, _) = node(db.path(), &url, "node-b", SECRET, &[]);
+    let probe = Coordinator::redis(&url).unwrap();
+    until_listed(&probe, &["node-a", "node-b"]).await;
+    let mut ca = Client::connect(port_a).await;
+    let p = ca
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
+        .await
+        .unwrap();
+    let e = ca
+        .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
+        .await
+        .unwrap();
+    b.0.kill().unwrap(); // SIGKILL
+    b.0.wait().unwrap();
+    // At once while node-b's record lives on (the link is down), and after it expired.
+    for wait in [0, 0, 4000] {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let t0 = Instant::now();
+        let err = ca
+            .request("invoke", json!({"object": e, "operation": "getName"}))
+            .await
+            .expect_err("node-b is dead");
+        let took = t0.elapsed();
+        assert!(took < Duration::from_secs(1), "answered in {took:?}");
+        assert_eq!(code(&err), 40101, "{err}");
+        println!("after {wait} ms: answered in {took:?}: {}", err["message"]);
+        // New pipelines are made on the live node.
+        let t0 = Instant::now();
+        let q = ca.create("MediaPipeline", json!({})).await.unwrap();
+        let took = t0.elapsed();
+        assert!(took < Duration::from_secs(1), "created in {took:?}");
+        assert_eq!(owner_of(&probe, &q).await, "node-a");
+    }
+}
