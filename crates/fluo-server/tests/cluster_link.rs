@@ -412,3 +412,70 @@ async fn a_dead_owner_is_answered_for_at_once() {
         assert_eq!(owner_of(&probe, &q).await, "node-a");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_reconnects_to_the_entry_keeps_its_session_on_the_owner() {
+    let Some(redis) = RedisServer::start("a session kept through the entry") else {
+        return;
+    };
+    let url = redis.url();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_a, port_a) = node(da.path(), &url, "node-a", SECRET, &[]);
+    let (_b, _) = node(db.path(), &url, "node-b", SECRET, &[]);
+    let probe = Coordinator::redis(&url).unwrap();
+    until_listed(&probe, &["node-a", "node-b"]).await;
+    let mut ca = Client::connect(port_a).await;
+    let p = ca
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
+        .await
+        .unwrap();
+    let e = ca
+        .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
+        .await
+        .unwrap();
+    ca.subscribe(&e, "IceCandidateFound").await;
+    // describe answers with the session (the one node-b made for this client).
+    let session = ca.request("describe", json!({"object": e})).await.unwrap()["sessionId"]
+        .as_str()
+        .expect("a session")
+        .to_string();
+    drop(ca);
+    // Within the grace period, a new connection to the entry naming the session: node-b's
+    // session is bound to it, with its subscription (the entry adds the session to the
+    // requests after, as it was answered with it).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = Client::connect(port_a).await;
+    // Request ids go on from where they were, as kurento-client's do: the same id in the same
+    // session would be answered from the retry cache.
+    again.next = 100;
+    let name = again
+        .request(
+            "invoke",
+            json!({"object": e, "operation": "getName", "sessionId": session}),
+        )
+        .await;
+    name.expect("the session named on the new connection");
+    let offer =
+        json!({"object": e, "operation": "processOffer", "operationParams": {"offer": OFFER}});
+    again.request("invoke", offer).await.expect("processOffer");
+    again.invoke(&e, "gatherCandidates", json!({})).await;
+    let found = again
+        .event("IceCandidateFound", &e, Duration::from_secs(10))
+        .await
+        .expect("the subscription made before the reconnect still delivers");
+    assert!(
+        found["data"]["candidate"]["candidate"].is_string(),
+        "{found}"
+    );
+    // A client without that session gets none of them.
+    let mut other = Client::connect(port_a).await;
+    other.value(&e, "getName").await;
+    assert!(
+        other
+            .event("IceCandidateFound", &e, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "{:?}",
+        other.events
+    );
+}
