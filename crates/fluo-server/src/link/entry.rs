@@ -39,6 +39,8 @@ pub(crate) struct Links {
     secret: Arc<ClusterSecret>,
     owners: Owners,
     slots: Mutex<HashMap<NodeId, Slot>>,
+    /// The last link made to each node (read without waiting for a connect in progress).
+    current: Mutex<HashMap<NodeId, Arc<Link>>>,
 }
 
 /// Where the link to one node is kept; locked while it is being made, so that concurrent
@@ -83,11 +85,17 @@ impl Links {
             secret,
             owners,
             slots: Mutex::default(),
+            current: Mutex::default(),
         }
     }
 
     /// The live link to `node`, connected now if there is none (bounded by [`CONNECT`]).
     pub(crate) async fn get(&self, node: &NodeRecord) -> Result<Arc<Link>, String> {
+        if let Some(l) = lock(&self.current).get(&node.info.id) {
+            if l.alive.load(Ordering::Acquire) && l.boot == node.boot {
+                return Ok(l.clone());
+            }
+        }
         let slot = lock(&self.slots)
             .entry(node.info.id.clone())
             .or_default()
@@ -106,20 +114,15 @@ impl Links {
         };
         tracing::info!(node = %node.info.id, peer = %node.info.peer, "link: connected");
         *slot = Some(link.clone());
+        lock(&self.current).insert(node.info.id.clone(), link.clone());
         Ok(link)
     }
 
     /// The client connection `conn` ended: each owner it used ends its mirror.
     pub(crate) fn closed(&self, conn: u64) {
-        let slots: Vec<_> = lock(&self.slots).values().cloned().collect();
-        for slot in slots {
-            let Ok(slot) = slot.try_lock() else {
-                // Connecting now: a new link has no mirror of this connection.
-                continue;
-            };
-            if let Some(l) = slot.as_ref() {
-                l.closed(conn);
-            }
+        let links: Vec<_> = lock(&self.current).values().cloned().collect();
+        for l in links {
+            l.closed(conn);
         }
     }
 }
