@@ -112,6 +112,18 @@ async fn same(a: &mut Client, b: &mut Client, method: &str, params: Value) -> Re
     ra
 }
 
+/// p50 and p99 of 200 `getName` requests on `object`, one at a time.
+async fn latencies(c: &mut Client, object: &str) -> [Duration; 2] {
+    let mut took = vec![];
+    for _ in 0..200 {
+        let t0 = Instant::now();
+        c.value(object, "getName").await;
+        took.push(t0.elapsed());
+    }
+    took.sort();
+    [took[100], took[198]]
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
     let Some(redis) = RedisServer::start("forwarding between two fluo nodes") else {
@@ -196,6 +208,10 @@ async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
         let err = same(&mut ca, &mut cb, "invoke", params.clone()).await;
         assert!(err.is_err(), "{params}: {err:?}");
     }
+    // The cost of the hop: the same getter through node-a and directly on node-b.
+    let (through, direct) = (latencies(&mut ca, &e).await, latencies(&mut cb, &e).await);
+    println!("getName p50/p99 through the entry {through:?}, directly {direct:?}");
+    assert!(through[0] < Duration::from_millis(50), "{through:?}");
     // A pipeline of node-a in the same connection (one session on both nodes), and node-b's
     // objects still answer on it.
     let local = ca
