@@ -208,6 +208,25 @@ async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
         let err = same(&mut ca, &mut cb, "invoke", params.clone()).await;
         assert!(err.is_err(), "{params}: {err:?}");
     }
+    // A Composite's port: HubPort's constructor names the hub (not the pipeline), so the
+    // create goes to the hub's node; the port connects there.
+    let hub = ca
+        .create("Composite", json!({"mediaPipeline": p}))
+        .await
+        .expect("a Composite in node-b's pipeline, through node-a");
+    let port = ca
+        .create("HubPort", json!({"hub": hub}))
+        .await
+        .expect("createHubPort of node-b's Composite, through node-a");
+    assert!(port.starts_with(&format!("{p}/")), "{port}");
+    ca.invoke(&e, "connect", json!({"sink": port})).await;
+    let sinks = cb.value(&e, "getSinkConnections").await;
+    assert!(
+        sinks
+            .as_array()
+            .is_some_and(|s| s.iter().any(|c| c["sink"] == port)),
+        "{sinks}"
+    );
     // The cost of the hop: the same getter through node-a and directly on node-b.
     let (through, direct) = (latencies(&mut ca, &e).await, latencies(&mut cb, &e).await);
     println!("getName p50/p99 through the entry {through:?}, directly {direct:?}");

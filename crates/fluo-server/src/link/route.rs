@@ -249,9 +249,16 @@ fn target(req: &Map<String, Value>) -> Option<Target> {
                 .map(str::to_string);
             Some(Target::Place(pin))
         }
+        // By the object a constructor parameter names: `mediaPipeline`, or another object
+        // of a pipeline (HubPort's `hub`).
         "create" => {
-            let p = params.get("constructorParams")?.get("mediaPipeline")?;
-            pipeline_of(p.as_str()?).map(Target::Pipeline)
+            let c = params.get("constructorParams")?.as_object()?;
+            c.get("mediaPipeline")
+                .into_iter()
+                .chain(c.values())
+                .filter_map(Value::as_str)
+                .find_map(pipeline_of)
+                .map(Target::Pipeline)
         }
         "invoke" | "subscribe" | "unsubscribe" | "release" | "describe" => {
             pipeline_of(params.get("object")?.as_str()?).map(Target::Pipeline)
@@ -313,6 +320,15 @@ mod tests {
         let r = req(serde_json::json!({"method": "create", "params": {
             "type": "WebRtcEndpoint", "constructorParams": {"mediaPipeline": p}}}));
         assert!(matches!(target(&r), Some(Target::Pipeline(x)) if x == p));
+        // HubPort's constructor names its hub, not the pipeline.
+        let hub = format!("{p}/77aa_kurento.Composite");
+        let r = req(serde_json::json!({"method": "create", "params": {
+            "type": "HubPort", "constructorParams": {"hub": hub}}}));
+        assert!(matches!(target(&r), Some(Target::Pipeline(x)) if x == p));
+        // A parameter that is not an object id does not route (a URI has slashes too).
+        let r = req(serde_json::json!({"method": "create", "params": {
+            "type": "PlayerEndpoint", "constructorParams": {"uri": "http://h/x_kurento.MediaPipeline/y"}}}));
+        assert!(target(&r).is_none());
         let mut r = req(serde_json::json!({"method": "create", "params": {
             "type": "MediaPipeline", "constructorParams": {"fluoNode": "b"}}}));
         assert!(matches!(target(&r), Some(Target::Place(Some(n))) if n == "b"));
