@@ -44,6 +44,10 @@ pub(crate) struct View {
     nodes: Mutex<Option<Arc<Vec<NodeRecord>>>>,
     /// The last listing that succeeded (where nodes are reached while the store is down).
     known: Mutex<Arc<Vec<NodeRecord>>>,
+    /// This node's boot once registered (0 before).
+    boot: std::sync::atomic::AtomicU64,
+    /// How many listings were taken (each tells the nodes' load afresh).
+    listings: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -71,7 +75,25 @@ impl View {
             .cloned()
     }
 
+    /// The last listing that succeeded.
+    pub(crate) fn last_listed(&self) -> Arc<Vec<NodeRecord>> {
+        lock(&self.known).clone()
+    }
+
+    /// This node's boot, once it registered.
+    pub(crate) fn boot(&self) -> Option<u64> {
+        let b = self.boot.load(std::sync::atomic::Ordering::Acquire);
+        (b != 0).then_some(b)
+    }
+
+    /// The count of listings taken so far.
+    pub(crate) fn listings(&self) -> u64 {
+        self.listings.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn listed(&self, nodes: Option<Vec<NodeRecord>>) {
+        self.listings
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let nodes = nodes.map(Arc::new);
         if let Some(n) = &nodes {
             *lock(&self.known) = n.clone();
@@ -124,7 +146,7 @@ impl Plan {
         let info = NodeInfo {
             id,
             signalling: format!("ws://{host}:{port}/{}", config.path),
-            peer: format!("{host}:{}", peer_port.unwrap_or(port)),
+            peer: format!("{}:{}", peer_host(config, &host), peer_port.unwrap_or(port)),
             capacity: config.max_objects as u64,
         };
         let view = Arc::new(View::default());
@@ -153,9 +175,30 @@ impl Plan {
         self.view.clone()
     }
 
+    /// What the pipeline factory keeps up to date: the view, in a cluster only (nothing
+    /// routes without one).
+    pub(crate) fn routed_view(&self) -> Option<Arc<View>> {
+        self.clustered.then(|| self.view.clone())
+    }
+
+    /// This node's id.
+    pub(crate) fn me(&self) -> NodeId {
+        self.info.id.clone()
+    }
+
     /// The request router (in a cluster only).
     pub(crate) fn router(&self) -> Option<Arc<crate::link::Router>> {
         self.router.clone()
+    }
+}
+
+/// Where other nodes reach the link: `--peer-bind`'s address when it is one, else the
+/// advertised host.
+fn peer_host(config: &Config, advertised: &str) -> String {
+    match config.peer_bind {
+        Some(std::net::IpAddr::V6(ip)) if !ip.is_unspecified() => format!("[{ip}]"),
+        Some(ip) if !ip.is_unspecified() => ip.to_string(),
+        _ => advertised.to_string(),
     }
 }
 
@@ -196,10 +239,12 @@ pub(crate) fn start(
 
 /// MediaPipeline's factory: each pipeline is claimed when created, released when the
 /// engine drops it (destroyed, or never added after a failed create).
-pub(crate) fn pipeline_factory(changes: Changes, view: Arc<View>) -> Box<dyn Factory> {
+pub(crate) fn pipeline_factory(changes: Changes, view: Option<Arc<View>>) -> Box<dyn Factory> {
     Box::new(
         move |cx: &FactoryCx<'_>| -> Result<Box<dyn Element>, fluo_api::KurentoError> {
-            lock(&view.local).insert(cx.id.to_string());
+            if let Some(v) = &view {
+                lock(&v.local).insert(cx.id.to_string());
+            }
             let _ = changes.send(Change::Claim(cx.id.to_string()));
             Ok(Box::new(OwnedPipeline {
                 id: cx.id.to_string(),
@@ -215,14 +260,16 @@ pub(crate) fn pipeline_factory(changes: Changes, view: Arc<View>) -> Box<dyn Fac
 struct OwnedPipeline {
     id: String,
     changes: Changes,
-    view: Arc<View>,
+    view: Option<Arc<View>>,
 }
 
 impl Element for OwnedPipeline {}
 
 impl Drop for OwnedPipeline {
     fn drop(&mut self) {
-        lock(&self.view.local).remove(&self.id);
+        if let Some(v) = &self.view {
+            lock(&v.local).remove(&self.id);
+        }
         let _ = self
             .changes
             .send(Change::Release(std::mem::take(&mut self.id)));
@@ -376,6 +423,9 @@ impl Node {
                     Ok(())
                 }
                 Ok(boot) => {
+                    self.view
+                        .boot
+                        .store(boot, std::sync::atomic::Ordering::Release);
                     tracing::info!(
                         node = %self.info.id,
                         boot,

@@ -235,15 +235,25 @@ pub struct Cli {
     /// route's interface].
     #[arg(long, env = "FLUO_ADVERTISE")]
     pub advertise: Option<String>,
-    /// Port of the node-to-node link (with --cluster only; bound on --bind's address, other
-    /// nodes reach it at --advertise's); 0 picks a free port [default: 8889].
+    /// Port of the node-to-node link (with --cluster only; bound on --peer-bind's address,
+    /// other nodes reach it at --advertise's); 0 picks a free port [default: 8889].
     #[arg(long, env = "FLUO_PEER_PORT")]
     pub peer_port: Option<u16>,
+    /// Address the node-to-node link listens on (with --cluster only), e.g. a private
+    /// interface's, so that clients cannot reach it; other nodes reach it at this address
+    /// unless it is a wildcard [default: --bind's, reached at --advertise's].
+    #[arg(long, env = "FLUO_PEER_BIND")]
+    pub peer_bind: Option<IpAddr>,
     /// The secret every node of the cluster shares, at least 16 bytes, required with
     /// --cluster: the node-to-node link is authenticated with it (an HMAC-SHA256
     /// challenge-response; it is never sent). Prefer the environment variable to the flag.
-    #[arg(long, env = "FLUO_CLUSTER_SECRET", hide_env_values = true)]
-    pub cluster_secret: Option<String>,
+    #[arg(long, env = "FLUO_CLUSTER_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub cluster_secret: Option<ClusterSecret>,
+}
+
+/// The cluster secret as given (checked with the other flags), never printed.
+fn parse_secret(s: &str) -> Result<ClusterSecret, String> {
+    Ok(ClusterSecret(s.as_bytes().to_vec()))
 }
 
 /// A size in bytes: a number, optionally with a K, M or G suffix (powers of 1024).
@@ -376,6 +386,8 @@ pub struct Config {
     pub advertise: Option<String>,
     /// The node-to-node link's port (with `cluster` only).
     pub peer_port: u16,
+    /// The node-to-node link's address (`None`: `bind`).
+    pub peer_bind: Option<IpAddr>,
     /// The cluster's shared secret (set whenever `cluster` is).
     pub cluster_secret: Option<ClusterSecret>,
 }
@@ -464,6 +476,7 @@ impl Default for Config {
             node_id: None,
             advertise: None,
             peer_port: 8889,
+            peer_bind: None,
             cluster_secret: None,
         }
     }
@@ -681,17 +694,21 @@ impl Config {
         {
             fluo_cluster::check_url(url).map_err(flag)?;
             self.cluster = Some(url.to_string());
-            let secret = cli.cluster_secret.as_deref().unwrap_or("");
-            if secret.len() < CLUSTER_SECRET_MIN {
+            let secret = cli
+                .cluster_secret
+                .clone()
+                .unwrap_or(ClusterSecret(Vec::new()));
+            if secret.0.len() < CLUSTER_SECRET_MIN {
                 return Err(ConfigError::Flag(format!(
                     "--cluster needs --cluster-secret (or FLUO_CLUSTER_SECRET) of at least {CLUSTER_SECRET_MIN} bytes, the same on every node"
                 )));
             }
-            self.cluster_secret = Some(ClusterSecret(secret.as_bytes().to_vec()));
+            self.cluster_secret = Some(secret);
         }
         if let Some(p) = cli.peer_port {
             self.peer_port = p;
         }
+        self.peer_bind = cli.peer_bind.or(self.peer_bind);
         if let Some(id) = &cli.node_id {
             let id = fluo_cluster::NodeId::new(id.trim())
                 .map_err(|e| ConfigError::Flag(format!("--node-id: {e}")))?;
@@ -1331,13 +1348,18 @@ mod tests {
             "0123456789abcdef",
             "--peer-port",
             "0",
+            "--peer-bind",
+            "10.0.0.5",
         ])
         .expect("the flags parse");
+        // The parsed flags print no secret either.
+        assert!(!format!("{cli:?}").contains("0123456789abcdef"), "{cli:?}");
         let c = Config::from_cli(&cli).unwrap();
         assert_eq!(c.cluster.as_deref(), Some("redis+unix:///run/redis.sock"));
         assert_eq!(c.node_id.as_ref().map(|n| n.as_str()), Some("media-1"));
         assert_eq!(c.advertise.as_deref(), Some("media1.example.com"));
         assert_eq!(c.peer_port, 0);
+        assert_eq!(c.peer_bind, Some("10.0.0.5".parse().unwrap()));
         let secret = c.cluster_secret.expect("a secret");
         assert_eq!(format!("{secret:?}"), "ClusterSecret(16 bytes)");
         // A cluster without a secret, or with a short one, does not start.

@@ -113,7 +113,7 @@ pub(crate) fn spawn(
         ..EngineConfig::default()
     };
     let host = ProcHost::start(workers.clone());
-    let view = cluster.view();
+    let view = cluster.routed_view();
     // Cluster coordination: pipelines claimed and released by the task, never waited on.
     let (changes, cluster_done) = crate::cluster::start(cluster, host.clone(), ops.clone());
     // Replies elements give later (a recorder's stopAndWait), without blocking this task.

@@ -225,6 +225,24 @@ pub async fn run_with_tls(
     run_with_ops(listener, secure, config, shutdown, Ops::new()).await
 }
 
+/// Serves the node-to-node link on `peer` (in a cluster) as node `me`.
+fn start_link(
+    peer: Option<TcpListener>,
+    config: &Config,
+    (me, view): (fluo_cluster::NodeId, Arc<cluster::View>),
+    core: &core_loop::Core,
+    shutdown: &watch::Receiver<bool>,
+) {
+    if let (Some(l), Some(secret)) = (peer, &config.cluster_secret) {
+        let owner = link::Owner {
+            me,
+            view,
+            secret: Arc::new(secret.clone()),
+        };
+        tokio::spawn(link::accept_loop(l, owner, core.clone(), shutdown.clone()));
+    }
+}
+
 /// Like [`run_with_tls`], with the operational state `ops` (health, draining, metrics) that
 /// the caller keeps: the operations listener (`--metrics-port`) serves it, unless the
 /// caller serves it already ([`ops::serve_on`]).
@@ -246,13 +264,10 @@ pub async fn run_with_ops(
         .map(|l| l.local_addr().map(|a| a.port()))
         .transpose()?;
     let plan = cluster::Plan::new(&config, listener.local_addr()?, peer_port)?;
-    let router = plan.router();
+    let (router, me) = (plan.router(), (plan.me(), plan.view()));
     let (core, done) =
         core_loop::spawn(config.clone(), routes, shutdown.clone(), ops.clone(), plan)?;
-    if let (Some(l), Some(secret)) = (peer, &config.cluster_secret) {
-        let secret = Arc::new(secret.clone());
-        tokio::spawn(link::accept_loop(l, secret, core.clone(), shutdown.clone()));
-    }
+    start_link(peer, &config, me, &core, &shutdown);
     // One count for both listeners: a client cannot double its share by using both.
     let connections = ws::Connections::default();
     ops.set_connections(connections.live());
@@ -314,11 +329,11 @@ async fn bind_peer(config: &Config) -> std::io::Result<Option<TcpListener>> {
     if config.cluster.is_none() {
         return Ok(None);
     }
-    let (ip, port) = (config.bind, config.peer_port);
+    let (ip, port) = (config.peer_bind.unwrap_or(config.bind), config.peer_port);
     let l = TcpListener::bind((ip, port)).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),
-            format!("cannot listen for the node-to-node link on {ip}:{port} (--peer-port): {e}"),
+            format!("cannot listen for the node-to-node link on {ip}:{port} (--peer-bind, --peer-port): {e}"),
         )
     })?;
     tracing::info!("node-to-node link on {}", l.local_addr()?);

@@ -255,6 +255,11 @@ where
             .await;
     });
     let mut shutting_down = false;
+    // In a cluster, the links close this connection as the engine would (see link/entry.rs).
+    let handle = crate::link::entry::ClientHandle {
+        out: out_tx.clone(),
+        close: Arc::new(tokio::sync::Notify::new()),
+    };
     let client = Conn {
         core: &core,
         out: &out_tx,
@@ -262,7 +267,7 @@ where
         seen: &seen,
         conn,
         peer,
-        router: router.as_deref(),
+        router: router.as_deref().map(|r| (r, &handle)),
     };
     let result = loop {
         let msg = tokio::select! {
@@ -277,6 +282,7 @@ where
                 tracing::warn!(conn, "closing a connection that does not read its replies");
                 break Ok(());
             }
+            _ = handle.close.notified() => break Ok(()),
         };
         match msg {
             Some(Ok(Message::Text(t))) => {
@@ -311,6 +317,7 @@ where
         let _ = core.tx.send(CoreMsg::Closed { conn }).await;
     }
     drop(out_tx);
+    drop(handle);
     // Bounded: the core drops its sender when it stops.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
     result
@@ -376,8 +383,12 @@ struct Conn<'a> {
     seen: &'a SessionSeen,
     conn: u64,
     peer: std::net::IpAddr,
-    /// In a cluster: requests for other nodes' pipelines go there.
-    router: Option<&'a crate::link::Router>,
+    /// In a cluster: requests for other nodes' pipelines go there (and this connection as
+    /// the links know it).
+    router: Option<(
+        &'a crate::link::Router,
+        &'a crate::link::entry::ClientHandle,
+    )>,
 }
 
 /// Hands one frame's text to the core, or in a cluster to the node that owns what it is
@@ -391,11 +402,11 @@ async fn forward(c: &Conn<'_>, text: &str) -> bool {
         return c.out.try_send(pong).is_ok();
     }
     let text = match c.router {
-        Some(r) => {
+        Some((r, handle)) => {
             let ask = crate::link::route::Ask {
                 conn: c.conn,
                 peer: c.peer,
-                out: c.out,
+                client: handle,
                 session: c.seen.lock().unwrap_or_else(|p| p.into_inner()).clone(),
                 text,
             };

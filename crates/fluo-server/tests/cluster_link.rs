@@ -227,6 +227,20 @@ async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
             .is_some_and(|s| s.iter().any(|c| c["sink"] == port)),
         "{sinks}"
     );
+    // A transaction about node-b's pipeline, through node-a (`newref` names what it made).
+    let t = ca
+        .request(
+            "transaction",
+            json!({"operations": [
+                {"jsonrpc": "2.0", "id": 0, "method": "create",
+                 "params": {"type": "PassThrough", "constructorParams": {"mediaPipeline": p}}},
+                {"jsonrpc": "2.0", "id": 1, "method": "invoke",
+                 "params": {"object": "newref:0", "operation": "getName"}},
+            ]}),
+        )
+        .await
+        .expect("a transaction on node-b's pipeline, through node-a");
+    assert!(t.to_string().contains(&format!("{p}/")), "{t}");
     // The cost of the hop: the same getter through node-a and directly on node-b.
     let (through, direct) = (latencies(&mut ca, &e).await, latencies(&mut cb, &e).await);
     println!("getName p50/p99 through the entry {through:?}, directly {direct:?}");
@@ -273,6 +287,22 @@ async fn a_new_pipeline_goes_to_the_node_with_more_room() {
     let (_b, port_b) = node(db.path(), &url, "node-b", SECRET, &room);
     let probe = Coordinator::redis(&url).unwrap();
     until_listed(&probe, &["node-a", "node-b"]).await;
+    // A burst of unpinned creates through one node, on two empty nodes: spread over both
+    // (the entry counts what it placed since the last listing, which does not show it yet).
+    let mut c = Client::connect(port_a).await;
+    let mut burst = vec![];
+    for _ in 0..10 {
+        burst.push(c.create("MediaPipeline", json!({})).await.unwrap());
+    }
+    let mut on_b = 0;
+    for p in &burst {
+        on_b += usize::from(owner_of(&probe, p).await == "node-b");
+    }
+    println!("10 pipelines created back to back through node-a: {on_b} on node-b");
+    assert!((2..=8).contains(&on_b), "{on_b} of 10 on node-b");
+    for p in burst {
+        c.request("release", json!({"object": p})).await.unwrap();
+    }
     // Fill one node with endpoints (pinned there), then create unpinned pipelines through
     // each node: they go to the other one.
     for (full, entry_port, other) in [("node-a", port_b, "node-b"), ("node-b", port_a, "node-a")] {
@@ -328,6 +358,48 @@ async fn a_new_pipeline_goes_to_the_node_with_more_room() {
         .await
         .expect_err("no node-z");
     assert_eq!(code(&e), 40009, "{e}");
+    // A pin that is not a node id: MARSHALL_ERROR, as for other bad constructor parameters.
+    let e = c
+        .create("MediaPipeline", json!({"fluoNode": 7}))
+        .await
+        .expect_err("a number");
+    assert_eq!(code(&e), 40001, "{e}");
+    // A pipeline node-a has never seen, made directly on node-b.
+    let mut cb = Client::connect(port_b).await;
+    let elsewhere = cb
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
+        .await
+        .unwrap();
+    let el = cb
+        .create("PassThrough", json!({"mediaPipeline": elsewhere}))
+        .await
+        .unwrap();
+    // Redis paused long enough for the nodes' listings to fail: a pin still goes to its
+    // node (the link needs no Redis), an unpinned create is answered at once, and a request
+    // about that pipeline gets a transient CONNECT_ERROR (not "not found": node-a cannot
+    // tell who holds it).
+    redis.pause();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t0 = Instant::now();
+    let q = c
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
+        .await
+        .expect("a pipeline pinned to node-b while Redis is paused");
+    cb.request("describe", json!({"object": q}))
+        .await
+        .expect("made on node-b");
+    c.create("MediaPipeline", json!({}))
+        .await
+        .expect("an unpinned pipeline while Redis is paused");
+    let err = c
+        .request("invoke", json!({"object": el, "operation": "getName"}))
+        .await
+        .expect_err("its owner is unknown while Redis is paused");
+    assert_eq!(code(&err), 40004, "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    redis.resume();
+    // Once Redis answers, the request is forwarded.
+    c.value(&el, "getName").await;
 }
 
 /// Reads frames until the connection ends (within 6 s); the text frames seen.
@@ -376,11 +448,24 @@ async fn the_link_refuses_whoever_lacks_the_secret() {
         json!({"jsonrpc":"2.0","id":1,"method":"create","params":{"type":"MediaPipeline"}});
     ws.send(Message::text(create.to_string())).await.unwrap();
     assert_eq!(drain(&mut ws).await, Vec::<String>::new());
+    // A hello meant for another node (or another boot of this one), as a relay of another
+    // node's handshake would be: no answer at all.
+    let boot_a = nodes[0].boot;
+    for (to, boot) in [("node-c", boot_a), ("node-a", boot_a + 1)] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{peer_a}/fluo-link"))
+            .await
+            .unwrap();
+        let hello = json!({"hello": "fluo-link/1", "node": "mallory", "nonce": "ab".repeat(32),
+            "to": to, "boot": boot});
+        ws.send(Message::text(hello.to_string())).await.unwrap();
+        assert_eq!(drain(&mut ws).await, Vec::<String>::new(), "{to} {boot}");
+    }
     // A hello answered with a wrong MAC: the challenge, then nothing for the frames after.
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{peer_a}/fluo-link"))
         .await
         .unwrap();
-    let hello = json!({"hello": "fluo-link/1", "node": "mallory", "nonce": "ab".repeat(32)});
+    let hello = json!({"hello": "fluo-link/1", "node": "mallory", "nonce": "ab".repeat(32),
+        "to": "node-a", "boot": boot_a});
     ws.send(Message::text(hello.to_string())).await.unwrap();
     let Some(Ok(Message::Text(ch))) = ws.next().await else {
         panic!("no challenge")
@@ -427,8 +512,17 @@ async fn a_dead_owner_is_answered_for_at_once() {
         .unwrap();
     b.0.kill().unwrap(); // SIGKILL
     b.0.wait().unwrap();
-    // At once while node-b's record lives on (the link is down), and after it expired.
-    for wait in [0, 0, 4000] {
+    // Its link broke: the client's connection to node-a ends at once, as it would on a KMS
+    // that died, so that the client reconnects.
+    let t0 = Instant::now();
+    drain(&mut ca.ws).await;
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    let mut ca = Client::connect(port_a).await;
+    ca.next = 100;
+    // At once while node-b's record lives on (the link cannot be made: CONNECT_ERROR, to try
+    // again, since its objects may be alive), and after it expired (not found: its node is
+    // gone).
+    for (wait, expected) in [(0, 40004), (0, 40004), (4000, 40101)] {
         tokio::time::sleep(Duration::from_millis(wait)).await;
         let t0 = Instant::now();
         let err = ca
@@ -437,7 +531,7 @@ async fn a_dead_owner_is_answered_for_at_once() {
             .expect_err("node-b is dead");
         let took = t0.elapsed();
         assert!(took < Duration::from_secs(1), "answered in {took:?}");
-        assert_eq!(code(&err), 40101, "{err}");
+        assert_eq!(code(&err), expected, "{err}");
         println!("after {wait} ms: answered in {took:?}: {}", err["message"]);
         // New pipelines are made on the live node.
         let t0 = Instant::now();
@@ -448,6 +542,15 @@ async fn a_dead_owner_is_answered_for_at_once() {
     }
 }
 
+/// The session of `c`'s connection, as `describe` of `object` answers it.
+async fn session_of(c: &mut Client, object: &str) -> String {
+    let d = c
+        .request("describe", json!({"object": object}))
+        .await
+        .unwrap();
+    d["sessionId"].as_str().expect("a session").to_string()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_reconnects_to_the_entry_keeps_its_session_on_the_owner() {
     let Some(redis) = RedisServer::start("a session kept through the entry") else {
@@ -455,8 +558,9 @@ async fn a_client_that_reconnects_to_the_entry_keeps_its_session_on_the_owner() 
     };
     let url = redis.url();
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_a, port_a) = node(da.path(), &url, "node-a", SECRET, &[]);
-    let (_b, _) = node(db.path(), &url, "node-b", SECRET, &[]);
+    let grace = ["--session-grace-secs", "2"];
+    let (_a, port_a) = node(da.path(), &url, "node-a", SECRET, &grace);
+    let (_b, port_b) = node(db.path(), &url, "node-b", SECRET, &grace);
     let probe = Coordinator::redis(&url).unwrap();
     until_listed(&probe, &["node-a", "node-b"]).await;
     let mut ca = Client::connect(port_a).await;
@@ -470,34 +574,35 @@ async fn a_client_that_reconnects_to_the_entry_keeps_its_session_on_the_owner() 
         .unwrap();
     ca.subscribe(&e, "IceCandidateFound").await;
     // describe answers with the session (the one node-b made for this client).
-    let session = ca.request("describe", json!({"object": e})).await.unwrap()["sessionId"]
-        .as_str()
-        .expect("a session")
-        .to_string();
+    let session = session_of(&mut ca, &e).await;
     drop(ca);
-    // Within the grace period, a new connection to the entry naming the session: node-b's
-    // session is bound to it, with its subscription (the entry adds the session to the
-    // requests after, as it was answered with it).
+    // Within the grace period, a new connection to the entry sends only `connect` with the
+    // session, as kurento-client does when it reconnects (its request ids going on): the
+    // session lives on node-b, which answers it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut again = Client::connect(port_a).await;
-    // Request ids go on from where they were, as kurento-client's do: the same id in the same
-    // session would be answered from the retry cache.
     again.next = 100;
-    let name = again
-        .request(
-            "invoke",
-            json!({"object": e, "operation": "getName", "sessionId": session}),
-        )
-        .await;
-    name.expect("the session named on the new connection");
+    let r = again
+        .request("connect", json!({"sessionId": session}))
+        .await
+        .expect("connect with the session, through node-a");
+    assert_eq!(r["sessionId"], session.as_str(), "{r}");
+    // Idle for longer than node-b's grace period (2 s): the session is bound to the new
+    // connection there, so its objects live on.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A direct client on node-b makes the endpoint gather candidates: the events go to the
+    // subscribed session's connection, i.e. through node-a to the reconnected client.
+    let mut cb = Client::connect(port_b).await;
     let offer =
         json!({"object": e, "operation": "processOffer", "operationParams": {"offer": OFFER}});
-    again.request("invoke", offer).await.expect("processOffer");
-    again.invoke(&e, "gatherCandidates", json!({})).await;
+    cb.request("invoke", offer)
+        .await
+        .expect("node-b's endpoint outlived the grace period");
+    cb.invoke(&e, "gatherCandidates", json!({})).await;
     let found = again
         .event("IceCandidateFound", &e, Duration::from_secs(10))
         .await
-        .expect("the subscription made before the reconnect still delivers");
+        .expect("the subscription made before the reconnect delivers on the new connection");
     assert!(
         found["data"]["candidate"]["candidate"].is_string(),
         "{found}"
@@ -513,4 +618,146 @@ async fn a_client_that_reconnects_to_the_entry_keeps_its_session_on_the_owner() 
         "{:?}",
         other.events
     );
+}
+
+/// Sends `sig` to the server.
+fn signal(s: &Server, sig: libc::c_int) {
+    // SAFETY: kill(2) on the test's own child process.
+    assert_eq!(unsafe { libc::kill(s.0.id() as libc::pid_t, sig) }, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_owner_ends_its_clients_connections_within_seconds_and_they_bind_again() {
+    let Some(redis) = RedisServer::start("a frozen owner") else {
+        return;
+    };
+    let url = redis.url();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_a, port_a) = node(da.path(), &url, "node-a", SECRET, &[]);
+    let (b, _) = node(db.path(), &url, "node-b", SECRET, &[]);
+    let probe = Coordinator::redis(&url).unwrap();
+    until_listed(&probe, &["node-a", "node-b"]).await;
+    let mut ca = Client::connect(port_a).await;
+    let p = ca
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
+        .await
+        .unwrap();
+    let e = ca
+        .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
+        .await
+        .unwrap();
+    ca.subscribe(&e, "IceCandidateFound").await;
+    let session = session_of(&mut ca, &e).await;
+    // node-b frozen (its TCP connections stay up, nothing answers): a request in flight
+    // ends the client's connection within the link's silence limit (3 s), not at the
+    // client's own time-out, so that it reconnects.
+    signal(&b, libc::SIGSTOP);
+    let t0 = Instant::now();
+    let get = json!({"jsonrpc": "2.0", "id": 50, "method": "invoke",
+        "params": {"object": e, "operation": "getName"}});
+    ca.ws.send(Message::text(get.to_string())).await.unwrap();
+    drain(&mut ca.ws).await;
+    let took = t0.elapsed();
+    println!("the connection ended {took:?} after node-b froze");
+    assert!(took < Duration::from_millis(4500), "{took:?}");
+    // Requests after that are answered at once: CONNECT_ERROR while node-b's record lives
+    // (the link cannot be made), not found once it expired.
+    let mut c2 = Client::connect(port_a).await;
+    c2.next = 100;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let err = c2
+            .request(
+                "invoke",
+                json!({"object": e, "operation": "getName", "sessionId": session}),
+            )
+            .await
+            .expect_err("node-b is frozen");
+        let took = t0.elapsed();
+        assert!(took < Duration::from_millis(1500), "answered in {took:?}");
+        assert!([40004, 40101].contains(&code(&err)), "{err}");
+    }
+    // node-b thaws and is listed again: the client reconnects with `connect`, which binds
+    // its session again on node-b, subscription included.
+    signal(&b, libc::SIGCONT);
+    let t0 = Instant::now();
+    let mut again = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut c = Client::connect(port_a).await;
+        c.next = 200;
+        if c.request("connect", json!({"sessionId": session}))
+            .await
+            .is_ok()
+        {
+            break c;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(8),
+            "the session not bound again"
+        );
+    };
+    let offer =
+        json!({"object": e, "operation": "processOffer", "operationParams": {"offer": OFFER}});
+    again.request("invoke", offer).await.expect("processOffer");
+    again.invoke(&e, "gatherCandidates", json!({})).await;
+    again
+        .event("IceCandidateFound", &e, Duration::from_secs(10))
+        .await
+        .expect("the subscription made before the freeze delivers on the new connection");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_does_not_answer_costs_one_connect_attempt_not_one_per_request() {
+    let Some(redis) = RedisServer::start("a node that does not answer") else {
+        return;
+    };
+    let url = redis.url();
+    let da = tempfile::tempdir().unwrap();
+    let (_a, port_a) = node(da.path(), &url, "node-a", SECRET, &[]);
+    // A listed node whose link port accepts TCP connections and never answers (a host
+    // that is up but stuck), kept alive by heartbeats.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer = hole.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = vec![];
+        while let Ok((s, _)) = hole.accept().await {
+            held.push(s);
+        }
+    });
+    let mut x = Coordinator::redis(&url).unwrap();
+    let info = fluo_cluster::NodeInfo {
+        id: fluo_cluster::NodeId::new("node-x").unwrap(),
+        signalling: "ws://127.0.0.1:9/kurento".into(),
+        peer,
+        capacity: 1000,
+    };
+    let stats = fluo_cluster::NodeStats::default();
+    x.register(info, &stats).await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let _ = x.heartbeat(&stats).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let probe = Coordinator::redis(&url).unwrap();
+    until_listed(&probe, &["node-a", "node-x"]).await;
+    // Six clients pin a pipeline there at once: one connect attempt (1 s) fails, and the
+    // requests queued behind it get its error without trying again (one after the other,
+    // they would take 6 s).
+    let mut clients = vec![];
+    for _ in 0..6 {
+        clients.push(Client::connect(port_a).await);
+    }
+    let t0 = Instant::now();
+    let creates = clients
+        .iter_mut()
+        .map(|c| c.create("MediaPipeline", json!({"fluoNode": "node-x"})));
+    let answers = futures_util::future::join_all(creates).await;
+    let took = t0.elapsed();
+    println!("6 creates pinned to a stuck node answered in {took:?}");
+    for a in &answers {
+        let e = a.as_ref().expect_err("node-x does not answer");
+        assert_eq!(code(e), 40009, "{e}");
+    }
+    assert!(took < Duration::from_millis(2500), "{took:?}");
 }

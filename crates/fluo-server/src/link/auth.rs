@@ -3,11 +3,16 @@
 //! constant time.
 //!
 //! ```text
-//! entry -> owner  {"hello":"fluo-link/1","node":ID,"nonce":NC}
-//! owner -> entry  {"nonce":NS,"mac":HMAC(secret, "fluo-link/1 owner" NC NS)}
-//! entry -> owner  {"mac":HMAC(secret, "fluo-link/1 entry" NS NC ID)}
+//! entry -> owner  {"hello":"fluo-link/1","node":ID,"nonce":NC,"to":TO,"boot":BOOT}
+//! owner -> entry  {"nonce":NS,"mac":HMAC(secret, "fluo-link/1 owner" NC NS TO BOOT)}
+//! entry -> owner  {"mac":HMAC(secret, "fluo-link/1 entry" NS NC ID TO BOOT)}
 //! owner -> entry  {"ok":true}
 //! ```
+//!
+//! `TO` and `BOOT` are the node the entry means to reach and its boot, as its record says;
+//! the owner answers only a hello meant for itself in its current boot. So a handshake
+//! cannot be relayed to another node, or to an earlier run of the same one, by whoever made
+//! the entry connect to them (e.g. with a node record written to Redis).
 //!
 //! The owner speaks only after a well-formed hello, so a Kurento client that connects to the
 //! link's port gets nothing back: its first message is not a hello and the connection ends.
@@ -26,6 +31,8 @@ pub(crate) struct Hello {
     pub hello: String,
     pub node: String,
     pub nonce: String,
+    pub to: String,
+    pub boot: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -81,14 +88,22 @@ pub(crate) fn is_nonce(n: &str) -> bool {
     n.len() == NONCE * 2 && n.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The owner's MAC over the entry's nonce `nc` and its own `ns`.
-pub(crate) fn owner_mac(secret: &[u8], nc: &str, ns: &str) -> String {
-    mac(secret, "fluo-link/1 owner", &[nc, ns])
+/// The node a handshake is meant for: its id and boot.
+pub(crate) struct Target<'a> {
+    pub id: &'a str,
+    pub boot: u64,
 }
 
-/// The entry's MAC over the owner's nonce `ns`, its own `nc` and its node id.
-pub(crate) fn entry_mac(secret: &[u8], ns: &str, nc: &str, node: &str) -> String {
-    mac(secret, "fluo-link/1 entry", &[ns, nc, node])
+/// The owner's MAC over the entry's nonce `nc`, its own `ns` and the hello's target.
+pub(crate) fn owner_mac(secret: &[u8], nc: &str, ns: &str, to: &Target<'_>) -> String {
+    let boot = to.boot.to_string();
+    mac(secret, "fluo-link/1 owner", &[nc, ns, to.id, &boot])
+}
+
+/// The entry's MAC over the owner's nonce `ns`, its own `nc`, its node id and the target.
+pub(crate) fn entry_mac(secret: &[u8], ns: &str, nc: &str, node: &str, to: &Target<'_>) -> String {
+    let boot = to.boot.to_string();
+    mac(secret, "fluo-link/1 entry", &[ns, nc, node, to.id, &boot])
 }
 
 #[cfg(test)]
@@ -99,12 +114,20 @@ mod tests {
     fn macs_depend_on_the_secret_the_role_and_every_part() {
         let (nc, ns) = (nonce(), nonce());
         assert!(is_nonce(&nc) && is_nonce(&ns) && nc != ns);
-        let m = owner_mac(b"0123456789abcdef", &nc, &ns);
+        let k = b"0123456789abcdef";
+        let b = Target { id: "b", boot: 3 };
+        let m = owner_mac(k, &nc, &ns, &b);
         assert_eq!(m.len(), 64);
-        assert!(verify(&m, &owner_mac(b"0123456789abcdef", &nc, &ns)));
-        assert!(!verify(&m, &owner_mac(b"0123456789abcdeX", &nc, &ns)));
-        assert!(!verify(&m, &owner_mac(b"0123456789abcdef", &ns, &nc)));
-        assert!(!verify(&m, &entry_mac(b"0123456789abcdef", &nc, &ns, "")));
+        assert!(verify(&m, &owner_mac(k, &nc, &ns, &b)));
+        assert!(!verify(&m, &owner_mac(b"0123456789abcdeX", &nc, &ns, &b)));
+        assert!(!verify(&m, &owner_mac(k, &ns, &nc, &b)));
+        assert!(!verify(&m, &entry_mac(k, &nc, &ns, "", &b)));
+        // Meant for another node, or another boot of it: another MAC, both ways.
+        for other in [Target { id: "c", boot: 3 }, Target { id: "b", boot: 4 }] {
+            assert!(!verify(&m, &owner_mac(k, &nc, &ns, &other)));
+            let e = entry_mac(k, &ns, &nc, "a", &b);
+            assert!(!verify(&e, &entry_mac(k, &ns, &nc, "a", &other)));
+        }
         // Lengths are part of the MAC: "ab"+"c" is not "a"+"bc".
         assert_ne!(mac(b"k", "l", &["ab", "c"]), mac(b"k", "l", &["a", "bc"]));
         assert!(!verify(&m, &m[..63]));

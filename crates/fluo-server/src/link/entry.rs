@@ -1,21 +1,25 @@
 //! The entry's side of the link: one authenticated connection per owner node, made on
-//! demand and made again once broken; the answers and events that come back go to the
-//! client connections they are for, and a link that breaks answers its requests in flight
-//! with an error at once.
+//! demand and made again once broken (a failed attempt is remembered for [`RETRY_AFTER`]);
+//! the answers and events that come back go to the client connections they are for. A link
+//! that breaks (or stays silent for [`SILENCE`]) closes the client connections that used
+//! it, as a KMS that goes away does: they reconnect, their `connect` binds their sessions
+//! again on the owners, and their retransmitted requests are answered from the owners'
+//! replay caches.
 
 use super::auth::{self, Challenge, Hello, Proof, Welcome};
-use super::{read_json, write_json, Frame, CONNECT, LINK_QUEUE, PATH};
+use super::{read_json, write_json, Frame, CONNECT, LINK_QUEUE, PATH, RETRY_AFTER, SILENCE};
 use crate::config::ClusterSecret;
 use fluo_api::jsonrpc::Response as RpcResponse;
 use fluo_api::{ErrorCode, KurentoError};
-use fluo_cluster::{NodeId, NodeRecord};
-use futures_util::{SinkExt, StreamExt};
+use fluo_cluster::{NodeId, NodeRecord, Owner};
+use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
+use std::time::Instant;
+use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message;
 
 /// What an answer in flight is for (what its arrival tells the entry).
@@ -27,17 +31,86 @@ pub(crate) enum Pending {
     Pipeline,
     /// A `release` of this pipeline: once done, it is no one's.
     Release(String),
+    /// A request of the entry's own (a session bound again): the client never sees it.
+    Swallow,
 }
 
-/// Where each pipeline this entry forwarded to is owned (ownership only changes when the
-/// owner dies: then the entry drops the entry).
-pub(crate) type Owners = Arc<Mutex<HashMap<String, fluo_cluster::Owner>>>;
+/// The most pipelines whose owner, and sessions whose owners, are remembered (then the
+/// memory starts again).
+const REMEMBERED: usize = 100_000;
+
+/// What the entry learnt from its links: where each pipeline it forwarded to is owned
+/// (ownership only changes when the owner dies: then the entry forgets it), and which owners
+/// each client session was forwarded to (they bind it again when the client reconnects).
+#[derive(Default)]
+pub(crate) struct Known {
+    owners: Mutex<HashMap<String, Owner>>,
+    sessions: Mutex<HashMap<String, Vec<Owner>>>,
+}
+
+impl Known {
+    pub(crate) fn owner(&self, p: &str) -> Option<Owner> {
+        lock(&self.owners).get(p).cloned()
+    }
+
+    pub(crate) fn owned(&self, p: &str, o: Owner) {
+        let mut owners = lock(&self.owners);
+        if owners.len() >= REMEMBERED {
+            owners.clear();
+        }
+        owners.insert(p.to_string(), o);
+    }
+
+    pub(crate) fn forget(&self, p: &str) {
+        lock(&self.owners).remove(p);
+    }
+
+    /// Session `s` has objects on (or was answered by) `o`.
+    pub(crate) fn session_on(&self, s: &str, o: &Owner) {
+        let mut sessions = lock(&self.sessions);
+        if let Some(v) = sessions.get(s) {
+            if v.contains(o) {
+                return;
+            }
+        }
+        if sessions.len() >= REMEMBERED {
+            sessions.clear();
+        }
+        sessions.entry(s.to_string()).or_default().push(o.clone());
+    }
+
+    /// The owners session `s` was forwarded to.
+    pub(crate) fn session_owners(&self, s: &str) -> Vec<Owner> {
+        lock(&self.sessions).get(s).cloned().unwrap_or_default()
+    }
+}
+
+/// A client connection of the entry, as the links know it: where its answers and events go,
+/// and how it is closed (as the engine closes a direct client that does not read).
+#[derive(Clone)]
+pub(crate) struct ClientHandle {
+    pub out: mpsc::Sender<String>,
+    pub close: Arc<Notify>,
+}
+
+impl ClientHandle {
+    /// Queues `text` for the client; a client whose queue is full is closed.
+    pub(crate) fn send(&self, conn: u64, text: String) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(text) {
+            tracing::warn!(
+                conn,
+                "link: closing a client connection that does not read its answers"
+            );
+            self.close.notify_one();
+        }
+    }
+}
 
 /// The entry's links, one per owner node.
 pub(crate) struct Links {
     me: NodeId,
     secret: Arc<ClusterSecret>,
-    owners: Owners,
+    known: Arc<Known>,
     slots: Mutex<HashMap<NodeId, Slot>>,
     /// The last link made to each node (read without waiting for a connect in progress).
     current: Mutex<HashMap<NodeId, Arc<Link>>>,
@@ -45,7 +118,14 @@ pub(crate) struct Links {
 
 /// Where the link to one node is kept; locked while it is being made, so that concurrent
 /// requests make one.
-type Slot = Arc<tokio::sync::Mutex<Option<Arc<Link>>>>;
+type Slot = Arc<tokio::sync::Mutex<SlotState>>;
+
+#[derive(Default)]
+struct SlotState {
+    link: Option<Arc<Link>>,
+    /// The last failed attempt: when, to which boot, why.
+    failed: Option<(Instant, u64, String)>,
+}
 
 /// One authenticated link to an owner.
 pub(crate) struct Link {
@@ -58,13 +138,13 @@ pub(crate) struct Link {
 
 #[derive(Default)]
 struct LinkState {
-    /// The entry's client connections that opened a mirror on the owner, and their outboxes.
-    clients: HashMap<u64, mpsc::Sender<String>>,
+    /// The entry's client connections that opened a mirror on the owner.
+    clients: HashMap<u64, ClientHandle>,
     /// Answers awaited, by client connection and request id (as JSON text).
     pending: HashMap<(u64, String), Pending>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -78,18 +158,24 @@ pub(crate) fn error_text(id: Option<Value>, code: ErrorCode, message: String) ->
     RpcResponse::error(id, KurentoError::new(code, message)).to_text()
 }
 
+/// The message of an error for a request whose owner `node` cannot be reached now.
+pub(crate) fn unreachable(node: &NodeId, why: &str) -> String {
+    format!("the node {node} that holds this object is unreachable (try again): {why}")
+}
+
 impl Links {
-    pub(crate) fn new(me: NodeId, secret: Arc<ClusterSecret>, owners: Owners) -> Links {
+    pub(crate) fn new(me: NodeId, secret: Arc<ClusterSecret>, known: Arc<Known>) -> Links {
         Links {
             me,
             secret,
-            owners,
+            known,
             slots: Mutex::default(),
             current: Mutex::default(),
         }
     }
 
-    /// The live link to `node`, connected now if there is none (bounded by [`CONNECT`]).
+    /// The live link to `node`, connected now if there is none (bounded by [`CONNECT`]; a
+    /// failure is answered again without trying for [`RETRY_AFTER`]).
     pub(crate) async fn get(&self, node: &NodeRecord) -> Result<Arc<Link>, String> {
         if let Some(l) = lock(&self.current).get(&node.info.id) {
             if l.alive.load(Ordering::Acquire) && l.boot == node.boot {
@@ -101,19 +187,29 @@ impl Links {
             .or_default()
             .clone();
         let mut slot = slot.lock().await;
-        if let Some(l) = slot.as_ref() {
+        if let Some(l) = slot.link.as_ref() {
             if l.alive.load(Ordering::Acquire) && l.boot == node.boot {
                 return Ok(l.clone());
             }
             l.alive.store(false, Ordering::Release);
         }
-        let connect = connect(node, &self.me, &self.secret.0, self.owners.clone());
+        if let Some((at, boot, why)) = &slot.failed {
+            if *boot == node.boot && at.elapsed() < RETRY_AFTER {
+                return Err(why.clone());
+            }
+        }
+        let connect = connect(node, &self.me, &self.secret.0, self.known.clone());
         let link = match tokio::time::timeout(CONNECT, connect).await {
-            Ok(r) => r?,
-            Err(_) => return Err(format!("no answer within {} ms", CONNECT.as_millis())),
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => return Err(slot.fail(node.boot, e)),
+            Err(_) => {
+                let e = format!("no answer within {} ms", CONNECT.as_millis());
+                return Err(slot.fail(node.boot, e));
+            }
         };
         tracing::info!(node = %node.info.id, peer = %node.info.peer, "link: connected");
-        *slot = Some(link.clone());
+        slot.link = Some(link.clone());
+        slot.failed = None;
         lock(&self.current).insert(node.info.id.clone(), link.clone());
         Ok(link)
     }
@@ -127,14 +223,29 @@ impl Links {
     }
 }
 
+impl SlotState {
+    fn fail(&mut self, boot: u64, why: String) -> String {
+        self.failed = Some((Instant::now(), boot, why.clone()));
+        why
+    }
+}
+
 impl Link {
+    /// The owner at the other end.
+    pub(crate) fn owner(&self) -> Owner {
+        Owner {
+            node: self.node.clone(),
+            boot: self.boot,
+        }
+    }
+
     /// Sends the client connection `conn`'s request `text` (answered as `pending` when it
     /// has an `id`), opening its mirror first. `Err` when the link is down or full.
     pub(crate) fn send(
         &self,
         conn: u64,
         peer: IpAddr,
-        out: &mpsc::Sender<String>,
+        client: &ClientHandle,
         id: Option<&Value>,
         pending: Pending,
         text: String,
@@ -145,7 +256,7 @@ impl Link {
             if let Some(k) = &key {
                 st.pending.insert(k.clone(), pending);
             }
-            st.clients.insert(conn, out.clone()).is_none()
+            st.clients.insert(conn, client.clone()).is_none()
         };
         let sent = self.alive.load(Ordering::Acquire)
             && (!open || self.tx.try_send(Frame::Open { conn, peer }).is_ok())
@@ -167,18 +278,40 @@ impl Link {
         Ok(())
     }
 
+    /// The client connection `conn` ended: the owner closes its mirror (the close waits for
+    /// room in a full queue rather than being lost, which would hold the mirror's session).
     fn closed(&self, conn: u64) {
         let mut st = lock(&self.state);
         if st.clients.remove(&conn).is_some() {
             st.pending.retain(|(c, _), _| *c != conn);
-            let _ = self.tx.try_send(Frame::Close { conn });
+            if let Err(mpsc::error::TrySendError::Full(f)) = self.tx.try_send(Frame::Close { conn })
+            {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(f).await;
+                });
+            }
+        }
+    }
+
+    /// The owner's engine ended the mirror of `conn`: the client connection is closed, as
+    /// the engine closes a direct one.
+    fn dropped(&self, conn: u64) {
+        let client = {
+            let mut st = lock(&self.state);
+            st.pending.retain(|(c, _), _| *c != conn);
+            st.clients.remove(&conn)
+        };
+        if let Some(c) = client {
+            tracing::warn!(conn, node = %self.node, "link: the owner dropped this client's mirror; closing the client connection");
+            c.close.notify_one();
         }
     }
 
     /// An owner's message for client connection `conn`.
-    fn deliver(&self, owners: &Owners, conn: u64, text: String) {
+    fn deliver(&self, known: &Known, conn: u64, text: String) {
         let mut st = lock(&self.state);
-        let Some(out) = st.clients.get(&conn).cloned() else {
+        let Some(client) = st.clients.get(&conn).cloned() else {
             return;
         };
         // Answers begin with their id (the engine's JSON); events are notifications.
@@ -188,48 +321,47 @@ impl Link {
                     .get("id")
                     .and_then(|id| st.pending.remove(&(conn, id_key(id))));
                 drop(st);
-                self.learn(owners, done, &v);
+                let swallow = matches!(done, Some(Pending::Swallow));
+                self.learn(known, done, &v);
+                if swallow {
+                    return;
+                }
             }
         } else {
             drop(st);
         }
-        let _ = out.try_send(text);
+        client.send(conn, text);
     }
 
-    /// What an answer tells about ownership.
-    fn learn(&self, owners: &Owners, done: Option<Pending>, answer: &Value) {
-        let ok = answer.get("result").is_some();
+    /// What an answer tells about ownership and sessions.
+    fn learn(&self, known: &Known, done: Option<Pending>, answer: &Value) {
+        let Some(result) = answer.get("result") else {
+            return;
+        };
+        if let Some(s) = result.get("sessionId").and_then(Value::as_str) {
+            known.session_on(s, &self.owner());
+        }
         match done {
-            Some(Pending::Pipeline) if ok => {
-                if let Some(p) = answer["result"]["value"].as_str() {
-                    let owner = fluo_cluster::Owner {
-                        node: self.node.clone(),
-                        boot: self.boot,
-                    };
-                    lock(owners).insert(p.to_string(), owner);
+            Some(Pending::Pipeline) => {
+                if let Some(p) = result["value"].as_str() {
+                    known.owned(p, self.owner());
                 }
             }
-            Some(Pending::Release(p)) if ok => {
-                lock(owners).remove(&p);
-            }
+            Some(Pending::Release(p)) => known.forget(&p),
             _ => {}
         }
     }
 
-    /// The link broke: every answer in flight is an error now, and the mirrors are gone.
+    /// The link broke: the client connections that used it are closed (their requests in
+    /// flight are not answered: the clients retransmit them once reconnected).
     fn broke(&self, why: &str) {
         self.alive.store(false, Ordering::Release);
         let st = std::mem::take(&mut *lock(&self.state));
-        for ((conn, id), _) in st.pending {
-            let Some(out) = st.clients.get(&conn) else {
-                continue;
-            };
-            let id = serde_json::from_str::<Value>(&id).ok();
-            let message = format!(
-                "the node {} that holds this object is unreachable: {why}",
-                self.node
-            );
-            let _ = out.try_send(error_text(id, ErrorCode::MediaObjectNotFound, message));
+        if !st.clients.is_empty() {
+            tracing::warn!(node = %self.node, clients = st.clients.len(), "link: closing the client connections that used the lost link ({why}), so that they reconnect");
+        }
+        for c in st.clients.values() {
+            c.close.notify_one();
         }
     }
 }
@@ -239,7 +371,7 @@ async fn connect(
     node: &NodeRecord,
     me: &NodeId,
     secret: &[u8],
-    owners: Owners,
+    known: Arc<Known>,
 ) -> Result<Arc<Link>, String> {
     let url = format!("ws://{}/{PATH}", node.info.peer);
     let (mut ws, _) =
@@ -247,10 +379,16 @@ async fn connect(
             .await
             .map_err(|e| e.to_string())?;
     let nc = auth::nonce();
+    let to = auth::Target {
+        id: node.info.id.as_str(),
+        boot: node.boot,
+    };
     let hello = Hello {
         hello: auth::PROTOCOL.into(),
         node: me.to_string(),
         nonce: nc.clone(),
+        to: to.id.to_string(),
+        boot: to.boot,
     };
     if nc.is_empty() || !write_json(&mut ws, &hello).await {
         return Err("the handshake failed".into());
@@ -258,12 +396,12 @@ async fn connect(
     let refused = "it refused this node (is the cluster secret the same on both?)";
     let ch: Challenge = read_json(&mut ws).await.ok_or(refused)?;
     if !auth::is_nonce(&ch.nonce)
-        || !auth::verify(&auth::owner_mac(secret, &nc, &ch.nonce), &ch.mac)
+        || !auth::verify(&auth::owner_mac(secret, &nc, &ch.nonce, &to), &ch.mac)
     {
         return Err("it did not prove it knows the cluster secret".into());
     }
     let proof = Proof {
-        mac: auth::entry_mac(secret, &ch.nonce, &nc, me.as_str()),
+        mac: auth::entry_mac(secret, &ch.nonce, &nc, me.as_str(), &to),
     };
     if !write_json(&mut ws, &proof).await {
         return Err(refused.into());
@@ -272,8 +410,8 @@ async fn connect(
         Some(Welcome { ok: true }) => {}
         _ => return Err(refused.into()),
     }
-    let (mut sink, mut source) = ws.split();
-    let (tx, mut rx) = mpsc::channel::<Frame>(LINK_QUEUE);
+    let (sink, source) = ws.split();
+    let (tx, rx) = mpsc::channel::<Frame>(LINK_QUEUE);
     let link = Arc::new(Link {
         node: node.info.id.clone(),
         boot: node.boot,
@@ -281,32 +419,38 @@ async fn connect(
         alive: AtomicBool::new(true),
         state: Mutex::default(),
     });
-    tokio::spawn(async move {
-        while let Some(f) = rx.recv().await {
-            let Ok(text) = serde_json::to_string(&f) else {
-                continue;
-            };
-            if sink.send(Message::text(text)).await.is_err() {
-                break;
-            }
-        }
-    });
+    let writer = tokio::spawn(super::write_frames(sink, rx));
     let reader = link.clone();
     tokio::spawn(async move {
-        let why = loop {
-            match source.next().await {
-                Some(Ok(Message::Text(t))) => match serde_json::from_str::<Frame>(t.as_str()) {
-                    Ok(Frame::Text { conn, text }) => reader.deliver(&owners, conn, text),
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!("link: an unreadable frame: {e}"),
-                },
-                Some(Ok(Message::Close(_))) | None => break "the connection closed".to_string(),
-                Some(Err(e)) => break e.to_string(),
-                Some(Ok(_)) => {}
-            }
-        };
+        let why = read_frames(&reader, &known, source).await;
+        writer.abort();
         tracing::warn!(node = %reader.node, "link: lost: {why}");
         reader.broke(&why);
     });
     Ok(link)
+}
+
+/// Hands the owner's frames to the client connections until the link ends or stays silent
+/// for [`SILENCE`] (the owner pings every second); why it ended.
+async fn read_frames<S>(link: &Link, known: &Known, mut source: S) -> String
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        let m = match tokio::time::timeout(SILENCE, source.next()).await {
+            Ok(m) => m,
+            Err(_) => return format!("nothing received for {} s", SILENCE.as_secs()),
+        };
+        match m {
+            Some(Ok(Message::Text(t))) => match serde_json::from_str::<Frame>(t.as_str()) {
+                Ok(Frame::Text { conn, text }) => link.deliver(known, conn, text),
+                Ok(Frame::Close { conn }) => link.dropped(conn),
+                Ok(Frame::Open { .. }) => {}
+                Err(e) => tracing::debug!("link: an unreadable frame: {e}"),
+            },
+            Some(Ok(Message::Close(_))) | None => return "the connection closed".to_string(),
+            Some(Err(e)) => return e.to_string(),
+            Some(Ok(_)) => {}
+        }
+    }
 }

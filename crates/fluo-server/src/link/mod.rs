@@ -20,7 +20,7 @@ pub(crate) mod route;
 mod serve;
 
 pub(crate) use route::Router;
-pub(crate) use serve::accept_loop;
+pub(crate) use serve::{accept_loop, Owner};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::net::IpAddr;
@@ -40,6 +40,17 @@ const CONNECT: Duration = Duration::from_secs(1);
 /// Frames waiting for a link's writer.
 const LINK_QUEUE: usize = 8192;
 
+/// How often each side of a link pings the other (a link carries at least this).
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a link may stay silent before it counts as broken (a frozen or partitioned peer
+/// whose TCP connection stays up).
+const SILENCE: Duration = Duration::from_secs(3);
+
+/// How long a failed connect to a node is remembered: requests meanwhile get its error
+/// without trying again.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+
 /// The largest frame on the link: a client's request and a JSON-RPC answer, escaped.
 const MAX_FRAME: usize = 64 << 20;
 
@@ -52,7 +63,8 @@ pub(crate) enum Frame {
     Open { conn: u64, peer: IpAddr },
     /// Either way: a JSON-RPC message of the client connection `conn`.
     Text { conn: u64, text: String },
-    /// Entry -> owner: the client connection `conn` ended.
+    /// Entry -> owner: the client connection `conn` ended. Owner -> entry: the owner's engine
+    /// ended the mirror of `conn` (a client that does not read): the entry closes `conn`.
     Close { conn: u64 },
 }
 
@@ -74,6 +86,30 @@ where
             Ok(Message::Text(t)) => return serde_json::from_str(t.as_str()).ok(),
             Ok(Message::Ping(_) | Message::Pong(_)) => continue,
             _ => return None,
+        }
+    }
+}
+
+/// Sends the frames queued for the other side, and a ping every [`PING_EVERY`], until the
+/// queue's senders are gone or the connection fails.
+async fn write_frames<S>(mut sink: S, mut rx: tokio::sync::mpsc::Receiver<Frame>)
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    use futures_util::SinkExt;
+    let mut tick = tokio::time::interval(PING_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let msg = tokio::select! {
+            f = rx.recv() => match f.map(|f| serde_json::to_string(&f)) {
+                Some(Ok(text)) => Message::text(text),
+                Some(Err(_)) => continue,
+                None => break,
+            },
+            _ = tick.tick() => Message::Ping(Default::default()),
+        };
+        if sink.send(msg).await.is_err() {
+            break;
         }
     }
 }

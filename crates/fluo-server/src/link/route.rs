@@ -1,16 +1,19 @@
 //! Which node answers a client's request: this one, or the owner of the pipeline the
 //! request is about (object ids begin with their pipeline's id), or for a new pipeline the
 //! node placement picks. Owners are cached per pipeline; the store is asked only on a miss.
+//! A client's `connect` (or `keepAlive`, or `ping`) naming its session binds that session
+//! again on each owner the session was forwarded to.
 
-use super::entry::{error_text, Links, Owners, Pending};
+use super::entry::{error_text, lock, unreachable, ClientHandle, Known, Links, Pending};
 use crate::cluster::View;
 use crate::config::ClusterSecret;
 use fluo_api::ErrorCode;
 use fluo_cluster::{Coordinator, NodeId, NodeRecord, Ownership};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// The constructor property of MediaPipeline that pins it to a node (a Fluo extension).
 pub(crate) const PIN: &str = "fluoNode";
@@ -18,16 +21,20 @@ pub(crate) const PIN: &str = "fluoNode";
 /// The suffix of a pipeline's object id.
 const PIPELINE: &str = "_kurento.MediaPipeline";
 
-/// The most pipelines whose owner is cached (then the cache starts again).
-const CACHED: usize = 100_000;
+/// Ids of the entry's own requests (sessions bound again).
+static REBIND: AtomicU64 = AtomicU64::new(1);
 
 /// Routes the requests of this node's clients in a cluster.
 pub(crate) struct Router {
     me: NodeId,
     view: Arc<View>,
     store: Coordinator,
-    owners: Owners,
+    known: Arc<Known>,
     links: Links,
+    /// The pipelines this entry placed on each node since the last listing (which does not
+    /// show them yet): counted as load, so that a burst of creates does not all go to the
+    /// node that looked emptiest.
+    placed: std::sync::Mutex<(u64, HashMap<NodeId, u64>)>,
 }
 
 /// What a request is about.
@@ -36,13 +43,19 @@ enum Target {
     Pipeline(String),
     /// A new pipeline, pinned to a node or not.
     Place(Option<String>),
+    /// A new pipeline with a pin that is not a node id (not a string).
+    BadPin,
 }
+
+/// How long a request waits before asking the store again about a pipeline no node owns (a
+/// pipeline just made on another node may not be claimed yet).
+const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// One client's request, as the connection task hands it.
 pub(crate) struct Ask<'a> {
     pub conn: u64,
     pub peer: IpAddr,
-    pub out: &'a mpsc::Sender<String>,
+    pub client: &'a ClientHandle,
     /// The session this connection last spoke for.
     pub session: Option<String>,
     pub text: &'a str,
@@ -55,13 +68,14 @@ impl Router {
         store: Coordinator,
         secret: Arc<ClusterSecret>,
     ) -> Router {
-        let owners = Owners::default();
+        let known = Arc::new(Known::default());
         Router {
-            links: Links::new(me.clone(), secret, owners.clone()),
+            links: Links::new(me.clone(), secret, known.clone()),
             me,
             view,
             store,
-            owners,
+            known,
+            placed: Default::default(),
         }
     }
 
@@ -77,6 +91,9 @@ impl Router {
         let Ok(Value::Object(mut req)) = serde_json::from_str::<Value>(ask.text) else {
             return Some(ask.text.to_string());
         };
+        if let Some(s) = names_session(&req) {
+            return self.rebind(&ask, req, &s).await;
+        }
         // One session id on every node: the one this connection was last answered with.
         let mut changed = with_session(&mut req, ask.session.as_deref());
         let target = target(&req);
@@ -92,7 +109,73 @@ impl Router {
             None => Some(local),
             Some(Target::Pipeline(p)) => self.to_owner(ask, req, p, local).await,
             Some(Target::Place(pin)) => self.place(ask, req, pin, local).await,
+            Some(Target::BadPin) => {
+                let message = format!("{PIN} must be a node id (a string)");
+                answer(&ask, "", ErrorCode::MarshallError, message);
+                None
+            }
         }
+    }
+
+    /// A `connect`, `keepAlive` or `ping` naming session `s`: each owner `s` was forwarded
+    /// to binds it to this connection (its mirror), so that its events come here and its
+    /// grace period ends, as on one KMS. A `connect` or `keepAlive` is answered by the first
+    /// owner that takes it (this node's engine may not know the session: it only binds it,
+    /// unanswered, if it does); a `ping` by this node's engine.
+    async fn rebind(&self, ask: &Ask<'_>, req: Map<String, Value>, s: &str) -> Option<String> {
+        let owners = self.known.session_owners(s);
+        if owners.is_empty() {
+            return Some(ask.text.to_string());
+        }
+        let id = req.get("id").cloned();
+        let ping = req.get("method").and_then(Value::as_str) == Some("ping");
+        // A ping binds with a ping (kept out of the owner's replay cache), anything else with
+        // a connect.
+        let method = if ping { "ping" } else { "connect" };
+        let mut relayed = id.is_none() || ping;
+        let mut answered = false;
+        for o in owners {
+            let Some(node) = self.view.record(&o.node, o.boot) else {
+                continue;
+            };
+            let link = match self.links.get(&node).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::debug!(node = %o.node, "link: session not bound again there: {e}");
+                    continue;
+                }
+            };
+            let sent = if relayed {
+                let n = REBIND.fetch_add(1, Ordering::Relaxed);
+                let own = Value::from(format!("fluo-rebind-{n}"));
+                let text = serde_json::json!({"jsonrpc": "2.0", "id": own, "method": method,
+                    "params": {"sessionId": s}});
+                let text = text.to_string();
+                let (conn, peer) = (ask.conn, ask.peer);
+                link.send(conn, peer, ask.client, Some(&own), Pending::Swallow, text)
+            } else {
+                let text = ask.text.to_string();
+                link.send(
+                    ask.conn,
+                    ask.peer,
+                    ask.client,
+                    id.as_ref(),
+                    Pending::Plain,
+                    text,
+                )
+            };
+            if sent.is_ok() && !relayed {
+                relayed = true;
+                answered = true;
+            }
+        }
+        if !answered {
+            return Some(ask.text.to_string());
+        }
+        // This node's engine binds the session too when it knows it, without answering.
+        let mut local = req;
+        local.remove("id");
+        Some(Value::Object(local).to_string())
     }
 
     /// A request about pipeline `p`'s objects.
@@ -106,43 +189,58 @@ impl Router {
         if self.view.is_local(&p) {
             return Some(local);
         }
-        let cached = lock(&self.owners).get(&p).cloned();
-        let owner = match cached {
+        let owner = match self.known.owner(&p) {
             Some(o) => o,
-            None => match self.store.owner(&p).await {
+            None => match self.owner_in_store(&p).await {
                 Ok(Ownership::Live(o)) if o.node != self.me => {
-                    let mut owners = lock(&self.owners);
-                    if owners.len() >= CACHED {
-                        owners.clear();
-                    }
-                    owners.insert(p.clone(), o.clone());
+                    self.known.owned(&p, o.clone());
                     o
                 }
                 Ok(Ownership::Gone(o)) => return self.gone(&ask, &req, &p, &o.node),
-                // Unowned (or the store is down): this node's engine answers as KMS does.
-                _ => return Some(local),
+                // Unowned: this node's engine answers as KMS does for an unknown object.
+                Ok(_) => return Some(local),
+                // Its node may well be serving it: not "not found".
+                Err(e) => {
+                    let message = format!(
+                        "which node holds this object is not known now (the cluster's store does not answer: {e}); try again"
+                    );
+                    answer(&ask, &e, ErrorCode::ConnectError, message);
+                    return None;
+                }
             },
         };
         let Some(node) = self.view.record(&owner.node, owner.boot) else {
-            lock(&self.owners).remove(&p);
+            self.known.forget(&p);
             return self.gone(&ask, &req, &p, &owner.node);
         };
         let pending = match req.get("method").and_then(Value::as_str) {
             Some("release") if object_of(&req) == Some(p.as_str()) => Pending::Release(p),
             _ => Pending::Plain,
         };
-        if let Err(e) = self.forward(&ask, req, &node, pending).await {
-            let message = format!(
-                "the node {} that holds this object is unreachable: {e}",
-                node.info.id
-            );
-            answer(&ask, &e, ErrorCode::MediaObjectNotFound, message);
+        if let Err(e) = self.forward(&ask, &req, local, &node, pending).await {
+            // The owner's record is live: its objects may well be (a link blip), so this is
+            // not "not found".
+            let message = unreachable(&node.info.id, &e);
+            answer(&ask, &e, ErrorCode::ConnectError, message);
         }
         None
     }
 
+    /// Who owns pipeline `p`, as the store says (asked again once, a moment later, when no
+    /// one does).
+    async fn owner_in_store(&self, p: &str) -> Result<Ownership, String> {
+        let first = self.store.owner(p).await.map_err(|e| e.to_string())?;
+        if first != Ownership::Unowned {
+            return Ok(first);
+        }
+        tokio::time::sleep(CLAIM_WAIT).await;
+        self.store.owner(p).await.map_err(|e| e.to_string())
+    }
+
     /// A new pipeline: on the node placement picks (this one when it is this node, when
-    /// the store is unreachable or lists no node, or when the pick cannot be reached).
+    /// the store is unreachable or lists no node, or when the pick cannot be reached). A
+    /// pinned one is placed from the last listing while the store does not answer (the
+    /// link does not need the store).
     async fn place(
         &self,
         ask: Ask<'_>,
@@ -150,10 +248,20 @@ impl Router {
         pin: Option<String>,
         local: String,
     ) -> Option<String> {
-        let Some(nodes) = self.view.nodes().filter(|n| !n.is_empty()) else {
-            return Some(local);
+        let nodes = match (self.view.nodes().filter(|n| !n.is_empty()), &pin) {
+            (Some(n), _) => n,
+            // Not listed yet (at start) or the store is down: a pin to this node is served
+            // here, one to another from the last listing.
+            (None, Some(p)) if p == self.me.as_str() => return Some(local),
+            (None, Some(_)) => self.view.last_listed(),
+            (None, None) => return Some(local),
         };
+        let nodes = self.with_placed(&nodes);
         let picked = fluo_cluster::place(&nodes, pin.as_deref());
+        if let Some(id) = &picked {
+            let mut placed = lock(&self.placed);
+            *placed.1.entry(id.clone()).or_default() += 1;
+        }
         let node = match picked {
             Some(id) if id == self.me => return Some(local),
             Some(id) => nodes.iter().find(|n| n.info.id == id).cloned(),
@@ -169,7 +277,10 @@ impl Router {
             // Every node is full: this node's engine answers with its own limits.
             return Some(local);
         };
-        match self.forward(&ask, req, &node, Pending::Pipeline).await {
+        match self
+            .forward(&ask, &req, local.clone(), &node, Pending::Pipeline)
+            .await
+        {
             Ok(()) => None,
             Err(e) if pin.is_some() => {
                 let message = format!("{PIN} '{}': the node is unreachable: {e}", node.info.id);
@@ -183,18 +294,38 @@ impl Router {
         }
     }
 
-    /// Sends the request to `node`.
+    /// `nodes` with the pipelines placed on each since the listing counted as endpoints.
+    fn with_placed(&self, nodes: &[NodeRecord]) -> Vec<NodeRecord> {
+        let listings = self.view.listings();
+        let mut placed = lock(&self.placed);
+        if placed.0 != listings {
+            *placed = (listings, HashMap::new());
+        }
+        let mut nodes = nodes.to_vec();
+        for n in &mut nodes {
+            n.stats.endpoints += placed.1.get(&n.info.id).copied().unwrap_or(0);
+        }
+        nodes
+    }
+
+    /// Sends the request `req`, as `text`, to `node`.
     async fn forward(
         &self,
         ask: &Ask<'_>,
-        req: Map<String, Value>,
+        req: &Map<String, Value>,
+        text: String,
         node: &NodeRecord,
         pending: Pending,
     ) -> Result<(), String> {
         let link = self.links.get(node).await?;
-        let id = req.get("id").cloned();
-        let text = Value::Object(req).to_string();
-        link.send(ask.conn, ask.peer, ask.out, id.as_ref(), pending, text)
+        if let Some(s) = req
+            .get("params")
+            .and_then(|p| p.get("sessionId"))
+            .and_then(Value::as_str)
+        {
+            self.known.session_on(s, &link.owner());
+        }
+        link.send(ask.conn, ask.peer, ask.client, req.get("id"), pending, text)
     }
 
     fn gone(
@@ -211,10 +342,6 @@ impl Router {
     }
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Answers `ask` with an error (a request without an id gets nothing).
 fn answer(ask: &Ask<'_>, why: &str, code: ErrorCode, message: String) {
     let id = serde_json::from_str::<Value>(ask.text)
@@ -222,8 +349,18 @@ fn answer(ask: &Ask<'_>, why: &str, code: ErrorCode, message: String) {
         .and_then(|v| v.get("id").cloned());
     tracing::debug!(conn = ask.conn, "link: answered here: {why}");
     if id.is_some() {
-        let _ = ask.out.try_send(error_text(id, code, message));
+        ask.client.send(ask.conn, error_text(id, code, message));
     }
+}
+
+/// The session a `connect`, `keepAlive` or `ping` names.
+fn names_session(req: &Map<String, Value>) -> Option<String> {
+    let m = req.get("method")?.as_str()?;
+    if !matches!(m, "connect" | "keepAlive" | "ping") {
+        return None;
+    }
+    let s = req.get("params")?.get("sessionId")?.as_str()?;
+    Some(s.to_string())
 }
 
 /// The object a request names (`params.object`).
@@ -242,12 +379,11 @@ fn target(req: &Map<String, Value>) -> Option<Target> {
     let params = req.get("params")?;
     match req.get("method")?.as_str()? {
         "create" if params.get("type")?.as_str()? == "MediaPipeline" => {
-            let pin = params
-                .get("constructorParams")
-                .and_then(|c| c.get(PIN))
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            Some(Target::Place(pin))
+            match params.get("constructorParams").and_then(|c| c.get(PIN)) {
+                None => Some(Target::Place(None)),
+                Some(Value::String(n)) => Some(Target::Place(Some(n.clone()))),
+                Some(_) => Some(Target::BadPin),
+            }
         }
         // By the object a constructor parameter names: `mediaPipeline`, or another object
         // of a pipeline (HubPort's `hub`).
@@ -262,6 +398,21 @@ fn target(req: &Map<String, Value>) -> Option<Target> {
         }
         "invoke" | "subscribe" | "unsubscribe" | "release" | "describe" => {
             pipeline_of(params.get("object")?.as_str()?).map(Target::Pipeline)
+        }
+        // A transaction whose operations name objects of one pipeline goes to its node
+        // (`newref:` ids name objects of the same transaction); any other is this node's.
+        "transaction" => {
+            let mut one: Option<String> = None;
+            for op in params.get("operations")?.as_array()? {
+                match op.as_object().and_then(target) {
+                    Some(Target::Pipeline(p)) if one.as_ref().is_none_or(|q| *q == p) => {
+                        one = Some(p);
+                    }
+                    Some(_) => return None,
+                    None => {}
+                }
+            }
+            one.map(Target::Pipeline)
         }
         _ => None,
     }
@@ -320,6 +471,15 @@ mod tests {
         let r = req(serde_json::json!({"method": "create", "params": {
             "type": "WebRtcEndpoint", "constructorParams": {"mediaPipeline": p}}}));
         assert!(matches!(target(&r), Some(Target::Pipeline(x)) if x == p));
+        // A transaction about one pipeline's objects (and those it makes).
+        let r = req(
+            serde_json::json!({"method": "transaction", "params": {"operations": [
+                {"id": 0, "method": "create", "params": {"type": "PassThrough", "constructorParams": {"mediaPipeline": p}}},
+                {"id": 1, "method": "invoke", "params": {"object": "newref:0", "operation": "connect", "operationParams": {"sink": el}}},
+                {"id": 2, "method": "invoke", "params": {"object": el, "operation": "getName"}},
+            ]}}),
+        );
+        assert!(matches!(target(&r), Some(Target::Pipeline(x)) if x == p));
         // HubPort's constructor names its hub, not the pipeline.
         let hub = format!("{p}/77aa_kurento.Composite");
         let r = req(serde_json::json!({"method": "create", "params": {
@@ -336,15 +496,49 @@ mod tests {
         assert_eq!(r["params"]["constructorParams"], serde_json::json!({}));
         let r = req(serde_json::json!({"method": "create", "params": {"type": "MediaPipeline"}}));
         assert!(matches!(target(&r), Some(Target::Place(None))));
+        for pin in [
+            serde_json::json!(7),
+            serde_json::json!(null),
+            serde_json::json!(["b"]),
+        ] {
+            let r = req(serde_json::json!({"method": "create", "params": {
+                "type": "MediaPipeline", "constructorParams": {"fluoNode": pin}}}));
+            assert!(matches!(target(&r), Some(Target::BadPin)), "{pin}");
+        }
         // The ServerManager, pings, transactions, odd ids: this node's engine.
         for r in [
             serde_json::json!({"method": "invoke", "params": {"object": "manager_ServerManager"}}),
             serde_json::json!({"method": "ping", "params": {}}),
+            serde_json::json!({"method": "connect", "params": {"sessionId": "s"}}),
             serde_json::json!({"method": "transaction", "params": {"operations": []}}),
+            // Operations on two pipelines, or making a pipeline: this node's.
+            serde_json::json!({"method": "transaction", "params": {"operations": [
+                {"method": "invoke", "params": {"object": el}},
+                {"method": "invoke", "params": {"object": "1_kurento.MediaPipeline/2_kurento.PassThrough"}},
+            ]}}),
+            serde_json::json!({"method": "transaction", "params": {"operations": [
+                {"method": "create", "params": {"type": "MediaPipeline"}},
+            ]}}),
             serde_json::json!({"method": "invoke", "params": {"object": 7}}),
             serde_json::json!({"method": "invoke"}),
         ] {
             assert!(target(&req(r.clone())).is_none(), "{r}");
+        }
+    }
+
+    #[test]
+    fn connect_keep_alive_and_ping_naming_a_session_bind_it_on_the_owners() {
+        for m in ["connect", "keepAlive", "ping"] {
+            let r = req(serde_json::json!({"method": m, "params": {"sessionId": "s1"}}));
+            assert_eq!(names_session(&r).as_deref(), Some("s1"), "{m}");
+        }
+        for r in [
+            serde_json::json!({"method": "connect", "params": {}}),
+            serde_json::json!({"method": "ping"}),
+            serde_json::json!({"method": "invoke", "params": {"sessionId": "s1"}}),
+            serde_json::json!({"method": "connect", "params": {"sessionId": 7}}),
+        ] {
+            assert!(names_session(&req(r.clone())).is_none(), "{r}");
         }
     }
 }

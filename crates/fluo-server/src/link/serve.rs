@@ -2,27 +2,54 @@
 //! entry's client connections as connections of their own to the engine.
 
 use super::auth::{self, Challenge, Hello, Proof, Welcome};
-use super::{read_json, write_json, Frame, HANDSHAKE, LINK_QUEUE};
+use super::{read_json, write_frames, write_json, Frame, HANDSHAKE, LINK_QUEUE, SILENCE};
+use crate::cluster::View;
 use crate::config::ClusterSecret;
 use crate::core_loop::{Core, CoreMsg, OUTBOX};
+use fluo_cluster::NodeId;
 use fluo_core::ConnId;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+
+/// Who answers on the link: this node (its id, and its boot as registered) and the
+/// cluster's secret.
+#[derive(Clone)]
+pub(crate) struct Owner {
+    pub me: NodeId,
+    pub view: Arc<View>,
+    pub secret: Arc<ClusterSecret>,
+}
+
+/// Connections to the link's port that have not authenticated yet, at most (more are
+/// closed at once): each may hold a few KiB until it proves it knows the secret.
+const HANDSHAKES: usize = 64;
+
+/// The same, from one address.
+const HANDSHAKES_PER_ADDRESS: usize = 8;
+
+/// The largest message before the handshake is done (a hello is about 200 bytes).
+const HANDSHAKE_FRAME: usize = 4 << 10;
 
 /// Serves the link on `listener` until `shutdown` turns `true`.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
-    secret: Arc<ClusterSecret>,
+    owner: Owner,
     core: Core,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let admission = Admission::default();
     loop {
         tokio::select! {
             r = listener.accept() => {
@@ -34,31 +61,158 @@ pub(crate) async fn accept_loop(
                         continue;
                     }
                 };
+                let Some(ticket) = admission.admit(addr.ip()) else {
+                    refused(addr, "too many connections are authenticating");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                let (secret, core, shutdown) = (secret.clone(), core.clone(), shutdown.clone());
-                tokio::spawn(serve(stream, addr, secret, core, shutdown));
+                let (owner, core, shutdown) = (owner.clone(), core.clone(), shutdown.clone());
+                tokio::spawn(serve(stream, addr, ticket, owner, core, shutdown));
             }
             _ = shutdown.changed() => return,
         }
     }
 }
 
+/// The connections authenticating now, in all and by address.
+#[derive(Default, Clone)]
+struct Admission {
+    open: Arc<std::sync::Mutex<(usize, HashMap<IpAddr, usize>)>>,
+}
+
+/// One connection counted by [`Admission`] until it is dropped.
+struct Ticket {
+    open: Arc<std::sync::Mutex<(usize, HashMap<IpAddr, usize>)>>,
+    ip: IpAddr,
+}
+
+impl Admission {
+    fn admit(&self, ip: IpAddr) -> Option<Ticket> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let here = open.1.get(&ip).copied().unwrap_or(0);
+        if open.0 >= HANDSHAKES || here >= HANDSHAKES_PER_ADDRESS {
+            return None;
+        }
+        open.0 += 1;
+        open.1.insert(ip, here + 1);
+        Some(Ticket {
+            open: self.open.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.0 = open.0.saturating_sub(1);
+        if let Some(n) = open.1.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.1.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Logs a refused connection, at most once a second (with how many were refused since),
+/// so that a scanner cannot flood the log.
+fn refused(addr: SocketAddr, why: &str) {
+    static LAST: std::sync::Mutex<Option<(Instant, u64)>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    match &mut *last {
+        Some((at, n)) if at.elapsed() < std::time::Duration::from_secs(1) => *n += 1,
+        _ => {
+            let since = last.map_or(0, |(_, n)| n);
+            tracing::warn!(%addr, refused_since = since, "link: refused a connection: {why}");
+            *last = Some((Instant::now(), 0));
+        }
+    }
+}
+
+/// The TCP stream of a link, handed from the handshake's WebSocket (small messages only)
+/// to the authenticated one.
+struct Handover(Option<TcpStream>);
+
+impl Handover {
+    fn stream(&mut self) -> std::io::Result<&mut TcpStream> {
+        self.0
+            .as_mut()
+            .ok_or_else(|| std::io::ErrorKind::NotConnected.into())
+    }
+}
+
+impl AsyncRead for Handover {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(s) => Pin::new(s).poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl AsyncWrite for Handover {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut().stream() {
+            Ok(s) => Pin::new(s).poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(s) => Pin::new(s).poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(s) => Pin::new(s).poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// The handshake on `stream` with small messages only; the authenticated link's WebSocket
+/// (full-size messages) and the entry's node id. The entry sends nothing between its proof
+/// and the owner's welcome, so no byte of the link is left in the handshake's buffers.
+async fn handshake(
+    stream: TcpStream,
+    owner: &Owner,
+) -> Option<(WebSocketStream<TcpStream>, String)> {
+    let small = super::ws_config()
+        .max_message_size(Some(HANDSHAKE_FRAME))
+        .max_frame_size(Some(HANDSHAKE_FRAME));
+    let mut ws = tokio_tungstenite::accept_async_with_config(Handover(Some(stream)), Some(small))
+        .await
+        .ok()?;
+    let node = authenticate(&mut ws, owner).await?;
+    let tcp = ws.get_mut().0.take()?;
+    let ws = WebSocketStream::from_raw_socket(tcp, Role::Server, Some(super::ws_config())).await;
+    Some((ws, node))
+}
+
 async fn serve(
     stream: TcpStream,
     addr: SocketAddr,
-    secret: Arc<ClusterSecret>,
+    ticket: Ticket,
+    owner: Owner,
     core: Core,
     shutdown: watch::Receiver<bool>,
 ) {
-    let handshake = async {
-        let mut ws = tokio_tungstenite::accept_async_with_config(stream, Some(super::ws_config()))
-            .await
-            .ok()?;
-        let node = authenticate(&mut ws, &secret.0).await?;
-        Some((ws, node))
-    };
-    let Ok(Some((ws, node))) = tokio::time::timeout(HANDSHAKE, handshake).await else {
-        tracing::warn!(%addr, "link: refused a connection that did not prove it knows the cluster secret");
+    let done = tokio::time::timeout(HANDSHAKE, handshake(stream, &owner)).await;
+    drop(ticket);
+    let Ok(Some((ws, node))) = done else {
+        refused(addr, "it did not prove it knows the cluster secret");
         return;
     };
     tracing::info!(%addr, %node, "link: a node connected");
@@ -75,31 +229,39 @@ async fn serve(
 
 /// The owner's half of the handshake ([`auth`]): the entry's node id once it proved it
 /// knows the secret; `None` (and nothing sent) for anything that does not start with a
-/// hello.
-async fn authenticate<S>(ws: &mut WebSocketStream<S>, secret: &[u8]) -> Option<String>
+/// hello meant for this node in its current boot.
+async fn authenticate<S>(ws: &mut WebSocketStream<S>, owner: &Owner) -> Option<String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let hello: Hello = read_json(ws).await?;
+    let boot = owner.view.boot()?;
     if hello.hello != auth::PROTOCOL
         || !auth::is_nonce(&hello.nonce)
-        || fluo_cluster::NodeId::new(hello.node.as_str()).is_err()
+        || NodeId::new(hello.node.as_str()).is_err()
+        || hello.to != owner.me.as_str()
+        || hello.boot != boot
     {
         return None;
     }
+    let to = auth::Target {
+        id: owner.me.as_str(),
+        boot,
+    };
+    let secret = &owner.secret.0;
     let ns = auth::nonce();
     if ns.is_empty() {
         return None;
     }
     let challenge = Challenge {
-        mac: auth::owner_mac(secret, &hello.nonce, &ns),
+        mac: auth::owner_mac(secret, &hello.nonce, &ns, &to),
         nonce: ns.clone(),
     };
     if !write_json(ws, &challenge).await {
         return None;
     }
     let proof: Proof = read_json(ws).await?;
-    let expected = auth::entry_mac(secret, &ns, &hello.nonce, &hello.node);
+    let expected = auth::entry_mac(secret, &ns, &hello.nonce, &hello.node, &to);
     if !auth::verify(&expected, &proof.mac) {
         return None;
     }
@@ -108,23 +270,13 @@ where
         .then_some(hello.node)
 }
 
-/// Sends the frames queued for the entry.
-async fn write_frames<S>(mut sink: S, mut rx: mpsc::Receiver<Frame>)
-where
-    S: futures_util::Sink<Message> + Unpin,
-{
-    while let Some(f) = rx.recv().await {
-        let Ok(text) = serde_json::to_string(&f) else {
-            continue;
-        };
-        if sink.send(Message::text(text)).await.is_err() {
-            break;
-        }
-    }
-}
+/// A mirror that ended: the entry's connection and the engine connection it had.
+type Ended = (u64, ConnId);
 
-/// Hands the entry's frames to the engine until the link ends; returns the mirror
-/// connections still open (entry connection -> engine connection).
+/// Hands the entry's frames to the engine until the link ends (or stays silent for
+/// [`SILENCE`]: the entry pings every second); returns the mirror connections still open
+/// (entry connection -> engine connection). A mirror the engine ended (a client that does
+/// not read) is closed in the engine, and the entry is told to close its client.
 async fn relay<S>(
     mut source: S,
     tx: mpsc::Sender<Frame>,
@@ -135,11 +287,29 @@ where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     let mut mirrors: HashMap<u64, ConnId> = HashMap::new();
+    let (ended_tx, mut ended) = mpsc::unbounded_channel::<Ended>();
+    let mut heard = tokio::time::Instant::now();
     loop {
         let m = tokio::select! {
             m = source.next() => m,
+            Some((conn, local)) = ended.recv() => {
+                if mirrors.get(&conn) == Some(&local) {
+                    mirrors.remove(&conn);
+                    let _ = core.tx.send(CoreMsg::Closed { conn: local }).await;
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(Frame::Close { conn }).await;
+                    });
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(heard + SILENCE) => {
+                tracing::warn!("link: nothing received from the entry for {} s", SILENCE.as_secs());
+                break;
+            }
             _ = shutdown.changed() => break,
         };
+        heard = tokio::time::Instant::now();
         let text = match m {
             Some(Ok(Message::Text(t))) => t,
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
@@ -159,7 +329,7 @@ where
                 }
                 let local = crate::ws::NEXT_CONN.fetch_add(1, Ordering::Relaxed);
                 mirrors.insert(conn, local);
-                let (outbox, kill) = mirror(conn, tx.clone());
+                let (outbox, kill) = mirror(conn, local, tx.clone(), ended_tx.clone());
                 CoreMsg::Opened {
                     conn: local,
                     peer,
@@ -184,10 +354,12 @@ where
 }
 
 /// A mirror connection's outbox: what the engine sends it goes to the entry, tagged with
-/// the entry's connection `conn`.
+/// the entry's connection `conn`; its end is reported on `ended`.
 fn mirror(
     conn: u64,
+    local: ConnId,
     link: mpsc::Sender<Frame>,
+    ended: mpsc::UnboundedSender<Ended>,
 ) -> (mpsc::Sender<String>, tokio::sync::oneshot::Sender<()>) {
     let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTBOX);
     let (kill_tx, mut kill_rx) = tokio::sync::oneshot::channel::<()>();
@@ -214,6 +386,7 @@ fn mirror(
                 }
             }
         }
+        let _ = ended.send((conn, local));
     });
     (out_tx, kill_tx)
 }
