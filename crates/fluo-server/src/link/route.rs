@@ -134,14 +134,18 @@ impl Router {
         let method = if ping { "ping" } else { "connect" };
         let mut relayed = id.is_none() || ping;
         let mut answered = false;
+        // An owner that may still hold the session's objects but cannot be reached now.
+        let mut unreachable = false;
         for o in owners {
             let Some(node) = self.view.record(&o.node, o.boot) else {
+                unreachable |= !self.restarted(&o);
                 continue;
             };
             let link = match self.links.get(&node).await {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::debug!(node = %o.node, "link: session not bound again there: {e}");
+                    unreachable = true;
                     continue;
                 }
             };
@@ -164,13 +168,32 @@ impl Router {
                     text,
                 )
             };
-            if sent.is_ok() && !relayed {
-                relayed = true;
-                answered = true;
+            match sent {
+                Ok(()) if !relayed => {
+                    relayed = true;
+                    answered = true;
+                }
+                Ok(()) => {}
+                Err(_) => unreachable = true,
             }
         }
-        if !answered {
+        let retry = !answered && unreachable && id.is_some() && !ping;
+        if !answered && !retry {
+            // Every owner is gone (or none was asked): this node's engine answers, 40007
+            // when it does not know the session, as a KMS whose session is gone.
             return Some(ask.text.to_string());
+        }
+        if retry {
+            // Not 40007: kurento-client would drop every object proxy, though the owner
+            // may come back with the objects alive. 40004 is "try again"; the client's
+            // next request (with sessionId) binds the session on the owner.
+            let message = "the nodes holding this session cannot be reached now; try again";
+            answer(
+                ask,
+                "owners unreachable",
+                ErrorCode::ConnectError,
+                message.into(),
+            );
         }
         // This node's engine binds the session too when it knows it, without answering.
         let mut local = req;
@@ -326,6 +349,15 @@ impl Router {
             self.known.session_on(s, &link.owner());
         }
         link.send(ask.conn, ask.peer, ask.client, req.get("id"), pending, text)
+    }
+
+    /// Whether `o`'s node is listed again in another boot (it restarted: its objects are
+    /// gone).
+    fn restarted(&self, o: &fluo_cluster::Owner) -> bool {
+        let nodes = self.view.nodes().unwrap_or_else(|| self.view.last_listed());
+        nodes
+            .iter()
+            .any(|n| n.info.id == o.node && n.boot != o.boot)
     }
 
     fn gone(
