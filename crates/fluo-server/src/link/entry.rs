@@ -7,6 +7,7 @@
 //! replay caches.
 
 use super::auth::{self, Challenge, Hello, Proof, Welcome};
+use super::sessions::Sessions;
 use super::{read_json, write_json, Frame, CONNECT, LINK_QUEUE, PATH, RETRY_AFTER, SILENCE};
 use crate::config::ClusterSecret;
 use fluo_api::jsonrpc::Response as RpcResponse;
@@ -35,8 +36,7 @@ pub(crate) enum Pending {
     Swallow,
 }
 
-/// The most pipelines whose owner, and sessions whose owners, are remembered (then the
-/// memory starts again).
+/// The most pipelines whose owner is remembered (then the memory starts again).
 const REMEMBERED: usize = 100_000;
 
 /// What the entry learnt from its links: where each pipeline it forwarded to is owned
@@ -45,7 +45,7 @@ const REMEMBERED: usize = 100_000;
 #[derive(Default)]
 pub(crate) struct Known {
     owners: Mutex<HashMap<String, Owner>>,
-    sessions: Mutex<HashMap<String, Vec<Owner>>>,
+    sessions: Mutex<Sessions>,
 }
 
 impl Known {
@@ -65,23 +65,14 @@ impl Known {
         lock(&self.owners).remove(p);
     }
 
-    /// Session `s` has objects on (or was answered by) `o`.
+    /// Session `s` was answered by `o` (only the owners' answers are trusted for this).
     pub(crate) fn session_on(&self, s: &str, o: &Owner) {
-        let mut sessions = lock(&self.sessions);
-        if let Some(v) = sessions.get(s) {
-            if v.contains(o) {
-                return;
-            }
-        }
-        if sessions.len() >= REMEMBERED {
-            sessions.clear();
-        }
-        sessions.entry(s.to_string()).or_default().push(o.clone());
+        lock(&self.sessions).on(s, o);
     }
 
-    /// The owners session `s` was forwarded to.
+    /// The owners that answered for session `s`.
     pub(crate) fn session_owners(&self, s: &str) -> Vec<Owner> {
-        lock(&self.sessions).get(s).cloned().unwrap_or_default()
+        lock(&self.sessions).owners(s)
     }
 }
 

@@ -18,6 +18,7 @@ mod auth;
 pub(crate) mod entry;
 pub(crate) mod route;
 mod serve;
+mod sessions;
 
 pub(crate) use route::Router;
 pub(crate) use serve::{accept_loop, Owner};

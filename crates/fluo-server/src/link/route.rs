@@ -340,14 +340,9 @@ impl Router {
         node: &NodeRecord,
         pending: Pending,
     ) -> Result<(), String> {
+        // The session is recorded from the owner's answer (entry.rs learn()), not from the
+        // sessionId the client sends.
         let link = self.links.get(node).await?;
-        if let Some(s) = req
-            .get("params")
-            .and_then(|p| p.get("sessionId"))
-            .and_then(Value::as_str)
-        {
-            self.known.session_on(s, &link.owner());
-        }
         link.send(ask.conn, ask.peer, ask.client, req.get("id"), pending, text)
     }
 
