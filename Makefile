@@ -57,9 +57,12 @@ wasm-modules:
 # Unit and integration tests, including the property-based fuzzing of the request parser and
 # dispatch (FLUO_FUZZ_CASES sets its case count). The Rust SDK's examples
 # (crates/fluo-client/tests/live_examples.rs) run here against target/debug/fluo, which
-# `cargo test --workspace` builds before it runs any test.
+# `cargo test --workspace --no-run` builds before any test runs. scripts/test-lanes.py runs
+# TEST_JOBS test binaries at once (default 3; TEST_JOBS=1 is `cargo test --workspace`'s
+# order): most of their time is waiting, and the tests with real-time video figures still run
+# one at a time across binaries (fluo_testkit::live::serial, a lock across processes).
 unit: wasm-modules
-	$(TMP_CHECK) unit $(CARGO) test --workspace
+	$(TMP_CHECK) unit scripts/test-lanes.py
 	$(TMP_CHECK) unit-test-elements $(CARGO) test -p fluo-server --features test-elements --test filter_probe --test modules
 
 # Node compatibility suite (official kurento-client 7.3.0) against the debug server.
