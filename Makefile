@@ -42,6 +42,7 @@ layout:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p fluo-server --features test-elements --all-targets -- -D warnings
+	$(CARGO) clippy -p fluo-testkit --no-default-features --all-targets -- -D warnings
 
 # The test suites below run with TMPDIR set to a fresh target/test-tmp/NAME and fail, naming
 # them, when they leave a file or folder there (scripts/tmp-check.sh).

@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::core_loop::{Core, CoreMsg, OUTBOX};
 use fluo_api::jsonrpc::{Incoming, Response as RpcResponse};
 use fluo_api::{ErrorCode, KurentoError};
+use fluo_core::http::request::{constant_time_eq, percent_decode};
 use fluo_core::AddrKey;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -318,38 +319,6 @@ fn authorized(req: &Request, token: &str) -> bool {
         .into_iter()
         .flatten()
         .any(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
-}
-
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-pub(crate) fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match (b[i], b.get(i + 1..i + 3)) {
-            (b'%', Some(hex)) => match std::str::from_utf8(hex)
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                Some(v) => {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-                None => out.push(b'%'),
-            },
-            (b'+', _) => out.push(b' '),
-            (c, _) => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Hands one frame's text to the core (or answers at once when it is too big). `false` when
