@@ -412,6 +412,9 @@ mod tests {
         let refused = |wire: &[u8]| Head::parse(wire).unwrap_err().status;
         let endless = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; MAX_HEAD]].concat();
         assert_eq!(refused(&endless), 431);
+        // A head that ends in the same read but is longer than the limit is refused too.
+        let ended = [endless.as_slice(), b"\r\n\r\n"].concat();
+        assert_eq!(refused(&ended), 431);
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: 1\r\n")).collect();
         let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
         assert_eq!(refused(many.as_bytes()), 431);
