@@ -310,7 +310,8 @@ impl Body {
 /// connection, read as the listener reads them: the head parsed after each read of
 /// [`HEAD_READ`] bytes, its token and framing checked, the body decoded to its end or its
 /// error, arriving in pieces of `data[0]` bytes (at least one). It must never panic, nor
-/// loop without taking input.
+/// loop without taking input. Public as `fluo_core::fuzzing::http_request`.
+#[doc(hidden)]
 pub fn fuzz_request(data: &[u8]) {
     let Some((piece, conn)) = data.split_first() else {
         return;
