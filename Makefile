@@ -78,9 +78,9 @@ compat: wasm-modules
 	$(TMP_CHECK) compat tests/compat/run.sh
 
 # Browser end-to-end suite (headless Chromium + web/ demo app) against the debug server.
-# E2E_JOBS test files run at once (default 1; each file has its own server, web app and
-# Chromium, but two at once were not yet green three times in a row: README.md, "How long
-# make test takes").
+# E2E_JOBS test files run at once (default 2; each file has its own server, web app and
+# Chromium); the files marked `// e2e: alone` (timing comparisons) run after them, one at a
+# time (README.md, "How long make test takes").
 e2e:
 	$(CARGO) build -p fluo-server
 	$(TMP_CHECK) e2e tests/e2e/run.sh
