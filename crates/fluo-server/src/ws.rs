@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::core_loop::{Core, CoreMsg, OUTBOX};
 use fluo_api::jsonrpc::{Incoming, Response as RpcResponse};
 use fluo_api::{ErrorCode, KurentoError};
-use fluo_core::http::request::{constant_time_eq, percent_decode};
+use fluo_core::http::request::carries_token;
 use fluo_core::AddrKey;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -357,21 +357,9 @@ where
 /// Whether the upgrade request carries the token, in the Authorization header or the
 /// `access_token` query parameter. Compared in constant time.
 fn authorized(req: &Request, token: &str) -> bool {
-    let header = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let query = req.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("access_token="))
-            .map(percent_decode)
-    });
-    [header.map(str::to_string), query]
-        .into_iter()
-        .flatten()
-        .any(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+    let header = req.headers().get("authorization");
+    let query = req.uri().query().unwrap_or("");
+    carries_token(header.and_then(|v| v.to_str().ok()), query, token)
 }
 
 /// Hands one frame's text to the core (or answers at once when it is too big). `false` when

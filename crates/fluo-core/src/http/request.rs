@@ -90,12 +90,17 @@ impl Head {
 /// Whether the request carries `token` (`Authorization: Bearer` or `?access_token=`),
 /// compared in constant time.
 pub fn authorized(head: &Head, token: &str) -> bool {
-    let header = head
-        .header("authorization")
+    carries_token(head.header("authorization"), &head.query, token)
+}
+
+/// Whether a request whose `Authorization` header and query string are these carries `token`
+/// (`Bearer <token>`, or `access_token=<token>` percent-decoded), compared in constant time:
+/// the one rule of the HTTP listener and the WebSocket upgrade.
+pub fn carries_token(authorization: Option<&str>, query: &str, token: &str) -> bool {
+    let header = authorization
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|v| v.trim().to_string());
-    let query = head
-        .query
+    let query = query
         .split('&')
         .find_map(|kv| kv.strip_prefix("access_token=").map(percent_decode));
     [header, query]
