@@ -2,7 +2,10 @@
 # Coverage-guided fuzzing with cargo-fuzz (libFuzzer) of what peers and clients control:
 # Kurento Protocol frames (jsonrpc), WebRTC SDP offers and answers (sdp), RTP/RTCP/STUN/DTLS
 # datagrams into the media core (rtp_rtcp), element URIs and plain-RTP SDP (uri_sdp_plain),
-# SRTP/SRTCP and the viewer's RTCP into the egress fast path (egress_rtcp).
+# SRTP/SRTCP and the viewer's RTCP into the egress fast path (egress_rtcp), the HTTP
+# listener's request parsing (http_request). The fuzz crate links the crates its targets call
+# (fluo-core, fluo-sfu, fluo-gst, fluo-egress, fluo-testkit without its `live` feature), not
+# fluo-server: see fuzz/Cargo.toml.
 #
 #   scripts/fuzz.sh SECS [TARGET...]   run each target (all by default) for SECS seconds
 #

@@ -293,7 +293,7 @@ impl Engine {
         });
         if let (Some(s), true) = (&session, self.config.replay_enabled) {
             let expires = self.now.mono + self.config.replay_ttl;
-            self.replay.put(s, &key_of(&id), outcome.clone(), expires);
+            self.replay.put(s, &key_of(&id), &outcome, expires);
         }
         let resp = Response {
             id: Some(id),
@@ -429,7 +429,7 @@ impl Engine {
                         self.replay.put(
                             s,
                             &key_of(i),
-                            outcome.clone(),
+                            &outcome,
                             self.now.mono + self.config.replay_ttl,
                         );
                     }

@@ -1,7 +1,10 @@
 //! Fluo's own HTTP listener as the elements see it: one table of routes, a path per
-//! element, each route of a feature (the uploads of HttpPostEndpoint, WHIP and WHEP endpoints). The listener (fluo-server) parses requests and looks their path up
-//! here; an element registers its path at create and removes it at release. IO-free: the
-//! listener drives an upload through callbacks.
+//! element, each route of a feature (the uploads of HttpPostEndpoint, WHIP and WHEP
+//! endpoints). The listener (fluo-server) reads requests, parses them with [`request`] and
+//! looks their path up here; an element registers its path at create and removes it at
+//! release. IO-free: the listener drives an upload through callbacks.
+
+pub mod request;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

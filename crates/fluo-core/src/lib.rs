@@ -47,3 +47,8 @@ pub use ops::{method_label, EngineReading};
 pub use output::{OutputProps, SettingsSink, DEFAULT_ENCODER_BITRATE};
 pub use stats::{Latencies, StatsQuery};
 pub use view::{ConnectionView, ElementDetail, ElementView, EngineView, PipelineView, ViewLimits};
+
+/// Entry points for the fuzzer (fuzz/): what the HTTP listener does with a connection's bytes.
+pub mod fuzzing {
+    pub use crate::http::request::fuzz_request as http_request;
+}

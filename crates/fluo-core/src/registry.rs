@@ -470,3 +470,94 @@ impl Engine {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Engine, EngineConfig, FixedHost, Now, Output};
+    use serde_json::{json, Value};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    /// One request on `conn`; its `result`.
+    fn ok(e: &mut Engine, now: Now, conn: u64, id: u64, method: &str, params: Value) -> Value {
+        let req = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        e.handle_text(now, conn, &req.to_string());
+        let mut result = None;
+        while let Some(Output::Send { conn: to, text }) = e.poll_output() {
+            let v: Value = serde_json::from_str(&text).expect("JSON");
+            if to == conn && v["id"] == json!(id) {
+                result = Some(v["result"].clone());
+            }
+        }
+        result.unwrap_or_else(|| panic!("{method} answered with a result"))
+    }
+
+    fn text(v: &Value) -> String {
+        v.as_str().expect("a string").to_string()
+    }
+
+    /// Issue 15: a child of a pipeline that many sessions reference is referenced by all of
+    /// them; they must share one copy of its id (and the child one copy of each session id,
+    /// the pipeline's), or a viewer costs a copy per session (12 KiB at the bench's 101).
+    #[test]
+    fn the_sessions_of_a_pipeline_share_one_string_per_id() {
+        let now = Now {
+            mono: Instant::now(),
+            wall_ms: 1_700_000_000_000,
+        };
+        let mut e = Engine::new(EngineConfig::default(), Box::new(FixedHost::default()), now);
+        let manager = json!({"object": "manager_ServerManager"});
+        let mut sessions = vec![];
+        for conn in 1..=3 {
+            e.connection_opened(now, conn, "127.0.0.1".parse().expect("an address"));
+            sessions.push(text(
+                &ok(&mut e, now, conn, 1, "describe", manager.clone())["sessionId"],
+            ));
+        }
+        let created = ok(
+            &mut e,
+            now,
+            1,
+            2,
+            "create",
+            json!({"type": "MediaPipeline", "sessionId": sessions[0]}),
+        );
+        let p = text(&created["value"]);
+        for (conn, s) in [(2, &sessions[1]), (3, &sessions[2])] {
+            ok(
+                &mut e,
+                now,
+                conn,
+                2,
+                "ref",
+                json!({"object": p, "sessionId": s}),
+            );
+        }
+        let params = json!({"type": "PassThrough", "constructorParams": {"mediaPipeline": p}, "sessionId": sessions[0]});
+        let child = text(&ok(&mut e, now, 1, 3, "create", params)["value"]);
+
+        let of = |s: &str| {
+            e.sessions
+                .ref_string(s, &child)
+                .expect("the session holds the child")
+        };
+        for s in &sessions[1..] {
+            assert!(
+                Arc::ptr_eq(of(&sessions[0]), of(s)),
+                "one allocation of the child's id for all sessions"
+            );
+        }
+        let (pipe, ch) = (
+            e.registry.get(&p).expect("pipeline"),
+            e.registry.get(&child).expect("child"),
+        );
+        assert_eq!(ch.sessions.len(), 3);
+        for s in &sessions {
+            let (a, b) = (pipe.sessions.get(s.as_str()), ch.sessions.get(s.as_str()));
+            assert!(
+                Arc::ptr_eq(a.expect("in the pipeline"), b.expect("in the child")),
+                "the child keeps the pipeline's string of session {s}"
+            );
+        }
+    }
+}

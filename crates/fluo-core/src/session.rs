@@ -213,6 +213,12 @@ impl Sessions {
         s.refs.insert(id.clone());
     }
 
+    /// The string `session` keeps for the object `id` it references.
+    #[cfg(test)]
+    pub(crate) fn ref_string(&self, session: &str, id: &str) -> Option<&Arc<str>> {
+        self.sessions.get(session)?.refs.get(id)
+    }
+
     pub fn remove_ref(&mut self, session: &str, id: &str) {
         if let Some(s) = self.sessions.get_mut(session) {
             s.refs.remove(id);

@@ -3,11 +3,15 @@
 //! `/post/<uuid>`). HTTP/1.1, one request per connection, written for hostile clients: the
 //! request head is bounded in size and time, the body is streamed to the element as it comes
 //! (never held whole: the listener stops reading while the element's demuxer has much
-//! queued), its size is bounded, and a client that stops sending is cut off.
+//! queued), its size is bounded, and a client that stops sending is cut off. The parsing
+//! (head, token, framing, body decoding) is `fluo_core::http::request`, IO-free and fuzzed
+//! (fuzz/fuzz_targets/http_request.rs); this module reads the socket, with its timeouts.
 
 mod whip;
 
-use crate::ws::{constant_time_eq, percent_decode, Acceptor};
+use crate::ws::Acceptor;
+pub(crate) use fluo_core::http::request::{authorized, Head};
+use fluo_core::http::request::{framing, too_big, Body, HEAD_READ, READ_SIZE};
 use fluo_core::http::{HttpRefusal, HttpRoutes, Route, Upload, UploadCut, UploadState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,14 +20,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// The largest request head (request line and headers).
-const MAX_HEAD: usize = 16 * 1024;
-/// Most headers in a request.
-const MAX_HEADERS: usize = 64;
 /// How long a client gets to send its request head (and a TLS handshake).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bytes read from the body at a time (and handed to the element in one step at most).
-const READ_SIZE: usize = 64 * 1024;
 /// The listener stops reading a body while the element holds more than this, queued in
 /// front of its demuxer, and reads again below half of it.
 const HIGH_WATER: u64 = 1 << 20;
@@ -89,39 +87,6 @@ pub(crate) async fn accept_loop(
     }
 }
 
-/// How a request's body is framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Length(u64),
-    Chunked,
-}
-
-/// A parsed request head.
-pub(crate) struct Head {
-    pub(crate) method: String,
-    pub(crate) path: String,
-    query: String,
-    headers: Vec<(String, String)>,
-    /// Bytes after the head (the body's start).
-    rest: Vec<u8>,
-}
-
-impl Head {
-    /// The first value of the query parameter `name`, percent-decoded.
-    pub(crate) fn query_param(&self, name: &str) -> Option<String> {
-        (self.query.split('&'))
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            .map(percent_decode)
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// An answer before, or instead of, the body.
 type Answer = (u16, String);
 
@@ -162,10 +127,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     respond(&mut s, status, &text, &extra).await;
 }
 
-/// Reads the request head; `None` when the client closed before sending one.
+/// Reads the request head (parsed by `fluo_core::http::request`); `None` when the client
+/// closed before sending one.
 pub(crate) async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Result<Option<Head>, Answer> {
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
+    let mut buf = Vec::with_capacity(HEAD_READ);
+    let mut chunk = [0u8; HEAD_READ];
     loop {
         let n = s
             .read(&mut chunk)
@@ -175,72 +141,8 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Result<Option<
             return Ok(None);
         }
         buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
-                return Err((431, format!("the request head exceeds {MAX_HEAD} bytes")))
-            }
-            Ok(httparse::Status::Complete(len)) => {
-                let target = req.path.unwrap_or("/");
-                let (path, query) = target.split_once('?').unwrap_or((target, ""));
-                return Ok(Some(Head {
-                    method: req.method.unwrap_or("").to_string(),
-                    path: path.to_string(),
-                    query: query.to_string(),
-                    headers: req
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            let v = String::from_utf8_lossy(h.value).trim().to_string();
-                            (h.name.to_string(), v)
-                        })
-                        .collect(),
-                    rest: buf[len..].to_vec(),
-                }));
-            }
-            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => {}
-            Ok(httparse::Status::Partial) => {
-                return Err((431, format!("the request head exceeds {MAX_HEAD} bytes")))
-            }
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err((431, format!("more than {MAX_HEADERS} headers")))
-            }
-            Err(e) => return Err((400, format!("malformed request: {e}"))),
-        }
-    }
-}
-
-/// For the fuzzer (`fuzz/fuzz_targets/http_request.rs`): `data[1..]` as the bytes of one
-/// connection, read as the listener reads them: the head parsed, its token and framing
-/// checked, the body decoded to its end or its error, arriving in pieces of `data[0]` bytes
-/// (at least one). It must never panic, nor loop without taking input.
-pub fn fuzz_request(data: &[u8]) {
-    use futures_util::FutureExt;
-    let Some((piece, mut rest)) = data.split_first() else {
-        return;
-    };
-    let piece = usize::from(*piece).max(1);
-    // A byte slice reads at once: the future is ready on its first poll.
-    let Some(Ok(Some(head))) = read_head(&mut rest).now_or_never() else {
-        return;
-    };
-    let _ = authorized(&head, "token");
-    let Ok(framing) = framing(&head, 1 << 20) else {
-        return;
-    };
-    let mut body = Body::new(framing, head.rest.clone());
-    let mut out = Vec::new();
-    loop {
-        match body.decode(&mut out) {
-            Ok(true) | Err(_) => return,
-            Ok(false) if !out.is_empty() => out.clear(),
-            Ok(false) if rest.is_empty() => return,
-            Ok(false) => {
-                let n = piece.min(rest.len());
-                body.input(&rest[..n]);
-                rest = &rest[n..];
-            }
+        if let Some(head) = Head::parse(&buf).map_err(refused)? {
+            return Ok(Some(head));
         }
     }
 }
@@ -278,53 +180,6 @@ fn refusal_headers(status: u16, allow: &'static str) -> Vec<(&'static str, &'sta
     extra
 }
 
-/// Whether the request carries the token (`Authorization: Bearer` or `?access_token=`).
-pub(crate) fn authorized(head: &Head, token: &str) -> bool {
-    let header = head
-        .header("authorization")
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|v| v.trim().to_string());
-    let query = head
-        .query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("access_token=").map(percent_decode));
-    [header, query]
-        .into_iter()
-        .flatten()
-        .any(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
-}
-
-/// The body's framing, or the answer to a request without a usable one.
-fn framing(head: &Head, max: u64) -> Result<Framing, Answer> {
-    let te = head.header("transfer-encoding");
-    let cl = head.header("content-length");
-    match (te, cl) {
-        (Some(_), Some(_)) => Err((
-            400,
-            "both Transfer-Encoding and Content-Length are given".into(),
-        )),
-        (Some(t), None) if t.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
-        (Some(t), None) => Err((501, format!("Transfer-Encoding '{t}' is not supported"))),
-        (None, Some(l)) => {
-            let n: u64 = l
-                .parse()
-                .map_err(|_| (400, format!("Content-Length '{l}' is not a number")))?;
-            if n > max {
-                return Err((413, too_big(max)));
-            }
-            Ok(Framing::Length(n))
-        }
-        (None, None) => Err((
-            411,
-            "the body needs a Content-Length or chunked Transfer-Encoding".into(),
-        )),
-    }
-}
-
-fn too_big(max: u64) -> String {
-    format!("the body exceeds this server's limit of {max} bytes (--http-max-body)")
-}
-
 async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     head: Head,
@@ -342,7 +197,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         return Err((405, format!("{m} is not allowed here: POST the media")));
     }
     check_token(&head, settings)?;
-    let framing = framing(&head, settings.max_body);
+    let framing = framing(&head, settings.max_body).map_err(refused);
     let mut upload = target.begin().map_err(|r| (r.status, r.text))?;
     let framing = match framing {
         Ok(f) => f,
@@ -541,176 +396,5 @@ fn reason(status: u16) -> &'static str {
         501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "Error",
-    }
-}
-
-/// A body being decoded: its framing's state and the bytes read but not yet decoded.
-struct Body {
-    framing: Framing,
-    pending: Vec<u8>,
-    /// Length: bytes still to come. Chunked: the current chunk's bytes still to come.
-    left: u64,
-    chunk: ChunkState,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    /// Reading a chunk-size line.
-    Size,
-    /// Reading a chunk's data (`left` bytes to come).
-    Data,
-    /// Reading the CRLF after a chunk's data.
-    DataEnd,
-    /// Reading trailer lines after the last chunk.
-    Trailers,
-    /// The body ended.
-    Done,
-}
-
-/// The longest chunk-size or trailer line taken.
-const MAX_LINE: usize = 4096;
-
-impl Body {
-    fn new(framing: Framing, rest: Vec<u8>) -> Body {
-        let left = match framing {
-            Framing::Length(n) => n,
-            Framing::Chunked => 0,
-        };
-        Body {
-            framing,
-            pending: rest,
-            left,
-            chunk: ChunkState::Size,
-        }
-    }
-
-    fn input(&mut self, bytes: &[u8]) {
-        self.pending.extend_from_slice(bytes);
-    }
-
-    /// Moves the decodable body bytes (at most [`READ_SIZE`]) into `out`; whether the body
-    /// ended.
-    fn decode(&mut self, out: &mut Vec<u8>) -> Result<bool, &'static str> {
-        match self.framing {
-            Framing::Length(_) => {
-                let n = (self.left as usize).min(self.pending.len()).min(READ_SIZE);
-                out.extend(self.pending.drain(..n));
-                self.left -= n as u64;
-                Ok(self.left == 0 && out.is_empty())
-            }
-            Framing::Chunked => self.decode_chunked(out),
-        }
-    }
-
-    fn line(&mut self) -> Result<Option<String>, &'static str> {
-        match self.pending.windows(2).position(|w| w == b"\r\n") {
-            Some(i) => {
-                let line = String::from_utf8_lossy(&self.pending[..i]).into_owned();
-                self.pending.drain(..i + 2);
-                Ok(Some(line))
-            }
-            None if self.pending.len() > MAX_LINE => Err("a chunk line is too long"),
-            None => Ok(None),
-        }
-    }
-
-    fn decode_chunked(&mut self, out: &mut Vec<u8>) -> Result<bool, &'static str> {
-        loop {
-            match self.chunk {
-                ChunkState::Size => {
-                    let Some(line) = self.line()? else {
-                        return Ok(false);
-                    };
-                    let hex = line.split(';').next().unwrap_or("").trim();
-                    let size =
-                        u64::from_str_radix(hex, 16).map_err(|_| "a chunk size is malformed")?;
-                    self.left = size;
-                    self.chunk = if size == 0 {
-                        ChunkState::Trailers
-                    } else {
-                        ChunkState::Data
-                    };
-                }
-                ChunkState::Data => {
-                    let room = READ_SIZE.saturating_sub(out.len());
-                    let n = (self.left as usize).min(self.pending.len()).min(room);
-                    out.extend(self.pending.drain(..n));
-                    self.left -= n as u64;
-                    if self.left > 0 {
-                        return Ok(false);
-                    }
-                    self.chunk = ChunkState::DataEnd;
-                }
-                ChunkState::DataEnd => {
-                    if self.pending.len() < 2 {
-                        return Ok(false);
-                    }
-                    if &self.pending[..2] != b"\r\n" {
-                        return Err("a chunk does not end with CRLF");
-                    }
-                    self.pending.drain(..2);
-                    self.chunk = ChunkState::Size;
-                    if out.len() >= READ_SIZE {
-                        return Ok(false);
-                    }
-                }
-                ChunkState::Trailers => {
-                    let Some(line) = self.line()? else {
-                        return Ok(false);
-                    };
-                    if line.is_empty() {
-                        self.chunk = ChunkState::Done;
-                    }
-                }
-                ChunkState::Done => return Ok(out.is_empty()),
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn decode_all(framing: Framing, parts: &[&[u8]]) -> Result<(Vec<u8>, bool), &'static str> {
-        let mut b = Body::new(framing, Vec::new());
-        let mut got = Vec::new();
-        let mut done = false;
-        for p in parts {
-            b.input(p);
-            loop {
-                let mut out = Vec::new();
-                done = b.decode(&mut out)?;
-                if out.is_empty() {
-                    break;
-                }
-                got.extend(out);
-            }
-        }
-        Ok((got, done))
-    }
-
-    #[test]
-    fn chunked_bodies_decode_across_any_split() {
-        let wire = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n";
-        for split in 0..wire.len() {
-            let (a, b) = wire.split_at(split);
-            let (got, done) = decode_all(Framing::Chunked, &[a, b]).unwrap();
-            assert_eq!(got, b"hello, world", "split at {split}");
-            assert!(done, "split at {split}");
-        }
-        let (got, done) = decode_all(Framing::Chunked, &[b"5\r\nhel"]).unwrap();
-        assert_eq!((got.as_slice(), done), (&b"hel"[..], false));
-        assert!(decode_all(Framing::Chunked, &[b"zz\r\n"]).is_err());
-        assert!(decode_all(Framing::Chunked, &[b"2\r\nabXY"]).is_err());
-        assert!(decode_all(Framing::Chunked, &[&[b'1'; 5000][..]]).is_err());
-    }
-
-    #[test]
-    fn length_bodies_stop_at_their_length() {
-        let (got, done) = decode_all(Framing::Length(5), &[b"hel", b"loEXTRA"]).unwrap();
-        assert_eq!((got.as_slice(), done), (&b"hello"[..], true));
-        let (got, done) = decode_all(Framing::Length(5), &[b"hel"]).unwrap();
-        assert_eq!((got.as_slice(), done), (&b"hel"[..], false));
     }
 }

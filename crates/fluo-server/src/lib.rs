@@ -585,8 +585,3 @@ mod tests {
         assert!(text.contains("odd report"), "{text}");
     }
 }
-
-/// Entry points for the fuzzer (fuzz/): what the HTTP listener does with a connection's bytes.
-pub mod fuzzing {
-    pub use crate::http::fuzz_request as http_request;
-}

@@ -107,6 +107,37 @@ async fn binary_and_oversized_frames_get_errors_and_the_socket_stays_usable() {
     s.stop.send(true).unwrap();
 }
 
+/// The read buffer starts at 1 KiB and grows for a larger frame: requests of every size up
+/// to the limit are read whole, on one socket, small ones again after the largest.
+#[tokio::test]
+async fn requests_far_larger_than_the_read_buffer_are_read_whole_up_to_the_limit() {
+    let limit = Config::default().max_message_bytes;
+    let s = start(Config::default()).await;
+    let mut ws = open(s.port, "kurento").await;
+    for (id, size) in [
+        (1, 900),
+        (2, 1025),
+        (3, 5_000),
+        (4, 70_000),
+        (5, limit),
+        (6, 900),
+    ] {
+        let request = |pad: &str| {
+            json!({"jsonrpc":"2.0","id":id,"method":"ping","params":{"pad":pad}}).to_string()
+        };
+        let text = request(&"x".repeat(size - request("").len()));
+        assert_eq!(text.len(), size);
+        ws.send(Message::text(text)).await.unwrap();
+        let r = next_json(&mut ws).await;
+        assert_eq!(r["id"], id, "{r}");
+        assert_eq!(
+            r["result"]["value"], "pong",
+            "a request of {size} bytes: {r}"
+        );
+    }
+    s.stop.send(true).unwrap();
+}
+
 #[tokio::test]
 async fn a_thousand_requests_in_flight_on_one_socket_are_all_answered() {
     let s = start(Config::default()).await;

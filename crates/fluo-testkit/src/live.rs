@@ -18,13 +18,22 @@ pub fn rt() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// Holds the tests of one test binary that encode or decode real video to one at a time, so
-/// that none starves the others of CPU on a small machine (their assertions include
-/// real-time figures): hold the guard for the whole test.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+/// Holds the tests that encode or decode real video to one at a time, so that none starves
+/// the others of CPU on a small machine (their assertions include real-time figures): hold the
+/// guard for the whole test. The lock is across processes (an exclusive `flock` on this
+/// crate's source folder, which exists wherever the tests were built), because make test runs
+/// several test binaries at once (scripts/test-lanes.py); within one process, two threads'
+/// locks exclude each other too (each call opens its own file description). Released when the
+/// guard drops, or when the process dies.
+pub fn serial() -> SerialGuard {
+    let dir = std::fs::File::open(env!("CARGO_MANIFEST_DIR")).expect("fluo-testkit's folder");
+    dir.lock().expect("flock on fluo-testkit's folder");
+    SerialGuard(dir)
 }
+
+/// The lock [`serial`] took, released on drop (closing the file releases the `flock`).
+#[must_use = "the lock is released when the guard drops"]
+pub struct SerialGuard(#[allow(dead_code)] std::fs::File);
 
 /// Starts Fluo on 127.0.0.1:0 with host candidates on `lo`; returns its port.
 pub fn start_server(session_grace: Duration) -> u16 {

@@ -77,6 +77,7 @@ impl Peer {
     }
 
     /// Offers `dir` to a WebRtcEndpoint of `c` (processOffer) and applies its answer.
+    #[cfg(feature = "live")]
     pub async fn negotiate(
         &mut self,
         c: &mut crate::live::Client,
@@ -97,6 +98,7 @@ impl Peer {
 
     /// A publisher (`pub_cfg`) sending to `e_pub` and a viewer (`viewer_cfg`) receiving from
     /// `e_view`, two WebRtcEndpoints of `c`, both negotiated.
+    #[cfg(feature = "live")]
     pub async fn publisher_and_viewer(
         c: &mut crate::live::Client,
         e_pub: &str,

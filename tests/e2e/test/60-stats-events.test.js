@@ -1,4 +1,5 @@
 'use strict';
+// e2e: alone (its assertions compare timings: run with no other file at once)
 // getStats and MediaStateChanged against Chromium, with the official kurento-client: a page
 // sends its fake camera and microphone to a WebRtcEndpoint connected to itself, across a UDP
 // relay that delays every datagram by 50 ms each way (a 100 ms round trip). Fluo's figures

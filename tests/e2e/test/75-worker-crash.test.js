@@ -1,4 +1,5 @@
 'use strict';
+// e2e: alone (its assertions compare timings: run with no other file at once)
 // Crash containment next to a live call (issue 16, docs/workers.md "Tests"): a hello-world
 // WebRTC loopback in Chromium (pipeline A, in the server's process) and, in other pipelines,
 // a PlayerEndpoint with a FluoTestCrash whose job crashes the media worker hosting them:

@@ -1,4 +1,5 @@
 'use strict';
+// e2e: alone (its assertions compare timings: run with no other file at once)
 // magic-mirror: Kurento's Magic Mirror tutorial on Fluo. Chromium's fake camera plays a
 // y4m of the compat suite's synthetic face (tests/compat/test/face.js: a cartoon that
 // OpenCV's frontal-face cascade detects) moving about (160, 150); the WebRtcEndpoint's

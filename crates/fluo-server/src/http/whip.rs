@@ -8,8 +8,8 @@
 //! endpoint makes of the SDP is the engine's answer.
 
 use super::{
-    check_token, expect_continue, framing, refusal_headers, respond, respond_typed, Answer, Body,
-    Head, HttpSettings,
+    check_token, expect_continue, framing, refusal_headers, refused, respond, respond_typed,
+    Answer, Body, Head, HttpSettings,
 };
 use fluo_core::http::{HttpRoutes, Route};
 use fluo_core::whip::{SignalOp, SignalReply, SignalTarget};
@@ -244,7 +244,7 @@ async fn read_all<S: AsyncRead + Unpin>(
     head: &Head,
     settings: &HttpSettings,
 ) -> Result<String, Answer> {
-    let mut body = Body::new(framing(head, MAX_SDP)?, head.rest.clone());
+    let mut body = Body::new(framing(head, MAX_SDP).map_err(refused)?, head.rest.clone());
     let mut got = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
     let mut out = Vec::new();

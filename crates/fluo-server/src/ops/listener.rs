@@ -10,7 +10,8 @@
 
 use super::Ops;
 use crate::http::{authorized, read_head, respond_typed, Head};
-use crate::ws::{percent_decode, Acceptor};
+use crate::ws::Acceptor;
+use fluo_core::http::request::percent_decode;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
