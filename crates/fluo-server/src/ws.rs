@@ -507,7 +507,15 @@ mod tests {
         let (tx, _rx) = mpsc::channel(1);
         let (_stop, shutdown) = watch::channel(false);
         let config = Arc::new(Config::default());
-        let task = connection(stream, peer, Acceptor::Plain, config, Core { tx }, shutdown);
+        let task = connection(
+            stream,
+            peer,
+            Acceptor::Plain,
+            config,
+            Core { tx },
+            None,
+            shutdown,
+        );
         let size = std::mem::size_of_val(&task);
         eprintln!("connection future: {size} bytes");
         // 1288 bytes in a release build (Rust 1.95): the select over the socket, the shutdown
