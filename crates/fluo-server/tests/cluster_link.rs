@@ -5,112 +5,17 @@
 //! once. The Redis is a redis-server of the test's own on a unix socket; without it the
 //! tests are skipped, and fail under CI=true.
 mod common;
+#[path = "cluster_link/support.rs"]
+mod support;
 
-use common::{Client, Server};
+use common::Client;
 use fluo_cluster::testing::RedisServer;
 use fluo_cluster::{Coordinator, Ownership};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use std::path::Path;
 use std::time::{Duration, Instant};
+use support::*;
 use tokio_tungstenite::tungstenite::Message;
-
-const FLUO: &str = env!("CARGO_BIN_EXE_fluo");
-const SECRET: &str = "the test cluster's shared secret";
-
-/// Longer than a node takes to list the nodes again (once a second, after its heartbeat).
-const LISTED: Duration = Duration::from_millis(1300);
-
-/// A browser-like offer: one Opus section, sending.
-const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
-m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:8hhY\r\na=ice-pwd:asd88fgpdd777uzjYhagZg\r\n\
-a=fingerprint:sha-256 D2:FA:0E:C3:22:59:5E:14:95:69:92:3D:13:B4:84:24:2C:C2:A2:C0:3E:FD:34:8E:5E:EA:6F:AF:52:CE:E6:0F\r\n\
-a=setup:actpass\r\na=mid:0\r\na=sendonly\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n";
-
-/// A fluo server (no media workers) on the cluster `url` as `id` with `secret` and `extra`
-/// flags, its files in `dir`; its WebSocket port.
-fn node(dir: &Path, url: &str, id: &str, secret: &str, extra: &[&str]) -> (Server, u16) {
-    let log = dir.join("fluo.log");
-    let mut flags = vec![
-        "--cluster",
-        url,
-        "--node-id",
-        id,
-        "--advertise",
-        "127.0.0.1",
-        "--peer-port",
-        "0",
-    ];
-    flags.extend_from_slice(extra);
-    let env = [("FLUO_CLUSTER_SECRET", secret)];
-    let (child, port) = common::start_server_with_env(FLUO, dir, 0, &flags, &log, &env);
-    (Server(child), port)
-}
-
-/// Waits (5 s at most) until the store lists `ids` (each with its link's port published).
-async fn until_listed(probe: &Coordinator, ids: &[&str]) -> Vec<fluo_cluster::NodeRecord> {
-    let t0 = Instant::now();
-    loop {
-        let nodes = probe.nodes().await.unwrap_or_default();
-        if ids
-            .iter()
-            .all(|id| nodes.iter().any(|n| n.info.id.as_str() == *id))
-        {
-            // The nodes' own lists have them too.
-            tokio::time::sleep(LISTED).await;
-            return nodes;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "not listed: {nodes:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The node that owns `pipeline`, as the store says (5 s at most for its claim).
-async fn owner_of(probe: &Coordinator, pipeline: &str) -> String {
-    let t0 = Instant::now();
-    loop {
-        if let Ok(Ownership::Live(o)) = probe.owner(pipeline).await {
-            return o.node.to_string();
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "{pipeline}: no owner"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// An error's code.
-fn code(e: &Value) -> i64 {
-    e["code"].as_i64().unwrap_or_else(|| panic!("no code: {e}"))
-}
-
-/// The answer to `method` on both clients: the same outcome (results equal but for the
-/// session, or errors with the same code).
-async fn same(a: &mut Client, b: &mut Client, method: &str, params: Value) -> Result<Value, Value> {
-    let (ra, rb) = (
-        a.request(method, params.clone()).await,
-        b.request(method, params.clone()).await,
-    );
-    match (&ra, &rb) {
-        (Ok(x), Ok(y)) => {
-            let strip = |v: &Value| {
-                let mut v = v.clone();
-                if let Some(o) = v.as_object_mut() {
-                    o.remove("sessionId");
-                }
-                v
-            };
-            assert_eq!(strip(x), strip(y), "{method} {params}");
-        }
-        (Err(x), Err(y)) => assert_eq!(code(x), code(y), "{method} {params}: {x} / {y}"),
-        _ => panic!("{method} {params}: through the entry {ra:?}, directly {rb:?}"),
-    }
-    ra
-}
 
 /// p50 and p99 of 200 `getName` requests on `object`, one at a time.
 async fn latencies(c: &mut Client, object: &str) -> [Duration; 2] {
@@ -402,24 +307,6 @@ async fn a_new_pipeline_goes_to_the_node_with_more_room() {
     c.value(&el, "getName").await;
 }
 
-/// Reads frames until the connection ends (within 6 s); the text frames seen.
-async fn drain<S>(ws: &mut S) -> Vec<String>
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    let mut texts = vec![];
-    let t0 = Instant::now();
-    loop {
-        let left = Duration::from_secs(6).saturating_sub(t0.elapsed());
-        match tokio::time::timeout(left, ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => texts.push(t.to_string()),
-            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return texts,
-            Ok(Some(Ok(_))) => {}
-            Err(_) => panic!("the link kept the connection open: {texts:?}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_link_refuses_whoever_lacks_the_secret() {
     let Some(redis) = RedisServer::start("the link's authentication") else {
@@ -542,15 +429,6 @@ async fn a_dead_owner_is_answered_for_at_once() {
     }
 }
 
-/// The session of `c`'s connection, as `describe` of `object` answers it.
-async fn session_of(c: &mut Client, object: &str) -> String {
-    let d = c
-        .request("describe", json!({"object": object}))
-        .await
-        .unwrap();
-    d["sessionId"].as_str().expect("a session").to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_reconnects_to_the_entry_keeps_its_session_on_the_owner() {
     let Some(redis) = RedisServer::start("a session kept through the entry") else {
@@ -618,12 +496,6 @@ async fn a_client_that_reconnects_to_the_entry_keeps_its_session_on_the_owner() 
         "{:?}",
         other.events
     );
-}
-
-/// Sends `sig` to the server.
-fn signal(s: &Server, sig: libc::c_int) {
-    // SAFETY: kill(2) on the test's own child process.
-    assert_eq!(unsafe { libc::kill(s.0.id() as libc::pid_t, sig) }, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
