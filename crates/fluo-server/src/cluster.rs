@@ -12,7 +12,7 @@ use crate::host::ProcHost;
 use crate::Ops;
 use fluo_cluster::{Coordinator, Error, NodeId, NodeInfo, NodeRecord, NodeStats};
 use fluo_core::{Element, Factory, FactoryCx, Host};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -48,6 +48,42 @@ pub(crate) struct View {
     boot: std::sync::atomic::AtomicU64,
     /// How many listings were taken (each tells the nodes' load afresh).
     listings: std::sync::atomic::AtomicU64,
+    /// The nodes (in a boot) a listing no longer showed, and since when.
+    vanished: Mutex<HashMap<NodeId, (u64, Instant)>>,
+    /// Pipelines released through this node (on its engine, or through a link).
+    released: Mutex<Recent>,
+}
+
+/// How long a vanished node is remembered (past that, it counts as missing for long).
+const VANISHED_KEPT: Duration = Duration::from_secs(3600);
+
+/// How many released pipelines are remembered.
+const RELEASED_KEPT: usize = 4096;
+
+/// A bounded set of ids: past its limit, the oldest is forgotten.
+#[derive(Default)]
+struct Recent {
+    set: HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Recent {
+    fn add(&mut self, id: &str, limit: usize) {
+        if self.set.contains(id) {
+            return;
+        }
+        while self.order.len() >= limit.max(1) {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.set.insert(id.to_string());
+        self.order.push_back(id.to_string());
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -91,14 +127,55 @@ impl View {
         self.listings.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Pipeline `p` was released here (its id is never used again).
+    pub(crate) fn released(&self, p: &str) {
+        lock(&self.released).add(p, RELEASED_KEPT);
+    }
+
+    /// Whether pipeline `p` was released here lately.
+    pub(crate) fn was_released(&self, p: &str) -> bool {
+        lock(&self.released).contains(p)
+    }
+
+    /// `None` while `node` in `boot` is listed (or, while the store does not answer, was
+    /// in the last listing); else how long the listings have not shown it (`Duration::MAX`
+    /// when that is not remembered).
+    pub(crate) fn unlisted_for(&self, node: &NodeId, boot: u64) -> Option<Duration> {
+        if self.record(node, boot).is_some() {
+            return None;
+        }
+        match lock(&self.vanished).get(node) {
+            Some((b, at)) if *b == boot => Some(at.elapsed()),
+            _ => Some(Duration::MAX),
+        }
+    }
+
     fn listed(&self, nodes: Option<Vec<NodeRecord>>) {
         self.listings
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let nodes = nodes.map(Arc::new);
         if let Some(n) = &nodes {
-            *lock(&self.known) = n.clone();
+            let before = std::mem::replace(&mut *lock(&self.known), n.clone());
+            self.vanish(&before, n);
         }
         *lock(&self.nodes) = nodes;
+    }
+
+    /// Notes the nodes of `before` that `now` lacks (and forgets those listed again).
+    fn vanish(&self, before: &[NodeRecord], now: &[NodeRecord]) {
+        let listed = |r: &NodeRecord| {
+            now.iter()
+                .any(|n| n.info.id == r.info.id && n.boot == r.boot)
+        };
+        let mut vanished = lock(&self.vanished);
+        vanished.retain(|id, (_, at)| {
+            at.elapsed() < VANISHED_KEPT && !now.iter().any(|n| n.info.id == *id)
+        });
+        for r in before.iter().filter(|r| !listed(r)) {
+            vanished
+                .entry(r.info.id.clone())
+                .or_insert((r.boot, Instant::now()));
+        }
     }
 }
 
@@ -269,6 +346,7 @@ impl Drop for OwnedPipeline {
     fn drop(&mut self) {
         if let Some(v) = &self.view {
             lock(&v.local).remove(&self.id);
+            v.released(&self.id);
         }
         let _ = self
             .changes
@@ -521,5 +599,63 @@ impl Load {
             endpoints: self.endpoints,
             draining: ops.draining(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, boot: u64) -> NodeRecord {
+        NodeRecord {
+            boot,
+            info: NodeInfo {
+                id: NodeId::new(id).unwrap(),
+                signalling: "ws://127.0.0.1:9/kurento".into(),
+                peer: "127.0.0.1:9".into(),
+                capacity: 10,
+            },
+            stats: NodeStats::default(),
+        }
+    }
+
+    #[test]
+    fn a_node_missing_from_the_listings_counts_from_the_first_listing_without_it() {
+        let v = View::default();
+        let b = NodeId::new("node-b").unwrap();
+        v.listed(Some(vec![record("node-a", 1), record("node-b", 4)]));
+        assert_eq!(v.unlisted_for(&b, 4), None);
+        v.listed(Some(vec![record("node-a", 1)]));
+        let first = v.unlisted_for(&b, 4).expect("not listed");
+        assert!(first < Duration::from_secs(1), "{first:?}");
+        std::thread::sleep(Duration::from_millis(30));
+        // Later listings without it do not start the count again.
+        v.listed(Some(vec![record("node-a", 1)]));
+        assert!(v.unlisted_for(&b, 4).unwrap() >= first + Duration::from_millis(30));
+        // The store not answering: as last listed.
+        v.listed(None);
+        assert!(v.unlisted_for(&b, 4).unwrap() >= Duration::from_millis(30));
+        // An earlier boot, or a node never seen: missing for longer than remembered.
+        assert_eq!(v.unlisted_for(&b, 3), Some(Duration::MAX));
+        let c = NodeId::new("node-c").unwrap();
+        assert_eq!(v.unlisted_for(&c, 1), Some(Duration::MAX));
+        // Listed again (a freeze that ended): not missing, and a later loss counts afresh.
+        v.listed(Some(vec![record("node-a", 1), record("node-b", 4)]));
+        assert_eq!(v.unlisted_for(&b, 4), None);
+        v.listed(Some(vec![record("node-a", 1)]));
+        assert!(v.unlisted_for(&b, 4).unwrap() < Duration::from_millis(30));
+    }
+
+    #[test]
+    fn released_pipelines_are_remembered_up_to_a_bound() {
+        let v = View::default();
+        for n in 0..RELEASED_KEPT + 10 {
+            v.released(&format!("p{n}"));
+        }
+        v.released(&format!("p{}", RELEASED_KEPT + 9));
+        assert!(!v.was_released("p0") && !v.was_released("p9"));
+        assert!(v.was_released("p10") && v.was_released(&format!("p{}", RELEASED_KEPT + 9)));
+        assert_eq!(lock(&v.released).order.len(), RELEASED_KEPT);
+        assert_eq!(lock(&v.released).set.len(), RELEASED_KEPT);
     }
 }

@@ -17,6 +17,17 @@ use std::time::{Duration, Instant};
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
+/// Sends one command (inline form) to `redis`; its reply's first line.
+fn redis_command(redis: &RedisServer, cmd: &str) -> String {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(redis.socket()).expect("redis answers");
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    line.trim_end().to_string()
+}
+
 /// p50 and p99 of 200 `getName` requests on `object`, one at a time.
 async fn latencies(c: &mut Client, object: &str) -> [Duration; 2] {
     let mut took = vec![];
@@ -522,8 +533,14 @@ async fn a_frozen_owner_ends_its_clients_connections_within_seconds_and_they_bin
     let session = session_of(&mut ca, &e).await;
     // node-b frozen (its TCP connections stay up, nothing answers): a request in flight
     // ends the client's connection within the link's silence limit (3 s), not at the
-    // client's own time-out, so that it reconnects.
+    // client's own time-out, so that it reconnects. Its record is kept alive meanwhile (as
+    // when only the nodes' network is cut and node-b still reaches Redis), then removed,
+    // so that each answer below is known.
     signal(&b, libc::SIGSTOP);
+    assert_eq!(
+        redis_command(&redis, "PEXPIRE fluo:node:node-b 60000"),
+        ":1"
+    );
     let t0 = Instant::now();
     let get = json!({"jsonrpc": "2.0", "id": 50, "method": "invoke",
         "params": {"object": e, "operation": "getName"}});
@@ -543,10 +560,14 @@ async fn a_frozen_owner_ends_its_clients_connections_within_seconds_and_they_bin
         .expect_err("node-b is frozen");
     assert_eq!(code(&err), 40004, "{err}");
     // Requests after that are answered at once: CONNECT_ERROR while node-b's record lives
-    // (the link cannot be made), not found once it expired.
+    // (the link cannot be made), not found once it is gone from node-a's listing.
     let mut c2 = Client::connect(port_a).await;
     c2.next = 100;
-    for _ in 0..3 {
+    for expected in [40004, 40004, 40101] {
+        if expected == 40101 {
+            assert_eq!(redis_command(&redis, "DEL fluo:node:node-b"), ":1");
+            tokio::time::sleep(LISTED).await;
+        }
         let t0 = Instant::now();
         let err = c2
             .request(
@@ -557,7 +578,7 @@ async fn a_frozen_owner_ends_its_clients_connections_within_seconds_and_they_bin
             .expect_err("node-b is frozen");
         let took = t0.elapsed();
         assert!(took < Duration::from_millis(1500), "answered in {took:?}");
-        assert!([40004, 40101].contains(&code(&err)), "{err}");
+        assert_eq!(code(&err), expected, "{err}");
     }
     // node-b thaws and is listed again: the client reconnects with `connect`, which binds
     // its session again on node-b, subscription included.

@@ -1,22 +1,25 @@
 //! The entry's side of the link: one authenticated connection per owner node, made on
 //! demand and made again once broken (a failed attempt is remembered for [`RETRY_AFTER`]);
 //! the answers and events that come back go to the client connections they are for. A link
-//! that breaks (or stays silent for [`SILENCE`]) closes the client connections that used
-//! it, as a KMS that goes away does: they reconnect, their `connect` binds their sessions
-//! again on the owners, and their retransmitted requests are answered from the owners'
-//! replay caches.
+//! that breaks (or stays silent for [`SILENCE`]) closes the client connections that still
+//! have something there (a request in flight, or a session holding a pipeline or a
+//! subscription there), as a KMS that goes away does: they reconnect, their `connect` binds
+//! their sessions again on the owners, and their retransmitted requests are answered from
+//! the owners' replay caches. A client with nothing left there is not closed.
 
 use super::auth::{self, Challenge, Hello, Proof, Welcome};
+use super::route::Ask;
 use super::sessions::Sessions;
 use super::{read_json, write_json, Frame, CONNECT, LINK_QUEUE, PATH, RETRY_AFTER, SILENCE};
+use crate::cluster::View;
 use crate::config::ClusterSecret;
 use fluo_api::jsonrpc::Response as RpcResponse;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_cluster::{NodeId, NodeRecord, Owner};
 use futures_util::StreamExt;
 use serde_json::Value;
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -32,6 +35,9 @@ pub(crate) enum Pending {
     Pipeline,
     /// A `release` of this pipeline: once done, it is no one's.
     Release(String),
+    /// A `create`, `subscribe` or `transaction` in this pipeline: once done, the client's
+    /// session holds something there.
+    Hold(String),
     /// A request of the entry's own (a session bound again): the client never sees it.
     Swallow,
 }
@@ -42,13 +48,22 @@ const REMEMBERED: usize = 100_000;
 /// What the entry learnt from its links: where each pipeline it forwarded to is owned
 /// (ownership only changes when the owner dies: then the entry forgets it), and which owners
 /// each client session was forwarded to (they bind it again when the client reconnects).
-#[derive(Default)]
 pub(crate) struct Known {
     owners: Mutex<HashMap<String, Owner>>,
     sessions: Mutex<Sessions>,
+    /// Where the pipelines released through this entry are remembered.
+    view: Arc<View>,
 }
 
 impl Known {
+    pub(crate) fn new(view: Arc<View>) -> Known {
+        Known {
+            owners: Mutex::default(),
+            sessions: Mutex::default(),
+            view,
+        }
+    }
+
     pub(crate) fn owner(&self, p: &str) -> Option<Owner> {
         lock(&self.owners).get(p).cloned()
     }
@@ -63,6 +78,12 @@ impl Known {
 
     pub(crate) fn forget(&self, p: &str) {
         lock(&self.owners).remove(p);
+    }
+
+    /// Pipeline `p` was released through this entry: no one's, and remembered as released.
+    fn released(&self, p: &str) {
+        self.forget(p);
+        self.view.released(p);
     }
 
     /// Session `s` was answered by `o` (only the owners' answers are trusted for this).
@@ -130,9 +151,35 @@ pub(crate) struct Link {
 #[derive(Default)]
 struct LinkState {
     /// The entry's client connections that opened a mirror on the owner.
-    clients: HashMap<u64, ClientHandle>,
+    clients: HashMap<u64, Client>,
     /// Answers awaited, by client connection and request id (as JSON text).
     pending: HashMap<(u64, String), Pending>,
+    /// The owner's pipelines the client sessions hold something in (made through this link,
+    /// or subscribed to), by pipeline: until the pipeline is released.
+    held: HashMap<String, HashSet<String>>,
+    /// The sessions bound again on the owner by a reconnect (what they hold there is not
+    /// known to this link: counted as holding).
+    bound: HashSet<String>,
+}
+
+/// A client connection with a mirror on the owner.
+struct Client {
+    handle: ClientHandle,
+    /// The session it speaks for (as last sent or answered), or `#conn` before it has one.
+    session: String,
+}
+
+impl LinkState {
+    /// Whether the client connection `conn` still has something on the owner: a request in
+    /// flight, or a session holding a pipeline or a subscription there.
+    fn holds(&self, conn: u64) -> bool {
+        let Some(c) = self.clients.get(&conn) else {
+            return false;
+        };
+        self.pending.keys().any(|(k, _)| *k == conn)
+            || self.bound.contains(&c.session)
+            || self.held.values().any(|s| s.contains(&c.session))
+    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -231,42 +278,57 @@ impl Link {
     }
 
     /// Sends the client connection `conn`'s request `text` (answered as `pending` when it
-    /// has an `id`), opening its mirror first. `Err` when the link is down or full.
+    /// has an `id`), opening its mirror first. `Err` when the link is down or full. Once
+    /// the `open` went out the client is kept (its `close` follows when it ends), whether or
+    /// not the request fitted; both are queued under the state's lock, so that a `close`
+    /// cannot overtake them.
     pub(crate) fn send(
         &self,
-        conn: u64,
-        peer: IpAddr,
-        client: &ClientHandle,
+        ask: &Ask<'_>,
         id: Option<&Value>,
         pending: Pending,
         text: String,
     ) -> Result<(), String> {
-        let key = id.map(|i| (conn, id_key(i)));
-        let open = {
-            let mut st = lock(&self.state);
-            if let Some(k) = &key {
-                st.pending.insert(k.clone(), pending);
+        let conn = ask.conn;
+        let mut st = lock(&self.state);
+        if !self.alive.load(Ordering::Acquire) {
+            return Err("the link is down".into());
+        }
+        let congested = || Err("the link is congested".to_string());
+        let client = match st.clients.entry(conn) {
+            Entry::Occupied(c) => c.into_mut(),
+            Entry::Vacant(v) => {
+                let peer = ask.peer;
+                if self.tx.try_send(Frame::Open { conn, peer }).is_err() {
+                    return congested();
+                }
+                let session = format!("#{conn}");
+                let handle = ask.client.clone();
+                v.insert(Client { handle, session })
             }
-            st.clients.insert(conn, client.clone()).is_none()
         };
-        let sent = self.alive.load(Ordering::Acquire)
-            && (!open || self.tx.try_send(Frame::Open { conn, peer }).is_ok())
-            && self.tx.try_send(Frame::Text { conn, text }).is_ok();
-        if !sent {
-            let mut st = lock(&self.state);
-            if let Some(k) = &key {
-                st.pending.remove(k);
+        if let Some(s) = ask.session.as_deref() {
+            if client.session != s {
+                client.session = s.to_string();
             }
-            if open {
-                st.clients.remove(&conn);
-            }
-            return Err(if self.alive.load(Ordering::Acquire) {
-                "the link is congested".into()
-            } else {
-                "the link is down".into()
-            });
+        }
+        if self.tx.try_send(Frame::Text { conn, text }).is_err() {
+            return congested();
+        }
+        if let Some(i) = id {
+            st.pending.insert((conn, id_key(i)), pending);
         }
         Ok(())
+    }
+
+    /// Session `s` was bound again on the owner through this link by client connection
+    /// `conn` (a reconnect): it counts as holding something there.
+    pub(crate) fn bound(&self, conn: u64, s: &str) {
+        let mut st = lock(&self.state);
+        st.bound.insert(s.to_string());
+        if let Some(c) = st.clients.get_mut(&conn) {
+            c.session = s.to_string();
+        }
     }
 
     /// The client connection `conn` ended: the owner closes its mirror (the close waits for
@@ -295,14 +357,14 @@ impl Link {
         };
         if let Some(c) = client {
             tracing::warn!(conn, node = %self.node, "link: the owner dropped this client's mirror; closing the client connection");
-            c.close.notify_one();
+            c.handle.close.notify_one();
         }
     }
 
     /// An owner's message for client connection `conn`.
     fn deliver(&self, known: &Known, conn: u64, text: String) {
         let mut st = lock(&self.state);
-        let Some(client) = st.clients.get(&conn).cloned() else {
+        let Some(client) = st.clients.get(&conn).map(|c| c.handle.clone()) else {
             return;
         };
         // Answers begin with their id (the engine's JSON); events are notifications.
@@ -311,47 +373,78 @@ impl Link {
                 let done = v
                     .get("id")
                     .and_then(|id| st.pending.remove(&(conn, id_key(id))));
-                drop(st);
                 let swallow = matches!(done, Some(Pending::Swallow));
-                self.learn(known, done, &v);
+                self.learn(&mut st, known, conn, done, &v);
                 if swallow {
                     return;
                 }
             }
-        } else {
-            drop(st);
         }
+        drop(st);
         client.send(conn, text);
     }
 
-    /// What an answer tells about ownership and sessions.
-    fn learn(&self, known: &Known, done: Option<Pending>, answer: &Value) {
+    /// What an answer to client connection `conn` tells about ownership, sessions and what
+    /// the client holds on the owner.
+    fn learn(
+        &self,
+        st: &mut LinkState,
+        known: &Known,
+        conn: u64,
+        done: Option<Pending>,
+        answer: &Value,
+    ) {
         let Some(result) = answer.get("result") else {
             return;
         };
-        if let Some(s) = result.get("sessionId").and_then(Value::as_str) {
-            known.session_on(s, &self.owner());
-        }
-        match done {
-            Some(Pending::Pipeline) => {
-                if let Some(p) = result["value"].as_str() {
-                    known.owned(p, self.owner());
+        let client = st.clients.get_mut(&conn);
+        let session = match (result.get("sessionId").and_then(Value::as_str), client) {
+            (Some(s), Some(c)) => {
+                known.session_on(s, &self.owner());
+                if c.session != s {
+                    c.session = s.to_string();
                 }
+                s.to_string()
             }
-            Some(Pending::Release(p)) => known.forget(&p),
-            _ => {}
-        }
+            (_, Some(c)) => c.session.clone(),
+            (_, None) => return,
+        };
+        let held = match done {
+            Some(Pending::Pipeline) => match result["value"].as_str() {
+                Some(p) => {
+                    known.owned(p, self.owner());
+                    p.to_string()
+                }
+                None => return,
+            },
+            Some(Pending::Hold(p)) => p,
+            Some(Pending::Release(p)) => {
+                known.released(&p);
+                st.held.remove(&p);
+                return;
+            }
+            _ => return,
+        };
+        st.held.entry(held).or_default().insert(session);
     }
 
-    /// The link broke: the client connections that used it are closed (their requests in
-    /// flight are not answered: the clients retransmit them once reconnected).
+    /// The link broke: the client connections that still have something on the owner are
+    /// closed (their requests in flight are not answered: the clients retransmit them once
+    /// reconnected); the others are left alone, as a KMS does not close a connection
+    /// because another server went away.
     fn broke(&self, why: &str) {
         self.alive.store(false, Ordering::Release);
         let st = std::mem::take(&mut *lock(&self.state));
-        if !st.clients.is_empty() {
-            tracing::warn!(node = %self.node, clients = st.clients.len(), "link: closing the client connections that used the lost link ({why}), so that they reconnect");
+        let closing: Vec<_> = st
+            .clients
+            .iter()
+            .filter(|(conn, _)| st.holds(**conn))
+            .map(|(_, c)| c.handle.clone())
+            .collect();
+        if !closing.is_empty() {
+            tracing::warn!(node = %self.node, clients = closing.len(), "link: closing the client connections that had requests or objects on the lost link ({why}), so that they reconnect");
         }
-        for c in st.clients.values() {
+        for c in closing {
             c.close.notify_one();
         }
     }
@@ -443,5 +536,135 @@ where
             Some(Err(e)) => return e.to_string(),
             Some(Ok(_)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+    use std::net::IpAddr;
+
+    fn link(queue: usize) -> (Link, mpsc::Receiver<Frame>) {
+        let (tx, rx) = mpsc::channel(queue);
+        let link = Link {
+            node: NodeId::new("node-b").unwrap(),
+            boot: 1,
+            tx,
+            alive: AtomicBool::new(true),
+            state: Mutex::default(),
+        };
+        (link, rx)
+    }
+
+    fn client() -> (ClientHandle, mpsc::Receiver<String>) {
+        let (out, rx) = mpsc::channel(16);
+        let close = Arc::new(Notify::new());
+        (ClientHandle { out, close }, rx)
+    }
+
+    fn ask<'a>(conn: u64, client: &'a ClientHandle, session: Option<&str>) -> Ask<'a> {
+        Ask {
+            conn,
+            peer: IpAddr::from([127, 0, 0, 1]),
+            client,
+            session: session.map(str::to_string),
+            text: "{}",
+        }
+    }
+
+    /// Client connection `conn` sends request `id` as `pending`, answered with `result`
+    /// (not answered when `None`).
+    fn exchange(
+        link: &Link,
+        known: &Known,
+        conn: u64,
+        c: &ClientHandle,
+        pending: Pending,
+        result: Option<Value>,
+    ) {
+        let id = Value::from(conn * 100);
+        let a = ask(conn, c, None);
+        link.send(&a, Some(&id), pending, "{}".into()).unwrap();
+        if let Some(r) = result {
+            let answer = serde_json::json!({"id": id, "jsonrpc": "2.0", "result": r});
+            link.deliver(known, conn, answer.to_string());
+        }
+    }
+
+    fn closed(c: &ClientHandle) -> bool {
+        c.close.notified().now_or_never().is_some()
+    }
+
+    #[test]
+    fn a_broken_link_closes_only_the_clients_that_still_hold_something_there() {
+        let (link, _rx) = link(64);
+        let known = Known::new(Arc::new(View::default()));
+        let (clients, _outs): (Vec<_>, Vec<_>) = (0..7).map(|_| client()).unzip();
+        let p1 = "p1_kurento.MediaPipeline";
+        // 1 made a pipeline there; 5 subscribed to an object in it.
+        let made = serde_json::json!({"value": p1, "sessionId": "s1"});
+        exchange(&link, &known, 1, &clients[1], Pending::Pipeline, Some(made));
+        let sub = serde_json::json!({"value": "sub-1", "sessionId": "s5"});
+        exchange(
+            &link,
+            &known,
+            5,
+            &clients[5],
+            Pending::Hold(p1.into()),
+            Some(sub),
+        );
+        // 2 made a pipeline there and released it.
+        let p2 = "p2_kurento.MediaPipeline";
+        let made = serde_json::json!({"value": p2, "sessionId": "s2"});
+        exchange(&link, &known, 2, &clients[2], Pending::Pipeline, Some(made));
+        let done = serde_json::json!({"sessionId": "s2"});
+        let c2 = &clients[2];
+        let a = ask(2, c2, Some("s2"));
+        link.send(
+            &a,
+            Some(&Value::from(7)),
+            Pending::Release(p2.into()),
+            "{}".into(),
+        )
+        .unwrap();
+        let answer = serde_json::json!({"id": 7, "jsonrpc": "2.0", "result": done});
+        link.deliver(&known, 2, answer.to_string());
+        assert!(known.view.was_released(p2) && known.owner(p2).is_none());
+        // 3 only asked for a name (answered); 4 has a request in flight; 6 bound its session
+        // again there (a reconnect).
+        let name = serde_json::json!({"value": "x", "sessionId": "s3"});
+        exchange(&link, &known, 3, &clients[3], Pending::Plain, Some(name));
+        exchange(&link, &known, 4, &clients[4], Pending::Plain, None);
+        exchange(&link, &known, 6, &clients[6], Pending::Swallow, None);
+        link.deliver(
+            &known,
+            6,
+            r#"{"id":600,"jsonrpc":"2.0","result":{"sessionId":"s6"}}"#.into(),
+        );
+        link.bound(6, "s6");
+        link.broke("a test");
+        let shut: Vec<_> = (1..7).filter(|&i| closed(&clients[i])).collect();
+        assert_eq!(shut, vec![1, 4, 5, 6]);
+        assert!(!link.alive.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn a_client_whose_open_went_out_is_closed_on_the_owner_even_if_its_request_did_not_fit() {
+        // Room for the `open` only.
+        let (link, mut rx) = link(1);
+        let (c, _out) = client();
+        let a = ask(9, &c, None);
+        let id = Value::from(1);
+        assert!(link
+            .send(&a, Some(&id), Pending::Plain, "{}".into())
+            .is_err());
+        assert!(matches!(rx.recv().await, Some(Frame::Open { conn: 9, .. })));
+        // The client's connection ends: the owner is told, so that the mirror it opened
+        // closes (its session starts its grace period).
+        link.closed(9);
+        let f = tokio::time::timeout(std::time::Duration::from_secs(1), rx.recv()).await;
+        assert!(matches!(f, Ok(Some(Frame::Close { conn: 9 }))), "{f:?}");
+        assert!(lock(&link.state).pending.is_empty());
     }
 }

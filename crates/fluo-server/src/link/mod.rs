@@ -48,6 +48,12 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 /// whose TCP connection stays up).
 const SILENCE: Duration = Duration::from_secs(3);
 
+/// How long a session's owner must have been missing from the node listings (its record
+/// expired, its node not listed in another boot) before a reconnect (`connect {sessionId}`)
+/// counts it as gone for good and is answered 40007 INVALID_SESSION; before, it is answered
+/// 40004 (try again), since a frozen or partitioned owner may come back with its objects.
+pub(crate) const GONE_AFTER: Duration = Duration::from_secs(10);
+
 /// How long a failed connect to a node is remembered: requests meanwhile get its error
 /// without trying again.
 const RETRY_AFTER: Duration = Duration::from_millis(500);

@@ -5,6 +5,7 @@
 //! again on each owner the session was forwarded to.
 
 use super::entry::{error_text, lock, unreachable, ClientHandle, Known, Links, Pending};
+use super::GONE_AFTER;
 use crate::cluster::View;
 use crate::config::ClusterSecret;
 use fluo_api::ErrorCode;
@@ -68,7 +69,7 @@ impl Router {
         store: Coordinator,
         secret: Arc<ClusterSecret>,
     ) -> Router {
-        let known = Arc::new(Known::default());
+        let known = Arc::new(Known::new(view.clone()));
         Router {
             links: Links::new(me.clone(), secret, known.clone()),
             me,
@@ -138,7 +139,7 @@ impl Router {
         let mut unreachable = false;
         for o in owners {
             let Some(node) = self.view.record(&o.node, o.boot) else {
-                unreachable |= !self.restarted(&o);
+                unreachable |= !self.gone_for_good(&o);
                 continue;
             };
             let link = match self.links.get(&node).await {
@@ -154,33 +155,24 @@ impl Router {
                 let own = Value::from(format!("fluo-rebind-{n}"));
                 let text = serde_json::json!({"jsonrpc": "2.0", "id": own, "method": method,
                     "params": {"sessionId": s}});
-                let text = text.to_string();
-                let (conn, peer) = (ask.conn, ask.peer);
-                link.send(conn, peer, ask.client, Some(&own), Pending::Swallow, text)
+                link.send(ask, Some(&own), Pending::Swallow, text.to_string())
             } else {
-                let text = ask.text.to_string();
-                link.send(
-                    ask.conn,
-                    ask.peer,
-                    ask.client,
-                    id.as_ref(),
-                    Pending::Plain,
-                    text,
-                )
+                link.send(ask, id.as_ref(), Pending::Plain, ask.text.to_string())
             };
             match sent {
-                Ok(()) if !relayed => {
+                Ok(()) => {
+                    link.bound(ask.conn, s);
+                    answered |= !relayed;
                     relayed = true;
-                    answered = true;
                 }
-                Ok(()) => {}
                 Err(_) => unreachable = true,
             }
         }
         let retry = !answered && unreachable && id.is_some() && !ping;
         if !answered && !retry {
-            // Every owner is gone (or none was asked): this node's engine answers, 40007
-            // when it does not know the session, as a KMS whose session is gone.
+            // Every owner is gone (restarted, or unlisted for longer than [`GONE_AFTER`]),
+            // or none was asked: this node's engine answers, 40007 when it does not know
+            // the session, as a KMS whose session is gone.
             return Some(ask.text.to_string());
         }
         if retry {
@@ -212,9 +204,14 @@ impl Router {
         if self.view.is_local(&p) {
             return Some(local);
         }
+        let method = req.get("method").and_then(Value::as_str);
         let owner = match self.known.owner(&p) {
             Some(o) => o,
-            None => match self.owner_in_store(&p).await {
+            // Released through this entry (or on this node): no node holds it, and none will
+            // (ids are not reused); this node's engine answers as KMS does for an object
+            // that is gone, without asking the store.
+            None if self.view.was_released(&p) => return Some(local),
+            None => match self.owner_in_store(&p, method != Some("release")).await {
                 Ok(Ownership::Live(o)) if o.node != self.me => {
                     self.known.owned(&p, o.clone());
                     o
@@ -236,8 +233,9 @@ impl Router {
             self.known.forget(&p);
             return self.gone(&ask, &req, &p, &owner.node);
         };
-        let pending = match req.get("method").and_then(Value::as_str) {
+        let pending = match method {
             Some("release") if object_of(&req) == Some(p.as_str()) => Pending::Release(p),
+            Some("create" | "subscribe" | "transaction") => Pending::Hold(p),
             _ => Pending::Plain,
         };
         if let Err(e) = self.forward(&ask, &req, local, &node, pending).await {
@@ -249,11 +247,11 @@ impl Router {
         None
     }
 
-    /// Who owns pipeline `p`, as the store says (asked again once, a moment later, when no
-    /// one does).
-    async fn owner_in_store(&self, p: &str) -> Result<Ownership, String> {
+    /// Who owns pipeline `p`, as the store says (when no one does and `wait`, asked again
+    /// once, a moment later: a pipeline just made on another node may not be claimed yet).
+    async fn owner_in_store(&self, p: &str, wait: bool) -> Result<Ownership, String> {
         let first = self.store.owner(p).await.map_err(|e| e.to_string())?;
-        if first != Ownership::Unowned {
+        if first != Ownership::Unowned || !wait {
             return Ok(first);
         }
         tokio::time::sleep(CLAIM_WAIT).await;
@@ -343,16 +341,22 @@ impl Router {
         // The session is recorded from the owner's answer (entry.rs learn()), not from the
         // sessionId the client sends.
         let link = self.links.get(node).await?;
-        link.send(ask.conn, ask.peer, ask.client, req.get("id"), pending, text)
+        link.send(ask, req.get("id"), pending, text)
     }
 
-    /// Whether `o`'s node is listed again in another boot (it restarted: its objects are
-    /// gone).
-    fn restarted(&self, o: &fluo_cluster::Owner) -> bool {
+    /// Whether `o` (not listed now) is gone for good: its node is listed again in another
+    /// boot (it restarted: its objects are gone), or has been missing from the listings for
+    /// [`GONE_AFTER`] (killed for good; a shorter freeze or partition is not).
+    fn gone_for_good(&self, o: &fluo_cluster::Owner) -> bool {
         let nodes = self.view.nodes().unwrap_or_else(|| self.view.last_listed());
-        nodes
+        let restarted = nodes
             .iter()
-            .any(|n| n.info.id == o.node && n.boot != o.boot)
+            .any(|n| n.info.id == o.node && n.boot != o.boot);
+        restarted
+            || self
+                .view
+                .unlisted_for(&o.node, o.boot)
+                .is_some_and(|d| d >= GONE_AFTER)
     }
 
     fn gone(
