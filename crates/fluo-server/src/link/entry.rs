@@ -170,6 +170,21 @@ struct Client {
 }
 
 impl LinkState {
+    /// Client connection `conn` ended (or its mirror did): its requests in flight, and what
+    /// its session held, are no longer its (a reconnect binds the session again).
+    fn forget(&mut self, conn: u64) -> Option<Client> {
+        let c = self.clients.remove(&conn)?;
+        self.pending.retain(|(k, _), _| *k != conn);
+        if !self.clients.values().any(|o| o.session == c.session) {
+            self.bound.remove(&c.session);
+            self.held.retain(|_, s| {
+                s.remove(&c.session);
+                !s.is_empty()
+            });
+        }
+        Some(c)
+    }
+
     /// Whether the client connection `conn` still has something on the owner: a request in
     /// flight, or a session holding a pipeline or a subscription there.
     fn holds(&self, conn: u64) -> bool {
@@ -335,8 +350,7 @@ impl Link {
     /// room in a full queue rather than being lost, which would hold the mirror's session).
     fn closed(&self, conn: u64) {
         let mut st = lock(&self.state);
-        if st.clients.remove(&conn).is_some() {
-            st.pending.retain(|(c, _), _| *c != conn);
+        if st.forget(conn).is_some() {
             if let Err(mpsc::error::TrySendError::Full(f)) = self.tx.try_send(Frame::Close { conn })
             {
                 let tx = self.tx.clone();
@@ -350,11 +364,7 @@ impl Link {
     /// The owner's engine ended the mirror of `conn`: the client connection is closed, as
     /// the engine closes a direct one.
     fn dropped(&self, conn: u64) {
-        let client = {
-            let mut st = lock(&self.state);
-            st.pending.retain(|(c, _), _| *c != conn);
-            st.clients.remove(&conn)
-        };
+        let client = { lock(&self.state).forget(conn) };
         if let Some(c) = client {
             tracing::warn!(conn, node = %self.node, "link: the owner dropped this client's mirror; closing the client connection");
             c.handle.close.notify_one();
@@ -647,6 +657,20 @@ mod tests {
         let shut: Vec<_> = (1..7).filter(|&i| closed(&clients[i])).collect();
         assert_eq!(shut, vec![1, 4, 5, 6]);
         assert!(!link.alive.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn what_a_client_held_is_forgotten_when_its_connection_ends() {
+        let (link, _rx) = link(64);
+        let known = Known::new(Arc::new(View::default()));
+        let (c, _out) = client();
+        let made = serde_json::json!({"value": "p_kurento.MediaPipeline", "sessionId": "s"});
+        exchange(&link, &known, 1, &c, Pending::Pipeline, Some(made));
+        link.bound(1, "s");
+        assert!(lock(&link.state).holds(1));
+        link.closed(1);
+        let st = lock(&link.state);
+        assert!(st.held.is_empty() && st.bound.is_empty() && st.clients.is_empty());
     }
 
     #[tokio::test]

@@ -161,7 +161,9 @@ impl Router {
             };
             match sent {
                 Ok(()) => {
-                    link.bound(ask.conn, s);
+                    if !ping {
+                        link.bound(ask.conn, s);
+                    }
                     answered |= !relayed;
                     relayed = true;
                 }
