@@ -421,7 +421,9 @@ async fn forward(c: &Conn<'_>, text: &str) -> bool {
                 session: c.seen.lock().unwrap_or_else(|p| p.into_inner()).clone(),
                 text,
             };
-            match r.route(ask).await {
+            // Boxed: the route future (store look-ups, the link) would otherwise sit in every
+            // connection's future, cluster or not (issue 15: a_connections_future_stays_small).
+            match Box::pin(r.route(ask)).await {
                 Some(t) => t,
                 None => return true,
             }

@@ -14,6 +14,7 @@
 //! the link: the entry's connection tasks route and send, the owner's link task hands frames
 //! to the engine's task as its WebSocket connections do.
 
+mod admission;
 mod auth;
 pub(crate) mod entry;
 pub(crate) mod route;
@@ -32,8 +33,10 @@ use tokio_tungstenite::tungstenite::Message;
 /// The WebSocket path of the link.
 const PATH: &str = "fluo-link";
 
-/// How long a connecting node gets for the WebSocket and secret handshakes.
-const HANDSHAKE: Duration = Duration::from_secs(5);
+/// How long the owner gives a connection to its link's port for the WebSocket and secret
+/// handshakes (the owner's side only; the entry gives up after [`CONNECT`]). Short, since an
+/// idle connection holds one of the admission's slots ([`admission`]) until then.
+const HANDSHAKE: Duration = Duration::from_secs(2);
 
 /// How long the entry waits to connect and authenticate to an owner.
 const CONNECT: Duration = Duration::from_secs(1);

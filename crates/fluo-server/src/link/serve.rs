@@ -1,6 +1,7 @@
 //! The owner's side of the link: the `--peer-port` listener, the secret handshake, and each
 //! entry's client connections as connections of their own to the engine.
 
+use super::admission::{Admission, Ticket};
 use super::auth::{self, Challenge, Hello, Proof, Welcome};
 use super::{read_json, write_frames, write_json, Frame, HANDSHAKE, LINK_QUEUE, SILENCE};
 use crate::cluster::View;
@@ -10,7 +11,7 @@ use fluo_cluster::NodeId;
 use fluo_core::ConnId;
 use futures_util::StreamExt;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,13 +32,6 @@ pub(crate) struct Owner {
     pub view: Arc<View>,
     pub secret: Arc<ClusterSecret>,
 }
-
-/// Connections to the link's port that have not authenticated yet, at most (more are
-/// closed at once): each may hold a few KiB until it proves it knows the secret.
-const HANDSHAKES: usize = 64;
-
-/// The same, from one address.
-const HANDSHAKES_PER_ADDRESS: usize = 8;
 
 /// The largest message before the handshake is done (a hello is about 200 bytes).
 const HANDSHAKE_FRAME: usize = 4 << 10;
@@ -70,47 +64,6 @@ pub(crate) async fn accept_loop(
                 tokio::spawn(serve(stream, addr, ticket, owner, core, shutdown));
             }
             _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// The connections authenticating now, in all and by address.
-#[derive(Default, Clone)]
-struct Admission {
-    open: Arc<std::sync::Mutex<(usize, HashMap<IpAddr, usize>)>>,
-}
-
-/// One connection counted by [`Admission`] until it is dropped.
-struct Ticket {
-    open: Arc<std::sync::Mutex<(usize, HashMap<IpAddr, usize>)>>,
-    ip: IpAddr,
-}
-
-impl Admission {
-    fn admit(&self, ip: IpAddr) -> Option<Ticket> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let here = open.1.get(&ip).copied().unwrap_or(0);
-        if open.0 >= HANDSHAKES || here >= HANDSHAKES_PER_ADDRESS {
-            return None;
-        }
-        open.0 += 1;
-        open.1.insert(ip, here + 1);
-        Some(Ticket {
-            open: self.open.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.0 = open.0.saturating_sub(1);
-        if let Some(n) = open.1.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.1.remove(&self.ip);
-            }
         }
     }
 }

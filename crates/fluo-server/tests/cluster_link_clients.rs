@@ -1,0 +1,368 @@
+//! Client connections through the entry closed as a KMS closes them (docs/cluster.md,
+//! "Closing client connections, as a KMS would"): a mirror the owner's engine drops, a
+//! client that does not read, and a client's end while the link's queue is full. Two fluo
+//! nodes on a Redis of the test's own (skipped without redis-server, failing under
+//! CI=true); one set of nodes for the three steps, each with pipelines of its own.
+//!
+//! The events come from `connect`/`disconnect` of two PassThroughs on node-b, driven by a
+//! client connected to node-b directly (transactions of many pairs): each pair raises three
+//! ElementConnected and three ElementDisconnected (AUDIO, VIDEO, DATA) on the source.
+mod common;
+#[path = "cluster_link/support.rs"]
+mod support;
+
+use common::{Client, Server};
+use fluo_cluster::testing::RedisServer;
+use fluo_cluster::{Coordinator, Ownership};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The nodes' session grace period, in seconds.
+const GRACE: u64 = 2;
+
+/// What the engine logs when it ends a connection whose outbox (1024 messages) is full.
+const ENGINE_DROPS: &str = "dropping connection:";
+
+/// What the entry logs when a client does not read what comes through the link.
+const ENTRY_CLOSES_UNREAD: &str = "closing a client connection that does not read";
+
+/// What the entry logs when the owner tells it that it dropped a client's mirror.
+const OWNER_DROPPED: &str = "the owner dropped this client's mirror";
+
+/// The clients whose events fill the link in the first step.
+const FILLERS: usize = 4;
+
+/// The longest a node may stay stopped here: the link counts as broken after 3 s of silence
+/// (which would end every mirror, and prove nothing about the paths tested here).
+const STOPPED_AT_MOST: Duration = Duration::from_millis(2300);
+
+struct Nodes {
+    a: Server,
+    b: Server,
+    port_a: u16,
+    port_b: u16,
+    da: tempfile::TempDir,
+    db: tempfile::TempDir,
+    probe: Coordinator,
+}
+
+/// How many times `needle` is in the log of the node whose files are in `dir`.
+fn logged(dir: &Path, needle: &str) -> usize {
+    let log = std::fs::read_to_string(dir.join("fluo.log")).unwrap_or_default();
+    log.matches(needle).count()
+}
+
+/// `pairs` connect/disconnect pairs of `source` to `sink` in one transaction, by `d`
+/// (6 events on `source` per pair).
+async fn drive(d: &mut Client, source: &str, sink: &str, pairs: usize) {
+    let mut ops = vec![];
+    for i in 0..pairs {
+        for (n, op) in [(0, "connect"), (1, "disconnect")] {
+            ops.push(
+                json!({"jsonrpc": "2.0", "id": 2 * i + n, "method": "invoke",
+                "params": {"object": source, "operation": op, "operationParams": {"sink": sink}}}),
+            );
+        }
+    }
+    d.request("transaction", json!({"operations": ops}))
+        .await
+        .expect("connect/disconnect on node-b");
+}
+
+/// A client on node-a subscribed to `element`'s connect/disconnect events.
+async fn listener(port: u16, element: &str) -> Client {
+    let mut c = Client::connect(port).await;
+    c.subscribe(element, "ElementConnected").await;
+    c.subscribe(element, "ElementDisconnected").await;
+    c
+}
+
+/// A pipeline on node-b that only `c`'s session holds, and that session.
+async fn own_pipeline(c: &mut Client, probe: &Coordinator) -> (String, String) {
+    let p = c
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
+        .await
+        .expect("a pipeline on node-b, through node-a");
+    assert_eq!(owner_of(probe, &p).await, "node-b");
+    let s = session_of(c, &p).await;
+    (p, s)
+}
+
+/// Passthroughs made by `c` in a pipeline pinned to node-b.
+async fn elements(c: &mut Client, n: usize) -> Vec<String> {
+    let p = c
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
+        .await
+        .unwrap();
+    let mut v = vec![];
+    for _ in 0..n {
+        v.push(
+            c.create("PassThrough", json!({"mediaPipeline": p}))
+                .await
+                .unwrap(),
+        );
+    }
+    v
+}
+
+/// `p` is still owned (not released) at once, and released (its session expired: nothing
+/// else holds it) once the grace period from `closed` (at most) is over. Watched in the store, which references
+/// nothing (a `describe` would hold it).
+async fn released_after_grace(probe: &Coordinator, p: &str, closed: Instant) {
+    // Not released: its record is there (Live, or Gone while node-b's own record expired
+    // during a stop; a release deletes it).
+    assert!(
+        !matches!(probe.owner(p).await, Ok(Ownership::Unowned)),
+        "{p} released at once, not kept for the grace period"
+    );
+    loop {
+        if probe.owner(p).await.unwrap() == Ownership::Unowned {
+            break;
+        }
+        assert!(
+            closed.elapsed() < Duration::from_secs(GRACE + 4),
+            "{p} still owned {:?} after its client's connection closed: its session did not enter its grace period",
+            closed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = closed.elapsed();
+    println!("{p} released {after:?} after its client's connection closed");
+    assert!(
+        after >= Duration::from_millis(GRACE * 1000 - 300),
+        "{after:?}"
+    );
+}
+
+/// No link broke or went silent during a step (that would close every mirror anyway).
+fn links_held(n: &Nodes) {
+    assert_eq!(logged(n.da.path(), "link: lost"), 0, "a link broke");
+    assert_eq!(logged(n.db.path(), "link: a node disconnected"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_entry_closes_client_connections_as_a_kms_would() {
+    let Some(redis) = RedisServer::start("client connections through the entry") else {
+        return;
+    };
+    let url = redis.url();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let grace = GRACE.to_string();
+    let flags = ["--session-grace-secs", grace.as_str()];
+    let (a, port_a) = node(da.path(), &url, "node-a", SECRET, &flags);
+    let (b, port_b) = node(db.path(), &url, "node-b", SECRET, &flags);
+    let probe = Coordinator::redis(&url).unwrap();
+    until_listed(&probe, &["node-a", "node-b"]).await;
+    let n = Nodes {
+        a,
+        b,
+        port_a,
+        port_b,
+        da,
+        db,
+        probe,
+    };
+    a_mirror_the_owner_drops_closes_its_client(&n).await;
+    links_held(&n);
+    a_client_that_does_not_read_is_closed_alone(&n).await;
+    links_held(&n);
+    a_close_waits_for_room_in_the_links_queue(&n).await;
+    links_held(&n);
+}
+
+/// Finding 7 (R38D): node-a stopped, so that the link's queue on node-b fills (with the
+/// events of a client F); then the events of two more clients fill their mirrors' outboxes
+/// on node-b, whose engine drops both mirrors. Once node-a runs again, node-b closes the
+/// mirrors (their sessions start their grace period) and tells node-a, which closes the
+/// clients' connections: one reconnects with its session within the grace period and finds
+/// its objects, the other's expire after it.
+async fn a_mirror_the_owner_drops_closes_its_client(n: &Nodes) {
+    let mut f = Client::connect(n.port_a).await;
+    let el = elements(&mut f, 4).await;
+    let (x, x2, y, y2) = (&el[0], &el[1], &el[2], &el[3]);
+    // Four listeners of x fill the link four times faster than one.
+    let mut fillers = vec![];
+    for _ in 0..FILLERS {
+        fillers.push(listener(n.port_a, x).await);
+    }
+    let (mut v1, mut v2) = (listener(n.port_a, y).await, listener(n.port_a, y).await);
+    let (p1, s1) = own_pipeline(&mut v1, &n.probe).await;
+    let (p2, _) = own_pipeline(&mut v2, &n.probe).await;
+    let mut d = Client::connect(n.port_b).await;
+    let dropped = logged(n.db.path(), ENGINE_DROPS);
+    // A round trip just before: both ends of the link heard each other now.
+    f.value(x, "getName").await;
+    signal(&n.a, libc::SIGSTOP);
+    let t0 = Instant::now();
+    let mut pairs = 0;
+    for (source, sink, until) in [(x, x2, dropped + FILLERS), (y, y2, dropped + FILLERS + 2)] {
+        while logged(n.db.path(), ENGINE_DROPS) < until {
+            drive(&mut d, source, sink, 50).await;
+            pairs += 50;
+            if t0.elapsed() > STOPPED_AT_MOST {
+                signal(&n.a, libc::SIGCONT);
+                panic!("{pairs} pairs in {:?} did not fill the link", t0.elapsed());
+            }
+        }
+    }
+    signal(&n.a, libc::SIGCONT);
+    let resumed = Instant::now();
+    println!(
+        "node-a stopped {:?}: {pairs} connect/disconnect pairs dropped {} mirrors on node-b",
+        t0.elapsed(),
+        FILLERS + 2
+    );
+    // Both victims' connections end; what they got before is less than their outbox on
+    // node-a holds, so node-a did not close them for not reading: node-b told it to.
+    for v in [&mut v1, &mut v2] {
+        let got = drain(&mut v.ws).await;
+        assert!(got.len() < 1000, "{} messages", got.len());
+    }
+    assert!(logged(n.da.path(), OWNER_DROPPED) >= 2);
+    // Within the grace period, v1 reconnects with its session: bound again on node-b.
+    let mut again = Client::connect(n.port_a).await;
+    again.next = 100;
+    let r = again
+        .request("connect", json!({"sessionId": s1}))
+        .await
+        .expect("the dropped mirror's session, in its grace period");
+    assert_eq!(r["sessionId"], s1.as_str(), "{r}");
+    again
+        .request("describe", json!({"object": p1}))
+        .await
+        .expect("its pipeline");
+    // v2 does not come back: its pipeline goes at the end of the grace period, v1's stays.
+    released_after_grace(&n.probe, &p2, resumed).await;
+    assert!(matches!(n.probe.owner(&p1).await, Ok(Ownership::Live(_))));
+}
+
+/// Finding 8 (R38D): a client on node-a subscribed to events of node-b's element stops
+/// reading; the events come in batches the link carries at once (node-b's mirror never has
+/// a full outbox), so node-a's outbox for the client fills: node-a closes the connection,
+/// node-b's session goes to its grace period (and expires), and another client of node-a
+/// on the same link goes on with its requests and events.
+async fn a_client_that_does_not_read_is_closed_alone(n: &Nodes) {
+    let mut o = Client::connect(n.port_a).await;
+    let el = elements(&mut o, 4).await;
+    let (x, x2, z, z2) = (&el[0], &el[1], &el[2], &el[3]);
+    o.subscribe(z, "ElementConnected").await;
+    let mut v = listener(n.port_a, x).await;
+    let (p, _) = own_pipeline(&mut v, &n.probe).await;
+    let mut d = Client::connect(n.port_b).await;
+    let (unread, dropped) = (
+        logged(n.da.path(), ENTRY_CLOSES_UNREAD),
+        logged(n.db.path(), ENGINE_DROPS),
+    );
+    // v reads nothing from now on.
+    let t0 = Instant::now();
+    let mut events = 0;
+    while logged(n.da.path(), ENTRY_CLOSES_UNREAD) == unread {
+        drive(&mut d, x, x2, 25).await;
+        events += 150;
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{events} events, and node-a did not close the client that does not read them"
+        );
+    }
+    let closed = Instant::now();
+    println!(
+        "node-a closed the client that did not read after {events} events ({:?})",
+        t0.elapsed()
+    );
+    drain(&mut v.ws).await;
+    assert_eq!(
+        logged(n.db.path(), ENGINE_DROPS),
+        dropped,
+        "node-b dropped a mirror: the batches were too large for this step"
+    );
+    // The other client of node-a, on the same link: answers and events as before.
+    o.value(x2, "getName").await;
+    d.invoke(z, "connect", json!({"sink": z2})).await;
+    o.event("ElementConnected", z, Duration::from_secs(5))
+        .await
+        .expect("the other client's event through node-a");
+    released_after_grace(&n.probe, &p, closed).await;
+}
+
+/// Sends `count` requests about `object` (each with `pad` bytes of padding) on `k`, 100 at a
+/// time, reading what came meanwhile between them (a client that stops reading is closed
+/// once 1024 answers wait for it, and the refusals come as fast as the requests); whether an
+/// answer was CONNECT_ERROR (node-a's queue for the link is full: node-b is stopped, so
+/// nothing else answers).
+async fn flood(k: &mut Client, object: &str, count: usize, pad: usize) -> bool {
+    let pad = "x".repeat(pad);
+    let mut full = false;
+    for chunk in (0..count).collect::<Vec<_>>().chunks(100) {
+        for _ in chunk {
+            k.next += 1;
+            let req = json!({"jsonrpc": "2.0", "id": k.next, "method": "invoke",
+                "params": {"object": object, "operation": "getName", "pad": pad}});
+            k.ws.feed(Message::text(req.to_string())).await.unwrap();
+        }
+        k.ws.flush().await.unwrap();
+        // What has come, without waiting.
+        while let Some(Some(Ok(m))) = k.ws.next().now_or_never() {
+            full |= congested(&m);
+        }
+    }
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(20), k.ws.next()).await {
+        full |= congested(&m);
+    }
+    full
+}
+
+/// Whether `m` is the entry's answer that the link's queue is full (CONNECT_ERROR, "the
+/// link is congested"; not another reason for a 40004, such as node-b's record expired).
+fn congested(m: &Message) -> bool {
+    let Message::Text(t) = m else { return false };
+    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+    let e = &v["error"];
+    e["code"] == 40004
+        && e["message"]
+            .as_str()
+            .is_some_and(|s| s.contains("congested"))
+}
+
+/// Finding 15 (R38D): node-b stopped, a client K fills node-a's queue for the link (its
+/// requests answered CONNECT_ERROR "congested"); then client C, which used node-b, goes
+/// away. Its `close` waits for room: once node-b runs again it gets it, after K's
+/// requests, and C's session goes to its grace period and expires (a `close` dropped
+/// would leave it bound for ever).
+async fn a_close_waits_for_room_in_the_links_queue(n: &Nodes) {
+    let mut c = Client::connect(n.port_a).await;
+    let (p, _) = own_pipeline(&mut c, &n.probe).await;
+    let mut k = Client::connect(n.port_a).await;
+    let el = elements(&mut k, 1).await;
+    k.value(&el[0], "getName").await;
+    signal(&n.b, libc::SIGSTOP);
+    let t0 = Instant::now();
+    // Large requests fill the TCP buffers, small ones the queue (8192 frames).
+    let mut full = flood(&mut k, &el[0], 300, 32 << 10).await;
+    let mut sent = 300;
+    while !full {
+        full = flood(&mut k, &el[0], 1000, 16).await;
+        sent += 1000;
+        if t0.elapsed() > STOPPED_AT_MOST {
+            signal(&n.b, libc::SIGCONT);
+            panic!(
+                "{sent} requests in {:?} did not fill the link",
+                t0.elapsed()
+            );
+        }
+    }
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&n.b, libc::SIGCONT);
+    let resumed = Instant::now();
+    println!(
+        "node-b stopped {:?}: {sent} requests filled node-a's queue for the link",
+        t0.elapsed()
+    );
+    assert!(t0.elapsed() < STOPPED_AT_MOST, "{:?}", t0.elapsed());
+    drop(k);
+    released_after_grace(&n.probe, &p, resumed).await;
+}
