@@ -234,7 +234,7 @@ impl Plan {
                 Coordinator::redis(url).map_err(|e| {
                     std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--cluster: {e}"))
                 })?,
-                Arc::new(secret.clone()),
+                (Arc::new(secret.clone()), config.peer_silence),
             ))),
             _ => None,
         };

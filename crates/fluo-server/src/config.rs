@@ -249,6 +249,12 @@ pub struct Cli {
     /// challenge-response; it is never sent). Prefer the environment variable to the flag.
     #[arg(long, env = "FLUO_CLUSTER_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub cluster_secret: Option<ClusterSecret>,
+    /// How long a node-to-node link may stay silent (each side pings every second) before it
+    /// counts as broken and the clients with objects on that node are disconnected, in
+    /// milliseconds, 1500 to 60000: longer rides out CPU stalls, shorter detects a frozen
+    /// node sooner [default: 3000].
+    #[arg(long, env = "FLUO_PEER_SILENCE_MS", value_parser = clap::value_parser!(u64).range(1500..=60000))]
+    pub peer_silence_ms: Option<u64>,
 }
 
 /// The cluster secret as given (checked with the other flags), never printed.
@@ -390,6 +396,8 @@ pub struct Config {
     pub peer_bind: Option<IpAddr>,
     /// The cluster's shared secret (set whenever `cluster` is).
     pub cluster_secret: Option<ClusterSecret>,
+    /// How long a node-to-node link may stay silent before it counts as broken.
+    pub peer_silence: Duration,
 }
 
 /// The cluster's shared secret: never printed (its `Debug` says how long it is only).
@@ -478,6 +486,7 @@ impl Default for Config {
             peer_port: 8889,
             peer_bind: None,
             cluster_secret: None,
+            peer_silence: crate::link::SILENCE,
         }
     }
 }
@@ -709,6 +718,9 @@ impl Config {
             self.peer_port = p;
         }
         self.peer_bind = cli.peer_bind.or(self.peer_bind);
+        if let Some(ms) = cli.peer_silence_ms {
+            self.peer_silence = Duration::from_millis(ms);
+        }
         if let Some(id) = &cli.node_id {
             let id = fluo_cluster::NodeId::new(id.trim())
                 .map_err(|e| ConfigError::Flag(format!("--node-id: {e}")))?;
@@ -1350,6 +1362,8 @@ mod tests {
             "0",
             "--peer-bind",
             "10.0.0.5",
+            "--peer-silence-ms",
+            "8000",
         ])
         .expect("the flags parse");
         // The parsed flags print no secret either.
@@ -1360,6 +1374,14 @@ mod tests {
         assert_eq!(c.advertise.as_deref(), Some("media1.example.com"));
         assert_eq!(c.peer_port, 0);
         assert_eq!(c.peer_bind, Some("10.0.0.5".parse().unwrap()));
+        assert_eq!(c.peer_silence, Duration::from_millis(8000));
+        assert_eq!(Config::default().peer_silence, Duration::from_secs(3));
+        // A link silence shorter than two pings, or longer than a minute, is refused.
+        for ms in ["1000", "60001", "3s"] {
+            let e = Cli::try_parse_from(["fluo", "--peer-silence-ms", ms]).expect_err(ms);
+            assert!(e.to_string().contains("--peer-silence-ms"), "{e}");
+        }
+        assert!(Cli::try_parse_from(["fluo", "--peer-silence-ms=-5"]).is_err());
         let secret = c.cluster_secret.expect("a secret");
         assert_eq!(format!("{secret:?}"), "ClusterSecret(16 bytes)");
         // A cluster without a secret, or with a short one, does not start.

@@ -238,6 +238,7 @@ fn start_link(
             me,
             view,
             secret: Arc::new(secret.clone()),
+            silence: config.peer_silence,
         };
         tokio::spawn(link::accept_loop(l, owner, core.clone(), shutdown.clone()));
     }

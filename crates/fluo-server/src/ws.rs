@@ -311,10 +311,7 @@ where
     });
     let mut shutting_down = false;
     // In a cluster, the links close this connection as the engine would (see link/entry.rs).
-    let handle = crate::link::entry::ClientHandle {
-        out: out_tx.clone(),
-        close: Arc::new(tokio::sync::Notify::new()),
-    };
+    let handle = crate::link::entry::ClientHandle::new(out_tx.clone());
     let client = Conn {
         core: &core,
         out: &out_tx,

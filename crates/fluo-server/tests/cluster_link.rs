@@ -17,17 +17,6 @@ use std::time::{Duration, Instant};
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Sends one command (inline form) to `redis`; its reply's first line.
-fn redis_command(redis: &RedisServer, cmd: &str) -> String {
-    use std::io::{BufRead, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(redis.socket()).expect("redis answers");
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    s.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(s).read_line(&mut line).unwrap();
-    line.trim_end().to_string()
-}
-
 /// p50 and p99 of 200 `getName` requests on `object`, one at a time.
 async fn latencies(c: &mut Client, object: &str) -> [Duration; 2] {
     let mut took = vec![];

@@ -14,7 +14,7 @@ mod support;
 use common::{Client, Server};
 use fluo_cluster::testing::RedisServer;
 use fluo_cluster::{Coordinator, Ownership};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -36,11 +36,17 @@ const OWNER_DROPPED: &str = "the owner dropped this client's mirror";
 /// The clients whose events fill the link in the first step.
 const FILLERS: usize = 4;
 
-/// The longest a node may stay stopped here: the link counts as broken after 3 s of silence
-/// (which would end every mirror, and prove nothing about the paths tested here).
-const STOPPED_AT_MOST: Duration = Duration::from_millis(2300);
+/// The nodes' link silence limit (`--peer-silence-ms`; 3 s by default): a stop here must stay
+/// shorter, or the link would count as broken (which would end every mirror, and prove
+/// nothing about the paths tested here). Long, so that a loaded machine fills the queues in
+/// time.
+const SILENCE_MS: u64 = 8000;
+
+/// The longest a node may stay stopped here.
+const STOPPED_AT_MOST: Duration = Duration::from_millis(SILENCE_MS - 1500);
 
 struct Nodes {
+    redis: RedisServer,
     a: Server,
     b: Server,
     port_a: u16,
@@ -152,12 +158,19 @@ async fn the_entry_closes_client_connections_as_a_kms_would() {
     let url = redis.url();
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let grace = GRACE.to_string();
-    let flags = ["--session-grace-secs", grace.as_str()];
+    let silence = SILENCE_MS.to_string();
+    let flags = [
+        "--session-grace-secs",
+        grace.as_str(),
+        "--peer-silence-ms",
+        silence.as_str(),
+    ];
     let (a, port_a) = node(da.path(), &url, "node-a", SECRET, &flags);
     let (b, port_b) = node(db.path(), &url, "node-b", SECRET, &flags);
     let probe = Coordinator::redis(&url).unwrap();
     until_listed(&probe, &["node-a", "node-b"]).await;
     let n = Nodes {
+        redis,
         a,
         b,
         port_a,
@@ -288,31 +301,33 @@ async fn a_client_that_does_not_read_is_closed_alone(n: &Nodes) {
     released_after_grace(&n.probe, &p, closed).await;
 }
 
-/// Sends `count` requests about `object` (each with `pad` bytes of padding) on `k`, 100 at a
-/// time, reading what came meanwhile between them (a client that stops reading is closed
-/// once 1024 answers wait for it, and the refusals come as fast as the requests); whether an
-/// answer was CONNECT_ERROR (node-a's queue for the link is full: node-b is stopped, so
-/// nothing else answers).
-async fn flood(k: &mut Client, object: &str, count: usize, pad: usize) -> bool {
+/// Sends up to `count` requests about `object` (each with `pad` bytes of padding) on `k`, 100
+/// at a time, reading what came between them until nothing comes for 2 ms (a client that
+/// does not read is closed once 1024 answers wait for it, and node-a refuses as fast as it
+/// reads), until one is answered CONNECT_ERROR "congested" (node-a's queue for the link is
+/// full: node-b is stopped, so nothing else answers); whether it was, and how many were sent.
+async fn flood(k: &mut Client, object: &str, count: usize, pad: usize) -> (bool, usize) {
     let pad = "x".repeat(pad);
-    let mut full = false;
-    for chunk in (0..count).collect::<Vec<_>>().chunks(100) {
-        for _ in chunk {
+    let quiet = Duration::from_millis(2);
+    let mut sent = 0;
+    while sent < count {
+        for _ in 0..100.min(count - sent) {
             k.next += 1;
+            sent += 1;
             let req = json!({"jsonrpc": "2.0", "id": k.next, "method": "invoke",
                 "params": {"object": object, "operation": "getName", "pad": pad}});
             k.ws.feed(Message::text(req.to_string())).await.unwrap();
         }
         k.ws.flush().await.unwrap();
-        // What has come, without waiting.
-        while let Some(Some(Ok(m))) = k.ws.next().now_or_never() {
+        let mut full = false;
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(quiet, k.ws.next()).await {
             full |= congested(&m);
         }
+        if full {
+            return (true, sent);
+        }
     }
-    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(20), k.ws.next()).await {
-        full |= congested(&m);
-    }
-    full
+    (false, sent)
 }
 
 /// Whether `m` is the entry's answer that the link's queue is full (CONNECT_ERROR, "the
@@ -339,13 +354,19 @@ async fn a_close_waits_for_room_in_the_links_queue(n: &Nodes) {
     let el = elements(&mut k, 1).await;
     k.value(&el[0], "getName").await;
     signal(&n.b, libc::SIGSTOP);
+    // node-b's record kept meanwhile (as when only the link is stuck and node-b still
+    // reaches Redis; its heartbeat rewrites it once it runs): without it, node-a would
+    // answer for node-b's pipelines at once instead of queueing for the link.
+    assert_eq!(
+        redis_command(&n.redis, "PEXPIRE fluo:node:node-b 60000"),
+        ":1"
+    );
     let t0 = Instant::now();
     // Large requests fill the TCP buffers, small ones the queue (8192 frames).
-    let mut full = flood(&mut k, &el[0], 300, 32 << 10).await;
-    let mut sent = 300;
+    let (mut full, mut sent) = flood(&mut k, &el[0], 600, 8 << 10).await;
     while !full {
-        full = flood(&mut k, &el[0], 1000, 16).await;
-        sent += 1000;
+        let (f, more) = flood(&mut k, &el[0], 1000, 16).await;
+        (full, sent) = (f, sent + more);
         if t0.elapsed() > STOPPED_AT_MOST {
             signal(&n.b, libc::SIGCONT);
             panic!(

@@ -10,7 +10,7 @@
 use super::auth::{self, Challenge, Hello, Proof, Welcome};
 use super::route::Ask;
 use super::sessions::Sessions;
-use super::{read_json, write_json, Frame, CONNECT, LINK_QUEUE, PATH, RETRY_AFTER, SILENCE};
+use super::{read_json, write_json, Frame, CONNECT, LINK_QUEUE, PATH, RETRY_AFTER};
 use crate::cluster::View;
 use crate::config::ClusterSecret;
 use fluo_api::jsonrpc::Response as RpcResponse;
@@ -22,7 +22,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -102,17 +102,31 @@ impl Known {
 #[derive(Clone)]
 pub(crate) struct ClientHandle {
     pub out: mpsc::Sender<String>,
+    /// Notified when the connection is to be closed (its task waits on it).
     pub close: Arc<Notify>,
+    /// Whether it was asked to close for not reading (logged once, not once per message).
+    unread: Arc<AtomicBool>,
 }
 
 impl ClientHandle {
+    /// The handle of a client connection whose messages go to `out`.
+    pub(crate) fn new(out: mpsc::Sender<String>) -> ClientHandle {
+        ClientHandle {
+            out,
+            close: Arc::new(Notify::new()),
+            unread: Arc::default(),
+        }
+    }
+
     /// Queues `text` for the client; a client whose queue is full is closed.
     pub(crate) fn send(&self, conn: u64, text: String) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(text) {
-            tracing::warn!(
-                conn,
-                "link: closing a client connection that does not read its answers"
-            );
+            if !self.unread.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    conn,
+                    "link: closing a client connection that does not read its answers"
+                );
+            }
             self.close.notify_one();
         }
     }
@@ -122,6 +136,8 @@ impl ClientHandle {
 pub(crate) struct Links {
     me: NodeId,
     secret: Arc<ClusterSecret>,
+    /// How long a link may stay silent before it counts as broken (`--peer-silence-ms`).
+    silence: Duration,
     known: Arc<Known>,
     slots: Mutex<HashMap<NodeId, Slot>>,
     /// The last link made to each node (read without waiting for a connect in progress).
@@ -217,10 +233,15 @@ pub(crate) fn unreachable(node: &NodeId, why: &str) -> String {
 }
 
 impl Links {
-    pub(crate) fn new(me: NodeId, secret: Arc<ClusterSecret>, known: Arc<Known>) -> Links {
+    pub(crate) fn new(
+        me: NodeId,
+        (secret, silence): (Arc<ClusterSecret>, Duration),
+        known: Arc<Known>,
+    ) -> Links {
         Links {
             me,
             secret,
+            silence,
             known,
             slots: Mutex::default(),
             current: Mutex::default(),
@@ -251,7 +272,12 @@ impl Links {
                 return Err(why.clone());
             }
         }
-        let connect = connect(node, &self.me, &self.secret.0, self.known.clone());
+        let connect = connect(
+            node,
+            &self.me,
+            (&self.secret.0, self.silence),
+            self.known.clone(),
+        );
         let link = match tokio::time::timeout(CONNECT, connect).await {
             Ok(Ok(l)) => l,
             Ok(Err(e)) => return Err(slot.fail(node.boot, e)),
@@ -464,7 +490,7 @@ impl Link {
 async fn connect(
     node: &NodeRecord,
     me: &NodeId,
-    secret: &[u8],
+    (secret, silence): (&[u8], Duration),
     known: Arc<Known>,
 ) -> Result<Arc<Link>, String> {
     let url = format!("ws://{}/{PATH}", node.info.peer);
@@ -516,7 +542,7 @@ async fn connect(
     let writer = tokio::spawn(super::write_frames(sink, rx));
     let reader = link.clone();
     tokio::spawn(async move {
-        let why = read_frames(&reader, &known, source).await;
+        let why = read_frames(&reader, &known, source, silence).await;
         writer.abort();
         tracing::warn!(node = %reader.node, "link: lost: {why}");
         reader.broke(&why);
@@ -525,15 +551,15 @@ async fn connect(
 }
 
 /// Hands the owner's frames to the client connections until the link ends or stays silent
-/// for [`SILENCE`] (the owner pings every second); why it ended.
-async fn read_frames<S>(link: &Link, known: &Known, mut source: S) -> String
+/// for `silence` (the owner pings every second); why it ended.
+async fn read_frames<S>(link: &Link, known: &Known, mut source: S, silence: Duration) -> String
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     loop {
-        let m = match tokio::time::timeout(SILENCE, source.next()).await {
+        let m = match tokio::time::timeout(silence, source.next()).await {
             Ok(m) => m,
-            Err(_) => return format!("nothing received for {} s", SILENCE.as_secs()),
+            Err(_) => return format!("nothing received for {} ms", silence.as_millis()),
         };
         match m {
             Some(Ok(Message::Text(t))) => match serde_json::from_str::<Frame>(t.as_str()) {
@@ -569,8 +595,7 @@ mod tests {
 
     fn client() -> (ClientHandle, mpsc::Receiver<String>) {
         let (out, rx) = mpsc::channel(16);
-        let close = Arc::new(Notify::new());
-        (ClientHandle { out, close }, rx)
+        (ClientHandle::new(out), rx)
     }
 
     fn ask<'a>(conn: u64, client: &'a ClientHandle, session: Option<&str>) -> Ask<'a> {

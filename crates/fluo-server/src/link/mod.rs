@@ -48,8 +48,8 @@ const LINK_QUEUE: usize = 8192;
 const PING_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a link may stay silent before it counts as broken (a frozen or partitioned peer
-/// whose TCP connection stays up).
-const SILENCE: Duration = Duration::from_secs(3);
+/// whose TCP connection stays up), unless `--peer-silence-ms` says otherwise.
+pub(crate) const SILENCE: Duration = Duration::from_secs(3);
 
 /// How long a session's owner must have been missing from the node listings (its record
 /// expired, its node not listed in another boot) before a reconnect (`connect {sessionId}`)

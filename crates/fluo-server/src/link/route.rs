@@ -67,11 +67,11 @@ impl Router {
         me: NodeId,
         view: Arc<View>,
         store: Coordinator,
-        secret: Arc<ClusterSecret>,
+        link: (Arc<ClusterSecret>, std::time::Duration),
     ) -> Router {
         let known = Arc::new(Known::new(view.clone()));
         Router {
-            links: Links::new(me.clone(), secret, known.clone()),
+            links: Links::new(me.clone(), link, known.clone()),
             me,
             view,
             store,

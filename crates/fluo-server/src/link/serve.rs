@@ -3,7 +3,7 @@
 
 use super::admission::{Admission, Ticket};
 use super::auth::{self, Challenge, Hello, Proof, Welcome};
-use super::{read_json, write_frames, write_json, Frame, HANDSHAKE, LINK_QUEUE, SILENCE};
+use super::{read_json, write_frames, write_json, Frame, HANDSHAKE, LINK_QUEUE};
 use crate::cluster::View;
 use crate::config::ClusterSecret;
 use crate::core_loop::{Core, CoreMsg, OUTBOX};
@@ -31,6 +31,8 @@ pub(crate) struct Owner {
     pub me: NodeId,
     pub view: Arc<View>,
     pub secret: Arc<ClusterSecret>,
+    /// How long a link may stay silent before it counts as broken (`--peer-silence-ms`).
+    pub silence: std::time::Duration,
 }
 
 /// The largest message before the handshake is done (a hello is about 200 bytes).
@@ -172,7 +174,7 @@ async fn serve(
     let (sink, source) = ws.split();
     let (tx, rx) = mpsc::channel::<Frame>(LINK_QUEUE);
     let writer = tokio::spawn(write_frames(sink, rx));
-    let mirrors = relay(source, tx, &core, shutdown).await;
+    let mirrors = relay(source, (tx, owner.silence), &core, shutdown).await;
     for (_, local) in mirrors {
         let _ = core.tx.send(CoreMsg::Closed { conn: local }).await;
     }
@@ -227,12 +229,12 @@ where
 type Ended = (u64, ConnId);
 
 /// Hands the entry's frames to the engine until the link ends (or stays silent for
-/// [`SILENCE`]: the entry pings every second); returns the mirror connections still open
+/// `silence`: the entry pings every second); returns the mirror connections still open
 /// (entry connection -> engine connection). A mirror the engine ended (a client that does
 /// not read) is closed in the engine, and the entry is told to close its client.
 async fn relay<S>(
     mut source: S,
-    tx: mpsc::Sender<Frame>,
+    (tx, silence): (mpsc::Sender<Frame>, std::time::Duration),
     core: &Core,
     mut shutdown: watch::Receiver<bool>,
 ) -> HashMap<u64, ConnId>
@@ -256,8 +258,8 @@ where
                 }
                 continue;
             }
-            _ = tokio::time::sleep_until(heard + SILENCE) => {
-                tracing::warn!("link: nothing received from the entry for {} s", SILENCE.as_secs());
+            _ = tokio::time::sleep_until(heard + silence) => {
+                tracing::warn!("link: nothing received from the entry for {} ms", silence.as_millis());
                 break;
             }
             _ = shutdown.changed() => break,

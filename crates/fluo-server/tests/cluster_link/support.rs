@@ -145,3 +145,14 @@ pub fn signal(s: &Server, sig: libc::c_int) {
     // SAFETY: kill(2) on the test's own child process.
     assert_eq!(unsafe { libc::kill(s.0.id() as libc::pid_t, sig) }, 0);
 }
+
+/// Sends one command (inline form) to `redis`; its reply's first line.
+pub fn redis_command(redis: &fluo_cluster::testing::RedisServer, cmd: &str) -> String {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(redis.socket()).expect("redis answers");
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    line.trim_end().to_string()
+}
