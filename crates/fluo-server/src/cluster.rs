@@ -9,6 +9,7 @@
 
 use crate::config::Config;
 use crate::host::ProcHost;
+use crate::lock;
 use crate::Ops;
 use fluo_cluster::{Coordinator, Error, NodeId, NodeInfo, NodeRecord, NodeStats};
 use fluo_core::{Element, Factory, FactoryCx, Host};
@@ -84,10 +85,6 @@ impl Recent {
     fn contains(&self, id: &str) -> bool {
         self.set.contains(id)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl View {

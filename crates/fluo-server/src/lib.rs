@@ -19,6 +19,12 @@ pub mod ops;
 pub mod tls;
 mod ws;
 
+/// Locks `m`, also when a thread panicked holding it (what it guards is plain data, still
+/// usable): the server's shared state never turns one panic into many.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The binary a build with the `test-elements` feature makes (tests/e2e's crash test): the
 /// server with its test-only elements, and its own media worker.
 pub const TEST_ELEMENTS_BINARY: &str = "fluo-test-elements";

@@ -4,9 +4,10 @@
 //! the handshake's deadline ([`super::HANDSHAKE`]) each: the port must be reachable by the
 //! cluster's nodes only (docs/cluster.md).
 
+use crate::lock;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 /// Connections to the link's port that have not authenticated yet, at most (more are
 /// closed at once): each may hold a few KiB until it proves it knows the secret.
@@ -41,10 +42,6 @@ fn source(ip: IpAddr) -> IpAddr {
             None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
         },
     }
-}
-
-fn lock(open: &Counts) -> MutexGuard<'_, (usize, HashMap<IpAddr, usize>)> {
-    open.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Admission {

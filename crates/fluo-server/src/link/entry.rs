@@ -13,6 +13,7 @@ use super::sessions::Sessions;
 use super::{read_json, write_json, Frame, CONNECT, LINK_QUEUE, PATH, RETRY_AFTER};
 use crate::cluster::View;
 use crate::config::ClusterSecret;
+use crate::lock;
 use fluo_api::jsonrpc::Response as RpcResponse;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_cluster::{NodeId, NodeRecord, Owner};
@@ -211,10 +212,6 @@ impl LinkState {
             || self.bound.contains(&c.session)
             || self.held.values().any(|s| s.contains(&c.session))
     }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A request id as a map key.

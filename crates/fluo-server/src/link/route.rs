@@ -4,10 +4,11 @@
 //! A client's `connect` (or `keepAlive`, or `ping`) naming its session binds that session
 //! again on each owner the session was forwarded to.
 
-use super::entry::{error_text, lock, unreachable, ClientHandle, Known, Links, Pending};
+use super::entry::{error_text, unreachable, ClientHandle, Known, Links, Pending};
 use super::GONE_AFTER;
 use crate::cluster::View;
 use crate::config::ClusterSecret;
+use crate::lock;
 use fluo_api::ErrorCode;
 use fluo_cluster::{Coordinator, NodeId, NodeRecord, Ownership};
 use serde_json::{Map, Value};
