@@ -334,7 +334,7 @@ where
                 tracing::warn!(conn, "closing a connection that does not read its replies");
                 break Ok(());
             }
-            _ = handle.close.notified() => break Ok(()),
+            _ = handle.close.now.notified() => break Ok(()),
         };
         match msg {
             Some(Ok(Message::Text(t))) => {

@@ -185,6 +185,29 @@ async fn the_entry_closes_client_connections_as_a_kms_would() {
     links_held(&n);
     a_close_waits_for_room_in_the_links_queue(&n).await;
     links_held(&n);
+    a_link_rides_out_a_stop_shorter_than_its_silence_limit(&n).await;
+    links_held(&n);
+}
+
+/// `--peer-silence-ms` in effect on both sides: each node stopped in turn for longer than
+/// the default limit (3 s) and shorter than the one set, the link still stands (checked by
+/// `links_held`) and carries a request and its answer.
+async fn a_link_rides_out_a_stop_shorter_than_its_silence_limit(n: &Nodes) {
+    let mut c = Client::connect(n.port_a).await;
+    let el = elements(&mut c, 1).await;
+    for (stopped, side) in [(&n.b, "the entry's"), (&n.a, "the owner's")] {
+        c.value(&el[0], "getName").await;
+        // node-b's record kept meanwhile, as in the other steps.
+        assert_eq!(
+            redis_command(&n.redis, "PEXPIRE fluo:node:node-b 60000"),
+            ":1"
+        );
+        signal(stopped, libc::SIGSTOP);
+        tokio::time::sleep(Duration::from_millis(3400)).await;
+        signal(stopped, libc::SIGCONT);
+        c.value(&el[0], "getName").await;
+        println!("{side} side of the link kept it through a 3.4 s stop");
+    }
 }
 
 /// Finding 7 (R38D): node-a stopped, so that the link's queue on node-b fills (with the

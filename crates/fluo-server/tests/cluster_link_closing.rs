@@ -165,9 +165,12 @@ async fn a_dead_owner_closes_only_the_clients_holding_something_there_and_its_se
     // The client reconnects: "try again" while node-b may come back (its record lives, or
     // it has been missing for less than the bound).
     assert_eq!(reconnect(port_a, &session).await, 40004);
+    assert_eq!(about(&mut asked, &e).await, 40004);
     let gone = until_unlisted(&probe, "node-b").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(reconnect(port_a, &session).await, 40004);
+    // Its objects too: "try again", not "not found", while it may come back.
+    assert_eq!(about(&mut asked, &e).await, 40004);
     // Past the bound: the session is gone (kurento-client then drops its objects).
     loop {
         let c = reconnect(port_a, &session).await;
@@ -175,12 +178,23 @@ async fn a_dead_owner_closes_only_the_clients_holding_something_there_and_its_se
         if c == 40007 {
             println!("40007 {after:?} after node-b's record expired");
             assert!(after > GONE_AFTER - Duration::from_millis(500), "{after:?}");
+            // Gone for good: its objects are not found.
+            assert_eq!(about(&mut asked, &e).await, 40101);
             break;
         }
         assert_eq!(c, 40004);
         assert!(after < GONE_AFTER + Duration::from_secs(3), "{after:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The error code of a `getName` of `object` by `c` (it must fail).
+async fn about(c: &mut Client, object: &str) -> i64 {
+    let e = c
+        .request("invoke", json!({"object": object, "operation": "getName"}))
+        .await
+        .expect_err("the owner is dead");
+    code(&e)
 }
 
 /// Waits (5 s at most) until the store no longer lists `id`; when it saw that.

@@ -103,10 +103,23 @@ impl Known {
 #[derive(Clone)]
 pub(crate) struct ClientHandle {
     pub out: mpsc::Sender<String>,
-    /// Notified when the connection is to be closed (its task waits on it).
-    pub close: Arc<Notify>,
+    /// How the connection is asked to close (its task waits on it).
+    pub close: Arc<Closer>,
+}
+
+/// Asks a client connection to close.
+#[derive(Default)]
+pub(crate) struct Closer {
+    /// Notified when the connection is to be closed.
+    pub now: Notify,
     /// Whether it was asked to close for not reading (logged once, not once per message).
-    unread: Arc<AtomicBool>,
+    unread: AtomicBool,
+}
+
+impl Closer {
+    fn notify_one(&self) {
+        self.now.notify_one();
+    }
 }
 
 impl ClientHandle {
@@ -114,15 +127,14 @@ impl ClientHandle {
     pub(crate) fn new(out: mpsc::Sender<String>) -> ClientHandle {
         ClientHandle {
             out,
-            close: Arc::new(Notify::new()),
-            unread: Arc::default(),
+            close: Arc::default(),
         }
     }
 
     /// Queues `text` for the client; a client whose queue is full is closed.
     pub(crate) fn send(&self, conn: u64, text: String) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(text) {
-            if !self.unread.swap(true, Ordering::Relaxed) {
+            if !self.close.unread.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     conn,
                     "link: closing a client connection that does not read its answers"
@@ -288,6 +300,14 @@ impl Links {
         slot.failed = None;
         lock(&self.current).insert(node.info.id.clone(), link.clone());
         Ok(link)
+    }
+
+    /// The live link to `node` in `boot`, if there is one (none is made).
+    pub(crate) fn live(&self, node: &NodeId, boot: u64) -> Option<Arc<Link>> {
+        lock(&self.current)
+            .get(node)
+            .filter(|l| l.alive.load(Ordering::Acquire) && l.boot == boot)
+            .cloned()
     }
 
     /// The client connection `conn` ended: each owner it used ends its mirror.
@@ -625,7 +645,7 @@ mod tests {
     }
 
     fn closed(c: &ClientHandle) -> bool {
-        c.close.notified().now_or_never().is_some()
+        c.close.now.notified().now_or_never().is_some()
     }
 
     #[test]

@@ -139,11 +139,18 @@ impl Router {
         // An owner that may still hold the session's objects but cannot be reached now.
         let mut unreachable = false;
         for o in owners {
-            let Some(node) = self.view.record(&o.node, o.boot) else {
-                unreachable |= !self.gone_for_good(&o);
-                continue;
+            let got = match self.view.record(&o.node, o.boot) {
+                Some(node) => self.links.get(&node).await,
+                // Not listed: its link while it lives (the owner lost only Redis).
+                None => match self.links.live(&o.node, o.boot) {
+                    Some(l) => Ok(l),
+                    None => {
+                        unreachable |= !self.gone_for_good(&o);
+                        continue;
+                    }
+                },
             };
-            let link = match self.links.get(&node).await {
+            let link = match got {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::debug!(node = %o.node, "link: session not bound again there: {e}");
@@ -214,12 +221,12 @@ impl Router {
             // (ids are not reused); this node's engine answers as KMS does for an object
             // that is gone, without asking the store.
             None if self.view.was_released(&p) => return Some(local),
-            None => match self.owner_in_store(&p, method != Some("release")).await {
+            None => match self.owner_in_store(&p).await {
                 Ok(Ownership::Live(o)) if o.node != self.me => {
                     self.known.owned(&p, o.clone());
                     o
                 }
-                Ok(Ownership::Gone(o)) => return self.gone(&ask, &req, &p, &o.node),
+                Ok(Ownership::Gone(o)) => o,
                 // Unowned: this node's engine answers as KMS does for an unknown object.
                 Ok(_) => return Some(local),
                 // Its node may well be serving it: not "not found".
@@ -232,29 +239,42 @@ impl Router {
                 }
             },
         };
-        let Some(node) = self.view.record(&owner.node, owner.boot) else {
-            self.known.forget(&p);
-            return self.gone(&ask, &req, &p, &owner.node);
-        };
         let pending = match method {
-            Some("release") if object_of(&req) == Some(p.as_str()) => Pending::Release(p),
-            Some("create" | "subscribe" | "transaction") => Pending::Hold(p),
+            Some("release") if object_of(&req) == Some(p.as_str()) => Pending::Release(p.clone()),
+            Some("create" | "subscribe" | "transaction") => Pending::Hold(p.clone()),
             _ => Pending::Plain,
         };
-        if let Err(e) = self.forward(&ask, &req, local, &node, pending).await {
-            // The owner's record is live: its objects may well be (a link blip), so this is
-            // not "not found".
-            let message = unreachable(&node.info.id, &e);
+        let sent = match self.view.record(&owner.node, owner.boot) {
+            Some(node) => self.forward(&ask, &req, local, &node, pending).await,
+            // Not listed: its link, while it lives (the owner lost only Redis)...
+            None => match self.links.live(&owner.node, owner.boot) {
+                Some(link) => link.send(&ask, req.get("id"), pending, local),
+                // ..."not found" once it is gone for good (restarted, or unlisted for
+                // [`GONE_AFTER`])...
+                None if self.gone_for_good(&owner) => {
+                    self.known.forget(&p);
+                    return self.gone(&ask, &req, &p, &owner.node);
+                }
+                // ...and "try again" before: a frozen or cut-off owner may come back with its
+                // objects (KMS never says "not found" of a live object; kurento-client makes
+                // a 40101 a ReferenceError).
+                None => Err("it is not listed now (stopped, cut off or restarting)".into()),
+            },
+        };
+        if let Err(e) = sent {
+            // Its objects may well be alive (a link blip, a freeze): not "not found".
+            let message = unreachable(&owner.node, &e);
             answer(&ask, &e, ErrorCode::ConnectError, message);
         }
         None
     }
 
-    /// Who owns pipeline `p`, as the store says (when no one does and `wait`, asked again
-    /// once, a moment later: a pipeline just made on another node may not be claimed yet).
-    async fn owner_in_store(&self, p: &str, wait: bool) -> Result<Ownership, String> {
+    /// Who owns pipeline `p`, as the store says (when no one does, asked again once, a
+    /// moment later: a pipeline just made on another node may not be claimed yet; a
+    /// `release` waits too, or it could be answered here for a pipeline that exists there).
+    async fn owner_in_store(&self, p: &str) -> Result<Ownership, String> {
         let first = self.store.owner(p).await.map_err(|e| e.to_string())?;
-        if first != Ownership::Unowned || !wait {
+        if first != Ownership::Unowned {
             return Ok(first);
         }
         tokio::time::sleep(CLAIM_WAIT).await;
