@@ -215,12 +215,15 @@ impl LinkState {
     }
 
     /// Whether the client connection `conn` still has something on the owner: a request in
-    /// flight, or a session holding a pipeline or a subscription there.
+    /// flight (its own, not the entry's rebinding ping or connect, which the client never
+    /// sees), or a session holding a pipeline or a subscription there.
     fn holds(&self, conn: u64) -> bool {
         let Some(c) = self.clients.get(&conn) else {
             return false;
         };
-        self.pending.keys().any(|(k, _)| *k == conn)
+        self.pending
+            .iter()
+            .any(|((k, _), p)| *k == conn && !matches!(p, Pending::Swallow))
             || self.bound.contains(&c.session)
             || self.held.values().any(|s| s.contains(&c.session))
     }
@@ -652,7 +655,7 @@ mod tests {
     fn a_broken_link_closes_only_the_clients_that_still_hold_something_there() {
         let (link, _rx) = link(64);
         let known = Known::new(Arc::new(View::default()));
-        let (clients, _outs): (Vec<_>, Vec<_>) = (0..7).map(|_| client()).unzip();
+        let (clients, _outs): (Vec<_>, Vec<_>) = (0..8).map(|_| client()).unzip();
         let p1 = "p1_kurento.MediaPipeline";
         // 1 made a pipeline there; 5 subscribed to an object in it.
         let made = serde_json::json!({"value": p1, "sessionId": "s1"});
@@ -695,8 +698,11 @@ mod tests {
             r#"{"id":600,"jsonrpc":"2.0","result":{"sessionId":"s6"}}"#.into(),
         );
         link.bound(6, "s6");
+        // 7's ping naming its session was relayed (the entry's own request, unanswered: the
+        // owner froze); it holds nothing there.
+        exchange(&link, &known, 7, &clients[7], Pending::Swallow, None);
         link.broke("a test");
-        let shut: Vec<_> = (1..7).filter(|&i| closed(&clients[i])).collect();
+        let shut: Vec<_> = (1..8).filter(|&i| closed(&clients[i])).collect();
         assert_eq!(shut, vec![1, 4, 5, 6]);
         assert!(!link.alive.load(Ordering::Acquire));
     }
