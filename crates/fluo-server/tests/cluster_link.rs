@@ -157,6 +157,16 @@ async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
         .await
         .expect("a pipeline on node-a");
     assert_eq!(owner_of(&probe, &local).await, "node-a");
+    // The pin as the official kurento-client sends it (`create('MediaPipeline', {fluoNode})`:
+    // a parameter MediaPipeline does not declare goes in `properties`).
+    let q = ca
+        .request(
+            "create",
+            json!({"type": "MediaPipeline", "properties": {"fluoNode": "node-b"}}),
+        )
+        .await
+        .expect("a pipeline pinned in its properties");
+    assert_eq!(owner_of(&probe, q.as_str().unwrap()).await, "node-b");
     ca.value(&e, "getName").await;
     // Release through the entry: gone on node-b as well.
     ca.request("release", json!({"object": e}))

@@ -433,7 +433,13 @@ fn target(req: &Map<String, Value>) -> Option<Target> {
     let params = req.get("params")?;
     match req.get("method")?.as_str()? {
         "create" if params.get("type")?.as_str()? == "MediaPipeline" => {
-            match params.get("constructorParams").and_then(|c| c.get(PIN)) {
+            // kurento-client sends a parameter its class does not declare (`create(
+            // 'MediaPipeline', {fluoNode})`) in `properties`; a raw client may put it in
+            // `constructorParams`.
+            let pin = ["constructorParams", "properties"]
+                .iter()
+                .find_map(|k| params.get(k).and_then(|c| c.get(PIN)));
+            match pin {
                 None => Some(Target::Place(None)),
                 Some(Value::String(n)) => Some(Target::Place(Some(n.clone()))),
                 Some(_) => Some(Target::BadPin),
@@ -493,12 +499,19 @@ fn with_session(req: &mut Map<String, Value>, session: Option<&str>) -> bool {
     }
 }
 
-/// Removes the pin from a MediaPipeline's constructor parameters; whether there was one.
+/// Removes the pin from a MediaPipeline's constructor parameters and properties; whether
+/// there was one.
 fn unpin(req: &mut Map<String, Value>) -> bool {
-    req.get_mut("params")
-        .and_then(|p| p.get_mut("constructorParams"))
-        .and_then(Value::as_object_mut)
-        .is_some_and(|c| c.remove(PIN).is_some())
+    let Some(params) = req.get_mut("params").and_then(Value::as_object_mut) else {
+        return false;
+    };
+    let mut found = false;
+    for k in ["constructorParams", "properties"] {
+        if let Some(c) = params.get_mut(k).and_then(Value::as_object_mut) {
+            found |= c.remove(PIN).is_some();
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -548,6 +561,15 @@ mod tests {
         assert!(matches!(target(&r), Some(Target::Place(Some(n))) if n == "b"));
         assert!(unpin(&mut r) && !unpin(&mut r));
         assert_eq!(r["params"]["constructorParams"], serde_json::json!({}));
+        // As kurento-client sends it: in `properties`.
+        let mut r = req(serde_json::json!({"method": "create", "params": {
+            "type": "MediaPipeline", "properties": {"fluoNode": "c", "other": 1}}}));
+        assert!(matches!(target(&r), Some(Target::Place(Some(n))) if n == "c"));
+        assert!(unpin(&mut r) && !unpin(&mut r));
+        assert_eq!(r["params"]["properties"], serde_json::json!({"other": 1}));
+        let r = req(serde_json::json!({"method": "create", "params": {
+            "type": "MediaPipeline", "properties": {"fluoNode": 3}}}));
+        assert!(matches!(target(&r), Some(Target::BadPin)));
         let r = req(serde_json::json!({"method": "create", "params": {"type": "MediaPipeline"}}));
         assert!(matches!(target(&r), Some(Target::Place(None))));
         for pin in [
