@@ -146,6 +146,9 @@ async function kill(pid) {
   const { client } = await h.connectClient(ENTRY);
   const keptEp = await officialOn(client, victim);
   const t0 = Date.now();
+  for (const ev of ['disconnected', 'reconnected', 'connectionFailed', 'disconnect']) {
+    client.on(ev, (arg) => say(`kurento-client event ${ev}${arg === undefined ? '' : ` (${arg})`} at ${((Date.now() - t0) / 1000).toFixed(3)} s`));
+  }
   process.kill(pid, 'SIGKILL');
   const closed = await h.withTimeout(holder.closed, 10000, "the holder's connection closed");
   const detect = (Date.now() - t0) / 1000;
