@@ -45,11 +45,26 @@ async function waitFor(fn, ms, what) {
   }
 }
 
+// FLUO_COMPAT_URL (ws://HOST:PORT/PATH): run against a server that is already listening
+// there instead of starting one per file (make cluster-test runs a subset of the suite through
+// a cluster node, scripts/cluster-test.sh). A test that needs its own server's flags fails.
+const EXTERNAL_URL = process.env.FLUO_COMPAT_URL || '';
+
+/** The server at FLUO_COMPAT_URL, in startServer's shape; nothing to stop. */
+function externalServer(extraArgs) {
+  if (extraArgs.length > 0) {
+    throw new Error(`FLUO_COMPAT_URL is set: this test needs a server of its own (${extraArgs.join(' ')})`);
+  }
+  const port = Number(new URL(EXTERNAL_URL).port) || 80;
+  return { port, pid: null, url: EXTERNAL_URL, stop: async () => {}, exited: null };
+}
+
 /**
  * Start the server binary on 127.0.0.1 with an OS-chosen port. Resolves once the
  * server has written the bound port to its --port-file.
  */
 async function startServer(extraArgs = []) {
+  if (EXTERNAL_URL) return externalServer(extraArgs);
   if (!fs.existsSync(FLUO_BIN)) {
     throw new Error(`server binary not found: ${FLUO_BIN} (cargo build -p fluo-server)`);
   }

@@ -1,0 +1,363 @@
+#!/usr/bin/env bash
+# make cluster-test (issue 22; docs/cluster.md, "make cluster-test"): three fluo nodes, each in
+# a network namespace of its own, on a bridge with a real redis-server, tc netem between them.
+#
+#   namespace <tag>-hub: bridge br0 10.199.0.1/24, redis-server on 10.199.0.1:6379, the clients
+#   namespace <tag>-nI:  eth0 10.199.0.1I/24 (veth to br0, netem on its egress), fluo as nodeI
+#                        (WebSocket :8888, node-to-node link :8889)
+#
+# Steps: node 1 is made draining (SIGUSR1), so placement puts new pipelines on nodes 2 and 3;
+# (1) tests/cluster/cluster-check.js placement: the official kurento-client through node 1
+# creates pipelines with connected elements, which the ownership records in Redis must show on
+# nodes 2 and 3 (pinned ones on the pinned node), and releases them; (2) a subset of the compat
+# suite (tests/compat, official kurento-client 7.3.0) through node 1, with redis-cli MONITOR
+# recording every claim: each must be node 2's or node 3's, both must have some; (3)
+# CLUSTER_KILL_RUNS times: a client through node 1 holds a pipeline on node 3, node 3 gets
+# SIGKILL: detection time and the error codes docs/cluster.md promises, then node 3 restarts.
+# Prints a report; exits non-zero on any failure. Root. Without a tool it says SKIPPED and
+# exits 0, except under CI=true, where that is a failure.
+#
+# CLUSTER_NETEM      netem arguments on each node's link (default "delay 10ms loss 0.5%";
+#                    "none": no netem)
+# CLUSTER_KILL_RUNS  kill -9 runs (default 2)
+# CLUSTER_COMPAT     compat test files run through node 1 (names in tests/compat/test/;
+#                    "none": no compat step)
+# CLUSTER_COMPAT_JOBS  how many of them at once (default 2)
+# CLUSTER_COMPAT_EXCLUDE  tests of them whose failure is expected (see below; "" for none)
+# CLUSTER_FLUO_ARGS  extra flags for every node (default "--workers 0")
+# FLUO_BIN           the server (default target/debug/fluo)
+# Logs: target/cluster-test/ (each node's log, redis, MONITOR, compat output), kept after exit.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+FLUO_BIN="${FLUO_BIN:-$ROOT/target/debug/fluo}"
+NETEM="${CLUSTER_NETEM:-delay 10ms loss 0.5%}"
+KILL_RUNS="${CLUSTER_KILL_RUNS:-2}"
+COMPAT="${CLUSTER_COMPAT:-02-pipeline 03-elements 07-events 09-filters 11-negotiation 12-hubs}"
+COMPAT_JOBS="${CLUSTER_COMPAT_JOBS:-2}"
+# Tests of those files whose failure is expected (an extended regular expression on their
+# names, from their start): what differs through an entry. ServerManager's events are the
+# entry node's own (docs/cluster.md), so the ObjectCreated of a pipeline placed on another
+# node does not reach the entry's client; and an argument naming an object of a pipeline on
+# another node than the called object's is answered 40101 (not found there) where KMS says
+# 40004 (another pipeline): 12-hubs's bad-input test fails so when placement puts its two
+# pipelines on different nodes (not in docs/cluster.md before this test found it).
+COMPAT_EXCLUDE="${CLUSTER_COMPAT_EXCLUDE-ObjectCreated / ObjectDestroyed on the ServerManager|bad input to Dispatcher.connect and DispatcherOneToMany.setSource}"
+read -r -a FLUO_ARGS <<<"${CLUSTER_FLUO_ARGS:---workers 0}"
+NET=10.199.0
+REDIS_ADDR="$NET.1"
+TAG="fct$$"
+HUB="$TAG-hub"
+LOGS="$ROOT/target/cluster-test"
+SECRET="cluster-test secret $$ $RANDOM$RANDOM"
+ENTRY="ws://$NET.11:8888/kurento"
+
+PIDS=()
+NAMESPACES=()
+NODE_PID=()
+TMP=""
+SHAPING=none
+DELAY_MS=0
+COMPAT_SECS=0
+COMPAT_PASS=""
+COMPAT_FAIL=""
+COMPAT_EXPECTED=0
+CLAIMS=""
+LOSS_N=0
+
+say() { echo "cluster-test: $*"; }
+fail() {
+  say "FAILED: $*" >&2
+  exit 1
+}
+# A missing tool: SKIPPED (exit 0), or under CI=true a failure.
+missing() {
+  if [ "${CI:-}" = "true" ]; then fail "$* (CI=true: not skipped)"; fi
+  say "SKIPPED: $*"
+  exit 0
+}
+
+cleanup() {
+  local status=$? pid ns i
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for i in $(seq 1 30); do
+    local alive=0
+    for pid in "${PIDS[@]}"; do if kill -0 "$pid" 2>/dev/null; then alive=1; fi; done
+    [ "$alive" -eq 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  [ -n "$TMP" ] && rm -rf "$TMP"
+  if [ "$status" -ne 0 ]; then say "FAILED (exit $status); logs in $LOGS" >&2; fi
+  exit "$status"
+}
+
+preflight() {
+  [ "$(id -u)" -eq 0 ] || missing "needs root (network namespaces)"
+  local tool
+  for tool in ip tc redis-server redis-cli node; do
+    command -v "$tool" >/dev/null || missing "$tool is not installed (scripts/deps.sh test)"
+  done
+  [ -x "$FLUO_BIN" ] || fail "no server binary at $FLUO_BIN (cargo build -p fluo-server)"
+  if [ ! -d "$ROOT/tests/compat/node_modules/kurento-client" ]; then
+    (cd "$ROOT/tests/compat" && npm install --ignore-scripts --no-audit --no-fund) ||
+      missing "the npm modules of tests/compat cannot be installed"
+  fi
+}
+
+in_hub() { ip netns exec "$HUB" "$@"; }
+rcli() { in_hub redis-cli -h "$REDIS_ADDR" -p 6379 --raw "$@"; }
+
+# The hub (bridge, Redis's address) and three nodes on it, each with its link shaped.
+make_network() {
+  NAMESPACES+=("$HUB")
+  ip netns add "$HUB"
+  ip -n "$HUB" link set lo up
+  ip -n "$HUB" link add br0 type bridge
+  ip -n "$HUB" addr add "$REDIS_ADDR/24" dev br0
+  ip -n "$HUB" link set br0 up
+  shaping_mode
+  local i ns
+  for i in 1 2 3; do
+    ns="$TAG-n$i"
+    NAMESPACES+=("$ns")
+    ip netns add "$ns"
+    ip -n "$HUB" link add "veth-n$i" type veth peer name eth0 netns "$ns"
+    ip -n "$HUB" link set "veth-n$i" master br0 up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add "$NET.1$i/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    shape "$i"
+  done
+  if [ "$SHAPING" = "fallback" ] && [ "$DELAY_MS" -gt 0 ]; then
+    ip netns exec "$HUB" node "$ROOT/tests/cluster/delay-proxy.js" "$DELAY_MS" \
+      "$REDIS_ADDR:9001=$NET.11:8889" "$REDIS_ADDR:9002=$NET.12:8889" \
+      "$REDIS_ADDR:9003=$NET.13:8889" >"$LOGS/delay-proxy.log" 2>&1 &
+    PIDS+=($!)
+  fi
+}
+
+# netem when the kernel has it; else (sch_netem not built, as on these machines) the same
+# figures another way: loss by an nftables rule on each node's egress, delay by
+# tests/cluster/delay-proxy.js on the node-to-node links (each node's connections to another
+# node's link port are sent through it by DNAT), which is what the delay is for.
+shaping_mode() {
+  SHAPING=none
+  [ "$NETEM" = "none" ] && return 0
+  if tc -n "$HUB" qdisc add dev lo root netem delay 1ms 2>/dev/null; then
+    tc -n "$HUB" qdisc del dev lo root
+    SHAPING=netem
+    return 0
+  fi
+  command -v nft >/dev/null || missing "no sch_netem in this kernel and no nft for the fallback"
+  SHAPING=fallback
+  DELAY_MS=$(sed -n 's/.*delay \([0-9]*\)ms.*/\1/p' <<<"$NETEM")
+  DELAY_MS=${DELAY_MS:-0}
+  local loss
+  loss=$(sed -n 's/.*loss \([0-9.]*\)%.*/\1/p' <<<"$NETEM")
+  LOSS_N=$(awk -v l="${loss:-0}" 'BEGIN {printf "%d", l * 100}')
+  say "this kernel has no sch_netem: '$NETEM' applied as ${DELAY_MS} ms by a relay on the node-to-node links and ${LOSS_N}/10000 packets dropped by nftables on each node's egress"
+}
+
+shape() {
+  local i=$1 ns="$TAG-n$1" j
+  case "$SHAPING" in
+    netem)
+      # shellcheck disable=SC2086 # netem's arguments are words
+      tc -n "$ns" qdisc add dev eth0 root netem $NETEM || fail "tc netem on $ns"
+      ;;
+    fallback)
+      {
+        echo "table inet fluoct {"
+        echo "  chain out {"
+        echo "    type filter hook output priority 0; policy accept;"
+        echo "    oifname \"eth0\" numgen random mod 10000 < $LOSS_N drop"
+        echo "  }"
+        echo "}"
+        if [ "$DELAY_MS" -gt 0 ]; then
+          echo "table ip fluoctnat {"
+          echo "  chain out {"
+          echo "    type nat hook output priority -100; policy accept;"
+          for j in 1 2 3; do
+            [ "$j" = "$i" ] || echo "    ip daddr $NET.1$j tcp dport 8889 dnat to $REDIS_ADDR:900$j"
+          done
+          echo "  }"
+          echo "}"
+        fi
+      } | ip netns exec "$ns" nft -f - || fail "nftables rules in $ns"
+      ;;
+  esac
+}
+
+start_redis() {
+  ip netns exec "$HUB" redis-server --bind "$REDIS_ADDR" --port 6379 --save '' --appendonly no \
+    --protected-mode no --dir "$TMP" --logfile "$LOGS/redis.log" &
+  PIDS+=($!)
+  local _
+  for _ in $(seq 1 50); do
+    [ "$(rcli PING 2>/dev/null)" = "PONG" ] && return 0
+    sleep 0.1
+  done
+  fail "redis-server did not answer on $REDIS_ADDR:6379 (target/cluster-test/redis.log)"
+}
+
+# Start node I in its namespace and wait (20 s at most) until its record in Redis is of the
+# new boot and the other nodes have had time to list it.
+start_node() {
+  local i=$1 boot
+  boot=$(rcli GET "fluo:boot:node$i")
+  rm -f "$TMP/port-n$i"
+  ip netns exec "$TAG-n$i" env FLUO_CLUSTER_SECRET="$SECRET" RUST_LOG="${RUST_LOG:-info}" \
+    "$FLUO_BIN" --bind "$NET.1$i" --port 8888 --port-file "$TMP/port-n$i" --http-port 0 \
+    --cluster "redis://$REDIS_ADDR:6379" --node-id "node$i" --advertise "$NET.1$i" \
+    --peer-port 8889 "${FLUO_ARGS[@]}" >>"$LOGS/node$i.log" 2>&1 &
+  NODE_PID[i]=$!
+  PIDS+=($!)
+  local want=$((${boot:-0} + 1)) _
+  for _ in $(seq 1 200); do
+    kill -0 "${NODE_PID[i]}" 2>/dev/null || fail "node$i exited at start (target/cluster-test/node$i.log)"
+    if [ -s "$TMP/port-n$i" ] && rcli GET "fluo:node:node$i" | grep -q "\"boot\":${want}[,}]"; then
+      sleep 1.5
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail "node$i was not listed in Redis within 20 s"
+}
+
+# Node 1 draining: placement gives it no new pipelines (its record says so).
+drain_node1() {
+  kill -USR1 "${NODE_PID[1]}"
+  local _
+  for _ in $(seq 1 50); do
+    if rcli GET fluo:node:node1 | grep -q '"draining":true'; then
+      sleep 1.5
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail "node1's record does not say draining 5 s after SIGUSR1"
+}
+
+# tests/cluster/cluster-check.js in the hub: check [VAR=VALUE...] MODE [ARG].
+check() {
+  local envs=()
+  while [[ "$1" == *=* ]]; do
+    envs+=("$1")
+    shift
+  done
+  in_hub env CLUSTER_ENTRY="$ENTRY" CLUSTER_REDIS_HOST="$REDIS_ADDR" \
+    CLUSTER_NODES="node1=ws://$NET.11:8888/kurento,node2=ws://$NET.12:8888/kurento,node3=ws://$NET.13:8888/kurento" \
+    "${envs[@]}" \
+    node "$ROOT/tests/cluster/cluster-check.js" "$@"
+}
+
+# check, its output printed but for its FIGURE lines, which go to the report's figures.
+check_figures() {
+  local out status=0
+  out=$(check "$@" 2>&1) || status=$?
+  echo "$out" >>"$LOGS/checks.log"
+  grep -v '^FIGURE ' <<<"$out" || true
+  grep '^FIGURE ' <<<"$out" >>"$TMP/figures" || true
+  return "$status"
+}
+
+# Wait for a process this script started and take it off the list cleanup() signals.
+reap() {
+  local pid=$1 keep=() p
+  wait "$pid" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
+run_compat() {
+  local files=() f
+  for f in $COMPAT; do files+=("test/$f.test.js"); done
+  local t0=$SECONDS status=0
+  (cd "$ROOT/tests/compat" &&
+    in_hub env FLUO_COMPAT_URL="$ENTRY" node --test --test-concurrency="$COMPAT_JOBS" "${files[@]}") \
+    >"$LOGS/compat.log" 2>&1 || status=$?
+  COMPAT_SECS=$((SECONDS - t0))
+  COMPAT_PASS=$(awk '/^# pass /{print $3}' "$LOGS/compat.log")
+  COMPAT_FAIL=$(awk '/^# fail /{print $3}' "$LOGS/compat.log")
+  # Failed tests (top level of each file), less those CLUSTER_COMPAT_EXCLUDE names.
+  local failed unexpected
+  failed=$(sed -n 's/^not ok [0-9]* - //p' "$LOGS/compat.log")
+  unexpected=$failed
+  if [ -n "$COMPAT_EXCLUDE" ]; then unexpected=$(grep -Ev -- "^($COMPAT_EXCLUDE)" <<<"$failed" || true); fi
+  local n_failed n_unexpected
+  n_failed=$(grep -c . <<<"$failed" || true)
+  n_unexpected=$(grep -c . <<<"$unexpected" || true)
+  COMPAT_EXPECTED=$((n_failed - n_unexpected))
+  say "compat through node1 ($COMPAT): ${COMPAT_PASS:-?} passed, ${COMPAT_FAIL:-?} failed (of which $COMPAT_EXPECTED the documented difference CLUSTER_COMPAT_EXCLUDE names) in ${COMPAT_SECS} s"
+  if [ -n "$unexpected" ] || { [ "$status" -ne 0 ] && [ -z "$failed" ]; }; then
+    "$ROOT/scripts/tap-failures.sh" cluster-compat "$LOGS/compat.log" || true
+    fail "compat subset through node1 (target/cluster-test/compat.log): ${unexpected:-exit $status}"
+  fi
+}
+
+# Every pipeline claimed while MONITOR ran: per node; node1 (draining) must have none.
+count_claims() {
+  local claims
+  claims=$(grep -o '"fluo:pipeline:[^"]*" "fluo:owned:[^"]*" "[^"]*" "[0-9]*" "{' "$LOGS/monitor.log" |
+    awk '{gsub(/"/, "", $3); print $3}' | sort | uniq -c | awk '{printf "%s=%s ", $2, $1}')
+  say "pipelines claimed during the placement check and the compat subset: ${claims:-none}"
+  CLAIMS="$claims"
+  case " $claims" in *" node1="*) fail "node1 is draining but claimed pipelines: $claims" ;; esac
+  case " $claims" in *" node2="*) ;; *) fail "no pipeline landed on node2: $claims" ;; esac
+  case " $claims" in *" node3="*) ;; *) fail "no pipeline landed on node3: $claims" ;; esac
+}
+
+kill_runs() {
+  local r
+  for r in $(seq 1 "$KILL_RUNS"); do
+    [ "$r" -gt 1 ] && start_node 3
+    say "kill run $r/$KILL_RUNS: SIGKILL node3 (pid ${NODE_PID[3]}) while a client through node1 holds a pipeline there"
+    check_figures CLUSTER_VICTIM=node3 kill "${NODE_PID[3]}" || fail "kill run $r"
+    reap "${NODE_PID[3]}"
+  done
+}
+
+report() {
+  echo "cluster-test: REPORT"
+  local how="tc netem on each node's egress"
+  [ "$SHAPING" = "fallback" ] && how="no sch_netem: ${DELAY_MS} ms relay on the node-to-node links, ${LOSS_N}/10000 dropped by nftables on each node's egress"
+  [ "$SHAPING" = "none" ] && how="none"
+  echo "  links: '${NETEM}' ($how)"
+  echo "  placement (node1 draining): claims per node ${CLAIMS}"
+  echo "  compat through node1: ${COMPAT_PASS:-?} passed, ${COMPAT_FAIL:-?} failed (${COMPAT_EXPECTED} expected: CLUSTER_COMPAT_EXCLUDE), ${COMPAT_SECS} s ($COMPAT)"
+  awk '{v[$2] = v[$2] " " $3; n[$2]++} END {
+    for (k in v) printf "  %s (%d runs):%s\n", k, n[k], v[k] }' "$TMP/figures" | sort
+}
+
+main() {
+  preflight
+  rm -rf "$LOGS"
+  mkdir -p "$LOGS"
+  TMP=$(mktemp -d)
+  : >"$TMP/figures"
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  make_network
+  start_redis
+  start_node 1
+  start_node 2
+  start_node 3
+  say "3 nodes on redis://$REDIS_ADDR:6379 ($(rcli SCARD fluo:nodes) listed), netem '$NETEM'"
+  drain_node1
+  ip netns exec "$HUB" redis-cli -h "$REDIS_ADDR" -p 6379 MONITOR >"$LOGS/monitor.log" 2>&1 &
+  local monitor=$!
+  PIDS+=("$monitor")
+  check_figures CLUSTER_EXPECT=node2,node3 placement || fail "placement through node1"
+  if [ "$COMPAT" != "none" ]; then run_compat; fi
+  kill "$monitor"
+  reap "$monitor"
+  count_claims
+  kill_runs
+  report
+  say "OK"
+}
+
+main "$@"
