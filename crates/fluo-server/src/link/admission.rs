@@ -5,8 +5,9 @@
 //! cluster's nodes only (docs/cluster.md).
 
 use crate::lock;
+use fluo_core::AddrKey;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 /// Connections to the link's port that have not authenticated yet, at most (more are
@@ -18,7 +19,7 @@ pub(super) const HANDSHAKES: usize = 64;
 pub(super) const HANDSHAKES_PER_SOURCE: usize = 8;
 
 /// The connections authenticating now: in all, and by source.
-type Counts = Arc<Mutex<(usize, HashMap<IpAddr, usize>)>>;
+type Counts = Arc<Mutex<(usize, HashMap<AddrKey, usize>)>>;
 
 /// The connections authenticating now, in all and by source.
 #[derive(Default, Clone)]
@@ -29,25 +30,14 @@ pub(super) struct Admission {
 /// One connection counted by [`Admission`] until it is dropped.
 pub(super) struct Ticket {
     open: Counts,
-    source: IpAddr,
-}
-
-/// The source `ip` counts under: an IPv4 address as itself (also when IPv4-mapped in
-/// IPv6), an IPv6 address as its /64.
-fn source(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
-        },
-    }
+    source: AddrKey,
 }
 
 impl Admission {
     /// A ticket for a connection from `ip`, or `None` when the limits are reached.
     pub(super) fn admit(&self, ip: IpAddr) -> Option<Ticket> {
-        let source = source(ip);
+        // An IPv4 address (also IPv4-mapped), or an IPv6 /64: the WebSocket listener's rule.
+        let source = AddrKey::of(ip);
         let mut open = lock(&self.open);
         let here = open.1.get(&source).copied().unwrap_or(0);
         if open.0 >= HANDSHAKES || here >= HANDSHAKES_PER_SOURCE {
