@@ -31,15 +31,20 @@ async fn latencies(c: &mut Client, object: &str) -> [Duration; 2] {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
-    let Some(redis) = RedisServer::start("forwarding between two fluo nodes") else {
+    let Some(TwoNodes {
+        redis: _redis,
+        da: _da,
+        db: _db,
+        probe,
+        nodes,
+        a: _a,
+        b: _b,
+        port_a,
+        port_b,
+    }) = two_nodes("forwarding between two fluo nodes", &[]).await
+    else {
         return;
     };
-    let url = redis.url();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_a, port_a) = node(da.path(), &url, "node-a", SECRET, &[]);
-    let (_b, port_b) = node(db.path(), &url, "node-b", SECRET, &[]);
-    let probe = Coordinator::redis(&url).unwrap();
-    let nodes = until_listed(&probe, &["node-a", "node-b"]).await;
     // Each record publishes its link's bound port (not the WebSocket's).
     for (n, ws) in nodes.iter().zip([port_a, port_b]) {
         let port: u16 = n
@@ -192,16 +197,21 @@ async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_pipeline_goes_to_the_node_with_more_room() {
-    let Some(redis) = RedisServer::start("placement between two fluo nodes") else {
+    let room = ["--max-objects", "50"];
+    let Some(TwoNodes {
+        redis,
+        da: _da,
+        db: _db,
+        probe,
+        nodes: _,
+        a: _a,
+        b: _b,
+        port_a,
+        port_b,
+    }) = two_nodes("placement between two fluo nodes", &room).await
+    else {
         return;
     };
-    let url = redis.url();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let room = ["--max-objects", "50"];
-    let (_a, port_a) = node(da.path(), &url, "node-a", SECRET, &room);
-    let (_b, port_b) = node(db.path(), &url, "node-b", SECRET, &room);
-    let probe = Coordinator::redis(&url).unwrap();
-    until_listed(&probe, &["node-a", "node-b"]).await;
     // A burst of unpinned creates through one node, on two empty nodes: spread over both
     // (the entry counts what it placed since the last listing, which does not show it yet).
     let mut c = Client::connect(port_a).await;
@@ -389,15 +399,20 @@ async fn the_link_refuses_whoever_lacks_the_secret() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_owner_is_answered_for_at_once() {
-    let Some(redis) = RedisServer::start("a dead owner") else {
+    let Some(TwoNodes {
+        redis: _redis,
+        da: _da,
+        db: _db,
+        probe,
+        nodes: _,
+        a: _a,
+        mut b,
+        port_a,
+        port_b: _,
+    }) = two_nodes("a dead owner", &[]).await
+    else {
         return;
     };
-    let url = redis.url();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_a, port_a) = node(da.path(), &url, "node-a", SECRET, &[]);
-    let (mut b, _) = node(db.path(), &url, "node-b", SECRET, &[]);
-    let probe = Coordinator::redis(&url).unwrap();
-    until_listed(&probe, &["node-a", "node-b"]).await;
     let mut ca = Client::connect(port_a).await;
     let p = ca
         .create("MediaPipeline", json!({"fluoNode": "node-b"}))
@@ -442,16 +457,21 @@ async fn a_dead_owner_is_answered_for_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_reconnects_to_the_entry_keeps_its_session_on_the_owner() {
-    let Some(redis) = RedisServer::start("a session kept through the entry") else {
+    let grace = ["--session-grace-secs", "2"];
+    let Some(TwoNodes {
+        redis: _redis,
+        da: _da,
+        db: _db,
+        probe: _probe,
+        nodes: _,
+        a: _a,
+        b: _b,
+        port_a,
+        port_b,
+    }) = two_nodes("a session kept through the entry", &grace).await
+    else {
         return;
     };
-    let url = redis.url();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let grace = ["--session-grace-secs", "2"];
-    let (_a, port_a) = node(da.path(), &url, "node-a", SECRET, &grace);
-    let (_b, port_b) = node(db.path(), &url, "node-b", SECRET, &grace);
-    let probe = Coordinator::redis(&url).unwrap();
-    until_listed(&probe, &["node-a", "node-b"]).await;
     let mut ca = Client::connect(port_a).await;
     let p = ca
         .create("MediaPipeline", json!({"fluoNode": "node-b"}))
@@ -511,15 +531,20 @@ async fn a_client_that_reconnects_to_the_entry_keeps_its_session_on_the_owner() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_owner_ends_its_clients_connections_within_seconds_and_they_bind_again() {
-    let Some(redis) = RedisServer::start("a frozen owner") else {
+    let Some(TwoNodes {
+        redis,
+        da: _da,
+        db: _db,
+        probe: _probe,
+        nodes: _,
+        a: _a,
+        b,
+        port_a,
+        port_b: _,
+    }) = two_nodes("a frozen owner", &[]).await
+    else {
         return;
     };
-    let url = redis.url();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_a, port_a) = node(da.path(), &url, "node-a", SECRET, &[]);
-    let (b, _) = node(db.path(), &url, "node-b", SECRET, &[]);
-    let probe = Coordinator::redis(&url).unwrap();
-    until_listed(&probe, &["node-a", "node-b"]).await;
     let mut ca = Client::connect(port_a).await;
     let p = ca
         .create("MediaPipeline", json!({"fluoNode": "node-b"}))

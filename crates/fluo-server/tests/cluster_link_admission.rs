@@ -97,15 +97,20 @@ async fn a_message_over_4_kib_before_the_handshake_closes_the_connection() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_connections_hold_an_address_s_slots_for_2_s_only() {
-    let Some(redis) = RedisServer::start("the link's handshake slots") else {
+    let Some(TwoNodes {
+        redis: _redis,
+        da: _da,
+        db: _db,
+        probe,
+        nodes,
+        a: _a,
+        b: _b,
+        port_a,
+        port_b: _,
+    }) = two_nodes("the link's handshake slots", &[]).await
+    else {
         return;
     };
-    let url = redis.url();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_a, port_a) = node(da.path(), &url, "node-a", SECRET, &[]);
-    let (_b, _) = node(db.path(), &url, "node-b", SECRET, &[]);
-    let probe = Coordinator::redis(&url).unwrap();
-    let nodes = until_listed(&probe, &["node-a", "node-b"]).await;
     let peer_b = peer_of(&nodes, "node-b");
     // Eight connections from 127.0.0.1 that send nothing hold its slots...
     let t0 = Instant::now();

@@ -10,7 +10,6 @@ mod common;
 mod support;
 
 use common::Client;
-use fluo_cluster::testing::RedisServer;
 use fluo_cluster::Coordinator;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -73,15 +72,20 @@ async fn clean_up(c: &mut Client, p: &str, elements: &[String]) -> Vec<Option<i6
 
 #[tokio::test(flavor = "multi_thread")]
 async fn releasing_a_pipeline_then_its_elements_through_an_entry_waits_for_nothing() {
-    let Some(redis) = RedisServer::start("cleanup through the entry") else {
+    let Some(TwoNodes {
+        redis: _redis,
+        da: _da,
+        db: _db,
+        probe: _probe,
+        nodes: _,
+        a: _a,
+        b: _b,
+        port_a,
+        port_b,
+    }) = two_nodes("cleanup through the entry", &[]).await
+    else {
         return;
     };
-    let url = redis.url();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_a, port_a) = node(da.path(), &url, "node-a", SECRET, &[]);
-    let (_b, port_b) = node(db.path(), &url, "node-b", SECRET, &[]);
-    let probe = Coordinator::redis(&url).unwrap();
-    until_listed(&probe, &["node-a", "node-b"]).await;
     let (mut ca, mut cb) = (Client::connect(port_a).await, Client::connect(port_b).await);
     // The common cleanup order, on node-b through node-a: the pipeline, then its elements.
     let (p, elements) = pipeline_of_ten(&mut ca, "node-b").await;
@@ -116,15 +120,20 @@ async fn reconnect(port: u16, session: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_owner_closes_only_the_clients_holding_something_there_and_its_sessions_end() {
-    let Some(redis) = RedisServer::start("a dead owner's clients") else {
+    let Some(TwoNodes {
+        redis: _redis,
+        da: _da,
+        db: _db,
+        probe,
+        nodes: _,
+        a: _a,
+        mut b,
+        port_a,
+        port_b: _,
+    }) = two_nodes("a dead owner's clients", &[]).await
+    else {
         return;
     };
-    let url = redis.url();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_a, port_a) = node(da.path(), &url, "node-a", SECRET, &[]);
-    let (mut b, _) = node(db.path(), &url, "node-b", SECRET, &[]);
-    let probe = Coordinator::redis(&url).unwrap();
-    until_listed(&probe, &["node-a", "node-b"]).await;
     // One client holds a pipeline on node-b; one released the one it made there; one only
     // asked about the first one's pipeline.
     let mut live = Client::connect(port_a).await;

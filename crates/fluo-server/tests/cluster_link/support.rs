@@ -156,3 +156,42 @@ pub fn redis_command(redis: &fluo_cluster::testing::RedisServer, cmd: &str) -> S
     std::io::BufReader::new(s).read_line(&mut line).unwrap();
     line.trim_end().to_string()
 }
+
+/// Two fluo nodes (node-a, node-b) with `flags` on a Redis of the test's own, listed; their
+/// files in `da` and `db`. Bind the fields in this order: locals drop in reverse, so the
+/// nodes stop before their folders go and before Redis.
+pub struct TwoNodes {
+    pub redis: fluo_cluster::testing::RedisServer,
+    pub da: tempfile::TempDir,
+    pub db: tempfile::TempDir,
+    pub probe: Coordinator,
+    /// The store's node records once both were listed.
+    pub nodes: Vec<fluo_cluster::NodeRecord>,
+    pub a: Server,
+    pub b: Server,
+    pub port_a: u16,
+    pub port_b: u16,
+}
+
+/// [`TwoNodes`] for the test `what`; `None` (the test skips, failing under CI=true) without
+/// a redis-server.
+pub async fn two_nodes(what: &str, flags: &[&str]) -> Option<TwoNodes> {
+    let redis = fluo_cluster::testing::RedisServer::start(what)?;
+    let url = redis.url();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, port_a) = node(da.path(), &url, "node-a", SECRET, flags);
+    let (b, port_b) = node(db.path(), &url, "node-b", SECRET, flags);
+    let probe = Coordinator::redis(&url).unwrap();
+    let nodes = until_listed(&probe, &["node-a", "node-b"]).await;
+    Some(TwoNodes {
+        redis,
+        da,
+        db,
+        probe,
+        nodes,
+        a,
+        b,
+        port_a,
+        port_b,
+    })
+}
