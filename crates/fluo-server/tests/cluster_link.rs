@@ -424,13 +424,11 @@ async fn a_dead_owner_is_answered_for_at_once() {
         .unwrap();
     b.0.kill().unwrap(); // SIGKILL
     b.0.wait().unwrap();
-    // Its link broke: the client's connection to node-a ends at once, as it would on a KMS
-    // that died, so that the client reconnects.
-    let t0 = Instant::now();
-    drain(&mut ca.ws).await;
-    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
-    let mut ca = Client::connect(port_a).await;
-    ca.next = 100;
+    // Its link broke: the client's connection to node-a stays open (its pipelines on other
+    // nodes go on), and it is sent nothing: it had no request in flight and no Error
+    // subscription there (tests/cluster_link_closing.rs has those).
+    let quiet = tokio::time::timeout(Duration::from_millis(1000), ca.ws.next()).await;
+    assert!(quiet.is_err(), "{quiet:?}");
     // At once while node-b's record lives on (the link cannot be made: CONNECT_ERROR, to try
     // again, since its objects may be alive), and after it expired, while node-b has been
     // unlisted for less than 10 s (it may be frozen or cut off and come back); "not found"
@@ -530,7 +528,7 @@ async fn a_client_that_reconnects_to_the_entry_keeps_its_session_on_the_owner() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_frozen_owner_ends_its_clients_connections_within_seconds_and_they_bind_again() {
+async fn a_frozen_owners_requests_in_flight_are_answered_within_seconds_and_sessions_bind_again() {
     let Some(TwoNodes {
         redis,
         da: _da,
@@ -555,13 +553,15 @@ async fn a_frozen_owner_ends_its_clients_connections_within_seconds_and_they_bin
         .await
         .unwrap();
     ca.subscribe(&e, "IceCandidateFound").await;
+    ca.subscribe(&p, "Error").await;
     let session = session_of(&mut ca, &e).await;
-    // node-b frozen (its TCP connections stay up, nothing answers): a request in flight
-    // ends the client's connection within the link's silence limit (3 s), not at the
-    // client's own time-out, so that it reconnects. Its record is kept alive meanwhile (as
-    // when only the nodes' network is cut and node-b still reaches Redis), then removed,
-    // so that each answer below is known.
-    signal(&b, libc::SIGSTOP);
+    // node-b frozen (its TCP connections stay up, nothing answers): a request in flight is
+    // answered 40004 within the link's silence limit (3 s), not at the client's own
+    // time-out, and the pipeline's Error subscriber gets an Error event; the connection
+    // stays open. Its record is kept alive meanwhile (as when only the nodes' network is
+    // cut and node-b still reaches Redis), then removed, so that each answer below is
+    // known.
+    stop(&b).await;
     assert_eq!(
         redis_command(&redis, "PEXPIRE fluo:node:node-b 60000"),
         ":1"
@@ -570,10 +570,26 @@ async fn a_frozen_owner_ends_its_clients_connections_within_seconds_and_they_bin
     let get = json!({"jsonrpc": "2.0", "id": 50, "method": "invoke",
         "params": {"object": e, "operation": "getName"}});
     ca.ws.send(Message::text(get.to_string())).await.unwrap();
-    drain(&mut ca.ws).await;
-    let took = t0.elapsed();
-    println!("the connection ended {took:?} after node-b froze");
-    assert!(took < Duration::from_millis(4500), "{took:?}");
+    let (mut answered, mut told) = (None, None);
+    while answered.is_none() || told.is_none() {
+        let m = tokio::time::timeout(Duration::from_millis(4500), ca.ws.next()).await;
+        let Ok(Some(Ok(Message::Text(t)))) = m else {
+            panic!("{:?} after node-b froze: {m:?}", t0.elapsed());
+        };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if v["id"] == 50 {
+            assert_eq!(v["error"]["code"], 40004, "{v}");
+            answered = Some(t0.elapsed());
+        } else if v["params"]["value"]["type"] == "Error" {
+            assert_eq!(v["params"]["value"]["object"], p.as_str(), "{v}");
+            assert_eq!(v["params"]["value"]["data"]["type"], "NODE_DOWN", "{v}");
+            told = Some(t0.elapsed());
+        }
+    }
+    let (answered, told) = (answered.unwrap(), told.unwrap());
+    println!("node-b froze: the request in flight answered after {answered:?}, the Error event after {told:?}");
+    assert!(answered < Duration::from_millis(4500), "{answered:?}");
+    assert!(told < Duration::from_millis(4500), "{told:?}");
     // kurento-client reconnects at once with `connect`: node-b cannot be reached, but its
     // objects may be alive, so the answer is "try again" (40004), not 40007 (on which
     // kurento-client drops every object proxy).
@@ -633,6 +649,11 @@ async fn a_frozen_owner_ends_its_clients_connections_within_seconds_and_they_bin
         .event("IceCandidateFound", &e, Duration::from_secs(10))
         .await
         .expect("the subscription made before the freeze delivers on the new connection");
+    // The first connection was never closed: it still serves.
+    ca.next = 300;
+    ca.create("MediaPipeline", json!({"fluoNode": "node-a"}))
+        .await
+        .expect("the first connection still serves");
 }
 
 #[tokio::test(flavor = "multi_thread")]

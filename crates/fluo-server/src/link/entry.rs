@@ -1,14 +1,15 @@
 //! The entry's side of the link: one authenticated connection per owner node, made on
 //! demand and made again once broken (a failed attempt is remembered for [`RETRY_AFTER`]);
 //! the answers and events that come back go to the client connections they are for. A link
-//! that breaks (or stays silent for [`SILENCE`]) closes the client connections that still
-//! have something there (a request in flight, or a session holding a pipeline or a
-//! subscription there), as a KMS that goes away does: they reconnect, their `connect` binds
-//! their sessions again on the owners, and their retransmitted requests are answered from
-//! the owners' replay caches. A client with nothing left there is not closed.
+//! that breaks (or stays silent for [`SILENCE`]) answers the requests still in flight there
+//! with `40004 CONNECT_ERROR` and sends an `Error` event (`NODE_DOWN`) to each `Error`
+//! subscription made there through it ([`super::lost`]); the client connections stay open
+//! (their pipelines on other nodes go on), and what they held there is forgotten. A client
+//! with nothing in flight and no `Error` subscription there gets nothing.
 
 use super::auth::{self, Challenge, Hello, Proof, Welcome};
-use super::route::Ask;
+use super::lost::{self, Subs};
+use super::route::{object_of, Ask};
 use super::sessions::Sessions;
 use super::{read_json, write_json, Frame, CONNECT, LINK_QUEUE, PATH, RETRY_AFTER};
 use crate::cluster::View;
@@ -18,7 +19,7 @@ use fluo_api::jsonrpc::Response as RpcResponse;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_cluster::{NodeId, NodeRecord, Owner};
 use futures_util::StreamExt;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,8 +40,45 @@ pub(crate) enum Pending {
     /// A `create`, `subscribe` or `transaction` in this pipeline: once done, the client's
     /// session holds something there.
     Hold(String),
+    /// A `subscribe` to the `Error` event of `object`, in pipeline `pipeline`: once done,
+    /// the session holds something there, and the subscription is recorded (its client gets
+    /// an `Error` event if the link breaks).
+    Subscribe { pipeline: String, object: String },
+    /// An `unsubscribe` of this subscription: once done, it is forgotten.
+    Unsubscribe(String),
+    /// A `release` of this object (not a pipeline): once done, its subscriptions are gone.
+    Released(String),
     /// A request of the entry's own (a session bound again): the client never sees it.
     Swallow,
+}
+
+impl Pending {
+    /// What the answer to `req`, a request about an object of pipeline `p` forwarded to its
+    /// owner, will tell the entry.
+    pub(crate) fn of(req: &Map<String, Value>, p: &str) -> Pending {
+        let object = object_of(req);
+        let param = |k: &str| {
+            req.get("params")
+                .and_then(|x| x.get(k))
+                .and_then(Value::as_str)
+        };
+        match req.get("method").and_then(Value::as_str) {
+            Some("release") if object == Some(p) => Pending::Release(p.to_string()),
+            Some("release") => object.map_or(Pending::Plain, |o| Pending::Released(o.into())),
+            Some("subscribe") => match (object, param("type")) {
+                (Some(o), Some(lost::ERROR)) => Pending::Subscribe {
+                    pipeline: p.to_string(),
+                    object: o.to_string(),
+                },
+                _ => Pending::Hold(p.to_string()),
+            },
+            Some("unsubscribe") => {
+                param("subscription").map_or(Pending::Plain, |s| Pending::Unsubscribe(s.into()))
+            }
+            Some("create" | "transaction") => Pending::Hold(p.to_string()),
+            _ => Pending::Plain,
+        }
+    }
 }
 
 /// The most pipelines whose owner is remembered (then the memory starts again).
@@ -196,6 +234,8 @@ struct Client {
     handle: ClientHandle,
     /// The session it speaks for (as last sent or answered), or `#conn` before it has one.
     session: String,
+    /// The `Error` subscriptions it made there.
+    subs: Subs,
 }
 
 impl LinkState {
@@ -365,7 +405,12 @@ impl Link {
                 }
                 let session = format!("#{conn}");
                 let handle = ask.client.clone();
-                v.insert(Client { handle, session })
+                let subs = Subs::default();
+                v.insert(Client {
+                    handle,
+                    session,
+                    subs,
+                })
             }
         };
         if let Some(s) = ask.session.as_deref() {
@@ -474,9 +519,26 @@ impl Link {
                 None => return,
             },
             Some(Pending::Hold(p)) => p,
+            Some(Pending::Subscribe { pipeline, object }) => {
+                if let (Some(id), Some(c)) = (result["value"].as_str(), st.clients.get_mut(&conn)) {
+                    c.subs.add(id.to_string(), object);
+                }
+                pipeline
+            }
             Some(Pending::Release(p)) => {
                 known.released(&p);
                 st.held.remove(&p);
+                st.clients.values_mut().for_each(|c| c.subs.released(&p));
+                return;
+            }
+            Some(Pending::Released(o)) => {
+                st.clients.values_mut().for_each(|c| c.subs.released(&o));
+                return;
+            }
+            Some(Pending::Unsubscribe(id)) => {
+                st.clients
+                    .values_mut()
+                    .for_each(|c| c.subs.unsubscribed(&id));
                 return;
             }
             _ => return,
@@ -484,25 +546,37 @@ impl Link {
         st.held.entry(held).or_default().insert(session);
     }
 
-    /// The link broke: the client connections that still have something on the owner are
-    /// closed (their requests in flight are not answered: the clients retransmit them once
-    /// reconnected); the others are left alone, as a KMS does not close a connection
-    /// because another server went away.
+    /// The link broke: each `Error` subscription made there gets an `Error` event
+    /// (`NODE_DOWN`), once per session and object, and each request in flight there (but the
+    /// entry's own) is answered `40004 CONNECT_ERROR` at once; the client connections stay
+    /// open, and what they held there is forgotten with the link (a new link opens new
+    /// mirrors). Clients with nothing in flight and no `Error` subscription there get
+    /// nothing, as KMS sends events only to their subscribers.
     fn broke(&self, why: &str) {
         self.alive.store(false, Ordering::Release);
         let st = std::mem::take(&mut *lock(&self.state));
-        let closing: Vec<_> = st
-            .clients
-            .iter()
-            .filter(|(conn, _)| st.holds(**conn))
-            .map(|(_, c)| c.handle.clone())
-            .collect();
-        if !closing.is_empty() {
-            tracing::warn!(node = %self.node, clients = closing.len(), "link: closing the client connections that had requests or objects on the lost link ({why}), so that they reconnect");
+        let holders = st.clients.keys().filter(|c| st.holds(**c)).count();
+        let now = lost::wall_ms();
+        let mut told = HashSet::new();
+        for (conn, c) in &st.clients {
+            for object in c.subs.objects() {
+                if told.insert((c.session.as_str(), object)) {
+                    c.handle
+                        .send(*conn, lost::event(object, &self.node, why, now));
+                }
+            }
         }
-        for c in closing {
-            c.close.notify_one();
+        let mut answered = 0;
+        for ((conn, id), p) in &st.pending {
+            let Some(c) = st.clients.get(conn) else {
+                continue;
+            };
+            if !matches!(p, Pending::Swallow) {
+                c.handle.send(*conn, lost::answer(id, &self.node, why));
+                answered += 1;
+            }
         }
+        tracing::warn!(node = %self.node, clients = st.clients.len(), holders, error_events = told.len(), answered, "link: the clients of the broken link told: its requests in flight answered, its Error subscriptions sent an Error event");
     }
 }
 
@@ -633,12 +707,12 @@ mod tests {
     fn exchange(
         link: &Link,
         known: &Known,
-        conn: u64,
+        (conn, id): (u64, u64),
         c: &ClientHandle,
         pending: Pending,
         result: Option<Value>,
     ) {
-        let id = Value::from(conn * 100);
+        let id = Value::from(id);
         let a = ask(conn, c, None);
         link.send(&a, Some(&id), pending, "{}".into()).unwrap();
         if let Some(r) = result {
@@ -651,47 +725,116 @@ mod tests {
         c.close.now.notified().now_or_never().is_some()
     }
 
+    /// What a pending request about pipeline `p` is, from its JSON.
+    fn pending(p: &str, req: Value) -> Pending {
+        Pending::of(req.as_object().unwrap(), p)
+    }
+
     #[test]
-    fn a_broken_link_closes_only_the_clients_that_still_hold_something_there() {
+    fn requests_tell_what_their_answers_mean() {
+        let p = "p_kurento.MediaPipeline";
+        let e = format!("{p}/e_kurento.PassThrough");
+        let of =
+            |m: &str, params: Value| pending(p, serde_json::json!({"method": m, "params": params}));
+        assert!(
+            matches!(of("release", serde_json::json!({"object": p})), Pending::Release(x) if x == p)
+        );
+        assert!(
+            matches!(of("release", serde_json::json!({"object": e})), Pending::Released(x) if x == e)
+        );
+        assert!(matches!(
+            of("subscribe", serde_json::json!({"object": e, "type": "Error"})),
+            Pending::Subscribe { pipeline, object } if pipeline == p && object == e
+        ));
+        let other = of(
+            "subscribe",
+            serde_json::json!({"object": e, "type": "EndOfStream"}),
+        );
+        assert!(matches!(other, Pending::Hold(x) if x == p));
+        let un = of(
+            "unsubscribe",
+            serde_json::json!({"object": e, "subscription": "s1"}),
+        );
+        assert!(matches!(un, Pending::Unsubscribe(x) if x == "s1"));
+        assert!(matches!(
+            of("create", serde_json::json!({})),
+            Pending::Hold(_)
+        ));
+        assert!(matches!(
+            of("transaction", serde_json::json!({})),
+            Pending::Hold(_)
+        ));
+        assert!(matches!(
+            of("invoke", serde_json::json!({"object": e})),
+            Pending::Plain
+        ));
+        assert!(matches!(
+            of("unsubscribe", serde_json::json!({"object": e})),
+            Pending::Plain
+        ));
+    }
+
+    /// Everything client connection `i` was sent, as JSON.
+    fn received(outs: &mut [mpsc::Receiver<String>], i: usize) -> Vec<Value> {
+        std::iter::from_fn(|| outs[i].try_recv().ok())
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_broken_link_answers_requests_in_flight_and_tells_error_subscribers_without_closing() {
         let (link, _rx) = link(64);
         let known = Known::new(Arc::new(View::default()));
-        let (clients, _outs): (Vec<_>, Vec<_>) = (0..8).map(|_| client()).unzip();
+        let (clients, mut outs): (Vec<_>, Vec<_>) = (0..11).map(|_| client()).unzip();
         let p1 = "p1_kurento.MediaPipeline";
-        // 1 made a pipeline there; 5 subscribed to an object in it.
+        let e1 = format!("{p1}/e1_kurento.PassThrough");
+        let sub = |o: &str, ty: &str| {
+            pending(
+                p1,
+                serde_json::json!({"method": "subscribe", "params": {"object": o, "type": ty}}),
+            )
+        };
+        let ex = |(conn, id): (u64, u64), pending: Pending, result: Option<Value>| {
+            let c = &clients[conn as usize];
+            exchange(&link, &known, (conn, id), c, pending, result);
+        };
         let made = serde_json::json!({"value": p1, "sessionId": "s1"});
-        exchange(&link, &known, 1, &clients[1], Pending::Pipeline, Some(made));
-        let sub = serde_json::json!({"value": "sub-1", "sessionId": "s5"});
-        exchange(
-            &link,
-            &known,
-            5,
-            &clients[5],
-            Pending::Hold(p1.into()),
-            Some(sub),
-        );
+        // 1 made a pipeline there.
+        ex((1, 100), Pending::Pipeline, Some(made));
+        // 5 subscribed to the pipeline's Error, twice, and to its element's.
+        for (id, o) in [(500, p1), (501, p1), (502, &e1)] {
+            let r = serde_json::json!({"value": format!("sub-{id}"), "sessionId": "s5"});
+            ex((5, id), sub(o, "Error"), Some(r));
+        }
+        // 8 subscribed to the element's Error, then unsubscribed; 10 subscribed to another
+        // element's, then released that element; 9 subscribed to another event only.
+        let r = serde_json::json!({"value": "sub-8", "sessionId": "s8"});
+        ex((8, 800), sub(&e1, "Error"), Some(r));
+        let un = Pending::Unsubscribe("sub-8".into());
+        let done = serde_json::json!({"sessionId": "s8"});
+        ex((8, 801), un, Some(done));
+        let e2 = format!("{p1}/e2_kurento.PassThrough");
+        let r = serde_json::json!({"value": "sub-10", "sessionId": "s10"});
+        ex((10, 1000), sub(&e2, "Error"), Some(r));
+        let gone = Pending::Released(e2);
+        let done = serde_json::json!({"sessionId": "s10"});
+        ex((10, 1001), gone, Some(done));
+        let r = serde_json::json!({"value": "sub-9", "sessionId": "s9"});
+        ex((9, 900), sub(&e1, "EndOfStream"), Some(r));
         // 2 made a pipeline there and released it.
         let p2 = "p2_kurento.MediaPipeline";
         let made = serde_json::json!({"value": p2, "sessionId": "s2"});
-        exchange(&link, &known, 2, &clients[2], Pending::Pipeline, Some(made));
+        ex((2, 200), Pending::Pipeline, Some(made));
         let done = serde_json::json!({"sessionId": "s2"});
-        let c2 = &clients[2];
-        let a = ask(2, c2, Some("s2"));
-        link.send(
-            &a,
-            Some(&Value::from(7)),
-            Pending::Release(p2.into()),
-            "{}".into(),
-        )
-        .unwrap();
-        let answer = serde_json::json!({"id": 7, "jsonrpc": "2.0", "result": done});
-        link.deliver(&known, 2, answer.to_string());
+        let release = Pending::Release(p2.into());
+        ex((2, 7), release, Some(done));
         assert!(known.view.was_released(p2) && known.owner(p2).is_none());
         // 3 only asked for a name (answered); 4 has a request in flight; 6 bound its session
         // again there (a reconnect).
         let name = serde_json::json!({"value": "x", "sessionId": "s3"});
-        exchange(&link, &known, 3, &clients[3], Pending::Plain, Some(name));
-        exchange(&link, &known, 4, &clients[4], Pending::Plain, None);
-        exchange(&link, &known, 6, &clients[6], Pending::Swallow, None);
+        ex((3, 300), Pending::Plain, Some(name));
+        ex((4, 400), Pending::Plain, None);
+        ex((6, 600), Pending::Swallow, None);
         link.deliver(
             &known,
             6,
@@ -700,11 +843,37 @@ mod tests {
         link.bound(6, "s6");
         // 7's ping naming its session was relayed (the entry's own request, unanswered: the
         // owner froze); it holds nothing there.
-        exchange(&link, &known, 7, &clients[7], Pending::Swallow, None);
-        link.broke("a test");
-        let shut: Vec<_> = (1..8).filter(|&i| closed(&clients[i])).collect();
-        assert_eq!(shut, vec![1, 4, 5, 6]);
+        ex((7, 700), Pending::Swallow, None);
+        for i in 1..11 {
+            received(&mut outs, i);
+        }
+        link.broke("the connection closed");
         assert!(!link.alive.load(Ordering::Acquire));
+        assert!(lock(&link.state).clients.is_empty());
+        // No one is closed.
+        let shut: Vec<_> = (1..11).filter(|&i| closed(&clients[i])).collect();
+        assert_eq!(shut, Vec::<usize>::new());
+        // 4's request in flight: answered at once.
+        let got = received(&mut outs, 4);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0]["id"], 400);
+        assert_eq!(got[0]["error"]["code"], 40004);
+        // 5: one Error event per object subscribed to.
+        let got = received(&mut outs, 5);
+        let objects: Vec<_> = got
+            .iter()
+            .map(|v| v["params"]["value"]["object"].clone())
+            .collect();
+        assert_eq!(objects, vec![Value::from(p1), Value::from(e1.as_str())]);
+        for v in &got {
+            assert_eq!(v["method"], "onEvent");
+            assert_eq!(v["params"]["value"]["type"], "Error");
+            assert_eq!(v["params"]["value"]["data"]["type"], "NODE_DOWN");
+        }
+        // Nothing for the others.
+        for i in [1, 2, 3, 6, 7, 8, 9, 10] {
+            assert_eq!(received(&mut outs, i), Vec::<Value>::new(), "client {i}");
+        }
     }
 
     #[test]
@@ -713,7 +882,7 @@ mod tests {
         let known = Known::new(Arc::new(View::default()));
         let (c, _out) = client();
         let made = serde_json::json!({"value": "p_kurento.MediaPipeline", "sessionId": "s"});
-        exchange(&link, &known, 1, &c, Pending::Pipeline, Some(made));
+        exchange(&link, &known, (1, 100), &c, Pending::Pipeline, Some(made));
         link.bound(1, "s");
         assert!(lock(&link.state).holds(1));
         link.closed(1);

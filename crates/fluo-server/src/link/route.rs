@@ -214,7 +214,6 @@ impl Router {
         if self.view.is_local(&p) {
             return Some(local);
         }
-        let method = req.get("method").and_then(Value::as_str);
         let owner = match self.known.owner(&p) {
             Some(o) => o,
             // Released through this entry (or on this node): no node holds it, and none will
@@ -239,11 +238,7 @@ impl Router {
                 }
             },
         };
-        let pending = match method {
-            Some("release") if object_of(&req) == Some(p.as_str()) => Pending::Release(p.clone()),
-            Some("create" | "subscribe" | "transaction") => Pending::Hold(p.clone()),
-            _ => Pending::Plain,
-        };
+        let pending = Pending::of(&req, &p);
         let sent = match self.view.record(&owner.node, owner.boot) {
             Some(node) => self.forward(&ask, &req, local, &node, pending).await,
             // Not listed: its link, while it lives (the owner lost only Redis)...
@@ -418,7 +413,7 @@ fn names_session(req: &Map<String, Value>) -> Option<String> {
 }
 
 /// The object a request names (`params.object`).
-fn object_of(req: &Map<String, Value>) -> Option<&str> {
+pub(super) fn object_of(req: &Map<String, Value>) -> Option<&str> {
     req.get("params")?.get("object")?.as_str()
 }
 

@@ -195,3 +195,34 @@ pub async fn two_nodes(what: &str, flags: &[&str]) -> Option<TwoNodes> {
         port_b,
     })
 }
+
+/// Sends SIGSTOP to the server and waits (2 s at most) until every thread of it is stopped:
+/// a signal takes effect only once one of its threads handles it, which a loaded machine may
+/// delay by milliseconds, during which the server still answers.
+pub async fn stop(s: &Server) {
+    signal(s, libc::SIGSTOP);
+    let tasks = format!("/proc/{}/task", s.0.id());
+    let t0 = Instant::now();
+    loop {
+        let states: Vec<String> = std::fs::read_dir(&tasks)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The state follows the command name in parentheses: "pid (comm) T ...".
+        let stopped = |st: &String| {
+            st.rsplit_once(") ")
+                .is_some_and(|(_, r)| r.starts_with('T'))
+        };
+        if !states.is_empty() && states.iter().all(stopped) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "not stopped: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
