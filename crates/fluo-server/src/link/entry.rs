@@ -4,12 +4,17 @@
 //! that breaks (or stays silent for [`SILENCE`]) answers the requests still in flight there
 //! with `40004 CONNECT_ERROR` and sends an `Error` event (`NODE_DOWN`) to each `Error`
 //! subscription made there through it ([`super::lost`]); the client connections stay open
-//! (their pipelines on other nodes go on), and what they held there is forgotten. A client
-//! with nothing in flight and no `Error` subscription there gets nothing.
+//! (their pipelines on other nodes go on). A client with nothing in flight and no `Error`
+//! subscription there gets nothing. The sessions that held something there are kept
+//! ([`lost::Kept`]): the owner closed their mirrors (starting their grace periods) and the
+//! clients, still connected, will not reconnect, so the entry binds each again (a `ping`
+//! naming it, on its connection's new mirror) as soon as a link to the same owner in the
+//! same boot is made again: by a request, or by a retry every [`RETRY_AFTER`] until the owner
+//! is gone for good.
 
 use super::auth::{self, Challenge, Hello, Proof, Welcome};
-use super::lost::{self, Subs};
-use super::route::{object_of, Ask};
+use super::lost::{self, Kept, Key, Who};
+use super::route::{gone_for_good, object_of, rebind_id, Ask};
 use super::sessions::Sessions;
 use super::{read_json, write_json, Frame, CONNECT, LINK_QUEUE, PATH, RETRY_AFTER};
 use crate::cluster::View;
@@ -23,7 +28,8 @@ use serde_json::{Map, Value};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message;
@@ -193,6 +199,8 @@ pub(crate) struct Links {
     slots: Mutex<HashMap<NodeId, Slot>>,
     /// The last link made to each node (read without waiting for a connect in progress).
     current: Mutex<HashMap<NodeId, Arc<Link>>>,
+    /// What the client connections hold on each owner, across its links.
+    kept: Arc<Mutex<Kept>>,
 }
 
 /// Where the link to one node is kept; locked while it is being made, so that concurrent
@@ -213,6 +221,8 @@ pub(crate) struct Link {
     tx: mpsc::Sender<Frame>,
     alive: AtomicBool,
     state: Mutex<LinkState>,
+    /// The [`Links`]' record of what the client connections hold, across links.
+    kept: Arc<Mutex<Kept>>,
 }
 
 #[derive(Default)]
@@ -234,8 +244,8 @@ struct Client {
     handle: ClientHandle,
     /// The session it speaks for (as last sent or answered), or `#conn` before it has one.
     session: String,
-    /// The `Error` subscriptions it made there.
-    subs: Subs,
+    /// Its address (the owner's admission counts it).
+    peer: IpAddr,
 }
 
 impl LinkState {
@@ -254,18 +264,14 @@ impl LinkState {
         Some(c)
     }
 
-    /// Whether the client connection `conn` still has something on the owner: a request in
-    /// flight (its own, not the entry's rebinding ping or connect, which the client never
-    /// sees), or a session holding a pipeline or a subscription there.
+    /// Whether the client connection `conn`'s session holds something on the owner: a
+    /// pipeline or a subscription made there, or it was bound again there (its session is
+    /// bound again on a new link if this one breaks).
     fn holds(&self, conn: u64) -> bool {
         let Some(c) = self.clients.get(&conn) else {
             return false;
         };
-        self.pending
-            .iter()
-            .any(|((k, _), p)| *k == conn && !matches!(p, Pending::Swallow))
-            || self.bound.contains(&c.session)
-            || self.held.values().any(|s| s.contains(&c.session))
+        self.bound.contains(&c.session) || self.held.values().any(|s| s.contains(&c.session))
     }
 }
 
@@ -297,12 +303,13 @@ impl Links {
             known,
             slots: Mutex::default(),
             current: Mutex::default(),
+            kept: Arc::default(),
         }
     }
 
     /// The live link to `node`, connected now if there is none (bounded by [`CONNECT`]; a
     /// failure is answered again without trying for [`RETRY_AFTER`]).
-    pub(crate) async fn get(&self, node: &NodeRecord) -> Result<Arc<Link>, String> {
+    pub(crate) async fn get(self: &Arc<Self>, node: &NodeRecord) -> Result<Arc<Link>, String> {
         if let Some(l) = lock(&self.current).get(&node.info.id) {
             if l.alive.load(Ordering::Acquire) && l.boot == node.boot {
                 return Ok(l.clone());
@@ -328,7 +335,7 @@ impl Links {
             node,
             &self.me,
             (&self.secret.0, self.silence),
-            self.known.clone(),
+            (self.known.clone(), self.kept.clone(), Arc::downgrade(self)),
         );
         let link = match tokio::time::timeout(CONNECT, connect).await {
             Ok(Ok(l)) => l,
@@ -342,7 +349,83 @@ impl Links {
         slot.link = Some(link.clone());
         slot.failed = None;
         lock(&self.current).insert(node.info.id.clone(), link.clone());
+        self.rebind(&link);
         Ok(link)
+    }
+
+    /// Binds again, on `link`, the sessions a broken link to the same owner (and boot) left
+    /// without a connection there: a `ping` naming the session, from its client
+    /// connection's new mirror, as a reconnecting client's would (the answer is the entry's).
+    /// One that does not fit waits for the next try.
+    fn rebind(&self, link: &Link) {
+        let key = (link.node.clone(), link.boot);
+        let orphans = lock(&self.kept).take_orphans(&key);
+        let mut bound = 0;
+        for (conn, handle, peer, session) in orphans {
+            let own = rebind_id();
+            let text = serde_json::json!({"jsonrpc": "2.0", "id": own, "method": "ping",
+                "params": {"sessionId": session}});
+            let ask = Ask {
+                conn,
+                peer,
+                client: &handle,
+                session: Some(session.clone()),
+                text: "",
+            };
+            match link.send(&ask, Some(&own), Pending::Swallow, text.to_string()) {
+                Ok(()) => {
+                    link.bound(conn, &session);
+                    bound += 1;
+                }
+                Err(_) => lock(&self.kept).orphan(&key, conn, (&handle, peer, &session)),
+            }
+        }
+        if bound > 0 {
+            tracing::info!(node = %link.node, sessions = bound, "link: sessions bound again on the owner after its link broke");
+        }
+    }
+
+    /// After a link to `node` broke leaving sessions to bind again: tries every
+    /// [`RETRY_AFTER`] to link again (to the node as listed, else as it was), until they
+    /// are bound, their connections ended, or the node is gone for good (then they are
+    /// forgotten with its objects).
+    /// (Boxed: it makes links, whose tasks start it.)
+    fn revive(
+        links: Weak<Links>,
+        node: NodeRecord,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(Links::reviving(links, node))
+    }
+
+    async fn reviving(links: Weak<Links>, node: NodeRecord) {
+        let key = (node.info.id.clone(), node.boot);
+        loop {
+            tokio::time::sleep(RETRY_AFTER).await;
+            let Some(links) = links.upgrade() else {
+                return;
+            };
+            if !lock(&links.kept).has_orphans(&key) {
+                return;
+            }
+            let owner = Owner {
+                node: key.0.clone(),
+                boot: key.1,
+            };
+            if gone_for_good(&links.known.view, &owner) {
+                lock(&links.kept).gone(&key);
+                tracing::info!(node = %key.0, "link: the node is gone for good; its sessions are not bound again");
+                return;
+            }
+            match links.live(&key.0, key.1) {
+                Some(link) => links.rebind(&link),
+                None => {
+                    let record = links.known.view.record(&key.0, key.1);
+                    if let Err(e) = links.get(record.as_ref().unwrap_or(&node)).await {
+                        tracing::debug!(node = %key.0, "link: not linked again yet: {e}");
+                    }
+                }
+            }
+        }
     }
 
     /// The live link to `node` in `boot`, if there is one (none is made).
@@ -355,6 +438,7 @@ impl Links {
 
     /// The client connection `conn` ended: each owner it used ends its mirror.
     pub(crate) fn closed(&self, conn: u64) {
+        lock(&self.kept).closed(conn);
         let links: Vec<_> = lock(&self.current).values().cloned().collect();
         for l in links {
             l.closed(conn);
@@ -405,11 +489,10 @@ impl Link {
                 }
                 let session = format!("#{conn}");
                 let handle = ask.client.clone();
-                let subs = Subs::default();
                 v.insert(Client {
                     handle,
                     session,
-                    subs,
+                    peer,
                 })
             }
         };
@@ -520,25 +603,24 @@ impl Link {
             },
             Some(Pending::Hold(p)) => p,
             Some(Pending::Subscribe { pipeline, object }) => {
-                if let (Some(id), Some(c)) = (result["value"].as_str(), st.clients.get_mut(&conn)) {
-                    c.subs.add(id.to_string(), object);
+                if let (Some(id), Some(c)) = (result["value"].as_str(), st.clients.get(&conn)) {
+                    let who = (&c.handle, c.peer, session.as_str());
+                    lock(&self.kept).subscribed(&self.key(), conn, who, id, &object);
                 }
                 pipeline
             }
             Some(Pending::Release(p)) => {
                 known.released(&p);
                 st.held.remove(&p);
-                st.clients.values_mut().for_each(|c| c.subs.released(&p));
+                lock(&self.kept).released(&self.key(), &p);
                 return;
             }
             Some(Pending::Released(o)) => {
-                st.clients.values_mut().for_each(|c| c.subs.released(&o));
+                lock(&self.kept).released(&self.key(), &o);
                 return;
             }
             Some(Pending::Unsubscribe(id)) => {
-                st.clients
-                    .values_mut()
-                    .for_each(|c| c.subs.unsubscribed(&id));
+                lock(&self.kept).unsubscribed(&self.key(), &id);
                 return;
             }
             _ => return,
@@ -546,23 +628,36 @@ impl Link {
         st.held.entry(held).or_default().insert(session);
     }
 
-    /// The link broke: each `Error` subscription made there gets an `Error` event
-    /// (`NODE_DOWN`), once per session and object, and each request in flight there (but the
-    /// entry's own) is answered `40004 CONNECT_ERROR` at once; the client connections stay
-    /// open, and what they held there is forgotten with the link (a new link opens new
-    /// mirrors). Clients with nothing in flight and no `Error` subscription there get
-    /// nothing, as KMS sends events only to their subscribers.
-    fn broke(&self, why: &str) {
+    /// The owner at the other end, as [`Kept`] keys it.
+    fn key(&self) -> Key {
+        (self.node.clone(), self.boot)
+    }
+
+    /// The link broke: each `Error` subscription made on the owner (through this link or an
+    /// earlier one) gets an `Error` event (`NODE_DOWN`), once per session and object, and
+    /// each request in flight here (but the entry's own) is answered `40004 CONNECT_ERROR`
+    /// at once; the client connections stay open. The sessions that held something there
+    /// are kept to be bound again on a new link (whether there are any is returned).
+    /// Clients with nothing in flight and no `Error` subscription there get nothing, as KMS
+    /// sends events only to their subscribers.
+    fn broke(&self, why: &str) -> bool {
         self.alive.store(false, Ordering::Release);
         let st = std::mem::take(&mut *lock(&self.state));
-        let holders = st.clients.keys().filter(|c| st.holds(**c)).count();
+        let key = self.key();
+        let (holders, subscribers) = {
+            let mut kept = lock(&self.kept);
+            for (conn, c) in st.clients.iter().filter(|(conn, _)| st.holds(**conn)) {
+                let who: Who<'_> = (&c.handle, c.peer, &c.session);
+                kept.orphan(&key, *conn, who);
+            }
+            (kept.has_orphans(&key), kept.subscribers(&key))
+        };
         let now = lost::wall_ms();
         let mut told = HashSet::new();
-        for (conn, c) in &st.clients {
-            for object in c.subs.objects() {
-                if told.insert((c.session.as_str(), object)) {
-                    c.handle
-                        .send(*conn, lost::event(object, &self.node, why, now));
+        for (conn, handle, session, objects) in &subscribers {
+            for object in objects {
+                if told.insert((session.as_str(), object.as_str())) {
+                    handle.send(*conn, lost::event(object, &self.node, why, now));
                 }
             }
         }
@@ -576,7 +671,8 @@ impl Link {
                 answered += 1;
             }
         }
-        tracing::warn!(node = %self.node, clients = st.clients.len(), holders, error_events = told.len(), answered, "link: the clients of the broken link told: its requests in flight answered, its Error subscriptions sent an Error event");
+        tracing::warn!(node = %self.node, clients = st.clients.len(), error_events = told.len(), answered, "link: the clients of the broken link told: its requests in flight answered, its Error subscriptions sent an Error event");
+        holders
     }
 }
 
@@ -585,7 +681,7 @@ async fn connect(
     node: &NodeRecord,
     me: &NodeId,
     (secret, silence): (&[u8], Duration),
-    known: Arc<Known>,
+    (known, kept, links): (Arc<Known>, Arc<Mutex<Kept>>, Weak<Links>),
 ) -> Result<Arc<Link>, String> {
     let url = format!("ws://{}/{PATH}", node.info.peer);
     let (mut ws, _) =
@@ -632,14 +728,18 @@ async fn connect(
         tx,
         alive: AtomicBool::new(true),
         state: Mutex::default(),
+        kept,
     });
+    let record = node.clone();
     let writer = tokio::spawn(super::write_frames(sink, rx));
     let reader = link.clone();
     tokio::spawn(async move {
         let why = read_frames(&reader, &known, source, silence).await;
         writer.abort();
         tracing::warn!(node = %reader.node, "link: lost: {why}");
-        reader.broke(&why);
+        if reader.broke(&why) {
+            Links::revive(links, record).await;
+        }
     });
     Ok(link)
 }
@@ -663,9 +763,21 @@ where
                 Err(e) => tracing::debug!("link: an unreadable frame: {e}"),
             },
             Some(Ok(Message::Close(_))) | None => return "the connection closed".to_string(),
-            Some(Err(e)) => return e.to_string(),
+            Some(Err(e)) => {
+                tracing::debug!(node = %link.node, "link: read error: {e}");
+                return lost_why(&e).to_string();
+            }
             Some(Ok(_)) => {}
         }
+    }
+}
+
+/// What a read error of the link tells a client (the error's own text goes to the log).
+fn lost_why(e: &tokio_tungstenite::tungstenite::Error) -> &'static str {
+    use tokio_tungstenite::tungstenite::Error as E;
+    match e {
+        E::ConnectionClosed | E::AlreadyClosed => "the connection closed",
+        _ => "the connection was reset",
     }
 }
 
@@ -676,6 +788,11 @@ mod tests {
     use std::net::IpAddr;
 
     fn link(queue: usize) -> (Link, mpsc::Receiver<Frame>) {
+        link_in(Arc::default(), queue)
+    }
+
+    /// A link to node-b (boot 1) recording what its clients hold in `kept`.
+    fn link_in(kept: Arc<Mutex<Kept>>, queue: usize) -> (Link, mpsc::Receiver<Frame>) {
         let (tx, rx) = mpsc::channel(queue);
         let link = Link {
             node: NodeId::new("node-b").unwrap(),
@@ -683,6 +800,7 @@ mod tests {
             tx,
             alive: AtomicBool::new(true),
             state: Mutex::default(),
+            kept,
         };
         (link, rx)
     }
@@ -847,9 +965,22 @@ mod tests {
         for i in 1..11 {
             received(&mut outs, i);
         }
-        link.broke("the connection closed");
+        assert!(link.broke("the connection closed"));
         assert!(!link.alive.load(Ordering::Acquire));
         assert!(lock(&link.state).clients.is_empty());
+        // The sessions that held something there (made, subscribed to anything in a
+        // pipeline there, even if unsubscribed since, bound again) are kept to be bound
+        // again on a new link; 2 (released its pipeline), 3 (a name), 4 (a request in
+        // flight) and 7 (a ping) are not.
+        let key = (link.node.clone(), link.boot);
+        let mut orphans: Vec<_> = lock(&link.kept)
+            .take_orphans(&key)
+            .into_iter()
+            .map(|(conn, _, _, s)| (conn, s))
+            .collect();
+        orphans.sort();
+        let expected = [1, 5, 6, 8, 9, 10].map(|c| (c, format!("s{c}")));
+        assert_eq!(orphans, expected.to_vec());
         // No one is closed.
         let shut: Vec<_> = (1..11).filter(|&i| closed(&clients[i])).collect();
         assert_eq!(shut, Vec::<usize>::new());
@@ -875,6 +1006,56 @@ mod tests {
             assert_eq!(received(&mut outs, i), Vec::<Value>::new(), "client {i}");
         }
     }
+
+    #[tokio::test]
+    async fn sessions_are_bound_again_on_a_new_link_and_its_error_subscribers_told_again() {
+        let known = Arc::new(Known::new(Arc::new(View::default())));
+        let secret = Arc::new(ClusterSecret(b"s".to_vec()));
+        let me = NodeId::new("node-a").unwrap();
+        let links = Arc::new(Links::new(me, (secret, SILENCE_TEST), known.clone()));
+        let (first, _rx1) = link_in(links.kept.clone(), 64);
+        let (c, out) = client();
+        let mut outs = [out];
+        let p = "p_kurento.MediaPipeline";
+        let sub = serde_json::json!({"method": "subscribe", "params": {"object": p, "type": "Error"}});
+        let r = serde_json::json!({"value": "sub-1", "sessionId": "s5"});
+        exchange(&first, &known, (5, 50), &c, pending(p, sub), Some(r));
+        received(&mut outs, 0);
+        let node_down = |got: Vec<Value>| {
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert_eq!(got[0]["params"]["value"]["object"], p);
+            assert_eq!(got[0]["params"]["value"]["data"]["type"], "NODE_DOWN");
+        };
+        // A false alarm: the subscriber is told, its session kept to be bound again.
+        assert!(first.broke("nothing received for 3000 ms"));
+        node_down(received(&mut outs, 0));
+        // A new link to the same owner and boot: the session is bound again there, on the
+        // connection's new mirror, by a `ping` naming it, whose answer the client never sees.
+        let (second, mut rx2) = link_in(links.kept.clone(), 64);
+        links.rebind(&second);
+        assert!(matches!(rx2.try_recv(), Ok(Frame::Open { conn: 5, .. })));
+        let Ok(Frame::Text { conn: 5, text }) = rx2.try_recv() else {
+            panic!("no ping sent");
+        };
+        let ping: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(ping["method"], "ping");
+        assert_eq!(ping["params"]["sessionId"], "s5");
+        let pong = serde_json::json!({"id": ping["id"], "jsonrpc": "2.0",
+            "result": {"value": "pong", "sessionId": "s5"}});
+        second.deliver(&known, 5, pong.to_string());
+        assert_eq!(received(&mut outs, 0), Vec::<Value>::new());
+        assert!(lock(&second.state).holds(5));
+        assert!(!lock(&links.kept).has_orphans(&second.key()));
+        // The real death, later: the subscription made on the first link is told again.
+        assert!(second.broke("the connection was reset"));
+        node_down(received(&mut outs, 0));
+        // The client's connection ends: nothing is kept for it.
+        links.closed(5);
+        assert!(!lock(&links.kept).has_orphans(&second.key()));
+        assert!(lock(&links.kept).subscribers(&second.key()).is_empty());
+    }
+
+    const SILENCE_TEST: Duration = Duration::from_secs(3);
 
     #[test]
     fn what_a_client_held_is_forgotten_when_its_connection_ends() {

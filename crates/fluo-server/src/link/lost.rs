@@ -4,13 +4,23 @@
 //! gets an `Error` event of type [`NODE_DOWN`]. The client's connection stays open (its
 //! pipelines on other nodes go on). To know the subscriptions, the entry records, per client
 //! connection, the `Error` subscriptions forwarded to the owner and answered by it, until
-//! they are unsubscribed, their object or pipeline is released, or the connection ends.
+//! they are unsubscribed, their object or pipeline is released, the connection ends, or the
+//! owner is gone for good ([`Kept`]: they outlive the link, so that a later break of a new
+//! link to the same owner tells them again).
+//!
+//! A broken link also leaves the owner's sessions without a connection (the owner closed the
+//! link's mirrors, starting their grace periods) while the clients' connections to the entry
+//! stay open, so that kurento-client never reconnects: the entry keeps the sessions that held
+//! something there ([`Kept::orphan`]) and binds each again on its connection's new mirror
+//! once a link to the same owner in the same boot is made ([`super::entry`]).
 
-use super::entry::error_text;
+use super::entry::{error_text, ClientHandle};
 use fluo_api::jsonrpc::notification;
 use fluo_api::ErrorCode;
 use fluo_cluster::NodeId;
 use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::IpAddr;
 
 /// The `type` of the `Error` event a client gets when the node holding the object stops
 /// answering (a Fluo error type, as `CODEC_MISMATCH` is).
@@ -79,6 +89,143 @@ impl Subs {
     }
 }
 
+/// An owner node in one boot.
+pub(crate) type Key = (NodeId, u64);
+
+/// What the entry's client connections hold on each owner (in one boot), kept across the
+/// links to it: their `Error` subscriptions, and the sessions a broken link left to bind
+/// again.
+#[derive(Default)]
+pub(crate) struct Kept(HashMap<Key, HashMap<u64, Holder>>);
+
+/// A client connection that holds something on an owner.
+pub(crate) struct Holder {
+    pub handle: ClientHandle,
+    pub peer: IpAddr,
+    /// The session it spoke for there.
+    pub session: String,
+    /// Its `Error` subscriptions there.
+    pub subs: Subs,
+    /// Whether its session is to be bound again on a new link.
+    pub orphan: bool,
+}
+
+/// A client connection as [`Kept`] records it: where it sends, its address, its session.
+pub(crate) type Who<'a> = (&'a ClientHandle, IpAddr, &'a str);
+
+/// A session to bind again: the client connection, its handle, address and session.
+pub(crate) type Orphan = (u64, ClientHandle, IpAddr, String);
+
+impl Kept {
+    fn holder(&mut self, key: &Key, conn: u64, (handle, peer, session): Who<'_>) -> &mut Holder {
+        let h = self
+            .0
+            .entry(key.clone())
+            .or_default()
+            .entry(conn)
+            .or_insert_with(|| Holder {
+                handle: handle.clone(),
+                peer,
+                session: session.to_string(),
+                subs: Subs::default(),
+                orphan: false,
+            });
+        if h.session != session {
+            h.session = session.to_string();
+        }
+        h
+    }
+
+    /// Drops the holders of `key` that hold nothing any more.
+    fn tidy(&mut self, key: &Key) {
+        if let Some(m) = self.0.get_mut(key) {
+            m.retain(|_, h| h.orphan || !h.subs.0.is_empty());
+            if m.is_empty() {
+                self.0.remove(key);
+            }
+        }
+    }
+
+    /// Client connection `conn` subscribed to `object`'s `Error` on `key` (subscription `id`).
+    pub(crate) fn subscribed(&mut self, key: &Key, conn: u64, who: Who<'_>, id: &str, o: &str) {
+        let h = self.holder(key, conn, who);
+        h.subs.add(id.to_string(), o.to_string());
+    }
+
+    /// `object` on `key` was released (with the objects in it, for a pipeline).
+    pub(crate) fn released(&mut self, key: &Key, object: &str) {
+        if let Some(m) = self.0.get_mut(key) {
+            m.values_mut().for_each(|h| h.subs.released(object));
+        }
+        self.tidy(key);
+    }
+
+    /// Subscription `id` on `key` was unsubscribed.
+    pub(crate) fn unsubscribed(&mut self, key: &Key, id: &str) {
+        if let Some(m) = self.0.get_mut(key) {
+            m.values_mut().for_each(|h| h.subs.unsubscribed(id));
+        }
+        self.tidy(key);
+    }
+
+    /// Client connection `conn` ended: it holds nothing anywhere.
+    pub(crate) fn closed(&mut self, conn: u64) {
+        self.0.retain(|_, m| {
+            m.remove(&conn);
+            !m.is_empty()
+        });
+    }
+
+    /// The owner `key` is gone for good (restarted, or unlisted too long): its objects too.
+    pub(crate) fn gone(&mut self, key: &Key) {
+        self.0.remove(key);
+    }
+
+    /// A link to `key` broke while client connection `conn`'s session held something there.
+    pub(crate) fn orphan(&mut self, key: &Key, conn: u64, who: Who<'_>) {
+        self.holder(key, conn, who).orphan = true;
+    }
+
+    /// Whether sessions on `key` wait to be bound again.
+    pub(crate) fn has_orphans(&self, key: &Key) -> bool {
+        self.0
+            .get(key)
+            .is_some_and(|m| m.values().any(|h| h.orphan))
+    }
+
+    /// The sessions on `key` to bind again, no longer waiting.
+    pub(crate) fn take_orphans(&mut self, key: &Key) -> Vec<Orphan> {
+        let Some(m) = self.0.get_mut(key) else {
+            return vec![];
+        };
+        let mut out = vec![];
+        for (conn, h) in m.iter_mut().filter(|(_, h)| h.orphan) {
+            h.orphan = false;
+            out.push((*conn, h.handle.clone(), h.peer, h.session.clone()));
+        }
+        self.tidy(key);
+        out
+    }
+
+    /// The `Error` subscribers on `key`: each connection, where it sends, its session and
+    /// the objects it subscribed to.
+    pub(crate) fn subscribers(&self, key: &Key) -> Vec<(u64, ClientHandle, String, Vec<String>)> {
+        let Some(m) = self.0.get(key) else {
+            return vec![];
+        };
+        let mut out: Vec<_> = m
+            .iter()
+            .filter(|(_, h)| !h.subs.0.is_empty())
+            .map(|(conn, h)| {
+                let objects = h.subs.objects().into_iter().map(String::from).collect();
+                (*conn, h.handle.clone(), h.session.clone(), objects)
+            })
+            .collect();
+        out.sort_by_key(|s| s.0);
+        out
+    }
+}
+
 /// The text both the answers and the events carry: which node stopped answering, and how
 /// the entry saw it (`why`: the connection closed, or nothing came for the silence limit).
 fn stopped(node: &NodeId, why: &str) -> String {
@@ -89,7 +236,10 @@ fn stopped(node: &NodeId, why: &str) -> String {
 /// `node` when its link broke.
 pub(crate) fn answer(id_key: &str, node: &NodeId, why: &str) -> String {
     let id = serde_json::from_str::<Value>(id_key).ok();
-    let message = format!("{} (try again)", stopped(node, why));
+    let message = format!(
+        "{}; whether the request was carried out is not known",
+        stopped(node, why)
+    );
     error_text(id, ErrorCode::ConnectError, message)
 }
 
