@@ -179,9 +179,11 @@ async function kill(pid) {
   const answer = await h.withTimeout(rawInFlight, 3500, "the holder's request in flight answered");
   const answeredAt = Date.now();
   assert.equal(codeOf(answer), 40004, `the request in flight: ${JSON.stringify(answer)}`);
+  assert.ok(answeredAt - t0 < 3500, `the request in flight answered ${answeredAt - t0} ms after the kill`);
   const isError = (m) => m.params && m.params.value && m.params.value.type === 'Error' && m.params.value.object === pipeline;
   const event = await h.waitFor(() => holder.notifications.find(isError), 3500, "the holder's Error event");
   const eventAt = Date.now();
+  assert.ok(eventAt - t0 < 3500, `the holder's Error event ${eventAt - t0} ms after the kill`);
   const data = event.params.value.data;
   assert.equal(data.type, 'NODE_DOWN', JSON.stringify(event));
   assert.equal(data.errorCode, 40004, JSON.stringify(event));
@@ -193,6 +195,9 @@ async function kill(pid) {
   // Nothing for the bystander; every connection stays open and serves.
   await h.sleep(1000);
   assert.deepEqual(bystander.messages.slice(quietSince), [], 'the bystander was sent something');
+  // The request in flight was answered once (not again, by a node that took it over).
+  const again = holder.unmatched.filter((m) => JSON.stringify(m.id) === JSON.stringify(answer.id));
+  assert.deepEqual(again, [], 'a second answer to the request in flight');
   await ok(bystander, 'invoke', { object: elsewhere.ep, operation: 'getName' });
   await ok(bystander, 'release', { object: elsewhere.pipeline });
   // The holder's connection is open: its request about the dead node's object is answered
@@ -258,11 +263,13 @@ async function officialOn(client, node) {
  */
 async function officialClient(kept, officialEvent, officialInFlight, t0) {
   const { e, at } = await h.withTimeout(officialEvent, 3500, "kurento-client: pipeline.on('Error')");
+  assert.ok(at - t0 < 3500, `kurento-client: pipeline.on('Error') ${at - t0} ms after the kill`);
   assert.equal(e.type, 'NODE_DOWN', JSON.stringify(e));
   assert.equal(e.errorCode, 40004, JSON.stringify(e));
   const done = await h.withTimeout(officialInFlight, 3500, 'kurento-client: its request in flight answered');
   assert.ok(done.err, 'kurento-client: getName on the dead node answered a success');
   assert.equal(done.err.code, 40004, `kurento-client: ${done.err.code} ${done.err.message}`);
+  assert.ok(done.at - t0 < 3500, `kurento-client: its request in flight answered ${done.at - t0} ms after the kill`);
   const secs = (t) => ((t - t0) / 1000).toFixed(3);
   say(`kurento-client: pipeline.on('Error') got ${e.type} (${e.errorCode}) after ${secs(at)} s; its getName in flight ${done.err.code} after ${secs(done.at)} s`);
   figure('kurento_client_error_event_s', secs(at));

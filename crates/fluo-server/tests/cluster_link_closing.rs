@@ -14,7 +14,7 @@ mod support;
 use common::Client;
 use fluo_cluster::Coordinator;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::{Duration, Instant};
 use support::*;
 use tokio_tungstenite::tungstenite::Message;

@@ -27,8 +27,8 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
@@ -1017,7 +1017,8 @@ mod tests {
         let (c, out) = client();
         let mut outs = [out];
         let p = "p_kurento.MediaPipeline";
-        let sub = serde_json::json!({"method": "subscribe", "params": {"object": p, "type": "Error"}});
+        let sub =
+            serde_json::json!({"method": "subscribe", "params": {"object": p, "type": "Error"}});
         let r = serde_json::json!({"value": "sub-1", "sessionId": "s5"});
         exchange(&first, &known, (5, 50), &c, pending(p, sub), Some(r));
         received(&mut outs, 0);

@@ -248,7 +248,9 @@ where
         let t = match tokio::time::timeout(left, ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => t,
             Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
-                panic!("the entry closed the connection: the answer {answer:?}, the event {event:?}")
+                panic!(
+                    "the entry closed the connection: the answer {answer:?}, the event {event:?}"
+                )
             }
             // A time-out: the next turn panics.
             _ => continue,
