@@ -1059,6 +1059,16 @@ mod tests {
     const SILENCE_TEST: Duration = Duration::from_secs(3);
 
     #[test]
+    fn read_errors_are_told_as_fixed_phrases() {
+        use tokio_tungstenite::tungstenite::error::{Error as E, ProtocolError};
+        assert_eq!(lost_why(&E::ConnectionClosed), "the connection closed");
+        let reset = E::Protocol(ProtocolError::ResetWithoutClosingHandshake);
+        assert_eq!(lost_why(&reset), "the connection was reset");
+        let io = E::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(lost_why(&io), "the connection was reset");
+    }
+
+    #[test]
     fn what_a_client_held_is_forgotten_when_its_connection_ends() {
         let (link, _rx) = link(64);
         let known = Known::new(Arc::new(View::default()));

@@ -333,5 +333,9 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("node-b that holds this object stopped answering"));
+        assert!(a["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("; whether the request was carried out is not known"));
     }
 }
