@@ -12,8 +12,10 @@
 # nodes 2 and 3 (pinned ones on the pinned node), and releases them; (2) a subset of the compat
 # suite (tests/compat, official kurento-client 7.3.0) through node 1, with redis-cli MONITOR
 # recording every claim: each must be node 2's or node 3's, both must have some; (3)
-# CLUSTER_KILL_RUNS times: a client through node 1 holds a pipeline on node 3, node 3 gets
-# SIGKILL: detection time and the error codes docs/cluster.md promises, then node 3 restarts.
+# CLUSTER_KILL_RUNS times: clients through node 1 hold pipelines on node 3, subscribed to their
+# Error, with a request in flight (node 3 stopped first), node 3 gets SIGKILL: the requests
+# answered 40004, the Error events (NODE_DOWN, the official client's pipeline.on('Error')), the
+# connections kept, the error codes docs/cluster.md promises; then node 3 restarts.
 # Prints a report; exits non-zero on any failure. Root. Without a tool it says SKIPPED and
 # exits 0, except under CI=true, where that is a failure.
 #
@@ -313,8 +315,8 @@ kill_runs() {
   local r
   for r in $(seq 1 "$KILL_RUNS"); do
     [ "$r" -gt 1 ] && start_node 3
-    say "kill run $r/$KILL_RUNS: SIGKILL node3 (pid ${NODE_PID[3]}) while a client through node1 holds a pipeline there"
-    check_figures CLUSTER_VICTIM=node3 kill "${NODE_PID[3]}" || fail "kill run $r"
+    say "kill run $r/$KILL_RUNS: SIGKILL node3 (pid ${NODE_PID[3]}) while clients through node1 hold pipelines there"
+    check_figures CLUSTER_VICTIM=node3 CLUSTER_OTHER=node2 kill "${NODE_PID[3]}" || fail "kill run $r"
     reap "${NODE_PID[3]}"
   done
 }

@@ -250,8 +250,8 @@ pub struct Cli {
     #[arg(long, env = "FLUO_CLUSTER_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub cluster_secret: Option<ClusterSecret>,
     /// How long a node-to-node link may stay silent (each side pings every second) before it
-    /// counts as broken and the clients with objects on that node are disconnected, in
-    /// milliseconds, 1500 to 20000, the same on every node: longer rides out CPU stalls,
+    /// counts as broken (its requests in flight answered 40004, its Error subscribers told),
+    /// in milliseconds, 1500 to 20000, the same on every node: longer rides out CPU stalls,
     /// shorter detects a frozen node sooner [default: 3000].
     #[arg(long, env = "FLUO_PEER_SILENCE_MS", value_parser = clap::value_parser!(u64).range(1500..=20000))]
     pub peer_silence_ms: Option<u64>,

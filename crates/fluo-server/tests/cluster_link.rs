@@ -424,13 +424,11 @@ async fn a_dead_owner_is_answered_for_at_once() {
         .unwrap();
     b.0.kill().unwrap(); // SIGKILL
     b.0.wait().unwrap();
-    // Its link broke: the client's connection to node-a ends at once, as it would on a KMS
-    // that died, so that the client reconnects.
-    let t0 = Instant::now();
-    drain(&mut ca.ws).await;
-    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
-    let mut ca = Client::connect(port_a).await;
-    ca.next = 100;
+    // Its link broke: the client's connection to node-a stays open (its pipelines on other
+    // nodes go on), and it is sent nothing: it had no request in flight and no Error
+    // subscription there (tests/cluster_link_closing.rs has those).
+    let quiet = tokio::time::timeout(Duration::from_millis(1000), ca.ws.next()).await;
+    assert!(quiet.is_err(), "{quiet:?}");
     // At once while node-b's record lives on (the link cannot be made: CONNECT_ERROR, to try
     // again, since its objects may be alive), and after it expired, while node-b has been
     // unlisted for less than 10 s (it may be frozen or cut off and come back); "not found"
@@ -530,7 +528,10 @@ async fn a_client_that_reconnects_to_the_entry_keeps_its_session_on_the_owner() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_frozen_owner_ends_its_clients_connections_within_seconds_and_they_bind_again() {
+async fn a_frozen_owners_requests_in_flight_are_answered_and_its_sessions_bound_again_when_it_thaws(
+) {
+    // A short grace period on the owner: the session must be bound again within it.
+    let grace = ["--session-grace-secs", "2"];
     let Some(TwoNodes {
         redis,
         da: _da,
@@ -541,7 +542,7 @@ async fn a_frozen_owner_ends_its_clients_connections_within_seconds_and_they_bin
         b,
         port_a,
         port_b: _,
-    }) = two_nodes("a frozen owner", &[]).await
+    }) = two_nodes("a frozen owner", &grace).await
     else {
         return;
     };
@@ -555,13 +556,15 @@ async fn a_frozen_owner_ends_its_clients_connections_within_seconds_and_they_bin
         .await
         .unwrap();
     ca.subscribe(&e, "IceCandidateFound").await;
+    ca.subscribe(&p, "Error").await;
     let session = session_of(&mut ca, &e).await;
-    // node-b frozen (its TCP connections stay up, nothing answers): a request in flight
-    // ends the client's connection within the link's silence limit (3 s), not at the
-    // client's own time-out, so that it reconnects. Its record is kept alive meanwhile (as
-    // when only the nodes' network is cut and node-b still reaches Redis), then removed,
-    // so that each answer below is known.
-    signal(&b, libc::SIGSTOP);
+    // node-b frozen (its TCP connections stay up, nothing answers): a request in flight is
+    // answered 40004 within the link's silence limit (3 s), not at the client's own
+    // time-out, and the pipeline's Error subscriber gets an Error event; the connection
+    // stays open. Its record is kept alive meanwhile (as when only the nodes' network is
+    // cut and node-b still reaches Redis), then removed, so that each answer below is
+    // known.
+    stop(&b).await;
     assert_eq!(
         redis_command(&redis, "PEXPIRE fluo:node:node-b 60000"),
         ":1"
@@ -570,13 +573,15 @@ async fn a_frozen_owner_ends_its_clients_connections_within_seconds_and_they_bin
     let get = json!({"jsonrpc": "2.0", "id": 50, "method": "invoke",
         "params": {"object": e, "operation": "getName"}});
     ca.ws.send(Message::text(get.to_string())).await.unwrap();
-    drain(&mut ca.ws).await;
-    let took = t0.elapsed();
-    println!("the connection ended {took:?} after node-b froze");
-    assert!(took < Duration::from_millis(4500), "{took:?}");
-    // kurento-client reconnects at once with `connect`: node-b cannot be reached, but its
-    // objects may be alive, so the answer is "try again" (40004), not 40007 (on which
-    // kurento-client drops every object proxy).
+    let within = Duration::from_millis(4500);
+    let ((answered, a), (told, ev)) = answer_and_event(&mut ca.ws, (50, &p), t0, within).await;
+    assert_eq!(a["error"]["code"], 40004, "{a}");
+    assert_eq!(ev["params"]["value"]["data"]["type"], "NODE_DOWN", "{ev}");
+    println!("node-b froze: the request in flight answered after {answered:?}, the Error event after {told:?}");
+    // A client that reconnects meanwhile with `connect` (kurento-client does when its own
+    // connection drops): node-b cannot be reached, but its objects may be alive, so the
+    // answer is "try again" (40004), not 40007 (on which kurento-client drops every object
+    // proxy).
     let mut c1 = Client::connect(port_a).await;
     c1.next = 90;
     let err = c1
@@ -584,7 +589,7 @@ async fn a_frozen_owner_ends_its_clients_connections_within_seconds_and_they_bin
         .await
         .expect_err("node-b is frozen");
     assert_eq!(code(&err), 40004, "{err}");
-    // Requests after that are answered at once with CONNECT_ERROR ("try again"): while
+    // Requests after that are answered with CONNECT_ERROR ("try again") within 1.5 s: while
     // node-b's record lives (the link cannot be made), and also once it is gone from node-a's
     // listing, for less than the 10 s after which node-b counts as gone for good (a frozen
     // or cut-off owner may come back with its objects: never "not found" before).
@@ -607,32 +612,30 @@ async fn a_frozen_owner_ends_its_clients_connections_within_seconds_and_they_bin
         assert!(took < Duration::from_millis(1500), "answered in {took:?}");
         assert_eq!(code(&err), expected, "{err}");
     }
-    // node-b thaws and is listed again: the client reconnects with `connect`, which binds
-    // its session again on node-b, subscription included.
+    // node-b thaws: it closes the old link's mirrors (starting the session's 2 s grace),
+    // and ca, whose connection to node-a stayed open, does not reconnect (kurento-client's
+    // pings carry no session): node-a links again by itself and binds the session on ca's
+    // new mirror. ca stays idle past the grace period, then uses its objects on the same
+    // connection, and their events still reach it.
     signal(&b, libc::SIGCONT);
-    let t0 = Instant::now();
-    let mut again = loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut c = Client::connect(port_a).await;
-        c.next = 200;
-        match c.request("connect", json!({"sessionId": session})).await {
-            Ok(_) => break c,
-            // 40007 would end a kurento-client's session: never an answer to step past.
-            Err(err) => assert_eq!(code(&err), 40004, "{err}"),
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(8),
-            "the session not bound again"
-        );
-    };
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    ca.next = 300;
+    let name = ca
+        .request("invoke", json!({"object": e, "operation": "getName"}))
+        .await
+        .expect("the endpoint outlived node-b's grace period, on the same connection");
+    assert!(name.as_str().is_some_and(|n| !n.is_empty()), "{name}");
     let offer =
         json!({"object": e, "operation": "processOffer", "operationParams": {"offer": OFFER}});
-    again.request("invoke", offer).await.expect("processOffer");
-    again.invoke(&e, "gatherCandidates", json!({})).await;
-    again
-        .event("IceCandidateFound", &e, Duration::from_secs(10))
+    ca.request("invoke", offer).await.expect("processOffer");
+    ca.invoke(&e, "gatherCandidates", json!({})).await;
+    ca.event("IceCandidateFound", &e, Duration::from_secs(10))
         .await
-        .expect("the subscription made before the freeze delivers on the new connection");
+        .expect("the subscription made before the freeze delivers on the same connection");
+    // And the first connection still serves on node-a.
+    ca.create("MediaPipeline", json!({"fluoNode": "node-a"}))
+        .await
+        .expect("the first connection still serves");
 }
 
 #[tokio::test(flavor = "multi_thread")]

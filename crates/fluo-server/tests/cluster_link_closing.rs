@@ -1,8 +1,10 @@
-//! What an entry closes and answers when an owner goes away (docs/cluster.md, "Closing
-//! client connections" and "Reconnecting"), and what cleanup costs through it: only the
-//! clients that still hold something on a dead owner are disconnected; a reconnect for a
-//! session on an owner gone for good is answered 40004 (try again) for a while, then 40007;
-//! releasing a pipeline's elements after the pipeline waits for nothing. The Redis is a
+//! What an entry tells and answers when an owner goes away (docs/cluster.md, "When an owner
+//! stops answering" and "Reconnecting"), and what cleanup costs through it: a request in
+//! flight on a dead owner is answered 40004 at once and a subscriber of its pipeline's
+//! `Error` gets an Error event, the connections stay open, and clients with nothing in
+//! flight and no `Error` subscription there get nothing; a reconnect for a session on an
+//! owner gone for good is answered 40004 (try again) for a while, then 40007; releasing a
+//! pipeline's elements after the pipeline waits for nothing. The Redis is a
 //! redis-server of the test's own on a unix socket; without it the tests are skipped, and
 //! fail under CI=true.
 mod common;
@@ -11,9 +13,11 @@ mod support;
 
 use common::Client;
 use fluo_cluster::Coordinator;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use support::*;
+use tokio_tungstenite::tungstenite::Message;
 
 /// The entry's bound before an owner missing from the listings counts as gone for good
 /// (link/mod.rs GONE_AFTER).
@@ -118,8 +122,116 @@ async fn reconnect(port: u16, session: &str) -> i64 {
     code(&err)
 }
 
+/// The text frames `ws` gets within `dur` (the connection must stay open).
+async fn quiet<S>(ws: &mut S, dur: Duration) -> Vec<String>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let mut texts = vec![];
+    let t0 = Instant::now();
+    while let Some(left) = dur.checked_sub(t0.elapsed()) {
+        match tokio::time::timeout(left, ws.next()).await {
+            Err(_) => break,
+            Ok(Some(Ok(Message::Text(t)))) => texts.push(t.to_string()),
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
+                panic!("the entry closed the connection: {texts:?}")
+            }
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+    texts
+}
+
+/// The clients of node-a in the dead-owner test, all about node-b.
+struct Clients {
+    /// Holds pipeline `p` (with element `e`) on node-b, subscribed to its Error, and
+    /// pipeline `here` on node-a.
+    live: Client,
+    p: String,
+    e: String,
+    here: String,
+    /// Holds a pipeline (`r`) on node-b only, no Error subscription: its session lives on
+    /// node-b only.
+    lone: Client,
+    r: String,
+    /// Released the pipeline it made on node-b.
+    released: Client,
+    /// Only asked about `p` and `e`.
+    asked: Client,
+    /// Subscribed to another event (ElementConnected) of `e`.
+    watcher: Client,
+}
+
+async fn clients(port_a: u16) -> Clients {
+    let mut live = Client::connect(port_a).await;
+    let on_b = json!({"fluoNode": "node-b"});
+    let p = live.create("MediaPipeline", on_b.clone()).await.unwrap();
+    let in_p = json!({"mediaPipeline": p});
+    let e = live.create("PassThrough", in_p).await.unwrap();
+    live.subscribe(&p, "Error").await;
+    let on_a = json!({"fluoNode": "node-a"});
+    let here = live.create("MediaPipeline", on_a).await.unwrap();
+    let mut lone = Client::connect(port_a).await;
+    let r = lone.create("MediaPipeline", on_b.clone()).await.unwrap();
+    let mut released = Client::connect(port_a).await;
+    let q = released.create("MediaPipeline", on_b).await.unwrap();
+    released
+        .request("release", json!({"object": q}))
+        .await
+        .unwrap();
+    let mut asked = Client::connect(port_a).await;
+    asked
+        .request("describe", json!({"object": p}))
+        .await
+        .unwrap();
+    asked.value(&e, "getName").await;
+    let mut watcher = Client::connect(port_a).await;
+    watcher.subscribe(&e, "ElementConnected").await;
+    Clients {
+        live,
+        p,
+        e,
+        here,
+        lone,
+        r,
+        released,
+        asked,
+        watcher,
+    }
+}
+
+/// node-b stopped, a request of `c.live` sent (in flight there), node-b killed: the request
+/// is answered "try again" and the subscriber of the pipeline's Error gets an Error event,
+/// within 3.5 s of the kill (at once: the link closes with node-b's process).
+async fn kill_with_a_request_in_flight(b: &mut common::Server, c: &mut Clients) {
+    stop(b).await;
+    let get = json!({"jsonrpc": "2.0", "id": 50, "method": "invoke",
+        "params": {"object": c.e, "operation": "getName"}});
+    c.live
+        .ws
+        .send(Message::text(get.to_string()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.0.kill().unwrap(); // SIGKILL
+    let t0 = Instant::now();
+    b.0.wait().unwrap();
+    let within = Duration::from_millis(3500);
+    let ((answered, a), (told, ev)) =
+        answer_and_event(&mut c.live.ws, (50, &c.p), t0, within).await;
+    println!("node-b killed: the request in flight answered after {answered:?}, the Error event after {told:?}");
+    assert_eq!(code(&a["error"]), 40004, "{a}");
+    let data = &ev["params"]["value"]["data"];
+    assert_eq!(data["type"], "NODE_DOWN", "{ev}");
+    assert_eq!(data["errorCode"], 40004, "{ev}");
+    assert_eq!(data["source"], c.p.as_str(), "{ev}");
+    assert!(data["timestampMillis"].is_string(), "{ev}");
+    let description = data["description"].as_str().unwrap();
+    assert!(description.contains("node-b"), "{ev}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_dead_owner_closes_only_the_clients_holding_something_there_and_its_sessions_end() {
+async fn a_dead_owners_clients_get_answers_and_error_events_and_keep_their_connections() {
     let Some(TwoNodes {
         redis: _redis,
         da: _da,
@@ -134,62 +246,50 @@ async fn a_dead_owner_closes_only_the_clients_holding_something_there_and_its_se
     else {
         return;
     };
-    // One client holds a pipeline on node-b; one released the one it made there; one only
-    // asked about the first one's pipeline.
-    let mut live = Client::connect(port_a).await;
-    let p = live
-        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
-        .await
-        .unwrap();
-    let e = live
-        .create("PassThrough", json!({"mediaPipeline": p}))
-        .await
-        .unwrap();
-    let session = session_of(&mut live, &e).await;
-    let mut released = Client::connect(port_a).await;
-    let q = released
-        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
-        .await
-        .unwrap();
-    released
-        .request("release", json!({"object": q}))
-        .await
-        .unwrap();
-    let mut asked = Client::connect(port_a).await;
-    asked
-        .request("describe", json!({"object": p}))
-        .await
-        .unwrap();
-    asked.value(&e, "getName").await;
-    b.0.kill().unwrap(); // SIGKILL
-    b.0.wait().unwrap();
-    let t0 = Instant::now();
-    drain(&mut live.ws).await;
-    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
-    // The others are left alone, as a KMS does not close a connection because another
-    // server died.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    serves(&mut released).await;
-    serves(&mut asked).await;
-    // The client reconnects: "try again" while node-b may come back (its record lives, or
-    // it has been missing for less than the bound).
-    assert_eq!(reconnect(port_a, &session).await, 40004);
-    assert_eq!(about(&mut asked, &e).await, 40004);
+    let mut c = clients(port_a).await;
+    let lone_session = session_of(&mut c.lone, &c.r).await;
+    kill_with_a_request_in_flight(&mut b, &mut c).await;
+    // Only to it: the others get nothing (a holder without an Error subscription included),
+    // and every connection stays open and serves.
+    let quiet_for = Duration::from_millis(700);
+    assert_eq!(quiet(&mut c.lone.ws, quiet_for).await, Vec::<String>::new());
+    for k in [&mut c.released, &mut c.asked, &mut c.watcher] {
+        assert_eq!(quiet(&mut k.ws, quiet_for).await, Vec::<String>::new());
+        serves(k).await;
+    }
+    assert_eq!(quiet(&mut c.live.ws, quiet_for).await, Vec::<String>::new());
+    c.live.next = 60;
+    c.live.value(&c.here, "getName").await;
+    // "Try again" while node-b may come back (its record lives, or it has been missing for
+    // less than the bound): for the clients' requests, and for a reconnect of a session that
+    // lived on node-b only.
+    assert_eq!(about(&mut c.live, &c.e).await, 40004);
+    assert_eq!(about(&mut c.lone, &c.r).await, 40004);
+    assert_eq!(reconnect(port_a, &lone_session).await, 40004);
     let gone = until_unlisted(&probe, "node-b").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(reconnect(port_a, &session).await, 40004);
-    // Its objects too: "try again", not "not found", while it may come back.
-    assert_eq!(about(&mut asked, &e).await, 40004);
-    // Past the bound: the session is gone (kurento-client then drops its objects).
+    assert_eq!(reconnect(port_a, &lone_session).await, 40004);
+    assert_eq!(about(&mut c.asked, &c.e).await, 40004);
+    until_gone_for_good(port_a, &lone_session, gone).await;
+    // Its objects are not found, on the same connections.
+    assert_eq!(about(&mut c.asked, &c.e).await, 40101);
+    assert_eq!(about(&mut c.live, &c.e).await, 40101);
+    assert_eq!(about(&mut c.lone, &c.r).await, 40101);
+    // The live client's pipeline on node-a went on all along.
+    c.live.value(&c.here, "getName").await;
+}
+
+/// Reconnects with `session` (which lived on node-b only) every 500 ms: 40004 until node-b
+/// counts as gone for good, 40007 from then (kurento-client then drops its objects),
+/// 10 s after node-b's record expired (`gone`).
+async fn until_gone_for_good(port_a: u16, session: &str, gone: Instant) {
     loop {
-        let c = reconnect(port_a, &session).await;
+        let c = reconnect(port_a, session).await;
         let after = gone.elapsed();
         if c == 40007 {
             println!("40007 {after:?} after node-b's record expired");
             assert!(after > GONE_AFTER - Duration::from_millis(500), "{after:?}");
-            // Gone for good: its objects are not found.
-            assert_eq!(about(&mut asked, &e).await, 40101);
-            break;
+            return;
         }
         assert_eq!(c, 40004);
         assert!(after < GONE_AFTER + Duration::from_secs(3), "{after:?}");

@@ -1,14 +1,20 @@
 //! The entry's side of the link: one authenticated connection per owner node, made on
 //! demand and made again once broken (a failed attempt is remembered for [`RETRY_AFTER`]);
 //! the answers and events that come back go to the client connections they are for. A link
-//! that breaks (or stays silent for [`SILENCE`]) closes the client connections that still
-//! have something there (a request in flight, or a session holding a pipeline or a
-//! subscription there), as a KMS that goes away does: they reconnect, their `connect` binds
-//! their sessions again on the owners, and their retransmitted requests are answered from
-//! the owners' replay caches. A client with nothing left there is not closed.
+//! that breaks (or stays silent for [`SILENCE`]) answers the requests still in flight there
+//! with `40004 CONNECT_ERROR` and sends an `Error` event (`NODE_DOWN`) to each `Error`
+//! subscription made there through it ([`super::lost`]); the client connections stay open
+//! (their pipelines on other nodes go on). A client with nothing in flight and no `Error`
+//! subscription there gets nothing. The sessions that held something there are kept
+//! ([`lost::Kept`]): the owner closed their mirrors (starting their grace periods) and the
+//! clients, still connected, will not reconnect, so the entry binds each again (a `ping`
+//! naming it, on its connection's new mirror) as soon as a link to the same owner in the
+//! same boot is made again: by a request, or by a retry every [`RETRY_AFTER`] until the owner
+//! is gone for good.
 
 use super::auth::{self, Challenge, Hello, Proof, Welcome};
-use super::route::Ask;
+use super::lost::{self, Kept, Key, Who};
+use super::route::{gone_for_good, object_of, rebind_id, Ask};
 use super::sessions::Sessions;
 use super::{read_json, write_json, Frame, CONNECT, LINK_QUEUE, PATH, RETRY_AFTER};
 use crate::cluster::View;
@@ -18,11 +24,12 @@ use fluo_api::jsonrpc::Response as RpcResponse;
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_cluster::{NodeId, NodeRecord, Owner};
 use futures_util::StreamExt;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message;
@@ -39,8 +46,45 @@ pub(crate) enum Pending {
     /// A `create`, `subscribe` or `transaction` in this pipeline: once done, the client's
     /// session holds something there.
     Hold(String),
+    /// A `subscribe` to the `Error` event of `object`, in pipeline `pipeline`: once done,
+    /// the session holds something there, and the subscription is recorded (its client gets
+    /// an `Error` event if the link breaks).
+    Subscribe { pipeline: String, object: String },
+    /// An `unsubscribe` of this subscription: once done, it is forgotten.
+    Unsubscribe(String),
+    /// A `release` of this object (not a pipeline): once done, its subscriptions are gone.
+    Released(String),
     /// A request of the entry's own (a session bound again): the client never sees it.
     Swallow,
+}
+
+impl Pending {
+    /// What the answer to `req`, a request about an object of pipeline `p` forwarded to its
+    /// owner, will tell the entry.
+    pub(crate) fn of(req: &Map<String, Value>, p: &str) -> Pending {
+        let object = object_of(req);
+        let param = |k: &str| {
+            req.get("params")
+                .and_then(|x| x.get(k))
+                .and_then(Value::as_str)
+        };
+        match req.get("method").and_then(Value::as_str) {
+            Some("release") if object == Some(p) => Pending::Release(p.to_string()),
+            Some("release") => object.map_or(Pending::Plain, |o| Pending::Released(o.into())),
+            Some("subscribe") => match (object, param("type")) {
+                (Some(o), Some(lost::ERROR)) => Pending::Subscribe {
+                    pipeline: p.to_string(),
+                    object: o.to_string(),
+                },
+                _ => Pending::Hold(p.to_string()),
+            },
+            Some("unsubscribe") => {
+                param("subscription").map_or(Pending::Plain, |s| Pending::Unsubscribe(s.into()))
+            }
+            Some("create" | "transaction") => Pending::Hold(p.to_string()),
+            _ => Pending::Plain,
+        }
+    }
 }
 
 /// The most pipelines whose owner is remembered (then the memory starts again).
@@ -155,6 +199,8 @@ pub(crate) struct Links {
     slots: Mutex<HashMap<NodeId, Slot>>,
     /// The last link made to each node (read without waiting for a connect in progress).
     current: Mutex<HashMap<NodeId, Arc<Link>>>,
+    /// What the client connections hold on each owner, across its links.
+    kept: Arc<Mutex<Kept>>,
 }
 
 /// Where the link to one node is kept; locked while it is being made, so that concurrent
@@ -175,6 +221,8 @@ pub(crate) struct Link {
     tx: mpsc::Sender<Frame>,
     alive: AtomicBool,
     state: Mutex<LinkState>,
+    /// The [`Links`]' record of what the client connections hold, across links.
+    kept: Arc<Mutex<Kept>>,
 }
 
 #[derive(Default)]
@@ -196,6 +244,8 @@ struct Client {
     handle: ClientHandle,
     /// The session it speaks for (as last sent or answered), or `#conn` before it has one.
     session: String,
+    /// Its address (the owner's admission counts it).
+    peer: IpAddr,
 }
 
 impl LinkState {
@@ -214,18 +264,14 @@ impl LinkState {
         Some(c)
     }
 
-    /// Whether the client connection `conn` still has something on the owner: a request in
-    /// flight (its own, not the entry's rebinding ping or connect, which the client never
-    /// sees), or a session holding a pipeline or a subscription there.
+    /// Whether the client connection `conn`'s session holds something on the owner: a
+    /// pipeline or a subscription made there, or it was bound again there (its session is
+    /// bound again on a new link if this one breaks).
     fn holds(&self, conn: u64) -> bool {
         let Some(c) = self.clients.get(&conn) else {
             return false;
         };
-        self.pending
-            .iter()
-            .any(|((k, _), p)| *k == conn && !matches!(p, Pending::Swallow))
-            || self.bound.contains(&c.session)
-            || self.held.values().any(|s| s.contains(&c.session))
+        self.bound.contains(&c.session) || self.held.values().any(|s| s.contains(&c.session))
     }
 }
 
@@ -257,12 +303,13 @@ impl Links {
             known,
             slots: Mutex::default(),
             current: Mutex::default(),
+            kept: Arc::default(),
         }
     }
 
     /// The live link to `node`, connected now if there is none (bounded by [`CONNECT`]; a
     /// failure is answered again without trying for [`RETRY_AFTER`]).
-    pub(crate) async fn get(&self, node: &NodeRecord) -> Result<Arc<Link>, String> {
+    pub(crate) async fn get(self: &Arc<Self>, node: &NodeRecord) -> Result<Arc<Link>, String> {
         if let Some(l) = lock(&self.current).get(&node.info.id) {
             if l.alive.load(Ordering::Acquire) && l.boot == node.boot {
                 return Ok(l.clone());
@@ -288,7 +335,7 @@ impl Links {
             node,
             &self.me,
             (&self.secret.0, self.silence),
-            self.known.clone(),
+            (self.known.clone(), self.kept.clone(), Arc::downgrade(self)),
         );
         let link = match tokio::time::timeout(CONNECT, connect).await {
             Ok(Ok(l)) => l,
@@ -302,7 +349,83 @@ impl Links {
         slot.link = Some(link.clone());
         slot.failed = None;
         lock(&self.current).insert(node.info.id.clone(), link.clone());
+        self.rebind(&link);
         Ok(link)
+    }
+
+    /// Binds again, on `link`, the sessions a broken link to the same owner (and boot) left
+    /// without a connection there: a `ping` naming the session, from its client
+    /// connection's new mirror, as a reconnecting client's would (the answer is the entry's).
+    /// One that does not fit waits for the next try.
+    fn rebind(&self, link: &Link) {
+        let key = (link.node.clone(), link.boot);
+        let orphans = lock(&self.kept).take_orphans(&key);
+        let mut bound = 0;
+        for (conn, handle, peer, session) in orphans {
+            let own = rebind_id();
+            let text = serde_json::json!({"jsonrpc": "2.0", "id": own, "method": "ping",
+                "params": {"sessionId": session}});
+            let ask = Ask {
+                conn,
+                peer,
+                client: &handle,
+                session: Some(session.clone()),
+                text: "",
+            };
+            match link.send(&ask, Some(&own), Pending::Swallow, text.to_string()) {
+                Ok(()) => {
+                    link.bound(conn, &session);
+                    bound += 1;
+                }
+                Err(_) => lock(&self.kept).orphan(&key, conn, (&handle, peer, &session)),
+            }
+        }
+        if bound > 0 {
+            tracing::info!(node = %link.node, sessions = bound, "link: sessions bound again on the owner after its link broke");
+        }
+    }
+
+    /// After a link to `node` broke leaving sessions to bind again: tries every
+    /// [`RETRY_AFTER`] to link again (to the node as listed, else as it was), until they
+    /// are bound, their connections ended, or the node is gone for good (then they are
+    /// forgotten with its objects).
+    /// (Boxed: it makes links, whose tasks start it.)
+    fn revive(
+        links: Weak<Links>,
+        node: NodeRecord,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(Links::reviving(links, node))
+    }
+
+    async fn reviving(links: Weak<Links>, node: NodeRecord) {
+        let key = (node.info.id.clone(), node.boot);
+        loop {
+            tokio::time::sleep(RETRY_AFTER).await;
+            let Some(links) = links.upgrade() else {
+                return;
+            };
+            if !lock(&links.kept).has_orphans(&key) {
+                return;
+            }
+            let owner = Owner {
+                node: key.0.clone(),
+                boot: key.1,
+            };
+            if gone_for_good(&links.known.view, &owner) {
+                lock(&links.kept).gone(&key);
+                tracing::info!(node = %key.0, "link: the node is gone for good; its sessions are not bound again");
+                return;
+            }
+            match links.live(&key.0, key.1) {
+                Some(link) => links.rebind(&link),
+                None => {
+                    let record = links.known.view.record(&key.0, key.1);
+                    if let Err(e) = links.get(record.as_ref().unwrap_or(&node)).await {
+                        tracing::debug!(node = %key.0, "link: not linked again yet: {e}");
+                    }
+                }
+            }
+        }
     }
 
     /// The live link to `node` in `boot`, if there is one (none is made).
@@ -315,6 +438,7 @@ impl Links {
 
     /// The client connection `conn` ended: each owner it used ends its mirror.
     pub(crate) fn closed(&self, conn: u64) {
+        lock(&self.kept).closed(conn);
         let links: Vec<_> = lock(&self.current).values().cloned().collect();
         for l in links {
             l.closed(conn);
@@ -365,7 +489,11 @@ impl Link {
                 }
                 let session = format!("#{conn}");
                 let handle = ask.client.clone();
-                v.insert(Client { handle, session })
+                v.insert(Client {
+                    handle,
+                    session,
+                    peer,
+                })
             }
         };
         if let Some(s) = ask.session.as_deref() {
@@ -474,9 +602,25 @@ impl Link {
                 None => return,
             },
             Some(Pending::Hold(p)) => p,
+            Some(Pending::Subscribe { pipeline, object }) => {
+                if let (Some(id), Some(c)) = (result["value"].as_str(), st.clients.get(&conn)) {
+                    let who = (&c.handle, c.peer, session.as_str());
+                    lock(&self.kept).subscribed(&self.key(), conn, who, id, &object);
+                }
+                pipeline
+            }
             Some(Pending::Release(p)) => {
                 known.released(&p);
                 st.held.remove(&p);
+                lock(&self.kept).released(&self.key(), &p);
+                return;
+            }
+            Some(Pending::Released(o)) => {
+                lock(&self.kept).released(&self.key(), &o);
+                return;
+            }
+            Some(Pending::Unsubscribe(id)) => {
+                lock(&self.kept).unsubscribed(&self.key(), &id);
                 return;
             }
             _ => return,
@@ -484,25 +628,51 @@ impl Link {
         st.held.entry(held).or_default().insert(session);
     }
 
-    /// The link broke: the client connections that still have something on the owner are
-    /// closed (their requests in flight are not answered: the clients retransmit them once
-    /// reconnected); the others are left alone, as a KMS does not close a connection
-    /// because another server went away.
-    fn broke(&self, why: &str) {
+    /// The owner at the other end, as [`Kept`] keys it.
+    fn key(&self) -> Key {
+        (self.node.clone(), self.boot)
+    }
+
+    /// The link broke: each `Error` subscription made on the owner (through this link or an
+    /// earlier one) gets an `Error` event (`NODE_DOWN`), once per session and object, and
+    /// each request in flight here (but the entry's own) is answered `40004 CONNECT_ERROR`
+    /// at once; the client connections stay open. The sessions that held something there
+    /// are kept to be bound again on a new link (whether there are any is returned).
+    /// Clients with nothing in flight and no `Error` subscription there get nothing, as KMS
+    /// sends events only to their subscribers.
+    fn broke(&self, why: &str) -> bool {
         self.alive.store(false, Ordering::Release);
         let st = std::mem::take(&mut *lock(&self.state));
-        let closing: Vec<_> = st
-            .clients
-            .iter()
-            .filter(|(conn, _)| st.holds(**conn))
-            .map(|(_, c)| c.handle.clone())
-            .collect();
-        if !closing.is_empty() {
-            tracing::warn!(node = %self.node, clients = closing.len(), "link: closing the client connections that had requests or objects on the lost link ({why}), so that they reconnect");
+        let key = self.key();
+        let (holders, subscribers) = {
+            let mut kept = lock(&self.kept);
+            for (conn, c) in st.clients.iter().filter(|(conn, _)| st.holds(**conn)) {
+                let who: Who<'_> = (&c.handle, c.peer, &c.session);
+                kept.orphan(&key, *conn, who);
+            }
+            (kept.has_orphans(&key), kept.subscribers(&key))
+        };
+        let now = lost::wall_ms();
+        let mut told = HashSet::new();
+        for (conn, handle, session, objects) in &subscribers {
+            for object in objects {
+                if told.insert((session.as_str(), object.as_str())) {
+                    handle.send(*conn, lost::event(object, &self.node, why, now));
+                }
+            }
         }
-        for c in closing {
-            c.close.notify_one();
+        let mut answered = 0;
+        for ((conn, id), p) in &st.pending {
+            let Some(c) = st.clients.get(conn) else {
+                continue;
+            };
+            if !matches!(p, Pending::Swallow) {
+                c.handle.send(*conn, lost::answer(id, &self.node, why));
+                answered += 1;
+            }
         }
+        tracing::warn!(node = %self.node, clients = st.clients.len(), error_events = told.len(), answered, "link: the clients of the broken link told: its requests in flight answered, its Error subscriptions sent an Error event");
+        holders
     }
 }
 
@@ -511,7 +681,7 @@ async fn connect(
     node: &NodeRecord,
     me: &NodeId,
     (secret, silence): (&[u8], Duration),
-    known: Arc<Known>,
+    (known, kept, links): (Arc<Known>, Arc<Mutex<Kept>>, Weak<Links>),
 ) -> Result<Arc<Link>, String> {
     let url = format!("ws://{}/{PATH}", node.info.peer);
     let (mut ws, _) =
@@ -558,14 +728,18 @@ async fn connect(
         tx,
         alive: AtomicBool::new(true),
         state: Mutex::default(),
+        kept,
     });
+    let record = node.clone();
     let writer = tokio::spawn(super::write_frames(sink, rx));
     let reader = link.clone();
     tokio::spawn(async move {
         let why = read_frames(&reader, &known, source, silence).await;
         writer.abort();
         tracing::warn!(node = %reader.node, "link: lost: {why}");
-        reader.broke(&why);
+        if reader.broke(&why) {
+            Links::revive(links, record).await;
+        }
     });
     Ok(link)
 }
@@ -589,9 +763,21 @@ where
                 Err(e) => tracing::debug!("link: an unreadable frame: {e}"),
             },
             Some(Ok(Message::Close(_))) | None => return "the connection closed".to_string(),
-            Some(Err(e)) => return e.to_string(),
+            Some(Err(e)) => {
+                tracing::debug!(node = %link.node, "link: read error: {e}");
+                return lost_why(&e).to_string();
+            }
             Some(Ok(_)) => {}
         }
+    }
+}
+
+/// What a read error of the link tells a client (the error's own text goes to the log).
+fn lost_why(e: &tokio_tungstenite::tungstenite::Error) -> &'static str {
+    use tokio_tungstenite::tungstenite::Error as E;
+    match e {
+        E::ConnectionClosed | E::AlreadyClosed => "the connection closed",
+        _ => "the connection was reset",
     }
 }
 
@@ -602,6 +788,11 @@ mod tests {
     use std::net::IpAddr;
 
     fn link(queue: usize) -> (Link, mpsc::Receiver<Frame>) {
+        link_in(Arc::default(), queue)
+    }
+
+    /// A link to node-b (boot 1) recording what its clients hold in `kept`.
+    fn link_in(kept: Arc<Mutex<Kept>>, queue: usize) -> (Link, mpsc::Receiver<Frame>) {
         let (tx, rx) = mpsc::channel(queue);
         let link = Link {
             node: NodeId::new("node-b").unwrap(),
@@ -609,6 +800,7 @@ mod tests {
             tx,
             alive: AtomicBool::new(true),
             state: Mutex::default(),
+            kept,
         };
         (link, rx)
     }
@@ -633,12 +825,12 @@ mod tests {
     fn exchange(
         link: &Link,
         known: &Known,
-        conn: u64,
+        (conn, id): (u64, u64),
         c: &ClientHandle,
         pending: Pending,
         result: Option<Value>,
     ) {
-        let id = Value::from(conn * 100);
+        let id = Value::from(id);
         let a = ask(conn, c, None);
         link.send(&a, Some(&id), pending, "{}".into()).unwrap();
         if let Some(r) = result {
@@ -651,47 +843,116 @@ mod tests {
         c.close.now.notified().now_or_never().is_some()
     }
 
+    /// What a pending request about pipeline `p` is, from its JSON.
+    fn pending(p: &str, req: Value) -> Pending {
+        Pending::of(req.as_object().unwrap(), p)
+    }
+
     #[test]
-    fn a_broken_link_closes_only_the_clients_that_still_hold_something_there() {
+    fn requests_tell_what_their_answers_mean() {
+        let p = "p_kurento.MediaPipeline";
+        let e = format!("{p}/e_kurento.PassThrough");
+        let of =
+            |m: &str, params: Value| pending(p, serde_json::json!({"method": m, "params": params}));
+        assert!(
+            matches!(of("release", serde_json::json!({"object": p})), Pending::Release(x) if x == p)
+        );
+        assert!(
+            matches!(of("release", serde_json::json!({"object": e})), Pending::Released(x) if x == e)
+        );
+        assert!(matches!(
+            of("subscribe", serde_json::json!({"object": e, "type": "Error"})),
+            Pending::Subscribe { pipeline, object } if pipeline == p && object == e
+        ));
+        let other = of(
+            "subscribe",
+            serde_json::json!({"object": e, "type": "EndOfStream"}),
+        );
+        assert!(matches!(other, Pending::Hold(x) if x == p));
+        let un = of(
+            "unsubscribe",
+            serde_json::json!({"object": e, "subscription": "s1"}),
+        );
+        assert!(matches!(un, Pending::Unsubscribe(x) if x == "s1"));
+        assert!(matches!(
+            of("create", serde_json::json!({})),
+            Pending::Hold(_)
+        ));
+        assert!(matches!(
+            of("transaction", serde_json::json!({})),
+            Pending::Hold(_)
+        ));
+        assert!(matches!(
+            of("invoke", serde_json::json!({"object": e})),
+            Pending::Plain
+        ));
+        assert!(matches!(
+            of("unsubscribe", serde_json::json!({"object": e})),
+            Pending::Plain
+        ));
+    }
+
+    /// Everything client connection `i` was sent, as JSON.
+    fn received(outs: &mut [mpsc::Receiver<String>], i: usize) -> Vec<Value> {
+        std::iter::from_fn(|| outs[i].try_recv().ok())
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_broken_link_answers_requests_in_flight_and_tells_error_subscribers_without_closing() {
         let (link, _rx) = link(64);
         let known = Known::new(Arc::new(View::default()));
-        let (clients, _outs): (Vec<_>, Vec<_>) = (0..8).map(|_| client()).unzip();
+        let (clients, mut outs): (Vec<_>, Vec<_>) = (0..11).map(|_| client()).unzip();
         let p1 = "p1_kurento.MediaPipeline";
-        // 1 made a pipeline there; 5 subscribed to an object in it.
+        let e1 = format!("{p1}/e1_kurento.PassThrough");
+        let sub = |o: &str, ty: &str| {
+            pending(
+                p1,
+                serde_json::json!({"method": "subscribe", "params": {"object": o, "type": ty}}),
+            )
+        };
+        let ex = |(conn, id): (u64, u64), pending: Pending, result: Option<Value>| {
+            let c = &clients[conn as usize];
+            exchange(&link, &known, (conn, id), c, pending, result);
+        };
         let made = serde_json::json!({"value": p1, "sessionId": "s1"});
-        exchange(&link, &known, 1, &clients[1], Pending::Pipeline, Some(made));
-        let sub = serde_json::json!({"value": "sub-1", "sessionId": "s5"});
-        exchange(
-            &link,
-            &known,
-            5,
-            &clients[5],
-            Pending::Hold(p1.into()),
-            Some(sub),
-        );
+        // 1 made a pipeline there.
+        ex((1, 100), Pending::Pipeline, Some(made));
+        // 5 subscribed to the pipeline's Error, twice, and to its element's.
+        for (id, o) in [(500, p1), (501, p1), (502, &e1)] {
+            let r = serde_json::json!({"value": format!("sub-{id}"), "sessionId": "s5"});
+            ex((5, id), sub(o, "Error"), Some(r));
+        }
+        // 8 subscribed to the element's Error, then unsubscribed; 10 subscribed to another
+        // element's, then released that element; 9 subscribed to another event only.
+        let r = serde_json::json!({"value": "sub-8", "sessionId": "s8"});
+        ex((8, 800), sub(&e1, "Error"), Some(r));
+        let un = Pending::Unsubscribe("sub-8".into());
+        let done = serde_json::json!({"sessionId": "s8"});
+        ex((8, 801), un, Some(done));
+        let e2 = format!("{p1}/e2_kurento.PassThrough");
+        let r = serde_json::json!({"value": "sub-10", "sessionId": "s10"});
+        ex((10, 1000), sub(&e2, "Error"), Some(r));
+        let gone = Pending::Released(e2);
+        let done = serde_json::json!({"sessionId": "s10"});
+        ex((10, 1001), gone, Some(done));
+        let r = serde_json::json!({"value": "sub-9", "sessionId": "s9"});
+        ex((9, 900), sub(&e1, "EndOfStream"), Some(r));
         // 2 made a pipeline there and released it.
         let p2 = "p2_kurento.MediaPipeline";
         let made = serde_json::json!({"value": p2, "sessionId": "s2"});
-        exchange(&link, &known, 2, &clients[2], Pending::Pipeline, Some(made));
+        ex((2, 200), Pending::Pipeline, Some(made));
         let done = serde_json::json!({"sessionId": "s2"});
-        let c2 = &clients[2];
-        let a = ask(2, c2, Some("s2"));
-        link.send(
-            &a,
-            Some(&Value::from(7)),
-            Pending::Release(p2.into()),
-            "{}".into(),
-        )
-        .unwrap();
-        let answer = serde_json::json!({"id": 7, "jsonrpc": "2.0", "result": done});
-        link.deliver(&known, 2, answer.to_string());
+        let release = Pending::Release(p2.into());
+        ex((2, 7), release, Some(done));
         assert!(known.view.was_released(p2) && known.owner(p2).is_none());
         // 3 only asked for a name (answered); 4 has a request in flight; 6 bound its session
         // again there (a reconnect).
         let name = serde_json::json!({"value": "x", "sessionId": "s3"});
-        exchange(&link, &known, 3, &clients[3], Pending::Plain, Some(name));
-        exchange(&link, &known, 4, &clients[4], Pending::Plain, None);
-        exchange(&link, &known, 6, &clients[6], Pending::Swallow, None);
+        ex((3, 300), Pending::Plain, Some(name));
+        ex((4, 400), Pending::Plain, None);
+        ex((6, 600), Pending::Swallow, None);
         link.deliver(
             &known,
             6,
@@ -700,11 +961,111 @@ mod tests {
         link.bound(6, "s6");
         // 7's ping naming its session was relayed (the entry's own request, unanswered: the
         // owner froze); it holds nothing there.
-        exchange(&link, &known, 7, &clients[7], Pending::Swallow, None);
-        link.broke("a test");
-        let shut: Vec<_> = (1..8).filter(|&i| closed(&clients[i])).collect();
-        assert_eq!(shut, vec![1, 4, 5, 6]);
+        ex((7, 700), Pending::Swallow, None);
+        for i in 1..11 {
+            received(&mut outs, i);
+        }
+        assert!(link.broke("the connection closed"));
         assert!(!link.alive.load(Ordering::Acquire));
+        assert!(lock(&link.state).clients.is_empty());
+        // The sessions that held something there (made, subscribed to anything in a
+        // pipeline there, even if unsubscribed since, bound again) are kept to be bound
+        // again on a new link; 2 (released its pipeline), 3 (a name), 4 (a request in
+        // flight) and 7 (a ping) are not.
+        let key = (link.node.clone(), link.boot);
+        let mut orphans: Vec<_> = lock(&link.kept)
+            .take_orphans(&key)
+            .into_iter()
+            .map(|(conn, _, _, s)| (conn, s))
+            .collect();
+        orphans.sort();
+        let expected = [1, 5, 6, 8, 9, 10].map(|c| (c, format!("s{c}")));
+        assert_eq!(orphans, expected.to_vec());
+        // No one is closed.
+        let shut: Vec<_> = (1..11).filter(|&i| closed(&clients[i])).collect();
+        assert_eq!(shut, Vec::<usize>::new());
+        // 4's request in flight: answered at once.
+        let got = received(&mut outs, 4);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0]["id"], 400);
+        assert_eq!(got[0]["error"]["code"], 40004);
+        // 5: one Error event per object subscribed to.
+        let got = received(&mut outs, 5);
+        let objects: Vec<_> = got
+            .iter()
+            .map(|v| v["params"]["value"]["object"].clone())
+            .collect();
+        assert_eq!(objects, vec![Value::from(p1), Value::from(e1.as_str())]);
+        for v in &got {
+            assert_eq!(v["method"], "onEvent");
+            assert_eq!(v["params"]["value"]["type"], "Error");
+            assert_eq!(v["params"]["value"]["data"]["type"], "NODE_DOWN");
+        }
+        // Nothing for the others.
+        for i in [1, 2, 3, 6, 7, 8, 9, 10] {
+            assert_eq!(received(&mut outs, i), Vec::<Value>::new(), "client {i}");
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_are_bound_again_on_a_new_link_and_its_error_subscribers_told_again() {
+        let known = Arc::new(Known::new(Arc::new(View::default())));
+        let secret = Arc::new(ClusterSecret(b"s".to_vec()));
+        let me = NodeId::new("node-a").unwrap();
+        let links = Arc::new(Links::new(me, (secret, SILENCE_TEST), known.clone()));
+        let (first, _rx1) = link_in(links.kept.clone(), 64);
+        let (c, out) = client();
+        let mut outs = [out];
+        let p = "p_kurento.MediaPipeline";
+        let sub =
+            serde_json::json!({"method": "subscribe", "params": {"object": p, "type": "Error"}});
+        let r = serde_json::json!({"value": "sub-1", "sessionId": "s5"});
+        exchange(&first, &known, (5, 50), &c, pending(p, sub), Some(r));
+        received(&mut outs, 0);
+        let node_down = |got: Vec<Value>| {
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert_eq!(got[0]["params"]["value"]["object"], p);
+            assert_eq!(got[0]["params"]["value"]["data"]["type"], "NODE_DOWN");
+        };
+        // A false alarm: the subscriber is told, its session kept to be bound again.
+        assert!(first.broke("nothing received for 3000 ms"));
+        node_down(received(&mut outs, 0));
+        // A new link to the same owner and boot: the session is bound again there, on the
+        // connection's new mirror, by a `ping` naming it, whose answer the client never sees.
+        let (second, mut rx2) = link_in(links.kept.clone(), 64);
+        links.rebind(&second);
+        assert!(matches!(rx2.try_recv(), Ok(Frame::Open { conn: 5, .. })));
+        let Ok(Frame::Text { conn: 5, text }) = rx2.try_recv() else {
+            panic!("no ping sent");
+        };
+        let ping: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(ping["method"], "ping");
+        assert_eq!(ping["params"]["sessionId"], "s5");
+        let pong = serde_json::json!({"id": ping["id"], "jsonrpc": "2.0",
+            "result": {"value": "pong", "sessionId": "s5"}});
+        second.deliver(&known, 5, pong.to_string());
+        assert_eq!(received(&mut outs, 0), Vec::<Value>::new());
+        assert!(lock(&second.state).holds(5));
+        assert!(!lock(&links.kept).has_orphans(&second.key()));
+        // The real death, later: the subscription made on the first link is told again.
+        assert!(second.broke("the connection was reset"));
+        node_down(received(&mut outs, 0));
+        // The client's connection ends: nothing is kept for it.
+        links.closed(5);
+        assert!(!lock(&links.kept).has_orphans(&second.key()));
+        assert!(lock(&links.kept).subscribers(&second.key()).is_empty());
+    }
+
+    const SILENCE_TEST: Duration = Duration::from_secs(3);
+
+    #[test]
+    fn read_errors_are_told_as_fixed_phrases() {
+        use tokio_tungstenite::tungstenite::error::{Error as E, ProtocolError};
+        assert_eq!(lost_why(&E::ConnectionClosed), "the connection closed");
+        let reset = E::Protocol(ProtocolError::ResetWithoutClosingHandshake);
+        assert_eq!(lost_why(&reset), "the connection was reset");
+        let io = E::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(lost_why(&io), "the connection was reset");
     }
 
     #[test]
@@ -713,7 +1074,7 @@ mod tests {
         let known = Known::new(Arc::new(View::default()));
         let (c, _out) = client();
         let made = serde_json::json!({"value": "p_kurento.MediaPipeline", "sessionId": "s"});
-        exchange(&link, &known, 1, &c, Pending::Pipeline, Some(made));
+        exchange(&link, &known, (1, 100), &c, Pending::Pipeline, Some(made));
         link.bound(1, "s");
         assert!(lock(&link.state).holds(1));
         link.closed(1);

@@ -17,6 +17,7 @@
 mod admission;
 mod auth;
 pub(crate) mod entry;
+mod lost;
 pub(crate) mod route;
 mod serve;
 mod sessions;

@@ -32,7 +32,7 @@ pub(crate) struct Router {
     view: Arc<View>,
     store: Coordinator,
     known: Arc<Known>,
-    links: Links,
+    links: Arc<Links>,
     /// The pipelines this entry placed on each node since the last listing (which does not
     /// show them yet): counted as load, so that a burst of creates does not all go to the
     /// node that looked emptiest.
@@ -72,7 +72,7 @@ impl Router {
     ) -> Router {
         let known = Arc::new(Known::new(view.clone()));
         Router {
-            links: Links::new(me.clone(), link, known.clone()),
+            links: Arc::new(Links::new(me.clone(), link, known.clone())),
             me,
             view,
             store,
@@ -145,7 +145,7 @@ impl Router {
                 None => match self.links.live(&o.node, o.boot) {
                     Some(l) => Ok(l),
                     None => {
-                        unreachable |= !self.gone_for_good(&o);
+                        unreachable |= !gone_for_good(&self.view, &o);
                         continue;
                     }
                 },
@@ -159,8 +159,7 @@ impl Router {
                 }
             };
             let sent = if relayed {
-                let n = REBIND.fetch_add(1, Ordering::Relaxed);
-                let own = Value::from(format!("fluo-rebind-{n}"));
+                let own = rebind_id();
                 let text = serde_json::json!({"jsonrpc": "2.0", "id": own, "method": method,
                     "params": {"sessionId": s}});
                 link.send(ask, Some(&own), Pending::Swallow, text.to_string())
@@ -214,7 +213,6 @@ impl Router {
         if self.view.is_local(&p) {
             return Some(local);
         }
-        let method = req.get("method").and_then(Value::as_str);
         let owner = match self.known.owner(&p) {
             Some(o) => o,
             // Released through this entry (or on this node): no node holds it, and none will
@@ -239,11 +237,7 @@ impl Router {
                 }
             },
         };
-        let pending = match method {
-            Some("release") if object_of(&req) == Some(p.as_str()) => Pending::Release(p.clone()),
-            Some("create" | "subscribe" | "transaction") => Pending::Hold(p.clone()),
-            _ => Pending::Plain,
-        };
+        let pending = Pending::of(&req, &p);
         let sent = match self.view.record(&owner.node, owner.boot) {
             Some(node) => self.forward(&ask, &req, local, &node, pending).await,
             // Not listed: its link, while it lives (the owner lost only Redis)...
@@ -251,7 +245,7 @@ impl Router {
                 Some(link) => link.send(&ask, req.get("id"), pending, local),
                 // ..."not found" once it is gone for good (restarted, or unlisted for
                 // [`GONE_AFTER`])...
-                None if self.gone_for_good(&owner) => {
+                None if gone_for_good(&self.view, &owner) => {
                     self.known.forget(&p);
                     return self.gone(&ask, &req, &p, &owner.node);
                 }
@@ -367,21 +361,6 @@ impl Router {
         link.send(ask, req.get("id"), pending, text)
     }
 
-    /// Whether `o` (not listed now) is gone for good: its node is listed again in another
-    /// boot (it restarted: its objects are gone), or has been missing from the listings for
-    /// [`GONE_AFTER`] (killed for good; a shorter freeze or partition is not).
-    fn gone_for_good(&self, o: &fluo_cluster::Owner) -> bool {
-        let nodes = self.view.nodes().unwrap_or_else(|| self.view.last_listed());
-        let restarted = nodes
-            .iter()
-            .any(|n| n.info.id == o.node && n.boot != o.boot);
-        restarted
-            || self
-                .view
-                .unlisted_for(&o.node, o.boot)
-                .is_some_and(|d| d >= GONE_AFTER)
-    }
-
     fn gone(
         &self,
         ask: &Ask<'_>,
@@ -394,6 +373,26 @@ impl Router {
         answer(ask, "", ErrorCode::MediaObjectNotFound, message);
         None
     }
+}
+
+/// Whether `o` (not listed now) is gone for good: its node is listed again in another boot
+/// (it restarted: its objects are gone), or has been missing from the listings for
+/// [`GONE_AFTER`] (killed for good; a shorter freeze or partition is not).
+pub(super) fn gone_for_good(view: &View, o: &fluo_cluster::Owner) -> bool {
+    let nodes = view.nodes().unwrap_or_else(|| view.last_listed());
+    let restarted = nodes
+        .iter()
+        .any(|n| n.info.id == o.node && n.boot != o.boot);
+    restarted
+        || view
+            .unlisted_for(&o.node, o.boot)
+            .is_some_and(|d| d >= GONE_AFTER)
+}
+
+/// A new id for one of the entry's own requests (a session bound again).
+pub(super) fn rebind_id() -> Value {
+    let n = REBIND.fetch_add(1, Ordering::Relaxed);
+    Value::from(format!("fluo-rebind-{n}"))
 }
 
 /// Answers `ask` with an error (a request without an id gets nothing).
@@ -418,7 +417,7 @@ fn names_session(req: &Map<String, Value>) -> Option<String> {
 }
 
 /// The object a request names (`params.object`).
-fn object_of(req: &Map<String, Value>) -> Option<&str> {
+pub(super) fn object_of(req: &Map<String, Value>) -> Option<&str> {
     req.get("params")?.get("object")?.as_str()
 }
 

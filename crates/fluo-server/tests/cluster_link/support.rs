@@ -1,5 +1,6 @@
 //! What the cluster link's tests share: a node on a cluster, waits on the store, the error
-//! code of an answer, a connection drained to its end, a signal to a node.
+//! code of an answer, a connection drained to its end, a signal to a node, an answer and an
+//! Error event awaited together.
 #![allow(dead_code)]
 
 use crate::common::{self, Client, Server};
@@ -194,4 +195,75 @@ pub async fn two_nodes(what: &str, flags: &[&str]) -> Option<TwoNodes> {
         port_a,
         port_b,
     })
+}
+
+/// Sends SIGSTOP to the server and waits (2 s at most) until every thread of it is stopped:
+/// a signal takes effect only once one of its threads handles it, which a loaded machine may
+/// delay by milliseconds, during which the server still answers.
+pub async fn stop(s: &Server) {
+    signal(s, libc::SIGSTOP);
+    let tasks = format!("/proc/{}/task", s.0.id());
+    let t0 = Instant::now();
+    loop {
+        let states: Vec<String> = std::fs::read_dir(&tasks)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The state follows the command name in parentheses: "pid (comm) T ...".
+        let stopped = |st: &String| {
+            st.rsplit_once(") ")
+                .is_some_and(|(_, r)| r.starts_with('T'))
+        };
+        if !states.is_empty() && states.iter().all(stopped) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "not stopped: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Waits (`within` at most) for the answer to request `id` and an `Error` event of `object`
+/// on `ws`; when each came (since `t0`), and the two messages. Panics when the connection
+/// closes or `within` passes.
+pub async fn answer_and_event<S>(
+    ws: &mut S,
+    (id, object): (u64, &str),
+    t0: Instant,
+    within: Duration,
+) -> ((Duration, Value), (Duration, Value))
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let (mut answer, mut event) = (None, None);
+    while answer.is_none() || event.is_none() {
+        let left = within.checked_sub(t0.elapsed()).unwrap_or_else(|| {
+            panic!("within {within:?}: the answer {answer:?}, the event {event:?}")
+        });
+        let t = match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => t,
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
+                panic!(
+                    "the entry closed the connection: the answer {answer:?}, the event {event:?}"
+                )
+            }
+            // A time-out: the next turn panics.
+            _ => continue,
+        };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if v["id"] == id {
+            answer = Some((t0.elapsed(), v));
+        } else if v["method"] == "onEvent"
+            && v["params"]["value"]["type"] == "Error"
+            && v["params"]["value"]["object"] == object
+        {
+            event = Some((t0.elapsed(), v));
+        }
+    }
+    (answer.unwrap(), event.unwrap())
 }
