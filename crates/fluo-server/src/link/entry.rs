@@ -313,6 +313,18 @@ impl Links {
             .cloned()
     }
 
+    /// How many client connections hold something on a live link's owner (counted once
+    /// however many owners they use).
+    pub(crate) fn holders(&self) -> usize {
+        let links: Vec<_> = lock(&self.current).values().cloned().collect();
+        let mut conns = HashSet::new();
+        for l in links.iter().filter(|l| l.alive.load(Ordering::Acquire)) {
+            let st = lock(&l.state);
+            conns.extend(st.clients.keys().filter(|c| st.holds(**c)).copied());
+        }
+        conns.len()
+    }
+
     /// The client connection `conn` ended: each owner it used ends its mirror.
     pub(crate) fn closed(&self, conn: u64) {
         let links: Vec<_> = lock(&self.current).values().cloned().collect();

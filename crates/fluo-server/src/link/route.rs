@@ -86,6 +86,12 @@ impl Router {
         self.links.closed(conn);
     }
 
+    /// How many client connections of this node hold objects on other nodes (a drain waits
+    /// for none).
+    pub(crate) fn holders(&self) -> usize {
+        self.links.holders()
+    }
+
     /// Routes `ask`: `Some(text)` for this node's engine (the request with the
     /// connection's session when it names none, without the pin), `None` when it was
     /// forwarded or answered here.

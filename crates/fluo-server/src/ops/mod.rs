@@ -6,6 +6,7 @@
 //! engine's reading when a scrape asks for it; the listeners and the media plane say when
 //! they are up. Nothing here runs per packet.
 
+mod drain;
 mod listener;
 mod render;
 mod view;
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+pub(crate) use drain::watch as watch_drain;
 pub use listener::{serve_on, MAX_CONNECTIONS, MAX_PER_ADDRESS};
 pub use view::LIMITS as VIEW_LIMITS;
 
@@ -36,6 +38,8 @@ pub(crate) type CoreAsk = Box<dyn FnOnce(&mut fluo_core::Engine) + Send>;
 pub struct Ops {
     started: Instant,
     draining: AtomicBool,
+    /// Draining and nothing left to drain (`drain.rs`).
+    drained: tokio::sync::watch::Sender<bool>,
     /// The WebSocket listener takes connections.
     accepting: AtomicBool,
     /// The WebRTC media plane (its sockets are bound once it is here).
@@ -144,6 +148,7 @@ impl Default for Ops {
         Ops {
             started: Instant::now(),
             draining: AtomicBool::new(false),
+            drained: tokio::sync::watch::channel(false).0,
             accepting: AtomicBool::new(false),
             media: OnceLock::new(),
             workers: OnceLock::new(),
@@ -220,6 +225,19 @@ impl Ops {
     /// Whether the server is draining.
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Whether the server is draining and drained: no media pipelines left (and, in a
+    /// cluster, no client of its own holding objects on another node through it), as last
+    /// checked (once a second while draining): it can be stopped without cutting a call.
+    pub fn drained(&self) -> bool {
+        *self.drained.borrow()
+    }
+
+    /// Waits until [`Ops::drained`].
+    pub async fn until_drained(&self) {
+        let mut rx = self.drained.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
     }
 
     /// Where the metrics listener listens, once it does.
