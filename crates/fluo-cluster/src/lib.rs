@@ -40,6 +40,12 @@ pub const NODE_TTL: Duration = Duration::from_secs(3);
 /// (so a dead node's records do not stay for ever; until then they read as
 /// [`Ownership::Gone`]).
 pub const OWNED_TTL: Duration = Duration::from_secs(600);
+/// How long after a node found the store without its records (Redis restarted without
+/// persistence) a pipeline nobody claims reads as [`Error::Settling`] rather than
+/// [`Ownership::Unowned`]: every live node heartbeats, and claims its pipelines again,
+/// within that time (a node that does not has lost its record anyway).
+pub const SETTLE: Duration = NODE_TTL;
+
 /// How often a node should heartbeat.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// The default bound on one call to the store.
@@ -236,6 +242,13 @@ pub enum Error {
         /// The latest boot.
         current: u64,
     },
+    /// The store lost its records moments ago (Redis restarted empty) and the nodes are
+    /// writing theirs again: whether a pipeline has an owner is not known yet (for
+    /// [`SETTLE`] after a node found its records gone, or while no node is listed).
+    #[error(
+        "the coordination store restarted empty and the nodes are writing their records again"
+    )]
+    Settling,
     /// The store answered something this crate did not write.
     #[error("unexpected answer from the coordination store: {0}")]
     Protocol(String),
@@ -327,8 +340,10 @@ impl Coordinator {
         Ok(boot)
     }
 
-    /// Writes this node's record with `stats`, alive for [`NODE_TTL`] more.
-    pub async fn heartbeat(&self, stats: &NodeStats) -> Result<(), Error> {
+    /// Writes this node's record with `stats`, alive for [`NODE_TTL`] more. `Ok(true)` when
+    /// the store had lost this node's records (Redis restarted without persistence, or was
+    /// emptied, whether or not a call failed meanwhile): its claims must be written again.
+    pub async fn heartbeat(&self, stats: &NodeStats) -> Result<bool, Error> {
         let (info, boot) = self.me_or_err()?;
         let record = NodeRecord {
             boot,
@@ -336,7 +351,7 @@ impl Coordinator {
             stats: stats.clone(),
         };
         match &self.store {
-            Store::InProcess(s) => s.heartbeat(record),
+            Store::InProcess(s) => s.heartbeat(record).map(|()| false),
             Store::Redis(s) => s.heartbeat(&record).await,
         }
     }
@@ -374,7 +389,9 @@ impl Coordinator {
         }
     }
 
-    /// Who owns `pipeline`, and whether that node is still there.
+    /// Who owns `pipeline`, and whether that node is still there; [`Error::Settling`] for a
+    /// pipeline nobody claims while the store is being written again after it lost its
+    /// records (the owner may not have claimed it again yet).
     pub async fn owner(&self, pipeline: &str) -> Result<Ownership, Error> {
         match &self.store {
             Store::InProcess(s) => Ok(s.owner(pipeline)),

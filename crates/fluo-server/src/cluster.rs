@@ -453,6 +453,19 @@ impl Node {
         }
     }
 
+    /// The store had lost this node's records (Redis restarted empty; its connection may
+    /// have been made again without a call failing, so [`Node::answered`] may not have seen
+    /// an outage): every claim is written again.
+    fn lost(&mut self) {
+        if !self.unsynced {
+            tracing::info!(
+                store = self.c.kind(),
+                "cluster: the coordination store lost this node's records (restarted empty); claiming its pipelines again"
+            );
+        }
+        self.unsynced = true;
+    }
+
     async fn apply(&mut self, change: Change) {
         match change {
             Change::Claim(p) => {
@@ -488,7 +501,15 @@ impl Node {
     /// A heartbeat (a registration until one succeeds), then what could not be written.
     async fn beat(&mut self, stats: &NodeStats) {
         let r = if self.registered {
-            self.c.heartbeat(stats).await
+            match self.c.heartbeat(stats).await {
+                Ok(lost) => {
+                    if lost {
+                        self.lost();
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
         } else {
             match self.c.register(self.info.clone(), stats).await {
                 Ok(boot) if !self.clustered => {
