@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use support::*;
 
 /// Waits (5 s at most) until the store lists node-b as draining, then for the nodes' own
-/// listings.
-async fn until_draining(probe: &fluo_cluster::Coordinator) {
+/// listings; how long the store took.
+async fn until_draining(probe: &fluo_cluster::Coordinator) -> Duration {
     let t0 = Instant::now();
     loop {
         let nodes = probe.nodes().await.unwrap_or_default();
@@ -25,8 +25,9 @@ async fn until_draining(probe: &fluo_cluster::Coordinator) {
             .iter()
             .any(|n| n.info.id.as_str() == "node-b" && n.stats.draining)
         {
+            let took = t0.elapsed();
             tokio::time::sleep(LISTED).await;
-            return;
+            return took;
         }
         assert!(t0.elapsed() < Duration::from_secs(5), "{nodes:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -86,12 +87,8 @@ async fn a_draining_node_takes_no_new_pipeline_and_stops_once_drained() {
         .await
         .expect("a pipeline on node-a, through node-b");
     signal(&t.b, libc::SIGUSR1);
-    let t0 = Instant::now();
-    until_draining(&t.probe).await;
-    eprintln!(
-        "drain: node-b listed as draining {:?} after SIGUSR1 (with the nodes' listing)",
-        t0.elapsed()
-    );
+    let took = until_draining(&t.probe).await;
+    eprintln!("drain: node-b's record says draining {took:?} after SIGUSR1");
     // No new pipeline on node-b, whichever node the client is on; a pin there is refused.
     all_on_a(&mut ca, &t.probe, "node-a").await;
     all_on_a(&mut cb, &t.probe, "node-b").await;
