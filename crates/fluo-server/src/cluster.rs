@@ -374,11 +374,10 @@ async fn run(
                 Some(c) => node.apply(c).await,
                 None => break,
             },
-            _ = tick.tick() => {
-                let stats = node.load.read(node.clustered, &host, &ops).await;
-                node.beat(&stats).await;
-                node.list().await;
-            }
+            // A drain that starts or ends is published at once (placement on the other
+            // nodes sees it at their next listing), not at the next tick.
+            _ = tick.tick() => node.tick(&host, &ops).await,
+            _ = ops.drain_changed() => node.tick(&host, &ops).await,
         }
     }
     if node.registered && node.reachable {
@@ -410,6 +409,13 @@ struct Node {
 }
 
 impl Node {
+    /// A heartbeat with the load, then a listing.
+    async fn tick(&mut self, host: &ProcHost, ops: &Ops) {
+        let stats = self.load.read(self.clustered, host, ops).await;
+        self.beat(&stats).await;
+        self.list().await;
+    }
+
     /// Lists the live nodes for routing (none while the store does not answer).
     async fn list(&mut self) {
         let nodes = if self.registered && self.reachable {

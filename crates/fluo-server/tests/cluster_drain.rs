@@ -89,6 +89,8 @@ async fn a_draining_node_takes_no_new_pipeline_and_stops_once_drained() {
     signal(&t.b, libc::SIGUSR1);
     let took = until_draining(&t.probe).await;
     eprintln!("drain: node-b's record says draining {took:?} after SIGUSR1");
+    // Published at once, not at the next heartbeat (up to 1 s later).
+    assert!(took < Duration::from_millis(400), "{took:?}");
     // No new pipeline on node-b, whichever node the client is on; a pin there is refused.
     all_on_a(&mut ca, &t.probe, "node-a").await;
     all_on_a(&mut cb, &t.probe, "node-b").await;

@@ -40,6 +40,8 @@ pub struct Ops {
     draining: AtomicBool,
     /// Draining and nothing left to drain (`drain.rs`).
     drained: tokio::sync::watch::Sender<bool>,
+    /// Told when draining starts or ends (the cluster task publishes it at once).
+    drain_changed: tokio::sync::Notify,
     /// The WebSocket listener takes connections.
     accepting: AtomicBool,
     /// The WebRTC media plane (its sockets are bound once it is here).
@@ -149,6 +151,7 @@ impl Default for Ops {
             started: Instant::now(),
             draining: AtomicBool::new(false),
             drained: tokio::sync::watch::channel(false).0,
+            drain_changed: tokio::sync::Notify::new(),
             accepting: AtomicBool::new(false),
             media: OnceLock::new(),
             workers: OnceLock::new(),
@@ -199,6 +202,7 @@ impl Ops {
     pub fn set_draining(&self, on: bool) {
         if self.draining.swap(on, Ordering::AcqRel) != on {
             self.drain_generation.fetch_add(1, Ordering::AcqRel);
+            self.drain_changed.notify_one();
             if on {
                 tracing::warn!("draining: new media pipelines are refused, existing ones go on");
             } else {
@@ -232,6 +236,12 @@ impl Ops {
     /// checked (once a second while draining): it can be stopped without cutting a call.
     pub fn drained(&self) -> bool {
         *self.drained.borrow()
+    }
+
+    /// Waits until draining starts or ends (for one waiter: the cluster task; a change while
+    /// it does not wait is kept for its next wait).
+    pub(crate) async fn drain_changed(&self) {
+        self.drain_changed.notified().await;
     }
 
     /// Waits until [`Ops::drained`].
