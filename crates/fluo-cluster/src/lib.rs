@@ -46,6 +46,17 @@ pub const OWNED_TTL: Duration = Duration::from_secs(600);
 /// within that time (a node that does not has lost its record anyway).
 pub const SETTLE: Duration = NODE_TTL;
 
+/// What a heartbeat tells the store of this node's claims ([`Coordinator::heartbeat_with`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Beat {
+    /// How many pipelines this node claimed (each claim written, and not released since)
+    /// in this boot: the store holding fewer lost some.
+    pub claimed: usize,
+    /// The node is claiming its pipelines again after the store lost them: the settling
+    /// marker is set again, so that a re-claim longer than [`SETTLE`] stays covered.
+    pub reclaiming: bool,
+}
+
 /// How often a node should heartbeat.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// The default bound on one call to the store.
@@ -336,14 +347,30 @@ impl Coordinator {
             Store::Redis(s) => s.next_boot(&info.id).await?,
         };
         self.me = Some((info, boot));
-        self.heartbeat(stats).await?;
+        self.beat(stats, Beat::default(), true).await?;
         Ok(boot)
     }
 
-    /// Writes this node's record with `stats`, alive for [`NODE_TTL`] more. `Ok(true)` when
-    /// the store had lost this node's records (Redis restarted without persistence, or was
-    /// emptied, whether or not a call failed meanwhile): its claims must be written again.
+    /// Writes this node's record with `stats`, alive for [`NODE_TTL`] more, telling nothing
+    /// of its claims: [`Coordinator::heartbeat_with`] with [`Beat::default`].
     pub async fn heartbeat(&self, stats: &NodeStats) -> Result<bool, Error> {
+        self.heartbeat_with(stats, Beat::default()).await
+    }
+
+    /// Writes this node's record with `stats`, alive for [`NODE_TTL`] more. `Ok(true)` when
+    /// the store lost this node's records (Redis restarted without persistence, was emptied,
+    /// reloaded an older snapshot, evicted keys): its record had expired or was gone, its
+    /// boot counter was gone, or its set of owned pipelines holds fewer than
+    /// `beat.claimed`. It depends on the store's state only, so a heartbeat run again (its
+    /// answer lost) says so again until the claims are written again. Then, and while
+    /// `beat.reclaiming`, pipelines nobody claims read as [`Error::Settling`] for
+    /// [`SETTLE`] more.
+    pub async fn heartbeat_with(&self, stats: &NodeStats, beat: Beat) -> Result<bool, Error> {
+        self.beat(stats, beat, false).await
+    }
+
+    /// A heartbeat; `first` right after the registration (no record of this boot yet).
+    async fn beat(&self, stats: &NodeStats, beat: Beat, first: bool) -> Result<bool, Error> {
         let (info, boot) = self.me_or_err()?;
         let record = NodeRecord {
             boot,
@@ -352,7 +379,7 @@ impl Coordinator {
         };
         match &self.store {
             Store::InProcess(s) => s.heartbeat(record).map(|()| false),
-            Store::Redis(s) => s.heartbeat(&record).await,
+            Store::Redis(s) => s.heartbeat(&record, beat, first).await,
         }
     }
 

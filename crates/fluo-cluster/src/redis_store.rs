@@ -29,8 +29,8 @@ const NODE: &str = "fluo:node:";
 const NODES: &str = "fluo:nodes";
 const PIPELINE: &str = "fluo:pipeline:";
 const OWNED: &str = "fluo:owned:";
-/// Present for [`crate::SETTLE`] after a node found its boot counter gone (Redis lost its
-/// data): the nodes are claiming their pipelines again.
+/// Present for [`crate::SETTLE`] after a node found its records lost (Redis lost its data),
+/// set again while it re-claims: the nodes are claiming their pipelines again.
 const SETTLING: &str = "fluo:settling";
 
 /// The key of the set of pipelines `node` claimed in `boot`.
@@ -39,11 +39,16 @@ fn owned_key(node: &str, boot: u64) -> String {
 }
 
 /// Writes a node's record unless a later boot of its id registered; returns the id's last
-/// boot (raised to this one's if lower: Redis restarted empty, and the settling marker is
-/// set, see [`SETTLING`]) and 1 when it was lower (this node's records are lost), else 0.
+/// boot (raised to this one's if lower) and 1 when the store lost this node's records, else
+/// 0. Lost: the boot counter was lower (Redis restarted empty), the node's record was gone
+/// (but on the first heartbeat of a boot), or its set of owned pipelines holds fewer than
+/// the node claimed (an older snapshot reloaded, keys evicted or deleted). Then, and while
+/// the node says it re-claims, the settling marker is set (see [`SETTLING`]). Depending on
+/// the store's state only, it says lost again when run again before the claims are.
 /// Its owned pipelines' records (and their set) live [`OWNED_TTL`] more.
 /// KEYS: node key, node set, boot key, owned set, settling marker. ARGV: record, id, boot,
-/// TTL in ms, pipelines' TTL in ms, pipeline key prefix, settling time in ms.
+/// TTL in ms, pipelines' TTL in ms, pipeline key prefix, settling time in ms, claimed count,
+/// re-claiming (1/0), first heartbeat of the boot (1/0).
 const HEARTBEAT: &str = r"
 local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 local mine = tonumber(ARGV[3])
@@ -51,8 +56,12 @@ if last > mine then return {last, 0} end
 local lost = 0
 if last < mine then
   redis.call('SET', KEYS[3], ARGV[3])
-  redis.call('SET', KEYS[5], '1', 'PX', ARGV[7])
   lost = 1
+end
+if ARGV[10] == '0' and redis.call('EXISTS', KEYS[1]) == 0 then lost = 1 end
+if redis.call('SCARD', KEYS[4]) < tonumber(ARGV[8]) then lost = 1 end
+if lost == 1 or ARGV[9] == '1' then
+  redis.call('SET', KEYS[5], '1', 'PX', ARGV[7])
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
 redis.call('SADD', KEYS[2], ARGV[2])
@@ -262,8 +271,11 @@ impl RedisStore {
     /// Runs `cmd`, connecting first if needed, all within the time-out. A connection made
     /// by an earlier call that fails (Redis restarted since, and only this call finds out) is
     /// made again at once, once; a failure of a new connection (or the time-out) drops it:
-    /// the next call connects again. (A command whose answer was lost may run twice: each is
-    /// idempotent but for the boot counter's INCR, which then skips a number.)
+    /// the next call connects again. (A command whose answer was lost may run twice. The
+    /// state it leaves is the same but for the boot counter's INCR, which then skips a
+    /// number (a boot only has to grow); the second answer may differ: a release then finds
+    /// no record, and a heartbeat whose first run raised the boot counter says lost only if
+    /// the owned set holds fewer than the node claimed, the check it depends on.)
     async fn query<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, Error> {
         // The generation of the connection the command went on (0: none yet).
         let used = AtomicU64::new(0);
@@ -318,7 +330,12 @@ impl RedisStore {
     }
 
     /// Whether the store had lost this node's records (see [`crate::Coordinator::heartbeat`]).
-    pub(crate) async fn heartbeat(&self, r: &NodeRecord) -> Result<bool, Error> {
+    pub(crate) async fn heartbeat(
+        &self,
+        r: &NodeRecord,
+        beat: crate::Beat,
+        first: bool,
+    ) -> Result<bool, Error> {
         let id = r.info.id.as_str();
         let (node, boot_key) = (format!("{NODE}{id}"), format!("{BOOT}{id}"));
         let owned = owned_key(id, r.boot);
@@ -326,6 +343,8 @@ impl RedisStore {
         let ttl = NODE_TTL.as_millis().to_string();
         let owned_ttl = OWNED_TTL.as_millis().to_string();
         let settle = crate::SETTLE.as_millis().to_string();
+        let claimed = beat.claimed.to_string();
+        let flag = |on: bool| if on { "1" } else { "0" };
         let (last, lost): (u64, i64) = self
             .query(eval(
                 HEARTBEAT,
@@ -344,6 +363,9 @@ impl RedisStore {
                     owned_ttl.as_str(),
                     PIPELINE,
                     settle.as_str(),
+                    claimed.as_str(),
+                    flag(beat.reclaiming),
+                    flag(first),
                 ],
             ))
             .await?;
