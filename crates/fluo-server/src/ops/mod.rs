@@ -203,6 +203,9 @@ impl Ops {
         if self.draining.swap(on, Ordering::AcqRel) != on {
             self.drain_generation.fetch_add(1, Ordering::AcqRel);
             self.drain_changed.notify_one();
+            // Counted anew in each drain (after the generation changed: see drain.rs).
+            self.drained
+                .send_if_modified(|d| std::mem::replace(d, false));
             if on {
                 tracing::warn!("draining: new media pipelines are refused, existing ones go on");
             } else {
@@ -235,7 +238,12 @@ impl Ops {
     /// cluster, no client of its own holding objects on another node through it), as last
     /// checked (once a second while draining): it can be stopped without cutting a call.
     pub fn drained(&self) -> bool {
-        *self.drained.borrow()
+        self.draining() && *self.drained.borrow()
+    }
+
+    /// The drain state's generation (bumped at each start and end of a drain).
+    fn drain_generation(&self) -> u64 {
+        self.drain_generation.load(Ordering::Acquire)
     }
 
     /// Waits until draining starts or ends (for one waiter: the cluster task; a change while
@@ -247,7 +255,7 @@ impl Ops {
     /// Waits until [`Ops::drained`].
     pub async fn until_drained(&self) {
         let mut rx = self.drained.subscribe();
-        let _ = rx.wait_for(|d| *d).await;
+        let _ = rx.wait_for(|d| *d && self.draining()).await;
     }
 
     /// Where the metrics listener listens, once it does.
