@@ -36,16 +36,12 @@ async fn until_draining(probe: &fluo_cluster::Coordinator) -> Duration {
 
 /// Six unpinned pipelines through `c`: each on node-a (as the store says); released.
 async fn all_on_a(c: &mut Client, probe: &fluo_cluster::Coordinator, through: &str) {
-    for _ in 0..6 {
-        let p = c
-            .create("MediaPipeline", json!({}))
-            .await
-            .unwrap_or_else(|e| panic!("an unpinned pipeline through {through}: {e}"));
-        assert_eq!(owner_of(probe, &p).await, "node-a", "through {through}");
-        c.request("release", json!({"object": p}))
-            .await
-            .expect("release");
-    }
+    let on = placed(c, probe, 6, false, through).await;
+    assert_eq!(
+        on.into_iter().collect::<Vec<_>>(),
+        [("node-a".to_owned(), 6)],
+        "through {through}"
+    );
 }
 
 /// Whether node-b's log says it is drained.

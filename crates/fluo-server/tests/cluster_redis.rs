@@ -14,7 +14,6 @@ mod support;
 
 use common::{clip, size, Client};
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::*;
@@ -143,34 +142,6 @@ async fn both_listed(probe: &fluo_cluster::Coordinator) -> Duration {
     }
 }
 
-/// Makes `n` unpinned pipelines through `c`, each with a WebRtcEndpoint (placement's load);
-/// how many went to each node (as the store says), then releases them.
-async fn placed(
-    c: &mut Client,
-    probe: &fluo_cluster::Coordinator,
-    n: usize,
-) -> BTreeMap<String, usize> {
-    let mut on = BTreeMap::new();
-    let mut made = vec![];
-    for _ in 0..n {
-        let p = c
-            .create("MediaPipeline", json!({}))
-            .await
-            .expect("an unpinned pipeline");
-        c.create("WebRtcEndpoint", json!({"mediaPipeline": p}))
-            .await
-            .expect("an endpoint in it");
-        *on.entry(owner_of(probe, &p).await).or_default() += 1;
-        made.push(p);
-    }
-    for p in made {
-        c.request("release", json!({"object": p}))
-            .await
-            .expect("release");
-    }
-    on
-}
-
 /// Redis down: calls on node-b's objects flow, new pipelines are made on node-a at once, an
 /// unknown pipeline is "try again"; the pipeline made meanwhile (with a PassThrough) returned.
 async fn while_down(t: &mut TwoNodes, ca: &mut Client, held: &Held, unseen: &str) -> String {
@@ -274,7 +245,7 @@ async fn redis_killed_and_restarted_calls_flow_and_coordination_resumes() {
     );
     // New pipelines go to both nodes again (the listings are back).
     tokio::time::sleep(LISTED).await;
-    let on = placed(&mut ca2, &t.probe, 12).await;
+    let on = placed(&mut ca2, &t.probe, 12, true, "node-a").await;
     eprintln!("redis back: 12 unpinned creates through node-a went {on:?}");
     assert_eq!(
         on.keys().collect::<Vec<_>>(),
