@@ -40,6 +40,23 @@ pub const NODE_TTL: Duration = Duration::from_secs(3);
 /// (so a dead node's records do not stay for ever; until then they read as
 /// [`Ownership::Gone`]).
 pub const OWNED_TTL: Duration = Duration::from_secs(600);
+/// How long after a node found the store without its records (Redis restarted without
+/// persistence) a pipeline nobody claims reads as [`Error::Settling`] rather than
+/// [`Ownership::Unowned`]: every live node heartbeats, and claims its pipelines again,
+/// within that time (a node that does not has lost its record anyway).
+pub const SETTLE: Duration = NODE_TTL;
+
+/// What a heartbeat tells the store of this node's claims ([`Coordinator::heartbeat_with`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Beat {
+    /// How many pipelines this node claimed (each claim written, and not released since)
+    /// in this boot: the store holding fewer lost some.
+    pub claimed: usize,
+    /// The node is claiming its pipelines again after the store lost them: the settling
+    /// marker is set again, so that a re-claim longer than [`SETTLE`] stays covered.
+    pub reclaiming: bool,
+}
+
 /// How often a node should heartbeat.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// The default bound on one call to the store.
@@ -236,6 +253,13 @@ pub enum Error {
         /// The latest boot.
         current: u64,
     },
+    /// The store lost its records moments ago (Redis restarted empty) and the nodes are
+    /// writing theirs again: whether a pipeline has an owner is not known yet (for
+    /// [`SETTLE`] after a node found its records gone, or while no node is listed).
+    #[error(
+        "the coordination store restarted empty and the nodes are writing their records again"
+    )]
+    Settling,
     /// The store answered something this crate did not write.
     #[error("unexpected answer from the coordination store: {0}")]
     Protocol(String),
@@ -323,12 +347,30 @@ impl Coordinator {
             Store::Redis(s) => s.next_boot(&info.id).await?,
         };
         self.me = Some((info, boot));
-        self.heartbeat(stats).await?;
+        self.beat(stats, Beat::default(), true).await?;
         Ok(boot)
     }
 
-    /// Writes this node's record with `stats`, alive for [`NODE_TTL`] more.
-    pub async fn heartbeat(&self, stats: &NodeStats) -> Result<(), Error> {
+    /// Writes this node's record with `stats`, alive for [`NODE_TTL`] more, telling nothing
+    /// of its claims: [`Coordinator::heartbeat_with`] with [`Beat::default`].
+    pub async fn heartbeat(&self, stats: &NodeStats) -> Result<bool, Error> {
+        self.heartbeat_with(stats, Beat::default()).await
+    }
+
+    /// Writes this node's record with `stats`, alive for [`NODE_TTL`] more. `Ok(true)` when
+    /// the store lost this node's records (Redis restarted without persistence, was emptied,
+    /// reloaded an older snapshot, evicted keys): its record had expired or was gone, its
+    /// boot counter was gone, or its set of owned pipelines holds fewer than
+    /// `beat.claimed`. It depends on the store's state only, so a heartbeat run again (its
+    /// answer lost) says so again until the claims are written again. Then, and while
+    /// `beat.reclaiming`, pipelines nobody claims read as [`Error::Settling`] for
+    /// [`SETTLE`] more.
+    pub async fn heartbeat_with(&self, stats: &NodeStats, beat: Beat) -> Result<bool, Error> {
+        self.beat(stats, beat, false).await
+    }
+
+    /// A heartbeat; `first` right after the registration (no record of this boot yet).
+    async fn beat(&self, stats: &NodeStats, beat: Beat, first: bool) -> Result<bool, Error> {
         let (info, boot) = self.me_or_err()?;
         let record = NodeRecord {
             boot,
@@ -336,8 +378,8 @@ impl Coordinator {
             stats: stats.clone(),
         };
         match &self.store {
-            Store::InProcess(s) => s.heartbeat(record),
-            Store::Redis(s) => s.heartbeat(&record).await,
+            Store::InProcess(s) => s.heartbeat(record).map(|()| false),
+            Store::Redis(s) => s.heartbeat(&record, beat, first).await,
         }
     }
 
@@ -374,7 +416,9 @@ impl Coordinator {
         }
     }
 
-    /// Who owns `pipeline`, and whether that node is still there.
+    /// Who owns `pipeline`, and whether that node is still there; [`Error::Settling`] for a
+    /// pipeline nobody claims while the store is being written again after it lost its
+    /// records (the owner may not have claimed it again yet).
     pub async fn owner(&self, pipeline: &str) -> Result<Ownership, Error> {
         match &self.store {
             Store::InProcess(s) => Ok(s.owner(pipeline)),

@@ -29,6 +29,9 @@ const NODE: &str = "fluo:node:";
 const NODES: &str = "fluo:nodes";
 const PIPELINE: &str = "fluo:pipeline:";
 const OWNED: &str = "fluo:owned:";
+/// Present for [`crate::SETTLE`] after a node found its records lost (Redis lost its data),
+/// set again while it re-claims: the nodes are claiming their pipelines again.
+const SETTLING: &str = "fluo:settling";
 
 /// The key of the set of pipelines `node` claimed in `boot`.
 fn owned_key(node: &str, boot: u64) -> String {
@@ -36,22 +39,37 @@ fn owned_key(node: &str, boot: u64) -> String {
 }
 
 /// Writes a node's record unless a later boot of its id registered; returns the id's last
-/// boot (raised to this one's if lower: Redis may have restarted empty).
+/// boot (raised to this one's if lower) and 1 when the store lost this node's records, else
+/// 0. Lost: the boot counter was lower (Redis restarted empty), the node's record was gone
+/// (but on the first heartbeat of a boot), or its set of owned pipelines holds fewer than
+/// the node claimed (an older snapshot reloaded, keys evicted or deleted). Then, and while
+/// the node says it re-claims, the settling marker is set (see [`SETTLING`]). Depending on
+/// the store's state only, it says lost again when run again before the claims are.
 /// Its owned pipelines' records (and their set) live [`OWNED_TTL`] more.
-/// KEYS: node key, node set, boot key, owned set. ARGV: record, id, boot, TTL in ms,
-/// pipelines' TTL in ms, pipeline key prefix.
+/// KEYS: node key, node set, boot key, owned set, settling marker. ARGV: record, id, boot,
+/// TTL in ms, pipelines' TTL in ms, pipeline key prefix, settling time in ms, claimed count,
+/// re-claiming (1/0), first heartbeat of the boot (1/0).
 const HEARTBEAT: &str = r"
 local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 local mine = tonumber(ARGV[3])
-if last > mine then return last end
-if last < mine then redis.call('SET', KEYS[3], ARGV[3]) end
+if last > mine then return {last, 0} end
+local lost = 0
+if last < mine then
+  redis.call('SET', KEYS[3], ARGV[3])
+  lost = 1
+end
+if ARGV[10] == '0' and redis.call('EXISTS', KEYS[1]) == 0 then lost = 1 end
+if redis.call('SCARD', KEYS[4]) < tonumber(ARGV[8]) then lost = 1 end
+if lost == 1 or ARGV[9] == '1' then
+  redis.call('SET', KEYS[5], '1', 'PX', ARGV[7])
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
 redis.call('SADD', KEYS[2], ARGV[2])
 for _, p in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   redis.call('PEXPIRE', ARGV[6] .. p, ARGV[5])
 end
 redis.call('PEXPIRE', KEYS[4], ARGV[5])
-return mine
+return {mine, lost}
 ";
 
 /// The live records; ids whose record expired leave the set.
@@ -92,11 +110,18 @@ redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return {1, ARGV[3]}
 ";
 
-/// `{owner, 1}` when its node is live in that boot, `{owner, 0}` when gone, nil when unowned.
-/// KEYS: pipeline key. ARGV: node key prefix.
+/// `{owner, 1}` when its node is live in that boot, `{owner, 0}` when gone, nil when unowned,
+/// `{'', 2}` when no record is found while the store settles (the settling marker is set,
+/// or no node is listed: it restarted and no node wrote its record yet).
+/// KEYS: pipeline key, settling marker, node set. ARGV: node key prefix.
 const OWNER: &str = r"
 local cur = redis.call('GET', KEYS[1])
-if not cur then return false end
+if not cur then
+  if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('SCARD', KEYS[3]) == 0 then
+    return {'', 2}
+  end
+  return false
+end
 local o = cjson.decode(cur)
 local n = redis.call('GET', ARGV[1] .. o.node)
 if n and cjson.decode(n).boot == o.boot then return {cur, 1} end
@@ -172,6 +197,18 @@ fn short(e: &RedisError) -> String {
     }
 }
 
+/// Whether `e` is Redis's answer (an error of a script, of a type): the connection works.
+fn answered(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::ResponseError
+            | ErrorKind::ExtensionError
+            | ErrorKind::TypeError
+            | ErrorKind::ExecAbortError
+            | ErrorKind::NoScriptError
+    )
+}
+
 pub(crate) struct RedisStore {
     client: redis::Client,
     /// The connection, once made, with its generation; `None` after it failed.
@@ -213,10 +250,11 @@ impl RedisStore {
         }
     }
 
-    /// The connection and its generation, connecting first if there is none.
-    async fn connection(&self) -> Result<(u64, MultiplexedConnection), RedisError> {
-        if let Some(c) = self.cached() {
-            return Ok(c);
+    /// The connection, its generation and whether it was made before this call; connecting
+    /// first if there is none.
+    async fn connection(&self) -> Result<(u64, MultiplexedConnection, bool), RedisError> {
+        if let Some((g, c)) = self.cached() {
+            return Ok((g, c, true));
         }
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(self.timeout)
@@ -227,18 +265,35 @@ impl RedisStore {
             .await?;
         let g = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some((g, c.clone()));
-        Ok((g, c))
+        Ok((g, c, false))
     }
 
-    /// Runs `cmd`, connecting first if needed, all within the time-out. A failure of the
-    /// connection (or the time-out) drops it: the next call connects again.
+    /// Runs `cmd`, connecting first if needed, all within the time-out. A connection made
+    /// by an earlier call that fails (Redis restarted since, and only this call finds out) is
+    /// made again at once, once; a failure of a new connection (or the time-out) drops it:
+    /// the next call connects again. (A command whose answer was lost may run twice. The
+    /// state it leaves is the same but for the boot counter's INCR, which then skips a
+    /// number (a boot only has to grow); the second answer may differ: a release then finds
+    /// no record, and a heartbeat whose first run raised the boot counter says lost only if
+    /// the owned set holds fewer than the node claimed, the check it depends on.)
     async fn query<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, Error> {
         // The generation of the connection the command went on (0: none yet).
         let used = AtomicU64::new(0);
         let run = async {
-            let (g, mut c) = self.connection().await?;
+            let (g, mut c, old) = self.connection().await?;
             used.store(g, Ordering::Relaxed);
-            cmd.query_async::<T>(&mut c).await
+            match cmd.query_async::<T>(&mut c).await {
+                Err(e) if old && !e.is_timeout() && !answered(&e) => {
+                    tracing::debug!(
+                        "cluster: the connection to Redis broke ({e}); connecting again"
+                    );
+                    self.forget(g);
+                    let (g, mut c, _) = self.connection().await?;
+                    used.store(g, Ordering::Relaxed);
+                    cmd.query_async::<T>(&mut c).await
+                }
+                r => r,
+            }
         };
         let r = tokio::time::timeout(self.timeout, run).await;
         let used = used.load(Ordering::Relaxed);
@@ -253,16 +308,7 @@ impl RedisStore {
                 Err(Error::Timeout(self.timeout))
             }
             // Redis answered with an error (a script's, a type's): the connection is fine.
-            Ok(Err(e))
-                if matches!(
-                    e.kind(),
-                    ErrorKind::ResponseError
-                        | ErrorKind::ExtensionError
-                        | ErrorKind::TypeError
-                        | ErrorKind::ExecAbortError
-                        | ErrorKind::NoScriptError
-                ) =>
-            {
+            Ok(Err(e)) if answered(&e) => {
                 // The whole text names Redis internals (a script's hash, @user_script): for
                 // the debug log only.
                 tracing::debug!("cluster: Redis answered an error: {e}");
@@ -283,17 +329,32 @@ impl RedisStore {
         self.query(c).await
     }
 
-    pub(crate) async fn heartbeat(&self, r: &NodeRecord) -> Result<(), Error> {
+    /// Whether the store had lost this node's records (see [`crate::Coordinator::heartbeat`]).
+    pub(crate) async fn heartbeat(
+        &self,
+        r: &NodeRecord,
+        beat: crate::Beat,
+        first: bool,
+    ) -> Result<bool, Error> {
         let id = r.info.id.as_str();
         let (node, boot_key) = (format!("{NODE}{id}"), format!("{BOOT}{id}"));
         let owned = owned_key(id, r.boot);
         let (record, boot) = (json(r)?, r.boot.to_string());
         let ttl = NODE_TTL.as_millis().to_string();
         let owned_ttl = OWNED_TTL.as_millis().to_string();
-        let last: u64 = self
+        let settle = crate::SETTLE.as_millis().to_string();
+        let claimed = beat.claimed.to_string();
+        let flag = |on: bool| if on { "1" } else { "0" };
+        let (last, lost): (u64, i64) = self
             .query(eval(
                 HEARTBEAT,
-                &[node.as_str(), NODES, boot_key.as_str(), owned.as_str()],
+                &[
+                    node.as_str(),
+                    NODES,
+                    boot_key.as_str(),
+                    owned.as_str(),
+                    SETTLING,
+                ],
                 &[
                     record.as_str(),
                     id,
@@ -301,6 +362,10 @@ impl RedisStore {
                     ttl.as_str(),
                     owned_ttl.as_str(),
                     PIPELINE,
+                    settle.as_str(),
+                    claimed.as_str(),
+                    flag(beat.reclaiming),
+                    flag(first),
                 ],
             ))
             .await?;
@@ -311,7 +376,7 @@ impl RedisStore {
                 current: last,
             });
         }
-        Ok(())
+        Ok(lost == 1)
     }
 
     pub(crate) async fn leave(&self, id: &NodeId, boot: u64) -> Result<(), Error> {
@@ -367,10 +432,12 @@ impl RedisStore {
 
     pub(crate) async fn owner(&self, pipeline: &str) -> Result<Ownership, Error> {
         let key = format!("{PIPELINE}{pipeline}");
-        let found: Option<(String, i64)> =
-            self.query(eval(OWNER, &[key.as_str()], &[NODE])).await?;
+        let found: Option<(String, i64)> = self
+            .query(eval(OWNER, &[key.as_str(), SETTLING, NODES], &[NODE]))
+            .await?;
         Ok(match found {
             None => Ownership::Unowned,
+            Some((_, 2)) => return Err(Error::Settling),
             Some((o, 1)) => Ownership::Live(parse_owner(&o)?),
             Some((o, _)) => Ownership::Gone(parse_owner(&o)?),
         })

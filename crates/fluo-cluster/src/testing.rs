@@ -138,6 +138,30 @@ impl RedisServer {
         assert!(st.success(), "kill {sig} {}", c.id());
     }
 
+    /// Runs one command (`args`, each sent as a bulk string) on its socket, as a test does
+    /// behind the nodes' backs; the first line of the answer (e.g. `:1`, `+OK`). Panics
+    /// when it does not answer, or answers an error.
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut s = UnixStream::connect(&self.socket).expect("redis-server's socket");
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut req = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+        s.write_all(&req).expect("a command sent");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 512];
+        while !answer.ends_with(b"\r\n") {
+            let n = s.read(&mut buf).expect("an answer");
+            assert!(n > 0, "redis-server closed the connection");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&answer);
+        let line = text.lines().next().unwrap_or_default().to_owned();
+        assert!(!line.starts_with('-'), "{args:?}: {line}");
+        line
+    }
+
     /// Whether it answers PING on its socket.
     fn answers(&self) -> bool {
         let Ok(mut s) = UnixStream::connect(&self.socket) else {

@@ -257,6 +257,76 @@ async fn all_calls_fail_fast(c: &Coordinator, timeout: Duration) {
 }
 
 #[tokio::test]
+async fn redis_restarted_between_two_calls_costs_no_failed_call() {
+    let Some((mut r, store)) = redis("Redis restarted between two calls") else {
+        return;
+    };
+    let (a, boot) = registered(&store, "a").await;
+    a.claim("p").await.unwrap();
+    // Killed and started again, empty, with no call meanwhile: the coordinator's connection
+    // is broken, which only the next call finds out.
+    r.restart();
+    // That call connects again at once (within its time-out) rather than failing, and the
+    // heartbeat says the node's records were lost (its claims must be written again), once.
+    let t0 = Instant::now();
+    let lost = a
+        .heartbeat(&NodeStats::default())
+        .await
+        .expect("the first call after the restart");
+    let took = t0.elapsed();
+    assert!(took < fluo_cluster::CALL_TIMEOUT, "{took:?}");
+    assert!(
+        lost,
+        "the heartbeat did not see that Redis lost the records"
+    );
+    assert!(!a.heartbeat(&NodeStats::default()).await.unwrap());
+    a.claim("p").await.unwrap();
+    assert_eq!(
+        a.owner("p").await.unwrap(),
+        Ownership::Live(owner("a", boot))
+    );
+}
+
+#[tokio::test]
+async fn a_heartbeat_says_lost_while_the_owned_set_is_short_of_the_claims() {
+    let Some((r, store)) = redis("lost records found by the owned set") else {
+        return;
+    };
+    let (a, boot) = registered(&store, "a").await;
+    let (b, _) = registered(&store, "b").await;
+    a.claim("p").await.unwrap();
+    a.claim("q").await.unwrap();
+    let beat = |claimed, reclaiming| fluo_cluster::Beat {
+        claimed,
+        reclaiming,
+    };
+    let stats = NodeStats::default();
+    assert!(!a.heartbeat_with(&stats, beat(2, false)).await.unwrap());
+    // One claim removed behind the node's back (the boot counter and the record in place).
+    r.command(&["SREM", &format!("fluo:owned:a:{boot}"), "q"]);
+    r.command(&["DEL", "fluo:pipeline:q"]);
+    // Said lost, and again when run again (as a retry whose first answer was lost would).
+    assert!(a.heartbeat_with(&stats, beat(2, false)).await.unwrap());
+    assert!(a.heartbeat_with(&stats, beat(2, false)).await.unwrap());
+    // Meanwhile (settling) a pipeline without a record is not said to be unowned.
+    assert_eq!(b.owner("q").await, Err(Error::Settling));
+    // Claimed again: not lost. While the node says it re-claims, the marker is set again.
+    a.claim("q").await.unwrap();
+    assert!(!a.heartbeat_with(&stats, beat(2, true)).await.unwrap());
+    tokio::time::sleep(fluo_cluster::SETTLE / 2).await;
+    assert!(!a.heartbeat_with(&stats, beat(2, true)).await.unwrap());
+    tokio::time::sleep(fluo_cluster::SETTLE / 2 + Duration::from_millis(300)).await;
+    assert_eq!(b.owner("x").await, Err(Error::Settling));
+    // Done re-claiming: settled once the marker expires.
+    assert!(!a.heartbeat_with(&stats, beat(2, false)).await.unwrap());
+    tokio::time::sleep(fluo_cluster::SETTLE + Duration::from_millis(100)).await;
+    assert_eq!(b.owner("x").await.unwrap(), Ownership::Unowned);
+    // The node's record gone (its key deleted or expired): lost, its claims written again.
+    r.command(&["DEL", "fluo:node:a"]);
+    assert!(a.heartbeat(&stats).await.unwrap());
+}
+
+#[tokio::test]
 async fn redis_down_calls_fail_within_the_timeout_and_work_again_after_a_restart() {
     let Some((mut r, store)) = redis("Redis killed and restarted") else {
         return;
@@ -282,8 +352,10 @@ async fn redis_down_calls_fail_within_the_timeout_and_work_again_after_a_restart
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Redis lost everything: the node is back by its heartbeat, its claims by claiming again,
-    // and its boot counter is raised to its boot (a restart of it gets a higher one).
-    assert_eq!(a.owner("p").await.unwrap(), Ownership::Unowned);
+    // and its boot counter is raised to its boot (a restart of it gets a higher one). Until
+    // the nodes had the time to claim again, a pipeline without a record is not said to be
+    // unowned: its owner may not have claimed it again yet.
+    assert_eq!(a.owner("p").await, Err(fluo_cluster::Error::Settling));
     a.claim("p").await.unwrap();
     assert_eq!(
         a.owner("p").await.unwrap(),
@@ -294,6 +366,13 @@ async fn redis_down_calls_fail_within_the_timeout_and_work_again_after_a_restart
         .unwrap();
     let ids = node_ids(&a).await;
     assert_eq!(ids, ["a", "late"]);
+    // Settled (every live node had the time to claim again): unclaimed is unowned. (The
+    // node heartbeats meanwhile: a record left to expire would read as lost again.)
+    tokio::time::sleep(fluo_cluster::SETTLE / 2).await;
+    assert!(!a.heartbeat(&NodeStats::default()).await.unwrap());
+    tokio::time::sleep(fluo_cluster::SETTLE / 2 + Duration::from_millis(100)).await;
+    assert!(!a.heartbeat(&NodeStats::default()).await.unwrap());
+    assert_eq!(a.owner("q").await.unwrap(), Ownership::Unowned);
     let (_, boot2) = registered(&store, "a").await;
     assert!(boot2 > boot, "boot {boot2} after {boot}");
 }

@@ -305,6 +305,8 @@ pub(crate) fn start(
         owned: HashSet::new(),
         unreleased: HashSet::new(),
         unsynced: false,
+        written: HashSet::new(),
+        reclaiming: false,
         load: Load::default(),
     };
     let done = tokio::spawn(run(node, rx, host, ops));
@@ -374,11 +376,10 @@ async fn run(
                 Some(c) => node.apply(c).await,
                 None => break,
             },
-            _ = tick.tick() => {
-                let stats = node.load.read(node.clustered, &host, &ops).await;
-                node.beat(&stats).await;
-                node.list().await;
-            }
+            // A drain that starts or ends is published at once (placement on the other
+            // nodes sees it at their next listing), not at the next tick.
+            _ = tick.tick() => node.tick(&host, &ops).await,
+            _ = ops.drain_changed() => node.tick(&host, &ops).await,
         }
     }
     if node.registered && node.reachable {
@@ -406,10 +407,24 @@ struct Node {
     unreleased: HashSet<String>,
     /// Some claims were not written.
     unsynced: bool,
+    /// The pipelines whose claim was written (and not released since) since the store last
+    /// lost this node's records: a heartbeat tells their number, and the store holding fewer
+    /// says it lost some.
+    written: HashSet<String>,
+    /// Claiming again after the store lost this node's records (the settling marker is set
+    /// again by each heartbeat meanwhile).
+    reclaiming: bool,
     load: Load,
 }
 
 impl Node {
+    /// A heartbeat with the load, then a listing.
+    async fn tick(&mut self, host: &ProcHost, ops: &Ops) {
+        let stats = self.load.read(self.clustered, host, ops).await;
+        self.beat(&stats).await;
+        self.list().await;
+    }
+
     /// Lists the live nodes for routing (none while the store does not answer).
     async fn list(&mut self) {
         let nodes = if self.registered && self.reachable {
@@ -453,6 +468,35 @@ impl Node {
         }
     }
 
+    /// The store had lost this node's records (Redis restarted empty; its connection may
+    /// have been made again without a call failing, so [`Node::answered`] may not have seen
+    /// an outage): every claim is written again.
+    fn lost(&mut self) {
+        if !self.reclaiming {
+            tracing::info!(
+                store = self.c.kind(),
+                "cluster: the coordination store lost this node's records (restarted empty, or keys removed); claiming its pipelines again"
+            );
+        }
+        self.unsynced = true;
+        self.reclaiming = true;
+        self.written.clear();
+    }
+
+    /// A heartbeat telling this node's written claims; `Ok(true)` when the store lost
+    /// records (then [`Node::lost`] was called).
+    async fn heartbeat(&mut self, stats: &NodeStats) -> Result<bool, Error> {
+        let beat = fluo_cluster::Beat {
+            claimed: self.written.len(),
+            reclaiming: self.reclaiming,
+        };
+        let lost = self.c.heartbeat_with(stats, beat).await?;
+        if lost {
+            self.lost();
+        }
+        Ok(lost)
+    }
+
     async fn apply(&mut self, change: Change) {
         match change {
             Change::Claim(p) => {
@@ -462,7 +506,10 @@ impl Node {
                     return;
                 }
                 match self.c.claim(&p).await {
-                    Ok(()) => tracing::debug!(pipeline = %p, "cluster: claimed"),
+                    Ok(()) => {
+                        tracing::debug!(pipeline = %p, "cluster: claimed");
+                        self.written.insert(p);
+                    }
                     Err(e) => {
                         self.unsynced |= e.is_unreachable();
                         self.failed("claiming a pipeline", &e);
@@ -471,6 +518,7 @@ impl Node {
             }
             Change::Release(p) => {
                 self.owned.remove(&p);
+                self.written.remove(&p);
                 if !(self.registered && self.reachable) {
                     self.unreleased.insert(p);
                     return;
@@ -488,7 +536,7 @@ impl Node {
     /// A heartbeat (a registration until one succeeds), then what could not be written.
     async fn beat(&mut self, stats: &NodeStats) {
         let r = if self.registered {
-            self.c.heartbeat(stats).await
+            self.heartbeat(stats).await.map(|_| ())
         } else {
             match self.c.register(self.info.clone(), stats).await {
                 Ok(boot) if !self.clustered => {
@@ -542,23 +590,36 @@ impl Node {
         if !self.unsynced {
             return;
         }
-        for (i, p) in self.owned.clone().into_iter().enumerate() {
-            if i > 0 && i % SYNC_BATCH == 0 {
-                if let Err(e) = self.c.heartbeat(stats).await {
-                    return self.failed("heartbeat", &e);
+        // Again from the start when a heartbeat between batches finds records lost anew
+        // (Redis restarted again during the re-claim); after a few times, at the next tick.
+        let mut starts = 0;
+        'again: loop {
+            starts += 1;
+            for (i, p) in self.owned.clone().into_iter().enumerate() {
+                if i > 0 && i % SYNC_BATCH == 0 {
+                    match self.heartbeat(stats).await {
+                        Err(e) => return self.failed("heartbeat", &e),
+                        Ok(true) if starts < 3 => continue 'again,
+                        Ok(true) => return,
+                        Ok(false) => {}
+                    }
+                }
+                match self.c.claim(&p).await {
+                    Err(e) if e.is_unreachable() => return self.failed("claiming a pipeline", &e),
+                    Err(e) => self.failed("claiming a pipeline", &e),
+                    Ok(()) => {
+                        self.written.insert(p);
+                    }
                 }
             }
-            match self.c.claim(&p).await {
-                Err(e) if e.is_unreachable() => return self.failed("claiming a pipeline", &e),
-                Err(e) => self.failed("claiming a pipeline", &e),
-                Ok(()) => {}
-            }
+            break;
         }
         tracing::info!(
             pipelines = self.owned.len(),
             "cluster: this node's pipelines claimed again"
         );
         self.unsynced = false;
+        self.reclaiming = false;
     }
 }
 

@@ -210,6 +210,11 @@ pub struct Cli {
     /// Write the operations listener's bound port to this file.
     #[arg(long)]
     pub metrics_port_file: Option<PathBuf>,
+    /// Once draining (SIGUSR1 or POST /admin/drain) and drained (no media pipelines left,
+    /// and in a cluster no client of this node holding objects on another node), stop as on
+    /// SIGTERM (docs/operations.md, "Draining").
+    #[arg(long, env = "FLUO_EXIT_WHEN_DRAINED")]
+    pub exit_when_drained: bool,
     /// Log line format: `text` for people, `json` (one JSON object a line) for log shippers
     /// [default: text].
     #[arg(long, env = "FLUO_LOG_FORMAT", value_parser = ["text", "json"])]
@@ -384,6 +389,8 @@ pub struct Config {
     pub metrics_port_file: Option<PathBuf>,
     /// Log lines as JSON (`--log-format json`): the media workers are told too.
     pub log_json: bool,
+    /// Stop once draining and drained (`--exit-when-drained`).
+    pub exit_when_drained: bool,
     /// The cluster's Redis URL (`None`: a single node, coordinated in process).
     pub cluster: Option<String>,
     /// This node's id (`None`: the host name and the WebSocket port).
@@ -480,6 +487,7 @@ impl Default for Config {
             metrics_tls: false,
             metrics_port_file: None,
             log_json: false,
+            exit_when_drained: false,
             cluster: None,
             node_id: None,
             advertise: None,
@@ -680,6 +688,7 @@ impl Config {
         c.metrics_tls |= cli.metrics_tls;
         c.metrics_port_file = cli.metrics_port_file.clone();
         c.log_json = cli.log_format.as_deref() == Some("json");
+        c.exit_when_drained = cli.exit_when_drained;
         c.set_cluster(cli)?;
         if let Some(g) = &cli.gst_filter_allow {
             c.gst_filter_allow = Some(

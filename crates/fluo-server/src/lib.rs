@@ -272,6 +272,11 @@ pub async fn run_with_ops(
         .transpose()?;
     let plan = cluster::Plan::new(&config, listener.local_addr()?, peer_port)?;
     let (router, me) = (plan.router(), (plan.me(), plan.view()));
+    tokio::spawn(ops::watch_drain(
+        ops.clone(),
+        router.clone(),
+        shutdown.clone(),
+    ));
     let (core, done) =
         core_loop::spawn(config.clone(), routes, shutdown.clone(), ops.clone(), plan)?;
     start_link(peer, &config, me, &core, &shutdown);

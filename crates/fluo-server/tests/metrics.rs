@@ -596,14 +596,48 @@ async fn health_flips_during_start_up_and_drain() {
     assert_eq!(m.value("fluo_draining", &[]), 1.0);
     assert_eq!(m.value("fluo_ready", &[]), 0.0);
     assert_eq!(m.value("fluo_errors_total", &[("code", "40009")]), 1.0);
+    drained_once_released(addr, &ops, &mut ws, &pipe).await;
 
     let (s, _) = http(addr, "DELETE", "/admin/drain", true).await;
     assert_eq!(s, 200);
-    assert_eq!(scrape(addr).await.value("fluo_draining", &[]), 0.0);
+    let m = scrape(addr).await;
+    assert_eq!(m.value("fluo_draining", &[]), 0.0);
+    // No longer draining: not drained either, at once (not at the watcher's next count).
+    assert_eq!(m.value("fluo_drained", &[]), 0.0);
+    assert!(!ops.drained());
     assert_eq!(http(addr, "GET", "/health/ready", false).await.0, 200);
     let again = ask(&mut ws, create(4, "MediaPipeline", None)).await;
     assert!(again["result"]["value"].is_string(), "{again}");
     let _ = stop.send(true);
+}
+
+/// A draining server with pipeline `pipe` (its only one) is not drained, after the drain
+/// watcher counted (it does once a second); once `pipe` is released it is (within 4 s: two
+/// empty counts in a row are needed), `fluo_drained` says so.
+async fn drained_once_released(addr: std::net::SocketAddr, ops: &Ops, ws: &mut Ws, pipe: &str) {
+    // Longer than the watcher's period: it counted the pipeline at least once meanwhile.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!ops.drained());
+    assert_eq!(scrape(addr).await.value("fluo_drained", &[]), 0.0);
+    let r = ask(
+        ws,
+        json!({"jsonrpc":"2.0","id":50,"method":"release","params":{"object":pipe}}),
+    )
+    .await;
+    assert!(r.get("error").is_none(), "{r}");
+    let t0 = Instant::now();
+    while !ops.drained() {
+        assert!(t0.elapsed() < Duration::from_secs(4), "not drained");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t0 = Instant::now();
+    while scrape(addr).await.value("fluo_drained", &[]) != 1.0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "fluo_drained stays 0"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The `fluo` binary: SIGUSR1 drains (ready turns 503, the process goes on), and with

@@ -97,9 +97,16 @@ async fn serve(config: Config) -> std::io::Result<()> {
         }
     });
     let (tx, rx) = watch::channel(false);
+    let (drained, exit_when_drained) = (ops.clone(), config.exit_when_drained);
     tokio::spawn(async move {
-        signals.next().await;
-        tracing::info!("shutting down (a second signal exits at once)");
+        tokio::select! {
+            _ = signals.next() => {
+                tracing::info!("shutting down (a second signal exits at once)");
+            }
+            _ = drained.until_drained(), if exit_when_drained => {
+                tracing::info!("drained: shutting down (--exit-when-drained)");
+            }
+        }
         let _ = tx.send(true);
         signals.next().await;
         tracing::warn!("second signal: exiting now");

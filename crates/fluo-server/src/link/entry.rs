@@ -436,6 +436,20 @@ impl Links {
             .cloned()
     }
 
+    /// How many client connections hold something on an owner (counted once however many
+    /// owners they use), on every link still current, alive or not: one marked stale while
+    /// its replacement connects keeps its clients until it is replaced or broke (which
+    /// closes them).
+    pub(crate) fn holders(&self) -> usize {
+        let links: Vec<_> = lock(&self.current).values().cloned().collect();
+        let mut conns = HashSet::new();
+        for l in &links {
+            let st = lock(&l.state);
+            conns.extend(st.clients.keys().filter(|c| st.holds(**c)).copied());
+        }
+        conns.len()
+    }
+
     /// The client connection `conn` ended: each owner it used ends its mirror.
     pub(crate) fn closed(&self, conn: u64) {
         lock(&self.kept).closed(conn);

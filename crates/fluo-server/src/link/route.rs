@@ -86,6 +86,12 @@ impl Router {
         self.links.closed(conn);
     }
 
+    /// How many client connections of this node hold objects on other nodes (a drain waits
+    /// for none).
+    pub(crate) fn holders(&self) -> usize {
+        self.links.holders()
+    }
+
     /// Routes `ask`: `Some(text)` for this node's engine (the request with the
     /// connection's session when it names none, without the pin), `None` when it was
     /// forwarded or answered here.
@@ -229,9 +235,11 @@ impl Router {
                 Ok(_) => return Some(local),
                 // Its node may well be serving it: not "not found".
                 Err(e) => {
-                    let message = format!(
-                        "which node holds this object is not known now (the cluster's store does not answer: {e}); try again"
-                    );
+                    let message = if e == fluo_cluster::Error::Settling.to_string() {
+                        "which node holds this object is not known yet (the cluster's store restarted and the nodes are writing their records again); try again".to_owned()
+                    } else {
+                        format!("which node holds this object is not known now (the cluster's store does not answer: {e}); try again")
+                    };
                     answer(&ask, &e, ErrorCode::ConnectError, message);
                     return None;
                 }

@@ -6,6 +6,7 @@
 //! engine's reading when a scrape asks for it; the listeners and the media plane say when
 //! they are up. Nothing here runs per packet.
 
+mod drain;
 mod listener;
 mod render;
 mod view;
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+pub(crate) use drain::watch as watch_drain;
 pub use listener::{serve_on, MAX_CONNECTIONS, MAX_PER_ADDRESS};
 pub use view::LIMITS as VIEW_LIMITS;
 
@@ -36,6 +38,10 @@ pub(crate) type CoreAsk = Box<dyn FnOnce(&mut fluo_core::Engine) + Send>;
 pub struct Ops {
     started: Instant,
     draining: AtomicBool,
+    /// Draining and nothing left to drain (`drain.rs`).
+    drained: tokio::sync::watch::Sender<bool>,
+    /// Told when draining starts or ends (the cluster task publishes it at once).
+    drain_changed: tokio::sync::Notify,
     /// The WebSocket listener takes connections.
     accepting: AtomicBool,
     /// The WebRTC media plane (its sockets are bound once it is here).
@@ -144,6 +150,8 @@ impl Default for Ops {
         Ops {
             started: Instant::now(),
             draining: AtomicBool::new(false),
+            drained: tokio::sync::watch::channel(false).0,
+            drain_changed: tokio::sync::Notify::new(),
             accepting: AtomicBool::new(false),
             media: OnceLock::new(),
             workers: OnceLock::new(),
@@ -194,6 +202,10 @@ impl Ops {
     pub fn set_draining(&self, on: bool) {
         if self.draining.swap(on, Ordering::AcqRel) != on {
             self.drain_generation.fetch_add(1, Ordering::AcqRel);
+            self.drain_changed.notify_one();
+            // Counted anew in each drain (after the generation changed: see drain.rs).
+            self.drained
+                .send_if_modified(|d| std::mem::replace(d, false));
             if on {
                 tracing::warn!("draining: new media pipelines are refused, existing ones go on");
             } else {
@@ -220,6 +232,30 @@ impl Ops {
     /// Whether the server is draining.
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Whether the server is draining and drained: no media pipelines left (and, in a
+    /// cluster, no client of its own holding objects on another node through it), as last
+    /// checked (once a second while draining): it can be stopped without cutting a call.
+    pub fn drained(&self) -> bool {
+        self.draining() && *self.drained.borrow()
+    }
+
+    /// The drain state's generation (bumped at each start and end of a drain).
+    fn drain_generation(&self) -> u64 {
+        self.drain_generation.load(Ordering::Acquire)
+    }
+
+    /// Waits until draining starts or ends (for one waiter: the cluster task; a change while
+    /// it does not wait is kept for its next wait).
+    pub(crate) async fn drain_changed(&self) {
+        self.drain_changed.notified().await;
+    }
+
+    /// Waits until [`Ops::drained`].
+    pub async fn until_drained(&self) {
+        let mut rx = self.drained.subscribe();
+        let _ = rx.wait_for(|d| *d && self.draining()).await;
     }
 
     /// Where the metrics listener listens, once it does.

@@ -160,6 +160,12 @@ fn server(r: &mut Registry, ops: &Ops) {
         "1 while the server is draining (new pipelines refused)",
         i64::from(ops.draining()),
     );
+    gauge(
+        r,
+        "fluo_drained",
+        "1 while draining with nothing left: no media pipelines, no client holding objects on another node through this one (it can be stopped)",
+        i64::from(ops.drained()),
+    );
     let live = ops
         .connections
         .get()

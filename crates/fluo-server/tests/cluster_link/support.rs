@@ -267,3 +267,36 @@ where
     }
     (answer.unwrap(), event.unwrap())
 }
+
+/// Makes `n` unpinned pipelines through `c` (each with a WebRtcEndpoint when `endpoint`:
+/// placement's load), counts how many went to each node (as the store says), then releases
+/// them; `through` names the entry in a failure.
+pub async fn placed(
+    c: &mut Client,
+    probe: &Coordinator,
+    n: usize,
+    endpoint: bool,
+    through: &str,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut on = std::collections::BTreeMap::new();
+    let mut made = vec![];
+    for _ in 0..n {
+        let p = c
+            .create("MediaPipeline", json!({}))
+            .await
+            .unwrap_or_else(|e| panic!("an unpinned pipeline through {through}: {e}"));
+        if endpoint {
+            c.create("WebRtcEndpoint", json!({"mediaPipeline": p}))
+                .await
+                .unwrap_or_else(|e| panic!("an endpoint in it through {through}: {e}"));
+        }
+        *on.entry(owner_of(probe, &p).await).or_default() += 1;
+        made.push(p);
+    }
+    for p in made {
+        c.request("release", json!({"object": p}))
+            .await
+            .unwrap_or_else(|e| panic!("release through {through}: {e}"));
+    }
+    on
+}
