@@ -437,12 +437,12 @@ impl Links {
     }
 
     /// How many client connections hold something on an owner (counted once however many
-    /// owners they use), on every link still current, alive or not: one marked stale while
-    /// its replacement connects keeps its clients until it is replaced or broke (which
-    /// closes them).
+    /// owners they use), on every link still current, alive or not (one marked stale while
+    /// its replacement connects keeps its clients), and those whose link broke and whose
+    /// sessions wait to be bound again there (the owner may come back with their objects).
     pub(crate) fn holders(&self) -> usize {
         let links: Vec<_> = lock(&self.current).values().cloned().collect();
-        let mut conns = HashSet::new();
+        let mut conns: HashSet<u64> = lock(&self.kept).orphan_conns().collect();
         for l in &links {
             let st = lock(&l.state);
             conns.extend(st.clients.keys().filter(|c| st.holds(**c)).copied());

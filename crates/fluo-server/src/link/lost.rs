@@ -194,6 +194,13 @@ impl Kept {
     }
 
     /// The sessions on `key` to bind again, no longer waiting.
+    /// The client connections whose sessions wait to be bound again on some owner.
+    pub(crate) fn orphan_conns(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0
+            .values()
+            .flat_map(|m| m.iter().filter(|(_, h)| h.orphan).map(|(c, _)| *c))
+    }
+
     pub(crate) fn take_orphans(&mut self, key: &Key) -> Vec<Orphan> {
         let Some(m) = self.0.get_mut(key) else {
             return vec![];
