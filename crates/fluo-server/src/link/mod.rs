@@ -17,6 +17,7 @@
 mod admission;
 mod auth;
 pub(crate) mod entry;
+pub(crate) mod relay;
 pub(crate) mod route;
 mod serve;
 mod sessions;
