@@ -10,10 +10,12 @@ mod support;
 
 use common::Client;
 use fluo_testkit::udp_peer::Peer;
-use serde_json::json;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use str0m::media::Direction;
 use support::*;
+use tokio_tungstenite::tungstenite::Message;
 
 /// A peer (str0m, on 127.0.0.1) negotiated with `endpoint` through `c` (processOffer).
 async fn peer(c: &mut Client, endpoint: &str, dir: Direction) -> Peer {
@@ -50,6 +52,31 @@ async fn drive(
         viewer.drive(None);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// `source.connect(sink)` for both `sinks`, sent at once; the two answers.
+async fn connect_both(c: &mut Client, source: &str, sinks: [&str; 2]) -> Vec<Value> {
+    let mut ids = vec![];
+    for sink in sinks {
+        c.next += 1;
+        ids.push(c.next);
+        let params =
+            json!({"object": source, "operation": "connect", "operationParams": {"sink": sink}});
+        let req = json!({"jsonrpc": "2.0", "id": c.next, "method": "invoke", "params": params});
+        c.ws.send(Message::text(req.to_string())).await.unwrap();
+    }
+    let mut answers = vec![];
+    while answers.len() < 2 {
+        let m = tokio::time::timeout(Duration::from_secs(30), c.ws.next()).await;
+        let Ok(Some(Ok(Message::Text(t)))) = m else {
+            panic!("no answer to the connects: {m:?}");
+        };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if ids.iter().any(|id| v["id"] == *id) {
+            answers.push(v);
+        }
+    }
+    answers
 }
 
 /// The children of `pipeline` other than `known`, with their names.
@@ -123,13 +150,13 @@ async fn a_connect_across_nodes_builds_a_relay_that_carries_media_and_goes_when_
     let mut publisher = peer(&mut c, &e_pub, Direction::SendOnly).await;
     let mut viewer = peer(&mut c, &e_view, Direction::RecvOnly).await;
 
+    // Two sinks in Q connected at once: both answered, one relay.
     let t0 = Instant::now();
-    let connect =
-        json!({"object": e_pub, "operation": "connect", "operationParams": {"sink": e_view}});
-    c.request("invoke", connect)
-        .await
-        .expect("a connect across nodes is answered");
-    println!("connect across nodes answered in {:?}", t0.elapsed());
+    let answers = connect_both(&mut c, &e_pub, [&e_view, &e_view2]).await;
+    println!("two connects across nodes answered in {:?}", t0.elapsed());
+    for a in answers {
+        assert!(a.get("error").is_none() && a["result"].is_object(), "{a}");
+    }
     // The relay's ends, named after the source.
     let out = others(&mut c, &p, &[&e_pub]).await;
     assert_eq!(out.len(), 1, "{out:?}");
@@ -145,11 +172,22 @@ async fn a_connect_across_nodes_builds_a_relay_that_carries_media_and_goes_when_
         &mut publisher,
         &mut viewer,
         Duration::from_secs(10),
+        |_, v| v.frames_in >= 1,
+    )
+    .await;
+    println!(
+        "the first frame through the relay {:?} after the connects",
+        t1.elapsed()
+    );
+    drive(
+        &mut publisher,
+        &mut viewer,
+        Duration::from_secs(10),
         |_, v| v.frames_in >= 30,
     )
     .await;
     println!(
-        "30 frames through the relay {:?} after the connect",
+        "30 frames through the relay {:?} after the connects",
         t1.elapsed()
     );
     assert!(
@@ -197,10 +235,8 @@ async fn a_connect_across_nodes_builds_a_relay_that_carries_media_and_goes_when_
         "the PLI did not reach the publisher"
     );
 
-    // A second sink in Q reuses the relay; disconnecting it leaves the viewer fed.
-    let connect2 =
-        json!({"object": e_pub, "operation": "connect", "operationParams": {"sink": e_view2}});
-    c.request("invoke", connect2).await.expect("a second sink");
+    // Both sinks on one relay; disconnecting one leaves the viewer fed; connected again
+    // (the relay reused), and disconnected again.
     assert_eq!(
         others(&mut c, &q, &[&e_view, &e_view2]).await.len(),
         1,
@@ -213,7 +249,7 @@ async fn a_connect_across_nodes_builds_a_relay_that_carries_media_and_goes_when_
     );
     let disconnect =
         json!({"object": e_pub, "operation": "disconnect", "operationParams": {"sink": e_view2}});
-    c.request("invoke", disconnect)
+    c.request("invoke", disconnect.clone())
         .await
         .expect("a disconnect across nodes");
     assert_eq!(sinks_of(&mut c, &relay_in).await, [e_view.clone()].into());
@@ -226,6 +262,16 @@ async fn a_connect_across_nodes_builds_a_relay_that_carries_media_and_goes_when_
     )
     .await;
     assert!(viewer.frames_in >= before + 10, "the viewer is still fed");
+    let connect2 =
+        json!({"object": e_pub, "operation": "connect", "operationParams": {"sink": e_view2}});
+    c.request("invoke", connect2).await.expect("a sink again");
+    assert_eq!(others(&mut c, &q, &[&e_view, &e_view2]).await.len(), 1);
+    assert_eq!(others(&mut c, &p, &[&e_pub]).await.len(), 1);
+    let both = [&e_view, &e_view2].map(|s| s.to_string()).into();
+    assert_eq!(sinks_of(&mut c, &relay_in).await, both);
+    c.request("invoke", disconnect)
+        .await
+        .expect("disconnected again");
 
     // The viewer goes: both ends of the relay go (two idle checks, a second apart).
     c.request("release", json!({"object": e_view}))
