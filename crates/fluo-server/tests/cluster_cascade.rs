@@ -314,3 +314,61 @@ async fn a_connect_across_pipelines_fails_as_on_kms_without_a_cluster() {
     assert_eq!(code(&err), 40004, "{err}");
     assert_eq!(c.value(&p, "getChildren").await, json!([a]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelines_of_one_node_get_a_relay_too_and_it_goes_with_the_sink_pipeline() {
+    let Some(TwoNodes {
+        redis: _redis,
+        da: _da,
+        db: _db,
+        probe,
+        a: _a,
+        b: _b,
+        port_a,
+        ..
+    }) = two_nodes("cascade within one fluo node", &[]).await
+    else {
+        return;
+    };
+    // The entry (node-a) holds neither pipeline: both are node-b's.
+    let mut c = Client::connect(port_a).await;
+    let pin = json!({"fluoNode": "node-b"});
+    let p = c.create("MediaPipeline", pin.clone()).await.unwrap();
+    let r = c.create("MediaPipeline", pin).await.unwrap();
+    assert_eq!(owner_of(&probe, &p).await, "node-b");
+    assert_eq!(owner_of(&probe, &r).await, "node-b");
+    let e_pub = c
+        .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
+        .await;
+    let e_pub = e_pub.unwrap();
+    let e_view = c
+        .create("WebRtcEndpoint", json!({"mediaPipeline": r}))
+        .await;
+    let e_view = e_view.unwrap();
+    let mut publisher = peer(&mut c, &e_pub, Direction::SendOnly).await;
+    let mut viewer = peer(&mut c, &e_view, Direction::RecvOnly).await;
+    let connect =
+        json!({"object": e_pub, "operation": "connect", "operationParams": {"sink": e_view}});
+    c.request("invoke", connect)
+        .await
+        .expect("a connect across pipelines");
+    let inp = others(&mut c, &r, &[&e_view]).await;
+    assert_eq!(inp.len(), 1, "{inp:?}");
+    assert_eq!(inp[0].1, format!("fluo-relay-in:{e_pub}"));
+    drive(
+        &mut publisher,
+        &mut viewer,
+        Duration::from_secs(10),
+        |_, v| v.frames_in >= 30,
+    )
+    .await;
+    assert!(
+        viewer.frames_in >= 30,
+        "frames through the relay: {}",
+        viewer.frames_in
+    );
+    // The sink's pipeline goes: relayIn with it (40101 to the janitor), relayOut after.
+    c.request("release", json!({"object": r})).await.unwrap();
+    let took = until_only(&mut c, &p, &[&e_pub], Duration::from_secs(3)).await;
+    println!("relayOut released {took:?} after the sink's pipeline");
+}
