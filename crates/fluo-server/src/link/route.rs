@@ -2,7 +2,9 @@
 //! request is about (object ids begin with their pipeline's id), or for a new pipeline the
 //! node placement picks. Owners are cached per pipeline; the store is asked only on a miss.
 //! A client's `connect` (or `keepAlive`, or `ping`) naming its session binds that session
-//! again on each owner the session was forwarded to.
+//! again on each owner the session was forwarded to. A MediaElement's `connect` (or
+//! `disconnect`) naming an element of another pipeline goes to the relays
+//! ([`super::relay`]).
 
 use super::entry::{error_text, unreachable, ClientHandle, Known, Links, Pending};
 use super::relay;
