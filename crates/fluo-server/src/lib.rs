@@ -280,6 +280,9 @@ pub async fn run_with_ops(
     let (core, done) =
         core_loop::spawn(config.clone(), routes, shutdown.clone(), ops.clone(), plan)?;
     start_link(peer, &config, me, &core, &shutdown);
+    if let Some(r) = &router {
+        link::relay::start(r.clone(), core.clone(), shutdown.clone());
+    }
     // One count for both listeners: a client cannot double its share by using both.
     let connections = ws::Connections::default();
     ops.set_connections(connections.live());

@@ -26,6 +26,8 @@ pub struct Peer {
     pub keep_frames: bool,
     /// Video frames received.
     pub frames_in: u64,
+    /// Keyframe requests (PLI or FIR) received for what it sends.
+    pub keyframe_requests: u64,
     /// The codec `drive` sends frames as.
     pub send_codec: Codec,
     ts: u64,
@@ -61,6 +63,7 @@ impl Peer {
             frames: vec![],
             keep_frames: true,
             frames_in: 0,
+            keyframe_requests: 0,
             send_codec: Codec::Vp8,
             ts: 0,
             audio_ts: 0,
@@ -209,6 +212,16 @@ impl Peer {
         }
     }
 
+    /// Asks the sender of the video it receives for a keyframe (a PLI, sent by the next
+    /// [`Peer::drive`]); whether it could.
+    pub fn request_keyframe(&mut self) -> bool {
+        let Some(mut w) = self.video.and_then(|m| self.rtc.writer(m)) else {
+            return false;
+        };
+        w.request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
+            .is_ok()
+    }
+
     /// Reads, sends, fires timers; sends `frame` (as `send_codec`) if given.
     pub fn drive(&mut self, frame: Option<&[u8]>) {
         let mut buf = [0u8; 2048];
@@ -264,6 +277,7 @@ impl Peer {
                         }
                     }
                 }
+                Ok(Output::Event(Event::KeyframeRequest(_))) => self.keyframe_requests += 1,
                 Ok(Output::Event(_)) => {}
                 Ok(Output::Timeout(_)) | Err(_) => break,
             }

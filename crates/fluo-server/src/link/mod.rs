@@ -18,6 +18,7 @@ mod admission;
 mod auth;
 pub(crate) mod entry;
 mod lost;
+pub(crate) mod relay;
 pub(crate) mod route;
 mod serve;
 mod sessions;

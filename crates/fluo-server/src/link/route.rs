@@ -2,9 +2,12 @@
 //! request is about (object ids begin with their pipeline's id), or for a new pipeline the
 //! node placement picks. Owners are cached per pipeline; the store is asked only on a miss.
 //! A client's `connect` (or `keepAlive`, or `ping`) naming its session binds that session
-//! again on each owner the session was forwarded to.
+//! again on each owner the session was forwarded to. A MediaElement's `connect` (or
+//! `disconnect`) naming an element of another pipeline goes to the relays
+//! ([`super::relay`]).
 
 use super::entry::{error_text, unreachable, ClientHandle, Known, Links, Pending};
+use super::relay;
 use super::GONE_AFTER;
 use crate::cluster::View;
 use crate::config::ClusterSecret;
@@ -37,6 +40,8 @@ pub(crate) struct Router {
     /// show them yet): counted as load, so that a burst of creates does not all go to the
     /// node that looked emptiest.
     placed: std::sync::Mutex<(u64, HashMap<NodeId, u64>)>,
+    /// Where a `connect` to an element of another pipeline goes (a relay, [`relay`]).
+    pub(super) relays: relay::Hook,
 }
 
 /// What a request is about.
@@ -78,6 +83,7 @@ impl Router {
             store,
             known,
             placed: Default::default(),
+            relays: relay::Hook::default(),
         }
     }
 
@@ -104,6 +110,13 @@ impl Router {
         }
         // One session id on every node: the one this connection was last answered with.
         let mut changed = with_session(&mut req, ask.session.as_deref());
+        // A MediaElement's connect to an element of another pipeline: a relay (a Fluo
+        // extension in a cluster; KMS answers 40004).
+        if let Some(c) = relay::cross(&req) {
+            if self.relays.take(&ask, &req, c) {
+                return None;
+            }
+        }
         let target = target(&req);
         if let Some(Target::Place(_)) = &target {
             changed |= unpin(&mut req);
@@ -430,7 +443,7 @@ pub(super) fn object_of(req: &Map<String, Value>) -> Option<&str> {
 }
 
 /// The pipeline an object id belongs to.
-fn pipeline_of(object: &str) -> Option<String> {
+pub(crate) fn pipeline_of(object: &str) -> Option<String> {
     let p = object.split('/').next()?;
     p.ends_with(PIPELINE).then(|| p.to_string())
 }
