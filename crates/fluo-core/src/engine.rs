@@ -223,6 +223,14 @@ impl Engine {
         self.sessions.open_conn(conn);
     }
 
+    /// An *internal* connection opened: one of Fluo's own (a cascade relay's, on this node or
+    /// mirrored from another node), never a client's. The sessions its requests run in hold
+    /// nothing: objects stay held by their users' sessions only.
+    pub fn internal_connection_opened(&mut self, now: Now, conn: ConnId, peer: IpAddr) {
+        self.connection_opened(now, conn, peer);
+        self.sessions.set_internal_conn(conn);
+    }
+
     /// A connection closed: its session keeps its objects for the grace period.
     pub fn connection_closed(&mut self, now: Now, conn: ConnId) {
         self.now = now;
@@ -512,6 +520,9 @@ impl Engine {
                 if let Err(e) = self.admit_session(&s) {
                     // Not bound either: the connection stays with the session it had.
                     return (None, Err(e));
+                }
+                if conn.is_some_and(|c| self.sessions.is_internal_conn(c)) {
+                    self.sessions.set_internal(&s);
                 }
                 let r = self.execute_in_session(&s, other, mode).map(|mut v| {
                     if let Value::Object(m) = &mut v {

@@ -290,12 +290,15 @@ impl Engine {
             }
             sessions.extend(po.sessions.iter().cloned());
         }
-        sessions.insert(0, own);
+        // An internal session holds nothing, unless nothing else would (a pipeline).
+        if !self.sessions.is_internal(&own) || sessions.is_empty() {
+            sessions.insert(0, own);
+        }
         // One copy of the new id for all those sessions (issue 15: with 101 sessions on the
         // bench's pipeline, a copy per session was 12 KiB per endpoint).
         let shared: Arc<str> = Arc::from(id.as_str());
         for s in &sessions {
-            self.reference_shared(s, &shared)?;
+            self.hold(s, &shared);
         }
         tracing::debug!(%id, %session, "created");
         self.push_event(
@@ -313,7 +316,17 @@ impl Engine {
 
     /// [`Engine::reference`] with the session's and the object's ids as shared strings, which
     /// the session and the objects keep (no copy of their own).
+    ///
+    /// An internal session's reference is a no-op (see [`crate::session::Sessions::is_internal`]).
     fn reference_shared(&mut self, session: &Arc<str>, id: &Arc<str>) -> Result<(), KurentoError> {
+        if !self.sessions.is_internal(session) {
+            self.hold(session, id);
+        }
+        Ok(())
+    }
+
+    /// Makes `session` a holder of the object `id` and its parent chain.
+    fn hold(&mut self, session: &Arc<str>, id: &Arc<str>) {
         let mut cur = Some(id.clone());
         while let Some(oid) = cur {
             let Some(o) = self.registry.get_mut(&oid) else {
@@ -329,7 +342,6 @@ impl Engine {
             self.sessions.add_ref(session, &oid);
             cur = o.parent.as_deref().map(Arc::from);
         }
-        Ok(())
     }
 
     /// `unref`: drops this session's references to the object and its descendants; objects

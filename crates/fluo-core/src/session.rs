@@ -21,6 +21,9 @@ struct Session {
     addr: Option<AddrKey>,
     /// Event subscriptions the session holds, on any object.
     subs: usize,
+    /// Bound on an internal connection (Fluo's own, e.g. a cascade relay's): it never holds
+    /// anything (see [`Sessions::is_internal`]).
+    internal: bool,
 }
 
 /// All sessions and the connection bindings.
@@ -34,6 +37,8 @@ pub(crate) struct Sessions {
     /// Subscriptions by the address that created their session, and in all.
     subs_by_addr: HashMap<AddrKey, usize>,
     subs: usize,
+    /// Connections Fluo itself opened (never a client's): their sessions are internal.
+    internal_conns: HashSet<ConnId>,
 }
 
 impl Sessions {
@@ -41,7 +46,30 @@ impl Sessions {
         self.conns.insert(conn, None);
     }
 
+    /// Marks `conn` as one of Fluo's own connections (see [`Sessions::is_internal`]).
+    pub fn set_internal_conn(&mut self, conn: ConnId) {
+        self.internal_conns.insert(conn);
+    }
+
+    pub fn is_internal_conn(&self, conn: ConnId) -> bool {
+        self.internal_conns.contains(&conn)
+    }
+
+    /// Marks an existing session as internal: it spoke on an internal connection.
+    pub fn set_internal(&mut self, session: &str) {
+        if let Some(s) = self.sessions.get_mut(session) {
+            s.internal = true;
+        }
+    }
+
+    /// An internal session is never a holder of objects: what it creates, invokes or
+    /// connects is held by the sessions of its users (the pipeline's) and dies with them.
+    pub fn is_internal(&self, session: &str) -> bool {
+        self.sessions.get(session).is_some_and(|s| s.internal)
+    }
+
     pub fn close_conn(&mut self, conn: ConnId, deadline: Instant) {
+        self.internal_conns.remove(&conn);
         if let Some(Some(s)) = self.conns.remove(&conn) {
             self.release_conn_of(&s, conn, deadline);
         }

@@ -178,3 +178,58 @@ fn events_go_to_the_connection_that_resumed_the_session() {
     assert_eq!(h.events(2).len(), 1);
     assert!(h.events(1).is_empty());
 }
+
+#[test]
+fn an_internal_session_never_keeps_a_clients_objects_alive() {
+    let mut h = H::with(cfg(10));
+    let p = h.create(1, "MediaPipeline", None);
+    let q = h.create(1, "MediaPipeline", None);
+    let src = h.create(1, "PassThrough", Some(&p));
+    let sink = h.create(1, "PassThrough", Some(&q));
+    // Fluo's own connection (a relay) creates, invokes, subscribes and connects, as the
+    // cascade's relay does, in the client's pipelines.
+    h.open_internal(9);
+    let out = h.create(9, "PassThrough", Some(&p));
+    let inp = h.create(9, "PassThrough", Some(&q));
+    let internal = h.session(9);
+    h.invoke(9, &src, "connect", json!({"sink": out}));
+    h.invoke(9, &inp, "connect", json!({"sink": sink}));
+    h.invoke(9, &p, "getName", json!({}));
+    h.ok(
+        9,
+        "subscribe",
+        json!({"object": inp, "type": "ElementConnected"}),
+    );
+    let fed = h.invoke(9, &src, "getSinkConnections", json!({}));
+    let fed = fed.as_array().expect("a list");
+    assert!(
+        !fed.is_empty() && fed.iter().all(|c| c["sink"] == json!(out)),
+        "{fed:?}"
+    );
+    assert_eq!(h.e.session_count(), 2, "the internal session exists");
+    let holding = h.ok(
+        9,
+        "invoke",
+        json!({"object": "manager_ServerManager", "operation": "getSessions", "operationParams": {}}),
+    );
+    assert!(
+        !holding["value"].to_string().contains(&internal),
+        "the internal session holds nothing: {holding}"
+    );
+    // The client goes away without releasing anything: after the grace period its session
+    // expires, and everything in its pipelines goes, the relay's ends included, although
+    // the internal connection is still open and keeps asking.
+    h.close(1);
+    h.advance(Duration::from_secs(9));
+    assert_eq!(h.invoke(9, &out, "getName", json!({})), json!(out));
+    h.advance(Duration::from_secs(2));
+    for o in [&p, &q, &src, &sink, &out, &inp] {
+        assert_eq!(h.err(9, "describe", json!({"object": o})), 40101, "{o}");
+    }
+    assert_eq!(h.e.object_count(), 1, "only the ServerManager is left");
+    // A client's connection is never internal: its session holds what it touches.
+    h.open(2);
+    let kept = h.create(2, "MediaPipeline", None);
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.invoke(2, &kept, "getId", json!({})), json!(kept));
+}

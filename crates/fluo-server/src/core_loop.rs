@@ -27,6 +27,9 @@ pub(crate) enum CoreMsg {
         outbox: mpsc::Sender<String>,
         /// Fired when the connection must end (it does not read its replies).
         kill: tokio::sync::oneshot::Sender<()>,
+        /// One of Fluo's own connections (a cascade relay's), never a client's: its sessions
+        /// hold nothing in the engine (docs/cluster.md, "Cascade").
+        internal: bool,
     },
     Text {
         conn: ConnId,
@@ -346,6 +349,7 @@ fn handle(
             peer,
             outbox,
             kill,
+            internal,
         } => {
             outboxes.insert(
                 conn,
@@ -354,7 +358,11 @@ fn handle(
                     kill: Some(kill),
                 },
             );
-            engine.connection_opened(now(), conn, peer);
+            if internal {
+                engine.internal_connection_opened(now(), conn, peer);
+            } else {
+                engine.connection_opened(now(), conn, peer);
+            }
         }
         CoreMsg::Text { conn, text } => {
             engine.set_draining(ops.draining());

@@ -287,6 +287,7 @@ where
             peer,
             outbox: out_tx.clone(),
             kill: kill_tx,
+            internal: false,
         })
         .await
         .is_err()

@@ -9,6 +9,7 @@ mod common;
 mod support;
 
 use common::Client;
+use fluo_cluster::Ownership;
 use fluo_testkit::udp_peer::Peer;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -371,4 +372,87 @@ async fn pipelines_of_one_node_get_a_relay_too_and_it_goes_with_the_sink_pipelin
     c.request("release", json!({"object": r})).await.unwrap();
     let took = until_only(&mut c, &p, &[&e_pub], Duration::from_secs(3)).await;
     println!("relayOut released {took:?} after the sink's pipeline");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_does_not_keep_the_pipelines_of_a_client_that_went_away() {
+    // A short grace period on both nodes: the client's sessions expire 2 s after it goes.
+    let grace = ["--session-grace-secs", "2"];
+    let Some(TwoNodes {
+        redis: _redis,
+        da,
+        db: _db,
+        probe,
+        a: _a,
+        b: _b,
+        port_a,
+        ..
+    }) = two_nodes("a relay and a client that went away", &grace).await
+    else {
+        return;
+    };
+    let mut c = Client::connect(port_a).await;
+    let p = c
+        .create("MediaPipeline", json!({"fluoNode": "node-a"}))
+        .await
+        .unwrap();
+    let q = c
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
+        .await
+        .unwrap();
+    let web = json!({"mediaPipeline": p});
+    let e_pub = c.create("WebRtcEndpoint", web).await.unwrap();
+    let web = json!({"mediaPipeline": q});
+    let e_view = c.create("WebRtcEndpoint", web).await.unwrap();
+    let connect =
+        json!({"object": e_pub, "operation": "connect", "operationParams": {"sink": e_view}});
+    c.request("invoke", connect)
+        .await
+        .expect("a connect across nodes");
+    let out = others(&mut c, &p, &[&e_pub]).await;
+    let inp = others(&mut c, &q, &[&e_view]).await;
+    assert_eq!((out.len(), inp.len()), (1, 1), "{out:?} {inp:?}");
+    let (out, inp) = (out[0].0.clone(), inp[0].0.clone());
+    // The client goes without releasing anything (the relay's connection stays open, and
+    // its janitor keeps asking the ends every second).
+    drop(c);
+    let closed = Instant::now();
+    // Both pipelines are released once the client's sessions expire (watched in the store,
+    // which holds nothing).
+    for pipeline in [&p, &q] {
+        while probe.owner(pipeline).await.unwrap() != Ownership::Unowned {
+            assert!(
+                closed.elapsed() < Duration::from_secs(8),
+                "{pipeline} still owned {:?} after its only client went away: the relay keeps it",
+                closed.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    println!(
+        "both pipelines released {:?} after the client went",
+        closed.elapsed()
+    );
+    // Nothing of them is left on either node, the relay's ends included.
+    let mut fresh = Client::connect(port_a).await;
+    for o in [&p, &q, &e_pub, &e_view, &out, &inp] {
+        let err = fresh
+            .request("invoke", json!({"object": o, "operation": "getName"}))
+            .await
+            .expect_err("gone");
+        assert_eq!(code(&err), 40101, "{o}: {err}");
+    }
+    // The entry's janitor forgot the relay (an end answered 40101).
+    let t0 = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(da.path().join("fluo.log")).unwrap_or_default();
+        if log.contains("relay: released") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "the janitor kept the relay"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

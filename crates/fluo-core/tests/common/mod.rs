@@ -44,6 +44,12 @@ impl H {
         self.e.connection_opened(self.now, conn, ip);
     }
 
+    /// Opens one of Fluo's own (internal) connections, as a cascade relay's.
+    pub fn open_internal(&mut self, conn: u64) {
+        let ip = "127.0.0.1".parse().expect("an IP address");
+        self.e.internal_connection_opened(self.now, conn, ip);
+    }
+
     pub fn close(&mut self, conn: u64) {
         self.e.connection_closed(self.now, conn);
         self.pump();

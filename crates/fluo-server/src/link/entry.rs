@@ -498,7 +498,13 @@ impl Link {
             Entry::Occupied(c) => c.into_mut(),
             Entry::Vacant(v) => {
                 let peer = ask.peer;
-                if self.tx.try_send(Frame::Open { conn, peer }).is_err() {
+                let internal = super::is_internal(conn);
+                let open = Frame::Open {
+                    conn,
+                    peer,
+                    internal,
+                };
+                if self.tx.try_send(open).is_err() {
                     return congested();
                 }
                 let session = format!("#{conn}");

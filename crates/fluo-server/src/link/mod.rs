@@ -71,13 +71,34 @@ const MAX_FRAME: usize = 64 << 20;
 #[serde(tag = "t", rename_all = "lowercase")]
 pub(crate) enum Frame {
     /// Entry -> owner: the entry's client connection `conn` (from `peer`) sends its first
-    /// request to the owner.
-    Open { conn: u64, peer: IpAddr },
+    /// request to the owner. `internal`: the connection is the entry's own (its relays'),
+    /// never a client's; the owner opens its mirror as internal (the link is authenticated,
+    /// so no client can set it).
+    Open {
+        conn: u64,
+        peer: IpAddr,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        internal: bool,
+    },
     /// Either way: a JSON-RPC message of the client connection `conn`.
     Text { conn: u64, text: String },
     /// Entry -> owner: the client connection `conn` ended. Owner -> entry: the owner's engine
     /// ended the mirror of `conn` (a client that does not read): the entry closes `conn`.
     Close { conn: u64 },
+}
+
+/// This process's internal connections (the relay service's, [`relay`]), by connection id
+/// (ids are unique in the process).
+static INTERNAL: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+
+/// Counts connection `conn` as one of this node's own (see [`Frame::Open`]).
+pub(crate) fn set_internal(conn: u64) {
+    crate::lock(&INTERNAL).push(conn);
+}
+
+/// Whether `conn` is one of this node's own connections.
+pub(crate) fn is_internal(conn: u64) -> bool {
+    crate::lock(&INTERNAL).contains(&conn)
 }
 
 fn ws_config() -> WebSocketConfig {

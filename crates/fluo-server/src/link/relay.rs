@@ -41,6 +41,10 @@ const CONNECT_WAIT: Duration = Duration::from_secs(5);
 /// Connects waiting for the relay service.
 const JOBS: usize = 1024;
 
+/// How long a client's connect (or disconnect) may take from its queueing to its answer,
+/// the wait for its relay's lock included.
+const JOB_WAIT: Duration = Duration::from_secs(8);
+
 /// The address the entry's own connection is counted under.
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -90,6 +94,10 @@ pub(crate) fn cross(req: &Map<String, Value>) -> Option<Cross> {
         return None;
     }
     let sink = args.remove("sink")?.as_str()?.to_string();
+    // A pipeline's id is not a sink (the engine answers such a connect as KMS does).
+    if !sink.contains('/') {
+        return None;
+    }
     let (p, q) = (pipeline_of(source)?, pipeline_of(&sink)?);
     (p != q).then(|| Cross {
         source: source.to_string(),
@@ -97,6 +105,45 @@ pub(crate) fn cross(req: &Map<String, Value>) -> Option<Cross> {
         connect,
         params: args,
     })
+}
+
+/// `e` (as it came, from an owner or this node) with its message prefixed by the relay it
+/// is about, so that the client can tell it from an error of its own objects.
+fn about(mut e: Value, c: &Cross) -> Value {
+    let m = e["message"].as_str().unwrap_or_default();
+    let m = format!("relay from {} to {}: {m}", c.source, c.sink);
+    if let Some(o) = e.as_object_mut() {
+        o.insert("message".into(), Value::from(m));
+    }
+    e
+}
+
+/// What a relay job is doing now (for the answer of a job that ran out of time).
+#[derive(Clone)]
+struct Step(Arc<Mutex<&'static str>>);
+
+impl Step {
+    fn new() -> Step {
+        Step(Arc::new(Mutex::new(
+            "waiting for another request on this relay",
+        )))
+    }
+
+    fn set(&self, what: &'static str) {
+        *lock(&self.0) = what;
+    }
+
+    /// The `40004` answer of job `c` still running at its deadline.
+    fn late(&self, c: &Cross) -> Value {
+        let m = format!(
+            "relay from {} to {}: no answer within {} s (while {})",
+            c.source,
+            c.sink,
+            JOB_WAIT.as_secs(),
+            *lock(&self.0)
+        );
+        KurentoError::new(ErrorCode::ConnectError, m).to_json()
+    }
 }
 
 /// A relay's two ends, and how many checks in a row found it idle.
@@ -120,14 +167,17 @@ enum Probe {
     Unknown,
 }
 
+/// Whether `r` says its object is gone (40101); any other error (a node unreachable now, a
+/// request that timed out) tells nothing about it.
+fn gone(r: &Result<Value, Value>) -> bool {
+    r.as_ref()
+        .err()
+        .is_some_and(|e| e["code"] == ErrorCode::MediaObjectNotFound.code())
+}
+
 impl Probe {
     /// From the answers of `relayIn.getSinkConnections` and `relayOut.getSourceConnections`.
     fn of(sinks: &Result<Value, Value>, sources: &Result<Value, Value>) -> Probe {
-        let gone = |r: &Result<Value, Value>| {
-            r.as_ref()
-                .err()
-                .is_some_and(|e| e["code"] == ErrorCode::MediaObjectNotFound.code())
-        };
         if gone(sinks) || gone(sources) {
             return Probe::Gone;
         }
@@ -203,6 +253,8 @@ impl Table {
 
 /// A client's cross-pipeline request, for the relay service.
 struct Job {
+    /// When the router handed it over.
+    queued: Instant,
     conn: u64,
     client: ClientHandle,
     id: Option<Value>,
@@ -264,11 +316,12 @@ impl Hook {
             id: req.get("id").cloned(),
             session: ask.session.clone(),
             cross: c,
+            queued: Instant::now(),
         };
         if let Err(e) = self.tx.try_send(job) {
             let job = e.into_inner();
             let e = KurentoError::new(
-                ErrorCode::ConnectError,
+                ErrorCode::NotEnoughResources,
                 "the relays between pipelines are busy or not running; try again",
             );
             job.answer(Err(e.to_json()));
@@ -344,45 +397,84 @@ impl Service {
         }
     }
 
-    async fn serve(&self, job: Job) {
-        let key = job.cross.key();
+    /// Serves `job`, answered within [`JOB_WAIT`] of its queueing: a job still running then
+    /// is answered `40004` naming its step and goes on (what it makes is released on
+    /// failure as always); a connect it completes late is undone (the janitor then
+    /// releases the relay if it feeds nothing else).
+    async fn serve(self: Arc<Self>, job: Job) {
+        let step = Step::new();
+        let mut work = {
+            let (svc, c, step) = (self.clone(), job.cross.clone(), step.clone());
+            tokio::spawn(async move { svc.run(&c, &step).await })
+        };
+        let deadline = tokio::time::Instant::from_std(job.queued + JOB_WAIT);
+        let r = tokio::select! {
+            r = &mut work => r.unwrap_or_else(|_| {
+                Err(KurentoError::new(ErrorCode::ConnectError, "the relay service failed").to_json())
+            }),
+            _ = tokio::time::sleep_until(deadline) => {
+                let late = step.late(&job.cross);
+                tracing::info!(source = %job.cross.source, sink = %job.cross.sink, "relay: {}", late["message"]);
+                job.answer(Err(late));
+                if job.cross.connect {
+                    let c = Cross { connect: false, ..job.cross.clone() };
+                    tokio::spawn(async move {
+                        if let Ok(Ok(())) = work.await {
+                            let _ = self.run(&c, &Step::new()).await;
+                        }
+                    });
+                }
+                return;
+            }
+        };
+        job.answer(r.map_err(|e| about(e, &job.cross)));
+    }
+
+    /// `c`, under its relay's lock.
+    async fn run(&self, c: &Cross, step: &Step) -> Result<(), Value> {
+        let key = c.key();
         let l = self.key_lock(&key);
         let guard = l.lock().await;
         let t0 = Instant::now();
-        let r = if job.cross.connect {
-            self.connect(&key, &job.cross).await
+        let r = if c.connect {
+            self.connect(&key, c, step).await
         } else {
-            self.disconnect(&key, &job.cross).await
+            step.set("disconnecting the sink from the relay");
+            self.disconnect(&key, c).await
         };
         drop(guard);
         self.unlock(&key, l);
         match &r {
             Ok(()) => {
-                tracing::info!(source = %job.cross.source, sink = %job.cross.sink, connect = job.cross.connect, ms = t0.elapsed().as_millis() as u64, "relay: done")
+                tracing::info!(source = %c.source, sink = %c.sink, connect = c.connect, ms = t0.elapsed().as_millis() as u64, "relay: done")
             }
             Err(e) => {
-                tracing::info!(source = %job.cross.source, sink = %job.cross.sink, connect = job.cross.connect, "relay: failed: {}", e["message"])
+                tracing::info!(source = %c.source, sink = %c.sink, connect = c.connect, "relay: failed: {}", e["message"])
             }
         }
-        job.answer(r);
+        r
     }
 
     /// `c.source.connect(c.sink)` through this entry's relay for `k`, made now if there is
     /// none (or its ends are gone).
-    async fn connect(&self, k: &Key, c: &Cross) -> Result<(), Value> {
+    async fn connect(&self, k: &Key, c: &Cross, step: &Step) -> Result<(), Value> {
         let existing = lock(&self.table).ends(k);
         if let Some(e) = existing {
+            step.set("connecting the sink to the relay");
             let Err(err) = self.feed(&e, c).await else {
                 return Ok(());
             };
-            if self.intact(&e).await {
+            step.set("checking the relay's ends");
+            if !self.an_end_gone(&e).await {
                 return Err(err);
             }
             tracing::info!(source = %c.source, "relay: an end is gone; making it again");
             lock(&self.table).remove(k);
+            step.set("releasing a broken relay");
             self.release(&e).await;
         }
-        let e = self.build(c, &k.pipeline).await?;
+        let e = self.build(c, &k.pipeline, step).await?;
+        step.set("connecting the sink to the relay");
         if let Err(err) = self.feed(&e, c).await {
             self.release(&e).await;
             return Err(err);
@@ -413,46 +505,59 @@ impl Service {
             .map(drop)
     }
 
-    /// Whether both ends of `e` are still there.
-    async fn intact(&self, e: &Ends) -> bool {
+    /// Whether an end of `e` is gone (answered 40101, as [`Probe::of`] counts it); an end
+    /// that does not answer now (its node unreachable) is not.
+    async fn an_end_gone(&self, e: &Ends) -> bool {
         for o in [&e.inp, &e.out] {
-            if self.invoke(o, "getName", json!({})).await.is_err() {
-                return false;
+            if gone(&self.invoke(o, "getName", json!({})).await) {
+                return true;
             }
         }
-        true
+        false
     }
 
     /// Makes a relay from `c.source` to pipeline `q`; what was made is released on failure.
-    async fn build(&self, c: &Cross, q: &str) -> Result<Ends, Value> {
+    async fn build(&self, c: &Cross, q: &str, step: &Step) -> Result<Ends, Value> {
         let mut made = Ends {
             out: String::new(),
             inp: String::new(),
             idle: 0,
         };
-        let r = self.assemble(c, q, &mut made).await;
+        let r = self.assemble(c, q, &mut made, step).await;
         if r.is_err() {
+            step.set("releasing a relay that failed");
             self.release(&made).await;
         }
         r.map(|()| made)
     }
 
-    async fn assemble(&self, c: &Cross, q: &str, made: &mut Ends) -> Result<(), Value> {
+    async fn assemble(
+        &self,
+        c: &Cross,
+        q: &str,
+        made: &mut Ends,
+        step: &Step,
+    ) -> Result<(), Value> {
         let p = pipeline_of(&c.source).unwrap_or_default();
+        step.set("creating relayOut");
         made.out = self
             .endpoint(&p, &format!("fluo-relay-out:{}", c.source))
             .await?;
+        step.set("connecting the source to relayOut");
         self.invoke(&c.source, "connect", json!({"sink": made.out}))
             .await?;
+        step.set("creating relayIn");
         made.inp = self
             .endpoint(q, &format!("fluo-relay-in:{}", c.source))
             .await?;
+        step.set("negotiating the relay's ends");
         let offer = self.invoke(&made.out, "generateOffer", json!({})).await?;
         let answer = self
             .invoke(&made.inp, "processOffer", json!({"offer": offer}))
             .await?;
         self.invoke(&made.out, "processAnswer", json!({"answer": answer}))
             .await?;
+        step.set("waiting for the relay's ends to connect");
         self.until_connected(&made.inp, &p, q).await
     }
 
@@ -555,8 +660,10 @@ impl Rpc {
             peer: LOCAL,
             outbox: out.clone(),
             kill,
+            internal: true,
         };
         core.tx.send(opened).await.ok()?;
+        super::set_internal(conn);
         let session: Arc<Mutex<Option<String>>> = Arc::default();
         let waiting: Waiting = Arc::default();
         let (s, w) = (session.clone(), waiting.clone());
@@ -688,6 +795,7 @@ mod tests {
         assert!(cross(&invoke(&src, "getSinkConnections", json!({"sink": sink}))).is_none());
         assert!(cross(&invoke(&src, "connect", json!({"sink": 7}))).is_none());
         assert!(cross(&invoke(&src, "connect", json!({"sink": "x/y"}))).is_none());
+        assert!(cross(&invoke(&src, "connect", json!({"sink": Q}))).is_none());
         let mut r = invoke(&src, "connect", json!({"sink": sink}));
         r.insert("method".into(), Value::from("transaction"));
         assert!(cross(&r).is_none());
@@ -736,6 +844,49 @@ mod tests {
     }
 
     #[test]
+    fn a_relays_errors_name_the_relay_and_keep_their_code() {
+        let c = cross(&invoke(
+            &format!("{P}/a_kurento.WebRtcEndpoint"),
+            "connect",
+            json!({"sink": format!("{Q}/b_kurento.WebRtcEndpoint")}),
+        ))
+        .expect("relayed");
+        let e = KurentoError::object_not_found("x").to_json();
+        let a = about(e.clone(), &c);
+        assert_eq!(a["code"], e["code"]);
+        let m = a["message"].as_str().unwrap();
+        assert!(
+            m.starts_with(&format!("relay from {} to {}: ", c.source, c.sink)),
+            "{m}"
+        );
+        assert!(m.ends_with(e["message"].as_str().unwrap()), "{m}");
+    }
+
+    #[test]
+    fn a_job_out_of_time_is_answered_40004_naming_its_step() {
+        let c = cross(&invoke(
+            &format!("{P}/a_kurento.WebRtcEndpoint"),
+            "connect",
+            json!({"sink": format!("{Q}/b_kurento.WebRtcEndpoint")}),
+        ))
+        .expect("relayed");
+        let step = Step::new();
+        let first = step.late(&c);
+        assert_eq!(first["code"], ErrorCode::ConnectError.code());
+        let m = first["message"].as_str().unwrap();
+        assert!(
+            m.contains("within 8 s (while waiting for another request on this relay)"),
+            "{m}"
+        );
+        step.clone().set("creating relayIn");
+        let m = step.late(&c)["message"].as_str().unwrap().to_string();
+        assert!(
+            m.starts_with("relay from ") && m.ends_with("(while creating relayIn)"),
+            "{m}"
+        );
+    }
+
+    #[test]
     fn what_the_janitor_reads_from_the_ends_answers() {
         let some = Ok(json!([{"source": "a", "sink": "b"}]));
         let none = Ok(json!([]));
@@ -748,6 +899,8 @@ mod tests {
         assert_eq!(Probe::of(&down, &gone), Probe::Gone);
         assert_eq!(Probe::of(&down, &some), Probe::Unknown);
         assert_eq!(Probe::of(&some, &down), Probe::Unknown);
+        // A feed that failed counts the relay broken on 40101 only.
+        assert!(super::gone(&gone) && !super::gone(&down) && !super::gone(&some));
     }
 
     #[test]

@@ -278,7 +278,11 @@ where
             }
         };
         let msg = match frame {
-            Frame::Open { conn, peer } => {
+            Frame::Open {
+                conn,
+                peer,
+                internal,
+            } => {
                 if mirrors.contains_key(&conn) {
                     continue;
                 }
@@ -290,6 +294,7 @@ where
                     peer,
                     outbox,
                     kill,
+                    internal,
                 }
             }
             Frame::Text { conn, text } => match mirrors.get(&conn) {
