@@ -449,11 +449,12 @@ async fn a_relay_does_not_keep_the_pipelines_of_a_client_that_went_away() {
             .expect_err("gone");
         assert_eq!(code(&err), 40101, "{o}: {err}");
     }
-    // The entry's janitor forgot the relay (an end answered 40101).
+    // The entry's janitor forgot the relay (an end answered 40101: `Probe::Gone`).
     let t0 = Instant::now();
     loop {
         let log = std::fs::read_to_string(da.path().join("fluo.log")).unwrap_or_default();
-        if log.contains("relay: released") {
+        let released = |l: &&str| l.contains("relay: released") && l.contains("Gone");
+        if log.lines().any(|l| released(&l)) {
             break;
         }
         assert!(
