@@ -9,7 +9,6 @@ mod common;
 mod support;
 
 use common::Client;
-use fluo_cluster::Ownership;
 use fluo_testkit::udp_peer::Peer;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -427,7 +426,7 @@ async fn a_relay_does_not_keep_the_pipelines_of_a_client_that_went_away() {
     // Both pipelines are released once the client's sessions expire (watched in the store,
     // which holds nothing).
     for pipeline in [&p, &q] {
-        while probe.owner(pipeline).await.unwrap() != Ownership::Unowned {
+        while !unowned(&probe, pipeline).await {
             assert!(
                 closed.elapsed() < Duration::from_secs(8),
                 "{pipeline} still owned {:?} after its only client went away: the relay keeps it",

@@ -10,7 +10,7 @@ mod support;
 
 use common::Client;
 use fluo_cluster::testing::RedisServer;
-use fluo_cluster::{Coordinator, Ownership};
+use fluo_cluster::Coordinator;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -189,7 +189,7 @@ async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
         .await
         .expect("release");
     let t0 = Instant::now();
-    while probe.owner(&p).await.unwrap() != Ownership::Unowned {
+    while !unowned(&probe, &p).await {
         assert!(t0.elapsed() < Duration::from_secs(5), "{p} still owned");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

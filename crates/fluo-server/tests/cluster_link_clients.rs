@@ -126,7 +126,7 @@ async fn released_after_grace(probe: &Coordinator, p: &str, closed: Instant) {
         "{p} released at once, not kept for the grace period"
     );
     loop {
-        if probe.owner(p).await.unwrap() == Ownership::Unowned {
+        if unowned(probe, p).await {
             break;
         }
         assert!(

@@ -66,6 +66,17 @@ pub async fn until_listed(probe: &Coordinator, ids: &[&str]) -> Vec<fluo_cluster
 }
 
 /// The node that owns `pipeline`, as the store says (5 s at most for its claim).
+/// Whether the store says no node owns `pipeline` (released). `false` while the store
+/// settles: a node whose heartbeat came over 3 s late (stopped, or a loaded machine) makes
+/// it re-claim, and for that while a pipeline without a record reads as `Settling`.
+pub async fn unowned(probe: &Coordinator, pipeline: &str) -> bool {
+    match probe.owner(pipeline).await {
+        Ok(Ownership::Unowned) => true,
+        Ok(_) | Err(fluo_cluster::Error::Settling) => false,
+        Err(e) => panic!("the store about {pipeline}: {e}"),
+    }
+}
+
 pub async fn owner_of(probe: &Coordinator, pipeline: &str) -> String {
     let t0 = Instant::now();
     loop {
