@@ -288,7 +288,12 @@ async fn until_gone_for_good(port_a: u16, session: &str, gone: Instant) {
         let after = gone.elapsed();
         if c == 40007 {
             println!("40007 {after:?} after node-b's record expired");
-            assert!(after > GONE_AFTER - Duration::from_millis(500), "{after:?}");
+            // The test sees the expiry by polling, up to a listing (1 s) or more under load after
+            // the entry does (a fresh clone saw 9.11 s, a loaded run 9.29 s).
+            assert!(
+                after > GONE_AFTER - Duration::from_millis(1500),
+                "{after:?}"
+            );
             return;
         }
         assert_eq!(c, 40004);
