@@ -39,11 +39,10 @@ COMPAT_JOBS="${CLUSTER_COMPAT_JOBS:-2}"
 # Tests of those files whose failure is expected (an extended regular expression on their
 # names, from their start): what differs through an entry. ServerManager's events are the
 # entry node's own (docs/cluster.md), so the ObjectCreated of a pipeline placed on another
-# node does not reach the entry's client; and an argument naming an object of a pipeline on
-# another node than the called object's is answered 40101 (not found there) where KMS says
-# 40004 (another pipeline): 12-hubs's bad-input test fails so when placement puts its two
-# pipelines on different nodes (not in docs/cluster.md before this test found it).
-COMPAT_EXCLUDE="${CLUSTER_COMPAT_EXCLUDE-ObjectCreated / ObjectDestroyed on the ServerManager|bad input to Dispatcher.connect and DispatcherOneToMany.setSource}"
+# node does not reach the entry's client. (12-hubs's bad-input test, which failed when its two
+# pipelines landed on different nodes, passes since the entry answers an argument of another
+# pipeline 40004 itself, as KMS does.)
+COMPAT_EXCLUDE="${CLUSTER_COMPAT_EXCLUDE-ObjectCreated / ObjectDestroyed on the ServerManager}"
 read -r -a FLUO_ARGS <<<"${CLUSTER_FLUO_ARGS:---workers 0}"
 NET=10.199.0
 REDIS_ADDR="$NET.1"

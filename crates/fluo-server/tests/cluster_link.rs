@@ -162,6 +162,53 @@ async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
         .await
         .expect("a pipeline on node-a");
     assert_eq!(owner_of(&probe, &local).await, "node-a");
+    // An argument of that other pipeline (on another node than the called object's): 40004
+    // as KMS answers for two pipelines' objects, not the owner's 40101 (it does not know
+    // node-a's port). Both as an invoke and as a create.
+    let foreign_hub = ca
+        .create("Dispatcher", json!({"mediaPipeline": local}))
+        .await
+        .expect("a Dispatcher on node-a");
+    let foreign = ca
+        .create("HubPort", json!({"hub": foreign_hub}))
+        .await
+        .expect("its port");
+    let dispatcher = ca
+        .create("Dispatcher", json!({"mediaPipeline": p}))
+        .await
+        .expect("a Dispatcher on node-b");
+    let mine = ca
+        .create("HubPort", json!({"hub": dispatcher}))
+        .await
+        .expect("its port");
+    let err = ca
+        .request(
+            "invoke",
+            json!({"object": dispatcher, "operation": "connect",
+                   "operationParams": {"source": foreign, "sink": mine}}),
+        )
+        .await
+        .expect_err("a port of another pipeline");
+    assert_eq!(err["code"], 40004, "{err}");
+    assert!(err["message"].as_str().unwrap().contains(&foreign), "{err}");
+    let err = ca
+        .request(
+            "create",
+            json!({"type": "HubPort", "constructorParams": {"hub": dispatcher, "mediaPipeline": local}}),
+        )
+        .await
+        .expect_err("a create naming two pipelines");
+    assert_eq!(err["code"], 40004, "{err}");
+    // The same when the client is on the owner's node (its entry answers too).
+    let err = cb
+        .request(
+            "invoke",
+            json!({"object": dispatcher, "operation": "connect",
+                   "operationParams": {"source": foreign, "sink": mine}}),
+        )
+        .await
+        .expect_err("a port of another pipeline, on the owner's node");
+    assert_eq!(err["code"], 40004, "{err}");
     // The pin as the official kurento-client sends it (`create('MediaPipeline', {fluoNode})`:
     // a parameter MediaPipeline does not declare goes in `properties`).
     let q = ca

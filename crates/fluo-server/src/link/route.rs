@@ -112,7 +112,9 @@ impl Router {
         let mut changed = with_session(&mut req, ask.session.as_deref());
         // A MediaElement's connect to an element of another pipeline: a relay (a Fluo
         // extension in a cluster; KMS answers 40004).
-        if let Some(c) = relay::cross(&req) {
+        let cross = relay::cross(&req);
+        let relayed = cross.is_some();
+        if let Some(c) = cross {
             if self.relays.take(&ask, &req, c) {
                 return None;
             }
@@ -128,7 +130,17 @@ impl Router {
         };
         match target {
             None => Some(local),
-            Some(Target::Pipeline(p)) => self.to_owner(ask, req, p, local).await,
+            Some(Target::Pipeline(p)) => {
+                // An argument of another pipeline (not an element's connect or disconnect,
+                // the relays' above): KMS answers 40004; the owner, which may not know that
+                // object, would say 40101.
+                if let Some(o) = foreign_argument(&req, &p).filter(|_| !relayed) {
+                    let message = format!("Cannot use objects of different media pipelines together: '{o}' is of another pipeline");
+                    answer(&ask, "", ErrorCode::ConnectError, message);
+                    return None;
+                }
+                self.to_owner(ask, req, p, local).await
+            }
             Some(Target::Place(pin)) => self.place(ask, req, pin, local).await,
             Some(Target::BadPin) => {
                 let message = format!("{PIN} must be a node id (a string)");
@@ -427,6 +439,24 @@ fn answer(ask: &Ask<'_>, why: &str, code: ErrorCode, message: String) {
     }
 }
 
+/// The first object id among `req`'s arguments (an invoke's `operationParams`, a create's
+/// `constructorParams`, and lists in them) that is of another pipeline than `p`.
+fn foreign_argument<'a>(req: &'a Map<String, Value>, p: &str) -> Option<&'a str> {
+    let params = req.get("params")?;
+    let args = match req.get("method")?.as_str()? {
+        "invoke" => params.get("operationParams")?,
+        "create" => params.get("constructorParams")?,
+        _ => return None,
+    };
+    let strings = args.as_object()?.values().flat_map(|v| match v {
+        Value::Array(a) => a.iter().collect::<Vec<_>>(),
+        v => vec![v],
+    });
+    strings
+        .filter_map(Value::as_str)
+        .find(|s| pipeline_of(s).is_some_and(|q| q != p))
+}
+
 /// The session a `connect`, `keepAlive` or `ping` names.
 fn names_session(req: &Map<String, Value>) -> Option<String> {
     let m = req.get("method")?.as_str()?;
@@ -540,6 +570,35 @@ mod tests {
 
     fn req(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn an_argument_of_another_pipeline_is_found() {
+        let (p, q) = ("0f3c_kurento.MediaPipeline", "77aa_kurento.MediaPipeline");
+        let hub = format!("{p}/1_kurento.Dispatcher");
+        let mine = format!("{p}/2_kurento.HubPort");
+        let theirs = format!("{q}/3_kurento.HubPort");
+        let invoke = |args: Value| {
+            req(serde_json::json!({"method": "invoke", "params": {
+                "object": hub, "operation": "connect", "operationParams": args}}))
+        };
+        let r = invoke(serde_json::json!({"source": theirs, "sink": mine}));
+        assert_eq!(foreign_argument(&r, p), Some(theirs.as_str()));
+        let r = invoke(serde_json::json!({"source": mine, "sink": mine}));
+        assert_eq!(foreign_argument(&r, p), None);
+        let r = invoke(serde_json::json!({"list": [mine, theirs], "uri": "file:///x"}));
+        assert_eq!(foreign_argument(&r, p), Some(theirs.as_str()));
+        let r = req(
+            serde_json::json!({"method": "create", "params": {"type": "HubPort",
+            "constructorParams": {"mediaPipeline": p, "hub": format!("{q}/4_kurento.Composite")}}}),
+        );
+        assert!(foreign_argument(&r, p).is_some());
+        // A pipeline's own id is of that pipeline.
+        let r = req(
+            serde_json::json!({"method": "create", "params": {"type": "PassThrough",
+            "constructorParams": {"mediaPipeline": p}}}),
+        );
+        assert_eq!(foreign_argument(&r, p), None);
     }
 
     #[test]
