@@ -232,6 +232,7 @@ impl Plan {
                     std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--cluster: {e}"))
                 })?,
                 (Arc::new(secret.clone()), config.peer_silence),
+                config.session_grace,
             ))),
             _ => None,
         };
@@ -295,6 +296,7 @@ pub(crate) fn start(
 ) -> (Changes, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let node = Node {
+        router: plan.router,
         view: plan.view,
         c: plan.coordinator,
         info: plan.info,
@@ -392,6 +394,9 @@ async fn run(
 
 /// The task's state.
 struct Node {
+    /// The request router (in a cluster): its clients' sessions are written after each
+    /// heartbeat that reached the store.
+    router: Option<Arc<crate::link::Router>>,
     view: Arc<View>,
     c: Coordinator,
     info: NodeInfo,
@@ -423,6 +428,9 @@ impl Node {
         let stats = self.load.read(self.clustered, host, ops).await;
         self.beat(&stats).await;
         self.list().await;
+        if let (Some(r), true) = (&self.router, self.registered && self.reachable) {
+            r.publish().await;
+        }
     }
 
     /// Lists the live nodes for routing (none while the store does not answer).
@@ -481,6 +489,9 @@ impl Node {
         self.unsynced = true;
         self.reclaiming = true;
         self.written.clear();
+        if let Some(r) = &self.router {
+            r.republish();
+        }
     }
 
     /// A heartbeat telling this node's written claims; `Ok(true)` when the store lost

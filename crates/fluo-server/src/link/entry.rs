@@ -15,7 +15,7 @@
 use super::auth::{self, Challenge, Hello, Proof, Welcome};
 use super::lost::{self, Kept, Key, Who};
 use super::route::{gone_for_good, object_of, rebind_id, Ask};
-use super::sessions::Sessions;
+use super::sessions::{Misses, Sessions};
 use super::{read_json, write_json, Frame, CONNECT, LINK_QUEUE, PATH, RETRY_AFTER};
 use crate::cluster::View;
 use crate::config::ClusterSecret;
@@ -96,6 +96,8 @@ const REMEMBERED: usize = 100_000;
 pub(crate) struct Known {
     owners: Mutex<HashMap<String, Owner>>,
     sessions: Mutex<Sessions>,
+    /// The sessions the store did not know lately.
+    misses: Mutex<Misses>,
     /// Where the pipelines released through this entry are remembered.
     view: Arc<View>,
 }
@@ -105,6 +107,7 @@ impl Known {
         Known {
             owners: Mutex::default(),
             sessions: Mutex::default(),
+            misses: Mutex::default(),
             view,
         }
     }
@@ -139,6 +142,26 @@ impl Known {
     /// The owners that answered for session `s`.
     pub(crate) fn session_owners(&self, s: &str) -> Vec<Owner> {
         lock(&self.sessions).owners(s)
+    }
+
+    /// The sessions whose owners changed since last taken (to be written to the store).
+    pub(crate) fn take_fresh(&self) -> Vec<(String, Vec<Owner>)> {
+        lock(&self.sessions).take_fresh()
+    }
+
+    /// Sessions taken fresh whose write failed: written with the next ones.
+    pub(crate) fn unwritten(&self, sessions: impl IntoIterator<Item = String>) {
+        lock(&self.sessions).unwritten(sessions);
+    }
+
+    /// The store did not know session `s`.
+    pub(crate) fn missed(&self, s: &str) {
+        lock(&self.misses).missed(s);
+    }
+
+    /// Whether the store did not know session `s` lately.
+    pub(crate) fn missed_lately(&self, s: &str) -> bool {
+        lock(&self.misses).recent(s)
     }
 }
 
@@ -448,6 +471,20 @@ impl Links {
             conns.extend(st.clients.keys().filter(|c| st.holds(**c)).copied());
         }
         conns.len()
+    }
+
+    /// The sessions of the client connections that have a mirror on an owner (on a link
+    /// still current) or wait to be bound again on one: those the store keeps.
+    pub(crate) fn live_sessions(&self) -> HashSet<String> {
+        let links: Vec<_> = lock(&self.current).values().cloned().collect();
+        let mut out: HashSet<String> = lock(&self.kept).sessions().map(str::to_string).collect();
+        for l in &links {
+            let st = lock(&l.state);
+            // `#conn`: a connection not answered with a session yet.
+            let named = st.clients.values().filter(|c| !c.session.starts_with('#'));
+            out.extend(named.map(|c| c.session.clone()));
+        }
+        out
     }
 
     /// The client connection `conn` ended: each owner it used ends its mirror.

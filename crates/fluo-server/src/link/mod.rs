@@ -19,6 +19,7 @@ mod auth;
 pub(crate) mod entry;
 mod lost;
 pub(crate) mod relay;
+mod resume;
 pub(crate) mod route;
 mod serve;
 mod sessions;

@@ -2,7 +2,8 @@
 //! request is about (object ids begin with their pipeline's id), or for a new pipeline the
 //! node placement picks. Owners are cached per pipeline; the store is asked only on a miss.
 //! A client's `connect` (or `keepAlive`, or `ping`) naming its session binds that session
-//! again on each owner the session was forwarded to. A MediaElement's `connect` (or
+//! again on each owner the session was forwarded to (through this entry, or, for a client
+//! reconnecting from another entry, as the store records it: [`super::resume`]). A MediaElement's `connect` (or
 //! `disconnect`) naming an element of another pipeline goes to the relays
 //! ([`super::relay`]).
 
@@ -31,15 +32,20 @@ static REBIND: AtomicU64 = AtomicU64::new(1);
 
 /// Routes the requests of this node's clients in a cluster.
 pub(crate) struct Router {
-    me: NodeId,
+    pub(super) me: NodeId,
     view: Arc<View>,
-    store: Coordinator,
-    known: Arc<Known>,
-    links: Arc<Links>,
+    pub(super) store: Coordinator,
+    pub(super) known: Arc<Known>,
+    pub(super) links: Arc<Links>,
+    /// What this entry writes of its clients' sessions to the store ([`super::resume`]).
+    pub(super) publish: super::resume::Publish,
     /// The pipelines this entry placed on each node since the last listing (which does not
     /// show them yet): counted as load, so that a burst of creates does not all go to the
     /// node that looked emptiest.
     placed: std::sync::Mutex<(u64, HashMap<NodeId, u64>)>,
+    /// This node's client connections whose session holds something on this node's
+    /// engine, with that session (written to the store while they live, [`super::resume`]).
+    pub(super) local: std::sync::Mutex<HashMap<u64, String>>,
     /// Where a `connect` to an element of another pipeline goes (a relay, [`relay`]).
     pub(super) relays: relay::Hook,
 }
@@ -74,6 +80,7 @@ impl Router {
         view: Arc<View>,
         store: Coordinator,
         link: (Arc<ClusterSecret>, std::time::Duration),
+        grace: std::time::Duration,
     ) -> Router {
         let known = Arc::new(Known::new(view.clone()));
         Router {
@@ -82,13 +89,16 @@ impl Router {
             view,
             store,
             known,
+            publish: super::resume::Publish::new(grace),
             placed: Default::default(),
+            local: Default::default(),
             relays: relay::Hook::default(),
         }
     }
 
     /// The client connection `conn` ended.
     pub(crate) fn closed(&self, conn: u64) {
+        lock(&self.local).remove(&conn);
         self.links.closed(conn);
     }
 
@@ -144,12 +154,13 @@ impl Router {
     /// owner that takes it (this node's engine may not know the session: it only binds it,
     /// unanswered, if it does); a `ping` by this node's engine.
     async fn rebind(&self, ask: &Ask<'_>, req: Map<String, Value>, s: &str) -> Option<String> {
-        let owners = self.known.session_owners(s);
-        if owners.is_empty() {
-            return Some(ask.text.to_string());
-        }
         let id = req.get("id").cloned();
         let ping = req.get("method").and_then(Value::as_str) == Some("ping");
+        let owners = match self.owners_of_session(ask, &req, s).await {
+            Ok(o) if o.is_empty() => return Some(ask.text.to_string()),
+            Ok(o) => o,
+            Err(local) => return Some(local),
+        };
         // A ping binds with a ping (kept out of the owner's replay cache), anything else with
         // a connect.
         let method = if ping { "ping" } else { "connect" };
@@ -158,6 +169,10 @@ impl Router {
         // An owner that may still hold the session's objects but cannot be reached now.
         let mut unreachable = false;
         for o in owners {
+            // This node's engine gets the request anyway (below).
+            if o.node == self.me {
+                continue;
+            }
             let got = match self.view.record(&o.node, o.boot) {
                 Some(node) => self.links.get(&node).await,
                 // Not listed: its link while it lives (the owner lost only Redis).
@@ -221,6 +236,62 @@ impl Router {
         Some(Value::Object(local).to_string())
     }
 
+    /// The owners session `s` lives on: as this entry knows them, else (another entry's
+    /// client reconnecting here) as the store records them ([`super::resume`]); the store
+    /// is not asked when this connection already speaks for the session (a client's own
+    /// pings and keep-alives). `Err` when the store does not answer a `connect` or
+    /// `keepAlive` with an id: answered 40004 here (not 40007 while owners may hold the
+    /// session; a ping is this node's engine's to answer, as ever), and what this node's
+    /// engine gets.
+    async fn owners_of_session(
+        &self,
+        ask: &Ask<'_>,
+        req: &Map<String, Value>,
+        s: &str,
+    ) -> Result<Vec<fluo_cluster::Owner>, String> {
+        let owners = self.known.session_owners(s);
+        if !owners.is_empty() || ask.session.as_deref() == Some(s) {
+            return Ok(owners);
+        }
+        let asks =
+            req.get("id").is_some() && req.get("method").and_then(Value::as_str) != Some("ping");
+        match self.owners_in_store_of(s).await {
+            Ok(o) => Ok(o),
+            Err(e) if asks => {
+                let message = format!("which nodes hold this session is not known now (the cluster's store does not answer: {e}); try again");
+                answer(ask, &e, ErrorCode::ConnectError, message);
+                let mut local = req.clone();
+                local.remove("id");
+                Err(Value::Object(local).to_string())
+            }
+            Err(_) => Ok(vec![]),
+        }
+    }
+
+    /// A `create` or `subscribe` of `ask`'s session in a pipeline of this node: the session
+    /// lives on this node's engine too, as another entry finds in the store when the client
+    /// reconnects there ([`super::resume`]).
+    fn holds_here(&self, ask: &Ask<'_>, req: &Map<String, Value>) {
+        let (Some(s), Some(boot)) = (ask.session.as_deref(), self.view.boot()) else {
+            return;
+        };
+        if !matches!(
+            req.get("method").and_then(Value::as_str),
+            Some("create" | "subscribe")
+        ) {
+            return;
+        }
+        let me = fluo_cluster::Owner {
+            node: self.me.clone(),
+            boot,
+        };
+        self.known.session_on(s, &me);
+        let mut local = lock(&self.local);
+        if local.get(&ask.conn).is_none_or(|x| x != s) {
+            local.insert(ask.conn, s.to_string());
+        }
+    }
+
     /// A request about pipeline `p`'s objects.
     async fn to_owner(
         &self,
@@ -230,6 +301,7 @@ impl Router {
         local: String,
     ) -> Option<String> {
         if self.view.is_local(&p) {
+            self.holds_here(&ask, &req);
             return Some(local);
         }
         let owner = match self.known.owner(&p) {
@@ -322,7 +394,10 @@ impl Router {
             *placed.1.entry(id.clone()).or_default() += 1;
         }
         let node = match picked {
-            Some(id) if id == self.me => return Some(local),
+            Some(id) if id == self.me => {
+                self.holds_here(&ask, &req);
+                return Some(local);
+            }
             Some(id) => nodes.iter().find(|n| n.info.id == id).cloned(),
             None => None,
         };

@@ -1,9 +1,13 @@
 //! The entry's memory of which owners each client session lives on (learnt from the
-//! owners' answers), so that a reconnect binds it again there. Bounded: past its limit the
-//! least recently used session is forgotten, one at a time.
+//! owners' answers, or read from the store on a reconnect), so that a reconnect binds it
+//! again there; which of them changed since they were last written to the store (so that
+//! another entry finds them, docs/cluster.md "Reconnecting"); and which sessions the store
+//! did not know lately. Bounded: past its limit the least recently used session is
+//! forgotten, one at a time.
 
 use fluo_cluster::Owner;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 /// The most sessions remembered.
 pub(crate) const SESSIONS: usize = 100_000;
@@ -16,6 +20,8 @@ pub(crate) struct Sessions {
     /// Last use -> session id (the oldest first).
     order: BTreeMap<u64, String>,
     clock: u64,
+    /// The sessions whose owners changed since they were last written to the store.
+    fresh: HashSet<String>,
 }
 
 impl Default for Sessions {
@@ -31,11 +37,12 @@ impl Sessions {
             map: HashMap::new(),
             order: BTreeMap::new(),
             clock: 0,
+            fresh: HashSet::new(),
         }
     }
 
     /// Session `s` has objects on (or was answered by) `o`. A node that restarted replaces
-    /// its earlier boot.
+    /// its earlier boot. A new owner (or boot) makes the session fresh.
     pub(crate) fn on(&mut self, s: &str, o: &Owner) {
         self.clock += 1;
         let now = self.clock;
@@ -43,9 +50,19 @@ impl Sessions {
             self.order.remove(last);
             *last = now;
             self.order.insert(now, s.to_string());
-            match owners.iter_mut().find(|x| x.node == o.node) {
-                Some(x) => x.boot = o.boot,
-                None => owners.push(o.clone()),
+            let changed = match owners.iter_mut().find(|x| x.node == o.node) {
+                Some(x) if x.boot == o.boot => false,
+                Some(x) => {
+                    x.boot = o.boot;
+                    true
+                }
+                None => {
+                    owners.push(o.clone());
+                    true
+                }
+            };
+            if changed {
+                self.fresh.insert(s.to_string());
             }
             return;
         }
@@ -53,10 +70,30 @@ impl Sessions {
             let Some((_, oldest)) = self.order.pop_first() else {
                 break;
             };
+            self.fresh.remove(&oldest);
             self.map.remove(&oldest);
         }
         self.map.insert(s.to_string(), (vec![o.clone()], now));
         self.order.insert(now, s.to_string());
+        self.fresh.insert(s.to_string());
+    }
+
+    /// The sessions whose owners changed since the last call, with their owners.
+    pub(crate) fn take_fresh(&mut self) -> Vec<(String, Vec<Owner>)> {
+        let fresh = std::mem::take(&mut self.fresh);
+        fresh
+            .into_iter()
+            .filter_map(|s| self.map.get(&s).map(|e| e.0.clone()).map(|o| (s, o)))
+            .collect()
+    }
+
+    /// Sessions taken fresh whose write failed: fresh again (those still remembered).
+    pub(crate) fn unwritten(&mut self, sessions: impl IntoIterator<Item = String>) {
+        for s in sessions {
+            if self.map.contains_key(&s) {
+                self.fresh.insert(s);
+            }
+        }
     }
 
     /// The owners of session `s`.
@@ -67,6 +104,36 @@ impl Sessions {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.map.len()
+    }
+}
+
+/// How long a session the store did not know is not asked about again.
+pub(crate) const MISS_KEPT: Duration = Duration::from_secs(2);
+
+/// The most sessions the store did not know that are remembered (then the memory starts
+/// again).
+const MISSES: usize = 10_000;
+
+/// The sessions the store did not know lately (a client that names an unknown session
+/// again and again asks the store at most once per [`MISS_KEPT`]).
+#[derive(Default)]
+pub(crate) struct Misses(HashMap<String, Instant>);
+
+impl Misses {
+    /// The store did not know `s`.
+    pub(crate) fn missed(&mut self, s: &str) {
+        if self.0.len() >= MISSES {
+            self.0.retain(|_, at| at.elapsed() < MISS_KEPT);
+            if self.0.len() >= MISSES {
+                self.0.clear();
+            }
+        }
+        self.0.insert(s.to_string(), Instant::now());
+    }
+
+    /// Whether the store did not know `s` within [`MISS_KEPT`].
+    pub(crate) fn recent(&self, s: &str) -> bool {
+        self.0.get(s).is_some_and(|at| at.elapsed() < MISS_KEPT)
     }
 }
 
@@ -103,6 +170,48 @@ mod tests {
         }
         assert_eq!(s.len(), 3);
         assert_eq!(s.owners("x999"), vec![b]);
+    }
+
+    #[test]
+    fn sessions_are_fresh_when_their_owners_change_until_taken() {
+        let mut s = Sessions::with_limit(2);
+        let (b, c) = (owner("node-b", 1), owner("node-c", 1));
+        s.on("s1", &b);
+        s.on("s1", &b);
+        assert_eq!(s.take_fresh(), vec![("s1".to_string(), vec![b.clone()])]);
+        assert!(s.take_fresh().is_empty(), "taken");
+        // The same owner again: not fresh; a new owner, or a new boot: fresh.
+        s.on("s1", &b);
+        assert!(s.take_fresh().is_empty());
+        s.on("s1", &c);
+        assert_eq!(
+            s.take_fresh(),
+            vec![("s1".to_string(), vec![b.clone(), c.clone()])]
+        );
+        s.on("s1", &owner("node-c", 2));
+        assert_eq!(s.take_fresh().len(), 1);
+        // A write that failed: fresh again; a session forgotten meanwhile is not.
+        s.on("s2", &b);
+        let taken = s.take_fresh();
+        s.on("s3", &b);
+        s.on("s4", &b);
+        s.unwritten(taken.into_iter().map(|(id, _)| id));
+        let mut left: Vec<_> = s.take_fresh().into_iter().map(|(id, _)| id).collect();
+        left.sort();
+        assert_eq!(left, ["s3", "s4"], "s2 was forgotten (the limit is 2)");
+    }
+
+    #[test]
+    fn misses_are_remembered_for_a_while_and_bounded() {
+        let mut m = Misses::default();
+        assert!(!m.recent("s"));
+        m.missed("s");
+        assert!(m.recent("s") && !m.recent("t"));
+        for n in 0..MISSES + 5 {
+            m.missed(&format!("x{n}"));
+        }
+        assert!(m.0.len() <= MISSES);
+        assert!(m.recent(&format!("x{}", MISSES + 4)));
     }
 
     #[test]

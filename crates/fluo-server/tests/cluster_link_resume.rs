@@ -1,0 +1,132 @@
+//! A client whose entry died reconnects to another entry with `connect {sessionId}` and
+//! keeps its session (docs/cluster.md, "Reconnecting"): the entry wrote where the session
+//! lives to the store, the new entry reads it there and binds the session on its owner. A
+//! session no node knows is answered 40007 as KMS does; while the store does not answer,
+//! 40004 (try again). Three nodes (two entries, an owner) on a redis-server of the test's
+//! own; without it the test is skipped, and fails under CI=true.
+mod common;
+#[path = "cluster_link/support.rs"]
+mod support;
+
+use common::Client;
+use fluo_cluster::Coordinator;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use support::*;
+
+/// The owner's grace period (`--session-grace-secs`): the reconnect must bind the session
+/// within it, and the objects must outlive it once bound.
+const GRACE_SECS: u64 = 4;
+
+/// The owners the store records for `session` once it lists `node` (5 s at most: an entry
+/// writes a session's owners after its next heartbeat).
+async fn recorded(probe: &Coordinator, session: &str, node: &str) -> Vec<fluo_cluster::Owner> {
+    let t0 = Instant::now();
+    loop {
+        let owners = probe.session_owners(session).await.unwrap_or_default();
+        if owners.iter().any(|o| o.node.as_str() == node) {
+            return owners;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the store does not record {session} on {node}: {owners:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_whose_entry_died_resumes_its_session_through_another_entry() {
+    let Some(redis) = fluo_cluster::testing::RedisServer::start("a session resumed elsewhere")
+    else {
+        return;
+    };
+    let url = redis.url();
+    let grace = GRACE_SECS.to_string();
+    let flags = ["--session-grace-secs", grace.as_str()];
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, port_a) = node(dirs[0].path(), &url, "node-a", SECRET, &flags);
+    let (_b, port_b) = node(dirs[1].path(), &url, "node-b", SECRET, &flags);
+    let (_o, _) = node(dirs[2].path(), &url, "node-o", SECRET, &flags);
+    let probe = Coordinator::redis(&url).unwrap();
+    until_listed(&probe, &["node-a", "node-b", "node-o"]).await;
+
+    // Through entry A: a pipeline on owner O with a WebRtcEndpoint, subscribed to.
+    let mut ca = Client::connect(port_a).await;
+    let p = ca
+        .create("MediaPipeline", json!({"fluoNode": "node-o"}))
+        .await
+        .unwrap();
+    let e = ca
+        .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
+        .await
+        .unwrap();
+    ca.subscribe(&e, "IceCandidateFound").await;
+    let session = session_of(&mut ca, &e).await;
+    let owners = recorded(&probe, &session, "node-o").await;
+    assert_eq!(owners.len(), 1, "only the owner: {owners:?}");
+    // The record outlives the owner's grace period, not much more (link/resume.rs).
+    let pttl = redis_command(&redis, &format!("PTTL fluo:session:{session}"));
+    let ms: u64 = pttl.trim_start_matches(':').parse().expect(&pttl);
+    let most = (GRACE_SECS + 60) * 1000;
+    assert!(ms > GRACE_SECS * 1000 && ms <= most, "PTTL {ms} ms");
+
+    // Entry A dies; the client reconnects to entry B, which never saw its session.
+    signal(&a, libc::SIGKILL);
+    let killed = Instant::now();
+    let mut cb = Client::connect(port_b).await;
+    cb.next = 100;
+    // A session no node knows: 40007, as KMS answers it.
+    let err = cb
+        .request("connect", json!({"sessionId": "no-such-session"}))
+        .await
+        .expect_err("an unknown session");
+    assert_eq!(code(&err), 40007, "{err}");
+    // The store does not answer: not 40007 (the owner may hold the session), 40004.
+    redis.pause();
+    let err = cb
+        .request("connect", json!({"sessionId": session}))
+        .await
+        .expect_err("the store is paused");
+    redis.resume();
+    assert_eq!(code(&err), 40004, "{err}");
+    // The store answers again: the same session, answered by its owner through B.
+    let r = cb
+        .request("connect", json!({"sessionId": session}))
+        .await
+        .expect("connect with the session through node-b");
+    assert_eq!(r["sessionId"], session.as_str(), "{r}");
+    let bound_after = killed.elapsed();
+    assert!(
+        bound_after < Duration::from_secs(GRACE_SECS),
+        "bound {bound_after:?} after the kill: past the owner's grace period"
+    );
+    // Past the owner's grace period: the session is bound to B's connection there, so its
+    // objects live on and answer through B.
+    tokio::time::sleep(Duration::from_secs(GRACE_SECS + 1)).await;
+    let name = cb.value(&e, "getName").await;
+    assert!(name.is_string(), "{name}");
+    let offer =
+        json!({"object": e, "operation": "processOffer", "operationParams": {"offer": OFFER}});
+    let answer = cb
+        .request("invoke", offer)
+        .await
+        .expect("the endpoint answers an offer through node-b");
+    assert!(
+        answer.as_str().is_some_and(|s| s.starts_with("v=0")),
+        "{answer}"
+    );
+    // The subscription made through A delivers on B's connection (KMS keeps subscriptions
+    // with the session; kurento-client does not subscribe again after a reconnect).
+    cb.invoke(&e, "gatherCandidates", json!({})).await;
+    let found = cb
+        .event("IceCandidateFound", &e, Duration::from_secs(10))
+        .await
+        .expect("the subscription made through node-a delivers through node-b");
+    assert!(
+        found["data"]["candidate"]["candidate"].is_string(),
+        "{found}"
+    );
+    // B now writes the session itself (A no longer does).
+    recorded(&probe, &session, "node-o").await;
+}
