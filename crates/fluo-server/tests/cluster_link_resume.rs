@@ -130,3 +130,56 @@ async fn a_client_whose_entry_died_resumes_its_session_through_another_entry() {
     // B now writes the session itself (A no longer does).
     recorded(&probe, &session, "node-o").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_moved_to_another_entry_finds_its_session_on_the_entry_it_left() {
+    let grace = GRACE_SECS.to_string();
+    let flags = ["--session-grace-secs", grace.as_str()];
+    let Some(TwoNodes {
+        redis: _redis,
+        da: _da,
+        db: _db,
+        probe,
+        nodes: _,
+        a: _a,
+        b: _b,
+        port_a,
+        port_b,
+    }) = two_nodes("a session on the entry it left", &flags).await
+    else {
+        return;
+    };
+    // Through entry A, objects on A itself: A records itself as the session's owner.
+    let mut ca = Client::connect(port_a).await;
+    let p = ca
+        .create("MediaPipeline", json!({"fluoNode": "node-a"}))
+        .await
+        .unwrap();
+    let e = ca
+        .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
+        .await
+        .unwrap();
+    ca.subscribe(&e, "IceCandidateFound").await;
+    let session = session_of(&mut ca, &e).await;
+    let owners = recorded(&probe, &session, "node-a").await;
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    // A load balancer sends the client's reconnection to B while A lives.
+    drop(ca);
+    let mut cb = Client::connect(port_b).await;
+    cb.next = 100;
+    let r = cb
+        .request("connect", json!({"sessionId": session}))
+        .await
+        .expect("connect with the session through node-b");
+    assert_eq!(r["sessionId"], session.as_str(), "{r}");
+    tokio::time::sleep(Duration::from_secs(GRACE_SECS + 1)).await;
+    let offer =
+        json!({"object": e, "operation": "processOffer", "operationParams": {"offer": OFFER}});
+    cb.request("invoke", offer)
+        .await
+        .expect("A's endpoint outlived the grace period and answers through node-b");
+    cb.invoke(&e, "gatherCandidates", json!({})).await;
+    cb.event("IceCandidateFound", &e, Duration::from_secs(10))
+        .await
+        .expect("the subscription made on A delivers through node-b");
+}
