@@ -3,9 +3,9 @@
 //! node placement picks. Owners are cached per pipeline; the store is asked only on a miss.
 //! A client's `connect` (or `keepAlive`, or `ping`) naming its session binds that session
 //! again on each owner the session was forwarded to (through this entry, or, for a client
-//! reconnecting from another entry, as the store records it: [`super::resume`]). A MediaElement's `connect` (or
-//! `disconnect`) naming an element of another pipeline goes to the relays
-//! ([`super::relay`]).
+//! reconnecting from another entry, as the store records it: [`super::resume`]). A
+//! MediaElement's `connect` (or `disconnect`) naming an element of another pipeline goes to
+//! the relays ([`super::relay`]).
 
 use super::entry::{error_text, unreachable, ClientHandle, Known, Links, Pending};
 use super::relay;
