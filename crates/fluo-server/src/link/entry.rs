@@ -98,6 +98,8 @@ pub(crate) struct Known {
     sessions: Mutex<Sessions>,
     /// The sessions the store did not know lately.
     misses: Mutex<Misses>,
+    /// A session came to hold something since the sessions were last written.
+    touched: AtomicBool,
     /// Where the pipelines released through this entry are remembered.
     view: Arc<View>,
 }
@@ -108,6 +110,7 @@ impl Known {
             owners: Mutex::default(),
             sessions: Mutex::default(),
             misses: Mutex::default(),
+            touched: AtomicBool::new(false),
             view,
         }
     }
@@ -144,14 +147,15 @@ impl Known {
         lock(&self.sessions).owners(s)
     }
 
-    /// The sessions whose owners changed since last taken (to be written to the store).
-    pub(crate) fn take_fresh(&self) -> Vec<(String, Vec<Owner>)> {
-        lock(&self.sessions).take_fresh()
+    /// A client session came to hold something on an owner (or here): the sessions the
+    /// entry writes to the store changed.
+    pub(crate) fn touch(&self) {
+        self.touched.store(true, Ordering::Release);
     }
 
-    /// Sessions taken fresh whose write failed: written with the next ones.
-    pub(crate) fn unwritten(&self, sessions: impl IntoIterator<Item = String>) {
-        lock(&self.sessions).unwritten(sessions);
+    /// Whether a session came to hold something since the last call.
+    pub(crate) fn take_touched(&self) -> bool {
+        self.touched.swap(false, Ordering::AcqRel)
     }
 
     /// The store did not know session `s`.
@@ -404,6 +408,7 @@ impl Links {
             }
         }
         if bound > 0 {
+            self.known.touch();
             tracing::info!(node = %link.node, sessions = bound, "link: sessions bound again on the owner after its link broke");
         }
     }
@@ -473,18 +478,41 @@ impl Links {
         conns.len()
     }
 
-    /// The sessions of the client connections that have a mirror on an owner (on a link
-    /// still current) or wait to be bound again on one: those the store keeps.
-    pub(crate) fn live_sessions(&self) -> HashSet<String> {
-        let links: Vec<_> = lock(&self.current).values().cloned().collect();
-        let mut out: HashSet<String> = lock(&self.kept).sessions().map(str::to_string).collect();
-        for l in &links {
-            let st = lock(&l.state);
-            // `#conn`: a connection not answered with a session yet.
-            let named = st.clients.values().filter(|c| !c.session.starts_with('#'));
-            out.extend(named.map(|c| c.session.clone()));
+    /// Adds to `out` each session a client connection holds something for on an owner (on
+    /// a link still current, or waiting to be bound again there), with those owners: what
+    /// the store keeps ([`super::resume`]). Sessions the clients merely named are not.
+    pub(crate) fn held_sessions(&self, out: &mut HashMap<String, Vec<Owner>>) {
+        fn add(out: &mut HashMap<String, Vec<Owner>>, s: &str, o: &Owner) {
+            let owners = out.entry(s.to_string()).or_default();
+            if !owners.contains(o) {
+                owners.push(o.clone());
+            }
         }
-        out
+        let links: Vec<_> = lock(&self.current).values().cloned().collect();
+        for l in &links {
+            let owner = l.owner();
+            let st = lock(&l.state);
+            for s in st.bound.iter().chain(st.held.values().flatten()) {
+                add(out, s, &owner);
+            }
+        }
+        for ((node, boot), s) in lock(&self.kept).sessions() {
+            let owner = Owner {
+                node: node.clone(),
+                boot: *boot,
+            };
+            add(out, s, &owner);
+        }
+    }
+
+    /// Whether client connection `conn` speaks for session `s` and holds something for it
+    /// on an owner (made there through this entry, or bound again there).
+    pub(crate) fn holds_session(&self, conn: u64, s: &str) -> bool {
+        let links: Vec<_> = lock(&self.current).values().cloned().collect();
+        links.iter().any(|l| {
+            let st = lock(&l.state);
+            st.clients.get(&conn).is_some_and(|c| c.session == s) && st.holds(conn)
+        })
     }
 
     /// The client connection `conn` ended: each owner it used ends its mirror.
@@ -682,7 +710,9 @@ impl Link {
             }
             _ => return,
         };
-        st.held.entry(held).or_default().insert(session);
+        if st.held.entry(held).or_default().insert(session) {
+            known.touch();
+        }
     }
 
     /// The owner at the other end, as [`Kept`] keys it.

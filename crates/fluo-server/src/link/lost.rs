@@ -193,11 +193,12 @@ impl Kept {
             .is_some_and(|m| m.values().any(|h| h.orphan))
     }
 
-    /// The sessions of the client connections that hold something on some owner.
-    pub(crate) fn sessions(&self) -> impl Iterator<Item = &str> + '_ {
+    /// The sessions of the client connections that hold something on some owner, with
+    /// that owner.
+    pub(crate) fn sessions(&self) -> impl Iterator<Item = (&Key, &str)> + '_ {
         self.0
-            .values()
-            .flat_map(|m| m.values().map(|h| h.session.as_str()))
+            .iter()
+            .flat_map(|(k, m)| m.values().map(move |h| (k, h.session.as_str())))
     }
 
     /// The client connections whose sessions wait to be bound again on some owner.

@@ -24,6 +24,7 @@ pub(crate) mod route;
 mod serve;
 mod sessions;
 
+pub(crate) use resume::publishing;
 pub(crate) use route::Router;
 pub(crate) use serve::{accept_loop, Owner};
 

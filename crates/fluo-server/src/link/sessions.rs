@@ -1,12 +1,12 @@
 //! The entry's memory of which owners each client session lives on (learnt from the
 //! owners' answers, or read from the store on a reconnect), so that a reconnect binds it
-//! again there; which of them changed since they were last written to the store (so that
-//! another entry finds them, docs/cluster.md "Reconnecting"); and which sessions the store
-//! did not know lately. Bounded: past its limit the least recently used session is
-//! forgotten, one at a time.
+//! again there (with what the store records, docs/cluster.md "Reconnecting"); and which
+//! sessions the store did not know lately. Bounded: past its limit the least recently used
+//! session is forgotten, one at a time (what is written to the store comes from the links,
+//! not from here: [`super::resume`]).
 
 use fluo_cluster::Owner;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 /// The most sessions remembered.
@@ -20,8 +20,6 @@ pub(crate) struct Sessions {
     /// Last use -> session id (the oldest first).
     order: BTreeMap<u64, String>,
     clock: u64,
-    /// The sessions whose owners changed since they were last written to the store.
-    fresh: HashSet<String>,
 }
 
 impl Default for Sessions {
@@ -37,12 +35,11 @@ impl Sessions {
             map: HashMap::new(),
             order: BTreeMap::new(),
             clock: 0,
-            fresh: HashSet::new(),
         }
     }
 
     /// Session `s` has objects on (or was answered by) `o`. A node that restarted replaces
-    /// its earlier boot. A new owner (or boot) makes the session fresh.
+    /// its earlier boot.
     pub(crate) fn on(&mut self, s: &str, o: &Owner) {
         self.clock += 1;
         let now = self.clock;
@@ -50,19 +47,9 @@ impl Sessions {
             self.order.remove(last);
             *last = now;
             self.order.insert(now, s.to_string());
-            let changed = match owners.iter_mut().find(|x| x.node == o.node) {
-                Some(x) if x.boot == o.boot => false,
-                Some(x) => {
-                    x.boot = o.boot;
-                    true
-                }
-                None => {
-                    owners.push(o.clone());
-                    true
-                }
-            };
-            if changed {
-                self.fresh.insert(s.to_string());
+            match owners.iter_mut().find(|x| x.node == o.node) {
+                Some(x) => x.boot = o.boot,
+                None => owners.push(o.clone()),
             }
             return;
         }
@@ -70,30 +57,10 @@ impl Sessions {
             let Some((_, oldest)) = self.order.pop_first() else {
                 break;
             };
-            self.fresh.remove(&oldest);
             self.map.remove(&oldest);
         }
         self.map.insert(s.to_string(), (vec![o.clone()], now));
         self.order.insert(now, s.to_string());
-        self.fresh.insert(s.to_string());
-    }
-
-    /// The sessions whose owners changed since the last call, with their owners.
-    pub(crate) fn take_fresh(&mut self) -> Vec<(String, Vec<Owner>)> {
-        let fresh = std::mem::take(&mut self.fresh);
-        fresh
-            .into_iter()
-            .filter_map(|s| self.map.get(&s).map(|e| e.0.clone()).map(|o| (s, o)))
-            .collect()
-    }
-
-    /// Sessions taken fresh whose write failed: fresh again (those still remembered).
-    pub(crate) fn unwritten(&mut self, sessions: impl IntoIterator<Item = String>) {
-        for s in sessions {
-            if self.map.contains_key(&s) {
-                self.fresh.insert(s);
-            }
-        }
     }
 
     /// The owners of session `s`.
@@ -170,35 +137,6 @@ mod tests {
         }
         assert_eq!(s.len(), 3);
         assert_eq!(s.owners("x999"), vec![b]);
-    }
-
-    #[test]
-    fn sessions_are_fresh_when_their_owners_change_until_taken() {
-        let mut s = Sessions::with_limit(2);
-        let (b, c) = (owner("node-b", 1), owner("node-c", 1));
-        s.on("s1", &b);
-        s.on("s1", &b);
-        assert_eq!(s.take_fresh(), vec![("s1".to_string(), vec![b.clone()])]);
-        assert!(s.take_fresh().is_empty(), "taken");
-        // The same owner again: not fresh; a new owner, or a new boot: fresh.
-        s.on("s1", &b);
-        assert!(s.take_fresh().is_empty());
-        s.on("s1", &c);
-        assert_eq!(
-            s.take_fresh(),
-            vec![("s1".to_string(), vec![b.clone(), c.clone()])]
-        );
-        s.on("s1", &owner("node-c", 2));
-        assert_eq!(s.take_fresh().len(), 1);
-        // A write that failed: fresh again; a session forgotten meanwhile is not.
-        s.on("s2", &b);
-        let taken = s.take_fresh();
-        s.on("s3", &b);
-        s.on("s4", &b);
-        s.unwritten(taken.into_iter().map(|(id, _)| id));
-        let mut left: Vec<_> = s.take_fresh().into_iter().map(|(id, _)| id).collect();
-        left.sort();
-        assert_eq!(left, ["s3", "s4"], "s2 was forgotten (the limit is 2)");
     }
 
     #[test]
