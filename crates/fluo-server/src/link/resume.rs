@@ -330,6 +330,25 @@ mod tests {
         let mut found = owners_for(&b, "keepAlive", None, "s2").await;
         found.sort_by(|x, y| x.node.cmp(&y.node));
         assert_eq!(found, vec![o1.clone(), o2.clone()]);
+        // A connection holding the session here (connection 1 on this node's engine) is
+        // answered from memory, and from the store once memory forgot it.
+        probe
+            .write_sessions(&[("s3".into(), vec![o2.clone()])], ttl)
+            .await
+            .unwrap();
+        crate::lock(&b.local).insert(1, "s3".into());
+        assert_eq!(
+            owners_for(&b, "keepAlive", Some("s3"), "s3").await,
+            vec![o2.clone()]
+        );
+        b.known.session_on("s3", &o1);
+        let o3 = owner("node-o3", 1);
+        probe
+            .write_sessions(&[("s3".into(), vec![o3])], ttl)
+            .await
+            .unwrap();
+        let own = owners_for(&b, "keepAlive", Some("s3"), "s3").await;
+        assert_eq!(own, vec![o2, o1], "memory, the store not read again");
     }
 
     #[tokio::test]

@@ -250,7 +250,8 @@ impl Router {
 
     /// The owners session `s` lives on, and whether more may (the store did not answer).
     /// A `connect` or `keepAlive` from a connection that does not hold the session through
-    /// this entry already (a reconnect, here or from another entry) gets what this entry
+    /// this entry already (a reconnect, here or from another entry), or whose owners this
+    /// entry no longer remembers (pushed out by newer sessions), gets what this entry
     /// remembers merged with what the store records ([`super::resume`]: the client may have
     /// made objects through another entry since); a `ping` reads the store only when
     /// neither this entry nor the connection knows the session. `Err` when the store does
@@ -269,10 +270,11 @@ impl Router {
             lock(&self.local).get(&ask.conn).is_some_and(|x| x == s)
                 || self.links.holds_session(ask.conn, s)
         };
+        // (A holder's memory may have been pushed out by newer sessions: the store then.)
         let known = if ping {
             !owners.is_empty() || ask.session.as_deref() == Some(s)
         } else {
-            holds()
+            !owners.is_empty() && holds()
         };
         if known {
             return Ok((owners, false));
