@@ -14,7 +14,11 @@
 //!   boot; another node's claim fails while the owner is live, and only the owner
 //!   [releases](Coordinator::release) it. An owner whose node record is gone, or carries
 //!   another boot, is [gone](Ownership::Gone): that node died or restarted;
-//! - [`place`] picks a node from a list of live ones (a pure function).
+//! - [`place`] picks a node from a list of live ones (a pure function);
+//! - an entry [writes](Coordinator::write_sessions) which owners each of its clients'
+//!   sessions lives on, and another entry [reads](Coordinator::session_owners) it when
+//!   that client reconnects there; a session's record lives as long as it is written again
+//!   (the writer's TTL), so a session whose clients left expires with it.
 //!
 //! Every call on Redis is bounded by a time-out (500 ms by default) and fails with a typed
 //! [`Error`] when Redis is unreachable; the next call tries to connect again. Nothing here
@@ -63,6 +67,14 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 /// The longest node id.
 pub const NODE_ID_MAX: usize = 128;
+/// The longest session id the store records or looks up (KMS's are 36-character UUIDs).
+pub const SESSION_ID_MAX: usize = 128;
+/// The most sessions one [`Coordinator::write_sessions`] call writes on Redis at once (a
+/// longer list goes in several calls).
+pub const SESSIONS_BATCH: usize = 500;
+
+/// A client session and the owner nodes it lives on ([`Coordinator::write_sessions`]).
+pub type SessionOwners = (String, Vec<Owner>);
 
 /// A node's id: 1 to [`NODE_ID_MAX`] ASCII letters, digits, `.`, `-`, `_` or `:`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -423,6 +435,45 @@ impl Coordinator {
         match &self.store {
             Store::InProcess(s) => Ok(s.owner(pipeline)),
             Store::Redis(s) => s.owner(pipeline).await,
+        }
+    }
+
+    /// Records, for each session of `sessions`, that it lives on its owners (added to those
+    /// recorded), each session's record living `ttl` more: written again before then it
+    /// lives on, else it expires. Ids longer than [`SESSION_ID_MAX`], and sessions without
+    /// owners, are skipped. On Redis, one call per [`SESSIONS_BATCH`] sessions.
+    pub async fn write_sessions(
+        &self,
+        sessions: &[SessionOwners],
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let fit: Vec<&SessionOwners> = sessions
+            .iter()
+            .filter(|(s, o)| !s.is_empty() && s.len() <= SESSION_ID_MAX && !o.is_empty())
+            .collect();
+        match &self.store {
+            Store::InProcess(s) => {
+                s.write_sessions(&fit, ttl);
+                Ok(())
+            }
+            Store::Redis(s) => {
+                for batch in fit.chunks(SESSIONS_BATCH) {
+                    s.write_sessions(batch, ttl).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The owners recorded for `session` (none when it is unknown, expired, or its id is
+    /// longer than [`SESSION_ID_MAX`]).
+    pub async fn session_owners(&self, session: &str) -> Result<Vec<Owner>, Error> {
+        if session.is_empty() || session.len() > SESSION_ID_MAX {
+            return Ok(vec![]);
+        }
+        match &self.store {
+            Store::InProcess(s) => Ok(s.session_owners(session)),
+            Store::Redis(s) => s.session_owners(session).await,
         }
     }
 

@@ -4,7 +4,11 @@
 use crate::{Error, NodeId, NodeRecord, Owner, Ownership, NODE_TTL};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The most session records kept: past it, a new session is recorded only once expired
+/// ones are dropped (those recorded already are still written again).
+const SESSIONS_KEPT: usize = 100_000;
 
 /// An in-process store; clones share it.
 #[derive(Clone, Default)]
@@ -18,6 +22,8 @@ struct Mem {
     nodes: HashMap<NodeId, (NodeRecord, Instant)>,
     /// Pipeline owners.
     pipelines: HashMap<String, Owner>,
+    /// Client sessions: their owners, and when the record expires.
+    sessions: HashMap<String, (Vec<Owner>, Instant)>,
 }
 
 impl Mem {
@@ -105,6 +111,44 @@ impl InProcess {
                 pipeline: pipeline.to_string(),
                 owner: cur.clone(),
             }),
+        }
+    }
+}
+
+impl InProcess {
+    pub(crate) fn write_sessions(&self, sessions: &[&crate::SessionOwners], ttl: Duration) {
+        let mut m = self.lock();
+        let until = Instant::now() + ttl;
+        for (s, owners) in sessions {
+            if !m.sessions.contains_key(s) && m.sessions.len() >= SESSIONS_KEPT {
+                let now = Instant::now();
+                m.sessions.retain(|_, (_, at)| *at > now);
+                if m.sessions.len() >= SESSIONS_KEPT {
+                    continue;
+                }
+            }
+            let e = m
+                .sessions
+                .entry(s.clone())
+                .or_insert_with(|| (vec![], until));
+            e.1 = until;
+            for o in owners {
+                if !e.0.contains(o) {
+                    e.0.push(o.clone());
+                }
+            }
+        }
+    }
+
+    pub(crate) fn session_owners(&self, session: &str) -> Vec<Owner> {
+        let mut m = self.lock();
+        match m.sessions.get(session) {
+            Some((o, at)) if *at > Instant::now() => o.clone(),
+            Some(_) => {
+                m.sessions.remove(session);
+                vec![]
+            }
+            None => vec![],
         }
     }
 }

@@ -8,7 +8,10 @@
 //!   boot, see [`crate::Ownership::Gone`]), `PX` [`OWNED_TTL`], refreshed by its owner's
 //!   heartbeats: a dead node's records go 10 min after its last heartbeat;
 //! - `fluo:owned:<node>:<boot>`: the set of pipelines that boot of that node claimed (how its
-//!   heartbeat finds the records to refresh), with the same TTL.
+//!   heartbeat finds the records to refresh), with the same TTL;
+//! - `fluo:session:<session>`: the set of the owners a client session lives on, each as
+//!   JSON ([`Owner`]), `PX` as its writer (the client's entry) says; written again while
+//!   the client is connected there, it expires after the client left (docs/cluster.md).
 //!
 //! Checks and writes that must not interleave with another node's are Lua scripts (EVAL:
 //! atomic in Redis, and nothing to load again after Redis restarts). One multiplexed
@@ -29,6 +32,7 @@ const NODE: &str = "fluo:node:";
 const NODES: &str = "fluo:nodes";
 const PIPELINE: &str = "fluo:pipeline:";
 const OWNED: &str = "fluo:owned:";
+const SESSION: &str = "fluo:session:";
 /// Present for [`crate::SETTLE`] after a node found its records lost (Redis lost its data),
 /// set again while it re-claims: the nodes are claiming their pipelines again.
 const SETTLING: &str = "fluo:settling";
@@ -140,6 +144,16 @@ if o.node == ARGV[1] and o.boot == tonumber(ARGV[2]) then
   return {1, cur}
 end
 return {2, cur}
+";
+
+/// Adds owners to sessions' sets, each set living the TTL more.
+/// KEYS: the sessions' keys. ARGV: TTL in ms, then per key its owners (JSON, one a line).
+const SESSIONS_WRITE: &str = r"
+for i, k in ipairs(KEYS) do
+  for o in string.gmatch(ARGV[i + 1], '[^\n]+') do redis.call('SADD', k, o) end
+  redis.call('PEXPIRE', k, ARGV[1])
+end
+return #KEYS
 ";
 
 /// An EVAL of `script` on `keys` with `args`.
@@ -441,6 +455,38 @@ impl RedisStore {
             Some((o, 1)) => Ownership::Live(parse_owner(&o)?),
             Some((o, _)) => Ownership::Gone(parse_owner(&o)?),
         })
+    }
+
+    pub(crate) async fn write_sessions(
+        &self,
+        sessions: &[&crate::SessionOwners],
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = sessions
+            .iter()
+            .map(|(s, _)| format!("{SESSION}{s}"))
+            .collect();
+        let mut args = vec![ttl.as_millis().max(1).to_string()];
+        for (_, owners) in sessions {
+            let lines: Result<Vec<String>, Error> = owners.iter().map(json).collect();
+            args.push(lines?.join("\n"));
+        }
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.query::<i64>(eval(SESSIONS_WRITE, &keys, &args))
+            .await
+            .map(|_| ())
+    }
+
+    pub(crate) async fn session_owners(&self, session: &str) -> Result<Vec<Owner>, Error> {
+        let mut c = redis::cmd("SMEMBERS");
+        c.arg(format!("{SESSION}{session}"));
+        let texts: Vec<String> = self.query(c).await?;
+        // One record this node cannot read hides only itself.
+        Ok(texts.iter().filter_map(|t| parse_owner(t).ok()).collect())
     }
 
     pub(crate) async fn release(&self, pipeline: &str, me: &Owner) -> Result<(), Error> {

@@ -503,3 +503,81 @@ async fn redis_ownership_records_expire_unless_their_owner_heartbeats() {
     assert_eq!(left, ["p"]);
     assert_eq!(pttl(&url, "fluo:pipeline:q").await, -2);
 }
+
+/// Session records: owners are added (a restarted owner's new boot beside the old), a
+/// record lives the TTL of its last write, unknown and overlong ids have none, and a node
+/// that never registered (a router's handle) reads and writes them.
+async fn session_records_gather_owners_and_expire_unless_written_again(store: Store) {
+    let (a, b) = (store.node(), store.node());
+    let ttl = Duration::from_millis(1500);
+    let (o1, o2, o3) = (owner("o1", 1), owner("o2", 4), owner("o1", 2));
+    a.write_sessions(&[("s1".into(), vec![o1.clone()])], ttl)
+        .await
+        .unwrap();
+    b.write_sessions(
+        &[
+            ("s1".into(), vec![o2.clone(), o1.clone()]),
+            ("s2".into(), vec![o2.clone()]),
+            ("s3".into(), vec![]),
+            (
+                "x".repeat(fluo_cluster::SESSION_ID_MAX + 1),
+                vec![o1.clone()],
+            ),
+        ],
+        ttl,
+    )
+    .await
+    .unwrap();
+    let sorted = |mut v: Vec<Owner>| {
+        v.sort_by(|x, y| (&x.node, x.boot).cmp(&(&y.node, y.boot)));
+        v
+    };
+    let got = sorted(a.session_owners("s1").await.unwrap());
+    assert_eq!(got, vec![o1.clone(), o2.clone()]);
+    assert_eq!(b.session_owners("s2").await.unwrap(), vec![o2.clone()]);
+    assert!(a.session_owners("s3").await.unwrap().is_empty());
+    assert!(a.session_owners("unknown").await.unwrap().is_empty());
+    let long = "x".repeat(fluo_cluster::SESSION_ID_MAX + 1);
+    assert!(a.session_owners(&long).await.unwrap().is_empty());
+    // s1 written again (its owner restarted); s2 not: s2 expires, s1 lives on.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    a.write_sessions(&[("s1".into(), vec![o3.clone()])], ttl)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(b.session_owners("s2").await.unwrap().is_empty(), "expired");
+    let got = sorted(b.session_owners("s1").await.unwrap());
+    assert_eq!(got, vec![o1, o3, o2]);
+}
+
+#[tokio::test]
+async fn in_process_session_records() {
+    session_records_gather_owners_and_expire_unless_written_again(Store::Mem(InProcess::default()))
+        .await;
+}
+
+#[tokio::test]
+async fn redis_session_records() {
+    let Some((r, store)) = redis("session records on Redis") else {
+        return;
+    };
+    session_records_gather_owners_and_expire_unless_written_again(store).await;
+    // Many sessions in one call go in batches; Redis down: the calls fail as unreachable.
+    let c = Coordinator::redis(&r.url()).unwrap();
+    let many: Vec<_> = (0..fluo_cluster::SESSIONS_BATCH * 2 + 3)
+        .map(|i| (format!("m{i}"), vec![owner("o9", 1)]))
+        .collect();
+    c.write_sessions(&many, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let last = format!("m{}", many.len() - 1);
+    assert_eq!(c.session_owners(&last).await.unwrap(), vec![owner("o9", 1)]);
+    drop(r);
+    let e = c.session_owners("m0").await.unwrap_err();
+    assert!(e.is_unreachable(), "{e}");
+    let e = c
+        .write_sessions(&many[..1], Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(e.is_unreachable(), "{e}");
+}

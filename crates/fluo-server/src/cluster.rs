@@ -119,6 +119,12 @@ impl View {
         (b != 0).then_some(b)
     }
 
+    /// Sets this node's boot (as registering does).
+    #[cfg(test)]
+    pub(crate) fn set_boot(&self, boot: u64) {
+        self.boot.store(boot, std::sync::atomic::Ordering::Release);
+    }
+
     /// The count of listings taken so far.
     pub(crate) fn listings(&self) -> u64 {
         self.listings.load(std::sync::atomic::Ordering::Acquire)
@@ -232,6 +238,7 @@ impl Plan {
                     std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--cluster: {e}"))
                 })?,
                 (Arc::new(secret.clone()), config.peer_silence),
+                config.session_grace,
             ))),
             _ => None,
         };
@@ -295,6 +302,7 @@ pub(crate) fn start(
 ) -> (Changes, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let node = Node {
+        router: plan.router,
         view: plan.view,
         c: plan.coordinator,
         info: plan.info,
@@ -368,6 +376,10 @@ async fn run(
         }
         return;
     }
+    // Clients' sessions are written by a task of their own, woken after each heartbeat that
+    // reached the store (a slow write delays neither heartbeats nor claims).
+    let publisher =
+        (node.router.as_ref()).map(|r| tokio::spawn(crate::link::publishing(Arc::downgrade(r))));
     let mut tick = tokio::time::interval(fluo_cluster::HEARTBEAT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -382,6 +394,9 @@ async fn run(
             _ = ops.drain_changed() => node.tick(&host, &ops).await,
         }
     }
+    if let Some(p) = publisher {
+        p.abort();
+    }
     if node.registered && node.reachable {
         if let Err(e) = node.c.leave().await {
             tracing::debug!("cluster: leaving: {e}");
@@ -392,6 +407,9 @@ async fn run(
 
 /// The task's state.
 struct Node {
+    /// The request router (in a cluster): its clients' sessions are written (by a task of
+    /// their own) after each heartbeat that reached the store.
+    router: Option<Arc<crate::link::Router>>,
     view: Arc<View>,
     c: Coordinator,
     info: NodeInfo,
@@ -423,6 +441,9 @@ impl Node {
         let stats = self.load.read(self.clustered, host, ops).await;
         self.beat(&stats).await;
         self.list().await;
+        if let (Some(r), true) = (&self.router, self.registered && self.reachable) {
+            r.wake_publish();
+        }
     }
 
     /// Lists the live nodes for routing (none while the store does not answer).
@@ -481,6 +502,9 @@ impl Node {
         self.unsynced = true;
         self.reclaiming = true;
         self.written.clear();
+        if let Some(r) = &self.router {
+            r.republish();
+        }
     }
 
     /// A heartbeat telling this node's written claims; `Ok(true)` when the store lost

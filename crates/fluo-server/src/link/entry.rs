@@ -15,7 +15,7 @@
 use super::auth::{self, Challenge, Hello, Proof, Welcome};
 use super::lost::{self, Kept, Key, Who};
 use super::route::{gone_for_good, object_of, rebind_id, Ask};
-use super::sessions::Sessions;
+use super::sessions::{Misses, Sessions};
 use super::{read_json, write_json, Frame, CONNECT, LINK_QUEUE, PATH, RETRY_AFTER};
 use crate::cluster::View;
 use crate::config::ClusterSecret;
@@ -96,6 +96,10 @@ const REMEMBERED: usize = 100_000;
 pub(crate) struct Known {
     owners: Mutex<HashMap<String, Owner>>,
     sessions: Mutex<Sessions>,
+    /// The sessions the store did not know lately.
+    misses: Mutex<Misses>,
+    /// A session came to hold something since the sessions were last written.
+    touched: AtomicBool,
     /// Where the pipelines released through this entry are remembered.
     view: Arc<View>,
 }
@@ -105,6 +109,8 @@ impl Known {
         Known {
             owners: Mutex::default(),
             sessions: Mutex::default(),
+            misses: Mutex::default(),
+            touched: AtomicBool::new(false),
             view,
         }
     }
@@ -139,6 +145,27 @@ impl Known {
     /// The owners that answered for session `s`.
     pub(crate) fn session_owners(&self, s: &str) -> Vec<Owner> {
         lock(&self.sessions).owners(s)
+    }
+
+    /// A client session came to hold something on an owner (or here): the sessions the
+    /// entry writes to the store changed.
+    pub(crate) fn touch(&self) {
+        self.touched.store(true, Ordering::Release);
+    }
+
+    /// Whether a session came to hold something since the last call.
+    pub(crate) fn take_touched(&self) -> bool {
+        self.touched.swap(false, Ordering::AcqRel)
+    }
+
+    /// The store did not know session `s`.
+    pub(crate) fn missed(&self, s: &str) {
+        lock(&self.misses).missed(s);
+    }
+
+    /// Whether the store did not know session `s` lately.
+    pub(crate) fn missed_lately(&self, s: &str) -> bool {
+        lock(&self.misses).recent(s)
     }
 }
 
@@ -381,6 +408,7 @@ impl Links {
             }
         }
         if bound > 0 {
+            self.known.touch();
             tracing::info!(node = %link.node, sessions = bound, "link: sessions bound again on the owner after its link broke");
         }
     }
@@ -448,6 +476,43 @@ impl Links {
             conns.extend(st.clients.keys().filter(|c| st.holds(**c)).copied());
         }
         conns.len()
+    }
+
+    /// Adds to `out` each session a client connection holds something for on an owner (on
+    /// a link still current, or waiting to be bound again there), with those owners: what
+    /// the store keeps ([`super::resume`]). Sessions the clients merely named are not.
+    pub(crate) fn held_sessions(&self, out: &mut HashMap<String, Vec<Owner>>) {
+        fn add(out: &mut HashMap<String, Vec<Owner>>, s: &str, o: &Owner) {
+            let owners = out.entry(s.to_string()).or_default();
+            if !owners.contains(o) {
+                owners.push(o.clone());
+            }
+        }
+        let links: Vec<_> = lock(&self.current).values().cloned().collect();
+        for l in &links {
+            let owner = l.owner();
+            let st = lock(&l.state);
+            for s in st.bound.iter().chain(st.held.values().flatten()) {
+                add(out, s, &owner);
+            }
+        }
+        for ((node, boot), s) in lock(&self.kept).sessions() {
+            let owner = Owner {
+                node: node.clone(),
+                boot: *boot,
+            };
+            add(out, s, &owner);
+        }
+    }
+
+    /// Whether client connection `conn` speaks for session `s` and holds something for it
+    /// on an owner (made there through this entry, or bound again there).
+    pub(crate) fn holds_session(&self, conn: u64, s: &str) -> bool {
+        let links: Vec<_> = lock(&self.current).values().cloned().collect();
+        links.iter().any(|l| {
+            let st = lock(&l.state);
+            st.clients.get(&conn).is_some_and(|c| c.session == s) && st.holds(conn)
+        })
     }
 
     /// The client connection `conn` ended: each owner it used ends its mirror.
@@ -645,7 +710,9 @@ impl Link {
             }
             _ => return,
         };
-        st.held.entry(held).or_default().insert(session);
+        if st.held.entry(held).or_default().insert(session) {
+            known.touch();
+        }
     }
 
     /// The owner at the other end, as [`Kept`] keys it.

@@ -193,7 +193,14 @@ impl Kept {
             .is_some_and(|m| m.values().any(|h| h.orphan))
     }
 
-    /// The sessions on `key` to bind again, no longer waiting.
+    /// The sessions of the client connections that hold something on some owner, with
+    /// that owner.
+    pub(crate) fn sessions(&self) -> impl Iterator<Item = (&Key, &str)> + '_ {
+        self.0
+            .iter()
+            .flat_map(|(k, m)| m.values().map(move |h| (k, h.session.as_str())))
+    }
+
     /// The client connections whose sessions wait to be bound again on some owner.
     pub(crate) fn orphan_conns(&self) -> impl Iterator<Item = u64> + '_ {
         self.0
@@ -201,6 +208,7 @@ impl Kept {
             .flat_map(|m| m.iter().filter(|(_, h)| h.orphan).map(|(c, _)| *c))
     }
 
+    /// The sessions on `key` to bind again, no longer waiting.
     pub(crate) fn take_orphans(&mut self, key: &Key) -> Vec<Orphan> {
         let Some(m) = self.0.get_mut(key) else {
             return vec![];

@@ -19,10 +19,12 @@ mod auth;
 pub(crate) mod entry;
 mod lost;
 pub(crate) mod relay;
+mod resume;
 pub(crate) mod route;
 mod serve;
 mod sessions;
 
+pub(crate) use resume::publishing;
 pub(crate) use route::Router;
 pub(crate) use serve::{accept_loop, Owner};
 

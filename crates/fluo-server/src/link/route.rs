@@ -2,9 +2,10 @@
 //! request is about (object ids begin with their pipeline's id), or for a new pipeline the
 //! node placement picks. Owners are cached per pipeline; the store is asked only on a miss.
 //! A client's `connect` (or `keepAlive`, or `ping`) naming its session binds that session
-//! again on each owner the session was forwarded to. A MediaElement's `connect` (or
-//! `disconnect`) naming an element of another pipeline goes to the relays
-//! ([`super::relay`]).
+//! again on each owner the session was forwarded to (through this entry, or, for a client
+//! reconnecting from another entry, as the store records it: [`super::resume`]). A
+//! MediaElement's `connect` (or `disconnect`) naming an element of another pipeline goes to
+//! the relays ([`super::relay`]).
 
 use super::entry::{error_text, unreachable, ClientHandle, Known, Links, Pending};
 use super::relay;
@@ -31,15 +32,20 @@ static REBIND: AtomicU64 = AtomicU64::new(1);
 
 /// Routes the requests of this node's clients in a cluster.
 pub(crate) struct Router {
-    me: NodeId,
-    view: Arc<View>,
-    store: Coordinator,
-    known: Arc<Known>,
-    links: Arc<Links>,
+    pub(super) me: NodeId,
+    pub(super) view: Arc<View>,
+    pub(super) store: Coordinator,
+    pub(super) known: Arc<Known>,
+    pub(super) links: Arc<Links>,
+    /// What this entry writes of its clients' sessions to the store ([`super::resume`]).
+    pub(super) publish: super::resume::Publish,
     /// The pipelines this entry placed on each node since the last listing (which does not
     /// show them yet): counted as load, so that a burst of creates does not all go to the
     /// node that looked emptiest.
     placed: std::sync::Mutex<(u64, HashMap<NodeId, u64>)>,
+    /// This node's client connections whose session holds something on this node's
+    /// engine, with that session (written to the store while they live, [`super::resume`]).
+    pub(super) local: std::sync::Mutex<HashMap<u64, String>>,
     /// Where a `connect` to an element of another pipeline goes (a relay, [`relay`]).
     pub(super) relays: relay::Hook,
 }
@@ -74,6 +80,7 @@ impl Router {
         view: Arc<View>,
         store: Coordinator,
         link: (Arc<ClusterSecret>, std::time::Duration),
+        grace: std::time::Duration,
     ) -> Router {
         let known = Arc::new(Known::new(view.clone()));
         Router {
@@ -82,13 +89,16 @@ impl Router {
             view,
             store,
             known,
+            publish: super::resume::Publish::new(grace),
             placed: Default::default(),
+            local: Default::default(),
             relays: relay::Hook::default(),
         }
     }
 
     /// The client connection `conn` ended.
     pub(crate) fn closed(&self, conn: u64) {
+        lock(&self.local).remove(&conn);
         self.links.closed(conn);
     }
 
@@ -150,65 +160,23 @@ impl Router {
         }
     }
 
-    /// A `connect`, `keepAlive` or `ping` naming session `s`: each owner `s` was forwarded
-    /// to binds it to this connection (its mirror), so that its events come here and its
-    /// grace period ends, as on one KMS. A `connect` or `keepAlive` is answered by the first
-    /// owner that takes it (this node's engine may not know the session: it only binds it,
+    /// A `connect`, `keepAlive` or `ping` naming session `s`: each owner `s` lives on
+    /// binds it to this connection (its mirror), so that its events come here and its grace
+    /// period ends, as on one KMS. A `connect` or `keepAlive` is answered by the first owner
+    /// that takes it (this node's engine may not know the session: it only binds it,
     /// unanswered, if it does); a `ping` by this node's engine.
     async fn rebind(&self, ask: &Ask<'_>, req: Map<String, Value>, s: &str) -> Option<String> {
-        let owners = self.known.session_owners(s);
-        if owners.is_empty() {
-            return Some(ask.text.to_string());
-        }
         let id = req.get("id").cloned();
         let ping = req.get("method").and_then(Value::as_str) == Some("ping");
-        // A ping binds with a ping (kept out of the owner's replay cache), anything else with
-        // a connect.
-        let method = if ping { "ping" } else { "connect" };
-        let mut relayed = id.is_none() || ping;
-        let mut answered = false;
-        // An owner that may still hold the session's objects but cannot be reached now.
-        let mut unreachable = false;
-        for o in owners {
-            let got = match self.view.record(&o.node, o.boot) {
-                Some(node) => self.links.get(&node).await,
-                // Not listed: its link while it lives (the owner lost only Redis).
-                None => match self.links.live(&o.node, o.boot) {
-                    Some(l) => Ok(l),
-                    None => {
-                        unreachable |= !gone_for_good(&self.view, &o);
-                        continue;
-                    }
-                },
-            };
-            let link = match got {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::debug!(node = %o.node, "link: session not bound again there: {e}");
-                    unreachable = true;
-                    continue;
-                }
-            };
-            let sent = if relayed {
-                let own = rebind_id();
-                let text = serde_json::json!({"jsonrpc": "2.0", "id": own, "method": method,
-                    "params": {"sessionId": s}});
-                link.send(ask, Some(&own), Pending::Swallow, text.to_string())
-            } else {
-                link.send(ask, id.as_ref(), Pending::Plain, ask.text.to_string())
-            };
-            match sent {
-                Ok(()) => {
-                    if !ping {
-                        link.bound(ask.conn, s);
-                    }
-                    answered |= !relayed;
-                    relayed = true;
-                }
-                Err(_) => unreachable = true,
-            }
-        }
-        let retry = !answered && unreachable && id.is_some() && !ping;
+        let (owners, unsure) = match self.owners_of_session(ask, &req, s).await {
+            Ok((o, false)) if o.is_empty() => return Some(ask.text.to_string()),
+            Ok(found) => found,
+            Err(local) => return Some(local),
+        };
+        let (answered, unreachable) = self.bind_on(ask, id.as_ref(), ping, &owners, s).await;
+        // An owner that may still hold the session cannot be reached now, or the store did
+        // not answer which ones do.
+        let retry = !answered && (unreachable || unsure) && id.is_some() && !ping;
         if !answered && !retry {
             // Every owner is gone (restarted, or unlisted for longer than [`GONE_AFTER`]),
             // or none was asked: this node's engine answers, 40007 when it does not know
@@ -233,6 +201,141 @@ impl Router {
         Some(Value::Object(local).to_string())
     }
 
+    /// Binds session `s` on each of `owners` (but this node) for `ask`'s connection: the
+    /// client's request (id `id`) goes to the first that takes it, the entry's own to the
+    /// others (a `ping` with a ping, anything else with a `connect`). Whether an owner took
+    /// the client's request, and whether one that may still hold the session's objects
+    /// could not be reached.
+    async fn bind_on(
+        &self,
+        ask: &Ask<'_>,
+        id: Option<&Value>,
+        ping: bool,
+        owners: &[fluo_cluster::Owner],
+        s: &str,
+    ) -> (bool, bool) {
+        let method = if ping { "ping" } else { "connect" };
+        let mut relayed = id.is_none() || ping;
+        let (mut answered, mut unreachable) = (false, false);
+        for o in owners.iter().filter(|o| o.node != self.me) {
+            let got = match self.view.record(&o.node, o.boot) {
+                Some(node) => self.links.get(&node).await,
+                // Not listed: its link while it lives (the owner lost only Redis).
+                None => match self.links.live(&o.node, o.boot) {
+                    Some(l) => Ok(l),
+                    None => {
+                        unreachable |= !gone_for_good(&self.view, o);
+                        continue;
+                    }
+                },
+            };
+            let link = match got {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::debug!(node = %o.node, "link: session not bound again there: {e}");
+                    unreachable = true;
+                    continue;
+                }
+            };
+            let sent = if relayed {
+                let own = rebind_id();
+                let text = serde_json::json!({"jsonrpc": "2.0", "id": own, "method": method,
+                    "params": {"sessionId": s}});
+                link.send(ask, Some(&own), Pending::Swallow, text.to_string())
+            } else {
+                link.send(ask, id, Pending::Plain, ask.text.to_string())
+            };
+            match sent {
+                Ok(()) => {
+                    if !ping {
+                        link.bound(ask.conn, s);
+                        self.known.touch();
+                    }
+                    answered |= !relayed;
+                    relayed = true;
+                }
+                Err(_) => unreachable = true,
+            }
+        }
+        (answered, unreachable)
+    }
+
+    /// The owners session `s` lives on, and whether more may (the store did not answer).
+    /// A `connect` or `keepAlive` from a connection that does not hold the session through
+    /// this entry already (a reconnect, here or from another entry), or whose owners this
+    /// entry no longer remembers (pushed out by newer sessions), gets what this entry
+    /// remembers merged with what the store records ([`super::resume`]: the client may have
+    /// made objects through another entry since); a `ping` reads the store only when
+    /// neither this entry nor the connection knows the session. `Err` when the store does
+    /// not answer a `connect` or `keepAlive` with an id and nothing is remembered: answered
+    /// 40004 here (not 40007 while owners may hold the session; a ping is this node's
+    /// engine's to answer, as ever), and what this node's engine gets.
+    pub(super) async fn owners_of_session(
+        &self,
+        ask: &Ask<'_>,
+        req: &Map<String, Value>,
+        s: &str,
+    ) -> Result<(Vec<fluo_cluster::Owner>, bool), String> {
+        let mut owners = self.known.session_owners(s);
+        let ping = req.get("method").and_then(Value::as_str) == Some("ping");
+        let holds = || {
+            lock(&self.local).get(&ask.conn).is_some_and(|x| x == s)
+                || self.links.holds_session(ask.conn, s)
+        };
+        // (A holder's memory may have been pushed out by newer sessions: the store then.)
+        let known = if ping {
+            !owners.is_empty() || ask.session.as_deref() == Some(s)
+        } else {
+            !owners.is_empty() && holds()
+        };
+        if known {
+            return Ok((owners, false));
+        }
+        match self.owners_in_store_of(s).await {
+            Ok(found) => {
+                for o in found {
+                    if !owners.contains(&o) {
+                        owners.push(o);
+                    }
+                }
+                Ok((owners, false))
+            }
+            Err(e) if req.get("id").is_some() && !ping && owners.is_empty() => {
+                let message = format!("which nodes hold this session is not known now (the cluster's store does not answer: {e}); try again");
+                answer(ask, &e, ErrorCode::ConnectError, message);
+                let mut local = req.clone();
+                local.remove("id");
+                Err(Value::Object(local).to_string())
+            }
+            Err(_) => Ok((owners, !ping)),
+        }
+    }
+
+    /// A `create` or `subscribe` of `ask`'s session in a pipeline of this node: the session
+    /// lives on this node's engine too, as another entry finds in the store when the client
+    /// reconnects there ([`super::resume`]).
+    fn holds_here(&self, ask: &Ask<'_>, req: &Map<String, Value>) {
+        let (Some(s), Some(boot)) = (ask.session.as_deref(), self.view.boot()) else {
+            return;
+        };
+        if !matches!(
+            req.get("method").and_then(Value::as_str),
+            Some("create" | "subscribe")
+        ) {
+            return;
+        }
+        let me = fluo_cluster::Owner {
+            node: self.me.clone(),
+            boot,
+        };
+        self.known.session_on(s, &me);
+        let mut local = lock(&self.local);
+        if local.get(&ask.conn).is_none_or(|x| x != s) {
+            local.insert(ask.conn, s.to_string());
+            self.known.touch();
+        }
+    }
+
     /// A request about pipeline `p`'s objects.
     async fn to_owner(
         &self,
@@ -242,6 +345,7 @@ impl Router {
         local: String,
     ) -> Option<String> {
         if self.view.is_local(&p) {
+            self.holds_here(&ask, &req);
             return Some(local);
         }
         let owner = match self.known.owner(&p) {
@@ -334,7 +438,10 @@ impl Router {
             *placed.1.entry(id.clone()).or_default() += 1;
         }
         let node = match picked {
-            Some(id) if id == self.me => return Some(local),
+            Some(id) if id == self.me => {
+                self.holds_here(&ask, &req);
+                return Some(local);
+            }
             Some(id) => nodes.iter().find(|n| n.info.id == id).cloned(),
             None => None,
         };

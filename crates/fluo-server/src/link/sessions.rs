@@ -1,9 +1,13 @@
 //! The entry's memory of which owners each client session lives on (learnt from the
-//! owners' answers), so that a reconnect binds it again there. Bounded: past its limit the
-//! least recently used session is forgotten, one at a time.
+//! owners' answers, or read from the store on a reconnect), so that a reconnect binds it
+//! again there (with what the store records, docs/cluster.md "Reconnecting"); and which
+//! sessions the store did not know lately. Bounded: past its limit the least recently used
+//! session is forgotten, one at a time (what is written to the store comes from the links,
+//! not from here: [`super::resume`]).
 
 use fluo_cluster::Owner;
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 /// The most sessions remembered.
 pub(crate) const SESSIONS: usize = 100_000;
@@ -70,6 +74,36 @@ impl Sessions {
     }
 }
 
+/// How long a session the store did not know is not asked about again.
+pub(crate) const MISS_KEPT: Duration = Duration::from_secs(2);
+
+/// The most sessions the store did not know that are remembered (then the memory starts
+/// again).
+const MISSES: usize = 10_000;
+
+/// The sessions the store did not know lately (a client that names an unknown session
+/// again and again asks the store at most once per [`MISS_KEPT`]).
+#[derive(Default)]
+pub(crate) struct Misses(HashMap<String, Instant>);
+
+impl Misses {
+    /// The store did not know `s`.
+    pub(crate) fn missed(&mut self, s: &str) {
+        if self.0.len() >= MISSES {
+            self.0.retain(|_, at| at.elapsed() < MISS_KEPT);
+            if self.0.len() >= MISSES {
+                self.0.clear();
+            }
+        }
+        self.0.insert(s.to_string(), Instant::now());
+    }
+
+    /// Whether the store did not know `s` within [`MISS_KEPT`].
+    pub(crate) fn recent(&self, s: &str) -> bool {
+        self.0.get(s).is_some_and(|at| at.elapsed() < MISS_KEPT)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +137,19 @@ mod tests {
         }
         assert_eq!(s.len(), 3);
         assert_eq!(s.owners("x999"), vec![b]);
+    }
+
+    #[test]
+    fn misses_are_remembered_for_a_while_and_bounded() {
+        let mut m = Misses::default();
+        assert!(!m.recent("s"));
+        m.missed("s");
+        assert!(m.recent("s") && !m.recent("t"));
+        for n in 0..MISSES + 5 {
+            m.missed(&format!("x{n}"));
+        }
+        assert!(m.0.len() <= MISSES);
+        assert!(m.recent(&format!("x{}", MISSES + 4)));
     }
 
     #[test]
