@@ -16,7 +16,17 @@ pub(crate) struct CtorOptions {
     pub data_channels: bool,
     /// qosDscp as a DSCP code point (0-63), `None` for NO_VALUE / NO_DSCP.
     pub dscp: Option<u8>,
+    /// `fluoKeyframeInterval` (a Fluo extension, docs/compatibility.md): the minimum
+    /// spacing of the keyframe requests the endpoint sends its peer, when not the media
+    /// router's (a cascade relay's receiving end: one a second).
+    pub keyframe_interval: Option<std::time::Duration>,
 }
+
+/// The constructor parameter that sets [`CtorOptions::keyframe_interval`], in ms.
+pub(crate) const KEYFRAME_INTERVAL_PARAM: &str = "fluoKeyframeInterval";
+
+/// The values [`KEYFRAME_INTERVAL_PARAM`] takes, in ms.
+const KEYFRAME_INTERVAL_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
 
 impl CtorOptions {
     /// Reads the constructor parameters (`params`, defaults applied; `given`, as sent).
@@ -39,9 +49,24 @@ impl CtorOptions {
                 KurentoError::illegal_param(format!("'qosDscp': unknown DSCP value '{name}'"))
             })?,
         };
+        let keyframe_interval = match given.get(KEYFRAME_INTERVAL_PARAM) {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let ms = v.as_u64().filter(|ms| KEYFRAME_INTERVAL_MS.contains(ms));
+                let ms = ms.ok_or_else(|| {
+                    KurentoError::illegal_param(format!(
+                        "'{KEYFRAME_INTERVAL_PARAM}' must be a number of ms from {} to {}",
+                        KEYFRAME_INTERVAL_MS.start(),
+                        KEYFRAME_INTERVAL_MS.end()
+                    ))
+                })?;
+                Some(std::time::Duration::from_millis(ms))
+            }
+        };
         Ok(CtorOptions {
             data_channels: params.get("useDataChannels").and_then(Value::as_bool) == Some(true),
             dscp,
+            keyframe_interval,
         })
     }
 
@@ -244,8 +269,34 @@ mod tests {
         let o = CtorOptions {
             data_channels: false,
             dscp: Some(46),
+            keyframe_interval: None,
         };
         assert_eq!(o.tos(), 0xb8);
+    }
+
+    #[test]
+    fn a_keyframe_interval_of_its_own_is_a_number_of_ms_within_bounds() {
+        let parse = |v: Value| {
+            let given = json!({ KEYFRAME_INTERVAL_PARAM: v });
+            CtorOptions::parse(&Map::new(), given.as_object().unwrap())
+        };
+        let none = CtorOptions::parse(&Map::new(), &Map::new()).unwrap();
+        assert_eq!(none.keyframe_interval, None);
+        assert_eq!(parse(Value::Null).unwrap().keyframe_interval, None);
+        let one = parse(json!(1000)).unwrap().keyframe_interval;
+        assert_eq!(one, Some(std::time::Duration::from_secs(1)));
+        for bad in [
+            json!(0),
+            json!(99),
+            json!(60_001),
+            json!(-5),
+            json!("1000"),
+            json!(1.5),
+        ] {
+            let e = parse(bad.clone()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::MediaObjectIllegalParamError, "{bad}");
+            assert!(e.message.contains(KEYFRAME_INTERVAL_PARAM), "{}", e.message);
+        }
     }
 
     #[test]

@@ -241,6 +241,48 @@ async fn a_connect_across_nodes_builds_a_relay_that_carries_media_and_goes_when_
         publisher.keyframe_requests > quiet,
         "the PLI did not reach the publisher"
     );
+    // Issue 22: at most one keyframe request a second per edge. The viewer asks every
+    // 50 ms for 3 s (after a quiet second and a half); the publisher is asked at once, then
+    // once a second (the relay's `relayIn` throttles its requests upstream to 1 s; without
+    // it, the source's 300 ms let about ten through).
+    drive(
+        &mut publisher,
+        &mut viewer,
+        Duration::from_millis(1500),
+        |_, _| false,
+    )
+    .await;
+    let before = publisher.keyframe_requests;
+    let (t3, mut first) = (Instant::now(), None);
+    while t3.elapsed() < Duration::from_secs(3) {
+        assert!(viewer.request_keyframe(), "the viewer can send a PLI");
+        drive(
+            &mut publisher,
+            &mut viewer,
+            Duration::from_millis(50),
+            |_, _| false,
+        )
+        .await;
+        if first.is_none() && publisher.keyframe_requests > before {
+            first = Some(t3.elapsed());
+        }
+    }
+    // The one deferred at the end of the last window, if any.
+    drive(
+        &mut publisher,
+        &mut viewer,
+        Duration::from_millis(1200),
+        |_, _| false,
+    )
+    .await;
+    let asked = publisher.keyframe_requests - before;
+    println!("60 PLIs in 3 s across the relay: {asked} keyframe requests reached the publisher, the first after {first:?}");
+    let first = first.expect("no keyframe request reached the publisher");
+    assert!(
+        first < Duration::from_millis(500),
+        "the first came after {first:?}"
+    );
+    assert!((3..=4).contains(&asked), "{asked} keyframe requests in 3 s");
 
     // Both sinks on one relay; disconnecting one leaves the viewer fed; connected again
     // (the relay reused), and disconnected again.
@@ -462,4 +504,375 @@ async fn a_relay_does_not_keep_the_pipelines_of_a_client_that_went_away() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Sends `invoke(object.op(params))` on `c` without waiting; its request id.
+async fn send_invoke(c: &mut Client, object: &str, op: &str, params: Value) -> u64 {
+    c.next += 1;
+    let params = json!({"object": object, "operation": op, "operationParams": params});
+    let req = json!({"jsonrpc": "2.0", "id": c.next, "method": "invoke", "params": params});
+    c.ws.send(Message::text(req.to_string())).await.unwrap();
+    c.next
+}
+
+/// The answers to requests `ids` on `c`, in the order they came, each with when it came
+/// (since `t0`); panics after `within`.
+async fn answers(
+    c: &mut Client,
+    ids: &[u64],
+    t0: Instant,
+    within: Duration,
+) -> Vec<(u64, Value, Duration)> {
+    let mut got = vec![];
+    while got.len() < ids.len() {
+        let left = within.saturating_sub(t0.elapsed());
+        let m = tokio::time::timeout(left, c.ws.next()).await;
+        let Ok(Some(Ok(Message::Text(t)))) = m else {
+            panic!("no answer to {ids:?} within {within:?} (got {got:?}): {m:?}");
+        };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if let Some(id) = v["id"].as_u64().filter(|id| ids.contains(id)) {
+            got.push((id, v, t0.elapsed()));
+        }
+    }
+    got
+}
+
+/// The relay ends (named `fluo-relay-*`) among `pipeline`'s children.
+async fn relay_ends(c: &mut Client, pipeline: &str) -> Vec<(String, String)> {
+    let all = others(c, pipeline, &[]).await;
+    all.into_iter()
+        .filter(|(_, n)| n.starts_with("fluo-relay-"))
+        .collect()
+}
+
+/// A client on node-a with P pinned to node-a and Q to node-b, a WebRtcEndpoint in each.
+async fn across(port_a: u16) -> (Client, [String; 4]) {
+    let mut c = Client::connect(port_a).await;
+    let p = c
+        .create("MediaPipeline", json!({"fluoNode": "node-a"}))
+        .await;
+    let q = c
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
+        .await;
+    let (p, q) = (p.unwrap(), q.unwrap());
+    let a = c
+        .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
+        .await;
+    let b = c
+        .create("WebRtcEndpoint", json!({"mediaPipeline": q}))
+        .await;
+    (c, [p, q, a.unwrap(), b.unwrap()])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disconnect_sent_right_after_its_connect_waits_for_it() {
+    let Some(TwoNodes {
+        redis: _redis,
+        da: _da,
+        db: _db,
+        a: _a,
+        b: _b,
+        port_a,
+        ..
+    }) = two_nodes("cascade: connect then disconnect at once", &[]).await
+    else {
+        return;
+    };
+    let (mut c, [p, q, e_pub, e_view]) = across(port_a).await;
+    // Sent back to back: the disconnect reaches the entry while the relay is being made.
+    let t0 = Instant::now();
+    let sink = json!({"sink": e_view});
+    let connect = send_invoke(&mut c, &e_pub, "connect", sink.clone()).await;
+    let disconnect = send_invoke(&mut c, &e_pub, "disconnect", sink).await;
+    let got = answers(&mut c, &[connect, disconnect], t0, Duration::from_secs(20)).await;
+    println!(
+        "connect and disconnect answered after {:?} and {:?}",
+        got[0].2, got[1].2
+    );
+    assert_eq!(
+        (got[0].0, got[1].0),
+        (connect, disconnect),
+        "answered in order"
+    );
+    for (_, v, _) in &got {
+        assert!(v.get("error").is_none(), "{v}");
+    }
+    // Disconnected after it was connected: the sink is fed by nothing, and the relay idle
+    // goes (two checks of the janitor).
+    let fed = c.value(&e_view, "getSourceConnections").await;
+    assert_eq!(fed, json!([]), "the connect overtook the disconnect");
+    let t1 = Instant::now();
+    loop {
+        let (o, i) = (relay_ends(&mut c, &p).await, relay_ends(&mut c, &q).await);
+        if o.is_empty() && i.is_empty() {
+            break;
+        }
+        assert!(t1.elapsed() < Duration::from_secs(5), "{o:?} {i:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_fails_cleanly_for_a_missing_source_or_sink_and_carries_audio_alone() {
+    let Some(TwoNodes {
+        redis: _redis,
+        da: _da,
+        db: _db,
+        a: _a,
+        b: _b,
+        port_a,
+        ..
+    }) = two_nodes("cascade failure paths", &[]).await
+    else {
+        return;
+    };
+    let (mut c, [p, q, e_pub, e_view]) = across(port_a).await;
+    // A source that does not exist: the owner's 40101, named after the relay; nothing made.
+    let ghost = format!("{p}/00000000-0000-4000-8000-000000000000_kurento.WebRtcEndpoint");
+    let err = c
+        .request(
+            "invoke",
+            json!({"object": ghost, "operation": "connect", "operationParams": {"sink": e_view}}),
+        )
+        .await
+        .expect_err("no such source");
+    assert_eq!(code(&err), 40101, "{err}");
+    let m = err["message"].as_str().unwrap_or_default();
+    assert!(
+        m.starts_with(&format!("relay from {ghost} to {e_view}: ")),
+        "{m}"
+    );
+    // A sink in a pipeline released meanwhile: 40101, and no relay end left behind.
+    let gone_q = c
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
+        .await
+        .unwrap();
+    let gone_sink = c
+        .create("WebRtcEndpoint", json!({"mediaPipeline": gone_q}))
+        .await
+        .unwrap();
+    c.request("release", json!({"object": gone_q}))
+        .await
+        .unwrap();
+    let err = c
+        .request(
+            "invoke",
+            json!({"object": e_pub, "operation": "connect", "operationParams": {"sink": gone_sink}}),
+        )
+        .await
+        .expect_err("no such sink");
+    assert_eq!(code(&err), 40101, "{err}");
+    assert_eq!(relay_ends(&mut c, &p).await, vec![], "relay ends in P");
+    assert_eq!(relay_ends(&mut c, &q).await, vec![], "relay ends in Q");
+    // AUDIO alone through the relay: relayIn feeds the sink audio only.
+    let audio = json!({"sink": e_view, "mediaType": "AUDIO"});
+    c.request(
+        "invoke",
+        json!({"object": e_pub, "operation": "connect", "operationParams": audio}),
+    )
+    .await
+    .expect("an AUDIO connect across nodes");
+    let inp = relay_ends(&mut c, &q).await;
+    assert_eq!(inp.len(), 1, "{inp:?}");
+    let fed = c.value(&inp[0].0, "getSinkConnections").await;
+    let fed = fed.as_array().expect("a list");
+    assert!(!fed.is_empty(), "relayIn feeds nothing");
+    for f in fed {
+        assert_eq!(
+            (f["sink"].as_str(), f["type"].as_str()),
+            (Some(e_view.as_str()), Some("AUDIO")),
+            "{f}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connect_to_an_owner_that_does_not_answer_is_answered_within_8_s() {
+    // The link waits 20 s for a silent peer: the relay's own deadline answers first.
+    let slow = ["--peer-silence-ms", "20000"];
+    let Some(TwoNodes {
+        redis: _redis,
+        da: _da,
+        db: _db,
+        a: _a,
+        b,
+        port_a,
+        ..
+    }) = two_nodes("cascade deadline", &slow).await
+    else {
+        return;
+    };
+    let (mut c, [p, q, e_pub, e_view]) = across(port_a).await;
+    stop(&b).await;
+    let t0 = Instant::now();
+    let err = c
+        .request(
+            "invoke",
+            json!({"object": e_pub, "operation": "connect", "operationParams": {"sink": e_view}}),
+        )
+        .await
+        .expect_err("node-b does not answer");
+    let took = t0.elapsed();
+    signal(&b, libc::SIGCONT);
+    println!("a connect to a stopped owner answered after {took:?}: {err}");
+    assert_eq!(code(&err), 40004, "{err}");
+    let m = err["message"].as_str().unwrap_or_default();
+    assert!(m.contains("no answer within 8 s (while "), "{m}");
+    assert!(
+        took >= Duration::from_millis(7900) && took < Duration::from_millis(9500),
+        "{took:?}"
+    );
+    // Once node-b answers again, nothing of the relay is left (its next step was not taken).
+    let t1 = Instant::now();
+    loop {
+        let (o, i) = (relay_ends(&mut c, &p).await, relay_ends(&mut c, &q).await);
+        if o.is_empty() && i.is_empty() && t1.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        assert!(t1.elapsed() < Duration::from_secs(20), "{o:?} {i:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(c.value(&e_view, "getSourceConnections").await, json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_relays_of_an_entry_that_stops_are_released() {
+    let Some(TwoNodes {
+        redis: _redis,
+        da: _da,
+        db: _db,
+        a,
+        b: _b,
+        port_a,
+        port_b,
+        ..
+    }) = two_nodes("cascade: the entry stops", &[]).await
+    else {
+        return;
+    };
+    // Through node-a, a relay between two pipelines of node-b.
+    let mut c = Client::connect(port_a).await;
+    let pin = json!({"fluoNode": "node-b"});
+    let p = c.create("MediaPipeline", pin.clone()).await.unwrap();
+    let q = c.create("MediaPipeline", pin).await.unwrap();
+    let e_pub = c
+        .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
+        .await
+        .unwrap();
+    let e_view = c
+        .create("WebRtcEndpoint", json!({"mediaPipeline": q}))
+        .await
+        .unwrap();
+    c.request(
+        "invoke",
+        json!({"object": e_pub, "operation": "connect", "operationParams": {"sink": e_view}}),
+    )
+    .await
+    .expect("a relay");
+    let mut fresh = Client::connect(port_b).await;
+    assert_eq!(relay_ends(&mut fresh, &p).await.len(), 1);
+    assert_eq!(relay_ends(&mut fresh, &q).await.len(), 1);
+    // node-a stops gracefully: its relays go with it; the client's pipelines stay (its
+    // sessions on node-b wait for it for the grace period).
+    signal(&a, libc::SIGTERM);
+    let t0 = Instant::now();
+    loop {
+        let (o, i) = (
+            relay_ends(&mut fresh, &p).await,
+            relay_ends(&mut fresh, &q).await,
+        );
+        if o.is_empty() && i.is_empty() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "left after the entry stopped: {o:?} {i:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "relay ends released {:?} after SIGTERM to the entry",
+        t0.elapsed()
+    );
+    assert_eq!(fresh.value(&p, "getChildren").await, json!([e_pub]));
+    assert_eq!(fresh.value(&q, "getChildren").await, json!([e_view]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_relays_and_what_a_janitor_pass_takes() {
+    let Some(TwoNodes {
+        redis: _redis,
+        da,
+        db: _db,
+        a: _a,
+        b: _b,
+        port_a,
+        ..
+    }) = two_nodes("cascade: fifty relays", &[]).await
+    else {
+        return;
+    };
+    let mut c = Client::connect(port_a).await;
+    let p = c
+        .create("MediaPipeline", json!({"fluoNode": "node-a"}))
+        .await
+        .unwrap();
+    let q = c
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
+        .await
+        .unwrap();
+    // Fifty sources in P, a sink each in Q: fifty relays (one per source and pipeline).
+    let mut pairs = vec![];
+    for _ in 0..50 {
+        let s = c
+            .create("PassThrough", json!({"mediaPipeline": p}))
+            .await
+            .unwrap();
+        let k = c
+            .create("PassThrough", json!({"mediaPipeline": q}))
+            .await
+            .unwrap();
+        pairs.push((s, k));
+    }
+    let t0 = Instant::now();
+    for batch in pairs.chunks(10) {
+        let mut ids = vec![];
+        for (s, k) in batch {
+            ids.push(send_invoke(&mut c, s, "connect", json!({"sink": k})).await);
+        }
+        for (_, v, _) in answers(&mut c, &ids, Instant::now(), Duration::from_secs(30)).await {
+            assert!(v.get("error").is_none(), "{v}");
+        }
+    }
+    println!("50 relays made in {:?}", t0.elapsed());
+    assert_eq!(relay_ends(&mut c, &q).await.len(), 50);
+    // The janitor's figures (logged every 10 s while it has relays).
+    let t1 = Instant::now();
+    let line = loop {
+        let log = std::fs::read_to_string(da.path().join("fluo.log")).unwrap_or_default();
+        let found = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("relay: janitor passes") && l.contains("relays=50"))
+            .map(str::to_string);
+        if let Some(l) = found {
+            break l;
+        }
+        assert!(t1.elapsed() < Duration::from_secs(25), "no janitor figures");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!("janitor with 50 relays: {line}");
+    let field = |name: &str| -> f64 {
+        let v = line.split(&format!("{name}=")).nth(1).unwrap_or_default();
+        v.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or(f64::MAX)
+    };
+    // A pass fits in the janitor's second.
+    assert!(field("slowest_ms") < 1000.0, "{line}");
+    // Every relay still feeds its sink (none was taken for idle).
+    assert_eq!(relay_ends(&mut c, &p).await.len(), 50);
 }

@@ -1,0 +1,277 @@
+//! The janitor: once a second it asks every relay whether it still feeds something (a few
+//! relays at once; a relay busy with a client's request is looked at next time), releases
+//! those idle at two checks in a row or with an end gone, and releases again the ends whose
+//! release failed or whose create was answered too late ([`Leftovers`]).
+
+use super::service::Service;
+use super::Key;
+use crate::lock;
+use fluo_api::ErrorCode;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the janitor asks each relay whether it still feeds something.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// Checks in a row that find a relay feeding nothing before it is released.
+const IDLE_CHECKS: u8 = 2;
+
+/// Relays checked at once.
+const AT_ONCE: usize = 16;
+
+/// How long an end whose release failed is tried again (an owner unreachable that long has
+/// lost its pipelines: nothing is left to release).
+const RETRY_FOR: Duration = Duration::from_secs(600);
+
+/// How often the janitor logs what its passes took.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// A relay's two ends, and how many checks in a row found it idle.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Ends {
+    pub out: String,
+    pub inp: String,
+    pub idle: u8,
+}
+
+/// What the janitor found on a relay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Probe {
+    /// `relayIn` feeds a sink and `relayOut` is fed.
+    Feeding,
+    /// Nothing connected to one of its ends.
+    Idle,
+    /// An end (or its pipeline) is gone (40101).
+    Gone,
+    /// No answer that tells (a node unreachable now): nothing decided.
+    Unknown,
+}
+
+/// Whether `r` says its object is gone (40101); any other error (a node unreachable now, a
+/// request that timed out) tells nothing about it.
+pub(super) fn gone(r: &Result<Value, Value>) -> bool {
+    r.as_ref()
+        .err()
+        .is_some_and(|e| e["code"] == ErrorCode::MediaObjectNotFound.code())
+}
+
+impl Probe {
+    /// From the answers of `relayIn.getSinkConnections` and `relayOut.getSourceConnections`.
+    pub(super) fn of(sinks: &Result<Value, Value>, sources: &Result<Value, Value>) -> Probe {
+        if gone(sinks) || gone(sources) {
+            return Probe::Gone;
+        }
+        match (sinks, sources) {
+            (Ok(a), Ok(b)) => {
+                let some = |v: &Value| v.as_array().is_some_and(|a| !a.is_empty());
+                if some(a) && some(b) {
+                    Probe::Feeding
+                } else {
+                    Probe::Idle
+                }
+            }
+            _ => Probe::Unknown,
+        }
+    }
+}
+
+/// The janitor's decision on a relay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Verdict {
+    Keep,
+    Release,
+}
+
+/// The relays this entry made.
+#[derive(Debug, Default)]
+pub(super) struct Table {
+    relays: HashMap<Key, Ends>,
+}
+
+impl Table {
+    pub(super) fn ends(&self, k: &Key) -> Option<Ends> {
+        self.relays.get(k).cloned()
+    }
+
+    pub(super) fn add(&mut self, k: Key, out: String, inp: String) {
+        self.relays.insert(k, Ends { out, inp, idle: 0 });
+    }
+
+    pub(super) fn remove(&mut self, k: &Key) -> Option<Ends> {
+        self.relays.remove(k)
+    }
+
+    pub(super) fn keys(&self) -> Vec<Key> {
+        self.relays.keys().cloned().collect()
+    }
+
+    /// Every relay, forgotten.
+    pub(super) fn take_all(&mut self) -> Vec<Ends> {
+        self.relays.drain().map(|(_, e)| e).collect()
+    }
+
+    /// Records what the janitor found on relay `k`; a relay to release is removed.
+    pub(super) fn judge(&mut self, k: &Key, probe: Probe) -> Verdict {
+        let Some(e) = self.relays.get_mut(k) else {
+            return Verdict::Keep;
+        };
+        let release = match probe {
+            Probe::Feeding => {
+                e.idle = 0;
+                false
+            }
+            Probe::Idle => {
+                e.idle += 1;
+                e.idle >= IDLE_CHECKS
+            }
+            Probe::Gone => true,
+            Probe::Unknown => false,
+        };
+        if release {
+            self.relays.remove(k);
+            Verdict::Release
+        } else {
+            Verdict::Keep
+        }
+    }
+}
+
+/// Ends to release again (finding 3 of review R40): one whose `release` failed (its owner
+/// unreachable then), or an object whose `create` was answered after the relay's wait. Each
+/// is tried at every pass for [`RETRY_FOR`] after it was first queued.
+#[derive(Debug, Default)]
+pub(super) struct Leftovers {
+    ids: HashMap<String, Instant>,
+}
+
+impl Leftovers {
+    /// Queues `id` (first queued `since`; a later queueing keeps the first time).
+    pub(super) fn add(&mut self, id: String, since: Instant) {
+        self.ids.entry(id).or_insert(since);
+    }
+
+    /// Every queued end, the queue emptied.
+    pub(super) fn take(&mut self) -> Vec<(String, Instant)> {
+        self.ids.drain().collect()
+    }
+
+    /// What the release of `id` (queued `since`) answered at `now`: queued again unless it
+    /// is gone (released, or 40101) or was tried for [`RETRY_FOR`].
+    pub(super) fn released(
+        &mut self,
+        id: String,
+        since: Instant,
+        r: &Result<Value, Value>,
+        now: Instant,
+    ) {
+        if r.is_ok() || gone(r) {
+            return;
+        }
+        if now.duration_since(since) >= RETRY_FOR {
+            tracing::warn!(object = %id, "relay: an end could not be released for {} s; given up", RETRY_FOR.as_secs());
+            return;
+        }
+        self.add(id, since);
+    }
+
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// What the janitor's passes took since it last said (logged every [`REPORT_EVERY`] while
+/// there are relays).
+#[derive(Default)]
+struct Report {
+    passes: u32,
+    total: Duration,
+    slowest: Duration,
+    since: Option<Instant>,
+}
+
+impl Report {
+    fn pass(&mut self, relays: usize, took: Duration) {
+        tracing::debug!(relays, ms = took.as_millis() as u64, "relay: janitor pass");
+        let since = *self.since.get_or_insert_with(Instant::now);
+        self.passes += 1;
+        self.total += took;
+        self.slowest = self.slowest.max(took);
+        if since.elapsed() >= REPORT_EVERY {
+            if relays > 0 {
+                let mean = self.total / self.passes;
+                tracing::info!(
+                    relays,
+                    passes = self.passes,
+                    mean_ms = mean.as_secs_f64() * 1000.0,
+                    slowest_ms = self.slowest.as_secs_f64() * 1000.0,
+                    "relay: janitor passes"
+                );
+            }
+            *self = Report::default();
+        }
+    }
+}
+
+/// The janitor of `svc`, a pass every [`EVERY`] (a pass that runs late delays the next).
+pub(super) async fn run(svc: Arc<Service>) {
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut report = Report::default();
+    loop {
+        tick.tick().await;
+        let t0 = Instant::now();
+        let relays = svc.sweep().await;
+        report.pass(relays, t0.elapsed());
+    }
+}
+
+impl Service {
+    /// One pass of the janitor: the leftovers, then every relay ([`AT_ONCE`] at a time);
+    /// how many relays there were.
+    pub(super) async fn sweep(&self) -> usize {
+        self.retry_leftovers().await;
+        let keys = lock(&self.table).keys();
+        let n = keys.len();
+        futures_util::stream::iter(keys)
+            .for_each_concurrent(AT_ONCE, |k| self.check(k))
+            .await;
+        n
+    }
+
+    /// Releases the leftovers again (those that fail stay queued).
+    async fn retry_leftovers(&self) {
+        let due = lock(&self.rpc.inbox.leftovers).take();
+        for (id, since) in due {
+            let r = self.release_one(&id).await;
+            lock(&self.rpc.inbox.leftovers).released(id, since, &r, Instant::now());
+        }
+    }
+
+    /// Relay `k`: asked, judged, released when its time came. Skipped when a client's
+    /// request holds it (looked at next pass).
+    async fn check(&self, k: Key) {
+        let l = self.key_lock(&k);
+        let Ok(guard) = l.try_lock() else {
+            return;
+        };
+        let ends = lock(&self.table).ends(&k);
+        if let Some(e) = ends {
+            let (sinks, sources) = tokio::join!(
+                self.invoke(&e.inp, "getSinkConnections", json!({})),
+                self.invoke(&e.out, "getSourceConnections", json!({}))
+            );
+            let probe = Probe::of(&sinks, &sources);
+            let verdict = lock(&self.table).judge(&k, probe);
+            if verdict == Verdict::Release {
+                tracing::info!(source = %k.source, pipeline = %k.pipeline, ?probe, "relay: released");
+                self.release(&e).await;
+            }
+        }
+        drop(guard);
+        self.unlock(&k, l);
+    }
+}
