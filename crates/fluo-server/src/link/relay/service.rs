@@ -298,11 +298,14 @@ impl Service {
     /// for the janitor ([`super::janitor::Leftovers`]).
     async fn release_or_queue(&self, object: &str) {
         let r = self.release_one(object).await;
-        if r.is_err() && !gone(&r) {
+        if gone(&r) {
+            return;
+        }
+        if let Err(e) = r {
             tracing::info!(
                 object,
                 "relay: release failed; the janitor tries again: {}",
-                r.unwrap_err()["message"]
+                e["message"]
             );
             lock(&self.rpc.inbox.leftovers).add(object.to_string(), Instant::now());
         }

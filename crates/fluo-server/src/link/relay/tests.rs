@@ -182,8 +182,8 @@ fn answers_and_errors_reach_the_request_that_waits_for_them() {
 fn the_object_of_a_create_answered_after_its_wait_is_queued_for_release() {
     let inbox = Inbox::default();
     // A create (3) and an invoke (4) gave up waiting; both answers come later.
-    let _ = Rpc::awaited(&inbox, 3);
-    let _ = Rpc::awaited(&inbox, 4);
+    drop(Rpc::awaited(&inbox, 3));
+    drop(Rpc::awaited(&inbox, 4));
     Rpc::timed_out(&inbox, 3, true);
     Rpc::timed_out(&inbox, 4, false);
     inbox.deliver(r#"{"id":4,"jsonrpc":"2.0","result":{"value":"not-an-object"}}"#);
@@ -295,7 +295,7 @@ async fn requests_on_one_relay_run_in_the_order_they_were_taken() {
     assert!(goes(&mut c).await);
     // The last one done leaves nothing behind.
     drop(c);
-    assert!(lock(&turns).tails.get(&key(1)).is_none());
+    assert!(!lock(&turns).tails.contains_key(&key(1)));
     drop(other);
     assert!(lock(&turns).tails.is_empty());
 }
