@@ -40,6 +40,10 @@ const JOBS: usize = 1024;
 /// the wait for the requests before it on its relay included.
 const JOB_WAIT: Duration = Duration::from_secs(8);
 
+/// A client connection's requests in the relay service at once (waiting or running); more
+/// are answered `40009` (finding 7 of review R40: one client cannot fill the service).
+const PER_CONNECTION: usize = 32;
+
 /// How long an entry that stops gives the release of its relays.
 const STOP_WAIT: Duration = Duration::from_secs(3);
 
@@ -178,6 +182,8 @@ struct Turn {
     before: Option<oneshot::Receiver<()>>,
     _done: oneshot::Sender<()>,
     turns: Arc<Mutex<Turns>>,
+    /// Its client connection's place in the service, given back with it.
+    _slot: Option<Slot>,
 }
 
 impl Turn {
@@ -194,6 +200,7 @@ impl Turn {
             before,
             _done: done,
             turns: turns.clone(),
+            _slot: None,
         }
     }
 
@@ -211,6 +218,45 @@ impl Drop for Turn {
         let mut t = lock(&self.turns);
         if t.tails.get(&self.key).is_some_and(|(s, _)| *s == self.seq) {
             t.tails.remove(&self.key);
+        }
+    }
+}
+
+/// The requests each client connection has in the relay service.
+type Busy = Arc<Mutex<HashMap<u64, usize>>>;
+
+/// One of a client connection's [`PER_CONNECTION`] places in the relay service, given back
+/// when dropped.
+#[derive(Debug)]
+struct Slot {
+    conn: u64,
+    busy: Busy,
+}
+
+impl Slot {
+    /// A place for `conn`, if it has one left.
+    fn take(busy: &Busy, conn: u64) -> Option<Slot> {
+        let mut b = lock(busy);
+        let n = b.entry(conn).or_insert(0);
+        if *n >= PER_CONNECTION {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            conn,
+            busy: busy.clone(),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut b = lock(&self.busy);
+        if let Some(n) = b.get_mut(&self.conn) {
+            *n -= 1;
+            if *n == 0 {
+                b.remove(&self.conn);
+            }
         }
     }
 }
@@ -255,6 +301,7 @@ pub(crate) struct Hook {
     rx: Mutex<Option<mpsc::Receiver<(Job, Turn)>>>,
     table: Arc<Mutex<Table>>,
     turns: Arc<Mutex<Turns>>,
+    busy: Busy,
 }
 
 impl Default for Hook {
@@ -265,6 +312,7 @@ impl Default for Hook {
             rx: Mutex::new(Some(rx)),
             table: Arc::default(),
             turns: Arc::default(),
+            busy: Arc::default(),
         }
     }
 }
@@ -281,7 +329,6 @@ impl Hook {
         {
             return false;
         }
-        let turn = Turn::take(&self.turns, key);
         let job = Job {
             conn: ask.conn,
             client: ask.client.clone(),
@@ -290,6 +337,14 @@ impl Hook {
             cross: c,
             queued: Instant::now(),
         };
+        let Some(slot) = Slot::take(&self.busy, ask.conn) else {
+            let m = format!("this connection has {PER_CONNECTION} connects or disconnects across pipelines in progress; try again once one is answered");
+            let e = KurentoError::new(ErrorCode::NotEnoughResources, m);
+            job.answer(Err(about(e.to_json(), &job.cross)));
+            return true;
+        };
+        let mut turn = Turn::take(&self.turns, key);
+        turn._slot = Some(slot);
         if let Err(e) = self.tx.try_send((job, turn)) {
             let (job, mut turn) = e.into_inner();
             let e = KurentoError::new(

@@ -224,9 +224,9 @@ fn an_end_whose_release_failed_is_tried_again_until_gone_or_given_up() {
     assert_eq!(l.len(), 0);
 }
 
-fn ask_of(client: &ClientHandle) -> Ask<'_> {
+fn ask_of(client: &ClientHandle, conn: u64) -> Ask<'_> {
     Ask {
-        conn: 1,
+        conn,
         peer: std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
         client,
         session: None,
@@ -244,18 +244,18 @@ fn a_disconnect_waits_for_a_connect_of_its_relay_still_in_progress() {
     let disconnect = invoke(&src, "disconnect", json!({"sink": sink}));
     let c = cross(&disconnect).unwrap();
     // No relay, nothing waiting: routed as any request.
-    assert!(!hook.take(&ask_of(&client), &disconnect, c.clone()));
+    assert!(!hook.take(&ask_of(&client, 1), &disconnect, c.clone()));
     // A connect waiting: the disconnect is the relay service's, after it.
     let connect = invoke(&src, "connect", json!({"sink": sink}));
-    assert!(hook.take(&ask_of(&client), &connect, cross(&connect).unwrap()));
-    assert!(hook.take(&ask_of(&client), &disconnect, c));
+    assert!(hook.take(&ask_of(&client, 1), &connect, cross(&connect).unwrap()));
+    assert!(hook.take(&ask_of(&client, 1), &disconnect, c));
     // Another source's disconnect to the same pipeline is not.
     let other = invoke(
         &format!("{P}/z_kurento.WebRtcEndpoint"),
         "disconnect",
         json!({"sink": sink}),
     );
-    assert!(!hook.take(&ask_of(&client), &other, cross(&other).unwrap()));
+    assert!(!hook.take(&ask_of(&client, 1), &other, cross(&other).unwrap()));
     let mut rx = lock(&hook.rx).take().unwrap();
     let (first, _t1) = rx.try_recv().unwrap();
     let (second, _t2) = rx.try_recv().unwrap();
@@ -335,4 +335,38 @@ fn an_entry_that_stops_forgets_every_relay_it_releases() {
     all.sort();
     assert_eq!(all, ["o1", "o2"]);
     assert!(t.keys().is_empty());
+}
+
+#[test]
+fn a_connection_has_at_most_32_requests_across_pipelines_at_once() {
+    let hook = Hook::default();
+    let (out, mut answers) = mpsc::channel(64);
+    let client = ClientHandle::new(out);
+    let sink = format!("{Q}/b_kurento.WebRtcEndpoint");
+    let connect = |n: usize| {
+        let src = format!("{P}/{n}_kurento.WebRtcEndpoint");
+        invoke(&src, "connect", json!({"sink": sink}))
+    };
+    let take = |conn: u64, n: usize| {
+        let r = connect(n);
+        assert!(hook.take(&ask_of(&client, conn), &r, cross(&r).unwrap()));
+    };
+    for n in 0..PER_CONNECTION {
+        take(1, n);
+    }
+    assert!(answers.try_recv().is_err(), "none answered yet");
+    // One more on that connection: answered 40009 at once.
+    take(1, 99);
+    let refused: Value = serde_json::from_str(&answers.try_recv().unwrap()).unwrap();
+    assert_eq!(refused["error"]["code"], 40009, "{refused}");
+    // Another connection is not held back.
+    take(2, 98);
+    assert!(answers.try_recv().is_err());
+    // One of the first connection's requests done: room for one more.
+    let mut jobs = lock(&hook.rx).take().unwrap();
+    drop(jobs.try_recv().unwrap());
+    take(1, 100);
+    assert!(answers.try_recv().is_err(), "refused after one was done");
+    take(1, 101);
+    assert!(answers.try_recv().is_ok(), "the 33rd was not refused");
 }
