@@ -26,7 +26,34 @@ pub(crate) struct CtorOptions {
 pub(crate) const KEYFRAME_INTERVAL_PARAM: &str = "fluoKeyframeInterval";
 
 /// The values [`KEYFRAME_INTERVAL_PARAM`] takes, in ms.
-const KEYFRAME_INTERVAL_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
+/// The values [`KEYFRAME_INTERVAL_PARAM`] takes, in ms: never below the media router's own
+/// spacing (300 ms per source; a client cannot loosen it), at most a minute.
+const KEYFRAME_INTERVAL_MS: std::ops::RangeInclusive<i64> = 300..=60_000;
+
+/// The interval [`KEYFRAME_INTERVAL_PARAM`]'s value `v` gives: an `int` as the model's
+/// parameters are checked (an integral number within 32 bits, `1000.0` included, as
+/// jsoncpp's `isInt` takes it; anything else 40001 MARSHALL_ERROR), within
+/// [`KEYFRAME_INTERVAL_MS`] (else 40107).
+fn keyframe_interval(v: &Value) -> Result<std::time::Duration, KurentoError> {
+    let int = v.as_i64().or_else(|| {
+        let f = v.as_f64()?;
+        (f.fract() == 0.0 && f >= f64::from(i32::MIN) && f <= f64::from(i32::MAX))
+            .then_some(f as i64)
+    });
+    let ms = int.filter(|n| i32::try_from(*n).is_ok()).ok_or_else(|| {
+        KurentoError::marshall(format!(
+            "'{KEYFRAME_INTERVAL_PARAM}' parameter should be a int"
+        ))
+    })?;
+    if !KEYFRAME_INTERVAL_MS.contains(&ms) {
+        return Err(KurentoError::illegal_param(format!(
+            "'{KEYFRAME_INTERVAL_PARAM}' must be a number of ms from {} to {}",
+            KEYFRAME_INTERVAL_MS.start(),
+            KEYFRAME_INTERVAL_MS.end()
+        )));
+    }
+    Ok(std::time::Duration::from_millis(ms.unsigned_abs()))
+}
 
 impl CtorOptions {
     /// Reads the constructor parameters (`params`, defaults applied; `given`, as sent).
@@ -51,17 +78,7 @@ impl CtorOptions {
         };
         let keyframe_interval = match given.get(KEYFRAME_INTERVAL_PARAM) {
             None | Some(Value::Null) => None,
-            Some(v) => {
-                let ms = v.as_u64().filter(|ms| KEYFRAME_INTERVAL_MS.contains(ms));
-                let ms = ms.ok_or_else(|| {
-                    KurentoError::illegal_param(format!(
-                        "'{KEYFRAME_INTERVAL_PARAM}' must be a number of ms from {} to {}",
-                        KEYFRAME_INTERVAL_MS.start(),
-                        KEYFRAME_INTERVAL_MS.end()
-                    ))
-                })?;
-                Some(std::time::Duration::from_millis(ms))
-            }
+            Some(v) => Some(keyframe_interval(v)?),
         };
         Ok(CtorOptions {
             data_channels: params.get("useDataChannels").and_then(Value::as_bool) == Some(true),
@@ -285,17 +302,35 @@ mod tests {
         assert_eq!(parse(Value::Null).unwrap().keyframe_interval, None);
         let one = parse(json!(1000)).unwrap().keyframe_interval;
         assert_eq!(one, Some(std::time::Duration::from_secs(1)));
-        for bad in [
-            json!(0),
-            json!(99),
-            json!(60_001),
-            json!(-5),
-            json!("1000"),
-            json!(1.5),
-        ] {
+        let min = parse(json!(300)).unwrap().keyframe_interval;
+        assert_eq!(min, Some(std::time::Duration::from_millis(300)));
+        let max = parse(json!(60_000)).unwrap().keyframe_interval;
+        assert_eq!(max, Some(std::time::Duration::from_secs(60)));
+        // An integral float is an int (jsoncpp's isInt, as KMS reads it).
+        let float = parse(json!(1000.0)).unwrap().keyframe_interval;
+        assert_eq!(float, Some(std::time::Duration::from_secs(1)));
+        // An int out of range: 40107 (below the media router's 300 ms included).
+        for bad in [json!(0), json!(100), json!(299), json!(60_001), json!(-5)] {
             let e = parse(bad.clone()).unwrap_err();
             assert_eq!(e.code, ErrorCode::MediaObjectIllegalParamError, "{bad}");
             assert!(e.message.contains(KEYFRAME_INTERVAL_PARAM), "{}", e.message);
+        }
+        // Not an int: 40001, worded as the model's checks (and KMS) word it.
+        let not_int = [
+            json!("1000"),
+            json!(1.5),
+            json!(true),
+            json!([1000]),
+            json!(3_000_000_000u64),
+            json!(1e12),
+        ];
+        for bad in not_int {
+            let e = parse(bad.clone()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::MarshallError, "{bad}");
+            assert_eq!(
+                e.message, "'fluoKeyframeInterval' parameter should be a int",
+                "{bad}"
+            );
         }
     }
 
