@@ -89,6 +89,8 @@ pub(super) enum Verdict {
 #[derive(Debug, Default)]
 pub(super) struct Table {
     relays: HashMap<Key, Ends>,
+    /// Emptied for good ([`Table::take_all`]: the entry stops).
+    closed: bool,
 }
 
 impl Table {
@@ -96,8 +98,15 @@ impl Table {
         self.relays.get(k).cloned()
     }
 
-    pub(super) fn add(&mut self, k: Key, out: String, inp: String) {
+    /// Records relay `k`, unless the table was emptied for good (`false`: the caller
+    /// releases it).
+    #[must_use]
+    pub(super) fn add(&mut self, k: Key, out: String, inp: String) -> bool {
+        if self.closed {
+            return false;
+        }
         self.relays.insert(k, Ends { out, inp, idle: 0 });
+        true
     }
 
     pub(super) fn remove(&mut self, k: &Key) -> Option<Ends> {
@@ -108,8 +117,9 @@ impl Table {
         self.relays.keys().cloned().collect()
     }
 
-    /// Every relay, forgotten.
+    /// Every relay, forgotten; the table takes none after this.
     pub(super) fn take_all(&mut self) -> Vec<Ends> {
+        self.closed = true;
         self.relays.drain().map(|(_, e)| e).collect()
     }
 
@@ -216,13 +226,17 @@ impl Report {
     }
 }
 
-/// The janitor of `svc`, a pass every [`EVERY`] (a pass that runs late delays the next).
-pub(super) async fn run(svc: Arc<Service>) {
+/// The janitor of `svc`, a pass every [`EVERY`] (a pass that runs late delays the next),
+/// until `stop` changes (between passes: a pass under way ends first).
+pub(super) async fn run(svc: Arc<Service>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut report = Report::default();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
         let t0 = Instant::now();
         let relays = svc.sweep().await;
         report.pass(relays, t0.elapsed());

@@ -29,6 +29,7 @@ use janitor::Table;
 use serde_json::{json, Map, Value};
 use service::Service;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -125,22 +126,25 @@ fn about(mut e: Value, c: &Cross) -> Value {
 /// What a relay job is doing now (for the answer of a job that ran out of time), and
 /// whether it ran out of time (its next step is then not taken).
 #[derive(Clone)]
-struct Step(Arc<Mutex<(&'static str, bool)>>);
+struct Step(Arc<Mutex<(&'static str, bool)>>, Arc<AtomicBool>);
 
 impl Step {
-    fn new() -> Step {
-        Step(Arc::new(Mutex::new((
-            "waiting for another request on this relay",
-            false,
-        ))))
+    /// A job's steps, for a service that stops once `stopping` holds.
+    fn new(stopping: &Arc<AtomicBool>) -> Step {
+        let s = ("waiting for another request on this relay", false);
+        Step(Arc::new(Mutex::new(s)), stopping.clone())
     }
 
-    /// The job goes on with `what`, unless it ran out of time: then the error to stop with
-    /// (what it made is released as on any failure).
+    /// The job goes on with `what`, unless it ran out of time or the service stops: then the
+    /// error to stop with (what it made is released as on any failure).
     fn at(&self, what: &'static str) -> Result<(), Value> {
         let mut s = lock(&self.0);
         if s.1 {
             let m = format!("stopped at its deadline, before {what}");
+            return Err(KurentoError::new(ErrorCode::ConnectError, m).to_json());
+        }
+        if self.1.load(Ordering::SeqCst) {
+            let m = format!("this node stops; stopped before {what}");
             return Err(KurentoError::new(ErrorCode::ConnectError, m).to_json());
         }
         s.0 = what;
@@ -182,8 +186,6 @@ struct Turn {
     before: Option<oneshot::Receiver<()>>,
     _done: oneshot::Sender<()>,
     turns: Arc<Mutex<Turns>>,
-    /// Its client connection's place in the service, given back with it.
-    _slot: Option<Slot>,
 }
 
 impl Turn {
@@ -200,7 +202,6 @@ impl Turn {
             before,
             _done: done,
             turns: turns.clone(),
-            _slot: None,
         }
     }
 
@@ -270,6 +271,9 @@ struct Job {
     id: Option<Value>,
     session: Option<String>,
     cross: Cross,
+    /// Its client connection's place in the service, given back once it is answered
+    /// (finding 11 of review R41: not when the work of a job answered late ends).
+    _slot: Option<Slot>,
 }
 
 impl Job {
@@ -329,13 +333,14 @@ impl Hook {
         {
             return false;
         }
-        let job = Job {
+        let mut job = Job {
             conn: ask.conn,
             client: ask.client.clone(),
             id: req.get("id").cloned(),
             session: ask.session.clone(),
             cross: c,
             queued: Instant::now(),
+            _slot: None,
         };
         let Some(slot) = Slot::take(&self.busy, ask.conn) else {
             let m = format!("this connection has {PER_CONNECTION} connects or disconnects across pipelines in progress; try again once one is answered");
@@ -343,15 +348,11 @@ impl Hook {
             job.answer(Err(about(e.to_json(), &job.cross)));
             return true;
         };
-        let mut turn = Turn::take(&self.turns, key);
-        turn._slot = Some(slot);
+        job._slot = Some(slot);
+        let turn = Turn::take(&self.turns, key);
         if let Err(e) = self.tx.try_send((job, turn)) {
             let (job, mut turn) = e.into_inner();
-            let e = KurentoError::new(
-                ErrorCode::NotEnoughResources,
-                "the relays between pipelines are busy or not running; try again",
-            );
-            job.answer(Err(e.to_json()));
+            job.answer(Err(about(not_running(), &job.cross)));
             // Its place goes once the request before it is done (the line keeps its order).
             tokio::spawn(async move { turn.wait().await });
         }
@@ -370,9 +371,11 @@ pub(crate) fn start(
     let table = router.relays.table.clone();
     Some(tokio::spawn(async move {
         let Some(svc) = Service::open(router, core, table).await else {
+            refuse_queued(&mut jobs);
             return;
         };
-        let janitor = tokio::spawn(janitor::run(svc.clone()));
+        let (stop_janitor, stop) = watch::channel(false);
+        let mut janitor = tokio::spawn(janitor::run(svc.clone(), stop));
         loop {
             tokio::select! {
                 j = jobs.recv() => match j {
@@ -385,17 +388,39 @@ pub(crate) fn start(
                 _ = shutdown.changed() => break,
             }
         }
-        janitor.abort();
-        if tokio::time::timeout(STOP_WAIT, svc.release_all())
-            .await
-            .is_err()
-        {
+        // Running jobs take no further step (what they made is released as on any failure;
+        // the table takes no relay once emptied below); the janitor stops after its pass;
+        // queued jobs are answered; then every relay and leftover is released, and the
+        // jobs and the janitor's pass are waited for (all within STOP_WAIT).
+        svc.stopping.store(true, Ordering::SeqCst);
+        let _ = stop_janitor.send(true);
+        refuse_queued(&mut jobs);
+        let all = async {
+            let _ = tokio::join!(&mut janitor, svc.release_all(), svc.idle());
+        };
+        if tokio::time::timeout(STOP_WAIT, all).await.is_err() {
+            janitor.abort();
             tracing::warn!(
                 "relay: not every relay was released within {} s of the stop",
                 STOP_WAIT.as_secs()
             );
         }
     }))
+}
+
+/// The answer to a request the relay service cannot take (its queue full, or it stops).
+fn not_running() -> Value {
+    let m = "the relays between pipelines are busy or not running; try again";
+    KurentoError::new(ErrorCode::NotEnoughResources, m).to_json()
+}
+
+/// Closes the queue of `jobs` and answers those in it `40009` (the service stops).
+fn refuse_queued(jobs: &mut mpsc::Receiver<(Job, Turn)>) {
+    jobs.close();
+    while let Ok((job, turn)) = jobs.try_recv() {
+        job.answer(Err(about(not_running(), &job.cross)));
+        drop(turn);
+    }
 }
 
 /// Waits until the relay service started by [`start`] released its relays after the

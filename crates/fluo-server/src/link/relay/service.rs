@@ -10,6 +10,7 @@ use crate::lock;
 use fluo_api::{ErrorCode, KurentoError};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,26 @@ pub(super) struct Service {
     /// One lock per relay: a client's request on it and the janitor's look do not
     /// interleave (requests wait for each other in their [`Turn`]s before).
     keys: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
+    /// Set when the entry stops: jobs take no further step ([`Step::at`]).
+    pub(super) stopping: Arc<AtomicBool>,
+    /// The jobs whose work runs (an undo included), for the stop to wait for.
+    running: Arc<AtomicUsize>,
+}
+
+/// A job's work that runs, counted in [`Service::running`] until dropped.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn new(n: &Arc<AtomicUsize>) -> Running {
+        n.fetch_add(1, Ordering::SeqCst);
+        Running(n.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Service {
@@ -41,6 +62,8 @@ impl Service {
             rpc,
             table,
             keys: Mutex::default(),
+            stopping: Arc::default(),
+            running: Arc::default(),
         }))
     }
 
@@ -64,10 +87,12 @@ impl Service {
     /// janitor then releases the relay if it feeds nothing else). The next request on the
     /// relay waits until all that is done.
     pub(super) async fn serve(self: Arc<Self>, job: Job, mut turn: Turn) {
-        let step = Step::new();
+        let step = Step::new(&self.stopping);
         let mut work = {
             let (svc, c, step) = (self.clone(), job.cross.clone(), step.clone());
+            let running = Running::new(&self.running);
             tokio::spawn(async move {
+                let _running = running;
                 turn.wait().await;
                 let r = svc.run(&c, &step).await;
                 (r, turn)
@@ -82,10 +107,12 @@ impl Service {
                 job.answer(Err(late));
                 let connect = job.cross.connect;
                 let undo = Cross { connect: false, ..job.cross.clone() };
+                let running = Running::new(&self.running);
                 tokio::spawn(async move {
+                    let _running = running;
                     if let Ok((r, turn)) = work.await {
                         if connect && r.is_ok() {
-                            let _ = self.run(&undo, &Step::new()).await;
+                            let _ = self.run(&undo, &Step::new(&self.stopping)).await;
                         }
                         drop(turn);
                     }
@@ -108,6 +135,7 @@ impl Service {
     /// `c`, under its relay's lock.
     async fn run(&self, c: &Cross, step: &Step) -> Result<(), Value> {
         let key = c.key();
+        step.at("waiting for the janitor's check of this relay")?;
         let l = self.key_lock(&key);
         let guard = l.lock().await;
         let t0 = Instant::now();
@@ -161,7 +189,12 @@ impl Service {
             self.release(&e).await;
             return Err(err);
         }
-        lock(&self.table).add(k.clone(), e.out, e.inp);
+        if !lock(&self.table).add(k.clone(), e.out.clone(), e.inp.clone()) {
+            // The entry stopped meanwhile (its relays were released): this one goes too.
+            self.release(&e).await;
+            let m = "this node stops; the relay made meanwhile is released";
+            return Err(KurentoError::new(ErrorCode::ConnectError, m).to_json());
+        }
         Ok(())
     }
 
@@ -324,7 +357,15 @@ impl Service {
         tokio::join!(one(&e.inp), one(&e.out));
     }
 
-    /// Releases every relay (the entry stops): the table's and the leftovers, all at once.
+    /// Waits until no job's work runs (polled every 20 ms).
+    pub(super) async fn idle(&self) {
+        while self.running.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Releases every relay (the entry stops): the table's and the leftovers, all at once;
+    /// the table takes no relay after this ([`Table::add`]).
     pub(super) async fn release_all(&self) {
         let all = lock(&self.table).take_all();
         let left = lock(&self.rpc.inbox.leftovers).take();

@@ -69,7 +69,7 @@ fn key(n: u8) -> Key {
 fn one_relay_per_source_and_sink_pipeline() {
     let mut t = Table::default();
     assert!(t.ends(&key(1)).is_none());
-    t.add(key(1), "out1".into(), "in1".into());
+    assert!(t.add(key(1), "out1".into(), "in1".into()));
     // A second sink of the same pipeline finds it; another source does not.
     assert_eq!(t.ends(&key(1)).map(|e| e.inp), Some("in1".to_string()));
     assert!(t.ends(&key(2)).is_none());
@@ -85,7 +85,7 @@ fn one_relay_per_source_and_sink_pipeline() {
 #[test]
 fn the_janitor_releases_a_relay_idle_twice_in_a_row_or_with_an_end_gone() {
     let mut t = Table::default();
-    t.add(key(1), "o".into(), "i".into());
+    assert!(t.add(key(1), "o".into(), "i".into()));
     // Idle once, then feeding again: the count starts over.
     assert_eq!(t.judge(&key(1), Probe::Idle), Verdict::Keep);
     assert_eq!(t.judge(&key(1), Probe::Feeding), Verdict::Keep);
@@ -95,7 +95,7 @@ fn the_janitor_releases_a_relay_idle_twice_in_a_row_or_with_an_end_gone() {
     assert_eq!(t.judge(&key(1), Probe::Idle), Verdict::Release);
     assert!(t.ends(&key(1)).is_none());
     assert_eq!(t.judge(&key(1), Probe::Idle), Verdict::Keep);
-    t.add(key(2), "o".into(), "i".into());
+    assert!(t.add(key(2), "o".into(), "i".into()));
     assert_eq!(t.judge(&key(2), Probe::Gone), Verdict::Release);
     assert!(t.keys().is_empty());
 }
@@ -127,7 +127,7 @@ fn a_job_out_of_time_is_answered_40004_naming_its_step() {
         json!({"sink": format!("{Q}/b_kurento.WebRtcEndpoint")}),
     ))
     .expect("relayed");
-    let step = Step::new();
+    let step = Step::new(&Arc::default());
     let first = step.late(&c);
     assert_eq!(first["code"], ErrorCode::ConnectError.code());
     let m = first["message"].as_str().unwrap();
@@ -135,7 +135,7 @@ fn a_job_out_of_time_is_answered_40004_naming_its_step() {
         m.contains("within 8 s (while waiting for another request on this relay)"),
         "{m}"
     );
-    let step = Step::new();
+    let step = Step::new(&Arc::default());
     step.clone().at("creating relayIn").unwrap();
     let m = step.late(&c)["message"].as_str().unwrap().to_string();
     assert!(
@@ -308,7 +308,7 @@ fn a_job_past_its_deadline_takes_no_further_step() {
         json!({"sink": format!("{Q}/b_kurento.WebRtcEndpoint")}),
     ))
     .expect("relayed");
-    let step = Step::new();
+    let step = Step::new(&Arc::default());
     assert!(step.at("creating relayOut").is_ok());
     let late = step.late(&c);
     assert!(late["message"]
@@ -327,14 +327,70 @@ fn a_job_past_its_deadline_takes_no_further_step() {
 }
 
 #[test]
-fn an_entry_that_stops_forgets_every_relay_it_releases() {
+fn an_entry_that_stops_releases_every_relay_and_takes_none_after() {
     let mut t = Table::default();
-    t.add(key(1), "o1".into(), "i1".into());
-    t.add(key(2), "o2".into(), "i2".into());
+    assert!(t.add(key(1), "o1".into(), "i1".into()));
+    assert!(t.add(key(2), "o2".into(), "i2".into()));
     let mut all: Vec<String> = t.take_all().into_iter().map(|e| e.out).collect();
     all.sort();
     assert_eq!(all, ["o1", "o2"]);
     assert!(t.keys().is_empty());
+    // A relay a job finishes during the stop is not recorded (the job releases it).
+    assert!(
+        !t.add(key(3), "o3".into(), "i3".into()),
+        "added after the stop"
+    );
+    assert!(t.keys().is_empty());
+}
+
+#[test]
+fn a_job_running_when_the_entry_stops_takes_no_further_step() {
+    let stopping = Arc::new(AtomicBool::new(false));
+    let step = Step::new(&stopping);
+    assert!(step.at("creating relayOut").is_ok());
+    stopping.store(true, Ordering::SeqCst);
+    let e = step.at("creating relayIn").unwrap_err();
+    assert_eq!(e["code"], ErrorCode::ConnectError.code());
+    let m = e["message"].as_str().unwrap();
+    assert!(
+        m.contains("stops") && m.contains("before creating relayIn"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn the_requests_queued_when_the_entry_stops_are_answered_40009() {
+    let hook = Hook::default();
+    let (out, mut answers) = mpsc::channel(64);
+    let client = ClientHandle::new(out);
+    let sink = format!("{Q}/b_kurento.WebRtcEndpoint");
+    let take = |n: usize| {
+        let src = format!("{P}/{n}_kurento.WebRtcEndpoint");
+        let r = invoke(&src, "connect", json!({"sink": sink}));
+        assert!(hook.take(&ask_of(&client, 1), &r, cross(&r).unwrap()));
+    };
+    for n in 0..3 {
+        take(n);
+    }
+    assert!(answers.try_recv().is_err(), "none answered yet");
+    let mut jobs = lock(&hook.rx).take().unwrap();
+    refuse_queued(&mut jobs);
+    for n in 0..3 {
+        let a: Value = serde_json::from_str(&answers.try_recv().expect("answered")).unwrap();
+        assert_eq!(a["error"]["code"], 40009, "{a}");
+        let m = a["error"]["message"].as_str().unwrap();
+        let src = format!("{P}/{n}_kurento.WebRtcEndpoint");
+        assert!(
+            m.starts_with(&format!("relay from {src} to {sink}: ")),
+            "{m}"
+        );
+    }
+    // Their places are given back; one sent after the stop is answered at once.
+    assert!(lock(&hook.busy).is_empty(), "places kept");
+    take(9);
+    let a: Value = serde_json::from_str(&answers.try_recv().expect("answered")).unwrap();
+    assert_eq!(a["error"]["code"], 40009, "{a}");
+    assert!(lock(&hook.busy).is_empty());
 }
 
 #[test]
