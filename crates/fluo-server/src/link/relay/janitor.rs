@@ -1,15 +1,16 @@
-//! The janitor: once a second it asks every relay whether it still feeds something (a few
-//! relays at once; a relay busy with a client's request is looked at next time), releases
-//! those idle at two checks in a row or with an end gone, and releases again the ends whose
-//! release failed or whose create was answered too late ([`Leftovers`]).
+//! The janitor: once a second it asks every relay whether it still feeds something (each
+//! relay's check a task of its own: a relay whose check has not ended, its owner slow, is
+//! skipped, and delays no other; a relay busy with a client's request is looked at next
+//! time), releases those idle at two checks in a row or with an end gone, and releases
+//! again, each on its own too, the ends whose release failed or whose create was answered
+//! too late ([`Leftovers`]).
 
 use super::service::Service;
 use super::Key;
 use crate::lock;
 use fluo_api::ErrorCode;
-use futures_util::StreamExt;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,9 +19,6 @@ const EVERY: Duration = Duration::from_secs(1);
 
 /// Checks in a row that find a relay feeding nothing before it is released.
 const IDLE_CHECKS: u8 = 2;
-
-/// Relays checked at once.
-const AT_ONCE: usize = 16;
 
 /// How long an end whose release failed is tried again (an owner unreachable that long has
 /// lost its pipelines: nothing is left to release).
@@ -113,6 +111,10 @@ impl Table {
         self.relays.remove(k)
     }
 
+    pub(super) fn len(&self) -> usize {
+        self.relays.len()
+    }
+
     pub(super) fn keys(&self) -> Vec<Key> {
         self.relays.keys().cloned().collect()
     }
@@ -193,32 +195,32 @@ impl Leftovers {
     }
 }
 
-/// What the janitor's passes took since it last said (logged every [`REPORT_EVERY`] while
+/// What the janitor's checks took since it last said (logged every [`REPORT_EVERY`] while
 /// there are relays).
 #[derive(Default)]
 struct Report {
-    passes: u32,
+    checks: u32,
     total: Duration,
     slowest: Duration,
     since: Option<Instant>,
 }
 
 impl Report {
-    fn pass(&mut self, relays: usize, took: Duration) {
-        tracing::debug!(relays, ms = took.as_millis() as u64, "relay: janitor pass");
+    /// A check ended after `took`; `relays` are in the table.
+    fn check(&mut self, relays: usize, took: Duration) {
         let since = *self.since.get_or_insert_with(Instant::now);
-        self.passes += 1;
+        self.checks += 1;
         self.total += took;
         self.slowest = self.slowest.max(took);
         if since.elapsed() >= REPORT_EVERY {
             if relays > 0 {
-                let mean = self.total / self.passes;
+                let mean = self.total / self.checks;
                 tracing::info!(
                     relays,
-                    passes = self.passes,
+                    checks = self.checks,
                     mean_ms = mean.as_secs_f64() * 1000.0,
                     slowest_ms = self.slowest.as_secs_f64() * 1000.0,
-                    "relay: janitor passes"
+                    "relay: janitor checks"
                 );
             }
             *self = Report::default();
@@ -226,48 +228,89 @@ impl Report {
     }
 }
 
-/// The janitor of `svc`, a pass every [`EVERY`] (a pass that runs late delays the next),
-/// until `stop` changes (between passes: a pass under way ends first).
-pub(super) async fn run(svc: Arc<Service>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut report = Report::default();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let t0 = Instant::now();
-        let relays = svc.sweep().await;
-        report.pass(relays, t0.elapsed());
+/// The relays whose check has not ended: not checked again until it has.
+#[derive(Debug, Default)]
+pub(super) struct InFlight {
+    keys: HashSet<Key>,
+    /// The task checking each, by task id.
+    tasks: HashMap<tokio::task::Id, Key>,
+}
+
+impl InFlight {
+    /// Of `keys`, those to check now (none in flight).
+    pub(super) fn due(&self, keys: Vec<Key>) -> Vec<Key> {
+        keys.into_iter()
+            .filter(|k| !self.keys.contains(k))
+            .collect()
+    }
+
+    /// Task `id` checks `k` from now on.
+    pub(super) fn started(&mut self, id: tokio::task::Id, k: Key) {
+        self.keys.insert(k.clone());
+        self.tasks.insert(id, k);
+    }
+
+    /// Task `id` ended (however it did): the relay it checked, if it checked one.
+    pub(super) fn ended(&mut self, id: tokio::task::Id) -> Option<Key> {
+        let k = self.tasks.remove(&id)?;
+        self.keys.remove(&k);
+        Some(k)
     }
 }
 
-impl Service {
-    /// One pass of the janitor: the leftovers, then every relay ([`AT_ONCE`] at a time);
-    /// how many relays there were.
-    pub(super) async fn sweep(&self) -> usize {
-        self.retry_leftovers().await;
-        let keys = lock(&self.table).keys();
-        let n = keys.len();
-        futures_util::stream::iter(keys)
-            .for_each_concurrent(AT_ONCE, |k| self.check(k))
-            .await;
-        n
-    }
-
-    /// Releases the leftovers again (those that fail stay queued).
-    async fn retry_leftovers(&self) {
-        let due = lock(&self.rpc.inbox.leftovers).take();
-        for (id, since) in due {
-            let r = self.release_one(&id).await;
-            lock(&self.rpc.inbox.leftovers).released(id, since, &r, Instant::now());
+/// The janitor of `svc`: every [`EVERY`], a check of each relay not in flight and a retry
+/// of each leftover, each a task of its own, until `stop` changes (no task is started then;
+/// those under way end first).
+pub(super) async fn run(svc: Arc<Service>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut report, mut flight) = (Report::default(), InFlight::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(r) = tasks.join_next_with_id() => {
+                let (id, took) = match r {
+                    Ok((id, took)) => (id, took),
+                    Err(e) => (e.id(), None),
+                };
+                if flight.ended(id).is_some() {
+                    let took = took.unwrap_or_default();
+                    report.check(lock(&svc.table).len(), took);
+                }
+                continue;
+            }
+            _ = stop.changed() => break,
+        }
+        for k in flight.due(lock(&svc.table).keys()) {
+            let svc = svc.clone();
+            let check = tasks.spawn({
+                let k = k.clone();
+                async move {
+                    let t0 = Instant::now();
+                    svc.check(&k).await;
+                    Some(t0.elapsed())
+                }
+            });
+            flight.started(check.id(), k);
+        }
+        for (id, since) in lock(&svc.rpc.inbox.leftovers).take() {
+            let svc = svc.clone();
+            tasks.spawn(async move {
+                let r = svc.release_one(&id).await;
+                lock(&svc.rpc.inbox.leftovers).released(id, since, &r, Instant::now());
+                None
+            });
         }
     }
+    while tasks.join_next().await.is_some() {}
+}
 
+impl Service {
     /// Relay `k`: asked, judged, released when its time came. Skipped when a client's
     /// request holds it (looked at next pass).
-    async fn check(&self, k: Key) {
+    async fn check(&self, k: &Key) {
+        let k = k.clone();
         let l = self.key_lock(&k);
         let Ok(guard) = l.try_lock() else {
             return;

@@ -1,7 +1,7 @@
 //! Unit tests of the relay service: which requests are relayed, the relay table and the
 //! janitor's decisions, the order of requests per relay, the leftovers, answers matched.
 
-use super::janitor::{Leftovers, Probe, Table, Verdict};
+use super::janitor::{InFlight, Leftovers, Probe, Table, Verdict};
 use super::rpc::{Inbox, Rpc};
 use super::*;
 use std::time::Instant;
@@ -425,4 +425,25 @@ fn a_connection_has_at_most_32_requests_across_pipelines_at_once() {
     assert!(answers.try_recv().is_err(), "refused after one was done");
     take(1, 101);
     assert!(answers.try_recv().is_ok(), "the 33rd was not refused");
+}
+
+#[tokio::test]
+async fn a_relay_whose_check_has_not_ended_is_skipped_and_delays_no_other() {
+    let mut flight = InFlight::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    let (slow_tx, slow_rx) = oneshot::channel::<()>();
+    assert_eq!(flight.due(vec![key(1), key(2)]), [key(1), key(2)]);
+    // Relay 1's owner is slow to answer; relay 2's answers.
+    let slow = tasks.spawn(async move { drop(slow_rx.await) });
+    flight.started(slow.id(), key(1));
+    let fast = tasks.spawn(async {});
+    flight.started(fast.id(), key(2));
+    let (id, ()) = tasks.join_next_with_id().await.unwrap().unwrap();
+    assert_eq!(flight.ended(id), Some(key(2)));
+    // Next second: relay 2 is checked again, relay 1 skipped.
+    assert_eq!(flight.due(vec![key(1), key(2)]), [key(2)]);
+    drop(slow_tx);
+    let (id, ()) = tasks.join_next_with_id().await.unwrap().unwrap();
+    assert_eq!(flight.ended(id), Some(key(1)));
+    assert_eq!(flight.due(vec![key(1), key(2)]), [key(1), key(2)]);
 }
