@@ -266,7 +266,7 @@ impl Engine {
         self.origin = None;
         if let Some(resp) = response {
             if let Err(e) = &resp.outcome {
-                self.count_error(e);
+                self.count_error(conn, e);
             }
             self.out.push_back(Output::Send {
                 conn,
@@ -293,7 +293,7 @@ impl Engine {
             return;
         };
         if let Err(e) = &outcome {
-            self.count_error(e);
+            self.count_error(conn, e);
         }
         let outcome = outcome.map(|v| {
             let mut r = json!({ "value": v });

@@ -259,4 +259,12 @@ fn fluo_own_requests_are_kept_out_of_the_replay_cache_and_the_request_metrics() 
     let b = h.raw(9, &create(901, &own));
     let (a, b) = (&a[0]["result"]["value"], &b[0]["result"]["value"]);
     assert!(a.is_string() && b.is_string() && a != b, "{a} {b}");
+    // Nor are its errors (a relay's janitor asking an end that is gone).
+    let errors = h.e.reading().errors;
+    let gone = json!({"jsonrpc": "2.0", "id": 902, "method": "invoke", "params": {
+        "object": format!("{p}/gone_kurento.PassThrough"), "operation": "getName",
+        "sessionId": own}});
+    let a = h.raw(9, &gone.to_string());
+    assert_eq!(a[0]["error"]["code"], 40101, "{a:?}");
+    assert_eq!(h.e.reading().errors, errors, "an internal error counted");
 }
