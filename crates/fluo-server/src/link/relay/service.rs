@@ -111,7 +111,8 @@ impl Service {
                 tokio::spawn(async move {
                     let _running = running;
                     if let Ok((r, turn)) = work.await {
-                        if connect && r.is_ok() {
+                        // Undone only if it fed the sink anew (a connect repeated is not).
+                        if connect && r == Ok(true) {
                             let _ = self.run(&undo, &Step::new(&self.stopping)).await;
                         }
                         drop(turn);
@@ -122,7 +123,7 @@ impl Service {
         };
         match r {
             Ok((r, turn)) => {
-                job.answer(r.map_err(|e| about(e, &job.cross)));
+                job.answer(r.map(drop).map_err(|e| about(e, &job.cross)));
                 drop(turn);
             }
             Err(_) => {
@@ -132,8 +133,9 @@ impl Service {
         }
     }
 
-    /// `c`, under its relay's lock.
-    async fn run(&self, c: &Cross, step: &Step) -> Result<(), Value> {
+    /// `c`, under its relay's lock; whether it connected the sink anew (a connect of a sink
+    /// the relay fed before did not).
+    async fn run(&self, c: &Cross, step: &Step) -> Result<bool, Value> {
         let key = c.key();
         step.at("waiting for the janitor's check of this relay")?;
         let l = self.key_lock(&key);
@@ -142,12 +144,12 @@ impl Service {
         let r = if c.connect {
             self.connect(&key, c, step).await
         } else {
-            self.disconnect(&key, c, step).await
+            self.disconnect(&key, c, step).await.map(|()| false)
         };
         drop(guard);
         self.unlock(&key, l);
         match &r {
-            Ok(()) => {
+            Ok(_) => {
                 tracing::info!(source = %c.source, sink = %c.sink, connect = c.connect, ms = t0.elapsed().as_millis() as u64, "relay: done")
             }
             Err(e) => {
@@ -159,12 +161,21 @@ impl Service {
 
     /// `c.source.connect(c.sink)` through this entry's relay for `k`, made now if there is
     /// none (or its ends are gone).
-    async fn connect(&self, k: &Key, c: &Cross, step: &Step) -> Result<(), Value> {
+    async fn connect(&self, k: &Key, c: &Cross, step: &Step) -> Result<bool, Value> {
         let existing = lock(&self.table).ends(k);
         if let Some(e) = existing {
+            step.at("asking the relay what it feeds")?;
+            let fed = self.invoke(&e.inp, "getSinkConnections", json!({})).await;
+            let fed = fed.as_ref().ok().and_then(Value::as_array);
+            // The sink fed before (of the type asked, if one is): a connect repeated.
+            let kind = c.params.get("mediaType");
+            let same = |s: &Value| {
+                s["sink"] == c.sink.as_str() && kind.is_none_or(|t| s.get("type") == Some(t))
+            };
+            let again = fed.is_some_and(|f| f.iter().any(same));
             step.at("connecting the sink to the relay")?;
             let Err(err) = self.feed(&e, c).await else {
-                return Ok(());
+                return Ok(!again);
             };
             step.at("checking the relay's ends")?;
             if !self.an_end_gone(&e).await {
@@ -195,7 +206,7 @@ impl Service {
             let m = "this node stops; the relay made meanwhile is released";
             return Err(KurentoError::new(ErrorCode::ConnectError, m).to_json());
         }
-        Ok(())
+        Ok(true)
     }
 
     /// `relayIn.connect(sink)` with the client's other parameters.
