@@ -251,7 +251,10 @@ impl Engine {
         });
         let response = match jsonrpc::parse(text) {
             Ok(Incoming::Request(req)) => {
-                self.ops.last_method = Some(crate::ops::method_label(&req.method));
+                // Fluo's own requests (a cascade relay's probes) are not the clients' load.
+                if !self.sessions.is_internal_conn(conn) {
+                    self.ops.last_method = Some(crate::ops::method_label(&req.method));
+                }
                 self.handle_request(conn, req)
             }
             Ok(Incoming::Response) => None,
@@ -263,7 +266,7 @@ impl Engine {
         self.origin = None;
         if let Some(resp) = response {
             if let Err(e) = &resp.outcome {
-                self.count_error(e);
+                self.count_error(conn, e);
             }
             self.out.push_back(Output::Send {
                 conn,
@@ -290,7 +293,7 @@ impl Engine {
             return;
         };
         if let Err(e) = &outcome {
-            self.count_error(e);
+            self.count_error(conn, e);
         }
         let outcome = outcome.map(|v| {
             let mut r = json!({ "value": v });
@@ -299,7 +302,8 @@ impl Engine {
             }
             r
         });
-        if let (Some(s), true) = (&session, self.config.replay_enabled) {
+        let replay = self.config.replay_enabled && !self.sessions.is_internal_conn(conn);
+        if let (Some(s), true) = (&session, replay) {
             let expires = self.now.mono + self.config.replay_ttl;
             self.replay.put(s, &key_of(&id), &outcome, expires);
         }
@@ -400,9 +404,11 @@ impl Engine {
             Ok(c) => c,
             Err(e) => return id.map(|_| Response::error(req.id, e)),
         };
+        // Fluo's own connections never send a request twice: nothing of theirs is kept.
+        let replay = self.config.replay_enabled && !self.sessions.is_internal_conn(conn);
         let replay_key = match (&id, &call.session_id, &call.method) {
             (_, _, Method::Ping) => None,
-            (Some(i), Some(s), _) if self.config.replay_enabled => Some((s.clone(), key_of(i))),
+            (Some(i), Some(s), _) if replay => Some((s.clone(), key_of(i))),
             _ => None,
         };
         if let Some((s, k)) = &replay_key {
@@ -431,7 +437,7 @@ impl Engine {
         }
         if let Some(s) = &session {
             self.bind(conn, s);
-            if self.config.replay_enabled {
+            if replay {
                 if let Some(i) = &id {
                     if !matches!(req.method.as_str(), "ping") {
                         self.replay.put(

@@ -2,7 +2,7 @@
 //! are scraped, never per request), the Kurento errors it answered by code, the method of the
 //! request it handled last (the shell times requests), and draining (no new pipelines).
 
-use crate::engine::Engine;
+use crate::engine::{ConnId, Engine};
 use fluo_api::params::{Call, Method};
 use fluo_api::{ErrorCode, KurentoError};
 use std::collections::BTreeMap;
@@ -152,8 +152,12 @@ impl Engine {
         span
     }
 
-    /// Counts an error response.
-    pub(crate) fn count_error(&mut self, e: &KurentoError) {
+    /// Counts an error response on `conn` (not on an internal connection: a cascade
+    /// relay's requests are kept out of the request metrics).
+    pub(crate) fn count_error(&mut self, conn: ConnId, e: &KurentoError) {
+        if self.sessions.is_internal_conn(conn) {
+            return;
+        }
         *self.ops.errors.entry(e.code.code()).or_insert(0) += 1;
     }
 

@@ -233,3 +233,38 @@ fn an_internal_session_never_keeps_a_clients_objects_alive() {
     h.advance(Duration::from_secs(60));
     assert_eq!(h.invoke(2, &kept, "getId", json!({})), json!(kept));
 }
+
+#[test]
+fn fluo_own_requests_are_kept_out_of_the_replay_cache_and_the_request_metrics() {
+    let mut h = H::new();
+    let p = h.create(1, "MediaPipeline", None);
+    let create = |id: u64, session: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "create", "params": {
+            "type": "PassThrough", "constructorParams": {"mediaPipeline": p}, "sessionId": session}})
+        .to_string()
+    };
+    // A client's request sent again (same session, same id) is answered from the cache.
+    let s = h.session(1);
+    let _ = h.e.take_last_method();
+    let a = h.raw(1, &create(900, &s));
+    assert_eq!(h.e.take_last_method(), Some("create"));
+    let b = h.raw(1, &create(900, &s));
+    assert_eq!(a[0]["result"]["value"], b[0]["result"]["value"], "replayed");
+    // Fluo's own connection (a cascade relay's probes) is neither cached nor counted.
+    h.open_internal(9);
+    let own = h.session(9);
+    let _ = h.e.take_last_method();
+    let a = h.raw(9, &create(901, &own));
+    assert_eq!(h.e.take_last_method(), None, "an internal request counted");
+    let b = h.raw(9, &create(901, &own));
+    let (a, b) = (&a[0]["result"]["value"], &b[0]["result"]["value"]);
+    assert!(a.is_string() && b.is_string() && a != b, "{a} {b}");
+    // Nor are its errors (a relay's janitor asking an end that is gone).
+    let errors = h.e.reading().errors;
+    let gone = json!({"jsonrpc": "2.0", "id": 902, "method": "invoke", "params": {
+        "object": format!("{p}/gone_kurento.PassThrough"), "operation": "getName",
+        "sessionId": own}});
+    let a = h.raw(9, &gone.to_string());
+    assert_eq!(a[0]["error"]["code"], 40101, "{a:?}");
+    assert_eq!(h.e.reading().errors, errors, "an internal error counted");
+}

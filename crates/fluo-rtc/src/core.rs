@@ -567,14 +567,14 @@ impl MediaCore {
 
     /// A WebRTC endpoint joins: its node in the router, its ufrag for the demux, its timer.
     fn add_endpoint(&mut self, now: Instant, key: u64, ep: EpRef) {
-        let (id, ufrag) = {
+        let (id, ufrag, keyframes) = {
             let mut e = lock(&ep);
             let ufrag = e.rtc.direct_api().local_ice_credentials().ufrag;
             if e.settings.bwe && !self.bwe_on {
                 self.bwe_on = true;
                 self.router.measure_layer_rates();
             }
-            (e.id.clone(), ufrag)
+            (e.id.clone(), ufrag, e.settings.keyframe_interval)
         };
         self.by_ufrag.insert(ufrag, key);
         let sink = WebRtcSink {
@@ -583,6 +583,9 @@ impl MediaCore {
             outbox: self.outbox.clone(),
         };
         self.add_node(key, &id, Box::new(sink));
+        if let (Some(interval), Some(n)) = (keyframes, self.node_of(key)) {
+            self.router.set_keyframe_interval(n, interval);
+        }
         let entry = Entry {
             ep,
             deadline: now,

@@ -16,6 +16,43 @@ pub(crate) struct CtorOptions {
     pub data_channels: bool,
     /// qosDscp as a DSCP code point (0-63), `None` for NO_VALUE / NO_DSCP.
     pub dscp: Option<u8>,
+    /// `fluoKeyframeInterval` (a Fluo extension, docs/compatibility.md): the minimum
+    /// spacing of the keyframe requests the endpoint sends its peer, when not the media
+    /// router's (a cascade relay's receiving end: one a second).
+    pub keyframe_interval: Option<std::time::Duration>,
+}
+
+/// The constructor parameter that sets [`CtorOptions::keyframe_interval`], in ms.
+pub(crate) const KEYFRAME_INTERVAL_PARAM: &str = "fluoKeyframeInterval";
+
+/// The values [`KEYFRAME_INTERVAL_PARAM`] takes, in ms.
+/// The values [`KEYFRAME_INTERVAL_PARAM`] takes, in ms: never below the media router's own
+/// spacing (300 ms per source; a client cannot loosen it), at most a minute.
+const KEYFRAME_INTERVAL_MS: std::ops::RangeInclusive<i64> = 300..=60_000;
+
+/// The interval [`KEYFRAME_INTERVAL_PARAM`]'s value `v` gives: an `int` as the model's
+/// parameters are checked (an integral number within 32 bits, `1000.0` included, as
+/// jsoncpp's `isInt` takes it; anything else 40001 MARSHALL_ERROR), within
+/// [`KEYFRAME_INTERVAL_MS`] (else 40107).
+fn keyframe_interval(v: &Value) -> Result<std::time::Duration, KurentoError> {
+    let int = v.as_i64().or_else(|| {
+        let f = v.as_f64()?;
+        (f.fract() == 0.0 && f >= f64::from(i32::MIN) && f <= f64::from(i32::MAX))
+            .then_some(f as i64)
+    });
+    let ms = int.filter(|n| i32::try_from(*n).is_ok()).ok_or_else(|| {
+        KurentoError::marshall(format!(
+            "'{KEYFRAME_INTERVAL_PARAM}' parameter should be a int"
+        ))
+    })?;
+    if !KEYFRAME_INTERVAL_MS.contains(&ms) {
+        return Err(KurentoError::illegal_param(format!(
+            "'{KEYFRAME_INTERVAL_PARAM}' must be a number of ms from {} to {}",
+            KEYFRAME_INTERVAL_MS.start(),
+            KEYFRAME_INTERVAL_MS.end()
+        )));
+    }
+    Ok(std::time::Duration::from_millis(ms.unsigned_abs()))
 }
 
 impl CtorOptions {
@@ -39,9 +76,14 @@ impl CtorOptions {
                 KurentoError::illegal_param(format!("'qosDscp': unknown DSCP value '{name}'"))
             })?,
         };
+        let keyframe_interval = match given.get(KEYFRAME_INTERVAL_PARAM) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(keyframe_interval(v)?),
+        };
         Ok(CtorOptions {
             data_channels: params.get("useDataChannels").and_then(Value::as_bool) == Some(true),
             dscp,
+            keyframe_interval,
         })
     }
 
@@ -244,8 +286,52 @@ mod tests {
         let o = CtorOptions {
             data_channels: false,
             dscp: Some(46),
+            keyframe_interval: None,
         };
         assert_eq!(o.tos(), 0xb8);
+    }
+
+    #[test]
+    fn a_keyframe_interval_of_its_own_is_a_number_of_ms_within_bounds() {
+        let parse = |v: Value| {
+            let given = json!({ KEYFRAME_INTERVAL_PARAM: v });
+            CtorOptions::parse(&Map::new(), given.as_object().unwrap())
+        };
+        let none = CtorOptions::parse(&Map::new(), &Map::new()).unwrap();
+        assert_eq!(none.keyframe_interval, None);
+        assert_eq!(parse(Value::Null).unwrap().keyframe_interval, None);
+        let one = parse(json!(1000)).unwrap().keyframe_interval;
+        assert_eq!(one, Some(std::time::Duration::from_secs(1)));
+        let min = parse(json!(300)).unwrap().keyframe_interval;
+        assert_eq!(min, Some(std::time::Duration::from_millis(300)));
+        let max = parse(json!(60_000)).unwrap().keyframe_interval;
+        assert_eq!(max, Some(std::time::Duration::from_secs(60)));
+        // An integral float is an int (jsoncpp's isInt, as KMS reads it).
+        let float = parse(json!(1000.0)).unwrap().keyframe_interval;
+        assert_eq!(float, Some(std::time::Duration::from_secs(1)));
+        // An int out of range: 40107 (below the media router's 300 ms included).
+        for bad in [json!(0), json!(100), json!(299), json!(60_001), json!(-5)] {
+            let e = parse(bad.clone()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::MediaObjectIllegalParamError, "{bad}");
+            assert!(e.message.contains(KEYFRAME_INTERVAL_PARAM), "{}", e.message);
+        }
+        // Not an int: 40001, worded as the model's checks (and KMS) word it.
+        let not_int = [
+            json!("1000"),
+            json!(1.5),
+            json!(true),
+            json!([1000]),
+            json!(3_000_000_000u64),
+            json!(1e12),
+        ];
+        for bad in not_int {
+            let e = parse(bad.clone()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::MarshallError, "{bad}");
+            assert_eq!(
+                e.message, "'fluoKeyframeInterval' parameter should be a int",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

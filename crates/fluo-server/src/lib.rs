@@ -280,9 +280,10 @@ pub async fn run_with_ops(
     let (core, done) =
         core_loop::spawn(config.clone(), routes, shutdown.clone(), ops.clone(), plan)?;
     start_link(peer, &config, me, &core, &shutdown);
-    if let Some(r) = &router {
-        link::relay::start(r.clone(), core.clone(), shutdown.clone());
-    }
+    // The relay service (cascade) releases its relays when the server stops: waited for below.
+    let relays = router
+        .as_ref()
+        .and_then(|r| link::relay::start(r.clone(), core.clone(), shutdown.clone()));
     // One count for both listeners: a client cannot double its share by using both.
     let connections = ws::Connections::default();
     ops.set_connections(connections.live());
@@ -310,6 +311,7 @@ pub async fn run_with_ops(
     tokio::select! {
         r = &mut serving => {
             if *shutdown.borrow() {
+                link::relay::stopped(relays).await;
                 // The listeners wound down before the core: it still stops its workers and
                 // writes the cluster releases and leave (each bounded), so wait for it.
                 if tokio::time::timeout(CORE_STOP, &mut done).await.is_err() {
@@ -320,6 +322,7 @@ pub async fn run_with_ops(
         }
         end = &mut done => {
             if *shutdown.borrow() {
+                link::relay::stopped(relays).await;
                 // Normal shutdown: the core finished first. Recordings stopped by the release
                 // get their files finalised (bounded), then the listener winds down too.
                 let left = tokio::task::spawn_blocking(|| {

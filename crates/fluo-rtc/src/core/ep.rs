@@ -197,6 +197,9 @@ pub(crate) struct EpSettings {
     /// Its bandwidth is estimated from its transport-wide feedback (`--bwe on`; see the media
     /// core's `bwe`).
     pub bwe: bool,
+    /// The spacing of the keyframe requests it sends its peer, when not the router's
+    /// (`fluoKeyframeInterval`: a cascade relay's receiving end).
+    pub keyframe_interval: Option<std::time::Duration>,
     /// (local socket, announced address) where externalIPv4/6 differ from the socket: str0m
     /// sees the announced address, the sockets the local one.
     pub nat: Vec<(SocketAddr, SocketAddr)>,

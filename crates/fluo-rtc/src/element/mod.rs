@@ -49,6 +49,7 @@ impl WebRtcFactory {
         ep.settings.tos = options.tos();
         ep.settings.data_channels = options.data_channels;
         ep.settings.bwe = self.rtc.bwe;
+        ep.settings.keyframe_interval = options.keyframe_interval;
         let ep = Arc::new(Mutex::new(ep));
         self.rtc.board.add(&ep);
         let _ = self.rtc.ctl.send(Control(Ctl::Add {

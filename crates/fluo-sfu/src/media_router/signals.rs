@@ -33,6 +33,16 @@ impl MediaRouter {
         }
     }
 
+    /// Sets the minimum spacing of the keyframe requests `node` is asked to send upstream
+    /// (its own [`KeyframeThrottle`](crate::KeyframeThrottle); [`KEYFRAME_INTERVAL`] until
+    /// then): a cascade relay's receiving end asks its edge at most once a second. A request
+    /// inside the interval still goes when it ends.
+    pub fn set_keyframe_interval(&mut self, node: NodeId, interval: Duration) {
+        if let Some(e) = self.nodes.get_mut(node) {
+            e.keyframe = crate::KeyframeThrottle::new(interval);
+        }
+    }
+
     /// The layer of `src`'s simulcast video that `sink` gets (or is about to get), if `src` is
     /// layered and feeds it.
     fn layer_of(&self, src: NodeId, sink: NodeId) -> Option<u8> {

@@ -754,3 +754,30 @@ fn the_view_says_how_each_asked_route_goes_and_counts_bytes_where_flow_is_kept()
     let other = w.r.view(&[v], &[]);
     assert!(other.transcoders.is_empty() && other.routes.is_empty());
 }
+
+#[test]
+fn a_node_with_its_own_keyframe_interval_is_asked_at_most_that_often() {
+    // A cascade relay's receiving end asks upstream once a second (a request inside the
+    // second goes when it ends); other nodes keep the router's interval.
+    let mut w = World::new(true);
+    let (edge, cam) = (w.node("edge", Some(&[])), w.node("cam", Some(&[])));
+    let v1 = w.node("v1", Some(&[(96, CodecName::Vp8)]));
+    let v2 = w.node("v2", Some(&[(96, CodecName::Vp8)]));
+    w.r.connect(w.at(0), edge, V, v1).unwrap();
+    w.r.connect(w.at(0), cam, V, v2).unwrap();
+    w.r.set_keyframe_interval(edge, Duration::from_secs(1));
+    w.log.lock().unwrap().keyframes.clear();
+    // (The connects asked both at 0.)
+    for ms in [400, 700, 1000] {
+        w.r.request_keyframe(w.at(ms), v1, V);
+        w.r.request_keyframe(w.at(ms), v2, V);
+    }
+    assert_eq!(
+        w.log.lock().unwrap().keyframes,
+        ["edge", "cam", "cam", "cam"]
+    );
+    assert_eq!(w.r.poll_timeout(), Some(w.at(1400)));
+    w.r.handle_timeout(w.at(1400));
+    assert_eq!(w.log.lock().unwrap().keyframes.last(), Some(&"edge"));
+    assert_eq!(w.log.lock().unwrap().keyframes.len(), 5);
+}

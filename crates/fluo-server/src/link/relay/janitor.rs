@@ -1,0 +1,334 @@
+//! The janitor: once a second it asks every relay whether it still feeds something (each
+//! relay's check a task of its own: a relay whose check has not ended, its owner slow, is
+//! skipped, and delays no other; a relay busy with a client's request is looked at next
+//! time), releases those idle at two checks in a row or with an end gone, and releases
+//! again, each on its own too, the ends whose release failed or whose create was answered
+//! too late ([`Leftovers`]).
+
+use super::service::Service;
+use super::Key;
+use crate::lock;
+use fluo_api::ErrorCode;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the janitor asks each relay whether it still feeds something.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// Checks in a row that find a relay feeding nothing before it is released.
+const IDLE_CHECKS: u8 = 2;
+
+/// How long an end whose release failed is tried again (an owner unreachable that long has
+/// lost its pipelines: nothing is left to release).
+const RETRY_FOR: Duration = Duration::from_secs(600);
+
+/// How often the janitor logs what its passes took.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// A relay's two ends, and how many checks in a row found it idle.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Ends {
+    pub out: String,
+    pub inp: String,
+    pub idle: u8,
+}
+
+/// What the janitor found on a relay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Probe {
+    /// `relayIn` feeds a sink and `relayOut` is fed.
+    Feeding,
+    /// Nothing connected to one of its ends.
+    Idle,
+    /// An end (or its pipeline) is gone (40101).
+    Gone,
+    /// No answer that tells (a node unreachable now): nothing decided.
+    Unknown,
+}
+
+/// Whether `r` says its object is gone (40101); any other error (a node unreachable now, a
+/// request that timed out) tells nothing about it.
+pub(super) fn gone(r: &Result<Value, Value>) -> bool {
+    r.as_ref()
+        .err()
+        .is_some_and(|e| e["code"] == ErrorCode::MediaObjectNotFound.code())
+}
+
+impl Probe {
+    /// From the answers of `relayIn.getSinkConnections` and `relayOut.getSourceConnections`.
+    pub(super) fn of(sinks: &Result<Value, Value>, sources: &Result<Value, Value>) -> Probe {
+        if gone(sinks) || gone(sources) {
+            return Probe::Gone;
+        }
+        match (sinks, sources) {
+            (Ok(a), Ok(b)) => {
+                let some = |v: &Value| v.as_array().is_some_and(|a| !a.is_empty());
+                if some(a) && some(b) {
+                    Probe::Feeding
+                } else {
+                    Probe::Idle
+                }
+            }
+            _ => Probe::Unknown,
+        }
+    }
+}
+
+/// The janitor's decision on a relay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Verdict {
+    Keep,
+    Release,
+}
+
+/// The relays this entry made.
+#[derive(Debug, Default)]
+pub(super) struct Table {
+    relays: HashMap<Key, Ends>,
+    /// Emptied for good ([`Table::take_all`]: the entry stops).
+    closed: bool,
+}
+
+impl Table {
+    pub(super) fn ends(&self, k: &Key) -> Option<Ends> {
+        self.relays.get(k).cloned()
+    }
+
+    /// Records relay `k`, unless the table was emptied for good (`false`: the caller
+    /// releases it).
+    #[must_use]
+    pub(super) fn add(&mut self, k: Key, out: String, inp: String) -> bool {
+        if self.closed {
+            return false;
+        }
+        self.relays.insert(k, Ends { out, inp, idle: 0 });
+        true
+    }
+
+    pub(super) fn remove(&mut self, k: &Key) -> Option<Ends> {
+        self.relays.remove(k)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.relays.len()
+    }
+
+    pub(super) fn keys(&self) -> Vec<Key> {
+        self.relays.keys().cloned().collect()
+    }
+
+    /// Every relay, forgotten; the table takes none after this.
+    pub(super) fn take_all(&mut self) -> Vec<Ends> {
+        self.closed = true;
+        self.relays.drain().map(|(_, e)| e).collect()
+    }
+
+    /// Records what the janitor found on relay `k`; a relay to release is removed.
+    pub(super) fn judge(&mut self, k: &Key, probe: Probe) -> Verdict {
+        let Some(e) = self.relays.get_mut(k) else {
+            return Verdict::Keep;
+        };
+        let release = match probe {
+            Probe::Feeding => {
+                e.idle = 0;
+                false
+            }
+            Probe::Idle => {
+                e.idle += 1;
+                e.idle >= IDLE_CHECKS
+            }
+            Probe::Gone => true,
+            Probe::Unknown => false,
+        };
+        if release {
+            self.relays.remove(k);
+            Verdict::Release
+        } else {
+            Verdict::Keep
+        }
+    }
+}
+
+/// Ends to release again (finding 3 of review R40): one whose `release` failed (its owner
+/// unreachable then), or an object whose `create` was answered after the relay's wait. Each
+/// is tried at every pass for [`RETRY_FOR`] after it was first queued.
+#[derive(Debug, Default)]
+pub(super) struct Leftovers {
+    ids: HashMap<String, Instant>,
+}
+
+impl Leftovers {
+    /// Queues `id` (first queued `since`; a later queueing keeps the first time).
+    pub(super) fn add(&mut self, id: String, since: Instant) {
+        self.ids.entry(id).or_insert(since);
+    }
+
+    /// Every queued end, the queue emptied.
+    pub(super) fn take(&mut self) -> Vec<(String, Instant)> {
+        self.ids.drain().collect()
+    }
+
+    /// What the release of `id` (queued `since`) answered at `now`: queued again unless it
+    /// is gone (released, or 40101) or was tried for [`RETRY_FOR`].
+    pub(super) fn released(
+        &mut self,
+        id: String,
+        since: Instant,
+        r: &Result<Value, Value>,
+        now: Instant,
+    ) {
+        if r.is_ok() || gone(r) {
+            return;
+        }
+        if now.duration_since(since) >= RETRY_FOR {
+            tracing::warn!(object = %id, "relay: an end could not be released for {} s; given up", RETRY_FOR.as_secs());
+            return;
+        }
+        self.add(id, since);
+    }
+
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// What the janitor's checks took since it last said (logged every [`REPORT_EVERY`] while
+/// there are relays).
+#[derive(Default)]
+struct Report {
+    checks: u32,
+    total: Duration,
+    slowest: Duration,
+    since: Option<Instant>,
+}
+
+impl Report {
+    /// A check ended after `took`; `relays` are in the table.
+    fn check(&mut self, relays: usize, took: Duration) {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        self.checks += 1;
+        self.total += took;
+        self.slowest = self.slowest.max(took);
+        if since.elapsed() >= REPORT_EVERY {
+            if relays > 0 {
+                let mean = self.total / self.checks;
+                tracing::info!(
+                    relays,
+                    checks = self.checks,
+                    mean_ms = mean.as_secs_f64() * 1000.0,
+                    slowest_ms = self.slowest.as_secs_f64() * 1000.0,
+                    "relay: janitor checks"
+                );
+            }
+            *self = Report::default();
+        }
+    }
+}
+
+/// The relays whose check has not ended: not checked again until it has.
+#[derive(Debug, Default)]
+pub(super) struct InFlight {
+    keys: HashSet<Key>,
+    /// The task checking each, by task id.
+    tasks: HashMap<tokio::task::Id, Key>,
+}
+
+impl InFlight {
+    /// Of `keys`, those to check now (none in flight).
+    pub(super) fn due(&self, keys: Vec<Key>) -> Vec<Key> {
+        keys.into_iter()
+            .filter(|k| !self.keys.contains(k))
+            .collect()
+    }
+
+    /// Task `id` checks `k` from now on.
+    pub(super) fn started(&mut self, id: tokio::task::Id, k: Key) {
+        self.keys.insert(k.clone());
+        self.tasks.insert(id, k);
+    }
+
+    /// Task `id` ended (however it did): the relay it checked, if it checked one.
+    pub(super) fn ended(&mut self, id: tokio::task::Id) -> Option<Key> {
+        let k = self.tasks.remove(&id)?;
+        self.keys.remove(&k);
+        Some(k)
+    }
+}
+
+/// The janitor of `svc`: every [`EVERY`], a check of each relay not in flight and a retry
+/// of each leftover, each a task of its own, until `stop` changes (no task is started then;
+/// those under way end first).
+pub(super) async fn run(svc: Arc<Service>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut report, mut flight) = (Report::default(), InFlight::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(r) = tasks.join_next_with_id() => {
+                let (id, took) = match r {
+                    Ok((id, took)) => (id, took),
+                    Err(e) => (e.id(), None),
+                };
+                if flight.ended(id).is_some() {
+                    let took = took.unwrap_or_default();
+                    report.check(lock(&svc.table).len(), took);
+                }
+                continue;
+            }
+            _ = stop.changed() => break,
+        }
+        for k in flight.due(lock(&svc.table).keys()) {
+            let svc = svc.clone();
+            let check = tasks.spawn({
+                let k = k.clone();
+                async move {
+                    let t0 = Instant::now();
+                    svc.check(&k).await;
+                    Some(t0.elapsed())
+                }
+            });
+            flight.started(check.id(), k);
+        }
+        for (id, since) in lock(&svc.rpc.inbox.leftovers).take() {
+            let svc = svc.clone();
+            tasks.spawn(async move {
+                let r = svc.release_one(&id).await;
+                lock(&svc.rpc.inbox.leftovers).released(id, since, &r, Instant::now());
+                None
+            });
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+impl Service {
+    /// Relay `k`: asked, judged, released when its time came. Skipped when a client's
+    /// request holds it (looked at next pass).
+    async fn check(&self, k: &Key) {
+        let k = k.clone();
+        let l = self.key_lock(&k);
+        let Ok(guard) = l.try_lock() else {
+            return;
+        };
+        let ends = lock(&self.table).ends(&k);
+        if let Some(e) = ends {
+            let (sinks, sources) = tokio::join!(
+                self.invoke(&e.inp, "getSinkConnections", json!({})),
+                self.invoke(&e.out, "getSourceConnections", json!({}))
+            );
+            let probe = Probe::of(&sinks, &sources);
+            let verdict = lock(&self.table).judge(&k, probe);
+            if verdict == Verdict::Release {
+                tracing::info!(source = %k.source, pipeline = %k.pipeline, ?probe, "relay: released");
+                self.release(&e).await;
+            }
+        }
+        drop(guard);
+        self.unlock(&k, l);
+    }
+}

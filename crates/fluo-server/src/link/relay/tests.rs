@@ -1,0 +1,449 @@
+//! Unit tests of the relay service: which requests are relayed, the relay table and the
+//! janitor's decisions, the order of requests per relay, the leftovers, answers matched.
+
+use super::janitor::{InFlight, Leftovers, Probe, Table, Verdict};
+use super::rpc::{Inbox, Rpc};
+use super::*;
+use std::time::Instant;
+
+const P: &str = "p1_kurento.MediaPipeline";
+const Q: &str = "q2_kurento.MediaPipeline";
+
+fn req(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+fn invoke(object: &str, op: &str, args: Value) -> Map<String, Value> {
+    req(json!({"id": 1, "method": "invoke", "params": {
+        "object": object, "operation": op, "operationParams": args}}))
+}
+
+#[test]
+fn only_a_media_elements_connect_to_another_pipeline_is_relayed() {
+    let src = format!("{P}/a_kurento.WebRtcEndpoint");
+    let sink = format!("{Q}/b_kurento.WebRtcEndpoint");
+    let c = cross(&invoke(
+        &src,
+        "connect",
+        json!({"sink": sink, "mediaType": "VIDEO"}),
+    ))
+    .expect("relayed");
+    assert!(c.connect && c.source == src && c.sink == sink);
+    assert_eq!(c.params, req(json!({"mediaType": "VIDEO"})));
+    assert_eq!(
+        c.key(),
+        Key {
+            source: src.clone(),
+            pipeline: Q.into()
+        }
+    );
+    let d = cross(&invoke(&src, "disconnect", json!({"sink": sink}))).expect("relayed");
+    assert!(!d.connect);
+    // The same pipeline: the engine's connect, as KMS's.
+    let same = format!("{P}/c_kurento.PassThrough");
+    assert!(cross(&invoke(&src, "connect", json!({"sink": same}))).is_none());
+    // A Dispatcher's connect names hub ports (of another pipeline: still not a relay).
+    let hub = format!("{P}/d_kurento.Dispatcher");
+    let ports = json!({"source": format!("{P}/e_kurento.HubPort"), "sink": format!("{Q}/f_kurento.HubPort")});
+    assert!(cross(&invoke(&hub, "connect", ports)).is_none());
+    let one = json!({"sink": format!("{Q}/f_kurento.HubPort")});
+    assert!(cross(&invoke(&hub, "connect", one)).is_none());
+    // Other operations, other methods, odd sinks.
+    assert!(cross(&invoke(&src, "getSinkConnections", json!({"sink": sink}))).is_none());
+    assert!(cross(&invoke(&src, "connect", json!({"sink": 7}))).is_none());
+    assert!(cross(&invoke(&src, "connect", json!({"sink": "x/y"}))).is_none());
+    assert!(cross(&invoke(&src, "connect", json!({"sink": Q}))).is_none());
+    let mut r = invoke(&src, "connect", json!({"sink": sink}));
+    r.insert("method".into(), Value::from("transaction"));
+    assert!(cross(&r).is_none());
+}
+
+fn key(n: u8) -> Key {
+    Key {
+        source: format!("{P}/{n}_kurento.WebRtcEndpoint"),
+        pipeline: Q.into(),
+    }
+}
+
+#[test]
+fn one_relay_per_source_and_sink_pipeline() {
+    let mut t = Table::default();
+    assert!(t.ends(&key(1)).is_none());
+    assert!(t.add(key(1), "out1".into(), "in1".into()));
+    // A second sink of the same pipeline finds it; another source does not.
+    assert_eq!(t.ends(&key(1)).map(|e| e.inp), Some("in1".to_string()));
+    assert!(t.ends(&key(2)).is_none());
+    let other = Key {
+        pipeline: "r3_kurento.MediaPipeline".into(),
+        ..key(1)
+    };
+    assert!(t.ends(&other).is_none());
+    assert_eq!(t.keys(), vec![key(1)]);
+    assert!(t.remove(&key(1)).is_some() && t.keys().is_empty());
+}
+
+#[test]
+fn the_janitor_releases_a_relay_idle_twice_in_a_row_or_with_an_end_gone() {
+    let mut t = Table::default();
+    assert!(t.add(key(1), "o".into(), "i".into()));
+    // Idle once, then feeding again: the count starts over.
+    assert_eq!(t.judge(&key(1), Probe::Idle), Verdict::Keep);
+    assert_eq!(t.judge(&key(1), Probe::Feeding), Verdict::Keep);
+    assert_eq!(t.judge(&key(1), Probe::Idle), Verdict::Keep);
+    // An owner that does not answer now decides nothing.
+    assert_eq!(t.judge(&key(1), Probe::Unknown), Verdict::Keep);
+    assert_eq!(t.judge(&key(1), Probe::Idle), Verdict::Release);
+    assert!(t.ends(&key(1)).is_none());
+    assert_eq!(t.judge(&key(1), Probe::Idle), Verdict::Keep);
+    assert!(t.add(key(2), "o".into(), "i".into()));
+    assert_eq!(t.judge(&key(2), Probe::Gone), Verdict::Release);
+    assert!(t.keys().is_empty());
+}
+
+#[test]
+fn a_relays_errors_name_the_relay_and_keep_their_code() {
+    let c = cross(&invoke(
+        &format!("{P}/a_kurento.WebRtcEndpoint"),
+        "connect",
+        json!({"sink": format!("{Q}/b_kurento.WebRtcEndpoint")}),
+    ))
+    .expect("relayed");
+    let e = KurentoError::object_not_found("x").to_json();
+    let a = about(e.clone(), &c);
+    assert_eq!(a["code"], e["code"]);
+    let m = a["message"].as_str().unwrap();
+    assert!(
+        m.starts_with(&format!("relay from {} to {}: ", c.source, c.sink)),
+        "{m}"
+    );
+    assert!(m.ends_with(e["message"].as_str().unwrap()), "{m}");
+}
+
+#[test]
+fn a_job_out_of_time_is_answered_40004_naming_its_step() {
+    let c = cross(&invoke(
+        &format!("{P}/a_kurento.WebRtcEndpoint"),
+        "connect",
+        json!({"sink": format!("{Q}/b_kurento.WebRtcEndpoint")}),
+    ))
+    .expect("relayed");
+    let step = Step::new(&Arc::default());
+    let first = step.late(&c);
+    assert_eq!(first["code"], ErrorCode::ConnectError.code());
+    let m = first["message"].as_str().unwrap();
+    assert!(
+        m.contains("within 8 s (while waiting for another request on this relay)"),
+        "{m}"
+    );
+    let step = Step::new(&Arc::default());
+    step.clone().at("creating relayIn").unwrap();
+    let m = step.late(&c)["message"].as_str().unwrap().to_string();
+    assert!(
+        m.starts_with("relay from ") && m.ends_with("(while creating relayIn)"),
+        "{m}"
+    );
+}
+
+#[test]
+fn what_the_janitor_reads_from_the_ends_answers() {
+    let some = Ok(json!([{"source": "a", "sink": "b"}]));
+    let none = Ok(json!([]));
+    let gone = Err(KurentoError::object_not_found("x").to_json());
+    let down = Err(KurentoError::new(ErrorCode::ConnectError, "unreachable").to_json());
+    assert_eq!(Probe::of(&some, &some), Probe::Feeding);
+    assert_eq!(Probe::of(&none, &some), Probe::Idle);
+    assert_eq!(Probe::of(&some, &none), Probe::Idle);
+    assert_eq!(Probe::of(&gone, &some), Probe::Gone);
+    assert_eq!(Probe::of(&down, &gone), Probe::Gone);
+    assert_eq!(Probe::of(&down, &some), Probe::Unknown);
+    assert_eq!(Probe::of(&some, &down), Probe::Unknown);
+    // A feed that failed counts the relay broken on 40101 only.
+    assert!(janitor::gone(&gone) && !janitor::gone(&down) && !janitor::gone(&some));
+}
+
+#[test]
+fn answers_and_errors_reach_the_request_that_waits_for_them() {
+    let inbox = Inbox::default();
+    let mut rx1 = Rpc::awaited(&inbox, 1);
+    let mut rx2 = Rpc::awaited(&inbox, 2);
+    inbox.deliver(r#"{"jsonrpc":"2.0","method":"onEvent","params":{}}"#);
+    inbox.deliver(r#"{"id":2,"jsonrpc":"2.0","error":{"code":40101,"message":"gone"}}"#);
+    inbox.deliver(r#"{"id":1,"jsonrpc":"2.0","result":{"value":"x","sessionId":"s"}}"#);
+    assert_eq!(
+        rx1.try_recv().unwrap(),
+        Ok(json!({"value": "x", "sessionId": "s"}))
+    );
+    assert_eq!(rx2.try_recv().unwrap().unwrap_err()["code"], 40101);
+    assert_eq!(Rpc::session(&inbox).as_deref(), Some("s"));
+    assert_eq!(lock(&inbox.leftovers).len(), 0);
+}
+
+#[test]
+fn the_object_of_a_create_answered_after_its_wait_is_queued_for_release() {
+    let inbox = Inbox::default();
+    // A create (3) and an invoke (4) gave up waiting; both answers come later.
+    drop(Rpc::awaited(&inbox, 3));
+    drop(Rpc::awaited(&inbox, 4));
+    Rpc::timed_out(&inbox, 3, true);
+    Rpc::timed_out(&inbox, 4, false);
+    inbox.deliver(r#"{"id":4,"jsonrpc":"2.0","result":{"value":"not-an-object"}}"#);
+    inbox.deliver(r#"{"id":3,"jsonrpc":"2.0","result":{"value":"q/late_kurento.WebRtcEndpoint"}}"#);
+    // The same answer again (a retry) queues nothing more.
+    inbox.deliver(r#"{"id":3,"jsonrpc":"2.0","result":{"value":"q/late_kurento.WebRtcEndpoint"}}"#);
+    let queued = lock(&inbox.leftovers).take();
+    let ids: Vec<&str> = queued.iter().map(|(i, _)| i.as_str()).collect();
+    assert_eq!(ids, ["q/late_kurento.WebRtcEndpoint"]);
+    // A late create that failed made nothing.
+    Rpc::timed_out(&inbox, 5, true);
+    inbox.deliver(r#"{"id":5,"jsonrpc":"2.0","error":{"code":40101,"message":"gone"}}"#);
+    assert_eq!(lock(&inbox.leftovers).len(), 0);
+}
+
+#[test]
+fn an_end_whose_release_failed_is_tried_again_until_gone_or_given_up() {
+    let mut l = Leftovers::default();
+    let t0 = Instant::now();
+    l.add("a".into(), t0);
+    l.add("b".into(), t0);
+    l.add("c".into(), t0);
+    l.add("a".into(), t0 + Duration::from_secs(5));
+    let mut due = l.take();
+    due.sort();
+    assert_eq!(due.len(), 3);
+    assert_eq!(l.len(), 0);
+    let down = Err(KurentoError::new(ErrorCode::ConnectError, "unreachable").to_json());
+    let gone = Err(KurentoError::object_not_found("x").to_json());
+    let now = t0 + Duration::from_secs(1);
+    // Released, gone (40101), unreachable: only the last stays, with its first time.
+    l.released("a".into(), due[0].1, &Ok(Value::Null), now);
+    l.released("b".into(), due[1].1, &gone, now);
+    l.released("c".into(), due[2].1, &down, now);
+    assert_eq!(l.take(), vec![("c".to_string(), t0)]);
+    // Unreachable for ten minutes: given up.
+    l.released("c".into(), t0, &down, t0 + Duration::from_secs(600));
+    assert_eq!(l.len(), 0);
+}
+
+fn ask_of(client: &ClientHandle, conn: u64) -> Ask<'_> {
+    Ask {
+        conn,
+        peer: std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
+        client,
+        session: None,
+        text: "",
+    }
+}
+
+#[test]
+fn a_disconnect_waits_for_a_connect_of_its_relay_still_in_progress() {
+    let hook = Hook::default();
+    let (out, _rx) = mpsc::channel(8);
+    let client = ClientHandle::new(out);
+    let src = format!("{P}/a_kurento.WebRtcEndpoint");
+    let sink = format!("{Q}/b_kurento.WebRtcEndpoint");
+    let disconnect = invoke(&src, "disconnect", json!({"sink": sink}));
+    let c = cross(&disconnect).unwrap();
+    // No relay, nothing waiting: routed as any request.
+    assert!(!hook.take(&ask_of(&client, 1), &disconnect, c.clone()));
+    // A connect waiting: the disconnect is the relay service's, after it.
+    let connect = invoke(&src, "connect", json!({"sink": sink}));
+    assert!(hook.take(&ask_of(&client, 1), &connect, cross(&connect).unwrap()));
+    assert!(hook.take(&ask_of(&client, 1), &disconnect, c));
+    // Another source's disconnect to the same pipeline is not.
+    let other = invoke(
+        &format!("{P}/z_kurento.WebRtcEndpoint"),
+        "disconnect",
+        json!({"sink": sink}),
+    );
+    assert!(!hook.take(&ask_of(&client, 1), &other, cross(&other).unwrap()));
+    let mut rx = lock(&hook.rx).take().unwrap();
+    let (first, _t1) = rx.try_recv().unwrap();
+    let (second, _t2) = rx.try_recv().unwrap();
+    assert!(first.cross.connect && !second.cross.connect);
+    assert!(rx.try_recv().is_err());
+}
+
+/// Whether `t`'s turn comes within 50 ms.
+async fn goes(t: &mut Turn) -> bool {
+    tokio::time::timeout(Duration::from_millis(50), t.wait())
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn requests_on_one_relay_run_in_the_order_they_were_taken() {
+    let turns: Arc<Mutex<Turns>> = Arc::default();
+    let mut a = Turn::take(&turns, key(1));
+    let mut b = Turn::take(&turns, key(1));
+    let mut c = Turn::take(&turns, key(1));
+    let mut other = Turn::take(&turns, key(2));
+    // The first of each relay goes at once.
+    a.wait().await;
+    other.wait().await;
+    // The second waits for the first, the third for the second.
+    assert!(
+        !goes(&mut b).await,
+        "the second went before the first was done"
+    );
+    drop(a);
+    assert!(goes(&mut b).await);
+    assert!(
+        !goes(&mut c).await,
+        "the third went before the second was done"
+    );
+    drop(b);
+    assert!(goes(&mut c).await);
+    // The last one done leaves nothing behind.
+    drop(c);
+    assert!(!lock(&turns).tails.contains_key(&key(1)));
+    drop(other);
+    assert!(lock(&turns).tails.is_empty());
+}
+
+#[test]
+fn a_job_past_its_deadline_takes_no_further_step() {
+    let c = cross(&invoke(
+        &format!("{P}/a_kurento.WebRtcEndpoint"),
+        "connect",
+        json!({"sink": format!("{Q}/b_kurento.WebRtcEndpoint")}),
+    ))
+    .expect("relayed");
+    let step = Step::new(&Arc::default());
+    assert!(step.at("creating relayOut").is_ok());
+    let late = step.late(&c);
+    assert!(late["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("(while creating relayOut)"));
+    let e = step.at("creating relayIn").unwrap_err();
+    assert_eq!(e["code"], ErrorCode::ConnectError.code());
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("before creating relayIn"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_entry_that_stops_releases_every_relay_and_takes_none_after() {
+    let mut t = Table::default();
+    assert!(t.add(key(1), "o1".into(), "i1".into()));
+    assert!(t.add(key(2), "o2".into(), "i2".into()));
+    let mut all: Vec<String> = t.take_all().into_iter().map(|e| e.out).collect();
+    all.sort();
+    assert_eq!(all, ["o1", "o2"]);
+    assert!(t.keys().is_empty());
+    // A relay a job finishes during the stop is not recorded (the job releases it).
+    assert!(
+        !t.add(key(3), "o3".into(), "i3".into()),
+        "added after the stop"
+    );
+    assert!(t.keys().is_empty());
+}
+
+#[test]
+fn a_job_running_when_the_entry_stops_takes_no_further_step() {
+    let stopping = Arc::new(AtomicBool::new(false));
+    let step = Step::new(&stopping);
+    assert!(step.at("creating relayOut").is_ok());
+    stopping.store(true, Ordering::SeqCst);
+    let e = step.at("creating relayIn").unwrap_err();
+    assert_eq!(e["code"], ErrorCode::ConnectError.code());
+    let m = e["message"].as_str().unwrap();
+    assert!(
+        m.contains("stops") && m.contains("before creating relayIn"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn the_requests_queued_when_the_entry_stops_are_answered_40009() {
+    let hook = Hook::default();
+    let (out, mut answers) = mpsc::channel(64);
+    let client = ClientHandle::new(out);
+    let sink = format!("{Q}/b_kurento.WebRtcEndpoint");
+    let take = |n: usize| {
+        let src = format!("{P}/{n}_kurento.WebRtcEndpoint");
+        let r = invoke(&src, "connect", json!({"sink": sink}));
+        assert!(hook.take(&ask_of(&client, 1), &r, cross(&r).unwrap()));
+    };
+    for n in 0..3 {
+        take(n);
+    }
+    assert!(answers.try_recv().is_err(), "none answered yet");
+    let mut jobs = lock(&hook.rx).take().unwrap();
+    refuse_queued(&mut jobs);
+    for n in 0..3 {
+        let a: Value = serde_json::from_str(&answers.try_recv().expect("answered")).unwrap();
+        assert_eq!(a["error"]["code"], 40009, "{a}");
+        let m = a["error"]["message"].as_str().unwrap();
+        let src = format!("{P}/{n}_kurento.WebRtcEndpoint");
+        assert!(
+            m.starts_with(&format!("relay from {src} to {sink}: ")),
+            "{m}"
+        );
+    }
+    // Their places are given back; one sent after the stop is answered at once.
+    assert!(lock(&hook.busy).is_empty(), "places kept");
+    take(9);
+    let a: Value = serde_json::from_str(&answers.try_recv().expect("answered")).unwrap();
+    assert_eq!(a["error"]["code"], 40009, "{a}");
+    assert!(lock(&hook.busy).is_empty());
+}
+
+#[test]
+fn a_connection_has_at_most_32_requests_across_pipelines_at_once() {
+    let hook = Hook::default();
+    let (out, mut answers) = mpsc::channel(64);
+    let client = ClientHandle::new(out);
+    let sink = format!("{Q}/b_kurento.WebRtcEndpoint");
+    let connect = |n: usize| {
+        let src = format!("{P}/{n}_kurento.WebRtcEndpoint");
+        invoke(&src, "connect", json!({"sink": sink}))
+    };
+    let take = |conn: u64, n: usize| {
+        let r = connect(n);
+        assert!(hook.take(&ask_of(&client, conn), &r, cross(&r).unwrap()));
+    };
+    for n in 0..PER_CONNECTION {
+        take(1, n);
+    }
+    assert!(answers.try_recv().is_err(), "none answered yet");
+    // One more on that connection: answered 40009 at once.
+    take(1, 99);
+    let refused: Value = serde_json::from_str(&answers.try_recv().unwrap()).unwrap();
+    assert_eq!(refused["error"]["code"], 40009, "{refused}");
+    // Another connection is not held back.
+    take(2, 98);
+    assert!(answers.try_recv().is_err());
+    // One of the first connection's requests done: room for one more.
+    let mut jobs = lock(&hook.rx).take().unwrap();
+    drop(jobs.try_recv().unwrap());
+    take(1, 100);
+    assert!(answers.try_recv().is_err(), "refused after one was done");
+    take(1, 101);
+    assert!(answers.try_recv().is_ok(), "the 33rd was not refused");
+}
+
+#[tokio::test]
+async fn a_relay_whose_check_has_not_ended_is_skipped_and_delays_no_other() {
+    let mut flight = InFlight::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    let (slow_tx, slow_rx) = oneshot::channel::<()>();
+    assert_eq!(flight.due(vec![key(1), key(2)]), [key(1), key(2)]);
+    // Relay 1's owner is slow to answer; relay 2's answers.
+    let slow = tasks.spawn(async move { drop(slow_rx.await) });
+    flight.started(slow.id(), key(1));
+    let fast = tasks.spawn(async {});
+    flight.started(fast.id(), key(2));
+    let (id, ()) = tasks.join_next_with_id().await.unwrap().unwrap();
+    assert_eq!(flight.ended(id), Some(key(2)));
+    // Next second: relay 2 is checked again, relay 1 skipped.
+    assert_eq!(flight.due(vec![key(1), key(2)]), [key(2)]);
+    drop(slow_tx);
+    let (id, ()) = tasks.join_next_with_id().await.unwrap().unwrap();
+    assert_eq!(flight.ended(id), Some(key(1)));
+    assert_eq!(flight.due(vec![key(1), key(2)]), [key(1), key(2)]);
+}
