@@ -546,20 +546,47 @@ fn answer(ask: &Ask<'_>, why: &str, code: ErrorCode, message: String) {
     }
 }
 
-/// The first object id among `req`'s arguments (an invoke's `operationParams`, a create's
-/// `constructorParams`, and lists in them) that is of another pipeline than `p`.
+/// The first object id among `req`'s arguments that the model types as remote objects (an
+/// invoke's operation parameters, a create's constructor parameters, single or in lists)
+/// and that is of another pipeline than `p`. Other arguments (a name, a URI) are not
+/// looked at, whatever they hold; a class the built-in model does not know (a module's) is
+/// left to its owner.
 fn foreign_argument<'a>(req: &'a Map<String, Value>, p: &str) -> Option<&'a str> {
+    use fluo_api::model::{Model, TypeRef};
+    let model = Model::builtin();
     let params = req.get("params")?;
-    let args = match req.get("method")?.as_str()? {
-        "invoke" => params.get("operationParams")?,
-        "create" => params.get("constructorParams")?,
+    let (defs, args) = match req.get("method")?.as_str()? {
+        "invoke" => {
+            let object = params.get("object")?.as_str()?;
+            let class = object.rsplit('/').next()?.split_once('_')?.1;
+            let class = model.class(class)?;
+            let op = params.get("operation")?.as_str()?;
+            let defs = &model.method(class, op)?.params;
+            (defs, params.get("operationParams")?.as_object()?)
+        }
+        "create" => {
+            let class = model.class(params.get("type")?.as_str()?)?;
+            (
+                class.ctor.as_ref()?,
+                params.get("constructorParams")?.as_object()?,
+            )
+        }
         _ => return None,
     };
-    let strings = args.as_object()?.values().flat_map(|v| match v {
-        Value::Array(a) => a.iter().collect::<Vec<_>>(),
-        v => vec![v],
-    });
-    strings
+    let remote = |t: &TypeRef| {
+        let t = match t {
+            TypeRef::Array(inner) => inner.as_ref(),
+            t => t,
+        };
+        matches!(t, TypeRef::Named(n) if model.class(n).is_some())
+    };
+    defs.iter()
+        .filter(|d| remote(&d.ty))
+        .filter_map(|d| args.get(&d.name))
+        .flat_map(|v| match v {
+            Value::Array(a) => a.iter().collect::<Vec<_>>(),
+            v => vec![v],
+        })
         .filter_map(Value::as_str)
         .find(|s| pipeline_of(s).is_some_and(|q| q != p))
 }
@@ -693,8 +720,21 @@ mod tests {
         assert_eq!(foreign_argument(&r, p), Some(theirs.as_str()));
         let r = invoke(serde_json::json!({"source": mine, "sink": mine}));
         assert_eq!(foreign_argument(&r, p), None);
-        let r = invoke(serde_json::json!({"list": [mine, theirs], "uri": "file:///x"}));
+        // Only arguments the model types as objects: a name that holds another pipeline's
+        // id (the relays name their ends so) is a name.
+        let r = req(serde_json::json!({"method": "invoke", "params": {
+            "object": hub, "operation": "setName",
+            "operationParams": {"name": format!("fluo-relay-out:{theirs}")}}}));
+        assert_eq!(foreign_argument(&r, p), None);
+        let r = req(serde_json::json!({"method": "invoke", "params": {
+            "object": format!("{p}/5_kurento.PlayerEndpoint"), "operation": "connect",
+            "operationParams": {"sink": theirs}}}));
         assert_eq!(foreign_argument(&r, p), Some(theirs.as_str()));
+        // A class the built-in model does not know: left to the owner.
+        let r = req(serde_json::json!({"method": "invoke", "params": {
+            "object": format!("{p}/6_acme.Thing"), "operation": "connect",
+            "operationParams": {"sink": theirs}}}));
+        assert_eq!(foreign_argument(&r, p), None);
         let r = req(
             serde_json::json!({"method": "create", "params": {"type": "HubPort",
             "constructorParams": {"mediaPipeline": p, "hub": format!("{q}/4_kurento.Composite")}}}),
