@@ -6,16 +6,22 @@
 #   namespace <tag>-nI:  eth0 10.199.0.1I/24 (veth to br0, netem on its egress), fluo as nodeI
 #                        (WebSocket :8888, node-to-node link :8889)
 #
-# Steps: node 1 is made draining (SIGUSR1), so placement puts new pipelines on nodes 2 and 3;
-# (1) tests/cluster/cluster-check.js placement: the official kurento-client through node 1
+# Steps: (0) a broadcast (fluo-bench cluster, bench/src/cluster.rs): a publisher in a pipeline
+# pinned to node 1, CLUSTER_BROADCAST_VIEWERS thin viewers on each node, all signalled through
+# node 1, the other nodes' viewers fed across relays: viewers with media, loss after repair, fps,
+# latency and what a relay adds, per node; then node 1 is made draining (SIGUSR1), so placement
+# puts new pipelines on nodes 2 and 3; (1) tests/cluster/cluster-check.js placement: the official kurento-client through node 1
 # creates pipelines with connected elements, which the ownership records in Redis must show on
-# nodes 2 and 3 (pinned ones on the pinned node), and releases them; (2) a subset of the compat
+# nodes 2 and 3 (pinned ones on the pinned node), releases them, and times getName from 10
+# clients at once through node 1 and directly on the owner (signalling forwarding); (2) a subset of the compat
 # suite (tests/compat, official kurento-client 7.3.0) through node 1, with redis-cli MONITOR
 # recording every claim: each must be node 2's or node 3's, both must have some; (3)
 # CLUSTER_KILL_RUNS times: clients through node 1 hold pipelines on node 3, subscribed to their
 # Error, with a request in flight (node 3 stopped first), node 3 gets SIGKILL: the requests
 # answered 40004, the Error events (NODE_DOWN, the official client's pipeline.on('Error')), the
-# connections kept, the error codes docs/cluster.md promises; then node 3 restarts.
+# connections kept, the error codes docs/cluster.md promises, and an application that played a
+# clip to a WebRTC peer there makes its call again on its Error event (time to its first frame
+# after the kill); then node 3 restarts.
 # Prints a report; exits non-zero on any failure. Root. Without a tool it says SKIPPED and
 # exits 0, except under CI=true, where that is a failure.
 #
@@ -27,11 +33,28 @@
 # CLUSTER_COMPAT_JOBS  how many of them at once (default 2)
 # CLUSTER_COMPAT_EXCLUDE  tests of them whose failure is expected (see below; "" for none)
 # CLUSTER_FLUO_ARGS  extra flags for every node (default "--workers 0")
+# CLUSTER_BROADCAST_VIEWERS  thin viewers per node in the broadcast (default 10; "0": no
+#                    broadcast step)
+# CLUSTER_BROADCAST_SECS     its measured window (default 10 s, after a 3 s warm-up)
+# CLUSTER_BROADCAST_MAX_LOSS its bound on any node's loss after repair, % (default 2)
 # FLUO_BIN           the server (default target/debug/fluo)
+# BENCH_BIN          the load tool (default target/debug/fluo-bench)
 # Logs: target/cluster-test/ (each node's log, redis, MONITOR, compat output), kept after exit.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FLUO_BIN="${FLUO_BIN:-$ROOT/target/debug/fluo}"
+BENCH_BIN="${BENCH_BIN:-$ROOT/target/debug/fluo-bench}"
+# 10 per node: 30 viewers and 3 debug servers fit this project's 2 shared cores (the thin
+# viewers cost the tool little; the servers' debug builds are the load), and each relay still
+# carries 10 viewers' worth of one publisher. More for a bigger machine or a release build.
+BROADCAST_VIEWERS="${CLUSTER_BROADCAST_VIEWERS:-10}"
+BROADCAST_SECS="${CLUSTER_BROADCAST_SECS:-10}"
+# The shaping drops 0.5 % of every node's packets: a viewer across a relay loses about 1 % of
+# what is sent before repair (two shaped hops), one on the publisher's node 0.5 %. NACK repairs
+# the video, not the audio (Opus is sent without retransmission), about a quarter of the packets:
+# what is left after repair is about 0.25 % of all packets across a relay. 2 % leaves room for a
+# loaded debug build on 2 cores and still fails a relay that loses a burst or stops repairing.
+BROADCAST_MAX_LOSS="${CLUSTER_BROADCAST_MAX_LOSS:-2}"
 NETEM="${CLUSTER_NETEM:-delay 10ms loss 0.5%}"
 KILL_RUNS="${CLUSTER_KILL_RUNS:-2}"
 COMPAT="${CLUSTER_COMPAT:-02-pipeline 03-elements 07-events 09-filters 11-negotiation 12-hubs}"
@@ -65,6 +88,11 @@ COMPAT_FAIL=""
 COMPAT_EXPECTED=0
 CLAIMS=""
 LOSS_N=0
+# The delay CLUSTER_NETEM puts on each node's egress (fallback: on the node-to-node links), ms:
+# a request forwarded by the entry crosses it twice more than a direct one.
+LINK_DELAY_MS=$(sed -n 's/.*delay \([0-9]*\)ms.*/\1/p' <<<"$NETEM")
+LINK_DELAY_MS=${LINK_DELAY_MS:-0}
+[ "$NETEM" = "none" ] && LINK_DELAY_MS=0
 
 say() { echo "cluster-test: $*"; }
 fail() {
@@ -102,6 +130,9 @@ preflight() {
     command -v "$tool" >/dev/null || missing "$tool is not installed (scripts/deps.sh test)"
   done
   [ -x "$FLUO_BIN" ] || fail "no server binary at $FLUO_BIN (cargo build -p fluo-server)"
+  [ -x "$BENCH_BIN" ] || fail "no load tool at $BENCH_BIN (cargo build -p fluo-bench)"
+  BENCH_BIN=$(readlink -f "$BENCH_BIN")
+  command -v ffmpeg >/dev/null || missing "ffmpeg is not installed (the kill step's clip; scripts/deps.sh test)"
   if [ ! -d "$ROOT/tests/compat/node_modules/kurento-client" ]; then
     (cd "$ROOT/tests/compat" && npm install --ignore-scripts --no-audit --no-fund) ||
       missing "the npm modules of tests/compat cannot be installed"
@@ -250,15 +281,20 @@ check() {
     shift
   done
   in_hub env CLUSTER_ENTRY="$ENTRY" CLUSTER_REDIS_HOST="$REDIS_ADDR" \
+    CLUSTER_BENCH="$BENCH_BIN" CLUSTER_CLIP="$TMP/clip.webm" CLUSTER_PEER_IP="$REDIS_ADDR" \
+    CLUSTER_LINK_RTT_MS=$((2 * LINK_DELAY_MS)) \
     CLUSTER_NODES="node1=ws://$NET.11:8888/kurento,node2=ws://$NET.12:8888/kurento,node3=ws://$NET.13:8888/kurento" \
     "${envs[@]}" \
     node "$ROOT/tests/cluster/cluster-check.js" "$@"
 }
 
 # check, its output printed but for its FIGURE lines, which go to the report's figures.
-check_figures() {
+check_figures() { figures_of check "$@"; }
+
+# A command's output printed but for its FIGURE lines, which go to the report's figures.
+figures_of() {
   local out status=0
-  out=$(check "$@" 2>&1) || status=$?
+  out=$("$@" 2>&1) || status=$?
   echo "$out" >>"$LOGS/checks.log"
   grep -v '^FIGURE ' <<<"$out" || true
   grep '^FIGURE ' <<<"$out" >>"$TMP/figures" || true
@@ -311,6 +347,24 @@ count_claims() {
   case " $claims" in *" node3="*) ;; *) fail "no pipeline landed on node3: $claims" ;; esac
 }
 
+# fluo-bench cluster in the hub (the clients' namespace), from the repository's root (its feed
+# is cached in target/): the publisher on node 1, BROADCAST_VIEWERS viewers per node.
+broadcast() {
+  say "broadcast: a publisher on node1, $BROADCAST_VIEWERS thin viewers on each node, signalled through node1"
+  (cd "$ROOT" && figures_of in_hub "$BENCH_BIN" cluster --entry "$ENTRY" --publisher node1 \
+    --viewers "node1=$BROADCAST_VIEWERS,node2=$BROADCAST_VIEWERS,node3=$BROADCAST_VIEWERS" \
+    --bind "$REDIS_ADDR" --window "$BROADCAST_SECS" --max-loss "$BROADCAST_MAX_LOSS") ||
+    fail "broadcast across the nodes (target/cluster-test/checks.log)"
+}
+
+# The clip the kill step's application plays to its WebRTC peer (VP8 + Opus, 10 s).
+make_clip() {
+  ffmpeg -hide_banner -loglevel error -nostdin -y -f lavfi -i testsrc=size=320x240:rate=30 \
+    -f lavfi -i sine=frequency=440:sample_rate=48000 -t 10 -c:v libvpx -b:v 600k \
+    -deadline realtime -cpu-used 8 -g 30 -c:a libopus -b:a 48k -f webm "$TMP/clip.webm" ||
+    fail "ffmpeg could not make the clip"
+}
+
 kill_runs() {
   local r
   for r in $(seq 1 "$KILL_RUNS"); do
@@ -339,6 +393,7 @@ main() {
   mkdir -p "$LOGS"
   TMP=$(mktemp -d)
   : >"$TMP/figures"
+  make_clip
   trap cleanup EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
@@ -348,6 +403,8 @@ main() {
   start_node 2
   start_node 3
   say "3 nodes on redis://$REDIS_ADDR:6379 ($(rcli SCARD fluo:nodes) listed), netem '$NETEM'"
+  # Before the drain: a pin to a draining node is refused (40009).
+  if [ "$BROADCAST_VIEWERS" != "0" ]; then broadcast; fi
   drain_node1
   ip netns exec "$HUB" redis-cli -h "$REDIS_ADDR" -p 6379 MONITOR >"$LOGS/monitor.log" 2>&1 &
   local monitor=$!
