@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use str0m::media::Direction;
 
 const USAGE: &str = "usage: fluo-bench cluster --entry ws://HOST:PORT/kurento --publisher NODE \
---viewers NODE=N[,NODE=N...] [--bind IP] [--warmup SECS] [--window SECS] [--max-loss PCT]\n\
+--viewers NODE=N[,NODE=N...] [--bind IP] [--warmup SECS] [--window SECS] [--max-loss PCT] [--max-video-loss PCT]\n\
        fluo-bench recv [--bind IP] [--wait SECS]";
 
 struct Args {
@@ -36,7 +36,9 @@ struct Args {
     bind: IpAddr,
     warmup: Duration,
     window: Duration,
+    /// Bounds on a node's loss after repair, %: of all packets, of the video's (NACKed).
     max_loss_pct: f64,
+    max_video_loss_pct: f64,
     wait: Duration,
 }
 
@@ -49,6 +51,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
         warmup: Duration::from_secs(3),
         window: Duration::from_secs(10),
         max_loss_pct: 2.0,
+        max_video_loss_pct: 0.5,
         wait: Duration::from_secs(20),
     };
     let mut it = args.iter();
@@ -69,17 +72,19 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--warmup" => a.warmup = secs()?,
             "--window" => a.window = secs()?,
             "--wait" => a.wait = secs()?,
-            "--max-loss" => {
-                a.max_loss_pct = val
-                    .parse()
-                    .ok()
-                    .filter(|p| (0.0..=100.0).contains(p))
-                    .ok_or(format!("bad --max-loss {val} (0-100)"))?
-            }
+            "--max-loss" => a.max_loss_pct = percent(flag, val)?,
+            "--max-video-loss" => a.max_video_loss_pct = percent(flag, val)?,
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
     Ok(a)
+}
+
+fn percent(flag: &str, val: &str) -> Result<f64, String> {
+    val.parse()
+        .ok()
+        .filter(|p| (0.0..=100.0).contains(p))
+        .ok_or(format!("bad {flag} {val} (0-100)"))
 }
 
 /// `node1=10,node2=10`: viewers per node, in that order.
@@ -441,10 +446,13 @@ fn report(a: &Args, figures: &[Figures]) -> bool {
             );
             ok = false;
         }
-        if f.loss_pct[0] > a.max_loss_pct || f.decrypt_failures > 0 {
+        if f.loss_pct[0] > a.max_loss_pct
+            || f.loss_pct[2] > a.max_video_loss_pct
+            || f.decrypt_failures > 0
+        {
             println!(
-                "broadcast: FAILED: {}: loss after repair {:.2} % (bound {} %), {} decrypt failures",
-                f.node, f.loss_pct[0], a.max_loss_pct, f.decrypt_failures
+                "broadcast: FAILED: {}: loss after repair {:.2} % (bound {} %), of the video {:.2} % (bound {} %), {} decrypt failures",
+                f.node, f.loss_pct[0], a.max_loss_pct, f.loss_pct[2], a.max_video_loss_pct, f.decrypt_failures
             );
             ok = false;
         }
@@ -504,7 +512,7 @@ mod tests {
     #[test]
     fn the_viewers_per_node_are_parsed_and_checked() {
         let a = parse(&args(
-            "--entry ws://10.0.0.1:8888/kurento --publisher node1 --viewers node1=10,node3=2 --bind 10.0.0.2 --window 4 --max-loss 1.5",
+            "--entry ws://10.0.0.1:8888/kurento --publisher node1 --viewers node1=10,node3=2 --bind 10.0.0.2 --window 4 --max-loss 1.5 --max-video-loss 0.2",
         ))
         .expect("good arguments");
         assert_eq!(
@@ -514,6 +522,7 @@ mod tests {
         assert_eq!(a.bind, "10.0.0.2".parse::<IpAddr>().unwrap());
         assert_eq!(a.window, Duration::from_secs(4));
         assert_eq!(a.max_loss_pct, 1.5);
+        assert_eq!(a.max_video_loss_pct, 0.2);
         for bad in ["node1=0", "node1=1001", "node1", "node1=x", "node1=2,"] {
             assert!(groups(bad).is_err(), "{bad}");
         }

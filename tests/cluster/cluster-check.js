@@ -2,6 +2,8 @@
 // The client side of make cluster-test (scripts/cluster-test.sh starts the nodes, Redis and
 // the network namespaces, then runs this in the namespace where Redis listens).
 //   node cluster-check.js placement   pipelines through the entry land on the expected nodes
+//   node cluster-check.js signalling  getName from 10 clients at once through the entry and
+//                                     directly on the owner (the forwarding's cost)
 //   node cluster-check.js kill PID    SIGSTOP then SIGKILL of a node (PID) while clients hold
 //                                     pipelines there through the entry, subscribed to their
 //                                     Error, with requests in flight: the answers (40004), the
@@ -86,7 +88,6 @@ async function placement() {
     const here = listed.filter((p) => made.some((m) => m.pipeline.id === p.id));
     assert.equal(here.length, 0, 'the entry lists pipelines that the store says are elsewhere');
     await pinned(expect);
-    await forwardingCost(made[0]);
     for (const m of made) await h.callback(m.pipeline, 'release');
     for (const m of made) {
       await h.waitFor(() => redis('GET', `fluo:pipeline:${m.pipeline.id}`) === '', 3000, `${m.pipeline.id}'s record deleted`);
@@ -145,6 +146,20 @@ async function forwardingCost({ node, ep }) {
   figure('signalling_direct_p50_p99_ms', `${f(p(direct, 0.5))}/${f(p(direct, 0.99))}`);
   figure('signalling_overhead_p50_p99_ms', `${f(over[0])}/${f(over[1])}`);
   figure('signalling_overhead_less_link_rtt_p50_p99_ms', `${f(over[0] - rtt)}/${f(over[1] - rtt)}`);
+}
+
+/** forwardingCost on an endpoint of a pipeline pinned to CLUSTER_OTHER through the entry. */
+async function signalling() {
+  const node = need('CLUSTER_OTHER');
+  const raw = await h.RawClient.open(ENTRY);
+  try {
+    const { pipeline, ep } = await rawPipeline(raw, node);
+    assert.equal(await ownerOf(pipeline), node);
+    await forwardingCost({ node, ep });
+    await ok(raw, 'release', { object: pipeline });
+  } finally {
+    await raw.close();
+  }
 }
 
 /** One raw pipeline pinned to each node, through the entry. */
@@ -244,7 +259,7 @@ async function kill(pid) {
   say(`connections kept: the holder answered 40004, the bystander (sent nothing) served on ${other}, kurento-client (no disconnection) made a pipeline on ${other}`);
   await codesUntilGone(ep, sessionId, t0, victim);
   const remade = await recreated;
-  say(`re-created: first frame ${secs(remade.first)} s after the kill (the application's new pipeline on ${remade.node}, ${remade.attempts} attempt(s) from its Error event)`);
+  say(`re-created: first frame ${secs(remade.first)} s after the kill (the application's new pipeline on ${remade.node}, ${remade.attempts} attempt(s) from its Error event${remade.failed.length ? `; failed: ${remade.failed.join('; ')}` : ''})`);
   figure('recreated_first_frame_s', secs(remade.first));
   figure('recreated_attempts', remade.attempts);
   assert.notEqual(remade.node, victim, 'the re-created pipeline is on the dead node');
@@ -322,6 +337,7 @@ async function recreate(client) {
   const t = Date.now();
   let attempts = 0;
   let last = null;
+  const failed = [];
   while (Date.now() - t < 20000) {
     attempts += 1;
     let pipeline = null;
@@ -329,9 +345,10 @@ async function recreate(client) {
       pipeline = await h.callback(client, 'create', 'MediaPipeline');
       const ep = await h.callback(pipeline, 'create', 'WebRtcEndpoint');
       const first = await play(pipeline, ep);
-      return { pipeline, node: await ownerOf(pipeline.id), first, attempts };
+      return { pipeline, node: await ownerOf(pipeline.id), first, attempts, failed };
     } catch (e) {
       last = e;
+      failed.push(`${((Date.now() - t) / 1000).toFixed(3)} s: ${e.code || ''} ${e.message}`.slice(0, 200));
       if (pipeline) await h.callback(pipeline, 'release').catch(() => {});
       await h.sleep(250);
     }
@@ -460,8 +477,9 @@ process.on('uncaughtException', (err) => {
 async function main() {
   const [mode, arg] = process.argv.slice(2);
   if (mode === 'placement') await placement();
+  else if (mode === 'signalling') await signalling();
   else if (mode === 'kill' && /^\d+$/.test(arg || '')) await kill(Number(arg));
-  else throw new Error('usage: cluster-check.js placement | kill PID');
+  else throw new Error('usage: cluster-check.js placement | signalling | kill PID');
 }
 
 main().then(
