@@ -159,16 +159,19 @@ test:
 
 # Issue 22's cluster test (docs/cluster.md, "make cluster-test"; root): three debug nodes in
 # network namespaces on a bridge with a real redis-server, tc netem between them
-# (CLUSTER_NETEM), node 1 draining; the official kurento-client through node 1 places
-# pipelines on nodes 2 and 3 (checked in Redis), a subset of the compat suite runs through
-# node 1 (CLUSTER_COMPAT), then node 3 gets kill -9 while a client holds a pipeline there
-# (CLUSTER_KILL_RUNS). Not part of make test (about 2 minutes). A missing tool or no root:
-# SKIPPED, a failure under CI=true. FLUO_BIN=PATH runs that binary (e.g. a release build)
-# instead of building target/debug/fluo.
+# (CLUSTER_NETEM); a broadcast from node 1 to viewers on every node (fluo-bench cluster,
+# CLUSTER_BROADCAST_VIEWERS), then node 1 draining; the official kurento-client through node 1
+# places pipelines on nodes 2 and 3 (checked in Redis), a subset of the compat suite runs
+# through node 1 (CLUSTER_COMPAT), then node 3 gets kill -9 while a client holds a pipeline
+# there and an application re-creates its call (CLUSTER_KILL_RUNS). Not part of make test
+# (about 3 minutes). A missing tool or no root: SKIPPED, a failure under CI=true.
+# FLUO_BIN=PATH runs that binary (e.g. a release build) instead of building target/debug/fluo,
+# BENCH_BIN=PATH that load tool instead of target/debug/fluo-bench.
 .PHONY: cluster-test
 cluster-test:
 	$(if $(FLUO_BIN),,$(CARGO) build -p fluo-server)
-	FLUO_BIN=$(or $(FLUO_BIN),target/debug/fluo) scripts/cluster-test.sh
+	$(if $(BENCH_BIN),,$(CARGO) build -p fluo-bench)
+	FLUO_BIN=$(or $(FLUO_BIN),target/debug/fluo) BENCH_BIN=$(or $(BENCH_BIN),target/debug/fluo-bench) scripts/cluster-test.sh
 
 # Fluo against Janus side by side (bench/, docs/perf.md): one WebRTC publisher, N viewers, the
 # server pinned to CPU 0 and the load tool to CPU 1 in a private network namespace (root).

@@ -6,16 +6,23 @@
 #   namespace <tag>-nI:  eth0 10.199.0.1I/24 (veth to br0, netem on its egress), fluo as nodeI
 #                        (WebSocket :8888, node-to-node link :8889)
 #
-# Steps: node 1 is made draining (SIGUSR1), so placement puts new pipelines on nodes 2 and 3;
-# (1) tests/cluster/cluster-check.js placement: the official kurento-client through node 1
+# Steps: (0) a broadcast (fluo-bench cluster, bench/src/cluster.rs): a publisher in a pipeline
+# pinned to node 1, CLUSTER_BROADCAST_VIEWERS thin viewers on each node, all signalled through
+# node 1, the other nodes' viewers fed across relays: viewers with media, loss after repair, fps,
+# latency and what a relay adds, per node; then node 1 is made draining (SIGUSR1), so placement
+# puts new pipelines on nodes 2 and 3; (1) tests/cluster/cluster-check.js placement: the official kurento-client through node 1
 # creates pipelines with connected elements, which the ownership records in Redis must show on
 # nodes 2 and 3 (pinned ones on the pinned node), and releases them; (2) a subset of the compat
 # suite (tests/compat, official kurento-client 7.3.0) through node 1, with redis-cli MONITOR
-# recording every claim: each must be node 2's or node 3's, both must have some; (3)
+# recording every claim: each must be node 2's or node 3's, both must have some; (3) getName
+# from 10 clients at once through node 1 and directly on node 2 (signalling forwarding), with
+# the links' loss off for it (a lost TCP segment's 200 ms retransmission is the p99 else); (4)
 # CLUSTER_KILL_RUNS times: clients through node 1 hold pipelines on node 3, subscribed to their
 # Error, with a request in flight (node 3 stopped first), node 3 gets SIGKILL: the requests
 # answered 40004, the Error events (NODE_DOWN, the official client's pipeline.on('Error')), the
-# connections kept, the error codes docs/cluster.md promises; then node 3 restarts.
+# connections kept, the error codes docs/cluster.md promises, and an application that played a
+# clip to a WebRTC peer there makes its call again on its Error event (time to its first frame
+# after the kill); then node 3 restarts.
 # Prints a report; exits non-zero on any failure. Root. Without a tool it says SKIPPED and
 # exits 0, except under CI=true, where that is a failure.
 #
@@ -27,11 +34,32 @@
 # CLUSTER_COMPAT_JOBS  how many of them at once (default 2)
 # CLUSTER_COMPAT_EXCLUDE  tests of them whose failure is expected (see below; "" for none)
 # CLUSTER_FLUO_ARGS  extra flags for every node (default "--workers 0")
+# CLUSTER_BROADCAST_VIEWERS  thin viewers per node in the broadcast (default 10; "0": no
+#                    broadcast step)
+# CLUSTER_BROADCAST_SECS     its measured window (default 10 s, after a 3 s warm-up)
+# CLUSTER_BROADCAST_MAX_LOSS its bound on any node's loss after repair, % of all packets
+#                    (default 2); CLUSTER_BROADCAST_MAX_VIDEO_LOSS of the video's (default 0.5)
 # FLUO_BIN           the server (default target/debug/fluo)
+# BENCH_BIN          the load tool (default target/debug/fluo-bench)
 # Logs: target/cluster-test/ (each node's log, redis, MONITOR, compat output), kept after exit.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FLUO_BIN="${FLUO_BIN:-$ROOT/target/debug/fluo}"
+BENCH_BIN="${BENCH_BIN:-$ROOT/target/debug/fluo-bench}"
+# 10 per node: 30 viewers and 3 debug servers fit this project's 2 shared cores (the thin
+# viewers cost the tool little; the servers' debug builds are the load), and each relay still
+# carries 10 viewers' worth of one publisher. More for a bigger machine or a release build.
+BROADCAST_VIEWERS="${CLUSTER_BROADCAST_VIEWERS:-10}"
+BROADCAST_SECS="${CLUSTER_BROADCAST_SECS:-10}"
+# The shaping drops 0.5 % of every node's packets: a viewer across a relay loses about 1 % of
+# what is sent before repair (two shaped hops: publisher's node -> relay's node -> viewer), one
+# on the publisher's node 0.5 %. NACK repairs the video (a retransmission lost too, or its NACK,
+# is about 1 % of 1 %); the audio is not repaired (Opus is sent without retransmission), about
+# 30 % of the packets: left after repair, about 0.3 % of all packets across a relay, next to
+# nothing of the video. The bounds: 0.5 % of the video (a relay that does not repair loses 1 %)
+# and 2 % of all packets (room for a loaded debug build on 2 cores; a burst or a stall fails it).
+BROADCAST_MAX_LOSS="${CLUSTER_BROADCAST_MAX_LOSS:-2}"
+BROADCAST_MAX_VIDEO_LOSS="${CLUSTER_BROADCAST_MAX_VIDEO_LOSS:-0.5}"
 NETEM="${CLUSTER_NETEM:-delay 10ms loss 0.5%}"
 KILL_RUNS="${CLUSTER_KILL_RUNS:-2}"
 COMPAT="${CLUSTER_COMPAT:-02-pipeline 03-elements 07-events 09-filters 11-negotiation 12-hubs}"
@@ -55,6 +83,7 @@ ENTRY="ws://$NET.11:8888/kurento"
 PIDS=()
 NAMESPACES=()
 NODE_PID=()
+DROPPED_BEFORE=()
 TMP=""
 SHAPING=none
 DELAY_MS=0
@@ -64,6 +93,11 @@ COMPAT_FAIL=""
 COMPAT_EXPECTED=0
 CLAIMS=""
 LOSS_N=0
+# The delay CLUSTER_NETEM puts on each node's egress (fallback: on the node-to-node links), ms:
+# a request forwarded by the entry crosses it twice more than a direct one.
+LINK_DELAY_MS=$(sed -n 's/.*delay \([0-9]*\)ms.*/\1/p' <<<"$NETEM")
+LINK_DELAY_MS=${LINK_DELAY_MS:-0}
+[ "$NETEM" = "none" ] && LINK_DELAY_MS=0
 
 say() { echo "cluster-test: $*"; }
 fail() {
@@ -101,6 +135,9 @@ preflight() {
     command -v "$tool" >/dev/null || missing "$tool is not installed (scripts/deps.sh test)"
   done
   [ -x "$FLUO_BIN" ] || fail "no server binary at $FLUO_BIN (cargo build -p fluo-server)"
+  [ -x "$BENCH_BIN" ] || fail "no load tool at $BENCH_BIN (cargo build -p fluo-bench)"
+  BENCH_BIN=$(readlink -f "$BENCH_BIN")
+  command -v ffmpeg >/dev/null || missing "ffmpeg is not installed (the kill step's clip; scripts/deps.sh test)"
   if [ ! -d "$ROOT/tests/compat/node_modules/kurento-client" ]; then
     (cd "$ROOT/tests/compat" && npm install --ignore-scripts --no-audit --no-fund) ||
       missing "the npm modules of tests/compat cannot be installed"
@@ -140,9 +177,12 @@ make_network() {
 }
 
 # netem when the kernel has it; else (sch_netem not built, as on these machines) the same
-# figures another way: loss by an nftables rule on each node's egress, delay by
-# tests/cluster/delay-proxy.js on the node-to-node links (each node's connections to another
-# node's link port are sent through it by DNAT), which is what the delay is for.
+# figures another way: loss by an nftables rule where each node's packets enter the hub (the
+# ingress of its veth's hub end, so the node's socket is not told: a drop on the node's own
+# output hook fails the send with EPERM, and Fluo's media sender then sends that datagram again
+# in its next sendmmsg call, which this rule's dice let through: about 0.5 % of 0.5 % lost),
+# delay by tests/cluster/delay-proxy.js on the node-to-node links (each node's connections to
+# another node's link port are sent through it by DNAT), which is what the delay is for.
 shaping_mode() {
   SHAPING=none
   [ "$NETEM" = "none" ] && return 0
@@ -158,7 +198,7 @@ shaping_mode() {
   local loss
   loss=$(sed -n 's/.*loss \([0-9.]*\)%.*/\1/p' <<<"$NETEM")
   LOSS_N=$(awk -v l="${loss:-0}" 'BEGIN {printf "%d", l * 100}')
-  say "this kernel has no sch_netem: '$NETEM' applied as ${DELAY_MS} ms by a relay on the node-to-node links and ${LOSS_N}/10000 packets dropped by nftables on each node's egress"
+  say "this kernel has no sch_netem: '$NETEM' applied as ${DELAY_MS} ms by a relay on the node-to-node links and ${LOSS_N}/10000 of each node's packets dropped by nftables as they enter the hub"
 }
 
 shape() {
@@ -170,22 +210,24 @@ shape() {
       ;;
     fallback)
       {
-        echo "table inet fluoct {"
-        echo "  chain out {"
-        echo "    type filter hook output priority 0; policy accept;"
-        echo "    oifname \"eth0\" numgen random mod 10000 < $LOSS_N drop"
+        echo "table netdev fluoct$i {"
+        echo "  chain in {"
+        echo "    type filter hook ingress device \"veth-n$i\" priority 0; policy accept;"
+        echo "    numgen random mod 10000 < $LOSS_N counter drop"
         echo "  }"
         echo "}"
+      } | ip netns exec "$HUB" nft -f - || fail "nftables loss rule on veth-n$i"
+      {
+        echo "table ip fluoctnat {"
+        echo "  chain out {"
+        echo "    type nat hook output priority -100; policy accept;"
         if [ "$DELAY_MS" -gt 0 ]; then
-          echo "table ip fluoctnat {"
-          echo "  chain out {"
-          echo "    type nat hook output priority -100; policy accept;"
           for j in 1 2 3; do
             [ "$j" = "$i" ] || echo "    ip daddr $NET.1$j tcp dport 8889 dnat to $REDIS_ADDR:900$j"
           done
-          echo "  }"
-          echo "}"
         fi
+        echo "  }"
+        echo "}"
       } | ip netns exec "$ns" nft -f - || fail "nftables rules in $ns"
       ;;
   esac
@@ -249,15 +291,20 @@ check() {
     shift
   done
   in_hub env CLUSTER_ENTRY="$ENTRY" CLUSTER_REDIS_HOST="$REDIS_ADDR" \
+    CLUSTER_BENCH="$BENCH_BIN" CLUSTER_CLIP="$TMP/clip.webm" CLUSTER_PEER_IP="$REDIS_ADDR" \
+    CLUSTER_LINK_RTT_MS=$((2 * LINK_DELAY_MS)) \
     CLUSTER_NODES="node1=ws://$NET.11:8888/kurento,node2=ws://$NET.12:8888/kurento,node3=ws://$NET.13:8888/kurento" \
     "${envs[@]}" \
     node "$ROOT/tests/cluster/cluster-check.js" "$@"
 }
 
 # check, its output printed but for its FIGURE lines, which go to the report's figures.
-check_figures() {
+check_figures() { figures_of check "$@"; }
+
+# A command's output printed but for its FIGURE lines, which go to the report's figures.
+figures_of() {
   local out status=0
-  out=$(check "$@" 2>&1) || status=$?
+  out=$("$@" 2>&1) || status=$?
   echo "$out" >>"$LOGS/checks.log"
   grep -v '^FIGURE ' <<<"$out" || true
   grep '^FIGURE ' <<<"$out" >>"$TMP/figures" || true
@@ -310,6 +357,25 @@ count_claims() {
   case " $claims" in *" node3="*) ;; *) fail "no pipeline landed on node3: $claims" ;; esac
 }
 
+# fluo-bench cluster in the hub (the clients' namespace), from the repository's root (its feed
+# is cached in target/): the publisher on node 1, BROADCAST_VIEWERS viewers per node.
+broadcast() {
+  say "broadcast: a publisher on node1, $BROADCAST_VIEWERS thin viewers on each node, signalled through node1"
+  (cd "$ROOT" && figures_of in_hub "$BENCH_BIN" cluster --entry "$ENTRY" --publisher node1 \
+    --viewers "node1=$BROADCAST_VIEWERS,node2=$BROADCAST_VIEWERS,node3=$BROADCAST_VIEWERS" \
+    --bind "$REDIS_ADDR" --window "$BROADCAST_SECS" --max-loss "$BROADCAST_MAX_LOSS" \
+    --max-video-loss "$BROADCAST_MAX_VIDEO_LOSS") ||
+    fail "broadcast across the nodes (target/cluster-test/checks.log)"
+}
+
+# The clip the kill step's application plays to its WebRTC peer (VP8 + Opus, 10 s).
+make_clip() {
+  ffmpeg -hide_banner -loglevel error -nostdin -y -f lavfi -i testsrc=size=320x240:rate=30 \
+    -f lavfi -i sine=frequency=440:sample_rate=48000 -t 10 -c:v libvpx -b:v 600k \
+    -deadline realtime -cpu-used 8 -g 30 -c:a libopus -b:a 48k -f webm "$TMP/clip.webm" ||
+    fail "ffmpeg could not make the clip"
+}
+
 kill_runs() {
   local r
   for r in $(seq 1 "$KILL_RUNS"); do
@@ -320,10 +386,42 @@ kill_runs() {
   done
 }
 
+# The links' loss off (their delay kept) or on again: `shaping_loss off|on`.
+# shellcheck disable=SC2086 # netem's arguments are words
+shaping_loss() {
+  local i rule="numgen random mod 10000 < $LOSS_N counter drop"
+  for i in 1 2 3; do
+    case "$SHAPING:$1" in
+      netem:off) tc -n "$TAG-n$i" qdisc change dev eth0 root netem delay "${LINK_DELAY_MS}ms" ;;
+      netem:on) tc -n "$TAG-n$i" qdisc change dev eth0 root netem $NETEM ;;
+      fallback:off)
+        DROPPED_BEFORE[i]=$(dropped_by "$i")
+        in_hub nft flush chain netdev "fluoct$i" in
+        ;;
+      fallback:on) in_hub nft add rule netdev "fluoct$i" in "$rule" ;;
+    esac
+  done
+}
+
+# The packets node I's loss rule has dropped (the fallback), since it was last added.
+dropped_by() {
+  in_hub nft list table netdev "fluoct$1" 2>/dev/null | sed -n 's/.*counter packets \([0-9]*\).*/\1/p'
+}
+
+# The packets the fallback's loss rules dropped, per node.
+dropped() {
+  local i n out=""
+  for i in 1 2 3; do
+    n=$(dropped_by "$i")
+    out="$out node$i=$((${DROPPED_BEFORE[i]:-0} + ${n:-0}))"
+  done
+  echo "${out# }"
+}
+
 report() {
   echo "cluster-test: REPORT"
   local how="tc netem on each node's egress"
-  [ "$SHAPING" = "fallback" ] && how="no sch_netem: ${DELAY_MS} ms relay on the node-to-node links, ${LOSS_N}/10000 dropped by nftables on each node's egress"
+  [ "$SHAPING" = "fallback" ] && how="no sch_netem: ${DELAY_MS} ms relay on the node-to-node links, ${LOSS_N}/10000 of each node's packets dropped as they enter the hub: $(dropped) dropped"
   [ "$SHAPING" = "none" ] && how="none"
   echo "  links: '${NETEM}' ($how)"
   echo "  placement (node1 draining): claims per node ${CLAIMS}"
@@ -338,6 +436,7 @@ main() {
   mkdir -p "$LOGS"
   TMP=$(mktemp -d)
   : >"$TMP/figures"
+  make_clip
   trap cleanup EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
@@ -347,6 +446,8 @@ main() {
   start_node 2
   start_node 3
   say "3 nodes on redis://$REDIS_ADDR:6379 ($(rcli SCARD fluo:nodes) listed), netem '$NETEM'"
+  # Before the drain: a pin to a draining node is refused (40009).
+  if [ "$BROADCAST_VIEWERS" != "0" ]; then broadcast; fi
   drain_node1
   ip netns exec "$HUB" redis-cli -h "$REDIS_ADDR" -p 6379 MONITOR >"$LOGS/monitor.log" 2>&1 &
   local monitor=$!
@@ -356,6 +457,10 @@ main() {
   kill "$monitor"
   reap "$monitor"
   count_claims
+  say "signalling: getName from 10 clients at once through node1 and directly on node2 (the links' loss off meanwhile, their delay kept)"
+  shaping_loss off
+  check_figures CLUSTER_OTHER=node2 signalling || fail "signalling through node1"
+  shaping_loss on
   kill_runs
   report
   say "OK"

@@ -435,7 +435,7 @@ impl Signal {
     }
 }
 
-async fn release(c: &mut Client, object: &str) -> Result<(), String> {
+pub(crate) async fn release(c: &mut Client, object: &str) -> Result<(), String> {
     let r = c.request("release", json!({ "object": object })).await?;
     match r.get("error") {
         Some(e) => Err(format!("release: {e}")),
@@ -443,7 +443,7 @@ async fn release(c: &mut Client, object: &str) -> Result<(), String> {
     }
 }
 
-type Spares = Mutex<Vec<(Viewer, Option<String>)>>;
+pub(crate) type Spares = Mutex<Vec<(Viewer, Option<String>)>>;
 
 /// Viewers and signalling connections made before the joins' clocks start.
 struct Prepared {
@@ -467,7 +467,7 @@ fn take_spare(spares: &Spares) -> Result<(Viewer, Option<String>), String> {
     Ok((v, offer))
 }
 
-async fn join_fluo(
+pub(crate) async fn join_fluo(
     c: &mut Client,
     pipeline: &str,
     publisher: &str,
@@ -514,7 +514,7 @@ fn join_janus(
     Ok(h)
 }
 
-fn collect(groups: &[Group]) -> (Vec<ViewerSnap>, Vec<f32>) {
+pub(crate) fn collect(groups: &[Group]) -> (Vec<ViewerSnap>, Vec<f32>) {
     let mut snaps = vec![];
     let mut lat = vec![];
     for g in groups {
@@ -543,7 +543,7 @@ pub fn run(
 
 /// Waits until every viewer of `cohort` that joined has media, at most 15 s; returns the
 /// latencies the groups gave meanwhile.
-fn wait_for_media(groups: &[Group], cohort: u8) -> Vec<f32> {
+pub(crate) fn wait_for_media(groups: &[Group], cohort: u8) -> Vec<f32> {
     let t = Instant::now();
     let mut lat = vec![];
     loop {
@@ -562,7 +562,10 @@ fn wait_for_media(groups: &[Group], cohort: u8) -> Vec<f32> {
 
 /// Packets expected and received between two snapshots, per kind, over the viewers of
 /// cohort 0 that had media at the first.
-fn delivered(a: &[ViewerSnap], b: &[ViewerSnap]) -> ([u64; 2], [u64; 2], Vec<(u64, usize)>) {
+pub(crate) fn delivered(
+    a: &[ViewerSnap],
+    b: &[ViewerSnap],
+) -> ([u64; 2], [u64; 2], Vec<(u64, usize)>) {
     let before: HashMap<usize, &ViewerSnap> = a.iter().map(|s| (s.id, s)).collect();
     let (mut got, mut expected, mut frames) = ([0; 2], [0; 2], vec![]);
     for y in b.iter().filter(|s| s.cohort == 0) {
@@ -578,7 +581,7 @@ fn delivered(a: &[ViewerSnap], b: &[ViewerSnap]) -> ([u64; 2], [u64; 2], Vec<(u6
     (got, expected, frames)
 }
 
-fn thin_delta(a: &[ViewerSnap], b: &[ViewerSnap]) -> Option<ThinStats> {
+pub(crate) fn thin_delta(a: &[ViewerSnap], b: &[ViewerSnap]) -> Option<ThinStats> {
     let before: HashMap<usize, ThinStats> =
         a.iter().filter_map(|s| Some((s.id, s.thin?))).collect();
     let mut sum = ThinStats::default();

@@ -7,6 +7,7 @@
 //! other than `lo` carrying 127.0.0.1), the server pinned to CPU 0 and the tool to CPU 1.
 //! See docs/perf.md for the method and the figures.
 
+mod cluster;
 mod drive;
 mod feed;
 mod janus;
@@ -54,7 +55,8 @@ const USAGE: &str = "usage: fluo-bench [--smoke] \
 [--viewers 1,10,50,100,200,500,1000] [--reps 3] [--warmup SECS] [--window SECS] \
 [--viewer thin|full|thin,full] [--storm JOINERS] [--drop-every K] \
 [--out FILE.json] [--plots DIR] [--fluo-bin PATH] [--fluo-base-bin PATH] [--groups N] [--no-netns] \
-[--replot FILE.json --plots DIR]";
+[--replot FILE.json --plots DIR]\n\
+       fluo-bench cluster ... | fluo-bench recv ... (a cluster's broadcast, one viewer: bench/src/cluster.rs)";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -226,7 +228,18 @@ fn command_line(cmd: &str, args: &[&str]) -> String {
 }
 
 fn main() {
-    match real_main() {
+    // Subcommands (bench/src/cluster.rs): a broadcast across a cluster's nodes, one viewer.
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let sub = match argv.first().map(String::as_str) {
+        Some("cluster") => Some(cluster::broadcast_main as fn(&[String]) -> Result<bool, String>),
+        Some("recv") => Some(cluster::recv_main as fn(&[String]) -> Result<bool, String>),
+        _ => None,
+    };
+    let result = match sub {
+        Some(run) => run(&argv[1..]),
+        None => real_main(),
+    };
+    match result {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(e) => {

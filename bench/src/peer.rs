@@ -23,7 +23,18 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, ExtensionMap, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
-/// A str0m session on its own UDP socket on 127.0.0.1.
+/// The address the peers' sockets bind (127.0.0.1 unless [`set_local_ip`] said otherwise).
+static LOCAL_IP: std::sync::OnceLock<std::net::IpAddr> = std::sync::OnceLock::new();
+
+/// Makes every peer made afterwards bind `ip` (its host candidate) instead of 127.0.0.1: the
+/// cluster broadcast's peers, in a namespace whose servers are elsewhere. Once per process.
+pub fn set_local_ip(ip: std::net::IpAddr) -> Result<(), String> {
+    LOCAL_IP
+        .set(ip)
+        .map_err(|_| "the peers' address is set already".to_string())
+}
+
+/// A str0m session on its own UDP socket on 127.0.0.1 (or [`set_local_ip`]'s address).
 pub struct Session {
     pub rtc: Rtc,
     pub sock: UdpSocket,
@@ -76,7 +87,8 @@ impl Session {
     /// A session whose SDP maps TWCC only when `twcc` is true; with `capture`, its DTLS
     /// keys land in the returned slot (a thin viewer's).
     fn build(twcc: bool, capture: bool) -> Result<(Session, Option<KeySlot>), String> {
-        let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let ip = *LOCAL_IP.get_or_init(|| std::net::Ipv4Addr::LOCALHOST.into());
+        let sock = UdpSocket::bind((ip, 0)).map_err(|e| e.to_string())?;
         sock.set_nonblocking(true).map_err(|e| e.to_string())?;
         let addr = sock.local_addr().map_err(|e| e.to_string())?;
         let now = Instant::now();

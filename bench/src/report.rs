@@ -11,7 +11,7 @@ pub fn pct(sorted: &[f64], p: f64) -> Option<f64> {
     Some(sorted[((sorted.len() - 1) as f64 * p).round() as usize])
 }
 
-fn sorted(v: &[f64]) -> Vec<f64> {
+pub fn sorted(v: &[f64]) -> Vec<f64> {
     let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     v.sort_by(f64::total_cmp);
     v

@@ -2,20 +2,28 @@
 // The client side of make cluster-test (scripts/cluster-test.sh starts the nodes, Redis and
 // the network namespaces, then runs this in the namespace where Redis listens).
 //   node cluster-check.js placement   pipelines through the entry land on the expected nodes
+//   node cluster-check.js signalling  getName from 10 clients at once through the entry and
+//                                     directly on the owner (the forwarding's cost)
 //   node cluster-check.js kill PID    SIGSTOP then SIGKILL of a node (PID) while clients hold
 //                                     pipelines there through the entry, subscribed to their
 //                                     Error, with requests in flight: the answers (40004), the
-//                                     Error events (NODE_DOWN), the connections kept, the codes
+//                                     Error events (NODE_DOWN), the connections kept, the codes;
+//                                     and an application that plays a clip to a WebRTC peer on
+//                                     the victim re-creates its call once told of the death
 // Environment: CLUSTER_ENTRY (ws:// URL of the entry node), CLUSTER_REDIS_HOST,
 // CLUSTER_REDIS_PORT, CLUSTER_EXPECT (comma-separated node ids unpinned pipelines must land
 // on), CLUSTER_VICTIM (node id of PID), CLUSTER_OTHER (a node id that stays up),
-// CLUSTER_PIPELINES (how many unpinned, default 6).
+// CLUSTER_PIPELINES (how many unpinned, default 6), CLUSTER_SIG_CLIENTS / CLUSTER_SIG_REQUESTS /
+// CLUSTER_LINK_RTT_MS (forwardingCost below), CLUSTER_BENCH (fluo-bench, whose `recv` is the
+// application's receiving peer), CLUSTER_CLIP (a VP8/Opus WebM it plays), CLUSTER_PEER_IP (the
+// address that peer binds: this namespace's).
 // Prints `FIGURE name value` lines for the script's report; exits 1 on a failed check.
 
-const { execFileSync } = require('node:child_process');
+const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const assert = require('node:assert/strict');
 const h = require('../compat/test/helpers.js');
+const media = require('../compat/test/media.js');
 
 const ENTRY = need('CLUSTER_ENTRY');
 const REDIS = ['-h', need('CLUSTER_REDIS_HOST'), '-p', process.env.CLUSTER_REDIS_PORT || '6379'];
@@ -80,7 +88,6 @@ async function placement() {
     const here = listed.filter((p) => made.some((m) => m.pipeline.id === p.id));
     assert.equal(here.length, 0, 'the entry lists pipelines that the store says are elsewhere');
     await pinned(expect);
-    await forwardingCost(made[0]);
     for (const m of made) await h.callback(m.pipeline, 'release');
     for (const m of made) {
       await h.waitFor(() => redis('GET', `fluo:pipeline:${m.pipeline.id}`) === '', 3000, `${m.pipeline.id}'s record deleted`);
@@ -104,22 +111,55 @@ async function getNameTimes(url, object, n) {
   } finally {
     await raw.close();
   }
-  return times.sort((a, b) => a - b);
+  return times;
+}
+
+/** `clients` connections to `url` at once, each `n` getName calls on `object`: every time, sorted. */
+async function concurrentTimes(url, object, clients, n) {
+  const all = await Promise.all(Array.from({ length: clients }, () => getNameTimes(url, object, n)));
+  return all.flat().sort((a, b) => a - b);
 }
 
 /**
- * getName on an endpoint through the entry (over the node-to-node link, where the delay is)
- * and on a direct connection to its node (CLUSTER_NODES: id=ws://... pairs).
+ * Signalling forwarding overhead: CLUSTER_SIG_CLIENTS (default 10) connections at once, each
+ * CLUSTER_SIG_REQUESTS (default 20) getName calls one after another, on an endpoint of another
+ * node: through the entry (over the node-to-node link, where the shaping's delay is) and on
+ * direct connections to its node (CLUSTER_NODES: id=ws://... pairs). CLUSTER_LINK_RTT_MS: what
+ * the shaping adds to a forwarded request's round trip (the entry's link to the owner, both
+ * ways), reported beside the difference and subtracted from it.
  */
 async function forwardingCost({ node, ep }) {
   const urls = Object.fromEntries(need('CLUSTER_NODES').split(',').map((kv) => kv.split('=')));
-  const n = 40;
-  const via = await getNameTimes(ENTRY, ep, n);
-  const direct = await getNameTimes(urls[node], ep, n);
-  const p = (t, q) => t[Math.min(t.length - 1, Math.floor(q * t.length))].toFixed(1);
-  say(`getName x${n} on ${node}'s endpoint, p50/p90/max: through the entry ${p(via, 0.5)}/${p(via, 0.9)}/${p(via, 1)} ms, direct ${p(direct, 0.5)}/${p(direct, 0.9)}/${p(direct, 1)} ms`);
-  figure('getName_via_entry_p50_ms', p(via, 0.5));
-  figure('getName_direct_p50_ms', p(direct, 0.5));
+  const clients = Number(process.env.CLUSTER_SIG_CLIENTS || 10);
+  const n = Number(process.env.CLUSTER_SIG_REQUESTS || 20);
+  const rtt = Number(process.env.CLUSTER_LINK_RTT_MS || 0);
+  // One untimed round each way first: connections and the link warm.
+  await getNameTimes(ENTRY, ep, 2);
+  await getNameTimes(urls[node], ep, 2);
+  const via = await concurrentTimes(ENTRY, ep, clients, n);
+  const direct = await concurrentTimes(urls[node], ep, clients, n);
+  const p = (t, q) => t[Math.min(t.length - 1, Math.floor(q * t.length))];
+  const f = (x) => x.toFixed(1);
+  const over = [p(via, 0.5) - p(direct, 0.5), p(via, 0.99) - p(direct, 0.99)];
+  say(`getName, ${clients} clients at once x ${n} each on ${node}'s endpoint, p50/p99/max: through the entry ${f(p(via, 0.5))}/${f(p(via, 0.99))}/${f(p(via, 1))} ms, direct ${f(p(direct, 0.5))}/${f(p(direct, 0.99))}/${f(p(direct, 1))} ms; forwarding adds ${f(over[0])}/${f(over[1])} ms, of which the shaping's ${rtt} ms round trip on the link: ${f(over[0] - rtt)}/${f(over[1] - rtt)} ms without it`);
+  figure('signalling_via_entry_p50_p99_ms', `${f(p(via, 0.5))}/${f(p(via, 0.99))}`);
+  figure('signalling_direct_p50_p99_ms', `${f(p(direct, 0.5))}/${f(p(direct, 0.99))}`);
+  figure('signalling_overhead_p50_p99_ms', `${f(over[0])}/${f(over[1])}`);
+  figure('signalling_overhead_less_link_rtt_p50_p99_ms', `${f(over[0] - rtt)}/${f(over[1] - rtt)}`);
+}
+
+/** forwardingCost on an endpoint of a pipeline pinned to CLUSTER_OTHER through the entry. */
+async function signalling() {
+  const node = need('CLUSTER_OTHER');
+  const raw = await h.RawClient.open(ENTRY);
+  try {
+    const { pipeline, ep } = await rawPipeline(raw, node);
+    assert.equal(await ownerOf(pipeline), node);
+    await forwardingCost({ node, ep });
+    await ok(raw, 'release', { object: pipeline });
+  } finally {
+    await raw.close();
+  }
 }
 
 /** One raw pipeline pinned to each node, through the entry. */
@@ -158,6 +198,11 @@ async function kill(pid) {
   const { client } = await h.connectClient(ENTRY);
   const kept = await officialOn(client, victim);
   const officialEvent = new Promise((resolve) => kept.pipeline.on('Error', (e) => resolve({ e, at: Date.now() })));
+  // The application's call on the victim: a clip played to a WebRTC peer, media checked.
+  await h.withTimeout(play(kept.pipeline, kept.ep), 20000, "the application's call on the victim");
+  // Told of the death (its pipeline's Error), it makes its call again.
+  const recreated = officialEvent.then(() => recreate(client));
+  recreated.catch(() => {});
   // Its subscribe went out first on the same connection and link: done once this answers.
   await h.callback(kept.ep, 'getName');
   const connection = [];
@@ -213,9 +258,102 @@ async function kill(pid) {
   assert.deepEqual(connection, [], 'the official client lost its connection');
   say(`connections kept: the holder answered 40004, the bystander (sent nothing) served on ${other}, kurento-client (no disconnection) made a pipeline on ${other}`);
   await codesUntilGone(ep, sessionId, t0, victim);
+  const remade = await recreated;
+  say(`re-created: first frame ${secs(remade.first)} s after the kill (the application's new pipeline on ${remade.node}, ${remade.attempts} attempt(s) from its Error event${remade.failed.length ? `; failed: ${remade.failed.join('; ')}` : ''})`);
+  figure('recreated_first_frame_s', secs(remade.first));
+  figure('recreated_attempts', remade.attempts);
+  assert.notEqual(remade.node, victim, 'the re-created pipeline is on the dead node');
+  await h.callback(remade.pipeline, 'release');
   await bystander.close();
   await holder.close();
   await h.closeClient(client);
+}
+
+/**
+ * A receiving WebRTC peer (`fluo-bench recv`, a thin viewer): {offer: its SDP offer, answer(sdp),
+ * first: the wall clock (ms) at which its first media packet was decrypted, stop()}.
+ */
+function recvPeer() {
+  const child = spawn(need('CLUSTER_BENCH'), ['recv', '--bind', need('CLUSTER_PEER_IP'), '--wait', '20'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const got = {};
+  const offer = new Promise((resolve, reject) => Object.assign(got, { offer: resolve, noOffer: reject }));
+  const first = new Promise((resolve, reject) => Object.assign(got, { first: resolve, noFirst: reject }));
+  offer.catch(() => {});
+  first.catch(() => {});
+  let buf = '';
+  child.stdout.on('data', (chunk) => {
+    buf += chunk;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.startsWith('OFFER ')) got.offer(JSON.parse(line.slice(6)));
+      else if (line.startsWith('FIRST_MEDIA_WALL_MS ')) got.first(Number(line.slice(20)));
+    }
+  });
+  child.on('exit', (code) => {
+    const why = new Error(`fluo-bench recv exited ${code} without ${code === 1 ? 'media' : 'its offer'}`);
+    got.noOffer(why);
+    got.noFirst(why);
+  });
+  child.on('error', (e) => {
+    got.noOffer(e);
+    got.noFirst(e);
+  });
+  return {
+    offer,
+    first,
+    answer: (sdp) => child.stdin.write(`${JSON.stringify(sdp)}\n`),
+    stop: () => child.kill(),
+  };
+}
+
+/**
+ * A PlayerEndpoint of CLUSTER_CLIP in `pipeline` playing to `ep` (a WebRtcEndpoint there),
+ * negotiated with a recvPeer; the wall clock (ms) of the peer's first decrypted media packet.
+ */
+async function play(pipeline, ep) {
+  const peer = recvPeer();
+  try {
+    const player = await h.callback(pipeline, 'create', 'PlayerEndpoint', { uri: media.fileUri(need('CLUSTER_CLIP')) });
+    await h.callback(player, 'connect', ep);
+    const offer = await h.withTimeout(peer.offer, 5000, "the peer's offer");
+    peer.answer(await h.callback(ep, 'processOffer', offer));
+    await h.callback(player, 'play');
+    return await h.withTimeout(peer.first, 20000, "the peer's first media");
+  } finally {
+    peer.stop();
+  }
+}
+
+/**
+ * What an application does when told its pipeline's node died: it makes its call again with
+ * kurento-client through the same entry (unpinned: placement picks), trying again every 250 ms
+ * when a step fails, for 20 s: {pipeline, node, first (wall ms of the first media), attempts}.
+ */
+async function recreate(client) {
+  const t = Date.now();
+  let attempts = 0;
+  let last = null;
+  const failed = [];
+  while (Date.now() - t < 20000) {
+    attempts += 1;
+    let pipeline = null;
+    try {
+      pipeline = await h.callback(client, 'create', 'MediaPipeline');
+      const ep = await h.callback(pipeline, 'create', 'WebRtcEndpoint');
+      const first = await play(pipeline, ep);
+      return { pipeline, node: await ownerOf(pipeline.id), first, attempts, failed };
+    } catch (e) {
+      last = e;
+      failed.push(`${((Date.now() - t) / 1000).toFixed(3)} s: ${e.code || ''} ${e.message}`.slice(0, 200));
+      if (pipeline) await h.callback(pipeline, 'release').catch(() => {});
+      await h.sleep(250);
+    }
+  }
+  throw new Error(`the re-created call: no media within 20 s (${attempts} attempts; the last: ${last && last.message})`);
 }
 
 /**
@@ -339,8 +477,9 @@ process.on('uncaughtException', (err) => {
 async function main() {
   const [mode, arg] = process.argv.slice(2);
   if (mode === 'placement') await placement();
+  else if (mode === 'signalling') await signalling();
   else if (mode === 'kill' && /^\d+$/.test(arg || '')) await kill(Number(arg));
-  else throw new Error('usage: cluster-check.js placement | kill PID');
+  else throw new Error('usage: cluster-check.js placement | signalling | kill PID');
 }
 
 main().then(

@@ -189,8 +189,12 @@ impl Client {
 
     /// Connects to `ws://127.0.0.1:{port}/kurento`.
     pub async fn connect(port: u16) -> Result<Client, String> {
-        let url = format!("ws://127.0.0.1:{port}/kurento");
-        let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        Client::connect_url(&format!("ws://127.0.0.1:{port}/kurento")).await
+    }
+
+    /// Connects to a server's WebSocket URL (`ws://host:port/kurento`).
+    pub async fn connect_url(url: &str) -> Result<Client, String> {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Client {
