@@ -431,43 +431,50 @@ impl Router {
             (None, Some(_)) => self.view.last_listed(),
             (None, None) => return Some(local),
         };
-        let nodes = self.with_placed(&nodes);
-        let picked = fluo_cluster::place(&nodes, pin.as_deref());
-        if let Some(id) = &picked {
-            let mut placed = lock(&self.placed);
-            *placed.1.entry(id.clone()).or_default() += 1;
-        }
-        let node = match picked {
-            Some(id) if id == self.me => {
-                self.holds_here(&ask, &req);
+        let mut nodes = self.with_placed(&nodes);
+        // An unpinned create whose node cannot be reached (it died and its record has not
+        // expired yet) is placed again among the others, and on this node only when no
+        // other is left.
+        loop {
+            let picked = fluo_cluster::place(&nodes, pin.as_deref());
+            if let Some(id) = &picked {
+                let mut placed = lock(&self.placed);
+                *placed.1.entry(id.clone()).or_default() += 1;
+            }
+            let node = match picked {
+                Some(id) if id == self.me => {
+                    self.holds_here(&ask, &req);
+                    return Some(local);
+                }
+                Some(id) => nodes.iter().find(|n| n.info.id == id).cloned(),
+                None => None,
+            };
+            let Some(node) = node else {
+                if let Some(pin) = pin {
+                    let message = format!(
+                        "{PIN} '{pin}': no such node is serving (unknown, gone or draining)"
+                    );
+                    answer(&ask, "", ErrorCode::NotEnoughResources, message);
+                    return None;
+                }
+                // Every node is full (or unreachable): this node's engine answers with its
+                // own limits.
                 return Some(local);
-            }
-            Some(id) => nodes.iter().find(|n| n.info.id == id).cloned(),
-            None => None,
-        };
-        let Some(node) = node else {
-            if let Some(pin) = pin {
-                let message =
-                    format!("{PIN} '{pin}': no such node is serving (unknown, gone or draining)");
-                answer(&ask, "", ErrorCode::NotEnoughResources, message);
-                return None;
-            }
-            // Every node is full: this node's engine answers with its own limits.
-            return Some(local);
-        };
-        match self
-            .forward(&ask, &req, local.clone(), &node, Pending::Pipeline)
-            .await
-        {
-            Ok(()) => None,
-            Err(e) if pin.is_some() => {
-                let message = format!("{PIN} '{}': the node is unreachable: {e}", node.info.id);
-                answer(&ask, &e, ErrorCode::NotEnoughResources, message);
-                None
-            }
-            Err(e) => {
-                tracing::warn!(node = %node.info.id, "link: placing a pipeline there failed ({e}); creating it here");
-                Some(local)
+            };
+            match self
+                .forward(&ask, &req, local.clone(), &node, Pending::Pipeline)
+                .await
+            {
+                Ok(()) => return None,
+                Err(e) if pin.is_some() => {
+                    let message = format!("{PIN} '{}': the node is unreachable: {e}", node.info.id);
+                    answer(&ask, &e, ErrorCode::NotEnoughResources, message);
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(node = %node.info.id, "link: placing a pipeline there failed ({e}); placing it elsewhere");
+                    nodes.retain(|n| n.info.id != node.info.id);
+                }
             }
         }
     }
