@@ -194,7 +194,7 @@ async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
     let err = ca
         .request(
             "create",
-            json!({"type": "HubPort", "constructorParams": {"hub": dispatcher, "mediaPipeline": local}}),
+            json!({"type": "HubPort", "constructorParams": {"mediaPipeline": p, "hub": foreign_hub}}),
         )
         .await
         .expect_err("a create naming two pipelines");

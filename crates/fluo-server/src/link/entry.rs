@@ -56,6 +56,10 @@ pub(crate) enum Pending {
     Released(String),
     /// A request of the entry's own (a session bound again): the client never sees it.
     Swallow,
+    /// A request naming `0`, an object of another pipeline than the called object's: the
+    /// owner's "not found" of that object is answered as KMS answers the mix of two
+    /// pipelines (40004).
+    Foreign(String),
 }
 
 impl Pending {
@@ -310,6 +314,24 @@ pub(crate) fn id_key(id: &Value) -> String {
 /// The error answer to request `id`.
 pub(crate) fn error_text(id: Option<Value>, code: ErrorCode, message: String) -> String {
     RpcResponse::error(id, KurentoError::new(code, message)).to_text()
+}
+
+/// The owner's answer `v` as a client of one KMS gets it for a request naming `foreign`, an
+/// object of another pipeline: its 40101 about that object becomes 40004.
+fn foreign_error(v: &Value, foreign: &str) -> Option<String> {
+    let e = v.get("error")?;
+    let about = e.get("message")?.as_str()?.contains(foreign);
+    if e.get("code")?.as_i64()? != ErrorCode::MediaObjectNotFound.code() || !about {
+        return None;
+    }
+    let message = format!(
+        "Cannot use objects of different media pipelines together: '{foreign}' is of another pipeline"
+    );
+    Some(error_text(
+        v.get("id").cloned(),
+        ErrorCode::ConnectError,
+        message,
+    ))
 }
 
 /// The message of an error for a request whose owner `node` cannot be reached now.
@@ -636,13 +658,21 @@ impl Link {
         let Some(client) = st.clients.get(&conn).map(|c| c.handle.clone()) else {
             return;
         };
-        // Answers begin with their id (the engine's JSON); events are notifications.
-        if text.starts_with("{\"id\"") {
+        // Answers begin with their id, or with their error (the engine's JSON has its keys
+        // in order: `error`, `id`, `jsonrpc`, `result`); events are notifications.
+        if text.starts_with("{\"id\"") || text.starts_with("{\"error\"") {
             if let Ok(v) = serde_json::from_str::<Value>(&text) {
                 let done = v
                     .get("id")
                     .and_then(|id| st.pending.remove(&(conn, id_key(id))));
                 let swallow = matches!(done, Some(Pending::Swallow));
+                if let Some(Pending::Foreign(o)) = &done {
+                    if let Some(t) = foreign_error(&v, o) {
+                        drop(st);
+                        client.send(conn, t);
+                        return;
+                    }
+                }
                 self.learn(&mut st, known, conn, done, &v);
                 if swallow {
                     return;
@@ -933,6 +963,53 @@ mod tests {
     /// What a pending request about pipeline `p` is, from its JSON.
     fn pending(p: &str, req: Value) -> Pending {
         Pending::of(req.as_object().unwrap(), p)
+    }
+
+    #[test]
+    fn an_error_answer_ends_its_request_and_a_foreign_objects_40101_becomes_40004() {
+        let (link, _rx) = link(64);
+        let known = Known::new(Arc::new(View::default()));
+        let (c, out) = client();
+        let mut outs = [out];
+        let foreign = "q_kurento.MediaPipeline/h_kurento.HubPort";
+        let a = ask(1, &c, None);
+        // As the engine writes errors: keys in order, `error` first.
+        let error = |id: u64, code: ErrorCode, m: &str| {
+            RpcResponse::error(Some(Value::from(id)), KurentoError::new(code, m)).to_text()
+        };
+        link.send(&a, Some(&Value::from(1)), Pending::Plain, "{}".into())
+            .unwrap();
+        link.deliver(&known, 1, error(1, ErrorCode::MarshallError, "bad"));
+        let f = Pending::Foreign(foreign.into());
+        link.send(&a, Some(&Value::from(2)), f, "{}".into())
+            .unwrap();
+        let not_found = format!("Object '{foreign}' not found");
+        link.deliver(
+            &known,
+            1,
+            error(2, ErrorCode::MediaObjectNotFound, &not_found),
+        );
+        // A 40101 about the called object itself stays 40101.
+        let f = Pending::Foreign(foreign.into());
+        link.send(&a, Some(&Value::from(3)), f, "{}".into())
+            .unwrap();
+        let itself = "Object 'p_kurento.MediaPipeline/d_kurento.Dispatcher' not found";
+        link.deliver(&known, 1, error(3, ErrorCode::MediaObjectNotFound, itself));
+        let got = received(&mut outs, 0);
+        let codes: Vec<_> = got
+            .iter()
+            .map(|v| (v["id"].clone(), v["error"]["code"].clone()))
+            .collect();
+        assert_eq!(
+            codes,
+            [(1, 40001), (2, 40004), (3, 40101)]
+                .map(|(i, c)| (Value::from(i), Value::from(c)))
+                .to_vec()
+        );
+        // Each was answered once: nothing is left in flight for the link's end to answer.
+        assert!(lock(&link.state).pending.is_empty());
+        link.broke("the connection closed");
+        assert_eq!(received(&mut outs, 0), Vec::<Value>::new());
     }
 
     #[test]

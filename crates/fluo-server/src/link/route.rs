@@ -143,13 +143,12 @@ impl Router {
             Some(Target::Pipeline(p)) => {
                 // An argument of another pipeline (not an element's connect or disconnect,
                 // the relays' above): KMS answers 40004; the owner, which may not know that
-                // object, would say 40101.
-                if let Some(o) = foreign_argument(&req, &p).filter(|_| !relayed) {
-                    let message = format!("Cannot use objects of different media pipelines together: '{o}' is of another pipeline");
-                    answer(&ask, "", ErrorCode::ConnectError, message);
-                    return None;
-                }
-                self.to_owner(ask, req, p, local).await
+                // object, says 40101, which the entry turns into 40004 (an answer of the
+                // owner's, so that the connection's answers keep their order).
+                let foreign = foreign_argument(&req, &p)
+                    .filter(|_| !relayed)
+                    .map(str::to_string);
+                self.to_owner(ask, req, p, local, foreign).await
             }
             Some(Target::Place(pin)) => self.place(ask, req, pin, local).await,
             Some(Target::BadPin) => {
@@ -343,6 +342,7 @@ impl Router {
         req: Map<String, Value>,
         p: String,
         local: String,
+        foreign: Option<String>,
     ) -> Option<String> {
         if self.view.is_local(&p) {
             self.holds_here(&ask, &req);
@@ -374,7 +374,10 @@ impl Router {
                 }
             },
         };
-        let pending = Pending::of(&req, &p);
+        let pending = match foreign {
+            Some(o) => Pending::Foreign(o),
+            None => Pending::of(&req, &p),
+        };
         let sent = match self.view.record(&owner.node, owner.boot) {
             Some(node) => self.forward(&ask, &req, local, &node, pending).await,
             // Not listed: its link, while it lives (the owner lost only Redis)...
