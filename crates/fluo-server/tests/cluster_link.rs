@@ -191,6 +191,41 @@ async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
         .expect_err("a port of another pipeline");
     assert_eq!(err["code"], 40004, "{err}");
     assert!(err["message"].as_str().unwrap().contains(&foreign), "{err}");
+    // Both pipelines on node-b: its engine says so itself.
+    let q2 = ca
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
+        .await
+        .expect("another pipeline on node-b");
+    let hub2 = ca
+        .create("Dispatcher", json!({"mediaPipeline": q2}))
+        .await
+        .expect("a Dispatcher there");
+    let port2 = ca
+        .create("HubPort", json!({"hub": hub2}))
+        .await
+        .expect("its port");
+    let err = ca
+        .request(
+            "invoke",
+            json!({"object": dispatcher, "operation": "connect",
+                   "operationParams": {"source": port2, "sink": mine}}),
+        )
+        .await
+        .expect_err("a port of another pipeline of the same node");
+    assert_eq!(err["code"], 40004, "{err}");
+    let one_to_many = ca
+        .create("DispatcherOneToMany", json!({"mediaPipeline": p}))
+        .await
+        .expect("a DispatcherOneToMany on node-b");
+    let err = ca
+        .request(
+            "invoke",
+            json!({"object": one_to_many, "operation": "setSource",
+                   "operationParams": {"source": foreign}}),
+        )
+        .await
+        .expect_err("setSource of another pipeline's port");
+    assert_eq!(err["code"], 40004, "{err}");
     let err = ca
         .request(
             "create",

@@ -667,6 +667,7 @@ impl Link {
                     .and_then(|id| st.pending.remove(&(conn, id_key(id))));
                 let swallow = matches!(done, Some(Pending::Swallow));
                 if let Some(Pending::Foreign(o)) = &done {
+                    tracing::debug!(conn, object = %o, answer = %text, "link: the answer to a request naming another pipeline's object");
                     if let Some(t) = foreign_error(&v, o) {
                         drop(st);
                         client.send(conn, t);

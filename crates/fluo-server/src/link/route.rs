@@ -148,6 +148,9 @@ impl Router {
                 let foreign = foreign_argument(&req, &p)
                     .filter(|_| !relayed)
                     .map(str::to_string);
+                if let Some(o) = &foreign {
+                    tracing::debug!(conn = ask.conn, object = %o, "link: a request names an object of another pipeline");
+                }
                 self.to_owner(ask, req, p, local, foreign).await
             }
             Some(Target::Place(pin)) => self.place(ask, req, pin, local).await,
@@ -597,7 +600,9 @@ fn foreign_argument<'a>(req: &'a Map<String, Value>, p: &str) -> Option<&'a str>
             Value::Array(a) => a.iter().collect::<Vec<_>>(),
             v => vec![v],
         })
-        .filter_map(Value::as_str)
+        // An object as its id, or (as kurento-client sometimes sends one, e.g. setSource's)
+        // as the serialised proxy with its `id`, which the engine takes too.
+        .filter_map(|v| v.as_str().or_else(|| v.get("id")?.as_str()))
         .find(|s| pipeline_of(s).is_some_and(|q| q != p))
 }
 
@@ -739,6 +744,11 @@ mod tests {
         let r = req(serde_json::json!({"method": "invoke", "params": {
             "object": format!("{p}/5_kurento.PlayerEndpoint"), "operation": "connect",
             "operationParams": {"sink": theirs}}}));
+        assert_eq!(foreign_argument(&r, p), Some(theirs.as_str()));
+        // kurento-client's serialised proxy (an object with its id).
+        let r = req(serde_json::json!({"method": "invoke", "params": {
+            "object": format!("{p}/7_kurento.DispatcherOneToMany"), "operation": "setSource",
+            "operationParams": {"source": {"_events": {}, "id": theirs}}}}));
         assert_eq!(foreign_argument(&r, p), Some(theirs.as_str()));
         // A class the built-in model does not know: left to the owner.
         let r = req(serde_json::json!({"method": "invoke", "params": {
