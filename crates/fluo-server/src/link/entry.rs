@@ -967,6 +967,23 @@ mod tests {
     }
 
     #[test]
+    fn the_engines_answers_begin_as_deliver_expects() {
+        // `deliver` tells answers from events by their first key: pinned here, so that a
+        // change of serde_json's key order (e.g. its `preserve_order` feature) shows.
+        let id = Some(Value::from(7));
+        let ok = RpcResponse::result(id.clone(), serde_json::json!({"value": 1})).to_text();
+        let err = RpcResponse::error(id, KurentoError::new(ErrorCode::MarshallError, "x"));
+        for t in [ok, err.to_text()] {
+            assert!(
+                t.starts_with("{\"id\"") || t.starts_with("{\"error\""),
+                "{t}"
+            );
+        }
+        let event = fluo_api::jsonrpc::notification("onEvent", serde_json::json!({}));
+        assert!(!event.starts_with("{\"id\"") && !event.starts_with("{\"error\""));
+    }
+
+    #[test]
     fn an_error_answer_ends_its_request_and_a_foreign_objects_40101_becomes_40004() {
         let (link, _rx) = link(64);
         let known = Known::new(Arc::new(View::default()));

@@ -377,7 +377,20 @@ impl Router {
                 }
             },
         };
-        let pending = match foreign {
+        // Only an object whose pipeline this entry knows to be another node's: the owner
+        // cannot know it, so its 40101 about it means "another pipeline", not "released"
+        // (KMS answers 40101 for a released object, 40004 for a live one of another
+        // pipeline); an owner that holds both pipelines answers by itself.
+        let elsewhere = |o: &String| {
+            let q = pipeline_of(o);
+            let node = match q.as_deref() {
+                Some(q) if self.view.is_local(q) => Some(self.me.clone()),
+                Some(q) => self.known.owner(q).map(|x| x.node),
+                None => None,
+            };
+            node.is_some_and(|n| n != owner.node)
+        };
+        let pending = match foreign.filter(elsewhere) {
             Some(o) => Pending::Foreign(o),
             None => Pending::of(&req, &p),
         };
