@@ -711,10 +711,12 @@ mod tests {
     /// the same: nothing lost that it could see) and `frames` frames.
     fn viewer(id: usize, audio: u64, video: u64, frames: u64) -> ViewerSnap {
         let now = Instant::now();
-        let mut counts = crate::peer::Counts::default();
-        counts.packets = [audio, video];
-        counts.top_seq = [audio, video];
-        counts.frames = frames;
+        let counts = crate::peer::Counts {
+            packets: [audio, video],
+            top_seq: [audio, video],
+            frames,
+            ..Default::default()
+        };
         ViewerSnap {
             id,
             cohort: 0,
