@@ -315,7 +315,7 @@ impl Signal {
                             for i in (w..n).step_by(conc) {
                                 let a = &adders[i % adders.len()];
                                 let r = join_fluo(&mut c, &pipeline, &publisher, spares, a);
-                                out.push(r.await);
+                                out.push(r.await.map(|(ep, _)| ep));
                             }
                             (c, out)
                         }
@@ -467,13 +467,15 @@ fn take_spare(spares: &Spares) -> Result<(Viewer, Option<String>), String> {
     Ok((v, offer))
 }
 
+/// A spare viewer joined: its endpoint made in `pipeline`, `publisher` connected to it, its
+/// offer processed; the endpoint's id and the answer.
 pub(crate) async fn join_fluo(
     c: &mut Client,
     pipeline: &str,
     publisher: &str,
     spares: &Spares,
     adder: &GroupAdder,
-) -> Result<String, String> {
+) -> Result<(String, String), String> {
     let (mut v, offer) = take_spare(spares)?;
     let offer = offer.ok_or("no offer")?;
     let ep = c
@@ -493,7 +495,7 @@ pub(crate) async fn join_fluo(
     v.sdp_work = t.elapsed();
     v.twcc = Some(sdp_has_twcc(answer));
     adder.add(v);
-    Ok(ep)
+    Ok((ep, answer.to_string()))
 }
 
 fn join_janus(
@@ -561,7 +563,10 @@ pub(crate) fn wait_for_media(groups: &[Group], cohort: u8) -> Vec<f32> {
 }
 
 /// Packets expected and received between two snapshots, per kind, over the viewers of
-/// cohort 0 that had media at the first.
+/// cohort 0 that had media at the first. Expected is from each viewer's own highest sequence
+/// number: a kind that never arrives, or stops arriving, is not counted as lost (callers
+/// that must see that check what was received against what was sent, as `fluo-bench
+/// cluster` does).
 pub(crate) fn delivered(
     a: &[ViewerSnap],
     b: &[ViewerSnap],

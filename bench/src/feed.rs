@@ -31,6 +31,12 @@ const SECONDS: u32 = 10;
 const MAGIC: &[u8; 8] = b"FLUOFD02";
 
 impl Feed {
+    /// Video frames per second (frames' last packets per second of the loop).
+    pub fn fps(&self) -> f64 {
+        let frames = self.packets.iter().filter(|p| p.video && p.marker).count();
+        frames as f64 / self.period.as_secs_f64().max(1e-3)
+    }
+
     /// Loads the feed cached at `cache`, or encodes it (a few seconds) and caches it there.
     pub fn load_or_encode(cache: &Path) -> Result<Feed, String> {
         if let Ok(bytes) = std::fs::read(cache) {

@@ -249,7 +249,8 @@ pub struct Publisher {
 /// A running publisher.
 pub struct PublisherHandle {
     stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
+    /// RTP packets sent so far, per kind [audio, video].
+    sent: Arc<[AtomicU64; 2]>,
     thread: Option<JoinHandle<u64>>,
     pub connected: Arc<AtomicBool>,
 }
@@ -257,7 +258,12 @@ pub struct PublisherHandle {
 impl PublisherHandle {
     /// RTP packets sent so far.
     pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
+        self.sent.iter().map(|n| n.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Video RTP packets sent so far.
+    pub fn video_sent(&self) -> u64 {
+        self.sent[1].load(Ordering::Relaxed)
     }
 
     /// Stops it; returns the packets it sent.
@@ -278,7 +284,7 @@ impl Publisher {
     pub fn start(self, feed: Arc<Feed>, log: Arc<SendLog>) -> PublisherHandle {
         let stop = Arc::new(AtomicBool::new(false));
         let connected = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
+        let sent = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
         let (s, c, n) = (stop.clone(), connected.clone(), sent.clone());
         let thread = std::thread::Builder::new()
             .name("publisher".into())
@@ -298,7 +304,7 @@ impl Publisher {
         log: &SendLog,
         stop: &AtomicBool,
         up: &AtomicBool,
-        count: &AtomicU64,
+        count: &[AtomicU64; 2],
     ) -> u64 {
         let s = &mut self.session;
         let mut buf = vec![0u8; 2048];
@@ -353,7 +359,7 @@ impl Publisher {
                     tx.write_rtp(w);
                     seq[k] += 1;
                     sent += 1;
-                    count.store(sent, Ordering::Relaxed);
+                    count[k].fetch_add(1, Ordering::Relaxed);
                     if p.video && p.marker {
                         log.put(payload_key(&p.payload), sys::wall_ns());
                     }
