@@ -11,12 +11,18 @@
 //!   when a viewer gets no media or no video, when a viewer's video stalls or stops (less than
 //!   95 % of the video packets the publisher sent in the window), when a node's fps p50 is
 //!   under 0.8 x the feed's, when a node has fewer latency samples than half its viewers'
-//!   frames, or when loss after repair is over its bounds.
+//!   frames, when a viewer's video stops for longer than `--max-gap` (its count read every
+//!   50 ms, `gaps.rs`), or when loss after repair is over its bounds. `--mark PATH` writes PATH
+//!   when the window starts and `--hold PATH` keeps the window open until PATH exists (at
+//!   least `--window`, at most 120 s more): scripts/cluster-test.sh kills and restarts Redis
+//!   meanwhile.
 //! - `fluo-bench recv`: one thin viewer for another program's signalling (an application that
 //!   re-creates its pipeline in `make cluster-test`): it prints its offer, reads the answer and
 //!   prints when its first media packet was decrypted.
 //!
 //! Run by scripts/cluster-test.sh in the namespace of its clients; the peers bind `--bind`.
+
+mod gaps;
 
 use crate::drive::{collect, delivered, join_fluo, release, thin_delta, wait_for_media, Spares};
 use crate::feed::Feed;
@@ -35,7 +41,7 @@ use str0m::media::Direction;
 
 const USAGE: &str = "usage: fluo-bench cluster --entry ws://HOST:PORT/kurento --publisher NODE \
 --viewers NODE=N[,NODE=N...] [--nodes NODE=IP,...] [--bind IP] [--warmup SECS] [--window SECS] \
-[--max-loss PCT] [--max-video-loss PCT]\n\
+[--max-loss PCT] [--max-video-loss PCT] [--max-gap SECS] [--mark PATH] [--hold PATH]\n\
        fluo-bench recv [--bind IP] [--wait SECS]";
 
 struct Args {
@@ -50,6 +56,12 @@ struct Args {
     /// Bounds on a node's loss after repair, %: of all packets, of the video's (NACKed).
     max_loss_pct: f64,
     max_video_loss_pct: f64,
+    /// Bound on the longest time a viewer goes without a video packet in the window.
+    max_gap: Duration,
+    /// Written when the window starts.
+    mark: Option<PathBuf>,
+    /// The window lasts until this exists (at least `window`, at most `MAX_HOLD` more).
+    hold: Option<PathBuf>,
     wait: Duration,
 }
 
@@ -64,6 +76,9 @@ fn parse(args: &[String]) -> Result<Args, String> {
         window: Duration::from_secs(10),
         max_loss_pct: 2.0,
         max_video_loss_pct: 0.2,
+        max_gap: Duration::from_millis(500),
+        mark: None,
+        hold: None,
         wait: Duration::from_secs(20),
     };
     let mut it = args.iter();
@@ -85,6 +100,9 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--warmup" => a.warmup = secs()?,
             "--window" => a.window = secs()?,
             "--wait" => a.wait = secs()?,
+            "--max-gap" => a.max_gap = secs()?,
+            "--mark" => a.mark = Some(PathBuf::from(val)),
+            "--hold" => a.hold = Some(PathBuf::from(val)),
             "--max-loss" => a.max_loss_pct = percent(flag, val)?,
             "--max-video-loss" => a.max_video_loss_pct = percent(flag, val)?,
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
@@ -252,6 +270,8 @@ struct Window {
     before: Vec<ViewerSnap>,
     after: Vec<ViewerSnap>,
     latency: Vec<f32>,
+    /// Each viewer's longest time without a video packet in the window.
+    gaps: Vec<Duration>,
     video_sent: u64,
     secs: f64,
 }
@@ -296,18 +316,21 @@ fn watch(
     let sent_before = on.handle.video_sent();
     let before: Vec<_> = groups.iter().map(|g| snapshot(g).0).collect();
     let t = Instant::now();
-    std::thread::sleep(a.window);
+    if let Some(mark) = &a.mark {
+        std::fs::write(mark, b"window\n").map_err(|e| format!("--mark {}: {e}", mark.display()))?;
+    }
+    let (after, gaps) = sample_window(a, &groups, &before, t);
     let sent_after = on.handle.video_sent();
-    let after: Vec<_> = groups.iter().map(|g| snapshot(g)).collect();
     let secs = t.elapsed().as_secs_f64();
     let figures: Vec<Figures> = nodes
         .iter()
-        .zip(before.into_iter().zip(after))
-        .map(|(node, (before, (after, latency)))| {
+        .zip(before.into_iter().zip(after.into_iter().zip(gaps)))
+        .map(|(node, (before, ((after, latency), gaps)))| {
             let w = Window {
                 before,
                 after,
                 latency,
+                gaps,
                 video_sent: sent_after.saturating_sub(sent_before),
                 secs,
             };
@@ -324,6 +347,47 @@ fn watch(
 
 fn snapshot(g: &Group) -> (Vec<ViewerSnap>, Vec<f32>) {
     collect(std::slice::from_ref(g))
+}
+
+/// One group's last snapshot in the window, with every latency sample of the window.
+type Sampled = (Vec<ViewerSnap>, Vec<f32>);
+
+/// How long `--hold` may keep the window open beyond `--window`.
+const MAX_HOLD: Duration = Duration::from_secs(120);
+
+/// The window from `t`: each group's counts read every `gaps::SAMPLE` until `--window` has
+/// passed and `--hold`'s file exists; per group, its last snapshot with every latency sample
+/// of the window, and each viewer's longest gap in its video.
+fn sample_window(
+    a: &Args,
+    groups: &[&Group],
+    before: &[Vec<ViewerSnap>],
+    t: Instant,
+) -> (Vec<Sampled>, Vec<Vec<Duration>>) {
+    let mut gaps: Vec<gaps::Gaps> = before.iter().map(|b| gaps::Gaps::new(b, t)).collect();
+    let mut last: Vec<Sampled> = vec![(vec![], vec![]); groups.len()];
+    loop {
+        std::thread::sleep(gaps::SAMPLE);
+        let now = Instant::now();
+        for ((g, gaps), last) in groups.iter().zip(&mut gaps).zip(&mut last) {
+            let (snaps, latency) = snapshot(g);
+            gaps.sample(&snaps, now);
+            last.0 = snaps;
+            last.1.extend(latency);
+        }
+        let held = a.hold.as_ref().is_some_and(|p| !p.exists());
+        let elapsed = now.saturating_duration_since(t);
+        if elapsed >= a.window && (!held || elapsed >= a.window + MAX_HOLD) {
+            if held {
+                println!(
+                    "broadcast: --hold's file did not appear within {} s",
+                    MAX_HOLD.as_secs()
+                );
+            }
+            let longest = gaps.iter().map(|g| g.longest(now)).collect();
+            return (last, longest);
+        }
+    }
 }
 
 /// `n` thin viewers in `pipeline` (on `node`), each connected to `publisher`, joined through
@@ -429,6 +493,8 @@ struct Figures {
     video_share: Vec<f64>,
     /// Viewers that received no video packet over the window.
     without_video: usize,
+    /// Each viewer's longest time without a video packet over the window.
+    gaps: Vec<Duration>,
     secs: f64,
     errors: Vec<String>,
     misplaced: Vec<String>,
@@ -476,6 +542,7 @@ impl Figures {
                 .map(|n| *n as f64 / w.video_sent.max(1) as f64)
                 .collect(),
             without_video: video.iter().filter(|n| **n == 0).count(),
+            gaps: w.gaps.clone(),
             secs: w.secs,
             errors: node.errors.clone(),
             misplaced: node.misplaced.clone(),
@@ -484,6 +551,10 @@ impl Figures {
 
     fn latency(&self, p: f64) -> Option<f64> {
         pct(&self.latency_ms, p)
+    }
+
+    fn longest_gap(&self) -> Option<Duration> {
+        self.gaps.iter().copied().max()
     }
 
     fn least_video_share(&self) -> Option<f64> {
@@ -519,6 +590,14 @@ impl Figures {
                 "{short} viewers got less than {:.0} % of the video packets the publisher sent in the window (least {:.1} %): their video stalled or stopped",
                 MIN_VIDEO_SHARE * 100.0,
                 self.least_video_share().unwrap_or_default() * 100.0
+            ));
+        }
+        let gapped = self.gaps.iter().filter(|g| **g > a.max_gap).count();
+        if gapped > 0 {
+            out.push(format!(
+                "{gapped} viewers went without video for longer than {} ms (longest {} ms)",
+                a.max_gap.as_millis(),
+                self.longest_gap().unwrap_or_default().as_millis()
             ));
         }
         if self.fps_p50.is_none_or(|f| f < MIN_FPS_SHARE * feed_fps) {
@@ -580,7 +659,7 @@ fn report(a: &Args, feed_fps: f64, figures: &[Figures]) -> bool {
         // A difference of two percentiles, not of per-packet figures: can be negative.
         let added = |p: f64| Some(f.latency(p)? - base?.latency(p)?);
         println!(
-            "broadcast: {} ({}): {}/{} viewers with media (join p50 {} ms), loss after repair {:.2} % (audio {:.2} %, video {:.2} %; {} NACKed, {} repaired, {} decrypt failures), video received {} % of the publisher's at least, fps p50 {} (feed {feed_fps:.1}), latency p50 {} / p99 {} ms ({} samples){}",
+            "broadcast: {} ({}): {}/{} viewers with media (join p50 {} ms), loss after repair {:.2} % (audio {:.2} %, video {:.2} %; {} NACKed, {} repaired, {} decrypt failures), video received {} % of the publisher's at least (longest gap {} ms), fps p50 {} (feed {feed_fps:.1}), latency p50 {} / p99 {} ms ({} samples){}",
             f.node,
             if relayed { "across a relay" } else { "the publisher's node" },
             f.joined,
@@ -593,6 +672,7 @@ fn report(a: &Args, feed_fps: f64, figures: &[Figures]) -> bool {
             f.repaired,
             f.decrypt_failures,
             show(f.least_video_share().map(|s| s * 100.0), 1),
+            show(f.longest_gap().map(|g| g.as_secs_f64() * 1e3), 0),
             show(f.fps_p50, 1),
             show(f.latency(0.5), 2),
             show(f.latency(0.99), 2),
@@ -608,6 +688,11 @@ fn report(a: &Args, feed_fps: f64, figures: &[Figures]) -> bool {
         println!("{} {:.2}", name("loss_pct"), f.loss_pct[0]);
         println!("{} {:.2}", name("video_loss_pct"), f.loss_pct[2]);
         println!("{} {}", name("fps"), show(f.fps_p50, 1));
+        println!(
+            "{} {}",
+            name("longest_video_gap_ms"),
+            show(f.longest_gap().map(|g| g.as_secs_f64() * 1e3), 0)
+        );
         println!(
             "{} {}/{}",
             name("latency_p50_p99_ms"),
@@ -693,6 +778,11 @@ mod tests {
         assert_eq!(a.window, Duration::from_secs(4));
         assert_eq!(a.max_loss_pct, 1.5);
         assert_eq!(a.max_video_loss_pct, 0.2);
+        assert_eq!(a.max_gap, Duration::from_millis(500));
+        let held = parse(&args("--max-gap 0.25 --mark /tmp/m --hold /tmp/h")).expect("good");
+        assert_eq!(held.max_gap, Duration::from_millis(250));
+        assert_eq!(held.mark, Some(PathBuf::from("/tmp/m")));
+        assert_eq!(held.hold, Some(PathBuf::from("/tmp/h")));
         for bad in ["node1=0", "node1=1001", "node1", "node1=x", "node1=2,"] {
             assert!(groups(bad).is_err(), "{bad}");
         }
@@ -735,6 +825,17 @@ mod tests {
     /// publisher sent 1,000 video packets, each viewer receiving `audio`, `video` and
     /// `frames` of it, the node's latency samples `samples`.
     fn failures(audio: u64, video: u64, frames: u64, samples: usize) -> Vec<String> {
+        failures_with_gap(audio, video, frames, samples, Duration::from_millis(60))
+    }
+
+    /// `failures`, each viewer's longest gap in its video `gap`.
+    fn failures_with_gap(
+        audio: u64,
+        video: u64,
+        frames: u64,
+        samples: usize,
+        gap: Duration,
+    ) -> Vec<String> {
         let node = Node {
             node: "node2".into(),
             n: 10,
@@ -749,6 +850,7 @@ mod tests {
                 .map(|id| viewer(id, 100 + audio, 300 + video, 90 + frames))
                 .collect(),
             latency: vec![3.0; samples],
+            gaps: vec![gap; 10],
             video_sent: 1000,
             secs: 10.0,
         };
@@ -778,6 +880,15 @@ mod tests {
         // 940 of 1000: a stall of 0.6 s; fps and latency samples within their bounds.
         let short = failures(500, 940, 290, 2900).join("\n");
         assert!(short.contains("10 viewers got less than 95 %"), "{short}");
+        // A 0.6 s stop that the window's totals do not show (the relay sent what it held
+        // back after it): the gap fails it; 0.5 s passes.
+        let stopped = failures_with_gap(500, 1000, 300, 3000, Duration::from_millis(600));
+        assert_eq!(
+            stopped,
+            vec!["10 viewers went without video for longer than 500 ms (longest 600 ms)"]
+        );
+        let brief = failures_with_gap(500, 1000, 300, 3000, Duration::from_millis(500));
+        assert_eq!(brief, Vec::<String>::new());
     }
 
     /// With `--nodes`, an answer is placed on a node when one of its candidates carries the
