@@ -160,11 +160,13 @@ test:
 # Issue 22's cluster test (docs/cluster.md, "make cluster-test"; root): three debug nodes in
 # network namespaces on a bridge with a real redis-server, tc netem between them
 # (CLUSTER_NETEM); a broadcast from node 1 to viewers on every node (fluo-bench cluster,
-# CLUSTER_BROADCAST_VIEWERS), then node 1 draining; the official kurento-client through node 1
+# CLUSTER_BROADCAST_VIEWERS) during which Redis is killed and started again
+# (CLUSTER_REDIS_DOWN_SECS), then node 1 draining; the official kurento-client through node 1
 # places pipelines on nodes 2 and 3 (checked in Redis), a subset of the compat suite runs
 # through node 1 (CLUSTER_COMPAT), then node 3 gets kill -9 while a client holds a pipeline
-# there and an application re-creates its call (CLUSTER_KILL_RUNS). Not part of make test
-# (about 3 minutes). A missing tool or no root: SKIPPED, a failure under CI=true.
+# there and an application re-creates its call (CLUSTER_KILL_RUNS); last, kurento-client
+# resumes its session through another entry (CLUSTER_RESUME). Not part of make test (about 3
+# minutes). A missing tool or no root: SKIPPED, a failure under CI=true.
 # FLUO_BIN=PATH runs that binary (e.g. a release build) instead of building target/debug/fluo,
 # BENCH_BIN=PATH that load tool instead of target/debug/fluo-bench.
 .PHONY: cluster-test

@@ -13,8 +13,12 @@
 # publisher sent in the window each (a relay that carries no video, or stalls, fails), fps p50 at
 # least 0.8 x the feed's, latency samples for at least half the frames, loss after repair within
 # its bounds; latency, and a relayed node's percentiles minus node 1's, are reported (in the
-# fallback shaping the relays' media is not delayed); then node 1 is made draining (SIGUSR1), so placement
-# puts new pipelines on nodes 2 and 3; (1) tests/cluster/cluster-check.js placement: the official kurento-client through node 1
+# fallback shaping the relays' media is not delayed), every viewer's video without a gap over
+# 0.5 s; meanwhile (CLUSTER_REDIS_DOWN_SECS) Redis gets SIGKILL, an unpinned create through node 1
+# must be made on node 1 and one pinned to node 2 on node 2, and once Redis is started again
+# (same address and flags, empty) every node must be listed again, those pipelines claimed again,
+# and unpinned creates through node 1 placed on nodes 2 and 3 again, within 10 s; then node 1 is
+# made draining (SIGUSR1), so placement puts new pipelines on nodes 2 and 3; (1) tests/cluster/cluster-check.js placement: the official kurento-client through node 1
 # creates pipelines with connected elements, which the ownership records in Redis must show on
 # nodes 2 and 3 (pinned ones on the pinned node), and releases them; (2) a subset of the compat
 # suite (tests/compat, official kurento-client 7.3.0) through node 1, with redis-cli MONITOR
@@ -26,7 +30,10 @@
 # answered 40004, the Error events (NODE_DOWN, the official client's pipeline.on('Error')), the
 # connections kept, the error codes docs/cluster.md promises, and an application that played a
 # clip to a WebRTC peer there makes its call again on its Error event (time to its first frame
-# after the kill); then node 3 restarts.
+# after the kill); then node 3 restarts; (5) tests/cluster/resume-check.js: the official
+# kurento-client through a TCP proxy to node 3 holds a pipeline on node 2, node 3 gets SIGKILL and
+# the proxy sends new connections to node 1: kurento-client must reconnect with the same session
+# and its objects (CLUSTER_RESUME).
 # Prints a report; exits non-zero on any failure. Root. Without a tool it says SKIPPED and
 # exits 0, except under CI=true, where that is a failure.
 #
@@ -41,6 +48,11 @@
 # CLUSTER_BROADCAST_VIEWERS  thin viewers per node in the broadcast (default 10; "0": no
 #                    broadcast step)
 # CLUSTER_BROADCAST_SECS     its measured window (default 10 s, after a 3 s warm-up)
+# CLUSTER_REDIS_DOWN_SECS    Redis's outage during the broadcast's window (default 6; "0":
+#                    none); the window lasts until Redis is back and checked
+# CLUSTER_RESUME     "0": no resume step (default 1)
+# CLUSTER_BROADCAST_MAX_GAP  its bound on the longest time any viewer goes without a video
+#                    packet in the window, s (default 0.5; the viewers' counts read every 50 ms)
 # CLUSTER_BROADCAST_MAX_LOSS its bound on any node's loss after repair, % of all packets
 #                    (default 2); CLUSTER_BROADCAST_MAX_VIDEO_LOSS of the video's (default 0.2)
 # FLUO_BIN           the server (default target/debug/fluo)
@@ -68,6 +80,11 @@ BROADCAST_SECS="${CLUSTER_BROADCAST_SECS:-10}"
 # checks, not by these bounds (bench/src/cluster.rs).
 BROADCAST_MAX_LOSS="${CLUSTER_BROADCAST_MAX_LOSS:-2}"
 BROADCAST_MAX_VIDEO_LOSS="${CLUSTER_BROADCAST_MAX_VIDEO_LOSS:-0.2}"
+# Longer than a node record's 3 s lifetime: the records expire while Redis is down (and Redis
+# restarts empty anyway: no persistence).
+REDIS_DOWN_SECS="${CLUSTER_REDIS_DOWN_SECS:-6}"
+BROADCAST_MAX_GAP="${CLUSTER_BROADCAST_MAX_GAP:-0.5}"
+RESUME="${CLUSTER_RESUME:-1}"
 NETEM="${CLUSTER_NETEM:-delay 10ms loss 0.5%}"
 KILL_RUNS="${CLUSTER_KILL_RUNS:-2}"
 COMPAT="${CLUSTER_COMPAT:-02-pipeline 03-elements 07-events 09-filters 11-negotiation 12-hubs}"
@@ -89,6 +106,7 @@ SECRET="cluster-test secret $$ $RANDOM$RANDOM"
 ENTRY="ws://$NET.11:8888/kurento"
 
 PIDS=()
+REDIS_PID=""
 NAMESPACES=()
 NODE_PID=()
 DROPPED_BEFORE=()
@@ -250,6 +268,7 @@ shape() {
 start_redis() {
   ip netns exec "$HUB" redis-server --bind "$REDIS_ADDR" --port 6379 --save '' --appendonly no \
     --protected-mode no --dir "$TMP" --logfile "$LOGS/redis.log" &
+  REDIS_PID=$!
   PIDS+=($!)
   local _
   for _ in $(seq 1 50); do
@@ -319,10 +338,15 @@ check_figures() { figures_of check "$@"; }
 figures_of() {
   local out status=0
   out=$("$@" 2>&1) || status=$?
-  echo "$out" >>"$LOGS/checks.log"
-  grep -v '^FIGURE ' <<<"$out" || true
-  grep '^FIGURE ' <<<"$out" >>"$TMP/figures" || true
+  figures_in "$out"
   return "$status"
+}
+
+# Output (text) printed but for its FIGURE lines, which go to the report's figures.
+figures_in() {
+  echo "$1" >>"$LOGS/checks.log"
+  grep -v '^FIGURE ' <<<"$1" || true
+  grep '^FIGURE ' <<<"$1" >>"$TMP/figures" || true
 }
 
 # Wait for a process this script started and take it off the list cleanup() signals.
@@ -373,19 +397,78 @@ count_claims() {
 
 # fluo-bench cluster in the hub (the clients' namespace), from the repository's root (its feed
 # is cached in target/): the publisher on node 1, BROADCAST_VIEWERS viewers per node, each
-# node's answers checked for its address (--nodes). It runs in the foreground, not in PIDS (as
-# cluster-check.js does, and the `fluo-bench recv` peers it starts and kills itself): a TERM to
-# this script takes effect when it ends, its window and warm-up after its joins.
+# node's answers checked for its address (--nodes). Without the Redis outage it runs in the
+# foreground, not in PIDS (as cluster-check.js does, and the `fluo-bench recv` peers it starts
+# and kills itself): a TERM to this script takes effect when it ends, its window and warm-up
+# after its joins. With it (REDIS_DOWN_SECS), in the background (in PIDS) while redis_outage
+# runs in its window, which lasts until that is done (--mark, --hold).
 broadcast() {
-  local note=""
+  local note="" hold=()
   [ "$SHAPING" = "fallback" ] && note=" (fallback shaping: the relays' media is not delayed, netem would add ${DELAY_MS} ms a hop)"
+  [ "$REDIS_DOWN_SECS" != "0" ] && note="$note; Redis killed during its window, down ${REDIS_DOWN_SECS} s"
   say "broadcast: a publisher on node1, $BROADCAST_VIEWERS thin viewers on each node, signalled through node1$note"
-  (cd "$ROOT" && figures_of in_hub "$BENCH_BIN" cluster --entry "$ENTRY" --publisher node1 \
-    --viewers "node1=$BROADCAST_VIEWERS,node2=$BROADCAST_VIEWERS,node3=$BROADCAST_VIEWERS" \
-    --nodes "node1=$NET.11,node2=$NET.12,node3=$NET.13" \
-    --bind "$REDIS_ADDR" --window "$BROADCAST_SECS" --max-loss "$BROADCAST_MAX_LOSS" \
-    --max-video-loss "$BROADCAST_MAX_VIDEO_LOSS") ||
-    fail "broadcast across the nodes (target/cluster-test/checks.log)"
+  local cmd=(ip netns exec "$HUB" "$BENCH_BIN" cluster --entry "$ENTRY" --publisher node1
+    --viewers "node1=$BROADCAST_VIEWERS,node2=$BROADCAST_VIEWERS,node3=$BROADCAST_VIEWERS"
+    --nodes "node1=$NET.11,node2=$NET.12,node3=$NET.13"
+    --bind "$REDIS_ADDR" --window "$BROADCAST_SECS" --max-loss "$BROADCAST_MAX_LOSS"
+    --max-video-loss "$BROADCAST_MAX_VIDEO_LOSS" --max-gap "$BROADCAST_MAX_GAP")
+  if [ "$REDIS_DOWN_SECS" = "0" ]; then
+    (cd "$ROOT" && figures_of "${cmd[@]}") || fail "broadcast across the nodes (target/cluster-test/checks.log)"
+    return 0
+  fi
+  rm -f "$TMP/window" "$TMP/outage-done"
+  hold=(--mark "$TMP/window" --hold "$TMP/outage-done")
+  (cd "$ROOT" && exec "${cmd[@]}" "${hold[@]}") >"$TMP/broadcast.out" 2>&1 &
+  local bench=$! status=0
+  PIDS+=("$bench")
+  redis_outage "$bench"
+  touch "$TMP/outage-done"
+  wait "$bench" || status=$?
+  reap "$bench"
+  figures_in "$(cat "$TMP/broadcast.out")"
+  [ "$status" -eq 0 ] || fail "broadcast across the nodes, Redis killed and restarted in its window (target/cluster-test/checks.log)"
+}
+
+# Wall clock, ms.
+now_ms() { date +%s%3N; }
+
+# Redis gets SIGKILL 1 s into the broadcast's window (BENCH: its pid, writing $TMP/window when
+# the window starts), stays down REDIS_DOWN_SECS, and is started again as before (same address,
+# flags and log; empty): cluster-check.js redis-down 2 s into the outage (every entry has
+# noticed: heartbeats are 1 s apart), redis-back once it answers; each node must have logged
+# the store unreachable and back.
+redis_outage() {
+  local bench=$1 _
+  for _ in $(seq 1 1200); do
+    [ -e "$TMP/window" ] && break
+    kill -0 "$bench" 2>/dev/null || fail "the broadcast ended before its window ($(tail -3 "$TMP/broadcast.out"))"
+    sleep 0.1
+  done
+  [ -e "$TMP/window" ] || fail "the broadcast's window did not start within 120 s"
+  sleep 1
+  local state="$TMP/outage.json" killed back
+  say "Redis: SIGKILL (pid $REDIS_PID) 1 s into the broadcast's window, down ${REDIS_DOWN_SECS} s"
+  killed=$(now_ms)
+  kill -KILL "$REDIS_PID"
+  reap "$REDIS_PID"
+  sleep 2
+  check_figures CLUSTER_KILLED_MS="$killed" CLUSTER_STATE="$state" CLUSTER_ENTRY_NODE=node1 \
+    CLUSTER_OTHER=node2 redis-down || fail "creates through node1 while Redis is down"
+  local left=$((killed + REDIS_DOWN_SECS * 1000 - $(now_ms)))
+  [ "$left" -gt 0 ] && sleep "$(awk -v ms="$left" 'BEGIN {printf "%.3f", ms / 1000}')"
+  start_redis
+  back=$(now_ms)
+  say "Redis: started again after $(awk -v ms=$((back - killed)) 'BEGIN {printf "%.1f", ms / 1000}') s, empty"
+  echo "FIGURE redis_down_s $(awk -v ms=$((back - killed)) 'BEGIN {printf "%.1f", ms / 1000}')" >>"$TMP/figures"
+  check_figures CLUSTER_SINCE_MS="$back" CLUSTER_STATE="$state" CLUSTER_ENTRY_NODE=node1 \
+    CLUSTER_OTHER=node2 CLUSTER_EXPECT=node2,node3 redis-back || fail "Redis back: placement through node1"
+  local i
+  for i in 1 2 3; do
+    grep -q 'serving on, coordination resumes when it is back' "$LOGS/node$i.log" ||
+      fail "node$i did not log the store unreachable (target/cluster-test/node$i.log)"
+    grep -q 'the coordination store is back' "$LOGS/node$i.log" ||
+      fail "node$i did not log the store back (target/cluster-test/node$i.log)"
+  done
 }
 
 # The clip the kill step's application plays to its WebRTC peer (VP8 + Opus, 10 s).
@@ -404,6 +487,19 @@ kill_runs() {
     check_figures CLUSTER_VICTIM=node3 CLUSTER_OTHER=node2 kill "${NODE_PID[3]}" || fail "kill run $r"
     reap "${NODE_PID[3]}"
   done
+}
+
+# tests/cluster/resume-check.js: the official kurento-client through a TCP proxy (in the hub) to
+# node 3 makes a pipeline on node 2; node 3 gets SIGKILL, the proxy switches to node 1 (draining:
+# it takes no new pipelines, but serves sessions): kurento-client must reconnect by itself with
+# the same session (within RESUME_MAX_MS, default 5 s) and its endpoint must answer and send
+# its listener's events. Node 3 is started first if the kill runs left it dead.
+resume() {
+  if ! kill -0 "${NODE_PID[3]:-0}" 2>/dev/null; then start_node 3; fi
+  say "resume: kurento-client through a proxy to node3 holds a pipeline on node2; SIGKILL node3 (pid ${NODE_PID[3]}), the proxy then to node1"
+  (cd "$ROOT" && figures_of in_hub node tests/cluster/resume-check.js "$NET.13:8888" "$NET.11:8888" \
+    "${NODE_PID[3]}" node2) || fail "kurento-client resuming its session through another entry"
+  reap "${NODE_PID[3]}"
 }
 
 # The links' loss off (their delay kept) or on again: `shaping_loss off|on`.
@@ -485,6 +581,7 @@ main() {
   check_figures CLUSTER_OTHER=node2 signalling || fail "signalling through node1"
   shaping_loss on
   kill_runs
+  if [ "$RESUME" != "0" ]; then resume; fi
   report
   say "OK"
 }

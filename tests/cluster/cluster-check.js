@@ -10,13 +10,21 @@
 //                                     Error events (NODE_DOWN), the connections kept, the codes;
 //                                     and an application that plays a clip to a WebRTC peer on
 //                                     the victim re-creates its call once told of the death
+//   node cluster-check.js redis-down  while Redis is down: creates through the entry answered
+//                                     as docs/cluster.md says (unpinned: made on the entry;
+//                                     pinned: on its node, from the last listing)
+//   node cluster-check.js redis-back  once Redis is started again: every node listed again,
+//                                     the outage's pipelines claimed again, unpinned creates
+//                                     through the entry placed on the other nodes again
 // Environment: CLUSTER_ENTRY (ws:// URL of the entry node), CLUSTER_REDIS_HOST,
 // CLUSTER_REDIS_PORT, CLUSTER_EXPECT (comma-separated node ids unpinned pipelines must land
 // on), CLUSTER_VICTIM (node id of PID), CLUSTER_OTHER (a node id that stays up),
 // CLUSTER_PIPELINES (how many unpinned, default 6), CLUSTER_SIG_CLIENTS / CLUSTER_SIG_REQUESTS /
 // CLUSTER_LINK_RTT_MS (forwardingCost below), CLUSTER_BENCH (fluo-bench, whose `recv` is the
 // application's receiving peer), CLUSTER_CLIP (a VP8/Opus WebM it plays), CLUSTER_PEER_IP (the
-// address that peer binds: this namespace's).
+// address that peer binds: this namespace's), CLUSTER_ENTRY_NODE (the entry's node id),
+// CLUSTER_STATE (a file redis-down leaves its pipelines' ids in for redis-back),
+// CLUSTER_KILLED_MS / CLUSTER_SINCE_MS (wall clock, ms, of Redis's kill / its restart).
 // Prints `FIGURE name value` lines for the script's report; exits 1 on a failed check.
 
 const { execFileSync, spawn } = require('node:child_process');
@@ -483,6 +491,96 @@ async function codesUntilGone(ep, sessionId, t0, victim) {
   assert.ok(gone >= 9 && gone <= 18, `40101 from ${gone} s after the kill, not 13-14 s`);
 }
 
+/** CLUSTER_NODES (id=ws://... pairs) as an object. */
+const nodeUrls = () => Object.fromEntries(need('CLUSTER_NODES').split(',').map((kv) => kv.split('=')));
+
+/** Whether `node`'s own ServerManager (a direct connection) lists `pipeline`. */
+async function listedOn(node, pipeline) {
+  const { client } = await h.connectClient(nodeUrls()[node]);
+  try {
+    const listed = await (await client.getServerManager()).getPipelines();
+    return listed.some((p) => p.id === pipeline);
+  } finally {
+    await h.closeClient(client);
+  }
+}
+
+/**
+ * Redis is down (killed at CLUSTER_KILLED_MS): an unpinned create through the entry is made on
+ * the entry itself at once (its ServerManager lists it), a create pinned to CLUSTER_OTHER is
+ * made there from the entry's last listing (docs/cluster.md, "Redis down or restarting").
+ * Leaves both pipelines' ids in CLUSTER_STATE for redis-back.
+ */
+async function redisDown() {
+  const killed = Number(need('CLUSTER_KILLED_MS'));
+  const entryNode = need('CLUSTER_ENTRY_NODE');
+  const other = need('CLUSTER_OTHER');
+  const answers = () => execFileSync('redis-cli', [...REDIS, 'PING'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  assert.throws(answers, 'Redis answers: it is not down');
+  const into = () => ((Date.now() - killed) / 1000).toFixed(1);
+  const raw = await h.RawClient.open(ENTRY);
+  try {
+    let t = Date.now();
+    const { pipeline: unpinned } = await h.withTimeout(rawPipeline(raw), 3000, 'an unpinned pipeline through the entry while Redis is down');
+    const unpinnedMs = Date.now() - t;
+    assert.ok(await listedOn(entryNode, unpinned), `the unpinned pipeline made while Redis is down is not on the entry (${entryNode})`);
+    t = Date.now();
+    const { pipeline: pinned } = await h.withTimeout(rawPipeline(raw, other), 3000, `a pipeline pinned to ${other} through the entry while Redis is down`);
+    const pinnedMs = Date.now() - t;
+    assert.ok(await listedOn(other, pinned), `the pipeline pinned to ${other} while Redis is down is not there`);
+    fs.writeFileSync(need('CLUSTER_STATE'), JSON.stringify({ unpinned, pinned }));
+    say(`Redis down ${into()} s: an unpinned pipeline (WebRtcEndpoint, PassThrough) through ${entryNode} made there in ${unpinnedMs} ms; one pinned to ${other} made there in ${pinnedMs} ms`);
+    figure('redis_down_unpinned_create_ms', unpinnedMs);
+    figure('redis_down_pinned_create_ms', pinnedMs);
+  } finally {
+    await raw.close();
+  }
+}
+
+/**
+ * Redis started again (at CLUSTER_SINCE_MS, empty): within 10 s every node of CLUSTER_NODES is
+ * listed again, the pipelines redis-down made are claimed by their nodes, and unpinned creates
+ * through the entry (each with a WebRtcEndpoint, one every 100 ms until each node of
+ * CLUSTER_EXPECT has one) are placed on the other nodes again, not only on the entry.
+ */
+async function redisBack() {
+  const since = Number(need('CLUSTER_SINCE_MS'));
+  const expect = need('CLUSTER_EXPECT').split(',');
+  const entryNode = need('CLUSTER_ENTRY_NODE');
+  const state = JSON.parse(fs.readFileSync(need('CLUSTER_STATE'), 'utf8'));
+  const at = () => (Date.now() - since) / 1000;
+  const ids = Object.keys(nodeUrls());
+  await h.waitFor(() => ids.every((n) => redis('EXISTS', `fluo:node:${n}`) === '1'), 10000, 'every node listed again');
+  const listed = at();
+  assert.equal(await ownerOf(state.unpinned), entryNode, "the outage's unpinned pipeline claimed again by the entry");
+  assert.equal(await ownerOf(state.pinned), need('CLUSTER_OTHER'), "the outage's pinned pipeline claimed again by its node");
+  const claimed = at();
+  const raw = await h.RawClient.open(ENTRY);
+  const made = [state.unpinned, state.pinned];
+  const landed = {};
+  let onEntry = 0;
+  try {
+    while (expect.some((n) => landed[n] === undefined)) {
+      assert.ok(at() < 10, `placement across the nodes not back 10 s after Redis restarted: ${JSON.stringify(landed)}, ${onEntry} on ${entryNode}`);
+      const { pipeline } = await rawPipeline(raw);
+      made.push(pipeline);
+      const node = await ownerOf(pipeline);
+      if (node === entryNode) onEntry += 1;
+      else if (expect.includes(node) && landed[node] === undefined) landed[node] = at();
+      else if (!expect.includes(node)) assert.fail(`an unpinned pipeline landed on ${node}`);
+      await h.sleep(100);
+    }
+    for (const p of made) await ok(raw, 'release', { object: p });
+  } finally {
+    await raw.close();
+  }
+  const placed = Math.max(...Object.values(landed));
+  const secs = (x) => x.toFixed(2);
+  say(`Redis back: every node listed again after ${secs(listed)} s, the outage's pipelines claimed again by ${secs(claimed)} s, unpinned creates through ${entryNode} placed on ${expect.map((n) => `${n} after ${secs(landed[n])} s`).join(', ')} (${onEntry} made on ${entryNode} first)`);
+  figure('redis_back_listed_s', secs(listed));
+  figure('redis_back_placed_s', secs(placed));
+}
+
 process.on('uncaughtException', (err) => {
   console.error(`cluster-check: FAILED: uncaught in the client libraries: ${err && err.stack ? err.stack : err}`);
   process.exit(1);
@@ -493,7 +591,9 @@ async function main() {
   if (mode === 'placement') await placement();
   else if (mode === 'signalling') await signalling();
   else if (mode === 'kill' && /^\d+$/.test(arg || '')) await kill(Number(arg));
-  else throw new Error('usage: cluster-check.js placement | signalling | kill PID');
+  else if (mode === 'redis-down') await redisDown();
+  else if (mode === 'redis-back') await redisBack();
+  else throw new Error('usage: cluster-check.js placement | signalling | kill PID | redis-down | redis-back');
 }
 
 main().then(
