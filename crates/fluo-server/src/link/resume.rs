@@ -195,18 +195,12 @@ impl Router {
 
 #[cfg(test)]
 mod tests {
+    use super::super::sessions::owner;
     use super::*;
     use crate::cluster::View;
     use crate::config::ClusterSecret;
     use fluo_cluster::{Coordinator, InProcess, NodeId};
     use std::sync::Arc;
-
-    fn owner(node: &str, boot: u64) -> Owner {
-        Owner {
-            node: NodeId::new(node).unwrap(),
-            boot,
-        }
-    }
 
     /// The router of entry `me` on `store`, for owners with a 5 s grace period.
     fn router(me: &str, store: Coordinator) -> Router {

@@ -104,17 +104,18 @@ impl Misses {
     }
 }
 
+/// Owner `node` in `boot`, for the tests of this module and of [`super::resume`].
+#[cfg(test)]
+pub(super) fn owner(node: &str, boot: u64) -> Owner {
+    Owner {
+        node: fluo_cluster::NodeId::new(node).unwrap(),
+        boot,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fluo_cluster::NodeId;
-
-    fn owner(node: &str, boot: u64) -> Owner {
-        Owner {
-            node: NodeId::new(node).unwrap(),
-            boot,
-        }
-    }
 
     #[test]
     fn past_the_limit_only_the_least_recently_used_session_is_forgotten() {
