@@ -486,14 +486,7 @@ async fn a_dead_owner_is_answered_for_at_once() {
         return;
     };
     let mut ca = Client::connect(port_a).await;
-    let p = ca
-        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
-        .await
-        .unwrap();
-    let e = ca
-        .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
-        .await
-        .unwrap();
+    let (_p, e) = endpoint_on(&mut ca, "node-b").await;
     b.0.kill().unwrap(); // SIGKILL
     b.0.wait().unwrap();
     // Its link broke: the client's connection to node-a stays open (its pipelines on other
@@ -543,14 +536,7 @@ async fn a_client_that_reconnects_to_the_entry_keeps_its_session_on_the_owner() 
         return;
     };
     let mut ca = Client::connect(port_a).await;
-    let p = ca
-        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
-        .await
-        .unwrap();
-    let e = ca
-        .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
-        .await
-        .unwrap();
+    let (_p, e) = endpoint_on(&mut ca, "node-b").await;
     ca.subscribe(&e, "IceCandidateFound").await;
     // describe answers with the session (the one node-b made for this client).
     let session = session_of(&mut ca, &e).await;
@@ -619,14 +605,7 @@ async fn a_frozen_owners_requests_in_flight_are_answered_and_its_sessions_bound_
         return;
     };
     let mut ca = Client::connect(port_a).await;
-    let p = ca
-        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
-        .await
-        .unwrap();
-    let e = ca
-        .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
-        .await
-        .unwrap();
+    let (p, e) = endpoint_on(&mut ca, "node-b").await;
     ca.subscribe(&e, "IceCandidateFound").await;
     ca.subscribe(&p, "Error").await;
     let session = session_of(&mut ca, &e).await;

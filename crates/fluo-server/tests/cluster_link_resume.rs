@@ -106,14 +106,7 @@ async fn a_client_whose_entry_died_resumes_its_session_through_another_entry() {
 
     // Through entry A: a pipeline on owner O with a WebRtcEndpoint, subscribed to.
     let mut ca = Client::connect(port_a).await;
-    let p = ca
-        .create("MediaPipeline", json!({"fluoNode": "node-o"}))
-        .await
-        .unwrap();
-    let e = ca
-        .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
-        .await
-        .unwrap();
+    let (_p, e) = endpoint_on(&mut ca, "node-o").await;
     ca.subscribe(&e, "IceCandidateFound").await;
     let session = session_of(&mut ca, &e).await;
     let owners = recorded(&probe, &session, "node-o").await;
@@ -180,14 +173,7 @@ async fn a_client_moved_to_another_entry_finds_its_session_on_the_entry_it_left(
     };
     // Through entry A, objects on A itself: A records itself as the session's owner.
     let mut ca = Client::connect(port_a).await;
-    let p = ca
-        .create("MediaPipeline", json!({"fluoNode": "node-a"}))
-        .await
-        .unwrap();
-    let e = ca
-        .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
-        .await
-        .unwrap();
+    let (_p, e) = endpoint_on(&mut ca, "node-a").await;
     ca.subscribe(&e, "IceCandidateFound").await;
     let session = session_of(&mut ca, &e).await;
     let owners = recorded(&probe, &session, "node-a").await;

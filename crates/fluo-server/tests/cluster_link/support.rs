@@ -311,3 +311,16 @@ pub async fn placed(
     }
     on
 }
+
+/// Through `c`: a pipeline pinned to `node` and a WebRtcEndpoint in it; (pipeline, endpoint).
+pub async fn endpoint_on(c: &mut Client, node: &str) -> (String, String) {
+    let p = c
+        .create("MediaPipeline", json!({ "fluoNode": node }))
+        .await
+        .unwrap();
+    let e = c
+        .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
+        .await
+        .unwrap();
+    (p, e)
+}
