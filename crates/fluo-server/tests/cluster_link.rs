@@ -181,15 +181,14 @@ async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
         .create("HubPort", json!({"hub": dispatcher}))
         .await
         .expect("its port");
-    let err = ca
-        .request(
-            "invoke",
-            json!({"object": dispatcher, "operation": "connect",
+    let err = refused(
+        &mut ca,
+        "invoke",
+        json!({"object": dispatcher, "operation": "connect",
                    "operationParams": {"source": foreign, "sink": mine}}),
-        )
-        .await
-        .expect_err("a port of another pipeline");
-    assert_eq!(err["code"], 40004, "{err}");
+        "a port of another pipeline",
+    )
+    .await;
     assert!(err["message"].as_str().unwrap().contains(&foreign), "{err}");
     // Both pipelines on node-b: its engine says so itself.
     let q2 = ca
@@ -204,36 +203,33 @@ async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
         .create("HubPort", json!({"hub": hub2}))
         .await
         .expect("its port");
-    let err = ca
-        .request(
-            "invoke",
-            json!({"object": dispatcher, "operation": "connect",
+    refused(
+        &mut ca,
+        "invoke",
+        json!({"object": dispatcher, "operation": "connect",
                    "operationParams": {"source": port2, "sink": mine}}),
-        )
-        .await
-        .expect_err("a port of another pipeline of the same node");
-    assert_eq!(err["code"], 40004, "{err}");
+        "a port of another pipeline of the same node",
+    )
+    .await;
     let one_to_many = ca
         .create("DispatcherOneToMany", json!({"mediaPipeline": p}))
         .await
         .expect("a DispatcherOneToMany on node-b");
-    let err = ca
-        .request(
-            "invoke",
-            json!({"object": one_to_many, "operation": "setSource",
+    refused(
+        &mut ca,
+        "invoke",
+        json!({"object": one_to_many, "operation": "setSource",
                    "operationParams": {"source": foreign}}),
-        )
-        .await
-        .expect_err("setSource of another pipeline's port");
-    assert_eq!(err["code"], 40004, "{err}");
-    let err = ca
-        .request(
-            "create",
-            json!({"type": "HubPort", "constructorParams": {"mediaPipeline": p, "hub": foreign_hub}}),
-        )
-        .await
-        .expect_err("a create naming two pipelines");
-    assert_eq!(err["code"], 40004, "{err}");
+        "setSource of another pipeline's port",
+    )
+    .await;
+    refused(
+        &mut ca,
+        "create",
+        json!({"type": "HubPort", "constructorParams": {"mediaPipeline": p, "hub": foreign_hub}}),
+        "a create naming two pipelines",
+    )
+    .await;
     // The pin as the official kurento-client sends it (`create('MediaPipeline', {fluoNode})`:
     // a parameter MediaPipeline does not declare goes in `properties`).
     let q = ca
@@ -743,4 +739,12 @@ async fn a_node_that_does_not_answer_costs_one_connect_attempt_not_one_per_reque
         assert_eq!(code(e), 40009, "{e}");
     }
     assert!(took < Duration::from_millis(2500), "{took:?}");
+}
+
+/// `method` with `params` through `c` must be refused with 40004 (`what`: the request, in a
+/// failure); the error.
+async fn refused(c: &mut Client, method: &str, params: Value, what: &str) -> Value {
+    let err = c.request(method, params).await.expect_err(what);
+    assert_eq!(err["code"], 40004, "{err}");
+    err
 }
