@@ -139,14 +139,7 @@ async fn a_connect_across_nodes_builds_a_relay_that_carries_media_and_goes_when_
     };
     // One entry (node-a) for everything: P is its own, Q node-b's.
     let mut c = Client::connect(port_a).await;
-    let p = c
-        .create("MediaPipeline", json!({"fluoNode": "node-a"}))
-        .await
-        .unwrap();
-    let q = c
-        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
-        .await
-        .unwrap();
+    let (p, q) = p_and_q(&mut c).await;
     assert_eq!(owner_of(&probe, &p).await, "node-a");
     assert_eq!(owner_of(&probe, &q).await, "node-b");
     let web = json!({"mediaPipeline": p});
@@ -457,14 +450,7 @@ async fn a_relay_does_not_keep_the_pipelines_of_a_client_that_went_away() {
         return;
     };
     let mut c = Client::connect(port_a).await;
-    let p = c
-        .create("MediaPipeline", json!({"fluoNode": "node-a"}))
-        .await
-        .unwrap();
-    let q = c
-        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
-        .await
-        .unwrap();
+    let (p, q) = p_and_q(&mut c).await;
     let web = json!({"mediaPipeline": p});
     let e_pub = c.create("WebRtcEndpoint", web).await.unwrap();
     let web = json!({"mediaPipeline": q});
@@ -563,16 +549,23 @@ async fn relay_ends(c: &mut Client, pipeline: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Through `c`: P pinned to node-a and Q to node-b.
+async fn p_and_q(c: &mut Client) -> (String, String) {
+    let p = c
+        .create("MediaPipeline", json!({"fluoNode": "node-a"}))
+        .await
+        .unwrap();
+    let q = c
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
+        .await
+        .unwrap();
+    (p, q)
+}
+
 /// A client on node-a with P pinned to node-a and Q to node-b, a WebRtcEndpoint in each.
 async fn across(port_a: u16) -> (Client, [String; 4]) {
     let mut c = Client::connect(port_a).await;
-    let p = c
-        .create("MediaPipeline", json!({"fluoNode": "node-a"}))
-        .await;
-    let q = c
-        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
-        .await;
-    let (p, q) = (p.unwrap(), q.unwrap());
+    let (p, q) = p_and_q(&mut c).await;
     let a = c
         .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
         .await;
@@ -888,14 +881,7 @@ async fn fifty_relays_and_what_a_janitor_check_takes() {
         return;
     };
     let mut c = Client::connect(port_a).await;
-    let p = c
-        .create("MediaPipeline", json!({"fluoNode": "node-a"}))
-        .await
-        .unwrap();
-    let q = c
-        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
-        .await
-        .unwrap();
+    let (p, q) = p_and_q(&mut c).await;
     // Fifty sources in P, a sink each in Q: fifty relays (one per source and pipeline).
     let mut pairs = vec![];
     for _ in 0..50 {
