@@ -31,22 +31,11 @@ async fn latencies(c: &mut Client, object: &str) -> [Duration; 2] {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
-    let Some(TwoNodes {
-        redis: _redis,
-        da: _da,
-        db: _db,
-        probe,
-        nodes,
-        a: _a,
-        b: _b,
-        port_a,
-        port_b,
-    }) = two_nodes("forwarding between two fluo nodes", &[]).await
-    else {
+    let Some(two) = two_nodes("forwarding between two fluo nodes", &[]).await else {
         return;
     };
     // Each record publishes its link's bound port (not the WebSocket's).
-    for (n, ws) in nodes.iter().zip([port_a, port_b]) {
+    for (n, ws) in two.nodes.iter().zip([two.port_a, two.port_b]) {
         let port: u16 = n
             .info
             .peer
@@ -56,12 +45,15 @@ async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
             .unwrap();
         assert!(port != 0 && port != ws, "{n:?}");
     }
-    let (mut ca, mut cb) = (Client::connect(port_a).await, Client::connect(port_b).await);
+    let (mut ca, mut cb) = (
+        Client::connect(two.port_a).await,
+        Client::connect(two.port_b).await,
+    );
     let p = ca
         .create("MediaPipeline", json!({"fluoNode": "node-b"}))
         .await
         .expect("a pipeline pinned to node-b, through node-a");
-    assert_eq!(owner_of(&probe, &p).await, "node-b");
+    assert_eq!(owner_of(&two.probe, &p).await, "node-b");
     let e = ca
         .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
         .await
@@ -161,7 +153,7 @@ async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
         .create("MediaPipeline", json!({"fluoNode": "node-a"}))
         .await
         .expect("a pipeline on node-a");
-    assert_eq!(owner_of(&probe, &local).await, "node-a");
+    assert_eq!(owner_of(&two.probe, &local).await, "node-a");
     // An argument of that other pipeline (on another node than the called object's): 40004
     // as KMS answers for two pipelines' objects, not the owner's 40101 (it does not know
     // node-a's port). Both as an invoke and as a create.
@@ -239,7 +231,7 @@ async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
         )
         .await
         .expect("a pipeline pinned in its properties");
-    assert_eq!(owner_of(&probe, q.as_str().unwrap()).await, "node-b");
+    assert_eq!(owner_of(&two.probe, q.as_str().unwrap()).await, "node-b");
     ca.value(&e, "getName").await;
     // Release through the entry: gone on node-b as well.
     ca.request("release", json!({"object": e}))
@@ -257,7 +249,7 @@ async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
         .await
         .expect("release");
     let t0 = Instant::now();
-    while !unowned(&probe, &p).await {
+    while !unowned(&two.probe, &p).await {
         assert!(t0.elapsed() < Duration::from_secs(5), "{p} still owned");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -266,30 +258,19 @@ async fn a_client_on_one_node_uses_a_pipeline_pinned_to_another() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_pipeline_goes_to_the_node_with_more_room() {
     let room = ["--max-objects", "50"];
-    let Some(TwoNodes {
-        redis,
-        da: _da,
-        db: _db,
-        probe,
-        nodes: _,
-        a: _a,
-        b: _b,
-        port_a,
-        port_b,
-    }) = two_nodes("placement between two fluo nodes", &room).await
-    else {
+    let Some(two) = two_nodes("placement between two fluo nodes", &room).await else {
         return;
     };
     // A burst of unpinned creates through one node, on two empty nodes: spread over both
     // (the entry counts what it placed since the last listing, which does not show it yet).
-    let mut c = Client::connect(port_a).await;
+    let mut c = Client::connect(two.port_a).await;
     let mut burst = vec![];
     for _ in 0..10 {
         burst.push(c.create("MediaPipeline", json!({})).await.unwrap());
     }
     let mut on_b = 0;
     for p in &burst {
-        on_b += usize::from(owner_of(&probe, p).await == "node-b");
+        on_b += usize::from(owner_of(&two.probe, p).await == "node-b");
     }
     println!("10 pipelines created back to back through node-a: {on_b} on node-b");
     assert!((2..=8).contains(&on_b), "{on_b} of 10 on node-b");
@@ -298,7 +279,10 @@ async fn a_new_pipeline_goes_to_the_node_with_more_room() {
     }
     // Fill one node with endpoints (pinned there), then create unpinned pipelines through
     // each node: they go to the other one.
-    for (full, entry_port, other) in [("node-a", port_b, "node-b"), ("node-b", port_a, "node-a")] {
+    for (full, entry_port, other) in [
+        ("node-a", two.port_b, "node-b"),
+        ("node-b", two.port_a, "node-a"),
+    ] {
         let mut c = Client::connect(entry_port).await;
         let p = c
             .create("MediaPipeline", json!({"fluoNode": full}))
@@ -311,7 +295,7 @@ async fn a_new_pipeline_goes_to_the_node_with_more_room() {
         }
         let t0 = Instant::now();
         loop {
-            let nodes = probe.nodes().await.unwrap();
+            let nodes = two.probe.nodes().await.unwrap();
             if nodes
                 .iter()
                 .any(|n| n.info.id.as_str() == full && n.stats.endpoints >= 5)
@@ -324,10 +308,14 @@ async fn a_new_pipeline_goes_to_the_node_with_more_room() {
         // Each node reads the list once a second, after its heartbeat.
         tokio::time::sleep(LISTED).await;
         // Both entries place it on the other node, and the client uses it from either.
-        for port in [port_a, port_b] {
+        for port in [two.port_a, two.port_b] {
             let mut c2 = Client::connect(port).await;
             let q = c2.create("MediaPipeline", json!({})).await.unwrap();
-            assert_eq!(owner_of(&probe, &q).await, other, "created through {port}");
+            assert_eq!(
+                owner_of(&two.probe, &q).await,
+                other,
+                "created through {port}"
+            );
             c2.create("PassThrough", json!({"mediaPipeline": q}))
                 .await
                 .expect("an element in the placed pipeline");
@@ -335,7 +323,7 @@ async fn a_new_pipeline_goes_to_the_node_with_more_room() {
         c.request("release", json!({"object": p})).await.unwrap();
         let t0 = Instant::now();
         loop {
-            let nodes = probe.nodes().await.unwrap();
+            let nodes = two.probe.nodes().await.unwrap();
             if nodes.iter().all(|n| n.stats.endpoints == 0) {
                 break;
             }
@@ -345,7 +333,7 @@ async fn a_new_pipeline_goes_to_the_node_with_more_room() {
         tokio::time::sleep(LISTED).await;
     }
     // A pin to a node that is not serving is refused (NOT_ENOUGH_RESOURCES), not ignored.
-    let mut c = Client::connect(port_a).await;
+    let mut c = Client::connect(two.port_a).await;
     let e = c
         .create("MediaPipeline", json!({"fluoNode": "node-z"}))
         .await
@@ -358,7 +346,7 @@ async fn a_new_pipeline_goes_to_the_node_with_more_room() {
         .expect_err("a number");
     assert_eq!(code(&e), 40001, "{e}");
     // A pipeline node-a has never seen, made directly on node-b.
-    let mut cb = Client::connect(port_b).await;
+    let mut cb = Client::connect(two.port_b).await;
     let elsewhere = cb
         .create("MediaPipeline", json!({"fluoNode": "node-b"}))
         .await
@@ -371,7 +359,7 @@ async fn a_new_pipeline_goes_to_the_node_with_more_room() {
     // node (the link needs no Redis), an unpinned create is answered at once, and a request
     // about that pipeline gets a transient CONNECT_ERROR (not "not found": node-a cannot
     // tell who holds it).
-    redis.pause();
+    two.redis.pause();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let t0 = Instant::now();
     let q = c
@@ -390,7 +378,7 @@ async fn a_new_pipeline_goes_to_the_node_with_more_room() {
         .expect_err("its owner is unknown while Redis is paused");
     assert_eq!(code(&err), 40004, "{err}");
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
-    redis.resume();
+    two.redis.resume();
     // Once Redis answers, the request is forwarded.
     c.value(&el, "getName").await;
 }
@@ -467,24 +455,13 @@ async fn the_link_refuses_whoever_lacks_the_secret() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_owner_is_answered_for_at_once() {
-    let Some(TwoNodes {
-        redis: _redis,
-        da: _da,
-        db: _db,
-        probe,
-        nodes: _,
-        a: _a,
-        mut b,
-        port_a,
-        port_b: _,
-    }) = two_nodes("a dead owner", &[]).await
-    else {
+    let Some(mut two) = two_nodes("a dead owner", &[]).await else {
         return;
     };
-    let mut ca = Client::connect(port_a).await;
+    let mut ca = Client::connect(two.port_a).await;
     let (_p, e) = endpoint_on(&mut ca, "node-b").await;
-    b.0.kill().unwrap(); // SIGKILL
-    b.0.wait().unwrap();
+    two.b.0.kill().unwrap(); // SIGKILL
+    two.b.0.wait().unwrap();
     // Its link broke: the client's connection to node-a stays open (its pipelines on other
     // nodes go on), and it is sent nothing: it had no request in flight and no Error
     // subscription there (tests/cluster_link_closing.rs has those).
@@ -510,28 +487,17 @@ async fn a_dead_owner_is_answered_for_at_once() {
         let q = ca.create("MediaPipeline", json!({})).await.unwrap();
         let took = t0.elapsed();
         assert!(took < Duration::from_secs(1), "created in {took:?}");
-        assert_eq!(owner_of(&probe, &q).await, "node-a");
+        assert_eq!(owner_of(&two.probe, &q).await, "node-a");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_reconnects_to_the_entry_keeps_its_session_on_the_owner() {
     let grace = ["--session-grace-secs", "2"];
-    let Some(TwoNodes {
-        redis: _redis,
-        da: _da,
-        db: _db,
-        probe: _probe,
-        nodes: _,
-        a: _a,
-        b: _b,
-        port_a,
-        port_b,
-    }) = two_nodes("a session kept through the entry", &grace).await
-    else {
+    let Some(two) = two_nodes("a session kept through the entry", &grace).await else {
         return;
     };
-    let mut ca = Client::connect(port_a).await;
+    let mut ca = Client::connect(two.port_a).await;
     let (_p, e) = endpoint_on(&mut ca, "node-b").await;
     ca.subscribe(&e, "IceCandidateFound").await;
     // describe answers with the session (the one node-b made for this client).
@@ -541,7 +507,7 @@ async fn a_client_that_reconnects_to_the_entry_keeps_its_session_on_the_owner() 
     // session, as kurento-client does when it reconnects (its request ids going on): the
     // session lives on node-b, which answers it.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut again = Client::connect(port_a).await;
+    let mut again = Client::connect(two.port_a).await;
     again.next = 100;
     let r = again
         .request("connect", json!({"sessionId": session}))
@@ -553,7 +519,7 @@ async fn a_client_that_reconnects_to_the_entry_keeps_its_session_on_the_owner() 
     tokio::time::sleep(Duration::from_secs(3)).await;
     // A direct client on node-b makes the endpoint gather candidates: the events go to the
     // subscribed session's connection, i.e. through node-a to the reconnected client.
-    let mut cb = Client::connect(port_b).await;
+    let mut cb = Client::connect(two.port_b).await;
     let offer =
         json!({"object": e, "operation": "processOffer", "operationParams": {"offer": OFFER}});
     cb.request("invoke", offer)
@@ -569,7 +535,7 @@ async fn a_client_that_reconnects_to_the_entry_keeps_its_session_on_the_owner() 
         "{found}"
     );
     // A client without that session gets none of them.
-    let mut other = Client::connect(port_a).await;
+    let mut other = Client::connect(two.port_a).await;
     other.value(&e, "getName").await;
     assert!(
         other
@@ -586,21 +552,10 @@ async fn a_frozen_owners_requests_in_flight_are_answered_and_its_sessions_bound_
 ) {
     // A short grace period on the owner: the session must be bound again within it.
     let grace = ["--session-grace-secs", "2"];
-    let Some(TwoNodes {
-        redis,
-        da: _da,
-        db: _db,
-        probe: _probe,
-        nodes: _,
-        a: _a,
-        b,
-        port_a,
-        port_b: _,
-    }) = two_nodes("a frozen owner", &grace).await
-    else {
+    let Some(two) = two_nodes("a frozen owner", &grace).await else {
         return;
     };
-    let mut ca = Client::connect(port_a).await;
+    let mut ca = Client::connect(two.port_a).await;
     let (p, e) = endpoint_on(&mut ca, "node-b").await;
     ca.subscribe(&e, "IceCandidateFound").await;
     ca.subscribe(&p, "Error").await;
@@ -611,9 +566,9 @@ async fn a_frozen_owners_requests_in_flight_are_answered_and_its_sessions_bound_
     // stays open. Its record is kept alive meanwhile (as when only the nodes' network is
     // cut and node-b still reaches Redis), then removed, so that each answer below is
     // known.
-    stop(&b).await;
+    stop(&two.b).await;
     assert_eq!(
-        redis_command(&redis, "PEXPIRE fluo:node:node-b 60000"),
+        redis_command(&two.redis, "PEXPIRE fluo:node:node-b 60000"),
         ":1"
     );
     let t0 = Instant::now();
@@ -629,7 +584,7 @@ async fn a_frozen_owners_requests_in_flight_are_answered_and_its_sessions_bound_
     // connection drops): node-b cannot be reached, but its objects may be alive, so the
     // answer is "try again" (40004), not 40007 (on which kurento-client drops every object
     // proxy).
-    let mut c1 = Client::connect(port_a).await;
+    let mut c1 = Client::connect(two.port_a).await;
     c1.next = 90;
     let err = c1
         .request("connect", json!({"sessionId": session}))
@@ -640,11 +595,11 @@ async fn a_frozen_owners_requests_in_flight_are_answered_and_its_sessions_bound_
     // node-b's record lives (the link cannot be made), and also once it is gone from node-a's
     // listing, for less than the 10 s after which node-b counts as gone for good (a frozen
     // or cut-off owner may come back with its objects: never "not found" before).
-    let mut c2 = Client::connect(port_a).await;
+    let mut c2 = Client::connect(two.port_a).await;
     c2.next = 100;
     for (i, expected) in [40004, 40004, 40004].into_iter().enumerate() {
         if i == 2 {
-            assert_eq!(redis_command(&redis, "DEL fluo:node:node-b"), ":1");
+            assert_eq!(redis_command(&two.redis, "DEL fluo:node:node-b"), ":1");
             tokio::time::sleep(LISTED).await;
         }
         let t0 = Instant::now();
@@ -664,7 +619,7 @@ async fn a_frozen_owners_requests_in_flight_are_answered_and_its_sessions_bound_
     // pings carry no session): node-a links again by itself and binds the session on ca's
     // new mirror. ca stays idle past the grace period, then uses its objects on the same
     // connection, and their events still reach it.
-    signal(&b, libc::SIGCONT);
+    signal(&two.b, libc::SIGCONT);
     tokio::time::sleep(Duration::from_secs(4)).await;
     ca.next = 300;
     let name = ca

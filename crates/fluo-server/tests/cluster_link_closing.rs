@@ -76,21 +76,13 @@ async fn clean_up(c: &mut Client, p: &str, elements: &[String]) -> Vec<Option<i6
 
 #[tokio::test(flavor = "multi_thread")]
 async fn releasing_a_pipeline_then_its_elements_through_an_entry_waits_for_nothing() {
-    let Some(TwoNodes {
-        redis: _redis,
-        da: _da,
-        db: _db,
-        probe: _probe,
-        nodes: _,
-        a: _a,
-        b: _b,
-        port_a,
-        port_b,
-    }) = two_nodes("cleanup through the entry", &[]).await
-    else {
+    let Some(two) = two_nodes("cleanup through the entry", &[]).await else {
         return;
     };
-    let (mut ca, mut cb) = (Client::connect(port_a).await, Client::connect(port_b).await);
+    let (mut ca, mut cb) = (
+        Client::connect(two.port_a).await,
+        Client::connect(two.port_b).await,
+    );
     // The common cleanup order, on node-b through node-a: the pipeline, then its elements.
     let (p, elements) = pipeline_of_ten(&mut ca, "node-b").await;
     let through = clean_up(&mut ca, &p, &elements).await;
@@ -232,23 +224,12 @@ async fn kill_with_a_request_in_flight(b: &mut common::Server, c: &mut Clients) 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_owners_clients_get_answers_and_error_events_and_keep_their_connections() {
-    let Some(TwoNodes {
-        redis: _redis,
-        da: _da,
-        db: _db,
-        probe,
-        nodes: _,
-        a: _a,
-        mut b,
-        port_a,
-        port_b: _,
-    }) = two_nodes("a dead owner's clients", &[]).await
-    else {
+    let Some(mut two) = two_nodes("a dead owner's clients", &[]).await else {
         return;
     };
-    let mut c = clients(port_a).await;
+    let mut c = clients(two.port_a).await;
     let lone_session = session_of(&mut c.lone, &c.r).await;
-    kill_with_a_request_in_flight(&mut b, &mut c).await;
+    kill_with_a_request_in_flight(&mut two.b, &mut c).await;
     // Only to it: the others get nothing (a holder without an Error subscription included),
     // and every connection stays open and serves.
     let quiet_for = Duration::from_millis(700);
@@ -265,12 +246,12 @@ async fn a_dead_owners_clients_get_answers_and_error_events_and_keep_their_conne
     // lived on node-b only.
     assert_eq!(about(&mut c.live, &c.e).await, 40004);
     assert_eq!(about(&mut c.lone, &c.r).await, 40004);
-    assert_eq!(reconnect(port_a, &lone_session).await, 40004);
-    let gone = until_unlisted(&probe, "node-b").await;
+    assert_eq!(reconnect(two.port_a, &lone_session).await, 40004);
+    let gone = until_unlisted(&two.probe, "node-b").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(reconnect(port_a, &lone_session).await, 40004);
+    assert_eq!(reconnect(two.port_a, &lone_session).await, 40004);
     assert_eq!(about(&mut c.asked, &c.e).await, 40004);
-    until_gone_for_good(port_a, &lone_session, gone).await;
+    until_gone_for_good(two.port_a, &lone_session, gone).await;
     // Its objects are not found, on the same connections.
     assert_eq!(about(&mut c.asked, &c.e).await, 40101);
     assert_eq!(about(&mut c.live, &c.e).await, 40101);

@@ -157,30 +157,19 @@ async fn a_client_whose_entry_died_resumes_its_session_through_another_entry() {
 async fn a_client_moved_to_another_entry_finds_its_session_on_the_entry_it_left() {
     let grace = GRACE_SECS.to_string();
     let flags = ["--session-grace-secs", grace.as_str()];
-    let Some(TwoNodes {
-        redis: _redis,
-        da: _da,
-        db: _db,
-        probe,
-        nodes: _,
-        a: _a,
-        b: _b,
-        port_a,
-        port_b,
-    }) = two_nodes("a session on the entry it left", &flags).await
-    else {
+    let Some(two) = two_nodes("a session on the entry it left", &flags).await else {
         return;
     };
     // Through entry A, objects on A itself: A records itself as the session's owner.
-    let mut ca = Client::connect(port_a).await;
+    let mut ca = Client::connect(two.port_a).await;
     let (_p, e) = endpoint_on(&mut ca, "node-a").await;
     ca.subscribe(&e, "IceCandidateFound").await;
     let session = session_of(&mut ca, &e).await;
-    let owners = recorded(&probe, &session, "node-a").await;
+    let owners = recorded(&two.probe, &session, "node-a").await;
     assert_eq!(owners.len(), 1, "{owners:?}");
     // A load balancer sends the client's reconnection to B while A lives.
     drop(ca);
-    let mut cb = Client::connect(port_b).await;
+    let mut cb = Client::connect(two.port_b).await;
     cb.next = 100;
     let r = cb
         .request("connect", json!({"sessionId": session}))
@@ -199,28 +188,17 @@ fn session_keys(redis: &fluo_cluster::testing::RedisServer) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sessions_a_client_names_at_random_are_not_written_to_the_store() {
-    let Some(TwoNodes {
-        redis,
-        da: _da,
-        db: _db,
-        probe,
-        nodes: _,
-        a: _a,
-        b: _b,
-        port_a,
-        port_b: _,
-    }) = two_nodes("random sessions are not recorded", &[]).await
-    else {
+    let Some(two) = two_nodes("random sessions are not recorded", &[]).await else {
         return;
     };
     // Through entry A, a pipeline on owner B: the client's session is recorded.
-    let mut ca = Client::connect(port_a).await;
+    let mut ca = Client::connect(two.port_a).await;
     let p = ca
         .create("MediaPipeline", json!({"fluoNode": "node-b"}))
         .await
         .unwrap();
     let session = session_of(&mut ca, &p).await;
-    recorded(&probe, &session, "node-b").await;
+    recorded(&two.probe, &session, "node-b").await;
     // Requests naming sessions of the client's choosing, answered by the owner (which
     // echoes them): none holds anything, none is written.
     for n in 0..20 {
@@ -230,6 +208,11 @@ async fn sessions_a_client_names_at_random_are_not_written_to_the_store() {
     }
     // Two heartbeats (and writes) later: the client's one session only.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(session_keys(&redis), 1, "one record per session in use");
-    assert!(probe.session_owners("random-3").await.unwrap().is_empty());
+    assert_eq!(session_keys(&two.redis), 1, "one record per session in use");
+    assert!(two
+        .probe
+        .session_owners("random-3")
+        .await
+        .unwrap()
+        .is_empty());
 }

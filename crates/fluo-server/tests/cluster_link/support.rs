@@ -170,19 +170,20 @@ pub fn redis_command(redis: &fluo_cluster::testing::RedisServer, cmd: &str) -> S
 }
 
 /// Two fluo nodes (node-a, node-b) with `flags` on a Redis of the test's own, listed; their
-/// files in `da` and `db`. Bind the fields in this order: locals drop in reverse, so the
-/// nodes stop before their folders go and before Redis.
+/// files in `da` and `db`. The nodes stop before their folders go and before Redis: kept
+/// whole (`let Some(two) = two_nodes(..)`), its fields drop in the order declared here;
+/// destructured, bind them in the reverse order (locals drop in reverse).
 pub struct TwoNodes {
-    pub redis: fluo_cluster::testing::RedisServer,
-    pub da: tempfile::TempDir,
-    pub db: tempfile::TempDir,
-    pub probe: Coordinator,
-    /// The store's node records once both were listed.
-    pub nodes: Vec<fluo_cluster::NodeRecord>,
     pub a: Server,
     pub b: Server,
     pub port_a: u16,
     pub port_b: u16,
+    /// The store's node records once both were listed.
+    pub nodes: Vec<fluo_cluster::NodeRecord>,
+    pub probe: Coordinator,
+    pub db: tempfile::TempDir,
+    pub da: tempfile::TempDir,
+    pub redis: fluo_cluster::testing::RedisServer,
 }
 
 /// [`TwoNodes`] for the test `what`; `None` (the test skips, failing under CI=true) without
