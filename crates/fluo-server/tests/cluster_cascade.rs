@@ -549,6 +549,14 @@ async fn relay_ends(c: &mut Client, pipeline: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// [`TwoNodes`] whose links wait 20 s for a silent peer (`--peer-silence-ms`), with
+/// [`across`] through node-a; `None` without a redis-server.
+async fn silent_owner(what: &str) -> Option<(TwoNodes, Client, [String; 4])> {
+    let two = two_nodes(what, &["--peer-silence-ms", "20000"]).await?;
+    let (c, ends) = across(two.port_a).await;
+    Some((two, c, ends))
+}
+
 /// Through `c`: P pinned to node-a and Q to node-b.
 async fn p_and_q(c: &mut Client) -> (String, String) {
     let p = c
@@ -700,21 +708,11 @@ async fn a_relay_fails_cleanly_for_a_missing_source_or_sink_and_carries_audio_al
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connect_to_an_owner_that_does_not_answer_is_answered_within_8_s() {
     // The link waits 20 s for a silent peer: the relay's own deadline answers first.
-    let slow = ["--peer-silence-ms", "20000"];
-    let Some(TwoNodes {
-        redis: _redis,
-        da: _da,
-        db: _db,
-        a: _a,
-        b,
-        port_a,
-        ..
-    }) = two_nodes("cascade deadline", &slow).await
-    else {
+    let Some((two, mut c, [p, q, e_pub, e_view])) = silent_owner("cascade deadline").await else {
         return;
     };
-    let (mut c, [p, q, e_pub, e_view]) = across(port_a).await;
-    stop(&b).await;
+    let b = &two.b;
+    stop(b).await;
     let t0 = Instant::now();
     let err = c
         .request(
@@ -724,7 +722,7 @@ async fn a_connect_to_an_owner_that_does_not_answer_is_answered_within_8_s() {
         .await
         .expect_err("node-b does not answer");
     let took = t0.elapsed();
-    signal(&b, libc::SIGCONT);
+    signal(b, libc::SIGCONT);
     println!("a connect to a stopped owner answered after {took:?}: {err}");
     assert_eq!(code(&err), 40004, "{err}");
     let m = err["message"].as_str().unwrap_or_default();
@@ -750,21 +748,12 @@ async fn a_connect_to_an_owner_that_does_not_answer_is_answered_within_8_s() {
 async fn an_owner_that_does_not_answer_does_not_delay_the_janitor_for_other_relays() {
     // The link waits 20 s for a silent peer: a check of a relay on node-b takes 10 s (the
     // relay's own wait for an answer) while node-b is stopped.
-    let slow = ["--peer-silence-ms", "20000"];
-    let Some(TwoNodes {
-        redis: _redis,
-        da: _da,
-        db: _db,
-        a: _a,
-        b,
-        port_a,
-        ..
-    }) = two_nodes("cascade: a silent owner and the janitor", &slow).await
-    else {
+    let what = "cascade: a silent owner and the janitor";
+    // Relay X from P (node-a) to Q (node-b); relay Y from P to R, both node-a's.
+    let Some((two, mut c, [p, _q, e_pub, e_view])) = silent_owner(what).await else {
         return;
     };
-    // Relay X from P (node-a) to Q (node-b); relay Y from P to R, both node-a's.
-    let (mut c, [p, _q, e_pub, e_view]) = across(port_a).await;
+    let b = &two.b;
     let r = c
         .create("MediaPipeline", json!({"fluoNode": "node-a"}))
         .await
@@ -783,7 +772,7 @@ async fn an_owner_that_does_not_answer_does_not_delay_the_janitor_for_other_rela
     // node-b stops answering; Y feeds nothing from now on: it goes after two idle checks
     // (X's checks, waiting for node-b, hold up none of Y's; before R41 finding 3 was fixed
     // every pass waited for them, 10 s).
-    stop(&b).await;
+    stop(b).await;
     let disconnect =
         json!({"object": e_pub, "operation": "disconnect", "operationParams": {"sink": k}});
     c.request("invoke", disconnect).await.expect("a disconnect");
@@ -791,7 +780,7 @@ async fn an_owner_that_does_not_answer_does_not_delay_the_janitor_for_other_rela
     while !relay_ends(&mut c, &r).await.is_empty() {
         let took = t0.elapsed();
         if took > Duration::from_secs(6) {
-            signal(&b, libc::SIGCONT);
+            signal(b, libc::SIGCONT);
             panic!("relay Y still there {took:?} after it went idle");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -800,7 +789,7 @@ async fn an_owner_that_does_not_answer_does_not_delay_the_janitor_for_other_rela
         "an idle relay released {:?} after it went idle, while another relay's owner was stopped",
         t0.elapsed()
     );
-    signal(&b, libc::SIGCONT);
+    signal(b, libc::SIGCONT);
 }
 
 #[tokio::test(flavor = "multi_thread")]
