@@ -124,24 +124,14 @@ async fn until_only(c: &mut Client, pipeline: &str, known: &[&str], within: Dura
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connect_across_nodes_builds_a_relay_that_carries_media_and_goes_when_unused() {
-    let Some(TwoNodes {
-        redis: _redis,
-        da: _da,
-        db: _db,
-        probe,
-        a: _a,
-        b: _b,
-        port_a,
-        ..
-    }) = two_nodes("cascade between two fluo nodes", &[]).await
-    else {
+    let Some(two) = two_nodes("cascade between two fluo nodes", &[]).await else {
         return;
     };
     // One entry (node-a) for everything: P is its own, Q node-b's.
-    let mut c = Client::connect(port_a).await;
+    let mut c = Client::connect(two.port_a).await;
     let (p, q) = p_and_q(&mut c).await;
-    assert_eq!(owner_of(&probe, &p).await, "node-a");
-    assert_eq!(owner_of(&probe, &q).await, "node-b");
+    assert_eq!(owner_of(&two.probe, &p).await, "node-a");
+    assert_eq!(owner_of(&two.probe, &q).await, "node-b");
     let web = json!({"mediaPipeline": p});
     let e_pub = c.create("WebRtcEndpoint", web).await.unwrap();
     let web = json!({"mediaPipeline": q});
@@ -268,19 +258,10 @@ async fn asked_during(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_viewers_keyframe_requests_cross_a_relay_at_most_once_a_second() {
-    let Some(TwoNodes {
-        redis: _redis,
-        da: _da,
-        db: _db,
-        a: _a,
-        b: _b,
-        port_a,
-        ..
-    }) = two_nodes("cascade: keyframe requests across a relay", &[]).await
-    else {
+    let Some(two) = two_nodes("cascade: keyframe requests across a relay", &[]).await else {
         return;
     };
-    let (mut c, [_p, _q, e_pub, e_view]) = across(port_a).await;
+    let (mut c, [_p, _q, e_pub, e_view]) = across(two.port_a).await;
     let mut publisher = peer(&mut c, &e_pub, Direction::SendOnly).await;
     let mut viewer = peer(&mut c, &e_view, Direction::RecvOnly).await;
     let connect = json!({"sink": e_view});
@@ -376,26 +357,16 @@ async fn a_connect_across_pipelines_fails_as_on_kms_without_a_cluster() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pipelines_of_one_node_get_a_relay_too_and_it_goes_with_the_sink_pipeline() {
-    let Some(TwoNodes {
-        redis: _redis,
-        da: _da,
-        db: _db,
-        probe,
-        a: _a,
-        b: _b,
-        port_a,
-        ..
-    }) = two_nodes("cascade within one fluo node", &[]).await
-    else {
+    let Some(two) = two_nodes("cascade within one fluo node", &[]).await else {
         return;
     };
     // The entry (node-a) holds neither pipeline: both are node-b's.
-    let mut c = Client::connect(port_a).await;
+    let mut c = Client::connect(two.port_a).await;
     let pin = json!({"fluoNode": "node-b"});
     let p = c.create("MediaPipeline", pin.clone()).await.unwrap();
     let r = c.create("MediaPipeline", pin).await.unwrap();
-    assert_eq!(owner_of(&probe, &p).await, "node-b");
-    assert_eq!(owner_of(&probe, &r).await, "node-b");
+    assert_eq!(owner_of(&two.probe, &p).await, "node-b");
+    assert_eq!(owner_of(&two.probe, &r).await, "node-b");
     let e_pub = c
         .create("WebRtcEndpoint", json!({"mediaPipeline": p}))
         .await;
@@ -436,20 +407,10 @@ async fn pipelines_of_one_node_get_a_relay_too_and_it_goes_with_the_sink_pipelin
 async fn a_relay_does_not_keep_the_pipelines_of_a_client_that_went_away() {
     // A short grace period on both nodes: the client's sessions expire 2 s after it goes.
     let grace = ["--session-grace-secs", "2"];
-    let Some(TwoNodes {
-        redis: _redis,
-        da,
-        db: _db,
-        probe,
-        a: _a,
-        b: _b,
-        port_a,
-        ..
-    }) = two_nodes("a relay and a client that went away", &grace).await
-    else {
+    let Some(two) = two_nodes("a relay and a client that went away", &grace).await else {
         return;
     };
-    let mut c = Client::connect(port_a).await;
+    let mut c = Client::connect(two.port_a).await;
     let (p, q) = p_and_q(&mut c).await;
     let web = json!({"mediaPipeline": p});
     let e_pub = c.create("WebRtcEndpoint", web).await.unwrap();
@@ -471,7 +432,7 @@ async fn a_relay_does_not_keep_the_pipelines_of_a_client_that_went_away() {
     // Both pipelines are released once the client's sessions expire (watched in the store,
     // which holds nothing).
     for pipeline in [&p, &q] {
-        while !unowned(&probe, pipeline).await {
+        while !unowned(&two.probe, pipeline).await {
             assert!(
                 closed.elapsed() < Duration::from_secs(8),
                 "{pipeline} still owned {:?} after its only client went away: the relay keeps it",
@@ -485,7 +446,7 @@ async fn a_relay_does_not_keep_the_pipelines_of_a_client_that_went_away() {
         closed.elapsed()
     );
     // Nothing of them is left on either node, the relay's ends included.
-    let mut fresh = Client::connect(port_a).await;
+    let mut fresh = Client::connect(two.port_a).await;
     for o in [&p, &q, &e_pub, &e_view, &out, &inp] {
         let err = fresh
             .request("invoke", json!({"object": o, "operation": "getName"}))
@@ -496,7 +457,7 @@ async fn a_relay_does_not_keep_the_pipelines_of_a_client_that_went_away() {
     // The entry's janitor forgot the relay (an end answered 40101: `Probe::Gone`).
     let t0 = Instant::now();
     loop {
-        let log = std::fs::read_to_string(da.path().join("fluo.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(two.da.path().join("fluo.log")).unwrap_or_default();
         let released = |l: &&str| l.contains("relay: released") && l.contains("Gone");
         if log.lines().any(|l| released(&l)) {
             break;
@@ -585,19 +546,10 @@ async fn across(port_a: u16) -> (Client, [String; 4]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_disconnect_sent_right_after_its_connect_waits_for_it() {
-    let Some(TwoNodes {
-        redis: _redis,
-        da: _da,
-        db: _db,
-        a: _a,
-        b: _b,
-        port_a,
-        ..
-    }) = two_nodes("cascade: connect then disconnect at once", &[]).await
-    else {
+    let Some(two) = two_nodes("cascade: connect then disconnect at once", &[]).await else {
         return;
     };
-    let (mut c, [p, q, e_pub, e_view]) = across(port_a).await;
+    let (mut c, [p, q, e_pub, e_view]) = across(two.port_a).await;
     // Sent back to back: the disconnect reaches the entry while the relay is being made.
     let t0 = Instant::now();
     let sink = json!({"sink": e_view});
@@ -633,19 +585,10 @@ async fn a_disconnect_sent_right_after_its_connect_waits_for_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_relay_fails_cleanly_for_a_missing_source_or_sink_and_carries_audio_alone() {
-    let Some(TwoNodes {
-        redis: _redis,
-        da: _da,
-        db: _db,
-        a: _a,
-        b: _b,
-        port_a,
-        ..
-    }) = two_nodes("cascade failure paths", &[]).await
-    else {
+    let Some(two) = two_nodes("cascade failure paths", &[]).await else {
         return;
     };
-    let (mut c, [p, q, e_pub, e_view]) = across(port_a).await;
+    let (mut c, [p, q, e_pub, e_view]) = across(two.port_a).await;
     // A source that does not exist: the owner's 40101, named after the relay; nothing made.
     let ghost = format!("{p}/00000000-0000-4000-8000-000000000000_kurento.WebRtcEndpoint");
     let err = c
@@ -794,21 +737,11 @@ async fn an_owner_that_does_not_answer_does_not_delay_the_janitor_for_other_rela
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_relays_of_an_entry_that_stops_are_released() {
-    let Some(TwoNodes {
-        redis: _redis,
-        da: _da,
-        db: _db,
-        a,
-        b: _b,
-        port_a,
-        port_b,
-        ..
-    }) = two_nodes("cascade: the entry stops", &[]).await
-    else {
+    let Some(two) = two_nodes("cascade: the entry stops", &[]).await else {
         return;
     };
     // Through node-a, a relay between two pipelines of node-b.
-    let mut c = Client::connect(port_a).await;
+    let mut c = Client::connect(two.port_a).await;
     let pin = json!({"fluoNode": "node-b"});
     let p = c.create("MediaPipeline", pin.clone()).await.unwrap();
     let q = c.create("MediaPipeline", pin).await.unwrap();
@@ -826,12 +759,12 @@ async fn the_relays_of_an_entry_that_stops_are_released() {
     )
     .await
     .expect("a relay");
-    let mut fresh = Client::connect(port_b).await;
+    let mut fresh = Client::connect(two.port_b).await;
     assert_eq!(relay_ends(&mut fresh, &p).await.len(), 1);
     assert_eq!(relay_ends(&mut fresh, &q).await.len(), 1);
     // node-a stops gracefully: its relays go with it; the client's pipelines stay (its
     // sessions on node-b wait for it for the grace period).
-    signal(&a, libc::SIGTERM);
+    signal(&two.a, libc::SIGTERM);
     let t0 = Instant::now();
     loop {
         let (o, i) = (
@@ -857,19 +790,10 @@ async fn the_relays_of_an_entry_that_stops_are_released() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_relays_and_what_a_janitor_check_takes() {
-    let Some(TwoNodes {
-        redis: _redis,
-        da,
-        db: _db,
-        a: _a,
-        b: _b,
-        port_a,
-        ..
-    }) = two_nodes("cascade: fifty relays", &[]).await
-    else {
+    let Some(two) = two_nodes("cascade: fifty relays", &[]).await else {
         return;
     };
-    let mut c = Client::connect(port_a).await;
+    let mut c = Client::connect(two.port_a).await;
     let (p, q) = p_and_q(&mut c).await;
     // Fifty sources in P, a sink each in Q: fifty relays (one per source and pipeline).
     let mut pairs = vec![];
@@ -899,7 +823,7 @@ async fn fifty_relays_and_what_a_janitor_check_takes() {
     // The janitor's figures (logged every 10 s while it has relays): the second report
     // logged after the fifty were made covers only checks while all fifty existed.
     let reports = || {
-        let log = std::fs::read_to_string(da.path().join("fluo.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(two.da.path().join("fluo.log")).unwrap_or_default();
         let fifty = |l: &&str| l.contains("relay: janitor checks") && l.contains("relays=50");
         log.lines()
             .filter(fifty)
