@@ -595,9 +595,9 @@ impl Figures {
         let gapped = self.gaps.iter().filter(|g| **g > a.max_gap).count();
         if gapped > 0 {
             out.push(format!(
-                "{gapped} viewers went without video for longer than {} ms (longest {} ms)",
+                "{gapped} viewers went without video for longer than {} ms (longest {:.0} ms)",
                 a.max_gap.as_millis(),
-                self.longest_gap().unwrap_or_default().as_millis()
+                self.longest_gap().unwrap_or_default().as_secs_f64() * 1e3
             ));
         }
         if self.fps_p50.is_none_or(|f| f < MIN_FPS_SHARE * feed_fps) {
