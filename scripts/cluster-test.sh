@@ -15,10 +15,12 @@
 # its bounds; latency, and a relayed node's percentiles minus node 1's, are reported (in the
 # fallback shaping the relays' media is not delayed), every viewer's video without a gap over
 # 0.5 s; meanwhile (CLUSTER_REDIS_DOWN_SECS) Redis gets SIGKILL, an unpinned create through node 1
-# must be made on node 1 and one pinned to node 2 on node 2, and once Redis is started again
-# (same address and flags, empty) every node must be listed again, those pipelines claimed again,
-# and unpinned creates through node 1 placed on nodes 2 and 3 again, within 10 s; then node 1 is
-# made draining (SIGUSR1), so placement puts new pipelines on nodes 2 and 3; (1) tests/cluster/cluster-check.js placement: the official kurento-client through node 1
+# must be made on node 1 and one pinned to node 2 on node 2, a request about an object made
+# directly on node 2 meanwhile answered 40004, and once Redis is started again (same address and
+# flags, empty) every node must be listed again, those pipelines claimed again, that object found
+# through node 1, and unpinned creates through node 1 placed on nodes 2 and 3 again, within 10 s;
+# then node 1 is made draining (SIGUSR1), so placement puts new pipelines on nodes 2 and 3;
+# (1) tests/cluster/cluster-check.js placement: the official kurento-client through node 1
 # creates pipelines with connected elements, which the ownership records in Redis must show on
 # nodes 2 and 3 (pinned ones on the pinned node), and releases them; (2) a subset of the compat
 # suite (tests/compat, official kurento-client 7.3.0) through node 1, with redis-cli MONITOR
@@ -435,13 +437,17 @@ now_ms() { date +%s%3N; }
 # Redis gets SIGKILL 1 s into the broadcast's window (BENCH: its pid, writing $TMP/window when
 # the window starts), stays down REDIS_DOWN_SECS, and is started again as before (same address,
 # flags and log; empty): cluster-check.js redis-down 2 s into the outage (every entry has
-# noticed: heartbeats are 1 s apart), redis-back once it answers; each node must have logged
-# the store unreachable and back.
+# noticed: heartbeats are 1 s apart: creates through node 1, a request about an object node 1
+# never saw), redis-back once it answers; each node must have logged the store unreachable and
+# back.
 redis_outage() {
   local bench=$1 _
   for _ in $(seq 1 1200); do
     [ -e "$TMP/window" ] && break
-    kill -0 "$bench" 2>/dev/null || fail "the broadcast ended before its window ($(tail -3 "$TMP/broadcast.out"))"
+    if ! kill -0 "$bench" 2>/dev/null; then
+      figures_in "$(cat "$TMP/broadcast.out")"
+      fail "the broadcast ended before its window (target/cluster-test/checks.log)"
+    fi
     sleep 0.1
   done
   [ -e "$TMP/window" ] || fail "the broadcast's window did not start within 120 s"

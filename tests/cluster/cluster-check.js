@@ -528,10 +528,20 @@ async function redisDown() {
     const { pipeline: pinned } = await h.withTimeout(rawPipeline(raw, other), 3000, `a pipeline pinned to ${other} through the entry while Redis is down`);
     const pinnedMs = Date.now() - t;
     assert.ok(await listedOn(other, pinned), `the pipeline pinned to ${other} while Redis is down is not there`);
-    fs.writeFileSync(need('CLUSTER_STATE'), JSON.stringify({ unpinned, pinned }));
-    say(`Redis down ${into()} s: an unpinned pipeline (WebRtcEndpoint, PassThrough) through ${entryNode} made there in ${unpinnedMs} ms; one pinned to ${other} made there in ${pinnedMs} ms`);
+    // An object the entry never saw (made by a client of the other node itself meanwhile): which
+    // node holds it is not known, so the entry answers 40004 (try again) at once, not 40101.
+    const direct = await h.RawClient.open(nodeUrls()[other]);
+    const unseen = await rawPipeline(direct).finally(() => direct.close());
+    t = Date.now();
+    const asked = await h.withTimeout(raw.call('invoke', { object: unseen.ep, operation: 'getName' }), 3000, "a request about an object the entry never saw");
+    const unseenMs = Date.now() - t;
+    assert.equal(codeOf(asked), 40004, `the entry about ${other}'s object it never saw, Redis down: ${JSON.stringify(asked)}`);
+    assert.ok(unseenMs < 1000, `answered after ${unseenMs} ms`);
+    fs.writeFileSync(need('CLUSTER_STATE'), JSON.stringify({ unpinned, pinned, unseen }));
+    say(`Redis down ${into()} s: an unpinned pipeline (WebRtcEndpoint, PassThrough) through ${entryNode} made there in ${unpinnedMs} ms; one pinned to ${other} made there in ${pinnedMs} ms; a request about an object of ${other} the entry never saw answered 40004 in ${unseenMs} ms`);
     figure('redis_down_unpinned_create_ms', unpinnedMs);
     figure('redis_down_pinned_create_ms', pinnedMs);
+    figure('redis_down_unseen_40004_ms', unseenMs);
   } finally {
     await raw.close();
   }
@@ -556,10 +566,20 @@ async function redisBack() {
   assert.equal(await ownerOf(state.pinned), need('CLUSTER_OTHER'), "the outage's pinned pipeline claimed again by its node");
   const claimed = at();
   const raw = await h.RawClient.open(ENTRY);
-  const made = [state.unpinned, state.pinned];
+  const made = [state.unpinned, state.pinned, state.unseen.pipeline];
   const landed = {};
   let onEntry = 0;
+  let unseenFound = null;
   try {
+    // The object the entry never saw: found through the store once its node claimed it again
+    // (40004 until then, never 40101).
+    while (unseenFound === null) {
+      assert.ok(at() < 10, 'the object the entry never saw not found through it 10 s after Redis restarted');
+      const answer = await raw.call('invoke', { object: state.unseen.ep, operation: 'getName' });
+      if (codeOf(answer) === 0) unseenFound = at();
+      else assert.equal(codeOf(answer), 40004, `the object the entry never saw, Redis back: ${JSON.stringify(answer)}`);
+      if (unseenFound === null) await h.sleep(100);
+    }
     while (expect.some((n) => landed[n] === undefined)) {
       assert.ok(at() < 10, `placement across the nodes not back 10 s after Redis restarted: ${JSON.stringify(landed)}, ${onEntry} on ${entryNode}`);
       const { pipeline } = await rawPipeline(raw);
@@ -576,7 +596,7 @@ async function redisBack() {
   }
   const placed = Math.max(...Object.values(landed));
   const secs = (x) => x.toFixed(2);
-  say(`Redis back: every node listed again after ${secs(listed)} s, the outage's pipelines claimed again by ${secs(claimed)} s, unpinned creates through ${entryNode} placed on ${expect.map((n) => `${n} after ${secs(landed[n])} s`).join(', ')} (${onEntry} made on ${entryNode} first)`);
+  say(`Redis back: every node listed again after ${secs(listed)} s, the outage's pipelines claimed again by ${secs(claimed)} s, the object the entry never saw found through it after ${secs(unseenFound)} s, unpinned creates through ${entryNode} placed on ${expect.map((n) => `${n} after ${secs(landed[n])} s`).join(', ')} (${onEntry} made on ${entryNode} first)`);
   figure('redis_back_listed_s', secs(listed));
   figure('redis_back_placed_s', secs(placed));
 }
