@@ -280,10 +280,12 @@ pub async fn run_with_ops(
     let (core, done) =
         core_loop::spawn(config.clone(), routes, shutdown.clone(), ops.clone(), plan)?;
     start_link(peer, &config, me, &core, &shutdown);
-    // The relay service (cascade) releases its relays when the server stops: waited for below.
-    let relays = router
-        .as_ref()
-        .and_then(|r| link::relay::start(r.clone(), core.clone(), shutdown.clone()));
+    // The ServerManager's lists across nodes; the relay service (cascade), which releases its
+    // relays when the server stops: waited for below.
+    let relays = router.as_ref().and_then(|r| {
+        link::Manager::start(r.clone(), core.clone());
+        link::relay::start(r.clone(), core.clone(), shutdown.clone())
+    });
     // One count for both listeners: a client cannot double its share by using both.
     let connections = ws::Connections::default();
     ops.set_connections(connections.live());
