@@ -251,7 +251,7 @@ fn start_link(
         tokio::spawn(link::accept_loop(l, owner, core.clone(), shutdown.clone()));
     }
     let router = router?;
-    link::Manager::start(router.clone(), core.clone());
+    link::Manager::start(router.clone(), core.clone(), shutdown.clone());
     link::relay::start(router.clone(), core.clone(), shutdown.clone())
 }
 

@@ -1,26 +1,34 @@
 //! The ServerManager through an entry (docs/cluster.md, "ServerManager"). A client of a
-//! cluster sees one server: `getPipelines` and `getSessions` asked of any entry list every
-//! listed node's (this node's, then each other node's, asked over the link through the
-//! entry's own connection), and a subscription to a ServerManager event (`ObjectCreated`,
-//! `ObjectDestroyed`) made through an entry is also made on every other listed node, so
-//! that objects made anywhere are announced to it. The rest (`getInfo`, `getKmd`,
-//! `getMetadata`, CPU and memory) is the entry's own: it describes the node the client
-//! talks to.
+//! cluster sees one server where it lists what the server holds: `getPipelines` and
+//! `getSessions` asked of any entry list every listed node's (this node's, and each other
+//! node's asked at once over the link through the entry's own connection), and a
+//! subscription to a ServerManager event (`ObjectCreated`, `ObjectDestroyed`) made through an
+//! entry is also made on every other listed node, in the client's session on its mirror
+//! there, so that objects made anywhere are announced to it. A task makes those
+//! subscriptions, once the client's session is known, on each node listed (later ones too)
+//! and again on each new link to it. The rest (`getInfo`, `getKmd`, `getMetadata`, CPU and
+//! memory) is the entry's own: it describes the node the client talks to.
 
-use super::entry::Pending;
+use super::entry::{ClientHandle, Link, Pending};
 use super::relay::rpc::Rpc;
 use super::route::{rebind_id, Ask, Router};
 use crate::lock;
 use fluo_api::ids::SERVER_MANAGER_ID;
-use fluo_cluster::NodeId;
+use fluo_cluster::{NodeId, NodeRecord};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
+use tokio::sync::{watch, Notify};
 
-/// How long the entry waits for each other node's list (a node that does not answer in
-/// time is left out of the answer, and logged).
+/// How long the entry waits for the other nodes' lists, all asked at once (a node that does
+/// not answer in time is left out of the answer, and logged).
 const LIST_WAIT: Duration = Duration::from_secs(2);
+
+/// How often the subscriptions are looked at without being woken (nodes listed, links made
+/// again).
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// The ServerManager's lists that span the cluster.
 const GATHERED: [&str; 2] = ["getPipelines", "getSessions"];
@@ -30,16 +38,41 @@ const GATHERED: [&str; 2] = ["getPipelines", "getSessions"];
 #[derive(Default)]
 pub(crate) struct Manager {
     rpc: OnceLock<Arc<Rpc>>,
-    subs: Mutex<HashMap<u64, Subscribed>>,
+    listeners: Mutex<HashMap<u64, Listener>>,
+    wake: Notify,
 }
 
-/// A client connection's subscriptions to the ServerManager's events, each with the nodes
-/// (in their boot) it was made on.
-type Subscribed = Vec<(Map<String, Value>, HashSet<(NodeId, u64)>)>;
+/// A client connection's subscriptions to the ServerManager's events (one per event type),
+/// and where they were made.
+struct Listener {
+    client: ClientHandle,
+    peer: IpAddr,
+    reqs: Vec<Map<String, Value>>,
+    /// Per node: the link they were made on, in which session, how many.
+    made: HashMap<NodeId, (Weak<Link>, String, usize)>,
+}
+
+/// What the task has to make: a connection's subscriptions on one node.
+struct Todo {
+    conn: u64,
+    client: ClientHandle,
+    peer: IpAddr,
+    session: String,
+    /// The subscriptions to make (those not made yet on this link in this session).
+    reqs: Vec<Map<String, Value>>,
+    /// How many the connection has in all.
+    total: usize,
+    node: NodeRecord,
+}
 
 impl Manager {
-    /// Opens the connection the lists are asked through.
-    pub(crate) fn start(router: Arc<Router>, core: crate::core_loop::Core) {
+    /// Opens the connection the lists are asked through, and starts the task that makes the
+    /// event subscriptions on the other nodes (until `shutdown`).
+    pub(crate) fn start(
+        router: Arc<Router>,
+        core: crate::core_loop::Core,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         tokio::spawn(async move {
             match Rpc::open(core).await {
                 Some(rpc) => {
@@ -47,12 +80,20 @@ impl Manager {
                 }
                 None => tracing::warn!("link: the ServerManager's connection did not open"),
             }
+            loop {
+                tokio::select! {
+                    _ = router.manager.wake.notified() => {}
+                    _ = tokio::time::sleep(LOOK_EVERY) => {}
+                    _ = shutdown.changed() => return,
+                }
+                router.subscribe_everywhere().await;
+            }
         });
     }
 
     /// The client connection `conn` ended (its subscriptions end with its mirrors).
     pub(crate) fn closed(&self, conn: u64) {
-        lock(&self.subs).remove(&conn);
+        lock(&self.listeners).remove(&conn);
     }
 }
 
@@ -80,37 +121,70 @@ fn manager_subscribe(req: &Map<String, Value>) -> bool {
             == Some(SERVER_MANAGER_ID)
 }
 
+/// The event type a subscription names.
+fn event_type(req: &Map<String, Value>) -> Option<&str> {
+    req.get("params")?.get("type")?.as_str()
+}
+
 impl Router {
     /// A client's request about the ServerManager that spans the cluster: a list is
-    /// answered here (`true`), a subscription is made on every other listed node too (and
-    /// goes on to this node's engine: `false`). The entry's own connections (the relays',
-    /// the lists') are this node's only.
+    /// answered here (`true`); a subscription is kept to be made on every other listed node
+    /// (and goes on to this node's engine: `false`). The entry's own connections (the
+    /// relays', the lists') are this node's only.
     pub(super) async fn manager(&self, ask: &Ask<'_>, req: &Map<String, Value>) -> bool {
-        if super::is_internal(ask.conn) {
+        if manager_subscribe(req) {
+            if !super::is_internal(ask.conn) {
+                self.listen(ask, req);
+            }
             return false;
         }
-        if manager_subscribe(req) {
-            let mut subs = lock(&self.manager.subs);
-            let s = subs.entry(ask.conn).or_default();
-            s.push((req.clone(), HashSet::new()));
-        }
-        self.subscribe_everywhere(ask).await;
-        let (Some(op), Some(rpc)) = (gathered(req), self.manager.rpc.get()) else {
+        let Some(op) = gathered(req) else {
+            return false;
+        };
+        let Some(rpc) = self
+            .manager
+            .rpc
+            .get()
+            .filter(|_| !super::is_internal(ask.conn))
+        else {
             return false;
         };
         let value = self.gather(rpc, op).await;
+        // As the engine answers: none to a notification, the session the request named.
+        let Some(id) = req.get("id").cloned() else {
+            return true;
+        };
         let mut result = json!({ "value": value });
-        if let Some(s) = &ask.session {
-            result["sessionId"] = Value::from(s.clone());
+        let session = req.get("params").and_then(|p| p.get("sessionId"));
+        if let Some(s) = session.and_then(Value::as_str).or(ask.session.as_deref()) {
+            result["sessionId"] = Value::from(s);
         }
-        let id = req.get("id").cloned().unwrap_or(Value::Null);
         let text = json!({"jsonrpc": "2.0", "id": id, "result": result});
         ask.client.send(ask.conn, text.to_string());
         true
     }
 
-    /// Operation `op`'s list on this node, then on each other listed node (each once, in
-    /// the listing's order).
+    /// Keeps `ask`'s subscription `req` (one per event type and connection) and wakes the
+    /// task that makes it on the other nodes.
+    fn listen(&self, ask: &Ask<'_>, req: &Map<String, Value>) {
+        let mut all = lock(&self.manager.listeners);
+        let l = all.entry(ask.conn).or_insert_with(|| Listener {
+            client: ask.client.clone(),
+            peer: ask.peer,
+            reqs: vec![],
+            made: HashMap::new(),
+        });
+        if l.reqs.iter().all(|r| event_type(r) != event_type(req)) {
+            let mut r = req.clone();
+            r.remove("id");
+            l.reqs.push(r);
+            drop(all);
+            self.manager.wake.notify_one();
+        }
+    }
+
+    /// Operation `op`'s list on this node, then each other listed node's (asked at once,
+    /// [`LIST_WAIT`] at most), each item once.
     async fn gather(&self, rpc: &Rpc, op: &str) -> Vec<Value> {
         let params = json!({"object": SERVER_MANAGER_ID, "operation": op});
         let mut all = match rpc.call(self, "invoke", params.clone()).await {
@@ -120,25 +194,22 @@ impl Router {
                 vec![]
             }
         };
-        for node in self.others() {
-            let link = match self.links.get(&node).await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(node = %node.info.id, op, "link: a node left out of the ServerManager's list: {e}");
-                    continue;
-                }
-            };
-            match rpc
-                .call_on(&link, "invoke", params.clone(), LIST_WAIT)
-                .await
-            {
-                Ok(v) => {
-                    for x in list(&v) {
-                        if !all.contains(&x) {
-                            all.push(x);
-                        }
-                    }
-                }
+        let asks = self.others().into_iter().map(|node| {
+            let params = params.clone();
+            async move {
+                let got = async {
+                    let link = self.links.get(&node).await?;
+                    let r = rpc.call_on(&link, "invoke", params, LIST_WAIT).await;
+                    r.map_err(|e| e.to_string())
+                };
+                let r = tokio::time::timeout(LIST_WAIT, got).await;
+                (node, r.unwrap_or_else(|_| Err("no answer in time".into())))
+            }
+        });
+        let mut seen: HashSet<Value> = all.iter().cloned().collect();
+        for (node, r) in futures_util::future::join_all(asks).await {
+            match r {
+                Ok(v) => all.extend(list(&v).into_iter().filter(|x| seen.insert(x.clone()))),
                 Err(e) => {
                     tracing::warn!(node = %node.info.id, op, error = %e, "link: a node left out of the ServerManager's list");
                 }
@@ -147,61 +218,91 @@ impl Router {
         all
     }
 
-    /// Makes `ask`'s connection's subscriptions to the ServerManager's events on every other
-    /// listed node it has not made them on yet, on the client's own mirror there, in its
-    /// session: the events come to its connection as those of its pipelines do. Before the
-    /// connection has a session (its first request), nothing: a subscription made on an
-    /// owner in a session of its own would not follow the client's (made there later), so it
-    /// is made with the connection's next request. A node listed later gets them with the
-    /// connection's next request too. Answers are the entry's own (the client gets this
-    /// node's).
-    async fn subscribe_everywhere(&self, ask: &Ask<'_>) {
-        let Some(session) = ask.session.as_deref() else {
-            return;
-        };
-        let todo: Vec<(fluo_cluster::NodeRecord, Vec<Map<String, Value>>)> = {
-            let mut subs = lock(&self.manager.subs);
-            let Some(s) = subs.get_mut(&ask.conn) else {
-                return;
-            };
-            let others = self.others();
-            let mut todo = vec![];
-            for n in others {
-                let key = (n.info.id.clone(), n.boot);
-                let new: Vec<_> = (s.iter_mut())
-                    .filter_map(|(r, on)| on.insert(key.clone()).then(|| r.clone()))
-                    .collect();
-                if !new.is_empty() {
-                    todo.push((n, new));
-                }
-            }
-            todo
-        };
-        for (node, reqs) in todo {
-            let link = match self.links.get(&node).await {
+    /// Makes each client connection's subscriptions to the ServerManager's events on every
+    /// other listed node where they are not made yet on its current link in the
+    /// connection's session (a node listed since, a link made again, a subscription added,
+    /// the session learnt), on the client's own mirror there: the events come to its
+    /// connection as those of its pipelines do. A connection whose session is not known yet
+    /// (its first request was the subscription, not answered yet) is looked at again later.
+    pub(super) async fn subscribe_everywhere(&self) {
+        for t in self.to_make() {
+            let link = match self.links.get(&t.node).await {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::warn!(node = %node.info.id, "link: a ServerManager subscription not made there: {e}");
+                    tracing::debug!(node = %t.node.info.id, "link: ServerManager subscriptions not made there yet: {e}");
                     continue;
                 }
             };
-            for mut r in reqs {
+            let ask = Ask {
+                conn: t.conn,
+                peer: t.peer,
+                client: &t.client,
+                session: Some(t.session.clone()),
+                text: "",
+            };
+            let sent = t.reqs.iter().all(|r| {
                 let own = rebind_id();
+                let mut r = r.clone();
                 r.insert("id".into(), own.clone());
                 if let Some(Value::Object(p)) = r.get_mut("params") {
-                    p.insert("sessionId".into(), Value::from(session));
+                    p.insert("sessionId".into(), Value::from(t.session.clone()));
                 }
                 let text = Value::Object(r).to_string();
-                if let Err(e) = link.send(ask, Some(&own), Pending::Swallow, text) {
-                    tracing::warn!(node = %node.info.id, "link: a ServerManager subscription not made there: {e}");
-                }
+                link.send(&ask, Some(&own), Pending::Swallow, text).is_ok()
+            });
+            if !sent {
+                tracing::debug!(node = %t.node.info.id, "link: ServerManager subscriptions not made there yet (the link refused them)");
+                continue;
+            }
+            if let Some(l) = lock(&self.manager.listeners).get_mut(&t.conn) {
+                let made = (Arc::downgrade(&link), t.session, t.total);
+                l.made.insert(t.node.info.id.clone(), made);
             }
         }
     }
 
-    /// The listed nodes but this one.
-    fn others(&self) -> Vec<fluo_cluster::NodeRecord> {
-        let nodes = self.view.nodes().unwrap_or_default();
+    /// What [`Router::subscribe_everywhere`] has to make now.
+    fn to_make(&self) -> Vec<Todo> {
+        let others = self.others();
+        let all = lock(&self.manager.listeners);
+        let mut todo = vec![];
+        for (conn, l) in all.iter() {
+            let Some(session) = l.client.session() else {
+                continue;
+            };
+            for node in &others {
+                let live = self.links.live(&node.info.id, node.boot);
+                // Made on the link there is now, in this session: those added since only.
+                let from = match l.made.get(&node.info.id) {
+                    Some((link, s, n))
+                        if *s == session
+                            && live
+                                .as_ref()
+                                .is_some_and(|x| std::ptr::eq(Arc::as_ptr(x), link.as_ptr())) =>
+                    {
+                        *n
+                    }
+                    _ => 0,
+                };
+                if from < l.reqs.len() {
+                    todo.push(Todo {
+                        conn: *conn,
+                        client: l.client.clone(),
+                        peer: l.peer,
+                        session: session.clone(),
+                        reqs: l.reqs[from..].to_vec(),
+                        total: l.reqs.len(),
+                        node: node.clone(),
+                    });
+                }
+            }
+        }
+        todo
+    }
+
+    /// The listed nodes but this one (the last listing while Redis does not answer).
+    fn others(&self) -> Vec<NodeRecord> {
+        let nodes = self.view.nodes().unwrap_or_else(|| self.view.last_listed());
         nodes
             .iter()
             .filter(|n| n.info.id != self.me)
