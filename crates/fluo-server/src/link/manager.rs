@@ -240,16 +240,7 @@ impl Router {
                 session: Some(t.session.clone()),
                 text: "",
             };
-            let sent = t.reqs.iter().all(|r| {
-                let own = rebind_id();
-                let mut r = r.clone();
-                r.insert("id".into(), own.clone());
-                if let Some(Value::Object(p)) = r.get_mut("params") {
-                    p.insert("sessionId".into(), Value::from(t.session.clone()));
-                }
-                let text = Value::Object(r).to_string();
-                link.send(&ask, Some(&own), Pending::Swallow, text).is_ok()
-            });
+            let sent = send_subscriptions(&ask, &link, &t.session, &t.reqs);
             if !sent {
                 tracing::debug!(node = %t.node.info.id, "link: ServerManager subscriptions not made there yet (the link refused them)");
                 continue;
@@ -258,6 +249,33 @@ impl Router {
                 let made = (Arc::downgrade(&link), t.session, t.total);
                 l.made.insert(t.node.info.id.clone(), made);
             }
+        }
+    }
+
+    /// Before `ask`'s request goes to `node` over `link`: its connection's subscriptions to
+    /// the ServerManager's events not made there yet on this link are sent first, so that a
+    /// client's `subscribe` then `create` (or anything) on another node finds the subscription
+    /// made there, in that order on the link (the task would make it too, but may come
+    /// later). Nothing for a connection without such subscriptions or with no session yet.
+    pub(super) fn subscriptions_first(&self, ask: &Ask<'_>, node: &NodeId, link: &Arc<Link>) {
+        let mut all = lock(&self.manager.listeners);
+        let Some(l) = all.get_mut(&ask.conn) else {
+            return;
+        };
+        let Some(session) = ask.session.clone().or_else(|| l.client.session()) else {
+            return;
+        };
+        let from = match l.made.get(node) {
+            Some((made, s, n))
+                if *s == session && std::ptr::eq(made.as_ptr(), Arc::as_ptr(link)) =>
+            {
+                *n
+            }
+            _ => 0,
+        };
+        if from < l.reqs.len() && send_subscriptions(ask, link, &session, &l.reqs[from..]) {
+            let made = (Arc::downgrade(link), session, l.reqs.len());
+            l.made.insert(node.clone(), made);
         }
     }
 
@@ -309,6 +327,26 @@ impl Router {
             .cloned()
             .collect()
     }
+}
+
+/// Sends the subscriptions `reqs` of `ask`'s connection in `session` over `link`, as the
+/// entry's own requests (their answers are not the client's); whether all were sent.
+fn send_subscriptions(
+    ask: &Ask<'_>,
+    link: &Link,
+    session: &str,
+    reqs: &[Map<String, Value>],
+) -> bool {
+    reqs.iter().all(|r| {
+        let own = rebind_id();
+        let mut r = r.clone();
+        r.insert("id".into(), own.clone());
+        if let Some(Value::Object(p)) = r.get_mut("params") {
+            p.insert("sessionId".into(), Value::from(session));
+        }
+        let text = Value::Object(r).to_string();
+        link.send(ask, Some(&own), Pending::Swallow, text).is_ok()
+    })
 }
 
 /// The list in an answer's `value` (nothing when it is not one).

@@ -406,7 +406,10 @@ impl Router {
             Some(node) => self.forward(&ask, &req, local, &node, pending).await,
             // Not listed: its link, while it lives (the owner lost only Redis)...
             None => match self.links.live(&owner.node, owner.boot) {
-                Some(link) => link.send(&ask, req.get("id"), pending, local),
+                Some(link) => {
+                    self.subscriptions_first(&ask, &owner.node, &link);
+                    link.send(&ask, req.get("id"), pending, local)
+                }
                 // ..."not found" once it is gone for good (restarted, or unlisted for
                 // [`GONE_AFTER`])...
                 None if gone_for_good(&self.view, &owner) => {
@@ -532,6 +535,7 @@ impl Router {
         // The session is recorded from the owner's answer (entry.rs learn()), not from the
         // sessionId the client sends.
         let link = self.links.get(node).await?;
+        self.subscriptions_first(ask, &node.info.id, &link);
         link.send(ask, req.get("id"), pending, text)
     }
 
