@@ -231,14 +231,16 @@ pub async fn run_with_tls(
     run_with_ops(listener, secure, config, shutdown, Ops::new()).await
 }
 
-/// Serves the node-to-node link on `peer` (in a cluster) as node `me`.
+/// Serves the node-to-node link on `peer` (in a cluster) as node `me`, and starts the
+/// entry's services of `router`: the ServerManager's lists across nodes and the relay
+/// service (cascade), whose task (returned) releases its relays when the server stops.
 fn start_link(
     peer: Option<TcpListener>,
     config: &Config,
     (me, view): (fluo_cluster::NodeId, Arc<cluster::View>),
-    core: &core_loop::Core,
+    (router, core): (Option<&Arc<link::Router>>, &core_loop::Core),
     shutdown: &watch::Receiver<bool>,
-) {
+) -> Option<tokio::task::JoinHandle<()>> {
     if let (Some(l), Some(secret)) = (peer, &config.cluster_secret) {
         let owner = link::Owner {
             me,
@@ -247,6 +249,28 @@ fn start_link(
             silence: config.peer_silence,
         };
         tokio::spawn(link::accept_loop(l, owner, core.clone(), shutdown.clone()));
+    }
+    let router = router?;
+    link::Manager::start(router.clone(), core.clone(), shutdown.clone());
+    link::relay::start(router.clone(), core.clone(), shutdown.clone())
+}
+
+/// Serves the `wss://` listener of `secure`, if any, as the plain one (one count of
+/// `connections` for both: a client cannot double its share by using both).
+fn serve_tls(
+    secure: Option<(TcpListener, tls::TlsSettings)>,
+    (config, core): (&Arc<Config>, &core_loop::Core),
+    connections: &ws::Connections,
+    router: &Option<Arc<link::Router>>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    if let Some((l, settings)) = secure {
+        let acceptor = ws::Acceptor::Tls(settings.acceptor());
+        let (config, core, shutdown) = (config.clone(), core.clone(), shutdown.clone());
+        let (connections, router) = (connections.clone(), router.clone());
+        tokio::spawn(async move {
+            ws::accept_loop(l, acceptor, config, core, connections, router, shutdown).await
+        });
     }
 }
 
@@ -279,23 +303,11 @@ pub async fn run_with_ops(
     ));
     let (core, done) =
         core_loop::spawn(config.clone(), routes, shutdown.clone(), ops.clone(), plan)?;
-    start_link(peer, &config, me, &core, &shutdown);
-    // The relay service (cascade) releases its relays when the server stops: waited for below.
-    let relays = router
-        .as_ref()
-        .and_then(|r| link::relay::start(r.clone(), core.clone(), shutdown.clone()));
-    // One count for both listeners: a client cannot double its share by using both.
+    // The relay service releases its relays when the server stops: waited for below.
+    let relays = start_link(peer, &config, me, (router.as_ref(), &core), &shutdown);
     let connections = ws::Connections::default();
     ops.set_connections(connections.live());
-    if let Some((l, settings)) = secure {
-        let acceptor = ws::Acceptor::Tls(settings.acceptor());
-        let (config, core, shutdown) = (config.clone(), core.clone(), shutdown.clone());
-        let connections = connections.clone();
-        let router = router.clone();
-        tokio::spawn(async move {
-            ws::accept_loop(l, acceptor, config, core, connections, router, shutdown).await
-        });
-    }
+    serve_tls(secure, (&config, &core), &connections, &router, &shutdown);
     ops.set_accepting(true);
     let serving = ws::accept_loop(
         listener,

@@ -312,7 +312,7 @@ where
     });
     let mut shutting_down = false;
     // In a cluster, the links close this connection as the engine would (see link/entry.rs).
-    let handle = crate::link::entry::ClientHandle::new(out_tx.clone());
+    let handle = crate::link::entry::ClientHandle::new(out_tx.clone()).seeing(seen.clone());
     let client = Conn {
         core: &core,
         out: &out_tx,

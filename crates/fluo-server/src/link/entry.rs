@@ -180,6 +180,9 @@ pub(crate) struct ClientHandle {
     pub out: mpsc::Sender<String>,
     /// How the connection is asked to close (its task waits on it).
     pub close: Arc<Closer>,
+    /// The session the connection was last answered with, as its writer sees it (a client's
+    /// WebSocket connection; not the entry's own).
+    seen: Option<Arc<Mutex<Option<String>>>>,
 }
 
 /// Asks a client connection to close.
@@ -203,7 +206,19 @@ impl ClientHandle {
         ClientHandle {
             out,
             close: Arc::default(),
+            seen: None,
         }
+    }
+
+    /// The handle, the connection's session read from `seen` (which its writer keeps).
+    pub(crate) fn seeing(mut self, seen: Arc<Mutex<Option<String>>>) -> ClientHandle {
+        self.seen = Some(seen);
+        self
+    }
+
+    /// The session the connection was last answered with, when it is known here.
+    pub(crate) fn session(&self) -> Option<String> {
+        self.seen.as_ref().and_then(|s| lock(s).clone())
     }
 
     /// Queues `text` for the client; a client whose queue is full is closed.

@@ -18,12 +18,14 @@ mod admission;
 mod auth;
 pub(crate) mod entry;
 mod lost;
+mod manager;
 pub(crate) mod relay;
 mod resume;
 pub(crate) mod route;
 mod serve;
 mod sessions;
 
+pub(crate) use manager::Manager;
 pub(crate) use resume::publishing;
 pub(crate) use route::Router;
 pub(crate) use serve::{accept_loop, Owner};

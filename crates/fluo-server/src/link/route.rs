@@ -48,6 +48,8 @@ pub(crate) struct Router {
     pub(super) local: std::sync::Mutex<HashMap<u64, String>>,
     /// Where a `connect` to an element of another pipeline goes (a relay, [`relay`]).
     pub(super) relays: relay::Hook,
+    /// The ServerManager's lists across the cluster ([`super::manager`]).
+    pub(super) manager: super::manager::Manager,
 }
 
 /// What a request is about.
@@ -93,12 +95,14 @@ impl Router {
             placed: Default::default(),
             local: Default::default(),
             relays: relay::Hook::default(),
+            manager: Default::default(),
         }
     }
 
     /// The client connection `conn` ended.
     pub(crate) fn closed(&self, conn: u64) {
         lock(&self.local).remove(&conn);
+        self.manager.closed(conn);
         self.links.closed(conn);
     }
 
@@ -120,6 +124,10 @@ impl Router {
         }
         // One session id on every node: the one this connection was last answered with.
         let mut changed = with_session(&mut req, ask.session.as_deref());
+        // The ServerManager's lists and events span the cluster.
+        if self.manager(&ask, &req).await {
+            return None;
+        }
         // A MediaElement's connect to an element of another pipeline: a relay (a Fluo
         // extension in a cluster; KMS answers 40004).
         let cross = relay::cross(&req);
@@ -398,7 +406,10 @@ impl Router {
             Some(node) => self.forward(&ask, &req, local, &node, pending).await,
             // Not listed: its link, while it lives (the owner lost only Redis)...
             None => match self.links.live(&owner.node, owner.boot) {
-                Some(link) => link.send(&ask, req.get("id"), pending, local),
+                Some(link) => {
+                    self.subscriptions_first(&ask, &owner.node, &link);
+                    link.send(&ask, req.get("id"), pending, local)
+                }
                 // ..."not found" once it is gone for good (restarted, or unlisted for
                 // [`GONE_AFTER`])...
                 None if gone_for_good(&self.view, &owner) => {
@@ -524,6 +535,7 @@ impl Router {
         // The session is recorded from the owner's answer (entry.rs learn()), not from the
         // sessionId the client sends.
         let link = self.links.get(node).await?;
+        self.subscriptions_first(ask, &node.info.id, &link);
         link.send(ask, req.get("id"), pending, text)
     }
 

@@ -15,7 +15,7 @@
 //! failed are released again. An entry that stops releases its relays.
 
 mod janitor;
-mod rpc;
+pub(super) mod rpc;
 mod service;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The relay service's own connection: requests routed as a client's, answers matched by
 //! id; the objects of creates answered after their wait are kept to be released.
 
-use super::super::entry::ClientHandle;
+use super::super::entry::{ClientHandle, Link, Pending};
 use super::super::route::{Ask, Router};
 use super::janitor::Leftovers;
 use crate::core_loop::{Core, CoreMsg, OUTBOX};
@@ -21,6 +21,14 @@ pub(super) const CALL_WAIT: Duration = Duration::from_secs(10);
 /// How long the id of a `create` that got no answer in time is remembered (its late answer
 /// then names an object to release).
 const LATE_KEPT: Duration = Duration::from_secs(120);
+
+/// A request of the connection: its id, text and session, and where its answer comes.
+type Request = (
+    u64,
+    String,
+    Option<String>,
+    oneshot::Receiver<Result<Value, Value>>,
+);
 
 /// The address the entry's own connection is counted under.
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -80,7 +88,7 @@ impl Inbox {
 }
 
 /// The entry's own connection: requests routed as a client's, answers matched by id.
-pub(super) struct Rpc {
+pub(in crate::link) struct Rpc {
     conn: u64,
     handle: ClientHandle,
     core: Core,
@@ -90,7 +98,7 @@ pub(super) struct Rpc {
 
 impl Rpc {
     /// Opens the connection on this node's engine (`None` when the engine is gone).
-    pub(super) async fn open(core: Core) -> Option<Rpc> {
+    pub(in crate::link) async fn open(core: Core) -> Option<Rpc> {
         let conn = crate::ws::NEXT_CONN.fetch_add(1, Ordering::Relaxed);
         let (out, mut rx) = mpsc::channel::<String>(OUTBOX);
         let (kill, _) = oneshot::channel();
@@ -119,22 +127,60 @@ impl Rpc {
         })
     }
 
-    /// Sends `method(params)` as this connection's request; its result or its error.
-    pub(super) async fn call(
-        &self,
-        router: &Router,
-        method: &str,
-        mut params: Value,
-    ) -> Result<Value, Value> {
+    /// A new request `method(params)` of this connection (with its session): its id, its
+    /// text, the session, and where its answer will come.
+    fn request(&self, method: &str, mut params: Value) -> Request {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let session = lock(&self.inbox.session).clone();
         if let (Some(s), Some(p)) = (&session, params.as_object_mut()) {
             p.insert("sessionId".into(), Value::from(s.clone()));
         }
         let text = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let text = text.to_string();
         let (tx, rx) = oneshot::channel();
         lock(&self.inbox.waiting).insert(id, tx);
+        (id, text.to_string(), session, rx)
+    }
+
+    /// Sends `method(params)` straight to the node at the other end of `link` (not routed:
+    /// the request is about that node, e.g. its ServerManager); its result or its error, an
+    /// error when no answer came within `wait`.
+    pub(in crate::link) async fn call_on(
+        &self,
+        link: &Link,
+        method: &str,
+        params: Value,
+        wait: Duration,
+    ) -> Result<Value, Value> {
+        let (id, text, session, rx) = self.request(method, params);
+        let ask = Ask {
+            conn: self.conn,
+            peer: LOCAL,
+            client: &self.handle,
+            session,
+            text: &text,
+        };
+        let fail = |m: String| KurentoError::new(ErrorCode::ConnectError, m).to_json();
+        if let Err(e) = link.send(&ask, Some(&Value::from(id)), Pending::Plain, text.clone()) {
+            lock(&self.inbox.waiting).remove(&id);
+            return Err(fail(e));
+        }
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(r)) => r,
+            _ => {
+                lock(&self.inbox.waiting).remove(&id);
+                Err(fail(format!("{method}: no answer within {wait:?}")))
+            }
+        }
+    }
+
+    /// Sends `method(params)` as this connection's request; its result or its error.
+    pub(in crate::link) async fn call(
+        &self,
+        router: &Router,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
+        let (id, text, session, rx) = self.request(method, params);
         let ask = Ask {
             conn: self.conn,
             peer: LOCAL,

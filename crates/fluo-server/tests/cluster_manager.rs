@@ -1,0 +1,169 @@
+//! The ServerManager through an entry spans the cluster (docs/cluster.md, "ServerManager"):
+//! `getPipelines` and `getSessions` list every node's, and `ObjectCreated` /
+//! `ObjectDestroyed` subscribed through one node announce objects made on another, as one
+//! KMS announces its own. Two nodes on a redis-server of the test's own; without it the test
+//! is skipped, and fails under CI=true.
+mod common;
+#[path = "cluster_link/support.rs"]
+mod support;
+
+use common::Client;
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::*;
+
+const MANAGER: &str = "manager_ServerManager";
+
+/// The strings of a list answer.
+fn strings(v: &Value) -> Vec<String> {
+    let items = v.as_array().unwrap_or_else(|| panic!("a list: {v}"));
+    items
+        .iter()
+        .map(|x| x.as_str().unwrap_or_else(|| panic!("{v}")).to_string())
+        .collect()
+}
+
+/// The first event of `ty` from the ServerManager about `object` (`ObjectCreated` names it
+/// in `object`, `ObjectDestroyed` in `objectId`), within 5 s.
+async fn manager_event(c: &mut Client, ty: &str, object: &str) -> Value {
+    let about = |e: &Value| {
+        e["type"] == ty
+            && e["data"]["source"] == MANAGER
+            && (e["data"]["object"] == object || e["data"]["objectId"] == object)
+    };
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(e) = c.events.iter().find(|e| about(e)) {
+            return e.clone();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no {ty} about {object} within 5 s: {:?}",
+            c.events
+        );
+        // Events come in while a request waits for its answer.
+        c.value(MANAGER, "getCpuCount").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (`within` at most) without sending anything for the ServerManager's `ty` event
+/// about `object` on `c`.
+async fn heard(c: &mut Client, ty: &str, object: &str, within: Duration) -> bool {
+    use futures_util::StreamExt;
+    let t0 = std::time::Instant::now();
+    while let Some(left) = within.checked_sub(t0.elapsed()) {
+        let Ok(Some(Ok(m))) = tokio::time::timeout(left, c.ws.next()).await else {
+            return false;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(m.to_text().unwrap_or("")) else {
+            continue;
+        };
+        let e = &v["params"]["value"];
+        if v["method"] == "onEvent" && e["type"] == ty && e["data"]["object"] == object {
+            return true;
+        }
+    }
+    false
+}
+
+/// A connection whose only request is its subscription (answered before it has a session,
+/// so the entry learns the session from the answer) hears of a pipeline made on the other
+/// node without sending anything more; a node that is frozen when the subscription comes
+/// gets it once it answers again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscription_alone_reaches_every_node_also_one_frozen_then() {
+    let Some(t) = two_nodes("the ServerManager's events across two nodes", &[]).await else {
+        return;
+    };
+    let mut listener = Client::connect(t.port_a).await;
+    // node-b does not answer while the subscription comes (its link's connect fails).
+    stop(&t.b).await;
+    listener.subscribe(MANAGER, "ObjectCreated").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(&t.b, libc::SIGCONT);
+    // Another client makes a pipeline on node-b after a while (the entry's task looks again
+    // every second).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut maker = Client::connect(t.port_b).await;
+    let p = maker
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
+        .await
+        .expect("a pipeline on node-b");
+    assert!(
+        heard(&mut listener, "ObjectCreated", &p, Duration::from_secs(5)).await,
+        "the listener through node-a never heard of {p}, made on node-b"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_manager_of_an_entry_lists_and_announces_every_nodes_objects() {
+    let Some(TwoNodes {
+        redis: _redis,
+        da: _da,
+        db: _db,
+        probe,
+        nodes: _nodes,
+        a: _a,
+        b: _b,
+        port_a,
+        port_b,
+    }) = two_nodes("the ServerManager across two nodes", &[]).await
+    else {
+        return;
+    };
+    let (mut ca, mut cb) = (Client::connect(port_a).await, Client::connect(port_b).await);
+    // Subscribed through node-a before anything is made (a round trip after, as
+    // kurento-client's users do, so that the subscriptions are in place).
+    ca.subscribe(MANAGER, "ObjectCreated").await;
+    ca.subscribe(MANAGER, "ObjectDestroyed").await;
+    ca.value(MANAGER, "getCpuCount").await;
+    // One pipeline on each node, both made through node-a.
+    let on_b = ca
+        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
+        .await
+        .expect("a pipeline pinned to node-b");
+    let on_a = ca
+        .create("MediaPipeline", json!({"fluoNode": "node-a"}))
+        .await
+        .expect("a pipeline pinned to node-a");
+    assert_eq!(owner_of(&probe, &on_b).await, "node-b");
+    assert_eq!(owner_of(&probe, &on_a).await, "node-a");
+    let pass = ca
+        .create("PassThrough", json!({"mediaPipeline": on_b}))
+        .await
+        .expect("an element on node-b");
+    // Announced through node-a, wherever they were made.
+    for o in [&on_b, &on_a, &pass] {
+        let e = manager_event(&mut ca, "ObjectCreated", o).await;
+        assert!(e["data"]["timestampMillis"].is_string(), "{e}");
+    }
+    // Every node's pipelines, through either entry, each once.
+    for (c, entry) in [(&mut ca, "node-a"), (&mut cb, "node-b")] {
+        let listed = strings(&c.value(MANAGER, "getPipelines").await);
+        for p in [&on_a, &on_b] {
+            let n = listed.iter().filter(|x| *x == p).count();
+            assert_eq!(n, 1, "{p} listed once through {entry}: {listed:?}");
+        }
+    }
+    // The session that made them holds objects on both nodes: listed once.
+    let session = session_of(&mut ca, &on_b).await;
+    let sessions = strings(&cb.value(MANAGER, "getSessions").await);
+    assert_eq!(
+        sessions.iter().filter(|s| **s == session).count(),
+        1,
+        "{session} in {sessions:?}"
+    );
+    // A release on node-b is announced through node-a, the cascade to its element too.
+    ca.request("release", json!({"object": on_b}))
+        .await
+        .expect("release");
+    manager_event(&mut ca, "ObjectDestroyed", &on_b).await;
+    manager_event(&mut ca, "ObjectDestroyed", &pass).await;
+    let listed = strings(&cb.value(MANAGER, "getPipelines").await);
+    assert!(!listed.contains(&on_b), "released: {listed:?}");
+    assert!(listed.contains(&on_a), "{listed:?}");
+    // What describes the node itself stays the entry's (not summed over the cluster).
+    let cpus = ca.value(MANAGER, "getCpuCount").await;
+    assert!(cpus.as_i64().is_some_and(|n| n >= 1), "{cpus}");
+}
