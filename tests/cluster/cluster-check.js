@@ -498,21 +498,12 @@ async function codesUntilGone(ep, sessionId, t0, victim) {
 /** CLUSTER_NODES (id=ws://... pairs) as an object. */
 const nodeUrls = () => Object.fromEntries(need('CLUSTER_NODES').split(',').map((kv) => kv.split('=')));
 
-/** Whether `node`'s own ServerManager (a direct connection) lists `pipeline`. */
-async function listedOn(node, pipeline) {
-  const { client } = await h.connectClient(nodeUrls()[node]);
-  try {
-    const listed = await (await client.getServerManager()).getPipelines();
-    return listed.some((p) => p.id === pipeline);
-  } finally {
-    await h.closeClient(client);
-  }
-}
-
 /**
  * Redis is down (killed at CLUSTER_KILLED_MS): an unpinned create through the entry is made on
- * the entry itself at once (its ServerManager lists it), a create pinned to CLUSTER_OTHER is
- * made there from the entry's last listing (docs/cluster.md, "Redis down or restarting").
+ * the entry itself at once, a create pinned to CLUSTER_OTHER is made there from the entry's
+ * last listing (docs/cluster.md, "Redis down or restarting"): where each was made, redis-back
+ * reads in the store once the nodes claim them again (a ServerManager lists the cluster's
+ * pipelines, so it cannot tell).
  * Leaves both pipelines' ids in CLUSTER_STATE for redis-back.
  */
 async function redisDown() {
@@ -527,11 +518,9 @@ async function redisDown() {
     let t = Date.now();
     const { pipeline: unpinned } = await h.withTimeout(rawPipeline(raw), 3000, 'an unpinned pipeline through the entry while Redis is down');
     const unpinnedMs = Date.now() - t;
-    assert.ok(await listedOn(entryNode, unpinned), `the unpinned pipeline made while Redis is down is not on the entry (${entryNode})`);
     t = Date.now();
     const { pipeline: pinned } = await h.withTimeout(rawPipeline(raw, other), 3000, `a pipeline pinned to ${other} through the entry while Redis is down`);
     const pinnedMs = Date.now() - t;
-    assert.ok(await listedOn(other, pinned), `the pipeline pinned to ${other} while Redis is down is not there`);
     // An object the entry never saw (made by a client of the other node itself meanwhile): which
     // node holds it is not known, so the entry answers 40004 (try again) at once, not 40101.
     const direct = await h.RawClient.open(nodeUrls()[other]);
