@@ -10,6 +10,7 @@
 use super::janitor::{gone, Ends, Probe, Table};
 use super::service::Service;
 use super::{Key, Step};
+use crate::link::route::pipeline_of;
 use crate::lock;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -174,6 +175,9 @@ impl Service {
         match self.build(&k.source, &place.from, &k.pipeline, step).await {
             Ok(mut e) => {
                 e.parent = place.parent.clone();
+                let from = pipeline_of(&place.from).unwrap_or_default();
+                let from_relay = place.parent.is_some();
+                tracing::info!(source = %k.source, pipeline = %k.pipeline, from, from_relay, "relay: made");
                 Ok((e, place))
             }
             Err(err) if place.parent.is_some() => {
