@@ -209,8 +209,16 @@ impl Service {
             tracing::info!(source = %k.source, pipeline = %k.pipeline, "relay: not fed again (the source does not answer): {}", e["message"]);
             return;
         }
-        let mut avoid = subtree(&lock(&self.table), k);
-        avoid.extend(old.parent.clone());
+        // Not fed from below itself, nor from anything under its old parent (cut as well,
+        // or being fed again).
+        let avoid = {
+            let t = lock(&self.table);
+            let mut avoid = subtree(&t, k);
+            if let Some(p) = &old.parent {
+                avoid.extend(subtree(&t, p));
+            }
+            avoid
+        };
         let step = Step::new(&self.stopping);
         let (made, place) = match self.grow(k, &avoid, &step).await {
             Ok(m) => m,
