@@ -559,3 +559,16 @@ fn a_relay_cut_from_its_upstream_is_fed_again_and_a_silent_upstream_after_three_
     assert_eq!(t.ends(&into("b")).map(|e| e.inp), Some("i2".into()));
     assert!(!t.replace(&into("x"), "i2", Ends::new("o".into(), "i".into(), None)));
 }
+
+#[test]
+fn a_relay_fed_again_connects_each_sink_as_the_old_relay_in_fed_it() {
+    // An item of getSinkConnections: its media type and descriptions kept.
+    let item = json!({"source": "old", "sink": "k", "type": "VIDEO",
+        "sourceDescription": "", "sinkDescription": "default"});
+    assert_eq!(
+        tree::reconnect(&item),
+        json!({"sink": "k", "mediaType": "VIDEO", "sinkMediaDescription": "default"})
+    );
+    let bare = json!({"source": "old", "sink": "k"});
+    assert_eq!(tree::reconnect(&bare), json!({"sink": "k"}));
+}

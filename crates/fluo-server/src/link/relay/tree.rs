@@ -250,7 +250,7 @@ impl Service {
 
 /// The parameters of a `connect` that makes the connection `s` (an item of
 /// `getSinkConnections`) again from another source.
-fn reconnect(s: &Value) -> Value {
+pub(super) fn reconnect(s: &Value) -> Value {
     let mut args = json!({"sink": s["sink"]});
     if let Some(t) = s.get("type").filter(|t| t.is_string()) {
         args["mediaType"] = t.clone();
