@@ -353,3 +353,46 @@ async fn a_relay_fed_through_a_node_that_dies_is_fed_again() {
     let (_, _, from) = s.upstream(&qc).await;
     assert_eq!(from, p, "C is fed again, from the source's pipeline");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_fed_again_keeps_feeding_the_relays_below_it() {
+    let fanout = ["--relay-fanout", "1"];
+    let abcd = ["node-a", "node-b", "node-c", "node-d"];
+    let Some(n) = nodes("relay tree: a chain of three", &abcd, &fanout).await else {
+        return;
+    };
+    // A chain: P -> B -> C -> D.
+    let mut s = stage(n.ports[0], &["node-b", "node-c", "node-d"]).await;
+    for i in 0..3 {
+        s.connect(i).await;
+    }
+    let (qb, qc, qd) = (s.qs[0].clone(), s.qs[1].clone(), s.qs[2].clone());
+    let (_, _, from_c) = s.upstream(&qc).await;
+    let (in_d, out_d, from_d) = s.upstream(&qd).await;
+    assert_eq!((&from_c, &from_d), (&qb, &qc), "not a chain");
+    s.frames(&[0, 1, 2], 30, Duration::from_secs(10)).await;
+    // B's pipeline released: C's relay is fed again; its new relayIn feeds C's viewer and
+    // D's relayOut (in C's pipeline), so D's relay keeps its ends and its viewer its media.
+    s.c.request("release", json!({"object": qb})).await.unwrap();
+    s.qs.retain(|q| *q != qb);
+    let t1 = Instant::now();
+    let mut gap = Gap::new(s.viewers[2].frames_in);
+    s.watch(2, Duration::from_millis(300), &mut gap).await;
+    s.resumed(2, 30, Duration::from_secs(8), &mut gap).await;
+    s.frames(&[1], 30, Duration::from_secs(5)).await;
+    println!(
+        "D's viewer, two relays below the one released: 30 frames {:?} after; longest time without a frame {:?}",
+        t1.elapsed(),
+        gap.longest
+    );
+    assert!(
+        gap.longest < Duration::from_secs(4),
+        "D's viewer went {:?} without a frame",
+        gap.longest
+    );
+    let (in_c, _, from_c) = s.upstream(&qc).await;
+    assert_eq!(from_c, s.p, "C is fed again, from the source's pipeline");
+    let (in_d2, out_d2, _) = s.upstream(&qd).await;
+    assert_eq!((in_d2, &out_d2), (in_d, &out_d), "D's relay was made again");
+    assert_eq!(sources_of(&mut s.c, &out_d).await, [in_c].into());
+}
