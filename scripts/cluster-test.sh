@@ -47,6 +47,10 @@
 # CLUSTER_COMPAT_JOBS  how many of them at once (default 2)
 # CLUSTER_COMPAT_EXCLUDE  tests of them whose failure is expected (see below; "" for none)
 # CLUSTER_FLUO_ARGS  extra flags for every node (default "--workers 0")
+# CLUSTER_RELAY_FANOUT  every node's --relay-fanout (default 1: in the broadcast, node 3's
+#                    relay is fed through node 2's, a tree of two hops, and the step checks it
+#                    in node 1's log; node 3's latency minus node 2's is the second hop's;
+#                    4, the server's default, for one relay from node 1 to each node)
 # CLUSTER_BROADCAST_VIEWERS  thin viewers per node in the broadcast (default 10; "0": no
 #                    broadcast step)
 # CLUSTER_BROADCAST_SECS     its measured window (default 10 s, after a 3 s warm-up)
@@ -98,6 +102,7 @@ COMPAT_JOBS="${CLUSTER_COMPAT_JOBS:-2}"
 # answered an argument of another pipeline 40004 itself, as KMS does: docs/cluster.md.)
 COMPAT_EXCLUDE="${CLUSTER_COMPAT_EXCLUDE-}"
 read -r -a FLUO_ARGS <<<"${CLUSTER_FLUO_ARGS:---workers 0}"
+RELAY_FANOUT="${CLUSTER_RELAY_FANOUT:-1}"
 NET=10.199.0
 REDIS_ADDR="$NET.1"
 TAG="fct$$"
@@ -288,7 +293,7 @@ start_node() {
   ip netns exec "$TAG-n$i" env FLUO_CLUSTER_SECRET="$SECRET" RUST_LOG="${RUST_LOG:-info}" \
     "$FLUO_BIN" --bind "$NET.1$i" --port 8888 --port-file "$TMP/port-n$i" --http-port 0 \
     --cluster "redis://$REDIS_ADDR:6379" --node-id "node$i" --advertise "$NET.1$i" \
-    --peer-port 8889 "${FLUO_ARGS[@]}" >>"$LOGS/node$i.log" 2>&1 &
+    --peer-port 8889 --relay-fanout "$RELAY_FANOUT" "${FLUO_ARGS[@]}" >>"$LOGS/node$i.log" 2>&1 &
   NODE_PID[i]=$!
   PIDS+=($!)
   local want=$((${boot:-0} + 1)) _
@@ -415,6 +420,7 @@ broadcast() {
     --max-video-loss "$BROADCAST_MAX_VIDEO_LOSS" --max-gap "$BROADCAST_MAX_GAP")
   if [ "$REDIS_DOWN_SECS" = "0" ]; then
     (cd "$ROOT" && figures_of "${cmd[@]}") || fail "broadcast across the nodes (target/cluster-test/checks.log)"
+    relay_tree
     return 0
   fi
   rm -f "$TMP/window" "$TMP/outage-done"
@@ -428,6 +434,18 @@ broadcast() {
   reap "$bench"
   figures_in "$(cat "$TMP/broadcast.out")"
   [ "$status" -eq 0 ] || fail "broadcast across the nodes, Redis killed and restarted in its window (target/cluster-test/checks.log)"
+  relay_tree
+}
+
+# The entry (node 1) logs where each relay is fed from: with a fan-out of 1, node 2's relay
+# from the publisher, node 3's from node 2's relayIn (docs/cluster.md, "The tree").
+relay_tree() {
+  local made
+  made=$(grep -c 'relay: made.*from_relay=true' "$LOGS/node1.log" || true)
+  if [ "$RELAY_FANOUT" = 1 ]; then
+    [ "${made:-0}" -ge 1 ] || fail "broadcast: with --relay-fanout 1, no relay was fed through another (node1.log)"
+    say "broadcast: --relay-fanout 1: node3's relay fed through node2's ($made relay(s) fed from another relay); node3's latency minus node2's is the second hop"
+  fi
 }
 
 # Wall clock, ms.

@@ -239,6 +239,7 @@ impl Plan {
                 })?,
                 (Arc::new(secret.clone()), config.peer_silence),
                 config.session_grace,
+                config.relay_fanout,
             ))),
             _ => None,
         };

@@ -260,6 +260,11 @@ pub struct Cli {
     /// shorter detects a frozen node sooner [default: 3000].
     #[arg(long, env = "FLUO_PEER_SILENCE_MS", value_parser = clap::value_parser!(u64).range(1500..=20000))]
     pub peer_silence_ms: Option<u64>,
+    /// How many relays of one source (cascade, with --cluster only) an element feeds at
+    /// most: the source itself, then each relay's end feeds at most this many more, so that
+    /// relays to many nodes form a tree, 1 to 64 (docs/cluster.md, "Cascade") [default: 4].
+    #[arg(long, env = "FLUO_RELAY_FANOUT", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub relay_fanout: Option<u64>,
 }
 
 /// The cluster secret as given (checked with the other flags), never printed.
@@ -405,6 +410,8 @@ pub struct Config {
     pub cluster_secret: Option<ClusterSecret>,
     /// How long a node-to-node link may stay silent before it counts as broken.
     pub peer_silence: Duration,
+    /// How many relays of one source an element feeds at most (`--relay-fanout`).
+    pub relay_fanout: usize,
 }
 
 /// The cluster's shared secret: never printed (its `Debug` says how long it is only).
@@ -495,6 +502,7 @@ impl Default for Config {
             peer_bind: None,
             cluster_secret: None,
             peer_silence: crate::link::SILENCE,
+            relay_fanout: crate::link::RELAY_FANOUT,
         }
     }
 }
@@ -729,6 +737,9 @@ impl Config {
         self.peer_bind = cli.peer_bind.or(self.peer_bind);
         if let Some(ms) = cli.peer_silence_ms {
             self.peer_silence = Duration::from_millis(ms);
+        }
+        if let Some(f) = cli.relay_fanout {
+            self.relay_fanout = f as usize;
         }
         if let Some(id) = &cli.node_id {
             let id = fluo_cluster::NodeId::new(id.trim())
@@ -1373,6 +1384,8 @@ mod tests {
             "10.0.0.5",
             "--peer-silence-ms",
             "8000",
+            "--relay-fanout",
+            "2",
         ])
         .expect("the flags parse");
         // The parsed flags print no secret either.
@@ -1385,6 +1398,11 @@ mod tests {
         assert_eq!(c.peer_bind, Some("10.0.0.5".parse().unwrap()));
         assert_eq!(c.peer_silence, Duration::from_millis(8000));
         assert_eq!(Config::default().peer_silence, Duration::from_secs(3));
+        assert_eq!((c.relay_fanout, Config::default().relay_fanout), (2, 4));
+        for f in ["0", "65", "two"] {
+            let e = Cli::try_parse_from(["fluo", "--relay-fanout", f]).expect_err(f);
+            assert!(e.to_string().contains("--relay-fanout"), "{e}");
+        }
         // A link silence shorter than two pings, or longer than a minute, is refused.
         for ms in ["1000", "20001", "3s"] {
             let e = Cli::try_parse_from(["fluo", "--peer-silence-ms", ms]).expect_err(ms);

@@ -5,54 +5,20 @@
 //! and without `--cluster` the same connect is KMS's 40004. The Redis is a redis-server of
 //! the test's own; without it the test is skipped, and fails under CI=true.
 mod common;
+#[path = "cluster_link/relays.rs"]
+mod relays;
 #[path = "cluster_link/support.rs"]
 mod support;
 
 use common::Client;
 use fluo_testkit::udp_peer::Peer;
 use futures_util::{SinkExt, StreamExt};
+use relays::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use str0m::media::Direction;
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
-
-/// A peer (str0m, on 127.0.0.1) negotiated with `endpoint` through `c` (processOffer).
-async fn peer(c: &mut Client, endpoint: &str, dir: Direction) -> Peer {
-    let mut p = Peer::new(str0m::RtcConfig::new());
-    let offer = p.offer(dir);
-    let answer = c
-        .request(
-            "invoke",
-            json!({"object": endpoint, "operation": "processOffer", "operationParams": {"offer": offer}}),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("processOffer of {endpoint}: {e}"));
-    p.accept(answer.as_str().expect("an SDP answer"));
-    p
-}
-
-/// Drives both peers (the publisher sending a 30 fps VP8 key frame of zeros) for `d`, or
-/// until `done` holds.
-async fn drive(
-    publisher: &mut Peer,
-    viewer: &mut Peer,
-    d: Duration,
-    done: impl Fn(&Peer, &Peer) -> bool,
-) {
-    let frame = vec![0u8; 800];
-    let t0 = Instant::now();
-    let mut next = Instant::now();
-    while t0.elapsed() < d && !done(publisher, viewer) {
-        let due = Instant::now() >= next;
-        if due {
-            next += Duration::from_millis(33);
-        }
-        publisher.drive(due.then_some(&frame[..]));
-        viewer.drive(None);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 /// `source.connect(sink)` for both `sinks`, sent at once; the two answers.
 async fn connect_both(c: &mut Client, source: &str, sinks: [&str; 2]) -> Vec<Value> {
@@ -77,49 +43,6 @@ async fn connect_both(c: &mut Client, source: &str, sinks: [&str; 2]) -> Vec<Val
         }
     }
     answers
-}
-
-/// The children of `pipeline` other than `known`, with their names (one released between
-/// the two requests, e.g. by the janitor, is left out).
-async fn others(c: &mut Client, pipeline: &str, known: &[&str]) -> Vec<(String, String)> {
-    let children = c.value(pipeline, "getChildren").await;
-    let mut out = vec![];
-    for ch in children.as_array().expect("a list") {
-        let id = ch.as_str().expect("an id").to_string();
-        if !known.contains(&id.as_str()) {
-            let name = c
-                .request("invoke", json!({"object": id, "operation": "getName"}))
-                .await;
-            match name {
-                Ok(n) => out.push((id, n.as_str().unwrap_or_default().to_string())),
-                Err(e) if code(&e) == 40101 => {}
-                Err(e) => panic!("getName of {id}: {e}"),
-            }
-        }
-    }
-    out
-}
-
-/// The elements `element` feeds (one connection per media type each).
-async fn sinks_of(c: &mut Client, element: &str) -> std::collections::BTreeSet<String> {
-    let sinks = c.value(element, "getSinkConnections").await;
-    let sinks = sinks.as_array().expect("a list").iter();
-    sinks
-        .map(|s| s["sink"].as_str().expect("a sink").to_string())
-        .collect()
-}
-
-/// Waits (up to `within`) until `pipeline` has no children but `known`; how long it took.
-async fn until_only(c: &mut Client, pipeline: &str, known: &[&str], within: Duration) -> Duration {
-    let t0 = Instant::now();
-    loop {
-        let left = others(c, pipeline, known).await;
-        if left.is_empty() {
-            return t0.elapsed();
-        }
-        assert!(t0.elapsed() < within, "{pipeline} still holds {left:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -500,14 +423,6 @@ async fn answers(
         }
     }
     got
-}
-
-/// The relay ends (named `fluo-relay-*`) among `pipeline`'s children.
-async fn relay_ends(c: &mut Client, pipeline: &str) -> Vec<(String, String)> {
-    let all = others(c, pipeline, &[]).await;
-    all.into_iter()
-        .filter(|(_, n)| n.starts_with("fluo-relay-"))
-        .collect()
 }
 
 /// [`TwoNodes`] whose links wait 20 s for a silent peer (`--peer-silence-ms`), with

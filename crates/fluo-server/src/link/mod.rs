@@ -57,6 +57,10 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 /// whose TCP connection stays up), unless `--peer-silence-ms` says otherwise.
 pub(crate) const SILENCE: Duration = Duration::from_secs(3);
 
+/// How many relays of one source an element feeds at most, unless `--relay-fanout` says
+/// otherwise ([`relay`]; docs/cluster.md, "Cascade").
+pub(crate) const RELAY_FANOUT: usize = 4;
+
 /// How long a session's owner must have been missing from the node listings (its record
 /// expired, its node not listed in another boot) before a reconnect (`connect {sessionId}`)
 /// counts it as gone for good and is answered 40007 INVALID_SESSION; before, it is answered

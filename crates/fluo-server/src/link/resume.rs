@@ -207,7 +207,14 @@ mod tests {
         let secret = Arc::new(ClusterSecret(b"s".to_vec()));
         let link = (secret, Duration::from_secs(3));
         let view = Arc::new(View::default());
-        Router::new(NodeId::new(me).unwrap(), view, store, link, GRACE)
+        Router::new(
+            NodeId::new(me).unwrap(),
+            view,
+            store,
+            link,
+            GRACE,
+            crate::link::RELAY_FANOUT,
+        )
     }
 
     const GRACE: Duration = Duration::from_secs(5);

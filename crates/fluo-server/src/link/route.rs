@@ -83,6 +83,7 @@ impl Router {
         store: Coordinator,
         link: (Arc<ClusterSecret>, std::time::Duration),
         grace: std::time::Duration,
+        fanout: usize,
     ) -> Router {
         let known = Arc::new(Known::new(view.clone()));
         Router {
@@ -94,7 +95,7 @@ impl Router {
             publish: super::resume::Publish::new(grace),
             placed: Default::default(),
             local: Default::default(),
-            relays: relay::Hook::default(),
+            relays: relay::Hook::new(fanout),
             manager: Default::default(),
         }
     }

@@ -325,3 +325,39 @@ pub async fn endpoint_on(c: &mut Client, node: &str) -> (String, String) {
         .unwrap();
     (p, e)
 }
+
+/// Fluo nodes on a Redis of the test's own, listed. Its fields drop in their order: the
+/// nodes stop first, then their folders go, then Redis.
+pub struct Nodes {
+    pub servers: Vec<Server>,
+    /// Each node's WebSocket port, in the order of the ids.
+    pub ports: Vec<u16>,
+    /// Each node's files (its log is `fluo.log`).
+    pub dirs: Vec<tempfile::TempDir>,
+    pub probe: Coordinator,
+    pub redis: fluo_cluster::testing::RedisServer,
+}
+
+/// [`Nodes`] `ids` with `flags`, for the test `what`; `None` (the test skips, failing under
+/// CI=true) without a redis-server.
+pub async fn nodes(what: &str, ids: &[&str], flags: &[&str]) -> Option<Nodes> {
+    let redis = fluo_cluster::testing::RedisServer::start(what)?;
+    let url = redis.url();
+    let (mut servers, mut ports, mut dirs) = (vec![], vec![], vec![]);
+    for id in ids {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, port) = node(dir.path(), &url, id, SECRET, flags);
+        servers.push(s);
+        ports.push(port);
+        dirs.push(dir);
+    }
+    let probe = Coordinator::redis(&url).unwrap();
+    until_listed(&probe, ids).await;
+    Some(Nodes {
+        servers,
+        ports,
+        dirs,
+        probe,
+        redis,
+    })
+}

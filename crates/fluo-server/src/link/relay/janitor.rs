@@ -1,7 +1,8 @@
-//! The janitor: once a second it asks every relay whether it still feeds something (each
-//! relay's check a task of its own: a relay whose check has not ended, its owner slow, is
-//! skipped, and delays no other; a relay busy with a client's request is looked at next
-//! time), releases those idle at two checks in a row or with an end gone, and releases
+//! The janitor: once a second it asks every relay whether it still feeds something and is
+//! still fed (each relay's check a task of its own: a relay whose check has not ended, its
+//! owner slow, is skipped, and delays no other; a relay busy with a client's request is
+//! looked at next time), releases those idle at two checks in a row or with `relayIn` gone,
+//! has those whose upstream went fed again from elsewhere ([`super::tree`]), and releases
 //! again, each on its own too, the ends whose release failed or whose create was answered
 //! too late ([`Leftovers`]).
 
@@ -27,24 +28,50 @@ const RETRY_FOR: Duration = Duration::from_secs(600);
 /// How often the janitor logs what its passes took.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
-/// A relay's two ends, and how many checks in a row found it idle.
+/// Checks in a row that find a relay's upstream end not answering (its node unreachable)
+/// while `relayIn` answers and feeds something, before the relay is fed from elsewhere.
+const DARK_CHECKS: u8 = 3;
+
+/// A relay's two ends, what feeds it, and how many checks in a row found it idle or its
+/// upstream end silent.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Ends {
     pub out: String,
     pub inp: String,
     pub idle: u8,
+    /// The relay whose `relayIn` feeds `out` (`None`: the source itself; [`super::tree`]).
+    pub parent: Option<Key>,
+    pub dark: u8,
+}
+
+impl Ends {
+    pub(super) fn new(out: String, inp: String, parent: Option<Key>) -> Ends {
+        Ends {
+            out,
+            inp,
+            idle: 0,
+            parent,
+            dark: 0,
+        }
+    }
 }
 
 /// What the janitor found on a relay.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Probe {
-    /// `relayIn` feeds a sink and `relayOut` is fed.
+    /// `relayIn` feeds a sink (or a child relay) and `relayOut` is fed.
     Feeding,
-    /// Nothing connected to one of its ends.
+    /// `relayIn` feeds nothing.
     Idle,
-    /// An end (or its pipeline) is gone (40101).
+    /// `relayIn` (or its pipeline) is gone (40101), or it feeds nothing and `relayOut` is
+    /// gone.
     Gone,
-    /// No answer that tells (a node unreachable now): nothing decided.
+    /// `relayIn` feeds something but `relayOut` is gone (40101) or fed by nothing: its
+    /// upstream went (a parent relay's pipeline released, the source released).
+    Cut,
+    /// `relayIn` feeds something but `relayOut` does not answer (its node unreachable now).
+    Dark,
+    /// No answer that tells (`relayIn`'s node unreachable now): nothing decided.
     Unknown,
 }
 
@@ -59,18 +86,17 @@ pub(super) fn gone(r: &Result<Value, Value>) -> bool {
 impl Probe {
     /// From the answers of `relayIn.getSinkConnections` and `relayOut.getSourceConnections`.
     pub(super) fn of(sinks: &Result<Value, Value>, sources: &Result<Value, Value>) -> Probe {
-        if gone(sinks) || gone(sources) {
+        let some = |v: &Value| v.as_array().is_some_and(|a| !a.is_empty());
+        if gone(sinks) {
             return Probe::Gone;
         }
         match (sinks, sources) {
-            (Ok(a), Ok(b)) => {
-                let some = |v: &Value| v.as_array().is_some_and(|a| !a.is_empty());
-                if some(a) && some(b) {
-                    Probe::Feeding
-                } else {
-                    Probe::Idle
-                }
-            }
+            (Ok(a), Ok(b)) if some(a) && some(b) => Probe::Feeding,
+            (Ok(a), Ok(_)) if some(a) => Probe::Cut,
+            (Ok(a), _) if some(a) && gone(sources) => Probe::Cut,
+            (Ok(a), Err(_)) if some(a) => Probe::Dark,
+            (_, _) if gone(sources) => Probe::Gone,
+            (Ok(_), Ok(_)) => Probe::Idle,
             _ => Probe::Unknown,
         }
     }
@@ -81,6 +107,8 @@ impl Probe {
 pub(super) enum Verdict {
     Keep,
     Release,
+    /// Fed again from elsewhere ([`super::tree`]), kept in the table meanwhile.
+    Refeed,
 }
 
 /// The relays this entry made.
@@ -89,6 +117,9 @@ pub(super) struct Table {
     relays: HashMap<Key, Ends>,
     /// Emptied for good ([`Table::take_all`]: the entry stops).
     closed: bool,
+    /// Relays being made, per what will feed them (a source, and its relay or `None` for
+    /// the source itself): counted in that feeder's fan-out ([`super::tree::Place`]).
+    pub(super) places: HashMap<(String, Option<Key>), usize>,
 }
 
 impl Table {
@@ -99,12 +130,30 @@ impl Table {
     /// Records relay `k`, unless the table was emptied for good (`false`: the caller
     /// releases it).
     #[must_use]
-    pub(super) fn add(&mut self, k: Key, out: String, inp: String) -> bool {
+    pub(super) fn add(&mut self, k: Key, e: Ends) -> bool {
         if self.closed {
             return false;
         }
-        self.relays.insert(k, Ends { out, inp, idle: 0 });
+        self.relays.insert(k, e);
         true
+    }
+
+    /// Records `e` as relay `k`'s ends in place of those whose `relayIn` is `inp` (fed
+    /// again); `false` when `k` has other ends now, or none (the caller releases `e`).
+    #[must_use]
+    pub(super) fn replace(&mut self, k: &Key, inp: &str, e: Ends) -> bool {
+        match self.relays.get_mut(k) {
+            Some(old) if old.inp == inp => {
+                *old = e;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Every relay with its ends.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&Key, &Ends)> {
+        self.relays.iter()
     }
 
     pub(super) fn remove(&mut self, k: &Key) -> Option<Ends> {
@@ -130,24 +179,39 @@ impl Table {
         let Some(e) = self.relays.get_mut(k) else {
             return Verdict::Keep;
         };
-        let release = match probe {
-            Probe::Feeding => {
-                e.idle = 0;
-                false
-            }
+        // An answer that tells nothing keeps the counts.
+        if !matches!(probe, Probe::Idle | Probe::Unknown) {
+            e.idle = 0;
+        }
+        if !matches!(probe, Probe::Dark | Probe::Unknown) {
+            e.dark = 0;
+        }
+        let verdict = match probe {
+            Probe::Feeding | Probe::Unknown => Verdict::Keep,
             Probe::Idle => {
                 e.idle += 1;
-                e.idle >= IDLE_CHECKS
+                if e.idle >= IDLE_CHECKS {
+                    Verdict::Release
+                } else {
+                    Verdict::Keep
+                }
             }
-            Probe::Gone => true,
-            Probe::Unknown => false,
+            Probe::Gone => Verdict::Release,
+            Probe::Cut => Verdict::Refeed,
+            Probe::Dark => {
+                e.dark += 1;
+                if e.dark >= DARK_CHECKS {
+                    e.dark = 0;
+                    Verdict::Refeed
+                } else {
+                    Verdict::Keep
+                }
+            }
         };
-        if release {
+        if verdict == Verdict::Release {
             self.relays.remove(k);
-            Verdict::Release
-        } else {
-            Verdict::Keep
         }
+        verdict
     }
 }
 
@@ -323,9 +387,16 @@ impl Service {
             );
             let probe = Probe::of(&sinks, &sources);
             let verdict = lock(&self.table).judge(&k, probe);
-            if verdict == Verdict::Release {
-                tracing::info!(source = %k.source, pipeline = %k.pipeline, ?probe, "relay: released");
-                self.release(&e).await;
+            match verdict {
+                Verdict::Release => {
+                    tracing::info!(source = %k.source, pipeline = %k.pipeline, ?probe, "relay: released");
+                    self.release(&e).await;
+                }
+                Verdict::Refeed => {
+                    let fed = sinks.unwrap_or_default();
+                    self.refeed(&k, &e, &fed, probe).await;
+                }
+                Verdict::Keep => {}
             }
         }
         drop(guard);

@@ -9,16 +9,20 @@
 //! requests are routed as a client's are ([`Router::route`]: the owner's node over the link,
 //! this node's engine for its own pipelines). One relay per (source element, sink pipeline)
 //! made by this entry: a second sink in that pipeline only gets `relayIn.connect(sink)`.
+//! The relays of one source form a tree ([`tree`]): an element feeds at most
+//! `--relay-fanout` of them, further ones are fed from an existing relay's `relayIn`.
 //! Requests about one relay are served in the order the router took them ([`Turns`]). A
-//! janitor ([`janitor`]) asks every relay each second whether it still feeds something; a
-//! relay idle at two checks in a row, or with an end gone, is released; ends whose release
-//! failed are released again. An entry that stops releases its relays.
+//! janitor ([`janitor`]) asks every relay each second whether it still feeds something and
+//! is still fed; a relay idle at two checks in a row, or with `relayIn` gone, is released;
+//! one whose upstream went is fed again; ends whose release failed are released again. An
+//! entry that stops releases its relays.
 
 mod janitor;
 pub(super) mod rpc;
 mod service;
 #[cfg(test)]
 mod tests;
+mod tree;
 
 use super::entry::ClientHandle;
 use super::route::{pipeline_of, Ask, Router};
@@ -306,10 +310,20 @@ pub(crate) struct Hook {
     table: Arc<Mutex<Table>>,
     turns: Arc<Mutex<Turns>>,
     busy: Busy,
+    /// How many relays of one source an element feeds at most (`--relay-fanout`).
+    fanout: usize,
 }
 
 impl Default for Hook {
     fn default() -> Hook {
+        Hook::new(super::RELAY_FANOUT)
+    }
+}
+
+impl Hook {
+    /// The hook of an entry whose relays of one source form a tree of fan-out `fanout`
+    /// ([`tree`]; 1 at least).
+    pub(crate) fn new(fanout: usize) -> Hook {
         let (tx, rx) = mpsc::channel(JOBS);
         Hook {
             tx,
@@ -317,11 +331,10 @@ impl Default for Hook {
             table: Arc::default(),
             turns: Arc::default(),
             busy: Arc::default(),
+            fanout: fanout.max(1),
         }
     }
-}
 
-impl Hook {
     /// Takes `c`, the request `req` of `ask` (answered later by the service), unless it is a
     /// `disconnect` that no relay of this entry carries and no request waits for: then
     /// `false`, and it is routed as any.
@@ -368,9 +381,9 @@ pub(crate) fn start(
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let mut jobs = lock(&router.relays.rx).take()?;
-    let table = router.relays.table.clone();
+    let (table, fanout) = (router.relays.table.clone(), router.relays.fanout);
     Some(tokio::spawn(async move {
-        let Some(svc) = Service::open(router, core, table).await else {
+        let Some(svc) = Service::open(router, core, table, fanout).await else {
             refuse_queued(&mut jobs);
             return;
         };

@@ -9,7 +9,7 @@ use crate::link::route::{pipeline_of, Router};
 use crate::lock;
 use fluo_api::{ErrorCode, KurentoError};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,6 +30,8 @@ pub(super) struct Service {
     pub(super) stopping: Arc<AtomicBool>,
     /// The jobs whose work runs (an undo included), for the stop to wait for.
     running: Arc<AtomicUsize>,
+    /// How many relays of one source an element feeds at most ([`super::tree`]).
+    pub(super) fanout: usize,
 }
 
 /// A job's work that runs, counted in [`Service::running`] until dropped.
@@ -55,6 +57,7 @@ impl Service {
         router: Arc<Router>,
         core: Core,
         table: Arc<Mutex<Table>>,
+        fanout: usize,
     ) -> Option<Arc<Service>> {
         let rpc = Rpc::open(core).await?;
         Some(Arc::new(Service {
@@ -64,6 +67,7 @@ impl Service {
             keys: Mutex::default(),
             stopping: Arc::default(),
             running: Arc::default(),
+            fanout,
         }))
     }
 
@@ -191,7 +195,8 @@ impl Service {
         self.invoke(&c.source, "getName", json!({})).await?;
         step.at("checking the sink")?;
         self.invoke(&c.sink, "getName", json!({})).await?;
-        let e = self.build(c, &k.pipeline, step).await?;
+        // Fed by the source, or by another relay of it when the source feeds enough.
+        let (e, place) = self.grow(k, &HashSet::from([k.clone()]), step).await?;
         let fed = match step.at("connecting the sink to the relay") {
             Ok(()) => self.feed(&e, c).await,
             Err(late) => Err(late),
@@ -200,7 +205,9 @@ impl Service {
             self.release(&e).await;
             return Err(err);
         }
-        if !lock(&self.table).add(k.clone(), e.out.clone(), e.inp.clone()) {
+        let added = lock(&self.table).add(k.clone(), e.clone());
+        drop(place);
+        if !added {
             // The entry stopped meanwhile (its relays were released): this one goes too.
             self.release(&e).await;
             let m = "this node stops; the relay made meanwhile is released";
@@ -244,14 +251,18 @@ impl Service {
         false
     }
 
-    /// Makes a relay from `c.source` to pipeline `q`; what was made is released on failure.
-    async fn build(&self, c: &Cross, q: &str, step: &Step) -> Result<Ends, Value> {
-        let mut made = Ends {
-            out: String::new(),
-            inp: String::new(),
-            idle: 0,
-        };
-        let r = self.assemble(c, q, &mut made, step).await;
+    /// Makes a relay of `source` to pipeline `q`, its `relayOut` fed by `from` (the source,
+    /// or another relay's `relayIn`) in `from`'s pipeline; what was made is released on
+    /// failure.
+    pub(super) async fn build(
+        &self,
+        source: &str,
+        from: &str,
+        q: &str,
+        step: &Step,
+    ) -> Result<Ends, Value> {
+        let mut made = Ends::new(String::new(), String::new(), None);
+        let r = self.assemble((source, from), q, &mut made, step).await;
         if r.is_err() {
             self.release(&made).await;
         }
@@ -260,21 +271,21 @@ impl Service {
 
     async fn assemble(
         &self,
-        c: &Cross,
+        (source, from): (&str, &str),
         q: &str,
         made: &mut Ends,
         step: &Step,
     ) -> Result<(), Value> {
-        let p = pipeline_of(&c.source).unwrap_or_default();
+        let p = pipeline_of(from).unwrap_or_default();
         step.at("creating relayOut")?;
-        let name = format!("fluo-relay-out:{}", c.source);
+        let name = format!("fluo-relay-out:{source}");
         let ctor = json!({"mediaPipeline": p});
         made.out = self.endpoint(ctor, &name).await?;
         step.at("connecting the source to relayOut")?;
-        self.invoke(&c.source, "connect", json!({"sink": made.out}))
+        self.invoke(from, "connect", json!({"sink": made.out}))
             .await?;
         step.at("creating relayIn")?;
-        let name = format!("fluo-relay-in:{}", c.source);
+        let name = format!("fluo-relay-in:{source}");
         // Its keyframe requests upstream: one a second at most (issue 22).
         let ctor = json!({"mediaPipeline": q, "fluoKeyframeInterval": EDGE_KEYFRAME_MS});
         made.inp = self.endpoint(ctor, &name).await?;

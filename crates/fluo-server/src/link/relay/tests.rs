@@ -1,9 +1,10 @@
 //! Unit tests of the relay service: which requests are relayed, the relay table and the
 //! janitor's decisions, the order of requests per relay, the leftovers, answers matched.
 
-use super::janitor::{InFlight, Leftovers, Probe, Table, Verdict};
+use super::janitor::{Ends, InFlight, Leftovers, Probe, Table, Verdict};
 use super::rpc::{Inbox, Rpc};
 use super::*;
+use std::collections::HashSet;
 use std::time::Instant;
 
 const P: &str = "p1_kurento.MediaPipeline";
@@ -69,7 +70,7 @@ fn key(n: u8) -> Key {
 fn one_relay_per_source_and_sink_pipeline() {
     let mut t = Table::default();
     assert!(t.ends(&key(1)).is_none());
-    assert!(t.add(key(1), "out1".into(), "in1".into()));
+    assert!(t.add(key(1), Ends::new("out1".into(), "in1".into(), None)));
     // A second sink of the same pipeline finds it; another source does not.
     assert_eq!(t.ends(&key(1)).map(|e| e.inp), Some("in1".to_string()));
     assert!(t.ends(&key(2)).is_none());
@@ -85,7 +86,7 @@ fn one_relay_per_source_and_sink_pipeline() {
 #[test]
 fn the_janitor_releases_a_relay_idle_twice_in_a_row_or_with_an_end_gone() {
     let mut t = Table::default();
-    assert!(t.add(key(1), "o".into(), "i".into()));
+    assert!(t.add(key(1), Ends::new("o".into(), "i".into(), None)));
     // Idle once, then feeding again: the count starts over.
     assert_eq!(t.judge(&key(1), Probe::Idle), Verdict::Keep);
     assert_eq!(t.judge(&key(1), Probe::Feeding), Verdict::Keep);
@@ -95,7 +96,7 @@ fn the_janitor_releases_a_relay_idle_twice_in_a_row_or_with_an_end_gone() {
     assert_eq!(t.judge(&key(1), Probe::Idle), Verdict::Release);
     assert!(t.ends(&key(1)).is_none());
     assert_eq!(t.judge(&key(1), Probe::Idle), Verdict::Keep);
-    assert!(t.add(key(2), "o".into(), "i".into()));
+    assert!(t.add(key(2), Ends::new("o".into(), "i".into(), None)));
     assert_eq!(t.judge(&key(2), Probe::Gone), Verdict::Release);
     assert!(t.keys().is_empty());
 }
@@ -152,11 +153,16 @@ fn what_the_janitor_reads_from_the_ends_answers() {
     let down = Err(KurentoError::new(ErrorCode::ConnectError, "unreachable").to_json());
     assert_eq!(Probe::of(&some, &some), Probe::Feeding);
     assert_eq!(Probe::of(&none, &some), Probe::Idle);
-    assert_eq!(Probe::of(&some, &none), Probe::Idle);
+    assert_eq!(Probe::of(&none, &none), Probe::Idle);
     assert_eq!(Probe::of(&gone, &some), Probe::Gone);
     assert_eq!(Probe::of(&down, &gone), Probe::Gone);
+    assert_eq!(Probe::of(&none, &gone), Probe::Gone);
     assert_eq!(Probe::of(&down, &some), Probe::Unknown);
-    assert_eq!(Probe::of(&some, &down), Probe::Unknown);
+    // relayIn feeds something but its upstream went (relayOut gone, or fed by nothing): fed
+    // again; relayOut's node silent: fed again after a few checks.
+    assert_eq!(Probe::of(&some, &gone), Probe::Cut);
+    assert_eq!(Probe::of(&some, &none), Probe::Cut);
+    assert_eq!(Probe::of(&some, &down), Probe::Dark);
     // A feed that failed counts the relay broken on 40101 only.
     assert!(janitor::gone(&gone) && !janitor::gone(&down) && !janitor::gone(&some));
 }
@@ -329,15 +335,15 @@ fn a_job_past_its_deadline_takes_no_further_step() {
 #[test]
 fn an_entry_that_stops_releases_every_relay_and_takes_none_after() {
     let mut t = Table::default();
-    assert!(t.add(key(1), "o1".into(), "i1".into()));
-    assert!(t.add(key(2), "o2".into(), "i2".into()));
+    assert!(t.add(key(1), Ends::new("o1".into(), "i1".into(), None)));
+    assert!(t.add(key(2), Ends::new("o2".into(), "i2".into(), None)));
     let mut all: Vec<String> = t.take_all().into_iter().map(|e| e.out).collect();
     all.sort();
     assert_eq!(all, ["o1", "o2"]);
     assert!(t.keys().is_empty());
     // A relay a job finishes during the stop is not recorded (the job releases it).
     assert!(
-        !t.add(key(3), "o3".into(), "i3".into()),
+        !t.add(key(3), Ends::new("o3".into(), "i3".into(), None)),
         "added after the stop"
     );
     assert!(t.keys().is_empty());
@@ -446,4 +452,123 @@ async fn a_relay_whose_check_has_not_ended_is_skipped_and_delays_no_other() {
     let (id, ()) = tasks.join_next_with_id().await.unwrap().unwrap();
     assert_eq!(flight.ended(id), Some(key(1)));
     assert_eq!(flight.due(vec![key(1), key(2)]), [key(1), key(2)]);
+}
+
+/// Relay of source 1 into pipeline `q`.
+fn into(q: &str) -> Key {
+    Key {
+        pipeline: format!("{q}_kurento.MediaPipeline"),
+        ..key(1)
+    }
+}
+
+/// Records relay `k` fed by `parent` (`None`: the source).
+fn grown(t: &mut Table, k: &Key, parent: Option<&Key>) {
+    let e = Ends::new(
+        format!("out-{}", k.pipeline),
+        format!("in-{}", k.pipeline),
+        parent.cloned(),
+    );
+    assert!(t.add(k.clone(), e));
+}
+
+#[test]
+fn relays_of_one_source_form_a_tree_of_the_fanout_asked() {
+    let none = HashSet::new();
+    let src = key(1).source;
+    let mut t = Table::default();
+    // F = 1: a chain; the source feeds one relay, each relay one more.
+    assert_eq!(tree::pick(&t, &src, 1, &none), None);
+    grown(&mut t, &into("b"), None);
+    assert_eq!(tree::pick(&t, &src, 1, &none), Some(into("b")));
+    grown(&mut t, &into("c"), Some(&into("b")));
+    assert_eq!(tree::pick(&t, &src, 1, &none), Some(into("c")));
+    assert_eq!(tree::depth(&t, &into("c")), Some(2));
+    // F = 2 on the same relays: the source has room for one more.
+    assert_eq!(tree::pick(&t, &src, 2, &none), None);
+    grown(&mut t, &into("d"), None);
+    // Then the shallowest with room: b feeds one (c), d none: d (least loaded at depth 1).
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("d")));
+    grown(&mut t, &into("e"), Some(&into("d")));
+    // b and d feed one each: b (by pipeline); then d; then c or e at depth 2.
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("b")));
+    grown(&mut t, &into("f"), Some(&into("b")));
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("d")));
+    grown(&mut t, &into("g"), Some(&into("d")));
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("c")));
+    // Another source's relays are not its tree.
+    assert_eq!(tree::pick(&t, &key(2).source, 2, &none), None);
+    // The subtree of b: b, c, f.
+    let under_b = tree::subtree(&t, &into("b"));
+    assert_eq!(under_b, [into("b"), into("c"), into("f")].into());
+    // b fed again avoids itself and its subtree; the source's place b held is free.
+    assert_eq!(tree::pick(&t, &src, 2, &under_b), None);
+    // With that place taken by another relay (h): h, at depth 1 with room.
+    grown(&mut t, &into("h"), None);
+    assert_eq!(tree::pick(&t, &src, 2, &under_b), Some(into("h")));
+}
+
+#[test]
+fn a_relay_being_made_holds_its_place_and_an_orphan_or_idle_relay_feeds_none() {
+    let none = HashSet::new();
+    let src = key(1).source;
+    let table: Arc<Mutex<Table>> = Arc::default();
+    // Two relays made at once with F = 1: the first takes the source, the second a relay.
+    let first = tree::Place::choose(&table, &src, 1, &none);
+    assert_eq!(
+        (first.parent.clone(), first.from.clone()),
+        (None, src.clone())
+    );
+    grown(&mut lock(&table), &into("b"), None);
+    let second = tree::Place::choose(&table, &src, 1, &none);
+    drop(first);
+    assert_eq!(second.parent, Some(into("b")));
+    assert_eq!(second.from, "in-b_kurento.MediaPipeline");
+    // b's place is taken by the second while it is made: no room anywhere, a third would
+    // be fed by the source.
+    assert_eq!(tree::pick(&lock(&table), &src, 1, &none), None);
+    drop(second);
+    assert!(lock(&table).places.is_empty(), "places left");
+    // A relay whose parent left the table is not a parent; nor is an idle one.
+    let mut t = Table::default();
+    grown(&mut t, &into("c"), Some(&into("gone")));
+    assert_eq!(tree::depth(&t, &into("c")), None);
+    grown(&mut t, &into("b"), None);
+    assert_eq!(t.judge(&into("b"), Probe::Idle), Verdict::Keep);
+    assert_eq!(tree::pick(&t, &src, 1, &none), None);
+}
+
+#[test]
+fn a_relay_cut_from_its_upstream_is_fed_again_and_a_silent_upstream_after_three_checks() {
+    let mut t = Table::default();
+    grown(&mut t, &into("b"), None);
+    assert_eq!(t.judge(&into("b"), Probe::Cut), Verdict::Refeed);
+    assert!(t.ends(&into("b")).is_some(), "kept while fed again");
+    assert_eq!(t.judge(&into("b"), Probe::Dark), Verdict::Keep);
+    assert_eq!(t.judge(&into("b"), Probe::Dark), Verdict::Keep);
+    assert_eq!(t.judge(&into("b"), Probe::Dark), Verdict::Refeed);
+    // Feeding again in between starts the count over.
+    assert_eq!(t.judge(&into("b"), Probe::Dark), Verdict::Keep);
+    assert_eq!(t.judge(&into("b"), Probe::Feeding), Verdict::Keep);
+    assert_eq!(t.judge(&into("b"), Probe::Dark), Verdict::Keep);
+    assert_eq!(t.judge(&into("b"), Probe::Dark), Verdict::Keep);
+    // Ends replaced only where the table still has the old ones.
+    let new = Ends::new("o2".into(), "i2".into(), None);
+    assert!(!t.replace(&into("b"), "not-its-relayIn", new.clone()));
+    assert!(t.replace(&into("b"), "in-b_kurento.MediaPipeline", new));
+    assert_eq!(t.ends(&into("b")).map(|e| e.inp), Some("i2".into()));
+    assert!(!t.replace(&into("x"), "i2", Ends::new("o".into(), "i".into(), None)));
+}
+
+#[test]
+fn a_relay_fed_again_connects_each_sink_as_the_old_relay_in_fed_it() {
+    // An item of getSinkConnections: its media type and descriptions kept.
+    let item = json!({"source": "old", "sink": "k", "type": "VIDEO",
+        "sourceDescription": "", "sinkDescription": "default"});
+    assert_eq!(
+        tree::reconnect(&item),
+        json!({"sink": "k", "mediaType": "VIDEO", "sinkMediaDescription": "default"})
+    );
+    let bare = json!({"source": "old", "sink": "k"});
+    assert_eq!(tree::reconnect(&bare), json!({"sink": "k"}));
 }

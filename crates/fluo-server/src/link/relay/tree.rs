@@ -1,0 +1,271 @@
+//! The relays of one source form a tree (issue 22; docs/cluster.md, "Cascade"): an element
+//! feeds at most `--relay-fanout` (F) relays of a source, the source itself included. A new
+//! relay is fed by the source while it feeds fewer than F; else by the `relayIn` of one of
+//! the source's relays with room (the shallowest, then the one feeding fewest, then by its
+//! pipeline's id): its `relayOut` is made in that relay's pipeline, fed by that `relayIn`.
+//! A relay whose upstream goes while it still feeds something is fed again the same way
+//! ([`Service::refeed`]): a new pair of ends, the new `relayIn` connected to everything the
+//! old one fed (its sinks and its child relays' `relayOut`), then the old ends released.
+
+use super::janitor::{gone, Ends, Probe, Table};
+use super::service::Service;
+use super::{Key, Step};
+use crate::link::route::pipeline_of;
+use crate::lock;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// How deep `k` is in its source's tree (1: fed by the source), `None` when a relay above
+/// it is no longer in the table (its upstream went: it is about to be fed again).
+pub(super) fn depth(t: &Table, k: &Key) -> Option<usize> {
+    let mut d = 1;
+    let mut up = t.ends(k)?.parent;
+    while let Some(p) = up {
+        d += 1;
+        if d > t.len() + 1 {
+            return None;
+        }
+        up = t.ends(&p)?.parent;
+    }
+    Some(d)
+}
+
+/// `k` and every relay fed through it.
+pub(super) fn subtree(t: &Table, k: &Key) -> HashSet<Key> {
+    let under = |mut at: Key| {
+        for _ in 0..=t.len() {
+            if at == *k {
+                return true;
+            }
+            match t.ends(&at).and_then(|e| e.parent) {
+                Some(p) => at = p,
+                None => return false,
+            }
+        }
+        false
+    };
+    let mut all: HashSet<Key> = t
+        .iter()
+        .map(|(k, _)| k.clone())
+        .filter(|x| under(x.clone()))
+        .collect();
+    all.insert(k.clone());
+    all
+}
+
+/// How many relays of `source` `parent` feeds (`None`: the source itself), those being made
+/// included, `avoid` left out.
+fn load(t: &Table, source: &str, parent: &Option<Key>, avoid: &HashSet<Key>) -> usize {
+    let fed = t
+        .iter()
+        .filter(|(k, e)| k.source == source && !avoid.contains(*k) && e.parent == *parent)
+        .count();
+    fed + t
+        .places
+        .get(&(source.to_string(), parent.clone()))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// What is to feed a new relay of `source`: `None` for the source itself (it feeds fewer
+/// than `fanout`, or no relay has room), else the relay whose `relayIn` feeds it: of the
+/// relays of `source` not in `avoid`, neither idle nor silent and whole up to the source,
+/// feeding fewer than `fanout`, the shallowest, then the least loaded, then by pipeline.
+pub(super) fn pick(t: &Table, source: &str, fanout: usize, avoid: &HashSet<Key>) -> Option<Key> {
+    if load(t, source, &None, avoid) < fanout {
+        return None;
+    }
+    let best = t
+        .iter()
+        .filter(|(k, e)| k.source == source && !avoid.contains(*k) && e.idle == 0 && e.dark == 0)
+        .filter_map(|(k, _)| {
+            let d = depth(t, k)?;
+            let l = load(t, source, &Some(k.clone()), avoid);
+            (l < fanout).then(|| ((d, l, k.pipeline.clone()), k.clone()))
+        })
+        .min_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, k)| k);
+    if best.is_none() {
+        tracing::info!(
+            source,
+            fanout,
+            "relay: no relay has room; fed from the source"
+        );
+    }
+    best
+}
+
+/// A relay being made, counted in the fan-out of what feeds it until dropped (by then it is
+/// in the table, or was given up): two relays made at once do not both take a last place.
+pub(super) struct Place {
+    table: Arc<Mutex<Table>>,
+    source: String,
+    /// What feeds it: a relay, or `None` for the source itself.
+    pub parent: Option<Key>,
+    /// The element that feeds its `relayOut` (the source, or the parent's `relayIn`).
+    pub from: String,
+}
+
+impl Place {
+    /// A place under what [`pick`] chooses for a relay of `source`.
+    pub(super) fn choose(
+        table: &Arc<Mutex<Table>>,
+        source: &str,
+        fanout: usize,
+        avoid: &HashSet<Key>,
+    ) -> Place {
+        let mut t = lock(table);
+        let parent = pick(&t, source, fanout, avoid);
+        let from = match &parent {
+            Some(p) => t.ends(p).map(|e| e.inp).unwrap_or_default(),
+            None => source.to_string(),
+        };
+        *t.places
+            .entry((source.to_string(), parent.clone()))
+            .or_default() += 1;
+        Place {
+            table: table.clone(),
+            source: source.to_string(),
+            parent,
+            from,
+        }
+    }
+
+    /// A place under the source itself, whatever its fan-out.
+    fn source(table: &Arc<Mutex<Table>>, source: &str) -> Place {
+        *lock(table)
+            .places
+            .entry((source.to_string(), None))
+            .or_default() += 1;
+        Place {
+            table: table.clone(),
+            source: source.to_string(),
+            parent: None,
+            from: source.to_string(),
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut t = lock(&self.table);
+        let k = (std::mem::take(&mut self.source), self.parent.take());
+        if let Some(n) = t.places.get_mut(&k) {
+            *n -= 1;
+            if *n == 0 {
+                t.places.remove(&k);
+            }
+        }
+    }
+}
+
+impl Service {
+    /// Makes relay `k` fed where the tree has room ([`Place::choose`], `avoid` left out);
+    /// fed by the source itself when making it from a relay failed (that relay going
+    /// meanwhile). Its ends, and its place, to keep until it is in the table.
+    pub(super) async fn grow(
+        &self,
+        k: &Key,
+        avoid: &HashSet<Key>,
+        step: &Step,
+    ) -> Result<(Ends, Place), Value> {
+        let place = Place::choose(&self.table, &k.source, self.fanout, avoid);
+        match self.build(&k.source, &place.from, &k.pipeline, step).await {
+            Ok(mut e) => {
+                e.parent = place.parent.clone();
+                let from = pipeline_of(&place.from).unwrap_or_default();
+                let from_relay = place.parent.is_some();
+                tracing::info!(source = %k.source, pipeline = %k.pipeline, from, from_relay, "relay: made");
+                Ok((e, place))
+            }
+            Err(err) if place.parent.is_some() => {
+                tracing::info!(source = %k.source, pipeline = %k.pipeline, from = %place.from, "relay: not made from another relay; made from the source: {}", err["message"]);
+                drop(place);
+                let place = Place::source(&self.table, &k.source);
+                let e = self.build(&k.source, &k.source, &k.pipeline, step).await?;
+                Ok((e, place))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Relay `k` (its ends `old`, its `relayIn` feeding `fed`, as `getSinkConnections`
+    /// listed it) lost its upstream (`probe`): fed again from the source or another relay,
+    /// the new `relayIn` connected to all the old one fed, then the old ends released. A
+    /// relay whose source is gone is released; one that cannot be fed now is left for the
+    /// next checks. Runs under `k`'s lock (the janitor's check).
+    pub(super) async fn refeed(&self, k: &Key, old: &Ends, fed: &Value, probe: Probe) {
+        let t0 = Instant::now();
+        let src = self.invoke(&k.source, "getName", json!({})).await;
+        if gone(&src) {
+            tracing::info!(source = %k.source, pipeline = %k.pipeline, ?probe, "relay: released (its source is gone)");
+            lock(&self.table).remove(k);
+            self.release(old).await;
+            return;
+        }
+        if let Err(e) = src {
+            tracing::info!(source = %k.source, pipeline = %k.pipeline, "relay: not fed again (the source does not answer): {}", e["message"]);
+            return;
+        }
+        // Not fed from below itself, nor from anything under its old parent (cut as well,
+        // or being fed again).
+        let avoid = {
+            let t = lock(&self.table);
+            let mut avoid = subtree(&t, k);
+            if let Some(p) = &old.parent {
+                avoid.extend(subtree(&t, p));
+            }
+            avoid
+        };
+        let step = Step::new(&self.stopping);
+        let (made, place) = match self.grow(k, &avoid, &step).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::info!(source = %k.source, pipeline = %k.pipeline, "relay: not fed again: {}", e["message"]);
+                return;
+            }
+        };
+        // Each connect replaces the old relayIn as its sink's source of that media type.
+        for s in fed.as_array().into_iter().flatten() {
+            if let Err(e) = self.invoke(&made.inp, "connect", reconnect(s)).await {
+                tracing::info!(sink = %s["sink"], "relay: a sink not fed again: {}", e["message"]);
+            }
+        }
+        let recorded = lock(&self.table).replace(k, &old.inp, made.clone());
+        drop(place);
+        if !recorded {
+            self.release(&made).await;
+            return;
+        }
+        self.release(old).await;
+        let from = made
+            .parent
+            .as_ref()
+            .map_or("the source", |p| p.pipeline.as_str());
+        tracing::info!(source = %k.source, pipeline = %k.pipeline, ?probe, from, ms = t0.elapsed().as_millis() as u64, "relay: fed again");
+    }
+}
+
+/// The parameters of a `connect` that makes the connection `s` (an item of
+/// `getSinkConnections`) again from another source.
+pub(super) fn reconnect(s: &Value) -> Value {
+    let mut args = json!({"sink": s["sink"]});
+    if let Some(t) = s.get("type").filter(|t| t.is_string()) {
+        args["mediaType"] = t.clone();
+    }
+    for (from, to) in [
+        ("sourceDescription", "sourceMediaDescription"),
+        ("sinkDescription", "sinkMediaDescription"),
+    ] {
+        if let Some(d) = s
+            .get(from)
+            .and_then(Value::as_str)
+            .filter(|d| !d.is_empty())
+        {
+            args[to] = Value::from(d);
+        }
+    }
+    args
+}
