@@ -46,6 +46,11 @@ pub struct ViewerRtcp {
     pub reports: usize,
     /// Transport-wide feedback messages read into the sent-packet log (only with one).
     pub feedback: usize,
+    /// The bitrate (bit/s) of the last REMB naming one of Fluo's streams or their RTX
+    /// streams anywhere in its list. str0m looks at a REMB's first SSRC only, and Chromium
+    /// lists the SSRCs it receives in ascending order, the RTX stream's among them while
+    /// retransmissions arrive: when that one is the lower, str0m drops every REMB.
+    pub remb: Option<u64>,
 }
 
 /// What the viewer's egress sent and read, for the transport statistics.
@@ -331,6 +336,9 @@ impl Viewer {
                             seen.keyframe_requests += 1;
                         }
                     }
+                }
+                RtcpPacket::Remb(r) if r.ssrcs().any(|ssrc| self.is_ours(ssrc)) => {
+                    seen.remb = Some(r.bitrate_bps);
                 }
                 RtcpPacket::TransportCc { fci, .. } => {
                     // Parsed only for an estimate: malformed feedback is left to str0m.

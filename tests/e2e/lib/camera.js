@@ -10,6 +10,13 @@
 //                                    frame (audio stays Chromium's fake microphone)
 //   classifyColour([r, g, b])        -> the name of the nearest colour of COLOURS, or null
 //                                    when none is near (black, white, a mix)
+//   await useNoiseCamera(page, {width, height})
+//                                    before page.goto: getUserMedia's video becomes a canvas
+//                                    of that size at 15 fps filled each frame with new random
+//                                    4x4-pixel blocks: a picture the encoder cannot make
+//                                    cheap, so a sender's bitrate is what its bandwidth
+//                                    estimate lets it send (Chromium's fake camera needs
+//                                    about 400 kbit/s at 960x540, whatever it may send)
 //
 // The square goes to and fro, so two pictures taken either side of a turn can be the same
 // (assertVideoPlaying's samples 2-3 s apart once were: 'picture is frozen', 0 % changed);
@@ -59,6 +66,38 @@ function installInPage({ rgb, speed, y }) {
   };
 }
 
+// Runs in the page before its scripts.
+function installNoiseInPage({ width, height }) {
+  const devices = navigator.mediaDevices;
+  devices.getUserMedia = async (constraints = {}) => {
+    if (constraints.audio) throw new Error('the noise camera has no microphone');
+    const canvas = document.createElement('canvas');
+    canvas.width = width;
+    canvas.height = height;
+    const ctx = canvas.getContext('2d');
+    ctx.imageSmoothingEnabled = false;
+    // The blocks: a picture of a sixteenth of the pixels, drawn scaled up 4 times.
+    const small = new OffscreenCanvas(Math.ceil(width / 4), Math.ceil(height / 4));
+    const sctx = small.getContext('2d');
+    const img = sctx.createImageData(small.width, small.height);
+    const words = new Uint32Array(img.data.buffer);
+    const draw = () => {
+      // getRandomValues fills at most 65536 bytes a call.
+      for (let i = 0; i < words.length; i += 16384) crypto.getRandomValues(words.subarray(i, i + 16384));
+      for (let i = 0; i < words.length; i++) words[i] |= 0xff000000;
+      sctx.putImageData(img, 0, 0);
+      ctx.drawImage(small, 0, 0, width, height);
+    };
+    draw();
+    setInterval(draw, 66);
+    return canvas.captureStream(15);
+  };
+}
+
+async function useNoiseCamera(page, { width, height }) {
+  await page.addInitScript(installNoiseInPage, { width, height });
+}
+
 async function useColourCamera(page, index) {
   const { rgb, speed, y } = COLOURS[index];
   await page.addInitScript(installInPage, { rgb, speed, y });
@@ -78,4 +117,4 @@ function classifyColour(rgb) {
   return bestDistance < 70 ? best : null;
 }
 
-module.exports = { COLOURS, useColourCamera, classifyColour };
+module.exports = { COLOURS, useColourCamera, useNoiseCamera, classifyColour };

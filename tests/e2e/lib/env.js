@@ -3,7 +3,8 @@
 //   startFluo(dir, {token, args, bin}) -> {port, url, logFile, logTail(), stop()} (args: extra
 //                          flags; bin: another server binary than FLUO_BIN)
 //   startWeb(dir, fluoUrl, extraArgs, extraEnv) -> {port, base, logFile, logTail(), stop()}
-//   launchBrowser()        -> {context, newPage(name), consoleTail(name), close()}
+//   launchBrowser(dir, extraArgs, {executablePath, profile})
+//                          -> {context, newPage(name), consoleTail(name), close()}
 //   listPipelines(fluoUrl) -> ids of the pipelines alive in Fluo (raw JSON-RPC)
 //   withDiagnostics(env, fn) runs fn and, if it throws, prints the logs of all parties
 //
@@ -177,13 +178,15 @@ async function startWeb(dir, fluoUrl, extraArgs = [], extraEnv = {}) {
   return p;
 }
 
-async function launchBrowser(dir, extraArgs = []) {
-  const userDataDir = path.join(dir, 'chromium-profile');
+// `executablePath`: what playwright starts instead of Chromium (lib/netns.js's wrapper);
+// `profile`: the profile folder's name in `dir` (one per browser).
+async function launchBrowser(dir, extraArgs = [], { executablePath = CHROMIUM, profile = 'chromium-profile' } = {}) {
+  const userDataDir = path.join(dir, profile);
   fs.mkdirSync(userDataDir);
   // headless:false: the --headless=new flag above is what makes it headless, so
   // playwright adds no headless flag of its own.
   const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
+    executablePath,
     headless: false,
     args: [...CHROMIUM_ARGS, ...extraArgs],
     permissions: ['camera', 'microphone'],

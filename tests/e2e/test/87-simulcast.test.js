@@ -22,16 +22,18 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const os = require('node:os');
-const path = require('node:path');
 const { setup, withDiagnostics, waitFor, log } = require('../lib/env');
-
-const kurento = require(path.resolve(__dirname, '../../../web/node_modules/kurento-client'));
+const { kurento, call, offer: pageOffer, negotiate, pageStats, publisherSettings, waitExplained, outboundLayer } = require('../lib/peer');
 
 // The publisher's camera; its layers are a quarter, half and all of its width.
 const CAMERA = { width: 960, height: 540 };
 
 let env;
 let client;
+
+// Offers from a page of the web app: `publish` sends the camera in three layers; otherwise
+// receive-only.
+const offer = (page, publish) => pageOffer(page, { publish, camera: CAMERA, url: `${env.web.base}/hello-world.html` });
 
 before(async () => {
   env = await setup('simulcast', { fluoArgs: () => ['--ice-tcp', '0'] });
@@ -42,129 +44,11 @@ after(async () => {
   if (env) await env.teardown();
 });
 
-function call(object, method, ...args) {
-  return new Promise((resolve, reject) => {
-    object[method](...args, (error, result) => (error ? reject(error) : resolve(result)));
-  });
-}
-
-// Offers from a page: `publish` sends the camera in three layers; otherwise receive-only.
-async function offer(page, publish) {
-  await page.goto(`${env.web.base}/hello-world.html`);
-  return page.evaluate(async ({ publish, CAMERA }) => {
-    const pc = new RTCPeerConnection();
-    window.pc = pc;
-    window.candidates = [];
-    pc.onicecandidate = (e) => e.candidate && window.candidates.push(e.candidate.toJSON());
-    if (publish) {
-      const stream = await navigator.mediaDevices.getUserMedia({
-        video: { width: { exact: CAMERA.width }, height: { exact: CAMERA.height }, frameRate: 15 },
-      });
-      const { sender } = pc.addTransceiver(stream.getVideoTracks()[0], {
-        direction: 'sendonly',
-        sendEncodings: [
-          { rid: 'q', scaleResolutionDownBy: 4 },
-          { rid: 'h', scaleResolutionDownBy: 2 },
-          { rid: 'f' },
-        ],
-      });
-      const p = sender.getParameters();
-      p.degradationPreference = 'maintain-resolution';
-      await sender.setParameters(p);
-    } else {
-      pc.addTransceiver('video', { direction: 'recvonly' });
-      pc.ontrack = (e) => {
-        const v = document.createElement('video');
-        v.autoplay = true;
-        v.muted = true;
-        v.srcObject = e.streams[0] || new MediaStream([e.track]);
-        document.body.appendChild(v);
-      };
-    }
-    const o = await pc.createOffer();
-    await pc.setLocalDescription(o);
-    return o.sdp;
-  }, { publish, CAMERA });
-}
-
-// What the publisher's sender is set to: its degradation preference and camera size.
-async function publisherSettings(page) {
-  return page.evaluate(() => {
-    const sender = window.pc.getSenders()[0];
-    const { width, height, frameRate } = sender.track.getSettings();
-    return { degradationPreference: sender.getParameters().degradationPreference, width, height, frameRate };
-  });
-}
-
-// Negotiates `page` with `endpoint` (Fluo answers the page's offer).
-async function negotiate(page, endpoint, sdp) {
-  endpoint.on('IceCandidateFound', (e) => {
-    page.evaluate((c) => window.pc.addIceCandidate(c), e.candidate).catch(() => {});
-  });
-  const answer = await call(endpoint, 'processOffer', sdp);
-  await page.evaluate((s) => window.pc.setRemoteDescription({ type: 'answer', sdp: s }), answer);
-  await call(endpoint, 'gatherCandidates');
-  for (const c of await page.evaluate(() => window.candidates)) {
-    await call(endpoint, 'addIceCandidate', kurento.getComplexType('IceCandidate')(c));
-  }
-  return answer;
-}
-
-// A page's own figures: what it sends per rid, or the video it decodes.
-async function pageStats(page) {
-  return page.evaluate(async () => {
-    const out = { sent: {}, bwe: null, frameWidth: 0, framesDecoded: 0, keyFramesDecoded: 0, pliCount: 0, freezeCount: 0 };
-    (await window.pc.getStats()).forEach((s) => {
-      if (s.type === 'outbound-rtp' && s.kind === 'video') {
-        out.sent[s.rid] = {
-          width: s.frameWidth || 0,
-          fps: s.framesPerSecond || 0,
-          packets: s.packetsSent,
-          limit: s.qualityLimitationReason,
-          resolutionChanges: s.qualityLimitationResolutionChanges,
-          targetBitrate: s.targetBitrate,
-          keyFrames: s.keyFramesEncoded,
-          plis: s.pliCount,
-        };
-      }
-      if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) out.bwe = s.availableOutgoingBitrate;
-      if (s.type === 'inbound-rtp' && s.kind === 'video') {
-        out.frameWidth = s.frameWidth || 0;
-        out.framesDecoded = s.framesDecoded || 0;
-        out.keyFramesDecoded = s.keyFramesDecoded || 0;
-        out.pliCount = s.pliCount || 0;
-        out.freezeCount = s.freezeCount || 0;
-      }
-    });
-    return out;
-  });
-}
-
-// waitFor; when it times out, the error says what the publisher sends (per rid: width,
-// frame rate, qualityLimitationReason 'cpu' / 'bandwidth' / 'none'), its bandwidth estimate,
-// its sender's settings and the machine's load average: why a layer did not come.
-async function waitExplained(pubPage, fn, ms, what) {
-  try {
-    return await waitFor(fn, ms, what);
-  } catch (e) {
-    const s = await pageStats(pubPage).catch((x) => ({ error: x.message }));
-    const set = await publisherSettings(pubPage).catch((x) => ({ error: x.message }));
-    const load = os.loadavg().map((x) => x.toFixed(1)).join(' ');
-    throw new Error(`${e.message}; the publisher sends ${JSON.stringify(s.sent || s)}, its bandwidth estimate ${s.bwe} bit/s, its sender ${JSON.stringify(set)}; load average ${load}`);
-  }
-}
-
 // The key frames Fluo asked of each of the publisher's layers between two of its pageStats:
 // the PLIs its sender got per rid.
 function asked(before, after) {
   const plis = (s, r) => (s.sent[r] ? s.sent[r].plis : 0);
   return Object.fromEntries(['q', 'h', 'f'].map((r) => [r, plis(after, r) - plis(before, r)]));
-}
-
-async function outboundLayer(endpoint) {
-  const all = await call(endpoint, 'getStats', 'VIDEO');
-  const out = Object.values(all).find((s) => s.type === 'outboundrtp');
-  return out && out.fluoLayer;
 }
 
 test('simulcast: each viewer decodes the layer its limit allows, a tag moves it', { timeout: 120000 }, () =>

@@ -409,7 +409,15 @@ pub(super) fn on_receive<'a>(
     let read = v.read_viewer_rtcp(now, data, source, batch, for_str0m);
     crate::stats::egress_streams(ep);
     match read {
-        Ok(_) => Some(for_str0m.as_slice()),
+        Ok(seen) => {
+            // The viewer's REMB, whichever of Fluo's SSRCs it lists first (str0m's event
+            // comes only when that is the media stream's: `ViewerRtcp::remb`).
+            if let Some(bps) = seen.remb {
+                tracing::trace!(id = %ep.id, bps, "REMB from the peer (egress)");
+                ep.receive_estimate = Some(bps);
+            }
+            Some(for_str0m.as_slice())
+        }
         Err(e) => {
             tracing::trace!(id = %ep.id, "viewer RTCP refused by the egress: {e}");
             None
