@@ -154,6 +154,7 @@ test:
 	$(STEP) compat $(MAKE) --no-print-directory compat
 	$(STEP) e2e $(MAKE) --no-print-directory e2e
 	$(STEP) bench-smoke $(MAKE) --no-print-directory bench-smoke
+	$(STEP) cluster-test $(MAKE) --no-print-directory cluster-test
 	$(STEP) package-test $(MAKE) --no-print-directory package-test PACKAGE_PROFILE=debug
 	@scripts/step-time.sh report
 
@@ -165,7 +166,7 @@ test:
 # places pipelines on nodes 2 and 3 (checked in Redis), a subset of the compat suite runs
 # through node 1 (CLUSTER_COMPAT), then node 3 gets kill -9 while a client holds a pipeline
 # there and an application re-creates its call (CLUSTER_KILL_RUNS); last, kurento-client
-# resumes its session through another entry (CLUSTER_RESUME). Not part of make test (about 3
+# resumes its session through another entry (CLUSTER_RESUME). Part of make test (about 4-5
 # minutes). A missing tool or no root: SKIPPED, a failure under CI=true.
 # FLUO_BIN=PATH runs that binary (e.g. a release build) instead of building target/debug/fluo,
 # BENCH_BIN=PATH that load tool instead of target/debug/fluo-bench.
