@@ -1,7 +1,7 @@
 'use strict';
 // Network namespaces for the bandwidth tests (root, iproute2): a namespace joined to the host
-// by a veth pair on a /30 of 10.203.0.0/16 (a free one: the suite's only other subnet is
-// cluster-test's 10.199.0.0/24), its downlink shaped on the host side of the pair with tbf
+// by a veth pair on a /30 of 10.252.0.0/16 (a free one; the repository's other namespaces
+// use 10.199.0.0/24, cluster-test, and 10.200-10.249, fluo-testkit's turn_netns), its downlink shaped on the host side of the pair with tbf
 // (this machine's kernel has tbf and htb, no netem), and a Chromium started inside it.
 //
 //   netnsUnavailable()          -> null, or why namespaces cannot be made here (not root, no ip
@@ -73,7 +73,7 @@ function hookExit() {
   }
 }
 
-// A /30 of 10.203.0.0/16 no interface of the host has an address in, starting at a place of
+// A /30 of 10.252.0.0/16 no interface of the host has an address in, starting at a place of
 // this process's own (two suites at once pick different ones).
 function freeSubnet() {
   const used = new Set();
@@ -84,13 +84,35 @@ function freeSubnet() {
   for (let i = 0; i < 16384; i++) {
     const n = (start + i) % 16384;
     const [third, base] = [n >> 6, (n & 63) * 4];
-    if (!used.has(`${third}.${base}`)) return { hostAddr: `10.203.${third}.${base + 1}`, nsAddr: `10.203.${third}.${base + 2}` };
+    if (!used.has(`${third}.${base}`)) return { hostAddr: `10.252.${third}.${base + 1}`, nsAddr: `10.252.${third}.${base + 2}` };
   }
-  throw new Error('no free /30 in 10.203.0.0/16');
+  throw new Error('no free /30 in 10.252.0.0/16');
+}
+
+// Namespaces (with their veth pairs) left by an earlier run of this helper whose process
+// is gone (killed with SIGKILL: no exit hook ran) are removed before a new one is made.
+function reapStale() {
+  let names = '';
+  try {
+    names = run('ip', ['netns', 'list']);
+  } catch (_) {
+    return;
+  }
+  for (const m of names.matchAll(/^fluo-e2e-(\d+)-\S+/gm)) {
+    const pid = Number(m[1]);
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch (e) {
+      alive = e.code === 'EPERM';
+    }
+    if (!alive) removeSync(m[0]);
+  }
 }
 
 function createNetns(tag) {
   hookExit();
+  reapStale();
   counter += 1;
   const name = `fluo-e2e-${process.pid}-${tag}`;
   // Interface names: at most 15 characters.

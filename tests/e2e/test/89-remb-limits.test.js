@@ -24,6 +24,12 @@ const { useNoiseCamera } = require('../lib/camera');
 const CAMERA = { width: 480, height: 270 };
 const LIMIT_KBIT = 300;
 const LIMIT = LIMIT_KBIT * 1000;
+// "Follows the limit": Chromium's REMB behind a link of LIMIT settles at about 1.45 times it
+// (432-449 kbit/s behind 300 in the helper's runs: libwebrtc's estimate runs ahead of the
+// throughput it measures), so Fluo's REMB and the publisher are bounded by 1.8 times it; the
+// publisher with S alone (unlimited) sends 1.2-1.8 Mbit/s, "high" is 3 times the limit.
+const FOLLOW = 1.8 * LIMIT;
+const HIGH = 3 * LIMIT;
 // Fluo's REMB warm-up for a new viewer while another's has settled (docs/compatibility.md).
 const WARM_UP_MS = 5000;
 
@@ -102,9 +108,9 @@ test('REMB: a plain publisher follows its weakest viewer (300 kbit/s) after the 
       // S alone: its REMB counts (Fluo has known it for its warm-up: W's will then wait for
       // its own) and the publisher sends above twice W's limit.
       const sFirst = await sam.until((x) => x.s > 0, 20000, "S's first REMB");
-      const high = await sam.until((x) => x.at - sFirst >= WARM_UP_MS + 500 && rateAt(x) > 2 * LIMIT, 40000,
-        `the publisher sending above ${2 * LIMIT} bit/s with S alone, S's REMB seen for ${WARM_UP_MS + 500} ms`);
-      log(`S's first REMB at ${sFirst} ms; the publisher above ${2 * LIMIT_KBIT} kbit/s with S alone at ${high} ms: ${kbit(sam.rate())} kbit/s, REMB to it ${sam.samples.at(-1).remb}`);
+      const high = await sam.until((x) => x.at - sFirst >= WARM_UP_MS + 500 && rateAt(x) > HIGH, 40000,
+        `the publisher sending above ${HIGH} bit/s with S alone, S's REMB seen for ${WARM_UP_MS + 500} ms`);
+      log(`S's first REMB at ${sFirst} ms; the publisher above ${HIGH / 1000} kbit/s with S alone at ${high} ms: ${kbit(sam.rate())} kbit/s, REMB to it ${sam.samples.at(-1).remb}`);
 
       // W joins behind its limit.
       ns.limit(LIMIT_KBIT);
@@ -114,21 +120,25 @@ test('REMB: a plain publisher follows its weakest viewer (300 kbit/s) after the 
       assert.doesNotMatch(wAnswer, /transport-cc/);
       const joined = sam.now();
       // W's first REMB as Fluo's getStats shows it, then Fluo's REMB to the publisher below
-      // 1.5 times the limit (it follows W), then the publisher's sending bitrate.
+      // FOLLOW (it follows W), then the publisher's sending bitrate.
       const wFirst = await sam.until((x) => x.at >= joined && x.w > 0, 20000, "W's first REMB").catch(async (e) => {
         throw new Error(`${e.message}; W ${JSON.stringify(await pageStats(wPage))}; ${ns.qdisc()}`);
       });
-      const rembLow = await sam.until((x) => x.at >= wFirst && x.remb > 0 && x.remb < 1.5 * LIMIT, 30000, `Fluo's REMB to the publisher below ${1.5 * LIMIT}`);
-      const sentLow = await sam.until((x) => x.at >= rembLow && rateAt(x) < 1.5 * LIMIT, 20000, `the publisher sending below ${1.5 * LIMIT} bit/s`);
-      log(`W joined at ${joined} ms, its first REMB seen at ${wFirst} ms; Fluo's REMB to the publisher below ${1.5 * LIMIT_KBIT} kbit/s at ${rembLow} ms (${rembLow - wFirst} ms after W's first), its bitrate at ${sentLow} ms (${sentLow - joined} ms after W joined): ${kbit(sam.rate())} kbit/s; ${ns.qdisc()}`);
+      const rembLow = await sam.until((x) => x.at >= wFirst && x.remb > 0 && x.remb < FOLLOW, 30000, `Fluo's REMB to the publisher below ${FOLLOW}`);
+      const sentLow = await sam.until((x) => x.at >= rembLow && rateAt(x) < FOLLOW, 20000, `the publisher sending below ${FOLLOW} bit/s`);
+      log(`W joined at ${joined} ms, its first REMB seen at ${wFirst} ms; Fluo's REMB to the publisher below ${FOLLOW / 1000} kbit/s at ${rembLow} ms (${rembLow - wFirst} ms after W's first), its bitrate at ${sentLow} ms (${sentLow - joined} ms after W joined): ${kbit(sam.rate())} kbit/s; ${ns.qdisc()}`);
       // The warm-up: W's REMB counts once Fluo has known it for 5 s (S's has settled). The
-      // samples are 500 ms apart and Fluo sends its REMB once a second.
+      // samples are 500 ms apart and Fluo sends its REMB once a second. W's REMB is low from
+      // its first (Chromium starts it near the link's rate), so without the warm-up Fluo's
+      // REMB would follow it within a second.
+      const wFirstRemb = sam.samples.find((x) => x.at === wFirst).w;
+      assert.ok(wFirstRemb < FOLLOW, `W's first REMB below ${FOLLOW}: ${wFirstRemb}`);
       assert.ok(rembLow - wFirst >= WARM_UP_MS - 1000 && rembLow - wFirst <= WARM_UP_MS + 2500,
         `W's REMB counted about ${WARM_UP_MS} ms after its first: ${rembLow - wFirst} ms`);
 
       // W gets video once the publisher sends what its link carries (its key frames were
-      // lost while the publisher sent above its limit), and the publisher stays below 1.5
-      // times the limit while W is connected.
+      // lost while the publisher sent above its limit), and the publisher stays below FOLLOW
+      // while W is connected.
       // (8-13 s in 3 runs: a key frame of the noise camera at 300 kbit/s is many packets,
       // sent as a burst, and the link's queue holds 7.5 kB.)
       const shown = await waitFor(async () => {
@@ -141,14 +151,14 @@ test('REMB: a plain publisher follows its weakest viewer (300 kbit/s) after the 
       const from = sam.now();
       await sleep(3000);
       const held = sam.samples.filter((x) => x.at >= from).map(rateAt);
-      assert.ok(held.length > 0 && Math.max(...held) < 1.5 * LIMIT, `the publisher stays below ${1.5 * LIMIT} bit/s: ${held.map(kbit)} kbit/s`);
+      assert.ok(held.length > 0 && Math.max(...held) < FOLLOW, `the publisher stays below ${FOLLOW} bit/s: ${held.map(kbit)} kbit/s`);
 
       // W leaves: the publisher climbs back above twice the limit.
       await call(weak, 'release');
       viewers.w.released = true;
       const released = sam.now();
-      const back = await sam.until((x) => x.at >= released && rateAt(x) > 2 * LIMIT, 30000, `the publisher back above ${2 * LIMIT} bit/s after W left`);
-      log(`the publisher above ${2 * LIMIT_KBIT} kbit/s ${back - released} ms after W was released: ${kbit(sam.rate())} kbit/s, REMB to it ${sam.samples.at(-1).remb}`);
+      const back = await sam.until((x) => x.at >= released && rateAt(x) > HIGH, 30000, `the publisher back above ${HIGH} bit/s after W left`);
+      log(`the publisher above ${HIGH / 1000} kbit/s ${back - released} ms after W was released: ${kbit(sam.rate())} kbit/s, REMB to it ${sam.samples.at(-1).remb}`);
     } finally {
       await sam.stop();
       const line = sam.samples.map((x, i) => `${x.at}:${kbit(sam.rate(i))}/${kbit(x.remb)}/${kbit(x.s)}/${kbit(x.w)}`);
