@@ -323,7 +323,8 @@ fn watch(
 }
 
 fn snapshot(g: &Group) -> (Vec<ViewerSnap>, Vec<f32>) {
-    collect(std::slice::from_ref(g))
+    let (snaps, lat) = collect(std::slice::from_ref(g));
+    (snaps, lat.concat())
 }
 
 /// `n` thin viewers in `pipeline` (on `node`), each connected to `publisher`, joined through
@@ -352,6 +353,7 @@ fn join_node(
         twcc: true,
         cohort: 0,
         drop_every: 0,
+        limit: None,
     };
     let mut made = vec![];
     for id in first_id..first_id + n {
@@ -641,6 +643,7 @@ pub fn recv_main(args: &[String]) -> Result<bool, String> {
         twcc: true,
         cohort: 1,
         drop_every: 0,
+        limit: None,
     };
     let mut v = Viewer::new(Instant::now(), 0, spec)?;
     let offer = v.session.offer(Direction::RecvOnly)?;
@@ -728,6 +731,7 @@ mod tests {
             twcc: Some(true),
             counts,
             thin: None,
+            limited: false,
         }
     }
 

@@ -5,9 +5,10 @@
 
 use crate::feed::Feed;
 use crate::janus::Janus;
+use crate::link::Limit;
 use crate::peer::{
-    sdp_has_twcc, Group, GroupAdder, Mode, Publisher, PublisherHandle, SendLog, Viewer, ViewerSnap,
-    ViewerSpec,
+    sdp_has_twcc, Group, GroupAdder, Latencies, Mode, Publisher, PublisherHandle, SendLog, Viewer,
+    ViewerSnap, ViewerSpec,
 };
 use crate::server::{Kind, ProcSample, Server};
 use crate::thin::ThinStats;
@@ -33,6 +34,20 @@ pub struct Plan {
     /// Each viewer drops one video packet in this many on arrival (0: none), so that the
     /// loss measured after NACK repair shows the repair working.
     pub drop_every: u32,
+    /// A share of the viewers behind virtual links (`--limit`).
+    pub limit: Option<Limit>,
+}
+
+/// The figures of one group of viewers: those behind a virtual link, or the others.
+#[derive(Debug, Clone, Default)]
+pub struct LinkGroup {
+    pub viewers: usize,
+    pub expected: u64,
+    pub lost: u64,
+    pub fps: Vec<f64>,
+    pub latency_ms: Vec<f64>,
+    /// Datagrams their links dropped in the window.
+    pub link_dropped: u64,
 }
 
 /// Everything a run measured.
@@ -91,6 +106,8 @@ pub struct Outcome {
     /// What the server reports of one viewer (Fluo: getStats of its WebRtcEndpoint).
     pub server_view: Option<Value>,
     pub storm: Option<Storm>,
+    /// With `--limit`: [not limited, limited].
+    pub by_link: Option<[LinkGroup; 2]>,
 }
 
 /// The join storm: `joiners` viewers joining at once while the run's viewers watch.
@@ -361,6 +378,8 @@ impl Signal {
             "plis": out["pliCount"],
             "packets_lost_reported": out["packetsLost"],
             "packets_sent": out["packetsSent"],
+            // `--bwe on`: the estimate from the viewer's TWCC feedback.
+            "bandwidth_estimate_bps": out["fluoBandwidthEstimate"],
         }))
     }
 
@@ -516,13 +535,15 @@ fn join_janus(
     Ok(h)
 }
 
-pub(crate) fn collect(groups: &[Group]) -> (Vec<ViewerSnap>, Vec<f32>) {
+pub(crate) fn collect(groups: &[Group]) -> (Vec<ViewerSnap>, Latencies) {
     let mut snaps = vec![];
-    let mut lat = vec![];
+    let mut lat: Latencies = Default::default();
     for g in groups {
         let (s, l) = g.snapshot();
         snaps.extend(s);
-        lat.extend(l);
+        for (all, more) in lat.iter_mut().zip(l) {
+            all.extend(more);
+        }
     }
     (snaps, lat)
 }
@@ -550,7 +571,7 @@ pub(crate) fn wait_for_media(groups: &[Group], cohort: u8) -> Vec<f32> {
     let mut lat = vec![];
     loop {
         let (snaps, l) = collect(groups);
-        lat.extend(l);
+        lat.extend(l.concat());
         let mine = snaps.iter().filter(|s| s.cohort == cohort);
         let (all, with_media) = mine.fold((0, 0), |(a, m), s| {
             (a + 1, m + usize::from(s.first_rtp.is_some()))
@@ -571,9 +592,18 @@ pub(crate) fn delivered(
     a: &[ViewerSnap],
     b: &[ViewerSnap],
 ) -> ([u64; 2], [u64; 2], Vec<(u64, usize)>) {
+    delivered_of(a, b, |_| true)
+}
+
+/// [`delivered`] over the viewers `keep` picks.
+fn delivered_of(
+    a: &[ViewerSnap],
+    b: &[ViewerSnap],
+    keep: impl Fn(&ViewerSnap) -> bool,
+) -> ([u64; 2], [u64; 2], Vec<(u64, usize)>) {
     let before: HashMap<usize, &ViewerSnap> = a.iter().map(|s| (s.id, s)).collect();
     let (mut got, mut expected, mut frames) = ([0; 2], [0; 2], vec![]);
-    for y in b.iter().filter(|s| s.cohort == 0) {
+    for y in b.iter().filter(|s| s.cohort == 0 && keep(s)) {
         let Some(x) = before.get(&y.id).filter(|x| x.first_rtp.is_some()) else {
             continue;
         };
@@ -607,6 +637,8 @@ pub(crate) fn thin_delta(a: &[ViewerSnap], b: &[ViewerSnap]) -> Option<ThinStats
         sum.nacked += t.nacked - x.nacked;
         sum.plis += t.plis - x.plis;
         sum.sender_reports += t.sender_reports - x.sender_reports;
+        sum.twcc_feedback += t.twcc_feedback - x.twcc_feedback;
+        sum.twcc_reported += t.twcc_reported - x.twcc_reported;
     }
     any.then_some(sum)
 }
@@ -654,6 +686,7 @@ fn run_on(
         twcc: true,
         cohort: 0,
         drop_every: plan.drop_every,
+        limit: plan.limit,
     };
     let prepared = signal.prepare(n, plan.join_concurrency, spec, 0, &mut out.errors);
     out.signalling_connections = prepared.open_before;
@@ -689,7 +722,7 @@ fn run_on(
     out.rss_kib = sb.rss_kib;
     out.threads = sb.threads;
     out.published = pb - pa;
-    out.latency_ms = lat.iter().map(|x| f64::from(*x)).collect();
+    out.latency_ms = lat.iter().flatten().map(|x| f64::from(*x)).collect();
     let ms = |a: Instant, b: Option<Instant>| {
         b.map(|b| b.saturating_duration_since(a).as_secs_f64() * 1e3)
     };
@@ -720,6 +753,9 @@ fn run_on(
         .map(|(f, _)| *f as f64 / out.window_secs.max(1e-3))
         .collect();
     out.thin = thin_delta(&a, &b);
+    if plan.limit.is_some() {
+        out.by_link = Some([false, true].map(|l| link_group(&a, &b, &lat, l, out.window_secs)));
+    }
     let before: HashMap<usize, &ViewerSnap> = a.iter().map(|s| (s.id, s)).collect();
     let (mut ticks, mut with) = (0, 0);
     for y in &b {
@@ -777,6 +813,7 @@ fn storm(
         twcc: true,
         cohort: 1,
         drop_every: plan.drop_every,
+        limit: plan.limit,
     };
     let prepared = signal.prepare(plan.storm, plan.join_concurrency, spec, n, errors);
     // The latencies so far are not the storm's.
@@ -786,7 +823,7 @@ fn storm(
     let mut lat = wait_for_media(groups, 1);
     let secs = t.elapsed().as_secs_f64();
     let (b, l) = collect(groups);
-    lat.extend(l);
+    lat.extend(l.concat());
     let (got, expected, _) = delivered(&a, &b);
     let mut s = Storm {
         joiners: plan.storm,
@@ -805,4 +842,37 @@ fn storm(
         }
     }
     s
+}
+
+/// The figures of the viewers behind a virtual link (`limited`) or of the others, between
+/// the snapshots `a` and `b`.
+fn link_group(
+    a: &[ViewerSnap],
+    b: &[ViewerSnap],
+    lat: &Latencies,
+    limited: bool,
+    secs: f64,
+) -> LinkGroup {
+    let (got, expected, frames) = delivered_of(a, b, |s| s.limited == limited);
+    let before: HashMap<usize, &ViewerSnap> = a.iter().map(|s| (s.id, s)).collect();
+    let link_dropped = b
+        .iter()
+        .filter(|s| s.cohort == 0 && s.limited == limited)
+        .filter_map(|y| Some(y.counts.link_dropped - before.get(&y.id)?.counts.link_dropped))
+        .sum();
+    let expected_all = expected[0] + expected[1];
+    LinkGroup {
+        viewers: frames.len(),
+        expected: expected_all,
+        lost: expected_all.saturating_sub(got[0] + got[1]),
+        fps: frames
+            .iter()
+            .map(|(f, _)| *f as f64 / secs.max(1e-3))
+            .collect(),
+        latency_ms: lat[usize::from(limited)]
+            .iter()
+            .map(|x| f64::from(*x))
+            .collect(),
+        link_dropped,
+    }
 }

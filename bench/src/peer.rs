@@ -7,6 +7,7 @@
 
 use crate::feed::Feed;
 use crate::keys::{self, KeySlot};
+use crate::link::{Limit, Link};
 use crate::sys::{self, Epoll, RecvBatch};
 use crate::thin::{is_rtcp, is_rtp_or_rtcp, Delivered, PtMap, Thin, ThinStats};
 use std::collections::HashMap;
@@ -59,8 +60,16 @@ const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide
 /// Whether an SDP maps the TWCC header extension: for an answer, whether TWCC was
 /// negotiated.
 pub fn sdp_has_twcc(sdp: &str) -> bool {
-    sdp.lines()
-        .any(|l| l.starts_with("a=extmap:") && l.trim_end().ends_with(TWCC_URI))
+    sdp_twcc_id(sdp).is_some()
+}
+
+/// The id an SDP maps the TWCC header extension to (`a=extmap:ID[/direction] URI`).
+pub fn sdp_twcc_id(sdp: &str) -> Option<u8> {
+    sdp.lines().find_map(|l| {
+        let (id, uri) = l.trim_end().strip_prefix("a=extmap:")?.split_once(' ')?;
+        let id = id.split('/').next()?.parse().ok()?;
+        (uri.trim() == TWCC_URI).then_some(id)
+    })
 }
 
 /// str0m's standard header extensions without TWCC.
@@ -395,6 +404,8 @@ pub struct Counts {
     pub ticks: u64,
     /// Video packets dropped on purpose (`--drop-every`), before str0m or the thin path.
     pub dropped: u64,
+    /// Datagrams its virtual link dropped (`--limit`).
+    pub link_dropped: u64,
 }
 
 /// The viewer's implementation.
@@ -430,7 +441,12 @@ pub struct ViewerSpec {
     /// Drop one video packet in this many on arrival, so that NACK repair is exercised (0:
     /// none).
     pub drop_every: u32,
+    /// The viewers behind a virtual link (`--limit`), picked by id.
+    pub limit: Option<Limit>,
 }
+
+/// Latency samples (ms) of the viewers of cohort 0: [not limited, behind a virtual link].
+pub type Latencies = [Vec<f32>; 2];
 
 /// One viewer.
 pub struct Viewer {
@@ -451,6 +467,8 @@ pub struct Viewer {
     kinds: Vec<(u32, usize)>,
     thin: Option<Box<Thin>>,
     video_seen: u64,
+    /// Its virtual link, when the limit applies to it.
+    link: Option<Link>,
 }
 
 /// Counts a received packet; a video frame's last packet gives a latency sample (not a
@@ -482,6 +500,7 @@ impl Viewer {
         let (session, slot) = Session::build(spec.twcc, spec.mode == Mode::Thin)?;
         sys::enable_timestamps(&session.sock).map_err(|e| format!("SO_TIMESTAMPNS: {e}"))?;
         let thin = slot.map(|s| Box::new(Thin::new(s, spec.drop_every)));
+        let link = spec.limit.filter(|l| l.applies(id)).map(|l| Link::new(&l));
         Ok(Viewer {
             session,
             id,
@@ -495,26 +514,34 @@ impl Viewer {
             kinds: vec![],
             thin,
             video_seen: 0,
+            link,
         })
+    }
+
+    /// Whether it is behind a virtual link.
+    pub fn limited(&self) -> bool {
+        self.link.is_some()
     }
 
     /// Applies the server's answer to our offer.
     pub fn accept_answer(&mut self, sdp: &str) -> Result<(), String> {
         self.session.accept_answer(sdp)?;
-        self.negotiated();
+        self.negotiated(sdp_twcc_id(sdp));
         Ok(())
     }
 
     /// Our answer to the server's offer.
     pub fn answer(&mut self, offer: &str) -> Result<String, String> {
         let a = self.session.answer(offer)?;
-        self.negotiated();
+        self.negotiated(sdp_twcc_id(&a));
         Ok(a)
     }
 
-    fn negotiated(&mut self) {
+    /// The payload types, and TWCC's extension id when the answer kept it.
+    fn negotiated(&mut self, twcc: Option<u8>) {
         if let Some(t) = &mut self.thin {
             t.set_payload_types(self.session.pts.clone());
+            t.set_twcc(twcc);
         }
     }
 
@@ -549,6 +576,16 @@ impl Viewer {
         lat: &mut Vec<f32>,
     ) {
         self.counts.datagrams += 1;
+        let mut arrival_ns = arrival_ns;
+        if let (Some(l), true) = (self.link.as_mut(), is_rtp_or_rtcp(data)) {
+            match l.pass(arrival_ns, data.len()) {
+                Some(at) => arrival_ns = at,
+                None => {
+                    self.counts.link_dropped += 1;
+                    return;
+                }
+            }
+        }
         let record = (self.spec.cohort == 0).then_some(lat);
         if let Some(t) = self.thin.as_deref_mut() {
             t.remote = Some(src);
@@ -663,13 +700,15 @@ pub struct ViewerSnap {
     pub counts: Counts,
     /// The thin path's own counters (thin viewers).
     pub thin: Option<ThinStats>,
+    /// Behind a virtual link (`--limit`).
+    pub limited: bool,
 }
 
 enum Cmd {
     Add(Box<Viewer>),
     /// Reply with every viewer's figures and the latencies (ms) of the viewers of cohort 0
     /// seen since the last snapshot.
-    Snapshot(Sender<(Vec<ViewerSnap>, Vec<f32>)>),
+    Snapshot(Sender<(Vec<ViewerSnap>, Latencies)>),
     /// Drop every viewer.
     Clear(Sender<()>),
 }
@@ -702,7 +741,7 @@ impl Group {
         GroupAdder(self.tx.clone())
     }
 
-    pub fn snapshot(&self) -> (Vec<ViewerSnap>, Vec<f32>) {
+    pub fn snapshot(&self) -> (Vec<ViewerSnap>, Latencies) {
         let (tx, rx) = mpsc::channel();
         let _ = self.tx.send(Cmd::Snapshot(tx));
         rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default()
@@ -746,6 +785,7 @@ fn snap(v: &Viewer) -> ViewerSnap {
         twcc: v.twcc,
         counts: v.counts,
         thin: v.thin.as_deref().map(|t| t.stats),
+        limited: v.limited(),
     }
 }
 
@@ -758,7 +798,7 @@ fn group_loop(rx: &Receiver<Cmd>, log: &SendLog, stop: &AtomicBool) {
     let Ok(mut epoll) = Epoll::new() else { return };
     let mut viewers: Vec<Viewer> = vec![];
     let mut batch = RecvBatch::new(32);
-    let mut lat: Vec<f32> = vec![];
+    let mut lat: Latencies = Default::default();
     let mut ready = vec![];
     // The earliest timer of any viewer: the viewers' timers are scanned only then (and a
     // viewer's after its datagrams), not at every wake-up.
@@ -799,11 +839,12 @@ fn group_loop(rx: &Receiver<Cmd>, log: &SendLog, stop: &AtomicBool) {
             let Some(v) = viewers.get_mut(i as usize) else {
                 continue;
             };
+            let lat = &mut lat[usize::from(v.limited())];
             while let Some(n) = batch.recv(&v.session.sock) {
                 let now = Instant::now();
                 for k in 0..n {
                     let (src, data, arrival) = batch.get_mut(k);
-                    v.on_datagram(now, src, data, arrival, log, &mut lat);
+                    v.on_datagram(now, src, data, arrival, log, lat);
                 }
                 if n < batch.capacity() {
                     break;
@@ -816,7 +857,7 @@ fn group_loop(rx: &Receiver<Cmd>, log: &SendLog, stop: &AtomicBool) {
             let mut next = now + Duration::from_millis(5);
             for v in &mut viewers {
                 if now >= v.deadline() {
-                    v.on_timer(now, log, &mut lat);
+                    v.on_timer(now, log, &mut lat[usize::from(v.limited())]);
                 }
                 next = next.min(v.deadline());
             }

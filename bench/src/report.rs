@@ -73,6 +73,7 @@ pub fn figures(o: &Outcome) -> Value {
             "rtcp_sent": t.rtcp_sent, "rtcp_received": t.rtcp_received,
             "receiver_reports": t.receiver_reports, "nacked": t.nacked, "plis": t.plis,
             "sender_reports": t.sender_reports,
+            "twcc_feedback": t.twcc_feedback, "twcc_reported": t.twcc_reported,
         })
     });
     let viewers = json!({
@@ -88,6 +89,28 @@ pub fn figures(o: &Outcome) -> Value {
     });
     if let (Some(v), Some(x)) = (v.as_object_mut(), viewers.as_object()) {
         v.extend(x.clone());
+    }
+    if let (Some(groups), Some(v)) = (&o.by_link, v.as_object_mut()) {
+        // Flat, so that the rows take their medians: `limited_loss_pct`, ...
+        for (name, x) in ["unlimited", "limited"].iter().zip(groups) {
+            let fps = sorted(&x.fps);
+            let lat = sorted(&x.latency_ms);
+            let loss = if x.expected > 0 {
+                100.0 * x.lost as f64 / x.expected as f64
+            } else {
+                0.0
+            };
+            for (key, value) in [
+                ("viewers", json!(x.viewers)),
+                ("loss_pct", json!(loss)),
+                ("fps_p50", json!(pct(&fps, 0.5))),
+                ("latency_ms_p50", json!(pct(&lat, 0.5))),
+                ("latency_ms_p99", json!(pct(&lat, 0.99))),
+                ("link_dropped", json!(x.link_dropped)),
+            ] {
+                v.insert(format!("{name}_{key}"), value);
+            }
+        }
     }
     if let Some(s) = &o.storm {
         let join = sorted(&s.join_ms);

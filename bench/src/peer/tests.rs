@@ -59,6 +59,7 @@ fn watch(mode: Mode, drop_every: u32, secs: u64) -> (ViewerSnap, Vec<f32>, Serve
         twcc: false,
         cohort: 0,
         drop_every,
+        limit: None,
     };
     let mut v = Viewer::new(Instant::now(), 0, spec).expect("viewer");
     let offer = v.session.offer(Direction::RecvOnly).expect("offer");
@@ -133,7 +134,7 @@ fn watch(mode: Mode, drop_every: u32, secs: u64) -> (ViewerSnap, Vec<f32>, Serve
         std::thread::sleep(Duration::from_millis(1));
     }
     let (snaps, lat) = group.snapshot();
-    (snaps[0], lat, view)
+    (snaps[0], lat.concat(), view)
 }
 
 /// A thin viewer against str0m: ICE and DTLS through str0m, then every packet decrypted
