@@ -200,7 +200,7 @@ fn publish(
     log: &Arc<SendLog>,
 ) -> Result<(String, PublisherHandle), String> {
     let mut p = Publisher::new()?;
-    let offer = p.session.offer(Direction::SendOnly)?;
+    let offer = p.offer()?;
     let (ep, answer) = rt.block_on(async {
         let ep = c
             .create("WebRtcEndpoint", json!({ "mediaPipeline": pipeline }))
@@ -378,7 +378,7 @@ fn join_node(
                 let (mut errs, mut answers) = (vec![], vec![]);
                 for _ in (w..n).step_by(conc) {
                     match join_fluo(&mut c, pipeline, publisher, spares, adder).await {
-                        Ok((_, answer)) => answers.push(answer),
+                        Ok((_, answer, _)) => answers.push(answer),
                         Err(e) => errs.push(e),
                     }
                 }

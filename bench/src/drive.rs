@@ -105,6 +105,8 @@ pub struct Outcome {
     pub dropped_on_purpose: u64,
     /// What the server reports of one viewer (Fluo: getStats of its WebRtcEndpoint).
     pub server_view: Option<Value>,
+    /// The same of the first viewer behind a virtual link (`--limit`).
+    pub limited_server_view: Option<Value>,
     pub storm: Option<Storm>,
     /// With `--limit`: [not limited, limited].
     pub by_link: Option<[LinkGroup; 2]>,
@@ -137,6 +139,9 @@ enum Signal {
         viewers: Vec<String>,
         /// The viewers' signalling connections, open until everyone leaves.
         clients: Vec<Client>,
+        /// The endpoints of viewers behind a virtual link, with the connection (in
+        /// `clients`) that made each.
+        limited: Vec<(String, usize)>,
     },
     Janus {
         janus: Arc<Janus>,
@@ -162,7 +167,7 @@ fn first_error<T>(errors: &mut Vec<String>, r: Result<T, String>) -> Option<T> {
 
 impl Signal {
     fn publish(kind: Kind, port: u16, p: &mut Publisher) -> Result<Signal, String> {
-        let offer = p.session.offer(Direction::SendOnly)?;
+        let offer = p.offer()?;
         if kind.is_janus() {
             let janus = Janus::connect(port)?;
             let h = janus.attach()?;
@@ -198,6 +203,7 @@ impl Signal {
             publisher,
             viewers: vec![],
             clients: vec![],
+            limited: vec![],
         })
     }
 
@@ -316,6 +322,7 @@ impl Signal {
                 publisher,
                 viewers,
                 clients,
+                limited,
                 ..
             } => {
                 let (pipeline, publisher) = (pipeline.clone(), publisher.clone());
@@ -332,7 +339,7 @@ impl Signal {
                             for i in (w..n).step_by(conc) {
                                 let a = &adders[i % adders.len()];
                                 let r = join_fluo(&mut c, &pipeline, &publisher, spares, a);
-                                out.push(r.await.map(|(ep, _)| ep));
+                                out.push(r.await.map(|(ep, _, lim)| (ep, lim)));
                             }
                             (c, out)
                         }
@@ -341,8 +348,11 @@ impl Signal {
                 });
                 for (c, rs) in results {
                     clients.push(c);
-                    for r in rs {
-                        viewers.extend(first_error(errors, r));
+                    for (ep, lim) in rs.into_iter().filter_map(|r| first_error(errors, r)) {
+                        if lim {
+                            limited.push((ep.clone(), clients.len() - 1));
+                        }
+                        viewers.push(ep);
                     }
                 }
                 0
@@ -351,20 +361,26 @@ impl Signal {
     }
 
     /// What the server itself reports of the first viewer: Fluo's getStats of its
-    /// WebRtcEndpoint (video sent), the figures that come from the viewer's RTCP.
-    fn server_view(&mut self) -> Option<Value> {
+    /// WebRtcEndpoint (video sent), the figures that come from the viewer's RTCP; with
+    /// `limited`, of the first viewer behind a virtual link.
+    fn server_view(&mut self, limited: bool) -> Option<Value> {
         let Signal::Fluo {
             rt,
             viewers,
             clients,
+            limited: behind,
             ..
         } = self
         else {
             return None;
         };
-        // The first viewer's endpoint, on the connection that created it.
-        let ep = viewers.first()?.clone();
-        let client = clients.first_mut()?;
+        // The endpoint, on the connection that created it.
+        let (ep, at) = if limited {
+            behind.first()?.clone()
+        } else {
+            (viewers.first()?.clone(), 0)
+        };
+        let client = clients.get_mut(at)?;
         let stats = rt
             .block_on(client.invoke(&ep, "getStats", json!({"mediaType": "VIDEO"})))
             .ok()?;
@@ -380,6 +396,7 @@ impl Signal {
             "packets_sent": out["packetsSent"],
             // `--bwe on`: the estimate from the viewer's TWCC feedback.
             "bandwidth_estimate_bps": out["fluoBandwidthEstimate"],
+            "layer": out["fluoLayer"],
         }))
     }
 
@@ -494,7 +511,7 @@ pub(crate) async fn join_fluo(
     publisher: &str,
     spares: &Spares,
     adder: &GroupAdder,
-) -> Result<(String, String), String> {
+) -> Result<(String, String, bool), String> {
     let (mut v, offer) = take_spare(spares)?;
     let offer = offer.ok_or("no offer")?;
     let ep = c
@@ -513,8 +530,9 @@ pub(crate) async fn join_fluo(
     v.accept_answer(answer)?;
     v.sdp_work = t.elapsed();
     v.twcc = Some(sdp_has_twcc(answer));
+    let limited = v.limited();
     adder.add(v);
-    Ok((ep, answer.to_string()))
+    Ok((ep, answer.to_string(), limited))
 }
 
 fn join_janus(
@@ -656,7 +674,7 @@ fn run_on(
         ..Default::default()
     };
     let log = Arc::new(SendLog::default());
-    let mut publisher = Publisher::new()?;
+    let mut publisher = Publisher::of(feed)?;
     let signal = Signal::publish(server.kind, server.port, &mut publisher)?;
     let publisher: PublisherHandle = publisher.start(feed.clone(), log.clone());
     let t0 = Instant::now();
@@ -769,7 +787,10 @@ fn run_on(
     if let Some(t) = out.thin {
         out.dropped_on_purpose += t.dropped;
     }
-    out.server_view = signal.server_view();
+    out.server_view = signal.server_view(false);
+    if plan.limit.is_some() {
+        out.limited_server_view = signal.server_view(true);
+    }
 
     if plan.storm > 0 {
         out.storm = Some(storm(

@@ -92,7 +92,15 @@ mod tests {
         let l = Limit::parse("0.33:300").expect("parses");
         assert_eq!((l.kbps, l.queue_ms), (300, 60));
         assert_eq!(Limit::parse("0.5:300:20").map(|l| l.queue_ms), Ok(20));
-        for bad in ["", "0.3", "1.5:300", "0.3:0", "0.3:300:0", "0.3:300:5:1", "x:300"] {
+        for bad in [
+            "",
+            "0.3",
+            "1.5:300",
+            "0.3:0",
+            "0.3:300:0",
+            "0.3:300:5:1",
+            "x:300",
+        ] {
             assert!(Limit::parse(bad).is_err(), "{bad}");
         }
         let n = (0..300).filter(|i| l.applies(*i)).count();
@@ -122,7 +130,10 @@ mod tests {
         assert_eq!(l.dropped as usize, 1000 - carried.len());
         for (i, at) in out.iter().enumerate() {
             if let Some(at) = at {
-                assert!(*at - i as u64 * ms <= 60 * ms + per, "waited at most the queue");
+                assert!(
+                    *at - i as u64 * ms <= 60 * ms + per,
+                    "waited at most the queue"
+                );
             }
         }
         // Idle, the link forgets its queue.

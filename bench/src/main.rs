@@ -52,12 +52,14 @@ struct Args {
     drop_every: u32,
     /// A share of the viewers behind virtual links (`--limit FRACTION:KBPS[:QUEUE_MS]`).
     limit: Option<link::Limit>,
+    /// The publisher sends simulcast (q, h, f).
+    simulcast: bool,
 }
 
 const USAGE: &str = "usage: fluo-bench [--smoke] \
 [--servers fluo,janus-tuned-no-twcc,janus-tuned,janus-packaged-no-twcc,janus-packaged (also: fluo-bwe, fluo-base)] \
 [--viewers 1,10,50,100,200,500,1000] [--reps 3] [--warmup SECS] [--window SECS] \
-[--viewer thin|full|thin,full] [--storm JOINERS] [--drop-every K] [--limit FRACTION:KBPS[:QUEUE_MS]] \
+[--viewer thin|full|thin,full] [--storm JOINERS] [--drop-every K] [--limit FRACTION:KBPS[:QUEUE_MS]] [--simulcast] \
 [--out FILE.json] [--plots DIR] [--fluo-bin PATH] [--fluo-base-bin PATH] [--groups N] [--no-netns] \
 [--replot FILE.json --plots DIR]\n\
        fluo-bench cluster ... | fluo-bench recv ... (a cluster's broadcast, one viewer: bench/src/cluster.rs)";
@@ -81,6 +83,7 @@ fn parse_args() -> Result<Args, String> {
         storm: 100,
         drop_every: 0,
         limit: None,
+        simulcast: false,
     };
     let mut servers_given = false;
     let mut it = std::env::args().skip(1);
@@ -129,6 +132,7 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|k| *k == 0 || *k >= 2)
                     .ok_or("bad --drop-every (0, or 2 and more)")?
             }
+            "--simulcast" => a.simulcast = true,
             "--limit" => a.limit = Some(link::Limit::parse(&val()?)?),
             "--servers" => {
                 servers_given = true;
@@ -280,7 +284,12 @@ fn real_main() -> Result<bool, String> {
         write_plots(&rows::plotted(&rows), &dir)?;
         return Ok(true);
     }
-    if !args.fluo_bin.exists() && args.servers.iter().any(|k| *k != Kind::FluoBase && k.is_fluo()) {
+    if !args.fluo_bin.exists()
+        && args
+            .servers
+            .iter()
+            .any(|k| *k != Kind::FluoBase && k.is_fluo())
+    {
         return Err(format!("no Fluo binary at {}", args.fluo_bin.display()));
     }
     if let Some(base) = &args.fluo_base_bin {
@@ -341,9 +350,19 @@ fn real_main() -> Result<bool, String> {
     // The servers' folders (logs, Janus's configuration): removed on every way out.
     let tmp = fluo_testkit::tmp::dir("bench");
     let t = Instant::now();
-    let feed = Arc::new(feed::Feed::load_or_encode(&PathBuf::from(
-        "target/bench-feed.bin",
-    ))?);
+    let cache = PathBuf::from("target/bench-feed.bin");
+    let mut feed = feed::Feed::load_or_encode(&cache)?;
+    if args.simulcast {
+        feed.add_layers(&cache)?;
+        for (rid, f) in &feed.layers {
+            println!(
+                "simulcast layer {rid}: {:.1} video packets/s, {:.0} kbit/s of payload",
+                f.rates().0,
+                f.bitrate() / 1e3
+            );
+        }
+    }
+    let feed = Arc::new(feed);
     let (vpps, apps) = feed.rates();
     println!(
         "feed: {} packets per {} s loop, {:.1} video + {:.1} audio packets/s, {:.0} kbit/s of payload (ready in {:.1} s)",
@@ -450,6 +469,7 @@ fn real_main() -> Result<bool, String> {
                  "viewer_modes": args.modes.iter().map(|m| m.name()).collect::<Vec<_>>(),
                  "storm_joiners": plan.storm,
                  "drop_every": plan.drop_every,
+                 "simulcast": feed.layers.iter().map(|(rid, f)| json!({"rid": rid, "payload_bps": f.bitrate()})).collect::<Vec<_>>(),
                  "limit": plan.limit.map(|l| json!({"fraction": l.fraction, "kbps": l.kbps, "queue_ms": l.queue_ms})),
                  "latency_clock": "publisher's send call (wall clock) to the kernel's receive timestamp of the viewer's socket (SO_TIMESTAMPNS)",
                  "viewer_threads": plan.groups, "server_cpu": server_cpu,
@@ -567,6 +587,12 @@ fn print_run(head: &str, fig: &Value, started: Instant) {
             fig["thin"], fig["dropped_on_purpose"], fig["server_view"]
         );
     }
+    if fig["limited_server_view"].is_object() {
+        println!(
+            "    the server reports of one viewer behind a link: {}",
+            fig["limited_server_view"]
+        );
+    }
     for g in ["unlimited", "limited"] {
         let k = |key: &str| format!("{g}_{key}");
         if fig.get(k("viewers")).is_some() {
@@ -671,7 +697,11 @@ fn smoke_check(kind: Kind, mode: Mode, n: usize, plan: &drive::Plan, fig: &Value
             bad.push(format!(
                 "thin viewers sent {} TWCC feedback messages with TWCC {}",
                 t["twcc_feedback"],
-                if kind.viewers_accept_twcc() { "on" } else { "off" }
+                if kind.viewers_accept_twcc() {
+                    "on"
+                } else {
+                    "off"
+                }
             ));
         }
     }
@@ -679,7 +709,9 @@ fn smoke_check(kind: Kind, mode: Mode, n: usize, plan: &drive::Plan, fig: &Value
         // Fluo estimated the first viewer's bandwidth from its feedback.
         let bwe = &fig["server_view"]["bandwidth_estimate_bps"];
         if !bwe.as_f64().is_some_and(|b| b > 0.0) {
-            bad.push(format!("no bandwidth estimate in Fluo's getStats of a viewer ({bwe})"));
+            bad.push(format!(
+                "no bandwidth estimate in Fluo's getStats of a viewer ({bwe})"
+            ));
         }
     }
     if kind.is_fluo() {
@@ -798,7 +830,10 @@ mod tests {
         let mut bwe = good(10);
         bwe["server_view"]["bandwidth_estimate_bps"] = json!(1_000_000);
         assert!(check(Kind::FluoBwe, &bwe));
-        assert!(!check(Kind::Fluo, &bwe), "Fluo without the estimate declines TWCC");
+        assert!(
+            !check(Kind::Fluo, &bwe),
+            "Fluo without the estimate declines TWCC"
+        );
         assert!(!check(Kind::FluoBwe, &good(10)), "no estimate");
         assert!(!check(Kind::FluoBwe, &good(0)));
         let mut silent = bwe.clone();

@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::media::{Direction, MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, ExtensionMap, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
@@ -130,9 +130,22 @@ impl Session {
 
     /// An offer with one audio and one video m-line.
     pub fn offer(&mut self, dir: Direction) -> Result<String, String> {
+        self.offer_simulcast(dir, &[])
+    }
+
+    /// An offer with one audio and one video m-line, the video sent as the simulcast
+    /// layers `rids` (RFC 8853) when there are any.
+    pub fn offer_simulcast(&mut self, dir: Direction, rids: &[String]) -> Result<String, String> {
+        let sim = (!rids.is_empty()).then(|| {
+            let mut sim = Simulcast::new();
+            for r in rids {
+                sim.add_send_layer(SimulcastLayer::new(r));
+            }
+            sim
+        });
         let mut api = self.rtc.sdp_api();
         let a = api.add_media(MediaKind::Audio, dir, None, None, None);
-        let v = api.add_media(MediaKind::Video, dir, None, None, None);
+        let v = api.add_media(MediaKind::Video, dir, None, None, sim);
         let (offer, pending) = api.apply().ok_or("no offer")?;
         self.mids = vec![a, v];
         self.pending = Some(pending);
@@ -250,9 +263,33 @@ fn pt_of(rtc: &Rtc, mid: Mid, codec: Codec) -> Option<Pt> {
         .map(|p| p.pt())
 }
 
-/// The publisher: replays the feed, looping, from the moment it is connected.
+/// The publisher: replays the feed, looping, from the moment it is connected; with the
+/// feed's simulcast layers, the feed's audio and the layers' video (`q`, `h`, `f`).
 pub struct Publisher {
     pub session: Session,
+    /// The simulcast rids it offers (none: one video stream).
+    rids: Vec<String>,
+}
+
+/// One stream set a publisher replays: a feed, its place in it, its sequence numbers.
+struct Replay<'f> {
+    feed: &'f Feed,
+    rid: Option<Rid>,
+    /// What of its feed it sends [audio, video].
+    sends: [bool; 2],
+    next: usize,
+    lap: u32,
+    seq: [u64; 2],
+    /// Whether its packets count as the publisher's (the top layer's and the audio: what
+    /// one viewer of the top layer gets).
+    counted: bool,
+}
+
+impl Replay<'_> {
+    /// When its next packet is due.
+    fn due(&self, start: Instant) -> Instant {
+        start + self.feed.period * self.lap + self.feed.packets[self.next].at
+    }
 }
 
 /// A running publisher.
@@ -286,7 +323,23 @@ impl Publisher {
     pub fn new() -> Result<Publisher, String> {
         Ok(Publisher {
             session: Session::new()?,
+            rids: vec![],
         })
+    }
+
+    /// A publisher of `feed`: simulcast when it has layers.
+    pub fn of(feed: &Feed) -> Result<Publisher, String> {
+        let mut p = Publisher::new()?;
+        if !feed.layers.is_empty() {
+            p.rids = feed.layers.iter().map(|l| l.0.clone()).collect();
+        }
+        Ok(p)
+    }
+
+    /// Its offer (send-only).
+    pub fn offer(&mut self) -> Result<String, String> {
+        self.session
+            .offer_simulcast(Direction::SendOnly, &self.rids)
     }
 
     /// Runs it in a thread of its own.
@@ -318,8 +371,27 @@ impl Publisher {
         let s = &mut self.session;
         let mut buf = vec![0u8; 2048];
         let mut tracks: Option<[(Mid, Pt); 2]> = None;
-        let mut seq = [1u64; 2];
-        let (mut start, mut next, mut lap) = (Instant::now(), 0usize, 0u32);
+        // The feed (its video only without layers), then each layer's video; the last
+        // layer (the top one) counts with the audio.
+        let layers = feed.layers.len();
+        let mut replays: Vec<Replay> = [(feed, None, [true, layers == 0])]
+            .into_iter()
+            .chain(
+                (feed.layers.iter())
+                    .map(|(rid, f)| (f, Some(Rid::from(rid.as_str())), [false, true])),
+            )
+            .enumerate()
+            .map(|(i, (feed, rid, sends))| Replay {
+                feed,
+                rid,
+                sends,
+                next: 0,
+                lap: 0,
+                seq: [1; 2],
+                counted: i == 0 || i == layers,
+            })
+            .collect();
+        let mut start = Instant::now();
         let mut sent = 0u64;
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -346,41 +418,11 @@ impl Publisher {
                 std::thread::sleep(Duration::from_millis(2));
                 continue;
             };
-            // Every packet that is due, with sequence numbers and timestamps continued over
-            // the loops of the feed.
-            loop {
-                let p = &feed.packets[next];
-                let at = start + feed.period * lap + p.at;
-                if at > now {
-                    break;
-                }
-                let k = usize::from(p.video);
-                let (clock, (mid, pt)) = if p.video {
-                    (90_000u64, tr[1])
-                } else {
-                    (48_000, tr[0])
-                };
-                let ts = (u64::from(p.ts) + u64::from(lap) * feed.period.as_secs() * clock) as u32;
-                if let Some(tx) = s.rtc.direct_api().stream_tx_by_mid(mid, None) {
-                    let w = RtpWrite::new(pt, SeqNo::from(seq[k]), ts, now, p.payload.clone())
-                        .marker(p.marker)
-                        .nackable(p.video);
-                    tx.write_rtp(w);
-                    seq[k] += 1;
-                    sent += 1;
-                    count[k].fetch_add(1, Ordering::Relaxed);
-                    if p.video && p.marker {
-                        log.put(payload_key(&p.payload), sys::wall_ns());
-                    }
-                }
-                next += 1;
-                if next == feed.packets.len() {
-                    next = 0;
-                    lap += 1;
-                }
+            for r in &mut replays {
+                sent += replay_due(s, r, tr, start, now, log, count);
             }
             s.drain(|_, _| {});
-            let due = start + feed.period * lap + feed.packets[next].at;
+            let due = replays.iter().map(|r| r.due(start)).min().unwrap_or(now);
             let wake = due.min(s.deadline).min(now + Duration::from_millis(5));
             if let Some(d) = wake.checked_duration_since(Instant::now()) {
                 std::thread::sleep(d);
@@ -388,6 +430,56 @@ impl Publisher {
         }
         sent
     }
+}
+
+/// Writes every packet of `r` that is due, with sequence numbers and timestamps continued
+/// over the loops of its feed; returns how many of the counted ones it wrote.
+fn replay_due(
+    s: &mut Session,
+    r: &mut Replay,
+    tr: [(Mid, Pt); 2],
+    start: Instant,
+    now: Instant,
+    log: &SendLog,
+    count: &[AtomicU64; 2],
+) -> u64 {
+    let mut sent = 0;
+    while r.due(start) <= now {
+        let p = &r.feed.packets[r.next];
+        let k = usize::from(p.video);
+        let (clock, (mid, pt)) = if p.video {
+            (90_000u64, tr[1])
+        } else {
+            (48_000, tr[0])
+        };
+        let ts = (u64::from(p.ts) + u64::from(r.lap) * r.feed.period.as_secs() * clock) as u32;
+        let mut api = s.rtc.direct_api();
+        let tx = if r.sends[k] {
+            api.stream_tx_by_mid(mid, r.rid)
+        } else {
+            None
+        };
+        if let Some(tx) = tx {
+            let w = RtpWrite::new(pt, SeqNo::from(r.seq[k]), ts, now, p.payload.clone())
+                .marker(p.marker)
+                .nackable(p.video);
+            tx.write_rtp(w);
+            r.seq[k] += 1;
+            if r.counted {
+                sent += 1;
+                count[k].fetch_add(1, Ordering::Relaxed);
+            }
+            if p.video && p.marker {
+                log.put(payload_key(&p.payload), sys::wall_ns());
+            }
+        }
+        r.next += 1;
+        if r.next == r.feed.packets.len() {
+            r.next = 0;
+            r.lap += 1;
+        }
+    }
+    sent
 }
 
 /// What a viewer has received, per kind [audio, video].

@@ -86,6 +86,7 @@ pub fn figures(o: &Outcome) -> Value {
         "dropped_on_purpose": o.dropped_on_purpose,
         "thin": thin,
         "server_view": o.server_view,
+        "limited_server_view": o.limited_server_view,
     });
     if let (Some(v), Some(x)) = (v.as_object_mut(), viewers.as_object()) {
         v.extend(x.clone());

@@ -541,7 +541,10 @@ fn bwe_table(ratios: &[Value]) -> String {
 /// each group's loss, frame rate and latency. Empty without such rows.
 fn link_table(rows: &[Value]) -> String {
     let mut t = String::new();
-    for r in rows.iter().filter(|r| r["figures"]["limited_viewers"].is_number()) {
+    for r in rows
+        .iter()
+        .filter(|r| r["figures"]["limited_viewers"].is_number())
+    {
         if t.is_empty() {
             t.push_str(
                 "\nViewers behind a virtual link (`--limit`) and the others, per row: \

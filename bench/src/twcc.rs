@@ -89,7 +89,11 @@ impl TwccRecv {
     /// `now_us` (those after it, a virtual link's, wait); returns how many packets it
     /// reports as received (0: nothing written).
     pub fn write(&mut self, now_us: u64, out: &mut Vec<u8>, sender: u32) -> usize {
-        let ready = self.arrivals.iter().take_while(|a| a.at_us <= now_us).count();
+        let ready = self
+            .arrivals
+            .iter()
+            .take_while(|a| a.at_us <= now_us)
+            .count();
         if ready == 0 {
             return 0;
         }
@@ -126,7 +130,8 @@ impl TwccRecv {
             };
             self.symbols
                 .extend(std::iter::repeat_n(0, (a.seq - expected) as usize));
-            self.symbols.push(if (0..=255).contains(&delta) { 1 } else { 2 });
+            self.symbols
+                .push(if (0..=255).contains(&delta) { 1 } else { 2 });
             self.deltas.push(delta);
             prev_ticks = ticks;
             expected = a.seq + 1;
@@ -143,7 +148,9 @@ impl TwccRecv {
         out.extend_from_slice(&self.media_ssrc.to_be_bytes());
         out.extend_from_slice(&(base as u16).to_be_bytes());
         out.extend_from_slice(&(self.symbols.len() as u16).to_be_bytes());
-        out.extend_from_slice(&((reference as u32 & 0xff_ffff) << 8 | u32::from(self.feedback_count)).to_be_bytes());
+        out.extend_from_slice(
+            &((reference as u32 & 0xff_ffff) << 8 | u32::from(self.feedback_count)).to_be_bytes(),
+        );
         self.feedback_count = self.feedback_count.wrapping_add(1);
         write_chunks(out, &self.symbols);
         for d in &self.deltas {

@@ -359,6 +359,12 @@ fn bwe_rows_are_compared_with_fluo_and_groups_shown() {
     assert_eq!(fj.len(), 1, "fluo-bwe is not a Fluo / Janus ratio");
     let md = markdown(&rows, &fj);
     assert!(md.contains("| 100 | thin | 1.20 |"), "{md}");
-    assert!(md.contains("| 100 | fluo-bwe | limited | 33 | 40.00 |"), "{md}");
-    assert!(md.contains("| 100 | fluo-bwe | unlimited | 67 | 0.00 |"), "{md}");
+    assert!(
+        md.contains("| 100 | fluo-bwe | limited | 33 | 40.00 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 100 | fluo-bwe | unlimited | 67 | 0.00 |"),
+        "{md}"
+    );
 }

@@ -441,10 +441,16 @@ fn transport_wide_feedback_when_negotiated() {
             .map(|(s, _, at)| (*s, at))
             .collect();
         let seqs: Vec<(u64, bool)> = statuses.iter().map(|s| (s.0, s.1.is_some())).collect();
-        assert_eq!(seqs, vec![(500, true), (501, true), (502, false), (503, true)]);
+        assert_eq!(
+            seqs,
+            vec![(500, true), (501, true), (502, false), (503, true)]
+        );
         let gap = statuses[3].1.expect("received") - statuses[1].1.expect("received");
         assert_eq!(gap, Duration::from_millis(2));
         assert_eq!((t.stats.twcc_feedback, t.stats.twcc_reported), (1, 3));
-        assert!(poll(&mut t, t0 + 3 * TWCC_INTERVAL).is_empty(), "nothing new");
+        assert!(
+            poll(&mut t, t0 + 3 * TWCC_INTERVAL).is_empty(),
+            "nothing new"
+        );
     }
 }
