@@ -350,19 +350,7 @@ fn real_main() -> Result<bool, String> {
     // The servers' folders (logs, Janus's configuration): removed on every way out.
     let tmp = fluo_testkit::tmp::dir("bench");
     let t = Instant::now();
-    let cache = PathBuf::from("target/bench-feed.bin");
-    let mut feed = feed::Feed::load_or_encode(&cache)?;
-    if args.simulcast {
-        feed.add_layers(&cache)?;
-        for (rid, f) in &feed.layers {
-            println!(
-                "simulcast layer {rid}: {:.1} video packets/s, {:.0} kbit/s of payload",
-                f.rates().0,
-                f.bitrate() / 1e3
-            );
-        }
-    }
-    let feed = Arc::new(feed);
+    let feed = Arc::new(load_feed(args.simulcast)?);
     let (vpps, apps) = feed.rates();
     println!(
         "feed: {} packets per {} s loop, {:.1} video + {:.1} audio packets/s, {:.0} kbit/s of payload (ready in {:.1} s)",
@@ -506,6 +494,23 @@ fn real_main() -> Result<bool, String> {
     }
     drop(ns);
     Ok(ok)
+}
+
+/// The feed (target/bench-feed.bin), with its simulcast layers when asked for.
+fn load_feed(simulcast: bool) -> Result<feed::Feed, String> {
+    let cache = PathBuf::from("target/bench-feed.bin");
+    let mut feed = feed::Feed::load_or_encode(&cache)?;
+    if simulcast {
+        feed.add_layers(&cache)?;
+        for (rid, f) in &feed.layers {
+            println!(
+                "simulcast layer {rid}: {:.1} video packets/s, {:.0} kbit/s of payload",
+                f.rates().0,
+                f.bitrate() / 1e3
+            );
+        }
+    }
+    Ok(feed)
 }
 
 fn write_plots(medians: &[(String, usize, Value)], dir: &std::path::Path) -> Result<(), String> {
@@ -692,28 +697,8 @@ fn smoke_check(kind: Kind, mode: Mode, n: usize, plan: &drive::Plan, fig: &Value
         {
             bad.push(format!("thin viewers: {t}"));
         }
-        // Transport-wide feedback exactly when the answers kept TWCC.
-        if some("twcc_feedback") != kind.viewers_accept_twcc() {
-            bad.push(format!(
-                "thin viewers sent {} TWCC feedback messages with TWCC {}",
-                t["twcc_feedback"],
-                if kind.viewers_accept_twcc() {
-                    "on"
-                } else {
-                    "off"
-                }
-            ));
-        }
     }
-    if kind == Kind::FluoBwe {
-        // Fluo estimated the first viewer's bandwidth from its feedback.
-        let bwe = &fig["server_view"]["bandwidth_estimate_bps"];
-        if !bwe.as_f64().is_some_and(|b| b > 0.0) {
-            bad.push(format!(
-                "no bandwidth estimate in Fluo's getStats of a viewer ({bwe})"
-            ));
-        }
-    }
+    twcc_check(kind, mode, fig, &mut bad);
     if kind.is_fluo() {
         // What Fluo itself learnt from the viewer's RTCP: a round trip (receiver reports
         // with LSR / DLSR), NACKs, and the thin viewer's PLI.
@@ -745,6 +730,31 @@ fn smoke_check(kind: Kind, mode: Mode, n: usize, plan: &drive::Plan, fig: &Value
     } else {
         println!("smoke {name}: FAILED: {}", bad.join(", "));
         false
+    }
+}
+
+/// Thin viewers send transport-wide feedback exactly when the answers kept TWCC, and Fluo
+/// with its estimate on estimated the first viewer's bandwidth from it.
+fn twcc_check(kind: Kind, mode: Mode, fig: &Value, bad: &mut Vec<String>) {
+    let sent = fig["thin"]["twcc_feedback"].as_u64().is_some_and(|x| x > 0);
+    if mode == Mode::Thin && sent != kind.viewers_accept_twcc() {
+        bad.push(format!(
+            "thin viewers sent {} TWCC feedback messages with TWCC {}",
+            fig["thin"]["twcc_feedback"],
+            if kind.viewers_accept_twcc() {
+                "on"
+            } else {
+                "off"
+            }
+        ));
+    }
+    if kind == Kind::FluoBwe {
+        let bwe = &fig["server_view"]["bandwidth_estimate_bps"];
+        if !bwe.as_f64().is_some_and(|b| b > 0.0) {
+            bad.push(format!(
+                "no bandwidth estimate in Fluo's getStats of a viewer ({bwe})"
+            ));
+        }
     }
 }
 
