@@ -13,8 +13,9 @@ pub const SATURATION_LOSS_PCT: f64 = 20.0;
 /// The rule, as the results file and the table state it.
 pub const SATURATION_RULE: &str = "a repetition is saturated when the viewers lost more than \
 20 % of the packets, fewer than half of them received media, the median viewer got under 90 % \
-of the feed's 30 fps, the median latency passed 1 s, or it failed; every planned repetition of \
-that N is still run, and the server is not run at larger N";
+of the feed's 30 fps, the median latency passed 1 s, or it failed (with viewers behind virtual links, \
+`--limit`, the loss, frame rate and latency of the others); every planned repetition of that N is \
+still run, and the server is not run at larger N";
 
 /// The feed's frame rate (bench/src/feed.rs).
 const FEED_FPS: f64 = 30.0;
@@ -46,17 +47,27 @@ fn server_of(label: &str) -> &str {
     label.strip_suffix(FULL_SUFFIX).unwrap_or(label)
 }
 
-/// Whether one repetition's figures meet the saturation rule.
+/// Whether one repetition's figures meet the saturation rule. With viewers behind virtual
+/// links (`--limit`), loss, frame rate and latency are the other viewers': what the links
+/// do is not the server's saturation.
 pub fn rep_saturated(fig: &Value, n: usize) -> bool {
     if fig.get("server_cpu_us_per_packet").is_none() {
         return true; // failed
     }
-    let loss = fig["loss_pct"].as_f64().unwrap_or(100.0);
+    let limited = fig.get("unlimited_loss_pct").is_some();
+    let key = |k: &str| {
+        if limited {
+            format!("unlimited_{k}")
+        } else {
+            k.to_string()
+        }
+    };
+    let loss = fig[key("loss_pct")].as_f64().unwrap_or(100.0);
     let joined = fig["joined"].as_u64().unwrap_or(0) as usize;
-    let slow = fig["fps_p50"]
+    let slow = fig[key("fps_p50")]
         .as_f64()
         .is_some_and(|f| f < SATURATION_FPS_SHARE * FEED_FPS);
-    let late = fig["latency_ms_p50"]
+    let late = fig[key("latency_ms_p50")]
         .as_f64()
         .is_some_and(|l| l > SATURATION_LATENCY_MS);
     loss > SATURATION_LOSS_PCT || joined * 2 < n || slow || late

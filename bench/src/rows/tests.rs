@@ -368,3 +368,17 @@ fn bwe_rows_are_compared_with_fluo_and_groups_shown() {
         "{md}"
     );
 }
+
+/// Behind virtual links a third of the viewers lose most of the video: that is the links,
+/// not the server; the saturation rule reads the other viewers' figures then.
+#[test]
+fn limited_viewers_loss_is_not_saturation() {
+    let mut f = fig(10.0, 25.0, 60, 0);
+    f["fps_p50"] = json!(30.0);
+    assert!(rep_saturated(&f, 60), "25 % lost by all viewers");
+    f["unlimited_loss_pct"] = json!(0.0);
+    f["unlimited_fps_p50"] = json!(30.0);
+    assert!(!rep_saturated(&f, 60));
+    f["unlimited_loss_pct"] = json!(21.0);
+    assert!(rep_saturated(&f, 60), "the others lost too");
+}
