@@ -180,6 +180,10 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
+    if a.limit.is_some() && a.modes.contains(&Mode::Full) {
+        // A full viewer's str0m writes its own TWCC feedback, with the real arrival times.
+        return Err("--limit needs thin viewers (--viewer thin)".into());
+    }
     if a.smoke && !servers_given {
         // The smoke run checks the estimate's TWCC feedback too (a row after `fluo`).
         a.servers.insert(1, Kind::FluoBwe);

@@ -204,7 +204,9 @@ fn str0m_reads_the_thin_viewers_twcc_feedback() {
     let (snap, _, server) = watch_with(Mode::Thin, 10, 3, true);
     let t = snap.thin.expect("thin statistics");
     assert!(t.twcc_feedback >= 20, "{t:?}");
-    let loss = server.twcc_loss.expect("str0m computed a loss from the feedback");
+    let loss = server
+        .twcc_loss
+        .expect("str0m computed a loss from the feedback");
     eprintln!("str0m's egress loss from the feedback: {loss}");
     assert!((0.03..0.10).contains(&loss), "{loss} {t:?}");
     let (snap, _, server) = watch_with(Mode::Thin, 10, 2, false);
