@@ -12,9 +12,12 @@ use std::time::Duration;
 /// Between two feedback messages: Chromium's interval at these rates (it sends 5 % of the
 /// bitrate in feedback, within 50-250 ms: 50 ms from about 110 kbit/s up).
 pub const TWCC_INTERVAL: Duration = Duration::from_millis(50);
-/// Statuses in one message at most (its deltas and chunks then fit in 1 000 bytes).
-const MAX_STATUS: usize = 400;
-/// A gap this long is not reported (the numbering restarts after it).
+/// Statuses in one message at most, and packets reported received (their chunks, at most
+/// 2 bytes per 7 statuses, and their deltas, at most 2 bytes each, then fit in 1 000 bytes).
+const MAX_STATUS: usize = 1500;
+const MAX_RECEIVED: usize = 250;
+/// A gap longer than this is not reported (the numbering restarts after it); shorter than
+/// [`MAX_STATUS`], so that a message always has room for the first packet after a gap.
 const MAX_GAP: u64 = 1000;
 /// Units of the reference time (64 ms) and of the deltas (250 µs), in µs.
 const REF_US: u64 = 64_000;
@@ -115,7 +118,8 @@ impl TwccRecv {
                 used += 1;
                 continue;
             }
-            if self.symbols.len() as u64 + (a.seq - expected) + 1 > MAX_STATUS as u64 {
+            let statuses = self.symbols.len() as u64 + (a.seq - expected) + 1;
+            if statuses > MAX_STATUS as u64 || self.deltas.len() == MAX_RECEIVED {
                 break;
             }
             let ticks = (a.at_us / TICK_US) as i64;
@@ -312,10 +316,32 @@ mod tests {
                 break;
             }
             let (_, _, st) = parse(&out);
-            assert!(st.len() <= MAX_STATUS && out.len() <= 1100, "{}", out.len());
+            assert!(st.len() <= MAX_STATUS && out.len() <= 1000, "{}", out.len());
             total += n;
             messages += 1;
         }
-        assert_eq!((total, messages), (1000, 3));
+        assert_eq!((total, messages), (1000, 4));
+    }
+
+    /// A gap of up to MAX_GAP packets (a link that dropped everything for a while) is
+    /// reported as lost, in a message with the packets around it; a longer one is skipped.
+    #[test]
+    fn long_gaps_are_reported_lost_or_skipped() {
+        // (gap, statuses of the second message, lost among them)
+        for (gap, statuses, lost) in [(500u16, 502, 500), (MAX_GAP as u16 + 10, 2, 0)] {
+            let mut r = TwccRecv::new(3);
+            r.record(10, 1_000, 1);
+            let mut out = vec![];
+            assert_eq!(r.write(2_000, &mut out, 9), 1);
+            r.record(11 + gap, 500_000, 1);
+            r.record(12 + gap, 501_000, 1);
+            out.clear();
+            assert_eq!(r.write(600_000, &mut out, 9), 2, "gap {gap}");
+            let (_, _, st) = parse(&out);
+            assert_eq!(st.len(), statuses, "gap {gap}");
+            let missing = st.iter().filter(|s| s.1.is_none()).count();
+            assert_eq!(missing, lost, "gap {gap}");
+            assert!(!r.pending());
+        }
     }
 }
