@@ -371,7 +371,7 @@ impl Publisher {
         let s = &mut self.session;
         let mut buf = vec![0u8; 2048];
         let mut tracks: Option<[(Mid, Pt); 2]> = None;
-        // The feed (its video only without layers), then each layer's video; the last
+        // The feed (its audio, and its video when it has no layers), then each layer's video; the last
         // layer (the top one) counts with the audio.
         let layers = feed.layers.len();
         let mut replays: Vec<Replay> = [(feed, None, [true, layers == 0])]
