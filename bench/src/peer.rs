@@ -371,8 +371,8 @@ impl Publisher {
         let s = &mut self.session;
         let mut buf = vec![0u8; 2048];
         let mut tracks: Option<[(Mid, Pt); 2]> = None;
-        // The feed (its audio, and its video when it has no layers), then each layer's video; the last
-        // layer (the top one) counts with the audio.
+        // The feed (its audio, and its video when it has no layers), then each layer's
+        // video; the last layer (the top one) counts with the audio.
         let layers = feed.layers.len();
         let mut replays: Vec<Replay> = [(feed, None, [true, layers == 0])]
             .into_iter()
