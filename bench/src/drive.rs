@@ -142,6 +142,8 @@ enum Signal {
         /// The endpoints of viewers behind a virtual link, with the connection (in
         /// `clients`) that made each.
         limited: Vec<(String, usize)>,
+        /// The first viewer not behind a link, and its connection.
+        free: Option<(String, usize)>,
     },
     Janus {
         janus: Arc<Janus>,
@@ -204,6 +206,7 @@ impl Signal {
             viewers: vec![],
             clients: vec![],
             limited: vec![],
+            free: None,
         })
     }
 
@@ -323,6 +326,7 @@ impl Signal {
                 viewers,
                 clients,
                 limited,
+                free,
                 ..
             } => {
                 let (pipeline, publisher) = (pipeline.clone(), publisher.clone());
@@ -349,8 +353,11 @@ impl Signal {
                 for (c, rs) in results {
                     clients.push(c);
                     for (ep, lim) in rs.into_iter().filter_map(|r| first_error(errors, r)) {
+                        let here = (ep.clone(), clients.len() - 1);
                         if lim {
-                            limited.push((ep.clone(), clients.len() - 1));
+                            limited.push(here);
+                        } else if free.is_none() {
+                            *free = Some(here);
                         }
                         viewers.push(ep);
                     }
@@ -369,16 +376,17 @@ impl Signal {
             viewers,
             clients,
             limited: behind,
+            free,
             ..
         } = self
         else {
             return None;
         };
         // The endpoint, on the connection that created it.
-        let (ep, at) = if limited {
-            behind.first()?.clone()
-        } else {
-            (viewers.first()?.clone(), 0)
+        let (ep, at) = match (limited, free) {
+            (true, _) => behind.first()?.clone(),
+            (false, Some(f)) => f.clone(),
+            (false, None) => (viewers.first()?.clone(), 0),
         };
         let client = clients.get_mut(at)?;
         let stats = rt
