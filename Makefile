@@ -179,7 +179,10 @@ cluster-test:
 # Fluo against Janus side by side (bench/, docs/perf.md): one WebRTC publisher, N viewers, the
 # server pinned to CPU 0 and the load tool to CPU 1 in a private network namespace (root).
 # Results in bench/results/<date>-<commit>.json and .md, plots in docs/img/. BENCH_ARGS adds flags,
-# e.g. BENCH_ARGS="--viewers 100 --reps 1".
+# e.g. BENCH_ARGS="--viewers 100 --reps 1". Issue 20's rows (not in the default servers):
+# BENCH_ARGS="--servers fluo,fluo-bwe --viewers 100,200" (CPU per packet, the estimate on / off) and
+# BENCH_ARGS="--servers fluo-bwe --viewers 500 --limit 0.33:300 --simulcast --warmup 15" (a third
+# of the viewers behind 300 kbit/s links, a q/h/f simulcast publisher: loss and fps per group).
 BENCH_ARGS ?=
 bench: deps-bench
 	$(CARGO) build --release -p fluo-server -p fluo-bench
@@ -190,7 +193,9 @@ bench: deps-bench
 # must repair it; debug builds: fails when a viewer gets no media, loses packets after repair, a
 # figure is missing, a row lacks its repetition, TWCC is not what the row's name says, a join
 # opened a signalling connection, a thin viewer fails to decrypt or to exchange reports, or
-# Fluo's getStats shows no round trip, NACK or PLI from the viewers. Without Janus (or root for
+# Fluo's getStats shows no round trip, NACK or PLI from the viewers; and fluo-bwe (--bwe on):
+# fails when thin viewers send TWCC feedback without TWCC negotiated or none with it, or when Fluo's
+# getStats of a fluo-bwe viewer has no bandwidth estimate. Without Janus (or root for
 # its network namespace) it runs Fluo alone and says so; under CI=true that is a failure.
 bench-smoke:
 	$(CARGO) build -p fluo-server -p fluo-bench

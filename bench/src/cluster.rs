@@ -218,7 +218,7 @@ fn publish(
     log: &Arc<SendLog>,
 ) -> Result<(String, PublisherHandle), String> {
     let mut p = Publisher::new()?;
-    let offer = p.session.offer(Direction::SendOnly)?;
+    let offer = p.offer()?;
     let (ep, answer) = rt.block_on(async {
         let ep = c
             .create("WebRtcEndpoint", json!({ "mediaPipeline": pipeline }))
@@ -346,7 +346,8 @@ fn watch(
 }
 
 fn snapshot(g: &Group) -> (Vec<ViewerSnap>, Vec<f32>) {
-    collect(std::slice::from_ref(g))
+    let (snaps, lat) = collect(std::slice::from_ref(g));
+    (snaps, lat.concat())
 }
 
 /// One group's last snapshot in the window, with every latency sample of the window.
@@ -416,6 +417,7 @@ fn join_node(
         twcc: true,
         cohort: 0,
         drop_every: 0,
+        limit: None,
     };
     let mut made = vec![];
     for id in first_id..first_id + n {
@@ -440,7 +442,7 @@ fn join_node(
                 let (mut errs, mut answers) = (vec![], vec![]);
                 for _ in (w..n).step_by(conc) {
                     match join_fluo(&mut c, pipeline, publisher, spares, adder).await {
-                        Ok((_, answer)) => answers.push(answer),
+                        Ok((_, answer, _)) => answers.push(answer),
                         Err(e) => errs.push(e),
                     }
                 }
@@ -726,6 +728,7 @@ pub fn recv_main(args: &[String]) -> Result<bool, String> {
         twcc: true,
         cohort: 1,
         drop_every: 0,
+        limit: None,
     };
     let mut v = Viewer::new(Instant::now(), 0, spec)?;
     let offer = v.session.offer(Direction::RecvOnly)?;
@@ -818,6 +821,7 @@ mod tests {
             twcc: Some(true),
             counts,
             thin: None,
+            limited: false,
         }
     }
 

@@ -5,9 +5,10 @@
 
 use crate::feed::Feed;
 use crate::janus::Janus;
+use crate::link::Limit;
 use crate::peer::{
-    sdp_has_twcc, Group, GroupAdder, Mode, Publisher, PublisherHandle, SendLog, Viewer, ViewerSnap,
-    ViewerSpec,
+    sdp_has_twcc, Group, GroupAdder, Latencies, Mode, Publisher, PublisherHandle, SendLog, Viewer,
+    ViewerSnap, ViewerSpec,
 };
 use crate::server::{Kind, ProcSample, Server};
 use crate::thin::ThinStats;
@@ -33,6 +34,20 @@ pub struct Plan {
     /// Each viewer drops one video packet in this many on arrival (0: none), so that the
     /// loss measured after NACK repair shows the repair working.
     pub drop_every: u32,
+    /// A share of the viewers behind virtual links (`--limit`).
+    pub limit: Option<Limit>,
+}
+
+/// The figures of one group of viewers: those behind a virtual link, or the others.
+#[derive(Debug, Clone, Default)]
+pub struct LinkGroup {
+    pub viewers: usize,
+    pub expected: u64,
+    pub lost: u64,
+    pub fps: Vec<f64>,
+    pub latency_ms: Vec<f64>,
+    /// Datagrams their links dropped in the window.
+    pub link_dropped: u64,
 }
 
 /// Everything a run measured.
@@ -90,7 +105,11 @@ pub struct Outcome {
     pub dropped_on_purpose: u64,
     /// What the server reports of one viewer (Fluo: getStats of its WebRtcEndpoint).
     pub server_view: Option<Value>,
+    /// The same of the first viewer behind a virtual link (`--limit`).
+    pub limited_server_view: Option<Value>,
     pub storm: Option<Storm>,
+    /// With `--limit`: [not limited, limited].
+    pub by_link: Option<[LinkGroup; 2]>,
 }
 
 /// The join storm: `joiners` viewers joining at once while the run's viewers watch.
@@ -120,6 +139,11 @@ enum Signal {
         viewers: Vec<String>,
         /// The viewers' signalling connections, open until everyone leaves.
         clients: Vec<Client>,
+        /// The endpoints of viewers behind a virtual link, with the connection (in
+        /// `clients`) that made each.
+        limited: Vec<(String, usize)>,
+        /// The first viewer not behind a link, and its connection.
+        free: Option<(String, usize)>,
     },
     Janus {
         janus: Arc<Janus>,
@@ -145,7 +169,7 @@ fn first_error<T>(errors: &mut Vec<String>, r: Result<T, String>) -> Option<T> {
 
 impl Signal {
     fn publish(kind: Kind, port: u16, p: &mut Publisher) -> Result<Signal, String> {
-        let offer = p.session.offer(Direction::SendOnly)?;
+        let offer = p.offer()?;
         if kind.is_janus() {
             let janus = Janus::connect(port)?;
             let h = janus.attach()?;
@@ -181,6 +205,8 @@ impl Signal {
             publisher,
             viewers: vec![],
             clients: vec![],
+            limited: vec![],
+            free: None,
         })
     }
 
@@ -299,6 +325,8 @@ impl Signal {
                 publisher,
                 viewers,
                 clients,
+                limited,
+                free,
                 ..
             } => {
                 let (pipeline, publisher) = (pipeline.clone(), publisher.clone());
@@ -315,7 +343,7 @@ impl Signal {
                             for i in (w..n).step_by(conc) {
                                 let a = &adders[i % adders.len()];
                                 let r = join_fluo(&mut c, &pipeline, &publisher, spares, a);
-                                out.push(r.await.map(|(ep, _)| ep));
+                                out.push(r.await.map(|(ep, _, lim)| (ep, lim)));
                             }
                             (c, out)
                         }
@@ -324,8 +352,14 @@ impl Signal {
                 });
                 for (c, rs) in results {
                     clients.push(c);
-                    for r in rs {
-                        viewers.extend(first_error(errors, r));
+                    for (ep, lim) in rs.into_iter().filter_map(|r| first_error(errors, r)) {
+                        let here = (ep.clone(), clients.len() - 1);
+                        if lim {
+                            limited.push(here);
+                        } else if free.is_none() {
+                            *free = Some(here);
+                        }
+                        viewers.push(ep);
                     }
                 }
                 0
@@ -334,20 +368,27 @@ impl Signal {
     }
 
     /// What the server itself reports of the first viewer: Fluo's getStats of its
-    /// WebRtcEndpoint (video sent), the figures that come from the viewer's RTCP.
-    fn server_view(&mut self) -> Option<Value> {
+    /// WebRtcEndpoint (video sent), the figures that come from the viewer's RTCP; with
+    /// `limited`, of the first viewer behind a virtual link.
+    fn server_view(&mut self, limited: bool) -> Option<Value> {
         let Signal::Fluo {
             rt,
             viewers,
             clients,
+            limited: behind,
+            free,
             ..
         } = self
         else {
             return None;
         };
-        // The first viewer's endpoint, on the connection that created it.
-        let ep = viewers.first()?.clone();
-        let client = clients.first_mut()?;
+        // The endpoint, on the connection that created it.
+        let (ep, at) = match (limited, free) {
+            (true, _) => behind.first()?.clone(),
+            (false, Some(f)) => f.clone(),
+            (false, None) => (viewers.first()?.clone(), 0),
+        };
+        let client = clients.get_mut(at)?;
         let stats = rt
             .block_on(client.invoke(&ep, "getStats", json!({"mediaType": "VIDEO"})))
             .ok()?;
@@ -361,6 +402,9 @@ impl Signal {
             "plis": out["pliCount"],
             "packets_lost_reported": out["packetsLost"],
             "packets_sent": out["packetsSent"],
+            // `--bwe on`: the estimate from the viewer's TWCC feedback.
+            "bandwidth_estimate_bps": out["fluoBandwidthEstimate"],
+            "layer": out["fluoLayer"],
         }))
     }
 
@@ -475,7 +519,7 @@ pub(crate) async fn join_fluo(
     publisher: &str,
     spares: &Spares,
     adder: &GroupAdder,
-) -> Result<(String, String), String> {
+) -> Result<(String, String, bool), String> {
     let (mut v, offer) = take_spare(spares)?;
     let offer = offer.ok_or("no offer")?;
     let ep = c
@@ -494,8 +538,9 @@ pub(crate) async fn join_fluo(
     v.accept_answer(answer)?;
     v.sdp_work = t.elapsed();
     v.twcc = Some(sdp_has_twcc(answer));
+    let limited = v.limited();
     adder.add(v);
-    Ok((ep, answer.to_string()))
+    Ok((ep, answer.to_string(), limited))
 }
 
 fn join_janus(
@@ -516,13 +561,15 @@ fn join_janus(
     Ok(h)
 }
 
-pub(crate) fn collect(groups: &[Group]) -> (Vec<ViewerSnap>, Vec<f32>) {
+pub(crate) fn collect(groups: &[Group]) -> (Vec<ViewerSnap>, Latencies) {
     let mut snaps = vec![];
-    let mut lat = vec![];
+    let mut lat: Latencies = Default::default();
     for g in groups {
         let (s, l) = g.snapshot();
         snaps.extend(s);
-        lat.extend(l);
+        for (all, more) in lat.iter_mut().zip(l) {
+            all.extend(more);
+        }
     }
     (snaps, lat)
 }
@@ -550,7 +597,7 @@ pub(crate) fn wait_for_media(groups: &[Group], cohort: u8) -> Vec<f32> {
     let mut lat = vec![];
     loop {
         let (snaps, l) = collect(groups);
-        lat.extend(l);
+        lat.extend(l.concat());
         let mine = snaps.iter().filter(|s| s.cohort == cohort);
         let (all, with_media) = mine.fold((0, 0), |(a, m), s| {
             (a + 1, m + usize::from(s.first_rtp.is_some()))
@@ -571,9 +618,18 @@ pub(crate) fn delivered(
     a: &[ViewerSnap],
     b: &[ViewerSnap],
 ) -> ([u64; 2], [u64; 2], Vec<(u64, usize)>) {
+    delivered_of(a, b, |_| true)
+}
+
+/// [`delivered`] over the viewers `keep` picks.
+fn delivered_of(
+    a: &[ViewerSnap],
+    b: &[ViewerSnap],
+    keep: impl Fn(&ViewerSnap) -> bool,
+) -> ([u64; 2], [u64; 2], Vec<(u64, usize)>) {
     let before: HashMap<usize, &ViewerSnap> = a.iter().map(|s| (s.id, s)).collect();
     let (mut got, mut expected, mut frames) = ([0; 2], [0; 2], vec![]);
-    for y in b.iter().filter(|s| s.cohort == 0) {
+    for y in b.iter().filter(|s| s.cohort == 0 && keep(s)) {
         let Some(x) = before.get(&y.id).filter(|x| x.first_rtp.is_some()) else {
             continue;
         };
@@ -607,6 +663,8 @@ pub(crate) fn thin_delta(a: &[ViewerSnap], b: &[ViewerSnap]) -> Option<ThinStats
         sum.nacked += t.nacked - x.nacked;
         sum.plis += t.plis - x.plis;
         sum.sender_reports += t.sender_reports - x.sender_reports;
+        sum.twcc_feedback += t.twcc_feedback - x.twcc_feedback;
+        sum.twcc_reported += t.twcc_reported - x.twcc_reported;
     }
     any.then_some(sum)
 }
@@ -624,7 +682,7 @@ fn run_on(
         ..Default::default()
     };
     let log = Arc::new(SendLog::default());
-    let mut publisher = Publisher::new()?;
+    let mut publisher = Publisher::of(feed)?;
     let signal = Signal::publish(server.kind, server.port, &mut publisher)?;
     let publisher: PublisherHandle = publisher.start(feed.clone(), log.clone());
     let t0 = Instant::now();
@@ -654,6 +712,7 @@ fn run_on(
         twcc: true,
         cohort: 0,
         drop_every: plan.drop_every,
+        limit: plan.limit,
     };
     let prepared = signal.prepare(n, plan.join_concurrency, spec, 0, &mut out.errors);
     out.signalling_connections = prepared.open_before;
@@ -689,7 +748,7 @@ fn run_on(
     out.rss_kib = sb.rss_kib;
     out.threads = sb.threads;
     out.published = pb - pa;
-    out.latency_ms = lat.iter().map(|x| f64::from(*x)).collect();
+    out.latency_ms = lat.iter().flatten().map(|x| f64::from(*x)).collect();
     let ms = |a: Instant, b: Option<Instant>| {
         b.map(|b| b.saturating_duration_since(a).as_secs_f64() * 1e3)
     };
@@ -720,6 +779,9 @@ fn run_on(
         .map(|(f, _)| *f as f64 / out.window_secs.max(1e-3))
         .collect();
     out.thin = thin_delta(&a, &b);
+    if plan.limit.is_some() {
+        out.by_link = Some([false, true].map(|l| link_group(&a, &b, &lat, l, out.window_secs)));
+    }
     let before: HashMap<usize, &ViewerSnap> = a.iter().map(|s| (s.id, s)).collect();
     let (mut ticks, mut with) = (0, 0);
     for y in &b {
@@ -733,7 +795,10 @@ fn run_on(
     if let Some(t) = out.thin {
         out.dropped_on_purpose += t.dropped;
     }
-    out.server_view = signal.server_view();
+    out.server_view = signal.server_view(false);
+    if plan.limit.is_some() {
+        out.limited_server_view = signal.server_view(true);
+    }
 
     if plan.storm > 0 {
         out.storm = Some(storm(
@@ -777,6 +842,7 @@ fn storm(
         twcc: true,
         cohort: 1,
         drop_every: plan.drop_every,
+        limit: plan.limit,
     };
     let prepared = signal.prepare(plan.storm, plan.join_concurrency, spec, n, errors);
     // The latencies so far are not the storm's.
@@ -786,7 +852,7 @@ fn storm(
     let mut lat = wait_for_media(groups, 1);
     let secs = t.elapsed().as_secs_f64();
     let (b, l) = collect(groups);
-    lat.extend(l);
+    lat.extend(l.concat());
     let (got, expected, _) = delivered(&a, &b);
     let mut s = Storm {
         joiners: plan.storm,
@@ -805,4 +871,37 @@ fn storm(
         }
     }
     s
+}
+
+/// The figures of the viewers behind a virtual link (`limited`) or of the others, between
+/// the snapshots `a` and `b`.
+fn link_group(
+    a: &[ViewerSnap],
+    b: &[ViewerSnap],
+    lat: &Latencies,
+    limited: bool,
+    secs: f64,
+) -> LinkGroup {
+    let (got, expected, frames) = delivered_of(a, b, |s| s.limited == limited);
+    let before: HashMap<usize, &ViewerSnap> = a.iter().map(|s| (s.id, s)).collect();
+    let link_dropped = b
+        .iter()
+        .filter(|s| s.cohort == 0 && s.limited == limited)
+        .filter_map(|y| Some(y.counts.link_dropped - before.get(&y.id)?.counts.link_dropped))
+        .sum();
+    let expected_all = expected[0] + expected[1];
+    LinkGroup {
+        viewers: frames.len(),
+        expected: expected_all,
+        lost: expected_all.saturating_sub(got[0] + got[1]),
+        fps: frames
+            .iter()
+            .map(|(f, _)| *f as f64 / secs.max(1e-3))
+            .collect(),
+        latency_ms: lat[usize::from(limited)]
+            .iter()
+            .map(|x| f64::from(*x))
+            .collect(),
+        link_dropped,
+    }
 }

@@ -1,6 +1,9 @@
 //! The publisher's media, encoded once with GStreamer and replayed to every server: VP8
-//! 640x360@30 at about 1 Mbit/s with a keyframe every 60 frames, and Opus 64 kbit/s in 20 ms
-//! frames, as RTP payloads with their send offsets. The same bytes go to every server.
+//! 640x360@30 at about 1 Mbit/s, and Opus 64 kbit/s in 20 ms frames, as RTP payloads with
+//! their send offsets. The same bytes go to every server. Its only keyframe is the loop's
+//! first frame (`keyframe-mode=disabled`: `keyframe-max-dist` is not applied; read from the
+//! cached feed's VP8 headers). `--simulcast` adds three video layers encoded alike but with
+//! a keyframe every 60 frames ([`LAYERS`]).
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -25,7 +28,19 @@ pub struct Feed {
     pub packets: Vec<FeedPacket>,
     /// Length of one loop.
     pub period: Duration,
+    /// `--simulcast`: the video layers (rid, video only), sent instead of this feed's video
+    /// (its audio stays). Empty: one video stream.
+    pub layers: Vec<(String, Feed)>,
 }
+
+/// The simulcast layers (`--simulcast`): rid, size and bitrate, encoded as the main feed but
+/// with a keyframe every 60 frames (a switch between layers waits for one: the replaying
+/// publisher cannot answer a PLI), cached beside it. `f` is the main feed's size and rate.
+pub const LAYERS: [(&str, u32, u32, u32); 3] = [
+    ("q", 160, 90, 100_000),
+    ("h", 320, 180, 300_000),
+    ("f", 640, 360, 1_000_000),
+];
 
 const SECONDS: u32 = 10;
 const MAGIC: &[u8; 8] = b"FLUOFD02";
@@ -52,24 +67,62 @@ impl Feed {
         Ok(f)
     }
 
+    /// Loads the lower layers' feeds (cached beside `cache`, encoded the first time) into
+    /// `self.layers`.
+    pub fn add_layers(&mut self, cache: &Path) -> Result<(), String> {
+        for (rid, w, h, bps) in LAYERS {
+            let path = cache.with_file_name(format!("bench-feed-{rid}.bin"));
+            let layer = match std::fs::read(&path).ok().and_then(|b| Feed::decode(&b)) {
+                Some(f) => f,
+                None => {
+                    let f = Feed::encode_sized(w, h, bps, false, "auto")?;
+                    std::fs::write(&path, f.to_bytes())
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    f
+                }
+            };
+            self.layers.push((rid.to_string(), layer));
+        }
+        Ok(())
+    }
+
     fn encode() -> Result<Feed, String> {
+        Feed::encode_sized(640, 360, 1_000_000, true, "disabled")
+    }
+
+    /// VP8 of `width` x `height` at `bps` (vp8enc's `keyframe-mode`: `disabled` gives the
+    /// loop's first frame only, `auto` one every 60 frames), with the Opus track when `audio`.
+    fn encode_sized(
+        width: u32,
+        height: u32,
+        bps: u32,
+        audio: bool,
+        keyframes: &str,
+    ) -> Result<Feed, String> {
         gst::init().map_err(|e| e.to_string())?;
         let frames = SECONDS * 30;
         let video = run_pipeline(&format!(
             "videotestsrc pattern=zone-plate kx2=12 ky2=8 kt=2 num-buffers={frames} \
-             ! video/x-raw,width=640,height=360,framerate=30/1 \
-             ! vp8enc target-bitrate=1000000 end-usage=cbr keyframe-max-dist=60 keyframe-mode=disabled \
+             ! video/x-raw,width={width},height={height},framerate=30/1 \
+             ! vp8enc target-bitrate={bps} end-usage=cbr keyframe-max-dist=60 keyframe-mode={keyframes} \
                deadline=1 cpu-used=4 threads=2 \
              ! rtpvp8pay mtu=1200 pt=96 picture-id-mode=15-bit ! appsink name=out sync=false"
         ))?;
-        let audio = run_pipeline(&format!(
-            "audiotestsrc wave=ticks num-buffers={} samplesperbuffer=960 \
-             ! audio/x-raw,rate=48000,channels=2 ! opusenc bitrate=64000 frame-size=20 \
-             ! rtpopuspay pt=111 ! appsink name=out sync=false",
-            SECONDS * 50
-        ))?;
+        let audio = if audio {
+            run_pipeline(&format!(
+                "audiotestsrc wave=ticks num-buffers={} samplesperbuffer=960 \
+                 ! audio/x-raw,rate=48000,channels=2 ! opusenc bitrate=64000 frame-size=20 \
+                 ! rtpopuspay pt=111 ! appsink name=out sync=false",
+                SECONDS * 50
+            ))?
+        } else {
+            vec![]
+        };
         let mut packets = vec![];
         for (list, video, clock) in [(video, true, 90_000u64), (audio, false, 48_000)] {
+            if list.is_empty() && !video {
+                continue;
+            }
             let Some(first) = list.first().map(|p| p.1) else {
                 return Err("the encoder produced nothing".into());
             };
@@ -88,6 +141,7 @@ impl Feed {
         Ok(Feed {
             packets,
             period: Duration::from_secs(u64::from(SECONDS)),
+            layers: vec![],
         })
     }
 
@@ -124,6 +178,7 @@ impl Feed {
         (!packets.is_empty()).then_some(Feed {
             packets,
             period: Duration::from_secs(u64::from(SECONDS)),
+            layers: vec![],
         })
     }
 
@@ -210,6 +265,7 @@ mod tests {
                 },
             ],
             period: Duration::from_secs(u64::from(SECONDS)),
+            layers: vec![],
         };
         let b = f.to_bytes();
         let g = Feed::decode(&b).expect("decodes");

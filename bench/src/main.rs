@@ -12,6 +12,7 @@ mod drive;
 mod feed;
 mod janus;
 mod keys;
+mod link;
 mod peer;
 mod report;
 mod rows;
@@ -19,6 +20,7 @@ mod rtcp;
 mod server;
 mod sys;
 mod thin;
+mod twcc;
 
 use peer::Mode;
 use serde_json::{json, Value};
@@ -48,12 +50,16 @@ struct Args {
     modes: Vec<Mode>,
     storm: usize,
     drop_every: u32,
+    /// A share of the viewers behind virtual links (`--limit FRACTION:KBPS[:QUEUE_MS]`).
+    limit: Option<link::Limit>,
+    /// The publisher sends simulcast (q, h, f).
+    simulcast: bool,
 }
 
 const USAGE: &str = "usage: fluo-bench [--smoke] \
-[--servers fluo,janus-tuned-no-twcc,janus-tuned,janus-packaged-no-twcc,janus-packaged] \
+[--servers fluo,janus-tuned-no-twcc,janus-tuned,janus-packaged-no-twcc,janus-packaged (also: fluo-bwe, fluo-base)] \
 [--viewers 1,10,50,100,200,500,1000] [--reps 3] [--warmup SECS] [--window SECS] \
-[--viewer thin|full|thin,full] [--storm JOINERS] [--drop-every K] \
+[--viewer thin|full|thin,full] [--storm JOINERS] [--drop-every K] [--limit FRACTION:KBPS[:QUEUE_MS]] [--simulcast] \
 [--out FILE.json] [--plots DIR] [--fluo-bin PATH] [--fluo-base-bin PATH] [--groups N] [--no-netns] \
 [--replot FILE.json --plots DIR]\n\
        fluo-bench cluster ... | fluo-bench recv ... (a cluster's broadcast, one viewer: bench/src/cluster.rs)";
@@ -76,7 +82,10 @@ fn parse_args() -> Result<Args, String> {
         modes: vec![Mode::Thin],
         storm: 100,
         drop_every: 0,
+        limit: None,
+        simulcast: false,
     };
+    let mut servers_given = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
@@ -123,7 +132,10 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|k| *k == 0 || *k >= 2)
                     .ok_or("bad --drop-every (0, or 2 and more)")?
             }
+            "--simulcast" => a.simulcast = true,
+            "--limit" => a.limit = Some(link::Limit::parse(&val()?)?),
             "--servers" => {
+                servers_given = true;
                 a.servers = val()?
                     .split(',')
                     .map(|s| Kind::parse(s).ok_or(format!("unknown server {s}")))
@@ -167,6 +179,14 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
+    }
+    if a.limit.is_some() && a.modes.contains(&Mode::Full) {
+        // A full viewer's str0m writes its own TWCC feedback, with the real arrival times.
+        return Err("--limit needs thin viewers (--viewer thin)".into());
+    }
+    if a.smoke && !servers_given {
+        // The smoke run checks the estimate's TWCC feedback too (a row after `fluo`).
+        a.servers.insert(1, Kind::FluoBwe);
     }
     Ok(a)
 }
@@ -268,7 +288,12 @@ fn real_main() -> Result<bool, String> {
         write_plots(&rows::plotted(&rows), &dir)?;
         return Ok(true);
     }
-    if !args.fluo_bin.exists() && args.servers.contains(&Kind::Fluo) {
+    if !args.fluo_bin.exists()
+        && args
+            .servers
+            .iter()
+            .any(|k| *k != Kind::FluoBase && k.is_fluo())
+    {
         return Err(format!("no Fluo binary at {}", args.fluo_bin.display()));
     }
     if let Some(base) = &args.fluo_base_bin {
@@ -324,13 +349,12 @@ fn real_main() -> Result<bool, String> {
         server_cpu,
         storm: args.storm,
         drop_every: args.drop_every,
+        limit: args.limit,
     };
     // The servers' folders (logs, Janus's configuration): removed on every way out.
     let tmp = fluo_testkit::tmp::dir("bench");
     let t = Instant::now();
-    let feed = Arc::new(feed::Feed::load_or_encode(&PathBuf::from(
-        "target/bench-feed.bin",
-    ))?);
+    let feed = Arc::new(load_feed(args.simulcast)?);
     let (vpps, apps) = feed.rates();
     println!(
         "feed: {} packets per {} s loop, {:.1} video + {:.1} audio packets/s, {:.0} kbit/s of payload (ready in {:.1} s)",
@@ -437,6 +461,8 @@ fn real_main() -> Result<bool, String> {
                  "viewer_modes": args.modes.iter().map(|m| m.name()).collect::<Vec<_>>(),
                  "storm_joiners": plan.storm,
                  "drop_every": plan.drop_every,
+                 "simulcast": feed.layers.iter().map(|(rid, f)| json!({"rid": rid, "payload_bps": f.bitrate()})).collect::<Vec<_>>(),
+                 "limit": plan.limit.map(|l| json!({"fraction": l.fraction, "kbps": l.kbps, "queue_ms": l.queue_ms})),
                  "latency_clock": "publisher's send call (wall clock) to the kernel's receive timestamp of the viewer's socket (SO_TIMESTAMPNS)",
                  "viewer_threads": plan.groups, "server_cpu": server_cpu,
                  "saturation_rule": rows::SATURATION_RULE,
@@ -445,6 +471,7 @@ fn real_main() -> Result<bool, String> {
         "runs": runs.iter().zip(&rep_of).map(|((s, n, f), rep)| json!({"server": s, "viewers": n, "rep": rep, "figures": f})).collect::<Vec<_>>(),
         "rows": rows,
         "ratios": ratios,
+        "bwe_ratios": rows::bwe_ratios(&rows),
         "saturated": saturation.to_json(),
     });
     let out = args.out.clone().unwrap_or_else(|| {
@@ -471,6 +498,23 @@ fn real_main() -> Result<bool, String> {
     }
     drop(ns);
     Ok(ok)
+}
+
+/// The feed (target/bench-feed.bin), with its simulcast layers when asked for.
+fn load_feed(simulcast: bool) -> Result<feed::Feed, String> {
+    let cache = PathBuf::from("target/bench-feed.bin");
+    let mut feed = feed::Feed::load_or_encode(&cache)?;
+    if simulcast {
+        feed.add_layers(&cache)?;
+        for (rid, f) in &feed.layers {
+            println!(
+                "simulcast layer {rid}: {:.1} video packets/s, {:.0} kbit/s of payload",
+                f.rates().0,
+                f.bitrate() / 1e3
+            );
+        }
+    }
+    Ok(feed)
 }
 
 fn write_plots(medians: &[(String, usize, Value)], dir: &std::path::Path) -> Result<(), String> {
@@ -551,6 +595,26 @@ fn print_run(head: &str, fig: &Value, started: Instant) {
             "    viewers' RTCP: {}; dropped on purpose {}; the server reports of one viewer: {}",
             fig["thin"], fig["dropped_on_purpose"], fig["server_view"]
         );
+    }
+    if fig["limited_server_view"].is_object() {
+        println!(
+            "    the server reports of one viewer behind a link: {}",
+            fig["limited_server_view"]
+        );
+    }
+    for g in ["unlimited", "limited"] {
+        let k = |key: &str| format!("{g}_{key}");
+        if fig.get(k("viewers")).is_some() {
+            println!(
+                "    {g} viewers ({}): loss {}%, fps {}, latency p50 {} / p99 {} ms, datagrams their links dropped {}",
+                show(fig, &k("viewers"), 0),
+                show(fig, &k("loss_pct"), 2),
+                show(fig, &k("fps_p50"), 1),
+                show(fig, &k("latency_ms_p50"), 2),
+                show(fig, &k("latency_ms_p99"), 2),
+                show(fig, &k("link_dropped"), 0),
+            );
+        }
     }
     if let Some(errs) = fig["errors"].as_array().filter(|e| !e.is_empty()) {
         println!(
@@ -638,6 +702,7 @@ fn smoke_check(kind: Kind, mode: Mode, n: usize, plan: &drive::Plan, fig: &Value
             bad.push(format!("thin viewers: {t}"));
         }
     }
+    twcc_check(kind, mode, fig, &mut bad);
     if kind.is_fluo() {
         // What Fluo itself learnt from the viewer's RTCP: a round trip (receiver reports
         // with LSR / DLSR), NACKs, and the thin viewer's PLI.
@@ -669,6 +734,31 @@ fn smoke_check(kind: Kind, mode: Mode, n: usize, plan: &drive::Plan, fig: &Value
     } else {
         println!("smoke {name}: FAILED: {}", bad.join(", "));
         false
+    }
+}
+
+/// Thin viewers send transport-wide feedback exactly when the answers kept TWCC, and Fluo
+/// with its estimate on estimated the first viewer's bandwidth from it.
+fn twcc_check(kind: Kind, mode: Mode, fig: &Value, bad: &mut Vec<String>) {
+    let sent = fig["thin"]["twcc_feedback"].as_u64().is_some_and(|x| x > 0);
+    if mode == Mode::Thin && sent != kind.viewers_accept_twcc() {
+        bad.push(format!(
+            "thin viewers sent {} TWCC feedback messages with TWCC {}",
+            fig["thin"]["twcc_feedback"],
+            if kind.viewers_accept_twcc() {
+                "on"
+            } else {
+                "off"
+            }
+        ));
+    }
+    if kind == Kind::FluoBwe {
+        let bwe = &fig["server_view"]["bandwidth_estimate_bps"];
+        if !bwe.as_f64().is_some_and(|b| b > 0.0) {
+            bad.push(format!(
+                "no bandwidth estimate in Fluo's getStats of a viewer ({bwe})"
+            ));
+        }
     }
 }
 
@@ -713,6 +803,7 @@ mod tests {
             server_cpu: None,
             storm: 10,
             drop_every: 50,
+            limit: None,
         }
     }
 
@@ -723,7 +814,8 @@ mod tests {
                "signalling_connections": 11, "connections_opened_in_joins": 0,
                "dropped_on_purpose": 30,
                "thin": {"decrypt_failures": 0, "receiver_reports": 40, "sender_reports": 40,
-                        "nacked": 30, "repaired": 30},
+                        "nacked": 30, "repaired": 30,
+                        "twcc_feedback": if twcc > 0 { 600 } else { 0 }},
                "server_view": {"round_trip_ms": 0.3, "nacks": 3, "plis": 1},
                "storm_joined": 10, "storm_latency_samples": 300,
                "storm_connections_opened_in_joins": 0})
@@ -748,6 +840,22 @@ mod tests {
         f.as_object_mut()
             .map(|o| o.remove("signalling_connections"));
         assert!(!check(Kind::JanusTuned, &f));
+        // fluo-bwe: TWCC kept, the viewers' feedback sent, and Fluo's estimate from it.
+        let mut bwe = good(10);
+        bwe["server_view"]["bandwidth_estimate_bps"] = json!(1_000_000);
+        assert!(check(Kind::FluoBwe, &bwe));
+        assert!(
+            !check(Kind::Fluo, &bwe),
+            "Fluo without the estimate declines TWCC"
+        );
+        assert!(!check(Kind::FluoBwe, &good(10)), "no estimate");
+        assert!(!check(Kind::FluoBwe, &good(0)));
+        let mut silent = bwe.clone();
+        silent["thin"]["twcc_feedback"] = json!(0);
+        assert!(!check(Kind::FluoBwe, &silent), "no feedback sent");
+        let mut chatty = good(0);
+        chatty["thin"]["twcc_feedback"] = json!(5);
+        assert!(!check(Kind::Fluo, &chatty), "feedback without TWCC");
         let rows = rows::build(
             &[("fluo".into(), 10, good(0))],
             &["fluo".into(), "janus-tuned".into()],

@@ -7,6 +7,7 @@
 
 use crate::feed::Feed;
 use crate::keys::{self, KeySlot};
+use crate::link::{Limit, Link};
 use crate::sys::{self, Epoll, RecvBatch};
 use crate::thin::{is_rtcp, is_rtp_or_rtcp, Delivered, PtMap, Thin, ThinStats};
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::media::{Direction, MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, ExtensionMap, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
@@ -59,8 +60,16 @@ const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide
 /// Whether an SDP maps the TWCC header extension: for an answer, whether TWCC was
 /// negotiated.
 pub fn sdp_has_twcc(sdp: &str) -> bool {
-    sdp.lines()
-        .any(|l| l.starts_with("a=extmap:") && l.trim_end().ends_with(TWCC_URI))
+    sdp_twcc_id(sdp).is_some()
+}
+
+/// The id an SDP maps the TWCC header extension to (`a=extmap:ID[/direction] URI`).
+pub fn sdp_twcc_id(sdp: &str) -> Option<u8> {
+    sdp.lines().find_map(|l| {
+        let (id, uri) = l.trim_end().strip_prefix("a=extmap:")?.split_once(' ')?;
+        let id = id.split('/').next()?.parse().ok()?;
+        (uri.trim() == TWCC_URI).then_some(id)
+    })
 }
 
 /// str0m's standard header extensions without TWCC.
@@ -121,9 +130,22 @@ impl Session {
 
     /// An offer with one audio and one video m-line.
     pub fn offer(&mut self, dir: Direction) -> Result<String, String> {
+        self.offer_simulcast(dir, &[])
+    }
+
+    /// An offer with one audio and one video m-line, the video sent as the simulcast
+    /// layers `rids` (RFC 8853) when there are any.
+    pub fn offer_simulcast(&mut self, dir: Direction, rids: &[String]) -> Result<String, String> {
+        let sim = (!rids.is_empty()).then(|| {
+            let mut sim = Simulcast::new();
+            for r in rids {
+                sim.add_send_layer(SimulcastLayer::new(r));
+            }
+            sim
+        });
         let mut api = self.rtc.sdp_api();
         let a = api.add_media(MediaKind::Audio, dir, None, None, None);
-        let v = api.add_media(MediaKind::Video, dir, None, None, None);
+        let v = api.add_media(MediaKind::Video, dir, None, None, sim);
         let (offer, pending) = api.apply().ok_or("no offer")?;
         self.mids = vec![a, v];
         self.pending = Some(pending);
@@ -241,9 +263,33 @@ fn pt_of(rtc: &Rtc, mid: Mid, codec: Codec) -> Option<Pt> {
         .map(|p| p.pt())
 }
 
-/// The publisher: replays the feed, looping, from the moment it is connected.
+/// The publisher: replays the feed, looping, from the moment it is connected; with the
+/// feed's simulcast layers, the feed's audio and the layers' video (`q`, `h`, `f`).
 pub struct Publisher {
     pub session: Session,
+    /// The simulcast rids it offers (none: one video stream).
+    rids: Vec<String>,
+}
+
+/// One stream set a publisher replays: a feed, its place in it, its sequence numbers.
+struct Replay<'f> {
+    feed: &'f Feed,
+    rid: Option<Rid>,
+    /// What of its feed it sends [audio, video].
+    sends: [bool; 2],
+    next: usize,
+    lap: u32,
+    seq: [u64; 2],
+    /// Whether its packets count as the publisher's (the top layer's and the audio: what
+    /// one viewer of the top layer gets).
+    counted: bool,
+}
+
+impl Replay<'_> {
+    /// When its next packet is due.
+    fn due(&self, start: Instant) -> Instant {
+        start + self.feed.period * self.lap + self.feed.packets[self.next].at
+    }
 }
 
 /// A running publisher.
@@ -277,7 +323,23 @@ impl Publisher {
     pub fn new() -> Result<Publisher, String> {
         Ok(Publisher {
             session: Session::new()?,
+            rids: vec![],
         })
+    }
+
+    /// A publisher of `feed`: simulcast when it has layers.
+    pub fn of(feed: &Feed) -> Result<Publisher, String> {
+        let mut p = Publisher::new()?;
+        if !feed.layers.is_empty() {
+            p.rids = feed.layers.iter().map(|l| l.0.clone()).collect();
+        }
+        Ok(p)
+    }
+
+    /// Its offer (send-only).
+    pub fn offer(&mut self) -> Result<String, String> {
+        self.session
+            .offer_simulcast(Direction::SendOnly, &self.rids)
     }
 
     /// Runs it in a thread of its own.
@@ -309,8 +371,27 @@ impl Publisher {
         let s = &mut self.session;
         let mut buf = vec![0u8; 2048];
         let mut tracks: Option<[(Mid, Pt); 2]> = None;
-        let mut seq = [1u64; 2];
-        let (mut start, mut next, mut lap) = (Instant::now(), 0usize, 0u32);
+        // The feed (its audio, and its video when it has no layers), then each layer's
+        // video; the last layer (the top one) counts with the audio.
+        let layers = feed.layers.len();
+        let mut replays: Vec<Replay> = [(feed, None, [true, layers == 0])]
+            .into_iter()
+            .chain(
+                (feed.layers.iter())
+                    .map(|(rid, f)| (f, Some(Rid::from(rid.as_str())), [false, true])),
+            )
+            .enumerate()
+            .map(|(i, (feed, rid, sends))| Replay {
+                feed,
+                rid,
+                sends,
+                next: 0,
+                lap: 0,
+                seq: [1; 2],
+                counted: i == 0 || i == layers,
+            })
+            .collect();
+        let mut start = Instant::now();
         let mut sent = 0u64;
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -337,41 +418,11 @@ impl Publisher {
                 std::thread::sleep(Duration::from_millis(2));
                 continue;
             };
-            // Every packet that is due, with sequence numbers and timestamps continued over
-            // the loops of the feed.
-            loop {
-                let p = &feed.packets[next];
-                let at = start + feed.period * lap + p.at;
-                if at > now {
-                    break;
-                }
-                let k = usize::from(p.video);
-                let (clock, (mid, pt)) = if p.video {
-                    (90_000u64, tr[1])
-                } else {
-                    (48_000, tr[0])
-                };
-                let ts = (u64::from(p.ts) + u64::from(lap) * feed.period.as_secs() * clock) as u32;
-                if let Some(tx) = s.rtc.direct_api().stream_tx_by_mid(mid, None) {
-                    let w = RtpWrite::new(pt, SeqNo::from(seq[k]), ts, now, p.payload.clone())
-                        .marker(p.marker)
-                        .nackable(p.video);
-                    tx.write_rtp(w);
-                    seq[k] += 1;
-                    sent += 1;
-                    count[k].fetch_add(1, Ordering::Relaxed);
-                    if p.video && p.marker {
-                        log.put(payload_key(&p.payload), sys::wall_ns());
-                    }
-                }
-                next += 1;
-                if next == feed.packets.len() {
-                    next = 0;
-                    lap += 1;
-                }
+            for r in &mut replays {
+                sent += replay_due(s, r, tr, start, now, log, count);
             }
             s.drain(|_, _| {});
-            let due = start + feed.period * lap + feed.packets[next].at;
+            let due = replays.iter().map(|r| r.due(start)).min().unwrap_or(now);
             let wake = due.min(s.deadline).min(now + Duration::from_millis(5));
             if let Some(d) = wake.checked_duration_since(Instant::now()) {
                 std::thread::sleep(d);
@@ -379,6 +430,56 @@ impl Publisher {
         }
         sent
     }
+}
+
+/// Writes every packet of `r` that is due, with sequence numbers and timestamps continued
+/// over the loops of its feed; returns how many of the counted ones it wrote.
+fn replay_due(
+    s: &mut Session,
+    r: &mut Replay,
+    tr: [(Mid, Pt); 2],
+    start: Instant,
+    now: Instant,
+    log: &SendLog,
+    count: &[AtomicU64; 2],
+) -> u64 {
+    let mut sent = 0;
+    while r.due(start) <= now {
+        let p = &r.feed.packets[r.next];
+        let k = usize::from(p.video);
+        let (clock, (mid, pt)) = if p.video {
+            (90_000u64, tr[1])
+        } else {
+            (48_000, tr[0])
+        };
+        let ts = (u64::from(p.ts) + u64::from(r.lap) * r.feed.period.as_secs() * clock) as u32;
+        let mut api = s.rtc.direct_api();
+        let tx = if r.sends[k] {
+            api.stream_tx_by_mid(mid, r.rid)
+        } else {
+            None
+        };
+        if let Some(tx) = tx {
+            let w = RtpWrite::new(pt, SeqNo::from(r.seq[k]), ts, now, p.payload.clone())
+                .marker(p.marker)
+                .nackable(p.video);
+            tx.write_rtp(w);
+            r.seq[k] += 1;
+            if r.counted {
+                sent += 1;
+                count[k].fetch_add(1, Ordering::Relaxed);
+            }
+            if p.video && p.marker {
+                log.put(payload_key(&p.payload), sys::wall_ns());
+            }
+        }
+        r.next += 1;
+        if r.next == r.feed.packets.len() {
+            r.next = 0;
+            r.lap += 1;
+        }
+    }
+    sent
 }
 
 /// What a viewer has received, per kind [audio, video].
@@ -395,6 +496,8 @@ pub struct Counts {
     pub ticks: u64,
     /// Video packets dropped on purpose (`--drop-every`), before str0m or the thin path.
     pub dropped: u64,
+    /// Datagrams its virtual link dropped (`--limit`).
+    pub link_dropped: u64,
 }
 
 /// The viewer's implementation.
@@ -430,7 +533,12 @@ pub struct ViewerSpec {
     /// Drop one video packet in this many on arrival, so that NACK repair is exercised (0:
     /// none).
     pub drop_every: u32,
+    /// The viewers behind a virtual link (`--limit`), picked by id.
+    pub limit: Option<Limit>,
 }
+
+/// Latency samples (ms) of the viewers of cohort 0: [not limited, behind a virtual link].
+pub type Latencies = [Vec<f32>; 2];
 
 /// One viewer.
 pub struct Viewer {
@@ -451,6 +559,8 @@ pub struct Viewer {
     kinds: Vec<(u32, usize)>,
     thin: Option<Box<Thin>>,
     video_seen: u64,
+    /// Its virtual link, when the limit applies to it.
+    link: Option<Link>,
 }
 
 /// Counts a received packet; a video frame's last packet gives a latency sample (not a
@@ -482,6 +592,7 @@ impl Viewer {
         let (session, slot) = Session::build(spec.twcc, spec.mode == Mode::Thin)?;
         sys::enable_timestamps(&session.sock).map_err(|e| format!("SO_TIMESTAMPNS: {e}"))?;
         let thin = slot.map(|s| Box::new(Thin::new(s, spec.drop_every)));
+        let link = spec.limit.filter(|l| l.applies(id)).map(|l| Link::new(&l));
         Ok(Viewer {
             session,
             id,
@@ -495,26 +606,34 @@ impl Viewer {
             kinds: vec![],
             thin,
             video_seen: 0,
+            link,
         })
+    }
+
+    /// Whether it is behind a virtual link.
+    pub fn limited(&self) -> bool {
+        self.link.is_some()
     }
 
     /// Applies the server's answer to our offer.
     pub fn accept_answer(&mut self, sdp: &str) -> Result<(), String> {
         self.session.accept_answer(sdp)?;
-        self.negotiated();
+        self.negotiated(sdp_twcc_id(sdp));
         Ok(())
     }
 
     /// Our answer to the server's offer.
     pub fn answer(&mut self, offer: &str) -> Result<String, String> {
         let a = self.session.answer(offer)?;
-        self.negotiated();
+        self.negotiated(sdp_twcc_id(&a));
         Ok(a)
     }
 
-    fn negotiated(&mut self) {
+    /// The payload types, and TWCC's extension id when the answer kept it.
+    fn negotiated(&mut self, twcc: Option<u8>) {
         if let Some(t) = &mut self.thin {
             t.set_payload_types(self.session.pts.clone());
+            t.set_twcc(twcc);
         }
     }
 
@@ -549,6 +668,16 @@ impl Viewer {
         lat: &mut Vec<f32>,
     ) {
         self.counts.datagrams += 1;
+        let mut arrival_ns = arrival_ns;
+        if let (Some(l), true) = (self.link.as_mut(), is_rtp_or_rtcp(data)) {
+            match l.pass(arrival_ns, data.len()) {
+                Some(at) => arrival_ns = at,
+                None => {
+                    self.counts.link_dropped += 1;
+                    return;
+                }
+            }
+        }
         let record = (self.spec.cohort == 0).then_some(lat);
         if let Some(t) = self.thin.as_deref_mut() {
             t.remote = Some(src);
@@ -663,13 +792,15 @@ pub struct ViewerSnap {
     pub counts: Counts,
     /// The thin path's own counters (thin viewers).
     pub thin: Option<ThinStats>,
+    /// Behind a virtual link (`--limit`).
+    pub limited: bool,
 }
 
 enum Cmd {
     Add(Box<Viewer>),
     /// Reply with every viewer's figures and the latencies (ms) of the viewers of cohort 0
     /// seen since the last snapshot.
-    Snapshot(Sender<(Vec<ViewerSnap>, Vec<f32>)>),
+    Snapshot(Sender<(Vec<ViewerSnap>, Latencies)>),
     /// Drop every viewer.
     Clear(Sender<()>),
 }
@@ -702,7 +833,7 @@ impl Group {
         GroupAdder(self.tx.clone())
     }
 
-    pub fn snapshot(&self) -> (Vec<ViewerSnap>, Vec<f32>) {
+    pub fn snapshot(&self) -> (Vec<ViewerSnap>, Latencies) {
         let (tx, rx) = mpsc::channel();
         let _ = self.tx.send(Cmd::Snapshot(tx));
         rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default()
@@ -746,6 +877,7 @@ fn snap(v: &Viewer) -> ViewerSnap {
         twcc: v.twcc,
         counts: v.counts,
         thin: v.thin.as_deref().map(|t| t.stats),
+        limited: v.limited(),
     }
 }
 
@@ -758,7 +890,7 @@ fn group_loop(rx: &Receiver<Cmd>, log: &SendLog, stop: &AtomicBool) {
     let Ok(mut epoll) = Epoll::new() else { return };
     let mut viewers: Vec<Viewer> = vec![];
     let mut batch = RecvBatch::new(32);
-    let mut lat: Vec<f32> = vec![];
+    let mut lat: Latencies = Default::default();
     let mut ready = vec![];
     // The earliest timer of any viewer: the viewers' timers are scanned only then (and a
     // viewer's after its datagrams), not at every wake-up.
@@ -799,11 +931,12 @@ fn group_loop(rx: &Receiver<Cmd>, log: &SendLog, stop: &AtomicBool) {
             let Some(v) = viewers.get_mut(i as usize) else {
                 continue;
             };
+            let lat = &mut lat[usize::from(v.limited())];
             while let Some(n) = batch.recv(&v.session.sock) {
                 let now = Instant::now();
                 for k in 0..n {
                     let (src, data, arrival) = batch.get_mut(k);
-                    v.on_datagram(now, src, data, arrival, log, &mut lat);
+                    v.on_datagram(now, src, data, arrival, log, lat);
                 }
                 if n < batch.capacity() {
                     break;
@@ -816,7 +949,7 @@ fn group_loop(rx: &Receiver<Cmd>, log: &SendLog, stop: &AtomicBool) {
             let mut next = now + Duration::from_millis(5);
             for v in &mut viewers {
                 if now >= v.deadline() {
-                    v.on_timer(now, log, &mut lat);
+                    v.on_timer(now, log, &mut lat[usize::from(v.limited())]);
                 }
                 next = next.min(v.deadline());
             }

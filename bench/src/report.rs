@@ -73,6 +73,7 @@ pub fn figures(o: &Outcome) -> Value {
             "rtcp_sent": t.rtcp_sent, "rtcp_received": t.rtcp_received,
             "receiver_reports": t.receiver_reports, "nacked": t.nacked, "plis": t.plis,
             "sender_reports": t.sender_reports,
+            "twcc_feedback": t.twcc_feedback, "twcc_reported": t.twcc_reported,
         })
     });
     let viewers = json!({
@@ -85,9 +86,13 @@ pub fn figures(o: &Outcome) -> Value {
         "dropped_on_purpose": o.dropped_on_purpose,
         "thin": thin,
         "server_view": o.server_view,
+        "limited_server_view": o.limited_server_view,
     });
     if let (Some(v), Some(x)) = (v.as_object_mut(), viewers.as_object()) {
         v.extend(x.clone());
+    }
+    if let (Some(groups), Some(v)) = (&o.by_link, v.as_object_mut()) {
+        link_figures(v, groups);
     }
     if let Some(s) = &o.storm {
         let join = sorted(&s.join_ms);
@@ -110,6 +115,30 @@ pub fn figures(o: &Outcome) -> Value {
         }
     }
     v
+}
+
+/// The figures of the viewers behind virtual links and of the others, flat (so that the
+/// rows take their medians): `limited_loss_pct`, `unlimited_fps_p50`, ...
+fn link_figures(v: &mut serde_json::Map<String, Value>, groups: &[crate::drive::LinkGroup; 2]) {
+    for (name, x) in ["unlimited", "limited"].iter().zip(groups) {
+        let fps = sorted(&x.fps);
+        let lat = sorted(&x.latency_ms);
+        let loss = if x.expected > 0 {
+            100.0 * x.lost as f64 / x.expected as f64
+        } else {
+            0.0
+        };
+        for (key, value) in [
+            ("viewers", json!(x.viewers)),
+            ("loss_pct", json!(loss)),
+            ("fps_p50", json!(pct(&fps, 0.5))),
+            ("latency_ms_p50", json!(pct(&lat, 0.5))),
+            ("latency_ms_p99", json!(pct(&lat, 0.99))),
+            ("link_dropped", json!(x.link_dropped)),
+        ] {
+            v.insert(format!("{name}_{key}"), value);
+        }
+    }
 }
 
 /// The tool's own CPU (% of its core) above which a run is flagged.

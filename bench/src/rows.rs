@@ -13,8 +13,9 @@ pub const SATURATION_LOSS_PCT: f64 = 20.0;
 /// The rule, as the results file and the table state it.
 pub const SATURATION_RULE: &str = "a repetition is saturated when the viewers lost more than \
 20 % of the packets, fewer than half of them received media, the median viewer got under 90 % \
-of the feed's 30 fps, the median latency passed 1 s, or it failed; every planned repetition of \
-that N is still run, and the server is not run at larger N";
+of the feed's 30 fps, the median latency passed 1 s, or it failed (with viewers behind virtual links, \
+`--limit`, the loss, frame rate and latency of the others); every planned repetition of that N is \
+still run, and the server is not run at larger N";
 
 /// The feed's frame rate (bench/src/feed.rs).
 const FEED_FPS: f64 = 30.0;
@@ -46,17 +47,27 @@ fn server_of(label: &str) -> &str {
     label.strip_suffix(FULL_SUFFIX).unwrap_or(label)
 }
 
-/// Whether one repetition's figures meet the saturation rule.
+/// Whether one repetition's figures meet the saturation rule. With viewers behind virtual
+/// links (`--limit`), loss, frame rate and latency are the other viewers': what the links
+/// do is not the server's saturation.
 pub fn rep_saturated(fig: &Value, n: usize) -> bool {
     if fig.get("server_cpu_us_per_packet").is_none() {
         return true; // failed
     }
-    let loss = fig["loss_pct"].as_f64().unwrap_or(100.0);
+    let limited = fig.get("unlimited_loss_pct").is_some();
+    let key = |k: &str| {
+        if limited {
+            format!("unlimited_{k}")
+        } else {
+            k.to_string()
+        }
+    };
+    let loss = fig[key("loss_pct")].as_f64().unwrap_or(100.0);
     let joined = fig["joined"].as_u64().unwrap_or(0) as usize;
-    let slow = fig["fps_p50"]
+    let slow = fig[key("fps_p50")]
         .as_f64()
         .is_some_and(|f| f < SATURATION_FPS_SHARE * FEED_FPS);
-    let late = fig["latency_ms_p50"]
+    let late = fig[key("latency_ms_p50")]
         .as_f64()
         .is_some_and(|l| l > SATURATION_LATENCY_MS);
     loss > SATURATION_LOSS_PCT || joined * 2 < n || slow || late
@@ -351,6 +362,8 @@ pub fn markdown(rows: &[Value], ratios: &[Value]) -> String {
     t.push_str(".\n");
     t.push_str(&storm_table(rows));
     t.push_str(&viewer_comparison(rows));
+    t.push_str(&bwe_table(&bwe_ratios(rows)));
+    t.push_str(&link_table(rows));
     // In the order of the rows: each Janus configuration without TWCC, then with it.
     let mut against: Vec<&str> = vec![];
     for a in ratios.iter().filter_map(|r| r["against"].as_str()) {
@@ -481,6 +494,93 @@ pub fn viewer_comparison(rows: &[Value]) -> String {
             pair("viewer_threads_cpu_us_per_packet", 2),
             pair("tool_cpu_pct", 1),
         );
+    }
+    t
+}
+
+/// `fluo-bwe` over `fluo`, CPU per packet, per N and viewer: the same binary with the
+/// bandwidth estimate on and off, the same viewers (TWCC feedback only with it on).
+pub fn bwe_ratios(rows: &[Value]) -> Vec<Value> {
+    let cpu = |r: &Value| r["figures"]["server_cpu_us_per_packet"].as_f64();
+    let name = |r: &Value| server_of(r["server"].as_str().unwrap_or_default()).to_string();
+    let mut out = vec![];
+    for on in rows.iter().filter(|r| name(r) == "fluo-bwe") {
+        let Some(x) = cpu(on) else { continue };
+        let off = rows.iter().find(|r| {
+            name(r) == "fluo" && r["viewers"] == on["viewers"] && r["viewer"] == on["viewer"]
+        });
+        let Some((off, y)) = off.and_then(|r| Some((r, cpu(r).filter(|y| *y > 0.0)?))) else {
+            continue;
+        };
+        out.push(json!({
+            "viewers": on["viewers"],
+            "viewer": on["viewer"],
+            "bwe_over_off": x / y,
+            "bwe_saturated": on["saturated"],
+            "off_saturated": off["saturated"],
+        }));
+    }
+    out
+}
+
+/// The table of [`bwe_ratios`]; empty without a pair.
+fn bwe_table(ratios: &[Value]) -> String {
+    if ratios.is_empty() {
+        return String::new();
+    }
+    let mut t = String::from(
+        "\nBandwidth estimate on / off, Fluo's CPU per packet (`fluo-bwe` / `fluo`: the same \
+         binary, `--bwe on` against the default off; the viewers send TWCC feedback only to \
+         `fluo-bwe`, whose answers keep it):\n\n| viewers | viewer | fluo-bwe / fluo |\n|---|---|---|\n",
+    );
+    for r in ratios {
+        let mut c = format!("{:.2}", r["bwe_over_off"].as_f64().unwrap_or(f64::NAN));
+        if r["bwe_saturated"] == json!(true) || r["off_saturated"] == json!(true) {
+            c.push_str(" (saturated)");
+        }
+        let _ = writeln!(
+            t,
+            "| {} | {} | {c} |",
+            r["viewers"],
+            r["viewer"].as_str().unwrap_or("?")
+        );
+    }
+    t
+}
+
+/// "Limited viewers" (`--limit`): per row, the viewers behind a virtual link and the others,
+/// each group's loss, frame rate and latency. Empty without such rows.
+fn link_table(rows: &[Value]) -> String {
+    let mut t = String::new();
+    for r in rows
+        .iter()
+        .filter(|r| r["figures"]["limited_viewers"].is_number())
+    {
+        if t.is_empty() {
+            t.push_str(
+                "\nViewers behind a virtual link (`--limit`) and the others, per row: \
+                 viewers in the group (median), loss % after repair, fps (median viewer), \
+                 latency p50 / p99 ms (to the virtual arrival), datagrams the links dropped:\n\n\
+                 | viewers | server | group | in it | loss % | fps | latency p50 / p99 ms | link drops |\n\
+                 |---|---|---|---|---|---|---|---|\n",
+            );
+        }
+        let m = &r["figures"];
+        for g in ["limited", "unlimited"] {
+            let k = |key: &str| format!("{g}_{key}");
+            let _ = writeln!(
+                t,
+                "| {} | {} | {g} | {} | {} | {} | {} / {} | {} |",
+                r["viewers"],
+                r["server"].as_str().unwrap_or_default(),
+                cell(m, &k("viewers"), 0),
+                cell(m, &k("loss_pct"), 2),
+                cell(m, &k("fps_p50"), 1),
+                cell(m, &k("latency_ms_p50"), 2),
+                cell(m, &k("latency_ms_p99"), 2),
+                cell(m, &k("link_dropped"), 0),
+            );
+        }
     }
     t
 }

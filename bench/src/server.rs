@@ -10,6 +10,9 @@ pub enum Kind {
     /// Another Fluo binary (`--fluo-base-bin`, e.g. main's before a change), run alternated
     /// with `fluo` in the same run.
     FluoBase,
+    /// The `fluo` binary started with `--bwe on`: its viewers keep TWCC and send feedback,
+    /// each has a bandwidth estimator (docs/simulcast.md). Not in the default servers.
+    FluoBwe,
     /// Janus 1.1.2 with `event_loops = 2`; its viewers accept transport-wide congestion
     /// control (TWCC), which the VideoRoom offers by default.
     JanusTuned,
@@ -35,6 +38,7 @@ impl Kind {
         match self {
             Kind::Fluo => "fluo",
             Kind::FluoBase => "fluo-base",
+            Kind::FluoBwe => "fluo-bwe",
             Kind::JanusTuned => "janus-tuned",
             Kind::JanusTunedNoTwcc => "janus-tuned-no-twcc",
             Kind::JanusPackaged => "janus-packaged",
@@ -45,7 +49,7 @@ impl Kind {
     pub fn parse(s: &str) -> Option<Kind> {
         Kind::ALL
             .into_iter()
-            .chain([Kind::FluoBase])
+            .chain([Kind::FluoBase, Kind::FluoBwe])
             .find(|k| k.name() == s)
     }
 
@@ -53,9 +57,9 @@ impl Kind {
         !self.is_fluo()
     }
 
-    /// Fluo, whichever binary.
+    /// Fluo, whichever binary or estimate setting.
     pub fn is_fluo(self) -> bool {
-        matches!(self, Kind::Fluo | Kind::FluoBase)
+        matches!(self, Kind::Fluo | Kind::FluoBase | Kind::FluoBwe)
     }
 
     /// Janus with `event_loops = 2`.
@@ -63,10 +67,11 @@ impl Kind {
         matches!(self, Kind::JanusTuned | Kind::JanusTunedNoTwcc)
     }
 
-    /// Whether the viewers' answers to Janus accept TWCC (Fluo's viewers offer it and Fluo
-    /// declines it: the run records what was negotiated).
+    /// Whether the viewers end up with TWCC: Janus's viewers accept it or not as the name
+    /// says; Fluo's viewers offer it and Fluo keeps it only with `--bwe on` (the run records
+    /// what was negotiated).
     pub fn viewers_accept_twcc(self) -> bool {
-        matches!(self, Kind::JanusTuned | Kind::JanusPackaged)
+        matches!(self, Kind::JanusTuned | Kind::JanusPackaged | Kind::FluoBwe)
     }
 }
 
@@ -175,7 +180,7 @@ impl Server {
             None => Command::new("env"),
         };
         let port = match kind {
-            Kind::Fluo | Kind::FluoBase => {
+            Kind::Fluo | Kind::FluoBase | Kind::FluoBwe => {
                 let port_file = dir.join("port");
                 cmd.arg(fluo_bin)
                     .args([
@@ -192,6 +197,11 @@ impl Server {
                         "RUST_LOG",
                         std::env::var("FLUO_BENCH_LOG").unwrap_or("warn".into()),
                     );
+                // The others keep the default (off), which a `fluo-base` binary from before
+                // the flag has too.
+                if kind == Kind::FluoBwe {
+                    cmd.args(["--bwe", "on"]);
+                }
                 None
             }
             _ => {

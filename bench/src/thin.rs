@@ -5,12 +5,14 @@
 //! once. The viewer sends what a browser's receiver sends: a receiver report with SDES CNAME
 //! every second (RFC 3550, statistics of appendix A.3 / A.8, LSR / DLSR from the server's
 //! sender reports), generic NACKs for video gaps, retried until repaired, and a PLI when video
-//! starts (RFC 4585). str0m keeps ICE (consent included) and DTLS; nothing else of it runs
-//! per packet.
+//! starts (RFC 4585), and when the answer kept transport-wide congestion control, TWCC
+//! feedback every 50 ms (crate::twcc). str0m keeps ICE (consent included) and DTLS; nothing
+//! else of it runs per packet.
 
 use crate::keys::KeySlot;
 use crate::rtcp::{self, RecvStats};
-use fluo_egress::{Profile, SrtpContext};
+use crate::twcc::{TwccRecv, TWCC_INTERVAL};
+use fluo_egress::{ExtBlock, Profile, SrtpContext};
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -321,6 +323,9 @@ pub struct ThinStats {
     pub nacked: u64,
     pub plis: u64,
     pub sender_reports: u64,
+    /// Transport-wide feedback messages sent, and the packets they reported received.
+    pub twcc_feedback: u64,
+    pub twcc_reported: u64,
 }
 
 /// One thin viewer's receive state.
@@ -346,6 +351,9 @@ pub struct Thin {
     seqs: Vec<u64>,
     drop_every: u32,
     video_seen: u64,
+    /// Transport-wide feedback, when the negotiation kept it.
+    twcc: Option<TwccRecv>,
+    next_twcc: Option<Instant>,
     pub stats: ThinStats,
 }
 
@@ -379,6 +387,8 @@ impl Thin {
             seqs: vec![],
             drop_every,
             video_seen: 0,
+            twcc: None,
+            next_twcc: None,
             stats: ThinStats::default(),
         }
     }
@@ -386,6 +396,12 @@ impl Thin {
     /// The payload types of the negotiation (the server's SDP).
     pub fn set_payload_types(&mut self, pts: PtMap) {
         self.pts = pts;
+    }
+
+    /// The id of the transport-wide sequence number extension when the negotiation kept
+    /// TWCC: the viewer then sends feedback.
+    pub fn set_twcc(&mut self, ext_id: Option<u8>) {
+        self.twcc = ext_id.map(TwccRecv::new);
     }
 
     /// Whether the handshake's keys are in hand (taken from the slot the first time).
@@ -411,7 +427,7 @@ impl Thin {
     /// When [`Thin::poll_rtcp`] has something to send.
     pub fn next_timer(&self) -> Option<Instant> {
         let soon = self.pli.map(|_| Instant::now());
-        [self.next_rr, self.nack_at, soon]
+        [self.next_rr, self.nack_at, self.next_twcc, soon]
             .into_iter()
             .flatten()
             .min()
@@ -473,6 +489,13 @@ impl Thin {
             return None;
         };
         self.streams[si].authenticated(index);
+        // The transport-wide number, noted unless the packet is dropped on purpose below.
+        let tseq = self
+            .twcc
+            .as_ref()
+            .and_then(|t| ext_element(data, hl, t.ext_id))
+            .filter(|e| e.len() >= 2)
+            .map(|e| u16::from_be_bytes([e[0], e[1]]));
         let mut end = n;
         if data[0] & 0x20 != 0 {
             let pad = usize::from(data[n - 1]);
@@ -493,6 +516,7 @@ impl Thin {
                 .iter()
                 .position(|s| s.kind == info.kind && !s.rtx)?;
             let ext = extend_near(self.streams[oi].stats.max, osn);
+            self.note_twcc(now, tseq, arrival_ns, ssrc);
             if !self.streams[oi].accept(ext, now).new {
                 self.stats.duplicates += 1;
                 return None;
@@ -513,6 +537,7 @@ impl Thin {
                 return None;
             }
         }
+        self.note_twcc(now, tseq, arrival_ns, ssrc);
         let s = &mut self.streams[si];
         let first = s.stats.received == 0;
         let a = s.accept(index, now);
@@ -547,6 +572,14 @@ impl Thin {
         })
     }
 
+    /// Notes a packet's transport-wide number for the next feedback.
+    fn note_twcc(&mut self, now: Instant, tseq: Option<u16>, arrival_ns: u64, ssrc: u32) {
+        if let (Some(t), Some(seq)) = (self.twcc.as_mut(), tseq) {
+            t.record(seq, arrival_ns / 1000, ssrc);
+            self.next_twcc.get_or_insert(now + TWCC_INTERVAL);
+        }
+    }
+
     fn on_rtcp(&mut self, now: Instant, data: &[u8]) {
         let Some(rx) = &self.rx else { return };
         let mut plain = std::mem::take(&mut self.scratch);
@@ -575,6 +608,9 @@ impl Thin {
     pub fn poll_rtcp(&mut self, now: Instant, mut send: impl FnMut(&[u8])) {
         if self.remote.is_none() || self.tx.is_none() {
             return;
+        }
+        if self.next_twcc.is_some_and(|t| now >= t) {
+            self.send_twcc(now, &mut send);
         }
         let rr_due = self.next_rr.is_some_and(|t| now >= t);
         let mut nack_due = false;
@@ -649,6 +685,32 @@ impl Thin {
         self.nack_at = self.next_nack();
     }
 
+    /// The transport-wide feedback due: what arrived up to now (a limited viewer's later
+    /// virtual arrivals wait), in as many messages as it takes; the next one an interval on
+    /// while arrivals wait.
+    fn send_twcc(&mut self, now: Instant, send: &mut impl FnMut(&[u8])) {
+        let (Some(t), Some(tx)) = (self.twcc.as_mut(), self.tx.as_mut()) else {
+            self.next_twcc = None;
+            return;
+        };
+        let now_us = crate::sys::wall_ns() / 1000;
+        // At most a few messages a round (400 statuses each).
+        for _ in 0..8 {
+            self.out.clear();
+            let n = t.write(now_us, &mut self.out, self.ssrc);
+            if n == 0 {
+                break;
+            }
+            self.stats.twcc_feedback += 1;
+            self.stats.twcc_reported += n as u64;
+            if tx.protect_rtcp(&mut self.out).is_ok() {
+                self.stats.rtcp_sent += 1;
+                send(&self.out);
+            }
+        }
+        self.next_twcc = t.pending().then_some(now + TWCC_INTERVAL);
+    }
+
     /// When the next NACK is due.
     fn next_nack(&self) -> Option<Instant> {
         self.streams
@@ -656,6 +718,20 @@ impl Thin {
             .flat_map(|s| s.missing.iter().map(|m| m.next))
             .min()
     }
+}
+
+/// The value of header extension `id` of an RTP packet whose header is `hl` bytes long
+/// (RFC 8285, one-byte and two-byte forms).
+fn ext_element(data: &[u8], hl: usize, id: u8) -> Option<&[u8]> {
+    if data[0] & 0x10 == 0 {
+        return None;
+    }
+    let at = 12 + 4 * usize::from(data[0] & 0x0f);
+    let block = ExtBlock {
+        profile: u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]),
+        data: data.get(at + 4..hl)?,
+    };
+    block.elements().find(|e| e.0 == id).map(|e| e.1)
 }
 
 /// The length of an RTP packet's header (fixed part, CSRCs, extension), if it is one.

@@ -8,6 +8,8 @@ struct ServerView {
     rtt: Option<Duration>,
     keyframe_requests: u64,
     sent: [u64; 2],
+    /// The egress loss str0m computes from the viewer's TWCC feedback (its last figure).
+    twcc_loss: Option<f32>,
 }
 
 fn on_event(view: &mut ServerView, e: Event) {
@@ -18,6 +20,7 @@ fn on_event(view: &mut ServerView, e: Event) {
             view.rtt = s.rtt.or(view.rtt);
         }
         Event::KeyframeRequest(_) => view.keyframe_requests += 1,
+        Event::PeerStats(s) => view.twcc_loss = s.egress_loss_fraction.or(view.twcc_loss),
         _ => {}
     }
 }
@@ -52,13 +55,24 @@ fn sender(offer: &str) -> (Session, String) {
 /// One viewer of `mode` in a group against a str0m sender: 100 video packets/s (every third
 /// ends a frame) and 50 audio packets/s for `secs`, then what both sides counted.
 fn watch(mode: Mode, drop_every: u32, secs: u64) -> (ViewerSnap, Vec<f32>, ServerView) {
+    watch_with(mode, drop_every, secs, false)
+}
+
+/// [`watch`], the viewer offering TWCC when `twcc` (which the sender keeps).
+fn watch_with(
+    mode: Mode,
+    drop_every: u32,
+    secs: u64,
+    twcc: bool,
+) -> (ViewerSnap, Vec<f32>, ServerView) {
     let log = Arc::new(SendLog::default());
     let group = Group::start("test-viewers".into(), log.clone());
     let spec = ViewerSpec {
         mode,
-        twcc: false,
+        twcc,
         cohort: 0,
         drop_every,
+        limit: None,
     };
     let mut v = Viewer::new(Instant::now(), 0, spec).expect("viewer");
     let offer = v.session.offer(Direction::RecvOnly).expect("offer");
@@ -133,7 +147,7 @@ fn watch(mode: Mode, drop_every: u32, secs: u64) -> (ViewerSnap, Vec<f32>, Serve
         std::thread::sleep(Duration::from_millis(1));
     }
     let (snaps, lat) = group.snapshot();
-    (snaps[0], lat, view)
+    (snaps[0], lat.concat(), view)
 }
 
 /// A thin viewer against str0m: ICE and DTLS through str0m, then every packet decrypted
@@ -179,4 +193,23 @@ fn full_viewer_counts_the_same() {
     assert_eq!(snap.counts.packets, server.sent, "{snap:?} {server:?}");
     assert!(server.nacks >= 1, "{server:?}");
     assert!(lat.len() >= 30, "{} samples", lat.len());
+}
+
+/// With TWCC negotiated, str0m's sender reads the thin viewer's transport-wide feedback: its
+/// egress loss is the share of packets the viewer dropped on purpose (one video packet in
+/// 10: 10 of about 160 packets a second, RTX repairs included, which arrive); without
+/// TWCC it has none to read, as before.
+#[test]
+fn str0m_reads_the_thin_viewers_twcc_feedback() {
+    let (snap, _, server) = watch_with(Mode::Thin, 10, 3, true);
+    let t = snap.thin.expect("thin statistics");
+    assert!(t.twcc_feedback >= 20, "{t:?}");
+    let loss = server
+        .twcc_loss
+        .expect("str0m computed a loss from the feedback");
+    eprintln!("str0m's egress loss from the feedback: {loss}");
+    assert!((0.03..0.10).contains(&loss), "{loss} {t:?}");
+    let (snap, _, server) = watch_with(Mode::Thin, 10, 2, false);
+    assert_eq!(snap.thin.expect("thin statistics").twcc_feedback, 0);
+    assert_eq!(server.twcc_loss, None, "{server:?}");
 }

@@ -327,3 +327,58 @@ fn a_repetition_that_falls_behind_without_loss_is_saturated() {
     assert!(!rep_saturated(&with(28.0, 40.0), 500));
     assert!(!rep_saturated(&fig(13.0, 0.0, 500, 0), 500));
 }
+
+/// fluo-bwe is set against fluo of the same N and viewer (not against Janus, nor is it taken
+/// for `fluo` in the Fluo / Janus ratios); the limited and unlimited groups get a table.
+#[test]
+fn bwe_rows_are_compared_with_fluo_and_groups_shown() {
+    let mut on = fig(12.0, 0.0, 100, 100);
+    on["limited_viewers"] = json!(33);
+    on["limited_loss_pct"] = json!(40.0);
+    on["unlimited_viewers"] = json!(67);
+    on["unlimited_loss_pct"] = json!(0.0);
+    let mut runs = vec![
+        run("fluo", 100, fig(10.0, 0.0, 100, 0)),
+        run("fluo-bwe", 100, on),
+        run("fluo-bwe", 200, fig(30.0, 0.0, 200, 200)),
+        run("janus-tuned", 100, fig(20.0, 0.0, 100, 100)),
+    ];
+    for r in &mut runs {
+        r.2["viewer"] = json!("thin");
+    }
+    let servers: Vec<String> = ["fluo", "fluo-bwe", "janus-tuned"]
+        .map(String::from)
+        .to_vec();
+    let rows = build(&runs, &servers, &[100, 200], 1, None);
+    let r = bwe_ratios(&rows);
+    assert_eq!(r.len(), 1, "no fluo row at 200: no ratio");
+    assert_eq!(r[0]["viewers"], 100);
+    assert!((r[0]["bwe_over_off"].as_f64().unwrap_or(0.0) - 1.2).abs() < 1e-9);
+    let fj = ratios(&rows);
+    assert!(fj.iter().all(|x| x["against"] == "janus-tuned"));
+    assert_eq!(fj.len(), 1, "fluo-bwe is not a Fluo / Janus ratio");
+    let md = markdown(&rows, &fj);
+    assert!(md.contains("| 100 | thin | 1.20 |"), "{md}");
+    assert!(
+        md.contains("| 100 | fluo-bwe | limited | 33 | 40.00 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 100 | fluo-bwe | unlimited | 67 | 0.00 |"),
+        "{md}"
+    );
+}
+
+/// Behind virtual links a third of the viewers lose most of the video: that is the links,
+/// not the server; the saturation rule reads the other viewers' figures then.
+#[test]
+fn limited_viewers_loss_is_not_saturation() {
+    let mut f = fig(10.0, 25.0, 60, 0);
+    f["fps_p50"] = json!(30.0);
+    assert!(rep_saturated(&f, 60), "25 % lost by all viewers");
+    f["unlimited_loss_pct"] = json!(0.0);
+    f["unlimited_fps_p50"] = json!(30.0);
+    assert!(!rep_saturated(&f, 60));
+    f["unlimited_loss_pct"] = json!(21.0);
+    assert!(rep_saturated(&f, 60), "the others lost too");
+}

@@ -378,3 +378,79 @@ fn an_overflowing_gap_asks_for_a_keyframe_instead() {
     assert_eq!(&nack[12..16], &[0, 201, 0, 1], "201 and 202");
     assert_eq!(t.stats.plis, 2);
 }
+
+/// A video packet whose header carries transport-wide number `tseq` under extension id 3.
+fn rtp_twcc(seq: u16, tseq: u16) -> Vec<u8> {
+    let mut v = vec![0x90, 96];
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
+    v.extend_from_slice(&0xabcu32.to_be_bytes());
+    let t = tseq.to_be_bytes();
+    v.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x31, t[0], t[1], 0]);
+    v.extend_from_slice(&[7; 40]);
+    v
+}
+
+/// With TWCC negotiated the viewer reports each packet's transport-wide number and arrival
+/// (`TWCC_INTERVAL` after the first), a missing one as not received, in an SRTCP packet of
+/// its own that str0m reads back; without TWCC it sends none, as before.
+#[test]
+fn transport_wide_feedback_when_negotiated() {
+    for negotiated in [true, false] {
+        let (mut t, tx, server_rx) = pair(Profile::AeadAes128Gcm, 0);
+        t.set_twcc(negotiated.then_some(3));
+        let t0 = Instant::now();
+        assert!(t.keys(t0));
+        t.next_rr = Some(t0 + Duration::from_secs(60));
+        let wall = crate::sys::wall_ns() - 1_000_000_000;
+        for (i, (seq, tseq)) in [(1u16, 500u16), (2, 501), (3, 503)].into_iter().enumerate() {
+            let mut p = rtp_twcc(seq, tseq);
+            tx.protect_rtp(&mut p, 20, u64::from(seq)).expect("protect");
+            let at = wall + i as u64 * 2_000_000;
+            assert!(t.on_datagram(t0, at, &mut p).is_some());
+        }
+        // The PLI of the video's start goes first.
+        let first = poll(&mut t, t0);
+        assert!(first.iter().all(|p| read_compound(&server_rx, p)
+            .iter()
+            .all(|(pt, fmt, _)| !(*pt == 205 && *fmt == 15))));
+        let sent = poll(&mut t, t0 + TWCC_INTERVAL);
+        if !negotiated {
+            assert!(sent.is_empty() && t.next_timer().is_none_or(|x| x > t0 + TWCC_INTERVAL));
+            assert_eq!(t.stats.twcc_feedback, 0);
+            continue;
+        }
+        assert_eq!(sent.len(), 1);
+        let packets = read_compound(&server_rx, &sent[0]);
+        assert_eq!(packets.len(), 1, "feedback alone, as Chromium sends it");
+        let (pt, fmt, bytes) = &packets[0];
+        assert_eq!((*pt, *fmt), (205, 15));
+        let len = if bytes[0] & 0x20 != 0 {
+            bytes.len() - usize::from(bytes[bytes.len() - 1])
+        } else {
+            bytes.len()
+        };
+        let Ok(str0m::rtp::rtcp::Rtcp::Twcc(fb)) = str0m::rtp::rtcp::Rtcp::try_from(&bytes[..len])
+        else {
+            panic!("str0m does not read {bytes:?}");
+        };
+        assert_eq!(*fb.ssrc, 0xabc);
+        let zero = Instant::now();
+        let statuses: Vec<(u64, Option<Instant>)> = fb
+            .into_iter(zero, 0u64.into())
+            .map(|(s, _, at)| (*s, at))
+            .collect();
+        let seqs: Vec<(u64, bool)> = statuses.iter().map(|s| (s.0, s.1.is_some())).collect();
+        assert_eq!(
+            seqs,
+            vec![(500, true), (501, true), (502, false), (503, true)]
+        );
+        let gap = statuses[3].1.expect("received") - statuses[1].1.expect("received");
+        assert_eq!(gap, Duration::from_millis(2));
+        assert_eq!((t.stats.twcc_feedback, t.stats.twcc_reported), (1, 3));
+        assert!(
+            poll(&mut t, t0 + 3 * TWCC_INTERVAL).is_empty(),
+            "nothing new"
+        );
+    }
+}
