@@ -694,13 +694,19 @@ impl Thin {
             return;
         };
         let now_us = crate::sys::wall_ns() / 1000;
-        // At most a few messages a round (400 statuses each).
+        // On a fixed grid of TWCC_INTERVAL from the first due time (not from the next arrival
+        // after a send, which made it about 60 ms apart).
+        let due = self.next_twcc.unwrap_or(now) + TWCC_INTERVAL;
+        let next = if due > now { due } else { now + TWCC_INTERVAL };
+        let mut wrote = false;
+        // At most a few messages a round (1500 statuses each).
         for _ in 0..8 {
             self.out.clear();
             let n = t.write(now_us, &mut self.out, self.ssrc);
             if n == 0 {
                 break;
             }
+            wrote = true;
             self.stats.twcc_feedback += 1;
             self.stats.twcc_reported += n as u64;
             if tx.protect_rtcp(&mut self.out).is_ok() {
@@ -708,7 +714,8 @@ impl Thin {
                 send(&self.out);
             }
         }
-        self.next_twcc = t.pending().then_some(now + TWCC_INTERVAL);
+        // Kept while packets come (an idle viewer's timer stops after one empty round).
+        self.next_twcc = (wrote || t.pending()).then_some(next);
     }
 
     /// When the next NACK is due.

@@ -78,6 +78,7 @@ mod tests {
                 ..Default::default()
             },
             thin: None,
+            limited: false,
         }
     }
 
