@@ -42,6 +42,9 @@ pub(super) struct Ends {
     /// The relay whose `relayIn` feeds `out` (`None`: the source itself; [`super::tree`]).
     pub parent: Option<Key>,
     pub dark: u8,
+    /// Being fed again ([`Verdict::Refeed`] until its new ends are recorded, or the refeed
+    /// gave up): no feeder, nor is anything under it ([`super::tree`], review R42 finding 1).
+    pub refeeding: bool,
 }
 
 impl Ends {
@@ -52,6 +55,7 @@ impl Ends {
             idle: 0,
             parent,
             dark: 0,
+            refeeding: false,
         }
     }
 }
@@ -156,6 +160,14 @@ impl Table {
         self.relays.iter()
     }
 
+    /// Relay `k` (its `relayIn` `inp`) was not fed again: a feeder again, if it still has
+    /// those ends.
+    pub(super) fn refeed_gave_up(&mut self, k: &Key, inp: &str) {
+        if let Some(e) = self.relays.get_mut(k).filter(|e| e.inp == inp) {
+            e.refeeding = false;
+        }
+    }
+
     pub(super) fn remove(&mut self, k: &Key) -> Option<Ends> {
         self.relays.remove(k)
     }
@@ -208,8 +220,12 @@ impl Table {
                 }
             }
         };
-        if verdict == Verdict::Release {
-            self.relays.remove(k);
+        match verdict {
+            Verdict::Release => {
+                self.relays.remove(k);
+            }
+            Verdict::Refeed => e.refeeding = true,
+            Verdict::Keep => {}
         }
         verdict
     }

@@ -561,6 +561,33 @@ fn a_relay_cut_from_its_upstream_is_fed_again_and_a_silent_upstream_after_three_
 }
 
 #[test]
+fn a_relay_being_fed_again_feeds_no_new_relay_nor_does_anything_under_it() {
+    let none = HashSet::new();
+    let src = key(1).source;
+    let mut t = Table::default();
+    // F = 1: b fed by the source, c by b.
+    grown(&mut t, &into("b"), None);
+    grown(&mut t, &into("c"), Some(&into("b")));
+    assert_eq!(tree::pick(&t, &src, 1, &none), Some(into("c")));
+    // b cut: neither b nor c (under it) feeds a new relay until b has new ends.
+    assert_eq!(t.judge(&into("b"), Probe::Cut), Verdict::Refeed);
+    assert_eq!(tree::depth(&t, &into("c")), None);
+    assert_eq!(tree::pick(&t, &src, 1, &none), None);
+    // Two cut at once under other parents do not pick each other (review R42, finding 1b).
+    grown(&mut t, &into("d"), Some(&into("c")));
+    assert_eq!(t.judge(&into("d"), Probe::Cut), Verdict::Refeed);
+    assert_eq!(tree::pick(&t, &src, 1, &[into("b")].into()), None);
+    // A refeed that gave up leaves b a feeder again; new ends recorded likewise.
+    t.refeed_gave_up(&into("b"), "not-its-relayIn");
+    assert_eq!(tree::pick(&t, &src, 1, &none), None);
+    t.refeed_gave_up(&into("b"), "in-b_kurento.MediaPipeline");
+    assert_eq!(tree::depth(&t, &into("c")), Some(2));
+    let new = Ends::new("o2".into(), "i2".into(), Some(into("c")));
+    assert!(t.replace(&into("d"), "in-d_kurento.MediaPipeline", new));
+    assert_eq!(tree::pick(&t, &src, 1, &none), Some(into("d")));
+}
+
+#[test]
 fn a_relay_fed_again_connects_each_sink_as_the_old_relay_in_fed_it() {
     // An item of getSinkConnections: its media type and descriptions kept.
     let item = json!({"source": "old", "sink": "k", "type": "VIDEO",

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// How deep `k` is in its source's tree (1: fed by the source), `None` when a relay above
-/// it is no longer in the table (its upstream went: it is about to be fed again).
+/// it is no longer in the table (its upstream went: it is about to be fed again) or is
+/// being fed again (`refeeding`).
 pub(super) fn depth(t: &Table, k: &Key) -> Option<usize> {
     let mut d = 1;
     let mut up = t.ends(k)?.parent;
@@ -27,7 +28,11 @@ pub(super) fn depth(t: &Table, k: &Key) -> Option<usize> {
         if d > t.len() + 1 {
             return None;
         }
-        up = t.ends(&p)?.parent;
+        let e = t.ends(&p)?;
+        if e.refeeding {
+            return None;
+        }
+        up = e.parent;
     }
     Some(d)
 }
@@ -69,9 +74,16 @@ fn load(t: &Table, source: &str, parent: &Option<Key>, avoid: &HashSet<Key>) -> 
         .unwrap_or(0)
 }
 
+/// Whether relay ends `e` may feed a new relay: not idle, its upstream not silent, not
+/// being fed again.
+fn feeds(e: &Ends) -> bool {
+    e.idle == 0 && e.dark == 0 && !e.refeeding
+}
+
 /// What is to feed a new relay of `source`: `None` for the source itself (it feeds fewer
 /// than `fanout`, or no relay has room), else the relay whose `relayIn` feeds it: of the
-/// relays of `source` not in `avoid`, neither idle nor silent and whole up to the source,
+/// relays of `source` not in `avoid`, neither idle, silent nor being fed again, and whole up
+/// to the source (nothing above being fed again),
 /// feeding fewer than `fanout`, the shallowest, then the least loaded, then by pipeline.
 pub(super) fn pick(t: &Table, source: &str, fanout: usize, avoid: &HashSet<Key>) -> Option<Key> {
     if load(t, source, &None, avoid) < fanout {
@@ -79,7 +91,7 @@ pub(super) fn pick(t: &Table, source: &str, fanout: usize, avoid: &HashSet<Key>)
     }
     let best = t
         .iter()
-        .filter(|(k, e)| k.source == source && !avoid.contains(*k) && e.idle == 0 && e.dark == 0)
+        .filter(|(k, e)| k.source == source && !avoid.contains(*k) && feeds(e))
         .filter_map(|(k, _)| {
             let d = depth(t, k)?;
             let l = load(t, source, &Some(k.clone()), avoid);
@@ -207,6 +219,7 @@ impl Service {
         }
         if let Err(e) = src {
             tracing::info!(source = %k.source, pipeline = %k.pipeline, "relay: not fed again (the source does not answer): {}", e["message"]);
+            lock(&self.table).refeed_gave_up(k, &old.inp);
             return;
         }
         // Not fed from below itself, nor from anything under its old parent (cut as well,
@@ -224,6 +237,7 @@ impl Service {
             Ok(m) => m,
             Err(e) => {
                 tracing::info!(source = %k.source, pipeline = %k.pipeline, "relay: not fed again: {}", e["message"]);
+                lock(&self.table).refeed_gave_up(k, &old.inp);
                 return;
             }
         };
