@@ -32,6 +32,11 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// while `relayIn` answers and feeds something, before the relay is fed from elsewhere.
 const DARK_CHECKS: u8 = 3;
 
+/// Checks in a row that find a relay's `relayIn` not answering (its node unreachable) before
+/// it no longer counts in its feeder's fan-out ([`super::tree`], review R42 finding 2); it
+/// feeds no new relay from the first such check.
+pub(super) const MUTE_CHECKS: u8 = 3;
+
 /// A relay's two ends, what feeds it, and how many checks in a row found it idle or its
 /// upstream end silent.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +50,9 @@ pub(super) struct Ends {
     /// Being fed again ([`Verdict::Refeed`] until its new ends are recorded, or the refeed
     /// gave up): no feeder, nor is anything under it ([`super::tree`], review R42 finding 1).
     pub refeeding: bool,
+    /// Checks in a row whose answers told nothing ([`Probe::Unknown`]: `relayIn`'s node
+    /// unreachable).
+    pub mute: u8,
 }
 
 impl Ends {
@@ -56,6 +64,7 @@ impl Ends {
             parent,
             dark: 0,
             refeeding: false,
+            mute: 0,
         }
     }
 }
@@ -198,6 +207,10 @@ impl Table {
         if !matches!(probe, Probe::Dark | Probe::Unknown) {
             e.dark = 0;
         }
+        e.mute = match probe {
+            Probe::Unknown => e.mute.saturating_add(1),
+            _ => 0,
+        };
         let verdict = match probe {
             Probe::Feeding | Probe::Unknown => Verdict::Keep,
             Probe::Idle => {

@@ -561,6 +561,28 @@ fn a_relay_cut_from_its_upstream_is_fed_again_and_a_silent_upstream_after_three_
 }
 
 #[test]
+fn a_relay_whose_relay_in_does_not_answer_feeds_none_and_after_three_checks_takes_no_place() {
+    let none = HashSet::new();
+    let src = key(1).source;
+    let mut t = Table::default();
+    // F = 1: b fed by the source; b's node stops answering.
+    grown(&mut t, &into("b"), None);
+    assert_eq!(tree::pick(&t, &src, 1, &none), Some(into("b")));
+    assert_eq!(t.judge(&into("b"), Probe::Unknown), Verdict::Keep);
+    // Not a feeder from the first silent check; still the source's place for two more.
+    assert_eq!(tree::pick(&t, &src, 1, &none), None);
+    assert_eq!(t.judge(&into("b"), Probe::Unknown), Verdict::Keep);
+    grown(&mut t, &into("c"), None);
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("c")));
+    // The third: b's place under the source is free again.
+    assert_eq!(t.judge(&into("b"), Probe::Unknown), Verdict::Keep);
+    assert_eq!(tree::pick(&t, &src, 2, &none), None);
+    // An answer again: a feeder, and counted, again.
+    assert_eq!(t.judge(&into("b"), Probe::Feeding), Verdict::Keep);
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("b")));
+}
+
+#[test]
 fn a_relay_being_fed_again_feeds_no_new_relay_nor_does_anything_under_it() {
     let none = HashSet::new();
     let src = key(1).source;

@@ -7,7 +7,7 @@
 //! ([`Service::refeed`]): a new pair of ends, the new `relayIn` connected to everything the
 //! old one fed (its sinks and its child relays' `relayOut`), then the old ends released.
 
-use super::janitor::{gone, Ends, Probe, Table};
+use super::janitor::{gone, Ends, Probe, Table, MUTE_CHECKS};
 use super::service::Service;
 use super::{Key, Step};
 use crate::link::route::pipeline_of;
@@ -61,11 +61,17 @@ pub(super) fn subtree(t: &Table, k: &Key) -> HashSet<Key> {
 }
 
 /// How many relays of `source` `parent` feeds (`None`: the source itself), those being made
-/// included, `avoid` left out.
+/// included, `avoid` and those whose `relayIn` did not answer [`MUTE_CHECKS`] checks in a
+/// row (their node unreachable) left out.
 fn load(t: &Table, source: &str, parent: &Option<Key>, avoid: &HashSet<Key>) -> usize {
     let fed = t
         .iter()
-        .filter(|(k, e)| k.source == source && !avoid.contains(*k) && e.parent == *parent)
+        .filter(|(k, e)| {
+            k.source == source
+                && !avoid.contains(*k)
+                && e.parent == *parent
+                && e.mute < MUTE_CHECKS
+        })
         .count();
     fed + t
         .places
@@ -75,14 +81,14 @@ fn load(t: &Table, source: &str, parent: &Option<Key>, avoid: &HashSet<Key>) -> 
 }
 
 /// Whether relay ends `e` may feed a new relay: not idle, its upstream not silent, not
-/// being fed again.
+/// being fed again, its `relayIn` answering at the last check.
 fn feeds(e: &Ends) -> bool {
-    e.idle == 0 && e.dark == 0 && !e.refeeding
+    e.idle == 0 && e.dark == 0 && !e.refeeding && e.mute == 0
 }
 
 /// What is to feed a new relay of `source`: `None` for the source itself (it feeds fewer
 /// than `fanout`, or no relay has room), else the relay whose `relayIn` feeds it: of the
-/// relays of `source` not in `avoid`, neither idle, silent nor being fed again, and whole up
+/// relays of `source` not in `avoid`, neither idle, silent, mute nor being fed again, and whole up
 /// to the source (nothing above being fed again),
 /// feeding fewer than `fanout`, the shallowest, then the least loaded, then by pipeline.
 pub(super) fn pick(t: &Table, source: &str, fanout: usize, avoid: &HashSet<Key>) -> Option<Key> {
