@@ -587,26 +587,30 @@ fn a_relay_being_fed_again_feeds_no_new_relay_nor_does_anything_under_it() {
     let none = HashSet::new();
     let src = key(1).source;
     let mut t = Table::default();
-    // F = 1: b fed by the source, c by b.
+    // F = 2: b and e fed by the source, c by b, f and g by e: b has room.
     grown(&mut t, &into("b"), None);
+    grown(&mut t, &into("e"), None);
     grown(&mut t, &into("c"), Some(&into("b")));
-    assert_eq!(tree::pick(&t, &src, 1, &none), Some(into("c")));
+    grown(&mut t, &into("f"), Some(&into("e")));
+    grown(&mut t, &into("g"), Some(&into("e")));
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("b")));
     // b cut: neither b nor c (under it) feeds a new relay until b has new ends.
     assert_eq!(t.judge(&into("b"), Probe::Cut), Verdict::Refeed);
     assert_eq!(tree::depth(&t, &into("c")), None);
-    assert_eq!(tree::pick(&t, &src, 1, &none), None);
-    // Two cut at once under other parents do not pick each other (review R42, finding 1b).
-    grown(&mut t, &into("d"), Some(&into("c")));
-    assert_eq!(t.judge(&into("d"), Probe::Cut), Verdict::Refeed);
-    assert_eq!(tree::pick(&t, &src, 1, &[into("b")].into()), None);
-    // A refeed that gave up leaves b a feeder again; new ends recorded likewise.
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("f")));
+    // f cut too (two at once under other parents, review R42 finding 1b): not picked.
+    assert_eq!(t.judge(&into("f"), Probe::Cut), Verdict::Refeed);
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("g")));
+    // A refeed that gave up leaves b a feeder again (its own ends only).
     t.refeed_gave_up(&into("b"), "not-its-relayIn");
-    assert_eq!(tree::pick(&t, &src, 1, &none), None);
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("g")));
     t.refeed_gave_up(&into("b"), "in-b_kurento.MediaPipeline");
     assert_eq!(tree::depth(&t, &into("c")), Some(2));
-    let new = Ends::new("o2".into(), "i2".into(), Some(into("c")));
-    assert!(t.replace(&into("d"), "in-d_kurento.MediaPipeline", new));
-    assert_eq!(tree::pick(&t, &src, 1, &none), Some(into("d")));
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("b")));
+    // f's new ends (fed by b) recorded: f feeds again, b is full, e has room.
+    let new = Ends::new("o2".into(), "i2".into(), Some(into("b")));
+    assert!(t.replace(&into("f"), "in-f_kurento.MediaPipeline", new));
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("e")));
 }
 
 #[test]
