@@ -37,6 +37,9 @@ const DARK_CHECKS: u8 = 3;
 /// feeds no new relay from the first such check.
 pub(super) const MUTE_CHECKS: u8 = 3;
 
+/// How long a relay that a new relay could not be made from is no feeder.
+pub(super) const FAILED_FOR: Duration = Duration::from_secs(30);
+
 /// A relay's two ends, what feeds it, and how many checks in a row found it idle or its
 /// upstream end silent.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +136,9 @@ pub(super) struct Table {
     /// Relays being made, per what will feed them (a source, and its relay or `None` for
     /// the source itself): counted in that feeder's fan-out ([`super::tree::Place`]).
     pub(super) places: HashMap<(String, Option<Key>), usize>,
+    /// Relays a new relay could not be made from (an error other than 40101), and when:
+    /// no feeder for [`FAILED_FOR`] ([`super::tree`], review R42 finding 4).
+    failed: HashMap<Key, Instant>,
 }
 
 impl Table {
@@ -162,6 +168,17 @@ impl Table {
             }
             _ => false,
         }
+    }
+
+    /// A new relay could not be made from relay `k` at `at` (an error other than 40101).
+    pub(super) fn feeder_failed(&mut self, k: Key, at: Instant) {
+        self.failed.retain(|_, t| t.elapsed() < FAILED_FOR);
+        self.failed.insert(k, at);
+    }
+
+    /// Whether a new relay could not be made from relay `k` in the last [`FAILED_FOR`].
+    pub(super) fn failed_lately(&self, k: &Key) -> bool {
+        self.failed.get(k).is_some_and(|t| t.elapsed() < FAILED_FOR)
     }
 
     /// Every relay with its ends.

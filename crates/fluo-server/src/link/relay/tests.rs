@@ -583,6 +583,25 @@ fn a_relay_whose_relay_in_does_not_answer_feeds_none_and_after_three_checks_take
 }
 
 #[test]
+fn a_relay_that_a_new_relay_could_not_be_made_from_feeds_none_for_a_while() {
+    let none = HashSet::new();
+    let src = key(1).source;
+    let mut t = Table::default();
+    // F = 1: b fed by the source, c by b.
+    grown(&mut t, &into("b"), None);
+    grown(&mut t, &into("c"), Some(&into("b")));
+    assert_eq!(tree::pick(&t, &src, 1, &none), Some(into("c")));
+    t.feeder_failed(into("c"), Instant::now());
+    assert!(t.failed_lately(&into("c")));
+    assert_eq!(tree::pick(&t, &src, 1, &none), None);
+    // Failed longer ago than FAILED_FOR: a feeder again.
+    let long_ago = Instant::now().checked_sub(janitor::FAILED_FOR + Duration::from_secs(1));
+    t.feeder_failed(into("c"), long_ago.expect("the monotonic clock is past 31 s"));
+    assert!(!t.failed_lately(&into("c")));
+    assert_eq!(tree::pick(&t, &src, 1, &none), Some(into("c")));
+}
+
+#[test]
 fn a_relay_being_fed_again_feeds_no_new_relay_nor_does_anything_under_it() {
     let none = HashSet::new();
     let src = key(1).source;

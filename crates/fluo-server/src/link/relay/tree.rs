@@ -7,7 +7,7 @@
 //! ([`Service::refeed`]): a new pair of ends, the new `relayIn` connected to everything the
 //! old one fed (its sinks and its child relays' `relayOut`), then the old ends released.
 
-use super::janitor::{gone, Ends, Probe, Table, MUTE_CHECKS};
+use super::janitor::{gone, Ends, Probe, Table, FAILED_FOR, MUTE_CHECKS};
 use super::service::Service;
 use super::{Key, Step};
 use crate::link::route::pipeline_of;
@@ -88,8 +88,9 @@ fn feeds(e: &Ends) -> bool {
 
 /// What is to feed a new relay of `source`: `None` for the source itself (it feeds fewer
 /// than `fanout`, or no relay has room), else the relay whose `relayIn` feeds it: of the
-/// relays of `source` not in `avoid`, neither idle, silent, mute nor being fed again, and whole up
-/// to the source (nothing above being fed again),
+/// relays of `source` not in `avoid`, neither idle, silent, mute nor being fed again, not
+/// failed lately ([`Table::failed_lately`]), and whole up to the source (nothing above
+/// being fed again),
 /// feeding fewer than `fanout`, the shallowest, then the least loaded, then by pipeline.
 pub(super) fn pick(t: &Table, source: &str, fanout: usize, avoid: &HashSet<Key>) -> Option<Key> {
     if load(t, source, &None, avoid) < fanout {
@@ -97,7 +98,9 @@ pub(super) fn pick(t: &Table, source: &str, fanout: usize, avoid: &HashSet<Key>)
     }
     let best = t
         .iter()
-        .filter(|(k, e)| k.source == source && !avoid.contains(*k) && feeds(e))
+        .filter(|(k, e)| {
+            k.source == source && !avoid.contains(*k) && feeds(e) && !t.failed_lately(k)
+        })
         .filter_map(|(k, _)| {
             let d = depth(t, k)?;
             let l = load(t, source, &Some(k.clone()), avoid);
@@ -181,8 +184,11 @@ impl Drop for Place {
 
 impl Service {
     /// Makes relay `k` fed where the tree has room ([`Place::choose`], `avoid` left out);
-    /// fed by the source itself when making it from a relay failed (that relay going
-    /// meanwhile). Its ends, and its place, to keep until it is in the table.
+    /// fed by the source itself when the relay it was to be made from is gone (40101). Any
+    /// other error is answered as it came, that relay no feeder for a while
+    /// ([`Table::feeder_failed`]: e.g. its node and `k`'s cannot reach each other's media
+    /// ports; a second build would not fit in the job's time). Its ends, and its place, to
+    /// keep until it is in the table.
     pub(super) async fn grow(
         &self,
         k: &Key,
@@ -190,22 +196,31 @@ impl Service {
         step: &Step,
     ) -> Result<(Ends, Place), Value> {
         let place = Place::choose(&self.table, &k.source, self.fanout, avoid);
-        match self.build(&k.source, &place.from, &k.pipeline, step).await {
+        let r = self.build(&k.source, &place.from, &k.pipeline, step).await;
+        let from = pipeline_of(&place.from).unwrap_or_default();
+        let Some(parent) = place.parent.clone() else {
+            let e = r?;
+            tracing::info!(source = %k.source, pipeline = %k.pipeline, from, from_relay = false, "relay: made");
+            return Ok((e, place));
+        };
+        match r {
             Ok(mut e) => {
-                e.parent = place.parent.clone();
-                let from = pipeline_of(&place.from).unwrap_or_default();
-                let from_relay = place.parent.is_some();
-                tracing::info!(source = %k.source, pipeline = %k.pipeline, from, from_relay, "relay: made");
+                e.parent = Some(parent);
+                tracing::info!(source = %k.source, pipeline = %k.pipeline, from, from_relay = true, "relay: made");
                 Ok((e, place))
             }
-            Err(err) if place.parent.is_some() => {
-                tracing::info!(source = %k.source, pipeline = %k.pipeline, from = %place.from, "relay: not made from another relay; made from the source: {}", err["message"]);
+            Err(err) if gone(&Err(err.clone())) => {
+                tracing::info!(source = %k.source, pipeline = %k.pipeline, from = %place.from, "relay: not made from another relay (gone); made from the source: {}", err["message"]);
                 drop(place);
                 let place = Place::source(&self.table, &k.source);
                 let e = self.build(&k.source, &k.source, &k.pipeline, step).await?;
                 Ok((e, place))
             }
-            Err(err) => Err(err),
+            Err(err) => {
+                tracing::warn!(source = %k.source, pipeline = %k.pipeline, from = %place.from, "relay: not made from another relay; that one feeds none for {} s: {}", FAILED_FOR.as_secs(), err["message"]);
+                lock(&self.table).feeder_failed(parent, Instant::now());
+                Err(err)
+            }
         }
     }
 
