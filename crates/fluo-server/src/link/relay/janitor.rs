@@ -56,6 +56,9 @@ pub(super) struct Ends {
     /// Checks in a row whose answers told nothing ([`Probe::Unknown`]: `relayIn`'s node
     /// unreachable).
     pub mute: u8,
+    /// When the table took it, in the order of [`Table::add`] (kept when fed again): the
+    /// older a relay, the likelier its pipeline lives on ([`super::tree::pick`]).
+    pub born: u64,
 }
 
 impl Ends {
@@ -68,6 +71,7 @@ impl Ends {
             dark: 0,
             refeeding: false,
             mute: 0,
+            born: 0,
         }
     }
 }
@@ -139,6 +143,8 @@ pub(super) struct Table {
     /// Relays a new relay could not be made from (an error other than 40101), and when:
     /// no feeder for [`FAILED_FOR`] ([`super::tree`], review R42 finding 4).
     failed: HashMap<Key, Instant>,
+    /// Relays added so far (the next one's `born`).
+    added: u64,
 }
 
 impl Table {
@@ -153,7 +159,9 @@ impl Table {
         if self.closed {
             return false;
         }
-        self.relays.insert(k, e);
+        let born = self.added;
+        self.added += 1;
+        self.relays.insert(k, Ends { born, ..e });
         true
     }
 
@@ -163,7 +171,7 @@ impl Table {
     pub(super) fn replace(&mut self, k: &Key, inp: &str, e: Ends) -> bool {
         match self.relays.get_mut(k) {
             Some(old) if old.inp == inp => {
-                *old = e;
+                *old = Ends { born: old.born, ..e };
                 true
             }
             _ => false,

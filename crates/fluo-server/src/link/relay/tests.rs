@@ -487,14 +487,15 @@ fn relays_of_one_source_form_a_tree_of_the_fanout_asked() {
     // F = 2 on the same relays: the source has room for one more.
     assert_eq!(tree::pick(&t, &src, 2, &none), None);
     grown(&mut t, &into("d"), None);
-    // Then the shallowest with room: b feeds one (c), d none: d (least loaded at depth 1).
-    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("d")));
-    grown(&mut t, &into("e"), Some(&into("d")));
-    // b and d feed one each: b (by pipeline); then d; then c or e at depth 2.
+    // Then the shallowest with room, the oldest first: b (feeding c) before d (feeding
+    // none), until b is full.
     assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("b")));
     grown(&mut t, &into("f"), Some(&into("b")));
     assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("d")));
+    grown(&mut t, &into("e"), Some(&into("d")));
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("d")));
     grown(&mut t, &into("g"), Some(&into("d")));
+    // Depth 1 full: the oldest at depth 2, c.
     assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("c")));
     // Another source's relays are not its tree.
     assert_eq!(tree::pick(&t, &key(2).source, 2, &none), None);
@@ -506,6 +507,22 @@ fn relays_of_one_source_form_a_tree_of_the_fanout_asked() {
     // With that place taken by another relay (h): h, at depth 1 with room.
     grown(&mut t, &into("h"), None);
     assert_eq!(tree::pick(&t, &src, 2, &under_b), Some(into("h")));
+}
+
+#[test]
+fn of_feeders_as_deep_the_oldest_is_picked_before_the_least_loaded() {
+    let none = HashSet::new();
+    let src = key(1).source;
+    let mut t = Table::default();
+    // F = 2: z then a fed by the source, y by z: z is older, feeds more, sorts after a.
+    grown(&mut t, &into("z"), None);
+    grown(&mut t, &into("a"), None);
+    grown(&mut t, &into("y"), Some(&into("z")));
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("z")));
+    // Fed again, z keeps its age.
+    let new = Ends::new("o2".into(), "i2".into(), None);
+    assert!(t.replace(&into("z"), "in-z_kurento.MediaPipeline", new));
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("z")));
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! The relays of one source form a tree (issue 22; docs/cluster.md, "Cascade"): an element
 //! feeds at most `--relay-fanout` (F) relays of a source, the source itself included. A new
 //! relay is fed by the source while it feeds fewer than F; else by the `relayIn` of one of
-//! the source's relays with room (the shallowest, then the one feeding fewest, then by its
-//! pipeline's id): its `relayOut` is made in that relay's pipeline, fed by that `relayIn`.
+//! the source's relays with room (the shallowest, then the oldest: a pipeline that has
+//! lived long is likelier to live on, so fewer relays are cut and fed again; review R42
+//! finding 14): its `relayOut` is made in that relay's pipeline, fed by that `relayIn`.
 //! A relay whose upstream goes while it still feeds something is fed again the same way
 //! ([`Service::refeed`]): a new pair of ends, the new `relayIn` connected to everything the
 //! old one fed (its sinks and its child relays' `relayOut`), then the old ends released.
@@ -91,7 +92,8 @@ fn feeds(e: &Ends) -> bool {
 /// relays of `source` not in `avoid`, neither idle, silent, mute nor being fed again, not
 /// failed lately ([`Table::failed_lately`]), and whole up to the source (nothing above
 /// being fed again),
-/// feeding fewer than `fanout`, the shallowest, then the least loaded, then by pipeline.
+/// feeding fewer than `fanout`, the shallowest, then the oldest (the first the table took,
+/// [`Ends::born`]), then the least loaded, then by pipeline.
 pub(super) fn pick(t: &Table, source: &str, fanout: usize, avoid: &HashSet<Key>) -> Option<Key> {
     if load(t, source, &None, avoid) < fanout {
         return None;
@@ -101,10 +103,10 @@ pub(super) fn pick(t: &Table, source: &str, fanout: usize, avoid: &HashSet<Key>)
         .filter(|(k, e)| {
             k.source == source && !avoid.contains(*k) && feeds(e) && !t.failed_lately(k)
         })
-        .filter_map(|(k, _)| {
+        .filter_map(|(k, e)| {
             let d = depth(t, k)?;
             let l = load(t, source, &Some(k.clone()), avoid);
-            (l < fanout).then(|| ((d, l, k.pipeline.clone()), k.clone()))
+            (l < fanout).then(|| ((d, e.born, l, k.pipeline.clone()), k.clone()))
         })
         .min_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, k)| k);
