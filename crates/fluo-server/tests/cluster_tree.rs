@@ -288,7 +288,11 @@ async fn a_relay_that_feeds_only_another_relay_stays_until_that_one_goes() {
     let (in_b2, _, _) = s.upstream(&qb).await;
     assert_eq!(in_b2, in_b, "B's relay was made again");
     let (in_c2, out_c2, from_c2) = s.upstream(&qc).await;
-    assert_eq!((&in_c2, &out_c2), (&in_c, &out_c), "C's relay was made again");
+    assert_eq!(
+        (&in_c2, &out_c2),
+        (&in_c, &out_c),
+        "C's relay was made again"
+    );
     assert_eq!(from_c2, qb, "C is no longer fed through B");
     println!(
         "inner relay kept: C's viewer's longest time without a frame over 3 s: {:?}",

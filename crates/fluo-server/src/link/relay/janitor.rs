@@ -171,7 +171,10 @@ impl Table {
     pub(super) fn replace(&mut self, k: &Key, inp: &str, e: Ends) -> bool {
         match self.relays.get_mut(k) {
             Some(old) if old.inp == inp => {
-                *old = Ends { born: old.born, ..e };
+                *old = Ends {
+                    born: old.born,
+                    ..e
+                };
                 true
             }
             _ => false,

@@ -613,7 +613,10 @@ fn a_relay_that_a_new_relay_could_not_be_made_from_feeds_none_for_a_while() {
     assert_eq!(tree::pick(&t, &src, 1, &none), None);
     // Failed longer ago than FAILED_FOR: a feeder again.
     let long_ago = Instant::now().checked_sub(janitor::FAILED_FOR + Duration::from_secs(1));
-    t.feeder_failed(into("c"), long_ago.expect("the monotonic clock is past 31 s"));
+    t.feeder_failed(
+        into("c"),
+        long_ago.expect("the monotonic clock is past 31 s"),
+    );
     assert!(!t.failed_lately(&into("c")));
     assert_eq!(tree::pick(&t, &src, 1, &none), Some(into("c")));
 }

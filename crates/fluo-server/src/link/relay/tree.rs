@@ -68,10 +68,7 @@ fn load(t: &Table, source: &str, parent: &Option<Key>, avoid: &HashSet<Key>) -> 
     let fed = t
         .iter()
         .filter(|(k, e)| {
-            k.source == source
-                && !avoid.contains(*k)
-                && e.parent == *parent
-                && e.mute < MUTE_CHECKS
+            k.source == source && !avoid.contains(*k) && e.parent == *parent && e.mute < MUTE_CHECKS
         })
         .count();
     fed + t
