@@ -184,15 +184,17 @@ impl Drop for Place {
 impl Service {
     /// Makes relay `k` fed where the tree has room ([`Place::choose`], `avoid` left out);
     /// fed by the source itself when the relay it was to be made from is gone (40101). Any
-    /// other error is answered as it came, that relay no feeder for a while
-    /// ([`Table::feeder_failed`]: e.g. its node and `k`'s cannot reach each other's media
-    /// ports; a second build would not fit in the job's time). Its ends, and its place, to
-    /// keep until it is in the table.
+    /// other error leaves that relay no feeder for a while ([`Table::feeder_failed`]: e.g.
+    /// its node and `k`'s cannot reach each other's media ports) and, when a client waits
+    /// (`client`: its job's time would not hold a second build), is answered as it came;
+    /// with no client waiting (fed again by the janitor) the source feeds it instead. Its
+    /// ends, and its place, to keep until it is in the table.
     pub(super) async fn grow(
         &self,
         k: &Key,
         avoid: &HashSet<Key>,
         step: &Step,
+        client: bool,
     ) -> Result<(Ends, Place), Value> {
         let place = Place::choose(&self.table, &k.source, self.fanout, avoid);
         let r = self.build(&k.source, &place.from, &k.pipeline, step).await;
@@ -202,25 +204,27 @@ impl Service {
             tracing::info!(source = %k.source, pipeline = %k.pipeline, from, from_relay = false, "relay: made");
             return Ok((e, place));
         };
-        match r {
+        let err = match r {
             Ok(mut e) => {
                 e.parent = Some(parent);
                 tracing::info!(source = %k.source, pipeline = %k.pipeline, from, from_relay = true, "relay: made");
-                Ok((e, place))
+                return Ok((e, place));
             }
-            Err(err) if gone(&Err(err.clone())) => {
-                tracing::info!(source = %k.source, pipeline = %k.pipeline, from = %place.from, "relay: not made from another relay (gone); made from the source: {}", err["message"]);
-                drop(place);
-                let place = Place::source(&self.table, &k.source);
-                let e = self.build(&k.source, &k.source, &k.pipeline, step).await?;
-                Ok((e, place))
-            }
-            Err(err) => {
-                tracing::warn!(source = %k.source, pipeline = %k.pipeline, from = %place.from, "relay: not made from another relay; that one feeds none for {} s: {}", FAILED_FOR.as_secs(), err["message"]);
-                lock(&self.table).feeder_failed(parent, Instant::now());
-                Err(err)
+            Err(err) => err,
+        };
+        let lost = gone(&Err(err.clone()));
+        if !lost {
+            tracing::warn!(source = %k.source, pipeline = %k.pipeline, from = %place.from, "relay: not made from another relay; that one feeds none for {} s: {}", FAILED_FOR.as_secs(), err["message"]);
+            lock(&self.table).feeder_failed(parent, Instant::now());
+            if client {
+                return Err(err);
             }
         }
+        tracing::info!(source = %k.source, pipeline = %k.pipeline, from = %place.from, "relay: not made from another relay; made from the source: {}", err["message"]);
+        drop(place);
+        let place = Place::source(&self.table, &k.source);
+        let e = self.build(&k.source, &k.source, &k.pipeline, step).await?;
+        Ok((e, place))
     }
 
     /// Relay `k` (its ends `old`, its `relayIn` feeding `fed`, as `getSinkConnections`
@@ -253,7 +257,7 @@ impl Service {
             avoid
         };
         let step = Step::new(&self.stopping);
-        let (made, place) = match self.grow(k, &avoid, &step).await {
+        let (made, place) = match self.grow(k, &avoid, &step, false).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::info!(source = %k.source, pipeline = %k.pipeline, "relay: not fed again: {}", e["message"]);
