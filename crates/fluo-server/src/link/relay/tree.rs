@@ -265,11 +265,11 @@ impl Service {
                 return;
             }
         };
-        // Each connect replaces the old relayIn as its sink's source of that media type.
-        for s in fed.as_array().into_iter().flatten() {
-            if let Err(e) = self.invoke(&made.inp, "connect", reconnect(s)).await {
-                tracing::info!(sink = %s["sink"], "relay: a sink not fed again: {}", e["message"]);
-            }
+        self.move_sinks(&made.inp, fed, false).await;
+        // What the old relayIn still feeds: a connect that failed, or a child relay made
+        // from it while this ran (chosen before it was marked): moved once more.
+        if let Ok(left) = self.invoke(&old.inp, "getSinkConnections", json!({})).await {
+            self.move_sinks(&made.inp, &left, true).await;
         }
         let recorded = lock(&self.table).replace(k, &old.inp, made.clone());
         drop(place);
@@ -283,6 +283,23 @@ impl Service {
             .as_ref()
             .map_or("the source", |p| p.pipeline.as_str());
         tracing::info!(source = %k.source, pipeline = %k.pipeline, ?probe, from, ms = t0.elapsed().as_millis() as u64, "relay: fed again");
+    }
+}
+
+impl Service {
+    /// Connects `to` to each connection of `fed` (as `getSinkConnections` listed them): each
+    /// connect replaces the old `relayIn` as its sink's source of that media type. A sink
+    /// not fed again is logged (at warn on the `last` try).
+    async fn move_sinks(&self, to: &str, fed: &Value, last: bool) {
+        for s in fed.as_array().into_iter().flatten() {
+            if let Err(e) = self.invoke(to, "connect", reconnect(s)).await {
+                if last {
+                    tracing::warn!(sink = %s["sink"], "relay: a sink not fed again: {}", e["message"]);
+                } else {
+                    tracing::info!(sink = %s["sink"], "relay: a sink not fed again (tried once more): {}", e["message"]);
+                }
+            }
+        }
     }
 }
 
