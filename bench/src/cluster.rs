@@ -298,7 +298,7 @@ fn watch(
         let t = Instant::now();
         let g = join_node(rt, a, node, *n, first_id, &pipeline, on.endpoint, log);
         println!(
-            "broadcast: {} viewers of {node} signalled through the entry in {:.2} s{}",
+            "broadcast: {} viewers of {node} (pipeline {pipeline}) signalled through the entry in {:.2} s{}",
             n,
             t.elapsed().as_secs_f64(),
             g.errors

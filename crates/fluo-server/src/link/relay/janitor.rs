@@ -32,6 +32,14 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// while `relayIn` answers and feeds something, before the relay is fed from elsewhere.
 const DARK_CHECKS: u8 = 3;
 
+/// Checks in a row that find a relay's `relayIn` not answering (its node unreachable) before
+/// it no longer counts in its feeder's fan-out ([`super::tree`], review R42 finding 2); it
+/// feeds no new relay from the first such check.
+pub(super) const MUTE_CHECKS: u8 = 3;
+
+/// How long a relay that a new relay could not be made from is no feeder.
+pub(super) const FAILED_FOR: Duration = Duration::from_secs(30);
+
 /// A relay's two ends, what feeds it, and how many checks in a row found it idle or its
 /// upstream end silent.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +50,15 @@ pub(super) struct Ends {
     /// The relay whose `relayIn` feeds `out` (`None`: the source itself; [`super::tree`]).
     pub parent: Option<Key>,
     pub dark: u8,
+    /// Being fed again ([`Verdict::Refeed`] until its new ends are recorded, or the refeed
+    /// gave up): no feeder, nor is anything under it ([`super::tree`], review R42 finding 1).
+    pub refeeding: bool,
+    /// Checks in a row whose answers told nothing ([`Probe::Unknown`]: `relayIn`'s node
+    /// unreachable).
+    pub mute: u8,
+    /// When the table took it, in the order of [`Table::add`] (kept when fed again): the
+    /// older a relay, the likelier its pipeline lives on ([`super::tree::pick`]).
+    pub born: u64,
 }
 
 impl Ends {
@@ -52,6 +69,9 @@ impl Ends {
             idle: 0,
             parent,
             dark: 0,
+            refeeding: false,
+            mute: 0,
+            born: 0,
         }
     }
 }
@@ -120,6 +140,11 @@ pub(super) struct Table {
     /// Relays being made, per what will feed them (a source, and its relay or `None` for
     /// the source itself): counted in that feeder's fan-out ([`super::tree::Place`]).
     pub(super) places: HashMap<(String, Option<Key>), usize>,
+    /// Relays a new relay could not be made from (an error other than 40101), and when:
+    /// no feeder for [`FAILED_FOR`] ([`super::tree`], review R42 finding 4).
+    failed: HashMap<Key, Instant>,
+    /// Relays added so far (the next one's `born`).
+    added: u64,
 }
 
 impl Table {
@@ -134,7 +159,9 @@ impl Table {
         if self.closed {
             return false;
         }
-        self.relays.insert(k, e);
+        let born = self.added;
+        self.added += 1;
+        self.relays.insert(k, Ends { born, ..e });
         true
     }
 
@@ -144,16 +171,38 @@ impl Table {
     pub(super) fn replace(&mut self, k: &Key, inp: &str, e: Ends) -> bool {
         match self.relays.get_mut(k) {
             Some(old) if old.inp == inp => {
-                *old = e;
+                *old = Ends {
+                    born: old.born,
+                    ..e
+                };
                 true
             }
             _ => false,
         }
     }
 
+    /// A new relay could not be made from relay `k` at `at` (an error other than 40101).
+    pub(super) fn feeder_failed(&mut self, k: Key, at: Instant) {
+        self.failed.retain(|_, t| t.elapsed() < FAILED_FOR);
+        self.failed.insert(k, at);
+    }
+
+    /// Whether a new relay could not be made from relay `k` in the last [`FAILED_FOR`].
+    pub(super) fn failed_lately(&self, k: &Key) -> bool {
+        self.failed.get(k).is_some_and(|t| t.elapsed() < FAILED_FOR)
+    }
+
     /// Every relay with its ends.
     pub(super) fn iter(&self) -> impl Iterator<Item = (&Key, &Ends)> {
         self.relays.iter()
+    }
+
+    /// Relay `k` (its `relayIn` `inp`) was not fed again: a feeder again, if it still has
+    /// those ends.
+    pub(super) fn refeed_gave_up(&mut self, k: &Key, inp: &str) {
+        if let Some(e) = self.relays.get_mut(k).filter(|e| e.inp == inp) {
+            e.refeeding = false;
+        }
     }
 
     pub(super) fn remove(&mut self, k: &Key) -> Option<Ends> {
@@ -186,6 +235,10 @@ impl Table {
         if !matches!(probe, Probe::Dark | Probe::Unknown) {
             e.dark = 0;
         }
+        e.mute = match probe {
+            Probe::Unknown => e.mute.saturating_add(1),
+            _ => 0,
+        };
         let verdict = match probe {
             Probe::Feeding | Probe::Unknown => Verdict::Keep,
             Probe::Idle => {
@@ -208,8 +261,12 @@ impl Table {
                 }
             }
         };
-        if verdict == Verdict::Release {
-            self.relays.remove(k);
+        match verdict {
+            Verdict::Release => {
+                self.relays.remove(k);
+            }
+            Verdict::Refeed => e.refeeding = true,
+            Verdict::Keep => {}
         }
         verdict
     }

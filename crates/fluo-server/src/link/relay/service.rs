@@ -196,7 +196,9 @@ impl Service {
         step.at("checking the sink")?;
         self.invoke(&c.sink, "getName", json!({})).await?;
         // Fed by the source, or by another relay of it when the source feeds enough.
-        let (e, place) = self.grow(k, &HashSet::from([k.clone()]), step).await?;
+        let (e, place) = self
+            .grow(k, &HashSet::from([k.clone()]), step, true)
+            .await?;
         let fed = match step.at("connecting the sink to the relay") {
             Ok(()) => self.feed(&e, c).await,
             Err(late) => Err(late),

@@ -487,14 +487,15 @@ fn relays_of_one_source_form_a_tree_of_the_fanout_asked() {
     // F = 2 on the same relays: the source has room for one more.
     assert_eq!(tree::pick(&t, &src, 2, &none), None);
     grown(&mut t, &into("d"), None);
-    // Then the shallowest with room: b feeds one (c), d none: d (least loaded at depth 1).
-    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("d")));
-    grown(&mut t, &into("e"), Some(&into("d")));
-    // b and d feed one each: b (by pipeline); then d; then c or e at depth 2.
+    // Then the shallowest with room, the oldest first: b (feeding c) before d (feeding
+    // none), until b is full.
     assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("b")));
     grown(&mut t, &into("f"), Some(&into("b")));
     assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("d")));
+    grown(&mut t, &into("e"), Some(&into("d")));
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("d")));
     grown(&mut t, &into("g"), Some(&into("d")));
+    // Depth 1 full: the oldest at depth 2, c.
     assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("c")));
     // Another source's relays are not its tree.
     assert_eq!(tree::pick(&t, &key(2).source, 2, &none), None);
@@ -506,6 +507,22 @@ fn relays_of_one_source_form_a_tree_of_the_fanout_asked() {
     // With that place taken by another relay (h): h, at depth 1 with room.
     grown(&mut t, &into("h"), None);
     assert_eq!(tree::pick(&t, &src, 2, &under_b), Some(into("h")));
+}
+
+#[test]
+fn of_feeders_as_deep_the_oldest_is_picked_before_the_least_loaded() {
+    let none = HashSet::new();
+    let src = key(1).source;
+    let mut t = Table::default();
+    // F = 2: z then a fed by the source, y by z: z is older, feeds more, sorts after a.
+    grown(&mut t, &into("z"), None);
+    grown(&mut t, &into("a"), None);
+    grown(&mut t, &into("y"), Some(&into("z")));
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("z")));
+    // Fed again, z keeps its age.
+    let new = Ends::new("o2".into(), "i2".into(), None);
+    assert!(t.replace(&into("z"), "in-z_kurento.MediaPipeline", new));
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("z")));
 }
 
 #[test]
@@ -558,6 +575,81 @@ fn a_relay_cut_from_its_upstream_is_fed_again_and_a_silent_upstream_after_three_
     assert!(t.replace(&into("b"), "in-b_kurento.MediaPipeline", new));
     assert_eq!(t.ends(&into("b")).map(|e| e.inp), Some("i2".into()));
     assert!(!t.replace(&into("x"), "i2", Ends::new("o".into(), "i".into(), None)));
+}
+
+#[test]
+fn a_relay_whose_relay_in_does_not_answer_feeds_none_and_after_three_checks_takes_no_place() {
+    let none = HashSet::new();
+    let src = key(1).source;
+    let mut t = Table::default();
+    // F = 1: b fed by the source; b's node stops answering.
+    grown(&mut t, &into("b"), None);
+    assert_eq!(tree::pick(&t, &src, 1, &none), Some(into("b")));
+    assert_eq!(t.judge(&into("b"), Probe::Unknown), Verdict::Keep);
+    // Not a feeder from the first silent check; still the source's place for two more.
+    assert_eq!(tree::pick(&t, &src, 1, &none), None);
+    assert_eq!(t.judge(&into("b"), Probe::Unknown), Verdict::Keep);
+    grown(&mut t, &into("c"), None);
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("c")));
+    // The third: b's place under the source is free again.
+    assert_eq!(t.judge(&into("b"), Probe::Unknown), Verdict::Keep);
+    assert_eq!(tree::pick(&t, &src, 2, &none), None);
+    // An answer again: a feeder, and counted, again.
+    assert_eq!(t.judge(&into("b"), Probe::Feeding), Verdict::Keep);
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("b")));
+}
+
+#[test]
+fn a_relay_that_a_new_relay_could_not_be_made_from_feeds_none_for_a_while() {
+    let none = HashSet::new();
+    let src = key(1).source;
+    let mut t = Table::default();
+    // F = 1: b fed by the source, c by b.
+    grown(&mut t, &into("b"), None);
+    grown(&mut t, &into("c"), Some(&into("b")));
+    assert_eq!(tree::pick(&t, &src, 1, &none), Some(into("c")));
+    t.feeder_failed(into("c"), Instant::now());
+    assert!(t.failed_lately(&into("c")));
+    assert_eq!(tree::pick(&t, &src, 1, &none), None);
+    // Failed longer ago than FAILED_FOR: a feeder again.
+    let long_ago = Instant::now().checked_sub(janitor::FAILED_FOR + Duration::from_secs(1));
+    t.feeder_failed(
+        into("c"),
+        long_ago.expect("the monotonic clock is past 31 s"),
+    );
+    assert!(!t.failed_lately(&into("c")));
+    assert_eq!(tree::pick(&t, &src, 1, &none), Some(into("c")));
+}
+
+#[test]
+fn a_relay_being_fed_again_feeds_no_new_relay_nor_does_anything_under_it() {
+    let none = HashSet::new();
+    let src = key(1).source;
+    let mut t = Table::default();
+    // F = 2: b and e fed by the source, c by b, f and g by e: b has room.
+    grown(&mut t, &into("b"), None);
+    grown(&mut t, &into("e"), None);
+    grown(&mut t, &into("c"), Some(&into("b")));
+    grown(&mut t, &into("f"), Some(&into("e")));
+    grown(&mut t, &into("g"), Some(&into("e")));
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("b")));
+    // b cut: neither b nor c (under it) feeds a new relay until b has new ends.
+    assert_eq!(t.judge(&into("b"), Probe::Cut), Verdict::Refeed);
+    assert_eq!(tree::depth(&t, &into("c")), None);
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("f")));
+    // f cut too (two at once under other parents, review R42 finding 1b): not picked.
+    assert_eq!(t.judge(&into("f"), Probe::Cut), Verdict::Refeed);
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("g")));
+    // A refeed that gave up leaves b a feeder again (its own ends only).
+    t.refeed_gave_up(&into("b"), "not-its-relayIn");
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("g")));
+    t.refeed_gave_up(&into("b"), "in-b_kurento.MediaPipeline");
+    assert_eq!(tree::depth(&t, &into("c")), Some(2));
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("b")));
+    // f's new ends (fed by b) recorded: f feeds again, b is full, e has room.
+    let new = Ends::new("o2".into(), "i2".into(), Some(into("b")));
+    assert!(t.replace(&into("f"), "in-f_kurento.MediaPipeline", new));
+    assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("e")));
 }
 
 #[test]

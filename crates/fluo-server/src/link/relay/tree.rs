@@ -1,13 +1,14 @@
 //! The relays of one source form a tree (issue 22; docs/cluster.md, "Cascade"): an element
 //! feeds at most `--relay-fanout` (F) relays of a source, the source itself included. A new
 //! relay is fed by the source while it feeds fewer than F; else by the `relayIn` of one of
-//! the source's relays with room (the shallowest, then the one feeding fewest, then by its
-//! pipeline's id): its `relayOut` is made in that relay's pipeline, fed by that `relayIn`.
+//! the source's relays with room (the shallowest, then the oldest: a pipeline that has
+//! lived long is likelier to live on, so fewer relays are cut and fed again; review R42
+//! finding 14): its `relayOut` is made in that relay's pipeline, fed by that `relayIn`.
 //! A relay whose upstream goes while it still feeds something is fed again the same way
 //! ([`Service::refeed`]): a new pair of ends, the new `relayIn` connected to everything the
 //! old one fed (its sinks and its child relays' `relayOut`), then the old ends released.
 
-use super::janitor::{gone, Ends, Probe, Table};
+use super::janitor::{gone, Ends, Probe, Table, FAILED_FOR, MUTE_CHECKS};
 use super::service::Service;
 use super::{Key, Step};
 use crate::link::route::pipeline_of;
@@ -18,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// How deep `k` is in its source's tree (1: fed by the source), `None` when a relay above
-/// it is no longer in the table (its upstream went: it is about to be fed again).
+/// it is no longer in the table (its upstream went: it is about to be fed again) or is
+/// being fed again (`refeeding`).
 pub(super) fn depth(t: &Table, k: &Key) -> Option<usize> {
     let mut d = 1;
     let mut up = t.ends(k)?.parent;
@@ -27,7 +29,11 @@ pub(super) fn depth(t: &Table, k: &Key) -> Option<usize> {
         if d > t.len() + 1 {
             return None;
         }
-        up = t.ends(&p)?.parent;
+        let e = t.ends(&p)?;
+        if e.refeeding {
+            return None;
+        }
+        up = e.parent;
     }
     Some(d)
 }
@@ -56,11 +62,14 @@ pub(super) fn subtree(t: &Table, k: &Key) -> HashSet<Key> {
 }
 
 /// How many relays of `source` `parent` feeds (`None`: the source itself), those being made
-/// included, `avoid` left out.
+/// included, `avoid` and those whose `relayIn` did not answer [`MUTE_CHECKS`] checks in a
+/// row (their node unreachable) left out.
 fn load(t: &Table, source: &str, parent: &Option<Key>, avoid: &HashSet<Key>) -> usize {
     let fed = t
         .iter()
-        .filter(|(k, e)| k.source == source && !avoid.contains(*k) && e.parent == *parent)
+        .filter(|(k, e)| {
+            k.source == source && !avoid.contains(*k) && e.parent == *parent && e.mute < MUTE_CHECKS
+        })
         .count();
     fed + t
         .places
@@ -69,21 +78,32 @@ fn load(t: &Table, source: &str, parent: &Option<Key>, avoid: &HashSet<Key>) -> 
         .unwrap_or(0)
 }
 
+/// Whether relay ends `e` may feed a new relay: not idle, its upstream not silent, not
+/// being fed again, its `relayIn` answering at the last check.
+fn feeds(e: &Ends) -> bool {
+    e.idle == 0 && e.dark == 0 && !e.refeeding && e.mute == 0
+}
+
 /// What is to feed a new relay of `source`: `None` for the source itself (it feeds fewer
 /// than `fanout`, or no relay has room), else the relay whose `relayIn` feeds it: of the
-/// relays of `source` not in `avoid`, neither idle nor silent and whole up to the source,
-/// feeding fewer than `fanout`, the shallowest, then the least loaded, then by pipeline.
+/// relays of `source` not in `avoid`, neither idle, silent, mute nor being fed again, not
+/// failed lately ([`Table::failed_lately`]), and whole up to the source (nothing above
+/// being fed again),
+/// feeding fewer than `fanout`, the shallowest, then the oldest (the first the table took,
+/// [`Ends::born`]), then the least loaded, then by pipeline.
 pub(super) fn pick(t: &Table, source: &str, fanout: usize, avoid: &HashSet<Key>) -> Option<Key> {
     if load(t, source, &None, avoid) < fanout {
         return None;
     }
     let best = t
         .iter()
-        .filter(|(k, e)| k.source == source && !avoid.contains(*k) && e.idle == 0 && e.dark == 0)
-        .filter_map(|(k, _)| {
+        .filter(|(k, e)| {
+            k.source == source && !avoid.contains(*k) && feeds(e) && !t.failed_lately(k)
+        })
+        .filter_map(|(k, e)| {
             let d = depth(t, k)?;
             let l = load(t, source, &Some(k.clone()), avoid);
-            (l < fanout).then(|| ((d, l, k.pipeline.clone()), k.clone()))
+            (l < fanout).then(|| ((d, e.born, l, k.pipeline.clone()), k.clone()))
         })
         .min_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, k)| k);
@@ -163,32 +183,48 @@ impl Drop for Place {
 
 impl Service {
     /// Makes relay `k` fed where the tree has room ([`Place::choose`], `avoid` left out);
-    /// fed by the source itself when making it from a relay failed (that relay going
-    /// meanwhile). Its ends, and its place, to keep until it is in the table.
+    /// fed by the source itself when the relay it was to be made from is gone (40101). Any
+    /// other error leaves that relay no feeder for a while ([`Table::feeder_failed`]: e.g.
+    /// its node and `k`'s cannot reach each other's media ports) and, when a client waits
+    /// (`client`: its job's time would not hold a second build), is answered as it came;
+    /// with no client waiting (fed again by the janitor) the source feeds it instead. Its
+    /// ends, and its place, to keep until it is in the table.
     pub(super) async fn grow(
         &self,
         k: &Key,
         avoid: &HashSet<Key>,
         step: &Step,
+        client: bool,
     ) -> Result<(Ends, Place), Value> {
         let place = Place::choose(&self.table, &k.source, self.fanout, avoid);
-        match self.build(&k.source, &place.from, &k.pipeline, step).await {
+        let r = self.build(&k.source, &place.from, &k.pipeline, step).await;
+        let from = pipeline_of(&place.from).unwrap_or_default();
+        let Some(parent) = place.parent.clone() else {
+            let e = r?;
+            tracing::info!(source = %k.source, pipeline = %k.pipeline, from, from_relay = false, "relay: made");
+            return Ok((e, place));
+        };
+        let err = match r {
             Ok(mut e) => {
-                e.parent = place.parent.clone();
-                let from = pipeline_of(&place.from).unwrap_or_default();
-                let from_relay = place.parent.is_some();
-                tracing::info!(source = %k.source, pipeline = %k.pipeline, from, from_relay, "relay: made");
-                Ok((e, place))
+                e.parent = Some(parent);
+                tracing::info!(source = %k.source, pipeline = %k.pipeline, from, from_relay = true, "relay: made");
+                return Ok((e, place));
             }
-            Err(err) if place.parent.is_some() => {
-                tracing::info!(source = %k.source, pipeline = %k.pipeline, from = %place.from, "relay: not made from another relay; made from the source: {}", err["message"]);
-                drop(place);
-                let place = Place::source(&self.table, &k.source);
-                let e = self.build(&k.source, &k.source, &k.pipeline, step).await?;
-                Ok((e, place))
+            Err(err) => err,
+        };
+        let lost = gone(&Err(err.clone()));
+        if !lost {
+            tracing::warn!(source = %k.source, pipeline = %k.pipeline, from = %place.from, "relay: not made from another relay; that one feeds none for {} s: {}", FAILED_FOR.as_secs(), err["message"]);
+            lock(&self.table).feeder_failed(parent, Instant::now());
+            if client {
+                return Err(err);
             }
-            Err(err) => Err(err),
         }
+        tracing::info!(source = %k.source, pipeline = %k.pipeline, from = %place.from, "relay: not made from another relay; made from the source: {}", err["message"]);
+        drop(place);
+        let place = Place::source(&self.table, &k.source);
+        let e = self.build(&k.source, &k.source, &k.pipeline, step).await?;
+        Ok((e, place))
     }
 
     /// Relay `k` (its ends `old`, its `relayIn` feeding `fed`, as `getSinkConnections`
@@ -207,6 +243,7 @@ impl Service {
         }
         if let Err(e) = src {
             tracing::info!(source = %k.source, pipeline = %k.pipeline, "relay: not fed again (the source does not answer): {}", e["message"]);
+            lock(&self.table).refeed_gave_up(k, &old.inp);
             return;
         }
         // Not fed from below itself, nor from anything under its old parent (cut as well,
@@ -220,18 +257,19 @@ impl Service {
             avoid
         };
         let step = Step::new(&self.stopping);
-        let (made, place) = match self.grow(k, &avoid, &step).await {
+        let (made, place) = match self.grow(k, &avoid, &step, false).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::info!(source = %k.source, pipeline = %k.pipeline, "relay: not fed again: {}", e["message"]);
+                lock(&self.table).refeed_gave_up(k, &old.inp);
                 return;
             }
         };
-        // Each connect replaces the old relayIn as its sink's source of that media type.
-        for s in fed.as_array().into_iter().flatten() {
-            if let Err(e) = self.invoke(&made.inp, "connect", reconnect(s)).await {
-                tracing::info!(sink = %s["sink"], "relay: a sink not fed again: {}", e["message"]);
-            }
+        self.move_sinks(&made.inp, fed, false).await;
+        // What the old relayIn still feeds: a connect that failed, or a child relay made
+        // from it while this ran (chosen before it was marked): moved once more.
+        if let Ok(left) = self.invoke(&old.inp, "getSinkConnections", json!({})).await {
+            self.move_sinks(&made.inp, &left, true).await;
         }
         let recorded = lock(&self.table).replace(k, &old.inp, made.clone());
         drop(place);
@@ -245,6 +283,23 @@ impl Service {
             .as_ref()
             .map_or("the source", |p| p.pipeline.as_str());
         tracing::info!(source = %k.source, pipeline = %k.pipeline, ?probe, from, ms = t0.elapsed().as_millis() as u64, "relay: fed again");
+    }
+}
+
+impl Service {
+    /// Connects `to` to each connection of `fed` (as `getSinkConnections` listed them): each
+    /// connect replaces the old `relayIn` as its sink's source of that media type. A sink
+    /// not fed again is logged (at warn on the `last` try).
+    async fn move_sinks(&self, to: &str, fed: &Value, last: bool) {
+        for s in fed.as_array().into_iter().flatten() {
+            if let Err(e) = self.invoke(to, "connect", reconnect(s)).await {
+                if last {
+                    tracing::warn!(sink = %s["sink"], "relay: a sink not fed again: {}", e["message"]);
+                } else {
+                    tracing::info!(sink = %s["sink"], "relay: a sink not fed again (tried once more): {}", e["message"]);
+                }
+            }
+        }
     }
 }
 
