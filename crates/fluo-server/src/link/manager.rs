@@ -240,15 +240,21 @@ impl Router {
                 session: Some(t.session.clone()),
                 text: "",
             };
-            let sent = send_subscriptions(&ask, &link, &t.session, &t.reqs);
-            if !sent {
+            // Sent under the listeners' lock, and only while the connection still listens:
+            // it may have ended while the link was got, and a send then would open a mirror
+            // there that nothing closes ([`Router::closed`] forgets the listener before it
+            // closes the connection's mirrors, so one opened before that goes with them;
+            // review R42-final, A1).
+            let mut all = lock(&self.manager.listeners);
+            let Some(l) = all.get_mut(&t.conn) else {
+                continue;
+            };
+            if !send_subscriptions(&ask, &link, &t.session, &t.reqs) {
                 tracing::debug!(node = %t.node.info.id, "link: ServerManager subscriptions not made there yet (the link refused them)");
                 continue;
             }
-            if let Some(l) = lock(&self.manager.listeners).get_mut(&t.conn) {
-                let made = (Arc::downgrade(&link), t.session, t.total);
-                l.made.insert(t.node.info.id.clone(), made);
-            }
+            let made = (Arc::downgrade(&link), t.session, t.total);
+            l.made.insert(t.node.info.id.clone(), made);
         }
     }
 

@@ -183,12 +183,11 @@ impl Drop for Place {
 
 impl Service {
     /// Makes relay `k` fed where the tree has room ([`Place::choose`], `avoid` left out);
-    /// fed by the source itself when the relay it was to be made from is gone (40101). Any
-    /// other error leaves that relay no feeder for a while ([`Table::feeder_failed`]: e.g.
-    /// its node and `k`'s cannot reach each other's media ports) and, when a client waits
-    /// (`client`: its job's time would not hold a second build), is answered as it came;
-    /// with no client waiting (fed again by the janitor) the source feeds it instead. Its
-    /// ends, and its place, to keep until it is in the table.
+    /// fed by the source itself when that fails. An error other than the feeder being gone
+    /// (40101) or the job stopping leaves that relay no feeder for a while
+    /// ([`Table::feeder_failed`]: e.g. its node and `k`'s cannot reach each other's media
+    /// ports). `client`: a client's connect waits (logged). Its ends, and its place, to keep
+    /// until it is in the table.
     pub(super) async fn grow(
         &self,
         k: &Key,
@@ -212,13 +211,19 @@ impl Service {
             }
             Err(err) => err,
         };
+        // The feeder is barred for a while unless it is gone (40101) or the job itself
+        // stopped (its deadline, the node stopping: not the feeder's fault). Either way the
+        // source is tried next: its build takes no step past the job's deadline
+        // (`Step::at`), so a client waits no longer than without the fallback (review
+        // R42-final, B1: a client's connect failed on any other error, e.g. a feeder on a
+        // node that just died, picked before its first check).
         let lost = gone(&Err(err.clone()));
-        if !lost {
-            tracing::warn!(source = %k.source, pipeline = %k.pipeline, from = %place.from, "relay: not made from another relay; that one feeds none for {} s: {}", FAILED_FOR.as_secs(), err["message"]);
+        let message = err["message"].as_str().unwrap_or_default();
+        let job_stopped =
+            message.contains("stopped at its deadline") || message.contains("this node stops");
+        if !lost && !job_stopped {
+            tracing::warn!(source = %k.source, pipeline = %k.pipeline, from = %place.from, client, "relay: not made from another relay; that one feeds none for {} s: {}", FAILED_FOR.as_secs(), err["message"]);
             lock(&self.table).feeder_failed(parent, Instant::now());
-            if client {
-                return Err(err);
-            }
         }
         tracing::info!(source = %k.source, pipeline = %k.pipeline, from = %place.from, "relay: not made from another relay; made from the source: {}", err["message"]);
         drop(place);
