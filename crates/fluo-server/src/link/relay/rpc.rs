@@ -30,6 +30,11 @@ type Request = (
     oneshot::Receiver<Result<Value, Value>>,
 );
 
+/// A request of this connection that failed here (`40004`, with `m`).
+fn fail(m: String) -> Value {
+    KurentoError::new(ErrorCode::ConnectError, m).to_json()
+}
+
 /// The address the entry's own connection is counted under.
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -141,6 +146,17 @@ impl Rpc {
         (id, text.to_string(), session, rx)
     }
 
+    /// This connection's request `text` in `session`, as the router and the links take it.
+    fn ask<'a>(&'a self, session: Option<String>, text: &'a str) -> Ask<'a> {
+        Ask {
+            conn: self.conn,
+            peer: LOCAL,
+            client: &self.handle,
+            session,
+            text,
+        }
+    }
+
     /// Sends `method(params)` straight to the node at the other end of `link` (not routed:
     /// the request is about that node, e.g. its ServerManager); its result or its error, an
     /// error when no answer came within `wait`.
@@ -152,14 +168,7 @@ impl Rpc {
         wait: Duration,
     ) -> Result<Value, Value> {
         let (id, text, session, rx) = self.request(method, params);
-        let ask = Ask {
-            conn: self.conn,
-            peer: LOCAL,
-            client: &self.handle,
-            session,
-            text: &text,
-        };
-        let fail = |m: String| KurentoError::new(ErrorCode::ConnectError, m).to_json();
+        let ask = self.ask(session, &text);
         if let Err(e) = link.send(&ask, Some(&Value::from(id)), Pending::Plain, text.clone()) {
             lock(&self.inbox.waiting).remove(&id);
             return Err(fail(e));
@@ -181,14 +190,7 @@ impl Rpc {
         params: Value,
     ) -> Result<Value, Value> {
         let (id, text, session, rx) = self.request(method, params);
-        let ask = Ask {
-            conn: self.conn,
-            peer: LOCAL,
-            client: &self.handle,
-            session,
-            text: &text,
-        };
-        let fail = |m: String| KurentoError::new(ErrorCode::ConnectError, m).to_json();
+        let ask = self.ask(session, &text);
         if let Some(local) = Box::pin(router.route(ask)).await {
             let msg = CoreMsg::Text {
                 conn: self.conn,
