@@ -384,15 +384,9 @@ impl Router {
     /// to this connection.)
     pub(super) fn subscriptions_first(&self, ask: &Ask<'_>, node: &NodeId, link: &Arc<Link>) {
         let mut all = lock(&self.manager.listeners);
-        let Some(session) = ask.session.clone().or_else(|| all.learnt(ask.conn)) else {
+        let Some((session, l)) = all.on(ask.conn, ask.session.clone()) else {
             return;
         };
-        let Some(l) = all.sessions.get_mut(&session) else {
-            return;
-        };
-        if l.at.as_ref().is_none_or(|a| a.conn != ask.conn) {
-            return;
-        }
         let reqs = l.missing(node, Some(link));
         let copies = &self.manager.answers;
         if !reqs.is_empty() && send_subscriptions(ask, link, &session, &reqs, copies) {
@@ -435,6 +429,7 @@ impl Listeners {
     fn listen(&mut self, at: At, session: Option<String>, req: &Map<String, Value>) -> bool {
         let l = match session {
             Some(s) => {
+                self.learnt(at.conn);
                 self.attach(&s, at.clone());
                 self.conns.insert(at.conn, s.clone());
                 self.sessions.entry(s).or_insert_with(|| Listener::new(at))
@@ -523,6 +518,19 @@ impl Listeners {
             }
         }
         Some(s)
+    }
+
+    /// The subscriptions of the session connection `conn` speaks for (`session`, or the one
+    /// it learnt), while they are on that connection. Those it kept before its session was
+    /// known are the session's first: its next request, in the session the answer gave,
+    /// comes before the task's look.
+    fn on(&mut self, conn: u64, session: Option<String>) -> Option<(String, &mut Listener)> {
+        let learnt = self.learnt(conn);
+        let s = session.or(learnt)?;
+        let l = self.sessions.get_mut(&s)?;
+        l.at.as_ref()
+            .is_some_and(|a| a.conn == conn)
+            .then_some((s, l))
     }
 
     /// At `now`: the sessions learnt since are kept by session, and those whose grace
@@ -870,6 +878,36 @@ mod tests {
         l.listen(at2, None, &sub("ObjectCreated"));
         l.closed(2, Instant::now());
         assert!(l.unsessioned.is_empty());
+    }
+
+    /// A connection's first request was its subscription; the next one, in the session the
+    /// answer gave, goes to another node before the task's look: the subscription is the
+    /// session's by then, so it is made there first (`subscribe` then `create`).
+    #[test]
+    fn a_request_in_the_session_finds_a_subscription_kept_before_it_was_known() {
+        let mut l = Listeners::new(Duration::from_secs(5));
+        let seen = Arc::new(Mutex::new(None));
+        let (mut at, _rx) = conn(1);
+        at.client = at.client.seeing(seen.clone());
+        l.listen(at, None, &sub("ObjectCreated"));
+        assert!(l.on(1, None).is_none(), "no session yet");
+        *lock(&seen) = Some("s".into());
+        let (s, got) = l
+            .on(1, Some("s".into()))
+            .expect("the session's subscriptions");
+        assert_eq!(s, "s");
+        assert_eq!(got.reqs.len(), 1);
+        assert!(l.unsessioned.is_empty());
+        assert!(l.on(2, Some("s".into())).is_none(), "another connection's");
+        // So is a second subscription, in the session: both the session's at once.
+        let seen = Arc::new(Mutex::new(None));
+        let (mut at, _rx) = conn(3);
+        at.client = at.client.seeing(seen.clone());
+        l.listen(at.clone(), None, &sub("ObjectCreated"));
+        *lock(&seen) = Some("s3".into());
+        l.listen(at, Some("s3".into()), &sub("ObjectDestroyed"));
+        assert!(l.unsessioned.is_empty());
+        assert_eq!(l.sessions["s3"].reqs.len(), 2);
     }
 
     #[test]
