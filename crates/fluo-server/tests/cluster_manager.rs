@@ -170,6 +170,24 @@ async fn a_session_resumed_on_a_new_connection_hears_of_every_nodes_objects() {
     );
 }
 
+/// A connection whose first request is its subscription (answered before it has a
+/// session), then at once a `create` on the other node: the subscription is made there
+/// before the `create`, so the pipeline is announced (the task's next look would come too
+/// late for it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_request_subscription_is_made_before_a_create_on_another_node() {
+    let Some(t) = two_nodes("a subscription then a create on another node", &[]).await else {
+        return;
+    };
+    let mut c = Client::connect(t.port_a).await;
+    c.subscribe(MANAGER, "ObjectCreated").await;
+    let p = c
+        .create("MediaPipeline", json!({ "fluoNode": "node-b" }))
+        .await
+        .expect("a pipeline pinned to node-b");
+    manager_event(&mut c, "ObjectCreated", &p).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_server_manager_of_an_entry_lists_and_announces_every_nodes_objects() {
     let Some(TwoNodes {
