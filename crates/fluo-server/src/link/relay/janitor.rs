@@ -248,13 +248,13 @@ impl Table {
 
     /// `relayIn` of relay `k` has received `rx` packets (`None`: not known) at a check that
     /// found its `relayOut` not answering: whether it received some since the last such
-    /// check (its media still arrives).
+    /// check whose statistics were read (its media still arrives). Statistics that could not
+    /// be read tell nothing, and keep the count to compare the next ones with.
     pub(super) fn arrived(&mut self, k: &Key, rx: Option<u64>) -> bool {
-        let Some(e) = self.relays.get_mut(k) else {
+        let (Some(e), Some(now)) = (self.relays.get_mut(k), rx) else {
             return false;
         };
-        let before = std::mem::replace(&mut e.rx, rx);
-        matches!((before, rx), (Some(a), Some(b)) if b > a)
+        e.rx.replace(now).is_some_and(|before| now > before)
     }
 
     /// Records what the janitor found on relay `k`; a relay to release is removed.
