@@ -11,6 +11,7 @@ use common::Client;
 use serde_json::{json, Value};
 use std::time::Duration;
 use support::*;
+use tokio_tungstenite::tungstenite::Message;
 
 const MANAGER: &str = "manager_ServerManager";
 
@@ -94,6 +95,97 @@ async fn a_subscription_alone_reaches_every_node_also_one_frozen_then() {
         heard(&mut listener, "ObjectCreated", &p, Duration::from_secs(5)).await,
         "the listener through node-a never heard of {p}, made on node-b"
     );
+}
+
+/// The session `c`'s connection is in, as a `ping` naming none is answered.
+async fn session_now(c: &mut Client) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    c.next += 1;
+    let id = c.next;
+    let ping = json!({"jsonrpc": "2.0", "id": id, "method": "ping", "params": {}});
+    c.ws.send(Message::text(ping.to_string())).await.unwrap();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), c.ws.next()).await;
+        let Ok(Some(Ok(Message::Text(t)))) = m else {
+            panic!("no answer to a ping: {m:?}");
+        };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if v["id"] == id {
+            let s = v["result"]["sessionId"].as_str();
+            return s.unwrap_or_else(|| panic!("no session: {v}")).to_string();
+        }
+    }
+}
+
+/// A client whose WebSocket drops resumes its session on a new one (`connect {sessionId}`,
+/// as kurento-client does after a reconnect): the ServerManager subscription copied to the
+/// other nodes follows the session as the entry's engine's does, so the objects made on
+/// node-b, and on node-c listed after the reconnect, are announced on the new connection
+/// (review R42-final, A2).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_resumed_on_a_new_connection_hears_of_every_nodes_objects() {
+    let Some(t) = two_nodes("the ServerManager's events of a resumed session", &[]).await else {
+        return;
+    };
+    let pin = |n: &str| json!({ "fluoNode": n });
+    let mut first = Client::connect(t.port_a).await;
+    first.subscribe(MANAGER, "ObjectCreated").await;
+    let session = session_now(&mut first).await;
+    // The entry's task makes it on node-b at its next look.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut maker = Client::connect(t.port_b).await;
+    let p1 = maker.create("MediaPipeline", pin("node-b")).await.unwrap();
+    assert!(
+        heard(&mut first, "ObjectCreated", &p1, Duration::from_secs(5)).await,
+        "before the reconnect, {p1} made on node-b was not announced"
+    );
+    // The WebSocket drops (no close frame); the client connects again and resumes.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut second = Client::connect(t.port_a).await;
+    let resumed = second
+        .request("connect", json!({ "sessionId": session }))
+        .await
+        .expect("the session resumed");
+    assert_eq!(resumed["sessionId"], json!(session));
+    let p2 = maker.create("MediaPipeline", pin("node-b")).await.unwrap();
+    assert!(
+        heard(&mut second, "ObjectCreated", &p2, Duration::from_secs(5)).await,
+        "after the reconnect, {p2} made on node-b was not announced"
+    );
+    // A node listed after the reconnect gets the subscription too (the task looks every
+    // second once the entry lists it).
+    let dc = tempfile::tempdir().unwrap();
+    let (_c, port_c) = node(dc.path(), &t.redis.url(), "node-c", SECRET, &[]);
+    until_listed(&t.probe, &["node-a", "node-b", "node-c"]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut maker_c = Client::connect(port_c).await;
+    let p3 = maker_c
+        .create("MediaPipeline", pin("node-c"))
+        .await
+        .unwrap();
+    assert!(
+        heard(&mut second, "ObjectCreated", &p3, Duration::from_secs(5)).await,
+        "{p3} made on node-c, listed after the reconnect, was not announced"
+    );
+}
+
+/// A connection whose first request is its subscription (answered before it has a
+/// session), then at once a `create` on the other node: the subscription is made there
+/// before the `create`, so the pipeline is announced (the task's next look would come too
+/// late for it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_request_subscription_is_made_before_a_create_on_another_node() {
+    let Some(t) = two_nodes("a subscription then a create on another node", &[]).await else {
+        return;
+    };
+    let mut c = Client::connect(t.port_a).await;
+    c.subscribe(MANAGER, "ObjectCreated").await;
+    let p = c
+        .create("MediaPipeline", json!({ "fluoNode": "node-b" }))
+        .await
+        .expect("a pipeline pinned to node-b");
+    manager_event(&mut c, "ObjectCreated", &p).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

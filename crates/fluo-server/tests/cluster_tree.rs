@@ -115,6 +115,31 @@ impl Stage {
         assert!(got >= n, "viewer {i} got {got} frames of {n} in {within:?}");
     }
 
+    /// Drives everyone until pipeline `q` holds a `relayIn` of the publisher other than
+    /// `old` (`within` at most), then until viewer `i` got 30 more frames (5 s at most),
+    /// keeping the longest time it went without a frame in `gap`; how long each took.
+    async fn until_fed_again(
+        &mut self,
+        (q, old): (&str, &str),
+        i: usize,
+        within: Duration,
+        gap: &mut Gap,
+    ) -> (Duration, Duration) {
+        let t0 = Instant::now();
+        let name = format!("fluo-relay-in:{}", self.e_pub);
+        loop {
+            self.watch(i, Duration::from_millis(100), gap).await;
+            let ins = relay_ends(&mut self.c, q).await;
+            if ins.iter().any(|(id, n)| *n == name && id != old) {
+                break;
+            }
+            assert!(t0.elapsed() < within, "{q}'s relay not fed again: {ins:?}");
+        }
+        let refed = t0.elapsed();
+        self.resumed(i, 30, Duration::from_secs(5), gap).await;
+        (refed, t0.elapsed())
+    }
+
     /// Drives everyone for `d`, keeping the longest time viewer `i` went without a frame.
     async fn watch(&mut self, i: usize, d: Duration, gap: &mut Gap) {
         let t0 = Instant::now();
@@ -190,25 +215,11 @@ async fn with_fanout_1_node_c_is_fed_through_node_b_and_fed_again_when_b_goes() 
     // relay lost its upstream and is fed again, from the source (the one with room now).
     s.c.request("release", json!({"object": qb})).await.unwrap();
     s.qs.retain(|q| *q != qb);
-    let t1 = Instant::now();
     let mut gap = Gap::new(s.viewers[1].frames_in);
-    loop {
-        s.watch(1, Duration::from_millis(100), &mut gap).await;
-        let name = format!("fluo-relay-in:{}", s.e_pub);
-        let ins = relay_ends(&mut s.c, &qc).await;
-        if ins.iter().any(|(id, n)| *n == name && *id != in_c) {
-            break;
-        }
-        assert!(
-            t1.elapsed() < Duration::from_secs(8),
-            "C's relay not fed again: {ins:?}"
-        );
-    }
-    let refed = t1.elapsed();
-    s.resumed(1, 30, Duration::from_secs(5), &mut gap).await;
+    let within = Duration::from_secs(8);
+    let (refed, frames) = s.until_fed_again((&qc, &in_c), 1, within, &mut gap).await;
     println!(
-        "C's new relayIn made {refed:?} after B's pipeline was released; 30 frames through it {:?} after the release; longest time without a frame {:?}; {}",
-        t1.elapsed(),
+        "C's new relayIn made {refed:?} after B's pipeline was released; 30 frames through it {frames:?} after the release; longest time without a frame {:?}; {}",
         gap.longest,
         fed_again(&n)
     );
@@ -338,25 +349,11 @@ async fn a_relay_fed_through_a_node_that_dies_is_fed_again() {
     // the source after a few checks.
     signal(&n.servers[1], libc::SIGKILL);
     s.qs.retain(|q| *q != qb);
-    let t1 = Instant::now();
     let mut gap = Gap::new(s.viewers[1].frames_in);
-    loop {
-        s.watch(1, Duration::from_millis(100), &mut gap).await;
-        let name = format!("fluo-relay-in:{}", s.e_pub);
-        let ins = relay_ends(&mut s.c, &qc).await;
-        if ins.iter().any(|(id, n)| *n == name && *id != in_c) {
-            break;
-        }
-        assert!(
-            t1.elapsed() < Duration::from_secs(12),
-            "C's relay not fed again: {ins:?}"
-        );
-    }
-    let refed = t1.elapsed();
-    s.resumed(1, 30, Duration::from_secs(5), &mut gap).await;
+    let within = Duration::from_secs(12);
+    let (refed, frames) = s.until_fed_again((&qc, &in_c), 1, within, &mut gap).await;
     println!(
-        "C's new relayIn made {refed:?} after node-b died; 30 frames through it {:?} after; longest time without a frame {:?}; {}",
-        t1.elapsed(),
+        "C's new relayIn made {refed:?} after node-b died; 30 frames through it {frames:?} after; longest time without a frame {:?}; {}",
         gap.longest,
         fed_again(&n)
     );

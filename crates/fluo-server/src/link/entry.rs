@@ -14,6 +14,7 @@
 
 use super::auth::{self, Challenge, Hello, Proof, Welcome};
 use super::lost::{self, Kept, Key, Who};
+use super::manager::{Answer, Answers};
 use super::route::{gone_for_good, object_of, rebind_id, Ask};
 use super::sessions::{Misses, Sessions};
 use super::{read_json, write_json, Frame, CONNECT, LINK_QUEUE, PATH, RETRY_AFTER};
@@ -56,6 +57,14 @@ pub(crate) enum Pending {
     Released(String),
     /// A request of the entry's own (a session bound again): the client never sees it.
     Swallow,
+    /// A client session's subscription to a ServerManager event, copied to the owner by the
+    /// entry ([`super::manager`]): the client never sees the answer, which goes to
+    /// `answers` (a refusal is made again).
+    Copied {
+        session: String,
+        event: String,
+        answers: Answers,
+    },
     /// A request naming `0`, an object of another pipeline than the called object's: the
     /// owner's "not found" of that object is answered as KMS answers the mix of two
     /// pipelines (40004).
@@ -88,6 +97,11 @@ impl Pending {
             Some("create" | "transaction") => Pending::Hold(p.to_string()),
             _ => Pending::Plain,
         }
+    }
+
+    /// Whether the request is the entry's own (its answer is not the client's).
+    fn own(&self) -> bool {
+        matches!(self, Pending::Swallow | Pending::Copied { .. })
     }
 }
 
@@ -680,7 +694,20 @@ impl Link {
                 let done = v
                     .get("id")
                     .and_then(|id| st.pending.remove(&(conn, id_key(id))));
-                let swallow = matches!(done, Some(Pending::Swallow));
+                let swallow = done.as_ref().is_some_and(Pending::own);
+                if let Some(Pending::Copied {
+                    session,
+                    event,
+                    answers,
+                }) = &done
+                {
+                    lock(answers).push(Answer {
+                        node: self.node.clone(),
+                        session: session.clone(),
+                        event: event.clone(),
+                        error: v.get("error").cloned(),
+                    });
+                }
                 if let Some(Pending::Foreign(o)) = &done {
                     tracing::debug!(conn, object = %o, answer = %text, "link: the answer to a request naming another pipeline's object");
                     if let Some(t) = foreign_error(&v, o) {
@@ -799,7 +826,7 @@ impl Link {
             let Some(c) = st.clients.get(conn) else {
                 continue;
             };
-            if !matches!(p, Pending::Swallow) {
+            if !p.own() {
                 c.handle.send(*conn, lost::answer(id, &self.node, why));
                 answered += 1;
             }
@@ -912,6 +939,21 @@ fn lost_why(e: &tokio_tungstenite::tungstenite::Error) -> &'static str {
         E::ConnectionClosed | E::AlreadyClosed => "the connection closed",
         _ => "the connection was reset",
     }
+}
+
+/// A link to `node` in `boot` that nothing reads, and what it sends (for tests).
+#[cfg(test)]
+pub(crate) fn detached(node: &str, boot: u64) -> (Arc<Link>, mpsc::Receiver<Frame>) {
+    let (tx, rx) = mpsc::channel(64);
+    let link = Link {
+        node: NodeId::new(node).unwrap(),
+        boot,
+        tx,
+        alive: AtomicBool::new(true),
+        state: Mutex::default(),
+        kept: Arc::default(),
+    };
+    (Arc::new(link), rx)
 }
 
 #[cfg(test)]
@@ -1094,6 +1136,50 @@ mod tests {
         std::iter::from_fn(|| outs[i].try_recv().ok())
             .map(|t| serde_json::from_str(&t).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_copied_subscriptions_answer_goes_to_the_manager_not_the_client() {
+        let (link, _rx) = link(64);
+        let known = Known::new(Arc::new(View::default()));
+        let (c, mut out) = client();
+        let answers = Answers::default();
+        let copied = || Pending::Copied {
+            session: "s1".into(),
+            event: "ObjectCreated".into(),
+            answers: answers.clone(),
+        };
+        exchange(&link, &known, (1, 10), &c, copied(), None);
+        let refused = r#"{"error":{"code":40000,"message":"no room"},"id":10,"jsonrpc":"2.0"}"#;
+        link.deliver(&known, 1, refused.into());
+        exchange(
+            &link,
+            &known,
+            (1, 11),
+            &c,
+            copied(),
+            Some(serde_json::json!({"value": "sub", "sessionId": "s1"})),
+        );
+        assert!(
+            out.try_recv().is_err(),
+            "the client saw an answer of the entry's own"
+        );
+        let got = std::mem::take(&mut *lock(&answers));
+        let answer = |error: Option<Value>| Answer {
+            node: NodeId::new("node-b").unwrap(),
+            session: "s1".into(),
+            event: "ObjectCreated".into(),
+            error,
+        };
+        let error = serde_json::json!({"code": 40000, "message": "no room"});
+        assert_eq!(got, vec![answer(Some(error)), answer(None)]);
+        // One in flight when the link breaks is not answered to the client either.
+        exchange(&link, &known, (1, 12), &c, copied(), None);
+        link.broke("the connection closed");
+        assert!(
+            out.try_recv().is_err(),
+            "the client was answered for the entry"
+        );
     }
 
     #[test]

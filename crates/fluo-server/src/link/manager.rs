@@ -6,8 +6,11 @@
 //! entry is also made on every other listed node, in the client's session on its mirror
 //! there, so that objects made anywhere are announced to it. A task makes those
 //! subscriptions, once the client's session is known, on each node listed (later ones too)
-//! and again on each new link to it. The rest (`getInfo`, `getKmd`, `getMetadata`, CPU and
-//! memory) is the entry's own: it describes the node the client talks to.
+//! and again on each new link to it. They are the session's, as the engine's own are: kept
+//! through the session's grace period once its connection ended, and followed to the
+//! connection that resumes the session (bound there on each node), ended with the session.
+//! The rest (`getInfo`, `getKmd`, `getMetadata`, CPU and memory) is the entry's own: it
+//! describes the node the client talks to.
 
 use super::entry::{ClientHandle, Link, Pending};
 use super::relay::rpc::Rpc;
@@ -16,10 +19,11 @@ use crate::lock;
 use fluo_api::ids::SERVER_MANAGER_ID;
 use fluo_cluster::{NodeId, NodeRecord};
 use serde_json::{json, Map, Value};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
 /// How long the entry waits for the other nodes' lists, all asked at once (a node that does
@@ -27,45 +31,103 @@ use tokio::sync::{watch, Notify};
 const LIST_WAIT: Duration = Duration::from_secs(2);
 
 /// How often the subscriptions are looked at without being woken (nodes listed, links made
-/// again).
+/// again, refusals to try again, sessions whose grace period ran out).
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// The ServerManager's lists that span the cluster.
 const GATHERED: [&str; 2] = ["getPipelines", "getSessions"];
 
 /// The entry's own connection for the lists (opened once the engine runs), and its client
-/// connections' subscriptions to the ServerManager's events.
-#[derive(Default)]
+/// sessions' subscriptions to the ServerManager's events.
 pub(crate) struct Manager {
     rpc: OnceLock<Arc<Rpc>>,
-    listeners: Mutex<HashMap<u64, Listener>>,
+    listeners: Mutex<Listeners>,
     wake: Notify,
+    /// The other nodes' answers to the copied subscriptions, read at the next look.
+    answers: Answers,
 }
 
-/// A client connection's subscriptions to the ServerManager's events (one per event type),
-/// and where they were made.
-struct Listener {
-    client: ClientHandle,
-    peer: IpAddr,
-    reqs: Vec<Map<String, Value>>,
-    /// Per node: the link they were made on, in which session, how many.
-    made: HashMap<NodeId, (Weak<Link>, String, usize)>,
+/// Where the links put the other nodes' answers to the copied subscriptions
+/// ([`Pending::Copied`]).
+pub(crate) type Answers = Arc<Mutex<Vec<Answer>>>;
+
+/// A node's answer to a subscription copied there.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Answer {
+    pub node: NodeId,
+    pub session: String,
+    pub event: String,
+    /// Its error when the node refused it.
+    pub error: Option<Value>,
 }
 
-/// What the task has to make: a connection's subscriptions on one node.
-struct Todo {
+/// The client sessions' subscriptions to the ServerManager's events.
+struct Listeners {
+    /// How long a session outlives its last connection (`--session-grace-secs`, as the
+    /// engine keeps the session and its own subscription).
+    grace: Duration,
+    /// By session.
+    sessions: HashMap<String, Listener>,
+    /// Those of connections whose session is not known yet (their subscription was their
+    /// first request, not answered yet), by connection.
+    unsessioned: HashMap<u64, Listener>,
+    /// The session each connection with subscriptions speaks for (the sessions' `at`).
+    conns: HashMap<u64, String>,
+}
+
+/// A client connection: where a session's events go now.
+#[derive(Clone)]
+struct At {
     conn: u64,
     client: ClientHandle,
     peer: IpAddr,
-    session: String,
-    /// The subscriptions to make (those not made yet on this link in this session).
+}
+
+/// A session's subscriptions to the ServerManager's events (one per event type), and where
+/// they were made.
+struct Listener {
+    /// The connection the session is on; `None` once it ended (at `left`).
+    at: Option<At>,
+    left: Option<Instant>,
+    /// As the client sent them, without their ids.
     reqs: Vec<Map<String, Value>>,
-    /// How many the connection has in all.
-    total: usize,
+    /// Per node: what was made there.
+    made: HashMap<NodeId, Made>,
+    /// The copies a node refused (node, event type) since they were last made there: each
+    /// logged at warn once, then at debug while it keeps refusing.
+    refused: HashSet<(NodeId, String)>,
+}
+
+/// What was made on one node: over which link, on which client connection's mirror, the
+/// subscriptions to which event types.
+struct Made {
+    link: Weak<Link>,
+    conn: u64,
+    events: HashSet<String>,
+}
+
+/// What the task has to send a node for a session.
+struct Todo {
+    session: String,
+    at: At,
     node: NodeRecord,
+    /// The session was made there on another connection: bind it to this one first.
+    bind: bool,
+    /// The subscriptions not made there on its current link.
+    reqs: Vec<Map<String, Value>>,
 }
 
 impl Manager {
+    /// The manager of an entry whose sessions outlive their connections by `grace`.
+    pub(crate) fn new(grace: Duration) -> Manager {
+        Manager {
+            rpc: OnceLock::new(),
+            listeners: Mutex::new(Listeners::new(grace)),
+            wake: Notify::new(),
+            answers: Answers::default(),
+        }
+    }
+
     /// Opens the connection the lists are asked through, and starts the task that makes the
     /// event subscriptions on the other nodes (until `shutdown`).
     pub(crate) fn start(
@@ -91,9 +153,10 @@ impl Manager {
         });
     }
 
-    /// The client connection `conn` ended (its subscriptions end with its mirrors).
+    /// The client connection `conn` ended: its session's subscriptions wait for the session
+    /// to be resumed, through its grace period.
     pub(crate) fn closed(&self, conn: u64) {
-        lock(&self.listeners).remove(&conn);
+        lock(&self.listeners).closed(conn, Instant::now());
     }
 }
 
@@ -122,31 +185,44 @@ fn manager_subscribe(req: &Map<String, Value>) -> bool {
 }
 
 /// The event type a subscription names.
-fn event_type(req: &Map<String, Value>) -> Option<&str> {
-    req.get("params")?.get("type")?.as_str()
+fn event_type(req: &Map<String, Value>) -> &str {
+    req.get("params")
+        .and_then(|p| p.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// The session a `closeSession` ends (the connection's when it names none).
+fn closes<'a>(req: &'a Map<String, Value>, ask: &'a Ask<'_>) -> Option<&'a str> {
+    if req.get("method").and_then(Value::as_str) != Some("closeSession") {
+        return None;
+    }
+    let named = req.get("params").and_then(|p| p.get("sessionId"));
+    named.and_then(Value::as_str).or(ask.session.as_deref())
 }
 
 impl Router {
     /// A client's request about the ServerManager that spans the cluster: a list is
     /// answered here (`true`); a subscription is kept to be made on every other listed node
-    /// (and goes on to this node's engine: `false`). The entry's own connections (the
-    /// relays', the lists') are this node's only.
+    /// (and goes on to this node's engine: `false`). A request in a session whose
+    /// subscriptions are on another connection brings them to this one; a `closeSession`
+    /// ends them. The entry's own connections (the relays', the lists') are this node's only.
     pub(super) async fn manager(&self, ask: &Ask<'_>, req: &Map<String, Value>) -> bool {
-        if manager_subscribe(req) {
-            if !super::is_internal(ask.conn) {
-                self.listen(ask, req);
-            }
+        if super::is_internal(ask.conn) {
             return false;
         }
-        let Some(op) = gathered(req) else {
+        if let Some(s) = closes(req, ask) {
+            lock(&self.manager.listeners).ended(s);
             return false;
-        };
-        let Some(rpc) = self
-            .manager
-            .rpc
-            .get()
-            .filter(|_| !super::is_internal(ask.conn))
-        else {
+        }
+        if let Some(s) = &ask.session {
+            self.resumed(ask, s);
+        }
+        if manager_subscribe(req) {
+            self.listen(ask, req);
+            return false;
+        }
+        let (Some(op), Some(rpc)) = (gathered(req), self.manager.rpc.get()) else {
             return false;
         };
         let value = self.gather(rpc, op).await;
@@ -164,21 +240,27 @@ impl Router {
         true
     }
 
-    /// Keeps `ask`'s subscription `req` (one per event type and connection) and wakes the
+    /// `ask`'s connection speaks for session `s` (a request in it, or a `connect`,
+    /// `keepAlive` or `ping` naming it): the session's subscriptions, if it has some on
+    /// another connection (or on none, its connection ended), are this one's now, and the
+    /// task binds the session to it on the nodes they were made on. (Not for the entry's
+    /// own connections.)
+    pub(super) fn resumed(&self, ask: &Ask<'_>, s: &str) {
+        if lock(&self.manager.listeners).attach(s, at(ask)) {
+            tracing::debug!(
+                conn = ask.conn,
+                session = s,
+                "link: the ServerManager subscriptions of a session follow it to a new connection"
+            );
+            self.manager.wake.notify_one();
+        }
+    }
+
+    /// Keeps `ask`'s subscription `req` (one per event type and session) and wakes the
     /// task that makes it on the other nodes.
     fn listen(&self, ask: &Ask<'_>, req: &Map<String, Value>) {
-        let mut all = lock(&self.manager.listeners);
-        let l = all.entry(ask.conn).or_insert_with(|| Listener {
-            client: ask.client.clone(),
-            peer: ask.peer,
-            reqs: vec![],
-            made: HashMap::new(),
-        });
-        if l.reqs.iter().all(|r| event_type(r) != event_type(req)) {
-            let mut r = req.clone();
-            r.remove("id");
-            l.reqs.push(r);
-            drop(all);
+        let session = ask.session.clone().or_else(|| ask.client.session());
+        if lock(&self.manager.listeners).listen(at(ask), session, req) {
             self.manager.wake.notify_one();
         }
     }
@@ -218,110 +300,98 @@ impl Router {
         all
     }
 
-    /// Makes each client connection's subscriptions to the ServerManager's events on every
-    /// other listed node where they are not made yet on its current link in the
-    /// connection's session (a node listed since, a link made again, a subscription added,
-    /// the session learnt), on the client's own mirror there: the events come to its
-    /// connection as those of its pipelines do. A connection whose session is not known yet
-    /// (its first request was the subscription, not answered yet) is looked at again later.
+    /// Makes each client session's subscriptions to the ServerManager's events on every
+    /// other listed node where they are not made yet on its current link (a node listed
+    /// since, a link made again, a subscription added or refused, the session learnt), on
+    /// the client's own mirror there: the events come to its connection as those of its
+    /// pipelines do. A session made there on an earlier connection (resumed on a new one)
+    /// is bound to the new one there first. A connection whose session is not known yet (its
+    /// first request was the subscription, not answered yet) is looked at again later. The
+    /// nodes' links are got at once (each bounded by the link's connect time), so that an
+    /// unreachable node delays no other.
     pub(super) async fn subscribe_everywhere(&self) {
-        for t in self.to_make() {
-            let link = match self.links.get(&t.node).await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::debug!(node = %t.node.info.id, "link: ServerManager subscriptions not made there yet: {e}");
-                    continue;
-                }
-            };
-            let ask = Ask {
-                conn: t.conn,
-                peer: t.peer,
-                client: &t.client,
-                session: Some(t.session.clone()),
-                text: "",
-            };
-            // Sent under the listeners' lock, and only while the connection still listens:
-            // it may have ended while the link was got, and a send then would open a mirror
-            // there that nothing closes ([`Router::closed`] forgets the listener before it
-            // closes the connection's mirrors, so one opened before that goes with them;
-            // review R42-final, A1).
+        let answers = std::mem::take(&mut *lock(&self.manager.answers));
+        let todo = {
             let mut all = lock(&self.manager.listeners);
-            let Some(l) = all.get_mut(&t.conn) else {
-                continue;
-            };
-            if !send_subscriptions(&ask, &link, &t.session, &t.reqs) {
-                tracing::debug!(node = %t.node.info.id, "link: ServerManager subscriptions not made there yet (the link refused them)");
-                continue;
+            all.heard(answers);
+            all.tidy(Instant::now());
+            all.due(&self.others(), |n| self.links.live(&n.info.id, n.boot))
+        };
+        let mut nodes: Vec<&NodeRecord> = vec![];
+        for t in &todo {
+            if nodes.iter().all(|n| n.info.id != t.node.info.id) {
+                nodes.push(&t.node);
             }
-            let made = (Arc::downgrade(&link), t.session, t.total);
-            l.made.insert(t.node.info.id.clone(), made);
+        }
+        let gets = nodes.iter().map(|n| async move {
+            let got = self.links.get(n).await;
+            (n.info.id.clone(), got)
+        });
+        let links: HashMap<NodeId, Result<Arc<Link>, String>> =
+            futures_util::future::join_all(gets)
+                .await
+                .into_iter()
+                .collect();
+        for t in todo {
+            match links.get(&t.node.info.id) {
+                Some(Ok(link)) => self.make(t, link),
+                Some(Err(e)) => {
+                    tracing::debug!(node = %t.node.info.id, "link: ServerManager subscriptions not made there yet: {e}");
+                }
+                None => {}
+            }
         }
     }
 
-    /// Before `ask`'s request goes to `node` over `link`: its connection's subscriptions to
-    /// the ServerManager's events not made there yet on this link are sent first, so that a
+    /// Sends `t` over `link`, under the listeners' lock and only while its connection still
+    /// holds the session: it may have ended while the link was got, and a send then would
+    /// open a mirror there that nothing closes ([`Router::closed`] parks the listener before
+    /// it closes the connection's mirrors, so one opened before that goes with them; review
+    /// R42-final, A1).
+    fn make(&self, t: Todo, link: &Arc<Link>) {
+        let mut all = lock(&self.manager.listeners);
+        let Some(l) = all.sessions.get_mut(&t.session) else {
+            return;
+        };
+        if l.at.as_ref().is_none_or(|a| a.conn != t.at.conn) {
+            return;
+        }
+        let ask = Ask {
+            conn: t.at.conn,
+            peer: t.at.peer,
+            client: &t.at.client,
+            session: Some(t.session.clone()),
+            text: "",
+        };
+        if t.bind && !bind(&ask, link, &t.session) {
+            tracing::debug!(node = %t.node.info.id, "link: ServerManager subscriptions not bound there yet (the link refused it)");
+            return;
+        }
+        let copies = &self.manager.answers;
+        if !send_subscriptions(&ask, link, &t.session, &t.reqs, copies) {
+            tracing::debug!(node = %t.node.info.id, "link: ServerManager subscriptions not made there yet (the link refused them)");
+            return;
+        }
+        l.sent(&t.node.info.id, link, t.at.conn, &t.reqs);
+    }
+
+    /// Before `ask`'s request goes to `node` over `link`: its session's subscriptions to the
+    /// ServerManager's events not made there yet on this link are sent first, so that a
     /// client's `subscribe` then `create` (or anything) on another node finds the subscription
     /// made there, in that order on the link (the task would make it too, but may come
-    /// later). Nothing for a connection without such subscriptions or with no session yet.
+    /// later). Nothing for a session without such subscriptions, on another connection, or
+    /// a connection with no session yet. (The request itself, in the session, binds it there
+    /// to this connection.)
     pub(super) fn subscriptions_first(&self, ask: &Ask<'_>, node: &NodeId, link: &Arc<Link>) {
         let mut all = lock(&self.manager.listeners);
-        let Some(l) = all.get_mut(&ask.conn) else {
+        let Some((session, l)) = all.on(ask.conn, ask.session.clone()) else {
             return;
         };
-        let Some(session) = ask.session.clone().or_else(|| l.client.session()) else {
-            return;
-        };
-        let from = match l.made.get(node) {
-            Some((made, s, n))
-                if *s == session && std::ptr::eq(made.as_ptr(), Arc::as_ptr(link)) =>
-            {
-                *n
-            }
-            _ => 0,
-        };
-        if from < l.reqs.len() && send_subscriptions(ask, link, &session, &l.reqs[from..]) {
-            let made = (Arc::downgrade(link), session, l.reqs.len());
-            l.made.insert(node.clone(), made);
+        let reqs = l.missing(node, Some(link));
+        let copies = &self.manager.answers;
+        if !reqs.is_empty() && send_subscriptions(ask, link, &session, &reqs, copies) {
+            l.sent(node, link, ask.conn, &reqs);
         }
-    }
-
-    /// What [`Router::subscribe_everywhere`] has to make now.
-    fn to_make(&self) -> Vec<Todo> {
-        let others = self.others();
-        let all = lock(&self.manager.listeners);
-        let mut todo = vec![];
-        for (conn, l) in all.iter() {
-            let Some(session) = l.client.session() else {
-                continue;
-            };
-            for node in &others {
-                let live = self.links.live(&node.info.id, node.boot);
-                // Made on the link there is now, in this session: those added since only.
-                let from = match l.made.get(&node.info.id) {
-                    Some((link, s, n))
-                        if *s == session
-                            && live
-                                .as_ref()
-                                .is_some_and(|x| std::ptr::eq(Arc::as_ptr(x), link.as_ptr())) =>
-                    {
-                        *n
-                    }
-                    _ => 0,
-                };
-                if from < l.reqs.len() {
-                    todo.push(Todo {
-                        conn: *conn,
-                        client: l.client.clone(),
-                        peer: l.peer,
-                        session: session.clone(),
-                        reqs: l.reqs[from..].to_vec(),
-                        total: l.reqs.len(),
-                        node: node.clone(),
-                    });
-                }
-            }
-        }
-        todo
     }
 
     /// The listed nodes but this one (the last listing while Redis does not answer).
@@ -335,13 +405,272 @@ impl Router {
     }
 }
 
+/// Where `ask`'s connection gets its events.
+fn at(ask: &Ask<'_>) -> At {
+    At {
+        conn: ask.conn,
+        client: ask.client.clone(),
+        peer: ask.peer,
+    }
+}
+
+impl Listeners {
+    fn new(grace: Duration) -> Listeners {
+        Listeners {
+            grace,
+            sessions: HashMap::new(),
+            unsessioned: HashMap::new(),
+            conns: HashMap::new(),
+        }
+    }
+
+    /// Keeps subscription `req` of the connection `at`, in `session` when it is known;
+    /// whether it is new (one per event type).
+    fn listen(&mut self, at: At, session: Option<String>, req: &Map<String, Value>) -> bool {
+        let l = match session {
+            Some(s) => {
+                self.learnt(at.conn);
+                self.attach(&s, at.clone());
+                self.conns.insert(at.conn, s.clone());
+                self.sessions.entry(s).or_insert_with(|| Listener::new(at))
+            }
+            None => self
+                .unsessioned
+                .entry(at.conn)
+                .or_insert_with(|| Listener::new(at)),
+        };
+        if l.reqs.iter().any(|r| event_type(r) == event_type(req)) {
+            return false;
+        }
+        let mut r = req.clone();
+        r.remove("id");
+        l.reqs.push(r);
+        true
+    }
+
+    /// Connection `at` speaks for session `s` now: the subscriptions of `s` follow it, and
+    /// those of the session it spoke for before wait for that one to be resumed (as the
+    /// engine binds a connection to one session). Whether those of `s` moved.
+    fn attach(&mut self, s: &str, at: At) -> bool {
+        if let Some(before) = self.conns.get(&at.conn).filter(|b| *b != s).cloned() {
+            self.park(&before, Instant::now());
+        }
+        let Some(l) = self.sessions.get_mut(s) else {
+            return false;
+        };
+        if let Some(a) = &l.at {
+            if a.conn == at.conn {
+                return false;
+            }
+            self.conns.remove(&a.conn);
+        }
+        self.conns.insert(at.conn, s.to_string());
+        l.at = Some(at);
+        l.left = None;
+        true
+    }
+
+    /// Session `s` is on no connection since `now`.
+    fn park(&mut self, s: &str, now: Instant) {
+        if let Some(l) = self.sessions.get_mut(s) {
+            if let Some(a) = l.at.take() {
+                self.conns.remove(&a.conn);
+            }
+            l.left = Some(now);
+        }
+    }
+
+    /// Connection `conn` ended at `now`: the subscriptions of its session wait for it to be
+    /// resumed; those of a connection with no session yet end.
+    fn closed(&mut self, conn: u64, now: Instant) {
+        self.unsessioned.remove(&conn);
+        if let Some(s) = self.conns.remove(&conn) {
+            self.park(&s, now);
+        }
+    }
+
+    /// Session `s` ended (`closeSession`).
+    fn ended(&mut self, s: &str) {
+        if let Some(a) = self.sessions.remove(s).and_then(|l| l.at) {
+            self.conns.remove(&a.conn);
+        }
+    }
+
+    /// The session of connection `conn`, whose subscriptions were kept before it was known,
+    /// once its connection learnt it: they are the session's from now on.
+    fn learnt(&mut self, conn: u64) -> Option<String> {
+        let s = self.unsessioned.get(&conn)?.at.as_ref()?.client.session()?;
+        let l = self.unsessioned.remove(&conn)?;
+        let at = l.at.clone()?;
+        match self.sessions.entry(s.clone()) {
+            Entry::Vacant(v) => {
+                v.insert(l);
+                self.conns.insert(conn, s.clone());
+            }
+            Entry::Occupied(o) => {
+                let kept = o.into_mut();
+                for r in l.reqs {
+                    if kept.reqs.iter().all(|k| event_type(k) != event_type(&r)) {
+                        kept.reqs.push(r);
+                    }
+                }
+                self.attach(&s, at);
+            }
+        }
+        Some(s)
+    }
+
+    /// The subscriptions of the session connection `conn` speaks for (`session`, or the one
+    /// it learnt), while they are on that connection. Those it kept before its session was
+    /// known are the session's first: its next request, in the session the answer gave,
+    /// comes before the task's look.
+    fn on(&mut self, conn: u64, session: Option<String>) -> Option<(String, &mut Listener)> {
+        let learnt = self.learnt(conn);
+        let s = session.or(learnt)?;
+        let l = self.sessions.get_mut(&s)?;
+        l.at.as_ref()
+            .is_some_and(|a| a.conn == conn)
+            .then_some((s, l))
+    }
+
+    /// At `now`: the sessions learnt since are kept by session, and those whose grace
+    /// period ran out since their connection ended are forgotten (the nodes' sessions, and
+    /// the subscriptions in them, end by themselves).
+    fn tidy(&mut self, now: Instant) {
+        let conns: Vec<u64> = self.unsessioned.keys().copied().collect();
+        for c in conns {
+            self.learnt(c);
+        }
+        let grace = self.grace;
+        self.sessions.retain(|_, l| {
+            l.left
+                .is_none_or(|t| now.saturating_duration_since(t) < grace)
+        });
+    }
+
+    /// What the nodes answered to copies: one refused is logged (at warn the first time)
+    /// and made again on the next look.
+    fn heard(&mut self, answers: Vec<Answer>) {
+        for a in answers {
+            let Some(l) = self.sessions.get_mut(&a.session) else {
+                continue;
+            };
+            let key = (a.node.clone(), a.event.clone());
+            let Some(error) = a.error else {
+                l.refused.remove(&key);
+                continue;
+            };
+            if let Some(m) = l.made.get_mut(&a.node) {
+                m.events.remove(&a.event);
+            }
+            if l.refused.insert(key) {
+                tracing::warn!(node = %a.node, session = %a.session, event = %a.event, %error, "link: a node refused a ServerManager subscription copied there; it is made again at the next look");
+            } else {
+                tracing::debug!(node = %a.node, session = %a.session, event = %a.event, %error, "link: a node refused a ServerManager subscription copied there again");
+            }
+        }
+    }
+
+    /// What to send each of `others` (its live link, if any, from `live`) for each session
+    /// on a connection.
+    fn due(
+        &self,
+        others: &[NodeRecord],
+        live: impl Fn(&NodeRecord) -> Option<Arc<Link>>,
+    ) -> Vec<Todo> {
+        let mut todo = vec![];
+        for (session, l) in &self.sessions {
+            let Some(at) = &l.at else {
+                continue;
+            };
+            for node in others {
+                let link = live(node);
+                let reqs = l.missing(&node.info.id, link.as_ref());
+                // Made there on this link for another connection: bound to this one.
+                let bind = l.made.get(&node.info.id).is_some_and(|m| {
+                    m.conn != at.conn && link.as_ref().is_some_and(|x| same(x, m))
+                });
+                if bind || !reqs.is_empty() {
+                    todo.push(Todo {
+                        session: session.clone(),
+                        at: at.clone(),
+                        node: node.clone(),
+                        bind,
+                        reqs,
+                    });
+                }
+            }
+        }
+        todo
+    }
+}
+
+/// Whether `m` was made over `link`.
+fn same(link: &Arc<Link>, m: &Made) -> bool {
+    std::ptr::eq(Arc::as_ptr(link), m.link.as_ptr())
+}
+
+impl Listener {
+    fn new(at: At) -> Listener {
+        Listener {
+            at: Some(at),
+            left: None,
+            reqs: vec![],
+            made: HashMap::new(),
+            refused: HashSet::new(),
+        }
+    }
+
+    /// The subscriptions not made on `node` over `link` (all of them on another link, or
+    /// none now).
+    fn missing(&self, node: &NodeId, link: Option<&Arc<Link>>) -> Vec<Map<String, Value>> {
+        let made = self
+            .made
+            .get(node)
+            .filter(|m| link.is_some_and(|l| same(l, m)));
+        self.reqs
+            .iter()
+            .filter(|r| made.is_none_or(|m| !m.events.contains(event_type(r))))
+            .cloned()
+            .collect()
+    }
+
+    /// `reqs` were sent to `node` over `link` on connection `conn`'s mirror.
+    fn sent(&mut self, node: &NodeId, link: &Arc<Link>, conn: u64, reqs: &[Map<String, Value>]) {
+        let m = self.made.entry(node.clone()).or_insert_with(|| Made {
+            link: Arc::downgrade(link),
+            conn,
+            events: HashSet::new(),
+        });
+        if !same(link, m) {
+            m.link = Arc::downgrade(link);
+            m.events.clear();
+        }
+        m.conn = conn;
+        m.events
+            .extend(reqs.iter().map(|r| event_type(r).to_string()));
+    }
+}
+
+/// Binds `session` to `ask`'s connection on the node at the end of `link` (a `ping` naming
+/// it, the entry's own); whether it was sent.
+fn bind(ask: &Ask<'_>, link: &Link, session: &str) -> bool {
+    let own = rebind_id();
+    let text = json!({"jsonrpc": "2.0", "id": own, "method": "ping",
+        "params": {"sessionId": session}});
+    link.send(ask, Some(&own), Pending::Swallow, text.to_string())
+        .is_ok()
+}
+
 /// Sends the subscriptions `reqs` of `ask`'s connection in `session` over `link`, as the
-/// entry's own requests (their answers are not the client's); whether all were sent.
+/// entry's own requests (the client does not see their answers, which go to `answers`);
+/// whether all were sent.
 fn send_subscriptions(
     ask: &Ask<'_>,
     link: &Link,
     session: &str,
     reqs: &[Map<String, Value>],
+    answers: &Answers,
 ) -> bool {
     reqs.iter().all(|r| {
         let own = rebind_id();
@@ -350,8 +679,13 @@ fn send_subscriptions(
         if let Some(Value::Object(p)) = r.get_mut("params") {
             p.insert("sessionId".into(), Value::from(session));
         }
+        let pending = Pending::Copied {
+            session: session.to_string(),
+            event: event_type(&r).to_string(),
+            answers: answers.clone(),
+        };
         let text = Value::Object(r).to_string();
-        link.send(ask, Some(&own), Pending::Swallow, text).is_ok()
+        link.send(ask, Some(&own), pending, text).is_ok()
     })
 }
 
@@ -406,6 +740,222 @@ mod tests {
         assert!(manager_subscribe(&sub(SERVER_MANAGER_ID)));
         assert!(!manager_subscribe(&sub("p_kurento.MediaPipeline")));
         assert!(!manager_subscribe(&inv("getPipelines", SERVER_MANAGER_ID)));
+    }
+
+    fn record(id: &str, boot: u64) -> NodeRecord {
+        NodeRecord {
+            boot,
+            info: fluo_cluster::NodeInfo {
+                id: NodeId::new(id).unwrap(),
+                signalling: "ws://127.0.0.1:9/kurento".into(),
+                peer: "127.0.0.1:9".into(),
+                capacity: 10,
+            },
+            stats: Default::default(),
+        }
+    }
+
+    /// Client connection `conn` (its handle, what it is sent).
+    fn conn(conn: u64) -> (At, tokio::sync::mpsc::Receiver<String>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let at = At {
+            conn,
+            client: ClientHandle::new(tx),
+            peer: IpAddr::from([127, 0, 0, 1]),
+        };
+        (at, rx)
+    }
+
+    fn sub(event: &str) -> Map<String, Value> {
+        req(json!({"jsonrpc": "2.0", "id": 3, "method": "subscribe",
+            "params": {"object": SERVER_MANAGER_ID, "type": event}}))
+    }
+
+    /// A todo as (connection, node, bind, event types).
+    type Due = (u64, String, bool, Vec<String>);
+
+    /// What is due for each todo.
+    fn due(l: &Listeners, others: &[NodeRecord], link: &Arc<Link>) -> Vec<Due> {
+        let todo = l.due(others, |_| Some(link.clone()));
+        let events = |t: &Todo| -> Vec<String> {
+            t.reqs.iter().map(|r| event_type(r).to_string()).collect()
+        };
+        todo.iter()
+            .map(|t| (t.at.conn, t.node.info.id.to_string(), t.bind, events(t)))
+            .collect()
+    }
+
+    /// Records `l`'s todos as sent over `link`.
+    fn send_all(l: &mut Listeners, others: &[NodeRecord], link: &Arc<Link>) {
+        for t in l.due(others, |_| Some(link.clone())) {
+            let m = l.sessions.get_mut(&t.session).unwrap();
+            m.sent(&t.node.info.id, link, t.at.conn, &t.reqs);
+        }
+    }
+
+    #[test]
+    fn a_sessions_subscriptions_follow_it_to_a_new_connection_and_end_with_it() {
+        let grace = Duration::from_secs(5);
+        let mut l = Listeners::new(grace);
+        let b = [record("node-b", 1)];
+        let (link, _frames) = super::super::entry::detached("node-b", 1);
+        let (at1, _rx1) = conn(1);
+        assert!(l.listen(at1.clone(), Some("s".into()), &sub("ObjectCreated")));
+        assert!(
+            !l.listen(at1, Some("s".into()), &sub("ObjectCreated")),
+            "one per type"
+        );
+        let made = |c, n: &str| vec![(c, n.to_string(), false, vec!["ObjectCreated".to_string()])];
+        assert_eq!(due(&l, &b, &link), made(1, "node-b"));
+        send_all(&mut l, &b, &link);
+        assert!(due(&l, &b, &link).is_empty());
+        // The connection ends: kept through the grace period, nothing to make meanwhile.
+        let t0 = Instant::now();
+        l.closed(1, t0);
+        l.tidy(t0 + grace - Duration::from_millis(1));
+        assert!(l.sessions.contains_key("s"));
+        assert!(due(&l, &b, &link).is_empty());
+        // Resumed on connection 2: bound to it where made (nothing made again there); a node
+        // listed since gets the subscription on connection 2.
+        let (at2, _rx2) = conn(2);
+        assert!(l.attach("s", at2.clone()));
+        assert!(!l.attach("s", at2.clone()), "already there");
+        let (link_c, _frames_c) = super::super::entry::detached("node-c", 1);
+        assert_eq!(
+            due(&l, &b, &link),
+            vec![(2, "node-b".to_string(), true, vec![])]
+        );
+        assert_eq!(due(&l, &[record("node-c", 1)], &link_c), made(2, "node-c"));
+        send_all(&mut l, &b, &link);
+        assert!(due(&l, &b, &link).is_empty());
+        // A new link to node-b (it broke, or the node restarted): made again there.
+        let (link2, _frames2) = super::super::entry::detached("node-b", 1);
+        assert_eq!(due(&l, &b, &link2), made(2, "node-b"));
+        // Connection 2 ends too; past the grace period the session's subscriptions end, and
+        // a later connection speaking for it finds none.
+        let t1 = Instant::now();
+        l.closed(2, t1);
+        l.tidy(t1 + grace);
+        assert!(l.sessions.is_empty());
+        assert!(!l.attach("s", at2));
+        // A closeSession ends them at once.
+        let (at3, _rx3) = conn(3);
+        l.listen(at3, Some("s3".into()), &sub("ObjectCreated"));
+        l.ended("s3");
+        assert!(l.sessions.is_empty() && l.conns.is_empty());
+        // A connection that speaks for another session leaves the first one's subscriptions
+        // waiting for it, as the engine leaves that session.
+        let (at4, _rx4) = conn(4);
+        l.listen(at4.clone(), Some("s4".into()), &sub("ObjectCreated"));
+        assert!(!l.attach("s5", at4.clone()));
+        assert!(l.sessions["s4"].at.is_none() && l.conns.is_empty());
+        assert!(l.attach("s4", at4));
+        assert_eq!(l.conns.get(&4).map(String::as_str), Some("s4"));
+    }
+
+    #[test]
+    fn a_subscription_kept_before_its_session_was_known_is_the_sessions_once_learnt() {
+        let mut l = Listeners::new(Duration::from_secs(5));
+        let b = [record("node-b", 1)];
+        let (link, _frames) = super::super::entry::detached("node-b", 1);
+        let seen = Arc::new(Mutex::new(None));
+        let (mut at, _rx) = conn(1);
+        at.client = at.client.seeing(seen.clone());
+        l.listen(at.clone(), None, &sub("ObjectCreated"));
+        // Nothing to make before the session is known; a connection that ends first leaves
+        // nothing.
+        l.tidy(Instant::now());
+        assert!(due(&l, &b, &link).is_empty());
+        *lock(&seen) = Some("s".into());
+        assert_eq!(l.learnt(1).as_deref(), Some("s"));
+        l.listen(at, Some("s".into()), &sub("ObjectDestroyed"));
+        let events = vec!["ObjectCreated".to_string(), "ObjectDestroyed".to_string()];
+        assert_eq!(
+            due(&l, &b, &link),
+            vec![(1, "node-b".into(), false, events)]
+        );
+        let (at2, _rx2) = conn(2);
+        l.listen(at2, None, &sub("ObjectCreated"));
+        l.closed(2, Instant::now());
+        assert!(l.unsessioned.is_empty());
+    }
+
+    /// A connection's first request was its subscription; the next one, in the session the
+    /// answer gave, goes to another node before the task's look: the subscription is the
+    /// session's by then, so it is made there first (`subscribe` then `create`).
+    #[test]
+    fn a_request_in_the_session_finds_a_subscription_kept_before_it_was_known() {
+        let mut l = Listeners::new(Duration::from_secs(5));
+        let seen = Arc::new(Mutex::new(None));
+        let (mut at, _rx) = conn(1);
+        at.client = at.client.seeing(seen.clone());
+        l.listen(at, None, &sub("ObjectCreated"));
+        assert!(l.on(1, None).is_none(), "no session yet");
+        *lock(&seen) = Some("s".into());
+        let (s, got) = l
+            .on(1, Some("s".into()))
+            .expect("the session's subscriptions");
+        assert_eq!(s, "s");
+        assert_eq!(got.reqs.len(), 1);
+        assert!(l.unsessioned.is_empty());
+        assert!(l.on(2, Some("s".into())).is_none(), "another connection's");
+        // So is a second subscription, in the session: both the session's at once.
+        let seen = Arc::new(Mutex::new(None));
+        let (mut at, _rx) = conn(3);
+        at.client = at.client.seeing(seen.clone());
+        l.listen(at.clone(), None, &sub("ObjectCreated"));
+        *lock(&seen) = Some("s3".into());
+        l.listen(at, Some("s3".into()), &sub("ObjectDestroyed"));
+        assert!(l.unsessioned.is_empty());
+        assert_eq!(l.sessions["s3"].reqs.len(), 2);
+    }
+
+    #[test]
+    fn a_copy_a_node_refused_is_made_again_at_the_next_look() {
+        let mut l = Listeners::new(Duration::from_secs(5));
+        let b = [record("node-b", 1)];
+        let (link, _frames) = super::super::entry::detached("node-b", 1);
+        let (at, _rx) = conn(1);
+        l.listen(at.clone(), Some("s".into()), &sub("ObjectCreated"));
+        l.listen(at, Some("s".into()), &sub("ObjectDestroyed"));
+        send_all(&mut l, &b, &link);
+        let answer = |event: &str, error: Option<Value>| Answer {
+            node: NodeId::new("node-b").unwrap(),
+            session: "s".into(),
+            event: event.into(),
+            error,
+        };
+        let refusal = json!({"code": 40000, "message": "too many subscriptions"});
+        // One made, one refused: only the refused one again, as long as it is refused.
+        l.heard(vec![
+            answer("ObjectCreated", None),
+            answer("ObjectDestroyed", Some(refusal.clone())),
+        ]);
+        let again = vec![(
+            1,
+            "node-b".to_string(),
+            false,
+            vec!["ObjectDestroyed".to_string()],
+        )];
+        assert_eq!(due(&l, &b, &link), again);
+        let key = (
+            NodeId::new("node-b").unwrap(),
+            "ObjectDestroyed".to_string(),
+        );
+        assert!(l.sessions["s"].refused.contains(&key));
+        send_all(&mut l, &b, &link);
+        assert!(due(&l, &b, &link).is_empty());
+        l.heard(vec![answer("ObjectDestroyed", Some(refusal))]);
+        assert_eq!(due(&l, &b, &link), again);
+        send_all(&mut l, &b, &link);
+        l.heard(vec![answer("ObjectDestroyed", None)]);
+        assert!(due(&l, &b, &link).is_empty());
+        assert!(l.sessions["s"].refused.is_empty());
+        // An answer for a session no longer kept is ignored.
+        l.heard(vec![Answer {
+            session: "gone".into(),
+            ..answer("ObjectCreated", None)
+        }]);
     }
 
     #[test]

@@ -27,8 +27,14 @@ pub(crate) const PIN: &str = "fluoNode";
 /// The suffix of a pipeline's object id.
 const PIPELINE: &str = "_kurento.MediaPipeline";
 
-/// Ids of the entry's own requests (sessions bound again).
+/// Ids of the entry's own requests (sessions bound again, subscriptions copied).
 static REBIND: AtomicU64 = AtomicU64::new(1);
+
+/// This process's mark in those ids: an owner answers a request whose session and id it saw
+/// in the last 20 s from its replay cache, so ids that began again at 1 when the entry
+/// restarted could be answered there with an answer to the entry's previous run (review
+/// R42-final, A7); random, so a client's own ids do not meet them either.
+static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Routes the requests of this node's clients in a cluster.
 pub(crate) struct Router {
@@ -96,7 +102,7 @@ impl Router {
             placed: Default::default(),
             local: Default::default(),
             relays: relay::Hook::new(fanout),
-            manager: Default::default(),
+            manager: super::manager::Manager::new(grace),
         }
     }
 
@@ -121,6 +127,9 @@ impl Router {
             return Some(ask.text.to_string());
         };
         if let Some(s) = names_session(&req) {
+            if !super::is_internal(ask.conn) {
+                self.resumed(&ask, &s);
+            }
             return self.rebind(&ask, req, &s).await;
         }
         // One session id on every node: the one this connection was last answered with.
@@ -571,7 +580,22 @@ pub(super) fn gone_for_good(view: &View, o: &fluo_cluster::Owner) -> bool {
 /// A new id for one of the entry's own requests (a session bound again).
 pub(super) fn rebind_id() -> Value {
     let n = REBIND.fetch_add(1, Ordering::Relaxed);
-    Value::from(format!("fluo-rebind-{n}"))
+    Value::from(format!("fluo-rebind-{}-{n}", run_mark()))
+}
+
+/// [`RUN`]: 16 random hex digits (should the system's generator fail, the time the process
+/// started, in nanoseconds, and its id).
+fn run_mark() -> &'static str {
+    RUN.get_or_init(|| {
+        let random = super::auth::nonce();
+        if random.len() >= 16 {
+            return random[..16].to_string();
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        format!("{:x}{:x}", now.as_nanos(), std::process::id())
+    })
 }
 
 /// Answers `ask` with an error (a request without an id gets nothing).
@@ -872,6 +896,26 @@ mod tests {
         ] {
             assert!(target(&req(r.clone())).is_none(), "{r}");
         }
+    }
+
+    #[test]
+    fn the_entrys_own_request_ids_carry_a_mark_of_its_process() {
+        let (a, b) = (rebind_id(), rebind_id());
+        assert_ne!(a, b);
+        for id in [&a, &b] {
+            let id = id.as_str().unwrap();
+            let rest = id
+                .strip_prefix("fluo-rebind-")
+                .unwrap_or_else(|| panic!("{id}"));
+            let (mark, n) = rest.rsplit_once('-').unwrap_or_else(|| panic!("{id}"));
+            assert_eq!(mark, run_mark(), "{id}");
+            assert!(n.parse::<u64>().is_ok(), "{id}");
+        }
+        let mark = run_mark();
+        assert!(
+            mark.len() >= 16 && mark.chars().all(|c| c.is_ascii_hexdigit()),
+            "{mark}"
+        );
     }
 
     #[test]

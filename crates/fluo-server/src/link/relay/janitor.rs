@@ -29,7 +29,8 @@ const RETRY_FOR: Duration = Duration::from_secs(600);
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// Checks in a row that find a relay's upstream end not answering (its node unreachable)
-/// while `relayIn` answers and feeds something, before the relay is fed from elsewhere.
+/// while `relayIn` answers and feeds something but receives no more packets, before the
+/// relay is fed from elsewhere.
 const DARK_CHECKS: u8 = 3;
 
 /// Checks in a row that find a relay's `relayIn` not answering (its node unreachable) before
@@ -59,6 +60,9 @@ pub(super) struct Ends {
     /// When the table took it, in the order of [`Table::add`] (kept when fed again): the
     /// older a relay, the likelier its pipeline lives on ([`super::tree::pick`]).
     pub born: u64,
+    /// The packets `relayIn` had received at the last check that found `relayOut` not
+    /// answering (none since a check that found it answering).
+    pub rx: Option<u64>,
 }
 
 impl Ends {
@@ -72,6 +76,7 @@ impl Ends {
             refeeding: false,
             mute: 0,
             born: 0,
+            rx: None,
         }
     }
 }
@@ -89,10 +94,24 @@ pub(super) enum Probe {
     /// `relayIn` feeds something but `relayOut` is gone (40101) or fed by nothing: its
     /// upstream went (a parent relay's pipeline released, the source released).
     Cut,
-    /// `relayIn` feeds something but `relayOut` does not answer (its node unreachable now).
+    /// `relayIn` feeds something but `relayOut` does not answer (its node unreachable now),
+    /// and `relayIn` received no packet since the last check ([`Table::arrived`]).
     Dark,
+    /// `relayIn` feeds something and its packets arrive, but `relayOut` does not answer:
+    /// only the entry's link to the upstream's node is cut, the media still flows (review
+    /// R42-tree, finding 3).
+    Flowing,
     /// No answer that tells (`relayIn`'s node unreachable now): nothing decided.
     Unknown,
+}
+
+/// The RTP packets an endpoint received, from its `getStats` (the sum of its inbound
+/// entries' `packetsReceived`; 0 before any).
+pub(super) fn received(stats: &Value) -> u64 {
+    let entries = stats.as_object().into_iter().flat_map(|m| m.values());
+    entries
+        .filter_map(|e| e.get("packetsReceived").and_then(Value::as_u64))
+        .sum()
 }
 
 /// Whether `r` says its object is gone (40101); any other error (a node unreachable now, a
@@ -183,13 +202,17 @@ impl Table {
 
     /// A new relay could not be made from relay `k` at `at` (an error other than 40101).
     pub(super) fn feeder_failed(&mut self, k: Key, at: Instant) {
-        self.failed.retain(|_, t| t.elapsed() < FAILED_FOR);
+        self.failed
+            .retain(|_, t| at.saturating_duration_since(*t) < FAILED_FOR);
         self.failed.insert(k, at);
     }
 
-    /// Whether a new relay could not be made from relay `k` in the last [`FAILED_FOR`].
-    pub(super) fn failed_lately(&self, k: &Key) -> bool {
-        self.failed.get(k).is_some_and(|t| t.elapsed() < FAILED_FOR)
+    /// Whether a new relay could not be made from relay `k` in the [`FAILED_FOR`] before
+    /// `now` (a time after the failure: the clock is not read, so a test needs no past).
+    pub(super) fn failed_lately(&self, k: &Key, now: Instant) -> bool {
+        self.failed
+            .get(k)
+            .is_some_and(|t| now.saturating_duration_since(*t) < FAILED_FOR)
     }
 
     /// Every relay with its ends.
@@ -223,6 +246,17 @@ impl Table {
         self.relays.drain().map(|(_, e)| e).collect()
     }
 
+    /// `relayIn` of relay `k` has received `rx` packets (`None`: not known) at a check that
+    /// found its `relayOut` not answering: whether it received some since the last such
+    /// check whose statistics were read (its media still arrives). Statistics that could not
+    /// be read tell nothing, and keep the count to compare the next ones with.
+    pub(super) fn arrived(&mut self, k: &Key, rx: Option<u64>) -> bool {
+        let (Some(e), Some(now)) = (self.relays.get_mut(k), rx) else {
+            return false;
+        };
+        e.rx.replace(now).is_some_and(|before| now > before)
+    }
+
     /// Records what the janitor found on relay `k`; a relay to release is removed.
     pub(super) fn judge(&mut self, k: &Key, probe: Probe) -> Verdict {
         let Some(e) = self.relays.get_mut(k) else {
@@ -239,8 +273,11 @@ impl Table {
             Probe::Unknown => e.mute.saturating_add(1),
             _ => 0,
         };
+        if !matches!(probe, Probe::Dark | Probe::Flowing | Probe::Unknown) {
+            e.rx = None;
+        }
         let verdict = match probe {
-            Probe::Feeding | Probe::Unknown => Verdict::Keep,
+            Probe::Feeding | Probe::Flowing | Probe::Unknown => Verdict::Keep,
             Probe::Idle => {
                 e.idle += 1;
                 if e.idle >= IDLE_CHECKS {
@@ -442,7 +479,14 @@ impl Service {
                 self.invoke(&e.inp, "getSinkConnections", json!({})),
                 self.invoke(&e.out, "getSourceConnections", json!({}))
             );
-            let probe = Probe::of(&sinks, &sources);
+            let mut probe = Probe::of(&sinks, &sources);
+            if probe == Probe::Dark {
+                let stats = self.invoke(&e.inp, "getStats", json!({})).await;
+                let rx = stats.ok().map(|v| received(&v));
+                if lock(&self.table).arrived(&k, rx) {
+                    probe = Probe::Flowing;
+                }
+            }
             let verdict = lock(&self.table).judge(&k, probe);
             match verdict {
                 Verdict::Release => {

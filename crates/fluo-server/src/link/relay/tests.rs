@@ -472,11 +472,19 @@ fn grown(t: &mut Table, k: &Key, parent: Option<&Key>) {
     assert!(t.add(k.clone(), e));
 }
 
+/// A table of source 1's relays, each `(into, fed by)` grown in order (fed by `None`: the
+/// source), with the source's id and an empty set of relays to avoid.
+fn tree_of(relays: &[(&str, Option<&str>)]) -> (Table, String, HashSet<Key>) {
+    let mut t = Table::default();
+    for (q, parent) in relays {
+        grown(&mut t, &into(q), parent.map(into).as_ref());
+    }
+    (t, key(1).source, HashSet::new())
+}
+
 #[test]
 fn relays_of_one_source_form_a_tree_of_the_fanout_asked() {
-    let none = HashSet::new();
-    let src = key(1).source;
-    let mut t = Table::default();
+    let (mut t, src, none) = tree_of(&[]);
     // F = 1: a chain; the source feeds one relay, each relay one more.
     assert_eq!(tree::pick(&t, &src, 1, &none), None);
     grown(&mut t, &into("b"), None);
@@ -511,13 +519,8 @@ fn relays_of_one_source_form_a_tree_of_the_fanout_asked() {
 
 #[test]
 fn of_feeders_as_deep_the_oldest_is_picked_before_the_least_loaded() {
-    let none = HashSet::new();
-    let src = key(1).source;
-    let mut t = Table::default();
     // F = 2: z then a fed by the source, y by z: z is older, feeds more, sorts after a.
-    grown(&mut t, &into("z"), None);
-    grown(&mut t, &into("a"), None);
-    grown(&mut t, &into("y"), Some(&into("z")));
+    let (mut t, src, none) = tree_of(&[("z", None), ("a", None), ("y", Some("z"))]);
     assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("z")));
     // Fed again, z keeps its age.
     let new = Ends::new("o2".into(), "i2".into(), None);
@@ -547,18 +550,15 @@ fn a_relay_being_made_holds_its_place_and_an_orphan_or_idle_relay_feeds_none() {
     drop(second);
     assert!(lock(&table).places.is_empty(), "places left");
     // A relay whose parent left the table is not a parent; nor is an idle one.
-    let mut t = Table::default();
-    grown(&mut t, &into("c"), Some(&into("gone")));
+    let (mut t, _, _) = tree_of(&[("c", Some("gone")), ("b", None)]);
     assert_eq!(tree::depth(&t, &into("c")), None);
-    grown(&mut t, &into("b"), None);
     assert_eq!(t.judge(&into("b"), Probe::Idle), Verdict::Keep);
     assert_eq!(tree::pick(&t, &src, 1, &none), None);
 }
 
 #[test]
 fn a_relay_cut_from_its_upstream_is_fed_again_and_a_silent_upstream_after_three_checks() {
-    let mut t = Table::default();
-    grown(&mut t, &into("b"), None);
+    let (mut t, _, _) = tree_of(&[("b", None)]);
     assert_eq!(t.judge(&into("b"), Probe::Cut), Verdict::Refeed);
     assert!(t.ends(&into("b")).is_some(), "kept while fed again");
     assert_eq!(t.judge(&into("b"), Probe::Dark), Verdict::Keep);
@@ -578,12 +578,63 @@ fn a_relay_cut_from_its_upstream_is_fed_again_and_a_silent_upstream_after_three_
 }
 
 #[test]
+fn a_relay_whose_upstream_does_not_answer_but_whose_media_arrives_is_kept() {
+    // relayIn's getStats: its inbound entries' packets, summed (an outbound one apart).
+    let stats = |n: u64| {
+        json!({"in_audio": {"type": "inboundrtp", "packetsReceived": n},
+            "in_video": {"type": "inboundrtp", "packetsReceived": 2 * n},
+            "out_video": {"type": "outboundrtp", "packetsSent": 7}})
+    };
+    assert_eq!(janitor::received(&stats(10)), 30);
+    assert_eq!(janitor::received(&json!({})), 0);
+    assert_eq!(janitor::received(&json!("no stats")), 0);
+    let (mut t, src, none) = tree_of(&[("b", None)]);
+    let b = into("b");
+    // Only the entry's link to relayOut's node is cut: relayOut does not answer, but
+    // relayIn's packets keep growing. The first such check has nothing to compare with.
+    let check = |t: &mut Table, rx: Option<u64>| {
+        let probe = if t.arrived(&b, rx) {
+            Probe::Flowing
+        } else {
+            Probe::Dark
+        };
+        (probe, t.judge(&b, probe))
+    };
+    assert_eq!(check(&mut t, Some(100)), (Probe::Dark, Verdict::Keep));
+    for n in 1..=5 {
+        let got = check(&mut t, Some(100 + 50 * n));
+        assert_eq!(got, (Probe::Flowing, Verdict::Keep), "check {n}");
+    }
+    // A feeder still (its media flows).
+    assert_eq!(tree::pick(&t, &src, 1, &none), Some(b.clone()));
+    // The media stops too: fed again at the third check without new packets; stats that
+    // could not be read tell nothing either.
+    assert_eq!(check(&mut t, Some(350)), (Probe::Dark, Verdict::Keep));
+    assert_eq!(check(&mut t, None), (Probe::Dark, Verdict::Keep));
+    assert_eq!(check(&mut t, Some(350)), (Probe::Dark, Verdict::Refeed));
+    // A check that found relayOut answering forgets the count of packets: the next silent
+    // spell starts from the packets then.
+    let (mut t, _, _) = tree_of(&[("b", None)]);
+    assert!(!t.arrived(&b, Some(100)));
+    assert_eq!(t.judge(&b, Probe::Feeding), Verdict::Keep);
+    assert!(
+        !t.arrived(&b, Some(900)),
+        "compared with a count before the answer"
+    );
+    assert!(t.arrived(&b, Some(901)));
+    // Statistics that could not be read once do not hide the packets that arrived across
+    // them (a busy node answers late now and then).
+    let (mut t, _, _) = tree_of(&[("b", None)]);
+    assert_eq!(check(&mut t, Some(100)), (Probe::Dark, Verdict::Keep));
+    assert_eq!(check(&mut t, None), (Probe::Dark, Verdict::Keep));
+    assert_eq!(check(&mut t, Some(150)), (Probe::Flowing, Verdict::Keep));
+    assert!(!t.arrived(&into("x"), Some(1)), "not a relay of the table");
+}
+
+#[test]
 fn a_relay_whose_relay_in_does_not_answer_feeds_none_and_after_three_checks_takes_no_place() {
-    let none = HashSet::new();
-    let src = key(1).source;
-    let mut t = Table::default();
     // F = 1: b fed by the source; b's node stops answering.
-    grown(&mut t, &into("b"), None);
+    let (mut t, src, none) = tree_of(&[("b", None)]);
     assert_eq!(tree::pick(&t, &src, 1, &none), Some(into("b")));
     assert_eq!(t.judge(&into("b"), Probe::Unknown), Verdict::Keep);
     // Not a feeder from the first silent check; still the source's place for two more.
@@ -601,37 +652,38 @@ fn a_relay_whose_relay_in_does_not_answer_feeds_none_and_after_three_checks_take
 
 #[test]
 fn a_relay_that_a_new_relay_could_not_be_made_from_feeds_none_for_a_while() {
-    let none = HashSet::new();
-    let src = key(1).source;
-    let mut t = Table::default();
     // F = 1: b fed by the source, c by b.
-    grown(&mut t, &into("b"), None);
-    grown(&mut t, &into("c"), Some(&into("b")));
+    let (mut t, src, none) = tree_of(&[("b", None), ("c", Some("b"))]);
     assert_eq!(tree::pick(&t, &src, 1, &none), Some(into("c")));
-    t.feeder_failed(into("c"), Instant::now());
-    assert!(t.failed_lately(&into("c")));
+    // Failed at `at`: no feeder until FAILED_FOR later (times after `at`, so that the test
+    // does not depend on how long the host has been up: review R42 B2).
+    let at = Instant::now();
+    t.feeder_failed(into("c"), at);
+    assert!(t.failed_lately(&into("c"), at));
     assert_eq!(tree::pick(&t, &src, 1, &none), None);
-    // Failed longer ago than FAILED_FOR: a feeder again.
-    let long_ago = Instant::now().checked_sub(janitor::FAILED_FOR + Duration::from_secs(1));
-    t.feeder_failed(
-        into("c"),
-        long_ago.expect("the monotonic clock is past 31 s"),
-    );
-    assert!(!t.failed_lately(&into("c")));
-    assert_eq!(tree::pick(&t, &src, 1, &none), Some(into("c")));
+    let almost = at + janitor::FAILED_FOR - Duration::from_millis(1);
+    assert!(t.failed_lately(&into("c"), almost));
+    assert_eq!(tree::pick_at(&t, &src, 1, &none, almost), None);
+    // FAILED_FOR after it: a feeder again.
+    let later = at + janitor::FAILED_FOR;
+    assert!(!t.failed_lately(&into("c"), later));
+    assert_eq!(tree::pick_at(&t, &src, 1, &none, later), Some(into("c")));
+    // A failure recorded later forgets those past FAILED_FOR before it.
+    t.feeder_failed(into("b"), later + Duration::from_secs(1));
+    assert!(!t.failed_lately(&into("c"), at));
 }
 
 #[test]
 fn a_relay_being_fed_again_feeds_no_new_relay_nor_does_anything_under_it() {
-    let none = HashSet::new();
-    let src = key(1).source;
-    let mut t = Table::default();
     // F = 2: b and e fed by the source, c by b, f and g by e: b has room.
-    grown(&mut t, &into("b"), None);
-    grown(&mut t, &into("e"), None);
-    grown(&mut t, &into("c"), Some(&into("b")));
-    grown(&mut t, &into("f"), Some(&into("e")));
-    grown(&mut t, &into("g"), Some(&into("e")));
+    let relays = [
+        ("b", None),
+        ("e", None),
+        ("c", Some("b")),
+        ("f", Some("e")),
+        ("g", Some("e")),
+    ];
+    let (mut t, src, none) = tree_of(&relays);
     assert_eq!(tree::pick(&t, &src, 2, &none), Some(into("b")));
     // b cut: neither b nor c (under it) feeds a new relay until b has new ends.
     assert_eq!(t.judge(&into("b"), Probe::Cut), Verdict::Refeed);

@@ -92,13 +92,24 @@ fn feeds(e: &Ends) -> bool {
 /// feeding fewer than `fanout`, the shallowest, then the oldest (the first the table took,
 /// [`Ends::born`]), then the least loaded, then by pipeline.
 pub(super) fn pick(t: &Table, source: &str, fanout: usize, avoid: &HashSet<Key>) -> Option<Key> {
+    pick_at(t, source, fanout, avoid, Instant::now())
+}
+
+/// [`pick`] at `now` (what failed lately is counted back from it).
+pub(super) fn pick_at(
+    t: &Table,
+    source: &str,
+    fanout: usize,
+    avoid: &HashSet<Key>,
+    now: Instant,
+) -> Option<Key> {
     if load(t, source, &None, avoid) < fanout {
         return None;
     }
     let best = t
         .iter()
         .filter(|(k, e)| {
-            k.source == source && !avoid.contains(*k) && feeds(e) && !t.failed_lately(k)
+            k.source == source && !avoid.contains(*k) && feeds(e) && !t.failed_lately(k, now)
         })
         .filter_map(|(k, e)| {
             let d = depth(t, k)?;
