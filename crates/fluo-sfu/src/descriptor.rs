@@ -356,10 +356,16 @@ mod tests {
             structure: false,
         };
         assert_eq!(l, want);
-        assert!(!l.begins_picture(), "SID 1 begins a layer frame, not the picture");
+        assert!(
+            !l.begins_picture(),
+            "SID 1 begins a layer frame, not the picture"
+        );
         // Flexible, inter (P), 7-bit id, TID 0 SID 0, one reference index: a picture's start.
         let l = vp9_layers(&[0xf8, 0x05, 0x00, 0x02, 0xff]).unwrap();
-        assert_eq!((l.sid, l.tid, l.inter_picture, l.layered), (0, 0, true, true));
+        assert_eq!(
+            (l.sid, l.tid, l.inter_picture, l.layered),
+            (0, 0, true, true)
+        );
         assert!(l.begins_picture() && !l.begins_key_picture());
         // No I: the layer byte right after the first; V set (the structure follows).
         let l = vp9_layers(&[0x2a, 0x04, 0x00, 0x00]).unwrap();

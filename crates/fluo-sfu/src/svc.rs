@@ -243,7 +243,12 @@ mod tests {
         for (p, want) in [([0x8c, 0x01, 0xff], M), ([0xcc, 0x02, 0xff], M)] {
             let l = vp9_layers(&p).unwrap();
             let v = f.admit(&l, true, (0, ALL_TEMPORAL));
-            assert_eq!(v, Verdict::Forward { marker: want.unwrap() });
+            assert_eq!(
+                v,
+                Verdict::Forward {
+                    marker: want.unwrap()
+                }
+            );
         }
     }
 }

@@ -135,7 +135,8 @@ impl World {
             extensions: None,
             layer: None,
         };
-        self.r.forward(self.t0 + Duration::from_millis(ms), src, &pkt);
+        self.r
+            .forward(self.t0 + Duration::from_millis(ms), src, &pkt);
     }
 
     /// Pictures every 33 ms from `from` until `to`.
@@ -166,7 +167,10 @@ fn continuous_with_markers(h: &[(Header, bool, u8, u8)]) {
     for w in h.windows(2) {
         assert_eq!(w[1].0.seq, w[0].0.seq.wrapping_add(1), "{w:?}");
         let ends = w[1].0.ts != w[0].0.ts;
-        assert_eq!(w[0].1, ends, "the marker ends a picture and only that: {w:?}");
+        assert_eq!(
+            w[0].1, ends,
+            "the marker ends a picture and only that: {w:?}"
+        );
     }
     assert!(h.last().is_some_and(|p| p.1));
 }
@@ -202,7 +206,11 @@ fn each_sink_gets_the_layers_up_to_its_own_on_a_continuous_line() {
     let skipped = w.log.lock().unwrap().skipped.clone();
     assert!(skipped.iter().any(|s| *s == ("low", true)));
     assert!(skipped.iter().all(|s| s.0 == "low" || !s.1));
-    assert_eq!(w.log.lock().unwrap().layer_keyframes, 0, "one stream: no layer's own");
+    assert_eq!(
+        w.log.lock().unwrap().layer_keyframes,
+        0,
+        "one stream: no layer's own"
+    );
 
     // The cap lifted: the top layer from the next key picture on, asked at once.
     w.r.set_layer_limits(low, MediaKind::Video, LayerLimits::default());
@@ -239,5 +247,8 @@ fn a_sink_capped_by_bandwidth_goes_down_at_the_next_picture_without_a_keyframe()
     continuous_with_markers(&p);
     assert_eq!(w.log.lock().unwrap().asked, asked, "no keyframe to go down");
     let bw = SwitchReason::Bandwidth;
-    assert_eq!(w.changes("v").last().unwrap(), &(1, None, Some(SIZES[1]), bw));
+    assert_eq!(
+        w.changes("v").last().unwrap(),
+        &(1, None, Some(SIZES[1]), bw)
+    );
 }
