@@ -99,6 +99,14 @@ impl MediaRouter {
         }
     }
 
+    /// Whether `src` sends an SVC stream (its video's packets carry layer indices, see
+    /// [`crate::svc`]): its viewers each get the layers they can take, as a simulcast
+    /// publisher's do, so its viewers' bandwidth does not bound it.
+    pub fn sends_svc(&self, src: NodeId) -> bool {
+        let layers = self.layers.get(src).and_then(|s| s.source.as_ref());
+        layers.is_some_and(|l| l.svc)
+    }
+
     /// Measures the bitrates of layered sources' layers from now on ([`MediaRouter::layer_rates`]):
     /// a viewer's bandwidth is estimated (`--bwe on`). Off until then: nothing is counted per
     /// packet.
