@@ -16,6 +16,13 @@ use str0m::media::Direction;
 const LAYERS: [((u16, u16), usize); 3] =
     [((320, 180), 300), ((640, 360), 900), ((1280, 720), 2500)];
 
+/// The world each case runs in: Fluo as configured by default (the egress fast path on).
+/// tests/svc_str0m.rs runs these cases again in its own (`crate::world`).
+#[allow(dead_code)]
+fn world() -> World {
+    World::new()
+}
+
 fn endpoint(w: &mut World, pipeline: &str, properties: Value) -> String {
     let p = json!({"type": "WebRtcEndpoint", "constructorParams": {"mediaPipeline": pipeline},
                    "properties": properties});
@@ -103,7 +110,7 @@ fn setup(w: &mut World) -> (usize, usize, usize, String) {
 
 #[test]
 fn a_capped_viewer_gets_only_the_lowest_spatial_layer_on_a_continuous_line() {
-    let mut w = World::new();
+    let mut w = crate::world();
     let (publisher, low, top, low_ep) = setup(&mut w);
     w.stream(&[publisher], Duration::from_secs(2));
 
@@ -163,7 +170,7 @@ fn a_capped_viewer_gets_only_the_lowest_spatial_layer_on_a_continuous_line() {
 
 #[test]
 fn lost_packets_of_a_capped_viewer_are_repaired_with_its_own() {
-    let mut w = World::new();
+    let mut w = crate::world();
     let (publisher, low, top, _) = setup(&mut w);
     w.stream(&[publisher], Duration::from_millis(500));
     // Every 7th media datagram to each viewer is lost.

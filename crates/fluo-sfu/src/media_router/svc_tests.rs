@@ -59,6 +59,9 @@ impl Node for Sink {
     }
 }
 
+/// What a sink was told of its layer: rank, rid, size, reason.
+type Told = (u8, Option<String>, Option<(u16, u16)>, SwitchReason);
+
 const SIZES: [(u16, u16); 3] = [(320, 180), (640, 360), (1280, 720)];
 
 /// The L1T3 pattern of temporal layers, with U set on T1 and T2 pictures.
@@ -153,7 +156,7 @@ impl World {
         mine.into_iter().map(|p| (p.1, p.2, p.3, p.4)).collect()
     }
 
-    fn changes(&self, name: &str) -> Vec<(u8, Option<String>, Option<(u16, u16)>, SwitchReason)> {
+    fn changes(&self, name: &str) -> Vec<Told> {
         let l = self.log.lock().unwrap();
         (l.changes.iter().filter(|c| c.0 == name))
             .map(|(_, c)| (c.rank, c.rid.clone(), c.size, c.reason))
@@ -204,7 +207,7 @@ fn each_sink_gets_the_layers_up_to_its_own_on_a_continuous_line() {
     assert_eq!(w.changes("top"), [(2, None, Some(SIZES[2]), start)]);
     // The line of the capped sink went lower at each skipped run.
     let skipped = w.log.lock().unwrap().skipped.clone();
-    assert!(skipped.iter().any(|s| *s == ("low", true)));
+    assert!(skipped.contains(&("low", true)));
     assert!(skipped.iter().all(|s| s.0 == "low" || !s.1));
     assert_eq!(
         w.log.lock().unwrap().layer_keyframes,
