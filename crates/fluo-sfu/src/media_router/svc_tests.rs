@@ -255,3 +255,20 @@ fn a_sink_capped_by_bandwidth_goes_down_at_the_next_picture_without_a_keyframe()
         &(1, None, Some(SIZES[1]), bw)
     );
 }
+
+#[test]
+fn the_rate_of_a_spatial_layer_counts_the_layers_below_it() {
+    let mut w = World::new();
+    w.r.measure_layer_rates();
+    let cam = w.node("cam");
+    let v = w.node("v");
+    w.r.connect(w.t0, cam, MediaKind::Video, v).unwrap();
+    w.picture(0, cam, true);
+    w.stream(33, 2600, cam);
+    let (rates, complete) = w.r.layer_rates(v, MediaKind::Video).unwrap();
+    assert!(complete);
+    let r: Vec<u64> = rates.iter().map(|r| r.unwrap()).collect();
+    // Each layer sends as much as the others here: one, two and three layers' worth.
+    let near = |a: u64, b: u64| a.abs_diff(b) * 10 < b;
+    assert!(near(r[1], 2 * r[0]) && near(r[2], 3 * r[0]), "{r:?}");
+}
