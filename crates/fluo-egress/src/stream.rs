@@ -156,6 +156,10 @@ pub struct StreamOut {
     pub(crate) last: Option<(u32, Instant)>,
     pub(crate) budget: RtxBudget,
     pub(crate) stats: StreamStats,
+    /// The marker bit of the last 512 packets sent, by sequence number: a resend carries the
+    /// marker the packet was sent with (an SVC viewer's is set where its layers end, not
+    /// where the source's was).
+    pub(crate) markers: [u64; 8],
 }
 
 impl StreamOut {
@@ -177,6 +181,7 @@ impl StreamOut {
             last: None,
             budget: RtxBudget::default(),
             stats: StreamStats::default(),
+            markers: [0; 8],
         }
     }
 
@@ -203,6 +208,24 @@ impl StreamOut {
             r.resync();
         }
         self.ids.resync();
+    }
+
+    /// The source's packet `seq` (of `ssrc`) is not sent to this viewer (an SVC layer above
+    /// its own): the packets after it go out one lower ([`Rewriter::skip`]), NACKs still map
+    /// to the packets sent.
+    pub fn skip(&mut self, ssrc: u32, seq: u16) -> bool {
+        self.rewriter.as_mut().is_some_and(|r| r.skip(ssrc, seq))
+    }
+
+    /// Packet `seq` was sent with `marker`.
+    pub(crate) fn sent_marker(&mut self, seq: u16, marker: bool) {
+        let (word, bit) = (usize::from(seq >> 6) & 7, seq & 63);
+        self.markers[word] = self.markers[word] & !(1 << bit) | u64::from(marker) << bit;
+    }
+
+    /// Whether packet `seq`, among the last 512 sent, went with the marker bit.
+    pub(crate) fn marker_of(&self, seq: u16) -> bool {
+        self.markers[usize::from(seq >> 6) & 7] & (1 << (seq & 63)) != 0
     }
 
     pub(crate) fn record_report(&mut self, block: &fluo_sfu::rtcp::ReportBlock) {

@@ -128,6 +128,99 @@ pub fn vp9(p: &[u8]) -> Option<Descriptor> {
     })
 }
 
+/// What a VP9 packet says of its place in a scalable stream (RFC 9628 §4.2): its layer
+/// indices (the L byte, in flexible and non-flexible mode alike) and the flags a layer
+/// filter needs. A packet without layer indices is spatial and temporal layer 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Vp9Layers {
+    /// The descriptor carries layer indices (L).
+    pub layered: bool,
+    /// Spatial layer (SID, 0 to 7).
+    pub sid: u8,
+    /// Temporal layer (TID, 0 to 7).
+    pub tid: u8,
+    /// Switching up point (U): later pictures of a higher temporal layer do not refer to
+    /// pictures before this one above its TID.
+    pub switch_up: bool,
+    /// Predicted from the lower spatial layer of the same picture (D).
+    pub inter_layer: bool,
+    /// Predicted from an earlier picture (P): clear on a key picture's every layer.
+    pub inter_picture: bool,
+    /// The packet begins a layer frame (B).
+    pub begins: bool,
+    /// The packet ends a layer frame (E).
+    pub ends: bool,
+    /// It carries the scalability structure (V).
+    pub structure: bool,
+}
+
+impl Vp9Layers {
+    /// The packet begins a picture: the first packet of its lowest spatial layer's frame.
+    pub fn begins_picture(&self) -> bool {
+        self.begins && self.sid == 0
+    }
+
+    /// The packet begins a key picture (its base layer frame, not predicted from earlier
+    /// pictures).
+    pub fn begins_key_picture(&self) -> bool {
+        self.begins_picture() && !self.inter_picture
+    }
+}
+
+/// The layer indices and flags of a VP9 payload descriptor (see [`Vp9Layers`]); `None` if
+/// the descriptor does not fit the packet.
+pub fn vp9_layers(p: &[u8]) -> Option<Vp9Layers> {
+    let b0 = *p.first()?;
+    let layered = b0 & 0x20 != 0;
+    let mut out = Vp9Layers {
+        layered,
+        inter_picture: b0 & 0x40 != 0,
+        begins: b0 & 0x08 != 0,
+        ends: b0 & 0x04 != 0,
+        structure: b0 & 0x02 != 0,
+        ..Vp9Layers::default()
+    };
+    if layered {
+        let mut i = 1;
+        if b0 & 0x80 != 0 {
+            i += if *p.get(i)? & 0x80 != 0 { 2 } else { 1 };
+        }
+        let l = *p.get(i)?;
+        out.tid = l >> 5;
+        out.switch_up = l & 0x10 != 0;
+        out.sid = (l >> 1) & 0x07;
+        out.inter_layer = l & 0x01 != 0;
+    }
+    // The whole descriptor must be there (a cut one is not forwarded as a layer of anything).
+    vp9(p)?;
+    Some(out)
+}
+
+/// The picture size of each spatial layer a VP9 scalability structure gives (RFC 9628
+/// §4.2.1, when it carries sizes: Y), lowest first, and how many there are; `None` without
+/// one or when it does not fit the packet.
+pub fn vp9_layer_sizes(p: &[u8]) -> Option<([(u16, u16); 8], usize)> {
+    if *p.first()? & 0x02 == 0 {
+        return None;
+    }
+    let mut i = vp9(p)?.end;
+    let ss = *p.get(i)?;
+    i += 1;
+    if ss & 0x10 == 0 {
+        return None;
+    }
+    let n = usize::from(ss >> 5) + 1;
+    let bytes = p.get(i..i + 4 * n)?;
+    let mut sizes = [(0, 0); 8];
+    for (at, c) in sizes.iter_mut().zip(bytes.chunks_exact(4)) {
+        *at = (
+            u16::from_be_bytes([c[0], c[1]]),
+            u16::from_be_bytes([c[2], c[3]]),
+        );
+    }
+    Some((sizes, n))
+}
+
 fn picture_id_at(p: &[u8], i: usize) -> Option<PictureId> {
     let b = *p.get(i)?;
     if b & 0x80 != 0 {
@@ -245,6 +338,85 @@ mod tests {
         );
         assert_eq!(vp9(&[0x80]), None);
         assert_eq!(vp9(&[0xa0, 0x05, 0x00]), None);
+    }
+
+    #[test]
+    fn vp9_layer_indices_are_read_in_both_modes() {
+        // Non-flexible: I (15-bit), L, B, E; TID 2, U, SID 1, D; TL0PICIDX.
+        let l = vp9_layers(&[0xac, 0x80, 0x07, 0x53, 0x09, 0xff]).unwrap();
+        let want = Vp9Layers {
+            layered: true,
+            sid: 1,
+            tid: 2,
+            switch_up: true,
+            inter_layer: true,
+            inter_picture: false,
+            begins: true,
+            ends: true,
+            structure: false,
+        };
+        assert_eq!(l, want);
+        assert!(
+            !l.begins_picture(),
+            "SID 1 begins a layer frame, not the picture"
+        );
+        // Flexible, inter (P), 7-bit id, TID 0 SID 0, one reference index: a picture's start.
+        let l = vp9_layers(&[0xf8, 0x05, 0x00, 0x02, 0xff]).unwrap();
+        assert_eq!(
+            (l.sid, l.tid, l.inter_picture, l.layered),
+            (0, 0, true, true)
+        );
+        assert!(l.begins_picture() && !l.begins_key_picture());
+        // No I: the layer byte right after the first; V set (the structure follows).
+        let l = vp9_layers(&[0x2a, 0x04, 0x00, 0x00]).unwrap();
+        assert_eq!((l.sid, l.tid, l.structure), (2, 0, true));
+        assert!(!l.begins_picture());
+        // No L: layer 0, the key picture's start.
+        let l = vp9_layers(&[0x8c, 0x01, 0xff]).unwrap();
+        assert_eq!((l.layered, l.sid, l.tid), (false, 0, 0));
+        assert!(l.begins_key_picture());
+        // Every bit pattern of the first two bytes, cut at every length: no panic, and a
+        // descriptor that does not fit is refused.
+        for b0 in 0..=255u8 {
+            for b1 in 0..=255u8 {
+                let p = [b0, b1, 0x81, 0x03, 0x05, 0x07];
+                for n in 0..=p.len() {
+                    let cut = &p[..n];
+                    if vp9(cut).is_none() {
+                        assert_eq!(vp9_layers(cut), None);
+                    }
+                    let _ = vp9_layer_sizes(cut);
+                }
+            }
+        }
+        assert_eq!(vp9_layers(&[0xa8, 0x80]), None, "cut in the picture id");
+        assert_eq!(vp9_layers(&[0xa8, 0x05]), None, "no layer byte");
+        assert_eq!(vp9_layers(&[0xa8, 0x05, 0x00]), None, "no TL0PICIDX");
+        assert_eq!(vp9_layers(&[]), None);
+    }
+
+    #[test]
+    fn vp9_scalability_structures_give_each_layers_size() {
+        // I (7-bit), L non-flexible, B, V; SID 0 TID 0; TL0PICIDX; SS: N_S = 2 (three), Y, G
+        // clear: 320x180, 640x360, 1280x720.
+        let mut p = vec![0xaa, 0x12, 0x00, 0x07, 0x50];
+        for (w, h) in [(320u16, 180u16), (640, 360), (1280, 720)] {
+            p.extend_from_slice(&w.to_be_bytes());
+            p.extend_from_slice(&h.to_be_bytes());
+        }
+        let (sizes, n) = vp9_layer_sizes(&p).unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(&sizes[..3], &[(320, 180), (640, 360), (1280, 720)]);
+        assert_eq!(vp9_layer_sizes(&p[..p.len() - 1]), None, "a size cut short");
+        // No V; V without Y.
+        let mut no_v = p.clone();
+        no_v[0] &= !0x02;
+        assert_eq!(vp9_layer_sizes(&no_v), None);
+        assert_eq!(vp9_layer_sizes(&[0x8a, 0x12, 0x40]), None);
+        // Eight layers (N_S = 7) fill the array; none past it.
+        let mut all = vec![0x8a, 0x12, 0xf0];
+        all.extend(std::iter::repeat_n([0, 1, 0, 1], 8).flatten());
+        assert_eq!(vp9_layer_sizes(&all).unwrap().1, 8);
     }
 
     #[test]

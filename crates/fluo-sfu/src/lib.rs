@@ -77,6 +77,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod settings;
 pub mod simulcast;
+pub mod svc;
 pub mod twcc;
 
 pub use error::ParseError;

@@ -67,6 +67,23 @@
 //! Retransmissions (NACK) are mapped back with the same offsets: output sequence `s` came
 //! from `in_seq = s - seq_offset`, valid only between the switch point and the highest
 //! packet seen ([`Rewriter::original_seq`]).
+//!
+//! # Skipped packets (SVC layers a consumer does not get)
+//!
+//! A consumer of a scalable stream may get only some of its packets (the lower spatial or
+//! temporal layers, see [`crate::svc`]). [`Rewriter::skip`] takes a packet of the current
+//! source that is not sent: the packets after it go out one lower, so the line stays
+//! continuous. Each such change of offset starts a *segment* (`from`, offset); a packet that
+//! arrives late takes its own segment's offset, and a NACK's sequence number maps back
+//! through the segment whose output range holds it, never to a skipped packet. The last
+//! [`SEGMENTS_KEPT`] segments are kept (a late packet or NACK older than those is dropped /
+//! not answered). A skipped packet that arrives after a later one was sent cannot be hidden:
+//! its number stays a hole on the line.
+//!
+//! ```text
+//! in:   10 11 12(skip) 13 14(skip) 15(skip) 16
+//! out:  10 11          12                   13
+//! ```
 
 use std::time::Instant;
 
@@ -89,6 +106,10 @@ struct Source {
     switch_ext: i64,
     highest_ext: i64,
 }
+
+/// Most changes of offset ([`Rewriter::skip`]) a line keeps to map late packets and NACKs:
+/// one per picture whose upper layers are skipped, about 8 s at 30 pictures a second.
+pub const SEGMENTS_KEPT: usize = 256;
 
 /// Packets dropped in a row as "old" after which the source is taken to have restarted.
 pub const MAX_CONSECUTIVE_OLD: u32 = 64;
@@ -125,11 +146,27 @@ pub struct Rewriter {
     source: Option<Source>,
     previous_ssrc: Option<u32>,
     resync: bool,
-    consecutive_old: u32,
-    started: bool,
+    /// Below [`MAX_CONSECUTIVE_OLD`] (kept in a byte: the line is no larger than before
+    /// skipping existed, see `Skips`).
+    consecutive_old: u8,
     last_out_seq: u16,
     last_out_ts: u32,
     last_time: Option<Instant>,
+    /// What was skipped since the switch point; `None` until a packet is (boxed: a line
+    /// that never skips, every plain consumer's, is as large as before).
+    skips: Option<Box<Skips>>,
+}
+
+/// A line's skipped packets since its switch point (see the [module](self)).
+#[derive(Debug, Clone)]
+struct Skips {
+    /// Changes of offset: `(from, offset)` for the inputs from the extended number `from` on.
+    segments: std::collections::VecDeque<(i64, u16)>,
+    /// The offset of the inputs before the first segment, and the lowest input still mapped
+    /// (older segments were let go).
+    base: (i64, u16),
+    /// Which of the last 64 inputs were skipped (bit `i`: the highest minus `i`).
+    skipped: u64,
 }
 
 impl Rewriter {
@@ -145,10 +182,10 @@ impl Rewriter {
             previous_ssrc: None,
             resync: false,
             consecutive_old: 0,
-            started: false,
             last_out_seq: first_seq.wrapping_sub(1),
             last_out_ts: first_ts,
             last_time: None,
+            skips: None,
         }
     }
 
@@ -198,20 +235,29 @@ impl Rewriter {
         let src = self.source.as_mut().expect("source set when not switching");
         let ext = extend(src.highest_ext, seq);
         if ext < src.switch_ext {
-            self.consecutive_old += 1;
-            if self.consecutive_old >= MAX_CONSECUTIVE_OLD {
+            self.consecutive_old = self.consecutive_old.saturating_add(1);
+            if u32::from(self.consecutive_old) >= MAX_CONSECUTIVE_OLD {
                 self.resync = true;
             }
             return None;
         }
         self.consecutive_old = 0;
+        let src = *src;
+        let offset = if ext > src.highest_ext {
+            src.seq_offset
+        } else if self.was_skipped(&src, ext) {
+            // A copy of a packet this line skipped: its number is another packet's.
+            return None;
+        } else {
+            self.offset_at(&src, ext)?
+        };
         let out = Rewritten {
-            seq: seq.wrapping_add(src.seq_offset),
+            seq: seq.wrapping_add(offset),
             ts: ts.wrapping_add(src.ts_offset),
             ssrc: self.out_ssrc,
         };
         if ext > src.highest_ext {
-            src.highest_ext = ext;
+            self.advance(ext);
             self.last_out_seq = out.seq;
             self.last_out_ts = out.ts;
             self.last_time = Some(now);
@@ -221,7 +267,7 @@ impl Rewriter {
 
     fn switch_to(&mut self, now: Instant, ssrc: u32, seq: u16, ts: u32) -> Rewritten {
         let out_seq = self.last_out_seq.wrapping_add(1);
-        let out_ts = if self.started {
+        let out_ts = if self.last_time.is_some() {
             let elapsed = self
                 .last_time
                 .map(|t| now.saturating_duration_since(t))
@@ -245,9 +291,9 @@ impl Rewriter {
             switch_ext: ext,
             highest_ext: ext,
         });
+        self.skips = None;
         self.resync = false;
         self.consecutive_old = 0;
-        self.started = true;
         self.last_out_seq = out_seq;
         self.last_out_ts = out_ts;
         self.last_time = Some(now);
@@ -258,13 +304,109 @@ impl Rewriter {
         }
     }
 
+    /// A packet of the source that this line does not carry (see the [module](self)):
+    /// whether the packets after it go out one lower now. A packet of another source, one
+    /// before a pending switch point, or one older than a packet already seen changes
+    /// nothing.
+    pub fn skip(&mut self, ssrc: u32, seq: u16) -> bool {
+        let Some(src) = self.source.as_mut().filter(|s| s.ssrc == ssrc) else {
+            return false;
+        };
+        let ext = extend(src.highest_ext, seq);
+        if self.resync || ext <= src.highest_ext {
+            return false;
+        }
+        let follows = src.highest_ext + 1 == ext;
+        // Until now every input since the switch point had the offset it has now.
+        let base = (src.switch_ext, src.seq_offset);
+        src.seq_offset = src.seq_offset.wrapping_sub(1);
+        let offset = src.seq_offset;
+        self.advance(ext);
+        let k = self.skips.get_or_insert_with(|| {
+            Box::new(Skips {
+                segments: std::collections::VecDeque::new(),
+                base,
+                skipped: 0,
+            })
+        });
+        k.skipped |= 1;
+        // A run of skipped packets is one segment.
+        match k.segments.back_mut() {
+            Some(last) if follows && last.0 == ext => *last = (ext + 1, offset),
+            _ => {
+                if k.segments.len() == SEGMENTS_KEPT {
+                    if let Some(oldest) = k.segments.pop_front() {
+                        k.base = oldest;
+                    }
+                }
+                k.segments.push_back((ext + 1, offset));
+            }
+        }
+        true
+    }
+
+    /// The highest input seen is `ext` now (above the one before).
+    fn advance(&mut self, ext: i64) {
+        if let Some(src) = self.source.as_mut() {
+            let by = ext - src.highest_ext;
+            if let Some(k) = self.skips.as_mut() {
+                k.skipped = if by >= 64 { 0 } else { k.skipped << by };
+            }
+            src.highest_ext = ext;
+        }
+    }
+
+    /// Whether the input `ext` (at most the highest seen) was skipped, as far as the last 64
+    /// inputs tell.
+    fn was_skipped(&self, src: &Source, ext: i64) -> bool {
+        let back = src.highest_ext - ext;
+        let Some(k) = self.skips.as_ref().filter(|_| (0..64).contains(&back)) else {
+            return false;
+        };
+        k.skipped & (1 << back) != 0
+    }
+
+    /// The offset of the input `ext` (not below the switch point): its segment's; `None` when
+    /// that segment was let go.
+    fn offset_at(&self, src: &Source, ext: i64) -> Option<u16> {
+        let Some(k) = self.skips.as_ref() else {
+            return (ext >= src.switch_ext).then_some(src.seq_offset);
+        };
+        if ext < k.base.0.max(src.switch_ext) {
+            return None;
+        }
+        let later = k.segments.iter().rev().find(|(from, _)| *from <= ext);
+        Some(later.map_or(k.base.1, |s| s.1))
+    }
+
     /// Maps an outgoing sequence number (from a NACK) back to the current source's
-    /// sequence number, if it was sent since the last switch point.
+    /// sequence number, if it was sent since the last switch point (through the segment whose
+    /// output range holds it: never to a skipped packet).
     pub fn original_seq(&self, out_seq: u16) -> Option<u16> {
         let src = self.source?;
-        let seq = out_seq.wrapping_sub(src.seq_offset);
-        let ext = extend(src.highest_ext, seq);
-        (src.switch_ext <= ext && ext <= src.highest_ext).then_some(seq)
+        let Some(k) = self.skips.as_ref() else {
+            let seq = out_seq.wrapping_sub(src.seq_offset);
+            let ext = extend(src.highest_ext, seq);
+            return (src.switch_ext <= ext && ext <= src.highest_ext).then_some(seq);
+        };
+        // Newest first: a segment's inputs end where the skipped ones before the next begin.
+        let mut next: Option<(i64, u16)> = None;
+        let segments = k.segments.iter().rev().copied();
+        for (from, offset) in segments.chain(std::iter::once(k.base)) {
+            let upper = next.map_or(src.highest_ext, |(f, o)| {
+                f - 1 - i64::from(offset.wrapping_sub(o))
+            });
+            let seq = out_seq.wrapping_sub(offset);
+            let ext = extend(src.highest_ext, seq);
+            if from.max(src.switch_ext) <= ext && ext <= upper {
+                return (!self.was_skipped(&src, ext)).then_some(seq);
+            }
+            if from <= src.switch_ext {
+                break;
+            }
+            next = Some((from, offset));
+        }
+        None
     }
 
     /// Rewrites a retransmitted packet of the current source without changing any state;
@@ -275,8 +417,12 @@ impl Rewriter {
             return None;
         }
         let ext = extend(src.highest_ext, seq);
-        (src.switch_ext <= ext && ext <= src.highest_ext).then(|| Rewritten {
-            seq: seq.wrapping_add(src.seq_offset),
+        if ext > src.highest_ext {
+            return None;
+        }
+        let offset = self.offset_at(&src, ext)?;
+        Some(Rewritten {
+            seq: seq.wrapping_add(offset),
             ts: ts.wrapping_add(src.ts_offset),
             ssrc: self.out_ssrc,
         })
@@ -388,6 +534,93 @@ mod tests {
         }
         assert_eq!(r.rewrite(t, A, seq, 0).unwrap().seq, 1);
         assert_eq!(r.rewrite(t, A, seq + 1, 0).unwrap().seq, 2);
+    }
+
+    fn segments(r: &Rewriter) -> usize {
+        r.skips.as_ref().map_or(0, |k| k.segments.len())
+    }
+
+    #[test]
+    fn a_line_is_no_larger_for_skipping() {
+        // The router keeps two per node entry, which its per-sink loop reads: 88 bytes before.
+        assert!(std::mem::size_of::<Rewriter>() <= 88);
+    }
+
+    #[test]
+    fn skipped_packets_leave_no_gap_and_nacks_map_to_the_packets_sent() {
+        let t = Instant::now();
+        let mut r = Rewriter::new(90_000, 1, 100, 0);
+        // in 10 11 [12] 13 [14 15] 16: out 100 101 102 103.
+        assert_eq!(r.rewrite(t, A, 10, 0).unwrap().seq, 100);
+        assert_eq!(r.rewrite(t, A, 11, 0).unwrap().seq, 101);
+        assert!(r.skip(A, 12));
+        assert_eq!(r.rewrite(t, A, 13, 0).unwrap().seq, 102);
+        assert!(r.skip(A, 14));
+        assert!(r.skip(A, 15));
+        assert_eq!(segments(&r), 2, "a run of skips is one segment");
+        assert_eq!(r.rewrite(t, A, 16, 3000).unwrap().seq, 103);
+        let back: Vec<_> = (99..=104).map(|o| r.original_seq(o)).collect();
+        assert_eq!(
+            back,
+            [None, Some(10), Some(11), Some(13), Some(16), None],
+            "never a skipped packet"
+        );
+        assert_eq!(r.rewrite_retransmission(A, 13, 0).unwrap().seq, 102);
+        assert_eq!(r.rewrite_retransmission(A, 16, 0).unwrap().seq, 103);
+        assert_eq!(r.rewrite_retransmission(A, 17, 0), None, "not seen yet");
+        // A copy of a skipped packet goes nowhere; a late one's number is its own.
+        assert_eq!(r.rewrite(t, A, 14, 0), None);
+        assert!(!r.skip(A, 15), "already skipped");
+        assert!(!r.skip(B, 17), "another source");
+    }
+
+    #[test]
+    fn a_late_packet_takes_the_offset_of_its_segment() {
+        let t = Instant::now();
+        let mut r = Rewriter::new(90_000, 1, 0, 0);
+        r.rewrite(t, A, 1, 0).unwrap();
+        // 2 has not come yet when 3 is skipped: it keeps its place.
+        assert!(r.skip(A, 3));
+        assert_eq!(r.rewrite(t, A, 4, 0).unwrap().seq, 2);
+        assert_eq!(r.rewrite(t, A, 2, 0).unwrap().seq, 1);
+        assert_eq!(r.original_seq(1), Some(2));
+        assert_eq!(r.original_seq(2), Some(4));
+        // A skipped packet after a later one was sent: a hole, nothing shifts.
+        r.rewrite(t, A, 6, 0).unwrap();
+        assert!(!r.skip(A, 5));
+        assert_eq!(r.rewrite(t, A, 7, 0).unwrap().seq, 5);
+        // Across the 16-bit wrap.
+        let mut w = Rewriter::new(90_000, 1, 0, 0);
+        w.rewrite(t, A, 65_534, 0).unwrap();
+        assert!(w.skip(A, 65_535));
+        assert!(w.skip(A, 0));
+        assert_eq!(w.rewrite(t, A, 1, 0).unwrap().seq, 1);
+        assert_eq!(w.original_seq(1), Some(1));
+        assert_eq!(w.original_seq(0), Some(65_534));
+    }
+
+    #[test]
+    fn skips_before_a_switch_point_change_nothing_and_old_segments_are_let_go() {
+        let t = Instant::now();
+        let mut r = Rewriter::new(90_000, 1, 0, 0);
+        assert!(!r.skip(A, 1), "no source yet");
+        r.rewrite(t, A, 1, 0).unwrap();
+        r.resync();
+        assert!(!r.skip(A, 2), "a switch point is pending");
+        assert_eq!(r.rewrite(t, A, 3, 0).unwrap().seq, 1);
+        // Every other packet skipped, far more segments than kept.
+        let n = SEGMENTS_KEPT as u16 + 10;
+        for i in 0..n {
+            assert!(r.skip(A, 4 + 2 * i));
+            r.rewrite(t, A, 5 + 2 * i, 0).unwrap();
+        }
+        assert_eq!(segments(&r), SEGMENTS_KEPT);
+        let last = r.last_out_seq();
+        assert_eq!(last, 1 + n);
+        assert_eq!(r.original_seq(last), Some(3 + 2 * n));
+        // The oldest packets' segments are gone: not mapped, late copies dropped.
+        assert_eq!(r.original_seq(2), None);
+        assert_eq!(r.rewrite_retransmission(A, 5, 0), None);
     }
 
     #[test]

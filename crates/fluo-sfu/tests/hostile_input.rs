@@ -182,6 +182,44 @@ proptest! {
     }
 
     #[test]
+    fn vp9_layer_readers_never_panic((_, payload) in codec_payload(), l in any::<bool>()) {
+        // With or without L (layer indices).
+        let mut p = payload;
+        if l {
+            p[0] |= 0x20;
+        }
+        let _ = fluo_sfu::descriptor::vp9_layers(&p);
+        let _ = fluo_sfu::descriptor::vp9_layer_sizes(&p);
+    }
+
+    #[test]
+    fn a_line_skipping_packets_stays_continuous_and_maps_nacks_to_what_it_sent(
+        first in any::<u16>(), start in any::<u16>(),
+        ops in proptest::collection::vec(any::<bool>(), 1..400),
+    ) {
+        // Any run of packets sent and skipped (an SVC sink's), in order: the line goes on by
+        // one, and each number sent maps back to its packet, none beyond.
+        let t = Instant::now();
+        let mut r = Rewriter::new(90_000, 5, first, 0);
+        r.rewrite(t, 9, start, 0).unwrap();
+        let mut sent = vec![(first, start)];
+        for (i, skip) in ops.iter().enumerate() {
+            let seq = start.wrapping_add(1 + i as u16);
+            if *skip {
+                prop_assert!(r.skip(9, seq));
+            } else {
+                let out = r.rewrite(t, 9, seq, 0).unwrap();
+                prop_assert_eq!(out.seq, first.wrapping_add(sent.len() as u16));
+                sent.push((out.seq, seq));
+            }
+        }
+        for (out, input) in &sent {
+            prop_assert_eq!(r.original_seq(*out), Some(*input));
+        }
+        prop_assert_eq!(r.original_seq(first.wrapping_add(sent.len() as u16)), None);
+    }
+
+    #[test]
     fn rewriter_output_is_continuous_for_in_order_input(
         start in any::<u16>(), ts0 in any::<u32>(), first in any::<u16>(), n in 1usize..300,
     ) {

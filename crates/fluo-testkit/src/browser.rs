@@ -26,6 +26,11 @@ pub struct RtpSeen {
     pub begins_frame: bool,
     pub picture_id: Option<u16>,
     pub tl0picidx: Option<u8>,
+    /// The marker bit.
+    pub marker: bool,
+    /// The payload's first bytes (zeros past its end): a VP9 payload descriptor's layer
+    /// indices are read from them (`fluo_sfu::descriptor::vp9_layers`).
+    pub head: [u8; 8],
 }
 
 /// RTCP congestion feedback a browser sent.
@@ -68,6 +73,8 @@ pub struct Browser {
     pub(crate) mids: Vec<Mid>,
     /// The simulcast layers it sends, when it offered them (see `simulcast`).
     pub(crate) send_layers: Vec<crate::simulcast::SendLayer>,
+    /// The SVC stream it sends, when it offered one (see `svc`).
+    pub(crate) svc: Option<crate::svc::SvcSend>,
     pub connected: bool,
     /// The remote closed the session (DTLS close_notify).
     pub closed: bool,
@@ -125,6 +132,7 @@ impl Browser {
             pending: None,
             mids: vec![],
             send_layers: vec![],
+            svc: None,
             connected: false,
             closed: false,
             ice_state: None,
@@ -229,6 +237,9 @@ impl Browser {
         self.video_ts += 3000;
         if !self.send_layers.is_empty() {
             return self.send_simulcast_frame(now, self.video_ts);
+        }
+        if self.svc.is_some() {
+            return self.send_svc_picture(now, self.video_ts);
         }
         let Some(mid) = self.mid(MediaKind::Video) else {
             return false;
@@ -413,11 +424,22 @@ impl Browser {
                     begins_frame: d.is_some() && begins,
                     picture_id: d.and_then(|d| d.picture_id()),
                     tl0picidx: d.and_then(|d| d.tl0_pic_idx()),
+                    marker: p.header.marker,
+                    head: {
+                        let mut head = [0; 8];
+                        let n = p.payload.len().min(8);
+                        head[..n].copy_from_slice(&p.payload[..n]);
+                        head
+                    },
                 });
             }
             Event::KeyframeRequest(r) => {
                 self.keyframe_requests += 1;
                 self.layer_keyframe_asked(r.rid);
+                if let Some(s) = self.svc.as_mut() {
+                    s.key_wanted = true;
+                    s.plis += 1;
+                }
             }
             Event::EgressBitrateEstimate(str0m::bwe::BweKind::Remb { estimate, .. }) => {
                 self.remb_in.push(estimate.as_u64())

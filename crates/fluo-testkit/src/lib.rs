@@ -24,6 +24,7 @@ pub mod soak;
 pub mod stats;
 #[cfg(feature = "live")]
 pub mod storm;
+mod svc;
 pub mod tmp;
 pub mod udp_peer;
 #[cfg(feature = "live")]
@@ -32,4 +33,5 @@ mod world;
 
 pub use browser::{agreed_feedback, Browser, FeedbackSent, RtpSeen};
 pub use simulcast::{vp8_frame, SendLayer};
+pub use svc::{SvcSend, TEMPORAL_PATTERN};
 pub use world::{Link, World};

@@ -325,6 +325,8 @@ pub(super) fn push(
     let Some(mut src) = SourcePacket::parse(&carried.plain) else {
         return Some(false);
     };
+    // The router's marker: an SVC sink's is set where the layers it gets end.
+    src.marker = pkt.marker;
     // A simulcast layer's picture ids go on across the viewer's switches.
     if fluo_sfu::picture_id::rewritten(pkt) {
         src.picture_ids = Some(pkt.codec.name);
@@ -384,6 +386,25 @@ pub(super) fn push(
     }
     c.out_bytes += pkt.payload.len() as u64;
     Some(true)
+}
+
+/// The router skipped `pkt` for the viewer `ep` (an SVC layer above its own): the egress's
+/// own numbering skips it too, and where the router's line went one lower (`shifted`) the
+/// line it follows is moved with it, so that this is not taken for a restart.
+pub(super) fn skipped(ep: &mut Ep, pkt: &Packet<'_>, shifted: bool) {
+    let kind = pkt.kind;
+    if let Some(s) = ep.egress.as_mut().and_then(|v| v.stream_mut(kind)) {
+        s.skip(pkt.ssrc, pkt.seq);
+    }
+    let lines = [
+        ep.egress_line[kind].as_mut(),
+        ep.out[kind].as_mut().and_then(|o| o.line.as_mut()),
+    ];
+    for line in lines.into_iter().flatten() {
+        if shifted && line.0 == pkt.ssrc {
+            line.1 = line.1.wrapping_sub(1);
+        }
+    }
 }
 
 /// A datagram from the endpoint's peer, before str0m reads it: SRTCP goes through the

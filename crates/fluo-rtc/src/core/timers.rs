@@ -71,7 +71,7 @@ impl MediaCore {
     /// Tells a publisher how much video to send (REMB), once per second: the least of its
     /// own `maxVideoRecvBandwidth` and what each of its viewers can take (their REMB, or with
     /// `--bwe on` their send-side estimate, capped by their `maxVideoSendBandwidth`), never
-    /// below `minVideoRecvBandwidth`. A simulcast
+    /// below `minVideoRecvBandwidth`. A simulcast or SVC
     /// publisher's viewers each get the layer they can take instead: only its own bounds
     /// apply to it.
     pub(super) fn update_remb(&mut self, key: u64) {
@@ -91,8 +91,9 @@ impl MediaCore {
             }
             None => return,
         };
+        let layered = !rids.is_empty() || self.router.sends_svc(*node);
         let sinks: Vec<u64> = (self.router.forwarding_to(*node, MediaKind::Video))
-            .filter(|_| rids.is_empty())
+            .filter(|_| !layered)
             .filter_map(|n| self.keys.get(&n).copied())
             .collect();
         let mut limits = self.viewer_limits(now, sinks);

@@ -214,6 +214,10 @@ impl Node for WebRtcSink {
         }
     }
 
+    fn skipped(&mut self, pkt: &Packet<'_>, shifted: bool) {
+        egress::skipped(&mut lock(&self.ep), pkt, shifted);
+    }
+
     fn request_keyframe(&mut self, kind: MediaKind) {
         // A simulcast publisher: every layer (each is its own stream).
         let rids = layer_rids(&lock(&self.ep), kind);

@@ -33,6 +33,9 @@ impl MediaRouter {
         if let Some(id) = pkt.layer.filter(|_| kind == MediaKind::Video) {
             return self.forward_layer(now, src, pkt, id);
         }
+        if kind == MediaKind::Video && super::svc::is_svc(pkt) {
+            return self.forward_svc(now, src, pkt);
+        }
         let undecided = |r: &Route| r.decided_for != Some(pkt.codec);
         if e.routes[kind].iter().any(undecided) {
             self.decide(now, src, kind, &pkt.codec);
@@ -306,7 +309,7 @@ impl MediaRouter {
     fn ask_layer_keyframe(&mut self, now: Instant, src: NodeId, layers: &mut SourceLayers, id: u8) {
         if layers.ask(now, id) {
             if let Some(e) = self.nodes.get_mut(src) {
-                e.node.request_layer_keyframe(MediaKind::Video, id);
+                layers.request(&mut *e.node, id);
             }
         }
     }

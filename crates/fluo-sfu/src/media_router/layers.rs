@@ -112,6 +112,9 @@ pub(super) struct SourceLayers {
     pub(super) resort_at: Option<Instant>,
     /// The codec of its layers (see [`SourceLayers::accepts`]).
     codec: Option<Codec>,
+    /// Its layers are the spatial layers of one SVC stream (`crate::svc`), by SID, not
+    /// simulcast streams: a layer needs those below it, and a keyframe is the whole stream's.
+    pub(super) svc: bool,
 }
 
 impl SourceLayers {
@@ -195,7 +198,10 @@ impl SourceLayers {
                 l.rate.add(now, payload.len());
             }
             let first = l.last_at.replace(now).is_none();
-            let size = key.then(|| keyframe_size(codec.name, payload)).flatten();
+            // An SVC stream's sizes come from its scalability structure (`set_sizes`).
+            let size = (key && !self.svc)
+                .then(|| keyframe_size(codec.name, payload))
+                .flatten();
             if size.is_some() && size != l.size {
                 // A new size: its sinks are told (getStats), whether the order changes or not.
                 changed |= l.size.is_some();
@@ -229,6 +235,31 @@ impl SourceLayers {
                 }
             }
         }
+        if changed {
+            self.generation = self.generation.wrapping_add(1);
+        }
+    }
+
+    /// An SVC stream's scalability structure: the picture size of each of its `n` spatial
+    /// layers (lowest first). Its layers are known from then on, and ordered by those sizes.
+    pub(super) fn set_sizes(&mut self, sizes: &[(u16, u16)], n: usize) {
+        let n = n.min(MAX_LAYERS).min(sizes.len());
+        if n == 0 {
+            return;
+        }
+        self.announced = true;
+        if !self.knows(n as u8 - 1) {
+            self.add(n as u8 - 1, Vec::new());
+        }
+        let mut changed = false;
+        for (l, size) in self.layers.iter_mut().zip(sizes.iter().take(n)) {
+            let size = Some(*size).filter(|(w, h)| *w > 0 && *h > 0);
+            if size.is_some() && size != l.size {
+                changed |= l.size.is_some();
+                l.size = size;
+            }
+        }
+        changed |= self.reorder();
         if changed {
             self.generation = self.generation.wrapping_add(1);
         }
@@ -284,9 +315,16 @@ impl SourceLayers {
     /// has not flowed for a whole [`RATE_WINDOW`] yet.
     pub(super) fn rates(&self) -> ([Option<u64>; MAX_LAYERS], usize) {
         let mut rates = [None; MAX_LAYERS];
+        // An SVC layer is sent with those below it: its rate is theirs and its own.
+        let mut below = Some(0u64);
         for (rank, id) in self.order.iter().enumerate() {
             let l = &self.layers[usize::from(*id)];
-            rates[rank] = l.rate.bps.filter(|_| l.live);
+            let own = l.rate.bps.filter(|_| l.live);
+            rates[rank] = match (self.svc, own) {
+                (true, Some(bps)) => below.map(|b| b + bps),
+                _ => own,
+            };
+            below = below.zip(own).map(|(b, o)| b + o);
         }
         (rates, self.order.len())
     }
@@ -312,7 +350,19 @@ impl SourceLayers {
     /// A keyframe of layer `id` is needed at `now`: whether to ask the source now (its
     /// throttle lets it through; else it is deferred, or the layer is unknown).
     pub(super) fn ask(&mut self, now: Instant, id: u8) -> bool {
+        // One SVC stream has one keyframe for all its layers: one throttle, layer 0's.
+        let id = if self.svc { 0 } else { id };
         (self.layers.get_mut(usize::from(id))).is_some_and(|l| l.keyframe.handle_request(now))
+    }
+
+    /// Sends `node` (this source) the keyframe request of its layer `id` the throttle let
+    /// through: a simulcast layer's own stream, or an SVC stream as a whole.
+    pub(super) fn request(&self, node: &mut dyn super::Node, id: u8) {
+        if self.svc {
+            node.request_keyframe(crate::MediaKind::Video);
+        } else {
+            node.request_layer_keyframe(crate::MediaKind::Video, id);
+        }
     }
 
     /// When a deferred keyframe request of one of the layers is due.
@@ -343,6 +393,9 @@ pub(super) struct SinkLayer {
     pub(super) waiting: Option<Instant>,
     /// What it was last told of its layer (`Node::layer_changed`).
     pub(super) told: Option<ForwardedLayer>,
+    /// Of an SVC source: the layers it gets of the stream (`current` follows its spatial
+    /// layer).
+    pub(super) svc: crate::svc::SvcFilter,
 }
 
 /// What to do with a layered packet for one sink.

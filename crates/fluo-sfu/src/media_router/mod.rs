@@ -28,6 +28,9 @@ mod layer_tests;
 mod layers;
 mod node;
 mod signals;
+mod svc;
+#[cfg(test)]
+mod svc_tests;
 #[cfg(test)]
 mod tests;
 mod view;

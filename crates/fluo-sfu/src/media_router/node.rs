@@ -108,6 +108,12 @@ pub trait Node: Send {
     /// gets no layer any more (`None`: disconnected from that source, or switched to another).
     fn layer_changed(&mut self, _kind: MediaKind, _layer: Option<&ForwardedLayer>) {}
 
+    /// As a sink: `pkt`, of the SVC stream it gets, is not for it (a layer above its own,
+    /// see [`crate::svc`]); `shifted`: its line's numbers after it went one lower
+    /// ([`crate::Rewriter::skip`]). A node that numbers the packets it sends on its own does
+    /// the same with its numbering.
+    fn skipped(&mut self, _pkt: &Packet<'_>, _shifted: bool) {}
+
     /// A source feeding this node ended its stream (a player reached its end).
     fn end_of_stream(&mut self) {}
 

@@ -20,6 +20,13 @@ impl MediaRouter {
             return;
         };
         if let Some(layers) = self.layers.get_mut(node).and_then(|s| s.source.as_mut()) {
+            if layers.svc {
+                // One SVC stream: one keyframe.
+                if layers.ask(now, 0) {
+                    layers.request(&mut *e.node, 0);
+                }
+                return;
+            }
             // Simulcast: each layer that flows, throttled per layer.
             for id in 0..layers.layers.len() as u8 {
                 if layers.layers[usize::from(id)].live && layers.ask(now, id) {
@@ -92,6 +99,14 @@ impl MediaRouter {
         }
     }
 
+    /// Whether `src` sends an SVC stream (its video's packets carry layer indices, see
+    /// [`crate::svc`]): its viewers each get the layers they can take, as a simulcast
+    /// publisher's do, so its viewers' bandwidth does not bound it.
+    pub fn sends_svc(&self, src: NodeId) -> bool {
+        let layers = self.layers.get(src).and_then(|s| s.source.as_ref());
+        layers.is_some_and(|l| l.svc)
+    }
+
     /// Measures the bitrates of layered sources' layers from now on ([`MediaRouter::layer_rates`]):
     /// a viewer's bandwidth is estimated (`--bwe on`). Off until then: nothing is counted per
     /// packet.
@@ -151,9 +166,9 @@ impl MediaRouter {
             match (via, self.layer_of(src, sink)) {
                 (None, Some(id)) => {
                     let source = self.layers.get_mut(src).and_then(|s| s.source.as_mut());
-                    if source.is_some_and(|l| l.ask(now, id)) {
-                        if let Some(e) = self.nodes.get_mut(src) {
-                            e.node.request_layer_keyframe(kind, id);
+                    if let Some(l) = source {
+                        if let Some(e) = self.nodes.get_mut(src).filter(|_| l.ask(now, id)) {
+                            l.request(&mut *e.node, id);
                         }
                     }
                 }
@@ -287,11 +302,13 @@ impl MediaRouter {
             ..
         } = self;
         for (n, slot) in layers.iter_mut() {
-            let source = slot.source.iter_mut();
-            for (id, l) in source.flat_map(|l| l.layers.iter_mut().enumerate()) {
-                if l.keyframe.handle_timeout(now) {
+            let Some(source) = slot.source.as_mut() else {
+                continue;
+            };
+            for id in 0..source.layers.len() {
+                if source.layers[id].keyframe.handle_timeout(now) {
                     if let Some(e) = nodes.get_mut(n) {
-                        e.node.request_layer_keyframe(MediaKind::Video, id as u8);
+                        source.request(&mut *e.node, id as u8);
                     }
                 }
             }

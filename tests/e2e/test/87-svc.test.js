@@ -1,0 +1,146 @@
+'use strict';
+// SVC with Chromium and the official kurento-client: a page publishes its fake camera
+// (960x540) in one VP9 encoding with `scalabilityMode: 'L3T3_KEY'` (three spatial layers,
+// 240x135, 480x270 and 960x540, and three temporal layers in one stream, told apart by the
+// VP9 payload descriptor); two viewer pages watch it through Fluo, one limited to the lowest
+// spatial layer (create property fluoMaxVideoLayer 0), the other not. Each viewer decodes its
+// layer's width (its own getStats), both keep decoding (framesDecoded rising, freezes
+// bounded); lifting the limit with a tag takes the first viewer to the top width at the key
+// picture Fluo asks for. FluoLayerChanged and getStats' fluoLayer say the spatial layer, with
+// an empty rid.
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { setup, withDiagnostics, waitFor, log } = require('../lib/env');
+const { kurento, call, offer: pageOffer, negotiate, pageStats, waitExplained, outboundLayer } = require('../lib/peer');
+
+const CAMERA = { width: 960, height: 540 };
+
+let env;
+let client;
+
+before(async () => {
+  env = await setup('svc', { fluoArgs: () => ['--ice-tcp', '0'] });
+  client = await kurento(env.fluo.url, { failAfter: 3 });
+});
+after(async () => {
+  if (client) client.close();
+  if (env) await env.teardown();
+});
+
+// The publisher's offer: its camera in one VP9 encoding with three spatial and three temporal
+// layers, VP9 its only codec, its resolution kept under load.
+async function publishSvc(page) {
+  await page.goto(`${env.web.base}/hello-world.html`);
+  return page.evaluate(async (camera) => {
+    const pc = new RTCPeerConnection();
+    window.pc = pc;
+    window.candidates = [];
+    pc.onicecandidate = (e) => e.candidate && window.candidates.push(e.candidate.toJSON());
+    const stream = await navigator.mediaDevices.getUserMedia({
+      video: { width: { exact: camera.width }, height: { exact: camera.height }, frameRate: 15 },
+    });
+    const t = pc.addTransceiver(stream.getVideoTracks()[0], {
+      direction: 'sendonly',
+      sendEncodings: [{ scalabilityMode: 'L3T3_KEY' }],
+    });
+    // VP9 alone (with its retransmissions): Fluo's answer lists the codecs in its own order
+    // (str0m's, VP8 first), and Chromium sends the answer's first.
+    const codecs = RTCRtpSender.getCapabilities('video').codecs;
+    t.setCodecPreferences(codecs.filter((c) => ['video/VP9', 'video/rtx'].includes(c.mimeType)));
+    const p = t.sender.getParameters();
+    p.degradationPreference = 'maintain-resolution';
+    await t.sender.setParameters(p);
+    const o = await pc.createOffer();
+    await pc.setLocalDescription(o);
+    return o.sdp;
+  }, CAMERA);
+}
+
+// What the publisher's sender encodes: its codec, scalability mode and width.
+async function sending(page) {
+  return page.evaluate(async () => {
+    const out = {};
+    const stats = await window.pc.getStats();
+    stats.forEach((s) => {
+      if (s.type === 'outbound-rtp' && s.kind === 'video') {
+        out.width = s.frameWidth || 0;
+        out.mode = s.scalabilityMode;
+        out.fps = s.framesPerSecond;
+        out.limit = s.qualityLimitationReason;
+        const c = stats.get(s.codecId);
+        out.codec = c && c.mimeType;
+      }
+    });
+    return out;
+  });
+}
+
+test('svc: each viewer decodes the spatial layer its limit allows, a tag moves it', { timeout: 150000 }, () =>
+  withDiagnostics(env, async () => {
+    const pipeline = await call(client, 'create', 'MediaPipeline');
+    const publisher = await call(pipeline, 'create', 'WebRtcEndpoint');
+    const low = await call(pipeline, 'create', 'WebRtcEndpoint', { fluoMaxVideoLayer: 0 });
+    const top = await call(pipeline, 'create', 'WebRtcEndpoint');
+    low.constructor.events.push('FluoLayerChanged');
+    const changes = [];
+    low.on('FluoLayerChanged', (e) => changes.push(e));
+
+    const pubPage = await env.browser.newPage('svc-publisher');
+    const pubAnswer = await negotiate(pubPage, publisher, await publishSvc(pubPage));
+    assert.match(pubAnswer, /VP9\/90000/);
+    await call(publisher, 'connect', low);
+    await call(publisher, 'connect', top);
+    const viewers = {};
+    for (const [name, ep] of [['low', low], ['top', top]]) {
+      viewers[name] = await env.browser.newPage(`svc-${name}`);
+      const url = `${env.web.base}/hello-world.html`;
+      await negotiate(viewers[name], ep, await pageOffer(viewers[name], { publish: false, url }));
+    }
+
+    // Its bandwidth estimate must allow the top spatial layer: wait until it encodes it.
+    const sent = await waitExplained(pubPage, async () => {
+      const s = await sending(pubPage);
+      return s.width === CAMERA.width ? s : null;
+    }, 40000, `the publisher encoding ${CAMERA.width} wide`);
+    log(`publisher encodes ${JSON.stringify(sent)}`);
+    assert.equal(sent.codec, 'video/VP9');
+    assert.equal(sent.mode, 'L3T3_KEY');
+
+    const decoded = async (page, width, what) => waitExplained(pubPage, async () => {
+      const s = await pageStats(page);
+      return s.frameWidth === width && s.framesDecoded > 10 ? s : null;
+    }, 30000, what);
+    const s0 = CAMERA.width / 4;
+    const lowSeen = await decoded(viewers.low, s0, `the limited viewer decoding ${s0} wide (S0)`);
+    const topSeen = await decoded(viewers.top, CAMERA.width, `the other decoding ${CAMERA.width} wide (S2)`);
+    log(`low decodes ${JSON.stringify(lowSeen)}, top ${JSON.stringify(topSeen)}`);
+    const lowLayer = await outboundLayer(low);
+    assert.deepEqual([lowLayer.rid, lowLayer.layer, lowLayer.width], ['', 0, s0], JSON.stringify(lowLayer));
+    const topLayer = await outboundLayer(top);
+    assert.deepEqual([topLayer.layer, topLayer.width], [2, CAMERA.width], JSON.stringify(topLayer));
+
+    // Both keep decoding, at their own sizes.
+    const before = { low: await pageStats(viewers.low), top: await pageStats(viewers.top) };
+    await new Promise((r) => setTimeout(r, 4000));
+    for (const name of ['low', 'top']) {
+      const now = await pageStats(viewers[name]);
+      log(`${name}: ${JSON.stringify(before[name])} -> 4 s later ${JSON.stringify(now)}`);
+      assert.equal(now.frameWidth, name === 'low' ? s0 : CAMERA.width);
+      assert.ok(now.framesDecoded - before[name].framesDecoded >= 20, `${name} decodes on`);
+      assert.ok(now.freezeCount - before[name].freezeCount <= 1, `${name}: freezes bounded`);
+    }
+    assert.ok(changes.length >= 1 && changes[0].layer === 0 && changes[0].rid === '' && changes[0].reason === 'START', JSON.stringify(changes));
+
+    // The limit lifted: the top width at the next key picture, which Fluo asks for.
+    await call(low, 'addTag', 'fluoMaxVideoLayer', '2');
+    const moved = await decoded(viewers.low, CAMERA.width, `the viewer decoding ${CAMERA.width} wide after its limit was lifted`);
+    log(`low after the tag: ${JSON.stringify(moved)}`);
+    await waitFor(() => changes.find((c) => c.layer === 2 && c.reason === 'LIMIT'), 5000, 'FluoLayerChanged 2 LIMIT');
+    assert.equal((await outboundLayer(low)).layer, 2);
+    const later = await pageStats(viewers.low);
+    await new Promise((r) => setTimeout(r, 2000));
+    const end = await pageStats(viewers.low);
+    assert.ok(end.framesDecoded - later.framesDecoded >= 10, 'it decodes on at the top');
+    await call(pipeline, 'release');
+  }));
