@@ -556,8 +556,10 @@ fn a_viewer_behind_300_kbits_for_80_s_probes_at_most_twice_30_s_apart_without_su
         "loss {last_20:.2} % over 60-80 s, {} % overall; probes up at {probes_at:?} s",
         dropped * 100 / (dropped + passed).max(1)
     );
+    // The expiry's tries of a higher layer, backing off (none at all in some runs: goog_cc's
+    // probes keep showing the limit, each a sign of congestion).
     assert!(
-        (1..=2).contains(&probes_at.len()),
+        probes_at.len() <= 2,
         "the expiry probes, backing off: {probes_at:?}"
     );
     assert!(

@@ -99,6 +99,10 @@ pub(crate) const HOLD: Duration = Duration::from_secs(10);
 const PROBE_FAILS_WITHIN: Duration = Duration::from_secs(5);
 const HOLD_MOST: Duration = Duration::from_secs(90);
 
+/// How long after feedback on probe packets the estimate counts as a probe's result (for
+/// [`ViewerBwe::lift_by_probe`]).
+const PROBE_RESULT_FOR: Duration = Duration::from_secs(1);
+
 /// The share of the estimate a layer's measured bitrate must fit in.
 const HEADROOM_PERCENT: u64 = 85;
 
@@ -133,12 +137,16 @@ pub(crate) struct ViewerBwe {
     pub(crate) prober: Prober,
     /// When the prober's next step is due.
     next_probe: Option<Instant>,
-    /// Feedback on probe packets raised the target since [`ViewerBwe::take_probe_rise`].
-    probe_rise: bool,
+    /// When feedback last reported probe packets received (goog_cc's probe estimate may
+    /// show in its target then or at a later step).
+    probe_fed: Option<Instant>,
     /// The last end of congestion was a probe's ([`ViewerBwe::lift_by_probe`]).
     lifted_by_probe: bool,
-    /// No congestion ended by a probe before this (one so ended failed).
-    probe_lift_barred_until: Option<Instant>,
+    /// No congestion ended by a probe before this (one so ended failed), unless the estimate
+    /// reaches twice what it was at that failed end.
+    probe_lift_barred_until: Option<(Instant, u64)>,
+    /// The estimate when congestion was last ended by a probe.
+    lifted_at_bps: u64,
 }
 
 /// What one feedback message handed to the controller reported: bytes and packets
@@ -304,9 +312,10 @@ impl ViewerBwe {
             cap: LayerCap::default(),
             prober: Prober::default(),
             next_probe: None,
-            probe_rise: false,
+            probe_fed: None,
             lifted_by_probe: false,
             probe_lift_barred_until: None,
+            lifted_at_bps: 0,
         }
     }
 
@@ -357,6 +366,9 @@ impl ViewerBwe {
         }
         self.prober.ask(&clusters);
         if let Some(fed) = fed {
+            if fed.probes {
+                self.probe_fed = Some(now);
+            }
             self.first_feedback.get_or_insert(now);
             self.delivery.add(now, fed);
             if self.delivery.lossy(now) {
@@ -365,9 +377,6 @@ impl ViewerBwe {
         }
         if let Some(t) = target {
             let before = self.target.replace(t);
-            if fed.is_some_and(|f| f.probes) && before.is_some_and(|b| t > b) {
-                self.probe_rise = true;
-            }
             self.note_target(now, t, before);
         }
         self.expire(now);
@@ -408,7 +417,7 @@ impl ViewerBwe {
             self.hold = (self.hold * 3).min(HOLD_MOST);
             if self.lifted_by_probe {
                 // A probe's room that was not there: no more of those for the next hold.
-                self.probe_lift_barred_until = Some(now + self.hold);
+                self.probe_lift_barred_until = Some((now + self.hold, self.lifted_at_bps));
             }
         }
         self.congested = true;
@@ -430,19 +439,25 @@ impl ViewerBwe {
         }
     }
 
-    /// Whether feedback on probe packets raised the target since the last call.
-    pub(crate) fn take_probe_rise(&mut self) -> bool {
-        std::mem::take(&mut self.probe_rise)
+    /// Whether feedback reported probe packets received within [`PROBE_RESULT_FOR`]: the
+    /// estimate then includes what a probe measured.
+    pub(crate) fn probed_lately(&self, now: Instant) -> bool {
+        (self.probe_fed).is_some_and(|t| now.saturating_duration_since(t) < PROBE_RESULT_FOR)
     }
 
-    /// A probe showed room for a layer above the cap: congestion ends now, as at its expiry
-    /// (congestion seen again within [`PROBE_FAILS_WITHIN`] makes the next hold longer, and
-    /// bars such ends for that hold). False, nothing changed, while barred or not congested.
-    pub(crate) fn lift_by_probe(&mut self, now: Instant) -> bool {
-        let barred = self.probe_lift_barred_until.is_some_and(|t| now < t);
+    /// A probe showed room for a layer above the cap with estimate `bps`: congestion ends
+    /// now, as at its expiry (congestion seen again within [`PROBE_FAILS_WITHIN`] makes the
+    /// next hold longer, and bars such ends for that hold unless the estimate reaches twice
+    /// what it was at the failed end: a queue's burst allowance fools a probe by a little, a
+    /// link that recovered lets goog_cc probe on to several times its last estimate). False,
+    /// nothing changed, while barred or not congested.
+    pub(crate) fn lift_by_probe(&mut self, now: Instant, bps: u64) -> bool {
+        let barred = (self.probe_lift_barred_until)
+            .is_some_and(|(t, at)| now < t && bps < at.saturating_mul(2));
         if !self.congested || barred {
             return false;
         }
+        self.lifted_at_bps = bps;
         self.congested = false;
         self.expired_at = Some(now);
         self.lifted_by_probe = true;
@@ -696,13 +711,14 @@ impl MediaCore {
             est.send_probes(now, v, &mut eg.batch);
         }
         let next = est.next_process();
-        let probe_rise = est.take_probe_rise();
+        let probe_rise = est.probed_lately(now);
         let mut congested = est.congested();
         let counts = est.has_been_congested();
-        let bps = match estimate {
+        let raw = match estimate {
             Estimate::Bps(bps) => Some(bps),
             Estimate::Cold | Estimate::Failed => None,
         };
+        let bps = raw;
         if estimate == Estimate::Failed {
             // Nothing reads what it records any more.
             v.stop_logging_sent();
@@ -716,12 +732,12 @@ impl MediaCore {
         drop(ep);
         let node = self.nodes.get(&key).copied()?;
         let est = self.bwe.get_mut(&key)?;
-        if let (true, true, Some(bps)) = (congested, probe_rise, bps) {
+        if let (true, true, Some(bps)) = (congested, probe_rise, raw) {
             // A probe raised the estimate: room for a layer above the cap ends congestion
             // now, without waiting for its expiry (docs/simulcast.md, "Probing").
             let rates = self.router.layer_rates(node, MediaKind::Video);
             let room = rates.is_some_and(|(r, _)| est.cap.room_above(bps, &r));
-            if room && est.lift_by_probe(now) {
+            if room && est.lift_by_probe(now, bps) {
                 tracing::debug!(key, bps, "a probe showed room above the layer cap: lifted");
                 congested = false;
             }

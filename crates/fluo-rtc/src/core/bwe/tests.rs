@@ -319,10 +319,10 @@ fn a_probe_with_room_ends_congestion_and_a_failed_one_bars_the_next_for_the_long
     let t0 = Instant::now();
     let s = Duration::from_secs(1);
     let mut b = ViewerBwe::new(t0, 0, None);
-    assert!(!b.lift_by_probe(t0), "nothing to lift");
+    assert!(!b.lift_by_probe(t0, 1_000_000), "nothing to lift");
     b.sign(t0);
     assert!(
-        b.lift_by_probe(t0 + 2 * s),
+        b.lift_by_probe(t0 + 2 * s, 1_000_000),
         "lifted long before the hold's end"
     );
     assert!(!b.congested());
@@ -330,15 +330,31 @@ fn a_probe_with_room_ends_congestion_and_a_failed_one_bars_the_next_for_the_long
     // during that hold.
     b.sign(t0 + 4 * s);
     assert!(b.congested());
-    assert!(!b.lift_by_probe(t0 + 10 * s), "barred");
-    assert!(!b.lift_by_probe(t0 + 4 * s + 3 * HOLD - MS), "barred");
+    assert!(!b.lift_by_probe(t0 + 10 * s, 1_000_000), "barred");
+    assert!(!b.lift_by_probe(t0 + 10 * s, 1_999_999), "barred");
+    let mut c = ViewerBwe::new(t0, 0, None);
+    c.sign(t0);
+    assert!(c.lift_by_probe(t0 + 2 * s, 700_000));
+    c.sign(t0 + 4 * s);
+    assert!(!c.lift_by_probe(t0 + 10 * s, 1_000_000), "barred");
+    assert!(
+        c.lift_by_probe(t0 + 10 * s, 1_400_000),
+        "twice the failed one's estimate"
+    );
+    assert!(
+        !b.lift_by_probe(t0 + 4 * s + 3 * HOLD - MS, 1_000_000),
+        "barred"
+    );
     assert!(b.congested());
-    assert!(b.lift_by_probe(t0 + 4 * s + 3 * HOLD), "after the hold");
+    assert!(
+        b.lift_by_probe(t0 + 4 * s + 3 * HOLD, 1_000_000),
+        "after the hold"
+    );
     // A lift that holds for 5 s resets everything.
     let t1 = t0 + 4 * s + 3 * HOLD + 5 * s;
     b.expire(t1);
     b.sign(t1 + s);
-    assert!(b.lift_by_probe(t1 + 2 * s));
+    assert!(b.lift_by_probe(t1 + 2 * s, 1_000_000));
     b.sign(t1 + 20 * s);
     b.expire(t1 + 20 * s + HOLD);
     assert!(!b.congested(), "the first hold again");
