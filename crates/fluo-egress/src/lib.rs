@@ -51,4 +51,4 @@ pub use sent::{Acked, Sent, SentLog};
 pub use source::Source;
 pub use srtp::{Profile, SrtpContext, SrtpError};
 pub use stream::{PeerReport, Rtx, StreamOut, StreamStats};
-pub use viewer::{Viewer, ViewerRtcp, ViewerStats};
+pub use viewer::{Viewer, ViewerRtcp, ViewerStats, MAX_PADDING, MIN_PADDING};

@@ -17,6 +17,8 @@ use fluo_sfu::twcc::{self, Status};
 use fluo_sfu::ParseError;
 use std::time::{Duration, Instant};
 
+mod marks;
+
 /// Records kept per viewer.
 pub const SLOTS: usize = 1024;
 
@@ -46,6 +48,8 @@ pub struct Sent {
     pub at_us: i64,
     /// Its size on the wire (SRTP included), in bytes.
     pub size: u16,
+    /// The bandwidth probe cluster it was sent for ([`SentLog::mark_probe`]), if any.
+    pub probe: Option<i32>,
 }
 
 /// One sent packet the viewer's feedback reported.
@@ -69,6 +73,8 @@ pub struct SentLog {
     /// The feedback's reference time last seen, and where it maps on the log's clock.
     reference: Option<(u32, i64)>,
     acked: Vec<Acked>,
+    /// Which packets were probes (see [`SentLog::mark_probe`]).
+    probes: marks::ProbeMarks,
 }
 
 impl std::fmt::Debug for SentLog {
@@ -89,6 +95,7 @@ impl SentLog {
             handed: None,
             reference: None,
             acked: Vec::with_capacity(64),
+            probes: marks::ProbeMarks::default(),
         }
     }
 
@@ -119,6 +126,13 @@ impl SentLog {
         };
     }
 
+    /// Packet `seq`, just recorded with [`SentLog::sent`], is part of bandwidth probe cluster
+    /// `cluster`: its [`Sent::probe`] says so (for the last several clusters).
+    pub fn mark_probe(&mut self, seq: u16, cluster: i32) {
+        let full = self.unwrap(seq);
+        self.probes.mark(full, cluster);
+    }
+
     /// The record of `full` if the ring still holds it.
     fn get(&self, full: i64, now_us: i64) -> Option<(usize, Sent)> {
         let newest = self.newest?;
@@ -139,6 +153,7 @@ impl SentLog {
             seq: full,
             at_us: now_us - age,
             size: s.size_flags & SIZE,
+            probe: self.probes.cluster_of(full),
         };
         Some((i, sent))
     }

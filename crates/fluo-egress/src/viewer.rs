@@ -26,6 +26,9 @@ use fluo_sfu::rtcp::{ReportBlock, RtcpCompound, RtcpPacket, PT_RR, PT_SR};
 use fluo_sfu::{MediaKind, Rewriter};
 use std::time::{Duration, Instant};
 
+mod padding;
+pub use padding::{MAX_PADDING, MIN_PADDING};
+
 fn slot(kind: MediaKind) -> usize {
     match kind {
         MediaKind::Audio => 0,

@@ -90,6 +90,9 @@ pub struct Browser {
     /// Congestion feedback this browser sent, counted when its str0m configuration has
     /// `enable_raw_packets(true)`.
     pub feedback_sent: FeedbackSent,
+    /// RTP packets received that carried only padding (bandwidth probes), counted with
+    /// `enable_raw_packets(true)`.
+    pub padding_in: u64,
     /// The answer of the negotiation (received, or made here): what was agreed.
     answer: Option<String>,
     /// The open data channel, if any.
@@ -141,6 +144,7 @@ impl Browser {
             keyframe_requests: 0,
             remb_in: vec![],
             feedback_sent: FeedbackSent::default(),
+            padding_in: 0,
             answer: None,
             channel: None,
             channel_in: vec![],
@@ -455,6 +459,10 @@ impl Browser {
                     str0m::rtp::RawPacket::RtcpTx(Rtcp::Twcc(_)) => self.feedback_sent.twcc += 1,
                     str0m::rtp::RawPacket::RtcpRx(Rtcp::SenderReport(sr)) => {
                         self.sender_reports.push(sr.sender_info);
+                    }
+                    // str0m hands the payload without its padding: nothing left.
+                    str0m::rtp::RawPacket::RtpRx(h, data) if h.has_padding && data.is_empty() => {
+                        self.padding_in += 1;
                     }
                     _ => {}
                 }

@@ -26,12 +26,15 @@ use fluo_egress::{Sent, SentLog};
 use fluo_sfu::MediaKind;
 use goog_cc::network_control::{NetworkControllerConfig, NetworkControllerInterface};
 use goog_cc::transport::{
-    NetworkControlUpdate, PacketResult, ProcessInterval, SentPacket, TargetRateConstraints,
-    TransportPacketsFeedback,
+    NetworkAvailability, NetworkControlUpdate, PacketResult, ProbeClusterConfig, ProcessInterval,
+    SentPacket, TargetRateConstraints, TransportPacketsFeedback,
 };
 use goog_cc::units::{DataRate, DataSize, Timestamp};
 use goog_cc::{GoogCcConfig, GoogCcNetworkController};
 use std::time::{Duration, Instant};
+
+mod probe;
+use probe::Prober;
 
 /// Where a viewer's estimate starts: about what a weak link takes (a higher start would send
 /// a weak viewer the top layer and fill its queue before the first feedback says so).
@@ -96,6 +99,10 @@ pub(crate) const HOLD: Duration = Duration::from_secs(10);
 const PROBE_FAILS_WITHIN: Duration = Duration::from_secs(5);
 const HOLD_MOST: Duration = Duration::from_secs(90);
 
+/// How long after feedback on probe packets the estimate counts as a probe's result (for
+/// [`ViewerBwe::lift_by_probe`]).
+const PROBE_RESULT_FOR: Duration = Duration::from_secs(1);
+
 /// The share of the estimate a layer's measured bitrate must fit in.
 const HEADROOM_PERCENT: u64 = 85;
 
@@ -126,6 +133,20 @@ pub(crate) struct ViewerBwe {
     /// last low one).
     was_congested: bool,
     pub(crate) cap: LayerCap,
+    /// The probe clusters goog_cc asked for, sent as padding (`probe.rs`).
+    pub(crate) prober: Prober,
+    /// When the prober's next step is due.
+    next_probe: Option<Instant>,
+    /// When feedback last reported probe packets received (goog_cc's probe estimate may
+    /// show in its target then or at a later step).
+    probe_fed: Option<Instant>,
+    /// The last end of congestion was a probe's ([`ViewerBwe::lift_by_probe`]).
+    lifted_by_probe: bool,
+    /// No congestion ended by a probe before this (one so ended failed), unless the estimate
+    /// reaches twice what it was at that failed end.
+    probe_lift_barred_until: Option<(Instant, u64)>,
+    /// The estimate when congestion was last ended by a probe.
+    lifted_at_bps: u64,
 }
 
 /// What one feedback message handed to the controller reported: bytes and packets
@@ -137,6 +158,8 @@ struct Fed {
     received: u64,
     lost: u64,
     delay_us: (i64, i64),
+    /// Whether probe packets were among those received.
+    probes: bool,
 }
 
 /// The feedback of the last [`DELIVERY_WINDOW`], by when it was handed, and the least
@@ -224,11 +247,12 @@ fn ts(us: i64) -> Timestamp {
     Timestamp::from_micros(us)
 }
 
-fn sent_packet(s: Sent) -> SentPacket {
+fn sent_packet(s: Sent, prober: &Prober) -> SentPacket {
     SentPacket {
         send_time: ts(s.at_us),
         size: DataSize::from_bytes(i64::from(s.size)),
         sequence_number: s.seq,
+        pacing_info: prober.info(s.probe),
         ..SentPacket::default()
     }
 }
@@ -249,21 +273,29 @@ impl ViewerBwe {
                 max.map_or(START_BPS, |m| m.bps().min(START_BPS)),
             )),
         };
-        let config = NetworkControllerConfig {
+        let mut config = NetworkControllerConfig {
             constraints,
             ..NetworkControllerConfig::default()
         };
+        probe::configure(&mut config);
         let made = fluo_core::panics::contain(|| {
             // Feedback only: the round trip and the loss come from the TWCC feedback itself
             // (with `feedback_only` off, 0.1.4 counts no loss from feedback at all and waits
             // for RTCP loss reports). In this mode it ignores round trips handed to it, so
             // Fluo hands it none (the receiver reports' round trip would have no effect).
-            GoogCcNetworkController::new(
+            let mut cc = GoogCcNetworkController::new(
                 config,
                 GoogCcConfig {
                     feedback_only: true,
                 },
-            )
+            );
+            // The viewer is there (its media flows): the probe controller's first process
+            // step starts its initial probe, and it probes from then on (`probe.rs`).
+            cc.on_network_availability(NetworkAvailability {
+                at_time: ts(now_us),
+                network_available: true,
+            });
+            cc
         });
         ViewerBwe {
             cc: made.ok(),
@@ -278,6 +310,12 @@ impl ViewerBwe {
             congested: false,
             was_congested: false,
             cap: LayerCap::default(),
+            prober: Prober::default(),
+            next_probe: None,
+            probe_fed: None,
+            lifted_by_probe: false,
+            probe_lift_barred_until: None,
+            lifted_at_bps: 0,
         }
     }
 
@@ -291,16 +329,19 @@ impl ViewerBwe {
         };
         let now_us = log.micros(now);
         let mut target = None;
+        let mut clusters: Vec<ProbeClusterConfig> = vec![];
         let mut take = |u: NetworkControlUpdate| {
             if let Some(t) = u.target_rate {
                 target = Some(t.target_rate.bps().max(0) as u64);
             }
+            clusters.extend(u.probe_cluster_configs);
         };
         let mut fed = None;
         let process = now >= self.next_process;
+        let prober = &self.prober;
         let ran = fluo_core::panics::contain(|| {
-            log.take_sent(now, |s| take(cc.on_sent_packet(sent_packet(s))));
-            fed = feed_acked(&mut cc, log, now, now_us, &mut take);
+            log.take_sent(now, |s| take(cc.on_sent_packet(sent_packet(s, prober))));
+            fed = feed_acked(&mut cc, log, prober, now, now_us, &mut take);
             if process {
                 take(cc.on_process_interval(ProcessInterval {
                     at_time: ts(now_us),
@@ -323,7 +364,11 @@ impl ViewerBwe {
         if process {
             self.next_process = now + PROCESS_EVERY;
         }
+        self.prober.ask(&clusters);
         if let Some(fed) = fed {
+            if fed.probes {
+                self.probe_fed = Some(now);
+            }
             self.first_feedback.get_or_insert(now);
             self.delivery.add(now, fed);
             if self.delivery.lossy(now) {
@@ -370,6 +415,10 @@ impl ViewerBwe {
                 .is_some_and(|t| now.saturating_duration_since(t) < PROBE_FAILS_WITHIN)
         {
             self.hold = (self.hold * 3).min(HOLD_MOST);
+            if self.lifted_by_probe {
+                // A probe's room that was not there: no more of those for the next hold.
+                self.probe_lift_barred_until = Some((now + self.hold, self.lifted_at_bps));
+            }
         }
         self.congested = true;
         self.was_congested = true;
@@ -386,7 +435,33 @@ impl ViewerBwe {
         if !self.congested && since(self.expired_at).is_some_and(|d| d >= PROBE_FAILS_WITHIN) {
             self.expired_at = None;
             self.hold = HOLD;
+            self.lifted_by_probe = false;
         }
+    }
+
+    /// Whether feedback reported probe packets received within [`PROBE_RESULT_FOR`]: the
+    /// estimate then includes what a probe measured.
+    pub(crate) fn probed_lately(&self, now: Instant) -> bool {
+        (self.probe_fed).is_some_and(|t| now.saturating_duration_since(t) < PROBE_RESULT_FOR)
+    }
+
+    /// A probe showed room for a layer above the cap with estimate `bps`: congestion ends
+    /// now, as at its expiry (congestion seen again within [`PROBE_FAILS_WITHIN`] makes the
+    /// next hold longer, and bars such ends for that hold unless the estimate reaches twice
+    /// what it was at the failed end: a queue's burst allowance fools a probe by a little, a
+    /// link that recovered lets goog_cc probe on to several times its last estimate). False,
+    /// nothing changed, while barred or not congested.
+    pub(crate) fn lift_by_probe(&mut self, now: Instant, bps: u64) -> bool {
+        let barred = (self.probe_lift_barred_until)
+            .is_some_and(|(t, at)| now < t && bps < at.saturating_mul(2));
+        if !self.congested || barred {
+            return false;
+        }
+        self.lifted_at_bps = bps;
+        self.congested = false;
+        self.expired_at = Some(now);
+        self.lifted_by_probe = true;
+        true
     }
 
     /// Whether the estimator shows congestion: a sign (its target fell below
@@ -407,9 +482,29 @@ impl ViewerBwe {
         self.was_congested
     }
 
-    /// When the process step is due next.
+    /// When the process step (or the prober's next step) is due next.
     pub(crate) fn next_process(&self) -> Option<Instant> {
-        self.cc.as_ref().map(|_| self.next_process)
+        let next = self
+            .next_probe
+            .map_or(self.next_process, |p| p.min(self.next_process));
+        self.cc.as_ref().map(|_| next)
+    }
+
+    /// Sends the probe padding due at `now` through `viewer` into `batch` (see `probe.rs`),
+    /// and notes when the next is due. Nothing once the controller is gone.
+    pub(crate) fn send_probes(
+        &mut self,
+        now: Instant,
+        viewer: &mut fluo_egress::Viewer,
+        batch: &mut fluo_egress::Batch,
+    ) -> probe::Sent {
+        if self.cc.is_none() {
+            self.next_probe = None;
+            return probe::Sent::default();
+        }
+        let sent = self.prober.step(now, viewer, batch);
+        self.next_probe = self.prober.next(now);
+        sent
     }
 
     /// For tests: feedback handed as it is (with nothing received in it, the port unwraps
@@ -437,6 +532,7 @@ impl ViewerBwe {
 fn feed_acked(
     cc: &mut GoogCcNetworkController,
     log: &mut SentLog,
+    prober: &Prober,
     now: Instant,
     now_us: i64,
     take: &mut impl FnMut(NetworkControlUpdate),
@@ -455,6 +551,7 @@ fn feed_acked(
         received: 0,
         lost: 0,
         delay_us: (i64::MAX, i64::MIN),
+        probes: false,
     };
     for a in acked {
         if let Some(at) = received(a.received_us) {
@@ -462,6 +559,7 @@ fn feed_acked(
             fed.received += 1;
             let d = at.saturating_sub(a.sent.at_us);
             fed.delay_us = (fed.delay_us.0.min(d), fed.delay_us.1.max(d));
+            fed.probes |= a.sent.probe.is_some();
         } else {
             fed.lost += 1;
         }
@@ -469,7 +567,7 @@ fn feed_acked(
     let packet_feedbacks = acked
         .iter()
         .map(|a| PacketResult {
-            sent_packet: sent_packet(a.sent),
+            sent_packet: sent_packet(a.sent, prober),
             receive_time: received(a.received_us).map_or(Timestamp::plus_infinity(), ts),
             ..PacketResult::default()
         })
@@ -547,6 +645,17 @@ impl LayerCap {
         })
     }
 
+    /// Whether estimate `bps` leaves room (85 %) for a measured layer above the cap (none
+    /// without a cap).
+    pub(crate) fn room_above(&self, bps: u64, rates: &[Option<u64>]) -> bool {
+        let budget = bps.saturating_mul(HEADROOM_PERCENT) / 100;
+        let Some(cap) = self.cap else {
+            return false;
+        };
+        (rates.iter().enumerate())
+            .any(|(rank, r)| rank > usize::from(cap) && r.is_some_and(|bits| bits <= budget))
+    }
+
     /// [`LayerCap::update`] while a layer that flows is not measured yet: the cap goes down
     /// to `allowed` only when a measured layer above it does not fit in `budget` (what is
     /// measured fitting says nothing of the rest: no first cap then); up waits (the wait for
@@ -597,13 +706,19 @@ impl MediaCore {
             ViewerBwe::new(now, log.micros(now), max)
         });
         let estimate = est.run(now, log);
+        if estimate != Estimate::Failed {
+            let mut eg = self.outbox.egress();
+            est.send_probes(now, v, &mut eg.batch);
+        }
         let next = est.next_process();
-        let congested = est.congested();
+        let probe_rise = est.probed_lately(now);
+        let mut congested = est.congested();
         let counts = est.has_been_congested();
-        let bps = match estimate {
+        let raw = match estimate {
             Estimate::Bps(bps) => Some(bps),
             Estimate::Cold | Estimate::Failed => None,
         };
+        let bps = raw;
         if estimate == Estimate::Failed {
             // Nothing reads what it records any more.
             v.stop_logging_sent();
@@ -617,6 +732,16 @@ impl MediaCore {
         drop(ep);
         let node = self.nodes.get(&key).copied()?;
         let est = self.bwe.get_mut(&key)?;
+        if let (true, true, Some(bps)) = (congested, probe_rise, raw) {
+            // A probe raised the estimate: room for a layer above the cap ends congestion
+            // now, without waiting for its expiry (docs/simulcast.md, "Probing").
+            let rates = self.router.layer_rates(node, MediaKind::Video);
+            let room = rates.is_some_and(|(r, _)| est.cap.room_above(bps, &r));
+            if room && est.lift_by_probe(now, bps) {
+                tracing::debug!(key, bps, "a probe showed room above the layer cap: lifted");
+                congested = false;
+            }
+        }
         let changed = match bps {
             // The estimate caps only while it shows congestion (see `congested`).
             Some(bps) if congested => {

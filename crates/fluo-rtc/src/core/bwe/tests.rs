@@ -190,11 +190,15 @@ fn a_panic_in_the_controller_is_contained_and_ends_its_estimate() {
     // The port unwraps the latest arrival of a report: one with every packet lost panics
     // (Fluo holds such feedback back).
     let lost = PacketResult {
-        sent_packet: sent_packet(Sent {
-            seq: 1,
-            at_us: 0,
-            size: 1000,
-        }),
+        sent_packet: sent_packet(
+            Sent {
+                seq: 1,
+                at_us: 0,
+                size: 1000,
+                probe: None,
+            },
+            &Prober::default(),
+        ),
         ..PacketResult::default()
     };
     let report = TransportPacketsFeedback {
@@ -307,5 +311,69 @@ fn no_first_cap_while_a_layer_is_unmeasured_unless_a_measured_one_does_not_fit()
     assert_eq!(
         c.update(t0 + 100 * MS, 400_000, &back, false),
         Some(Some(0))
+    );
+}
+
+#[test]
+fn a_probe_with_room_ends_congestion_and_a_failed_one_bars_the_next_for_the_longer_hold() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs(1);
+    let mut b = ViewerBwe::new(t0, 0, None);
+    assert!(!b.lift_by_probe(t0, 1_000_000), "nothing to lift");
+    b.sign(t0);
+    assert!(
+        b.lift_by_probe(t0 + 2 * s, 1_000_000),
+        "lifted long before the hold's end"
+    );
+    assert!(!b.congested());
+    // Congestion again within 5 s: the hold is three times as long, and no probe lifts it
+    // during that hold.
+    b.sign(t0 + 4 * s);
+    assert!(b.congested());
+    assert!(!b.lift_by_probe(t0 + 10 * s, 1_000_000), "barred");
+    assert!(!b.lift_by_probe(t0 + 10 * s, 1_999_999), "barred");
+    let mut c = ViewerBwe::new(t0, 0, None);
+    c.sign(t0);
+    assert!(c.lift_by_probe(t0 + 2 * s, 700_000));
+    c.sign(t0 + 4 * s);
+    assert!(!c.lift_by_probe(t0 + 10 * s, 1_000_000), "barred");
+    assert!(
+        c.lift_by_probe(t0 + 10 * s, 1_400_000),
+        "twice the failed one's estimate"
+    );
+    assert!(
+        !b.lift_by_probe(t0 + 4 * s + 3 * HOLD - MS, 1_000_000),
+        "barred"
+    );
+    assert!(b.congested());
+    assert!(
+        b.lift_by_probe(t0 + 4 * s + 3 * HOLD, 1_000_000),
+        "after the hold"
+    );
+    // A lift that holds for 5 s resets everything.
+    let t1 = t0 + 4 * s + 3 * HOLD + 5 * s;
+    b.expire(t1);
+    b.sign(t1 + s);
+    assert!(b.lift_by_probe(t1 + 2 * s, 1_000_000));
+    b.sign(t1 + 20 * s);
+    b.expire(t1 + 20 * s + HOLD);
+    assert!(!b.congested(), "the first hold again");
+}
+
+#[test]
+fn room_above_the_cap_is_a_measured_layer_above_it_fitting_in_85_percent() {
+    let t0 = Instant::now();
+    let rates = [Some(150_000), Some(500_000), Some(1_500_000)];
+    let mut c = LayerCap::default();
+    assert!(
+        !c.room_above(10_000_000, &rates),
+        "no cap: nothing above it"
+    );
+    assert_eq!(c.update(t0, 300_000, &rates, true), Some(Some(0)));
+    assert!(!c.room_above(588_000, &rates), "h needs 500 k / 0.85");
+    assert!(c.room_above(589_000, &rates));
+    assert!(
+        !c.room_above(5_000_000, &[Some(150_000), None, None]),
+        "unmeasured"
     );
 }
