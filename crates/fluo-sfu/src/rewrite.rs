@@ -78,8 +78,8 @@
 //! through the segment whose output range holds it, never to a skipped packet. The last
 //! [`SEGMENTS_KEPT`] segments are kept (a late packet or NACK older than those is dropped /
 //! not answered). A skipped packet that arrives after a later one was sent cannot be hidden:
-//! its number stays a hole on the line, and a NACK of the hole is not answered (the last 64
-//! inputs say which were skipped; older holes map to their packet).
+//! its number stays a hole on the line, and a NACK of the hole is not answered (the line
+//! keeps the last [`HOLES_KEPT`] such holes).
 //!
 //! ```text
 //! in:   10 11 12(skip) 13 14(skip) 15(skip) 16
@@ -168,7 +168,13 @@ struct Skips {
     base: (i64, u16),
     /// Which of the last 64 inputs were skipped (bit `i`: the highest minus `i`).
     skipped: u64,
+    /// The last [`HOLES_KEPT`] inputs skipped after a later one was sent (late): the holes
+    /// their numbers leave, which a NACK may name long after.
+    holes: std::collections::VecDeque<i64>,
 }
+
+/// Most holes (late skipped packets) a line keeps to refuse NACKs of them.
+pub const HOLES_KEPT: usize = 64;
 
 impl Rewriter {
     /// A rewriter whose first packet goes out as `first_seq` / `first_ts` with `out_ssrc`.
@@ -308,8 +314,8 @@ impl Rewriter {
     /// A packet of the source that this line does not carry (see the [module](self)):
     /// whether the packets after it go out one lower now. A packet of another source, or one
     /// before a pending switch point, changes nothing. One older than a packet already seen
-    /// (it came late) shifts nothing either: its number stays a hole, marked as skipped so
-    /// that a NACK of the hole resends nothing (within the last 64 inputs).
+    /// (it came late) shifts nothing either: its number stays a hole, kept (the last
+    /// [`HOLES_KEPT`]) so that a NACK of the hole resends nothing.
     pub fn skip(&mut self, ssrc: u32, seq: u16) -> bool {
         let Some(src) = self.source.as_mut().filter(|s| s.ssrc == ssrc) else {
             return false;
@@ -320,10 +326,13 @@ impl Rewriter {
         }
         // Until now every input since the switch point had the offset it has now.
         let base = (src.switch_ext, src.seq_offset);
-        let back = src.highest_ext - ext;
-        if back >= 0 {
-            if back < 64 {
-                self.skips_since(base).skipped |= 1 << back;
+        if ext <= src.highest_ext {
+            let k = self.skips_since(base);
+            if !k.holes.contains(&ext) {
+                if k.holes.len() == HOLES_KEPT {
+                    k.holes.pop_front();
+                }
+                k.holes.push_back(ext);
             }
             return false;
         }
@@ -355,6 +364,7 @@ impl Rewriter {
                 segments: std::collections::VecDeque::new(),
                 base,
                 skipped: 0,
+                holes: std::collections::VecDeque::new(),
             })
         })
     }
@@ -371,13 +381,13 @@ impl Rewriter {
     }
 
     /// Whether the input `ext` (at most the highest seen) was skipped, as far as the last 64
-    /// inputs tell.
+    /// inputs and the last [`HOLES_KEPT`] late ones tell.
     fn was_skipped(&self, src: &Source, ext: i64) -> bool {
         let back = src.highest_ext - ext;
-        let Some(k) = self.skips.as_ref().filter(|_| (0..64).contains(&back)) else {
+        let Some(k) = self.skips.as_ref() else {
             return false;
         };
-        k.skipped & (1 << back) != 0
+        ((0..64).contains(&back) && k.skipped & (1 << back) != 0) || k.holes.contains(&ext)
     }
 
     /// The offset of the input `ext` (not below the switch point): its segment's; `None` when
@@ -616,6 +626,13 @@ mod tests {
         assert_eq!(p.original_seq(1), None);
         assert_eq!(p.original_seq(2), Some(3));
         assert_eq!(p.rewrite(t, A, 4, 0).unwrap().seq, 3, "nothing shifted");
+        // A NACK long after (the source's resend came a round trip late, hundreds of inputs
+        // on): still nothing.
+        for seq in 5..1000 {
+            p.rewrite(t, A, seq, 0).unwrap();
+        }
+        assert_eq!(p.original_seq(1), None);
+        assert_eq!(p.original_seq(2), Some(3));
     }
 
     #[test]
