@@ -162,6 +162,9 @@ pub struct StreamOut {
     pub(crate) markers: [u64; 8],
 }
 
+/// How many of the last packets sent [`StreamOut`] keeps the marker bit of.
+const MARKERS_KEPT: u64 = 512;
+
 impl StreamOut {
     /// A stream that has sent nothing yet.
     pub fn new(ssrc: u32, pt: u8, clock: u32, rtx: Option<Rtx>, exts: ExtPlan) -> StreamOut {
@@ -217,15 +220,31 @@ impl StreamOut {
         self.rewriter.as_mut().is_some_and(|r| r.skip(ssrc, seq))
     }
 
-    /// Packet `seq` was sent with `marker`.
-    pub(crate) fn sent_marker(&mut self, seq: u16, marker: bool) {
-        let (word, bit) = (usize::from(seq >> 6) & 7, seq & 63);
+    /// The packet of extended sequence number `index` is being sent with `marker` (before
+    /// [`StreamOut::ext_seq`] moves to it). The numbers passed over since the highest sent (a
+    /// hole) hold no marker: their slots are cleared, so that none says what the packet 512
+    /// numbers before said.
+    pub(crate) fn sent_marker(&mut self, index: u64, marker: bool) {
+        if let Some(top) = self.ext_seq {
+            for i in (top + 1..index).take(MARKERS_KEPT as usize) {
+                self.set_marker(i, false);
+            }
+        }
+        self.set_marker(index, marker);
+    }
+
+    fn set_marker(&mut self, index: u64, marker: bool) {
+        let (word, bit) = ((index >> 6) as usize & 7, index & 63);
         self.markers[word] = self.markers[word] & !(1 << bit) | u64::from(marker) << bit;
     }
 
-    /// Whether packet `seq`, among the last 512 sent, went with the marker bit.
-    pub(crate) fn marker_of(&self, seq: u16) -> bool {
-        self.markers[usize::from(seq >> 6) & 7] & (1 << (seq & 63)) != 0
+    /// Whether the packet of extended sequence number `index` went with the marker bit; false
+    /// for one more than [`MARKERS_KEPT`] behind the highest sent (its slot is a later one's).
+    pub(crate) fn marker_of(&self, index: u64) -> bool {
+        let kept = self
+            .ext_seq
+            .is_some_and(|top| index <= top && top - index < MARKERS_KEPT);
+        kept && self.markers[(index >> 6) as usize & 7] & (1 << (index & 63)) != 0
     }
 
     pub(crate) fn record_report(&mut self, block: &fluo_sfu::rtcp::ReportBlock) {
@@ -245,6 +264,24 @@ impl StreamOut {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_marker_is_told_only_of_a_packet_sent_among_the_last_512() {
+        let mut s = StreamOut::new(1, 96, 90_000, None, ExtPlan::default());
+        let send = |s: &mut StreamOut, i: u64| {
+            s.sent_marker(i, i % 10 == 7);
+            s.ext_seq = Some(i);
+        };
+        (0..=600).for_each(|i| send(&mut s, i));
+        assert!(s.marker_of(597) && !s.marker_of(598) && s.marker_of(97));
+        // 5's slot is 517's (a marker): 5 is too old to say.
+        assert!(!s.marker_of(5), "another packet's marker");
+        // A hole (605-609 not sent): no marker, though 97's slot is 609's.
+        send(&mut s, 604);
+        send(&mut s, 610);
+        assert!(!s.marker_of(609) && !s.marker_of(607), "a number not sent");
+        assert!(!s.marker_of(611), "not sent yet");
+    }
 
     #[test]
     fn resends_stop_above_the_cap_and_resume_as_the_second_passes() {

@@ -226,7 +226,7 @@ impl Viewer {
         });
         let hlen = write_header(buf, header, &s.exts, !s.acked, abs, twcc, src.ext);
         buf.extend_from_slice(src.payload);
-        s.sent_marker(r.seq, src.marker);
+        s.sent_marker(index, src.marker);
         s.ids_codec = src.picture_ids;
         if let Some(codec) = src.picture_ids {
             s.ids.rewrite(codec, &mut buf[hlen..]);
@@ -438,7 +438,7 @@ impl Viewer {
             rtx.ext_seq += 1;
             let buf = batch.next(self.path);
             let header = Header {
-                marker: p.marker || s.marker_of(out_seq),
+                marker: p.marker || s.marker_of(estimate_index(s.ext_seq, out_seq)),
                 pt: rtx.pt,
                 seq: rtx.ext_seq as u16,
                 ts: r.ts,

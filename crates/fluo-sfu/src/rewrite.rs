@@ -78,7 +78,8 @@
 //! through the segment whose output range holds it, never to a skipped packet. The last
 //! [`SEGMENTS_KEPT`] segments are kept (a late packet or NACK older than those is dropped /
 //! not answered). A skipped packet that arrives after a later one was sent cannot be hidden:
-//! its number stays a hole on the line.
+//! its number stays a hole on the line, and a NACK of the hole is not answered (the line
+//! keeps the last [`HOLES_KEPT`] such holes).
 //!
 //! ```text
 //! in:   10 11 12(skip) 13 14(skip) 15(skip) 16
@@ -167,7 +168,13 @@ struct Skips {
     base: (i64, u16),
     /// Which of the last 64 inputs were skipped (bit `i`: the highest minus `i`).
     skipped: u64,
+    /// The last [`HOLES_KEPT`] inputs skipped after a later one was sent (late): the holes
+    /// their numbers leave, which a NACK may name long after.
+    holes: std::collections::VecDeque<i64>,
 }
+
+/// Most holes (late skipped packets) a line keeps to refuse NACKs of them.
+pub const HOLES_KEPT: usize = 64;
 
 impl Rewriter {
     /// A rewriter whose first packet goes out as `first_seq` / `first_ts` with `out_ssrc`.
@@ -305,30 +312,35 @@ impl Rewriter {
     }
 
     /// A packet of the source that this line does not carry (see the [module](self)):
-    /// whether the packets after it go out one lower now. A packet of another source, one
-    /// before a pending switch point, or one older than a packet already seen changes
-    /// nothing.
+    /// whether the packets after it go out one lower now. A packet of another source, or one
+    /// before a pending switch point, changes nothing. One older than a packet already seen
+    /// (it came late) shifts nothing either: its number stays a hole, kept (the last
+    /// [`HOLES_KEPT`]) so that a NACK of the hole resends nothing.
     pub fn skip(&mut self, ssrc: u32, seq: u16) -> bool {
         let Some(src) = self.source.as_mut().filter(|s| s.ssrc == ssrc) else {
             return false;
         };
         let ext = extend(src.highest_ext, seq);
-        if self.resync || ext <= src.highest_ext {
+        if self.resync || ext < src.switch_ext {
+            return false;
+        }
+        // Until now every input since the switch point had the offset it has now.
+        let base = (src.switch_ext, src.seq_offset);
+        if ext <= src.highest_ext {
+            let k = self.skips_since(base);
+            if !k.holes.contains(&ext) {
+                if k.holes.len() == HOLES_KEPT {
+                    k.holes.pop_front();
+                }
+                k.holes.push_back(ext);
+            }
             return false;
         }
         let follows = src.highest_ext + 1 == ext;
-        // Until now every input since the switch point had the offset it has now.
-        let base = (src.switch_ext, src.seq_offset);
         src.seq_offset = src.seq_offset.wrapping_sub(1);
         let offset = src.seq_offset;
         self.advance(ext);
-        let k = self.skips.get_or_insert_with(|| {
-            Box::new(Skips {
-                segments: std::collections::VecDeque::new(),
-                base,
-                skipped: 0,
-            })
-        });
+        let k = self.skips_since(base);
         k.skipped |= 1;
         // A run of skipped packets is one segment.
         match k.segments.back_mut() {
@@ -345,6 +357,18 @@ impl Rewriter {
         true
     }
 
+    /// What this line skipped, `base` the offset of every input so far when it is the first.
+    fn skips_since(&mut self, base: (i64, u16)) -> &mut Skips {
+        self.skips.get_or_insert_with(|| {
+            Box::new(Skips {
+                segments: std::collections::VecDeque::new(),
+                base,
+                skipped: 0,
+                holes: std::collections::VecDeque::new(),
+            })
+        })
+    }
+
     /// The highest input seen is `ext` now (above the one before).
     fn advance(&mut self, ext: i64) {
         if let Some(src) = self.source.as_mut() {
@@ -357,13 +381,13 @@ impl Rewriter {
     }
 
     /// Whether the input `ext` (at most the highest seen) was skipped, as far as the last 64
-    /// inputs tell.
+    /// inputs and the last [`HOLES_KEPT`] late ones tell.
     fn was_skipped(&self, src: &Source, ext: i64) -> bool {
         let back = src.highest_ext - ext;
-        let Some(k) = self.skips.as_ref().filter(|_| (0..64).contains(&back)) else {
+        let Some(k) = self.skips.as_ref() else {
             return false;
         };
-        k.skipped & (1 << back) != 0
+        ((0..64).contains(&back) && k.skipped & (1 << back) != 0) || k.holes.contains(&ext)
     }
 
     /// The offset of the input `ext` (not below the switch point): its segment's; `None` when
@@ -417,7 +441,7 @@ impl Rewriter {
             return None;
         }
         let ext = extend(src.highest_ext, seq);
-        if ext > src.highest_ext {
+        if ext > src.highest_ext || self.was_skipped(&src, ext) {
             return None;
         }
         let offset = self.offset_at(&src, ext)?;
@@ -572,6 +596,43 @@ mod tests {
         assert_eq!(r.rewrite(t, A, 14, 0), None);
         assert!(!r.skip(A, 15), "already skipped");
         assert!(!r.skip(B, 17), "another source");
+    }
+
+    #[test]
+    fn a_nack_of_the_hole_a_late_skipped_packet_leaves_resends_nothing() {
+        let t = Instant::now();
+        let mut r = Rewriter::new(90_000, 1, 100, 0);
+        assert_eq!(r.rewrite(t, A, 10, 0).unwrap().seq, 100);
+        // 11 is late (lost on the way in, to be resent by the source); 12 skipped, 13 sent.
+        assert!(r.skip(A, 12));
+        assert_eq!(r.rewrite(t, A, 13, 0).unwrap().seq, 102);
+        assert_eq!(
+            r.original_seq(101),
+            Some(11),
+            "11 may yet come, and be sent"
+        );
+        // 11 comes, of a layer this line does not carry: 101 stays a hole, and a NACK of it
+        // must not resend 11 (a layer above the consumer's).
+        assert!(!r.skip(A, 11));
+        assert_eq!(r.original_seq(101), None);
+        assert_eq!(r.rewrite_retransmission(A, 11, 0), None);
+        assert_eq!(r.rewrite(t, A, 11, 0), None, "nor a copy of it");
+        assert_eq!(r.original_seq(102), Some(13));
+        // The same on a line that had skipped nothing before.
+        let mut p = Rewriter::new(90_000, 1, 0, 0);
+        p.rewrite(t, A, 1, 0).unwrap();
+        assert_eq!(p.rewrite(t, A, 3, 0).unwrap().seq, 2);
+        assert!(!p.skip(A, 2));
+        assert_eq!(p.original_seq(1), None);
+        assert_eq!(p.original_seq(2), Some(3));
+        assert_eq!(p.rewrite(t, A, 4, 0).unwrap().seq, 3, "nothing shifted");
+        // A NACK long after (the source's resend came a round trip late, hundreds of inputs
+        // on): still nothing.
+        for seq in 5..1000 {
+            p.rewrite(t, A, seq, 0).unwrap();
+        }
+        assert_eq!(p.original_seq(1), None);
+        assert_eq!(p.original_seq(2), Some(3));
     }
 
     #[test]

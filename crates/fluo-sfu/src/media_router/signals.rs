@@ -99,12 +99,14 @@ impl MediaRouter {
         }
     }
 
-    /// Whether `src` sends an SVC stream (its video's packets carry layer indices, see
-    /// [`crate::svc`]): its viewers each get the layers they can take, as a simulcast
-    /// publisher's do, so its viewers' bandwidth does not bound it.
+    /// Whether `src` sends an SVC stream of more than one spatial layer (its video's packets
+    /// carry layer indices, see [`crate::svc`]): its viewers each get the layers they can
+    /// take, as a simulcast publisher's do, so its viewers' bandwidth does not bound it. One
+    /// spatial layer (`L1T3`: temporal layers only, which no viewer is capped to yet) leaves
+    /// its viewers nothing lower to take: they bound it, as a plain publisher's do.
     pub fn sends_svc(&self, src: NodeId) -> bool {
         let layers = self.layers.get(src).and_then(|s| s.source.as_ref());
-        layers.is_some_and(|l| l.svc)
+        layers.is_some_and(|l| l.svc && l.layers.len() > 1)
     }
 
     /// Measures the bitrates of layered sources' layers from now on ([`MediaRouter::layer_rates`]):

@@ -272,3 +272,33 @@ fn the_rate_of_a_spatial_layer_counts_the_layers_below_it() {
     let near = |a: u64, b: u64| a.abs_diff(b) * 10 < b;
     assert!(near(r[1], 2 * r[0]) && near(r[2], 3 * r[0]), "{r:?}");
 }
+
+#[test]
+fn a_stream_of_one_spatial_layer_does_not_make_a_layered_publisher() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let v = w.node("v");
+    w.r.connect(w.t0, cam, MediaKind::Video, v).unwrap();
+    // L1T3: the layer byte with temporal layers, SID 0 only, the structure (one layer,
+    // 320x180) on key pictures; a key picture at the start and when asked.
+    for n in 0..30u16 {
+        let asked = std::mem::take(&mut w.log.lock().unwrap().keyframes) > 0;
+        let key = n == 0 || asked;
+        let b0 = 0xac | if key { 0x02 } else { 0x40 };
+        let tid = if key { 0 } else { TIDS[usize::from(n % 4)] };
+        let l = tid << 5 | u8::from(tid > 0) << 4;
+        let mut p = vec![b0, 0x80, n as u8, l, 0x00];
+        if key {
+            p.extend_from_slice(&[0x10, 0x01, 0x40, 0x00, 0xb4]);
+        }
+        p.extend_from_slice(&[0x11, 0x11]);
+        w.send(u64::from(n) * 33, cam, p, true, n);
+    }
+    let got = w.pushes("v");
+    assert!(got.len() >= 25 && got.iter().all(|p| p.2 == 0), "{got:?}");
+    // Its viewers have no lower spatial layer to take: their REMB bounds it.
+    assert!(!w.r.sends_svc(cam));
+    // Three spatial layers: each viewer gets those it can take instead.
+    w.picture(1000, cam, true);
+    assert!(w.r.sends_svc(cam));
+}
