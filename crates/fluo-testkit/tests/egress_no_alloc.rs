@@ -125,12 +125,12 @@ fn forwarding_to_webrtc_viewers_allocates_nothing_per_packet_per_viewer() {
     assert_eq!(sent_few, 2 * packets, "every packet sent to each viewer");
     assert_eq!(sent_many, 12 * packets, "every packet sent to each viewer");
     // What the publisher's packet costs once (str0m's decryption and event) is the same for
-    // both, within a few allocations of str0m's own bookkeeping from run to run (seen: 1036
-    // to 1040 for 200 packets); one allocation per copy would be 2000 more with ten more
-    // viewers.
+    // both, within a few allocations of str0m's own bookkeeping from run to run (seen: 1033
+    // to 1044 for 200 packets, one run in four 11 above the run with 2 viewers); one
+    // allocation per copy would be 2000 more with ten more viewers, one in fifty copies 40.
     let per_viewer = many.saturating_sub(few) as f64 / (10 * packets) as f64;
     assert!(
-        many <= few + packets as u64 / 20,
+        many <= few + packets as u64 / 5,
         "{per_viewer:.3} allocations per forwarded packet per viewer ({few} -> {many})"
     );
 }
