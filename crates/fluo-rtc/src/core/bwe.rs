@@ -554,13 +554,19 @@ fn feed_acked(
         probes: false,
     };
     for a in acked {
+        // Probe padding counts for the queue's delay only: a probe is sent above the
+        // estimate to find the link's limit, so its loss is no sign of congestion and its
+        // bytes are no media delivered (the controller sees every packet all the same).
+        let probe = a.sent.probe.is_some();
         if let Some(at) = received(a.received_us) {
-            fed.bytes += u64::from(a.sent.size);
-            fed.received += 1;
+            if !probe {
+                fed.bytes += u64::from(a.sent.size);
+                fed.received += 1;
+            }
             let d = at.saturating_sub(a.sent.at_us);
             fed.delay_us = (fed.delay_us.0.min(d), fed.delay_us.1.max(d));
-            fed.probes |= a.sent.probe.is_some();
-        } else {
+            fed.probes |= probe;
+        } else if !probe {
             fed.lost += 1;
         }
     }

@@ -377,3 +377,45 @@ fn room_above_the_cap_is_a_measured_layer_above_it_fitting_in_85_percent() {
         "unmeasured"
     );
 }
+
+/// Media at about 480 kbit/s (ten 600-byte packets per 100 ms, 20 ms one way), feedback
+/// every 100 ms; in one interval a probe of six packets after the media, four of them lost
+/// and the two others 30 ms late (the queue the probe itself filled). Whether the estimator shows congestion after `secs`.
+fn lost_probe(secs: u64) -> bool {
+    let t0 = Instant::now();
+    let mut log = SentLog::new(t0);
+    let mut bwe = ViewerBwe::new(t0, 0, None);
+    let mut seq = 0u16;
+    for k in 0..secs * 10 {
+        let t_us = k as i64 * 100_000;
+        let probe_here = k == 20;
+        let queue = if probe_here { 30_000 } else { 0 };
+        let base = seq.wrapping_add(1);
+        let mut arrivals = vec![];
+        for i in 0..10 {
+            let at = t_us + i * 5_000;
+            seq = seq.wrapping_add(1);
+            log.sent(t0 + Duration::from_micros(at as u64), seq, 600);
+            arrivals.push(Some(at + 20_000));
+        }
+        if probe_here {
+            for i in 0..6 {
+                let at = t_us + 50_000 + i * 1_000;
+                seq = seq.wrapping_add(1);
+                log.sent(t0 + Duration::from_micros(at as u64), seq, 300);
+                log.mark_probe(seq, 7);
+                arrivals.push((i < 2).then_some(at + 20_000 + queue));
+            }
+        }
+        let now = t0 + Duration::from_micros((t_us + 100_000) as u64);
+        let reference = (arrivals.iter().flatten().next().copied().unwrap_or(0) / 64_000) as u32;
+        let _ = log.feedback(now, &fci(base, &arrivals, reference));
+        let _ = bwe.run(now, &mut log);
+    }
+    bwe.congested()
+}
+
+#[test]
+fn a_probes_lost_padding_is_no_sign_of_congestion() {
+    assert!(!lost_probe(3), "probe padding lost behind a queue");
+}
