@@ -733,7 +733,8 @@ fn run_on(
     std::thread::sleep(plan.warmup);
 
     let (a, _) = collect(&groups);
-    let _ = log.take_detail();
+    // The warm-up's samples by place (`--latency-detail`): dropped after the window.
+    let warmup_detail = log.take_detail();
     let viewer_ticks_a = crate::server::own_threads_cpu_ticks("viewers-");
     let drops_a = crate::server::udp_drops(server.pid);
     let (sa, ta, pa) = (
@@ -743,14 +744,9 @@ fn run_on(
     );
     std::thread::sleep(plan.window);
     let (b, lat) = collect(&groups);
-    if plan.latency_detail {
-        let rounds = plan.join_concurrency.max(1);
-        out.latency_detail = Some(crate::report::latency_detail(
-            &log.take_detail(),
-            &by_viewer_mean(&a, &b),
-            rounds,
-        ));
-    }
+    // Its figures are worked out after the window's closing samples below, so that their
+    // time (tens of ms for 500 viewers) is not counted in the window's length and CPU.
+    let detail = log.take_detail();
     let viewer_ticks =
         crate::server::own_threads_cpu_ticks("viewers-").saturating_sub(viewer_ticks_a);
     out.viewer_threads_cpu_secs = viewer_ticks as f64 / crate::sys::clock_ticks();
@@ -763,6 +759,15 @@ fn run_on(
         publisher.sent(),
     );
 
+    if plan.latency_detail {
+        let rounds = plan.join_concurrency.max(1);
+        out.latency_detail = Some(crate::report::latency_detail(
+            &detail,
+            &by_viewer_mean(&a, &b),
+            rounds,
+        ));
+    }
+    drop((warmup_detail, detail));
     out.window_secs = sb.wall_secs_since(&sa);
     out.server_cpu_secs = sb.cpu_secs_since(&sa);
     out.tool_cpu_secs = tb.cpu_secs_since(&ta);
