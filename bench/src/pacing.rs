@@ -9,9 +9,12 @@
 //! one, and `--pacing 2.5`), a 1188-byte packet at 2.5 x 939 kbit/s leaves every 4.05 ms, so
 //! a four-packet frame is spread over 12.2 ms. Chromium sets the burst interval to 40 ms
 //! (`pacer_burst_interval` in blink's RTCPeerConnectionHandler; `--pacing 2.5:40`): at that
-//! rate 11.7 KB leave at once, more than any of the feed's delta frames (4.5 KB at most), so
-//! Chromium sends them as bursts too and spreads only the keyframe. Audio is not paced
-//! (libwebrtc leaves it out unless `WebRTC-Pacer-BlockAudio`), nor counted in the debt.
+//! rate 11.7 KB leave at once, more than any of the feed's delta frames (4748 bytes at
+//! most), so Chromium sends them as bursts too and spreads only the keyframe. Audio is not
+//! paced (libwebrtc leaves it out unless `WebRTC-Pacer-BlockAudio`), nor counted in the debt.
+//! libwebrtc's rate is FACTOR times its congestion controller's target, not the encoder's
+//! output: this model takes the feed's average, as if the target were exactly what the
+//! encoder made of it (a higher estimate paces faster, with larger bursts).
 //! The debt is capped at 500 ms of sending (`kMaxDebtInTime`) and a burst at 63 000 bytes
 //! (`kMaxBurstSize`), as libwebrtc's are.
 //!
