@@ -11,7 +11,8 @@
 //! (`pacer_burst_interval` in blink's RTCPeerConnectionHandler; `--pacing 2.5:40`): at that
 //! rate 11.7 KB leave at once, more than any of the feed's delta frames (4748 bytes at
 //! most), so Chromium sends them as bursts too and spreads only the keyframe. Audio is not
-//! paced (libwebrtc leaves it out unless `WebRTC-Pacer-BlockAudio`), nor counted in the debt.
+//! paced (libwebrtc leaves it out unless `WebRTC-Pacer-BlockAudio`), nor counted in the debt
+//! (libwebrtc counts it when the audio has transport-wide sequence numbers: not modelled).
 //! libwebrtc's rate is FACTOR times its congestion controller's target, not the encoder's
 //! output: this model takes the feed's average, as if the target were exactly what the
 //! encoder made of it (a higher estimate paces faster, with larger bursts).
