@@ -6,6 +6,7 @@
 use crate::feed::Feed;
 use crate::janus::Janus;
 use crate::link::Limit;
+use crate::pacing::Pacing;
 use crate::peer::{
     sdp_has_twcc, Group, GroupAdder, Latencies, Mode, Publisher, PublisherHandle, SendLog, Viewer,
     ViewerSnap, ViewerSpec,
@@ -36,6 +37,11 @@ pub struct Plan {
     pub drop_every: u32,
     /// A share of the viewers behind virtual links (`--limit`).
     pub limit: Option<Limit>,
+    /// How the publisher paces its video (`--pacing`; none: each frame at once).
+    pub pacing: Option<Pacing>,
+    /// Latency of every video packet by its place in its frame, and by viewers' join
+    /// order (`--latency-detail`).
+    pub latency_detail: bool,
 }
 
 /// The figures of one group of viewers: those behind a virtual link, or the others.
@@ -110,6 +116,8 @@ pub struct Outcome {
     pub storm: Option<Storm>,
     /// With `--limit`: [not limited, limited].
     pub by_link: Option<[LinkGroup; 2]>,
+    /// With `--latency-detail`: latency by place in the frame and by join order.
+    pub latency_detail: Option<Value>,
 }
 
 /// The join storm: `joiners` viewers joining at once while the run's viewers watch.
@@ -681,8 +689,12 @@ fn run_on(
         viewer: Some(mode),
         ..Default::default()
     };
-    let log = Arc::new(SendLog::default());
-    let mut publisher = Publisher::of(feed)?;
+    let log = Arc::new(if plan.latency_detail {
+        SendLog::with_detail()
+    } else {
+        SendLog::default()
+    });
+    let mut publisher = Publisher::of(feed)?.paced(plan.pacing);
     let signal = Signal::publish(server.kind, server.port, &mut publisher)?;
     let publisher: PublisherHandle = publisher.start(feed.clone(), log.clone());
     let t0 = Instant::now();
@@ -721,6 +733,8 @@ fn run_on(
     std::thread::sleep(plan.warmup);
 
     let (a, _) = collect(&groups);
+    // The warm-up's samples by place (`--latency-detail`): dropped after the window.
+    let warmup_detail = log.take_detail();
     let viewer_ticks_a = crate::server::own_threads_cpu_ticks("viewers-");
     let drops_a = crate::server::udp_drops(server.pid);
     let (sa, ta, pa) = (
@@ -730,6 +744,9 @@ fn run_on(
     );
     std::thread::sleep(plan.window);
     let (b, lat) = collect(&groups);
+    // Its figures are worked out after the window's closing samples below, so that their
+    // time (tens of ms for 500 viewers) is not counted in the window's length and CPU.
+    let detail = log.take_detail();
     let viewer_ticks =
         crate::server::own_threads_cpu_ticks("viewers-").saturating_sub(viewer_ticks_a);
     out.viewer_threads_cpu_secs = viewer_ticks as f64 / crate::sys::clock_ticks();
@@ -742,6 +759,15 @@ fn run_on(
         publisher.sent(),
     );
 
+    if plan.latency_detail {
+        let rounds = plan.join_concurrency.max(1);
+        out.latency_detail = Some(crate::report::latency_detail(
+            &detail,
+            &by_viewer_mean(&a, &b),
+            rounds,
+        ));
+    }
+    drop((warmup_detail, detail));
     out.window_secs = sb.wall_secs_since(&sa);
     out.server_cpu_secs = sb.cpu_secs_since(&sa);
     out.tool_cpu_secs = tb.cpu_secs_since(&ta);
@@ -824,6 +850,21 @@ fn run_on(
     let i1 = server.sample();
     out.idle_cpu_pct = 100.0 * i1.cpu_secs_since(&i0) / i1.wall_secs_since(&i0).max(1e-3);
     Ok(out)
+}
+
+/// Each viewer of cohort 0's mean latency (frames' last packets) between two snapshots, by
+/// viewer id.
+fn by_viewer_mean(a: &[ViewerSnap], b: &[ViewerSnap]) -> Vec<(usize, f64)> {
+    let before: HashMap<usize, &ViewerSnap> = a.iter().map(|s| (s.id, s)).collect();
+    b.iter()
+        .filter(|y| y.cohort == 0)
+        .filter_map(|y| {
+            let x = before.get(&y.id)?;
+            let n = y.counts.latency_samples - x.counts.latency_samples;
+            let sum = y.counts.latency_ms_sum - x.counts.latency_ms_sum;
+            (n > 0).then(|| (y.id, sum / n as f64))
+        })
+        .collect()
 }
 
 /// `plan.storm` more viewers join at once while the `n` of the run watch: how long their

@@ -194,6 +194,34 @@ impl Feed {
         let bytes: usize = self.packets.iter().map(|p| p.payload.len()).sum();
         bytes as f64 * 8.0 / self.period.as_secs_f64()
     }
+
+    /// Average bitrate of the video payloads the publisher sends, bits per second: the
+    /// layers' together when it sends simulcast (what `--pacing` multiplies).
+    pub fn video_bitrate(&self) -> f64 {
+        if !self.layers.is_empty() {
+            return self.layers.iter().map(|(_, f)| f.video_bitrate()).sum();
+        }
+        let bytes: usize = (self.packets.iter().filter(|p| p.video))
+            .map(|p| p.payload.len())
+            .sum();
+        bytes as f64 * 8.0 / self.period.as_secs_f64().max(1e-3)
+    }
+
+    /// Each packet's place in its video frame (the video packets of one RTP timestamp):
+    /// (index from 0, packets in the frame); (0, 0) for audio.
+    pub fn frame_positions(&self) -> Vec<(u8, u8)> {
+        let mut out = vec![(0u8, 0u8); self.packets.len()];
+        let video: Vec<usize> = (0..self.packets.len())
+            .filter(|&i| self.packets[i].video)
+            .collect();
+        for frame in video.chunk_by(|&a, &b| self.packets[a].ts == self.packets[b].ts) {
+            let len = frame.len().min(255) as u8;
+            for (k, &i) in frame.iter().enumerate() {
+                out[i] = (k.min(255) as u8, len);
+            }
+        }
+        out
+    }
 }
 
 /// Runs a pipeline ending in an appsink named `out` to EOS; returns each RTP packet's
@@ -276,5 +304,38 @@ mod tests {
         assert_eq!(&*g.packets[1].payload, &[9u8; 100][..]);
         assert!(Feed::decode(&b[..b.len() - 1]).is_none(), "truncated");
         assert!(Feed::decode(b"FLUOFD00").is_none(), "another version");
+    }
+
+    fn packet(at_us: u64, video: bool, marker: bool, ts: u32, len: usize) -> FeedPacket {
+        FeedPacket {
+            at: Duration::from_micros(at_us),
+            video,
+            marker,
+            ts,
+            payload: vec![0u8; len].into(),
+        }
+    }
+
+    #[test]
+    fn frame_positions_and_video_bitrate() {
+        let f = Feed {
+            packets: vec![
+                packet(0, true, false, 0, 1000),
+                packet(0, true, false, 0, 1000),
+                packet(0, true, true, 0, 500),
+                packet(0, false, false, 0, 100),
+                packet(33_333, true, true, 3000, 700),
+                packet(66_666, true, false, 6000, 1000),
+                packet(66_666, true, true, 6000, 800),
+            ],
+            period: Duration::from_secs(1),
+            layers: vec![],
+        };
+        assert_eq!(
+            f.frame_positions(),
+            vec![(0, 3), (1, 3), (2, 3), (0, 0), (0, 1), (0, 2), (1, 2)]
+        );
+        assert_eq!(f.video_bitrate(), 5000.0 * 8.0);
+        assert_eq!(f.bitrate(), 5100.0 * 8.0);
     }
 }

@@ -13,6 +13,7 @@ mod feed;
 mod janus;
 mod keys;
 mod link;
+mod pacing;
 mod peer;
 mod report;
 mod rows;
@@ -54,12 +55,18 @@ struct Args {
     limit: Option<link::Limit>,
     /// The publisher sends simulcast (q, h, f).
     simulcast: bool,
+    /// The publisher paces its video (`--pacing FACTOR[:BURST_MS]`); none: each frame's
+    /// packets at one instant.
+    pacing: Option<pacing::Pacing>,
+    /// Latency by place in the frame and by join order (`--latency-detail`).
+    latency_detail: bool,
 }
 
 const USAGE: &str = "usage: fluo-bench [--smoke] \
 [--servers fluo,janus-tuned-no-twcc,janus-tuned,janus-packaged-no-twcc,janus-packaged (also: fluo-bwe, fluo-base)] \
 [--viewers 1,10,50,100,200,500,1000] [--reps 3] [--warmup SECS] [--window SECS] \
 [--viewer thin|full|thin,full] [--storm JOINERS] [--drop-every K] [--limit FRACTION:KBPS[:QUEUE_MS]] [--simulcast] \
+[--pacing FACTOR[:BURST_MS]] [--latency-detail] \
 [--out FILE.json] [--plots DIR] [--fluo-bin PATH] [--fluo-base-bin PATH] [--groups N] [--no-netns] \
 [--replot FILE.json --plots DIR]\n\
        fluo-bench cluster ... | fluo-bench recv ... (a cluster's broadcast, one viewer: bench/src/cluster.rs)";
@@ -84,6 +91,8 @@ fn parse_args() -> Result<Args, String> {
         drop_every: 0,
         limit: None,
         simulcast: false,
+        pacing: None,
+        latency_detail: false,
     };
     let mut servers_given = false;
     let mut it = std::env::args().skip(1);
@@ -133,6 +142,8 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or("bad --drop-every (0, or 2 and more)")?
             }
             "--simulcast" => a.simulcast = true,
+            "--pacing" => a.pacing = Some(pacing::Pacing::parse(&val()?)?),
+            "--latency-detail" => a.latency_detail = true,
             "--limit" => a.limit = Some(link::Limit::parse(&val()?)?),
             "--servers" => {
                 servers_given = true;
@@ -280,6 +291,9 @@ fn real_main() -> Result<bool, String> {
         for n in notes {
             println!("note: {n}");
         }
+        if let Some(line) = v["plan"]["publisher_line"].as_str() {
+            println!("{line}\n");
+        }
         println!("{}", rows::markdown(&rows, &rows::ratios(&rows)));
         let dir = args
             .plots
@@ -350,6 +364,8 @@ fn real_main() -> Result<bool, String> {
         storm: args.storm,
         drop_every: args.drop_every,
         limit: args.limit,
+        pacing: args.pacing,
+        latency_detail: args.latency_detail,
     };
     // The servers' folders (logs, Janus's configuration): removed on every way out.
     let tmp = fluo_testkit::tmp::dir("bench");
@@ -365,6 +381,8 @@ fn real_main() -> Result<bool, String> {
         feed.bitrate() / 1e3,
         t.elapsed().as_secs_f64()
     );
+    let (publisher, publisher_line) = pacing::Pacing::describe(args.pacing, feed.video_bitrate());
+    println!("{publisher_line}");
     println!(
         "servers: {}; viewers: {:?} ({}); {} repetition(s); warm-up {:.0} s, window {:.0} s; then {} joining; server on CPU {:?}, tool on CPU {}; namespace: {}",
         servers.iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
@@ -441,7 +459,7 @@ fn real_main() -> Result<bool, String> {
         println!("(smoke run: a few seconds, possibly of debug builds; its figures only show that the tool works)");
         ok &= smoke_rows(&rows);
     }
-    let table = rows::markdown(&rows, &ratios);
+    let table = format!("{publisher_line}\n\n{}", rows::markdown(&rows, &ratios));
     println!("\n{table}");
 
     let date = command_line("date", &["-u", "+%F"]);
@@ -463,6 +481,8 @@ fn real_main() -> Result<bool, String> {
                  "drop_every": plan.drop_every,
                  "simulcast": feed.layers.iter().map(|(rid, f)| json!({"rid": rid, "payload_bps": f.bitrate()})).collect::<Vec<_>>(),
                  "limit": plan.limit.map(|l| json!({"fraction": l.fraction, "kbps": l.kbps, "queue_ms": l.queue_ms})),
+                 "publisher": publisher, "publisher_line": publisher_line,
+                 "latency_detail": plan.latency_detail,
                  "latency_clock": "publisher's send call (wall clock) to the kernel's receive timestamp of the viewer's socket (SO_TIMESTAMPNS)",
                  "viewer_threads": plan.groups, "server_cpu": server_cpu,
                  "saturation_rule": rows::SATURATION_RULE,
@@ -616,6 +636,9 @@ fn print_run(head: &str, fig: &Value, started: Instant) {
             );
         }
     }
+    if let Some(d) = fig.get("latency_detail") {
+        print_latency_detail(d);
+    }
     if let Some(errs) = fig["errors"].as_array().filter(|e| !e.is_empty()) {
         println!(
             "    errors: {}",
@@ -629,6 +652,49 @@ fn print_run(head: &str, fig: &Value, started: Instant) {
     if fig["tool_saturated"] == json!(true) {
         println!("    the tool's own CPU was above 85 %: this run measures the tool as much as the server");
     }
+}
+
+/// `--latency-detail`'s lines: p50 / p99 ms by place in the frame, of frames' last packets
+/// by the frame's packets, and the viewers' mean by join round.
+fn print_latency_detail(d: &Value) {
+    let list = |key: &str, label: &str, more: &str| -> String {
+        let items = d[key].as_array().cloned().unwrap_or_default();
+        items
+            .iter()
+            .map(|x| {
+                let plus = if x[more] == json!(true) { "+" } else { "" };
+                format!(
+                    "{}{plus}: {} / {} ({})",
+                    x[label],
+                    show(x, "p50", 2),
+                    show(x, "p99", 2),
+                    x["samples"]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "    latency by index in the frame, p50 / p99 ms (samples): {}",
+        list("by_place", "index", "and_later")
+    );
+    println!(
+        "    frames' last packet by packets in the frame: {}",
+        list("last_by_frame_packets", "packets", "and_more")
+    );
+    let rounds = d["by_join_round"].as_array().cloned().unwrap_or_default();
+    println!(
+        "    viewers' mean latency, median by id round (the highest ids joined first): {}",
+        rounds
+            .iter()
+            .map(|r| format!(
+                "{} {} ms",
+                r["ids"].as_str().unwrap_or("?"),
+                show(r, "mean_ms_p50", 2)
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
 
 /// What the smoke run in `make test` insists on: every viewer gets media, the video dropped
@@ -804,6 +870,8 @@ mod tests {
             storm: 10,
             drop_every: 50,
             limit: None,
+            pacing: None,
+            latency_detail: false,
         }
     }
 

@@ -5,12 +5,13 @@
 //! each waiting on all its sockets with one epoll and reading them with `recvmmsg`, so that a
 //! thousand viewers cost the tool less than the servers they measure.
 
-use crate::feed::Feed;
+use crate::feed::{Feed, FeedPacket};
 use crate::keys::{self, KeySlot};
 use crate::link::{Limit, Link};
+use crate::pacing::{Pacer, Pacing};
 use crate::sys::{self, Epoll, RecvBatch};
 use crate::thin::{is_rtcp, is_rtp_or_rtcp, Delivered, PtMap, Thin, ThinStats};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -218,27 +219,69 @@ impl Session {
 
 /// Send times of the feed's video frames (wall clock, ns since the epoch: the clock of the
 /// kernel's receive timestamps), by a hash of their last packet's payload (which servers
-/// forward untouched), for the end-to-end latency seen by viewers.
+/// forward untouched), for the end-to-end latency seen by viewers. With `--latency-detail`,
+/// every video packet's, with its place in its frame, and the latencies by that place.
 #[derive(Default)]
 pub struct SendLog {
-    map: Mutex<HashMap<u64, u64>>,
+    map: Mutex<HashMap<u64, Sent>>,
+    /// `--latency-detail`: (place in the frame, packets in the frame, ms) of every video
+    /// packet the viewers of cohort 0 received (not retransmissions).
+    detail: Option<Mutex<Vec<PlaceSample>>>,
 }
 
+/// A video packet's send time and place in its frame.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    at_ns: u64,
+    place: (u8, u8),
+}
+
+/// A latency sample by place: (index in the frame, packets in the frame, ms).
+pub type PlaceSample = (u8, u8, f32);
+
 impl SendLog {
-    fn put(&self, key: u64, at_ns: u64) {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() > 4096 {
-            m.retain(|_, t| at_ns.saturating_sub(*t) < 3_000_000_000);
+    /// A log that also keeps every video packet's latency by its place in its frame.
+    pub fn with_detail() -> SendLog {
+        SendLog {
+            detail: Some(Mutex::default()),
+            ..SendLog::default()
         }
-        m.insert(key, at_ns);
     }
 
-    fn get(&self, key: u64) -> Option<u64> {
+    /// Whether every video packet is logged (`--latency-detail`), not only frames' last.
+    fn detailed(&self) -> bool {
+        self.detail.is_some()
+    }
+
+    fn put(&self, key: u64, at_ns: u64, place: (u8, u8)) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() > 4096 {
+            m.retain(|_, t| at_ns.saturating_sub(t.at_ns) < 3_000_000_000);
+        }
+        m.insert(key, Sent { at_ns, place });
+    }
+
+    fn get(&self, key: u64) -> Option<Sent> {
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
             .copied()
+    }
+
+    fn record(&self, place: (u8, u8), ms: f32) {
+        if let Some(d) = &self.detail {
+            d.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((place.0, place.1, ms));
+        }
+    }
+
+    /// The samples by place recorded since the last call (`--latency-detail`).
+    pub fn take_detail(&self) -> Vec<PlaceSample> {
+        self.detail.as_ref().map_or_else(Vec::new, |d| {
+            std::mem::take(&mut *d.lock().unwrap_or_else(|p| p.into_inner()))
+        })
     }
 }
 
@@ -264,16 +307,21 @@ fn pt_of(rtc: &Rtc, mid: Mid, codec: Codec) -> Option<Pt> {
 }
 
 /// The publisher: replays the feed, looping, from the moment it is connected; with the
-/// feed's simulcast layers, the feed's audio and the layers' video (`q`, `h`, `f`).
+/// feed's simulcast layers, the feed's audio and the layers' video (`q`, `h`, `f`). Each
+/// video frame's packets are written at one instant unless it is paced (`--pacing`).
 pub struct Publisher {
     pub session: Session,
     /// The simulcast rids it offers (none: one video stream).
     rids: Vec<String>,
+    /// How its video is paced (none: each frame's packets at once).
+    pacing: Option<Pacing>,
 }
 
 /// One stream set a publisher replays: a feed, its place in it, its sequence numbers.
 struct Replay<'f> {
     feed: &'f Feed,
+    /// Each packet's place in its video frame (`Feed::frame_positions`).
+    places: Vec<(u8, u8)>,
     rid: Option<Rid>,
     /// What of its feed it sends [audio, video].
     sends: [bool; 2],
@@ -290,6 +338,29 @@ impl Replay<'_> {
     fn due(&self, start: Instant) -> Instant {
         start + self.feed.period * self.lap + self.feed.packets[self.next].at
     }
+
+    /// The RTP timestamp of packet `p` of the current lap (continued over the loops).
+    fn ts_of(&self, p: &FeedPacket) -> u32 {
+        let clock = if p.video { 90_000u64 } else { 48_000 };
+        (u64::from(p.ts) + u64::from(self.lap) * self.feed.period.as_secs() * clock) as u32
+    }
+
+    fn advance(&mut self) {
+        self.next += 1;
+        if self.next == self.feed.packets.len() {
+            self.next = 0;
+            self.lap += 1;
+        }
+    }
+}
+
+/// A packet numbered and stamped, to be written now or, paced, at `at`.
+struct Numbered {
+    replay: usize,
+    index: usize,
+    seq: u64,
+    ts: u32,
+    at: Instant,
 }
 
 /// A running publisher.
@@ -324,6 +395,7 @@ impl Publisher {
         Ok(Publisher {
             session: Session::new()?,
             rids: vec![],
+            pacing: None,
         })
     }
 
@@ -334,6 +406,12 @@ impl Publisher {
             p.rids = feed.layers.iter().map(|l| l.0.clone()).collect();
         }
         Ok(p)
+    }
+
+    /// The same, its video paced as `pacing` says (`None`: each frame at once).
+    pub fn paced(mut self, pacing: Option<Pacing>) -> Publisher {
+        self.pacing = pacing;
+        self
     }
 
     /// Its offer (send-only).
@@ -368,29 +446,13 @@ impl Publisher {
         up: &AtomicBool,
         count: &[AtomicU64; 2],
     ) -> u64 {
+        let mut pacer = self.pacing.map(|p| p.pacer(feed.video_bitrate()));
         let s = &mut self.session;
         let mut buf = vec![0u8; 2048];
         let mut tracks: Option<[(Mid, Pt); 2]> = None;
-        // The feed (its audio, and its video when it has no layers), then each layer's
-        // video; the last layer (the top one) counts with the audio.
-        let layers = feed.layers.len();
-        let mut replays: Vec<Replay> = [(feed, None, [true, layers == 0])]
-            .into_iter()
-            .chain(
-                (feed.layers.iter())
-                    .map(|(rid, f)| (f, Some(Rid::from(rid.as_str())), [false, true])),
-            )
-            .enumerate()
-            .map(|(i, (feed, rid, sends))| Replay {
-                feed,
-                rid,
-                sends,
-                next: 0,
-                lap: 0,
-                seq: [1; 2],
-                counted: i == 0 || i == layers,
-            })
-            .collect();
+        let mut replays = replays_of(feed);
+        // Paced video packets waiting for their time, in order.
+        let mut held: VecDeque<Numbered> = VecDeque::new();
         let mut start = Instant::now();
         let mut sent = 0u64;
         while !stop.load(Ordering::Relaxed) {
@@ -418,11 +480,23 @@ impl Publisher {
                 std::thread::sleep(Duration::from_millis(2));
                 continue;
             };
-            for r in &mut replays {
-                sent += replay_due(s, r, tr, start, now, log, count);
+            for (i, r) in replays.iter_mut().enumerate() {
+                for p in take_due(i, r, start, now, pacer.as_mut()) {
+                    if (p.at <= now && held.is_empty()) || !r.feed.packets[p.index].video {
+                        sent += write(s, r, &p, tr, now, log, count);
+                    } else {
+                        held.push_back(p);
+                    }
+                }
+            }
+            while held.front().is_some_and(|p| p.at <= now) {
+                if let Some(p) = held.pop_front() {
+                    sent += write(s, &replays[p.replay], &p, tr, now, log, count);
+                }
             }
             s.drain(|_, _| {});
             let due = replays.iter().map(|r| r.due(start)).min().unwrap_or(now);
+            let due = held.front().map_or(due, |p| p.at.min(due));
             let wake = due.min(s.deadline).min(now + Duration::from_millis(5));
             if let Some(d) = wake.checked_duration_since(Instant::now()) {
                 std::thread::sleep(d);
@@ -432,54 +506,94 @@ impl Publisher {
     }
 }
 
-/// Writes every packet of `r` that is due, with sequence numbers and timestamps continued
-/// over the loops of its feed; returns how many of the counted ones it wrote.
-fn replay_due(
-    s: &mut Session,
+/// The stream sets of `feed`: its audio and, when it has no layers, its video; then each
+/// layer's video. The last layer (the top one) counts with the audio.
+fn replays_of(feed: &Feed) -> Vec<Replay<'_>> {
+    let layers = feed.layers.len();
+    [(feed, None, [true, layers == 0])]
+        .into_iter()
+        .chain(
+            (feed.layers.iter()).map(|(rid, f)| (f, Some(Rid::from(rid.as_str())), [false, true])),
+        )
+        .enumerate()
+        .map(|(i, (feed, rid, sends))| Replay {
+            feed,
+            places: feed.frame_positions(),
+            rid,
+            sends,
+            next: 0,
+            lap: 0,
+            seq: [1; 2],
+            counted: i == 0 || i == layers,
+        })
+        .collect()
+}
+
+/// The packets of replay `i` that are due: numbered, stamped (sequence numbers and
+/// timestamps continued over the loops) and, when a pacer is given, video given the time
+/// it lets them out (audio is not paced).
+fn take_due(
+    i: usize,
     r: &mut Replay,
-    tr: [(Mid, Pt); 2],
     start: Instant,
+    now: Instant,
+    mut pacer: Option<&mut Pacer>,
+) -> Vec<Numbered> {
+    let mut out = vec![];
+    while r.due(start) <= now {
+        let ready = r.due(start);
+        let p = &r.feed.packets[r.next];
+        let k = usize::from(p.video);
+        if r.sends[k] {
+            let at = match pacer.as_deref_mut().filter(|_| p.video) {
+                Some(pc) => start + pc.schedule(ready - start, p.payload.len()),
+                None => ready,
+            };
+            out.push(Numbered {
+                replay: i,
+                index: r.next,
+                seq: r.seq[k],
+                ts: r.ts_of(p),
+                at,
+            });
+            r.seq[k] += 1;
+        }
+        r.advance();
+    }
+    out
+}
+
+/// Writes packet `n` of `r`; the send time of a video frame's last packet (of every video
+/// packet with `--latency-detail`) goes into the log. Returns 1 when it counts as the
+/// publisher's.
+fn write(
+    s: &mut Session,
+    r: &Replay,
+    n: &Numbered,
+    tr: [(Mid, Pt); 2],
     now: Instant,
     log: &SendLog,
     count: &[AtomicU64; 2],
 ) -> u64 {
-    let mut sent = 0;
-    while r.due(start) <= now {
-        let p = &r.feed.packets[r.next];
-        let k = usize::from(p.video);
-        let (clock, (mid, pt)) = if p.video {
-            (90_000u64, tr[1])
-        } else {
-            (48_000, tr[0])
-        };
-        let ts = (u64::from(p.ts) + u64::from(r.lap) * r.feed.period.as_secs() * clock) as u32;
-        let mut api = s.rtc.direct_api();
-        let tx = if r.sends[k] {
-            api.stream_tx_by_mid(mid, r.rid)
-        } else {
-            None
-        };
-        if let Some(tx) = tx {
-            let w = RtpWrite::new(pt, SeqNo::from(r.seq[k]), ts, now, p.payload.clone())
-                .marker(p.marker)
-                .nackable(p.video);
-            tx.write_rtp(w);
-            r.seq[k] += 1;
-            if r.counted {
-                sent += 1;
-                count[k].fetch_add(1, Ordering::Relaxed);
-            }
-            if p.video && p.marker {
-                log.put(payload_key(&p.payload), sys::wall_ns());
-            }
-        }
-        r.next += 1;
-        if r.next == r.feed.packets.len() {
-            r.next = 0;
-            r.lap += 1;
-        }
+    let p = &r.feed.packets[n.index];
+    let k = usize::from(p.video);
+    let (mid, pt) = tr[k];
+    let mut api = s.rtc.direct_api();
+    let Some(tx) = api.stream_tx_by_mid(mid, r.rid) else {
+        return 0;
+    };
+    let w = RtpWrite::new(pt, SeqNo::from(n.seq), n.ts, now, p.payload.clone())
+        .marker(p.marker)
+        .nackable(p.video);
+    tx.write_rtp(w);
+    if p.video && (p.marker || log.detailed()) {
+        log.put(payload_key(&p.payload), sys::wall_ns(), r.places[n.index]);
     }
-    sent
+    if !r.counted {
+        return 0;
+    }
+    count[k].fetch_add(1, Ordering::Relaxed);
+    1
 }
 
 /// What a viewer has received, per kind [audio, video].
@@ -498,6 +612,9 @@ pub struct Counts {
     pub dropped: u64,
     /// Datagrams its virtual link dropped (`--limit`).
     pub link_dropped: u64,
+    /// Its latency samples (frames' last packets, cohort 0) and their sum in ms.
+    pub latency_samples: u64,
+    pub latency_ms_sum: f64,
 }
 
 /// The viewer's implementation.
@@ -577,14 +694,23 @@ fn count(
     first.get_or_insert(now);
     counts.packets[d.kind] += 1;
     counts.top_seq[d.kind] = counts.top_seq[d.kind].max(d.ext);
-    if d.kind == 1 && d.marker {
-        counts.frames += 1;
-        if let (Some(lat), false) = (lat, d.repair) {
-            if let Some(sent) = log.get(payload_key(d.payload)) {
-                lat.push(arrival_ns.saturating_sub(sent) as f32 / 1e6);
-            }
-        }
+    if d.kind != 1 {
+        return;
     }
+    counts.frames += u64::from(d.marker);
+    let Some(lat) = lat.filter(|_| !d.repair && (d.marker || log.detailed())) else {
+        return;
+    };
+    let Some(sent) = log.get(payload_key(d.payload)) else {
+        return;
+    };
+    let ms = arrival_ns.saturating_sub(sent.at_ns) as f32 / 1e6;
+    if d.marker {
+        lat.push(ms);
+        counts.latency_ms_sum += f64::from(ms);
+        counts.latency_samples += 1;
+    }
+    log.record(sent.place, ms);
 }
 
 impl Viewer {

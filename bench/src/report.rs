@@ -1,6 +1,7 @@
 //! The figures of a run, medians over repetitions, and SVG plots.
 
 use crate::drive::Outcome;
+use crate::peer::PlaceSample;
 use fluo_testkit::plot::{line_chart, Frame, Series};
 use serde_json::{json, Value};
 
@@ -15,6 +16,56 @@ pub fn sorted(v: &[f64]) -> Vec<f64> {
     let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     v.sort_by(f64::total_cmp);
     v
+}
+
+/// `--latency-detail`'s figures: latency (p50 / p99, ms) of every video packet by its index
+/// in its frame (the last bucket: that index and later), of frames' last packets by the
+/// frame's packet count, and the median of the viewers' mean latency by join order (viewer
+/// ids in rounds of `round`: the joins go `round` at a time and take the prepared viewers
+/// from the end, so the highest ids join first and sit first in the server's fan-out).
+pub fn latency_detail(samples: &[PlaceSample], viewers: &[(usize, f64)], round: usize) -> Value {
+    const PLACES: u8 = 6;
+    let stats = |v: Vec<f64>| {
+        let v = sorted(&v);
+        json!({"samples": v.len(), "p50": pct(&v, 0.5), "p99": pct(&v, 0.99)})
+    };
+    let by_place: Vec<Value> = (0..PLACES)
+        .map(|k| {
+            let v = samples.iter().filter(|s| s.0.min(PLACES - 1) == k);
+            let mut x = stats(v.map(|s| f64::from(s.2)).collect());
+            x["index"] = json!(k);
+            x["and_later"] = json!(k == PLACES - 1);
+            x
+        })
+        .collect();
+    let by_len: Vec<Value> = (1..=PLACES)
+        .map(|n| {
+            let v = samples
+                .iter()
+                .filter(|s| u16::from(s.0) + 1 == u16::from(s.1) && s.1.min(PLACES) == n);
+            let mut x = stats(v.map(|s| f64::from(s.2)).collect());
+            x["packets"] = json!(n);
+            x["and_more"] = json!(n == PLACES);
+            x
+        })
+        .collect();
+    let rounds = viewers
+        .iter()
+        .map(|v| v.0 / round)
+        .max()
+        .map_or(0, |r| r + 1);
+    let by_round: Vec<Value> = (0..rounds)
+        .map(|r| {
+            let means: Vec<f64> = viewers
+                .iter()
+                .filter(|v| v.0 / round == r)
+                .map(|v| v.1)
+                .collect();
+            json!({"ids": format!("{}-{}", r * round, (r + 1) * round - 1),
+                   "viewers": means.len(), "mean_ms_p50": pct(&sorted(&means), 0.5)})
+        })
+        .collect();
+    json!({"by_place": by_place, "last_by_frame_packets": by_len, "by_join_round": by_round})
 }
 
 /// The figures of one run, as they go into the JSON.
@@ -93,6 +144,9 @@ pub fn figures(o: &Outcome) -> Value {
     }
     if let (Some(groups), Some(v)) = (&o.by_link, v.as_object_mut()) {
         link_figures(v, groups);
+    }
+    if let (Some(d), Some(v)) = (&o.latency_detail, v.as_object_mut()) {
+        v.insert("latency_detail".into(), d.clone());
     }
     if let Some(s) = &o.storm {
         let join = sorted(&s.join_ms);
@@ -248,6 +302,31 @@ pub fn svg_plot(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_detail_groups_by_place_frame_size_and_join_round() {
+        // Two 3-packet frames (1, 2, 3 ms by place) and a 7-packet one (last: 9 ms).
+        let mut s: Vec<PlaceSample> = vec![];
+        for _ in 0..2 {
+            s.extend([(0, 3, 1.0), (1, 3, 2.0), (2, 3, 3.0)]);
+        }
+        s.extend((0..7).map(|k| (k, 7, 3.0 + f32::from(k))));
+        let d = latency_detail(&s, &[(0, 1.0), (5, 3.0), (10, 8.0), (15, 8.0)], 10);
+        assert_eq!(d["by_place"][0]["samples"], json!(3));
+        assert_eq!(d["by_place"][2]["p50"], json!(3.0));
+        // Index 5 and later: the 7-packet frame's 5th and 6th (8 and 9 ms).
+        assert_eq!(d["by_place"][5]["samples"], json!(2));
+        assert_eq!(d["by_place"][5]["and_later"], json!(true));
+        assert_eq!(d["last_by_frame_packets"][2]["packets"], json!(3));
+        assert_eq!(d["last_by_frame_packets"][2]["samples"], json!(2));
+        assert_eq!(d["last_by_frame_packets"][2]["p99"], json!(3.0));
+        assert_eq!(d["last_by_frame_packets"][5]["p50"], json!(9.0));
+        assert_eq!(d["last_by_frame_packets"][0]["samples"], json!(0));
+        let r = &d["by_join_round"];
+        assert_eq!(r.as_array().map(Vec::len), Some(2));
+        assert_eq!(r[0]["ids"], json!("0-9"));
+        assert_eq!(r[1]["mean_ms_p50"], json!(8.0));
+    }
 
     #[test]
     fn medians_and_percentiles() {

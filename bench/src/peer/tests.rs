@@ -129,7 +129,7 @@ fn watch_with(
                 let mut payload = vec![k as u8; 300];
                 payload[292..].copy_from_slice(&seq[k].to_be_bytes());
                 if k == 1 && marker {
-                    log.put(payload_key(&payload), sys::wall_ns());
+                    log.put(payload_key(&payload), sys::wall_ns(), (0, 1));
                 }
                 let w = RtpWrite::new(pt, SeqNo::from(seq[k]), seq[k] as u32 * 900, now, payload)
                     .marker(marker)
@@ -212,4 +212,54 @@ fn str0m_reads_the_thin_viewers_twcc_feedback() {
     let (snap, _, server) = watch_with(Mode::Thin, 10, 2, false);
     assert_eq!(snap.thin.expect("thin statistics").twcc_feedback, 0);
     assert_eq!(server.twcc_loss, None, "{server:?}");
+}
+
+/// The publisher's paced replay: audio at its time, a frame's video packets one drain apart
+/// (`--pacing`), numbered and stamped as unpaced, and the timestamps continued on the next
+/// lap; unpaced, every packet at its feed time.
+#[test]
+fn paced_replay_spreads_a_frames_video_and_leaves_audio_alone() {
+    let pkt = |video: bool, ts: u32, len: usize| crate::feed::FeedPacket {
+        at: Duration::ZERO,
+        video,
+        marker: false,
+        ts,
+        payload: vec![1u8; len].into(),
+    };
+    let feed = Feed {
+        packets: vec![
+            pkt(true, 0, 1200),
+            pkt(false, 0, 100),
+            pkt(true, 0, 1200),
+            pkt(true, 0, 1200),
+        ],
+        period: Duration::from_secs(1),
+        layers: vec![],
+    };
+    let start = Instant::now();
+    // 3600 bytes/s of video at a factor of 8: 1200 bytes every 41.7 ms.
+    let mut pacer = crate::pacing::Pacing::parse("8")
+        .unwrap()
+        .pacer(feed.video_bitrate());
+    let mut r = replays_of(&feed).remove(0);
+    let due = take_due(0, &mut r, start, start, Some(&mut pacer));
+    let at: Vec<u128> = due.iter().map(|p| (p.at - start).as_micros()).collect();
+    assert_eq!(
+        &at[..2],
+        &[0u128, 0],
+        "the first video packet and the audio at once"
+    );
+    assert!(
+        at[2].abs_diff(41_667) < 5 && at[3].abs_diff(83_333) < 5,
+        "{at:?}"
+    );
+    let seq: Vec<u64> = due.iter().map(|p| p.seq).collect();
+    assert_eq!(seq, [1, 1, 2, 3], "video and audio numbered apart");
+    // The next lap: timestamps one period on, numbering continued; unpaced, at once.
+    let next = take_due(0, &mut r, start, start + Duration::from_secs(1), None);
+    assert_eq!(next.len(), 4);
+    assert!(next.iter().all(|p| p.at == start + Duration::from_secs(1)));
+    assert_eq!((next[0].ts, next[0].seq), (90_000, 4));
+    assert_eq!((next[1].ts, next[1].seq), (48_000, 2));
+    assert_eq!(r.places, [(0, 3), (0, 0), (1, 3), (2, 3)]);
 }
