@@ -36,6 +36,9 @@ pub struct Plan {
     pub drop_every: u32,
     /// A share of the viewers behind virtual links (`--limit`).
     pub limit: Option<Limit>,
+    /// The rate of the stream an unlimited viewer gets, payload bits/s (the feed's video and
+    /// audio): the smoke's least plausible estimate of such a viewer's bandwidth.
+    pub stream_bps: u64,
 }
 
 /// The figures of one group of viewers: those behind a virtual link, or the others.

@@ -69,12 +69,12 @@ impl MediaCore {
             lost = is_lost(&ep);
             connected = ep.connected;
         }
+        // (Its bandwidth estimator's process step, when it has one, is the estimators' tick:
+        // `bwe`.)
         let deadline = if lost {
             deadline.max(self.now + LOST_PEER_TICK)
         } else {
-            // Its bandwidth estimator's process step (`bwe`), when it has one.
-            let bwe = self.bwe.get(&key).and_then(|b| b.next_process());
-            bwe.map_or(deadline, |t| deadline.min(t))
+            deadline
         };
         self.set_deadline(key, deadline);
         if !was_connected && connected {
