@@ -550,10 +550,10 @@ fn bwe_table(ratios: &[Value]) -> String {
         pairs.join(" | "),
         "---|".repeat(pairs.len())
     );
-    let mut keys: Vec<(String, String)> = vec![];
+    let mut keys: Vec<(Value, String)> = vec![];
     for r in ratios {
         let k = (
-            r["viewers"].to_string(),
+            r["viewers"].clone(),
             r["viewer"].as_str().unwrap_or("?").to_string(),
         );
         if !keys.contains(&k) {
@@ -564,9 +564,7 @@ fn bwe_table(ratios: &[Value]) -> String {
         let _ = write!(t, "| {viewers} | {viewer} |");
         for p in &pairs {
             let r = ratios.iter().find(|r| {
-                r["viewers"].to_string() == viewers
-                    && r["viewer"] == viewer.as_str()
-                    && pair(r) == *p
+                r["viewers"] == viewers && r["viewer"] == viewer.as_str() && pair(r) == *p
             });
             let mut c = r.map_or("-".into(), |r| {
                 format!("{:.2}", r["bwe_over_off"].as_f64().unwrap_or(f64::NAN))
