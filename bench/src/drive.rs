@@ -42,6 +42,9 @@ pub struct Plan {
     /// Latency of every video packet by its place in its frame, and by viewers' join
     /// order (`--latency-detail`).
     pub latency_detail: bool,
+    /// The rate of the stream an unlimited viewer gets, payload bits/s (the feed's video and
+    /// audio): the smoke's least plausible estimate of such a viewer's bandwidth.
+    pub stream_bps: u64,
 }
 
 /// The figures of one group of viewers: those behind a virtual link, or the others.

@@ -63,7 +63,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: fluo-bench [--smoke] \
-[--servers fluo,janus-tuned-no-twcc,janus-tuned,janus-packaged-no-twcc,janus-packaged (also: fluo-bwe, fluo-base)] \
+[--servers fluo,janus-tuned-no-twcc,janus-tuned,janus-packaged-no-twcc,janus-packaged (also: fluo-bwe, fluo-base, fluo-bwe-base)] \
 [--viewers 1,10,50,100,200,500,1000] [--reps 3] [--warmup SECS] [--window SECS] \
 [--viewer thin|full|thin,full] [--storm JOINERS] [--drop-every K] [--limit FRACTION:KBPS[:QUEUE_MS]] [--simulcast] \
 [--pacing FACTOR[:BURST_MS]] [--latency-detail] \
@@ -302,25 +302,25 @@ fn real_main() -> Result<bool, String> {
         write_plots(&rows::plotted(&rows), &dir)?;
         return Ok(true);
     }
-    if !args.fluo_bin.exists()
-        && args
-            .servers
-            .iter()
-            .any(|k| *k != Kind::FluoBase && k.is_fluo())
-    {
+    if !args.fluo_bin.exists() && args.servers.iter().any(|k| !k.is_base() && k.is_fluo()) {
         return Err(format!("no Fluo binary at {}", args.fluo_bin.display()));
     }
     if let Some(base) = &args.fluo_base_bin {
         if !base.exists() {
             return Err(format!("no Fluo binary at {}", base.display()));
         }
-        // Right after `fluo`, so the two alternate within each repetition.
+        // Right after `fluo`, so the two alternate within each repetition; `fluo-bwe-base`
+        // right after `fluo-bwe` when that runs.
         if !args.servers.contains(&Kind::FluoBase) {
             let at = args.servers.iter().position(|k| *k == Kind::Fluo);
             args.servers.insert(at.map_or(0, |i| i + 1), Kind::FluoBase);
         }
-    } else if args.servers.contains(&Kind::FluoBase) {
-        return Err("fluo-base needs --fluo-base-bin PATH".into());
+        let bwe_at = args.servers.iter().position(|k| *k == Kind::FluoBwe);
+        if let Some(at) = bwe_at.filter(|_| !args.servers.contains(&Kind::FluoBweBase)) {
+            args.servers.insert(at + 1, Kind::FluoBweBase);
+        }
+    } else if let Some(k) = args.servers.iter().find(|k| k.is_base()) {
+        return Err(format!("{} needs --fluo-base-bin PATH", k.name()));
     }
     // SAFETY: geteuid takes no arguments and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
@@ -355,7 +355,7 @@ fn real_main() -> Result<bool, String> {
     if cpus >= 2 {
         sys::pin_to_cpu(1);
     }
-    let plan = drive::Plan {
+    let mut plan = drive::Plan {
         warmup: args.warmup,
         window: args.window,
         join_concurrency: 100,
@@ -366,12 +366,14 @@ fn real_main() -> Result<bool, String> {
         limit: args.limit,
         pacing: args.pacing,
         latency_detail: args.latency_detail,
+        stream_bps: 0,
     };
     // The servers' folders (logs, Janus's configuration): removed on every way out.
     let tmp = fluo_testkit::tmp::dir("bench");
     let t = Instant::now();
     let feed = Arc::new(load_feed(args.simulcast)?);
     let (vpps, apps) = feed.rates();
+    plan.stream_bps = feed.bitrate() as u64;
     println!(
         "feed: {} packets per {} s loop, {:.1} video + {:.1} audio packets/s, {:.0} kbit/s of payload (ready in {:.1} s)",
         feed.packets.len(),
@@ -420,7 +422,7 @@ fn real_main() -> Result<bool, String> {
                     }
                     let started = Instant::now();
                     let bin = match (kind, &args.fluo_base_bin) {
-                        (Kind::FluoBase, Some(base)) => base,
+                        (k, Some(base)) if k.is_base() => base,
                         _ => &args.fluo_bin,
                     };
                     let fig = match drive::run(kind, mode, n, &plan, &feed, bin, &tmp) {
@@ -768,7 +770,7 @@ fn smoke_check(kind: Kind, mode: Mode, n: usize, plan: &drive::Plan, fig: &Value
             bad.push(format!("thin viewers: {t}"));
         }
     }
-    twcc_check(kind, mode, fig, &mut bad);
+    twcc_check(kind, mode, plan, fig, &mut bad);
     if kind.is_fluo() {
         // What Fluo itself learnt from the viewer's RTCP: a round trip (receiver reports
         // with LSR / DLSR), NACKs, and the thin viewer's PLI.
@@ -804,8 +806,11 @@ fn smoke_check(kind: Kind, mode: Mode, n: usize, plan: &drive::Plan, fig: &Value
 }
 
 /// Thin viewers send transport-wide feedback exactly when the answers kept TWCC, and Fluo
-/// with its estimate on estimated the first viewer's bandwidth from it.
-fn twcc_check(kind: Kind, mode: Mode, fig: &Value, bad: &mut Vec<String>) {
+/// with its estimate on estimated the first viewer's bandwidth from it, plausibly: that
+/// viewer's link is not limited, so at least the stream's rate (goog_cc starts at 1 Mbit/s
+/// and climbs while the feedback shows no queue; feedback with wrong times shows a growing
+/// delay, and the estimate falls to 85 % of what is acknowledged, below the stream).
+fn twcc_check(kind: Kind, mode: Mode, plan: &drive::Plan, fig: &Value, bad: &mut Vec<String>) {
     let sent = fig["thin"]["twcc_feedback"].as_u64().is_some_and(|x| x > 0);
     if mode == Mode::Thin && sent != kind.viewers_accept_twcc() {
         bad.push(format!(
@@ -818,11 +823,12 @@ fn twcc_check(kind: Kind, mode: Mode, fig: &Value, bad: &mut Vec<String>) {
             }
         ));
     }
-    if kind == Kind::FluoBwe {
+    if kind.is_fluo_bwe() {
         let bwe = &fig["server_view"]["bandwidth_estimate_bps"];
-        if !bwe.as_f64().is_some_and(|b| b > 0.0) {
+        let least = plan.stream_bps.max(1) as f64;
+        if !bwe.as_f64().is_some_and(|b| b >= least) {
             bad.push(format!(
-                "no bandwidth estimate in Fluo's getStats of a viewer ({bwe})"
+                "Fluo's getStats of an unlimited viewer: bandwidth estimate {bwe}, not at least the stream's {least} bit/s"
             ));
         }
     }
@@ -872,6 +878,7 @@ mod tests {
             limit: None,
             pacing: None,
             latency_detail: false,
+            stream_bps: 958_000,
         }
     }
 
@@ -917,6 +924,16 @@ mod tests {
             "Fluo without the estimate declines TWCC"
         );
         assert!(!check(Kind::FluoBwe, &good(10)), "no estimate");
+        let mut low = bwe.clone();
+        low["server_view"]["bandwidth_estimate_bps"] = json!(900_000);
+        assert!(
+            !check(Kind::FluoBwe, &low),
+            "an estimate below the unlimited viewer's stream"
+        );
+        assert!(
+            check(Kind::FluoBweBase, &bwe),
+            "the base binary's estimate on"
+        );
         assert!(!check(Kind::FluoBwe, &good(0)));
         let mut silent = bwe.clone();
         silent["thin"]["twcc_feedback"] = json!(0);

@@ -499,51 +499,84 @@ pub fn viewer_comparison(rows: &[Value]) -> String {
 }
 
 /// `fluo-bwe` over `fluo`, CPU per packet, per N and viewer: the same binary with the
-/// bandwidth estimate on and off, the same viewers (TWCC feedback only with it on).
+/// bandwidth estimate on and off, the same viewers (TWCC feedback only with it on); and
+/// `fluo-bwe-base` over `fluo-base` likewise, for the `--fluo-base-bin` binary.
 pub fn bwe_ratios(rows: &[Value]) -> Vec<Value> {
     let cpu = |r: &Value| r["figures"]["server_cpu_us_per_packet"].as_f64();
     let name = |r: &Value| server_of(r["server"].as_str().unwrap_or_default()).to_string();
     let mut out = vec![];
-    for on in rows.iter().filter(|r| name(r) == "fluo-bwe") {
-        let Some(x) = cpu(on) else { continue };
-        let off = rows.iter().find(|r| {
-            name(r) == "fluo" && r["viewers"] == on["viewers"] && r["viewer"] == on["viewer"]
-        });
-        let Some((off, y)) = off.and_then(|r| Some((r, cpu(r).filter(|y| *y > 0.0)?))) else {
-            continue;
-        };
-        out.push(json!({
-            "viewers": on["viewers"],
-            "viewer": on["viewer"],
-            "bwe_over_off": x / y,
-            "bwe_saturated": on["saturated"],
-            "off_saturated": off["saturated"],
-        }));
+    for (on_name, off_name) in [("fluo-bwe", "fluo"), ("fluo-bwe-base", "fluo-base")] {
+        for on in rows.iter().filter(|r| name(r) == on_name) {
+            let Some(x) = cpu(on) else { continue };
+            let off = rows.iter().find(|r| {
+                name(r) == off_name && r["viewers"] == on["viewers"] && r["viewer"] == on["viewer"]
+            });
+            let Some((off, y)) = off.and_then(|r| Some((r, cpu(r).filter(|y| *y > 0.0)?))) else {
+                continue;
+            };
+            out.push(json!({
+                "viewers": on["viewers"],
+                "viewer": on["viewer"],
+                "on": on_name,
+                "off": off_name,
+                "bwe_over_off": x / y,
+                "bwe_saturated": on["saturated"],
+                "off_saturated": off["saturated"],
+            }));
+        }
     }
     out
 }
 
-/// The table of [`bwe_ratios`]; empty without a pair.
+/// The table of [`bwe_ratios`], a column per pair; empty without a pair.
 fn bwe_table(ratios: &[Value]) -> String {
     if ratios.is_empty() {
         return String::new();
     }
-    let mut t = String::from(
+    let pair = |r: &Value| {
+        format!(
+            "{} / {}",
+            r["on"].as_str().unwrap_or("?"),
+            r["off"].as_str().unwrap_or("?")
+        )
+    };
+    let mut pairs: Vec<String> = ratios.iter().map(pair).collect();
+    pairs.dedup();
+    let mut t = format!(
         "\nBandwidth estimate on / off, Fluo's CPU per packet (`fluo-bwe` / `fluo`: the same \
          binary, `--bwe on` against the default off; the viewers send TWCC feedback only to \
-         `fluo-bwe`, whose answers keep it):\n\n| viewers | viewer | fluo-bwe / fluo |\n|---|---|---|\n",
+         `fluo-bwe`, whose answers keep it; `-base`: the `--fluo-base-bin` binary):\n\n\
+         | viewers | viewer | {} |\n|---|---|{}\n",
+        pairs.join(" | "),
+        "---|".repeat(pairs.len())
     );
+    let mut keys: Vec<(Value, String)> = vec![];
     for r in ratios {
-        let mut c = format!("{:.2}", r["bwe_over_off"].as_f64().unwrap_or(f64::NAN));
-        if r["bwe_saturated"] == json!(true) || r["off_saturated"] == json!(true) {
-            c.push_str(" (saturated)");
-        }
-        let _ = writeln!(
-            t,
-            "| {} | {} | {c} |",
-            r["viewers"],
-            r["viewer"].as_str().unwrap_or("?")
+        let k = (
+            r["viewers"].clone(),
+            r["viewer"].as_str().unwrap_or("?").to_string(),
         );
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    for (viewers, viewer) in keys {
+        let _ = write!(t, "| {viewers} | {viewer} |");
+        for p in &pairs {
+            let r = ratios.iter().find(|r| {
+                r["viewers"] == viewers && r["viewer"] == viewer.as_str() && pair(r) == *p
+            });
+            let mut c = r.map_or("-".into(), |r| {
+                format!("{:.2}", r["bwe_over_off"].as_f64().unwrap_or(f64::NAN))
+            });
+            if r.is_some_and(|r| {
+                r["bwe_saturated"] == json!(true) || r["off_saturated"] == json!(true)
+            }) {
+                c.push_str(" (saturated)");
+            }
+            let _ = write!(t, " {c} |");
+        }
+        t.push('\n');
     }
     t
 }

@@ -13,6 +13,9 @@ pub enum Kind {
     /// The `fluo` binary started with `--bwe on`: its viewers keep TWCC and send feedback,
     /// each has a bandwidth estimator (docs/simulcast.md). Not in the default servers.
     FluoBwe,
+    /// The `--fluo-base-bin` binary with `--bwe on` (`fluo-bwe` before a change), run right
+    /// after `fluo-bwe`.
+    FluoBweBase,
     /// Janus 1.1.2 with `event_loops = 2`; its viewers accept transport-wide congestion
     /// control (TWCC), which the VideoRoom offers by default.
     JanusTuned,
@@ -39,6 +42,7 @@ impl Kind {
             Kind::Fluo => "fluo",
             Kind::FluoBase => "fluo-base",
             Kind::FluoBwe => "fluo-bwe",
+            Kind::FluoBweBase => "fluo-bwe-base",
             Kind::JanusTuned => "janus-tuned",
             Kind::JanusTunedNoTwcc => "janus-tuned-no-twcc",
             Kind::JanusPackaged => "janus-packaged",
@@ -49,7 +53,7 @@ impl Kind {
     pub fn parse(s: &str) -> Option<Kind> {
         Kind::ALL
             .into_iter()
-            .chain([Kind::FluoBase, Kind::FluoBwe])
+            .chain([Kind::FluoBase, Kind::FluoBwe, Kind::FluoBweBase])
             .find(|k| k.name() == s)
     }
 
@@ -59,7 +63,20 @@ impl Kind {
 
     /// Fluo, whichever binary or estimate setting.
     pub fn is_fluo(self) -> bool {
-        matches!(self, Kind::Fluo | Kind::FluoBase | Kind::FluoBwe)
+        matches!(
+            self,
+            Kind::Fluo | Kind::FluoBase | Kind::FluoBwe | Kind::FluoBweBase
+        )
+    }
+
+    /// Fluo with `--bwe on`, whichever binary.
+    pub fn is_fluo_bwe(self) -> bool {
+        matches!(self, Kind::FluoBwe | Kind::FluoBweBase)
+    }
+
+    /// Whether it runs the `--fluo-base-bin` binary.
+    pub fn is_base(self) -> bool {
+        matches!(self, Kind::FluoBase | Kind::FluoBweBase)
     }
 
     /// Janus with `event_loops = 2`.
@@ -71,7 +88,7 @@ impl Kind {
     /// says; Fluo's viewers offer it and Fluo keeps it only with `--bwe on` (the run records
     /// what was negotiated).
     pub fn viewers_accept_twcc(self) -> bool {
-        matches!(self, Kind::JanusTuned | Kind::JanusPackaged | Kind::FluoBwe)
+        matches!(self, Kind::JanusTuned | Kind::JanusPackaged) || self.is_fluo_bwe()
     }
 }
 
@@ -180,7 +197,7 @@ impl Server {
             None => Command::new("env"),
         };
         let port = match kind {
-            Kind::Fluo | Kind::FluoBase | Kind::FluoBwe => {
+            Kind::Fluo | Kind::FluoBase | Kind::FluoBwe | Kind::FluoBweBase => {
                 let port_file = dir.join("port");
                 cmd.arg(fluo_bin)
                     .args([
@@ -199,7 +216,7 @@ impl Server {
                     );
                 // The others keep the default (off), which a `fluo-base` binary from before
                 // the flag has too.
-                if kind == Kind::FluoBwe {
+                if kind.is_fluo_bwe() {
                     cmd.args(["--bwe", "on"]);
                 }
                 None

@@ -209,7 +209,8 @@ mod tests {
     use str0m::rtp::rtcp::Rtcp;
 
     /// What str0m reads of one message: (sequence number, arrival in µs from the reference
-    /// time's start) per status, `None` for not received.
+    /// time's start) per status, `None` for not received; checked to be what Fluo's own
+    /// reader (`fluo_sfu::twcc`, which its estimator takes the feedback through) reads too.
     fn parse(msg: &[u8]) -> (u32, u32, Vec<(u64, Option<u64>)>) {
         assert_eq!(msg.len() % 4, 0);
         assert_eq!(
@@ -229,14 +230,35 @@ mod tests {
         let reference = t.reference_time;
         let (sender, media) = (*t.sender_ssrc, *t.ssrc);
         let base = zero + Duration::from_millis(u64::from(reference) * 64);
-        let statuses = t
+        let statuses: Vec<(u64, Option<u64>)> = t
             .into_iter(zero, 0u64.into())
             .map(|(seq, _, at)| {
                 let us = at.map(|at| at.duration_since(base).as_micros() as u64);
                 (*seq, us)
             })
             .collect();
+        let low16: Vec<(u64, Option<u64>)> =
+            (statuses.iter()).map(|(q, a)| (q & 0xffff, *a)).collect();
+        assert_eq!(fluo_reads(&msg[12..len]), low16, "Fluo's reader differs");
         (sender, media, statuses)
+    }
+
+    /// What Fluo's reader makes of a message's FCI (after the sender and media SSRCs, its
+    /// padding removed), as `parse` gives it: 16-bit sequence numbers, arrivals in µs from the reference time's start.
+    fn fluo_reads(fci: &[u8]) -> Vec<(u64, Option<u64>)> {
+        let fb = fluo_sfu::twcc::parse(fci).expect("Fluo's reader refused our feedback");
+        let mut out = vec![];
+        fb.for_each(|s| match s {
+            fluo_sfu::twcc::Status::Received { seq, at_us } => {
+                out.push((u64::from(seq), u64::try_from(at_us).ok()));
+            }
+            fluo_sfu::twcc::Status::Lost { first, count } => {
+                for i in 0..count {
+                    out.push((u64::from(first.wrapping_add(i)), None));
+                }
+            }
+        });
+        out
     }
 
     /// Arrivals with a gap, a large delta and a run long enough for a run-length chunk come

@@ -369,6 +369,38 @@ fn bwe_rows_are_compared_with_fluo_and_groups_shown() {
     );
 }
 
+/// With `--fluo-base-bin`, `fluo-bwe-base` is set against `fluo-base` (the old binary's
+/// estimate on / off), in a column beside `fluo-bwe` / `fluo`.
+#[test]
+fn the_base_binarys_bwe_rows_are_compared_with_fluo_base() {
+    let mut runs = vec![
+        run("fluo", 100, fig(10.0, 0.0, 100, 0)),
+        run("fluo-base", 100, fig(10.0, 0.0, 100, 0)),
+        run("fluo-bwe", 100, fig(12.0, 0.0, 100, 100)),
+        run("fluo-bwe-base", 100, fig(15.0, 0.0, 100, 100)),
+    ];
+    for r in &mut runs {
+        r.2["viewer"] = json!("thin");
+    }
+    let servers: Vec<String> = ["fluo", "fluo-base", "fluo-bwe", "fluo-bwe-base"]
+        .map(String::from)
+        .to_vec();
+    let rows = build(&runs, &servers, &[100], 1, None);
+    let r = bwe_ratios(&rows);
+    assert_eq!(r.len(), 2);
+    assert_eq!(
+        (r[1]["on"].as_str(), r[1]["off"].as_str()),
+        (Some("fluo-bwe-base"), Some("fluo-base"))
+    );
+    assert!((r[1]["bwe_over_off"].as_f64().unwrap_or(0.0) - 1.5).abs() < 1e-9);
+    let md = markdown(&rows, &ratios(&rows));
+    assert!(
+        md.contains("| viewers | viewer | fluo-bwe / fluo | fluo-bwe-base / fluo-base |"),
+        "{md}"
+    );
+    assert!(md.contains("| 100 | thin | 1.20 | 1.50 |"), "{md}");
+}
+
 /// Behind virtual links a third of the viewers lose most of the video: that is the links,
 /// not the server; the saturation rule reads the other viewers' figures then.
 #[test]

@@ -15,6 +15,7 @@
 
 use fluo_sfu::twcc::{self, Status};
 use fluo_sfu::ParseError;
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 mod marks;
@@ -75,6 +76,11 @@ pub struct SentLog {
     acked: Vec<Acked>,
     /// Which packets were probes (see [`SentLog::mark_probe`]).
     probes: marks::ProbeMarks,
+    /// Every record below this sequence number (unwrapped) adds nothing to the data in flight
+    /// now or later (reported, too old, or out of the ring): [`SentLog::in_flight`] reads from
+    /// here on and moves it up, so that it costs what was sent since the last feedback rather
+    /// than the whole ring.
+    settled: Cell<i64>,
 }
 
 impl std::fmt::Debug for SentLog {
@@ -96,6 +102,7 @@ impl SentLog {
             reference: None,
             acked: Vec::with_capacity(64),
             probes: marks::ProbeMarks::default(),
+            settled: Cell::new(i64::MIN),
         }
     }
 
@@ -252,7 +259,44 @@ impl SentLog {
     }
 
     /// Bytes sent and not reported yet, of the packets the ring holds (the data in flight).
+    /// Reads the records from the lowest that may still count (see `settled`) on: one
+    /// reported, too old or out of the ring never counts again; one not recorded (a sequence
+    /// number not sent, or not yet) may still be, and stops the mark there.
     pub fn in_flight(&self, now: Instant) -> u64 {
+        let Some(newest) = self.newest else {
+            return 0;
+        };
+        let now_us = self.micros(now);
+        let from = (newest - SLOTS as i64 + 1).max(0).max(self.settled.get());
+        let mut settled = true;
+        let mut bytes = 0u64;
+        for full in from..=newest {
+            match self.get(full, now_us) {
+                Some((i, s)) if self.slots[i].size_flags & (RECEIVED | LOST) == 0 => {
+                    bytes += u64::from(s.size);
+                    settled = false;
+                }
+                Some(_) => {}
+                None if settled && !self.recorded(full) => settled = false,
+                None => {}
+            }
+            if settled {
+                self.settled.set(full + 1);
+            }
+        }
+        bytes
+    }
+
+    /// Whether the ring's slot for `full` holds its record (of whatever age).
+    fn recorded(&self, full: i64) -> bool {
+        let s = self.slots[(full as u16 as usize) % SLOTS];
+        s.size_flags & USED != 0 && s.seq == full as u16
+    }
+
+    /// [`SentLog::in_flight`] by reading every record the ring holds (what it did before the
+    /// mark; for tests).
+    #[cfg(test)]
+    fn in_flight_scan(&self, now: Instant) -> u64 {
         let Some(newest) = self.newest else {
             return 0;
         };
@@ -326,6 +370,65 @@ mod tests {
         assert_eq!(log.in_flight(later), 0);
         log.sent(later, 2, 700);
         assert_eq!(log.in_flight(later), 700);
+    }
+
+    /// The data in flight read from the mark is what reading the whole ring gives, through
+    /// feedback on random stretches (received, lost, reported twice), sequence numbers sent
+    /// late or never, records aging past `TOO_OLD` and the ring wrapping.
+    #[test]
+    fn the_data_in_flight_from_the_mark_is_the_whole_rings() {
+        let t0 = Instant::now();
+        let mut log = SentLog::new(t0);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |m: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % m
+        };
+        let mut now = t0;
+        let mut seq = 65_000u16;
+        let mut holes: Vec<u16> = vec![];
+        let mut checked = 0;
+        for step in 0..4000u32 {
+            now += Duration::from_millis(if step % 1000 == 999 { 11_000 } else { 3 });
+            match next(10) {
+                0..=5 => {
+                    for _ in 0..1 + next(4) {
+                        if next(50) == 0 {
+                            holes.push(seq);
+                        } else {
+                            log.sent(now, seq, 100 + next(1100) as usize);
+                        }
+                        seq = seq.wrapping_add(1);
+                    }
+                }
+                6 if !holes.is_empty() => {
+                    let h = holes.swap_remove(next(holes.len() as u64) as usize);
+                    if next(2) == 0 {
+                        log.sent(now, h, 500);
+                    }
+                }
+                _ => {
+                    // Feedback on a stretch ending near the newest, each packet received
+                    // (a one-byte delta) or lost, in run-length chunks of one.
+                    let len = 1 + next(40) as u16;
+                    let base = seq.wrapping_sub(len + next(20) as u16);
+                    let statuses: Vec<bool> = (0..len).map(|_| next(5) != 0).collect();
+                    let chunks: Vec<u16> = (statuses.iter())
+                        .map(|r| (u16::from(*r) << 13) | 1)
+                        .collect();
+                    let deltas = vec![1u8; statuses.iter().filter(|r| **r).count()];
+                    let reference = (now - t0).as_millis() as u32 / 64;
+                    let buf = fci(base, len, reference, &chunks, &deltas);
+                    log.feedback(now, &buf).unwrap();
+                    log.clear_acked();
+                }
+            }
+            assert_eq!(log.in_flight(now), log.in_flight_scan(now), "step {step}");
+            checked += u32::from(log.in_flight(now) > 0);
+        }
+        assert!(checked > 1000, "mostly something in flight: {checked}");
     }
 
     #[test]

@@ -316,6 +316,8 @@ pub struct MediaCore {
     /// Whether an endpoint with its bandwidth estimated (`--bwe on`) ever joined: until then
     /// no estimator runs at timer fires and the router measures no layer rates.
     bwe_on: bool,
+    /// The estimators' process step, for all of them at once (see `bwe::Tick`).
+    bwe_tick: bwe::Tick,
 }
 
 impl MediaCore {
@@ -351,6 +353,7 @@ impl MediaCore {
             carried: egress::Carried::default(),
             bwe: HashMap::new(),
             bwe_on: false,
+            bwe_tick: bwe::Tick::default(),
         }
     }
 
@@ -405,7 +408,9 @@ impl MediaCore {
     /// When `handle_timeout` must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let eps = self.timers.peek().map(|Reverse((t, _))| *t);
-        eps.into_iter().chain(self.router.poll_timeout()).min()
+        (eps.into_iter().chain(self.router.poll_timeout()))
+            .chain(self.bwe_tick.at)
+            .min()
     }
 
     /// Number of WebRTC endpoints.

@@ -322,7 +322,9 @@ impl ViewerBwe {
     /// Feeds the controller what `log` recorded and received since the last call, and its
     /// process step when due; the estimate at `now`.
     pub(crate) fn run(&mut self, now: Instant, log: &mut SentLog) -> Estimate {
-        let Some(mut cc) = self.cc.take() else {
+        // Borrowed, not moved into the closure and back: the controller is a few KiB, and
+        // two copies per call were a twentieth of the estimate's cost (callgrind).
+        let Some(cc) = self.cc.as_mut() else {
             // What the feedback matched is for no one now.
             log.clear_acked();
             return Estimate::Failed;
@@ -341,19 +343,19 @@ impl ViewerBwe {
         let prober = &self.prober;
         let ran = fluo_core::panics::contain(|| {
             log.take_sent(now, |s| take(cc.on_sent_packet(sent_packet(s, prober))));
-            fed = feed_acked(&mut cc, log, prober, now, now_us, &mut take);
+            fed = feed_acked(cc, log, prober, now, now_us, &mut take);
             if process {
                 take(cc.on_process_interval(ProcessInterval {
                     at_time: ts(now_us),
                     pacer_queue: None,
                 }));
             }
-            cc
         });
         match ran {
-            Ok(cc) => self.cc = Some(cc),
+            Ok(()) => {}
             Err(panic) => {
-                // The controller was moved into the closure and dropped as it unwound.
+                // Whatever state the panic left the controller in, it is dropped.
+                self.cc = None;
                 let why = panic_text(panic.as_ref());
                 tracing::warn!("the bandwidth estimator panicked ({why}): this viewer has no estimate and its layer no cap from now on");
                 self.target = None;
@@ -488,6 +490,12 @@ impl ViewerBwe {
             .next_probe
             .map_or(self.next_process, |p| p.min(self.next_process));
         self.cc.as_ref().map(|_| next)
+    }
+
+    /// When the prober's next step is due, while a probe cluster is being sent: the viewer's
+    /// own timer carries it (the process step is the estimators' tick, [`Tick`]).
+    pub(crate) fn next_probe(&self) -> Option<Instant> {
+        self.cc.as_ref().and(self.next_probe)
     }
 
     /// Sends the probe padding due at `now` through `viewer` into `batch` (see `probe.rs`),
@@ -711,6 +719,7 @@ impl MediaCore {
             let max = (max > 0).then_some(max);
             ViewerBwe::new(now, log.micros(now), max)
         });
+        self.bwe_tick.at.get_or_insert(now + PROCESS_EVERY);
         let estimate = est.run(now, log);
         if estimate != Estimate::Failed {
             let mut eg = self.outbox.egress();
@@ -763,6 +772,34 @@ impl MediaCore {
                 .set_layer_bandwidth_cap(node, MediaKind::Video, cap);
         }
         next
+    }
+}
+
+/// When the estimators' process step runs next, for all of them at once: one timer of the
+/// media core every [`PROCESS_EVERY`] while any viewer has one, rather than each viewer's own
+/// (which also ran its str0m session's timeout, the media-state check and the REMB update, 40
+/// times a second per viewer).
+#[derive(Default)]
+pub(super) struct Tick {
+    /// `None` while no viewer has an estimator.
+    pub(super) at: Option<Instant>,
+    /// The viewers run at a tick (kept: nothing allocated per tick).
+    keys: Vec<u64>,
+}
+
+impl MediaCore {
+    /// The estimators' tick (see [`Tick`]): each viewer's sent packets and process step, its
+    /// estimate and layer cap (`bwe_update`), in the order of their keys.
+    pub(super) fn bwe_tick(&mut self, now: Instant) {
+        let mut keys = std::mem::take(&mut self.bwe_tick.keys);
+        keys.clear();
+        keys.extend(self.bwe.keys().copied());
+        keys.sort_unstable();
+        for key in &keys {
+            self.bwe_update(*key);
+        }
+        self.bwe_tick.keys = keys;
+        self.bwe_tick.at = (!self.bwe.is_empty()).then(|| now + PROCESS_EVERY);
     }
 }
 

@@ -69,12 +69,13 @@ impl MediaCore {
             lost = is_lost(&ep);
             connected = ep.connected;
         }
+        // Its bandwidth estimator's process step, when it has one, is the estimators' tick
+        // (`bwe`); its prober's next step, while a probe cluster is sent, is its own timer's.
         let deadline = if lost {
             deadline.max(self.now + LOST_PEER_TICK)
         } else {
-            // Its bandwidth estimator's process step (`bwe`), when it has one.
-            let bwe = self.bwe.get(&key).and_then(|b| b.next_process());
-            bwe.map_or(deadline, |t| deadline.min(t))
+            let probe = self.bwe.get(&key).and_then(|b| b.next_probe());
+            probe.map_or(deadline, |t| deadline.min(t))
         };
         self.set_deadline(key, deadline);
         if !was_connected && connected {

@@ -18,6 +18,10 @@ impl MediaCore {
         self.now = now;
         // Deferred keyframe requests, ports' media flows gone idle.
         self.router.handle_timeout(now);
+        // The bandwidth estimators' process step, all at once (`bwe`).
+        if self.bwe_tick.at.is_some_and(|t| t <= now) {
+            self.bwe_tick(now);
+        }
         let mut due: Vec<u64> = vec![];
         while let Some(Reverse((t, key))) = self.timers.peek().copied() {
             if t > now {
@@ -60,7 +64,13 @@ impl MediaCore {
                 }
             }
             self.update_remb(k);
-            if self.bwe_on {
+            let probe_due = (self.bwe.get(&k))
+                .and_then(|b| b.next_probe())
+                .is_some_and(|t| t <= now);
+            if self.bwe_on && (!self.bwe.contains_key(&k) || probe_due) {
+                // Its estimator is made here or at its first feedback; then it runs at
+                // feedback and at the estimators' tick (`bwe`), and at its own timer only
+                // for its prober's steps while a probe cluster is sent.
                 self.bwe_update(k);
             }
             self.drive(k);
