@@ -43,7 +43,7 @@ pub struct Plan {
     /// order (`--latency-detail`).
     pub latency_detail: bool,
     /// The rate of the stream an unlimited viewer gets, payload bits/s (the feed's video and
-    /// audio): the smoke's least plausible estimate of such a viewer's bandwidth.
+    /// audio): the smoke asks at least half of it as such a viewer's estimate.
     pub stream_bps: u64,
 }
 

@@ -825,10 +825,14 @@ fn twcc_check(kind: Kind, mode: Mode, plan: &drive::Plan, fig: &Value, bad: &mut
     }
     if kind.is_fluo_bwe() {
         let bwe = &fig["server_view"]["bandwidth_estimate_bps"];
-        let least = plan.stream_bps.max(1) as f64;
+        // At least half the stream's rate: the smoke's few seconds from the estimator's
+        // 1 Mbit/s start, with one video packet in 50 dropped on purpose (goog_cc counts the
+        // loss), read 837-844 kbit/s for a 927 kbit/s stream (2026-12-07, debug); a viewer
+        // whose feedback the estimate misreads falls towards its 30 kbit/s floor.
+        let least = (plan.stream_bps / 2).max(1) as f64;
         if !bwe.as_f64().is_some_and(|b| b >= least) {
             bad.push(format!(
-                "Fluo's getStats of an unlimited viewer: bandwidth estimate {bwe}, not at least the stream's {least} bit/s"
+                "Fluo's getStats of an unlimited viewer: bandwidth estimate {bwe}, not at least half the stream's rate ({least} bit/s)"
             ));
         }
     }
@@ -925,10 +929,15 @@ mod tests {
         );
         assert!(!check(Kind::FluoBwe, &good(10)), "no estimate");
         let mut low = bwe.clone();
-        low["server_view"]["bandwidth_estimate_bps"] = json!(900_000);
+        low["server_view"]["bandwidth_estimate_bps"] = json!(470_000);
         assert!(
             !check(Kind::FluoBwe, &low),
-            "an estimate below the unlimited viewer's stream"
+            "an estimate below half the unlimited viewer's stream"
+        );
+        low["server_view"]["bandwidth_estimate_bps"] = json!(840_000);
+        assert!(
+            check(Kind::FluoBwe, &low),
+            "the smoke's estimates with its 2 % loss"
         );
         assert!(
             check(Kind::FluoBweBase, &bwe),
