@@ -34,7 +34,9 @@ use goog_cc::{GoogCcConfig, GoogCcNetworkController};
 use std::time::{Duration, Instant};
 
 mod probe;
+mod tick;
 use probe::Prober;
+pub(super) use tick::Tick;
 
 /// Where a viewer's estimate starts: about what a weak link takes (a higher start would send
 /// a weak viewer the top layer and fill its queue before the first feedback says so).
@@ -772,34 +774,6 @@ impl MediaCore {
                 .set_layer_bandwidth_cap(node, MediaKind::Video, cap);
         }
         next
-    }
-}
-
-/// When the estimators' process step runs next, for all of them at once: one timer of the
-/// media core every [`PROCESS_EVERY`] while any viewer has one, rather than each viewer's own
-/// (which also ran its str0m session's timeout, the media-state check and the REMB update, 40
-/// times a second per viewer).
-#[derive(Default)]
-pub(super) struct Tick {
-    /// `None` while no viewer has an estimator.
-    pub(super) at: Option<Instant>,
-    /// The viewers run at a tick (kept: nothing allocated per tick).
-    keys: Vec<u64>,
-}
-
-impl MediaCore {
-    /// The estimators' tick (see [`Tick`]): each viewer's sent packets and process step, its
-    /// estimate and layer cap (`bwe_update`), in the order of their keys.
-    pub(super) fn bwe_tick(&mut self, now: Instant) {
-        let mut keys = std::mem::take(&mut self.bwe_tick.keys);
-        keys.clear();
-        keys.extend(self.bwe.keys().copied());
-        keys.sort_unstable();
-        for key in &keys {
-            self.bwe_update(*key);
-        }
-        self.bwe_tick.keys = keys;
-        self.bwe_tick.at = (!self.bwe.is_empty()).then(|| now + PROCESS_EVERY);
     }
 }
 
