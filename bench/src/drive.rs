@@ -665,6 +665,7 @@ pub(crate) fn thin_delta(a: &[ViewerSnap], b: &[ViewerSnap]) -> Option<ThinStats
         any = true;
         sum.decrypt_failures += t.decrypt_failures - x.decrypt_failures;
         sum.unknown += t.unknown - x.unknown;
+        sum.padding += t.padding - x.padding;
         sum.duplicates += t.duplicates - x.duplicates;
         sum.repaired += t.repaired - x.repaired;
         sum.dropped += t.dropped - x.dropped;

@@ -125,6 +125,7 @@ pub fn figures(o: &Outcome) -> Value {
             "receiver_reports": t.receiver_reports, "nacked": t.nacked, "plis": t.plis,
             "sender_reports": t.sender_reports,
             "twcc_feedback": t.twcc_feedback, "twcc_reported": t.twcc_reported,
+            "padding": t.padding,
         })
     });
     let viewers = json!({

@@ -326,6 +326,9 @@ pub struct ThinStats {
     /// Transport-wide feedback messages sent, and the packets they reported received.
     pub twcc_feedback: u64,
     pub twcc_reported: u64,
+    /// Padding-only RTX packets (the server's bandwidth probes): counted for the
+    /// transport-wide feedback, nothing else.
+    pub padding: u64,
 }
 
 /// One thin viewer's receive state.
@@ -506,8 +509,12 @@ impl Thin {
             end = n - pad;
         }
         if info.rtx {
-            // RFC 4588: the original sequence number, then the original payload.
+            // RFC 4588: the original sequence number, then the original payload. A packet
+            // of padding alone (a bandwidth probe) has neither; its transport-wide number
+            // still counts as received, as Chromium and str0m count it.
             if end < hl + 2 {
+                self.note_twcc(now, tseq, arrival_ns, ssrc);
+                self.stats.padding += 1;
                 return None;
             }
             let osn = u16::from_be_bytes([data[hl], data[hl + 1]]);

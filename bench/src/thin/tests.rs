@@ -454,3 +454,61 @@ fn transport_wide_feedback_when_negotiated() {
         );
     }
 }
+
+/// A padding-only RTX packet (a server's bandwidth probe: no original sequence number, no
+/// payload) is received for the transport-wide feedback, as Chromium and str0m count it, and
+/// delivers nothing (before, it was dropped first and reported lost).
+#[test]
+fn probe_padding_is_reported_received() {
+    let (mut t, tx, server_rx) = pair(Profile::AeadAes128Gcm, 0);
+    t.set_twcc(Some(3));
+    let t0 = Instant::now();
+    assert!(t.keys(t0));
+    t.next_rr = Some(t0 + Duration::from_secs(60));
+    let wall = crate::sys::wall_ns() - 1_000_000_000;
+    let mut padding = vec![0xb0, 97, 0, 7, 0, 0, 0, 1, 0, 0, 0x0d, 0xef];
+    padding.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x31, 0x01, 0xf6, 0]); // tseq 502
+    padding.extend_from_slice(&[0; 199]);
+    padding.push(200);
+    for (i, (seq, tseq)) in [(1u16, 500u16), (2, 501), (0, 502), (3, 503)]
+        .into_iter()
+        .enumerate()
+    {
+        let at = wall + i as u64 * 2_000_000;
+        if seq == 0 {
+            let mut p = padding.clone();
+            tx.protect_rtp(&mut p, 20, 7).expect("protect");
+            assert!(
+                t.on_datagram(t0, at, &mut p).is_none(),
+                "padding delivers nothing"
+            );
+            continue;
+        }
+        let mut p = rtp_twcc(seq, tseq);
+        tx.protect_rtp(&mut p, 20, u64::from(seq)).expect("protect");
+        assert!(t.on_datagram(t0, at, &mut p).is_some());
+    }
+    assert_eq!((t.stats.padding, t.stats.unknown), (1, 0));
+    poll(&mut t, t0);
+    let sent = poll(&mut t, t0 + TWCC_INTERVAL);
+    assert_eq!(sent.len(), 1);
+    let packets = read_compound(&server_rx, &sent[0]);
+    let (_, _, bytes) = &packets[0];
+    let len = if bytes[0] & 0x20 != 0 {
+        bytes.len() - usize::from(bytes[bytes.len() - 1])
+    } else {
+        bytes.len()
+    };
+    let Ok(str0m::rtp::rtcp::Rtcp::Twcc(fb)) = str0m::rtp::rtcp::Rtcp::try_from(&bytes[..len])
+    else {
+        panic!("str0m does not read {bytes:?}");
+    };
+    let seqs: Vec<(u64, bool)> = fb
+        .into_iter(Instant::now(), 0u64.into())
+        .map(|(s, _, at)| (*s, at.is_some()))
+        .collect();
+    assert_eq!(
+        seqs,
+        vec![(500, true), (501, true), (502, true), (503, true)]
+    );
+}
