@@ -26,6 +26,14 @@ impl MediaCore {
         keys.sort_unstable();
         for key in &keys {
             self.bwe_update(*key);
+            // A probe cluster this step started takes its next steps at the viewer's own
+            // timer (`drive` and `handle_timeout` keep it there from then on).
+            let probe = self.bwe.get(key).and_then(|b| b.next_probe());
+            if let (Some(t), Some(e)) = (probe, self.eps.get(key)) {
+                if t < e.deadline {
+                    self.set_deadline(*key, t);
+                }
+            }
         }
         self.bwe_tick.keys = keys;
         self.bwe_tick.at = (!self.bwe.is_empty()).then(|| now + PROCESS_EVERY);
