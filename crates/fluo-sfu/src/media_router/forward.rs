@@ -6,7 +6,7 @@ use super::layers::{Admit, SourceLayers};
 use super::{Header, MediaRouter, Packet};
 use crate::event::{FlowDir, MediaEvent};
 use crate::rewrite::Rewriter;
-use crate::simulcast::{SwitchReason, MAX_LAYERS};
+use crate::simulcast::{ForwardedLayer, SwitchReason, MAX_LAYERS};
 use crate::{MediaKind, NodeId};
 use std::time::Instant;
 
@@ -119,14 +119,8 @@ impl MediaRouter {
                 continue;
             }
             n += 1;
-            if let (Some(reason), Some(e)) = (switched, self.nodes.get_mut(sink)) {
-                let layer = layers.forwarded(id, reason);
-                if let Some(s) = self.layers.get_mut(sink).and_then(|s| s.sink.as_mut()) {
-                    s.told = Some(layer.clone());
-                }
-                e.node.layer_changed(kind, Some(&layer));
-                let ev = MediaEvent::LayerChanged { kind, layer };
-                self.events.push_back((e.id.clone(), ev));
+            if let Some(reason) = switched {
+                self.tell_layer(sink, kind, layers.forwarded(id, reason));
             }
         }
         layers.sinks[usize::from(id)] = list;
@@ -328,5 +322,21 @@ impl MediaRouter {
         }
         // Its room is kept: a pass allocates nothing.
         self.pushed = pushed;
+    }
+}
+
+impl MediaRouter {
+    /// Tells `sink` of the layer it gets now: its sink's record, its node and the
+    /// `LayerChanged` event (simulcast and SVC alike).
+    pub(super) fn tell_layer(&mut self, sink: NodeId, kind: MediaKind, layer: ForwardedLayer) {
+        let Some(e) = self.nodes.get_mut(sink) else {
+            return;
+        };
+        if let Some(s) = self.layers.get_mut(sink).and_then(|s| s.sink.as_mut()) {
+            s.told = Some(layer.clone());
+        }
+        e.node.layer_changed(kind, Some(&layer));
+        let ev = MediaEvent::LayerChanged { kind, layer };
+        self.events.push_back((e.id.clone(), ev));
     }
 }

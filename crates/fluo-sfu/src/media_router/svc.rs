@@ -7,7 +7,6 @@ use super::entry::{Route, State};
 use super::layers::SourceLayers;
 use super::{MediaRouter, Packet};
 use crate::descriptor::{self, Vp9Layers};
-use crate::event::MediaEvent;
 use crate::simulcast::{SwitchReason, MAX_LAYERS};
 use crate::svc::{Verdict, ALL_TEMPORAL};
 use crate::NodeId;
@@ -141,14 +140,8 @@ impl MediaRouter {
                 false
             }
         };
-        if let (Some(id), Some(e)) = (moved, self.nodes.get_mut(sink)) {
-            let layer = layers.forwarded(id, reason);
-            if let Some(s) = self.layers.get_mut(sink).and_then(|s| s.sink.as_mut()) {
-                s.told = Some(layer.clone());
-            }
-            e.node.layer_changed(kind, Some(&layer));
-            let ev = MediaEvent::LayerChanged { kind, layer };
-            self.events.push_back((e.id.clone(), ev));
+        if let Some(id) = moved {
+            self.tell_layer(sink, kind, layers.forwarded(id, reason));
         }
         sent
     }
