@@ -391,6 +391,26 @@ fn rtp_twcc(seq: u16, tseq: u16) -> Vec<u8> {
     v
 }
 
+/// A transport-wide feedback message (an RTCP packet's bytes, padding included) as str0m
+/// reads it: its media SSRC and each sequence number with its arrival, if received.
+fn twcc_statuses(bytes: &[u8]) -> (u32, Vec<(u64, Option<Instant>)>) {
+    let len = if bytes[0] & 0x20 != 0 {
+        bytes.len() - usize::from(bytes[bytes.len() - 1])
+    } else {
+        bytes.len()
+    };
+    let Ok(str0m::rtp::rtcp::Rtcp::Twcc(fb)) = str0m::rtp::rtcp::Rtcp::try_from(&bytes[..len])
+    else {
+        panic!("str0m does not read {bytes:?}");
+    };
+    let ssrc = *fb.ssrc;
+    let statuses = fb
+        .into_iter(Instant::now(), 0u64.into())
+        .map(|(s, _, at)| (*s, at))
+        .collect();
+    (ssrc, statuses)
+}
+
 /// With TWCC negotiated the viewer reports each packet's transport-wide number and arrival
 /// (`TWCC_INTERVAL` after the first), a missing one as not received, in an SRTCP packet of
 /// its own that str0m reads back; without TWCC it sends none, as before.
@@ -425,21 +445,8 @@ fn transport_wide_feedback_when_negotiated() {
         assert_eq!(packets.len(), 1, "feedback alone, as Chromium sends it");
         let (pt, fmt, bytes) = &packets[0];
         assert_eq!((*pt, *fmt), (205, 15));
-        let len = if bytes[0] & 0x20 != 0 {
-            bytes.len() - usize::from(bytes[bytes.len() - 1])
-        } else {
-            bytes.len()
-        };
-        let Ok(str0m::rtp::rtcp::Rtcp::Twcc(fb)) = str0m::rtp::rtcp::Rtcp::try_from(&bytes[..len])
-        else {
-            panic!("str0m does not read {bytes:?}");
-        };
-        assert_eq!(*fb.ssrc, 0xabc);
-        let zero = Instant::now();
-        let statuses: Vec<(u64, Option<Instant>)> = fb
-            .into_iter(zero, 0u64.into())
-            .map(|(s, _, at)| (*s, at))
-            .collect();
+        let (ssrc, statuses) = twcc_statuses(bytes);
+        assert_eq!(ssrc, 0xabc);
         let seqs: Vec<(u64, bool)> = statuses.iter().map(|s| (s.0, s.1.is_some())).collect();
         assert_eq!(
             seqs,
@@ -494,18 +501,10 @@ fn probe_padding_is_reported_received() {
     assert_eq!(sent.len(), 1);
     let packets = read_compound(&server_rx, &sent[0]);
     let (_, _, bytes) = &packets[0];
-    let len = if bytes[0] & 0x20 != 0 {
-        bytes.len() - usize::from(bytes[bytes.len() - 1])
-    } else {
-        bytes.len()
-    };
-    let Ok(str0m::rtp::rtcp::Rtcp::Twcc(fb)) = str0m::rtp::rtcp::Rtcp::try_from(&bytes[..len])
-    else {
-        panic!("str0m does not read {bytes:?}");
-    };
-    let seqs: Vec<(u64, bool)> = fb
-        .into_iter(Instant::now(), 0u64.into())
-        .map(|(s, _, at)| (*s, at.is_some()))
+    let seqs: Vec<(u64, bool)> = twcc_statuses(bytes)
+        .1
+        .iter()
+        .map(|(s, at)| (*s, at.is_some()))
         .collect();
     assert_eq!(
         seqs,
