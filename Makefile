@@ -179,14 +179,20 @@ cluster-test:
 # Fluo against Janus side by side (bench/, docs/perf.md): one WebRTC publisher, N viewers, the
 # server pinned to CPU 0 and the load tool to CPU 1 in a private network namespace (root).
 # Results in bench/results/<date>-<commit>.json and .md, plots in docs/img/. BENCH_ARGS adds flags,
-# e.g. BENCH_ARGS="--viewers 100 --reps 1". Issue 20's rows (not in the default servers):
-# BENCH_ARGS="--servers fluo,fluo-bwe --viewers 100,200" (CPU per packet, the estimate on / off) and
-# BENCH_ARGS="--servers fluo-bwe --viewers 500 --limit 0.33:300 --simulcast --warmup 15" (a third
-# of the viewers behind 300 kbit/s links, a q/h/f simulcast publisher: loss and fps per group).
+# e.g. BENCH_ARGS="--viewers 100 --reps 1", and then runs only that. Without BENCH_ARGS two more
+# runs follow, issue 20's figures (docs/simulcast.md "Cost"): <date>-<commit>-bwe (--servers
+# fluo,fluo-bwe --viewers 100,200: CPU per packet with the estimate on and off) and
+# <date>-<commit>-simulcast500 (--servers fluo-bwe --viewers 500 --limit 0.33:300 --simulcast
+# --warmup 15: a third of the viewers behind 300 kbit/s links, a q/h/f simulcast publisher: loss
+# and fps per group).
+, := ,
+BENCH_STAMP = $(shell date -u +%F)-$(shell git rev-parse --short=7 HEAD)
 BENCH_ARGS ?=
 bench: deps-bench
 	$(CARGO) build --release -p fluo-server -p fluo-bench
 	target/release/fluo-bench --fluo-bin target/release/fluo --plots docs/img $(BENCH_ARGS)
+	$(if $(BENCH_ARGS),,target/release/fluo-bench --fluo-bin target/release/fluo --servers fluo$(,)fluo-bwe --viewers 100$(,)200 --out bench/results/$(BENCH_STAMP)-bwe.json)
+	$(if $(BENCH_ARGS),,target/release/fluo-bench --fluo-bin target/release/fluo --servers fluo-bwe --viewers 500 --limit 0.33:300 --simulcast --warmup 15 --out bench/results/$(BENCH_STAMP)-simulcast500.json)
 
 # The same for 10 viewers and a few seconds, Fluo and the four Janus rows, thin and full viewers,
 # 10 more joining while they watch, 2 % of the video dropped at the viewers so that their NACKs
