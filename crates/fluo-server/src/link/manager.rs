@@ -34,6 +34,10 @@ const LIST_WAIT: Duration = Duration::from_secs(2);
 /// again, refusals to try again, sessions whose grace period ran out).
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 
+/// The longest a copy a node keeps refusing waits before it is made again: the wait doubles
+/// from [`LOOK_EVERY`] at each refusal in a row, up to this.
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
 /// The ServerManager's lists that span the cluster.
 const GATHERED: [&str; 2] = ["getPipelines", "getSessions"];
 
@@ -94,8 +98,23 @@ struct Listener {
     /// Per node: what was made there.
     made: HashMap<NodeId, Made>,
     /// The copies a node refused (node, event type) since they were last made there: each
-    /// logged at warn once, then at debug while it keeps refusing.
-    refused: HashSet<(NodeId, String)>,
+    /// logged at warn once, then at debug while it keeps refusing, and made again only after
+    /// a wait that doubles at each refusal in a row.
+    refused: HashMap<(NodeId, String), Refusal>,
+}
+
+/// A copy a node refused: how many times in a row, and when it may be made again.
+struct Refusal {
+    times: u32,
+    retry_at: Instant,
+}
+
+impl Refusal {
+    /// The wait after the `times`-th refusal in a row: 1 s, 2 s, 4 s ... up to [`RETRY_MAX`].
+    fn wait(times: u32) -> Duration {
+        let doublings = times.saturating_sub(1).min(16);
+        LOOK_EVERY.saturating_mul(1 << doublings).min(RETRY_MAX)
+    }
 }
 
 /// What was made on one node: over which link, on which client connection's mirror, the
@@ -313,9 +332,10 @@ impl Router {
         let answers = std::mem::take(&mut *lock(&self.manager.answers));
         let todo = {
             let mut all = lock(&self.manager.listeners);
-            all.heard(answers);
-            all.tidy(Instant::now());
-            all.due(&self.others(), |n| self.links.live(&n.info.id, n.boot))
+            let now = Instant::now();
+            all.heard(answers, now);
+            all.tidy(now);
+            all.due(&self.others(), now, |n| self.links.live(&n.info.id, n.boot))
         };
         let mut nodes: Vec<&NodeRecord> = vec![];
         for t in &todo {
@@ -387,7 +407,7 @@ impl Router {
         let Some((session, l)) = all.on(ask.conn, ask.session.clone()) else {
             return;
         };
-        let reqs = l.missing(node, Some(link));
+        let reqs = l.missing(node, Some(link), Instant::now());
         let copies = &self.manager.answers;
         if !reqs.is_empty() && send_subscriptions(ask, link, &session, &reqs, copies) {
             l.sent(node, link, ask.conn, &reqs);
@@ -549,8 +569,8 @@ impl Listeners {
     }
 
     /// What the nodes answered to copies: one refused is logged (at warn the first time)
-    /// and made again on the next look.
-    fn heard(&mut self, answers: Vec<Answer>) {
+    /// and made again at a later look, after [`Refusal::wait`].
+    fn heard(&mut self, answers: Vec<Answer>, now: Instant) {
         for a in answers {
             let Some(l) = self.sessions.get_mut(&a.session) else {
                 continue;
@@ -563,10 +583,19 @@ impl Listeners {
             if let Some(m) = l.made.get_mut(&a.node) {
                 m.events.remove(&a.event);
             }
-            if l.refused.insert(key) {
-                tracing::warn!(node = %a.node, session = %a.session, event = %a.event, %error, "link: a node refused a ServerManager subscription copied there; it is made again at the next look");
+            let times = l.refused.get(&key).map_or(1, |r| r.times.saturating_add(1));
+            let wait = Refusal::wait(times);
+            l.refused.insert(
+                key,
+                Refusal {
+                    times,
+                    retry_at: now + wait,
+                },
+            );
+            if times == 1 {
+                tracing::warn!(node = %a.node, session = %a.session, event = %a.event, %error, "link: a node refused a ServerManager subscription copied there; it is made again later, after a wait that doubles while it keeps refusing");
             } else {
-                tracing::debug!(node = %a.node, session = %a.session, event = %a.event, %error, "link: a node refused a ServerManager subscription copied there again");
+                tracing::debug!(node = %a.node, session = %a.session, event = %a.event, %error, times, wait_ms = wait.as_millis() as u64, "link: a node refused a ServerManager subscription copied there again");
             }
         }
     }
@@ -576,6 +605,7 @@ impl Listeners {
     fn due(
         &self,
         others: &[NodeRecord],
+        now: Instant,
         live: impl Fn(&NodeRecord) -> Option<Arc<Link>>,
     ) -> Vec<Todo> {
         let mut todo = vec![];
@@ -585,7 +615,7 @@ impl Listeners {
             };
             for node in others {
                 let link = live(node);
-                let reqs = l.missing(&node.info.id, link.as_ref());
+                let reqs = l.missing(&node.info.id, link.as_ref(), now);
                 // Made there on this link for another connection: bound to this one.
                 let bind = l.made.get(&node.info.id).is_some_and(|m| {
                     m.conn != at.conn && link.as_ref().is_some_and(|x| same(x, m))
@@ -617,20 +647,31 @@ impl Listener {
             left: None,
             reqs: vec![],
             made: HashMap::new(),
-            refused: HashSet::new(),
+            refused: HashMap::new(),
         }
     }
 
     /// The subscriptions not made on `node` over `link` (all of them on another link, or
-    /// none now).
-    fn missing(&self, node: &NodeId, link: Option<&Arc<Link>>) -> Vec<Map<String, Value>> {
+    /// none now), less those `node` refused whose wait has not run out at `now`.
+    fn missing(
+        &self,
+        node: &NodeId,
+        link: Option<&Arc<Link>>,
+        now: Instant,
+    ) -> Vec<Map<String, Value>> {
         let made = self
             .made
             .get(node)
             .filter(|m| link.is_some_and(|l| same(l, m)));
+        let waiting = |event: &str| {
+            self.refused
+                .iter()
+                .any(|((n, e), r)| n == node && e == event && r.retry_at > now)
+        };
         self.reqs
             .iter()
             .filter(|r| made.is_none_or(|m| !m.events.contains(event_type(r))))
+            .filter(|r| !waiting(event_type(r)))
             .cloned()
             .collect()
     }
@@ -776,7 +817,12 @@ mod tests {
 
     /// What is due for each todo.
     fn due(l: &Listeners, others: &[NodeRecord], link: &Arc<Link>) -> Vec<Due> {
-        let todo = l.due(others, |_| Some(link.clone()));
+        due_at(l, others, link, Instant::now())
+    }
+
+    /// What is due for each todo at `now`.
+    fn due_at(l: &Listeners, others: &[NodeRecord], link: &Arc<Link>, now: Instant) -> Vec<Due> {
+        let todo = l.due(others, now, |_| Some(link.clone()));
         let events = |t: &Todo| -> Vec<String> {
             t.reqs.iter().map(|r| event_type(r).to_string()).collect()
         };
@@ -787,7 +833,12 @@ mod tests {
 
     /// Records `l`'s todos as sent over `link`.
     fn send_all(l: &mut Listeners, others: &[NodeRecord], link: &Arc<Link>) {
-        for t in l.due(others, |_| Some(link.clone())) {
+        send_all_at(l, others, link, Instant::now());
+    }
+
+    /// Records `l`'s todos at `now` as sent over `link`.
+    fn send_all_at(l: &mut Listeners, others: &[NodeRecord], link: &Arc<Link>, now: Instant) {
+        for t in l.due(others, now, |_| Some(link.clone())) {
             let m = l.sessions.get_mut(&t.session).unwrap();
             m.sent(&t.node.info.id, link, t.at.conn, &t.reqs);
         }
@@ -911,7 +962,7 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_a_node_refused_is_made_again_at_the_next_look() {
+    fn a_copy_a_node_refused_is_made_again_after_a_wait_that_doubles() {
         let mut l = Listeners::new(Duration::from_secs(5));
         let b = [record("node-b", 1)];
         let (link, _frames) = super::super::entry::detached("node-b", 1);
@@ -926,36 +977,55 @@ mod tests {
             error,
         };
         let refusal = json!({"code": 40000, "message": "too many subscriptions"});
-        // One made, one refused: only the refused one again, as long as it is refused.
-        l.heard(vec![
-            answer("ObjectCreated", None),
-            answer("ObjectDestroyed", Some(refusal.clone())),
-        ]);
         let again = vec![(
             1,
             "node-b".to_string(),
             false,
             vec!["ObjectDestroyed".to_string()],
         )];
-        assert_eq!(due(&l, &b, &link), again);
         let key = (
             NodeId::new("node-b").unwrap(),
             "ObjectDestroyed".to_string(),
         );
-        assert!(l.sessions["s"].refused.contains(&key));
-        send_all(&mut l, &b, &link);
-        assert!(due(&l, &b, &link).is_empty());
-        l.heard(vec![answer("ObjectDestroyed", Some(refusal))]);
-        assert_eq!(due(&l, &b, &link), again);
-        send_all(&mut l, &b, &link);
-        l.heard(vec![answer("ObjectDestroyed", None)]);
-        assert!(due(&l, &b, &link).is_empty());
+        let ms = Duration::from_millis;
+        // One made, one refused: only the refused one again, once its wait (1 s, then 2 s,
+        // 4 s ... at most RETRY_MAX) has run out, and again while it is refused.
+        let t0 = Instant::now();
+        l.heard(
+            vec![
+                answer("ObjectCreated", None),
+                answer("ObjectDestroyed", Some(refusal.clone())),
+            ],
+            t0,
+        );
+        assert!(l.sessions["s"].refused.contains_key(&key));
+        assert!(due_at(&l, &b, &link, t0 + ms(999)).is_empty());
+        assert_eq!(due_at(&l, &b, &link, t0 + ms(1000)), again);
+        let t1 = t0 + ms(1000);
+        l.heard(vec![answer("ObjectDestroyed", Some(refusal.clone()))], t1);
+        assert!(due_at(&l, &b, &link, t1 + ms(1999)).is_empty());
+        assert_eq!(due_at(&l, &b, &link, t1 + ms(2000)), again);
+        let mut t = t1 + ms(2000);
+        for _ in 0..20 {
+            l.heard(vec![answer("ObjectDestroyed", Some(refusal.clone()))], t);
+            t += RETRY_MAX;
+        }
+        assert_eq!(l.sessions["s"].refused[&key].times, 22);
+        assert!(due_at(&l, &b, &link, t - ms(1)).is_empty());
+        assert_eq!(due_at(&l, &b, &link, t), again);
+        // Made once it is taken: nothing more to make, nothing refused.
+        send_all_at(&mut l, &b, &link, t);
+        l.heard(vec![answer("ObjectDestroyed", None)], t);
+        assert!(due_at(&l, &b, &link, t).is_empty());
         assert!(l.sessions["s"].refused.is_empty());
         // An answer for a session no longer kept is ignored.
-        l.heard(vec![Answer {
-            session: "gone".into(),
-            ..answer("ObjectCreated", None)
-        }]);
+        l.heard(
+            vec![Answer {
+                session: "gone".into(),
+                ..answer("ObjectCreated", None)
+            }],
+            t,
+        );
     }
 
     #[test]
