@@ -388,11 +388,15 @@ impl Router {
             return;
         }
         let copies = &self.manager.answers;
-        if !send_subscriptions(&ask, link, &t.session, &t.reqs, copies) {
-            tracing::debug!(node = %t.node.info.id, "link: ServerManager subscriptions not made there yet (the link refused them)");
-            return;
+        let n = send_subscriptions(&ask, link, &t.session, &t.reqs, copies);
+        if n < t.reqs.len() {
+            tracing::debug!(node = %t.node.info.id, sent = n, of = t.reqs.len(), "link: ServerManager subscriptions not all made there yet (the link refused them)");
         }
-        l.sent(&t.node.info.id, link, t.at.conn, &t.reqs);
+        // Those sent are recorded even when a later one was refused: made again, the node
+        // would hold them twice and the client hear their events twice (R43-cluster 2).
+        if n > 0 {
+            l.sent(&t.node.info.id, link, t.at.conn, &t.reqs[..n]);
+        }
     }
 
     /// Before `ask`'s request goes to `node` over `link`: its session's subscriptions to the
@@ -409,8 +413,11 @@ impl Router {
         };
         let reqs = l.missing(node, Some(link), Instant::now());
         let copies = &self.manager.answers;
-        if !reqs.is_empty() && send_subscriptions(ask, link, &session, &reqs, copies) {
-            l.sent(node, link, ask.conn, &reqs);
+        if !reqs.is_empty() {
+            let n = send_subscriptions(ask, link, &session, &reqs, copies);
+            if n > 0 {
+                l.sent(node, link, ask.conn, &reqs[..n]);
+            }
         }
     }
 
@@ -705,29 +712,31 @@ fn bind(ask: &Ask<'_>, link: &Link, session: &str) -> bool {
 
 /// Sends the subscriptions `reqs` of `ask`'s connection in `session` over `link`, as the
 /// entry's own requests (the client does not see their answers, which go to `answers`);
-/// whether all were sent.
+/// how many were sent, from the first (the link refuses the rest once it refuses one).
 fn send_subscriptions(
     ask: &Ask<'_>,
     link: &Link,
     session: &str,
     reqs: &[Map<String, Value>],
     answers: &Answers,
-) -> bool {
-    reqs.iter().all(|r| {
-        let own = rebind_id();
-        let mut r = r.clone();
-        r.insert("id".into(), own.clone());
-        if let Some(Value::Object(p)) = r.get_mut("params") {
-            p.insert("sessionId".into(), Value::from(session));
-        }
-        let pending = Pending::Copied {
-            session: session.to_string(),
-            event: event_type(&r).to_string(),
-            answers: answers.clone(),
-        };
-        let text = Value::Object(r).to_string();
-        link.send(ask, Some(&own), pending, text).is_ok()
-    })
+) -> usize {
+    reqs.iter()
+        .take_while(|&r| {
+            let own = rebind_id();
+            let mut r = r.clone();
+            r.insert("id".into(), own.clone());
+            if let Some(Value::Object(p)) = r.get_mut("params") {
+                p.insert("sessionId".into(), Value::from(session));
+            }
+            let pending = Pending::Copied {
+                session: session.to_string(),
+                event: event_type(&r).to_string(),
+                answers: answers.clone(),
+            };
+            let text = Value::Object(r).to_string();
+            link.send(ask, Some(&own), pending, text).is_ok()
+        })
+        .count()
 }
 
 /// The list in an answer's `value` (nothing when it is not one).
@@ -1036,5 +1045,39 @@ mod tests {
         );
         assert!(list(&json!({"value": 3})).is_empty());
         assert!(list(&json!(null)).is_empty());
+    }
+
+    #[test]
+    fn subscriptions_a_full_link_refused_are_told_apart_from_those_it_took() {
+        // A link whose queue (64 frames) has room for three more: conn 1's mirror opening
+        // and two of its three copies; the third is refused, and the count says which were
+        // sent so that only they are recorded as made (R43-cluster 2).
+        let (link, _frames) = super::super::entry::detached("node-b", 1);
+        let (other, _rx) = conn(99);
+        fn ask_of(at: &At) -> Ask<'_> {
+            Ask {
+                conn: at.conn,
+                peer: at.peer,
+                client: &at.client,
+                session: Some("s".into()),
+                text: "",
+            }
+        }
+        for _ in 0..60 {
+            let filler = ask_of(&other);
+            link.send(&filler, None, Pending::Swallow, "{}".into())
+                .unwrap();
+        }
+        let (at, _rx) = conn(1);
+        let reqs = [sub("ObjectCreated"), sub("ObjectDestroyed"), sub("Other")];
+        let answers = Answers::default();
+        assert_eq!(
+            send_subscriptions(&ask_of(&at), &link, "s", &reqs, &answers),
+            2
+        );
+        assert_eq!(
+            send_subscriptions(&ask_of(&at), &link, "s", &reqs, &answers),
+            0
+        );
     }
 }
