@@ -257,6 +257,19 @@ impl Table {
         e.rx.replace(now).is_some_and(|before| now > before)
     }
 
+    /// [`Table::judge`] for a relay whose relayOut did not answer while relayIn still lists
+    /// it (`Probe::Dark`), given relayIn's packets received (`None`: its statistics could not
+    /// be read): `Flowing` while they grow, else `Dark`; the probe it counted as, and the
+    /// verdict.
+    pub(super) fn judge_dark(&mut self, k: &Key, rx: Option<u64>) -> (Probe, Verdict) {
+        let probe = if self.arrived(k, rx) {
+            Probe::Flowing
+        } else {
+            Probe::Dark
+        };
+        (probe, self.judge(k, probe))
+    }
+
     /// Records what the janitor found on relay `k`; a relay to release is removed.
     pub(super) fn judge(&mut self, k: &Key, probe: Probe) -> Verdict {
         let Some(e) = self.relays.get_mut(k) else {
@@ -479,15 +492,14 @@ impl Service {
                 self.invoke(&e.inp, "getSinkConnections", json!({})),
                 self.invoke(&e.out, "getSourceConnections", json!({}))
             );
-            let mut probe = Probe::of(&sinks, &sources);
-            if probe == Probe::Dark {
+            let probe = Probe::of(&sinks, &sources);
+            let (probe, verdict) = if probe == Probe::Dark {
                 let stats = self.invoke(&e.inp, "getStats", json!({})).await;
                 let rx = stats.ok().map(|v| received(&v));
-                if lock(&self.table).arrived(&k, rx) {
-                    probe = Probe::Flowing;
-                }
-            }
-            let verdict = lock(&self.table).judge(&k, probe);
+                lock(&self.table).judge_dark(&k, rx)
+            } else {
+                (probe, lock(&self.table).judge(&k, probe))
+            };
             match verdict {
                 Verdict::Release => {
                     tracing::info!(source = %k.source, pipeline = %k.pipeline, ?probe, "relay: released");
