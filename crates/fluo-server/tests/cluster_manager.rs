@@ -83,18 +83,34 @@ async fn a_subscription_alone_reaches_every_node_also_one_frozen_then() {
     listener.subscribe(MANAGER, "ObjectCreated").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     signal(&t.b, libc::SIGCONT);
-    // Another client makes a pipeline on node-b after a while (the entry's task looks again
-    // every second).
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Another client makes pipelines on node-b (the entry's task looks again every second).
     let mut maker = Client::connect(t.port_b).await;
-    let p = maker
-        .create("MediaPipeline", json!({"fluoNode": "node-b"}))
-        .await
-        .expect("a pipeline on node-b");
     assert!(
-        heard(&mut listener, "ObjectCreated", &p, Duration::from_secs(5)).await,
-        "the listener through node-a never heard of {p}, made on node-b"
+        until_announced(&mut maker, &mut listener, "node-b", Duration::from_secs(20)).await,
+        "the listener through node-a heard of no pipeline made on node-b in 20 s"
     );
+}
+
+/// Makes pipelines on `node` through `maker` until `listener` hears one announced (each
+/// given 1 s), within `budget`: the entry's task makes its copy of the subscription there at
+/// a look (every second), so the first ones may come before it. Whether one was heard.
+async fn until_announced(
+    maker: &mut Client,
+    listener: &mut Client,
+    node: &str,
+    budget: Duration,
+) -> bool {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < budget {
+        let p = maker
+            .create("MediaPipeline", json!({ "fluoNode": node }))
+            .await
+            .unwrap();
+        if heard(listener, "ObjectCreated", &p, Duration::from_secs(1)).await {
+            return true;
+        }
+    }
+    false
 }
 
 /// The session `c`'s connection is in, as a `ping` naming none is answered.
@@ -132,12 +148,10 @@ async fn a_session_resumed_on_a_new_connection_hears_of_every_nodes_objects() {
     first.subscribe(MANAGER, "ObjectCreated").await;
     let session = session_now(&mut first).await;
     // The entry's task makes it on node-b at its next look.
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let mut maker = Client::connect(t.port_b).await;
-    let p1 = maker.create("MediaPipeline", pin("node-b")).await.unwrap();
     assert!(
-        heard(&mut first, "ObjectCreated", &p1, Duration::from_secs(5)).await,
-        "before the reconnect, {p1} made on node-b was not announced"
+        until_announced(&mut maker, &mut first, "node-b", Duration::from_secs(20)).await,
+        "before the reconnect, no pipeline made on node-b was announced in 20 s"
     );
     // The WebSocket drops (no close frame); the client connects again and resumes.
     drop(first);
@@ -158,15 +172,10 @@ async fn a_session_resumed_on_a_new_connection_hears_of_every_nodes_objects() {
     let dc = tempfile::tempdir().unwrap();
     let (_c, port_c) = node(dc.path(), &t.redis.url(), "node-c", SECRET, &[]);
     until_listed(&t.probe, &["node-a", "node-b", "node-c"]).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let mut maker_c = Client::connect(port_c).await;
-    let p3 = maker_c
-        .create("MediaPipeline", pin("node-c"))
-        .await
-        .unwrap();
     assert!(
-        heard(&mut second, "ObjectCreated", &p3, Duration::from_secs(5)).await,
-        "{p3} made on node-c, listed after the reconnect, was not announced"
+        until_announced(&mut maker_c, &mut second, "node-c", Duration::from_secs(20)).await,
+        "no pipeline made on node-c, listed after the reconnect, was announced in 20 s"
     );
 }
 
