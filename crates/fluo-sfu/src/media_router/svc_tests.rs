@@ -95,6 +95,12 @@ impl World {
     /// their sizes on a key picture's first packet, the marker on the last packet. A key
     /// picture when `key` or when a keyframe was asked since the last one.
     fn picture(&mut self, ms: u64, src: NodeId, key: bool) {
+        self.picture_losing(ms, src, key, None);
+    }
+
+    /// [`World::picture`] with its packet number `lost` (0 to 5) lost on the way in: its
+    /// sequence number is used, the packet not sent.
+    fn picture_losing(&mut self, ms: u64, src: NodeId, key: bool, lost: Option<usize>) {
         let key = key || std::mem::take(&mut self.log.lock().unwrap().keyframes) > 0;
         let n = self.picture;
         self.picture = n.wrapping_add(1);
@@ -117,6 +123,10 @@ impl World {
                     }
                 }
                 p.extend_from_slice(&[0x11; 20]);
+                if lost == Some(usize::from(sid) * 2 + part) {
+                    self.seq = self.seq.wrapping_add(1);
+                    continue;
+                }
                 self.send(ms, src, p, sid == 2 && ends, n);
             }
         }
@@ -188,6 +198,7 @@ fn each_sink_gets_the_layers_up_to_its_own_on_a_continuous_line() {
     let max0 = LayerLimits {
         max: Some(0),
         preferred: None,
+        max_temporal: None,
     };
     w.r.set_layer_limits(low, MediaKind::Video, max0);
     w.picture(0, cam, true);
@@ -243,7 +254,9 @@ fn a_sink_capped_by_bandwidth_goes_down_at_the_next_picture_without_a_keyframe()
     w.stream(33, 500, cam);
     assert!(w.pushes("v").iter().any(|p| p.2 == 2));
     let asked = w.log.lock().unwrap().asked;
-    w.r.set_layer_bandwidth_cap(v, MediaKind::Video, Some(1));
+    // Point 5 of the nine (three spatial layers with three temporal layers each): S1 with
+    // every temporal layer.
+    w.r.set_layer_bandwidth_cap(v, MediaKind::Video, Some(5));
     w.stream(500, 700, cam);
     let p = w.pushes("v");
     assert!(p.iter().all(|p| p.2 <= 1) && p.iter().any(|p| p.2 == 1));
@@ -268,9 +281,128 @@ fn the_rate_of_a_spatial_layer_counts_the_layers_below_it() {
     let (rates, complete) = w.r.layer_rates(v, MediaKind::Video).unwrap();
     assert!(complete);
     let r: Vec<u64> = rates.iter().map(|r| r.unwrap()).collect();
+    // By spatial layer, each with its three temporal layers: T0 is a quarter of the
+    // pictures, T1 another quarter, T2 half.
+    assert_eq!(r.len(), 9, "{r:?}");
+    let all = |s: usize| r[s * 3 + 2];
     // Each layer sends as much as the others here: one, two and three layers' worth.
     let near = |a: u64, b: u64| a.abs_diff(b) * 10 < b;
-    assert!(near(r[1], 2 * r[0]) && near(r[2], 3 * r[0]), "{r:?}");
+    assert!(
+        near(all(1), 2 * all(0)) && near(all(2), 3 * all(0)),
+        "{r:?}"
+    );
+    for s in 0..3 {
+        assert!(near(4 * r[s * 3], all(s)), "T0 of S{s}: {r:?}");
+        assert!(near(2 * r[s * 3 + 1], all(s)), "T0 and T1 of S{s}: {r:?}");
+    }
+}
+
+/// The temporal layer `name` was told it is held at, at each change.
+fn temporals(w: &World, name: &str) -> Vec<(u8, Option<u8>, SwitchReason)> {
+    let l = w.log.lock().unwrap();
+    (l.changes.iter().filter(|c| c.0 == name))
+        .map(|(_, c)| (c.rank, c.temporal, c.reason))
+        .collect()
+}
+
+#[test]
+fn a_sink_capped_to_a_temporal_layer_gets_its_pictures_only_and_is_told_so() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let (low, top) = (w.node("low"), w.node("top"));
+    w.r.connect(w.t0, cam, MediaKind::Video, low).unwrap();
+    w.r.connect(w.t0, cam, MediaKind::Video, top).unwrap();
+    let t = |max_temporal| LayerLimits {
+        max_temporal,
+        ..LayerLimits::default()
+    };
+    w.r.set_layer_limits(low, MediaKind::Video, t(Some(0)));
+    w.picture(0, cam, true);
+    w.stream(33, 1000, cam);
+    let (l, all) = (w.pushes("low"), w.pushes("top"));
+    // Every spatial layer, a quarter of the pictures: those of T0.
+    assert!(
+        l.iter().all(|p| p.3 == 0) && l.iter().any(|p| p.2 == 2),
+        "{l:?}"
+    );
+    let pictures = |h: &[(Header, bool, u8, u8)]| h.iter().filter(|p| p.1).count();
+    let (lp, ap) = (pictures(&l), pictures(&all));
+    assert!(
+        lp >= 7 && lp * 3 < ap,
+        "the key picture and T0's: {lp} of {ap}"
+    );
+    continuous_with_markers(&l);
+    continuous_with_markers(&all);
+    let (start, limit) = (SwitchReason::Start, SwitchReason::Limit);
+    // At the key picture its stream has one temporal layer as far as anyone knows; held
+    // at T0 once the others came.
+    assert_eq!(
+        temporals(&w, "low"),
+        [(2, None, start), (2, Some(0), start)]
+    );
+    assert_eq!(temporals(&w, "top"), [(2, None, start)], "not held");
+
+    // Up to T1: at the next T1 picture (U set), no keyframe asked.
+    let asked = w.log.lock().unwrap().asked;
+    w.r.set_layer_limits(low, MediaKind::Video, t(Some(1)));
+    w.stream(1000, 1500, cam);
+    let l = w.pushes("low");
+    assert!(
+        l.iter().all(|p| p.3 <= 1) && l.iter().any(|p| p.3 == 1),
+        "{l:?}"
+    );
+    continuous_with_markers(&l);
+    assert_eq!(
+        w.log.lock().unwrap().asked,
+        asked,
+        "no keyframe for a temporal move"
+    );
+    assert_eq!(temporals(&w, "low")[2..], [(2, Some(1), limit)]);
+    // Lifted: every temporal layer (told without one), then down to T0 at the next picture.
+    w.r.set_layer_limits(low, MediaKind::Video, t(None));
+    w.stream(1500, 2000, cam);
+    let l = w.pushes("low");
+    assert!(l.iter().any(|p| p.3 == 2));
+    assert_eq!(temporals(&w, "low")[3..], [(2, None, limit)]);
+    w.r.set_layer_limits(low, MediaKind::Video, t(Some(0)));
+    w.stream(2000, 2200, cam);
+    let l2 = w.pushes("low");
+    assert!(l2.iter().all(|p| p.3 == 0), "{l2:?}");
+    let mut both = l;
+    both.extend(l2);
+    continuous_with_markers(&both);
+}
+
+#[test]
+fn the_bandwidth_drops_temporal_layers_of_a_spatial_layer_before_the_spatial_layer() {
+    let mut w = World::new();
+    w.r.measure_layer_rates();
+    let cam = w.node("cam");
+    let v = w.node("v");
+    w.r.connect(w.t0, cam, MediaKind::Video, v).unwrap();
+    w.picture(0, cam, true);
+    w.stream(33, 2600, cam);
+    w.pushes("v");
+    // Point 7 of the nine: S2 at T1.
+    w.r.set_layer_bandwidth_cap(v, MediaKind::Video, Some(7));
+    w.stream(2600, 3200, cam);
+    let p = w.pushes("v");
+    assert!(p.iter().all(|p| p.3 <= 1) && p.iter().any(|p| p.2 == 2 && p.3 == 1));
+    continuous_with_markers(&p);
+    let bw = SwitchReason::Bandwidth;
+    assert_eq!(temporals(&w, "v").last().unwrap(), &(2, Some(1), bw));
+    // Point 5: S1 with every temporal layer.
+    w.r.set_layer_bandwidth_cap(v, MediaKind::Video, Some(5));
+    w.stream(3200, 3800, cam);
+    let p = w.pushes("v");
+    assert!(p.iter().all(|p| p.2 <= 1) && p.iter().any(|p| p.2 == 1 && p.3 == 2));
+    assert_eq!(temporals(&w, "v").last().unwrap(), &(1, None, bw));
+    // Point 0: S0 at T0.
+    w.r.set_layer_bandwidth_cap(v, MediaKind::Video, Some(0));
+    w.stream(3800, 4400, cam);
+    let p = w.pushes("v");
+    assert!(p.iter().all(|p| p.2 == 0 && p.3 == 0) && !p.is_empty());
+    assert_eq!(temporals(&w, "v").last().unwrap(), &(0, Some(0), bw));
 }
 
 #[test]
@@ -301,4 +433,53 @@ fn a_stream_of_one_spatial_layer_does_not_make_a_layered_publisher() {
     // Three spatial layers: each viewer gets those it can take instead.
     w.picture(1000, cam, true);
     assert!(w.r.sends_svc(cam));
+}
+
+/// Gaps in a line's sequence numbers.
+fn gaps(h: &[(Header, bool, u8, u8)]) -> usize {
+    h.windows(2)
+        .filter(|w| w[1].0.seq != w[0].0.seq.wrapping_add(1))
+        .count()
+}
+
+#[test]
+fn an_upper_layer_packet_lost_on_the_way_in_leaves_no_gap_on_a_line_below_it() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let (low, top) = (w.node("low"), w.node("top"));
+    w.r.connect(w.t0, cam, MediaKind::Video, low).unwrap();
+    w.r.connect(w.t0, cam, MediaKind::Video, top).unwrap();
+    let max0 = LayerLimits {
+        max: Some(0),
+        ..LayerLimits::default()
+    };
+    w.r.set_layer_limits(low, MediaKind::Video, max0);
+    w.picture(0, cam, true);
+    w.stream(33, 300, cam);
+    // S2's first packet lost (between S1's end and S2's end: S2), then S1's last (between
+    // S1's first and S2's first: S1), each in a T0 and a T2 picture.
+    w.picture_losing(300, cam, false, Some(4));
+    w.picture_losing(333, cam, false, Some(4));
+    w.picture_losing(366, cam, false, Some(3));
+    w.picture_losing(400, cam, false, Some(3));
+    w.stream(433, 600, cam);
+    let (l, t) = (w.pushes("low"), w.pushes("top"));
+    assert!(l.iter().all(|p| p.2 == 0));
+    continuous_with_markers(&l);
+    // The sink that gets those layers waits for them (a NACK, the publisher's resend).
+    assert_eq!(gaps(&t), 4);
+    // A packet of S0 lost: a gap for both.
+    w.picture_losing(600, cam, false, Some(1));
+    w.stream(633, 700, cam);
+    let (l, t) = (w.pushes("low"), w.pushes("top"));
+    assert_eq!((gaps(&l), gaps(&t)), (1, 1));
+    // Lost across pictures (S2's last and the next picture's first): not told, a gap for
+    // both.
+    let n = w.seq;
+    w.picture_losing(700, cam, false, Some(5));
+    w.picture_losing(733, cam, false, Some(0));
+    w.stream(766, 800, cam);
+    assert_eq!(w.seq.wrapping_sub(n), 24, "four pictures of six packets");
+    let (l, t) = (w.pushes("low"), w.pushes("top"));
+    assert_eq!((gaps(&l), gaps(&t)), (1, 1));
 }
