@@ -85,6 +85,19 @@ impl SvcFilter {
             .is_none_or(|s| !self.picture_on || sid > s || tid > self.temporal)
     }
 
+    /// What to do with a packet that came late (older than one already seen: reordered, or
+    /// resent after a NACK), `l` its layers and `marker` its marker bit: the sink gets it when
+    /// it gets its layers now, and nothing changes (a late packet neither starts a picture
+    /// nor takes the sink up: the packets after it within its layer frame are gone).
+    pub fn late(&self, l: &Vp9Layers, marker: bool) -> Verdict {
+        match self.spatial {
+            Some(s) if l.sid <= s && l.tid <= self.temporal => Verdict::Forward {
+                marker: marker || (l.ends && l.sid == s),
+            },
+            _ => Verdict::Skip,
+        }
+    }
+
     /// What to do with the next packet of the stream, `l` its descriptor's layers and
     /// `marker` its marker bit, for a sink whose target is spatial layer `target.0` and
     /// temporal layer `target.1` ([`ALL_TEMPORAL`]: every one).

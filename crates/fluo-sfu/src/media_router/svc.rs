@@ -4,7 +4,7 @@
 //! the packets of the layers up to its own, its line skipping the others.
 
 use super::entry::{Route, State};
-use super::layers::SourceLayers;
+use super::layers::{SinkLayer, SourceLayers};
 use super::{MediaRouter, Packet};
 use crate::descriptor::{self, Vp9Layers};
 use crate::simulcast::{ForwardedLayer, SwitchReason, MAX_LAYERS};
@@ -29,6 +29,8 @@ struct SvcPacket<'a, 'b> {
     l: Vp9Layers,
     /// The packets missing just before it, when their layers can be told.
     hole: Option<Hole>,
+    /// It is older than one already seen (reordered, or resent after a NACK).
+    late: bool,
 }
 
 /// Packets of an SVC stream missing before the one that came (lost on the way in, or late)
@@ -69,6 +71,25 @@ fn hole(last: Option<(u16, u32, Vp9Layers)>, (seq, ts): (u16, u32), l: &Vp9Layer
         sid: lowest,
         tid: l.tid,
     })
+}
+
+/// At the end of a picture it got (`end`), what sink `s` is to be told: the spatial layer it
+/// got the picture at when it moved (a key picture may take it up several layers within
+/// itself), or its layer again when its temporal layer changed; and the temporal layer it is
+/// held at (`None`: every one of the `n` the source sends).
+fn news(s: &mut SinkLayer, end: bool, n: u8) -> (Option<u8>, Option<u8>) {
+    let spatial = s.svc.spatial();
+    let temporal = Some(s.svc.temporal()).filter(|t| t.saturating_add(1) < n);
+    let told = s.current;
+    let moved = (spatial != told && end).then_some(spatial).flatten();
+    let told_t = s.told.as_ref().map(|t| t.temporal);
+    let retold =
+        (told.filter(|_| end && moved.is_none())).filter(|_| told_t.is_some_and(|t| t != temporal));
+    if moved.is_some() {
+        s.current = moved;
+        s.waiting = None;
+    }
+    (moved.or(retold), temporal)
 }
 
 impl MediaRouter {
@@ -124,7 +145,14 @@ impl MediaRouter {
             .map(|e| std::mem::take(&mut e.routes[kind]))
             .unwrap_or_default();
         let mut n = 0;
-        let svc = SvcPacket { src, pkt, l, hole };
+        let late = !newer;
+        let svc = SvcPacket {
+            src,
+            pkt,
+            l,
+            hole,
+            late,
+        };
         for r in &routes {
             if let State::Forward { pt } = r.state {
                 n += usize::from(self.svc_sink(now, &svc, (r.sink, pt), &mut layers));
@@ -146,7 +174,13 @@ impl MediaRouter {
         (sink, pt): (NodeId, Option<u8>),
         layers: &mut SourceLayers,
     ) -> bool {
-        let SvcPacket { src, pkt, l, hole } = *svc;
+        let SvcPacket {
+            src,
+            pkt,
+            l,
+            hole,
+            late,
+        } = *svc;
         let l = &l;
         let kind = pkt.kind;
         if self.nodes.get(sink).is_none() {
@@ -170,23 +204,16 @@ impl MediaRouter {
             let rank = layers.rank_of(t).unwrap_or(t);
             (t, s.selector.temporal_ceiling(rank).unwrap_or(ALL_TEMPORAL))
         });
-        let verdict = target.map(|t| s.svc.admit(l, pkt.marker, t));
-        let wants = target.is_some_and(|t| s.svc.wants_key(t.0));
-        let spatial = s.svc.spatial();
-        // The temporal layer it is held at (`None`: every one the source sends).
-        let temporal =
-            Some(s.svc.temporal()).filter(|t| t.saturating_add(1) < layers.temporal_layers);
-        // At a picture's end the sink is told of the layer it got it at (a key picture may
-        // take it up several layers within itself), or of its new temporal layer.
-        let told = s.current;
-        let moved = (spatial != told && pkt.marker).then_some(spatial).flatten();
-        let told_t = s.told.as_ref().map(|t| t.temporal);
-        let retold = (told.filter(|_| pkt.marker && moved.is_none()))
-            .filter(|_| told_t.is_some_and(|t| t != temporal));
-        if moved.is_some() {
-            s.current = moved;
-            s.waiting = None;
-        }
+        // A late packet changes none of its layers (`SvcFilter::late`).
+        let verdict = target.map(|t| {
+            if late {
+                s.svc.late(l, pkt.marker)
+            } else {
+                s.svc.admit(l, pkt.marker, t)
+            }
+        });
+        let wants = !late && target.is_some_and(|t| s.svc.wants_key(t.0));
+        let (news, temporal) = news(s, pkt.marker && !late, layers.temporal_layers);
         let reason = s.reason.unwrap_or(SwitchReason::Start);
         if wants && (asked || (l.begins_picture() && l.inter_picture)) {
             self.ask_svc_keyframe(now, src, layers);
@@ -205,7 +232,7 @@ impl MediaRouter {
                 false
             }
         };
-        if let Some(id) = moved.or(retold) {
+        if let Some(id) = news {
             let layer = layers.forwarded(id, reason);
             self.tell_layer(sink, kind, ForwardedLayer { temporal, ..layer });
         }

@@ -73,6 +73,8 @@ struct World {
     t0: Instant,
     seq: u16,
     picture: u16,
+    /// The last packet lost on the way in: its sequence number, payload and picture.
+    lost: Option<(u16, Vec<u8>, u16)>,
 }
 
 impl World {
@@ -83,6 +85,7 @@ impl World {
             t0: Instant::now(),
             seq: 65_500,
             picture: 0,
+            lost: None,
         }
     }
 
@@ -124,6 +127,7 @@ impl World {
                 }
                 p.extend_from_slice(&[0x11; 20]);
                 if lost == Some(usize::from(sid) * 2 + part) {
+                    self.lost = Some((self.seq, p, n));
                     self.seq = self.seq.wrapping_add(1);
                     continue;
                 }
@@ -150,6 +154,14 @@ impl World {
         };
         self.r
             .forward(self.t0 + Duration::from_millis(ms), src, &pkt);
+    }
+
+    /// The packet lost last comes at `ms` (resent after a NACK), under its own number.
+    fn resend(&mut self, ms: u64, src: NodeId) {
+        let (seq, p, n) = self.lost.take().expect("a packet was lost");
+        let next = std::mem::replace(&mut self.seq, seq);
+        self.send(ms, src, p, false, n);
+        self.seq = next;
     }
 
     /// Pictures every 33 ms from `from` until `to`.
@@ -482,4 +494,56 @@ fn an_upper_layer_packet_lost_on_the_way_in_leaves_no_gap_on_a_line_below_it() {
     assert_eq!(w.seq.wrapping_sub(n), 24, "four pictures of six packets");
     let (l, t) = (w.pushes("low"), w.pushes("top"));
     assert_eq!((gaps(&l), gaps(&t)), (1, 1));
+}
+
+#[test]
+fn a_packet_resent_late_neither_takes_a_sink_up_nor_gets_a_number_twice() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let v = w.node("v");
+    w.r.connect(w.t0, cam, MediaKind::Video, v).unwrap();
+    let max0 = LayerLimits {
+        max: Some(0),
+        ..LayerLimits::default()
+    };
+    w.r.set_layer_limits(v, MediaKind::Video, max0);
+    w.picture(0, cam, true);
+    w.stream(33, 300, cam);
+    // The cap lifted: the key picture it asks for comes without the first packet of its S1.
+    // The sink, which would have gone up to S2 within it, stays at S0 (the rest of S1 and S2
+    // skipped, the hole with them) and asks for another.
+    w.r.set_layer_limits(v, MediaKind::Video, LayerLimits::default());
+    w.picture(300, cam, false);
+    w.picture_losing(333, cam, false, Some(2));
+    // The publisher is slow to send it: inter pictures meanwhile, and the lost packet comes
+    // again (a NACK's resend) between two of them.
+    for ms in [366, 400, 433] {
+        w.log.lock().unwrap().keyframes = 0;
+        w.picture(ms, cam, false);
+        if ms == 366 {
+            w.resend(380, cam);
+        }
+    }
+    let p = w.pushes("v");
+    // One number each, none twice (not checked: the marker, which the key picture's S0
+    // went without, the sink being on its way up to S2 within it).
+    assert!(
+        p.windows(2)
+            .all(|x| x[1].0.seq == x[0].0.seq.wrapping_add(1)),
+        "{p:?}"
+    );
+    // S1 of an inter picture is of no use without S1 of the key picture: the sink stays at
+    // S0 and is told of S0 only.
+    assert!(p.iter().all(|x| x.2 == 0), "{p:?}");
+    assert_eq!(
+        w.changes("v"),
+        [(0, None, Some(SIZES[0]), SwitchReason::Start)]
+    );
+    // The next key picture takes it up, on the same line.
+    let last = p.last().unwrap().0.seq;
+    w.picture(466, cam, true);
+    let p = w.pushes("v");
+    assert_eq!(p[0].0.seq, last.wrapping_add(1));
+    assert_eq!(p.len(), 6, "the whole key picture");
+    continuous_with_markers(&p);
 }
