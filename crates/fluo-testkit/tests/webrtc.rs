@@ -1389,5 +1389,8 @@ fn a_set_up_that_took_real_seconds_connects_within_the_usual_simulated_time() {
     std::thread::sleep(ms(2500));
     let (_, eps) = pipeline_with_endpoints(&mut w, 1);
     w.join("pub", false, &eps[0], Direction::SendOnly);
-    assert!(w.connect_all(ms(2000)), "connected within 2 s of simulated time");
+    assert!(
+        w.connect_all(ms(2000)),
+        "connected within 2 s of simulated time"
+    );
 }
