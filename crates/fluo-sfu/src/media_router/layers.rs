@@ -127,7 +127,16 @@ pub(super) struct SourceLayers {
     /// Of an SVC stream: the newest packet's sequence number, timestamp and layers (a hole
     /// before the next one may be told to be of layers a sink skips, `svc::hole`).
     pub(super) svc_last: Option<(u16, u32, crate::descriptor::Vp9Layers)>,
+    /// Of an SVC stream: the SSRC of that newest packet, and how many packets came in a row
+    /// older than it (late: reordered or resent; [`LATE_MOST`] of them, a restart).
+    pub(super) svc_ssrc: Option<u32>,
+    pub(super) svc_late: u16,
 }
+
+/// Packets in a row older than the newest of an SVC stream after which the stream is taken to
+/// have restarted its numbering (the next one is the newest), as the line's rewriter does
+/// (`rewrite::MAX_CONSECUTIVE_OLD`).
+pub(super) const LATE_MOST: u16 = 64;
 
 impl SourceLayers {
     /// Whether the source has a layer `id` yet.

@@ -4,7 +4,7 @@
 //! the packets of the layers up to its own, its line skipping the others.
 
 use super::entry::{Route, State};
-use super::layers::{SinkLayer, SourceLayers};
+use super::layers::{SinkLayer, SourceLayers, LATE_MOST};
 use super::{MediaRouter, Packet};
 use crate::descriptor::{self, Vp9Layers};
 use crate::simulcast::{ForwardedLayer, SwitchReason, MAX_LAYERS};
@@ -120,13 +120,19 @@ impl MediaRouter {
         if !layers.knows(l.sid) {
             layers.add(l.sid, Vec::new());
         }
-        let newer = layers
-            .svc_last
-            .is_none_or(|(s, ..)| (1..0x8000).contains(&pkt.seq.wrapping_sub(s)));
-        let hole = hole(layers.svc_last, (pkt.seq, pkt.ts), &l).filter(|_| newer);
+        // Newer than the newest so far, or of a new SSRC, or after a run of late ones (a
+        // restart): only a late packet leaves the sinks' layers as they are.
+        let same = layers.svc_ssrc == Some(pkt.ssrc);
+        let newer = !same
+            || layers.svc_late >= LATE_MOST
+            || (layers.svc_last)
+                .is_none_or(|(s, ..)| (1..0x8000).contains(&pkt.seq.wrapping_sub(s)));
+        let hole = hole(layers.svc_last, (pkt.seq, pkt.ts), &l).filter(|_| newer && same);
         if newer {
             layers.svc_last = Some((pkt.seq, pkt.ts, l));
+            layers.svc_ssrc = Some(pkt.ssrc);
         }
+        layers.svc_late = if newer { 0 } else { layers.svc_late + 1 };
         layers.packet(now, l.sid, pkt, l.begins_key_picture(), measure);
         layers.temporal_packet(now, (l.sid, l.tid), pkt.payload.len(), measure);
         if let Some((sizes, n)) = descriptor::vp9_layer_sizes(pkt.payload) {

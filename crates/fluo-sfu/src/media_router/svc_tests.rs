@@ -75,6 +75,7 @@ struct World {
     picture: u16,
     /// The last packet lost on the way in: its sequence number, payload and picture.
     lost: Option<(u16, Vec<u8>, u16)>,
+    ssrc: u32,
 }
 
 impl World {
@@ -86,6 +87,7 @@ impl World {
             seq: 65_500,
             picture: 0,
             lost: None,
+            ssrc: 0x5c,
         }
     }
 
@@ -145,7 +147,7 @@ impl World {
             codec: Codec::new(CodecName::Vp9),
             seq,
             ts: u32::from(n) * 3000,
-            ssrc: 0x5c,
+            ssrc: self.ssrc,
             marker,
             payload: &payload,
             entered: None,
@@ -545,5 +547,47 @@ fn a_packet_resent_late_neither_takes_a_sink_up_nor_gets_a_number_twice() {
     let p = w.pushes("v");
     assert_eq!(p[0].0.seq, last.wrapping_add(1));
     assert_eq!(p.len(), 6, "the whole key picture");
+    continuous_with_markers(&p);
+}
+
+#[test]
+fn a_stream_restarted_under_lower_numbers_is_not_taken_for_late_packets() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let v = w.node("v");
+    w.r.connect(w.t0, cam, MediaKind::Video, v).unwrap();
+    w.picture(0, cam, true);
+    w.stream(33, 300, cam);
+    assert!(!w.pushes("v").is_empty());
+    // A new SSRC numbered below the old one: its packets are not late, a sink that comes
+    // now starts at its key picture.
+    (w.ssrc, w.seq) = (0x77, w.seq.wrapping_sub(1000));
+    let late = w.node("late");
+    w.r.connect(
+        w.t0 + Duration::from_millis(300),
+        cam,
+        MediaKind::Video,
+        late,
+    )
+    .unwrap();
+    w.stream(300, 500, cam);
+    let p = w.pushes("late");
+    assert!(p.iter().any(|x| x.2 == 2), "{p:?}");
+    continuous_with_markers(&p);
+    // Under the same SSRC, a jump back (a publisher that restarted its numbering): once
+    // more packets than a few pictures' came below the newest, it goes on from them, and a
+    // sink that comes then starts too.
+    w.seq = w.seq.wrapping_sub(1000);
+    let later = w.node("later");
+    w.r.connect(
+        w.t0 + Duration::from_millis(500),
+        cam,
+        MediaKind::Video,
+        later,
+    )
+    .unwrap();
+    w.stream(500, 1000, cam);
+    let p = w.pushes("later");
+    assert!(p.iter().any(|x| x.2 == 2), "{p:?}");
     continuous_with_markers(&p);
 }
