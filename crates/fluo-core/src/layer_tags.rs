@@ -1,6 +1,8 @@
 //! Which simulcast layer a WebRtcEndpoint is sent (docs/simulcast.md), as a Fluo extension
 //! that the official clients can set without knowing it: `fluoMaxVideoLayer` and
-//! `fluoPreferredVideoLayer`, layer numbers counted from the lowest picture (0).
+//! `fluoPreferredVideoLayer`, layer numbers counted from the lowest picture (0), and
+//! `fluoMaxTemporalLayer`, the highest temporal layer (frame rate) of a source that sends
+//! temporal layers, counted from the lowest frame rate (0).
 //!
 //! They are given like Fluo's other extensions: as `create` properties (kurento-client sends
 //! create parameters its model does not know as `properties`, and KMS ignores them), which
@@ -18,7 +20,10 @@ pub const MAX_LAYER: &str = "fluoMaxVideoLayer";
 /// The layer a WebRtcEndpoint should be sent (see [`fluo_sfu::LayerLimits`]).
 pub const PREFERRED_LAYER: &str = "fluoPreferredVideoLayer";
 
-const KEYS: [&str; 2] = [MAX_LAYER, PREFERRED_LAYER];
+/// The highest temporal layer a WebRtcEndpoint is sent (an SVC stream's, docs/simulcast.md).
+pub const MAX_TEMPORAL_LAYER: &str = "fluoMaxTemporalLayer";
+
+const KEYS: [&str; 3] = [MAX_LAYER, PREFERRED_LAYER, MAX_TEMPORAL_LAYER];
 
 /// The class that takes them.
 const CLASS: &str = "WebRtcEndpoint";
@@ -34,7 +39,7 @@ fn clip(v: &str) -> String {
 
 fn refused(key: &str, what: &str) -> KurentoError {
     KurentoError::illegal_param(format!(
-        "'{key}' must be a layer number from 0 (the lowest picture) to 255, not {what}"
+        "'{key}' must be a layer number from 0 (the lowest) to 255, not {what}"
     ))
 }
 
@@ -53,6 +58,7 @@ pub(crate) fn limits(tags: &[(String, String)]) -> LayerLimits {
     LayerLimits {
         max: get(MAX_LAYER),
         preferred: get(PREFERRED_LAYER),
+        max_temporal: get(MAX_TEMPORAL_LAYER),
     }
 }
 
@@ -122,15 +128,19 @@ mod tests {
             assert_eq!(e.code, fluo_api::ErrorCode::MediaObjectIllegalParamError);
             assert!(e.message.contains("fluoMaxVideoLayer"), "{}", e.message);
         }
+        let e = parse(MAX_TEMPORAL_LAYER, "-1").unwrap_err();
+        assert!(e.message.contains("fluoMaxTemporalLayer"), "{}", e.message);
         let tags = vec![
             (MAX_LAYER.to_string(), "1".to_string()),
             ("other".to_string(), "x".to_string()),
+            (MAX_TEMPORAL_LAYER.to_string(), "0".to_string()),
         ];
         assert_eq!(
             limits(&tags),
             LayerLimits {
                 max: Some(1),
-                preferred: None
+                preferred: None,
+                max_temporal: Some(0),
             }
         );
     }

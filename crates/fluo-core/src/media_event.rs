@@ -85,16 +85,21 @@ pub fn event_name(ev: &MediaEvent) -> &str {
 /// A simulcast layer a sink gets, as Fluo's `FluoLayerChanged` event and getStats (the
 /// `fluoLayer` of a WebRtcEndpoint's outbound video entry) write it: its rid (empty when the
 /// source does not name its layers), its rank (`layer`, 0 the lowest picture), its picture
-/// size (0 when not known yet) and why the sink moved to it.
+/// size (0 when not known yet), why the sink moved to it, and of a source that sends temporal
+/// layers the highest it gets (`temporalLayer`, 0 the lowest frame rate; absent otherwise).
 pub fn layer_json(layer: &fluo_sfu::ForwardedLayer) -> Map<String, Value> {
     let (width, height) = layer.size.unwrap_or_default();
-    obj(json!({
+    let mut m = obj(json!({
         "rid": layer.rid.as_deref().unwrap_or_default(),
         "layer": layer.rank,
         "width": width,
         "height": height,
         "reason": layer.reason.wire_name(),
-    }))
+    }));
+    if let Some(t) = layer.temporal {
+        m.insert("temporalLayer".into(), t.into());
+    }
+    m
 }
 
 /// The event's own fields, as Kurento sends them.
@@ -247,6 +252,7 @@ mod tests {
             rid: Some("h".into()),
             size: Some((640, 360)),
             reason: fluo_sfu::SwitchReason::LayerStopped,
+            temporal: None,
         };
         let e = MediaEvent::LayerChanged {
             kind: MediaKind::Video,
@@ -267,5 +273,11 @@ mod tests {
             Value::Object(layer_json(&bare)),
             json!({"rid": "", "layer": 1, "width": 0, "height": 0, "reason": "LAYER_STOPPED"})
         );
+        // Of a source with temporal layers: the highest the sink gets.
+        let svc = fluo_sfu::ForwardedLayer {
+            temporal: Some(1),
+            ..bare
+        };
+        assert_eq!(layer_json(&svc)["temporalLayer"], 1);
     }
 }

@@ -171,6 +171,7 @@ fn simulcast_group(c: &mut Crit, name: &str, churn: bool) {
                     LayerLimits {
                         max,
                         preferred: None,
+                        max_temporal: None,
                     },
                 );
             }

@@ -26,6 +26,9 @@ pub struct LayerLimits {
     /// The layer the sink should get; when it does not flow, the nearest lower one, else the
     /// nearest higher one within `max`.
     pub preferred: Option<u8>,
+    /// The highest temporal layer (frame rate: 0 the lowest) the sink may get of a source
+    /// that sends temporal layers (an SVC stream's, see [`crate::svc`]).
+    pub max_temporal: Option<u8>,
 }
 
 /// Why a sink's layer changed (the event's `reason`, getStats' last switch).
@@ -68,6 +71,9 @@ pub struct ForwardedLayer {
     pub size: Option<(u16, u16)>,
     /// Why the sink moved to it.
     pub reason: SwitchReason,
+    /// The highest temporal layer it gets of a source that sends temporal layers (`None`:
+    /// the source sends none, or its layers are not told apart).
+    pub temporal: Option<u8>,
 }
 
 /// One sink's choice of layer, from its "max allowed" inputs: the application's limits and,
@@ -76,6 +82,8 @@ pub struct ForwardedLayer {
 pub struct LayerSelector {
     limits: LayerLimits,
     bandwidth: Option<u8>,
+    /// The highest temporal layer the bandwidth allows at its spatial cap (`None`: all).
+    bandwidth_temporal: Option<u8>,
 }
 
 impl LayerSelector {
@@ -92,7 +100,28 @@ impl LayerSelector {
     /// Sets the highest layer the sink's bandwidth allows (`None`: not known, no limit);
     /// whether it changed.
     pub fn set_bandwidth_cap(&mut self, cap: Option<u8>) -> bool {
-        std::mem::replace(&mut self.bandwidth, cap) != cap
+        self.set_bandwidth_point(cap.map(|c| (c, None)))
+    }
+
+    /// Sets the highest (spatial rank, temporal layer) pair the sink's bandwidth allows
+    /// (`None`: no limit; a temporal `None`: every temporal layer of that rank): below that
+    /// rank every temporal layer, at it (or above, when nothing flows lower) the temporal
+    /// layers up to the pair's. Whether it changed.
+    pub fn set_bandwidth_point(&mut self, cap: Option<(u8, Option<u8>)>) -> bool {
+        let old = (self.bandwidth, self.bandwidth_temporal);
+        self.bandwidth = cap.map(|c| c.0);
+        self.bandwidth_temporal = cap.and_then(|c| c.1);
+        old != (self.bandwidth, self.bandwidth_temporal)
+    }
+
+    /// The highest temporal layer the sink should get when it gets spatial rank `rank`: the
+    /// least of the application's maximum and, at or above the bandwidth's rank, the
+    /// bandwidth's (`None`: every temporal layer).
+    pub fn temporal_ceiling(&self, rank: u8) -> Option<u8> {
+        let bw = self
+            .bandwidth_temporal
+            .filter(|_| self.bandwidth.is_some_and(|b| rank >= b));
+        [self.limits.max_temporal, bw].into_iter().flatten().min()
     }
 
     /// The highest rank the sink should get: the least of its inputs (`None`: the top).
@@ -125,7 +154,11 @@ mod tests {
 
     fn sel(max: Option<u8>, preferred: Option<u8>) -> LayerSelector {
         let mut s = LayerSelector::default();
-        s.set_limits(LayerLimits { max, preferred });
+        s.set_limits(LayerLimits {
+            max,
+            preferred,
+            max_temporal: None,
+        });
         s
     }
 
@@ -169,8 +202,37 @@ mod tests {
         assert_eq!(s.choose(&[true, true, true]), Some(2));
         assert!(!s.set_limits(LayerLimits {
             max: Some(2),
-            preferred: None
+            ..LayerLimits::default()
         }));
+    }
+
+    #[test]
+    fn the_temporal_ceiling_is_the_least_of_the_limit_and_the_bandwidth_at_its_rank() {
+        let mut s = LayerSelector::default();
+        assert_eq!(s.temporal_ceiling(2), None, "every temporal layer");
+        s.set_limits(LayerLimits {
+            max_temporal: Some(1),
+            ..LayerLimits::default()
+        });
+        assert_eq!(s.temporal_ceiling(0), Some(1));
+        // The bandwidth allows S1 at T0: S1 (or above) at T0, below it every temporal layer
+        // the limit allows.
+        assert!(s.set_bandwidth_point(Some((1, Some(0)))));
+        assert!(!s.set_bandwidth_point(Some((1, Some(0)))));
+        assert_eq!(s.ceiling(), Some(1));
+        assert_eq!(s.choose(&[true, true, true]), Some(1));
+        assert_eq!(
+            (s.temporal_ceiling(1), s.temporal_ceiling(2)),
+            (Some(0), Some(0))
+        );
+        assert_eq!(s.temporal_ceiling(0), Some(1));
+        // A spatial cap alone (simulcast's): the temporal layers are the limit's.
+        assert!(s.set_bandwidth_cap(Some(1)));
+        assert_eq!(s.temporal_ceiling(1), Some(1));
+        s.set_limits(LayerLimits::default());
+        assert_eq!(s.temporal_ceiling(1), None);
+        assert!(s.set_bandwidth_point(None));
+        assert_eq!((s.ceiling(), s.temporal_ceiling(0)), (None, None));
     }
 
     #[test]

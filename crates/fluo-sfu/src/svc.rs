@@ -21,9 +21,10 @@
 //!   one above the sink's and carries the switching-up point (U).
 //!
 //! Spatial layers are the simulcast "layers" of [`crate::simulcast`]: ranked by picture size
-//! (which is the SID order), chosen by the same [`crate::LayerSelector`]. Temporal layers have
-//! no application control yet: a sink's temporal target is every layer unless the router is
-//! given one.
+//! (which is the SID order), chosen by the same [`crate::LayerSelector`]. A sink's temporal
+//! target is the least of its application limit (`fluoMaxTemporalLayer`) and, at or above the
+//! spatial layer its bandwidth estimate allows, the temporal layer it allows there
+//! ([`crate::LayerSelector::temporal_ceiling`]); every layer without either.
 
 use crate::descriptor::Vp9Layers;
 
@@ -72,6 +73,29 @@ impl SvcFilter {
     /// Whether the sink waits for a key picture to reach spatial layer `target`.
     pub fn wants_key(&self, target: u8) -> bool {
         self.spatial.is_none_or(|s| target > s)
+    }
+
+    /// Whether packets of the current picture of spatial layer `sid` or above, temporal
+    /// layer `tid`, are skipped (for packets missing within the picture, whose layers their
+    /// neighbours tell): the sink has no layer yet, does not get this picture, or gets lower
+    /// layers only. A missing packet that would have taken the sink up a layer (its frame's
+    /// first) does not take it up, so the rest of that frame is skipped as well.
+    pub fn would_skip(&self, sid: u8, tid: u8) -> bool {
+        self.spatial
+            .is_none_or(|s| !self.picture_on || sid > s || tid > self.temporal)
+    }
+
+    /// What to do with a packet that came late (older than one already seen: reordered, or
+    /// resent after a NACK), `l` its layers and `marker` its marker bit: the sink gets it when
+    /// it gets its layers now, and nothing changes (a late packet neither starts a picture
+    /// nor takes the sink up: the packets after it within its layer frame are gone).
+    pub fn late(&self, l: &Vp9Layers, marker: bool) -> Verdict {
+        match self.spatial {
+            Some(s) if l.sid <= s && l.tid <= self.temporal => Verdict::Forward {
+                marker: marker || (l.ends && l.sid == s),
+            },
+            _ => Verdict::Skip,
+        }
     }
 
     /// What to do with the next packet of the stream, `l` its descriptor's layers and

@@ -163,7 +163,7 @@ proptest! {
             r.connect(t, src, kind, sink).unwrap();
         }
         // Simulcast limits on one sink (layers come with any id, any payload).
-        r.set_layer_limits(vp8, MediaKind::Video, fluo_sfu::LayerLimits { max: Some(1), preferred: Some(0) });
+        r.set_layer_limits(vp8, MediaKind::Video, fluo_sfu::LayerLimits { max: Some(1), preferred: Some(0), max_temporal: None });
         for (i, (seq, ts, ssrc, codec, marker, len, layer, head)) in pkts.into_iter().enumerate() {
             let now = t + Duration::from_millis(i as u64 * 50);
             let name = CodecName::ALL[codec];

@@ -137,6 +137,7 @@ fn simulcast_forwarding_allocates_nothing_per_packet_per_sink_after_warm_up() {
         let limits = LayerLimits {
             max: Some((i % 3) as u8),
             preferred: None,
+            max_temporal: None,
         };
         r.set_layer_limits(s, MediaKind::Video, limits);
     }

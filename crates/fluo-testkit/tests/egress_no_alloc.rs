@@ -113,24 +113,35 @@ fn forward(n: usize, packets: usize) -> (u64, usize) {
     (allocations, sent)
 }
 
+/// The fewest allocations of two runs of [`forward`] (str0m's own bookkeeping varies a
+/// little from run to run, the same with any number of viewers), and the datagrams sent.
+fn least_of_two(n: usize, packets: usize) -> (u64, usize) {
+    let (a, sent) = forward(n, packets);
+    let (b, sent_again) = forward(n, packets);
+    assert_eq!(sent, sent_again);
+    (a.min(b), sent)
+}
+
 #[test]
 fn forwarding_to_webrtc_viewers_allocates_nothing_per_packet_per_viewer() {
-    let packets = 200;
-    let (few, sent_few) = forward(2, packets);
-    let (many, sent_many) = forward(12, packets);
+    let packets = 400;
+    let (few, sent_few) = least_of_two(2, packets);
+    let (many, sent_many) = least_of_two(22, packets);
     println!(
-        "allocations for {packets} packets: {few} with 2 viewers ({sent_few} datagrams), \
-         {many} with 12 ({sent_many} datagrams)"
+        "allocations for {packets} packets (least of two runs): {few} with 2 viewers \
+         ({sent_few} datagrams), {many} with 22 ({sent_many} datagrams)"
     );
     assert_eq!(sent_few, 2 * packets, "every packet sent to each viewer");
-    assert_eq!(sent_many, 12 * packets, "every packet sent to each viewer");
+    assert_eq!(sent_many, 22 * packets, "every packet sent to each viewer");
     // What the publisher's packet costs once (str0m's decryption and event) is the same for
-    // both, within a few allocations of str0m's own bookkeeping from run to run (seen: 1033
-    // to 1044 for 200 packets, one run in four 11 above the run with 2 viewers); one
-    // allocation per copy would be 2000 more with ten more viewers, one in fifty copies 40.
-    let per_viewer = many.saturating_sub(few) as f64 / (10 * packets) as f64;
+    // both, within str0m's own bookkeeping from run to run (seen with 200 packets a run:
+    // 1033 to 1044, and one run in four 11 above the run with 2 viewers; the least of two
+    // runs narrows it). The 20 more viewers get 8000 more copies: one allocation per copy
+    // would be 8000 more, one in a hundred copies 80, the margin.
+    let extra = 20 * packets as u64;
+    let per_copy = many.saturating_sub(few) as f64 / extra as f64;
     assert!(
-        many <= few + packets as u64 / 5,
-        "{per_viewer:.3} allocations per forwarded packet per viewer ({few} -> {many})"
+        many <= few + extra / 100,
+        "{per_copy:.4} allocations per forwarded packet per viewer ({few} -> {many})"
     );
 }

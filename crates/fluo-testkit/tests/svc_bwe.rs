@@ -1,9 +1,13 @@
 //! Each viewer's bandwidth estimate choosing its spatial layer of an SVC stream (`--bwe on`),
 //! in memory with virtual time: a publisher sends one VP9 stream of three spatial layers (600,
 //! 800 and 3000 bytes a layer frame at 30 pictures a second: about 155 kbit/s for S0, 360 with
-//! S1, 1.1 Mbit/s with S2, the rates the router gives the estimate being cumulative), two
-//! receive-only viewers return TWCC feedback, one behind a 300 kbit/s link (a token bucket
-//! with a 15 kB queue that drops when full). It ends on S0 without loss; the other keeps S2.
+//! S1, 1.1 Mbit/s with S2, the rates the router gives the estimate being cumulative) and three
+//! temporal layers (T0 T2 T1 T2: T0 a quarter of the pictures, T1 a quarter, T2 half), two
+//! receive-only viewers return TWCC feedback, one behind a limited link (a token bucket with a
+//! 15 kB queue that drops when full). The estimate drops temporal layers of a spatial layer
+//! before the spatial layer: behind 300 kbit/s the weak one ends below S1's full frame rate
+//! (S1 at T1 is about 180 kbit/s), behind 900 kbit/s on S2 at a lower frame rate; without loss
+//! at the end and on a continuous line. The other keeps everything.
 use fluo_sfu::descriptor::vp9_layers;
 use fluo_testkit::{Link, RtpSeen, World};
 use serde_json::{json, Value};
@@ -38,8 +42,44 @@ fn outbound(w: &mut World, ep: &str) -> Value {
     out.unwrap_or_else(|| panic!("an outbound entry: {stats}"))
 }
 
-#[test]
-fn a_viewer_behind_300_kbits_gets_the_lowest_spatial_layer_the_other_keeps_the_top() {
+/// A viewer's video packets from index `from`, in sequence order, each once.
+fn video_from(w: &World, b: usize, from: usize) -> Vec<RtpSeen> {
+    let mut v = video(w, b)[from..].to_vec();
+    v.sort_by_key(|r| r.seq);
+    v.dedup_by_key(|r| r.seq);
+    v
+}
+
+fn tid(r: &RtpSeen) -> u8 {
+    vp9_layers(&r.head).expect("a VP9 payload descriptor").tid
+}
+
+/// Every sequence number from the first to the last, the marker on each picture's last
+/// packet and only there.
+fn continuous_with_markers(seen: &[RtpSeen]) {
+    for pair in seen.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1, "no gap: {pair:?}");
+        let d = pair[1].ts.wrapping_sub(pair[0].ts);
+        assert_eq!(
+            pair[0].marker,
+            d != 0,
+            "the marker ends a picture: {pair:?}"
+        );
+    }
+}
+
+/// The publisher and the two viewers, the weak one behind `bps`, after 6 s and 4 s more.
+struct Run {
+    w: World,
+    weak: usize,
+    strong: usize,
+    weak_ep: String,
+    strong_ep: String,
+    /// What the viewers had received, and the weak's link had dropped, after 6 s.
+    before: (usize, usize, u64),
+}
+
+fn run(bps: u64) -> Run {
     let mut w = World::with_bwe();
     w.delay = Duration::from_millis(10);
     let p = w.create("MediaPipeline", None);
@@ -62,38 +102,99 @@ fn a_viewer_behind_300_kbits_gets_the_lowest_spatial_layer_the_other_keeps_the_t
     }
     let (weak, strong) = (viewers[0], viewers[1]);
     assert!(w.connect_all(Duration::from_secs(5)));
-    w.links.insert(weak, Link::new(300_000, 15_000));
+    w.links.insert(weak, Link::new(bps, 15_000));
     w.stream(&[publisher], Duration::from_secs(6));
-    let dropped_before = w.links[&weak].dropped;
-    let (weak_before, strong_before) = (video(&w, weak).len(), video(&w, strong).len());
+    let dropped = w.links[&weak].dropped;
+    let before = (video(&w, weak).len(), video(&w, strong).len(), dropped);
     w.stream(&[publisher], Duration::from_secs(4));
-
-    let weak_seen = video(&w, weak);
-    let last = &weak_seen[weak_before..];
-    let sids: Vec<u8> = last.iter().map(sid).collect();
-    println!(
-        "weak: {} packets over the last 4 s, dropped by its link {} before, {} after",
-        last.len(),
-        dropped_before,
-        w.links[&weak].dropped - dropped_before
-    );
-    assert!(last.len() > 4 * 25, "video flows: {}", last.len());
-    assert!(sids.iter().all(|s| *s == 0), "S0 only at the end: {sids:?}");
-    assert_eq!(w.links[&weak].dropped, dropped_before, "no loss at the end");
-    let out = outbound(&mut w, &weak_ep);
-    assert_eq!(out["fluoLayer"]["layer"], 0, "{out}");
-    assert_eq!(out["fluoLayer"]["reason"], "BANDWIDTH", "{out}");
-    let est = out["fluoBandwidthEstimate"].as_u64().unwrap();
-    println!("weak estimate {est} bit/s");
-    assert!((60_000..450_000).contains(&est), "estimate {est}");
-
-    let strong_last = &video(&w, strong)[strong_before..];
-    for s in 0..3 {
-        assert!(
-            strong_last.iter().any(|r| sid(r) == s),
-            "the strong gets S{s}"
-        );
+    Run {
+        w,
+        weak,
+        strong,
+        weak_ep,
+        strong_ep,
+        before,
     }
-    let out = outbound(&mut w, &strong_ep);
-    assert_eq!(out["fluoLayer"]["layer"], 2, "{out}");
+}
+
+impl Run {
+    /// The weak viewer's last 4 s: its packets, checked continuous and without loss.
+    fn weak_last(&self) -> Vec<RtpSeen> {
+        let last = video_from(&self.w, self.weak, self.before.0);
+        let dropped = self.w.links[&self.weak].dropped;
+        println!(
+            "weak: {} packets over the last 4 s, dropped by its link {} before, {} after",
+            last.len(),
+            self.before.2,
+            dropped - self.before.2
+        );
+        assert!(last.len() > 4 * 10, "video flows: {}", last.len());
+        assert_eq!(dropped, self.before.2, "no loss at the end");
+        continuous_with_markers(&last);
+        last
+    }
+
+    /// The strong viewer got every spatial and temporal layer over the last 4 s.
+    fn strong_has_all(&mut self) {
+        let last = video_from(&self.w, self.strong, self.before.1);
+        for s in 0..3 {
+            assert!(last.iter().any(|r| sid(r) == s), "the strong gets S{s}");
+        }
+        assert!(last.iter().any(|r| tid(r) == 2), "and T2");
+        let out = outbound(&mut self.w, &self.strong_ep.clone());
+        assert_eq!(out["fluoLayer"]["layer"], 2, "{out}");
+        assert!(out["fluoLayer"].get("temporalLayer").is_none(), "{out}");
+    }
+
+    /// The weak viewer's getStats entry, its layer moved by its estimate.
+    fn weak_stats(&mut self) -> Value {
+        let out = outbound(&mut self.w, &self.weak_ep.clone());
+        assert_eq!(out["fluoLayer"]["reason"], "BANDWIDTH", "{out}");
+        let est = out["fluoBandwidthEstimate"].as_u64().unwrap();
+        println!("weak estimate {est} bit/s, {}", out["fluoLayer"]);
+        out
+    }
+}
+
+#[test]
+fn a_viewer_behind_300_kbits_gets_less_than_the_second_spatial_layer_the_other_keeps_the_top() {
+    let mut r = run(300_000);
+    let last = r.weak_last();
+    // S1 with every temporal layer is about 355 kbit/s: below that point (S1 at T1 or T0,
+    // or S0).
+    let points: Vec<(u8, u8)> = last.iter().map(|p| (sid(p), tid(p))).collect();
+    assert!(
+        points.iter().all(|(s, t)| *s == 0 || (*s == 1 && *t <= 1)),
+        "{points:?}"
+    );
+    let out = r.weak_stats();
+    let est = out["fluoBandwidthEstimate"].as_u64().unwrap();
+    assert!((60_000..450_000).contains(&est), "estimate {est}");
+    let layer = &out["fluoLayer"];
+    assert!(
+        layer["layer"] == 0 || matches!(layer["temporalLayer"].as_u64(), Some(0 | 1)),
+        "{out}"
+    );
+    r.strong_has_all();
+}
+
+#[test]
+fn a_viewer_behind_900_kbits_keeps_the_top_spatial_layer_at_a_lower_frame_rate() {
+    let mut r = run(900_000);
+    let last = r.weak_last();
+    // Everything is about 1.1 Mbit/s, S2 at T1 about 550 and at T0 about 280: the top
+    // spatial layer at a lower frame rate rather than a lower spatial layer.
+    assert!(last.iter().any(|p| sid(p) == 2), "S2 kept");
+    assert!(last.iter().all(|p| tid(p) <= 1), "T2 dropped");
+    let ts: std::collections::BTreeSet<u32> = last.iter().map(|p| p.ts).collect();
+    println!("weak: {} pictures over the last 4 s", ts.len());
+    assert!(ts.len() <= 4 * 16, "{} pictures", ts.len());
+    let out = r.weak_stats();
+    let layer = &out["fluoLayer"];
+    assert_eq!(layer["layer"], 2, "{out}");
+    assert!(
+        matches!(layer["temporalLayer"].as_u64(), Some(0 | 1)),
+        "{out}"
+    );
+    r.strong_has_all();
 }

@@ -1380,3 +1380,17 @@ fn an_address_a_full_ice_endpoint_checks_stays_the_peer_s_that_proves_it_owns_it
         w.browsers[victim].frames_in
     );
 }
+
+#[test]
+fn a_set_up_that_took_real_seconds_connects_within_the_usual_simulated_time() {
+    // The server builds its sessions at the real clock, the World's clock starts at
+    // `World::new`: a set-up that took 2.5 s (a loaded machine) leaves it that far behind.
+    let mut w = World::new();
+    std::thread::sleep(ms(2500));
+    let (_, eps) = pipeline_with_endpoints(&mut w, 1);
+    w.join("pub", false, &eps[0], Direction::SendOnly);
+    assert!(
+        w.connect_all(ms(2000)),
+        "connected within 2 s of simulated time"
+    );
+}

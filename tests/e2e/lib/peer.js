@@ -123,6 +123,7 @@ async function pageStats(page) {
       if (s.type === 'inbound-rtp' && s.kind === 'video') {
         out.frameWidth = s.frameWidth || 0;
         out.framesDecoded = s.framesDecoded || 0;
+        out.framesPerSecond = s.framesPerSecond || 0;
         out.keyFramesDecoded = s.keyFramesDecoded || 0;
         out.pliCount = s.pliCount || 0;
         out.freezeCount = s.freezeCount || 0;

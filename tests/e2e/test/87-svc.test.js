@@ -7,7 +7,9 @@
 // layer's width (its own getStats), both keep decoding (framesDecoded rising, freezes
 // bounded); lifting the limit with a tag takes the first viewer to the top width at the key
 // picture Fluo asks for. FluoLayerChanged and getStats' fluoLayer say the spatial layer, with
-// an empty rid.
+// an empty rid. A third viewer, created with fluoMaxTemporalLayer 0, decodes the top width at
+// a quarter of the frame rate (T0's pictures only) and keeps decoding; its fluoLayer says
+// temporalLayer 0.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -82,6 +84,7 @@ test('svc: each viewer decodes the spatial layer its limit allows, a tag moves i
     const publisher = await call(pipeline, 'create', 'WebRtcEndpoint');
     const low = await call(pipeline, 'create', 'WebRtcEndpoint', { fluoMaxVideoLayer: 0 });
     const top = await call(pipeline, 'create', 'WebRtcEndpoint');
+    const slow = await call(pipeline, 'create', 'WebRtcEndpoint', { fluoMaxTemporalLayer: 0 });
     low.constructor.events.push('FluoLayerChanged');
     const changes = [];
     low.on('FluoLayerChanged', (e) => changes.push(e));
@@ -91,8 +94,9 @@ test('svc: each viewer decodes the spatial layer its limit allows, a tag moves i
     assert.match(pubAnswer, /VP9\/90000/);
     await call(publisher, 'connect', low);
     await call(publisher, 'connect', top);
+    await call(publisher, 'connect', slow);
     const viewers = {};
-    for (const [name, ep] of [['low', low], ['top', top]]) {
+    for (const [name, ep] of [['low', low], ['top', top], ['slow', slow]]) {
       viewers[name] = await env.browser.newPage(`svc-${name}`);
       const url = `${env.web.base}/hello-world.html`;
       await negotiate(viewers[name], ep, await pageOffer(viewers[name], { publish: false, url }));
@@ -114,6 +118,13 @@ test('svc: each viewer decodes the spatial layer its limit allows, a tag moves i
     const s0 = CAMERA.width / 4;
     const lowSeen = await decoded(viewers.low, s0, `the limited viewer decoding ${s0} wide (S0)`);
     const topSeen = await decoded(viewers.top, CAMERA.width, `the other decoding ${CAMERA.width} wide (S2)`);
+    const slowSeen = await waitExplained(pubPage, async () => {
+      const s = await pageStats(viewers.slow);
+      return s.frameWidth === CAMERA.width && s.framesDecoded > 3 ? s : null;
+    }, 30000, `the viewer capped to T0 decoding ${CAMERA.width} wide`);
+    log(`slow decodes ${JSON.stringify(slowSeen)}`);
+    const slowLayer = await outboundLayer(slow);
+    assert.deepEqual([slowLayer.layer, slowLayer.temporalLayer], [2, 0], JSON.stringify(slowLayer));
     log(`low decodes ${JSON.stringify(lowSeen)}, top ${JSON.stringify(topSeen)}`);
     const lowLayer = await outboundLayer(low);
     assert.deepEqual([lowLayer.rid, lowLayer.layer, lowLayer.width], ['', 0, s0], JSON.stringify(lowLayer));
@@ -121,8 +132,19 @@ test('svc: each viewer decodes the spatial layer its limit allows, a tag moves i
     assert.deepEqual([topLayer.layer, topLayer.width], [2, CAMERA.width], JSON.stringify(topLayer));
 
     // Both keep decoding, at their own sizes.
-    const before = { low: await pageStats(viewers.low), top: await pageStats(viewers.top) };
+    const before = { low: await pageStats(viewers.low), top: await pageStats(viewers.top), slow: await pageStats(viewers.slow) };
     await new Promise((r) => setTimeout(r, 4000));
+    // T0 only: a quarter of the pictures (T0 T2 T1 T2), at the top width, decoding on.
+    const slowNow = await pageStats(viewers.slow);
+    const topNow = await pageStats(viewers.top);
+    const slowFrames = slowNow.framesDecoded - before.slow.framesDecoded;
+    const topFrames = topNow.framesDecoded - before.top.framesDecoded;
+    log(`slow: ${slowFrames} frames in 4 s (${slowNow.framesPerSecond} fps), top ${topFrames} (${topNow.framesPerSecond} fps)`);
+    assert.equal(slowNow.frameWidth, CAMERA.width);
+    assert.ok(slowFrames >= 5, `the capped viewer decodes on: ${slowFrames}`);
+    assert.ok(slowFrames * 2 < topFrames, `at a lower frame rate: ${slowFrames} against ${topFrames}`);
+    assert.ok(slowNow.framesPerSecond < topNow.framesPerSecond, `framesPerSecond ${slowNow.framesPerSecond} against ${topNow.framesPerSecond}`);
+    assert.ok(slowNow.freezeCount - before.slow.freezeCount <= 1, 'slow: freezes bounded');
     for (const name of ['low', 'top']) {
       const now = await pageStats(viewers[name]);
       log(`${name}: ${JSON.stringify(before[name])} -> 4 s later ${JSON.stringify(now)}`);

@@ -41,6 +41,10 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(2);
 /// counts them: the RTP header with its extensions, the SRTP tag (UDP and IP not counted).
 pub const RATE_OVERHEAD: u64 = 40;
 
+/// Most temporal layers of an SVC stream whose rates are measured apart (VP9 allows 8;
+/// WebRTC encoders send at most 3, `L*T3`): a higher one counts with the top one.
+pub const MAX_TEMPORAL: usize = 4;
+
 /// A layer's bitrate over the last complete [`RATE_WINDOW`] while it flows.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct LayerRate {
@@ -83,6 +87,8 @@ pub(super) struct Layer {
     pub(super) size: Option<(u16, u16)>,
     pub(super) keyframe: KeyframeThrottle,
     pub(super) rate: LayerRate,
+    /// Of an SVC stream's spatial layer: each temporal layer's own rate.
+    temporal_rates: [LayerRate; MAX_TEMPORAL],
 }
 
 /// A layered source's layers.
@@ -115,7 +121,22 @@ pub(super) struct SourceLayers {
     /// Its layers are the spatial layers of one SVC stream (`crate::svc`), by SID, not
     /// simulcast streams: a layer needs those below it, and a keyframe is the whole stream's.
     pub(super) svc: bool,
+    /// Of an SVC stream: how many temporal layers it sent (its highest TID plus one, at most
+    /// [`MAX_TEMPORAL`]).
+    pub(super) temporal_layers: u8,
+    /// Of an SVC stream: the newest packet's sequence number, timestamp and layers (a hole
+    /// before the next one may be told to be of layers a sink skips, `svc::hole`).
+    pub(super) svc_last: Option<(u16, u32, crate::descriptor::Vp9Layers)>,
+    /// Of an SVC stream: the SSRC of that newest packet, and how many packets came in a row
+    /// older than it (late: reordered or resent; [`LATE_MOST`] of them, a restart).
+    pub(super) svc_ssrc: Option<u32>,
+    pub(super) svc_late: u16,
 }
+
+/// Packets in a row older than the newest of an SVC stream after which the stream is taken to
+/// have restarted its numbering (the next one is the newest), as the line's rewriter does
+/// (`rewrite::MAX_CONSECUTIVE_OLD`).
+pub(super) const LATE_MOST: u16 = 64;
 
 impl SourceLayers {
     /// Whether the source has a layer `id` yet.
@@ -162,6 +183,7 @@ impl SourceLayers {
                 size: None,
                 keyframe: KeyframeThrottle::new(KEYFRAME_INTERVAL),
                 rate: LayerRate::default(),
+                temporal_rates: Default::default(),
             });
         }
         self.reorder();
@@ -231,6 +253,7 @@ impl SourceLayers {
                 if l.live && idle {
                     l.live = false;
                     l.rate.stopped();
+                    l.temporal_rates.iter_mut().for_each(LayerRate::stopped);
                     changed = true;
                 }
             }
@@ -238,6 +261,40 @@ impl SourceLayers {
         if changed {
             self.generation = self.generation.wrapping_add(1);
         }
+    }
+
+    /// A packet of temporal layer `tid` of SVC layer `id`, `bytes` of payload, at `now`: the
+    /// stream's temporal layers counted, the layer's rate measured when `measure` is set.
+    pub(super) fn temporal_packet(
+        &mut self,
+        now: Instant,
+        (id, tid): (u8, u8),
+        bytes: usize,
+        measure: bool,
+    ) {
+        let t = usize::from(tid).min(MAX_TEMPORAL - 1);
+        self.temporal_layers = self.temporal_layers.max(t as u8 + 1);
+        if let Some(l) = self.layers.get_mut(usize::from(id)).filter(|_| measure) {
+            l.temporal_rates[t].add(now, bytes);
+        }
+    }
+
+    /// How many temporal layers each spatial layer's rates are told in: an SVC stream's
+    /// temporal layers, 1 otherwise ([`SourceLayers::rates`]).
+    pub(super) fn ladder(&self) -> u8 {
+        if self.svc {
+            self.temporal_layers.max(1)
+        } else {
+            1
+        }
+    }
+
+    /// The (rank, temporal layer) of point `p` of [`SourceLayers::rates`] (the temporal layer
+    /// `None`: every one).
+    pub(super) fn point(&self, p: u8) -> (u8, Option<u8>) {
+        let n = self.ladder();
+        let t = p % n;
+        (p / n, (t + 1 < n).then_some(t))
     }
 
     /// An SVC stream's scalability structure: the picture size of each of its `n` spatial
@@ -291,6 +348,7 @@ impl SourceLayers {
             rid: layer.and_then(|x| x.name.clone()),
             size: layer.and_then(|x| x.size),
             reason,
+            temporal: None,
         }
     }
 
@@ -311,10 +369,18 @@ impl SourceLayers {
         (live, self.order.len())
     }
 
-    /// Each rank's bitrate (lowest picture first): `None` for a layer that does not flow or
-    /// has not flowed for a whole [`RATE_WINDOW`] yet.
-    pub(super) fn rates(&self) -> ([Option<u64>; MAX_LAYERS], usize) {
-        let mut rates = [None; MAX_LAYERS];
+    /// The bitrate of each of the points a sink may be capped to, lowest first: a simulcast
+    /// source's layers by rank; an SVC stream's spatial layers by rank, each with its temporal
+    /// layers when it sends several (rank `r` at temporal layer `t` is point `r * n + t`, `n`
+    /// its [`ladder`](Self::ladder)), cumulative (what a sink capped there is sent: the lower
+    /// spatial layers and the lower temporal layers with it). `None` for a layer that does not
+    /// flow or has not flowed for a whole [`RATE_WINDOW`] yet (and for any point above it in
+    /// an SVC stream).
+    pub(super) fn rates(&self) -> Vec<Option<u64>> {
+        if self.ladder() > 1 {
+            return self.temporal_rates();
+        }
+        let mut rates = vec![None; self.order.len()];
         // An SVC layer is sent with those below it: its rate is theirs and its own.
         let mut below = Some(0u64);
         for (rank, id) in self.order.iter().enumerate() {
@@ -326,14 +392,42 @@ impl SourceLayers {
             };
             below = below.zip(own).map(|(b, o)| b + o);
         }
-        (rates, self.order.len())
+        rates
+    }
+
+    /// [`SourceLayers::rates`] of an SVC stream with temporal layers.
+    fn temporal_rates(&self) -> Vec<Option<u64>> {
+        let n = usize::from(self.ladder());
+        let mut rates = Vec::with_capacity(self.order.len() * n);
+        // Per temporal layer, the rate of the spatial layers below with theirs up to it.
+        let mut below = [Some(0u64); MAX_TEMPORAL];
+        for id in &self.order {
+            let l = &self.layers[usize::from(*id)];
+            let mut own = Some(0u64);
+            for (t, below) in below.iter_mut().enumerate().take(n) {
+                // A temporal layer this spatial layer never sent adds nothing once the layer
+                // is measured.
+                let r = &l.temporal_rates[t];
+                let unsent = r.start.is_none() && l.rate.bps.is_some();
+                let bps = r.bps.or(unsent.then_some(0)).filter(|_| l.live);
+                own = own.zip(bps).map(|(a, b)| a + b);
+                rates.push(below.zip(own).map(|(a, b)| a + b));
+                *below = below.zip(own).map(|(a, b)| a + b);
+            }
+        }
+        rates
     }
 
     /// Whether a layer that flows has not been measured for a whole [`RATE_WINDOW`] yet.
     pub(super) fn any_live_unmeasured(&self) -> bool {
         (self.order.iter()).any(|id| {
             let l = &self.layers[usize::from(*id)];
-            l.live && l.rate.bps.is_none()
+            let temporal = (self.ladder() > 1).then(|| {
+                l.temporal_rates
+                    .iter()
+                    .any(|r| r.start.is_some() && r.bps.is_none())
+            });
+            l.live && (l.rate.bps.is_none() || temporal == Some(true))
         })
     }
 
@@ -442,6 +536,12 @@ impl SinkLayer {
             .choose(&live[..n])
             .and_then(|r| layers.id_at(r));
         if target == self.target {
+            // A change that keeps the layer (an SVC sink's temporal cap) is told with its
+            // reason, unless a switch is pending (it keeps the switch's).
+            if let Some(why) = changed.filter(|_| self.current.is_some() && self.current == target)
+            {
+                self.reason = Some(why);
+            }
             return None;
         }
         self.target = target;
@@ -464,7 +564,8 @@ impl SinkLayer {
         if layers.still(id, told) {
             return None;
         }
-        let now = layers.forwarded(id, told.reason);
+        let mut now = layers.forwarded(id, told.reason);
+        now.temporal = told.temporal;
         self.told = Some(now.clone());
         Some(now)
     }

@@ -80,19 +80,24 @@ impl MediaRouter {
         }
     }
 
-    /// Sets the highest layer of simulcast `kind` that `sink`'s bandwidth allows (`None`: no
-    /// estimate): one more ceiling of its choice, as [`MediaRouter::set_layer_limits`].
+    /// Sets the highest point of simulcast `kind` that `sink`'s bandwidth allows (`None`: no
+    /// estimate), a place in what [`MediaRouter::layer_rates`] gives (a layer, or of an SVC
+    /// stream with temporal layers a spatial layer at a temporal layer): one more ceiling of
+    /// its choice, as [`MediaRouter::set_layer_limits`].
     pub fn set_layer_bandwidth_cap(&mut self, sink: NodeId, kind: MediaKind, cap: Option<u8>) {
         if kind != MediaKind::Video {
             return;
         }
+        let src = (self.layers.get(sink).and_then(|s| s.sink.as_ref())).and_then(|s| s.source);
+        let layers = src.and_then(|s| self.layers.get(s)?.source.as_ref());
+        let point = cap.map(|p| layers.map_or((p, None), |l| l.point(p)));
         if self.nodes.get(sink).is_some() {
             let s = self
                 .layers
                 .entry(sink)
                 .sink
                 .get_or_insert_with(Default::default);
-            if s.selector.set_bandwidth_cap(cap) {
+            if s.selector.set_bandwidth_point(point) {
                 s.changed = Some(SwitchReason::Bandwidth);
                 self.sources_resort(sink, kind);
             }
@@ -117,7 +122,9 @@ impl MediaRouter {
     }
 
     /// The bitrates of the layers of the simulcast source whose `kind` `sink` gets, by rank
-    /// (lowest picture first; see `RATE_WINDOW`): `None` for a layer that does not flow or is
+    /// (lowest picture first; see `RATE_WINDOW`), of an SVC stream with temporal layers by
+    /// (rank, temporal layer), cumulative (`SourceLayers::rates`: the points
+    /// [`MediaRouter::set_layer_bandwidth_cap`] takes): `None` for a layer that does not flow or is
     /// not measured yet (none are unless [`MediaRouter::measure_layer_rates`] was called), and
     /// whether every layer that flows is measured (else a higher cap chosen now could change
     /// again as soon as the rest is; a lower one is safe). `None` altogether when `sink` gets
@@ -131,8 +138,7 @@ impl MediaRouter {
         if !layers.settled {
             return None;
         }
-        let (rates, n) = layers.rates();
-        Some((rates[..n].to_vec(), !layers.any_live_unmeasured()))
+        Some((layers.rates(), !layers.any_live_unmeasured()))
     }
 
     /// The sources of `sink`'s `kind` sort their sinks again (its limits changed).

@@ -4,10 +4,10 @@
 //! the packets of the layers up to its own, its line skipping the others.
 
 use super::entry::{Route, State};
-use super::layers::SourceLayers;
+use super::layers::{SinkLayer, SourceLayers, LATE_MOST};
 use super::{MediaRouter, Packet};
 use crate::descriptor::{self, Vp9Layers};
-use crate::simulcast::{SwitchReason, MAX_LAYERS};
+use crate::simulcast::{ForwardedLayer, SwitchReason, MAX_LAYERS};
 use crate::svc::{Verdict, ALL_TEMPORAL};
 use crate::NodeId;
 use std::time::Instant;
@@ -27,6 +27,69 @@ struct SvcPacket<'a, 'b> {
     src: NodeId,
     pkt: &'a Packet<'b>,
     l: Vp9Layers,
+    /// The packets missing just before it, when their layers can be told.
+    hole: Option<Hole>,
+    /// It is older than one already seen (reordered, or resent after a NACK).
+    late: bool,
+}
+
+/// Packets of an SVC stream missing before the one that came (lost on the way in, or late)
+/// whose layers their neighbours tell: they lie within one picture, between the packet
+/// before them and the one after, so their TID is the picture's and their SID at least the
+/// one before's (above it when that one ended its layer frame) and at most the one after's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hole {
+    /// The first missing sequence number, and how many.
+    first: u16,
+    count: u16,
+    /// The lowest spatial layer they can be of, and their temporal layer.
+    sid: u8,
+    tid: u8,
+}
+
+/// Most packets missing in a row that a hole is told of (a picture's upper layers).
+const HOLE_MOST: u16 = 64;
+
+/// The hole before packet `seq` / `ts` with layers `l`, given the newest packet before it
+/// (`last`), if its layers can be told (see [`Hole`]).
+fn hole(last: Option<(u16, u32, Vp9Layers)>, (seq, ts): (u16, u32), l: &Vp9Layers) -> Option<Hole> {
+    let (prev_seq, prev_ts, prev) = last?;
+    let missing = seq.wrapping_sub(prev_seq).wrapping_sub(1);
+    let same_picture = prev_ts == ts && prev.tid == l.tid && !l.begins_picture();
+    if !(1..=HOLE_MOST).contains(&missing) || !same_picture {
+        return None;
+    }
+    let lowest = prev.sid + u8::from(prev.ends);
+    let highest = if l.begins {
+        l.sid.checked_sub(1)?
+    } else {
+        l.sid
+    };
+    (lowest <= highest).then_some(Hole {
+        first: prev_seq.wrapping_add(1),
+        count: missing,
+        sid: lowest,
+        tid: l.tid,
+    })
+}
+
+/// At the end of a picture it got (`end`), what sink `s` is to be told: the spatial layer it
+/// got the picture at when it moved (a key picture may take it up several layers within
+/// itself), or its layer again when its temporal layer changed; and the temporal layer it is
+/// held at (`None`: every one of the `n` the source sends).
+fn news(s: &mut SinkLayer, end: bool, n: u8) -> (Option<u8>, Option<u8>) {
+    let spatial = s.svc.spatial();
+    let temporal = Some(s.svc.temporal()).filter(|t| t.saturating_add(1) < n);
+    let told = s.current;
+    let moved = (spatial != told && end).then_some(spatial).flatten();
+    let told_t = s.told.as_ref().map(|t| t.temporal);
+    let retold =
+        (told.filter(|_| end && moved.is_none())).filter(|_| told_t.is_some_and(|t| t != temporal));
+    if moved.is_some() {
+        s.current = moved;
+        s.waiting = None;
+    }
+    (moved.or(retold), temporal)
 }
 
 impl MediaRouter {
@@ -57,7 +120,21 @@ impl MediaRouter {
         if !layers.knows(l.sid) {
             layers.add(l.sid, Vec::new());
         }
+        // Newer than the newest so far, or of a new SSRC, or after a run of late ones (a
+        // restart): only a late packet leaves the sinks' layers as they are.
+        let same = layers.svc_ssrc == Some(pkt.ssrc);
+        let newer = !same
+            || layers.svc_late >= LATE_MOST
+            || (layers.svc_last)
+                .is_none_or(|(s, ..)| (1..0x8000).contains(&pkt.seq.wrapping_sub(s)));
+        let hole = hole(layers.svc_last, (pkt.seq, pkt.ts), &l).filter(|_| newer && same);
+        if newer {
+            layers.svc_last = Some((pkt.seq, pkt.ts, l));
+            layers.svc_ssrc = Some(pkt.ssrc);
+        }
+        layers.svc_late = if newer { 0 } else { layers.svc_late + 1 };
         layers.packet(now, l.sid, pkt, l.begins_key_picture(), measure);
+        layers.temporal_packet(now, (l.sid, l.tid), pkt.payload.len(), measure);
         if let Some((sizes, n)) = descriptor::vp9_layer_sizes(pkt.payload) {
             layers.set_sizes(&sizes, n);
         }
@@ -74,7 +151,14 @@ impl MediaRouter {
             .map(|e| std::mem::take(&mut e.routes[kind]))
             .unwrap_or_default();
         let mut n = 0;
-        let svc = SvcPacket { src, pkt, l };
+        let late = !newer;
+        let svc = SvcPacket {
+            src,
+            pkt,
+            l,
+            hole,
+            late,
+        };
         for r in &routes {
             if let State::Forward { pt } = r.state {
                 n += usize::from(self.svc_sink(now, &svc, (r.sink, pt), &mut layers));
@@ -96,7 +180,13 @@ impl MediaRouter {
         (sink, pt): (NodeId, Option<u8>),
         layers: &mut SourceLayers,
     ) -> bool {
-        let SvcPacket { src, pkt, l } = *svc;
+        let SvcPacket {
+            src,
+            pkt,
+            l,
+            hole,
+            late,
+        } = *svc;
         let l = &l;
         let kind = pkt.kind;
         if self.nodes.get(sink).is_none() {
@@ -108,26 +198,34 @@ impl MediaRouter {
             .sink
             .get_or_insert_with(Default::default);
         let asked = s.refresh(now, src, layers).is_some();
+        // A hole of packets it would have skipped: its line skips them too (finding 2 of the
+        // SVC review: before, each left a number the viewer took for a loss).
+        let fill = hole.filter(|h| s.svc.would_skip(h.sid, h.tid));
         if let Some(layer) = s.retell(layers) {
             if let Some(k) = self.nodes.get_mut(sink) {
                 k.node.layer_changed(kind, Some(&layer));
             }
         }
-        let target = s.target.map(|t| (t, ALL_TEMPORAL));
-        let verdict = target.map(|t| s.svc.admit(l, pkt.marker, t));
-        let wants = target.is_some_and(|t| s.svc.wants_key(t.0));
-        let spatial = s.svc.spatial();
-        // At a picture's end the sink is told of the layer it got it at (a key picture may
-        // take it up several layers within itself).
-        let told = s.current;
-        let moved = (spatial != told && pkt.marker).then_some(spatial).flatten();
-        if moved.is_some() {
-            s.current = moved;
-            s.waiting = None;
-        }
+        let target = s.target.map(|t| {
+            let rank = layers.rank_of(t).unwrap_or(t);
+            (t, s.selector.temporal_ceiling(rank).unwrap_or(ALL_TEMPORAL))
+        });
+        // A late packet changes none of its layers (`SvcFilter::late`).
+        let verdict = target.map(|t| {
+            if late {
+                s.svc.late(l, pkt.marker)
+            } else {
+                s.svc.admit(l, pkt.marker, t)
+            }
+        });
+        let wants = !late && target.is_some_and(|t| s.svc.wants_key(t.0));
+        let (news, temporal) = news(s, pkt.marker && !late, layers.temporal_layers);
         let reason = s.reason.unwrap_or(SwitchReason::Start);
         if wants && (asked || (l.begins_picture() && l.inter_picture)) {
             self.ask_svc_keyframe(now, src, layers);
+        }
+        if let Some(h) = fill {
+            self.skip_hole(sink, pkt, h);
         }
         let sent = match verdict {
             Some(Verdict::Forward { marker }) => {
@@ -140,8 +238,9 @@ impl MediaRouter {
                 false
             }
         };
-        if let Some(id) = moved {
-            self.tell_layer(sink, kind, layers.forwarded(id, reason));
+        if let Some(id) = news {
+            let layer = layers.forwarded(id, reason);
+            self.tell_layer(sink, kind, ForwardedLayer { temporal, ..layer });
         }
         sent
     }
@@ -152,6 +251,18 @@ impl MediaRouter {
             let line = e.line[pkt.kind].as_mut();
             let shifted = line.is_some_and(|l| l.skip(pkt.ssrc, pkt.seq));
             e.node.skipped(pkt, shifted);
+        }
+    }
+
+    /// The packets of hole `h` before `pkt` are not for `sink`: its line skips them, as if
+    /// they had come.
+    fn skip_hole(&mut self, sink: NodeId, pkt: &Packet<'_>, h: Hole) {
+        for i in 0..h.count {
+            let missing = Packet {
+                seq: h.first.wrapping_add(i),
+                ..*pkt
+            };
+            self.skip(sink, &missing);
         }
     }
 

@@ -73,6 +73,9 @@ struct World {
     t0: Instant,
     seq: u16,
     picture: u16,
+    /// The last packet lost on the way in: its sequence number, payload and picture.
+    lost: Option<(u16, Vec<u8>, u16)>,
+    ssrc: u32,
 }
 
 impl World {
@@ -83,6 +86,8 @@ impl World {
             t0: Instant::now(),
             seq: 65_500,
             picture: 0,
+            lost: None,
+            ssrc: 0x5c,
         }
     }
 
@@ -95,6 +100,12 @@ impl World {
     /// their sizes on a key picture's first packet, the marker on the last packet. A key
     /// picture when `key` or when a keyframe was asked since the last one.
     fn picture(&mut self, ms: u64, src: NodeId, key: bool) {
+        self.picture_losing(ms, src, key, None);
+    }
+
+    /// [`World::picture`] with its packet number `lost` (0 to 5) lost on the way in: its
+    /// sequence number is used, the packet not sent.
+    fn picture_losing(&mut self, ms: u64, src: NodeId, key: bool, lost: Option<usize>) {
         let key = key || std::mem::take(&mut self.log.lock().unwrap().keyframes) > 0;
         let n = self.picture;
         self.picture = n.wrapping_add(1);
@@ -117,6 +128,11 @@ impl World {
                     }
                 }
                 p.extend_from_slice(&[0x11; 20]);
+                if lost == Some(usize::from(sid) * 2 + part) {
+                    self.lost = Some((self.seq, p, n));
+                    self.seq = self.seq.wrapping_add(1);
+                    continue;
+                }
                 self.send(ms, src, p, sid == 2 && ends, n);
             }
         }
@@ -131,7 +147,7 @@ impl World {
             codec: Codec::new(CodecName::Vp9),
             seq,
             ts: u32::from(n) * 3000,
-            ssrc: 0x5c,
+            ssrc: self.ssrc,
             marker,
             payload: &payload,
             entered: None,
@@ -140,6 +156,14 @@ impl World {
         };
         self.r
             .forward(self.t0 + Duration::from_millis(ms), src, &pkt);
+    }
+
+    /// The packet lost last comes at `ms` (resent after a NACK), under its own number.
+    fn resend(&mut self, ms: u64, src: NodeId) {
+        let (seq, p, n) = self.lost.take().expect("a packet was lost");
+        let next = std::mem::replace(&mut self.seq, seq);
+        self.send(ms, src, p, false, n);
+        self.seq = next;
     }
 
     /// Pictures every 33 ms from `from` until `to`.
@@ -188,6 +212,7 @@ fn each_sink_gets_the_layers_up_to_its_own_on_a_continuous_line() {
     let max0 = LayerLimits {
         max: Some(0),
         preferred: None,
+        max_temporal: None,
     };
     w.r.set_layer_limits(low, MediaKind::Video, max0);
     w.picture(0, cam, true);
@@ -243,7 +268,9 @@ fn a_sink_capped_by_bandwidth_goes_down_at_the_next_picture_without_a_keyframe()
     w.stream(33, 500, cam);
     assert!(w.pushes("v").iter().any(|p| p.2 == 2));
     let asked = w.log.lock().unwrap().asked;
-    w.r.set_layer_bandwidth_cap(v, MediaKind::Video, Some(1));
+    // Point 5 of the nine (three spatial layers with three temporal layers each): S1 with
+    // every temporal layer.
+    w.r.set_layer_bandwidth_cap(v, MediaKind::Video, Some(5));
     w.stream(500, 700, cam);
     let p = w.pushes("v");
     assert!(p.iter().all(|p| p.2 <= 1) && p.iter().any(|p| p.2 == 1));
@@ -268,9 +295,128 @@ fn the_rate_of_a_spatial_layer_counts_the_layers_below_it() {
     let (rates, complete) = w.r.layer_rates(v, MediaKind::Video).unwrap();
     assert!(complete);
     let r: Vec<u64> = rates.iter().map(|r| r.unwrap()).collect();
+    // By spatial layer, each with its three temporal layers: T0 is a quarter of the
+    // pictures, T1 another quarter, T2 half.
+    assert_eq!(r.len(), 9, "{r:?}");
+    let all = |s: usize| r[s * 3 + 2];
     // Each layer sends as much as the others here: one, two and three layers' worth.
     let near = |a: u64, b: u64| a.abs_diff(b) * 10 < b;
-    assert!(near(r[1], 2 * r[0]) && near(r[2], 3 * r[0]), "{r:?}");
+    assert!(
+        near(all(1), 2 * all(0)) && near(all(2), 3 * all(0)),
+        "{r:?}"
+    );
+    for s in 0..3 {
+        assert!(near(4 * r[s * 3], all(s)), "T0 of S{s}: {r:?}");
+        assert!(near(2 * r[s * 3 + 1], all(s)), "T0 and T1 of S{s}: {r:?}");
+    }
+}
+
+/// The temporal layer `name` was told it is held at, at each change.
+fn temporals(w: &World, name: &str) -> Vec<(u8, Option<u8>, SwitchReason)> {
+    let l = w.log.lock().unwrap();
+    (l.changes.iter().filter(|c| c.0 == name))
+        .map(|(_, c)| (c.rank, c.temporal, c.reason))
+        .collect()
+}
+
+#[test]
+fn a_sink_capped_to_a_temporal_layer_gets_its_pictures_only_and_is_told_so() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let (low, top) = (w.node("low"), w.node("top"));
+    w.r.connect(w.t0, cam, MediaKind::Video, low).unwrap();
+    w.r.connect(w.t0, cam, MediaKind::Video, top).unwrap();
+    let t = |max_temporal| LayerLimits {
+        max_temporal,
+        ..LayerLimits::default()
+    };
+    w.r.set_layer_limits(low, MediaKind::Video, t(Some(0)));
+    w.picture(0, cam, true);
+    w.stream(33, 1000, cam);
+    let (l, all) = (w.pushes("low"), w.pushes("top"));
+    // Every spatial layer, a quarter of the pictures: those of T0.
+    assert!(
+        l.iter().all(|p| p.3 == 0) && l.iter().any(|p| p.2 == 2),
+        "{l:?}"
+    );
+    let pictures = |h: &[(Header, bool, u8, u8)]| h.iter().filter(|p| p.1).count();
+    let (lp, ap) = (pictures(&l), pictures(&all));
+    assert!(
+        lp >= 7 && lp * 3 < ap,
+        "the key picture and T0's: {lp} of {ap}"
+    );
+    continuous_with_markers(&l);
+    continuous_with_markers(&all);
+    let (start, limit) = (SwitchReason::Start, SwitchReason::Limit);
+    // At the key picture its stream has one temporal layer as far as anyone knows; held
+    // at T0 once the others came.
+    assert_eq!(
+        temporals(&w, "low"),
+        [(2, None, start), (2, Some(0), start)]
+    );
+    assert_eq!(temporals(&w, "top"), [(2, None, start)], "not held");
+
+    // Up to T1: at the next T1 picture (U set), no keyframe asked.
+    let asked = w.log.lock().unwrap().asked;
+    w.r.set_layer_limits(low, MediaKind::Video, t(Some(1)));
+    w.stream(1000, 1500, cam);
+    let l = w.pushes("low");
+    assert!(
+        l.iter().all(|p| p.3 <= 1) && l.iter().any(|p| p.3 == 1),
+        "{l:?}"
+    );
+    continuous_with_markers(&l);
+    assert_eq!(
+        w.log.lock().unwrap().asked,
+        asked,
+        "no keyframe for a temporal move"
+    );
+    assert_eq!(temporals(&w, "low")[2..], [(2, Some(1), limit)]);
+    // Lifted: every temporal layer (told without one), then down to T0 at the next picture.
+    w.r.set_layer_limits(low, MediaKind::Video, t(None));
+    w.stream(1500, 2000, cam);
+    let l = w.pushes("low");
+    assert!(l.iter().any(|p| p.3 == 2));
+    assert_eq!(temporals(&w, "low")[3..], [(2, None, limit)]);
+    w.r.set_layer_limits(low, MediaKind::Video, t(Some(0)));
+    w.stream(2000, 2200, cam);
+    let l2 = w.pushes("low");
+    assert!(l2.iter().all(|p| p.3 == 0), "{l2:?}");
+    let mut both = l;
+    both.extend(l2);
+    continuous_with_markers(&both);
+}
+
+#[test]
+fn the_bandwidth_drops_temporal_layers_of_a_spatial_layer_before_the_spatial_layer() {
+    let mut w = World::new();
+    w.r.measure_layer_rates();
+    let cam = w.node("cam");
+    let v = w.node("v");
+    w.r.connect(w.t0, cam, MediaKind::Video, v).unwrap();
+    w.picture(0, cam, true);
+    w.stream(33, 2600, cam);
+    w.pushes("v");
+    // Point 7 of the nine: S2 at T1.
+    w.r.set_layer_bandwidth_cap(v, MediaKind::Video, Some(7));
+    w.stream(2600, 3200, cam);
+    let p = w.pushes("v");
+    assert!(p.iter().all(|p| p.3 <= 1) && p.iter().any(|p| p.2 == 2 && p.3 == 1));
+    continuous_with_markers(&p);
+    let bw = SwitchReason::Bandwidth;
+    assert_eq!(temporals(&w, "v").last().unwrap(), &(2, Some(1), bw));
+    // Point 5: S1 with every temporal layer.
+    w.r.set_layer_bandwidth_cap(v, MediaKind::Video, Some(5));
+    w.stream(3200, 3800, cam);
+    let p = w.pushes("v");
+    assert!(p.iter().all(|p| p.2 <= 1) && p.iter().any(|p| p.2 == 1 && p.3 == 2));
+    assert_eq!(temporals(&w, "v").last().unwrap(), &(1, None, bw));
+    // Point 0: S0 at T0.
+    w.r.set_layer_bandwidth_cap(v, MediaKind::Video, Some(0));
+    w.stream(3800, 4400, cam);
+    let p = w.pushes("v");
+    assert!(p.iter().all(|p| p.2 == 0 && p.3 == 0) && !p.is_empty());
+    assert_eq!(temporals(&w, "v").last().unwrap(), &(0, Some(0), bw));
 }
 
 #[test]
@@ -301,4 +447,147 @@ fn a_stream_of_one_spatial_layer_does_not_make_a_layered_publisher() {
     // Three spatial layers: each viewer gets those it can take instead.
     w.picture(1000, cam, true);
     assert!(w.r.sends_svc(cam));
+}
+
+/// Gaps in a line's sequence numbers.
+fn gaps(h: &[(Header, bool, u8, u8)]) -> usize {
+    h.windows(2)
+        .filter(|w| w[1].0.seq != w[0].0.seq.wrapping_add(1))
+        .count()
+}
+
+#[test]
+fn an_upper_layer_packet_lost_on_the_way_in_leaves_no_gap_on_a_line_below_it() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let (low, top) = (w.node("low"), w.node("top"));
+    w.r.connect(w.t0, cam, MediaKind::Video, low).unwrap();
+    w.r.connect(w.t0, cam, MediaKind::Video, top).unwrap();
+    let max0 = LayerLimits {
+        max: Some(0),
+        ..LayerLimits::default()
+    };
+    w.r.set_layer_limits(low, MediaKind::Video, max0);
+    w.picture(0, cam, true);
+    w.stream(33, 300, cam);
+    // S2's first packet lost (between S1's end and S2's end: S2), then S1's last (between
+    // S1's first and S2's first: S1), each in a T0 and a T2 picture.
+    w.picture_losing(300, cam, false, Some(4));
+    w.picture_losing(333, cam, false, Some(4));
+    w.picture_losing(366, cam, false, Some(3));
+    w.picture_losing(400, cam, false, Some(3));
+    w.stream(433, 600, cam);
+    let (l, t) = (w.pushes("low"), w.pushes("top"));
+    assert!(l.iter().all(|p| p.2 == 0));
+    continuous_with_markers(&l);
+    // The sink that gets those layers waits for them (a NACK, the publisher's resend).
+    assert_eq!(gaps(&t), 4);
+    // A packet of S0 lost: a gap for both.
+    w.picture_losing(600, cam, false, Some(1));
+    w.stream(633, 700, cam);
+    let (l, t) = (w.pushes("low"), w.pushes("top"));
+    assert_eq!((gaps(&l), gaps(&t)), (1, 1));
+    // Lost across pictures (S2's last and the next picture's first): not told, a gap for
+    // both.
+    let n = w.seq;
+    w.picture_losing(700, cam, false, Some(5));
+    w.picture_losing(733, cam, false, Some(0));
+    w.stream(766, 800, cam);
+    assert_eq!(w.seq.wrapping_sub(n), 24, "four pictures of six packets");
+    let (l, t) = (w.pushes("low"), w.pushes("top"));
+    assert_eq!((gaps(&l), gaps(&t)), (1, 1));
+}
+
+#[test]
+fn a_packet_resent_late_neither_takes_a_sink_up_nor_gets_a_number_twice() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let v = w.node("v");
+    w.r.connect(w.t0, cam, MediaKind::Video, v).unwrap();
+    let max0 = LayerLimits {
+        max: Some(0),
+        ..LayerLimits::default()
+    };
+    w.r.set_layer_limits(v, MediaKind::Video, max0);
+    w.picture(0, cam, true);
+    w.stream(33, 300, cam);
+    // The cap lifted: the key picture it asks for comes without the first packet of its S1.
+    // The sink, which would have gone up to S2 within it, stays at S0 (the rest of S1 and S2
+    // skipped, the hole with them) and asks for another.
+    w.r.set_layer_limits(v, MediaKind::Video, LayerLimits::default());
+    w.picture(300, cam, false);
+    w.picture_losing(333, cam, false, Some(2));
+    // The publisher is slow to send it: inter pictures meanwhile, and the lost packet comes
+    // again (a NACK's resend) between two of them.
+    for ms in [366, 400, 433] {
+        w.log.lock().unwrap().keyframes = 0;
+        w.picture(ms, cam, false);
+        if ms == 366 {
+            w.resend(380, cam);
+        }
+    }
+    let p = w.pushes("v");
+    // One number each, none twice (not checked: the marker, which the key picture's S0
+    // went without, the sink being on its way up to S2 within it).
+    assert!(
+        p.windows(2)
+            .all(|x| x[1].0.seq == x[0].0.seq.wrapping_add(1)),
+        "{p:?}"
+    );
+    // S1 of an inter picture is of no use without S1 of the key picture: the sink stays at
+    // S0 and is told of S0 only.
+    assert!(p.iter().all(|x| x.2 == 0), "{p:?}");
+    assert_eq!(
+        w.changes("v"),
+        [(0, None, Some(SIZES[0]), SwitchReason::Start)]
+    );
+    // The next key picture takes it up, on the same line.
+    let last = p.last().unwrap().0.seq;
+    w.picture(466, cam, true);
+    let p = w.pushes("v");
+    assert_eq!(p[0].0.seq, last.wrapping_add(1));
+    assert_eq!(p.len(), 6, "the whole key picture");
+    continuous_with_markers(&p);
+}
+
+#[test]
+fn a_stream_restarted_under_lower_numbers_is_not_taken_for_late_packets() {
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let v = w.node("v");
+    w.r.connect(w.t0, cam, MediaKind::Video, v).unwrap();
+    w.picture(0, cam, true);
+    w.stream(33, 300, cam);
+    assert!(!w.pushes("v").is_empty());
+    // A new SSRC numbered below the old one: its packets are not late, a sink that comes
+    // now starts at its key picture.
+    (w.ssrc, w.seq) = (0x77, w.seq.wrapping_sub(1000));
+    let late = w.node("late");
+    w.r.connect(
+        w.t0 + Duration::from_millis(300),
+        cam,
+        MediaKind::Video,
+        late,
+    )
+    .unwrap();
+    w.stream(300, 500, cam);
+    let p = w.pushes("late");
+    assert!(p.iter().any(|x| x.2 == 2), "{p:?}");
+    continuous_with_markers(&p);
+    // Under the same SSRC, a jump back (a publisher that restarted its numbering): once
+    // more packets than a few pictures' came below the newest, it goes on from them, and a
+    // sink that comes then starts too.
+    w.seq = w.seq.wrapping_sub(1000);
+    let later = w.node("later");
+    w.r.connect(
+        w.t0 + Duration::from_millis(500),
+        cam,
+        MediaKind::Video,
+        later,
+    )
+    .unwrap();
+    w.stream(500, 1000, cam);
+    let p = w.pushes("later");
+    assert!(p.iter().any(|x| x.2 == 2), "{p:?}");
+    continuous_with_markers(&p);
 }

@@ -252,6 +252,7 @@ fn each_sink_gets_one_layer_ordered_by_size_and_switches_on_its_keyframe() {
     let max = |max| LayerLimits {
         max: Some(max),
         preferred: None,
+        max_temporal: None,
     };
     w.r.set_layer_limits(low, MediaKind::Video, max(0));
     // Key frames on every layer (the layers' sizes: ordered smallest first), then a second of
@@ -554,6 +555,7 @@ fn a_join_asks_its_own_layer_once_and_the_keyframe_answers_what_is_pending() {
     let max0 = LayerLimits {
         max: Some(0),
         preferred: None,
+        max_temporal: None,
     };
     w.r.set_layer_limits(late, MediaKind::Video, max0);
     w.r.connect(w.at(1000), cam, MediaKind::Video, late)
@@ -592,6 +594,7 @@ fn a_packet_goes_through_the_sinks_of_its_layer_and_those_waiting_for_it() {
         let limits = LayerLimits {
             max: Some(max),
             preferred: None,
+            max_temporal: None,
         };
         w.r.set_layer_limits(*s, MediaKind::Video, limits);
     }
@@ -626,6 +629,7 @@ fn av1_switches_at_a_new_coded_sequence_and_a_codec_without_keyframes_keeps_its_
     let max = |m| LayerLimits {
         max: Some(m),
         preferred: None,
+        max_temporal: None,
     };
     w.r.set_layer_limits(v, MediaKind::Video, max(0));
     // AV1 tells no sizes: its layers keep the publisher's order (rank 0 is id 0).

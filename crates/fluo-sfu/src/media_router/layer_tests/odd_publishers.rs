@@ -77,6 +77,7 @@ fn a_layer_in_another_codec_is_dropped_not_decided_again_per_packet() {
     let limits = LayerLimits {
         max: Some(0),
         preferred: None,
+        max_temporal: None,
     };
     w.r.set_layer_limits(vp8, MediaKind::Video, limits);
     // f and h in VP8, q in H.264 (a payload type per rid), interleaved: the source's codec is
