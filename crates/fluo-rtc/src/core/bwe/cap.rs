@@ -66,15 +66,20 @@ impl LayerCap {
         })
     }
 
-    /// Whether estimate `bps` leaves room (85 %) for a measured layer above the cap (none
-    /// without a cap).
-    pub(crate) fn room_above(&self, bps: u64, rates: &[Option<u64>]) -> bool {
+    /// Whether estimate `bps` leaves room (85 %) for the top measured layer, above the cap
+    /// (none without a cap): ending congestion lifts the cap altogether, and the viewer gets
+    /// the top layer its other limits allow.
+    pub(crate) fn room_for_top(&self, bps: u64, rates: &[Option<u64>]) -> bool {
         let budget = bps.saturating_mul(HEADROOM_PERCENT) / 100;
         let Some(cap) = self.cap else {
             return false;
         };
-        (rates.iter().enumerate())
-            .any(|(rank, r)| rank > usize::from(cap) && r.is_some_and(|bits| bits <= budget))
+        let top = rates
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(rank, r)| r.map(|b| (rank, b)));
+        top.is_some_and(|(rank, bits)| rank > usize::from(cap) && bits <= budget)
     }
 
     /// [`LayerCap::update`] while a layer that flows is not measured yet: the cap goes down
