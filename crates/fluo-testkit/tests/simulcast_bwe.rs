@@ -761,3 +761,26 @@ fn a_viewer_with_room_for_the_top_layer_is_not_probed_on() {
         "no probes over 20-40 s: {at_20:?} {later:?}"
     );
 }
+
+/// R44-probe2: a plain (not simulcast) source's unlimited viewer is not probed on beyond what
+/// it could use either: it has no layers, so goog_cc is told what the viewer is sent (about
+/// 720 kbit/s here, with the cap's headroom) as the most it takes (before, its ALR probes
+/// climbed towards 5 Mbit/s every 5 s: padding in every 20 s, an estimate of several Mbit/s).
+#[test]
+fn a_plain_sources_viewer_is_not_probed_beyond_what_it_is_sent() {
+    let (mut w, p) = bwe_pipeline();
+    let pub_ep = w.create("WebRtcEndpoint", Some(&p));
+    let v_ep = w.create("WebRtcEndpoint", Some(&p));
+    let (publisher, v) = plain_call(&mut w, &pub_ep, &v_ep);
+    w.stream(&[publisher], Duration::from_secs(20));
+    let at_20 = w.browsers[v].padding_in;
+    w.stream(&[publisher], Duration::from_secs(20));
+    let later = w.browsers[v].padding_in - at_20;
+    let est = estimate_of(&outbound(&mut w, &v_ep));
+    eprintln!("padding packets by 20 s {at_20}, over 20-40 s {later}; estimate at 40 s {est}");
+    assert!(
+        est >= 800_000,
+        "the estimate has room for the stream: {est}"
+    );
+    assert_eq!(later, 0, "no probes over 20-40 s (estimate {est})");
+}

@@ -27,13 +27,14 @@ use fluo_sfu::MediaKind;
 use goog_cc::network_control::{NetworkControllerConfig, NetworkControllerInterface};
 use goog_cc::transport::{
     NetworkAvailability, NetworkControlUpdate, PacketResult, ProbeClusterConfig, ProcessInterval,
-    SentPacket, StreamsConfig, TargetRateConstraints, TransportPacketsFeedback,
+    SentPacket, TargetRateConstraints, TransportPacketsFeedback,
 };
 use goog_cc::units::{DataRate, DataSize, Timestamp};
 use goog_cc::{GoogCcConfig, GoogCcNetworkController};
 use std::time::{Duration, Instant};
 
 mod cap;
+mod ceiling;
 mod delivery;
 mod probe;
 mod tick;
@@ -120,13 +121,6 @@ const HEADROOM_PERCENT: u64 = 85;
 /// (down is at once).
 pub(crate) const UP_AFTER: Duration = Duration::from_secs(2);
 
-/// How often the most a viewer can use is looked at ([`ViewerBwe::set_ceiling`]).
-const CEILING_EVERY: Duration = Duration::from_secs(1);
-
-/// How far (in percent of the last told) the most a viewer can use must move before the
-/// controller is told again (each telling may start a probe).
-const CEILING_CHANGE_PERCENT: u64 = 20;
-
 /// One viewer's estimator.
 pub(crate) struct ViewerBwe {
     /// `None` once a panic in it was contained: no estimate any more.
@@ -176,6 +170,9 @@ pub(crate) struct ViewerBwe {
     /// looked at ([`ViewerBwe::set_ceiling`]).
     ceiling: Option<u64>,
     ceiling_at: Option<Instant>,
+    /// Media bytes (not probe padding) handed to the controller since the ceiling was last
+    /// looked at: what a viewer of a plain source is sent ([`ViewerBwe::sent_bps`]).
+    media_sent: u64,
 }
 
 /// What a viewer's estimator made of its input.
@@ -267,6 +264,7 @@ impl ViewerBwe {
             at_us: now_us,
             ceiling: None,
             ceiling_at: None,
+            media_sent: 0,
         }
     }
 
@@ -293,6 +291,7 @@ impl ViewerBwe {
             clusters.extend(u.probe_cluster_configs);
         };
         let mut fed = None;
+        let mut media = 0u64;
         let process = now >= self.next_process;
         let prober = &self.prober;
         let ran = fluo_core::panics::contain(|| {
@@ -302,7 +301,12 @@ impl ViewerBwe {
                     network_available: true,
                 }));
             }
-            log.take_sent(now, |s| take(cc.on_sent_packet(sent_packet(s, prober))));
+            log.take_sent(now, |s| {
+                if s.probe.is_none() {
+                    media += u64::from(s.size);
+                }
+                take(cc.on_sent_packet(sent_packet(s, prober)));
+            });
             fed = feed_acked(cc, log, prober, now, now_us, &mut take);
             if process {
                 take(cc.on_process_interval(ProcessInterval {
@@ -322,6 +326,7 @@ impl ViewerBwe {
         if process {
             self.next_process = now + PROCESS_EVERY;
         }
+        self.media_sent = self.media_sent.saturating_add(media);
         self.prober.ask(&clusters);
         if let Some(fed) = fed {
             if fed.probes {
@@ -485,6 +490,7 @@ impl ViewerBwe {
         log.clear_acked();
         self.prober.clear();
         self.next_probe = None;
+        self.restart_ceiling_period();
         if std::mem::replace(&mut self.paused, true) {
             return;
         }
@@ -506,44 +512,6 @@ impl ViewerBwe {
     /// Whether it is paused (its peer lost: [`ViewerBwe::pause`]).
     pub(crate) fn paused(&self) -> bool {
         self.paused
-    }
-
-    /// Whether the most the viewer can use should be looked at again (once a
-    /// [`CEILING_EVERY`]; never once the controller is gone).
-    pub(crate) fn ceiling_due(&self, now: Instant) -> bool {
-        self.cc.is_some()
-            && (self.ceiling_at).is_none_or(|t| now.saturating_duration_since(t) >= CEILING_EVERY)
-    }
-
-    /// The most the viewer can use, `bps` (its top layer's measured rate with the cap's
-    /// headroom; `None`: not known, the last told stays), told the controller as its
-    /// `max_total_allocated_bitrate` when it moved by more than [`CEILING_CHANGE_PERCENT`]:
-    /// goog_cc then probes at most twice that, probes no further once its estimate is above
-    /// twice that, and not at all while its estimate is above it (`probe::configure`), so
-    /// a viewer that gets all it could use is not probed on (its `maxVideoSendBandwidth`
-    /// bounds the probes too, as the controller's maximum).
-    pub(crate) fn set_ceiling(&mut self, now: Instant, bps: Option<u64>) {
-        self.ceiling_at = Some(now);
-        let Some(bps) = bps.filter(|b| *b > 0).map(|b| b.min(MAX_BPS)) else {
-            return;
-        };
-        let near = (self.ceiling)
-            .is_some_and(|c| c.abs_diff(bps).saturating_mul(100) <= c * CEILING_CHANGE_PERCENT);
-        let Some(cc) = self.cc.as_mut().filter(|_| !near) else {
-            return;
-        };
-        let config = StreamsConfig {
-            at_time: ts(self.at_us),
-            max_total_allocated_bitrate: Some(DataRate::from_bits_per_sec(bps as i64)),
-            ..StreamsConfig::default()
-        };
-        match fluo_core::panics::contain(|| cc.on_streams_config(config)) {
-            Ok(update) => {
-                self.ceiling = Some(bps);
-                self.prober.ask(&update.probe_cluster_configs);
-            }
-            Err(panic) => self.fail(panic.as_ref()),
-        }
     }
 
     /// When the prober's next step is due, while a probe cluster is being sent: the viewer's
@@ -748,9 +716,14 @@ impl MediaCore {
                 .set_layer_bandwidth_cap(node, MediaKind::Video, cap);
         }
         if est.ceiling_due(now) {
-            let rates = self.router.layer_rates(node, MediaKind::Video);
-            let top = rates.and_then(|(r, _)| r.into_iter().flatten().max());
-            est.set_ceiling(now, top.map(|t| t.saturating_mul(100) / HEADROOM_PERCENT));
+            // A layered source's top measured layer; a plain one's rate as sent.
+            let need = if self.router.gets_layers(node, MediaKind::Video) {
+                let rates = self.router.layer_rates(node, MediaKind::Video);
+                rates.and_then(|(r, _)| r.into_iter().flatten().max())
+            } else {
+                est.sent_bps(now)
+            };
+            est.set_ceiling(now, need.map(|t| t.saturating_mul(100) / HEADROOM_PERCENT));
         }
     }
 }

@@ -116,6 +116,15 @@ impl MediaRouter {
         self.measure_rates = true;
     }
 
+    /// Whether `sink` gets its `kind` from a layered (simulcast or SVC) source: known from
+    /// the source's first layered packet forwarded to it.
+    pub fn gets_layers(&self, sink: NodeId, kind: MediaKind) -> bool {
+        kind == MediaKind::Video
+            && (self.layers.get(sink))
+                .and_then(|l| l.sink.as_ref())
+                .is_some_and(|s| s.source.is_some())
+    }
+
     /// The bitrates of the layers of the simulcast source whose `kind` `sink` gets, by rank
     /// (lowest picture first; see `RATE_WINDOW`): `None` for a layer that does not flow or is
     /// not measured yet (none are unless [`MediaRouter::measure_layer_rates`] was called), and

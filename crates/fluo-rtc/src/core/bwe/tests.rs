@@ -504,3 +504,59 @@ fn a_paused_estimator_drops_its_clusters_and_what_was_sent_and_resumes_at_its_ne
     assert_ne!(bwe.run(t0 + 60 * MS, &mut log), Estimate::Failed);
     assert!(!bwe.paused());
 }
+
+#[test]
+fn what_a_viewer_is_sent_is_media_over_the_period_since_the_ceiling_was_last_looked_at() {
+    let t0 = Instant::now();
+    let mut log = SentLog::new(t0);
+    let mut bwe = ViewerBwe::new(t0, 0, None);
+    assert!(bwe.ceiling_due(t0));
+    assert_eq!(bwe.sent_bps(t0), None, "the first look: no period yet");
+    bwe.set_ceiling(t0, None);
+    // 100 packets of 1000 bytes over a second, and 20 probe packets not counted.
+    for i in 0..100u16 {
+        log.sent(t0 + u32::from(i) * 10 * MS, i + 1, 1000);
+    }
+    for i in 0..20u16 {
+        log.sent(t0 + 995 * MS, 101 + i, 1000);
+        log.mark_probe(101 + i, 3);
+    }
+    let _ = bwe.run(t0 + 1000 * MS, &mut log);
+    assert!(bwe.ceiling_due(t0 + 1000 * MS));
+    assert_eq!(bwe.sent_bps(t0 + 1000 * MS), Some(800_000));
+    // A pause starts the period again: the time lost would read low.
+    bwe.set_ceiling(t0 + 1000 * MS, Some(940_000));
+    log.sent(t0 + 1100 * MS, 121, 1000);
+    let _ = bwe.run(t0 + 1200 * MS, &mut log);
+    bwe.pause(t0 + 1300 * MS, &mut log);
+    let _ = bwe.run(t0 + 9000 * MS, &mut log);
+    assert_eq!(bwe.sent_bps(t0 + 9000 * MS), None);
+}
+
+/// R44-probe2 1a: the network-available reply dropped in [`ViewerBwe::new`] holds no probe
+/// (goog_cc's probe controller has no start rate before its first process step), and the
+/// initial probe is asked at that step: the first run.
+#[test]
+fn the_initial_probe_is_asked_at_the_first_run_not_at_construction() {
+    let t0 = Instant::now();
+    let mut config = NetworkControllerConfig::default();
+    config.constraints.at_time = ts(0);
+    config.constraints.starting_rate = Some(DataRate::from_bits_per_sec(START_BPS));
+    probe::configure(&mut config);
+    let mut cc = GoogCcNetworkController::new(
+        config,
+        GoogCcConfig {
+            feedback_only: true,
+        },
+    );
+    let reply = cc.on_network_availability(NetworkAvailability {
+        at_time: ts(0),
+        network_available: true,
+    });
+    assert!(reply.probe_cluster_configs.is_empty(), "{reply:?}");
+    let mut log = SentLog::new(t0);
+    let mut bwe = ViewerBwe::new(t0, 0, None);
+    assert_eq!(bwe.prober.next(t0), None, "nothing asked at construction");
+    let _ = bwe.run(t0, &mut log);
+    assert!(bwe.prober.next(t0).is_some(), "the initial probe");
+}
