@@ -250,6 +250,15 @@ impl Drop for Netns {
     }
 }
 
+/// Whether `a` and `b` are one file (the same path, another path to it, a hard link).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 fn command_line(cmd: &str, args: &[&str]) -> String {
     Command::new(cmd)
         .args(args)
@@ -310,13 +319,21 @@ fn real_main() -> Result<bool, String> {
             return Err(format!("no Fluo binary at {}", base.display()));
         }
         // Right after `fluo`, so the two alternate within each repetition; `fluo-bwe-base`
-        // right after `fluo-bwe` when that runs.
-        if !args.servers.contains(&Kind::FluoBase) {
+        // right after `fluo-bwe` when that runs. Not when the base binary is the `fluo` one
+        // (`make bench-smoke` passes the same path): its rows would repeat `fluo`'s.
+        let same = same_file(base, &args.fluo_bin);
+        if same {
+            println!(
+                "--fluo-base-bin is the --fluo-bin binary: no fluo-base rows unless --servers names them"
+            );
+        }
+        if !same && !args.servers.contains(&Kind::FluoBase) {
             let at = args.servers.iter().position(|k| *k == Kind::Fluo);
             args.servers.insert(at.map_or(0, |i| i + 1), Kind::FluoBase);
         }
         let bwe_at = args.servers.iter().position(|k| *k == Kind::FluoBwe);
-        if let Some(at) = bwe_at.filter(|_| !args.servers.contains(&Kind::FluoBweBase)) {
+        let bwe_at = bwe_at.filter(|_| !same && !args.servers.contains(&Kind::FluoBweBase));
+        if let Some(at) = bwe_at {
             args.servers.insert(at + 1, Kind::FluoBweBase);
         }
     } else if let Some(k) = args.servers.iter().find(|k| k.is_base()) {
@@ -870,6 +887,23 @@ fn smoke_rows(rows: &[Value]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_binary_by_another_path_or_a_hard_link_is_one_file() {
+        let dir = std::env::temp_dir().join(format!("fluo-bench-same-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+        std::fs::write(&a, b"x").unwrap();
+        std::fs::write(&c, b"x").unwrap();
+        let _ = std::fs::remove_file(&b);
+        std::fs::hard_link(&a, &b).unwrap();
+        assert!(same_file(&a, &a));
+        assert!(same_file(&a, &dir.join(".").join("a")), "another path");
+        assert!(same_file(&a, &b), "a hard link");
+        assert!(!same_file(&a, &c), "a copy is another binary");
+        assert!(!same_file(&a, &dir.join("none")), "no file");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn plan() -> drive::Plan {
         drive::Plan {

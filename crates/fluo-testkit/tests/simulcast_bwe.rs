@@ -234,10 +234,12 @@ fn a_viewer_behind_300_kbits_gets_the_low_layer_without_sustained_loss_the_other
     assert_eq!(out["fluoLayer"]["rid"], "f", "{out}");
     let est = estimate_of(&out);
     assert!(est >= 900_000, "estimate {est}");
-    // Both were probed (padding-only RTX packets, which their str0m took and dropped).
+    // The weak viewer was probed (padding-only RTX packets, which its str0m took and
+    // dropped); the strong one, whose estimate has room for f, need not be (see
+    // `a_viewer_with_room_for_the_top_layer_is_not_probed_on`).
     let padding = [weak, strong].map(|b| w.browsers[b].padding_in);
     eprintln!("padding packets received: {padding:?}");
-    assert!(padding.iter().all(|p| *p >= 5), "{padding:?}");
+    assert!(padding[0] >= 5, "{padding:?}");
 }
 
 #[test]
@@ -522,14 +524,61 @@ fn a_viewer_whose_limit_is_lifted_long_after_its_last_sign_climbs_back_by_a_prob
     assert!(probes > 0);
 }
 
-/// 80 s behind 300 kbit/s: the expiry's probes up fail and back off (10 s, then 30 s, then
-/// 90 s): at most 2 probes, at least 30 s apart, and little loss at the end.
-#[test]
-fn a_viewer_behind_300_kbits_for_80_s_probes_at_most_twice_30_s_apart_without_sustained_loss() {
+/// What a viewer held behind a limited link did, second by second (see [`held`]).
+struct Held {
+    /// The seconds (from 1) in which the estimate moved it up (a lift: its cap ended by a
+    /// probe or the expiry).
+    lifts: Vec<u64>,
+    /// Per second: datagrams its link dropped and passed, the highest layer of the frames
+    /// it got.
+    dropped: Vec<u64>,
+    passed: Vec<u64>,
+    layer: Vec<Option<u8>>,
+    /// Probe padding packets it received.
+    padding: u64,
+}
+
+impl Held {
+    /// Loss over seconds `from..to` (1-based, inclusive), in percent of datagrams.
+    fn loss(&self, from: u64, to: u64) -> f64 {
+        let r = (from as usize - 1)..(to as usize).min(self.dropped.len());
+        let d: u64 = self.dropped[r.clone()].iter().sum();
+        let p: u64 = self.passed[r].iter().sum();
+        d as f64 * 100.0 / (d + p).max(1) as f64
+    }
+
+    /// The worst loss over any `w` seconds from second `from` on.
+    fn worst(&self, from: u64, w: u64) -> f64 {
+        let last = self.dropped.len() as u64;
+        (from..=last.saturating_sub(w - 1))
+            .map(|s| self.loss(s, s + w - 1))
+            .fold(0.0, f64::max)
+    }
+
+    /// Seconds whose highest layer was each of q, h, f.
+    fn seconds_on(&self) -> [usize; 3] {
+        [0, 1, 2].map(|l| self.layer.iter().filter(|x| **x == Some(l)).count())
+    }
+
+    fn print(&self, what: &str) {
+        let n = self.dropped.len() as u64;
+        eprintln!(
+            "{what}: lifts at {:?} s; loss {:.2} % overall, {:.2} % after 10 s, worst 2 s after 10 s {:.1} %; seconds on q/h/f {:?}; padding {}",
+            self.lifts,
+            self.loss(1, n),
+            self.loss(11, n),
+            self.worst(11, 2),
+            self.seconds_on(),
+            self.padding,
+        );
+    }
+}
+
+/// A viewer of `LAYERS` behind `link` for `secs` seconds, from its start (see [`Held`]).
+fn held(link: Link, secs: u64) -> Held {
     let mut w = World::with_bwe();
     let (publisher, [weak, _], eps) = simulcast_call(&mut w, &LAYERS);
-    w.links.insert(weak, Link::new(300_000, 15_000));
-    // The events since the last call (they are taken): a switch up by the estimate.
+    w.links.insert(weak, link);
     let up = |w: &mut World| {
         (w.events().into_iter()).any(|(t, d)| {
             t == "FluoLayerChanged"
@@ -538,36 +587,72 @@ fn a_viewer_behind_300_kbits_for_80_s_probes_at_most_twice_30_s_apart_without_su
                 && d["rid"] != "q"
         })
     };
-    let (mut at_60, mut probes_at) = ((0, 0), vec![]);
-    for s in 1..=80u64 {
+    let mut h = Held {
+        lifts: vec![],
+        dropped: vec![],
+        passed: vec![],
+        layer: vec![],
+        padding: 0,
+    };
+    for s in 1..=secs {
         up(&mut w);
+        let (d0, p0) = (w.links[&weak].dropped, w.links[&weak].passed);
+        let before = video(&w, weak).len();
         w.stream(&[publisher], Duration::from_secs(1));
         if up(&mut w) {
-            probes_at.push(s);
+            h.lifts.push(s);
         }
-        if s == 60 {
-            at_60 = (w.links[&weak].dropped, w.links[&weak].passed);
-        }
+        h.dropped.push(w.links[&weak].dropped - d0);
+        h.passed.push(w.links[&weak].passed - p0);
+        h.layer
+            .push(layers_from(&video(&w, weak), before).into_iter().max());
     }
-    let (dropped, passed) = (w.links[&weak].dropped, w.links[&weak].passed);
-    let (d, p) = (dropped - at_60.0, passed - at_60.1);
-    let last_20 = d as f64 * 100.0 / (d + p).max(1) as f64;
-    eprintln!(
-        "loss {last_20:.2} % over 60-80 s, {} % overall; probes up at {probes_at:?} s",
-        dropped * 100 / (dropped + passed).max(1)
-    );
-    // The expiry's tries of a higher layer, backing off (none at all in some runs: goog_cc's
-    // probes keep showing the limit, each a sign of congestion).
+    h.padding = w.browsers[weak].padding_in;
+    h
+}
+
+/// 120 s behind 300 kbit/s with a queue of `queue` bytes (no burst allowance: a truly
+/// limited link): what a user relies on. Lifts (the expiry's or a probe's) fail and back off
+/// (holds of 10, 30, then 90 s; a probe's room must hold a second, and after two failures
+/// in a row only the hold's end lifts): at most 2 in 120 s, at least 30 s apart; loss after
+/// the first 10 s under 2 %, none sustained (the worst 2 s under 25 %: a failed lift's
+/// second of overflow); on q at the end. No lift at all is right too (goog_cc's probes can
+/// keep showing the limit: each fall of the target a sign); the back-off itself is unit
+/// tested (`core::bwe::tests`).
+fn held_for_120_s(queue: usize) {
+    let h = held(Link::new(300_000, queue), 120);
+    h.print(&format!("300 kbit/s, {queue} B queue, 120 s"));
+    assert!(h.lifts.len() <= 2, "lifts at {:?}", h.lifts);
     assert!(
-        probes_at.len() <= 2,
-        "the expiry probes, backing off: {probes_at:?}"
+        h.lifts.windows(2).all(|p| p[1] - p[0] >= 30),
+        "{:?}",
+        h.lifts
     );
     assert!(
-        probes_at.windows(2).all(|p| p[1] - p[0] >= 30),
-        "at least 30 s apart: {probes_at:?}"
+        h.loss(11, 120) < 2.0,
+        "loss after 10 s: {:.2} %",
+        h.loss(11, 120)
     );
-    assert!(last_20 < 2.0, "loss over the last 20 s: {last_20:.2} %");
-    assert_eq!(outbound(&mut w, &eps[0])["fluoLayer"]["rid"], "q");
+    assert!(
+        h.worst(11, 2) < 25.0,
+        "worst 2 s after 10 s: {:.1} %",
+        h.worst(11, 2)
+    );
+    assert_eq!(
+        h.layer.last().copied().flatten(),
+        Some(0),
+        "on q at the end"
+    );
+}
+
+#[test]
+fn a_viewer_behind_300_kbits_and_15_kb_for_120_s_backs_off_its_lifts_without_sustained_loss() {
+    held_for_120_s(15_000);
+}
+
+#[test]
+fn a_viewer_behind_300_kbits_and_7_5_kb_for_120_s_backs_off_its_lifts_without_sustained_loss() {
+    held_for_120_s(7_500);
 }
 
 #[test]
@@ -599,4 +684,103 @@ fn a_viewer_congested_late_counts_in_the_remb_at_once_its_warm_up_from_its_first
         last < est_a && last <= est_b + est_b / 2,
         "REMB {last} follows B's {est_b}, not A's {est_a}"
     );
+}
+
+/// Whether a datagram is a padding-only RTP packet's (the P bit; not RTCP): probe padding.
+fn is_padding(data: &[u8]) -> bool {
+    data.len() > 12 && data[0] & 0xe0 == 0xa0 && !(192..=223).contains(&data[1])
+}
+
+/// R43-final 4: a viewer whose peer is lost (nothing gets through either way until ICE
+/// gives up) has no probe padding sent to it (its estimator is paused; in this World none
+/// was sent before either: the pause's own effects are unit tested in `core::bwe::tests`).
+/// Its return is not tested here: the in-memory peer's ICE does not come back.
+#[test]
+fn a_lost_viewer_is_not_probed() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let mut w = World::with_bwe();
+    let (publisher, [v, _], eps) = simulcast_call(&mut w, &LAYERS);
+    w.subscribe(&eps[0], "ConnectionStateChanged");
+    // Held low: probed every 5 s while there.
+    w.links.insert(v, Link::new(300_000, 15_000));
+    w.stream(&[publisher], Duration::from_secs(8));
+    assert!(w.browsers[v].padding_in > 0, "probed while there");
+    let padding = Rc::new(Cell::new(0u64));
+    let counted = padding.clone();
+    w.drop_to = Some(Box::new(move |i, data| {
+        if i == v && is_padding(data) {
+            counted.set(counted.get() + 1);
+        }
+        i == v
+    }));
+    w.drop_from = Some(Box::new(move |i, _| i == v));
+    let state = |w: &mut World, what: &str| {
+        (w.events().into_iter()).any(|(t, d)| {
+            t == "ConnectionStateChanged" && d["source"] == eps[0] && d["newState"] == what
+        })
+    };
+    let mut lost_at = None;
+    for s in 1..=60u64 {
+        w.stream(&[publisher], Duration::from_secs(1));
+        if state(&mut w, "DISCONNECTED") {
+            lost_at = Some(s);
+            break;
+        }
+    }
+    let lost_at = lost_at.expect("the viewer's loss reported within 60 s");
+    let until_lost = padding.get();
+    w.stream(&[publisher], Duration::from_secs(30));
+    let after = padding.get() - until_lost;
+    eprintln!("lost after {lost_at} s: {until_lost} padding packets until then, {after} in the 30 s after");
+    assert_eq!(after, 0, "no probe padding to a lost peer");
+}
+
+/// R43-probe 2: a viewer with room for the top layer is not probed on beyond what it could
+/// use: goog_cc is told the top layer's rate (with the cap's headroom) as the most the viewer
+/// takes, so once its estimate is above that its probes stop (before, ALR probes every 5 s
+/// climbed towards 5 Mbit/s, about 30 kbit/s of padding per viewer).
+#[test]
+fn a_viewer_with_room_for_the_top_layer_is_not_probed_on() {
+    let mut w = World::with_bwe();
+    let (publisher, [a, b], eps) = simulcast_call(&mut w, &LAYERS);
+    w.stream(&[publisher], Duration::from_secs(20));
+    let at_20 = [a, b].map(|v| w.browsers[v].padding_in);
+    w.stream(&[publisher], Duration::from_secs(20));
+    let later = [a, b].map(|v| w.browsers[v].padding_in);
+    let est = estimate_of(&outbound(&mut w, &eps[0]));
+    eprintln!(
+        "padding packets by 20 s {at_20:?}, over 20-40 s {:?}; estimate at 40 s {est}",
+        [later[0] - at_20[0], later[1] - at_20[1]]
+    );
+    assert_eq!(outbound(&mut w, &eps[0])["fluoLayer"]["rid"], "f");
+    // f at about 750 kbit/s: 880 kbit/s of estimate take it.
+    assert!(est >= 880_000, "the estimate has room for f: {est}");
+    assert!(
+        later.iter().zip(at_20).all(|(l, e)| l - e == 0),
+        "no probes over 20-40 s: {at_20:?} {later:?}"
+    );
+}
+
+/// R44-probe2: a plain (not simulcast) source's unlimited viewer is not probed on beyond what
+/// it could use either: it has no layers, so goog_cc is told what the viewer is sent (about
+/// 720 kbit/s here, with the cap's headroom) as the most it takes (before, its ALR probes
+/// climbed towards 5 Mbit/s every 5 s: padding in every 20 s, an estimate of several Mbit/s).
+#[test]
+fn a_plain_sources_viewer_is_not_probed_beyond_what_it_is_sent() {
+    let (mut w, p) = bwe_pipeline();
+    let pub_ep = w.create("WebRtcEndpoint", Some(&p));
+    let v_ep = w.create("WebRtcEndpoint", Some(&p));
+    let (publisher, v) = plain_call(&mut w, &pub_ep, &v_ep);
+    w.stream(&[publisher], Duration::from_secs(20));
+    let at_20 = w.browsers[v].padding_in;
+    w.stream(&[publisher], Duration::from_secs(20));
+    let later = w.browsers[v].padding_in - at_20;
+    let est = estimate_of(&outbound(&mut w, &v_ep));
+    eprintln!("padding packets by 20 s {at_20}, over 20-40 s {later}; estimate at 40 s {est}");
+    assert!(
+        est >= 800_000,
+        "the estimate has room for the stream: {est}"
+    );
+    assert_eq!(later, 0, "no probes over 20-40 s (estimate {est})");
 }

@@ -157,6 +157,12 @@ test('bandwidth estimate: its limit lifted, the viewer is back on f within 10 s 
   await withDiagnostics(env, async () => {
     await sleep(HELD_MS);
     log(`W held ${HELD_MS} ms more: ${await describe(wPage, weak, ns)}; changes ${JSON.stringify(changes.map((c) => [c.rid, c.reason, c.at - wStart]))}`);
+    // Still below f while limited: a probe fooled by the queue's burst allowance would have
+    // lifted it already, and the climb below would measure nothing (R43-probe 4).
+    const heldLayer = await outboundLayer(weak);
+    const heldWidth = (await pageStats(wPage)).frameWidth;
+    assert.ok(heldLayer && heldLayer.rid !== 'f' && heldWidth < f,
+      `W below f before its limit is lifted: ${await describe(wPage, weak, ns)}`);
     // Waited for longer than the issue's 10 s so that a late return is measured too.
     ns.unlimit();
     const lifted = Date.now();

@@ -33,8 +33,13 @@ use goog_cc::units::{DataRate, DataSize, Timestamp};
 use goog_cc::{GoogCcConfig, GoogCcNetworkController};
 use std::time::{Duration, Instant};
 
+mod cap;
+mod ceiling;
+mod delivery;
 mod probe;
 mod tick;
+pub(crate) use cap::LayerCap;
+use delivery::{Delivery, Fed};
 use probe::Prober;
 pub(super) use tick::Tick;
 
@@ -105,6 +110,10 @@ const HOLD_MOST: Duration = Duration::from_secs(90);
 /// [`ViewerBwe::lift_by_probe`]).
 const PROBE_RESULT_FOR: Duration = Duration::from_secs(1);
 
+/// How long a probe's room for the top layer must hold before it ends congestion (see
+/// [`ViewerBwe::room_held`]).
+const PROBE_CONFIRM: Duration = Duration::from_secs(1);
+
 /// The share of the estimate a layer's measured bitrate must fit in.
 const HEADROOM_PERCENT: u64 = 85;
 
@@ -142,96 +151,28 @@ pub(crate) struct ViewerBwe {
     /// When feedback last reported probe packets received (goog_cc's probe estimate may
     /// show in its target then or at a later step).
     probe_fed: Option<Instant>,
-    /// The last end of congestion was a probe's ([`ViewerBwe::lift_by_probe`]).
-    lifted_by_probe: bool,
-    /// No congestion ended by a probe before this (one so ended failed), unless the estimate
-    /// reaches twice what it was at that failed end.
+    /// Lifts (ends of congestion, by its expiry or a probe) that failed in a row: congestion
+    /// was seen again within [`PROBE_FAILS_WITHIN`].
+    failed_lifts: u32,
+    /// No congestion ended by a probe before this (a lift failed), unless the estimate
+    /// reaches twice what it was at that failed lift and it was the first to fail in a row.
     probe_lift_barred_until: Option<(Instant, u64)>,
-    /// The estimate when congestion was last ended by a probe.
+    /// The estimate when congestion last ended.
     lifted_at_bps: u64,
-}
-
-/// What one feedback message handed to the controller reported: bytes and packets
-/// received, packets lost, and the least and the longest one-way delay of those received
-/// (arrival on the viewer's clock less sending on ours: an offset, the same for each).
-#[derive(Debug, Clone, Copy)]
-struct Fed {
-    bytes: u64,
-    received: u64,
-    lost: u64,
-    delay_us: (i64, i64),
-    /// Whether probe packets were among those received.
-    probes: bool,
-}
-
-/// The feedback of the last [`DELIVERY_WINDOW`], by when it was handed, and the least
-/// one-way delay lately (the current and the previous [`BASE_DELAY_FOR`]).
-#[derive(Default)]
-struct Delivery {
-    recent: std::collections::VecDeque<(Instant, Fed)>,
-    base: Option<(Instant, i64)>,
-    base_before: Option<i64>,
-}
-
-impl Delivery {
-    fn add(&mut self, now: Instant, fed: Fed) {
-        while (self.recent.front())
-            .is_some_and(|e| now.saturating_duration_since(e.0) >= DELIVERY_WINDOW)
-        {
-            self.recent.pop_front();
-        }
-        self.recent.push_back((now, fed));
-        let least = fed.delay_us.0;
-        self.base = match self.base {
-            Some((since, b)) if now.saturating_duration_since(since) < BASE_DELAY_FOR => {
-                Some((since, b.min(least)))
-            }
-            old => {
-                self.base_before = old.map(|(_, b)| b);
-                Some((now, least))
-            }
-        };
-    }
-
-    /// How far the longest one-way delay over the window is above the least lately.
-    fn queued(&self, now: Instant) -> Duration {
-        let base = (self.base.map(|b| b.1).into_iter())
-            .chain(self.base_before)
-            .min();
-        let longest = (self.recent.iter())
-            .filter(|e| now.saturating_duration_since(e.0) < DELIVERY_WINDOW)
-            .map(|e| e.1.delay_us.1)
-            .max();
-        match (base, longest) {
-            (Some(b), Some(l)) => Duration::from_micros(l.saturating_sub(b).max(0) as u64),
-            _ => Duration::ZERO,
-        }
-    }
-
-    /// Bytes and packets received, packets lost, over the window at `now`.
-    fn totals(&self, now: Instant) -> (u64, u64, u64) {
-        let recent = (self.recent.iter())
-            .filter(|e| now.saturating_duration_since(e.0) < DELIVERY_WINDOW)
-            .map(|e| e.1);
-        recent.fold((0, 0, 0), |(b, r, l), e| {
-            (b + e.bytes, r + e.received, l + e.lost)
-        })
-    }
-
-    /// Whether the feedback reported more than [`LOSS_PERMILLE`] lost over the window, with
-    /// a queue of at least [`LOSS_QUEUE`] behind it: a full queue's loss.
-    fn lossy(&self, now: Instant) -> bool {
-        let (_, received, lost) = self.totals(now);
-        lost >= LOSS_LEAST
-            && lost * 1000 > LOSS_PERMILLE * (lost + received)
-            && self.queued(now) >= LOSS_QUEUE
-    }
-
-    /// The rate delivered over the window, in bit/s.
-    fn delivered_bps(&self, now: Instant) -> u64 {
-        let (bytes, _, _) = self.totals(now);
-        bytes.saturating_mul(8_000_000) / DELIVERY_WINDOW.as_micros() as u64
-    }
+    /// Since when a probe's estimate has had room for the top layer (see
+    /// [`ViewerBwe::room_held`]).
+    room_since: Option<Instant>,
+    /// The viewer's peer is lost: nothing runs or is probed ([`ViewerBwe::pause`]).
+    paused: bool,
+    /// The controller's clock at its last run, in µs.
+    at_us: i64,
+    /// The most the viewer can use, as last told the controller, and when it was last
+    /// looked at ([`ViewerBwe::set_ceiling`]).
+    ceiling: Option<u64>,
+    ceiling_at: Option<Instant>,
+    /// Media bytes (not probe padding) handed to the controller since the ceiling was last
+    /// looked at: what a viewer of a plain source is sent ([`ViewerBwe::sent_bps`]).
+    media_sent: u64,
 }
 
 /// What a viewer's estimator made of its input.
@@ -315,9 +256,15 @@ impl ViewerBwe {
             prober: Prober::default(),
             next_probe: None,
             probe_fed: None,
-            lifted_by_probe: false,
+            failed_lifts: 0,
             probe_lift_barred_until: None,
             lifted_at_bps: 0,
+            room_since: None,
+            paused: false,
+            at_us: now_us,
+            ceiling: None,
+            ceiling_at: None,
+            media_sent: 0,
         }
     }
 
@@ -332,6 +279,9 @@ impl ViewerBwe {
             return Estimate::Failed;
         };
         let now_us = log.micros(now);
+        self.at_us = now_us;
+        // Back from a lost peer (`pause`): the controller is told its network is there again.
+        let resumed = std::mem::take(&mut self.paused);
         let mut target = None;
         let mut clusters: Vec<ProbeClusterConfig> = vec![];
         let mut take = |u: NetworkControlUpdate| {
@@ -341,10 +291,22 @@ impl ViewerBwe {
             clusters.extend(u.probe_cluster_configs);
         };
         let mut fed = None;
+        let mut media = 0u64;
         let process = now >= self.next_process;
         let prober = &self.prober;
         let ran = fluo_core::panics::contain(|| {
-            log.take_sent(now, |s| take(cc.on_sent_packet(sent_packet(s, prober))));
+            if resumed {
+                take(cc.on_network_availability(NetworkAvailability {
+                    at_time: ts(now_us),
+                    network_available: true,
+                }));
+            }
+            log.take_sent(now, |s| {
+                if s.probe.is_none() {
+                    media += u64::from(s.size);
+                }
+                take(cc.on_sent_packet(sent_packet(s, prober)));
+            });
             fed = feed_acked(cc, log, prober, now, now_us, &mut take);
             if process {
                 take(cc.on_process_interval(ProcessInterval {
@@ -356,11 +318,7 @@ impl ViewerBwe {
         match ran {
             Ok(()) => {}
             Err(panic) => {
-                // Whatever state the panic left the controller in, it is dropped.
-                self.cc = None;
-                let why = panic_text(panic.as_ref());
-                tracing::warn!("the bandwidth estimator panicked ({why}): this viewer has no estimate and its layer no cap from now on");
-                self.target = None;
+                self.fail(panic.as_ref());
                 log.clear_acked();
                 return Estimate::Failed;
             }
@@ -368,6 +326,7 @@ impl ViewerBwe {
         if process {
             self.next_process = now + PROCESS_EVERY;
         }
+        self.media_sent = self.media_sent.saturating_add(media);
         self.prober.ask(&clusters);
         if let Some(fed) = fed {
             if fed.probes {
@@ -412,18 +371,19 @@ impl ViewerBwe {
         }
     }
 
-    /// A sign of congestion at `now`; seen soon after congestion expired, the probe failed.
+    /// A sign of congestion at `now`; seen soon after congestion ended (its expiry or a
+    /// probe's lift), the lift failed: the next hold is three times as long, and no probe ends
+    /// congestion during it (see [`ViewerBwe::lift_by_probe`]).
     fn sign(&mut self, now: Instant) {
         if !self.congested
             && (self.expired_at)
                 .is_some_and(|t| now.saturating_duration_since(t) < PROBE_FAILS_WITHIN)
         {
             self.hold = (self.hold * 3).min(HOLD_MOST);
-            if self.lifted_by_probe {
-                // A probe's room that was not there: no more of those for the next hold.
-                self.probe_lift_barred_until = Some((now + self.hold, self.lifted_at_bps));
-            }
+            self.failed_lifts = self.failed_lifts.saturating_add(1);
+            self.probe_lift_barred_until = Some((now + self.hold, self.lifted_at_bps));
         }
+        self.room_since = None;
         self.congested = true;
         self.was_congested = true;
         self.last_sign = Some(now);
@@ -435,11 +395,12 @@ impl ViewerBwe {
         if self.congested && since(self.last_sign).is_some_and(|d| d >= self.hold) {
             self.congested = false;
             self.expired_at = Some(now);
+            self.lifted_at_bps = self.target.unwrap_or(0);
         }
         if !self.congested && since(self.expired_at).is_some_and(|d| d >= PROBE_FAILS_WITHIN) {
             self.expired_at = None;
             self.hold = HOLD;
-            self.lifted_by_probe = false;
+            self.failed_lifts = 0;
         }
     }
 
@@ -449,22 +410,45 @@ impl ViewerBwe {
         (self.probe_fed).is_some_and(|t| now.saturating_duration_since(t) < PROBE_RESULT_FOR)
     }
 
-    /// A probe showed room for a layer above the cap with estimate `bps`: congestion ends
-    /// now, as at its expiry (congestion seen again within [`PROBE_FAILS_WITHIN`] makes the
-    /// next hold longer, and bars such ends for that hold unless the estimate reaches twice
-    /// what it was at the failed end: a queue's burst allowance fools a probe by a little, a
-    /// link that recovered lets goog_cc probe on to several times its last estimate). False,
-    /// nothing changed, while barred or not congested.
+    /// Whether a probe's room for the top layer (`room`, at `now`) has held for
+    /// [`PROBE_CONFIRM`]: it starts with a probe's result ([`ViewerBwe::probed_lately`]), and
+    /// a moment without room or a sign of congestion starts it again (a target that a probe
+    /// lifted and overuse brings back down at once is no room).
+    pub(crate) fn room_held(&mut self, now: Instant, room: bool) -> bool {
+        if !room {
+            self.room_since = None;
+            return false;
+        }
+        if self.room_since.is_none() && self.probed_lately(now) {
+            self.room_since = Some(now);
+        }
+        (self.room_since).is_some_and(|t| now.saturating_duration_since(t) >= PROBE_CONFIRM)
+    }
+
+    /// Whether a probe's room is being confirmed ([`ViewerBwe::room_held`]).
+    pub(crate) fn confirming_room(&self) -> bool {
+        self.room_since.is_some()
+    }
+
+    /// A probe showed room for the top layer with estimate `bps`, held for [`PROBE_CONFIRM`]:
+    /// congestion ends now, as at its expiry. A lift that fails (congestion seen again within
+    /// [`PROBE_FAILS_WITHIN`], whichever ended it) makes the next hold three times as long and
+    /// bars such ends for that hold, unless the estimate reaches twice what it was at the
+    /// failed lift and that was the first lift in a row to fail (a link that recovered lets
+    /// goog_cc probe on to several times its last estimate; a queue's burst allowance fools a
+    /// probe by less, though it can be twice: after a second failure only the hold's end
+    /// lifts, 30 then 90 s on). False, nothing changed, while barred or not congested.
     pub(crate) fn lift_by_probe(&mut self, now: Instant, bps: u64) -> bool {
+        let doubled = self.failed_lifts <= 1;
         let barred = (self.probe_lift_barred_until)
-            .is_some_and(|(t, at)| now < t && bps < at.saturating_mul(2));
+            .is_some_and(|(t, at)| now < t && !(doubled && bps >= at.saturating_mul(2)));
         if !self.congested || barred {
             return false;
         }
         self.lifted_at_bps = bps;
         self.congested = false;
         self.expired_at = Some(now);
-        self.lifted_by_probe = true;
+        self.room_since = None;
         true
     }
 
@@ -486,12 +470,48 @@ impl ViewerBwe {
         self.was_congested
     }
 
-    /// When the process step (or the prober's next step) is due next.
-    pub(crate) fn next_process(&self) -> Option<Instant> {
-        let next = self
-            .next_probe
-            .map_or(self.next_process, |p| p.min(self.next_process));
-        self.cc.as_ref().map(|_| next)
+    /// A panic in the controller was contained: whatever state it left the controller in, it
+    /// is dropped (no estimate, no cap from now on; see the module).
+    fn fail(&mut self, panic: &(dyn std::any::Any + Send)) {
+        self.cc = None;
+        self.target = None;
+        self.next_probe = None;
+        let why = panic_text(panic);
+        tracing::warn!("the bandwidth estimator panicked ({why}): this viewer has no estimate and its layer no cap from now on");
+    }
+
+    /// The viewer's peer is lost (ICE or consent gone after DTLS; the endpoint's own timer is
+    /// throttled then): its controller is told its network is unavailable (goog_cc's probe
+    /// controller stops waiting for a probe's result), what was sent or reported meanwhile
+    /// is dropped, and nothing is probed (the prober's clusters are given up, so no timer is
+    /// armed for them) until [`ViewerBwe::run`] runs again with the peer back.
+    pub(crate) fn pause(&mut self, now: Instant, log: &mut SentLog) {
+        log.take_sent(now, |_| {});
+        log.clear_acked();
+        self.prober.clear();
+        self.next_probe = None;
+        self.restart_ceiling_period();
+        if std::mem::replace(&mut self.paused, true) {
+            return;
+        }
+        let Some(cc) = self.cc.as_mut() else {
+            return;
+        };
+        let at_time = ts(log.micros(now));
+        let ran = fluo_core::panics::contain(|| {
+            let _ = cc.on_network_availability(NetworkAvailability {
+                at_time,
+                network_available: false,
+            });
+        });
+        if let Err(panic) = ran {
+            self.fail(panic.as_ref());
+        }
+    }
+
+    /// Whether it is paused (its peer lost: [`ViewerBwe::pause`]).
+    pub(crate) fn paused(&self) -> bool {
+        self.paused
     }
 
     /// When the prober's next step is due, while a probe cluster is being sent: the viewer's
@@ -599,124 +619,35 @@ fn feed_acked(
     Some(fed)
 }
 
-/// The highest simulcast layer a viewer's estimate allows, with hysteresis (see the module).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LayerCap {
-    /// The rank the router is told (`None`: no cap).
-    pub(crate) cap: Option<u8>,
-    /// Since when the estimate allows more than `cap`, and the least it allowed since.
-    up: Option<(u8, Instant)>,
-}
-
-impl LayerCap {
-    /// The cap for estimate `bps` given the layers' measured bitrates by rank (`None`: the
-    /// layer does not flow or is not measured yet): the highest measured layer whose bitrate
-    /// fits in 85 % of the estimate, else the lowest measured one; down at once, up only once
-    /// the estimate allowed the higher layer for [`UP_AFTER`] and every layer that flows is
-    /// measured (`complete`: else a higher cap could change again as soon as the rest is; a
-    /// lower one is taken at any time, when a measured layer above it does not fit). With no layer measured the cap stays as it is (none
-    /// at first). Returns the new cap when it changed.
-    pub(crate) fn update(
-        &mut self,
-        now: Instant,
-        bps: u64,
-        rates: &[Option<u64>],
-        complete: bool,
-    ) -> Option<Option<u8>> {
-        let budget = bps.saturating_mul(HEADROOM_PERCENT) / 100;
-        let measured = || {
-            (rates.iter().enumerate())
-                .filter_map(|(rank, r)| r.map(|bits| (rank.min(255) as u8, bits)))
-        };
-        let lowest = measured().next()?.0;
-        let allowed = measured()
-            .filter(|(_, bits)| *bits <= budget)
-            .map(|(rank, _)| rank)
-            .next_back()
-            .unwrap_or(lowest);
-        if !complete {
-            return self.update_incomplete(now, allowed, budget, measured());
-        }
-        let next = match self.cap {
-            Some(c) if allowed > c => {
-                let (least, since) = self
-                    .up
-                    .map_or((allowed, now), |(least, since)| (least.min(allowed), since));
-                if now.saturating_duration_since(since) >= UP_AFTER {
-                    self.up = None;
-                    least
-                } else {
-                    self.up = Some((least, since));
-                    c
-                }
-            }
-            _ => {
-                self.up = None;
-                allowed
-            }
-        };
-        (self.cap != Some(next)).then(|| {
-            self.cap = Some(next);
-            self.cap
-        })
-    }
-
-    /// Whether estimate `bps` leaves room (85 %) for a measured layer above the cap (none
-    /// without a cap).
-    pub(crate) fn room_above(&self, bps: u64, rates: &[Option<u64>]) -> bool {
-        let budget = bps.saturating_mul(HEADROOM_PERCENT) / 100;
-        let Some(cap) = self.cap else {
-            return false;
-        };
-        (rates.iter().enumerate())
-            .any(|(rank, r)| rank > usize::from(cap) && r.is_some_and(|bits| bits <= budget))
-    }
-
-    /// [`LayerCap::update`] while a layer that flows is not measured yet: the cap goes down
-    /// to `allowed` only when a measured layer above it does not fit in `budget` (what is
-    /// measured fitting says nothing of the rest: no first cap then); up waits (the wait for
-    /// room goes on).
-    fn update_incomplete(
-        &mut self,
-        now: Instant,
-        allowed: u8,
-        budget: u64,
-        mut measured: impl Iterator<Item = (u8, u64)>,
-    ) -> Option<Option<u8>> {
-        let too_big = measured.any(|(rank, bits)| rank > allowed && bits > budget);
-        match self.cap {
-            Some(c) if allowed > c => {
-                self.up = Some(self.up.map_or((allowed, now), |(l, t)| (l.min(allowed), t)));
-                None
-            }
-            Some(c) if allowed == c || !too_big => {
-                self.up = None;
-                None
-            }
-            None if !too_big => None,
-            _ => {
-                self.up = None;
-                self.cap = Some(allowed);
-                Some(self.cap)
-            }
-        }
-    }
-}
-
 impl MediaCore {
     /// Runs endpoint `key`'s estimator (see the module) if its bandwidth is estimated: its
-    /// sent packets and feedback fed, its estimate and layer cap updated. Its next process
-    /// step, if it has an estimator.
-    pub(super) fn bwe_update(&mut self, key: u64) -> Option<Instant> {
+    /// sent packets and feedback fed, its estimate and layer cap updated. While its peer is
+    /// lost (ICE or consent gone after DTLS) its estimator is paused: nothing is run or
+    /// probed until the peer is back ([`ViewerBwe::pause`]).
+    pub(super) fn bwe_update(&mut self, key: u64) {
         let now = self.now;
-        let ep_ref = self.eps.get(&key)?.ep.clone();
+        let Some(e) = self.eps.get(&key) else {
+            return;
+        };
+        let ep_ref = e.ep.clone();
         let mut ep = lock(&ep_ref);
         if !ep.settings.bwe {
-            return None;
+            return;
         }
+        let lost = super::drive::is_lost(&ep);
         let max = ep.settings.bandwidth.max_video_send.saturating_mul(1000);
-        let v = ep.egress.as_mut()?;
-        let log = v.sent_log()?;
+        let Some(v) = ep.egress.as_mut() else {
+            return;
+        };
+        let Some(log) = v.sent_log() else {
+            return;
+        };
+        if lost {
+            if let Some(est) = self.bwe.get_mut(&key) {
+                est.pause(now, log);
+            }
+            return;
+        }
         let est = self.bwe.entry(key).or_insert_with(|| {
             let max = (max > 0).then_some(max);
             ViewerBwe::new(now, log.micros(now), max)
@@ -727,15 +658,11 @@ impl MediaCore {
             let mut eg = self.outbox.egress();
             est.send_probes(now, v, &mut eg.batch);
         }
-        let next = est.next_process();
-        let probe_rise = est.probed_lately(now);
-        let mut congested = est.congested();
         let counts = est.has_been_congested();
-        let raw = match estimate {
+        let bps = match estimate {
             Estimate::Bps(bps) => Some(bps),
             Estimate::Cold | Estimate::Failed => None,
         };
-        let bps = raw;
         if estimate == Estimate::Failed {
             // Nothing reads what it records any more.
             v.stop_logging_sent();
@@ -747,14 +674,29 @@ impl MediaCore {
             ep.warm_up_since(now);
         }
         drop(ep);
-        let node = self.nodes.get(&key).copied()?;
-        let est = self.bwe.get_mut(&key)?;
-        if let (true, true, Some(bps)) = (congested, probe_rise, raw) {
-            // A probe raised the estimate: room for a layer above the cap ends congestion
-            // now, without waiting for its expiry (docs/simulcast.md, "Probing").
+        self.bwe_layers(key, bps);
+    }
+
+    /// Endpoint `key`'s layer cap for its estimate `bps` (see "The congestion rule" in
+    /// docs/simulcast.md), a probe's room ending congestion, and the most its estimator is
+    /// told the viewer can use ([`ViewerBwe::ceiling_due`]).
+    fn bwe_layers(&mut self, key: u64, bps: Option<u64>) {
+        let now = self.now;
+        let Some(node) = self.nodes.get(&key).copied() else {
+            return;
+        };
+        let Some(est) = self.bwe.get_mut(&key) else {
+            return;
+        };
+        let mut congested = est.congested();
+        let probed = est.probed_lately(now) || est.confirming_room();
+        if let (true, true, Some(bps)) = (congested, probed, bps) {
+            // A probe raised the estimate: room for the top layer, held a moment, ends
+            // congestion without waiting for its expiry (docs/simulcast.md, "Probing"); room
+            // for a lower one lets the cap up (`LayerCap::update`).
             let rates = self.router.layer_rates(node, MediaKind::Video);
-            let room = rates.is_some_and(|(r, _)| est.cap.room_above(bps, &r));
-            if room && est.lift_by_probe(now, bps) {
+            let room = rates.is_some_and(|(r, _)| est.cap.room_for_top(bps, &r));
+            if est.room_held(now, room) && est.lift_by_probe(now, bps) {
                 tracing::debug!(key, bps, "a probe showed room above the layer cap: lifted");
                 congested = false;
             }
@@ -773,7 +715,16 @@ impl MediaCore {
             self.router
                 .set_layer_bandwidth_cap(node, MediaKind::Video, cap);
         }
-        next
+        if est.ceiling_due(now) {
+            // A layered source's top measured layer; a plain one's rate as sent.
+            let need = if self.router.gets_layers(node, MediaKind::Video) {
+                let rates = self.router.layer_rates(node, MediaKind::Video);
+                rates.and_then(|(r, _)| r.into_iter().flatten().max())
+            } else {
+                est.sent_bps(now)
+            };
+            est.set_ceiling(now, need.map(|t| t.saturating_mul(100) / HEADROOM_PERCENT));
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use str0m::{Input, Output};
 /// not every few milliseconds; a datagram from it drives the endpoint at once. Not while the
 /// checks of an ICE restart run (they are not held back); a peer str0m merely put back into
 /// checking, or whose restart ended disconnected, is still lost.
-fn is_lost(ep: &Ep) -> bool {
+pub(super) fn is_lost(ep: &Ep) -> bool {
     let restarting = ep.ice_restarted && ep.ice_state == "CONNECTING";
     ep.was_connected && !ep.connected && ep.rtc.is_alive() && !restarting
 }

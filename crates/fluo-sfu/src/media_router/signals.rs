@@ -121,6 +121,15 @@ impl MediaRouter {
         self.measure_rates = true;
     }
 
+    /// Whether `sink` gets its `kind` from a layered (simulcast or SVC) source: known from
+    /// the source's first layered packet forwarded to it.
+    pub fn gets_layers(&self, sink: NodeId, kind: MediaKind) -> bool {
+        kind == MediaKind::Video
+            && (self.layers.get(sink))
+                .and_then(|l| l.sink.as_ref())
+                .is_some_and(|s| s.source.is_some())
+    }
+
     /// The bitrates of the layers of the simulcast source whose `kind` `sink` gets, by rank
     /// (lowest picture first; see `RATE_WINDOW`), of an SVC stream with temporal layers by
     /// (rank, temporal layer), cumulative (`SourceLayers::rates`: the points

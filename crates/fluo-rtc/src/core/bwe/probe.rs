@@ -49,11 +49,19 @@ const MIN_PROBE_DURATION_MS: i64 = 30;
 ///   65 % of its estimate, as a viewer capped to a low layer is), one cluster at twice the
 ///   estimate every [`ALR_PROBE_EVERY`], probing further the same way;
 /// - no periodic probes beyond those (goog_cc's network-state probes need an estimator of the
-///   link's capacity 0.1.4 does not have).
+///   link's capacity 0.1.4 does not have);
+/// - **bounded by what the viewer can use** once it is told (`max_total_allocated_bitrate`,
+///   [`super::ViewerBwe::set_ceiling`]: the top layer's rate with the cap's headroom):
+///   no probe while the estimate is above it, none above twice it, and no probing further
+///   once a result is above twice it (without it, the viewer's maximum or
+///   [`MAX_PROBE_BPS`]).
 pub(crate) fn configure(config: &mut NetworkControllerConfig) {
     let p = &mut config.field_trials.probing_configuration;
     p.p1 = 2.0;
     p.p2 = 0.0;
+    p.abort_further = true;
+    p.skip_if_est_larger_than_fraction_of_max = 1.0;
+    p.skip_max_allocated_scale = 1.0;
     p.alr_interval = TimeDelta::from_millis(ALR_PROBE_EVERY.as_millis() as i64);
     p.min_probe_duration = TimeDelta::from_millis(MIN_PROBE_DURATION_MS);
     config.stream_based_config.requests_alr_probing = Some(true);
@@ -149,6 +157,14 @@ impl Prober {
         }
     }
 
+    /// Gives up every cluster waiting or being sent (the viewer cannot take padding, or its
+    /// peer is lost).
+    pub(crate) fn clear(&mut self) {
+        self.given_up += self.queue.len() as u64 + u64::from(self.active.is_some());
+        self.queue.clear();
+        self.active = None;
+    }
+
     /// The pacing information of a packet of cluster `id` (goog_cc's probe estimator reads
     /// it); "not a probe" for `None` or a cluster no longer kept.
     pub(crate) fn info(&self, id: Option<i32>) -> PacedPacketInfo {
@@ -171,9 +187,7 @@ impl Prober {
     pub(crate) fn step(&mut self, now: Instant, viewer: &mut Viewer, batch: &mut Batch) -> Sent {
         let mut sent = Sent::default();
         if (self.active.is_some() || !self.queue.is_empty()) && !viewer.can_pad() {
-            self.given_up += self.queue.len() as u64 + u64::from(self.active.is_some());
-            self.queue.clear();
-            self.active = None;
+            self.clear();
             return sent;
         }
         loop {

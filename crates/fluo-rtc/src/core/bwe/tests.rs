@@ -186,7 +186,7 @@ fn a_panic_in_the_controller_is_contained_and_ends_its_estimate() {
     let t0 = Instant::now();
     let mut log = SentLog::new(t0);
     let mut bwe = ViewerBwe::new(t0, 0, Some(500_000));
-    assert!(bwe.next_process().is_some());
+    assert!(bwe.cc.is_some());
     // The port unwraps the latest arrival of a report: one with every packet lost panics
     // (Fluo holds such feedback back).
     let lost = PacketResult {
@@ -207,7 +207,8 @@ fn a_panic_in_the_controller_is_contained_and_ends_its_estimate() {
     };
     assert!(!bwe.feed_unchecked(10_000, report));
     assert_eq!(bwe.run(t0 + 10 * MS, &mut log), Estimate::Failed);
-    assert_eq!(bwe.next_process(), None, "no more process steps");
+    assert!(bwe.cc.is_none(), "no more process steps");
+    assert_eq!(bwe.next_probe(), None, "nor probes");
     // Through the log, such feedback is held until a packet is reported received.
     let mut bwe = ViewerBwe::new(t0, 0, None);
     log.sent(t0, 1, 1000);
@@ -361,21 +362,80 @@ fn a_probe_with_room_ends_congestion_and_a_failed_one_bars_the_next_for_the_long
 }
 
 #[test]
-fn room_above_the_cap_is_a_measured_layer_above_it_fitting_in_85_percent() {
+fn room_for_the_top_layer_is_the_top_measured_layer_above_the_cap_fitting_in_85_percent() {
     let t0 = Instant::now();
     let rates = [Some(150_000), Some(500_000), Some(1_500_000)];
     let mut c = LayerCap::default();
     assert!(
-        !c.room_above(10_000_000, &rates),
+        !c.room_for_top(10_000_000, &rates),
         "no cap: nothing above it"
     );
     assert_eq!(c.update(t0, 300_000, &rates, true), Some(Some(0)));
-    assert!(!c.room_above(588_000, &rates), "h needs 500 k / 0.85");
-    assert!(c.room_above(589_000, &rates));
     assert!(
-        !c.room_above(5_000_000, &[Some(150_000), None, None]),
-        "unmeasured"
+        !c.room_for_top(589_000, &rates),
+        "room for h only: the cap may go up, congestion does not end"
     );
+    assert!(!c.room_for_top(1_764_705, &rates), "f needs 1.5 M / 0.85");
+    assert!(c.room_for_top(1_764_706, &rates));
+    assert!(
+        c.room_for_top(589_000, &[Some(150_000), Some(500_000), None]),
+        "the top measured layer"
+    );
+    assert!(
+        !c.room_for_top(5_000_000, &[Some(150_000), None, None]),
+        "nothing measured above the cap"
+    );
+}
+
+/// R43-probe 1: a probe's room must hold for a second; a lift that fails, by its expiry as by
+/// a probe, bars probe lifts for the longer hold, and after a second failure in a row even an
+/// estimate twice the failed lift's does not lift before the hold's end.
+#[test]
+fn a_probes_room_must_hold_and_failed_lifts_back_off_without_the_doubled_exception_twice() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs(1);
+    let mut b = ViewerBwe::new(t0, 0, None);
+    b.sign(t0);
+    // Room without a probe's result: not counted.
+    assert!(!b.room_held(t0 + s, true));
+    b.probe_fed = Some(t0 + 2 * s);
+    assert!(!b.room_held(t0 + 2 * s, true), "the probe's result: starts");
+    assert!(!b.room_held(t0 + 2 * s + 400 * MS, true));
+    assert!(
+        !b.room_held(t0 + 2 * s + 500 * MS, false),
+        "a moment without room"
+    );
+    assert!(!b.room_held(t0 + 2 * s + 600 * MS, true), "starts again");
+    assert!(!b.room_held(t0 + 3 * s + 599 * MS, true));
+    assert!(b.room_held(t0 + 3 * s + 600 * MS, true), "held a second");
+    b.sign(t0 + 4 * s);
+    assert!(!b.room_held(t0 + 4 * s, true), "a sign starts it again");
+    // The expiry lifts at 10 s after the last sign, with the estimate at 300 k; it fails.
+    b.target = Some(300_000);
+    b.expire(t0 + 14 * s);
+    assert!(!b.congested());
+    b.sign(t0 + 15 * s);
+    assert!(
+        !b.lift_by_probe(t0 + 20 * s, 599_999),
+        "an expiry's failure bars too"
+    );
+    assert!(
+        b.lift_by_probe(t0 + 20 * s, 600_000),
+        "twice the failed lift's, after the first failure"
+    );
+    // That lift fails too: the second in a row. No exception any more until the hold's end
+    // (90 s); the expiry then.
+    b.sign(t0 + 22 * s);
+    assert_eq!(b.hold, HOLD_MOST);
+    assert!(
+        !b.lift_by_probe(t0 + 30 * s, 10_000_000),
+        "barred whatever the estimate"
+    );
+    assert!(!b.lift_by_probe(t0 + 22 * s + HOLD_MOST - MS, 10_000_000));
+    assert!(b.lift_by_probe(t0 + 22 * s + HOLD_MOST, 10_000_000));
+    // A lift that holds 5 s resets it all.
+    b.expire(t0 + 27 * s + HOLD_MOST);
+    assert_eq!((b.hold, b.failed_lifts), (HOLD, 0));
 }
 
 /// Media at about 480 kbit/s (ten 600-byte packets per 100 ms, 20 ms one way), feedback
@@ -418,4 +478,85 @@ fn lost_probe(secs: u64) -> bool {
 #[test]
 fn a_probes_lost_padding_is_no_sign_of_congestion() {
     assert!(!lost_probe(3), "probe padding lost behind a queue");
+}
+
+#[test]
+fn a_paused_estimator_drops_its_clusters_and_what_was_sent_and_resumes_at_its_next_run() {
+    let t0 = Instant::now();
+    let mut log = SentLog::new(t0);
+    let mut bwe = ViewerBwe::new(t0, 0, None);
+    // The initial probe's cluster, asked at the first process step.
+    assert_eq!(bwe.run(t0, &mut log), Estimate::Cold);
+    assert!(bwe.prober.next(t0).is_some(), "a cluster waits");
+    bwe.next_probe = Some(t0 + 2 * MS);
+    log.sent(t0 + MS, 1, 1000);
+    bwe.pause(t0 + 5 * MS, &mut log);
+    assert!(bwe.paused());
+    assert_eq!(bwe.prober.next(t0 + 5 * MS), None, "its clusters given up");
+    assert_eq!(bwe.next_probe(), None, "no timer for them");
+    let mut left = 0;
+    log.take_sent(t0 + 6 * MS, |_| left += 1);
+    assert_eq!(left, 0, "what was sent meanwhile is for no one");
+    // Paused again: nothing more happens (the controller was told once).
+    bwe.pause(t0 + 30 * MS, &mut log);
+    assert!(bwe.paused() && bwe.cc.is_some());
+    // Back: it runs again, its controller told the network is there.
+    assert_ne!(bwe.run(t0 + 60 * MS, &mut log), Estimate::Failed);
+    assert!(!bwe.paused());
+}
+
+#[test]
+fn what_a_viewer_is_sent_is_media_over_the_period_since_the_ceiling_was_last_looked_at() {
+    let t0 = Instant::now();
+    let mut log = SentLog::new(t0);
+    let mut bwe = ViewerBwe::new(t0, 0, None);
+    assert!(bwe.ceiling_due(t0));
+    assert_eq!(bwe.sent_bps(t0), None, "the first look: no period yet");
+    bwe.set_ceiling(t0, None);
+    // 100 packets of 1000 bytes over a second, and 20 probe packets not counted.
+    for i in 0..100u16 {
+        log.sent(t0 + u32::from(i) * 10 * MS, i + 1, 1000);
+    }
+    for i in 0..20u16 {
+        log.sent(t0 + 995 * MS, 101 + i, 1000);
+        log.mark_probe(101 + i, 3);
+    }
+    let _ = bwe.run(t0 + 1000 * MS, &mut log);
+    assert!(bwe.ceiling_due(t0 + 1000 * MS));
+    assert_eq!(bwe.sent_bps(t0 + 1000 * MS), Some(800_000));
+    // A pause starts the period again: the time lost would read low.
+    bwe.set_ceiling(t0 + 1000 * MS, Some(940_000));
+    log.sent(t0 + 1100 * MS, 121, 1000);
+    let _ = bwe.run(t0 + 1200 * MS, &mut log);
+    bwe.pause(t0 + 1300 * MS, &mut log);
+    let _ = bwe.run(t0 + 9000 * MS, &mut log);
+    assert_eq!(bwe.sent_bps(t0 + 9000 * MS), None);
+}
+
+/// R44-probe2 1a: the network-available reply dropped in [`ViewerBwe::new`] holds no probe
+/// (goog_cc's probe controller has no start rate before its first process step), and the
+/// initial probe is asked at that step: the first run.
+#[test]
+fn the_initial_probe_is_asked_at_the_first_run_not_at_construction() {
+    let t0 = Instant::now();
+    let mut config = NetworkControllerConfig::default();
+    config.constraints.at_time = ts(0);
+    config.constraints.starting_rate = Some(DataRate::from_bits_per_sec(START_BPS));
+    probe::configure(&mut config);
+    let mut cc = GoogCcNetworkController::new(
+        config,
+        GoogCcConfig {
+            feedback_only: true,
+        },
+    );
+    let reply = cc.on_network_availability(NetworkAvailability {
+        at_time: ts(0),
+        network_available: true,
+    });
+    assert!(reply.probe_cluster_configs.is_empty(), "{reply:?}");
+    let mut log = SentLog::new(t0);
+    let mut bwe = ViewerBwe::new(t0, 0, None);
+    assert_eq!(bwe.prober.next(t0), None, "nothing asked at construction");
+    let _ = bwe.run(t0, &mut log);
+    assert!(bwe.prober.next(t0).is_some(), "the initial probe");
 }

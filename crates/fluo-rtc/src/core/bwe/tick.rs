@@ -10,7 +10,7 @@ use std::time::Instant;
 /// times a second per viewer).
 #[derive(Default)]
 pub(in crate::core) struct Tick {
-    /// `None` while no viewer has an estimator.
+    /// `None` while no viewer has an estimator, or every one is paused (its peer lost).
     pub(in crate::core) at: Option<Instant>,
     /// The viewers run at a tick (kept: nothing allocated per tick).
     keys: Vec<u64>,
@@ -36,6 +36,9 @@ impl MediaCore {
             }
         }
         self.bwe_tick.keys = keys;
-        self.bwe_tick.at = (!self.bwe.is_empty()).then(|| now + PROCESS_EVERY);
+        // None while every estimator is paused (their peers lost): a viewer back is run at
+        // its next feedback, which starts the tick again (`bwe_update`).
+        let running = self.bwe.values().any(|b| !b.paused());
+        self.bwe_tick.at = running.then(|| now + PROCESS_EVERY);
     }
 }
