@@ -34,6 +34,7 @@ use goog_cc::{GoogCcConfig, GoogCcNetworkController};
 use std::time::{Duration, Instant};
 
 mod probe;
+mod throughput;
 mod tick;
 use probe::Prober;
 pub(super) use tick::Tick;
@@ -280,6 +281,7 @@ impl ViewerBwe {
             ..NetworkControllerConfig::default()
         };
         probe::configure(&mut config);
+        throughput::configure(&mut config);
         let made = fluo_core::panics::contain(|| {
             // Feedback only: the round trip and the loss come from the TWCC feedback itself
             // (with `feedback_only` off, 0.1.4 counts no loss from feedback at all and waits
