@@ -37,6 +37,7 @@ mod cap;
 mod ceiling;
 mod delivery;
 mod probe;
+mod throughput;
 mod tick;
 pub(crate) use cap::LayerCap;
 use delivery::{Delivery, Fed};
@@ -221,6 +222,7 @@ impl ViewerBwe {
             ..NetworkControllerConfig::default()
         };
         probe::configure(&mut config);
+        throughput::configure(&mut config);
         let made = fluo_core::panics::contain(|| {
             // Feedback only: the round trip and the loss come from the TWCC feedback itself
             // (with `feedback_only` off, 0.1.4 counts no loss from feedback at all and waits
