@@ -60,6 +60,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod dependency_descriptor;
 pub mod descriptor;
 mod error;
 pub mod event;
