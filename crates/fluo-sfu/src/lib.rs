@@ -52,6 +52,7 @@
 //!     payload: &payload,
 //!     entered: None,
 //!     extensions: None,
+//!     dd: None,
 //!     layer: None,
 //! };
 //! assert_eq!(router.forward(now, cam, &pkt), 1);

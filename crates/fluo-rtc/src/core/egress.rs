@@ -76,9 +76,33 @@ const EXT_CONTENT_TYPE: u8 = 3;
 pub(crate) struct Carried {
     pub(crate) ext_vals: Option<ExtensionValues>,
     pub(crate) plain: Vec<u8>,
+    /// The packet's dependency descriptor (for the router), taken out of `ext_vals` so that
+    /// the sinks' copies of them carry no user values to clone.
+    dd: Vec<u8>,
+    has_dd: bool,
 }
 
 impl Carried {
+    /// Moves the dependency descriptor out of `ext_vals` into `dd` (kept for the next packet).
+    pub(crate) fn take_dd(&mut self) {
+        self.dd.clear();
+        self.has_dd = false;
+        let Some(e) = self.ext_vals.as_mut() else {
+            return;
+        };
+        if let Some(d) = crate::dd::bytes(Some(e)) {
+            self.dd.extend_from_slice(d);
+            self.has_dd = true;
+            // The descriptor is the only user value Fluo parses.
+            e.user_values = Default::default();
+        }
+    }
+
+    /// The packet's dependency descriptor, if it had one.
+    pub(crate) fn dd(&self) -> Option<&[u8]> {
+        self.has_dd.then_some(self.dd.as_slice())
+    }
+
     /// Takes `f`'s extensions and writes it as plain RTP.
     pub(crate) fn fill(&mut self, f: &mut Forward) {
         self.ext_vals = f.ext_vals.take();
@@ -461,6 +485,7 @@ impl MediaCore {
         } else {
             self.carried.ext_vals = f.ext_vals.take();
         }
+        self.carried.take_dd();
         let pkt = Packet {
             kind: f.kind,
             codec: f.codec,
@@ -472,6 +497,7 @@ impl MediaCore {
             entered: f.entered,
             extensions: Some(&self.carried as &(dyn std::any::Any + Send + Sync)),
             layer: f.layer,
+            dd: self.carried.dd(),
         };
         self.router.forward(self.now, src, &pkt);
         if egress {

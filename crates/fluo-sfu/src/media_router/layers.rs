@@ -525,6 +525,9 @@ pub(super) struct Slot {
     node: NodeId,
     pub(super) source: Option<SourceLayers>,
     pub(super) sink: Option<SinkLayer>,
+    /// As a source of dependency descriptors (an AV1 stream's): the last structure and
+    /// picture read (see [`crate::svc::DdLayers`]).
+    pub(super) dd: Option<Box<crate::svc::DdLayers>>,
 }
 
 /// The router's simulcast state, beside its nodes by node index: a node's entry stays as it
@@ -556,6 +559,7 @@ impl LayerTable {
                 node: n,
                 source: None,
                 sink: None,
+                dd: None,
             }));
         }
         slot.as_deref_mut().expect("made above")

@@ -136,6 +136,7 @@ impl World {
             payload: &payload,
             entered: None,
             extensions: None,
+            dd: None,
             layer: None,
         };
         self.r
