@@ -142,7 +142,7 @@ fn av1_layer_packets(
 #[derive(Debug, Clone)]
 struct DdOut(Vec<u8>);
 
-/// Writes [`DdOut`]; reads nothing.
+/// Writes [`DdOut`]; reads a received one into it.
 #[derive(Debug)]
 struct DdWriter;
 
@@ -157,8 +157,9 @@ impl ExtensionSerializer for DdWriter {
         }
     }
 
-    fn parse_value(&self, _buf: &[u8], _ev: &mut ExtensionValues) -> bool {
-        false
+    fn parse_value(&self, buf: &[u8], ev: &mut ExtensionValues) -> bool {
+        ev.user_values.set(DdOut(buf.to_vec()));
+        true
     }
 
     fn is_video(&self) -> bool {
@@ -176,7 +177,12 @@ impl ExtensionSerializer for DdWriter {
     }
 }
 
-/// The dependency descriptor extension as a publisher sends it (for
+/// The length of the dependency descriptor a packet carried (0: none).
+pub(crate) fn dd_len(ev: &ExtensionValues) -> usize {
+    ev.user_values.get::<DdOut>().map_or(0, |d| d.0.len())
+}
+
+/// The dependency descriptor extension as a publisher sends it (and a viewer reads it) (for
 /// [`crate::World::add_browser_with`]: `set_extension(12, dd_extension())`).
 pub fn dd_extension() -> Extension {
     Extension::with_serializer(fluo_sfu::dependency_descriptor::URI, DdWriter)

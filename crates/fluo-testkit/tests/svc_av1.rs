@@ -11,6 +11,13 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use str0m::media::Direction;
 
+/// The world each case runs in: Fluo as configured by default (the egress fast path on).
+/// tests/svc_av1_str0m.rs runs these cases again in its own (`crate::world`).
+#[allow(dead_code)]
+fn world() -> World {
+    World::new()
+}
+
 const LAYERS: [((u16, u16), usize); 3] =
     [((320, 180), 300), ((640, 360), 900), ((1280, 720), 2500)];
 
@@ -96,15 +103,20 @@ fn stats_layer(w: &mut World, ep: &str) -> Value {
 
 #[test]
 fn a_capped_viewer_gets_only_the_lowest_spatial_layer_of_an_av1_stream() {
-    let mut w = World::new();
+    let mut w = crate::world();
     let p = w.create("MediaPipeline", None);
     let pub_ep = w.create("WebRtcEndpoint", Some(&p));
     let low_ep = endpoint(&mut w, &p, json!({"fluoMaxVideoLayer": 0}));
     let top_ep = endpoint(&mut w, &p, json!({}));
     w.subscribe(&low_ep, "FluoLayerChanged");
     let publisher = publisher(&mut w, &pub_ep);
-    let low = w.join("low", true, &low_ep, Direction::RecvOnly);
-    let top = w.join("top", true, &top_ep, Direction::RecvOnly);
+    // Both viewers negotiate the descriptor (as a Chromium viewer must to decode several
+    // spatial layers of AV1).
+    let with_dd = |c: str0m::RtcConfig| c.set_extension(12, dd_extension());
+    let low = w.add_browser_with("low", true, with_dd);
+    w.negotiate_browser_offer(low, &low_ep, Direction::RecvOnly);
+    let top = w.add_browser_with("top", true, with_dd);
+    w.negotiate_browser_offer(top, &top_ep, Direction::RecvOnly);
     for v in [&low_ep, &top_ep] {
         w.invoke(&pub_ep, "connect", json!({"sink": v}));
     }
@@ -124,6 +136,17 @@ fn a_capped_viewer_gets_only_the_lowest_spatial_layer_of_an_av1_stream() {
     }
     continuous_with_markers(&l);
     continuous_with_markers(&t);
+    // Each packet with the publisher's descriptor; the key pictures' first with the structure.
+    for v in [&l, &t] {
+        assert!(
+            v.iter().all(|r| r.dd_len >= 3),
+            "a descriptor on every packet"
+        );
+        assert!(
+            v.iter().any(|r| r.dd_len > 16),
+            "the structure (two-byte form)"
+        );
+    }
     let ev = layer_events(&mut w);
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!(
