@@ -142,6 +142,21 @@ fn l3t3_key(offset: u8) -> Structure {
     s.unwrap()
 }
 
+/// The first packet of an `L1T3` key frame (one spatial layer, three temporal; templates 0
+/// key, 1 T0, 2 T1, 3 T2 of structure 0), the whole frame (start and end), no sizes.
+pub(crate) fn l1t3_key_descriptor() -> Vec<u8> {
+    const L1T3: [T; 4] = [
+        T(0, 0, "SSS", &[], &[0], 0),
+        T(0, 0, "SSS", &[4], &[4], 1),
+        T(0, 1, "-DS", &[2], &[2], 1),
+        T(0, 2, "--D", &[1], &[1], 3),
+    ];
+    let mut w = W::default();
+    w.mandatory(true, true, 0, 1).flag(true).put(0, 4);
+    structure(&mut w, 0, &L1T3, 3, &[0, 0, 0], None);
+    w.bytes
+}
+
 /// A descriptor of the three mandatory bytes alone.
 pub(crate) fn mandatory(start: bool, end: bool, template: u8, frame: u16) -> Vec<u8> {
     let mut w = W::default();
