@@ -215,3 +215,78 @@ put("http_request", "chunked", bytes([7]) + b"POST /post/0b0e6f1a-54a3-4d2b-9b33
 put("http_request", "length", bytes([64]) + b"POST /post/x HTTP/1.1\r\nAuthorization: Bearer token\r\n"
     b"Content-Length: 11\r\n\r\nhello world")
 put("http_request", "options", bytes([1]) + b"OPTIONS /post/x HTTP/1.1\r\nOrigin: https://a.example\r\n\r\n")
+
+# ---- dependency_descriptor: records [len u8][descriptor] of one stream ----
+class Bits:
+    def __init__(self):
+        self.bits = []
+
+    def put(self, v, n):
+        self.bits += [(v >> i) & 1 for i in reversed(range(n))]
+        return self
+
+    def ns(self, n, v):
+        w = n.bit_length()
+        m = (1 << w) - n
+        if v < m:
+            return self.put(v, w - 1)
+        t = v + m
+        return self.put(t >> 1, w - 1).put(t & 1, 1)
+
+    def bytes(self):
+        b = self.bits + [0] * (-len(self.bits) % 8)
+        return bytes(int("".join(map(str, b[i:i + 8])), 2) for i in range(0, len(b), 8))
+
+
+# L3T3_KEY as in fluo-sfu's dependency_descriptor tests: (spatial, temporal, DTIs, fdiffs,
+# chain diffs, next_layer_idc).
+L3T3_KEY = [
+    ("SSSSSSSSS", [], [0, 0, 0], 0), ("SSS------", [12], [12, 11, 10], 1),
+    ("-DS------", [6], [6, 5, 4], 1), ("--D------", [3], [3, 2, 1], 2),
+    ("---SSSSSS", [1], [1, 1, 1], 0), ("---SSS---", [12], [1, 12, 11], 1),
+    ("----DS---", [6], [7, 6, 5], 1), ("-----D---", [3], [4, 3, 2], 2),
+    ("------SSS", [1], [2, 1, 1], 0), ("------SSS", [12], [2, 1, 12], 1),
+    ("-------DS", [6], [8, 7, 6], 1), ("--------D", [3], [5, 4, 3], 3),
+]
+
+
+def dd_key(offset, frame):
+    b = Bits().put(1, 1).put(0, 1).put(offset, 6).put(frame, 16).put(1, 1).put(0, 4)
+    b.put(offset, 6).put(8, 5)
+    for t in L3T3_KEY:
+        b.put(t[3], 2)
+    for t in L3T3_KEY:
+        for c in t[0]:
+            b.put("-DSR".index(c), 2)
+    for t in L3T3_KEY:
+        for d in t[1]:
+            b.put(1, 1).put(d - 1, 4)
+        b.put(0, 1)
+    b.ns(10, 3)
+    for p in [0, 0, 0, 1, 1, 1, 2, 2, 2]:
+        b.ns(3, p)
+    for t in L3T3_KEY:
+        for c in t[2]:
+            b.put(c, 4)
+    b.put(1, 1)
+    for w, h in [(320, 180), (640, 360), (1280, 720)]:
+        b.put(w - 1, 16).put(h - 1, 16)
+    return b.bytes()
+
+
+def dd_frame(template, frame):
+    return Bits().put(1, 1).put(1, 1).put(template, 6).put(frame, 16).bytes()
+
+
+def records(ds):
+    return b"".join(bytes([len(d)]) + d for d in ds)
+
+
+stream = [dd_key(0, 1000), dd_frame(4, 1001), dd_frame(8, 1002)]
+frame = 1003
+for t in [3, 2, 3, 1]:
+    for s in range(3):
+        stream.append(dd_frame(t + 4 * s, frame))
+        frame += 1
+put("dependency_descriptor", "l3t3-key", records(stream))
+put("dependency_descriptor", "new-structure", records([dd_key(0, 1), dd_frame(5, 2), dd_key(40, 3), dd_frame(5, 4)]))

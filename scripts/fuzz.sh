@@ -3,7 +3,8 @@
 # Kurento Protocol frames (jsonrpc), WebRTC SDP offers and answers (sdp), RTP/RTCP/STUN/DTLS
 # datagrams into the media core (rtp_rtcp), element URIs and plain-RTP SDP (uri_sdp_plain),
 # SRTP/SRTCP and the viewer's RTCP into the egress fast path (egress_rtcp), the HTTP
-# listener's request parsing (http_request). The fuzz crate links the crates its targets call
+# listener's request parsing (http_request), a stream's dependency descriptors through the SVC
+# filter (dependency_descriptor). The fuzz crate links the crates its targets call
 # (fluo-core, fluo-sfu, fluo-gst, fluo-egress, fluo-testkit without its `live` feature), not
 # fluo-server: see fuzz/Cargo.toml.
 #
@@ -32,7 +33,7 @@ FUZZ="$ROOT/fuzz"
 cd "$FUZZ"
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(jsonrpc sdp rtp_rtcp uri_sdp_plain egress_rtcp http_request)
+  TARGETS=(jsonrpc sdp rtp_rtcp uri_sdp_plain egress_rtcp http_request dependency_descriptor)
 fi
 
 in_ci() {

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod core;
+mod dd;
 mod dtls;
 mod element;
 mod learnt;

@@ -137,7 +137,9 @@ fn configure(cert: &Option<str0m::config::DtlsCert>, mtu: usize) -> str0m::RtcCo
     // cache (see `core::rtx_history`).
     // The MTU is the largest datagram str0m makes (DTLS records, SCTP packets): Kurento's
     // default is 1200 (str0m's 1150).
+    // The dependency descriptor: read from publishers, forwarded to AV1 viewers (see `dd`).
     let mut builder = Rtc::builder()
+        .set_extension(crate::dd::ID, crate::dd::extension())
         .set_mtu(mtu..=mtu.max(str0m::DATAGRAM_MTU_WARN))
         .set_rtp_mode(true)
         .set_ice_lite(true)

@@ -115,6 +115,7 @@ fn media_router(c: &mut Crit) {
                     payload: &payload,
                     entered: None,
                     extensions: None,
+                    dd: None,
                     layer: None,
                 };
                 let now = t0 + Duration::from_micros(u64::from(seq));
@@ -194,6 +195,7 @@ fn simulcast_group(c: &mut Crit, name: &str, churn: bool) {
                         payload: &inter,
                         entered: None,
                         extensions: None,
+                        dd: None,
                         layer: None,
                     };
                     black_box(r.forward(now, plain, &pkt));
@@ -213,6 +215,7 @@ fn simulcast_group(c: &mut Crit, name: &str, churn: bool) {
                         },
                         entered: None,
                         extensions: None,
+                        dd: None,
                         layer: Some(layer),
                     };
                     out += r.forward(now, cam, &pkt);

@@ -52,6 +52,7 @@
 //!     payload: &payload,
 //!     entered: None,
 //!     extensions: None,
+//!     dd: None,
 //!     layer: None,
 //! };
 //! assert_eq!(router.forward(now, cam, &pkt), 1);
@@ -60,6 +61,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod dependency_descriptor;
 pub mod descriptor;
 mod error;
 pub mod event;

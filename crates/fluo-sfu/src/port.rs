@@ -208,6 +208,7 @@ impl MediaPacket {
             payload: &payload,
             entered: None,
             extensions: None,
+            dd: None,
             layer: None,
         };
         let header = Header {

@@ -170,9 +170,11 @@ proptest! {
             let mut bytes = head;
             bytes.resize(len.max(bytes.len()), 0);
             let payload: std::sync::Arc<[u8]> = bytes.into();
+            // Every other packet with its payload as its dependency descriptor too.
+            let dd = (i % 2 == 1).then_some(&payload[..]);
             let pkt = Packet {
                 kind: name.kind(), codec: Codec::new(name), seq, ts, ssrc, marker,
-                payload: &payload, entered: Some(now), extensions: None, layer,
+                payload: &payload, entered: Some(now), extensions: None, dd, layer,
             };
             r.forward(now, src, &pkt);
             r.request_keyframe(now, vp8, MediaKind::Video);

@@ -90,6 +90,7 @@ fn the_media_router_allocates_nothing_per_packet_per_sink_after_warm_up() {
             // One packet in 32 is timed, as the media core times them.
             entered: fluo_sfu::latency::sampled(seq).then(Instant::now),
             extensions: None,
+            dd: None,
             layer: None,
         };
         assert_eq!(r.forward(now, cam, &pkt), SINKS);
@@ -170,6 +171,7 @@ fn simulcast_forwarding_allocates_nothing_per_packet_per_sink_after_warm_up() {
                 },
                 entered: None,
                 extensions: None,
+                dd: None,
                 layer: Some(layer),
             };
             *sent += r.forward(now, cam, &pkt);

@@ -28,6 +28,9 @@ pub struct RtpSeen {
     pub tl0picidx: Option<u8>,
     /// The marker bit.
     pub marker: bool,
+    /// The length of its dependency descriptor (0: none; read only by a browser made with
+    /// `svc::dd_extension` in its configuration).
+    pub dd_len: usize,
     /// The payload's first bytes (zeros past its end): a VP9 payload descriptor's layer
     /// indices are read from them (`fluo_sfu::descriptor::vp9_layers`).
     pub head: [u8; 8],
@@ -429,6 +432,7 @@ impl Browser {
                     picture_id: d.and_then(|d| d.picture_id()),
                     tl0picidx: d.and_then(|d| d.tl0_pic_idx()),
                     marker: p.header.marker,
+                    dd_len: crate::svc::dd_len(&p.header.ext_vals),
                     head: {
                         let mut head = [0; 8];
                         let n = p.payload.len().min(8);

@@ -33,5 +33,5 @@ mod world;
 
 pub use browser::{agreed_feedback, Browser, FeedbackSent, RtpSeen};
 pub use simulcast::{vp8_frame, SendLayer};
-pub use svc::{SvcSend, TEMPORAL_PATTERN};
+pub use svc::{dd_extension, SvcSend, TEMPORAL_PATTERN};
 pub use world::{Link, World};

@@ -39,9 +39,12 @@ function call(object, method, ...args) {
   });
 }
 
-async function offer(page, { publish = false, simulcast = true, camera = null, url = null } = {}) {
+// `extensions`: header extension URIs a viewer's offer negotiates besides Chromium's default
+// ones (`setHeaderExtensionsToNegotiate`), e.g. the dependency descriptor, which Chromium
+// offers by default only on a sending transceiver with a scalability mode.
+async function offer(page, { publish = false, simulcast = true, camera = null, url = null, extensions = [] } = {}) {
   if (url) await page.goto(url);
-  return page.evaluate(async ({ publish, simulcast, camera }) => {
+  return page.evaluate(async ({ publish, simulcast, camera, extensions }) => {
     const pc = new RTCPeerConnection();
     window.pc = pc;
     window.candidates = [];
@@ -64,7 +67,12 @@ async function offer(page, { publish = false, simulcast = true, camera = null, u
       p.degradationPreference = 'maintain-resolution';
       await sender.setParameters(p);
     } else {
-      pc.addTransceiver('video', { direction: 'recvonly' });
+      const t = pc.addTransceiver('video', { direction: 'recvonly' });
+      if (extensions.length) {
+        const exts = t.getHeaderExtensionsToNegotiate();
+        for (const e of exts) if (extensions.includes(e.uri)) e.direction = 'sendrecv';
+        t.setHeaderExtensionsToNegotiate(exts);
+      }
       pc.ontrack = (e) => {
         const v = document.createElement('video');
         v.autoplay = true;
@@ -76,7 +84,7 @@ async function offer(page, { publish = false, simulcast = true, camera = null, u
     const o = await pc.createOffer();
     await pc.setLocalDescription(o);
     return o.sdp;
-  }, { publish, simulcast, camera });
+  }, { publish, simulcast, camera, extensions });
 }
 
 async function publisherSettings(page) {

@@ -2,7 +2,9 @@
 // SVC with Chromium and the official kurento-client: a page publishes its fake camera
 // (960x540) in one VP9 encoding with `scalabilityMode: 'L3T3_KEY'` (three spatial layers,
 // 240x135, 480x270 and 960x540, and three temporal layers in one stream, told apart by the
-// VP9 payload descriptor); two viewer pages watch it through Fluo, one limited to the lowest
+// VP9 payload descriptor), and again in AV1 (the layers told apart by the dependency
+// descriptor header extension, which Fluo's answer takes and forwards to viewers that
+// negotiate it); two viewer pages watch it through Fluo, one limited to the lowest
 // spatial layer (create property fluoMaxVideoLayer 0), the other not. Each viewer decodes its
 // layer's width (its own getStats), both keep decoding (framesDecoded rising, freezes
 // bounded); lifting the limit with a tag takes the first viewer to the top width at the key
@@ -30,11 +32,11 @@ after(async () => {
   if (env) await env.teardown();
 });
 
-// The publisher's offer: its camera in one VP9 encoding with three spatial and three temporal
-// layers, VP9 its only codec, its resolution kept under load.
-async function publishSvc(page) {
+// The publisher's offer: its camera in one `mime` encoding (video/VP9, video/AV1) with three
+// spatial and three temporal layers, that codec its only one, its resolution kept under load.
+async function publishSvc(page, mime) {
   await page.goto(`${env.web.base}/hello-world.html`);
-  return page.evaluate(async (camera) => {
+  return page.evaluate(async ([camera, mime]) => {
     const pc = new RTCPeerConnection();
     window.pc = pc;
     window.candidates = [];
@@ -46,17 +48,17 @@ async function publishSvc(page) {
       direction: 'sendonly',
       sendEncodings: [{ scalabilityMode: 'L3T3_KEY' }],
     });
-    // VP9 alone (with its retransmissions): Fluo's answer lists the codecs in its own order
-    // (str0m's, VP8 first), and Chromium sends the answer's first.
+    // The codec alone (with its retransmissions): Fluo's answer lists the codecs in its own
+    // order (str0m's, VP8 first), and Chromium sends the answer's first.
     const codecs = RTCRtpSender.getCapabilities('video').codecs;
-    t.setCodecPreferences(codecs.filter((c) => ['video/VP9', 'video/rtx'].includes(c.mimeType)));
+    t.setCodecPreferences(codecs.filter((c) => [mime, 'video/rtx'].includes(c.mimeType)));
     const p = t.sender.getParameters();
     p.degradationPreference = 'maintain-resolution';
     await t.sender.setParameters(p);
     const o = await pc.createOffer();
     await pc.setLocalDescription(o);
     return o.sdp;
-  }, CAMERA);
+  }, [CAMERA, mime]);
 }
 
 // What the publisher's sender encodes: its codec, scalability mode and width.
@@ -78,7 +80,10 @@ async function sending(page) {
   });
 }
 
-test('svc: each viewer decodes the spatial layer its limit allows, a tag moves it', { timeout: 150000 }, () =>
+const DD = 'https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension';
+
+for (const [codec, mime] of [['VP9', 'video/VP9'], ['AV1', 'video/AV1']]) {
+test(`svc ${codec}: each viewer decodes the spatial layer its limit allows, a tag moves it`, { timeout: 150000 }, () =>
   withDiagnostics(env, async () => {
     const pipeline = await call(client, 'create', 'MediaPipeline');
     const publisher = await call(pipeline, 'create', 'WebRtcEndpoint');
@@ -89,17 +94,28 @@ test('svc: each viewer decodes the spatial layer its limit allows, a tag moves i
     const changes = [];
     low.on('FluoLayerChanged', (e) => changes.push(e));
 
-    const pubPage = await env.browser.newPage('svc-publisher');
-    const pubAnswer = await negotiate(pubPage, publisher, await publishSvc(pubPage));
-    assert.match(pubAnswer, /VP9\/90000/);
+    const pubPage = await env.browser.newPage(`svc-${codec}-publisher`);
+    const pubOffer = await publishSvc(pubPage, mime);
+    const pubAnswer = await negotiate(pubPage, publisher, pubOffer);
+    assert.match(pubAnswer, new RegExp(`${codec}/90000`));
+    if (codec === 'AV1') {
+      assert.ok(pubOffer.includes(DD), 'Chromium offers the dependency descriptor');
+      assert.ok(pubAnswer.includes(DD), "Fluo's answer takes it");
+    }
     await call(publisher, 'connect', low);
     await call(publisher, 'connect', top);
     await call(publisher, 'connect', slow);
     const viewers = {};
     for (const [name, ep] of [['low', low], ['top', top], ['slow', slow]]) {
-      viewers[name] = await env.browser.newPage(`svc-${name}`);
+      viewers[name] = await env.browser.newPage(`svc-${codec}-${name}`);
       const url = `${env.web.base}/hello-world.html`;
-      await negotiate(viewers[name], ep, await pageOffer(viewers[name], { publish: false, url }));
+      // An AV1 viewer negotiates the dependency descriptor (Chromium offers it by default only
+      // on a sending transceiver with a scalability mode): without it, the viewer getting
+      // every layer decoded nothing (framesDecoded 0, a PLI every 2 s); the capped one did.
+      const extensions = codec === 'AV1' ? [DD] : [];
+      const vOffer = await pageOffer(viewers[name], { publish: false, url, extensions });
+      const vAnswer = await negotiate(viewers[name], ep, vOffer);
+      if (codec === 'AV1') assert.ok(vAnswer.includes(DD), `${name}: the answer takes the descriptor`);
     }
 
     // Its bandwidth estimate must allow the top spatial layer: wait until it encodes it.
@@ -108,7 +124,7 @@ test('svc: each viewer decodes the spatial layer its limit allows, a tag moves i
       return s.width === CAMERA.width ? s : null;
     }, 40000, `the publisher encoding ${CAMERA.width} wide`);
     log(`publisher encodes ${JSON.stringify(sent)}`);
-    assert.equal(sent.codec, 'video/VP9');
+    assert.equal(sent.codec, mime);
     assert.equal(sent.mode, 'L3T3_KEY');
 
     const decoded = async (page, width, what) => waitExplained(pubPage, async () => {
@@ -166,3 +182,4 @@ test('svc: each viewer decodes the spatial layer its limit allows, a tag moves i
     assert.ok(end.framesDecoded - later.framesDecoded >= 10, 'it decodes on at the top');
     await call(pipeline, 'release');
   }));
+}

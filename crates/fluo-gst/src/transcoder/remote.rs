@@ -220,6 +220,7 @@ impl RemoteTranscoder {
                 payload: &k.payload,
                 entered: None,
                 extensions: None,
+                dd: None,
                 layer: None,
             };
             self.feed.push(job, &pkt, k.header);

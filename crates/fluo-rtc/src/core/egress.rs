@@ -67,6 +67,7 @@ pub fn set_egress(on: bool) -> bool {
 const EXT_AUDIO_LEVEL: u8 = 1;
 const EXT_VIDEO_ORIENTATION: u8 = 2;
 const EXT_CONTENT_TYPE: u8 = 3;
+const EXT_DD: u8 = 4;
 
 /// What a packet carries through the router to WebRTC sinks: the publisher's parsed header
 /// extensions (for sessions that send through str0m) and the packet as plain RTP with the
@@ -76,44 +77,97 @@ const EXT_CONTENT_TYPE: u8 = 3;
 pub(crate) struct Carried {
     pub(crate) ext_vals: Option<ExtensionValues>,
     pub(crate) plain: Vec<u8>,
+    /// The packet's dependency descriptor, for the router (see [`Carried::take_dd`]).
+    dd: Vec<u8>,
+    has_dd: bool,
 }
 
 impl Carried {
-    /// Takes `f`'s extensions and writes it as plain RTP.
+    /// Copies the dependency descriptor of `ext_vals` into `dd` (its buffer kept for the next
+    /// packet); unless `keep`, takes it out of `ext_vals` (the egress writes it from `plain`,
+    /// and the sinks' copies of `ext_vals` then carry no user values to clone).
+    pub(crate) fn take_dd(&mut self, keep: bool) {
+        self.dd.clear();
+        self.has_dd = false;
+        let Some(e) = self.ext_vals.as_mut() else {
+            return;
+        };
+        if let Some(d) = crate::dd::bytes(Some(e)) {
+            self.dd.extend_from_slice(d);
+            self.has_dd = true;
+            if !keep {
+                // The descriptor is the only user value Fluo parses.
+                e.user_values = Default::default();
+            }
+        }
+    }
+
+    /// The packet's dependency descriptor, if it had one.
+    pub(crate) fn dd(&self) -> Option<&[u8]> {
+        self.has_dd.then_some(self.dd.as_slice())
+    }
+
+    /// Takes `f`'s extensions (and its dependency descriptor, see [`Carried::take_dd`]) and
+    /// writes it as plain RTP.
     pub(crate) fn fill(&mut self, f: &mut Forward) {
         self.ext_vals = f.ext_vals.take();
+        self.take_dd(false);
         let b = &mut self.plain;
         b.clear();
-        let mut ext = [0u8; 12];
+        // One-byte elements (id, value), then the descriptor.
+        let mut one = [(0u8, 0u8); 3];
         let mut n = 0;
         if let Some(e) = &self.ext_vals {
             if let (Some(level), Some(voice)) = (e.audio_level, e.voice_activity) {
-                ext[n] = EXT_AUDIO_LEVEL << 4;
-                ext[n + 1] = if voice { 0x80 } else { 0 } | (level.unsigned_abs() & 0x7f);
-                n += 2;
+                let v = if voice { 0x80 } else { 0 } | (level.unsigned_abs() & 0x7f);
+                one[n] = (EXT_AUDIO_LEVEL, v);
+                n += 1;
             }
             if let Some(o) = e.video_orientation {
-                ext[n] = EXT_VIDEO_ORIENTATION << 4;
-                ext[n + 1] = o as u8;
-                n += 2;
+                one[n] = (EXT_VIDEO_ORIENTATION, o as u8);
+                n += 1;
             }
             if let Some(c) = e.video_content_type {
-                ext[n] = EXT_CONTENT_TYPE << 4;
-                ext[n + 1] = c;
-                n += 2;
+                one[n] = (EXT_CONTENT_TYPE, c);
+                n += 1;
             }
         }
-        let x = if n > 0 { 0x10 } else { 0 };
+        // Viewers get an AV1 stream's (see `dd`); another codec's is the router's only.
+        let av1 = f.codec.name == fluo_sfu::CodecName::Av1;
+        let dd = (self.has_dd && av1)
+            .then_some(&self.dd[..])
+            .filter(|d| d.len() <= 255);
+        let x = if n > 0 || dd.is_some() { 0x10 } else { 0 };
         b.push(0x80 | x);
         b.push(if f.marker { 0x80 } else { 0 } | 96);
         b.extend_from_slice(&f.seq.to_be_bytes());
         b.extend_from_slice(&f.ts.to_be_bytes());
         b.extend_from_slice(&f.ssrc.to_be_bytes());
-        if n > 0 {
-            let words = n.div_ceil(4);
-            b.extend_from_slice(&[0xbe, 0xde]);
-            b.extend_from_slice(&(words as u16).to_be_bytes());
-            b.extend_from_slice(&ext[..words * 4]);
+        if x != 0 {
+            // The two-byte form when there is a descriptor (it may be longer than 16 bytes).
+            let two = dd.is_some();
+            let at = b.len();
+            b.extend_from_slice(if two {
+                &[0x10, 0x00, 0, 0]
+            } else {
+                &[0xbe, 0xde, 0, 0]
+            });
+            for &(id, v) in &one[..n] {
+                if two {
+                    b.extend_from_slice(&[id, 1, v]);
+                } else {
+                    b.extend_from_slice(&[id << 4, v]);
+                }
+            }
+            if let Some(d) = dd {
+                b.extend_from_slice(&[EXT_DD, d.len() as u8]);
+                b.extend_from_slice(d);
+            }
+            while !(b.len() - at).is_multiple_of(4) {
+                b.push(0);
+            }
+            let words = ((b.len() - at - 4) / 4) as u16;
+            b[at + 2..at + 4].copy_from_slice(&words.to_be_bytes());
         }
         b.extend_from_slice(&f.payload);
     }
@@ -280,6 +334,13 @@ fn plan(ep: &mut Ep, kind: MediaKind, pt: u8, clock: u32) -> Option<()> {
             if let Some(id) = map.id_of(e) {
                 exts.copy_extension(from, id);
             }
+        }
+        // The dependency descriptor, in the two-byte form when longer than 16 bytes: a peer
+        // that negotiates it takes that form (Chromium sends and takes the descriptor only
+        // with `a=extmap-allow-mixed`, which str0m always writes).
+        if let Some(id) = map.id_of(crate::dd::extension()) {
+            exts.copy_extension(EXT_DD, id);
+            exts.two_byte = true;
         }
     }
     let rtx = match (kind, rtx_ssrc, rtx_pt) {
@@ -460,6 +521,9 @@ impl MediaCore {
             eg.used = false;
         } else {
             self.carried.ext_vals = f.ext_vals.take();
+            // str0m writes an AV1 stream's for the sinks (`dd`'s serializer).
+            self.carried
+                .take_dd(f.codec.name == fluo_sfu::CodecName::Av1);
         }
         let pkt = Packet {
             kind: f.kind,
@@ -472,6 +536,7 @@ impl MediaCore {
             entered: f.entered,
             extensions: Some(&self.carried as &(dyn std::any::Any + Send + Sync)),
             layer: f.layer,
+            dd: self.carried.dd(),
         };
         self.router.forward(self.now, src, &pkt);
         if egress {

@@ -33,8 +33,16 @@ impl MediaRouter {
         if let Some(id) = pkt.layer.filter(|_| kind == MediaKind::Video) {
             return self.forward_layer(now, src, pkt, id);
         }
+        let mut e = e;
         if kind == MediaKind::Video && super::svc::is_svc(pkt) {
-            return self.forward_svc(now, src, pkt);
+            if let Some(n) = self.forward_svc(now, src, pkt) {
+                return n;
+            }
+            // An AV1 stream of one spatial layer: the plain way.
+            let Some(again) = self.nodes.get_mut(src) else {
+                return 0;
+            };
+            e = again;
         }
         let undecided = |r: &Route| r.decided_for != Some(pkt.codec);
         if e.routes[kind].iter().any(undecided) {

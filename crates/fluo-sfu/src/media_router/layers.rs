@@ -124,19 +124,13 @@ pub(super) struct SourceLayers {
     /// Of an SVC stream: how many temporal layers it sent (its highest TID plus one, at most
     /// [`MAX_TEMPORAL`]).
     pub(super) temporal_layers: u8,
-    /// Of an SVC stream: the newest packet's sequence number, timestamp and layers (a hole
-    /// before the next one may be told to be of layers a sink skips, `svc::hole`).
-    pub(super) svc_last: Option<(u16, u32, crate::descriptor::Vp9Layers)>,
-    /// Of an SVC stream: the SSRC of that newest packet, and how many packets came in a row
-    /// older than it (late: reordered or resent; [`LATE_MOST`] of them, a restart).
-    pub(super) svc_ssrc: Option<u32>,
-    pub(super) svc_late: u16,
+    /// Of an SVC stream: the newest packet (a hole before the next one may be told to be of
+    /// layers a sink skips, `svc::hole`).
+    pub(super) svc_last: Option<crate::svc::LayerPacket>,
+    /// Of an SVC stream: its newest packet and the run of late ones since (a restart after
+    /// [`crate::svc::LATE_MOST`]).
+    pub(super) svc_newest: crate::svc::Newest,
 }
-
-/// Packets in a row older than the newest of an SVC stream after which the stream is taken to
-/// have restarted its numbering (the next one is the newest), as the line's rewriter does
-/// (`rewrite::MAX_CONSECUTIVE_OLD`).
-pub(super) const LATE_MOST: u16 = 64;
 
 impl SourceLayers {
     /// Whether the source has a layer `id` yet.
@@ -626,6 +620,9 @@ pub(super) struct Slot {
     node: NodeId,
     pub(super) source: Option<SourceLayers>,
     pub(super) sink: Option<SinkLayer>,
+    /// As a source of dependency descriptors (an AV1 stream's): the last structure and
+    /// picture read (see [`crate::svc::DdLayers`]).
+    pub(super) dd: Option<Box<crate::svc::DdLayers>>,
 }
 
 /// The router's simulcast state, beside its nodes by node index: a node's entry stays as it
@@ -657,6 +654,7 @@ impl LayerTable {
                 node: n,
                 source: None,
                 sink: None,
+                dd: None,
             }));
         }
         slot.as_deref_mut().expect("made above")

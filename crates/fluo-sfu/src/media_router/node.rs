@@ -39,6 +39,10 @@ pub struct Packet<'a> {
     /// (for WebRTC, the place of its rid among the offer's `a=rid` lines); `None`: not
     /// layered. Each sink gets one layer at a time (see [`crate::simulcast`]).
     pub layer: Option<u8>,
+    /// The dependency descriptor header extension's bytes (see
+    /// [`crate::dependency_descriptor`]), when the source's transport negotiated it and the
+    /// packet carries one: an AV1 stream's layers are read from it.
+    pub dd: Option<&'a [u8]>,
 }
 
 impl fmt::Debug for Packet<'_> {

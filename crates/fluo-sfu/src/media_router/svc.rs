@@ -1,24 +1,29 @@
-//! Per packet of an SVC stream (a VP9 stream with layer indices, see [`crate::svc`]): its
-//! spatial layers are the source's layers (`layers::SourceLayers`, by SID, ranked by the sizes
-//! its scalability structure gives), each sink chooses among them as for simulcast, and gets
-//! the packets of the layers up to its own, its line skipping the others.
+//! Per packet of an SVC stream (a VP9 stream with layer indices, or an AV1 stream whose
+//! dependency descriptors name more than one spatial layer; see [`crate::svc`]): its spatial
+//! layers are the source's layers (`layers::SourceLayers`, by spatial id, ranked by the sizes
+//! its scalability structure or template dependency structure gives), each sink chooses among
+//! them as for simulcast, and gets the packets of the layers up to its own, its line skipping
+//! the others.
 
 use super::entry::{Route, State};
-use super::layers::{SinkLayer, SourceLayers, LATE_MOST};
+use super::layers::{SinkLayer, SourceLayers};
 use super::{MediaRouter, Packet};
-use crate::descriptor::{self, Vp9Layers};
+use crate::descriptor;
 use crate::simulcast::{ForwardedLayer, SwitchReason, MAX_LAYERS};
-use crate::svc::{Verdict, ALL_TEMPORAL};
-use crate::NodeId;
+use crate::svc::{LayerPacket, Order, Verdict, ALL_TEMPORAL};
+use crate::{CodecName, NodeId};
 use std::time::Instant;
 
-/// Whether a video packet goes through the SVC path: VP9 with layer indices (L), of a source
-/// that does not send simulcast layers.
+/// Whether a video packet may go through the SVC path: VP9 with layer indices (L), or AV1
+/// with a dependency descriptor, of a source that does not send simulcast layers.
 #[inline(always)]
 pub(super) fn is_svc(pkt: &Packet<'_>) -> bool {
-    pkt.codec.name == crate::CodecName::Vp9
-        && pkt.layer.is_none()
-        && pkt.payload.first().is_some_and(|b| b & 0x20 != 0)
+    pkt.layer.is_none()
+        && match pkt.codec.name {
+            CodecName::Vp9 => pkt.payload.first().is_some_and(|b| b & 0x20 != 0),
+            CodecName::Av1 => pkt.dd.is_some(),
+            _ => false,
+        }
 }
 
 /// A packet of an SVC stream, as each of its sinks looks at it.
@@ -26,7 +31,7 @@ pub(super) fn is_svc(pkt: &Packet<'_>) -> bool {
 struct SvcPacket<'a, 'b> {
     src: NodeId,
     pkt: &'a Packet<'b>,
-    l: Vp9Layers,
+    l: LayerPacket,
     /// The packets missing just before it, when their layers can be told.
     hole: Option<Hole>,
     /// It is older than one already seen (reordered, or resent after a NACK).
@@ -50,26 +55,27 @@ struct Hole {
 /// Most packets missing in a row that a hole is told of (a picture's upper layers).
 const HOLE_MOST: u16 = 64;
 
-/// The hole before packet `seq` / `ts` with layers `l`, given the newest packet before it
-/// (`last`), if its layers can be told (see [`Hole`]).
-fn hole(last: Option<(u16, u32, Vp9Layers)>, (seq, ts): (u16, u32), l: &Vp9Layers) -> Option<Hole> {
-    let (prev_seq, prev_ts, prev) = last?;
-    let missing = seq.wrapping_sub(prev_seq).wrapping_sub(1);
-    let same_picture = prev_ts == ts && prev.tid == l.tid && !l.begins_picture();
+/// The hole before packet `l`, given the newest packet before it (`last`), if its layers
+/// can be told (see [`Hole`]).
+fn hole(last: Option<LayerPacket>, l: &LayerPacket) -> Option<Hole> {
+    let prev = last?;
+    let missing = l.seq.wrapping_sub(prev.seq).wrapping_sub(1);
+    let begins_picture = l.begins && l.spatial == 0;
+    let same_picture = prev.picture == l.picture && prev.temporal == l.temporal && !begins_picture;
     if !(1..=HOLE_MOST).contains(&missing) || !same_picture {
         return None;
     }
-    let lowest = prev.sid + u8::from(prev.ends);
+    let lowest = prev.spatial + u8::from(prev.ends);
     let highest = if l.begins {
-        l.sid.checked_sub(1)?
+        l.spatial.checked_sub(1)?
     } else {
-        l.sid
+        l.spatial
     };
     (lowest <= highest).then_some(Hole {
-        first: prev_seq.wrapping_add(1),
+        first: prev.seq.wrapping_add(1),
         count: missing,
         sid: lowest,
-        tid: l.tid,
+        tid: l.temporal,
     })
 }
 
@@ -92,21 +98,57 @@ fn news(s: &mut SinkLayer, end: bool, n: u8) -> (Option<u8>, Option<u8>) {
     (moved.or(retold), temporal)
 }
 
+/// The picture size of each spatial layer of a stream, lowest first, and how many there are.
+type Sizes = ([(u16, u16); 8], usize);
+
 impl MediaRouter {
-    /// [`MediaRouter::forward`] for a packet of an SVC stream: to every sink its routes
-    /// forward to, each getting it or skipping it by its layers. Returns how many got it.
-    #[inline(never)]
-    pub(super) fn forward_svc(&mut self, now: Instant, src: NodeId, pkt: &Packet<'_>) -> usize {
-        let kind = pkt.kind;
-        let Some(l) = descriptor::vp9_layers(pkt.payload) else {
-            return 0;
-        };
-        if usize::from(l.sid) >= MAX_LAYERS {
-            return 0;
+    /// The layers of a packet [`is_svc`] let through: `Err(n)` when it does not go through
+    /// the SVC path (`None`: it goes the plain way, an AV1 stream of one spatial layer or
+    /// whose descriptors are not known yet; `Some(0)`: dropped, its descriptor refused).
+    fn svc_layers(
+        &mut self,
+        src: NodeId,
+        pkt: &Packet<'_>,
+    ) -> Result<(LayerPacket, Option<Sizes>), Option<usize>> {
+        if pkt.codec.name == CodecName::Vp9 {
+            let l = descriptor::vp9_layers(pkt.payload).ok_or(Some(0))?;
+            let sizes = descriptor::vp9_layer_sizes(pkt.payload);
+            return Ok((LayerPacket::vp9(&l, (pkt.ssrc, pkt.seq), pkt.ts), sizes));
         }
-        let Some(e) = self.nodes.get_mut(src) else {
-            return 0;
+        let slot = self.layers.entry(src);
+        let was_svc = slot.source.as_ref().is_some_and(|l| l.svc);
+        let dd = slot.dd.get_or_insert_with(Default::default);
+        let Some((l, new)) = pkt.dd.and_then(|b| dd.read(b, (pkt.ssrc, pkt.seq), pkt.ts)) else {
+            // Refused while the stream is layered: not sent whole to sinks that skip layers.
+            return Err(was_svc.then_some(0));
         };
+        let Some(s) = dd.structure().filter(|s| s.spatial_layers > 1) else {
+            return Err(None);
+        };
+        let n = usize::from(s.spatial_layers);
+        let sizes = new.then(|| (s.resolutions.unwrap_or_default(), n));
+        Ok((l, sizes))
+    }
+
+    /// [`MediaRouter::forward`] for a packet [`is_svc`] let through: to every sink its routes
+    /// forward to, each getting it or skipping it by its layers. Returns how many got it, or
+    /// `None` if it is not of an SVC stream after all (it goes the plain way).
+    #[inline(never)]
+    pub(super) fn forward_svc(
+        &mut self,
+        now: Instant,
+        src: NodeId,
+        pkt: &Packet<'_>,
+    ) -> Option<usize> {
+        let kind = pkt.kind;
+        let (l, sizes) = match self.svc_layers(src, pkt) {
+            Ok(read) => read,
+            Err(n) => return n,
+        };
+        if usize::from(l.spatial) >= MAX_LAYERS {
+            return Some(0);
+        }
+        let e = self.nodes.get_mut(src)?;
         let measure = self.measure_rates;
         let layers = self
             .layers
@@ -115,27 +157,24 @@ impl MediaRouter {
             .get_or_insert_with(Default::default);
         layers.svc = true;
         if !layers.accepts(now, &pkt.codec) {
-            return 0;
+            return Some(0);
         }
-        if !layers.knows(l.sid) {
-            layers.add(l.sid, Vec::new());
+        if !layers.knows(l.spatial) {
+            layers.add(l.spatial, Vec::new());
         }
-        // Newer than the newest so far, or of a new SSRC, or after a run of late ones (a
-        // restart): only a late packet leaves the sinks' layers as they are.
-        let same = layers.svc_ssrc == Some(pkt.ssrc);
-        let newer = !same
-            || layers.svc_late >= LATE_MOST
-            || (layers.svc_last)
-                .is_none_or(|(s, ..)| (1..0x8000).contains(&pkt.seq.wrapping_sub(s)));
-        let hole = hole(layers.svc_last, (pkt.seq, pkt.ts), &l).filter(|_| newer && same);
-        if newer {
-            layers.svc_last = Some((pkt.seq, pkt.ts, l));
-            layers.svc_ssrc = Some(pkt.ssrc);
+        // Newer than the newest so far, or a restart (a new SSRC, or after a run of late ones):
+        // only a late packet leaves the sinks' layers as they are, and a hole is told only
+        // within one run of the numbering.
+        let order = layers.svc_newest.see(pkt.ssrc, pkt.seq);
+        let late = order == Order::Late;
+        let hole = hole(layers.svc_last, &l).filter(|_| order == Order::Newer);
+        if !late {
+            layers.svc_last = Some(l);
         }
-        layers.svc_late = if newer { 0 } else { layers.svc_late + 1 };
-        layers.packet(now, l.sid, pkt, l.begins_key_picture(), measure);
-        layers.temporal_packet(now, (l.sid, l.tid), pkt.payload.len(), measure);
-        if let Some((sizes, n)) = descriptor::vp9_layer_sizes(pkt.payload) {
+        let key = l.begins && l.spatial == 0 && !l.inter_picture;
+        layers.packet(now, l.spatial, pkt, key, measure);
+        layers.temporal_packet(now, (l.spatial, l.temporal), pkt.payload.len(), measure);
+        if let Some((sizes, n)) = sizes {
             layers.set_sizes(&sizes, n);
         }
         let undecided = |r: &Route| r.decided_for != Some(pkt.codec);
@@ -143,7 +182,7 @@ impl MediaRouter {
             self.decide(now, src, kind, &pkt.codec);
         }
         let Some(mut layers) = self.layers.get_mut(src).and_then(|s| s.source.take()) else {
-            return 0;
+            return Some(0);
         };
         let routes = self
             .nodes
@@ -151,7 +190,6 @@ impl MediaRouter {
             .map(|e| std::mem::take(&mut e.routes[kind]))
             .unwrap_or_default();
         let mut n = 0;
-        let late = !newer;
         let svc = SvcPacket {
             src,
             pkt,
@@ -168,7 +206,7 @@ impl MediaRouter {
             e.routes[kind] = routes;
         }
         self.layers.entry(src).source = Some(layers);
-        n
+        Some(n)
     }
 
     /// One sink of an SVC stream: its choice of layer made again if something changed, the
@@ -210,18 +248,13 @@ impl MediaRouter {
             let rank = layers.rank_of(t).unwrap_or(t);
             (t, s.selector.temporal_ceiling(rank).unwrap_or(ALL_TEMPORAL))
         });
-        // A late packet changes none of its layers (`SvcFilter::late`).
-        let verdict = target.map(|t| {
-            if late {
-                s.svc.late(l, pkt.marker)
-            } else {
-                s.svc.admit(l, pkt.marker, t)
-            }
-        });
+        // A late packet changes none of its layers (the filter tells it by the same rule,
+        // `svc::Newest`).
+        let verdict = target.map(|t| s.svc.admit(l, pkt.marker, t));
         let wants = !late && target.is_some_and(|t| s.svc.wants_key(t.0));
         let (news, temporal) = news(s, pkt.marker && !late, layers.temporal_layers);
         let reason = s.reason.unwrap_or(SwitchReason::Start);
-        if wants && (asked || (l.begins_picture() && l.inter_picture)) {
+        if wants && (asked || (l.begins && l.spatial == 0 && l.inter_picture)) {
             self.ask_svc_keyframe(now, src, layers);
         }
         if let Some(h) = fill {

@@ -36,7 +36,8 @@ impl Node for Sink {
         SinkCaps::anything()
     }
     fn push(&mut self, _: Instant, pkt: &Packet<'_>, header: Header) {
-        let l = vp9_layers(pkt.payload).unwrap();
+        // (An AV1 packet's payload reads as layer 0.)
+        let l = vp9_layers(pkt.payload).unwrap_or_default();
         let push = (self.name, header, pkt.marker, l.sid, l.tid);
         self.log.lock().unwrap().pushes.push(push);
     }
@@ -152,6 +153,29 @@ impl World {
             payload: &payload,
             entered: None,
             extensions: None,
+            dd: None,
+            layer: None,
+        };
+        self.r
+            .forward(self.t0 + Duration::from_millis(ms), src, &pkt);
+    }
+
+    /// An AV1 packet at `ms` of picture `n` with the dependency descriptor `dd`.
+    fn send_av1(&mut self, ms: u64, src: NodeId, dd: &[u8], marker: bool, n: u32) {
+        let payload: Arc<[u8]> = Arc::from(vec![0x10, 0x32, 0x00, 0x11]);
+        let seq = self.seq;
+        self.seq = seq.wrapping_add(1);
+        let pkt = Packet {
+            kind: MediaKind::Video,
+            codec: Codec::new(CodecName::Av1),
+            seq,
+            ts: n * 3000,
+            ssrc: 0xa1,
+            marker,
+            payload: &payload,
+            entered: None,
+            extensions: None,
+            dd: Some(dd),
             layer: None,
         };
         self.r
@@ -562,6 +586,11 @@ fn a_stream_restarted_under_lower_numbers_is_not_taken_for_late_packets() {
     // A new SSRC numbered below the old one: its packets are not late, a sink that comes
     // now starts at its key picture.
     (w.ssrc, w.seq) = (0x77, w.seq.wrapping_sub(1000));
+    let max0 = LayerLimits {
+        max: Some(0),
+        ..LayerLimits::default()
+    };
+    w.r.set_layer_limits(v, MediaKind::Video, max0);
     let late = w.node("late");
     w.r.connect(
         w.t0 + Duration::from_millis(300),
@@ -574,10 +603,17 @@ fn a_stream_restarted_under_lower_numbers_is_not_taken_for_late_packets() {
     let p = w.pushes("late");
     assert!(p.iter().any(|x| x.2 == 2), "{p:?}");
     continuous_with_markers(&p);
+    // The sink that was there before, capped to S0 as the new SSRC begins, goes down at
+    // once: its filter tells late packets by the same rule (before, it took every packet of
+    // the new SSRC for a late one, which changes no layer: it stayed at S2).
+    let p = w.pushes("v");
+    assert!(p.len() >= 12 && p.iter().all(|x| x.2 == 0), "{p:?}");
+    continuous_with_markers(&p);
     // Under the same SSRC, a jump back (a publisher that restarted its numbering): once
     // more packets than a few pictures' came below the newest, it goes on from them, and a
     // sink that comes then starts too.
     w.seq = w.seq.wrapping_sub(1000);
+    w.r.set_layer_limits(v, MediaKind::Video, LayerLimits::default());
     let later = w.node("later");
     w.r.connect(
         w.t0 + Duration::from_millis(500),
@@ -590,4 +626,48 @@ fn a_stream_restarted_under_lower_numbers_is_not_taken_for_late_packets() {
     let p = w.pushes("later");
     assert!(p.iter().any(|x| x.2 == 2), "{p:?}");
     continuous_with_markers(&p);
+}
+
+#[test]
+fn an_av1_stream_of_one_spatial_layer_goes_whole_and_a_layered_one_drops_what_it_cannot_read() {
+    use crate::dependency_descriptor::tests::{key_descriptor, l1t3_key_descriptor, mandatory};
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let low = w.node("low");
+    w.r.connect(w.t0, cam, MediaKind::Video, low).unwrap();
+    let max0 = LayerLimits {
+        max: Some(0),
+        ..LayerLimits::default()
+    };
+    w.r.set_layer_limits(low, MediaKind::Video, max0);
+    // L1T3: no spatial layer to choose, every packet goes (the plain path).
+    w.send_av1(0, cam, &l1t3_key_descriptor(), true, 0);
+    for (i, t) in [3u8, 2, 3, 1].into_iter().enumerate() {
+        let dd = mandatory(true, true, t, 2 + i as u16);
+        w.send_av1(33 * (i as u64 + 1), cam, &dd, true, 1 + i as u32);
+    }
+    assert_eq!(w.pushes("low").len(), 5);
+    assert!(
+        !w.r.sends_svc(cam),
+        "one spatial layer: not a layered publisher"
+    );
+    // A descriptor that cannot be read while the stream is not layered: it goes whole.
+    w.send_av1(200, cam, &[0x80], true, 6);
+    assert_eq!(w.pushes("low").len(), 1);
+    // L3T3_KEY key pictures: layered from then on, the capped sink gets S0 only.
+    for (k, ms) in [(7u32, 233u64), (8, 266)] {
+        let mut key = key_descriptor(0);
+        key[0] |= 0x40;
+        w.send_av1(ms, cam, &key, false, k);
+        w.send_av1(ms, cam, &mandatory(true, true, 4, 1001), false, k);
+        w.send_av1(ms, cam, &mandatory(true, true, 8, 1002), true, k);
+    }
+    let got = w.pushes("low");
+    assert!(w.r.sends_svc(cam));
+    assert_eq!(got.len(), 1, "S0 of the second key picture: {got:?}");
+    assert!(got[0].1, "its end, marked");
+    // Now a descriptor that cannot be read (a template of no known structure) is dropped.
+    w.send_av1(300, cam, &mandatory(true, true, 40, 1003), true, 9);
+    w.send_av1(300, cam, &[0x80], true, 9);
+    assert_eq!(w.pushes("low").len(), 0);
 }

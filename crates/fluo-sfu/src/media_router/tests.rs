@@ -152,6 +152,7 @@ impl World {
             payload,
             entered: None,
             extensions: None,
+            dd: None,
             layer: None,
         };
         self.r.forward(self.at(ms), src, &pkt)
@@ -575,6 +576,7 @@ fn input_latencies_of_nodes_that_report_flow_reach_the_board_and_leave_with_the_
         payload: &payload,
         entered,
         extensions: None,
+        dd: None,
         layer: None,
     };
     // An untimed packet measures nothing; a timed one is the node's input latency.

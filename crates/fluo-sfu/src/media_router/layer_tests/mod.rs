@@ -170,6 +170,7 @@ impl World {
             payload: &payload,
             entered: None,
             extensions: None,
+            dd: None,
             layer: Some(id),
         };
         self.r.forward(self.at(ms), src, &pkt)
@@ -490,6 +491,7 @@ fn a_sinks_keyframe_request_goes_to_its_own_layer_and_plain_sources_are_untouche
             payload: &payload,
             entered: None,
             extensions: None,
+            dd: None,
             layer: None,
         };
         assert_eq!(w.r.forward(w.at(2100), plain, &pkt), 1);
@@ -507,6 +509,7 @@ fn a_sinks_keyframe_request_goes_to_its_own_layer_and_plain_sources_are_untouche
         payload: &payload,
         entered: None,
         extensions: None,
+        dd: None,
         layer: Some(crate::simulcast::MAX_LAYERS as u8),
     };
     assert_eq!(w.r.forward(w.at(2200), cam, &pkt), 0);
