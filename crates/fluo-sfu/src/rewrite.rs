@@ -58,8 +58,8 @@
 //!
 //! A source that jumps its sequence numbers far ahead under the same SSRC without a
 //! [`Rewriter::resync`] would look "older than the switch point" forever; after
-//! [`MAX_CONSECUTIVE_OLD`] drops in a row the rewriter treats the source as restarted and
-//! makes the next packet a switch point.
+//! [`MAX_CONSECUTIVE_OLD`] drops (or skips, [`Rewriter::skip`]) in a row the rewriter treats
+//! the source as restarted and makes the next packet a switch point.
 //!
 //! If two sources switch within the same millisecond the timestamp still moves by at least
 //! one tick, so the decoder never sees two frames with one timestamp.
@@ -321,9 +321,20 @@ impl Rewriter {
             return false;
         };
         let ext = extend(src.highest_ext, seq);
-        if self.resync || ext < src.switch_ext {
+        if self.resync {
             return false;
         }
+        if ext < src.switch_ext {
+            // Older than the switch point, as a dropped packet is: it counts towards the run
+            // that makes a restart (a line that skips most of a restarted stream's packets,
+            // a sink of its lowest layer, would otherwise wait far longer for it).
+            self.consecutive_old = self.consecutive_old.saturating_add(1);
+            if u32::from(self.consecutive_old) >= MAX_CONSECUTIVE_OLD {
+                self.resync = true;
+            }
+            return false;
+        }
+        self.consecutive_old = 0;
         // Until now every input since the switch point had the offset it has now.
         let base = (src.switch_ext, src.seq_offset);
         if ext <= src.highest_ext {

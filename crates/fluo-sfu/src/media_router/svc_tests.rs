@@ -626,6 +626,12 @@ fn a_stream_restarted_under_lower_numbers_is_not_taken_for_late_packets() {
     let p = w.pushes("later");
     assert!(p.iter().any(|x| x.2 == 2), "{p:?}");
     continuous_with_markers(&p);
+    // And the sink that was there before, its cap lifted as the numbering jumped back, is
+    // back at S2 once the run of packets below the newest made the restart (before, it
+    // stayed at S0 until the numbering passed the old newest, 1000 packets on).
+    let p = w.pushes("v");
+    assert_eq!(p.last().map(|x| x.2), Some(2), "{p:?}");
+    continuous_with_markers(&p);
 }
 
 #[test]
