@@ -490,6 +490,9 @@ impl ViewerBwe {
         log.clear_acked();
         self.prober.clear();
         self.next_probe = None;
+        // A probe's room being confirmed is confirmed afresh once the peer is back: the
+        // estimate it read is from before the loss.
+        self.room_since = None;
         self.restart_ceiling_period();
         if std::mem::replace(&mut self.paused, true) {
             return;
