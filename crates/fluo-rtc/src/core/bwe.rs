@@ -302,9 +302,7 @@ impl ViewerBwe {
                 }));
             }
             log.take_sent(now, |s| {
-                if s.probe.is_none() {
-                    media += u64::from(s.size);
-                }
+                media += u64::from(s.size) * u64::from(s.probe.is_none());
                 take(cc.on_sent_packet(sent_packet(s, prober)));
             });
             fed = feed_acked(cc, log, prober, now, now_us, &mut take);
