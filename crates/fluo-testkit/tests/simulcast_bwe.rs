@@ -523,7 +523,7 @@ fn a_viewer_whose_limit_is_lifted_long_after_its_last_sign_climbs_back_by_a_prob
     let probes = w.browsers[weak].padding_in - padding;
     eprintln!("f {top_at:?} ms after the limit was lifted; {probes} padding packets since");
     let top_at = top_at.expect("f within 20 s of the lift");
-    // Issue 20's 10 s (8 s before R44: 8.5 s seen twice in 17 runs, two tests at once). The
+    // Issue 20's 10 s (8 s before R44: 8.5 s in 4 of 19 runs, two or more tests at once). The
     // probe that shows the room comes up to 8 s after the last one failed behind the limit:
     // that one pulled the estimate down to about what q takes, out of goog_cc's ALR (sent
     // under 65 % of the estimate), and the next ALR probe waits for the estimate to climb
