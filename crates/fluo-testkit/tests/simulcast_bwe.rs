@@ -474,8 +474,9 @@ fn a_viewer_whose_300_kbit_limit_is_lifted_climbs_back_to_the_top_layer() {
     w.stream(&[publisher], Duration::from_secs(8));
     let out = outbound(&mut w, &eps[0]);
     assert_eq!(out["fluoLayer"]["rid"], "q", "capped first: {out}");
-    // The limit lifted: congestion expires 10 s after its last sign, the cap with it, and the
-    // viewer switches up at the next key frame (failed before: capped to q for good).
+    // The limit lifted: a probe shows the room (or congestion expires 10 s after its last
+    // sign, the cap with it), and the viewer switches up at the next key frame (failed before:
+    // capped to q for good).
     w.links.remove(&weak);
     let mut top_at = None;
     for half in 1..=30u64 {
@@ -487,6 +488,10 @@ fn a_viewer_whose_300_kbit_limit_is_lifted_climbs_back_to_the_top_layer() {
     }
     let top_at = top_at.expect("f within 15 s of the lift");
     eprintln!("f {top_at} ms after the limit was lifted");
+    // Issue 20's bound. Here the probe that shows the room is goog_cc's next ALR probe, up
+    // to 5 s after the one that failed behind the limit, its climb about 1 s, the room held
+    // 1 s (`PROBE_CONFIRM`), then f's next key frame: about 8 s at worst (5.5-8 s seen).
+    assert!(top_at <= 10_000, "f {top_at} ms after the lift");
     let out = outbound(&mut w, &eps[0]);
     assert_eq!(out["fluoLayer"]["rid"], "f", "{out}");
     assert!(switches_at_key_frames(&video(&w, weak)) >= 2);
@@ -495,8 +500,8 @@ fn a_viewer_whose_300_kbit_limit_is_lifted_climbs_back_to_the_top_layer() {
 /// The limit lifted long after the viewer's last sign of congestion, its hold 30 s after the
 /// expiry's failed probe at about 14 s: goog_cc's probes (padding, every 5 s while the
 /// viewer is sent much less than its estimate) show the room, and the viewer is back on f
-/// within 8 s of the lift, where the expiry would take about 25 s (failed before: no f
-/// within 20 s).
+/// within issue 20's 10 s of the lift, where the expiry would take about 25 s (failed before:
+/// no f within 20 s).
 #[test]
 fn a_viewer_whose_limit_is_lifted_long_after_its_last_sign_climbs_back_by_a_probe() {
     let mut w = World::with_bwe();
@@ -518,7 +523,12 @@ fn a_viewer_whose_limit_is_lifted_long_after_its_last_sign_climbs_back_by_a_prob
     let probes = w.browsers[weak].padding_in - padding;
     eprintln!("f {top_at:?} ms after the limit was lifted; {probes} padding packets since");
     let top_at = top_at.expect("f within 20 s of the lift");
-    assert!(top_at <= 8_000, "f {top_at} ms after the lift");
+    // Issue 20's 10 s (8 s before R44: 8.5 s in 4 of 19 runs, two or more tests at once). The
+    // probe that shows the room comes up to 8 s after the last one failed behind the limit:
+    // that one pulled the estimate down to about what q takes, out of goog_cc's ALR (sent
+    // under 65 % of the estimate), and the next ALR probe waits for the estimate to climb
+    // back into it and 5 s more; then about 1 s of climb and 1 s of held room.
+    assert!(top_at <= 10_000, "f {top_at} ms after the lift");
     let out = outbound(&mut w, &eps[0]);
     assert_eq!(out["fluoLayer"]["rid"], "f", "{out}");
     assert!(probes > 0);

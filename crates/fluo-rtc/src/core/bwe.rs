@@ -304,9 +304,7 @@ impl ViewerBwe {
                 }));
             }
             log.take_sent(now, |s| {
-                if s.probe.is_none() {
-                    media += u64::from(s.size);
-                }
+                media += u64::from(s.size) * u64::from(s.probe.is_none());
                 take(cc.on_sent_packet(sent_packet(s, prober)));
             });
             fed = feed_acked(cc, log, prober, now, now_us, &mut take);
@@ -492,6 +490,9 @@ impl ViewerBwe {
         log.clear_acked();
         self.prober.clear();
         self.next_probe = None;
+        // A probe's room being confirmed is confirmed afresh once the peer is back: the
+        // estimate it read is from before the loss.
+        self.room_since = None;
         self.restart_ceiling_period();
         if std::mem::replace(&mut self.paused, true) {
             return;

@@ -489,9 +489,15 @@ fn a_paused_estimator_drops_its_clusters_and_what_was_sent_and_resumes_at_its_ne
     assert_eq!(bwe.run(t0, &mut log), Estimate::Cold);
     assert!(bwe.prober.next(t0).is_some(), "a cluster waits");
     bwe.next_probe = Some(t0 + 2 * MS);
+    // A probe's room was being confirmed (`room_held`) when the peer was lost.
+    bwe.room_since = Some(t0);
     log.sent(t0 + MS, 1, 1000);
     bwe.pause(t0 + 5 * MS, &mut log);
     assert!(bwe.paused());
+    assert!(
+        !bwe.confirming_room(),
+        "confirmed afresh once back, not from before the loss"
+    );
     assert_eq!(bwe.prober.next(t0 + 5 * MS), None, "its clusters given up");
     assert_eq!(bwe.next_probe(), None, "no timer for them");
     let mut left = 0;
