@@ -599,3 +599,79 @@ impl MediaCore {
         Some((ep.egress.is_some(), ep.str0m_rtp))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fluo_egress::SourcePacket;
+    use fluo_sfu::{Codec, CodecName};
+    use std::sync::Arc;
+    use str0m::rtp::{ExtensionValues, VideoOrientation};
+
+    fn forward(codec: CodecName, ext: ExtensionValues) -> Forward {
+        Forward {
+            kind: MediaKind::Video,
+            codec: Codec::new(codec),
+            entered: None,
+            seq: 7,
+            ts: 9000,
+            ssrc: 0x1234,
+            marker: true,
+            payload: Arc::from(&[0xaa, 0xbb][..]),
+            ext_vals: Some(ext),
+            layer: None,
+        }
+    }
+
+    /// The plain packet as the egress reads it: its extension profile and elements.
+    fn read(c: &Carried) -> (u16, Vec<(u8, Vec<u8>)>) {
+        let p = SourcePacket::parse(&c.plain).expect("valid RTP");
+        assert_eq!((p.seq, p.ts, p.ssrc, p.marker), (7, 9000, 0x1234, true));
+        assert_eq!(p.payload, [0xaa, 0xbb]);
+        let els = p.ext.elements().map(|(id, d)| (id, d.to_vec())).collect();
+        (p.ext.profile, els)
+    }
+
+    #[test]
+    fn the_plain_packet_carries_the_publishers_extensions_in_the_form_they_need() {
+        let ext = ExtensionValues {
+            audio_level: Some(-42),
+            voice_activity: Some(true),
+            video_orientation: Some(VideoOrientation::Deg90),
+            video_content_type: Some(1),
+            ..Default::default()
+        };
+        let three = vec![
+            (EXT_AUDIO_LEVEL, vec![0x80 | 42]),
+            (EXT_VIDEO_ORIENTATION, vec![VideoOrientation::Deg90 as u8]),
+            (EXT_CONTENT_TYPE, vec![1]),
+        ];
+        let mut c = Carried::default();
+        c.fill(&mut forward(CodecName::Vp8, ext.clone()));
+        assert_eq!(read(&c), (0xbede, three.clone()));
+        assert_eq!(c.dd(), None);
+        // An AV1 packet with a descriptor longer than 16 bytes: the two-byte form, the
+        // descriptor after the others, as received; the router gets it too.
+        let dd: Vec<u8> = (1..=20).collect();
+        let mut with = ext.clone();
+        with.user_values.set(crate::dd::DdBytes(dd.clone()));
+        c.fill(&mut forward(CodecName::Av1, with.clone()));
+        let mut all = three.clone();
+        all.push((EXT_DD, dd.clone()));
+        assert_eq!(read(&c), (0x1000, all));
+        assert_eq!(c.dd(), Some(&dd[..]));
+        // Another codec's descriptor is the router's only: the one-byte form as without it.
+        c.fill(&mut forward(CodecName::Vp8, with));
+        assert_eq!(read(&c), (0xbede, three));
+        assert_eq!(c.dd(), Some(&dd[..]));
+        // Audio level without voice activity, and nothing else: no extension block at all.
+        let level = ExtensionValues {
+            audio_level: Some(-10),
+            ..Default::default()
+        };
+        c.fill(&mut forward(CodecName::Opus, level));
+        assert_eq!(c.plain[0], 0x80, "no X bit");
+        assert_eq!(read(&c), (0, vec![]));
+        assert_eq!(c.dd(), None);
+    }
+}
