@@ -120,9 +120,7 @@ impl Newest {
     pub fn see(&mut self, ssrc: u32, seq: u16) -> Order {
         let order = match self.newest {
             None => Order::Newer,
-            Some((s, n)) if s == ssrc && (1..0x8000).contains(&seq.wrapping_sub(n)) => {
-                Order::Newer
-            }
+            Some((s, n)) if s == ssrc && (1..0x8000).contains(&seq.wrapping_sub(n)) => Order::Newer,
             Some((s, _)) if s != ssrc || self.late >= LATE_MOST => Order::Restart,
             Some(_) => Order::Late,
         };
@@ -651,7 +649,9 @@ mod tests {
         );
         // ... and the stream's frames still read with the newer one (template 40 + 5: S1).
         assert_eq!(dd.structure().map(|s| s.id), Some(40));
-        let (l, _) = dd.read(&mandatory(true, true, 45, 1001), (1, 11), 3000).unwrap();
+        let (l, _) = dd
+            .read(&mandatory(true, true, 45, 1001), (1, 11), 3000)
+            .unwrap();
         assert_eq!((l.spatial, l.temporal), (1, 0));
     }
 
@@ -672,7 +672,12 @@ mod tests {
         // A stream's descriptors: the key picture of a new SSRC numbered below the old one
         // is a key picture (read as late, its first frame unknown, it would not be).
         let mut dd = DdLayers::default();
-        assert!(!dd.read(&key_descriptor(0), (1, 1000), 0).unwrap().0.inter_picture);
+        assert!(
+            !dd.read(&key_descriptor(0), (1, 1000), 0)
+                .unwrap()
+                .0
+                .inter_picture
+        );
         let (l, _) = dd.read(&key_descriptor(0), (2, 10), 3000).unwrap();
         assert!(!l.inter_picture && l.begins);
     }
