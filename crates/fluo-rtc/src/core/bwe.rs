@@ -33,6 +33,7 @@ use goog_cc::units::{DataRate, DataSize, Timestamp};
 use goog_cc::{GoogCcConfig, GoogCcNetworkController};
 use std::time::{Duration, Instant};
 
+mod mode;
 mod probe;
 mod tick;
 use probe::Prober;
@@ -711,7 +712,7 @@ impl MediaCore {
         let now = self.now;
         let ep_ref = self.eps.get(&key)?.ep.clone();
         let mut ep = lock(&ep_ref);
-        if !ep.settings.bwe {
+        if !self.bwe_follows_source(key, &mut ep) {
             return None;
         }
         let max = ep.settings.bandwidth.max_video_send.saturating_mul(1000);

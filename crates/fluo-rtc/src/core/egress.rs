@@ -345,11 +345,14 @@ pub(super) fn push(
             return Some(false);
         }
     }
+    let (estimated, numbered) = (ep.estimated(), ep.twcc_numbers());
     let Some(v) = ep.egress.as_mut() else {
         return Some(false);
     };
-    if ep.settings.bwe && v.sent_log().is_none() {
-        // Its bandwidth is estimated (`bwe`): what it is sent is recorded from now on.
+    // While its bandwidth is estimated (`bwe`) what it is sent is recorded; with `--bwe auto`
+    // it carries transport-wide sequence numbers only then (else its browser sends REMB).
+    v.write_transport_cc(numbered);
+    if estimated && v.sent_log().is_none() {
         v.log_sent(now);
     }
     if std::mem::take(&mut ep.repath) {

@@ -109,6 +109,20 @@ impl MediaRouter {
         layers.is_some_and(|l| l.svc && l.layers.len() > 1)
     }
 
+    /// Whether `sink` gets its video from a layered source: a simulcast source of two layers
+    /// or more, or an SVC stream of two spatial layers or more (known once they flow or were
+    /// announced). Only there does a viewer's bandwidth choose anything (its layer); a plain
+    /// source's viewers bound it by their REMB instead (`--bwe auto`, docs/simulcast.md).
+    pub fn gets_layered(&self, sink: NodeId) -> bool {
+        let Some(k) = self.nodes.get(sink) else {
+            return false;
+        };
+        k.sources[MediaKind::Video].iter().any(|src| {
+            let layers = self.layers.get(*src).and_then(|s| s.source.as_ref());
+            layers.is_some_and(|l| l.layers.len() > 1)
+        })
+    }
+
     /// Measures the bitrates of layered sources' layers from now on ([`MediaRouter::layer_rates`]):
     /// a viewer's bandwidth is estimated (`--bwe on`). Off until then: nothing is counted per
     /// packet.
