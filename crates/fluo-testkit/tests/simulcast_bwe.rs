@@ -6,9 +6,12 @@
 //! sustained loss, its video decodable (each switch at the new layer's key frame), while the
 //! other keeps f from start to end (an estimate that has shown no congestion caps nothing);
 //! with an f of about 2 Mbit/s an unconstrained viewer keeps it from start to end.
-//! Without `--bwe` the answers decline TWCC as before. A plain publisher's REMB follows its
-//! congested viewer's estimate (a viewer with TWCC sends no REMB of its own), and is not
-//! pulled down by an unconstrained one.
+//! The layered tests run with `--bwe on` and with `auto` (the server's default). With `off` the
+//! answers decline TWCC as before. With `on` a plain publisher's REMB follows its congested
+//! viewer's estimate (a viewer with TWCC sends no REMB of its own), and is not pulled down by
+//! an unconstrained one; with `auto` a plain publisher's viewer gets no transport-wide number
+//! and sends REMB, and a viewer moved between a plain and a simulcast source changes its
+//! feedback with it.
 use fluo_rtc::BweMode;
 use fluo_testkit::{Link, RtpSeen, World};
 use serde_json::{json, Value};

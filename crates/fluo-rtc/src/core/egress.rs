@@ -345,16 +345,10 @@ pub(super) fn push(
             return Some(false);
         }
     }
-    let (estimated, numbered) = (ep.estimated(), ep.twcc_numbers());
+    for_estimate(ep, now);
     let Some(v) = ep.egress.as_mut() else {
         return Some(false);
     };
-    // While its bandwidth is estimated (`bwe`) what it is sent is recorded; with `--bwe auto`
-    // it carries transport-wide sequence numbers only then (else its browser sends REMB).
-    v.write_transport_cc(numbered);
-    if estimated && v.sent_log().is_none() {
-        v.log_sent(now);
-    }
     if std::mem::take(&mut ep.repath) {
         // ICE restarted: the pair it came back on (see `Ep::nominated`).
         if let Some((proto, local, remote)) = ep.send_path {
@@ -389,6 +383,19 @@ pub(super) fn push(
     }
     c.out_bytes += pkt.payload.len() as u64;
     Some(true)
+}
+
+/// While the viewer's bandwidth is estimated (`bwe`) what it is sent is recorded; with
+/// `--bwe auto` it carries transport-wide sequence numbers only then (else its browser sends
+/// REMB).
+fn for_estimate(ep: &mut Ep, now: Instant) {
+    let (estimated, numbered) = (ep.estimated(), ep.twcc_numbers());
+    if let Some(v) = ep.egress.as_mut() {
+        v.write_transport_cc(numbered);
+        if estimated && v.sent_log().is_none() {
+            v.log_sent(now);
+        }
+    }
 }
 
 /// The router skipped `pkt` for the viewer `ep` (an SVC layer above its own): the egress's
