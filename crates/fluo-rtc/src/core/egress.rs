@@ -492,6 +492,10 @@ impl MediaCore {
                 source.insert(self.now, f.seq, &self.carried.plain);
             }
         }
+        // `--bwe auto`: a source that became layered has its viewers estimated from now.
+        while let Some(layered) = self.router.take_newly_layered() {
+            self.bwe_source_layered(layered);
+        }
     }
 
     /// Sends the egress batch: `send` gets the datagrams and the shell's sockets by

@@ -123,6 +123,13 @@ impl MediaRouter {
         })
     }
 
+    /// A source that became layered since the last call (its second simulcast layer or SVC
+    /// spatial layer was seen; see [`MediaRouter::gets_layered`]), for its viewers' estimates
+    /// to start at once (`--bwe auto`). Nothing is allocated while none did.
+    pub fn take_newly_layered(&mut self) -> Option<NodeId> {
+        self.newly_layered.pop()
+    }
+
     /// Measures the bitrates of layered sources' layers from now on ([`MediaRouter::layer_rates`]):
     /// a viewer's bandwidth is estimated (`--bwe on`). Off until then: nothing is counted per
     /// packet.

@@ -54,12 +54,18 @@ impl MediaRouter {
         if !layers.accepts(now, &pkt.codec) {
             return 0;
         }
+        // Layered once it has two spatial layers: seen, or announced by its scalability
+        // structure (`set_sizes`).
+        let was_layered = layers.layers.len() > 1;
         if !layers.knows(l.sid) {
             layers.add(l.sid, Vec::new());
         }
         layers.packet(now, l.sid, pkt, l.begins_key_picture(), measure);
         if let Some((sizes, n)) = descriptor::vp9_layer_sizes(pkt.payload) {
             layers.set_sizes(&sizes, n);
+        }
+        if !was_layered && layers.layers.len() > 1 {
+            self.newly_layered.push(src);
         }
         let undecided = |r: &Route| r.decided_for != Some(pkt.codec);
         if e.routes[kind].iter().any(undecided) {

@@ -5,9 +5,9 @@
 //! source, whose publisher its browser's REMB bounds again.
 
 use crate::core::ep::Ep;
-use crate::core::MediaCore;
+use crate::core::{lock, MediaCore};
 use crate::BweMode;
-use fluo_sfu::MediaKind;
+use fluo_sfu::{MediaKind, NodeId};
 
 impl MediaCore {
     /// Whether endpoint `key`'s bandwidth is estimated now. With `--bwe auto` this follows
@@ -24,7 +24,13 @@ impl MediaCore {
             tracing::debug!(id = %ep.id, layered, "bandwidth estimate (--bwe auto)");
             ep.bwe_layered = layered;
             ep.estimate_changes_hands();
-            if !layered {
+            if layered {
+                // What it is sent is recorded from now, for its estimator to start at once
+                // (`bwe_update`) rather than at its next feedback or timer.
+                if let Some(v) = ep.egress.as_mut() {
+                    v.log_sent(self.now);
+                }
+            } else {
                 self.bwe.remove(&key);
                 if let Some(v) = ep.egress.as_mut() {
                     v.stop_logging_sent();
@@ -36,5 +42,23 @@ impl MediaCore {
             }
         }
         layered
+    }
+
+    /// Source `src` just became layered (its second simulcast or spatial layer arrived,
+    /// `MediaRouter::take_newly_layered`): its viewers are estimated from its next packet,
+    /// not from their next timer (up to a second later, each one of them sent the top
+    /// layer with nothing measured meanwhile).
+    pub(in crate::core) fn bwe_source_layered(&mut self, src: NodeId) {
+        let sinks: Vec<u64> = (self.router.forwarding_to(src, MediaKind::Video))
+            .filter_map(|n| self.keys.get(&n).copied())
+            .collect();
+        for key in sinks {
+            let Some(ep_ref) = self.eps.get(&key).map(|e| e.ep.clone()) else {
+                continue;
+            };
+            if self.bwe_follows_source(key, &mut lock(&ep_ref)) {
+                self.bwe_update(key);
+            }
+        }
     }
 }
