@@ -191,7 +191,7 @@ impl Signal {
                 publisher_handle: h,
                 feed,
                 viewers: vec![],
-                twcc: kind.viewers_accept_twcc(),
+                twcc: kind.viewers_accept_twcc() == Some(true),
             });
         }
         let rt = tokio::runtime::Builder::new_current_thread()

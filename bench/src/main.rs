@@ -758,14 +758,17 @@ fn smoke_check(kind: Kind, mode: Mode, n: usize, plan: &drive::Plan, fig: &Value
     if !fig["latency_ms_p50"].as_f64().is_some_and(|l| l >= 0.0) {
         bad.push("no latency sample".into());
     }
-    // The viewers negotiated what the row says: Fluo declines TWCC for them; Janus offers it
-    // and the viewers accept or decline it as the configuration's name says.
-    let want_twcc = if kind.viewers_accept_twcc() { n } else { 0 };
-    if fig["viewers_with_twcc"].as_u64() != Some(want_twcc as u64) {
-        bad.push(format!(
-            "{} viewers negotiated TWCC, not {want_twcc}",
-            fig["viewers_with_twcc"]
-        ));
+    // The viewers negotiated what the row says: Fluo keeps TWCC for them (`auto`, `on`; the
+    // base binary's default is its own); Janus offers it and the viewers accept or decline it
+    // as the configuration's name says.
+    if let Some(accept) = kind.viewers_accept_twcc() {
+        let want_twcc = if accept { n } else { 0 };
+        if fig["viewers_with_twcc"].as_u64() != Some(want_twcc as u64) {
+            bad.push(format!(
+                "{} viewers negotiated TWCC, not {want_twcc}",
+                fig["viewers_with_twcc"]
+            ));
+        }
     }
     // Every join ran on a signalling connection opened before its clock started.
     let before = fig["signalling_connections"].as_u64().unwrap_or(0) as usize;
@@ -822,7 +825,8 @@ fn smoke_check(kind: Kind, mode: Mode, n: usize, plan: &drive::Plan, fig: &Value
     }
 }
 
-/// Thin viewers send transport-wide feedback exactly when the answers kept TWCC, and Fluo
+/// Thin viewers send transport-wide feedback exactly when their media carries transport-wide
+/// numbers (the answers kept TWCC and, for Fluo, `--bwe on`), and Fluo
 /// with its estimate on estimated the first viewer's bandwidth from it, plausibly: that
 /// viewer's link is not limited, so at least half the stream's rate (goog_cc starts at 1
 /// Mbit/s and climbs while the feedback shows no queue). Feedback that reports nothing
@@ -830,15 +834,12 @@ fn smoke_check(kind: Kind, mode: Mode, n: usize, plan: &drive::Plan, fig: &Value
 /// delay brings it to 85 % of what is acknowledged, which this bound does not catch.
 fn twcc_check(kind: Kind, mode: Mode, plan: &drive::Plan, fig: &Value, bad: &mut Vec<String>) {
     let sent = fig["thin"]["twcc_feedback"].as_u64().is_some_and(|x| x > 0);
-    if mode == Mode::Thin && sent != kind.viewers_accept_twcc() {
+    let numbered = kind.viewers_send_twcc_feedback();
+    if mode == Mode::Thin && sent != numbered {
         bad.push(format!(
-            "thin viewers sent {} TWCC feedback messages with TWCC {}",
+            "thin viewers sent {} TWCC feedback messages, their media {} transport-wide numbers",
             fig["thin"]["twcc_feedback"],
-            if kind.viewers_accept_twcc() {
-                "on"
-            } else {
-                "off"
-            }
+            if numbered { "with" } else { "without" }
         ));
     }
     if kind.is_fluo_bwe() {
@@ -921,6 +922,14 @@ mod tests {
         }
     }
 
+    /// Fluo's (`auto`): TWCC kept in the answers, no transport-wide number on the plain
+    /// publisher's media, so no feedback.
+    fn good_fluo() -> Value {
+        let mut f = good(10);
+        f["thin"]["twcc_feedback"] = json!(0);
+        f
+    }
+
     fn good(twcc: u64) -> Value {
         json!({"viewer": "thin", "joined": 10, "loss_pct": 0.0, "server_cpu_us_per_packet": 20.0,
                "tool_cpu_us_per_packet": 2.0, "fps_p50": 30.0,
@@ -941,10 +950,23 @@ mod tests {
     fn smoke_check_holds_twcc_and_connections() {
         let p = plan();
         let check = |k: Kind, f: &Value| smoke_check(k, Mode::Thin, 10, &p, f);
-        assert!(check(Kind::Fluo, &good(0)));
+        assert!(check(Kind::Fluo, &good_fluo()));
         assert!(check(Kind::JanusTuned, &good(10)));
         assert!(check(Kind::JanusPackagedNoTwcc, &good(0)));
-        assert!(!check(Kind::Fluo, &good(10)), "Fluo declines TWCC");
+        assert!(!check(Kind::Fluo, &good(0)), "Fluo (auto) keeps TWCC");
+        assert!(
+            !check(Kind::Fluo, &good(10)),
+            "no transport-wide number for a plain publisher's viewers: no feedback"
+        );
+        assert!(
+            check(Kind::FluoBase, &good_fluo()),
+            "the base binary's default"
+        );
+        assert!(check(Kind::FluoBase, &good(0)), "the base binary's default");
+        assert!(
+            !check(Kind::FluoBase, &good(10)),
+            "feedback with auto or off"
+        );
         assert!(!check(Kind::JanusTunedNoTwcc, &good(10)));
         assert!(!check(Kind::JanusPackaged, &good(3)));
         let mut f = good(10);
@@ -960,7 +982,7 @@ mod tests {
         assert!(check(Kind::FluoBwe, &bwe));
         assert!(
             !check(Kind::Fluo, &bwe),
-            "Fluo without the estimate declines TWCC"
+            "Fluo without the estimate writes no transport-wide number: no feedback"
         );
         assert!(!check(Kind::FluoBwe, &good(10)), "no estimate");
         let mut low = bwe.clone();
@@ -982,9 +1004,9 @@ mod tests {
         let mut silent = bwe.clone();
         silent["thin"]["twcc_feedback"] = json!(0);
         assert!(!check(Kind::FluoBwe, &silent), "no feedback sent");
-        let mut chatty = good(0);
+        let mut chatty = good_fluo();
         chatty["thin"]["twcc_feedback"] = json!(5);
-        assert!(!check(Kind::Fluo, &chatty), "feedback without TWCC");
+        assert!(!check(Kind::Fluo, &chatty), "feedback without TWCC numbers");
         let rows = rows::build(
             &[("fluo".into(), 10, good(0))],
             &["fluo".into(), "janus-tuned".into()],
@@ -1004,9 +1026,9 @@ mod tests {
     fn smoke_check_holds_the_viewers_conformance() {
         let p = plan();
         let fluo = |m: Mode, f: &Value| smoke_check(Kind::Fluo, m, 10, &p, f);
-        assert!(fluo(Mode::Thin, &good(0)));
-        assert!(!fluo(Mode::Full, &good(0)), "the figures say thin");
-        let mut full = good(0);
+        assert!(fluo(Mode::Thin, &good_fluo()));
+        assert!(!fluo(Mode::Full, &good_fluo()), "the figures say thin");
+        let mut full = good_fluo();
         full["viewer"] = json!("full");
         full["thin"] = Value::Null;
         full["server_view"]["plis"] = json!(0);
@@ -1028,7 +1050,7 @@ mod tests {
             ("/storm_connections_opened_in_joins", json!(2)),
             ("/loss_pct", json!(1.5)),
         ] {
-            let mut f = good(0);
+            let mut f = good_fluo();
             *f.pointer_mut(path).expect("a field of the figures") = value;
             assert!(!fluo(Mode::Thin, &f), "{path}");
         }

@@ -84,10 +84,21 @@ impl Kind {
         matches!(self, Kind::JanusTuned | Kind::JanusTunedNoTwcc)
     }
 
-    /// Whether the viewers end up with TWCC: Janus's viewers accept it or not as the name
-    /// says; Fluo's viewers offer it and Fluo keeps it only with `--bwe on` (the run records
-    /// what was negotiated).
-    pub fn viewers_accept_twcc(self) -> bool {
+    /// Whether the viewers end up with TWCC in their answers: Janus's viewers accept it or not
+    /// as the name says; Fluo keeps it unless `--bwe off` (with `auto`, its default since
+    /// session 44, and with `on`); `None` for the base binary, which runs with its own default
+    /// (`off` before session 44). The run records what was negotiated.
+    pub fn viewers_accept_twcc(self) -> Option<bool> {
+        match self {
+            Kind::FluoBase => None,
+            k => Some(matches!(k, Kind::JanusTuned | Kind::JanusPackaged) || k.is_fluo()),
+        }
+    }
+
+    /// Whether the viewers' media carries transport-wide sequence numbers, so that they send
+    /// TWCC feedback: Janus's TWCC rows, and Fluo with `--bwe on` (with `auto` a plain
+    /// publisher's viewers get none, and send REMB where they are browsers).
+    pub fn viewers_send_twcc_feedback(self) -> bool {
         matches!(self, Kind::JanusTuned | Kind::JanusPackaged) || self.is_fluo_bwe()
     }
 }
@@ -214,8 +225,9 @@ impl Server {
                         "RUST_LOG",
                         std::env::var("FLUO_BENCH_LOG").unwrap_or("warn".into()),
                     );
-                // The others keep the default (off), which a `fluo-base` binary from before
-                // the flag has too.
+                // The others keep the binary's default: `auto` since session 44 (a plain
+                // publisher's viewers then get no transport-wide numbers: `off`'s cost), `off`
+                // before, in a `fluo-base` binary from then.
                 if kind.is_fluo_bwe() {
                     cmd.args(["--bwe", "on"]);
                 }

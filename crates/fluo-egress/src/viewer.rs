@@ -86,6 +86,9 @@ pub struct Viewer {
     stats: ViewerStats,
     /// The last transport-wide sequence number written (one sequence for all streams).
     twcc: u16,
+    /// No transport-wide sequence number is written, even where the extension was agreed
+    /// (see [`Viewer::write_transport_cc`]).
+    twcc_off: bool,
     /// What was sent by transport-wide sequence number, when the viewer's bandwidth is
     /// estimated (see [`Viewer::log_sent`]).
     log: Option<Box<SentLog>>,
@@ -119,6 +122,7 @@ impl Viewer {
             scratch: Vec::with_capacity(1500),
             stats: ViewerStats::default(),
             twcc: 0,
+            twcc_off: false,
             log: None,
         }
     }
@@ -129,6 +133,14 @@ impl Viewer {
     pub fn log_sent(&mut self, epoch: Instant) {
         self.log
             .get_or_insert_with(|| Box::new(SentLog::new(epoch)));
+    }
+
+    /// Whether its packets carry the transport-wide sequence number, where the viewer agreed
+    /// on the extension (they do unless told otherwise). Without it a browser returns no
+    /// transport-wide feedback for them and, for video, REMB instead: Fluo's `--bwe auto`
+    /// writes it only while the viewer's bandwidth is estimated.
+    pub fn write_transport_cc(&mut self, on: bool) {
+        self.twcc_off = !on;
     }
 
     /// Records no more (the estimate that read the log is gone).
@@ -220,10 +232,7 @@ impl Viewer {
             ssrc: s.ssrc,
         };
         let abs = s.exts.abs_send_time.map(|_| self.clock.abs_send_time(now));
-        let twcc = s.exts.transport_cc.map(|_| {
-            self.twcc = self.twcc.wrapping_add(1);
-            self.twcc
-        });
+        let twcc = next_twcc(&mut self.twcc, self.twcc_off, s.exts.transport_cc);
         let hlen = write_header(buf, header, &s.exts, !s.acked, abs, twcc, src.ext);
         buf.extend_from_slice(src.payload);
         s.sent_marker(index, src.marker);
@@ -445,10 +454,7 @@ impl Viewer {
                 ssrc: rtx.ssrc,
             };
             let abs = s.exts.abs_send_time.map(|_| self.clock.abs_send_time(now));
-            let twcc = s.exts.transport_cc.map(|_| {
-                self.twcc = self.twcc.wrapping_add(1);
-                self.twcc
-            });
+            let twcc = next_twcc(&mut self.twcc, self.twcc_off, s.exts.transport_cc);
             let hlen = write_header(buf, header, &s.exts, !rtx.acked, abs, twcc, p.ext);
             // RFC 4588 §4: the original sequence number, then the original payload (its
             // picture ids as they were sent).
@@ -528,6 +534,15 @@ impl Viewer {
         self.queued(bytes);
         Ok(())
     }
+}
+
+/// The next transport-wide sequence number after `last`, for a packet of a stream whose plan
+/// has the extension at `planned`: none without it, or while the numbers are `off`
+/// ([`Viewer::write_transport_cc`]).
+fn next_twcc(last: &mut u16, off: bool, planned: Option<u8>) -> Option<u16> {
+    planned.filter(|_| !off)?;
+    *last = last.wrapping_add(1);
+    Some(*last)
 }
 
 /// A packet of `bytes` sent at `now` with transport-wide sequence number `twcc`, into the

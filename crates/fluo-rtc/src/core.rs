@@ -575,7 +575,7 @@ impl MediaCore {
         let (id, ufrag, keyframes) = {
             let mut e = lock(&ep);
             let ufrag = e.rtc.direct_api().local_ice_credentials().ufrag;
-            if e.settings.bwe && !self.bwe_on {
+            if e.settings.bwe.keeps_twcc() && !self.bwe_on {
                 self.bwe_on = true;
                 self.router.measure_layer_rates();
             }

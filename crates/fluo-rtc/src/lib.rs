@@ -34,7 +34,7 @@ pub use crate::core::{
 };
 
 pub use metrics::{Figure, RtcReading, FIGURES};
-pub use net::NetSettings;
+pub use net::{BweMode, NetSettings};
 pub use turn::TurnUrl;
 
 use crate::core::Ctl;
@@ -90,9 +90,8 @@ pub struct WebRtc {
     media_runtime: Option<tokio::runtime::Handle>,
     /// Every endpoint, for the metrics.
     pub(crate) board: Arc<metrics::Board>,
-    /// Receive-only viewers keep TWCC and their bandwidth is estimated (`--bwe on`,
-    /// experimental; docs/simulcast.md).
-    pub(crate) bwe: bool,
+    /// When receive-only viewers' bandwidth is estimated (`--bwe`; docs/simulcast.md).
+    pub(crate) bwe: net::BweMode,
 }
 
 fn generate_cert() -> Option<str0m::config::DtlsCert> {
@@ -227,17 +226,26 @@ impl WebRtc {
             latency: Arc::default(),
             media_runtime: None,
             board: Arc::default(),
-            bwe: false,
+            bwe: net::BweMode::Off,
         };
         w.send(Ctl::Output(w.output()));
         w.send(Ctl::Latency(w.latency.clone()));
         (w, rx)
     }
 
-    /// The same plane with each receive-only viewer's bandwidth estimated or not (the
-    /// server's `--bwe`; off unless set): for the endpoints created from now on.
-    pub fn with_bwe(mut self, on: bool) -> WebRtc {
-        self.bwe = on;
+    /// The same plane with each receive-only viewer's bandwidth estimated (`--bwe on`) or
+    /// not (`off`, what the in-memory plane starts with): for the endpoints created from now on.
+    pub fn with_bwe(self, on: bool) -> WebRtc {
+        self.with_bwe_mode(if on {
+            net::BweMode::On
+        } else {
+            net::BweMode::Off
+        })
+    }
+
+    /// The same plane with the server's `--bwe` mode: for the endpoints created from now on.
+    pub fn with_bwe_mode(mut self, mode: net::BweMode) -> WebRtc {
+        self.bwe = mode;
         self
     }
 

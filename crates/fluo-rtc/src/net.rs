@@ -27,9 +27,39 @@ pub struct NetSettings {
     /// KMS's turnURL (KMS_TURN_URL): a TURN server to allocate relayed addresses on at start,
     /// announced as extra candidates.
     pub turn: Option<crate::turn::TurnUrl>,
-    /// Fluo's `--bwe on` (experimental): receive-only viewers keep TWCC, each one's bandwidth
-    /// is estimated and chooses its simulcast layer (docs/simulcast.md).
-    pub bwe: bool,
+    /// Fluo's `--bwe`: whether receive-only viewers keep TWCC and when each one's bandwidth
+    /// is estimated to choose its simulcast or SVC layer (docs/simulcast.md).
+    pub bwe: BweMode,
+}
+
+/// When a receive-only viewer's bandwidth is estimated from its transport-wide feedback
+/// (`--bwe`, docs/simulcast.md "Bandwidth estimate").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BweMode {
+    /// Never: its answer declines TWCC, it sends REMB.
+    Off,
+    /// Always: its answer keeps TWCC, every packet it is sent carries a transport-wide
+    /// sequence number and its estimate runs for as long as it is connected.
+    On,
+    /// Only while it gets a layered source's video (simulcast, or SVC with two spatial
+    /// layers or more), the only case where an estimate decides anything: its answer keeps
+    /// TWCC, but its packets carry transport-wide sequence numbers (and it returns TWCC
+    /// feedback) only then; otherwise it returns REMB, as with `Off`.
+    #[default]
+    Auto,
+}
+
+impl BweMode {
+    /// Whether receive-only answers keep TWCC. `Auto` keeps it only where the egress fast
+    /// path sends (`FLUO_EGRESS`, on by default): str0m, which sends without it, writes the
+    /// number on every packet where TWCC was agreed, so `Auto` is `Off` there.
+    pub fn keeps_twcc(self) -> bool {
+        match self {
+            BweMode::Off => false,
+            BweMode::On => true,
+            BweMode::Auto => crate::core::egress_enabled(),
+        }
+    }
 }
 
 impl Default for NetSettings {
@@ -43,7 +73,7 @@ impl Default for NetSettings {
             stun_server: None,
             ice_tcp: true,
             turn: None,
-            bwe: false,
+            bwe: BweMode::Auto,
         }
     }
 }

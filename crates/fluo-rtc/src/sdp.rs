@@ -93,10 +93,12 @@ const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide
 /// their estimates (`MediaCore::update_remb`), as KMS holds it. Sections where the peer sends
 /// keep both: its own bandwidth estimate needs the feedback.
 ///
-/// With `keep_twcc` (the server's `--bwe on`: each viewer's bandwidth is estimated from its
-/// transport-wide feedback, docs/simulcast.md) receive-only sections keep TWCC and lose only
-/// `goog-remb`: a Chromium viewer with TWCC sends no REMB, and the publisher is held to its
-/// viewers' estimates instead.
+/// With `keep_twcc` (the server's `--bwe on` or `auto`, docs/simulcast.md) receive-only
+/// sections keep TWCC and lose only `goog-remb`. A Chromium viewer then returns TWCC feedback
+/// for the packets that carry a transport-wide sequence number, which Fluo's estimate of its
+/// bandwidth reads, and REMB for video that carries none: with `auto` Fluo writes the number
+/// only while the viewer gets a layered source's video, so the viewer of a plain source
+/// sends REMB as without TWCC.
 pub(crate) fn without_egress_feedback(sdp: &str, keep_twcc: bool) -> std::borrow::Cow<'_, str> {
     if (keep_twcc || !sdp.contains(TWCC_URI)) && !sdp.contains(" goog-remb") {
         return sdp.into();

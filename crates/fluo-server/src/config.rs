@@ -219,11 +219,13 @@ pub struct Cli {
     /// [default: text].
     #[arg(long, env = "FLUO_LOG_FORMAT", value_parser = ["text", "json"])]
     pub log_format: Option<String>,
-    /// Experimental: estimate each receive-only viewer's bandwidth from its transport-wide
-    /// congestion feedback (TWCC, kept in its answer) and choose its simulcast layer by it,
-    /// `on` or `off` (docs/simulcast.md) [default: off].
-    #[arg(long, env = "FLUO_BWE", value_parser = parse_flag)]
-    pub bwe: Option<bool>,
+    /// Estimate receive-only viewers' bandwidth from their transport-wide congestion
+    /// feedback (TWCC, kept in their answers) to choose their simulcast or SVC layer: `auto`
+    /// while a viewer gets a layered source's video (otherwise its REMB bounds its publisher,
+    /// as with `off`), `on` always, `off` never (TWCC declined) (docs/simulcast.md)
+    /// [default: auto].
+    #[arg(long, env = "FLUO_BWE", value_parser = parse_bwe)]
+    pub bwe: Option<fluo_rtc::BweMode>,
     /// Experimental: join the cluster coordinated by this Redis 7, `redis://host:port` or
     /// `redis+unix:///path/to/socket`: this node is listed with its load, owns the pipelines
     /// it creates, and forwards requests for other nodes' pipelines to them over the
@@ -303,6 +305,18 @@ fn parse_flag(s: &str) -> Result<bool, String> {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
         other => Err(format!("'{other}' is not 1 or 0")),
+    }
+}
+
+/// `--bwe`: `auto`, or a flag (`on`, `off` and their synonyms).
+fn parse_bwe(s: &str) -> Result<fluo_rtc::BweMode, String> {
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(fluo_rtc::BweMode::Auto);
+    }
+    match parse_flag(s) {
+        Ok(true) => Ok(fluo_rtc::BweMode::On),
+        Ok(false) => Ok(fluo_rtc::BweMode::Off),
+        Err(_) => Err(format!("'{}' is not auto, on or off", s.trim())),
     }
 }
 
@@ -602,8 +616,8 @@ impl Config {
         if let Some(on) = cli.ice_tcp {
             c.net.ice_tcp = on;
         }
-        if let Some(on) = cli.bwe {
-            c.net.bwe = on;
+        if let Some(mode) = cli.bwe {
+            c.net.bwe = mode;
         }
         if let Some(u) = &cli.turn_url {
             c.set_turn_url(u);
@@ -1267,13 +1281,20 @@ mod tests {
     }
 
     #[test]
-    fn the_bandwidth_estimate_is_off_unless_asked() {
+    fn the_bandwidth_estimate_is_auto_unless_asked() {
+        use fluo_rtc::BweMode;
         let d = Config::from_cli(&Cli::default()).unwrap();
-        assert!(!d.net.bwe);
-        let on = Cli::try_parse_from(["fluo", "--bwe", "on"]).expect("the flag parses");
-        assert!(Config::from_cli(&on).unwrap().net.bwe);
-        let off = Cli::try_parse_from(["fluo", "--bwe", "off"]).expect("the flag parses");
-        assert!(!Config::from_cli(&off).unwrap().net.bwe);
+        assert_eq!(d.net.bwe, BweMode::Auto);
+        for (arg, mode) in [
+            ("on", BweMode::On),
+            ("off", BweMode::Off),
+            ("auto", BweMode::Auto),
+            ("AUTO", BweMode::Auto),
+            ("1", BweMode::On),
+        ] {
+            let cli = Cli::try_parse_from(["fluo", "--bwe", arg]).expect("the flag parses");
+            assert_eq!(Config::from_cli(&cli).unwrap().net.bwe, mode, "--bwe {arg}");
+        }
         assert!(Cli::try_parse_from(["fluo", "--bwe", "maybe"]).is_err());
     }
 

@@ -96,6 +96,11 @@ pub struct Browser {
     /// RTP packets received that carried only padding (bandwidth probes), counted with
     /// `enable_raw_packets(true)`.
     pub padding_in: u64,
+    /// RTP packets received (RTP mode) that carried a transport-wide sequence number.
+    pub twcc_numbered_in: u64,
+    /// Whether the last video received carried a transport-wide sequence number (`None`:
+    /// no video yet): what chooses its congestion feedback (see [`Browser::sends_remb`]).
+    pub video_twcc: Option<bool>,
     /// The answer of the negotiation (received, or made here): what was agreed.
     answer: Option<String>,
     /// The open data channel, if any.
@@ -148,6 +153,8 @@ impl Browser {
             remb_in: vec![],
             feedback_sent: FeedbackSent::default(),
             padding_in: 0,
+            twcc_numbered_in: 0,
+            video_twcc: None,
             answer: None,
             channel: None,
             channel_in: vec![],
@@ -209,16 +216,21 @@ impl Browser {
 
     /// Whether this browser sends REMB for its incoming video, as Chromium does: where the
     /// answer did not agree on transport-wide congestion control for that m-line (with TWCC
-    /// the sender estimates from the TWCC feedback), whether or not it agreed on `goog-remb`.
+    /// the sender estimates from the TWCC feedback), whether or not it agreed on `goog-remb`,
+    /// and where it did but the last video came without a transport-wide sequence number.
     /// Measured with Chromium 156 against Fluo: REMB from receive-only viewers whose answer
     /// had TWCC declined, both with `goog-remb` in that answer and without; none from
-    /// send-receive peers with TWCC agreed.
+    /// send-receive peers with TWCC agreed (whose video carried the number); libwebrtc's
+    /// receive side chooses per packet (`ReceiveSideCongestionController`).
     pub fn sends_remb(&self) -> bool {
         let (Some(mid), Some(answer)) = (self.mid(MediaKind::Video), self.answer.as_deref()) else {
             return false;
         };
         let (_remb, twcc) = agreed_feedback(answer, &mid.to_string());
-        !twcc
+        // Chromium chooses per packet: video without the sequence number gets REMB even where
+        // TWCC was agreed (str0m, which this browser is, returns TWCC feedback only for
+        // packets that carry one).
+        !twcc || self.video_twcc == Some(false)
     }
 
     /// This browser's host candidate as a Kurento IceCandidate.
@@ -402,6 +414,9 @@ impl Browser {
             Event::MediaData(d) => {
                 let video = self.rtc.media(d.mid).map(|m| m.kind()) == Some(MediaKind::Video);
                 self.frames_in[usize::from(video)] += 1;
+                if video {
+                    self.video_twcc = Some(d.ext_vals.transport_cc.is_some());
+                }
             }
             Event::RtpPacket(p) => {
                 let video = self
@@ -421,6 +436,11 @@ impl Browser {
                     .flatten();
                 // RFC 7741: S set and partition index 0.
                 let begins = p.payload.first().is_some_and(|b| b & 0x17 == 0x10);
+                let numbered = p.header.ext_vals.transport_cc.is_some();
+                self.twcc_numbered_in += u64::from(numbered);
+                if video {
+                    self.video_twcc = Some(numbered);
+                }
                 self.rtp_in.push(RtpSeen {
                     video,
                     ssrc: *p.header.ssrc,

@@ -105,16 +105,22 @@ impl World {
     /// A server whose media sockets are at these addresses, on these network interfaces (the
     /// first is [`World::server`]).
     pub fn with_interfaces(interfaces: Vec<(SocketAddr, String)>) -> World {
-        Self::with_options(interfaces, false)
+        Self::with_options(interfaces, fluo_rtc::BweMode::Off)
     }
 
     /// A server whose receive-only viewers' bandwidth is estimated (the server's `--bwe on`).
     pub fn with_bwe() -> World {
-        let server: SocketAddr = "127.0.0.1:40000".parse().expect("address");
-        Self::with_options(vec![(server, "lo".into())], true)
+        Self::with_bwe_mode(fluo_rtc::BweMode::On)
     }
 
-    fn with_options(interfaces: Vec<(SocketAddr, String)>, bwe: bool) -> World {
+    /// A server with this `--bwe` mode (the server's default is `auto`; [`World::new`]'s is
+    /// `off`).
+    pub fn with_bwe_mode(mode: fluo_rtc::BweMode) -> World {
+        let server: SocketAddr = "127.0.0.1:40000".parse().expect("address");
+        Self::with_options(vec![(server, "lo".into())], mode)
+    }
+
+    fn with_options(interfaces: Vec<(SocketAddr, String)>, bwe: fluo_rtc::BweMode) -> World {
         let mono = Instant::now();
         let now = Now {
             mono,
@@ -123,7 +129,7 @@ impl World {
         let server = interfaces[0].0;
         let other_servers = interfaces[1..].iter().map(|(a, _)| *a).collect();
         let (webrtc, ctl) = WebRtc::in_memory_on(interfaces);
-        let webrtc = webrtc.with_bwe(bwe);
+        let webrtc = webrtc.with_bwe_mode(bwe);
         let mut engine = Engine::new(EngineConfig::default(), Box::new(FixedHost::default()), now);
         engine.register_factory("WebRtcEndpoint", webrtc.factory());
         engine.connection_opened(now, 1, std::net::Ipv4Addr::LOCALHOST.into());

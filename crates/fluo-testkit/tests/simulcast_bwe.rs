@@ -6,9 +6,13 @@
 //! sustained loss, its video decodable (each switch at the new layer's key frame), while the
 //! other keeps f from start to end (an estimate that has shown no congestion caps nothing);
 //! with an f of about 2 Mbit/s an unconstrained viewer keeps it from start to end.
-//! Without `--bwe` the answers decline TWCC as before. A plain publisher's REMB follows its
-//! congested viewer's estimate (a viewer with TWCC sends no REMB of its own), and is not
-//! pulled down by an unconstrained one.
+//! The layered tests run with `--bwe on` and with `auto` (the server's default). With `off` the
+//! answers decline TWCC as before. With `on` a plain publisher's REMB follows its congested
+//! viewer's estimate (a viewer with TWCC sends no REMB of its own), and is not pulled down by
+//! an unconstrained one; with `auto` a plain publisher's viewer gets no transport-wide number
+//! and sends REMB, and a viewer moved between a plain and a simulcast source changes its
+//! feedback with it.
+use fluo_rtc::BweMode;
 use fluo_testkit::{Link, RtpSeen, World};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -89,7 +93,12 @@ fn plain_call(w: &mut World, pub_ep: &str, v_ep: &str) -> (usize, usize) {
 
 /// A World with the estimate on and a 10 ms path, and a MediaPipeline in it.
 fn bwe_pipeline() -> (World, String) {
-    let mut w = World::with_bwe();
+    bwe_pipeline_in(BweMode::On)
+}
+
+/// The same with `--bwe` `mode`.
+fn bwe_pipeline_in(mode: BweMode) -> (World, String) {
+    let mut w = World::with_bwe_mode(mode);
     w.delay = Duration::from_millis(10);
     let p = w.create("MediaPipeline", None);
     (w, p)
@@ -159,9 +168,10 @@ fn switches_at_key_frames(seen: &[RtpSeen]) -> usize {
     switches
 }
 
-#[test]
-fn a_viewer_behind_300_kbits_gets_the_low_layer_without_sustained_loss_the_other_keeps_the_top() {
-    let (mut w, p) = bwe_pipeline();
+fn a_viewer_behind_300_kbits_gets_the_low_layer_without_sustained_loss_the_other_keeps_the_top(
+    mode: BweMode,
+) {
+    let (mut w, p) = bwe_pipeline_in(mode);
     let pub_ep = w.create("WebRtcEndpoint", Some(&p));
     let weak_ep = w.create("WebRtcEndpoint", Some(&p));
     let strong_ep = w.create("WebRtcEndpoint", Some(&p));
@@ -375,9 +385,8 @@ fn the_largest_bandwidth_settings_are_taken_without_overflow() {
     assert!(!w.browsers[publisher].remb_in.is_empty(), "REMB still sent");
 }
 
-#[test]
-fn an_unconstrained_viewer_keeps_a_2_mbit_top_layer_from_start_to_end() {
-    let (mut w, p) = bwe_pipeline();
+fn an_unconstrained_viewer_keeps_a_2_mbit_top_layer_from_start_to_end(mode: BweMode) {
+    let (mut w, p) = bwe_pipeline_in(mode);
     let pub_ep = w.create("WebRtcEndpoint", Some(&p));
     let v_ep = w.create("WebRtcEndpoint", Some(&p));
     w.subscribe(&v_ep, "FluoLayerChanged");
@@ -438,9 +447,10 @@ fn layers_from(seen: &[RtpSeen], from: usize) -> Vec<u8> {
     frames(&seen[from..]).into_iter().map(|(l, _)| l).collect()
 }
 
-#[test]
-fn a_2_mbit_top_layer_over_a_1_8_mbit_link_gives_the_middle_layer_without_sustained_loss() {
-    let mut w = World::with_bwe();
+fn a_2_mbit_top_layer_over_a_1_8_mbit_link_gives_the_middle_layer_without_sustained_loss(
+    mode: BweMode,
+) {
+    let mut w = World::with_bwe_mode(mode);
     let (publisher, [weak, strong], eps) = simulcast_call(&mut w, &LAYERS_2M);
     w.links.insert(weak, Link::new(1_800_000, 15_000));
     w.stream(&[publisher], Duration::from_secs(6));
@@ -466,9 +476,8 @@ fn a_2_mbit_top_layer_over_a_1_8_mbit_link_gives_the_middle_layer_without_sustai
     assert_eq!(outbound(&mut w, &eps[1])["fluoLayer"]["rid"], "f");
 }
 
-#[test]
-fn a_viewer_whose_300_kbit_limit_is_lifted_climbs_back_to_the_top_layer() {
-    let mut w = World::with_bwe();
+fn a_viewer_whose_300_kbit_limit_is_lifted_climbs_back_to_the_top_layer(mode: BweMode) {
+    let mut w = World::with_bwe_mode(mode);
     let (publisher, [weak, _], eps) = simulcast_call(&mut w, &LAYERS);
     w.links.insert(weak, Link::new(300_000, 15_000));
     w.stream(&[publisher], Duration::from_secs(8));
@@ -502,9 +511,8 @@ fn a_viewer_whose_300_kbit_limit_is_lifted_climbs_back_to_the_top_layer() {
 /// viewer is sent much less than its estimate) show the room, and the viewer is back on f
 /// within issue 20's 10 s of the lift, where the expiry would take about 25 s (failed before:
 /// no f within 20 s).
-#[test]
-fn a_viewer_whose_limit_is_lifted_long_after_its_last_sign_climbs_back_by_a_probe() {
-    let mut w = World::with_bwe();
+fn a_viewer_whose_limit_is_lifted_long_after_its_last_sign_climbs_back_by_a_probe(mode: BweMode) {
+    let mut w = World::with_bwe_mode(mode);
     let (publisher, [weak, _], eps) = simulcast_call(&mut w, &LAYERS);
     w.links.insert(weak, Link::new(300_000, 15_000));
     w.stream(&[publisher], Duration::from_secs(20));
@@ -794,3 +802,118 @@ fn a_plain_sources_viewer_is_not_probed_beyond_what_it_is_sent() {
     );
     assert_eq!(later, 0, "no probes over 20-40 s (estimate {est})");
 }
+
+/// `--bwe auto`, a plain publisher: the viewer's answer keeps TWCC, but what it is sent carries
+/// no transport-wide sequence number, so it returns no TWCC feedback and nothing is estimated
+/// or probed; it sends REMB (as Chromium does for such video), which bounds the publisher as
+/// with `--bwe off` (with `on` it would get numbers and send no REMB).
+#[test]
+fn in_auto_a_plain_sources_viewer_gets_no_twcc_numbers_and_the_publisher_follows_its_remb() {
+    let (mut w, p) = bwe_pipeline_in(BweMode::Auto);
+    let pub_ep = w.create("WebRtcEndpoint", Some(&p));
+    let v_ep = w.create("WebRtcEndpoint", Some(&p));
+    let (publisher, v) = plain_call(&mut w, &pub_ep, &v_ep);
+    w.stream(&[publisher], Duration::from_secs(3));
+    let b = &w.browsers[v];
+    assert!(video(&w, v).len() > 3 * 25, "video flows");
+    assert_eq!(b.twcc_numbered_in, 0, "no transport-wide sequence number");
+    assert_eq!(b.feedback_sent.twcc, 0, "so no TWCC feedback");
+    assert_eq!(b.padding_in, 0, "no probe");
+    assert!(b.sends_remb());
+    assert!(w.browsers[v].ask_for_bitrate(300_000));
+    w.stream(&[publisher], Duration::from_secs(2));
+    assert!(w.browsers[v].feedback_sent.remb >= 1);
+    let remb = w.browsers[publisher].remb_in.last().copied();
+    assert_eq!(
+        remb,
+        Some(300_000),
+        "the publisher follows its viewer's REMB"
+    );
+    let out = outbound(&mut w, &v_ep);
+    assert!(out.get("fluoBandwidthEstimate").is_none(), "{out}");
+}
+
+/// `--bwe auto`, a viewer moved from a plain publisher to a simulcast one and back: while it
+/// gets the simulcast one, transport-wide numbers, TWCC feedback, an estimate (started afresh)
+/// and the low layer behind its 300 kbit/s link; back on the plain one, none of them, and its
+/// REMB bounds that publisher again.
+#[test]
+fn in_auto_a_viewer_moved_between_a_plain_and_a_simulcast_source_changes_its_feedback() {
+    let (mut w, p) = bwe_pipeline_in(BweMode::Auto);
+    let plain_ep = w.create("WebRtcEndpoint", Some(&p));
+    let sim_ep = w.create("WebRtcEndpoint", Some(&p));
+    let v_ep = w.create("WebRtcEndpoint", Some(&p));
+    let plain = w.join("plain", false, &plain_ep, Direction::SendOnly);
+    let sim = publisher(&mut w, &sim_ep);
+    let (v, twcc) = viewer(&mut w, "v", &v_ep);
+    assert!(twcc, "TWCC kept in the answer");
+    w.invoke(&plain_ep, "connect", json!({"sink": v_ep}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    let both = [plain, sim];
+    w.stream(&both, Duration::from_secs(3));
+    assert!(video(&w, v).len() > 3 * 25, "the plain video flows");
+    assert_eq!(w.browsers[v].twcc_numbered_in, 0);
+    assert!(w.browsers[v].sends_remb());
+
+    // To the simulcast publisher, behind 300 kbit/s.
+    w.invoke(&plain_ep, "disconnect", json!({"sink": v_ep}));
+    w.invoke(&sim_ep, "connect", json!({"sink": v_ep}));
+    w.links.insert(v, Link::new(300_000, 15_000));
+    w.stream(&both, Duration::from_secs(10));
+    let b = &w.browsers[v];
+    assert!(b.twcc_numbered_in > 100, "{}", b.twcc_numbered_in);
+    assert!(b.feedback_sent.twcc > 50, "{:?}", b.feedback_sent);
+    assert!(!b.sends_remb());
+    let out = outbound(&mut w, &v_ep);
+    let est = estimate_of(&out);
+    assert!((60_000..450_000).contains(&est), "estimate {est}");
+    assert_eq!(out["fluoLayer"]["rid"], "q", "{out}");
+
+    // Back to the plain publisher, the link unlimited.
+    w.links.remove(&v);
+    w.invoke(&sim_ep, "disconnect", json!({"sink": v_ep}));
+    w.invoke(&plain_ep, "connect", json!({"sink": v_ep}));
+    w.stream(&both, Duration::from_secs(1));
+    let (numbered, fb) = (
+        w.browsers[v].twcc_numbered_in,
+        w.browsers[v].feedback_sent.twcc,
+    );
+    let seen = video(&w, v).len();
+    w.stream(&both, Duration::from_secs(2));
+    assert!(video(&w, v).len() > seen + 2 * 25, "the plain video flows");
+    assert_eq!(w.browsers[v].twcc_numbered_in, numbered, "no more numbers");
+    assert_eq!(w.browsers[v].feedback_sent.twcc, fb, "no more feedback");
+    assert!(w.browsers[v].sends_remb());
+    let out = outbound(&mut w, &v_ep);
+    assert!(out.get("fluoBandwidthEstimate").is_none(), "{out}");
+    assert!(w.browsers[v].ask_for_bitrate(250_000));
+    w.stream(&both, Duration::from_secs(2));
+    let remb = w.browsers[plain].remb_in.last().copied();
+    assert_eq!(remb, Some(250_000), "its REMB bounds the plain publisher");
+}
+
+/// The layered tests above in both modes that estimate a simulcast source's viewers: `on`, and
+/// `auto` (the server's default), where they are estimated as with `on`.
+macro_rules! on_and_auto {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn on() {
+                super::$name(super::BweMode::On)
+            }
+
+            #[test]
+            fn auto() {
+                super::$name(super::BweMode::Auto)
+            }
+        }
+    )*};
+}
+
+on_and_auto!(
+    a_viewer_behind_300_kbits_gets_the_low_layer_without_sustained_loss_the_other_keeps_the_top,
+    an_unconstrained_viewer_keeps_a_2_mbit_top_layer_from_start_to_end,
+    a_2_mbit_top_layer_over_a_1_8_mbit_link_gives_the_middle_layer_without_sustained_loss,
+    a_viewer_whose_300_kbit_limit_is_lifted_climbs_back_to_the_top_layer,
+    a_viewer_whose_limit_is_lifted_long_after_its_last_sign_climbs_back_by_a_probe,
+);

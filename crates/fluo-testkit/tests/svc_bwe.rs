@@ -198,3 +198,39 @@ fn a_viewer_behind_900_kbits_keeps_the_top_spatial_layer_at_a_lower_frame_rate()
     );
     r.strong_has_all();
 }
+
+/// With `--bwe auto` (the default) an SVC stream's viewer is estimated from the first packet
+/// of its second spatial layer, not from its next timer up to a second later: 300 ms into
+/// the stream its packets carry transport-wide sequence numbers, it returns TWCC feedback
+/// and its estimator runs (getStats shows no estimate yet: it is cold for a second).
+#[test]
+fn in_auto_an_svc_streams_viewer_is_numbered_from_its_second_spatial_layer_on() {
+    let mut w = World::with_bwe_mode(fluo_rtc::BweMode::Auto);
+    w.delay = Duration::from_millis(10);
+    let p = w.create("MediaPipeline", None);
+    let pub_ep = w.create("WebRtcEndpoint", Some(&p));
+    let view_ep = w.create("WebRtcEndpoint", Some(&p));
+    let publisher = w.add_browser("pub", false);
+    let cand = w.browsers[publisher].candidate_json();
+    w.invoke(&pub_ep, "addIceCandidate", json!({"candidate": cand}));
+    let offer = w.browsers[publisher].offer_svc(Direction::SendOnly, &LAYERS);
+    let answer = w.invoke(&pub_ep, "processOffer", json!({"offer": offer}));
+    w.browsers[publisher].accept_answer(answer.as_str().unwrap());
+    w.invoke(&pub_ep, "gatherCandidates", json!({}));
+    let v = w.add_browser_with("viewer", true, tap);
+    w.negotiate_browser_offer(v, &view_ep, Direction::RecvOnly);
+    w.invoke(&pub_ep, "connect", json!({"sink": view_ep}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], Duration::from_millis(300));
+
+    let seen = video(&w, v);
+    let numbered = w.browsers[v].twcc_numbered_in;
+    println!("{} video packets, {numbered} numbered", seen.len());
+    assert!(seen.iter().any(|r| sid(r) == 1), "S1 flows");
+    assert!(
+        numbered * 2 > seen.len() as u64,
+        "most of the first 300 ms numbered: {numbered} of {}",
+        seen.len()
+    );
+    assert!(w.browsers[v].feedback_sent.twcc > 0, "TWCC feedback");
+}

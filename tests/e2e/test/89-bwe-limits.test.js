@@ -1,5 +1,6 @@
 'use strict';
-// Simulcast under a real bandwidth limit (issue 20; Fluo started with `--bwe on`): a Chromium
+// Simulcast under a real bandwidth limit (issue 20; Fluo with its default `--bwe auto`, which
+// estimates a simulcast source's viewers as `--bwe on` does every viewer's): a Chromium
 // page publishes its fake camera (960x540) in rids q, h, f as 87-simulcast does; viewer W is
 // a Chromium in a network namespace of its own whose downlink is shaped to 300 kbit/s (tbf on
 // the host end of its veth pair: lib/netns.js), viewer S a page of the publisher's browser on
@@ -41,7 +42,7 @@ let state = null;
 
 before(async () => {
   if (unavailable) return;
-  env = await setupWithNetns('bwe-limits', ['w'], { fluoArgs: () => ['--ice-tcp', '0', '--bwe', 'on'] });
+  env = await setupWithNetns('bwe-limits', ['w'], { fluoArgs: () => ['--ice-tcp', '0'] });
   client = await kurento(env.fluo.url, { failAfter: 3 });
 });
 after(async () => {

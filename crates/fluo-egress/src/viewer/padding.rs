@@ -24,11 +24,12 @@ pub const MIN_PADDING: usize = 16;
 
 impl Viewer {
     /// Whether [`Viewer::pad`] can send: the viewer has a video stream with RTX and the
-    /// transport-wide sequence number extension (else no probe can be measured).
+    /// transport-wide sequence number extension, written ([`Viewer::write_transport_cc`];
+    /// else no probe can be measured).
     pub fn can_pad(&self) -> bool {
         self.streams[slot(MediaKind::Video)]
             .as_ref()
-            .is_some_and(|s| s.rtx.is_some() && s.exts.transport_cc.is_some())
+            .is_some_and(|s| s.rtx.is_some() && s.exts.transport_cc.is_some() && !self.twcc_off)
     }
 
     /// Queues into `batch` one padding-only packet of `padding` bytes of padding (clamped to
@@ -43,6 +44,9 @@ impl Viewer {
         cluster: Option<i32>,
         batch: &mut Batch,
     ) -> Option<usize> {
+        if self.twcc_off {
+            return None;
+        }
         let s = self.streams[slot(MediaKind::Video)].as_mut()?;
         s.exts.transport_cc?;
         let mut rtx = s.rtx?;

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 mod cap;
 mod ceiling;
 mod delivery;
+mod mode;
 mod probe;
 mod throughput;
 mod tick;
@@ -634,7 +635,7 @@ impl MediaCore {
         };
         let ep_ref = e.ep.clone();
         let mut ep = lock(&ep_ref);
-        if !ep.settings.bwe {
+        if !self.bwe_follows_source(key, &mut ep) {
             return;
         }
         let lost = super::drive::is_lost(&ep);
@@ -720,7 +721,7 @@ impl MediaCore {
         }
         if est.ceiling_due(now) {
             // A layered source's top measured layer; a plain one's rate as sent.
-            let need = if self.router.gets_layers(node, MediaKind::Video) {
+            let need = if self.router.gets_layered(node) {
                 let rates = self.router.layer_rates(node, MediaKind::Video);
                 rates.and_then(|(r, _)| r.into_iter().flatten().max())
             } else {

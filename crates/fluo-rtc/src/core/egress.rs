@@ -406,13 +406,10 @@ pub(super) fn push(
             return Some(false);
         }
     }
+    for_estimate(ep, now);
     let Some(v) = ep.egress.as_mut() else {
         return Some(false);
     };
-    if ep.settings.bwe && v.sent_log().is_none() {
-        // Its bandwidth is estimated (`bwe`): what it is sent is recorded from now on.
-        v.log_sent(now);
-    }
     if std::mem::take(&mut ep.repath) {
         // ICE restarted: the pair it came back on (see `Ep::nominated`).
         if let Some((proto, local, remote)) = ep.send_path {
@@ -447,6 +444,19 @@ pub(super) fn push(
     }
     c.out_bytes += pkt.payload.len() as u64;
     Some(true)
+}
+
+/// While the viewer's bandwidth is estimated (`bwe`) what it is sent is recorded; with
+/// `--bwe auto` it carries transport-wide sequence numbers only then (else its browser sends
+/// REMB).
+fn for_estimate(ep: &mut Ep, now: Instant) {
+    let (estimated, numbered) = (ep.estimated(), ep.twcc_numbers());
+    if let Some(v) = ep.egress.as_mut() {
+        v.write_transport_cc(numbered);
+        if estimated && v.sent_log().is_none() {
+            v.log_sent(now);
+        }
+    }
 }
 
 /// The router skipped `pkt` for the viewer `ep` (an SVC layer above its own): the egress's
@@ -546,6 +556,10 @@ impl MediaCore {
                 let source = eg.sources.entry((src, f.layer.unwrap_or(0))).or_default();
                 source.insert(self.now, f.seq, &self.carried.plain);
             }
+        }
+        // `--bwe auto`: a source that became layered has its viewers estimated from now.
+        while let Some(layered) = self.router.take_newly_layered() {
+            self.bwe_source_layered(layered);
         }
     }
 

@@ -140,7 +140,7 @@ pub(crate) struct Ep {
     /// When its first estimate (a REMB's `receive_estimate`, or `bwe_estimate`) was seen:
     /// its warm-up, `timers::ESTIMATE_WARM_UP`, counts from there (see `warm_up_since`).
     estimate_since: Option<Instant>,
-    /// The source (endpoint key) whose video its own estimate (`--bwe on`) is made of.
+    /// The source (endpoint key) whose video its own estimate (`--bwe on`, `auto`) is made of.
     estimated_from: Option<u64>,
     pub(crate) last_remb_at: Option<Instant>,
     /// Whether the rembOnConnect bound sent at connection is in force (see `settings`).
@@ -167,6 +167,9 @@ pub(crate) struct Ep {
     /// publisher's REMB (core/bwe.rs, `ViewerBwe::has_been_congested`; the layer cap follows
     /// the congestion as it is, expiry included).
     pub(crate) bwe_congested: bool,
+    /// With `--bwe auto`: it gets a layered source's video, so its bandwidth is estimated now
+    /// (see [`Ep::estimated`]; the media core's `bwe` module sets it).
+    pub(crate) bwe_layered: bool,
     /// Transport, local and remote address of what the session sends on its selected pair.
     pub(crate) send_path: Option<(Protocol, SocketAddr, SocketAddr)>,
     /// During an ICE restart, the pair (transport, local socket, remote) of the last nomination
@@ -194,9 +197,9 @@ pub(crate) struct EpSettings {
     pub tos: u8,
     /// useDataChannels: data channels are negotiated and relayed.
     pub data_channels: bool,
-    /// Its bandwidth is estimated from its transport-wide feedback (`--bwe on`; see the media
-    /// core's `bwe`).
-    pub bwe: bool,
+    /// When its bandwidth is estimated from its transport-wide feedback (`--bwe`; see the
+    /// media core's `bwe` and [`Ep::estimated`]).
+    pub bwe: crate::BweMode,
     /// The spacing of the keyframe requests it sends its peer, when not the router's
     /// (`fluoKeyframeInterval`: a cascade relay's receiving end).
     pub keyframe_interval: Option<std::time::Duration>,
@@ -335,6 +338,7 @@ impl Ep {
             layer_out: None,
             bwe_estimate: None,
             bwe_congested: false,
+            bwe_layered: false,
             send_path: None,
             nominated: None,
             repath: false,
@@ -349,11 +353,41 @@ impl Ep {
         *self.estimate_since.get_or_insert(now)
     }
 
-    /// Its video comes from source `src` now: with `--bwe on` its own estimate, made of
-    /// another source's media before, warms up again from the next one (a browser's REMB is
-    /// its own: kept, as without `--bwe`). The same source again changes nothing.
+    /// Whether its bandwidth is estimated now: always with `--bwe on`, never with `off`, with
+    /// `auto` while it gets a layered source's video. Its egress writes transport-wide
+    /// sequence numbers and records what it sends only then.
+    pub(crate) fn estimated(&self) -> bool {
+        match self.settings.bwe {
+            crate::BweMode::On => true,
+            crate::BweMode::Off => false,
+            crate::BweMode::Auto => self.bwe_layered,
+        }
+    }
+
+    /// Whether the packets it is sent carry a transport-wide sequence number where its
+    /// session agreed on the extension: always, but with `--bwe auto` only while its bandwidth
+    /// is estimated (its browser returns REMB for video without the number: that bounds a
+    /// plain publisher, as KMS's viewers' REMB does).
+    pub(crate) fn twcc_numbers(&self) -> bool {
+        self.settings.bwe != crate::BweMode::Auto || self.bwe_layered
+    }
+
+    /// Its estimate changes hands (`--bwe auto`: its own estimate starts or stops): what it
+    /// had, its own estimate and its browser's last REMB, is forgotten and the next one warms
+    /// up (`timers::ESTIMATE_WARM_UP`) before it counts alone in its publisher's REMB.
+    pub(crate) fn estimate_changes_hands(&mut self) {
+        self.estimate_since = None;
+        self.receive_estimate = None;
+        self.bwe_estimate = None;
+        self.bwe_congested = false;
+    }
+
+    /// Its video comes from source `src` now: while its bandwidth is estimated (`estimated`)
+    /// its own estimate, made of another source's media before, warms up again from the next
+    /// one (a browser's REMB is its own: kept, as with `--bwe off`). The same source again
+    /// changes nothing.
     pub(crate) fn video_from(&mut self, src: u64) {
-        if self.settings.bwe && self.estimated_from.replace(src) != Some(src) {
+        if self.estimated() && self.estimated_from.replace(src) != Some(src) {
             self.estimate_since = None;
         }
     }

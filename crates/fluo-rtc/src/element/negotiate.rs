@@ -76,12 +76,13 @@ impl WebRtcEndpoint {
         }
         let usable = sections.usable(offer);
         // What str0m reads (rejected sections never reach it).
-        let parsed = crate::sdp::parse_offer(offer, &usable, self.rtc.bwe).map_err(|e| {
-            KurentoError::new(
-                ErrorCode::SdpParseError,
-                format!("Cannot parse the SDP offer: {e}"),
-            )
-        })?;
+        let parsed =
+            crate::sdp::parse_offer(offer, &usable, self.rtc.bwe.keeps_twcc()).map_err(|e| {
+                KurentoError::new(
+                    ErrorCode::SdpParseError,
+                    format!("Cannot parse the SDP offer: {e}"),
+                )
+            })?;
         let ep_ref = self.ep.clone();
         let prepared = self.prepare_candidates(is_ice_lite(&usable));
         let mut ep = lock(&ep_ref);
@@ -136,8 +137,8 @@ impl WebRtcEndpoint {
             return Err(failed(&"the session has no media section"));
         }
         let usable = sections.usable(&offer);
-        let parsed =
-            crate::sdp::parse_offer(&offer, &usable, self.rtc.bwe).map_err(|e| failed(&e))?;
+        let parsed = crate::sdp::parse_offer(&offer, &usable, self.rtc.bwe.keeps_twcc())
+            .map_err(|e| failed(&e))?;
         let old = ep.rtc.direct_api().local_ice_credentials().ufrag;
         let accepted = ep.rtc.sdp_api().accept_offer(parsed);
         let new = ep.rtc.direct_api().local_ice_credentials().ufrag;

@@ -86,8 +86,8 @@ impl MediaRouter {
             .entry(src)
             .source
             .get_or_insert_with(Default::default);
-        if !layers.knows(id) {
-            layers.add(id, e.node.layer_names(kind));
+        if !layers.knows(id) && layers.add(id, e.node.layer_names(kind)) {
+            self.newly_layered.push(src);
         }
         if !layers.accepts(now, &pkt.codec) {
             return 0;

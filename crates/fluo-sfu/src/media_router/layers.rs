@@ -160,7 +160,9 @@ impl SourceLayers {
     }
 
     /// Adds layers up to `id`, the names the source gives them (its announced layers).
-    pub(super) fn add(&mut self, id: u8, names: Vec<String>) {
+    /// Whether that made the source layered (it had one layer or none, it has two or more).
+    pub(super) fn add(&mut self, id: u8, names: Vec<String>) -> bool {
+        let before = self.layers.len();
         self.announced |= !names.is_empty();
         let n = names.len().max(usize::from(id) + 1).min(MAX_LAYERS);
         let mut names = names.into_iter();
@@ -181,6 +183,7 @@ impl SourceLayers {
             });
         }
         self.reorder();
+        before < 2 && self.layers.len() > 1
     }
 
     /// A packet `pkt` of layer `id` at `now` (`key`: it starts a keyframe, which answers a

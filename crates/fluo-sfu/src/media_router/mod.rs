@@ -87,6 +87,9 @@ pub struct MediaRouter {
     /// Whether layered sources' layers are measured per packet ([`MediaRouter::layer_rates`]):
     /// only once a viewer's bandwidth is estimated (`--bwe on`), the one reader.
     measure_rates: bool,
+    /// Sources that became layered (a second simulcast or spatial layer seen) since the
+    /// media plane last asked ([`MediaRouter::take_newly_layered`]).
+    newly_layered: Vec<NodeId>,
 }
 
 impl Default for MediaRouter {
@@ -107,6 +110,7 @@ impl MediaRouter {
             pushed: Vec::new(),
             layers: layers::LayerTable::default(),
             measure_rates: false,
+            newly_layered: Vec::new(),
         }
     }
 

@@ -114,20 +114,32 @@ impl MediaRouter {
         layers.is_some_and(|l| l.svc && l.layers.len() > 1)
     }
 
+    /// Whether `sink` gets its video from a layered source: a simulcast source of two layers
+    /// or more, or an SVC stream of two spatial layers or more (known once they flow or were
+    /// announced). Only there does a viewer's bandwidth choose anything (its layer); a plain
+    /// source's viewers bound it by their REMB instead (`--bwe auto`, docs/simulcast.md).
+    pub fn gets_layered(&self, sink: NodeId) -> bool {
+        let Some(k) = self.nodes.get(sink) else {
+            return false;
+        };
+        k.sources[MediaKind::Video].iter().any(|src| {
+            let layers = self.layers.get(*src).and_then(|s| s.source.as_ref());
+            layers.is_some_and(|l| l.layers.len() > 1)
+        })
+    }
+
+    /// A source that became layered since the last call (its second simulcast layer or SVC
+    /// spatial layer was seen; see [`MediaRouter::gets_layered`]), for its viewers' estimates
+    /// to start at once (`--bwe auto`). Nothing is allocated while none did.
+    pub fn take_newly_layered(&mut self) -> Option<NodeId> {
+        self.newly_layered.pop()
+    }
+
     /// Measures the bitrates of layered sources' layers from now on ([`MediaRouter::layer_rates`]):
     /// a viewer's bandwidth is estimated (`--bwe on`). Off until then: nothing is counted per
     /// packet.
     pub fn measure_layer_rates(&mut self) {
         self.measure_rates = true;
-    }
-
-    /// Whether `sink` gets its `kind` from a layered (simulcast or SVC) source: known from
-    /// the source's first layered packet forwarded to it.
-    pub fn gets_layers(&self, sink: NodeId, kind: MediaKind) -> bool {
-        kind == MediaKind::Video
-            && (self.layers.get(sink))
-                .and_then(|l| l.sink.as_ref())
-                .is_some_and(|s| s.source.is_some())
     }
 
     /// The bitrates of the layers of the simulcast source whose `kind` `sink` gets, by rank

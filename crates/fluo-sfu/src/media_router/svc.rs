@@ -159,6 +159,9 @@ impl MediaRouter {
         if !layers.accepts(now, &pkt.codec) {
             return Some(0);
         }
+        // Layered once it has two spatial layers: seen, or announced by its scalability
+        // structure (`set_sizes`).
+        let was_layered = layers.layers.len() > 1;
         if !layers.knows(l.spatial) {
             layers.add(l.spatial, Vec::new());
         }
@@ -176,6 +179,9 @@ impl MediaRouter {
         layers.temporal_packet(now, (l.spatial, l.temporal), pkt.payload.len(), measure);
         if let Some((sizes, n)) = sizes {
             layers.set_sizes(&sizes, n);
+        }
+        if !was_layered && layers.layers.len() > 1 {
+            self.newly_layered.push(src);
         }
         let undecided = |r: &Route| r.decided_for != Some(pkt.codec);
         if e.routes[kind].iter().any(undecided) {
