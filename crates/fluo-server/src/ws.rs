@@ -380,8 +380,16 @@ where
     }
     drop(out_tx);
     drop(handle);
-    // Bounded: the core drops its sender when it stops.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+    // Bounded: the core drops its sender when it stops. A writer still waiting then is stuck
+    // on a socket that takes nothing (the outbox's kill, a shutdown): ended, which drops the
+    // socket, rather than left holding it until its write timeout.
+    let mut writer = writer;
+    if tokio::time::timeout(std::time::Duration::from_secs(5), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
     result
 }
 

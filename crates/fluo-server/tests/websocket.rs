@@ -429,6 +429,61 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
     s.stop.send(true).unwrap();
 }
 
+/// The outbox bound, without the write timeout's help (600 s here): the writer stuck behind
+/// full socket buffers, the core's small replies pile up in the connection's outbox, and the
+/// one that finds it full (1024 frames) ends the connection at once, its session kept.
+#[tokio::test]
+async fn a_client_whose_outbox_fills_is_disconnected_before_any_write_timeout() {
+    let s = start(Config {
+        ws_write_timeout: Duration::from_secs(600),
+        ..Config::default()
+    })
+    .await;
+    let mut ws = open_small(s.port).await;
+    let (pipe, session) = ask_for_big_replies(&mut ws).await;
+    let asked = Instant::now();
+    // 1100 small replies behind the stuck ones: more than the outbox holds.
+    for i in 0..1100 {
+        let req = json!({"jsonrpc":"2.0","id":format!("d{i}"),"method":"describe","params":{"object":pipe,"sessionId":session}});
+        if ws.send(Message::text(req.to_string())).await.is_err() {
+            break;
+        }
+    }
+    let closed_after = loop {
+        if ws.send(Message::Ping(vec![].into())).await.is_err() {
+            break asked.elapsed();
+        }
+        let waited = asked.elapsed();
+        assert!(
+            waited < Duration::from_secs(30),
+            "still open after {waited:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("closed {closed_after:?} after the requests");
+    let mut replies = 0;
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_text() {
+                replies += 1;
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the connection ended");
+    assert!(replies < ASKED + 1100, "{replies} replies came");
+    let mut again = open(s.port, "kurento").await;
+    let r = call(
+        &mut again,
+        json!({"jsonrpc":"2.0","id":"c","method":"connect","params":{"sessionId":session}}),
+    )
+    .await;
+    assert_eq!(r["result"]["sessionId"], json!(session), "{r}");
+    let r = call(&mut again, json!({"jsonrpc":"2.0","id":"e","method":"describe","params":{"object":pipe,"sessionId":session}})).await;
+    assert_eq!(r["result"]["type"], "MediaPipeline", "{r}");
+    s.stop.send(true).unwrap();
+}
+
 /// The write timeout counts time without progress, not a reply's whole time: a client that
 /// reads slowly (a 512 KiB reply every 0.4 s, 8 MiB in about 7 s, the server's buffers full
 /// all along) keeps its connection and gets every reply. The socket takes bytes again only
