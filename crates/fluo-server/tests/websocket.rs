@@ -32,7 +32,22 @@ async fn open(port: u16, path: &str) -> Ws {
         .0
 }
 
-async fn next_json(ws: &mut Ws) -> Value {
+/// A client WebSocket over any stream (plain or TLS).
+trait Socket:
+    futures_util::Stream<Item = Result<Message, WsError>>
+    + futures_util::Sink<Message, Error = WsError>
+    + Unpin
+{
+}
+impl<T> Socket for T where
+    T: futures_util::Stream<Item = Result<Message, WsError>>
+        + futures_util::Sink<Message, Error = WsError>
+        + Unpin
+{
+}
+type WsError = tokio_tungstenite::tungstenite::Error;
+
+async fn next_json(ws: &mut impl Socket) -> Value {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -45,7 +60,7 @@ async fn next_json(ws: &mut Ws) -> Value {
     }
 }
 
-async fn call(ws: &mut Ws, v: Value) -> Value {
+async fn call(ws: &mut impl Socket, v: Value) -> Value {
     ws.send(Message::text(v.to_string())).await.unwrap();
     next_json(ws).await
 }
@@ -355,7 +370,7 @@ const ASKED: usize = 16;
 
 /// A pipeline whose name is [`NAME`] bytes long, then [`ASKED`] `getName`s sent on `ws`:
 /// the pipeline's id and the session's.
-async fn ask_for_big_replies(ws: &mut Ws) -> (String, String) {
+async fn ask_for_big_replies(ws: &mut impl Socket) -> (String, String) {
     let p = call(
         ws,
         json!({"jsonrpc":"2.0","id":"p","method":"create","params":{"type":"MediaPipeline"}}),
@@ -427,6 +442,86 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
     let r = call(&mut again, json!({"jsonrpc":"2.0","id":"d","method":"describe","params":{"object":pipe,"sessionId":session}})).await;
     assert_eq!(r["result"]["type"], "MediaPipeline", "{r}");
     s.stop.send(true).unwrap();
+}
+
+/// The write timeout under TLS: progress is counted below rustls, on the TCP socket, so a
+/// `wss://` client that stops reading is closed as a plain one is, its session kept.
+#[tokio::test]
+async fn a_wss_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("fluo-wss-")
+        .tempdir()
+        .expect("temp dir");
+    let path = tmp.path().join("cert.pem");
+    let pem = format!("{}{}", ck.cert.pem(), ck.signing_key.serialize_pem());
+    std::fs::write(&path, pem).unwrap();
+    let settings = fluo_server::tls::TlsSettings::from_pem_file(&path).unwrap();
+    let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain_port = plain.local_addr().unwrap().port();
+    let secure = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = secure.local_addr().unwrap().port();
+    let (stop, rx) = watch::channel(false);
+    let stall = Duration::from_secs(2);
+    let config = Config {
+        ws_write_timeout: stall,
+        http_port: 0,
+        ..Config::default()
+    };
+    tokio::spawn(fluo_server::run_with_tls(
+        plain,
+        Some((secure, settings)),
+        config,
+        rx,
+    ));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let tcp = sock
+        .connect(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let url = format!("wss://localhost:{port}/kurento");
+    let mut ws = tokio_tungstenite::client_async(url, tls).await.unwrap().0;
+    let (pipe, session) = ask_for_big_replies(&mut ws).await;
+    let asked = Instant::now();
+    let closed_after = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if ws.send(Message::Ping(vec![].into())).await.is_err() {
+            break asked.elapsed();
+        }
+        let waited = asked.elapsed();
+        assert!(
+            waited < Duration::from_secs(40),
+            "still open after {waited:?}"
+        );
+    };
+    println!("closed {closed_after:?} after the requests");
+    assert!(closed_after >= stall, "closed after {closed_after:?}");
+    let mut again = open(plain_port, "kurento").await;
+    let r = call(
+        &mut again,
+        json!({"jsonrpc":"2.0","id":"c","method":"connect","params":{"sessionId":session}}),
+    )
+    .await;
+    assert_eq!(r["result"]["sessionId"], json!(session), "{r}");
+    let r = call(&mut again, json!({"jsonrpc":"2.0","id":"d","method":"describe","params":{"object":pipe,"sessionId":session}})).await;
+    assert_eq!(r["result"]["type"], "MediaPipeline", "{r}");
+    stop.send(true).unwrap();
 }
 
 /// The outbox bound, without the write timeout's help (600 s here): the writer stuck behind
