@@ -147,6 +147,10 @@ pub struct Cli {
     /// one (fluo.maxConnectionsPerAddress) [default: 2500].
     #[arg(long)]
     pub max_connections_per_address: Option<usize>,
+    /// Seconds a WebSocket's socket may accept nothing while replies or events wait before
+    /// the connection is closed (fluo.wsWriteTimeoutSeconds) [default: 20].
+    #[arg(long)]
+    pub ws_write_timeout_secs: Option<u64>,
     /// Media worker processes that run PlayerEndpoint and RecorderEndpoint pipelines, so that
     /// a GStreamer crash ends one worker, not the server (fluo.workers); 0 runs them in the
     /// server's process [default: two per core, at least two].
@@ -359,6 +363,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Most simultaneous WebSocket connections from one client address (IPv6: one /64).
     pub max_connections_per_address: usize,
+    /// A connection whose socket accepts nothing this long with frames waiting is closed.
+    pub ws_write_timeout: Duration,
     /// WebRTC network settings.
     pub net: fluo_rtc::NetSettings,
     /// Token required at the WebSocket upgrade (`None`: anyone may connect).
@@ -483,6 +489,8 @@ impl Default for Config {
             max_sessions_per_address: e.max_sessions_per_address,
             max_connections: 10_000,
             max_connections_per_address: 2_500,
+            // kurento-client's request timeout: past it, the client has given up on us anyway.
+            ws_write_timeout: Duration::from_secs(20),
             net: fluo_rtc::NetSettings::default(),
             auth_token: None,
             secure_port: None,
@@ -701,6 +709,9 @@ impl Config {
         c.http_tls |= cli.http_tls;
         if let Some(m) = cli.http_max_body {
             c.http_max_body = m;
+        }
+        if let Some(t) = cli.ws_write_timeout_secs {
+            c.ws_write_timeout = Duration::from_secs(t.max(1));
         }
         if let Some(t) = cli.http_read_timeout_secs {
             c.http_read_timeout = Duration::from_secs(t.max(1));
@@ -936,6 +947,9 @@ impl Config {
             }
         }
         self.apply_http(v)?;
+        if let Some(t) = uint("/fluo/wsWriteTimeoutSeconds")? {
+            self.ws_write_timeout = Duration::from_secs(t.max(1));
+        }
         if let Some(n) = uint("/fluo/workers")? {
             self.workers = n as usize;
         }
@@ -1340,7 +1354,8 @@ mod tests {
             &f,
             r#"{"modules": {"kurento": {"HttpEndpoint": {"serverPort": 9191,
                 "serverAddress": "127.0.0.1", "announcedAddress": "media.example.com"}}},
-               "fluo": {"httpMaxBody": "10M", "httpReadTimeoutSeconds": 3}}"#,
+               "fluo": {"httpMaxBody": "10M", "httpReadTimeoutSeconds": 3,
+                        "wsWriteTimeoutSeconds": 0}}"#,
         )
         .unwrap();
         let mut cli = Cli {
@@ -1356,6 +1371,7 @@ mod tests {
         );
         assert_eq!(c.http_max_body, 10 << 20);
         assert_eq!(c.http_read_timeout, Duration::from_secs(3));
+        assert_eq!(c.ws_write_timeout, Duration::from_secs(1), "at least 1 s");
         std::fs::write(
             &f,
             r#"{"modules": {"kurento": {"HttpEndpoint": {"port": 9292, "serverAddress": "localhost"}}}}"#,
@@ -1368,8 +1384,10 @@ mod tests {
         );
         cli.http_port = Some(0);
         cli.http_max_body = Some(100);
+        cli.ws_write_timeout_secs = Some(7);
         let c = Config::from_cli(&cli).unwrap();
         assert_eq!((c.http_port, c.http_max_body), (0, 100));
+        assert_eq!(c.ws_write_timeout, Duration::from_secs(7));
         let parsed = Cli::try_parse_from(["fluo", "--http-port", "0", "--http-max-body", "2M"])
             .expect("the flags parse");
         assert_eq!(

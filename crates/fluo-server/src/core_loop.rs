@@ -161,10 +161,21 @@ pub(crate) fn spawn(
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
                     handle(&mut engine, &mut outboxes, &ops, msg);
-                    // Drain what is already queued before flushing, to batch work.
+                    // Then what is already queued, each reply handed to its connection as soon
+                    // as it is made and the writers let run (the yield): in a burst of joins an
+                    // answer held back until the queued requests behind it are answered holds
+                    // its viewer's ICE and DTLS back as long (docs/perf.md, "Replies as they
+                    // are made"). A client that does not read is still bounded by its outbox
+                    // and its socket's write timeout (ws/stall.rs), neither of which needs a
+                    // burst of replies.
                     for _ in 0..256 {
                         match rx.try_recv() {
-                            Ok(m) => handle(&mut engine, &mut outboxes, &ops, m),
+                            Ok(m) => {
+                                if flush(&mut engine, &mut outboxes) {
+                                    tokio::task::yield_now().await;
+                                }
+                                handle(&mut engine, &mut outboxes, &ops, m);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -379,8 +390,11 @@ fn handle(
     }
 }
 
-fn flush(engine: &mut Engine, outboxes: &mut HashMap<ConnId, Outbox>) {
+/// Hands what the engine has to send to the connections' outboxes; whether there was any.
+fn flush(engine: &mut Engine, outboxes: &mut HashMap<ConnId, Outbox>) -> bool {
+    let mut any = false;
     while let Some(out) = engine.poll_output() {
+        any = true;
         match out {
             Output::Send { conn, text } => {
                 let Some(o) = outboxes.get_mut(&conn) else {
@@ -398,4 +412,5 @@ fn flush(engine: &mut Engine, outboxes: &mut HashMap<ConnId, Outbox>) {
             }
         }
     }
+    any
 }

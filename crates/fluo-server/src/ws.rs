@@ -7,7 +7,7 @@ use fluo_api::jsonrpc::{Incoming, Response as RpcResponse};
 use fluo_api::{ErrorCode, KurentoError};
 use fluo_core::http::request::carries_token;
 use fluo_core::AddrKey;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,9 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
+
+mod stall;
+use stall::{Progress, Sent, Watched};
 
 /// Connection ids, shared with the link's mirror connections (one engine, one id space).
 pub(crate) static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -166,13 +169,20 @@ async fn connection(
     router: Option<Arc<crate::link::Router>>,
     shutdown: watch::Receiver<bool>,
 ) {
+    // What the socket accepts, seen below TLS: the writer's stall timeout reads it.
+    let progress = Progress::new();
+    let stream = Watched::new(stream, progress.clone());
     let result = match acceptor {
         Acceptor::Plain => match Box::pin(open(stream, &config)).await {
-            Ok(Some(halves)) => serve(halves, peer.ip(), config, core, router, shutdown).await,
+            Ok(Some(halves)) => {
+                serve(halves, peer.ip(), progress, config, core, router, shutdown).await
+            }
             other => other.map(|_| ()),
         },
         Acceptor::Tls(tls) => match Box::pin(open_tls(tls, stream, peer, &config)).await {
-            Ok(Some(halves)) => serve(halves, peer.ip(), config, core, router, shutdown).await,
+            Ok(Some(halves)) => {
+                serve(halves, peer.ip(), progress, config, core, router, shutdown).await
+            }
             other => other.map(|_| ()),
         },
     };
@@ -185,10 +195,11 @@ async fn connection(
 #[allow(clippy::result_large_err)] // tungstenite's error type
 async fn open_tls(
     tls: tokio_rustls::TlsAcceptor,
-    stream: tokio::net::TcpStream,
+    stream: Watched<tokio::net::TcpStream>,
     peer: std::net::SocketAddr,
     config: &Config,
-) -> Result<Option<Halves<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>, WsError> {
+) -> Result<Option<Halves<tokio_rustls::server::TlsStream<Watched<tokio::net::TcpStream>>>>, WsError>
+{
     match tokio::time::timeout(TLS_HANDSHAKE, tls.accept(stream)).await {
         Ok(Ok(s)) => open(s, config).await,
         Ok(Err(e)) => {
@@ -267,8 +278,9 @@ where
 /// Serves one connection's requests until it closes.
 #[allow(clippy::result_large_err)] // tungstenite's error type
 async fn serve<S>(
-    (mut sink, mut source): Halves<S>,
+    (sink, mut source): Halves<S>,
     peer: std::net::IpAddr,
+    progress: Progress,
     config: Arc<Config>,
     core: Core,
     router: Option<Arc<crate::link::Router>>,
@@ -278,7 +290,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-    let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTBOX);
+    let (out_tx, out_rx) = mpsc::channel::<String>(OUTBOX);
     let (kill_tx, mut kill_rx) = tokio::sync::oneshot::channel::<()>();
     if core
         .tx
@@ -295,21 +307,17 @@ where
         return Ok(());
     }
     let seen: SessionSeen = Arc::default();
-    let seen_by_writer = seen.clone();
-    let writer = tokio::spawn(async move {
-        while let Some(text) = out_rx.recv().await {
-            learn_session(&seen_by_writer, &text);
-            if sink.send(Message::text(text)).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink
-            .send(Message::Close(Some(CloseFrame {
-                code: CloseCode::Away,
-                reason: "".into(),
-            })))
-            .await;
-    });
+    // Dropped when the writer ends: before the outbox closes, that is a socket that failed
+    // or stalled, and the connection ends.
+    let (writer_alive, mut writer_gone) = tokio::sync::oneshot::channel::<()>();
+    let out = Writer {
+        conn,
+        seen: seen.clone(),
+        progress,
+        stall: config.ws_write_timeout,
+        _alive: writer_alive,
+    };
+    let writer = tokio::spawn(out.run(sink, out_rx));
     let mut shutting_down = false;
     // In a cluster, the links close this connection as the engine would (see link/entry.rs).
     let handle = crate::link::entry::ClientHandle::new(out_tx.clone()).seeing(seen.clone());
@@ -336,6 +344,7 @@ where
                 break Ok(());
             }
             _ = handle.close.now.notified() => break Ok(()),
+            _ = &mut writer_gone => break Ok(()),
         };
         match msg {
             Some(Ok(Message::Text(t))) => {
@@ -371,9 +380,61 @@ where
     }
     drop(out_tx);
     drop(handle);
-    // Bounded: the core drops its sender when it stops.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+    // Bounded: the core drops its sender when it stops. A writer still waiting then is stuck
+    // on a socket that takes nothing (the outbox's kill, a shutdown): ended, which drops the
+    // socket, rather than left holding it until its write timeout.
+    let mut writer = writer;
+    if tokio::time::timeout(std::time::Duration::from_secs(5), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
     result
+}
+
+/// A connection's writer: the core's frames to the socket, in order.
+struct Writer {
+    conn: u64,
+    seen: SessionSeen,
+    progress: Progress,
+    /// How long the socket may accept nothing while a frame waits.
+    stall: std::time::Duration,
+    _alive: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Writer {
+    /// Sends until the outbox closes (then a close frame), the socket fails, or it accepts no
+    /// byte for `stall` with a frame waiting: such a client is not reading, and its connection
+    /// ends as one that vanished (its session waits out its grace period for a reconnection).
+    async fn run<K>(self, mut sink: K, mut out_rx: mpsc::Receiver<String>)
+    where
+        K: futures_util::Sink<Message> + Unpin,
+    {
+        let stalled = |sent: &Sent| {
+            if *sent == Sent::Stalled {
+                tracing::warn!(
+                    conn = self.conn,
+                    timeout_s = self.stall.as_secs_f64(),
+                    "closing a connection whose socket took nothing with replies waiting"
+                );
+            }
+        };
+        while let Some(text) = out_rx.recv().await {
+            learn_session(&self.seen, &text);
+            let sent = stall::send(&mut sink, Message::text(text), &self.progress, self.stall);
+            let sent = sent.await;
+            if sent != Sent::Done {
+                stalled(&sent);
+                return;
+            }
+        }
+        let close = Message::Close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "".into(),
+        }));
+        stalled(&stall::send(&mut sink, close, &self.progress, self.stall).await);
+    }
 }
 
 /// Whether the upgrade request carries the token, in the Authorization header or the
