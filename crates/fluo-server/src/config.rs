@@ -314,13 +314,11 @@ fn parse_flag(s: &str) -> Result<bool, String> {
 
 /// `--bwe`: `auto`, or a flag (`on`, `off` and their synonyms).
 fn parse_bwe(s: &str) -> Result<fluo_rtc::BweMode, String> {
-    if s.trim().eq_ignore_ascii_case("auto") {
-        return Ok(fluo_rtc::BweMode::Auto);
-    }
-    match parse_flag(s) {
-        Ok(true) => Ok(fluo_rtc::BweMode::On),
-        Ok(false) => Ok(fluo_rtc::BweMode::Off),
-        Err(_) => Err(format!("'{}' is not auto, on or off", s.trim())),
+    use fluo_rtc::BweMode::{Auto, Off, On};
+    match (s.trim().eq_ignore_ascii_case("auto"), parse_flag(s)) {
+        (true, _) => Ok(Auto),
+        (_, Ok(on)) => Ok(if on { On } else { Off }),
+        _ => Err(format!("'{}' is not auto, on or off", s.trim())),
     }
 }
 
@@ -489,8 +487,7 @@ impl Default for Config {
             max_sessions_per_address: e.max_sessions_per_address,
             max_connections: 10_000,
             max_connections_per_address: 2_500,
-            // kurento-client's request timeout: past it, the client has given up on us anyway.
-            ws_write_timeout: Duration::from_secs(20),
+            ws_write_timeout: Duration::from_secs(20), // kurento-client's request timeout
             net: fluo_rtc::NetSettings::default(),
             auth_token: None,
             secure_port: None,
