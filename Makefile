@@ -180,8 +180,9 @@ cluster-test:
 # server pinned to CPU 0 and the load tool to CPU 1 in a private network namespace (root).
 # Results in bench/results/<date>-<commit>.json and .md, plots in docs/img/. BENCH_ARGS adds flags,
 # e.g. BENCH_ARGS="--viewers 100 --reps 1", and then runs only that. Without BENCH_ARGS two more
-# runs follow, issue 20's figures (docs/simulcast.md "Cost"): <date>-<commit>-bwe (--servers
-# fluo,fluo-bwe --viewers 100,200: CPU per packet with the estimate on and off) and
+# runs follow, issue 20's figures (docs/perf.md): <date>-<commit>-bwe (--servers fluo,fluo-bwe
+# --viewers 100,200: CPU per packet with the estimate on for every viewer, `fluo-bwe`, beside the
+# default `auto`, `fluo`, which estimates none of this plain publisher's viewers) and
 # <date>-<commit>-simulcast500 (--servers fluo-bwe --viewers 500 --limit 0.33:300 --simulcast
 # --warmup 15: a third of the viewers behind 300 kbit/s links, a q/h/f simulcast publisher: loss
 # and fps per group).
