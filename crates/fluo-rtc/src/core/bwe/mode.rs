@@ -1,8 +1,8 @@
 //! `--bwe auto`: a viewer's bandwidth is estimated only while it gets a layered source's
 //! video (docs/simulcast.md, "Bandwidth estimate"). Its egress writes transport-wide sequence
 //! numbers and records what it sends only then ([`crate::core::ep::Ep::estimated`]); its
-//! estimator is made at the first feedback after that and dropped when it moves to a plain
-//! source, whose publisher its browser's REMB bounds again.
+//! estimator is made at once (`bwe_update`, called when its source becomes layered) and
+//! dropped when it moves to a plain source, whose publisher its browser's REMB bounds again.
 
 use crate::core::ep::Ep;
 use crate::core::{lock, MediaCore};
