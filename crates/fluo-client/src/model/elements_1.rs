@@ -677,6 +677,9 @@ pub struct FluoLayerChanged {
     /// `reason`: `String`.
     #[serde(rename = "reason", default)]
     pub reason: String,
+    /// `temporalLayer`: `int`.
+    #[serde(rename = "temporalLayer", default, skip_serializing_if = "Option::is_none")]
+    pub temporal_layer: Option<i32>,
 }
 
 impl crate::Event for FluoLayerChanged {
