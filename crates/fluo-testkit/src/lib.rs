@@ -11,6 +11,7 @@ mod browser;
 pub mod clips;
 pub mod floor;
 pub mod gst_launch;
+pub mod layers;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod machine;

@@ -5,6 +5,7 @@
 //! the publisher drops one; lost packets are repaired from the layer's own resend cache. Each
 //! layer numbers its VP8 pictures on its own (as Chromium's do): a viewer's picture ids and
 //! TL0PICIDX go on by one across its switches.
+use fluo_testkit::layers::{layer_events, stats_layer};
 use fluo_testkit::{RtpSeen, World};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -141,26 +142,6 @@ fn plis(w: &World, publisher: usize) -> Vec<u64> {
         .send_layers()
         .iter()
         .map(|l| l.plis)
-        .collect()
-}
-
-/// The viewer's layer as getStats reports it (its outbound video entry's `fluoLayer`).
-fn stats_layer(w: &mut World, ep: &str) -> Value {
-    let stats = w.invoke(ep, "getStats", json!({"mediaType": "VIDEO"}));
-    let out = stats
-        .as_object()
-        .unwrap()
-        .values()
-        .find(|v| v["type"] == "outboundrtp")
-        .unwrap_or_else(|| panic!("an outbound entry: {stats}"));
-    out["fluoLayer"].clone()
-}
-
-fn layer_events(w: &mut World) -> Vec<Value> {
-    let evs = w.events();
-    evs.into_iter()
-        .filter(|(t, _)| t == "FluoLayerChanged")
-        .map(|(_, d)| d)
         .collect()
 }
 

@@ -6,6 +6,7 @@
 //! with markers where its pictures end, the other everything; the cap lifted, the first goes
 //! up at the next key picture, which Fluo asks for.
 use fluo_sfu::dependency_descriptor::URI;
+use fluo_testkit::layers::{continuous_with_markers, layer_events, stats_layer};
 use fluo_testkit::{dd_extension, RtpSeen, World};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -66,39 +67,6 @@ fn sid(r: &RtpSeen) -> u8 {
     } else {
         r.head[1] & 0x0f
     }
-}
-
-/// One SSRC, every sequence number from the first to the last, timestamps never back, the
-/// marker on each picture's last packet and only there.
-fn continuous_with_markers(seen: &[RtpSeen]) {
-    let ssrcs: std::collections::BTreeSet<u32> = seen.iter().map(|r| r.ssrc).collect();
-    assert_eq!(ssrcs.len(), 1, "one SSRC for the viewer's video");
-    for pair in seen.windows(2) {
-        assert_eq!(pair[1].seq, pair[0].seq + 1, "no gap: {pair:?}");
-        let d = pair[1].ts.wrapping_sub(pair[0].ts);
-        assert!(d < 90_000, "timestamps move forward: {pair:?}");
-        assert_eq!(
-            pair[0].marker,
-            d != 0,
-            "the marker ends a picture: {pair:?}"
-        );
-    }
-}
-
-fn layer_events(w: &mut World) -> Vec<Value> {
-    let evs = w.events();
-    evs.into_iter()
-        .filter(|(t, _)| t == "FluoLayerChanged")
-        .map(|(_, d)| d)
-        .collect()
-}
-
-fn stats_layer(w: &mut World, ep: &str) -> Value {
-    let stats = w.invoke(ep, "getStats", json!({"mediaType": "VIDEO"}));
-    let out = (stats.as_object().unwrap().values())
-        .find(|v| v["type"] == "outboundrtp")
-        .unwrap_or_else(|| panic!("an outbound entry: {stats}"));
-    out["fluoLayer"].clone()
 }
 
 #[test]

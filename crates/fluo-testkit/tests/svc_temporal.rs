@@ -6,6 +6,7 @@
 //! VP9 frames) with the same cap keeps assembling them, a quarter as many as the uncapped;
 //! the tag raised to 1 gives half the pictures, removed every picture. getStats and `FluoLayerChanged` tell the temporal layer it is held at.
 use fluo_sfu::descriptor::vp9_layers;
+use fluo_testkit::layers::stats_layer;
 use fluo_testkit::{RtpSeen, World};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -58,14 +59,6 @@ fn continuous_with_markers(seen: &[RtpSeen]) {
             "the marker ends a picture: {pair:?}"
         );
     }
-}
-
-fn stats_layer(w: &mut World, ep: &str) -> Value {
-    let stats = w.invoke(ep, "getStats", json!({"mediaType": "VIDEO"}));
-    let out = (stats.as_object().unwrap().values())
-        .find(|v| v["type"] == "outboundrtp")
-        .unwrap_or_else(|| panic!("an outbound entry: {stats}"));
-    out["fluoLayer"].clone()
 }
 
 fn layer_events(w: &mut World) -> Vec<Value> {
