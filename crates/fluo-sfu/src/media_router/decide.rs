@@ -24,6 +24,9 @@ impl MediaRouter {
                 return;
             };
             let route = *route;
+            if kind == MediaKind::Video && codec.name == crate::CodecName::Av1 {
+                self.note_descriptor(route.sink, kind);
+            }
             let decision = self.negotiate(src, kind, route.sink, codec);
             let state = self.apply(now, src, kind, route, codec, decision);
             if let Some(r) = self
