@@ -172,7 +172,10 @@ impl LayerSelector {
     /// The highest rank the sink may get while one at or below it flows: the application's
     /// maximum or what it can decode, the lesser.
     fn max(&self) -> Option<u8> {
-        [self.limits.max, self.decodable].into_iter().flatten().min()
+        [self.limits.max, self.decodable]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The rank to forward, given which ranks flow (`live[r]`, lowest first): the highest

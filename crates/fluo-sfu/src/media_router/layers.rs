@@ -531,7 +531,8 @@ impl SinkLayer {
             };
         }
         let blind = self.no_descriptor && layers.needs_descriptor();
-        if self.selector.set_decodable(blind.then_some(0)) && self.changed != Some(SwitchReason::Start)
+        if self.selector.set_decodable(blind.then_some(0))
+            && self.changed != Some(SwitchReason::Start)
         {
             self.changed = Some(SwitchReason::NoDependencyDescriptor);
         }

@@ -129,8 +129,10 @@ impl MediaRouter {
     }
 
     /// A source that became layered since the last call (its second simulcast layer or SVC
-    /// spatial layer was seen; see [`MediaRouter::gets_layered`]), for its viewers' estimates
-    /// to start at once (`--bwe auto`). Nothing is allocated while none did.
+    /// spatial layer was seen; see [`MediaRouter::gets_layered`]), or a layered one whose
+    /// video a route started forwarding (a sink connected to it, or moved to it from another
+    /// source: at the first packet the route is decided for), for its viewers' estimates to
+    /// start at once (`--bwe auto`). Nothing is allocated while none did.
     pub fn take_newly_layered(&mut self) -> Option<NodeId> {
         self.newly_layered.pop()
     }

@@ -317,7 +317,11 @@ impl MediaRouter {
         match slot {
             Some(s) => s.no_descriptor = without,
             None if without => {
-                let s = self.layers.entry(sink).sink.get_or_insert_with(Default::default);
+                let s = self
+                    .layers
+                    .entry(sink)
+                    .sink
+                    .get_or_insert_with(Default::default);
                 s.no_descriptor = true;
             }
             None => {}

@@ -29,11 +29,16 @@ type Log = Arc<Mutex<Seen>>;
 struct Sink {
     name: &'static str,
     log: Log,
+    /// It does not get the dependency descriptor.
+    no_dd: bool,
 }
 
 impl Node for Sink {
     fn caps(&self, _: MediaKind) -> SinkCaps {
         SinkCaps::anything()
+    }
+    fn reads_dependency_descriptor(&self, _: MediaKind) -> bool {
+        !self.no_dd
     }
     fn push(&mut self, _: Instant, pkt: &Packet<'_>, header: Header) {
         // (An AV1 packet's payload reads as layer 0.)
@@ -94,7 +99,8 @@ impl World {
 
     fn node(&mut self, name: &'static str) -> NodeId {
         let log = self.log.clone();
-        self.r.add_node(name, Box::new(Sink { name, log }))
+        let no_dd = name.starts_with("no_dd");
+        self.r.add_node(name, Box::new(Sink { name, log, no_dd }))
     }
 
     /// One picture at `ms`: three spatial layers of two packets each, the structure with
@@ -676,4 +682,60 @@ fn an_av1_stream_of_one_spatial_layer_goes_whole_and_a_layered_one_drops_what_it
     w.send_av1(300, cam, &mandatory(true, true, 40, 1003), true, 9);
     w.send_av1(300, cam, &[0x80], true, 9);
     assert_eq!(w.pushes("low").len(), 0);
+}
+
+#[test]
+fn an_av1_sink_without_the_descriptor_is_held_to_s0_and_its_estimate_sees_s0_only() {
+    use crate::dependency_descriptor::tests::{key_descriptor, mandatory};
+    let mut w = World::new();
+    w.r.measure_layer_rates();
+    let cam = w.node("cam");
+    let (blind, all) = (w.node("no_dd"), w.node("all"));
+    for sink in [blind, all] {
+        w.r.connect(w.t0, cam, MediaKind::Video, sink).unwrap();
+    }
+    let key_picture = |w: &mut World, ms: u64, k: u32| {
+        let mut key = key_descriptor(0);
+        key[0] |= 0x40;
+        w.send_av1(ms, cam, &key, false, k);
+        w.send_av1(ms, cam, &mandatory(true, true, 4, 1001), false, k);
+        w.send_av1(ms, cam, &mandatory(true, true, 8, 1002), true, k);
+    };
+    for k in 0..4u32 {
+        key_picture(&mut w, 33 * u64::from(k), k);
+    }
+    // A limit and a bandwidth point above S0 lift nothing.
+    let max2 = LayerLimits {
+        max: Some(2),
+        ..LayerLimits::default()
+    };
+    w.r.set_layer_limits(blind, MediaKind::Video, max2);
+    w.r.set_layer_bandwidth_cap(blind, MediaKind::Video, Some(8));
+    for k in 4..8u32 {
+        key_picture(&mut w, 33 * u64::from(k), k);
+    }
+    let (pb, pa) = (w.pushes("no_dd"), w.pushes("all"));
+    let (b, a) = (pb.len(), pa.len());
+    assert!(
+        b >= 6 && a == 3 * b,
+        "one packet a picture against three: {b} {a}"
+    );
+    continuous_with_markers(&pb);
+    assert_eq!(
+        w.changes("no_dd"),
+        [(
+            0,
+            None,
+            Some(SIZES[0]),
+            SwitchReason::NoDependencyDescriptor
+        )]
+    );
+    assert_eq!(w.changes("all")[0].0, 2);
+    // Its estimate is given S0's points only: it neither caps nor probes above them.
+    let rates = |n| w.r.layer_rates(n, MediaKind::Video).map(|r| r.0.len());
+    let (rb, ra) = (rates(blind), rates(all));
+    assert!(
+        rb.is_some_and(|b| b >= 1) && ra == rb.map(|b| 3 * b),
+        "{rb:?} {ra:?}"
+    );
 }
