@@ -58,7 +58,13 @@ impl MediaCore {
             let Some(ep_ref) = self.eps.get(&key).map(|e| e.ep.clone()) else {
                 continue;
             };
-            if self.bwe_follows_source(key, &mut lock(&ep_ref)) {
+            let mut ep = lock(&ep_ref);
+            // Only those that switch now: a viewer estimated already (the source announced
+            // again for another viewer's new route) keeps its own pace.
+            let before = ep.bwe_layered;
+            let estimated = self.bwe_follows_source(key, &mut ep);
+            drop(ep);
+            if estimated && !before {
                 self.bwe_update(key);
             }
         }
