@@ -8,6 +8,7 @@ use crate::descriptor::vp9_layers;
 use crate::negotiate::SinkCaps;
 use crate::port::CodecName;
 use crate::simulcast::{ForwardedLayer, LayerLimits, SwitchReason};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 #[derive(Default)]
@@ -29,8 +30,9 @@ type Log = Arc<Mutex<Seen>>;
 struct Sink {
     name: &'static str,
     log: Log,
-    /// It does not get the dependency descriptor.
-    no_dd: bool,
+    /// It does not get the dependency descriptor while this is set (a sink named `no_dd*`:
+    /// the world's flag, which a test clears to renegotiate with the descriptor).
+    no_dd: Option<Arc<AtomicBool>>,
 }
 
 impl Node for Sink {
@@ -38,7 +40,7 @@ impl Node for Sink {
         SinkCaps::anything()
     }
     fn reads_dependency_descriptor(&self, _: MediaKind) -> bool {
-        !self.no_dd
+        !(self.no_dd.as_ref()).is_some_and(|f| f.load(Ordering::Relaxed))
     }
     fn push(&mut self, _: Instant, pkt: &Packet<'_>, header: Header) {
         // (An AV1 packet's payload reads as layer 0.)
@@ -82,6 +84,8 @@ struct World {
     /// The last packet lost on the way in: its sequence number, payload and picture.
     lost: Option<(u16, Vec<u8>, u16)>,
     ssrc: u32,
+    /// Whether the `no_dd*` sinks lack the dependency descriptor.
+    no_dd: Arc<AtomicBool>,
 }
 
 impl World {
@@ -94,12 +98,13 @@ impl World {
             picture: 0,
             lost: None,
             ssrc: 0x5c,
+            no_dd: Arc::new(AtomicBool::new(true)),
         }
     }
 
     fn node(&mut self, name: &'static str) -> NodeId {
         let log = self.log.clone();
-        let no_dd = name.starts_with("no_dd");
+        let no_dd = name.starts_with("no_dd").then(|| self.no_dd.clone());
         self.r.add_node(name, Box::new(Sink { name, log, no_dd }))
     }
 
@@ -737,5 +742,54 @@ fn an_av1_sink_without_the_descriptor_is_held_to_s0_and_its_estimate_sees_s0_onl
     assert!(
         rb.is_some_and(|b| b >= 1) && ra == rb.map(|b| 3 * b),
         "{rb:?} {ra:?}"
+    );
+}
+
+#[test]
+fn an_av1_sink_renegotiating_with_the_descriptor_is_lifted_and_without_it_held_again() {
+    use crate::dependency_descriptor::tests::{key_descriptor, mandatory};
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let blind = w.node("no_dd");
+    w.r.connect(w.t0, cam, MediaKind::Video, blind).unwrap();
+    let key_picture = |w: &mut World, ms: u64, k: u32| {
+        let mut key = key_descriptor(0);
+        key[0] |= 0x40;
+        w.send_av1(ms, cam, &key, false, k);
+        w.send_av1(ms, cam, &mandatory(true, true, 4, 1001), false, k);
+        w.send_av1(ms, cam, &mandatory(true, true, 8, 1002), true, k);
+    };
+    for k in 0..4u32 {
+        key_picture(&mut w, 33 * u64::from(k), k);
+    }
+    let held = w.pushes("no_dd").len();
+    assert!(held >= 2 && held <= 4, "S0 only: {held}");
+    // Its peer renegotiates, now with the descriptor: the whole key picture from the next.
+    w.no_dd.store(false, Ordering::Relaxed);
+    w.r.caps_changed(blind);
+    for k in 4..8u32 {
+        key_picture(&mut w, 33 * u64::from(k), k);
+    }
+    let lifted = w.pushes("no_dd");
+    assert_eq!(lifted.len(), 12, "three packets a picture: {lifted:?}");
+    continuous_with_markers(&lifted);
+    let told = w.changes("no_dd");
+    assert_eq!(
+        told.last(),
+        Some(&(2, None, Some(SIZES[2]), SwitchReason::NoDependencyDescriptor)),
+        "{told:?}"
+    );
+    // And again without it: back to S0.
+    w.no_dd.store(true, Ordering::Relaxed);
+    w.r.caps_changed(blind);
+    for k in 8..12u32 {
+        key_picture(&mut w, 33 * u64::from(k), k);
+    }
+    assert_eq!(w.pushes("no_dd").len(), 4, "S0 only again");
+    let told = w.changes("no_dd");
+    assert_eq!(
+        told.last(),
+        Some(&(0, None, Some(SIZES[0]), SwitchReason::NoDependencyDescriptor)),
+        "{told:?}"
     );
 }

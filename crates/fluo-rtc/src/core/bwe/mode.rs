@@ -60,8 +60,9 @@ impl MediaCore {
             };
             let mut ep = lock(&ep_ref);
             // Only those that switch now: a viewer estimated already (the source announced
-            // again for another viewer's new route) keeps its own pace.
-            let before = ep.bwe_layered;
+            // again for another viewer's new route; with `--bwe on`, every viewer) keeps its
+            // own pace.
+            let before = ep.estimated();
             let estimated = self.bwe_follows_source(key, &mut ep);
             drop(ep);
             if estimated && !before {
