@@ -763,7 +763,7 @@ fn an_av1_sink_renegotiating_with_the_descriptor_is_lifted_and_without_it_held_a
         key_picture(&mut w, 33 * u64::from(k), k);
     }
     let held = w.pushes("no_dd").len();
-    assert!(held >= 2 && held <= 4, "S0 only: {held}");
+    assert!((2..=4).contains(&held), "S0 only: {held}");
     // Its peer renegotiates, now with the descriptor: the whole key picture from the next.
     w.no_dd.store(false, Ordering::Relaxed);
     w.r.caps_changed(blind);
@@ -776,7 +776,12 @@ fn an_av1_sink_renegotiating_with_the_descriptor_is_lifted_and_without_it_held_a
     let told = w.changes("no_dd");
     assert_eq!(
         told.last(),
-        Some(&(2, None, Some(SIZES[2]), SwitchReason::NoDependencyDescriptor)),
+        Some(&(
+            2,
+            None,
+            Some(SIZES[2]),
+            SwitchReason::NoDependencyDescriptor
+        )),
         "{told:?}"
     );
     // And again without it: back to S0.
@@ -789,7 +794,12 @@ fn an_av1_sink_renegotiating_with_the_descriptor_is_lifted_and_without_it_held_a
     let told = w.changes("no_dd");
     assert_eq!(
         told.last(),
-        Some(&(0, None, Some(SIZES[0]), SwitchReason::NoDependencyDescriptor)),
+        Some(&(
+            0,
+            None,
+            Some(SIZES[0]),
+            SwitchReason::NoDependencyDescriptor
+        )),
         "{told:?}"
     );
 }
