@@ -803,3 +803,28 @@ fn an_av1_sink_renegotiating_with_the_descriptor_is_lifted_and_without_it_held_a
         "{told:?}"
     );
 }
+
+#[test]
+fn a_sink_without_the_descriptor_gets_every_layer_once_its_source_sends_vp9_svc() {
+    use crate::dependency_descriptor::tests::{key_descriptor, mandatory};
+    let mut w = World::new();
+    let cam = w.node("cam");
+    let blind = w.node("no_dd");
+    w.r.connect(w.t0, cam, MediaKind::Video, blind).unwrap();
+    for k in 0..4u32 {
+        let ms = 33 * u64::from(k);
+        let mut key = key_descriptor(0);
+        key[0] |= 0x40;
+        w.send_av1(ms, cam, &key, false, k);
+        w.send_av1(ms, cam, &mandatory(true, true, 4, 1001), false, k);
+        w.send_av1(ms, cam, &mandatory(true, true, 8, 1002), true, k);
+    }
+    assert!(w.pushes("no_dd").len() <= 4, "AV1: S0 only");
+    // The publisher changes codec (no AV1 layer for longer than LAYER_IDLE): VP9's layers
+    // are in its payload, the descriptor is not needed, the cap goes.
+    w.picture(1000, cam, true);
+    w.stream(1033, 2000, cam);
+    let p = w.pushes("no_dd");
+    assert!(p.iter().any(|p| p.2 == 2), "VP9: S2 too");
+    assert_eq!(w.changes("no_dd").last().map(|c| c.0), Some(2));
+}
