@@ -45,6 +45,11 @@ pub enum SwitchReason {
     LayerAvailable,
     /// The viewer's bandwidth estimate moved its ceiling.
     Bandwidth,
+    /// The sink cannot be told the stream's layer structure, so it is held to what it can
+    /// decode as a single-layer stream ([`LayerSelector::set_decodable`]): a WebRTC viewer of
+    /// an AV1 SVC stream that did not negotiate the dependency descriptor gets its lowest
+    /// spatial layer.
+    NoDependencyDescriptor,
 }
 
 impl SwitchReason {
@@ -56,6 +61,7 @@ impl SwitchReason {
             SwitchReason::LayerStopped => "LAYER_STOPPED",
             SwitchReason::LayerAvailable => "LAYER_AVAILABLE",
             SwitchReason::Bandwidth => "BANDWIDTH",
+            SwitchReason::NoDependencyDescriptor => "NO_DEPENDENCY_DESCRIPTOR",
         }
     }
 }
@@ -76,14 +82,17 @@ pub struct ForwardedLayer {
     pub temporal: Option<u8>,
 }
 
-/// One sink's choice of layer, from its "max allowed" inputs: the application's limits and,
-/// when an estimator gives one, the highest layer its bandwidth allows.
+/// One sink's choice of layer, from its "max allowed" inputs: the application's limits,
+/// when an estimator gives one the highest layer its bandwidth allows, and the highest layer
+/// the sink can decode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LayerSelector {
     limits: LayerLimits,
     bandwidth: Option<u8>,
     /// The highest temporal layer the bandwidth allows at its spatial cap (`None`: all).
     bandwidth_temporal: Option<u8>,
+    /// The highest rank the sink can decode (`None`: any).
+    decodable: Option<u8>,
 }
 
 impl LayerSelector {
@@ -114,6 +123,29 @@ impl LayerSelector {
         old != (self.bandwidth, self.bandwidth_temporal)
     }
 
+    /// Sets the highest rank the sink can decode (`None`: any), a ceiling neither the
+    /// application's limits nor the bandwidth lift (an AV1 SVC viewer without the dependency
+    /// descriptor: its lowest spatial layer, see [`SwitchReason::NoDependencyDescriptor`]);
+    /// whether it changed.
+    pub fn set_decodable(&mut self, cap: Option<u8>) -> bool {
+        std::mem::replace(&mut self.decodable, cap) != cap
+    }
+
+    /// The highest rank the sink can decode (`None`: any).
+    pub fn decodable(&self) -> Option<u8> {
+        self.decodable
+    }
+
+    /// Whether what the sink can decode lowers its choice among the ranks that flow (`live`,
+    /// as [`choose`](Self::choose) takes them): it is why the sink gets no higher layer.
+    pub fn held_by_decodable(&self, live: &[bool]) -> bool {
+        let free = LayerSelector {
+            decodable: None,
+            ..*self
+        };
+        self.decodable.is_some() && self.choose(live) != free.choose(live)
+    }
+
     /// The highest temporal layer the sink should get when it gets spatial rank `rank`: the
     /// least of the application's maximum and, at or above the bandwidth's rank, the
     /// bandwidth's (`None`: every temporal layer).
@@ -126,7 +158,21 @@ impl LayerSelector {
 
     /// The highest rank the sink should get: the least of its inputs (`None`: the top).
     pub fn ceiling(&self) -> Option<u8> {
-        [self.limits.max, self.limits.preferred, self.bandwidth]
+        [
+            self.limits.max,
+            self.limits.preferred,
+            self.bandwidth,
+            self.decodable,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The highest rank the sink may get while one at or below it flows: the application's
+    /// maximum or what it can decode, the lesser.
+    fn max(&self) -> Option<u8> {
+        [self.limits.max, self.decodable]
             .into_iter()
             .flatten()
             .min()
@@ -134,12 +180,13 @@ impl LayerSelector {
 
     /// The rank to forward, given which ranks flow (`live[r]`, lowest first): the highest
     /// flowing at or below the [ceiling](Self::ceiling); else the lowest flowing above it
-    /// within `max`; else the lowest flowing at all (a sink is not left without video while a
-    /// layer flows). `None` when nothing flows.
+    /// within the maximum (the application's, or what the sink can decode); else the lowest
+    /// flowing at all (a sink is not left without video while a layer flows). `None` when
+    /// nothing flows.
     pub fn choose(&self, live: &[bool]) -> Option<u8> {
         let ranks = || (0..live.len().min(MAX_LAYERS)).filter(|r| live[*r]);
         let ceiling = self.ceiling().map_or(usize::MAX, usize::from);
-        let max = self.limits.max.map_or(usize::MAX, usize::from);
+        let max = self.max().map_or(usize::MAX, usize::from);
         let chosen = ranks()
             .rfind(|r| *r <= ceiling)
             .or_else(|| ranks().find(|r| *r <= max))
@@ -236,6 +283,28 @@ mod tests {
     }
 
     #[test]
+    fn what_the_sink_can_decode_is_a_ceiling_nothing_lifts() {
+        let all = [true, true, true];
+        let mut s = sel(Some(2), Some(2));
+        assert!(s.set_decodable(Some(0)));
+        assert!(!s.set_decodable(Some(0)));
+        assert_eq!((s.ceiling(), s.choose(&all)), (Some(0), Some(0)));
+        assert!(s.held_by_decodable(&all));
+        // The bandwidth allowing more lifts nothing; allowing less is below it anyway.
+        s.set_bandwidth_cap(Some(2));
+        assert_eq!(s.choose(&all), Some(0));
+        // Its layer not flowing: the lowest that flows, as for the application's maximum.
+        assert_eq!(s.choose(&[false, true, true]), Some(1));
+        // The application asking for no more than it can decode: not what holds it.
+        let mut low = sel(Some(0), None);
+        low.set_decodable(Some(0));
+        assert!(!low.held_by_decodable(&all));
+        assert!(s.set_decodable(None));
+        assert_eq!(s.choose(&all), Some(2));
+        assert!(!s.held_by_decodable(&all));
+    }
+
+    #[test]
     fn reasons_have_wire_names() {
         let all = [
             SwitchReason::Start,
@@ -243,6 +312,7 @@ mod tests {
             SwitchReason::LayerStopped,
             SwitchReason::LayerAvailable,
             SwitchReason::Bandwidth,
+            SwitchReason::NoDependencyDescriptor,
         ];
         let names: Vec<&str> = all.iter().map(|r| r.wire_name()).collect();
         assert_eq!(
@@ -252,7 +322,8 @@ mod tests {
                 "LIMIT",
                 "LAYER_STOPPED",
                 "LAYER_AVAILABLE",
-                "BANDWIDTH"
+                "BANDWIDTH",
+                "NO_DEPENDENCY_DESCRIPTOR"
             ]
         );
     }

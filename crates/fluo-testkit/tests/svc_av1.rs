@@ -154,3 +154,77 @@ fn a_capped_viewer_gets_only_the_lowest_spatial_layer_of_an_av1_stream() {
     );
     assert_eq!(stats_layer(&mut w, &low_ep)["height"], 720);
 }
+
+#[test]
+fn a_viewer_without_the_descriptor_gets_the_lowest_spatial_layer_alone() {
+    let mut w = crate::world();
+    let p = w.create("MediaPipeline", None);
+    let pub_ep = w.create("WebRtcEndpoint", Some(&p));
+    let plain_ep = endpoint(&mut w, &p, json!({}));
+    let dd_ep = endpoint(&mut w, &p, json!({}));
+    w.subscribe(&plain_ep, "FluoLayerChanged");
+    let publisher = publisher(&mut w, &pub_ep);
+    // One viewer does not negotiate the descriptor (a Chromium viewer's default offer), the
+    // other does.
+    let plain = w.add_browser("plain", true);
+    w.negotiate_browser_offer(plain, &plain_ep, Direction::RecvOnly);
+    let with_dd = |c: str0m::RtcConfig| c.set_extension(12, dd_extension());
+    let dd = w.add_browser_with("dd", true, with_dd);
+    w.negotiate_browser_offer(dd, &dd_ep, Direction::RecvOnly);
+    for v in [&plain_ep, &dd_ep] {
+        w.invoke(&pub_ep, "connect", json!({"sink": v}));
+    }
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], Duration::from_secs(2));
+
+    let (l, t) = (video(&w, plain), video(&w, dd));
+    println!(
+        "in 2 s: the viewer without the descriptor got {} packets, the other {}",
+        l.len(),
+        t.len()
+    );
+    assert!(l.len() > 40 && t.len() > 5 * 40, "{} {}", l.len(), t.len());
+    assert!(l.iter().all(|r| sid(r) == 0), "only spatial layer 0");
+    for s in 0..3 {
+        assert!(t.iter().any(|r| sid(r) == s), "the other gets S{s}");
+    }
+    continuous_with_markers(&l);
+    continuous_with_markers(&t);
+    let ev = layer_events(&mut w);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(
+        (
+            &ev[0]["rid"],
+            &ev[0]["layer"],
+            &ev[0]["width"],
+            &ev[0]["reason"]
+        ),
+        (
+            &json!(""),
+            &json!(0),
+            &json!(320),
+            &json!("NO_DEPENDENCY_DESCRIPTOR")
+        )
+    );
+    assert_eq!(
+        stats_layer(&mut w, &plain_ep),
+        json!({"rid": "", "layer": 0, "width": 320, "height": 180,
+               "reason": "NO_DEPENDENCY_DESCRIPTOR"})
+    );
+
+    // The application's limit above the cap changes nothing: no key picture asked for it,
+    // S0 alone, nothing told.
+    let keys = w.browsers[publisher].svc_send().unwrap().keyframes;
+    w.invoke(
+        &plain_ep,
+        "addTag",
+        json!({"key": "fluoMaxVideoLayer", "value": "2"}),
+    );
+    w.stream(&[publisher], Duration::from_secs(1));
+    assert_eq!(w.browsers[publisher].svc_send().unwrap().keyframes, keys);
+    let l2 = video(&w, plain);
+    assert!(l2.len() > l.len() + 15, "{} {}", l2.len(), l.len());
+    assert!(l2.iter().all(|r| sid(r) == 0), "still S0 only");
+    continuous_with_markers(&l2);
+    assert_eq!(layer_events(&mut w), Vec::<Value>::new());
+}

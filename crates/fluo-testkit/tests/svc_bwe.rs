@@ -234,3 +234,57 @@ fn in_auto_an_svc_streams_viewer_is_numbered_from_its_second_spatial_layer_on() 
     );
     assert!(w.browsers[v].feedback_sent.twcc > 0, "TWCC feedback");
 }
+
+/// With `--bwe auto` a viewer connected to an SVC stream that is layered already is estimated
+/// from the first packet its route forwards (the router announces the route as it announces a
+/// source that becomes layered), not from its next timer: measured in virtual time from the
+/// `connect` to its first packet carrying a transport-wide sequence number.
+#[test]
+fn in_auto_a_viewer_connected_to_a_layered_source_is_numbered_at_once() {
+    let mut w = World::with_bwe_mode(fluo_rtc::BweMode::Auto);
+    w.delay = Duration::from_millis(10);
+    let p = w.create("MediaPipeline", None);
+    let pub_ep = w.create("WebRtcEndpoint", Some(&p));
+    let first_ep = w.create("WebRtcEndpoint", Some(&p));
+    let late_ep = w.create("WebRtcEndpoint", Some(&p));
+    let publisher = w.add_browser("pub", false);
+    let cand = w.browsers[publisher].candidate_json();
+    w.invoke(&pub_ep, "addIceCandidate", json!({"candidate": cand}));
+    let offer = w.browsers[publisher].offer_svc(Direction::SendOnly, &LAYERS);
+    let answer = w.invoke(&pub_ep, "processOffer", json!({"offer": offer}));
+    w.browsers[publisher].accept_answer(answer.as_str().unwrap());
+    w.invoke(&pub_ep, "gatherCandidates", json!({}));
+    let first = w.add_browser_with("first", true, tap);
+    w.negotiate_browser_offer(first, &first_ep, Direction::RecvOnly);
+    let late = w.add_browser_with("late", true, tap);
+    w.negotiate_browser_offer(late, &late_ep, Direction::RecvOnly);
+    w.invoke(&pub_ep, "connect", json!({"sink": first_ep}));
+    assert!(w.connect_all(Duration::from_secs(5)));
+    // The stream is layered (S1 flows to the first viewer) before the late one is connected.
+    w.stream(&[publisher], Duration::from_secs(1));
+    assert!(video(&w, first).iter().any(|r| sid(r) == 1), "S1 flows");
+    assert!(video(&w, late).is_empty());
+
+    w.invoke(&pub_ep, "connect", json!({"sink": late_ep}));
+    let at = w.now.mono;
+    let mut numbered_after = None;
+    let mut plain_before = 0;
+    for _ in 0..60 {
+        // One picture per step (33 ms).
+        w.stream(&[publisher], Duration::from_millis(33));
+        if w.browsers[late].video_twcc == Some(true) {
+            numbered_after = Some(w.now.mono.saturating_duration_since(at));
+            break;
+        }
+        plain_before = video(&w, late).len();
+    }
+    println!(
+        "late viewer: its first numbered video packet {numbered_after:?} after its connect, \
+         {plain_before} video packets without a number before it"
+    );
+    let after = numbered_after.expect("numbered within 2 s");
+    assert!(
+        after <= Duration::from_millis(200) && plain_before == 0,
+        "numbered from its first picture: {after:?}, {plain_before} packets before"
+    );
+}

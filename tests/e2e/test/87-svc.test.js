@@ -11,7 +11,11 @@
 // picture Fluo asks for. FluoLayerChanged and getStats' fluoLayer say the spatial layer, with
 // an empty rid. A third viewer, created with fluoMaxTemporalLayer 0, decodes the top width at
 // a quarter of the frame rate (T0's pictures only) and keeps decoding; its fluoLayer says
-// temporalLayer 0.
+// temporalLayer 0. In AV1 a fourth viewer page does not negotiate the descriptor (a plain
+// Kurento application's viewer: Chromium's receive-only offer lacks it), and Fluo sends it the
+// lowest spatial layer, which it decodes as a single-layer stream (every layer, or any two,
+// decoded nothing in 12 s with Chromium 156): it decodes 240 wide, told
+// NO_DEPENDENCY_DESCRIPTOR, a higher fluoMaxVideoLayer leaving it there.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -90,6 +94,8 @@ test(`svc ${codec}: each viewer decodes the spatial layer its limit allows, a ta
     const low = await call(pipeline, 'create', 'WebRtcEndpoint', { fluoMaxVideoLayer: 0 });
     const top = await call(pipeline, 'create', 'WebRtcEndpoint');
     const slow = await call(pipeline, 'create', 'WebRtcEndpoint', { fluoMaxTemporalLayer: 0 });
+    // AV1 only: a viewer whose page does not negotiate the descriptor.
+    const plain = codec === 'AV1' ? await call(pipeline, 'create', 'WebRtcEndpoint') : null;
     low.constructor.events.push('FluoLayerChanged');
     const changes = [];
     low.on('FluoLayerChanged', (e) => changes.push(e));
@@ -105,17 +111,18 @@ test(`svc ${codec}: each viewer decodes the spatial layer its limit allows, a ta
     await call(publisher, 'connect', low);
     await call(publisher, 'connect', top);
     await call(publisher, 'connect', slow);
+    if (plain) await call(publisher, 'connect', plain);
     const viewers = {};
-    for (const [name, ep] of [['low', low], ['top', top], ['slow', slow]]) {
+    const all = [['low', low], ['top', top], ['slow', slow]].concat(plain ? [['plain', plain]] : []);
+    for (const [name, ep] of all) {
       viewers[name] = await env.browser.newPage(`svc-${codec}-${name}`);
       const url = `${env.web.base}/hello-world.html`;
       // An AV1 viewer negotiates the dependency descriptor (Chromium offers it by default only
-      // on a sending transceiver with a scalability mode): without it, the viewer getting
-      // every layer decoded nothing (framesDecoded 0, a PLI every 2 s); the capped one did.
-      const extensions = codec === 'AV1' ? [DD] : [];
+      // on a sending transceiver with a scalability mode), but for `plain`.
+      const extensions = codec === 'AV1' && name !== 'plain' ? [DD] : [];
       const vOffer = await pageOffer(viewers[name], { publish: false, url, extensions });
       const vAnswer = await negotiate(viewers[name], ep, vOffer);
-      if (codec === 'AV1') assert.ok(vAnswer.includes(DD), `${name}: the answer takes the descriptor`);
+      if (codec === 'AV1') assert.equal(vAnswer.includes(DD), name !== 'plain', `${name}: the answer takes the descriptor or not`);
     }
 
     // Its bandwidth estimate must allow the top spatial layer: wait until it encodes it.
@@ -156,7 +163,9 @@ test(`svc ${codec}: each viewer decodes the spatial layer its limit allows, a ta
     const slowFrames = slowNow.framesDecoded - before.slow.framesDecoded;
     const topFrames = topNow.framesDecoded - before.top.framesDecoded;
     log(`slow: ${slowFrames} frames in 4 s (${slowNow.framesPerSecond} fps), top ${topFrames} (${topNow.framesPerSecond} fps)`);
-    assert.equal(slowNow.frameWidth, CAMERA.width);
+    // (What Fluo forwards it and what the publisher sends, for a run where it is not the top.)
+    const slowWhy = async () => JSON.stringify({ layer: await outboundLayer(slow), publisher: await sending(pubPage) });
+    assert.equal(slowNow.frameWidth, CAMERA.width, slowNow.frameWidth === CAMERA.width ? '' : await slowWhy());
     assert.ok(slowFrames >= 5, `the capped viewer decodes on: ${slowFrames}`);
     assert.ok(slowFrames * 2 < topFrames, `at a lower frame rate: ${slowFrames} against ${topFrames}`);
     assert.ok(slowNow.framesPerSecond < topNow.framesPerSecond, `framesPerSecond ${slowNow.framesPerSecond} against ${topNow.framesPerSecond}`);
@@ -169,6 +178,23 @@ test(`svc ${codec}: each viewer decodes the spatial layer its limit allows, a ta
       assert.ok(now.freezeCount - before[name].freezeCount <= 1, `${name}: freezes bounded`);
     }
     assert.ok(changes.length >= 1 && changes[0].layer === 0 && changes[0].rid === '' && changes[0].reason === 'START', JSON.stringify(changes));
+
+    if (plain) {
+      // Without the descriptor: S0 (every temporal layer), decoding on, told why.
+      const seen = await decoded(viewers.plain, s0, `the viewer without the descriptor decoding ${s0} wide (S0)`);
+      const layer = await outboundLayer(plain);
+      assert.deepEqual([layer.layer, layer.width, layer.reason], [0, s0, 'NO_DEPENDENCY_DESCRIPTOR'], JSON.stringify(layer));
+      // A higher limit changes nothing for it.
+      await call(plain, 'addTag', 'fluoMaxVideoLayer', '2');
+      await new Promise((r) => setTimeout(r, 3000));
+      const now = await pageStats(viewers.plain);
+      log(`plain (no descriptor): ${JSON.stringify(seen)} -> ${JSON.stringify(now)}`);
+      assert.equal(now.frameWidth, s0);
+      assert.ok(now.framesDecoded - seen.framesDecoded >= 15, `plain decodes on: ${seen.framesDecoded} -> ${now.framesDecoded}`);
+      assert.ok(now.freezeCount - seen.freezeCount <= 1, 'plain: freezes bounded');
+      const still = await outboundLayer(plain);
+      assert.deepEqual([still.layer, still.reason], [0, 'NO_DEPENDENCY_DESCRIPTOR'], JSON.stringify(still));
+    }
 
     // The limit lifted: the top width at the next key picture, which Fluo asks for.
     await call(low, 'addTag', 'fluoMaxVideoLayer', '2');

@@ -150,6 +150,17 @@ impl Node for WebRtcSink {
         SinkCaps::codecs(entries)
     }
 
+    fn reads_dependency_descriptor(&self, kind: MediaKind) -> bool {
+        let ep = lock(&self.ep);
+        let mid = ep.mid_of_kind(kind).filter(|_| ep.sdp.remote().is_some());
+        // Not negotiated yet: nothing is sent to it, and this is asked again when it is.
+        let Some(mid) = mid else {
+            return true;
+        };
+        let media = ep.rtc.media(mid);
+        media.is_some_and(|m| m.remote_extmap().id_of(crate::dd::extension()).is_some())
+    }
+
     fn push(&mut self, now: Instant, pkt: &Packet<'_>, header: Header) {
         let kind = pkt.kind;
         let mut ep = lock(&self.ep);

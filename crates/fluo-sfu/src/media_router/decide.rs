@@ -24,6 +24,9 @@ impl MediaRouter {
                 return;
             };
             let route = *route;
+            if kind == MediaKind::Video && codec.name == crate::CodecName::Av1 {
+                self.note_descriptor(route.sink, kind);
+            }
             let decision = self.negotiate(src, kind, route.sink, codec);
             let state = self.apply(now, src, kind, route, codec, decision);
             if let Some(r) = self
@@ -34,7 +37,21 @@ impl MediaRouter {
                 r.decided_for = Some(*codec);
                 r.state = state;
             }
+            let forwards = |s: State| matches!(s, State::Forward { .. });
+            if kind == MediaKind::Video && !forwards(route.state) && forwards(state) {
+                self.announce_layered(src);
+            }
             self.routes_changed(src);
+        }
+    }
+
+    /// A route of `src`'s video forwards now (a sink connected, or moved to it): if `src` is
+    /// layered, it is announced as a source that just became layered is
+    /// ([`MediaRouter::take_newly_layered`]), for that sink's estimate to start at once.
+    fn announce_layered(&mut self, src: NodeId) {
+        let layers = self.layers.get(src).and_then(|s| s.source.as_ref());
+        if layers.is_some_and(|l| l.layers.len() > 1) && !self.newly_layered.contains(&src) {
+            self.newly_layered.push(src);
         }
     }
 

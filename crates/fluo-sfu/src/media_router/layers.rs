@@ -133,6 +133,12 @@ pub(super) struct SourceLayers {
 }
 
 impl SourceLayers {
+    /// Whether its sinks need the dependency descriptor to decode more than its lowest layer:
+    /// an AV1 SVC stream (whose layers only the descriptor tells a receiver).
+    pub(super) fn needs_descriptor(&self) -> bool {
+        self.svc && self.codec.is_some_and(|c| c.name == crate::CodecName::Av1)
+    }
+
     /// Whether the source has a layer `id` yet.
     pub(super) fn knows(&self, id: u8) -> bool {
         usize::from(id) < self.layers.len()
@@ -487,6 +493,10 @@ pub(super) struct SinkLayer {
     /// Of an SVC source: the layers it gets of the stream (`current` follows its spatial
     /// layer).
     pub(super) svc: crate::svc::SvcFilter,
+    /// It does not get the dependency descriptor (`Node::reads_dependency_descriptor`, asked
+    /// when its route is decided for AV1): of a source that [needs
+    /// it](SourceLayers::needs_descriptor) it can decode the lowest spatial layer only.
+    pub(super) no_descriptor: bool,
 }
 
 /// What to do with a layered packet for one sink.
@@ -514,10 +524,17 @@ impl SinkLayer {
         if self.source != Some(src) {
             *self = SinkLayer {
                 selector: self.selector,
+                no_descriptor: self.no_descriptor,
                 source: Some(src),
                 changed: Some(SwitchReason::Start),
                 ..SinkLayer::default()
             };
+        }
+        let blind = self.no_descriptor && layers.needs_descriptor();
+        if self.selector.set_decodable(blind.then_some(0))
+            && self.changed != Some(SwitchReason::Start)
+        {
+            self.changed = Some(SwitchReason::NoDependencyDescriptor);
         }
         if !layers.settled || (self.seen == layers.generation && self.changed.is_none()) {
             return None;
@@ -545,7 +562,9 @@ impl SinkLayer {
         let current_live = self
             .current
             .is_some_and(|c| layers.layers.get(usize::from(c)).is_some_and(|l| l.live));
+        let held = self.selector.held_by_decodable(&live[..n]);
         self.reason = Some(match (self.current, changed) {
+            (None, _) if held => SwitchReason::NoDependencyDescriptor,
             (None, _) => SwitchReason::Start,
             (Some(_), Some(why)) => why,
             (Some(_), None) if !current_live => SwitchReason::LayerStopped,

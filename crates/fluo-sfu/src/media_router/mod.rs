@@ -87,8 +87,9 @@ pub struct MediaRouter {
     /// Whether layered sources' layers are measured per packet ([`MediaRouter::layer_rates`]):
     /// only once a viewer's bandwidth is estimated (`--bwe on`), the one reader.
     measure_rates: bool,
-    /// Sources that became layered (a second simulcast or spatial layer seen) since the
-    /// media plane last asked ([`MediaRouter::take_newly_layered`]).
+    /// Sources that became layered (a second simulcast or spatial layer seen), or whose video
+    /// a route started forwarding while they are layered (a sink connected to them), since
+    /// the media plane last asked ([`MediaRouter::take_newly_layered`]).
     newly_layered: Vec<NodeId>,
 }
 

@@ -86,6 +86,17 @@ pub trait Node: Send {
     /// packet.
     fn caps(&self, kind: MediaKind) -> SinkCaps;
 
+    /// Whether this node, as a sink of `kind`, gets a packet's dependency descriptor (see
+    /// [`crate::dependency_descriptor`]): a WebRTC viewer that negotiated the extension. One
+    /// that does not cannot be told an AV1 stream's layer structure and decodes it as a
+    /// single-layer stream: the router gives it the lowest spatial layer of an AV1 SVC stream
+    /// ([`crate::simulcast::SwitchReason::NoDependencyDescriptor`]). Asked with
+    /// [`caps`](Self::caps), when a route to it is decided for AV1. By default `true`: the
+    /// node takes the whole stream.
+    fn reads_dependency_descriptor(&self, _kind: MediaKind) -> bool {
+        true
+    }
+
     /// A packet routed to this node at `now`, with its line's header.
     fn push(&mut self, now: Instant, pkt: &Packet<'_>, header: Header);
 

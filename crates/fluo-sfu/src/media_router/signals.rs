@@ -129,8 +129,10 @@ impl MediaRouter {
     }
 
     /// A source that became layered since the last call (its second simulcast layer or SVC
-    /// spatial layer was seen; see [`MediaRouter::gets_layered`]), for its viewers' estimates
-    /// to start at once (`--bwe auto`). Nothing is allocated while none did.
+    /// spatial layer was seen; see [`MediaRouter::gets_layered`]), or a layered one whose
+    /// video a route started forwarding (a sink connected to it, or moved to it from another
+    /// source: at the first packet the route is decided for), for its viewers' estimates to
+    /// start at once (`--bwe auto`). Nothing is allocated while none did.
     pub fn take_newly_layered(&mut self) -> Option<NodeId> {
         self.newly_layered.pop()
     }
@@ -149,17 +151,25 @@ impl MediaRouter {
     /// not measured yet (none are unless [`MediaRouter::measure_layer_rates`] was called), and
     /// whether every layer that flows is measured (else a higher cap chosen now could change
     /// again as soon as the rest is; a lower one is safe). `None` altogether when `sink` gets
-    /// no layered source or before its source's layers settled.
+    /// no layered source or before its source's layers settled. Only the points up to the
+    /// highest spatial layer `sink` can decode (an AV1 SVC viewer without the dependency
+    /// descriptor: the lowest, `LayerSelector::set_decodable`): its estimate neither chooses
+    /// nor probes for a layer it would not be sent.
     pub fn layer_rates(&self, sink: NodeId, kind: MediaKind) -> Option<(Vec<Option<u64>>, bool)> {
         if kind != MediaKind::Video {
             return None;
         }
-        let src = self.layers.get(sink)?.sink.as_ref()?.source?;
-        let layers = self.layers.get(src)?.source.as_ref()?;
+        let s = self.layers.get(sink)?.sink.as_ref()?;
+        let layers = self.layers.get(s.source?)?.source.as_ref()?;
         if !layers.settled {
             return None;
         }
-        Some((layers.rates(), !layers.any_live_unmeasured()))
+        let mut rates = layers.rates();
+        if let Some(top) = s.selector.decodable() {
+            let points = (usize::from(top) + 1) * usize::from(layers.ladder());
+            rates.truncate(points);
+        }
+        Some((rates, !layers.any_live_unmeasured()))
     }
 
     /// The sources of `sink`'s `kind` sort their sinks again (its limits changed).

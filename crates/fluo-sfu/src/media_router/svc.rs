@@ -305,6 +305,29 @@ impl MediaRouter {
         }
     }
 
+    /// `sink`'s route of `kind` was decided for AV1: whether it gets the dependency
+    /// descriptor is noted, for its choice of spatial layer of an AV1 SVC stream (without it,
+    /// the lowest: [`SwitchReason::NoDependencyDescriptor`]).
+    pub(super) fn note_descriptor(&mut self, sink: NodeId, kind: crate::MediaKind) {
+        let Some(k) = self.nodes.get(sink).filter(|k| k.transcoder.is_none()) else {
+            return;
+        };
+        let without = !k.node.reads_dependency_descriptor(kind);
+        let slot = self.layers.get_mut(sink).and_then(|s| s.sink.as_mut());
+        match slot {
+            Some(s) => s.no_descriptor = without,
+            None if without => {
+                let s = self
+                    .layers
+                    .entry(sink)
+                    .sink
+                    .get_or_insert_with(Default::default);
+                s.no_descriptor = true;
+            }
+            None => {}
+        }
+    }
+
     /// Asks `src` (whose layers are `layers`, out of its slot) for a keyframe of its SVC
     /// stream, throttled.
     fn ask_svc_keyframe(&mut self, now: Instant, src: NodeId, layers: &mut SourceLayers) {

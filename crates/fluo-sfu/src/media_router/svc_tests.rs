@@ -8,7 +8,10 @@ use crate::descriptor::vp9_layers;
 use crate::negotiate::SinkCaps;
 use crate::port::CodecName;
 use crate::simulcast::{ForwardedLayer, LayerLimits, SwitchReason};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+
+mod no_descriptor;
 
 #[derive(Default)]
 struct Seen {
@@ -29,11 +32,17 @@ type Log = Arc<Mutex<Seen>>;
 struct Sink {
     name: &'static str,
     log: Log,
+    /// It does not get the dependency descriptor while this is set (a sink named `no_dd*`:
+    /// the world's flag, which a test clears to renegotiate with the descriptor).
+    no_dd: Option<Arc<AtomicBool>>,
 }
 
 impl Node for Sink {
     fn caps(&self, _: MediaKind) -> SinkCaps {
         SinkCaps::anything()
+    }
+    fn reads_dependency_descriptor(&self, _: MediaKind) -> bool {
+        !(self.no_dd.as_ref()).is_some_and(|f| f.load(Ordering::Relaxed))
     }
     fn push(&mut self, _: Instant, pkt: &Packet<'_>, header: Header) {
         // (An AV1 packet's payload reads as layer 0.)
@@ -77,6 +86,8 @@ struct World {
     /// The last packet lost on the way in: its sequence number, payload and picture.
     lost: Option<(u16, Vec<u8>, u16)>,
     ssrc: u32,
+    /// Whether the `no_dd*` sinks lack the dependency descriptor.
+    no_dd: Arc<AtomicBool>,
 }
 
 impl World {
@@ -89,12 +100,14 @@ impl World {
             picture: 0,
             lost: None,
             ssrc: 0x5c,
+            no_dd: Arc::new(AtomicBool::new(true)),
         }
     }
 
     fn node(&mut self, name: &'static str) -> NodeId {
         let log = self.log.clone();
-        self.r.add_node(name, Box::new(Sink { name, log }))
+        let no_dd = name.starts_with("no_dd").then(|| self.no_dd.clone());
+        self.r.add_node(name, Box::new(Sink { name, log, no_dd }))
     }
 
     /// One picture at `ms`: three spatial layers of two packets each, the structure with

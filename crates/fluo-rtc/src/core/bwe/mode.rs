@@ -1,8 +1,9 @@
 //! `--bwe auto`: a viewer's bandwidth is estimated only while it gets a layered source's
 //! video (docs/simulcast.md, "Bandwidth estimate"). Its egress writes transport-wide sequence
 //! numbers and records what it sends only then ([`crate::core::ep::Ep::estimated`]); its
-//! estimator is made at once (`bwe_update`, called when its source becomes layered) and
-//! dropped when it moves to a plain source, whose publisher its browser's REMB bounds again.
+//! estimator is made at once (`bwe_update`, called when its source becomes layered or its
+//! route to a layered source starts forwarding) and dropped when it moves to a plain source,
+//! whose publisher its browser's REMB bounds again.
 
 use crate::core::ep::Ep;
 use crate::core::{lock, MediaCore};
@@ -44,7 +45,8 @@ impl MediaCore {
         layered
     }
 
-    /// Source `src` just became layered (its second simulcast or spatial layer arrived,
+    /// Source `src` just became layered (its second simulcast or spatial layer arrived), or
+    /// a route started forwarding it while layered (a viewer connected to it:
     /// `MediaRouter::take_newly_layered`): its viewers are estimated from its next packet,
     /// not from their next timer (up to a second later, each one of them sent the top
     /// layer with nothing measured meanwhile).
@@ -56,7 +58,14 @@ impl MediaCore {
             let Some(ep_ref) = self.eps.get(&key).map(|e| e.ep.clone()) else {
                 continue;
             };
-            if self.bwe_follows_source(key, &mut lock(&ep_ref)) {
+            let mut ep = lock(&ep_ref);
+            // Only those that switch now: a viewer estimated already (the source announced
+            // again for another viewer's new route; with `--bwe on`, every viewer) keeps its
+            // own pace.
+            let before = ep.estimated();
+            let estimated = self.bwe_follows_source(key, &mut ep);
+            drop(ep);
+            if estimated && !before {
                 self.bwe_update(key);
             }
         }
