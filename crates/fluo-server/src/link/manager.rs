@@ -888,9 +888,16 @@ mod tests {
         assert_eq!(due(&l, &[record("node-c", 1)], &link_c), made(2, "node-c"));
         send_all(&mut l, &b, &link);
         assert!(due(&l, &b, &link).is_empty());
-        // A new link to node-b (it broke, or the node restarted): made again there.
+        // A new link to node-b in the same boot (the old one broke): the copies live on in
+        // the session there, so the session is bound to the new mirror and nothing is made
+        // again (R43-cluster 6); a link to a new boot (the node restarted) makes them again.
         let (link2, _frames2) = super::super::entry::detached("node-b", 1);
-        assert_eq!(due(&l, &b, &link2), made(2, "node-b"));
+        assert_eq!(
+            due(&l, &b, &link2),
+            vec![(2, "node-b".to_string(), true, vec![])]
+        );
+        let (link3, _frames3) = super::super::entry::detached("node-b", 2);
+        assert_eq!(due(&l, &[record("node-b", 2)], &link3), made(2, "node-b"));
         // Connection 2 ends too; past the grace period the session's subscriptions end, and
         // a later connection speaking for it finds none.
         let t1 = Instant::now();
