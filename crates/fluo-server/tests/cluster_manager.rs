@@ -148,10 +148,19 @@ async fn a_link_made_again_to_the_same_boot_announces_each_object_once() {
             .create("MediaPipeline", json!({ "fluoNode": "node-b" }))
             .await
             .unwrap();
-        let n = times_heard(&mut listener, "ObjectCreated", &p, Duration::from_millis(1500)).await;
+        let n = times_heard(
+            &mut listener,
+            "ObjectCreated",
+            &p,
+            Duration::from_millis(1500),
+        )
+        .await;
         if n > 0 {
             assert_eq!(n, 1, "{p} made on node-b was announced {n} times");
-            println!("after the link was made again: announced once, {:?} after the thaw", t0.elapsed());
+            println!(
+                "after the link was made again: announced once, {:?} after the thaw",
+                t0.elapsed()
+            );
             break;
         }
         assert!(

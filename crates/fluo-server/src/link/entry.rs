@@ -14,7 +14,7 @@
 
 use super::auth::{self, Challenge, Hello, Proof, Welcome};
 use super::lost::{self, Kept, Key, Who};
-use super::manager::{Answer, Answers};
+use super::manager::{Answer, Answers, Asked, Outcome};
 use super::route::{gone_for_good, object_of, rebind_id, Ask};
 use super::sessions::{Misses, Sessions};
 use super::{read_json, write_json, Frame, CONNECT, LINK_QUEUE, PATH, RETRY_AFTER};
@@ -57,12 +57,13 @@ pub(crate) enum Pending {
     Released(String),
     /// A request of the entry's own (a session bound again): the client never sees it.
     Swallow,
-    /// A client session's subscription to a ServerManager event, copied to the owner by the
-    /// entry ([`super::manager`]): the client never sees the answer, which goes to
-    /// `answers` (a refusal is made again).
+    /// A client session's subscription to a ServerManager event copied to the owner by the
+    /// entry, or the bind of a session holding such copies there ([`super::manager`]): the
+    /// client never sees the answer, which goes to `answers` (as does its loss with the
+    /// link).
     Copied {
         session: String,
-        event: String,
+        asked: Asked,
         answers: Answers,
     },
     /// A request naming `0`, an object of another pipeline than the called object's: the
@@ -584,6 +585,11 @@ impl SlotState {
 }
 
 impl Link {
+    /// The boot of the owner at the other end.
+    pub(crate) fn boot(&self) -> u64 {
+        self.boot
+    }
+
     /// The owner at the other end.
     pub(crate) fn owner(&self) -> Owner {
         Owner {
@@ -697,15 +703,19 @@ impl Link {
                 let swallow = done.as_ref().is_some_and(Pending::own);
                 if let Some(Pending::Copied {
                     session,
-                    event,
+                    asked,
                     answers,
                 }) = &done
                 {
+                    let outcome = v
+                        .get("error")
+                        .cloned()
+                        .map_or(Outcome::Done, Outcome::Refused);
                     lock(answers).push(Answer {
                         node: self.node.clone(),
                         session: session.clone(),
-                        event: event.clone(),
-                        error: v.get("error").cloned(),
+                        asked: asked.clone(),
+                        outcome,
                     });
                 }
                 if let Some(Pending::Foreign(o)) = &done {
@@ -823,6 +833,19 @@ impl Link {
         }
         let mut answered = 0;
         for ((conn, id), p) in &st.pending {
+            if let Pending::Copied {
+                session,
+                asked,
+                answers,
+            } = p
+            {
+                lock(answers).push(Answer {
+                    node: self.node.clone(),
+                    session: session.clone(),
+                    asked: asked.clone(),
+                    outcome: Outcome::Lost,
+                });
+            }
             let Some(c) = st.clients.get(conn) else {
                 continue;
             };
@@ -1146,7 +1169,7 @@ mod tests {
         let answers = Answers::default();
         let copied = || Pending::Copied {
             session: "s1".into(),
-            event: "ObjectCreated".into(),
+            asked: Asked::Copy("ObjectCreated".into()),
             answers: answers.clone(),
         };
         exchange(&link, &known, (1, 10), &c, copied(), None);
@@ -1165,21 +1188,26 @@ mod tests {
             "the client saw an answer of the entry's own"
         );
         let got = std::mem::take(&mut *lock(&answers));
-        let answer = |error: Option<Value>| Answer {
+        let answer = |outcome: Outcome| Answer {
             node: NodeId::new("node-b").unwrap(),
             session: "s1".into(),
-            event: "ObjectCreated".into(),
-            error,
+            asked: Asked::Copy("ObjectCreated".into()),
+            outcome,
         };
         let error = serde_json::json!({"code": 40000, "message": "no room"});
-        assert_eq!(got, vec![answer(Some(error)), answer(None)]);
-        // One in flight when the link breaks is not answered to the client either.
+        assert_eq!(
+            got,
+            vec![answer(Outcome::Refused(error)), answer(Outcome::Done)]
+        );
+        // One in flight when the link breaks is not answered to the client either; the
+        // manager hears it was lost (R43-cluster 6: it is made again).
         exchange(&link, &known, (1, 12), &c, copied(), None);
         link.broke("the connection closed");
         assert!(
             out.try_recv().is_err(),
             "the client was answered for the entry"
         );
+        assert_eq!(*lock(&answers), vec![answer(Outcome::Lost)]);
     }
 
     #[test]

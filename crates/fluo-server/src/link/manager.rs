@@ -6,7 +6,8 @@
 //! entry is also made on every other listed node, in the client's session on its mirror
 //! there, so that objects made anywhere are announced to it. A task makes those
 //! subscriptions, once the client's session is known, on each node listed (later ones too)
-//! and again on each new link to it. They are the session's, as the engine's own are: kept
+//! and again on a link to a new boot of it (a link made again to the same boot binds the
+//! session there, where they live on). They are the session's, as the engine's own are: kept
 //! through the session's grace period once its connection ended, and followed to the
 //! connection that resumes the session (bound there on each node), ended with the session.
 //! The rest (`getInfo`, `getKmd`, `getMetadata`, CPU and memory) is the entry's own: it
@@ -55,14 +56,34 @@ pub(crate) struct Manager {
 /// ([`Pending::Copied`]).
 pub(crate) type Answers = Arc<Mutex<Vec<Answer>>>;
 
-/// A node's answer to a subscription copied there.
+/// A node's answer to one of the entry's requests about a session's copies there.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Answer {
     pub node: NodeId,
     pub session: String,
-    pub event: String,
-    /// Its error when the node refused it.
-    pub error: Option<Value>,
+    pub asked: Asked,
+    pub outcome: Outcome,
+}
+
+/// What the entry asked a node for a session.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Asked {
+    /// A copy of the session's subscription to this event type.
+    Copy(String),
+    /// The session bound to the client connection's mirror (`connect {sessionId}`), its
+    /// copies of these event types in it there: made over an earlier link to the same boot
+    /// of the node, or for an earlier connection.
+    Bind(Vec<String>),
+}
+
+/// What came of it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Outcome {
+    Done,
+    /// The node's error.
+    Refused(Value),
+    /// The link broke before the answer came: whether the node got it is not known.
+    Lost,
 }
 
 /// The client sessions' subscriptions to the ServerManager's events.
@@ -117,10 +138,13 @@ impl Refusal {
     }
 }
 
-/// What was made on one node: over which link, on which client connection's mirror, the
-/// subscriptions to which event types.
+/// What was made on one node: over which link (to which boot of it), on which client
+/// connection's mirror, the subscriptions to which event types. They live in the session
+/// there for as long as the node's own session does: a link made again to the same boot
+/// finds them (the session is bound to the new mirror), one to a new boot does not.
 struct Made {
     link: Weak<Link>,
+    boot: u64,
     conn: u64,
     events: HashSet<String>,
 }
@@ -130,9 +154,10 @@ struct Todo {
     session: String,
     at: At,
     node: NodeRecord,
-    /// The session was made there on another connection: bind it to this one first.
+    /// The session holds copies there, made over an earlier link to the same boot or on
+    /// another connection: bind it to this connection's mirror first.
     bind: bool,
-    /// The subscriptions not made there on its current link.
+    /// The subscriptions not made there.
     reqs: Vec<Map<String, Value>>,
 }
 
@@ -383,19 +408,16 @@ impl Router {
             session: Some(t.session.clone()),
             text: "",
         };
-        if t.bind && !bind(&ask, link, &t.session) {
-            tracing::debug!(node = %t.node.info.id, "link: ServerManager subscriptions not bound there yet (the link refused it)");
-            return;
-        }
-        let copies = &self.manager.answers;
-        let n = send_subscriptions(&ask, link, &t.session, &t.reqs, copies);
-        if n < t.reqs.len() {
-            tracing::debug!(node = %t.node.info.id, sent = n, of = t.reqs.len(), "link: ServerManager subscriptions not all made there yet (the link refused them)");
-        }
-        // Those sent are recorded even when a later one was refused: made again, the node
-        // would hold them twice and the client hear their events twice (R43-cluster 2).
-        if n > 0 {
-            l.sent(&t.node.info.id, link, t.at.conn, &t.reqs[..n]);
+        let node = &t.node.info.id;
+        let plan = (t.bind, &t.reqs[..]);
+        match l.send(&ask, (&t.session, node, link), plan, &self.manager.answers) {
+            None => {
+                tracing::debug!(%node, "link: ServerManager subscriptions not bound there yet (the link refused it)");
+            }
+            Some(n) if n < t.reqs.len() => {
+                tracing::debug!(%node, sent = n, of = t.reqs.len(), "link: ServerManager subscriptions not all made there yet (the link refused them)");
+            }
+            Some(_) => {}
         }
     }
 
@@ -411,13 +433,10 @@ impl Router {
         let Some((session, l)) = all.on(ask.conn, ask.session.clone()) else {
             return;
         };
-        let reqs = l.missing(node, Some(link), Instant::now());
-        let copies = &self.manager.answers;
-        if !reqs.is_empty() {
-            let n = send_subscriptions(ask, link, &session, &reqs, copies);
-            if n > 0 {
-                l.sent(node, link, ask.conn, &reqs[..n]);
-            }
+        let (bind, reqs) = l.plan(node, Some(link), ask.conn, Instant::now());
+        if bind || !reqs.is_empty() {
+            let to = (&session[..], node, link);
+            l.send(ask, to, (bind, &reqs), &self.manager.answers);
         }
     }
 
@@ -575,21 +594,35 @@ impl Listeners {
         });
     }
 
-    /// What the nodes answered to copies: one refused is logged (at warn the first time)
-    /// and made again at a later look, after [`Refusal::wait`].
+    /// What the nodes answered to copies and binds: a copy refused is logged (at warn the
+    /// first time) and made again at a later look, after [`Refusal::wait`]; one whose answer
+    /// the link lost is made again (the node may not have got it); a session whose bind was
+    /// refused ended there, and its copies are made again.
     fn heard(&mut self, answers: Vec<Answer>, now: Instant) {
         for a in answers {
             let Some(l) = self.sessions.get_mut(&a.session) else {
                 continue;
             };
-            let key = (a.node.clone(), a.event.clone());
-            let Some(error) = a.error else {
-                l.refused.remove(&key);
-                continue;
+            let (event, error) = match (a.asked, a.outcome) {
+                (Asked::Copy(e), Outcome::Refused(error)) => (e, error),
+                (Asked::Copy(e), Outcome::Done) => {
+                    l.refused.remove(&(a.node, e));
+                    continue;
+                }
+                (Asked::Copy(e), Outcome::Lost) => {
+                    l.unmade(&a.node, &[e]);
+                    continue;
+                }
+                (Asked::Bind(events), Outcome::Refused(error)) => {
+                    tracing::debug!(node = %a.node, session = %a.session, %error, "link: a session holding ServerManager subscriptions ended on a node; they are made there again");
+                    l.unmade(&a.node, &events);
+                    continue;
+                }
+                // A bind lost with its link: the next link to the node binds again.
+                (Asked::Bind(_), Outcome::Done | Outcome::Lost) => continue,
             };
-            if let Some(m) = l.made.get_mut(&a.node) {
-                m.events.remove(&a.event);
-            }
+            let key = (a.node.clone(), event.clone());
+            l.unmade(&a.node, std::slice::from_ref(&event));
             let times = l.refused.get(&key).map_or(1, |r| r.times.saturating_add(1));
             let wait = Refusal::wait(times);
             l.refused.insert(
@@ -600,9 +633,9 @@ impl Listeners {
                 },
             );
             if times == 1 {
-                tracing::warn!(node = %a.node, session = %a.session, event = %a.event, %error, "link: a node refused a ServerManager subscription copied there; it is made again later, after a wait that doubles while it keeps refusing");
+                tracing::warn!(node = %a.node, session = %a.session, %event, %error, "link: a node refused a ServerManager subscription copied there; it is made again later, after a wait that doubles while it keeps refusing");
             } else {
-                tracing::debug!(node = %a.node, session = %a.session, event = %a.event, %error, times, wait_ms = wait.as_millis() as u64, "link: a node refused a ServerManager subscription copied there again");
+                tracing::debug!(node = %a.node, session = %a.session, %event, %error, times, wait_ms = wait.as_millis() as u64, "link: a node refused a ServerManager subscription copied there again");
             }
         }
     }
@@ -622,11 +655,7 @@ impl Listeners {
             };
             for node in others {
                 let link = live(node);
-                let reqs = l.missing(&node.info.id, link.as_ref(), now);
-                // Made there on this link for another connection: bound to this one.
-                let bind = l.made.get(&node.info.id).is_some_and(|m| {
-                    m.conn != at.conn && link.as_ref().is_some_and(|x| same(x, m))
-                });
+                let (bind, reqs) = l.plan(&node.info.id, link.as_ref(), at.conn, now);
                 if bind || !reqs.is_empty() {
                     todo.push(Todo {
                         session: session.clone(),
@@ -658,41 +687,93 @@ impl Listener {
         }
     }
 
-    /// The subscriptions not made on `node` over `link` (all of them on another link, or
-    /// none now), less those `node` refused whose wait has not run out at `now`.
-    fn missing(
+    /// What to send `node` over `link` (none yet: all of them) for the session on connection
+    /// `conn`: whether to bind the session to that connection's mirror first (copies made
+    /// there live in the session on the node, made over an earlier link to the same boot or
+    /// on another connection), and the subscriptions not made there (all of them in another
+    /// boot), less those `node` refused whose wait has not run out at `now`. Copies made
+    /// over an earlier link to the same boot are not made again: the node still holds
+    /// them, and would hold them twice (R43-cluster 6); the bind tells whether it does.
+    fn plan(
         &self,
         node: &NodeId,
         link: Option<&Arc<Link>>,
+        conn: u64,
         now: Instant,
-    ) -> Vec<Map<String, Value>> {
-        let made = self
-            .made
-            .get(node)
-            .filter(|m| link.is_some_and(|l| same(l, m)));
+    ) -> (bool, Vec<Map<String, Value>>) {
+        let kept = self.made.get(node).and_then(|m| {
+            let link = link.filter(|l| same(l, m) || m.boot == l.boot())?;
+            Some((m, link))
+        });
+        let bind = kept
+            .is_some_and(|(m, link)| !m.events.is_empty() && (m.conn != conn || !same(link, m)));
+        let kept = kept.map(|(m, _)| m);
         let waiting = |event: &str| {
             self.refused
                 .iter()
                 .any(|((n, e), r)| n == node && e == event && r.retry_at > now)
         };
-        self.reqs
+        let reqs = self
+            .reqs
             .iter()
-            .filter(|r| made.is_none_or(|m| !m.events.contains(event_type(r))))
+            .filter(|r| kept.is_none_or(|m| !m.events.contains(event_type(r))))
             .filter(|r| !waiting(event_type(r)))
             .cloned()
-            .collect()
+            .collect();
+        (bind, reqs)
+    }
+
+    /// Sends `plan` (bind first, then the subscriptions) of `session` to `node` over `link`
+    /// for `ask`'s connection, and records what went: `None` when the bind was refused (nothing sent),
+    /// else how many subscriptions were sent, from the first (the link refuses the rest
+    /// once it refuses one). Those sent are recorded even when a later one was refused:
+    /// made again, the node would hold them twice (R43-cluster 2).
+    fn send(
+        &mut self,
+        ask: &Ask<'_>,
+        (session, node, link): (&str, &NodeId, &Arc<Link>),
+        (bind, reqs): (bool, &[Map<String, Value>]),
+        answers: &Answers,
+    ) -> Option<usize> {
+        if bind {
+            let m = self.made.get_mut(node)?;
+            let events = m.events.iter().cloned().collect();
+            if !bind_there(ask, link, session, events, answers) {
+                return None;
+            }
+            m.link = Arc::downgrade(link);
+            m.conn = ask.conn;
+        }
+        let n = send_subscriptions(ask, link, session, reqs, answers);
+        if n > 0 {
+            self.sent(node, link, ask.conn, &reqs[..n]);
+        }
+        Some(n)
+    }
+
+    /// The copies of `events` are not (or may not be) on `node`: made there again.
+    fn unmade(&mut self, node: &NodeId, events: &[String]) {
+        if let Some(m) = self.made.get_mut(node) {
+            for e in events {
+                m.events.remove(e);
+            }
+        }
     }
 
     /// `reqs` were sent to `node` over `link` on connection `conn`'s mirror.
     fn sent(&mut self, node: &NodeId, link: &Arc<Link>, conn: u64, reqs: &[Map<String, Value>]) {
         let m = self.made.entry(node.clone()).or_insert_with(|| Made {
             link: Arc::downgrade(link),
+            boot: link.boot(),
             conn,
             events: HashSet::new(),
         });
         if !same(link, m) {
+            if m.boot != link.boot() {
+                m.events.clear();
+            }
             m.link = Arc::downgrade(link);
-            m.events.clear();
+            m.boot = link.boot();
         }
         m.conn = conn;
         m.events
@@ -700,13 +781,26 @@ impl Listener {
     }
 }
 
-/// Binds `session` to `ask`'s connection on the node at the end of `link` (a `ping` naming
-/// it, the entry's own); whether it was sent.
-fn bind(ask: &Ask<'_>, link: &Link, session: &str) -> bool {
+/// Binds `session`, holding the copies of `events` on the node at the end of `link`, to
+/// `ask`'s connection there (a `connect` naming it, the entry's own: answered 40007 when the
+/// session ended there, its grace period run out, and then they are made again); whether
+/// it was sent.
+fn bind_there(
+    ask: &Ask<'_>,
+    link: &Link,
+    session: &str,
+    events: Vec<String>,
+    answers: &Answers,
+) -> bool {
     let own = rebind_id();
-    let text = json!({"jsonrpc": "2.0", "id": own, "method": "ping",
+    let text = json!({"jsonrpc": "2.0", "id": own, "method": "connect",
         "params": {"sessionId": session}});
-    link.send(ask, Some(&own), Pending::Swallow, text.to_string())
+    let pending = Pending::Copied {
+        session: session.to_string(),
+        asked: Asked::Bind(events),
+        answers: answers.clone(),
+    };
+    link.send(ask, Some(&own), pending, text.to_string())
         .is_ok()
 }
 
@@ -730,7 +824,7 @@ fn send_subscriptions(
             }
             let pending = Pending::Copied {
                 session: session.to_string(),
-                event: event_type(&r).to_string(),
+                asked: Asked::Copy(event_type(&r).to_string()),
                 answers: answers.clone(),
             };
             let text = Value::Object(r).to_string();
@@ -989,8 +1083,8 @@ mod tests {
         let answer = |event: &str, error: Option<Value>| Answer {
             node: NodeId::new("node-b").unwrap(),
             session: "s".into(),
-            event: event.into(),
-            error,
+            asked: Asked::Copy(event.into()),
+            outcome: error.map_or(Outcome::Done, Outcome::Refused),
         };
         let refusal = json!({"code": 40000, "message": "too many subscriptions"});
         let again = vec![(
@@ -1041,6 +1135,89 @@ mod tests {
                 ..answer("ObjectCreated", None)
             }],
             t,
+        );
+    }
+
+    /// The texts `frames` holds (what a detached link sent).
+    fn texts(frames: &mut tokio::sync::mpsc::Receiver<super::super::Frame>) -> Vec<Value> {
+        let mut out = vec![];
+        while let Ok(f) = frames.try_recv() {
+            if let super::super::Frame::Text { text, .. } = f {
+                out.push(serde_json::from_str(&text).unwrap());
+            }
+        }
+        out
+    }
+
+    /// R43-cluster 6: a link made again to the same boot of a node binds the session there
+    /// (a `connect` naming it) instead of making its copies a second time; a copy whose
+    /// answer the broken link lost, and every copy of a session that ended there (the bind
+    /// answered 40007), are made again.
+    #[test]
+    fn copies_on_a_link_made_again_are_bound_there_and_made_again_only_when_gone() {
+        let mut l = Listeners::new(Duration::from_secs(5));
+        let b = [record("node-b", 1)];
+        let node = NodeId::new("node-b").unwrap();
+        let (link1, _frames1) = super::super::entry::detached("node-b", 1);
+        let (at, _rx) = conn(1);
+        l.listen(at.clone(), Some("s".into()), &sub("ObjectCreated"));
+        l.listen(at.clone(), Some("s".into()), &sub("ObjectDestroyed"));
+        // No link to the node yet: all of them are due (the task makes the link).
+        let todo = l.due(&b, Instant::now(), |_| None);
+        assert_eq!(
+            (todo.len(), todo[0].bind, todo[0].reqs.len()),
+            (1, false, 2)
+        );
+        send_all(&mut l, &b, &link1);
+        let (link2, mut frames2) = super::super::entry::detached("node-b", 1);
+        let ask = Ask {
+            conn: 1,
+            peer: at.peer,
+            client: &at.client,
+            session: Some("s".into()),
+            text: "",
+        };
+        let answers = Answers::default();
+        let m = l.sessions.get_mut("s").unwrap();
+        let (bind, reqs) = m.plan(&node, Some(&link2), 1, Instant::now());
+        assert!(bind && reqs.is_empty(), "{bind} {reqs:?}");
+        assert_eq!(
+            m.send(&ask, ("s", &node, &link2), (bind, &reqs), &answers),
+            Some(0)
+        );
+        let sent = texts(&mut frames2);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0]["method"], "connect");
+        assert_eq!(sent[0]["params"]["sessionId"], "s");
+        assert!(due(&l, &b, &link2).is_empty(), "bound there: nothing more");
+        let answer = |asked: Asked, outcome: Outcome| Answer {
+            node: node.clone(),
+            session: "s".into(),
+            asked,
+            outcome,
+        };
+        // The bind taken: nothing changes.
+        let events = || vec!["ObjectCreated".to_string(), "ObjectDestroyed".to_string()];
+        let now = Instant::now();
+        l.heard(vec![answer(Asked::Bind(events()), Outcome::Done)], now);
+        assert!(due(&l, &b, &link2).is_empty());
+        // The first link had lost the answer to a copy: that one is made again.
+        let lost = answer(Asked::Copy("ObjectDestroyed".into()), Outcome::Lost);
+        l.heard(vec![lost], now);
+        let one = vec!["ObjectDestroyed".to_string()];
+        assert_eq!(due(&l, &b, &link2), vec![(1, "node-b".into(), false, one)]);
+        send_all(&mut l, &b, &link2);
+        // The session had ended there (its grace period ran out before the link came back):
+        // the bind is answered 40007, and the copies are made again.
+        let gone = Outcome::Refused(json!({"code": 40007, "message": "Invalid session"}));
+        l.heard(vec![answer(Asked::Bind(events()), gone)], now);
+        assert_eq!(
+            due(&l, &b, &link2),
+            vec![(1, "node-b".into(), false, events())]
+        );
+        assert!(
+            l.sessions["s"].refused.is_empty(),
+            "not a refusal to wait on"
         );
     }
 
