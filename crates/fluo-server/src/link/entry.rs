@@ -197,7 +197,7 @@ pub(crate) struct ClientHandle {
     pub close: Arc<Closer>,
     /// The session the connection was last answered with, as its writer sees it (a client's
     /// WebSocket connection; not the entry's own).
-    seen: Option<Arc<Mutex<Option<String>>>>,
+    seen: Option<Arc<crate::ws::Seen>>,
 }
 
 /// Asks a client connection to close.
@@ -226,14 +226,24 @@ impl ClientHandle {
     }
 
     /// The handle, the connection's session read from `seen` (which its writer keeps).
-    pub(crate) fn seeing(mut self, seen: Arc<Mutex<Option<String>>>) -> ClientHandle {
+    pub(crate) fn seeing(mut self, seen: Arc<crate::ws::Seen>) -> ClientHandle {
         self.seen = Some(seen);
         self
     }
 
     /// The session the connection was last answered with, when it is known here.
     pub(crate) fn session(&self) -> Option<String> {
-        self.seen.as_ref().and_then(|s| lock(s).clone())
+        self.seen.as_ref().and_then(|s| s.session())
+    }
+
+    /// Runs `then` once the connection is answered in session `s` (its writer sees the
+    /// answer go out); whether it will be (a connection whose answers are not seen here: no).
+    pub(crate) fn when_answered_in(&self, s: &str, then: crate::ws::Waiting) -> bool {
+        let Some(seen) = &self.seen else {
+            return false;
+        };
+        seen.when_answered_in(s, then);
+        true
     }
 
     /// Queues `text` for the client; a client whose queue is full is closed.

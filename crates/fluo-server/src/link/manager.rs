@@ -46,8 +46,8 @@ const GATHERED: [&str; 2] = ["getPipelines", "getSessions"];
 /// sessions' subscriptions to the ServerManager's events.
 pub(crate) struct Manager {
     rpc: OnceLock<Arc<Rpc>>,
-    listeners: Mutex<Listeners>,
-    wake: Notify,
+    listeners: Arc<Mutex<Listeners>>,
+    wake: Arc<Notify>,
     /// The other nodes' answers to the copied subscriptions, read at the next look.
     answers: Answers,
 }
@@ -98,6 +98,10 @@ struct Listeners {
     unsessioned: HashMap<u64, Listener>,
     /// The session each connection with subscriptions speaks for (the sessions' `at`).
     conns: HashMap<u64, String>,
+    /// The session with subscriptions each connection asked to resume (`connect`,
+    /// `keepAlive` or `ping` naming it), not answered yet: they follow it once it is
+    /// accepted (R43-cluster 7), unless the connection ended first.
+    resuming: HashMap<u64, String>,
 }
 
 /// A client connection: where a session's events go now.
@@ -166,8 +170,8 @@ impl Manager {
     pub(crate) fn new(grace: Duration) -> Manager {
         Manager {
             rpc: OnceLock::new(),
-            listeners: Mutex::new(Listeners::new(grace)),
-            wake: Notify::new(),
+            listeners: Arc::new(Mutex::new(Listeners::new(grace))),
+            wake: Arc::new(Notify::new()),
             answers: Answers::default(),
         }
     }
@@ -284,11 +288,37 @@ impl Router {
         true
     }
 
-    /// `ask`'s connection speaks for session `s` (a request in it, or a `connect`,
-    /// `keepAlive` or `ping` naming it): the session's subscriptions, if it has some on
-    /// another connection (or on none, its connection ended), are this one's now, and the
-    /// task binds the session to it on the nodes they were made on. (Not for the entry's
-    /// own connections.)
+    /// `ask`'s connection asks to resume session `s` (a `connect`, `keepAlive` or `ping`
+    /// naming it), which the engines may refuse: its subscriptions follow only once an
+    /// answer in `s` goes out on the connection ([`Router::resumed`] then), not before
+    /// (R43-cluster 7: a refused `connect` moved them and bound the session on the nodes).
+    pub(super) fn resuming(&self, ask: &Ask<'_>, s: &str) {
+        let conn = ask.conn;
+        {
+            let mut all = lock(&self.manager.listeners);
+            if !all.sessions.contains_key(s) {
+                all.resuming.remove(&conn);
+                return;
+            }
+            all.resuming.insert(conn, s.to_string());
+        }
+        let (listeners, wake) = (self.manager.listeners.clone(), self.manager.wake.clone());
+        let (session, to) = (s.to_string(), at(ask));
+        let then = Box::new(move || {
+            if lock(&listeners).accepted(&session, to) {
+                tracing::debug!(conn, session, "link: the ServerManager subscriptions of a session follow it to a new connection");
+                wake.notify_one();
+            }
+        });
+        if !ask.client.when_answered_in(s, then) {
+            lock(&self.manager.listeners).resuming.remove(&conn);
+        }
+    }
+
+    /// `ask`'s connection speaks for session `s` (a request in it, as its last answer
+    /// said): the session's subscriptions, if it has some on another connection (or on
+    /// none, its connection ended), are this one's now, and the task binds the session to
+    /// it on the nodes they were made on. (Not for the entry's own connections.)
     pub(super) fn resumed(&self, ask: &Ask<'_>, s: &str) {
         if lock(&self.manager.listeners).attach(s, at(ask)) {
             tracing::debug!(
@@ -467,6 +497,7 @@ impl Listeners {
             sessions: HashMap::new(),
             unsessioned: HashMap::new(),
             conns: HashMap::new(),
+            resuming: HashMap::new(),
         }
     }
 
@@ -516,6 +547,17 @@ impl Listeners {
         true
     }
 
+    /// The resume of session `s` that connection `at` asked for was accepted (an answer in
+    /// `s` went out on it): its subscriptions follow it, as [`Listeners::attach`], unless the
+    /// connection ended or asked for another since. Whether they moved.
+    fn accepted(&mut self, s: &str, at: At) -> bool {
+        if self.resuming.get(&at.conn).is_none_or(|x| x != s) {
+            return false;
+        }
+        self.resuming.remove(&at.conn);
+        self.attach(s, at)
+    }
+
     /// Session `s` is on no connection since `now`.
     fn park(&mut self, s: &str, now: Instant) {
         if let Some(l) = self.sessions.get_mut(s) {
@@ -530,6 +572,7 @@ impl Listeners {
     /// resumed; those of a connection with no session yet end.
     fn closed(&mut self, conn: u64, now: Instant) {
         self.unsessioned.remove(&conn);
+        self.resuming.remove(&conn);
         if let Some(s) = self.conns.remove(&conn) {
             self.park(&s, now);
         }
@@ -845,6 +888,7 @@ fn list(result: &Value) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ws::Seen;
 
     fn req(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
@@ -897,6 +941,35 @@ mod tests {
             },
             stats: Default::default(),
         }
+    }
+
+    /// `seen`'s connection is answered in session `s` (its writer saw the answer).
+    fn answered_in(seen: &Seen, s: &str) {
+        seen.learn(&json!({"id": 1, "jsonrpc": "2.0", "result": {"sessionId": s}}).to_string());
+    }
+
+    /// A request of `at`'s connection, last answered in `session`.
+    fn ask<'a>(at: &'a At, session: Option<&str>, text: &'a str) -> Ask<'a> {
+        Ask {
+            conn: at.conn,
+            peer: at.peer,
+            client: &at.client,
+            session: session.map(str::to_string),
+            text,
+        }
+    }
+
+    /// The router of entry node-a (store in memory, nothing listed, no link).
+    fn router() -> Router {
+        let secret = Arc::new(crate::config::ClusterSecret(b"s".to_vec()));
+        Router::new(
+            NodeId::new("node-a").unwrap(),
+            Arc::new(crate::cluster::View::default()),
+            fluo_cluster::Coordinator::in_process(),
+            (secret, Duration::from_secs(3)),
+            Duration::from_secs(5),
+            crate::link::RELAY_FANOUT,
+        )
     }
 
     /// Client connection `conn` (its handle, what it is sent).
@@ -1019,7 +1092,7 @@ mod tests {
         let mut l = Listeners::new(Duration::from_secs(5));
         let b = [record("node-b", 1)];
         let (link, _frames) = super::super::entry::detached("node-b", 1);
-        let seen = Arc::new(Mutex::new(None));
+        let seen = Arc::<Seen>::default();
         let (mut at, _rx) = conn(1);
         at.client = at.client.seeing(seen.clone());
         l.listen(at.clone(), None, &sub("ObjectCreated"));
@@ -1027,7 +1100,7 @@ mod tests {
         // nothing.
         l.tidy(Instant::now());
         assert!(due(&l, &b, &link).is_empty());
-        *lock(&seen) = Some("s".into());
+        answered_in(&seen, "s");
         assert_eq!(l.learnt(1).as_deref(), Some("s"));
         l.listen(at, Some("s".into()), &sub("ObjectDestroyed"));
         let events = vec!["ObjectCreated".to_string(), "ObjectDestroyed".to_string()];
@@ -1047,12 +1120,12 @@ mod tests {
     #[test]
     fn a_request_in_the_session_finds_a_subscription_kept_before_it_was_known() {
         let mut l = Listeners::new(Duration::from_secs(5));
-        let seen = Arc::new(Mutex::new(None));
+        let seen = Arc::<Seen>::default();
         let (mut at, _rx) = conn(1);
         at.client = at.client.seeing(seen.clone());
         l.listen(at, None, &sub("ObjectCreated"));
         assert!(l.on(1, None).is_none(), "no session yet");
-        *lock(&seen) = Some("s".into());
+        answered_in(&seen, "s");
         let (s, got) = l
             .on(1, Some("s".into()))
             .expect("the session's subscriptions");
@@ -1061,14 +1134,67 @@ mod tests {
         assert!(l.unsessioned.is_empty());
         assert!(l.on(2, Some("s".into())).is_none(), "another connection's");
         // So is a second subscription, in the session: both the session's at once.
-        let seen = Arc::new(Mutex::new(None));
+        let seen = Arc::<Seen>::default();
         let (mut at, _rx) = conn(3);
         at.client = at.client.seeing(seen.clone());
         l.listen(at.clone(), None, &sub("ObjectCreated"));
-        *lock(&seen) = Some("s3".into());
+        answered_in(&seen, "s3");
         l.listen(at, Some("s3".into()), &sub("ObjectDestroyed"));
         assert!(l.unsessioned.is_empty());
         assert_eq!(l.sessions["s3"].reqs.len(), 2);
+    }
+
+    /// R43-cluster 7: a `connect {sessionId}` from another connection moves the session's
+    /// subscriptions (and the binds on the nodes) only once an answer in that session goes
+    /// out on it: not when refused, nor when the connection ended first.
+    #[tokio::test]
+    async fn a_resume_moves_the_subscriptions_only_once_accepted() {
+        let r = router();
+        let on = |r: &Router| {
+            lock(&r.manager.listeners).sessions["s"]
+                .at
+                .as_ref()
+                .map(|a| a.conn)
+        };
+        let client = |c: u64| {
+            let seen = Arc::<Seen>::default();
+            let (mut at, rx) = conn(c);
+            at.client = at.client.seeing(seen.clone());
+            (at, seen, rx)
+        };
+        let (at1, seen1, _rx1) = client(1);
+        answered_in(&seen1, "s");
+        assert!(
+            !r.manager(&ask(&at1, Some("s"), ""), &sub("ObjectCreated"))
+                .await
+        );
+        assert_eq!(on(&r), Some(1));
+        // Connection 2 asks to resume s: nothing moves before the answer, nor on a refusal.
+        let (at2, seen2, _rx2) = client(2);
+        let connect = r#"{"jsonrpc":"2.0","id":5,"method":"connect","params":{"sessionId":"s"}}"#;
+        assert!(
+            r.route(ask(&at2, None, connect)).await.is_some(),
+            "the engine answers it"
+        );
+        assert_eq!(on(&r), Some(1), "moved before the answer");
+        seen2.learn(
+            r#"{"error":{"code":40007,"message":"Invalid session"},"id":5,"jsonrpc":"2.0"}"#,
+        );
+        assert_eq!(on(&r), Some(1), "moved on a refusal");
+        // Accepted: they follow.
+        assert!(r.route(ask(&at2, None, connect)).await.is_some());
+        answered_in(&seen2, "s");
+        assert_eq!(on(&r), Some(2));
+        // A connection that ends before its answer goes out gets nothing.
+        let (at3, seen3, _rx3) = client(3);
+        assert!(r.route(ask(&at3, None, connect)).await.is_some());
+        r.closed(3);
+        answered_in(&seen3, "s");
+        assert_eq!(on(&r), Some(2));
+        // A session without subscriptions here: nothing waits.
+        let other = r#"{"jsonrpc":"2.0","id":6,"method":"connect","params":{"sessionId":"t"}}"#;
+        assert!(r.route(ask(&at3, None, other)).await.is_some());
+        assert!(lock(&r.manager.listeners).resuming.is_empty());
     }
 
     #[test]
