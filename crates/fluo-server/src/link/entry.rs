@@ -518,6 +518,12 @@ impl Links {
         }
     }
 
+    /// Makes `link` the current one to its node (for tests).
+    #[cfg(test)]
+    pub(crate) fn put(&self, link: Arc<Link>) {
+        lock(&self.current).insert(link.node.clone(), link);
+    }
+
     /// The live link to `node` in `boot`, if there is one (none is made).
     pub(crate) fn live(&self, node: &NodeId, boot: u64) -> Option<Arc<Link>> {
         lock(&self.current)

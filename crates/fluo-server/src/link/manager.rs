@@ -317,15 +317,29 @@ impl Router {
 
     /// `ask`'s connection speaks for session `s` (a request in it, as its last answer
     /// said): the session's subscriptions, if it has some on another connection (or on
-    /// none, its connection ended), are this one's now, and the task binds the session to
-    /// it on the nodes they were made on. (Not for the entry's own connections.)
+    /// none, its connection ended), are this one's now, as the engine binds a session to
+    /// the connection of its last request, and the task binds the session to it on the
+    /// nodes they were made on: at once for a session resumed (it was on no connection),
+    /// at the task's next look when it comes from another live connection, so that two
+    /// connections of one session taking turns cost at most one bind per node and look,
+    /// and none when they end where they were (R43-cluster 3). (Not for the entry's own
+    /// connections.)
     pub(super) fn resumed(&self, ask: &Ask<'_>, s: &str) {
-        if lock(&self.manager.listeners).attach(s, at(ask)) {
-            tracing::debug!(
-                conn = ask.conn,
-                session = s,
-                "link: the ServerManager subscriptions of a session follow it to a new connection"
-            );
+        let moved = {
+            let mut all = lock(&self.manager.listeners);
+            let from_live = all.sessions.get(s).is_some_and(|l| l.at.is_some());
+            all.attach(s, at(ask)).then_some(from_live)
+        };
+        let Some(from_live) = moved else {
+            return;
+        };
+        tracing::debug!(
+            conn = ask.conn,
+            session = s,
+            from_live,
+            "link: the ServerManager subscriptions of a session follow it to a new connection"
+        );
+        if !from_live {
             self.manager.wake.notify_one();
         }
     }
@@ -457,16 +471,23 @@ impl Router {
     /// made there, in that order on the link (the task would make it too, but may come
     /// later). Nothing for a session without such subscriptions, on another connection, or
     /// a connection with no session yet. (The request itself, in the session, binds it there
-    /// to this connection.)
+    /// to this connection, which is recorded: the task need not bind it there.)
     pub(super) fn subscriptions_first(&self, ask: &Ask<'_>, node: &NodeId, link: &Arc<Link>) {
         let mut all = lock(&self.manager.listeners);
         let Some((session, l)) = all.on(ask.conn, ask.session.clone()) else {
             return;
         };
         let (bind, reqs) = l.plan(node, Some(link), ask.conn, Instant::now());
+        // Over the same link the request itself, in the session, binds it there to this
+        // connection: no bind of the entry's own (R43-cluster 3).
+        let same_link = l.made.get(node).is_some_and(|m| same(link, m));
+        let bind = bind && !same_link;
         if bind || !reqs.is_empty() {
             let to = (&session[..], node, link);
             l.send(ask, to, (bind, &reqs), &self.manager.answers);
+        }
+        if let Some(m) = l.made.get_mut(node).filter(|m| same(link, m)) {
+            m.conn = ask.conn;
         }
     }
 
@@ -1195,6 +1216,65 @@ mod tests {
         let other = r#"{"jsonrpc":"2.0","id":6,"method":"connect","params":{"sessionId":"t"}}"#;
         assert!(r.route(ask(&at3, None, other)).await.is_some());
         assert!(lock(&r.manager.listeners).resuming.is_empty());
+    }
+
+    /// R43-cluster 3: two live connections of one session take turns (each request binds
+    /// the session to its connection, as on the engine): the task binds it on the nodes at
+    /// its next look, not at each turn, and not at all when it ends where it was; a request
+    /// that goes to the node binds it there by itself.
+    #[tokio::test]
+    async fn two_live_connections_of_a_session_taking_turns_cost_no_bind_at_each_turn() {
+        use futures_util::FutureExt;
+        let r = router();
+        r.view
+            .listed(Some(vec![record("node-a", 1), record("node-b", 1)]));
+        let (link, mut frames) = super::super::entry::detached("node-b", 1);
+        r.links.put(link.clone());
+        let node = NodeId::new("node-b").unwrap();
+        let (at1, _rx1) = conn(1);
+        let (at2, _rx2) = conn(2);
+        assert!(
+            !r.manager(&ask(&at1, Some("s"), ""), &sub("ObjectCreated"))
+                .await
+        );
+        // The task, woken by the subscription.
+        assert!(r.manager.wake.notified().now_or_never().is_some());
+        r.subscribe_everywhere().await;
+        let made = texts(&mut frames);
+        assert_eq!(made.len(), 1, "{made:?}");
+        assert_eq!(made[0]["method"], "subscribe");
+        // The entry's task, woken or at its look: the binds it sent.
+        let binds = |frames: &mut tokio::sync::mpsc::Receiver<_>| {
+            let sent = texts(frames);
+            let binds = sent
+                .iter()
+                .filter(|t| t["method"] == "connect" || t["method"] == "ping");
+            binds.count()
+        };
+        let cpus = r#"{"jsonrpc":"2.0","id":7,"method":"invoke","params":{"object":"manager_ServerManager","operation":"getCpuCount"}}"#;
+        let mut pings = 0;
+        for turn in 0..20 {
+            let at = if turn % 2 == 0 { &at2 } else { &at1 };
+            assert!(r.route(ask(at, Some("s"), cpus)).await.is_some());
+            if r.manager.wake.notified().now_or_never().is_some() {
+                r.subscribe_everywhere().await;
+            }
+            pings += binds(&mut frames);
+        }
+        assert_eq!(pings, 0, "binds sent while the connections took turns");
+        // The task's next look: it ended on connection 1, where it was bound: none.
+        r.subscribe_everywhere().await;
+        assert_eq!(binds(&mut frames), 0);
+        // On connection 2: one, at the next look, and no more at the ones after.
+        assert!(r.route(ask(&at2, Some("s"), cpus)).await.is_some());
+        r.subscribe_everywhere().await;
+        r.subscribe_everywhere().await;
+        assert_eq!(binds(&mut frames), 1);
+        // A request of connection 1 that goes to node-b binds it there itself.
+        assert!(r.route(ask(&at1, Some("s"), cpus)).await.is_some());
+        r.subscriptions_first(&ask(&at1, Some("s"), cpus), &node, &link);
+        r.subscribe_everywhere().await;
+        assert_eq!(binds(&mut frames), 0);
     }
 
     #[test]
