@@ -1277,6 +1277,33 @@ mod tests {
         assert_eq!(binds(&mut frames), 0);
     }
 
+    /// R43-cluster 6 through the task: its look found no live link to node-b (the old one
+    /// broke) and it makes one to the same boot: the copies are bound there, not made again.
+    #[tokio::test]
+    async fn the_task_binds_over_a_link_it_made_again_to_the_same_boot() {
+        use futures_util::FutureExt;
+        let r = router();
+        r.view
+            .listed(Some(vec![record("node-a", 1), record("node-b", 1)]));
+        let (link1, mut frames1) = super::super::entry::detached("node-b", 1);
+        r.links.put(link1);
+        let (at1, _rx1) = conn(1);
+        let (first, req) = (ask(&at1, Some("s"), ""), sub("ObjectCreated"));
+        assert!(!r.manager(&first, &req).await);
+        assert!(r.manager.wake.notified().now_or_never().is_some());
+        r.subscribe_everywhere().await;
+        assert_eq!(texts(&mut frames1).len(), 1);
+        let todo = lock(&r.manager.listeners).due(&r.others(), Instant::now(), |_| None);
+        assert_eq!(todo.len(), 1);
+        let (link2, mut frames2) = super::super::entry::detached("node-b", 1);
+        for t in todo {
+            r.make(t, &link2);
+        }
+        let sent = texts(&mut frames2);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0]["method"], "connect", "{sent:?}");
+    }
+
     #[test]
     fn a_copy_a_node_refused_is_made_again_after_a_wait_that_doubles() {
         let mut l = Listeners::new(Duration::from_secs(5));
