@@ -153,7 +153,7 @@ impl View {
         }
     }
 
-    fn listed(&self, nodes: Option<Vec<NodeRecord>>) {
+    pub(crate) fn listed(&self, nodes: Option<Vec<NodeRecord>>) {
         self.listings
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let nodes = nodes.map(Arc::new);

@@ -306,7 +306,7 @@ where
     {
         return Ok(());
     }
-    let seen: SessionSeen = Arc::default();
+    let seen: Arc<Seen> = Arc::default();
     // Dropped when the writer ends: before the outbox closes, that is a socket that failed
     // or stalled, and the connection ends.
     let (writer_alive, mut writer_gone) = tokio::sync::oneshot::channel::<()>();
@@ -375,6 +375,8 @@ where
     if let Some(r) = &router {
         r.closed(conn);
     }
+    // What waited for an answer holds the connection's handle (and so this): let go.
+    seen.stop_waiting();
     if !shutting_down {
         let _ = core.tx.send(CoreMsg::Closed { conn }).await;
     }
@@ -396,7 +398,7 @@ where
 /// A connection's writer: the core's frames to the socket, in order.
 struct Writer {
     conn: u64,
-    seen: SessionSeen,
+    seen: Arc<Seen>,
     progress: Progress,
     /// How long the socket may accept nothing while a frame waits.
     stall: std::time::Duration,
@@ -421,7 +423,7 @@ impl Writer {
             }
         };
         while let Some(text) = out_rx.recv().await {
-            learn_session(&self.seen, &text);
+            self.seen.learn(&text);
             let sent = stall::send(&mut sink, Message::text(text), &self.progress, self.stall);
             let sent = sent.await;
             if sent != Sent::Done {
@@ -450,7 +452,7 @@ struct Conn<'a> {
     core: &'a Core,
     out: &'a mpsc::Sender<String>,
     config: &'a Config,
-    seen: &'a SessionSeen,
+    seen: &'a Seen,
     conn: u64,
     peer: std::net::IpAddr,
     /// In a cluster: requests for other nodes' pipelines go there (and this connection as
@@ -477,7 +479,7 @@ async fn forward(c: &Conn<'_>, text: &str) -> bool {
                 conn: c.conn,
                 peer: c.peer,
                 client: handle,
-                session: c.seen.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                session: c.seen.session(),
                 text,
             };
             // Boxed: the route future (store look-ups, the link) would otherwise sit in every
@@ -509,28 +511,66 @@ fn error_reply(code: ErrorCode, message: &str) -> String {
     RpcResponse::error(None, KurentoError::new(code, message)).to_text()
 }
 
-/// The session this connection speaks for, as last seen in a response sent on it.
-type SessionSeen = Arc<std::sync::Mutex<Option<String>>>;
+/// The session a connection speaks for, as last seen in a response sent on it (its writer
+/// reads each one), and what waits for a response naming a session.
+#[derive(Default)]
+pub(crate) struct Seen {
+    session: std::sync::Mutex<Option<String>>,
+    /// Run (once) when a response names this session: a resume the entry acts on only once
+    /// it is accepted (link/manager.rs).
+    waiting: std::sync::Mutex<Option<(String, Waiting)>>,
+}
 
-/// Remembers the `sessionId` of a response (results list their keys in order, and the
-/// pattern cannot occur inside a JSON string, where quotes are escaped).
-fn learn_session(seen: &SessionSeen, text: &str) {
-    if !text.starts_with("{\"id\"") {
-        return;
+/// What waits for a response naming a session.
+pub(crate) type Waiting = Box<dyn FnOnce() + Send>;
+
+impl Seen {
+    /// The session of the last response that named one.
+    pub(crate) fn session(&self) -> Option<String> {
+        crate::lock(&self.session).clone()
     }
-    const KEY: &str = "\"sessionId\":\"";
-    if let Some(i) = text.find(KEY) {
-        let rest = &text[i + KEY.len()..];
-        if let Some(j) = rest.find('"') {
-            *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(rest[..j].to_string());
+
+    /// Remembers the `sessionId` of a response (results list their keys in order, and the
+    /// pattern cannot occur inside a JSON string, where quotes are escaped; an error names
+    /// none), and runs what waited for it.
+    pub(crate) fn learn(&self, text: &str) {
+        if !text.starts_with("{\"id\"") {
+            return;
         }
+        const KEY: &str = "\"sessionId\":\"";
+        let Some(i) = text.find(KEY) else {
+            return;
+        };
+        let rest = &text[i + KEY.len()..];
+        let Some(j) = rest.find('"') else {
+            return;
+        };
+        let s = &rest[..j];
+        *crate::lock(&self.session) = Some(s.to_string());
+        let ready = {
+            let mut w = crate::lock(&self.waiting);
+            w.take_if(|(x, _)| x == s)
+        };
+        if let Some((_, then)) = ready {
+            then();
+        }
+    }
+
+    /// Nothing waits any more (the connection ended).
+    pub(crate) fn stop_waiting(&self) {
+        crate::lock(&self.waiting).take();
+    }
+
+    /// Runs `then` once a response names session `s` (replacing what waited before).
+    pub(crate) fn when_answered_in(&self, s: &str, then: Waiting) {
+        *crate::lock(&self.waiting) = Some((s.to_string(), then));
     }
 }
 
 /// Answers a plain keep-alive `ping` on the connection itself, so that pings stay fast
 /// however busy the engine is (kurento-client gives up on a server whose ping takes 20 s).
 /// Pings naming a session go to the engine, which binds it.
-fn local_pong(seen: &SessionSeen, text: &str) -> Option<String> {
+fn local_pong(seen: &Seen, text: &str) -> Option<String> {
     if text.len() > 256 || !text.contains("\"ping\"") {
         return None;
     }
@@ -545,7 +585,7 @@ fn local_pong(seen: &SessionSeen, text: &str) -> Option<String> {
         return None;
     }
     let mut result = serde_json::json!({"value": "pong"});
-    if let Some(s) = seen.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+    if let Some(s) = seen.session() {
         result["sessionId"] = serde_json::Value::from(s);
     }
     Some(RpcResponse::result(req.id, result).to_text())

@@ -91,6 +91,85 @@ async fn a_subscription_alone_reaches_every_node_also_one_frozen_then() {
     );
 }
 
+/// How many times `c` hears the ServerManager's `ty` event about `object` within `within`
+/// (without sending anything).
+async fn times_heard(c: &mut Client, ty: &str, object: &str, within: Duration) -> usize {
+    use futures_util::StreamExt;
+    let t0 = std::time::Instant::now();
+    let mut n = 0;
+    while let Some(left) = within.checked_sub(t0.elapsed()) {
+        let Ok(Some(Ok(m))) = tokio::time::timeout(left, c.ws.next()).await else {
+            break;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(m.to_text().unwrap_or("")) else {
+            continue;
+        };
+        let e = &v["params"]["value"];
+        if v["method"] == "onEvent" && e["type"] == ty && e["data"]["object"] == object {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The link from node-a to node-b breaks while node-b lives on in the same boot (frozen past
+/// the links' silence limit, then thawed), and is made again: the pipelines made on node-b
+/// afterwards are announced on the client's connection again, once each. (Since review
+/// R43-cluster 6 the copy made before, still in the client's session there, is bound to the
+/// new mirror instead of being made a second time beside it. The engine sends an event once
+/// per subscribing session, so the second copy was not heard twice: this test passes on the
+/// code before that change too; the unit tests of link/manager.rs show the change.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_made_again_to_the_same_boot_announces_each_object_once() {
+    let Some(t) = two_nodes("the ServerManager's events over a link made again", &[]).await else {
+        return;
+    };
+    let mut listener = Client::connect(t.port_a).await;
+    listener.subscribe(MANAGER, "ObjectCreated").await;
+    let mut maker = Client::connect(t.port_b).await;
+    assert!(
+        until_announced(&mut maker, &mut listener, "node-b", Duration::from_secs(20)).await,
+        "before the link broke, no pipeline made on node-b was announced in 20 s"
+    );
+    // node-b frozen past the 3 s silence limit: node-a's link to it breaks. Its record is
+    // kept alive meanwhile (as when only the nodes' network is cut), so it stays listed.
+    stop(&t.b).await;
+    assert_eq!(
+        redis_command(&t.redis, "PEXPIRE fluo:node:node-b 60000"),
+        ":1"
+    );
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    signal(&t.b, libc::SIGCONT);
+    // node-a links again (its task looks every second): the first pipeline announced after
+    // that is announced once.
+    let t0 = std::time::Instant::now();
+    loop {
+        let p = maker
+            .create("MediaPipeline", json!({ "fluoNode": "node-b" }))
+            .await
+            .unwrap();
+        let n = times_heard(
+            &mut listener,
+            "ObjectCreated",
+            &p,
+            Duration::from_millis(1500),
+        )
+        .await;
+        if n > 0 {
+            assert_eq!(n, 1, "{p} made on node-b was announced {n} times");
+            println!(
+                "after the link was made again: announced once, {:?} after the thaw",
+                t0.elapsed()
+            );
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "after the thaw, no pipeline made on node-b was announced in 20 s"
+        );
+    }
+}
+
 /// Makes pipelines on `node` through `maker` until `listener` hears one announced (each
 /// given 1 s), within `budget`: the entry's task makes its copy of the subscription there at
 /// a look (every second), so the first ones may come before it. Whether one was heard.

@@ -14,7 +14,7 @@
 
 use super::auth::{self, Challenge, Hello, Proof, Welcome};
 use super::lost::{self, Kept, Key, Who};
-use super::manager::{Answer, Answers};
+use super::manager::{Answer, Answers, Asked, Outcome};
 use super::route::{gone_for_good, object_of, rebind_id, Ask};
 use super::sessions::{Misses, Sessions};
 use super::{read_json, write_json, Frame, CONNECT, LINK_QUEUE, PATH, RETRY_AFTER};
@@ -57,12 +57,13 @@ pub(crate) enum Pending {
     Released(String),
     /// A request of the entry's own (a session bound again): the client never sees it.
     Swallow,
-    /// A client session's subscription to a ServerManager event, copied to the owner by the
-    /// entry ([`super::manager`]): the client never sees the answer, which goes to
-    /// `answers` (a refusal is made again).
+    /// A client session's subscription to a ServerManager event copied to the owner by the
+    /// entry, or the bind of a session holding such copies there ([`super::manager`]): the
+    /// client never sees the answer, which goes to `answers` (as does its loss with the
+    /// link).
     Copied {
         session: String,
-        event: String,
+        asked: Asked,
         answers: Answers,
     },
     /// A request naming `0`, an object of another pipeline than the called object's: the
@@ -196,7 +197,7 @@ pub(crate) struct ClientHandle {
     pub close: Arc<Closer>,
     /// The session the connection was last answered with, as its writer sees it (a client's
     /// WebSocket connection; not the entry's own).
-    seen: Option<Arc<Mutex<Option<String>>>>,
+    seen: Option<Arc<crate::ws::Seen>>,
 }
 
 /// Asks a client connection to close.
@@ -225,14 +226,24 @@ impl ClientHandle {
     }
 
     /// The handle, the connection's session read from `seen` (which its writer keeps).
-    pub(crate) fn seeing(mut self, seen: Arc<Mutex<Option<String>>>) -> ClientHandle {
+    pub(crate) fn seeing(mut self, seen: Arc<crate::ws::Seen>) -> ClientHandle {
         self.seen = Some(seen);
         self
     }
 
     /// The session the connection was last answered with, when it is known here.
     pub(crate) fn session(&self) -> Option<String> {
-        self.seen.as_ref().and_then(|s| lock(s).clone())
+        self.seen.as_ref().and_then(|s| s.session())
+    }
+
+    /// Runs `then` once the connection is answered in session `s` (its writer sees the
+    /// answer go out); whether it will be (a connection whose answers are not seen here: no).
+    pub(crate) fn when_answered_in(&self, s: &str, then: crate::ws::Waiting) -> bool {
+        let Some(seen) = &self.seen else {
+            return false;
+        };
+        seen.when_answered_in(s, then);
+        true
     }
 
     /// Queues `text` for the client; a client whose queue is full is closed.
@@ -507,6 +518,12 @@ impl Links {
         }
     }
 
+    /// Makes `link` the current one to its node (for tests).
+    #[cfg(test)]
+    pub(crate) fn put(&self, link: Arc<Link>) {
+        lock(&self.current).insert(link.node.clone(), link);
+    }
+
     /// The live link to `node` in `boot`, if there is one (none is made).
     pub(crate) fn live(&self, node: &NodeId, boot: u64) -> Option<Arc<Link>> {
         lock(&self.current)
@@ -584,6 +601,11 @@ impl SlotState {
 }
 
 impl Link {
+    /// The boot of the owner at the other end.
+    pub(crate) fn boot(&self) -> u64 {
+        self.boot
+    }
+
     /// The owner at the other end.
     pub(crate) fn owner(&self) -> Owner {
         Owner {
@@ -697,15 +719,19 @@ impl Link {
                 let swallow = done.as_ref().is_some_and(Pending::own);
                 if let Some(Pending::Copied {
                     session,
-                    event,
+                    asked,
                     answers,
                 }) = &done
                 {
+                    let outcome = v
+                        .get("error")
+                        .cloned()
+                        .map_or(Outcome::Done, Outcome::Refused);
                     lock(answers).push(Answer {
                         node: self.node.clone(),
                         session: session.clone(),
-                        event: event.clone(),
-                        error: v.get("error").cloned(),
+                        asked: asked.clone(),
+                        outcome,
                     });
                 }
                 if let Some(Pending::Foreign(o)) = &done {
@@ -823,6 +849,19 @@ impl Link {
         }
         let mut answered = 0;
         for ((conn, id), p) in &st.pending {
+            if let Pending::Copied {
+                session,
+                asked,
+                answers,
+            } = p
+            {
+                lock(answers).push(Answer {
+                    node: self.node.clone(),
+                    session: session.clone(),
+                    asked: asked.clone(),
+                    outcome: Outcome::Lost,
+                });
+            }
             let Some(c) = st.clients.get(conn) else {
                 continue;
             };
@@ -1146,7 +1185,7 @@ mod tests {
         let answers = Answers::default();
         let copied = || Pending::Copied {
             session: "s1".into(),
-            event: "ObjectCreated".into(),
+            asked: Asked::Copy("ObjectCreated".into()),
             answers: answers.clone(),
         };
         exchange(&link, &known, (1, 10), &c, copied(), None);
@@ -1165,21 +1204,26 @@ mod tests {
             "the client saw an answer of the entry's own"
         );
         let got = std::mem::take(&mut *lock(&answers));
-        let answer = |error: Option<Value>| Answer {
+        let answer = |outcome: Outcome| Answer {
             node: NodeId::new("node-b").unwrap(),
             session: "s1".into(),
-            event: "ObjectCreated".into(),
-            error,
+            asked: Asked::Copy("ObjectCreated".into()),
+            outcome,
         };
         let error = serde_json::json!({"code": 40000, "message": "no room"});
-        assert_eq!(got, vec![answer(Some(error)), answer(None)]);
-        // One in flight when the link breaks is not answered to the client either.
+        assert_eq!(
+            got,
+            vec![answer(Outcome::Refused(error)), answer(Outcome::Done)]
+        );
+        // One in flight when the link breaks is not answered to the client either; the
+        // manager hears it was lost (R43-cluster 6: it is made again).
         exchange(&link, &known, (1, 12), &c, copied(), None);
         link.broke("the connection closed");
         assert!(
             out.try_recv().is_err(),
             "the client was answered for the entry"
         );
+        assert_eq!(*lock(&answers), vec![answer(Outcome::Lost)]);
     }
 
     #[test]

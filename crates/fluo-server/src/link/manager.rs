@@ -6,7 +6,8 @@
 //! entry is also made on every other listed node, in the client's session on its mirror
 //! there, so that objects made anywhere are announced to it. A task makes those
 //! subscriptions, once the client's session is known, on each node listed (later ones too)
-//! and again on each new link to it. They are the session's, as the engine's own are: kept
+//! and again on a link to a new boot of it (a link made again to the same boot binds the
+//! session there, where they live on). They are the session's, as the engine's own are: kept
 //! through the session's grace period once its connection ended, and followed to the
 //! connection that resumes the session (bound there on each node), ended with the session.
 //! The rest (`getInfo`, `getKmd`, `getMetadata`, CPU and memory) is the entry's own: it
@@ -45,8 +46,8 @@ const GATHERED: [&str; 2] = ["getPipelines", "getSessions"];
 /// sessions' subscriptions to the ServerManager's events.
 pub(crate) struct Manager {
     rpc: OnceLock<Arc<Rpc>>,
-    listeners: Mutex<Listeners>,
-    wake: Notify,
+    listeners: Arc<Mutex<Listeners>>,
+    wake: Arc<Notify>,
     /// The other nodes' answers to the copied subscriptions, read at the next look.
     answers: Answers,
 }
@@ -55,14 +56,34 @@ pub(crate) struct Manager {
 /// ([`Pending::Copied`]).
 pub(crate) type Answers = Arc<Mutex<Vec<Answer>>>;
 
-/// A node's answer to a subscription copied there.
+/// A node's answer to one of the entry's requests about a session's copies there.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Answer {
     pub node: NodeId,
     pub session: String,
-    pub event: String,
-    /// Its error when the node refused it.
-    pub error: Option<Value>,
+    pub asked: Asked,
+    pub outcome: Outcome,
+}
+
+/// What the entry asked a node for a session.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Asked {
+    /// A copy of the session's subscription to this event type.
+    Copy(String),
+    /// The session bound to the client connection's mirror (`connect {sessionId}`), its
+    /// copies of these event types in it there: made over an earlier link to the same boot
+    /// of the node, or for an earlier connection.
+    Bind(Vec<String>),
+}
+
+/// What came of it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Outcome {
+    Done,
+    /// The node's error.
+    Refused(Value),
+    /// The link broke before the answer came: whether the node got it is not known.
+    Lost,
 }
 
 /// The client sessions' subscriptions to the ServerManager's events.
@@ -77,6 +98,10 @@ struct Listeners {
     unsessioned: HashMap<u64, Listener>,
     /// The session each connection with subscriptions speaks for (the sessions' `at`).
     conns: HashMap<u64, String>,
+    /// The session with subscriptions each connection asked to resume (`connect`,
+    /// `keepAlive` or `ping` naming it), not answered yet: they follow it once it is
+    /// accepted (R43-cluster 7), unless the connection ended first.
+    resuming: HashMap<u64, String>,
 }
 
 /// A client connection: where a session's events go now.
@@ -117,23 +142,23 @@ impl Refusal {
     }
 }
 
-/// What was made on one node: over which link, on which client connection's mirror, the
-/// subscriptions to which event types.
+/// What was made on one node: over which link (to which boot of it), on which client
+/// connection's mirror, the subscriptions to which event types. They live in the session
+/// there for as long as the node's own session does: a link made again to the same boot
+/// finds them (the session is bound to the new mirror), one to a new boot does not.
 struct Made {
     link: Weak<Link>,
+    boot: u64,
     conn: u64,
     events: HashSet<String>,
 }
 
-/// What the task has to send a node for a session.
+/// A node the task has something to send for a session (what, [`Listener::plan`] says
+/// again over the link it gets).
 struct Todo {
     session: String,
     at: At,
     node: NodeRecord,
-    /// The session was made there on another connection: bind it to this one first.
-    bind: bool,
-    /// The subscriptions not made there on its current link.
-    reqs: Vec<Map<String, Value>>,
 }
 
 impl Manager {
@@ -141,8 +166,8 @@ impl Manager {
     pub(crate) fn new(grace: Duration) -> Manager {
         Manager {
             rpc: OnceLock::new(),
-            listeners: Mutex::new(Listeners::new(grace)),
-            wake: Notify::new(),
+            listeners: Arc::new(Mutex::new(Listeners::new(grace))),
+            wake: Arc::new(Notify::new()),
             answers: Answers::default(),
         }
     }
@@ -259,18 +284,58 @@ impl Router {
         true
     }
 
-    /// `ask`'s connection speaks for session `s` (a request in it, or a `connect`,
-    /// `keepAlive` or `ping` naming it): the session's subscriptions, if it has some on
-    /// another connection (or on none, its connection ended), are this one's now, and the
-    /// task binds the session to it on the nodes they were made on. (Not for the entry's
-    /// own connections.)
+    /// `ask`'s connection asks to resume session `s` (a `connect`, `keepAlive` or `ping`
+    /// naming it), which the engines may refuse: its subscriptions follow only once an
+    /// answer in `s` goes out on the connection ([`Router::resumed`] then), not before
+    /// (R43-cluster 7: a refused `connect` moved them and bound the session on the nodes).
+    pub(super) fn resuming(&self, ask: &Ask<'_>, s: &str) {
+        let conn = ask.conn;
+        {
+            let mut all = lock(&self.manager.listeners);
+            if !all.sessions.contains_key(s) {
+                all.resuming.remove(&conn);
+                return;
+            }
+            all.resuming.insert(conn, s.to_string());
+        }
+        let (listeners, wake) = (self.manager.listeners.clone(), self.manager.wake.clone());
+        let (session, to) = (s.to_string(), at(ask));
+        let then = Box::new(move || {
+            if lock(&listeners).accepted(&session, to) {
+                tracing::debug!(conn, session, "link: the ServerManager subscriptions of a session follow it to a new connection");
+                wake.notify_one();
+            }
+        });
+        if !ask.client.when_answered_in(s, then) {
+            lock(&self.manager.listeners).resuming.remove(&conn);
+        }
+    }
+
+    /// `ask`'s connection speaks for session `s` (a request in it, as its last answer
+    /// said): the session's subscriptions, if it has some on another connection (or on
+    /// none, its connection ended), are this one's now, as the engine binds a session to
+    /// the connection of its last request, and the task binds the session to it on the
+    /// nodes they were made on: at once for a session resumed (it was on no connection),
+    /// at the task's next look when it comes from another live connection, so that two
+    /// connections of one session taking turns cost at most one bind per node and look,
+    /// and none when they end where they were (R43-cluster 3). (Not for the entry's own
+    /// connections.)
     pub(super) fn resumed(&self, ask: &Ask<'_>, s: &str) {
-        if lock(&self.manager.listeners).attach(s, at(ask)) {
-            tracing::debug!(
-                conn = ask.conn,
-                session = s,
-                "link: the ServerManager subscriptions of a session follow it to a new connection"
-            );
+        let moved = {
+            let mut all = lock(&self.manager.listeners);
+            let from_live = all.sessions.get(s).is_some_and(|l| l.at.is_some());
+            all.attach(s, at(ask)).then_some(from_live)
+        };
+        let Some(from_live) = moved else {
+            return;
+        };
+        tracing::debug!(
+            conn = ask.conn,
+            session = s,
+            from_live,
+            "link: the ServerManager subscriptions of a session follow it to a new connection"
+        );
+        if !from_live {
             self.manager.wake.notify_one();
         }
     }
@@ -383,19 +448,26 @@ impl Router {
             session: Some(t.session.clone()),
             text: "",
         };
-        if t.bind && !bind(&ask, link, &t.session) {
-            tracing::debug!(node = %t.node.info.id, "link: ServerManager subscriptions not bound there yet (the link refused it)");
+        // Planned again over the link got: the look may have found none (the old one broke)
+        // and this one may be to the same boot, where the copies live on (R43-cluster 6).
+        let node = &t.node.info.id;
+        let (bind, reqs) = l.plan(node, Some(link), t.at.conn, Instant::now());
+        if !bind && reqs.is_empty() {
             return;
         }
-        let copies = &self.manager.answers;
-        let n = send_subscriptions(&ask, link, &t.session, &t.reqs, copies);
-        if n < t.reqs.len() {
-            tracing::debug!(node = %t.node.info.id, sent = n, of = t.reqs.len(), "link: ServerManager subscriptions not all made there yet (the link refused them)");
-        }
-        // Those sent are recorded even when a later one was refused: made again, the node
-        // would hold them twice and the client hear their events twice (R43-cluster 2).
-        if n > 0 {
-            l.sent(&t.node.info.id, link, t.at.conn, &t.reqs[..n]);
+        match l.send(
+            &ask,
+            (&t.session, node, link),
+            (bind, &reqs),
+            &self.manager.answers,
+        ) {
+            None => {
+                tracing::debug!(%node, "link: ServerManager subscriptions not bound there yet (the link refused it)");
+            }
+            Some(n) if n < reqs.len() => {
+                tracing::debug!(%node, sent = n, of = reqs.len(), "link: ServerManager subscriptions not all made there yet (the link refused them)");
+            }
+            Some(_) => {}
         }
     }
 
@@ -405,19 +477,23 @@ impl Router {
     /// made there, in that order on the link (the task would make it too, but may come
     /// later). Nothing for a session without such subscriptions, on another connection, or
     /// a connection with no session yet. (The request itself, in the session, binds it there
-    /// to this connection.)
+    /// to this connection, which is recorded: the task need not bind it there.)
     pub(super) fn subscriptions_first(&self, ask: &Ask<'_>, node: &NodeId, link: &Arc<Link>) {
         let mut all = lock(&self.manager.listeners);
         let Some((session, l)) = all.on(ask.conn, ask.session.clone()) else {
             return;
         };
-        let reqs = l.missing(node, Some(link), Instant::now());
-        let copies = &self.manager.answers;
-        if !reqs.is_empty() {
-            let n = send_subscriptions(ask, link, &session, &reqs, copies);
-            if n > 0 {
-                l.sent(node, link, ask.conn, &reqs[..n]);
-            }
+        let (bind, reqs) = l.plan(node, Some(link), ask.conn, Instant::now());
+        // Over the same link the request itself, in the session, binds it there to this
+        // connection: no bind of the entry's own (R43-cluster 3).
+        let same_link = l.made.get(node).is_some_and(|m| same(link, m));
+        let bind = bind && !same_link;
+        if bind || !reqs.is_empty() {
+            let to = (&session[..], node, link);
+            l.send(ask, to, (bind, &reqs), &self.manager.answers);
+        }
+        if let Some(m) = l.made.get_mut(node).filter(|m| same(link, m)) {
+            m.conn = ask.conn;
         }
     }
 
@@ -448,6 +524,7 @@ impl Listeners {
             sessions: HashMap::new(),
             unsessioned: HashMap::new(),
             conns: HashMap::new(),
+            resuming: HashMap::new(),
         }
     }
 
@@ -497,6 +574,17 @@ impl Listeners {
         true
     }
 
+    /// The resume of session `s` that connection `at` asked for was accepted (an answer in
+    /// `s` went out on it): its subscriptions follow it, as [`Listeners::attach`], unless the
+    /// connection ended or asked for another since. Whether they moved.
+    fn accepted(&mut self, s: &str, at: At) -> bool {
+        if self.resuming.get(&at.conn).is_none_or(|x| x != s) {
+            return false;
+        }
+        self.resuming.remove(&at.conn);
+        self.attach(s, at)
+    }
+
     /// Session `s` is on no connection since `now`.
     fn park(&mut self, s: &str, now: Instant) {
         if let Some(l) = self.sessions.get_mut(s) {
@@ -511,6 +599,7 @@ impl Listeners {
     /// resumed; those of a connection with no session yet end.
     fn closed(&mut self, conn: u64, now: Instant) {
         self.unsessioned.remove(&conn);
+        self.resuming.remove(&conn);
         if let Some(s) = self.conns.remove(&conn) {
             self.park(&s, now);
         }
@@ -575,21 +664,35 @@ impl Listeners {
         });
     }
 
-    /// What the nodes answered to copies: one refused is logged (at warn the first time)
-    /// and made again at a later look, after [`Refusal::wait`].
+    /// What the nodes answered to copies and binds: a copy refused is logged (at warn the
+    /// first time) and made again at a later look, after [`Refusal::wait`]; one whose answer
+    /// the link lost is made again (the node may not have got it); a session whose bind was
+    /// refused ended there, and its copies are made again.
     fn heard(&mut self, answers: Vec<Answer>, now: Instant) {
         for a in answers {
             let Some(l) = self.sessions.get_mut(&a.session) else {
                 continue;
             };
-            let key = (a.node.clone(), a.event.clone());
-            let Some(error) = a.error else {
-                l.refused.remove(&key);
-                continue;
+            let (event, error) = match (a.asked, a.outcome) {
+                (Asked::Copy(e), Outcome::Refused(error)) => (e, error),
+                (Asked::Copy(e), Outcome::Done) => {
+                    l.refused.remove(&(a.node, e));
+                    continue;
+                }
+                (Asked::Copy(e), Outcome::Lost) => {
+                    l.unmade(&a.node, &[e]);
+                    continue;
+                }
+                (Asked::Bind(events), Outcome::Refused(error)) => {
+                    tracing::debug!(node = %a.node, session = %a.session, %error, "link: a session holding ServerManager subscriptions ended on a node; they are made there again");
+                    l.unmade(&a.node, &events);
+                    continue;
+                }
+                // A bind lost with its link: the next link to the node binds again.
+                (Asked::Bind(_), Outcome::Done | Outcome::Lost) => continue,
             };
-            if let Some(m) = l.made.get_mut(&a.node) {
-                m.events.remove(&a.event);
-            }
+            let key = (a.node.clone(), event.clone());
+            l.unmade(&a.node, std::slice::from_ref(&event));
             let times = l.refused.get(&key).map_or(1, |r| r.times.saturating_add(1));
             let wait = Refusal::wait(times);
             l.refused.insert(
@@ -600,9 +703,9 @@ impl Listeners {
                 },
             );
             if times == 1 {
-                tracing::warn!(node = %a.node, session = %a.session, event = %a.event, %error, "link: a node refused a ServerManager subscription copied there; it is made again later, after a wait that doubles while it keeps refusing");
+                tracing::warn!(node = %a.node, session = %a.session, %event, %error, "link: a node refused a ServerManager subscription copied there; it is made again later, after a wait that doubles while it keeps refusing");
             } else {
-                tracing::debug!(node = %a.node, session = %a.session, event = %a.event, %error, times, wait_ms = wait.as_millis() as u64, "link: a node refused a ServerManager subscription copied there again");
+                tracing::debug!(node = %a.node, session = %a.session, %event, %error, times, wait_ms = wait.as_millis() as u64, "link: a node refused a ServerManager subscription copied there again");
             }
         }
     }
@@ -622,18 +725,12 @@ impl Listeners {
             };
             for node in others {
                 let link = live(node);
-                let reqs = l.missing(&node.info.id, link.as_ref(), now);
-                // Made there on this link for another connection: bound to this one.
-                let bind = l.made.get(&node.info.id).is_some_and(|m| {
-                    m.conn != at.conn && link.as_ref().is_some_and(|x| same(x, m))
-                });
+                let (bind, reqs) = l.plan(&node.info.id, link.as_ref(), at.conn, now);
                 if bind || !reqs.is_empty() {
                     todo.push(Todo {
                         session: session.clone(),
                         at: at.clone(),
                         node: node.clone(),
-                        bind,
-                        reqs,
                     });
                 }
             }
@@ -658,41 +755,93 @@ impl Listener {
         }
     }
 
-    /// The subscriptions not made on `node` over `link` (all of them on another link, or
-    /// none now), less those `node` refused whose wait has not run out at `now`.
-    fn missing(
+    /// What to send `node` over `link` (none yet: all of them) for the session on connection
+    /// `conn`: whether to bind the session to that connection's mirror first (copies made
+    /// there live in the session on the node, made over an earlier link to the same boot or
+    /// on another connection), and the subscriptions not made there (all of them in another
+    /// boot), less those `node` refused whose wait has not run out at `now`. Copies made
+    /// over an earlier link to the same boot are not made again: the node still holds
+    /// them, and would hold them twice (R43-cluster 6); the bind tells whether it does.
+    fn plan(
         &self,
         node: &NodeId,
         link: Option<&Arc<Link>>,
+        conn: u64,
         now: Instant,
-    ) -> Vec<Map<String, Value>> {
-        let made = self
-            .made
-            .get(node)
-            .filter(|m| link.is_some_and(|l| same(l, m)));
+    ) -> (bool, Vec<Map<String, Value>>) {
+        let kept = self.made.get(node).and_then(|m| {
+            let link = link.filter(|l| same(l, m) || m.boot == l.boot())?;
+            Some((m, link))
+        });
+        let bind = kept
+            .is_some_and(|(m, link)| !m.events.is_empty() && (m.conn != conn || !same(link, m)));
+        let kept = kept.map(|(m, _)| m);
         let waiting = |event: &str| {
             self.refused
                 .iter()
                 .any(|((n, e), r)| n == node && e == event && r.retry_at > now)
         };
-        self.reqs
+        let reqs = self
+            .reqs
             .iter()
-            .filter(|r| made.is_none_or(|m| !m.events.contains(event_type(r))))
+            .filter(|r| kept.is_none_or(|m| !m.events.contains(event_type(r))))
             .filter(|r| !waiting(event_type(r)))
             .cloned()
-            .collect()
+            .collect();
+        (bind, reqs)
+    }
+
+    /// Sends `plan` (bind first, then the subscriptions) of `session` to `node` over `link`
+    /// for `ask`'s connection, and records what went: `None` when the bind was refused (nothing sent),
+    /// else how many subscriptions were sent, from the first (the link refuses the rest
+    /// once it refuses one). Those sent are recorded even when a later one was refused:
+    /// made again, the node would hold them twice (R43-cluster 2).
+    fn send(
+        &mut self,
+        ask: &Ask<'_>,
+        (session, node, link): (&str, &NodeId, &Arc<Link>),
+        (bind, reqs): (bool, &[Map<String, Value>]),
+        answers: &Answers,
+    ) -> Option<usize> {
+        if bind {
+            let m = self.made.get_mut(node)?;
+            let events = m.events.iter().cloned().collect();
+            if !bind_there(ask, link, session, events, answers) {
+                return None;
+            }
+            m.link = Arc::downgrade(link);
+            m.conn = ask.conn;
+        }
+        let n = send_subscriptions(ask, link, session, reqs, answers);
+        if n > 0 {
+            self.sent(node, link, ask.conn, &reqs[..n]);
+        }
+        Some(n)
+    }
+
+    /// The copies of `events` are not (or may not be) on `node`: made there again.
+    fn unmade(&mut self, node: &NodeId, events: &[String]) {
+        if let Some(m) = self.made.get_mut(node) {
+            for e in events {
+                m.events.remove(e);
+            }
+        }
     }
 
     /// `reqs` were sent to `node` over `link` on connection `conn`'s mirror.
     fn sent(&mut self, node: &NodeId, link: &Arc<Link>, conn: u64, reqs: &[Map<String, Value>]) {
         let m = self.made.entry(node.clone()).or_insert_with(|| Made {
             link: Arc::downgrade(link),
+            boot: link.boot(),
             conn,
             events: HashSet::new(),
         });
         if !same(link, m) {
+            if m.boot != link.boot() {
+                m.events.clear();
+            }
             m.link = Arc::downgrade(link);
-            m.events.clear();
+            m.boot = link.boot();
         }
         m.conn = conn;
         m.events
@@ -700,13 +849,26 @@ impl Listener {
     }
 }
 
-/// Binds `session` to `ask`'s connection on the node at the end of `link` (a `ping` naming
-/// it, the entry's own); whether it was sent.
-fn bind(ask: &Ask<'_>, link: &Link, session: &str) -> bool {
+/// Binds `session`, holding the copies of `events` on the node at the end of `link`, to
+/// `ask`'s connection there (a `connect` naming it, the entry's own: answered 40007 when the
+/// session ended there, its grace period run out, and then they are made again); whether
+/// it was sent.
+fn bind_there(
+    ask: &Ask<'_>,
+    link: &Link,
+    session: &str,
+    events: Vec<String>,
+    answers: &Answers,
+) -> bool {
     let own = rebind_id();
-    let text = json!({"jsonrpc": "2.0", "id": own, "method": "ping",
+    let text = json!({"jsonrpc": "2.0", "id": own, "method": "connect",
         "params": {"sessionId": session}});
-    link.send(ask, Some(&own), Pending::Swallow, text.to_string())
+    let pending = Pending::Copied {
+        session: session.to_string(),
+        asked: Asked::Bind(events),
+        answers: answers.clone(),
+    };
+    link.send(ask, Some(&own), pending, text.to_string())
         .is_ok()
 }
 
@@ -730,7 +892,7 @@ fn send_subscriptions(
             }
             let pending = Pending::Copied {
                 session: session.to_string(),
-                event: event_type(&r).to_string(),
+                asked: Asked::Copy(event_type(&r).to_string()),
                 answers: answers.clone(),
             };
             let text = Value::Object(r).to_string();
@@ -749,335 +911,5 @@ fn list(result: &Value) -> Vec<Value> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
-
-    #[test]
-    fn only_the_lists_and_the_managers_subscriptions_span_the_cluster() {
-        let inv = |op: &str, object: &str| {
-            req(json!({"method": "invoke", "params": {"object": object, "operation": op}}))
-        };
-        assert_eq!(
-            gathered(&inv("getPipelines", SERVER_MANAGER_ID)),
-            Some("getPipelines")
-        );
-        assert_eq!(
-            gathered(&inv("getSessions", SERVER_MANAGER_ID)),
-            Some("getSessions")
-        );
-        for op in [
-            "getInfo",
-            "getKmd",
-            "getCpuCount",
-            "getUsedMemory",
-            "getMetadata",
-        ] {
-            assert_eq!(gathered(&inv(op, SERVER_MANAGER_ID)), None, "{op}");
-        }
-        assert_eq!(
-            gathered(&inv("getPipelines", "p_kurento.MediaPipeline")),
-            None
-        );
-        let sub = |object: &str| {
-            req(
-                json!({"method": "subscribe", "params": {"object": object, "type": "ObjectCreated"}}),
-            )
-        };
-        assert!(manager_subscribe(&sub(SERVER_MANAGER_ID)));
-        assert!(!manager_subscribe(&sub("p_kurento.MediaPipeline")));
-        assert!(!manager_subscribe(&inv("getPipelines", SERVER_MANAGER_ID)));
-    }
-
-    fn record(id: &str, boot: u64) -> NodeRecord {
-        NodeRecord {
-            boot,
-            info: fluo_cluster::NodeInfo {
-                id: NodeId::new(id).unwrap(),
-                signalling: "ws://127.0.0.1:9/kurento".into(),
-                peer: "127.0.0.1:9".into(),
-                capacity: 10,
-            },
-            stats: Default::default(),
-        }
-    }
-
-    /// Client connection `conn` (its handle, what it is sent).
-    fn conn(conn: u64) -> (At, tokio::sync::mpsc::Receiver<String>) {
-        let (tx, rx) = tokio::sync::mpsc::channel(8);
-        let at = At {
-            conn,
-            client: ClientHandle::new(tx),
-            peer: IpAddr::from([127, 0, 0, 1]),
-        };
-        (at, rx)
-    }
-
-    fn sub(event: &str) -> Map<String, Value> {
-        req(json!({"jsonrpc": "2.0", "id": 3, "method": "subscribe",
-            "params": {"object": SERVER_MANAGER_ID, "type": event}}))
-    }
-
-    /// A todo as (connection, node, bind, event types).
-    type Due = (u64, String, bool, Vec<String>);
-
-    /// What is due for each todo.
-    fn due(l: &Listeners, others: &[NodeRecord], link: &Arc<Link>) -> Vec<Due> {
-        due_at(l, others, link, Instant::now())
-    }
-
-    /// What is due for each todo at `now`.
-    fn due_at(l: &Listeners, others: &[NodeRecord], link: &Arc<Link>, now: Instant) -> Vec<Due> {
-        let todo = l.due(others, now, |_| Some(link.clone()));
-        let events = |t: &Todo| -> Vec<String> {
-            t.reqs.iter().map(|r| event_type(r).to_string()).collect()
-        };
-        todo.iter()
-            .map(|t| (t.at.conn, t.node.info.id.to_string(), t.bind, events(t)))
-            .collect()
-    }
-
-    /// Records `l`'s todos as sent over `link`.
-    fn send_all(l: &mut Listeners, others: &[NodeRecord], link: &Arc<Link>) {
-        send_all_at(l, others, link, Instant::now());
-    }
-
-    /// Records `l`'s todos at `now` as sent over `link`.
-    fn send_all_at(l: &mut Listeners, others: &[NodeRecord], link: &Arc<Link>, now: Instant) {
-        for t in l.due(others, now, |_| Some(link.clone())) {
-            let m = l.sessions.get_mut(&t.session).unwrap();
-            m.sent(&t.node.info.id, link, t.at.conn, &t.reqs);
-        }
-    }
-
-    #[test]
-    fn a_sessions_subscriptions_follow_it_to_a_new_connection_and_end_with_it() {
-        let grace = Duration::from_secs(5);
-        let mut l = Listeners::new(grace);
-        let b = [record("node-b", 1)];
-        let (link, _frames) = super::super::entry::detached("node-b", 1);
-        let (at1, _rx1) = conn(1);
-        assert!(l.listen(at1.clone(), Some("s".into()), &sub("ObjectCreated")));
-        assert!(
-            !l.listen(at1, Some("s".into()), &sub("ObjectCreated")),
-            "one per type"
-        );
-        let made = |c, n: &str| vec![(c, n.to_string(), false, vec!["ObjectCreated".to_string()])];
-        assert_eq!(due(&l, &b, &link), made(1, "node-b"));
-        send_all(&mut l, &b, &link);
-        assert!(due(&l, &b, &link).is_empty());
-        // The connection ends: kept through the grace period, nothing to make meanwhile.
-        let t0 = Instant::now();
-        l.closed(1, t0);
-        l.tidy(t0 + grace - Duration::from_millis(1));
-        assert!(l.sessions.contains_key("s"));
-        assert!(due(&l, &b, &link).is_empty());
-        // Resumed on connection 2: bound to it where made (nothing made again there); a node
-        // listed since gets the subscription on connection 2.
-        let (at2, _rx2) = conn(2);
-        assert!(l.attach("s", at2.clone()));
-        assert!(!l.attach("s", at2.clone()), "already there");
-        let (link_c, _frames_c) = super::super::entry::detached("node-c", 1);
-        assert_eq!(
-            due(&l, &b, &link),
-            vec![(2, "node-b".to_string(), true, vec![])]
-        );
-        assert_eq!(due(&l, &[record("node-c", 1)], &link_c), made(2, "node-c"));
-        send_all(&mut l, &b, &link);
-        assert!(due(&l, &b, &link).is_empty());
-        // A new link to node-b (it broke, or the node restarted): made again there.
-        let (link2, _frames2) = super::super::entry::detached("node-b", 1);
-        assert_eq!(due(&l, &b, &link2), made(2, "node-b"));
-        // Connection 2 ends too; past the grace period the session's subscriptions end, and
-        // a later connection speaking for it finds none.
-        let t1 = Instant::now();
-        l.closed(2, t1);
-        l.tidy(t1 + grace);
-        assert!(l.sessions.is_empty());
-        assert!(!l.attach("s", at2));
-        // A closeSession ends them at once.
-        let (at3, _rx3) = conn(3);
-        l.listen(at3, Some("s3".into()), &sub("ObjectCreated"));
-        l.ended("s3");
-        assert!(l.sessions.is_empty() && l.conns.is_empty());
-        // A connection that speaks for another session leaves the first one's subscriptions
-        // waiting for it, as the engine leaves that session.
-        let (at4, _rx4) = conn(4);
-        l.listen(at4.clone(), Some("s4".into()), &sub("ObjectCreated"));
-        assert!(!l.attach("s5", at4.clone()));
-        assert!(l.sessions["s4"].at.is_none() && l.conns.is_empty());
-        assert!(l.attach("s4", at4));
-        assert_eq!(l.conns.get(&4).map(String::as_str), Some("s4"));
-    }
-
-    #[test]
-    fn a_subscription_kept_before_its_session_was_known_is_the_sessions_once_learnt() {
-        let mut l = Listeners::new(Duration::from_secs(5));
-        let b = [record("node-b", 1)];
-        let (link, _frames) = super::super::entry::detached("node-b", 1);
-        let seen = Arc::new(Mutex::new(None));
-        let (mut at, _rx) = conn(1);
-        at.client = at.client.seeing(seen.clone());
-        l.listen(at.clone(), None, &sub("ObjectCreated"));
-        // Nothing to make before the session is known; a connection that ends first leaves
-        // nothing.
-        l.tidy(Instant::now());
-        assert!(due(&l, &b, &link).is_empty());
-        *lock(&seen) = Some("s".into());
-        assert_eq!(l.learnt(1).as_deref(), Some("s"));
-        l.listen(at, Some("s".into()), &sub("ObjectDestroyed"));
-        let events = vec!["ObjectCreated".to_string(), "ObjectDestroyed".to_string()];
-        assert_eq!(
-            due(&l, &b, &link),
-            vec![(1, "node-b".into(), false, events)]
-        );
-        let (at2, _rx2) = conn(2);
-        l.listen(at2, None, &sub("ObjectCreated"));
-        l.closed(2, Instant::now());
-        assert!(l.unsessioned.is_empty());
-    }
-
-    /// A connection's first request was its subscription; the next one, in the session the
-    /// answer gave, goes to another node before the task's look: the subscription is the
-    /// session's by then, so it is made there first (`subscribe` then `create`).
-    #[test]
-    fn a_request_in_the_session_finds_a_subscription_kept_before_it_was_known() {
-        let mut l = Listeners::new(Duration::from_secs(5));
-        let seen = Arc::new(Mutex::new(None));
-        let (mut at, _rx) = conn(1);
-        at.client = at.client.seeing(seen.clone());
-        l.listen(at, None, &sub("ObjectCreated"));
-        assert!(l.on(1, None).is_none(), "no session yet");
-        *lock(&seen) = Some("s".into());
-        let (s, got) = l
-            .on(1, Some("s".into()))
-            .expect("the session's subscriptions");
-        assert_eq!(s, "s");
-        assert_eq!(got.reqs.len(), 1);
-        assert!(l.unsessioned.is_empty());
-        assert!(l.on(2, Some("s".into())).is_none(), "another connection's");
-        // So is a second subscription, in the session: both the session's at once.
-        let seen = Arc::new(Mutex::new(None));
-        let (mut at, _rx) = conn(3);
-        at.client = at.client.seeing(seen.clone());
-        l.listen(at.clone(), None, &sub("ObjectCreated"));
-        *lock(&seen) = Some("s3".into());
-        l.listen(at, Some("s3".into()), &sub("ObjectDestroyed"));
-        assert!(l.unsessioned.is_empty());
-        assert_eq!(l.sessions["s3"].reqs.len(), 2);
-    }
-
-    #[test]
-    fn a_copy_a_node_refused_is_made_again_after_a_wait_that_doubles() {
-        let mut l = Listeners::new(Duration::from_secs(5));
-        let b = [record("node-b", 1)];
-        let (link, _frames) = super::super::entry::detached("node-b", 1);
-        let (at, _rx) = conn(1);
-        l.listen(at.clone(), Some("s".into()), &sub("ObjectCreated"));
-        l.listen(at, Some("s".into()), &sub("ObjectDestroyed"));
-        send_all(&mut l, &b, &link);
-        let answer = |event: &str, error: Option<Value>| Answer {
-            node: NodeId::new("node-b").unwrap(),
-            session: "s".into(),
-            event: event.into(),
-            error,
-        };
-        let refusal = json!({"code": 40000, "message": "too many subscriptions"});
-        let again = vec![(
-            1,
-            "node-b".to_string(),
-            false,
-            vec!["ObjectDestroyed".to_string()],
-        )];
-        let key = (
-            NodeId::new("node-b").unwrap(),
-            "ObjectDestroyed".to_string(),
-        );
-        let ms = Duration::from_millis;
-        // One made, one refused: only the refused one again, once its wait (1 s, then 2 s,
-        // 4 s ... at most RETRY_MAX) has run out, and again while it is refused.
-        let t0 = Instant::now();
-        l.heard(
-            vec![
-                answer("ObjectCreated", None),
-                answer("ObjectDestroyed", Some(refusal.clone())),
-            ],
-            t0,
-        );
-        assert!(l.sessions["s"].refused.contains_key(&key));
-        assert!(due_at(&l, &b, &link, t0 + ms(999)).is_empty());
-        assert_eq!(due_at(&l, &b, &link, t0 + ms(1000)), again);
-        let t1 = t0 + ms(1000);
-        l.heard(vec![answer("ObjectDestroyed", Some(refusal.clone()))], t1);
-        assert!(due_at(&l, &b, &link, t1 + ms(1999)).is_empty());
-        assert_eq!(due_at(&l, &b, &link, t1 + ms(2000)), again);
-        let mut t = t1 + ms(2000);
-        for _ in 0..20 {
-            l.heard(vec![answer("ObjectDestroyed", Some(refusal.clone()))], t);
-            t += RETRY_MAX;
-        }
-        assert_eq!(l.sessions["s"].refused[&key].times, 22);
-        assert!(due_at(&l, &b, &link, t - ms(1)).is_empty());
-        assert_eq!(due_at(&l, &b, &link, t), again);
-        // Made once it is taken: nothing more to make, nothing refused.
-        send_all_at(&mut l, &b, &link, t);
-        l.heard(vec![answer("ObjectDestroyed", None)], t);
-        assert!(due_at(&l, &b, &link, t).is_empty());
-        assert!(l.sessions["s"].refused.is_empty());
-        // An answer for a session no longer kept is ignored.
-        l.heard(
-            vec![Answer {
-                session: "gone".into(),
-                ..answer("ObjectCreated", None)
-            }],
-            t,
-        );
-    }
-
-    #[test]
-    fn a_list_is_read_from_an_answers_value() {
-        assert_eq!(
-            list(&json!({"value": ["a", "b"]})),
-            vec![json!("a"), json!("b")]
-        );
-        assert!(list(&json!({"value": 3})).is_empty());
-        assert!(list(&json!(null)).is_empty());
-    }
-
-    #[test]
-    fn subscriptions_a_full_link_refused_are_told_apart_from_those_it_took() {
-        // A link whose queue (64 frames) has room for three more: conn 1's mirror opening
-        // and two of its three copies; the third is refused, and the count says which were
-        // sent so that only they are recorded as made (R43-cluster 2).
-        let (link, _frames) = super::super::entry::detached("node-b", 1);
-        let (other, _rx) = conn(99);
-        fn ask_of(at: &At) -> Ask<'_> {
-            Ask {
-                conn: at.conn,
-                peer: at.peer,
-                client: &at.client,
-                session: Some("s".into()),
-                text: "",
-            }
-        }
-        for _ in 0..60 {
-            let filler = ask_of(&other);
-            link.send(&filler, None, Pending::Swallow, "{}".into())
-                .unwrap();
-        }
-        let (at, _rx) = conn(1);
-        let reqs = [sub("ObjectCreated"), sub("ObjectDestroyed"), sub("Other")];
-        let answers = Answers::default();
-        assert_eq!(
-            send_subscriptions(&ask_of(&at), &link, "s", &reqs, &answers),
-            2
-        );
-        assert_eq!(
-            send_subscriptions(&ask_of(&at), &link, "s", &reqs, &answers),
-            0
-        );
-    }
-}
+#[path = "manager_tests.rs"]
+mod tests;

@@ -128,7 +128,7 @@ impl Router {
         };
         if let Some(s) = names_session(&req) {
             if !super::is_internal(ask.conn) {
-                self.resumed(&ask, &s);
+                self.resuming(&ask, &s);
             }
             return self.rebind(&ask, req, &s).await;
         }
