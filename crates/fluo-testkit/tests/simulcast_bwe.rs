@@ -692,6 +692,57 @@ fn a_viewer_behind_300_kbits_with_a_5_kb_burst_for_120_s_is_not_lifted_by_probes
     held_for_120_s_behind(Link::tbf(300_000, 5_000, 7_500));
 }
 
+/// A plain publisher sending about 110 kbit/s and its viewer behind a 300 kbit/s tbf with a
+/// short queue (a 5 kB burst, 1.5 kB waiting): the viewer's initial probe (2 Mbit/s for 200
+/// ms) is mostly lost, so goog_cc's loss-based estimator falls to about 200 kbit/s while its
+/// delay-based one, which saw no queue grow, stays at the 1 Mbit/s start. Application
+/// limited, the viewer acknowledges about 110 kbit/s and no ALR probe comes (its estimate is
+/// above what it can use). Its estimate, and the publisher's REMB it is part of, must stay
+/// near what the link carries: goog_cc's loss-based estimator climbed back about 30 % a
+/// step, on no evidence, to the 1 Mbit/s start once the start's loss left its window (7-9 s:
+/// 217, 368, 622, 1004 kbit/s, then 1004 to the end; e2e 89's W did the same behind tc's
+/// tbf, there capped to q). Its climb is bounded by twice the acknowledged rate
+/// (`core::bwe::throughput`).
+#[test]
+fn an_application_limited_viewers_estimate_does_not_climb_back_to_the_start_after_its_initial_probes_loss(
+) {
+    let (mut w, p) = bwe_pipeline();
+    let pub_ep = w.create("WebRtcEndpoint", Some(&p));
+    let v_ep = w.create("WebRtcEndpoint", Some(&p));
+    let (publisher, v) = plain_call(&mut w, &pub_ep, &v_ep);
+    w.links.insert(v, Link::tbf(300_000, 5_000, 1_500));
+    let mut estimates = vec![];
+    for _ in 0..30 {
+        let mut tick = 0u64;
+        w.run(Duration::from_secs(1), Duration::from_millis(1), |w| {
+            let now = w.now.mono;
+            // 400-byte frames at 30 fps and the audio: about 110 kbit/s on the wire.
+            if tick.is_multiple_of(33) {
+                w.browsers[publisher].send_video_frame(now, 400);
+            }
+            if tick.is_multiple_of(20) {
+                w.browsers[publisher].send_audio_frame(now);
+            }
+            tick += 1;
+        });
+        let out = outbound(&mut w, &v_ep);
+        estimates.push(out["fluoBandwidthEstimate"].as_u64().unwrap_or(0) / 1000);
+    }
+    // The initial probe's loss made the viewer congested: its estimate is in the REMB.
+    let remb = w.browsers[publisher].remb_in.last().copied().unwrap_or(0);
+    eprintln!("estimates (kbit/s, each second) {estimates:?}; last REMB {remb}");
+    assert!(
+        w.links[&v].dropped > 0,
+        "the initial probe overflowed the queue"
+    );
+    assert!(estimates[2..].iter().all(|e| *e > 0), "{estimates:?}");
+    assert!(
+        estimates.iter().all(|e| *e < 450),
+        "under 1.5 times the link: {estimates:?}"
+    );
+    assert!(remb < 450_000, "the publisher's REMB: {remb}");
+}
+
 #[test]
 fn a_viewer_congested_late_counts_in_the_remb_at_once_its_warm_up_from_its_first_estimate() {
     let (mut w, p) = bwe_pipeline();
