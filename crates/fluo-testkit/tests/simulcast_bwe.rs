@@ -735,10 +735,15 @@ fn an_application_limited_viewers_estimate_does_not_climb_back_to_the_start_afte
         w.links[&v].dropped > 0,
         "the initial probe overflowed the queue"
     );
+    // The scenario: the start's loss showed the limit (with probe clusters of 30 ms, before
+    // h45, the initial probe fit the bucket: no loss to speak of, no congestion, the estimate
+    // stayed at the start and the viewer was not in the REMB).
+    let shown = (estimates[1..=5].iter()).any(|e| *e > 0 && *e < 450);
+    assert!(shown, "the start's loss showed the limit: {estimates:?}");
     assert!(estimates[2..].iter().all(|e| *e > 0), "{estimates:?}");
     assert!(
         estimates.iter().all(|e| *e < 450),
-        "under 1.5 times the link: {estimates:?}"
+        "under 1.5 times the link once shown: {estimates:?}"
     );
     assert!(remb < 450_000, "the publisher's REMB: {remb}");
 }
