@@ -57,7 +57,6 @@ after(async () => {
   if (env) await env.teardown();
 });
 
-// W's figures as one line: what its own getStats decodes, what Fluo says of it, its link.
 // W's trace as one line (ms from its negotiation: width decoded / kbit/s received / Fluo's
 // estimate kbit/s / layer) and its layer changes (ms from its negotiation), for a message.
 function traceLine(st) {
@@ -77,6 +76,7 @@ async function withTrace(body) {
   }
 }
 
+// W's figures as one line: what its own getStats decodes, what Fluo says of it, its link.
 async function describe(page, endpoint, ns) {
   const s = await pageStats(page).catch((e) => ({ error: e.message }));
   const out = await videoStats(endpoint, 'outboundrtp').catch((e) => ({ error: e.message }));
