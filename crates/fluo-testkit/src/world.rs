@@ -12,15 +12,22 @@ use tokio::sync::mpsc::UnboundedReceiver;
 /// Decides whether the network drops a datagram to browser `i`.
 pub type DropRule = Box<dyn FnMut(usize, &[u8]) -> bool>;
 
-/// A bandwidth limit on the way from the server to one browser, as a `tbf` qdisc: datagrams
-/// leave at `bps` (their IPv4 and UDP headers counted) after those queued before them; one
-/// that would find more than `queue_bytes` queued is dropped.
+/// A bandwidth limit on the way from the server to one browser, as a `tbf` qdisc: a token
+/// bucket filled at `bps` up to `burst_bytes` (each datagram takes its size, IPv4 and UDP
+/// headers counted), datagrams leaving in order as soon as the bucket holds their size; one
+/// that would find more than `queue_bytes` waiting for tokens is dropped. With no burst
+/// allowance (`Link::new`) a datagram leaves `bps` after those queued before it: a link that
+/// is truly limited. With one (`Link::tbf`) what is sent faster than `bps` passes at the rate
+/// sent until the bucket is empty, as tc's tbf, a policer or a cellular scheduler lets it.
 #[derive(Debug, Clone)]
 pub struct Link {
     pub bps: u64,
     pub queue_bytes: usize,
-    /// When the last datagram queued has left.
-    busy_until: Option<Instant>,
+    pub burst_bytes: usize,
+    /// When the last datagram queued leaves, and the bucket's tokens (bytes) then.
+    last: Option<(Instant, f64)>,
+    /// When each datagram still waiting for tokens leaves, and its bytes.
+    waiting: VecDeque<(Instant, usize)>,
     /// Datagrams dropped because the queue was full, and passed.
     pub dropped: u64,
     pub passed: u64,
@@ -30,11 +37,21 @@ pub struct Link {
 const IP_UDP: usize = 28;
 
 impl Link {
+    /// No burst allowance: `bps`, a queue of `queue_bytes`.
     pub fn new(bps: u64, queue_bytes: usize) -> Link {
+        Link::tbf(bps, 0, queue_bytes)
+    }
+
+    /// A token bucket of `burst_bytes` filled at `bps`, datagrams waiting for tokens up to
+    /// `queue_bytes` (tc's `limit`: e2e's `tbf rate 300kbit burst 5000 limit 7500` is
+    /// `Link::tbf(300_000, 5_000, 7_500)`, which tc shows as a latency of 66.7 ms).
+    pub fn tbf(bps: u64, burst_bytes: usize, queue_bytes: usize) -> Link {
         Link {
             bps,
             queue_bytes,
-            busy_until: None,
+            burst_bytes,
+            last: None,
+            waiting: VecDeque::new(),
             dropped: 0,
             passed: 0,
         }
@@ -42,16 +59,34 @@ impl Link {
 
     /// When a datagram of `len` bytes sent at `now` has crossed the link; `None`: dropped.
     fn admit(&mut self, now: Instant, len: usize) -> Option<Instant> {
-        let bits = ((len + IP_UDP) * 8) as u128;
-        let start = self.busy_until.filter(|t| *t > now).unwrap_or(now);
-        let queued = (start - now).as_micros() * u128::from(self.bps) / 8_000_000;
-        if queued as usize + len + IP_UDP > self.queue_bytes {
+        let size = len + IP_UDP;
+        let rate = self.bps.max(1) as f64 / 8.0;
+        while self.waiting.front().is_some_and(|(t, _)| *t <= now) {
+            self.waiting.pop_front();
+        }
+        let queued: usize = if self.burst_bytes == 0 {
+            // The one being sent counts for what is left of it.
+            let busy = self.last.map_or(now, |(t, _)| t.max(now));
+            ((busy - now).as_secs_f64() * rate) as usize
+        } else {
+            self.waiting.iter().map(|(_, b)| b).sum()
+        };
+        if queued + size > self.queue_bytes {
             self.dropped += 1;
             return None;
         }
-        let takes = Duration::from_micros((bits * 1_000_000 / u128::from(self.bps.max(1))) as u64);
-        let done = start + takes;
-        self.busy_until = Some(done);
+        let (start, tokens) = match self.last {
+            Some((t, k)) if t > now => (t, k),
+            Some((t, k)) => (now, k + (now - t).as_secs_f64() * rate),
+            None => (now, self.burst_bytes as f64),
+        };
+        let tokens = tokens.min(self.burst_bytes as f64);
+        let short = (size as f64 - tokens).max(0.0);
+        let done = start + Duration::from_secs_f64(short / rate);
+        self.last = Some((done, tokens + short - size as f64));
+        if done > now {
+            self.waiting.push_back((done, size));
+        }
         self.passed += 1;
         Some(done)
     }

@@ -638,8 +638,17 @@ fn held(link: Link, secs: u64) -> Held {
 /// keep showing the limit: each fall of the target a sign); the back-off itself is unit
 /// tested (`core::bwe::tests`).
 fn held_for_120_s(queue: usize) {
-    let h = held(Link::new(300_000, queue), 120);
-    h.print(&format!("300 kbit/s, {queue} B queue, 120 s"));
+    held_for_120_s_behind(Link::new(300_000, queue));
+}
+
+/// [`held_for_120_s`]'s assertions behind `link`.
+fn held_for_120_s_behind(link: Link) {
+    let what = format!(
+        "300 kbit/s, {} B burst, {} B queue, 120 s",
+        link.burst_bytes, link.queue_bytes
+    );
+    let h = held(link, 120);
+    h.print(&what);
     assert!(h.lifts.len() <= 2, "lifts at {:?}", h.lifts);
     assert!(
         h.lifts.windows(2).all(|p| p[1] - p[0] >= 30),
@@ -671,6 +680,72 @@ fn a_viewer_behind_300_kbits_and_15_kb_for_120_s_backs_off_its_lifts_without_sus
 #[test]
 fn a_viewer_behind_300_kbits_and_7_5_kb_for_120_s_backs_off_its_lifts_without_sustained_loss() {
     held_for_120_s(7_500);
+}
+
+/// The same behind e2e 89's tbf (`rate 300kbit burst 5000 limit 7500`: tc's latency 66.7 ms),
+/// whose bucket lets a probe cluster of tens of milliseconds at twice the estimate through at
+/// the rate it was sent (5 kB at 600 kbit/s last 133 ms): a probe that reads the cluster's
+/// own rate must not lift the viewer while a failed lift bars probe lifts (main's CI run of
+/// e2e 89: W on f again 4 s after the expiry's failed try).
+#[test]
+fn a_viewer_behind_300_kbits_with_a_5_kb_burst_for_120_s_is_not_lifted_by_probes_the_burst_fools() {
+    held_for_120_s_behind(Link::tbf(300_000, 5_000, 7_500));
+}
+
+/// A plain publisher sending about 110 kbit/s and its viewer behind a 300 kbit/s tbf with a
+/// short queue (a 5 kB burst, 1.5 kB waiting): the viewer's initial probe (2 Mbit/s for 200
+/// ms) is mostly lost, so goog_cc's loss-based estimator falls to about 200 kbit/s while its
+/// delay-based one, which saw no queue grow, stays at the 1 Mbit/s start. Application
+/// limited, the viewer acknowledges about 110 kbit/s and no ALR probe comes (its estimate is
+/// above what it can use). Its estimate, and the publisher's REMB it is part of, must stay
+/// near what the link carries: goog_cc's loss-based estimator climbed back about 30 % a
+/// step, on no evidence, to the 1 Mbit/s start once the start's loss left its window (7-9 s:
+/// 217, 368, 622, 1004 kbit/s, then 1004 to the end; e2e 89's W did the same behind tc's
+/// tbf, there capped to q). Its climb is bounded by twice the acknowledged rate
+/// (`core::bwe::throughput`).
+#[test]
+fn an_application_limited_viewers_estimate_does_not_climb_back_to_the_start_after_its_initial_probes_loss(
+) {
+    let (mut w, p) = bwe_pipeline();
+    let pub_ep = w.create("WebRtcEndpoint", Some(&p));
+    let v_ep = w.create("WebRtcEndpoint", Some(&p));
+    let (publisher, v) = plain_call(&mut w, &pub_ep, &v_ep);
+    w.links.insert(v, Link::tbf(300_000, 5_000, 1_500));
+    let mut estimates = vec![];
+    for _ in 0..30 {
+        let mut tick = 0u64;
+        w.run(Duration::from_secs(1), Duration::from_millis(1), |w| {
+            let now = w.now.mono;
+            // 400-byte frames at 30 fps and the audio: about 110 kbit/s on the wire.
+            if tick.is_multiple_of(33) {
+                w.browsers[publisher].send_video_frame(now, 400);
+            }
+            if tick.is_multiple_of(20) {
+                w.browsers[publisher].send_audio_frame(now);
+            }
+            tick += 1;
+        });
+        let out = outbound(&mut w, &v_ep);
+        estimates.push(out["fluoBandwidthEstimate"].as_u64().unwrap_or(0) / 1000);
+    }
+    // The initial probe's loss made the viewer congested: its estimate is in the REMB.
+    let remb = w.browsers[publisher].remb_in.last().copied().unwrap_or(0);
+    eprintln!("estimates (kbit/s, each second) {estimates:?}; last REMB {remb}");
+    assert!(
+        w.links[&v].dropped > 0,
+        "the initial probe overflowed the queue"
+    );
+    // The scenario: the start's loss showed the limit (with probe clusters of 30 ms, before
+    // h45, the initial probe fit the bucket: no loss to speak of, no congestion, the estimate
+    // stayed at the start and the viewer was not in the REMB).
+    let shown = (estimates[1..=5].iter()).any(|e| *e > 0 && *e < 450);
+    assert!(shown, "the start's loss showed the limit: {estimates:?}");
+    assert!(estimates[2..].iter().all(|e| *e > 0), "{estimates:?}");
+    assert!(
+        estimates.iter().all(|e| *e < 450),
+        "under 1.5 times the link once shown: {estimates:?}"
+    );
+    assert!(remb < 450_000, "the publisher's REMB: {remb}");
 }
 
 #[test]

@@ -10,7 +10,9 @@
 // f and failed (its next expiry 30 s away), W's limit is removed and W goes back to f within
 // the issue's 10 s: goog_cc's probes (padding Fluo sends while W is sent much less than its
 // estimate, every 5 s) show the room and end W's congestion (docs/simulcast.md, "Probing").
-// W's trace (width decoded, kbit/s received, estimate, layer every 500 ms) is logged.
+// W's trace (width decoded, kbit/s received, estimate, layer every 500 ms) is logged, and on
+// a failure of either test it is in the failure's message with W's layer changes; a failure
+// of the first test is repeated in the second's (CI prints only the tail of the log).
 //
 // Root only (network namespaces): under CI=true a machine without it fails, elsewhere the
 // tests are skipped.
@@ -31,6 +33,8 @@ const LIMIT_KBIT = 300;
 const CLIMB_MS = 10000;
 // How long W stays on q before its limit is lifted: past the expiry's first try of f (10 s
 // after its last sign), so that the expiry alone would come back 30 s after that failed try.
+// Since h45's 200 ms probe clusters a probe often shows the limit (its fall a sign), and
+// there is no expiry at all while W is limited.
 const HELD_MS = 15000;
 
 const unavailable = netnsUnavailable();
@@ -39,6 +43,8 @@ let client;
 // What the first test leaves for the second: W's page, endpoint, namespace, layer changes,
 // the layers' widths and the trace of W.
 let state = null;
+// The first test's failure, for the second's message.
+let firstFailure = null;
 
 before(async () => {
   if (unavailable) return;
@@ -50,6 +56,25 @@ after(async () => {
   if (client) client.close();
   if (env) await env.teardown();
 });
+
+// W's trace as one line (ms from its negotiation: width decoded / kbit/s received / Fluo's
+// estimate kbit/s / layer) and its layer changes (ms from its negotiation), for a message.
+function traceLine(st) {
+  if (!st) return 'no trace of W (it was not negotiated)';
+  const line = st.wTrace.samples.map((x) => `${x.at}:${x.w}/${x.kbit}/${x.est}/${x.layer}`);
+  const changes = st.changes.map((c) => [c.rid, c.reason, c.at - st.wStart]);
+  return `W's layer changes ${JSON.stringify(changes)}; W's trace (ms: width/kbit/s/estimate kbit/s/layer): ${line.join(' ')}`;
+}
+
+// `body`, a failure's message completed with W's trace.
+async function withTrace(body) {
+  try {
+    await body();
+  } catch (e) {
+    if (e && typeof e.message === 'string' && !e.message.includes("W's trace")) e.message = `${e.message}; ${traceLine(state)}`;
+    throw e;
+  }
+}
 
 // W's figures as one line: what its own getStats decodes, what Fluo says of it, its link.
 async function describe(page, endpoint, ns) {
@@ -67,7 +92,7 @@ function skipOrFail(t) {
 
 test('bandwidth estimate: a viewer behind 300 kbit/s gets q (BANDWIDTH), an unlimited one f', { timeout: 120000 }, async (t) => {
   if (skipOrFail(t)) return;
-  await withDiagnostics(env, async () => {
+  await withDiagnostics(env, () => withTrace(async () => {
     const { ns, browser: wBrowser } = env.netns.w;
     const pipeline = await call(client, 'create', 'MediaPipeline');
     const publisher = await call(pipeline, 'create', 'WebRtcEndpoint');
@@ -145,6 +170,9 @@ test('bandwidth estimate: a viewer behind 300 kbit/s gets q (BANDWIDTH), an unli
     await sleep(1000);
     assert.equal((await pageStats(wPage)).frameWidth, q, `W stays on q: ${await describe(wPage, weak, ns)}`);
     state.ready = true;
+  })).catch((e) => {
+    firstFailure = e && e.message ? e.message : String(e);
+    throw e;
   });
 });
 
@@ -153,9 +181,9 @@ test('bandwidth estimate: a viewer behind 300 kbit/s gets q (BANDWIDTH), an unli
 // after W reached q, 31.0 s once; here W is held past the first expiry's try first.
 test('bandwidth estimate: its limit lifted, the viewer is back on f within 10 s (a probe)', { timeout: 120000 }, async (t) => {
   if (skipOrFail(t)) return;
-  assert.ok(state && state.ready, 'the first test did not leave W on q');
+  assert.ok(state && state.ready, `the first test did not leave W on q: ${firstFailure || 'no failure recorded'}`.slice(0, 20000));
   const { ns, wPage, weak, changes, f, wTrace, wStart, decodes } = state;
-  await withDiagnostics(env, async () => {
+  await withDiagnostics(env, () => withTrace(async () => {
     await sleep(HELD_MS);
     log(`W held ${HELD_MS} ms more: ${await describe(wPage, weak, ns)}; changes ${JSON.stringify(changes.map((c) => [c.rid, c.reason, c.at - wStart]))}`);
     // Still below f while limited: a probe fooled by the queue's burst allowance would have
@@ -182,5 +210,5 @@ test('bandwidth estimate: its limit lifted, the viewer is back on f within 10 s 
       log(`W's trace from its negotiation (ms: width decoded / kbit/s received / Fluo's estimate kbit/s / layer), limit lifted at ${lifted - wStart}: ${line.join(' ')}`);
     }
     await call(state.pipeline, 'release');
-  });
+  }));
 });

@@ -11,7 +11,7 @@
 //! cannot take padding (no RTX, no transport-wide sequence numbers: nothing is probed then).
 //! What a cluster may cost is bounded by the controller's configuration
 //! ([`super::probe_config`]): rates at most [`MAX_PROBE_BPS`] (goog_cc's own bound without a
-//! maximum), durations of tens of milliseconds.
+//! maximum), durations of [`MIN_PROBE_DURATION_MS`] or more.
 
 use fluo_egress::{Batch, Viewer};
 use goog_cc::network_control::NetworkControllerConfig;
@@ -36,10 +36,16 @@ const QUEUED_MOST: usize = 4;
 /// Clusters whose pacing information is kept for the packets' feedback.
 const KEPT: usize = 8;
 
-/// How long an ALR probe's cluster lasts at least (goog_cc's default is 15 ms: five packets
-/// of Fluo's padding at a few hundred kbit/s take longer anyway; a longer cluster is less
-/// fooled by a queue's burst allowance).
-const MIN_PROBE_DURATION_MS: i64 = 30;
+/// How long a probe cluster lasts at least (goog_cc's default is 15 ms). A queue's burst
+/// allowance (a token bucket: tc's tbf, a policer, a cellular or cable scheduler) lets the
+/// first few kilobytes of a burst through at the rate they were sent: a cluster that fits in
+/// it measures its own rate, not the link's. At 30 ms, twice an estimate of 240 kbit/s was
+/// 1.8 kB, inside e2e 89's 5 kB bucket: every ALR probe read twice the estimate, probed on to
+/// four and eight times, and lifted the viewer's cap over its 300 kbit/s link every few
+/// seconds. At 200 ms (12 kB at 480 kbit/s) the bucket is a fraction of the cluster, and the
+/// probe reads near the link's rate. The cost: a cluster's excess over a truly limited link
+/// queues for longer (docs/simulcast.md, "Probing", has the figures).
+const MIN_PROBE_DURATION_MS: i64 = 200;
 
 /// Sets goog_cc's probe controller (see the module and docs/simulcast.md, "Probing"):
 /// - **initial probe**: one cluster at twice the start rate once the controller starts
