@@ -90,13 +90,16 @@ impl MediaCore {
             return;
         };
         // Once a second, while its video flows: nothing else (its viewers) is looked at before.
+        // Also when the last look sent nothing (nothing bounds it): its timer fires tens of
+        // times a second (NACK, TWCC feedback) and each look goes through all its viewers.
         let rids = match self.eps.get(&key) {
             Some(e) => {
-                let ep = lock(&e.ep);
+                let mut ep = lock(&e.ep);
                 let recent = |t: Instant| now.duration_since(t) < REMB_EVERY;
-                if !ep.flowing_in[MediaKind::Video] || ep.last_remb_at.is_some_and(recent) {
+                if !ep.flowing_in[MediaKind::Video] || ep.remb_looked_at.is_some_and(recent) {
                     return;
                 }
+                ep.remb_looked_at = Some(now);
                 super::simulcast::layer_rids(&ep, MediaKind::Video)
             }
             None => return,
