@@ -685,10 +685,16 @@ mod tests {
         assert_eq!(r.reports().map(|b| b.ssrc).collect::<Vec<_>>(), vec![2]);
         assert!(matches!(pkts[1], RtcpPacket::Pli { media_ssrc: 1, .. }));
         // Nothing of ours: unchanged. Garbage: copied as it came.
-        assert_eq!(strip_report_blocks(&plain, |_| false, &mut |_| true, &mut out), 0);
+        assert_eq!(
+            strip_report_blocks(&plain, |_| false, &mut |_| true, &mut out),
+            0
+        );
         assert_eq!(out, plain);
         let junk = [0x81, 201, 0xff, 0xff, 1, 2];
-        assert_eq!(strip_report_blocks(&junk, |_| true, &mut |_| true, &mut out), 0);
+        assert_eq!(
+            strip_report_blocks(&junk, |_| true, &mut |_| true, &mut out),
+            0
+        );
         assert_eq!(out, junk);
     }
 
@@ -734,7 +740,10 @@ mod tests {
         let mut plain = report.clone();
         plain.extend_from_slice(&bad);
         let mut out = vec![];
-        assert_eq!(strip_report_blocks(&plain, |_| false, &mut |_| false, &mut out), 0);
+        assert_eq!(
+            strip_report_blocks(&plain, |_| false, &mut |_| false, &mut out),
+            0
+        );
         assert_eq!(out, plain);
     }
 }
