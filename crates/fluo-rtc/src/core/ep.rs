@@ -143,8 +143,8 @@ pub(crate) struct Ep {
     /// The source (endpoint key) whose video its own estimate (`--bwe on`, `auto`) is made of.
     estimated_from: Option<u64>,
     pub(crate) last_remb_at: Option<Instant>,
-    /// When what bounds its REMB was last looked at (`MediaCore::update_remb`: once a second,
-    /// whether or not a REMB went).
+    /// When what bounds its REMB was last looked at (`MediaCore::update_remb`: every 100 ms
+    /// while no REMB goes, once a second after one went).
     pub(crate) remb_looked_at: Option<Instant>,
     /// Whether the rembOnConnect bound sent at connection is in force (see `settings`).
     pub(crate) remb_start: crate::settings::RembStart,
