@@ -572,8 +572,9 @@ fn record(log: &mut Option<Box<SentLog>>, now: Instant, twcc: Option<u16>, bytes
 
 /// Copies the compound RTCP packet `plain` into `out` without the report blocks (of SRs and
 /// RRs) about SSRCs `ours` names, fixing counts and lengths, and without the SDES packets
-/// whose chunks all describe sources `keep_sdes` does not name; returns how many blocks and
-/// packets went. What does not parse as RTCP is copied unchanged (str0m judges it).
+/// whose chunks all describe sources `keep_sdes` does not name (unless nothing else is left);
+/// returns how many blocks and packets went. What does not parse as RTCP is copied unchanged
+/// (str0m judges it).
 fn strip_report_blocks(
     plain: &[u8],
     ours: impl Fn(u32) -> bool,
@@ -624,6 +625,12 @@ fn strip_report_blocks(
         at += len;
     }
     out.extend_from_slice(plain.get(at..).unwrap_or_default());
+    if out.is_empty() && !plain.is_empty() {
+        // Only SDES (a reduced-size packet, RFC 5506): an empty SRTCP packet would not seal;
+        // str0m gets it as it came.
+        out.extend_from_slice(plain);
+        return 0;
+    }
     removed
 }
 
@@ -734,6 +741,11 @@ mod tests {
             let n = strip_report_blocks(&plain, |_| false, &mut |s| s == 10, &mut out);
             assert_eq!((n, &out), (0, &plain), "cname {cname:?}");
         }
+        // An SDES packet alone (reduced-size RTCP): kept, an empty packet would not seal.
+        let alone = sdes(&[(9, "abc")]);
+        let mut out = vec![];
+        let n = strip_report_blocks(&alone, |_| false, &mut |_| false, &mut out);
+        assert_eq!((n, &out), (0, &alone));
         // A chunk that runs past its packet: kept for str0m to judge.
         let mut bad = sdes(&[(9, "abcdefg")]);
         bad[9] = 40;
