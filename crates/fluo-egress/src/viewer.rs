@@ -268,15 +268,32 @@ impl Viewer {
         &mut self,
         now: Instant,
         datagram: &[u8],
+        video_source: Option<&mut Source>,
+        batch: &mut Batch,
+        for_str0m: &mut Vec<u8>,
+    ) -> Result<ViewerRtcp, SrtpError> {
+        let all = &mut |_: u32| true;
+        self.read_viewer_rtcp_for(now, datagram, video_source, batch, for_str0m, all)
+    }
+
+    /// [`Viewer::read_viewer_rtcp`], where `for_str0m` also goes without the SDES packets
+    /// that describe none of the sources `str0m_receives` names: str0m keeps a CNAME only for
+    /// a stream it receives, and its parse of an SDES packet is costly (about 64 k
+    /// instructions, then as much again to dispatch it: docs/perf.md, "Per-peer timers").
+    pub fn read_viewer_rtcp_for(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
         mut video_source: Option<&mut Source>,
         batch: &mut Batch,
         for_str0m: &mut Vec<u8>,
+        str0m_receives: &mut dyn FnMut(u32) -> bool,
     ) -> Result<ViewerRtcp, SrtpError> {
         let mut plain = std::mem::take(&mut self.scratch);
         let result = self.read_plain(now, datagram, &mut plain, &mut video_source, batch);
         let result = result.and_then(|(index, seen)| {
             let ours = |ssrc: u32| self.is_ours(ssrc);
-            if strip_report_blocks(&plain, ours, for_str0m) > 0 {
+            if strip_report_blocks(&plain, ours, str0m_receives, for_str0m) > 0 {
                 self.rx.seal_rtcp_at(for_str0m, index)?;
             } else {
                 for_str0m.clear();
@@ -554,9 +571,16 @@ fn record(log: &mut Option<Box<SentLog>>, now: Instant, twcc: Option<u16>, bytes
 }
 
 /// Copies the compound RTCP packet `plain` into `out` without the report blocks (of SRs and
-/// RRs) about SSRCs `ours` names, fixing counts and lengths; returns how many went. What does
-/// not parse as RTCP is copied unchanged (str0m judges it).
-fn strip_report_blocks(plain: &[u8], ours: impl Fn(u32) -> bool, out: &mut Vec<u8>) -> usize {
+/// RRs) about SSRCs `ours` names, fixing counts and lengths, and without the SDES packets
+/// whose chunks all describe sources `keep_sdes` does not name (unless nothing else is left);
+/// returns how many blocks and packets went. What does not parse as RTCP is copied unchanged
+/// (str0m judges it).
+fn strip_report_blocks(
+    plain: &[u8],
+    ours: impl Fn(u32) -> bool,
+    keep_sdes: &mut dyn FnMut(u32) -> bool,
+    out: &mut Vec<u8>,
+) -> usize {
     out.clear();
     let mut at = 0;
     let mut removed = 0;
@@ -566,6 +590,11 @@ fn strip_report_blocks(plain: &[u8], ours: impl Fn(u32) -> bool, out: &mut Vec<u
             break;
         };
         let count = usize::from(pkt[0] & 0x1f);
+        if pkt[1] == PT_SDES && sdes_ssrcs(pkt).is_some_and(|mut s| !s.any(&mut *keep_sdes)) {
+            removed += 1;
+            at += len;
+            continue;
+        }
         let fixed = match pkt[1] {
             PT_SR => 28,
             PT_RR => 8,
@@ -596,7 +625,38 @@ fn strip_report_blocks(plain: &[u8], ours: impl Fn(u32) -> bool, out: &mut Vec<u
         at += len;
     }
     out.extend_from_slice(plain.get(at..).unwrap_or_default());
+    if out.is_empty() && !plain.is_empty() {
+        // Only SDES (a reduced-size packet, RFC 5506): an empty SRTCP packet would not seal;
+        // str0m gets it as it came.
+        out.extend_from_slice(plain);
+        return 0;
+    }
     removed
+}
+
+/// RTCP's SDES packet type (RFC 3550, 6.5).
+const PT_SDES: u8 = 202;
+
+/// The SSRCs of the chunks of the SDES packet `pkt` (its header included), or `None` when
+/// it does not parse (the packet is kept then).
+fn sdes_ssrcs(pkt: &[u8]) -> Option<impl Iterator<Item = u32> + '_> {
+    let count = usize::from(pkt[0] & 0x1f);
+    let mut at = 4;
+    let mut ssrcs = [0u32; 31];
+    for slot in ssrcs.iter_mut().take(count) {
+        let ssrc = pkt.get(at..at + 4)?;
+        *slot = u32::from_be_bytes([ssrc[0], ssrc[1], ssrc[2], ssrc[3]]);
+        at += 4;
+        // Items (type, length, text) up to the null item, then padding to a word.
+        loop {
+            match *pkt.get(at)? {
+                0 => break,
+                _ => at += 2 + usize::from(*pkt.get(at + 1)?),
+            }
+        }
+        at = (at + 4) & !3;
+    }
+    (count > 0 && at <= pkt.len()).then(move || ssrcs.into_iter().take(count))
 }
 
 #[cfg(test)]
@@ -621,7 +681,7 @@ mod tests {
         plain.extend_from_slice(&[0x81, 206, 0, 2, 0, 0, 0, 9, 0, 0, 0, 1]); // PLI on 1
         let mut out = vec![];
         assert_eq!(
-            strip_report_blocks(&plain, |s| s == 1 || s == 3, &mut out),
+            strip_report_blocks(&plain, |s| s == 1 || s == 3, &mut |_| true, &mut out),
             2
         );
         let pkts: Vec<_> = RtcpCompound::new(&out).map(Result::unwrap).collect();
@@ -632,10 +692,70 @@ mod tests {
         assert_eq!(r.reports().map(|b| b.ssrc).collect::<Vec<_>>(), vec![2]);
         assert!(matches!(pkts[1], RtcpPacket::Pli { media_ssrc: 1, .. }));
         // Nothing of ours: unchanged. Garbage: copied as it came.
-        assert_eq!(strip_report_blocks(&plain, |_| false, &mut out), 0);
+        assert_eq!(
+            strip_report_blocks(&plain, |_| false, &mut |_| true, &mut out),
+            0
+        );
         assert_eq!(out, plain);
         let junk = [0x81, 201, 0xff, 0xff, 1, 2];
-        assert_eq!(strip_report_blocks(&junk, |_| true, &mut out), 0);
+        assert_eq!(
+            strip_report_blocks(&junk, |_| true, &mut |_| true, &mut out),
+            0
+        );
         assert_eq!(out, junk);
+    }
+
+    /// An SDES packet: one chunk per (SSRC, CNAME), padded as RFC 3550 6.5 says.
+    fn sdes(chunks: &[(u32, &str)]) -> Vec<u8> {
+        let mut v = vec![0x80 | chunks.len() as u8, PT_SDES, 0, 0];
+        for (ssrc, cname) in chunks {
+            v.extend_from_slice(&ssrc.to_be_bytes());
+            v.extend_from_slice(&[1, cname.len() as u8]);
+            v.extend_from_slice(cname.as_bytes());
+            v.push(0);
+            while v.len() % 4 != 0 {
+                v.push(0);
+            }
+        }
+        let words = (v.len() / 4 - 1) as u16;
+        v[2..4].copy_from_slice(&words.to_be_bytes());
+        v
+    }
+
+    #[test]
+    fn sdes_goes_unless_it_describes_a_source_str0m_receives() {
+        let report = rr(9, &[2]);
+        let pli = [0x81, 206, 0, 2, 0, 0, 0, 9, 0, 0, 0, 1];
+        for cname in ["", "abc", "abcd", "a-longer-cname-of-the-viewer"] {
+            let mut plain = report.clone();
+            plain.extend_from_slice(&sdes(&[(9, cname), (10, "x")]));
+            plain.extend_from_slice(&pli);
+            let mut out = vec![];
+            // The viewer's own sources only (a receive-only peer): the SDES goes, the rest stays.
+            let n = strip_report_blocks(&plain, |_| false, &mut |s| s == 7, &mut out);
+            assert_eq!(n, 1, "cname {cname:?}");
+            let mut expected = report.clone();
+            expected.extend_from_slice(&pli);
+            assert_eq!(out, expected, "cname {cname:?}");
+            // One chunk names a source str0m receives (the peer sends media): all of it stays.
+            let n = strip_report_blocks(&plain, |_| false, &mut |s| s == 10, &mut out);
+            assert_eq!((n, &out), (0, &plain), "cname {cname:?}");
+        }
+        // An SDES packet alone (reduced-size RTCP): kept, an empty packet would not seal.
+        let alone = sdes(&[(9, "abc")]);
+        let mut out = vec![];
+        let n = strip_report_blocks(&alone, |_| false, &mut |_| false, &mut out);
+        assert_eq!((n, &out), (0, &alone));
+        // A chunk that runs past its packet: kept for str0m to judge.
+        let mut bad = sdes(&[(9, "abcdefg")]);
+        bad[9] = 40;
+        let mut plain = report.clone();
+        plain.extend_from_slice(&bad);
+        let mut out = vec![];
+        assert_eq!(
+            strip_report_blocks(&plain, |_| false, &mut |_| false, &mut out),
+            0
+        );
+        assert_eq!(out, plain);
     }
 }

@@ -132,11 +132,18 @@ fn forwarding_and_nack_answers_allocate_nothing_after_warm_up() {
             let lost = (s.ext_seq().unwrap() as u16).wrapping_sub(1);
             nack.clear();
             write_nack(&mut nack, 1, s.ssrc, &[lost]);
+            // With the viewer's SDES (its own SSRC, CNAME "abcd"), which str0m does not get.
+            nack.extend_from_slice(&[
+                0x81, 202, 0, 3, 0, 0, 0, 1, 1, 4, b'a', b'b', b'c', b'd', 0, 0,
+            ]);
             viewer_side.protect_rtcp(&mut nack).unwrap();
+            let no_stream = &mut |_: u32| false;
+            let source = Some(&mut source);
             let seen = v
-                .read_viewer_rtcp(now, &nack, Some(&mut source), &mut batch, &mut for_str0m)
+                .read_viewer_rtcp_for(now, &nack, source, &mut batch, &mut for_str0m, no_stream)
                 .unwrap();
             assert_eq!(seen.resent, 1);
+            assert_eq!(for_str0m.len(), nack.len() - 16, "the SDES left out");
         }
         // Out through sendmmsg, TOS-marked, to loopback addresses nobody listens on.
         let r = sender.send(&batch, &mut transport);

@@ -91,6 +91,12 @@ const LOST_PEER_TICK: Duration = Duration::from_secs(5);
 /// How often a publisher is told its target bitrate.
 const REMB_EVERY: Duration = Duration::from_secs(1);
 
+/// How often what bounds a publisher's REMB is looked at while none is sent (nothing bounds
+/// it): a bound that appears (a viewer's first REMB, its estimate's first congestion) reaches
+/// the publisher within this, where looking at every timer fire (~40 a second) went through
+/// all its viewers each time.
+const REMB_LOOK_EVERY: Duration = Duration::from_millis(100);
+
 /// A command from signalling to the media core (opaque outside this crate).
 pub struct Control(pub(crate) Ctl);
 

@@ -490,15 +490,24 @@ pub(super) fn on_receive<'a>(
     if rtp_or_rtcp(data) != Some(true) {
         return None;
     }
-    let v = ep.egress.as_mut()?;
+    let Ep {
+        egress,
+        egress_source,
+        rtc,
+        ..
+    } = ep;
+    let v = egress.as_mut()?;
     let Egress {
         batch,
         sources,
         for_str0m,
         ..
     } = eg;
-    let source = ep.egress_source.and_then(|s| sources.get_mut(&s));
-    let read = v.read_viewer_rtcp(now, data, source, batch, for_str0m);
+    let source = egress_source.and_then(|s| sources.get_mut(&s));
+    // The peer's SDES reaches str0m only when it describes a stream str0m receives (a
+    // receive-only viewer's does not): str0m keeps nothing else of it.
+    let mut receives = |ssrc: u32| rtc.direct_api().stream_rx(&ssrc.into()).is_some();
+    let read = v.read_viewer_rtcp_for(now, data, source, batch, for_str0m, &mut receives);
     crate::stats::egress_streams(ep);
     match read {
         Ok(seen) => {

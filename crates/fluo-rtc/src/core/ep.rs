@@ -143,6 +143,9 @@ pub(crate) struct Ep {
     /// The source (endpoint key) whose video its own estimate (`--bwe on`, `auto`) is made of.
     estimated_from: Option<u64>,
     pub(crate) last_remb_at: Option<Instant>,
+    /// When what bounds its REMB was last looked at (`MediaCore::update_remb`: every 100 ms
+    /// while no REMB goes, once a second after one went).
+    pub(crate) remb_looked_at: Option<Instant>,
     /// Whether the rembOnConnect bound sent at connection is in force (see `settings`).
     pub(crate) remb_start: crate::settings::RembStart,
     /// Where its session's DTLS exports the SRTP keys, when media goes out through the
@@ -329,6 +332,7 @@ impl Ep {
             estimate_since: None,
             estimated_from: None,
             last_remb_at: None,
+            remb_looked_at: None,
             remb_start: Default::default(),
             keys: None,
             egress: None,

@@ -1,7 +1,7 @@
 //! The endpoints' timers (a heap of deadlines), what runs when they fire (str0m's tick, the
 //! media-flow and media-state timeouts) and the REMB a publisher is told once a second.
 
-use super::{flow, lock, MediaCore, FLOW_IDLE, REMB_EVERY};
+use super::{flow, lock, MediaCore, FLOW_IDLE, REMB_EVERY, REMB_LOOK_EVERY};
 use fluo_sfu::{FlowDir, MediaEvent, MediaKind};
 use std::cmp::Reverse;
 use std::time::{Duration, Instant};
@@ -89,14 +89,21 @@ impl MediaCore {
         let Some(node) = self.nodes.get(&key) else {
             return;
         };
-        // Once a second, while its video flows: nothing else (its viewers) is looked at before.
+        // Once a second after a REMB went, while its video flows: nothing else (its viewers)
+        // is looked at before. While none goes (nothing bounds it), every 100 ms, not at each
+        // of its timer fires (NACK, TWCC feedback: ~40 a second), each of which went through
+        // all its viewers.
         let rids = match self.eps.get(&key) {
             Some(e) => {
-                let ep = lock(&e.ep);
-                let recent = |t: Instant| now.duration_since(t) < REMB_EVERY;
-                if !ep.flowing_in[MediaKind::Video] || ep.last_remb_at.is_some_and(recent) {
+                let mut ep = lock(&e.ep);
+                let within = |d: Duration| move |t: Instant| now.duration_since(t) < d;
+                if !ep.flowing_in[MediaKind::Video]
+                    || ep.last_remb_at.is_some_and(within(REMB_EVERY))
+                    || ep.remb_looked_at.is_some_and(within(REMB_LOOK_EVERY))
+                {
                     return;
                 }
+                ep.remb_looked_at = Some(now);
                 super::simulcast::layer_rids(&ep, MediaKind::Video)
             }
             None => return,
