@@ -6,10 +6,11 @@
 // the host end of its veth pair: lib/netns.js), viewer S a page of the publisher's browser on
 // the host, unlimited. W's send-side estimate (its TWCC feedback: Chromium sends no REMB
 // then) shows congestion and caps it to q, S keeps f; each one's decoded width is read from
-// its own getStats. Then, W held on q long enough for the congestion's expiry to have tried
-// f and failed (its next expiry 30 s away), W's limit is removed and W goes back to f within
-// the 10 s: goog_cc's probes (padding Fluo sends while W is sent much less than its
-// estimate, every 5 s) show the room and end W's congestion (docs/simulcast.md, "Probing").
+// its own getStats. Then W is held on q 15 s more (before h45 that was past the expiry's
+// first try of f; since h45 there may be no expiry while W is limited) and must still be
+// below f; then W's limit is removed and W goes back to f within the 10 s: goog_cc's
+// probes (padding Fluo sends while W is sent much less than its estimate, every 5 s) show
+// the room and end W's congestion (docs/simulcast.md, "Probing").
 // W's trace (width decoded, kbit/s received, estimate, layer every 500 ms) is logged, and on
 // a failure of either test it is in the failure's message with W's layer changes; a failure
 // of the first test is repeated in the second's (CI prints only the tail of the log).
