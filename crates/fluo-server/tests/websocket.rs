@@ -391,6 +391,50 @@ async fn ask_for_big_replies(ws: &mut impl Socket) -> (String, String) {
 /// The write timeout: a socket that takes nothing while replies wait is closed once it has
 /// taken nothing for `ws_write_timeout`, however few replies wait (the outbox's 1024 frames
 /// are never reached here), and the session waits out its grace period for a reconnection.
+/// Sends a ping every 200 ms until a send fails (a socket the server closed answers what
+/// comes next with a reset): the time from `since`; fails once `most` has passed.
+async fn pinged_until_closed(ws: &mut impl Socket, since: Instant, most: Duration) -> Duration {
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if ws.send(Message::Ping(vec![].into())).await.is_err() {
+            return since.elapsed();
+        }
+        let waited = since.elapsed();
+        assert!(waited < most, "still open after {waited:?}");
+    }
+}
+
+/// The text replies a closed connection still delivers (what the socket buffers held), read
+/// until it ends, which must be within 10 s.
+async fn replies_until_end(ws: &mut impl Socket) -> usize {
+    let mut replies = 0;
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_text() {
+                replies += 1;
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the connection ended");
+    replies
+}
+
+/// As for any dropped connection, `session` and its pipeline `pipe` are kept: a new connection
+/// to `port` resumes the session and describes the pipeline (with request id `id`, one the
+/// session has not used: the replay cache answers those it has, for 20 s).
+async fn resumes_with(port: u16, session: &str, pipe: &str, id: &str) {
+    let mut again = open(port, "kurento").await;
+    let r = call(
+        &mut again,
+        json!({"jsonrpc":"2.0","id":"c","method":"connect","params":{"sessionId":session}}),
+    )
+    .await;
+    assert_eq!(r["result"]["sessionId"], json!(session), "{r}");
+    let r = call(&mut again, json!({"jsonrpc":"2.0","id":id,"method":"describe","params":{"object":pipe,"sessionId":session}})).await;
+    assert_eq!(r["result"]["type"], "MediaPipeline", "{r}");
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
     let stall = Duration::from_secs(2);
@@ -405,42 +449,15 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
     // Not reading, only sending a ping every 200 ms until a send fails: a socket the server
     // has closed answers what comes next with a reset. However slowly the core answers, the
     // server's buffers fill within a few replies, and the timeout runs from there.
-    let closed_after = loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if ws.send(Message::Ping(vec![].into())).await.is_err() {
-            break asked.elapsed();
-        }
-        let waited = asked.elapsed();
-        assert!(
-            waited < Duration::from_secs(40),
-            "still open after {waited:?}"
-        );
-    };
+    let closed_after = pinged_until_closed(&mut ws, asked, Duration::from_secs(40)).await;
     println!("closed {closed_after:?} after the requests");
     assert!(closed_after >= stall, "closed after {closed_after:?}");
     // What the socket buffers held, then the end: not every reply.
-    let mut replies = 0;
-    let end = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(Ok(m)) = ws.next().await {
-            if m.is_text() {
-                replies += 1;
-            }
-        }
-    })
-    .await;
-    assert!(end.is_ok(), "the connection ended");
+    let replies = replies_until_end(&mut ws).await;
     assert!(replies < ASKED, "{replies} of {ASKED} replies came");
     // As for any dropped connection, the session and its objects are kept for a reconnection
     // (ids the session has not used: the replay cache answers those it has, for 20 s).
-    let mut again = open(s.port, "kurento").await;
-    let r = call(
-        &mut again,
-        json!({"jsonrpc":"2.0","id":"c","method":"connect","params":{"sessionId":session}}),
-    )
-    .await;
-    assert_eq!(r["result"]["sessionId"], json!(session), "{r}");
-    let r = call(&mut again, json!({"jsonrpc":"2.0","id":"d","method":"describe","params":{"object":pipe,"sessionId":session}})).await;
-    assert_eq!(r["result"]["type"], "MediaPipeline", "{r}");
+    resumes_with(s.port, &session, &pipe, "d").await;
     s.stop.send(true).unwrap();
 }
 
@@ -499,28 +516,10 @@ async fn a_wss_client_that_stops_reading_is_disconnected_after_the_write_timeout
     let mut ws = tokio_tungstenite::client_async(url, tls).await.unwrap().0;
     let (pipe, session) = ask_for_big_replies(&mut ws).await;
     let asked = Instant::now();
-    let closed_after = loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if ws.send(Message::Ping(vec![].into())).await.is_err() {
-            break asked.elapsed();
-        }
-        let waited = asked.elapsed();
-        assert!(
-            waited < Duration::from_secs(40),
-            "still open after {waited:?}"
-        );
-    };
+    let closed_after = pinged_until_closed(&mut ws, asked, Duration::from_secs(40)).await;
     println!("closed {closed_after:?} after the requests");
     assert!(closed_after >= stall, "closed after {closed_after:?}");
-    let mut again = open(plain_port, "kurento").await;
-    let r = call(
-        &mut again,
-        json!({"jsonrpc":"2.0","id":"c","method":"connect","params":{"sessionId":session}}),
-    )
-    .await;
-    assert_eq!(r["result"]["sessionId"], json!(session), "{r}");
-    let r = call(&mut again, json!({"jsonrpc":"2.0","id":"d","method":"describe","params":{"object":pipe,"sessionId":session}})).await;
-    assert_eq!(r["result"]["type"], "MediaPipeline", "{r}");
+    resumes_with(plain_port, &session, &pipe, "d").await;
     stop.send(true).unwrap();
 }
 
@@ -544,38 +543,11 @@ async fn a_client_whose_outbox_fills_is_disconnected_before_any_write_timeout() 
             break;
         }
     }
-    let closed_after = loop {
-        if ws.send(Message::Ping(vec![].into())).await.is_err() {
-            break asked.elapsed();
-        }
-        let waited = asked.elapsed();
-        assert!(
-            waited < Duration::from_secs(30),
-            "still open after {waited:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let closed_after = pinged_until_closed(&mut ws, asked, Duration::from_secs(30)).await;
     println!("closed {closed_after:?} after the requests");
-    let mut replies = 0;
-    let end = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(Ok(m)) = ws.next().await {
-            if m.is_text() {
-                replies += 1;
-            }
-        }
-    })
-    .await;
-    assert!(end.is_ok(), "the connection ended");
+    let replies = replies_until_end(&mut ws).await;
     assert!(replies < ASKED + 1100, "{replies} replies came");
-    let mut again = open(s.port, "kurento").await;
-    let r = call(
-        &mut again,
-        json!({"jsonrpc":"2.0","id":"c","method":"connect","params":{"sessionId":session}}),
-    )
-    .await;
-    assert_eq!(r["result"]["sessionId"], json!(session), "{r}");
-    let r = call(&mut again, json!({"jsonrpc":"2.0","id":"e","method":"describe","params":{"object":pipe,"sessionId":session}})).await;
-    assert_eq!(r["result"]["type"], "MediaPipeline", "{r}");
+    resumes_with(s.port, &session, &pipe, "e").await;
     s.stop.send(true).unwrap();
 }
 
