@@ -68,6 +68,18 @@ fn continuous_with_markers(seen: &[RtpSeen]) {
     }
 }
 
+/// The SVC publisher ([`LAYERS`]) negotiated on endpoint `pub_ep`: its browser's index.
+fn svc_publisher(w: &mut World, pub_ep: &str) -> usize {
+    let publisher = w.add_browser("pub", false);
+    let cand = w.browsers[publisher].candidate_json();
+    w.invoke(pub_ep, "addIceCandidate", json!({"candidate": cand}));
+    let offer = w.browsers[publisher].offer_svc(Direction::SendOnly, &LAYERS);
+    let answer = w.invoke(pub_ep, "processOffer", json!({"offer": offer}));
+    w.browsers[publisher].accept_answer(answer.as_str().unwrap());
+    w.invoke(pub_ep, "gatherCandidates", json!({}));
+    publisher
+}
+
 /// The publisher and the two viewers, the weak one behind `bps`, after 6 s and 4 s more.
 struct Run {
     w: World,
@@ -91,13 +103,7 @@ fn run_in(mode: fluo_rtc::BweMode, bps: u64) -> Run {
     let pub_ep = w.create("WebRtcEndpoint", Some(&p));
     let weak_ep = w.create("WebRtcEndpoint", Some(&p));
     let strong_ep = w.create("WebRtcEndpoint", Some(&p));
-    let publisher = w.add_browser("pub", false);
-    let cand = w.browsers[publisher].candidate_json();
-    w.invoke(&pub_ep, "addIceCandidate", json!({"candidate": cand}));
-    let offer = w.browsers[publisher].offer_svc(Direction::SendOnly, &LAYERS);
-    let answer = w.invoke(&pub_ep, "processOffer", json!({"offer": offer}));
-    w.browsers[publisher].accept_answer(answer.as_str().unwrap());
-    w.invoke(&pub_ep, "gatherCandidates", json!({}));
+    let publisher = svc_publisher(&mut w, &pub_ep);
     let mut viewers = vec![];
     for (name, ep) in [("weak", &weak_ep), ("strong", &strong_ep)] {
         let b = w.add_browser_with(name, true, tap);
@@ -227,13 +233,7 @@ fn in_auto_an_svc_streams_viewer_is_numbered_from_its_second_spatial_layer_on() 
     let p = w.create("MediaPipeline", None);
     let pub_ep = w.create("WebRtcEndpoint", Some(&p));
     let view_ep = w.create("WebRtcEndpoint", Some(&p));
-    let publisher = w.add_browser("pub", false);
-    let cand = w.browsers[publisher].candidate_json();
-    w.invoke(&pub_ep, "addIceCandidate", json!({"candidate": cand}));
-    let offer = w.browsers[publisher].offer_svc(Direction::SendOnly, &LAYERS);
-    let answer = w.invoke(&pub_ep, "processOffer", json!({"offer": offer}));
-    w.browsers[publisher].accept_answer(answer.as_str().unwrap());
-    w.invoke(&pub_ep, "gatherCandidates", json!({}));
+    let publisher = svc_publisher(&mut w, &pub_ep);
     let v = w.add_browser_with("viewer", true, tap);
     w.negotiate_browser_offer(v, &view_ep, Direction::RecvOnly);
     w.invoke(&pub_ep, "connect", json!({"sink": view_ep}));
@@ -264,13 +264,7 @@ fn in_auto_a_viewer_connected_to_a_layered_source_is_numbered_at_once() {
     let pub_ep = w.create("WebRtcEndpoint", Some(&p));
     let first_ep = w.create("WebRtcEndpoint", Some(&p));
     let late_ep = w.create("WebRtcEndpoint", Some(&p));
-    let publisher = w.add_browser("pub", false);
-    let cand = w.browsers[publisher].candidate_json();
-    w.invoke(&pub_ep, "addIceCandidate", json!({"candidate": cand}));
-    let offer = w.browsers[publisher].offer_svc(Direction::SendOnly, &LAYERS);
-    let answer = w.invoke(&pub_ep, "processOffer", json!({"offer": offer}));
-    w.browsers[publisher].accept_answer(answer.as_str().unwrap());
-    w.invoke(&pub_ep, "gatherCandidates", json!({}));
+    let publisher = svc_publisher(&mut w, &pub_ep);
     let first = w.add_browser_with("first", true, tap);
     w.negotiate_browser_offer(first, &first_ep, Direction::RecvOnly);
     let late = w.add_browser_with("late", true, tap);
