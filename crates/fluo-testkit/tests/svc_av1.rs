@@ -69,6 +69,35 @@ fn sid(r: &RtpSeen) -> u8 {
     }
 }
 
+/// The two viewers `[(browser, endpoint); 2]` connected to the publisher, 2 s of its stream:
+/// what each received, asserted: the first only S0, the second every spatial layer, both
+/// continuous with markers.
+fn s0_and_every_layer(
+    w: &mut World,
+    (publisher, pub_ep): (usize, &str),
+    viewers: [(usize, &String); 2],
+) -> (Vec<RtpSeen>, Vec<RtpSeen>) {
+    for (_, ep) in viewers {
+        w.invoke(pub_ep, "connect", json!({"sink": ep}));
+    }
+    assert!(w.connect_all(Duration::from_secs(5)));
+    w.stream(&[publisher], Duration::from_secs(2));
+    let (l, t) = (video(w, viewers[0].0), video(w, viewers[1].0));
+    println!(
+        "in 2 s: the S0 viewer got {} packets, the other {}",
+        l.len(),
+        t.len()
+    );
+    assert!(l.len() > 40 && t.len() > 5 * 40, "{} {}", l.len(), t.len());
+    assert!(l.iter().all(|r| sid(r) == 0), "only spatial layer 0");
+    for s in 0..3 {
+        assert!(t.iter().any(|r| sid(r) == s), "the other gets S{s} too");
+    }
+    continuous_with_markers(&l);
+    continuous_with_markers(&t);
+    (l, t)
+}
+
 #[test]
 fn a_capped_viewer_gets_only_the_lowest_spatial_layer_of_an_av1_stream() {
     let mut w = crate::world();
@@ -85,25 +114,11 @@ fn a_capped_viewer_gets_only_the_lowest_spatial_layer_of_an_av1_stream() {
     w.negotiate_browser_offer(low, &low_ep, Direction::RecvOnly);
     let top = w.add_browser_with("top", true, with_dd);
     w.negotiate_browser_offer(top, &top_ep, Direction::RecvOnly);
-    for v in [&low_ep, &top_ep] {
-        w.invoke(&pub_ep, "connect", json!({"sink": v}));
-    }
-    assert!(w.connect_all(Duration::from_secs(5)));
-    w.stream(&[publisher], Duration::from_secs(2));
-
-    let (l, t) = (video(&w, low), video(&w, top));
-    println!(
-        "in 2 s: the capped viewer got {} packets, the other {}",
-        l.len(),
-        t.len()
+    let (l, t) = s0_and_every_layer(
+        &mut w,
+        (publisher, &pub_ep),
+        [(low, &low_ep), (top, &top_ep)],
     );
-    assert!(l.len() > 40 && t.len() > 5 * 40, "{} {}", l.len(), t.len());
-    assert!(l.iter().all(|r| sid(r) == 0), "only spatial layer 0");
-    for s in 0..3 {
-        assert!(t.iter().any(|r| sid(r) == s), "the other gets S{s} too");
-    }
-    continuous_with_markers(&l);
-    continuous_with_markers(&t);
     // Each packet with the publisher's descriptor; the key pictures' first with the structure.
     for v in [&l, &t] {
         assert!(
@@ -171,25 +186,11 @@ fn a_viewer_without_the_descriptor_gets_the_lowest_spatial_layer_alone() {
     let with_dd = |c: str0m::RtcConfig| c.set_extension(12, dd_extension());
     let dd = w.add_browser_with("dd", true, with_dd);
     w.negotiate_browser_offer(dd, &dd_ep, Direction::RecvOnly);
-    for v in [&plain_ep, &dd_ep] {
-        w.invoke(&pub_ep, "connect", json!({"sink": v}));
-    }
-    assert!(w.connect_all(Duration::from_secs(5)));
-    w.stream(&[publisher], Duration::from_secs(2));
-
-    let (l, t) = (video(&w, plain), video(&w, dd));
-    println!(
-        "in 2 s: the viewer without the descriptor got {} packets, the other {}",
-        l.len(),
-        t.len()
+    let (l, _) = s0_and_every_layer(
+        &mut w,
+        (publisher, &pub_ep),
+        [(plain, &plain_ep), (dd, &dd_ep)],
     );
-    assert!(l.len() > 40 && t.len() > 5 * 40, "{} {}", l.len(), t.len());
-    assert!(l.iter().all(|r| sid(r) == 0), "only spatial layer 0");
-    for s in 0..3 {
-        assert!(t.iter().any(|r| sid(r) == s), "the other gets S{s}");
-    }
-    continuous_with_markers(&l);
-    continuous_with_markers(&t);
     let ev = layer_events(&mut w);
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!(
